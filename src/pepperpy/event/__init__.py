@@ -1,0 +1,100 @@
+"""pepperpy-event: asyncio events, topic pub/sub, an event store, processing and replay.
+
+The public API is importable from here. Names are loaded on first use, so importing the
+package stays cheap and optional drivers are only imported by the features that need
+them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (relative to this package)
+_EXPORTS: dict[str, str] = {
+    # events and patterns
+    "Event": "._event",
+    "PatternIndex": "._patterns",
+    "matches": "._patterns",
+    "RetryPolicy": "._retry",
+    # errors
+    "AccessDenied": "._errors",
+    "BufferFullError": "._errors",
+    "ClosedError": "._errors",
+    "ConcurrencyError": "._errors",
+    "ConfigurationError": "._errors",
+    "EncryptionError": "._errors",
+    "EventError": "._errors",
+    "ListenerLimitError": "._errors",
+    "MissingDependencyError": "._errors",
+    "NotificationError": "._errors",
+    "PatternError": "._errors",
+    "RecipientError": "._errors",
+    "ReplayError": "._errors",
+    "SerializationError": "._errors",
+    "StoreError": "._errors",
+    "StreamDeletedError": "._errors",
+    "TemplateError": "._errors",
+    "TemplateNotFound": "._errors",
+    "TransportError": "._errors",
+    "UnknownTopicError": "._errors",
+    "ValidationError": "._errors",
+    "ValidationProblem": "._errors",
+    # in-process
+    "DeadLetter": "._manager",
+    "EventManager": "._manager",
+    # bus
+    "EventBus": "._bus",
+    "MemoryTransport": ".transports.memory",
+    "Transport": ".transports.base",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # the same names, for type checkers
+    from ._bus import EventBus as EventBus
+    from ._errors import AccessDenied as AccessDenied
+    from ._errors import BufferFullError as BufferFullError
+    from ._errors import ClosedError as ClosedError
+    from ._errors import ConcurrencyError as ConcurrencyError
+    from ._errors import ConfigurationError as ConfigurationError
+    from ._errors import EncryptionError as EncryptionError
+    from ._errors import EventError as EventError
+    from ._errors import ListenerLimitError as ListenerLimitError
+    from ._errors import MissingDependencyError as MissingDependencyError
+    from ._errors import NotificationError as NotificationError
+    from ._errors import PatternError as PatternError
+    from ._errors import RecipientError as RecipientError
+    from ._errors import ReplayError as ReplayError
+    from ._errors import SerializationError as SerializationError
+    from ._errors import StoreError as StoreError
+    from ._errors import StreamDeletedError as StreamDeletedError
+    from ._errors import TemplateError as TemplateError
+    from ._errors import TemplateNotFound as TemplateNotFound
+    from ._errors import TransportError as TransportError
+    from ._errors import UnknownTopicError as UnknownTopicError
+    from ._errors import ValidationError as ValidationError
+    from ._errors import ValidationProblem as ValidationProblem
+    from ._event import Event as Event
+    from ._manager import DeadLetter as DeadLetter
+    from ._manager import EventManager as EventManager
+    from ._patterns import PatternIndex as PatternIndex
+    from ._patterns import matches as matches
+    from ._retry import RetryPolicy as RetryPolicy
+    from .transports.base import Transport as Transport
+    from .transports.memory import MemoryTransport as MemoryTransport
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,217 @@
+"""The exception tree of pepperpy-event.
+
+Every error the library raises derives from :class:`EventError`, so one ``except``
+clause catches them all. Driver errors (asyncpg, redis, nats, aio-pika, SMTP, HTTP)
+are re-raised as the library's own errors ``from`` the original::
+
+    EventError
+    ├── PatternError (ValueError)          a topic pattern or topic is malformed
+    ├── SerializationError (TypeError)     data that cannot travel as JSON
+    ├── ValidationError (ValueError)       data that does not match its schema
+    ├── ListenerLimitError                 more handlers than ``max_listeners``
+    ├── BufferFullError                    ``emit_nowait`` on a full buffer
+    ├── UnknownTopicError (LookupError)    a topic no declared pattern matches
+    ├── AccessDenied (PermissionError)     an access-control rule refused the operation
+    ├── ConfigurationError (ValueError)    a bad URL, option or combination of options
+    ├── MissingDependencyError (ImportError)  an optional extra is not installed
+    ├── ClosedError                        the object was closed
+    ├── StoreError                         an event store backend failed
+    │   ├── ConcurrencyError               ``expected_version`` did not hold
+    │   ├── StreamDeletedError             the stream was (soft-)deleted
+    │   └── EncryptionError                a key is missing, shredded or wrong
+    ├── TransportError                     a bus transport / broker failed
+    ├── NotificationError                  a channel failed to deliver
+    │   ├── TemplateNotFound (LookupError)
+    │   ├── TemplateError                  a template failed to render
+    │   └── RecipientError (ValueError)    no address for a channel
+    └── ReplayError                        a replay was misconfigured or failed
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AccessDenied",
+    "BufferFullError",
+    "ClosedError",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "EncryptionError",
+    "EventError",
+    "ListenerLimitError",
+    "MissingDependencyError",
+    "NotificationError",
+    "PatternError",
+    "RecipientError",
+    "ReplayError",
+    "SerializationError",
+    "StoreError",
+    "StreamDeletedError",
+    "TemplateError",
+    "TemplateNotFound",
+    "TransportError",
+    "UnknownTopicError",
+    "ValidationError",
+    "ValidationProblem",
+]
+
+
+class EventError(Exception):
+    """Root of every error raised by pepperpy-event."""
+
+
+class PatternError(EventError, ValueError):
+    """A topic pattern (or topic) is malformed.
+
+    ``pattern`` is the offending text, ``position`` the 0-based character index of the
+    problem and ``reason`` a short explanation.
+    """
+
+    def __init__(self, pattern: str, position: int, reason: str) -> None:
+        self.pattern = pattern
+        self.position = position
+        self.reason = reason
+        super().__init__(f"invalid pattern {pattern!r} at position {position}: {reason}")
+
+
+class SerializationError(EventError, TypeError):
+    """A value cannot be represented as JSON (the wire and storage format)."""
+
+
+class ValidationProblem:
+    """One problem found by validation: where, what was expected, what was found."""
+
+    __slots__ = ("actual", "expected", "message", "path")
+
+    def __init__(self, path: str, expected: str, actual: str, message: str) -> None:
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+        self.message = message
+
+    def __repr__(self) -> str:
+        return (
+            f"ValidationProblem(path={self.path!r}, expected={self.expected!r}, "
+            f"actual={self.actual!r}, message={self.message!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ValidationProblem):
+            return NotImplemented
+        return (self.path, self.expected, self.actual, self.message) == (
+            other.path,
+            other.expected,
+            other.actual,
+            other.message,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.expected, self.actual, self.message))
+
+    def __str__(self) -> str:
+        where = self.path or "$"
+        return f"{where}: {self.message} (expected {self.expected}, got {self.actual})"
+
+
+class ValidationError(EventError, ValueError):
+    """Data did not match its schema. ``errors`` lists every problem found."""
+
+    def __init__(self, errors: list[ValidationProblem], *, event_type: str | None = None) -> None:
+        self.errors = list(errors)
+        self.event_type = event_type
+        head = f"invalid {event_type!r} event" if event_type else "invalid data"
+        count = len(self.errors)
+        lines = "; ".join(str(p) for p in self.errors)
+        plural = "s" if count != 1 else ""
+        super().__init__(f"{head}: {count} problem{plural}: {lines}")
+
+
+class ListenerLimitError(EventError):
+    """Registering another handler would exceed ``max_listeners`` for that event type."""
+
+
+class BufferFullError(EventError):
+    """The manager's buffer is full; ``emit_nowait`` cannot schedule another event."""
+
+
+class UnknownTopicError(EventError, LookupError):
+    """A topic matches no declared pattern, or a pattern can match no declared topic."""
+
+
+class AccessDenied(EventError, PermissionError):
+    """An access-control rule refused the operation."""
+
+    def __init__(self, principal: str | None, action: str, target: str) -> None:
+        self.principal = principal
+        self.action = action
+        self.target = target
+        super().__init__(f"principal {principal!r} may not {action} {target!r}")
+
+
+class ConfigurationError(EventError, ValueError):
+    """A URL, option or combination of options is invalid."""
+
+
+class MissingDependencyError(EventError, ImportError):
+    """An optional dependency is missing; the message says which extra to install."""
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        self.feature = feature
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the {module!r} package: pip install 'pepperpy-event[{extra}]'",
+            name=module,
+        )
+
+
+class ClosedError(EventError):
+    """The manager, bus, store or subscription was closed."""
+
+
+class StoreError(EventError):
+    """An event store backend failed."""
+
+
+class ConcurrencyError(StoreError):
+    """An append's ``expected_version`` did not match the stream's actual version."""
+
+    def __init__(self, stream: str, expected: Any, actual: int | None) -> None:
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"stream {stream!r}: expected version {expected!r}, actual version {actual!r}"
+        )
+
+
+class StreamDeletedError(StoreError):
+    """The stream was deleted."""
+
+
+class EncryptionError(StoreError):
+    """Encrypted data cannot be read or written (missing, shredded or wrong key)."""
+
+
+class TransportError(EventError):
+    """A bus transport or its broker failed."""
+
+
+class NotificationError(EventError):
+    """A notification channel failed to deliver."""
+
+
+class TemplateNotFound(NotificationError, LookupError):
+    """No template with that name (for that channel)."""
+
+
+class TemplateError(NotificationError):
+    """A template failed to render (the message names the template and the cause)."""
+
+
+class RecipientError(NotificationError, ValueError):
+    """The context gives no address for a channel."""
+
+
+class ReplayError(EventError):
+    """A replay was misconfigured or failed."""

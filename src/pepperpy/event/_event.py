@@ -1,0 +1,466 @@
+"""The immutable :class:`Event` and its CloudEvents 1.0 mapping."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from . import _json
+from ._errors import SerializationError
+from ._frozen import freeze, thaw
+from ._ids import format_uuid7, next_sequence
+
+__all__ = ["Event", "make_event"]
+
+_DEFAULT_SOURCE = "pepperpy-event"
+_VERSION_EXTENSION = "pepperpyversion"
+_METADATA_EXTENSION = "pepperpymetadata"
+_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
+#: CloudEvents context attributes (never written from metadata as extensions)
+_RESERVED = frozenset(
+    {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "datacontenttype",
+        "data",
+        "data_base64",
+        _VERSION_EXTENSION,
+        _METADATA_EXTENSION,
+    }
+)
+#: optional attributes that metadata may carry through as themselves
+_PASSTHROUGH = frozenset({"dataschema"})
+_REPLACEABLE = frozenset(
+    {"type", "data", "metadata", "id", "timestamp", "version", "source", "subject"}
+)
+
+
+class Event:
+    """An immutable fact: something of ``type`` happened, carrying ``data``.
+
+    ``data`` is deep-frozen (read-only mappings and lists). ``metadata`` is the one
+    mutable part, a plain ``dict`` that middleware may enrich. Events read from a store
+    also carry ``stream``, ``position``, ``global_position`` and ``recorded_at``.
+    """
+
+    __slots__ = ("_data", "_extra", "_id", "_metadata", "_ts", "_type", "_version")
+
+    _type: str
+    _data: Any
+    _metadata: dict[str, Any] | None
+    _id: int | str
+    _ts: int | datetime
+    _version: int
+    _extra: tuple[Any, ...] | None
+
+    # ``_id`` holds the reserved UUIDv7 sequence (an int) until first formatted to text;
+    # ``_ts`` holds wall-clock nanoseconds (an int) until first turned into a datetime;
+    # ``_extra`` is None or (source, subject, stream, position, global_position,
+    # recorded_at): rarely set, so plain emits stay cheap to build.
+
+    def __init__(
+        self,
+        type: str,
+        data: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        timestamp: datetime | None = None,
+        version: int = 1,
+        source: str | None = None,
+        subject: str | None = None,
+    ) -> None:
+        if type.__class__ is not str or not type:
+            raise TypeError(f"event type must be a non-empty str, got {type!r}")
+        self._type = type
+        self._data = freeze(data)
+        self._metadata = None if metadata is None else dict(metadata)
+        now = time.time_ns()
+        self._ts = now if timestamp is None else _aware(timestamp, "timestamp")
+        if id is None:
+            self._id = next_sequence(now)
+        elif id.__class__ is not str or not id:
+            raise TypeError(f"event id must be a non-empty str, got {id!r}")
+        else:
+            self._id = id
+        if version.__class__ is not int or version < 1:
+            raise ValueError(f"event version must be an int >= 1, got {version!r}")
+        self._version = version
+        if source is None and subject is None:
+            self._extra = None
+        else:
+            self._extra = (source, subject, None, None, None, None)
+
+    # -- construction used by backends (data already validated) -----------------------
+
+    @classmethod
+    def _restore(
+        cls,
+        type: str,
+        data: Any,
+        metadata: dict[str, Any] | None,
+        id: str,
+        timestamp: datetime,
+        version: int = 1,
+        source: str | None = None,
+        subject: str | None = None,
+        stream: str | None = None,
+        position: int | None = None,
+        global_position: int | None = None,
+        recorded_at: datetime | None = None,
+    ) -> Event:
+        """Rebuild an event read back from storage or the wire (no new id or time)."""
+        event = _new(cls)
+        event._type = type
+        event._data = freeze(data)
+        event._metadata = metadata
+        event._id = id
+        event._ts = timestamp
+        event._version = version
+        if source is None and subject is None and stream is None:
+            event._extra = None
+        else:
+            event._extra = (source, subject, stream, position, global_position, recorded_at)
+        return event
+
+    def _with_position(
+        self, stream: str, position: int, global_position: int, recorded_at: datetime
+    ) -> Event:
+        """A copy of this event as recorded in ``stream`` (used by stores)."""
+        event = self.replace()
+        event._extra = (self.source, self.subject, stream, position, global_position, recorded_at)
+        return event
+
+    def replace(self, **changes: Any) -> Event:
+        """Return a copy with the given public attributes changed (same id unless given).
+
+        The copy is not positioned in any stream (it has not been recorded yet).
+        """
+        unknown = set(changes) - _REPLACEABLE
+        if unknown:
+            raise TypeError(f"replace() got unknown attribute(s): {', '.join(sorted(unknown))}")
+        event = _new(Event)
+        event._type = changes.get("type", self._type)
+        event._data = freeze(changes["data"]) if "data" in changes else self._data
+        meta = changes.get("metadata", self._metadata)
+        event._metadata = None if meta is None else dict(meta)
+        event._id = changes["id"] if "id" in changes else self._id
+        if "timestamp" in changes:
+            event._ts = _aware(changes["timestamp"], "timestamp")
+        else:
+            event._ts = self._ts
+        event._version = changes.get("version", self._version)
+        source = changes.get("source", self.source)
+        subject = changes.get("subject", self.subject)
+        event._extra = (
+            None
+            if source is None and subject is None
+            else (source, subject, None, None, None, None)
+        )
+        return event
+
+    # -- read-only attributes ---------------------------------------------------------
+
+    @property
+    def type(self) -> str:
+        """The event type, a dot-separated topic such as ``user.created``."""
+        return self._type
+
+    @property
+    def data(self) -> Any:
+        """The payload, deep-frozen: mappings and lists cannot be modified."""
+        return self._data
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Context about the event (trace ids, principal, ...): the one mutable part."""
+        value = self._metadata
+        if value is None:
+            value = self._metadata = {}
+        return value
+
+    @property
+    def id(self) -> str:
+        """Unique, time-ordered id (UUIDv7 text unless given explicitly)."""
+        value = self._id
+        if isinstance(value, int):
+            value = self._id = format_uuid7(value)
+        return value
+
+    @property
+    def timestamp(self) -> datetime:
+        """When the event happened: a timezone-aware UTC datetime."""
+        value = self._ts
+        if isinstance(value, int):
+            value = self._ts = datetime.fromtimestamp(value // 1_000_000_000, UTC).replace(
+                microsecond=(value // 1000) % 1_000_000
+            )
+        return value
+
+    @property
+    def version(self) -> int:
+        """Schema version of ``data``."""
+        return self._version
+
+    @property
+    def source(self) -> str | None:
+        """Who produced the event (CloudEvents ``source``), if known."""
+        extra = self._extra
+        return None if extra is None else extra[0]
+
+    @property
+    def subject(self) -> str | None:
+        """What the event is about within its source (CloudEvents ``subject``)."""
+        extra = self._extra
+        return None if extra is None else extra[1]
+
+    @property
+    def stream(self) -> str | None:
+        """The stream this event was read from, for events read from a store."""
+        extra = self._extra
+        return None if extra is None else extra[2]
+
+    @property
+    def position(self) -> int | None:
+        """0-based index inside its stream, for events read from a store."""
+        extra = self._extra
+        return None if extra is None else extra[3]
+
+    @property
+    def global_position(self) -> int | None:
+        """Position in the store's global log, for events read from a store."""
+        extra = self._extra
+        return None if extra is None else extra[4]
+
+    @property
+    def recorded_at(self) -> datetime | None:
+        """When the store recorded the event, for events read from a store."""
+        extra = self._extra
+        return None if extra is None else extra[5]
+
+    # -- value semantics --------------------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return (
+            self.id == other.id
+            and self._type == other._type
+            and self._data == other._data
+            and self._version == other._version
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        where = ""
+        if self.stream is not None:
+            where = f", stream={self.stream!r}, position={self.position!r}"
+        return f"Event(type={self._type!r}, data={self._data!r}, id={self.id!r}{where})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            Event._restore,
+            (
+                self._type,
+                thaw(self._data),
+                dict(self.metadata),
+                self.id,
+                self.timestamp,
+                self._version,
+                *(self._extra or (None,) * 6),
+            ),
+        )
+
+    # -- dict form --------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain JSON-able dict of the event's attributes (the library's own form)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "type": self._type,
+            "data": thaw(self._data),
+            "metadata": dict(self.metadata),
+            "timestamp": self.timestamp.isoformat(),
+            "version": self._version,
+        }
+        if self.source is not None:
+            out["source"] = self.source
+        if self.subject is not None:
+            out["subject"] = self.subject
+        if self.stream is not None:
+            out["stream"] = self.stream
+            out["position"] = self.position
+            out["global_position"] = self.global_position
+            recorded_at = self.recorded_at
+            if recorded_at is not None:
+                out["recorded_at"] = recorded_at.isoformat()
+        return out
+
+    # -- CloudEvents 1.0 (structured mode, JSON format) --------------------------------
+
+    def to_cloudevent(self) -> dict[str, Any]:
+        """The CloudEvents 1.0 structured-mode JSON object for this event.
+
+        Metadata entries whose key is a valid CloudEvents attribute name and whose value
+        is a str, int or bool become extension attributes; the rest travel together in
+        the ``pepperpymetadata`` extension (a JSON string) and come back as they were.
+        """
+        ce: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": self.source or _DEFAULT_SOURCE,
+            "type": self._type,
+            "time": _rfc3339(self.timestamp),
+        }
+        if self.subject is not None:
+            ce["subject"] = self.subject
+        if self._version != 1:
+            ce[_VERSION_EXTENSION] = self._version
+        rest: dict[str, Any] = {}
+        for key, value in (self._metadata or {}).items():
+            if (
+                key not in _RESERVED
+                and _EXTENSION_NAME.fullmatch(key)
+                and (value.__class__ in (str, int, bool))
+                and (key not in _PASSTHROUGH or value.__class__ is str)
+            ):
+                ce[key] = value
+            else:
+                rest[key] = value
+        if rest:
+            ce[_METADATA_EXTENSION] = _json.dumps(rest).decode()
+        data = self._data
+        if isinstance(data, bytes):
+            ce["datacontenttype"] = "application/octet-stream"
+            ce["data_base64"] = base64.b64encode(data).decode("ascii")
+        elif data is not None:
+            ce["datacontenttype"] = "application/json"
+            ce["data"] = data
+        return ce
+
+    @classmethod
+    def from_cloudevent(cls, obj: Mapping[str, Any]) -> Event:
+        """Read a CloudEvents 1.0 structured-mode JSON object (as a mapping)."""
+        if not isinstance(obj, Mapping):
+            kind = type(obj).__name__
+            raise SerializationError(f"a CloudEvent must be a JSON object, got {kind}")
+        spec = obj.get("specversion")
+        if spec != "1.0":
+            raise SerializationError(f"unsupported CloudEvents specversion {spec!r} (need '1.0')")
+        for attribute in ("id", "source", "type"):
+            value = obj.get(attribute)
+            if not isinstance(value, str) or not value:
+                raise SerializationError(
+                    f"CloudEvent attribute {attribute!r} must be a non-empty string"
+                )
+        metadata: dict[str, Any] = {}
+        packed = obj.get(_METADATA_EXTENSION)
+        if packed is not None:
+            restored = _json.loads(packed) if isinstance(packed, str) else packed
+            if not isinstance(restored, dict):
+                raise SerializationError(f"{_METADATA_EXTENSION} must hold a JSON object")
+            metadata.update(restored)
+        for key, value in obj.items():
+            if key not in _RESERVED:
+                metadata[key] = value
+        raw_time = obj.get("time")
+        timestamp = _parse_time(raw_time) if raw_time is not None else datetime.now(UTC)
+        if "data_base64" in obj:
+            data: Any = base64.b64decode(obj["data_base64"])
+        else:
+            data = obj.get("data")
+            content_type = obj.get("datacontenttype")
+            if isinstance(data, str) and content_type and _is_json(content_type):
+                try:
+                    data = _json.loads(data)
+                except SerializationError:
+                    pass
+        version = obj.get(_VERSION_EXTENSION, 1)
+        if isinstance(version, str) and version.isdigit():
+            version = int(version)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise SerializationError(f"{_VERSION_EXTENSION} must be an int >= 1, got {version!r}")
+        source = obj["source"]
+        subject = obj.get("subject")
+        return cls._restore(
+            obj["type"],
+            data,
+            metadata,
+            obj["id"],
+            timestamp,
+            version,
+            None if source == _DEFAULT_SOURCE else source,
+            subject if isinstance(subject, str) else None,
+        )
+
+    def to_json(self) -> bytes:
+        """The CloudEvents structured-mode JSON document, as UTF-8 bytes."""
+        return _json.dumps(self.to_cloudevent())
+
+    @classmethod
+    def from_json(cls, raw: bytes | bytearray | memoryview | str) -> Event:
+        """Read a CloudEvents structured-mode JSON document."""
+        return cls.from_cloudevent(_json.loads(raw))
+
+
+def _aware(value: datetime, what: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"{what} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware, got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(raw: Any) -> datetime:
+    if isinstance(raw, datetime):
+        return _aware(raw, "time")
+    if not isinstance(raw, str):
+        raise SerializationError(f"CloudEvent 'time' must be an RFC 3339 string, got {raw!r}")
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise SerializationError(f"CloudEvent 'time' is not RFC 3339: {raw!r}") from exc
+    if parsed.tzinfo is None:
+        raise SerializationError(f"CloudEvent 'time' has no UTC offset: {raw!r}")
+    return parsed.astimezone(UTC)
+
+
+def _is_json(content_type: str) -> bool:
+    base = content_type.split(";", 1)[0].strip().lower()
+    return base == "application/json" or base.endswith("+json")
+
+
+_new = object.__new__
+
+
+def make_event(type: str, data: Any, metadata: Mapping[str, Any] | None) -> Event:
+    """Build an event on the hot emit path: what ``Event(type, data, metadata)`` does."""
+    event: Event = _new(Event)
+    if type.__class__ is not str or not type:
+        raise TypeError(f"event type must be a non-empty str, got {type!r}")
+    event._type = type
+    event._data = freeze(data)
+    event._metadata = None if metadata is None else dict(metadata)
+    now = _time_ns()
+    event._ts = now
+    event._id = next_sequence(now)
+    event._version = 1
+    event._extra = None
+    return event
+
+
+_time_ns = time.time_ns

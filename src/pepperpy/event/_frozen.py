@@ -1,0 +1,155 @@
+"""Read-only JSON containers: ``event.data`` is deep-frozen on construction.
+
+``FrozenDict`` and ``FrozenList`` subclass ``dict`` and ``list`` so that they compare
+equal to plain containers, serialize natively with orjson and pass ``isinstance``
+checks, while every mutating method raises ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from datetime import date, datetime, time
+from decimal import Decimal
+from enum import Enum
+from typing import Any, NoReturn
+from uuid import UUID
+
+from ._errors import SerializationError
+
+__all__ = ["FrozenDict", "FrozenList", "freeze", "thaw"]
+
+
+def _readonly(self: object, *args: object, **kwargs: object) -> NoReturn:
+    raise TypeError(f"{type(self).__name__} is read-only: event data cannot be modified")
+
+
+class FrozenDict(dict[str, Any]):
+    """A ``dict`` whose contents cannot change."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = _readonly
+    clear = pop = popitem = setdefault = update = _readonly
+    __ior__ = _readonly
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self),))
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenDict:
+        return self
+
+    def __repr__(self) -> str:
+        return dict.__repr__(self)
+
+
+class FrozenList(list[Any]):
+    """A ``list`` whose contents cannot change."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = _readonly
+    append = extend = insert = pop = remove = clear = sort = reverse = _readonly
+    __iadd__ = __imul__ = _readonly
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenList, (list(self),))
+
+    def __copy__(self) -> FrozenList:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenList:
+        return self
+
+    def __repr__(self) -> str:
+        return list.__repr__(self)
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        raise TypeError("unhashable type: 'FrozenList'")
+
+
+_ATOMS: frozenset[type] = frozenset(
+    {str, int, bool, type(None), FrozenDict, FrozenList, datetime, date, time, UUID, bytes}
+)
+
+
+def freeze(value: Any) -> Any:
+    """Return a deep read-only copy of JSON-like ``value``; refuse what JSON cannot hold."""
+    cls = value.__class__
+    if cls in _ATOMS:
+        return value
+    if cls is dict:
+        for key, item in value.items():
+            if key.__class__ is not str or item.__class__ not in _ATOMS:
+                break
+        else:
+            return FrozenDict(value)
+        out = FrozenDict()
+        for key, item in value.items():
+            if key.__class__ is not str:
+                raise SerializationError(
+                    f"data keys must be strings, got {type(key).__name__} key {key!r}"
+                )
+            try:
+                dict.__setitem__(out, key, freeze(item))
+            except SerializationError as exc:
+                raise _at(exc, key) from None
+        return out
+    if cls is list or cls is tuple:
+        items = FrozenList()
+        for index, item in enumerate(value):
+            try:
+                list.append(items, freeze(item))
+            except SerializationError as exc:
+                raise _at(exc, index) from None
+        return items
+    if cls is float:
+        if not math.isfinite(value):
+            raise SerializationError(f"{value!r} is not a finite number; JSON cannot hold it")
+        return value
+    return _freeze_other(value)
+
+
+def _freeze_other(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise SerializationError(f"Decimal {value} is not a finite number")
+        return value
+    if isinstance(value, bool | int | str | datetime | date | time | UUID | bytes | Enum):
+        return value
+    if isinstance(value, float):
+        return freeze(float(value))
+    if isinstance(value, dict):
+        return freeze(dict(value))
+    if isinstance(value, list | tuple):
+        return freeze(list(value))
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return freeze(dataclasses.asdict(value))
+    dump = getattr(value, "model_dump", None)  # pydantic v2 models
+    if callable(dump):
+        return freeze(dump(mode="json"))
+    struct_fields = getattr(value, "__struct_fields__", None)  # msgspec Structs
+    if struct_fields is not None:
+        return freeze({name: getattr(value, name) for name in struct_fields})
+    raise SerializationError(f"value of type {type(value).__name__} is not JSON-serialisable")
+
+
+def _at(exc: SerializationError, key: str | int) -> SerializationError:
+    step = f"[{key!r}]"
+    message = str(exc)
+    if message.startswith("at data"):
+        rest = message[len("at data") :]
+        return SerializationError(f"at data{step}{rest}")
+    return SerializationError(f"at data{step}: {message}")
+
+
+def thaw(value: Any) -> Any:
+    """Return a mutable deep copy of frozen ``value`` (plain dicts and lists)."""
+    if isinstance(value, dict):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [thaw(item) for item in value]
+    return value

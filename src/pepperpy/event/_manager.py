@@ -1,0 +1,402 @@
+"""EventManager: in-process events with patterns, priorities, retries and backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+from ._errors import BufferFullError, ClosedError, ListenerLimitError
+from ._event import Event, make_event
+from ._handlers import Handler, is_async_callable, start
+from ._patterns import PatternIndex, parse_pattern
+from ._retry import RetryPolicy
+
+__all__ = ["DeadLetter", "EventManager"]
+
+logger = logging.getLogger("pepperpy.event")
+
+H = TypeVar("H", bound=Callable[..., Any])
+ErrorCallback = Callable[["DeadLetter"], Any]
+
+DEAD_LETTER_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A handler failure that survived every retry."""
+
+    event: Event
+    handler: Callable[..., Any]
+    exception: BaseException
+    attempts: int
+
+
+class _Listener:
+    __slots__ = ("fired", "handler", "is_async", "key", "once", "pattern", "priority")
+
+    def __init__(self, pattern: str, handler: Handler, once: bool, priority: int) -> None:
+        self.pattern = pattern
+        self.handler = handler
+        self.is_async = is_async_callable(handler)
+        self.once = once
+        self.priority = priority
+        self.fired = False
+        self.key = 0
+
+
+def _priority_first(listener: _Listener) -> int:
+    return -listener.priority
+
+
+class EventManager:
+    """Dispatches events to the handlers registered for their type (or a pattern).
+
+    ``await emit(...)`` returns once every matching handler has finished, retries
+    included. Handlers of one event run concurrently, higher ``priority`` first; a
+    handler that completes without suspending costs no Task. Failures are retried per
+    ``retry_policy`` and then become :class:`DeadLetter` records passed to the
+    ``on_error`` callbacks, kept in ``dead_letters`` and logged.
+    """
+
+    def __init__(
+        self,
+        max_listeners: int | None = None,
+        buffer_size: int | None = None,
+        retry_policy: RetryPolicy = RetryPolicy.NONE,
+    ) -> None:
+        if max_listeners is not None and max_listeners < 1:
+            raise ValueError(f"max_listeners must be >= 1 or None, got {max_listeners!r}")
+        if buffer_size is not None and buffer_size < 1:
+            raise ValueError(f"buffer_size must be >= 1 or None, got {buffer_size!r}")
+        if not isinstance(retry_policy, RetryPolicy):
+            raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
+        self.max_listeners = max_listeners
+        self.buffer_size = buffer_size
+        self.retry_policy = retry_policy
+        self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_LIMIT)
+        self._index: PatternIndex[_Listener] = PatternIndex(order=_priority_first)
+        self._routes = self._index._cache
+        self._error_callbacks: list[tuple[ErrorCallback, bool]] = []
+        self._in_flight = 0
+        self._space_waiters: deque[asyncio.Future[None]] = deque()
+        self._scheduled: set[asyncio.Future[Event]] = set()
+        self._closed = False
+
+    # -- registration -----------------------------------------------------------------
+
+    @overload
+    def on(
+        self, event_type: str, handler: None = None, *, once: bool = False, priority: int = 0
+    ) -> Callable[[H], H]: ...
+
+    @overload
+    def on(self, event_type: str, handler: H, *, once: bool = False, priority: int = 0) -> H: ...
+
+    def on(
+        self,
+        event_type: str,
+        handler: H | None = None,
+        *,
+        once: bool = False,
+        priority: int = 0,
+    ) -> H | Callable[[H], H]:
+        """Register ``handler`` for ``event_type`` (a type or pattern); returns it unchanged.
+
+        Usable as ``@manager.on("user.*")`` or ``manager.on("user.*", handler)``.
+        """
+        parse_pattern(event_type)
+        if handler is None:
+
+            def decorator(func: H) -> H:
+                self._add(event_type, func, once, priority)
+                return func
+
+            return decorator
+        self._add(event_type, handler, once, priority)
+        return handler
+
+    @overload
+    def once(
+        self, event_type: str, handler: None = None, *, priority: int = 0
+    ) -> Callable[[H], H]: ...
+
+    @overload
+    def once(self, event_type: str, handler: H, *, priority: int = 0) -> H: ...
+
+    def once(
+        self, event_type: str, handler: H | None = None, *, priority: int = 0
+    ) -> H | Callable[[H], H]:
+        """Like :meth:`on`, but the handler runs for the first matching event only."""
+        return self.on(event_type, handler, once=True, priority=priority)
+
+    def _add(self, pattern: str, handler: Callable[..., Any], once: bool, priority: int) -> None:
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {handler!r}")
+        if not isinstance(priority, int):
+            raise TypeError(f"priority must be an int, got {priority!r}")
+        if self.max_listeners is not None:
+            count = len(self._index.items_for(pattern))
+            if count >= self.max_listeners:
+                raise ListenerLimitError(
+                    f"{pattern!r} already has {count} handlers (max_listeners={self.max_listeners})"
+                )
+        listener = _Listener(pattern, handler, once, priority)
+        listener.key = self._index.add(pattern, listener)
+
+    async def off(self, event_type: str, handler: Callable[..., Any]) -> bool:
+        """Remove ``handler``'s registrations for ``event_type``; True if any was removed.
+
+        Safe from inside a handler: an emit already running keeps its handler list.
+        """
+        removed = False
+        for key, listener in self._index.items_for(event_type):
+            if listener.handler == handler:
+                removed = self._index.remove(event_type, key) or removed
+        return removed
+
+    def handlers(self, event_type: str) -> list[Callable[..., Any]]:
+        """The handlers an event of type ``event_type`` would reach, in call order."""
+        return [listener.handler for listener in self._index.match(event_type)]
+
+    @overload
+    def on_error(self, callback: None = None) -> Callable[[H], H]: ...
+
+    @overload
+    def on_error(self, callback: H) -> H: ...
+
+    def on_error(self, callback: H | None = None) -> H | Callable[[H], H]:
+        """Register a sync or async callback that receives each :class:`DeadLetter`."""
+        if callback is None:
+
+            def decorator(func: H) -> H:
+                self._error_callbacks.append((func, is_async_callable(func)))
+                return func
+
+            return decorator
+        if not callable(callback):
+            raise TypeError(f"error callback must be callable, got {callback!r}")
+        self._error_callbacks.append((callback, is_async_callable(callback)))
+        return callback
+
+    # -- emitting ---------------------------------------------------------------------
+
+    async def emit(
+        self,
+        event_type: str | Event,
+        data: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """Dispatch an event and return it once every matching handler has finished.
+
+        Pass a type with its data (and optional metadata), or a ready :class:`Event`.
+        """
+        if event_type.__class__ is str:
+            event = make_event(event_type, data, metadata)  # type: ignore[arg-type,unused-ignore]
+        else:
+            event = self._ready_event(event_type, data, metadata)
+        if self._closed:
+            raise ClosedError("the EventManager is closed")
+        if self.buffer_size is not None:
+            await self._enter()
+            try:
+                await self._dispatch(event)
+            finally:
+                self._leave()
+            return event
+        await self._dispatch(event)
+        return event
+
+    def emit_nowait(
+        self,
+        event_type: str | Event,
+        data: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> asyncio.Future[Event]:
+        """Schedule an event without waiting; the returned future resolves to it.
+
+        Raises :class:`BufferFullError` when ``buffer_size`` events are already in flight.
+        """
+        if event_type.__class__ is str:
+            event = make_event(event_type, data, metadata)  # type: ignore[arg-type,unused-ignore]
+        else:
+            event = self._ready_event(event_type, data, metadata)
+        if self._closed:
+            raise ClosedError("the EventManager is closed")
+        if self.buffer_size is not None:
+            if self._in_flight >= self.buffer_size:
+                raise BufferFullError(
+                    f"{self._in_flight} events in flight (buffer_size={self.buffer_size})"
+                )
+            self._in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._deliver_scheduled(event))
+        self._scheduled.add(task)
+        task.add_done_callback(self._scheduled.discard)
+        return task
+
+    async def _deliver_scheduled(self, event: Event) -> Event:
+        try:
+            await self._dispatch(event)
+        finally:
+            if self.buffer_size is not None:
+                self._leave()
+        return event
+
+    @staticmethod
+    def _ready_event(event: Any, data: Any, metadata: Any) -> Event:
+        if not isinstance(event, Event):
+            raise TypeError(f"emit() takes an event type (str) or an Event, got {event!r}")
+        if data is not None or metadata is not None:
+            raise TypeError("pass data and metadata inside the Event, not beside it")
+        return event
+
+    async def _dispatch(self, event: Event) -> None:
+        listeners = self._routes.get(event._type)
+        if listeners is None:
+            listeners = self._index.match(event._type)
+        if not listeners:
+            return
+        if len(listeners) == 1:
+            listener = listeners[0]
+            if listener.once and not self._claim(listener):
+                return
+            try:
+                if listener.is_async:
+                    await listener.handler(event)
+                else:
+                    result = listener.handler(event)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
+            except Exception as exc:
+                await self._retry(listener, event, exc)
+            return
+        await self._dispatch_many(event, listeners)
+
+    async def _dispatch_many(self, event: Event, listeners: tuple[_Listener, ...]) -> None:
+        running: list[tuple[_Listener, asyncio.Future[Any]]] = []
+        failed: list[tuple[_Listener, Exception]] = []
+        for listener in listeners:
+            if listener.once and not self._claim(listener):
+                continue
+            try:
+                result = listener.handler(event)
+                if result is not None and inspect.isawaitable(result):
+                    pending: asyncio.Future[Any] | None
+                    if inspect.iscoroutine(result):
+                        pending = start(result)
+                    else:
+                        pending = asyncio.ensure_future(result)
+                    if pending is not None:
+                        running.append((listener, pending))
+            except Exception as exc:
+                failed.append((listener, exc))
+        if running:
+            await asyncio.wait([task for _, task in running])
+            for listener, done in running:
+                error = done.exception()
+                if error is not None:
+                    if not isinstance(error, Exception):
+                        raise error
+                    failed.append((listener, error))
+        if failed:
+            await asyncio.gather(*(self._retry(lis, event, exc) for lis, exc in failed))
+
+    def _claim(self, listener: _Listener) -> bool:
+        """Let a ``once`` listener fire a single time, removing it as it does."""
+        if listener.fired:
+            return False
+        listener.fired = True
+        self._index.remove(listener.pattern, listener.key)
+        return True
+
+    async def _retry(self, listener: _Listener, event: Event, exc: Exception) -> None:
+        policy = self.retry_policy
+        attempt = 1
+        while policy.should_retry(exc, attempt):
+            await policy.sleep(attempt)
+            attempt += 1
+            try:
+                result = listener.handler(event)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+                return
+            except Exception as again:
+                exc = again
+        await self._dead_letter(DeadLetter(event, listener.handler, exc, attempt))
+
+    async def _dead_letter(self, letter: DeadLetter) -> None:
+        self.dead_letters.append(letter)
+        logger.error(
+            "handler %s failed for event %s (%s) after %d attempt(s)",
+            getattr(letter.handler, "__qualname__", letter.handler),
+            letter.event.type,
+            letter.event.id,
+            letter.attempts,
+            exc_info=letter.exception,
+        )
+        for callback, is_async in list(self._error_callbacks):
+            try:
+                result = callback(letter)
+                if is_async or (result is not None and inspect.isawaitable(result)):
+                    await result
+            except Exception:
+                logger.exception("on_error callback %r failed", callback)
+
+    # -- backpressure -----------------------------------------------------------------
+
+    async def _enter(self) -> None:
+        assert self.buffer_size is not None
+        while self._in_flight >= self.buffer_size:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._space_waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()
+                raise
+        self._in_flight += 1
+
+    def _leave(self) -> None:
+        self._in_flight -= 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._space_waiters:
+            waiter = self._space_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    @property
+    def in_flight(self) -> int:
+        """Events scheduled or being dispatched that count against ``buffer_size``."""
+        return self._in_flight
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Wait until every event scheduled with :meth:`emit_nowait` has been handled."""
+        while self._scheduled:
+            await asyncio.wait(list(self._scheduled))
+
+    async def close(self) -> None:
+        """Drain scheduled events, then refuse new ones."""
+        await self.drain()
+        self._closed = True
+
+    async def __aenter__(self) -> EventManager:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

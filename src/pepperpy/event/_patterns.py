@@ -1,0 +1,288 @@
+"""The topic pattern language and its index.
+
+Event types, topics and stream names are dot-separated tokens (``users.login``). In a
+pattern ``*`` matches exactly one token and ``#`` zero or more; anything else is
+literal. The same language serves the manager, the bus, the processor, replay,
+notifications, store filters and access-control rules.
+
+:class:`PatternIndex` keeps subscriptions in a token trie, so the cost of matching a
+topic depends on the topic and on the subscriptions that can match it, not on how many
+subscriptions exist; a bounded cache maps recently seen topics to their results and is
+invalidated whenever the index changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from functools import cache, lru_cache
+from typing import Any, Generic, TypeVar
+
+from ._errors import PatternError
+
+__all__ = ["PatternIndex", "could_overlap", "matches", "parse_pattern", "parse_topic"]
+
+T = TypeVar("T")
+
+ONE = "*"
+ANY = "#"
+_WILDCARDS = frozenset((ONE, ANY))
+
+
+def _tokens(text: str, *, wildcards: bool) -> tuple[str, ...]:
+    if not isinstance(text, str):
+        raise TypeError(f"a pattern or topic must be a str, got {type(text).__name__}")
+    if not text:
+        raise PatternError(text, 0, "empty pattern")
+    tokens = tuple(text.split("."))
+    position = 0
+    for token in tokens:
+        if not token:
+            if position == 0:
+                reason = "leading dot"
+            elif position == len(text):
+                reason = "trailing dot"
+                position -= 1
+            else:
+                reason = "empty token (two dots in a row)"
+            raise PatternError(text, position, reason)
+        if token not in _WILDCARDS:
+            for offset, char in enumerate(token):
+                if char in "*#":
+                    if not wildcards:
+                        reason = f"wildcard {char!r} is not allowed in a topic"
+                    else:
+                        reason = f"wildcard {char!r} must be a whole token, not part of {token!r}"
+                    raise PatternError(text, position + offset, reason)
+                if char.isspace():
+                    raise PatternError(text, position + offset, "whitespace is not allowed")
+        elif not wildcards:
+            raise PatternError(text, position, f"wildcard {token!r} is not allowed in a topic")
+        position += len(token) + 1
+    return tokens
+
+
+@lru_cache(maxsize=4096)
+def parse_pattern(pattern: str) -> tuple[str, ...]:
+    """Split and validate a pattern; raise :class:`PatternError` naming the position."""
+    return _tokens(pattern, wildcards=True)
+
+
+@lru_cache(maxsize=4096)
+def parse_topic(topic: str) -> tuple[str, ...]:
+    """Split and validate a concrete topic (no wildcards)."""
+    return _tokens(topic, wildcards=False)
+
+
+def is_literal(pattern: str) -> bool:
+    """True when ``pattern`` has no wildcard token."""
+    return not any(token in _WILDCARDS for token in parse_pattern(pattern))
+
+
+def _match_tokens(pattern: tuple[str, ...], topic: tuple[str, ...]) -> bool:
+    # iterative matcher with backtracking on the last '#' (like glob '*' matching)
+    p = t = 0
+    star_p = star_t = -1
+    while t < len(topic):
+        if p < len(pattern) and pattern[p] == ANY:
+            star_p, star_t = p, t
+            p += 1
+        elif p < len(pattern) and (pattern[p] == ONE or pattern[p] == topic[t]):
+            p += 1
+            t += 1
+        elif star_p >= 0:
+            p = star_p + 1
+            star_t += 1
+            t = star_t
+        else:
+            return False
+    while p < len(pattern) and pattern[p] == ANY:
+        p += 1
+    return p == len(pattern)
+
+
+def matches(pattern: str, topic: str) -> bool:
+    """True when ``topic`` matches ``pattern``."""
+    return _match_tokens(parse_pattern(pattern), parse_topic(topic))
+
+
+def could_overlap(first: str, second: str) -> bool:
+    """True when some concrete topic matches both patterns."""
+    a, b = parse_pattern(first), parse_pattern(second)
+
+    @cache
+    def meet(i: int, j: int) -> bool:
+        if i < len(a) and a[i] == ANY:
+            if meet(i + 1, j) or (j < len(b) and meet(i, j + 1)):
+                return True
+        if j < len(b) and b[j] == ANY:
+            if meet(i, j + 1) or (i < len(a) and meet(i + 1, j)):
+                return True
+        if i == len(a) or j == len(b):
+            return i == len(a) and j == len(b)
+        if a[i] == ANY or b[j] == ANY:
+            return False
+        if a[i] == ONE or b[j] == ONE or a[i] == b[j]:
+            return meet(i + 1, j + 1)
+        return False
+
+    return meet(0, 0)
+
+
+class _Node(Generic[T]):
+    __slots__ = ("any", "children", "entries", "one")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node[T]] = {}
+        self.one: _Node[T] | None = None
+        self.any: _Node[T] | None = None
+        self.entries: dict[int, T] = {}
+
+    def empty(self) -> bool:
+        return not (self.children or self.one or self.any or self.entries)
+
+
+class PatternIndex(Generic[T]):
+    """Items registered under patterns, found by concrete topic.
+
+    ``match(topic)`` returns the matching items in registration order, or sorted by
+    ``order(item)`` when given (a stable sort: ties keep registration order). Results are cached
+    per topic (at most ``cache_size`` topics); any ``add`` or ``remove`` clears the cache.
+    """
+
+    def __init__(self, *, cache_size: int = 4096, order: Callable[[T], Any] | None = None) -> None:
+        self._order = order
+        self._root: _Node[T] = _Node()
+        self._cache: dict[str, tuple[T, ...]] = {}
+        self._cache_size = cache_size
+        self._sequence = 0
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, pattern: str, item: T) -> int:
+        """Register ``item`` under ``pattern``; return its registration key."""
+        node = self._root
+        for token in parse_pattern(pattern):
+            if token == ANY:
+                node.any = node.any or _Node()
+                node = node.any
+            elif token == ONE:
+                node.one = node.one or _Node()
+                node = node.one
+            else:
+                nxt = node.children.get(token)
+                if nxt is None:
+                    nxt = node.children[token] = _Node()
+                node = nxt
+        self._sequence += 1
+        node.entries[self._sequence] = item
+        self._count += 1
+        self._cache.clear()
+        return self._sequence
+
+    def remove(self, pattern: str, key: int) -> bool:
+        """Remove the registration ``key`` made under ``pattern``; False if absent."""
+        path: list[tuple[_Node[T], str]] = []
+        node: _Node[T] | None = self._root
+        for token in parse_pattern(pattern):
+            assert node is not None
+            path.append((node, token))
+            if token == ANY:
+                node = node.any
+            elif token == ONE:
+                node = node.one
+            else:
+                node = node.children.get(token)
+            if node is None:
+                return False
+        assert node is not None
+        if node.entries.pop(key, None) is None:
+            return False
+        self._count -= 1
+        self._cache.clear()
+        for parent, token in reversed(path):  # prune empty branches
+            child = parent.any if token == ANY else parent.one if token == ONE else None
+            if child is None:
+                child = parent.children.get(token)
+            if child is None or not child.empty():
+                break
+            if token == ANY:
+                parent.any = None
+            elif token == ONE:
+                parent.one = None
+            else:
+                del parent.children[token]
+        return True
+
+    def items_for(self, pattern: str) -> list[tuple[int, T]]:
+        """The ``(key, item)`` pairs registered under exactly ``pattern``."""
+        node: _Node[T] | None = self._root
+        for token in parse_pattern(pattern):
+            assert node is not None
+            if token == ANY:
+                node = node.any
+            elif token == ONE:
+                node = node.one
+            else:
+                node = node.children.get(token)
+            if node is None:
+                return []
+        assert node is not None
+        return list(node.entries.items())
+
+    def match(self, topic: str) -> tuple[T, ...]:
+        """Items whose pattern matches ``topic``, in registration order."""
+        cached = self._cache.get(topic)
+        if cached is not None:
+            return cached
+        found = self._lookup(parse_topic(topic))
+        cache = self._cache
+        if len(cache) >= self._cache_size:
+            del cache[next(iter(cache))]
+        cache[topic] = found
+        return found
+
+    def _lookup(self, tokens: tuple[str, ...]) -> tuple[T, ...]:
+        found: dict[int, T] = {}
+        seen: set[tuple[int, int]] = set()
+        last = len(tokens)
+        stack: list[tuple[_Node[T], int]] = [(self._root, 0)]
+        while stack:
+            node, i = stack.pop()
+            mark = (id(node), i)
+            if mark in seen:
+                continue
+            seen.add(mark)
+            if node.any is not None:
+                stack.extend((node.any, k) for k in range(i, last + 1))
+            if i == last:
+                if node.entries:
+                    found.update(node.entries)
+                continue
+            child = node.children.get(tokens[i])
+            if child is not None:
+                stack.append((child, i + 1))
+            if node.one is not None:
+                stack.append((node.one, i + 1))
+        if not found:
+            return ()
+        ordered = [found[key] for key in sorted(found)]
+        if self._order is not None:
+            ordered.sort(key=self._order)
+        return tuple(ordered)
+
+    def __iter__(self) -> Iterator[T]:
+        stack: list[_Node[T]] = [self._root]
+        entries: dict[int, T] = {}
+        while stack:
+            node = stack.pop()
+            entries.update(node.entries)
+            stack.extend(node.children.values())
+            stack.extend(n for n in (node.one, node.any) if n is not None)
+        return iter([entries[key] for key in sorted(entries)])
+
+
+def validate_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
+    """Validate each pattern, returning them as a tuple."""
+    return tuple(p for p in patterns if parse_pattern(p))

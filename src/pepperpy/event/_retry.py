@@ -1,0 +1,134 @@
+"""How often and how far apart a failed handler is tried again."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+__all__ = ["RetryPolicy"]
+
+Kind = Literal["none", "fixed", "linear", "exponential"]
+ExceptionTypes = tuple[type[BaseException], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """A retry schedule: ``max_attempts`` counts every try, the first included.
+
+    Delays before try ``n + 1`` (``n`` = 1, 2, ...):
+
+    * fixed: ``base_delay``
+    * linear: ``min(max_delay, base_delay * n)``
+    * exponential: ``min(max_delay, base_delay * 2 ** (n - 1))``; with ``jitter`` the
+      delay is drawn uniformly from ``[base_delay, that value]`` ("equal jitter" kept
+      within ``[base_delay, max_delay]``).
+
+    Only exceptions that are instances of ``retry_on`` are retried; others fail at once.
+    A delay of ``0`` means no wait.
+    """
+
+    kind: Kind = "none"
+    max_attempts: int = 1
+    base_delay: float = 0.0
+    max_delay: float = 0.0
+    jitter: bool = False
+    retry_on: ExceptionTypes = field(default=(Exception,))
+
+    NONE: ClassVar[RetryPolicy]
+    FIXED: ClassVar[RetryPolicy]
+    LINEAR: ClassVar[RetryPolicy]
+    EXPONENTIAL: ClassVar[RetryPolicy]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError("delays must be >= 0")
+        if self.kind != "fixed" and self.max_delay < self.base_delay:
+            raise ValueError(
+                f"max_delay ({self.max_delay}) must be >= base_delay ({self.base_delay})"
+            )
+        retry_on = self.retry_on
+        if isinstance(retry_on, type):
+            object.__setattr__(self, "retry_on", (retry_on,))
+        elif not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
+            raise TypeError("retry_on must be exception classes")
+
+    @classmethod
+    def none(cls) -> RetryPolicy:
+        """One attempt, no retries."""
+        return cls()
+
+    @classmethod
+    def fixed(
+        cls,
+        max_attempts: int = 3,
+        base_delay: float = 1.0,
+        retry_on: ExceptionTypes | type[BaseException] = (Exception,),
+    ) -> RetryPolicy:
+        """``max_attempts`` tries, ``base_delay`` seconds apart."""
+        return cls("fixed", max_attempts, base_delay, base_delay, False, _types(retry_on))
+
+    @classmethod
+    def linear(
+        cls,
+        max_attempts: int = 3,
+        base_delay: float = 1.0,
+        max_delay: float = 30.0,
+        retry_on: ExceptionTypes | type[BaseException] = (Exception,),
+    ) -> RetryPolicy:
+        """Delays grow by ``base_delay`` each try, capped at ``max_delay``."""
+        return cls("linear", max_attempts, base_delay, max_delay, False, _types(retry_on))
+
+    @classmethod
+    def exponential(
+        cls,
+        max_attempts: int = 5,
+        base_delay: float = 0.1,
+        max_delay: float = 30.0,
+        jitter: bool = True,
+        retry_on: ExceptionTypes | type[BaseException] = (Exception,),
+    ) -> RetryPolicy:
+        """Delays double each try from ``base_delay``, capped at ``max_delay``."""
+        return cls("exponential", max_attempts, base_delay, max_delay, jitter, _types(retry_on))
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed try number ``attempt`` (1-based)."""
+        if self.kind == "none":
+            return 0.0
+        if self.kind == "fixed":
+            return self.base_delay
+        if self.kind == "linear":
+            return min(self.max_delay, self.base_delay * attempt)
+        ceiling = min(self.max_delay, math.ldexp(self.base_delay, min(attempt - 1, 512)))
+        if self.jitter and ceiling > self.base_delay:
+            return random.uniform(self.base_delay, ceiling)
+        return ceiling
+
+    def delays(self) -> Iterator[float]:
+        """The waits between tries: ``max_attempts - 1`` values."""
+        for attempt in range(1, self.max_attempts):
+            yield self.delay(attempt)
+
+    def should_retry(self, exc: BaseException, attempt: int) -> bool:
+        """True when try ``attempt`` failed with ``exc`` and another try is due."""
+        return attempt < self.max_attempts and isinstance(exc, self.retry_on)
+
+    async def sleep(self, attempt: int) -> None:
+        """Wait the delay due after failed try ``attempt``."""
+        seconds = self.delay(attempt)
+        await asyncio.sleep(seconds)
+
+
+def _types(retry_on: ExceptionTypes | type[BaseException]) -> ExceptionTypes:
+    return (retry_on,) if isinstance(retry_on, type) else tuple(retry_on)
+
+
+RetryPolicy.NONE = RetryPolicy()
+RetryPolicy.FIXED = RetryPolicy.fixed()
+RetryPolicy.LINEAR = RetryPolicy.linear(max_attempts=3, base_delay=1.0, max_delay=2.0)
+RetryPolicy.EXPONENTIAL = RetryPolicy.exponential()

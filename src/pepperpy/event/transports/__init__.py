@@ -1,0 +1,43 @@
+"""Bus transports: ``memory://`` built in; Redis, NATS and RabbitMQ as extras."""
+
+from __future__ import annotations
+
+import importlib
+from urllib.parse import urlsplit
+
+from .._errors import ConfigurationError
+from .base import Subscription, Transport
+from .memory import MemoryTransport
+
+__all__ = ["MemoryTransport", "Subscription", "Transport", "transport_from_url"]
+
+
+#: URL scheme -> (module, class) of the transports shipped as extras
+_SCHEMES: dict[str, tuple[str, str]] = {
+    "redis": ("pepperpy.event.transports.redis", "RedisTransport"),
+    "rediss": ("pepperpy.event.transports.redis", "RedisTransport"),
+    "nats": ("pepperpy.event.transports.nats", "NatsTransport"),
+    "tls": ("pepperpy.event.transports.nats", "NatsTransport"),
+    "amqp": ("pepperpy.event.transports.rabbitmq", "RabbitMQTransport"),
+    "amqps": ("pepperpy.event.transports.rabbitmq", "RabbitMQTransport"),
+}
+
+
+def transport_from_url(url: str) -> Transport:
+    """Build the transport a URL names: ``memory://``, ``redis://``, ``nats://``, ``amqp://``."""
+    if not isinstance(url, str):
+        raise TypeError(f"transport must be a URL or a Transport, got {url!r}")
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("memory", ""):
+        if url not in ("memory", "memory://", "memory:"):
+            raise ConfigurationError(f"the memory transport takes no address: {url!r}")
+        return MemoryTransport()
+    target = _SCHEMES.get(scheme)
+    if target is None:
+        raise ConfigurationError(
+            f"unknown transport URL {url!r}: use memory://, redis://, nats:// or amqp://"
+        )
+    module, name = target
+    transport_class = getattr(importlib.import_module(module), name)
+    transport: Transport = transport_class(url)
+    return transport

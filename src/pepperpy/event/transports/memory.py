@@ -1,0 +1,74 @@
+"""The in-process transport: ``publish`` returns after local subscribers ran."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from .._event import Event
+from .._handlers import start
+from .._patterns import PatternIndex
+from .base import Subscription, Transport
+
+__all__ = ["MemoryTransport"]
+
+
+class _Group:
+    __slots__ = ("members", "turn")
+
+    def __init__(self) -> None:
+        self.members: list[Subscription] = []
+        self.turn = itertools.count()
+
+    def next_member(self) -> Subscription:
+        return self.members[next(self.turn) % len(self.members)]
+
+
+class MemoryTransport(Transport):
+    """Delivers in-process. Groups share work round-robin; publish waits for handlers.
+
+    It is a full transport, not a test double: use it for single-process applications
+    and in tests of code that will later run on a broker.
+    """
+
+    distributed = False
+
+    def __init__(self) -> None:
+        self._index: PatternIndex[Subscription | _Group] = PatternIndex()
+        self._groups: dict[tuple[str, str], _Group] = {}
+        self._in_progress: set[asyncio.Future[Any]] = set()
+        self._closed = False
+
+    async def publish(self, event: Event, *, key: str | None = None) -> None:
+        targets = self._index.match(event.type)
+        if not targets:
+            return
+        running: list[asyncio.Future[Any]] = []
+        for target in targets:
+            sub = target.next_member() if isinstance(target, _Group) else target
+            task = start(sub.deliver(event))  # type: ignore[arg-type]
+            if task is not None:
+                running.append(task)
+        if running:
+            self._in_progress.update(running)
+            try:
+                await asyncio.gather(*running)
+            finally:
+                self._in_progress.difference_update(running)
+
+    async def subscribe(self, subscription: Subscription) -> None:
+        if subscription.group is None:
+            self._index.add(subscription.pattern, subscription)
+            return
+        group_key = (subscription.group, subscription.pattern)
+        group = self._groups.get(group_key)
+        if group is None:
+            group = self._groups[group_key] = _Group()
+            self._index.add(subscription.pattern, group)
+        group.members.append(subscription)
+
+    async def close(self) -> None:
+        self._closed = True
+        while self._in_progress:
+            await asyncio.wait(list(self._in_progress))

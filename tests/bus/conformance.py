@@ -1,0 +1,258 @@
+"""The bus conformance suite: every transport must pass all of it.
+
+Subclass :class:`BusConformance` in a ``test_*.py`` module, name it ``Test...`` and give
+it a ``transport_factory`` fixture returning a zero-argument callable that makes a fresh
+transport (or URL) per bus. Topics are rooted under a unique token per test, so runs on
+a shared broker never see each other's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from pepperpy.event import Event, EventBus, RetryPolicy, Transport, UnknownTopicError
+from tests.conftest import unique_name
+from tests.helpers import eventually, settle
+
+FAST_RETRY = RetryPolicy.fixed(max_attempts=3, base_delay=0.01)
+
+MakeBus = Callable[..., EventBus]
+
+
+class BusConformance:
+    @pytest.fixture
+    def root(self) -> str:
+        return unique_name("t")
+
+    @pytest.fixture
+    async def make_bus(
+        self, transport_factory: Callable[[], Transport | str]
+    ) -> AsyncIterator[MakeBus]:
+        buses: list[EventBus] = []
+
+        def make(topics: list[str] | None = None, retry_policy: RetryPolicy = FAST_RETRY) -> EventBus:
+            bus = EventBus(topics, transport=transport_factory(), retry_policy=retry_policy)
+            buses.append(bus)
+            return bus
+
+        yield make
+        for bus in buses:
+            await bus.close()
+
+    async def test_every_ungrouped_subscriber_gets_every_event(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        bus = make_bus()
+        first: list[Event] = []
+        second: list[Any] = []
+
+        @bus.subscribe(f"{root}.users.*")
+        async def one(event: Event) -> None:
+            first.append(event)
+
+        @bus.subscribe(f"{root}.users.*")
+        def two(event: Event) -> None:  # sync handlers work too
+            second.append(event.data)
+
+        await bus.start()
+        published = [await bus.publish(f"{root}.users.login", {"n": n}) for n in range(5)]
+        await eventually(lambda: len(first) == 5 and len(second) == 5)
+        assert [e.id for e in first] == [e.id for e in published]
+        assert [e.data for e in first] == [{"n": n} for n in range(5)]
+        assert second == [{"n": n} for n in range(5)]
+        assert all(e.type == f"{root}.users.login" for e in first)
+
+    async def test_patterns_mean_the_same_on_every_transport(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        bus = make_bus()
+        seen: dict[str, list[str]] = {"one": [], "any": [], "tail": [], "exact": []}
+        patterns = {
+            "one": f"{root}.users.*",
+            "any": f"{root}.users.#",
+            "tail": f"{root}.#.failed",
+            "exact": f"{root}.users.login",
+        }
+        for name, pattern in patterns.items():
+            bus.subscribe(pattern)(lambda e, name=name: seen[name].append(e.type))
+        await bus.start()
+        topics = ["users", "users.login", "users.login.failed", "failed", "orders.created"]
+        for topic in topics:
+            await bus.publish(f"{root}.{topic}", None)
+        expected = {
+            "one": ["users.login"],
+            "any": ["users", "users.login", "users.login.failed"],
+            "tail": ["users.login.failed", "failed"],
+            "exact": ["users.login"],
+        }
+        total = sum(len(v) for v in expected.values())
+        await eventually(lambda: sum(len(v) for v in seen.values()) >= total)
+        await settle()
+        got = {name: sorted(t[len(root) + 1 :] for t in types) for name, types in seen.items()}
+        assert got == {name: sorted(types) for name, types in expected.items()}
+
+    async def test_group_members_share_the_work(self, make_bus: MakeBus, root: str) -> None:
+        bus = make_bus()
+        handled: dict[str, list[int]] = {"a": [], "b": [], "c": [], "solo": []}
+        for member in ("a", "b", "c"):
+            bus.subscribe(f"{root}.jobs.*", group="workers")(
+                lambda e, member=member: handled[member].append(e.data["n"])
+            )
+        bus.subscribe(f"{root}.jobs.*")(lambda e: handled["solo"].append(e.data["n"]))
+        await bus.start()
+        count = 30
+        for n in range(count):
+            await bus.publish(f"{root}.jobs.run", {"n": n})
+        group_total = lambda: sum(len(handled[m]) for m in ("a", "b", "c"))  # noqa: E731
+        await eventually(lambda: group_total() >= count and len(handled["solo"]) >= count)
+        await settle()
+        together = sorted(handled["a"] + handled["b"] + handled["c"])
+        assert together == list(range(count)), "each event reaches exactly one group member"
+        assert sorted(handled["solo"]) == list(range(count))
+
+    async def test_key_orders_events_within_a_group(self, make_bus: MakeBus, root: str) -> None:
+        bus = make_bus()
+        order: list[int] = []
+
+        async def work(event: Event) -> None:
+            await asyncio.sleep(0)
+            order.append(event.data["n"])
+
+        bus.subscribe(f"{root}.acct.*", group="ledger")(work)
+        await bus.start()
+        for n in range(40):
+            await bus.publish(f"{root}.acct.moved", {"n": n}, key="account-1")
+        await eventually(lambda: len(order) == 40)
+        assert order == list(range(40))
+
+    async def test_headers_and_key_travel_in_metadata(self, make_bus: MakeBus, root: str) -> None:
+        bus = make_bus()
+        got: list[Event] = []
+        bus.subscribe(f"{root}.#")(got.append)
+        await bus.start()
+        sent = await bus.publish(
+            f"{root}.orders.created",
+            {"total": 12.5, "items": ["a", "b"]},
+            key="order-7",
+            headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        )
+        await eventually(lambda: len(got) == 1)
+        event = got[0]
+        assert event.id == sent.id
+        assert event.data == {"total": 12.5, "items": ["a", "b"]}
+        assert event.metadata["partitionkey"] == "order-7"
+        assert event.metadata["traceparent"].startswith("00-0af7651916cd43dd")
+        assert event.timestamp == sent.timestamp
+
+    async def test_publishing_a_ready_event_keeps_its_identity(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        bus = make_bus()
+        got: list[Event] = []
+        bus.subscribe(f"{root}.users.*")(got.append)
+        await bus.start()
+        original = Event(f"{root}.users.created", {"id": 1}, {"origin": "test"}, version=2)
+        await bus.publish(f"{root}.users.created", original)
+        await eventually(lambda: len(got) == 1)
+        assert got[0].id == original.id
+        assert got[0].version == 2
+        assert got[0].metadata["origin"] == "test"
+
+    async def test_declared_topics_are_enforced(self, make_bus: MakeBus, root: str) -> None:
+        bus = make_bus([f"{root}.users.*", f"{root}.orders.#"])
+        with pytest.raises(UnknownTopicError, match="billing"):
+            await bus.publish(f"{root}.billing.paid", {})
+        with pytest.raises(UnknownTopicError):
+            bus.subscribe(f"{root}.billing.*")
+        bus.subscribe(f"{root}.#")  # can match declared topics: fine
+        bus.subscribe(f"{root}.orders.*.*")
+
+    async def test_failed_handler_is_retried(self, make_bus: MakeBus, root: str) -> None:
+        bus = make_bus()
+        attempts: dict[int, int] = {}
+
+        async def flaky(event: Event) -> None:
+            n = event.data["n"]
+            attempts[n] = attempts.get(n, 0) + 1
+            if n % 2 == 0 and attempts[n] == 1:
+                raise RuntimeError("first try fails")
+
+        bus.subscribe(f"{root}.flaky.*")(flaky)
+        await bus.start()
+        for n in range(4):
+            await bus.publish(f"{root}.flaky.run", {"n": n})
+        await eventually(lambda: len(attempts) == 4 and attempts[0] == 2 and attempts[2] == 2)
+        await settle()
+        assert attempts == {0: 2, 1: 1, 2: 2, 3: 1}
+        assert not bus.dead_letters
+
+    async def test_exhausted_retries_end_in_the_dead_letter_topic(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        bus = make_bus()
+        dead: list[Event] = []
+        calls: list[int] = []
+
+        @bus.subscribe(f"{root}.pay.*", group="payments")
+        async def always_fails(event: Event) -> None:
+            calls.append(1)
+            raise ValueError("card declined")
+
+        bus.subscribe(f"deadletter.{root}.pay.*")(dead.append)
+        await bus.start()
+        sent = await bus.publish(f"{root}.pay.charge", {"amount": 5})
+        await eventually(lambda: len(dead) == 1)
+        letter = dead[0]
+        assert letter.type == f"deadletter.{root}.pay.charge"
+        assert letter.data == {"amount": 5}
+        assert letter.metadata["dlid"] == sent.id
+        assert "card declined" in letter.metadata["dlreason"]
+        assert letter.metadata["dlattempts"] == FAST_RETRY.max_attempts
+        assert letter.metadata["dlgroup"] == "payments"
+        assert len(calls) == FAST_RETRY.max_attempts
+        assert len(bus.dead_letters) == 1
+        assert isinstance(bus.dead_letters[0].exception, ValueError)
+
+    async def test_subscribing_after_start_sees_later_events(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        bus = make_bus()
+        await bus.start()
+        got: list[Event] = []
+        bus.subscribe(f"{root}.late.*")(got.append)
+        await bus.publish(f"{root}.late.one", 1)
+        await eventually(lambda: len(got) == 1)
+        assert got[0].data == 1
+
+    async def test_close_finishes_events_in_progress(self, make_bus: MakeBus, root: str) -> None:
+        bus = make_bus()
+        started: list[int] = []
+        finished: list[int] = []
+
+        @bus.subscribe(f"{root}.slow.*")
+        async def slow(event: Event) -> None:
+            started.append(1)
+            await asyncio.sleep(0.3)
+            finished.append(1)
+
+        await bus.start()
+        publishing = asyncio.ensure_future(bus.publish(f"{root}.slow.job", {}))
+        await eventually(lambda: len(started) == 1)
+        await bus.close()
+        assert finished == [1]
+        await publishing
+
+    async def test_data_of_every_json_shape_round_trips(self, make_bus: MakeBus, root: str) -> None:
+        bus = make_bus()
+        got: list[Any] = []
+        bus.subscribe(f"{root}.shapes.*")(lambda e: got.append(e.data))
+        await bus.start()
+        values: list[Any] = [None, 0, -1.5, "text", True, [1, [2, {}]], {"nested": {"a": [None]}}]
+        for value in values:
+            await bus.publish(f"{root}.shapes.value", value)
+        await eventually(lambda: len(got) == len(values))
+        assert got == values

@@ -1,0 +1,99 @@
+"""Shared fixtures: live services (PostgreSQL, Redis, NATS, RabbitMQ) with unique names.
+
+A test that needs a service which is not reachable is skipped on a developer machine and
+fails in CI (``CI=true``), where ``.ci/run`` starts every service first.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+SERVICES = {
+    "postgres": ("127.0.0.1", 5432),
+    "redis": ("127.0.0.1", 6379),
+    "nats": ("127.0.0.1", 4222),
+    "rabbitmq": ("127.0.0.1", 5672),
+}
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str) -> None:
+    """Skip (locally) or fail (in CI) when service ``name`` is not reachable."""
+    host, port = SERVICES[name]
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{message}; .ci/run should have started it")
+    pytest.skip(message)
+
+
+def unique_name(prefix: str = "t") -> str:
+    """A name no other test run uses (for databases, streams, exchanges, keys)."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def unique() -> str:
+    return unique_name("pep")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    require_service("postgres")
+    return "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: str) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database, dropped after the test."""
+    asyncpg = pytest.importorskip("asyncpg")
+    name = unique_name("pepperpy")
+    admin = await asyncpg.connect(f"{postgres_server}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield f"{postgres_server}/{name}"
+    admin = await asyncpg.connect(f"{postgres_server}/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("redis")
+    return "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def nats_url() -> str:
+    require_service("nats")
+    return "nats://127.0.0.1:4222"
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    require_service("rabbitmq")
+    return "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: object) -> Iterator[str]:
+    yield f"sqlite:///{tmp_path}/events.db"

@@ -1,0 +1,23 @@
+"""Small helpers for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+
+async def eventually(
+    condition: Callable[[], bool], *, timeout: float = 10.0, interval: float = 0.01
+) -> None:
+    """Wait until ``condition()`` is true, failing the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+async def settle(seconds: float = 0.2) -> None:
+    """Give asynchronous deliveries a moment (used before asserting that nothing arrives)."""
+    await asyncio.sleep(seconds)
