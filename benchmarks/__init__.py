@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks against the peer libraries (run: ``make bench``)."""
