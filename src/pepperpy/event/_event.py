@@ -147,6 +147,8 @@ class Event:
         unknown = set(changes) - _REPLACEABLE
         if unknown:
             raise TypeError(f"replace() got unknown attribute(s): {', '.join(sorted(unknown))}")
+        if "type" in changes or "id" in changes or "version" in changes:
+            _check_identity(changes)
         event = _new(Event)
         event._type = changes.get("type", self._type)
         event._data = freeze(changes["data"]) if "data" in changes else self._data
@@ -376,15 +378,9 @@ class Event:
         raw_time = obj.get("time")
         timestamp = _parse_time(raw_time) if raw_time is not None else datetime.now(UTC)
         if "data_base64" in obj:
-            data: Any = base64.b64decode(obj["data_base64"])
+            data: Any = _decode_base64(obj["data_base64"])
         else:
-            data = obj.get("data")
-            content_type = obj.get("datacontenttype")
-            if isinstance(data, str) and content_type and _is_json(content_type):
-                try:
-                    data = _json.loads(data)
-                except SerializationError:
-                    pass
+            data = obj.get("data")  # a JSON string stays a string (CloudEvents JSON format)
         version = obj.get(_VERSION_EXTENSION, 1)
         if isinstance(version, str) and version.isdigit():
             version = int(version)
@@ -413,6 +409,19 @@ class Event:
         return cls.from_cloudevent(_json.loads(raw))
 
 
+def _check_identity(changes: Mapping[str, Any]) -> None:
+    """Apply the constructor's checks to a ``replace()`` of type, id or version."""
+    kind = changes.get("type", "x")
+    if kind.__class__ is not str or not kind:
+        raise TypeError(f"event type must be a non-empty str, got {kind!r}")
+    event_id = changes.get("id", "x")
+    if event_id.__class__ is not str or not event_id:
+        raise TypeError(f"event id must be a non-empty str, got {event_id!r}")
+    version = changes.get("version", 1)
+    if version.__class__ is not int or version < 1:
+        raise ValueError(f"event version must be an int >= 1, got {version!r}")
+
+
 def _aware(value: datetime, what: str) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"{what} must be a datetime, got {type(value).__name__}")
@@ -439,9 +448,13 @@ def _parse_time(raw: Any) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _is_json(content_type: str) -> bool:
-    base = content_type.split(";", 1)[0].strip().lower()
-    return base == "application/json" or base.endswith("+json")
+def _decode_base64(raw: Any) -> bytes:
+    if not isinstance(raw, str):
+        raise SerializationError(f"CloudEvent 'data_base64' must be a string, got {raw!r}")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except ValueError as exc:
+        raise SerializationError(f"CloudEvent 'data_base64' is not valid base64: {exc}") from exc
 
 
 _new = object.__new__

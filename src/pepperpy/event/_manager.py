@@ -14,7 +14,7 @@ from typing import Any, TypeVar, overload
 from ._errors import BufferFullError, ClosedError, ListenerLimitError
 from ._event import Event, make_event
 from ._handlers import Handler, is_async_callable, start
-from ._patterns import PatternIndex, parse_pattern
+from ._patterns import PatternIndex, parse_pattern, parse_topic
 from ._retry import RetryPolicy
 
 __all__ = ["DeadLetter", "EventManager"]
@@ -228,13 +228,15 @@ class EventManager:
             event = self._ready_event(event_type, data, metadata)
         if self._closed:
             raise ClosedError("the EventManager is closed")
+        parse_topic(event._type)  # a bad type fails here, not inside the future
+        loop = asyncio.get_running_loop()
         if self.buffer_size is not None:
             if self._in_flight >= self.buffer_size:
                 raise BufferFullError(
                     f"{self._in_flight} events in flight (buffer_size={self.buffer_size})"
                 )
             self._in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._deliver_scheduled(event))
+        task = loop.create_task(self._deliver_scheduled(event))
         self._scheduled.add(task)
         task.add_done_callback(self._scheduled.discard)
         return task
