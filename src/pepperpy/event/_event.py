@@ -6,13 +6,13 @@ import base64
 import re
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import _json
 from ._errors import SerializationError
 from ._frozen import freeze, thaw
-from ._ids import format_uuid7, next_sequence
+from ._ids import CLOCK, format_uuid7, next_counter, now_ns
 
 __all__ = ["Event", "make_event"]
 
@@ -38,6 +38,8 @@ _RESERVED = frozenset(
 )
 #: optional attributes that metadata may carry through as themselves
 _PASSTHROUGH = frozenset({"dataschema"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 _REPLACEABLE = frozenset(
     {"type", "data", "metadata", "id", "timestamp", "version", "source", "subject"}
 )
@@ -61,8 +63,9 @@ class Event:
     _version: int
     _extra: tuple[Any, ...] | None
 
-    # ``_id`` holds the reserved UUIDv7 sequence (an int) until first formatted to text;
-    # ``_ts`` holds wall-clock nanoseconds (an int) until first turned into a datetime;
+    # ``_id`` holds the UUIDv7 counter (an int) until first formatted to text, with the
+    # millisecond taken from ``_ts``; ``_ts`` holds wall-clock nanoseconds (an int) until
+    # first turned into a datetime;
     # ``_extra`` is None or (source, subject, stream, position, global_position,
     # recorded_at): rarely set, so plain emits stay cheap to build.
 
@@ -83,14 +86,19 @@ class Event:
         self._type = type
         self._data = freeze(data)
         self._metadata = None if metadata is None else dict(metadata)
-        now = time.time_ns()
-        self._ts = now if timestamp is None else _aware(timestamp, "timestamp")
         if id is None:
-            self._id = next_sequence(now)
+            counter = next_counter()
+            if timestamp is None:
+                self._ts = now_ns()
+                self._id = counter
+            else:  # the id still tells creation order, not the event's own time
+                self._ts = _aware(timestamp, "timestamp")
+                self._id = format_uuid7(now_ns() // 1_000_000, counter)
         elif id.__class__ is not str or not id:
             raise TypeError(f"event id must be a non-empty str, got {id!r}")
         else:
             self._id = id
+            self._ts = now_ns() if timestamp is None else _aware(timestamp, "timestamp")
         if version.__class__ is not int or version < 1:
             raise ValueError(f"event version must be an int >= 1, got {version!r}")
         self._version = version
@@ -154,7 +162,7 @@ class Event:
         event._data = freeze(changes["data"]) if "data" in changes else self._data
         meta = changes.get("metadata", self._metadata)
         event._metadata = None if meta is None else dict(meta)
-        event._id = changes["id"] if "id" in changes else self._id
+        event._id = changes["id"] if "id" in changes else self.id
         if "timestamp" in changes:
             event._ts = _aware(changes["timestamp"], "timestamp")
         else:
@@ -194,7 +202,9 @@ class Event:
         """Unique, time-ordered id (UUIDv7 text unless given explicitly)."""
         value = self._id
         if isinstance(value, int):
-            value = self._id = format_uuid7(value)
+            ts = self._ts
+            ms = ts // 1_000_000 if isinstance(ts, int) else (ts - _EPOCH) // _ONE_MS
+            value = self._id = format_uuid7(ms, value)
         return value
 
     @property
@@ -469,8 +479,12 @@ def make_event(type: str, data: Any, metadata: Mapping[str, Any] | None) -> Even
     event._data = freeze(data)
     event._metadata = None if metadata is None else dict(metadata)
     now = _time_ns()
+    if now < CLOCK[0]:
+        now = CLOCK[0]
+    else:
+        CLOCK[0] = now
     event._ts = now
-    event._id = next_sequence(now)
+    event._id = next_counter()
     event._version = 1
     event._extra = None
     return event

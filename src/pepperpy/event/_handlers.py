@@ -9,7 +9,7 @@ import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
-__all__ = ["Handler", "is_async_callable", "start", "call"]
+__all__ = ["Handler", "call", "is_async_callable", "resume", "start"]
 
 Handler = Callable[[Any], Any]
 
@@ -42,7 +42,8 @@ def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any,
                 return stop.value
 
 
-async def _finish(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
+async def resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
+    """A coroutine finishing ``coro``, which already yielded ``yielded`` once."""
     return await _resume(coro, yielded)
 
 
@@ -59,7 +60,7 @@ def start(
         yielded = coro.send(None)
     except StopIteration:
         return None
-    return asyncio.get_running_loop().create_task(_finish(coro, yielded))
+    return asyncio.get_running_loop().create_task(resume(coro, yielded))
 
 
 async def call(handler: Handler, is_async: bool, event: Any) -> None:

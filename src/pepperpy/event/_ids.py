@@ -1,11 +1,11 @@
 """Time-ordered event ids: UUIDv7 (RFC 9562) with a monotonic counter.
 
-An id is fixed at creation as ``(unix_ms, counter)`` and formatted lazily on first
-access. The 42-bit counter fills ``rand_a`` (12 bits) and the top 30 bits of ``rand_b``
-(RFC 9562 section 6.2, method 1); the remaining 32 bits are random. The counter is one
-process-wide atomic sequence starting at a random value, so ids are unique across
-threads and strictly increasing in creation order within a thread, also inside one
-millisecond. If the clock steps backwards the last millisecond is kept, so order holds.
+An id is fixed at creation as a wall-clock time in nanoseconds plus a counter, and
+formatted lazily on first access. The 42-bit counter fills ``rand_a`` (12 bits) and the
+top 30 bits of ``rand_b`` (RFC 9562 section 6.2, method 1); the remaining 32 bits are
+random. The counter is one process-wide atomic sequence starting at a random value, and
+the clock is clamped so it never steps backwards, so ids are unique across threads and
+strictly increasing in creation order within a thread, also inside one millisecond.
 """
 
 from __future__ import annotations
@@ -14,35 +14,34 @@ import itertools
 import random
 import time
 
-__all__ = ["format_uuid", "format_uuid7", "new_id", "next_sequence"]
+__all__ = ["CLOCK", "format_uuid", "format_uuid7", "new_id", "next_counter", "now_ns"]
 
-_COUNTER_BITS = 42
-_COUNTER_MASK = (1 << _COUNTER_BITS) - 1
+_COUNTER_MASK = (1 << 42) - 1
 _LOW_MASK = (1 << 30) - 1
 _VERSION_BITS = 0x7 << 76
 _VARIANT_BITS = 0b10 << 62
 
-_sequence = itertools.count(random.getrandbits(_COUNTER_BITS - 2))
-_last_ms = 0
+#: the next counter value (an atomic ``itertools.count`` step under the GIL)
+next_counter = itertools.count(random.getrandbits(40)).__next__
+#: the latest wall-clock reading handed out, in ns: ``CLOCK[0]``
+CLOCK = [0]
+_time_ns = time.time_ns
 
 
-def next_sequence(now_ns: int) -> int:
-    """Reserve the next ``(unix_ms << 42) | counter`` for wall-clock time ``now_ns``."""
-    global _last_ms
-    ms = now_ns // 1_000_000
-    if ms < _last_ms:
-        ms = _last_ms
-    else:
-        _last_ms = ms
-    return (ms << _COUNTER_BITS) | (next(_sequence) & _COUNTER_MASK)
+def now_ns() -> int:
+    """Wall-clock time in ns, clamped so that it never goes backwards in this process."""
+    now = _time_ns()
+    if now < CLOCK[0]:
+        return CLOCK[0]
+    CLOCK[0] = now
+    return now
 
 
-def format_uuid7(sequence: int) -> str:
-    """Format a reserved sequence as UUIDv7 text, adding 32 random bits."""
-    ms = sequence >> _COUNTER_BITS
-    counter = sequence & _COUNTER_MASK
+def format_uuid7(unix_ms: int, counter: int) -> str:
+    """Format a UUIDv7 from its millisecond time and counter, adding 32 random bits."""
+    counter &= _COUNTER_MASK
     value = (
-        (ms << 80)
+        (unix_ms << 80)
         | _VERSION_BITS
         | ((counter >> 30) << 64)
         | _VARIANT_BITS
@@ -60,4 +59,4 @@ def format_uuid(value: int) -> str:
 
 def new_id() -> str:
     """Return a new UUIDv7 string for the current time."""
-    return format_uuid7(next_sequence(time.time_ns()))
+    return format_uuid7(now_ns() // 1_000_000, next_counter())

@@ -6,14 +6,14 @@ import asyncio
 import inspect
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from ._errors import BufferFullError, ClosedError, ListenerLimitError
 from ._event import Event, make_event
-from ._handlers import Handler, is_async_callable, start
+from ._handlers import Handler, is_async_callable, resume, start
 from ._patterns import PatternIndex, parse_pattern, parse_topic
 from ._retry import RetryPolicy
 
@@ -87,6 +87,7 @@ class EventManager:
         self._space_waiters: deque[asyncio.Future[None]] = deque()
         self._scheduled: set[asyncio.Future[Event]] = set()
         self._closed = False
+        self._direct = buffer_size is None  # emit may skip buffer and closed checks
 
     # -- registration -----------------------------------------------------------------
 
@@ -198,18 +199,37 @@ class EventManager:
         """
         if event_type.__class__ is str:
             event = make_event(event_type, data, metadata)  # type: ignore[arg-type,unused-ignore]
+        elif event_type.__class__ is Event and data is None and metadata is None:
+            event = event_type  # type: ignore[assignment,unused-ignore]
         else:
             event = self._ready_event(event_type, data, metadata)
+        if self._direct:
+            # the hot path, inlined: no buffer, not closed, one plain listener
+            listeners = self._routes.get(event._type)
+            if listeners is None:
+                listeners = self._index.match(event._type)
+            if len(listeners) == 1 and not listeners[0].once:
+                listener = listeners[0]
+                try:
+                    if listener.is_async:
+                        await listener.handler(event)
+                    else:
+                        result = listener.handler(event)
+                        if result is not None and inspect.isawaitable(result):
+                            await result
+                except Exception as exc:
+                    await self._retry(listener, event, exc)
+                return event
+            if listeners:
+                await self._dispatch_many(event, listeners)
+            return event
         if self._closed:
             raise ClosedError("the EventManager is closed")
-        if self.buffer_size is not None:
-            await self._enter()
-            try:
-                await self._dispatch(event)
-            finally:
-                self._leave()
-            return event
-        await self._dispatch(event)
+        await self._enter()
+        try:
+            await self._dispatch(event)
+        finally:
+            self._leave()
         return event
 
     def emit_nowait(
@@ -286,12 +306,18 @@ class EventManager:
             if listener.once and not self._claim(listener):
                 continue
             try:
+                if listener.is_async:
+                    coro = listener.handler(event)
+                    try:
+                        yielded = coro.send(None)
+                    except StopIteration:
+                        continue  # finished without suspending: no Task needed
+                    running.append((listener, self._loop_task(resume(coro, yielded))))
+                    continue
                 result = listener.handler(event)
                 if result is not None and inspect.isawaitable(result):
-                    pending: asyncio.Future[Any] | None
-                    if inspect.iscoroutine(result):
-                        pending = start(result)
-                    else:
+                    pending = start(result) if inspect.iscoroutine(result) else None
+                    if pending is None and not inspect.iscoroutine(result):
                         pending = asyncio.ensure_future(result)
                     if pending is not None:
                         running.append((listener, pending))
@@ -307,6 +333,10 @@ class EventManager:
                     failed.append((listener, error))
         if failed:
             await asyncio.gather(*(self._retry(lis, event, exc) for lis, exc in failed))
+
+    @staticmethod
+    def _loop_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        return asyncio.get_running_loop().create_task(coro)
 
     def _claim(self, listener: _Listener) -> bool:
         """Let a ``once`` listener fire a single time, removing it as it does."""
@@ -391,6 +421,7 @@ class EventManager:
         """Drain scheduled events, then refuse new ones."""
         await self.drain()
         self._closed = True
+        self._direct = False
 
     async def __aenter__(self) -> EventManager:
         return self
