@@ -245,28 +245,40 @@ class PatternIndex(Generic[T]):
 
     def _lookup(self, tokens: tuple[str, ...]) -> tuple[T, ...]:
         found: dict[int, T] = {}
-        seen: set[tuple[int, int]] = set()
         last = len(tokens)
-        stack: list[tuple[_Node[T], int]] = [(self._root, 0)]
-        while stack:
-            node, i = stack.pop()
-            mark = (id(node), i)
-            if mark in seen:
-                continue
-            seen.add(mark)
-            if node.any is not None:
-                stack.extend((node.any, k) for k in range(i, last + 1))
-            if i == last:
-                if node.entries:
-                    found.update(node.entries)
-                continue
-            child = node.children.get(tokens[i])
-            if child is not None:
-                stack.append((child, i + 1))
-            if node.one is not None:
-                stack.append((node.one, i + 1))
+        # only '#' nodes can be reached twice at one position; remembering those keeps
+        # patterns with several '#' polynomial
+        seen: set[tuple[int, int]] = set()
+
+        def walk(node: _Node[T], i: int) -> None:
+            while True:  # follow literal tokens iteratively, branch recursively
+                rest = node.any
+                if rest is not None:
+                    if rest.entries:  # a trailing '#' matches whatever remains
+                        found.update(rest.entries)
+                    if rest.children or rest.one is not None or rest.any is not None:
+                        ident = id(rest)
+                        for k in range(i, last + 1):
+                            if (ident, k) not in seen:
+                                seen.add((ident, k))
+                                walk(rest, k)
+                if i == last:
+                    if node.entries:
+                        found.update(node.entries)
+                    return
+                if node.one is not None:
+                    walk(node.one, i + 1)
+                child = node.children.get(tokens[i])
+                if child is None:
+                    return
+                node = child
+                i += 1
+
+        walk(self._root, 0)
         if not found:
             return ()
+        if len(found) == 1:
+            return tuple(found.values())
         ordered = [found[key] for key in sorted(found)]
         if self._order is not None:
             ordered.sort(key=self._order)
