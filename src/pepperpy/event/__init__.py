@@ -49,6 +49,16 @@ _EXPORTS: dict[str, str] = {
     "EventBus": "._bus",
     "MemoryTransport": ".transports.memory",
     "Transport": ".transports.base",
+    # event store
+    "ANY": ".store",
+    "AppendResult": ".store",
+    "EventReader": ".store",
+    "EventStore": ".store",
+    "NO_STREAM": ".store",
+    "STREAM_EXISTS": ".store",
+    "Snapshot": ".store",
+    "StoreBackend": ".store",
+    "StoreSubscription": ".store",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -83,6 +93,15 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from ._patterns import PatternIndex as PatternIndex
     from ._patterns import matches as matches
     from ._retry import RetryPolicy as RetryPolicy
+    from .store import ANY as ANY
+    from .store import NO_STREAM as NO_STREAM
+    from .store import STREAM_EXISTS as STREAM_EXISTS
+    from .store import AppendResult as AppendResult
+    from .store import EventReader as EventReader
+    from .store import EventStore as EventStore
+    from .store import Snapshot as Snapshot
+    from .store import StoreBackend as StoreBackend
+    from .store import StoreSubscription as StoreSubscription
     from .transports.base import Transport as Transport
     from .transports.memory import MemoryTransport as MemoryTransport
 

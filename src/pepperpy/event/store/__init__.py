@@ -1,0 +1,34 @@
+"""The event store: streams of events with a global log, on memory, SQLite or PostgreSQL.
+
+``EventStore(url)`` is the API; :mod:`.base` is the small contract each backend
+(:mod:`.memory`, :mod:`.sqlite`, :mod:`.postgres`) implements.
+"""
+
+from __future__ import annotations
+
+from ._reader import EventReader, StoreSubscription
+from ._store import EventStore
+from .base import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AppendResult,
+    Snapshot,
+    StoreBackend,
+    StreamExpectation,
+)
+from .memory import MemoryBackend
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "STREAM_EXISTS",
+    "AppendResult",
+    "EventReader",
+    "EventStore",
+    "MemoryBackend",
+    "Snapshot",
+    "StoreBackend",
+    "StreamExpectation",
+    "StoreSubscription",
+]

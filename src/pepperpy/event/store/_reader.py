@@ -1,0 +1,269 @@
+"""Readers and subscriptions: paging over a backend, shared by every store backend.
+
+A reader is both awaitable (``await store.get_stream(...)`` gives a list) and
+async-iterable (``async for`` fetches one page at a time, so memory stays bounded for
+streams of any length). A subscription pages through the global log, then waits on the
+backend for live appends; it remembers the next global position, so it never yields an
+event twice and, because backends expose positions in order, never skips one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import TYPE_CHECKING
+
+from .._errors import ClosedError
+from .._event import Event
+from .._patterns import _match_tokens, parse_pattern, parse_topic
+from .base import Row
+
+if TYPE_CHECKING:
+    from .base import StoreBackend
+
+__all__ = ["EventReader", "RowFilter", "StoreSubscription"]
+
+#: fetch(cursor, page_size) -> rows; cursor None means "the natural start"
+FetchPage = Callable[[int | None, int], Awaitable[list[Row]]]
+
+#: pages fetched for ``await reader``: the whole result is in memory anyway
+_COLLECT_PAGE = 10_000
+#: pages fetched for ``async for``: bounded memory
+_ITERATE_PAGE = 500
+
+
+class RowFilter:
+    """Keeps rows whose stream and type match the given patterns (None: any)."""
+
+    __slots__ = ("_cache", "_streams", "_types")
+
+    def __init__(self, streams: str | Sequence[str] | None, types: str | Sequence[str] | None):
+        self._streams = _compile(streams, "streams")
+        self._types = _compile(types, "types")
+        self._cache: dict[tuple[int, str], bool] = {}
+
+    @property
+    def passes_everything(self) -> bool:
+        return self._streams is None and self._types is None
+
+    def __call__(self, row: Row) -> bool:
+        return self._ok(0, self._streams, row[1]) and self._ok(1, self._types, row[4])
+
+    def _ok(self, kind: int, patterns: list[tuple[str, ...]] | None, name: str) -> bool:
+        if patterns is None:
+            return True
+        key = (kind, name)
+        hit = self._cache.get(key)
+        if hit is None:
+            try:
+                tokens = parse_topic(name)
+            except ValueError:  # a type outside the pattern language matches nothing
+                hit = False
+            else:
+                hit = any(_match_tokens(pattern, tokens) for pattern in patterns)
+            if len(self._cache) < 65_536:
+                self._cache[key] = hit
+        return hit
+
+
+def _compile(patterns: str | Sequence[str] | None, what: str) -> list[tuple[str, ...]] | None:
+    if patterns is None:
+        return None
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    elif not isinstance(patterns, Sequence) or not patterns:
+        raise TypeError(f"{what} must be a pattern or a non-empty list of patterns")
+    compiled = [parse_pattern(pattern) for pattern in patterns]
+    if any(tokens == ("#",) for tokens in compiled):
+        return None
+    return compiled
+
+
+class EventReader:
+    """Events read from a store: ``await`` it for a list, or ``async for`` over it."""
+
+    __slots__ = ("_accept", "_advance", "_decode", "_fetch", "_limit", "_start")
+
+    def __init__(
+        self,
+        fetch: FetchPage,
+        advance: Callable[[Row], int | None],
+        decode: Callable[[Row], Event],
+        *,
+        start: int | None,
+        limit: int | None,
+        accept: RowFilter | None = None,
+    ) -> None:
+        if limit is not None and (limit.__class__ is not int or limit < 0):
+            raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
+        self._fetch = fetch
+        self._advance = advance
+        self._decode = decode
+        self._start = start
+        self._limit = limit
+        self._accept = None if accept is None or accept.passes_everything else accept
+
+    def __await__(self) -> Generator[object, None, list[Event]]:
+        return self._collect().__await__()
+
+    def __aiter__(self) -> _ReaderIterator:
+        return _ReaderIterator(self, _ITERATE_PAGE)
+
+    async def _collect(self) -> list[Event]:
+        pages = _ReaderIterator(self, _COLLECT_PAGE)
+        events: list[Event] = []
+        while True:
+            page = await pages.next_page()
+            if page is None:
+                return events
+            events.extend(page)
+
+
+class _ReaderIterator:
+    __slots__ = ("_buffer", "_cursor", "_done", "_index", "_page_size", "_reader", "_remaining")
+
+    def __init__(self, reader: EventReader, page_size: int) -> None:
+        self._reader = reader
+        self._page_size = page_size
+        self._cursor = reader._start
+        self._remaining = reader._limit
+        self._done = False
+        self._buffer: list[Event] = []
+        self._index = 0
+
+    def __aiter__(self) -> _ReaderIterator:
+        return self
+
+    async def __anext__(self) -> Event:
+        while self._index >= len(self._buffer):
+            page = await self.next_page()
+            if page is None:
+                raise StopAsyncIteration
+            self._buffer, self._index = page, 0
+        event = self._buffer[self._index]
+        self._index += 1
+        return event
+
+    async def next_page(self) -> list[Event] | None:
+        """The next non-empty page of events, or None at the end."""
+        reader = self._reader
+        accept, decode = reader._accept, reader._decode
+        while not self._done:
+            remaining = self._remaining
+            if remaining is not None and remaining <= 0:
+                break
+            size = self._page_size
+            if remaining is not None and accept is None:
+                size = min(size, remaining)
+            rows = await reader._fetch(self._cursor, size)
+            if len(rows) < size:
+                self._done = True
+            elif rows:
+                self._cursor = reader._advance(rows[-1])
+                if self._cursor is None:
+                    self._done = True
+            if accept is not None:
+                rows = [row for row in rows if accept(row)]
+            if remaining is not None:
+                rows = rows[:remaining]
+                self._remaining = remaining - len(rows)
+            if rows:
+                return [decode(row) for row in rows]
+        return None
+
+
+class StoreSubscription:
+    """Catches up on the global log, then follows live appends, until closed.
+
+    ``async for event in store.subscribe(...)``; resume after a checkpoint with
+    ``from_position=last.global_position + 1``. ``position`` is the global position the
+    next event will be read from. Closing the subscription (or its store) ends the loop.
+    """
+
+    def __init__(
+        self,
+        backend: StoreBackend,
+        decode: Callable[[Row], Event],
+        from_position: int,
+        accept: RowFilter,
+        is_closed: Callable[[], bool],
+    ) -> None:
+        self._backend = backend
+        self._decode = decode
+        self._accept = None if accept.passes_everything else accept
+        self._store_closed = is_closed
+        self._closed = False
+        self.position = from_position
+        self._buffer: list[Row] = []
+        self._index = 0
+        self._page_end = from_position
+        self._stop: asyncio.Event | None = None
+
+    @property
+    def closed(self) -> bool:
+        """True once the subscription or its store was closed."""
+        return self._closed or self._store_closed()
+
+    def __aiter__(self) -> StoreSubscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        while True:
+            if self.closed:
+                raise StopAsyncIteration
+            if self._index < len(self._buffer):
+                row = self._buffer[self._index]
+                self._index += 1
+                self.position = row[0] + 1
+                return self._decode(row)
+            # rows the filter dropped still move the checkpoint forward
+            self.position = max(self.position, self._page_end)
+            try:
+                rows = await self._backend.read_all(self.position, _ITERATE_PAGE)
+            except ClosedError:
+                if self.closed:
+                    raise StopAsyncIteration from None
+                raise
+            if rows:
+                self._page_end = rows[-1][0] + 1
+                if self._accept is not None:
+                    rows = [row for row in rows if self._accept(row)]
+                self._buffer, self._index = rows, 0
+                continue
+            await self._wait_live()
+
+    async def _wait_live(self) -> None:
+        """Wait for an append past ``position``, or for :meth:`aclose`."""
+        if self._stop is None:
+            self._stop = asyncio.Event()
+        waiter = asyncio.ensure_future(self._backend.wait(self.position))
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((waiter, stopper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiter, stopper):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(waiter, stopper, return_exceptions=True)
+        if waiter.done() and not waiter.cancelled():
+            error = waiter.exception()
+            if error is not None and not self.closed:
+                raise error
+
+    async def aclose(self) -> None:
+        """Stop the subscription; a pending ``async for`` ends."""
+        self._closed = True
+        self._buffer = []
+        if self._stop is not None:
+            self._stop.set()
+
+    def _wake(self) -> None:
+        """Called by the store on close: end a pending wait."""
+        if self._stop is not None:
+            self._stop.set()
+
+    async def __aenter__(self) -> StoreSubscription:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

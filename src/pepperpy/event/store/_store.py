@@ -1,0 +1,452 @@
+"""The :class:`EventStore` facade: one API over the memory, SQLite and PostgreSQL backends.
+
+Everything that is not storage lives here, once: turning ``Event``/dict input into
+validated JSON records, decoding rows back into :class:`~pepperpy.event.Event`,
+upcasting, readers and subscriptions, snapshots' values, and choosing a backend from a
+URL. Backends implement the small contract in :mod:`.base`.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from .. import _json
+from .._errors import (
+    ClosedError,
+    ConfigurationError,
+    SerializationError,
+    ValidationError,
+    ValidationProblem,
+)
+from .._event import Event
+from .._patterns import parse_topic
+from ._reader import EventReader, RowFilter, StoreSubscription
+from .base import (
+    ANY,
+    AppendResult,
+    ExpectedVersion,
+    NewRecord,
+    Row,
+    Snapshot,
+    SnapshotRow,
+    StoreBackend,
+    StreamExpectation,
+    from_micros,
+    to_micros,
+)
+
+__all__ = ["EventStore", "open_backend"]
+
+Upcaster = Callable[[Any], Any]
+F = TypeVar("F", bound=Upcaster)
+
+_DICT_KEYS = frozenset(
+    {"type", "data", "metadata", "id", "timestamp", "version", "source", "subject"}
+)
+
+
+def open_backend(url: str | None) -> StoreBackend:
+    """The backend for a store URL (``memory://``, ``sqlite:///path``, ``postgresql://``)."""
+    if url is None or url in ("memory://", "memory:"):
+        from .memory import MemoryBackend
+
+        return MemoryBackend()
+    if not isinstance(url, str):
+        raise ConfigurationError(f"a store URL must be a str, got {type(url).__name__}")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigurationError(
+            f"not a store URL: {url!r} (use memory://, sqlite:///path/events.db or "
+            "postgresql://user@host/db)"
+        )
+    scheme = scheme.lower()
+    if scheme == "sqlite":
+        path = rest[1:] if rest.startswith("/") else rest
+        path = path.split("?", 1)[0]
+        if not path or path == ":memory:":
+            raise ConfigurationError(
+                f"{url!r}: give a file path (sqlite:///path/events.db); "
+                "for a store in memory use memory://"
+            )
+        from .sqlite import SQLiteBackend
+
+        return SQLiteBackend(path)
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgresBackend
+
+        return PostgresBackend(url)
+    raise ConfigurationError(
+        f"unknown store URL scheme {scheme!r} in {url!r} "
+        "(known: memory://, sqlite:///path, postgresql://)"
+    )
+
+
+class EventStore:
+    """Streams of events for event sourcing, with a global log and live subscriptions.
+
+    ``EventStore()`` keeps events in memory; ``EventStore("sqlite:///events.db")`` in an
+    embedded, durable SQLite file; ``EventStore("postgresql://...")`` in PostgreSQL,
+    shared by many processes. A backend object (see :mod:`pepperpy.event.store.base`)
+    works too. The constructor needs no running event loop: connections open on first
+    use.
+    """
+
+    def __init__(self, url: str | StoreBackend | None = None) -> None:
+        if isinstance(url, StoreBackend):
+            self._backend = url
+            self.url = f"<{type(url).__name__}>"
+        else:
+            self._backend = open_backend(url)
+            self.url = url or "memory://"
+        self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        self._subscriptions: weakref.WeakSet[StoreSubscription] = weakref.WeakSet()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"EventStore({self.url!r})"
+
+    @property
+    def backend(self) -> StoreBackend:
+        """The storage backend in use."""
+        return self._backend
+
+    # -- writing ----------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream: str,
+        event_or_events: Event | Mapping[str, Any] | Sequence[Event | Mapping[str, Any]],
+        *,
+        expected_version: ExpectedVersion = ANY,
+    ) -> AppendResult:
+        """Append one event or a batch to ``stream``, atomically and durably.
+
+        ``expected_version`` is the stream's last position, ``NO_STREAM``,
+        ``STREAM_EXISTS`` or ``ANY``; a mismatch raises
+        :class:`~pepperpy.event.ConcurrencyError`. Events whose id is already in the
+        stream are skipped, so retrying a batch is safe and returns the same result.
+        """
+        self._check_open()
+        parse_topic(stream)
+        _check_expected(expected_version)
+        records = _records(event_or_events)
+        return await self._backend.append(stream, records, expected_version)
+
+    async def delete_stream(self, stream: str) -> bool:
+        """Soft-delete ``stream``: its events and snapshot disappear from every read.
+
+        Returns False when there was nothing to delete. Appending to a deleted stream
+        raises :class:`~pepperpy.event.StreamDeletedError` unless
+        ``expected_version=NO_STREAM``, which starts it again (positions continue after
+        the deleted events, which stay hidden).
+        """
+        self._check_open()
+        parse_topic(stream)
+        return await self._backend.delete_stream(stream)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def get_stream(
+        self,
+        stream: str,
+        start_pos: int | None = None,
+        *,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> EventReader:
+        """The events of ``stream``: ``await`` for a list or ``async for`` in pages.
+
+        Forwards from ``start_pos`` (default: the first event); backwards from
+        ``start_pos`` (default: the last event) down, newest first. A missing stream
+        reads as empty.
+        """
+        self._check_open()
+        parse_topic(stream)
+        if start_pos is not None and (start_pos.__class__ is not int or start_pos < 0):
+            raise ValueError(f"start_pos must be an int >= 0 or None, got {start_pos!r}")
+        backend = self._backend
+
+        async def fetch(cursor: int | None, size: int) -> list[Row]:
+            self._check_open()
+            return await backend.read_stream(stream, cursor, backwards, size)
+
+        def advance(row: Row) -> int | None:
+            position: int = row[2]
+            if backwards:
+                return position - 1 if position > 0 else None
+            return position + 1
+
+        return EventReader(fetch, advance, self._decode, start=start_pos, limit=limit)
+
+    def read_all(
+        self,
+        from_position: int = 0,
+        *,
+        streams: str | Sequence[str] | None = None,
+        types: str | Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> EventReader:
+        """The global log from ``from_position`` (inclusive), optionally filtered.
+
+        ``streams`` and ``types`` take one pattern or a list of patterns.
+        """
+        self._check_open()
+        _check_position(from_position)
+        backend = self._backend
+
+        async def fetch(cursor: int | None, size: int) -> list[Row]:
+            self._check_open()
+            return await backend.read_all(cursor or 0, size)
+
+        def advance(row: Row) -> int:
+            return int(row[0]) + 1
+
+        return EventReader(
+            fetch,
+            advance,
+            self._decode,
+            start=from_position,
+            limit=limit,
+            accept=RowFilter(streams, types),
+        )
+
+    def subscribe(
+        self,
+        from_position: int = 0,
+        *,
+        streams: str | Sequence[str] | None = None,
+        types: str | Sequence[str] | None = None,
+    ) -> StoreSubscription:
+        """Follow the global log: catch up from ``from_position``, then live appends.
+
+        Never skips an event that commits late and never yields one twice; resume after
+        a checkpoint with ``from_position=last.global_position + 1``. Closing the store
+        ends the subscription.
+        """
+        self._check_open()
+        _check_position(from_position)
+        subscription = StoreSubscription(
+            self._backend,
+            self._decode,
+            from_position,
+            RowFilter(streams, types),
+            lambda: self._closed,
+        )
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def streams(self, pattern: str = "#") -> list[str]:
+        """Names of the streams (with visible events) matching ``pattern``, sorted."""
+        self._check_open()
+        accept = RowFilter(pattern, None)
+        names = await self._backend.stream_names()
+        return [name for name in names if accept((0, name, 0, "", ""))]
+
+    async def stream_version(self, stream: str) -> int | None:
+        """The stream's last position (what ``expected_version`` compares to), or None."""
+        self._check_open()
+        parse_topic(stream)
+        state = await self._backend.stream_state(stream)
+        return None if state is None else state.version
+
+    # -- snapshots --------------------------------------------------------------------
+
+    async def save_snapshot(self, stream: str, state: Any, version: int) -> None:
+        """Keep ``state`` (JSON-able) as the stream's state as of position ``version``."""
+        self._check_open()
+        parse_topic(stream)
+        if version.__class__ is not int or version < 0:
+            raise ValueError(f"snapshot version must be an int >= 0, got {version!r}")
+        encoded = _json.dumps(state)
+        await self._backend.save_snapshot(
+            stream, SnapshotRow(version, encoded, time.time_ns() // 1000)
+        )
+
+    async def load_snapshot(self, stream: str) -> Snapshot | None:
+        """The stream's latest snapshot, or None."""
+        self._check_open()
+        parse_topic(stream)
+        row = await self._backend.load_snapshot(stream)
+        if row is None:
+            return None
+        return Snapshot(stream, row.version, _json.loads(row.state), from_micros(row.taken_at))
+
+    # -- upcasting --------------------------------------------------------------------
+
+    def upcaster(self, event_type: str, *, from_version: int = 1) -> Callable[[F], F]:
+        """Register ``f(old_data) -> new_data`` turning ``from_version`` into the next.
+
+        Applied on read and chained, so readers see the latest version (with
+        ``event.version`` updated). Stored events are never rewritten.
+        """
+        if not isinstance(event_type, str) or not event_type:
+            raise TypeError(f"event_type must be a non-empty str, got {event_type!r}")
+        if from_version.__class__ is not int or from_version < 1:
+            raise ValueError(f"from_version must be an int >= 1, got {from_version!r}")
+        key = (event_type, from_version)
+
+        def register(function: F) -> F:
+            if not callable(function):
+                raise TypeError(f"an upcaster must be callable, got {function!r}")
+            if key in self._upcasters:
+                raise ConfigurationError(
+                    f"an upcaster for {event_type!r} version {from_version} already exists"
+                )
+            self._upcasters[key] = function
+            return function
+
+        return register
+
+    def _decode(self, row: Row) -> Event:
+        (gp, stream, position, event_id, event_type, version) = row[:6]
+        data = _json.loads(row[6])
+        if self._upcasters:
+            upcast = self._upcasters.get((event_type, version))
+            while upcast is not None:
+                data = upcast(data)
+                version += 1
+                upcast = self._upcasters.get((event_type, version))
+        metadata = row[7]
+        return Event._restore(
+            event_type,
+            data,
+            None if metadata is None else _json.loads(metadata),
+            event_id,
+            from_micros(row[8]),
+            version,
+            row[9],
+            row[10],
+            stream,
+            position,
+            gp,
+            from_micros(row[11]),
+        )
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self) -> None:
+        """End open subscriptions and release connections. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for subscription in list(self._subscriptions):
+            subscription._wake()
+        await self._backend.close()
+
+    async def __aenter__(self) -> EventStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the event store is closed")
+
+
+def _check_expected(expected: ExpectedVersion) -> None:
+    if isinstance(expected, StreamExpectation):
+        return
+    if expected.__class__ is not int or expected < 0:
+        raise ValueError(
+            "expected_version must be a stream position (int >= 0), NO_STREAM, "
+            f"STREAM_EXISTS or ANY; got {expected!r}"
+        )
+
+
+def _check_position(position: int) -> None:
+    if position.__class__ is not int or position < 0:
+        raise ValueError(f"from_position must be an int >= 0, got {position!r}")
+
+
+def _records(
+    event_or_events: Event | Mapping[str, Any] | Sequence[Event | Mapping[str, Any]],
+) -> list[NewRecord]:
+    if isinstance(event_or_events, Event | Mapping):
+        items: Sequence[Any] = [event_or_events]
+        single = True
+    elif isinstance(event_or_events, list | tuple):
+        items = event_or_events
+        single = False
+    else:
+        raise _invalid(
+            "$", "an Event, a dict or a list of them", event_or_events, "nothing to append"
+        )
+    if not items:
+        raise _invalid("$", "at least one event", items, "nothing to append")
+    records: list[NewRecord] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        where = "$" if single else f"$[{index}]"
+        event = item if isinstance(item, Event) else _from_mapping(item, where)
+        try:
+            data = _json.dumps(event.data)
+            metadata = _json.dumps(event.metadata) if event.metadata else None
+        except SerializationError as exc:
+            raise SerializationError(f"event {where} ({event.type!r}): {exc}") from exc
+        if event.id in seen:
+            raise _invalid(f"{where}.id", "ids unique within a batch", event.id, "duplicate id")
+        seen.add(event.id)
+        records.append(
+            NewRecord(
+                event.id,
+                event.type,
+                event.version,
+                data,
+                metadata,
+                to_micros(event.timestamp),
+                event.source,
+                event.subject,
+            )
+        )
+    return records
+
+
+def _from_mapping(item: Any, where: str) -> Event:
+    if not isinstance(item, Mapping):
+        raise _invalid(where, "an Event or a dict", item, "not an event")
+    unknown = set(item) - _DICT_KEYS
+    if unknown:
+        raise _invalid(
+            where,
+            "keys among " + ", ".join(sorted(_DICT_KEYS)),
+            ", ".join(sorted(map(str, unknown))),
+            "unknown key(s)",
+        )
+    event_type = item.get("type")
+    if not isinstance(event_type, str) or not event_type:
+        raise _invalid(f"{where}.type", "a non-empty str", event_type, "missing event type")
+    metadata = item.get("metadata")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise _invalid(f"{where}.metadata", "a dict", metadata, "metadata must be a dict")
+    try:
+        return Event(
+            event_type,
+            item.get("data"),
+            metadata,
+            id=item.get("id"),
+            timestamp=item.get("timestamp"),
+            version=item.get("version", 1),
+            source=item.get("source"),
+            subject=item.get("subject"),
+        )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ValidationError):
+            raise
+        if exc.__class__.__module__.startswith("pepperpy"):
+            raise  # SerializationError etc. already say what is wrong
+        raise _invalid(where, "a valid event", item, str(exc)) from exc
+
+
+def _invalid(path: str, expected: str, actual: Any, message: str) -> ValidationError:
+    shown = actual if isinstance(actual, str) else repr(actual)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return ValidationError([ValidationProblem(path, expected, shown, message)])

@@ -1,0 +1,241 @@
+"""The store backend contract: the whole of what a storage engine must implement.
+
+A backend keeps streams of already-serialized records and a global log over them.
+Everything else :class:`~pepperpy.event.EventStore` promises (accepting ``Event``/dict
+input, validation, JSON encoding, upcasting, paging readers, pattern filters,
+subscriptions' catch-up-then-live logic, snapshot values) is built once on top of these
+methods, so the memory, SQLite and PostgreSQL backends look alike.
+
+Contract, checked by the store conformance suite (``tests/store/conformance.py``):
+
+* ``append(stream, records, expected_version)`` writes ``records`` atomically after
+  :func:`plan_append` accepted them (inside the backend's own lock or transaction),
+  gives them consecutive stream positions and increasing global positions, and returns
+  only once the write is durable. Global positions become visible to readers in order:
+  a reader that has seen position ``n`` never later sees a new event below ``n``.
+* ``read_stream`` / ``read_all`` return one page of :data:`Row` tuples, hiding events of
+  deleted streams (positions below the stream's ``first_visible``).
+* ``wait(position)`` returns once an event at ``position`` or later may exist (it may
+  return early; callers re-read), so live subscriptions need no busy polling.
+* ``close()`` releases connections and makes pending ``wait`` calls return.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+from .._errors import ConcurrencyError, StreamDeletedError
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "STREAM_EXISTS",
+    "AppendResult",
+    "ExpectedVersion",
+    "NewRecord",
+    "Row",
+    "Snapshot",
+    "SnapshotRow",
+    "StoreBackend",
+    "StreamExpectation",
+    "StreamState",
+    "from_micros",
+    "plan_append",
+    "to_micros",
+]
+
+
+class StreamExpectation(enum.Enum):
+    """What ``append`` expects of a stream when no exact version is given."""
+
+    ANY = "any"
+    NO_STREAM = "no_stream"
+    STREAM_EXISTS = "stream_exists"
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: append whatever the stream's state
+ANY = StreamExpectation.ANY
+#: the stream must not exist yet (or was deleted: appending restarts it)
+NO_STREAM = StreamExpectation.NO_STREAM
+#: the stream must exist and not be deleted
+STREAM_EXISTS = StreamExpectation.STREAM_EXISTS
+
+ExpectedVersion = int | StreamExpectation
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What ``append`` wrote: pass ``next_expected_version`` to the next append.
+
+    ``next_expected_version`` is the position of the last event now in the stream;
+    ``global_position`` that event's position in the global log.
+    """
+
+    next_expected_version: int
+    global_position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A saved aggregate state: ``state`` as of stream position ``version``."""
+
+    stream: str
+    version: int
+    state: Any
+    taken_at: datetime
+
+
+class NewRecord(NamedTuple):
+    """One event to write, already validated and JSON-encoded by the store."""
+
+    id: str
+    type: str
+    version: int
+    data: bytes
+    metadata: bytes | None
+    timestamp: int  # microseconds since the Unix epoch, UTC
+    source: str | None
+    subject: str | None
+
+
+#: one stored event as backends return it: (global_position, stream, position, id, type,
+#: version, data, metadata, timestamp_us, source, subject, recorded_at_us)
+Row = tuple[Any, ...]
+
+
+class SnapshotRow(NamedTuple):
+    """A stored snapshot: ``state`` is JSON."""
+
+    version: int
+    state: bytes | str
+    taken_at: int  # microseconds since the Unix epoch
+
+
+@dataclass(slots=True)
+class StreamState:
+    """A stream's bookkeeping, as a backend reads it under its write lock.
+
+    ``next_position`` counts every event ever written (deleted ones too: positions are
+    never reused); events below ``first_visible`` belong to a deleted incarnation and are
+    hidden from every read.
+    """
+
+    next_position: int = 0
+    first_visible: int = 0
+    deleted: bool = False
+
+    @property
+    def version(self) -> int | None:
+        """The last visible position, or None when the stream is missing or deleted."""
+        if self.deleted or self.next_position <= self.first_visible:
+            return None
+        return self.next_position - 1
+
+
+def plan_append(
+    stream: str,
+    state: StreamState,
+    expected: ExpectedVersion,
+    ids: Sequence[str],
+    existing: dict[str, tuple[int, int]],
+) -> AppendResult | list[int]:
+    """Decide an append; every backend calls this under its write lock.
+
+    ``existing`` maps the ids of this batch that are already visible in the stream to
+    their (position, global_position). When every id is there, the batch is a retry:
+    the original :class:`AppendResult` comes back and nothing is written. Otherwise the
+    expectation is checked (raising :class:`ConcurrencyError` or
+    :class:`StreamDeletedError`) and the indexes of the records still to write come
+    back; the caller writes them from ``state.next_position`` on and, when
+    ``state.deleted`` (a restart with ``NO_STREAM``), clears the deleted mark.
+    """
+    if existing and len(existing) == len(ids):
+        position, global_position = existing[ids[-1]]
+        return AppendResult(position, global_position)
+    actual = state.version
+    if state.deleted and expected is not NO_STREAM:
+        raise StreamDeletedError(
+            f"stream {stream!r} was deleted; append with expected_version=NO_STREAM "
+            "to start it again"
+        )
+    if expected is NO_STREAM:
+        ok = actual is None
+    elif expected is STREAM_EXISTS:
+        ok = actual is not None
+    elif expected is ANY:
+        ok = True
+    else:
+        ok = actual == expected
+    if not ok:
+        raise ConcurrencyError(stream, expected, actual)
+    return [index for index, event_id in enumerate(ids) if event_id not in existing]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def to_micros(value: datetime) -> int:
+    """An aware datetime as integer microseconds since the epoch (lossless)."""
+    return (value - _EPOCH) // _MICRO
+
+
+def from_micros(value: int) -> datetime:
+    """The inverse of :func:`to_micros`: an aware UTC datetime."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+class StoreBackend(abc.ABC):
+    """Keeps serialized events for :class:`~pepperpy.event.EventStore`."""
+
+    @abc.abstractmethod
+    async def append(
+        self, stream: str, records: Sequence[NewRecord], expected_version: ExpectedVersion
+    ) -> AppendResult:
+        """Write ``records`` to ``stream`` atomically and durably (see :func:`plan_append`)."""
+
+    @abc.abstractmethod
+    async def read_stream(
+        self, stream: str, start: int | None, backwards: bool, limit: int
+    ) -> list[Row]:
+        """Up to ``limit`` visible rows of ``stream`` from ``start`` (None: the first/last)."""
+
+    @abc.abstractmethod
+    async def read_all(self, from_position: int, limit: int) -> list[Row]:
+        """Up to ``limit`` visible rows with ``global_position >= from_position``, in order."""
+
+    @abc.abstractmethod
+    async def stream_state(self, stream: str) -> StreamState | None:
+        """The stream's bookkeeping, or None when it was never written."""
+
+    @abc.abstractmethod
+    async def stream_names(self) -> list[str]:
+        """Every stream with visible events, sorted."""
+
+    @abc.abstractmethod
+    async def delete_stream(self, stream: str) -> bool:
+        """Hide the stream's events; False when there was nothing visible to delete."""
+
+    @abc.abstractmethod
+    async def save_snapshot(self, stream: str, snapshot: SnapshotRow) -> None:
+        """Keep ``snapshot`` as the stream's latest (replacing any older one)."""
+
+    @abc.abstractmethod
+    async def load_snapshot(self, stream: str) -> SnapshotRow | None:
+        """The stream's latest snapshot, if any."""
+
+    @abc.abstractmethod
+    async def wait(self, position: int) -> None:
+        """Return once an event at ``position`` or later may exist (or on close)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections and threads; wake pending ``wait`` calls."""

@@ -1,0 +1,163 @@
+"""The in-memory backend: first-class, used by tests and the default ``EventStore()``.
+
+It keeps the same serialized rows as the durable backends (so events read back look
+exactly alike on every backend) in a list indexed by global position. Every method runs
+without awaiting in the middle, which makes each append atomic on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from .._errors import ClosedError
+from .base import (
+    AppendResult,
+    ExpectedVersion,
+    NewRecord,
+    Row,
+    SnapshotRow,
+    StoreBackend,
+    StreamState,
+    plan_append,
+)
+
+__all__ = ["MemoryBackend"]
+
+
+class _Stream:
+    __slots__ = ("ids", "rows", "state")
+
+    def __init__(self) -> None:
+        self.state = StreamState()
+        self.rows: list[Row] = []  # index == stream position, deleted ones included
+        self.ids: dict[str, int] = {}  # visible event id -> position
+
+
+class MemoryBackend(StoreBackend):
+    """Streams and the global log in process memory (lost when the process ends)."""
+
+    def __init__(self) -> None:
+        self._log: list[Row] = []  # index == global position
+        self._streams: dict[str, _Stream] = {}
+        self._snapshots: dict[str, SnapshotRow] = {}
+        self._changed: asyncio.Event | None = None
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the event store is closed")
+
+    async def append(
+        self, stream: str, records: Sequence[NewRecord], expected_version: ExpectedVersion
+    ) -> AppendResult:
+        self._check_open()
+        entry = self._streams.get(stream)
+        state = entry.state if entry is not None else StreamState()
+        ids = [record.id for record in records]
+        existing: dict[str, tuple[int, int]] = {}
+        if entry is not None:
+            for event_id in ids:
+                position = entry.ids.get(event_id)
+                if position is not None:
+                    existing[event_id] = (position, entry.rows[position][0])
+        plan = plan_append(stream, state, expected_version, ids, existing)
+        if isinstance(plan, AppendResult):
+            return plan
+        if entry is None:
+            entry = self._streams[stream] = _Stream()
+        recorded_at = time.time_ns() // 1000
+        log = self._log
+        position = entry.state.next_position
+        for index in plan:
+            record = records[index]
+            row = (len(log), stream, position, *record, recorded_at)
+            log.append(row)
+            entry.rows.append(row)
+            entry.ids[record.id] = position
+            position += 1
+        entry.state.next_position = position
+        entry.state.deleted = False
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
+        return AppendResult(position - 1, len(log) - 1)
+
+    async def read_stream(
+        self, stream: str, start: int | None, backwards: bool, limit: int
+    ) -> list[Row]:
+        self._check_open()
+        entry = self._streams.get(stream)
+        if entry is None or limit <= 0:
+            return []
+        first = entry.state.first_visible
+        rows = entry.rows
+        if not backwards:
+            begin = first if start is None else max(start, first)
+            return rows[begin : begin + limit]
+        last = len(rows) - 1 if start is None else min(start, len(rows) - 1)
+        stop = max(first, last - limit + 1)
+        if last < stop:
+            return []
+        return rows[stop : last + 1][::-1]
+
+    async def read_all(self, from_position: int, limit: int) -> list[Row]:
+        self._check_open()
+        out: list[Row] = []
+        log, streams = self._log, self._streams
+        position = from_position
+        while position < len(log) and len(out) < limit:
+            chunk = log[position : position + limit]
+            position += len(chunk)
+            for row in chunk:
+                if row[2] >= streams[row[1]].state.first_visible:
+                    out.append(row)
+        return out[:limit]
+
+    async def stream_state(self, stream: str) -> StreamState | None:
+        self._check_open()
+        entry = self._streams.get(stream)
+        if entry is None:
+            return None
+        state = entry.state
+        return StreamState(state.next_position, state.first_visible, state.deleted)
+
+    async def stream_names(self) -> list[str]:
+        self._check_open()
+        return sorted(
+            name for name, entry in self._streams.items() if entry.state.version is not None
+        )
+
+    async def delete_stream(self, stream: str) -> bool:
+        self._check_open()
+        entry = self._streams.get(stream)
+        self._snapshots.pop(stream, None)
+        if entry is None or entry.state.version is None:
+            return False
+        entry.state.first_visible = entry.state.next_position
+        entry.state.deleted = True
+        entry.ids.clear()
+        return True
+
+    async def save_snapshot(self, stream: str, snapshot: SnapshotRow) -> None:
+        self._check_open()
+        self._snapshots[stream] = snapshot
+
+    async def load_snapshot(self, stream: str) -> SnapshotRow | None:
+        self._check_open()
+        return self._snapshots.get(stream)
+
+    async def wait(self, position: int) -> None:
+        while len(self._log) <= position and not self._closed:
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
+
+    async def close(self) -> None:
+        self._closed = True
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
