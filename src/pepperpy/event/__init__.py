@@ -59,12 +59,29 @@ _EXPORTS: dict[str, str] = {
     "Snapshot": ".store",
     "StoreBackend": ".store",
     "StoreSubscription": ".store",
+    # replay and projections
+    "Checkpoint": "._checkpoints",
+    "CheckpointStore": "._checkpoints",
+    "EventReplay": "._replay",
+    "MemoryCheckpointStore": "._checkpoints",
+    "PostgresCheckpointStore": "._checkpoints",
+    "Projection": "._projection",
+    "ReplayFailure": "._replay",
+    "ReplayProgress": "._replay",
+    "ReplayReport": "._replay",
+    "ReplayStopped": "._replay",
+    "SQLiteCheckpointStore": "._checkpoints",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers
     from ._bus import EventBus as EventBus
+    from ._checkpoints import Checkpoint as Checkpoint
+    from ._checkpoints import CheckpointStore as CheckpointStore
+    from ._checkpoints import MemoryCheckpointStore as MemoryCheckpointStore
+    from ._checkpoints import PostgresCheckpointStore as PostgresCheckpointStore
+    from ._checkpoints import SQLiteCheckpointStore as SQLiteCheckpointStore
     from ._errors import AccessDenied as AccessDenied
     from ._errors import BufferFullError as BufferFullError
     from ._errors import ClosedError as ClosedError
@@ -92,6 +109,12 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from ._manager import EventManager as EventManager
     from ._patterns import PatternIndex as PatternIndex
     from ._patterns import matches as matches
+    from ._projection import Projection as Projection
+    from ._replay import EventReplay as EventReplay
+    from ._replay import ReplayFailure as ReplayFailure
+    from ._replay import ReplayProgress as ReplayProgress
+    from ._replay import ReplayReport as ReplayReport
+    from ._replay import ReplayStopped as ReplayStopped
     from ._retry import RetryPolicy as RetryPolicy
     from .store import ANY as ANY
     from .store import NO_STREAM as NO_STREAM

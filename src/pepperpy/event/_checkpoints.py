@@ -1,0 +1,350 @@
+"""Checkpoints: where a replay or a projection stopped, optionally with its state.
+
+A checkpoint is one row ``(name, position, state)``. Saving writes the position and
+the state together in one transaction, which is what makes projections exactly-once on
+SQLite and PostgreSQL: after a crash the state on disk always matches the position on
+disk, so resuming neither loses nor repeats an event's effect.
+
+Every save is a compare-and-set on the position last loaded (``previous``), so two
+runners of the same projection cannot silently overwrite each other: the slower one
+gets a :class:`ConcurrencyError`.
+
+Backends live side by side and have the same shape: :class:`MemoryCheckpointStore`,
+:class:`SQLiteCheckpointStore` (its own ``sqlite3`` connection to the event store's
+file) and :class:`PostgresCheckpointStore` (its own ``asyncpg`` connection to the event
+store's database). :func:`open_checkpoint_store` picks one from a URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from . import _json
+from ._deps import require
+from ._errors import ConcurrencyError, ConfigurationError, StoreError
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointStore",
+    "MemoryCheckpointStore",
+    "PostgresCheckpointStore",
+    "SQLiteCheckpointStore",
+    "open_checkpoint_store",
+    "sqlite_path",
+]
+
+TABLE = "pepperpy_checkpoints"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The last position a named consumer finished, and its state (JSON-able or None)."""
+
+    name: str
+    position: int
+    state: Any
+    updated_at: datetime
+
+
+class CheckpointStore(ABC):
+    """Named checkpoints, each saved atomically together with its state."""
+
+    @abstractmethod
+    async def load(self, name: str) -> Checkpoint | None:
+        """The checkpoint called ``name``, or None if there is none yet."""
+
+    @abstractmethod
+    async def save(
+        self, name: str, position: int, state: Any = None, *, previous: int | None
+    ) -> None:
+        """Record ``position`` and ``state`` for ``name`` in one transaction.
+
+        ``previous`` is the position loaded before (None: no checkpoint existed). If the
+        stored checkpoint has moved on since, nothing is written and
+        :class:`ConcurrencyError` is raised.
+        """
+
+    @abstractmethod
+    async def delete(self, name: str) -> bool:
+        """Forget the checkpoint ``name``; True if there was one."""
+
+    async def close(self) -> None:
+        """Release connections (the memory backend holds none)."""
+        return None
+
+    async def __aenter__(self) -> CheckpointStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _conflict(name: str, previous: int | None, actual: int | None) -> ConcurrencyError:
+    return ConcurrencyError(f"checkpoint {name}", previous, actual)
+
+
+class MemoryCheckpointStore(CheckpointStore):
+    """Checkpoints in a dict: lost with the process, so consumers are at-least-once."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, Checkpoint] = {}
+
+    async def load(self, name: str) -> Checkpoint | None:
+        return self._rows.get(name)
+
+    async def save(
+        self, name: str, position: int, state: Any = None, *, previous: int | None
+    ) -> None:
+        current = self._rows.get(name)
+        actual = None if current is None else current.position
+        if actual != previous:
+            raise _conflict(name, previous, actual)
+        # round-trip through JSON so the memory backend accepts exactly what the others do
+        stored = None if state is None else _json.loads(_json.dumps(state))
+        self._rows[name] = Checkpoint(name, position, stored, datetime.now(UTC))
+
+    async def delete(self, name: str) -> bool:
+        return self._rows.pop(name, None) is not None
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a ``sqlite:///relative/path`` or ``sqlite:////absolute/path`` URL.
+
+    Parsed exactly as the event store parses it, so checkpoints land in the same file.
+    """
+    scheme, sep, rest = url.partition("://")
+    path = (rest[1:] if rest.startswith("/") else rest).split("?", 1)[0]
+    if scheme.lower() != "sqlite" or not sep or not path or path == ":memory:":
+        raise ConfigurationError(f"not an SQLite file URL (want sqlite:///path/file.db): {url!r}")
+    return Path(path)
+
+
+class SQLiteCheckpointStore(CheckpointStore):
+    """Checkpoints in a table of an SQLite file, written with its own connection.
+
+    The connection runs in a worker thread (``sqlite3`` blocks); WAL mode and
+    ``synchronous=FULL`` make a returned ``save`` survive a crash.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None:
+            connection = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
+                "position INTEGER NOT NULL, state TEXT, updated_at TEXT NOT NULL)"
+            )
+            self._connection = connection
+        return self._connection
+
+    async def _run(self, work: Any, *args: Any) -> Any:
+        def locked() -> Any:
+            with self._lock:
+                try:
+                    return work(self._connect(), *args)
+                except sqlite3.Error as exc:
+                    raise StoreError(f"checkpoint store {str(self.path)!r}: {exc}") from exc
+
+        return await asyncio.to_thread(locked)
+
+    async def load(self, name: str) -> Checkpoint | None:
+        row = await self._run(_sqlite_load, name)
+        if row is None:
+            return None
+        position, state, updated_at = row
+        return Checkpoint(
+            name,
+            position,
+            None if state is None else _json.loads(state),
+            datetime.fromisoformat(updated_at),
+        )
+
+    async def save(
+        self, name: str, position: int, state: Any = None, *, previous: int | None
+    ) -> None:
+        text = None if state is None else _json.dumps(state).decode()
+        actual = await self._run(_sqlite_save, name, position, text, previous)
+        if actual != previous:
+            raise _conflict(name, previous, actual)
+
+    async def delete(self, name: str) -> bool:
+        return bool(await self._run(_sqlite_delete, name))
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
+def _sqlite_load(connection: sqlite3.Connection, name: str) -> tuple[Any, ...] | None:
+    row = connection.execute(
+        f"SELECT position, state, updated_at FROM {TABLE} WHERE name = ?", (name,)
+    ).fetchone()
+    return None if row is None else tuple(row)
+
+
+def _sqlite_save(
+    connection: sqlite3.Connection,
+    name: str,
+    position: int,
+    state: str | None,
+    previous: int | None,
+) -> int | None:
+    """Compare-and-set in one immediate transaction; return the position found."""
+    now = datetime.now(UTC).isoformat()
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        row = connection.execute(f"SELECT position FROM {TABLE} WHERE name = ?", (name,)).fetchone()
+        actual = None if row is None else int(row[0])
+        if actual == previous:
+            connection.execute(
+                f"INSERT INTO {TABLE} (name, position, state, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
+                "state = excluded.state, updated_at = excluded.updated_at",
+                (name, position, state, now),
+            )
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return actual
+
+
+def _sqlite_delete(connection: sqlite3.Connection, name: str) -> int:
+    return connection.execute(f"DELETE FROM {TABLE} WHERE name = ?", (name,)).rowcount
+
+
+class PostgresCheckpointStore(CheckpointStore):
+    """Checkpoints in a table of a PostgreSQL database, via its own asyncpg connection."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._connection: Any = None
+        self._lock: asyncio.Lock | None = None
+
+    async def _connect(self) -> Any:
+        if self._connection is None:
+            asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
+            try:
+                connection = await asyncpg.connect(self.url)
+                await connection.execute(
+                    f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
+                    "position BIGINT NOT NULL, state JSONB, updated_at TIMESTAMPTZ NOT NULL)"
+                )
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise StoreError(f"cannot open PostgreSQL checkpoint store: {exc}") from exc
+            self._connection = connection
+        return self._connection
+
+    def _guard(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def load(self, name: str) -> Checkpoint | None:
+        async with self._guard():
+            connection = await self._connect()
+            row = await self._call(
+                connection.fetchrow(
+                    f"SELECT position, state::text AS state, updated_at FROM {TABLE} "
+                    "WHERE name = $1",
+                    name,
+                )
+            )
+        if row is None:
+            return None
+        state = row["state"]
+        return Checkpoint(
+            name, row["position"], None if state is None else _json.loads(state), row["updated_at"]
+        )
+
+    async def save(
+        self, name: str, position: int, state: Any = None, *, previous: int | None
+    ) -> None:
+        text = None if state is None else _json.dumps(state).decode()
+        async with self._guard():
+            connection = await self._connect()
+            if previous is None:
+                status = await self._call(
+                    connection.execute(
+                        f"INSERT INTO {TABLE} (name, position, state, updated_at) "
+                        "VALUES ($1, $2, $3::jsonb, now()) ON CONFLICT (name) DO NOTHING",
+                        name,
+                        position,
+                        text,
+                    )
+                )
+            else:
+                status = await self._call(
+                    connection.execute(
+                        f"UPDATE {TABLE} SET position = $2, state = $3::jsonb, updated_at = now() "
+                        "WHERE name = $1 AND position = $4",
+                        name,
+                        position,
+                        text,
+                        previous,
+                    )
+                )
+            if status.endswith(" 1"):
+                return
+            actual = await self._call(
+                connection.fetchval(f"SELECT position FROM {TABLE} WHERE name = $1", name)
+            )
+        raise _conflict(name, previous, actual)
+
+    async def delete(self, name: str) -> bool:
+        async with self._guard():
+            connection = await self._connect()
+            status = await self._call(
+                connection.execute(f"DELETE FROM {TABLE} WHERE name = $1", name)
+            )
+        return bool(status.endswith(" 1"))
+
+    @staticmethod
+    async def _call(operation: Any) -> Any:
+        asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
+        try:
+            return await operation
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"PostgreSQL checkpoint store failed: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            await connection.close()
+
+
+def open_checkpoint_store(url: str | None) -> CheckpointStore:
+    """A checkpoint store for ``url``: the same database an event store of that URL uses."""
+    if url is None or url in ("memory://", "memory:", "memory"):
+        return MemoryCheckpointStore()
+    scheme = url.partition("://")[0].lower()
+    if scheme == "sqlite":
+        return SQLiteCheckpointStore(sqlite_path(url))
+    if scheme in ("postgresql", "postgres"):
+        return PostgresCheckpointStore(url)
+    raise ConfigurationError(
+        f"no checkpoint store for {url!r} (use memory://, sqlite:///file.db or postgresql://...)"
+    )

@@ -1,0 +1,580 @@
+"""EventReplay: feed recorded events back through handlers, with filters and checkpoints.
+
+A replay reads a stream (``replay_stream``) or the store's global log (``replay_all``)
+page by page, so memory stays bounded however long the history is. Each event that
+passes the filters (the time window, ``types``/``streams`` patterns) goes to every
+handler whose pattern matches its type, one handler after another in registration
+order, one event after another in log order: a replay is deterministic.
+
+Handler failures are isolated: with ``on_error="continue"`` (the default) the event is
+counted as failed, the failure is logged and recorded in the report, and the replay
+moves on; with ``on_error="stop"`` the replay stops at that event and raises
+:class:`ReplayError` (carrying the report), and a checkpointed replay resumes *at* the
+failed event next time. A ``retry_policy`` retries a failing handler first.
+
+With ``checkpoint="name"`` the last processed position is saved (every
+``checkpoint_every`` events, and when the replay ends, fails or is cancelled), and a
+re-run continues after it. Replay handlers are therefore at-least-once across crashes
+(up to ``checkpoint_every`` events may be seen again); for exactly-once state use a
+:class:`~pepperpy.event.Projection`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+
+from ._checkpoints import CheckpointStore, open_checkpoint_store
+from ._errors import ConfigurationError, ReplayError
+from ._event import Event
+from ._handlers import call, is_async_callable
+from ._patterns import PatternIndex, matches, parse_pattern
+from ._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from .store import EventReader, EventStore
+
+__all__ = [
+    "EventReplay",
+    "ReplayFailure",
+    "ReplayProgress",
+    "ReplayReport",
+    "ReplayStopped",
+    "TimeWindow",
+    "parse_time",
+]
+
+logger = logging.getLogger("pepperpy.event.replay")
+
+H = TypeVar("H", bound=Callable[..., Any])
+Patterns = str | Sequence[str] | None
+ProgressCallback = Callable[["ReplayProgress"], Any]
+OnError = Literal["continue", "stop"]
+
+FAILURES_KEPT = 100
+
+
+# -- time windows ------------------------------------------------------------------------
+
+
+def parse_time(value: datetime | str | None, what: str = "time") -> datetime | None:
+    """An aware ``datetime`` from a datetime or an ISO-8601 string; None stays None.
+
+    Naive values (no UTC offset) are refused with :class:`ValueError`, because guessing
+    a timezone would silently shift the window by hours.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"{what} {value!r} is not an ISO-8601 date-time (e.g. 2023-01-01T00:00:00Z)"
+            ) from exc
+    elif isinstance(value, datetime):
+        parsed = value
+    else:
+        raise TypeError(
+            f"{what} must be a datetime or an ISO-8601 string, got {type(value).__name__}"
+        )
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ConfigurationError(
+            f"{what} {parsed.isoformat()} is naive: give a timezone (e.g. a trailing Z for UTC)"
+        )
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """``start`` inclusive, ``end`` exclusive, either open; compared to ``event.timestamp``."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @classmethod
+    def of(cls, start: datetime | str | None, end: datetime | str | None) -> TimeWindow:
+        """Parse both bounds (see :func:`parse_time`) and check that they are in order."""
+        window = cls(parse_time(start, "start_time"), parse_time(end, "end_time"))
+        if window.start is not None and window.end is not None and window.start > window.end:
+            raise ConfigurationError(
+                f"start_time {window.start.isoformat()} is after end_time {window.end.isoformat()}"
+            )
+        return window
+
+    def __contains__(self, moment: datetime) -> bool:
+        if self.start is not None and moment < self.start:
+            return False
+        return self.end is None or moment < self.end
+
+
+# -- reports -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayFailure:
+    """A handler that raised on an event (after its retries)."""
+
+    event: Event
+    handler: Callable[..., Any]
+    exception: BaseException
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayProgress:
+    """Where a running replay stands; passed to the ``progress`` callback."""
+
+    read: int
+    replayed: int
+    skipped: int
+    failed: int
+    position: int | None
+    total: int | None
+    elapsed: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    """What a finished replay did.
+
+    ``replayed``: events every matching handler handled; ``skipped``: events read but
+    outside the time window or matched by no handler; ``failed``: events on which a
+    handler raised. ``duration`` is in seconds; ``last_position`` is the position of the
+    last event read (stream position for ``replay_stream``, global position for
+    ``replay_all``), None if nothing was read. ``failures`` keeps the first 100.
+    """
+
+    replayed: int
+    skipped: int
+    failed: int
+    duration: float
+    last_position: int | None
+    checkpoint: str | None = None
+    failures: tuple[ReplayFailure, ...] = field(default=(), repr=False)
+
+    @property
+    def read(self) -> int:
+        """Every event read from the store during this run."""
+        return self.replayed + self.skipped + self.failed
+
+
+class ReplayStopped(ReplayError):
+    """A handler failed and ``on_error="stop"`` ended the replay; ``report`` says how far it got."""
+
+    def __init__(self, message: str, report: ReplayReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+# -- the replay --------------------------------------------------------------------------
+
+
+class _Handler:
+    __slots__ = ("function", "is_async", "pattern")
+
+    def __init__(self, pattern: str, function: Callable[..., Any]) -> None:
+        self.pattern = pattern
+        self.function = function
+        self.is_async = is_async_callable(function)
+
+
+class EventReplay:
+    """Replays stored events through handlers registered with :meth:`handle`.
+
+    ``store`` is an :class:`~pepperpy.event.EventStore`. ``checkpoints`` holds resumable
+    positions: a :class:`CheckpointStore` or a URL; by default the event store's own
+    database (a table of the SQLite file, or of the PostgreSQL database), in memory for
+    a memory store.
+    """
+
+    def __init__(
+        self, store: EventStore, *, checkpoints: CheckpointStore | str | None = None
+    ) -> None:
+        self.store = store
+        self._checkpoints_given = checkpoints
+        self._checkpoints: CheckpointStore | None = (
+            checkpoints if isinstance(checkpoints, CheckpointStore) else None
+        )
+        self._handlers: PatternIndex[_Handler] = PatternIndex()
+
+    # -- registration ---------------------------------------------------------------
+
+    @overload
+    def handle(self, pattern: str, handler: None = None) -> Callable[[H], H]: ...
+
+    @overload
+    def handle(self, pattern: str, handler: H) -> H: ...
+
+    def handle(self, pattern: str, handler: H | None = None) -> H | Callable[[H], H]:
+        """Register a sync or async handler for event types matching ``pattern``.
+
+        Works as a decorator (``@replay.handle("user.*")``) or a direct call; returns
+        the handler unchanged.
+        """
+        parse_pattern(pattern)
+        if handler is not None:
+            self._handlers.add(pattern, _Handler(pattern, handler))
+            return handler
+
+        def decorator(function: H) -> H:
+            self._handlers.add(pattern, _Handler(pattern, function))
+            return function
+
+        return decorator
+
+    def handlers(self, event_type: str) -> list[Callable[..., Any]]:
+        """The handlers an event of ``event_type`` goes to, in call order."""
+        return [h.function for h in self._handlers.match(event_type)]
+
+    # -- checkpoints ----------------------------------------------------------------
+
+    @property
+    def checkpoints(self) -> CheckpointStore:
+        """Where checkpoints are kept (opened on first use)."""
+        if self._checkpoints is None:
+            given = self._checkpoints_given
+            url = given if isinstance(given, str) else store_url(self.store)
+            self._checkpoints = open_checkpoint_store(url)
+        return self._checkpoints
+
+    async def reset(self, checkpoint: str) -> bool:
+        """Forget a checkpoint, so the next run with that name starts from the beginning."""
+        return await self.checkpoints.delete(_checkpoint_key(checkpoint))
+
+    async def close(self) -> None:
+        """Close the checkpoint store if this replay opened it."""
+        if self._checkpoints is not None and self._checkpoints is not self._checkpoints_given:
+            await self._checkpoints.close()
+            self._checkpoints = None
+
+    async def __aenter__(self) -> EventReplay:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- replays --------------------------------------------------------------------
+
+    async def replay_stream(
+        self,
+        stream: str,
+        start_time: datetime | str | None = None,
+        end_time: datetime | str | None = None,
+        start_pos: int = 0,
+        *,
+        types: Patterns = None,
+        speed: float | None = None,
+        progress: ProgressCallback | None = None,
+        progress_every: int = 100,
+        checkpoint: str | None = None,
+        checkpoint_every: int = 100,
+        on_error: OnError = "continue",
+        retry_policy: RetryPolicy = RetryPolicy.NONE,
+    ) -> ReplayReport:
+        """Replay one stream from ``start_pos`` (a stream position, inclusive).
+
+        See the module docs for ``speed``, ``progress``, ``checkpoint`` and ``on_error``.
+        """
+        window = TimeWindow.of(start_time, end_time)
+        run = _Run(
+            self,
+            scope=f"stream:{stream}",
+            window=window,
+            types=patterns_of(types),
+            speed=speed,
+            progress=progress,
+            progress_every=progress_every,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            on_error=on_error,
+            retry_policy=retry_policy,
+            position_of=_stream_position,
+        )
+        start = await run.resume_from(_start(start_pos))
+        version = await self.store.stream_version(stream)
+        run.total = None if version is None else max(0, version + 1 - start)
+        return await run.execute(self.store.get_stream(stream, start))
+
+    async def replay_all(
+        self,
+        start_time: datetime | str | None = None,
+        end_time: datetime | str | None = None,
+        start_pos: int = 0,
+        *,
+        streams: Patterns = None,
+        types: Patterns = None,
+        speed: float | None = None,
+        progress: ProgressCallback | None = None,
+        progress_every: int = 100,
+        checkpoint: str | None = None,
+        checkpoint_every: int = 100,
+        on_error: OnError = "continue",
+        retry_policy: RetryPolicy = RetryPolicy.NONE,
+    ) -> ReplayReport:
+        """Replay the global log from ``start_pos`` (a global position, inclusive).
+
+        ``streams`` and ``types`` take one pattern or a list; the store filters by them.
+        """
+        window = TimeWindow.of(start_time, end_time)
+        stream_patterns = patterns_of(streams)
+        type_patterns = patterns_of(types)
+        run = _Run(
+            self,
+            scope="all",
+            window=window,
+            types=None,
+            speed=speed,
+            progress=progress,
+            progress_every=progress_every,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            on_error=on_error,
+            retry_policy=retry_policy,
+            position_of=_global_position,
+        )
+        start = await run.resume_from(_start(start_pos))
+        reader = self.store.read_all(
+            start,
+            streams=list(stream_patterns) if stream_patterns else None,
+            types=list(type_patterns) if type_patterns else None,
+        )
+        return await run.execute(reader)
+
+
+def store_url(store: object) -> str | None:
+    """The URL an event store was opened with, if it tells."""
+    url = getattr(store, "url", None)
+    # a store built on a backend object reports "<BackendName>": no URL to share
+    return url if isinstance(url, str) and "://" in url else None
+
+
+def _checkpoint_key(name: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"a checkpoint name must be a non-empty str, got {name!r}")
+    return f"replay:{name}"
+
+
+def patterns_of(value: Patterns) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = (value,) if isinstance(value, str) else tuple(value)
+    for item in items:
+        parse_pattern(item)
+    return items
+
+
+def _start(start_pos: int) -> int:
+    if not isinstance(start_pos, int) or isinstance(start_pos, bool) or start_pos < 0:
+        raise ConfigurationError(f"start_pos must be an int >= 0, got {start_pos!r}")
+    return start_pos
+
+
+def _stream_position(event: Event) -> int:
+    position = event.position
+    if position is None:
+        raise ReplayError(f"event {event.id} read from the store carries no stream position")
+    return position
+
+
+def _global_position(event: Event) -> int:
+    position = event.global_position
+    if position is None:
+        raise ReplayError(f"event {event.id} read from the store carries no global position")
+    return position
+
+
+class _Run:
+    """The state of one replay call: counters, pacing, checkpointing, progress."""
+
+    def __init__(
+        self,
+        replay: EventReplay,
+        *,
+        scope: str,
+        window: TimeWindow,
+        types: tuple[str, ...] | None,
+        speed: float | None,
+        progress: ProgressCallback | None,
+        progress_every: int,
+        checkpoint: str | None,
+        checkpoint_every: int,
+        on_error: OnError,
+        retry_policy: RetryPolicy,
+        position_of: Callable[[Event], int],
+    ) -> None:
+        if speed is not None and (not isinstance(speed, int | float) or not speed > 0):
+            raise ConfigurationError(f"speed must be a number > 0 or None, got {speed!r}")
+        if on_error not in ("continue", "stop"):
+            raise ConfigurationError(f"on_error must be 'continue' or 'stop', got {on_error!r}")
+        if progress_every < 1 or checkpoint_every < 1:
+            raise ConfigurationError("progress_every and checkpoint_every must be >= 1")
+        if not isinstance(retry_policy, RetryPolicy):
+            raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
+        self.replay = replay
+        self.scope = scope
+        self.window = window
+        self.types = types
+        self.speed = None if speed is None else float(speed)
+        self.progress = progress
+        self.progress_every = progress_every
+        self.checkpoint = None if checkpoint is None else _checkpoint_key(checkpoint)
+        self.checkpoint_name = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.on_error = on_error
+        self.retry_policy = retry_policy
+        self.position_of = position_of
+        self.total: int | None = None
+        self.replayed = self.skipped = self.failed = 0
+        self.failures: list[ReplayFailure] = []
+        self.last_position: int | None = None
+        self.saved_position: int | None = None
+        self.started = time.perf_counter()
+        self.pace_anchor: tuple[float, datetime] | None = None
+
+    async def resume_from(self, start: int) -> int:
+        """The first position to read: ``start``, or after the saved checkpoint."""
+        if self.checkpoint is None:
+            return start
+        saved = await self.replay.checkpoints.load(self.checkpoint)
+        if saved is None:
+            return start
+        state = saved.state if isinstance(saved.state, dict) else {}
+        if state.get("scope") != self.scope:
+            raise ReplayError(
+                f"checkpoint {self.checkpoint_name!r} belongs to a replay of "
+                f"{state.get('scope')!r}, not {self.scope!r}: use another name or reset it"
+            )
+        self.saved_position = saved.position
+        return max(start, saved.position + 1)
+
+    async def execute(self, reader: EventReader) -> ReplayReport:
+        self.started = time.perf_counter()
+        handlers = self.replay._handlers
+        try:
+            async for event in reader:
+                if self.types is not None and not any(matches(p, event.type) for p in self.types):
+                    self.skipped += 1
+                elif event.timestamp not in self.window:
+                    self.skipped += 1
+                else:
+                    chosen = handlers.match(event.type)
+                    if not chosen:
+                        self.skipped += 1
+                    else:
+                        if self.speed is not None:
+                            await self._pace(event.timestamp)
+                        await self._deliver(event, chosen)
+                self.last_position = self.position_of(event)
+                if self.read % self.checkpoint_every == 0:
+                    await self._save_checkpoint()
+                if self.progress is not None and self.read % self.progress_every == 0:
+                    await self._report_progress()
+        finally:
+            await self._save_checkpoint()
+        if self.progress is not None and self.read % self.progress_every != 0:
+            await self._report_progress()
+        return self.report()
+
+    @property
+    def read(self) -> int:
+        return self.replayed + self.skipped + self.failed
+
+    def report(self) -> ReplayReport:
+        return ReplayReport(
+            replayed=self.replayed,
+            skipped=self.skipped,
+            failed=self.failed,
+            duration=time.perf_counter() - self.started,
+            last_position=self.last_position,
+            checkpoint=self.checkpoint_name,
+            failures=tuple(self.failures),
+        )
+
+    async def _deliver(self, event: Event, chosen: tuple[_Handler, ...]) -> None:
+        failed = False
+        for handler in chosen:
+            attempt = 1
+            while True:
+                try:
+                    await call(handler.function, handler.is_async, event)
+                    break
+                except Exception as exc:
+                    if self.retry_policy.should_retry(exc, attempt):
+                        await self.retry_policy.sleep(attempt)
+                        attempt += 1
+                        continue
+                    failed = True
+                    self._record_failure(ReplayFailure(event, handler.function, exc, attempt))
+                    if self.on_error == "stop":
+                        self.failed += 1
+                        raise ReplayStopped(
+                            f"replay stopped: handler {handler_name(handler.function)} failed on "
+                            f"event {event.type!r} at position {self.position_of(event)}: {exc}",
+                            self.report(),
+                        ) from exc
+                    break
+        if failed:
+            self.failed += 1
+        else:
+            self.replayed += 1
+
+    def _record_failure(self, failure: ReplayFailure) -> None:
+        logger.error(
+            "replay handler %s failed on %r (attempt %d)",
+            handler_name(failure.handler),
+            failure.event,
+            failure.attempts,
+            exc_info=failure.exception,
+        )
+        if len(self.failures) < FAILURES_KEPT:
+            self.failures.append(failure)
+
+    async def _pace(self, timestamp: datetime) -> None:
+        assert self.speed is not None
+        loop = asyncio.get_running_loop()
+        if self.pace_anchor is None:
+            self.pace_anchor = (loop.time(), timestamp)
+            return
+        wall_start, first = self.pace_anchor
+        due = wall_start + (timestamp - first).total_seconds() / self.speed
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _save_checkpoint(self) -> None:
+        if self.checkpoint is None or self.last_position is None:
+            return
+        if self.last_position == self.saved_position:
+            return
+        await self.replay.checkpoints.save(
+            self.checkpoint,
+            self.last_position,
+            {"scope": self.scope},
+            previous=self.saved_position,
+        )
+        self.saved_position = self.last_position
+
+    async def _report_progress(self) -> None:
+        assert self.progress is not None
+        snapshot = ReplayProgress(
+            read=self.read,
+            replayed=self.replayed,
+            skipped=self.skipped,
+            failed=self.failed,
+            position=self.last_position,
+            total=self.total,
+            elapsed=time.perf_counter() - self.started,
+        )
+        result = self.progress(snapshot)
+        if isinstance(result, Awaitable):
+            await result
+
+
+def handler_name(function: Callable[..., Any]) -> str:
+    return getattr(function, "__qualname__", None) or repr(function)
