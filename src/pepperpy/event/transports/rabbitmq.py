@@ -1,0 +1,626 @@
+"""The RabbitMQ transport: one topic exchange, quorum queues for groups, publisher confirms.
+
+How the bus's semantics map onto AMQP 0-9-1 (the full story is in
+``docs/transport-rabbitmq.md``):
+
+* Every event is published, as a persistent CloudEvents JSON message, to one durable
+  *topic* exchange with its topic as the routing key; ``publish`` returns once the broker
+  confirmed it (publisher confirms), i.e. once every queue it was routed to has it.
+* Our patterns are AMQP binding keys unchanged: ``*`` is one word and ``#`` zero or more
+  words in both languages (``#.failed`` matches ``failed`` on the broker too).
+* An ungrouped subscription owns an exclusive, auto-deleted, server-named queue: it gets
+  every event while the process lives and leaves no backlog behind when it exits.
+* A group owns ``partitions`` durable quorum queues, each with *single active consumer*.
+  A publisher stamps each message with a lane (hash of its key, else of its id); the
+  group's headers exchange sends each lane to one partition, so one key always lands in
+  one queue and is consumed by one process at a time, in order. Members of a group
+  balance the active partitions between them (see :class:`_Group`).
+* Messages are acknowledged only after ``sub.deliver`` returned; a consumer that dies
+  leaves them unacknowledged and the broker redelivers them. A message redelivered
+  ``delivery_limit`` times (its consumer keeps crashing) is moved to ``deadletter.<topic>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import random
+import time
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .._deps import require
+from .._errors import ClosedError, ConfigurationError, EventError, TransportError
+from .._event import Event, make_event
+from .._patterns import matches, parse_pattern
+from .base import Subscription, Transport
+
+if TYPE_CHECKING:
+    from aio_pika.abc import (
+        AbstractChannel,
+        AbstractExchange,
+        AbstractIncomingMessage,
+        AbstractQueue,
+        AbstractRobustConnection,
+    )
+
+__all__ = ["RabbitMQTransport"]
+
+logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
+
+#: content type of a structured-mode CloudEvent (CloudEvents AMQP binding)
+CONTENT_TYPE = "application/cloudevents+json"
+#: header carrying the lane (0..LANES-1) that picks a group's partition
+LANE_HEADER = "pepperpy-lane"
+LANES = 64
+#: AMQP limits routing and binding keys to 255 bytes (a short string)
+MAX_KEY_BYTES = 255
+_DEAD_LETTER_PREFIX = "deadletter."
+_PERSISTENT = 2
+
+
+class RabbitMQTransport(Transport):
+    """Publishes to a RabbitMQ topic exchange and consumes through per-subscription queues.
+
+    ``url`` is an AMQP URL (``amqp://user:pass@host:5672/vhost``, ``amqps://`` for TLS).
+    Options:
+
+    * ``exchange``: the topic exchange every event goes through (durable; created if
+      missing). Applications that should see each other's events share it.
+    * ``prefetch``: unacknowledged messages per consumer; events without a key are
+      handled concurrently up to this many, events with one key one after another.
+    * ``partitions``: durable queues per group. More partitions spread one group's keys
+      over more processes; each key stays in one partition, so its order holds.
+    * ``queue_type``: ``"quorum"`` (replicated, the default) or ``"classic"`` for the
+      group queues.
+    * ``delivery_limit``: after this many deliveries of one message without an
+      acknowledgement (its consumer crashed each time), it goes to ``deadletter.<topic>``
+      instead of being handled again. ``None`` disables the limit.
+    * ``rebalance_interval``: seconds between checks that balance a group's active
+      partitions over its member processes.
+    """
+
+    def __init__(
+        self,
+        url: str = "amqp://guest:guest@localhost:5672/",
+        *,
+        exchange: str = "pepperpy.events",
+        prefetch: int = 128,
+        partitions: int = 4,
+        queue_type: str = "quorum",
+        delivery_limit: int | None = 10,
+        rebalance_interval: float = 1.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        scheme = urlsplit(url).scheme.lower() if isinstance(url, str) else ""
+        if scheme not in ("amqp", "amqps"):
+            raise ConfigurationError(f"RabbitMQ needs an amqp:// or amqps:// URL, got {url!r}")
+        if not isinstance(exchange, str) or not exchange or len(exchange.encode()) > 200:
+            raise ConfigurationError(
+                f"exchange must be a non-empty name (<= 200 bytes): {exchange!r}"
+            )
+        if exchange.startswith("amq."):
+            raise ConfigurationError(
+                f"exchange names starting with 'amq.' are reserved: {exchange!r}"
+            )
+        _positive_int("prefetch", prefetch)
+        _positive_int("partitions", partitions)
+        if partitions > LANES:
+            raise ConfigurationError(f"partitions must be at most {LANES}, got {partitions}")
+        if queue_type not in ("quorum", "classic"):
+            raise ConfigurationError(
+                f"queue_type must be 'quorum' or 'classic', got {queue_type!r}"
+            )
+        if delivery_limit is not None:
+            _positive_int("delivery_limit", delivery_limit)
+        if not isinstance(rebalance_interval, int | float) or rebalance_interval <= 0:
+            raise ConfigurationError(f"rebalance_interval must be > 0, got {rebalance_interval!r}")
+        self._aio_pika = require("aio_pika", extra="rabbitmq", feature="the RabbitMQ transport")
+        self.url = url
+        self.exchange_name = exchange
+        self.prefetch = prefetch
+        self.partitions = partitions
+        self.queue_type = queue_type
+        self.delivery_limit = delivery_limit
+        self.rebalance_interval = float(rebalance_interval)
+        self.connect_timeout = connect_timeout
+        self._connection: AbstractRobustConnection | None = None
+        self._exchange: AbstractExchange | None = None
+        self._consumers: list[_Consumer] = []
+        self._groups: dict[str, _Group] = {}
+        self._declared_queues: list[str] = []
+        self._declared_exchanges: list[str] = [exchange]
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (reconnecting with backoff after a broker restart) and declare the exchange."""
+        if self._closed:
+            raise ClosedError("the RabbitMQ transport is closed")
+        if self._connection is not None:
+            return
+        aio_pika = self._aio_pika
+        try:
+            connection = await aio_pika.connect_robust(self.url, timeout=self.connect_timeout)
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+            raise TransportError(
+                f"cannot connect to RabbitMQ at {_redact(self.url)}: {exc}"
+            ) from exc
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            self._exchange = await channel.declare_exchange(
+                self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+        except aio_pika.exceptions.AMQPError as exc:
+            await connection.close()
+            raise TransportError(
+                f"cannot declare topic exchange {self.exchange_name!r}: {exc}"
+                " (does an exchange of another type or durability have that name?)"
+            ) from exc
+        self._connection = connection
+
+    async def close(self) -> None:
+        """Stop consuming, finish the deliveries in progress, then disconnect.
+
+        Messages prefetched but not started stay unacknowledged and go back to their
+        queue (in order) when the connection closes, for another consumer to take.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        for group in self._groups.values():
+            group.stop_rebalancing()
+        for consumer in self._consumers:
+            consumer.pause()
+        await asyncio.gather(*(consumer.finish_running() for consumer in self._consumers))
+        connection, self._connection = self._connection, None
+        self._exchange = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    async def delete_topology(self) -> None:
+        """Delete the exchange and every group queue and exchange this transport declared.
+
+        Meant for tests and throw-away environments: it drops the groups' backlog. Works
+        after :meth:`close` (it opens a connection of its own).
+        """
+        aio_pika = self._aio_pika
+        try:
+            connection = await aio_pika.connect(self.url, timeout=self.connect_timeout)
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+            raise TransportError(
+                f"cannot connect to RabbitMQ at {_redact(self.url)}: {exc}"
+            ) from exc
+        async with connection:
+            channel = await connection.channel()
+            for queue in self._declared_queues:
+                await channel.queue_delete(queue)
+            for exchange in reversed(self._declared_exchanges):
+                await channel.exchange_delete(exchange)
+
+    # -- publishing -------------------------------------------------------------------
+
+    async def publish(self, event: Event, *, key: str | None = None) -> None:
+        """Send ``event`` to the exchange; returns once the broker confirmed it."""
+        exchange = self._exchange
+        if exchange is None:
+            if self._closed:
+                raise ClosedError("the RabbitMQ transport is closed")
+            await self.start()
+            exchange = self._exchange
+            assert exchange is not None
+        topic = event.type
+        if len(topic.encode()) > MAX_KEY_BYTES:
+            raise TransportError(
+                f"topic {topic[:40]!r}... is longer than AMQP's {MAX_KEY_BYTES}-byte routing key"
+            )
+        lane = zlib.crc32((key if key is not None else event.id).encode()) % LANES
+        message = self._aio_pika.Message(
+            event.to_json(),
+            content_type=CONTENT_TYPE,
+            delivery_mode=_PERSISTENT,
+            message_id=event.id,
+            headers={LANE_HEADER: lane},
+        )
+        try:
+            await exchange.publish(message, routing_key=topic, mandatory=False)
+        except self._aio_pika.exceptions.AMQPError as exc:
+            raise TransportError(f"RabbitMQ did not accept {topic!r} ({event.id}): {exc}") from exc
+
+    # -- subscribing ------------------------------------------------------------------
+
+    async def subscribe(self, subscription: Subscription) -> None:
+        """Declare and bind the subscription's queue(s) and start consuming from them."""
+        if self._closed:
+            raise ClosedError("the RabbitMQ transport is closed")
+        if self._connection is None:
+            await self.start()
+        pattern = subscription.pattern
+        parse_pattern(pattern)
+        if len(pattern.encode()) > MAX_KEY_BYTES:
+            raise TransportError(
+                f"pattern {pattern[:40]!r}... is longer than AMQP's"
+                f" {MAX_KEY_BYTES}-byte binding key"
+            )
+        try:
+            if subscription.group is None:
+                await self._subscribe_alone(subscription)
+            else:
+                await self._subscribe_in_group(subscription)
+        except self._aio_pika.exceptions.AMQPError as exc:
+            raise TransportError(
+                f"cannot set up the RabbitMQ subscription to {pattern!r}: {exc}"
+            ) from exc
+
+    async def _subscribe_alone(self, subscription: Subscription) -> None:
+        members = _Members([subscription])
+        consumer = _Consumer(self, members, subscription.pattern, None, self._declare_private)
+        self._consumers.append(consumer)
+        await consumer.open()
+
+    async def _declare_private(self, channel: AbstractChannel, pattern: str) -> AbstractQueue:
+        queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+        assert self._exchange is not None
+        await queue.bind(self.exchange_name, routing_key=pattern)
+        return queue
+
+    async def _subscribe_in_group(self, subscription: Subscription) -> None:
+        group = self._groups.get(subscription.name)
+        if group is not None:  # another member in this process: share its consumers
+            group.members.add(subscription)
+            return
+        assert subscription.group is not None
+        base = f"{self.exchange_name}.group.{subscription.group}.{subscription.name}"
+        if len(base.encode()) > 230:
+            raise ConfigurationError(
+                f"group name too long for a queue name: {subscription.group!r}"
+            )
+        group = _Group(self, base, subscription)
+        self._groups[subscription.name] = group
+        await group.open()
+
+    async def _channel(self) -> AbstractChannel:
+        if self._connection is None:
+            raise ClosedError("the RabbitMQ transport is closed")
+        channel = await self._connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=self.prefetch)
+        return channel
+
+    def _group_queue_arguments(self) -> dict[str, Any]:
+        arguments: dict[str, Any] = {"x-single-active-consumer": True}
+        if self.queue_type == "quorum":
+            arguments["x-queue-type"] = "quorum"
+        return arguments
+
+    async def _give_up(self, event: Event, deliveries: int, group: str | None) -> None:
+        """Move a message its consumers never acknowledged to ``deadletter.<topic>``."""
+        logger.error(
+            "%s (%s) was delivered %d times without an acknowledgement; dead-lettering it",
+            event.type,
+            event.id,
+            deliveries,
+        )
+        if event.type.startswith(_DEAD_LETTER_PREFIX):
+            return
+        metadata = dict(event.metadata)
+        metadata["dlreason"] = (
+            f"delivered {deliveries} times without an acknowledgement (consumer crashed or failed)"
+        )
+        metadata["dlattempts"] = deliveries
+        metadata["dlid"] = event.id
+        if group is not None:
+            metadata["dlgroup"] = group
+        dead = event.replace(
+            type=_DEAD_LETTER_PREFIX + event.type,
+            metadata=metadata,
+            id=make_event("x", None, None).id,
+        )
+        key = metadata.get("partitionkey")
+        await self.publish(dead, key=key if isinstance(key, str) else None)
+
+
+class _Members:
+    """The subscriptions of one process sharing a consumer; picks one per event."""
+
+    __slots__ = ("subscriptions", "_turn")
+
+    def __init__(self, subscriptions: list[Subscription]) -> None:
+        self.subscriptions = subscriptions
+        self._turn = itertools.count()
+
+    def add(self, subscription: Subscription) -> None:
+        self.subscriptions.append(subscription)
+
+    def pick(self) -> Subscription:
+        subs = self.subscriptions
+        if len(subs) == 1:
+            return subs[0]
+        return subs[next(self._turn) % len(subs)]
+
+
+Declare = Callable[["AbstractChannel", str], Awaitable["AbstractQueue"]]
+
+
+class _Consumer:
+    """One AMQP consumer on one queue over its own channel.
+
+    Events with a ``partitionkey`` are handled one after another per key (a *lane*);
+    others concurrently, up to the channel's prefetch. Each message is acknowledged
+    after delivery returned and negatively acknowledged (requeued) if delivery raised.
+    """
+
+    def __init__(
+        self,
+        transport: RabbitMQTransport,
+        members: _Members,
+        pattern: str,
+        group: str | None,
+        declare: Declare,
+    ) -> None:
+        self.transport = transport
+        self.members = members
+        self.pattern = pattern
+        self.group = group
+        self._declare = declare
+        self._channel: AbstractChannel | None = None
+        self._generation = 0
+        self._paused = False
+        self._lanes: dict[str, deque[tuple[Event, AbstractIncomingMessage]]] = {}
+        self._running: set[asyncio.Future[Any]] = set()
+        self.last_delivery = 0.0
+
+    async def open(self) -> None:
+        """Open a channel, declare the queue and start consuming (back of the line)."""
+        channel = await self.transport._channel()
+        queue = await self._declare(channel, self.pattern)
+        self._generation += 1
+        generation = self._generation
+        self._channel = channel
+        self._paused = False
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            if self._paused or generation != self._generation:
+                return  # left unacknowledged: requeued when that channel closes
+            await self._on_message(message)
+
+        await queue.consume(on_message)
+
+    def pause(self) -> None:
+        """Start no further deliveries (the unstarted ones return to the queue later)."""
+        self._paused = True
+
+    async def finish_running(self) -> None:
+        """Wait for the deliveries in progress (they are acknowledged as usual)."""
+        while self._running:
+            await asyncio.wait(list(self._running))
+
+    async def rejoin(self) -> None:
+        """Hand this queue to the next waiting consumer and queue up behind it.
+
+        Deliveries in progress finish first; closing the channel returns the prefetched
+        rest to the queue in order, so per-key order survives the handover.
+        """
+        self.pause()
+        await self.finish_running()
+        channel, self._channel = self._channel, None
+        self._lanes.clear()
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        self.last_delivery = 0.0
+        if not self.transport._closed:
+            await self.open()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self.last_delivery = time.monotonic()
+        try:
+            event = Event.from_json(message.body)
+        except EventError as exc:
+            logger.error(
+                "dropping a message on %r that is not a CloudEvents JSON document: %s",
+                message.routing_key,
+                exc,
+            )
+            await _settle(message.reject(requeue=False))
+            return
+        if message.routing_key != event.type and not matches(self.pattern, event.type):
+            await _settle(message.ack())  # routed by a key that disagrees with its type
+            return
+        limit = self.transport.delivery_limit
+        if limit is not None and message.redelivered:
+            deliveries = _delivery_count(message)
+            if deliveries >= limit:
+                await self.transport._give_up(event, deliveries, self.group)
+                await _settle(message.ack())
+                return
+        key = event.metadata.get("partitionkey")
+        if key is None:
+            await self._run(event, message)
+            return
+        key = str(key)
+        lane = self._lanes.get(key)
+        if lane is not None:
+            lane.append((event, message))
+            return
+        self._lanes[key] = lane = deque()
+        try:
+            await self._run(event, message)
+            while lane and not self._paused:
+                event, message = lane.popleft()
+                await self._run(event, message)
+        finally:
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
+
+    async def _run(self, event: Event, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        try:
+            try:
+                await self.members.pick().deliver(event)
+            except Exception:
+                logger.exception("delivery of %s (%s) failed; requeueing it", event.type, event.id)
+                await _settle(message.nack(requeue=True))
+                return
+            await _settle(message.ack())
+        finally:
+            self._running.discard(task)
+
+
+class _Group:
+    """A group's partition queues, its consumers in this process, and their balancing.
+
+    Each partition is a durable queue with *single active consumer*: every member
+    process consumes from every partition, the broker lets one of them at a time
+    receive. As the first process to subscribe would end up active everywhere, members
+    count each other (each holds a consumer on a small presence queue) and a member
+    active on more than its share of busy partitions hands one back every
+    ``rebalance_interval`` (finish in-flight work, close that channel, consume again).
+    """
+
+    def __init__(self, transport: RabbitMQTransport, base: str, first: Subscription) -> None:
+        self.transport = transport
+        self.base = base
+        self.pattern = first.pattern
+        self.group = first.group
+        self.members = _Members([first])
+        count = transport.partitions
+        self.queue_names = [base] if count == 1 else [f"{base}.p{i}" for i in range(count)]
+        self.consumers = [
+            _Consumer(transport, self.members, self.pattern, self.group, self._declarer(name))
+            for name in self.queue_names
+        ]
+        self._presence = f"{base}.members"
+        self._control: AbstractChannel | None = None
+        self._rebalancer: asyncio.Task[None] | None = None
+
+    def _declarer(self, name: str) -> Declare:
+        async def declare(channel: AbstractChannel, pattern: str) -> AbstractQueue:
+            return await channel.declare_queue(
+                name, durable=True, arguments=self.transport._group_queue_arguments()
+            )
+
+        return declare
+
+    async def open(self) -> None:
+        transport = self.transport
+        aio_pika = transport._aio_pika
+        assert transport._connection is not None
+        channel = await transport._connection.channel(publisher_confirms=False)
+        # declare the topology before consuming, so nothing published after this returns
+        # can miss the group
+        if len(self.queue_names) == 1:
+            queue = await channel.declare_queue(
+                self.queue_names[0], durable=True, arguments=transport._group_queue_arguments()
+            )
+            await queue.bind(transport.exchange_name, routing_key=self.pattern)
+            transport._declared_queues.append(self.queue_names[0])
+        else:
+            fallback = await channel.declare_exchange(
+                f"{self.base}.nolane", aio_pika.ExchangeType.FANOUT, durable=True
+            )
+            lanes = await channel.declare_exchange(
+                f"{self.base}.lanes",
+                aio_pika.ExchangeType.HEADERS,
+                durable=True,
+                arguments={"alternate-exchange": fallback.name},
+            )
+            transport._declared_exchanges += [fallback.name, lanes.name]
+            for index, name in enumerate(self.queue_names):
+                queue = await channel.declare_queue(
+                    name, durable=True, arguments=transport._group_queue_arguments()
+                )
+                transport._declared_queues.append(name)
+                for lane in range(index, LANES, len(self.queue_names)):
+                    await queue.bind(lanes, arguments={"x-match": "all", LANE_HEADER: lane})
+                if index == 0:
+                    await queue.bind(fallback)
+            await lanes.bind(transport.exchange_name, routing_key=self.pattern)
+            presence = await channel.declare_queue(self._presence, auto_delete=True)
+            await presence.consume(_ignore, no_ack=True)
+            self._control = channel
+        transport._consumers.extend(self.consumers)
+        order = list(self.consumers)
+        random.shuffle(order)  # spreads first picks when members start at the same time
+        for consumer in order:
+            await consumer.open()
+        if len(self.consumers) > 1:
+            self._rebalancer = asyncio.get_running_loop().create_task(self._rebalance())
+        else:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    def stop_rebalancing(self) -> None:
+        if self._rebalancer is not None:
+            self._rebalancer.cancel()
+            self._rebalancer = None
+
+    async def _rebalance(self) -> None:
+        interval = self.transport.rebalance_interval
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+            try:
+                members = await self._count_members()
+            except Exception as exc:  # broker away: robust connection reconnects; retry
+                logger.debug("could not count the members of %s: %s", self.base, exc)
+                continue
+            if members <= 1:
+                continue
+            recent = time.monotonic() - 2 * interval
+            active = [c for c in self.consumers if c.last_delivery >= recent]
+            share = math.ceil(len(self.consumers) / members)
+            if len(active) > share:
+                try:
+                    await random.choice(active).rejoin()
+                except Exception as exc:
+                    logger.warning("could not hand a partition of %s over: %s", self.base, exc)
+
+    async def _count_members(self) -> int:
+        channel = self._control
+        assert channel is not None
+        queue = await channel.declare_queue(self._presence, auto_delete=True, passive=True)
+        result = queue.declaration_result
+        return int(result.consumer_count or 0)
+
+
+async def _ignore(message: AbstractIncomingMessage) -> None:
+    return None
+
+
+async def _settle(acknowledgement: Awaitable[None]) -> None:
+    """Ack/nack/reject; a closed channel already returned the message to its queue."""
+    try:
+        await acknowledgement
+    except Exception as exc:
+        logger.debug("could not settle a message (its channel closed): %s", exc)
+
+
+def _delivery_count(message: AbstractIncomingMessage) -> int:
+    """How many times this message was delivered (quorum queues count; classic do not)."""
+    headers = message.headers or {}
+    count = headers.get("x-delivery-count")
+    if isinstance(count, int) and not isinstance(count, bool):
+        return count + 1
+    return 2  # redelivered at least once
+
+
+def _positive_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
