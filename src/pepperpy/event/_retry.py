@@ -44,10 +44,18 @@ class RetryPolicy:
     EXPONENTIAL: ClassVar[RetryPolicy]
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
-        if self.base_delay < 0 or self.max_delay < 0:
-            raise ValueError("delays must be >= 0")
+        attempts = self.max_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ValueError(f"max_attempts must be an int >= 1, got {attempts!r}")
+        for name in ("base_delay", "max_delay"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.kind != "fixed" and self.max_delay < self.base_delay:
             raise ValueError(
                 f"max_delay ({self.max_delay}) must be >= base_delay ({self.base_delay})"
@@ -57,6 +65,8 @@ class RetryPolicy:
             object.__setattr__(self, "retry_on", (retry_on,))
         elif not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
             raise TypeError("retry_on must be exception classes")
+        elif not isinstance(retry_on, tuple):
+            object.__setattr__(self, "retry_on", tuple(retry_on))
 
     @classmethod
     def none(cls) -> RetryPolicy:

@@ -1,0 +1,301 @@
+"""CloudEvents 1.0: our structured-mode JSON, its extension rules, and the official SDK."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from pepperpy.event import Event, SerializationError
+
+SDK_JSON = JSONFormat()
+
+
+def _sdk_read(raw: bytes) -> CloudEvent:
+    event = SDK_JSON.read(None, raw)
+    assert isinstance(event, CloudEvent)
+    return event
+
+
+# -- our own round trips ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        0,
+        -1.5,
+        True,
+        "text",
+        "123",
+        "true",
+        "null",
+        '{"looks": "like json"}',
+        [1, [2, {}]],
+        {"nested": {"a": [None, "x"]}},
+        b"\x00\xffbinary",
+    ],
+)
+def test_every_data_shape_round_trips(data: Any) -> None:
+    event = Event("shape.test", data)
+    via_dict = Event.from_cloudevent(event.to_cloudevent())
+    via_json = Event.from_json(event.to_json())
+    for back in (via_dict, via_json):
+        assert back.data == data
+        assert type(back.data) is type(event.data)
+        assert back == event
+
+
+def test_all_attributes_round_trip() -> None:
+    when = datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=UTC)
+    event = Event(
+        "user.created",
+        {"name": "Ann"},
+        {"traceparent": "00-abc-01", "count": 3},
+        id="evt-1",
+        timestamp=when,
+        version=4,
+        source="urn:svc:users",
+        subject="user/1",
+    )
+    back = Event.from_json(event.to_json())
+    assert back.to_dict() == event.to_dict()
+    assert back.timestamp == when
+    assert (back.source, back.subject, back.version) == ("urn:svc:users", "user/1", 4)
+
+
+def test_structured_form_is_cloudevents_1_0() -> None:
+    when = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+    event = Event("user.created", {"a": 1}, id="e1", timestamp=when, subject="s")
+    ce = event.to_cloudevent()
+    assert ce == {
+        "specversion": "1.0",
+        "id": "e1",
+        "source": "pepperpy-event",
+        "type": "user.created",
+        "time": "2024-01-01T12:00:00Z",
+        "subject": "s",
+        "datacontenttype": "application/json",
+        "data": {"a": 1},
+    }
+    assert json.loads(event.to_json()) == ce
+    assert isinstance(event.to_json(), bytes)
+
+
+def test_binary_data_uses_data_base64() -> None:
+    ce = Event("blob.stored", b"\x01\x02").to_cloudevent()
+    assert "data" not in ce
+    assert ce["data_base64"] == base64.b64encode(b"\x01\x02").decode()
+    assert ce["datacontenttype"] == "application/octet-stream"
+
+
+def test_no_data_means_no_data_member() -> None:
+    ce = Event("ping").to_cloudevent()
+    assert "data" not in ce and "data_base64" not in ce and "datacontenttype" not in ce
+
+
+def test_version_travels_as_an_extension_only_when_not_one() -> None:
+    assert "pepperpyversion" not in Event("t").to_cloudevent()
+    assert Event("t", version=2).to_cloudevent()["pepperpyversion"] == 2
+    ce = Event("t", version=2).to_cloudevent()
+    ce["pepperpyversion"] = "2"  # a string-typed extension from another SDK
+    assert Event.from_cloudevent(ce).version == 2
+
+
+# -- extension rules --------------------------------------------------------------------
+
+
+def test_valid_metadata_entries_become_extensions() -> None:
+    metadata = {"traceparent": "00-x-01", "tenant": "acme", "retries": 2, "urgent": True}
+    ce = Event("t", None, metadata).to_cloudevent()
+    for key, value in metadata.items():
+        assert ce[key] == value
+    assert "pepperpymetadata" not in ce
+
+
+def test_other_metadata_travels_packed_and_comes_back_as_it_was() -> None:
+    metadata: dict[str, Any] = {
+        "camelCase": "x",  # upper case is not allowed in extension names
+        "with-dash": 1,
+        "averyveryverylongname21": "x",  # 23 characters: over the 20 allowed
+        "ratio": 0.5,  # floats are not a CloudEvents extension type
+        "nested": {"a": [1, 2]},
+        "nothing": None,
+        "id": "not the event id",  # a context attribute name
+        "data": "not the data",
+        "time": "never",
+        "datacontenttype": "text/plain",
+        "dataschema": 5,  # optional attribute with a non-string value
+        "ok": "plain",
+    }
+    event = Event("t", {"payload": 1}, metadata)
+    ce = event.to_cloudevent()
+    assert ce["ok"] == "plain"
+    packed = json.loads(ce["pepperpymetadata"])
+    assert packed == {k: v for k, v in metadata.items() if k != "ok"}
+    assert ce["id"] == event.id and ce["data"] == {"payload": 1}
+    back = Event.from_json(event.to_json())
+    assert back.metadata == metadata
+    assert back.data == {"payload": 1}
+
+
+def test_dataschema_with_a_string_passes_through_as_the_attribute() -> None:
+    ce = Event("t", {"a": 1}, {"dataschema": "https://example.com/s.json"}).to_cloudevent()
+    assert ce["dataschema"] == "https://example.com/s.json"
+    assert Event.from_cloudevent(ce).metadata == {"dataschema": "https://example.com/s.json"}
+
+
+# -- interop with the official SDK -------------------------------------------------------
+
+
+def test_sdk_reads_what_we_write() -> None:
+    when = datetime(2024, 3, 1, 8, 30, 15, 250000, tzinfo=UTC)
+    event = Event(
+        "order.placed",
+        {"total": 12.5, "items": ["a"]},
+        {"traceparent": "00-1-01", "attempt": 2, "flag": False, "Mixed": "packed"},
+        timestamp=when,
+        version=3,
+        source="urn:shop",
+        subject="order/7",
+    )
+    sdk = _sdk_read(event.to_json())
+    assert sdk.get_id() == event.id
+    assert sdk.get_type() == "order.placed"
+    assert sdk.get_source() == "urn:shop"
+    assert sdk.get_subject() == "order/7"
+    assert sdk.get_time() == when
+    assert sdk.get_datacontenttype() == "application/json"
+    assert sdk.get_data() == {"total": 12.5, "items": ["a"]}
+    assert sdk.get_extension("traceparent") == "00-1-01"
+    assert sdk.get_extension("attempt") == 2
+    assert sdk.get_extension("flag") is False
+    assert sdk.get_extension("pepperpyversion") == 3
+    assert json.loads(sdk.get_extension("pepperpymetadata")) == {"Mixed": "packed"}
+    # and what the SDK writes back out, we read as the same event
+    assert Event.from_json(SDK_JSON.write(sdk)).to_dict() == event.to_dict()
+
+
+def test_sdk_reads_our_binary_data() -> None:
+    event = Event("blob.stored", b"\x00\x01\xfe\xff")
+    sdk = _sdk_read(event.to_json())
+    assert sdk.get_data() == b"\x00\x01\xfe\xff"
+    assert Event.from_json(SDK_JSON.write(sdk)).data == b"\x00\x01\xfe\xff"
+
+
+def test_we_read_what_the_sdk_writes() -> None:
+    when = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=2)))
+    sdk = CloudEvent(
+        {
+            "id": "sdk-1",
+            "source": "https://example.com/orders",
+            "type": "com.example.order.created",
+            "time": when,
+            "subject": "order/9",
+            "datacontenttype": "application/json",
+            "tenant": "acme",
+            "priority": 5,
+            "dataschema": "https://example.com/order.json",
+        },
+        {"order": 9, "lines": [{"sku": "x", "qty": 1}]},
+    )
+    event = Event.from_json(SDK_JSON.write(sdk))
+    assert event.id == "sdk-1"
+    assert event.type == "com.example.order.created"
+    assert event.source == "https://example.com/orders"
+    assert event.subject == "order/9"
+    assert event.timestamp == when
+    assert event.timestamp.utcoffset() == timedelta(0)
+    assert event.data == {"order": 9, "lines": [{"sku": "x", "qty": 1}]}
+    assert event.version == 1
+    assert event.metadata == {
+        "tenant": "acme",
+        "priority": 5,
+        "dataschema": "https://example.com/order.json",
+    }
+    # and we write it back so the SDK sees the same extensions and data
+    again = _sdk_read(event.to_json())
+    assert again.get_extension("tenant") == "acme"
+    assert again.get_extension("priority") == 5
+    assert again.get_dataschema() == "https://example.com/order.json"
+    assert again.get_data() == sdk.get_data()
+
+
+def test_we_read_sdk_binary_data_and_plain_text() -> None:
+    binary = CloudEvent({"id": "b", "source": "s", "type": "blob"}, b"\x10\x20")
+    assert Event.from_json(SDK_JSON.write(binary)).data == b"\x10\x20"
+    text = CloudEvent(
+        {"id": "t", "source": "s", "type": "note", "datacontenttype": "text/plain"}, "hello"
+    )
+    assert Event.from_json(SDK_JSON.write(text)).data == "hello"
+    json_string = CloudEvent(
+        {"id": "j", "source": "s", "type": "note", "datacontenttype": "application/json"}, "42"
+    )
+    assert Event.from_json(SDK_JSON.write(json_string)).data == "42", "a JSON string stays one"
+
+
+def test_sdk_written_event_without_time_gets_one() -> None:
+    raw = json.dumps({"specversion": "1.0", "id": "x", "source": "s", "type": "t"})
+    before = datetime.now(UTC)
+    event = Event.from_json(raw)
+    assert event.timestamp >= before - timedelta(seconds=1)
+    assert event.data is None
+
+
+# -- malformed input -------------------------------------------------------------------
+
+VALID: dict[str, Any] = {"specversion": "1.0", "id": "1", "source": "s", "type": "t"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"specversion": "0.3"}, "specversion"),
+        ({"specversion": None}, "specversion"),
+        ({"id": ""}, "id"),
+        ({"id": 5}, "id"),
+        ({"source": None}, "source"),
+        ({"type": ["t"]}, "type"),
+        ({"time": "yesterday"}, "time"),
+        ({"time": "2024-01-01T00:00:00"}, "offset"),
+        ({"time": 1700000000}, "time"),
+        ({"data_base64": "!!not base64!!"}, "base64"),
+        ({"data_base64": 12}, "base64"),
+        ({"pepperpymetadata": "not json"}, "JSON"),
+        ({"pepperpymetadata": "[1, 2]"}, "pepperpymetadata"),
+        ({"pepperpyversion": 0}, "pepperpyversion"),
+        ({"pepperpyversion": "two"}, "pepperpyversion"),
+        ({"pepperpyversion": True}, "pepperpyversion"),
+    ],
+)
+def test_malformed_cloudevents_raise_serialization_error(
+    change: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(SerializationError, match=message):
+        Event.from_cloudevent({**VALID, **change})
+    with pytest.raises(SerializationError, match=message):
+        Event.from_json(json.dumps({**VALID, **change}))
+
+
+@pytest.mark.parametrize("missing", ["specversion", "id", "source", "type"])
+def test_missing_required_attribute_is_refused(missing: str) -> None:
+    broken = {k: v for k, v in VALID.items() if k != missing}
+    with pytest.raises(SerializationError, match=missing):
+        Event.from_cloudevent(broken)
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"[1, 2]", b'"string"', b"\xff\xfe", "null"])
+def test_malformed_json_documents_are_refused(raw: bytes | str) -> None:
+    with pytest.raises(SerializationError):
+        Event.from_json(raw)
+
+
+def test_not_a_mapping_is_refused() -> None:
+    with pytest.raises(SerializationError, match="JSON object"):
+        Event.from_cloudevent(["specversion"])  # type: ignore[arg-type]
