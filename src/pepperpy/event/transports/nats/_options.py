@@ -1,0 +1,116 @@
+"""Settings of the NATS transport, from keyword arguments and the URL's query string."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from ..._errors import ConfigurationError
+from ._subjects import check_prefix
+
+__all__ = ["NatsOptions", "parse_url"]
+
+_STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
+_RETENTIONS = ("interest", "limits")
+
+
+@dataclass(frozen=True)
+class NatsOptions:
+    """How events map onto JetStream (see ``docs/transport-nats.md``).
+
+    * ``stream``: the JetStream stream holding the bus's events (created if missing).
+    * ``prefix``: topic ``a.b`` travels on subject ``<prefix>.a.b``; the stream covers
+      ``<prefix>.>``.
+    * ``retention``: ``"interest"`` (default) keeps an event until every consumer whose
+      filter covers it acknowledged it; ``"limits"`` keeps it per ``max_age`` (replayable).
+    * ``max_age``: seconds an event may stay in the stream at most (``None``: no limit).
+    * ``replicas``: stream replicas in a cluster.
+    * ``ack_wait``: seconds before an unacknowledged delivery is redelivered (slow
+      handlers are kept alive with in-progress acks, so this bounds crash recovery).
+    * ``max_deliver``: deliveries without acknowledgement (crashed or stuck consumers)
+      after which the event goes to ``deadletter.<topic>`` instead of the handler.
+    * ``max_ack_pending``: events in flight per consumer (across all group members).
+    * ``inactive_threshold``: seconds after which an ungrouped subscription's consumer is
+      deleted once its process stopped listening.
+    * ``publish_timeout``: seconds ``publish`` keeps retrying (across a reconnect) before
+      raising :class:`~pepperpy.event.TransportError`.
+    * ``reconnect_wait``: seconds between reconnect attempts (with jitter from nats-py).
+    """
+
+    stream: str = "PEPPERPY_EVENTS"
+    prefix: str = "pepperpy"
+    retention: str = "interest"
+    max_age: float | None = None
+    replicas: int = 1
+    ack_wait: float = 30.0
+    max_deliver: int = 5
+    max_ack_pending: int = 1000
+    inactive_threshold: float = 30.0
+    publish_timeout: float = 20.0
+    reconnect_wait: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stream, str) or not _STREAM_NAME.fullmatch(self.stream):
+            raise ConfigurationError(
+                f"invalid JetStream stream name {self.stream!r}: use letters, digits, '-' or '_'"
+            )
+        check_prefix(self.prefix)
+        if self.retention not in _RETENTIONS:
+            raise ConfigurationError(
+                f"retention must be one of {_RETENTIONS}, got {self.retention!r}"
+            )
+        for name in ("ack_wait", "inactive_threshold", "publish_timeout", "reconnect_wait"):
+            _positive(name, getattr(self, name))
+        if self.max_age is not None:
+            _positive("max_age", self.max_age)
+        for name in ("replicas", "max_deliver", "max_ack_pending"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _positive(name: str, value: Any) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ConfigurationError(f"{name} must be a number > 0, got {value!r}")
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(NatsOptions)}
+
+
+def parse_url(url: str, overrides: dict[str, Any]) -> tuple[str, NatsOptions]:
+    """Split ``nats://host:port?stream=S&prefix=P`` into the server URL and options.
+
+    Keyword ``overrides`` win over query parameters; unknown names are refused.
+    """
+    if not isinstance(url, str):
+        raise ConfigurationError(f"the NATS transport needs a URL string, got {url!r}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("nats", "tls") or not parts.hostname:
+        raise ConfigurationError(f"not a NATS URL: {url!r} (expected nats://host:port)")
+    values: dict[str, Any] = {}
+    for name, raw in parse_qsl(parts.query, keep_blank_values=True):
+        kind = _FIELD_TYPES.get(name)
+        if kind is None:
+            raise ConfigurationError(
+                f"unknown option {name!r} in {url!r}; known: {sorted(_FIELD_TYPES)}"
+            )
+        values[name] = _convert(name, raw, str(kind))
+    for name, value in overrides.items():
+        if name not in _FIELD_TYPES:
+            raise TypeError(f"NatsTransport() got an unexpected keyword argument {name!r}")
+        values[name] = value
+    server = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return server, NatsOptions(**values)
+
+
+def _convert(name: str, raw: str, kind: str) -> Any:
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return None if raw in ("", "none") else float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"option {name}={raw!r} is not a number") from exc
+    return raw

@@ -1,0 +1,303 @@
+"""The ``nats://`` transport: the bus over NATS JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..._bus import DEAD_LETTER_PREFIX, DL_ATTEMPTS, DL_GROUP, DL_ORIGINAL_ID, DL_REASON
+from ..._deps import require
+from ..._errors import ClosedError, ConfigurationError, TransportError
+from ..._event import Event, make_event
+from ..base import Subscription, Transport
+from ._consumer import Consumer
+from ._options import parse_url
+from ._subjects import subject_filter, topic_subject
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.js import JetStreamContext
+
+__all__ = ["NatsTransport"]
+
+logger = logging.getLogger("pepperpy.event.transports.nats")
+
+#: header JetStream uses to drop duplicates within the stream's duplicate window
+MSG_ID = "Nats-Msg-Id"
+
+
+class NatsTransport(Transport):
+    """Events on a NATS JetStream stream; groups are durable queue consumers.
+
+    ``url`` is ``nats://[user:pass@]host:port`` and may carry the options below in its
+    query string (``nats://127.0.0.1:4222?stream=ORDERS&prefix=orders``); keyword
+    arguments win over the query string. See :class:`NatsOptions` for each option and
+    ``docs/transport-nats.md`` for how the bus's semantics map onto JetStream.
+
+    ``publish`` returns once JetStream acknowledged the event (stored durably). Events
+    carry their id as ``Nats-Msg-Id``, so a publish retried across a reconnect is stored
+    once. Consumers acknowledge only after the subscription's handler finished.
+    """
+
+    def __init__(self, url: str = "nats://127.0.0.1:4222", **options: Any) -> None:
+        self.server, self.options = parse_url(url, options)
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._consumers: dict[str, Consumer] = {}
+        self._instance = secrets.token_hex(4)
+        self._ticker: asyncio.Task[None] | None = None
+        self._restoring: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def stream(self) -> str:
+        """The JetStream stream holding this bus's events."""
+        return self.options.stream
+
+    def subject(self, topic: str) -> str:
+        """The NATS subject events of ``topic`` are published on."""
+        return topic_subject(self.options.prefix, topic)
+
+    # -- connection -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._closed:
+            raise ClosedError("the NATS transport is closed")
+        if self._nc is not None:
+            return
+        nats = require("nats", extra="nats", feature="the nats:// transport")
+        from nats.errors import Error as NatsError
+
+        try:
+            nc = await nats.connect(
+                self.server,
+                name="pepperpy-event",
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=self.options.reconnect_wait,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+            )
+        except (NatsError, OSError) as exc:
+            raise TransportError(f"cannot connect to NATS at {self.server}: {exc}") from exc
+        self._nc = nc
+        self._js = nc.jetstream()
+        try:
+            await self._ensure_stream()
+        except BaseException:
+            self._nc = self._js = None
+            await nc.close()
+            raise
+        interval = self.options.ack_wait / 3
+        self._ticker = asyncio.get_running_loop().create_task(self._keep_alive(interval))
+
+    async def _ensure_stream(self) -> None:
+        from nats.errors import Error as NatsError
+        from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+        from nats.js.errors import NotFoundError
+
+        assert self._js is not None
+        options = self.options
+        wanted = f"{options.prefix}.>"
+        try:
+            try:
+                info = await self._js.stream_info(options.stream)
+            except NotFoundError:
+                config = StreamConfig(
+                    name=options.stream,
+                    subjects=[wanted],
+                    retention=RetentionPolicy(options.retention),
+                    storage=StorageType.FILE,
+                    max_age=options.max_age,
+                    num_replicas=options.replicas,
+                    description="pepperpy-event bus",
+                )
+                try:
+                    await self._js.add_stream(config)
+                    return
+                except NatsError as exc:
+                    try:  # another process may have created it at the same moment
+                        info = await self._js.stream_info(options.stream)
+                    except NotFoundError:
+                        raise ConfigurationError(
+                            f"cannot create JetStream stream {options.stream!r} for subjects "
+                            f"{wanted!r}: {exc} (does another stream cover them already?)"
+                        ) from exc
+        except NatsError as exc:
+            raise TransportError(f"JetStream is not available at {self.server}: {exc}") from exc
+        subjects = info.config.subjects or []
+        if wanted not in subjects and ">" not in subjects:
+            raise ConfigurationError(
+                f"JetStream stream {options.stream!r} exists but covers {subjects}, "
+                f"not {wanted!r}; pick another stream name or prefix"
+            )
+
+    async def _on_error(self, exc: Exception) -> None:
+        logger.warning("NATS connection error: %s", exc)
+
+    async def _on_disconnected(self) -> None:
+        if not self._closed:
+            logger.warning("disconnected from NATS at %s; reconnecting", self.server)
+
+    async def _on_reconnected(self) -> None:
+        logger.info("reconnected to NATS at %s", self.server)
+        if self._restoring is None or self._restoring.done():
+            loop = asyncio.get_running_loop()
+            self._restoring = loop.create_task(self._restore_consumers())
+
+    async def _restore_consumers(self) -> None:
+        """Recreate consumers a restarted server lost (JetStream may need a moment)."""
+        from nats.errors import Error as NatsError
+
+        delay = self.options.reconnect_wait
+        for consumer in list(self._consumers.values()):
+            for _ in range(20):
+                if self._closed:
+                    return
+                try:
+                    await consumer.restore()
+                    break
+                except (TimeoutError, NatsError) as exc:
+                    logger.info("JetStream not ready (%s); retrying", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+
+    async def _keep_alive(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            for consumer in list(self._consumers.values()):
+                await consumer.keep_alive(interval)
+
+    # -- publishing -------------------------------------------------------------------
+
+    async def publish(self, event: Event, *, key: str | None = None) -> None:
+        await self._publish(self.subject(event.type), event.to_json(), event.id)
+
+    async def _publish(self, subject: str, payload: bytes, msg_id: str) -> None:
+        js = self._js
+        if js is None:
+            raise ClosedError("the NATS transport is closed or not started")
+        from nats.errors import ConnectionClosedError, NoRespondersError
+        from nats.errors import Error as NatsError
+        from nats.errors import TimeoutError as NatsTimeout
+        from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
+
+        stream = self.options.stream
+        deadline = time.monotonic() + self.options.publish_timeout
+        delay = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                await js.publish(
+                    subject,
+                    payload,
+                    timeout=max(0.1, min(5.0, remaining)),
+                    stream=stream,
+                    headers={MSG_ID: msg_id},
+                )
+                return
+            except (
+                TimeoutError,
+                NatsTimeout,
+                NoRespondersError,
+                NoStreamResponseError,
+                ServiceUnavailableError,
+            ) as exc:
+                # the broker is restarting or unreachable: retry; the message id makes
+                # a retry of an event that was in fact stored a no-op
+                if self._closed or self._nc is None or self._nc.is_closed:
+                    raise TransportError(f"could not publish to {subject}: {exc}") from exc
+                if time.monotonic() + delay > deadline:
+                    raise TransportError(
+                        f"JetStream did not accept an event on {subject} within "
+                        f"{self.options.publish_timeout}s: {exc!r}"
+                    ) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except (APIError, ConnectionClosedError, NatsError) as exc:
+                raise TransportError(f"JetStream refused an event on {subject}: {exc}") from exc
+
+    async def _dead_letter(
+        self, event: Event, reason: str, deliveries: int, group: str | None
+    ) -> None:
+        """Move an event no consumer managed to acknowledge to ``deadletter.<topic>``."""
+        logger.error("%s (%s) on %s: %s", event.type, event.id, self.stream, reason)
+        if event.type.startswith(DEAD_LETTER_PREFIX):
+            return  # never dead-letter a dead letter
+        metadata = dict(event.metadata)
+        metadata[DL_REASON] = reason
+        metadata[DL_ATTEMPTS] = deliveries
+        metadata[DL_ORIGINAL_ID] = event.id
+        if group is not None:
+            metadata[DL_GROUP] = group
+        dead = event.replace(
+            type=DEAD_LETTER_PREFIX + event.type,
+            metadata=metadata,
+            id=make_event("x", None, None).id,
+        )
+        # one dead letter per original event and group, even if this runs twice
+        msg_id = f"dl-{group or ''}-{event.id}"
+        await self._publish(self.subject(dead.type), dead.to_json(), msg_id)
+
+    # -- consuming --------------------------------------------------------------------
+
+    async def subscribe(self, subscription: Subscription) -> None:
+        if self._closed:
+            raise ClosedError("the NATS transport is closed")
+        nc, js = self._nc, self._js
+        if nc is None or js is None:
+            raise TransportError("start() the NATS transport before subscribing")
+        from nats.errors import Error as NatsError
+
+        if subscription.group is not None:
+            name = f"g_{subscription.name}"
+            consumer = self._consumers.get(name)
+            if consumer is not None:  # another member of the group in this process
+                consumer.members.append(subscription)
+                return
+        else:
+            name = f"u_{subscription.name}_{self._instance}"
+        consumer = Consumer(
+            nc=nc,
+            js=js,
+            stream=self.options.stream,
+            name=name,
+            group=subscription.group,
+            subject_filter=subject_filter(self.options.prefix, subscription.pattern),
+            prefix=self.options.prefix,
+            options=self.options,
+            dead_letter=self._dead_letter,
+        )
+        consumer.members.append(subscription)
+        try:
+            await consumer.start()
+        except (TimeoutError, NatsError) as exc:
+            with contextlib.suppress(NatsError, TimeoutError):
+                await consumer.close()
+            raise TransportError(
+                f"cannot subscribe {subscription.pattern!r} on stream {self.stream!r}: {exc}"
+            ) from exc
+        self._consumers[name] = consumer
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in (self._ticker, self._restoring):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        consumers = list(self._consumers.values())
+        self._consumers.clear()
+        await asyncio.gather(*(consumer.close() for consumer in consumers))
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is not None and not nc.is_closed:
+            await nc.close()
