@@ -59,6 +59,18 @@ _EXPORTS: dict[str, str] = {
     "Snapshot": ".store",
     "StoreBackend": ".store",
     "StoreSubscription": ".store",
+    # notifications
+    "AppriseChannel": ".notifications",
+    "Channel": ".notifications",
+    "ChannelResult": ".notifications",
+    "ConsoleChannel": ".notifications",
+    "EmailChannel": ".notifications",
+    "MemoryChannel": ".notifications",
+    "Notification": ".notifications",
+    "NotificationDeadLetter": ".notifications",
+    "NotificationResult": ".notifications",
+    "NotificationSystem": ".notifications",
+    "WebhookChannel": ".notifications",
     # replay and projections
     "Checkpoint": "._checkpoints",
     "CheckpointStore": "._checkpoints",
@@ -116,6 +128,17 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from ._replay import ReplayReport as ReplayReport
     from ._replay import ReplayStopped as ReplayStopped
     from ._retry import RetryPolicy as RetryPolicy
+    from .notifications import AppriseChannel as AppriseChannel
+    from .notifications import Channel as Channel
+    from .notifications import ChannelResult as ChannelResult
+    from .notifications import ConsoleChannel as ConsoleChannel
+    from .notifications import EmailChannel as EmailChannel
+    from .notifications import MemoryChannel as MemoryChannel
+    from .notifications import Notification as Notification
+    from .notifications import NotificationDeadLetter as NotificationDeadLetter
+    from .notifications import NotificationResult as NotificationResult
+    from .notifications import NotificationSystem as NotificationSystem
+    from .notifications import WebhookChannel as WebhookChannel
     from .store import ANY as ANY
     from .store import NO_STREAM as NO_STREAM
     from .store import STREAM_EXISTS as STREAM_EXISTS

@@ -1,0 +1,528 @@
+"""NotificationSystem: turn events into messages on email, webhooks, push, SMS and more."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import hashlib
+import inspect
+import logging
+import os
+import re
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+from .._bus import EventBus
+from .._errors import ConfigurationError, NotificationError, TemplateError, TemplateNotFound
+from .._event import Event
+from .._handlers import is_async_callable
+from .._manager import EventManager
+from .._patterns import parse_pattern
+from .._retry import RetryPolicy
+from ._models import ChannelResult, Notification, NotificationDeadLetter, NotificationResult
+from ._ratelimit import RateLimit
+from ._recipients import resolve_recipient
+from ._templates import Rendered, TemplateLibrary
+from .channels import Channel, channel_from_url
+
+__all__ = ["DEFAULT_RETRY", "NotificationSystem"]
+
+logger = logging.getLogger("pepperpy.event.notifications")
+
+H = TypeVar("H", bound=Callable[..., Any])
+ErrorCallback = Callable[[NotificationDeadLetter], Any]
+
+#: three tries, 0.5 s then 1 s apart (with jitter): rides out a blip, never stalls a handler
+DEFAULT_RETRY = RetryPolicy.exponential(max_attempts=3, base_delay=0.5, max_delay=5.0)
+DEAD_LETTER_LIMIT = 1000
+OUTBOX_LIMIT = 10_000
+_GROUP = re.compile(r"^[A-Za-z0-9_-]+$")
+
+#: the event (and handler name) being handled, so ``notify`` can derive idempotency keys
+_handling: contextvars.ContextVar[tuple[Event, str] | None] = contextvars.ContextVar(
+    "pepperpy_event_notification_handling", default=None
+)
+
+
+class _Outbox(Channel):
+    """Stands in for a channel added without a transport: records and logs messages."""
+
+    def __init__(self, outbox: list[Notification]) -> None:
+        self._outbox = outbox
+        self._warned: set[str] = set()
+
+    async def send(self, notification: Notification) -> None:
+        name = notification.channel
+        if name not in self._warned:
+            self._warned.add(name)
+            logger.warning(
+                "notification channel %r has no transport; its messages go to "
+                "notifications.outbox (add_channel(%r, URL_OR_CHANNEL) to deliver them)",
+                name,
+                name,
+            )
+        self._outbox.append(notification)
+        if len(self._outbox) > OUTBOX_LIMIT:
+            del self._outbox[0]
+        logger.info(
+            "outbox [%s] to %s: %s", name, notification.recipient or "-", notification.subject
+        )
+
+
+@dataclass(slots=True)
+class _Route:
+    name: str
+    channel: Channel
+    kind: str
+    rate_limit: RateLimit | None
+    retry_policy: RetryPolicy | None
+
+
+class NotificationSystem:
+    """Subscribes to events and delivers templated notifications through channels.
+
+    ``template_dir`` holds template files (see :class:`TemplateLibrary` for the naming
+    convention). ``retry_policy`` governs every channel unless ``add_channel`` gives
+    one. ``default_channel`` (a URL or :class:`Channel`) serves channel names added
+    without one; without it such names record into :attr:`outbox`.
+
+    Every ``notify`` delivers to its channels concurrently; one channel's failure never
+    blocks another. Failed deliveries are retried (unless the failure is permanent: a
+    bad address, a broken template, an SMTP 5xx or HTTP 4xx answer), then kept in
+    :attr:`dead_letters` with the reason, logged, and passed to ``on_error`` callbacks.
+    """
+
+    def __init__(
+        self,
+        *,
+        template_dir: str | os.PathLike[str] | None = None,
+        retry_policy: RetryPolicy = DEFAULT_RETRY,
+        default_channel: str | Channel | None = None,
+        builtin_templates: bool = True,
+        idempotency_size: int = 10_000,
+    ) -> None:
+        if not isinstance(retry_policy, RetryPolicy):
+            raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
+        if idempotency_size < 1:
+            raise ValueError(f"idempotency_size must be >= 1, got {idempotency_size!r}")
+        self.templates = TemplateLibrary(template_dir, builtins=builtin_templates)
+        self.retry_policy = retry_policy
+        self.outbox: list[Notification] = []
+        self.dead_letters: deque[NotificationDeadLetter] = deque(maxlen=DEAD_LETTER_LIMIT)
+        self._default = _as_channel(default_channel) if default_channel is not None else None
+        self._outbox_channel = _Outbox(self.outbox)
+        self._routes: dict[str, _Route] = {}
+        self._manager = EventManager()
+        self._registrations: list[tuple[str, Callable[[Event], Any]]] = []
+        self._attached: list[tuple[EventManager | EventBus, str | None]] = []
+        self._error_callbacks: list[tuple[ErrorCallback, bool]] = []
+        self._idempotency_size = idempotency_size
+        self._delivered: OrderedDict[str, Notification] = OrderedDict()
+        self._pending: dict[str, asyncio.Future[None]] = {}
+
+    # -- channels and templates ---------------------------------------------------------
+
+    def add_channel(
+        self,
+        name: str,
+        channel: str | Channel | None = None,
+        *,
+        kind: str | None = None,
+        rate_limit: RateLimit | str | float | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> Channel:
+        """Add (or replace) the channel called ``name``; returns the channel object.
+
+        ``channel`` is a :class:`Channel` or a URL (``smtp://``, ``https://``,
+        ``console://``, ``memory://`` or an apprise URL); ``None`` uses the default
+        channel, else the :attr:`outbox`. ``kind`` (default: the channel's own kind,
+        else ``name``) picks the recipient field and template variants: ``email``,
+        ``sms`` or ``push``. ``rate_limit`` paces this channel (``"10/s"``).
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"channel name must be a non-empty str, got {name!r}")
+        if channel is None:
+            resolved = self._default or self._outbox_channel
+        else:
+            resolved = _as_channel(channel, kind=kind)
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
+        limiter = RateLimit.parse(rate_limit) if rate_limit is not None else None
+        self._routes[name] = _Route(
+            name, resolved, kind or resolved.kind or name, limiter, retry_policy
+        )
+        return resolved
+
+    @property
+    def channels(self) -> dict[str, Channel]:
+        """The channels by name (a copy)."""
+        return {name: route.channel for name, route in self._routes.items()}
+
+    def add_template(
+        self,
+        name: str,
+        body: str | None = None,
+        *,
+        subject: str | None = None,
+        channel: str | None = None,
+        html: str | None = None,
+    ) -> None:
+        """Add a Jinja2 template; with ``channel`` it is that channel's variant.
+
+        A channel-specific variant (by channel name or kind) wins over the generic one.
+        ``html`` adds an HTML body (autoescaped) that email sends as an alternative
+        part. Syntax errors raise :class:`TemplateError` here, not at send time.
+        """
+        self.templates.add(name, body, subject=subject, channel=channel, html=html)
+
+    def render(self, template: str, channel: str, **context: Any) -> Rendered:
+        """Render ``template`` as channel ``channel`` would send it (for previews)."""
+        route = self._route(channel)
+        return self.templates.render(template, (route.name, route.kind), context)
+
+    # -- subscribing ----------------------------------------------------------------------
+
+    @overload
+    def on(self, event_type: str, handler: None = None) -> Callable[[H], H]: ...
+
+    @overload
+    def on(self, event_type: str, handler: H) -> H: ...
+
+    def on(self, event_type: str, handler: H | None = None) -> H | Callable[[H], H]:
+        """Run ``handler`` for events matching ``event_type`` (a type or pattern).
+
+        Events come from :meth:`emit` and from every manager or bus this system is
+        :meth:`attach`-ed to. Returns the handler unchanged.
+        """
+        parse_pattern(event_type)
+        if handler is None:
+
+            def decorator(func: H) -> H:
+                self._register(event_type, func)
+                return func
+
+            return decorator
+        self._register(event_type, handler)
+        return handler
+
+    def _register(self, pattern: str, handler: Callable[..., Any]) -> None:
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {handler!r}")
+        wrapped = _in_context(handler)
+        self._registrations.append((pattern, wrapped))
+        self._manager.on(pattern, wrapped)
+        for target, group in self._attached:
+            _subscribe(target, group, pattern, wrapped)
+
+    def attach(
+        self, target: EventManager | EventBus, *, group: str | None = "notifications"
+    ) -> None:
+        """Also handle the events of ``target`` (an :class:`EventManager` or :class:`EventBus`).
+
+        On a bus each handler joins its own consumer group named from ``group`` and the
+        handler, so processes running the same code share the work and each event is
+        notified once; ``group=None`` makes every process handle every event.
+        """
+        if not isinstance(target, EventManager | EventBus):
+            raise TypeError(f"attach() takes an EventManager or EventBus, got {target!r}")
+        if group is not None and not _GROUP.match(group):
+            raise ValueError(f"group must match [A-Za-z0-9_-]+, got {group!r}")
+        if any(existing is target for existing, _ in self._attached):
+            return
+        self._attached.append((target, group))
+        for pattern, wrapped in self._registrations:
+            _subscribe(target, group, pattern, wrapped)
+
+    async def emit(
+        self, event_type: str | Event, data: Any = None, metadata: Mapping[str, Any] | None = None
+    ) -> Event:
+        """Dispatch an event to this system's handlers; returns once they have finished."""
+        return await self._manager.emit(event_type, data, metadata)
+
+    @overload
+    def on_error(self, callback: None = None) -> Callable[[H], H]: ...
+
+    @overload
+    def on_error(self, callback: H) -> H: ...
+
+    def on_error(self, callback: H | None = None) -> H | Callable[[H], H]:
+        """Register a sync or async callback receiving each :class:`NotificationDeadLetter`."""
+        if callback is None:
+
+            def decorator(func: H) -> H:
+                self._error_callbacks.append((func, is_async_callable(func)))
+                return func
+
+            return decorator
+        if not callable(callback):
+            raise TypeError(f"error callback must be callable, got {callback!r}")
+        self._error_callbacks.append((callback, is_async_callable(callback)))
+        return callback
+
+    # -- notifying ------------------------------------------------------------------------
+
+    async def notify(
+        self,
+        channels: Sequence[str] | str | None = None,
+        template: str | None = None,
+        *,
+        to: str | Mapping[str, str] | None = None,
+        subject: str | None = None,
+        body: str | None = None,
+        idempotency_key: str | None = None,
+        **context: Any,
+    ) -> NotificationResult:
+        """Render and deliver a notification on each of ``channels`` (default: all).
+
+        With ``template`` the named template renders per channel with ``context``
+        (``user=...``, ...); without it, ``body`` (and ``subject``) are sent as they
+        are. ``to`` overrides the recipient (one address, or a mapping by channel).
+        ``idempotency_key`` makes a repeated call with the same key a no-op per channel
+        and recipient; inside an ``on`` handler a key is derived from the event, so a
+        redelivered or retried event does not notify twice.
+        """
+        routes = [self._route(name) for name in self._channel_names(channels)]
+        if template is not None:
+            if body is not None or subject is not None:
+                raise TypeError("pass either template= or body=/subject=, not both")
+            self.templates.check(template)
+        elif body is None:
+            raise TypeError("notify() needs template= or body=")
+        base_key = _base_key(idempotency_key, template, subject, body)
+        jobs = [self._deliver(r, template, to, subject, body, base_key, context) for r in routes]
+        if len(jobs) == 1:
+            outcome = [await jobs[0]]
+        else:
+            outcome = await asyncio.gather(*jobs)
+        return NotificationResult({result.channel: result for result in outcome})
+
+    def _channel_names(self, channels: Sequence[str] | str | None) -> list[str]:
+        if channels is None:
+            if not self._routes:
+                raise ConfigurationError("no channels added; call add_channel() first")
+            return list(self._routes)
+        names = [channels] if isinstance(channels, str) else list(channels)
+        if not names:
+            raise ValueError("channels must name at least one channel")
+        return list(dict.fromkeys(names))
+
+    def _route(self, name: str) -> _Route:
+        route = self._routes.get(name)
+        if route is None:
+            known = ", ".join(repr(n) for n in self._routes) or "none"
+            raise ConfigurationError(f"unknown notification channel {name!r} (added: {known})")
+        return route
+
+    async def _deliver(
+        self,
+        route: _Route,
+        template: str | None,
+        to: str | Mapping[str, str] | None,
+        subject: str | None,
+        body: str | None,
+        base_key: str | None,
+        context: Mapping[str, Any],
+    ) -> ChannelResult:
+        try:
+            recipient = resolve_recipient(
+                route.name, route.kind, to, context, required=route.channel.needs_recipient
+            )
+            if template is not None:
+                values = {"channel": route.name, "recipient": recipient, **context}
+                rendered = self.templates.render(template, (route.name, route.kind), values)
+            else:
+                rendered = Rendered(subject=subject, body=body or "", html=None)
+        except (NotificationError, TemplateNotFound, TemplateError) as exc:
+            return await self._fail(route, exc, 0, None, template)
+        key = f"{base_key}|{route.name}|{recipient or ''}" if base_key is not None else None
+        notification = Notification(
+            channel=route.name,
+            recipient=recipient,
+            subject=rendered.subject,
+            body=rendered.body,
+            html=rendered.html,
+            template=template,
+            key=key,
+        )
+        if key is None:
+            return await self._send(route, notification)
+        while True:
+            earlier = self._delivered.get(key)
+            if earlier is not None:
+                self._delivered.move_to_end(key)
+                return ChannelResult(route.name, "duplicate", earlier, None, 0)
+            pending = self._pending.get(key)
+            if pending is None:
+                break
+            await asyncio.shield(pending)
+        marker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[key] = marker
+        try:
+            result = await self._send(route, notification)
+            if result.ok:
+                self._delivered[key] = notification
+                if len(self._delivered) > self._idempotency_size:
+                    self._delivered.popitem(last=False)
+            return result
+        finally:
+            del self._pending[key]
+            marker.set_result(None)
+
+    async def _send(self, route: _Route, notification: Notification) -> ChannelResult:
+        policy = route.retry_policy or self.retry_policy
+        channel = route.channel
+        attempt = 0
+        while True:
+            attempt += 1
+            if route.rate_limit is not None:
+                await route.rate_limit.acquire()
+            try:
+                await channel.send(notification)
+                return ChannelResult(route.name, "sent", notification, None, attempt)
+            except Exception as exc:
+                error = _as_notification_error(route.name, exc)
+            retry = channel.is_retryable(error) and (
+                policy.should_retry(error, attempt)
+                or (error.__cause__ is not None and policy.should_retry(error.__cause__, attempt))
+            )
+            if not retry:
+                return await self._fail(route, error, attempt, notification, notification.template)
+            logger.info(
+                "channel %r failed (try %d of %d), retrying: %s",
+                route.name,
+                attempt,
+                policy.max_attempts,
+                error,
+            )
+            await policy.sleep(attempt)
+
+    async def _fail(
+        self,
+        route: _Route,
+        error: Exception,
+        attempts: int,
+        notification: Notification | None,
+        template: str | None,
+    ) -> ChannelResult:
+        letter = NotificationDeadLetter(
+            channel=route.name,
+            reason=f"{type(error).__name__}: {error}",
+            exception=error,
+            attempts=attempts,
+            notification=notification,
+            template=template,
+        )
+        self.dead_letters.append(letter)
+        logger.error(
+            "notification on channel %r failed after %d attempt(s): %s",
+            route.name,
+            attempts,
+            letter.reason,
+            exc_info=error if attempts else None,
+        )
+        for callback, is_async in list(self._error_callbacks):
+            try:
+                outcome = callback(letter)
+                if is_async or inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                logger.exception("notification on_error callback %r failed", callback)
+        return ChannelResult(route.name, "failed", notification, error, attempts)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Release every channel's connections (each channel object once)."""
+        seen: set[int] = set()
+        for route in self._routes.values():
+            if id(route.channel) not in seen:
+                seen.add(id(route.channel))
+                try:
+                    await route.channel.close()
+                except Exception:
+                    logger.exception("closing channel %r failed", route.name)
+
+    async def __aenter__(self) -> NotificationSystem:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _as_channel(channel: str | Channel, *, kind: str | None = None) -> Channel:
+    if isinstance(channel, Channel):
+        return channel
+    if isinstance(channel, str):
+        return channel_from_url(channel, kind=kind)
+    raise TypeError(f"a channel is a Channel or a URL string, got {channel!r}")
+
+
+def _as_notification_error(name: str, exc: Exception) -> Exception:
+    """Channel errors as library errors: foreign exceptions are wrapped, ``from`` them."""
+    if isinstance(exc, NotificationError):
+        return exc
+    error = NotificationError(f"channel {name!r} failed: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _base_key(
+    explicit: str | None, template: str | None, subject: str | None, body: str | None
+) -> str | None:
+    if explicit is not None:
+        if not isinstance(explicit, str) or not explicit:
+            raise ValueError(f"idempotency_key must be a non-empty str, got {explicit!r}")
+        return f"key:{explicit}"
+    handling = _handling.get()
+    if handling is None:
+        return None
+    event, handler = handling
+    if template is not None:
+        what = f"template:{template}"
+    else:
+        digest = hashlib.sha256(f"{subject}\0{body}".encode()).hexdigest()[:16]
+        what = f"text:{digest}"
+    return f"event:{event.id}|{handler}|{what}"
+
+
+def _in_context(handler: Callable[..., Any]) -> Callable[[Event], Any]:
+    """Wrap a handler so ``notify`` calls inside it know which event they serve."""
+    is_async = is_async_callable(handler)
+    name = f"{getattr(handler, '__module__', '')}.{getattr(handler, '__qualname__', handler)}"
+
+    async def handle(event: Event) -> None:
+        token = _handling.set((event, name))
+        try:
+            if is_async:
+                await handler(event)
+            else:
+                outcome = handler(event)
+                if inspect.isawaitable(outcome):
+                    await outcome
+        finally:
+            _handling.reset(token)
+
+    functools.update_wrapper(handle, handler)
+    return handle
+
+
+def _subscribe(
+    target: EventManager | EventBus, group: str | None, pattern: str, handler: Callable[..., Any]
+) -> None:
+    if isinstance(target, EventManager):
+        target.on(pattern, handler)
+        return
+    bus_group = None
+    if group is not None:
+        name = f"{handler.__module__}.{handler.__qualname__}|{pattern}"
+        bus_group = f"{group}-{hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:12]}"
+    target.subscribe(pattern, group=bus_group)(handler)

@@ -1,0 +1,265 @@
+"""Notification templates: Jinja2 in a sandbox, with per-channel variants.
+
+A template is a name plus up to three parts per variant: a text body, an HTML body and a
+subject. A variant is either generic or for one channel (by the name it was added under,
+or its kind such as ``email``/``sms``/``push``); the most specific variant that has a
+body wins, and the subject comes from the most specific variant that has one.
+
+Rendering runs in Jinja2's ``SandboxedEnvironment`` with ``StrictUndefined``: templates
+cannot reach Python internals (``__class__``, ``__globals__``, ...), and a missing
+variable is an error naming it instead of an empty string in a customer's inbox. HTML
+parts are autoescaped; text parts are not (they are not HTML).
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._deps import require
+from .._errors import ConfigurationError, TemplateError, TemplateNotFound
+
+if TYPE_CHECKING:
+    from jinja2 import Template
+    from jinja2.sandbox import SandboxedEnvironment
+
+__all__ = ["BUILTIN_TEMPLATES", "Rendered", "TemplateLibrary"]
+
+_PARTS = ("text", "html", "subject")
+
+#: templates that exist out of the box; any template of the same name replaces them
+BUILTIN_TEMPLATES: dict[str, dict[str, str]] = {
+    "welcome": {
+        "subject": "Welcome{% if user is defined and user.name is defined %}, "
+        "{{ user.name }}{% endif %}!",
+        "text": "Hi{% if user is defined and user.name is defined %} {{ user.name }}"
+        "{% endif %},\n\nwelcome aboard! Your account is ready.\n",
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A template rendered for one channel."""
+
+    subject: str | None
+    body: str
+    html: str | None
+
+
+@dataclass(slots=True)
+class _Variant:
+    """The compiled parts of one variant, and where each came from (for errors)."""
+
+    text: Template | None = None
+    html: Template | None = None
+    subject: Template | None = None
+    origin: str = "add_template"
+
+    @property
+    def has_body(self) -> bool:
+        return self.text is not None or self.html is not None
+
+
+class TemplateLibrary:
+    """Named templates with channel variants, from code and/or a directory.
+
+    Directory layout (``template_dir``), ``<channel>`` being optional::
+
+        welcome.txt               generic text body
+        welcome.html              generic HTML body
+        welcome.subject.txt       generic subject (one line; surrounding space trimmed)
+        welcome.email.txt         text body for the ``email`` channel
+        welcome.email.html        HTML body for the ``email`` channel
+        welcome.email.subject.txt subject for the ``email`` channel
+        welcome.sms.txt           text for the ``sms`` channel
+
+    Subdirectories give names with slashes (``billing/receipt.txt`` is
+    ``billing/receipt``); ``{% include %}``/``{% extends %}`` resolve inside the
+    directory. Files are scanned once, at construction.
+    """
+
+    def __init__(
+        self, template_dir: str | os.PathLike[str] | None = None, *, builtins: bool = True
+    ) -> None:
+        self._dir = Path(template_dir) if template_dir is not None else None
+        if self._dir is not None and not self._dir.is_dir():
+            raise ConfigurationError(f"template_dir {str(self._dir)!r} is not a directory")
+        self._templates: dict[str, dict[str | None, _Variant]] = {}
+        self._builtin_sources = BUILTIN_TEMPLATES if builtins else {}
+        self._builtins: dict[str, dict[str | None, _Variant]] = {}
+        self._text_env: SandboxedEnvironment | None = None
+        self._html_env: SandboxedEnvironment | None = None
+        if self._dir is not None:
+            self._scan(self._dir)
+
+    # -- building ---------------------------------------------------------------------
+
+    def _environments(self) -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
+        if self._text_env is None or self._html_env is None:
+            jinja2 = require("jinja2", extra="templates", feature="notification templates")
+            sandbox = require("jinja2.sandbox", extra="templates", feature="notification templates")
+            loader = jinja2.FileSystemLoader(str(self._dir)) if self._dir is not None else None
+            common: dict[str, Any] = {"undefined": jinja2.StrictUndefined, "loader": loader}
+            self._text_env = sandbox.SandboxedEnvironment(autoescape=False, **common)
+            self._html_env = sandbox.SandboxedEnvironment(autoescape=True, **common)
+        return self._text_env, self._html_env
+
+    def _compile(self, source: str, part: str, name: str, channel: str | None) -> Template:
+        if not isinstance(source, str):
+            raise TypeError(f"template {part} must be a str, got {type(source).__name__}")
+        text_env, html_env = self._environments()
+        env = html_env if part == "html" else text_env
+        try:
+            return env.from_string(source)
+        except Exception as exc:
+            raise TemplateError(
+                f"template {_label(name, channel, part)} does not compile: {exc}"
+            ) from exc
+
+    def add(
+        self,
+        name: str,
+        body: str | None = None,
+        *,
+        subject: str | None = None,
+        channel: str | None = None,
+        html: str | None = None,
+    ) -> None:
+        """Add (or replace) the variant of ``name`` for ``channel`` (None: generic)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"template name must be a non-empty str, got {name!r}")
+        if channel is not None and (not isinstance(channel, str) or not channel):
+            raise ValueError(f"channel must be a non-empty str or None, got {channel!r}")
+        if body is None and html is None:
+            raise ValueError(f"template {name!r} needs a body (text) or html")
+        variant = _Variant()
+        if body is not None:
+            variant.text = self._compile(body, "text", name, channel)
+        if html is not None:
+            variant.html = self._compile(html, "html", name, channel)
+        if subject is not None:
+            variant.subject = self._compile(subject, "subject", name, channel)
+        self._templates.setdefault(name, {})[channel] = variant
+
+    def _scan(self, root: Path) -> None:
+        text_env, html_env = self._environments()
+        for path in sorted(root.rglob("*")):
+            if not path.is_file() or path.suffix not in (".txt", ".html"):
+                continue
+            relative = path.relative_to(root).as_posix()
+            folder, _, filename = relative.rpartition("/")
+            pieces = filename.split(".")
+            ext = pieces.pop()
+            part = "html" if ext == "html" else "text"
+            if len(pieces) >= 2 and pieces[-1] == "subject" and ext == "txt":
+                part = "subject"
+                pieces.pop()
+            if len(pieces) not in (1, 2) or not all(pieces):
+                continue  # not a template file by our convention (e.g. a partial)
+            name = f"{folder}/{pieces[0]}" if folder else pieces[0]
+            channel = pieces[1] if len(pieces) == 2 else None
+            env = html_env if part == "html" else text_env
+            try:
+                template = env.get_template(relative)
+            except Exception as exc:
+                raise TemplateError(f"template file {relative!r} does not compile: {exc}") from exc
+            variants = self._templates.setdefault(name, {})
+            variant = variants.setdefault(channel, _Variant(origin=str(path.parent)))
+            setattr(variant, part, template)
+
+    # -- looking up and rendering ------------------------------------------------------
+
+    def _builtin(self, name: str) -> dict[str | None, _Variant]:
+        """The built-in template ``name``, compiled on first use (Jinja2 stays optional)."""
+        variants = self._builtins.get(name)
+        if variants is None:
+            variant = _Variant(origin="built-in")
+            for part, source in self._builtin_sources[name].items():
+                setattr(variant, part, self._compile(source, part, name, None))
+            variants = self._builtins[name] = {None: variant}
+        return variants
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._templates or name in self._builtin_sources
+
+    def names(self) -> list[str]:
+        """Every template name known (added, from the directory, built in)."""
+        return sorted(set(self._templates) | set(self._builtin_sources))
+
+    def check(self, name: str) -> None:
+        """Raise :class:`TemplateNotFound` unless a template called ``name`` exists."""
+        if name not in self:
+            known = ", ".join(repr(n) for n in self.names()) or "none"
+            raise TemplateNotFound(f"no template named {name!r} (known: {known})")
+
+    def render(self, name: str, lookup: Iterable[str], context: Mapping[str, Any]) -> Rendered:
+        """Render ``name`` for a channel known by the names in ``lookup`` (most specific first).
+
+        Raises :class:`TemplateNotFound` when neither a variant for those names nor a
+        generic one exists, and :class:`TemplateError` when rendering fails.
+        """
+        self.check(name)
+        variants = self._templates.get(name) or self._builtin(name)
+        keys: list[str | None] = list(dict.fromkeys(lookup))
+        keys.append(None)
+        body_key = next((k for k in keys if k in variants and variants[k].has_body), "")
+        if body_key == "":
+            raise TemplateNotFound(
+                f"template {name!r} has no variant for channel {keys[0]!r} and no generic one"
+            )
+        chosen = variants[body_key]
+        subject_key = next((k for k in keys if k in variants and variants[k].subject), "")
+        subject_tpl = variants[subject_key].subject if subject_key != "" else None
+        text = _render(chosen.text, name, body_key, "text", context)
+        html = _render(chosen.html, name, body_key, "html", context)
+        subject = _render(subject_tpl, name, subject_key, "subject", context)
+        if subject is not None:
+            subject = " ".join(subject.split())  # one header line, never an injected one
+        body = text if text is not None else _html_to_text(html or "")
+        return Rendered(subject=subject, body=body, html=html)
+
+
+def _render(
+    template: Template | None,
+    name: str,
+    channel: str | None,
+    part: str,
+    context: Mapping[str, Any],
+) -> str | None:
+    if template is None:
+        return None
+    try:
+        return template.render(context)
+    except Exception as exc:
+        kind = _describe(exc)
+        raise TemplateError(f"template {_label(name, channel, part)} failed: {kind}{exc}") from exc
+
+
+def _describe(exc: Exception) -> str:
+    kind = type(exc).__name__
+    if kind == "UndefinedError":
+        return "undefined variable: "
+    if kind == "SecurityError":
+        return "the sandbox refused: "
+    return f"{kind}: "
+
+
+def _label(name: str, channel: str | None, part: str) -> str:
+    variant = f"{channel} variant" if channel else "generic"
+    return f"{name!r} ({variant}, {part})"
+
+
+_TAG = re.compile(r"<[^>]+>")
+_BLANKS = re.compile(r"\n\s*\n+")
+
+
+def _html_to_text(markup: str) -> str:
+    """A plain-text stand-in for an HTML-only template (for SMS, push, text parts)."""
+    text = html_lib.unescape(_TAG.sub("", markup))
+    return _BLANKS.sub("\n\n", text).strip()

@@ -1,0 +1,77 @@
+"""Apprise URLs (``pover://``, ``twilio://``, ``json://``, ...): push and SMS for dozens of
+services through one dependency, without a client per service.
+
+A URL may contain ``{recipient}``: it is replaced, URL-quoted, by the address resolved
+for each notification (``user.phone`` for an ``sms`` channel, ``user.device_token`` for
+``push``), e.g. ``twilio://SID:TOKEN@+15550001111/{recipient}``. Without it the URL's
+own targets receive every message and no recipient is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from ..._deps import require
+from ..._errors import ConfigurationError, NotificationError
+from .._models import Notification
+from .base import Channel
+
+__all__ = ["AppriseChannel"]
+
+PLACEHOLDER = "{recipient}"
+
+
+class AppriseChannel(Channel):
+    """Delivers through one or more apprise URLs (all of them, for every message)."""
+
+    def __init__(self, urls: str | Sequence[str], *, kind: str | None = None) -> None:
+        self.urls = (urls,) if isinstance(urls, str) else tuple(urls)
+        if not self.urls or not all(isinstance(u, str) and u for u in self.urls):
+            raise ConfigurationError("AppriseChannel needs at least one URL")
+        self.kind = kind
+        self.needs_recipient = any(PLACEHOLDER in url for url in self.urls)
+        self._fixed: Any = None
+        apprise = require("apprise", extra="apprise", feature="apprise channels")
+        for url in self.urls:
+            if PLACEHOLDER not in url and apprise.Apprise.instantiate(url) is None:
+                raise ConfigurationError(f"apprise does not understand {_scheme(url)}:// URLs")
+
+    def _target(self, recipient: str | None) -> Any:
+        apprise = require("apprise", extra="apprise", feature="apprise channels")
+        if not self.needs_recipient and self._fixed is not None:
+            return self._fixed
+        target = apprise.Apprise()
+        for url in self.urls:
+            if PLACEHOLDER in url:
+                url = url.replace(PLACEHOLDER, quote(recipient or "", safe="+@"))
+            if not target.add(url):
+                raise ConfigurationError(
+                    f"apprise does not accept the {_scheme(url)}:// URL for {recipient!r}"
+                )
+        if not self.needs_recipient:
+            self._fixed = target
+        return target
+
+    async def send(self, notification: Notification) -> None:
+        target = self._target(notification.recipient)
+        result = await target.async_notify(body=notification.body, title=notification.subject or "")
+        if not result:
+            problems = [
+                entry.message
+                for entry in result.logs()
+                if getattr(entry, "level", logging.ERROR) >= logging.WARNING
+            ]
+            reason = "; ".join(problems) or f"status {getattr(result, 'status', result)!r}"
+            schemes = ", ".join(sorted({_scheme(url) for url in self.urls}))
+            raise NotificationError(f"apprise delivery via {schemes} failed: {reason}")
+
+    def __repr__(self) -> str:
+        schemes = ", ".join(f"{_scheme(url)}://" for url in self.urls)
+        return f"AppriseChannel({schemes})"
+
+
+def _scheme(url: str) -> str:
+    return urlsplit(url).scheme or url.partition(":")[0]

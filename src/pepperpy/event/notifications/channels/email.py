@@ -1,0 +1,205 @@
+"""``smtp://`` / ``smtps://``: email over SMTP with aiosmtplib (text + optional HTML).
+
+URL form: ``smtp://[user:pass@]host[:port]?from=ADDR[&reply_to=ADDR][&starttls=true]
+[&timeout=SECONDS][&verify=false]``; ``smtps://`` connects with implicit TLS (port 465).
+Without ``starttls`` the connection upgrades when the server offers STARTTLS
+(aiosmtplib's opportunistic default); ``starttls=true`` requires it, ``false`` forbids it.
+"""
+
+from __future__ import annotations
+
+import ssl
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from ..._deps import require
+from ..._errors import ConfigurationError, NotificationError, RecipientError
+from .._models import Notification
+from .base import Channel
+
+__all__ = ["EmailChannel"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class EmailChannel(Channel):
+    """Sends each notification as one email through an SMTP server.
+
+    ``starttls``: ``None`` upgrades when offered, ``True`` requires STARTTLS, ``False``
+    never upgrades. ``tls=True`` is implicit TLS from the first byte (``smtps``).
+    ``tls_context`` customises certificate checks (e.g. a private CA); ``validate_certs``
+    False disables them (only for test servers). One connection is opened per message:
+    notification traffic is bursty and rare enough that pooling buys little and stale
+    pooled SMTP sessions cost a failed try.
+    """
+
+    kind = "email"
+
+    def __init__(
+        self,
+        host: str = "localhost",
+        port: int | None = None,
+        *,
+        sender: str,
+        username: str | None = None,
+        password: str | None = None,
+        reply_to: str | None = None,
+        starttls: bool | None = None,
+        tls: bool = False,
+        timeout: float = 30.0,
+        tls_context: ssl.SSLContext | None = None,
+        validate_certs: bool = True,
+    ) -> None:
+        if not sender or not isinstance(sender, str):
+            raise ConfigurationError("EmailChannel needs a sender address (from=)")
+        if tls and starttls:
+            raise ConfigurationError("choose implicit TLS (tls/smtps) or STARTTLS, not both")
+        if timeout <= 0:
+            raise ConfigurationError(f"timeout must be > 0, got {timeout!r}")
+        self.host = host
+        self.port = port
+        self.sender = sender
+        self.username = username
+        self.password = password
+        self.reply_to = reply_to
+        self.starttls = starttls
+        self.tls = tls
+        self.timeout = timeout
+        self.tls_context = tls_context
+        self.validate_certs = validate_certs
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> EmailChannel:
+        """Build a channel from an ``smtp://`` or ``smtps://`` URL (keywords override it)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ConfigurationError(f"not an smtp:// or smtps:// URL: {_redact(url)!r}")
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigurationError(f"bad port in {_redact(url)!r}") from exc
+        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        options: dict[str, Any] = {
+            "host": parts.hostname or "localhost",
+            "port": port,
+            "username": unquote(parts.username) if parts.username else None,
+            "password": unquote(parts.password) if parts.password else None,
+            "tls": parts.scheme == "smtps",
+        }
+        sender = query.pop("from", None) or query.pop("sender", None)
+        if sender is None and options["username"] and "@" in options["username"]:
+            sender = options["username"]
+        options["sender"] = sender
+        if "reply_to" in query or "reply-to" in query:
+            options["reply_to"] = query.pop("reply_to", None) or query.pop("reply-to")
+        if "starttls" in query:
+            options["starttls"] = _flag(query.pop("starttls"), "starttls")
+        if "verify" in query:
+            options["validate_certs"] = _flag(query.pop("verify"), "verify")
+        if "timeout" in query:
+            raw = query.pop("timeout")
+            try:
+                options["timeout"] = float(raw)
+            except ValueError as exc:
+                raise ConfigurationError(f"timeout must be a number, got {raw!r}") from exc
+        if query:
+            raise ConfigurationError(f"unknown smtp URL option(s): {sorted(query)}")
+        options.update(overrides)
+        return cls(**options)
+
+    def build_message(self, notification: Notification) -> EmailMessage:
+        """The MIME message for ``notification`` (text, plus an HTML alternative)."""
+        recipient = notification.recipient
+        if not recipient or not _looks_like_address(recipient):
+            raise RecipientError(f"email channel: {recipient!r} is not an email address")
+        message = EmailMessage()
+        try:
+            message["From"] = self.sender
+            message["To"] = recipient
+            if self.reply_to:
+                message["Reply-To"] = self.reply_to
+            message["Subject"] = notification.subject or ""
+        except (ValueError, TypeError) as exc:
+            raise RecipientError(f"email channel: bad header value: {exc}") from exc
+        message["Date"] = format_datetime(notification.created_at)
+        message["Message-ID"] = make_msgid(domain=_domain(self.sender))
+        message["X-Notification-Id"] = notification.id
+        message.set_content(notification.body)
+        if notification.html is not None:
+            message.add_alternative(notification.html, subtype="html")
+        return message
+
+    async def send(self, notification: Notification) -> None:
+        aiosmtplib = require("aiosmtplib", extra="email", feature="the email channel")
+        message = self.build_message(notification)
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=self.host,
+                port=self.port,
+                username=self.username,
+                password=self.password,
+                start_tls=self.starttls,
+                use_tls=self.tls,
+                timeout=self.timeout,
+                tls_context=self.tls_context,
+                validate_certs=self.validate_certs,
+            )
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise NotificationError(
+                f"email to {notification.recipient} via {self.host}:{self.port or 'default'} "
+                f"failed: {exc}"
+            ) from exc
+
+    def is_retryable(self, error: Exception) -> bool:
+        """Transient failures (network, 4xx replies) are retried; 5xx replies are not."""
+        if not super().is_retryable(error):
+            return False
+        cause = error.__cause__
+        code = getattr(cause, "code", None)
+        if isinstance(code, int) and 500 <= code < 600:
+            return False
+        recipients = getattr(cause, "recipients", None)
+        if recipients:  # SMTPRecipientsRefused: retry only if some refusal was temporary
+            return any(400 <= getattr(r, "code", 0) < 500 for r in recipients)
+        return True
+
+    def __repr__(self) -> str:
+        scheme = "smtps" if self.tls else "smtp"
+        return f"EmailChannel({scheme}://{self.host}:{self.port or 'default'}, from={self.sender})"
+
+
+def _flag(raw: str, name: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+def _looks_like_address(text: str) -> bool:
+    """``a@b`` or ``Name <a@b>``, on one line."""
+    if "\n" in text or "\r" in text:
+        return False
+    address = parseaddr(text)[1]
+    if not address or any(ch.isspace() for ch in address) or address.count("@") != 1:
+        return False
+    local, domain = address.split("@")
+    return bool(local) and bool(domain)
+
+
+def _domain(sender: str) -> str | None:
+    address = parseaddr(sender)[1]
+    return address.rpartition("@")[2] or None
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url

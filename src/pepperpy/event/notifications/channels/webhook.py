@@ -1,0 +1,146 @@
+"""``http://`` / ``https://``: POST each notification as JSON, signed with HMAC-SHA256.
+
+Body: :meth:`Notification.to_dict` as JSON. Headers:
+
+* ``X-Pepperpy-Timestamp``: Unix seconds when the request was signed;
+* ``X-Pepperpy-Signature``: ``sha256=<hex>``, the HMAC-SHA256 of
+  ``b"<timestamp>." + body`` under the shared secret (signing the timestamp too lets
+  receivers reject replays of an old request);
+* ``Idempotency-Key``: the notification's idempotency key (or id), stable across our
+  retries, so receivers can drop duplicates.
+
+Receivers check a request with :meth:`WebhookChannel.verify_signature`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ... import __version__
+from ..._deps import require
+from ..._errors import ConfigurationError, NotificationError
+from ..._json import dumps
+from .._models import Notification
+from .base import Channel
+
+__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookChannel"]
+
+SIGNATURE_HEADER = "X-Pepperpy-Signature"
+TIMESTAMP_HEADER = "X-Pepperpy-Timestamp"
+_RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+class WebhookChannel(Channel):
+    """POSTs notifications to ``url`` with httpx; 5xx, 408, 425, 429 and network errors
+    are retried by the system, other 4xx answers are permanent failures.
+
+    ``secret`` (str or bytes) turns on the signature headers; ``timeout`` bounds each
+    request; ``headers`` are added to every request. The webhook's address is its URL,
+    so it needs no recipient (a resolved one is still included in the body).
+    """
+
+    kind = "webhook"
+    needs_recipient = False
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        secret: str | bytes | None = None,
+        timeout: float = 10.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"webhook URL must start with http:// or https://: {url!r}")
+        if timeout <= 0:
+            raise ConfigurationError(f"timeout must be > 0, got {timeout!r}")
+        self.url = url
+        self._secret = secret.encode() if isinstance(secret, str) else secret
+        self.timeout = timeout
+        self.headers = dict(headers or {})
+        self._client: Any = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    @staticmethod
+    def sign(secret: str | bytes, body: bytes, timestamp: str) -> str:
+        """The signature header value for ``body`` sent at ``timestamp``."""
+        key = secret.encode() if isinstance(secret, str) else secret
+        digest = hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        return f"sha256={digest}"
+
+    @classmethod
+    def verify_signature(
+        cls,
+        secret: str | bytes,
+        body: bytes,
+        timestamp: str,
+        signature: str,
+        *,
+        tolerance: float | None = 300.0,
+        now: float | None = None,
+    ) -> bool:
+        """True when ``signature`` matches and ``timestamp`` is within ``tolerance`` seconds."""
+        try:
+            sent_at = int(timestamp)
+        except (TypeError, ValueError):
+            return False
+        current = time.time() if now is None else now
+        if tolerance is not None and abs(current - sent_at) > tolerance:
+            return False
+        return hmac.compare_digest(cls.sign(secret, body, timestamp), signature)
+
+    def _http(self) -> Any:
+        """One client per event loop (connections are bound to the loop that made them)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            httpx = require("httpx", extra="webhook", feature="the webhook channel")
+            self._client = httpx.AsyncClient(timeout=self.timeout)
+            self._client_loop = loop
+        return self._client
+
+    async def send(self, notification: Notification) -> None:
+        httpx = require("httpx", extra="webhook", feature="the webhook channel")
+        body = dumps(notification.to_dict())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"pepperpy-event/{__version__}",
+            "Idempotency-Key": notification.key or notification.id,
+            **self.headers,
+        }
+        if self._secret is not None:
+            timestamp = str(int(time.time()))
+            headers[TIMESTAMP_HEADER] = timestamp
+            headers[SIGNATURE_HEADER] = self.sign(self._secret, body, timestamp)
+        try:
+            response = await self._http().post(self.url, content=body, headers=headers)
+            response.raise_for_status()
+        except httpx.HTTPStatusError as exc:
+            raise NotificationError(
+                f"webhook {self.url} answered {exc.response.status_code}"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise NotificationError(f"webhook {self.url} failed: {exc!r}") from exc
+
+    def is_retryable(self, error: Exception) -> bool:
+        if not super().is_retryable(error):
+            return False
+        response = getattr(error.__cause__, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int) and 400 <= status < 500:
+            return status in _RETRYABLE_STATUS
+        return True
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is asyncio.get_running_loop():
+            await client.aclose()
+        self._client_loop = None
+
+    def __repr__(self) -> str:
+        signed = ", signed" if self._secret is not None else ""
+        return f"WebhookChannel({self.url}{signed})"
