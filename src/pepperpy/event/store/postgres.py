@@ -1,0 +1,402 @@
+"""The PostgreSQL backend (asyncpg): one store shared by many processes and hosts.
+
+Ordering promise: a subscription must never skip an event that commits late. Writers
+therefore take global positions from a one-row counter (``pepperpy_head``) whose row
+lock is held until commit, so positions are handed out in commit order and a reader
+that has seen position ``n`` can never later find a new event below ``n``. The locked
+section is one statement plus the commit; ``docs/store.md`` explains why this was
+chosen over tracking in-flight transaction ids.
+
+Live subscriptions wake on ``LISTEN``/``NOTIFY`` (the appending transaction notifies on
+commit) through one listener connection per store, reconnected if it drops; after a
+reconnect every waiter re-reads, so notifications lost in between cost nothing.
+
+The schema is created and migrated on first use, under an advisory lock (two processes
+starting at once take turns), and recorded in ``pepperpy_schema_version``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from .._deps import require
+from .._errors import ClosedError, StoreError
+from .base import (
+    AppendResult,
+    ExpectedVersion,
+    NewRecord,
+    Row,
+    SnapshotRow,
+    StoreBackend,
+    StreamState,
+    plan_append,
+)
+
+__all__ = ["PostgresBackend"]
+
+CHANNEL = "pepperpy_events"
+#: advisory lock key serialising schema migrations ("pepperpy" in ASCII)
+_MIGRATION_LOCK = 0x7065707065727079
+_POOL_SIZE = 8
+#: while the listener is down, waiters re-read this often
+_RECONNECT_INTERVAL = 0.5
+_LISTENER_NAME = "pepperpy-event-listener"
+
+_COLUMNS = (
+    "global_position, stream, position, id, type, version, data, metadata, "
+    "timestamp, source, subject, recorded_at"
+)
+
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE pepperpy_streams (
+        name text PRIMARY KEY,
+        next_position bigint NOT NULL,
+        first_visible bigint NOT NULL DEFAULT 0,
+        deleted boolean NOT NULL DEFAULT false
+    );
+    CREATE TABLE pepperpy_events (
+        global_position bigint PRIMARY KEY,
+        stream text NOT NULL,
+        position bigint NOT NULL,
+        id text NOT NULL,
+        type text NOT NULL,
+        version integer NOT NULL,
+        data bytea NOT NULL,
+        metadata bytea,
+        timestamp bigint NOT NULL,
+        source text,
+        subject text,
+        recorded_at bigint NOT NULL,
+        UNIQUE (stream, position)
+    );
+    CREATE INDEX pepperpy_events_stream_id ON pepperpy_events (stream, id);
+    CREATE TABLE pepperpy_head (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        next_position bigint NOT NULL
+    );
+    INSERT INTO pepperpy_head (next_position) VALUES (0);
+    CREATE TABLE pepperpy_snapshots (
+        stream text PRIMARY KEY,
+        version bigint NOT NULL,
+        state bytea NOT NULL,
+        taken_at bigint NOT NULL
+    );
+    """,
+)
+
+# Everything after the stream check, in one round trip: take positions from the head
+# row (its lock is held until commit), insert, move the stream on, notify on commit.
+_WRITE = f"""
+WITH head AS (
+    UPDATE pepperpy_head SET next_position = next_position + $1
+    RETURNING next_position - $1 AS first
+), inserted AS (
+    INSERT INTO pepperpy_events ({_COLUMNS})
+    SELECT head.first + e.n - 1, $2, $3 + e.n - 1, e.id, e.type, e.version, e.data,
+           e.metadata, e.timestamp, e.source, e.subject, (extract(epoch FROM clock_timestamp())
+           * 1000000)::bigint
+    FROM head, unnest($4::text[], $5::text[], $6::int[], $7::bytea[], $8::bytea[],
+                      $9::bigint[], $10::text[], $11::text[])
+         WITH ORDINALITY AS e(id, type, version, data, metadata, timestamp, source, subject, n)
+), moved AS (
+    UPDATE pepperpy_streams SET next_position = $3 + $1, deleted = false WHERE name = $2
+)
+SELECT head.first, pg_notify('{CHANNEL}', (head.first + $1)::text) FROM head
+"""
+
+
+class PostgresBackend(StoreBackend):
+    """Events in PostgreSQL tables, written in commit order, followed via NOTIFY."""
+
+    def __init__(self, url: str) -> None:
+        self._asyncpg = require("asyncpg", extra="postgres", feature="the PostgreSQL store")
+        self.url = url
+        self._pool: Any = None
+        self._ready: asyncio.Future[Any] | None = None
+        self._listener: Any = None
+        self._listening: asyncio.Task[None] | None = None
+        self._changed: asyncio.Event | None = None
+        self._head = 0  # next global position, as far as notifications told us
+        self._connected = False
+        self._closed = False
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        if self._closed:
+            raise ClosedError("the event store is closed")
+        if self._ready is None:
+            self._ready = asyncio.ensure_future(self._open())
+        try:
+            pool = await asyncio.shield(self._ready)
+        except BaseException:
+            if self._ready.done():
+                self._ready = None  # try again next time (e.g. the server was down)
+            raise
+        try:
+            async with pool.acquire() as connection:
+                yield connection
+        except (self._asyncpg.PostgresError, self._asyncpg.InterfaceError, OSError) as exc:
+            if self._closed:
+                raise ClosedError("the event store is closed") from exc
+            raise StoreError(f"PostgreSQL: {exc}") from exc
+
+    async def _open(self) -> Any:
+        asyncpg = self._asyncpg
+        try:
+            pool = await asyncpg.create_pool(self.url, min_size=1, max_size=_POOL_SIZE)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ValueError) as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {_safe(self.url)}: {exc}") from exc
+        try:
+            async with pool.acquire() as connection:
+                await _migrate(connection)
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, asyncpg.PostgresError | OSError):
+                raise StoreError(f"PostgreSQL schema setup failed: {exc}") from exc
+            raise
+        self._pool = pool
+        return pool
+
+    # -- the contract -----------------------------------------------------------------
+
+    async def append(
+        self, stream: str, records: Sequence[NewRecord], expected_version: ExpectedVersion
+    ) -> AppendResult:
+        async with self._connection() as connection, connection.transaction():
+            await connection.execute(
+                "INSERT INTO pepperpy_streams (name, next_position) VALUES ($1, 0) "
+                "ON CONFLICT DO NOTHING",
+                stream,
+            )
+            row = await connection.fetchrow(
+                "SELECT next_position, first_visible, deleted FROM pepperpy_streams "
+                "WHERE name = $1 FOR UPDATE",
+                stream,
+            )
+            state = StreamState(row[0], row[1], row[2])
+            ids = [record.id for record in records]
+            existing: dict[str, tuple[int, int]] = {}
+            if state.next_position > state.first_visible:
+                for found in await connection.fetch(
+                    "SELECT id, position, global_position FROM pepperpy_events "
+                    "WHERE stream = $1 AND position >= $2 AND id = any($3::text[])",
+                    stream,
+                    state.first_visible,
+                    ids,
+                ):
+                    existing[found[0]] = (found[1], found[2])
+            plan = plan_append(stream, state, expected_version, ids, existing)
+            if isinstance(plan, AppendResult):
+                return plan
+            chosen = [records[index] for index in plan]
+            columns = list(zip(*chosen, strict=True))
+            first = await connection.fetchval(
+                _WRITE, len(chosen), stream, state.next_position, *columns
+            )
+            count = len(chosen)
+            return AppendResult(state.next_position + count - 1, first + count - 1)
+
+    async def read_stream(
+        self, stream: str, start: int | None, backwards: bool, limit: int
+    ) -> list[Row]:
+        if backwards:
+            sql = (
+                f"SELECT {_COLUMNS} FROM pepperpy_events WHERE stream = $1 AND position <= $2 "
+                "AND position >= (SELECT first_visible FROM pepperpy_streams WHERE name = $1) "
+                "ORDER BY position DESC LIMIT $3"
+            )
+            begin = (1 << 62) if start is None else start
+        else:
+            sql = (
+                f"SELECT {_COLUMNS} FROM pepperpy_events WHERE stream = $1 AND position >= $2 "
+                "AND position >= (SELECT first_visible FROM pepperpy_streams WHERE name = $1) "
+                "ORDER BY position LIMIT $3"
+            )
+            begin = 0 if start is None else start
+        async with self._connection() as connection:
+            rows: list[Row] = await connection.fetch(sql, stream, begin, limit)
+            return rows
+
+    async def read_all(self, from_position: int, limit: int) -> list[Row]:
+        columns = ", ".join("e." + name for name in _COLUMNS.split(", "))
+        sql = (
+            f"SELECT {columns} FROM pepperpy_events e "
+            "JOIN pepperpy_streams s ON s.name = e.stream "
+            "WHERE e.global_position >= $1 AND e.position >= s.first_visible "
+            "ORDER BY e.global_position LIMIT $2"
+        )
+        async with self._connection() as connection:
+            rows: list[Row] = await connection.fetch(sql, from_position, limit)
+            return rows
+
+    async def stream_state(self, stream: str) -> StreamState | None:
+        async with self._connection() as connection:
+            row = await connection.fetchrow(
+                "SELECT next_position, first_visible, deleted FROM pepperpy_streams "
+                "WHERE name = $1",
+                stream,
+            )
+        return None if row is None else StreamState(row[0], row[1], row[2])
+
+    async def stream_names(self) -> list[str]:
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                "SELECT name FROM pepperpy_streams WHERE NOT deleted "
+                'AND next_position > first_visible ORDER BY name COLLATE "C"'
+            )
+        return [row[0] for row in rows]
+
+    async def delete_stream(self, stream: str) -> bool:
+        async with self._connection() as connection, connection.transaction():
+            await connection.execute("DELETE FROM pepperpy_snapshots WHERE stream = $1", stream)
+            status = await connection.execute(
+                "UPDATE pepperpy_streams SET first_visible = next_position, deleted = true "
+                "WHERE name = $1 AND NOT deleted AND next_position > first_visible",
+                stream,
+            )
+        return bool(status != "UPDATE 0")
+
+    async def save_snapshot(self, stream: str, snapshot: SnapshotRow) -> None:
+        async with self._connection() as connection:
+            await connection.execute(
+                "INSERT INTO pepperpy_snapshots (stream, version, state, taken_at) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (stream) DO UPDATE SET "
+                "version = excluded.version, state = excluded.state, "
+                "taken_at = excluded.taken_at",
+                stream,
+                snapshot.version,
+                snapshot.state,
+                snapshot.taken_at,
+            )
+
+    async def load_snapshot(self, stream: str) -> SnapshotRow | None:
+        async with self._connection() as connection:
+            row = await connection.fetchrow(
+                "SELECT version, state, taken_at FROM pepperpy_snapshots WHERE stream = $1",
+                stream,
+            )
+        return None if row is None else SnapshotRow(row[0], row[1], row[2])
+
+    # -- live wake-ups ----------------------------------------------------------------
+
+    async def wait(self, position: int) -> None:
+        if self._closed or self._head > position:
+            return
+        if self._listening is None:
+            # start listening; events committed before LISTEN took effect are found by
+            # the caller's next read, so return at once
+            self._listening = asyncio.ensure_future(self._listen())
+            await self._wait_changed(_RECONNECT_INTERVAL)
+            return
+        await self._wait_changed(None if self._connected else _RECONNECT_INTERVAL)
+
+    async def _wait_changed(self, at_most: float | None) -> None:
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(at_most):
+                await self._changed.wait()
+
+    def _wake(self) -> None:
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
+
+    def _notified(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+        with contextlib.suppress(ValueError):
+            self._head = max(self._head, int(payload))
+        self._wake()
+
+    async def _listen(self) -> None:
+        """Keep one LISTEN connection up; wake every waiter after each (re)connect."""
+        asyncpg = self._asyncpg
+        while not self._closed:
+            dropped = asyncio.Event()
+            try:
+                connection = await asyncpg.connect(
+                    self.url, server_settings={"application_name": _LISTENER_NAME}
+                )
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await asyncio.sleep(_RECONNECT_INTERVAL)
+                continue
+            try:
+                connection.add_termination_listener(_on_drop(dropped))
+                await connection.add_listener(CHANNEL, self._notified)
+                self._listener = connection
+                self._connected = True
+                self._wake()  # anything committed while not listening is re-read now
+                await dropped.wait()
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                pass
+            finally:
+                self._connected = False
+                self._listener = None
+                if not connection.is_closed():
+                    connection.terminate()
+            self._wake()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake()
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
+        if self._listener is not None:
+            await self._listener.close()
+        if self._ready is not None:
+            if not self._ready.done():
+                self._ready.cancel()
+            with contextlib.suppress(BaseException):
+                await self._ready
+        if self._pool is not None:
+            await self._pool.close()
+
+
+async def _migrate(connection: Any) -> None:
+    """Create or upgrade the schema; concurrent starters queue on an advisory lock."""
+    await connection.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS pepperpy_schema_version ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = await connection.fetchval(
+            "SELECT coalesce(max(version), 0) FROM pepperpy_schema_version"
+        )
+        for number, script in enumerate(_MIGRATIONS[current:], start=current + 1):
+            async with connection.transaction():
+                await connection.execute(script)
+                await connection.execute(
+                    "INSERT INTO pepperpy_schema_version (version) VALUES ($1)", number
+                )
+    finally:
+        await connection.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+
+
+def _on_drop(dropped: asyncio.Event) -> Any:
+    """A termination callback for asyncpg that sets ``dropped``."""
+
+    def callback(connection: Any) -> None:
+        dropped.set()
+
+    return callback
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for error messages."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
