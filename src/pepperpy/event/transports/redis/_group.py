@@ -1,0 +1,441 @@
+"""One member of a consumer group: partition leases, claims, ordered delivery, acks.
+
+A group (group name + pattern) is a Redis consumer group on every partition stream.
+Its members agree through a sorted set of live members (each renewed every heartbeat)
+on who should own which partition: member ``i`` of ``n`` (sorted by id) owns the
+partitions ``p`` with ``p % n == i``. Ownership is a lease key per partition (``SET NX
+PX``); a member reads only the partitions it holds, so each partition is consumed by
+one member at a time and events of one key (one partition) are handled in order.
+
+When a member takes a partition it first claims the partition's pending entries (read
+by a previous owner that died or gave the partition away before acknowledging them)
+and handles those, oldest first, before reading new ones. An entry delivered more than
+``max_deliveries`` times is published to ``deadletter.<topic>`` and acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from ..._errors import SerializationError
+from ..._event import Event
+from ..base import Subscription
+from ._config import RedisOptions
+from ._wire import Backoff, TopicFilter, connection_errors, decode_event, entry_topic, logger
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["GroupMember", "member_id"]
+
+#: join/refresh the member set, renew held leases, take free partitions that are ours.
+#: KEYS[1] = member set, KEYS[2..] = lease keys (partition p at KEYS[p + 2]);
+#: ARGV = member id, lease TTL in ms. Returns {held partitions, target partitions}.
+_HEARTBEAT = """
+local me = ARGV[1]
+local ttl = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + ttl, me)
+redis.call('PEXPIRE', KEYS[1], ttl * 2)
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+table.sort(members)
+local index = 0
+for i, member in ipairs(members) do
+  if member == me then index = i - 1 end
+end
+local held, target = {}, {}
+for p = 0, #KEYS - 2 do
+  local key = KEYS[p + 2]
+  local ours = (p % #members) == index
+  if ours then target[#target + 1] = p end
+  local owner = redis.call('GET', key)
+  if owner == me then
+    redis.call('PEXPIRE', key, ttl)
+    held[#held + 1] = p
+  elseif ours and not owner then
+    redis.call('SET', key, me, 'PX', ttl)
+    held[#held + 1] = p
+  end
+end
+return {held, target}
+"""
+
+#: give back leases (only those still ours) and, with ARGV[2] == '1', leave the group.
+_RELEASE = """
+local released = 0
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+    released = released + 1
+  end
+end
+if ARGV[2] == '1' then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return released
+"""
+
+DeadLetterPublisher = Callable[[Event, str, int], Awaitable[None]]
+
+
+def member_id() -> str:
+    """A consumer name unique to this subscription in this process: host, pid, random."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def group_id(sub: Subscription) -> str:
+    """The stable identity of a group: the bus's subscription digest, or our own."""
+    if sub.name:
+        return sub.name
+    text = f"{sub.group}|{sub.pattern}"
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+class GroupMember:
+    """Consumes one group subscription: leases, claims, delivers in order, acknowledges."""
+
+    def __init__(
+        self,
+        sub: Subscription,
+        client: Redis,
+        options: RedisOptions,
+        exceptions: Any,
+        dead_letter: DeadLetterPublisher,
+    ) -> None:
+        self.sub = sub
+        self.group = f"{sub.group}:{sub.pattern}"
+        self.consumer = member_id()
+        self._client = client
+        self._options = options
+        self._response_error: type[Exception] = exceptions.ResponseError
+        self._unreachable = connection_errors(exceptions)
+        self._dead_letter_publisher = dead_letter
+        gid = group_id(sub)
+        self.members_key = options.group_key(gid, "members")
+        self.lease_keys = [options.group_key(gid, f"lease:{p}") for p in range(options.partitions)]
+        self._streams = [options.stream(p) for p in range(options.partitions)]
+        self._partition_of = {name.encode(): p for p, name in enumerate(self._streams)}
+        self._filter = TopicFilter(sub.pattern)
+        self._heartbeat_script = client.register_script(_HEARTBEAT)
+        self._release_script = client.register_script(_RELEASE)
+        # partition states; a held partition is in exactly one of them
+        self._reading: set[int] = set()  # ours, pending handled: read new entries
+        self._claiming: dict[int, float] = {}  # ours: claim pending at/after monotonic time
+        self._releasing: set[int] = set()  # held but assigned elsewhere: give back
+        self._failures: dict[int, int] = {}  # consecutive failed deliveries per partition
+        self._lock = asyncio.Lock()
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._idle = False  # waiting (not delivering): safe to cancel on close
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the consumer group on every partition, join, start consuming."""
+        await self.create_groups()
+        await self._heartbeat()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._read_loop(), name=f"pepperpy-redis-read-{self.group}"),
+            loop.create_task(self._heartbeat_loop(), name=f"pepperpy-redis-lease-{self.group}"),
+        ]
+
+    async def create_groups(self) -> None:
+        """``XGROUP CREATE ... $ MKSTREAM`` on each partition; existing groups keep their place."""
+        pipe = self._client.pipeline(transaction=False)
+        for stream in self._streams:
+            pipe.xgroup_create(stream, self.group, id="$", mkstream=True)
+        for result in await pipe.execute(raise_on_error=False):
+            if isinstance(result, Exception) and "BUSYGROUP" not in str(result):
+                raise result
+
+    async def close(self) -> None:
+        """Finish the event in progress, acknowledge, give the partitions back, leave."""
+        self._stopping = True
+        reader, beater = self._tasks or (None, None)
+        if beater is not None:
+            beater.cancel()
+        if reader is not None and self._idle:
+            reader.cancel()
+        self._wakeup.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            keys = [self.members_key, *self.lease_keys]
+            await self._release_script(keys=keys, args=[self.consumer, "1"])
+            await self._forget_consumer()
+        except (*self._unreachable, self._response_error) as exc:
+            logger.warning("group %r: could not leave cleanly (%s); leases expire", self.group, exc)
+
+    async def _forget_consumer(self) -> None:
+        """Delete our consumer entry where it holds no pending event (deleting would drop them)."""
+        pipe = self._client.pipeline(transaction=False)
+        for stream in self._streams:
+            pipe.xpending(stream, self.group)
+        summaries = await pipe.execute(raise_on_error=False)
+        pipe = self._client.pipeline(transaction=False)
+        me = self.consumer.encode()
+        for stream, summary in zip(self._streams, summaries, strict=True):
+            if isinstance(summary, Exception):
+                continue
+            mine = [c for c in summary.get("consumers") or () if c["name"] == me and c["pending"]]
+            if not mine:
+                pipe.xgroup_delconsumer(stream, self.group, self.consumer)
+        await pipe.execute(raise_on_error=False)
+
+    # -- leases -----------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        async with self._lock:
+            held_raw, target_raw = await self._heartbeat_script(
+                keys=[self.members_key, *self.lease_keys],
+                args=[self.consumer, self._options.lease_ttl_ms],
+            )
+            self._apply({int(p) for p in held_raw}, {int(p) for p in target_raw})
+
+    def _apply(self, held: set[int], target: set[int]) -> None:
+        known = self._reading | self._claiming.keys() | self._releasing
+        for p in known - held:
+            logger.warning("group %r lost its lease on partition %d", self.group, p)
+            self._drop(p)
+        now = time.monotonic()
+        for p in held - known:
+            if p in target:
+                self._claiming[p] = now
+            else:
+                self._releasing.add(p)
+        for p in list(self._reading):
+            if p not in target:
+                self._reading.discard(p)
+                self._releasing.add(p)
+        for p in list(self._claiming):
+            if p not in target:
+                del self._claiming[p]
+                self._releasing.add(p)
+        for p in list(self._releasing):
+            if p in target:  # assigned back to us before we let go
+                self._releasing.discard(p)
+                self._claiming[p] = now
+        if self._releasing or held != known:
+            self._wakeup.set()
+
+    def _drop(self, p: int) -> None:
+        self._reading.discard(p)
+        self._claiming.pop(p, None)
+        self._releasing.discard(p)
+
+    def _drop_all(self) -> None:
+        for p in list(self._reading | self._claiming.keys() | self._releasing):
+            self._drop(p)
+
+    async def _heartbeat_loop(self) -> None:
+        last_ok = time.monotonic()
+        while not self._stopping:
+            await asyncio.sleep(self._options.heartbeat)
+            try:
+                await self._heartbeat()
+                last_ok = time.monotonic()
+            except (*self._unreachable, self._response_error) as exc:
+                if time.monotonic() - last_ok > self._options.lease_ttl:
+                    self._drop_all()  # our leases have expired by now
+                logger.warning("group %r: lease renewal failed: %s", self.group, exc)
+
+    async def _release(self) -> None:
+        async with self._lock:
+            partitions = sorted(self._releasing)
+            if not partitions:
+                return
+            keys = [self.members_key, *(self.lease_keys[p] for p in partitions)]
+            await self._release_script(keys=keys, args=[self.consumer, "0"])
+            self._releasing.difference_update(partitions)
+
+    # -- consuming --------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        backoff = Backoff(self._options.max_backoff)
+        while not self._stopping:
+            try:
+                await self._step()
+                backoff = Backoff(self._options.max_backoff)
+            except self._unreachable as exc:
+                logger.warning("group %r: Redis unreachable (%s); reconnecting", self.group, exc)
+                await self._pause(backoff.next())
+            except self._response_error as exc:
+                if "NOGROUP" in str(exc):
+                    logger.error("group %r vanished from Redis; recreating it", self.group)
+                    with contextlib.suppress(*self._unreachable, self._response_error):
+                        await self.create_groups()
+                else:
+                    logger.error("group %r: Redis refused a command: %s", self.group, exc)
+                await self._pause(backoff.next())
+            except Exception:
+                logger.exception("group %r: unexpected error while consuming", self.group)
+                await self._pause(backoff.next())
+
+    async def _pause(self, seconds: float) -> None:
+        self._idle = True
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._idle = False
+
+    async def _step(self) -> None:
+        self._wakeup.clear()
+        if self._releasing:
+            await self._release()
+        now = time.monotonic()
+        for p in sorted(p for p, due in self._claiming.items() if due <= now):
+            if self._stopping:
+                return
+            if await self._claim(p) and p in self._claiming:
+                del self._claiming[p]
+                self._failures.pop(p, None)
+                self._reading.add(p)
+        if self._stopping:
+            return
+        wait = self._options.heartbeat
+        if self._claiming:
+            wait = max(0.0, min(wait, min(self._claiming.values()) - time.monotonic()))
+        if not self._reading:
+            self._idle = True
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._wakeup.wait()
+            finally:
+                self._idle = False
+            return
+        streams: dict[Any, Any] = {self._streams[p]: ">" for p in sorted(self._reading)}
+        self._idle = True
+        try:
+            reply: Any = await self._client.xreadgroup(
+                self.group,
+                self.consumer,
+                streams,
+                count=self._options.batch_size,
+                block=max(1, int(min(wait, 1.0) * 1000)),
+            )
+        finally:
+            self._idle = False
+        if not reply:
+            return
+        runs = [(self._partition_of[name], entries) for name, entries in reply if entries]
+        if len(runs) == 1:
+            await self._run(runs[0][0], runs[0][1], None)
+        elif runs:
+            await asyncio.gather(*(self._run(p, entries, None) for p, entries in runs))
+
+    async def _claim(self, p: int) -> bool:
+        """Take over partition ``p``'s pending entries and handle them; True when all done."""
+        stream = self._streams[p]
+        start: Any = "0-0"
+        while not self._stopping:
+            next_start, entries, _deleted = await self._client.xautoclaim(
+                stream, self.group, self.consumer, 0, start, count=self._options.batch_size
+            )
+            entries = [(entry_id, fields) for entry_id, fields in entries if fields is not None]
+            if entries:
+                rows: Any = await self._client.xpending_range(
+                    stream,
+                    self.group,
+                    entries[0][0],
+                    entries[-1][0],
+                    len(entries),
+                    consumername=self.consumer,
+                )
+                deliveries = {row["message_id"]: row["times_delivered"] for row in rows}
+                if not await self._run(p, entries, deliveries):
+                    return False
+            if next_start in (b"0-0", "0-0"):
+                await self._prune_consumers(p)
+                return True
+            start = next_start
+        return False
+
+    async def _prune_consumers(self, p: int) -> None:
+        """Delete consumers of dead members that hold nothing (killed processes leave them)."""
+        stream = self._streams[p]
+        consumers = await self._client.xinfo_consumers(stream, self.group)
+        members: Any = await self._client.zrange(self.members_key, 0, -1)
+        live = {m.decode() for m in members}
+        for consumer in consumers:
+            name = consumer["name"]
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            if not consumer["pending"] and name not in live and name != self.consumer:
+                await self._client.xgroup_delconsumer(stream, self.group, name)
+
+    def _ours(self, p: int) -> bool:
+        return p in self._reading or p in self._claiming
+
+    async def _run(
+        self,
+        p: int,
+        entries: list[tuple[bytes, dict[bytes, bytes]]],
+        deliveries: dict[bytes, int] | None,
+    ) -> bool:
+        """Deliver ``entries`` of partition ``p`` in order; acknowledge those done with."""
+        done: list[bytes] = []
+        try:
+            for entry_id, fields in entries:
+                if self._stopping or not self._ours(p):
+                    return False
+                topic = entry_topic(fields)
+                if topic is None or not self._filter(topic):
+                    done.append(entry_id)
+                    continue
+                try:
+                    event = decode_event(fields)
+                except SerializationError as exc:
+                    logger.error("dropping unreadable entry %s of %s: %s", entry_id, topic, exc)
+                    done.append(entry_id)
+                    continue
+                delivered = deliveries.get(entry_id, 1) if deliveries else 1
+                if delivered > self._options.max_deliveries:
+                    await self._dead_letter_publisher(event, self.sub.group or "", delivered - 1)
+                    done.append(entry_id)
+                    continue
+                try:
+                    await self.sub.deliver(event)
+                except Exception:
+                    logger.exception(
+                        "group %r: delivery of %s (%s) failed; it will be redelivered",
+                        self.group,
+                        event.type,
+                        event.id,
+                    )
+                    self._retry_later(p)
+                    return False
+                done.append(entry_id)
+            return True
+        except Exception:
+            self._retry_later(p)
+            raise
+        finally:
+            if done:
+                await self._ack(p, done)
+
+    def _retry_later(self, p: int) -> None:
+        """Re-claim ``p``'s pending entries after a pause growing with each failure."""
+        if not self._ours(p):
+            return
+        self._reading.discard(p)
+        failures = self._failures[p] = self._failures.get(p, 0) + 1
+        delay = min(self._options.max_backoff, 0.05 * 2 ** (failures - 1))
+        self._claiming[p] = time.monotonic() + delay
+
+    async def _ack(self, p: int, ids: list[bytes]) -> None:
+        try:
+            await self._client.xack(self._streams[p], self.group, *ids)
+        except (*self._unreachable, self._response_error) as exc:
+            logger.warning("group %r: acknowledgement failed (%s); will redeliver", self.group, exc)
+            self._retry_later(p)

@@ -1,0 +1,281 @@
+"""The :class:`RedisTransport`: publish with ``XADD``, consume with consumer groups."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..._bus import DEAD_LETTER_PREFIX, DL_ATTEMPTS, DL_GROUP, DL_ORIGINAL_ID, DL_REASON
+from ..._deps import require
+from ..._errors import ClosedError, ConfigurationError, TransportError
+from ..._event import Event, make_event
+from ..base import Subscription, Transport
+from ._config import RedisOptions, parse_url, partition_of
+from ._group import GroupMember
+from ._listener import Listener
+from ._wire import EVENT_FIELD, TOPIC_FIELD, Backoff, connection_errors, logger
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisTransport"]
+
+_FEATURE = "the Redis transport"
+
+
+class RedisTransport(Transport):
+    """Redis Streams under :class:`~pepperpy.event.EventBus` (``redis://`` URLs).
+
+    Events are appended to ``partitions`` streams named ``<namespace>:stream:<n>``; the
+    partition is CRC-32 of the event's key (or, without a key, of its topic) modulo the
+    partition count, so one key's events stay in one stream, in order. Groups are Redis
+    consumer groups whose members lease partitions; ungrouped subscribers read live with
+    ``XREAD``. Options may also be given in the URL's query string
+    (``redis://host/0?namespace=orders&partitions=32``); see :class:`RedisOptions`.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        namespace: str = RedisOptions.namespace,
+        partitions: int = RedisOptions.partitions,
+        batch_size: int = RedisOptions.batch_size,
+        lease_ttl: float = RedisOptions.lease_ttl,
+        max_deliveries: int = RedisOptions.max_deliveries,
+        maxlen: int | None = RedisOptions.maxlen,
+        replicas: int = RedisOptions.replicas,
+        connect_timeout: float = RedisOptions.connect_timeout,
+        max_backoff: float = RedisOptions.max_backoff,
+    ) -> None:
+        self._redis = require("redis.asyncio", extra="redis", feature=_FEATURE)
+        self._exceptions = require("redis.exceptions", extra="redis", feature=_FEATURE)
+        self._retry = require("redis.asyncio.retry", extra="redis", feature=_FEATURE)
+        self._backoff = require("redis.backoff", extra="redis", feature=_FEATURE)
+        options = RedisOptions(
+            namespace=namespace,
+            partitions=partitions,
+            batch_size=batch_size,
+            lease_ttl=lease_ttl,
+            max_deliveries=max_deliveries,
+            maxlen=maxlen,
+            replicas=replicas,
+            connect_timeout=connect_timeout,
+            max_backoff=max_backoff,
+        )
+        self._client_url, self.options = parse_url(url, options)
+        self.url = url
+        self._unreachable = connection_errors(self._exceptions)
+        self._streams = [self.options.stream(p) for p in range(self.options.partitions)]
+        self._routes: dict[str, str] = {}
+        self._client: Redis | None = None
+        self._listener: Listener | None = None
+        self._members: list[GroupMember] = []
+        self._start_lock: asyncio.Lock | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RedisTransport({self._client_url!r}, namespace={self.options.namespace!r})"
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (retrying for ``connect_timeout`` seconds) and check the partition count."""
+        if self._closed:
+            raise ClosedError("the Redis transport is closed")
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._client is not None:
+                return
+            try:
+                client = self._redis.Redis.from_url(
+                    self._client_url,
+                    retry=self._retry.Retry(self._backoff.NoBackoff(), 1),
+                    socket_connect_timeout=min(5.0, self.options.connect_timeout),
+                )
+            except ValueError as exc:
+                raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from exc
+            try:
+                await self._retrying("connecting", lambda: self._check_layout(client))
+            except BaseException:
+                await client.aclose()
+                raise
+            self._client = client
+
+    async def _check_layout(self, client: Redis) -> None:
+        """Record the partition count once per namespace; refuse a different one."""
+        key = f"{self.options.namespace}:meta"
+        await client.hsetnx(key, "partitions", self.options.partitions)
+        stored = await client.hget(key, "partitions")
+        if stored is not None and int(stored) != self.options.partitions:
+            raise ConfigurationError(
+                f"namespace {self.options.namespace!r} on {self._client_url} uses "
+                f"{int(stored)} partitions, this transport was given {self.options.partitions}"
+            )
+
+    async def close(self) -> None:
+        """Stop consuming after the events in progress, leave groups, disconnect."""
+        if self._closed:
+            return
+        self._closed = True
+        closing = [member.close() for member in self._members]
+        if self._listener is not None:
+            closing.append(self._listener.close())
+        await asyncio.gather(*closing)
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> RedisTransport:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _require_client(self) -> Redis:
+        if self._closed:
+            raise ClosedError("the Redis transport is closed")
+        if self._client is None:
+            raise TransportError("the Redis transport is not started: call start() first")
+        return self._client
+
+    # -- publishing -------------------------------------------------------------------
+
+    def stream_for(self, topic: str, key: str | None = None) -> str:
+        """The stream an event of ``topic`` with ``key`` is appended to."""
+        routing = topic if key is None else key
+        stream = self._routes.get(routing)
+        if stream is None:
+            stream = self._streams[partition_of(routing, self.options.partitions)]
+            if len(self._routes) < 8192:
+                self._routes[routing] = stream
+        return stream
+
+    async def publish(self, event: Event, *, key: str | None = None) -> None:
+        """``XADD`` the event's CloudEvents JSON; returns once Redis has it.
+
+        While Redis is unreachable, retries for ``connect_timeout`` seconds, then raises
+        :class:`TransportError`. With ``replicas`` set, also waits for that many replicas.
+        """
+        if self._client is None:
+            await self.start()
+        client = self._require_client()
+        stream = self.stream_for(event.type, key)
+        fields: dict[Any, Any] = {TOPIC_FIELD: event.type, EVENT_FIELD: event.to_json()}
+        maxlen = self.options.maxlen
+        try:
+            await client.xadd(stream, fields, maxlen=maxlen, approximate=True)
+        except self._unreachable:
+            await self._retrying(
+                f"publishing {event.type!r}",
+                lambda: client.xadd(stream, fields, maxlen=maxlen, approximate=True),
+            )
+        except self._exceptions.RedisError as exc:
+            raise TransportError(f"Redis refused to publish {event.type!r}: {exc}") from exc
+        if self.options.replicas:
+            await self._wait_for_replicas(client, event)
+
+    async def _wait_for_replicas(self, client: Redis, event: Event) -> None:
+        timeout_ms = int(self.options.connect_timeout * 1000)
+        confirmed = await client.wait(self.options.replicas, timeout_ms)
+        if confirmed < self.options.replicas:
+            raise TransportError(
+                f"only {confirmed} of {self.options.replicas} replicas confirmed {event.type!r} "
+                f"({event.id}) within {self.options.connect_timeout}s"
+            )
+
+    async def _retrying(self, what: str, operation: Any) -> Any:
+        """Run ``operation()`` until Redis answers or ``connect_timeout`` has passed."""
+        deadline = time.monotonic() + self.options.connect_timeout
+        backoff = Backoff(self.options.max_backoff)
+        while True:
+            try:
+                return await operation()
+            except self._unreachable as exc:
+                if time.monotonic() + 0.05 > deadline:
+                    raise TransportError(
+                        f"Redis at {self._client_url} unreachable while {what} "
+                        f"(gave up after {self.options.connect_timeout}s): {exc}"
+                    ) from exc
+                await asyncio.sleep(min(backoff.next(), max(0.0, deadline - time.monotonic())))
+            except self._exceptions.RedisError as exc:
+                raise TransportError(f"Redis refused {what}: {exc}") from exc
+
+    async def _publish_dead_letter(self, event: Event, group: str, deliveries: int) -> None:
+        """Move an event that kept failing delivery to ``deadletter.<topic>``."""
+        if event.type.startswith(DEAD_LETTER_PREFIX):
+            logger.error(
+                "dropping dead letter %s (%s): its delivery kept failing", event.type, event.id
+            )
+            return
+        logger.error(
+            "event %s (%s) was delivered %d times to group %r without being acknowledged; "
+            "moving it to %s",
+            event.type,
+            event.id,
+            deliveries,
+            group,
+            DEAD_LETTER_PREFIX + event.type,
+        )
+        metadata = dict(event.metadata)
+        metadata[DL_REASON] = f"delivered {deliveries} times without acknowledgement"
+        metadata[DL_ATTEMPTS] = deliveries
+        metadata[DL_ORIGINAL_ID] = event.id
+        metadata[DL_GROUP] = group
+        dead = event.replace(
+            type=DEAD_LETTER_PREFIX + event.type,
+            metadata=metadata,
+            id=make_event("x", None, None).id,
+        )
+        await self.publish(dead, key=metadata.get("partitionkey"))
+
+    # -- subscribing ------------------------------------------------------------------
+
+    async def subscribe(self, subscription: Subscription) -> None:
+        """Register with Redis; events published after this returns are not missed."""
+        if self._client is None:
+            await self.start()
+        client = self._require_client()
+        if subscription.group is None:
+            if self._listener is None:
+                self._listener = Listener(client, self.options, self._exceptions)
+            listener = self._listener
+            await self._retrying("subscribing", lambda: listener.add(subscription))
+            return
+        member = GroupMember(
+            subscription, client, self.options, self._exceptions, self._publish_dead_letter
+        )
+        await self._retrying(f"joining group {subscription.group!r}", member.start)
+        self._members.append(member)
+
+    # -- housekeeping -----------------------------------------------------------------
+
+    async def trim(self, *, older_than: float = 60.0) -> int:
+        """Delete entries every consumer group has acknowledged; returns how many went.
+
+        Entries younger than ``older_than`` seconds are kept whatever the groups say, so
+        live ungrouped readers never lose an entry they have not read yet. Without
+        groups, everything older than that goes.
+        """
+        client = self._require_client()
+        removed = 0
+        horizon = int((time.time() - older_than) * 1000)
+        for stream in self._streams:
+            floor = (horizon, 0)
+            for group in await client.xinfo_groups(stream) if await client.exists(stream) else []:
+                if group["pending"]:
+                    summary = await client.xpending(stream, group["name"])
+                    floor = min(floor, _parse_id(summary["min"]))
+                else:
+                    ms, seq = _parse_id(group["last-delivered-id"])
+                    floor = min(floor, (ms, seq + 1))
+            removed += await client.xtrim(stream, minid=f"{floor[0]}-{floor[1]}", approximate=False)
+        return removed
+
+
+def _parse_id(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)

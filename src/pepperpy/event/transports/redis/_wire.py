@@ -1,0 +1,100 @@
+"""What a stream entry looks like, and small pieces shared by the readers.
+
+An entry has two fields: ``topic`` (the event type, so readers can filter without
+parsing JSON) and ``event`` (the CloudEvents 1.0 structured-mode JSON document). A plain
+client may add entries with only ``event``; the topic is then read from its ``type``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from ..._errors import PatternError, SerializationError
+from ..._event import Event
+from ..._patterns import _match_tokens, parse_pattern, parse_topic
+
+__all__ = [
+    "EVENT_FIELD",
+    "TOPIC_FIELD",
+    "Backoff",
+    "connection_errors",
+    "TopicFilter",
+    "decode_event",
+    "entry_topic",
+    "logger",
+]
+
+logger = logging.getLogger("pepperpy.event.transports.redis")
+
+TOPIC_FIELD = "topic"
+EVENT_FIELD = "event"
+_TOPIC = TOPIC_FIELD.encode()
+_EVENT = EVENT_FIELD.encode()
+
+Fields = dict[bytes, bytes]
+
+
+def entry_topic(fields: Fields) -> str | None:
+    """The entry's topic: its ``topic`` field, else the CloudEvent's ``type``."""
+    raw = fields.get(_TOPIC)
+    if raw is not None:
+        return raw.decode("utf-8", "replace")
+    try:
+        event = decode_event(fields)
+    except SerializationError:
+        return None
+    return event.type
+
+
+def decode_event(fields: Fields) -> Event:
+    """The event an entry carries; :class:`SerializationError` if it carries none."""
+    raw = fields.get(_EVENT)
+    if raw is None:
+        raise SerializationError("stream entry has no 'event' field (CloudEvents JSON)")
+    return Event.from_json(raw)
+
+
+class TopicFilter:
+    """``pattern`` matching with a bounded cache: readers see the same topics over and over."""
+
+    __slots__ = ("_cache", "_tokens", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._tokens = parse_pattern(pattern)
+        self._cache: dict[str, bool] = {}
+
+    def __call__(self, topic: str) -> bool:
+        hit = self._cache.get(topic)
+        if hit is not None:
+            return hit
+        try:
+            result = _match_tokens(self._tokens, parse_topic(topic))
+        except PatternError:
+            logger.warning("ignoring stream entry with malformed topic %r", topic)
+            result = False
+        if len(self._cache) < 4096:
+            self._cache[topic] = result
+        return result
+
+
+class Backoff:
+    """Growing, jittered pauses between reconnection attempts."""
+
+    __slots__ = ("_cap", "_delay")
+
+    def __init__(self, cap: float, first: float = 0.05) -> None:
+        self._cap = cap
+        self._delay = first
+
+    def next(self) -> float:
+        delay = self._delay
+        self._delay = min(self._cap, delay * 2)
+        return delay * random.uniform(0.5, 1.0)
+
+
+def connection_errors(exceptions: Any) -> tuple[type[BaseException], ...]:
+    """The driver errors that mean "Redis is (momentarily) unreachable"."""
+    return (exceptions.ConnectionError, exceptions.TimeoutError, OSError)
