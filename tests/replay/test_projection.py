@@ -1,0 +1,156 @@
+"""Projections: folding events into state, resuming, rebuilding, following live."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from pepperpy.event import (
+    ConcurrencyError,
+    Event,
+    EventStore,
+    MemoryCheckpointStore,
+    Projection,
+    ReplayError,
+)
+from tests.helpers import eventually
+
+
+def totals(store: EventStore, **options: Any) -> Projection:
+    projection = Projection("totals", store, **options)
+
+    @projection.on("order.placed")
+    def placed(state: dict[str, Any], event: Event) -> None:
+        state["orders"] = state.get("orders", 0) + 1
+        state["revenue"] = state.get("revenue", 0) + event.data["amount"]
+
+    @projection.on("order.cancelled")
+    async def cancelled(state: dict[str, Any], event: Event) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return {**state, "cancelled": state.get("cancelled", 0) + 1}
+
+    return projection
+
+
+async def test_projection_folds_events_and_resumes() -> None:
+    store = EventStore()
+    await store.append("order.1", Event("order.placed", {"amount": 10}))
+    await store.append("order.2", Event("order.placed", {"amount": 5}))
+    await store.append("user.1", Event("user.created", {}))
+    projection = totals(store)
+    report = await projection.run()
+    assert projection.state == {"orders": 2, "revenue": 15}
+    assert (report.replayed, report.skipped) == (2, 1)
+    assert projection.position == report.last_position
+    await store.append("order.2", Event("order.cancelled", {}))
+    again = await projection.run()
+    assert again.replayed == 1
+    assert projection.state == {"orders": 2, "revenue": 15, "cancelled": 1}
+
+
+async def test_a_second_instance_loads_the_committed_state() -> None:
+    store = EventStore()
+    checkpoints = MemoryCheckpointStore()
+    await store.append("order.1", Event("order.placed", {"amount": 3}))
+    await totals(store, state_store=checkpoints).run()
+    other = totals(store, state_store=checkpoints)
+    assert await other.load() == {"orders": 1, "revenue": 3}
+    await store.append("order.1", Event("order.placed", {"amount": 4}))
+    report = await other.run()
+    assert report.replayed == 1 and other.state == {"orders": 2, "revenue": 7}
+
+
+async def test_rebuild_starts_over() -> None:
+    store = EventStore()
+    await store.append("order.1", [Event("order.placed", {"amount": 1})] * 1)
+    projection = totals(store)
+    await projection.run()
+    await projection.run()
+    report = await projection.rebuild()
+    assert report.replayed == 1 and projection.state == {"orders": 1, "revenue": 1}
+
+
+async def test_initial_value_is_copied_and_filters_apply() -> None:
+    store = EventStore()
+    await store.append("order.1", Event("order.placed", {"amount": 1}))
+    await store.append("shop.order.2", Event("order.placed", {"amount": 2}))
+    initial: dict[str, Any] = {"orders": 0, "revenue": 0}
+    projection = totals(store, initial=initial, streams="shop.#")
+    await projection.run()
+    assert projection.state == {"orders": 1, "revenue": 2}
+    assert initial == {"orders": 0, "revenue": 0}
+
+
+async def test_failing_handler_aborts_and_keeps_committed_state() -> None:
+    store = EventStore()
+    await store.append("order.1", [Event("order.placed", {"amount": i}) for i in range(10)])
+    projection = Projection("p", store, initial=lambda: {"seen": []}, batch_size=4)
+    fail_at = {6}
+
+    @projection.on("order.placed")
+    def record(state: dict[str, Any], event: Event) -> None:
+        if event.data["amount"] in fail_at:
+            raise RuntimeError("handler bug")
+        state["seen"].append(event.data["amount"])
+
+    with pytest.raises(ReplayError, match="handler bug") as caught:
+        await projection.run()
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    # the first batch (0..3) was committed; 4 and 5 were applied in memory only
+    assert projection.state == {"seen": [0, 1, 2, 3]}
+    fail_at.clear()
+    await projection.run()
+    assert projection.state == {"seen": list(range(10))}
+
+
+async def test_two_runners_of_one_projection_conflict() -> None:
+    store = EventStore()
+    checkpoints = MemoryCheckpointStore()
+    await store.append("order.1", Event("order.placed", {"amount": 1}))
+    first = totals(store, state_store=checkpoints)
+    second = totals(store, state_store=checkpoints)
+    await first.load()
+    await second.load()
+    await first.run()
+    with pytest.raises(ConcurrencyError):
+        await second.run()
+
+
+async def test_follow_applies_live_appends() -> None:
+    store = EventStore()
+    await store.append("order.1", Event("order.placed", {"amount": 1}))
+    projection = totals(store)
+    task = asyncio.create_task(projection.follow())
+    try:
+        await eventually(lambda: projection.state.get("orders") == 1)
+        await store.append("order.2", Event("order.placed", {"amount": 2}))
+        await eventually(lambda: projection.state.get("orders") == 2)
+        assert projection.state["revenue"] == 3
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    # what was applied live was committed
+    other = totals(store, state_store=projection.state_store)
+    assert await other.load() == {"orders": 2, "revenue": 3}
+
+
+async def test_bad_projection_options() -> None:
+    store = EventStore()
+    with pytest.raises(ValueError):
+        Projection("", store)
+    with pytest.raises(ValueError):
+        Projection("x", store, batch_size=0)
+    with pytest.raises(ValueError):
+        Projection("x", store).on("a..b", lambda s, e: None)
+
+
+async def test_state_must_be_json() -> None:
+    store = EventStore()
+    await store.append("order.1", Event("order.placed", {"amount": 1}))
+    projection = Projection("p", store)
+    projection.on("#", lambda state, event: {"bad": object()})
+    with pytest.raises(TypeError):
+        await projection.run()
