@@ -19,6 +19,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from ..._event import Event
 from ..._handlers import start
 from ..base import Subscription
 from ._options import NatsOptions
-from ._subjects import SubjectFilter
+from ._subjects import ANY_LANE, UNKEYED_LANE, SubjectFilter, subject_filter, topic_of
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from nats.aio.subscription import Subscription as NatsSubscription
     from nats.js import JetStreamContext
 
-__all__ = ["Consumer", "DeadLetterHook"]
+__all__ = ["Consumer", "DeadLetterHook", "Lane"]
 
 logger = logging.getLogger("pepperpy.event.transports.nats")
 
@@ -48,24 +49,35 @@ DELIVER_ROOT = "_PEPPERPY"
 DeadLetterHook = Callable[[Event, str, int, "str | None"], Awaitable[None]]
 
 
-def delivery_count(reply: str) -> int:
-    """How many times JetStream has delivered the message with this ack subject.
+def parse_reply(reply: str) -> tuple[str, int, int]:
+    """``(consumer, times delivered, stream sequence)`` from a JetStream ack subject.
 
     ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``, or with
     domain and account hash (``$JS.ACK.<domain>.<hash>.<stream>...``) on newer servers.
     """
     tokens = reply.split(".")
-    return int(tokens[4] if len(tokens) == 9 else tokens[6])
+    at = 3 if len(tokens) == 9 else 5
+    return tokens[at], int(tokens[at + 1]), int(tokens[at + 2])
 
 
-def stream_sequence(reply: str) -> int:
-    """The stream sequence number in an ack subject (see :func:`delivery_count`)."""
-    tokens = reply.split(".")
-    return int(tokens[5] if len(tokens) == 9 else tokens[7])
+@dataclass(frozen=True)
+class Lane:
+    """One JetStream consumer behind a subscription: a filter and an in-flight limit."""
+
+    name: str
+    subject_filter: SubjectFilter
+    max_ack_pending: int
+    deliver_subject: str
 
 
 class Consumer:
-    """A JetStream push consumer feeding one or more local subscriptions."""
+    """The JetStream consumers of one subscription (or group) and its local members.
+
+    A group gets one consumer for unkeyed events (many in flight) and one per key lane
+    with ``max_ack_pending=1``, so events with one key are handled strictly in order even
+    across processes and redeliveries. An ungrouped subscription gets one consumer over
+    every lane; in-process, events with one key still run one after the other.
+    """
 
     def __init__(
         self,
@@ -75,7 +87,7 @@ class Consumer:
         stream: str,
         name: str,
         group: str | None,
-        subject_filter: SubjectFilter,
+        pattern: str,
         prefix: str,
         options: NatsOptions,
         dead_letter: DeadLetterHook,
@@ -86,14 +98,39 @@ class Consumer:
         self._nc = nc
         self._js = js
         self._stream = stream
-        self._filter = subject_filter
-        self._topic_start = len(prefix) + 1
+        self._prefix_length = len(prefix)
         self._options = options
         self._dead_letter = dead_letter
-        self._sub: NatsSubscription | None = None
+        if group is not None:
+            root = f"{DELIVER_ROOT}.{stream}.{name}"
+            lanes = [
+                Lane(
+                    name,
+                    subject_filter(prefix, UNKEYED_LANE, pattern),
+                    options.max_ack_pending,
+                    f"{root}.{UNKEYED_LANE}",
+                )
+            ]
+            lanes += [
+                Lane(f"{name}_k{i}", subject_filter(prefix, str(i), pattern), 1, f"{root}.{i}")
+                for i in range(options.partitions)
+            ]
+        else:
+            lanes = [
+                Lane(
+                    name,
+                    subject_filter(prefix, ANY_LANE, pattern),
+                    options.max_ack_pending,
+                    nc.new_inbox(),
+                )
+            ]
+        self.lanes = tuple(lanes)
+        self._filter = lanes[0].subject_filter
+        self._subs: list[NatsSubscription] = []
         self._turn = 0
         self._created_at = datetime.now(UTC)
-        self._last_reply: str | None = None
+        #: the ack subject of the last delivery per JetStream consumer (to resume from)
+        self._last_reply: dict[str, str] = {}
         #: received and not yet settled: id(msg) -> [msg, when last reported alive]
         self._unsettled: dict[int, list[Any]] = {}
         #: partition key -> messages waiting for the one in progress with that key
@@ -102,20 +139,20 @@ class Consumer:
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def _config(self, deliver_subject: str, **start: Any) -> Any:
+    def _config(self, lane: Lane, **resume: Any) -> Any:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         options = self._options
         config = ConsumerConfig(
-            name=self.name,
-            durable_name=self.name,
-            deliver_subject=deliver_subject,
+            name=lane.name,
+            durable_name=lane.name,
+            deliver_subject=lane.deliver_subject,
             deliver_policy=DeliverPolicy.NEW,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=options.ack_wait,
             max_deliver=-1,  # the poison-message limit is enforced here, with a dead letter
-            max_ack_pending=options.max_ack_pending,
-            filter_subject=self._filter.subject,
+            max_ack_pending=lane.max_ack_pending,
+            filter_subject=lane.subject_filter.subject,
         )
         if self.group is not None:
             config.deliver_group = self.name
@@ -123,74 +160,84 @@ class Consumer:
         else:
             config.inactive_threshold = options.inactive_threshold
             config.description = "pepperpy-event subscriber (removed when idle)"
-        if start.get("opt_start_seq") is not None:
+        if resume.get("opt_start_seq") is not None:
             config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
-            config.opt_start_seq = start["opt_start_seq"]
-        elif start.get("opt_start_time") is not None:
+            config.opt_start_seq = resume["opt_start_seq"]
+        elif resume.get("opt_start_time") is not None:
             config.deliver_policy = DeliverPolicy.BY_START_TIME
-            config.opt_start_time = start["opt_start_time"]
+            config.opt_start_time = resume["opt_start_time"]
         return config
 
     async def start(self) -> None:
-        """Listen on the deliver subject, then create the consumer if it is missing."""
-        from nats.js.errors import NotFoundError
+        """Listen on the deliver subjects, then create (or join) the consumers.
 
-        existing = None
-        if self.group is not None:
-            try:
-                existing = await self._js.consumer_info(self._stream, self.name)
-            except NotFoundError:
-                existing = None
-        if existing is not None:
-            config = existing.config
-            if config.deliver_subject is None or config.filter_subject != self._filter.subject:
-                raise ConfigurationError(
-                    f"JetStream consumer {self.name!r} on stream {self._stream!r} exists with "
-                    f"another shape (filter {config.filter_subject!r}); delete it or use "
-                    "another stream"
-                )
-            deliver_subject = config.deliver_subject
-        elif self.group is not None:
-            deliver_subject = f"{DELIVER_ROOT}.{self._stream}.{self.name}"
-        else:
-            deliver_subject = self._nc.new_inbox()
-        self._sub = await self._nc.subscribe(
-            deliver_subject,
-            queue=self.name if self.group is not None else "",
-            cb=self._on_message,
-        )
+        Each deliver subject gets its own subscription: JetStream only sees a queue
+        group as interest when it subscribes to the exact subject, not a wildcard.
+        """
+        queue = self.name if self.group is not None else ""
+        for lane in self.lanes:
+            sub = await self._nc.subscribe(lane.deliver_subject, queue=queue, cb=self._on_message)
+            self._subs.append(sub)
         await self._nc.flush()
-        if existing is None:
-            await self._js.add_consumer(self._stream, self._config(deliver_subject))
+        await asyncio.gather(*(self._create(lane) for lane in self.lanes))
+
+    async def _create(self, lane: Lane, **resume: Any) -> None:
+        from nats.js.errors import BadRequestError
+
+        try:
+            await self._js.add_consumer(self._stream, self._config(lane, **resume))
+            return
+        except BadRequestError as exc:
+            # a group consumer made by another version of the program (other ack_wait,
+            # say): join it if it delivers the same events to the same place
+            info = await self._js.consumer_info(self._stream, lane.name)
+            config = info.config
+            if (
+                config.deliver_subject != lane.deliver_subject
+                or config.filter_subject != lane.subject_filter.subject
+            ):
+                raise ConfigurationError(
+                    f"JetStream consumer {lane.name!r} on stream {self._stream!r} exists with "
+                    f"another shape (filter {config.filter_subject!r}, deliver subject "
+                    f"{config.deliver_subject!r}); delete it or use another stream"
+                ) from exc
+            logger.info("joining existing consumer %s (%s)", lane.name, exc)
 
     async def restore(self) -> None:
-        """After a reconnect: recreate the consumer if the server lost it."""
+        """After a reconnect: recreate consumers the server lost."""
         from nats.js.errors import NotFoundError
 
-        if self._sub is None:
+        if not self._subs:
             return
-        try:
-            await self._js.consumer_info(self._stream, self.name)
-            return
-        except NotFoundError:
-            pass
-        if self._last_reply is not None:
-            resume: dict[str, Any] = {"opt_start_seq": stream_sequence(self._last_reply) + 1}
-        else:
-            resume = {"opt_start_time": self._created_at}
-        logger.warning("JetStream consumer %s was lost; recreating it", self.name)
-        await self._js.add_consumer(self._stream, self._config(self._sub.subject, **resume))
+        for lane in self.lanes:
+            try:
+                await self._js.consumer_info(self._stream, lane.name)
+                continue
+            except NotFoundError:
+                pass
+            last = self._last_reply.get(lane.name)
+            if last is not None:
+                resume: dict[str, Any] = {"opt_start_seq": parse_reply(last)[2] + 1}
+            else:
+                resume = {"opt_start_time": self._created_at}
+            logger.warning("JetStream consumer %s was lost; recreating it", lane.name)
+            await self._create(lane, **resume)
 
     async def close(self) -> None:
         """Stop receiving, finish what was received, delete an ungrouped consumer."""
         from nats.errors import Error as NatsError
 
-        sub, self._sub = self._sub, None
-        if sub is not None and not self._nc.is_closed:
-            try:
-                await sub.drain()  # type: ignore[no-untyped-call]
-            except NatsError as exc:
-                logger.warning("could not drain subscription of %s: %s", self.name, exc)
+        subs, self._subs = self._subs, []
+        if not self._nc.is_closed:
+            drained = await asyncio.gather(
+                *(sub.drain() for sub in subs),  # type: ignore[no-untyped-call]
+                return_exceptions=True,
+            )
+            for result in drained:
+                if isinstance(result, NatsError):
+                    logger.warning("could not drain a subscription of %s: %s", self.name, result)
+                elif isinstance(result, BaseException):
+                    raise result
         while self._tasks:
             await asyncio.wait(list(self._tasks))
         if self.group is None and self._nc.is_connected:
@@ -205,8 +252,12 @@ class Consumer:
         reply = msg.reply
         if not reply:  # not a JetStream delivery (a stray publish on the inbox)
             return
-        self._last_reply = reply
-        if not self._filter.exact and not self._filter.accepts(msg.subject[self._topic_start :]):
+        consumer, deliveries, _ = parse_reply(reply)
+        self._last_reply[consumer] = reply
+        subject_filter = self._filter
+        if not subject_filter.exact and not subject_filter.accepts(
+            topic_of(msg.subject, self._prefix_length)
+        ):
             await self._settle(msg, ack=True)
             return
         try:
@@ -219,7 +270,6 @@ class Consumer:
             )
             await self._settle(msg, ack=False, term=True)
             return
-        deliveries = delivery_count(reply)
         if deliveries > self._options.max_deliver:
             reason = (
                 f"delivered {deliveries - 1} times without being acknowledged "

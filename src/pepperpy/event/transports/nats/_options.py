@@ -14,6 +14,8 @@ __all__ = ["NatsOptions", "parse_url"]
 
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _RETENTIONS = ("interest", "limits")
+#: key lanes per stream at most: a group holds one JetStream consumer per lane
+MAX_PARTITIONS = 64
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,11 @@ class NatsOptions:
       handlers are kept alive with in-progress acks, so this bounds crash recovery).
     * ``max_deliver``: deliveries without acknowledgement (crashed or stuck consumers)
       after which the event goes to ``deadletter.<topic>`` instead of the handler.
-    * ``max_ack_pending``: events in flight per consumer (across all group members).
+    * ``max_ack_pending``: unkeyed events in flight per subscription (across all group
+      members); keyed events of a group are in flight one per lane.
+    * ``partitions``: key lanes: events with a key go to lane ``crc32(key) % partitions``,
+      which a group consumes strictly in order. Every program sharing a stream must use
+      the same number (it is recorded in the stream's description and checked).
     * ``inactive_threshold``: seconds after which an ungrouped subscription's consumer is
       deleted once its process stopped listening.
     * ``publish_timeout``: seconds ``publish`` keeps retrying (across a reconnect) before
@@ -47,6 +53,7 @@ class NatsOptions:
     ack_wait: float = 30.0
     max_deliver: int = 5
     max_ack_pending: int = 1000
+    partitions: int = 8
     inactive_threshold: float = 30.0
     publish_timeout: float = 20.0
     reconnect_wait: float = 0.5
@@ -65,10 +72,15 @@ class NatsOptions:
             _positive(name, getattr(self, name))
         if self.max_age is not None:
             _positive("max_age", self.max_age)
-        for name in ("replicas", "max_deliver", "max_ack_pending"):
+        for name in ("replicas", "max_deliver", "max_ack_pending", "partitions"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
+        if self.partitions > MAX_PARTITIONS:
+            raise ConfigurationError(
+                f"partitions must be at most {MAX_PARTITIONS} (each is a consumer per group), "
+                f"got {self.partitions}"
+            )
 
 
 def _positive(name: str, value: Any) -> None:

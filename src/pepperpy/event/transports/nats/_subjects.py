@@ -1,24 +1,43 @@
 """Topics and patterns as NATS subjects.
 
-Topic ``a.b`` travels on subject ``<prefix>.a.b``. Our ``*`` is NATS ``*``. Our ``#``
-(zero or more tokens) has no exact NATS equivalent: ``>`` needs at least one token and
-must be last. A pattern with ``#`` therefore gets the narrowest single filter subject
-that covers everything it can match, and the consumer checks each message's topic
-against the pattern itself (acknowledging, without delivering, what does not match).
+An event of topic ``a.b`` travels on subject ``<prefix>.<lane>.a.b``. The lane token
+is ``_`` for events published without a key and ``0`` .. ``partitions - 1`` (a stable
+hash of the key) for keyed ones, so a group can consume each key lane strictly in
+order while unkeyed events flow concurrently.
+
+Our ``*`` is NATS ``*``. Our ``#`` (zero or more tokens) has no exact NATS equivalent:
+``>`` needs at least one token and must come last. A pattern with ``#`` therefore gets
+the narrowest single filter subject that covers everything it can match, and the
+consumer checks each message's topic against the pattern itself (acknowledging,
+without delivering, what does not match).
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
 from ..._errors import ConfigurationError, PatternError
 from ..._patterns import ANY, _match_tokens, parse_pattern, parse_topic
 
-__all__ = ["SubjectFilter", "check_prefix", "subject_filter", "topic_subject"]
+__all__ = [
+    "ANY_LANE",
+    "UNKEYED_LANE",
+    "SubjectFilter",
+    "check_prefix",
+    "key_lane",
+    "subject_filter",
+    "topic_of",
+    "topic_subject",
+]
 
 #: the one token NATS reads as a wildcard that our language treats as literal
 _RESERVED_TOKEN = ">"
+#: lane token of events published without a key
+UNKEYED_LANE = "_"
+#: lane token matching every lane (NATS single-token wildcard)
+ANY_LANE = "*"
 
 
 def check_prefix(prefix: str) -> str:
@@ -32,14 +51,27 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-@lru_cache(maxsize=4096)
-def topic_subject(prefix: str, topic: str) -> str:
+def key_lane(key: str | None, partitions: int) -> str:
+    """The lane token for ``key``: the same in every process (CRC-32 of the UTF-8 key)."""
+    if key is None:
+        return UNKEYED_LANE
+    return str(zlib.crc32(key.encode()) % partitions)
+
+
+@lru_cache(maxsize=8192)
+def topic_subject(prefix: str, lane: str, topic: str) -> str:
     """The subject a topic is published on; refuses topics NATS cannot carry."""
     tokens = parse_topic(topic)
     if _RESERVED_TOKEN in tokens:
         position = topic.index(_RESERVED_TOKEN)
         raise PatternError(topic, position, "'>' is a NATS wildcard, not a topic token")
-    return f"{prefix}.{topic}"
+    return f"{prefix}.{lane}.{topic}"
+
+
+def topic_of(subject: str, prefix_length: int) -> str:
+    """The topic of a subject ``<prefix>.<lane>.<topic>`` (``prefix_length`` = len(prefix))."""
+    lane_end = subject.find(".", prefix_length + 1)
+    return subject[lane_end + 1 :] if lane_end > 0 else ""
 
 
 @dataclass(frozen=True)
@@ -60,19 +92,19 @@ class SubjectFilter:
             return False
 
 
-def subject_filter(prefix: str, pattern: str) -> SubjectFilter:
-    """Map ``pattern`` onto one NATS filter subject under ``prefix``."""
+def subject_filter(prefix: str, lane: str, pattern: str) -> SubjectFilter:
+    """Map ``pattern`` onto one NATS filter subject under ``<prefix>.<lane>``."""
     tokens = parse_pattern(pattern)
     if _RESERVED_TOKEN in tokens:
         position = pattern.index(_RESERVED_TOKEN)
         raise PatternError(pattern, position, "'>' is a NATS wildcard, not a topic token")
     if ANY not in tokens:
-        return SubjectFilter(".".join((prefix, *tokens)), exact=True, tokens=tokens)
+        return SubjectFilter(".".join((prefix, lane, *tokens)), exact=True, tokens=tokens)
     first = tokens.index(ANY)
     head, rest = tokens[:first], tokens[first + 1 :]
     if all(token == ANY for token in rest):
         # the pattern also matches ``head`` itself, which ``head.>`` would not cover
         if not head:
-            return SubjectFilter(f"{prefix}.>", exact=True, tokens=tokens)
+            return SubjectFilter(f"{prefix}.{lane}.>", exact=True, tokens=tokens)
         head = head[:-1]
-    return SubjectFilter(".".join((prefix, *head, ">")), exact=False, tokens=tokens)
+    return SubjectFilter(".".join((prefix, lane, *head, ">")), exact=False, tokens=tokens)

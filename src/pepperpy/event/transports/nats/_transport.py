@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -14,9 +15,9 @@ from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._event import Event, make_event
 from ..base import Subscription, Transport
-from ._consumer import Consumer
+from ._consumer import PARTITION_KEY, Consumer
 from ._options import parse_url
-from ._subjects import subject_filter, topic_subject
+from ._subjects import key_lane, topic_subject
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -26,6 +27,8 @@ __all__ = ["NatsTransport"]
 
 logger = logging.getLogger("pepperpy.event.transports.nats")
 
+#: how the stream's description records the number of key lanes
+_PARTITIONS = re.compile(r"partitions=(\d+)")
 #: header JetStream uses to drop duplicates within the stream's duplicate window
 MSG_ID = "Nats-Msg-Id"
 
@@ -58,9 +61,9 @@ class NatsTransport(Transport):
         """The JetStream stream holding this bus's events."""
         return self.options.stream
 
-    def subject(self, topic: str) -> str:
-        """The NATS subject events of ``topic`` are published on."""
-        return topic_subject(self.options.prefix, topic)
+    def subject(self, topic: str, key: str | None = None) -> str:
+        """The NATS subject events of ``topic`` (published with ``key``) travel on."""
+        return topic_subject(self.options.prefix, key_lane(key, self.options.partitions), topic)
 
     # -- connection -------------------------------------------------------------------
 
@@ -115,7 +118,7 @@ class NatsTransport(Transport):
                     storage=StorageType.FILE,
                     max_age=options.max_age,
                     num_replicas=options.replicas,
-                    description="pepperpy-event bus",
+                    description=f"pepperpy-event bus (partitions={options.partitions})",
                 )
                 try:
                     await self._js.add_stream(config)
@@ -135,6 +138,13 @@ class NatsTransport(Transport):
             raise ConfigurationError(
                 f"JetStream stream {options.stream!r} exists but covers {subjects}, "
                 f"not {wanted!r}; pick another stream name or prefix"
+            )
+        recorded = _PARTITIONS.search(info.config.description or "")
+        if recorded is not None and int(recorded.group(1)) != options.partitions:
+            raise ConfigurationError(
+                f"JetStream stream {options.stream!r} was created with "
+                f"partitions={recorded.group(1)}; this program uses "
+                f"partitions={options.partitions}, which would break per-key order"
             )
 
     async def _on_error(self, exc: Exception) -> None:
@@ -176,7 +186,7 @@ class NatsTransport(Transport):
     # -- publishing -------------------------------------------------------------------
 
     async def publish(self, event: Event, *, key: str | None = None) -> None:
-        await self._publish(self.subject(event.type), event.to_json(), event.id)
+        await self._publish(self.subject(event.type, key), event.to_json(), event.id)
 
     async def _publish(self, subject: str, payload: bytes, msg_id: str) -> None:
         js = self._js
@@ -242,7 +252,9 @@ class NatsTransport(Transport):
         )
         # one dead letter per original event and group, even if this runs twice
         msg_id = f"dl-{group or ''}-{event.id}"
-        await self._publish(self.subject(dead.type), dead.to_json(), msg_id)
+        key = metadata.get(PARTITION_KEY)
+        subject = self.subject(dead.type, key if isinstance(key, str) else None)
+        await self._publish(subject, dead.to_json(), msg_id)
 
     # -- consuming --------------------------------------------------------------------
 
@@ -268,7 +280,7 @@ class NatsTransport(Transport):
             stream=self.options.stream,
             name=name,
             group=subscription.group,
-            subject_filter=subject_filter(self.options.prefix, subscription.pattern),
+            pattern=subscription.pattern,
             prefix=self.options.prefix,
             options=self.options,
             dead_letter=self._dead_letter,
