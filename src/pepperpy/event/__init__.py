@@ -71,6 +71,23 @@ _EXPORTS: dict[str, str] = {
     "NotificationResult": ".notifications",
     "NotificationSystem": ".notifications",
     "WebhookChannel": ".notifications",
+    # processing, validation, metrics
+    "Attachment": "._processor",
+    "DeadLetterMiddleware": ".middleware",
+    "DeduplicateMiddleware": ".middleware",
+    "EventProcessor": "._processor",
+    "EventValidator": ".validation",
+    "LatencyHistogram": "._metrics",
+    "LogMiddleware": ".middleware",
+    "MeasureMiddleware": "._metrics",
+    "MetricsCollector": "._metrics",
+    "MetricsSnapshot": "._metrics",
+    "RateLimitMiddleware": ".middleware",
+    "RetryMiddleware": ".middleware",
+    "TimeoutMiddleware": ".middleware",
+    "TraceMiddleware": ".middleware",
+    "ValidateMiddleware": ".middleware",
+    "trace_headers": ".middleware",
     # replay and projections
     "Checkpoint": "._checkpoints",
     "CheckpointStore": "._checkpoints",
@@ -119,8 +136,14 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from ._event import Event as Event
     from ._manager import DeadLetter as DeadLetter
     from ._manager import EventManager as EventManager
+    from ._metrics import LatencyHistogram as LatencyHistogram
+    from ._metrics import MeasureMiddleware as MeasureMiddleware
+    from ._metrics import MetricsCollector as MetricsCollector
+    from ._metrics import MetricsSnapshot as MetricsSnapshot
     from ._patterns import PatternIndex as PatternIndex
     from ._patterns import matches as matches
+    from ._processor import Attachment as Attachment
+    from ._processor import EventProcessor as EventProcessor
     from ._projection import Projection as Projection
     from ._replay import EventReplay as EventReplay
     from ._replay import ReplayFailure as ReplayFailure
@@ -128,6 +151,15 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from ._replay import ReplayReport as ReplayReport
     from ._replay import ReplayStopped as ReplayStopped
     from ._retry import RetryPolicy as RetryPolicy
+    from .middleware import DeadLetterMiddleware as DeadLetterMiddleware
+    from .middleware import DeduplicateMiddleware as DeduplicateMiddleware
+    from .middleware import LogMiddleware as LogMiddleware
+    from .middleware import RateLimitMiddleware as RateLimitMiddleware
+    from .middleware import RetryMiddleware as RetryMiddleware
+    from .middleware import TimeoutMiddleware as TimeoutMiddleware
+    from .middleware import TraceMiddleware as TraceMiddleware
+    from .middleware import ValidateMiddleware as ValidateMiddleware
+    from .middleware import trace_headers as trace_headers
     from .notifications import AppriseChannel as AppriseChannel
     from .notifications import Channel as Channel
     from .notifications import ChannelResult as ChannelResult
@@ -150,6 +182,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from .store import StoreSubscription as StoreSubscription
     from .transports.base import Transport as Transport
     from .transports.memory import MemoryTransport as MemoryTransport
+    from .validation import EventValidator as EventValidator
 
 
 def __getattr__(name: str) -> Any:

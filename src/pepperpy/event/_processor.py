@@ -1,0 +1,404 @@
+"""EventProcessor: a middleware chain in front of pattern-routed handlers.
+
+Middleware are ``call_next`` scopes, ``async def mw(event, next_handler)``: each one
+decides whether, when and how often the rest of the chain runs, and sees every error
+raised further in, so retry, timeout and dead-letter policies are ordinary middleware.
+The first registered middleware is the outermost. The innermost step runs every handler
+whose pattern matches the event's type.
+
+A processor is not tied to a source: ``attach`` feeds it from an
+:class:`~pepperpy.event.EventManager`, an :class:`~pepperpy.event.EventBus` subscription
+or an event store subscription, each with one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+from collections.abc import AsyncIterable, Awaitable, Callable
+from typing import Any, Protocol, TypeVar, overload, runtime_checkable
+
+from ._event import Event
+from ._handlers import is_async_callable
+from ._patterns import PatternIndex, parse_pattern
+
+__all__ = ["Attachment", "EventProcessor", "Middleware", "NextHandler"]
+
+logger = logging.getLogger("pepperpy.event.processor")
+
+NextHandler = Callable[[Event], Awaitable[None]]
+Middleware = Callable[[Event, NextHandler], Any]
+H = TypeVar("H", bound=Callable[..., Any])
+M = TypeVar("M", bound=Callable[..., Any])
+
+#: (event id, handler key) of handlers that already succeeded during the current
+#: ``process`` call, so that a retry further out re-runs only the handlers that failed
+_completed: contextvars.ContextVar[set[tuple[str, int]] | None] = contextvars.ContextVar(
+    "pepperpy_event_completed_handlers", default=None
+)
+
+
+@runtime_checkable
+class MiddlewareSource(Protocol):
+    """An object that can produce a middleware (``collector.measure(name)`` is one)."""
+
+    def as_middleware(self) -> Middleware: ...
+
+
+class _Route:
+    __slots__ = ("handler", "is_async", "key")
+
+    def __init__(self, handler: Callable[[Event], Any]) -> None:
+        self.handler = handler
+        self.is_async = is_async_callable(handler)
+        self.key = 0
+
+
+class EventProcessor:
+    """Runs each event through the middleware chain, then through its matching handlers.
+
+    ``await process(event)`` returns once every matching handler has finished. Errors
+    propagate outwards through the middleware (so retry and dead-letter middleware see
+    them) and finally out of ``process``; nothing is swallowed. When several handlers
+    fail, ``process`` raises an ``ExceptionGroup`` of their errors. An event no handler
+    matches still runs through the middleware (which may validate, measure or log it).
+    """
+
+    def __init__(self) -> None:
+        self._middleware: list[Middleware] = []
+        self._index: PatternIndex[_Route] = PatternIndex()
+        self._chain: NextHandler = self._run_handlers
+
+    # -- registration -----------------------------------------------------------------
+
+    @overload
+    def middleware(self, func: M) -> M: ...
+
+    @overload
+    def middleware(self, func: MiddlewareSource) -> MiddlewareSource: ...
+
+    def middleware(self, func: Any) -> Any:
+        """Register a middleware (decorator or direct call); returns it unchanged.
+
+        ``func(event, next_handler)`` may be async or sync (a sync one returns what
+        ``next_handler(event)`` returned). Objects with an ``as_middleware()`` method,
+        such as ``collector.measure("name")``, are accepted too.
+        """
+        step: Middleware
+        if isinstance(func, MiddlewareSource) and not _takes_two_args(func):
+            step = func.as_middleware()
+        elif callable(func):
+            step = func
+        else:
+            raise TypeError(f"middleware must be callable, got {func!r}")
+        self._middleware.append(step)
+        self._chain = self._build_chain()
+        return func
+
+    def use(self, *middleware: Middleware | MiddlewareSource) -> EventProcessor:
+        """Register several middleware at once, outermost first; returns the processor."""
+        for step in middleware:
+            self.middleware(step)
+        return self
+
+    @overload
+    def handle(self, pattern: str, handler: None = None) -> Callable[[H], H]: ...
+
+    @overload
+    def handle(self, pattern: str, handler: H) -> H: ...
+
+    def handle(self, pattern: str, handler: H | None = None) -> H | Callable[[H], H]:
+        """Register a sync or async handler for events whose type matches ``pattern``."""
+        parse_pattern(pattern)
+
+        def register(func: H) -> H:
+            if not callable(func):
+                raise TypeError(f"handler must be callable, got {func!r}")
+            route = _Route(func)
+            route.key = self._index.add(pattern, route)
+            return func
+
+        if handler is None:
+            return register
+        return register(handler)
+
+    def remove_handler(self, pattern: str, handler: Callable[..., Any]) -> bool:
+        """Remove ``handler``'s registrations under ``pattern``; True if any was removed."""
+        removed = False
+        for key, route in self._index.items_for(pattern):
+            if route.handler == handler:
+                removed = self._index.remove(pattern, key) or removed
+        return removed
+
+    def handlers(self, event_type: str) -> list[Callable[..., Any]]:
+        """The handlers an event of type ``event_type`` reaches, in registration order."""
+        return [route.handler for route in self._index.match(event_type)]
+
+    # -- processing -------------------------------------------------------------------
+
+    async def process(self, event: Event) -> None:
+        """Run ``event`` through the middleware chain and every matching handler."""
+        if not isinstance(event, Event):
+            raise TypeError(f"process() takes an Event, got {type(event).__name__}")
+        token = _completed.set(set())
+        try:
+            await self._chain(event)
+        finally:
+            _completed.reset(token)
+
+    __call__ = process
+
+    def _build_chain(self) -> NextHandler:
+        chain: NextHandler = self._run_handlers
+        for step in reversed(self._middleware):
+            chain = _link(step, chain)
+        return chain
+
+    async def _run_handlers(self, event: Event) -> None:
+        routes = self._index.match(event.type)
+        if not routes:
+            return
+        if len(routes) == 1:  # nothing to remember: a retry re-runs the one handler
+            await _call(routes[0], event)
+            return
+        done = _completed.get()
+        if done is None:
+            done = set()
+        event_id = event.id
+        pending = [route for route in routes if (event_id, route.key) not in done]
+        results = await asyncio.gather(
+            *(_call(route, event) for route in pending), return_exceptions=True
+        )
+        errors: list[Exception] = []
+        for route, result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                errors.append(result)
+            else:
+                done.add((event_id, route.key))
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise ExceptionGroup(f"{len(errors)} handlers failed for {event.type!r}", errors)
+
+    # -- sources ----------------------------------------------------------------------
+
+    def attach(
+        self,
+        source: Any,
+        pattern: str | None = None,
+        *,
+        group: str | None = None,
+        from_position: int = 0,
+        streams: str | list[str] | None = None,
+        types: str | list[str] | None = None,
+    ) -> Attachment:
+        """Feed this processor from a manager, a bus or an event store.
+
+        * ``attach(manager, "user.*")`` registers :meth:`process` as a manager handler;
+          the manager's retry policy and ``on_error`` see what ``process`` raises.
+        * ``attach(bus, "orders.*", group="billing")`` subscribes to the bus (with a
+          group, processors in many processes share the work).
+        * ``attach(store, from_position=..., streams=..., types=...)`` starts a task that
+          follows ``store.subscribe(...)``; ``pattern`` filters by event type when
+          ``types`` is not given. ``await attachment.stop()`` ends it.
+
+        Returns an :class:`Attachment`; ``await attachment.stop()`` detaches.
+        """
+        from ._bus import EventBus
+        from ._manager import EventManager
+
+        if isinstance(source, EventManager):
+            topic = "#" if pattern is None else pattern
+            source.on(topic, self.process)
+            return Attachment(self, _ManagerLink(source, topic, self.process))
+        if isinstance(source, EventBus):
+            topic = "#" if pattern is None else pattern
+            link = _BusLink()
+            source.subscribe(topic, group=group)(link.gate(self.process))
+            return Attachment(self, link)
+        if callable(getattr(source, "subscribe", None)) and callable(
+            getattr(source, "append", None)
+        ):
+            if types is None and pattern is not None:
+                types = pattern
+            events = source.subscribe(from_position, streams=streams, types=types)
+            return self.run_in_background(events)
+        raise TypeError(
+            "attach() takes an EventManager, an EventBus or an event store, "
+            f"got {type(source).__name__}"
+        )
+
+    async def run(self, events: AsyncIterable[Event]) -> int:
+        """Process every event of an async iterable in order; return how many ran.
+
+        Stops at the first error ``process`` raises (put a dead-letter middleware in the
+        chain to keep going past failures).
+        """
+        count = 0
+        async for event in events:
+            await self.process(event)
+            count += 1
+        return count
+
+    def run_in_background(self, events: AsyncIterable[Event]) -> Attachment:
+        """Like :meth:`run`, in a task; the returned attachment stops or awaits it."""
+        link = _TaskLink(self, events)
+        return Attachment(self, link)
+
+
+class _ManagerLink:
+    def __init__(self, manager: Any, pattern: str, handler: Callable[..., Any]) -> None:
+        self.manager = manager
+        self.pattern = pattern
+        self.handler = handler
+
+    async def stop(self) -> None:
+        await self.manager.off(self.pattern, self.handler)
+
+    async def wait(self) -> None:
+        return None
+
+
+class _BusLink:
+    """A bus cannot unsubscribe, so detaching closes a gate in front of the processor."""
+
+    def __init__(self) -> None:
+        self.open = True
+
+    def gate(self, process: Callable[[Event], Awaitable[None]]) -> Callable[[Event], Any]:
+        async def deliver(event: Event) -> None:
+            if self.open:
+                await process(event)
+
+        deliver.__qualname__ = f"EventProcessor.attach.{getattr(process, '__qualname__', '')}"
+        return deliver
+
+    async def stop(self) -> None:
+        self.open = False
+
+    async def wait(self) -> None:
+        return None
+
+
+class _TaskLink:
+    def __init__(self, processor: EventProcessor, events: AsyncIterable[Event]) -> None:
+        self.processor = processor
+        self.events = events
+        self.processed = 0
+        self.last_global_position: int | None = None
+        self.task = asyncio.get_running_loop().create_task(self._consume())
+
+    async def _consume(self) -> None:
+        try:
+            async for event in self.events:
+                await self.processor.process(event)
+                self.processed += 1
+                if event.global_position is not None:
+                    self.last_global_position = event.global_position
+        except Exception:
+            logger.exception("processor stopped: processing a store event failed")
+            raise
+        finally:
+            closer = getattr(self.events, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    async def stop(self) -> None:
+        if not self.task.done():
+            self.task.cancel()
+        try:
+            await self.task
+        except asyncio.CancelledError:
+            if not self.task.cancelled():
+                raise
+
+    async def wait(self) -> None:
+        await self.task
+
+
+class Attachment:
+    """A processor fed from a source; ``await stop()`` detaches it.
+
+    For a store subscription, ``processed`` counts handled events,
+    ``last_global_position`` is the checkpoint to resume from (pass it ``+ 1`` as
+    ``from_position``), ``await wait()`` waits until the subscription ends, and
+    ``stop()``/``wait()`` re-raise the error that stopped it, if any.
+    """
+
+    def __init__(
+        self, processor: EventProcessor, link: _ManagerLink | _BusLink | _TaskLink
+    ) -> None:
+        self.processor = processor
+        self._link = link
+
+    @property
+    def processed(self) -> int:
+        """Events handled so far (store subscriptions only; 0 otherwise)."""
+        return self._link.processed if isinstance(self._link, _TaskLink) else 0
+
+    @property
+    def last_global_position(self) -> int | None:
+        """Global position of the last event handled from a store, if any."""
+        return self._link.last_global_position if isinstance(self._link, _TaskLink) else None
+
+    @property
+    def running(self) -> bool:
+        """False once stopped (or, for a store, once the subscription ended)."""
+        link = self._link
+        if isinstance(link, _TaskLink):
+            return not link.task.done()
+        if isinstance(link, _BusLink):
+            return link.open
+        return True
+
+    async def stop(self) -> None:
+        """Detach the processor from its source."""
+        await self._link.stop()
+
+    async def wait(self) -> None:
+        """Wait until a store subscription ends (returns at once for other sources)."""
+        await self._link.wait()
+
+
+async def _call(route: _Route, event: Event) -> None:
+    if route.is_async:
+        await route.handler(event)
+        return
+    result = route.handler(event)
+    if result is not None and inspect.isawaitable(result):
+        await result
+
+
+def _link(step: Middleware, inner: NextHandler) -> NextHandler:
+    if is_async_callable(step):
+
+        async def run_async(event: Event) -> None:
+            await step(event, inner)
+
+        return run_async
+
+    async def run_sync(event: Event) -> None:
+        result = step(event, inner)
+        if result is not None and inspect.isawaitable(result):
+            await result
+
+    return run_sync
+
+
+def _takes_two_args(func: Any) -> bool:
+    """True when ``func`` is itself a ``(event, next_handler)`` middleware."""
+    if not callable(func):
+        return False
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return False
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        return False
+    return True

@@ -1,0 +1,129 @@
+"""Middleware that make processing visible: structured logs and OpenTelemetry traces."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from .._deps import require
+from .._event import Event
+from .._processor import NextHandler
+
+__all__ = ["LogMiddleware", "TraceMiddleware", "trace_headers"]
+
+#: W3C Trace Context keys carried in ``event.metadata`` (also valid CloudEvents
+#: extension names, so they travel as the CloudEvents distributed-tracing extension)
+TRACE_KEYS = ("traceparent", "tracestate")
+
+
+class LogMiddleware:
+    """Log one structured record per processed event: type, id, outcome, duration.
+
+    Records carry ``event_type``, ``event_id``, ``outcome`` (``"ok"`` or ``"error"``)
+    and ``duration_ms`` as attributes (``extra``), so JSON log formatters can emit them
+    as fields. Failures are logged at ``error_level`` with the traceback and re-raised.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger | str = "pepperpy.event.processor",
+        *,
+        level: int = logging.INFO,
+        error_level: int = logging.ERROR,
+    ) -> None:
+        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
+        self.level = level
+        self.error_level = error_level
+
+    async def __call__(self, event: Event, next_handler: NextHandler) -> None:
+        start = time.perf_counter()
+        try:
+            await next_handler(event)
+        except Exception as exc:
+            elapsed = (time.perf_counter() - start) * 1000.0
+            self.logger.log(
+                self.error_level,
+                "failed %s (%s) in %.3f ms: %r",
+                event.type,
+                event.id,
+                elapsed,
+                exc,
+                exc_info=exc,
+                extra=_fields(event, "error", elapsed),
+            )
+            raise
+        if self.logger.isEnabledFor(self.level):
+            elapsed = (time.perf_counter() - start) * 1000.0
+            self.logger.log(
+                self.level,
+                "processed %s (%s) in %.3f ms",
+                event.type,
+                event.id,
+                elapsed,
+                extra=_fields(event, "ok", elapsed),
+            )
+
+
+def _fields(event: Event, outcome: str, elapsed_ms: float) -> dict[str, Any]:
+    return {
+        "event_type": event.type,
+        "event_id": event.id,
+        "outcome": outcome,
+        "duration_ms": round(elapsed_ms, 3),
+    }
+
+
+class TraceMiddleware:
+    """Wrap processing in an OpenTelemetry span that continues the producer's trace.
+
+    The parent context is read from W3C Trace Context entries (``traceparent``,
+    ``tracestate``) in ``event.metadata``, so a trace started by whoever published the
+    event continues across a bus or store hop. Producers add those entries with
+    :func:`trace_headers` (``bus.publish(topic, data, headers=trace_headers())``).
+    Failures are recorded on the span (status ERROR plus the exception) and re-raised.
+    Needs ``opentelemetry-api`` (extra ``otel``).
+    """
+
+    def __init__(self, tracer_provider: Any = None, *, name: str = "pepperpy.event") -> None:
+        trace = require("opentelemetry.trace", extra="otel", feature="TraceMiddleware")
+        propagate = require(
+            "opentelemetry.trace.propagation.tracecontext", extra="otel", feature="TraceMiddleware"
+        )
+        self._trace = trace
+        self._propagator = propagate.TraceContextTextMapPropagator()
+        self._tracer = trace.get_tracer(name, tracer_provider=tracer_provider)
+        self._consumer = trace.SpanKind.CONSUMER
+
+    async def __call__(self, event: Event, next_handler: NextHandler) -> None:
+        carrier = {key: event.metadata[key] for key in TRACE_KEYS if key in event.metadata}
+        parent = self._propagator.extract(carrier) if carrier else None
+        attributes = {
+            "messaging.operation": "process",
+            "messaging.destination.name": event.type,
+            "messaging.message.id": event.id,
+            "cloudevents.event_id": event.id,
+            "cloudevents.event_type": event.type,
+        }
+        with self._tracer.start_as_current_span(
+            f"process {event.type}",
+            context=parent,
+            kind=self._consumer,
+            attributes=attributes,
+        ):
+            await next_handler(event)
+
+
+def trace_headers() -> dict[str, str]:
+    """W3C Trace Context entries for the current span, to put in event metadata.
+
+    ``await bus.publish("orders.paid", data, headers=trace_headers())`` lets the
+    consumer's :class:`TraceMiddleware` continue this trace. Empty when no span is
+    active. Needs ``opentelemetry-api`` (extra ``otel``).
+    """
+    propagate = require(
+        "opentelemetry.trace.propagation.tracecontext", extra="otel", feature="trace_headers"
+    )
+    carrier: dict[str, str] = {}
+    propagate.TraceContextTextMapPropagator().inject(carrier)
+    return carrier

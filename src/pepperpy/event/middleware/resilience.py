@@ -1,0 +1,207 @@
+"""Middleware that shape failures and load: retry, timeout, rate limit, dead letter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .._event import Event
+from .._manager import DEAD_LETTER_LIMIT, DeadLetter
+from .._processor import NextHandler
+from .._retry import RetryPolicy
+
+__all__ = ["DeadLetterMiddleware", "RateLimitMiddleware", "RetryMiddleware", "TimeoutMiddleware"]
+
+logger = logging.getLogger("pepperpy.event.processor")
+
+#: tries counted by RetryMiddleware for the DeadLetterMiddleware further out
+_attempts: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "pepperpy_event_attempts", default=None
+)
+
+
+class RetryMiddleware:
+    """Run the rest of the chain again when it fails, per a :class:`RetryPolicy`.
+
+    Exceptions outside ``policy.retry_on`` and the last failure propagate unchanged.
+    When the processor has several handlers for the event, only the ones that failed run
+    again.
+    """
+
+    def __init__(self, policy: RetryPolicy = RetryPolicy.EXPONENTIAL) -> None:
+        if not isinstance(policy, RetryPolicy):
+            raise TypeError(f"policy must be a RetryPolicy, got {policy!r}")
+        self.policy = policy
+
+    async def __call__(self, event: Event, next_handler: NextHandler) -> None:
+        policy = self.policy
+        attempt = 1
+        counter = _attempts.get()
+        while True:
+            try:
+                await next_handler(event)
+                return
+            except Exception as exc:
+                if counter is not None:
+                    counter[0] = attempt
+                if not policy.should_retry(exc, attempt):
+                    raise
+                logger.warning(
+                    "attempt %d of %s (%s) failed, retrying: %r",
+                    attempt,
+                    event.type,
+                    event.id,
+                    exc,
+                )
+                await policy.sleep(attempt)
+                attempt += 1
+
+
+class TimeoutMiddleware:
+    """Fail with :class:`TimeoutError` when the rest of the chain takes over ``seconds``.
+
+    The work is cancelled at the deadline (it runs in the same task, no new Task is made).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
+            raise ValueError(f"seconds must be a number > 0, got {seconds!r}")
+        self.seconds = float(seconds)
+
+    async def __call__(self, event: Event, next_handler: NextHandler) -> None:
+        try:
+            async with asyncio.timeout(self.seconds):
+                await next_handler(event)
+        except TimeoutError as exc:
+            raise TimeoutError(
+                f"processing {event.type} ({event.id}) took longer than {self.seconds}s"
+            ) from exc
+
+
+class RateLimitMiddleware:
+    """Let at most ``rate`` events per second through (token bucket of size ``burst``).
+
+    Events over the limit wait for a token rather than being dropped: the limit slows
+    the source down (backpressure), it never loses events.
+    """
+
+    def __init__(self, rate: float, *, burst: int | None = None) -> None:
+        if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
+            raise ValueError(f"rate must be a number > 0, got {rate!r}")
+        capacity = max(1, int(rate)) if burst is None else burst
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+            raise ValueError(f"burst must be an int >= 1, got {burst!r}")
+        self.rate = float(rate)
+        self.burst = capacity
+        self._tokens = float(capacity)
+        self._stamp = time.monotonic()
+        self._lock: asyncio.Lock | None = None
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    async def acquire(self) -> None:
+        """Wait until a token is free and take it."""
+        self._refill()
+        if self._tokens >= 1 and (self._lock is None or not self._lock.locked()):
+            self._tokens -= 1
+            return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:  # waiters are served first come, first served
+            self._refill()
+            while self._tokens < 1:
+                await asyncio.sleep((1 - self._tokens) / self.rate)
+                self._refill()
+            self._tokens -= 1
+
+    async def __call__(self, event: Event, next_handler: NextHandler) -> None:
+        await self.acquire()
+        await next_handler(event)
+
+
+class DeadLetterMiddleware:
+    """Turn a failure of the rest of the chain into a recorded :class:`DeadLetter`.
+
+    The failure is logged with its traceback, kept in the bounded ``dead_letters``
+    deque, passed to ``on_error`` callbacks (sync or async) and, with ``bus=``,
+    republished to ``deadletter.<type>``. Processing then continues with the next event:
+    this is the one middleware that stops an error, and it never does so silently.
+    Put it outside :class:`RetryMiddleware` so it only sees failures retries did not fix.
+    """
+
+    def __init__(
+        self,
+        on_error: Callable[[DeadLetter], Any] | None = None,
+        *,
+        bus: Any = None,
+        maxlen: int = DEAD_LETTER_LIMIT,
+    ) -> None:
+        self.dead_letters: deque[DeadLetter] = deque(maxlen=maxlen)
+        self._callbacks: list[Callable[[DeadLetter], Any]] = []
+        if on_error is not None:
+            self.on_error(on_error)
+        self.bus = bus
+
+    def on_error(self, callback: Callable[[DeadLetter], Any]) -> Callable[[DeadLetter], Any]:
+        """Register a sync or async callback receiving each dead letter (a decorator)."""
+        if not callable(callback):
+            raise TypeError(f"on_error callback must be callable, got {callback!r}")
+        self._callbacks.append(callback)
+        return callback
+
+    async def __call__(self, event: Event, next_handler: NextHandler) -> None:
+        counter = [1]
+        token = _attempts.set(counter)
+        try:
+            await next_handler(event)
+        except Exception as exc:
+            await self._record(DeadLetter(event, next_handler, exc, counter[0]))
+        finally:
+            _attempts.reset(token)
+
+    async def _record(self, letter: DeadLetter) -> None:
+        self.dead_letters.append(letter)
+        event = letter.event
+        logger.error(
+            "processing %s (%s) failed after %d attempt(s); dead-lettered",
+            event.type,
+            event.id,
+            letter.attempts,
+            exc_info=letter.exception,
+        )
+        for callback in list(self._callbacks):
+            try:
+                result = callback(letter)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("dead-letter callback %r failed", callback)
+        if self.bus is not None and not event.type.startswith("deadletter."):
+            metadata = dict(event.metadata)
+            exc = letter.exception
+            metadata["dlreason"] = f"{type(exc).__name__}: {exc}"
+            metadata["dlattempts"] = letter.attempts
+            metadata["dlid"] = event.id
+            dead = Event(
+                "deadletter." + event.type,
+                event.data,
+                metadata,
+                version=event.version,
+                source=event.source,
+                subject=event.subject,
+            )
+            try:
+                await self.bus.publish(dead.type, dead)
+            except Exception:
+                logger.exception(
+                    "could not publish the dead letter of %s (%s)", event.type, event.id
+                )

@@ -1,0 +1,41 @@
+"""Validation as middleware: only events that match their schema reach the handlers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._event import Event
+from .._processor import NextHandler
+
+if TYPE_CHECKING:
+    from ..validation import EventValidator
+
+__all__ = ["ValidateMiddleware"]
+
+
+class ValidateMiddleware:
+    """Validate ``event.data`` against the schema registered for ``event.type``.
+
+    Handlers receive the event with validated data (defaults filled in, datetimes
+    parsed) and, when upcasters are registered, upgraded to the latest version; id,
+    timestamp and metadata are kept. Invalid data raises
+    :class:`~pepperpy.event.ValidationError` outwards (a dead-letter middleware further
+    out records it). Types without a schema follow the validator's ``unknown_types``.
+    """
+
+    def __init__(self, validator: EventValidator) -> None:
+        self.validator = validator
+
+    async def __call__(self, event: Event, next_handler: NextHandler) -> None:
+        checked = await self.validator.validate(event.type, event.data, version=event.version)
+        if checked.version == event.version and checked.data is event.data:
+            await next_handler(event)
+            return
+        upgraded = event.replace(data=checked.data, version=checked.version)
+        if event.stream is not None:  # keep where a stored event came from
+            assert event.position is not None and event.global_position is not None
+            recorded_at = event.recorded_at or event.timestamp
+            upgraded = upgraded._with_position(
+                event.stream, event.position, event.global_position, recorded_at
+            )
+        await next_handler(upgraded)

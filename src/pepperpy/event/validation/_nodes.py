@@ -1,0 +1,586 @@
+"""The compiled form of a schema: a tree of nodes that check values and collect problems.
+
+Every schema kind (annotated classes, dataclasses, TypedDicts, msgspec Structs, JSON
+Schema) is compiled into these nodes once. A node's ``check`` walks a value, appends a
+:class:`~pepperpy.event.ValidationProblem` for *every* mismatch it finds and returns
+the converted value (defaults filled in, ISO strings parsed into datetimes). The same
+tree produces the msgspec type used for the fast path (``_compile.fast_type``); this
+slower walk only runs to explain a failure completely.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import binascii
+import datetime as dt
+import math
+import re
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import Any, Literal
+
+from .._errors import SerializationError, ValidationProblem
+from .._frozen import freeze
+
+__all__ = [
+    "INVALID",
+    "MISSING",
+    "AnyNode",
+    "BoolNode",
+    "BytesNode",
+    "DecimalNode",
+    "DictNode",
+    "EnumNode",
+    "Field",
+    "LazyNode",
+    "ListNode",
+    "LiteralNode",
+    "Node",
+    "NoneNode",
+    "NumberNode",
+    "ObjectNode",
+    "StrNode",
+    "TemporalNode",
+    "TupleNode",
+    "UUIDNode",
+    "UnionNode",
+    "describe",
+]
+
+Problems = list[ValidationProblem]
+Extra = Literal["forbid", "ignore", "allow"]
+
+
+class _Invalid:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+#: returned by ``check`` when the value could not be converted (problems were recorded)
+INVALID: Any = _Invalid()
+#: the default of a field that has none
+MISSING: Any = _Invalid()
+
+
+def describe(value: Any) -> str:
+    """A short description of a value for the ``actual`` of a problem."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if key.isidentifier():
+        return f"{path}.{key}" if path else key
+    return f"{path}[{key!r}]"
+
+
+class Node(abc.ABC):
+    """A compiled schema node."""
+
+    expected = "any value"
+
+    @abc.abstractmethod
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        """Return ``value`` converted, or INVALID after appending its problems."""
+
+    def fail(self, value: Any, path: str, problems: Problems, message: str | None = None) -> Any:
+        problems.append(
+            ValidationProblem(
+                path, self.expected, describe(value), message or "wrong type"
+            )
+        )
+        return INVALID
+
+
+class AnyNode(Node):
+    """Any JSON-representable value."""
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        try:
+            freeze(value)
+        except SerializationError as exc:
+            return self.fail(value, path, problems, f"not representable as JSON: {exc}")
+        return value
+
+
+class NoneNode(Node):
+    expected = "null"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        return None if value is None else self.fail(value, path, problems)
+
+
+class BoolNode(Node):
+    expected = "bool"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        return value if value is True or value is False else self.fail(value, path, problems)
+
+
+class NumberNode(Node):
+    """An int (bools refused) or a float (ints accepted, NaN and infinities refused)."""
+
+    def __init__(
+        self,
+        kind: Literal["int", "float", "number"],
+        *,
+        gt: float | None = None,
+        ge: float | None = None,
+        lt: float | None = None,
+        le: float | None = None,
+        multiple_of: float | None = None,
+    ) -> None:
+        self.kind = kind
+        self.gt, self.ge, self.lt, self.le, self.multiple_of = gt, ge, lt, le, multiple_of
+        parts: list[str] = [kind]
+        for symbol, bound in ((">", gt), (">=", ge), ("<", lt), ("<=", le)):
+            if bound is not None:
+                parts.append(f"{symbol} {bound}")
+        if multiple_of is not None:
+            parts.append(f"multiple of {multiple_of}")
+        self.expected = " ".join(parts) if len(parts) < 3 else f"{kind} ({', '.join(parts[1:])})"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        cls = value.__class__
+        if cls is bool or not isinstance(value, int | float):
+            return self.fail(value, path, problems)
+        if self.kind == "int":
+            if not isinstance(value, int):
+                return self.fail(value, path, problems)
+            value = int(value)
+        elif isinstance(value, int) and self.kind == "number":
+            value = int(value)
+        else:
+            value = float(value)
+            if not math.isfinite(value):
+                return self.fail(value, path, problems, "expected a finite number")
+        if self.gt is not None and not value > self.gt:
+            return self.fail(value, path, problems, f"must be > {self.gt}")
+        if self.ge is not None and not value >= self.ge:
+            return self.fail(value, path, problems, f"must be >= {self.ge}")
+        if self.lt is not None and not value < self.lt:
+            return self.fail(value, path, problems, f"must be < {self.lt}")
+        if self.le is not None and not value <= self.le:
+            return self.fail(value, path, problems, f"must be <= {self.le}")
+        if self.multiple_of is not None and not _multiple(value, self.multiple_of):
+            return self.fail(value, path, problems, f"must be a multiple of {self.multiple_of}")
+        return value
+
+
+def _multiple(value: float, step: float) -> bool:
+    if isinstance(value, int) and isinstance(step, int):
+        return value % step == 0
+    quotient = value / step
+    return math.isfinite(quotient) and abs(quotient - round(quotient)) < 1e-9
+
+
+class StrNode(Node):
+    def __init__(
+        self,
+        *,
+        min_length: int | None = None,
+        max_length: int | None = None,
+        pattern: str | None = None,
+    ) -> None:
+        self.min_length, self.max_length, self.pattern = min_length, max_length, pattern
+        self.regex = re.compile(pattern) if pattern is not None else None
+        extras = []
+        if min_length is not None:
+            extras.append(f"length >= {min_length}")
+        if max_length is not None:
+            extras.append(f"length <= {max_length}")
+        if pattern is not None:
+            extras.append(f"matching {pattern!r}")
+        self.expected = f"str ({', '.join(extras)})" if extras else "str"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if not isinstance(value, str):
+            return self.fail(value, path, problems)
+        if self.min_length is not None and len(value) < self.min_length:
+            return self.fail(value, path, problems, f"must have length >= {self.min_length}")
+        if self.max_length is not None and len(value) > self.max_length:
+            return self.fail(value, path, problems, f"must have length <= {self.max_length}")
+        if self.regex is not None and self.regex.search(value) is None:
+            return self.fail(value, path, problems, f"must match {self.pattern!r}")
+        return value
+
+
+class BytesNode(Node):
+    """Bytes, or their base64 text (how JSON carries them)."""
+
+    expected = "bytes or base64 str"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if isinstance(value, bytes | bytearray | memoryview):
+            return bytes(value)
+        if isinstance(value, str):
+            try:
+                return base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                return self.fail(value, path, problems, "not valid base64")
+        return self.fail(value, path, problems)
+
+
+class TemporalNode(Node):
+    """A datetime, date, time or timedelta, or its ISO 8601 text (how JSON carries it)."""
+
+    def __init__(
+        self,
+        kind: Literal["datetime", "date", "time", "timedelta"],
+        tz: bool | None = None,
+    ) -> None:
+        self.kind = kind
+        self.tz = tz
+        zone = {True: " with a timezone", False: " without a timezone", None: ""}[tz]
+        self.expected = f"{kind}{zone} (or ISO 8601 str)"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        parsed = self._parse(value)
+        if parsed is None:
+            return self.fail(value, path, problems)
+        if self.tz is not None and self.kind in ("datetime", "time"):
+            aware = parsed.tzinfo is not None and parsed.utcoffset() is not None
+            if aware != self.tz:
+                return self.fail(value, path, problems)
+        return parsed
+
+    def _parse(self, value: Any) -> Any:
+        kind = self.kind
+        if kind == "datetime":
+            if isinstance(value, dt.datetime):
+                return value
+            if isinstance(value, str):
+                try:
+                    return dt.datetime.fromisoformat(value)
+                except ValueError:
+                    return None
+            return None
+        if kind == "date":
+            if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+                return value
+            if isinstance(value, str) and len(value) == 10:
+                try:
+                    return dt.date.fromisoformat(value)
+                except ValueError:
+                    return None
+            return None
+        if kind == "time":
+            if isinstance(value, dt.time):
+                return value
+            if isinstance(value, str):
+                try:
+                    return dt.time.fromisoformat(value)
+                except ValueError:
+                    return None
+            return None
+        if isinstance(value, dt.timedelta):
+            return value
+        return None
+
+
+class UUIDNode(Node):
+    expected = "UUID (or its str form)"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if isinstance(value, uuid.UUID):
+            return value
+        if isinstance(value, str):
+            try:
+                return uuid.UUID(value)
+            except ValueError:
+                return self.fail(value, path, problems, "not a valid UUID")
+        return self.fail(value, path, problems)
+
+
+class DecimalNode(Node):
+    expected = "decimal (number or numeric str)"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if value.__class__ is bool:
+            return self.fail(value, path, problems)
+        try:
+            if isinstance(value, Decimal):
+                number = value
+            elif isinstance(value, int | str):
+                number = Decimal(value)
+            elif isinstance(value, float):
+                number = Decimal(repr(value))
+            else:
+                return self.fail(value, path, problems)
+        except (InvalidOperation, ValueError):
+            return self.fail(value, path, problems, "not a decimal number")
+        if not number.is_finite():
+            return self.fail(value, path, problems, "expected a finite number")
+        return number
+
+
+class LiteralNode(Node):
+    """One of a fixed set of JSON values (``Literal[...]``, JSON Schema ``enum``/``const``)."""
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        self.values = tuple(values)
+        self.expected = "one of " + ", ".join(repr(v) for v in self.values)
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        for allowed in self.values:
+            if type(allowed) is type(value) and allowed == value:
+                return value
+        return self.fail(value, path, problems)
+
+
+class EnumNode(Node):
+    """A member of an ``Enum``, given as the member or its value (the JSON form)."""
+
+    def __init__(self, cls: type[Enum]) -> None:
+        self.cls = cls
+        self.by_value = {(type(m.value), m.value): m for m in cls}
+        self.expected = f"{cls.__name__} (one of {', '.join(repr(m.value) for m in cls)})"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if isinstance(value, self.cls):
+            return value.value
+        try:
+            member = self.by_value.get((type(value), value))
+        except TypeError:  # unhashable
+            member = None
+        if member is None:
+            return self.fail(value, path, problems)
+        return member.value
+
+
+class ListNode(Node):
+    """A homogeneous list (lists and tuples accepted); ``unique`` refuses duplicates."""
+
+    def __init__(
+        self,
+        item: Node,
+        *,
+        min_length: int | None = None,
+        max_length: int | None = None,
+        unique: bool = False,
+        kind: str = "list",
+    ) -> None:
+        self.item, self.min_length, self.max_length, self.unique = (
+            item,
+            min_length,
+            max_length,
+            unique,
+        )
+        self.kind = kind
+        self.expected = f"{kind} of {item.expected}"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if not isinstance(value, list | tuple):
+            return self.fail(value, path, problems)
+        if self.min_length is not None and len(value) < self.min_length:
+            return self.fail(value, path, problems, f"must have at least {self.min_length} items")
+        if self.max_length is not None and len(value) > self.max_length:
+            return self.fail(value, path, problems, f"must have at most {self.max_length} items")
+        out = []
+        ok = True
+        for index, item in enumerate(value):
+            converted = self.item.check(item, _join(path, index), problems)
+            ok = ok and converted is not INVALID
+            out.append(converted)
+        if not ok:
+            return INVALID
+        if self.unique and len({repr(v) for v in out}) != len(out):
+            return self.fail(value, path, problems, "items must be unique")
+        return out
+
+
+class TupleNode(Node):
+    """A fixed-length sequence with one schema per position."""
+
+    def __init__(self, items: Sequence[Node]) -> None:
+        self.items = tuple(items)
+        self.expected = f"array of {len(self.items)} items"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if not isinstance(value, list | tuple) or len(value) != len(self.items):
+            return self.fail(value, path, problems)
+        out = [
+            node.check(item, _join(path, index), problems)
+            for index, (node, item) in enumerate(zip(self.items, value, strict=True))
+        ]
+        return INVALID if any(v is INVALID for v in out) else out
+
+
+class DictNode(Node):
+    """A mapping with uniform keys and values."""
+
+    def __init__(
+        self,
+        key: Node,
+        value: Node,
+        *,
+        min_length: int | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        self.key, self.value, self.min_length, self.max_length = key, value, min_length, max_length
+        self.expected = f"object of {value.expected}"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if not isinstance(value, Mapping):
+            return self.fail(value, path, problems)
+        if self.min_length is not None and len(value) < self.min_length:
+            return self.fail(value, path, problems, f"must have at least {self.min_length} keys")
+        if self.max_length is not None and len(value) > self.max_length:
+            return self.fail(value, path, problems, f"must have at most {self.max_length} keys")
+        out = {}
+        ok = True
+        for key, item in value.items():
+            where = _join(path, key if isinstance(key, str) else repr(key))
+            converted_key = self.key.check(key, where, problems)
+            converted = self.value.check(item, where, problems)
+            if converted_key is INVALID or converted is INVALID:
+                ok = False
+            else:
+                out[converted_key] = converted
+        return out if ok else INVALID
+
+
+class Field:
+    """One field of an object: its schema, whether it is required, its default."""
+
+    __slots__ = ("default", "factory", "name", "node", "required")
+
+    def __init__(
+        self,
+        name: str,
+        node: Node,
+        *,
+        required: bool = True,
+        default: Any = MISSING,
+        factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self.name, self.node, self.required = name, node, required
+        self.default, self.factory = default, factory
+
+    @property
+    def has_default(self) -> bool:
+        """True when an absent value is replaced by a default."""
+        return self.factory is not None or self.default is not MISSING
+
+    def fallback(self) -> Any:
+        """The value used when the field is absent (a fresh one each time)."""
+        if self.factory is not None:
+            return self.factory()
+        return freeze(self.default) if isinstance(self.default, dict | list) else self.default
+
+
+class ObjectNode(Node):
+    """A JSON object with named fields; ``extra`` decides what unknown keys do.
+
+    ``extra_node`` (JSON Schema ``additionalProperties: {...}``) validates kept extras.
+    Fields that are absent and not required get their default, or stay absent when
+    they have none (TypedDict ``total=False``, JSON Schema properties without
+    ``default``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        fields: Sequence[Field],
+        *,
+        extra: Extra = "forbid",
+        extra_node: Node | None = None,
+    ) -> None:
+        self.name = name
+        self.fields = {f.name: f for f in fields}
+        self.extra: Extra = extra
+        self.extra_node = extra_node
+        self.expected = f"object {name}" if name else "object"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if not isinstance(value, Mapping):
+            return self.fail(value, path, problems)
+        out: dict[str, Any] = {}
+        ok = True
+        for name, field in self.fields.items():
+            if name in value:
+                converted = field.node.check(value[name], _join(path, name), problems)
+                if converted is INVALID:
+                    ok = False
+                else:
+                    out[name] = converted
+            elif field.required:
+                problems.append(
+                    ValidationProblem(
+                        _join(path, name), field.node.expected, "missing", "field required"
+                    )
+                )
+                ok = False
+            elif field.has_default:
+                out[name] = field.fallback()
+        for key in value:
+            if key in self.fields:
+                continue
+            where = _join(path, key if isinstance(key, str) else repr(key))
+            if not isinstance(key, str):
+                problems.append(
+                    ValidationProblem(where, "str key", describe(key), "keys must be str")
+                )
+                ok = False
+            elif self.extra == "forbid":
+                problems.append(
+                    ValidationProblem(
+                        where, "no such field", describe(value[key]), "unexpected field"
+                    )
+                )
+                ok = False
+            elif self.extra == "allow":
+                node = self.extra_node or AnyNode()
+                converted = node.check(value[key], where, problems)
+                if converted is INVALID:
+                    ok = False
+                else:
+                    out[key] = converted
+        return out if ok else INVALID
+
+
+class UnionNode(Node):
+    """The first option the value matches; on failure, the most useful explanation."""
+
+    def __init__(self, options: Sequence[Node]) -> None:
+        self.options = tuple(options)
+        self.expected = " | ".join(option.expected for option in self.options)
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        attempts: list[tuple[Node, Problems]] = []
+        for option in self.options:
+            found: Problems = []
+            converted = option.check(value, path, found)
+            if not found and converted is not INVALID:
+                return converted
+            attempts.append((option, found))
+        if isinstance(value, Mapping):  # explain against the object-shaped options
+            shaped = [a for a in attempts if isinstance(a[0], ObjectNode | DictNode)]
+            if len(shaped) == 1:
+                problems.extend(shaped[0][1])
+                return INVALID
+        return self.fail(value, path, problems)
+
+
+class LazyNode(Node):
+    """A node defined later (recursive types, JSON Schema ``$ref``)."""
+
+    def __init__(self) -> None:
+        self.target: Node | None = None
+
+    @property
+    def expected(self) -> str:  # type: ignore[override]
+        return self.target.expected if self.target is not None else "value"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        assert self.target is not None
+        return self.target.check(value, path, problems)

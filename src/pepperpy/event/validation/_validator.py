@@ -1,0 +1,352 @@
+"""EventValidator: schemas per event type and version, upcasters, strict validation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import inspect
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar, overload
+
+from .._errors import ConfigurationError, SerializationError, ValidationError, ValidationProblem
+from .._event import Event
+from .._json import dumps
+from .._patterns import parse_topic
+from ._compile import NoFastPath, _msgspec, fast_type, from_json_schema, from_python_type
+from ._compile import is_pydantic_model as _is_pydantic
+from ._nodes import INVALID, Extra, Node, describe
+
+__all__ = ["EventValidator"]
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+UnknownTypes = Literal["error", "pass"]
+
+_KEEP = (dt.datetime, dt.date, dt.time, dt.timedelta, uuid.UUID, decimal.Decimal, bytes)
+_EXTRA = ("forbid", "ignore", "allow")
+
+
+class _Compiled:
+    """One registered schema, compiled once."""
+
+    def __init__(self, event_type: str, version: int, schema: Any, extra: Extra) -> None:
+        self.event_type = event_type
+        self.version = version
+        self.schema = schema
+        self.extra = extra
+        self.pydantic = _is_pydantic(schema)
+        self.node: Node | None = None
+        self.fast: Any = None
+        if self.pydantic:
+            self.adapter = schema.__pydantic_validator__
+            self.names = _pydantic_names(schema)
+            return
+        if isinstance(schema, Mapping):
+            self.node = from_json_schema(schema, extra)
+        elif isinstance(schema, type) or hasattr(schema, "__origin__"):
+            self.node = from_python_type(schema, extra)
+        else:
+            raise TypeError(
+                "a schema is an annotated class, dataclass, TypedDict, pydantic model, "
+                f"msgspec Struct or JSON Schema dict, got {schema!r}"
+            )
+        try:
+            self.fast = fast_type(self.node)
+        except NoFastPath:
+            self.fast = None
+        msgspec = _msgspec()
+        self._convert = msgspec.convert
+        self._to_builtins = msgspec.to_builtins
+        self._fast_error = msgspec.ValidationError
+
+    def check(self, data: Any) -> Any:
+        """Return the validated, converted data or raise ValidationError with every problem."""
+        if self.pydantic:
+            return self._check_pydantic(data)
+        if self.fast is not None:
+            try:
+                converted = self._convert(data, self.fast, strict=True)
+            except self._fast_error:
+                pass
+            except (TypeError, ValueError, OverflowError, RecursionError):
+                pass
+            else:
+                return self._to_builtins(converted, builtin_types=_KEEP)
+        return self.explain(data)
+
+    def explain(self, data: Any, fallback: str | None = None) -> Any:
+        """The complete (slower) walk: the converted data, or every problem found."""
+        assert self.node is not None
+        problems: list[ValidationProblem] = []
+        try:
+            result = self.node.check(data, "", problems)
+        except RecursionError as exc:
+            raise ValidationError(
+                [ValidationProblem("", "data of bounded depth", "too deeply nested", str(exc))],
+                event_type=self.event_type,
+            ) from None
+        if problems or result is INVALID:
+            if not problems:
+                message = fallback or "does not match the schema"
+                problems.append(ValidationProblem("", self.node.expected, describe(data), message))
+            raise ValidationError(problems, event_type=self.event_type)
+        return result
+
+    def _check_pydantic(self, data: Any) -> Any:
+        problems: list[ValidationProblem] = []
+        if not isinstance(data, Mapping):
+            problems.append(
+                ValidationProblem(
+                    "", f"object {self.schema.__name__}", describe(data), "expected an object"
+                )
+            )
+            raise ValidationError(problems, event_type=self.event_type)
+        if self.extra == "forbid" and self.schema.model_config.get("extra") is None:
+            for key in data:
+                if key not in self.names:
+                    problems.append(
+                        ValidationProblem(
+                            str(key), "no such field", describe(data[key]), "unexpected field"
+                        )
+                    )
+        try:
+            raw = dumps(data)  # JSON mode: ISO datetimes accepted, "1" is not an int
+        except SerializationError as exc:
+            problems.append(
+                ValidationProblem("", "JSON-representable data", describe(data), str(exc))
+            )
+            raise ValidationError(problems, event_type=self.event_type) from None
+        from pydantic import ValidationError as PydanticError
+
+        try:
+            model = self.adapter.validate_json(raw, strict=True)
+        except PydanticError as exc:
+            for error in exc.errors(include_url=False):
+                path = _pydantic_path(error.get("loc", ()))
+                problems.append(
+                    ValidationProblem(
+                        path, str(error.get("type", "")), describe(error.get("input")), error["msg"]
+                    )
+                )
+        if problems:
+            raise ValidationError(problems, event_type=self.event_type)
+        return model.model_dump()
+
+
+def _pydantic_names(model: Any) -> set[str]:
+    names = set()
+    for name, field in model.model_fields.items():
+        names.add(name)
+        if field.alias:
+            names.add(field.alias)
+    return names
+
+
+def _pydantic_path(loc: Any) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path
+
+
+class EventValidator:
+    """Validates event data against schemas registered per event type and version.
+
+    Policies (documented in docs/validation.md):
+
+    * ``unknown_types``: ``"error"`` (default) refuses event types without a schema;
+      ``"pass"`` lets them through unchecked (their data must still be JSON-able).
+    * ``extra_fields``: ``"forbid"`` (default) reports unknown keys as problems,
+      ``"ignore"`` drops them, ``"allow"`` keeps them. A schema can override it.
+
+    No silent coercion: ``"1"`` is not an int, ``1.0`` is not an int, ``True`` is not a
+    number. JSON's own representations are accepted where a type has no JSON form:
+    ISO 8601 strings for datetimes, base64 for bytes, strings for UUIDs and decimals;
+    ints are accepted where a float is expected.
+    """
+
+    def __init__(
+        self,
+        *,
+        unknown_types: UnknownTypes = "error",
+        extra_fields: Extra = "forbid",
+    ) -> None:
+        if unknown_types not in ("error", "pass"):
+            raise ConfigurationError(
+                f"unknown_types must be 'error' or 'pass', got {unknown_types!r}"
+            )
+        if extra_fields not in _EXTRA:
+            raise ConfigurationError(
+                f"extra_fields must be 'forbid', 'ignore' or 'allow', got {extra_fields!r}"
+            )
+        self.unknown_types: UnknownTypes = unknown_types
+        self.extra_fields: Extra = extra_fields
+        self._schemas: dict[str, dict[int, _Compiled]] = {}
+        self._latest: dict[str, _Compiled] = {}
+        self._upcasters: dict[str, dict[int, Callable[[Any], Any]]] = {}
+
+    # -- registration -----------------------------------------------------------------
+
+    def schema(
+        self, event_type: str, version: int = 1, *, extra_fields: Extra | None = None
+    ) -> Callable[[T], T]:
+        """Class decorator: register the class as the schema of ``event_type``/``version``.
+
+        Accepts a plain annotated class, a dataclass, a TypedDict, a pydantic model or a
+        msgspec Struct, and returns it unchanged.
+        """
+
+        def decorator(cls: T) -> T:
+            self.register(event_type, cls, version=version, extra_fields=extra_fields)
+            return cls
+
+        return decorator
+
+    def register(
+        self,
+        event_type: str,
+        schema: Any,
+        *,
+        version: int = 1,
+        extra_fields: Extra | None = None,
+    ) -> None:
+        """Register ``schema`` (a class or a JSON Schema dict) for ``event_type``/``version``.
+
+        The schema is compiled now, so a schema the validator cannot enforce is refused
+        here with :class:`~pepperpy.event.ConfigurationError`, not at validation time.
+        """
+        parse_topic(event_type)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ConfigurationError(f"version must be an int >= 1, got {version!r}")
+        extra = self.extra_fields if extra_fields is None else extra_fields
+        if extra not in _EXTRA:
+            raise ConfigurationError(f"extra_fields must be one of {_EXTRA}, got {extra!r}")
+        versions = self._schemas.setdefault(event_type, {})
+        if version in versions:
+            raise ConfigurationError(f"{event_type!r} version {version} already has a schema")
+        versions[version] = _Compiled(event_type, version, schema, extra)
+        self._latest[event_type] = versions[max(versions)]
+
+    @overload
+    def upcaster(
+        self, event_type: str, from_version: int, func: None = None
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def upcaster(self, event_type: str, from_version: int, func: F) -> F: ...
+
+    def upcaster(
+        self, event_type: str, from_version: int, func: F | None = None
+    ) -> F | Callable[[F], F]:
+        """Register a sync or async function turning ``from_version`` data into the next.
+
+        Upcasters chain: data of version 1 passes through 1->2, 2->3, ... up to the
+        latest registered version, and the result is validated against that version.
+        """
+        parse_topic(event_type)
+        if not isinstance(from_version, int) or from_version < 1:
+            raise ConfigurationError(f"from_version must be an int >= 1, got {from_version!r}")
+
+        def register(function: F) -> F:
+            if not callable(function):
+                raise TypeError(f"an upcaster must be callable, got {function!r}")
+            chain = self._upcasters.setdefault(event_type, {})
+            if from_version in chain:
+                raise ConfigurationError(
+                    f"{event_type!r} already has an upcaster from version {from_version}"
+                )
+            chain[from_version] = function
+            return function
+
+        if func is None:
+            return register
+        return register(func)
+
+    def versions(self, event_type: str) -> list[int]:
+        """The registered schema versions of ``event_type``, ascending."""
+        return sorted(self._schemas.get(event_type, ()))
+
+    def __contains__(self, event_type: object) -> bool:
+        return event_type in self._schemas
+
+    # -- validation -------------------------------------------------------------------
+
+    async def validate(
+        self,
+        event_type: str,
+        data: Any,
+        *,
+        version: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """Validate ``data`` and return an :class:`~pepperpy.event.Event` carrying it.
+
+        ``version=None`` validates against the highest registered version. An older
+        version is validated against its own schema, then upcast through the registered
+        upcasters and validated again at each version reached; the Event carries the
+        version it ends at. Raises :class:`~pepperpy.event.ValidationError` (listing
+        every problem) for bad data of any shape.
+        """
+        data, reached = self.check(event_type, data, version=version)
+        upcasters = self._upcasters.get(event_type)
+        if upcasters:
+            latest = self._latest[event_type].version
+            while reached < latest and reached in upcasters:
+                data = await self._upcast(event_type, upcasters[reached], data, reached)
+                reached += 1
+                compiled = self._schemas[event_type].get(reached)
+                if compiled is not None:
+                    data = compiled.check(data)
+        try:
+            return Event(event_type, data, metadata, version=reached)
+        except SerializationError as exc:
+            compiled = self._schemas.get(event_type, {}).get(reached)
+            if compiled is not None and compiled.node is not None:
+                compiled.explain(data, fallback=str(exc))
+            problem = ValidationProblem("", "JSON-representable data", describe(data), str(exc))
+            raise ValidationError([problem], event_type=event_type) from None
+
+    def check(self, event_type: str, data: Any, *, version: int | None = None) -> tuple[Any, int]:
+        """Synchronously validate ``data`` (no upcasting); return ``(data, version)``."""
+        if not isinstance(event_type, str):
+            problem = ValidationProblem(
+                "", "event type (str)", describe(event_type), "bad event type"
+            )
+            raise ValidationError([problem])
+        versions = self._schemas.get(event_type)
+        if versions is None:
+            if self.unknown_types == "pass":
+                return data, 1 if version is None else version
+            problem = ValidationProblem(
+                "", "a registered event type", repr(event_type), "no schema is registered for it"
+            )
+            raise ValidationError([problem], event_type=event_type)
+        compiled = self._latest[event_type] if version is None else versions.get(version)
+        if compiled is None:
+            known = ", ".join(str(v) for v in sorted(versions))
+            problem = ValidationProblem(
+                "", f"version {known}", repr(version), f"no schema for version {version}"
+            )
+            raise ValidationError([problem], event_type=event_type)
+        return compiled.check(data), compiled.version
+
+    async def _upcast(
+        self, event_type: str, upcaster: Callable[[Any], Any], data: Any, version: int
+    ) -> Any:
+        try:
+            result = upcaster(dict(data) if isinstance(data, dict) else data)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            problem = ValidationProblem(
+                "",
+                f"data the version {version} upcaster accepts",
+                describe(data),
+                f"upcaster from version {version} failed: {type(exc).__name__}: {exc}",
+            )
+            raise ValidationError([problem], event_type=event_type) from exc
+        return result
