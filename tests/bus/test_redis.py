@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import json
+import socket
+import sys
+import time
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
+from cloudevents.core.formats.json import JSONFormat
 
-from pepperpy.event import Transport
+from pepperpy.event import (
+    ClosedError,
+    ConfigurationError,
+    Event,
+    EventBus,
+    MissingDependencyError,
+    Transport,
+    TransportError,
+)
+from pepperpy.event.transports import Subscription
 from pepperpy.event.transports.redis import RedisTransport
 from tests.bus.conformance import BusConformance
 from tests.conftest import unique_name
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.redis
 
@@ -44,3 +62,326 @@ class TestRedisBusFromUrl(BusConformance):
     @pytest.fixture
     def transport_factory(self, redis_url: str, namespace: str) -> Callable[[], Transport | str]:
         return lambda: f"{redis_url}?namespace={namespace}&partitions=4&lease_ttl=2"
+
+
+# -- the wire: plain Redis clients read and write what we do ---------------------------
+
+
+@pytest.fixture
+async def plain(redis_url: str) -> AsyncIterator[Any]:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def transport(redis_url: str, namespace: str) -> AsyncIterator[RedisTransport]:
+    transport = RedisTransport(redis_url, namespace=namespace, partitions=4, max_backoff=0.1)
+    await transport.start()
+    yield transport
+    await transport.close()
+
+
+async def test_a_plain_client_reads_cloudevents_json(
+    redis_url: str, namespace: str, plain: Any
+) -> None:
+    async with EventBus(transport=RedisTransport(redis_url, namespace=namespace)) as bus:
+        sent = await bus.publish(
+            "orders.created",
+            {"total": 3},
+            key="order-1",
+            headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        )
+    stream = f"{namespace}:stream:{zlib.crc32(b'order-1') % 16}"
+    entries = await plain.xrange(stream)
+    assert len(entries) == 1
+    fields = entries[0][1]
+    assert fields[b"topic"] == b"orders.created"
+    document = json.loads(fields[b"event"])
+    assert document["specversion"] == "1.0"
+    assert document["type"] == "orders.created"
+    assert document["id"] == sent.id
+    assert document["data"] == {"total": 3}
+    assert document["datacontenttype"] == "application/json"
+    assert document["partitionkey"] == "order-1"
+    assert document["traceparent"].startswith("00-0af7651916cd43dd")
+    ce = JSONFormat().read(None, fields[b"event"])  # the official CloudEvents SDK reads it
+    assert ce.get_type() == "orders.created"
+    assert ce.get_id() == sent.id
+
+
+async def test_cloudevents_a_plain_client_adds_reach_subscribers(
+    redis_url: str, namespace: str, plain: Any
+) -> None:
+    bus = EventBus(transport=RedisTransport(redis_url, namespace=namespace, partitions=4))
+    got: list[Event] = []
+    grouped: list[Event] = []
+    bus.subscribe("billing.#")(got.append)
+    bus.subscribe("billing.#", group="accounting")(grouped.append)
+    async with bus:
+        document = {
+            "specversion": "1.0",
+            "id": "from-a-plain-client",
+            "source": "urn:other-service",
+            "type": "billing.invoice.paid",
+            "datacontenttype": "application/json",
+            "data": {"invoice": 42},
+        }
+        stream = f"{namespace}:stream:{zlib.crc32(b'billing.invoice.paid') % 4}"
+        await plain.xadd(stream, {"event": json.dumps(document)})  # no topic field needed
+        await eventually(lambda: len(got) == 1 and len(grouped) == 1)
+    for event in (got[0], grouped[0]):
+        assert event.id == "from-a-plain-client"
+        assert event.type == "billing.invoice.paid"
+        assert event.source == "urn:other-service"
+        assert event.data == {"invoice": 42}
+
+
+async def test_unreadable_entries_are_skipped_and_acknowledged(
+    transport: RedisTransport, plain: Any, namespace: str
+) -> None:
+    got: list[Event] = []
+    grouped: list[Event] = []
+    await transport.subscribe(Subscription("jobs.#", _collect(got)))
+    await transport.subscribe(Subscription("jobs.#", _collect(grouped), group="g", name="g"))
+    stream = transport.stream_for("jobs.run")
+    await plain.xadd(stream, {"topic": "jobs.run", "event": b"not json"})
+    await plain.xadd(stream, {"something": "else"})
+    await transport.publish(Event("jobs.run", {"n": 1}))
+    await eventually(lambda: len(got) == 1 and len(grouped) == 1)
+    assert got[0].data == grouped[0].data == {"n": 1}
+    await eventually_async(lambda: _pending(plain, stream, "g:jobs.#"), 0)
+
+
+# -- groups: redelivery, dead letters, order, durability --------------------------------
+
+
+def _collect(into: list[Event]) -> Callable[[Event], Awaitable[None]]:
+    async def deliver(event: Event) -> None:
+        into.append(event)
+
+    return deliver
+
+
+async def _pending(client: Any, stream: str, group: str) -> int:
+    summary = await client.xpending(stream, group)
+    return int(summary["pending"])
+
+
+async def eventually_async(probe: Callable[[], Awaitable[Any]], expected: Any) -> None:
+    deadline = time.monotonic() + 10
+    while (value := await probe()) != expected:
+        assert time.monotonic() < deadline, f"still {value!r}, expected {expected!r}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_failed_delivery_is_redelivered_before_later_events(
+    transport: RedisTransport,
+) -> None:
+    handled: list[int] = []
+    failures = {"left": 2}
+
+    async def deliver(event: Event) -> None:
+        n = event.data["n"]
+        if n == 1 and failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("transient")
+        handled.append(n)
+
+    await transport.subscribe(Subscription("acct.*", deliver, group="ledger", name="ledger"))
+    for n in range(5):
+        await transport.publish(Event("acct.moved", {"n": n}, {"partitionkey": "a"}), key="a")
+    await eventually(lambda: len(handled) == 5)
+    assert handled == [0, 1, 2, 3, 4]  # 2..4 waited for 1's redelivery
+
+
+async def test_an_event_whose_delivery_keeps_failing_is_dead_lettered(
+    redis_url: str, namespace: str
+) -> None:
+    transport = RedisTransport(
+        redis_url, namespace=namespace, partitions=2, max_deliveries=3, max_backoff=0.05
+    )
+    calls: list[str] = []
+    dead: list[Event] = []
+
+    async def poison(event: Event) -> None:
+        calls.append(event.id)
+        raise RuntimeError("crashes every time")
+
+    async with transport:
+        await transport.subscribe(Subscription("pay.*", poison, group="payments", name="p"))
+        await transport.subscribe(Subscription("deadletter.pay.*", _collect(dead)))
+        sent = Event("pay.charge", {"amount": 5})
+        await transport.publish(sent)
+        await eventually(lambda: len(dead) == 1)
+    assert calls == [sent.id] * 3
+    letter = dead[0]
+    assert letter.type == "deadletter.pay.charge"
+    assert letter.data == {"amount": 5}
+    assert letter.metadata["dlid"] == sent.id
+    assert letter.metadata["dlattempts"] == 3
+    assert letter.metadata["dlgroup"] == "payments"
+    assert "delivered 3 times" in letter.metadata["dlreason"]
+
+
+async def test_a_group_catches_up_on_what_was_published_while_it_was_away(
+    redis_url: str, namespace: str
+) -> None:
+    def make() -> EventBus:
+        return EventBus(transport=RedisTransport(redis_url, namespace=namespace, partitions=4))
+
+    first = make()
+    seen: list[int] = []
+    first.subscribe("mail.*", group="mailer")(lambda e: seen.append(e.data["n"]))
+    async with first:
+        await first.publish("mail.send", {"n": 0})
+        await eventually(lambda: seen == [0])
+    async with make() as publisher:  # nobody of the group is running now
+        for n in range(1, 4):
+            await publisher.publish("mail.send", {"n": n})
+    second = make()
+    second.subscribe("mail.*", group="mailer")(lambda e: seen.append(e.data["n"]))
+    async with second:
+        await eventually(lambda: len(seen) == 4)
+    assert seen == [0, 1, 2, 3]
+
+
+async def test_per_key_order_holds_while_members_join_and_leave(
+    redis_url: str, namespace: str
+) -> None:
+    handled: list[tuple[str, int]] = []
+
+    def make() -> EventBus:
+        transport = RedisTransport(redis_url, namespace=namespace, partitions=8, lease_ttl=0.6)
+        bus = EventBus(transport=transport)
+
+        @bus.subscribe("acct.*", group="ledger")
+        async def work(event: Event) -> None:
+            await asyncio.sleep(0.001)
+            handled.append((event.data["key"], event.data["n"]))
+
+        return bus
+
+    publisher = EventBus(transport=RedisTransport(redis_url, namespace=namespace, partitions=8))
+    first, second = make(), make()
+    keys = [f"k{i}" for i in range(6)]
+    count = 300
+    async with publisher, first:
+        for n in range(count):
+            if n == count // 3:
+                await second.start()  # a second member joins: partitions move to it
+            if n == 2 * count // 3:
+                await first.close()  # the first leaves: everything moves to the second
+            key = keys[n % len(keys)]
+            await publisher.publish("acct.moved", {"key": key, "n": n}, key=key)
+        await eventually(lambda: len(handled) >= count, timeout=20)
+        await second.close()
+    for key in keys:
+        ns = [n for k, n in handled if k == key]
+        assert ns == sorted(ns), f"{key} handled out of order"
+        assert sorted(set(ns)) == [n for n in range(count) if keys[n % len(keys)] == key]
+
+
+async def test_closing_leaves_no_member_state_and_ungrouped_leave_no_groups(
+    redis_url: str, namespace: str, plain: Any
+) -> None:
+    bus = EventBus(transport=RedisTransport(redis_url, namespace=namespace, partitions=2))
+    bus.subscribe("x.*")(lambda e: None)
+    bus.subscribe("y.*", group="durable")(lambda e: None)
+    async with bus:
+        await bus.publish("x.one", 1)
+        await bus.publish("y.one", 1)
+    keys = sorted([k.decode() async for k in plain.scan_iter(match=f"{namespace}:*")])
+    assert keys == [f"{namespace}:meta", f"{namespace}:stream:0", f"{namespace}:stream:1"]
+    for p in range(2):
+        groups = await plain.xinfo_groups(f"{namespace}:stream:{p}")
+        assert [g["name"] for g in groups] == [b"durable:y.*"]  # the group itself is durable
+        assert groups[0]["consumers"] == 0 and groups[0]["pending"] == 0
+
+
+async def test_trim_removes_only_what_every_group_acknowledged(
+    transport: RedisTransport, plain: Any
+) -> None:
+    done: list[Event] = []
+    await transport.subscribe(Subscription("t.*", _collect(done), group="fast", name="fast"))
+    for n in range(10):
+        await transport.publish(Event("t.x", n), key="same")
+    await eventually(lambda: len(done) == 10)
+    stream = transport.stream_for("t.x", "same")
+    await eventually_async(lambda: _pending(plain, stream, "fast:t.*"), 0)
+    assert await transport.trim(older_than=3600) == 0  # too young
+    await plain.xgroup_create(stream, "lagging", id="0")  # a group that has read nothing
+    assert await transport.trim(older_than=0) == 0
+    await plain.xgroup_destroy(stream, "lagging")
+    assert await transport.trim(older_than=0) == 10
+    assert await plain.xlen(stream) == 0
+
+
+# -- configuration and failures -------------------------------------------------------
+
+
+def test_options_come_from_keywords_and_the_url() -> None:
+    transport = RedisTransport(
+        "redis://localhost:6379/2?namespace=orders&partitions=8&lease_ttl=3.5&db=2",
+        batch_size=10,
+    )
+    options = transport.options
+    assert (options.namespace, options.partitions, options.lease_ttl) == ("orders", 8, 3.5)
+    assert options.batch_size == 10
+    assert "namespace" not in repr(transport).split("?")[-1].split(",")[0]
+    assert RedisTransport("redis://h/0?partitions=8", partitions=4).options.partitions == 4
+
+
+@pytest.mark.parametrize(
+    ("url", "kwargs", "message"),
+    [
+        ("redis://h/0", {"partitions": 0}, "partitions"),
+        ("redis://h/0?partitions=many", {}, "partitions"),
+        ("redis://h/0", {"lease_ttl": 0.01}, "lease_ttl"),
+        ("redis://h/0", {"namespace": ""}, "namespace"),
+        ("redis://h/0", {"max_deliveries": -1}, "max_deliveries"),
+        ("http://h/0", {}, "not a Redis URL"),
+    ],
+)
+def test_bad_options_raise_configuration_error(
+    url: str, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        RedisTransport(url, **kwargs)
+
+
+async def test_every_process_of_a_namespace_must_agree_on_partitions(
+    redis_url: str, namespace: str
+) -> None:
+    async with RedisTransport(redis_url, namespace=namespace, partitions=4):
+        pass
+    other = RedisTransport(redis_url, namespace=namespace, partitions=8)
+    with pytest.raises(ConfigurationError, match="uses 4 partitions"):
+        await other.start()
+
+
+async def test_an_unreachable_redis_gives_a_transport_error() -> None:
+    port = _free_port()
+    bus = EventBus(transport=f"redis://127.0.0.1:{port}/0?connect_timeout=0.3")
+    with pytest.raises(TransportError, match="unreachable"):
+        await bus.publish("a.b", 1)
+
+
+def test_a_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    with pytest.raises(MissingDependencyError, match=r"pepperpy-event\[redis\]"):
+        RedisTransport()
+
+
+async def test_publish_on_a_closed_transport_is_refused(transport: RedisTransport) -> None:
+    await transport.close()
+    with pytest.raises(ClosedError):
+        await transport.publish(Event("a.b"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
