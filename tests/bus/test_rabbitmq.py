@@ -6,14 +6,22 @@ and the group queues it declared afterwards.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pepperpy.event import ConfigurationError, Event, EventBus, TransportError
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
 from tests.bus.conformance import BusConformance
 from tests.conftest import unique_name
+from tests.helpers import eventually, settle
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -52,3 +60,363 @@ class TestRabbitMQBusOnePartitionClassic(BusConformance):
         self, make_transport: Callable[..., RabbitMQTransport]
     ) -> Callable[[], RabbitMQTransport]:
         return lambda: make_transport(partitions=1, queue_type="classic")
+
+
+# -- helpers for the multi-process tests ----------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Worker:
+    """A ``tests/bus/rabbitmq_worker.py`` process and the file it records into."""
+
+    def __init__(self, process: asyncio.subprocess.Process, out: Path) -> None:
+        self.process = process
+        self.out = out
+
+    def lines(self) -> list[str]:
+        return self.out.read_text().splitlines() if self.out.exists() else []
+
+    def handled(self) -> list[int]:
+        return [int(line) for line in self.lines() if line.isdigit()]
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 15)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+async def spawn(
+    url: str, exchange: str, pattern: str, group: str, out: Path, *extra: str
+) -> Worker:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.bus.rabbitmq_worker",
+        url,
+        exchange,
+        pattern,
+        group,
+        str(out),
+        *extra,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), 30)
+    assert line.strip() == b"ready", f"worker did not start: {line!r}"
+    return Worker(process, out)
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[list[Worker]]:
+    running: list[Worker] = []
+    yield running
+    for worker in running:
+        await worker.stop()
+
+
+async def join_to_clean_up(transport: RabbitMQTransport, pattern: str, group: str) -> None:
+    """Subscribe ``transport`` to the workers' group, so its ``delete_topology`` drops it."""
+    bus = EventBus(transport=transport)
+    bus.subscribe(pattern, group=group)(lambda event: None)
+    await bus.start()
+    await bus.close()
+
+
+# -- distributed semantics ------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_three_workers_one_killed_midway_every_event_is_processed(
+    amqp_url: str,
+    make_transport: Callable[..., RabbitMQTransport],
+    workers: list[Worker],
+    tmp_path: Path,
+) -> None:
+    publisher = make_transport()
+    exchange, root, group = publisher.exchange_name, unique_name("t"), unique_name("g")
+    pattern, count = f"{root}.jobs.*", 10_000
+    for i in range(3):
+        workers.append(await spawn(amqp_url, exchange, pattern, group, tmp_path / f"w{i}"))
+    bus = EventBus(transport=publisher)
+    await bus.start()
+
+    async def publish_all() -> None:
+        for start in range(0, count, 100):
+            batch = range(start, start + 100)
+            await asyncio.gather(*(bus.publish(f"{root}.jobs.run", {"n": n}) for n in batch))
+
+    publishing = asyncio.ensure_future(publish_all())
+    total = lambda: sum(len(w.lines()) for w in workers)  # noqa: E731
+    await eventually(lambda: total() >= count // 3, timeout=30)
+    victim = max(workers, key=lambda w: len(w.lines()))
+    victim.process.kill()
+    await victim.process.wait()
+    before_kill = {id(w): len(w.handled()) for w in workers}
+
+    def all_seen() -> bool:
+        return len({n for w in workers for n in w.handled()}) == count
+
+    await publishing
+    await eventually(all_seen, timeout=45, interval=0.1)
+    handled = [n for w in workers for n in w.handled()]
+    twice = len(handled) - len(set(handled))
+    spread = {w.out.name: len(w.handled()) for w in workers}
+    print(f"\n{count} events, handled {len(handled)} times, {twice} twice; per worker {spread}")
+    assert set(handled) == set(range(count))
+    survivors = [w for w in workers if w is not victim]
+    assert sum(len(w.handled()) - before_kill[id(w)] for w in survivors) > 0
+    assert sum(1 for w in workers if w.handled()) >= 2, "the group shares work between processes"
+    for worker in survivors:
+        await worker.stop()
+    await bus.close()
+    await join_to_clean_up(make_transport(), pattern, group)
+
+
+@pytest.mark.slow
+async def test_event_whose_consumer_dies_mid_handler_is_redelivered_to_another(
+    amqp_url: str,
+    make_transport: Callable[..., RabbitMQTransport],
+    workers: list[Worker],
+    tmp_path: Path,
+) -> None:
+    publisher = make_transport()
+    exchange, root, group = publisher.exchange_name, unique_name("t"), unique_name("g")
+    pattern = f"{root}.jobs.*"
+    first = await spawn(amqp_url, exchange, pattern, group, tmp_path / "first", "7")
+    workers.append(first)
+    bus = EventBus(transport=publisher)
+    await bus.start()
+    for n in range(10):
+        await bus.publish(f"{root}.jobs.run", {"n": n}, key="account-1")
+    assert await asyncio.wait_for(first.process.wait(), 30) == -signal.SIGKILL
+    assert first.lines()[-1] == "dying 7"
+    second = await spawn(amqp_url, exchange, pattern, group, tmp_path / "second")
+    workers.append(second)
+    await eventually(lambda: 9 in second.handled())
+    # what the dead worker acknowledged is not redone; the rest arrives in key order
+    resumed = second.handled()
+    assert resumed == list(range(resumed[0], 10))
+    assert resumed[0] <= 7
+    assert set(first.handled()) | set(resumed) == set(range(10))
+    await second.stop()
+    await bus.close()
+    await join_to_clean_up(make_transport(), pattern, group)
+
+
+@pytest.mark.slow
+async def test_event_that_keeps_killing_consumers_goes_to_the_dead_letter_topic(
+    amqp_url: str,
+    make_transport: Callable[..., RabbitMQTransport],
+    workers: list[Worker],
+    tmp_path: Path,
+) -> None:
+    publisher = make_transport()
+    exchange, root, group = publisher.exchange_name, unique_name("t"), unique_name("g")
+    pattern = f"{root}.jobs.*"
+    bus = EventBus(transport=publisher)
+    dead: list[Event] = []
+    bus.subscribe(f"deadletter.{root}.#")(dead.append)
+    await bus.start()
+    first = await spawn(amqp_url, exchange, pattern, group, tmp_path / "first", "3", "1")
+    workers.append(first)
+    sent = await bus.publish(f"{root}.jobs.run", {"n": 3})
+    assert await asyncio.wait_for(first.process.wait(), 30) == -signal.SIGKILL
+    second = await spawn(amqp_url, exchange, pattern, group, tmp_path / "second", "3", "1")
+    workers.append(second)
+    await eventually(lambda: len(dead) == 1)
+    letter = dead[0]
+    assert letter.type == f"deadletter.{root}.jobs.run"
+    assert letter.metadata["dlid"] == sent.id
+    assert letter.metadata["dlattempts"] == 2
+    assert letter.metadata["dlgroup"] == group
+    assert "without an acknowledgement" in letter.metadata["dlreason"]
+    assert second.lines() == [], "the second worker never ran the poisonous event"
+    await second.stop()
+    await bus.close()
+    await join_to_clean_up(make_transport(), pattern, group)
+
+
+async def test_graceful_close_hands_the_rest_of_a_key_to_the_next_member_in_order(
+    make_transport: Callable[..., RabbitMQTransport],
+) -> None:
+    root = unique_name("t")
+    first, second = EventBus(transport=make_transport()), EventBus(transport=make_transport())
+    got: dict[str, list[int]] = {"first": [], "second": []}
+
+    @first.subscribe(f"{root}.acct.*", group="ledger")
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(0.02)
+        got["first"].append(event.data)
+
+    @second.subscribe(f"{root}.acct.*", group="ledger")
+    async def quick(event: Event) -> None:
+        got["second"].append(event.data)
+
+    await first.start()
+    await second.start()  # waits behind ``first`` on every partition
+    for n in range(30):
+        await first.publish(f"{root}.acct.moved", n, key="acct-9")
+    await eventually(lambda: len(got["first"]) >= 5)
+    await first.close()
+    await eventually(lambda: len(got["first"]) + len(got["second"]) == 30)
+    await settle()
+    assert got["first"] + got["second"] == list(range(30)), "exactly once, in key order"
+    assert got["second"], "the second member took over"
+    await second.close()
+
+
+# -- interoperability with plain AMQP clients ------------------------------------------
+
+
+async def test_plain_client_reads_what_we_publish_as_cloudevents(
+    amqp_url: str, make_transport: Callable[..., RabbitMQTransport]
+) -> None:
+    import aio_pika
+    from cloudevents.core.bindings.rabbitmq import RabbitMQMessage, from_rabbitmq_event
+
+    transport = make_transport()
+    root = unique_name("t")
+    bus = EventBus(transport=transport)
+    await bus.start()
+    async with await aio_pika.connect(amqp_url) as connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue("", exclusive=True)
+        await queue.bind(transport.exchange_name, routing_key=f"{root}.#")
+        sent = await bus.publish(
+            f"{root}.orders.created",
+            {"total": 12.5},
+            key="order-7",
+            headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        )
+        message = await queue.get(timeout=5)
+        await message.ack()
+    assert message.routing_key == f"{root}.orders.created"
+    assert message.content_type == "application/cloudevents+json"
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    document = json.loads(message.body)
+    assert document["specversion"] == "1.0"
+    assert document["id"] == sent.id == message.message_id
+    assert document["type"] == f"{root}.orders.created"
+    assert document["data"] == {"total": 12.5}
+    assert document["traceparent"].startswith("00-0af7651916cd43dd")  # an extension attribute
+    assert document["partitionkey"] == "order-7"
+    official = from_rabbitmq_event(RabbitMQMessage({}, message.content_type, message.body))
+    assert official.get_id() == sent.id
+    assert official.get_type() == f"{root}.orders.created"
+    assert official.get_data() == {"total": 12.5}
+    assert official.get_extension("partitionkey") == "order-7"
+    await bus.close()
+
+
+async def test_cloudevents_from_a_plain_client_reach_our_subscribers(
+    amqp_url: str, make_transport: Callable[..., RabbitMQTransport], caplog: Any
+) -> None:
+    import aio_pika
+    from cloudevents.core.bindings.rabbitmq import to_structured_event
+    from cloudevents.core.v1.event import CloudEvent
+
+    transport = make_transport()
+    root = unique_name("t")
+    bus = EventBus(transport=transport)
+    alone: list[Event] = []
+    grouped: list[Event] = []
+    bus.subscribe(f"{root}.users.*")(alone.append)
+    bus.subscribe(f"{root}.users.*", group="mailer")(grouped.append)
+    await bus.start()
+    official = CloudEvent(
+        attributes={
+            "id": "plain-1",
+            "source": "urn:other-service",
+            "type": f"{root}.users.created",
+            "time": datetime(2024, 5, 1, 12, tzinfo=UTC),
+            "datacontenttype": "application/json",
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        },
+        data={"name": "Ada"},
+    )
+    structured = to_structured_event(official)
+    async with await aio_pika.connect(amqp_url) as connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(transport.exchange_name)
+        # no lane header, and a message that is not a CloudEvent at all before it
+        await exchange.publish(aio_pika.Message(b"not json"), routing_key=f"{root}.users.junk")
+        await exchange.publish(
+            aio_pika.Message(structured.body, content_type=structured.content_type),
+            routing_key=f"{root}.users.created",
+        )
+    await eventually(lambda: len(alone) == 1 and len(grouped) == 1)
+    for event in (alone[0], grouped[0]):
+        assert event.id == "plain-1"
+        assert event.source == "urn:other-service"
+        assert event.data == {"name": "Ada"}
+        assert event.timestamp == datetime(2024, 5, 1, 12, tzinfo=UTC)
+        assert event.metadata["traceparent"].startswith("00-0af7651916cd43dd")
+    assert "not a CloudEvents JSON document" in caplog.text
+    await bus.close()
+
+
+# -- configuration and errors ---------------------------------------------------------
+
+
+def test_transport_url_picks_rabbitmq_without_connecting() -> None:
+    bus = EventBus(transport="amqp://guest:guest@127.0.0.1:5672/")
+    assert isinstance(bus.transport, RabbitMQTransport)
+    assert bus.transport.exchange_name == "pepperpy.events"
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "message"),
+    [
+        ("redis://localhost", {}, "amqp://"),
+        ("amqp://localhost", {"exchange": ""}, "exchange"),
+        ("amqp://localhost", {"exchange": "amq.topic"}, "reserved"),
+        ("amqp://localhost", {"prefetch": 0}, "prefetch"),
+        ("amqp://localhost", {"partitions": 65}, "at most 64"),
+        ("amqp://localhost", {"queue_type": "stream"}, "queue_type"),
+        ("amqp://localhost", {"delivery_limit": 0}, "delivery_limit"),
+        ("amqp://localhost", {"rebalance_interval": 0}, "rebalance_interval"),
+    ],
+)
+def test_bad_options_are_refused_up_front(url: str, options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        RabbitMQTransport(url, **options)
+
+
+async def test_unreachable_broker_is_a_transport_error_without_the_password() -> None:
+    bus = EventBus(
+        transport=RabbitMQTransport("amqp://guest:secret@127.0.0.1:1/", connect_timeout=3)
+    )
+    with pytest.raises(TransportError, match="cannot connect") as caught:
+        await bus.start()
+    assert "secret" not in str(caught.value)
+    assert caught.value.__cause__ is not None
+
+
+async def test_topic_longer_than_an_amqp_routing_key_is_refused(
+    make_transport: Callable[..., RabbitMQTransport],
+) -> None:
+    bus = EventBus(transport=make_transport())
+    with pytest.raises(TransportError, match="255-byte"):
+        await bus.publish("a." + "x" * 300, None)
+    await bus.close()
+
+
+async def test_exchange_of_another_type_is_a_clear_error(
+    amqp_url: str, make_transport: Callable[..., RabbitMQTransport]
+) -> None:
+    import aio_pika
+
+    transport = make_transport()
+    async with await aio_pika.connect(amqp_url) as connection:
+        channel = await connection.channel()
+        await channel.declare_exchange(
+            transport.exchange_name, aio_pika.ExchangeType.FANOUT, auto_delete=True
+        )
+        with pytest.raises(TransportError, match="another type"):
+            await transport.start()

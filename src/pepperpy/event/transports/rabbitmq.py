@@ -75,13 +75,16 @@ class RabbitMQTransport(Transport):
       missing). Applications that should see each other's events share it.
     * ``prefetch``: unacknowledged messages per consumer; events without a key are
       handled concurrently up to this many, events with one key one after another.
-    * ``partitions``: durable queues per group. More partitions spread one group's keys
-      over more processes; each key stays in one partition, so its order holds.
+    * ``partitions``: durable queues per group. A group's members split the partitions
+      between them (a member takes at most ``ceil(partitions / members)``), so this bounds
+      how many processes share one group's work; each key stays in one partition, so its
+      order holds. The default, 12, splits evenly over 1, 2, 3, 4, 6 or 12 members.
     * ``queue_type``: ``"quorum"`` (replicated, the default) or ``"classic"`` for the
       group queues.
-    * ``delivery_limit``: after this many deliveries of one message without an
-      acknowledgement (its consumer crashed each time), it goes to ``deadletter.<topic>``
-      instead of being handled again. ``None`` disables the limit.
+    * ``delivery_limit``: once one message was delivered this many times without an
+      acknowledgement (its consumer crashed each time), the next delivery moves it to
+      ``deadletter.<topic>`` instead of handling it again. Counted by quorum queues
+      only; ``None`` disables the limit.
     * ``rebalance_interval``: seconds between checks that balance a group's active
       partitions over its member processes.
     """
@@ -92,7 +95,7 @@ class RabbitMQTransport(Transport):
         *,
         exchange: str = "pepperpy.events",
         prefetch: int = 128,
-        partitions: int = 4,
+        partitions: int = 12,
         queue_type: str = "quorum",
         delivery_limit: int | None = 10,
         rebalance_interval: float = 1.0,
@@ -437,7 +440,7 @@ class _Consumer:
         limit = self.transport.delivery_limit
         if limit is not None and message.redelivered:
             deliveries = _delivery_count(message)
-            if deliveries >= limit:
+            if deliveries > limit:
                 await self.transport._give_up(event, deliveries, self.group)
                 await _settle(message.ack())
                 return
@@ -484,7 +487,9 @@ class _Group:
     receive. As the first process to subscribe would end up active everywhere, members
     count each other (each holds a consumer on a small presence queue) and a member
     active on more than its share of busy partitions hands one back every
-    ``rebalance_interval`` (finish in-flight work, close that channel, consume again).
+    ``rebalance_interval`` (finish in-flight work, close that channel, consume again):
+    a member active on more than ``ceil(partitions / members)`` of them hands the excess
+    to whoever waits next in line.
     """
 
     def __init__(self, transport: RabbitMQTransport, base: str, first: Subscription) -> None:
@@ -579,16 +584,22 @@ class _Group:
             active = [c for c in self.consumers if c.last_delivery >= recent]
             share = math.ceil(len(self.consumers) / members)
             if len(active) > share:
-                try:
-                    await random.choice(active).rejoin()
-                except Exception as exc:
-                    logger.warning("could not hand a partition of %s over: %s", self.base, exc)
+                excess = random.sample(active, len(active) - share)
+                results = await asyncio.gather(
+                    *(consumer.rejoin() for consumer in excess), return_exceptions=True
+                )
+                for result in results:
+                    if isinstance(result, Exception):
+                        logger.warning(
+                            "could not hand a partition of %s over: %s", self.base, result
+                        )
 
     async def _count_members(self) -> int:
         channel = self._control
         assert channel is not None
-        queue = await channel.declare_queue(self._presence, auto_delete=True, passive=True)
-        result = queue.declaration_result
+        # the robust channel answers passive declares from its cache: ask the broker
+        underlay = await channel.get_underlay_channel()
+        result = await underlay.queue_declare(self._presence, passive=True)
         return int(result.consumer_count or 0)
 
 
