@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     # bus
     "EventBus": "._bus",
     "MemoryTransport": ".transports.memory",
+    "RabbitMQTransport": ".transports.rabbitmq",
     "Transport": ".transports.base",
     # event store
     "ANY": ".store",
@@ -182,6 +183,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from .store import StoreSubscription as StoreSubscription
     from .transports.base import Transport as Transport
     from .transports.memory import MemoryTransport as MemoryTransport
+    from .transports.rabbitmq import RabbitMQTransport as RabbitMQTransport
     from .validation import EventValidator as EventValidator
 
 
