@@ -354,10 +354,8 @@ class PostgresBackend(StoreBackend):
         if self._listener is not None:
             await self._listener.close()
         if self._ready is not None:
-            if not self._ready.done():
-                self._ready.cancel()
-            with contextlib.suppress(BaseException):
-                await self._ready
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._ready)  # an open in progress finishes, then closes
         if self._pool is not None:
             await self._pool.close()
 

@@ -1,0 +1,600 @@
+"""The store conformance suite: every backend must pass all of it.
+
+Subclass :class:`StoreConformance` in a ``test_*.py`` module, name it ``Test...`` and give
+it a ``store_url`` fixture. ``make_store()`` opens a store on that URL (several stores on
+one URL share data when the backend is shared, i.e. not ``memory://``); every store made
+is closed after the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from pepperpy.event import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AppendResult,
+    ClosedError,
+    ConcurrencyError,
+    ConfigurationError,
+    Event,
+    EventStore,
+    PatternError,
+    SerializationError,
+    Snapshot,
+    StreamDeletedError,
+    ValidationError,
+)
+from tests.helpers import eventually
+
+MakeStore = Callable[[], EventStore]
+
+
+def batch(count: int, type: str = "thing.happened", **data: Any) -> list[dict[str, Any]]:
+    return [{"type": type, "data": {"n": n, **data}} for n in range(count)]
+
+
+class StoreConformance:
+    @pytest.fixture
+    async def make_store(self, store_url: str) -> AsyncIterator[MakeStore]:
+        stores: list[EventStore] = []
+
+        def make() -> EventStore:
+            store = EventStore(store_url)
+            stores.append(store)
+            return store
+
+        yield make
+        for store in stores:
+            await store.close()
+
+    @pytest.fixture
+    def store(self, make_store: MakeStore) -> EventStore:
+        return make_store()
+
+    # -- the seed -------------------------------------------------------------------
+
+    async def test_seed_snippet_runs_as_written(self, store: EventStore) -> None:
+        await store.append("user.123", {"type": "PasswordChanged", "data": {"new_hash": "abc123"}})
+        events = await store.get_stream("user.123")
+        assert [event.type for event in events] == ["PasswordChanged"]
+        assert events[0].data == {"new_hash": "abc123"}
+
+    # -- append ---------------------------------------------------------------------
+
+    async def test_events_read_back_carry_positions_and_every_attribute(
+        self, store: EventStore
+    ) -> None:
+        when = datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=UTC)
+        original = Event(
+            "order.placed",
+            {"total": 12.5, "items": [{"sku": "a", "qty": 2}], "note": "ünï €"},
+            {"trace": "t-1", "nested": {"k": [1, 2]}},
+            id="order-1",
+            timestamp=when,
+            version=3,
+            source="shop",
+            subject="order/1",
+        )
+        first = await store.append("order.1", original)
+        second = await store.append("order.1", {"type": "order.paid", "data": None})
+        assert first == AppendResult(next_expected_version=0, global_position=0)
+        assert second.next_expected_version == 1
+        assert second.global_position > first.global_position
+        placed, paid = await store.get_stream("order.1")
+        assert placed == original
+        assert (placed.id, placed.type, placed.version) == ("order-1", "order.placed", 3)
+        assert placed.timestamp == when
+        assert placed.metadata == {"trace": "t-1", "nested": {"k": [1, 2]}}
+        assert (placed.source, placed.subject) == ("shop", "order/1")
+        assert (placed.stream, placed.position, placed.global_position) == ("order.1", 0, 0)
+        assert placed.recorded_at is not None and placed.recorded_at.tzinfo is not None
+        assert (paid.position, paid.global_position, paid.data) == (1, 1, None)
+        assert paid.metadata == {}
+        with pytest.raises(TypeError):
+            placed.data["total"] = 0
+
+    async def test_data_round_trips_the_same_on_every_backend(self, store: EventStore) -> None:
+        data = {
+            "when": datetime(2024, 1, 1, tzinfo=UTC),
+            "price": Decimal("10.25"),
+            "big": 2**53 + 1,
+            "list": [1, "two", None, True, 3.5],
+        }
+        await store.append("shapes.1", {"type": "shape", "data": data})
+        (event,) = await store.get_stream("shapes.1")
+        assert event.data == {
+            "when": "2024-01-01T00:00:00+00:00",
+            "price": "10.25",
+            "big": 2**53 + 1,
+            "list": [1, "two", None, True, 3.5],
+        }
+
+    async def test_a_batch_is_written_atomically_with_consecutive_positions(
+        self, store: EventStore
+    ) -> None:
+        result = await store.append("cart.1", batch(5))
+        assert result.next_expected_version == 4
+        events = await store.get_stream("cart.1")
+        assert [e.position for e in events] == [0, 1, 2, 3, 4]
+        assert [e.data["n"] for e in events] == [0, 1, 2, 3, 4]
+        positions = [e.global_position for e in events]
+        assert positions == sorted(positions) and len(set(positions)) == 5
+        assert result.global_position == positions[-1]
+
+    @pytest.mark.parametrize(
+        ("bad", "error"),
+        [
+            ([{"type": "ok"}, {"type": "bad", "data": {"x": object()}}], SerializationError),
+            ([{"type": "ok"}, {"data": {"no": "type"}}], ValidationError),
+            ([{"type": "ok"}, {"type": ""}], ValidationError),
+            ([{"type": "ok"}, {"type": 5}], ValidationError),
+            ([{"type": "ok"}, {"type": "x", "colour": "red"}], ValidationError),
+            ([{"type": "ok"}, {"type": "x", "metadata": [1]}], ValidationError),
+            ([{"type": "ok"}, {"type": "x", "id": 7}], ValidationError),
+            ([{"type": "ok"}, "not an event"], ValidationError),
+            ([{"type": "ok", "id": "same"}, {"type": "ok", "id": "same"}], ValidationError),
+            ([{"type": "ok"}, {"type": "x", "data": {"f": float("nan")}}], SerializationError),
+            ([], ValidationError),
+            (42, ValidationError),
+        ],
+    )
+    async def test_bad_input_raises_a_clear_error_and_writes_nothing(
+        self, store: EventStore, bad: Any, error: type[Exception]
+    ) -> None:
+        with pytest.raises(error) as caught:
+            await store.append("bad.input", bad)
+        assert str(caught.value)
+        assert await store.get_stream("bad.input") == []
+        assert await store.stream_version("bad.input") is None
+        assert await store.read_all() == []
+
+    async def test_validation_errors_point_at_the_bad_event(self, store: EventStore) -> None:
+        with pytest.raises(ValidationError) as caught:
+            await store.append("bad.input", [{"type": "ok"}, {"data": 1}])
+        (problem,) = caught.value.errors
+        assert problem.path == "$[1].type"
+        assert "type" in str(caught.value)
+
+    @pytest.mark.parametrize("stream", ["", "a..b", ".a", "a.", "user.*", "user.#", "a b"])
+    async def test_stream_names_follow_the_topic_rules(
+        self, store: EventStore, stream: str
+    ) -> None:
+        with pytest.raises(PatternError):
+            await store.append(stream, {"type": "x"})
+        with pytest.raises(PatternError):
+            store.get_stream(stream)
+
+    # -- expected_version -----------------------------------------------------------
+
+    async def test_expected_version_int_must_equal_the_last_position(
+        self, store: EventStore
+    ) -> None:
+        await store.append("acct.1", batch(2), expected_version=NO_STREAM)
+        await store.append("acct.1", batch(1), expected_version=1)
+        with pytest.raises(ConcurrencyError) as caught:
+            await store.append("acct.1", batch(1), expected_version=1)
+        assert (caught.value.stream, caught.value.expected, caught.value.actual) == (
+            "acct.1",
+            1,
+            2,
+        )
+        with pytest.raises(ConcurrencyError) as missing:
+            await store.append("acct.2", batch(1), expected_version=0)
+        assert missing.value.actual is None
+        assert await store.stream_version("acct.1") == 2
+        assert await store.stream_version("acct.2") is None
+
+    async def test_no_stream_stream_exists_and_any(self, store: EventStore) -> None:
+        with pytest.raises(ConcurrencyError):
+            await store.append("acct.1", batch(1), expected_version=STREAM_EXISTS)
+        await store.append("acct.1", batch(1), expected_version=NO_STREAM)
+        with pytest.raises(ConcurrencyError) as caught:
+            await store.append("acct.1", batch(1), expected_version=NO_STREAM)
+        assert caught.value.expected is NO_STREAM
+        assert "NO_STREAM" in str(caught.value)
+        await store.append("acct.1", batch(1), expected_version=STREAM_EXISTS)
+        await store.append("acct.1", batch(1), expected_version=ANY)
+        assert await store.stream_version("acct.1") == 2
+
+    @pytest.mark.parametrize("expected", [-1, True, "1", 1.0, None])
+    async def test_a_malformed_expected_version_is_refused(
+        self, store: EventStore, expected: Any
+    ) -> None:
+        with pytest.raises(ValueError, match="expected_version"):
+            await store.append("acct.1", batch(1), expected_version=expected)
+
+    async def test_a_failed_check_writes_nothing(self, store: EventStore) -> None:
+        await store.append("acct.1", batch(1))
+        with pytest.raises(ConcurrencyError):
+            await store.append("acct.1", batch(3), expected_version=5)
+        assert len(await store.get_stream("acct.1")) == 1
+
+    # -- idempotency ----------------------------------------------------------------
+
+    async def test_retrying_a_batch_is_a_no_op_with_the_same_result(
+        self, store: EventStore
+    ) -> None:
+        events = [Event("x", {"n": n}) for n in range(3)]
+        first = await store.append("retry.1", events, expected_version=NO_STREAM)
+        await store.append("retry.other", batch(2))
+        again = await store.append("retry.1", events, expected_version=NO_STREAM)
+        assert again == first
+        single = await store.append("retry.1", events[1])
+        assert single == AppendResult(1, first.global_position - 1)
+        assert [e.id for e in await store.get_stream("retry.1")] == [e.id for e in events]
+
+    async def test_a_batch_mixing_known_and_new_ids_writes_only_the_new(
+        self, store: EventStore
+    ) -> None:
+        known = Event("x", {"n": 0})
+        await store.append("retry.1", known)
+        fresh = Event("x", {"n": 1})
+        result = await store.append("retry.1", [known, fresh], expected_version=0)
+        assert result.next_expected_version == 1
+        assert [e.id for e in await store.get_stream("retry.1")] == [known.id, fresh.id]
+
+    async def test_the_same_id_may_live_in_two_streams(self, store: EventStore) -> None:
+        event = Event("x", id="shared-id")
+        await store.append("a.1", event)
+        await store.append("b.1", event)
+        assert len(await store.read_all()) == 2
+
+    # -- reading streams ------------------------------------------------------------
+
+    async def test_a_missing_stream_reads_as_empty(self, store: EventStore) -> None:
+        assert await store.get_stream("nobody.home") == []
+        assert await store.get_stream("nobody.home", backwards=True) == []
+        assert [e async for e in store.get_stream("nobody.home")] == []
+
+    async def test_forwards_backwards_start_and_limit(self, store: EventStore) -> None:
+        await store.append("s.1", batch(10))
+        await store.append("s.2", batch(3))
+
+        async def positions(**kwargs: Any) -> list[int | None]:
+            return [e.position for e in await store.get_stream("s.1", **kwargs)]
+
+        assert await positions() == list(range(10))
+        assert await positions(start_pos=7) == [7, 8, 9]
+        assert await positions(limit=3) == [0, 1, 2]
+        assert await positions(start_pos=2, limit=2) == [2, 3]
+        assert await positions(start_pos=10) == []
+        assert await positions(limit=0) == []
+        assert await positions(backwards=True) == list(range(9, -1, -1))
+        assert await positions(backwards=True, limit=2) == [9, 8]
+        assert await positions(start_pos=4, backwards=True) == [4, 3, 2, 1, 0]
+        assert await positions(start_pos=4, backwards=True, limit=2) == [4, 3]
+        assert await positions(start_pos=99, backwards=True, limit=1) == [9]
+        with pytest.raises(ValueError):
+            store.get_stream("s.1", start_pos=-1)
+        with pytest.raises(ValueError):
+            store.get_stream("s.1", limit=-1)
+
+    async def test_async_iteration_pages_through_long_streams(self, store: EventStore) -> None:
+        for chunk in range(3):
+            await store.append("long.1", batch(450, chunk=chunk))
+        listed = await store.get_stream("long.1")
+        streamed = [e async for e in store.get_stream("long.1")]
+        assert len(listed) == 1350
+        assert [e.position for e in streamed] == list(range(1350))
+        assert [e.id for e in streamed] == [e.id for e in listed]
+        backwards = [e.position async for e in store.get_stream("long.1", backwards=True)]
+        assert backwards == list(range(1349, -1, -1))
+        limited = [e.position async for e in store.get_stream("long.1", 600, limit=700)]
+        assert limited == list(range(600, 1300))
+
+    # -- the global log -------------------------------------------------------------
+
+    async def test_read_all_is_the_global_order_from_an_inclusive_position(
+        self, store: EventStore
+    ) -> None:
+        await store.append("user.1", {"type": "user.created"})
+        await store.append("order.1", {"type": "order.placed"})
+        await store.append("user.1", {"type": "user.renamed"})
+        everything = await store.read_all()
+        assert [(e.stream, e.type) for e in everything] == [
+            ("user.1", "user.created"),
+            ("order.1", "order.placed"),
+            ("user.1", "user.renamed"),
+        ]
+        positions = [e.global_position for e in everything]
+        assert positions == sorted(positions)
+        resumed = await store.read_all(positions[1])
+        assert [e.global_position for e in resumed] == positions[1:]
+        assert await store.read_all(positions[-1] + 1) == []
+        assert [e.type for e in await store.read_all(limit=2)] == [
+            "user.created",
+            "order.placed",
+        ]
+
+    async def test_read_all_filters_by_stream_and_type_patterns(self, store: EventStore) -> None:
+        await store.append("user.1", {"type": "user.created"})
+        await store.append("order.1", {"type": "order.placed"})
+        await store.append("user.2", {"type": "user.created"})
+        await store.append("user.2", {"type": "user.deleted"})
+        await store.append("admin.user.3", {"type": "user.created"})
+
+        async def seen(**kwargs: Any) -> list[tuple[str | None, str]]:
+            return [(e.stream, e.type) for e in await store.read_all(**kwargs)]
+
+        assert await seen(streams="user.*") == [
+            ("user.1", "user.created"),
+            ("user.2", "user.created"),
+            ("user.2", "user.deleted"),
+        ]
+        assert await seen(streams=["order.#", "admin.#"]) == [
+            ("order.1", "order.placed"),
+            ("admin.user.3", "user.created"),
+        ]
+        assert await seen(types="*.created", streams="user.*") == [
+            ("user.1", "user.created"),
+            ("user.2", "user.created"),
+        ]
+        assert await seen(types="#.deleted") == [("user.2", "user.deleted")]
+        assert await seen(types="user.*", limit=2) == [
+            ("user.1", "user.created"),
+            ("user.2", "user.created"),
+        ]
+        assert len(await seen(streams="#")) == 5
+        streamed = [e.stream async for e in store.read_all(streams="user.2")]
+        assert streamed == ["user.2", "user.2"]
+        with pytest.raises(PatternError):
+            store.read_all(streams="us*rs")
+        with pytest.raises(ValueError):
+            store.read_all(-1)
+
+    async def test_read_all_pages_with_a_sparse_filter(self, store: EventStore) -> None:
+        await store.append("noise.1", batch(1100))
+        await store.append("signal.1", batch(2))
+        await store.append("noise.1", batch(600))
+        found = [e.stream async for e in store.read_all(streams="signal.*")]
+        assert found == ["signal.1", "signal.1"]
+
+    async def test_streams_lists_names_by_pattern_and_stream_version(
+        self, store: EventStore
+    ) -> None:
+        for name in ["user.2", "user.1", "order.1", "user.1.audit"]:
+            await store.append(name, {"type": "x"})
+        assert await store.streams() == ["order.1", "user.1", "user.1.audit", "user.2"]
+        assert await store.streams("user.*") == ["user.1", "user.2"]
+        assert await store.streams("user.#") == ["user.1", "user.1.audit", "user.2"]
+        assert await store.streams("nothing.*") == []
+        assert await store.stream_version("user.1") == 0
+
+    # -- soft delete ----------------------------------------------------------------
+
+    async def test_a_deleted_stream_disappears_from_every_read(self, store: EventStore) -> None:
+        await store.append("doomed.1", batch(3))
+        await store.append("kept.1", batch(1))
+        await store.save_snapshot("doomed.1", {"n": 3}, 2)
+        assert await store.delete_stream("doomed.1") is True
+        assert await store.delete_stream("doomed.1") is False
+        assert await store.delete_stream("never.was") is False
+        assert await store.get_stream("doomed.1") == []
+        assert await store.get_stream("doomed.1", backwards=True) == []
+        assert await store.stream_version("doomed.1") is None
+        assert await store.streams() == ["kept.1"]
+        assert [e.stream for e in await store.read_all()] == ["kept.1"]
+        assert await store.load_snapshot("doomed.1") is None
+
+    async def test_appending_to_a_deleted_stream_needs_no_stream(self, store: EventStore) -> None:
+        await store.append("doomed.1", batch(3))
+        await store.delete_stream("doomed.1")
+        for expected in (ANY, STREAM_EXISTS, 2):
+            with pytest.raises(StreamDeletedError):
+                await store.append("doomed.1", batch(1), expected_version=expected)
+        result = await store.append("doomed.1", batch(2, again=True), expected_version=NO_STREAM)
+        assert result.next_expected_version == 4  # positions are never reused
+        events = await store.get_stream("doomed.1")
+        assert [(e.position, e.data["again"]) for e in events] == [(3, True), (4, True)]
+        assert await store.stream_version("doomed.1") == 4
+        assert await store.get_stream("doomed.1", 0, limit=1) == events[:1]
+        assert [e.position for e in await store.get_stream("doomed.1", backwards=True)] == [4, 3]
+        await store.append("doomed.1", batch(1), expected_version=4)
+        assert await store.streams() == ["doomed.1"]
+
+    # -- subscriptions --------------------------------------------------------------
+
+    async def test_subscribe_catches_up_then_follows_live_appends(self, store: EventStore) -> None:
+        await store.append("user.1", batch(3))
+        seen: list[Event] = []
+
+        async def follow() -> None:
+            async for event in store.subscribe():
+                seen.append(event)
+
+        task = asyncio.create_task(follow())
+        await eventually(lambda: len(seen) == 3)
+        await store.append("user.2", batch(2))
+        await store.append("user.1", {"type": "late"})
+        await eventually(lambda: len(seen) == 6)
+        assert [e.global_position for e in seen] == list(range(6))
+        assert seen[-1].type == "late" and seen[-1].position == 3
+        await store.close()
+        await asyncio.wait_for(task, 5)
+
+    async def test_subscribe_filters_and_resumes_from_a_checkpoint(self, store: EventStore) -> None:
+        await store.append("user.1", {"type": "user.created"})
+        await store.append("order.1", {"type": "order.placed"})
+        await store.append("user.1", {"type": "user.renamed"})
+        subscription = store.subscribe(streams="user.*")
+        first = await anext(subscription)
+        second = await anext(subscription)
+        assert [first.type, second.type] == ["user.created", "user.renamed"]
+        await subscription.aclose()
+        assert [e async for e in subscription] == []
+
+        await store.append("order.2", {"type": "order.placed"})
+        await store.append("user.3", {"type": "user.created"})
+        resumed = store.subscribe(second.global_position + 1, types=["user.*"])
+        third = await asyncio.wait_for(anext(resumed), 5)
+        assert (third.stream, third.type) == ("user.3", "user.created")
+        waiting = asyncio.ensure_future(anext(resumed))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        await resumed.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(waiting, 5)
+
+    async def test_closing_the_store_ends_open_subscriptions(self, store: EventStore) -> None:
+        subscription = store.subscribe()
+        waiting = asyncio.ensure_future(anext(subscription))
+        await asyncio.sleep(0.05)
+        await store.close()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(waiting, 5)
+        assert subscription.closed
+
+    async def test_a_subscriber_sees_every_concurrent_append_once_in_order(
+        self, store: EventStore
+    ) -> None:
+        seen: list[Event] = []
+
+        async def follow() -> None:
+            async for event in store.subscribe():
+                seen.append(event)
+
+        follower = asyncio.create_task(follow())
+
+        async def writer(worker: int) -> None:
+            for n in range(25):
+                await store.append(f"w.{worker}", {"type": "tick", "data": {"n": n}})
+
+        await asyncio.gather(*(writer(worker) for worker in range(8)))
+        await eventually(lambda: len(seen) >= 200)
+        await asyncio.sleep(0.05)
+        assert len(seen) == 200
+        assert [e.global_position for e in seen] == sorted({e.global_position for e in seen})
+        for worker in range(8):
+            mine = [e.data["n"] for e in seen if e.stream == f"w.{worker}"]
+            assert mine == list(range(25))
+        await store.close()
+        await asyncio.wait_for(follower, 5)
+
+    # -- snapshots ------------------------------------------------------------------
+
+    async def test_snapshots_save_load_and_replace(self, store: EventStore) -> None:
+        assert await store.load_snapshot("cart.1") is None
+        await store.save_snapshot("cart.1", {"items": ["a"], "total": 3}, 4)
+        snapshot = await store.load_snapshot("cart.1")
+        assert isinstance(snapshot, Snapshot)
+        assert (snapshot.stream, snapshot.version, snapshot.state) == (
+            "cart.1",
+            4,
+            {"items": ["a"], "total": 3},
+        )
+        assert snapshot.taken_at.tzinfo is not None
+        await store.save_snapshot("cart.1", {"items": []}, 9)
+        latest = await store.load_snapshot("cart.1")
+        assert latest is not None and (latest.version, latest.state) == (9, {"items": []})
+        with pytest.raises(SerializationError):
+            await store.save_snapshot("cart.1", {"bad": object()}, 10)
+        with pytest.raises(ValueError):
+            await store.save_snapshot("cart.1", {}, -1)
+        latest = await store.load_snapshot("cart.1")
+        assert latest is not None and latest.version == 9
+
+    # -- upcasting ------------------------------------------------------------------
+
+    async def test_upcasters_chain_on_every_read_path(self, store: EventStore) -> None:
+        @store.upcaster("user.created", from_version=1)
+        def split_name(data: dict[str, Any]) -> dict[str, Any]:
+            first, last = data.pop("name").split(" ")
+            return {**data, "first": first, "last": last}
+
+        @store.upcaster("user.created", from_version=2)
+        def add_country(data: dict[str, Any]) -> dict[str, Any]:
+            return {**data, "country": "BR"}
+
+        assert split_name({"name": "A B"}) == {"first": "A", "last": "B"}  # returned unchanged
+        await store.append("user.1", {"type": "user.created", "data": {"name": "Ada Lovelace"}})
+        await store.append(
+            "user.2", {"type": "user.created", "version": 2, "data": {"first": "X", "last": "Y"}}
+        )
+        await store.append(
+            "user.3", {"type": "user.created", "version": 3, "data": {"country": "PT"}}
+        )
+        await store.append("user.1", {"type": "user.renamed", "data": {"name": "A B"}})
+        (created, renamed) = await store.get_stream("user.1")
+        assert created.version == 3
+        assert created.data == {"first": "Ada", "last": "Lovelace", "country": "BR"}
+        assert renamed.version == 1 and renamed.data == {"name": "A B"}
+        everything = await store.read_all(types="user.created")
+        assert [e.data.get("country") for e in everything] == ["BR", "BR", "PT"]
+        assert all(e.version == 3 for e in everything)
+        live = await anext(store.subscribe())
+        assert live.version == 3 and live.data["first"] == "Ada"
+        with pytest.raises(ConfigurationError):
+            store.upcaster("user.created", from_version=1)(lambda data: data)
+        with pytest.raises(ValueError):
+            store.upcaster("user.created", from_version=0)
+
+    # -- concurrency ----------------------------------------------------------------
+
+    async def test_twenty_tasks_times_fifty_appends(self, store: EventStore) -> None:
+        async def worker(number: int) -> list[AppendResult]:
+            results = []
+            for _ in range(50):
+                stream = f"load.{number % 5}"
+                results.append(await store.append(stream, {"type": "t", "data": {"w": number}}))
+            return results
+
+        results = [r for rs in await asyncio.gather(*(worker(i) for i in range(20))) for r in rs]
+        positions = sorted(r.global_position for r in results)
+        assert positions == list(range(1000))
+        everything = await store.read_all()
+        assert [e.global_position for e in everything] == list(range(1000))
+        for index in range(5):
+            stream = await store.get_stream(f"load.{index}")
+            assert [e.position for e in stream] == list(range(200))
+
+    async def test_racing_on_one_expected_version_exactly_one_wins(self, store: EventStore) -> None:
+        await store.append("race.1", {"type": "start"})
+
+        async def contender(number: int) -> AppendResult | ConcurrencyError:
+            try:
+                return await store.append(
+                    "race.1", {"type": "move", "data": {"by": number}}, expected_version=0
+                )
+            except ConcurrencyError as exc:
+                return exc
+
+        # other streams' appends in the same moment must not be hurt by the losers
+        outcomes, others = await asyncio.gather(
+            asyncio.gather(*(contender(n) for n in range(10))),
+            asyncio.gather(*(store.append(f"bystander.{n}", {"type": "t"}) for n in range(10))),
+        )
+        winners = [o for o in outcomes if isinstance(o, AppendResult)]
+        losers = [o for o in outcomes if isinstance(o, ConcurrencyError)]
+        assert len(winners) == 1 and len(losers) == 9
+        assert all(loser.actual == 1 for loser in losers)
+        assert len(others) == 10
+        assert await store.stream_version("race.1") == 1
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def test_a_closed_store_refuses_work(self, make_store: MakeStore) -> None:
+        async with make_store() as store:
+            await store.append("x.1", {"type": "t"})
+        assert store.closed
+        with pytest.raises(ClosedError):
+            await store.append("x.1", {"type": "t"})
+        with pytest.raises(ClosedError):
+            await store.get_stream("x.1")
+        with pytest.raises(ClosedError):
+            store.subscribe()
+        await store.close()  # idempotent
+
+    async def test_a_reader_made_before_close_fails_cleanly(self, store: EventStore) -> None:
+        await store.append("x.1", {"type": "t"})
+        reader = store.get_stream("x.1")
+        await store.close()
+        with pytest.raises(ClosedError):
+            await reader

@@ -1,0 +1,79 @@
+"""Crash test: SIGKILL a writer process mid-run; every acknowledged append must survive.
+
+The child appends three-event batches in a loop and prints each batch number once
+``append`` returned. After the kill, the parent reopens the store and checks that every
+acknowledged batch is complete and that no batch is half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+from pepperpy.event import EventStore
+
+BATCH = 3
+ACKS_BEFORE_KILL = 40
+
+CHILD = """
+import asyncio, sys
+from pepperpy.event import EventStore
+
+async def main() -> None:
+    store = EventStore(sys.argv[1])
+    number = 0
+    while True:
+        await store.append(
+            f"crash.s{number % 4}",
+            [{"type": "crash.tick", "data": {"batch": number, "n": n}} for n in range(3)],
+        )
+        print(number, flush=True)
+        number += 1
+
+asyncio.run(main())
+"""
+
+
+async def assert_survives_sigkill(url: str) -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}"}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert child.stdout is not None
+    acknowledged: list[int] = []
+    try:
+        async with asyncio.timeout(60):
+            while len(acknowledged) < ACKS_BEFORE_KILL:
+                line = await child.stdout.readline()
+                if not line:
+                    assert child.stderr is not None
+                    error = await child.stderr.read()
+                    raise AssertionError(f"writer died early: {error.decode()}")
+                acknowledged.append(int(line))
+    finally:
+        child.send_signal(signal.SIGKILL)
+        await child.wait()
+    # lines printed between the last read and the kill were acknowledged too
+    rest = await child.stdout.read()
+    acknowledged.extend(int(line) for line in rest.split())
+    assert child.returncode == -signal.SIGKILL
+
+    async with EventStore(url) as store:
+        events = await store.read_all()
+    per_batch = Counter(event.data["batch"] for event in events)
+    assert all(count == BATCH for count in per_batch.values()), per_batch
+    missing = set(acknowledged) - set(per_batch)
+    assert not missing, f"acknowledged but lost: {sorted(missing)}"
+    for event in events:
+        assert event.type == "crash.tick"

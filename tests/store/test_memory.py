@@ -1,0 +1,49 @@
+"""The conformance suite on the in-memory backend, plus URL handling."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from pepperpy.event import ConfigurationError, EventStore, MissingDependencyError
+from pepperpy.event.store import MemoryBackend
+from tests.store.conformance import StoreConformance
+
+
+class TestMemoryStore(StoreConformance):
+    @pytest.fixture
+    def store_url(self) -> str:
+        return "memory://"
+
+
+def test_the_default_store_lives_in_memory() -> None:
+    store = EventStore()
+    assert isinstance(store.backend, MemoryBackend)
+    assert repr(store) == "EventStore('memory://')"
+
+
+def test_a_backend_object_can_be_passed_directly() -> None:
+    backend = MemoryBackend()
+    assert EventStore(backend).backend is backend
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://localhost/db", "events.db", "sqlite://", "sqlite:///:memory:", "sqlite:///"],
+)
+def test_unknown_or_unusable_urls_raise_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        EventStore(url)
+
+
+def test_a_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    with pytest.raises(MissingDependencyError) as caught:
+        EventStore("postgresql://localhost/db")
+    assert "pepperpy-event[postgres]" in str(caught.value)
+
+
+def test_construction_needs_no_event_loop(tmp_path: object) -> None:
+    EventStore(f"sqlite:///{tmp_path}/events.db")
+    EventStore("postgresql://postgres@127.0.0.1:1/nowhere")

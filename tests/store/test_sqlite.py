@@ -1,0 +1,65 @@
+"""The conformance suite on SQLite, plus what only a file-backed store can show."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pepperpy.event import EventStore, StoreError
+from tests.store.conformance import MakeStore, StoreConformance
+from tests.store.crash import assert_survives_sigkill
+
+
+class TestSQLiteStore(StoreConformance):
+    @pytest.fixture
+    def store_url(self, sqlite_url: str) -> str:
+        return sqlite_url
+
+    async def test_two_stores_on_one_file_share_events(self, make_store: MakeStore) -> None:
+        first, second = make_store(), make_store()
+        await first.append("shared.1", {"type": "a"})
+        await second.append("shared.1", {"type": "b"}, expected_version=0)
+        assert [e.type for e in await first.get_stream("shared.1")] == ["a", "b"]
+
+    async def test_a_subscription_sees_another_writers_appends(self, make_store: MakeStore) -> None:
+        reader, writer = make_store(), make_store()
+        subscription = reader.subscribe()
+        pending = asyncio.ensure_future(anext(subscription))
+        await asyncio.sleep(0.05)
+        await writer.append("other.1", {"type": "from.elsewhere"})
+        event = await asyncio.wait_for(pending, 5)
+        assert event.type == "from.elsewhere"
+
+    async def test_data_survives_reopening(self, make_store: MakeStore) -> None:
+        first = make_store()
+        await first.append("kept.1", [{"type": "a"}, {"type": "b"}])
+        await first.save_snapshot("kept.1", {"n": 2}, 1)
+        await first.close()
+        second = make_store()
+        assert [e.type for e in await second.get_stream("kept.1")] == ["a", "b"]
+        snapshot = await second.load_snapshot("kept.1")
+        assert snapshot is not None and snapshot.state == {"n": 2}
+
+    async def test_an_unwritable_path_raises_store_error(self, tmp_path: object) -> None:
+        store = EventStore(f"sqlite:///{tmp_path}/missing/dir/events.db")
+        try:
+            with pytest.raises(StoreError, match="SQLite"):
+                await store.append("x.1", {"type": "t"})
+        finally:
+            await store.close()
+
+    async def test_the_file_uses_wal_and_full_sync(self, make_store: MakeStore) -> None:
+        store = make_store()
+        await store.append("x.1", {"type": "t"})
+        import sqlite3
+
+        path = store.url.removeprefix("sqlite:///")
+        with sqlite3.connect(path) as connection:
+            assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            assert connection.execute("PRAGMA user_version").fetchone() == (1,)
+        connection.close()
+
+    @pytest.mark.slow
+    async def test_acknowledged_appends_survive_sigkill(self, sqlite_url: str) -> None:
+        await assert_survives_sigkill(sqlite_url)
