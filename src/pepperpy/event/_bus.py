@@ -83,7 +83,10 @@ class EventBus:
         parse_pattern(pattern)
         if group is not None and (not isinstance(group, str) or not group):
             raise ValueError(f"group must be a non-empty str or None, got {group!r}")
-        if self.topics is not None and not any(could_overlap(pattern, t) for t in self.topics):
+        if self.topics is not None and not any(
+            could_overlap(pattern, t) or could_overlap(pattern, DEAD_LETTER_PREFIX + t)
+            for t in self.topics
+        ):  # the dead-letter topics of declared topics are declared too
             raise UnknownTopicError(
                 f"pattern {pattern!r} can match none of the declared topics {list(self.topics)}"
             )

@@ -1,0 +1,732 @@
+"""EventManager (SPEC section 3): registration, dispatch, failures, backpressure, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+from typing import Any
+
+import pytest
+
+from pepperpy.event import (
+    BufferFullError,
+    ClosedError,
+    DeadLetter,
+    Event,
+    EventManager,
+    ListenerLimitError,
+    PatternError,
+    RetryPolicy,
+    SerializationError,
+)
+
+NO_WAIT_RETRY = RetryPolicy.fixed(max_attempts=3, base_delay=0)
+
+
+def _install_counter(counter: list[int]) -> None:
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        counter[0] += 1
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    asyncio.get_running_loop().set_task_factory(factory)  # type: ignore[arg-type]
+
+
+# -- registration ---------------------------------------------------------------------
+
+
+async def test_on_as_decorator_and_direct_call_returns_the_handler() -> None:
+    manager = EventManager()
+    seen: list[str] = []
+
+    @manager.on("user.created")
+    async def decorated(event: Event) -> None:
+        seen.append("decorated")
+
+    def direct(event: Event) -> None:
+        seen.append("direct")
+
+    assert manager.on("user.created", direct) is direct
+    assert decorated.__name__ == "decorated"
+    assert manager.handlers("user.created") == [decorated, direct]
+    await manager.emit("user.created", {"id": 1})
+    assert seen == ["decorated", "direct"]
+
+
+async def test_emit_builds_the_event_and_returns_it() -> None:
+    manager = EventManager()
+    got: list[Event] = []
+    manager.on("user.created", got.append)
+    event = await manager.emit("user.created", {"name": "John"}, {"trace": "t1"})
+    assert isinstance(event, Event)
+    assert got == [event] and got[0] is event
+    assert event.type == "user.created"
+    assert event.data == {"name": "John"}
+    assert event.metadata == {"trace": "t1"}
+
+
+async def test_emit_without_handlers_still_returns_the_event() -> None:
+    event = await EventManager().emit("nobody.listens", [1, 2])
+    assert event.data == [1, 2]
+
+
+async def test_emit_a_ready_event_passes_that_very_object() -> None:
+    manager = EventManager()
+    got: list[Event] = []
+    manager.on("order.placed", got.append)
+    ready = Event("order.placed", {"total": 3}, version=2)
+    assert await manager.emit(ready) is ready
+    assert got[0] is ready
+    with pytest.raises(TypeError, match="inside the Event"):
+        await manager.emit(ready, {"other": 1})
+    with pytest.raises(TypeError):
+        await manager.emit(42)  # type: ignore[arg-type]
+
+
+async def test_patterns_select_handlers() -> None:
+    manager = EventManager()
+    seen: dict[str, list[str]] = {"one": [], "any": [], "tail": [], "all": []}
+    manager.on("users.*", lambda e: seen["one"].append(e.type))
+    manager.on("users.#", lambda e: seen["any"].append(e.type))
+    manager.on("#.failed", lambda e: seen["tail"].append(e.type))
+    manager.on("#", lambda e: seen["all"].append(e.type))
+    for kind in ("users", "users.login", "users.login.failed", "failed", "orders.new"):
+        await manager.emit(kind)
+    assert seen == {
+        "one": ["users.login"],
+        "any": ["users", "users.login", "users.login.failed"],
+        "tail": ["users.login.failed", "failed"],
+        "all": ["users", "users.login", "users.login.failed", "failed", "orders.new"],
+    }
+
+
+def test_registration_validates_its_arguments() -> None:
+    manager = EventManager()
+    with pytest.raises(PatternError):
+        manager.on("a..b", print)
+    with pytest.raises(PatternError):
+        manager.on("us*rs")
+    with pytest.raises(TypeError):
+        manager.on("a", "not callable")  # type: ignore[call-overload]
+    with pytest.raises(TypeError):
+        manager.on("a")("not callable")  # type: ignore[type-var]
+    with pytest.raises(TypeError):
+        manager.on("a", print, priority="high")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        manager.on_error(42)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"max_listeners": 0}, {"buffer_size": 0}, {"buffer_size": -3}, {"retry_policy": "fast"}],
+)
+def test_constructor_validates_its_arguments(kwargs: dict[str, Any]) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        EventManager(**kwargs)
+
+
+def test_construction_and_registration_need_no_running_loop() -> None:
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
+    manager = EventManager(max_listeners=5, buffer_size=10, retry_policy=RetryPolicy.FIXED)
+    seen: list[Any] = []
+
+    @manager.on("user.*", priority=2)
+    async def handler(event: Event) -> None:
+        seen.append(event.data)
+
+    manager.once("user.created", lambda e: seen.append("once"))
+    manager.on_error(lambda letter: None)
+
+    async def main() -> None:
+        await manager.emit("user.created", 1)
+        async with manager:
+            await manager.emit_nowait("user.created", 2)
+
+    asyncio.run(main())
+    assert seen == [1, "once", 2]
+
+
+def test_emit_nowait_without_a_loop_fails_cleanly() -> None:
+    manager = EventManager(buffer_size=1)
+    with pytest.raises(RuntimeError):
+        manager.emit_nowait("t")
+    assert manager.in_flight == 0, "no buffer slot leaked"
+
+
+# -- off and once ---------------------------------------------------------------------
+
+
+async def test_off_removes_every_registration_of_that_handler_under_that_pattern() -> None:
+    manager = EventManager()
+    calls: list[str] = []
+
+    def handler(event: Event) -> None:
+        calls.append(event.type)
+
+    manager.on("a.*", handler)
+    manager.on("a.*", handler)
+    manager.on("a.b", handler)
+    assert await manager.off("a.*", handler) is True
+    assert await manager.off("a.*", handler) is False
+    assert await manager.off("a.#", handler) is False, "only the exact pattern"
+    await manager.emit("a.b")
+    assert calls == ["a.b"], "the a.b registration is untouched"
+    assert await manager.off("never.registered", handler) is False
+
+
+async def test_off_from_inside_a_handler_during_emit() -> None:
+    manager = EventManager()
+    calls: list[str] = []
+
+    async def remover(event: Event) -> None:
+        calls.append("remover")
+        assert await manager.off("job", victim)
+        assert await manager.off("job", remover)
+
+    async def victim(event: Event) -> None:
+        await asyncio.sleep(0)
+        calls.append("victim")
+
+    manager.on("job", remover, priority=1)
+    manager.on("job", victim)
+    await manager.emit("job")
+    assert calls == ["remover", "victim"], "the running emit keeps its handler list"
+    await manager.emit("job")
+    assert calls == ["remover", "victim"]
+    assert manager.handlers("job") == []
+
+
+async def test_once_runs_a_single_time_even_for_concurrent_emits() -> None:
+    manager = EventManager()
+    calls: list[int] = []
+
+    @manager.once("boot")
+    async def first_boot(event: Event) -> None:
+        calls.append(event.data)
+        await asyncio.sleep(0.01)
+
+    manager.on("boot", lambda e: None)  # a second listener: the many-handler path
+    await asyncio.gather(*(manager.emit("boot", n) for n in range(5)))
+    await manager.emit("boot", 99)
+    assert calls == [0]
+    only = EventManager()
+    only.on("x", lambda e: calls.append(e.data), once=True)
+    await asyncio.gather(only.emit("x", 1), only.emit("x", 2))
+    assert calls == [0, 1]
+
+
+async def test_off_removes_a_once_registration() -> None:
+    manager = EventManager()
+    calls: list[int] = []
+    handler = manager.once("x", lambda e: calls.append(1))
+    assert await manager.off("x", handler) is True
+    await manager.emit("x")
+    assert calls == []
+
+
+# -- ordering, concurrency and tasks ---------------------------------------------------
+
+
+async def test_higher_priority_starts_first_and_ties_keep_registration_order() -> None:
+    manager = EventManager()
+    started: list[str] = []
+
+    def make(name: str) -> Any:
+        async def handler(event: Event) -> None:
+            started.append(name)
+            await asyncio.sleep(0)
+
+        return handler
+
+    manager.on("t", make("low"), priority=-5)
+    manager.on("t", make("default-1"))
+    manager.on("t", make("high"), priority=10)
+    manager.on("#", make("pattern-mid"), priority=3)
+    manager.on("t", make("default-2"))
+    await manager.emit("t")
+    assert started == ["high", "pattern-mid", "default-1", "default-2", "low"]
+
+
+async def test_handlers_of_one_event_run_concurrently() -> None:
+    manager = EventManager()
+    ping, pong = asyncio.Event(), asyncio.Event()
+
+    @manager.on("match")
+    async def left(event: Event) -> None:
+        ping.set()
+        await pong.wait()
+
+    @manager.on("match")
+    async def right(event: Event) -> None:
+        await ping.wait()
+        pong.set()
+
+    await asyncio.wait_for(manager.emit("match"), timeout=2)
+
+
+async def test_emit_returns_after_every_handler_finished() -> None:
+    manager = EventManager()
+    done: list[str] = []
+
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(0.02)
+        done.append("slow")
+
+    async def slower(event: Event) -> None:
+        await asyncio.sleep(0.04)
+        done.append("slower")
+
+    manager.on("t", slow)
+    await manager.emit("t")
+    assert done == ["slow"]
+    manager.on("t", slower)
+    await manager.emit("t")
+    assert sorted(done) == ["slow", "slow", "slower"]
+
+
+async def test_handlers_that_do_not_suspend_create_no_task() -> None:
+    manager = EventManager()
+    seen: list[str] = []
+
+    async def quick(event: Event) -> None:
+        seen.append("async")
+
+    def sync(event: Event) -> None:
+        seen.append("sync")
+
+    async def suspends(event: Event) -> None:
+        await asyncio.sleep(0)
+        seen.append("suspended")
+
+    created = [0]
+    _install_counter(created)
+    try:
+        manager.on("one", quick)
+        await manager.emit("one")
+        manager.on("many", quick)
+        manager.on("many", sync)
+        manager.on("many", quick)
+        for _ in range(10):
+            await manager.emit("many")
+        assert created[0] == 0
+        manager.on("single.slow", suspends)
+        await manager.emit("single.slow")
+        assert created[0] == 0, "a lone handler is awaited inline"
+        manager.on("many", suspends)
+        await manager.emit("many")
+        assert created[0] == 1, "only the handler that suspended got a Task"
+    finally:
+        asyncio.get_running_loop().set_task_factory(None)
+    assert seen.count("suspended") == 2
+
+
+async def test_all_kinds_of_callables_work_as_handlers() -> None:
+    manager = EventManager()
+    seen: list[str] = []
+
+    async def tagged(tag: str, event: Event) -> None:
+        await asyncio.sleep(0)
+        seen.append(tag)
+
+    class AsyncCallable:
+        async def __call__(self, event: Event) -> None:
+            seen.append("async __call__")
+
+    class SyncCallable:
+        def __call__(self, event: Event) -> None:
+            seen.append("sync __call__")
+
+    async def later(event: Event) -> None:
+        seen.append("returned coroutine")
+
+    for registry in ("one", "many"):
+        seen.clear()
+        handlers: list[Any] = [
+            functools.partial(tagged, "partial"),
+            AsyncCallable(),
+            SyncCallable(),
+            lambda e: later(e),  # a sync function returning an awaitable: awaited
+        ]
+        if registry == "one":
+            for handler in handlers:
+                single = EventManager()
+                single.on("t", handler)
+                await single.emit("t")
+        else:
+            for handler in handlers:
+                manager.on("t", handler)
+            await manager.emit("t")
+        assert sorted(seen) == sorted(
+            ["partial", "async __call__", "sync __call__", "returned coroutine"]
+        ), registry
+
+
+# -- failures, retries and dead letters ------------------------------------------------
+
+
+async def test_one_failure_never_stops_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    manager = EventManager()
+    ran: list[str] = []
+
+    @manager.on("t", priority=2)
+    async def before(event: Event) -> None:
+        await asyncio.sleep(0)
+        ran.append("before")
+
+    @manager.on("t", priority=1)
+    def broken(event: Event) -> None:
+        raise RuntimeError("boom")
+
+    @manager.on("t", priority=1)
+    async def broken_later(event: Event) -> None:
+        await asyncio.sleep(0)
+        raise KeyError("late")
+
+    @manager.on("t")
+    async def after(event: Event) -> None:
+        ran.append("after")
+
+    with caplog.at_level(logging.ERROR, logger="pepperpy.event"):
+        await manager.emit("t")
+    assert sorted(ran) == ["after", "before"]
+    assert sorted(type(d.exception).__name__ for d in manager.dead_letters) == [
+        "KeyError",
+        "RuntimeError",
+    ]
+
+
+@pytest.mark.parametrize("handlers", [1, 2])
+async def test_failures_are_retried_per_policy(handlers: int) -> None:
+    manager = EventManager(retry_policy=NO_WAIT_RETRY)
+    attempts: list[int] = []
+
+    async def flaky(event: Event) -> None:
+        attempts.append(1)
+        await asyncio.sleep(0)
+        if len(attempts) < 3:
+            raise ConnectionError("try again")
+
+    manager.on("t", flaky)
+    if handlers == 2:
+        manager.on("t", lambda e: None)
+    await manager.emit("t")
+    assert len(attempts) == 3
+    assert not manager.dead_letters
+
+
+async def test_sync_failures_are_retried_too() -> None:
+    manager = EventManager(retry_policy=NO_WAIT_RETRY)
+    attempts: list[int] = []
+
+    def flaky(event: Event) -> None:
+        attempts.append(1)
+        if len(attempts) < 2:
+            raise ValueError("once")
+
+    manager.on("t", flaky)
+    await manager.emit("t")
+    assert len(attempts) == 2 and not manager.dead_letters
+
+
+async def test_retry_waits_the_policy_delays() -> None:
+    loop = asyncio.get_running_loop()
+    manager = EventManager(retry_policy=RetryPolicy.fixed(max_attempts=3, base_delay=0.03))
+    times: list[float] = []
+
+    def failing(event: Event) -> None:
+        times.append(loop.time())
+        raise RuntimeError("no")
+
+    manager.on("t", failing)
+    await manager.emit("t")
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert len(times) == 3
+    assert all(gap >= 0.025 for gap in gaps), gaps
+
+
+async def test_exhausted_retries_become_dead_letters_logged_with_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    manager = EventManager(retry_policy=NO_WAIT_RETRY)
+    letters: list[DeadLetter] = []
+    manager.on_error(letters.append)
+
+    async def always_fails(event: Event) -> None:
+        raise ValueError("card declined")
+
+    manager.on("pay.charge", always_fails)
+    with caplog.at_level(logging.ERROR, logger="pepperpy.event"):
+        event = await manager.emit("pay.charge", {"amount": 5})
+    assert len(letters) == 1
+    letter = letters[0]
+    assert letter.event is event
+    assert letter.handler is always_fails
+    assert isinstance(letter.exception, ValueError)
+    assert letter.attempts == 3
+    assert list(manager.dead_letters) == [letter]
+    records = [r for r in caplog.records if r.name == "pepperpy.event" and r.exc_info]
+    assert len(records) == 1
+    record = records[0]
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None and record.exc_info[1] is letter.exception
+    assert "always_fails" in record.getMessage() and "pay.charge" in record.getMessage()
+    assert "card declined" in caplog.text and "Traceback" in caplog.text
+
+
+async def test_exceptions_outside_retry_on_fail_at_once() -> None:
+    policy = RetryPolicy.fixed(max_attempts=5, base_delay=0, retry_on=ConnectionError)
+    manager = EventManager(retry_policy=policy)
+    calls: list[int] = []
+
+    def handler(event: Event) -> None:
+        calls.append(1)
+        raise ValueError("not retryable")
+
+    manager.on("t", handler)
+    await manager.emit("t")
+    assert len(calls) == 1
+    assert manager.dead_letters[0].attempts == 1
+
+
+async def test_every_error_callback_runs_before_emit_returns() -> None:
+    manager = EventManager()
+    log: list[str] = []
+
+    def sync_callback(letter: DeadLetter) -> None:
+        log.append("sync")
+
+    @manager.on_error
+    async def async_decorated(letter: DeadLetter) -> None:
+        await asyncio.sleep(0.01)
+        log.append("async-decorated")
+
+    @manager.on_error()
+    def sync_decorated_with_parens(letter: DeadLetter) -> None:
+        log.append("sync-decorated")
+
+    assert manager.on_error(sync_callback) is sync_callback
+    manager.on_error(lambda letter: asyncio.sleep(0))  # sync returning an awaitable
+
+    manager.on("t", lambda e: 1 / 0)
+    await manager.emit("t")
+    assert sorted(log) == ["async-decorated", "sync", "sync-decorated"]
+
+
+async def test_a_failing_error_callback_is_logged_and_does_not_stop_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    manager = EventManager()
+    reached: list[str] = []
+
+    def bad_callback(letter: DeadLetter) -> None:
+        raise RuntimeError("callback broke")
+
+    manager.on_error(bad_callback)
+    manager.on_error(lambda letter: reached.append("second"))
+    manager.on("t", lambda e: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="pepperpy.event"):
+        await manager.emit("t")
+    assert reached == ["second"]
+    assert "callback broke" in caplog.text
+
+
+async def test_dead_letters_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    manager = EventManager()
+    manager.on("t", lambda e: 1 / 0)
+    limit = manager.dead_letters.maxlen
+    assert limit is not None and 0 < limit <= 10_000
+    with caplog.at_level(logging.CRITICAL, logger="pepperpy.event"):
+        for n in range(limit + 5):
+            await manager.emit("t", n)
+    assert len(manager.dead_letters) == limit
+    assert manager.dead_letters[0].event.data == 5, "the oldest are dropped first"
+    assert manager.dead_letters[-1].event.data == limit + 4
+
+
+# -- limits, backpressure, scheduling ---------------------------------------------------
+
+
+async def test_max_listeners_per_type_or_pattern() -> None:
+    manager = EventManager(max_listeners=2)
+    one, two, three = (lambda e: None), (lambda e: None), (lambda e: None)
+    manager.on("t", one)
+    manager.on("t", two)
+    with pytest.raises(ListenerLimitError, match="max_listeners=2"):
+        manager.on("t", three)
+    with pytest.raises(ListenerLimitError):
+        manager.once("t")(three)
+    manager.on("t.*", three)  # another pattern has its own count
+    manager.on("#", three)
+    assert await manager.off("t", one)
+    manager.on("t", three)
+
+
+async def test_buffer_size_makes_emit_wait() -> None:
+    manager = EventManager(buffer_size=2)
+    gate = asyncio.Event()
+    started: list[int] = []
+
+    @manager.on("job")
+    async def work(event: Event) -> None:
+        started.append(event.data)
+        await gate.wait()
+
+    emits = [asyncio.ensure_future(manager.emit("job", n)) for n in range(4)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert started == [0, 1]
+    assert manager.in_flight == 2
+    assert not any(e.done() for e in emits)
+    gate.set()
+    events = await asyncio.gather(*emits)
+    assert sorted(started) == [0, 1, 2, 3]
+    assert [e.data for e in events] == [0, 1, 2, 3]
+    assert manager.in_flight == 0
+
+
+async def test_emit_nowait_schedules_and_refuses_when_full() -> None:
+    manager = EventManager(buffer_size=2)
+    gate = asyncio.Event()
+    handled: list[int] = []
+
+    @manager.on("job")
+    async def work(event: Event) -> None:
+        await gate.wait()
+        handled.append(event.data)
+
+    first = manager.emit_nowait("job", 1)
+    second = manager.emit_nowait(Event("job", 2))
+    assert isinstance(first, asyncio.Future)
+    with pytest.raises(BufferFullError, match="buffer_size=2"):
+        manager.emit_nowait("job", 3)
+    waiting = asyncio.ensure_future(manager.emit("job", 4))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    gate.set()
+    assert (await first).data == 1
+    assert (await second).data == 2
+    await waiting
+    assert sorted(handled) == [1, 2, 4]
+    assert manager.in_flight == 0
+
+
+async def test_emit_nowait_validates_before_scheduling() -> None:
+    manager = EventManager(buffer_size=1)
+    called: list[int] = []
+    manager.on("#", lambda e: called.append(1))
+    with pytest.raises(PatternError):
+        manager.emit_nowait("a..b")
+    with pytest.raises(PatternError):
+        manager.emit_nowait("users.*")
+    with pytest.raises(SerializationError):
+        manager.emit_nowait("t", {"x": math.nan})
+    assert manager.in_flight == 0
+    await manager.drain()
+    assert called == []
+
+
+async def test_drain_waits_for_everything_scheduled() -> None:
+    manager = EventManager()
+    handled: list[int] = []
+
+    @manager.on("job")
+    async def work(event: Event) -> None:
+        await asyncio.sleep(0.01 * (event.data % 3))
+        handled.append(event.data)
+
+    futures = [manager.emit_nowait("job", n) for n in range(20)]
+    await manager.drain()
+    assert sorted(handled) == list(range(20))
+    assert all(f.done() for f in futures)
+    await manager.drain()  # nothing left: returns at once
+
+
+async def test_drain_also_waits_for_events_scheduled_while_draining() -> None:
+    manager = EventManager()
+    handled: list[str] = []
+
+    @manager.on("first")
+    async def chain(event: Event) -> None:
+        await asyncio.sleep(0)
+        manager.emit_nowait("second")
+
+    manager.on("second", lambda e: handled.append(e.type))
+    manager.emit_nowait("first")
+    await manager.drain()
+    assert handled == ["second"]
+
+
+async def test_async_with_drains_on_exit_then_closes() -> None:
+    handled: list[int] = []
+    async with EventManager() as manager:
+
+        @manager.on("job")
+        async def work(event: Event) -> None:
+            await asyncio.sleep(0.01)
+            handled.append(event.data)
+
+        for n in range(5):
+            manager.emit_nowait("job", n)
+    assert sorted(handled) == list(range(5))
+    with pytest.raises(ClosedError):
+        await manager.emit("job", 6)
+
+
+async def test_closed_manager_refuses_new_events() -> None:
+    for buffer_size in (None, 3):
+        manager = EventManager(buffer_size=buffer_size)
+        called: list[int] = []
+        manager.on("t", lambda e, called=called: called.append(1))
+        await manager.close()
+        with pytest.raises(ClosedError):
+            await manager.emit("t")
+        with pytest.raises(ClosedError):
+            manager.emit_nowait("t")
+        with pytest.raises(ClosedError):
+            await manager.emit(Event("t"))
+        await manager.close()  # closing twice is harmless
+        assert called == []
+
+
+# -- bad input -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad_type", ["a..b", ".a", "a.", "users.*", "#", "a b", "a.#b"])
+async def test_bad_event_types_raise_pattern_error(bad_type: str) -> None:
+    for manager in (EventManager(), EventManager(buffer_size=1)):
+        called: list[int] = []
+        manager.on("#", lambda e, called=called: called.append(1))
+        with pytest.raises(PatternError):
+            await manager.emit(bad_type)
+        with pytest.raises(PatternError):
+            await manager.emit(Event(bad_type))
+        assert manager.in_flight == 0
+        assert called == []
+
+
+async def test_an_empty_or_non_str_type_is_a_type_error() -> None:
+    manager = EventManager()
+    with pytest.raises(TypeError):
+        await manager.emit("")
+    with pytest.raises(TypeError):
+        await manager.emit(None)  # type: ignore[arg-type]
+
+
+async def test_bad_event_types_are_pattern_errors_with_a_position() -> None:
+    manager = EventManager()
+    with pytest.raises(PatternError) as caught:
+        await manager.emit("users..login")
+    assert caught.value.position == 6
+
+
+async def test_bad_data_is_refused_before_any_handler_runs() -> None:
+    manager = EventManager()
+    called: list[int] = []
+    manager.on("t", lambda e: called.append(1))
+    manager.on("t", lambda e: called.append(2))
+    for bad in ({"x": math.nan}, {"when": object()}, {1: "int key"}):
+        with pytest.raises(SerializationError):
+            await manager.emit("t", bad)
+    assert called == []
