@@ -308,7 +308,10 @@ class _TaskLink:
                 await closer()
 
     async def stop(self) -> None:
-        if not self.task.done():
+        closer = getattr(self.events, "aclose", None)
+        if closer is not None and not self.task.done():
+            await closer()  # graceful: the event in progress finishes first
+        else:
             self.task.cancel()
         try:
             await self.task

@@ -1,0 +1,409 @@
+"""The built-in middleware, one by one and combined."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from pepperpy.event import (
+    DeadLetter,
+    DeadLetterMiddleware,
+    DeduplicateMiddleware,
+    Event,
+    EventBus,
+    EventProcessor,
+    EventValidator,
+    LogMiddleware,
+    MetricsCollector,
+    RateLimitMiddleware,
+    RetryMiddleware,
+    RetryPolicy,
+    TimeoutMiddleware,
+    ValidateMiddleware,
+    ValidationError,
+)
+
+NO_WAIT = RetryPolicy.fixed(max_attempts=3, base_delay=0)
+
+
+def counting_processor(*middleware: Any, fail_times: int = 0) -> tuple[EventProcessor, list[Any]]:
+    processor = EventProcessor().use(*middleware)
+    calls: list[Any] = []
+
+    @processor.handle("#")
+    async def handler(event: Event) -> None:
+        calls.append(event.data)
+        if len(calls) <= fail_times:
+            raise ConnectionError(f"failure {len(calls)}")
+
+    return processor, calls
+
+
+# -- retry ----------------------------------------------------------------------------
+
+
+async def test_retry_recovers_from_transient_failures() -> None:
+    processor, calls = counting_processor(RetryMiddleware(NO_WAIT), fail_times=2)
+    await processor.process(Event("job", 1))
+    assert calls == [1, 1, 1]
+
+
+async def test_retry_gives_up_with_the_last_error() -> None:
+    processor, calls = counting_processor(RetryMiddleware(NO_WAIT), fail_times=10)
+    with pytest.raises(ConnectionError, match="failure 3"):
+        await processor.process(Event("job", 1))
+    assert len(calls) == 3
+
+
+async def test_retry_only_retries_matching_exceptions() -> None:
+    policy = RetryPolicy.fixed(max_attempts=5, base_delay=0, retry_on=(TimeoutError,))
+    processor, calls = counting_processor(RetryMiddleware(policy), fail_times=10)
+    with pytest.raises(ConnectionError):
+        await processor.process(Event("job", 1))
+    assert len(calls) == 1
+
+
+async def test_retry_waits_per_policy() -> None:
+    policy = RetryPolicy.fixed(max_attempts=3, base_delay=0.02)
+    processor, _ = counting_processor(RetryMiddleware(policy), fail_times=2)
+    start = time.monotonic()
+    await processor.process(Event("job", 1))
+    assert time.monotonic() - start >= 0.04
+
+
+def test_retry_rejects_a_non_policy() -> None:
+    with pytest.raises(TypeError):
+        RetryMiddleware(3)  # type: ignore[arg-type]
+
+
+# -- timeout --------------------------------------------------------------------------
+
+
+async def test_timeout_cancels_slow_processing() -> None:
+    processor = EventProcessor().use(TimeoutMiddleware(0.05))
+    cancelled: list[bool] = []
+
+    @processor.handle("slow")
+    async def slow(event: Event) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="longer than 0.05s"):
+        await processor.process(Event("slow"))
+    assert time.monotonic() - start < 1
+    assert cancelled == [True]
+
+
+async def test_timeout_lets_fast_processing_through() -> None:
+    processor, calls = counting_processor(TimeoutMiddleware(1.0))
+    await processor.process(Event("fast", 1))
+    assert calls == [1]
+
+
+async def test_retry_around_timeout_retries_timeouts() -> None:
+    processor = EventProcessor().use(RetryMiddleware(NO_WAIT), TimeoutMiddleware(0.02))
+    attempts: list[int] = []
+
+    @processor.handle("x")
+    async def sometimes_slow(event: Event) -> None:
+        attempts.append(1)
+        if len(attempts) < 2:
+            await asyncio.sleep(1)
+
+    await processor.process(Event("x"))
+    assert len(attempts) == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, "1"])
+def test_timeout_rejects_bad_seconds(bad: Any) -> None:
+    with pytest.raises(ValueError):
+        TimeoutMiddleware(bad)
+
+
+# -- deduplicate ----------------------------------------------------------------------
+
+
+async def test_deduplicate_skips_a_redelivered_event() -> None:
+    dedupe = DeduplicateMiddleware()
+    processor, calls = counting_processor(dedupe)
+    event = Event("order.paid", {"n": 1})
+    await processor.process(event)
+    await processor.process(event)
+    copy = Event.from_json(event.to_json())  # the same id arriving over the wire
+    await processor.process(copy)
+    await processor.process(Event("order.paid", {"n": 2}))
+    assert calls == [{"n": 1}, {"n": 2}]
+    assert dedupe.skipped == 2
+    assert dedupe.seen(event.id)
+
+
+async def test_deduplicate_forgets_failed_events_so_they_can_run_again() -> None:
+    processor, calls = counting_processor(DeduplicateMiddleware(), fail_times=1)
+    event = Event("job", 7)
+    with pytest.raises(ConnectionError):
+        await processor.process(event)
+    await processor.process(event)
+    assert calls == [7, 7]
+
+
+async def test_deduplicate_memory_is_bounded() -> None:
+    dedupe = DeduplicateMiddleware(max_size=10)
+    processor, calls = counting_processor(dedupe)
+    events = [Event("n", n) for n in range(25)]
+    for event in events:
+        await processor.process(event)
+    assert len(dedupe) <= 10
+    await processor.process(events[0])  # forgotten (oldest evicted): runs again
+    await processor.process(events[-1])  # still remembered: skipped
+    assert len(calls) == 26
+
+
+async def test_deduplicate_entries_expire() -> None:
+    dedupe = DeduplicateMiddleware(ttl=0.02)
+    processor, calls = counting_processor(dedupe)
+    event = Event("n", 1)
+    await processor.process(event)
+    await asyncio.sleep(0.04)
+    assert not dedupe.seen(event.id)
+    await processor.process(event)
+    assert calls == [1, 1]
+
+
+async def test_deduplicate_skips_a_concurrent_duplicate() -> None:
+    processor = EventProcessor().use(DeduplicateMiddleware())
+    runs: list[int] = []
+
+    @processor.handle("x")
+    async def slow(event: Event) -> None:
+        runs.append(1)
+        await asyncio.sleep(0.02)
+
+    event = Event("x")
+    await asyncio.gather(processor.process(event), processor.process(event))
+    assert runs == [1]
+
+
+@pytest.mark.parametrize("kwargs", [{"ttl": 0}, {"max_size": 0}, {"ttl": "1"}])
+def test_deduplicate_rejects_bad_options(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        DeduplicateMiddleware(**kwargs)
+
+
+# -- validate -------------------------------------------------------------------------
+
+
+async def test_validate_passes_checked_and_upcast_data_on() -> None:
+    validator = EventValidator()
+
+    @validator.schema("user.created", version=1)
+    class V1:
+        name: str
+
+    @validator.schema("user.created", version=2)
+    class V2:
+        first: str
+        last: str
+
+    @validator.upcaster("user.created", from_version=1)
+    def split(data: dict[str, Any]) -> dict[str, Any]:
+        first, _, last = data["name"].partition(" ")
+        return {"first": first, "last": last}
+
+    processor = EventProcessor().use(ValidateMiddleware(validator))
+    seen: list[Event] = []
+    processor.handle("user.*", seen.append)
+    original = Event("user.created", {"name": "Ada Lovelace"}, {"trace": "t1"}, version=1)
+    await processor.process(original)
+    (got,) = seen
+    assert got.version == 2
+    assert got.data == {"first": "Ada", "last": "Lovelace"}
+    assert got.id == original.id and got.metadata == {"trace": "t1"}
+
+
+async def test_validate_stops_invalid_events() -> None:
+    validator = EventValidator()
+
+    @validator.schema("user.created")
+    class Schema:
+        name: str
+
+    processor, calls = counting_processor(ValidateMiddleware(validator))
+    with pytest.raises(ValidationError) as info:
+        await processor.process(Event("user.created", {"name": 3}))
+    assert info.value.errors[0].path == "name"
+    assert calls == []
+
+
+# -- measure --------------------------------------------------------------------------
+
+
+async def test_measure_middleware_counts_successes_and_failures() -> None:
+    collector = MetricsCollector()
+    processor, _ = counting_processor(collector.measure("processing"), fail_times=1)
+    with pytest.raises(ConnectionError):
+        await processor.process(Event("a"))
+    await processor.process(Event("a"))
+    snapshot = collector.get_metrics("processing")
+    assert (snapshot.count, snapshot.errors) == (2, 1)
+    assert snapshot.avg_latency >= 0
+
+
+async def test_measure_decorated_middleware_measures_the_middleware() -> None:
+    collector = MetricsCollector()
+    processor = EventProcessor()
+
+    @processor.middleware
+    @collector.measure("chain")
+    async def passthrough(event: Event, next_handler: Any) -> None:
+        await next_handler(event)
+
+    await processor.process(Event("a"))
+    assert collector.get_metrics("chain").count == 1
+
+
+# -- log ------------------------------------------------------------------------------
+
+
+async def test_log_writes_structured_records(caplog: pytest.LogCaptureFixture) -> None:
+    processor, _ = counting_processor(LogMiddleware("test.processing"), fail_times=1)
+    caplog.set_level(logging.INFO, logger="test.processing")
+    failing = Event("job.run", 1)
+    with pytest.raises(ConnectionError):
+        await processor.process(failing)
+    ok = Event("job.run", 2)
+    await processor.process(ok)
+    error_record, ok_record = [r for r in caplog.records if r.name == "test.processing"]
+    assert error_record.levelno == logging.ERROR and error_record.exc_info is not None
+    assert error_record.__dict__["outcome"] == "error"
+    assert error_record.__dict__["event_id"] == failing.id
+    assert ok_record.levelno == logging.INFO
+    assert ok_record.__dict__["outcome"] == "ok"
+    assert ok_record.__dict__["event_type"] == "job.run"
+    assert ok_record.__dict__["duration_ms"] >= 0
+
+
+# -- rate limit -----------------------------------------------------------------------
+
+
+async def test_rate_limit_spaces_events_out_without_dropping_any() -> None:
+    processor, calls = counting_processor(RateLimitMiddleware(50, burst=1))
+    start = time.monotonic()
+    await asyncio.gather(*(processor.process(Event("n", n)) for n in range(6)))
+    elapsed = time.monotonic() - start
+    assert sorted(calls) == list(range(6))
+    assert elapsed >= 5 / 50 * 0.9  # 1 immediately, then 5 at 50/s
+
+
+async def test_rate_limit_burst_passes_at_once() -> None:
+    processor, calls = counting_processor(RateLimitMiddleware(1, burst=5))
+    start = time.monotonic()
+    for n in range(5):
+        await processor.process(Event("n", n))
+    assert time.monotonic() - start < 0.5
+    assert len(calls) == 5
+
+
+@pytest.mark.parametrize("kwargs", [{"rate": 0}, {"rate": 1, "burst": 0}, {"rate": "x"}])
+def test_rate_limit_rejects_bad_options(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        RateLimitMiddleware(**kwargs)
+
+
+# -- dead letter ----------------------------------------------------------------------
+
+
+async def test_dead_letter_records_what_retries_could_not_fix(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    received: list[DeadLetter] = []
+    dead = DeadLetterMiddleware()
+
+    @dead.on_error
+    async def collect(letter: DeadLetter) -> None:
+        received.append(letter)
+
+    processor, calls = counting_processor(dead, RetryMiddleware(NO_WAIT), fail_times=10)
+    event = Event("job", 1)
+    await processor.process(event)  # does not raise: dead-lettered
+    assert len(calls) == 3
+    (letter,) = dead.dead_letters
+    assert letter.event is event and letter.attempts == 3
+    assert isinstance(letter.exception, ConnectionError)
+    assert received == [letter]
+    assert any("dead-lettered" in r.getMessage() for r in caplog.records)
+
+
+async def test_dead_letter_without_retry_counts_one_attempt() -> None:
+    dead = DeadLetterMiddleware(lambda letter: None)
+    processor, _ = counting_processor(dead, fail_times=1)
+    await processor.process(Event("job", 1))
+    assert dead.dead_letters[0].attempts == 1
+
+
+async def test_dead_letter_republishes_to_a_bus() -> None:
+    bus = EventBus(retry_policy=RetryPolicy.NONE)
+    letters: list[Event] = []
+
+    @bus.subscribe("deadletter.#")
+    async def on_dead(event: Event) -> None:
+        letters.append(event)
+
+    processor, _ = counting_processor(DeadLetterMiddleware(bus=bus), fail_times=1)
+    event = Event("orders.paid", {"n": 1})
+    await processor.process(event)
+    (dead,) = letters
+    assert dead.type == "deadletter.orders.paid"
+    assert dead.data == {"n": 1}
+    assert dead.metadata["dlid"] == event.id
+    assert dead.metadata["dlreason"].startswith("ConnectionError")
+    await bus.close()
+
+
+async def test_dead_letter_survives_a_failing_callback(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(letter: DeadLetter) -> None:
+        raise RuntimeError("callback bug")
+
+    dead = DeadLetterMiddleware(broken)
+    processor, _ = counting_processor(dead, fail_times=1)
+    await processor.process(Event("job", 1))
+    assert len(dead.dead_letters) == 1
+    assert any("callback" in r.getMessage() for r in caplog.records)
+
+
+# -- combined -------------------------------------------------------------------------
+
+
+async def test_a_full_stack_processes_a_stream_past_failures() -> None:
+    collector = MetricsCollector()
+    dead = DeadLetterMiddleware()
+    processor = EventProcessor().use(
+        LogMiddleware(),
+        dead,
+        collector.measure("orders"),
+        RetryMiddleware(NO_WAIT),
+        TimeoutMiddleware(1.0),
+        DeduplicateMiddleware(),
+    )
+    handled: list[int] = []
+
+    @processor.handle("orders.*")
+    def handle(event: Event) -> None:
+        if event.data["n"] == 3:
+            raise ValueError("poison")
+        handled.append(event.data["n"])
+
+    events = [Event("orders.placed", {"n": n}) for n in range(6)]
+    for event in events + events[:2]:
+        await processor.process(event)
+    assert handled == [0, 1, 2, 4, 5]
+    assert [d.event.data["n"] for d in dead.dead_letters] == [3]
+    snapshot = collector.get_metrics("orders")
+    assert snapshot.count == 8 and snapshot.errors == 1
