@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "EventBus": "._bus",
     "MemoryTransport": ".transports.memory",
     "RabbitMQTransport": ".transports.rabbitmq",
+    "Subscription": ".transports.base",
     "Transport": ".transports.base",
     # event store
     "ANY": ".store",
@@ -181,6 +182,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from .store import Snapshot as Snapshot
     from .store import StoreBackend as StoreBackend
     from .store import StoreSubscription as StoreSubscription
+    from .transports.base import Subscription as Subscription
     from .transports.base import Transport as Transport
     from .transports.memory import MemoryTransport as MemoryTransport
     from .transports.rabbitmq import RabbitMQTransport as RabbitMQTransport
