@@ -303,10 +303,10 @@ class MetricsCollector:
             lines.append(f"# HELP {metric} {help_text}")
             lines.append(f"# TYPE {metric} {kind}")
 
-        family(f"{ns}_calls", "counter", "Calls measured, failed ones included.")
+        family(f"{ns}_calls_total", "counter", "Calls measured, failed ones included.")
         for name, snap in snapshots.items():
             lines.append(f"{ns}_calls_total{{name={_label(name)}}} {snap.count}")
-        family(f"{ns}_errors", "counter", "Calls that raised.")
+        family(f"{ns}_errors_total", "counter", "Calls that raised.")
         for name, snap in snapshots.items():
             lines.append(f"{ns}_errors_total{{name={_label(name)}}} {snap.errors}")
         family(f"{ns}_latency_seconds", "summary", "Call duration in seconds.")

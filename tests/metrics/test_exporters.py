@@ -1,0 +1,107 @@
+"""Interop: prometheus_client's parser and registry, OpenTelemetry's in-memory reader."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pepperpy.event import MetricsCollector
+
+
+def filled() -> MetricsCollector:
+    collector = MetricsCollector()
+    for ms in range(1, 11):
+        collector.record("orders", ms / 1000)
+    collector.record("orders", 0.5, error=True)
+    collector.record('odd "name"\\with\nstuff', 0.002)
+    return collector
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_to_prometheus_is_read_by_prometheus_client() -> None:
+    text = filled().to_prometheus()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["pepperpy_event_calls"].type == "counter"
+    assert families["pepperpy_event_errors"].type == "counter"
+    assert families["pepperpy_event_latency_seconds"].type == "summary"
+    assert families["pepperpy_event_throughput"].type == "gauge"
+    values = samples(text)
+    orders = (("name", "orders"),)
+    assert values[("pepperpy_event_calls_total", orders)] == 11
+    assert values[("pepperpy_event_errors_total", orders)] == 1
+    assert values[("pepperpy_event_latency_seconds_count", orders)] == 11
+    assert values[("pepperpy_event_latency_seconds_sum", orders)] == pytest.approx(0.555, rel=1e-6)
+    median = values[("pepperpy_event_latency_seconds", (("name", "orders"), ("quantile", "0.5")))]
+    assert median == pytest.approx(0.006, rel=0.04)
+    odd = (("name", 'odd "name"\\with\nstuff'),)
+    assert values[("pepperpy_event_calls_total", odd)] == 1  # labels escaped and read back
+
+
+def test_empty_collector_exposition_parses() -> None:
+    families = list(text_string_to_metric_families(MetricsCollector().to_prometheus()))
+    assert all(not family.samples for family in families)
+
+
+def test_namespace_prefixes_metric_names() -> None:
+    collector = MetricsCollector(namespace="shop")
+    collector.record("a", 0.1)
+    assert {f.name for f in text_string_to_metric_families(collector.to_prometheus())} == {
+        "shop_calls",
+        "shop_errors",
+        "shop_latency_seconds",
+        "shop_throughput",
+    }
+
+
+def test_registers_as_a_prometheus_client_collector() -> None:
+    collector = filled()
+    registry = CollectorRegistry()
+    exporter = collector.register_prometheus(registry)
+    first = samples(generate_latest(registry).decode())
+    assert first[("pepperpy_event_calls_total", (("name", "orders"),))] == 11
+    collector.record("orders", 0.001)  # values are fresh at every scrape
+    second = samples(generate_latest(registry).decode())
+    assert second[("pepperpy_event_calls_total", (("name", "orders"),))] == 12
+    registry.unregister(exporter)
+    assert generate_latest(registry) == b""
+
+
+def test_opentelemetry_instruments_report_through_a_reader() -> None:
+    collector = filled()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        instruments = collector.instrument_opentelemetry(provider)
+        assert len(instruments) == 4
+        data = reader.get_metrics_data()
+        assert data is not None
+        points: dict[str, list[Any]] = {}
+        for resource_metrics in data.resource_metrics:
+            for scope in resource_metrics.scope_metrics:
+                for metric in scope.metrics:
+                    points[metric.name] = list(metric.data.data_points)
+        calls = {p.attributes["name"]: p.value for p in points["pepperpy.event.calls"]}
+        assert calls["orders"] == 11
+        errors = {p.attributes["name"]: p.value for p in points["pepperpy.event.errors"]}
+        assert errors["orders"] == 1
+        latency = {
+            (p.attributes["name"], p.attributes["quantile"]): p.value
+            for p in points["pepperpy.event.latency"]
+        }
+        assert latency[("orders", "p50")] == pytest.approx(6, rel=0.04)
+        assert ("orders", "p99") in latency
+        assert "pepperpy.event.throughput" in points
+    finally:
+        provider.shutdown()
