@@ -1,0 +1,24 @@
+"""Security: encryption at rest, access control and a tamper-evident audit log."""
+
+from __future__ import annotations
+
+from ._access import ACTIONS, AccessControl, AccessRule
+from ._audit import AuditEntry, AuditLog, AuditVerification
+from ._encryption import KeyRing, KeyStore, MemoryKeyStore, SQLiteKeyStore, StreamEncryption
+from ._principal import acting_as, current_principal
+
+__all__ = [
+    "ACTIONS",
+    "AccessControl",
+    "AccessRule",
+    "AuditEntry",
+    "AuditLog",
+    "AuditVerification",
+    "KeyRing",
+    "KeyStore",
+    "MemoryKeyStore",
+    "SQLiteKeyStore",
+    "StreamEncryption",
+    "acting_as",
+    "current_principal",
+]

@@ -1,0 +1,201 @@
+"""Encryption, access control and the audit log on their own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pepperpy.event import AccessDenied, ConfigurationError, EncryptionError
+from pepperpy.event.security import (
+    AccessControl,
+    AuditLog,
+    KeyRing,
+    MemoryKeyStore,
+    SQLiteKeyStore,
+    StreamEncryption,
+    acting_as,
+    current_principal,
+)
+
+# -- encryption ---------------------------------------------------------------------------
+
+
+async def test_round_trip_binds_ciphertext_to_stream_and_event() -> None:
+    crypto = StreamEncryption(KeyRing.generate())
+    envelope = await crypto.encrypt("user.1", "id-1", b'{"ssn":"123"}')
+    assert StreamEncryption.is_encrypted(envelope)
+    assert b"123" not in str(envelope).encode()
+    assert await crypto.decrypt("user.1", "id-1", envelope) == b'{"ssn":"123"}'
+    with pytest.raises(EncryptionError, match="tampered or moved"):
+        await crypto.decrypt("user.1", "id-2", envelope)  # moved to another event
+    other = await crypto.encrypt("user.2", "id-1", b"x")
+    with pytest.raises(EncryptionError):
+        await crypto.decrypt("user.2", "id-1", {**other, "blob": envelope["blob"]})
+
+
+async def test_each_stream_has_its_own_key_and_shredding_makes_it_unreadable() -> None:
+    keys = MemoryKeyStore()
+    crypto = StreamEncryption(KeyRing.generate(), keys, on_shredded="error")
+    a = await crypto.encrypt("user.1", "e1", b"alice")
+    b = await crypto.encrypt("user.2", "e2", b"bob")
+    assert await keys.streams() == ["user.1", "user.2"]
+    assert await crypto.shred("user.1") is True
+    with pytest.raises(EncryptionError, match="shredded"):
+        await crypto.decrypt("user.1", "e1", a)
+    assert await crypto.decrypt("user.2", "e2", b) == b"bob"
+    # a fresh process with the same key store cannot read it either
+    again = StreamEncryption(crypto.keyring, keys, on_shredded="redact")
+    assert await again.decrypt("user.1", "e1", a) is None
+
+
+async def test_master_key_rotation_rewraps_data_keys(tmp_path: Path) -> None:
+    ring = KeyRing({"old": os.urandom(32)})
+    store = SQLiteKeyStore(str(tmp_path / "keys.db"))
+    crypto = StreamEncryption(ring, store)
+    envelope = await crypto.encrypt("orders.9", "e1", b"secret")
+    ring.add("new", os.urandom(32), primary=True)
+    assert await crypto.rotate() == 1
+    rows = sqlite3.connect(tmp_path / "keys.db").execute("SELECT master_key FROM data_keys")
+    assert [r[0] for r in rows] == ["new"]
+    only_new = KeyRing({"new": ring.key("new")})
+    fresh = StreamEncryption(only_new, store)
+    assert await fresh.decrypt("orders.9", "e1", envelope) == b"secret"
+    await store.close()
+
+
+async def test_stream_key_rotation_keeps_old_events_readable() -> None:
+    crypto = StreamEncryption(KeyRing.generate())
+    first = await crypto.encrypt("s.1", "e1", b"one")
+    assert await crypto.rotate_stream("s.1") == 2
+    second = await crypto.encrypt("s.1", "e2", b"two")
+    assert (first["key"], second["key"]) == (1, 2)
+    assert await crypto.decrypt("s.1", "e1", first) == b"one"
+    assert await crypto.decrypt("s.1", "e2", second) == b"two"
+
+
+def test_key_ring_refuses_bad_keys() -> None:
+    with pytest.raises(ConfigurationError, match="32 bytes"):
+        KeyRing({"k": b"short"})
+    with pytest.raises(ConfigurationError, match="primary"):
+        KeyRing({"k": os.urandom(32)}, primary="other")
+    with pytest.raises(EncryptionError, match="no master key"):
+        KeyRing().primary_key()
+
+
+async def test_concurrent_first_writes_agree_on_one_data_key() -> None:
+    keys = MemoryKeyStore()
+    ring = KeyRing.generate()
+    writers = [StreamEncryption(ring, keys) for _ in range(5)]
+    envelopes = await asyncio.gather(
+        *(w.encrypt("s.x", f"e{i}", b"v") for i, w in enumerate(writers))
+    )
+    reader = StreamEncryption(ring, keys)
+    for i, envelope in enumerate(envelopes):
+        assert await reader.decrypt("s.x", f"e{i}", envelope) == b"v"
+
+
+# -- access control -----------------------------------------------------------------------
+
+
+def test_rules_over_patterns_with_deny_winning() -> None:
+    audit = AuditLog()
+    acl = AccessControl(audit=audit)
+    acl.allow("svc.*", "publish", "orders.#")
+    acl.allow("#", "read", "#")
+    acl.deny("svc.mailer", "publish", "orders.refund.#")
+    acl.check("publish", "orders.created", principal="svc.billing")
+    acl.check("publish", "orders.created", principal="svc.mailer")
+    with pytest.raises(AccessDenied) as denied:
+        acl.check("publish", "orders.refund.issued", principal="svc.mailer")
+    assert denied.value.principal == "svc.mailer"
+    assert "orders.refund.issued" in str(denied.value)
+    with pytest.raises(AccessDenied):
+        acl.check("publish", "users.created", principal="svc.billing")
+    with pytest.raises(AccessDenied):
+        acl.check("append", "orders.created")  # anonymous: default deny
+    outcomes = [(e.action, e.outcome) for e in audit.entries()]
+    assert outcomes.count(("rule.add", "ok")) == 3
+    assert outcomes[-3:] == [("publish", "denied"), ("publish", "denied"), ("append", "denied")]
+
+
+def test_subscription_patterns_must_be_fully_covered() -> None:
+    acl = AccessControl()
+    acl.allow("#", "subscribe", "orders.#")
+    acl.check("subscribe", "orders.*", principal="u")
+    acl.check("subscribe", "orders.#", principal="u")
+    with pytest.raises(AccessDenied):
+        acl.check("subscribe", "#", principal="u")  # would also see users.*
+    with pytest.raises(AccessDenied):
+        acl.check("subscribe", "*.created", principal="u")
+
+
+def test_principal_follows_the_context_into_tasks() -> None:
+    acl = AccessControl(default="deny")
+    acl.allow("alice", "append", "notes.#")
+
+    async def body() -> None:
+        assert current_principal() is None
+        with acting_as("alice"):
+            await asyncio.create_task(asyncio.sleep(0))
+            acl.check("append", "notes.1")
+
+            async def child() -> str | None:
+                return current_principal()
+
+            assert await asyncio.create_task(child()) == "alice"
+        with pytest.raises(AccessDenied):
+            acl.check("append", "notes.1")
+
+    asyncio.run(body())
+
+
+def test_bad_rules_are_refused() -> None:
+    acl = AccessControl()
+    with pytest.raises(ConfigurationError, match="unknown action"):
+        acl.allow("#", "fly", "#")
+    with pytest.raises(ValueError):
+        acl.allow("#", "read", "a..b")
+    with pytest.raises(ConfigurationError):
+        AccessControl(default="maybe")  # type: ignore[arg-type]
+
+
+# -- audit --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [None, b"0123456789abcdef-secret"])
+def test_audit_chain_detects_tampering(tmp_path: Path, key: bytes | None) -> None:
+    path = str(tmp_path / "audit.db")
+    log = AuditLog(path, key=key)
+    for n in range(5):
+        log.record("append", f"orders.{n}", principal="svc", details={"n": n})
+    assert log.verify().ok and log.verify().checked == 5
+    log.close()
+    db = sqlite3.connect(path)
+    body = db.execute("SELECT body FROM audit_log WHERE sequence = 2").fetchone()[0]
+    db.execute(
+        "UPDATE audit_log SET body = ? WHERE sequence = 2", (body.replace(b'"n":2', b'"n":7'),)
+    )
+    db.commit()
+    db.close()
+    reopened = AuditLog(path, key=key)
+    result = reopened.verify()
+    assert not result.ok and result.first_bad_sequence == 2 and result.checked == 2
+    reopened.close()
+
+
+def test_audit_detects_a_removed_entry() -> None:
+    log = AuditLog()
+    for n in range(3):
+        log.record("delete", f"s.{n}")
+    del log._entries[1]
+    result = log.verify()
+    assert not result.ok and result.first_bad_sequence == 2
+
+
+def test_audit_key_must_be_long_enough() -> None:
+    with pytest.raises(ConfigurationError):
+        AuditLog(key=b"short")
