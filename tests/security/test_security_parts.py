@@ -199,3 +199,28 @@ def test_audit_detects_a_removed_entry() -> None:
 def test_audit_key_must_be_long_enough() -> None:
     with pytest.raises(ConfigurationError):
         AuditLog(key=b"short")
+
+
+# -- enforcement by the bus ---------------------------------------------------------------
+
+
+async def test_bus_enforces_publish_and_subscribe_rules() -> None:
+    from pepperpy.event import EventBus
+
+    audit = AuditLog()
+    acl = AccessControl(audit=audit)
+    acl.allow("svc.orders", "publish", "orders.#")
+    acl.allow("svc.*", "subscribe", "orders.*")
+    bus = EventBus(access=acl)
+    seen: list[str] = []
+    with acting_as("svc.shipping"):
+        bus.subscribe("orders.*")(lambda event: seen.append(event.type))
+        with pytest.raises(AccessDenied):
+            bus.subscribe("#")
+    with acting_as("svc.orders"):
+        await bus.publish("orders.created", {"id": 1})
+    with acting_as("svc.shipping"), pytest.raises(AccessDenied):
+        await bus.publish("orders.created", {"id": 2})
+    assert seen == ["orders.created"]
+    assert [e.outcome for e in audit.entries()][-2:] == ["denied", "denied"]
+    await bus.close()

@@ -8,7 +8,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import ClosedError, UnknownTopicError
 from ._event import Event, make_event
@@ -17,6 +17,9 @@ from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
 from ._retry import RetryPolicy
 from .transports import Subscription, Transport, transport_from_url
+
+if TYPE_CHECKING:
+    from .security import AccessControl
 
 __all__ = ["DEAD_LETTER_PREFIX", "EventBus"]
 
@@ -42,6 +45,10 @@ class EventBus:
     Handlers that fail are retried per ``retry_policy``; when attempts run out the event
     is republished to ``deadletter.<topic>`` with the reason in its metadata, recorded in
     ``dead_letters`` and passed to the ``on_error`` callbacks.
+
+    With ``access`` (an :class:`~pepperpy.event.security.AccessControl`), ``publish``
+    and ``subscribe`` are checked against the principal set with
+    :func:`~pepperpy.event.security.acting_as`; a denial raises ``AccessDenied``.
     """
 
     def __init__(
@@ -50,6 +57,7 @@ class EventBus:
         *,
         transport: str | Transport = "memory://",
         retry_policy: RetryPolicy = RetryPolicy.EXPONENTIAL,
+        access: AccessControl | None = None,
     ) -> None:
         if isinstance(topics, str):
             raise TypeError("topics must be a list of patterns, not a single string")
@@ -60,6 +68,7 @@ class EventBus:
         if not isinstance(retry_policy, RetryPolicy):
             raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
         self.retry_policy = retry_policy
+        self.access = access
         self.transport = (
             transport if isinstance(transport, Transport) else transport_from_url(transport)
         )
@@ -81,6 +90,8 @@ class EventBus:
         of them, across processes on a distributed transport.
         """
         parse_pattern(pattern)
+        if self.access is not None:
+            self.access.check("subscribe", pattern)
         if group is not None and (not isinstance(group, str) or not group):
             raise ValueError(f"group must be a non-empty str or None, got {group!r}")
         if self.topics is not None and not any(
@@ -199,6 +210,8 @@ class EventBus:
         one key are handled in publish order); ``headers`` are added to the metadata.
         """
         self._check_topic(topic)
+        if self.access is not None:
+            self.access.check("publish", topic)
         if isinstance(message, Event):
             event = message if message.type == topic else message.replace(type=topic)
             if headers:
