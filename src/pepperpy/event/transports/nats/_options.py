@@ -42,7 +42,9 @@ class NatsOptions:
       deleted once its process stopped listening.
     * ``publish_timeout``: seconds ``publish`` keeps retrying (across a reconnect) before
       raising :class:`~pepperpy.event.TransportError`.
-    * ``reconnect_wait``: seconds between reconnect attempts (with jitter from nats-py).
+    * ``connect_timeout``: seconds ``start()`` keeps trying to reach the server before
+      raising :class:`~pepperpy.event.TransportError` (later disconnects retry forever).
+    * ``reconnect_wait``: seconds between connection attempts.
     """
 
     stream: str = "PEPPERPY_EVENTS"
@@ -56,6 +58,7 @@ class NatsOptions:
     partitions: int = 8
     inactive_threshold: float = 30.0
     publish_timeout: float = 20.0
+    connect_timeout: float = 5.0
     reconnect_wait: float = 0.5
 
     def __post_init__(self) -> None:
@@ -68,7 +71,13 @@ class NatsOptions:
             raise ConfigurationError(
                 f"retention must be one of {_RETENTIONS}, got {self.retention!r}"
             )
-        for name in ("ack_wait", "inactive_threshold", "publish_timeout", "reconnect_wait"):
+        for name in (
+            "ack_wait",
+            "inactive_threshold",
+            "publish_timeout",
+            "connect_timeout",
+            "reconnect_wait",
+        ):
             _positive(name, getattr(self, name))
         if self.max_age is not None:
             _positive("max_age", self.max_age)

@@ -75,12 +75,15 @@ class NatsTransport(Transport):
         nats = require("nats", extra="nats", feature="the nats:// transport")
         from nats.errors import Error as NatsError
 
+        attempts = max(1, round(self.options.connect_timeout / self.options.reconnect_wait))
         try:
             nc = await nats.connect(
                 self.server,
                 name="pepperpy-event",
                 allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                # bounded for the first connection, so a wrong URL fails start();
+                # unbounded afterwards (set below), so a broker restart is survived
+                max_reconnect_attempts=attempts,
                 reconnect_time_wait=self.options.reconnect_wait,
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
@@ -88,6 +91,7 @@ class NatsTransport(Transport):
             )
         except (NatsError, OSError) as exc:
             raise TransportError(f"cannot connect to NATS at {self.server}: {exc}") from exc
+        nc.options["max_reconnect_attempts"] = -1
         self._nc = nc
         self._js = nc.jetstream()
         try:
