@@ -5,8 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +35,7 @@ from pepperpy.event.transports.nats._subjects import (
     topic_subject,
 )
 from tests.bus.conformance import BusConformance
-from tests.conftest import unique_name
+from tests.conftest import IN_CI, unique_name
 from tests.helpers import eventually
 
 
@@ -361,3 +368,251 @@ async def test_per_key_order_holds_across_group_members_on_separate_connections(
     for key in keys:
         assert [n for k, n in log if k == key] == list(range(25)), key
     assert by_member["a"] and by_member["b"], "both members took a share"
+
+
+# -- processes dying, brokers restarting ---------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Worker:
+    """A ``tests.bus.nats_worker`` process in a group, recording what it handled."""
+
+    def __init__(self, process: asyncio.subprocess.Process, out: Path) -> None:
+        self.process = process
+        self.out = out
+
+    @classmethod
+    async def start(
+        cls,
+        url: str,
+        namespace: dict[str, str],
+        pattern: str,
+        group: str,
+        out: Path,
+        *options: str,
+    ) -> Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.bus.nats_worker",
+            url,
+            namespace["stream"],
+            namespace["prefix"],
+            pattern,
+            group,
+            str(out),
+            *options,
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+        assert line.strip() == b"ready", line
+        return cls(process, out)
+
+    def handled(self) -> list[int]:
+        if not self.out.exists():
+            return []
+        lines = self.out.read_text().splitlines()
+        return [int(line.split()[0]) for line in lines if line.endswith(str(self.process.pid))]
+
+    async def kill(self) -> None:
+        self.process.kill()
+        await self.process.wait()
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.terminate()
+            await asyncio.wait_for(self.process.wait(), timeout=30)
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        if worker.process.returncode is None:
+            await worker.kill()
+
+
+@pytest.mark.nats
+@pytest.mark.slow
+async def test_an_event_whose_consumer_died_mid_handler_reaches_another_member(
+    nats_url: str, namespace: dict[str, str], tmp_path: Path, workers: list[Worker]
+) -> None:
+    worker = await Worker.start(
+        nats_url, namespace, "jobs.*", "crunch", tmp_path / "out", "--hang", "--ack-wait", "1"
+    )
+    workers.append(worker)
+    bus = EventBus(transport=make_transport(nats_url, namespace, ack_wait=1.0))
+    sent = await bus.publish("jobs.run", {"n": 7})
+    await eventually(lambda: worker.handled() == [7])
+    await worker.kill()  # SIGKILL in the middle of the handler: never acknowledged
+    got: list[Event] = []
+    bus.subscribe("jobs.*", group="crunch")(got.append)
+    await bus.start()
+    await eventually(lambda: len(got) == 1, timeout=15)
+    await bus.close()
+    assert got[0].id == sent.id and got[0].data == {"n": 7}
+
+
+@pytest.mark.nats
+@pytest.mark.slow
+async def test_an_event_that_keeps_killing_its_consumers_is_dead_lettered(
+    nats_url: str, namespace: dict[str, str], tmp_path: Path, workers: list[Worker]
+) -> None:
+    options = ("--hang", "--ack-wait", "1", "--max-deliver", "2")
+    bus = EventBus(transport=make_transport(nats_url, namespace, ack_wait=1.0, max_deliver=2))
+    dead: list[Event] = []
+    bus.subscribe("deadletter.#")(dead.append)
+    await bus.start()
+    sent: Event | None = None
+    for attempt in range(2):  # each delivery kills the process handling it
+        worker = await Worker.start(
+            nats_url, namespace, "jobs.*", "crunch", tmp_path / f"out{attempt}", *options
+        )
+        workers.append(worker)
+        if sent is None:  # once the group exists
+            sent = await bus.publish("jobs.poison", {"n": 1}, key="k")
+        await eventually(lambda worker=worker: worker.handled() == [1], timeout=15)
+        await worker.kill()
+    survivor = await Worker.start(
+        nats_url, namespace, "jobs.*", "crunch", tmp_path / "survivor", *options
+    )
+    workers.append(survivor)
+    await eventually(lambda: len(dead) == 1, timeout=15)
+    await survivor.stop()
+    await bus.close()
+    assert survivor.handled() == [], "the third delivery went to the dead-letter topic"
+    letter = dead[0]
+    assert letter.type == "deadletter.jobs.poison"
+    assert sent is not None and letter.metadata["dlid"] == sent.id
+    assert letter.metadata["dlattempts"] == 2
+    assert letter.metadata["dlgroup"] == "crunch"
+    assert "without being acknowledged" in letter.metadata["dlreason"]
+    assert letter.metadata["partitionkey"] == "k"
+
+
+@pytest.mark.nats
+@pytest.mark.slow
+async def test_three_workers_one_killed_midway_process_every_event(
+    nats_url: str, namespace: dict[str, str], tmp_path: Path, workers: list[Worker]
+) -> None:
+    total = 10_000
+    for i in range(3):
+        workers.append(
+            await Worker.start(nats_url, namespace, "jobs.*", "crunch", tmp_path / f"w{i}")
+        )
+    publisher = EventBus(transport=make_transport(nats_url, namespace))
+    victim = workers[0]
+
+    async def kill_midway() -> None:
+        await eventually(lambda: len(victim.handled()) >= 1_000, timeout=60, interval=0.05)
+        await victim.kill()
+
+    killer = asyncio.ensure_future(kill_midway())
+    for start in range(0, total, 500):
+        await asyncio.gather(
+            *(publisher.publish("jobs.run", {"n": n}) for n in range(start, start + 500))
+        )
+    await killer
+    await publisher.close()
+
+    def seen() -> list[int]:
+        return [n for worker in workers for n in worker.handled()]
+
+    await eventually(lambda: set(seen()) == set(range(total)), timeout=40, interval=0.1)
+    for worker in workers[1:]:
+        await worker.stop()
+    counts = Counter(seen())
+    twice = sum(1 for c in counts.values() if c > 1)
+    shares = [len(set(worker.handled())) for worker in workers]
+    print(f"\n{total} events, 3 workers (one SIGKILLed), shares {shares}, processed twice: {twice}")
+    assert set(counts) == set(range(total))
+    assert twice <= shares[0], "only events the killed worker held can be repeated"
+
+
+class PrivateNats:
+    """A nats-server of this test's own (JetStream on disk), to kill and restart."""
+
+    def __init__(self, store: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.store = store
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js"]
+        self.process = subprocess.Popen(
+            [*command, "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("the private nats-server did not start")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[PrivateNats]:
+    if not Path(NATS_SERVER).exists():
+        if IN_CI:
+            pytest.fail("nats-server is not installed")
+        pytest.skip("nats-server is not installed")
+    server = PrivateNats(tmp_path / "jetstream")
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.mark.nats
+@pytest.mark.slow
+async def test_a_broker_restart_loses_nothing_acknowledged(private_nats: PrivateNats) -> None:
+    url = private_nats.url
+    namespace = {"stream": "RESTART", "prefix": "restart"}
+    consumer = EventBus(transport=make_transport(url, namespace, ack_wait=2.0))
+    grouped: list[int] = []
+    plain: list[int] = []
+    consumer.subscribe("jobs.*", group="crunch")(lambda e: grouped.append(e.data))
+    consumer.subscribe("jobs.*")(lambda e: plain.append(e.data))
+    await consumer.start()
+    publisher = EventBus(transport=make_transport(url, namespace))
+    acknowledged: list[int] = []
+
+    async def publish_all() -> None:
+        for n in range(300):
+            await publisher.publish("jobs.run", n, key=f"k{n % 3}" if n % 2 else None)
+            acknowledged.append(n)
+            await asyncio.sleep(0.005)
+
+    publishing = asyncio.ensure_future(publish_all())
+    await eventually(lambda: len(acknowledged) >= 100)
+    private_nats.kill()
+    await asyncio.sleep(1.0)
+    assert not publishing.done(), "publish waits for the broker to come back"
+    private_nats.start()
+    await asyncio.wait_for(publishing, timeout=60)
+    everything = set(range(300))
+    await eventually(lambda: set(grouped) == everything and set(plain) == everything, timeout=30)
+    await consumer.close()
+    await publisher.close()
+    print(
+        f"\nbroker restarted mid-run: group handled {len(grouped)} deliveries of 300, "
+        f"plain subscriber {len(plain)}"
+    )
