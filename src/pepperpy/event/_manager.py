@@ -316,15 +316,23 @@ class EventManager:
                     continue
                 result = listener.handler(event)
                 if result is not None and inspect.isawaitable(result):
-                    pending = start(result) if inspect.iscoroutine(result) else None
-                    if pending is None and not inspect.iscoroutine(result):
-                        pending = asyncio.ensure_future(result)
-                    if pending is not None:
-                        running.append((listener, pending))
+                    # a sync callable that returned an awaitable: finish it like a handler
+                    if inspect.iscoroutine(result):
+                        pending = start(result)
+                        if pending is not None:
+                            running.append((listener, pending))
+                    else:
+                        running.append((listener, asyncio.ensure_future(result)))
             except Exception as exc:
                 failed.append((listener, exc))
         if running:
-            await asyncio.wait([task for _, task in running])
+            tasks = [task for _, task in running]
+            try:
+                await asyncio.wait(tasks)
+            except asyncio.CancelledError:
+                for task in tasks:  # the emit was cancelled: so are its handlers
+                    task.cancel()
+                raise
             for listener, done in running:
                 error = done.exception()
                 if error is not None:
