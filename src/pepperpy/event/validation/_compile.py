@@ -83,6 +83,8 @@ class _PythonCompiler:
             info = self.msgspec.inspect.type_info(annotation)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"unsupported schema type {annotation!r}: {exc}") from exc
+        except NameError as exc:
+            raise _unresolved(annotation, exc) from exc
         return self.info(info)
 
     def plain_class(self, cls: Any) -> Node:
@@ -93,7 +95,7 @@ class _PythonCompiler:
         try:
             hints = typing.get_type_hints(cls, include_extras=True)
         except Exception as exc:
-            raise ConfigurationError(f"cannot read the annotations of {cls!r}: {exc}") from exc
+            raise _unresolved(cls, exc) from exc
         fields = []
         for name, annotation in hints.items():
             if typing.get_origin(annotation) is typing.ClassVar or annotation is typing.ClassVar:
@@ -181,6 +183,13 @@ class _PythonCompiler:
         lazy.target = node
         self.memo[key] = node
         return node
+
+
+def _unresolved(schema: Any, exc: Exception) -> ConfigurationError:
+    return ConfigurationError(
+        f"cannot resolve the annotations of {schema!r} ({exc}); a class referenced by name "
+        "in an annotation must be importable from the schema's module"
+    )
 
 
 def _number(kind: Literal["int", "float"]) -> Any:

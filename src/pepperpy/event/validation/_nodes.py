@@ -47,6 +47,7 @@ __all__ = [
     "TupleNode",
     "UUIDNode",
     "UnionNode",
+    "contains_any",
     "describe",
 ]
 
@@ -75,6 +76,32 @@ def describe(value: Any) -> str:
     return f"{type(value).__name__} {text}"
 
 
+def contains_any(node: Node) -> bool:
+    """True when ``node`` or a node below it accepts any value."""
+    seen: set[int] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, AnyNode):
+            return True
+        if isinstance(current, LazyNode) and current.target is not None:
+            stack.append(current.target)
+        elif isinstance(current, ListNode):
+            stack.append(current.item)
+        elif isinstance(current, TupleNode | UnionNode):
+            stack.extend(current.items if isinstance(current, TupleNode) else current.options)
+        elif isinstance(current, DictNode):
+            stack.extend((current.key, current.value))
+        elif isinstance(current, ObjectNode):
+            stack.extend(f.node for f in current.fields.values())
+            if current.extra_node is not None:
+                stack.append(current.extra_node)
+    return False
+
+
 def _join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
@@ -94,9 +121,7 @@ class Node(abc.ABC):
 
     def fail(self, value: Any, path: str, problems: Problems, message: str | None = None) -> Any:
         problems.append(
-            ValidationProblem(
-                path, self.expected, describe(value), message or "wrong type"
-            )
+            ValidationProblem(path, self.expected, describe(value), message or "wrong type")
         )
         return INVALID
 
@@ -160,7 +185,10 @@ class NumberNode(Node):
         elif isinstance(value, int) and self.kind == "number":
             value = int(value)
         else:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                return self.fail(value, path, problems, "number out of range")
             if not math.isfinite(value):
                 return self.fail(value, path, problems, "expected a finite number")
         if self.gt is not None and not value > self.gt:

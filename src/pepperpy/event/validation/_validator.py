@@ -11,11 +11,12 @@ from typing import Any, Literal, TypeVar, overload
 
 from .._errors import ConfigurationError, SerializationError, ValidationError, ValidationProblem
 from .._event import Event
+from .._frozen import freeze
 from .._json import dumps
 from .._patterns import parse_topic
 from ._compile import NoFastPath, _msgspec, fast_type, from_json_schema, from_python_type
 from ._compile import is_pydantic_model as _is_pydantic
-from ._nodes import INVALID, Extra, Node, describe
+from ._nodes import INVALID, Extra, Node, contains_any, describe
 
 __all__ = ["EventValidator"]
 
@@ -55,6 +56,9 @@ class _Compiled:
             self.fast = fast_type(self.node)
         except NoFastPath:
             self.fast = None
+        # msgspec passes Any-typed values through and to_builtins would turn a set into a
+        # list: check such data is JSON first, so nothing is coerced silently
+        self.any_inside = contains_any(self.node)
         msgspec = _msgspec()
         self._convert = msgspec.convert
         self._to_builtins = msgspec.to_builtins
@@ -65,6 +69,8 @@ class _Compiled:
         if self.pydantic:
             return self._check_pydantic(data)
         if self.fast is not None:
+            if self.any_inside and not _is_json(data):
+                return self.explain(data)
             try:
                 converted = self._convert(data, self.fast, strict=True)
             except self._fast_error:
@@ -132,6 +138,14 @@ class _Compiled:
         if problems:
             raise ValidationError(problems, event_type=self.event_type)
         return model.model_dump()
+
+
+def _is_json(data: Any) -> bool:
+    try:
+        freeze(data)
+    except (SerializationError, RecursionError):
+        return False
+    return True
 
 
 def _pydantic_names(model: Any) -> set[str]:

@@ -1,0 +1,554 @@
+"""EventValidator: every schema kind, every problem reported, versions and upcasters."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import uuid
+from decimal import Decimal
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
+
+import msgspec
+import pydantic
+import pytest
+
+from pepperpy.event import (
+    ConfigurationError,
+    Event,
+    EventError,
+    EventValidator,
+    ValidationError,
+    ValidationProblem,
+)
+
+
+async def test_seed_snippet_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    # --- the seed's "Event Validation" snippet, verbatim ---
+    validator = EventValidator()
+
+    @validator.schema("user.created")
+    class UserCreatedSchema:
+        user_id: str
+        name: str
+        email: str
+
+    event_data = {"user_id": "123", "name": "John", "email": "john@example.com"}
+    try:
+        event = await validator.validate("user.created", event_data)
+    except ValidationError as e:
+        print(f"Invalid event: {e}")
+    # --- end of snippet ---
+    assert isinstance(event, Event)
+    assert event.type == "user.created" and event.version == 1
+    assert event.data == event_data
+    assert capsys.readouterr().out == ""
+
+    event_data = {"user_id": 123, "name": "John"}
+    try:
+        event = await validator.validate("user.created", event_data)
+    except ValidationError as e:
+        print(f"Invalid event: {e}")
+    out = capsys.readouterr().out
+    assert out.startswith("Invalid event: ") and "user_id" in out and "email" in out
+
+
+def problems(exc: pytest.ExceptionInfo[ValidationError]) -> dict[str, ValidationProblem]:
+    return {p.path: p for p in exc.value.errors}
+
+
+# -- schema kinds ---------------------------------------------------------------------
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Priority(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+@dataclasses.dataclass
+class Address:
+    city: str
+    zip: Annotated[str, msgspec.Meta(pattern=r"^\d{5}$")]
+
+
+@dataclasses.dataclass
+class OrderPlaced:
+    order_id: uuid.UUID
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=100)]
+    price: Decimal
+    placed_at: dt.datetime
+    address: Address
+    color: Color
+    tags: list[str] = dataclasses.field(default_factory=list)
+    attributes: dict[str, int] = dataclasses.field(default_factory=dict)
+    channel: Literal["web", "shop"] = "web"
+    coupon: str | None = None
+    priority: Priority = Priority.LOW
+    ship_by: dt.date | None = None
+
+
+GOOD_ORDER = {
+    "order_id": "6f1c0a52-3d3e-4b8c-9d1b-4a3f1c2b5e6d",
+    "quantity": 3,
+    "price": "9.99",
+    "placed_at": "2024-05-01T10:00:00Z",
+    "address": {"city": "Lisbon", "zip": "12345"},
+    "color": "red",
+}
+
+
+async def test_dataclass_schema_converts_and_fills_defaults() -> None:
+    validator = EventValidator()
+    validator.schema("order.placed")(OrderPlaced)
+    event = await validator.validate("order.placed", GOOD_ORDER)
+    data = event.data
+    assert data["order_id"] == uuid.UUID(GOOD_ORDER["order_id"])  # type: ignore[arg-type]
+    assert data["price"] == Decimal("9.99")
+    assert data["placed_at"] == dt.datetime(2024, 5, 1, 10, tzinfo=dt.UTC)
+    assert data["color"] == "red"
+    assert data["tags"] == [] and data["attributes"] == {}
+    assert data["channel"] == "web" and data["coupon"] is None and data["priority"] == 1
+
+
+async def test_every_problem_is_reported_with_path_expected_and_actual() -> None:
+    validator = EventValidator()
+    validator.register("order.placed", OrderPlaced)
+    bad = {
+        "order_id": "not-a-uuid",
+        "quantity": 0,
+        "price": "ten",
+        "placed_at": "yesterday",
+        "address": {"zip": "12"},
+        "color": "green",
+        "tags": ["ok", 3],
+        "attributes": {"a": "1"},
+        "channel": "mail",
+        "coupon": 5,
+        "priority": 3,
+        "ship_by": "2024-13-01",
+        "surprise": True,
+    }
+    with pytest.raises(ValidationError) as info:
+        await validator.validate("order.placed", bad)
+    found = problems(info)
+    assert set(found) == {
+        "order_id",
+        "quantity",
+        "price",
+        "placed_at",
+        "address.city",
+        "address.zip",
+        "color",
+        "tags[1]",
+        "attributes.a",
+        "channel",
+        "coupon",
+        "priority",
+        "ship_by",
+        "surprise",
+    }
+    assert found["address.city"].actual == "missing"
+    assert found["quantity"].message == "must be >= 1"
+    assert found["tags[1]"].expected == "str" and found["tags[1]"].actual == "int 3"
+    assert found["surprise"].message == "unexpected field"
+    text = str(info.value)
+    assert "14 problems" in text
+    for path in found:
+        assert path in text
+    assert info.value.event_type == "order.placed"
+
+
+async def test_typeddict_schema_with_optional_keys() -> None:
+    class Login(TypedDict):
+        user: str
+        ip: NotRequired[str]
+
+    validator = EventValidator()
+    validator.register("user.login", Login)
+    assert (await validator.validate("user.login", {"user": "a"})).data == {"user": "a"}
+    event = await validator.validate("user.login", {"user": "a", "ip": "::1"})
+    assert event.data == {"user": "a", "ip": "::1"}
+    with pytest.raises(ValidationError) as info:
+        await validator.validate("user.login", {"ip": 1})
+    assert set(problems(info)) == {"user", "ip"}
+
+
+async def test_msgspec_struct_schema_with_constraints() -> None:
+    class Payment(msgspec.Struct):
+        amount: Annotated[float, msgspec.Meta(gt=0)]
+        currency: Annotated[str, msgspec.Meta(min_length=3, max_length=3)]
+        note: str = ""
+
+    validator = EventValidator()
+    validator.register("payment.made", Payment)
+    event = await validator.validate("payment.made", {"amount": 5, "currency": "EUR"})
+    assert event.data == {"amount": 5.0, "currency": "EUR", "note": ""}
+    with pytest.raises(ValidationError) as info:
+        await validator.validate("payment.made", {"amount": 0, "currency": "EURO"})
+    assert set(problems(info)) == {"amount", "currency"}
+
+
+async def test_pydantic_model_schema_with_field_constraints() -> None:
+    class Signup(pydantic.BaseModel):
+        email: str = pydantic.Field(pattern=r".+@.+")
+        age: int = pydantic.Field(ge=18)
+        at: dt.datetime
+        referrer: str | None = None
+
+    validator = EventValidator()
+    validator.schema("user.signup")(Signup)
+    event = await validator.validate(
+        "user.signup", {"email": "a@b.c", "age": 20, "at": "2024-01-01T00:00:00Z"}
+    )
+    assert event.data["age"] == 20 and event.data["referrer"] is None
+    assert event.data["at"] == dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    with pytest.raises(ValidationError) as info:
+        await validator.validate("user.signup", {"email": "nope", "age": "20", "extra": 1})
+    assert set(problems(info)) == {"email", "age", "at", "extra"}
+    with pytest.raises(ValidationError):
+        await validator.validate("user.signup", ["not", "a", "mapping"])
+
+
+async def test_json_schema_registration() -> None:
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer", "minimum": 1},
+            "name": {"type": "string", "minLength": 1},
+            "score": {"type": "number", "exclusiveMaximum": 10},
+            "role": {"enum": ["admin", "user"]},
+            "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
+            "address": {"$ref": "#/$defs/address"},
+            "nickname": {"type": ["string", "null"], "default": None},
+            "created": {"type": "string", "format": "date-time"},
+        },
+        "required": ["id", "name", "role"],
+        "additionalProperties": False,
+        "$defs": {
+            "address": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            }
+        },
+    }
+    validator = EventValidator()
+    validator.register("user.created", schema, version=1)
+    event = await validator.validate(
+        "user.created", {"id": 1, "name": "a", "role": "user", "score": 9.5}
+    )
+    assert event.data == {"id": 1, "name": "a", "role": "user", "score": 9.5, "nickname": None}
+    with pytest.raises(ValidationError) as info:
+        await validator.validate(
+            "user.created",
+            {
+                "id": 0,
+                "name": "",
+                "role": "root",
+                "score": 10,
+                "tags": ["a", "b", "c"],
+                "address": {},
+                "created": "soon",
+                "other": 1,
+            },
+        )
+    assert set(problems(info)) == {
+        "id",
+        "name",
+        "role",
+        "score",
+        "tags",
+        "address.city",
+        "created",
+        "other",
+    }
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "not": {}},
+        {"type": "strange"},
+        {"$ref": "http://example.com/schema"},
+        {"$ref": "#/$defs/missing"},
+        {"enum": []},
+    ],
+)
+def test_json_schema_the_validator_cannot_enforce_is_refused(schema: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        EventValidator().register("x", schema)
+
+
+@dataclasses.dataclass
+class TreeNode:
+    value: int
+    children: list[TreeNode] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Card:
+    last4: str
+
+
+@dataclasses.dataclass
+class Payment:
+    method: Card | None
+    amount: int | float
+    tree: TreeNode
+
+
+async def test_nested_schemas_unions_and_recursion() -> None:
+    validator = EventValidator()
+    validator.register("payment.made", Payment)
+    event = await validator.validate(
+        "payment.made",
+        {
+            "method": {"last4": "1234"},
+            "amount": 1.5,
+            "tree": {"value": 1, "children": [{"value": 2}]},
+        },
+    )
+    assert event.data["tree"] == {"value": 1, "children": [{"value": 2, "children": []}]}
+    with pytest.raises(ValidationError) as info:
+        await validator.validate(
+            "payment.made",
+            {"method": {"last4": 1234}, "amount": "1", "tree": {"children": [{"value": "x"}]}},
+        )
+    assert set(problems(info)) == {
+        "method.last4",
+        "amount",
+        "tree.value",
+        "tree.children[0].value",
+    }
+
+
+async def test_plain_class_defaults_and_optional_fields() -> None:
+    validator = EventValidator()
+
+    @validator.schema("profile.updated")
+    class Profile:
+        name: str
+        bio: str | None = None
+        tags: list[str] = []
+        plan: Literal["free", "pro"] = "free"
+
+    event = await validator.validate("profile.updated", {"name": "n"})
+    assert event.data == {"name": "n", "bio": None, "tags": [], "plan": "free"}
+    with pytest.raises(ValidationError):
+        await validator.validate("profile.updated", {"name": "n", "plan": "gold"})
+
+
+# -- no silent coercion ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value"),
+    [
+        (int, "1"),
+        (int, 1.0),
+        (int, True),
+        (float, "1.5"),
+        (float, True),
+        (str, 1),
+        (bool, 1),
+        (bool, "true"),
+        (list[int], "1,2"),
+        (list[int], {"a": 1}),
+        (dict[str, int], [1]),
+        (dt.date, "2024-01-01T00:00:00"),
+    ],
+)
+async def test_no_silent_coercion(annotation: Any, value: Any) -> None:
+    schema = dataclasses.make_dataclass("Schema", [("field", annotation)])
+    validator = EventValidator()
+    validator.register("x", schema)
+    with pytest.raises(ValidationError) as info:
+        await validator.validate("x", {"field": value})
+    assert list(problems(info)) == ["field"]
+
+
+async def test_ints_are_accepted_where_floats_are_expected() -> None:
+    @dataclasses.dataclass
+    class Schema:
+        value: float
+
+    validator = EventValidator()
+    validator.register("x", Schema)
+    assert (await validator.validate("x", {"value": 2})).data == {"value": 2.0}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        "text",
+        42,
+        [{"name": "a"}],
+        {"name": float("nan")},
+        {"name": "a", "score": float("nan")},
+        {"name": "a", "score": float("inf")},
+        {"name": "a", "score": 10**400},
+        {"name": "a", "blob": {1, 2}},
+        {1: "non-str key"},
+    ],
+)
+async def test_bad_data_of_any_shape_raises_only_validation_error(bad: Any) -> None:
+    @dataclasses.dataclass
+    class Schema:
+        name: str
+        score: float = 0.0
+        blob: Any = None
+
+    validator = EventValidator()
+    validator.register("x", Schema)
+    with pytest.raises(ValidationError) as info:
+        await validator.validate("x", bad)
+    assert info.value.errors
+    assert isinstance(info.value, EventError) and isinstance(info.value, ValueError)
+
+
+# -- policies -------------------------------------------------------------------------
+
+
+async def test_unknown_types_policy() -> None:
+    strict = EventValidator()
+    with pytest.raises(ValidationError, match="no schema"):
+        await strict.validate("never.registered", {})
+    lenient = EventValidator(unknown_types="pass")
+    event = await lenient.validate("never.registered", {"anything": [1]})
+    assert event.data == {"anything": [1]}
+    with pytest.raises(ValidationError):
+        await lenient.validate("never.registered", {"bad": float("nan")})
+
+
+async def test_extra_fields_policies() -> None:
+    class Schema(TypedDict):
+        name: str
+
+    data = {"name": "a", "other": 1}
+    forbid = EventValidator()
+    forbid.register("x", Schema)
+    with pytest.raises(ValidationError, match="unexpected field"):
+        await forbid.validate("x", data)
+    ignore = EventValidator(extra_fields="ignore")
+    ignore.register("x", Schema)
+    assert (await ignore.validate("x", data)).data == {"name": "a"}
+    allow = EventValidator(extra_fields="allow")
+    allow.register("x", Schema)
+    assert (await allow.validate("x", data)).data == data
+    per_schema = EventValidator()
+    per_schema.register("x", Schema, extra_fields="ignore")
+    assert (await per_schema.validate("x", data)).data == {"name": "a"}
+
+
+def test_bad_policies_are_refused() -> None:
+    with pytest.raises(ConfigurationError):
+        EventValidator(unknown_types="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        EventValidator(extra_fields="sometimes")  # type: ignore[arg-type]
+
+
+def test_registration_errors() -> None:
+    validator = EventValidator()
+    validator.register("x", {"type": "object"})
+    with pytest.raises(ConfigurationError):
+        validator.register("x", {"type": "object"})
+    with pytest.raises(ConfigurationError):
+        validator.register("y", {"type": "object"}, version=0)
+    with pytest.raises(TypeError):
+        validator.register("z", 42)
+    with pytest.raises(ConfigurationError):
+        validator.register("w", dataclasses.make_dataclass("Unsupported", [("handle", object)]))
+
+    @dataclasses.dataclass
+    class Local:
+        inner: Card
+
+    Local.__annotations__["inner"] = "NotDefinedAnywhere"
+    with pytest.raises(ConfigurationError, match="cannot resolve"):
+        validator.register("v", Local)
+
+
+# -- versions and upcasters -----------------------------------------------------------
+
+
+def versioned() -> EventValidator:
+    validator = EventValidator()
+
+    @validator.schema("user.created", version=1)
+    class V1:
+        name: str
+
+    @validator.schema("user.created", version=2)
+    class V2:
+        first: str
+        last: str
+
+    @validator.schema("user.created", version=3)
+    class V3:
+        first: str
+        last: str
+        email: str | None
+
+    @validator.upcaster("user.created", from_version=1)
+    def split_name(data: dict[str, Any]) -> dict[str, Any]:
+        first, _, last = data["name"].partition(" ")
+        return {"first": first, "last": last}
+
+    @validator.upcaster("user.created", from_version=2)
+    async def add_email(data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "email": None}
+
+    return validator
+
+
+async def test_highest_version_is_the_default() -> None:
+    validator = versioned()
+    assert validator.versions("user.created") == [1, 2, 3]
+    event = await validator.validate("user.created", {"first": "A", "last": "B", "email": None})
+    assert event.version == 3
+    with pytest.raises(ValidationError):
+        await validator.validate("user.created", {"name": "A B"})
+
+
+async def test_old_versions_are_upcast_to_the_latest() -> None:
+    validator = versioned()
+    event = await validator.validate("user.created", {"name": "Ada Lovelace"}, version=1)
+    assert event.version == 3
+    assert event.data == {"first": "Ada", "last": "Lovelace", "email": None}
+    event = await validator.validate("user.created", {"first": "A", "last": "B"}, version=2)
+    assert event.version == 3
+
+
+async def test_an_unknown_version_is_a_validation_error() -> None:
+    with pytest.raises(ValidationError, match="no schema for version 9"):
+        await versioned().validate("user.created", {}, version=9)
+
+
+async def test_a_failing_upcaster_is_reported_as_a_validation_error() -> None:
+    validator = EventValidator()
+    validator.register("x", {"type": "object"}, version=1)
+    validator.register("x", {"type": "object"}, version=2)
+
+    @validator.upcaster("x", from_version=1)
+    def broken(data: dict[str, Any]) -> dict[str, Any]:
+        raise KeyError("field")
+
+    with pytest.raises(ValidationError, match="upcaster from version 1 failed") as info:
+        await validator.validate("x", {}, version=1)
+    assert isinstance(info.value.__cause__, KeyError)
+    with pytest.raises(ConfigurationError):
+        validator.upcaster("x", from_version=1, func=lambda d: d)
+
+
+async def test_without_an_upcaster_the_event_keeps_its_version() -> None:
+    validator = EventValidator()
+    validator.register("x", {"type": "object"}, version=1)
+    validator.register("x", {"type": "object", "required": ["a"]}, version=2)
+    assert (await validator.validate("x", {}, version=1)).version == 1
