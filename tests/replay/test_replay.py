@@ -29,7 +29,8 @@ def at(seconds: float) -> datetime:
 
 async def fill(store: EventStore, stream: str, times: list[float], kind: str = "user.seen") -> None:
     await store.append(
-        stream, [Event(kind, {"n": i, "user_id": stream}, timestamp=at(s)) for i, s in enumerate(times)]
+        stream,
+        [Event(kind, {"n": i, "user_id": stream}, timestamp=at(s)) for i, s in enumerate(times)],
     )
 
 

@@ -31,12 +31,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``)."""
     debug = os.environ.get("PEPPERPY_EVENT_DEBUG", "") not in ("", "0")
     try:
-        require("typer", extra="cli", feature="the pepperpy-event command")
-        require("rich", extra="cli", feature="the pepperpy-event command")
+        require("click", extra="cli", feature="the pepperpy-event command")
         from ._app import CommandError, app
 
         args = list(sys.argv[1:] if argv is None else argv)
-        app(args=args, prog_name=PROGRAM)
+        app.main(args=args, prog_name=PROGRAM, standalone_mode=True)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None

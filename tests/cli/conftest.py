@@ -1,0 +1,69 @@
+"""Run the real command in a subprocess, against a temporary SQLite store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.out.splitlines()
+
+
+Cli = Callable[..., Result]
+
+
+_PYCACHE = Path(tempfile.gettempdir()) / "pepperpy-event-cli-tests-pycache"
+
+
+def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The command's environment: no inherited PEPPERPY_EVENT_* settings.
+
+    Byte code is cached in a private temporary folder, so the many short-lived
+    processes of these tests do not each compile the standard library again when the
+    environment sets PYTHONDONTWRITEBYTECODE.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEPPERPY_EVENT")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(_PYCACHE)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["COLUMNS"] = "200"
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """``cli("read", "user.1")`` runs ``python -m pepperpy.event`` in ``tmp_path``."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
+        done = subprocess.run(
+            [sys.executable, "-m", "pepperpy.event", *args],
+            cwd=tmp_path,
+            env=command_env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    return run
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/store.db"
