@@ -22,6 +22,8 @@ from .._errors import (
     ValidationProblem,
 )
 from .._event import Event
+from .._frozen import freeze
+from .._ids import format_uuid7, next_counter, now_ns
 from .._patterns import parse_topic
 from ._reader import EventReader, RowFilter, StoreSubscription
 from .base import (
@@ -383,19 +385,19 @@ def _records(
         raise _invalid("$", "at least one event", items, "nothing to append")
     records: list[NewRecord] = []
     seen: set[str] = set()
+    dumps = _json.dumps
     for index, item in enumerate(items):
-        where = "$" if single else f"$[{index}]"
-        event = item if isinstance(item, Event) else _from_mapping(item, where)
-        try:
-            data = _json.dumps(event.data)
-            metadata = _json.dumps(event.metadata) if event.metadata else None
-        except SerializationError as exc:
-            raise SerializationError(f"event {where} ({event.type!r}): {exc}") from exc
-        if event.id in seen:
-            raise _invalid(f"{where}.id", "ids unique within a batch", event.id, "duplicate id")
-        seen.add(event.id)
-        records.append(
-            NewRecord(
+        if item.__class__ is dict and item.keys() <= _PLAIN_KEYS:
+            record = _plain_record(item, index, single)
+        else:
+            where = "$" if single else f"$[{index}]"
+            event = item if isinstance(item, Event) else _from_mapping(item, where)
+            try:
+                data = dumps(event.data)
+                metadata = dumps(event.metadata) if event.metadata else None
+            except SerializationError as exc:
+                raise SerializationError(f"event {where} ({event.type!r}): {exc}") from exc
+            record = NewRecord(
                 event.id,
                 event.type,
                 event.version,
@@ -405,8 +407,45 @@ def _records(
                 event.source,
                 event.subject,
             )
-        )
+        if record.id in seen:
+            where = "$" if single else f"$[{index}]"
+            raise _invalid(f"{where}.id", "ids unique within a batch", record.id, "duplicate id")
+        seen.add(record.id)
+        records.append(record)
     return records
+
+
+#: dict keys the fast path handles (the seed's form); anything else goes through Event
+_PLAIN_KEYS = frozenset({"type", "data", "metadata"})
+
+
+def _plain_record(item: dict[str, Any], index: int, single: bool) -> NewRecord:
+    """A record straight from ``{"type", "data", "metadata"?}``: what ``Event()`` would do."""
+    event_type = item.get("type")
+    where = "$" if single else f"$[{index}]"
+    if event_type.__class__ is not str or not event_type:
+        raise _invalid(f"{where}.type", "a non-empty str", event_type, "missing event type")
+    data = item.get("data")
+    metadata = item.get("metadata")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise _invalid(f"{where}.metadata", "a dict", metadata, "metadata must be a dict")
+    try:
+        freeze(data)  # refuses what JSON cannot hold (NaN, sets of objects, ...)
+        encoded = _json.dumps(data)
+        encoded_metadata = _json.dumps(dict(metadata)) if metadata else None
+    except SerializationError as exc:
+        raise SerializationError(f"event {where} ({event_type!r}): {exc}") from exc
+    now = now_ns()
+    return NewRecord(
+        format_uuid7(now // 1_000_000, next_counter()),
+        event_type,
+        1,
+        encoded,
+        encoded_metadata,
+        now // 1000,
+        None,
+        None,
+    )
 
 
 def _from_mapping(item: Any, where: str) -> Event:

@@ -44,6 +44,8 @@ T = TypeVar("T")
 POLL_INTERVAL = 0.5
 #: most appends written in one group transaction
 MAX_GROUP = 1024
+#: longest a group waits for stragglers before committing (seconds)
+MAX_GATHER_WAIT = 0.002
 _READERS = 2
 _BUSY_TIMEOUT_MS = 10_000
 
@@ -165,20 +167,13 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         connection: sqlite3.Connection | None = None
         stopping = False
+        last_size, last_commit = 1, 0.0
         while not stopping:
             job = self.jobs.get()
             if job is None:
                 break
-            group = [job]
-            while len(group) < MAX_GROUP:
-                try:
-                    more = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                group.append(more)
+            group, stopping = self._gather(job, last_size, last_commit)
+            started = time.monotonic()
             try:
                 if connection is None:
                     connection = _connect(self._path, self._synchronous)
@@ -187,6 +182,7 @@ class _Writer(threading.Thread):
             except BaseException as exc:  # the whole group failed (BEGIN or COMMIT)
                 error = _translate(exc)
                 outcomes = [(None, error)] * len(group)
+            last_size, last_commit = len(group), time.monotonic() - started
             for item, (result, error_or_none) in zip(group, outcomes, strict=True):
                 try:
                     item.loop.call_soon_threadsafe(_settle, item.future, result, error_or_none)
@@ -194,6 +190,32 @@ class _Writer(threading.Thread):
                     pass
         if connection is not None:
             connection.close()
+
+    def _gather(self, first: _Job, last_size: int, last_commit: float) -> tuple[list[_Job], bool]:
+        """Collect a group: what is queued, and briefly wait for the previous group's size.
+
+        Callers whose appends were just committed come back within microseconds; starting
+        the next commit with only the first of them would split every later group in
+        two. The wait is bounded by a fraction of the last commit's duration (the idea of
+        PostgreSQL's ``commit_delay``), and a lone sequential caller never waits.
+        """
+        group = [first]
+        deadline = time.monotonic() + min(MAX_GATHER_WAIT, last_commit / 2)
+        while len(group) < MAX_GROUP:
+            try:
+                more = self.jobs.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if len(group) >= last_size or remaining <= 0:
+                    break
+                try:
+                    more = self.jobs.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if more is None:
+                return group, True
+            group.append(more)
+        return group, False
 
     def _commit_group(
         self, connection: sqlite3.Connection, group: list[_Job]

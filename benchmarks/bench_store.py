@@ -1,0 +1,418 @@
+"""The event store, side by side with eventsourcing and raw sqlite3 floors.
+
+Every SQLite contender is durable: WAL with ``synchronous=FULL`` (SQLite's default, which
+eventsourcing keeps). PostgreSQL runs only when a server answers on 127.0.0.1:5432.
+
+Run: ``python -m benchmarks.bench_store`` (``--quick`` for a short run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import socket
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from benchmarks._harness import Result, Runner, compare, machine, table
+from pepperpy.event import EventStore
+
+STREAMS = 1000
+TASKS = 20
+BATCH = 100
+PAYLOAD = {"user_id": "123", "name": "John", "email": "john@example.com", "age": 42}
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+
+_SCRATCH = Path(tempfile.mkdtemp(prefix="pepperpy-bench-store-"))
+
+
+def _fresh_db() -> str:
+    return str(_SCRATCH / f"{uuid.uuid4().hex}.db")
+
+
+# -- appends: 20 concurrent tasks, one event per append -----------------------------------
+
+
+def _pepperpy_concurrent(url_factory: Any) -> Runner:
+    async def run(n: int) -> float:
+        async with EventStore(await url_factory()) as store:
+            await store.append("warm.up", {"type": "warm"})  # open files/connections first
+            per_task = n // TASKS
+
+            async def task(number: int) -> None:
+                for i in range(per_task):
+                    stream = f"user.{(number * per_task + i) % STREAMS}"
+                    await store.append(stream, {"type": "user.updated", "data": PAYLOAD})
+
+            start = time.perf_counter()
+            await asyncio.gather(*(task(number) for number in range(TASKS)))
+            return time.perf_counter() - start
+
+    return run
+
+
+async def _sqlite_url() -> str:
+    return f"sqlite:///{_fresh_db()}"
+
+
+@functools.cache
+def _user_aggregate() -> Any:
+    """An eventsourcing aggregate (defined once: eventsourcing registers class topics)."""
+    from eventsourcing.domain import Aggregate, event
+
+    class User(Aggregate):
+        @event("Registered")
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @event("Updated")
+        def update(self, name: str) -> None:
+            self.name = name
+
+    return User
+
+
+def _eventsourcing_save(events_per_save: int) -> Runner:
+    from eventsourcing.application import Application
+
+    User = _user_aggregate()
+
+    async def run(n: int) -> float:
+        app: Application[Any] = Application(
+            env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": _fresh_db()}
+        )
+        app.save(User("warm"))
+        saves = n // events_per_save
+        users = []
+        for _ in range(saves):
+            user = User("John")
+            for _ in range(events_per_save - 1):
+                user.update("Jane")
+            users.append(user)
+        start = time.perf_counter()
+        for user in users:
+            app.save(user)
+        elapsed = time.perf_counter() - start
+        app.close()
+        return elapsed
+
+    return run
+
+
+_RAW_SCHEMA = (
+    "CREATE TABLE events (global_position INTEGER PRIMARY KEY, stream TEXT, "
+    "position INTEGER, type TEXT, data BLOB, UNIQUE (stream, position))"
+)
+
+
+def _raw_connection() -> sqlite3.Connection:
+    connection = sqlite3.connect(_fresh_db(), isolation_level=None)
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = FULL")
+    connection.execute(_RAW_SCHEMA)
+    return connection
+
+
+def _raw_one_transaction_per_event() -> Runner:
+    async def run(n: int) -> float:
+        connection = _raw_connection()
+        start = time.perf_counter()
+        for i in range(n):
+            connection.execute("BEGIN")
+            connection.execute(
+                "INSERT INTO events (stream, position, type, data) VALUES (?, ?, ?, ?)",
+                (f"user.{i % STREAMS}", i // STREAMS, "user.updated", json.dumps(PAYLOAD)),
+            )
+            connection.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+        connection.close()
+        return elapsed
+
+    return run
+
+
+# -- appends: batches ---------------------------------------------------------------------
+
+
+def _pepperpy_batched() -> Runner:
+    async def run(n: int) -> float:
+        async with EventStore(await _sqlite_url()) as store:
+            await store.append("warm.up", {"type": "warm"})
+            start = time.perf_counter()
+            for number in range(n // BATCH):
+                events = [{"type": "user.updated", "data": PAYLOAD} for _ in range(BATCH)]
+                await store.append(f"user.{number % STREAMS}", events)
+            return time.perf_counter() - start
+
+    return run
+
+
+def _raw_executemany() -> Runner:
+    async def run(n: int) -> float:
+        connection = _raw_connection()
+        start = time.perf_counter()
+        connection.execute("BEGIN")
+        connection.executemany(
+            "INSERT INTO events (stream, position, type, data) VALUES (?, ?, ?, ?)",
+            (
+                (f"user.{i % STREAMS}", i // STREAMS, "user.updated", json.dumps(PAYLOAD))
+                for i in range(n)
+            ),
+        )
+        connection.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+        connection.close()
+        return elapsed
+
+    return run
+
+
+def _raw_executemany_per_batch() -> Runner:
+    async def run(n: int) -> float:
+        connection = _raw_connection()
+        start = time.perf_counter()
+        for number in range(n // BATCH):
+            connection.execute("BEGIN")
+            connection.executemany(
+                "INSERT INTO events (stream, position, type, data) VALUES (?, ?, ?, ?)",
+                ((f"s.{number}", i, "user.updated", json.dumps(PAYLOAD)) for i in range(BATCH)),
+            )
+            connection.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+        connection.close()
+        return elapsed
+
+    return run
+
+
+# -- reading one long stream --------------------------------------------------------------
+
+
+async def _long_stream(count: int) -> tuple[str, str]:
+    path = _fresh_db()
+    async with EventStore(f"sqlite:///{path}") as store:
+        for _ in range(count // 1000):
+            await store.append(
+                "big.1", [{"type": "user.updated", "data": PAYLOAD} for _ in range(1000)]
+            )
+    return path, f"sqlite:///{path}"
+
+
+def _pepperpy_read(url: str) -> Runner:
+    async def run(n: int) -> float:
+        async with EventStore(url) as store:
+            await store.stream_version("big.1")  # open the reader connection first
+            start = time.perf_counter()
+            events = await store.get_stream("big.1")
+            elapsed = time.perf_counter() - start
+        assert len(events) == n
+        return elapsed
+
+    return run
+
+
+def _raw_read(path: str, decode: bool) -> Runner:
+    async def run(n: int) -> float:
+        connection = sqlite3.connect(path)
+        start = time.perf_counter()
+        rows = connection.execute(
+            "SELECT global_position, stream, position, id, type, version, data, metadata, "
+            "timestamp, source, subject, recorded_at FROM events WHERE stream = ? "
+            "ORDER BY position",
+            ("big.1",),
+        ).fetchall()
+        if decode:
+            rows = [(*row[:6], json.loads(row[6]), *row[7:]) for row in rows]
+        elapsed = time.perf_counter() - start
+        connection.close()
+        assert len(rows) == n
+        return elapsed
+
+    return run
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+
+def _postgres_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+async def _postgres_url() -> str:
+    import asyncpg
+
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(f"{POSTGRES}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    _POSTGRES_DATABASES.append(name)
+    return f"{POSTGRES}/{name}"
+
+
+_POSTGRES_DATABASES: list[str] = []
+
+
+async def _drop_postgres_databases() -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(f"{POSTGRES}/postgres")
+    try:
+        for name in _POSTGRES_DATABASES:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+    _POSTGRES_DATABASES.clear()
+
+
+async def _postgres_subscription(count: int) -> tuple[float, float, float]:
+    """(events/s delivered to a live subscriber, median and p99 append->delivery ms)."""
+    url = await _postgres_url()
+    async with EventStore(url) as writer, EventStore(url) as reader:
+        await writer.append("warm.up", {"type": "warm"})
+        subscription = reader.subscribe(1)
+        latencies: list[float] = []
+        done = asyncio.Event()
+
+        async def follow() -> None:
+            async for event in subscription:
+                latencies.append(time.perf_counter() - event.data["sent"])
+                if len(latencies) == count:
+                    done.set()
+                    return
+
+        follower = asyncio.create_task(follow())
+        await asyncio.sleep(0.2)
+        start = time.perf_counter()
+        per_task = count // 4
+
+        async def task(number: int) -> None:
+            for _ in range(per_task):
+                await writer.append(
+                    f"live.{number}", {"type": "tick", "data": {"sent": time.perf_counter()}}
+                )
+
+        await asyncio.gather(*(task(number) for number in range(4)))
+        await asyncio.wait_for(done.wait(), 60)
+        elapsed = time.perf_counter() - start
+        await follower
+    milliseconds = sorted(latency * 1000 for latency in latencies)
+    p99 = milliseconds[int(len(milliseconds) * 0.99) - 1]
+    return count / elapsed, statistics.median(milliseconds), p99
+
+
+# -- the report ---------------------------------------------------------------------------
+
+
+def _ratio(results: list[Result], name: str, baseline: str) -> float:
+    rates = {r.name: r.ops_per_sec for r in results}
+    return rates[name] / rates[baseline]
+
+
+async def main(quick: bool) -> str:
+    passes = 3 if quick else 5
+    appends = 4_000 if quick else 20_000
+    sections = [f"## Event store\n\nMachine: {machine()}; SQLite {sqlite3.sqlite_version}.\n"]
+
+    ours, theirs = (
+        "pepperpy EventStore (SQLite), 20 tasks",
+        "eventsourcing Application.save, 1 event per save",
+    )
+    concurrent = await compare(
+        {
+            ours: _pepperpy_concurrent(_sqlite_url),
+            theirs: _eventsourcing_save(1),
+            "eventsourcing Application.save, 10 events per save": _eventsourcing_save(10),
+            "raw sqlite3, one transaction per event": _raw_one_transaction_per_event(),
+        },
+        operations=appends,
+        passes=passes,
+    )
+    sections.append(
+        f"### Single-event appends, {TASKS} concurrent tasks, {STREAMS} streams (events/s)\n\n"
+        + table(concurrent, baseline=theirs)
+        + f"\n\nTarget >= 10x eventsourcing: measured {_ratio(concurrent, ours, theirs):.1f}x.\n"
+    )
+
+    ours, raw = (
+        f"pepperpy EventStore (SQLite), {BATCH}-event batches",
+        "raw executemany + json.dumps, one transaction",
+    )
+    batched = await compare(
+        {
+            ours: _pepperpy_batched(),
+            raw: _raw_executemany(),
+            f"raw executemany + json.dumps, one transaction per {BATCH}": (
+                _raw_executemany_per_batch()
+            ),
+            "eventsourcing Application.save, 10 events per save": _eventsourcing_save(10),
+        },
+        operations=appends,
+        passes=passes,
+    )
+    sections.append(
+        "### Batched appends (events/s)\n\n"
+        + table(batched, baseline=raw)
+        + f"\n\nTarget >= 0.5x raw executemany: measured {_ratio(batched, ours, raw):.2f}x.\n"
+    )
+
+    length = 10_000
+    path, url = await _long_stream(length)
+    ours, raw = "pepperpy get_stream -> Events", "raw fetchall + json.loads per row"
+    reading = await compare(
+        {
+            ours: _pepperpy_read(url),
+            "raw fetchall (tuples)": _raw_read(path, decode=False),
+            raw: _raw_read(path, decode=True),
+        },
+        operations=length,
+        passes=passes,
+    )
+    sections.append(
+        f"### Reading one {length:,}-event stream (events/s)\n\n"
+        + table(reading, baseline=raw)
+        + f"\n\nTarget >= 1x raw fetchall + json.loads: {_ratio(reading, ours, raw):.2f}x.\n"
+    )
+
+    if _postgres_up():
+        try:
+            postgres = await compare(
+                {"pepperpy EventStore (PostgreSQL), 20 tasks": _pepperpy_concurrent(_postgres_url)},
+                operations=1_000 if quick else 4_000,
+                passes=passes,
+            )
+            rate, median, p99 = await _postgres_subscription(400 if quick else 2_000)
+        finally:
+            await _drop_postgres_databases()
+        sections.append(
+            "### PostgreSQL (loopback, synchronous_commit=on)\n\n"
+            + table(postgres, baseline="pepperpy EventStore (PostgreSQL), 20 tasks")
+            + f"\n\nLive subscription (4 writer tasks, one subscriber on another store): "
+            f"{rate:,.0f} events/s delivered; append -> delivery latency median "
+            f"{median:.2f} ms, p99 {p99:.2f} ms.\n"
+        )
+    else:
+        sections.append("### PostgreSQL\n\nSkipped: no server on 127.0.0.1:5432.\n")
+    return "\n".join(sections)
+
+
+if __name__ == "__main__":
+    try:
+        print(asyncio.run(main("--quick" in sys.argv)))
+    finally:
+        for leftover in _SCRATCH.glob("*"):
+            os.unlink(leftover)
+        _SCRATCH.rmdir()
