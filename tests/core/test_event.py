@@ -432,3 +432,25 @@ def test_ids_keep_increasing_when_the_clock_steps_back(monkeypatch: pytest.Monke
     after = Event("t")
     assert after.id > before.id
     assert _unix_ms(after.id) >= _unix_ms(before.id)
+
+
+def test_cyclic_data_is_a_serialization_error_not_a_recursion_error() -> None:
+    from pepperpy.event import EventManager
+
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    looped: dict[str, Any] = {}
+    looped["self"] = looped
+    for data in (cyclic, looped):
+        with pytest.raises(SerializationError, match="cycle"):
+            Event("t", data)
+        with pytest.raises(SerializationError, match="cycle"):
+            Event("t").replace(data=data)
+
+    async def emit() -> None:
+        await EventManager().emit("t", cyclic)
+
+    import asyncio
+
+    with pytest.raises(SerializationError, match="cycle"):
+        asyncio.run(emit())

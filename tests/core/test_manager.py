@@ -730,3 +730,24 @@ async def test_bad_data_is_refused_before_any_handler_runs() -> None:
         with pytest.raises(SerializationError):
             await manager.emit("t", bad)
     assert called == []
+
+
+async def test_cancelling_an_emit_cancels_the_handlers_it_started() -> None:
+    manager = EventManager()
+    outcome: list[str] = []
+
+    async def slow(event: Event) -> None:
+        try:
+            await asyncio.sleep(5)
+            outcome.append("finished")
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+
+    manager.on("t", slow)
+    manager.on("t", slow)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(manager.emit("t"), timeout=0.05)
+    await asyncio.sleep(0.01)
+    assert outcome == ["cancelled", "cancelled"]
+    assert not manager.dead_letters, "cancellation is not a handler failure"

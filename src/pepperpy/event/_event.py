@@ -84,7 +84,10 @@ class Event:
         if type.__class__ is not str or not type:
             raise TypeError(f"event type must be a non-empty str, got {type!r}")
         self._type = type
-        self._data = freeze(data)
+        try:
+            self._data = freeze(data)
+        except RecursionError:
+            raise _too_deep() from None
         self._metadata = None if metadata is None else dict(metadata)
         if id is None:
             counter = next_counter()
@@ -159,7 +162,13 @@ class Event:
             _check_identity(changes)
         event = _new(Event)
         event._type = changes.get("type", self._type)
-        event._data = freeze(changes["data"]) if "data" in changes else self._data
+        if "data" in changes:
+            try:
+                event._data = freeze(changes["data"])
+            except RecursionError:
+                raise _too_deep() from None
+        else:
+            event._data = self._data
         meta = changes.get("metadata", self._metadata)
         event._metadata = None if meta is None else dict(meta)
         event._id = changes["id"] if "id" in changes else self.id
@@ -432,6 +441,10 @@ def _check_identity(changes: Mapping[str, Any]) -> None:
         raise ValueError(f"event version must be an int >= 1, got {version!r}")
 
 
+def _too_deep() -> SerializationError:
+    return SerializationError("data contains a reference cycle or is nested too deeply for JSON")
+
+
 def _aware(value: datetime, what: str) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"{what} must be a datetime, got {type(value).__name__}")
@@ -476,7 +489,10 @@ def make_event(type: str, data: Any, metadata: Mapping[str, Any] | None) -> Even
     if type.__class__ is not str or not type:
         raise TypeError(f"event type must be a non-empty str, got {type!r}")
     event._type = type
-    event._data = freeze(data)
+    try:
+        event._data = freeze(data)
+    except RecursionError:
+        raise _too_deep() from None
     event._metadata = None if metadata is None else dict(metadata)
     now = _time_ns()
     if now < CLOCK[0]:
