@@ -299,3 +299,13 @@ def test_malformed_json_documents_are_refused(raw: bytes | str) -> None:
 def test_not_a_mapping_is_refused() -> None:
     with pytest.raises(SerializationError, match="JSON object"):
         Event.from_cloudevent(["specversion"])  # type: ignore[arg-type]
+
+
+def test_ints_beyond_the_cloudevents_integer_range_travel_packed() -> None:
+    metadata = {"small": 2**31 - 1, "negative": -(2**31), "big": 2**31, "huge": -(2**40)}
+    event = Event("t", None, metadata)
+    ce = event.to_cloudevent()
+    assert ce["small"] == 2**31 - 1 and ce["negative"] == -(2**31)
+    assert "big" not in ce and "huge" not in ce
+    assert json.loads(ce["pepperpymetadata"]) == {"big": 2**31, "huge": -(2**40)}
+    assert Event.from_json(event.to_json()).metadata == metadata

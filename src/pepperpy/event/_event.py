@@ -352,7 +352,7 @@ class Event:
             if (
                 key not in _RESERVED
                 and _EXTENSION_NAME.fullmatch(key)
-                and (value.__class__ in (str, int, bool))
+                and (value.__class__ in (str, bool) or _is_int32(value))
                 and (key not in _PASSTHROUGH or value.__class__ is str)
             ):
                 ce[key] = value
@@ -439,6 +439,11 @@ def _check_identity(changes: Mapping[str, Any]) -> None:
     version = changes.get("version", 1)
     if version.__class__ is not int or version < 1:
         raise ValueError(f"event version must be an int >= 1, got {version!r}")
+
+
+def _is_int32(value: Any) -> bool:
+    """CloudEvents' Integer type is 32-bit; larger ints travel packed in metadata."""
+    return value.__class__ is int and -(2**31) <= value < 2**31
 
 
 def _too_deep() -> SerializationError:
