@@ -309,3 +309,19 @@ def test_ints_beyond_the_cloudevents_integer_range_travel_packed() -> None:
     assert "big" not in ce and "huge" not in ce
     assert json.loads(ce["pepperpymetadata"]) == {"big": 2**31, "huge": -(2**40)}
     assert Event.from_json(event.to_json()).metadata == metadata
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-01-01T00:00:00.123456789Z", datetime(2024, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)),
+        ("2024-01-01t00:00:00z", datetime(2024, 1, 1, tzinfo=UTC)),
+        ("2024-01-01T05:30:00+05:30", datetime(2024, 1, 1, tzinfo=UTC)),
+        ("2024-01-01T00:00:00.1Z", datetime(2024, 1, 1, 0, 0, 0, 100000, tzinfo=UTC)),
+    ],
+)
+def test_rfc3339_times_from_other_producers(text: str, expected: datetime) -> None:
+    """Go and Java SDKs write nanoseconds; RFC 3339 allows lower-case 't' and 'z'."""
+    event = Event.from_cloudevent({**VALID, "time": text})
+    assert event.timestamp == expected
+    assert event.timestamp.utcoffset() == timedelta(0)

@@ -468,7 +468,7 @@ def _parse_time(raw: Any) -> datetime:
     if not isinstance(raw, str):
         raise SerializationError(f"CloudEvent 'time' must be an RFC 3339 string, got {raw!r}")
     try:
-        parsed = datetime.fromisoformat(raw)
+        parsed = datetime.fromisoformat(raw.upper())  # RFC 3339 allows "t" and "z"
     except ValueError as exc:
         raise SerializationError(f"CloudEvent 'time' is not RFC 3339: {raw!r}") from exc
     if parsed.tzinfo is None:
