@@ -1,0 +1,145 @@
+"""Checkpoint stores: one suite over memory, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from pepperpy.event import (
+    CheckpointStore,
+    ConcurrencyError,
+    ConfigurationError,
+    MemoryCheckpointStore,
+    PostgresCheckpointStore,
+    SQLiteCheckpointStore,
+    StoreError,
+)
+from pepperpy.event._checkpoints import open_checkpoint_store, sqlite_path
+from tests.conftest import unique_name
+
+Factory = Callable[[], CheckpointStore]
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
+    """Makes stores that share one backing database (one dict for memory)."""
+    opened: list[CheckpointStore] = []
+    if request.param == "memory":
+        shared = MemoryCheckpointStore()
+
+        def make() -> CheckpointStore:
+            return shared
+    elif request.param == "sqlite":
+
+        def make() -> CheckpointStore:
+            store = SQLiteCheckpointStore(tmp_path / "events.db")
+            opened.append(store)
+            return store
+    else:
+        # postgres_url is an async fixture, which an async fixture cannot request lazily
+        server = request.getfixturevalue("postgres_server")
+        asyncpg = pytest.importorskip("asyncpg")
+        database = unique_name("pepperpy_cp")
+        admin = await asyncpg.connect(f"{server}/postgres")
+        await admin.execute(f'CREATE DATABASE "{database}"')
+        await admin.close()
+
+        def make() -> CheckpointStore:
+            store = PostgresCheckpointStore(f"{server}/{database}")
+            opened.append(store)
+            return store
+
+    yield make
+    for store in opened:
+        await store.close()
+    if request.param == "postgres":
+        admin = await asyncpg.connect(f"{server}/postgres")
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_missing_checkpoint_loads_as_none(factory: Factory) -> None:
+    assert await factory().load("nothing") is None
+    assert await factory().delete("nothing") is False
+
+
+async def test_save_load_and_compare_and_set(factory: Factory) -> None:
+    store = factory()
+    await store.save("p", 3, {"count": 3, "names": ["a", "é"]}, previous=None)
+    saved = await store.load("p")
+    assert saved is not None
+    assert (saved.name, saved.position, saved.state) == ("p", 3, {"count": 3, "names": ["a", "é"]})
+    assert saved.updated_at.tzinfo is not None
+    await store.save("p", 7, None, previous=3)
+    again = await store.load("p")
+    assert again is not None and (again.position, again.state) == (7, None)
+    with pytest.raises(ConcurrencyError) as caught:
+        await store.save("p", 9, {}, previous=3)
+    assert (caught.value.expected, caught.value.actual) == (3, 7)
+    with pytest.raises(ConcurrencyError):
+        await store.save("p", 9, {}, previous=None)  # it exists already
+    with pytest.raises(ConcurrencyError):
+        await store.save("q", 1, {}, previous=0)  # it does not exist yet
+    after = await store.load("p")
+    assert after is not None and after.position == 7
+    assert await store.delete("p") is True
+    assert await store.load("p") is None
+
+
+async def test_a_second_connection_sees_what_the_first_saved(factory: Factory) -> None:
+    first, second = factory(), factory()
+    await first.save("shared", 1, {"x": 1}, previous=None)
+    seen = await second.load("shared")
+    assert seen is not None and seen.state == {"x": 1}
+    await second.save("shared", 2, {"x": 2}, previous=1)
+    with pytest.raises(ConcurrencyError):
+        await first.save("shared", 2, {"x": 99}, previous=1)
+    final = await first.load("shared")
+    assert final is not None and final.state == {"x": 2}
+
+
+async def test_state_must_be_json(factory: Factory) -> None:
+    with pytest.raises(TypeError):
+        await factory().save("bad", 1, {"x": object()}, previous=None)
+    assert await factory().load("bad") is None
+
+
+async def test_async_context_manager_closes(tmp_path: Path) -> None:
+    async with SQLiteCheckpointStore(tmp_path / "c.db") as store:
+        await store.save("a", 0, None, previous=None)
+    async with SQLiteCheckpointStore(tmp_path / "c.db") as store:
+        saved = await store.load("a")
+        assert saved is not None and saved.position == 0
+    with sqlite3.connect(tmp_path / "c.db") as raw:
+        assert raw.execute("SELECT name, position FROM pepperpy_checkpoints").fetchall() == [
+            ("a", 0)
+        ]
+
+
+def test_urls_choose_the_backend(tmp_path: Path) -> None:
+    assert isinstance(open_checkpoint_store(None), MemoryCheckpointStore)
+    assert isinstance(open_checkpoint_store("memory://"), MemoryCheckpointStore)
+    sqlite_store = open_checkpoint_store(f"sqlite:///{tmp_path}/e.db")
+    assert isinstance(sqlite_store, SQLiteCheckpointStore)
+    assert sqlite_store.path == tmp_path / "e.db"
+    assert isinstance(open_checkpoint_store("postgresql://u@h/db"), PostgresCheckpointStore)
+    assert sqlite_path("sqlite:///events.db") == Path("events.db")
+    assert sqlite_path("sqlite:////abs/events.db?mode=rw") == Path("/abs/events.db")
+    for bad in ("redis://x", "events.db", "sqlite://", "sqlite:///:memory:"):
+        with pytest.raises(ConfigurationError):
+            open_checkpoint_store(bad)
+
+
+async def test_unreachable_postgres_is_a_store_error() -> None:
+    store = PostgresCheckpointStore("postgresql://postgres@127.0.0.1:1/nowhere")
+    with pytest.raises(StoreError, match="PostgreSQL"):
+        await store.load("x")
+
+
+async def test_unwritable_sqlite_is_a_store_error(tmp_path: Path) -> None:
+    store = SQLiteCheckpointStore(tmp_path / "missing-dir" / "e.db")
+    with pytest.raises(StoreError):
+        await store.load("x")

@@ -1,0 +1,179 @@
+"""Projections are exactly-once on SQLite and PostgreSQL: crash, resume, never count twice.
+
+State and checkpoint are committed in one transaction, so whatever was applied after the
+last commit is lost *together with* its position and applied again on resume.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pepperpy.event import Event, EventReplay, EventStore, Projection
+
+EVENTS = 50
+
+
+class Crash(BaseException):
+    """Stands for the process dying: not an Exception, so nothing handles it."""
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    if request.param == "sqlite":
+        return sqlite_url
+    value: str = request.getfixturevalue("postgres_url")
+    return value
+
+
+@pytest.fixture
+async def store(url: str) -> AsyncIterator[EventStore]:
+    async with EventStore(url) as events:
+        await events.append(
+            "account.1", [Event("account.credited", {"amount": n}) for n in range(EVENTS)]
+        )
+        yield events
+
+
+def ledger(store: EventStore, crash_after: int | None = None, batch_size: int = 7) -> Projection:
+    projection = Projection(
+        "ledger", store, initial=lambda: {"applied": [], "balance": 0}, batch_size=batch_size
+    )
+    calls = 0
+
+    @projection.on("account.credited")
+    def credit(state: dict[str, Any], event: Event) -> None:
+        nonlocal calls
+        calls += 1
+        if crash_after is not None and calls > crash_after:
+            raise Crash
+        state["applied"].append(event.global_position)
+        state["balance"] += event.data["amount"]
+
+    return projection
+
+
+async def expect_exactly_once(store: EventStore) -> None:
+    async with ledger(store) as fresh:
+        await fresh.run()
+        positions = [e.global_position async for e in store.read_all()]
+        assert fresh.state["applied"] == positions  # each event once, in order
+        assert fresh.state["balance"] == sum(range(EVENTS))
+        assert fresh.position == positions[-1]
+
+
+async def test_crash_mid_batch_then_resume(store: EventStore) -> None:
+    crashing = ledger(store, crash_after=17)  # 2 batches of 7 committed, 3 applied in memory
+    with pytest.raises(Crash):
+        await crashing.run()
+    await crashing.close()
+    async with ledger(store) as probe:
+        committed = await probe.load()
+        assert len(committed["applied"]) == 14
+    await expect_exactly_once(store)
+
+
+async def test_repeated_crashes_never_double_count(store: EventStore) -> None:
+    for crash_after in (3, 9, 1, 12):
+        async with ledger(store, crash_after=crash_after, batch_size=4) as crashing:
+            with pytest.raises(Crash):
+                await crashing.run()
+    await expect_exactly_once(store)
+
+
+async def test_state_lives_in_the_event_store_database(store: EventStore, url: str) -> None:
+    async with ledger(store) as projection:
+        await projection.run()
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        path = url[len("sqlite:///") :]
+        with sqlite3.connect(path) as raw:
+            row = raw.execute(
+                "SELECT position FROM pepperpy_checkpoints WHERE name = 'projection:ledger'"
+            ).fetchone()
+        assert row == (EVENTS - 1,)
+    else:
+        import asyncpg
+
+        connection = await asyncpg.connect(url)
+        try:
+            value = await connection.fetchval(
+                "SELECT position FROM pepperpy_checkpoints WHERE name = 'projection:ledger'"
+            )
+        finally:
+            await connection.close()
+        assert value == EVENTS - 1
+
+
+async def test_replay_checkpoint_survives_a_new_process_object(store: EventStore) -> None:
+    seen: list[int] = []
+    async with EventReplay(store) as first:
+        first.handle("#", lambda e: seen.append(e.data["amount"]))
+        await first.replay_all(checkpoint="mailer", checkpoint_every=10)
+    await store.append("account.1", Event("account.credited", {"amount": 99}))
+    async with EventReplay(store) as second:
+        second.handle("#", lambda e: seen.append(e.data["amount"]))
+        report = await second.replay_all(checkpoint="mailer")
+    assert report.replayed == 1 and seen == [*range(EVENTS), 99]
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    from pepperpy.event import EventStore, Projection
+
+    async def main(url, kill_after):
+        async with EventStore(url) as store:
+            projection = Projection(
+                "ledger", store, initial=lambda: {"applied": [], "balance": 0}, batch_size=7
+            )
+            calls = 0
+
+            @projection.on("account.credited")
+            def credit(state, event):
+                nonlocal calls
+                calls += 1
+                if calls > kill_after:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                state["applied"].append(event.global_position)
+                state["balance"] += event.data["amount"]
+
+            await projection.run()
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    """
+)
+
+
+@pytest.mark.slow
+async def test_killed_process_resumes_exactly_once(store: EventStore, url: str) -> None:
+    env = dict(os.environ)
+    for kill_after in (10, 23):
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, url, str(kill_after)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == -signal.SIGKILL, done.stderr
+    async with ledger(store) as probe:
+        committed = await probe.load()
+    # run 1 committed one batch of 7 before dying at its 11th event; run 2 resumed there and
+    # committed three more batches before dying at its 24th: 28 events, each exactly once
+    assert committed["applied"] == list(range(28))
+    await expect_exactly_once(store)
+
+
+def test_sqlite_url_is_shared_with_the_store(tmp_path: Path) -> None:
+    projection = Projection("x", EventStore(f"sqlite:///{tmp_path}/e.db"))
+    assert str(getattr(projection.state_store, "path", "")) == f"{tmp_path}/e.db"
