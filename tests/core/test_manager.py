@@ -751,3 +751,57 @@ async def test_cancelling_an_emit_cancels_the_handlers_it_started() -> None:
     await asyncio.sleep(0.01)
     assert outcome == ["cancelled", "cancelled"]
     assert not manager.dead_letters, "cancellation is not a handler failure"
+
+
+async def test_a_cancelled_waiting_emit_leaks_no_buffer_slot() -> None:
+    manager = EventManager(buffer_size=1)
+    gate = asyncio.Event()
+    handled: list[int] = []
+
+    @manager.on("job")
+    async def work(event: Event) -> None:
+        await gate.wait()
+        handled.append(event.data)
+
+    holder = asyncio.ensure_future(manager.emit("job", 1))
+    waiting = asyncio.ensure_future(manager.emit("job", 2))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    gate.set()
+    await holder
+    assert manager.in_flight == 0
+    await manager.emit("job", 3)
+    assert handled == [1, 3]
+
+
+async def test_a_woken_waiter_cancelled_before_it_runs_passes_the_slot_on() -> None:
+    manager = EventManager(buffer_size=1)
+    gate = asyncio.Event()
+    handled: list[str] = []
+
+    @manager.on("job")
+    async def work(event: Event) -> None:
+        await gate.wait()
+        handled.append(event.data)
+
+    holder = asyncio.ensure_future(manager.emit("job", "holder"))
+    await asyncio.sleep(0)
+    first = asyncio.ensure_future(manager.emit("job", "first"))
+    second = asyncio.ensure_future(manager.emit("job", "second"))
+    await asyncio.sleep(0.01)
+    wake = manager._wake_one
+
+    def wake_then_cancel() -> None:  # the slot goes to "first", then "first" is cancelled
+        manager._wake_one = wake  # type: ignore[method-assign]
+        wake()
+        first.cancel()
+
+    manager._wake_one = wake_then_cancel  # type: ignore[method-assign]
+    gate.set()
+    await holder
+    await asyncio.wait_for(second, timeout=2)
+    assert first.cancelled()
+    assert handled == ["holder", "second"]
+    assert manager.in_flight == 0
