@@ -341,3 +341,18 @@ async def test_close_waits_for_handlers_started_by_a_publish() -> None:
     await bus.close()
     assert finished == [1]
     await publishing
+
+
+async def test_publishing_a_ready_event_with_key_or_headers_leaves_it_unchanged() -> None:
+    bus = EventBus()
+    got: list[Event] = []
+    bus.subscribe("a.*")(got.append)
+    original = Event("a.b", {"n": 1}, {"origin": "test"})
+    keyed = await bus.publish("a.b", original, key="k1", headers={"tenant": "acme"})
+    plain = await bus.publish("a.b", original)
+    assert original.metadata == {"origin": "test"}, "the caller's event is not modified"
+    assert keyed.id == plain.id == original.id
+    assert keyed.metadata == {"origin": "test", "tenant": "acme", "partitionkey": "k1"}
+    assert plain is original and "partitionkey" not in plain.metadata
+    assert [e.metadata.get("partitionkey") for e in got] == ["k1", None]
+    await bus.close()

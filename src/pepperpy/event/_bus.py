@@ -212,15 +212,18 @@ class EventBus:
         self._check_topic(topic)
         if self.access is not None:
             self.access.check("publish", topic)
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"key must be a str, got {type(key).__name__}")
         if isinstance(message, Event):
-            event = message if message.type == topic else message.replace(type=topic)
-            if headers:
-                event.metadata.update(headers)
+            if message.type == topic and not headers and key is None:
+                event = message
+            else:  # a copy (same id), so the caller's event keeps its own metadata
+                event = message.replace(type=topic)
+                if headers:
+                    event.metadata.update(headers)
         else:
             event = make_event(topic, message, headers)
         if key is not None:
-            if not isinstance(key, str):
-                raise TypeError(f"key must be a str, got {type(key).__name__}")
             event.metadata[PARTITION_KEY] = key
         if self._closed:
             raise ClosedError("the EventBus is closed")
