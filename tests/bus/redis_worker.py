@@ -32,7 +32,6 @@ async def main(url: str, namespace: str, pattern: str, results: str, name: str, 
         if n == hang:
             await client.set(f"{results}:hung", name)
             await asyncio.Event().wait()
-        await asyncio.sleep(0.001)
         pipe = client.pipeline(transaction=False)
         pipe.hincrby(results, str(n), 1)
         pipe.incr(f"{results}:{name}")

@@ -131,6 +131,8 @@ class GroupMember:
         self._claiming: dict[int, float] = {}  # ours: claim pending at/after monotonic time
         self._releasing: set[int] = set()  # held but assigned elsewhere: give back
         self._failures: dict[int, int] = {}  # consecutive failed deliveries per partition
+        self._acks: dict[int, list[bytes]] = {}  # done, acknowledgement not sent yet
+        self._ack_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -170,6 +172,7 @@ class GroupMember:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._flush_acks()
         try:
             keys = [self.members_key, *self.lease_keys]
             await self._release_script(keys=keys, args=[self.consumer, "1"])
@@ -251,6 +254,7 @@ class GroupMember:
                 logger.warning("group %r: lease renewal failed: %s", self.group, exc)
 
     async def _release(self) -> None:
+        await self._flush_acks()  # the next owner must not see our finished events as pending
         async with self._lock:
             partitions = sorted(self._releasing)
             if not partitions:
@@ -338,6 +342,7 @@ class GroupMember:
     async def _claim(self, p: int) -> bool:
         """Take over partition ``p``'s pending entries and handle them; True when all done."""
         stream = self._streams[p]
+        await self._flush_acks()
         start: Any = "0-0"
         while not self._stopping:
             next_start, entries, _deleted = await self._client.xautoclaim(
@@ -383,26 +388,25 @@ class GroupMember:
         entries: list[tuple[bytes, dict[bytes, bytes]]],
         deliveries: dict[bytes, int] | None,
     ) -> bool:
-        """Deliver ``entries`` of partition ``p`` in order; acknowledge those done with."""
-        done: list[bytes] = []
+        """Deliver ``entries`` of partition ``p`` in order, acknowledging each one done."""
         try:
             for entry_id, fields in entries:
                 if self._stopping or not self._ours(p):
                     return False
                 topic = entry_topic(fields)
                 if topic is None or not self._filter(topic):
-                    done.append(entry_id)
+                    self._ack_later(p, entry_id)
                     continue
                 try:
                     event = decode_event(fields)
                 except SerializationError as exc:
                     logger.error("dropping unreadable entry %s of %s: %s", entry_id, topic, exc)
-                    done.append(entry_id)
+                    self._ack_later(p, entry_id)
                     continue
                 delivered = deliveries.get(entry_id, 1) if deliveries else 1
                 if delivered > self._options.max_deliveries:
                     await self._dead_letter_publisher(event, self.sub.group or "", delivered - 1)
-                    done.append(entry_id)
+                    self._ack_later(p, entry_id)
                     continue
                 try:
                     await self.sub.deliver(event)
@@ -415,14 +419,49 @@ class GroupMember:
                     )
                     self._retry_later(p)
                     return False
-                done.append(entry_id)
+                self._ack_later(p, entry_id)
             return True
         except Exception:
             self._retry_later(p)
             raise
+
+    def _ack_later(self, p: int, entry_id: bytes) -> None:
+        """Queue an acknowledgement; one background round trip sends all queued ones.
+
+        Acks leave as soon as the loop is free, so a handler that is slow (or a process
+        that dies mid-handler) leaves only the event in progress unacknowledged, while a
+        burst of quick events still costs one ``XACK`` per batch.
+        """
+        queued = self._acks.get(p)
+        if queued is None:
+            self._acks[p] = [entry_id]
+        else:
+            queued.append(entry_id)
+        if self._ack_task is None:
+            self._ack_task = asyncio.get_running_loop().create_task(self._send_acks())
+
+    async def _send_acks(self) -> None:
+        try:
+            while self._acks:
+                batch, self._acks = self._acks, {}
+                pipe = self._client.pipeline(transaction=False)
+                for p, ids in batch.items():
+                    pipe.xack(self._streams[p], self.group, *ids)
+                try:
+                    await pipe.execute()
+                except (*self._unreachable, self._response_error) as exc:
+                    logger.warning(
+                        "group %r: acknowledgement failed (%s); will redeliver", self.group, exc
+                    )
+                    for p in batch:
+                        self._retry_later(p)
         finally:
-            if done:
-                await self._ack(p, done)
+            self._ack_task = None
+
+    async def _flush_acks(self) -> None:
+        """Wait until every queued acknowledgement has reached Redis (or failed)."""
+        while self._ack_task is not None:
+            await asyncio.shield(self._ack_task)
 
     def _retry_later(self, p: int) -> None:
         """Re-claim ``p``'s pending entries after a pause growing with each failure."""
@@ -432,10 +471,3 @@ class GroupMember:
         failures = self._failures[p] = self._failures.get(p, 0) + 1
         delay = min(self._options.max_backoff, 0.05 * 2 ** (failures - 1))
         self._claiming[p] = time.monotonic() + delay
-
-    async def _ack(self, p: int, ids: list[bytes]) -> None:
-        try:
-            await self._client.xack(self._streams[p], self.group, *ids)
-        except (*self._unreachable, self._response_error) as exc:
-            logger.warning("group %r: acknowledgement failed (%s); will redeliver", self.group, exc)
-            self._retry_later(p)

@@ -23,6 +23,8 @@ __all__ = ["RedisTransport"]
 
 _FEATURE = "the Redis transport"
 
+_Queued = tuple[str, dict[Any, Any], "asyncio.Future[None]"]
+
 
 class RedisTransport(Transport):
     """Redis Streams under :class:`~pepperpy.event.EventBus` (``redis://`` URLs).
@@ -69,6 +71,8 @@ class RedisTransport(Transport):
         self._unreachable = connection_errors(self._exceptions)
         self._streams = [self.options.stream(p) for p in range(self.options.partitions)]
         self._routes: dict[str, str] = {}
+        self._queue: list[_Queued] | None = None  # publishes waiting for the next round trip
+        self._sending: asyncio.Task[None] | None = None
         self._client: Redis | None = None
         self._listener: Listener | None = None
         self._members: list[GroupMember] = []
@@ -164,18 +168,66 @@ class RedisTransport(Transport):
         client = self._require_client()
         stream = self.stream_for(event.type, key)
         fields: dict[Any, Any] = {TOPIC_FIELD: event.type, EVENT_FIELD: event.to_json()}
-        maxlen = self.options.maxlen
         try:
-            await client.xadd(stream, fields, maxlen=maxlen, approximate=True)
+            await self._append(client, stream, fields)
         except self._unreachable:
             await self._retrying(
-                f"publishing {event.type!r}",
-                lambda: client.xadd(stream, fields, maxlen=maxlen, approximate=True),
+                f"publishing {event.type!r}", lambda: self._append(client, stream, fields)
             )
         except self._exceptions.RedisError as exc:
             raise TransportError(f"Redis refused to publish {event.type!r}: {exc}") from exc
         if self.options.replicas:
             await self._wait_for_replicas(client, event)
+
+    async def _append(self, client: Redis, stream: str, fields: dict[Any, Any]) -> None:
+        """``XADD``, coalescing concurrent publishes into one pipelined round trip.
+
+        With nothing in flight the command goes out at once; publishes arriving while a
+        round trip is in flight queue up and leave together in the next one.
+        """
+        if self._queue is not None:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._queue.append((stream, fields, future))
+            await future
+            return
+        self._queue = []
+        try:
+            await client.xadd(stream, fields, maxlen=self.options.maxlen, approximate=True)
+        finally:
+            self._send_queued(client)
+
+    def _send_queued(self, client: Redis) -> None:
+        queued = self._queue
+        if not queued:
+            self._queue = None
+            return
+        self._queue = []
+        self._sending = asyncio.get_running_loop().create_task(self._send_batch(client, queued))
+
+    async def _send_batch(self, client: Redis, batch: list[_Queued]) -> None:
+        try:
+            pipe = client.pipeline(transaction=False)
+            for stream, fields, _ in batch:
+                pipe.xadd(stream, fields, maxlen=self.options.maxlen, approximate=True)
+            results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+        except BaseException:
+            for _, _, future in batch:
+                future.cancel()
+            raise
+        else:
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(None)
+        finally:
+            self._send_queued(client)
 
     async def _wait_for_replicas(self, client: Redis, event: Event) -> None:
         timeout_ms = int(self.options.connect_timeout * 1000)
