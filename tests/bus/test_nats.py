@@ -13,6 +13,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from pepperpy.event import (
     TransportError,
 )
 from pepperpy.event.transports.nats import NatsTransport
-from pepperpy.event.transports.nats._consumer import parse_reply
+from pepperpy.event.transports.nats._consumer import parse_reply, stored_at
 from pepperpy.event.transports.nats._subjects import (
     key_lane,
     subject_filter,
@@ -125,6 +126,10 @@ def test_subjects_carry_prefix_lane_and_topic() -> None:
 def test_ack_subjects_are_parsed_in_both_formats() -> None:
     assert parse_reply("$JS.ACK.S.C.2.17.5.1700000000.0") == ("C", 2, 17)
     assert parse_reply("$JS.ACK.dom.acchash.S.C.3.18.6.1700000000.0.tok") == ("C", 3, 18)
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    nanoseconds = int(moment.timestamp()) * 10**9
+    assert stored_at(f"$JS.ACK.S.C.2.17.5.{nanoseconds}.0") == moment
+    assert stored_at(f"$JS.ACK.dom.acchash.S.C.3.18.6.{nanoseconds}.0.tok") == moment
 
 
 def test_options_come_from_the_url_and_keywords() -> None:
@@ -616,3 +621,48 @@ async def test_a_broker_restart_loses_nothing_acknowledged(private_nats: Private
         f"\nbroker restarted mid-run: group handled {len(grouped)} deliveries of 300, "
         f"plain subscriber {len(plain)}"
     )
+
+
+@pytest.mark.nats
+@pytest.mark.slow
+async def test_a_broker_that_lost_its_store_gets_stream_and_consumers_back(
+    private_nats: PrivateNats,
+) -> None:
+    url = private_nats.url
+    namespace = {"stream": "WIPED", "prefix": "wiped"}
+    consumer = EventBus(transport=make_transport(url, namespace))
+    grouped: list[int] = []
+    plain: list[int] = []
+    consumer.subscribe("jobs.*", group="crunch")(lambda e: grouped.append(e.data))
+    consumer.subscribe("jobs.#")(lambda e: plain.append(e.data))
+    await consumer.start()
+    publisher = EventBus(transport=make_transport(url, namespace))
+    await publisher.publish("jobs.run", 0)
+    await eventually(lambda: grouped == [0] and plain == [0])
+    private_nats.kill()
+    shutil.rmtree(private_nats.store)
+    private_nats.start()
+    for n in range(1, 21):  # retried until the stream is back
+        await publisher.publish("jobs.run", n, key=f"k{n % 2}")
+    after = set(range(1, 21))
+    await eventually(lambda: after <= set(grouped) and after <= set(plain), timeout=30)
+    await consumer.close()
+    await publisher.close()
+
+
+@pytest.mark.nats
+async def test_a_group_joins_its_consumer_made_with_other_settings(
+    nats_url: str, namespace: dict[str, str]
+) -> None:
+    old = EventBus(transport=make_transport(nats_url, namespace, ack_wait=5.0, partitions=1))
+    old.subscribe("jobs.*", group="crunch")(lambda e: None)
+    await old.start()
+    await old.close()
+    handled: list[int] = []
+    new = EventBus(transport=make_transport(nats_url, namespace, ack_wait=9.0, partitions=1))
+    new.subscribe("jobs.*", group="crunch")(lambda e: handled.append(e.data))
+    await new.start()
+    await new.publish("jobs.run", 1)
+    await new.publish("jobs.run", 2, key="k")
+    await eventually(lambda: sorted(handled) == [1, 2])
+    await new.close()

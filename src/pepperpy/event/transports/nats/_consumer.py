@@ -60,6 +60,13 @@ def parse_reply(reply: str) -> tuple[str, int, int]:
     return tokens[at], int(tokens[at + 1]), int(tokens[at + 2])
 
 
+def stored_at(reply: str) -> datetime:
+    """When JetStream stored the message with this ack subject (see :func:`parse_reply`)."""
+    tokens = reply.split(".")
+    nanoseconds = int(tokens[7] if len(tokens) == 9 else tokens[9])
+    return datetime.fromtimestamp(nanoseconds / 1e9, UTC)
+
+
 @dataclass(frozen=True)
 class Lane:
     """One JetStream consumer behind a subscription: a filter and an in-flight limit."""
@@ -160,10 +167,7 @@ class Consumer:
         else:
             config.inactive_threshold = options.inactive_threshold
             config.description = "pepperpy-event subscriber (removed when idle)"
-        if resume.get("opt_start_seq") is not None:
-            config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
-            config.opt_start_seq = resume["opt_start_seq"]
-        elif resume.get("opt_start_time") is not None:
+        if resume.get("opt_start_time") is not None:
             config.deliver_policy = DeliverPolicy.BY_START_TIME
             config.opt_start_time = resume["opt_start_time"]
         return config
@@ -204,7 +208,7 @@ class Consumer:
             logger.info("joining existing consumer %s (%s)", lane.name, exc)
 
     async def restore(self) -> None:
-        """After a reconnect: recreate consumers the server lost."""
+        """After a reconnect: recreate consumers the server lost (or never persisted)."""
         from nats.js.errors import NotFoundError
 
         if not self._subs:
@@ -215,13 +219,13 @@ class Consumer:
                 continue
             except NotFoundError:
                 pass
+            # resume from the last event seen (by time: the stream may have been
+            # recreated, restarting its sequence numbers); at-least-once, so seeing
+            # that event again is fine
             last = self._last_reply.get(lane.name)
-            if last is not None:
-                resume: dict[str, Any] = {"opt_start_seq": parse_reply(last)[2] + 1}
-            else:
-                resume = {"opt_start_time": self._created_at}
+            since = stored_at(last) if last is not None else self._created_at
             logger.warning("JetStream consumer %s was lost; recreating it", lane.name)
-            await self._create(lane, **resume)
+            await self._create(lane, opt_start_time=since)
 
     async def close(self) -> None:
         """Stop receiving, finish what was received, delete an ungrouped consumer."""

@@ -165,21 +165,31 @@ class NatsTransport(Transport):
             self._restoring = loop.create_task(self._restore_consumers())
 
     async def _restore_consumers(self) -> None:
-        """Recreate consumers a restarted server lost (JetStream may need a moment)."""
+        """Recreate what a restarted server lost: the stream, then consumers.
+
+        A server restarted from its store keeps both; one that lost its store (or a
+        stream deleted by hand) gets them back, so publishing and consuming resume.
+        JetStream may need a moment after a restart, hence the retries.
+        """
         from nats.errors import Error as NatsError
 
         delay = self.options.reconnect_wait
-        for consumer in list(self._consumers.values()):
-            for _ in range(20):
-                if self._closed:
-                    return
-                try:
+        for _ in range(30):
+            if self._closed:
+                return
+            try:
+                await self._ensure_stream()
+                for consumer in list(self._consumers.values()):
                     await consumer.restore()
-                    break
-                except (TimeoutError, NatsError) as exc:
-                    logger.info("JetStream not ready (%s); retrying", exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+                return
+            except (TimeoutError, NatsError, TransportError) as exc:
+                logger.info("JetStream not ready after reconnect (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except ConfigurationError:
+                logger.exception("cannot restore the JetStream stream %s", self.stream)
+                return
+        logger.error("gave up restoring JetStream consumers on %s", self.stream)
 
     async def _keep_alive(self, interval: float) -> None:
         while True:

@@ -1,0 +1,284 @@
+"""EventBus on NATS JetStream vs FastStream vs raw nats-py: throughput and latency.
+
+Every contender publishes to a file-backed JetStream stream and waits for the PubAck
+(durable acceptance), and consumes through a push consumer with explicit acks sent after
+the handler ran, so all pay for the same durability; only the library around it differs.
+Each contender gets a stream of its own (each library's default retention: ours is
+interest-based, the others keep messages per limits).
+
+* throughput: publish ``n`` events (100 in flight at a time) and wait until the
+  subscriber has handled all of them.
+* group throughput: the same through a durable queue consumer (our group with its key
+  lanes; FastStream's and nats-py's durable consumer with a queue group).
+* keyed group throughput (ours only): every event carries one of 64 keys, so each key
+  lane is consumed one event at a time across the group; the price of per-key order.
+* latency: publish one event, wait for the handler to see it; repeat; median and p99.
+
+Needs NATS with JetStream on 127.0.0.1:4222. ``python -m benchmarks.bench_bus_nats``
+prints the Markdown section.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats
+from faststream.nats import JStream, NatsBroker
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from benchmarks._harness import Result, compare, machine, table
+from pepperpy.event import Event, EventBus, RetryPolicy
+from pepperpy.event.transports.nats import NatsTransport
+
+URL = "nats://127.0.0.1:4222"
+WINDOW = 100  # publishes in flight at once
+KEYS = 64
+
+
+class Contender(abc.ABC):
+    """Something that publishes to a subject and counts what its subscriber handled."""
+
+    name = ""
+
+    def __init__(self, grouped: bool, keyed: bool = False) -> None:
+        self.grouped = grouped
+        self.keyed = keyed
+        token = uuid.uuid4().hex[:8]
+        self.stream = f"BENCH_{token}"
+        self.prefix = f"bench{token}"
+        self.handled = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self.target = 0
+
+    def seen(self) -> None:
+        self.handled += 1
+        if self.handled >= self.target and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    @abc.abstractmethod
+    async def setup(self) -> None:
+        """Connect, create the stream, subscribe (not timed)."""
+
+    @abc.abstractmethod
+    async def teardown(self) -> None:
+        """Disconnect and delete the stream."""
+
+    @abc.abstractmethod
+    async def send(self, n: int) -> None:
+        """Publish event number ``n`` and wait for JetStream's PubAck."""
+
+    async def run(self, count: int) -> float:
+        """Publish ``count`` events, WINDOW at a time; seconds until all were handled."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.target = self.handled + count
+        started = time.perf_counter()
+        for first in range(0, count, WINDOW):
+            await asyncio.gather(*(self.send(n) for n in range(first, min(count, first + WINDOW))))
+        await asyncio.wait_for(self.waiter, 60)
+        return time.perf_counter() - started
+
+    async def latency(self, samples: int) -> list[float]:
+        """Seconds from publish to handler, one event at a time."""
+        out: list[float] = []
+        for n in range(samples):
+            self.waiter = asyncio.get_running_loop().create_future()
+            self.target = self.handled + 1
+            started = time.perf_counter()
+            await self.send(n)
+            await asyncio.wait_for(self.waiter, 10)
+            out.append(time.perf_counter() - started)
+        return out
+
+    async def delete_stream(self) -> None:
+        nc = await nats.connect(URL)
+        try:
+            await nc.jetstream().delete_stream(self.stream)
+        finally:
+            await nc.close()
+
+
+class Pepperpy(Contender):
+    name = "pepperpy EventBus"
+
+    async def setup(self) -> None:
+        transport = NatsTransport(URL, stream=self.stream, prefix=self.prefix)
+        self.bus = EventBus(transport=transport, retry_policy=RetryPolicy.NONE)
+
+        def handle(event: Event) -> None:
+            self.seen()
+
+        self.bus.subscribe("bench.#", group="bench" if self.grouped else None)(handle)
+        await self.bus.start()
+
+    async def send(self, n: int) -> None:
+        key = f"key-{n % KEYS}" if self.keyed else None
+        await self.bus.publish("bench.work", {"n": n}, key=key)
+
+    async def teardown(self) -> None:
+        await self.bus.close()
+        await self.delete_stream()
+
+
+class FastStream(Contender):
+    name = "FastStream NatsBroker"
+
+    async def setup(self) -> None:
+        self.broker = NatsBroker(URL, logger=None)
+        self.js_stream = JStream(self.stream, subjects=[f"{self.prefix}.>"])
+        options: dict[str, Any] = {}
+        if self.grouped:
+            options = {"durable": "bench", "queue": "bench"}
+
+        @self.broker.subscriber(f"{self.prefix}.bench.>", stream=self.js_stream, **options)
+        async def handle(message: dict[str, Any]) -> None:
+            self.seen()
+
+        await self.broker.start()
+
+    async def send(self, n: int) -> None:
+        await self.broker.publish({"n": n}, f"{self.prefix}.bench.work", stream=self.stream)
+
+    async def teardown(self) -> None:
+        await self.broker.stop()
+        await self.delete_stream()
+
+
+class Raw(Contender):
+    name = "raw nats-py (floor)"
+
+    async def setup(self) -> None:
+        self.nc = await nats.connect(URL)
+        self.js = self.nc.jetstream()
+        await self.js.add_stream(name=self.stream, subjects=[f"{self.prefix}.>"])
+
+        async def handle(message: Any) -> None:
+            Event.from_json(message.data)
+            self.seen()
+            await message.ack()
+
+        subject = f"{self.prefix}.bench.>"
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW, max_ack_pending=1000)
+        if self.grouped:
+            await self.js.subscribe(
+                subject,
+                queue="bench",
+                durable="bench",
+                cb=handle,
+                manual_ack=True,
+                stream=self.stream,
+                config=config,
+            )
+        else:
+            await self.js.subscribe(
+                subject, cb=handle, manual_ack=True, stream=self.stream, config=config
+            )
+
+    async def send(self, n: int) -> None:
+        body = Event("bench.work", {"n": n}).to_json()
+        await self.js.publish(f"{self.prefix}.bench.work", body, stream=self.stream)
+
+    async def teardown(self) -> None:
+        await self.nc.close()
+        await self.delete_stream()
+
+
+async def _with(
+    contenders: list[Contender], body: Callable[[list[Contender]], Awaitable[Any]]
+) -> Any:
+    for contender in contenders:
+        await contender.setup()
+    try:
+        return await body(contenders)
+    finally:
+        for contender in contenders:
+            await contender.teardown()
+
+
+KINDS: list[type[Contender]] = [Raw, FastStream, Pepperpy]
+
+
+async def throughput(contenders: list[Contender], operations: int, passes: int) -> list[Result]:
+    async def body(contenders: list[Contender]) -> list[Result]:
+        for contender in contenders:  # warm up connections, consumers, caches
+            await contender.run(200)
+        return await compare(
+            {c.name: c.run for c in contenders}, operations=operations, passes=passes
+        )
+
+    result: list[Result] = await _with(contenders, body)
+    return result
+
+
+async def latency(samples: int) -> list[tuple[str, float, float]]:
+    async def body(contenders: list[Contender]) -> list[tuple[str, float, float]]:
+        gathered: dict[str, list[float]] = {c.name: [] for c in contenders}
+        for contender in contenders:
+            await contender.latency(20)
+        for _ in range(5):  # interleaved passes
+            for contender in contenders:
+                gathered[contender.name] += await contender.latency(samples // 5)
+        rows = []
+        for name, values in gathered.items():
+            values.sort()
+            p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+            rows.append((name, statistics.median(values) * 1e3, p99 * 1e3))
+        return rows
+
+    rows: list[tuple[str, float, float]] = await _with(
+        [kind(False) for kind in KINDS],  # type: ignore[abstract]
+        body,
+    )
+    return rows
+
+
+def _contenders(grouped: bool) -> list[Contender]:
+    return [kind(grouped) for kind in KINDS]  # type: ignore[abstract]
+
+
+async def main(quick: bool) -> str:
+    operations, passes, samples = (2_000, 3, 200) if quick else (10_000, 5, 1_000)
+    alone = await throughput(_contenders(False), operations, passes)
+    grouped = await throughput(_contenders(True), operations, passes)
+    keyed_contenders: list[Contender] = [Pepperpy(True), Pepperpy(True, keyed=True)]
+    keyed_contenders[1].name = f"pepperpy EventBus, {KEYS} keys"
+    keyed = await throughput(keyed_contenders, operations, passes)
+    lat = await latency(samples)
+    lines = [
+        "## EventBus on NATS JetStream",
+        "",
+        f"Machine: {machine()}. nats-server with JetStream (file storage) on loopback;",
+        f"every publish waits for its PubAck; explicit acks after the handler; {WINDOW}",
+        f"publishes in flight; {operations:,} events per pass, median of {passes}",
+        "interleaved passes.",
+        "",
+        "Publish + consume, one ungrouped subscriber (events/s until all were handled):",
+        "",
+        table(alone, baseline="FastStream NatsBroker", unit="events/s"),
+        "",
+        "Publish + consume through a durable queue consumer (our group):",
+        "",
+        table(grouped, baseline="FastStream NatsBroker", unit="events/s"),
+        "",
+        f"Our group, unkeyed vs every event keyed ({KEYS} keys over the key lanes):",
+        "",
+        table(keyed, baseline="pepperpy EventBus", unit="events/s"),
+        "",
+        f"End-to-end latency, one event at a time ({samples:,} samples):",
+        "",
+        "| contender | median ms | p99 ms |",
+        "|---|---:|---:|",
+        *(f"| {name} | {median:.3f} | {p99:.3f} |" for name, median, p99 in lat),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(asyncio.run(main("--quick" in sys.argv)))
