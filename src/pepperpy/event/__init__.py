@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     # bus
     "EventBus": "._bus",
     "MemoryTransport": ".transports.memory",
+    "NatsTransport": ".transports.nats",
     "RabbitMQTransport": ".transports.rabbitmq",
     "Subscription": ".transports.base",
     "Transport": ".transports.base",
@@ -185,6 +186,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from .transports.base import Subscription as Subscription
     from .transports.base import Transport as Transport
     from .transports.memory import MemoryTransport as MemoryTransport
+    from .transports.nats import NatsTransport as NatsTransport
     from .transports.rabbitmq import RabbitMQTransport as RabbitMQTransport
     from .validation import EventValidator as EventValidator
 
