@@ -164,18 +164,34 @@ class _Series:
         self.first_ns = -1
 
     def record(self, elapsed_ns: int, end_ns: int, error: bool) -> None:
-        self.histogram.record(elapsed_ns)
+        # the hot path of every measured call: LatencyHistogram.record inlined
+        histogram = self.histogram
+        value = elapsed_ns if elapsed_ns > 0 else 0
+        if value < _LINEAR:
+            index = value
+        else:
+            shift = value.bit_length() - _SUB_BITS
+            index = (shift << 4) + (value >> shift)
+            if index >= _BUCKETS:
+                index = _BUCKETS - 1
+        histogram.counts[index] += 1
+        if value > histogram.max:
+            histogram.max = value
+        if histogram.count == 0 or value < histogram.min:
+            histogram.min = value
+        histogram.count += 1
+        histogram.total += value
         if error:
             self.errors += 1
         slot = end_ns // self.slot_ns
         position = slot % _SLOTS
-        if self.slot_ids[position] != slot:
+        if self.slot_ids[position] == slot:
+            self.slot_counts[position] += 1
+        else:
             self.slot_ids[position] = slot
             self.slot_counts[position] = 1
-        else:
-            self.slot_counts[position] += 1
-        if self.first_ns < 0:
-            self.first_ns = end_ns
+            if self.first_ns < 0:
+                self.first_ns = end_ns
 
     def throughput(self, now_ns: int) -> float:
         if self.first_ns < 0:

@@ -140,8 +140,11 @@ class EventProcessor:
 
     async def process(self, event: Event) -> None:
         """Run ``event`` through the middleware chain and every matching handler."""
-        if not isinstance(event, Event):
+        if event.__class__ is not Event and not isinstance(event, Event):
             raise TypeError(f"process() takes an Event, got {type(event).__name__}")
+        if not self._middleware:  # nothing can retry: no need to remember completions
+            await self._run_handlers(event)
+            return
         token = _completed.set(set())
         try:
             await self._chain(event)
@@ -161,7 +164,13 @@ class EventProcessor:
         if not routes:
             return
         if len(routes) == 1:  # nothing to remember: a retry re-runs the one handler
-            await _call(routes[0], event)
+            route = routes[0]
+            if route.is_async:
+                await route.handler(event)
+            else:
+                result = route.handler(event)
+                if result is not None and inspect.isawaitable(result):
+                    await result
             return
         done = _completed.get()
         if done is None:

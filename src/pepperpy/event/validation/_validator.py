@@ -16,6 +16,7 @@ from .._json import dumps
 from .._patterns import parse_topic
 from ._compile import NoFastPath, _msgspec, fast_type, from_json_schema, from_python_type
 from ._compile import is_pydantic_model as _is_pydantic
+from ._freeze import compile_freezer, freeze_output
 from ._nodes import INVALID, Extra, Node, contains_any, describe
 
 __all__ = ["EventValidator"]
@@ -39,6 +40,7 @@ class _Compiled:
         self.pydantic = _is_pydantic(schema)
         self.node: Node | None = None
         self.fast: Any = None
+        self.freeze: Callable[[Any], Any] = freeze_output
         if self.pydantic:
             self.adapter = schema.__pydantic_validator__
             self.names = _pydantic_names(schema)
@@ -56,6 +58,7 @@ class _Compiled:
             self.fast = fast_type(self.node)
         except NoFastPath:
             self.fast = None
+        self.freeze = compile_freezer(self.node)
         # msgspec passes Any-typed values through and to_builtins would turn a set into a
         # list: check such data is JSON first, so nothing is coerced silently
         self.any_inside = contains_any(self.node)
@@ -316,6 +319,9 @@ class EventValidator:
                 if compiled is not None:
                     data = compiled.check(data)
         try:
+            compiled = self._schemas.get(event_type, {}).get(reached)
+            if compiled is not None:  # our own fresh output: freeze it cheaply
+                data = compiled.freeze(data)
             return Event(event_type, data, metadata, version=reached)
         except SerializationError as exc:
             compiled = self._schemas.get(event_type, {}).get(reached)

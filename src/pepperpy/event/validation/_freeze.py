@@ -1,0 +1,150 @@
+"""Freezing validated output for an Event, guided by the schema.
+
+``Event`` deep-freezes its data; for data the validator has just produced, the schema
+already tells which fields are containers and which are numbers that could be NaN, so a
+compiled freezer copies each object once (in C) and only revisits those fields. Data
+whose shape the schema does not pin down (``Any``, unions of containers, recursive
+types) goes through the generic walk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from .._errors import SerializationError
+from .._frozen import FrozenDict, FrozenList, freeze
+from ._nodes import (
+    BoolNode,
+    DecimalNode,
+    DictNode,
+    EnumNode,
+    ListNode,
+    LiteralNode,
+    Node,
+    NoneNode,
+    NumberNode,
+    ObjectNode,
+    StrNode,
+    TemporalNode,
+    UnionNode,
+    UUIDNode,
+)
+
+__all__ = ["compile_freezer", "freeze_output"]
+
+Freezer = Callable[[Any], Any]
+
+_isfinite = math.isfinite
+_set_item = dict.__setitem__
+#: values that need no check to be frozen JSON data (floats do: NaN and infinities)
+_SAFE_ATOMS = frozenset({str, int, bool, type(None), dt.datetime, dt.date, dt.time, uuid.UUID})
+
+
+def freeze_output(value: Any) -> Any:
+    """Deep-freeze plain converted data (dicts, lists and atoms), checking numbers."""
+    cls = value.__class__
+    if cls is dict:
+        out = FrozenDict()
+        for key, item in value.items():
+            if item.__class__ not in _SAFE_ATOMS:
+                item = freeze_output(item)
+            _set_item(out, key, item)
+        return out
+    if cls is list:
+        return FrozenList(
+            [item if item.__class__ in _SAFE_ATOMS else freeze_output(item) for item in value]
+        )
+    if cls in _SAFE_ATOMS:
+        return value
+    if cls is float:
+        return _finite(value)
+    if cls is decimal.Decimal:
+        return _finite_decimal(value)
+    return freeze(value)
+
+
+def _finite(value: Any) -> Any:
+    if value.__class__ is float and not _isfinite(value):
+        raise SerializationError(f"{value!r} is not a finite number; JSON cannot hold it")
+    return value
+
+
+def _finite_decimal(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal) and not value.is_finite():
+        raise SerializationError(f"Decimal {value} is not a finite number")
+    return value
+
+
+def compile_freezer(node: Node) -> Freezer:
+    """A function freezing data that ``node`` produced."""
+    special = _freezer(node)
+    if special is None:
+        return freeze_output  # atoms at the top: nothing to gain
+    return special
+
+
+def _freezer(node: Node) -> Freezer | None:
+    """None when values of ``node`` are immutable atoms needing no check."""
+    if isinstance(node, StrNode | BoolNode | NoneNode | TemporalNode | UUIDNode):
+        return None
+    if isinstance(node, EnumNode | LiteralNode):
+        values = [m.value for m in node.cls] if isinstance(node, EnumNode) else list(node.values)
+        return None if all(v.__class__ in _SAFE_ATOMS for v in values) else freeze_output
+    if isinstance(node, NumberNode):
+        return None if node.kind == "int" else _finite
+    if isinstance(node, DecimalNode):
+        return _finite_decimal
+    if isinstance(node, UnionNode):
+        parts = [_freezer(option) for option in node.options]
+        return None if all(p is None for p in parts) else freeze_output
+    if isinstance(node, ListNode):
+        return _list_freezer(_freezer(node.item))
+    if isinstance(node, DictNode):
+        return _dict_freezer(_freezer(node.value))
+    if isinstance(node, ObjectNode) and node.extra != "allow":
+        return _object_freezer(node)
+    return freeze_output
+
+
+def _list_freezer(item: Freezer | None) -> Freezer:
+    if item is None:
+        return FrozenList
+
+    def freeze_list(value: Any) -> Any:
+        return FrozenList([item(x) for x in value])
+
+    return freeze_list
+
+
+def _dict_freezer(item: Freezer | None) -> Freezer:
+    if item is None:
+        return FrozenDict
+
+    def freeze_dict(value: Any) -> Any:
+        return FrozenDict({key: item(x) for key, x in value.items()})
+
+    return freeze_dict
+
+
+def _object_freezer(node: ObjectNode) -> Freezer:
+    special: list[tuple[str, Freezer]] = []
+    for name, field in node.fields.items():
+        fix = _freezer(field.node)
+        if fix is not None:
+            special.append((name, fix))
+    if not special:
+        return FrozenDict
+
+    def freeze_object(value: Any) -> Any:
+        out = FrozenDict(value)
+        for name, fix in special:
+            if name in value:
+                _set_item(out, name, fix(value[name]))
+        return out
+
+    return freeze_object
