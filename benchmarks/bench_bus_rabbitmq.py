@@ -1,0 +1,270 @@
+"""EventBus on RabbitMQ vs FastStream vs raw aio-pika: throughput and end-to-end latency.
+
+Every contender publishes persistent messages with publisher confirms to a topic
+exchange and consumes them with manual acknowledgement, so all pay for the same
+durability; only the library around it differs.
+
+* throughput: publish ``n`` events (100 in flight at a time) and wait until the
+  subscriber has handled all of them.
+* latency: publish one event, wait for the handler to see it; repeat; median and p99.
+* group throughput: the same, consumed through a durable quorum queue (our group with
+  its partitions; FastStream's subscriber on one durable quorum queue).
+
+Needs RabbitMQ on 127.0.0.1:5672 (guest/guest). ``python -m benchmarks.bench_bus_rabbitmq``
+prints the Markdown section.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aio_pika
+from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit.schemas.queue import QueueType
+
+from benchmarks._harness import Result, compare, machine, table
+from pepperpy.event import Event, EventBus, RetryPolicy
+from pepperpy.event.transports.rabbitmq import RabbitMQTransport
+
+URL = "amqp://guest:guest@127.0.0.1:5672/"
+WINDOW = 100  # publishes in flight at once
+
+
+class Contender(abc.ABC):
+    """Something that publishes to a topic and counts what its subscriber handled."""
+
+    name = ""
+
+    def __init__(self, grouped: bool) -> None:
+        self.grouped = grouped
+        self.exchange = f"bench.{uuid.uuid4().hex[:8]}"
+        self.handled = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self.target = 0
+
+    def seen(self) -> None:
+        self.handled += 1
+        if self.handled >= self.target and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    @abc.abstractmethod
+    async def setup(self) -> None:
+        """Connect, declare, subscribe (not timed)."""
+
+    @abc.abstractmethod
+    async def teardown(self) -> None:
+        """Disconnect and delete what setup declared."""
+
+    @abc.abstractmethod
+    async def send(self, n: int) -> None:
+        """Publish event number ``n`` and wait for the broker's confirm."""
+
+    async def run(self, count: int) -> float:
+        """Publish ``count`` events, WINDOW at a time; seconds until all were handled."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.target = self.handled + count
+        started = time.perf_counter()
+        for first in range(0, count, WINDOW):
+            await asyncio.gather(*(self.send(n) for n in range(first, min(count, first + WINDOW))))
+        await asyncio.wait_for(self.waiter, 60)
+        return time.perf_counter() - started
+
+    async def latency(self, samples: int) -> list[float]:
+        """Seconds from publish to handler, one event at a time."""
+        out: list[float] = []
+        for n in range(samples):
+            self.waiter = asyncio.get_running_loop().create_future()
+            self.target = self.handled + 1
+            started = time.perf_counter()
+            await self.send(n)
+            await asyncio.wait_for(self.waiter, 10)
+            out.append(time.perf_counter() - started)
+        return out
+
+
+class Pepperpy(Contender):
+    name = "pepperpy EventBus"
+
+    async def setup(self) -> None:
+        self.transport = RabbitMQTransport(URL, exchange=self.exchange)
+        self.bus = EventBus(transport=self.transport, retry_policy=RetryPolicy.NONE)
+
+        def handle(event: Event) -> None:
+            self.seen()
+
+        self.bus.subscribe("bench.#", group="bench" if self.grouped else None)(handle)
+        await self.bus.start()
+
+    async def send(self, n: int) -> None:
+        await self.bus.publish("bench.work", {"n": n})
+
+    async def teardown(self) -> None:
+        await self.bus.close()
+        await self.transport.delete_topology()
+
+
+class FastStream(Contender):
+    name = "FastStream RabbitBroker"
+
+    async def setup(self) -> None:
+        self.broker = RabbitBroker(URL, logger=None)
+        self.x = RabbitExchange(self.exchange, type=ExchangeType.TOPIC, durable=True)
+        if self.grouped:
+            queue = RabbitQueue(
+                f"{self.exchange}.q",
+                durable=True,
+                queue_type=QueueType.QUORUM,
+                routing_key="bench.#",
+            )
+        else:
+            queue = RabbitQueue(f"{self.exchange}.q", auto_delete=True, routing_key="bench.#")
+        self.queue = queue
+
+        @self.broker.subscriber(queue, self.x)
+        async def handle(message: dict[str, Any]) -> None:
+            self.seen()
+
+        await self.broker.start()
+
+    async def send(self, n: int) -> None:
+        await self.broker.publish(
+            {"n": n}, exchange=self.x, routing_key="bench.work", persist=True, mandatory=False
+        )
+
+    async def teardown(self) -> None:
+        await self.broker.stop()
+        await _delete(self.exchange, [f"{self.exchange}.q"])
+
+
+class Raw(Contender):
+    name = "raw aio-pika (floor)"
+
+    async def setup(self) -> None:
+        self.connection = await aio_pika.connect_robust(URL)
+        channel = await self.connection.channel(publisher_confirms=True)
+        self.x = await channel.declare_exchange(
+            self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        consume = await self.connection.channel()
+        await consume.set_qos(prefetch_count=128)
+        if self.grouped:
+            arguments = {"x-queue-type": "quorum"}
+            queue = await consume.declare_queue(
+                f"{self.exchange}.q", durable=True, arguments=arguments
+            )
+        else:
+            queue = await consume.declare_queue("", exclusive=True)
+        await queue.bind(self.exchange, "bench.#")
+
+        async def handle(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            Event.from_json(message.body)
+            self.seen()
+            await message.ack()
+
+        await queue.consume(handle)
+
+    async def send(self, n: int) -> None:
+        body = Event("bench.work", {"n": n}).to_json()
+        message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        await self.x.publish(message, routing_key="bench.work", mandatory=False)
+
+    async def teardown(self) -> None:
+        await self.connection.close()
+        await _delete(self.exchange, [f"{self.exchange}.q"] if self.grouped else [])
+
+
+async def _delete(exchange: str, queues: list[str]) -> None:
+    async with await aio_pika.connect(URL) as connection:
+        channel = await connection.channel()
+        for queue in queues:
+            await channel.queue_delete(queue)
+        await channel.exchange_delete(exchange)
+
+
+async def _with(
+    kinds: list[type[Contender]], grouped: bool, body: Callable[[list[Contender]], Awaitable[Any]]
+) -> Any:
+    contenders = [kind(grouped) for kind in kinds]  # type: ignore[abstract]
+    for contender in contenders:
+        await contender.setup()
+    try:
+        return await body(contenders)
+    finally:
+        for contender in contenders:
+            await contender.teardown()
+
+
+KINDS: list[type[Contender]] = [Raw, FastStream, Pepperpy]
+
+
+async def throughput(grouped: bool, operations: int, passes: int) -> list[Result]:
+    async def body(contenders: list[Contender]) -> list[Result]:
+        for contender in contenders:  # warm up connections, JIT-free caches, queues
+            await contender.run(200)
+        return await compare(
+            {c.name: c.run for c in contenders}, operations=operations, passes=passes
+        )
+
+    result: list[Result] = await _with(KINDS, grouped, body)
+    return result
+
+
+async def latency(samples: int) -> list[tuple[str, float, float]]:
+    async def body(contenders: list[Contender]) -> list[tuple[str, float, float]]:
+        gathered: dict[str, list[float]] = {c.name: [] for c in contenders}
+        for contender in contenders:
+            await contender.latency(20)
+        for _ in range(5):  # interleaved passes
+            for contender in contenders:
+                gathered[contender.name] += await contender.latency(samples // 5)
+        rows = []
+        for name, values in gathered.items():
+            values.sort()
+            p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+            rows.append((name, statistics.median(values) * 1e3, p99 * 1e3))
+        return rows
+
+    rows: list[tuple[str, float, float]] = await _with(KINDS, False, body)
+    return rows
+
+
+async def main(quick: bool) -> str:
+    operations, passes, samples = (2_000, 3, 200) if quick else (10_000, 5, 1_000)
+    alone = await throughput(False, operations, passes)
+    grouped = await throughput(True, operations, passes)
+    lat = await latency(samples)
+    lines = [
+        "## EventBus on RabbitMQ",
+        "",
+        f"Machine: {machine()}. RabbitMQ on loopback, persistent messages, publisher",
+        f"confirms, manual acks; {WINDOW} publishes in flight; {operations:,} events per pass,",
+        f"median of {passes} interleaved passes.",
+        "",
+        "Publish + consume, one ungrouped subscriber (events/s until all were handled):",
+        "",
+        table(alone, baseline="FastStream RabbitBroker", unit="events/s"),
+        "",
+        "Publish + consume through a durable quorum queue (our group; FastStream's durable",
+        "quorum queue):",
+        "",
+        table(grouped, baseline="FastStream RabbitBroker", unit="events/s"),
+        "",
+        f"End-to-end latency, one event at a time ({samples:,} samples):",
+        "",
+        "| contender | median ms | p99 ms |",
+        "|---|---:|---:|",
+        *(f"| {name} | {median:.3f} | {p99:.3f} |" for name, median, p99 in lat),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(asyncio.run(main("--quick" in sys.argv)))
