@@ -54,6 +54,8 @@ class Contender(abc.ABC):
         self.stream = f"BENCH_{token}"
         self.prefix = f"bench{token}"
         self.handled = 0
+        #: this process's CPU seconds per event, per timed run (the broker's excluded)
+        self.cpu_per_event: list[float] = []
         self.waiter: asyncio.Future[None] | None = None
         self.target = 0
 
@@ -78,11 +80,14 @@ class Contender(abc.ABC):
         """Publish ``count`` events, WINDOW at a time; seconds until all were handled."""
         self.waiter = asyncio.get_running_loop().create_future()
         self.target = self.handled + count
+        cpu = time.process_time()
         started = time.perf_counter()
         for first in range(0, count, WINDOW):
             await asyncio.gather(*(self.send(n) for n in range(first, min(count, first + WINDOW))))
         await asyncio.wait_for(self.waiter, 60)
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        self.cpu_per_event.append((time.process_time() - cpu) / count)
+        return elapsed
 
     async def latency(self, samples: int) -> list[float]:
         """Seconds from publish to handler, one event at a time."""
@@ -208,12 +213,21 @@ async def throughput(contenders: list[Contender], operations: int, passes: int) 
     async def body(contenders: list[Contender]) -> list[Result]:
         for contender in contenders:  # warm up connections, consumers, caches
             await contender.run(200)
+            contender.cpu_per_event.clear()
         return await compare(
             {c.name: c.run for c in contenders}, operations=operations, passes=passes
         )
 
     result: list[Result] = await _with(contenders, body)
     return result
+
+
+def cpu_table(contenders: list[Contender]) -> str:
+    """Client CPU per event: steadier than events/s when the machine is shared."""
+    lines = ["| contender | client CPU µs/event (median) |", "|---|---:|"]
+    for c in contenders:
+        lines.append(f"| {c.name} | {statistics.median(c.cpu_per_event) * 1e6:,.0f} |")
+    return "\n".join(lines)
 
 
 async def latency(samples: int) -> list[tuple[str, float, float]]:
@@ -244,8 +258,9 @@ def _contenders(grouped: bool) -> list[Contender]:
 
 async def main(quick: bool) -> str:
     operations, passes, samples = (2_000, 3, 200) if quick else (10_000, 5, 1_000)
-    alone = await throughput(_contenders(False), operations, passes)
-    grouped = await throughput(_contenders(True), operations, passes)
+    alone_contenders, grouped_contenders = _contenders(False), _contenders(True)
+    alone = await throughput(alone_contenders, operations, passes)
+    grouped = await throughput(grouped_contenders, operations, passes)
     keyed_contenders: list[Contender] = [Pepperpy(True), Pepperpy(True, keyed=True)]
     keyed_contenders[1].name = f"pepperpy EventBus, {KEYS} keys"
     keyed = await throughput(keyed_contenders, operations, passes)
@@ -262,9 +277,16 @@ async def main(quick: bool) -> str:
         "",
         table(alone, baseline="FastStream NatsBroker", unit="events/s"),
         "",
+        "The same runs, CPU time this process spent per event (publisher and consumer;",
+        "the broker's CPU is not included):",
+        "",
+        cpu_table(alone_contenders),
+        "",
         "Publish + consume through a durable queue consumer (our group):",
         "",
         table(grouped, baseline="FastStream NatsBroker", unit="events/s"),
+        "",
+        cpu_table(grouped_contenders),
         "",
         f"Our group, unkeyed vs every event keyed ({KEYS} keys over the key lanes):",
         "",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -666,3 +669,31 @@ async def test_a_group_joins_its_consumer_made_with_other_settings(
     await new.publish("jobs.run", 2, key="k")
     await eventually(lambda: sorted(handled) == [1, 2])
     await new.close()
+
+
+# -- the documentation's examples run as written ---------------------------------------
+
+DOC = REPO / "docs" / "transport-nats.md"
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def doc_blocks() -> list[tuple[int, str]]:
+    text = DOC.read_text()
+    return [
+        (text.count("\n", 0, match.start()) + 2, match.group(1)) for match in BLOCK.finditer(text)
+    ]
+
+
+@pytest.mark.nats
+@pytest.mark.parametrize(("line", "code"), doc_blocks(), ids=[str(n) for n, _ in doc_blocks()])
+async def test_doc_example_runs(nats_url: str, line: int, code: str) -> None:
+    """Each block runs as written, on a stream and prefix of its own (then deleted)."""
+    name = unique_name("doc")
+    code = code.replace("DOCS_EXAMPLE", name.upper()).replace("docs.example", name)
+    compiled = compile("\n" * (line - 1) + code, str(DOC), "exec")
+    try:
+        # the examples call asyncio.run(), so they run in a thread of their own
+        with contextlib.redirect_stdout(io.StringIO()):
+            await asyncio.to_thread(exec, compiled, {"__name__": "__main__"})
+    finally:
+        await delete_stream(nats_url, name.upper())
