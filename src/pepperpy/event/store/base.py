@@ -37,7 +37,9 @@ __all__ = [
     "STREAM_EXISTS",
     "AppendResult",
     "ExpectedVersion",
+    "GroupPlan",
     "NewRecord",
+    "PendingAppend",
     "Row",
     "Snapshot",
     "SnapshotRow",
@@ -46,6 +48,7 @@ __all__ = [
     "StreamState",
     "from_micros",
     "plan_append",
+    "plan_group",
     "to_micros",
 ]
 
@@ -177,6 +180,86 @@ def plan_append(
     if not ok:
         raise ConcurrencyError(stream, expected, actual)
     return [index for index, event_id in enumerate(ids) if event_id not in existing]
+
+
+class PendingAppend(NamedTuple):
+    """One caller's append waiting in a group commit."""
+
+    stream: str
+    records: Sequence[NewRecord]
+    expected_version: ExpectedVersion
+
+
+class GroupPlan:
+    """The decisions for a group of appends committed in one transaction.
+
+    :func:`plan_group` fills it: ``rows`` are (offset, stream, position, record) to write
+    in order, the record at ``offset`` getting global position ``first + offset``;
+    ``next_positions`` the streams' new counters; ``count`` how many rows. After the
+    write, :meth:`outcomes` gives each caller its :class:`AppendResult` or exception.
+    """
+
+    __slots__ = ("_outcomes", "count", "next_positions", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, str, int, NewRecord]] = []
+        self.next_positions: dict[str, int] = {}
+        self.count = 0
+        # per caller: an exception, or (position, global position or -(offset + 1))
+        self._outcomes: list[BaseException | tuple[int, int]] = []
+
+    def outcomes(self, first: int) -> list[AppendResult | BaseException]:
+        """Each caller's result, once the group's rows got positions from ``first`` on."""
+        out: list[AppendResult | BaseException] = []
+        for outcome in self._outcomes:
+            if isinstance(outcome, BaseException):
+                out.append(outcome)
+            else:
+                position, global_position = outcome
+                if global_position < 0:
+                    global_position = first - global_position - 1
+                out.append(AppendResult(position, global_position))
+        return out
+
+
+def plan_group(
+    appends: Sequence[PendingAppend],
+    states: dict[str, StreamState],
+    known: dict[tuple[str, str], tuple[int, int]],
+) -> GroupPlan:
+    """Decide a group of appends in order, as if each ran in its own transaction.
+
+    ``states`` holds the (locked) state of every stream involved, ``known`` the visible
+    (stream, id) pairs of the group's ids with their (position, global_position). A
+    caller whose expectation fails gets its exception and changes nothing; later callers
+    see the effect of earlier ones (states and ids are updated as the plan goes).
+    """
+    plan = GroupPlan()
+    for stream, records, expected in appends:
+        state = states.setdefault(stream, StreamState())
+        ids = [record.id for record in records]
+        existing = {i: known[(stream, i)] for i in ids if (stream, i) in known}
+        try:
+            decision = plan_append(stream, state, expected, ids, existing)
+        except (ConcurrencyError, StreamDeletedError) as exc:
+            plan._outcomes.append(exc)
+            continue
+        if isinstance(decision, AppendResult):
+            outcome = (decision.next_expected_version, decision.global_position)
+            plan._outcomes.append(outcome)
+            continue
+        position = state.next_position
+        for index in decision:
+            record = records[index]
+            plan.rows.append((plan.count, stream, position, record))
+            known[(stream, record.id)] = (position, -(plan.count + 1))
+            plan.count += 1
+            position += 1
+        state.next_position = position
+        state.deleted = False
+        plan.next_positions[stream] = position
+        plan._outcomes.append((position - 1, -plan.count))
+    return plan
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

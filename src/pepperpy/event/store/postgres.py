@@ -28,11 +28,12 @@ from .base import (
     AppendResult,
     ExpectedVersion,
     NewRecord,
+    PendingAppend,
     Row,
     SnapshotRow,
     StoreBackend,
     StreamState,
-    plan_append,
+    plan_group,
 )
 
 __all__ = ["PostgresBackend"]
@@ -41,6 +42,9 @@ CHANNEL = "pepperpy_events"
 #: advisory lock key serialising schema migrations ("pepperpy" in ASCII)
 _MIGRATION_LOCK = 0x7065707065727079
 _POOL_SIZE = 8
+#: most appends committed in one transaction
+_MAX_GROUP = 512
+_DEADLOCK_RETRIES = 3
 #: while the listener is down, waiters re-read this often
 _RECONNECT_INTERVAL = 0.5
 _LISTENER_NAME = "pepperpy-event-listener"
@@ -88,24 +92,40 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-# Everything after the stream check, in one round trip: take positions from the head
-# row (its lock is held until commit), insert, move the stream on, notify on commit.
+# Everything after the group's stream checks, in one round trip: take positions from the
+# head row (its lock is held until commit), insert, move the streams on, notify on commit.
 _WRITE = f"""
 WITH head AS (
     UPDATE pepperpy_head SET next_position = next_position + $1
     RETURNING next_position - $1 AS first
 ), inserted AS (
     INSERT INTO pepperpy_events ({_COLUMNS})
-    SELECT head.first + e.n - 1, $2, $3 + e.n - 1, e.id, e.type, e.version, e.data,
-           e.metadata, e.timestamp, e.source, e.subject, (extract(epoch FROM clock_timestamp())
-           * 1000000)::bigint
-    FROM head, unnest($4::text[], $5::text[], $6::int[], $7::bytea[], $8::bytea[],
-                      $9::bigint[], $10::text[], $11::text[])
-         WITH ORDINALITY AS e(id, type, version, data, metadata, timestamp, source, subject, n)
+    SELECT head.first + e.n - 1, e.stream, e.position, e.id, e.type, e.version, e.data,
+           e.metadata, e.timestamp, e.source, e.subject,
+           (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+    FROM head, unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[],
+                      $7::bytea[], $8::bytea[], $9::bigint[], $10::text[], $11::text[])
+         WITH ORDINALITY AS e(stream, position, id, type, version, data, metadata,
+                              timestamp, source, subject, n)
 ), moved AS (
-    UPDATE pepperpy_streams SET next_position = $3 + $1, deleted = false WHERE name = $2
+    UPDATE pepperpy_streams AS s SET next_position = m.next_position, deleted = false
+    FROM unnest($12::text[], $13::bigint[]) AS m(name, next_position)
+    WHERE s.name = m.name
 )
 SELECT head.first, pg_notify('{CHANNEL}', (head.first + $1)::text) FROM head
+"""
+
+_LOCK_STREAMS = """
+SELECT name, next_position, first_visible, deleted FROM pepperpy_streams
+WHERE name = any($1::text[]) ORDER BY name FOR UPDATE
+"""
+
+_KNOWN_IDS = """
+SELECT e.stream, e.id, e.position, e.global_position
+FROM unnest($1::text[], $2::text[]) AS k(stream, id)
+JOIN pepperpy_events e ON e.stream = k.stream AND e.id = k.id
+JOIN pepperpy_streams s ON s.name = e.stream
+WHERE e.position >= s.first_visible
 """
 
 
@@ -119,6 +139,9 @@ class PostgresBackend(StoreBackend):
         self._ready: asyncio.Future[Any] | None = None
         self._listener: Any = None
         self._listening: asyncio.Task[None] | None = None
+        self._pending: list[tuple[PendingAppend, asyncio.Future[AppendResult]]] = []
+        self._work = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
         self._changed: asyncio.Event | None = None
         self._head = 0  # next global position, as far as notifications told us
         self._connected = False
@@ -127,8 +150,8 @@ class PostgresBackend(StoreBackend):
     # -- plumbing ---------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
-        if self._closed:
+    async def _connection(self, *, closing: bool = False) -> AsyncIterator[Any]:
+        if self._closed and not closing:
             raise ClosedError("the event store is closed")
         if self._ready is None:
             self._ready = asyncio.ensure_future(self._open())
@@ -142,7 +165,7 @@ class PostgresBackend(StoreBackend):
             async with pool.acquire() as connection:
                 yield connection
         except (self._asyncpg.PostgresError, self._asyncpg.InterfaceError, OSError) as exc:
-            if self._closed:
+            if self._closed and not closing:
                 raise ClosedError("the event store is closed") from exc
             raise StoreError(f"PostgreSQL: {exc}") from exc
 
@@ -168,39 +191,95 @@ class PostgresBackend(StoreBackend):
     async def append(
         self, stream: str, records: Sequence[NewRecord], expected_version: ExpectedVersion
     ) -> AppendResult:
-        async with self._connection() as connection, connection.transaction():
-            await connection.execute(
-                "INSERT INTO pepperpy_streams (name, next_position) VALUES ($1, 0) "
-                "ON CONFLICT DO NOTHING",
-                stream,
-            )
-            row = await connection.fetchrow(
-                "SELECT next_position, first_visible, deleted FROM pepperpy_streams "
-                "WHERE name = $1 FOR UPDATE",
-                stream,
-            )
-            state = StreamState(row[0], row[1], row[2])
-            ids = [record.id for record in records]
-            existing: dict[str, tuple[int, int]] = {}
-            if state.next_position > state.first_visible:
-                for found in await connection.fetch(
-                    "SELECT id, position, global_position FROM pepperpy_events "
-                    "WHERE stream = $1 AND position >= $2 AND id = any($3::text[])",
-                    stream,
-                    state.first_visible,
-                    ids,
+        """Queue the append for the next group commit and wait for its outcome."""
+        if self._closed:
+            raise ClosedError("the event store is closed")
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((PendingAppend(stream, records, expected_version), future))
+        if self._committer is None:
+            self._committer = asyncio.ensure_future(self._commit_loop())
+        self._work.set()
+        return await future
+
+    async def _commit_loop(self) -> None:
+        """Commit queued appends in groups, one transaction per group, until closed."""
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            if not self._pending:
+                if self._closed:
+                    return
+                continue
+            group, self._pending = self._pending[:_MAX_GROUP], self._pending[_MAX_GROUP:]
+            if self._pending:
+                self._work.set()
+            appends = [append for append, _ in group]
+            try:
+                outcomes = await self._commit_group(appends)
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    for _, future in group:
+                        future.cancel()
+                    raise
+                outcomes = [exc] * len(group)
+            for (_, future), outcome in zip(group, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    async def _commit_group(
+        self, appends: list[PendingAppend]
+    ) -> list[AppendResult | BaseException]:
+        for attempt in range(_DEADLOCK_RETRIES):
+            try:
+                async with (
+                    self._connection(closing=True) as connection,
+                    connection.transaction(),
                 ):
-                    existing[found[0]] = (found[1], found[2])
-            plan = plan_append(stream, state, expected_version, ids, existing)
-            if isinstance(plan, AppendResult):
-                return plan
-            chosen = [records[index] for index in plan]
-            columns = list(zip(*chosen, strict=True))
+                    return await self._write_group(connection, appends)
+            except StoreError as exc:
+                deadlock = isinstance(exc.__cause__, self._asyncpg.DeadlockDetectedError)
+                if not deadlock or attempt == _DEADLOCK_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _write_group(
+        self, connection: Any, appends: list[PendingAppend]
+    ) -> list[AppendResult | BaseException]:
+        names = sorted({append.stream for append in appends})
+        await connection.execute(
+            "INSERT INTO pepperpy_streams (name, next_position) "
+            "SELECT unnest($1::text[]), 0 ON CONFLICT DO NOTHING",
+            names,
+        )
+        states = {
+            row[0]: StreamState(row[1], row[2], row[3])
+            for row in await connection.fetch(_LOCK_STREAMS, names)
+        }
+        known: dict[tuple[str, str], tuple[int, int]] = {}
+        pairs = [
+            (append.stream, record.id)
+            for append in appends
+            if states[append.stream].next_position > states[append.stream].first_visible
+            for record in append.records
+        ]
+        if pairs:
+            streams, ids = zip(*pairs, strict=True)
+            for row in await connection.fetch(_KNOWN_IDS, list(streams), list(ids)):
+                known[(row[0], row[1])] = (row[2], row[3])
+        plan = plan_group(appends, states, known)
+        first = 0
+        if plan.count:
+            rows = [(stream, position, *record) for _, stream, position, record in plan.rows]
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            moved = plan.next_positions
             first = await connection.fetchval(
-                _WRITE, len(chosen), stream, state.next_position, *columns
+                _WRITE, plan.count, *columns, list(moved), list(moved.values())
             )
-            count = len(chosen)
-            return AppendResult(state.next_position + count - 1, first + count - 1)
+        return plan.outcomes(first)
 
     async def read_stream(
         self, stream: str, start: int | None, backwards: bool, limit: int
@@ -347,6 +426,9 @@ class PostgresBackend(StoreBackend):
             return
         self._closed = True
         self._wake()
+        if self._committer is not None:  # appends already queued are still committed
+            self._work.set()
+            await self._committer
         if self._listening is not None:
             self._listening.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -16,6 +16,7 @@ writer, so positions become visible in order: a subscription that has read posit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -190,6 +191,16 @@ class _Writer(threading.Thread):
                     pass
         if connection is not None:
             connection.close()
+        while True:  # anything queued after stop() is refused, never left hanging
+            try:
+                late = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            if late is not None:
+                with contextlib.suppress(RuntimeError):
+                    late.loop.call_soon_threadsafe(
+                        _settle, late.future, None, ClosedError("the event store is closed")
+                    )
 
     def _gather(self, first: _Job, last_size: int, last_commit: float) -> tuple[list[_Job], bool]:
         """Collect a group: what is queued, and briefly wait for the previous group's size.
@@ -278,6 +289,8 @@ class SQLiteBackend(StoreBackend):
             self._ready = self._writer.submit(lambda connection: None)
         assert self._ready is not None
         await asyncio.shield(self._ready)
+        if self._closed:
+            raise ClosedError("the event store is closed")
         return await self._writer.submit(work)
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
