@@ -9,6 +9,7 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
+import annotated_types
 import msgspec
 import pydantic
 import pytest
@@ -552,3 +553,29 @@ async def test_without_an_upcaster_the_event_keeps_its_version() -> None:
     validator.register("x", {"type": "object"}, version=1)
     validator.register("x", {"type": "object", "required": ["a"]}, version=2)
     assert (await validator.validate("x", {}, version=1)).version == 1
+
+
+@dataclasses.dataclass
+class Constrained:
+    age: Annotated[int, annotated_types.Ge(0), annotated_types.Lt(150)]
+    code: Annotated[str, pydantic.Field(min_length=2, max_length=3, pattern=r"^[A-Z]+$")]
+    scores: list[Annotated[float, annotated_types.Interval(ge=0, le=1)]]
+    label: Annotated[str, "just documentation"] = "x"
+
+
+async def test_annotated_types_and_pydantic_field_constraints_in_dataclasses() -> None:
+    validator = EventValidator()
+    validator.register("c", Constrained)
+    event = await validator.validate("c", {"age": 3, "code": "AB", "scores": [0.5, 1]})
+    assert event.data == {"age": 3, "code": "AB", "scores": [0.5, 1.0], "label": "x"}
+    with pytest.raises(ValidationError) as info:
+        await validator.validate("c", {"age": 150, "code": "abcd", "scores": [2, -1]})
+    assert set(problems(info)) == {"age", "code", "scores[0]", "scores[1]"}
+
+
+def test_a_constraint_that_cannot_be_enforced_is_refused() -> None:
+    schema = dataclasses.make_dataclass(
+        "Odd", [("n", Annotated[int, annotated_types.Predicate(lambda n: n % 2 == 1)])]
+    )
+    with pytest.raises(ConfigurationError, match="cannot be enforced"):
+        EventValidator().register("odd", schema)

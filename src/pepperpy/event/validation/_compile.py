@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import keyword
+import types
 import typing
 import uuid
 from collections.abc import Mapping
@@ -57,17 +58,42 @@ def is_pydantic_model(schema: Any) -> bool:
     return isinstance(schema, type) and hasattr(schema, "__pydantic_validator__")
 
 
-def _is_plain_class(schema: Any) -> bool:
+def _is_class_schema(schema: Any) -> bool:
+    """A class whose annotations we read field by field (not a Struct or pydantic model)."""
     if not isinstance(schema, type) or not getattr(schema, "__annotations__", None):
         return False
-    if dataclasses.is_dataclass(schema) or is_pydantic_model(schema):
-        return False
-    if hasattr(schema, "__struct_fields__") or typing.is_typeddict(schema):
+    if dataclasses.is_dataclass(schema) or typing.is_typeddict(schema):
+        return True
+    if is_pydantic_model(schema) or hasattr(schema, "__struct_fields__"):
         return False
     return not issubclass(schema, tuple)  # NamedTuples are read by msgspec
 
 
-# -- Python types ---------------------------------------------------------------------
+_CONSTRAINTS = ("gt", "ge", "lt", "le", "multiple_of", "min_length", "max_length", "pattern")
+
+
+def _constraints(marker: Any) -> dict[str, Any] | None:
+    """msgspec.Meta arguments for an annotated-types or pydantic ``Field`` marker.
+
+    None for markers that are not constraints (docs, strings); a constraint that cannot
+    be enforced raises, so nothing is silently left unchecked.
+    """
+    module = type(marker).__module__ or ""
+    if not module.startswith(("annotated_types", "pydantic")):
+        return None
+    found: dict[str, Any] = {}
+    inner = getattr(marker, "metadata", None)  # pydantic FieldInfo
+    if isinstance(inner, list):
+        for item in inner:
+            found.update(_constraints(item) or {})
+        return found
+    for name in _CONSTRAINTS:
+        value = getattr(marker, name, None)
+        if value is not None:
+            found[name] = value
+    if not found and module.startswith("annotated_types"):
+        raise ConfigurationError(f"the constraint {marker!r} cannot be enforced by the validator")
+    return found
 
 
 class _PythonCompiler:
@@ -77,17 +103,48 @@ class _PythonCompiler:
         self.memo: dict[int, Node] = {}
 
     def annotation(self, annotation: Any) -> Node:
-        if _is_plain_class(annotation):
-            return self.plain_class(annotation)
+        if _is_class_schema(annotation):
+            return self.class_schema(annotation)
         try:
-            info = self.msgspec.inspect.type_info(annotation)
+            info = self.msgspec.inspect.type_info(self.rewrite(annotation))
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"unsupported schema type {annotation!r}: {exc}") from exc
         except NameError as exc:
             raise _unresolved(annotation, exc) from exc
         return self.info(info)
 
-    def plain_class(self, cls: Any) -> Node:
+    def rewrite(self, annotation: Any) -> Any:
+        """Turn annotated-types / pydantic ``Field`` markers into ``msgspec.Meta``."""
+        origin = typing.get_origin(annotation)
+        if origin is None or origin is Literal:
+            return annotation
+        args = typing.get_args(annotation)
+        if origin is Annotated:
+            base, *markers = args
+            kept: list[Any] = []
+            merged: dict[str, Any] = {}
+            for marker in markers:
+                found = _constraints(marker)
+                if found is None:
+                    kept.append(marker)
+                else:
+                    merged.update(found)
+            if merged:
+                kept.append(self.msgspec.Meta(**merged))
+            rebuilt = self.rewrite(base)
+            return Annotated[(rebuilt, *kept)] if kept else rebuilt
+        rewritten = tuple(self.rewrite(arg) for arg in args)
+        if rewritten == args:
+            return annotation
+        if origin is Union or isinstance(annotation, types.UnionType):
+            return Union[rewritten]  # noqa: UP007
+        try:
+            return origin[rewritten if len(rewritten) != 1 else rewritten[0]]
+        except TypeError:
+            return annotation
+
+    def class_schema(self, cls: Any) -> Node:
+        """A plain annotated class, a dataclass or a TypedDict, read field by field."""
         key = id(cls)
         if key in self.memo:
             return self.memo[key]
@@ -96,12 +153,28 @@ class _PythonCompiler:
             hints = typing.get_type_hints(cls, include_extras=True)
         except Exception as exc:
             raise _unresolved(cls, exc) from exc
+        defaults = _dataclass_defaults(cls) if dataclasses.is_dataclass(cls) else None
+        required_keys = getattr(cls, "__required_keys__", None)
         fields = []
         for name, annotation in hints.items():
             if typing.get_origin(annotation) is typing.ClassVar or annotation is typing.ClassVar:
                 continue
-            node = self.annotation(annotation)
-            if hasattr(cls, name):
+            if isinstance(annotation, dataclasses.InitVar):
+                continue
+            node = self.annotation(_strip_required(annotation))
+            if defaults is not None:
+                if name not in defaults:
+                    continue  # init=False fields are not part of the data
+                fields.append(_field(name, node, defaults[name]))
+            elif required_keys is not None:
+                marker = typing.get_origin(annotation)
+                required = (
+                    marker is not typing.NotRequired
+                    if marker in (typing.Required, typing.NotRequired)
+                    else name in required_keys
+                )
+                fields.append(Field(name, node, required=required))
+            elif hasattr(cls, name):
                 default = getattr(cls, name)
                 if callable(default) and not isinstance(default, type):
                     raise ConfigurationError(
@@ -151,12 +224,14 @@ class _PythonCompiler:
                 min_length=info.min_length,
                 max_length=info.max_length,
             )
-        if isinstance(info, inspect.StructType | inspect.DataclassType | inspect.TypedDictType):
+        if isinstance(info, inspect.DataclassType | inspect.TypedDictType):
+            return self.class_schema(info.cls)
+        if isinstance(info, inspect.StructType):
             return self.object(info)
         if isinstance(info, inspect.NamedTupleType):
             return TupleNode([self.info(f.type) for f in info.fields])
-        if isinstance(info, inspect.CustomType) and _is_plain_class(info.cls):
-            return self.plain_class(info.cls)
+        if isinstance(info, inspect.CustomType) and _is_class_schema(info.cls):
+            return self.class_schema(info.cls)
         raise ConfigurationError(f"unsupported schema type in {info!r}")
 
     def object(self, info: Any) -> Node:
@@ -183,6 +258,35 @@ class _PythonCompiler:
         lazy.target = node
         self.memo[key] = node
         return node
+
+
+def _dataclass_defaults(cls: Any) -> dict[str, Any]:
+    """Field name -> (default, factory) for the init fields of a dataclass."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.init:
+            out[f.name] = (f.default, f.default_factory)
+    return out
+
+
+def _field(name: str, node: Node, default: tuple[Any, Any]) -> Field:
+    value, factory = default
+    if factory is not dataclasses.MISSING:
+        return Field(name, node, required=False, factory=factory)
+    if value is not dataclasses.MISSING:
+        return Field(name, node, required=False, default=value)
+    return Field(name, node)
+
+
+def _strip_required(annotation: Any) -> Any:
+    """Drop TypedDict's ``Required``/``NotRequired`` wrappers (``__required_keys__`` has them)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Required or origin is typing.NotRequired:
+        return typing.get_args(annotation)[0]
+    if origin is Annotated:
+        base, *markers = typing.get_args(annotation)
+        return Annotated[(_strip_required(base), *markers)]
+    return annotation
 
 
 def _unresolved(schema: Any, exc: Exception) -> ConfigurationError:
