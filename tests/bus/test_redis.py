@@ -575,8 +575,8 @@ async def test_nothing_acknowledged_is_lost_when_redis_restarts(
         restart.cancel()
     print(f"\nRedis restarted mid-run: {len(grouped) - total} event(s) handled twice by the group")
     for key in range(5):
-        ns = [n for n in grouped if n % 5 == key]
-        assert ns == sorted(ns) or len(ns) > total // 5, "order per key (duplicates aside)"
+        first_seen = list(dict.fromkeys(n for n in grouped if n % 5 == key))
+        assert first_seen == sorted(first_seen), "per-key order (redeliveries aside)"
 
 
 async def test_concurrent_publishes_share_round_trips_and_all_arrive(
