@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
 
-from pepperpy.event import AppendResult, ConcurrencyError, Event, EventStore, StoreError
+from pepperpy.event import (
+    AppendResult,
+    ConcurrencyError,
+    ConfigurationError,
+    Event,
+    EventStore,
+    StoreError,
+)
+from tests.conftest import unique_name
 from tests.helpers import eventually
 from tests.store.conformance import MakeStore, StoreConformance
 from tests.store.crash import assert_survives_sigkill
@@ -15,11 +24,65 @@ from tests.store.crash import assert_survives_sigkill
 pytestmark = pytest.mark.postgres
 
 
+@pytest.fixture(scope="module")
+def shared_database(postgres_server: str) -> Iterator[str]:
+    """One database for the module; each test gets its own schema in it (fast to make)."""
+    name = unique_name("pepperpy")
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(f"{postgres_server}/postgres")
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    yield f"{postgres_server}/{name}"
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 class TestPostgresStore(StoreConformance):
     @pytest.fixture
-    def store_url(self, postgres_url: str) -> str:
-        return postgres_url
+    async def store_url(self, shared_database: str) -> AsyncIterator[str]:
+        schema = unique_name("s")
+        yield f"{shared_database}?schema={schema}"
+        connection = await asyncpg.connect(shared_database)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await connection.close()
 
+    async def test_stores_in_two_schemas_of_one_database_are_independent(
+        self, shared_database: str
+    ) -> None:
+        first = EventStore(f"{shared_database}?schema={unique_name('a')}")
+        second = EventStore(f"{shared_database}?schema={unique_name('b')}")
+        try:
+            await first.append("same.name", {"type": "in.first"})
+            subscription = second.subscribe()
+            pending = asyncio.ensure_future(anext(subscription))
+            await asyncio.sleep(0.1)
+            await first.append("same.name", {"type": "in.first.again"})
+            await second.append("same.name", {"type": "in.second"})
+            assert (await asyncio.wait_for(pending, 5)).type == "in.second"
+            assert [e.type for e in await second.read_all()] == ["in.second"]
+            assert len(await first.read_all()) == 2
+        finally:
+            await first.close()
+            await second.close()
+            connection = await asyncpg.connect(shared_database)
+            try:
+                for store in (first, second):
+                    schema = store.url.rsplit("=", 1)[1]
+                    await connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            finally:
+                await connection.close()
+
+    def test_a_bad_schema_name_is_refused(self) -> None:
+        with pytest.raises(ConfigurationError, match="schema"):
+            EventStore("postgresql://localhost/db?schema=Robert'); DROP TABLE x;--")
+
+    @pytest.mark.slow
     async def test_eight_stores_times_two_hundred_appends_while_a_subscriber_follows(
         self, make_store: MakeStore
     ) -> None:
@@ -72,7 +135,7 @@ class TestPostgresStore(StoreConformance):
         assert await first.stream_version("race.1") == 10
 
     async def test_a_subscription_survives_a_dropped_listener_connection(
-        self, make_store: MakeStore, postgres_url: str
+        self, make_store: MakeStore, shared_database: str
     ) -> None:
         store, writer = make_store(), make_store()
         subscription = store.subscribe()
@@ -80,7 +143,7 @@ class TestPostgresStore(StoreConformance):
         assert (await asyncio.wait_for(anext(subscription), 5)).type == "before"
         pending = asyncio.ensure_future(anext(subscription))
         await asyncio.sleep(0.2)  # the listener is connected and LISTENing
-        admin = await asyncpg.connect(postgres_url)
+        admin = await asyncpg.connect(shared_database)
         try:
             killed = await admin.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -97,14 +160,19 @@ class TestPostgresStore(StoreConformance):
         await writer.append("live.1", {"type": "later"})
         assert (await asyncio.wait_for(anext(subscription), 10)).type == "later"
 
-    async def test_two_processes_starting_at_once_create_the_schema_once(
-        self, make_store: MakeStore, postgres_url: str
-    ) -> None:
-        stores = [make_store() for _ in range(4)]
-        await asyncio.gather(*(s.append(f"boot.{i}", {"type": "t"}) for i, s in enumerate(stores)))
+    async def test_stores_starting_at_once_create_the_schema_once(self, postgres_url: str) -> None:
+        stores = [EventStore(postgres_url) for _ in range(4)]  # a fresh database, no schema=
+        try:
+            await asyncio.gather(
+                *(s.append(f"boot.{i}", {"type": "t"}) for i, s in enumerate(stores))
+            )
+            assert len(await stores[0].read_all()) == 4
+        finally:
+            for store in stores:
+                await store.close()
         admin = await asyncpg.connect(postgres_url)
         try:
-            versions = await admin.fetch("SELECT version FROM pepperpy_schema_version")
+            versions = await admin.fetch("SELECT version FROM public.pepperpy_schema_version")
         finally:
             await admin.close()
         assert [row[0] for row in versions] == [1]

@@ -12,18 +12,22 @@ commit) through one listener connection per store, reconnected if it drops; afte
 reconnect every waiter re-reads, so notifications lost in between cost nothing.
 
 The schema is created and migrated on first use, under an advisory lock (two processes
-starting at once take turns), and recorded in ``pepperpy_schema_version``.
+starting at once take turns), and recorded in ``pepperpy_schema_version``. The URL option
+``?schema=name`` keeps a store's tables in that PostgreSQL schema (created if missing), so
+several independent stores can share one database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._deps import require
-from .._errors import ClosedError, StoreError
+from .._errors import ClosedError, ConfigurationError, StoreError
 from .base import (
     AppendResult,
     ExpectedVersion,
@@ -112,7 +116,7 @@ WITH head AS (
     FROM unnest($12::text[], $13::bigint[]) AS m(name, next_position)
     WHERE s.name = m.name
 )
-SELECT head.first, pg_notify('{CHANNEL}', (head.first + $1)::text) FROM head
+SELECT head.first, pg_notify($14, (head.first + $1)::text) FROM head
 """
 
 _LOCK_STREAMS = """
@@ -135,6 +139,10 @@ class PostgresBackend(StoreBackend):
     def __init__(self, url: str) -> None:
         self._asyncpg = require("asyncpg", extra="postgres", feature="the PostgreSQL store")
         self.url = url
+        self._dsn, self.schema = _split_schema(url)
+        #: the NOTIFY channel: one per schema, so stores in other schemas do not wake us
+        self.channel = CHANNEL if self.schema is None else f"{CHANNEL}_{self.schema}"
+        self._settings = {} if self.schema is None else {"search_path": self.schema}
         self._pool: Any = None
         self._ready: asyncio.Future[Any] | None = None
         self._listener: Any = None
@@ -172,12 +180,14 @@ class PostgresBackend(StoreBackend):
     async def _open(self) -> Any:
         asyncpg = self._asyncpg
         try:
-            pool = await asyncpg.create_pool(self.url, min_size=1, max_size=_POOL_SIZE)
+            pool = await asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=_POOL_SIZE, server_settings=self._settings
+            )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ValueError) as exc:
             raise StoreError(f"cannot connect to PostgreSQL at {_safe(self.url)}: {exc}") from exc
         try:
             async with pool.acquire() as connection:
-                await _migrate(connection)
+                await _migrate(connection, self.schema)
         except BaseException as exc:
             await pool.close()
             if isinstance(exc, asyncpg.PostgresError | OSError):
@@ -277,7 +287,7 @@ class PostgresBackend(StoreBackend):
             columns = [list(column) for column in zip(*rows, strict=True)]
             moved = plan.next_positions
             first = await connection.fetchval(
-                _WRITE, plan.count, *columns, list(moved), list(moved.values())
+                _WRITE, plan.count, *columns, list(moved), list(moved.values()), self.channel
             )
         return plan.outcomes(first)
 
@@ -400,14 +410,14 @@ class PostgresBackend(StoreBackend):
             dropped = asyncio.Event()
             try:
                 connection = await asyncpg.connect(
-                    self.url, server_settings={"application_name": _LISTENER_NAME}
+                    self._dsn, server_settings={"application_name": _LISTENER_NAME}
                 )
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                 await asyncio.sleep(_RECONNECT_INTERVAL)
                 continue
             try:
                 connection.add_termination_listener(_on_drop(dropped))
-                await connection.add_listener(CHANNEL, self._notified)
+                await connection.add_listener(self.channel, self._notified)
                 self._listener = connection
                 self._connected = True
                 self._wake()  # anything committed while not listening is re-read now
@@ -442,10 +452,12 @@ class PostgresBackend(StoreBackend):
             await self._pool.close()
 
 
-async def _migrate(connection: Any) -> None:
+async def _migrate(connection: Any, schema: str | None) -> None:
     """Create or upgrade the schema; concurrent starters queue on an advisory lock."""
     await connection.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
     try:
+        if schema is not None:
+            await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         await connection.execute(
             "CREATE TABLE IF NOT EXISTS pepperpy_schema_version ("
             "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -470,6 +482,25 @@ def _on_drop(dropped: asyncio.Event) -> Any:
         dropped.set()
 
     return callback
+
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+
+
+def _split_schema(url: str) -> tuple[str, str | None]:
+    """Take the store's own ``schema=`` option out of the URL (the rest goes to asyncpg)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for key, value in query if key == "schema"]
+    if not schemas:
+        return url, None
+    schema = schemas[-1]
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ConfigurationError(
+            f"schema={schema!r}: use lower-case letters, digits and '_' (at most 40)"
+        )
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema
 
 
 def _safe(url: str) -> str:
