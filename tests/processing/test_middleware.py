@@ -407,3 +407,14 @@ async def test_a_full_stack_processes_a_stream_past_failures() -> None:
     assert [d.event.data["n"] for d in dead.dead_letters] == [3]
     snapshot = collector.get_metrics("orders")
     assert snapshot.count == 8 and snapshot.errors == 1
+
+
+async def test_timeout_does_not_rename_a_handlers_own_timeout_error() -> None:
+    processor = EventProcessor().use(TimeoutMiddleware(5.0))
+
+    @processor.handle("x")
+    def fail(event: Event) -> None:
+        raise TimeoutError("upstream API timed out")
+
+    with pytest.raises(TimeoutError, match="upstream API"):
+        await processor.process(Event("x"))

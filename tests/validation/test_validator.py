@@ -579,3 +579,15 @@ def test_a_constraint_that_cannot_be_enforced_is_refused() -> None:
     )
     with pytest.raises(ConfigurationError, match="cannot be enforced"):
         EventValidator().register("odd", schema)
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, 10**30])
+async def test_integers_beyond_64_bits_are_out_of_range(value: int) -> None:
+    validator = EventValidator()
+    validator.register("n", {"type": "object", "properties": {"n": {"type": "integer"}}})
+    validator.register("any", {"type": "object", "additionalProperties": True})
+    with pytest.raises(ValidationError, match="64-bit"):
+        await validator.validate("n", {"n": value})
+    with pytest.raises(ValidationError, match="64-bit"):
+        await validator.validate("any", {"deep": [{"n": value}]})
+    assert (await validator.validate("n", {"n": 2**64 - 1})).data == {"n": 2**64 - 1}

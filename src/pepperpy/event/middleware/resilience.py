@@ -75,10 +75,13 @@ class TimeoutMiddleware:
         self.seconds = float(seconds)
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
+        deadline = asyncio.timeout(self.seconds)
         try:
-            async with asyncio.timeout(self.seconds):
+            async with deadline:
                 await next_handler(event)
         except TimeoutError as exc:
+            if not deadline.expired():
+                raise  # a TimeoutError of the handler's own, not our deadline
             raise TimeoutError(
                 f"processing {event.type} ({event.id}) took longer than {self.seconds}s"
             ) from exc

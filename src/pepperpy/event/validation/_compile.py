@@ -24,6 +24,8 @@ from typing import Annotated, Any, Literal, Union
 from .._deps import require
 from .._errors import ConfigurationError
 from ._nodes import (
+    INT_MAX,
+    INT_MIN,
     AnyNode,
     BoolNode,
     BytesNode,
@@ -530,6 +532,16 @@ def fast_type(node: Node) -> Any:
     return built
 
 
+def _int_bounds(bounds: dict[str, Any]) -> dict[str, Any]:
+    """``bounds`` with the 64-bit range the node enforces where the schema gives none."""
+    out = dict(bounds)
+    if bounds["ge"] is None and bounds["gt"] is None:
+        out["ge"] = INT_MIN
+    if bounds["le"] is None and bounds["lt"] is None:
+        out["le"] = INT_MAX
+    return out
+
+
 class _FastBuilder:
     def __init__(self, msgspec: Any) -> None:
         self.msgspec = msgspec
@@ -554,11 +566,12 @@ class _FastBuilder:
                 "le": node.le,
                 "multiple_of": node.multiple_of,
             }
+            integer = self.meta(int, **_int_bounds(bounds))
             if node.kind == "int":
-                return self.meta(int, **bounds)
+                return integer
             if node.kind == "float":
                 return self.meta(float, **bounds)
-            return Union[self.meta(int, **bounds), self.meta(float, **bounds)]  # noqa: UP007
+            return Union[integer, self.meta(float, **bounds)]  # noqa: UP007
         if isinstance(node, StrNode):
             return self.meta(
                 str, min_length=node.min_length, max_length=node.max_length, pattern=node.pattern

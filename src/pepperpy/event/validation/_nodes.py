@@ -49,6 +49,7 @@ __all__ = [
     "UnionNode",
     "contains_any",
     "describe",
+    "json_problem",
 ]
 
 Problems = list[ValidationProblem]
@@ -126,14 +127,49 @@ class Node(abc.ABC):
         return INVALID
 
 
+#: the integers JSON encoders (orjson, most languages) can carry: int64 and uint64
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+
+
+def json_problem(value: Any) -> str | None:
+    """Why ``value`` cannot travel as event data (JSON), or None when it can."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        cls = item.__class__
+        if cls is str or cls is bool or item is None:
+            continue
+        if isinstance(item, int):
+            if not INT_MIN <= item <= INT_MAX:
+                return "integer outside the 64-bit range JSON encoders carry"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{item!r} is not a finite number"
+        elif isinstance(item, Mapping):
+            for key, sub in item.items():
+                if not isinstance(key, str):
+                    return f"object keys must be str, got {type(key).__name__}"
+                stack.append(sub)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, Decimal):
+            if not item.is_finite():
+                return f"Decimal {item} is not a finite number"
+        else:
+            try:
+                freeze(item)
+            except SerializationError as exc:
+                return str(exc)
+    return None
+
+
 class AnyNode(Node):
     """Any JSON-representable value."""
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
-        try:
-            freeze(value)
-        except SerializationError as exc:
-            return self.fail(value, path, problems, f"not representable as JSON: {exc}")
+        problem = json_problem(value)
+        if problem is not None:
+            return self.fail(value, path, problems, f"not representable as JSON: {problem}")
         return value
 
 
@@ -178,12 +214,12 @@ class NumberNode(Node):
         cls = value.__class__
         if cls is bool or not isinstance(value, int | float):
             return self.fail(value, path, problems)
-        if self.kind == "int":
+        if self.kind == "int" or (self.kind == "number" and isinstance(value, int)):
             if not isinstance(value, int):
                 return self.fail(value, path, problems)
             value = int(value)
-        elif isinstance(value, int) and self.kind == "number":
-            value = int(value)
+            if not INT_MIN <= value <= INT_MAX:
+                return self.fail(value, path, problems, "integer outside the 64-bit range")
         else:
             try:
                 value = float(value)

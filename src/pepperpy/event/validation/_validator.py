@@ -11,13 +11,12 @@ from typing import Any, Literal, TypeVar, overload
 
 from .._errors import ConfigurationError, SerializationError, ValidationError, ValidationProblem
 from .._event import Event
-from .._frozen import freeze
 from .._json import dumps
 from .._patterns import parse_topic
 from ._compile import NoFastPath, _msgspec, fast_type, from_json_schema, from_python_type
 from ._compile import is_pydantic_model as _is_pydantic
 from ._freeze import compile_freezer, freeze_output
-from ._nodes import INVALID, Extra, Node, contains_any, describe
+from ._nodes import INVALID, Extra, Node, contains_any, describe, json_problem
 
 __all__ = ["EventValidator"]
 
@@ -145,10 +144,9 @@ class _Compiled:
 
 def _is_json(data: Any) -> bool:
     try:
-        freeze(data)
-    except (SerializationError, RecursionError):
+        return json_problem(data) is None
+    except RecursionError:
         return False
-    return True
 
 
 def _pydantic_names(model: Any) -> set[str]:
