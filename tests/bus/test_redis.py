@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import signal
 import socket
@@ -588,3 +589,16 @@ async def test_concurrent_publishes_share_round_trips_and_all_arrive(
     await asyncio.gather(*(transport.publish(event) for event in sent))
     await eventually(lambda: len(got) == 500)
     assert sorted(e.data["n"] for e in got) == list(range(500))
+
+
+def test_the_examples_in_the_docs_run(redis_url: str) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "transport-redis.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert len(blocks) == 2
+    namespace = unique_name("docs")
+    try:
+        for block in blocks:
+            code = block.replace("namespace=docs_example", f"namespace={namespace}")
+            exec(compile(code, "docs/transport-redis.md", "exec"), {"__name__": "docs"})
+    finally:
+        asyncio.run(delete_namespace(redis_url, namespace))
