@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -302,3 +303,25 @@ def test_commands_on_postgres(cli: Cli, postgres_url: str) -> None:
     assert "events: 15" in stats  # 1 + the demo's run marker + its 13 events
     replay = ok(cli("replay", "--checkpoint", "pg", "-q", *s))
     assert "replayed 15" in replay.err
+
+
+def test_ctrl_c_stops_tail_follow_quietly(store_url: str, tmp_path: Path) -> None:
+    seed(store_url, [("feed.1", Event("feed.old", {}))])
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "pepperpy.event", "tail", "-f", "--store", store_url],
+        cwd=tmp_path,
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        assert "feed.old" in follower.stdout.readline()
+        follower.send_signal(signal.SIGINT)
+        _, err = follower.communicate(timeout=20)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.communicate()
+    assert follower.returncode == 0 and "Traceback" not in err and "Aborted" not in err

@@ -22,6 +22,7 @@ re-run continues after it. Replay handlers are therefore at-least-once across cr
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from ._checkpoints import CheckpointStore, open_checkpoint_store
 from ._errors import ConfigurationError, ReplayError
 from ._event import Event
-from ._handlers import call, is_async_callable
+from ._handlers import is_async_callable
 from ._patterns import PatternIndex, matches, parse_pattern
 from ._retry import RetryPolicy
 
@@ -455,29 +456,34 @@ class _Run:
 
     async def execute(self, reader: EventReader) -> ReplayReport:
         self.started = time.perf_counter()
-        handlers = self.replay._handlers
+        match = self.replay._handlers.match
+        types, window, position_of = self.types, self.window, self.position_of
+        windowed = window.start is not None or window.end is not None
+        # 0 disables a periodic duty: no modulo on the hot path when it is off
+        save_every = self.checkpoint_every if self.checkpoint is not None else 0
+        report_every = self.progress_every if self.progress is not None else 0
         try:
             async for event in reader:
-                if self.types is not None and not any(matches(p, event.type) for p in self.types):
-                    self.skipped += 1
-                elif event.timestamp not in self.window:
-                    self.skipped += 1
+                chosen: tuple[_Handler, ...] = ()
+                if (types is None or any(matches(p, event.type) for p in types)) and (
+                    not windowed or event.timestamp in window
+                ):
+                    chosen = match(event.type)
+                if chosen:
+                    if self.speed is not None:
+                        await self._pace(event.timestamp)
+                    await self._deliver(event, chosen)
                 else:
-                    chosen = handlers.match(event.type)
-                    if not chosen:
-                        self.skipped += 1
-                    else:
-                        if self.speed is not None:
-                            await self._pace(event.timestamp)
-                        await self._deliver(event, chosen)
-                self.last_position = self.position_of(event)
-                if self.read % self.checkpoint_every == 0:
+                    self.skipped += 1
+                self.last_position = position_of(event)
+                read = self.replayed + self.skipped + self.failed
+                if save_every and read % save_every == 0:
                     await self._save_checkpoint()
-                if self.progress is not None and self.read % self.progress_every == 0:
+                if report_every and read % report_every == 0:
                     await self._report_progress()
         finally:
             await self._save_checkpoint()
-        if self.progress is not None and self.read % self.progress_every != 0:
+        if report_every and self.read % report_every != 0:
             await self._report_progress()
         return self.report()
 
@@ -502,7 +508,12 @@ class _Run:
             attempt = 1
             while True:
                 try:
-                    await call(handler.function, handler.is_async, event)
+                    if handler.is_async:
+                        await handler.function(event)
+                    else:
+                        result = handler.function(event)
+                        if result is not None and inspect.isawaitable(result):
+                            await result
                     break
                 except Exception as exc:
                     if self.retry_policy.should_retry(exc, attempt):

@@ -21,6 +21,7 @@ import click
 
 from .. import _json
 from .._checkpoints import sqlite_path
+from .._deps import require
 from .._errors import SerializationError
 from .._event import Event
 from .._replay import EventReplay, ReplayProgress, ReplayReport
@@ -259,7 +260,10 @@ def tail(
                 if count is not None and seen >= count:
                     break
 
-    run(work)
+    try:
+        run(work)
+    except KeyboardInterrupt:  # Ctrl-C is how tail -f is meant to stop
+        pass
 
 
 @app.command("streams")
@@ -403,3 +407,47 @@ def progress_bar(label: str) -> Iterator[Callable[[ReplayProgress], None]]:
             bar.update(task, completed=progress.read, total=progress.total)
 
         yield advance
+
+
+@app.command()
+@store_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port (0 picks a free one; the URL is printed).",
+)
+def serve(store: str, host: str, port: int) -> None:
+    """Serve a web console: browse streams and events, follow the log live (SSE)."""
+    require("starlette", extra="web", feature="pepperpy-event serve")
+    uvicorn = require("uvicorn", extra="web", feature="pepperpy-event serve")
+    from ._console import console_app
+
+    async def work() -> None:
+        async with open_store(store) as events:
+            config = uvicorn.Config(
+                console_app(events),
+                host=host,
+                port=port,
+                log_level="warning",
+                lifespan="off",
+                timeout_graceful_shutdown=2,
+            )
+            server = uvicorn.Server(config)
+            serving = asyncio.ensure_future(server.serve())
+            # uvicorn offers no startup event to wait on, only the ``started`` flag
+            while not server.started and not serving.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            if server.started:
+                bound = server.servers[0].sockets[0].getsockname()[1]
+                emit(f"pepperpy-event console on http://{host}:{bound}/ (store {store})")
+            await serving
+            if not server.started:
+                raise CommandError(f"could not listen on {host}:{port}")
+
+    try:
+        run(work)
+    except KeyboardInterrupt:  # Ctrl-C is how a console is meant to stop
+        note("stopped")

@@ -1,0 +1,211 @@
+"""Replay and projections: rebuilding state from a 10,000-event SQLite stream.
+
+Every contender reads the same kind of history (one stream, 10,000 small JSON events in a
+durable SQLite file) and folds it into a read model (a count per name), so the numbers
+say what it costs to rebuild state from the log:
+
+- raw sqlite3 + json.loads + fold: the floor, no event objects at all;
+- pepperpy ``async for`` over ``get_stream``: the store's reader alone;
+- pepperpy ``EventReplay.replay_stream``: the reader plus handler dispatch, counters and
+  time-window checks;
+- pepperpy ``Projection.rebuild``: the same fold, exactly-once (state and checkpoint
+  committed together every 100 events, fsync'ed);
+- eventsourcing ``repository.get``: rebuilding a 10,000-event aggregate (decode, mutate).
+
+Run: ``python -m benchmarks.bench_replay`` (``--quick`` for a short run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from benchmarks._harness import Result, Runner, compare, machine, table
+from pepperpy.event import Event, EventReplay, EventStore, Projection
+
+LENGTH = 10_000
+NAMES = ("John", "Jane", "Ann", "Bob")
+_SCRATCH = Path(tempfile.mkdtemp(prefix="pepperpy-bench-replay-"))
+
+
+def _fresh_db() -> str:
+    return str(_SCRATCH / f"{uuid.uuid4().hex}.db")
+
+
+async def _history(length: int) -> str:
+    """An SQLite store holding one ``length``-event stream; returns its path."""
+    path = _fresh_db()
+    async with EventStore(f"sqlite:///{path}") as store:
+        for start in range(0, length, 1000):
+            await store.append(
+                "user.1",
+                [
+                    Event("user.renamed", {"user_id": "1", "name": NAMES[i % len(NAMES)]})
+                    for i in range(start, min(length, start + 1000))
+                ],
+            )
+    return path
+
+
+def _raw_fold(path: str) -> Runner:
+    async def run(n: int) -> float:
+        connection = sqlite3.connect(path)
+        start = time.perf_counter()
+        counts: Counter[str] = Counter()
+        for (data,) in connection.execute(
+            "SELECT data FROM events WHERE stream = ? ORDER BY position", ("user.1",)
+        ):
+            counts[json.loads(data)["name"]] += 1
+        elapsed = time.perf_counter() - start
+        connection.close()
+        assert sum(counts.values()) == n
+        return elapsed
+
+    return run
+
+
+def _reader_fold(url: str) -> Runner:
+    async def run(n: int) -> float:
+        async with EventStore(url) as store:
+            await store.stream_version("user.1")  # open the connection first
+            start = time.perf_counter()
+            counts: Counter[str] = Counter()
+            async for event in store.get_stream("user.1"):
+                counts[event.data["name"]] += 1
+            elapsed = time.perf_counter() - start
+        assert sum(counts.values()) == n
+        return elapsed
+
+    return run
+
+
+def _replay_fold(url: str) -> Runner:
+    async def run(n: int) -> float:
+        async with EventStore(url) as store:
+            await store.stream_version("user.1")
+            counts: Counter[str] = Counter()
+            replay = EventReplay(store)
+
+            @replay.handle("user.*")
+            def fold(event: Event) -> None:
+                counts[event.data["name"]] += 1
+
+            start = time.perf_counter()
+            report = await replay.replay_stream("user.1", start_time="2000-01-01T00:00:00Z")
+            elapsed = time.perf_counter() - start
+        assert report.replayed == n and sum(counts.values()) == n
+        return elapsed
+
+    return run
+
+
+def _projection_fold(url: str) -> Runner:
+    async def run(n: int) -> float:
+        async with EventStore(url) as store:
+            await store.stream_version("user.1")
+            projection = Projection("names", store, streams="user.1", batch_size=100)
+
+            @projection.on("user.renamed")
+            def fold(state: dict[str, int], event: Event) -> None:
+                name = event.data["name"]
+                state[name] = state.get(name, 0) + 1
+
+            await projection.load()  # open the state store's connection first
+            start = time.perf_counter()
+            report = await projection.rebuild()
+            elapsed = time.perf_counter() - start
+            await projection.close()
+        assert report.replayed == n and sum(projection.state.values()) == n
+        return elapsed
+
+    return run
+
+
+@functools.cache
+def _user_aggregate() -> Any:
+    from eventsourcing.domain import Aggregate, event
+
+    class ReplayedUser(Aggregate):
+        @event("Registered")
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.counts: dict[str, int] = {}
+
+        @event("Renamed")
+        def rename(self, name: str) -> None:
+            self.name = name
+            self.counts[name] = self.counts.get(name, 0) + 1
+
+    return ReplayedUser
+
+
+def _eventsourcing_get(length: int) -> Runner:
+    from eventsourcing.application import Application
+
+    user_class = _user_aggregate()
+    app: Application[Any] = Application(
+        env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": _fresh_db()}
+    )
+    user = user_class("John")
+    for i in range(length - 1):
+        user.rename(NAMES[i % len(NAMES)])
+    app.save(user)
+
+    async def run(n: int) -> float:
+        start = time.perf_counter()
+        rebuilt = app.repository.get(user.id)
+        elapsed = time.perf_counter() - start
+        assert rebuilt.version == n
+        return elapsed
+
+    return run
+
+
+def _rate(results: list[Result], name: str) -> float:
+    return next(r.ops_per_sec for r in results if r.name == name)
+
+
+async def main(quick: bool) -> str:
+    passes = 3 if quick else 5
+    path = await _history(LENGTH)
+    url = f"sqlite:///{path}"
+    floor = "raw sqlite3 iterate + json.loads + fold"
+    reader = "pepperpy get_stream (async for) + fold"
+    replay = "pepperpy EventReplay.replay_stream"
+    projection = "pepperpy Projection.rebuild (exactly-once)"
+    theirs = "eventsourcing repository.get (10k-event aggregate)"
+    results = await compare(
+        {
+            floor: _raw_fold(path),
+            reader: _reader_fold(url),
+            replay: _replay_fold(url),
+            projection: _projection_fold(url),
+            theirs: _eventsourcing_get(LENGTH),
+        },
+        operations=LENGTH,
+        passes=passes,
+    )
+    overhead = _rate(results, reader) / _rate(results, replay)
+    return (
+        f"## Replay and projections\n\nMachine: {machine()}; SQLite {sqlite3.sqlite_version}.\n\n"
+        f"### Rebuilding state from one {LENGTH:,}-event stream (events/s)\n\n"
+        + table(results, baseline=theirs)
+        + f"\n\nEventReplay vs eventsourcing repository.get: "
+        f"{_rate(results, replay) / _rate(results, theirs):.2f}x; "
+        f"replay machinery on top of the plain reader: {overhead:.2f}x the reader's time; "
+        f"exactly-once projection vs plain replay: "
+        f"{_rate(results, projection) / _rate(results, replay):.2f}x.\n"
+    )
+
+
+if __name__ == "__main__":
+    print(asyncio.run(main("--quick" in sys.argv)))

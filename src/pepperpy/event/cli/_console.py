@@ -1,0 +1,282 @@
+"""``pepperpy-event serve``: a small web console over a store (Starlette + SSE).
+
+Pages (server-rendered HTML, no JavaScript framework):
+
+- ``/``: streams with their event counts, and store totals;
+- ``/streams/{name}``: the events of one stream, paged (``?from=&limit=``);
+- ``/tail``: the global log live, fed by Server-Sent Events.
+
+JSON API (what the pages use, and what scripts can use):
+
+- ``GET /api/streams?pattern=``: ``[{"name", "events"}]``;
+- ``GET /api/streams/{name}?from=&limit=&backwards=``: events (404 for a missing stream);
+- ``GET /api/events?from=&limit=&streams=&types=``: a page of the global log;
+- ``GET /api/tail?from=&lines=&streams=&types=``: ``text/event-stream``; each event is
+  sent with ``id: <global position>``, so a browser that reconnects resumes after the
+  last one it saw (``Last-Event-ID``). Without ``from`` it starts with the last
+  ``lines`` events (default 20).
+
+Bad parameters get a 400 with ``{"error": message}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .. import _json
+from .._errors import EventError
+from .._event import Event
+from ..store import EventStore
+
+__all__ = ["console_app"]
+
+PAGE_LIMIT = 100
+MAX_LIMIT = 1000
+HEARTBEAT_SECONDS = 15.0
+
+
+class BadRequest(Exception):
+    """A query parameter the console cannot use; answered with status 400."""
+
+
+def _int(request: Request, name: str, default: int | None, *, upper: int | None = None) -> Any:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise BadRequest(f"{name} must be >= 0, got {value}")
+    return min(value, upper) if upper is not None else value
+
+
+def _patterns(request: Request, name: str) -> list[str] | None:
+    values = [v for v in request.query_params.getlist(name) if v]
+    return values or None
+
+
+def _json_response(value: Any, status: int = 200) -> Response:
+    return Response(_json.dumps(value), status_code=status, media_type="application/json")
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _guarded(endpoint: Endpoint) -> Endpoint:
+    """Turn bad input into a 400 (JSON for the API, a short page otherwise)."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except (BadRequest, EventError, ValueError) as exc:
+            message = " ".join(str(exc).split())
+            if request.url.path.startswith("/api/"):
+                return JSONResponse({"error": message}, status_code=400)
+            return HTMLResponse(_page("Bad request", f"<p>{html.escape(message)}</p>"), 400)
+
+    return guarded
+
+
+def console_app(store: EventStore) -> Starlette:
+    """The console's ASGI application over an open ``store`` (the caller closes it)."""
+
+    async def api_streams(request: Request) -> Response:
+        pattern = request.query_params.get("pattern") or "#"
+        return _json_response(await _stream_counts(store, pattern))
+
+    async def api_stream(request: Request) -> Response:
+        name = request.path_params["name"]
+        if await store.stream_version(name) is None:
+            return JSONResponse({"error": f"stream {name!r} does not exist"}, status_code=404)
+        start = _int(request, "from", None)
+        limit = _int(request, "limit", PAGE_LIMIT, upper=MAX_LIMIT)
+        backwards = request.query_params.get("backwards", "") in ("1", "true", "yes")
+        events = await store.get_stream(name, start, backwards=backwards, limit=limit)
+        return _json_response([event.to_dict() for event in events])
+
+    async def api_events(request: Request) -> Response:
+        start = _int(request, "from", 0)
+        limit = _int(request, "limit", PAGE_LIMIT, upper=MAX_LIMIT)
+        reader = store.read_all(
+            start,
+            streams=_patterns(request, "streams"),
+            types=_patterns(request, "types"),
+            limit=limit,
+        )
+        return _json_response([event.to_dict() for event in await reader])
+
+    async def api_tail(request: Request) -> Response:
+        streams, types = _patterns(request, "streams"), _patterns(request, "types")
+        start = _int(request, "from", None)
+        resume = request.headers.get("last-event-id")
+        if resume is not None and resume.isdigit():
+            start = int(resume) + 1
+        backlog: list[Event] = []
+        if start is None:
+            lines = _int(request, "lines", 20, upper=MAX_LIMIT)
+            backlog, start = await _last_events(store, lines, streams, types)
+        subscription = store.subscribe(start, streams=streams, types=types)
+        return StreamingResponse(
+            _sse(backlog, subscription),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def index(request: Request) -> Response:
+        counts = await _stream_counts(store, request.query_params.get("pattern") or "#")
+        rows = "".join(
+            f'<tr><td><a href="/streams/{html.escape(item["name"])}">'
+            f"{html.escape(item['name'])}</a></td><td>{item['events']}</td></tr>"
+            for item in counts
+        )
+        total = sum(item["events"] for item in counts)
+        body = (
+            f"<p>{len(counts)} streams, {total} events. <a href='/tail'>Live tail</a></p>"
+            f"<table><tr><th>stream</th><th>events</th></tr>{rows}</table>"
+        )
+        return HTMLResponse(_page("Streams", body))
+
+    async def stream_page(request: Request) -> Response:
+        name = request.path_params["name"]
+        version = await store.stream_version(name)
+        if version is None:
+            body = f"<p>Stream {html.escape(name)!s} does not exist.</p>"
+            return HTMLResponse(_page("Not found", body), status_code=404)
+        start = _int(request, "from", 0)
+        limit = _int(request, "limit", PAGE_LIMIT, upper=MAX_LIMIT)
+        events = await store.get_stream(name, start, limit=limit)
+        rows = "".join(_event_row(event, event.position) for event in events)
+        following = start + len(events)
+        more = (
+            f'<p><a href="?from={following}&limit={limit}">next {limit}</a></p>'
+            if following <= version
+            else ""
+        )
+        body = (
+            f"<p><a href='/'>all streams</a> &middot; {version + 1} events</p>"
+            f"<table><tr><th>#</th><th>type</th><th>time</th><th>data</th></tr>{rows}</table>"
+            + more
+        )
+        return HTMLResponse(_page(f"Stream {name}", body))
+
+    async def tail_page(request: Request) -> Response:
+        return HTMLResponse(_page("Live tail", _TAIL_BODY))
+
+    routes = [
+        Route("/", _guarded(index)),
+        Route("/streams/{name}", _guarded(stream_page)),
+        Route("/tail", _guarded(tail_page)),
+        Route("/api/streams", _guarded(api_streams)),
+        Route("/api/streams/{name}", _guarded(api_stream)),
+        Route("/api/events", _guarded(api_events)),
+        Route("/api/tail", _guarded(api_tail)),
+    ]
+    return Starlette(routes=routes)
+
+
+async def _stream_counts(store: EventStore, pattern: str) -> list[dict[str, Any]]:
+    counts = []
+    for name in await store.streams(pattern):
+        version = await store.stream_version(name)
+        counts.append({"name": name, "events": 0 if version is None else version + 1})
+    return counts
+
+
+async def _last_events(
+    store: EventStore, lines: int, streams: list[str] | None, types: list[str] | None
+) -> tuple[list[Event], int]:
+    """The last ``lines`` matching events and the global position to follow from."""
+    last: deque[Event] = deque(maxlen=lines)
+    following = 0
+    async for event in store.read_all(0, streams=streams, types=types):
+        last.append(event)
+        following = (event.global_position or 0) + 1
+    return list(last), following
+
+
+async def _sse(backlog: list[Event], live: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+    """Server-Sent Events: the backlog, then live events, with heartbeats when idle."""
+    yield b": pepperpy-event tail\n\n"  # flush headers so the client knows it is connected
+    for event in backlog:
+        yield _sse_event(event)
+    iterator = live.__aiter__()
+    pending: asyncio.Task[Event] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(iterator.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
+            if not done:
+                yield b": heartbeat\n\n"
+                continue
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield _sse_event(event)
+    finally:
+        if pending is not None:
+            pending.cancel()
+
+
+def _sse_event(event: Event) -> bytes:
+    return b"id: %d\nevent: event\ndata: %s\n\n" % (
+        event.global_position or 0,
+        _json.dumps(event.to_dict()),
+    )
+
+
+def _event_row(event: Event, position: int | None) -> str:
+    data = html.escape(_json.dumps(event.to_dict()["data"]).decode())
+    when = event.timestamp.isoformat(timespec="seconds")
+    return (
+        f"<tr><td>{position}</td><td>{html.escape(event.type)}</td>"
+        f"<td>{when}</td><td><code>{data}</code></td></tr>"
+    )
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)} - pepperpy-event</title><style>{_STYLE}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+
+
+_STYLE = (
+    "body{font:14px system-ui,sans-serif;margin:2em;color:#222}"
+    "table{border-collapse:collapse}td,th{padding:.25em .75em;border-bottom:1px solid #ddd;"
+    "text-align:left;vertical-align:top}code{font-size:12px}#log{font:12px monospace}"
+)
+
+_TAIL_BODY = """
+<p><a href="/">all streams</a> &middot; <span id="state">connecting...</span></p>
+<div id="log"></div>
+<script>
+const log = document.getElementById("log");
+const state = document.getElementById("state");
+const source = new EventSource("/api/tail" + window.location.search);
+source.onopen = () => { state.textContent = "live"; };
+source.onerror = () => { state.textContent = "reconnecting..."; };
+source.addEventListener("event", (message) => {
+  const e = JSON.parse(message.data);
+  const line = document.createElement("div");
+  line.textContent = `${e.global_position} ${e.stream}:${e.position} ${e.type} `
+    + JSON.stringify(e.data);
+  log.prepend(line);
+  while (log.childElementCount > 500) log.lastChild.remove();
+});
+</script>
+"""

@@ -1,0 +1,164 @@
+"""The web console (``pepperpy-event serve``), over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from pepperpy.event import Event, EventStore
+from pepperpy.event.cli._console import console_app
+
+from .conftest import command_env
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EventStore]:
+    async with EventStore(f"sqlite:///{tmp_path}/events.db") as events:
+        await events.append("user.1", [Event("user.created", {"name": "<b>Ann</b>"})])
+        await events.append("user.1", Event("user.renamed", {"name": "Anna"}))
+        await events.append("order.1", Event("order.placed", {"amount": 5}))
+        yield events
+
+
+@pytest.fixture
+async def client(store: EventStore) -> AsyncIterator[httpx.AsyncClient]:
+    config = uvicorn.Config(
+        console_app(store), host="127.0.0.1", port=0, log_level="error", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    config.timeout_graceful_shutdown = 1
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not serving.done(), "the server did not start"
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        yield http
+    server.should_exit = True
+    await store.close()  # ends open tails so the server can stop
+    await serving
+
+
+async def test_api_lists_streams_and_events(client: httpx.AsyncClient) -> None:
+    streams = (await client.get("/api/streams")).json()
+    assert streams == [{"name": "order.1", "events": 1}, {"name": "user.1", "events": 2}]
+    assert (await client.get("/api/streams", params={"pattern": "user.*"})).json() == [
+        {"name": "user.1", "events": 2}
+    ]
+    events = (await client.get("/api/streams/user.1")).json()
+    assert [(e["position"], e["type"]) for e in events] == [
+        (0, "user.created"),
+        (1, "user.renamed"),
+    ]
+    newest = (await client.get("/api/streams/user.1", params={"backwards": "1", "limit": 1})).json()
+    assert [e["type"] for e in newest] == ["user.renamed"]
+    log = (await client.get("/api/events", params={"from": 1, "types": "user.*"})).json()
+    assert [(e["global_position"], e["type"]) for e in log] == [(1, "user.renamed")]
+
+
+async def test_api_errors(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/api/streams/nobody.home")
+    assert missing.status_code == 404 and "does not exist" in missing.json()["error"]
+    for params in ({"from": "x"}, {"from": "-1"}, {"types": "us*r"}, {"limit": "many"}):
+        bad = await client.get("/api/events", params=params)
+        assert bad.status_code == 400, params
+        assert bad.json()["error"]
+
+
+async def test_pages_render_and_escape(client: httpx.AsyncClient) -> None:
+    index = await client.get("/")
+    assert index.status_code == 200 and "2 streams, 3 events" in index.text
+    assert 'href="/streams/user.1"' in index.text
+    page = await client.get("/streams/user.1")
+    assert page.status_code == 200
+    assert "&lt;b&gt;Ann&lt;/b&gt;" in page.text and "<b>Ann</b>" not in page.text
+    paged = await client.get("/streams/user.1", params={"limit": 1})
+    assert "?from=1&limit=1" in paged.text
+    assert (await client.get("/streams/nobody.home")).status_code == 404
+    assert (await client.get("/streams/user.1", params={"from": "x"})).status_code == 400
+    tail = await client.get("/tail")
+    assert tail.status_code == 200 and "EventSource" in tail.text
+
+
+async def read_sse(lines: AsyncIterator[str], count: int) -> list[tuple[int, dict[str, object]]]:
+    """The next ``count`` events of an SSE stream as (id, parsed data)."""
+    found: list[tuple[int, dict[str, object]]] = []
+    ident = None
+    async for line in lines:
+        if line.startswith("id: "):
+            ident = int(line[4:])
+        elif line.startswith("data: "):
+            assert ident is not None
+            found.append((ident, json.loads(line[6:])))
+            if len(found) == count:
+                return found
+    raise AssertionError("the stream ended early")
+
+
+async def test_tail_streams_backlog_then_live_events(
+    client: httpx.AsyncClient, store: EventStore
+) -> None:
+    async with client.stream("GET", "/api/tail", params={"lines": 2}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.aiter_lines()
+        backlog = await asyncio.wait_for(read_sse(lines, 2), 10)
+        assert [ident for ident, _ in backlog] == [1, 2]
+        await store.append("user.2", Event("user.created", {"name": "Bo"}))
+        live = await asyncio.wait_for(read_sse(lines, 1), 10)
+        assert live[0][0] == 3 and live[0][1]["stream"] == "user.2"
+
+
+async def test_tail_resumes_from_last_event_id_and_filters(
+    client: httpx.AsyncClient, store: EventStore
+) -> None:
+    headers = {"Last-Event-ID": "0"}
+    params = {"types": "user.*"}
+    async with client.stream("GET", "/api/tail", params=params, headers=headers) as response:
+        lines = response.aiter_lines()
+        first = await asyncio.wait_for(read_sse(lines, 1), 10)
+        assert first[0][0] == 1  # after event 0; order.placed (2) is filtered out
+        await store.append("order.2", Event("order.placed", {}))
+        await store.append("user.3", Event("user.created", {}))
+        nxt = await asyncio.wait_for(read_sse(lines, 1), 10)
+        assert nxt[0][1]["type"] == "user.created" and nxt[0][0] == 4
+
+
+@pytest.mark.slow
+def test_serve_command_answers_and_stops_cleanly(tmp_path: Path) -> None:
+    async def fill() -> None:
+        async with EventStore(f"sqlite:///{tmp_path}/events.db") as events:
+            await events.append("user.1", Event("user.created", {}))
+
+    asyncio.run(fill())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pepperpy.event", "serve", "--port", "0"],
+        cwd=tmp_path,
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        assert banner.startswith("pepperpy-event console on http://127.0.0.1:"), banner
+        url = banner.split()[3]
+        answer = httpx.get(url + "api/streams", timeout=10)
+        assert answer.json() == [{"name": "user.1", "events": 1}]
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
