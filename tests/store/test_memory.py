@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from pepperpy.event import ConfigurationError, EventStore, MissingDependencyError
 from pepperpy.event.store import MemoryBackend
+from pepperpy.event.store.base import from_micros, to_micros
 from tests.store.conformance import StoreConformance
 
 
@@ -47,3 +49,18 @@ def test_a_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> No
 def test_construction_needs_no_event_loop(tmp_path: object) -> None:
     EventStore(f"sqlite:///{tmp_path}/events.db")
     EventStore("postgresql://postgres@127.0.0.1:1/nowhere")
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=UTC),
+        datetime(2038, 1, 19, 3, 14, 8, 999999, tzinfo=UTC),
+        datetime(2199, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2024, 2, 29, 12, 0, 0, 500000, tzinfo=timezone(timedelta(hours=-3))),
+    ],
+)
+def test_stored_times_round_trip_to_the_microsecond(when: datetime) -> None:
+    assert from_micros(to_micros(when)) == when
+    assert from_micros(to_micros(when)).utcoffset() == timedelta(0)

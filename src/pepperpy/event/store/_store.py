@@ -303,8 +303,9 @@ class EventStore:
         return register
 
     def _decode(self, row: Row) -> Event:
-        (gp, stream, position, event_id, event_type, version) = row[:6]
-        data = _json.loads(row[6])
+        event_type = row[4]
+        version = row[5]
+        data = _loads(row[6])
         if self._upcasters:
             upcast = self._upcasters.get((event_type, version))
             while upcast is not None:
@@ -312,18 +313,18 @@ class EventStore:
                 version += 1
                 upcast = self._upcasters.get((event_type, version))
         metadata = row[7]
-        return Event._restore(
+        return _restore(
             event_type,
             data,
-            None if metadata is None else _json.loads(metadata),
-            event_id,
+            None if metadata is None else _loads(metadata),
+            row[3],
             from_micros(row[8]),
             version,
             row[9],
             row[10],
-            stream,
-            position,
-            gp,
+            row[1],
+            row[2],
+            row[0],
             from_micros(row[11]),
         )
 
@@ -351,6 +352,10 @@ class EventStore:
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError("the event store is closed")
+
+
+_loads = _json.loads
+_restore = Event._restore
 
 
 def _check_expected(expected: ExpectedVersion) -> None:
