@@ -47,3 +47,41 @@ def test_a_broken_installed_package_is_not_reported_as_missing(
     assert not isinstance(caught.value, MissingDependencyError)
     assert caught.value.name == "pepperpy_its_missing_dep"
     sys.modules.pop("pepperpy_broken_driver", None)
+
+
+@pytest.mark.parametrize(
+    ("driver", "url", "extra"),
+    [
+        ("redis", "redis://127.0.0.1:6379/0", "redis"),
+        ("nats", "nats://127.0.0.1:4222", "nats"),
+        ("aio_pika", "amqp://guest:guest@127.0.0.1:5672/", "rabbitmq"),
+    ],
+)
+def test_a_bus_on_a_transport_without_its_driver_names_the_extra(
+    driver: str, url: str, extra: str
+) -> None:
+    """Run in a fresh interpreter where the driver cannot be imported."""
+    import subprocess
+
+    code = f"""
+import asyncio, sys
+sys.modules[{driver!r}] = None  # as if the package were not installed
+from pepperpy.event import EventBus, MissingDependencyError
+
+async def main():
+    try:
+        bus = EventBus(transport={url!r})
+        await bus.start()
+    except MissingDependencyError as exc:
+        print("HINT", exc)
+    else:
+        await bus.close()
+        print("NO ERROR")
+
+asyncio.run(main())
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"pip install 'pepperpy-event[{extra}]'" in result.stdout, result.stdout
