@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -381,6 +382,7 @@ def test_transport_url_picks_rabbitmq_without_connecting() -> None:
         ("amqp://localhost", {"queue_type": "stream"}, "queue_type"),
         ("amqp://localhost", {"delivery_limit": 0}, "delivery_limit"),
         ("amqp://localhost", {"rebalance_interval": 0}, "rebalance_interval"),
+        ("amqp://localhost", {"ungrouped_expiry": -1}, "ungrouped_expiry"),
     ],
 )
 def test_bad_options_are_refused_up_front(url: str, options: dict[str, Any], message: str) -> None:
@@ -420,3 +422,59 @@ async def test_exchange_of_another_type_is_a_clear_error(
         )
         with pytest.raises(TransportError, match="another type"):
             await transport.start()
+
+
+# -- reconnecting ---------------------------------------------------------------------
+
+
+async def close_connections_named(name: str) -> int:
+    """Make the broker drop our connections (the shared broker keeps running)."""
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    if rabbitmqctl is None:
+        pytest.skip("rabbitmqctl is not installed")
+    listing = await asyncio.create_subprocess_exec(
+        rabbitmqctl,
+        "-q",
+        "list_connections",
+        "pid",
+        "client_properties",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await listing.communicate()
+    if listing.returncode != 0:
+        pytest.skip("rabbitmqctl cannot reach the broker (not running as its admin?)")
+    pids = [line.split()[0] for line in out.decode().splitlines() if name in line]
+    for pid in pids:
+        closing = await asyncio.create_subprocess_exec(
+            rabbitmqctl,
+            "-q",
+            "close_connection",
+            pid,
+            "test: simulated network failure",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await closing.wait()
+    return len(pids)
+
+
+@pytest.mark.slow
+async def test_publishing_and_consuming_resume_after_the_connection_drops(
+    make_transport: Callable[..., RabbitMQTransport],
+) -> None:
+    transport = make_transport()
+    root = unique_name("t")
+    bus = EventBus(transport=transport)
+    alone: list[Any] = []
+    grouped: list[Any] = []
+    bus.subscribe(f"{root}.jobs.*")(lambda event: alone.append(event.data))
+    bus.subscribe(f"{root}.jobs.*", group="workers")(lambda event: grouped.append(event.data))
+    await bus.start()
+    await bus.publish(f"{root}.jobs.run", 1)
+    await eventually(lambda: alone == [1] and grouped == [1])
+    assert await close_connections_named(transport.connection_name) == 1
+    await bus.publish(f"{root}.jobs.run", 2)  # waits for the reconnect, then sends
+    await eventually(lambda: grouped == [1, 2], timeout=20)
+    await eventually(lambda: alone == [1, 2], timeout=20)
+    await bus.close()

@@ -8,8 +8,9 @@ How the bus's semantics map onto AMQP 0-9-1 (the full story is in
   confirmed it (publisher confirms), i.e. once every queue it was routed to has it.
 * Our patterns are AMQP binding keys unchanged: ``*`` is one word and ``#`` zero or more
   words in both languages (``#.failed`` matches ``failed`` on the broker too).
-* An ungrouped subscription owns an exclusive, auto-deleted, server-named queue: it gets
-  every event while the process lives and leaves no backlog behind when it exits.
+* An ungrouped subscription owns a non-durable queue that expires (``x-expires``) a
+  minute after its consumer went away: it survives a reconnect, and leaves no backlog
+  behind once the process has exited.
 * A group owns ``partitions`` durable quorum queues, each with *single active consumer*.
   A publisher stamps each message with a lane (hash of its key, else of its id); the
   group's headers exchange sends each lane to one partition, so one key always lands in
@@ -27,8 +28,10 @@ import contextlib
 import itertools
 import logging
 import math
+import os
 import random
 import time
+import uuid
 import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -88,6 +91,11 @@ class RabbitMQTransport(Transport):
       only; ``None`` disables the limit.
     * ``rebalance_interval``: seconds between checks that balance a group's active
       partitions over its member processes.
+    * ``ungrouped_expiry``: seconds an ungrouped subscription's queue outlives its
+      consumer (a reconnect within it loses nothing; after it the broker deletes the
+      queue, so an exited process leaves no backlog behind).
+    * ``connect_timeout``, ``reconnect_interval``: seconds to wait for the broker, and
+      between reconnection attempts after it went away.
     """
 
     def __init__(
@@ -100,7 +108,9 @@ class RabbitMQTransport(Transport):
         queue_type: str = "quorum",
         delivery_limit: int | None = 10,
         rebalance_interval: float = 1.0,
+        ungrouped_expiry: float = 60.0,
         connect_timeout: float = 10.0,
+        reconnect_interval: float = 1.0,
     ) -> None:
         scheme = urlsplit(url).scheme.lower() if isinstance(url, str) else ""
         if scheme not in ("amqp", "amqps"):
@@ -123,8 +133,14 @@ class RabbitMQTransport(Transport):
             )
         if delivery_limit is not None:
             _positive_int("delivery_limit", delivery_limit)
-        if not isinstance(rebalance_interval, int | float) or rebalance_interval <= 0:
-            raise ConfigurationError(f"rebalance_interval must be > 0, got {rebalance_interval!r}")
+        for name, seconds in (
+            ("rebalance_interval", rebalance_interval),
+            ("ungrouped_expiry", ungrouped_expiry),
+            ("connect_timeout", connect_timeout),
+            ("reconnect_interval", reconnect_interval),
+        ):
+            if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
+                raise ConfigurationError(f"{name} must be a positive number, got {seconds!r}")
         self._aio_pika = require("aio_pika", extra="rabbitmq", feature="the RabbitMQ transport")
         self._aiormq = require("aiormq", extra="rabbitmq", feature="the RabbitMQ transport")
         self.url = url
@@ -135,6 +151,11 @@ class RabbitMQTransport(Transport):
         self.delivery_limit = delivery_limit
         self.rebalance_interval = float(rebalance_interval)
         self.connect_timeout = connect_timeout
+        self.reconnect_interval = float(reconnect_interval)
+        self.ungrouped_expiry = float(ungrouped_expiry)
+        self._instance = uuid.uuid4().hex[:12]
+        #: shown by ``rabbitmqctl list_connections client_properties`` and the management UI
+        self.connection_name = f"pepperpy-event {exchange} pid={os.getpid()}"
         self._connection: AbstractRobustConnection | None = None
         self._publisher: AbstractChannel | None = None
         self._consumers: list[_Consumer] = []
@@ -153,7 +174,12 @@ class RabbitMQTransport(Transport):
             return
         aio_pika = self._aio_pika
         try:
-            connection = await aio_pika.connect_robust(self.url, timeout=self.connect_timeout)
+            connection = await aio_pika.connect_robust(
+                self.url,
+                timeout=self.connect_timeout,
+                reconnect_interval=self.reconnect_interval,
+                client_properties={"connection_name": self.connection_name},
+            )
         except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
             raise TransportError(
                 f"cannot connect to RabbitMQ at {_redact(self.url)}: {exc}"
@@ -292,15 +318,21 @@ class RabbitMQTransport(Transport):
             ) from exc
 
     async def _subscribe_alone(self, subscription: Subscription) -> None:
-        members = _Members([subscription])
-        consumer = _Consumer(self, members, subscription.pattern, None, self._declare_private)
-        self._consumers.append(consumer)
-        await consumer.open()
+        # named per subscription and per transport instance, so a consumer that
+        # reconnects finds its queue (and what arrived meanwhile) again; ``x-expires``
+        # deletes it once nobody consumed from it for ``ungrouped_expiry`` seconds
+        name = f"{self.exchange_name}.sub.{subscription.name}.{self._instance}"
+        arguments: dict[str, Any] = {"x-expires": int(self.ungrouped_expiry * 1000)}
 
-    async def _declare_private(self, channel: AbstractChannel, pattern: str) -> AbstractQueue:
-        queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
-        await queue.bind(self.exchange_name, routing_key=pattern)
-        return queue
+        async def declare(channel: AbstractChannel, pattern: str) -> AbstractQueue:
+            queue = await channel.declare_queue(name, arguments=arguments)
+            await queue.bind(self.exchange_name, routing_key=pattern)
+            return queue
+
+        consumer = _Consumer(self, _Members([subscription]), subscription.pattern, None, declare)
+        self._consumers.append(consumer)
+        self._declared_queues.append(name)
+        await consumer.open()
 
     async def _subscribe_in_group(self, subscription: Subscription) -> None:
         group = self._groups.get(subscription.name)
