@@ -161,7 +161,7 @@ class _Series:
         self.slot_ns = slot_ns
         self.slot_ids = [-1] * _SLOTS
         self.slot_counts = [0] * _SLOTS
-        self.first_ns = -1
+        self.first_ns = time.perf_counter_ns()  # when measuring started
 
     def record(self, elapsed_ns: int, end_ns: int, error: bool) -> None:
         # the hot path of every measured call: LatencyHistogram.record inlined
@@ -190,18 +190,16 @@ class _Series:
         else:
             self.slot_ids[position] = slot
             self.slot_counts[position] = 1
-            if self.first_ns < 0:
-                self.first_ns = end_ns
 
     def throughput(self, now_ns: int) -> float:
-        if self.first_ns < 0:
-            return 0.0
         current = now_ns // self.slot_ns
         oldest = current - _SLOTS + 1
         recent = sum(
             n for slot, n in zip(self.slot_ids, self.slot_counts, strict=True) if slot >= oldest
         )
         start = max(self.first_ns, oldest * self.slot_ns)
+        if not recent:
+            return 0.0
         span = max(now_ns - start, 1_000_000)  # at least 1 ms, so a first burst is finite
         return recent * 1e9 / span
 
