@@ -274,25 +274,35 @@ async def test_per_key_order_holds_while_members_join_and_leave(
     publisher = EventBus(transport=RedisTransport(redis_url, namespace=namespace, partitions=8))
     first, second = make("first"), make("second")
     keys = [f"k{i}" for i in range(6)]
-    count = 300
+    sent = 0
+
+    async def publish(count: int) -> None:
+        nonlocal sent
+        for _ in range(count):
+            key = keys[sent % len(keys)]
+            await publisher.publish("acct.moved", {"key": key, "n": sent}, key=key)
+            sent += 1
+            await asyncio.sleep(0.002)
+
+    def handled_by(name: str) -> int:
+        return sum(1 for who, _, _ in handled if who == name)
+
     async with publisher, first:
-        for n in range(count):
-            if n == count // 3:
-                await second.start()  # a second member joins: partitions move to it
-            if n == 2 * count // 3:
-                await first.close()  # the first leaves: everything moves to the second
-            key = keys[n % len(keys)]
-            await publisher.publish("acct.moved", {"key": key, "n": n}, key=key)
-            await asyncio.sleep(0.003)
-        await eventually(lambda: len(handled) >= count, timeout=20)
+        await publish(100)
+        await second.start()  # a second member joins: half the partitions move to it
+        deadline = time.monotonic() + 20
+        while handled_by("second") < 10 or handled_by("first") <= 100:
+            assert time.monotonic() < deadline, "the group never rebalanced"
+            await publish(10)
+        await first.close()  # the first leaves: everything moves to the second
+        await publish(100)
+        await eventually(lambda: len(handled) >= sent, timeout=20)
         await second.close()
     for key in keys:
         ns = [n for _, k, n in handled if k == key]
         assert ns == sorted(ns), f"{key} handled out of order"
-        assert sorted(set(ns)) == [n for n in range(count) if keys[n % len(keys)] == key]
-    # the second member took partitions over while the first was still running
-    assert any(name == "second" and n < 2 * count // 3 for name, _, n in handled)
-    assert any(name == "first" and n > count // 3 for name, _, n in handled)
+        assert sorted(set(ns)) == [n for n in range(sent) if keys[n % len(keys)] == key]
+    assert handled_by("first") > 100 and handled_by("second") >= 110
 
 
 async def test_closing_leaves_no_member_state_and_ungrouped_leave_no_groups(

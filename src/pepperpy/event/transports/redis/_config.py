@@ -100,7 +100,8 @@ def parse_url(url: str, options: RedisOptions) -> tuple[str, RedisOptions]:
 
     ``redis://host:6379/0?namespace=orders&partitions=32`` gives redis-py
     ``redis://host:6379/0`` and options with that namespace and partition count.
-    Keyword arguments given to the transport win over the URL.
+    Keyword arguments given to the transport win over the URL where they differ from
+    the defaults.
     """
     if not isinstance(url, str):
         raise ConfigurationError(f"the Redis URL must be a str, got {url!r}")
