@@ -26,6 +26,7 @@ from pepperpy.event import (
     ConfigurationError,
     Event,
     EventBus,
+    MissingDependencyError,
     PatternError,
     Transport,
     TransportError,
@@ -177,6 +178,15 @@ def test_bad_options_raise_configuration_errors(
 def test_unknown_keywords_are_type_errors() -> None:
     with pytest.raises(TypeError, match="colour"):
         NatsTransport("nats://h:1", colour="red")
+
+
+async def test_without_nats_py_start_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "nats", None)  # as if nats-py were not installed
+    bus = EventBus(transport="nats://127.0.0.1:4222")  # constructing needs no driver
+    with pytest.raises(MissingDependencyError, match=r"pepperpy-event\[nats\]"):
+        await bus.start()
 
 
 def test_the_bus_picks_the_nats_transport_from_the_url() -> None:

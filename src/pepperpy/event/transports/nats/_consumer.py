@@ -1,15 +1,14 @@
-"""One JetStream push consumer and the subscriptions it feeds in this process.
+"""The JetStream consumers behind one subscription, and the local members they feed.
 
-A grouped subscription is a durable consumer shared by every member process: its
-deliver subject is subscribed with a NATS queue group, so each message reaches one
-process. An ungrouped subscription is a consumer of its own that JetStream deletes
-after ``inactive_threshold`` once nobody listens (the process exited), so it never
-keeps a backlog.
+A group subscription owns durable push consumers shared by every member process (one
+for unkeyed events, one per key lane); their deliver subjects are subscribed with a NATS
+queue group, so each message reaches one process. An ungrouped subscription owns one
+consumer that JetStream deletes ``inactive_threshold`` after nobody listens any more
+(the process exited), so it never keeps a backlog.
 
 Messages are acknowledged only after ``Subscription.deliver`` returned. Messages that
 carry a partition key are handed over one at a time per key (later ones wait in a
-per-key queue), so a group keeps per-key order inside a process; other messages run
-concurrently, up to the consumer's ``max_ack_pending``.
+per-key queue); other messages run concurrently, up to ``max_ack_pending``.
 """
 
 from __future__ import annotations
@@ -99,9 +98,12 @@ class Consumer:
         options: NatsOptions,
         dead_letter: DeadLetterHook,
     ) -> None:
+        from nats.errors import Error as NatsError
+
         self.name = name
         self.group = group
         self.members: list[Subscription] = []
+        self._nats_error: type[Exception] = NatsError
         self._nc = nc
         self._js = js
         self._stream = stream
@@ -306,6 +308,11 @@ class Consumer:
             except Exception:
                 logger.exception("delivery of %s (%s) failed; redelivering", event.type, event.id)
                 await self._settle(msg, ack=False)
+            except BaseException:  # cancelled: let the broker redeliver all of this key
+                self._unsettled.pop(id(msg), None)
+                for waiting_msg, _ in self._keyed.pop(key, ()) if key is not None else ():
+                    self._unsettled.pop(id(waiting_msg), None)
+                raise
             else:
                 await self._settle(msg, ack=True)
             if key is None:
@@ -317,8 +324,6 @@ class Consumer:
             msg, event = waiting.popleft()
 
     async def _settle(self, msg: Msg, *, ack: bool, term: bool = False) -> None:
-        from nats.errors import Error as NatsError
-
         self._unsettled.pop(id(msg), None)
         try:
             if term:
@@ -327,7 +332,7 @@ class Consumer:
                 await msg.ack()
             else:
                 await msg.nak()
-        except NatsError as exc:  # the broker redelivers after ack_wait
+        except self._nats_error as exc:  # the broker redelivers after ack_wait
             logger.warning("could not settle message on %s: %s", msg.subject, exc)
 
     async def keep_alive(self, older_than: float) -> None:

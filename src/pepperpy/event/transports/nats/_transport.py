@@ -206,45 +206,56 @@ class NatsTransport(Transport):
         js = self._js
         if js is None:
             raise ClosedError("the NATS transport is closed or not started")
-        from nats.errors import ConnectionClosedError, NoRespondersError
-        from nats.errors import Error as NatsError
-        from nats.errors import TimeoutError as NatsTimeout
-        from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
+        try:
+            await js.publish(subject, payload, timeout=5.0, headers={MSG_ID: msg_id})
+        except Exception as exc:  # sorted out below, off the hot path
+            await self._publish_again(subject, payload, msg_id, exc)
 
-        stream = self.options.stream
+    async def _publish_again(
+        self, subject: str, payload: bytes, msg_id: str, error: Exception
+    ) -> None:
+        """Retry a publish that failed because the broker is away; raise for the rest.
+
+        Retries with backoff until ``publish_timeout``. The message id makes a retry of
+        an event that JetStream did store (only its PubAck was lost) a no-op.
+        """
+        from nats.errors import NoRespondersError
+        from nats.errors import TimeoutError as NatsTimeout
+        from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+
+        retryable = (
+            TimeoutError,
+            NatsTimeout,
+            NoRespondersError,
+            NoStreamResponseError,
+            ServiceUnavailableError,
+        )
         deadline = time.monotonic() + self.options.publish_timeout
         delay = 0.05
         while True:
+            if not isinstance(error, retryable):
+                raise TransportError(f"JetStream refused an event on {subject}: {error}") from error
+            nc, js = self._nc, self._js
+            if self._closed or nc is None or js is None or nc.is_closed:
+                raise TransportError(f"could not publish to {subject}: {error}") from error
+            if time.monotonic() + delay > deadline:
+                raise TransportError(
+                    f"JetStream did not accept an event on {subject} within "
+                    f"{self.options.publish_timeout}s: {error!r}"
+                ) from error
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
             remaining = deadline - time.monotonic()
             try:
                 await js.publish(
                     subject,
                     payload,
                     timeout=max(0.1, min(5.0, remaining)),
-                    stream=stream,
                     headers={MSG_ID: msg_id},
                 )
                 return
-            except (
-                TimeoutError,
-                NatsTimeout,
-                NoRespondersError,
-                NoStreamResponseError,
-                ServiceUnavailableError,
-            ) as exc:
-                # the broker is restarting or unreachable: retry; the message id makes
-                # a retry of an event that was in fact stored a no-op
-                if self._closed or self._nc is None or self._nc.is_closed:
-                    raise TransportError(f"could not publish to {subject}: {exc}") from exc
-                if time.monotonic() + delay > deadline:
-                    raise TransportError(
-                        f"JetStream did not accept an event on {subject} within "
-                        f"{self.options.publish_timeout}s: {exc!r}"
-                    ) from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-            except (APIError, ConnectionClosedError, NatsError) as exc:
-                raise TransportError(f"JetStream refused an event on {subject}: {exc}") from exc
+            except Exception as exc:  # classified at the top of the loop
+                error = exc
 
     async def _dead_letter(
         self, event: Event, reason: str, deliveries: int, group: str | None
