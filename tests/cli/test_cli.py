@@ -325,3 +325,21 @@ def test_ctrl_c_stops_tail_follow_quietly(store_url: str, tmp_path: Path) -> Non
             follower.kill()
             follower.communicate()
     assert follower.returncode == 0 and "Traceback" not in err and "Aborted" not in err
+
+
+def test_bench_measures_and_cleans_up(cli: Cli, store_url: str) -> None:
+    seed(store_url, [("user.1", Event("user.created", {}))])
+    result = ok(
+        cli("bench", "--events", "200", "--tasks", "4", "--batch", "50", "--store", store_url)
+    )
+    lines = result.lines
+    assert lines[0] == f"store: {store_url}"
+    labels = [line.split(":")[0] for line in lines[1:]]
+    assert labels == [
+        "append, 1 event per call, 4 tasks",
+        "append, 50-event batches",
+        "read one stream (async for)",
+        "replay one stream (EventReplay)",
+    ]
+    assert all(line.endswith("events/s") and " 200 events in " in line for line in lines[1:])
+    assert ok(cli("streams", "--store", store_url)).lines == ["user.1 1"]

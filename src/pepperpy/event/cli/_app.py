@@ -411,6 +411,29 @@ def progress_bar(label: str) -> Iterator[Callable[[ReplayProgress], None]]:
 
 @app.command()
 @store_option
+@click.option(
+    "--events", default=10_000, show_default=True, type=click.IntRange(min=10), help="Events."
+)
+@click.option(
+    "--tasks", default=20, show_default=True, type=click.IntRange(min=1), help="Writer tasks."
+)
+@click.option(
+    "--batch", default=100, show_default=True, type=click.IntRange(min=1), help="Batch size."
+)
+def bench(store: str, events: int, tasks: int, batch: int) -> None:
+    """Measure appends, reads and replay on the store (writes, then soft-deletes, bench.*)."""
+    from ._bench import run_bench
+
+    async def work() -> None:
+        async with open_store(store) as opened:
+            emit(f"store: {store}")
+            await run_bench(opened, events, tasks, batch, emit)
+
+    run(work)
+
+
+@app.command()
+@store_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option(
     "--port",
