@@ -380,7 +380,8 @@ def test_transport_url_picks_rabbitmq_without_connecting() -> None:
         ("amqp://localhost", {"prefetch": 0}, "prefetch"),
         ("amqp://localhost", {"partitions": 65}, "at most 64"),
         ("amqp://localhost", {"queue_type": "stream"}, "queue_type"),
-        ("amqp://localhost", {"delivery_limit": 0}, "delivery_limit"),
+        ("amqp://localhost", {"delivery_limit": -1}, "delivery_limit"),
+        ("amqp://localhost/?partitions=many", {}, "partitions='many'"),
         ("amqp://localhost", {"rebalance_interval": 0}, "rebalance_interval"),
         ("amqp://localhost", {"ungrouped_expiry": -1}, "ungrouped_expiry"),
     ],
@@ -388,6 +389,18 @@ def test_transport_url_picks_rabbitmq_without_connecting() -> None:
 def test_bad_options_are_refused_up_front(url: str, options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         RabbitMQTransport(url, **options)
+
+
+def test_options_come_from_the_url_query_and_keywords_win() -> None:
+    transport = RabbitMQTransport(
+        "amqp://guest:guest@127.0.0.1/?exchange=shop&partitions=4&heartbeat=30&delivery_limit=0",
+        partitions=6,
+    )
+    assert transport.exchange_name == "shop"
+    assert transport.partitions == 6
+    assert transport.delivery_limit == 0
+    assert transport.prefetch == 128
+    assert transport.url == "amqp://guest:guest@127.0.0.1/?heartbeat=30"  # the rest: aio-pika's
 
 
 async def test_unreachable_broker_is_a_transport_error_without_the_password() -> None:

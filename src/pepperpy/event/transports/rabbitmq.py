@@ -36,7 +36,7 @@ import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._deps import require
 from .._errors import ClosedError, ConfigurationError, EventError, TransportError
@@ -73,95 +73,80 @@ class RabbitMQTransport(Transport):
     """Publishes to a RabbitMQ topic exchange and consumes through per-subscription queues.
 
     ``url`` is an AMQP URL (``amqp://user:pass@host:5672/vhost``, ``amqps://`` for TLS).
-    Options:
+    Every option below can also be given in its query string
+    (``amqp://host/?exchange=shop&partitions=4``); a keyword argument wins over the URL.
+    Other query parameters (``heartbeat``, ``name``, TLS files) go to aio-pika.
 
     * ``exchange``: the topic exchange every event goes through (durable; created if
-      missing). Applications that should see each other's events share it.
-    * ``prefetch``: unacknowledged messages per consumer; events without a key are
-      handled concurrently up to this many, events with one key one after another.
-    * ``partitions``: durable queues per group. A group's members split the partitions
-      between them (a member takes at most ``ceil(partitions / members)``), so this bounds
-      how many processes share one group's work; each key stays in one partition, so its
-      order holds. The default, 12, splits evenly over 1, 2, 3, 4, 6 or 12 members.
+      missing; default ``pepperpy.events``). Applications that should see each other's
+      events share it.
+    * ``prefetch``: unacknowledged messages per consumer (default 128); events without a
+      key are handled concurrently up to this many, events with one key one after another.
+    * ``partitions``: durable queues per group (default 12). A group's members split the
+      partitions between them (a member takes at most ``ceil(partitions / members)``), so
+      this bounds how many processes share one group's work; each key stays in one
+      partition, so its order holds. 12 splits evenly over 1, 2, 3, 4, 6 or 12 members.
     * ``queue_type``: ``"quorum"`` (replicated, the default) or ``"classic"`` for the
       group queues.
     * ``delivery_limit``: once one message was delivered this many times without an
       acknowledgement (its consumer crashed each time), the next delivery moves it to
-      ``deadletter.<topic>`` instead of handling it again. Counted by quorum queues
-      only; ``None`` disables the limit.
+      ``deadletter.<topic>`` instead of handling it again (default 10; ``0`` disables
+      it). Counted by quorum queues only.
     * ``rebalance_interval``: seconds between checks that balance a group's active
-      partitions over its member processes.
+      partitions over its member processes (default 1).
     * ``ungrouped_expiry``: seconds an ungrouped subscription's queue outlives its
-      consumer (a reconnect within it loses nothing; after it the broker deletes the
-      queue, so an exited process leaves no backlog behind).
-    * ``connect_timeout``, ``reconnect_interval``: seconds to wait for the broker, and
-      between reconnection attempts after it went away.
+      consumer (default 60): a reconnect within it loses nothing; after it the broker
+      deletes the queue, so an exited process leaves no backlog behind.
+    * ``connect_timeout``, ``reconnect_interval``: seconds to wait for the broker
+      (default 10), and between reconnection attempts after it went away (default 1).
     """
 
     def __init__(
         self,
         url: str = "amqp://guest:guest@localhost:5672/",
         *,
-        exchange: str = "pepperpy.events",
-        prefetch: int = 128,
-        partitions: int = 12,
-        queue_type: str = "quorum",
-        delivery_limit: int | None = 10,
-        rebalance_interval: float = 1.0,
-        ungrouped_expiry: float = 60.0,
-        connect_timeout: float = 10.0,
-        reconnect_interval: float = 1.0,
+        exchange: str | None = None,
+        prefetch: int | None = None,
+        partitions: int | None = None,
+        queue_type: str | None = None,
+        delivery_limit: int | None = None,
+        rebalance_interval: float | None = None,
+        ungrouped_expiry: float | None = None,
+        connect_timeout: float | None = None,
+        reconnect_interval: float | None = None,
     ) -> None:
-        scheme = urlsplit(url).scheme.lower() if isinstance(url, str) else ""
-        if scheme not in ("amqp", "amqps"):
-            raise ConfigurationError(f"RabbitMQ needs an amqp:// or amqps:// URL, got {url!r}")
-        if not isinstance(exchange, str) or not exchange or len(exchange.encode()) > 200:
-            raise ConfigurationError(
-                f"exchange must be a non-empty name (<= 200 bytes): {exchange!r}"
-            )
-        if exchange.startswith("amq."):
-            raise ConfigurationError(
-                f"exchange names starting with 'amq.' are reserved: {exchange!r}"
-            )
-        _positive_int("prefetch", prefetch)
-        _positive_int("partitions", partitions)
-        if partitions > LANES:
-            raise ConfigurationError(f"partitions must be at most {LANES}, got {partitions}")
-        if queue_type not in ("quorum", "classic"):
-            raise ConfigurationError(
-                f"queue_type must be 'quorum' or 'classic', got {queue_type!r}"
-            )
-        if delivery_limit is not None:
-            _positive_int("delivery_limit", delivery_limit)
-        for name, seconds in (
-            ("rebalance_interval", rebalance_interval),
-            ("ungrouped_expiry", ungrouped_expiry),
-            ("connect_timeout", connect_timeout),
-            ("reconnect_interval", reconnect_interval),
-        ):
-            if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
-                raise ConfigurationError(f"{name} must be a positive number, got {seconds!r}")
+        given = {
+            "exchange": exchange,
+            "prefetch": prefetch,
+            "partitions": partitions,
+            "queue_type": queue_type,
+            "delivery_limit": delivery_limit,
+            "rebalance_interval": rebalance_interval,
+            "ungrouped_expiry": ungrouped_expiry,
+            "connect_timeout": connect_timeout,
+            "reconnect_interval": reconnect_interval,
+        }
+        self.url, options = _split_options(url, {k: v for k, v in given.items() if v is not None})
         self._aio_pika = require("aio_pika", extra="rabbitmq", feature="the RabbitMQ transport")
         self._aiormq = require("aiormq", extra="rabbitmq", feature="the RabbitMQ transport")
-        self.url = url
-        self.exchange_name = exchange
-        self.prefetch = prefetch
-        self.partitions = partitions
-        self.queue_type = queue_type
-        self.delivery_limit = delivery_limit
-        self.rebalance_interval = float(rebalance_interval)
-        self.connect_timeout = connect_timeout
-        self.reconnect_interval = float(reconnect_interval)
-        self.ungrouped_expiry = float(ungrouped_expiry)
+        self.exchange_name: str = options["exchange"]
+        self.prefetch: int = options["prefetch"]
+        self.partitions: int = options["partitions"]
+        self.queue_type: str = options["queue_type"]
+        self.delivery_limit: int = options["delivery_limit"]
+        self.rebalance_interval: float = options["rebalance_interval"]
+        self.ungrouped_expiry: float = options["ungrouped_expiry"]
+        self.connect_timeout: float = options["connect_timeout"]
+        self.reconnect_interval: float = options["reconnect_interval"]
         self._instance = uuid.uuid4().hex[:12]
         #: shown by ``rabbitmqctl list_connections client_properties`` and the management UI
-        self.connection_name = f"pepperpy-event {exchange} pid={os.getpid()}"
+        self.connection_name = f"pepperpy-event {self.exchange_name} pid={os.getpid()}"
         self._connection: AbstractRobustConnection | None = None
         self._publisher: AbstractChannel | None = None
         self._consumers: list[_Consumer] = []
         self._groups: dict[str, _Group] = {}
         self._declared_queues: list[str] = []
-        self._declared_exchanges: list[str] = [exchange]
+        self._declared_exchanges: list[str] = [self.exchange_name]
         self._closed = False
 
     # -- lifecycle --------------------------------------------------------------------
@@ -560,7 +545,7 @@ class _Consumer:
             acks.ack(tag)  # routed by a key that disagrees with its type
             return
         limit = self.transport.delivery_limit
-        if limit is not None and message.redelivered:
+        if limit and message.redelivered:
             deliveries = _delivery_count(message)
             if deliveries > limit:
                 await self.transport._give_up(event, deliveries, self.group)
@@ -745,9 +730,63 @@ def _delivery_count(message: AbstractIncomingMessage) -> int:
     return 2  # redelivered at least once
 
 
-def _positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
+_DEFAULTS: dict[str, Any] = {
+    "exchange": "pepperpy.events",
+    "prefetch": 128,
+    "partitions": 12,
+    "queue_type": "quorum",
+    "delivery_limit": 10,
+    "rebalance_interval": 1.0,
+    "ungrouped_expiry": 60.0,
+    "connect_timeout": 10.0,
+    "reconnect_interval": 1.0,
+}
+_SECONDS = ("rebalance_interval", "ungrouped_expiry", "connect_timeout", "reconnect_interval")
+
+
+def _split_options(url: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Take our options out of the URL's query; merge them under ``given`` and defaults."""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme.lower() not in ("amqp", "amqps"):
+        raise ConfigurationError(f"RabbitMQ needs an amqp:// or amqps:// URL, got {url!r}")
+    ours: dict[str, Any] = {}
+    rest: list[tuple[str, str]] = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in _DEFAULTS:
+            rest.append((name, value))
+        elif name in ("exchange", "queue_type"):
+            ours[name] = value
+        else:
+            try:
+                ours[name] = float(value) if name in _SECONDS else int(value)
+            except ValueError as exc:
+                raise ConfigurationError(f"URL option {name}={value!r} is not a number") from exc
+    options = {**_DEFAULTS, **ours, **given}
+    _check_options(options)
+    return urlunsplit(parts._replace(query=urlencode(rest))), options
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    exchange = options["exchange"]
+    if not isinstance(exchange, str) or not exchange or len(exchange.encode()) > 200:
+        raise ConfigurationError(f"exchange must be a non-empty name (<= 200 bytes): {exchange!r}")
+    if exchange.startswith("amq."):
+        raise ConfigurationError(f"exchange names starting with 'amq.' are reserved: {exchange!r}")
+    for name, least in (("prefetch", 1), ("partitions", 1), ("delivery_limit", 0)):
+        value = options[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigurationError(f"{name} must be an int >= {least}, got {value!r}")
+    if options["partitions"] > LANES:
+        raise ConfigurationError(f"partitions must be at most {LANES}, got {options['partitions']}")
+    if options["queue_type"] not in ("quorum", "classic"):
+        raise ConfigurationError(
+            f"queue_type must be 'quorum' or 'classic', got {options['queue_type']!r}"
+        )
+    for name in _SECONDS:
+        value = options[name]
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+        options[name] = float(value)
 
 
 def _redact(url: str) -> str:
