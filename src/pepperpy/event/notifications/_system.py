@@ -179,10 +179,16 @@ class NotificationSystem:
         """
         self.templates.add(name, body, subject=subject, channel=channel, html=html)
 
-    def render(self, template: str, channel: str, **context: Any) -> Rendered:
-        """Render ``template`` as channel ``channel`` would send it (for previews)."""
+    def render(self, template: str, channel: str, /, **context: Any) -> Rendered:
+        """Render ``template`` as channel ``channel`` would send it (for previews).
+
+        Raises :class:`TemplateNotFound` or :class:`TemplateError` directly.
+        """
         route = self._route(channel)
-        return self.templates.render(template, (route.name, route.kind), context)
+        to = context.pop("to", None)
+        recipient = resolve_recipient(route.name, route.kind, to, context, required=False)
+        values = {"channel": route.name, "recipient": recipient, **context}
+        return self.templates.render(template, (route.name, route.kind), values)
 
     # -- subscribing ----------------------------------------------------------------------
 

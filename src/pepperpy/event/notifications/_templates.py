@@ -81,7 +81,9 @@ class TemplateLibrary:
 
     Subdirectories give names with slashes (``billing/receipt.txt`` is
     ``billing/receipt``); ``{% include %}``/``{% extends %}`` resolve inside the
-    directory. Files are scanned once, at construction.
+    directory, and files whose name starts with ``_`` are partials for that, not
+    templates. Files are scanned once, at construction (their content is re-read
+    when it changes).
     """
 
     def __init__(
@@ -160,8 +162,8 @@ class TemplateLibrary:
             if len(pieces) >= 2 and pieces[-1] == "subject" and ext == "txt":
                 part = "subject"
                 pieces.pop()
-            if len(pieces) not in (1, 2) or not all(pieces):
-                continue  # not a template file by our convention (e.g. a partial)
+            if filename.startswith("_") or len(pieces) not in (1, 2) or not all(pieces):
+                continue  # a partial (``_footer.html``) or not named by the convention
             name = f"{folder}/{pieces[0]}" if folder else pieces[0]
             channel = pieces[1] if len(pieces) == 2 else None
             env = html_env if part == "html" else text_env

@@ -10,7 +10,9 @@ own targets receive every message and no recipient is needed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -36,7 +38,11 @@ class AppriseChannel(Channel):
         self._fixed: Any = None
         apprise = require("apprise", extra="apprise", feature="apprise channels")
         for url in self.urls:
-            if PLACEHOLDER not in url and apprise.Apprise.instantiate(url) is None:
+            if PLACEHOLDER in url:
+                continue
+            with _quiet_plugin_loading():
+                known = apprise.Apprise.instantiate(url)
+            if known is None:
                 raise ConfigurationError(f"apprise does not understand {_scheme(url)}:// URLs")
 
     def _target(self, recipient: str | None) -> Any:
@@ -47,7 +53,9 @@ class AppriseChannel(Channel):
         for url in self.urls:
             if PLACEHOLDER in url:
                 url = url.replace(PLACEHOLDER, quote(recipient or "", safe="+@"))
-            if not target.add(url):
+            with _quiet_plugin_loading():
+                accepted = target.add(url)
+            if not accepted:
                 raise ConfigurationError(
                     f"apprise does not accept the {_scheme(url)}:// URL for {recipient!r}"
                 )
@@ -62,7 +70,7 @@ class AppriseChannel(Channel):
             problems = [
                 entry.message
                 for entry in result.logs()
-                if getattr(entry, "level", logging.ERROR) >= logging.WARNING
+                if _level(getattr(entry, "level", logging.ERROR)) >= logging.WARNING
             ]
             reason = "; ".join(problems) or f"status {getattr(result, 'status', result)!r}"
             schemes = ", ".join(sorted({_scheme(url) for url in self.urls}))
@@ -71,6 +79,25 @@ class AppriseChannel(Channel):
     def __repr__(self) -> str:
         schemes = ", ".join(f"{_scheme(url)}://" for url in self.urls)
         return f"AppriseChannel({schemes})"
+
+
+@contextmanager
+def _quiet_plugin_loading() -> Iterator[None]:
+    """Apprise loads its plugins lazily; one of them imports the deprecated ``imghdr``.
+
+    That warning is apprise's business, not our users' (and it breaks ``-W error``).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*imghdr.*", category=DeprecationWarning)
+        yield
+
+
+def _level(level: object) -> int:
+    """Apprise log levels may be ints or names (``"WARNING"``)."""
+    if isinstance(level, int):
+        return level
+    value = logging.getLevelName(str(level).upper())
+    return value if isinstance(value, int) else logging.ERROR
 
 
 def _scheme(url: str) -> str:

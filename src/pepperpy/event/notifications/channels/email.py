@@ -8,6 +8,7 @@ Without ``starttls`` the connection upgrades when the server offers STARTTLS
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -135,24 +136,30 @@ class EmailChannel(Channel):
     async def send(self, notification: Notification) -> None:
         aiosmtplib = require("aiosmtplib", extra="email", feature="the email channel")
         message = self.build_message(notification)
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            start_tls=self.starttls,
+            use_tls=self.tls,
+            timeout=self.timeout,
+            tls_context=self.tls_context,
+            validate_certs=self.validate_certs,
+        )
+        sock = None
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=self.host,
-                port=self.port,
-                username=self.username,
-                password=self.password,
-                start_tls=self.starttls,
-                use_tls=self.tls,
-                timeout=self.timeout,
-                tls_context=self.tls_context,
-                validate_certs=self.validate_certs,
-            )
+            async with client:
+                sock = client.get_transport_info("socket")
+                await client.send_message(message)
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise NotificationError(
                 f"email to {notification.recipient} via {self.host}:{self.port or 'default'} "
                 f"failed: {exc}"
             ) from exc
+        finally:
+            if sock is not None:
+                await _socket_closed(sock)
 
     def is_retryable(self, error: Exception) -> bool:
         """Transient failures (network, 4xx replies) are retried; 5xx replies are not."""
@@ -170,6 +177,19 @@ class EmailChannel(Channel):
     def __repr__(self) -> str:
         scheme = "smtps" if self.tls else "smtp"
         return f"EmailChannel({scheme}://{self.host}:{self.port or 'default'}, from={self.sender})"
+
+
+async def _socket_closed(sock: Any, limit: float = 1.0) -> None:
+    """Wait (briefly) until the connection's socket is really closed.
+
+    Closing a TLS transport finishes asynchronously (the TLS shutdown exchange); a
+    caller that stops its event loop right after ``send`` would otherwise leak the
+    socket. Plain connections are closed by the time we look.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while sock.fileno() != -1 and loop.time() < deadline:  # noqa: ASYNC110 - no close hook
+        await asyncio.sleep(0.005)
 
 
 def _flag(raw: str, name: str) -> bool:

@@ -1,0 +1,68 @@
+"""Apprise URLs delivered to a real local HTTP endpoint (apprise's ``json://`` service)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pepperpy.event import AppriseChannel, ConfigurationError, NotificationSystem, RetryPolicy
+from tests.notifications.servers import HttpSink
+
+pytest.importorskip("apprise")
+
+FAST_RETRY = RetryPolicy.fixed(max_attempts=2, base_delay=0.0)
+
+
+async def test_apprise_url_delivers_to_a_local_endpoint(http_server: HttpSink) -> None:
+    notifications = NotificationSystem(retry_policy=FAST_RETRY)
+    notifications.add_channel("push", f"json://127.0.0.1:{http_server.port}/push")
+    notifications.add_template("alert", "Disk {{ disk }} at {{ pct }}%", subject="Alert")
+
+    result = await notifications.notify(channels=["push"], template="alert", disk="/", pct=93)
+
+    assert result.ok, result.failed
+    [request] = http_server.requests
+    assert request.path == "/push"
+    payload = json.loads(request.body)
+    assert payload["title"] == "Alert"
+    assert payload["message"] == "Disk / at 93%"
+
+
+async def test_recipient_placeholder_is_filled_per_notification(http_server: HttpSink) -> None:
+    notifications = NotificationSystem(retry_policy=FAST_RETRY)
+    notifications.add_channel(
+        "sms", AppriseChannel(f"json://127.0.0.1:{http_server.port}/sms/{{recipient}}")
+    )
+    notifications.add_template("code", "Your code is {{ code }}", channel="sms")
+
+    first = await notifications.notify(
+        channels=["sms"], template="code", user={"phone": "+15550001"}, code="123"
+    )
+    second = await notifications.notify(
+        channels=["sms"], template="code", user={"phone": "+15550002"}, code="456"
+    )
+    missing = await notifications.notify(channels=["sms"], template="code", user={}, code="1")
+
+    assert first.ok and second.ok
+    assert [r.path for r in http_server.requests] == ["/sms/+15550001", "/sms/+15550002"]
+    assert first["sms"].notification.recipient == "+15550001"  # type: ignore[union-attr]
+    assert "user.phone" in str(missing["sms"].error)
+
+
+async def test_apprise_failure_is_retried_with_the_reason(http_server: HttpSink) -> None:
+    http_server.answer([500])
+    notifications = NotificationSystem(retry_policy=FAST_RETRY)
+    notifications.add_channel("push", f"json://127.0.0.1:{http_server.port}/push")
+
+    result = await notifications.notify(channels=["push"], body="x")
+
+    assert result["push"].attempts == 2
+    assert len(http_server.requests) == 2
+    assert "apprise delivery via json failed" in notifications.dead_letters[-1].reason
+
+
+def test_unknown_scheme_is_a_configuration_error() -> None:
+    notifications = NotificationSystem()
+    with pytest.raises(ConfigurationError, match="nosuchservice"):
+        notifications.add_channel("push", "nosuchservice://x")

@@ -1,0 +1,273 @@
+"""Email over a real SMTP server (aiosmtpd on loopback), plain and with STARTTLS."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pepperpy.event import (
+    ConfigurationError,
+    EmailChannel,
+    NotificationError,
+    NotificationSystem,
+    RecipientError,
+    RetryPolicy,
+)
+from tests.notifications.servers import (
+    MailSink,
+    RejectingSink,
+    free_port,
+    self_signed_cert,
+    server_tls_context,
+)
+
+FAST_RETRY = RetryPolicy.fixed(max_attempts=3, base_delay=0.0)
+
+
+def _system() -> NotificationSystem:
+    notifications = NotificationSystem(retry_policy=FAST_RETRY)
+    notifications.add_template(
+        "welcome",
+        "Hello {{ user.name }}, your plan is {{ plan }}.",
+        subject="Welcome {{ user.name }}",
+        html="<p>Hello <b>{{ user.name }}</b></p>",
+    )
+    return notifications
+
+
+async def test_email_reaches_the_smtp_server_rendered(smtp_server: tuple[MailSink, int]) -> None:
+    sink, port = smtp_server
+    notifications = _system()
+    notifications.add_channel(
+        "email", f"smtp://127.0.0.1:{port}?from=noreply@example.com&reply_to=help@example.com"
+    )
+    user = {"name": "Ana <admin>", "email": "ana@example.com"}
+
+    result = await notifications.notify(
+        channels=["email"], template="welcome", user=user, plan="pro"
+    )
+
+    assert result.ok and result["email"].status == "sent"
+    assert len(sink.messages) == 1
+    mail = sink.messages[0]
+    assert mail.recipients == ["ana@example.com"]
+    assert mail.sender == "noreply@example.com"
+    message = mail.message
+    assert message["Subject"] == "Welcome Ana <admin>"
+    assert message["To"] == "ana@example.com"
+    assert message["Reply-To"] == "help@example.com"
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None and html is not None
+    assert text.get_content().strip() == "Hello Ana <admin>, your plan is pro."
+    # the HTML part is autoescaped, the text part is not
+    assert "Hello <b>Ana &lt;admin&gt;</b>" in html.get_content()
+
+
+async def test_to_overrides_user_email(smtp_server: tuple[MailSink, int]) -> None:
+    sink, port = smtp_server
+    notifications = _system()
+    notifications.add_channel("email", f"smtp://127.0.0.1:{port}?from=noreply@example.com")
+
+    class User:
+        name = "Bo"
+        email = "bo@example.com"
+
+    result = await notifications.notify(
+        channels="email", template="welcome", to="ops@example.com", user=User(), plan="free"
+    )
+
+    assert result.ok
+    assert sink.messages[0].recipients == ["ops@example.com"]
+
+
+async def test_missing_address_is_a_recipient_error_without_sending(
+    smtp_server: tuple[MailSink, int],
+) -> None:
+    sink, port = smtp_server
+    notifications = _system()
+    notifications.add_channel("email", f"smtp://127.0.0.1:{port}?from=noreply@example.com")
+
+    result = await notifications.notify(
+        channels=["email"], template="welcome", user={"name": "No Mail"}, plan="x"
+    )
+
+    assert not result.ok
+    error = result["email"].error
+    assert isinstance(error, RecipientError)
+    assert "user.email" in str(error)
+    assert sink.messages == []
+    assert notifications.dead_letters[-1].exception is error
+
+
+async def test_invalid_address_is_refused_before_connecting() -> None:
+    notifications = _system()
+    # nothing listens on this port: a refused address must not even try to connect
+    notifications.add_channel("email", f"smtp://127.0.0.1:{free_port()}?from=a@example.com")
+
+    result = await notifications.notify(
+        channels=["email"], template="welcome", to="not an address", user={"name": "x"}, plan="y"
+    )
+
+    assert isinstance(result["email"].error, RecipientError)
+    assert result["email"].attempts == 1
+
+
+async def test_permanent_smtp_refusal_is_not_retried() -> None:
+    from aiosmtpd.controller import Controller
+
+    sink = RejectingSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        notifications = _system()
+        notifications.add_channel("email", f"smtp://127.0.0.1:{port}?from=noreply@example.com")
+        result = await notifications.notify(
+            channels=["email"],
+            template="welcome",
+            to="ghost@example.com",
+            user={"name": "G"},
+            plan="p",
+        )
+    finally:
+        controller.stop()
+
+    failure = result["email"]
+    assert failure.status == "failed"
+    assert isinstance(failure.error, NotificationError)
+    assert "550" in str(failure.error.__cause__)
+    assert failure.attempts == 1
+    assert notifications.dead_letters[-1].reason.startswith("NotificationError")
+
+
+async def test_unreachable_server_is_retried_then_dead_lettered() -> None:
+    notifications = _system()
+    notifications.add_channel(
+        "email", f"smtp://127.0.0.1:{free_port()}?from=noreply@example.com&timeout=2"
+    )
+
+    result = await notifications.notify(
+        channels=["email"], template="welcome", to="a@example.com", user={"name": "A"}, plan="p"
+    )
+
+    assert result["email"].attempts == 3
+    letter = notifications.dead_letters[-1]
+    assert letter.channel == "email" and letter.attempts == 3
+    assert letter.notification is not None and letter.notification.recipient == "a@example.com"
+
+
+@pytest.fixture
+def starttls_server(tmp_path: Path) -> Iterator[tuple[MailSink, int, Path]]:
+    from aiosmtpd.controller import Controller
+
+    cert, key = self_signed_cert(tmp_path)
+    sink = MailSink()
+    port = free_port()
+    controller = Controller(
+        sink,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_tls_context(cert, key),
+        require_starttls=True,
+    )
+    controller.start()
+    try:
+        yield sink, port, cert
+    finally:
+        controller.stop()
+
+
+async def test_starttls_with_a_trusted_self_signed_certificate(
+    starttls_server: tuple[MailSink, int, Path],
+) -> None:
+    sink, port, cert = starttls_server
+    client_context = ssl.create_default_context(cafile=str(cert))
+    notifications = _system()
+    notifications.add_channel(
+        "email",
+        EmailChannel(
+            "127.0.0.1",
+            port,
+            sender="noreply@example.com",
+            starttls=True,
+            tls_context=client_context,
+        ),
+    )
+
+    result = await notifications.notify(
+        channels=["email"],
+        template="welcome",
+        to="tls@example.com",
+        user={"name": "T"},
+        plan="secure",
+    )
+
+    assert result.ok, result.failed
+    assert sink.tls_used == [True]
+    assert sink.messages[0].message["Subject"] == "Welcome T"
+
+
+async def test_starttls_refuses_an_untrusted_certificate(
+    starttls_server: tuple[MailSink, int, Path],
+) -> None:
+    sink, port, _ = starttls_server
+    notifications = NotificationSystem(retry_policy=RetryPolicy.NONE)
+    notifications.add_channel(
+        "email", f"smtp://127.0.0.1:{port}?from=noreply@example.com&starttls=true"
+    )
+
+    result = await notifications.notify(channels=["email"], body="hi", to="x@example.com")
+
+    assert not result.ok
+    assert "certificate" in str(result["email"].error).lower()
+    assert sink.messages == []
+
+
+async def test_starttls_url_option_with_verification_off(
+    starttls_server: tuple[MailSink, int, Path],
+) -> None:
+    sink, port, _ = starttls_server
+    notifications = NotificationSystem()
+    notifications.add_channel(
+        "email", f"smtp://127.0.0.1:{port}?from=noreply@example.com&starttls=true&verify=false"
+    )
+
+    result = await notifications.notify(
+        channels=["email"], subject="Plain", body="no template", to="x@example.com"
+    )
+
+    assert result.ok, result.failed
+    assert sink.tls_used == [True]
+    assert sink.messages[0].message["Subject"] == "Plain"
+
+
+def test_smtp_url_parsing() -> None:
+    channel = EmailChannel.from_url(
+        "smtps://bob%40example.com:s%3Acret@mail.example.com:2465?reply_to=r@example.com&timeout=5"
+    )
+    assert channel.tls and channel.starttls is None
+    assert (channel.host, channel.port) == ("mail.example.com", 2465)
+    assert (channel.username, channel.password) == ("bob@example.com", "s:cret")
+    assert channel.sender == "bob@example.com"  # the login doubles as the sender
+    assert channel.reply_to == "r@example.com" and channel.timeout == 5.0
+    assert "s:cret" not in repr(channel)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "smtp://127.0.0.1:25",  # no sender
+        "smtp://127.0.0.1:25?from=a@b.c&starttls=maybe",
+        "smtp://127.0.0.1:25?from=a@b.c&colour=blue",
+        "smtps://127.0.0.1:25?from=a@b.c&starttls=true",
+        "smtp://127.0.0.1:25?from=a@b.c&timeout=soon",
+    ],
+)
+def test_bad_smtp_urls_are_configuration_errors(url: str) -> None:
+    notifications = NotificationSystem()
+    with pytest.raises(ConfigurationError):
+        notifications.add_channel("email", url)

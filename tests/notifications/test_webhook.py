@@ -1,0 +1,132 @@
+"""Webhooks to a real local HTTP server: JSON body, HMAC signature, retries, dead letters."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from pepperpy.event import (
+    ConfigurationError,
+    NotificationError,
+    NotificationSystem,
+    RetryPolicy,
+    WebhookChannel,
+)
+from tests.notifications.servers import HttpSink, free_port
+
+SECRET = "s3cret-key"
+FAST_RETRY = RetryPolicy.fixed(max_attempts=3, base_delay=0.0)
+
+
+def _system(url: str, **options: object) -> NotificationSystem:
+    notifications = NotificationSystem(retry_policy=FAST_RETRY)
+    notifications.add_channel("hooks", WebhookChannel(url, **options))  # type: ignore[arg-type]
+    notifications.add_template("order", "Order {{ order.id }} shipped", subject="Shipped")
+    return notifications
+
+
+async def test_webhook_posts_signed_json(http_server: HttpSink) -> None:
+    notifications = _system(http_server.url + "/hook", secret=SECRET)
+
+    result = await notifications.notify(channels=["hooks"], template="order", order={"id": 7})
+
+    assert result.ok, result.failed
+    [request] = http_server.requests
+    assert request.method == "POST" and request.path == "/hook"
+    assert request.headers["content-type"] == "application/json"
+    payload = json.loads(request.body)
+    assert payload["body"] == "Order 7 shipped"
+    assert payload["subject"] == "Shipped"
+    assert payload["channel"] == "hooks" and payload["template"] == "order"
+    assert payload["id"] == result["hooks"].notification.id  # type: ignore[union-attr]
+    timestamp = request.headers["x-pepperpy-timestamp"]
+    signature = request.headers["x-pepperpy-signature"]
+    assert abs(int(timestamp) - time.time()) < 60
+    assert WebhookChannel.verify_signature(SECRET, request.body, timestamp, signature)
+    assert not WebhookChannel.verify_signature("wrong", request.body, timestamp, signature)
+    assert not WebhookChannel.verify_signature(SECRET, request.body + b" ", timestamp, signature)
+    assert not WebhookChannel.verify_signature(
+        SECRET, request.body, timestamp, signature, now=int(timestamp) + 3600
+    )
+
+
+async def test_unsigned_webhook_has_no_signature(http_server: HttpSink) -> None:
+    notifications = _system(http_server.url, headers={"Authorization": "Bearer t"})
+
+    result = await notifications.notify(channels=["hooks"], body="ping")
+
+    assert result.ok
+    headers = http_server.requests[0].headers
+    assert "x-pepperpy-signature" not in headers
+    assert headers["authorization"] == "Bearer t"
+
+
+async def test_server_error_is_retried_then_dead_lettered(http_server: HttpSink) -> None:
+    http_server.answer([500])
+    notifications = _system(http_server.url, secret=SECRET)
+    letters: list[object] = []
+    notifications.on_error(letters.append)
+
+    result = await notifications.notify(channels=["hooks"], template="order", order={"id": 1})
+
+    failure = result["hooks"]
+    assert failure.status == "failed" and failure.attempts == 3
+    assert isinstance(failure.error, NotificationError)
+    assert "500" in str(failure.error)
+    assert len(http_server.requests) == 3
+    # every try carries the same idempotency key, so the receiver can drop duplicates
+    keys = {r.headers["idempotency-key"] for r in http_server.requests}
+    assert len(keys) == 1
+    [letter] = notifications.dead_letters
+    assert letters == [letter]
+    assert letter.channel == "hooks" and letter.attempts == 3
+    assert "500" in letter.reason
+
+
+async def test_transient_failure_then_success(http_server: HttpSink) -> None:
+    http_server.answer([503, 429, 200])
+    notifications = _system(http_server.url)
+
+    result = await notifications.notify(channels=["hooks"], body="x")
+
+    assert result.ok and result["hooks"].attempts == 3
+    assert not notifications.dead_letters
+
+
+async def test_client_error_is_permanent(http_server: HttpSink) -> None:
+    http_server.answer([404])
+    notifications = _system(http_server.url)
+
+    result = await notifications.notify(channels=["hooks"], body="x")
+
+    assert result["hooks"].attempts == 1
+    assert len(http_server.requests) == 1
+
+
+async def test_connection_refused_is_a_notification_error() -> None:
+    notifications = _system(f"http://127.0.0.1:{free_port()}/", timeout=2.0)
+
+    result = await notifications.notify(channels=["hooks"], body="x")
+
+    error = result["hooks"].error
+    assert isinstance(error, NotificationError)
+    assert error.__cause__ is not None  # the httpx error, kept as the cause
+    assert result["hooks"].attempts == 3
+
+
+async def test_webhook_from_url_and_close(http_server: HttpSink) -> None:
+    async with NotificationSystem() as notifications:
+        channel = notifications.add_channel("audit", http_server.url + "/audit")
+        assert isinstance(channel, WebhookChannel)
+        result = await notifications.notify(channels=["audit"], body="hello")
+    assert result.ok
+    assert http_server.requests[0].path == "/audit"
+
+
+def test_webhook_rejects_non_http_urls() -> None:
+    with pytest.raises(ConfigurationError):
+        WebhookChannel("ftp://example.com")
+    with pytest.raises(ConfigurationError):
+        WebhookChannel("https://example.com", timeout=0)
