@@ -182,43 +182,40 @@ class RedisTransport(Transport):
     async def _append(self, client: Redis, stream: str, fields: dict[Any, Any]) -> None:
         """``XADD``, coalescing concurrent publishes into one pipelined round trip.
 
-        With nothing in flight the command goes out at once; publishes arriving while a
-        round trip is in flight queue up and leave together in the next one.
+        Publishes queue up; a sender task takes everything queued (all the publishes
+        started in the same loop iteration, plus those that arrived while the previous
+        round trip was in flight) and sends it as one pipeline.
         """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._queue is not None:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._queue.append((stream, fields, future))
-            await future
-            return
-        self._queue = []
-        try:
-            await client.xadd(stream, fields, maxlen=self.options.maxlen, approximate=True)
-        finally:
-            self._send_queued(client)
-
-    def _send_queued(self, client: Redis) -> None:
-        queued = self._queue
-        if not queued:
-            self._queue = None
-            return
-        self._queue = []
-        self._sending = asyncio.get_running_loop().create_task(self._send_batch(client, queued))
-
-    async def _send_batch(self, client: Redis, batch: list[_Queued]) -> None:
-        try:
-            pipe = client.pipeline(transaction=False)
-            for stream, fields, _ in batch:
-                pipe.xadd(stream, fields, maxlen=self.options.maxlen, approximate=True)
-            results = await pipe.execute(raise_on_error=False)
-        except Exception as exc:
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-        except BaseException:
-            for _, _, future in batch:
-                future.cancel()
-            raise
         else:
+            self._queue = [(stream, fields, future)]
+            self._sending = asyncio.get_running_loop().create_task(self._send_queued(client))
+        await future
+
+    async def _send_queued(self, client: Redis) -> None:
+        maxlen = self.options.maxlen
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                if len(batch) == 1:
+                    stream, fields, _ = batch[0]
+                    results: list[Any] = [
+                        await client.xadd(stream, fields, maxlen=maxlen, approximate=True)
+                    ]
+                else:
+                    pipe = client.pipeline(transaction=False)
+                    for stream, fields, _ in batch:
+                        pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)
+                    results = await pipe.execute(raise_on_error=False)
+            except Exception as exc:
+                results = [exc] * len(batch)
+            except BaseException:
+                for _, _, future in batch + self._queue:
+                    future.cancel()
+                self._queue = None
+                raise
             for (_, _, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
@@ -226,8 +223,7 @@ class RedisTransport(Transport):
                     future.set_exception(result)
                 else:
                     future.set_result(None)
-        finally:
-            self._send_queued(client)
+        self._queue = None
 
     async def _wait_for_replicas(self, client: Redis, event: Event) -> None:
         timeout_ms = int(self.options.connect_timeout * 1000)
