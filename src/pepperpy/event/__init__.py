@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "MemoryTransport": ".transports.memory",
     "NatsTransport": ".transports.nats",
     "RabbitMQTransport": ".transports.rabbitmq",
+    "RedisTransport": ".transports.redis",
     "Subscription": ".transports.base",
     "Transport": ".transports.base",
     # event store
@@ -188,6 +189,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from .transports.memory import MemoryTransport as MemoryTransport
     from .transports.nats import NatsTransport as NatsTransport
     from .transports.rabbitmq import RabbitMQTransport as RabbitMQTransport
+    from .transports.redis import RedisTransport as RedisTransport
     from .validation import EventValidator as EventValidator
 
 
