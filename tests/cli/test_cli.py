@@ -343,3 +343,75 @@ def test_bench_measures_and_cleans_up(cli: Cli, store_url: str) -> None:
     ]
     assert all(line.endswith("events/s") and " 200 events in " in line for line in lines[1:])
     assert ok(cli("streams", "--store", store_url)).lines == ["user.1 1"]
+
+
+USER_SCHEMA = {
+    "type": "object",
+    "properties": {"user_id": {"type": "string"}, "name": {"type": "string"}},
+    "required": ["user_id", "name"],
+}
+
+
+def test_validate_payloads_and_stored_events(cli: Cli, store_url: str, tmp_path: Path) -> None:
+    (tmp_path / "user.json").write_text(json.dumps(USER_SCHEMA))
+    schema = ("--schema", "user.created=user.json")
+    good = ok(cli("validate", "user.created", '{"user_id": "1", "name": "Ann"}', *schema))
+    assert good.lines == ["valid user.created (version 1)"]
+    one_line_error(
+        cli("validate", "user.created", '{"user_id": 1}', *schema),
+        "2 problems",
+        "user_id",
+        "name",
+    )
+    seed(
+        store_url,
+        [
+            ("user.1", Event("user.created", {"user_id": "1", "name": "Ann"})),
+            ("user.2", Event("user.created", {"user_id": 2, "name": "Bob"})),
+            ("order.1", Event("order.placed", {})),
+        ],
+    )
+    stored = cli("validate", *schema, "--store", store_url)
+    assert stored.code == 1 and "Traceback" not in stored.err
+    assert len(stored.lines) == 1 and stored.lines[0].startswith("1 user.2:0 user.created: user_id")
+    assert "checked 2, invalid 1, without a schema 1" in stored.err
+    assert stored.err.strip().endswith("1 of 2 checked events are invalid")
+    only_first = ok(cli("validate", *schema, "--store", store_url, "--streams", "user.1"))
+    assert "checked 1, invalid 0" in only_first.err
+
+
+def test_validate_with_a_validator_from_user_code(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "shop_schemas.py").write_text(
+        "from pepperpy.event import EventValidator\n"
+        "validator = EventValidator()\n"
+        "@validator.schema('order.placed')\n"
+        "class OrderPlaced:\n"
+        "    order_id: str\n"
+        "    amount: int\n"
+    )
+    spec = ("--validator", "shop_schemas:validator")
+    assert ok(cli("validate", "order.placed", '{"order_id": "o1", "amount": 5}', *spec)).lines
+    one_line_error(cli("validate", "order.placed", '{"order_id": "o1"}', *spec), "amount")
+
+
+def test_validate_bad_input(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "list.json").write_text("[1]")
+    (tmp_path / "shop_schemas.py").write_text("validator = 42\n")
+    cases = [
+        (("validate", "x", "{}"), "give schemas"),
+        (("validate", "x"), "give both TYPE and JSON"),
+        (("validate", "x", "{}", "--schema", "x"), "TYPE=FILE.json"),
+        (("validate", "x", "{}", "--schema", "x=missing.json"), "cannot read missing.json"),
+        (("validate", "x", "{}", "--schema", "x=list.json"), "must be an object"),
+        (("validate", "x", "{}", "--schema", "x@two=list.json"), "version"),
+        (("validate", "x", "{}", "--validator", "nowhere:validator"), "cannot import"),
+        (("validate", "x", "{}", "--validator", "shop_schemas:validator"), "found int"),
+        (("validate", "x", "{}", "--validator", "shop_schemas"), "module:attribute"),
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda case: cli(*case[0]), cases))
+    for (args, fragment), result in zip(cases, results, strict=True):
+        try:
+            one_line_error(result, fragment)
+        except AssertionError as exc:
+            raise AssertionError(f"pepperpy-event {' '.join(args)}: {exc}") from None

@@ -410,6 +410,54 @@ def progress_bar(label: str) -> Iterator[Callable[[ReplayProgress], None]]:
 
 
 @app.command()
+@click.argument("event_type", metavar="[TYPE", required=False)
+@click.argument("data", metavar="JSON]", required=False)
+@store_option
+@click.option(
+    "--schema",
+    "schemas",
+    multiple=True,
+    metavar="TYPE[@V]=FILE",
+    help="A JSON Schema file for an event type (version V, default 1). Repeatable.",
+)
+@click.option("--validator", "validator_spec", metavar="MODULE:ATTR", help="An EventValidator.")
+@filter_options
+def validate(
+    event_type: str | None,
+    data: str | None,
+    store: str,
+    schemas: tuple[str, ...],
+    validator_spec: str | None,
+    streams: tuple[str, ...],
+    types: tuple[str, ...],
+) -> None:
+    """Validate TYPE JSON, or (without them) every stored event that has a schema.
+
+    Invalid stored events are printed one per line (GLOBAL STREAM:POSITION TYPE: problems);
+    the exit status is 1 if any is invalid.
+    """
+    from ._validate import build_validator, check_store
+
+    if (event_type is None) != (data is None):
+        raise CommandError("give both TYPE and JSON, or neither (to check the store)")
+    validator = build_validator(schemas, validator_spec)
+    if event_type is not None and data is not None:
+        payload = parse_json(data, "JSON data")
+        valid = run(lambda: validator.validate(event_type, payload))
+        emit(f"valid {valid.type} (version {valid.version})")
+        return
+
+    async def work() -> tuple[int, int, int]:
+        async with open_store(store, must_exist=True) as events:
+            return await check_store(events, validator, patterns(streams), patterns(types), emit)
+
+    checked, invalid, unchecked = run(work)
+    note(f"checked {checked}, invalid {invalid}, without a schema {unchecked}")
+    if invalid:
+        raise CommandError(f"{invalid} of {checked} checked events are invalid")
+
+
+@app.command()
 @store_option
 @click.option(
     "--events", default=10_000, show_default=True, type=click.IntRange(min=10), help="Events."

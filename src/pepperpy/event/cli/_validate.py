@@ -1,0 +1,108 @@
+"""``pepperpy-event validate``: check data, or stored events, against event schemas.
+
+Schemas come from JSON Schema files (``--schema user.created=user.json``, or
+``user.created@2=user-v2.json`` for a version) and/or from an
+:class:`~pepperpy.event.EventValidator` in the user's code (``--validator
+myapp.events:validator``; the working directory is importable, as with uvicorn).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .. import _json
+from .._errors import ConfigurationError, SerializationError, ValidationError
+from .._event import Event
+from ..store import EventStore
+from ..validation import EventValidator
+
+__all__ = ["build_validator", "check_store"]
+
+
+def _load_validator(spec: str) -> EventValidator:
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ConfigurationError(f"--validator must look like module:attribute, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"--validator {spec}: cannot import {module_name!r}: {exc}"
+        ) from exc
+    value = getattr(module, attribute, None)
+    if not isinstance(value, EventValidator):
+        found = "nothing" if value is None else type(value).__name__
+        raise ConfigurationError(f"--validator {spec}: expected an EventValidator, found {found}")
+    return value
+
+
+def _register_file(validator: EventValidator, spec: str) -> None:
+    target, sep, file_name = spec.partition("=")
+    if not sep or not target or not file_name:
+        raise ConfigurationError(f"--schema must look like TYPE=FILE.json, got {spec!r}")
+    event_type, at, raw_version = target.partition("@")
+    if at and not raw_version.isdigit():
+        raise ConfigurationError(f"--schema {spec}: the version after @ must be a number")
+    path = Path(file_name)
+    try:
+        schema = _json.loads(path.read_bytes())
+    except OSError as exc:
+        raise ConfigurationError(
+            f"--schema {spec}: cannot read {file_name}: {exc.strerror}"
+        ) from exc
+    except SerializationError as exc:
+        raise ConfigurationError(f"--schema {spec}: {exc}") from exc
+    if not isinstance(schema, dict):
+        raise ConfigurationError(f"--schema {spec}: a JSON Schema must be an object")
+    validator.register(event_type, schema, version=int(raw_version) if at else 1)
+
+
+def build_validator(schemas: Sequence[str], validator_spec: str | None) -> EventValidator:
+    """One validator from ``--validator`` (if given) plus every ``--schema`` file."""
+    if not schemas and validator_spec is None:
+        raise ConfigurationError("give schemas: --schema TYPE=FILE.json or --validator module:attr")
+    validator = EventValidator() if validator_spec is None else _load_validator(validator_spec)
+    for spec in schemas:
+        _register_file(validator, spec)
+    return validator
+
+
+async def check_store(
+    store: EventStore,
+    validator: EventValidator,
+    streams: list[str] | None,
+    types: list[str] | None,
+    say: Callable[[str], None],
+) -> tuple[int, int, int]:
+    """Validate every stored event with a schema; report the invalid ones.
+
+    Returns ``(checked, invalid, unchecked)``; events whose type has no schema are
+    counted as unchecked rather than invalid, since a store usually holds more kinds of
+    events than one schema file describes.
+    """
+    checked = invalid = unchecked = 0
+    async for event in store.read_all(0, streams=streams, types=types):
+        if event.type not in validator:
+            unchecked += 1
+            continue
+        checked += 1
+        problem = await _problem(validator, event)
+        if problem is not None:
+            invalid += 1
+            say(f"{event.global_position} {event.stream}:{event.position} {event.type}: {problem}")
+    return checked, invalid, unchecked
+
+
+async def _problem(validator: EventValidator, event: Event) -> str | None:
+    version = event.version if event.version in validator.versions(event.type) else None
+    try:
+        await validator.validate(event.type, event.data, version=version)
+    except ValidationError as exc:
+        return "; ".join(str(problem) for problem in exc.errors)
+    return None
