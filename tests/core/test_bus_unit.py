@@ -356,3 +356,28 @@ async def test_publishing_a_ready_event_with_key_or_headers_leaves_it_unchanged(
     assert plain is original and "partitionkey" not in plain.metadata
     assert [e.metadata.get("partitionkey") for e in got] == ["k1", None]
     await bus.close()
+
+
+async def test_on_error_has_the_same_three_forms_as_the_manager() -> None:
+    bus = EventBus(retry_policy=ONE_TRY)
+    seen: list[str] = []
+
+    @bus.on_error
+    def bare(letter: DeadLetter) -> None:
+        seen.append("bare")
+
+    @bus.on_error()
+    async def called(letter: DeadLetter) -> None:
+        seen.append("called")
+
+    def direct(letter: DeadLetter) -> None:
+        seen.append("direct")
+
+    assert bus.on_error(direct) is direct
+    assert bare.__name__ == "bare" and called.__name__ == "called"
+    bus.subscribe("x.*")(lambda e: 1 / 0)
+    with pytest.raises(TypeError):
+        bus.on_error()(42)  # type: ignore[type-var]
+    await bus.publish("x.y", None)
+    assert sorted(seen) == ["bare", "called", "direct"]
+    await bus.close()

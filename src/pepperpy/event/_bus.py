@@ -8,7 +8,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._errors import ClosedError, UnknownTopicError
 from ._event import Event, make_event
@@ -151,8 +151,20 @@ class EventBus:
 
         return deliver
 
-    def on_error(self, callback: H) -> H:
-        """Register a sync or async callback receiving each :class:`DeadLetter`."""
+    @overload
+    def on_error(self, callback: None = None) -> Callable[[H], H]: ...
+
+    @overload
+    def on_error(self, callback: H) -> H: ...
+
+    def on_error(self, callback: H | None = None) -> H | Callable[[H], H]:
+        """Register a sync or async callback receiving each :class:`DeadLetter`.
+
+        Usable as ``@bus.on_error``, ``@bus.on_error()`` or ``bus.on_error(callback)``,
+        like :meth:`EventManager.on_error`.
+        """
+        if callback is None:
+            return self.on_error
         if not callable(callback):
             raise TypeError(f"error callback must be callable, got {callback!r}")
         self._error_callbacks.append(callback)
