@@ -400,7 +400,41 @@ class StoreConformance:
         await store.append("doomed.1", batch(1), expected_version=4)
         assert await store.streams() == ["doomed.1"]
 
+    async def test_reads_page_past_the_hidden_events_of_deleted_streams(
+        self, store: EventStore
+    ) -> None:
+        await store.append("kept.1", {"type": "first"})
+        await store.append("doomed.1", batch(1200))
+        await store.delete_stream("doomed.1")
+        await store.append("kept.1", {"type": "last"})
+        assert [e.type async for e in store.read_all()] == ["first", "last"]
+        assert [e.type for e in await store.read_all(limit=2)] == ["first", "last"]
+
     # -- subscriptions --------------------------------------------------------------
+
+    async def test_an_idle_subscription_past_deleted_events_waits_instead_of_spinning(
+        self, store: EventStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        await store.append("kept.1", {"type": "first"})
+        await store.append("doomed.1", batch(3))
+        await store.delete_stream("doomed.1")
+        subscription = store.subscribe()
+        assert (await anext(subscription)).type == "first"
+        reads = 0
+        original = store.backend.read_all
+
+        async def counting(from_position: int, limit: int) -> Any:
+            nonlocal reads
+            reads += 1
+            return await original(from_position, limit)
+
+        monkeypatch.setattr(store.backend, "read_all", counting)
+        pending = asyncio.ensure_future(anext(subscription))
+        await asyncio.sleep(0.3)
+        assert reads <= 3  # a poll or two (SQLite re-reads every 0.5 s), never a busy loop
+        assert subscription.position == 4  # moved past the hidden events
+        await store.append("kept.1", {"type": "live"})
+        assert (await asyncio.wait_for(pending, 5)).type == "live"
 
     async def test_subscribe_catches_up_then_follows_live_appends(self, store: EventStore) -> None:
         await store.append("user.1", batch(3))

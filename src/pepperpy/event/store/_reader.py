@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["EventReader", "RowFilter", "StoreSubscription"]
 
-#: fetch(cursor, page_size) -> rows; cursor None means "the natural start"
-FetchPage = Callable[[int | None, int], Awaitable[list[Row]]]
+#: fetch(cursor, page_size) -> (rows, next cursor or None at the end); a cursor of None
+#: means "the natural start"
+FetchPage = Callable[[int | None, int], Awaitable[tuple[list[Row], int | None]]]
 
 #: pages fetched for ``await reader``: the whole result is in memory anyway
 _COLLECT_PAGE = 10_000
@@ -82,12 +83,11 @@ def _compile(patterns: str | Sequence[str] | None, what: str) -> list[tuple[str,
 class EventReader:
     """Events read from a store: ``await`` it for a list, or ``async for`` over it."""
 
-    __slots__ = ("_accept", "_advance", "_decode", "_fetch", "_limit", "_start")
+    __slots__ = ("_accept", "_decode", "_fetch", "_limit", "_start")
 
     def __init__(
         self,
         fetch: FetchPage,
-        advance: Callable[[Row], int | None],
         decode: Callable[[Row], Event],
         *,
         start: int | None,
@@ -97,7 +97,6 @@ class EventReader:
         if limit is not None and (limit.__class__ is not int or limit < 0):
             raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
         self._fetch = fetch
-        self._advance = advance
         self._decode = decode
         self._start = start
         self._limit = limit
@@ -155,13 +154,10 @@ class _ReaderIterator:
             size = self._page_size
             if remaining is not None and accept is None:
                 size = min(size, remaining)
-            rows = await reader._fetch(self._cursor, size)
-            if len(rows) < size:
+            rows, cursor = await reader._fetch(self._cursor, size)
+            if cursor is None:
                 self._done = True
-            elif rows:
-                self._cursor = reader._advance(rows[-1])
-                if self._cursor is None:
-                    self._done = True
+            self._cursor = cursor
             if accept is not None:
                 rows = [row for row in rows if accept(row)]
             if remaining is not None:
@@ -197,6 +193,7 @@ class StoreSubscription:
         self._buffer: list[Row] = []
         self._index = 0
         self._page_end = from_position
+        self._caught_up = False
         self._stop: asyncio.Event | None = None
 
     @property
@@ -216,21 +213,24 @@ class StoreSubscription:
                 self._index += 1
                 self.position = row[0] + 1
                 return self._decode(row)
-            # rows the filter dropped still move the checkpoint forward
+            # rows the filter dropped (and hidden ones) still move the checkpoint forward
             self.position = max(self.position, self._page_end)
+            if self._caught_up:
+                await self._wait_live()
+                self._caught_up = False
+                continue
             try:
-                rows = await self._backend.read_all(self.position, _ITERATE_PAGE)
+                page = await self._backend.read_all(self.position, _ITERATE_PAGE)
             except ClosedError:
                 if self.closed:
                     raise StopAsyncIteration from None
                 raise
-            if rows:
-                self._page_end = rows[-1][0] + 1
-                if self._accept is not None:
-                    rows = [row for row in rows if self._accept(row)]
-                self._buffer, self._index = rows, 0
-                continue
-            await self._wait_live()
+            rows = page.rows
+            if self._accept is not None:
+                rows = [row for row in rows if self._accept(row)]
+            self._buffer, self._index = rows, 0
+            self._page_end = page.next_position
+            self._caught_up = not page.more
 
     async def _wait_live(self) -> None:
         """Wait for an append past ``position``, or for :meth:`aclose`."""

@@ -171,17 +171,17 @@ class EventStore:
             raise ValueError(f"start_pos must be an int >= 0 or None, got {start_pos!r}")
         backend = self._backend
 
-        async def fetch(cursor: int | None, size: int) -> list[Row]:
+        async def fetch(cursor: int | None, size: int) -> tuple[list[Row], int | None]:
             self._check_open()
-            return await backend.read_stream(stream, cursor, backwards, size)
-
-        def advance(row: Row) -> int | None:
-            position: int = row[2]
+            rows = await backend.read_stream(stream, cursor, backwards, size)
+            if len(rows) < size or not rows:
+                return rows, None
+            position: int = rows[-1][2]
             if backwards:
-                return position - 1 if position > 0 else None
-            return position + 1
+                return rows, (position - 1 if position > 0 else None)
+            return rows, position + 1
 
-        return EventReader(fetch, advance, self._decode, start=start_pos, limit=limit)
+        return EventReader(fetch, self._decode, start=start_pos, limit=limit)
 
     def read_all(
         self,
@@ -199,16 +199,13 @@ class EventStore:
         _check_position(from_position)
         backend = self._backend
 
-        async def fetch(cursor: int | None, size: int) -> list[Row]:
+        async def fetch(cursor: int | None, size: int) -> tuple[list[Row], int | None]:
             self._check_open()
-            return await backend.read_all(cursor or 0, size)
-
-        def advance(row: Row) -> int:
-            return int(row[0]) + 1
+            page = await backend.read_all(cursor or 0, size)
+            return page.rows, (page.next_position if page.more else None)
 
         return EventReader(
             fetch,
-            advance,
             self._decode,
             start=from_position,
             limit=limit,

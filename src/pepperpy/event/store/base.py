@@ -14,7 +14,9 @@ Contract, checked by the store conformance suite (``tests/store/conformance.py``
   only once the write is durable. Global positions become visible to readers in order:
   a reader that has seen position ``n`` never later sees a new event below ``n``.
 * ``read_stream`` / ``read_all`` return one page of :data:`Row` tuples, hiding events of
-  deleted streams (positions below the stream's ``first_visible``).
+  deleted streams (positions below the stream's ``first_visible``). ``read_all`` scans
+  ``limit`` rows of the log and says where the scan ended (:class:`LogPage`), so readers
+  move past hidden events instead of reading them again.
 * ``wait(position)`` returns once an event at ``position`` or later may exist (it may
   return early; callers re-read), so live subscriptions need no busy polling.
 * ``close()`` releases connections and makes pending ``wait`` calls return.
@@ -38,6 +40,7 @@ __all__ = [
     "AppendResult",
     "ExpectedVersion",
     "GroupPlan",
+    "LogPage",
     "NewRecord",
     "PendingAppend",
     "Row",
@@ -47,6 +50,7 @@ __all__ = [
     "StreamExpectation",
     "StreamState",
     "from_micros",
+    "log_page",
     "plan_append",
     "plan_group",
     "to_micros",
@@ -112,6 +116,18 @@ class NewRecord(NamedTuple):
 #: one stored event as backends return it: (global_position, stream, position, id, type,
 #: version, data, metadata, timestamp_us, source, subject, recorded_at_us)
 Row = tuple[Any, ...]
+
+
+class LogPage(NamedTuple):
+    """A page of the global log: the visible rows among the next ``limit`` scanned.
+
+    ``next_position`` is where the scan stopped (one past the last row scanned, visible
+    or not); ``more`` is False when the scan reached the end of the log.
+    """
+
+    rows: list[Row]
+    next_position: int
+    more: bool
 
 
 class SnapshotRow(NamedTuple):
@@ -262,6 +278,18 @@ def plan_group(
     return plan
 
 
+def log_page(scanned: Sequence[Row], from_position: int, limit: int) -> LogPage:
+    """A :class:`LogPage` from scanned rows whose 13th column is a visibility flag.
+
+    The rows are kept as they are (readers use the first twelve columns only).
+    """
+    rows = list(scanned)
+    next_position = rows[-1][0] + 1 if rows else from_position
+    if not all(row[12] for row in rows):
+        rows = [row for row in rows if row[12]]
+    return LogPage(rows, next_position, len(scanned) == limit)
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 
@@ -300,8 +328,8 @@ class StoreBackend(abc.ABC):
         """Up to ``limit`` visible rows of ``stream`` from ``start`` (None: the first/last)."""
 
     @abc.abstractmethod
-    async def read_all(self, from_position: int, limit: int) -> list[Row]:
-        """Up to ``limit`` visible rows with ``global_position >= from_position``, in order."""
+    async def read_all(self, from_position: int, limit: int) -> LogPage:
+        """Scan ``limit`` rows from ``from_position`` on, keeping the visible ones, in order."""
 
     @abc.abstractmethod
     async def stream_state(self, stream: str) -> StreamState | None:

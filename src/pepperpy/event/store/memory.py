@@ -15,6 +15,7 @@ from .._errors import ClosedError
 from .base import (
     AppendResult,
     ExpectedVersion,
+    LogPage,
     NewRecord,
     Row,
     SnapshotRow,
@@ -103,18 +104,12 @@ class MemoryBackend(StoreBackend):
             return []
         return rows[stop : last + 1][::-1]
 
-    async def read_all(self, from_position: int, limit: int) -> list[Row]:
+    async def read_all(self, from_position: int, limit: int) -> LogPage:
         self._check_open()
-        out: list[Row] = []
-        log, streams = self._log, self._streams
-        position = from_position
-        while position < len(log) and len(out) < limit:
-            chunk = log[position : position + limit]
-            position += len(chunk)
-            for row in chunk:
-                if row[2] >= streams[row[1]].state.first_visible:
-                    out.append(row)
-        return out[:limit]
+        scanned = self._log[from_position : from_position + limit]
+        streams = self._streams
+        rows = [row for row in scanned if row[2] >= streams[row[1]].state.first_visible]
+        return LogPage(rows, from_position + len(scanned), len(scanned) == limit)
 
     async def stream_state(self, stream: str) -> StreamState | None:
         self._check_open()

@@ -31,12 +31,14 @@ from .._errors import ClosedError, ConfigurationError, StoreError
 from .base import (
     AppendResult,
     ExpectedVersion,
+    LogPage,
     NewRecord,
     PendingAppend,
     Row,
     SnapshotRow,
     StoreBackend,
     StreamState,
+    log_page,
     plan_group,
 )
 
@@ -117,6 +119,13 @@ WITH head AS (
     WHERE s.name = m.name
 )
 SELECT head.first, pg_notify($14, (head.first + $1)::text) FROM head
+"""
+
+# the 13th column says whether the row is visible (its stream was not deleted past it)
+_READ_ALL = f"""
+SELECT {", ".join("e." + name for name in _COLUMNS.split(", "))}, e.position >= s.first_visible
+FROM pepperpy_events e JOIN pepperpy_streams s ON s.name = e.stream
+WHERE e.global_position >= $1 ORDER BY e.global_position LIMIT $2
 """
 
 _LOCK_STREAMS = """
@@ -312,17 +321,10 @@ class PostgresBackend(StoreBackend):
             rows: list[Row] = await connection.fetch(sql, stream, begin, limit)
             return rows
 
-    async def read_all(self, from_position: int, limit: int) -> list[Row]:
-        columns = ", ".join("e." + name for name in _COLUMNS.split(", "))
-        sql = (
-            f"SELECT {columns} FROM pepperpy_events e "
-            "JOIN pepperpy_streams s ON s.name = e.stream "
-            "WHERE e.global_position >= $1 AND e.position >= s.first_visible "
-            "ORDER BY e.global_position LIMIT $2"
-        )
+    async def read_all(self, from_position: int, limit: int) -> LogPage:
         async with self._connection() as connection:
-            rows: list[Row] = await connection.fetch(sql, from_position, limit)
-            return rows
+            scanned = await connection.fetch(_READ_ALL, from_position, limit)
+        return log_page(scanned, from_position, limit)
 
     async def stream_state(self, stream: str) -> StreamState | None:
         async with self._connection() as connection:

@@ -29,11 +29,13 @@ from .._errors import ClosedError, StoreError
 from .base import (
     AppendResult,
     ExpectedVersion,
+    LogPage,
     NewRecord,
     Row,
     SnapshotRow,
     StoreBackend,
     StreamState,
+    log_page,
     plan_append,
 )
 
@@ -90,6 +92,14 @@ _MIGRATIONS: tuple[str, ...] = (
 )
 
 
+# the 13th column says whether the row is visible (its stream was not deleted past it)
+_READ_ALL = (
+    f"SELECT {', '.join('e.' + name for name in _COLUMNS.split(', '))}, "
+    "e.position >= s.first_visible FROM events e JOIN streams s ON s.name = e.stream "
+    "WHERE e.global_position >= ? ORDER BY e.global_position LIMIT ?"
+)
+
+
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
@@ -134,6 +144,11 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def _settle_all(settled: list[tuple[Any, ...]]) -> None:
+    for future, result, error in settled:
+        _settle(future, result, error)
 
 
 def _translate(error: BaseException) -> BaseException:
@@ -184,11 +199,13 @@ class _Writer(threading.Thread):
                 error = _translate(exc)
                 outcomes = [(None, error)] * len(group)
             last_size, last_commit = len(group), time.monotonic() - started
+            # one wake-up per event loop, not one per caller
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, ...]]] = {}
             for item, (result, error_or_none) in zip(group, outcomes, strict=True):
-                try:
-                    item.loop.call_soon_threadsafe(_settle, item.future, result, error_or_none)
-                except RuntimeError:  # that caller's loop is gone
-                    pass
+                by_loop.setdefault(item.loop, []).append((item.future, result, error_or_none))
+            for loop, settled in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # that caller's loop is gone
+                    loop.call_soon_threadsafe(_settle_all, settled)
         if connection is not None:
             connection.close()
         while True:  # anything queued after stop() is refused, never left hanging
@@ -399,16 +416,11 @@ class SQLiteBackend(StoreBackend):
             lambda connection: connection.execute(sql, (stream, begin, stream, limit)).fetchall()
         )
 
-    async def read_all(self, from_position: int, limit: int) -> list[Row]:
-        sql = (
-            f"SELECT {', '.join('e.' + name for name in _COLUMNS.split(', '))} "
-            "FROM events e JOIN streams s ON s.name = e.stream "
-            "WHERE e.global_position >= ? AND e.position >= s.first_visible "
-            "ORDER BY e.global_position LIMIT ?"
+    async def read_all(self, from_position: int, limit: int) -> LogPage:
+        scanned = await self._read(
+            lambda connection: connection.execute(_READ_ALL, (from_position, limit)).fetchall()
         )
-        return await self._read(
-            lambda connection: connection.execute(sql, (from_position, limit)).fetchall()
-        )
+        return log_page(scanned, from_position, limit)
 
     async def stream_state(self, stream: str) -> StreamState | None:
         row = await self._read(
