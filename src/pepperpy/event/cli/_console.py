@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -36,6 +35,7 @@ from .. import _json
 from .._errors import EventError
 from .._event import Event
 from ..store import EventStore
+from ._tail import last_events
 
 __all__ = ["console_app"]
 
@@ -125,7 +125,7 @@ def console_app(store: EventStore) -> Starlette:
         backlog: list[Event] = []
         if start is None:
             lines = _int(request, "lines", 20, upper=MAX_LIMIT)
-            backlog, start = await _last_events(store, lines, streams, types)
+            backlog, start = await last_events(store, lines, streams, types)
         subscription = store.subscribe(start, streams=streams, types=types)
         return StreamingResponse(
             _sse(backlog, subscription),
@@ -191,18 +191,6 @@ async def _stream_counts(store: EventStore, pattern: str) -> list[dict[str, Any]
         version = await store.stream_version(name)
         counts.append({"name": name, "events": 0 if version is None else version + 1})
     return counts
-
-
-async def _last_events(
-    store: EventStore, lines: int, streams: list[str] | None, types: list[str] | None
-) -> tuple[list[Event], int]:
-    """The last ``lines`` matching events and the global position to follow from."""
-    last: deque[Event] = deque(maxlen=lines)
-    following = 0
-    async for event in store.read_all(0, streams=streams, types=types):
-        last.append(event)
-        following = (event.global_position or 0) + 1
-    return list(last), following
 
 
 async def _sse(backlog: list[Event], live: AsyncIterator[Event]) -> AsyncIterator[bytes]:
