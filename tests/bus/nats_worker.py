@@ -28,7 +28,7 @@ async def run(args: argparse.Namespace) -> None:
         max_deliver=args.max_deliver,
     )
     bus = EventBus(transport=transport, retry_policy=RetryPolicy.NONE)
-    out = open(args.out, "a", buffering=1)  # noqa: SIM115 - closed below
+    out = open(args.out, "a", buffering=1)  # closed after the bus
     pid = os.getpid()
 
     @bus.subscribe(args.pattern, group=args.group)

@@ -350,7 +350,8 @@ async def test_a_stream_name_taken_for_other_subjects_is_refused(
 
     nc = await nats.connect(nats_url)
     try:
-        await nc.jetstream().add_stream(name=namespace["stream"], subjects=["elsewhere.>"])
+        elsewhere = f"{namespace['prefix']}_elsewhere.>"
+        await nc.jetstream().add_stream(name=namespace["stream"], subjects=[elsewhere])
     finally:
         await nc.close()
     bus = EventBus(transport=make_transport(nats_url, namespace))
@@ -386,6 +387,30 @@ async def test_per_key_order_holds_across_group_members_on_separate_connections(
     for key in keys:
         assert [n for k, n in log if k == key] == list(range(25)), key
     assert by_member["a"] and by_member["b"], "both members took a share"
+
+
+@pytest.mark.nats
+@pytest.mark.slow
+async def test_a_handler_slower_than_ack_wait_is_not_redelivered(
+    nats_url: str, namespace: dict[str, str]
+) -> None:
+    """In-progress acks keep a slow event with its member instead of a second one."""
+    calls: list[str] = []
+    buses = [EventBus(transport=make_transport(nats_url, namespace, ack_wait=1.0)) for _ in "ab"]
+    for member, bus in zip("ab", buses, strict=True):
+
+        async def slow(event: Event, member: str = member) -> None:
+            calls.append(member)
+            await asyncio.sleep(2.5)
+
+        bus.subscribe("jobs.*", group="crunch")(slow)
+        await bus.start()
+    await buses[0].publish("jobs.run", 1)
+    await eventually(lambda: len(calls) == 1)
+    await asyncio.sleep(3.0)  # three ack_waits: a redelivery would have happened
+    for bus in buses:
+        await bus.close()
+    assert len(calls) == 1
 
 
 # -- processes dying, brokers restarting ---------------------------------------------
