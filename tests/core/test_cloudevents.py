@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -325,3 +326,79 @@ def test_rfc3339_times_from_other_producers(text: str, expected: datetime) -> No
     event = Event.from_cloudevent({**VALID, "time": text})
     assert event.timestamp == expected
     assert event.timestamp.utcoffset() == timedelta(0)
+
+
+# -- property-based round trips ------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=15,
+)
+metadata_keys = (
+    st.from_regex(r"[a-z0-9]{1,20}", fullmatch=True)
+    | st.text(min_size=1, max_size=24)
+    | st.sampled_from(["id", "type", "time", "subject", "data", "dataschema", "specversion"])
+)
+metadata_maps = st.dictionaries(metadata_keys, json_values, max_size=6)
+
+
+CONTEXT_ATTRIBUTES = {
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "subject",
+    "datacontenttype",
+    "data",
+    "data_base64",
+    "dataschema",
+    "pepperpyversion",
+    "pepperpymetadata",
+}
+
+
+def _travels_as_extension(key: str, value: Any) -> bool:
+    """The SPEC's rule, written independently of the implementation."""
+    if key == "dataschema":
+        return isinstance(value, str)
+    if key in CONTEXT_ATTRIBUTES or not re.fullmatch(r"[a-z0-9]{1,20}", key):
+        return False
+    if isinstance(value, bool | str):
+        return True
+    return isinstance(value, int) and -(2**31) <= value < 2**31
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=json_values | st.binary(max_size=32), metadata=metadata_maps)
+def test_any_event_round_trips_through_our_json_and_the_sdk(data: Any, metadata: Any) -> None:
+    event = Event("prop.test", data, metadata)
+    raw = event.to_json()
+    back = Event.from_json(raw)
+    assert back == event
+    assert back.data == event.data
+    assert back.metadata == metadata
+    assert back.timestamp == event.timestamp
+    sdk = _sdk_read(raw)
+    assert sdk.get_id() == event.id
+    assert sdk.get_data() == (None if data is None else data)
+    for key, value in metadata.items():
+        if _travels_as_extension(key, value):
+            assert sdk.get_attributes()[key] == value
+        elif key not in CONTEXT_ATTRIBUTES:
+            assert key not in sdk.get_attributes()
+    again = Event.from_json(SDK_JSON.write(sdk))
+    assert again == event and again.metadata == metadata
