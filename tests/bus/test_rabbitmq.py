@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import signal
 import sys
@@ -491,3 +492,37 @@ async def test_publishing_and_consuming_resume_after_the_connection_drops(
     await eventually(lambda: grouped == [1, 2], timeout=20)
     await eventually(lambda: alone == [1, 2], timeout=20)
     await bus.close()
+
+
+@pytest.mark.parametrize(("first", "second"), [(4, 12), (12, 4), (1, 4), (4, 1)])
+async def test_group_members_with_different_partition_counts_are_refused(
+    make_transport: Callable[..., RabbitMQTransport], first: int, second: int
+) -> None:
+    root = unique_name("t")
+    buses = [EventBus(transport=make_transport(partitions=n)) for n in (first, second)]
+    for bus in buses:
+        bus.subscribe(f"{root}.jobs.*", group="workers")(lambda event: None)
+    await buses[0].start()
+    with pytest.raises(ConfigurationError, match="same 'partitions'"):
+        await buses[1].start()
+    for bus in buses:
+        await bus.close()
+
+
+def test_the_examples_in_the_docs_run(amqp_url: str) -> None:
+    text = (REPO / "docs" / "transport-rabbitmq.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert len(blocks) == 2
+    exchange = unique_name("pep.docs")
+
+    async def clean_up() -> None:
+        transport = RabbitMQTransport(amqp_url, exchange=exchange)
+        await join_to_clean_up(transport, "orders.*", "billing")
+        await transport.delete_topology()
+
+    try:
+        for block in blocks:
+            code = block.replace("exchange=docs_example", f"exchange={exchange}")
+            exec(compile(code, "docs/transport-rabbitmq.md", "exec"), {"__name__": "docs"})
+    finally:
+        asyncio.run(clean_up())

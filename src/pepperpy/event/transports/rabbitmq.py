@@ -146,6 +146,7 @@ class RabbitMQTransport(Transport):
         self._consumers: list[_Consumer] = []
         self._groups: dict[str, _Group] = {}
         self._declared_queues: list[str] = []
+        self._private_queues: list[str] = []
         self._declared_exchanges: list[str] = [self.exchange_name]
         self._closed = False
 
@@ -187,7 +188,8 @@ class RabbitMQTransport(Transport):
         """Stop consuming, finish the deliveries in progress, then disconnect.
 
         Messages prefetched but not started stay unacknowledged and go back to their
-        queue (in order) when the connection closes, for another consumer to take.
+        group's queue (in order) when the connection closes, for another member to take.
+        The queues of ungrouped subscriptions are deleted: nobody else reads them.
         """
         if self._closed:
             return
@@ -198,7 +200,11 @@ class RabbitMQTransport(Transport):
             consumer.pause()
         await asyncio.gather(*(consumer.finish_running() for consumer in self._consumers))
         connection, self._connection = self._connection, None
-        self._publisher = None
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            for name in self._private_queues:
+                with contextlib.suppress(Exception):
+                    await publisher.queue_delete(name)
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close()
@@ -317,6 +323,7 @@ class RabbitMQTransport(Transport):
         consumer = _Consumer(self, _Members([subscription]), subscription.pattern, None, declare)
         self._consumers.append(consumer)
         self._declared_queues.append(name)
+        self._private_queues.append(name)
         await consumer.open()
 
     async def _subscribe_in_group(self, subscription: Subscription) -> None:
@@ -331,8 +338,8 @@ class RabbitMQTransport(Transport):
                 f"group name too long for a queue name: {subscription.group!r}"
             )
         group = _Group(self, base, subscription)
-        self._groups[subscription.name] = group
         await group.open()
+        self._groups[subscription.name] = group
 
     async def _channel(self) -> AbstractChannel:
         if self._connection is None:
@@ -622,10 +629,50 @@ class _Group:
 
         return declare
 
+    async def _exists(self, queue: str) -> bool:
+        connection = self.transport._connection
+        assert connection is not None
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            underlay = await channel.get_underlay_channel()  # no cached passive answers
+            await underlay.queue_declare(queue, passive=True)
+            return True
+        except self.transport._aiormq.exceptions.ChannelNotFoundEntity:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    async def _check_partitions(self) -> None:
+        """Refuse to join a group whose queues were made with another partition count.
+
+        Two partition layouts side by side would both receive the group's events: every
+        event would be handled twice. The queue names tell the layouts apart.
+        """
+        count = len(self.queue_names)
+        if count == 1:
+            mismatch = await self._exists(f"{self.base}.p0")
+        else:
+            mismatch = (
+                await self._exists(self.base)
+                or await self._exists(f"{self.base}.p{count}")
+                or (
+                    await self._exists(f"{self.base}.p0")
+                    and not await self._exists(f"{self.base}.p{count - 1}")
+                )
+            )
+        if mismatch:
+            raise ConfigurationError(
+                f"group {self.group!r} on {self.pattern!r} already exists with another"
+                f" partition count than {count}: every process of a group must use the"
+                " same 'partitions'"
+            )
+
     async def open(self) -> None:
         transport = self.transport
         aio_pika = transport._aio_pika
         assert transport._connection is not None
+        await self._check_partitions()
         channel = await transport._connection.channel(publisher_confirms=False)
         # declare the topology before consuming, so nothing published after this returns
         # can miss the group
