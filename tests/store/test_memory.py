@@ -32,7 +32,15 @@ def test_a_backend_object_can_be_passed_directly() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["mysql://localhost/db", "events.db", "sqlite://", "sqlite:///:memory:", "sqlite:///"],
+    [
+        "mysql://localhost/db",
+        "events.db",
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///",
+        "sqlite:///events.db?synchronous=OFF",
+        "sqlite:///events.db?journal=delete",
+    ],
 )
 def test_unknown_or_unusable_urls_raise_configuration_error(url: str) -> None:
     with pytest.raises(ConfigurationError):

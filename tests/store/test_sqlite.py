@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 
@@ -52,13 +53,26 @@ class TestSQLiteStore(StoreConformance):
     async def test_the_file_uses_wal_and_full_sync(self, make_store: MakeStore) -> None:
         store = make_store()
         await store.append("x.1", {"type": "t"})
-        import sqlite3
-
+        mode = await store.backend._write(  # type: ignore[attr-defined]
+            lambda connection: connection.execute("PRAGMA synchronous").fetchone()
+        )
+        assert mode == (2,)  # FULL
         path = store.url.removeprefix("sqlite:///")
-        with sqlite3.connect(path) as connection:
+        connection = sqlite3.connect(path)
+        try:
             assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
             assert connection.execute("PRAGMA user_version").fetchone() == (1,)
-        connection.close()
+        finally:
+            connection.close()
+
+    async def test_the_synchronous_mode_can_be_relaxed(self, tmp_path: object) -> None:
+        path = f"{tmp_path}/relaxed.db"
+        async with EventStore(f"sqlite:///{path}?synchronous=normal") as store:
+            await store.append("x.1", {"type": "t"})
+            mode = await store.backend._write(  # type: ignore[attr-defined]
+                lambda connection: connection.execute("PRAGMA synchronous").fetchone()
+            )
+        assert mode == (1,)  # NORMAL
 
     @pytest.mark.slow
     async def test_acknowledged_appends_survive_sigkill(self, sqlite_url: str) -> None:

@@ -12,6 +12,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from .. import _json
 from .._errors import (
@@ -67,15 +68,21 @@ def open_backend(url: str | None) -> StoreBackend:
     scheme = scheme.lower()
     if scheme == "sqlite":
         path = rest[1:] if rest.startswith("/") else rest
-        path = path.split("?", 1)[0]
+        path, _, query = path.partition("?")
         if not path or path == ":memory:":
             raise ConfigurationError(
                 f"{url!r}: give a file path (sqlite:///path/events.db); "
                 "for a store in memory use memory://"
             )
+        options = dict(parse_qsl(query, keep_blank_values=True))
+        synchronous = options.pop("synchronous", "FULL").upper()
+        if options or synchronous not in ("FULL", "EXTRA", "NORMAL"):
+            raise ConfigurationError(
+                f"{url!r}: the only SQLite option is synchronous=FULL|EXTRA|NORMAL"
+            )
         from .sqlite import SQLiteBackend
 
-        return SQLiteBackend(path)
+        return SQLiteBackend(path, synchronous=synchronous)
     if scheme in ("postgresql", "postgres"):
         from .postgres import PostgresBackend
 
