@@ -458,6 +458,7 @@ class _Run:
         self.started = time.perf_counter()
         match = self.replay._handlers.match
         types, window, position_of = self.types, self.window, self.position_of
+        isawaitable = inspect.isawaitable
         windowed = window.start is not None or window.end is not None
         # 0 disables a periodic duty: no modulo on the hot path when it is off
         save_every = self.checkpoint_every if self.checkpoint is not None else 0
@@ -472,7 +473,22 @@ class _Run:
                 if chosen:
                     if self.speed is not None:
                         await self._pace(event.timestamp)
-                    await self._deliver(event, chosen)
+                    failed = False
+                    for handler in chosen:  # inline: no coroutine per event on the hot path
+                        try:
+                            if handler.is_async:
+                                await handler.function(event)
+                            else:
+                                result = handler.function(event)
+                                if result is not None and isawaitable(result):
+                                    await result
+                        except Exception as exc:
+                            if not await self._recover(handler, event, exc):
+                                failed = True
+                    if failed:
+                        self.failed += 1
+                    else:
+                        self.replayed += 1
                 else:
                     self.skipped += 1
                 self.last_position = position_of(event)
@@ -502,38 +518,32 @@ class _Run:
             failures=tuple(self.failures),
         )
 
-    async def _deliver(self, event: Event, chosen: tuple[_Handler, ...]) -> None:
-        failed = False
-        for handler in chosen:
-            attempt = 1
-            while True:
-                try:
-                    if handler.is_async:
-                        await handler.function(event)
-                    else:
-                        result = handler.function(event)
-                        if result is not None and inspect.isawaitable(result):
-                            await result
-                    break
-                except Exception as exc:
-                    if self.retry_policy.should_retry(exc, attempt):
-                        await self.retry_policy.sleep(attempt)
-                        attempt += 1
-                        continue
-                    failed = True
-                    self._record_failure(ReplayFailure(event, handler.function, exc, attempt))
-                    if self.on_error == "stop":
-                        self.failed += 1
-                        raise ReplayStopped(
-                            f"replay stopped: handler {handler_name(handler.function)} failed on "
-                            f"event {event.type!r} at position {self.position_of(event)}: {exc}",
-                            self.report(),
-                        ) from exc
-                    break
-        if failed:
+    async def _recover(self, handler: _Handler, event: Event, exc: Exception) -> bool:
+        """After ``handler`` raised ``exc``: retry per policy; True if a retry succeeded.
+
+        A final failure is recorded, and raises :class:`ReplayStopped` under
+        ``on_error="stop"``.
+        """
+        attempt = 1
+        while self.retry_policy.should_retry(exc, attempt):
+            await self.retry_policy.sleep(attempt)
+            attempt += 1
+            try:
+                result = handler.function(event)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+                return True
+            except Exception as again:
+                exc = again
+        self._record_failure(ReplayFailure(event, handler.function, exc, attempt))
+        if self.on_error == "stop":
             self.failed += 1
-        else:
-            self.replayed += 1
+            raise ReplayStopped(
+                f"replay stopped: handler {handler_name(handler.function)} failed on "
+                f"event {event.type!r} at position {self.position_of(event)}: {exc}",
+                self.report(),
+            ) from exc
+        return False
 
     def _record_failure(self, failure: ReplayFailure) -> None:
         logger.error(
