@@ -331,6 +331,23 @@ async def test_groups_are_durable_and_plain_subscribers_leave_nothing_behind(
 
 
 @pytest.mark.nats
+async def test_delete_stream_removes_events_and_consumers(
+    nats_url: str, namespace: dict[str, str]
+) -> None:
+    transport = make_transport(nats_url, namespace)
+    bus = EventBus(transport=transport)
+    bus.subscribe("jobs.*", group="workers")(lambda e: None)
+    await bus.start()
+    await bus.close()
+    from nats.js.errors import NotFoundError
+
+    assert await transport.delete_stream() is True
+    with pytest.raises(NotFoundError):
+        await stream_info(nats_url, namespace["stream"])
+    assert await transport.delete_stream() is False
+
+
+@pytest.mark.nats
 async def test_a_stream_made_with_other_partitions_is_refused(
     nats_url: str, namespace: dict[str, str]
 ) -> None:

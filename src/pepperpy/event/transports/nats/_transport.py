@@ -338,3 +338,27 @@ class NatsTransport(Transport):
         nc, self._nc, self._js = self._nc, None, None
         if nc is not None and not nc.is_closed:
             await nc.close()
+
+    async def delete_stream(self) -> bool:
+        """Delete the stream with every event and consumer on it (durable groups too).
+
+        For tests and tear-down scripts; works before ``start()`` and after ``close()``
+        (it connects briefly). Returns False when the stream did not exist.
+        """
+        nats = require("nats", extra="nats", feature="the nats:// transport")
+        from nats.errors import Error as NatsError
+        from nats.js.errors import NotFoundError
+
+        try:
+            nc = await nats.connect(self.server, name="pepperpy-event", allow_reconnect=False)
+        except (NatsError, OSError) as exc:
+            raise TransportError(f"cannot connect to NATS at {self.server}: {exc}") from exc
+        try:
+            await nc.jetstream().delete_stream(self.stream)
+            return True
+        except NotFoundError:
+            return False
+        except NatsError as exc:
+            raise TransportError(f"cannot delete stream {self.stream!r}: {exc}") from exc
+        finally:
+            await nc.close()
