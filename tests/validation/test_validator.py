@@ -591,3 +591,35 @@ async def test_integers_beyond_64_bits_are_out_of_range(value: int) -> None:
     with pytest.raises(ValidationError, match="64-bit"):
         await validator.validate("any", {"deep": [{"n": value}]})
     assert (await validator.validate("n", {"n": 2**64 - 1})).data == {"n": 2**64 - 1}
+
+
+def test_common_schemas_take_the_msgspec_fast_path() -> None:
+    class Login(TypedDict):
+        user: str
+        ip: NotRequired[str]
+
+    class Payment(msgspec.Struct):
+        amount: Annotated[float, msgspec.Meta(gt=0)]
+
+    validator = EventValidator()
+    validator.register("order.placed", OrderPlaced)
+    validator.register("constrained", Constrained)
+    validator.register("login", Login)
+    validator.register("payment", Payment)
+    validator.register(
+        "json", {"type": "object", "properties": {"n": {"type": "integer", "maximum": 10**30}}}
+    )
+    compiled = {name: validator._latest[name] for name in validator._latest}
+    assert all(c.fast is not None for n, c in compiled.items() if n != "json"), compiled
+    assert compiled["json"].fast is None  # a bound msgspec cannot hold: the walk does it
+
+
+async def test_unsigned_64_bit_integers_are_accepted_off_the_fast_path() -> None:
+    validator = EventValidator()
+    validator.register("n", {"type": "object", "properties": {"n": {"type": "integer"}}})
+    assert (await validator.validate("n", {"n": 2**63})).data == {"n": 2**63}
+    big = {"type": "object", "properties": {"n": {"type": "integer", "maximum": 10**30}}}
+    validator.register("big", big)
+    with pytest.raises(ValidationError):
+        await validator.validate("big", {"n": "x"})
+    assert (await validator.validate("big", {"n": 5})).data == {"n": 5}

@@ -24,7 +24,6 @@ from typing import Annotated, Any, Literal, Union
 from .._deps import require
 from .._errors import ConfigurationError
 from ._nodes import (
-    INT_MAX,
     INT_MIN,
     AnyNode,
     BoolNode,
@@ -522,7 +521,10 @@ class NoFastPath(Exception):
 def fast_type(node: Node) -> Any:
     """A msgspec type that accepts exactly what ``node`` accepts, or raise NoFastPath."""
     msgspec = _msgspec()
-    built = _FastBuilder(msgspec).build(node)
+    try:
+        built = _FastBuilder(msgspec).build(node)
+    except (TypeError, ValueError) as exc:  # e.g. bounds msgspec cannot hold
+        raise NoFastPath(str(exc)) from exc
     try:
         msgspec.convert(None, built, strict=True)
     except msgspec.ValidationError:
@@ -533,13 +535,20 @@ def fast_type(node: Node) -> Any:
 
 
 def _int_bounds(bounds: dict[str, Any]) -> dict[str, Any]:
-    """``bounds`` with the 64-bit range the node enforces where the schema gives none."""
+    """``bounds`` limited to int64 where the schema gives none.
+
+    msgspec bounds must fit in an int64, so the few values between 2**63 and the uint64
+    maximum fail the fast path and are accepted by the complete walk instead.
+    """
     out = dict(bounds)
     if bounds["ge"] is None and bounds["gt"] is None:
         out["ge"] = INT_MIN
     if bounds["le"] is None and bounds["lt"] is None:
-        out["le"] = INT_MAX
+        out["le"] = _INT64_MAX
     return out
+
+
+_INT64_MAX = 2**63 - 1
 
 
 class _FastBuilder:
