@@ -151,6 +151,9 @@ def test_options_come_from_the_url_and_keywords() -> None:
         3,
     )
     assert NatsTransport("nats://h:1", stream="A").options.retention == "interest"
+    cluster = NatsTransport("nats://a:4222, tls://b:4223?stream=C")
+    assert cluster.servers == ["nats://a:4222", "tls://b:4223"]
+    assert cluster.stream == "C"
 
 
 @pytest.mark.parametrize(
@@ -166,6 +169,7 @@ def test_options_come_from_the_url_and_keywords() -> None:
         ("nats://h:1", {"partitions": 1000}, "at most"),
         ("nats://h:1", {"ack_wait": -1}, "ack_wait"),
         ("redis://h:1", {}, "not a NATS URL"),
+        ("nats://a:1,b:2", {}, "not a NATS URL"),
     ],
 )
 def test_bad_options_raise_configuration_errors(

@@ -100,30 +100,34 @@ def _positive(name: str, value: Any) -> None:
 _FIELD_TYPES = {f.name: f.type for f in fields(NatsOptions)}
 
 
-def parse_url(url: str, overrides: dict[str, Any]) -> tuple[str, NatsOptions]:
-    """Split ``nats://host:port?stream=S&prefix=P`` into the server URL and options.
+def parse_url(url: str, overrides: dict[str, Any]) -> tuple[list[str], NatsOptions]:
+    """Split ``nats://host:port?stream=S&prefix=P`` into server URLs and options.
 
-    Keyword ``overrides`` win over query parameters; unknown names are refused.
+    A cluster is a comma-separated list (``nats://a:4222,nats://b:4222?stream=S``); the
+    client picks any and fails over. Keyword ``overrides`` win over query parameters;
+    unknown names are refused.
     """
     if not isinstance(url, str):
         raise ConfigurationError(f"the NATS transport needs a URL string, got {url!r}")
-    parts = urlsplit(url)
-    if parts.scheme not in ("nats", "tls") or not parts.hostname:
-        raise ConfigurationError(f"not a NATS URL: {url!r} (expected nats://host:port)")
+    servers: list[str] = []
     values: dict[str, Any] = {}
-    for name, raw in parse_qsl(parts.query, keep_blank_values=True):
-        kind = _FIELD_TYPES.get(name)
-        if kind is None:
-            raise ConfigurationError(
-                f"unknown option {name!r} in {url!r}; known: {sorted(_FIELD_TYPES)}"
-            )
-        values[name] = _convert(name, raw, str(kind))
+    for text in url.split(","):
+        parts = urlsplit(text.strip())
+        if parts.scheme not in ("nats", "tls") or not parts.hostname:
+            raise ConfigurationError(f"not a NATS URL: {url!r} (expected nats://host:port)")
+        servers.append(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
+        for name, raw in parse_qsl(parts.query, keep_blank_values=True):
+            kind = _FIELD_TYPES.get(name)
+            if kind is None:
+                raise ConfigurationError(
+                    f"unknown option {name!r} in {url!r}; known: {sorted(_FIELD_TYPES)}"
+                )
+            values[name] = _convert(name, raw, str(kind))
     for name, value in overrides.items():
         if name not in _FIELD_TYPES:
             raise TypeError(f"NatsTransport() got an unexpected keyword argument {name!r}")
         values[name] = value
-    server = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-    return server, NatsOptions(**values)
+    return servers, NatsOptions(**values)
 
 
 def _convert(name: str, raw: str, kind: str) -> Any:

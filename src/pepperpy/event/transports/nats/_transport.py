@@ -36,9 +36,10 @@ MSG_ID = "Nats-Msg-Id"
 class NatsTransport(Transport):
     """Events on a NATS JetStream stream; groups are durable queue consumers.
 
-    ``url`` is ``nats://[user:pass@]host:port`` and may carry the options below in its
-    query string (``nats://127.0.0.1:4222?stream=ORDERS&prefix=orders``); keyword
-    arguments win over the query string. See :class:`NatsOptions` for each option and
+    ``url`` is ``nats://[user:pass@]host:port`` (or a comma-separated list of them for a
+    cluster) and may carry the options below in its query string
+    (``nats://127.0.0.1:4222?stream=ORDERS&prefix=orders``); keyword arguments win over
+    the query string. See :class:`NatsOptions` for each option and
     ``docs/transport-nats.md`` for how the bus's semantics map onto JetStream.
 
     ``publish`` returns once JetStream acknowledged the event (stored durably). Events
@@ -47,7 +48,9 @@ class NatsTransport(Transport):
     """
 
     def __init__(self, url: str = "nats://127.0.0.1:4222", **options: Any) -> None:
-        self.server, self.options = parse_url(url, options)
+        self.servers, self.options = parse_url(url, options)
+        #: the server URL(s), comma-separated, without options (for messages)
+        self.server = ",".join(self.servers)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._consumers: dict[str, Consumer] = {}
@@ -78,7 +81,7 @@ class NatsTransport(Transport):
         attempts = max(1, round(self.options.connect_timeout / self.options.reconnect_wait))
         try:
             nc = await nats.connect(
-                self.server,
+                self.servers,
                 name="pepperpy-event",
                 allow_reconnect=True,
                 # bounded for the first connection, so a wrong URL fails start();
@@ -350,7 +353,7 @@ class NatsTransport(Transport):
         from nats.js.errors import NotFoundError
 
         try:
-            nc = await nats.connect(self.server, name="pepperpy-event", allow_reconnect=False)
+            nc = await nats.connect(self.servers, name="pepperpy-event", allow_reconnect=False)
         except (NatsError, OSError) as exc:
             raise TransportError(f"cannot connect to NATS at {self.server}: {exc}") from exc
         try:
