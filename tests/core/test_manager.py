@@ -805,3 +805,36 @@ async def test_a_woken_waiter_cancelled_before_it_runs_passes_the_slot_on() -> N
     assert first.cancelled()
     assert handled == ["holder", "second"]
     assert manager.in_flight == 0
+
+
+async def test_the_buffer_bounds_events_in_flight_under_load() -> None:
+    manager = EventManager(buffer_size=8)
+    active = 0
+    peak = 0
+    handled: list[int] = []
+
+    @manager.on("load.*")
+    async def work(event: Event) -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        for _ in range(event.data % 4):
+            await asyncio.sleep(0)
+        active -= 1
+        handled.append(event.data)
+
+    async def producer(start: int) -> None:
+        for n in range(start, start + 100):
+            if n % 3 == 0:
+                try:
+                    manager.emit_nowait("load.nowait", n)
+                    continue
+                except BufferFullError:
+                    pass
+            await manager.emit("load.wait", n)
+
+    await asyncio.gather(*(producer(start) for start in range(0, 1000, 100)))
+    await manager.drain()
+    assert sorted(handled) == list(range(1000)), "every event handled exactly once"
+    assert peak == 8, "the buffer was saturated but never exceeded"
+    assert manager.in_flight == 0
