@@ -454,3 +454,15 @@ def test_cyclic_data_is_a_serialization_error_not_a_recursion_error() -> None:
 
     with pytest.raises(SerializationError, match="cycle"):
         asyncio.run(emit())
+
+
+def test_id_time_and_timestamp_agree_whichever_is_read_first() -> None:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for read_id_first in (True, False):
+        for _ in range(200):
+            event = Event("t")
+            if read_id_first:
+                event_id, when = event.id, event.timestamp
+            else:
+                when, event_id = event.timestamp, event.id
+            assert _unix_ms(event_id) == (when - epoch) // timedelta(milliseconds=1)
