@@ -560,6 +560,35 @@ async def test_an_event_that_keeps_killing_its_consumers_is_dead_lettered(
 
 @pytest.mark.nats
 @pytest.mark.slow
+async def test_a_killed_plain_subscriber_leaves_no_consumer_behind(
+    nats_url: str, namespace: dict[str, str], tmp_path: Path, workers: list[Worker]
+) -> None:
+    bus = EventBus(transport=make_transport(nats_url, namespace))
+    await bus.start()  # creates the stream
+    worker = await Worker.start(
+        nats_url, namespace, "jobs.*", "-", tmp_path / "out", "--inactive-threshold", "1"
+    )
+    workers.append(worker)
+    await bus.publish("jobs.run", {"n": 1})
+    await eventually(lambda: worker.handled() == [1])
+    assert len(await consumer_names(nats_url, namespace["stream"])) == 1
+    await worker.kill()  # no chance to delete its consumer: JetStream expires it
+
+    async def consumers_left() -> int:
+        return len(await consumer_names(nats_url, namespace["stream"]))
+
+    for _ in range(100):
+        if await consumers_left() == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await consumers_left() == 0
+    await bus.publish("jobs.run", {"n": 2})  # interest retention: nobody wants it
+    await bus.close()
+    assert (await stream_info(nats_url, namespace["stream"])).state.messages == 0
+
+
+@pytest.mark.nats
+@pytest.mark.slow
 async def test_three_workers_one_killed_midway_process_every_event(
     nats_url: str, namespace: dict[str, str], tmp_path: Path, workers: list[Worker]
 ) -> None:
