@@ -418,3 +418,72 @@ async def test_timeout_does_not_rename_a_handlers_own_timeout_error() -> None:
 
     with pytest.raises(TimeoutError, match="upstream API"):
         await processor.process(Event("x"))
+
+
+async def test_timeout_expires_only_the_slow_events_among_many() -> None:
+    processor = EventProcessor().use(TimeoutMiddleware(0.05))
+
+    @processor.handle("job")
+    async def work(event: Event) -> None:
+        await asyncio.sleep(event.data)
+
+    delays = [0.0, 0.2, 0.01, 0.3, 0.02, 0.0]
+    results = await asyncio.gather(
+        *(processor.process(Event("job", d)) for d in delays), return_exceptions=True
+    )
+    timed_out = [isinstance(r, TimeoutError) for r in results]
+    assert timed_out == [False, True, False, True, False, False]
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+
+
+async def test_timeout_lets_an_outside_cancellation_through() -> None:
+    processor = EventProcessor().use(TimeoutMiddleware(5.0))
+    started = asyncio.Event()
+
+    @processor.handle("job")
+    async def work(event: Event) -> None:
+        started.set()
+        await asyncio.sleep(10)
+
+    task = asyncio.ensure_future(processor.process(Event("job")))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_timeout_when_the_handler_swallows_the_cancellation() -> None:
+    processor = EventProcessor().use(TimeoutMiddleware(0.02))
+    outcome: list[str] = []
+
+    @processor.handle("job")
+    async def stubborn(event: Event) -> None:
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            outcome.append("swallowed")
+
+    async def run() -> int:
+        await processor.process(Event("job"))
+        task = asyncio.current_task()
+        assert task is not None
+        await asyncio.sleep(0)  # no cancellation left pending on the task
+        return task.cancelling()
+
+    assert await asyncio.ensure_future(run()) == 0
+    assert outcome == ["swallowed"]
+
+
+def test_one_timeout_middleware_serves_successive_event_loops() -> None:
+    timeout = TimeoutMiddleware(0.02)
+    processor = EventProcessor().use(timeout)
+
+    @processor.handle("job")
+    async def work(event: Event) -> None:
+        await asyncio.sleep(event.data)
+
+    asyncio.run(processor.process(Event("job", 0)))  # leaves the watchdog armed on loop 1
+    for _ in range(2):
+        with pytest.raises(TimeoutError):
+            asyncio.run(processor.process(Event("job", 1)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import itertools
 import logging
 import time
 from collections import deque
@@ -63,28 +64,80 @@ class RetryMiddleware:
                 attempt += 1
 
 
+class _Deadline:
+    __slots__ = ("at", "cancelling", "expired", "task")
+
+    def __init__(self, at: float, task: asyncio.Task[Any]) -> None:
+        self.at = at
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.expired = False
+
+
 class TimeoutMiddleware:
     """Fail with :class:`TimeoutError` when the rest of the chain takes over ``seconds``.
 
-    The work is cancelled at the deadline (it runs in the same task, no new Task is made).
+    The work is cancelled at the deadline, in the same task (no Task is created), with
+    the semantics of ``asyncio.timeout``. Unlike ``asyncio.timeout`` it does not arm a
+    timer per event: deadlines of one middleware all share the same length, so they
+    expire in arrival order and one watchdog timer, re-armed for the oldest pending
+    deadline, serves them all. A handler's own ``TimeoutError`` propagates unchanged.
     """
 
     def __init__(self, seconds: float) -> None:
         if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
             raise ValueError(f"seconds must be a number > 0, got {seconds!r}")
         self.seconds = float(seconds)
+        self._pending: dict[int, _Deadline] = {}  # arrival order == deadline order
+        self._keys = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
-        deadline = asyncio.timeout(self.seconds)
+        task = asyncio.current_task()
+        assert task is not None, "middleware runs inside a task"
+        loop = task.get_loop()
+        deadline = _Deadline(loop.time() + self.seconds, task)
+        key = next(self._keys)
+        self._pending[key] = deadline
+        if self._timer is None or self._timer_loop is not loop:
+            self._arm(loop, deadline.at)
         try:
-            async with deadline:
-                await next_handler(event)
-        except TimeoutError as exc:
-            if not deadline.expired():
-                raise  # a TimeoutError of the handler's own, not our deadline
+            await next_handler(event)
+        except asyncio.CancelledError as exc:
+            if not deadline.expired:
+                raise
+            deadline.expired = False  # handled here
+            if task.uncancel() > deadline.cancelling:
+                raise  # also cancelled from outside: that cancellation wins
             raise TimeoutError(
                 f"processing {event.type} ({event.id}) took longer than {self.seconds}s"
             ) from exc
+        finally:
+            self._pending.pop(key, None)
+            if deadline.expired:  # expired, but the handler swallowed the cancellation
+                task.uncancel()
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(at, self._expire, loop)
+        self._timer_loop = loop
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        pending = self._pending
+        while pending:
+            key = next(iter(pending))
+            deadline = pending[key]
+            if deadline.at > now:
+                self._arm(loop, deadline.at)
+                return
+            del pending[key]
+            if not deadline.task.done():
+                deadline.expired = True
+                deadline.task.cancel()
 
 
 class RateLimitMiddleware:
