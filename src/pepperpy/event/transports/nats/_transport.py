@@ -195,10 +195,14 @@ class NatsTransport(Transport):
         logger.error("gave up restoring JetStream consumers on %s", self.stream)
 
     async def _keep_alive(self, interval: float) -> None:
+        """Every ``ack_wait / 3``: in-progress acks for events held that long."""
         while True:
             await asyncio.sleep(interval)
             for consumer in list(self._consumers.values()):
-                await consumer.keep_alive(interval)
+                try:
+                    await consumer.keep_alive(interval)
+                except Exception:  # never let the ticker die: slow events would be redelivered
+                    logger.exception("in-progress acks for %s failed", consumer.name)
 
     # -- publishing -------------------------------------------------------------------
 
