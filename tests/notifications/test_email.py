@@ -271,3 +271,47 @@ def test_bad_smtp_urls_are_configuration_errors(url: str) -> None:
     notifications = NotificationSystem()
     with pytest.raises(ConfigurationError):
         notifications.add_channel("email", url)
+
+
+async def test_login_over_starttls_from_the_url(tmp_path: Path) -> None:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticator(
+        server: object, session: object, envelope: object, mechanism: str, data: object
+    ) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        logins.append((data.login, data.password))
+        ok = data.password == b"p@ss:word"
+        return AuthResult(success=ok, handled=False)  # not handled: aiosmtpd answers 535
+
+    cert, key = self_signed_cert(tmp_path)
+    sink = MailSink()
+    port = free_port()
+    controller = Controller(
+        sink,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_tls_context(cert, key),
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_required=True,
+    )
+    controller.start()
+    try:
+        notifications = NotificationSystem(retry_policy=FAST_RETRY)
+        base = f"127.0.0.1:{port}?from=mailer@example.com&starttls=true&verify=false"
+        notifications.add_channel("email", f"smtp://mailer:p%40ss%3Aword@{base}")
+        notifications.add_channel("wrong", f"smtp://mailer:nope@{base}")
+        result = await notifications.notify(body="authenticated", to="a@example.com")
+    finally:
+        controller.stop()
+
+    assert result["email"].ok, result.failed
+    assert not result["wrong"].ok and "535" in str(result["wrong"].error)
+    assert result["wrong"].attempts == 1  # a refused login is permanent
+    # the client tries each advertised mechanism (PLAIN, LOGIN) before giving up
+    assert set(logins) == {(b"mailer", b"nope"), (b"mailer", b"p@ss:word")}
+    assert [m.message.get_content().strip() for m in sink.messages] == ["authenticated"]
