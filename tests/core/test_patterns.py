@@ -367,3 +367,17 @@ def test_matching_cost_does_not_grow_with_non_matching_subscriptions() -> None:
         return seen
 
     assert visits(large) == visits(small)
+
+
+def test_cache_size_zero_turns_caching_off() -> None:
+    index: PatternIndex[str] = PatternIndex(cache_size=0)
+    index.add("a.*", "x")
+    assert index.match("a.b") == ("x",)
+    assert index.match("a.b") == ("x",)
+    assert index._cache == {}
+
+
+@pytest.mark.parametrize("size", [-1, 1.5, "10", None, True])
+def test_bad_cache_sizes_are_refused(size: Any) -> None:
+    with pytest.raises(ValueError, match="cache_size"):
+        PatternIndex(cache_size=size)

@@ -150,6 +150,8 @@ class PatternIndex(Generic[T]):
     """
 
     def __init__(self, *, cache_size: int = 4096, order: Callable[[T], Any] | None = None) -> None:
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ValueError(f"cache_size must be an int >= 0, got {cache_size!r}")
         self._order = order
         self._root: _Node[T] = _Node()
         self._cache: dict[str, tuple[T, ...]] = {}
@@ -239,6 +241,8 @@ class PatternIndex(Generic[T]):
         found = self._lookup(parse_topic(topic))
         cache = self._cache
         if len(cache) >= self._cache_size:
+            if not cache:  # cache_size=0: caching is off
+                return found
             del cache[next(iter(cache))]
         cache[topic] = found
         return found
