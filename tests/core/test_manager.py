@@ -115,6 +115,8 @@ def test_registration_validates_its_arguments() -> None:
         manager.on("a", print, priority="high")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         manager.on_error(42)  # type: ignore[call-overload]
+    with pytest.raises(TypeError):
+        manager.on_error()(42)  # type: ignore[type-var]
 
 
 @pytest.mark.parametrize(

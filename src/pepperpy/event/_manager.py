@@ -174,12 +174,7 @@ class EventManager:
     def on_error(self, callback: H | None = None) -> H | Callable[[H], H]:
         """Register a sync or async callback that receives each :class:`DeadLetter`."""
         if callback is None:
-
-            def decorator(func: H) -> H:
-                self._error_callbacks.append((func, is_async_callable(func)))
-                return func
-
-            return decorator
+            return self.on_error  # @manager.on_error(): the same checks as the direct form
         if not callable(callback):
             raise TypeError(f"error callback must be callable, got {callback!r}")
         self._error_callbacks.append((callback, is_async_callable(callback)))
