@@ -466,3 +466,12 @@ def test_id_time_and_timestamp_agree_whichever_is_read_first() -> None:
             else:
                 when, event_id = event.timestamp, event.id
             assert _unix_ms(event_id) == (when - epoch) // timedelta(milliseconds=1)
+
+
+def test_copy_and_deepcopy_give_equal_read_only_events() -> None:
+    event = Event("t", {"a": [1]}, {"m": 1}, source="s")
+    for duplicate in (copy.copy(event), copy.deepcopy(event)):
+        assert duplicate == event
+        assert duplicate.to_dict() == event.to_dict()
+        with pytest.raises(TypeError):
+            duplicate.data["a"].append(2)
