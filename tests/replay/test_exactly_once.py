@@ -177,3 +177,26 @@ async def test_killed_process_resumes_exactly_once(store: EventStore, url: str) 
 def test_sqlite_url_is_shared_with_the_store(tmp_path: Path) -> None:
     projection = Projection("x", EventStore(f"sqlite:///{tmp_path}/e.db"))
     assert str(getattr(projection.state_store, "path", "")) == f"{tmp_path}/e.db"
+
+
+async def test_follow_commits_live_events(store: EventStore) -> None:
+    import asyncio
+
+    from tests.helpers import eventually
+
+    projection = ledger(store)
+    task = asyncio.create_task(projection.follow())
+    try:
+        await eventually(lambda: len(projection.state["applied"]) == EVENTS, timeout=30)
+        await store.append("account.2", Event("account.credited", {"amount": 1000}))
+        await eventually(
+            lambda: projection.state["balance"] == sum(range(EVENTS)) + 1000, timeout=30
+        )
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await projection.close()
+    async with ledger(store) as reloaded:
+        state = await reloaded.load()
+    assert state["balance"] == sum(range(EVENTS)) + 1000 and len(state["applied"]) == EVENTS + 1
