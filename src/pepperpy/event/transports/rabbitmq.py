@@ -35,7 +35,7 @@ import uuid
 import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._deps import require
@@ -49,8 +49,11 @@ if TYPE_CHECKING:
         AbstractChannel,
         AbstractIncomingMessage,
         AbstractQueue,
+        AbstractRobustChannel,
         AbstractRobustConnection,
     )
+    from aiormq.abc import DeliveredMessage
+    from pamqp.commands import Basic
 
 __all__ = ["RabbitMQTransport"]
 
@@ -199,6 +202,9 @@ class RabbitMQTransport(Transport):
         for consumer in self._consumers:
             consumer.pause()
         await asyncio.gather(*(consumer.finish_running() for consumer in self._consumers))
+        # closing the channels first returns the unstarted messages to their queues and
+        # spares the broker cancelling consumers of the queues deleted below
+        await asyncio.gather(*(consumer.close_channel() for consumer in self._consumers))
         connection, self._connection = self._connection, None
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
@@ -341,7 +347,7 @@ class RabbitMQTransport(Transport):
         await group.open()
         self._groups[subscription.name] = group
 
-    async def _channel(self) -> AbstractChannel:
+    async def _channel(self) -> AbstractRobustChannel:
         if self._connection is None:
             raise ClosedError("the RabbitMQ transport is closed")
         channel = await self._connection.channel(publisher_confirms=False)
@@ -481,7 +487,7 @@ class _Consumer:
         self._acks: _Acks | None = None
         self._generation = 0
         self._paused = False
-        self._lanes: dict[str, deque[tuple[Event, AbstractIncomingMessage, _Acks]]] = {}
+        self._lanes: dict[str, deque[tuple[Event, int, _Acks]]] = {}
         self._running: set[asyncio.Future[Any]] = set()
         self.last_delivery = 0.0
 
@@ -494,18 +500,23 @@ class _Consumer:
         self._channel = channel
         self._paused = False
 
-        async def on_message(message: AbstractIncomingMessage) -> None:
+        async def on_message(message: DeliveredMessage) -> None:
             acks = self._acks
             if acks is None or acks.channel is not message.channel:
                 acks = self._acks = _Acks(message.channel)  # new channel (or reconnected)
-            tag = message.delivery_tag
-            if tag is not None:
-                acks.outstanding.add(tag)
+            acks.outstanding.add(_tag(message))
             if self._paused or generation != self._generation:
                 return  # left unacknowledged: requeued when that channel closes
             await self._on_message(message, acks)
 
-        await queue.consume(on_message)
+        # consume on the raw channel: aio-pika would wrap every message in an object and
+        # one more task; a reconnect restores the queue and bindings, and then calls this
+        async def consume(*_: Any) -> None:
+            underlay = await channel.get_underlay_channel()
+            await underlay.basic_consume(queue.name, on_message, no_ack=False)
+
+        await consume()
+        channel.reopen_callbacks.add(consume)
 
     def pause(self) -> None:
         """Start no further deliveries (the unstarted ones return to the queue later)."""
@@ -526,57 +537,62 @@ class _Consumer:
         """
         self.pause()
         await self.finish_running()
+        await self.close_channel()
+        self.last_delivery = 0.0
+        if not self.transport._closed:
+            await self.open()
+
+    async def close_channel(self) -> None:
+        """Close this consumer's channel; its unacknowledged messages return to the queue."""
         channel, self._channel = self._channel, None
         self._lanes.clear()
         if channel is not None:
             with contextlib.suppress(Exception):
                 await channel.close()
-        self.last_delivery = 0.0
-        if not self.transport._closed:
-            await self.open()
 
-    async def _on_message(self, message: AbstractIncomingMessage, acks: _Acks) -> None:
+    async def _on_message(self, message: DeliveredMessage, acks: _Acks) -> None:
         self.last_delivery = time.monotonic()
-        tag = message.delivery_tag or 0
+        delivery = cast("Basic.Deliver", message.delivery)
+        tag = _tag(message)
         try:
             event = Event.from_json(message.body)
         except EventError as exc:
             logger.error(
                 "dropping a message on %r that is not a CloudEvents JSON document: %s",
-                message.routing_key,
+                delivery.routing_key,
                 exc,
             )
-            await acks.settled(tag, message.reject(requeue=False))
+            await acks.settled(tag, acks.channel.basic_reject(tag, requeue=False))
             return
-        if message.routing_key != event.type and not matches(self.pattern, event.type):
+        if delivery.routing_key != event.type and not matches(self.pattern, event.type):
             acks.ack(tag)  # routed by a key that disagrees with its type
             return
         limit = self.transport.delivery_limit
-        if limit and message.redelivered:
-            deliveries = _delivery_count(message)
+        if limit and delivery.redelivered:
+            deliveries = _delivery_count(message.header.properties.headers)
             if deliveries > limit:
                 await self.transport._give_up(event, deliveries, self.group)
                 acks.ack(tag)
                 return
         key = event.metadata.get("partitionkey")
         if key is None:
-            await self._run(event, message, acks)
+            await self._run(event, tag, acks)
             return
         key = str(key)
         lane = self._lanes.get(key)
         if lane is not None:
-            lane.append((event, message, acks))
+            lane.append((event, tag, acks))
             return
         self._lanes[key] = lane = deque()
         try:
-            await self._run(event, message, acks)
+            await self._run(event, tag, acks)
             while lane and not self._paused:
                 await self._run(*lane.popleft())
         finally:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
 
-    async def _run(self, event: Event, message: AbstractIncomingMessage, acks: _Acks) -> None:
+    async def _run(self, event: Event, tag: int, acks: _Acks) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
@@ -585,9 +601,9 @@ class _Consumer:
                 await self.members.pick().deliver(event)
             except Exception:
                 logger.exception("delivery of %s (%s) failed; requeueing it", event.type, event.id)
-                await acks.settled(message.delivery_tag or 0, message.nack(requeue=True))
+                await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
                 return
-            acks.ack(message.delivery_tag or 0)
+            acks.ack(tag)
         finally:
             self._running.discard(task)
 
@@ -768,10 +784,13 @@ async def _settle(acknowledgement: Awaitable[None]) -> None:
         logger.debug("could not settle a message (its channel closed): %s", exc)
 
 
-def _delivery_count(message: AbstractIncomingMessage) -> int:
-    """How many times this message was delivered (quorum queues count; classic do not)."""
-    headers = message.headers or {}
-    count = headers.get("x-delivery-count")
+def _tag(message: DeliveredMessage) -> int:
+    return cast(int, cast("Basic.Deliver", message.delivery).delivery_tag)
+
+
+def _delivery_count(headers: dict[str, Any] | None) -> int:
+    """How many times a redelivered message was delivered (quorum queues count them)."""
+    count = (headers or {}).get("x-delivery-count")
     if isinstance(count, int) and not isinstance(count, bool):
         return count + 1
     return 2  # redelivered at least once
