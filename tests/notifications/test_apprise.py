@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from pepperpy.event import AppriseChannel, ConfigurationError, NotificationSystem, RetryPolicy
+from pepperpy.event import (
+    AppriseChannel,
+    ConfigurationError,
+    NotificationSystem,
+    RecipientError,
+    RetryPolicy,
+)
 from tests.notifications.servers import HttpSink
 
 pytest.importorskip("apprise")
@@ -66,3 +72,20 @@ def test_unknown_scheme_is_a_configuration_error() -> None:
     notifications = NotificationSystem()
     with pytest.raises(ConfigurationError, match="nosuchservice"):
         notifications.add_channel("push", "nosuchservice://x")
+
+
+async def test_placeholder_without_any_address_is_a_recipient_error(
+    http_server: HttpSink,
+) -> None:
+    notifications = NotificationSystem(retry_policy=FAST_RETRY)
+    # "whatsapp" is no known kind, so only to= can fill the {recipient} slot
+    notifications.add_channel(
+        "whatsapp", AppriseChannel(f"json://127.0.0.1:{http_server.port}/wa/{{recipient}}")
+    )
+
+    missing = await notifications.notify(body="x", user={"phone": "+1"})
+    given = await notifications.notify(body="x", to="+1999")
+
+    assert isinstance(missing["whatsapp"].error, RecipientError)
+    assert missing["whatsapp"].attempts == 1
+    assert given.ok and [r.path for r in http_server.requests] == ["/wa/+1999"]

@@ -471,3 +471,14 @@ def test_notification_to_dict_is_json_ready() -> None:
     assert data["channel"] == "email" and data["key"] == "k" and data["html"] is None
     assert data["created_at"].endswith("+00:00")
     assert Notification("x", None, None, "b").id != notification.id
+
+
+async def test_configuration_problems_inside_a_channel_are_not_retried() -> None:
+    notifications = NotificationSystem(retry_policy=FAST_RETRY)
+    misconfigured = Flaky(failures=9, error=ConfigurationError("no API key"))
+    notifications.add_channel("chat", misconfigured)
+
+    result = await notifications.notify(body="x")
+
+    assert isinstance(result["chat"].error, ConfigurationError)
+    assert result["chat"].attempts == 1 and misconfigured.calls == 1

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from .._bus import EventBus
-from .._errors import ConfigurationError, NotificationError, TemplateError, TemplateNotFound
+from .._errors import ConfigurationError, EventError, NotificationError
 from .._event import Event
 from .._handlers import is_async_callable
 from .._manager import EventManager
@@ -342,7 +342,7 @@ class NotificationSystem:
                 rendered = self.templates.render(template, (route.name, route.kind), values)
             else:
                 rendered = Rendered(subject=subject, body=body or "", html=None)
-        except (NotificationError, TemplateNotFound, TemplateError) as exc:
+        except NotificationError as exc:  # no address, template missing or broken
             return await self._fail(route, exc, 0, None, template)
         key = f"{base_key}|{route.name}|{recipient or ''}" if base_key is not None else None
         notification = Notification(
@@ -474,7 +474,7 @@ def _as_channel(channel: str | Channel, *, kind: str | None = None) -> Channel:
 
 def _as_notification_error(name: str, exc: Exception) -> Exception:
     """Channel errors as library errors: foreign exceptions are wrapped, ``from`` them."""
-    if isinstance(exc, NotificationError):
+    if isinstance(exc, EventError):
         return exc
     error = NotificationError(f"channel {name!r} failed: {type(exc).__name__}: {exc}")
     error.__cause__ = exc

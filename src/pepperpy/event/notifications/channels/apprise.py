@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from ..._deps import require
-from ..._errors import ConfigurationError, NotificationError
+from ..._errors import ConfigurationError, NotificationError, RecipientError
 from .._models import Notification
 from .base import Channel
 
@@ -49,6 +49,8 @@ class AppriseChannel(Channel):
         apprise = require("apprise", extra="apprise", feature="apprise channels")
         if not self.needs_recipient and self._fixed is not None:
             return self._fixed
+        if self.needs_recipient and not recipient:
+            raise RecipientError("this apprise URL has a {recipient} slot but no recipient")
         target = apprise.Apprise()
         for url in self.urls:
             if PLACEHOLDER in url:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from ..._errors import RecipientError, TemplateError
+from ..._errors import ConfigurationError, MissingDependencyError, RecipientError, TemplateError
 from .._models import Notification
 
 __all__ = ["Channel"]
+
+_PERMANENT = (RecipientError, TemplateError, ConfigurationError, MissingDependencyError)
 
 
 class Channel(ABC):
@@ -35,10 +37,11 @@ class Channel(ABC):
     def is_retryable(self, error: Exception) -> bool:
         """Whether trying ``error``'s delivery again could succeed.
 
-        The default retries everything except a bad address or template; protocol
-        channels also refuse to retry permanent answers (SMTP 5xx, HTTP 4xx).
+        The default retries everything except a bad address or template and a
+        configuration problem (a bad URL, a missing extra); protocol channels also
+        refuse to retry permanent answers (SMTP 5xx, HTTP 4xx).
         """
-        return not isinstance(error, RecipientError | TemplateError)
+        return not isinstance(error, _PERMANENT)
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most channels hold nothing
         """Release connections; the system calls it on ``close()``."""
