@@ -142,14 +142,19 @@ def _raw_one_transaction_per_event() -> Runner:
 # -- appends: batches ---------------------------------------------------------------------
 
 
-def _pepperpy_batched() -> Runner:
+def _pepperpy_batched(size: int, tasks: int = 1) -> Runner:
     async def run(n: int) -> float:
         async with EventStore(await _sqlite_url()) as store:
             await store.append("warm.up", {"type": "warm"})
+            batches = n // size // tasks
+
+            async def task(number: int) -> None:
+                for batch in range(batches):
+                    events = [{"type": "user.updated", "data": PAYLOAD} for _ in range(size)]
+                    await store.append(f"user.{(number * batches + batch) % STREAMS}", events)
+
             start = time.perf_counter()
-            for number in range(n // BATCH):
-                events = [{"type": "user.updated", "data": PAYLOAD} for _ in range(BATCH)]
-                await store.append(f"user.{number % STREAMS}", events)
+            await asyncio.gather(*(task(number) for number in range(tasks)))
             return time.perf_counter() - start
 
     return run
@@ -324,7 +329,7 @@ def _ratio(results: list[Result], name: str, baseline: str) -> float:
 
 async def main(quick: bool) -> str:
     passes = 3 if quick else 5
-    appends = 4_000 if quick else 20_000
+    appends = 1_000 if quick else 5_000
     sections = [f"## Event store\n\nMachine: {machine()}; SQLite {sqlite3.sqlite_version}.\n"]
 
     ours, theirs = (
@@ -353,7 +358,11 @@ async def main(quick: bool) -> str:
     )
     batched = await compare(
         {
-            ours: _pepperpy_batched(),
+            ours: _pepperpy_batched(BATCH),
+            f"pepperpy EventStore (SQLite), {BATCH}-event batches, 10 tasks": _pepperpy_batched(
+                BATCH, tasks=10
+            ),
+            "pepperpy EventStore (SQLite), 1000-event batches": _pepperpy_batched(1000),
             raw: _raw_executemany(),
             f"raw executemany + json.dumps, one transaction per {BATCH}": (
                 _raw_executemany_per_batch()
