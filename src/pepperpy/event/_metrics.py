@@ -150,56 +150,83 @@ class MetricsSnapshot:
         return self.errors / self.count if self.count else 0.0
 
 
-class _Series:
-    """Everything recorded under one name."""
+class _Series(LatencyHistogram):
+    """Everything recorded under one name: its histogram, errors and throughput slots.
 
-    __slots__ = ("errors", "first_ns", "histogram", "slot_counts", "slot_ids", "slot_ns")
+    The current time slot is counted in ``slot_count``; only when a call lands in a later
+    slot is the finished one written to the ring (``_roll``), so the hot path does one
+    comparison for throughput.
+    """
+
+    __slots__ = (
+        "errors",
+        "ring_counts",
+        "ring_ids",
+        "slot",
+        "slot_count",
+        "slot_end",
+        "slot_ns",
+        "started",
+    )
 
     def __init__(self, slot_ns: int) -> None:
+        super().__init__()
         self.errors = 0
-        self.histogram = LatencyHistogram()
         self.slot_ns = slot_ns
-        self.slot_ids = [-1] * _SLOTS
-        self.slot_counts = [0] * _SLOTS
-        self.first_ns = time.perf_counter_ns()  # when measuring started
+        self.ring_ids = [-1] * _SLOTS
+        self.ring_counts = [0] * _SLOTS
+        self.slot = -1
+        self.slot_end = 0
+        self.slot_count = 0
+        self.started = time.perf_counter_ns()  # when measuring started
 
-    def record(self, elapsed_ns: int, end_ns: int, error: bool) -> None:
-        # the hot path of every measured call: LatencyHistogram.record inlined
-        histogram = self.histogram
-        value = elapsed_ns if elapsed_ns > 0 else 0
-        if value < _LINEAR:
-            index = value
+    def observe(self, elapsed_ns: int, end_ns: int, error: bool) -> None:
+        """Record one call; the hot path of every measured call, kept flat."""
+        if elapsed_ns < _LINEAR:
+            if elapsed_ns < 0:
+                elapsed_ns = 0
+            index = elapsed_ns
         else:
-            shift = value.bit_length() - _SUB_BITS
-            index = (shift << 4) + (value >> shift)
+            shift = elapsed_ns.bit_length() - _SUB_BITS
+            index = (shift << 4) + (elapsed_ns >> shift)
             if index >= _BUCKETS:
                 index = _BUCKETS - 1
-        histogram.counts[index] += 1
-        if value > histogram.max:
-            histogram.max = value
-        if histogram.count == 0 or value < histogram.min:
-            histogram.min = value
-        histogram.count += 1
-        histogram.total += value
+        self.counts[index] += 1
+        self.total += elapsed_ns
+        if elapsed_ns > self.max:
+            self.max = elapsed_ns
+        if elapsed_ns < self.min or not self.count:
+            self.min = elapsed_ns
+        self.count += 1
         if error:
             self.errors += 1
-        slot = end_ns // self.slot_ns
-        position = slot % _SLOTS
-        if self.slot_ids[position] == slot:
-            self.slot_counts[position] += 1
+        if end_ns < self.slot_end:
+            self.slot_count += 1
         else:
-            self.slot_ids[position] = slot
-            self.slot_counts[position] = 1
+            self._roll(end_ns)
+
+    def _roll(self, end_ns: int) -> None:
+        if self.slot >= 0:
+            position = self.slot % _SLOTS
+            self.ring_ids[position] = self.slot
+            self.ring_counts[position] = self.slot_count
+        self.slot = end_ns // self.slot_ns
+        self.slot_end = (self.slot + 1) * self.slot_ns
+        self.slot_count = 1
 
     def throughput(self, now_ns: int) -> float:
-        current = now_ns // self.slot_ns
-        oldest = current - _SLOTS + 1
+        """Calls per second over the window ending at ``now_ns``."""
+        oldest = now_ns // self.slot_ns - _SLOTS + 1
         recent = sum(
-            n for slot, n in zip(self.slot_ids, self.slot_counts, strict=True) if slot >= oldest
+            n
+            for slot, n in zip(self.ring_ids, self.ring_counts, strict=True)
+            if oldest <= slot != self.slot
         )
-        start = max(self.first_ns, oldest * self.slot_ns)
+        if self.slot >= oldest:
+            recent += self.slot_count
         if not recent:
             return 0.0
+        start = max(self.started, oldest * self.slot_ns)
         span = max(now_ns - start, 1_000_000)  # at least 1 ms, so a first burst is finite
         return recent * 1e9 / span
 
@@ -245,7 +272,7 @@ class MetricsCollector:
         """Record one call of ``seconds`` duration by hand."""
         if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
-        self._get(name).record(int(seconds * 1e9), time.perf_counter_ns(), error)
+        self._get(name).observe(int(seconds * 1e9), time.perf_counter_ns(), error)
 
     def reset(self, name: str | None = None) -> None:
         """Forget what was recorded under ``name``, or everything."""
@@ -262,7 +289,7 @@ class MetricsCollector:
         """A copy of the latency histogram of ``name`` (or all names merged)."""
         merged = LatencyHistogram()
         for series in self._selected(name):
-            merged.merge(series.histogram)
+            merged.merge(series)
         return merged
 
     # -- reading ----------------------------------------------------------------------
@@ -310,7 +337,7 @@ class MetricsCollector:
         """
         ns = self.namespace
         snapshots = self.snapshots()
-        histograms = {name: self._series[name].histogram for name in snapshots}
+        histograms = {name: self._series[name] for name in snapshots}
         lines: list[str] = []
 
         def family(metric: str, kind: str, help_text: str) -> None:
@@ -423,7 +450,7 @@ class Measure:
         if not callable(func):
             raise TypeError(f"measure() decorates callables, got {func!r}")
         series = self.collector._get(self.name)
-        record = series.record
+        record = series.observe
         clock = time.perf_counter_ns
 
         if inspect.iscoroutinefunction(func):
@@ -467,7 +494,7 @@ class MeasureMiddleware:
     """Processor middleware measuring the rest of the chain under ``name``."""
 
     def __init__(self, collector: MetricsCollector, name: str = "event_processing") -> None:
-        self._record = collector._get(name).record
+        self._record = collector._get(name).observe
         self.collector = collector
         self.name = name
 
