@@ -1,0 +1,191 @@
+"""A group: partition queues with single active consumer, balanced over member processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from typing import TYPE_CHECKING
+
+from ..._errors import ConfigurationError
+from ..base import Subscription
+from ._config import LANE_HEADER, LANES
+from ._consumer import Consumer, Declare, Members
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+    from ._transport import RabbitMQTransport
+
+logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
+
+
+class Group:
+    """A group's partition queues, its consumers in this process, and their balancing.
+
+    Each partition is a durable queue with *single active consumer*: every member
+    process consumes from every partition, the broker lets one of them at a time
+    receive. As the first process to subscribe would end up active everywhere, members
+    count each other (each holds a consumer on a small presence queue) and a member
+    active on more than its share of busy partitions hands one back every
+    ``rebalance_interval`` (finish in-flight work, close that channel, consume again):
+    a member active on more than ``ceil(partitions / members)`` of them hands the excess
+    to whoever waits next in line.
+    """
+
+    def __init__(self, transport: RabbitMQTransport, base: str, first: Subscription) -> None:
+        self.transport = transport
+        self.base = base
+        self.pattern = first.pattern
+        self.group = first.group
+        self.members = Members([first])
+        count = transport.partitions
+        self.queue_names = [base] if count == 1 else [f"{base}.p{i}" for i in range(count)]
+        self.consumers = [
+            Consumer(transport, self.members, self.pattern, self.group, self._declarer(name))
+            for name in self.queue_names
+        ]
+        self._presence = f"{base}.members"
+        self._control: AbstractChannel | None = None
+        self._rebalancer: asyncio.Task[None] | None = None
+
+    def _declarer(self, name: str) -> Declare:
+        async def declare(channel: AbstractChannel, pattern: str) -> AbstractQueue:
+            return await channel.declare_queue(
+                name, durable=True, arguments=self.transport._group_queue_arguments()
+            )
+
+        return declare
+
+    async def _exists(self, queue: str) -> bool:
+        connection = self.transport._connection
+        assert connection is not None
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            underlay = await channel.get_underlay_channel()  # no cached passive answers
+            await underlay.queue_declare(queue, passive=True)
+            return True
+        except self.transport._aiormq.exceptions.ChannelNotFoundEntity:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    async def _check_partitions(self) -> None:
+        """Refuse to join a group whose queues were made with another partition count.
+
+        Two partition layouts side by side would both receive the group's events: every
+        event would be handled twice. The queue names tell the layouts apart.
+        """
+        count = len(self.queue_names)
+        if count == 1:
+            mismatch = await self._exists(f"{self.base}.p0")
+        else:
+            mismatch = (
+                await self._exists(self.base)
+                or await self._exists(f"{self.base}.p{count}")
+                or (
+                    await self._exists(f"{self.base}.p0")
+                    and not await self._exists(f"{self.base}.p{count - 1}")
+                )
+            )
+        if mismatch:
+            raise ConfigurationError(
+                f"group {self.group!r} on {self.pattern!r} already exists with another"
+                f" partition count than {count}: every process of a group must use the"
+                " same 'partitions'"
+            )
+
+    async def open(self) -> None:
+        transport = self.transport
+        aio_pika = transport._aio_pika
+        assert transport._connection is not None
+        await self._check_partitions()
+        channel = await transport._connection.channel(publisher_confirms=False)
+        # declare the topology before consuming, so nothing published after this returns
+        # can miss the group
+        if len(self.queue_names) == 1:
+            queue = await channel.declare_queue(
+                self.queue_names[0], durable=True, arguments=transport._group_queue_arguments()
+            )
+            await queue.bind(transport.exchange_name, routing_key=self.pattern)
+            transport._declared_queues.append(self.queue_names[0])
+        else:
+            fallback = await channel.declare_exchange(
+                f"{self.base}.nolane", aio_pika.ExchangeType.FANOUT, durable=True
+            )
+            lanes = await channel.declare_exchange(
+                f"{self.base}.lanes",
+                aio_pika.ExchangeType.HEADERS,
+                durable=True,
+                arguments={"alternate-exchange": fallback.name},
+            )
+            transport._declared_exchanges += [fallback.name, lanes.name]
+            for index, name in enumerate(self.queue_names):
+                queue = await channel.declare_queue(
+                    name, durable=True, arguments=transport._group_queue_arguments()
+                )
+                transport._declared_queues.append(name)
+                for lane in range(index, LANES, len(self.queue_names)):
+                    await queue.bind(lanes, arguments={"x-match": "all", LANE_HEADER: lane})
+                if index == 0:
+                    await queue.bind(fallback)
+            await lanes.bind(transport.exchange_name, routing_key=self.pattern)
+            presence = await channel.declare_queue(self._presence, auto_delete=True)
+            await presence.consume(_ignore, no_ack=True)
+            self._control = channel
+        transport._consumers.extend(self.consumers)
+        order = list(self.consumers)
+        random.shuffle(order)  # spreads first picks when members start at the same time
+        for consumer in order:
+            await consumer.open()
+        if len(self.consumers) > 1:
+            self._rebalancer = asyncio.get_running_loop().create_task(self._rebalance())
+        else:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    def stop_rebalancing(self) -> None:
+        if self._rebalancer is not None:
+            self._rebalancer.cancel()
+            self._rebalancer = None
+
+    async def _rebalance(self) -> None:
+        interval = self.transport.rebalance_interval
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+            try:
+                members = await self._count_members()
+            except Exception as exc:  # broker away: robust connection reconnects; retry
+                logger.debug("could not count the members of %s: %s", self.base, exc)
+                continue
+            if members <= 1:
+                continue
+            recent = time.monotonic() - 2 * interval
+            active = [c for c in self.consumers if c.last_delivery >= recent]
+            share = math.ceil(len(self.consumers) / members)
+            if len(active) > share:
+                excess = random.sample(active, len(active) - share)
+                results = await asyncio.gather(
+                    *(consumer.rejoin() for consumer in excess), return_exceptions=True
+                )
+                for result in results:
+                    if isinstance(result, Exception):
+                        logger.warning(
+                            "could not hand a partition of %s over: %s", self.base, result
+                        )
+
+    async def _count_members(self) -> int:
+        channel = self._control
+        assert channel is not None
+        # the robust channel answers passive declares from its cache: ask the broker
+        underlay = await channel.get_underlay_channel()
+        result = await underlay.queue_declare(self._presence, passive=True)
+        return int(result.consumer_count or 0)
+
+
+async def _ignore(message: AbstractIncomingMessage) -> None:
+    return None

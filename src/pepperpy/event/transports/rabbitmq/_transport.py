@@ -1,0 +1,356 @@
+"""RabbitMQTransport: connection, publishing, and setting up subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+import zlib
+from typing import TYPE_CHECKING, Any
+
+from ..._deps import require
+from ..._errors import ClosedError, ConfigurationError, TransportError
+from ..._event import Event, make_event
+from ..._patterns import parse_pattern
+from ..base import Subscription, Transport
+from ._config import (
+    CONTENT_TYPE,
+    DEAD_LETTER_PREFIX,
+    LANE_HEADER,
+    LANES,
+    MAX_KEY_BYTES,
+    PERSISTENT,
+    redact,
+    split_options,
+)
+from ._consumer import Consumer, Members
+from ._group import Group
+
+if TYPE_CHECKING:
+    from aio_pika.abc import (
+        AbstractChannel,
+        AbstractQueue,
+        AbstractRobustChannel,
+        AbstractRobustConnection,
+    )
+
+__all__ = ["RabbitMQTransport"]
+
+logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
+
+
+class RabbitMQTransport(Transport):
+    """Publishes to a RabbitMQ topic exchange and consumes through per-subscription queues.
+
+    ``url`` is an AMQP URL (``amqp://user:pass@host:5672/vhost``, ``amqps://`` for TLS).
+    Every option below can also be given in its query string
+    (``amqp://host/?exchange=shop&partitions=4``); a keyword argument wins over the URL.
+    Other query parameters (``heartbeat``, ``name``, TLS files) go to aio-pika.
+
+    * ``exchange``: the topic exchange every event goes through (durable; created if
+      missing; default ``pepperpy.events``). Applications that should see each other's
+      events share it.
+    * ``prefetch``: unacknowledged messages per consumer (default 128); events without a
+      key are handled concurrently up to this many, events with one key one after another.
+    * ``partitions``: durable queues per group (default 12). A group's members split the
+      partitions between them (a member takes at most ``ceil(partitions / members)``), so
+      this bounds how many processes share one group's work; each key stays in one
+      partition, so its order holds. 12 splits evenly over 1, 2, 3, 4, 6 or 12 members.
+    * ``queue_type``: ``"quorum"`` (replicated, the default) or ``"classic"`` for the
+      group queues.
+    * ``delivery_limit``: once one message was delivered this many times without an
+      acknowledgement (its consumer crashed each time), the next delivery moves it to
+      ``deadletter.<topic>`` instead of handling it again (default 10; ``0`` disables
+      it). Counted by quorum queues only.
+    * ``rebalance_interval``: seconds between checks that balance a group's active
+      partitions over its member processes (default 1).
+    * ``ungrouped_expiry``: seconds an ungrouped subscription's queue outlives its
+      consumer (default 60): a reconnect within it loses nothing; after it the broker
+      deletes the queue, so an exited process leaves no backlog behind.
+    * ``connect_timeout``, ``reconnect_interval``: seconds to wait for the broker
+      (default 10), and between reconnection attempts after it went away (default 1).
+    """
+
+    def __init__(
+        self,
+        url: str = "amqp://guest:guest@localhost:5672/",
+        *,
+        exchange: str | None = None,
+        prefetch: int | None = None,
+        partitions: int | None = None,
+        queue_type: str | None = None,
+        delivery_limit: int | None = None,
+        rebalance_interval: float | None = None,
+        ungrouped_expiry: float | None = None,
+        connect_timeout: float | None = None,
+        reconnect_interval: float | None = None,
+    ) -> None:
+        given = {
+            "exchange": exchange,
+            "prefetch": prefetch,
+            "partitions": partitions,
+            "queue_type": queue_type,
+            "delivery_limit": delivery_limit,
+            "rebalance_interval": rebalance_interval,
+            "ungrouped_expiry": ungrouped_expiry,
+            "connect_timeout": connect_timeout,
+            "reconnect_interval": reconnect_interval,
+        }
+        self.url, options = split_options(url, {k: v for k, v in given.items() if v is not None})
+        self._aio_pika = require("aio_pika", extra="rabbitmq", feature="the RabbitMQ transport")
+        self._aiormq = require("aiormq", extra="rabbitmq", feature="the RabbitMQ transport")
+        self.exchange_name: str = options["exchange"]
+        self.prefetch: int = options["prefetch"]
+        self.partitions: int = options["partitions"]
+        self.queue_type: str = options["queue_type"]
+        self.delivery_limit: int = options["delivery_limit"]
+        self.rebalance_interval: float = options["rebalance_interval"]
+        self.ungrouped_expiry: float = options["ungrouped_expiry"]
+        self.connect_timeout: float = options["connect_timeout"]
+        self.reconnect_interval: float = options["reconnect_interval"]
+        self._instance = uuid.uuid4().hex[:12]
+        #: shown by ``rabbitmqctl list_connections client_properties`` and the management UI
+        self.connection_name = f"pepperpy-event {self.exchange_name} pid={os.getpid()}"
+        self._connection: AbstractRobustConnection | None = None
+        self._publisher: AbstractChannel | None = None
+        self._consumers: list[Consumer] = []
+        self._groups: dict[str, Group] = {}
+        self._declared_queues: list[str] = []
+        self._private_queues: list[str] = []
+        self._declared_exchanges: list[str] = [self.exchange_name]
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (reconnecting with backoff after a broker restart) and declare the exchange."""
+        if self._closed:
+            raise ClosedError("the RabbitMQ transport is closed")
+        if self._connection is not None:
+            return
+        aio_pika = self._aio_pika
+        try:
+            connection = await aio_pika.connect_robust(
+                self.url,
+                timeout=self.connect_timeout,
+                reconnect_interval=self.reconnect_interval,
+                client_properties={"connection_name": self.connection_name},
+            )
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+            raise TransportError(
+                f"cannot connect to RabbitMQ at {redact(self.url)}: {exc}"
+            ) from exc
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.declare_exchange(
+                self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+        except aio_pika.exceptions.AMQPError as exc:
+            await connection.close()
+            raise TransportError(
+                f"cannot declare topic exchange {self.exchange_name!r}: {exc}"
+                " (does an exchange of another type or durability have that name?)"
+            ) from exc
+        self._connection = connection
+        self._publisher = channel
+
+    async def close(self) -> None:
+        """Stop consuming, finish the deliveries in progress, then disconnect.
+
+        Messages prefetched but not started stay unacknowledged and go back to their
+        group's queue (in order) when the connection closes, for another member to take.
+        The queues of ungrouped subscriptions are deleted: nobody else reads them.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        for group in self._groups.values():
+            group.stop_rebalancing()
+        for consumer in self._consumers:
+            consumer.pause()
+        await asyncio.gather(*(consumer.finish_running() for consumer in self._consumers))
+        # closing the channels first returns the unstarted messages to their queues and
+        # spares the broker cancelling consumers of the queues deleted below
+        await asyncio.gather(*(consumer.close_channel() for consumer in self._consumers))
+        connection, self._connection = self._connection, None
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            for name in self._private_queues:
+                with contextlib.suppress(Exception):
+                    await publisher.queue_delete(name)
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    async def delete_topology(self) -> None:
+        """Delete the exchange and every group queue and exchange this transport declared.
+
+        Meant for tests and throw-away environments: it drops the groups' backlog. Works
+        after :meth:`close` (it opens a connection of its own).
+        """
+        aio_pika = self._aio_pika
+        try:
+            connection = await aio_pika.connect(self.url, timeout=self.connect_timeout)
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+            raise TransportError(
+                f"cannot connect to RabbitMQ at {redact(self.url)}: {exc}"
+            ) from exc
+        async with connection:
+            channel = await connection.channel()
+            for queue in self._declared_queues:
+                await channel.queue_delete(queue)
+            for exchange in reversed(self._declared_exchanges):
+                await channel.exchange_delete(exchange)
+
+    # -- publishing -------------------------------------------------------------------
+
+    async def publish(self, event: Event, *, key: str | None = None) -> None:
+        """Send ``event`` to the exchange; returns once the broker confirmed it.
+
+        If the connection is down, waits (up to ``connect_timeout``) for the robust
+        connection to come back and sends once more; a confirm lost with the connection
+        can so make a duplicate, which at-least-once delivery allows.
+        """
+        channel = self._publisher
+        if channel is None:
+            if self._closed:
+                raise ClosedError("the RabbitMQ transport is closed")
+            await self.start()
+            channel = self._publisher
+            assert channel is not None
+        topic = event.type
+        if len(topic.encode()) > MAX_KEY_BYTES:
+            raise TransportError(
+                f"topic {topic[:40]!r}... is longer than AMQP's {MAX_KEY_BYTES}-byte routing key"
+            )
+        lane = zlib.crc32((key if key is not None else event.id).encode()) % LANES
+        properties = self._aiormq.spec.Basic.Properties(
+            content_type=CONTENT_TYPE,
+            delivery_mode=PERSISTENT,
+            message_id=event.id,
+            headers={LANE_HEADER: lane},
+        )
+        body = event.to_json()
+        errors = self._aiormq.exceptions
+        for attempt in (1, 2):
+            try:
+                # aio-pika's Message adds nothing we need; publish on the raw channel
+                underlay = await channel.get_underlay_channel()
+                await underlay.basic_publish(
+                    body,
+                    exchange=self.exchange_name,
+                    routing_key=topic,
+                    properties=properties,
+                    mandatory=False,
+                )
+                return
+            except (errors.AMQPError, errors.ChannelInvalidStateError, ConnectionError) as exc:
+                if attempt == 2 or self._closed or isinstance(exc, errors.DeliveryError):
+                    raise TransportError(
+                        f"RabbitMQ did not accept {topic!r} ({event.id}): {exc!r}"
+                    ) from exc
+                try:
+                    await asyncio.wait_for(channel.ready(), self.connect_timeout)  # type: ignore[attr-defined]
+                except Exception as reconnect_failed:
+                    raise TransportError(
+                        f"RabbitMQ connection lost while publishing {topic!r}: {exc!r}"
+                    ) from reconnect_failed
+
+    # -- subscribing ------------------------------------------------------------------
+
+    async def subscribe(self, subscription: Subscription) -> None:
+        """Declare and bind the subscription's queue(s) and start consuming from them."""
+        if self._closed:
+            raise ClosedError("the RabbitMQ transport is closed")
+        if self._connection is None:
+            await self.start()
+        pattern = subscription.pattern
+        parse_pattern(pattern)
+        if len(pattern.encode()) > MAX_KEY_BYTES:
+            raise TransportError(
+                f"pattern {pattern[:40]!r}... is longer than AMQP's"
+                f" {MAX_KEY_BYTES}-byte binding key"
+            )
+        try:
+            if subscription.group is None:
+                await self._subscribe_alone(subscription)
+            else:
+                await self._subscribe_in_group(subscription)
+        except self._aio_pika.exceptions.AMQPError as exc:
+            raise TransportError(
+                f"cannot set up the RabbitMQ subscription to {pattern!r}: {exc}"
+            ) from exc
+
+    async def _subscribe_alone(self, subscription: Subscription) -> None:
+        # named per subscription and per transport instance, so a consumer that
+        # reconnects finds its queue (and what arrived meanwhile) again; ``x-expires``
+        # deletes it once nobody consumed from it for ``ungrouped_expiry`` seconds
+        name = f"{self.exchange_name}.sub.{subscription.name}.{self._instance}"
+        arguments: dict[str, Any] = {"x-expires": int(self.ungrouped_expiry * 1000)}
+
+        async def declare(channel: AbstractChannel, pattern: str) -> AbstractQueue:
+            queue = await channel.declare_queue(name, arguments=arguments)
+            await queue.bind(self.exchange_name, routing_key=pattern)
+            return queue
+
+        consumer = Consumer(self, Members([subscription]), subscription.pattern, None, declare)
+        self._consumers.append(consumer)
+        self._declared_queues.append(name)
+        self._private_queues.append(name)
+        await consumer.open()
+
+    async def _subscribe_in_group(self, subscription: Subscription) -> None:
+        group = self._groups.get(subscription.name)
+        if group is not None:  # another member in this process: share its consumers
+            group.members.add(subscription)
+            return
+        assert subscription.group is not None
+        base = f"{self.exchange_name}.group.{subscription.group}.{subscription.name}"
+        if len(base.encode()) > 230:
+            raise ConfigurationError(
+                f"group name too long for a queue name: {subscription.group!r}"
+            )
+        group = Group(self, base, subscription)
+        await group.open()
+        self._groups[subscription.name] = group
+
+    async def _channel(self) -> AbstractRobustChannel:
+        if self._connection is None:
+            raise ClosedError("the RabbitMQ transport is closed")
+        channel = await self._connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=self.prefetch)
+        return channel
+
+    def _group_queue_arguments(self) -> dict[str, Any]:
+        arguments: dict[str, Any] = {"x-single-active-consumer": True}
+        if self.queue_type == "quorum":
+            arguments["x-queue-type"] = "quorum"
+        return arguments
+
+    async def _give_up(self, event: Event, deliveries: int, group: str | None) -> None:
+        """Move a message its consumers never acknowledged to ``deadletter.<topic>``."""
+        logger.error(
+            "%s (%s) was delivered %d times without an acknowledgement; dead-lettering it",
+            event.type,
+            event.id,
+            deliveries,
+        )
+        if event.type.startswith(DEAD_LETTER_PREFIX):
+            return
+        metadata = dict(event.metadata)
+        metadata["dlreason"] = (
+            f"delivered {deliveries} times without an acknowledgement (consumer crashed or failed)"
+        )
+        metadata["dlattempts"] = deliveries
+        metadata["dlid"] = event.id
+        if group is not None:
+            metadata["dlgroup"] = group
+        dead = event.replace(
+            type=DEAD_LETTER_PREFIX + event.type,
+            metadata=metadata,
+            id=make_event("x", None, None).id,
+        )
+        key = metadata.get("partitionkey")
+        await self.publish(dead, key=key if isinstance(key, str) else None)
