@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import PatternError, SerializationError
@@ -119,15 +120,18 @@ class Listener:
                     "listener: skipping unreadable entry %s of %s: %s", entry_id, topic, exc
                 )
                 continue
-            running = []
+            running: list[asyncio.Future[Any]] = []
             for sub in subs:
                 try:
-                    task = start(sub.deliver(event))  # type: ignore[arg-type]
+                    delivery = sub.deliver(event)
+                    if inspect.iscoroutine(delivery):
+                        task = start(delivery)  # quick handlers finish here, without a Task
+                        if task is not None:
+                            running.append(task)
+                    else:
+                        running.append(asyncio.ensure_future(delivery))
                 except Exception:
                     logger.exception("listener: delivery of %s (%s) failed", topic, event.id)
-                    continue
-                if task is not None:
-                    running.append(task)
             if running:
                 for result in await asyncio.gather(*running, return_exceptions=True):
                     if isinstance(result, Exception):

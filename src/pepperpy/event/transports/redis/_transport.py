@@ -71,8 +71,9 @@ class RedisTransport(Transport):
         self._unreachable = connection_errors(self._exceptions)
         self._streams = [self.options.stream(p) for p in range(self.options.partitions)]
         self._routes: dict[str, str] = {}
-        self._queue: list[_Queued] | None = None  # publishes waiting for the next round trip
-        self._sending: asyncio.Task[None] | None = None
+        self._queue: list[_Queued] = []  # publishes waiting for the next pipeline
+        self._sender: asyncio.Task[None] | None = None  # ships the queue next iteration
+        self._in_flight = 0  # publish round trips under way
         self._client: Redis | None = None
         self._listener: Listener | None = None
         self._members: list[GroupMember] = []
@@ -180,50 +181,50 @@ class RedisTransport(Transport):
             await self._wait_for_replicas(client, event)
 
     async def _append(self, client: Redis, stream: str, fields: dict[Any, Any]) -> None:
-        """``XADD``, coalescing concurrent publishes into one pipelined round trip.
+        """``XADD``, coalescing concurrent publishes into pipelined round trips.
 
-        Publishes queue up; a sender task takes everything queued (all the publishes
-        started in the same loop iteration, plus those that arrived while the previous
-        round trip was in flight) and sends it as one pipeline.
+        With nothing in flight the command goes out at once (a publisher awaiting each
+        publish pays one round trip, nothing more). Publishes that arrive while another
+        is in flight queue up; a sender task ships everything queued in one pipeline on
+        the next loop iteration, so a burst of 100 concurrent publishes costs about one
+        round trip, not 100.
         """
+        if not self._in_flight:
+            self._in_flight += 1
+            try:
+                await client.xadd(stream, fields, maxlen=self.options.maxlen, approximate=True)
+            finally:
+                self._in_flight -= 1
+            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._queue is not None:
-            self._queue.append((stream, fields, future))
-        else:
-            self._queue = [(stream, fields, future)]
-            self._sending = asyncio.get_running_loop().create_task(self._send_queued(client))
+        self._queue.append((stream, fields, future))
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_queued(client))
         await future
 
     async def _send_queued(self, client: Redis) -> None:
-        maxlen = self.options.maxlen
-        while self._queue:
-            batch, self._queue = self._queue, []
-            try:
-                if len(batch) == 1:
-                    stream, fields, _ = batch[0]
-                    results: list[Any] = [
-                        await client.xadd(stream, fields, maxlen=maxlen, approximate=True)
-                    ]
-                else:
-                    pipe = client.pipeline(transaction=False)
-                    for stream, fields, _ in batch:
-                        pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)
-                    results = await pipe.execute(raise_on_error=False)
-            except Exception as exc:
-                results = [exc] * len(batch)
-            except BaseException:
-                for _, _, future in batch + self._queue:
-                    future.cancel()
-                self._queue = None
-                raise
-            for (_, _, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(None)
-        self._queue = None
+        batch, self._queue, self._sender = self._queue, [], None
+        self._in_flight += 1
+        try:
+            pipe = client.pipeline(transaction=False)
+            for stream, fields, _ in batch:
+                pipe.xadd(stream, fields, maxlen=self.options.maxlen, approximate=True)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            results = [exc] * len(batch)
+        except BaseException:
+            for _, _, future in batch:
+                future.cancel()
+            raise
+        finally:
+            self._in_flight -= 1
+        for (_, _, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(None)
 
     async def _wait_for_replicas(self, client: Redis, event: Event) -> None:
         timeout_ms = int(self.options.connect_timeout * 1000)
