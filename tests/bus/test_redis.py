@@ -309,11 +309,13 @@ async def test_closing_leaves_no_member_state_and_ungrouped_leave_no_groups(
     redis_url: str, namespace: str, plain: Any
 ) -> None:
     bus = EventBus(transport=RedisTransport(redis_url, namespace=namespace, partitions=2))
-    bus.subscribe("x.*")(lambda e: None)
-    bus.subscribe("y.*", group="durable")(lambda e: None)
+    seen: list[str] = []
+    bus.subscribe("x.*")(lambda e: seen.append(e.type))
+    bus.subscribe("y.*", group="durable")(lambda e: seen.append(e.type))
     async with bus:
         await bus.publish("x.one", 1)
         await bus.publish("y.one", 1)
+        await eventually(lambda: len(seen) == 2)
     keys = sorted([k.decode() async for k in plain.scan_iter(match=f"{namespace}:*")])
     assert keys == [f"{namespace}:meta", f"{namespace}:stream:0", f"{namespace}:stream:1"]
     for p in range(2):
