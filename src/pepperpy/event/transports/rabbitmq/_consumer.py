@@ -211,7 +211,12 @@ class Consumer:
         if limit and delivery.redelivered:
             deliveries = _delivery_count(message.header.properties.headers)
             if deliveries > limit:
-                await self.transport._give_up(event, deliveries, self.group)
+                try:
+                    await self.transport._give_up(event, deliveries, self.group)
+                except Exception:
+                    logger.exception("could not dead-letter %s (%s)", event.type, event.id)
+                    await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
+                    return
                 acks.ack(tag)
                 return
         key = event.metadata.get("partitionkey")
@@ -233,6 +238,8 @@ class Consumer:
                 del self._lanes[key]
 
     async def _run(self, event: Event, tag: int, acks: _Acks) -> None:
+        if acks.channel.is_closed:
+            return  # its connection dropped: the broker gives it to a consumer again
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
