@@ -66,6 +66,16 @@ class _Variant:
         return self.text is not None or self.html is not None
 
 
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    """The resolved variants of one template for one channel (cached until a change)."""
+
+    body_key: str | None
+    variant: _Variant
+    subject_key: str | None
+    subject: Template | None
+
+
 class TemplateLibrary:
     """Named templates with channel variants, from code and/or a directory.
 
@@ -95,6 +105,7 @@ class TemplateLibrary:
         self._templates: dict[str, dict[str | None, _Variant]] = {}
         self._builtin_sources = BUILTIN_TEMPLATES if builtins else {}
         self._builtins: dict[str, dict[str | None, _Variant]] = {}
+        self._choices: dict[tuple[str, tuple[str, ...]], _Choice] = {}
         self._text_env: SandboxedEnvironment | None = None
         self._html_env: SandboxedEnvironment | None = None
         if self._dir is not None:
@@ -148,6 +159,7 @@ class TemplateLibrary:
         if subject is not None:
             variant.subject = self._compile(subject, "subject", name, channel)
         self._templates.setdefault(name, {})[channel] = variant
+        self._choices.clear()
 
     def _scan(self, root: Path) -> None:
         text_env, html_env = self._environments()
@@ -200,12 +212,11 @@ class TemplateLibrary:
             known = ", ".join(repr(n) for n in self.names()) or "none"
             raise TemplateNotFound(f"no template named {name!r} (known: {known})")
 
-    def render(self, name: str, lookup: Iterable[str], context: Mapping[str, Any]) -> Rendered:
-        """Render ``name`` for a channel known by the names in ``lookup`` (most specific first).
-
-        Raises :class:`TemplateNotFound` when neither a variant for those names nor a
-        generic one exists, and :class:`TemplateError` when rendering fails.
-        """
+    def _resolve(self, name: str, lookup: tuple[str, ...]) -> _Choice:
+        """Which variant gives the body and which the subject, for these channel names."""
+        choice = self._choices.get((name, lookup))
+        if choice is not None:
+            return choice
         self.check(name)
         variants = self._templates.get(name) or self._builtin(name)
         keys: list[str | None] = list(dict.fromkeys(lookup))
@@ -215,12 +226,28 @@ class TemplateLibrary:
             raise TemplateNotFound(
                 f"template {name!r} has no variant for channel {keys[0]!r} and no generic one"
             )
-        chosen = variants[body_key]
         subject_key = next((k for k in keys if k in variants and variants[k].subject), "")
-        subject_tpl = variants[subject_key].subject if subject_key != "" else None
+        choice = _Choice(
+            body_key,
+            variants[body_key],
+            subject_key or None,
+            variants[subject_key].subject if subject_key != "" else None,
+        )
+        if len(self._choices) < 4096:
+            self._choices[(name, lookup)] = choice
+        return choice
+
+    def render(self, name: str, lookup: Iterable[str], context: Mapping[str, Any]) -> Rendered:
+        """Render ``name`` for a channel known by the names in ``lookup`` (most specific first).
+
+        Raises :class:`TemplateNotFound` when neither a variant for those names nor a
+        generic one exists, and :class:`TemplateError` when rendering fails.
+        """
+        choice = self._resolve(name, tuple(lookup))
+        chosen, body_key = choice.variant, choice.body_key
         text = _render(chosen.text, name, body_key, "text", context)
         html = _render(chosen.html, name, body_key, "html", context)
-        subject = _render(subject_tpl, name, subject_key, "subject", context)
+        subject = _render(choice.subject, name, choice.subject_key, "subject", context)
         if subject is not None:
             subject = " ".join(subject.split())  # one header line, never an injected one
         body = text if text is not None else _html_to_text(html or "")
