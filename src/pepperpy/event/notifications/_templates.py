@@ -92,8 +92,8 @@ class TemplateLibrary:
     Subdirectories give names with slashes (``billing/receipt.txt`` is
     ``billing/receipt``); ``{% include %}``/``{% extends %}`` resolve inside the
     directory, and files whose name starts with ``_`` are partials for that, not
-    templates. Files are scanned once, at construction (their content is re-read
-    when it changes).
+    templates. Files are scanned and compiled once, at construction, so syntax errors
+    show at start-up.
     """
 
     def __init__(
