@@ -59,6 +59,67 @@ def _pepperpy_concurrent(url_factory: Any) -> Runner:
     return run
 
 
+def _pepperpy_many_stores(url_factory: Any, stores: int) -> Runner:
+    """``stores`` separate EventStore objects (own connections), one appending task each."""
+
+    async def run(n: int) -> float:
+        url = await url_factory()
+        opened = [EventStore(url) for _ in range(stores)]
+        try:
+            for number, store in enumerate(opened):
+                await store.append(f"warm.{number}", {"type": "warm"})
+            per_store = n // stores
+
+            async def task(number: int, store: EventStore) -> None:
+                for i in range(per_store):
+                    stream = f"user.{number}.{i % 100}"
+                    await store.append(stream, {"type": "user.updated", "data": PAYLOAD})
+
+            start = time.perf_counter()
+            await asyncio.gather(*(task(number, s) for number, s in enumerate(opened)))
+            return time.perf_counter() - start
+        finally:
+            for store in opened:
+                await store.close()
+
+    return run
+
+
+def _asyncpg_unordered_inserts(connections: int) -> Runner:
+    """The floor without ordering: autocommit INSERTs into a bigserial table, in parallel."""
+
+    async def run(n: int) -> float:
+        import asyncpg
+
+        url = await _postgres_url()
+        opened = [await asyncpg.connect(url) for _ in range(connections)]
+        try:
+            await opened[0].execute(
+                "CREATE TABLE raw_events (global_position bigserial PRIMARY KEY, "
+                "stream text, type text, data bytea)"
+            )
+            per_connection = n // connections
+            payload = json.dumps(PAYLOAD).encode()
+
+            async def task(number: int, connection: Any) -> None:
+                for i in range(per_connection):
+                    await connection.execute(
+                        "INSERT INTO raw_events (stream, type, data) VALUES ($1, $2, $3)",
+                        f"user.{number}.{i % 100}",
+                        "user.updated",
+                        payload,
+                    )
+
+            start = time.perf_counter()
+            await asyncio.gather(*(task(number, c) for number, c in enumerate(opened)))
+            return time.perf_counter() - start
+        finally:
+            for connection in opened:
+                await connection.close()
+
+    return run
+
+
 async def _sqlite_url() -> str:
     return f"sqlite:///{_fresh_db()}"
 
@@ -399,8 +460,18 @@ async def main(quick: bool) -> str:
     if _postgres_up():
         try:
             postgres = await compare(
-                {"pepperpy EventStore (PostgreSQL), 20 tasks": _pepperpy_concurrent(_postgres_url)},
-                operations=1_000 if quick else 4_000,
+                {
+                    "pepperpy EventStore (PostgreSQL), 1 store, 20 tasks": _pepperpy_concurrent(
+                        _postgres_url
+                    ),
+                    "pepperpy EventStore (PostgreSQL), 8 stores, 1 task each": (
+                        _pepperpy_many_stores(_postgres_url, 8)
+                    ),
+                    "raw asyncpg, 8 connections, autocommit INSERT (no ordering)": (
+                        _asyncpg_unordered_inserts(8)
+                    ),
+                },
+                operations=800 if quick else 4_000,
                 passes=passes,
             )
             rate, median, p99 = await _postgres_subscription(400 if quick else 2_000)
@@ -408,7 +479,10 @@ async def main(quick: bool) -> str:
             await _drop_postgres_databases()
         sections.append(
             "### PostgreSQL (loopback, synchronous_commit=on)\n\n"
-            + table(postgres, baseline="pepperpy EventStore (PostgreSQL), 20 tasks")
+            + table(
+                postgres,
+                baseline="raw asyncpg, 8 connections, autocommit INSERT (no ordering)",
+            )
             + f"\n\nLive subscription (4 writer tasks, one subscriber on another store): "
             f"{rate:,.0f} events/s delivered; append -> delivery latency median "
             f"{median:.2f} ms, p99 {p99:.2f} ms.\n"

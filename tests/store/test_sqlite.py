@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from pepperpy.event import EventStore, StoreError
+from pepperpy.event import EventStore, SerializationError, StoreError
 from tests.store.conformance import MakeStore, StoreConformance
 from tests.store.crash import assert_survives_sigkill
 
@@ -64,6 +64,19 @@ class TestSQLiteStore(StoreConformance):
             assert connection.execute("PRAGMA user_version").fetchone() == (1,)
         finally:
             connection.close()
+
+    async def test_a_corrupted_row_reads_as_a_clear_error(self, make_store: MakeStore) -> None:
+        store = make_store()
+        await store.append("x.1", {"type": "t", "data": {"ok": True}})
+        path = store.url.removeprefix("sqlite:///")
+        connection = sqlite3.connect(path)
+        try:
+            with connection:
+                connection.execute("UPDATE events SET data = ?", (b"{not json",))
+        finally:
+            connection.close()
+        with pytest.raises(SerializationError, match="not valid JSON"):
+            await store.get_stream("x.1")
 
     async def test_the_synchronous_mode_can_be_relaxed(self, tmp_path: object) -> None:
         path = f"{tmp_path}/relaxed.db"

@@ -11,8 +11,11 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
+
+import orjson
 
 from .. import _json
 from .._errors import (
@@ -307,29 +310,37 @@ class EventStore:
         return register
 
     def _decode(self, row: Row) -> Event:
+        """Turn a stored row into an Event (upcast to the latest version): the read hot path."""
         event_type = row[4]
         version = row[5]
-        data = _loads(row[6])
+        try:
+            data = _orjson_loads(row[6])
+            metadata = row[7]
+            if metadata is not None:
+                metadata = _orjson_loads(metadata)
+        except ValueError as exc:
+            raise SerializationError(
+                f"stored event {row[3]!r} in {row[1]!r} is not valid JSON: {exc}"
+            ) from exc
         if self._upcasters:
             upcast = self._upcasters.get((event_type, version))
             while upcast is not None:
                 data = upcast(data)
                 version += 1
                 upcast = self._upcasters.get((event_type, version))
-        metadata = row[7]
         return _restore(
             event_type,
             data,
-            None if metadata is None else _loads(metadata),
+            metadata,
             row[3],
-            from_micros(row[8]),
+            _fromtimestamp(row[8] / 1e6, UTC),  # exact: see base.from_micros
             version,
             row[9],
             row[10],
             row[1],
             row[2],
             row[0],
-            from_micros(row[11]),
+            _fromtimestamp(row[11] / 1e6, UTC),
         )
 
     # -- lifecycle --------------------------------------------------------------------
@@ -358,8 +369,9 @@ class EventStore:
             raise ClosedError("the event store is closed")
 
 
-_loads = _json.loads
+_orjson_loads = orjson.loads
 _restore = Event._restore
+_fromtimestamp = datetime.fromtimestamp
 
 
 def _check_expected(expected: ExpectedVersion) -> None:
