@@ -623,3 +623,34 @@ async def test_unsigned_64_bit_integers_are_accepted_off_the_fast_path() -> None
     with pytest.raises(ValidationError):
         await validator.validate("big", {"n": "x"})
     assert (await validator.validate("big", {"n": 5})).data == {"n": 5}
+
+
+async def test_upcasting_through_a_version_without_a_schema() -> None:
+    validator = EventValidator()
+    validator.register("x", {"type": "object", "properties": {"a": {"type": "integer"}}})
+    validator.register(
+        "x",
+        {"type": "object", "properties": {"c": {"type": "integer"}}, "required": ["c"]},
+        version=3,
+    )
+    validator.upcaster("x", from_version=1, func=lambda d: {"b": d.get("a", 0)})
+    event = await validator.validate("x", {"a": 1}, version=1)
+    assert (event.version, event.data) == (2, {"b": 1})  # no 2 -> 3 upcaster: stays at 2
+    validator.upcaster("x", from_version=2, func=lambda d: {"c": d["b"] + 1})
+    event = await validator.validate("x", {"a": 1}, version=1)
+    assert (event.version, event.data) == (3, {"c": 2})
+
+
+async def test_an_upcaster_producing_bad_data_is_caught() -> None:
+    validator = EventValidator()
+    validator.register("x", {"type": "object"}, version=1)
+    validator.register("x", {"type": "object", "properties": {"v": {"type": "number"}}}, version=2)
+    validator.upcaster("x", from_version=1, func=lambda d: {"v": float("nan")})
+    with pytest.raises(ValidationError) as info:
+        await validator.validate("x", {}, version=1)
+    assert info.value.errors[0].path == "v"
+    validator.register("y", {"type": "object"}, version=1)
+    validator.upcaster("y", from_version=1, func=lambda d: {"s": {1, 2}})
+    validator.register("y", {"type": "object"}, version=3)
+    with pytest.raises(ValidationError):
+        await validator.validate("y", {}, version=1)
