@@ -13,11 +13,14 @@ NAMES = [
     "ChannelResult",
     "ConsoleChannel",
     "EmailChannel",
+    "IdempotencyStore",
     "MemoryChannel",
+    "MemoryIdempotencyStore",
     "Notification",
     "NotificationDeadLetter",
     "NotificationResult",
     "NotificationSystem",
+    "RedisIdempotencyStore",
     "WebhookChannel",
 ]
 

@@ -69,11 +69,14 @@ _EXPORTS: dict[str, str] = {
     "ChannelResult": ".notifications",
     "ConsoleChannel": ".notifications",
     "EmailChannel": ".notifications",
+    "IdempotencyStore": ".notifications",
     "MemoryChannel": ".notifications",
+    "MemoryIdempotencyStore": ".notifications",
     "Notification": ".notifications",
     "NotificationDeadLetter": ".notifications",
     "NotificationResult": ".notifications",
     "NotificationSystem": ".notifications",
+    "RedisIdempotencyStore": ".notifications",
     "WebhookChannel": ".notifications",
     # processing, validation, metrics
     "Attachment": "._processor",
@@ -169,11 +172,14 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from .notifications import ChannelResult as ChannelResult
     from .notifications import ConsoleChannel as ConsoleChannel
     from .notifications import EmailChannel as EmailChannel
+    from .notifications import IdempotencyStore as IdempotencyStore
     from .notifications import MemoryChannel as MemoryChannel
+    from .notifications import MemoryIdempotencyStore as MemoryIdempotencyStore
     from .notifications import Notification as Notification
     from .notifications import NotificationDeadLetter as NotificationDeadLetter
     from .notifications import NotificationResult as NotificationResult
     from .notifications import NotificationSystem as NotificationSystem
+    from .notifications import RedisIdempotencyStore as RedisIdempotencyStore
     from .notifications import WebhookChannel as WebhookChannel
     from .store import ANY as ANY
     from .store import NO_STREAM as NO_STREAM

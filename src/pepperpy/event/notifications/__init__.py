@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._idempotency import IdempotencyStore, MemoryIdempotencyStore, RedisIdempotencyStore
 from ._models import ChannelResult, Notification, NotificationDeadLetter, NotificationResult
 from ._ratelimit import RateLimit
 from ._system import NotificationSystem
@@ -22,12 +23,15 @@ __all__ = [
     "ChannelResult",
     "ConsoleChannel",
     "EmailChannel",
+    "IdempotencyStore",
     "MemoryChannel",
+    "MemoryIdempotencyStore",
     "Notification",
     "NotificationDeadLetter",
     "NotificationResult",
     "NotificationSystem",
     "RateLimit",
+    "RedisIdempotencyStore",
     "Rendered",
     "TemplateLibrary",
     "WebhookChannel",

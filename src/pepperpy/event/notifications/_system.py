@@ -10,7 +10,7 @@ import inspect
 import logging
 import os
 import re
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -23,6 +23,7 @@ from .._handlers import is_async_callable
 from .._manager import EventManager
 from .._patterns import parse_pattern
 from .._retry import RetryPolicy
+from ._idempotency import IdempotencyStore, store_from
 from ._models import ChannelResult, Notification, NotificationDeadLetter, NotificationResult
 from ._ratelimit import RateLimit
 from ._recipients import resolve_recipient
@@ -88,7 +89,10 @@ class NotificationSystem:
     ``template_dir`` holds template files (see :class:`TemplateLibrary` for the naming
     convention). ``retry_policy`` governs every channel unless ``add_channel`` gives
     one. ``default_channel`` (a URL or :class:`Channel`) serves channel names added
-    without one; without it such names record into :attr:`outbox`.
+    without one; without it such names record into :attr:`outbox`. ``idempotency``
+    remembers delivered keys: in this process (the default, the ``idempotency_size``
+    most recent) or shared by every process (``"redis://..."``, an
+    :class:`IdempotencyStore`).
 
     Every ``notify`` delivers to its channels concurrently; one channel's failure never
     blocks another. Failed deliveries are retried (unless the failure is permanent: a
@@ -103,6 +107,7 @@ class NotificationSystem:
         retry_policy: RetryPolicy = DEFAULT_RETRY,
         default_channel: str | Channel | None = None,
         builtin_templates: bool = True,
+        idempotency: IdempotencyStore | str | None = None,
         idempotency_size: int = 10_000,
     ) -> None:
         if not isinstance(retry_policy, RetryPolicy):
@@ -120,9 +125,7 @@ class NotificationSystem:
         self._registrations: list[tuple[str, Callable[[Event], Any]]] = []
         self._attached: list[tuple[EventManager | EventBus, str | None]] = []
         self._error_callbacks: list[tuple[ErrorCallback, bool]] = []
-        self._idempotency_size = idempotency_size
-        self._delivered: OrderedDict[str, Notification] = OrderedDict()
-        self._pending: dict[str, asyncio.Future[None]] = {}
+        self.idempotency = store_from(idempotency, idempotency_size)
 
     # -- channels and templates ---------------------------------------------------------
 
@@ -356,27 +359,27 @@ class NotificationSystem:
         )
         if key is None:
             return await self._send(route, notification)
-        while True:
-            earlier = self._delivered.get(key)
-            if earlier is not None:
-                self._delivered.move_to_end(key)
-                return ChannelResult(route.name, "duplicate", earlier, None, 0)
-            pending = self._pending.get(key)
-            if pending is None:
-                break
-            await asyncio.shield(pending)
-        marker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending[key] = marker
+        store = self.idempotency
+        try:
+            while (state := await store.claim(key)) == "busy":
+                await store.wait(key)
+        except NotificationError as exc:
+            return await self._fail(route, exc, 0, notification, template)
+        if state == "done":
+            return ChannelResult(route.name, "duplicate", notification, None, 0)
         try:
             result = await self._send(route, notification)
+        except BaseException:
+            await asyncio.shield(store.release(key))
+            raise
+        try:
             if result.ok:
-                self._delivered[key] = notification
-                if len(self._delivered) > self._idempotency_size:
-                    self._delivered.popitem(last=False)
-            return result
-        finally:
-            del self._pending[key]
-            marker.set_result(None)
+                await store.complete(key)
+            else:
+                await store.release(key)
+        except NotificationError:
+            logger.exception("could not record idempotency key %r", key)
+        return result
 
     async def _send(self, route: _Route, notification: Notification) -> ChannelResult:
         policy = route.retry_policy or self.retry_policy
@@ -443,6 +446,7 @@ class NotificationSystem:
 
     async def close(self) -> None:
         """Release every channel's connections (each channel object once)."""
+        await self.idempotency.close()
         seen: set[int] = set()
         for route in self._routes.values():
             if id(route.channel) not in seen:

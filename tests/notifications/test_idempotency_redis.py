@@ -1,0 +1,158 @@
+"""Idempotency shared through Redis: processes running the same handlers never notify
+twice for one key or one redelivered event."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from pepperpy.event import (
+    ConfigurationError,
+    Event,
+    MemoryChannel,
+    Notification,
+    NotificationError,
+    NotificationSystem,
+    RetryPolicy,
+)
+from pepperpy.event.notifications import MemoryIdempotencyStore, RedisIdempotencyStore
+from tests.conftest import unique_name
+from tests.notifications.servers import free_port
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+async def store_url(redis_url: str) -> AsyncIterator[str]:
+    import redis.asyncio as aioredis
+
+    prefix = unique_name("pepnotify") + ":"
+    yield f"{redis_url}?prefix={prefix}&lease=5"
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+def _process(store_url: str, inbox: MemoryChannel) -> NotificationSystem:
+    """What each process would build: the same handler, one shared idempotency store."""
+    notifications = NotificationSystem(idempotency=store_url, retry_policy=RetryPolicy.NONE)
+    notifications.add_channel("email", inbox)
+
+    @notifications.on("user.signup")
+    async def welcome(event: Event) -> None:
+        await notifications.notify(channels=["email"], template="welcome", **event.data)
+
+    return notifications
+
+
+async def test_one_key_is_sent_once_across_processes(store_url: str) -> None:
+    inboxes = [MemoryChannel(), MemoryChannel()]
+    systems = [_process(store_url, inbox) for inbox in inboxes]
+    try:
+        first = await systems[0].notify(body="x", to="a@b.c", idempotency_key="order-7")
+        second = await systems[1].notify(body="x", to="a@b.c", idempotency_key="order-7")
+    finally:
+        for system in systems:
+            await system.close()
+
+    assert first["email"].status == "sent" and second["email"].status == "duplicate"
+    assert len(inboxes[0].outbox) + len(inboxes[1].outbox) == 1
+
+
+async def test_redelivered_event_notifies_once_across_processes(store_url: str) -> None:
+    inboxes = [MemoryChannel(), MemoryChannel()]
+    systems = [_process(store_url, inbox) for inbox in inboxes]
+    event = Event("user.signup", {"user": {"name": "Ana", "email": "ana@example.com"}})
+    try:
+        await systems[0].emit(event)
+        await systems[1].emit(event)  # a broker redelivers the same event elsewhere
+        await systems[1].emit(Event("user.signup", event.data))  # a new event: a new message
+    finally:
+        for system in systems:
+            await system.close()
+
+    assert [len(inbox.outbox) for inbox in inboxes] == [1, 1]
+
+
+async def test_concurrent_claims_wait_for_the_holder(store_url: str) -> None:
+    release = asyncio.Event()
+
+    class Slow(MemoryChannel):
+        async def send(self, notification: Notification) -> None:
+            await release.wait()
+            await super().send(notification)
+
+    slow, other = Slow(), MemoryChannel()
+    a = NotificationSystem(idempotency=store_url)
+    b = NotificationSystem(idempotency=store_url)
+    a.add_channel("email", slow)
+    b.add_channel("email", other)
+    try:
+        first = asyncio.ensure_future(a.notify(body="x", to="a@b.c", idempotency_key="k"))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(b.notify(body="x", to="a@b.c", idempotency_key="k"))
+        await asyncio.sleep(0.1)
+        assert not second.done()  # b waits while a holds the claim
+        release.set()
+        results = await asyncio.gather(first, second)
+    finally:
+        await a.close()
+        await b.close()
+
+    assert [r["email"].status for r in results] == ["sent", "duplicate"]
+    assert len(slow.outbox) == 1 and other.outbox == []
+
+
+async def test_failed_delivery_releases_the_claim(store_url: str) -> None:
+    class Down(MemoryChannel):
+        async def send(self, notification: Notification) -> None:
+            raise ConnectionError("down")
+
+    a = NotificationSystem(idempotency=store_url, retry_policy=RetryPolicy.NONE)
+    b = NotificationSystem(idempotency=store_url)
+    a.add_channel("email", Down())
+    inbox = b.add_channel("email", MemoryChannel())
+    try:
+        failed = await a.notify(body="x", to="a@b.c", idempotency_key="k")
+        retried = await b.notify(body="x", to="a@b.c", idempotency_key="k")
+    finally:
+        await a.close()
+        await b.close()
+
+    assert failed["email"].status == "failed" and retried["email"].status == "sent"
+    assert isinstance(inbox, MemoryChannel) and len(inbox.outbox) == 1
+
+
+async def test_an_unreachable_store_fails_the_channel_visibly() -> None:
+    notifications = NotificationSystem(idempotency=f"redis://127.0.0.1:{free_port()}/0")
+    inbox = notifications.add_channel("email", MemoryChannel())
+
+    result = await notifications.notify(body="x", to="a@b.c", idempotency_key="k")
+    unkeyed = await notifications.notify(body="x", to="a@b.c")
+
+    assert isinstance(result["email"].error, NotificationError)
+    assert "idempotency store" in str(result["email"].error)
+    assert unkeyed.ok and isinstance(inbox, MemoryChannel) and len(inbox.outbox) == 1
+    await notifications.close()
+
+
+def test_store_options_from_url() -> None:
+    store = RedisIdempotencyStore("redis://127.0.0.1:6379/2?prefix=app:&ttl=60&lease=10")
+    assert (store.url, store.prefix, store.ttl, store.lease) == (
+        "redis://127.0.0.1:6379/2",
+        "app:",
+        60.0,
+        10.0,
+    )
+    assert isinstance(
+        NotificationSystem(idempotency="memory://").idempotency, MemoryIdempotencyStore
+    )
+    for bad in ("redis://h?colour=red", "redis://h?ttl=soon", "ftp://h"):
+        with pytest.raises(ConfigurationError):
+            NotificationSystem(idempotency=bad)
