@@ -347,7 +347,10 @@ class NotificationSystem:
                 rendered = Rendered(subject=subject, body=body or "", html=None)
         except NotificationError as exc:  # no address, template missing or broken
             return await self._fail(route, exc, 0, None, template)
-        key = f"{base_key}|{route.name}|{recipient or ''}" if base_key is not None else None
+        key = None
+        if base_key is not None:  # a digest: no addresses or code paths in Redis or headers
+            raw = f"{base_key}|{route.name}|{recipient or ''}".encode()
+            key = hashlib.sha256(raw).hexdigest()[:32]
         notification = Notification(
             channel=route.name,
             recipient=recipient,
