@@ -482,3 +482,24 @@ async def test_configuration_problems_inside_a_channel_are_not_retried() -> None
 
     assert isinstance(result["chat"].error, ConfigurationError)
     assert result["chat"].attempts == 1 and misconfigured.calls == 1
+
+
+async def test_missing_extras_name_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from pepperpy.event import EmailChannel, MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "aiosmtplib", None)
+    notifications = NotificationSystem(retry_policy=FAST_RETRY)
+    notifications.add_channel("email", EmailChannel("127.0.0.1", 25, sender="a@b.c"))
+
+    result = await notifications.notify(body="x", to="x@y.z")
+
+    error = result["email"].error
+    assert isinstance(error, MissingDependencyError)
+    assert "pip install 'pepperpy-event[email]'" in str(error)
+    assert result["email"].attempts == 1  # installing a package is not a retry
+
+    monkeypatch.setitem(sys.modules, "jinja2", None)
+    with pytest.raises(MissingDependencyError, match=r"pepperpy-event\[templates\]"):
+        NotificationSystem().add_template("t", "x")
