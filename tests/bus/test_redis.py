@@ -614,3 +614,24 @@ def test_the_examples_in_the_docs_run(redis_url: str) -> None:
             exec(compile(code, "docs/transport-redis.md", "exec"), {"__name__": "docs"})
     finally:
         asyncio.run(delete_namespace(redis_url, namespace))
+
+
+async def test_acknowledged_entries_are_trimmed_automatically(
+    redis_url: str, namespace: str, plain: Any
+) -> None:
+    transport = RedisTransport(
+        redis_url, namespace=namespace, partitions=2, trim_interval=0.1, retention=0
+    )
+    done: list[Event] = []
+    async with transport:
+        await transport.subscribe(Subscription("t.*", _collect(done), group="g", name="g"))
+        for n in range(20):
+            await transport.publish(Event("t.x", n))
+        await eventually(lambda: len(done) == 20)
+        stream = transport.stream_for("t.x")
+        await eventually_async(lambda: plain.xlen(stream), 0)
+
+
+def test_trimming_can_be_switched_off_in_the_url() -> None:
+    options = RedisTransport("redis://h/0?trim_interval=off&maxlen=none&retention=5").options
+    assert options.trim_interval is None and options.maxlen is None and options.retention == 5

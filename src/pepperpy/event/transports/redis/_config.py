@@ -41,6 +41,10 @@ class RedisOptions:
     connect_timeout: float = 10.0
     #: longest pause between reconnection attempts, in seconds
     max_backoff: float = 2.0
+    #: seconds between automatic trims (entries every group acknowledged); None = never
+    trim_interval: float | None = 30.0
+    #: entries younger than this many seconds are never trimmed (live listeners lag a bit)
+    retention: float = 60.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.namespace, str) or not self.namespace or " " in self.namespace:
@@ -52,10 +56,12 @@ class RedisOptions:
             _positive_int("maxlen", self.maxlen, upper=None)
         if not isinstance(self.replicas, int) or self.replicas < 0:
             raise ConfigurationError(f"replicas must be an int >= 0, got {self.replicas!r}")
+        if self.trim_interval is not None:
+            _positive_number("trim_interval", self.trim_interval)
+        if not isinstance(self.retention, int | float) or self.retention < 0:
+            raise ConfigurationError(f"retention must be a number >= 0, got {self.retention!r}")
         for name in ("lease_ttl", "connect_timeout", "max_backoff"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-                raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+            _positive_number(name, getattr(self, name))
         if self.lease_ttl < 0.3:
             raise ConfigurationError(f"lease_ttl must be at least 0.3 s, got {self.lease_ttl!r}")
 
@@ -75,6 +81,11 @@ class RedisOptions:
         return f"{self.namespace}:group:{group_id}:{suffix}"
 
 
+def _positive_number(name: str, value: Any) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+
+
 def _positive_int(name: str, value: Any, *, upper: int | None) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
@@ -92,7 +103,13 @@ _CONVERTERS: dict[str, type] = {
     "replicas": int,
     "connect_timeout": float,
     "max_backoff": float,
+    "trim_interval": float,
+    "retention": float,
 }
+
+
+#: options that take ``none`` (or ``off``) in a URL to mean None
+_OPTIONAL = frozenset({"maxlen", "trim_interval"})
 
 
 def parse_url(url: str, options: RedisOptions) -> tuple[str, RedisOptions]:
@@ -114,6 +131,9 @@ def parse_url(url: str, options: RedisOptions) -> tuple[str, RedisOptions]:
         convert = _CONVERTERS.get(name)
         if convert is None:
             theirs.append((name, value))
+            continue
+        if name in _OPTIONAL and value.lower() in ("", "none", "off"):
+            ours[name] = None
             continue
         try:
             ours[name] = convert(value)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +52,8 @@ class RedisTransport(Transport):
         replicas: int = RedisOptions.replicas,
         connect_timeout: float = RedisOptions.connect_timeout,
         max_backoff: float = RedisOptions.max_backoff,
+        trim_interval: float | None = RedisOptions.trim_interval,
+        retention: float = RedisOptions.retention,
     ) -> None:
         self._redis = require("redis.asyncio", extra="redis", feature=_FEATURE)
         self._exceptions = require("redis.exceptions", extra="redis", feature=_FEATURE)
@@ -65,6 +69,8 @@ class RedisTransport(Transport):
             replicas=replicas,
             connect_timeout=connect_timeout,
             max_backoff=max_backoff,
+            trim_interval=trim_interval,
+            retention=retention,
         )
         self._client_url, self.options = parse_url(url, options)
         self.url = url
@@ -78,6 +84,7 @@ class RedisTransport(Transport):
         self._listener: Listener | None = None
         self._members: list[GroupMember] = []
         self._start_lock: asyncio.Lock | None = None
+        self._trimmer: asyncio.Task[None] | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -108,6 +115,11 @@ class RedisTransport(Transport):
                 await client.aclose()
                 raise
             self._client = client
+            if self.options.trim_interval is not None:
+                self._trimmer = asyncio.get_running_loop().create_task(
+                    self._trim_periodically(self.options.trim_interval),
+                    name="pepperpy-redis-trim",
+                )
 
     async def _check_layout(self, client: Redis) -> None:
         """Record the partition count once per namespace; refuse a different one."""
@@ -125,6 +137,10 @@ class RedisTransport(Transport):
         if self._closed:
             return
         self._closed = True
+        if self._trimmer is not None:
+            self._trimmer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._trimmer
         closing = [member.close() for member in self._members]
         if self._listener is not None:
             closing.append(self._listener.close())
@@ -301,16 +317,30 @@ class RedisTransport(Transport):
 
     # -- housekeeping -----------------------------------------------------------------
 
-    async def trim(self, *, older_than: float = 60.0) -> int:
+    async def _trim_periodically(self, interval: float) -> None:
+        """Run :meth:`trim` every ``interval`` seconds (jittered, so processes spread out)."""
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.75, 1.25))
+            try:
+                removed = await self.trim()
+            except (*self._unreachable, self._exceptions.RedisError) as exc:
+                logger.warning("trimming the streams failed (%s); will try again", exc)
+            else:
+                if removed:
+                    logger.debug("trimmed %d acknowledged entries", removed)
+
+    async def trim(self, *, older_than: float | None = None) -> int:
         """Delete entries every consumer group has acknowledged; returns how many went.
 
-        Entries younger than ``older_than`` seconds are kept whatever the groups say, so
-        live ungrouped readers never lose an entry they have not read yet. Without
-        groups, everything older than that goes.
+        Entries younger than ``older_than`` seconds (default: the ``retention`` option)
+        are kept whatever the groups say, so live ungrouped readers never lose an entry
+        they have not read yet. Without groups, everything older than that goes. Runs
+        by itself every ``trim_interval`` seconds while the transport is started.
         """
         client = self._require_client()
         removed = 0
-        horizon = int((time.time() - older_than) * 1000)
+        keep = self.options.retention if older_than is None else older_than
+        horizon = int((time.time() - keep) * 1000)
         for stream in self._streams:
             floor = (horizon, 0)
             for group in await client.xinfo_groups(stream) if await client.exists(stream) else []:
