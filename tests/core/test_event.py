@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import math
 import pickle
+import re
 import threading
 import time
 import uuid
@@ -475,3 +476,14 @@ def test_copy_and_deepcopy_give_equal_read_only_events() -> None:
         assert duplicate.to_dict() == event.to_dict()
         with pytest.raises(TypeError):
             duplicate.data["a"].append(2)
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [(2**64, "integer"), ({"a": 2**70}, "data['a']"), ([1, -(2**64)], "data[1]")],
+)
+def test_integers_beyond_64_bits_are_refused_at_construction(data: object, where: str) -> None:
+    with pytest.raises(SerializationError, match=re.escape(where)):
+        Event("x", data)
+    edge = Event("x", {"max": 2**64 - 1, "min": -(2**63)})
+    assert edge.data == {"max": 2**64 - 1, "min": -(2**63)}

@@ -69,8 +69,11 @@ class FrozenList(list[Any]):
         raise TypeError("unhashable type: 'FrozenList'")
 
 
+#: JSON encoders (orjson, msgspec) carry signed and unsigned 64-bit integers, no more
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
 _ATOMS: frozenset[type] = frozenset(
-    {str, int, bool, type(None), FrozenDict, FrozenList, datetime, date, time, UUID, bytes}
+    {str, bool, type(None), FrozenDict, FrozenList, datetime, date, time, UUID, bytes}
 )
 
 
@@ -79,10 +82,16 @@ def freeze(value: Any) -> Any:
     cls = value.__class__
     if cls in _ATOMS:
         return value
+    if cls is int:
+        return _check_int(value)
     if cls is dict:
         for key, item in value.items():
-            if key.__class__ is not str or item.__class__ not in _ATOMS:
+            if key.__class__ is not str:
                 break
+            kind = item.__class__
+            if kind in _ATOMS or (kind is int and _INT_MIN <= item <= _INT_MAX):
+                continue
+            break
         else:
             return FrozenDict(value)
         out = FrozenDict()
@@ -111,10 +120,21 @@ def freeze(value: Any) -> Any:
     return _freeze_other(value)
 
 
+def _check_int(value: int) -> int:
+    if _INT_MIN <= value <= _INT_MAX:
+        return value
+    raise SerializationError(
+        f"integer {value} does not fit in 64 bits; JSON encoders cannot carry it"
+    )
+
+
 def _freeze_other(value: Any) -> Any:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise SerializationError(f"Decimal {value} is not a finite number")
+        return value
+    if isinstance(value, int) and not isinstance(value, bool | Enum):
+        _check_int(int(value))
         return value
     if isinstance(value, bool | int | str | datetime | date | time | UUID | bytes | Enum):
         return value
