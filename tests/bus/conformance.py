@@ -34,7 +34,9 @@ class BusConformance:
     ) -> AsyncIterator[MakeBus]:
         buses: list[EventBus] = []
 
-        def make(topics: list[str] | None = None, retry_policy: RetryPolicy = FAST_RETRY) -> EventBus:
+        def make(
+            topics: list[str] | None = None, retry_policy: RetryPolicy = FAST_RETRY
+        ) -> EventBus:
             bus = EventBus(topics, transport=transport_factory(), retry_policy=retry_policy)
             buses.append(bus)
             return bus
