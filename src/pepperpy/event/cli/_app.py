@@ -47,7 +47,7 @@ class CommandError(Exception):
 )
 @click.version_option(package_name="pepperpy-event", prog_name="pepperpy-event")
 def app() -> None:
-    """Inspect and drive a pepperpy-event store: demo, append, read, tail, replay, stats."""
+    """Inspect and drive a pepperpy-event store from the shell (--store URL on every command)."""
 
 
 def store_option(function: F) -> F:
@@ -251,11 +251,12 @@ def tail(
                 return
             seen = 0
             live = events.subscribe(next_position, streams=stream_filter, types=type_filter)
-            async for event in live:
-                show(event)
-                seen += 1
-                if count is not None and seen >= count:
-                    break
+            async with live:
+                async for event in live:
+                    show(event)
+                    seen += 1
+                    if count is not None and seen >= count:
+                        break
 
     try:
         run(work)

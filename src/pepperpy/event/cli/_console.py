@@ -34,7 +34,7 @@ from starlette.routing import Route
 from .. import _json
 from .._errors import EventError
 from .._event import Event
-from ..store import EventStore
+from ..store import EventStore, StoreSubscription
 from ._tail import last_events
 
 __all__ = ["console_app"]
@@ -193,7 +193,7 @@ async def _stream_counts(store: EventStore, pattern: str) -> list[dict[str, Any]
     return counts
 
 
-async def _sse(backlog: list[Event], live: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+async def _sse(backlog: list[Event], live: StoreSubscription) -> AsyncIterator[bytes]:
     """Server-Sent Events: the backlog, then live events, with heartbeats when idle."""
     yield b": pepperpy-event tail\n\n"  # flush headers so the client knows it is connected
     for event in backlog:
@@ -217,6 +217,7 @@ async def _sse(backlog: list[Event], live: AsyncIterator[Event]) -> AsyncIterato
     finally:
         if pending is not None:
             pending.cancel()
+        await live.aclose()
 
 
 def _sse_event(event: Event) -> bytes:
