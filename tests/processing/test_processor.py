@@ -238,7 +238,10 @@ async def test_attach_to_a_manager() -> None:
     await manager.emit("user.created", {"id": 1})
     await manager.emit("order.placed", {"id": 2})
     assert seen == ["user.created"]
+    assert attachment.running
     await attachment.stop()
+    assert not attachment.running
+    await attachment.stop()  # idempotent
     await manager.emit("user.deleted", {"id": 1})
     assert seen == ["user.created"]
 
@@ -351,6 +354,15 @@ async def test_run_consumes_any_async_iterable() -> None:
     assert seen == [0, 1, 2]
 
 
-async def test_attach_rejects_unknown_sources() -> None:
+async def test_attach_rejects_unknown_sources_and_misplaced_options() -> None:
+    processor = EventProcessor()
     with pytest.raises(TypeError):
-        EventProcessor().attach(object())
+        processor.attach(object())
+    with pytest.raises(TypeError, match="group"):
+        processor.attach(EventManager(), "a.*", group="g")
+    with pytest.raises(TypeError, match="event store"):
+        processor.attach(EventBus(), "a.*", from_position=5)
+    store = EventStore()
+    with pytest.raises(TypeError, match="group"):
+        processor.attach(store, group="g")
+    await store.close()

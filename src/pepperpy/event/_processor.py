@@ -220,11 +220,17 @@ class EventProcessor:
         from ._bus import EventBus
         from ._manager import EventManager
 
+        is_bus = isinstance(source, EventBus)
+        if group is not None and not is_bus:
+            raise TypeError("group= applies to an EventBus only")
+        is_store = not is_bus and not isinstance(source, EventManager)
+        if not is_store and (from_position != 0 or streams is not None or types is not None):
+            raise TypeError("from_position=, streams= and types= apply to an event store only")
         if isinstance(source, EventManager):
             topic = "#" if pattern is None else pattern
             source.on(topic, self.process)
             return Attachment(self, _ManagerLink(source, topic, self.process))
-        if isinstance(source, EventBus):
+        if is_bus:
             topic = "#" if pattern is None else pattern
             link = _BusLink()
             source.subscribe(topic, group=group)(link.gate(self.process))
@@ -264,9 +270,12 @@ class _ManagerLink:
         self.manager = manager
         self.pattern = pattern
         self.handler = handler
+        self.open = True
 
     async def stop(self) -> None:
-        await self.manager.off(self.pattern, self.handler)
+        if self.open:
+            self.open = False
+            await self.manager.off(self.pattern, self.handler)
 
     async def wait(self) -> None:
         return None
@@ -363,9 +372,7 @@ class Attachment:
         link = self._link
         if isinstance(link, _TaskLink):
             return not link.task.done()
-        if isinstance(link, _BusLink):
-            return link.open
-        return True
+        return link.open
 
     async def stop(self) -> None:
         """Detach the processor from its source."""
