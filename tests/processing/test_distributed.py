@@ -1,0 +1,91 @@
+"""Processors attached to a bus on a real broker (Redis Streams): groups and tracing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from pepperpy.event import (
+    Event,
+    EventBus,
+    EventProcessor,
+    RetryPolicy,
+    TraceMiddleware,
+    trace_headers,
+)
+from tests.conftest import unique_name
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+async def bus_url(redis_url: str) -> AsyncIterator[str]:
+    import redis.asyncio as aioredis
+
+    namespace = unique_name("proc")
+    yield f"{redis_url}?namespace={namespace}"
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+async def test_grouped_processors_share_the_work_across_buses(bus_url: str) -> None:
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    buses = []
+    for name in ("a", "b"):  # two buses stand for two processes
+        bus = EventBus(transport=bus_url, retry_policy=RetryPolicy.NONE)
+        processor = EventProcessor()
+        processor.handle("orders.*", lambda e, name=name: seen[name].append(e.data["n"]))
+        processor.attach(bus, "orders.*", group="billing")
+        await bus.start()
+        buses.append(bus)
+    publisher = EventBus(transport=bus_url)
+    try:
+        for n in range(20):
+            await publisher.publish("orders.placed", {"n": n}, key=f"order-{n}")
+        await eventually(lambda: len(seen["a"]) + len(seen["b"]) == 20)
+        assert sorted(seen["a"] + seen["b"]) == list(range(20))  # each event once
+    finally:
+        for bus in [*buses, publisher]:
+            await bus.close()
+
+
+async def test_a_trace_continues_across_a_redis_hop(bus_url: str) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    producer_bus = EventBus(transport=bus_url)
+    consumer_bus = EventBus(transport=bus_url, retry_policy=RetryPolicy.NONE)
+    checkout = EventProcessor().use(TraceMiddleware(provider))
+    billing = EventProcessor().use(TraceMiddleware(provider))
+    received: list[Event] = []
+    billing.handle("orders.paid", received.append)
+    billing.attach(consumer_bus, "orders.paid", group="billing")
+
+    @checkout.handle("orders.placed")
+    async def pay(event: Event) -> None:
+        await producer_bus.publish("orders.paid", event.data, headers=trace_headers())
+
+    try:
+        await consumer_bus.start()
+        await checkout.process(Event("orders.placed", {"order": 3}))
+        await eventually(lambda: len(received) == 1)
+        await eventually(lambda: len(exporter.get_finished_spans()) == 2)
+    finally:
+        await producer_bus.close()
+        await consumer_bus.close()
+        provider.shutdown()
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    placed, paid = spans["process orders.placed"], spans["process orders.paid"]
+    assert placed.context is not None and paid.context is not None
+    assert paid.context.trace_id == placed.context.trace_id
+    assert paid.parent is not None and paid.parent.span_id == placed.context.span_id
