@@ -394,3 +394,19 @@ async def test_long_stream_reads_in_pages() -> None:
     replay.handle("big.item", count)
     report = await replay.replay_stream("big.one")
     assert report.replayed == 2500 and total == sum(range(2500))
+
+
+async def test_max_gap_cuts_long_pauses_short() -> None:
+    store = EventStore()
+    await fill(store, "user.1", [0, 0.05, 3600, 3600.05])  # an hour of silence in the middle
+    replay = EventReplay(store)
+    seen: list[float] = []
+    replay.handle("#", lambda e: seen.append(time.monotonic()))
+    began = time.monotonic()
+    await asyncio.wait_for(replay.replay_stream("user.1", speed=1.0, max_gap=0.1), timeout=10)
+    assert len(seen) == 4
+    gaps = [b - a for a, b in zip(seen, seen[1:], strict=False)]
+    assert gaps[0] >= 0.035 and gaps[1] >= 0.085 and gaps[2] >= 0.035, gaps
+    assert time.monotonic() - began < 5
+    with pytest.raises(ValueError, match="max_gap"):
+        await replay.replay_stream("user.1", speed=1.0, max_gap=-1)

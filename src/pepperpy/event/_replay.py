@@ -271,6 +271,7 @@ class EventReplay:
         *,
         types: Patterns = None,
         speed: float | None = None,
+        max_gap: float | None = None,
         progress: ProgressCallback | None = None,
         progress_every: int = 100,
         checkpoint: str | None = None,
@@ -289,6 +290,7 @@ class EventReplay:
             window=window,
             types=patterns_of(types),
             speed=speed,
+            max_gap=max_gap,
             progress=progress,
             progress_every=progress_every,
             checkpoint=checkpoint,
@@ -311,6 +313,7 @@ class EventReplay:
         streams: Patterns = None,
         types: Patterns = None,
         speed: float | None = None,
+        max_gap: float | None = None,
         progress: ProgressCallback | None = None,
         progress_every: int = 100,
         checkpoint: str | None = None,
@@ -331,6 +334,7 @@ class EventReplay:
             window=window,
             types=None,
             speed=speed,
+            max_gap=max_gap,
             progress=progress,
             progress_every=progress_every,
             checkpoint=checkpoint,
@@ -401,6 +405,7 @@ class _Run:
         window: TimeWindow,
         types: tuple[str, ...] | None,
         speed: float | None,
+        max_gap: float | None,
         progress: ProgressCallback | None,
         progress_every: int,
         checkpoint: str | None,
@@ -421,7 +426,10 @@ class _Run:
         self.scope = scope
         self.window = window
         self.types = types
+        if max_gap is not None and (not isinstance(max_gap, int | float) or not max_gap >= 0):
+            raise ConfigurationError(f"max_gap must be a number >= 0 or None, got {max_gap!r}")
         self.speed = None if speed is None else float(speed)
+        self.max_gap = None if max_gap is None else float(max_gap)
         self.progress = progress
         self.progress_every = progress_every
         self.checkpoint = None if checkpoint is None else _checkpoint_key(checkpoint)
@@ -557,6 +565,12 @@ class _Run:
             self.failures.append(failure)
 
     async def _pace(self, timestamp: datetime) -> None:
+        """Wait until ``timestamp``'s place on the original schedule, scaled by speed.
+
+        The schedule is anchored at the first paced event, so a slow handler shortens
+        the next pause instead of delaying everything after it. ``max_gap`` caps a single
+        pause (long quiet periods are cut short) by moving the anchor forward.
+        """
         assert self.speed is not None
         loop = asyncio.get_running_loop()
         if self.pace_anchor is None:
@@ -565,6 +579,9 @@ class _Run:
         wall_start, first = self.pace_anchor
         due = wall_start + (timestamp - first).total_seconds() / self.speed
         delay = due - loop.time()
+        if self.max_gap is not None and delay > self.max_gap:
+            self.pace_anchor = (wall_start - (delay - self.max_gap), first)
+            delay = self.max_gap
         if delay > 0:
             await asyncio.sleep(delay)
 

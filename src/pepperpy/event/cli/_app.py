@@ -291,6 +291,7 @@ def list_streams(pattern: str, store: str) -> None:
     "--start-pos", default=0, type=click.IntRange(min=0), help="First position (stream or global)."
 )
 @click.option("--speed", type=float, help="Pace events: 1.0 = original gaps, 2.0 = twice as fast.")
+@click.option("--max-gap", type=float, help="With --speed: never pause longer than this (seconds).")
 @click.option("--checkpoint", help="Resume after the last run with this name.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
 @json_option
@@ -303,6 +304,7 @@ def replay(
     end_time: str | None,
     start_pos: int,
     speed: float | None,
+    max_gap: float | None,
     checkpoint: str | None,
     quiet: bool,
     as_json: bool,
@@ -334,6 +336,7 @@ def replay(
                             start_pos,
                             types=type_filter,
                             speed=speed,
+                            max_gap=max_gap,
                             progress=advance,
                             progress_every=50,
                             checkpoint=checkpoint,
@@ -345,6 +348,7 @@ def replay(
                         streams=stream_filter,
                         types=type_filter,
                         speed=speed,
+                        max_gap=max_gap,
                         progress=advance,
                         progress_every=50,
                         checkpoint=checkpoint,
