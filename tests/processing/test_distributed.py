@@ -1,4 +1,4 @@
-"""Processors attached to a bus on a real broker (Redis Streams): groups and tracing."""
+"""Processors fed by real backends: a Redis bus, SQLite and PostgreSQL stores."""
 
 from __future__ import annotations
 
@@ -13,14 +13,13 @@ from pepperpy.event import (
     Event,
     EventBus,
     EventProcessor,
+    EventStore,
     RetryPolicy,
     TraceMiddleware,
     trace_headers,
 )
 from tests.conftest import unique_name
 from tests.helpers import eventually
-
-pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
@@ -38,6 +37,7 @@ async def bus_url(redis_url: str) -> AsyncIterator[str]:
         await client.aclose()
 
 
+@pytest.mark.redis
 async def test_grouped_processors_share_the_work_across_buses(bus_url: str) -> None:
     seen: dict[str, list[int]] = {"a": [], "b": []}
     buses = []
@@ -59,6 +59,7 @@ async def test_grouped_processors_share_the_work_across_buses(bus_url: str) -> N
             await bus.close()
 
 
+@pytest.mark.redis
 async def test_a_trace_continues_across_a_redis_hop(bus_url: str) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -89,3 +90,37 @@ async def test_a_trace_continues_across_a_redis_hop(bus_url: str) -> None:
     assert placed.context is not None and paid.context is not None
     assert paid.context.trace_id == placed.context.trace_id
     assert paid.parent is not None and paid.parent.span_id == placed.context.span_id
+
+
+@pytest.mark.postgres
+async def test_attach_to_a_postgres_store_subscription(postgres_url: str) -> None:
+    store = EventStore(postgres_url)
+    processor = EventProcessor()
+    seen: list[int] = []
+    processor.handle("tick", lambda e: seen.append(e.data["n"]))
+    try:
+        await store.append("clock", {"type": "tick", "data": {"n": 0}})
+        attachment = processor.attach(store, "tick", from_position=0)
+        for n in range(1, 4):
+            await store.append("clock", {"type": "tick", "data": {"n": n}})
+        await eventually(lambda: len(seen) == 4)
+        assert seen == [0, 1, 2, 3]
+        await attachment.stop()
+    finally:
+        await store.close()
+
+
+async def test_attach_to_a_sqlite_store_subscription(sqlite_url: str) -> None:
+    store = EventStore(sqlite_url)
+    processor = EventProcessor()
+    seen: list[int] = []
+    processor.handle("tick", lambda e: seen.append(e.data["n"]))
+    try:
+        attachment = processor.attach(store, "tick")
+        for n in range(3):
+            await store.append("clock", {"type": "tick", "data": {"n": n}})
+        await eventually(lambda: len(seen) == 3)
+        await attachment.stop()
+        assert attachment.last_global_position is not None
+    finally:
+        await store.close()
