@@ -415,3 +415,46 @@ def test_validate_bad_input(cli: Cli, tmp_path: Path) -> None:
             one_line_error(result, fragment)
         except AssertionError as exc:
             raise AssertionError(f"pepperpy-event {' '.join(args)}: {exc}") from None
+
+
+def test_progress_bar_on_a_terminal(store_url: str, tmp_path: Path) -> None:
+    """With stderr on a terminal, replay and stats draw rich progress bars and still work."""
+    import os
+    import pty
+
+    seed(store_url, [(f"item.{n % 7}", Event("item.added", {"n": n})) for n in range(600)])
+    for args in (("replay", "--quiet"), ("stats",)):
+        leader, follower = pty.openpty()
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "pepperpy.event", *args, "--store", store_url],
+                cwd=tmp_path,
+                env=command_env({"TERM": "xterm", "COLUMNS": "100"}),
+                stdout=subprocess.PIPE,
+                stderr=follower,
+                text=True,
+                timeout=60,
+            )
+            os.close(follower)
+            follower = -1
+            chunks = []
+            while True:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # EIO: the terminal's other side is closed
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            if follower != -1:
+                os.close(follower)
+            os.close(leader)
+        terminal = b"".join(chunks).decode(errors="replace")
+        assert done.returncode == 0, terminal
+        assert "Traceback" not in terminal
+        if args[0] == "replay":
+            assert "replaying" in terminal  # the bar was drawn
+            assert "replayed 600, skipped 0, failed 0" in terminal
+        else:
+            assert "events: 600" in done.stdout
