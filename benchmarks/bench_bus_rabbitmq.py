@@ -110,6 +110,18 @@ class Pepperpy(Contender):
         await self.transport.delete_topology()
 
 
+class PepperpyOnePartition(Pepperpy):
+    """A group on one queue: the same topology as FastStream's (no sharing across processes)."""
+
+    name = "pepperpy EventBus, partitions=1"
+
+    async def setup(self) -> None:
+        self.transport = RabbitMQTransport(URL, exchange=self.exchange, partitions=1)
+        self.bus = EventBus(transport=self.transport, retry_policy=RetryPolicy.NONE)
+        self.bus.subscribe("bench.#", group="bench")(lambda event: self.seen())
+        await self.bus.start()
+
+
 class FastStream(Contender):
     name = "FastStream RabbitBroker"
 
@@ -202,6 +214,7 @@ async def _with(
 
 
 KINDS: list[type[Contender]] = [Raw, FastStream, Pepperpy]
+GROUP_KINDS: list[type[Contender]] = [*KINDS, PepperpyOnePartition]
 
 
 async def throughput(grouped: bool, operations: int, passes: int) -> list[Result]:
@@ -212,7 +225,7 @@ async def throughput(grouped: bool, operations: int, passes: int) -> list[Result
             {c.name: c.run for c in contenders}, operations=operations, passes=passes
         )
 
-    result: list[Result] = await _with(KINDS, grouped, body)
+    result: list[Result] = await _with(GROUP_KINDS if grouped else KINDS, grouped, body)
     return result
 
 
@@ -251,8 +264,8 @@ async def main(quick: bool) -> str:
         "",
         table(alone, baseline="FastStream RabbitBroker", unit="events/s"),
         "",
-        "Publish + consume through a durable quorum queue (our group; FastStream's durable",
-        "quorum queue):",
+        "Publish + consume through durable quorum queues: our group (12 partition queues by",
+        "default, or one), FastStream's and raw aio-pika's one durable quorum queue:",
         "",
         table(grouped, baseline="FastStream RabbitBroker", unit="events/s"),
         "",
