@@ -200,3 +200,37 @@ async def test_follow_commits_live_events(store: EventStore) -> None:
     async with ledger(store) as reloaded:
         state = await reloaded.load()
     assert state["balance"] == sum(range(EVENTS)) + 1000 and len(state["applied"]) == EVENTS + 1
+
+
+async def test_projection_keeps_up_with_concurrent_writers(store: EventStore) -> None:
+    import asyncio
+
+    from tests.helpers import eventually
+
+    projection = ledger(store, batch_size=5)
+    follower = asyncio.create_task(projection.follow())
+
+    async def writer(number: int) -> None:
+        for i in range(30):
+            await store.append(f"account.w{number}", Event("account.credited", {"amount": 1}))
+            if i % 10 == 0:
+                await asyncio.sleep(0)
+
+    try:
+        await asyncio.gather(*(writer(n) for n in range(4)))
+        total = sum(range(EVENTS)) + 4 * 30
+        await eventually(lambda: projection.state["balance"] == total, timeout=30)
+    finally:
+        follower.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await follower
+        await projection.close()
+    await expect_exactly_once_after_writers(store, total)
+
+
+async def expect_exactly_once_after_writers(store: EventStore, total: int) -> None:
+    async with ledger(store) as reloaded:
+        state = await reloaded.load()
+    positions = [e.global_position async for e in store.read_all()]
+    assert state["balance"] == total
+    assert state["applied"] == positions
