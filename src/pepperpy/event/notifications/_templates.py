@@ -54,12 +54,11 @@ class Rendered:
 
 @dataclass(slots=True)
 class _Variant:
-    """The compiled parts of one variant, and where each came from (for errors)."""
+    """The compiled parts of one variant (any may be missing)."""
 
     text: Template | None = None
     html: Template | None = None
     subject: Template | None = None
-    origin: str = "add_template"
 
     @property
     def has_body(self) -> bool:
@@ -184,7 +183,7 @@ class TemplateLibrary:
             except Exception as exc:
                 raise TemplateError(f"template file {relative!r} does not compile: {exc}") from exc
             variants = self._templates.setdefault(name, {})
-            variant = variants.setdefault(channel, _Variant(origin=str(path.parent)))
+            variant = variants.setdefault(channel, _Variant())
             setattr(variant, part, template)
 
     # -- looking up and rendering ------------------------------------------------------
@@ -193,7 +192,7 @@ class TemplateLibrary:
         """The built-in template ``name``, compiled on first use (Jinja2 stays optional)."""
         variants = self._builtins.get(name)
         if variants is None:
-            variant = _Variant(origin="built-in")
+            variant = _Variant()
             for part, source in self._builtin_sources[name].items():
                 setattr(variant, part, self._compile(source, part, name, None))
             variants = self._builtins[name] = {None: variant}
