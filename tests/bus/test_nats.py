@@ -352,6 +352,27 @@ async def test_delete_stream_removes_events_and_consumers(
 
 
 @pytest.mark.nats
+async def test_an_event_jetstream_refuses_is_a_transport_error(
+    nats_url: str, namespace: dict[str, str]
+) -> None:
+    import nats
+
+    nc = await nats.connect(nats_url)
+    try:  # an operator's stream for our subjects, with a small message size limit
+        await nc.jetstream().add_stream(
+            name=namespace["stream"], subjects=[f"{namespace['prefix']}.>"], max_msg_size=512
+        )
+    finally:
+        await nc.close()
+    bus = EventBus(transport=make_transport(nats_url, namespace))
+    await bus.publish("jobs.small", "x")
+    with pytest.raises(TransportError, match="refused") as caught:
+        await bus.publish("jobs.big", "x" * 1000)
+    assert "size" in str(caught.value)
+    await bus.close()
+
+
+@pytest.mark.nats
 async def test_a_stream_made_with_other_partitions_is_refused(
     nats_url: str, namespace: dict[str, str]
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import secrets
@@ -210,11 +211,11 @@ class NatsTransport(Transport):
         await self._publish(self.subject(event.type, key), event.to_json(), event.id)
 
     async def _publish(self, subject: str, payload: bytes, msg_id: str) -> None:
-        js = self._js
-        if js is None:
+        nc = self._nc
+        if nc is None:
             raise ClosedError("the NATS transport is closed or not started")
         try:
-            await js.publish(subject, payload, timeout=5.0, headers={MSG_ID: msg_id})
+            await _store(nc, subject, payload, msg_id, 5.0)
         except Exception as exc:  # sorted out below, off the hot path
             await self._publish_again(subject, payload, msg_id, exc)
 
@@ -242,8 +243,8 @@ class NatsTransport(Transport):
         while True:
             if not isinstance(error, retryable):
                 raise TransportError(f"JetStream refused an event on {subject}: {error}") from error
-            nc, js = self._nc, self._js
-            if self._closed or nc is None or js is None or nc.is_closed:
+            nc = self._nc
+            if self._closed or nc is None or nc.is_closed:
                 raise TransportError(f"could not publish to {subject}: {error}") from error
             if time.monotonic() + delay > deadline:
                 raise TransportError(
@@ -254,12 +255,7 @@ class NatsTransport(Transport):
             delay = min(delay * 2, 1.0)
             remaining = deadline - time.monotonic()
             try:
-                await js.publish(
-                    subject,
-                    payload,
-                    timeout=max(0.1, min(5.0, remaining)),
-                    headers={MSG_ID: msg_id},
-                )
+                await _store(nc, subject, payload, msg_id, max(0.1, min(5.0, remaining)))
                 return
             except Exception as exc:  # classified at the top of the loop
                 error = exc
@@ -369,3 +365,22 @@ class NatsTransport(Transport):
             raise TransportError(f"cannot delete stream {self.stream!r}: {exc}") from exc
         finally:
             await nc.close()
+
+
+async def _store(nc: Client, subject: str, payload: bytes, msg_id: str, wait: float) -> None:
+    """Publish to JetStream and wait for its PubAck; raise nats-py's errors on refusal.
+
+    What ``JetStreamContext.publish`` does, minus decoding every PubAck into an object:
+    the reply is only parsed when it carries an error (a publish is one request, so this
+    is on every event's path).
+    """
+    reply = await nc.request(subject, payload, timeout=wait, headers={MSG_ID: msg_id})
+    data = reply.data
+    if not data or b'"error":' in data:
+        from nats.js.errors import APIError
+
+        try:
+            error = json.loads(data)["error"]
+        except (ValueError, KeyError, TypeError):
+            raise APIError(description=f"unexpected reply to a publish: {data!r}") from None
+        APIError.from_error(error)  # raises the matching APIError subclass
