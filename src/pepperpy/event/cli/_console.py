@@ -11,6 +11,8 @@ JSON API (what the pages use, and what scripts can use):
 - ``GET /api/streams?pattern=``: ``[{"name", "events"}]``;
 - ``GET /api/streams/{name}?from=&limit=&backwards=``: events (404 for a missing stream);
 - ``GET /api/events?from=&limit=&streams=&types=``: a page of the global log;
+- ``GET /api/stats?minutes=60``: appends per minute (oldest first) and per event type
+  over the last minutes, by ``recorded_at`` (charted on ``/``);
 - ``GET /api/tail?from=&lines=&streams=&types=``: ``text/event-stream``; each event is
   sent with ``id: <global position>``, so a browser that reconnects resumes after the
   last one it saw (``Last-Event-ID``). Without ``from`` it starts with the last
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -35,7 +38,7 @@ from .. import _json
 from .._errors import EventError
 from .._event import Event
 from ..store import EventStore, StoreSubscription
-from ._tail import last_events
+from ._tail import last_events, recent_events
 
 __all__ = ["console_app"]
 
@@ -133,8 +136,13 @@ def console_app(store: EventStore) -> Starlette:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    async def api_stats(request: Request) -> Response:
+        minutes = _int(request, "minutes", 60, upper=24 * 60) or 1
+        return _json_response(await _activity(store, minutes))
+
     async def index(request: Request) -> Response:
         counts = await _stream_counts(store, request.query_params.get("pattern") or "#")
+        activity = await _activity(store, 60)
         rows = "".join(
             f'<tr><td><a href="/streams/{html.escape(item["name"])}">'
             f"{html.escape(item['name'])}</a></td><td>{item['events']}</td></tr>"
@@ -143,6 +151,7 @@ def console_app(store: EventStore) -> Starlette:
         total = sum(item["events"] for item in counts)
         body = (
             f"<p>{len(counts)} streams, {total} events. <a href='/tail'>Live tail</a></p>"
+            f"<h2>Appends per minute, last hour</h2>{_chart(activity['per_minute'])}"
             f"<table><tr><th>stream</th><th>events</th></tr>{rows}</table>"
         )
         return HTMLResponse(_page("Streams", body))
@@ -181,6 +190,7 @@ def console_app(store: EventStore) -> Starlette:
         Route("/api/streams/{name}", _guarded(api_stream)),
         Route("/api/events", _guarded(api_events)),
         Route("/api/tail", _guarded(api_tail)),
+        Route("/api/stats", _guarded(api_stats)),
     ]
     return Starlette(routes=routes)
 
@@ -191,6 +201,43 @@ async def _stream_counts(store: EventStore, pattern: str) -> list[dict[str, Any]
         version = await store.stream_version(name)
         counts.append({"name": name, "events": 0 if version is None else version + 1})
     return counts
+
+
+STATS_CAP = 100_000
+
+
+async def _activity(store: EventStore, minutes: int) -> dict[str, Any]:
+    """Appends per minute (oldest first) and per type over the last ``minutes``."""
+    now = int(time.time() * 1_000_000)
+    since = now - minutes * 60_000_000
+    events, capped = await recent_events(store, since, STATS_CAP)
+    per_minute = [0] * minutes
+    by_type: dict[str, int] = {}
+    for event in events:
+        recorded = event.recorded_at
+        if recorded is None:
+            continue
+        age = (now - int(recorded.timestamp() * 1_000_000)) // 60_000_000
+        if 0 <= age < minutes:
+            per_minute[minutes - 1 - age] += 1
+        by_type[event.type] = by_type.get(event.type, 0) + 1
+    return {"minutes": minutes, "per_minute": per_minute, "by_type": by_type, "capped": capped}
+
+
+def _chart(values: list[int]) -> str:
+    """An inline SVG bar chart (no JavaScript, no external assets)."""
+    width, height = 4 * len(values), 60
+    peak = max(values) or 1
+    bars = "".join(
+        f'<rect x="{4 * i}" y="{height - round(height * v / peak)}" width="3" '
+        f'height="{round(height * v / peak)}"><title>{v}</title></rect>'
+        for i, v in enumerate(values)
+        if v
+    )
+    return (
+        f'<svg class="chart" width="{width}" height="{height}" role="img" '
+        f'aria-label="appends per minute, peak {peak}">{bars}</svg>'
+    )
 
 
 async def _sse(backlog: list[Event], live: StoreSubscription) -> AsyncIterator[bytes]:
@@ -248,6 +295,7 @@ _STYLE = (
     "body{font:14px system-ui,sans-serif;margin:2em;color:#222}"
     "table{border-collapse:collapse}td,th{padding:.25em .75em;border-bottom:1px solid #ddd;"
     "text-align:left;vertical-align:top}code{font-size:12px}#log{font:12px monospace}"
+    ".chart{background:#f6f6f6;fill:#3b6ea8;margin-bottom:1em}h2{font-size:1em}"
 )
 
 _TAIL_BODY = """
