@@ -144,7 +144,9 @@ class RedisTransport(Transport):
         closing = [member.close() for member in self._members]
         if self._listener is not None:
             closing.append(self._listener.close())
-        await asyncio.gather(*closing)
+        for outcome in await asyncio.gather(*closing, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                logger.error("closing a Redis consumer failed", exc_info=outcome)
         if self._client is not None:
             await self._client.aclose()
 
@@ -319,12 +321,16 @@ class RedisTransport(Transport):
 
     async def _trim_periodically(self, interval: float) -> None:
         """Run :meth:`trim` every ``interval`` seconds (jittered, so processes spread out)."""
-        while True:
+        while not self._closed:
             await asyncio.sleep(interval * random.uniform(0.75, 1.25))
+            if self._closed:
+                return
             try:
                 removed = await self.trim()
             except (*self._unreachable, self._exceptions.RedisError) as exc:
                 logger.warning("trimming the streams failed (%s); will try again", exc)
+            except ClosedError:
+                return
             else:
                 if removed:
                     logger.debug("trimmed %d acknowledged entries", removed)
