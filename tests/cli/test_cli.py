@@ -102,6 +102,16 @@ def test_store_comes_from_the_environment(cli: Cli, store_url: str, tmp_path: Pa
     assert ok(cli("read", "a.b", "--store", store_url)).lines == ["0 x.y 1"]
 
 
+def test_store_before_the_subcommand(cli: Cli, store_url: str, tmp_path: Path) -> None:
+    other = f"sqlite:///{tmp_path}/other.db"
+    ok(cli("--store", store_url, "append", "a.b", "x.y", "1"))
+    assert ok(cli("--store", store_url, "read", "a.b")).lines == ["0 x.y 1"]
+    # the group's --store beats the environment; the subcommand's own beats both
+    env = {"PEPPERPY_EVENT_STORE": other}
+    assert ok(cli("--store", store_url, "read", "a.b", env=env)).lines == ["0 x.y 1"]
+    one_line_error(cli("--store", store_url, "read", "a.b", "--store", other), "no event store")
+
+
 def test_expected_version(cli: Cli, store_url: str) -> None:
     seed(store_url, [("acct.1", Event("opened", {})), ("acct.1", Event("credited", {}))])
     s = ("--store", store_url)

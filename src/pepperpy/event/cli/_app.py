@@ -46,8 +46,25 @@ class CommandError(Exception):
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(package_name="pepperpy-event", prog_name="pepperpy-event")
-def app() -> None:
+@click.option(
+    "--store",
+    "group_store",
+    metavar="URL",
+    help="Store URL for the subcommand (it may also be given after the subcommand).",
+)
+@click.pass_context
+def app(context: click.Context, group_store: str | None) -> None:
     """Inspect and drive a pepperpy-event store from the shell (--store URL on every command)."""
+    context.obj = group_store
+
+
+def _store_value(context: click.Context, parameter: click.Parameter, value: str) -> str:
+    """A subcommand's --store: its own if given, else the group's, else env, else default."""
+    own = context.get_parameter_source(parameter.name or "store")
+    group_store = context.find_object(str)
+    if own is not click.core.ParameterSource.COMMANDLINE and group_store is not None:
+        return group_store
+    return value
 
 
 def store_option(function: F) -> F:
@@ -56,6 +73,7 @@ def store_option(function: F) -> F:
         envvar="PEPPERPY_EVENT_STORE",
         default=DEFAULT_STORE,
         show_default=True,
+        callback=_store_value,
         help="Store URL: sqlite:///path.db, postgresql://user@host/db or memory:// "
         "(env PEPPERPY_EVENT_STORE).",
     )(function)
