@@ -75,8 +75,11 @@ VALIDATOR.register("typed", Typed)
 VALIDATOR.register("struct", Struct)
 VALIDATOR.register("model", Model)
 VALIDATOR.register("json", JSON_SCHEMA)
-LENIENT = EventValidator(unknown_types="pass", extra_fields="allow")
+LENIENT = EventValidator(unknown_types="pass", extra_fields="allow", coerce=True)
 LENIENT.register("dataclass", Dataclass)
+LENIENT.register("typed", Typed)
+LENIENT.register("struct", Struct)
+LENIENT.register("model", Model)
 LENIENT.register("json", JSON_SCHEMA)
 
 SCALARS = (

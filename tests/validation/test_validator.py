@@ -654,3 +654,58 @@ async def test_an_upcaster_producing_bad_data_is_caught() -> None:
     validator.register("y", {"type": "object"}, version=3)
     with pytest.raises(ValidationError):
         await validator.validate("y", {}, version=1)
+
+
+@dataclasses.dataclass
+class Lax:
+    count: int
+    ratio: float
+    active: bool
+    note: str | None
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"count": "42", "ratio": "0.5", "active": "true", "note": "null"},
+            {"count": 42, "ratio": 0.5, "active": True, "note": "null"},  # a str is a str
+        ),
+        (
+            {"count": 3.0, "ratio": 1, "active": 0, "note": "x"},
+            {"count": 3, "ratio": 1.0, "active": False, "note": "x"},
+        ),
+    ],
+)
+async def test_coercion_is_opt_in(data: dict[str, Any], expected: dict[str, Any]) -> None:
+    strict = EventValidator()
+    strict.register("x", Lax)
+    with pytest.raises(ValidationError):
+        await strict.validate("x", data)
+    lax = EventValidator(coerce=True)
+    lax.register("x", Lax)
+    assert (await lax.validate("x", data)).data == expected
+    per_schema = EventValidator()
+    per_schema.register("x", Lax, coerce=True)
+    assert (await per_schema.validate("x", data)).data == expected
+
+
+async def test_coercion_still_reports_every_problem() -> None:
+    lax = EventValidator(coerce=True)
+    lax.register("x", Lax)
+    with pytest.raises(ValidationError) as info:
+        await lax.validate("x", {"count": "4.5", "ratio": "nan", "active": "yes", "note": 1})
+    assert set(problems(info)) == {"count", "ratio", "active", "note"}
+
+
+async def test_coercion_with_a_pydantic_model() -> None:
+    class Model(pydantic.BaseModel):
+        count: int
+
+    lax = EventValidator(coerce=True)
+    lax.register("x", Model)
+    assert (await lax.validate("x", {"count": "7"})).data == {"count": 7}
+    strict = EventValidator()
+    strict.register("x", Model)
+    with pytest.raises(ValidationError):
+        await strict.validate("x", {"count": "7"})

@@ -49,6 +49,7 @@ __all__ = [
     "UnionNode",
     "contains_any",
     "describe",
+    "enable_coercion",
     "json_problem",
 ]
 
@@ -101,6 +102,33 @@ def contains_any(node: Node) -> bool:
             if current.extra_node is not None:
                 stack.append(current.extra_node)
     return False
+
+
+def enable_coercion(node: Node) -> None:
+    """Switch the scalar nodes under ``node`` to msgspec's lax (coercing) rules."""
+    seen: set[int] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, NumberNode | BoolNode | NoneNode):
+            current.coerce = True
+        elif isinstance(current, LazyNode) and current.target is not None:
+            stack.append(current.target)
+        elif isinstance(current, ListNode):
+            stack.append(current.item)
+        elif isinstance(current, TupleNode):
+            stack.extend(current.items)
+        elif isinstance(current, UnionNode):
+            stack.extend(current.options)
+        elif isinstance(current, DictNode):
+            stack.extend((current.key, current.value))
+        elif isinstance(current, ObjectNode):
+            stack.extend(f.node for f in current.fields.values())
+            if current.extra_node is not None:
+                stack.append(current.extra_node)
 
 
 def _join(path: str, key: str | int) -> str:
@@ -173,18 +201,33 @@ class AnyNode(Node):
         return value
 
 
+_JSON_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
+_BOOL_TEXT = {"true": True, "True": True, "1": True, "false": False, "False": False, "0": False}
+
+
 class NoneNode(Node):
     expected = "null"
+    coerce = False  # with coercion, the string "null" is accepted (as msgspec's lax mode)
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
-        return None if value is None else self.fail(value, path, problems)
+        if value is None or (self.coerce and value == "null"):
+            return None
+        return self.fail(value, path, problems)
 
 
 class BoolNode(Node):
     expected = "bool"
+    coerce = False  # with coercion: "true"/"false"/"1"/"0" and the ints 1 and 0
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
-        return value if value is True or value is False else self.fail(value, path, problems)
+        if value is True or value is False:
+            return value
+        if self.coerce:
+            if value.__class__ is str and value in _BOOL_TEXT:
+                return _BOOL_TEXT[value]
+            if value.__class__ is int and value in (0, 1):
+                return bool(value)
+        return self.fail(value, path, problems)
 
 
 class NumberNode(Node):
@@ -201,6 +244,7 @@ class NumberNode(Node):
         multiple_of: float | None = None,
     ) -> None:
         self.kind = kind
+        self.coerce = False
         self.gt, self.ge, self.lt, self.le, self.multiple_of = gt, ge, lt, le, multiple_of
         parts: list[str] = [kind]
         for symbol, bound in ((">", gt), (">=", ge), ("<", lt), ("<=", le)):
@@ -212,6 +256,9 @@ class NumberNode(Node):
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         cls = value.__class__
+        if self.coerce:
+            value = self._coerced(value)
+            cls = value.__class__
         if cls is bool or not isinstance(value, int | float):
             return self.fail(value, path, problems)
         if self.kind == "int" or (self.kind == "number" and isinstance(value, int)):
@@ -238,6 +285,23 @@ class NumberNode(Node):
         if self.multiple_of is not None and not _multiple(value, self.multiple_of):
             return self.fail(value, path, problems, f"must be a multiple of {self.multiple_of}")
         return value
+
+    def _coerced(self, value: Any) -> Any:
+        """msgspec's lax mode: numeric strings, and integral floats for ints."""
+        if value.__class__ is str and _JSON_NUMBER.fullmatch(value):
+            if self.kind == "float":
+                return float(value)
+            if value.lstrip("-").isdigit():
+                return int(value)
+            number = float(value)
+            return _integral(number) if self.kind == "int" else number
+        if self.kind == "int" and value.__class__ is float:
+            return _integral(value)
+        return value
+
+
+def _integral(value: float) -> Any:
+    return int(value) if math.isfinite(value) and value == int(value) else value
 
 
 def _multiple(value: float, step: float) -> bool:

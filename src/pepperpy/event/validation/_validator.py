@@ -16,7 +16,15 @@ from .._patterns import parse_topic
 from ._compile import NoFastPath, _msgspec, fast_type, from_json_schema, from_python_type
 from ._compile import is_pydantic_model as _is_pydantic
 from ._freeze import compile_freezer, freeze_output
-from ._nodes import INVALID, Extra, Node, contains_any, describe, json_problem
+from ._nodes import (
+    INVALID,
+    Extra,
+    Node,
+    contains_any,
+    describe,
+    enable_coercion,
+    json_problem,
+)
 
 __all__ = ["EventValidator"]
 
@@ -32,11 +40,14 @@ _MISSED: Any = object()  # the fast path did not apply or the data failed it
 class _Compiled:
     """One registered schema, compiled once."""
 
-    def __init__(self, event_type: str, version: int, schema: Any, extra: Extra) -> None:
+    def __init__(
+        self, event_type: str, version: int, schema: Any, extra: Extra, coerce: bool = False
+    ) -> None:
         self.event_type = event_type
         self.version = version
         self.schema = schema
         self.extra = extra
+        self.strict = not coerce
         self.pydantic = _is_pydantic(schema)
         self.node: Node | None = None
         self.fast: Any = None
@@ -54,6 +65,8 @@ class _Compiled:
                 "a schema is an annotated class, dataclass, TypedDict, pydantic model, "
                 f"msgspec Struct or JSON Schema dict, got {schema!r}"
             )
+        if coerce:
+            enable_coercion(self.node)
         self.freeze = compile_freezer(self.node)
         msgspec = _msgspec()
         try:
@@ -92,7 +105,7 @@ class _Compiled:
         if self.fast is None or (self.any_inside and not _is_json(data)):
             return _MISSED
         try:
-            return self._convert(data, self.fast, strict=True)
+            return self._convert(data, self.fast, strict=self.strict)
         except self._fast_error:
             return _MISSED
         except (TypeError, ValueError, OverflowError, RecursionError):
@@ -143,7 +156,10 @@ class _Compiled:
         from pydantic import ValidationError as PydanticError
 
         try:
-            model = self.adapter.validate_json(raw, strict=True)
+            if self.strict:
+                model = self.adapter.validate_json(raw, strict=True)
+            else:
+                model = self.adapter.validate_python(data, strict=False)
         except PydanticError as exc:
             for error in exc.errors(include_url=False):
                 path = _pydantic_path(error.get("loc", ()))
@@ -192,9 +208,13 @@ class EventValidator:
       ``"pass"`` lets them through unchecked (their data must still be JSON-able).
     * ``extra_fields``: ``"forbid"`` (default) reports unknown keys as problems,
       ``"ignore"`` drops them, ``"allow"`` keeps them. A schema can override it.
+    * ``coerce``: ``False`` (default) converts nothing silently; ``True`` opts in to
+      msgspec's lax rules (numeric strings for numbers, integral floats for ints,
+      ``"true"``/``"false"``/``"1"``/``"0"``/``1``/``0`` for bools, ``"null"`` for
+      null; pydantic models in pydantic's lax mode). A schema can override it.
 
-    No silent coercion: ``"1"`` is not an int, ``1.0`` is not an int, ``True`` is not a
-    number. JSON's own representations are accepted where a type has no JSON form:
+    By default there is no silent coercion: ``"1"`` is not an int, ``1.0`` is not an int,
+    ``True`` is not a number. JSON's own representations are accepted where a type has no JSON form:
     ISO 8601 strings for datetimes, base64 for bytes, strings for UUIDs and decimals;
     ints are accepted where a float is expected.
     """
@@ -204,6 +224,7 @@ class EventValidator:
         *,
         unknown_types: UnknownTypes = "error",
         extra_fields: Extra = "forbid",
+        coerce: bool = False,
     ) -> None:
         if unknown_types not in ("error", "pass"):
             raise ConfigurationError(
@@ -215,6 +236,7 @@ class EventValidator:
             )
         self.unknown_types: UnknownTypes = unknown_types
         self.extra_fields: Extra = extra_fields
+        self.coerce = bool(coerce)
         self._schemas: dict[str, dict[int, _Compiled]] = {}
         self._latest: dict[str, _Compiled] = {}
         self._upcasters: dict[str, dict[int, Callable[[Any], Any]]] = {}
@@ -222,7 +244,12 @@ class EventValidator:
     # -- registration -----------------------------------------------------------------
 
     def schema(
-        self, event_type: str, version: int = 1, *, extra_fields: Extra | None = None
+        self,
+        event_type: str,
+        version: int = 1,
+        *,
+        extra_fields: Extra | None = None,
+        coerce: bool | None = None,
     ) -> Callable[[T], T]:
         """Class decorator: register the class as the schema of ``event_type``/``version``.
 
@@ -231,7 +258,9 @@ class EventValidator:
         """
 
         def decorator(cls: T) -> T:
-            self.register(event_type, cls, version=version, extra_fields=extra_fields)
+            self.register(
+                event_type, cls, version=version, extra_fields=extra_fields, coerce=coerce
+            )
             return cls
 
         return decorator
@@ -243,6 +272,7 @@ class EventValidator:
         *,
         version: int = 1,
         extra_fields: Extra | None = None,
+        coerce: bool | None = None,
     ) -> None:
         """Register ``schema`` (a class or a JSON Schema dict) for ``event_type``/``version``.
 
@@ -258,7 +288,8 @@ class EventValidator:
         versions = self._schemas.setdefault(event_type, {})
         if version in versions:
             raise ConfigurationError(f"{event_type!r} version {version} already has a schema")
-        versions[version] = _Compiled(event_type, version, schema, extra)
+        lax = self.coerce if coerce is None else bool(coerce)
+        versions[version] = _Compiled(event_type, version, schema, extra, lax)
         self._latest[event_type] = versions[max(versions)]
 
     @overload
