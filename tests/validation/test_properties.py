@@ -55,6 +55,8 @@ class Struct(msgspec.Struct):
 class Model(pydantic.BaseModel):
     age: int = pydantic.Field(ge=0)
     emails: list[str]
+    score: float = 0.0
+    extra: Any = None
 
 
 JSON_SCHEMA = {
@@ -94,6 +96,7 @@ SCALARS = (
 KEYS = st.sampled_from(
     ["name", "count", "ratio", "level", "kind", "inner", "x", "y", "when", "tags", "blob"]
     + ["id", "labels", "note", "amount", "items", "age", "emails", "score", "choices", "child"]
+    + ["extra"]
 ) | st.text(max_size=5)
 JSON_LIKE = st.recursive(
     SCALARS,

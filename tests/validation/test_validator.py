@@ -709,3 +709,17 @@ async def test_coercion_with_a_pydantic_model() -> None:
     strict.register("x", Model)
     with pytest.raises(ValidationError):
         await strict.validate("x", {"count": "7"})
+
+
+@pytest.mark.parametrize("coerce", [False, True])
+async def test_pydantic_models_refuse_non_json_numbers(coerce: bool) -> None:
+    class Model(pydantic.BaseModel):
+        x: float
+        nan_default: float = float("nan")
+
+    validator = EventValidator(coerce=coerce)
+    validator.register("m", Model)
+    with pytest.raises(ValidationError, match="finite"):
+        await validator.validate("m", {"x": float("nan")})
+    with pytest.raises(ValidationError, match="finite"):
+        await validator.validate("m", {"x": 1.0})  # the model's own default is NaN

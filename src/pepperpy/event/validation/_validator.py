@@ -98,6 +98,10 @@ class _Compiled:
                 return self.freeze(self._to_builtins(converted, builtin_types=_KEEP))
             return self.freeze(self.check(data))
         except SerializationError as exc:  # NaN and the like, which msgspec lets through
+            if self.node is None:  # a pydantic model produced it (a default, a validator)
+                actual = describe(data)
+                problem = ValidationProblem("", "JSON-representable data", actual, str(exc))
+                raise ValidationError([problem], event_type=self.event_type) from None
             return self.freeze(self.explain(data, fallback=str(exc)))
 
     def _fast(self, data: Any) -> Any:
@@ -146,6 +150,10 @@ class _Compiled:
                             str(key), "no such field", describe(data[key]), "unexpected field"
                         )
                     )
+        why = json_problem(data)  # orjson would write NaN as null: refuse it here
+        if why is not None:
+            problems.append(ValidationProblem("", "JSON-representable data", describe(data), why))
+            raise ValidationError(problems, event_type=self.event_type)
         try:
             raw = dumps(data)  # JSON mode: ISO datetimes accepted, "1" is not an int
         except SerializationError as exc:
