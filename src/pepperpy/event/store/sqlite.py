@@ -25,18 +25,21 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import orjson
+
 from .._errors import ClosedError, StoreError
 from .base import (
     AppendResult,
     ExpectedVersion,
     LogPage,
     NewRecord,
+    PendingAppend,
     Row,
     SnapshotRow,
     StoreBackend,
     StreamState,
     log_page,
-    plan_append,
+    plan_group,
 )
 
 __all__ = ["SQLiteBackend"]
@@ -100,6 +103,28 @@ _READ_ALL = (
 )
 
 
+_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+_MOVE_STREAM = (
+    "INSERT INTO streams (name, next_position) VALUES (?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET next_position = excluded.next_position, deleted = 0"
+)
+# a group's lookups take their keys as one JSON array, whatever the group's size
+_STATES = (
+    "SELECT name, next_position, first_visible, deleted FROM streams "
+    "WHERE name IN (SELECT value FROM json_each(?))"
+)
+_KNOWN_IDS = (
+    "SELECT e.stream, e.id, e.position, e.global_position FROM json_each(?) AS k "
+    "JOIN events e ON e.stream = json_extract(k.value, '$[0]') "
+    "AND e.id = json_extract(k.value, '$[1]') "
+    "JOIN streams s ON s.name = e.stream WHERE +e.position >= s.first_visible"
+)
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
@@ -124,15 +149,19 @@ def _migrate(connection: sqlite3.Connection) -> None:
 
 
 class _Job:
-    __slots__ = ("future", "loop", "work")
+    """A queued write: an append (planned together with its neighbours) or any other work."""
+
+    __slots__ = ("append", "future", "loop", "work")
 
     def __init__(
         self,
-        work: Callable[[sqlite3.Connection], Any],
+        work: Callable[[sqlite3.Connection], Any] | None,
+        append: PendingAppend | None,
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
     ) -> None:
         self.work = work
+        self.append = append
         self.loop = loop
         self.future = future
 
@@ -171,10 +200,14 @@ class _Writer(threading.Thread):
         #: next global position, valid inside a write transaction
         self.head = 0
 
-    def submit(self, work: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def submit(
+        self,
+        work: Callable[[sqlite3.Connection], T] | None,
+        append: PendingAppend | None = None,
+    ) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self.jobs.put(_Job(work, loop, future))
+        self.jobs.put(_Job(work, append, loop, future))
         return future
 
     def stop(self) -> None:
@@ -253,19 +286,18 @@ class _Writer(threading.Thread):
             (last,) = connection.execute("SELECT max(global_position) FROM events").fetchone()
             self.head = 0 if last is None else last + 1
             outcomes: list[tuple[Any, BaseException | None]] = []
-            for job in group:
-                head = self.head
-                connection.execute("SAVEPOINT job")
-                try:
-                    result = job.work(connection)
-                except BaseException as exc:
-                    connection.execute("ROLLBACK TO job")
-                    connection.execute("RELEASE job")
-                    self.head = head
-                    outcomes.append((None, _translate(exc)))
-                else:
-                    connection.execute("RELEASE job")
-                    outcomes.append((result, None))
+            index = 0
+            while index < len(group):
+                if group[index].append is None:
+                    outcomes.append(self._run_alone(connection, group[index]))
+                    index += 1
+                    continue
+                end = index
+                while end < len(group) and group[end].append is not None:
+                    end += 1
+                appends = [job.append for job in group[index:end] if job.append is not None]
+                outcomes.extend(self._append_run(connection, appends))
+                index = end
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
@@ -273,6 +305,84 @@ class _Writer(threading.Thread):
             raise
         self._on_commit(self.head)
         return outcomes
+
+    def _run_alone(
+        self, connection: sqlite3.Connection, job: _Job
+    ) -> tuple[Any, BaseException | None]:
+        """Run one non-append job inside its own savepoint."""
+        assert job.work is not None
+        connection.execute("SAVEPOINT job")
+        try:
+            result = job.work(connection)
+        except BaseException as exc:
+            connection.execute("ROLLBACK TO job")
+            connection.execute("RELEASE job")
+            return None, _translate(exc)
+        connection.execute("RELEASE job")
+        return result, None
+
+    def _append_run(
+        self, connection: sqlite3.Connection, appends: list[PendingAppend]
+    ) -> list[tuple[Any, BaseException | None]]:
+        """Write consecutive appends with a few statements for all of them.
+
+        Every expectation and idempotency check is decided in Python by
+        :func:`plan_group` before anything is written, so one caller's
+        ``ConcurrencyError`` never touches the others. Should the write itself fail, the
+        run is rolled back to its savepoint and each append retried alone, so only the
+        culprit fails.
+        """
+        head = self.head
+        connection.execute("SAVEPOINT run")
+        try:
+            outcomes = self._write_appends(connection, appends)
+        except Exception as exc:
+            connection.execute("ROLLBACK TO run")
+            connection.execute("RELEASE run")
+            self.head = head
+            if len(appends) == 1:
+                return [(None, _translate(exc))]
+            return [outcome for one in appends for outcome in self._append_run(connection, [one])]
+        connection.execute("RELEASE run")
+        return outcomes
+
+    def _write_appends(
+        self, connection: sqlite3.Connection, appends: list[PendingAppend]
+    ) -> list[tuple[Any, BaseException | None]]:
+        names = _json_text(sorted({append.stream for append in appends}))
+        states = {
+            name: StreamState(next_position, first_visible, bool(deleted))
+            for name, next_position, first_visible, deleted in connection.execute(_STATES, (names,))
+        }
+        pairs = [
+            (append.stream, record.id)
+            for append in appends
+            if append.stream in states
+            for record in append.records
+        ]
+        known: dict[tuple[str, str], tuple[int, int]] = {}
+        if pairs:
+            for stream, event_id, position, global_position in connection.execute(
+                _KNOWN_IDS, (_json_text(pairs),)
+            ):
+                known[(stream, event_id)] = (position, global_position)
+        plan = plan_group(appends, states, known)
+        first = self.head
+        if plan.count:
+            recorded_at = time.time_ns() // 1000
+            connection.executemany(
+                _INSERT,
+                [
+                    (first + offset, stream, position, *record, recorded_at)
+                    for offset, stream, position, record in plan.rows
+                ],
+            )
+            connection.executemany(_MOVE_STREAM, plan.next_positions.items())
+            self.head = first + plan.count
+        return [
+            (None, outcome) if isinstance(outcome, BaseException) else (outcome, None)
+            for outcome in plan.outcomes(first)
+        ]
 
 
 class SQLiteBackend(StoreBackend):
@@ -296,7 +406,11 @@ class SQLiteBackend(StoreBackend):
 
     # -- plumbing ---------------------------------------------------------------------
 
-    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(
+        self,
+        work: Callable[[sqlite3.Connection], T] | None,
+        append: PendingAppend | None = None,
+    ) -> T:
         if self._closed:
             raise ClosedError("the event store is closed")
         if self._writer is None:
@@ -308,7 +422,7 @@ class SQLiteBackend(StoreBackend):
         await asyncio.shield(self._ready)
         if self._closed:
             raise ClosedError("the event store is closed")
-        return await self._writer.submit(work)
+        return await self._writer.submit(work, append)
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._ready is None or not self._ready.done():
@@ -352,48 +466,7 @@ class SQLiteBackend(StoreBackend):
     async def append(
         self, stream: str, records: Sequence[NewRecord], expected_version: ExpectedVersion
     ) -> AppendResult:
-        def work(connection: sqlite3.Connection) -> AppendResult:
-            writer = self._writer
-            assert writer is not None
-            row = connection.execute(
-                "SELECT next_position, first_visible, deleted FROM streams WHERE name = ?",
-                (stream,),
-            ).fetchone()
-            state = StreamState() if row is None else StreamState(row[0], row[1], bool(row[2]))
-            ids = [record.id for record in records]
-            existing: dict[str, tuple[int, int]] = {}
-            if row is not None:
-                marks = ",".join("?" * len(ids))
-                for event_id, position, global_position in connection.execute(
-                    "SELECT id, position, global_position FROM events "
-                    f"WHERE stream = ? AND position >= ? AND id IN ({marks})",
-                    (stream, state.first_visible, *ids),
-                ):
-                    existing[event_id] = (position, global_position)
-            plan = plan_append(stream, state, expected_version, ids, existing)
-            if isinstance(plan, AppendResult):
-                return plan
-            recorded_at = time.time_ns() // 1000
-            head = writer.head
-            position = state.next_position
-            rows = []
-            for index in plan:
-                rows.append((head, stream, position, *records[index], recorded_at))
-                head += 1
-                position += 1
-            connection.executemany(
-                f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
-            )
-            connection.execute(
-                "INSERT INTO streams (name, next_position) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET next_position = excluded.next_position, "
-                "deleted = 0",
-                (stream, position),
-            )
-            writer.head = head
-            return AppendResult(position - 1, head - 1)
-
-        return await self._write(work)
+        return await self._write(None, PendingAppend(stream, records, expected_version))
 
     async def read_stream(
         self, stream: str, start: int | None, backwards: bool, limit: int
