@@ -37,7 +37,7 @@ logger = logging.getLogger("pepperpy.event.notifications")
 H = TypeVar("H", bound=Callable[..., Any])
 ErrorCallback = Callable[[NotificationDeadLetter], Any]
 
-#: three tries, 0.5 s then 1 s apart (with jitter): rides out a blip, never stalls a handler
+#: three tries, waiting 0.5 s then 0.5-1 s (jittered): rides out a blip, never stalls a handler
 DEFAULT_RETRY = RetryPolicy.exponential(max_attempts=3, base_delay=0.5, max_delay=5.0)
 DEAD_LETTER_LIMIT = 1000
 OUTBOX_LIMIT = 10_000
