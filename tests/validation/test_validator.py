@@ -723,3 +723,34 @@ async def test_pydantic_models_refuse_non_json_numbers(coerce: bool) -> None:
         await validator.validate("m", {"x": float("nan")})
     with pytest.raises(ValidationError, match="finite"):
         await validator.validate("m", {"x": 1.0})  # the model's own default is NaN
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    current = root
+    for _ in range(depth):
+        child: dict[str, Any] = {}
+        current["a"] = child
+        current = child
+    return root
+
+
+async def test_absurdly_deep_data_is_a_validation_error() -> None:
+    validator = EventValidator(unknown_types="pass")
+    validator.register("free", {"type": "object", "properties": {"a": {}}})
+    validator.register("tree", {"type": "object", "properties": {"a": {"$ref": "#"}}})
+    deep = _nested(50_000)
+    for event_type in ("free", "tree", "not.registered"):
+        with pytest.raises(ValidationError, match="nested too deeply|recursion"):
+            await validator.validate(event_type, deep)
+    with pytest.raises(ValidationError):
+        validator.check("tree", deep)
+
+
+async def test_json_schema_root_reference_for_recursive_documents() -> None:
+    validator = EventValidator()
+    validator.register("tree", {"type": "object", "properties": {"a": {"$ref": "#"}}})
+    assert (await validator.validate("tree", _nested(20))).data == _nested(20)
+    with pytest.raises(ValidationError) as info:
+        await validator.validate("tree", {"a": {"a": 1}})
+    assert list(problems(info)) == ["a.a"]

@@ -488,14 +488,14 @@ class _JsonSchemaCompiler:
         return ObjectNode(str(schema.get("title", "")), fields, extra=extra, extra_node=extra_node)
 
     def ref(self, ref: Any, where: str) -> Node:
-        if not isinstance(ref, str) or not ref.startswith("#/"):
+        if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
             raise ConfigurationError(
                 f"only local '#/...' $ref are supported, got {ref!r} at {where}"
             )
         if ref in self.refs:
             return self.refs[ref]
         target: Any = self.root
-        for part in ref[2:].split("/"):
+        for part in ref[2:].split("/") if ref != "#" else ():
             part = part.replace("~1", "/").replace("~0", "~")
             if not isinstance(target, Mapping) or part not in target:
                 raise ConfigurationError(f"$ref {ref!r} at {where} points nowhere")

@@ -360,6 +360,21 @@ class EventValidator:
         version it ends at. Raises :class:`~pepperpy.event.ValidationError` (listing
         every problem) for bad data of any shape.
         """
+        try:
+            return await self._validate(event_type, data, version, metadata)
+        except RecursionError:
+            problem = ValidationProblem(
+                "", "data of bounded depth", "deeply nested data", "data nested too deeply"
+            )
+            raise ValidationError([problem], event_type=event_type) from None
+
+    async def _validate(
+        self,
+        event_type: str,
+        data: Any,
+        version: int | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> Event:
         compiled = self._compiled(event_type, version)
         if compiled is None:  # unknown type, let through: its data must still be JSON
             try:
@@ -420,7 +435,13 @@ class EventValidator:
         compiled = self._compiled(event_type, version)
         if compiled is None:
             return data, version or 1
-        return compiled.check(data), compiled.version
+        try:
+            return compiled.check(data), compiled.version
+        except RecursionError:
+            problem = ValidationProblem(
+                "", "data of bounded depth", "deeply nested data", "data nested too deeply"
+            )
+            raise ValidationError([problem], event_type=event_type) from None
 
     async def _upcast(
         self, event_type: str, upcaster: Callable[[Any], Any], data: Any, version: int
