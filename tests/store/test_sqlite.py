@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from typing import Any
 
 import pytest
 
@@ -64,6 +65,39 @@ class TestSQLiteStore(StoreConformance):
             assert connection.execute("PRAGMA user_version").fetchone() == (1,)
         finally:
             connection.close()
+
+    async def test_a_write_failing_for_one_caller_fails_only_that_caller(
+        self, make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from pepperpy.event.store import sqlite as backend_module
+
+        original = backend_module._Writer._write_appends
+        runs: list[int] = []
+
+        def failing(self: Any, connection: sqlite3.Connection, appends: list[Any]) -> Any:
+            runs.append(len(appends))
+            outcomes = original(self, connection, appends)  # writes, then fails: rolled back
+            if any(append.stream == "poison.1" for append in appends):
+                raise sqlite3.IntegrityError("simulated constraint failure")
+            return outcomes
+
+        monkeypatch.setattr(backend_module._Writer, "_write_appends", failing)
+        store = make_store()
+        await store.append("warm.1", {"type": "t"})
+        outcomes = await asyncio.gather(
+            *(store.append(f"fine.{n}", {"type": "t"}) for n in range(5)),
+            store.append("poison.1", {"type": "t"}),
+            *(store.append(f"fine.{n}", {"type": "t"}) for n in range(5, 10)),
+            return_exceptions=True,
+        )
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(errors) == 1 and isinstance(errors[0], StoreError)
+        assert "simulated" in str(errors[0])
+        assert await store.stream_version("poison.1") is None
+        assert len(await store.read_all()) == 11
+        positions = [e.global_position for e in await store.read_all()]
+        assert positions == list(range(11))  # no holes left by the rolled-back attempt
+        assert max(runs) > 1  # the poison shared a run with others, which were retried alone
 
     async def test_a_corrupted_row_reads_as_a_clear_error(self, make_store: MakeStore) -> None:
         store = make_store()
