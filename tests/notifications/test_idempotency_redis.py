@@ -82,9 +82,11 @@ async def test_redelivered_event_notifies_once_across_processes(store_url: str) 
 
 async def test_concurrent_claims_wait_for_the_holder(store_url: str) -> None:
     release = asyncio.Event()
+    sending = asyncio.Event()
 
     class Slow(MemoryChannel):
         async def send(self, notification: Notification) -> None:
+            sending.set()
             await release.wait()
             await super().send(notification)
 
@@ -95,7 +97,7 @@ async def test_concurrent_claims_wait_for_the_holder(store_url: str) -> None:
     b.add_channel("email", other)
     try:
         first = asyncio.ensure_future(a.notify(body="x", to="a@b.c", idempotency_key="k"))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(sending.wait(), timeout=10)  # a holds the claim now
         second = asyncio.ensure_future(b.notify(body="x", to="a@b.c", idempotency_key="k"))
         await asyncio.sleep(0.1)
         assert not second.done()  # b waits while a holds the claim

@@ -389,15 +389,15 @@ def test_rate_limit_specs() -> None:
             RateLimit.parse(bad)  # type: ignore[arg-type]
 
 
-async def test_burst_lets_the_first_sends_through_at_once() -> None:
-    limit = RateLimit(10, 1, burst=3)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    for _ in range(3):
-        await limit.acquire()
-    assert loop.time() - start < 0.05
-    await limit.acquire()
-    assert loop.time() - start >= 0.09
+def test_slots_with_a_burst() -> None:
+    limit = RateLimit(10, 1, burst=3)  # one per 0.1 s, three back to back
+
+    waits = [limit.reserve(100.0) for _ in range(5)]
+    later = limit.reserve(100.45)  # 0.45 s on: the schedule has caught up
+
+    assert waits == pytest.approx([0.0, 0.0, 0.0, 0.1, 0.2])
+    assert later == pytest.approx(0.0)
+    assert RateLimit(2).reserve(0.0) == 0.0 and RateLimit(2).interval == 0.5
 
 
 async def test_default_channel_and_console(capsys: pytest.CaptureFixture[str]) -> None:

@@ -61,12 +61,15 @@ class RateLimit:
             f"a rate limit looks like '10/s', '100/min' or '1000/hour', got {spec!r}"
         )
 
-    async def acquire(self) -> None:
-        """Wait for the next free slot (reserved at once, so waiters keep their order)."""
-        now = asyncio.get_running_loop().time()
+    def reserve(self, now: float) -> float:
+        """Take the next slot at monotonic time ``now``; returns the seconds to wait for it."""
         due = max(self._next_at, now)
         self._next_at = due + self.interval
-        wait = due - self._tolerance - now
+        return max(0.0, due - self._tolerance - now)
+
+    async def acquire(self) -> None:
+        """Wait for the next free slot (reserved at once, so waiters keep their order)."""
+        wait = self.reserve(asyncio.get_running_loop().time())
         if wait > 0:
             await asyncio.sleep(wait)
 
