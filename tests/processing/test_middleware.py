@@ -487,3 +487,12 @@ def test_one_timeout_middleware_serves_successive_event_loops() -> None:
     for _ in range(2):
         with pytest.raises(TimeoutError):
             asyncio.run(processor.process(Event("job", 1)))
+
+
+async def test_log_adds_custom_fields(caplog: pytest.LogCaptureFixture) -> None:
+    log = LogMiddleware("test.fields", fields=lambda e: {"tenant": e.metadata["tenant"]})
+    processor, _ = counting_processor(log)
+    caplog.set_level(logging.INFO, logger="test.fields")
+    await processor.process(Event("job.run", 1, {"tenant": "acme"}))
+    (record,) = [r for r in caplog.records if r.name == "test.fields"]
+    assert record.__dict__["tenant"] == "acme"

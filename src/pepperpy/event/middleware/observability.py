@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._deps import require
@@ -20,9 +21,11 @@ TRACE_KEYS = ("traceparent", "tracestate")
 class LogMiddleware:
     """Log one structured record per processed event: type, id, outcome, duration.
 
-    Records carry ``event_type``, ``event_id``, ``outcome`` (``"ok"`` or ``"error"``)
-    and ``duration_ms`` as attributes (``extra``), so JSON log formatters can emit them
-    as fields. Failures are logged at ``error_level`` with the traceback and re-raised.
+    Records carry ``event_type``, ``event_id``, ``outcome`` (``"ok"`` or ``"error"``),
+    ``duration_ms`` and, for events read from a store, ``event_stream`` and
+    ``event_position`` as attributes (``extra``), so JSON log formatters can emit them as
+    fields; ``fields(event)`` may add more (a tenant, a correlation id from metadata).
+    Failures are logged at ``error_level`` with the traceback and re-raised.
     """
 
     def __init__(
@@ -31,10 +34,12 @@ class LogMiddleware:
         *,
         level: int = logging.INFO,
         error_level: int = logging.ERROR,
+        fields: Callable[[Event], Mapping[str, Any]] | None = None,
     ) -> None:
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
         self.level = level
         self.error_level = error_level
+        self.fields = fields
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
         start = time.perf_counter()
@@ -50,7 +55,7 @@ class LogMiddleware:
                 elapsed,
                 exc,
                 exc_info=exc,
-                extra=_fields(event, "error", elapsed),
+                extra=self._extra(event, "error", elapsed),
             )
             raise
         if self.logger.isEnabledFor(self.level):
@@ -61,17 +66,22 @@ class LogMiddleware:
                 event.type,
                 event.id,
                 elapsed,
-                extra=_fields(event, "ok", elapsed),
+                extra=self._extra(event, "ok", elapsed),
             )
 
-
-def _fields(event: Event, outcome: str, elapsed_ms: float) -> dict[str, Any]:
-    return {
-        "event_type": event.type,
-        "event_id": event.id,
-        "outcome": outcome,
-        "duration_ms": round(elapsed_ms, 3),
-    }
+    def _extra(self, event: Event, outcome: str, elapsed_ms: float) -> dict[str, Any]:
+        extra: dict[str, Any] = {
+            "event_type": event.type,
+            "event_id": event.id,
+            "outcome": outcome,
+            "duration_ms": round(elapsed_ms, 3),
+        }
+        if event.stream is not None:
+            extra["event_stream"] = event.stream
+            extra["event_position"] = event.position
+        if self.fields is not None:
+            extra.update(self.fields(event))
+        return extra
 
 
 class TraceMiddleware:
