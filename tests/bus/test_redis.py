@@ -366,6 +366,8 @@ def test_options_come_from_keywords_and_the_url() -> None:
         ("redis://h/0", {"namespace": ""}, "namespace"),
         ("redis://h/0", {"max_deliveries": -1}, "max_deliveries"),
         ("http://h/0", {}, "not a Redis URL"),
+        ("redis://h:port/0", {}, "Port could not be cast"),
+        ("redis://h/0?socket_timeout=soon", {}, "socket_timeout"),
     ],
 )
 def test_bad_options_raise_configuration_error(

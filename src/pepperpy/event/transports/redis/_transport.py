@@ -73,6 +73,10 @@ class RedisTransport(Transport):
             retention=retention,
         )
         self._client_url, self.options = parse_url(url, options)
+        try:  # refuse a bad URL here, not at the first publish
+            self._redis.connection.parse_url(self._client_url)
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from exc
         self.url = url
         self._unreachable = connection_errors(self._exceptions)
         self._streams = [self.options.stream(p) for p in range(self.options.partitions)]
