@@ -754,3 +754,9 @@ async def test_json_schema_root_reference_for_recursive_documents() -> None:
     with pytest.raises(ValidationError) as info:
         await validator.validate("tree", {"a": {"a": 1}})
     assert list(problems(info)) == ["a.a"]
+
+
+def test_a_field_type_events_cannot_carry_is_refused_at_registration() -> None:
+    schema = dataclasses.make_dataclass("Timer", [("every", dt.timedelta)])
+    with pytest.raises(ConfigurationError, match="timedelta"):
+        EventValidator().register("timer.set", schema)

@@ -290,6 +290,10 @@ def _strip_required(annotation: Any) -> Any:
     return annotation
 
 
+def _refuse(kind: str, hint: str) -> Node:
+    raise ConfigurationError(f"{kind} fields cannot be event data (not JSON); {hint}")
+
+
 def _unresolved(schema: Any, exc: Exception) -> ConfigurationError:
     return ConfigurationError(
         f"cannot resolve the annotations of {schema!r} ({exc}); a class referenced by name "
@@ -320,7 +324,7 @@ _SIMPLE: dict[str, Any] = {
     "DateTimeType": lambda info: TemporalNode("datetime", info.tz),
     "TimeType": lambda info: TemporalNode("time", info.tz),
     "DateType": lambda info: TemporalNode("date"),
-    "TimeDeltaType": lambda info: TemporalNode("timedelta"),
+    "TimeDeltaType": lambda info: _refuse("timedelta", "store seconds as a number instead"),
     "UUIDType": lambda info: UUIDNode(),
     "DecimalType": lambda info: DecimalNode(),
 }
@@ -588,15 +592,7 @@ class _FastBuilder:
         if isinstance(node, BytesNode):
             return bytes
         if isinstance(node, TemporalNode):
-            base = {
-                "datetime": dt.datetime,
-                "date": dt.date,
-                "time": dt.time,
-                "timedelta": dt.timedelta,
-            }[node.kind]
-            raise_if = node.kind in ("datetime", "date", "time")
-            if not raise_if:
-                raise NoFastPath("timedeltas")
+            base = {"datetime": dt.datetime, "date": dt.date, "time": dt.time}[node.kind]
             return self.meta(base, tz=node.tz)
         if isinstance(node, UUIDNode):
             return uuid.UUID

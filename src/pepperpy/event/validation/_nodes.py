@@ -359,11 +359,11 @@ class BytesNode(Node):
 
 
 class TemporalNode(Node):
-    """A datetime, date, time or timedelta, or its ISO 8601 text (how JSON carries it)."""
+    """A datetime, date or time, or its ISO 8601 text (how JSON carries it)."""
 
     def __init__(
         self,
-        kind: Literal["datetime", "date", "time", "timedelta"],
+        kind: Literal["datetime", "date", "time"],
         tz: bool | None = None,
     ) -> None:
         self.kind = kind
@@ -401,17 +401,13 @@ class TemporalNode(Node):
                 except ValueError:
                     return None
             return None
-        if kind == "time":
-            if isinstance(value, dt.time):
-                return value
-            if isinstance(value, str):
-                try:
-                    return dt.time.fromisoformat(value)
-                except ValueError:
-                    return None
-            return None
-        if isinstance(value, dt.timedelta):
+        if isinstance(value, dt.time):
             return value
+        if isinstance(value, str):
+            try:
+                return dt.time.fromisoformat(value)
+            except ValueError:
+                return None
         return None
 
 

@@ -32,7 +32,7 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 UnknownTypes = Literal["error", "pass"]
 
-_KEEP = (dt.datetime, dt.date, dt.time, dt.timedelta, uuid.UUID, decimal.Decimal, bytes)
+_KEEP = (dt.datetime, dt.date, dt.time, uuid.UUID, decimal.Decimal, bytes)
 _EXTRA = ("forbid", "ignore", "allow")
 _MISSED: Any = object()  # the fast path did not apply or the data failed it
 
@@ -98,11 +98,16 @@ class _Compiled:
                 return self.freeze(self._to_builtins(converted, builtin_types=_KEEP))
             return self.freeze(self.check(data))
         except SerializationError as exc:  # NaN and the like, which msgspec lets through
-            if self.node is None:  # a pydantic model produced it (a default, a validator)
-                actual = describe(data)
-                problem = ValidationProblem("", "JSON-representable data", actual, str(exc))
-                raise ValidationError([problem], event_type=self.event_type) from None
-            return self.freeze(self.explain(data, fallback=str(exc)))
+            if self.node is not None and converted is not _MISSED:
+                result = self.explain(data, fallback=str(exc))  # names the culprits
+                try:
+                    return self.freeze(result)
+                except SerializationError:
+                    pass
+            # a pydantic model produced it (a default, a validator), or the walk missed it
+            actual = describe(data)
+            problem = ValidationProblem("", "JSON-representable data", actual, str(exc))
+            raise ValidationError([problem], event_type=self.event_type) from None
 
     def _fast(self, data: Any) -> Any:
         """msgspec's output (generated Structs) for valid data, else ``_MISSED``."""
