@@ -3,7 +3,8 @@
 Usage: ``python redis_worker.py URL NAMESPACE PATTERN RESULTS NAME [HANG_ON]``
 
 Joins group ``workers`` on ``PATTERN`` and, for each event, increments ``RESULTS``
-field ``n`` (the event's ``data["n"]``) and the counter ``RESULTS:NAME``. With
+field ``n`` (the event's ``data["n"]``) and the counter ``RESULTS:NAME``, and appends
+``n`` to ``RESULTS:order:KEY`` for events published with a key. With
 ``HANG_ON`` given, the handler for that ``n`` marks ``RESULTS:hung`` and never returns,
 so the test can kill the process mid-handler. Prints ``ready`` once subscribed; exits
 cleanly on SIGTERM.
@@ -35,6 +36,9 @@ async def main(url: str, namespace: str, pattern: str, results: str, name: str, 
         pipe = client.pipeline(transaction=False)
         pipe.hincrby(results, str(n), 1)
         pipe.incr(f"{results}:{name}")
+        key = event.metadata.get("partitionkey")
+        if key is not None:
+            pipe.rpush(f"{results}:order:{key}", n)
         await pipe.execute()
 
     stop = asyncio.Event()

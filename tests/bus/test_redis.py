@@ -499,6 +499,14 @@ async def test_three_processes_share_10000_events_and_survive_a_sigkill(
     assert per_worker["w0"] > 0 and per_worker["w1"] > 0 and per_worker["w2"] > 0
     assert sum(per_worker.values()) == total + twice
     assert twice <= 2 * 50 * 16  # at most the unacknowledged batches of the dead member
+    appended: dict[str, list[int]] = {}  # each key's events in stream (= Redis) order
+    for p in range(16):
+        for _, fields in await plain.xrange(f"{namespace}:stream:{p}"):
+            event = Event.from_json(fields[b"event"])
+            appended.setdefault(event.metadata["partitionkey"], []).append(event.data["n"])
+    for key, order in appended.items():  # per-key order held across the crash
+        handled = [int(n) for n in await plain.lrange(f"{results}:order:{key}", 0, -1)]
+        assert list(dict.fromkeys(handled)) == order, f"{key} out of order"
 
 
 @pytest.mark.slow
