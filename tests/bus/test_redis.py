@@ -645,3 +645,12 @@ async def test_acknowledged_entries_are_trimmed_automatically(
 def test_trimming_can_be_switched_off_in_the_url() -> None:
     options = RedisTransport("redis://h/0?trim_interval=off&maxlen=none&retention=5").options
     assert options.trim_interval is None and options.maxlen is None and options.retention == 5
+
+
+async def test_publish_waits_for_replicas_and_says_when_too_few_confirm(
+    redis_url: str, namespace: str
+) -> None:
+    transport = RedisTransport(redis_url, namespace=namespace, replicas=1, connect_timeout=0.2)
+    async with transport:  # the shared test server has no replica
+        with pytest.raises(TransportError, match="only 0 of 1 replicas confirmed"):
+            await transport.publish(Event("a.b", 1))
