@@ -1,0 +1,106 @@
+"""The msgspec fast path and the complete walk agree, on random schemas and data.
+
+The walk is authoritative (it explains failures); the fast path must never accept data
+the walk rejects, nor convert it differently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pepperpy.event import EventValidator, ValidationError
+from pepperpy.event.validation._validator import _KEEP as KEEP
+
+REJECTED = object()
+
+SCALAR_SCHEMAS = st.one_of(
+    st.fixed_dictionaries(
+        {"type": st.just("integer")},
+        optional={"minimum": st.integers(-5, 5), "maximum": st.integers(-5, 50)},
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("number")},
+        optional={"exclusiveMinimum": st.integers(-5, 5), "multipleOf": st.sampled_from([1, 2])},
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("string")},
+        optional={
+            "minLength": st.integers(0, 3),
+            "maxLength": st.integers(3, 6),
+            "pattern": st.sampled_from(["^a", "b$", "[0-9]"]),
+            "format": st.sampled_from(["date-time", "date", "uuid"]),
+        },
+    ),
+    st.just({"type": "boolean"}),
+    st.just({"type": "null"}),
+    st.builds(lambda v: {"enum": v}, st.lists(st.sampled_from(["a", "b", 1, 2, None]), min_size=1)),
+    st.just({"type": ["string", "null"]}),
+)
+
+
+def _object(properties: dict[str, Any], required: list[str], closed: bool | None) -> Any:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    names = [name for name in required if name in properties]
+    if names:
+        schema["required"] = names
+    if closed is not None:
+        schema["additionalProperties"] = not closed
+    return schema
+
+
+SCHEMAS = st.recursive(
+    SCALAR_SCHEMAS,
+    lambda inner: st.one_of(
+        st.builds(
+            lambda items, most: {"type": "array", "items": items, "maxItems": most},
+            inner,
+            st.integers(0, 4),
+        ),
+        st.builds(
+            _object,
+            st.dictionaries(st.sampled_from(["a", "b", "c", "d-e"]), inner, max_size=3),
+            st.lists(st.sampled_from(["a", "b", "c", "d-e"]), max_size=3),
+            st.none() | st.booleans(),
+        ),
+        st.builds(lambda options: {"anyOf": options}, st.lists(inner, min_size=1, max_size=3)),
+    ),
+    max_leaves=6,
+)
+DATA = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-10, 60)
+    | st.floats(-10, 60, allow_nan=False)
+    | st.sampled_from(["a", "ab", "b", "abc123", "2024-01-01", "2024-01-01T00:00:00Z"])
+    | st.just("6f1c0a52-3d3e-4b8c-9d1b-4a3f1c2b5e6d"),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["a", "b", "c", "d-e", "x"]), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(SCHEMAS, DATA, st.booleans())
+def test_fast_path_and_walk_agree(schema: Any, data: Any, coerce: bool) -> None:
+    validator = EventValidator(extra_fields="ignore", coerce=coerce)
+    validator.register("x", schema)
+    compiled = validator._latest["x"]
+    try:
+        walked = compiled.explain(data)
+    except ValidationError:
+        walked = REJECTED
+    if compiled.fast is None:
+        return
+    try:
+        fast = msgspec.convert(data, compiled.fast, strict=not coerce)
+    except msgspec.ValidationError:
+        return  # the walk decides, whatever it says
+    converted = msgspec.to_builtins(fast, builtin_types=KEEP)
+    assert walked is not REJECTED, f"fast path accepted what the walk rejects: {converted!r}"
+    assert converted == walked
