@@ -352,6 +352,21 @@ async def test_delete_stream_removes_events_and_consumers(
 
 
 @pytest.mark.nats
+async def test_a_literal_nats_wildcard_token_is_refused_when_subscribing(
+    nats_url: str, namespace: dict[str, str]
+) -> None:
+    bus = EventBus(transport=make_transport(nats_url, namespace))
+    bus.subscribe("alerts.>")(lambda e: None)  # a literal '>' token in our language
+    with pytest.raises(PatternError, match="NATS wildcard"):
+        await bus.start()
+    await bus.close()
+    publisher = EventBus(transport=make_transport(nats_url, namespace))
+    with pytest.raises(PatternError, match="NATS wildcard"):
+        await publisher.publish("alerts.>", 1)
+    await publisher.close()
+
+
+@pytest.mark.nats
 async def test_an_event_jetstream_refuses_is_a_transport_error(
     nats_url: str, namespace: dict[str, str]
 ) -> None:
