@@ -178,6 +178,12 @@ def test_bad_options_and_names_are_rejected() -> None:
     with pytest.raises(TypeError):
         MetricsCollector().measure("x")(42)  # type: ignore[type-var]
 
+    async def stream() -> Any:
+        yield 1
+
+    with pytest.raises(TypeError, match="generator"):
+        MetricsCollector().measure("x")(stream)
+
 
 # -- the histogram --------------------------------------------------------------------
 

@@ -449,6 +449,11 @@ class Measure:
         """Wrap a sync or async callable so each call is measured."""
         if not callable(func):
             raise TypeError(f"measure() decorates callables, got {func!r}")
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"measure() cannot time generator {func!r}: calling it only creates the "
+                "generator; measure the function that consumes it"
+            )
         series = self.collector._get(self.name)
         record = series.observe
         clock = time.perf_counter_ns
