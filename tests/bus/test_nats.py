@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pepperpy.event import (
     ConfigurationError,
@@ -30,6 +32,7 @@ from pepperpy.event import (
     PatternError,
     Transport,
     TransportError,
+    matches,
 )
 from pepperpy.event.transports.nats import NatsTransport
 from pepperpy.event.transports.nats._consumer import parse_reply, stored_at
@@ -106,6 +109,35 @@ def test_patterns_map_onto_nats_wildcards() -> None:
     leading = subject_filter("p", "_", "#.failed")
     assert leading.subject == "p._.>" and leading.accepts("failed")
     assert not leading.accepts("failed.not")
+
+
+def nats_subject_matches(filter_subject: str, subject: str) -> bool:
+    """NATS's own rule: ``*`` is one token, a final ``>`` one or more."""
+    wanted, tokens = filter_subject.split("."), subject.split(".")
+    for i, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or (token != "*" and token != tokens[i]):
+            return False
+    return len(tokens) == len(wanted)
+
+
+@given(
+    pattern=st.lists(st.sampled_from(["a", "b", "*", "#"]), min_size=1, max_size=4),
+    topic=st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=5),
+    lane=st.sampled_from(["_", "3"]),
+)
+def test_broker_filter_plus_local_check_is_exactly_the_pattern(
+    pattern: list[str], topic: list[str], lane: str
+) -> None:
+    """What JetStream delivers and the consumer accepts is what ``matches`` says."""
+    text, name = ".".join(pattern), ".".join(topic)
+    subject_filter_ = subject_filter("p", lane, text)
+    subject = topic_subject("p", lane, name)
+    delivered = nats_subject_matches(subject_filter_.subject, subject)
+    assert (delivered and subject_filter_.accepts(name)) == matches(text, name)
+    if subject_filter_.exact:
+        assert delivered == matches(text, name)
 
 
 def test_nats_wildcard_tokens_are_refused_in_topics_and_patterns() -> None:
