@@ -4,13 +4,16 @@ Each is a small class whose instances are ``async (event, next_handler)`` callab
 
     processor.use(
         LogMiddleware(),
-        DeadLetterMiddleware(),          # outermost: sees what retries did not fix
-        RetryMiddleware(RetryPolicy.exponential(max_attempts=3)),
-        TimeoutMiddleware(5.0),
-        DeduplicateMiddleware(ttl=600),
-        ValidateMiddleware(validator),
+        DeadLetterMiddleware(),          # sees only what retries did not fix
         collector.measure("processing"),
+        ValidateMiddleware(validator),   # outside the retry: invalid stays invalid
+        DeduplicateMiddleware(ttl=600),  # outside the retry: one event, many tries
+        RetryMiddleware(RetryPolicy.exponential(max_attempts=3)),
+        TimeoutMiddleware(5.0),          # inside the retry: limits each attempt
     )
+
+The first registered is the outermost. ``TraceMiddleware`` and ``trace_headers`` carry
+an OpenTelemetry trace across hops; ``RateLimitMiddleware`` slows a source down.
 """
 
 from __future__ import annotations
