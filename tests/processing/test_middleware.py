@@ -496,3 +496,32 @@ async def test_log_adds_custom_fields(caplog: pytest.LogCaptureFixture) -> None:
     await processor.process(Event("job.run", 1, {"tenant": "acme"}))
     (record,) = [r for r in caplog.records if r.name == "test.fields"]
     assert record.__dict__["tenant"] == "acme"
+
+
+async def test_retry_retries_a_group_of_retryable_handler_failures() -> None:
+    policy = RetryPolicy.fixed(max_attempts=3, base_delay=0, retry_on=(ConnectionError,))
+    processor = EventProcessor().use(RetryMiddleware(policy))
+    calls = {"a": 0, "b": 0}
+
+    def flaky(name: str) -> Any:
+        def handler(event: Event) -> None:
+            calls[name] += 1
+            if calls[name] < 2:
+                raise ConnectionError(name)
+
+        return handler
+
+    processor.handle("x", flaky("a"))
+    processor.handle("x", flaky("b"))
+    await processor.process(Event("x"))
+    assert calls == {"a": 2, "b": 2}
+
+    @processor.handle("y")
+    def broken(event: Event) -> None:
+        raise ValueError("not retryable")
+
+    processor.handle("y", flaky("a"))
+    calls["a"] = 0
+    with pytest.raises(ExceptionGroup):
+        await processor.process(Event("y"))
+    assert calls["a"] == 1  # a group holding a non-retryable error is not retried

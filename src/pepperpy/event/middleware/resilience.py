@@ -32,7 +32,7 @@ class RetryMiddleware:
 
     Exceptions outside ``policy.retry_on`` and the last failure propagate unchanged.
     When the processor has several handlers for the event, only the ones that failed run
-    again.
+    again; their ``ExceptionGroup`` is retried when every error in it is retryable.
     """
 
     def __init__(self, policy: RetryPolicy = RetryPolicy.EXPONENTIAL) -> None:
@@ -51,7 +51,7 @@ class RetryMiddleware:
             except Exception as exc:
                 if counter is not None:
                     counter[0] = attempt
-                if not policy.should_retry(exc, attempt):
+                if not _should_retry(policy, exc, attempt):
                     raise
                 logger.warning(
                     "attempt %d of %s (%s) failed, retrying: %r",
@@ -62,6 +62,19 @@ class RetryMiddleware:
                 )
                 await policy.sleep(attempt)
                 attempt += 1
+
+
+def _should_retry(policy: RetryPolicy, exc: Exception, attempt: int) -> bool:
+    """``policy.should_retry``, also for the ExceptionGroup of several failed handlers.
+
+    A group is retried when every exception in it is one the policy retries.
+    """
+    if policy.should_retry(exc, attempt):
+        return True
+    if isinstance(exc, BaseExceptionGroup) and attempt < policy.max_attempts:
+        _, rest = exc.split(policy.retry_on)
+        return rest is None
+    return False
 
 
 class _Deadline:
