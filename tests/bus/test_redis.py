@@ -656,3 +656,23 @@ async def test_publish_waits_for_replicas_and_says_when_too_few_confirm(
     async with transport:  # the shared test server has no replica
         with pytest.raises(TransportError, match="only 0 of 1 replicas confirmed"):
             await transport.publish(Event("a.b", 1))
+
+
+async def test_a_member_stops_reading_a_partition_whose_lease_it_lost(
+    redis_url: str, namespace: str, plain: Any
+) -> None:
+    transport = RedisTransport(redis_url, namespace=namespace, partitions=2, lease_ttl=0.6)
+    got: list[Event] = []
+    async with transport:
+        sub = Subscription("t.*", _collect(got), group="g", name="gid")
+        await transport.subscribe(sub)
+        partition = zlib.crc32(b"t.x") % 2
+        lease = f"{namespace}:group:gid:lease:{partition}"
+        await eventually_async(lambda: plain.exists(lease), 1)  # we hold it
+        await plain.set(lease, "someone-else", px=1500)  # another member took it over
+        await asyncio.sleep(0.5)  # our next heartbeat notices
+        await transport.publish(Event("t.x", 1))
+        await asyncio.sleep(0.3)
+        assert got == [], "read a partition it no longer owns"
+        await eventually(lambda: len(got) == 1)  # the lease expired: taken back, read again
+    assert got[0].data == 1
