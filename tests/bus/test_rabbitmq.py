@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import ConfigurationError, Event, EventBus, TransportError
+from pepperpy.event import ClosedError, ConfigurationError, Event, EventBus, TransportError
+from pepperpy.event.transports import Subscription
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
 from tests.bus.conformance import BusConformance
 from tests.conftest import unique_name
@@ -526,3 +527,22 @@ def test_the_examples_in_the_docs_run(amqp_url: str) -> None:
             exec(compile(code, "docs/transport-rabbitmq.md", "exec"), {"__name__": "docs"})
     finally:
         asyncio.run(clean_up())
+
+
+async def test_a_closed_transport_refuses_work(
+    make_transport: Callable[..., RabbitMQTransport],
+) -> None:
+    transport = make_transport()
+    await transport.start()
+    await transport.close()
+    await transport.close()  # idempotent
+    with pytest.raises(ClosedError):
+        await transport.publish(Event("a.b", 1))
+    with pytest.raises(ClosedError):
+        await transport.subscribe(Subscription("a.*", _ignore_event))
+    with pytest.raises(ClosedError):
+        await transport.start()
+
+
+async def _ignore_event(event: Event) -> None:
+    return None
