@@ -760,3 +760,24 @@ def test_a_field_type_events_cannot_carry_is_refused_at_registration() -> None:
     schema = dataclasses.make_dataclass("Timer", [("every", dt.timedelta)])
     with pytest.raises(ConfigurationError, match="timedelta"):
         EventValidator().register("timer.set", schema)
+
+
+@dataclasses.dataclass
+class WithDefaults:
+    name: str
+    color: Color = Color.BLUE
+    point: tuple[int, int] = (0, 0)
+    tags: list[str] = dataclasses.field(default_factory=lambda: ["new"])
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+async def test_defaults_come_out_the_same_on_both_paths() -> None:
+    validator = EventValidator()
+    validator.register("d", WithDefaults)
+    fast = validator.check("d", {"name": "n"})[0]
+    assert fast == {"name": "n", "color": "blue", "point": [0, 0], "tags": ["new"], "meta": {}}
+    compiled = validator._latest["d"]
+    assert compiled.explain({"name": "n"}) == fast  # the walk fills in the same defaults
+    assert type(compiled.explain({"name": "n"})["tags"]) is list  # plain, mutable
+    event = await validator.validate("d", {"name": "n"})
+    assert event.data == fast

@@ -13,11 +13,12 @@ from __future__ import annotations
 import abc
 import base64
 import binascii
+import copy
 import datetime as dt
 import math
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import Any, Literal
@@ -47,10 +48,12 @@ __all__ = [
     "TupleNode",
     "UUIDNode",
     "UnionNode",
-    "contains_any",
+    "contains",
     "describe",
     "enable_coercion",
     "json_problem",
+    "lists",
+    "walk",
 ]
 
 Problems = list[ValidationProblem]
@@ -78,8 +81,8 @@ def describe(value: Any) -> str:
     return f"{type(value).__name__} {text}"
 
 
-def contains_any(node: Node) -> bool:
-    """True when ``node`` or a node below it accepts any value."""
+def walk(node: Node) -> Iterator[Node]:
+    """Every node reachable from ``node``, each once (recursive schemas included)."""
     seen: set[int] = set()
     stack = [node]
     while stack:
@@ -87,35 +90,8 @@ def contains_any(node: Node) -> bool:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, AnyNode):
-            return True
+        yield current
         if isinstance(current, LazyNode) and current.target is not None:
-            stack.append(current.target)
-        elif isinstance(current, ListNode):
-            stack.append(current.item)
-        elif isinstance(current, TupleNode | UnionNode):
-            stack.extend(current.items if isinstance(current, TupleNode) else current.options)
-        elif isinstance(current, DictNode):
-            stack.extend((current.key, current.value))
-        elif isinstance(current, ObjectNode):
-            stack.extend(f.node for f in current.fields.values())
-            if current.extra_node is not None:
-                stack.append(current.extra_node)
-    return False
-
-
-def enable_coercion(node: Node) -> None:
-    """Switch the scalar nodes under ``node`` to msgspec's lax (coercing) rules."""
-    seen: set[int] = set()
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, NumberNode | BoolNode | NoneNode):
-            current.coerce = True
-        elif isinstance(current, LazyNode) and current.target is not None:
             stack.append(current.target)
         elif isinstance(current, ListNode):
             stack.append(current.item)
@@ -129,6 +105,18 @@ def enable_coercion(node: Node) -> None:
             stack.extend(f.node for f in current.fields.values())
             if current.extra_node is not None:
                 stack.append(current.extra_node)
+
+
+def contains(node: Node, kind: type[Node]) -> bool:
+    """True when ``node`` or a node below it is a ``kind``."""
+    return any(isinstance(current, kind) for current in walk(node))
+
+
+def enable_coercion(node: Node) -> None:
+    """Switch the scalar nodes under ``node`` to msgspec's lax (coercing) rules."""
+    for current in walk(node):
+        if isinstance(current, NumberNode | BoolNode | NoneNode):
+            current.coerce = True
 
 
 def _join(path: str, key: str | int) -> str:
@@ -154,6 +142,9 @@ class Node(abc.ABC):
         )
         return INVALID
 
+
+#: types a default keeps as they are (as the fast path's ``to_builtins`` does)
+_DEFAULT_KEEP = (dt.datetime, dt.date, dt.time, uuid.UUID, Decimal, bytes)
 
 #: the integers JSON encoders (orjson, most languages) can carry: int64 and uint64
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1
@@ -596,10 +587,26 @@ class Field:
         return self.factory is not None or self.default is not MISSING
 
     def fallback(self) -> Any:
-        """The value used when the field is absent (a fresh one each time)."""
-        if self.factory is not None:
-            return self.factory()
-        return freeze(self.default) if isinstance(self.default, dict | list) else self.default
+        """The value used when the field is absent: a fresh one, in its JSON form.
+
+        Converted as the fast path converts defaults (``msgspec.to_builtins``: enum
+        members become their values, tuples lists), so both paths give the same data.
+        """
+        value = self.factory() if self.factory is not None else copy.deepcopy(self.default)
+        if value is None or value.__class__ in (str, int, float, bool):
+            return value
+        import msgspec  # present: schemas are only compiled when it is
+
+        return lists(msgspec.to_builtins(value, builtin_types=_DEFAULT_KEEP))
+
+
+def lists(value: Any) -> Any:
+    """A copy of ``value`` with tuples as lists (the form data takes after the walk)."""
+    if isinstance(value, list | tuple):
+        return [lists(item) for item in value]
+    if isinstance(value, dict):
+        return {key: lists(item) for key, item in value.items()}
+    return value
 
 
 class ObjectNode(Node):

@@ -18,12 +18,15 @@ from ._compile import is_pydantic_model as _is_pydantic
 from ._freeze import compile_freezer, freeze_output
 from ._nodes import (
     INVALID,
+    AnyNode,
     Extra,
     Node,
-    contains_any,
+    TupleNode,
+    contains,
     describe,
     enable_coercion,
     json_problem,
+    lists,
 )
 
 __all__ = ["EventValidator"]
@@ -52,6 +55,7 @@ class _Compiled:
         self.node: Node | None = None
         self.fast: Any = None
         self.freeze: Callable[[Any], Any] = freeze_output
+        self.any_inside = self.tuple_inside = False
         if self.pydantic:
             self.adapter = schema.__pydantic_validator__
             self.names = _pydantic_names(schema)
@@ -75,7 +79,9 @@ class _Compiled:
             self.fast = None
         # msgspec passes Any-typed values through and to_builtins would turn a set into a
         # list: check such data is JSON first, so nothing is coerced silently
-        self.any_inside = contains_any(self.node)
+        self.any_inside = contains(self.node, AnyNode)
+        # msgspec gives (and to_builtins keeps) tuples; data from the walk has lists
+        self.tuple_inside = contains(self.node, TupleNode)
         self._convert = msgspec.convert
         self._to_builtins = msgspec.to_builtins
         self._fast_error = msgspec.ValidationError
@@ -84,7 +90,8 @@ class _Compiled:
         """Return the validated, converted data or raise ValidationError with every problem."""
         converted = self._fast(data)
         if converted is not _MISSED:
-            return self._to_builtins(converted, builtin_types=_KEEP)
+            plain = self._to_builtins(converted, builtin_types=_KEEP)
+            return lists(plain) if self.tuple_inside else plain
         if self.pydantic:
             return self._check_pydantic(data)
         return self.explain(data)
