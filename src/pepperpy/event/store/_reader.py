@@ -10,6 +10,7 @@ event twice and, because backends expose positions in order, never skips one.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import TYPE_CHECKING
 
@@ -164,8 +165,25 @@ class _ReaderIterator:
                 rows = rows[:remaining]
                 self._remaining = remaining - len(rows)
             if rows:
-                return [decode(row) for row in rows]
+                return _decode_page(decode, rows)
         return None
+
+
+def _decode_page(decode: Callable[[Row], Event], rows: list[Row]) -> list[Event]:
+    """Decode a page with the cycle collector paused.
+
+    A page allocates a few container objects per event (the event, its frozen data, its
+    times) and no reference cycles, yet the allocations alone trigger repeated collector
+    passes that cost about a fifth of the decoding time. The pause is bounded by the
+    page size and the previous state is restored even if decoding fails.
+    """
+    if not gc.isenabled():
+        return [decode(row) for row in rows]
+    gc.disable()
+    try:
+        return [decode(row) for row in rows]
+    finally:
+        gc.enable()
 
 
 class StoreSubscription:

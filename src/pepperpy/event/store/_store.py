@@ -114,6 +114,7 @@ class EventStore:
             self._backend = open_backend(url)
             self.url = url or "memory://"
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        self._last_recorded: tuple[int, datetime] = (-1, from_micros(0))
         self._subscriptions: weakref.WeakSet[StoreSubscription] = weakref.WeakSet()
         self._closed = False
 
@@ -328,6 +329,9 @@ class EventStore:
                 data = upcast(data)
                 version += 1
                 upcast = self._upcasters.get((event_type, version))
+        recorded = row[11]
+        if recorded != self._last_recorded[0]:  # a batch shares one recorded_at
+            self._last_recorded = (recorded, _fromtimestamp(recorded / 1e6, UTC))
         return _restore(
             event_type,
             data,
@@ -340,7 +344,7 @@ class EventStore:
             row[1],
             row[2],
             row[0],
-            _fromtimestamp(row[11] / 1e6, UTC),
+            self._last_recorded[1],
         )
 
     # -- lifecycle --------------------------------------------------------------------
