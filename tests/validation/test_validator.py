@@ -781,3 +781,20 @@ async def test_defaults_come_out_the_same_on_both_paths() -> None:
     assert type(compiled.explain({"name": "n"})["tags"]) is list  # plain, mutable
     event = await validator.validate("d", {"name": "n"})
     assert event.data == fast
+
+
+async def test_a_union_msgspec_would_crash_on_is_left_to_the_walk() -> None:
+    # msgspec 0.23 segfaults converting to Union[Annotated[str, Meta(...)], tuple[bool]]
+    schema = {
+        "anyOf": [
+            {"type": "string", "maxLength": 3},
+            {"type": "array", "prefixItems": [{"type": "boolean"}]},
+        ]
+    }
+    validator = EventValidator()
+    validator.register("x", {"type": "object", "properties": {"v": schema}})
+    assert validator._latest["x"].fast is None
+    assert (await validator.validate("x", {"v": [True]})).data == {"v": [True]}
+    assert (await validator.validate("x", {"v": "ab"})).data == {"v": "ab"}
+    with pytest.raises(ValidationError):
+        await validator.validate("x", {"v": None})

@@ -620,6 +620,10 @@ class _FastBuilder:
                 max_length=node.max_length,
             )
         if isinstance(node, UnionNode):
+            if any(isinstance(option, TupleNode) for option in node.options):
+                # msgspec 0.23 crashes (segfault) converting to a union of a constrained
+                # scalar and a fixed-length tuple; such unions are left to the walk
+                raise NoFastPath("fixed-length tuples in a union")
             return Union[tuple(self.build(n) for n in node.options)]  # noqa: UP007
         if isinstance(node, ObjectNode):
             return self.object(node)
