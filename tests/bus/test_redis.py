@@ -676,3 +676,32 @@ async def test_a_member_stops_reading_a_partition_whose_lease_it_lost(
         assert got == [], "read a partition it no longer owns"
         await eventually(lambda: len(got) == 1)  # the lease expired: taken back, read again
     assert got[0].data == 1
+
+
+async def test_a_slow_partition_does_not_hold_up_the_others(redis_url: str, namespace: str) -> None:
+    partitions = 4
+    slow_key = "slow"
+    fast_key = next(
+        key
+        for key in (f"fast-{i}" for i in range(100))
+        if zlib.crc32(key.encode()) % partitions != zlib.crc32(slow_key.encode()) % partitions
+    )
+    release = asyncio.Event()
+    fast: list[int] = []
+    bus = EventBus(transport=RedisTransport(redis_url, namespace=namespace, partitions=partitions))
+
+    @bus.subscribe("work.*", group="workers")
+    async def work(event: Event) -> None:
+        if event.metadata["partitionkey"] == slow_key:
+            await release.wait()
+        else:
+            fast.append(event.data)
+
+    async with bus:
+        await bus.publish("work.item", -1, key=slow_key)  # blocks its partition
+        for n in range(5):
+            await bus.publish("work.item", n, key=fast_key)
+        await eventually(lambda: len(fast) == 5, timeout=5)
+        assert not release.is_set()  # all handled while the slow one was still running
+        release.set()
+    assert fast == [0, 1, 2, 3, 4]

@@ -7,9 +7,11 @@ partitions ``p`` with ``p % n == i``. Ownership is a lease key per partition (``
 PX``); a member reads only the partitions it holds, so each partition is consumed by
 one member at a time and events of one key (one partition) are handled in order.
 
-When a member takes a partition it first claims the partition's pending entries (read
-by a previous owner that died or gave the partition away before acknowledging them)
-and handles those, oldest first, before reading new ones. An entry delivered more than
+Each held partition has a worker task of its own: it first claims the partition's
+pending entries (read by a previous owner that died or gave the partition away before
+acknowledging them) and handles those, oldest first, then reads new ones with a blocking
+``XREADGROUP`` and handles them one after another. Partitions never wait for each other:
+a slow handler holds up only its own partition. An entry delivered more than
 ``max_deliveries`` times is published to ``deadletter.<topic>`` and acknowledged.
 """
 
@@ -122,22 +124,19 @@ class GroupMember:
         self.members_key = options.group_key(gid, "members")
         self.lease_keys = [options.group_key(gid, f"lease:{p}") for p in range(options.partitions)]
         self._streams = [options.stream(p) for p in range(options.partitions)]
-        self._partition_of = {name.encode(): p for p, name in enumerate(self._streams)}
         self._filter = TopicFilter(sub.pattern)
         self._heartbeat_script = client.register_script(_HEARTBEAT)
         self._release_script = client.register_script(_RELEASE)
-        # partition states; a held partition is in exactly one of them
-        self._reading: set[int] = set()  # ours, pending handled: read new entries
-        self._claiming: dict[int, float] = {}  # ours: claim pending at/after monotonic time
+        self._assigned: set[int] = set()  # held and ours: a worker consumes each
         self._releasing: set[int] = set()  # held but assigned elsewhere: give back
-        self._failures: dict[int, int] = {}  # consecutive failed deliveries per partition
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._idle: set[int] = set()  # partitions whose worker waits (safe to cancel)
+        self._reclaim: set[int] = set()  # acks failed: claim pending again before reading
         self._acks: dict[int, list[bytes]] = {}  # done, acknowledgement not sent yet
         self._ack_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._wakeup = asyncio.Event()
         self._stopping = False
-        self._idle = False  # waiting (not delivering): safe to cancel on close
-        self._tasks: list[asyncio.Task[None]] = []
+        self._beater: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -145,11 +144,9 @@ class GroupMember:
         """Create the consumer group on every partition, join, start consuming."""
         await self.create_groups()
         await self._heartbeat()
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._read_loop(), name=f"pepperpy-redis-read-{self.group}"),
-            loop.create_task(self._heartbeat_loop(), name=f"pepperpy-redis-lease-{self.group}"),
-        ]
+        self._beater = asyncio.get_running_loop().create_task(
+            self._heartbeat_loop(), name=f"pepperpy-redis-lease-{self.group}"
+        )
 
     async def create_groups(self) -> None:
         """``XGROUP CREATE ... $ MKSTREAM`` on each partition; existing groups keep their place."""
@@ -161,17 +158,17 @@ class GroupMember:
                 raise result
 
     async def close(self) -> None:
-        """Finish the event in progress, acknowledge, give the partitions back, leave."""
+        """Finish the events in progress, acknowledge, give the partitions back, leave."""
         self._stopping = True
-        reader, beater = self._tasks or (None, None)
-        if beater is not None:
-            beater.cancel()
-        if reader is not None and self._idle:
-            reader.cancel()
-        self._wakeup.set()
-        for task in self._tasks:
+        if self._beater is not None:
+            self._beater.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await self._beater
+        workers = list(self._workers.items())
+        for p, worker in workers:
+            if p in self._idle:
+                worker.cancel()
+        await asyncio.gather(*(worker for _, worker in workers), return_exceptions=True)
         await self._flush_acks()
         try:
             keys = [self.members_key, *self.lease_keys]
@@ -207,39 +204,36 @@ class GroupMember:
             self._apply({int(p) for p in held_raw}, {int(p) for p in target_raw})
 
     def _apply(self, held: set[int], target: set[int]) -> None:
-        known = self._reading | self._claiming.keys() | self._releasing
-        for p in known - held:
+        """Bring partition states in line with the leases held and the assignment."""
+        for p in (self._assigned | self._releasing) - held:
             logger.warning("group %r lost its lease on partition %d", self.group, p)
-            self._drop(p)
-        now = time.monotonic()
-        for p in held - known:
+            self._assigned.discard(p)
+            self._releasing.discard(p)
+            self._interrupt(p)
+        for p in held:
             if p in target:
-                self._claiming[p] = now
-            else:
-                self._releasing.add(p)
-        for p in list(self._reading):
-            if p not in target:
-                self._reading.discard(p)
-                self._releasing.add(p)
-        for p in list(self._claiming):
-            if p not in target:
-                del self._claiming[p]
-                self._releasing.add(p)
-        for p in list(self._releasing):
-            if p in target:  # assigned back to us before we let go
                 self._releasing.discard(p)
-                self._claiming[p] = now
-        if self._releasing or held != known:
-            self._wakeup.set()
+                self._assigned.add(p)
+            elif p in self._assigned or p not in self._releasing:
+                self._assigned.discard(p)
+                self._releasing.add(p)
+                self._interrupt(p)
+        if self._stopping:
+            return
+        for p in self._assigned | self._releasing:
+            if p not in self._workers:
+                self._spawn(p)
 
-    def _drop(self, p: int) -> None:
-        self._reading.discard(p)
-        self._claiming.pop(p, None)
-        self._releasing.discard(p)
+    def _interrupt(self, p: int) -> None:
+        """Stop a waiting worker at once (one busy delivering finishes its event first)."""
+        worker = self._workers.get(p)
+        if worker is not None and p in self._idle:
+            worker.cancel()
 
-    def _drop_all(self) -> None:
-        for p in list(self._reading | self._claiming.keys() | self._releasing):
-            self._drop(p)
+    def _spawn(self, p: int) -> None:
+        self._workers[p] = asyncio.get_running_loop().create_task(
+            self._consume(p), name=f"pepperpy-redis-{self.group}-{p}"
+        )
 
     async def _heartbeat_loop(self) -> None:
         last_ok = time.monotonic()
@@ -249,31 +243,61 @@ class GroupMember:
                 await self._heartbeat()
                 last_ok = time.monotonic()
             except (*self._unreachable, self._response_error) as exc:
-                if time.monotonic() - last_ok > self._options.lease_ttl:
-                    self._drop_all()  # our leases have expired by now
                 logger.warning("group %r: lease renewal failed: %s", self.group, exc)
-
-    async def _release(self) -> None:
-        await self._flush_acks()  # the next owner must not see our finished events as pending
-        async with self._lock:
-            partitions = sorted(self._releasing)
-            if not partitions:
-                return
-            keys = [self.members_key, *(self.lease_keys[p] for p in partitions)]
-            await self._release_script(keys=keys, args=[self.consumer, "0"])
-            self._releasing.difference_update(partitions)
+                if time.monotonic() - last_ok > self._options.lease_ttl:
+                    self._apply(set(), set())  # our leases have expired by now
 
     # -- consuming --------------------------------------------------------------------
 
-    async def _read_loop(self) -> None:
+    def _ours(self, p: int) -> bool:
+        return not self._stopping and p in self._assigned
+
+    async def _consume(self, p: int) -> None:
+        """A partition's worker: claim what is pending, then read and deliver, in order."""
+        try:
+            if p in self._assigned:
+                await self._consume_assigned(p)
+        except asyncio.CancelledError:
+            if not self._stopping and p in self._assigned:
+                raise  # cancelled from outside while still ours: let it propagate
+        finally:
+            self._idle.discard(p)
+            await self._worker_done(p)
+
+    async def _consume_assigned(self, p: int) -> None:
+        stream = self._streams[p]
         backoff = Backoff(self._options.max_backoff)
-        while not self._stopping:
+        failures = 0
+        claim = True
+        while self._ours(p):
             try:
-                await self._step()
+                if claim or p in self._reclaim:
+                    self._reclaim.discard(p)
+                    done = await self._claim(p)
+                else:
+                    self._idle.add(p)
+                    try:
+                        reply: Any = await self._client.xreadgroup(
+                            self.group,
+                            self.consumer,
+                            {stream: ">"},
+                            count=self._options.batch_size,
+                            block=1000,
+                        )
+                    finally:
+                        self._idle.discard(p)
+                    done = not reply or await self._run(p, reply[0][1], None)
                 backoff = Backoff(self._options.max_backoff)
+                if done:
+                    claim = False
+                    failures = 0
+                    continue
+                claim = True  # a delivery failed: retry it (and what follows) after a pause
+                failures += 1
+                delay = min(self._options.max_backoff, 0.05 * 2 ** (failures - 1))
             except self._unreachable as exc:
                 logger.warning("group %r: Redis unreachable (%s); reconnecting", self.group, exc)
-                await self._pause(backoff.next())
+                claim, delay = True, backoff.next()
             except self._response_error as exc:
                 if "NOGROUP" in str(exc):
                     logger.error("group %r vanished from Redis; recreating it", self.group)
@@ -281,70 +305,45 @@ class GroupMember:
                         await self.create_groups()
                 else:
                     logger.error("group %r: Redis refused a command: %s", self.group, exc)
-                await self._pause(backoff.next())
+                claim, delay = True, backoff.next()
             except Exception:
                 logger.exception("group %r: unexpected error while consuming", self.group)
-                await self._pause(backoff.next())
+                claim, delay = True, backoff.next()
+            if not self._ours(p):
+                return
+            self._idle.add(p)
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self._idle.discard(p)
 
-    async def _pause(self, seconds: float) -> None:
-        self._idle = True
-        try:
-            await asyncio.sleep(seconds)
-        finally:
-            self._idle = False
-
-    async def _step(self) -> None:
-        self._wakeup.clear()
-        if self._releasing:
-            await self._release()
-        now = time.monotonic()
-        for p in sorted(p for p, due in self._claiming.items() if due <= now):
+    async def _worker_done(self, p: int) -> None:
+        """Give a partition back once its worker stopped; restart it if it is ours again."""
+        async with self._lock:
+            if self._workers.get(p) is asyncio.current_task():
+                del self._workers[p]
             if self._stopping:
                 return
-            if await self._claim(p) and p in self._claiming:
-                del self._claiming[p]
-                self._failures.pop(p, None)
-                self._reading.add(p)
-        if self._stopping:
-            return
-        wait = self._options.heartbeat
-        if self._claiming:
-            wait = max(0.0, min(wait, min(self._claiming.values()) - time.monotonic()))
-        if not self._reading:
-            self._idle = True
-            try:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await self._wakeup.wait()
-            finally:
-                self._idle = False
-            return
-        streams: dict[Any, Any] = {self._streams[p]: ">" for p in sorted(self._reading)}
-        self._idle = True
-        try:
-            reply: Any = await self._client.xreadgroup(
-                self.group,
-                self.consumer,
-                streams,
-                count=self._options.batch_size,
-                block=max(1, int(min(wait, 1.0) * 1000)),
-            )
-        finally:
-            self._idle = False
-        if not reply:
-            return
-        runs = [(self._partition_of[name], entries) for name, entries in reply if entries]
-        if len(runs) == 1:
-            await self._run(runs[0][0], runs[0][1], None)
-        elif runs:
-            await asyncio.gather(*(self._run(p, entries, None) for p, entries in runs))
+            if p in self._releasing:
+                try:
+                    await self._flush_acks()  # the next owner must not see them as pending
+                    keys = [self.members_key, self.lease_keys[p]]
+                    await self._release_script(keys=keys, args=[self.consumer, "0"])
+                except (*self._unreachable, self._response_error) as exc:
+                    logger.warning(
+                        "group %r: could not give back partition %d: %s", self.group, p, exc
+                    )
+                    return  # the lease expires by itself
+                self._releasing.discard(p)
+            elif p in self._assigned and p not in self._workers:
+                self._spawn(p)
 
     async def _claim(self, p: int) -> bool:
         """Take over partition ``p``'s pending entries and handle them; True when all done."""
         stream = self._streams[p]
         await self._flush_acks()
         start: Any = "0-0"
-        while not self._stopping:
+        while self._ours(p):
             next_start, entries, _deleted = await self._client.xautoclaim(
                 stream, self.group, self.consumer, 0, start, count=self._options.batch_size
             )
@@ -379,51 +378,47 @@ class GroupMember:
             if not consumer["pending"] and name not in live and name != self.consumer:
                 await self._client.xgroup_delconsumer(stream, self.group, name)
 
-    def _ours(self, p: int) -> bool:
-        return p in self._reading or p in self._claiming
-
     async def _run(
         self,
         p: int,
         entries: list[tuple[bytes, dict[bytes, bytes]]],
         deliveries: dict[bytes, int] | None,
     ) -> bool:
-        """Deliver ``entries`` of partition ``p`` in order, acknowledging each one done."""
-        try:
-            for entry_id, fields in entries:
-                if self._stopping or not self._ours(p):
-                    return False
-                topic = entry_topic(fields)
-                if topic is None or not self._filter(topic):
-                    self._ack_later(p, entry_id)
-                    continue
-                try:
-                    event = decode_event(fields)
-                except SerializationError as exc:
-                    logger.error("dropping unreadable entry %s of %s: %s", entry_id, topic, exc)
-                    self._ack_later(p, entry_id)
-                    continue
-                delivered = deliveries.get(entry_id, 1) if deliveries else 1
-                if delivered > self._options.max_deliveries:
-                    await self._dead_letter_publisher(event, self.sub.group or "", delivered - 1)
-                    self._ack_later(p, entry_id)
-                    continue
-                try:
-                    await self.sub.deliver(event)
-                except Exception:
-                    logger.exception(
-                        "group %r: delivery of %s (%s) failed; it will be redelivered",
-                        self.group,
-                        event.type,
-                        event.id,
-                    )
-                    self._retry_later(p)
-                    return False
+        """Deliver ``entries`` of partition ``p`` in order, acknowledging each one done.
+
+        Returns False when a delivery failed (that entry and the ones after it stay
+        pending, to be claimed and delivered again) or the partition is no longer ours.
+        """
+        for entry_id, fields in entries:
+            if not self._ours(p):
+                return False
+            topic = entry_topic(fields)
+            if topic is None or not self._filter(topic):
                 self._ack_later(p, entry_id)
-            return True
-        except Exception:
-            self._retry_later(p)
-            raise
+                continue
+            try:
+                event = decode_event(fields)
+            except SerializationError as exc:
+                logger.error("dropping unreadable entry %s of %s: %s", entry_id, topic, exc)
+                self._ack_later(p, entry_id)
+                continue
+            delivered = deliveries.get(entry_id, 1) if deliveries else 1
+            if delivered > self._options.max_deliveries:
+                await self._dead_letter_publisher(event, self.sub.group or "", delivered - 1)
+                self._ack_later(p, entry_id)
+                continue
+            try:
+                await self.sub.deliver(event)
+            except Exception:
+                logger.exception(
+                    "group %r: delivery of %s (%s) failed; it will be redelivered",
+                    self.group,
+                    event.type,
+                    event.id,
+                )
+                return False
+            self._ack_later(p, entry_id)
+        return True
 
     def _ack_later(self, p: int, entry_id: bytes) -> None:
         """Queue an acknowledgement; one background round trip sends all queued ones.
@@ -453,8 +448,7 @@ class GroupMember:
                     logger.warning(
                         "group %r: acknowledgement failed (%s); will redeliver", self.group, exc
                     )
-                    for p in batch:
-                        self._retry_later(p)
+                    self._reclaim.update(batch)
         finally:
             self._ack_task = None
 
@@ -462,12 +456,3 @@ class GroupMember:
         """Wait until every queued acknowledgement has reached Redis (or failed)."""
         while self._ack_task is not None:
             await asyncio.shield(self._ack_task)
-
-    def _retry_later(self, p: int) -> None:
-        """Re-claim ``p``'s pending entries after a pause growing with each failure."""
-        if not self._ours(p):
-            return
-        self._reading.discard(p)
-        failures = self._failures[p] = self._failures.get(p, 0) + 1
-        delay = min(self._options.max_backoff, 0.05 * 2 ** (failures - 1))
-        self._claiming[p] = time.monotonic() + delay
