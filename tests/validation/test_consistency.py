@@ -7,13 +7,19 @@ decide and the walk only explains failures, so the property is checked in strict
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import itertools
+import uuid
+from typing import Annotated, Any, Literal, Optional, Union
 
 import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pepperpy.event import EventValidator, ValidationError
+from pepperpy.event import ConfigurationError, EventValidator, ValidationError
 from pepperpy.event.validation._nodes import lists
 from pepperpy.event.validation._validator import _KEEP as KEEP
 
@@ -107,6 +113,82 @@ def test_fast_path_and_walk_agree(schema: Any, data: Any) -> None:
         fast = msgspec.convert(data, compiled.fast, strict=True)
     except msgspec.ValidationError:
         return  # the walk decides, whatever it says
+    converted = lists(msgspec.to_builtins(fast, builtin_types=KEEP))
+    assert walked is not REJECTED, f"fast path accepted what the walk rejects: {converted!r}"
+    assert converted == walked
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    ONE = 1
+
+
+PY_SCALARS = st.sampled_from(
+    [
+        int,
+        str,
+        float,
+        bool,
+        type(None),
+        Any,
+        dt.datetime,
+        dt.date,
+        uuid.UUID,
+        decimal.Decimal,
+        Color,
+        Level,
+        Literal["a", "b"],
+        Literal[1, 2],
+        Annotated[int, msgspec.Meta(ge=0)],
+        Annotated[str, msgspec.Meta(max_length=2)],
+        Annotated[float, msgspec.Meta(lt=5)],
+        Annotated[list[int], msgspec.Meta(max_length=2)],
+    ]
+)
+_classes = itertools.count()
+
+
+def _dataclass(fields: list[Any]) -> Any:
+    name = f"Generated{next(_classes)}"
+    return dataclasses.make_dataclass(name, [(f"f{i}", t) for i, t in enumerate(fields)])
+
+
+PY_TYPES = st.recursive(
+    PY_SCALARS,
+    lambda inner: st.one_of(
+        st.builds(lambda t: list[t], inner),
+        st.builds(lambda t: dict[str, t], inner),
+        st.builds(lambda ts: tuple[tuple(ts)], st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda ts: Union[tuple(ts)], st.lists(inner, min_size=2, max_size=3)),  # noqa: UP007
+        st.builds(lambda t: Optional[t], inner),  # noqa: UP045
+        st.builds(_dataclass, st.lists(inner, min_size=1, max_size=3)),
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(PY_TYPES, DATA)
+def test_fast_path_and_walk_agree_on_python_types(annotation: Any, data: Any) -> None:
+    validator = EventValidator(extra_fields="ignore")
+    try:
+        validator.register("x", dataclasses.make_dataclass("Top", [("v", annotation)]))
+    except ConfigurationError:
+        return  # e.g. a union msgspec cannot express: refused up front, never half-checked
+    compiled = validator._latest["x"]
+    try:
+        walked = compiled.explain({"v": data})
+    except ValidationError:
+        walked = REJECTED
+    if compiled.fast is None:
+        return
+    try:
+        fast = msgspec.convert({"v": data}, compiled.fast, strict=True)
+    except msgspec.ValidationError:
+        return
     converted = lists(msgspec.to_builtins(fast, builtin_types=KEEP))
     assert walked is not REJECTED, f"fast path accepted what the walk rejects: {converted!r}"
     assert converted == walked

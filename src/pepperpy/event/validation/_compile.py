@@ -18,7 +18,8 @@ import keyword
 import types
 import typing
 import uuid
-from collections.abc import Mapping
+from collections import abc
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Union
 
 from .._deps import require
@@ -104,8 +105,29 @@ class _PythonCompiler:
         self.memo: dict[int, Node] = {}
 
     def annotation(self, annotation: Any) -> Node:
+        """The node of a type annotation.
+
+        Unions and generic containers are taken apart here and only their leaves are
+        read through ``msgspec.inspect.type_info``: msgspec 0.23 crashes (segfault)
+        inspecting some unions (a constrained scalar beside a fixed-length tuple).
+        """
         if _is_class_schema(annotation):
             return self.class_schema(annotation)
+        origin = typing.get_origin(annotation)
+        args = typing.get_args(annotation)
+        if origin is Union or isinstance(annotation, types.UnionType):
+            return UnionNode([self.annotation(arg) for arg in args])
+        if origin is Annotated and typing.get_origin(args[0]) not in (None, Literal):
+            return _with_lengths(self.annotation(args[0]), self.markers(args[1:]), annotation)
+        if origin in _SEQUENCES or (origin is tuple and len(args) == 2 and args[1] is ...):
+            unique = origin in (set, frozenset, abc.Set)
+            item = self.annotation(args[0]) if args else AnyNode()
+            return ListNode(item, unique=unique, kind="set" if unique else "list")
+        if origin is tuple:
+            return TupleNode([self.annotation(arg) for arg in args if arg != ()])
+        if origin in _MAPPINGS:
+            key, value = (args[0], args[1]) if len(args) == 2 else (str, Any)
+            return DictNode(self.annotation(key), self.annotation(value))
         try:
             info = self.msgspec.inspect.type_info(self.rewrite(annotation))
         except (TypeError, ValueError) as exc:
@@ -113,6 +135,19 @@ class _PythonCompiler:
         except NameError as exc:
             raise _unresolved(annotation, exc) from exc
         return self.info(info)
+
+    def markers(self, markers: Sequence[Any]) -> dict[str, Any]:
+        """The constraints of ``Annotated`` markers (msgspec.Meta, annotated-types, ...)."""
+        merged: dict[str, Any] = {}
+        for marker in markers:
+            if isinstance(marker, self.msgspec.Meta):
+                for name in _CONSTRAINTS:
+                    value = getattr(marker, name, None)
+                    if value is not None:
+                        merged[name] = value
+            else:
+                merged.update(_constraints(marker) or {})
+        return merged
 
     def rewrite(self, annotation: Any) -> Any:
         """Turn annotated-types / pydantic ``Field`` markers into ``msgspec.Meta``."""
@@ -259,6 +294,24 @@ class _PythonCompiler:
         lazy.target = node
         self.memo[key] = node
         return node
+
+
+_SEQUENCES = (list, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Set, abc.MutableSet)
+_MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
+
+
+def _with_lengths(node: Node, constraints: dict[str, Any], annotation: Any) -> Node:
+    """Apply ``min_length``/``max_length`` to a container node."""
+    other = set(constraints) - {"min_length", "max_length"}
+    if other or not isinstance(node, ListNode | DictNode):
+        raise ConfigurationError(
+            f"{annotation!r}: only min_length/max_length constrain a container"
+        )
+    if "min_length" in constraints:
+        node.min_length = constraints["min_length"]
+    if "max_length" in constraints:
+        node.max_length = constraints["max_length"]
+    return node
 
 
 def _dataclass_defaults(cls: Any) -> dict[str, Any]:
