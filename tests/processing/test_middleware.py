@@ -525,3 +525,21 @@ async def test_retry_retries_a_group_of_retryable_handler_failures() -> None:
     with pytest.raises(ExceptionGroup):
         await processor.process(Event("y"))
     assert calls["a"] == 1  # a group holding a non-retryable error is not retried
+
+
+async def test_validate_keeps_where_a_stored_event_came_from() -> None:
+    from pepperpy.event import EventStore
+
+    validator = EventValidator()
+    validator.register("tick", {"type": "object", "properties": {"n": {"type": "integer"}}})
+    store = EventStore()
+    await store.append("clock", {"type": "tick", "data": {"n": 1}})
+    (stored,) = await store.get_stream("clock")
+    processor = EventProcessor().use(ValidateMiddleware(validator))
+    seen: list[Event] = []
+    processor.handle("tick", seen.append)
+    await processor.process(stored)
+    (got,) = seen
+    assert (got.stream, got.position, got.global_position) == ("clock", 0, stored.global_position)
+    assert got.recorded_at == stored.recorded_at and got.id == stored.id
+    await store.close()

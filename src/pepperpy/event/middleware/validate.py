@@ -28,9 +28,6 @@ class ValidateMiddleware:
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
         checked = await self.validator.validate(event.type, event.data, version=event.version)
-        if checked.version == event.version and checked.data is event.data:
-            await next_handler(event)
-            return
         upgraded = event.replace(data=checked.data, version=checked.version)
         if event.stream is not None:  # keep where a stored event came from
             assert event.position is not None and event.global_position is not None
