@@ -141,12 +141,16 @@ class Consumer:
         self._paused = False
 
         async def on_message(message: DeliveredMessage) -> None:
+            if generation != self._generation:
+                return  # delivered on a channel we handed over: the broker requeued it
             acks = self._acks
             if acks is None or acks.channel is not message.channel:
-                acks = self._acks = _Acks(message.channel)  # new channel (or reconnected)
+                if message.channel.is_closed:
+                    return  # from before a reconnect: the broker delivers it again
+                acks = self._acks = _Acks(message.channel)  # first message, or reconnected
             acks.outstanding.add(_tag(message))
-            if self._paused or generation != self._generation:
-                return  # left unacknowledged: requeued when that channel closes
+            if self._paused:
+                return  # left unacknowledged: requeued when the channel closes
             await self._on_message(message, acks)
 
         # consume on the raw channel: aio-pika would wrap every message in an object and
