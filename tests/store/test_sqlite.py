@@ -62,7 +62,7 @@ class TestSQLiteStore(StoreConformance):
         connection = sqlite3.connect(path)
         try:
             assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert connection.execute("PRAGMA user_version").fetchone() == (1,)
+            assert connection.execute("PRAGMA user_version").fetchone() == (2,)
         finally:
             connection.close()
 
@@ -111,6 +111,34 @@ class TestSQLiteStore(StoreConformance):
             connection.close()
         with pytest.raises(SerializationError, match="not valid JSON"):
             await store.get_stream("x.1")
+
+    async def test_a_file_from_an_older_schema_is_migrated(self, tmp_path: object) -> None:
+        from pepperpy.event.store.sqlite import _MIGRATIONS
+
+        path = f"{tmp_path}/old.db"
+        connection = sqlite3.connect(path, isolation_level=None)
+        try:
+            connection.executescript(_MIGRATIONS[0])
+            connection.execute("PRAGMA user_version = 1")
+            connection.execute(
+                "INSERT INTO streams VALUES ('old.1', 1, 0, 0)",
+            )
+            connection.execute(
+                "INSERT INTO events VALUES (0, 'old.1', 0, 'id-0', 't', 1, X'6e756c6c', NULL, "
+                "0, NULL, NULL, 0)"
+            )
+        finally:
+            connection.close()
+        async with EventStore(f"sqlite:///{path}") as store:
+            await store.append("old.1", {"type": "t", "id": "id-0"})  # idempotent: known id
+            assert [e.id for e in await store.get_stream("old.1")] == ["id-0"]
+        connection = sqlite3.connect(path)
+        try:
+            assert connection.execute("PRAGMA user_version").fetchone() == (2,)
+            indexes = {row[1] for row in connection.execute("PRAGMA index_list(events)")}
+            assert "events_id" in indexes and "events_stream_id" not in indexes
+        finally:
+            connection.close()
 
     async def test_the_synchronous_mode_can_be_relaxed(self, tmp_path: object) -> None:
         path = f"{tmp_path}/relaxed.db"
