@@ -705,3 +705,30 @@ async def test_a_slow_partition_does_not_hold_up_the_others(redis_url: str, name
         assert not release.is_set()  # all handled while the slow one was still running
         release.set()
     assert fast == [0, 1, 2, 3, 4]
+
+
+async def test_entries_orphaned_with_another_consumer_are_swept_up(
+    redis_url: str, namespace: str, plain: Any
+) -> None:
+    transport = RedisTransport(redis_url, namespace=namespace, partitions=1, lease_ttl=0.6)
+    busy = asyncio.Event()
+    gate = asyncio.Event()
+    got: list[int] = []
+
+    async def deliver(event: Event) -> None:
+        if event.data == 1:
+            busy.set()
+            await gate.wait()
+        got.append(event.data)
+
+    async with transport:
+        await transport.subscribe(Subscription("t.*", deliver, group="g", name="g"))
+        await transport.publish(Event("t.x", 1))
+        await asyncio.wait_for(busy.wait(), 10)  # our member is inside a handler, not reading
+        await transport.publish(Event("t.x", 2))
+        stream = f"{namespace}:stream:0"
+        stolen = await plain.xreadgroup("g:t.*", "ghost", {stream: ">"}, count=10)
+        assert len(stolen[0][1]) == 1  # entry 2 is now pending with a consumer that is gone
+        gate.set()
+        await eventually(lambda: got == [1, 2], timeout=10)
+    assert await _pending(plain, stream, "g:t.*") == 0

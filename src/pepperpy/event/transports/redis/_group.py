@@ -130,7 +130,9 @@ class GroupMember:
         self._assigned: set[int] = set()  # held and ours: a worker consumes each
         self._releasing: set[int] = set()  # held but assigned elsewhere: give back
         self._workers: dict[int, asyncio.Task[None]] = {}
-        self._idle: set[int] = set()  # partitions whose worker waits (safe to cancel)
+        self._blocked: dict[int, int] = {}  # partition -> Redis client id of its blocked read
+        self._sleeping: set[int] = set()  # partitions whose worker pauses (safe to cancel)
+        self._unblocking: set[asyncio.Task[None]] = set()
         self._reclaim: set[int] = set()  # acks failed: claim pending again before reading
         self._acks: dict[int, list[bytes]] = {}  # done, acknowledgement not sent yet
         self._ack_task: asyncio.Task[None] | None = None
@@ -164,11 +166,10 @@ class GroupMember:
             self._beater.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._beater
-        workers = list(self._workers.items())
-        for p, worker in workers:
-            if p in self._idle:
-                worker.cancel()
-        await asyncio.gather(*(worker for _, worker in workers), return_exceptions=True)
+        while self._workers:  # wake waiting workers; busy ones finish their event first
+            for p in list(self._workers):
+                self._interrupt(p)
+            await asyncio.wait(list(self._workers.values()), timeout=0.1)
         await self._flush_acks()
         try:
             keys = [self.members_key, *self.lease_keys]
@@ -214,7 +215,7 @@ class GroupMember:
             if p in target:
                 self._releasing.discard(p)
                 self._assigned.add(p)
-            elif p in self._assigned or p not in self._releasing:
+            else:
                 self._assigned.discard(p)
                 self._releasing.add(p)
                 self._interrupt(p)
@@ -225,10 +226,27 @@ class GroupMember:
                 self._spawn(p)
 
     def _interrupt(self, p: int) -> None:
-        """Stop a waiting worker at once (one busy delivering finishes its event first)."""
+        """Wake a waiting worker so it notices the partition is no longer its to read.
+
+        A worker in a blocking read is woken with ``CLIENT UNBLOCK`` (its read returns
+        empty), never by cancelling the read: a cancelled read may still be served by
+        Redis after we gave the partition away, leaving an entry pending with a consumer
+        that will never handle it. A pausing worker is cancelled; a busy one finishes
+        its event first.
+        """
         worker = self._workers.get(p)
-        if worker is not None and p in self._idle:
+        if worker is None:
+            return
+        if p in self._sleeping:
             worker.cancel()
+        elif p in self._blocked:
+            task = asyncio.get_running_loop().create_task(self._unblock(self._blocked[p]))
+            self._unblocking.add(task)
+            task.add_done_callback(self._unblocking.discard)
+
+    async def _unblock(self, client_id: int) -> None:
+        with contextlib.suppress(*self._unreachable, self._response_error):
+            await self._client.client_unblock(client_id)
 
     def _spawn(self, p: int) -> None:
         self._workers[p] = asyncio.get_running_loop().create_task(
@@ -254,30 +272,43 @@ class GroupMember:
 
     async def _consume(self, p: int) -> None:
         """A partition's worker: claim what is pending, then read and deliver, in order."""
+        reader = self._client.client()  # a connection of its own, for blocking reads
         try:
             if p in self._assigned:
-                await self._consume_assigned(p)
+                await self._consume_assigned(p, reader)
         except asyncio.CancelledError:
             if not self._stopping and p in self._assigned:
                 raise  # cancelled from outside while still ours: let it propagate
         finally:
-            self._idle.discard(p)
+            self._sleeping.discard(p)
+            self._blocked.pop(p, None)
+            with contextlib.suppress(*self._unreachable, self._response_error):
+                await reader.aclose()
             await self._worker_done(p)
 
-    async def _consume_assigned(self, p: int) -> None:
+    async def _consume_assigned(self, p: int, reader: Redis) -> None:
         stream = self._streams[p]
         backoff = Backoff(self._options.max_backoff)
         failures = 0
         claim = True
+        reader_id: int | None = None
+        next_sweep = time.monotonic() + self._options.lease_ttl
         while self._ours(p):
             try:
                 if claim or p in self._reclaim:
                     self._reclaim.discard(p)
                     done = await self._claim(p)
+                elif time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self._options.lease_ttl
+                    done = await self._sweep(p)
                 else:
-                    self._idle.add(p)
+                    if reader_id is None:
+                        reader_id = int(await reader.client_id())
+                    if not self._ours(p):
+                        break
+                    self._blocked[p] = reader_id
                     try:
-                        reply: Any = await self._client.xreadgroup(
+                        reply: Any = await reader.xreadgroup(
                             self.group,
                             self.consumer,
                             {stream: ">"},
@@ -285,7 +316,7 @@ class GroupMember:
                             block=1000,
                         )
                     finally:
-                        self._idle.discard(p)
+                        self._blocked.pop(p, None)
                     done = not reply or await self._run(p, reply[0][1], None)
                 backoff = Backoff(self._options.max_backoff)
                 if done:
@@ -297,7 +328,7 @@ class GroupMember:
                 delay = min(self._options.max_backoff, 0.05 * 2 ** (failures - 1))
             except self._unreachable as exc:
                 logger.warning("group %r: Redis unreachable (%s); reconnecting", self.group, exc)
-                claim, delay = True, backoff.next()
+                claim, delay, reader_id = True, backoff.next(), None
             except self._response_error as exc:
                 if "NOGROUP" in str(exc):
                     logger.error("group %r vanished from Redis; recreating it", self.group)
@@ -311,11 +342,11 @@ class GroupMember:
                 claim, delay = True, backoff.next()
             if not self._ours(p):
                 return
-            self._idle.add(p)
+            self._sleeping.add(p)
             try:
                 await asyncio.sleep(delay)
             finally:
-                self._idle.discard(p)
+                self._sleeping.discard(p)
 
     async def _worker_done(self, p: int) -> None:
         """Give a partition back once its worker stopped; restart it if it is ours again."""
@@ -365,6 +396,34 @@ class GroupMember:
                 return True
             start = next_start
         return False
+
+    async def _sweep(self, p: int) -> bool:
+        """Claim entries pending with *other* consumers of a partition we hold, and handle them.
+
+        Holding the lease means no one else may be handling them: they are orphans (a
+        member that lost its lease while a read of its was under way). Rare, so this
+        runs every ``lease_ttl`` seconds and only takes entries idle that long.
+        """
+        stream = self._streams[p]
+        idle_ms = self._options.lease_ttl_ms
+        rows: Any = await self._client.xpending_range(
+            stream, self.group, "-", "+", self._options.batch_size, idle=idle_ms
+        )
+        me = self.consumer.encode()
+        orphans = {
+            row["message_id"]: row["times_delivered"] for row in rows if row["consumer"] != me
+        }
+        if not orphans:
+            return True
+        logger.warning(
+            "group %r: claiming %d orphaned entries of partition %d", self.group, len(orphans), p
+        )
+        entries: Any = await self._client.xclaim(
+            stream, self.group, self.consumer, idle_ms, list(orphans)
+        )
+        entries = [(entry_id, fields) for entry_id, fields in entries if fields is not None]
+        deliveries = {entry_id: orphans[entry_id] + 1 for entry_id, _ in entries}
+        return await self._run(p, entries, deliveries)
 
     async def _prune_consumers(self, p: int) -> None:
         """Delete consumers of dead members that hold nothing (killed processes leave them)."""
