@@ -24,7 +24,7 @@ from pepperpy.event.transports.redis import RedisTransport
 
 async def main(url: str, namespace: str, pattern: str, results: str, name: str, hang: int) -> None:
     client = aioredis.Redis.from_url(url)
-    transport = RedisTransport(url, namespace=namespace, lease_ttl=1.5, batch_size=50)
+    transport = RedisTransport(url, namespace=namespace, lease_ttl=3.0, batch_size=50)
     bus = EventBus(transport=transport, retry_policy=RetryPolicy.NONE)
 
     @bus.subscribe(pattern, group="workers")

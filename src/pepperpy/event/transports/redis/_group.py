@@ -139,6 +139,8 @@ class GroupMember:
         self._lock = asyncio.Lock()
         self._stopping = False
         self._beater: asyncio.Task[None] | None = None
+        #: monotonic time until which our leases are surely valid (renewal sent + TTL)
+        self._lease_deadline = 0.0
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -198,10 +200,12 @@ class GroupMember:
 
     async def _heartbeat(self) -> None:
         async with self._lock:
+            sent = time.monotonic()
             held_raw, target_raw = await self._heartbeat_script(
                 keys=[self.members_key, *self.lease_keys],
                 args=[self.consumer, self._options.lease_ttl_ms],
             )
+            self._lease_deadline = sent + self._options.lease_ttl * 0.95
             self._apply({int(p) for p in held_raw}, {int(p) for p in target_raw})
 
     def _apply(self, held: set[int], target: set[int]) -> None:
@@ -222,7 +226,7 @@ class GroupMember:
         if self._stopping:
             return
         for p in self._assigned | self._releasing:
-            if p not in self._workers:
+            if p not in self._workers and (p in self._releasing or self._ours(p)):
                 self._spawn(p)
 
     def _interrupt(self, p: int) -> None:
@@ -268,7 +272,15 @@ class GroupMember:
     # -- consuming --------------------------------------------------------------------
 
     def _ours(self, p: int) -> bool:
-        return not self._stopping and p in self._assigned
+        """True while we may deliver ``p``'s events: assigned, and the lease surely valid.
+
+        The local deadline is the fence against a stalled member: if our loop was held up
+        so long that the lease may have expired (and another member may have taken the
+        partition), we deliver nothing more until a heartbeat has renewed it.
+        """
+        return (
+            not self._stopping and p in self._assigned and time.monotonic() < self._lease_deadline
+        )
 
     async def _consume(self, p: int) -> None:
         """A partition's worker: claim what is pending, then read and deliver, in order."""
@@ -366,7 +378,7 @@ class GroupMember:
                     )
                     return  # the lease expires by itself
                 self._releasing.discard(p)
-            elif p in self._assigned and p not in self._workers:
+            elif self._ours(p) and p not in self._workers:
                 self._spawn(p)
 
     async def _claim(self, p: int) -> bool:
