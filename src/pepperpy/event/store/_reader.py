@@ -51,6 +51,10 @@ class RowFilter:
     def __call__(self, row: Row) -> bool:
         return self._ok(0, self._streams, row[1]) and self._ok(1, self._types, row[4])
 
+    def stream_matches(self, name: str) -> bool:
+        """True when the stream name passes the ``streams`` patterns."""
+        return self._ok(0, self._streams, name)
+
     def _ok(self, kind: int, patterns: list[tuple[str, ...]] | None, name: str) -> bool:
         if patterns is None:
             return True

@@ -253,7 +253,7 @@ class EventStore:
         self._check_open()
         accept = RowFilter(pattern, None)
         names = await self._backend.stream_names()
-        return [name for name in names if accept((0, name, 0, "", ""))]
+        return [name for name in names if accept.stream_matches(name)]
 
     async def stream_version(self, stream: str) -> int | None:
         """The stream's last position (what ``expected_version`` compares to), or None."""
