@@ -72,3 +72,9 @@ def test_construction_needs_no_event_loop(tmp_path: object) -> None:
 def test_stored_times_round_trip_to_the_microsecond(when: datetime) -> None:
     assert from_micros(to_micros(when)) == when
     assert from_micros(to_micros(when)).utcoffset() == timedelta(0)
+
+
+def test_reprs_and_errors_never_show_a_password() -> None:
+    store = EventStore("postgresql://app:s3cret@db.example:5432/events")
+    assert "s3cret" not in repr(store)
+    assert repr(store) == "EventStore('postgresql://app:***@db.example:5432/events')"

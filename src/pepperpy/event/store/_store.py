@@ -41,6 +41,7 @@ from .base import (
     StoreBackend,
     StreamExpectation,
     from_micros,
+    redact_url,
     to_micros,
 )
 
@@ -119,7 +120,7 @@ class EventStore:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"EventStore({self.url!r})"
+        return f"EventStore({redact_url(self.url)!r})"
 
     @property
     def backend(self) -> StoreBackend:

@@ -53,6 +53,7 @@ __all__ = [
     "log_page",
     "plan_append",
     "plan_group",
+    "redact_url",
     "to_micros",
 ]
 
@@ -288,6 +289,16 @@ def log_page(scanned: Sequence[Row], from_position: int, limit: int) -> LogPage:
     if not all(row[12] for row in rows):
         rows = [row for row in rows if row[12]]
     return LogPage(rows, next_position, len(scanned) == limit)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``***`` (for reprs and error messages)."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

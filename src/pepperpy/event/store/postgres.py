@@ -40,6 +40,7 @@ from .base import (
     StreamState,
     log_page,
     plan_group,
+    redact_url,
 )
 
 __all__ = ["PostgresBackend"]
@@ -193,7 +194,8 @@ class PostgresBackend(StoreBackend):
                 self._dsn, min_size=1, max_size=_POOL_SIZE, server_settings=self._settings
             )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ValueError) as exc:
-            raise StoreError(f"cannot connect to PostgreSQL at {_safe(self.url)}: {exc}") from exc
+            where = redact_url(self.url)
+            raise StoreError(f"cannot connect to PostgreSQL at {where}: {exc}") from exc
         try:
             async with pool.acquire() as connection:
                 await _migrate(connection, self.schema)
@@ -503,13 +505,3 @@ def _split_schema(url: str) -> tuple[str, str | None]:
         )
     rest = urlencode([(key, value) for key, value in query if key != "schema"])
     return urlunsplit(parts._replace(query=rest)), schema
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for error messages."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
