@@ -25,7 +25,7 @@ import base64
 import os
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._deps import require
@@ -275,11 +275,24 @@ class StreamEncryption:
     def is_encrypted(value: Any) -> bool:
         return isinstance(value, Mapping) and value.get(MARKER) == 1
 
+    async def preload(self, streams: Iterable[str]) -> None:
+        """Load the data keys of ``streams`` so :meth:`decrypt_loaded` can run synchronously."""
+        for stream in set(streams):
+            if stream not in self._cache:
+                await self._keys(stream)
+
     async def decrypt(
         self, stream: str, event_id: str, envelope: Mapping[str, Any]
     ) -> bytes | None:
         """The plaintext, or None when the stream was shredded and redaction is on."""
-        keys = await self._keys(stream)
+        await self.preload((stream,))
+        return self.decrypt_loaded(stream, event_id, envelope)
+
+    def decrypt_loaded(
+        self, stream: str, event_id: str, envelope: Mapping[str, Any]
+    ) -> bytes | None:
+        """:meth:`decrypt` for a stream whose keys :meth:`preload` already loaded."""
+        keys = self._cache.get(stream, {})
         version = envelope.get("key")
         key = keys.get(version) if isinstance(version, int) else None
         if key is None:
@@ -288,9 +301,10 @@ class StreamEncryption:
             raise EncryptionError(
                 f"data key {version!r} of stream {stream!r} is gone (shredded or never stored)"
             )
-        raw = base64.b64decode(envelope["blob"])
+        cipher = _aesgcm(key)
         try:
-            plaintext: bytes = _aesgcm(key).decrypt(
+            raw = base64.b64decode(envelope["blob"], validate=True)
+            plaintext: bytes = cipher.decrypt(
                 raw[:_NONCE], raw[_NONCE:], f"{stream}\x00{event_id}".encode()
             )
         except Exception as exc:

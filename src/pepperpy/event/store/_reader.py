@@ -205,7 +205,10 @@ class StoreSubscription:
         from_position: int,
         accept: RowFilter,
         is_closed: Callable[[], bool],
+        *,
+        prepare: Callable[[list[Row]], Awaitable[None]] | None = None,
     ) -> None:
+        self._prepare = prepare
         self._backend = backend
         self._decode = decode
         self._accept = None if accept.passes_everything else accept
@@ -250,6 +253,8 @@ class StoreSubscription:
             rows = page.rows
             if self._accept is not None:
                 rows = [row for row in rows if self._accept(row)]
+            if self._prepare is not None:
+                await self._prepare(rows)
             self._buffer, self._index = rows, 0
             self._page_end = page.next_position
             self._caught_up = not page.more

@@ -12,7 +12,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl
 
 import orjson
@@ -29,6 +29,7 @@ from .._event import Event
 from .._frozen import freeze
 from .._ids import format_uuid7, next_counter, now_ns
 from .._patterns import parse_topic
+from ..security._principal import current_principal
 from ._reader import EventReader, RowFilter, StoreSubscription
 from .base import (
     ANY,
@@ -45,7 +46,13 @@ from .base import (
     to_micros,
 )
 
+if TYPE_CHECKING:
+    from ..security import AccessControl, AuditLog, StreamEncryption
+
 __all__ = ["EventStore", "open_backend"]
+
+#: associated data binding an encrypted snapshot to its stream (event ids never equal it)
+_SNAPSHOT_AAD = "snapshot"
 
 Upcaster = Callable[[Any], Any]
 F = TypeVar("F", bound=Upcaster)
@@ -105,9 +112,24 @@ class EventStore:
     shared by many processes. A backend object (see :mod:`pepperpy.event.store.base`)
     works too. The constructor needs no running event loop: connections open on first
     use.
+
+    Security options (see :mod:`pepperpy.event.security`): ``encryption`` encrypts
+    each event's ``data`` (and snapshots) with per-stream keys; ``access`` checks every
+    read, append and delete against the principal set with ``acting_as``; ``audit``
+    records appends, deletes and shreds in a hash-chained log.
     """
 
-    def __init__(self, url: str | StoreBackend | None = None) -> None:
+    def __init__(
+        self,
+        url: str | StoreBackend | None = None,
+        *,
+        encryption: StreamEncryption | None = None,
+        access: AccessControl | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
+        self.encryption = encryption
+        self.access = access
+        self.audit = audit
         if isinstance(url, StoreBackend):
             self._backend = url
             self.url = f"<{type(url).__name__}>"
@@ -146,8 +168,29 @@ class EventStore:
         self._check_open()
         parse_topic(stream)
         _check_expected(expected_version)
+        if self.access is not None:
+            self.access.check("append", stream)
         records = _records(event_or_events)
-        return await self._backend.append(stream, records, expected_version)
+        if self.encryption is not None:
+            records = [await self._encrypt(stream, record) for record in records]
+        result = await self._backend.append(stream, records, expected_version)
+        if self.audit is not None:
+            await self.audit.arecord(
+                "append",
+                stream,
+                principal=current_principal(),
+                details={
+                    "events": len(records),
+                    "ids": [record.id for record in records][:100],
+                    "global_position": result.global_position,
+                },
+            )
+        return result
+
+    async def _encrypt(self, stream: str, record: NewRecord) -> NewRecord:
+        assert self.encryption is not None
+        envelope = await self.encryption.encrypt(stream, record.id, record.data)
+        return record._replace(data=_json.dumps(envelope))
 
     async def delete_stream(self, stream: str) -> bool:
         """Soft-delete ``stream``: its events and snapshot disappear from every read.
@@ -159,7 +202,45 @@ class EventStore:
         """
         self._check_open()
         parse_topic(stream)
-        return await self._backend.delete_stream(stream)
+        if self.access is not None:
+            self.access.check("delete", stream)
+        deleted = await self._backend.delete_stream(stream)
+        if self.audit is not None:
+            await self.audit.arecord(
+                "delete", stream, principal=current_principal(), details={"deleted": deleted}
+            )
+        return deleted
+
+    async def shred_stream(self, stream: str) -> bool:
+        """Crypto-shred ``stream``: delete its data keys so its data can never be read.
+
+        Needs ``encryption``. Events stay in place (types, metadata, positions), their
+        data reads as ``None`` (or raises, per the encryption's ``on_shredded``).
+        """
+        self._check_open()
+        parse_topic(stream)
+        if self.encryption is None:
+            raise ConfigurationError("shred_stream needs a store opened with encryption=")
+        if self.access is not None:
+            self.access.check("delete", stream)
+        shredded = await self.encryption.shred(stream)
+        if self.audit is not None:
+            await self.audit.arecord(
+                "shred", stream, principal=current_principal(), details={"shredded": shredded}
+            )
+        return shredded
+
+    def _check_read(self, streams: str | Sequence[str] | None) -> None:
+        if self.access is None:
+            return
+        patterns = ["#"] if streams is None else [streams] if isinstance(streams, str) else streams
+        for pattern in patterns:
+            self.access.check("read", pattern)
+
+    async def _prepare(self, rows: list[Row]) -> None:
+        """Load the data keys a page of rows needs, so decoding stays synchronous."""
+        if self.encryption is not None and rows:
+            await self.encryption.preload(row[1] for row in rows)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -181,11 +262,15 @@ class EventStore:
         parse_topic(stream)
         if start_pos is not None and (start_pos.__class__ is not int or start_pos < 0):
             raise ValueError(f"start_pos must be an int >= 0 or None, got {start_pos!r}")
+        self._check_read(stream)
         backend = self._backend
+        prepare = self._prepare if self.encryption is not None else None
 
         async def fetch(cursor: int | None, size: int) -> tuple[list[Row], int | None]:
             self._check_open()
             rows = await backend.read_stream(stream, cursor, backwards, size)
+            if prepare is not None:
+                await prepare(rows)
             if len(rows) < size or not rows:
                 return rows, None
             position: int = rows[-1][2]
@@ -209,11 +294,15 @@ class EventStore:
         """
         self._check_open()
         _check_position(from_position)
+        self._check_read(streams)
         backend = self._backend
+        prepare = self._prepare if self.encryption is not None else None
 
         async def fetch(cursor: int | None, size: int) -> tuple[list[Row], int | None]:
             self._check_open()
             page = await backend.read_all(cursor or 0, size)
+            if prepare is not None:
+                await prepare(page.rows)
             return page.rows, (page.next_position if page.more else None)
 
         return EventReader(
@@ -239,12 +328,14 @@ class EventStore:
         """
         self._check_open()
         _check_position(from_position)
+        self._check_read(streams)
         subscription = StoreSubscription(
             self._backend,
             self._decode,
             from_position,
             RowFilter(streams, types),
             lambda: self._closed,
+            prepare=self._prepare if self.encryption is not None else None,
         )
         self._subscriptions.add(subscription)
         return subscription
@@ -252,6 +343,7 @@ class EventStore:
     async def streams(self, pattern: str = "#") -> list[str]:
         """Names of the streams (with visible events) matching ``pattern``, sorted."""
         self._check_open()
+        self._check_read(pattern)
         accept = RowFilter(pattern, None)
         names = await self._backend.stream_names()
         return [name for name in names if accept.stream_matches(name)]
@@ -260,6 +352,7 @@ class EventStore:
         """The stream's last position (what ``expected_version`` compares to), or None."""
         self._check_open()
         parse_topic(stream)
+        self._check_read(stream)
         state = await self._backend.stream_state(stream)
         return None if state is None else state.version
 
@@ -271,7 +364,12 @@ class EventStore:
         parse_topic(stream)
         if version.__class__ is not int or version < 0:
             raise ValueError(f"snapshot version must be an int >= 0, got {version!r}")
+        if self.access is not None:
+            self.access.check("append", stream)
         encoded = _json.dumps(state)
+        if self.encryption is not None:
+            envelope = await self.encryption.encrypt(stream, _SNAPSHOT_AAD, encoded)
+            encoded = _json.dumps(envelope)
         await self._backend.save_snapshot(
             stream, SnapshotRow(version, encoded, time.time_ns() // 1000)
         )
@@ -280,10 +378,17 @@ class EventStore:
         """The stream's latest snapshot, or None."""
         self._check_open()
         parse_topic(stream)
+        self._check_read(stream)
         row = await self._backend.load_snapshot(stream)
         if row is None:
             return None
-        return Snapshot(stream, row.version, _json.loads(row.state), from_micros(row.taken_at))
+        state = _json.loads(row.state)
+        if self.encryption is not None and self.encryption.is_encrypted(state):
+            plaintext = await self.encryption.decrypt(stream, _SNAPSHOT_AAD, state)
+            if plaintext is None:
+                return None  # shredded: the snapshot is gone with the keys
+            state = _json.loads(plaintext)
+        return Snapshot(stream, row.version, state, from_micros(row.taken_at))
 
     # -- upcasting --------------------------------------------------------------------
 
@@ -324,6 +429,13 @@ class EventStore:
             raise SerializationError(
                 f"stored event {row[3]!r} in {row[1]!r} is not valid JSON: {exc}"
             ) from exc
+        if self.encryption is not None and self.encryption.is_encrypted(data):
+            plaintext = self.encryption.decrypt_loaded(row[1], row[3], data)
+            if plaintext is None:
+                data = None
+                metadata = dict(metadata or {}, pepperpyshredded=True)
+            else:
+                data = _orjson_loads(plaintext)
         if self._upcasters:
             upcast = self._upcasters.get((event_type, version))
             while upcast is not None:
