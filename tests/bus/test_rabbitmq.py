@@ -22,7 +22,14 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import ClosedError, ConfigurationError, Event, EventBus, TransportError
+from pepperpy.event import (
+    ClosedError,
+    ConfigurationError,
+    Event,
+    EventBus,
+    MissingDependencyError,
+    TransportError,
+)
 from pepperpy.event.transports import Subscription
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
 from tests.bus.conformance import BusConformance
@@ -654,3 +661,9 @@ async def test_broker_killed_and_restarted_mid_run_loses_nothing_confirmed(
         await worker.close()
     twice = len(handled) - len(set(handled))
     print(f"\nbroker restart: 200 confirmed events handled {len(handled)} times ({twice} twice)")
+
+
+def test_a_missing_driver_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aio_pika", None)  # import now fails as if absent
+    with pytest.raises(MissingDependencyError, match=r"pip install 'pepperpy-event\[rabbitmq\]'"):
+        RabbitMQTransport("amqp://localhost")
