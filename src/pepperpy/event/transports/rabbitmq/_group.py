@@ -29,11 +29,10 @@ class Group:
     Each partition is a durable queue with *single active consumer*: every member
     process consumes from every partition, the broker lets one of them at a time
     receive. As the first process to subscribe would end up active everywhere, members
-    count each other (each holds a consumer on a small presence queue) and a member
-    active on more than its share of busy partitions hands one back every
-    ``rebalance_interval`` (finish in-flight work, close that channel, consume again):
-    a member active on more than ``ceil(partitions / members)`` of them hands the excess
-    to whoever waits next in line.
+    count each other (each holds a consumer on a small presence queue), and every
+    ``rebalance_interval`` a member active on more than ``ceil(partitions / members)``
+    busy partitions hands the excess to whoever waits next in line: it finishes the
+    deliveries in progress, closes that partition's channel and consumes again.
     """
 
     def __init__(self, transport: RabbitMQTransport, base: str, first: Subscription) -> None:
