@@ -10,6 +10,12 @@ from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from ._deadletter import (
+    DEAD_LETTER_PREFIX,
+    PARTITION_KEY,
+    dead_letter_event,
+    partition_key,
+)
 from ._errors import ClosedError, UnknownTopicError
 from ._event import Event, make_event
 from ._handlers import Handler, is_async_callable
@@ -26,12 +32,6 @@ __all__ = ["DEAD_LETTER_PREFIX", "EventBus"]
 logger = logging.getLogger("pepperpy.event.bus")
 
 H = TypeVar("H", bound=Callable[..., Any])
-
-#: dead letters of topic ``t`` are published to ``deadletter.t``
-DEAD_LETTER_PREFIX = "deadletter."
-#: metadata keys (valid CloudEvents extension names) describing a dead letter
-DL_REASON, DL_ATTEMPTS, DL_GROUP, DL_ORIGINAL_ID = "dlreason", "dlattempts", "dlgroup", "dlid"
-PARTITION_KEY = "partitionkey"  # the CloudEvents partitioning extension
 
 
 class EventBus:
@@ -188,21 +188,16 @@ class EventBus:
                     await result
             except Exception:
                 logger.exception("bus on_error callback %r failed", callback)
-        if event.type.startswith(DEAD_LETTER_PREFIX):
-            return  # never dead-letter a dead letter
-        metadata = dict(event.metadata)
-        metadata[DL_REASON] = f"{type(letter.exception).__name__}: {letter.exception}"
-        metadata[DL_ATTEMPTS] = letter.attempts
-        metadata[DL_ORIGINAL_ID] = event.id
-        if group is not None:
-            metadata[DL_GROUP] = group
-        dead = event.replace(
-            type=DEAD_LETTER_PREFIX + event.type,
-            metadata=metadata,
-            id=make_event("x", None, None).id,
+        dead = dead_letter_event(
+            event,
+            reason=f"{type(letter.exception).__name__}: {letter.exception}",
+            attempts=letter.attempts,
+            group=group,
         )
+        if dead is None:
+            return
         try:
-            await self.transport.publish(dead, key=metadata.get(PARTITION_KEY))
+            await self.transport.publish(dead, key=partition_key(dead))
         except Exception:
             logger.exception("could not publish dead letter for %s (%s)", event.type, event.id)
 

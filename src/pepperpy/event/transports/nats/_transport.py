@@ -11,12 +11,12 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..._bus import DEAD_LETTER_PREFIX, DL_ATTEMPTS, DL_GROUP, DL_ORIGINAL_ID, DL_REASON
+from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
-from ..._event import Event, make_event
+from ..._event import Event
 from ..base import Subscription, Transport
-from ._consumer import PARTITION_KEY, Consumer
+from ._consumer import Consumer
 from ._options import parse_url
 from ._subjects import key_lane, topic_subject
 
@@ -265,23 +265,12 @@ class NatsTransport(Transport):
     ) -> None:
         """Move an event no consumer managed to acknowledge to ``deadletter.<topic>``."""
         logger.error("%s (%s) on %s: %s", event.type, event.id, self.stream, reason)
-        if event.type.startswith(DEAD_LETTER_PREFIX):
+        dead = dead_letter_event(event, reason=reason, attempts=deliveries, group=group)
+        if dead is None:
             return  # never dead-letter a dead letter
-        metadata = dict(event.metadata)
-        metadata[DL_REASON] = reason
-        metadata[DL_ATTEMPTS] = deliveries
-        metadata[DL_ORIGINAL_ID] = event.id
-        if group is not None:
-            metadata[DL_GROUP] = group
-        dead = event.replace(
-            type=DEAD_LETTER_PREFIX + event.type,
-            metadata=metadata,
-            id=make_event("x", None, None).id,
-        )
         # one dead letter per original event and group, even if this runs twice
         msg_id = f"dl-{group or ''}-{event.id}"
-        key = metadata.get(PARTITION_KEY)
-        subject = self.subject(dead.type, key if isinstance(key, str) else None)
+        subject = self.subject(dead.type, partition_key(dead))
         await self._publish(subject, dead.to_json(), msg_id)
 
     # -- consuming --------------------------------------------------------------------

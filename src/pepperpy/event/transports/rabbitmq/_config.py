@@ -16,7 +16,6 @@ LANES = 64
 MAX_KEY_BYTES = 255
 #: how long a finished delivery's ack may wait to share a frame with others (seconds)
 ACK_DELAY = 0.001
-DEAD_LETTER_PREFIX = "deadletter."
 PERSISTENT = 2
 
 

@@ -10,14 +10,14 @@ import uuid
 import zlib
 from typing import TYPE_CHECKING, Any
 
+from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
-from ..._event import Event, make_event
+from ..._event import Event
 from ..._patterns import parse_pattern
 from ..base import Subscription, Transport
 from ._config import (
     CONTENT_TYPE,
-    DEAD_LETTER_PREFIX,
     LANE_HEADER,
     LANES,
     MAX_KEY_BYTES,
@@ -337,20 +337,14 @@ class RabbitMQTransport(Transport):
             event.id,
             deliveries,
         )
-        if event.type.startswith(DEAD_LETTER_PREFIX):
-            return
-        metadata = dict(event.metadata)
-        metadata["dlreason"] = (
-            f"delivered {deliveries} times without an acknowledgement (consumer crashed or failed)"
+        dead = dead_letter_event(
+            event,
+            reason=(
+                f"delivered {deliveries} times without an acknowledgement"
+                " (consumer crashed or failed)"
+            ),
+            attempts=deliveries,
+            group=group,
         )
-        metadata["dlattempts"] = deliveries
-        metadata["dlid"] = event.id
-        if group is not None:
-            metadata["dlgroup"] = group
-        dead = event.replace(
-            type=DEAD_LETTER_PREFIX + event.type,
-            metadata=metadata,
-            id=make_event("x", None, None).id,
-        )
-        key = metadata.get("partitionkey")
-        await self.publish(dead, key=key if isinstance(key, str) else None)
+        if dead is not None:
+            await self.publish(dead, key=partition_key(dead))

@@ -8,10 +8,10 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..._bus import DEAD_LETTER_PREFIX, DL_ATTEMPTS, DL_GROUP, DL_ORIGINAL_ID, DL_REASON
+from ..._deadletter import DEAD_LETTER_PREFIX, dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
-from ..._event import Event, make_event
+from ..._event import Event
 from ..base import Subscription, Transport
 from ._config import RedisOptions, parse_url, partition_of
 from ._group import GroupMember
@@ -290,17 +290,14 @@ class RedisTransport(Transport):
             group,
             DEAD_LETTER_PREFIX + event.type,
         )
-        metadata = dict(event.metadata)
-        metadata[DL_REASON] = f"delivered {deliveries} times without acknowledgement"
-        metadata[DL_ATTEMPTS] = deliveries
-        metadata[DL_ORIGINAL_ID] = event.id
-        metadata[DL_GROUP] = group
-        dead = event.replace(
-            type=DEAD_LETTER_PREFIX + event.type,
-            metadata=metadata,
-            id=make_event("x", None, None).id,
+        dead = dead_letter_event(
+            event,
+            reason=f"delivered {deliveries} times without acknowledgement",
+            attempts=deliveries,
+            group=group,
         )
-        await self.publish(dead, key=metadata.get("partitionkey"))
+        if dead is not None:
+            await self.publish(dead, key=partition_key(dead))
 
     # -- subscribing ------------------------------------------------------------------
 

@@ -1,0 +1,54 @@
+"""Dead letters on the bus: events that failed every attempt, moved to ``deadletter.<topic>``.
+
+One place builds them, for the bus (a handler failed every retry) and for the broker
+transports (an event was delivered too often without an acknowledgement, because its
+consumers kept dying). The copy keeps the original's data and metadata, gets a new id,
+and records why in metadata keys that are valid CloudEvents extension names.
+"""
+
+from __future__ import annotations
+
+from ._event import Event
+from ._ids import new_id
+
+__all__ = [
+    "DEAD_LETTER_PREFIX",
+    "DL_ATTEMPTS",
+    "DL_GROUP",
+    "DL_ORIGINAL_ID",
+    "DL_REASON",
+    "PARTITION_KEY",
+    "dead_letter_event",
+]
+
+#: dead letters of topic ``t`` are published to ``deadletter.t``
+DEAD_LETTER_PREFIX = "deadletter."
+#: metadata keys describing a dead letter
+DL_REASON, DL_ATTEMPTS, DL_GROUP, DL_ORIGINAL_ID = "dlreason", "dlattempts", "dlgroup", "dlid"
+#: the CloudEvents partitioning extension: the key that orders events within a group
+PARTITION_KEY = "partitionkey"
+
+
+def dead_letter_event(
+    event: Event, *, reason: str, attempts: int, group: str | None
+) -> Event | None:
+    """The dead-letter copy of ``event``, or None if it already is a dead letter.
+
+    Dead letters are never dead-lettered again, so a failing ``deadletter.#`` handler
+    cannot loop.
+    """
+    if event.type.startswith(DEAD_LETTER_PREFIX):
+        return None
+    metadata = dict(event.metadata)
+    metadata[DL_REASON] = reason
+    metadata[DL_ATTEMPTS] = attempts
+    metadata[DL_ORIGINAL_ID] = event.id
+    if group is not None:
+        metadata[DL_GROUP] = group
+    return event.replace(type=DEAD_LETTER_PREFIX + event.type, metadata=metadata, id=new_id())
+
+
+def partition_key(event: Event) -> str | None:
+    """The event's ordering key, if it has one."""
+    key = event.metadata.get(PARTITION_KEY)
+    return key if isinstance(key, str) else None
