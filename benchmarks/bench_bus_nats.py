@@ -20,11 +20,9 @@ prints the Markdown section.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import statistics
 import sys
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,73 +31,24 @@ import nats
 from faststream.nats import JStream, NatsBroker
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from benchmarks._bus import WINDOW, BusContender
 from benchmarks._harness import Result, compare, machine, table
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event.transports.nats import NatsTransport
 
 URL = "nats://127.0.0.1:4222"
-WINDOW = 100  # publishes in flight at once
 KEYS = 64
 
 
-class Contender(abc.ABC):
-    """Something that publishes to a subject and counts what its subscriber handled."""
-
-    name = ""
+class Contender(BusContender):
+    """A NATS contender: its own JetStream stream and subject prefix."""
 
     def __init__(self, grouped: bool, keyed: bool = False) -> None:
-        self.grouped = grouped
+        super().__init__(grouped)
         self.keyed = keyed
         token = uuid.uuid4().hex[:8]
         self.stream = f"BENCH_{token}"
         self.prefix = f"bench{token}"
-        self.handled = 0
-        #: this process's CPU seconds per event, per timed run (the broker's excluded)
-        self.cpu_per_event: list[float] = []
-        self.waiter: asyncio.Future[None] | None = None
-        self.target = 0
-
-    def seen(self) -> None:
-        self.handled += 1
-        if self.handled >= self.target and self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    @abc.abstractmethod
-    async def setup(self) -> None:
-        """Connect, create the stream, subscribe (not timed)."""
-
-    @abc.abstractmethod
-    async def teardown(self) -> None:
-        """Disconnect and delete the stream."""
-
-    @abc.abstractmethod
-    async def send(self, n: int) -> None:
-        """Publish event number ``n`` and wait for JetStream's PubAck."""
-
-    async def run(self, count: int) -> float:
-        """Publish ``count`` events, WINDOW at a time; seconds until all were handled."""
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.target = self.handled + count
-        cpu = time.process_time()
-        started = time.perf_counter()
-        for first in range(0, count, WINDOW):
-            await asyncio.gather(*(self.send(n) for n in range(first, min(count, first + WINDOW))))
-        await asyncio.wait_for(self.waiter, 60)
-        elapsed = time.perf_counter() - started
-        self.cpu_per_event.append((time.process_time() - cpu) / count)
-        return elapsed
-
-    async def latency(self, samples: int) -> list[float]:
-        """Seconds from publish to handler, one event at a time."""
-        out: list[float] = []
-        for n in range(samples):
-            self.waiter = asyncio.get_running_loop().create_future()
-            self.target = self.handled + 1
-            started = time.perf_counter()
-            await self.send(n)
-            await asyncio.wait_for(self.waiter, 10)
-            out.append(time.perf_counter() - started)
-        return out
 
     async def delete_stream(self) -> None:
         nc = await nats.connect(URL)

@@ -16,11 +16,9 @@ prints the Markdown section.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import statistics
 import sys
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,64 +27,20 @@ import aio_pika
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas.queue import QueueType
 
+from benchmarks._bus import WINDOW, BusContender
 from benchmarks._harness import Result, compare, machine, table
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
 
 URL = "amqp://guest:guest@127.0.0.1:5672/"
-WINDOW = 100  # publishes in flight at once
 
 
-class Contender(abc.ABC):
-    """Something that publishes to a topic and counts what its subscriber handled."""
-
-    name = ""
+class Contender(BusContender):
+    """A RabbitMQ contender: its own topic exchange."""
 
     def __init__(self, grouped: bool) -> None:
-        self.grouped = grouped
+        super().__init__(grouped)
         self.exchange = f"bench.{uuid.uuid4().hex[:8]}"
-        self.handled = 0
-        self.waiter: asyncio.Future[None] | None = None
-        self.target = 0
-
-    def seen(self) -> None:
-        self.handled += 1
-        if self.handled >= self.target and self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    @abc.abstractmethod
-    async def setup(self) -> None:
-        """Connect, declare, subscribe (not timed)."""
-
-    @abc.abstractmethod
-    async def teardown(self) -> None:
-        """Disconnect and delete what setup declared."""
-
-    @abc.abstractmethod
-    async def send(self, n: int) -> None:
-        """Publish event number ``n`` and wait for the broker's confirm."""
-
-    async def run(self, count: int) -> float:
-        """Publish ``count`` events, WINDOW at a time; seconds until all were handled."""
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.target = self.handled + count
-        started = time.perf_counter()
-        for first in range(0, count, WINDOW):
-            await asyncio.gather(*(self.send(n) for n in range(first, min(count, first + WINDOW))))
-        await asyncio.wait_for(self.waiter, 60)
-        return time.perf_counter() - started
-
-    async def latency(self, samples: int) -> list[float]:
-        """Seconds from publish to handler, one event at a time."""
-        out: list[float] = []
-        for n in range(samples):
-            self.waiter = asyncio.get_running_loop().create_future()
-            self.target = self.handled + 1
-            started = time.perf_counter()
-            await self.send(n)
-            await asyncio.wait_for(self.waiter, 10)
-            out.append(time.perf_counter() - started)
-        return out
 
 
 class Pepperpy(Contender):

@@ -31,44 +31,26 @@ from typing import Any
 import redis.asyncio as aioredis
 from faststream.redis import RedisBroker, StreamSub
 
+from benchmarks._bus import WINDOW, BusContender
 from benchmarks._harness import Result, compare, machine, table
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event.transports.redis import RedisTransport
 
 URL = "redis://127.0.0.1:6379/0"
-WINDOW = 100  # publishes in flight at once
 KEYS = 64
 
 
-class Contender(abc.ABC):
-    """Something that publishes to a stream and counts what its subscriber handled."""
-
-    name = ""
+class Contender(BusContender):
+    """A Redis contender: its keys live under a unique prefix, deleted on teardown."""
 
     def __init__(self, grouped: bool, keyed: bool = False) -> None:
-        self.grouped = grouped
+        super().__init__(grouped)
         self.keyed = keyed
         self.prefix = f"bench{uuid.uuid4().hex[:8]}"
-        self.handled = 0
-        self.waiter: asyncio.Future[None] | None = None
-        self.target = 0
-
-    def seen(self) -> None:
-        self.handled += 1
-        if self.handled >= self.target and self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    @abc.abstractmethod
-    async def setup(self) -> None:
-        """Connect, subscribe (not timed)."""
 
     @abc.abstractmethod
     async def stop(self) -> None:
         """Disconnect."""
-
-    @abc.abstractmethod
-    async def send(self, n: int) -> None:
-        """Publish event number ``n`` and wait for Redis's reply."""
 
     async def teardown(self) -> None:
         await self.stop()
@@ -79,28 +61,6 @@ class Contender(abc.ABC):
                 await client.delete(*keys)
         finally:
             await client.aclose()
-
-    async def run(self, count: int) -> float:
-        """Publish ``count`` events, WINDOW at a time; seconds until all were handled."""
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.target = self.handled + count
-        started = time.perf_counter()
-        for first in range(0, count, WINDOW):
-            await asyncio.gather(*(self.send(n) for n in range(first, min(count, first + WINDOW))))
-        await asyncio.wait_for(self.waiter, 60)
-        return time.perf_counter() - started
-
-    async def latency(self, samples: int) -> list[float]:
-        """Seconds from publish to handler, one event at a time."""
-        out: list[float] = []
-        for n in range(samples):
-            self.waiter = asyncio.get_running_loop().create_future()
-            self.target = self.handled + 1
-            started = time.perf_counter()
-            await self.send(n)
-            await asyncio.wait_for(self.waiter, 10)
-            out.append(time.perf_counter() - started)
-        return out
 
 
 class Pepperpy(Contender):
