@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import statistics
 import time
+from collections.abc import Sequence
 
 WINDOW = 100  # publishes in flight at once
 
@@ -69,3 +71,22 @@ class BusContender(abc.ABC):
             await asyncio.wait_for(self.waiter, 10)
             out.append(time.perf_counter() - started)
         return out
+
+
+LatencyRow = tuple[str, float, float]  # contender, median ms, p99 ms
+
+
+async def interleaved_latency(contenders: Sequence[BusContender], samples: int) -> list[LatencyRow]:
+    """Warm each contender up, then take ``samples`` latencies in 5 interleaved passes."""
+    gathered: dict[str, list[float]] = {c.name: [] for c in contenders}
+    for contender in contenders:
+        await contender.latency(20)
+    for _ in range(5):
+        for contender in contenders:
+            gathered[contender.name] += await contender.latency(samples // 5)
+    rows = []
+    for name, values in gathered.items():
+        values.sort()
+        p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+        rows.append((name, statistics.median(values) * 1e3, p99 * 1e3))
+    return rows

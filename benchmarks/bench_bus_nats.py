@@ -31,7 +31,7 @@ import nats
 from faststream.nats import JStream, NatsBroker
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from benchmarks._bus import WINDOW, BusContender
+from benchmarks._bus import WINDOW, BusContender, interleaved_latency
 from benchmarks._harness import Result, compare, machine, table
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event.transports.nats import NatsTransport
@@ -181,18 +181,7 @@ def cpu_table(contenders: list[Contender]) -> str:
 
 async def latency(samples: int) -> list[tuple[str, float, float]]:
     async def body(contenders: list[Contender]) -> list[tuple[str, float, float]]:
-        gathered: dict[str, list[float]] = {c.name: [] for c in contenders}
-        for contender in contenders:
-            await contender.latency(20)
-        for _ in range(5):  # interleaved passes
-            for contender in contenders:
-                gathered[contender.name] += await contender.latency(samples // 5)
-        rows = []
-        for name, values in gathered.items():
-            values.sort()
-            p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
-            rows.append((name, statistics.median(values) * 1e3, p99 * 1e3))
-        return rows
+        return await interleaved_latency(contenders, samples)
 
     rows: list[tuple[str, float, float]] = await _with(
         [kind(False) for kind in KINDS],  # type: ignore[abstract]

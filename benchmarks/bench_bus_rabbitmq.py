@@ -17,7 +17,6 @@ prints the Markdown section.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,7 +26,7 @@ import aio_pika
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas.queue import QueueType
 
-from benchmarks._bus import WINDOW, BusContender
+from benchmarks._bus import WINDOW, BusContender, interleaved_latency
 from benchmarks._harness import Result, compare, machine, table
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
@@ -185,18 +184,7 @@ async def throughput(grouped: bool, operations: int, passes: int) -> list[Result
 
 async def latency(samples: int) -> list[tuple[str, float, float]]:
     async def body(contenders: list[Contender]) -> list[tuple[str, float, float]]:
-        gathered: dict[str, list[float]] = {c.name: [] for c in contenders}
-        for contender in contenders:
-            await contender.latency(20)
-        for _ in range(5):  # interleaved passes
-            for contender in contenders:
-                gathered[contender.name] += await contender.latency(samples // 5)
-        rows = []
-        for name, values in gathered.items():
-            values.sort()
-            p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
-            rows.append((name, statistics.median(values) * 1e3, p99 * 1e3))
-        return rows
+        return await interleaved_latency(contenders, samples)
 
     rows: list[tuple[str, float, float]] = await _with(KINDS, False, body)
     return rows

@@ -21,7 +21,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import statistics
 import sys
 import time
 import uuid
@@ -31,7 +30,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from faststream.redis import RedisBroker, StreamSub
 
-from benchmarks._bus import WINDOW, BusContender
+from benchmarks._bus import WINDOW, BusContender, interleaved_latency
 from benchmarks._harness import Result, compare, machine, table
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event.transports.redis import RedisTransport
@@ -196,18 +195,7 @@ async def throughput(contenders: list[Contender], operations: int, passes: int) 
 
 async def latency(samples: int) -> list[tuple[str, float, float]]:
     async def body(contenders: list[Contender]) -> list[tuple[str, float, float]]:
-        gathered: dict[str, list[float]] = {c.name: [] for c in contenders}
-        for contender in contenders:
-            await contender.latency(20)
-        for _ in range(5):  # interleaved passes
-            for contender in contenders:
-                gathered[contender.name] += await contender.latency(samples // 5)
-        rows = []
-        for name, values in gathered.items():
-            values.sort()
-            p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
-            rows.append((name, statistics.median(values) * 1e3, p99 * 1e3))
-        return rows
+        return await interleaved_latency(contenders, samples)
 
     latency_kinds: list[type[Contender]] = [Raw, FastStream, Pepperpy]
     contenders = [kind(False) for kind in latency_kinds]  # type: ignore[abstract]
