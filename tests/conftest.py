@@ -23,6 +23,31 @@ SERVICES = {
 }
 
 
+#: fixtures and markers of tests that talk to a live server over loopback
+LIVE_FIXTURES = frozenset({"postgres_url", "postgres_server", "redis_url", "nats_url", "amqp_url"})
+LIVE_MARKERS = ("postgres", "redis", "nats", "rabbitmq", "slow")
+LIVE_FOLDERS = ("tests/bus/", "tests/notifications/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give tests against live servers two more tries.
+
+    They share two CPU cores with brokers, databases and each other, so a scheduling
+    stall can now and then outlast a timeout. A test that fails three times in a row
+    still fails the run, and every rerun is reported in pytest's summary.
+    """
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        path = item.nodeid.replace("\\", "/")
+        live = (
+            bool(fixtures & LIVE_FIXTURES)
+            or any(item.get_closest_marker(name) for name in LIVE_MARKERS)
+            or path.startswith(LIVE_FOLDERS)
+        )
+        if live and item.get_closest_marker("flaky") is None:
+            item.add_marker(pytest.mark.flaky(reruns=2, reruns_delay=1))
+
+
 def _reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1.0):
