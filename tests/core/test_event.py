@@ -487,3 +487,13 @@ def test_integers_beyond_64_bits_are_refused_at_construction(data: object, where
         Event("x", data)
     edge = Event("x", {"max": 2**64 - 1, "min": -(2**63)})
     assert edge.data == {"max": 2**64 - 1, "min": -(2**63)}
+
+
+def test_flat_payloads_with_floats_are_frozen_and_checked() -> None:
+    event = Event("x", {"total": 12.5, "n": 3, "sku": "abc"})
+    assert event.data == {"total": 12.5, "n": 3, "sku": "abc"}
+    with pytest.raises(TypeError):
+        event.data["total"] = 1.0
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(SerializationError, match=r"data\['total'\]"):
+            Event("x", {"n": 1, "total": bad})

@@ -499,7 +499,9 @@ def make_event(type: str, data: Any, metadata: Mapping[str, Any] | None) -> Even
         for key, item in data.items():
             kind = item.__class__
             if key.__class__ is not str or not (
-                kind in _ATOMS or (kind is int and _INT_MIN <= item <= _INT_MAX)
+                kind in _ATOMS
+                or (kind is int and _INT_MIN <= item <= _INT_MAX)
+                or (kind is float and item - item == 0.0)
             ):
                 event._data = _freeze_nested(data)
                 break

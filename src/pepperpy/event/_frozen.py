@@ -89,7 +89,13 @@ def freeze(value: Any) -> Any:
             if key.__class__ is not str:
                 break
             kind = item.__class__
-            if kind in _ATOMS or (kind is int and _INT_MIN <= item <= _INT_MAX):
+            if kind in _ATOMS:
+                continue
+            if kind is int:
+                if _INT_MIN <= item <= _INT_MAX:
+                    continue
+                break
+            if kind is float and item - item == 0.0:  # finite (inf - inf and NaN are NaN)
                 continue
             break
         else:
