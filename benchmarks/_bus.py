@@ -90,3 +90,12 @@ async def interleaved_latency(contenders: Sequence[BusContender], samples: int) 
         p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
         rows.append((name, statistics.median(values) * 1e3, p99 * 1e3))
     return rows
+
+
+def latency_table(rows: Sequence[LatencyRow]) -> list[str]:
+    """Markdown lines for :func:`interleaved_latency`'s rows."""
+    return [
+        "| contender | median ms | p99 ms |",
+        "|---|---:|---:|",
+        *(f"| {name} | {median:.3f} | {p99:.3f} |" for name, median, p99 in rows),
+    ]

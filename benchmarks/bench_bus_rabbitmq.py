@@ -26,7 +26,7 @@ import aio_pika
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas.queue import QueueType
 
-from benchmarks._bus import WINDOW, BusContender, interleaved_latency
+from benchmarks._bus import WINDOW, BusContender, interleaved_latency, latency_table
 from benchmarks._harness import Result, compare, machine, table
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
@@ -213,9 +213,7 @@ async def main(quick: bool) -> str:
         "",
         f"End-to-end latency, one event at a time ({samples:,} samples):",
         "",
-        "| contender | median ms | p99 ms |",
-        "|---|---:|---:|",
-        *(f"| {name} | {median:.3f} | {p99:.3f} |" for name, median, p99 in lat),
+        *latency_table(lat),
         "",
     ]
     return "\n".join(lines)

@@ -30,7 +30,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from faststream.redis import RedisBroker, StreamSub
 
-from benchmarks._bus import WINDOW, BusContender, interleaved_latency
+from benchmarks._bus import WINDOW, BusContender, interleaved_latency, latency_table
 from benchmarks._harness import Result, compare, machine, table
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event.transports.redis import RedisTransport
@@ -236,9 +236,7 @@ async def main(quick: bool) -> str:
         "",
         f"End-to-end latency, one event at a time ({samples:,} samples):",
         "",
-        "| contender | median ms | p99 ms |",
-        "|---|---:|---:|",
-        *(f"| {name} | {median:.3f} | {p99:.3f} |" for name, median, p99 in lat),
+        *latency_table(lat),
         "",
     ]
     return "\n".join(lines)

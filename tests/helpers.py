@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import pathlib
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -21,3 +24,23 @@ async def eventually(
 async def settle(seconds: float = 0.2) -> None:
     """Give asynchronous deliveries a moment (used before asserting that nothing arrives)."""
     await asyncio.sleep(seconds)
+
+
+def assert_mypy_strict_accepts(path: pathlib.Path, cwd: pathlib.Path) -> None:
+    """Run ``mypy --strict`` on one file (imports followed silently); fail with its output."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-error-summary",
+            "--follow-imports=silent",
+            str(path),
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import assert_mypy_strict_accepts
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -20,19 +20,4 @@ def test_typing_checks_module_imports() -> None:
 
 @pytest.mark.slow
 def test_mypy_strict_accepts_the_typing_checks() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-error-summary",
-            "--follow-imports=silent",
-            str(HERE / "typing_checks.py"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_mypy_strict_accepts(HERE / "typing_checks.py", ROOT)
