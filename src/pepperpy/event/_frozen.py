@@ -17,7 +17,7 @@ from uuid import UUID
 
 from ._errors import SerializationError
 
-__all__ = ["FrozenDict", "FrozenList", "freeze", "thaw"]
+__all__ = ["FrozenDict", "FrozenList", "check_json", "freeze", "thaw"]
 
 
 def _readonly(self: object, *args: object, **kwargs: object) -> NoReturn:
@@ -85,20 +85,7 @@ def freeze(value: Any) -> Any:
     if cls is int:
         return _check_int(value)
     if cls is dict:
-        for key, item in value.items():
-            if key.__class__ is not str:
-                break
-            kind = item.__class__
-            if kind in _ATOMS:
-                continue
-            if kind is int:
-                if _INT_MIN <= item <= _INT_MAX:
-                    continue
-                break
-            if kind is float and item - item == 0.0:  # finite (inf - inf and NaN are NaN)
-                continue
-            break
-        else:
+        if _is_flat(value):
             return FrozenDict(value)
         out = FrozenDict()
         for key, item in value.items():
@@ -124,6 +111,34 @@ def freeze(value: Any) -> Any:
             raise SerializationError(f"{value!r} is not a finite number; JSON cannot hold it")
         return value
     return _freeze_other(value)
+
+
+def check_json(value: Any) -> None:
+    """Raise :class:`SerializationError` where :func:`freeze` would, without copying.
+
+    For callers that only need the check (the store encodes data straight to JSON).
+    """
+    if value.__class__ is dict and _is_flat(value):
+        return
+    freeze(value)
+
+
+def _is_flat(value: dict[Any, Any]) -> bool:
+    """True for a dict of str keys and plain, in-range, finite scalar values."""
+    for key, item in value.items():
+        if key.__class__ is not str:
+            return False
+        kind = item.__class__
+        if kind in _ATOMS:
+            continue
+        if kind is int:
+            if _INT_MIN <= item <= _INT_MAX:
+                continue
+            return False
+        if kind is float and item - item == 0.0:  # finite (inf - inf and NaN are NaN)
+            continue
+        return False
+    return True
 
 
 def _check_int(value: int) -> int:

@@ -40,15 +40,22 @@ def now_ns() -> int:
 def format_uuid7(unix_ms: int, counter: int) -> str:
     """Format a UUIDv7 from its millisecond time and counter, adding 32 random bits."""
     counter &= _COUNTER_MASK
-    value = (
-        (unix_ms << 80)
-        | _VERSION_BITS
-        | ((counter >> 30) << 64)
-        | _VARIANT_BITS
-        | ((counter & _LOW_MASK) << 32)
-        | random.getrandbits(32)
+    cached_ms, prefix = _PREFIX[0]
+    if unix_ms != cached_ms:  # the time's 13 characters change once a millisecond
+        h = f"{unix_ms & _MS_MASK:012x}"
+        prefix = f"{h[:8]}-{h[8:]}-7"
+        _PREFIX[0] = (unix_ms, prefix)  # one assignment: threads never see half of it
+    low = counter & _LOW_MASK
+    return (
+        f"{prefix}{counter >> 30:03x}-{0x8000 | (low >> 16):04x}-"
+        f"{((low & 0xFFFF) << 32) | _getrandbits(32):012x}"
     )
-    return format_uuid(value)
+
+
+#: the last millisecond formatted and its text ``tttttttt-tttt-7`` (a cache)
+_PREFIX: list[tuple[int, str]] = [(-1, "")]
+_MS_MASK = (1 << 48) - 1
+_getrandbits = random.getrandbits
 
 
 def format_uuid(value: int) -> str:

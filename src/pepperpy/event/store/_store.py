@@ -26,7 +26,7 @@ from .._errors import (
     ValidationProblem,
 )
 from .._event import Event
-from .._frozen import freeze
+from .._frozen import check_json
 from .._ids import format_uuid7, next_counter, now_ns
 from .._patterns import parse_topic
 from ..security._principal import current_principal
@@ -35,6 +35,7 @@ from .base import (
     ANY,
     AppendResult,
     ExpectedVersion,
+    FreshRecord,
     NewRecord,
     Row,
     Snapshot,
@@ -509,6 +510,8 @@ def _check_position(position: int) -> None:
 def _records(
     event_or_events: Event | Mapping[str, Any] | Sequence[Event | Mapping[str, Any]],
 ) -> list[NewRecord]:
+    if event_or_events.__class__ is dict and event_or_events.keys() <= _PLAIN_KEYS:
+        return [_plain_record(event_or_events, 0, True, now_ns())]
     if isinstance(event_or_events, Event | Mapping):
         items: Sequence[Any] = [event_or_events]
         single = True
@@ -524,29 +527,29 @@ def _records(
     records: list[NewRecord] = []
     seen: set[str] = set()
     dumps = _json.dumps
+    now = now_ns()  # the events given as dicts are created now, together
     for index, item in enumerate(items):
         if item.__class__ is dict and item.keys() <= _PLAIN_KEYS:
-            record = _plain_record(item, index, single)
-        else:
-            where = "$" if single else f"$[{index}]"
-            event = item if isinstance(item, Event) else _from_mapping(item, where)
-            try:
-                data = dumps(event.data)
-                metadata = dumps(event.metadata) if event.metadata else None
-            except SerializationError as exc:
-                raise SerializationError(f"event {where} ({event.type!r}): {exc}") from exc
-            record = NewRecord(
-                event.id,
-                event.type,
-                event.version,
-                data,
-                metadata,
-                to_micros(event.timestamp),
-                event.source,
-                event.subject,
-            )
+            records.append(_plain_record(item, index, single, now))  # a new id: no duplicate
+            continue
+        where = "$" if single else f"$[{index}]"
+        event = item if isinstance(item, Event) else _from_mapping(item, where)
+        try:
+            data = dumps(event.data)
+            metadata = dumps(event.metadata) if event.metadata else None
+        except SerializationError as exc:
+            raise SerializationError(f"event {where} ({event.type!r}): {exc}") from exc
+        record = NewRecord(
+            event.id,
+            event.type,
+            event.version,
+            data,
+            metadata,
+            to_micros(event.timestamp),
+            event.source,
+            event.subject,
+        )
         if record.id in seen:
-            where = "$" if single else f"$[{index}]"
             raise _invalid(f"{where}.id", "ids unique within a batch", record.id, "duplicate id")
         seen.add(record.id)
         records.append(record)
@@ -555,34 +558,45 @@ def _records(
 
 #: dict keys the fast path handles (the seed's form); anything else goes through Event
 _PLAIN_KEYS = frozenset({"type", "data", "metadata"})
+_new_record = tuple.__new__
 
 
-def _plain_record(item: dict[str, Any], index: int, single: bool) -> NewRecord:
-    """A record straight from ``{"type", "data", "metadata"?}``: what ``Event()`` would do."""
+def _plain_record(item: dict[str, Any], index: int, single: bool, now: int) -> NewRecord:
+    """A record straight from ``{"type", "data", "metadata"?}``: what ``Event()`` would do.
+
+    ``now`` (ns) is the event's timestamp; its id is minted here.
+    """
     event_type = item.get("type")
-    where = "$" if single else f"$[{index}]"
     if event_type.__class__ is not str or not event_type:
+        where = "$" if single else f"$[{index}]"
         raise _invalid(f"{where}.type", "a non-empty str", event_type, "missing event type")
     data = item.get("data")
     metadata = item.get("metadata")
-    if metadata is not None and not isinstance(metadata, Mapping):
-        raise _invalid(f"{where}.metadata", "a dict", metadata, "metadata must be a dict")
     try:
-        freeze(data)  # refuses what JSON cannot hold (NaN, sets of objects, ...)
+        check_json(data)  # refuses what JSON cannot hold (NaN, sets of objects, ...)
         encoded = _json.dumps(data)
-        encoded_metadata = _json.dumps(dict(metadata)) if metadata else None
+        if metadata is None:
+            encoded_metadata = None
+        elif isinstance(metadata, Mapping):
+            encoded_metadata = _json.dumps(dict(metadata)) if metadata else None
+        else:
+            where = "$" if single else f"$[{index}]"
+            raise _invalid(f"{where}.metadata", "a dict", metadata, "metadata must be a dict")
     except SerializationError as exc:
+        where = "$" if single else f"$[{index}]"
         raise SerializationError(f"event {where} ({event_type!r}): {exc}") from exc
-    now = now_ns()
-    return NewRecord(
-        format_uuid7(now // 1_000_000, next_counter()),
-        event_type,
-        1,
-        encoded,
-        encoded_metadata,
-        now // 1000,
-        None,
-        None,
+    return _new_record(
+        FreshRecord,
+        (
+            format_uuid7(now // 1_000_000, next_counter()),
+            event_type,
+            1,
+            encoded,
+            encoded_metadata,
+            now // 1000,
+            None,
+            None,
+        ),
     )
 
 

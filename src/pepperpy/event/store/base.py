@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -39,6 +39,7 @@ __all__ = [
     "STREAM_EXISTS",
     "AppendResult",
     "ExpectedVersion",
+    "FreshRecord",
     "GroupPlan",
     "LogPage",
     "NewRecord",
@@ -112,6 +113,16 @@ class NewRecord(NamedTuple):
     timestamp: int  # microseconds since the Unix epoch, UTC
     source: str | None
     subject: str | None
+
+
+class FreshRecord(NewRecord):
+    """A record whose id the store minted just now, so it cannot be stored already.
+
+    Backends may skip the idempotency lookup for these (a plain :class:`NewRecord` is
+    all they need to handle).
+    """
+
+    __slots__ = ()
 
 
 #: one stored event as backends return it: (global_position, stream, position, id, type,
@@ -235,8 +246,20 @@ class GroupPlan:
                 position, global_position = outcome
                 if global_position < 0:
                     global_position = first - global_position - 1
-                out.append(AppendResult(position, global_position))
+                out.append(append_result(position, global_position))
         return out
+
+
+_new_object = object.__new__
+_set_field = object.__setattr__
+
+
+def append_result(next_expected_version: int, global_position: int) -> AppendResult:
+    """``AppendResult(...)`` without the frozen dataclass's slower ``__init__`` (hot path)."""
+    result: AppendResult = _new_object(AppendResult)
+    _set_field(result, "next_expected_version", next_expected_version)
+    _set_field(result, "global_position", global_position)
+    return result
 
 
 def plan_group(
@@ -252,30 +275,45 @@ def plan_group(
     see the effect of earlier ones (states and ids are updated as the plan goes).
     """
     plan = GroupPlan()
+    rows = plan.rows
+    outcomes = plan._outcomes
+    next_positions = plan.next_positions
+    count = 0
     for stream, records, expected in appends:
-        state = states.setdefault(stream, StreamState())
-        ids = [record.id for record in records]
-        existing = {i: known[(stream, i)] for i in ids if (stream, i) in known}
-        try:
-            decision = plan_append(stream, state, expected, ids, existing)
-        except (ConcurrencyError, StreamDeletedError) as exc:
-            plan._outcomes.append(exc)
-            continue
-        if isinstance(decision, AppendResult):
-            outcome = (decision.next_expected_version, decision.global_position)
-            plan._outcomes.append(outcome)
-            continue
+        state = states.get(stream)
+        if state is None:
+            state = states[stream] = StreamState()
+        existing: dict[str, tuple[int, int]] = {}
+        if known:
+            for record in records:
+                hit = known.get((stream, record.id))
+                if hit is not None:
+                    existing[record.id] = hit
+        chosen: Sequence[NewRecord] = records
+        if existing or expected is not ANY or state.deleted:
+            try:
+                decision = plan_append(
+                    stream, state, expected, [record.id for record in records], existing
+                )
+            except (ConcurrencyError, StreamDeletedError) as exc:
+                outcomes.append(exc)
+                continue
+            if isinstance(decision, AppendResult):
+                outcomes.append((decision.next_expected_version, decision.global_position))
+                continue
+            chosen = [records[index] for index in decision]
         position = state.next_position
-        for index in decision:
-            record = records[index]
-            plan.rows.append((plan.count, stream, position, record))
-            known[(stream, record.id)] = (position, -(plan.count + 1))
-            plan.count += 1
+        for record in chosen:
+            rows.append((count, stream, position, record))
+            if record.__class__ is not FreshRecord:  # a later retry in the group finds it
+                known[(stream, record.id)] = (position, -(count + 1))
+            count += 1
             position += 1
         state.next_position = position
         state.deleted = False
-        plan.next_positions[stream] = position
-        plan._outcomes.append((position - 1, -plan.count))
+        next_positions[stream] = position
+        outcomes.append((position - 1, -count))
+    plan.count = count
     return plan
 
 
@@ -327,10 +365,13 @@ class StoreBackend(abc.ABC):
     """Keeps serialized events for :class:`~pepperpy.event.EventStore`."""
 
     @abc.abstractmethod
-    async def append(
+    def append(
         self, stream: str, records: Sequence[NewRecord], expected_version: ExpectedVersion
-    ) -> AppendResult:
-        """Write ``records`` to ``stream`` atomically and durably (see :func:`plan_append`)."""
+    ) -> Awaitable[AppendResult]:
+        """Write ``records`` to ``stream`` atomically and durably (see :func:`plan_append`).
+
+        Usually an ``async def``; a backend may return any awaitable (a future, say).
+        """
 
     @abc.abstractmethod
     async def read_stream(

@@ -21,7 +21,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -31,6 +31,7 @@ from .._errors import ClosedError, StoreError
 from .base import (
     AppendResult,
     ExpectedVersion,
+    FreshRecord,
     LogPage,
     NewRecord,
     PendingAppend,
@@ -52,6 +53,12 @@ POLL_INTERVAL = 0.5
 MAX_GROUP = 1024
 #: longest a group waits for stragglers before committing (seconds)
 MAX_GATHER_WAIT = 0.002
+#: most stream states the writer keeps between transactions
+MAX_CACHED_STREAMS = 65_536
+#: up to this many streams, the writer loads them all and skips lookups of new ones
+MAX_LOADED_STREAMS = 16_384
+#: shortest time between two such loads (another process's commits trigger them)
+RELOAD_INTERVAL = 1.0
 _READERS = 2
 _BUSY_TIMEOUT_MS = 10_000
 
@@ -115,6 +122,7 @@ _MOVE_STREAM = (
     "ON CONFLICT (name) DO UPDATE SET next_position = excluded.next_position, deleted = 0"
 )
 # a group's lookups take their keys as one JSON array, whatever the group's size
+_ALL_STATES = "SELECT name, next_position, first_visible, deleted FROM streams"
 _STATES = (
     "SELECT name, next_position, first_visible, deleted FROM streams "
     "WHERE name IN (SELECT value FROM json_each(?))"
@@ -172,18 +180,23 @@ class _Job:
         self.future = future
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    """Resolve ``future`` with ``outcome``: a result, or the exception a job failed with."""
     if future.done():
         return
-    if error is not None:
-        future.set_exception(error)
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
     else:
-        future.set_result(result)
+        future.set_result(outcome)
 
 
-def _settle_all(settled: list[tuple[Any, ...]]) -> None:
-    for future, result, error in settled:
-        _settle(future, result, error)
+def _settle_all(futures: list[asyncio.Future[Any]], outcomes: list[Any]) -> None:
+    for future, outcome in zip(futures, outcomes, strict=True):
+        if not future.done():
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
 
 def _translate(error: BaseException) -> BaseException:
@@ -195,16 +208,28 @@ def _translate(error: BaseException) -> BaseException:
 
 
 class _Writer(threading.Thread):
-    """The one thread that writes: group commit over a queue of jobs."""
+    """The one thread that writes: group commit over a queue of jobs.
+
+    Jobs submitted from one event loop during one pass of that loop travel together: the
+    first schedules a flush for the end of the pass, so a burst of appends costs the
+    writer one wake-up and reaches it as one group.
+    """
 
     def __init__(self, path: str, synchronous: str, on_commit: Callable[[int], None]) -> None:
         super().__init__(name="pepperpy-sqlite-writer", daemon=True)
         self._path = path
         self._synchronous = synchronous
         self._on_commit = on_commit
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        self._batch: list[_Job] | None = None
+        self._batch_loop: asyncio.AbstractEventLoop | None = None
         #: next global position, valid inside a write transaction
         self.head = 0
+        #: the streams' states as of our last commit (valid while nobody else writes)
+        self._states: dict[str, StreamState] = {}
+        self._complete = False  # the cache holds every stream there is
+        self._data_version: int | None = None
+        self._loaded_at = -RELOAD_INTERVAL
 
     def submit(
         self,
@@ -213,10 +238,27 @@ class _Writer(threading.Thread):
     ) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self.jobs.put(_Job(work, append, loop, future))
+        job = _Job(work, append, loop, future)
+        if self._batch_loop is None:
+            self._batch_loop = loop
+        if loop is not self._batch_loop:
+            self.jobs.put([job])  # another loop (thread): no batching across loops
+            return future
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = []
+            loop.call_soon(self.flush)
+        batch.append(job)
         return future
 
+    def flush(self) -> None:
+        """Hand the jobs batched on the loop to the writer (runs on that loop)."""
+        batch, self._batch = self._batch, None
+        if batch:
+            self.jobs.put(batch)
+
     def stop(self) -> None:
+        self.flush()
         self.jobs.put(None)
 
     def run(self) -> None:
@@ -224,10 +266,10 @@ class _Writer(threading.Thread):
         stopping = False
         last_size, last_commit = 1, 0.0
         while not stopping:
-            job = self.jobs.get()
-            if job is None:
+            first = self.jobs.get()
+            if first is None:
                 break
-            group, stopping = self._gather(job, last_size, last_commit)
+            group, stopping = self._gather(first, last_size, last_commit)
             started = time.monotonic()
             try:
                 if connection is None:
@@ -235,16 +277,10 @@ class _Writer(threading.Thread):
                     _migrate(connection)
                 outcomes = self._commit_group(connection, group)
             except BaseException as exc:  # the whole group failed (BEGIN or COMMIT)
-                error = _translate(exc)
-                outcomes = [(None, error)] * len(group)
+                self._forget()
+                outcomes = [_translate(exc)] * len(group)
             last_size, last_commit = len(group), time.monotonic() - started
-            # one wake-up per event loop, not one per caller
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, ...]]] = {}
-            for item, (result, error_or_none) in zip(group, outcomes, strict=True):
-                by_loop.setdefault(item.loop, []).append((item.future, result, error_or_none))
-            for loop, settled in by_loop.items():
-                with contextlib.suppress(RuntimeError):  # that caller's loop is gone
-                    loop.call_soon_threadsafe(_settle_all, settled)
+            self._answer(group, outcomes)
         if connection is not None:
             connection.close()
         while True:  # anything queued after stop() is refused, never left hanging
@@ -252,13 +288,32 @@ class _Writer(threading.Thread):
                 late = self.jobs.get_nowait()
             except queue.Empty:
                 break
-            if late is not None:
+            for job in late or ():
                 with contextlib.suppress(RuntimeError):
-                    late.loop.call_soon_threadsafe(
-                        _settle, late.future, None, ClosedError("the event store is closed")
+                    job.loop.call_soon_threadsafe(
+                        _settle, job.future, ClosedError("the event store is closed")
                     )
 
-    def _gather(self, first: _Job, last_size: int, last_commit: float) -> tuple[list[_Job], bool]:
+    @staticmethod
+    def _answer(group: list[_Job], outcomes: list[Any]) -> None:
+        """Resolve the group's futures: one wake-up per event loop, not one per caller."""
+        loop = group[0].loop
+        if all(job.loop is loop for job in group):
+            with contextlib.suppress(RuntimeError):  # that caller's loop is gone
+                loop.call_soon_threadsafe(_settle_all, [job.future for job in group], outcomes)
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, tuple[list[Any], list[Any]]] = {}
+        for job, outcome in zip(group, outcomes, strict=True):
+            futures, answers = by_loop.setdefault(job.loop, ([], []))
+            futures.append(job.future)
+            answers.append(outcome)
+        for loop, (futures, answers) in by_loop.items():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle_all, futures, answers)
+
+    def _gather(
+        self, first: list[_Job], last_size: int, last_commit: float
+    ) -> tuple[list[_Job], bool]:
         """Collect a group: what is queued, and briefly wait for the previous group's size.
 
         Callers whose appends were just committed come back within microseconds; starting
@@ -266,7 +321,7 @@ class _Writer(threading.Thread):
         two. The wait is bounded by a fraction of the last commit's duration (the idea of
         PostgreSQL's ``commit_delay``), and a lone sequential caller never waits.
         """
-        group = [first]
+        group = list(first)
         deadline = time.monotonic() + min(MAX_GATHER_WAIT, last_commit / 2)
         while len(group) < MAX_GROUP:
             try:
@@ -281,17 +336,46 @@ class _Writer(threading.Thread):
                     break
             if more is None:
                 return group, True
-            group.append(more)
+            group.extend(more)
         return group, False
 
-    def _commit_group(
-        self, connection: sqlite3.Connection, group: list[_Job]
-    ) -> list[tuple[Any, BaseException | None]]:
+    def _forget(self) -> None:
+        """Drop what we know of the streams: read it again in the next transaction."""
+        self._states.clear()
+        self._complete = False
+        self._data_version = None
+
+    def _revalidate(self, connection: sqlite3.Connection) -> None:
+        """At the start of a write transaction: make head and the stream cache current.
+
+        ``PRAGMA data_version`` changes when another connection committed since we last
+        looked; only then can they be stale. With no more than ``MAX_LOADED_STREAMS``
+        streams the cache is loaded whole (at most once a second), so a stream missing
+        from it is known not to exist and needs no lookup.
+        """
+        (version,) = connection.execute("PRAGMA data_version").fetchone()
+        if version == self._data_version and len(self._states) <= MAX_CACHED_STREAMS:
+            return
+        self._data_version = version
+        self._states.clear()
+        self._complete = False
+        (last,) = connection.execute("SELECT max(global_position) FROM events").fetchone()
+        self.head = 0 if last is None else last + 1
+        now = time.monotonic()
+        if now - self._loaded_at < RELOAD_INTERVAL:
+            return
+        self._loaded_at = now
+        (count,) = connection.execute("SELECT count(*) FROM streams").fetchone()
+        if count <= MAX_LOADED_STREAMS:
+            for name, next_position, first_visible, deleted in connection.execute(_ALL_STATES):
+                self._states[name] = StreamState(next_position, first_visible, bool(deleted))
+            self._complete = True
+
+    def _commit_group(self, connection: sqlite3.Connection, group: list[_Job]) -> list[Any]:
         connection.execute("BEGIN IMMEDIATE")
         try:
-            (last,) = connection.execute("SELECT max(global_position) FROM events").fetchone()
-            self.head = 0 if last is None else last + 1
-            outcomes: list[tuple[Any, BaseException | None]] = []
+            self._revalidate(connection)
+            outcomes: list[Any] = []
             index = 0
             while index < len(group):
                 if group[index].append is None:
@@ -312,24 +396,23 @@ class _Writer(threading.Thread):
         self._on_commit(self.head)
         return outcomes
 
-    def _run_alone(
-        self, connection: sqlite3.Connection, job: _Job
-    ) -> tuple[Any, BaseException | None]:
+    def _run_alone(self, connection: sqlite3.Connection, job: _Job) -> Any:
         """Run one non-append job inside its own savepoint."""
         assert job.work is not None
+        self._forget()  # the job may change streams (delete_stream)
         connection.execute("SAVEPOINT job")
         try:
             result = job.work(connection)
         except BaseException as exc:
             connection.execute("ROLLBACK TO job")
             connection.execute("RELEASE job")
-            return None, _translate(exc)
+            return _translate(exc)
         connection.execute("RELEASE job")
-        return result, None
+        return result
 
     def _append_run(
         self, connection: sqlite3.Connection, appends: list[PendingAppend]
-    ) -> list[tuple[Any, BaseException | None]]:
+    ) -> list[AppendResult | BaseException]:
         """Write consecutive appends with a few statements for all of them.
 
         Every expectation and idempotency check is decided in Python by
@@ -346,25 +429,32 @@ class _Writer(threading.Thread):
             connection.execute("ROLLBACK TO run")
             connection.execute("RELEASE run")
             self.head = head
+            self._forget()  # the plan changed them: read them again
             if len(appends) == 1:
-                return [(None, _translate(exc))]
+                return [_translate(exc)]
             return [outcome for one in appends for outcome in self._append_run(connection, [one])]
         connection.execute("RELEASE run")
         return outcomes
 
     def _write_appends(
         self, connection: sqlite3.Connection, appends: list[PendingAppend]
-    ) -> list[tuple[Any, BaseException | None]]:
-        names = _json_text(sorted({append.stream for append in appends}))
-        states = {
-            name: StreamState(next_position, first_visible, bool(deleted))
-            for name, next_position, first_visible, deleted in connection.execute(_STATES, (names,))
-        }
+    ) -> list[AppendResult | BaseException]:
+        states = self._states
+        if not self._complete:
+            missing = {append.stream for append in appends} - states.keys()
+            if missing:
+                for name, next_position, first_visible, deleted in connection.execute(
+                    _STATES, (_json_text(sorted(missing)),)
+                ):
+                    states[name] = StreamState(next_position, first_visible, bool(deleted))
+        # ids the store has just minted cannot be stored yet: look up only the others
         pairs = [
             (append.stream, record.id)
             for append in appends
-            if append.stream in states
             for record in append.records
+            if record.__class__ is not FreshRecord
+            and (state := states.get(append.stream)) is not None
+            and state.next_position > state.first_visible
         ]
         known: dict[tuple[str, str], tuple[int, int]] = {}
         if pairs:
@@ -385,10 +475,7 @@ class _Writer(threading.Thread):
             )
             connection.executemany(_MOVE_STREAM, plan.next_positions.items())
             self.head = first + plan.count
-        return [
-            (None, outcome) if isinstance(outcome, BaseException) else (outcome, None)
-            for outcome in plan.outcomes(first)
-        ]
+        return plan.outcomes(first)
 
 
 class SQLiteBackend(StoreBackend):
@@ -408,6 +495,7 @@ class SQLiteBackend(StoreBackend):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
         self._head = 0  # next global position, as far as this process has committed
+        self._open = False  # the writer runs and the schema is in place
         self._closed = False
 
     # -- plumbing ---------------------------------------------------------------------
@@ -430,6 +518,7 @@ class SQLiteBackend(StoreBackend):
             await asyncio.shield(ready)  # the first callers wait for the schema
             if self._closed:
                 raise ClosedError("the event store is closed")
+        self._open = True
         return await self._writer.submit(work, append)
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -471,10 +560,14 @@ class SQLiteBackend(StoreBackend):
 
     # -- the contract -----------------------------------------------------------------
 
-    async def append(
+    def append(
         self, stream: str, records: Sequence[NewRecord], expected_version: ExpectedVersion
-    ) -> AppendResult:
-        return await self._write(None, PendingAppend(stream, records, expected_version))
+    ) -> Awaitable[AppendResult]:
+        append = PendingAppend(stream, records, expected_version)
+        if self._open and not self._closed:  # the hot path: straight to the writer's queue
+            assert self._writer is not None
+            return self._writer.submit(None, append)
+        return self._write(None, append)
 
     async def read_stream(
         self, stream: str, start: int | None, backwards: bool, limit: int
