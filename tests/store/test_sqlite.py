@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import EventStore, SerializationError, StoreError
+from pepperpy.event import (
+    NO_STREAM,
+    ConcurrencyError,
+    EventStore,
+    SerializationError,
+    StoreError,
+    StreamDeletedError,
+)
 from tests.store.conformance import MakeStore, StoreConformance
 from tests.store.crash import assert_survives_sigkill
 
@@ -23,6 +30,38 @@ class TestSQLiteStore(StoreConformance):
         await first.append("shared.1", {"type": "a"})
         await second.append("shared.1", {"type": "b"}, expected_version=0)
         assert [e.type for e in await first.get_stream("shared.1")] == ["a", "b"]
+
+    async def test_each_writer_sees_the_others_commits_before_deciding(
+        self, make_store: MakeStore
+    ) -> None:
+        # each writer keeps the streams' states between its transactions; another
+        # connection's commit (PRAGMA data_version) must make it read them again
+        first, second = make_store(), make_store()
+        for turn in range(6):
+            store = first if turn % 2 == 0 else second
+            await store.append(
+                "turns.1", {"type": "turn"}, expected_version=turn - 1 if turn else NO_STREAM
+            )
+        with pytest.raises(ConcurrencyError) as caught:
+            await first.append("turns.1", {"type": "late"}, expected_version=4)
+        assert caught.value.actual == 5
+        assert await second.delete_stream("turns.1")
+        with pytest.raises(StreamDeletedError):
+            await first.append("turns.1", {"type": "after.delete"})
+        result = await first.append("turns.1", {"type": "again"}, expected_version=NO_STREAM)
+        assert result.next_expected_version == 6
+        assert result.global_position == 6  # one log: no position handed out twice
+        assert [e.type for e in await second.get_stream("turns.1")] == ["again"]
+
+    async def test_a_stream_created_elsewhere_is_not_taken_for_a_new_one(
+        self, make_store: MakeStore
+    ) -> None:
+        first, second = make_store(), make_store()
+        await first.append("warm.1", {"type": "t"})  # first now knows every stream there is
+        await second.append("elsewhere.1", {"type": "t"})
+        with pytest.raises(ConcurrencyError):
+            await first.append("elsewhere.1", {"type": "t"}, expected_version=NO_STREAM)
+        assert (await first.append("elsewhere.1", {"type": "u"})).next_expected_version == 1
 
     async def test_a_subscription_sees_another_writers_appends(self, make_store: MakeStore) -> None:
         reader, writer = make_store(), make_store()

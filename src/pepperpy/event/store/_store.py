@@ -573,8 +573,7 @@ def _plain_record(item: dict[str, Any], index: int, single: bool, now: int) -> N
     data = item.get("data")
     metadata = item.get("metadata")
     try:
-        check_json(data)  # refuses what JSON cannot hold (NaN, sets of objects, ...)
-        encoded = _json.dumps(data)
+        encoded = _encode_data(data)
         if metadata is None:
             encoded_metadata = None
         elif isinstance(metadata, Mapping):
@@ -598,6 +597,26 @@ def _plain_record(item: dict[str, Any], index: int, single: bool, now: int) -> N
             None,
         ),
     )
+
+
+def _encode_data(data: Any) -> bytes:
+    """``data`` as JSON, refusing what ``Event()`` refuses (NaN, 65-bit ints, sets, ...).
+
+    Plain JSON types encode in one orjson call with no check: orjson itself refuses
+    non-str keys, ints beyond 64 bits and every other type. It writes NaN and
+    infinity as ``null``, so output holding a ``null`` gets the full check.
+    """
+    try:
+        encoded: bytes = _orjson_dumps(data)
+    except TypeError:  # a type beyond JSON's own (or a bad key): the slow, exact path
+        check_json(data)
+        return _json.dumps(data)
+    if b"null" in encoded:
+        check_json(data)
+    return encoded
+
+
+_orjson_dumps = orjson.dumps
 
 
 def _from_mapping(item: Any, where: str) -> Event:

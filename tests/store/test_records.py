@@ -1,0 +1,97 @@
+"""The store's fast JSON encoding of event data agrees with ``Event()``'s rules.
+
+``_encode_data`` skips the separate validation walk when orjson alone can tell the data
+is plain JSON; whatever it accepts or refuses must match freezing plus encoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pepperpy.event import SerializationError, _json
+from pepperpy.event._frozen import freeze
+from pepperpy.event.store._store import _encode_data
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+
+
+class _Level(enum.IntEnum):
+    HIGH = 1
+
+
+def _reference(data: Any) -> bytes | type[BaseException]:
+    try:
+        freeze(data)
+        return _json.dumps(data)
+    except SerializationError:
+        return SerializationError
+
+
+def _fast(data: Any) -> bytes | type[BaseException]:
+    try:
+        return _encode_data(data)
+    except SerializationError:
+        return SerializationError
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"a": 1},
+        {"a": None},
+        {"a": float("nan")},
+        {"a": [1, float("inf")]},
+        {"a": {"b": float("-inf")}},
+        {1: 2},
+        {"a": 2**64},
+        {"a": 2**64 - 1},
+        {"a": -(2**63) - 1},
+        {"a": {1, 2}},
+        {"a": (1, 2)},
+        _Point(1),
+        {"a": decimal.Decimal("1.5")},
+        {"a": decimal.Decimal("NaN")},
+        {"a": b"xy"},
+        {"a": uuid.UUID(int=5)},
+        {"a": datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)},
+        {"a": _Level.HIGH},
+        {"text": "null"},
+        None,
+        [None, 1.5],
+        object(),
+    ],
+    ids=repr,
+)
+def test_the_fast_encoding_accepts_and_refuses_what_event_does(data: Any) -> None:
+    assert _fast(data) == _reference(data)
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=4) | st.integers(0, 3), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_json_values)
+def test_for_any_json_like_value_the_two_encodings_agree(data: Any) -> None:
+    assert _fast(data) == _reference(data)
