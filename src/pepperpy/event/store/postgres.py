@@ -31,6 +31,7 @@ from .._errors import ClosedError, ConfigurationError, StoreError
 from .base import (
     AppendResult,
     ExpectedVersion,
+    FreshRecord,
     LogPage,
     NewRecord,
     PendingAppend,
@@ -281,11 +282,13 @@ class PostgresBackend(StoreBackend):
             for row in await connection.fetch(_LOCK_STREAMS, names)
         }
         known: dict[tuple[str, str], tuple[int, int]] = {}
+        # ids the store has just minted cannot be stored yet: look up only the others
         pairs = [
             (append.stream, record.id)
             for append in appends
             if states[append.stream].next_position > states[append.stream].first_visible
             for record in append.records
+            if record.__class__ is not FreshRecord
         ]
         if pairs:
             streams, ids = zip(*pairs, strict=True)
