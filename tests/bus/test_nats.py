@@ -245,6 +245,26 @@ async def test_unreachable_server_is_a_transport_error() -> None:
         await bus.start()
 
 
+async def registered_subscription(nc: Any, subject: str) -> Any:
+    """A core NATS subscription the server has registered: it gets whatever is published next.
+
+    ``flush()`` right after ``subscribe()`` does not promise that with nats-py (2.16):
+    ``flush`` writes its PING straight to the socket while the SUB is still in the
+    client's pending buffer (the flusher task sends it a moment later), so the PONG can
+    come back, and another connection publish, before the server saw the SUB; that
+    message is then lost. A message this connection publishes to itself is queued
+    behind the SUB, and the server handles a connection's commands in order, so once
+    its echo arrives the SUB has been registered.
+    """
+    sub = await nc.subscribe(subject)
+    probe = nc.new_inbox()
+    echo = await nc.subscribe(probe)
+    await nc.publish(probe, b"")
+    await echo.next_msg(timeout=10)
+    await echo.unsubscribe()
+    return sub
+
+
 @pytest.mark.nats
 async def test_a_plain_nats_client_reads_and_writes_cloudevents(
     nats_url: str, namespace: dict[str, str]
@@ -258,8 +278,7 @@ async def test_a_plain_nats_client_reads_and_writes_cloudevents(
     await bus.start()
     nc = await nats.connect(nats_url)
     try:
-        plain = await nc.subscribe(f"{prefix}.*.orders.>")
-        await nc.flush()
+        plain = await registered_subscription(nc, f"{prefix}.*.orders.>")
         sent = await bus.publish("orders.created", {"total": 3}, key="o-1")
         raw = await plain.next_msg(timeout=5)
         document = json.loads(raw.data)
