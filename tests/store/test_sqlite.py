@@ -101,7 +101,7 @@ class TestSQLiteStore(StoreConformance):
         connection = sqlite3.connect(path)
         try:
             assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert connection.execute("PRAGMA user_version").fetchone() == (2,)
+            assert connection.execute("PRAGMA user_version").fetchone() == (3,)
         finally:
             connection.close()
 
@@ -159,23 +159,36 @@ class TestSQLiteStore(StoreConformance):
         try:
             connection.executescript(_MIGRATIONS[0])
             connection.execute("PRAGMA user_version = 1")
-            connection.execute(
-                "INSERT INTO streams VALUES ('old.1', 1, 0, 0)",
-            )
-            connection.execute(
-                "INSERT INTO events VALUES (0, 'old.1', 0, 'id-0', 't', 1, X'6e756c6c', NULL, "
-                "0, NULL, NULL, 0)"
-            )
+            # old.1 holds one event; gone.1 held two and was deleted
+            connection.execute("INSERT INTO streams VALUES ('old.1', 1, 0, 0), ('gone.1', 2, 2, 1)")
+            for number, (stream, position) in enumerate(
+                [("old.1", 0), ("gone.1", 0), ("gone.1", 1)]
+            ):
+                connection.execute(
+                    "INSERT INTO events VALUES (?, ?, ?, ?, 't', 1, X'6e756c6c', NULL, 0, NULL, "
+                    "NULL, 0)",
+                    (number, stream, position, f"id-{number}"),
+                )
         finally:
             connection.close()
         async with EventStore(f"sqlite:///{path}") as store:
             await store.append("old.1", {"type": "t", "id": "id-0"})  # idempotent: known id
             assert [e.id for e in await store.get_stream("old.1")] == ["id-0"]
+            assert await store.streams() == ["old.1"]
+            assert await store.stream_version("gone.1") is None
+            with pytest.raises(StreamDeletedError):
+                await store.append("gone.1", {"type": "t"})
+            restarted = await store.append("gone.1", {"type": "t"}, expected_version=NO_STREAM)
+            assert restarted.next_expected_version == 2  # positions are never reused
+            assert restarted.global_position == 3
+            assert [e.position for e in await store.get_stream("gone.1")] == [2]
         connection = sqlite3.connect(path)
         try:
-            assert connection.execute("PRAGMA user_version").fetchone() == (2,)
+            assert connection.execute("PRAGMA user_version").fetchone() == (3,)
             indexes = {row[1] for row in connection.execute("PRAGMA index_list(events)")}
             assert "events_id" in indexes and "events_stream_id" not in indexes
+            columns = [row[1] for row in connection.execute("PRAGMA table_info(streams)")]
+            assert columns == ["name", "first_visible", "deleted"]
         finally:
             connection.close()
 

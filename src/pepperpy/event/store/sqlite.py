@@ -105,6 +105,20 @@ _MIGRATIONS: tuple[str, ...] = (
     DROP INDEX events_stream_id;
     CREATE INDEX events_id ON events (id);
     """,
+    # a stream's counter is max(position) + 1, read from the (stream, position) index: an
+    # append to an existing stream then writes no streams row (one page fewer per stream
+    # touched by a commit); the row is written when a stream starts or restarts
+    """
+    CREATE TABLE streams_v3 (
+        name TEXT PRIMARY KEY,
+        first_visible INTEGER NOT NULL DEFAULT 0,
+        deleted INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    INSERT INTO streams_v3 (name, first_visible, deleted)
+        SELECT name, first_visible, deleted FROM streams;
+    DROP TABLE streams;
+    ALTER TABLE streams_v3 RENAME TO streams;
+    """,
 )
 
 
@@ -117,16 +131,17 @@ _READ_ALL = (
 
 
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-_MOVE_STREAM = (
-    "INSERT INTO streams (name, next_position) VALUES (?, ?) "
-    "ON CONFLICT (name) DO UPDATE SET next_position = excluded.next_position, deleted = 0"
+#: a stream (re)started by an append: the only appends that write a streams row
+_START_STREAM = (
+    "INSERT INTO streams (name) VALUES (?) ON CONFLICT (name) DO UPDATE SET deleted = 0"
+)
+#: the next position of stream ``s``: one step down the (stream, position) index
+_NEXT_POSITION = (
+    "coalesce((SELECT max(e.position) + 1 FROM events e WHERE e.stream = s.name), 0)"
 )
 # a group's lookups take their keys as one JSON array, whatever the group's size
-_ALL_STATES = "SELECT name, next_position, first_visible, deleted FROM streams"
-_STATES = (
-    "SELECT name, next_position, first_visible, deleted FROM streams "
-    "WHERE name IN (SELECT value FROM json_each(?))"
-)
+_ALL_STATES = f"SELECT s.name, {_NEXT_POSITION}, s.first_visible, s.deleted FROM streams s"
+_STATES = f"{_ALL_STATES} WHERE s.name IN (SELECT value FROM json_each(?))"
 _KNOWN_IDS = (
     "SELECT e.stream, e.id, e.position, e.global_position FROM json_each(?) AS k "
     "JOIN events e INDEXED BY events_id ON e.id = json_extract(k.value, '$[1]') "
@@ -462,6 +477,14 @@ class _Writer(threading.Thread):
                 _KNOWN_IDS, (_json_text(pairs),)
             ):
                 known[(stream, event_id)] = (position, global_position)
+        # streams without a row, or deleted: an append (re)starts them and writes their row
+        starting = [
+            append.stream
+            for append in appends
+            if (state := states.get(append.stream)) is None
+            or state.next_position == 0
+            or state.deleted
+        ]
         plan = plan_group(appends, states, known)
         first = self.head
         if plan.count:
@@ -473,7 +496,10 @@ class _Writer(threading.Thread):
                     for offset, stream, position, record in plan.rows
                 ],
             )
-            connection.executemany(_MOVE_STREAM, plan.next_positions.items())
+            moved = plan.next_positions
+            started = {(name,) for name in starting if name in moved}
+            if started:
+                connection.executemany(_START_STREAM, started)
             self.head = first + plan.count
         return plan.outcomes(first)
 
@@ -599,7 +625,8 @@ class SQLiteBackend(StoreBackend):
     async def stream_state(self, stream: str) -> StreamState | None:
         row = await self._read(
             lambda connection: connection.execute(
-                "SELECT next_position, first_visible, deleted FROM streams WHERE name = ?",
+                f"SELECT {_NEXT_POSITION}, s.first_visible, s.deleted FROM streams s "
+                "WHERE s.name = ?",
                 (stream,),
             ).fetchone()
         )
@@ -608,8 +635,9 @@ class SQLiteBackend(StoreBackend):
     async def stream_names(self) -> list[str]:
         rows = await self._read(
             lambda connection: connection.execute(
-                "SELECT name FROM streams WHERE deleted = 0 AND next_position > first_visible "
-                "ORDER BY name"
+                "SELECT s.name FROM streams s WHERE s.deleted = 0 AND EXISTS (SELECT 1 FROM "
+                "events e WHERE e.stream = s.name AND e.position >= s.first_visible) "
+                "ORDER BY s.name"
             ).fetchall()
         )
         return [name for (name,) in rows]
@@ -618,8 +646,9 @@ class SQLiteBackend(StoreBackend):
         def work(connection: sqlite3.Connection) -> bool:
             connection.execute("DELETE FROM snapshots WHERE stream = ?", (stream,))
             cursor = connection.execute(
-                "UPDATE streams SET first_visible = next_position, deleted = 1 "
-                "WHERE name = ? AND deleted = 0 AND next_position > first_visible",
+                f"UPDATE streams AS s SET first_visible = {_NEXT_POSITION}, deleted = 1 "
+                "WHERE s.name = ? AND s.deleted = 0 AND EXISTS (SELECT 1 FROM events e "
+                "WHERE e.stream = s.name AND e.position >= s.first_visible)",
                 (stream,),
             )
             return cursor.rowcount > 0
