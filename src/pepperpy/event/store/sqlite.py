@@ -132,13 +132,9 @@ _READ_ALL = (
 
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 #: a stream (re)started by an append: the only appends that write a streams row
-_START_STREAM = (
-    "INSERT INTO streams (name) VALUES (?) ON CONFLICT (name) DO UPDATE SET deleted = 0"
-)
+_START_STREAM = "INSERT INTO streams (name) VALUES (?) ON CONFLICT (name) DO UPDATE SET deleted = 0"
 #: the next position of stream ``s``: one step down the (stream, position) index
-_NEXT_POSITION = (
-    "coalesce((SELECT max(e.position) + 1 FROM events e WHERE e.stream = s.name), 0)"
-)
+_NEXT_POSITION = "coalesce((SELECT max(e.position) + 1 FROM events e WHERE e.stream = s.name), 0)"
 # a group's lookups take their keys as one JSON array, whatever the group's size
 _ALL_STATES = f"SELECT s.name, {_NEXT_POSITION}, s.first_visible, s.deleted FROM streams s"
 _STATES = f"{_ALL_STATES} WHERE s.name IN (SELECT value FROM json_each(?))"
