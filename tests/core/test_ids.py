@@ -63,3 +63,27 @@ def test_threads_formatting_different_milliseconds_never_mix_their_times() -> No
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+@given(
+    unix_ms=st.integers(0, (1 << 48) - 1),
+    start=st.integers(0, (1 << 43)),
+    count=st.integers(0, 40),
+    seed=st.integers(0, 1 << 32),
+)
+def test_a_batch_of_ids_reads_as_the_same_ids_made_one_by_one(
+    unix_ms: int, start: int, count: int, seed: int
+) -> None:
+    from pepperpy.event import _ids
+
+    # counters that cross the 16-bit and 30-bit boundaries the batch formatter caches on
+    counters = [start + step * step * 4099 for step in range(count)]
+    original = _ids.next_counter
+    try:
+        _ids.next_counter = iter(counters).__next__
+        random.seed(seed)
+        batch = _ids.new_uuid7_texts(unix_ms, count)
+    finally:
+        _ids.next_counter = original
+    random.seed(seed)
+    assert batch == [format_uuid7(unix_ms, counter) for counter in counters]

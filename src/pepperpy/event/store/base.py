@@ -221,20 +221,32 @@ class PendingAppend(NamedTuple):
 class GroupPlan:
     """The decisions for a group of appends committed in one transaction.
 
-    :func:`plan_group` fills it: ``rows`` are (offset, stream, position, record) to write
-    in order, the record at ``offset`` getting global position ``first + offset``;
+    :func:`plan_group` fills it: ``spans`` are (offset, stream, position, records), one per
+    accepted append, whose records are written in order from stream ``position`` on, the
+    record at group offset ``offset`` getting global position ``first + offset`` (``rows``
+    lists them one by one);
     ``next_positions`` the streams' new counters; ``count`` how many rows. After the
     write, :meth:`outcomes` gives each caller its :class:`AppendResult` or exception.
     """
 
-    __slots__ = ("_outcomes", "count", "next_positions", "rows")
+    __slots__ = ("_outcomes", "count", "next_positions", "spans")
 
     def __init__(self) -> None:
-        self.rows: list[tuple[int, str, int, NewRecord]] = []
+        #: (offset, stream, first position, records) per accepted append
+        self.spans: list[tuple[int, str, int, Sequence[NewRecord]]] = []
         self.next_positions: dict[str, int] = {}
         self.count = 0
         # per caller: an exception, or (position, global position or -(offset + 1))
         self._outcomes: list[BaseException | tuple[int, int]] = []
+
+    @property
+    def rows(self) -> list[tuple[int, str, int, NewRecord]]:
+        """(offset, stream, position, record) for every row to write, in order."""
+        return [
+            (offset + index, stream, position + index, record)
+            for offset, stream, position, records in self.spans
+            for index, record in enumerate(records)
+        ]
 
     def outcomes(self, first: int) -> list[AppendResult | BaseException]:
         """Each caller's result, once the group's rows got positions from ``first`` on."""
@@ -275,7 +287,7 @@ def plan_group(
     see the effect of earlier ones (states and ids are updated as the plan goes).
     """
     plan = GroupPlan()
-    rows = plan.rows
+    spans = plan.spans
     outcomes = plan._outcomes
     next_positions = plan.next_positions
     count = 0
@@ -303,12 +315,12 @@ def plan_group(
                 continue
             chosen = [records[index] for index in decision]
         position = state.next_position
-        for record in chosen:
-            rows.append((count, stream, position, record))
+        spans.append((count, stream, position, chosen))
+        for index, record in enumerate(chosen):
             if record.__class__ is not FreshRecord:  # a later retry in the group finds it
-                known[(stream, record.id)] = (position, -(count + 1))
-            count += 1
-            position += 1
+                known[(stream, record.id)] = (position + index, -(count + index + 1))
+        count += len(chosen)
+        position += len(chosen)
         state.next_position = position
         state.deleted = False
         next_positions[stream] = position

@@ -488,8 +488,9 @@ class _Writer(threading.Thread):
             connection.executemany(
                 _INSERT,
                 [
-                    (first + offset, stream, position, *record, recorded_at)
-                    for offset, stream, position, record in plan.rows
+                    (first + offset + index, stream, position + index, *record, recorded_at)
+                    for offset, stream, position, records in plan.spans
+                    for index, record in enumerate(records)
                 ],
             )
             moved = plan.next_positions
