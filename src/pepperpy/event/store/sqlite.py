@@ -201,13 +201,21 @@ def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
         future.set_result(outcome)
 
 
-def _settle_all(futures: list[asyncio.Future[Any]], outcomes: list[Any]) -> None:
+def _settle_all(
+    futures: list[asyncio.Future[Any]],
+    outcomes: list[Any],
+    on_commit: Callable[[int], None] | None,
+    head: int | None,
+) -> None:
+    """On a loop: resolve futures with their outcomes, then report the commit, if any."""
     for future, outcome in zip(futures, outcomes, strict=True):
         if not future.done():
             if isinstance(outcome, BaseException):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+    if on_commit is not None and head is not None:
+        on_commit(head)
 
 
 def _translate(error: BaseException) -> BaseException:
@@ -226,11 +234,18 @@ class _Writer(threading.Thread):
     writer one wake-up and reaches it as one group.
     """
 
-    def __init__(self, path: str, synchronous: str, on_commit: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        path: str,
+        synchronous: str,
+        loop: asyncio.AbstractEventLoop,
+        on_commit: Callable[[int], None],
+    ) -> None:
         super().__init__(name="pepperpy-sqlite-writer", daemon=True)
         self._path = path
         self._synchronous = synchronous
-        self._on_commit = on_commit
+        #: called on ``loop`` after each durable commit, with the next global position
+        self._on_commit = (loop, on_commit)
         self.jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._batch: list[_Job] | None = None
         self._batch_loop: asyncio.AbstractEventLoop | None = None
@@ -287,11 +302,13 @@ class _Writer(threading.Thread):
                     connection = _connect(self._path, self._synchronous)
                     _migrate(connection)
                 outcomes = self._commit_group(connection, group)
+                committed: int | None = self.head
             except BaseException as exc:  # the whole group failed (BEGIN or COMMIT)
                 self._forget()
                 outcomes = [_translate(exc)] * len(group)
+                committed = None
             last_size, last_commit = len(group), time.monotonic() - started
-            self._answer(group, outcomes)
+            self._answer(group, outcomes, committed)
         if connection is not None:
             connection.close()
         while True:  # anything queued after stop() is refused, never left hanging
@@ -305,22 +322,24 @@ class _Writer(threading.Thread):
                         _settle, job.future, ClosedError("the event store is closed")
                     )
 
-    @staticmethod
-    def _answer(group: list[_Job], outcomes: list[Any]) -> None:
-        """Resolve the group's futures: one wake-up per event loop, not one per caller."""
+    def _answer(self, group: list[_Job], outcomes: list[Any], committed: int | None) -> None:
+        """Resolve the group's futures and report the commit: one wake-up per event loop."""
+        notify_loop, on_commit = self._on_commit
+        by_loop: dict[asyncio.AbstractEventLoop, tuple[list[Any], list[Any]]] = {}
         loop = group[0].loop
         if all(job.loop is loop for job in group):
-            with contextlib.suppress(RuntimeError):  # that caller's loop is gone
-                loop.call_soon_threadsafe(_settle_all, [job.future for job in group], outcomes)
-            return
-        by_loop: dict[asyncio.AbstractEventLoop, tuple[list[Any], list[Any]]] = {}
-        for job, outcome in zip(group, outcomes, strict=True):
-            futures, answers = by_loop.setdefault(job.loop, ([], []))
-            futures.append(job.future)
-            answers.append(outcome)
+            by_loop[loop] = ([job.future for job in group], outcomes)
+        else:
+            for job, outcome in zip(group, outcomes, strict=True):
+                futures, answers = by_loop.setdefault(job.loop, ([], []))
+                futures.append(job.future)
+                answers.append(outcome)
+        if committed is not None and notify_loop not in by_loop:
+            by_loop[notify_loop] = ([], [])
         for loop, (futures, answers) in by_loop.items():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle_all, futures, answers)
+            wake = on_commit if committed is not None and loop is notify_loop else None
+            with contextlib.suppress(RuntimeError):  # that loop is gone
+                loop.call_soon_threadsafe(_settle_all, futures, answers, wake, committed)
 
     def _gather(
         self, first: list[_Job], last_size: int, last_commit: float
@@ -404,7 +423,6 @@ class _Writer(threading.Thread):
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
-        self._on_commit(self.head)
         return outcomes
 
     def _run_alone(self, connection: sqlite3.Connection, job: _Job) -> Any:
@@ -532,7 +550,7 @@ class SQLiteBackend(StoreBackend):
             raise ClosedError("the event store is closed")
         if self._writer is None:
             self._loop = asyncio.get_running_loop()
-            self._writer = _Writer(self.path, self._synchronous, self._committed)
+            self._writer = _Writer(self.path, self._synchronous, self._loop, self._wake)
             self._writer.start()
             self._ready = self._writer.submit(lambda connection: None)
         ready = self._ready
@@ -564,15 +582,6 @@ class SQLiteBackend(StoreBackend):
             return work(connection)
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite: {exc}") from exc
-
-    def _committed(self, head: int) -> None:
-        """Called by the writer thread after each durable commit (``head``: next position)."""
-        loop = self._loop
-        if loop is not None:
-            try:
-                loop.call_soon_threadsafe(self._wake, head)
-            except RuntimeError:
-                pass
 
     def _wake(self, head: int = 0) -> None:
         self._head = max(self._head, head)
