@@ -53,6 +53,25 @@ class TestSQLiteStore(StoreConformance):
         assert result.global_position == 6  # one log: no position handed out twice
         assert [e.type for e in await second.get_stream("turns.1")] == ["again"]
 
+    async def test_the_writer_keeps_knowing_every_stream_through_its_own_writes(
+        self, make_store: MakeStore
+    ) -> None:
+        # a new stream needs no lookup only while the writer's cache holds every stream;
+        # our own appends, snapshots and deletes must keep it complete and right
+        store = make_store()
+        for number in range(3):
+            await store.append(f"known.{number}", {"type": "t"})
+        await store.save_snapshot("known.0", {"n": 1}, 0)
+        assert await store.delete_stream("known.1")
+        await store.append("known.3", {"type": "t"})
+        writer = store.backend._writer  # type: ignore[attr-defined]
+        assert writer._complete
+        states = {name: state.version for name, state in writer._states.items()}
+        assert states == {"known.0": 0, "known.1": None, "known.2": 0, "known.3": 0}
+        assert writer._states["known.1"].deleted
+        with pytest.raises(StreamDeletedError):
+            await store.append("known.1", {"type": "t"})
+
     async def test_a_stream_created_elsewhere_is_not_taken_for_a_new_one(
         self, make_store: MakeStore
     ) -> None:

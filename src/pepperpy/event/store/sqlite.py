@@ -176,7 +176,7 @@ def _migrate(connection: sqlite3.Connection) -> None:
 class _Job:
     """A queued write: an append (planned together with its neighbours) or any other work."""
 
-    __slots__ = ("append", "future", "loop", "work")
+    __slots__ = ("append", "changes", "future", "loop", "work")
 
     def __init__(
         self,
@@ -184,11 +184,14 @@ class _Job:
         append: PendingAppend | None,
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
+        changes: str | None = None,
     ) -> None:
         self.work = work
         self.append = append
         self.loop = loop
         self.future = future
+        #: the stream whose state a non-append job changes (the writer re-reads it)
+        self.changes = changes
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
@@ -261,10 +264,12 @@ class _Writer(threading.Thread):
         self,
         work: Callable[[sqlite3.Connection], T] | None,
         append: PendingAppend | None = None,
+        changes: str | None = None,
     ) -> asyncio.Future[T]:
+        """Queue ``work`` (or an append); ``changes`` names a stream whose state it alters."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        job = _Job(work, append, loop, future)
+        job = _Job(work, append, loop, future, changes)
         if self._batch_loop is None:
             self._batch_loop = loop
         if loop is not self._batch_loop:
@@ -380,19 +385,20 @@ class _Writer(threading.Thread):
 
         ``PRAGMA data_version`` changes when another connection committed since we last
         looked; only then can they be stale. With no more than ``MAX_LOADED_STREAMS``
-        streams the cache is loaded whole (at most once a second), so a stream missing
-        from it is known not to exist and needs no lookup.
+        streams the cache is loaded whole (after others' commits at most once a second),
+        so a stream missing from it is known not to exist and needs no lookup.
         """
         (version,) = connection.execute("PRAGMA data_version").fetchone()
         if version == self._data_version and len(self._states) <= MAX_CACHED_STREAMS:
             return
+        elsewhere = self._data_version is not None  # None: we dropped the cache ourselves
         self._data_version = version
         self._states.clear()
         self._complete = False
         (last,) = connection.execute("SELECT max(global_position) FROM events").fetchone()
         self.head = 0 if last is None else last + 1
         now = time.monotonic()
-        if now - self._loaded_at < RELOAD_INTERVAL:
+        if elsewhere and now - self._loaded_at < RELOAD_INTERVAL:
             return
         self._loaded_at = now
         (count,) = connection.execute("SELECT count(*) FROM streams").fetchone()
@@ -428,7 +434,6 @@ class _Writer(threading.Thread):
     def _run_alone(self, connection: sqlite3.Connection, job: _Job) -> Any:
         """Run one non-append job inside its own savepoint."""
         assert job.work is not None
-        self._forget()  # the job may change streams (delete_stream)
         connection.execute("SAVEPOINT job")
         try:
             result = job.work(connection)
@@ -437,6 +442,12 @@ class _Writer(threading.Thread):
             connection.execute("RELEASE job")
             return _translate(exc)
         connection.execute("RELEASE job")
+        if job.changes is not None:  # a delete: what we know of that stream is stale
+            self._states.pop(job.changes, None)
+            for name, next_position, first_visible, deleted in connection.execute(
+                _STATES, (_json_text([job.changes]),)
+            ):
+                self._states[name] = StreamState(next_position, first_visible, bool(deleted))
         return result
 
     def _append_run(
@@ -545,6 +556,7 @@ class SQLiteBackend(StoreBackend):
         self,
         work: Callable[[sqlite3.Connection], T] | None,
         append: PendingAppend | None = None,
+        changes: str | None = None,
     ) -> T:
         if self._closed:
             raise ClosedError("the event store is closed")
@@ -560,7 +572,7 @@ class SQLiteBackend(StoreBackend):
             if self._closed:
                 raise ClosedError("the event store is closed")
         self._open = True
-        return await self._writer.submit(work, append)
+        return await self._writer.submit(work, append, changes)
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._ready is None or not self._ready.done():
@@ -659,7 +671,7 @@ class SQLiteBackend(StoreBackend):
             )
             return cursor.rowcount > 0
 
-        return await self._write(work)
+        return await self._write(work, changes=stream)
 
     async def save_snapshot(self, stream: str, snapshot: SnapshotRow) -> None:
         await self._write(
