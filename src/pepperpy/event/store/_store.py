@@ -166,9 +166,11 @@ class EventStore:
         :class:`~pepperpy.event.ConcurrencyError`. Events whose id is already in the
         stream are skipped, so retrying a batch is safe and returns the same result.
         """
-        self._check_open()
+        if self._closed:
+            raise ClosedError("the event store is closed")
         parse_topic(stream)
-        _check_expected(expected_version)
+        if expected_version is not ANY:
+            _check_expected(expected_version)
         if self.access is not None:
             self.access.check("append", stream)
         records = _records(event_or_events)

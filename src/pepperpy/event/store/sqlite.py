@@ -146,6 +146,9 @@ _KNOWN_IDS = (
 )
 
 
+_new_tuple = tuple.__new__
+
+
 def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -607,7 +610,7 @@ class SQLiteBackend(StoreBackend):
     def append(
         self, stream: str, records: Sequence[NewRecord], expected_version: ExpectedVersion
     ) -> Awaitable[AppendResult]:
-        append = PendingAppend(stream, records, expected_version)
+        append = _new_tuple(PendingAppend, (stream, records, expected_version))
         if self._open and not self._closed:  # the hot path: straight to the writer's queue
             assert self._writer is not None
             return self._writer.submit(None, append)
