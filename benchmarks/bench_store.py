@@ -142,16 +142,22 @@ def _user_aggregate() -> Any:
     return User
 
 
-def _eventsourcing_save(events_per_save: int) -> Runner:
+def _eventsourcing_app() -> Any:
+    """An eventsourcing Application on a new SQLite file, its connection opened."""
     from eventsourcing.application import Application
 
+    app: Application[Any] = Application(
+        env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": _fresh_db()}
+    )
+    app.save(_user_aggregate()("warm"))
+    return app
+
+
+def _eventsourcing_save(events_per_save: int) -> Runner:
     User = _user_aggregate()
 
     async def run(n: int) -> float:
-        app: Application[Any] = Application(
-            env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": _fresh_db()}
-        )
-        app.save(User("warm"))
+        app = _eventsourcing_app()
         saves = n // events_per_save
         users = []
         for _ in range(saves):
@@ -171,15 +177,10 @@ def _eventsourcing_save(events_per_save: int) -> Runner:
 
 def _eventsourcing_save_threads(threads: int) -> Runner:
     """The same work as the store's concurrent appends: ``threads`` callers, one event each."""
-    from eventsourcing.application import Application
-
     User = _user_aggregate()
 
     async def run(n: int) -> float:
-        app: Application[Any] = Application(
-            env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": _fresh_db()}
-        )
-        app.save(User("warm"))
+        app = _eventsourcing_app()
         users = [User("John") for _ in range(n)]
         per_thread = n // threads
 
