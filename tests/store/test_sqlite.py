@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from typing import Any
 
 import pytest
@@ -223,3 +224,28 @@ class TestSQLiteStore(StoreConformance):
     @pytest.mark.slow
     async def test_acknowledged_appends_survive_sigkill(self, sqlite_url: str) -> None:
         await assert_survives_sigkill(sqlite_url)
+
+
+async def test_appends_batched_when_the_writer_stops_from_another_thread_fail_cleanly(
+    tmp_path: object,
+) -> None:
+    # a pass's appends wait on the loop for one hand-over; if the writer is stopped from
+    # another thread before that hand-over, they must fail with ClosedError, never hang
+    from pepperpy.event import ClosedError
+    from pepperpy.event.store.sqlite import SQLiteBackend
+
+    backend = SQLiteBackend(f"{tmp_path}/stop.db")
+    store = EventStore(backend)
+    await store.append("warm.1", {"type": "t"})
+    writer = backend._writer
+    assert writer is not None
+    pending = [asyncio.ensure_future(store.append(f"late.{n}", {"type": "t"})) for n in range(5)]
+    await asyncio.sleep(0)  # the appends are submitted; their flush runs next pass
+    stopper = threading.Thread(target=writer.stop)
+    stopper.start()
+    stopper.join()
+    outcomes = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 5)
+    assert all(isinstance(o, ClosedError) for o in outcomes), outcomes
+    await asyncio.to_thread(writer.join, 5)
+    assert not writer.is_alive()
+    await store.close()

@@ -255,6 +255,8 @@ class _Writer(threading.Thread):
         self.jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._batch: list[_Job] | None = None
         self._batch_loop: asyncio.AbstractEventLoop | None = None
+        self._stop_lock = threading.Lock()
+        self._stopped = False
         #: next global position, valid inside a write transaction
         self.head = 0
         #: the streams' states as of our last commit (valid while nobody else writes)
@@ -275,8 +277,12 @@ class _Writer(threading.Thread):
         job = _Job(work, append, loop, future, changes)
         if self._batch_loop is None:
             self._batch_loop = loop
-        if loop is not self._batch_loop:
-            self.jobs.put([job])  # another loop (thread): no batching across loops
+        if loop is not self._batch_loop:  # another loop (thread): no batching across loops
+            with self._stop_lock:
+                if not self._stopped:
+                    self.jobs.put([job])
+                    return future
+            future.set_exception(ClosedError("the event store is closed"))
             return future
         batch = self._batch
         if batch is None:
@@ -288,12 +294,27 @@ class _Writer(threading.Thread):
     def flush(self) -> None:
         """Hand the jobs batched on the loop to the writer (runs on that loop)."""
         batch, self._batch = self._batch, None
-        if batch:
-            self.jobs.put(batch)
+        if not batch:
+            return
+        with self._stop_lock:
+            if not self._stopped:
+                self.jobs.put(batch)
+                return
+        closed = ClosedError("the event store is closed")
+        for job in batch:  # stopped meanwhile (from another thread): never leave one hanging
+            _settle(job.future, closed)
 
     def stop(self) -> None:
-        self.flush()
-        self.jobs.put(None)
+        """Finish what is queued, then end; later jobs fail with ClosedError."""
+        try:
+            on_batch_loop = asyncio.get_running_loop() is self._batch_loop
+        except RuntimeError:
+            on_batch_loop = False
+        if on_batch_loop:
+            self.flush()  # this pass's appends still go in
+        with self._stop_lock:
+            self._stopped = True
+            self.jobs.put(None)
 
     def run(self) -> None:
         connection: sqlite3.Connection | None = None
