@@ -11,7 +11,10 @@ every invocation; rich is imported only to draw a progress bar on a terminal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
+import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -107,10 +110,39 @@ def note(text: str) -> None:
 
 
 def run(work: Callable[[], Awaitable[T]]) -> T:
-    """Run one subcommand's coroutine on a fresh event loop."""
+    """Run one subcommand's coroutine on a fresh event loop; Ctrl-C raises KeyboardInterrupt.
+
+    Ctrl-C cancels the work from a loop callback (``loop.add_signal_handler``), not from
+    ``asyncio.run``'s own SIGINT handler: that one cancels the task from inside the signal
+    handler, which can land in the middle of another callback (such as the one handing a
+    thread's result to a future the task awaits) and make it fail with a traceback.
+    """
 
     async def main() -> T:
-        return await work()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        interrupted = False
+
+        def interrupt() -> None:
+            nonlocal interrupted
+            interrupted = True
+            if task is not None:
+                task.cancel()
+
+        installed = False
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signal.SIGINT, interrupt)
+                installed = True
+        try:
+            return await work()
+        except asyncio.CancelledError:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            if installed:
+                loop.remove_signal_handler(signal.SIGINT)
 
     return asyncio.run(main())
 
