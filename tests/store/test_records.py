@@ -95,3 +95,19 @@ _json_values = st.recursive(
 @given(_json_values)
 def test_for_any_json_like_value_the_two_encodings_agree(data: Any) -> None:
     assert _fast(data) == _reference(data)
+
+
+async def test_metadata_holding_nan_is_refused_and_nothing_is_written() -> None:
+    # metadata is the mutable part of an event and is not frozen; it must still not lose
+    # a NaN by turning it into null on the way to storage
+    from pepperpy.event import Event, EventStore
+
+    async with EventStore() as store:
+        with pytest.raises(SerializationError, match="not a finite number"):
+            await store.append("meta.1", {"type": "t", "metadata": {"score": float("nan")}})
+        with pytest.raises(SerializationError, match="not a finite number"):
+            await store.append("meta.1", Event("t", {}, {"limits": [1.0, float("inf")]}))
+        assert await store.stream_version("meta.1") is None
+        await store.append("meta.1", {"type": "t", "metadata": {"note": None}})
+        [event] = await store.get_stream("meta.1")
+        assert event.metadata == {"note": None}

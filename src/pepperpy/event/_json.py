@@ -40,9 +40,13 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """Encode ``value`` as compact UTF-8 JSON bytes."""
+    """Encode ``value`` as compact UTF-8 JSON bytes; NaN and infinities are refused.
+
+    orjson writes a non-finite float as ``null``, which would lose it silently; output
+    holding a ``null`` is therefore checked for one (JSON without nulls needs no check).
+    """
     try:
-        return orjson.dumps(value, default=_default, option=_OPTIONS)
+        encoded = orjson.dumps(value, default=_default, option=_OPTIONS)
     except SerializationError:
         raise
     except orjson.JSONEncodeError as exc:
@@ -50,6 +54,24 @@ def dumps(value: Any) -> bytes:
         if isinstance(cause, SerializationError):
             raise cause from None
         raise SerializationError(f"cannot encode as JSON: {exc}") from exc
+    if b"null" in encoded:
+        _refuse_non_finite(value, "")
+    return encoded
+
+
+def _refuse_non_finite(value: Any, where: str) -> None:
+    if isinstance(value, float):
+        if value - value != 0.0:  # NaN and infinities (inf - inf is NaN)
+            raise SerializationError(
+                f"{value!r}{' at ' + where if where else ''} is not a finite number; "
+                "JSON cannot hold it"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_non_finite(item, f"{where}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _refuse_non_finite(item, f"{where}[{index}]")
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
