@@ -158,6 +158,35 @@ class TestSQLiteStore(StoreConformance):
         assert positions == list(range(11))  # no holes left by the rolled-back attempt
         assert max(runs) > 1  # the poison shared a run with others, which were retried alone
 
+    async def test_a_group_whose_write_fails_once_is_written_again_whole(
+        self, make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # a group of appends is written without savepoints; if that write fails, the
+        # transaction is rolled back and the group written again with them
+        from pepperpy.event.store import sqlite as backend_module
+
+        original = backend_module._Writer._write_appends
+        calls: list[int] = []
+
+        def flaky(self: Any, connection: sqlite3.Connection, appends: list[Any]) -> Any:
+            calls.append(len(appends))
+            outcomes = original(self, connection, appends)
+            if len(calls) == 2:  # the second group: written, then the write "fails"
+                raise sqlite3.OperationalError("simulated I/O error")
+            return outcomes
+
+        monkeypatch.setattr(backend_module._Writer, "_write_appends", flaky)
+        store = make_store()
+        await store.append("warm.1", {"type": "t"})
+        results = await asyncio.gather(
+            *(store.append(f"again.{n % 3}", {"type": "t", "data": {"n": n}}) for n in range(9))
+        )
+        assert sorted(r.global_position for r in results) == list(range(1, 10))
+        events = await store.read_all()
+        assert [e.global_position for e in events] == list(range(10))  # once each, no gaps
+        assert sorted(e.data["n"] for e in events[1:]) == list(range(9))
+        assert calls[1] == 9 and calls[2] == 9  # failed whole, then written whole again
+
     async def test_a_corrupted_row_reads_as_a_clear_error(self, make_store: MakeStore) -> None:
         store = make_store()
         await store.append("x.1", {"type": "t", "data": {"ok": True}})

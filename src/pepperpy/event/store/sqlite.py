@@ -432,10 +432,38 @@ class _Writer(threading.Thread):
             self._complete = True
 
     def _commit_group(self, connection: sqlite3.Connection, group: list[_Job]) -> list[Any]:
+        appends = [job.append for job in group if job.append is not None]
+        if len(appends) == len(group):
+            # the usual group, appends only: no savepoint; should the write fail, the
+            # transaction is rolled back and the group written again the careful way
+            connection.execute("BEGIN IMMEDIATE")
+            head = self.head
+            try:
+                self._revalidate(connection)
+                head = self.head
+                outcomes: list[Any] = self._write_appends(connection, appends)
+            except BaseException as exc:
+                connection.execute("ROLLBACK")
+                self.head = head
+                self._forget()
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                try:
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+                return outcomes
+        return self._commit_carefully(connection, group)
+
+    def _commit_carefully(self, connection: sqlite3.Connection, group: list[_Job]) -> list[Any]:
+        """Commit a group with each run of appends and each other job in a savepoint."""
         connection.execute("BEGIN IMMEDIATE")
         try:
             self._revalidate(connection)
-            outcomes: list[Any] = []
+            outcomes = []
             index = 0
             while index < len(group):
                 if group[index].append is None:
