@@ -128,9 +128,9 @@ class TestSQLiteStore(StoreConformance):
     async def test_a_write_failing_for_one_caller_fails_only_that_caller(
         self, make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from pepperpy.event.store import sqlite as backend_module
+        from pepperpy.event.store import _sqlite_writer as backend_module
 
-        original = backend_module._Writer._write_appends
+        original = backend_module.Writer._write_appends
         runs: list[int] = []
 
         def failing(self: Any, connection: sqlite3.Connection, appends: list[Any]) -> Any:
@@ -140,7 +140,7 @@ class TestSQLiteStore(StoreConformance):
                 raise sqlite3.IntegrityError("simulated constraint failure")
             return outcomes
 
-        monkeypatch.setattr(backend_module._Writer, "_write_appends", failing)
+        monkeypatch.setattr(backend_module.Writer, "_write_appends", failing)
         store = make_store()
         await store.append("warm.1", {"type": "t"})
         outcomes = await asyncio.gather(
@@ -163,9 +163,9 @@ class TestSQLiteStore(StoreConformance):
     ) -> None:
         # a group of appends is written without savepoints; if that write fails, the
         # transaction is rolled back and the group written again with them
-        from pepperpy.event.store import sqlite as backend_module
+        from pepperpy.event.store import _sqlite_writer as backend_module
 
-        original = backend_module._Writer._write_appends
+        original = backend_module.Writer._write_appends
         calls: list[int] = []
 
         def flaky(self: Any, connection: sqlite3.Connection, appends: list[Any]) -> Any:
@@ -175,7 +175,7 @@ class TestSQLiteStore(StoreConformance):
                 raise sqlite3.OperationalError("simulated I/O error")
             return outcomes
 
-        monkeypatch.setattr(backend_module._Writer, "_write_appends", flaky)
+        monkeypatch.setattr(backend_module.Writer, "_write_appends", flaky)
         store = make_store()
         await store.append("warm.1", {"type": "t"})
         results = await asyncio.gather(
@@ -201,12 +201,12 @@ class TestSQLiteStore(StoreConformance):
             await store.get_stream("x.1")
 
     async def test_a_file_from_an_older_schema_is_migrated(self, tmp_path: object) -> None:
-        from pepperpy.event.store.sqlite import _MIGRATIONS
+        from pepperpy.event.store._sqlite_schema import MIGRATIONS
 
         path = f"{tmp_path}/old.db"
         connection = sqlite3.connect(path, isolation_level=None)
         try:
-            connection.executescript(_MIGRATIONS[0])
+            connection.executescript(MIGRATIONS[0])
             connection.execute("PRAGMA user_version = 1")
             # old.1 holds one event; gone.1 held two and was deleted
             connection.execute("INSERT INTO streams VALUES ('old.1', 1, 0, 0), ('gone.1', 2, 2, 1)")

@@ -1,0 +1,460 @@
+"""The SQLite store's writer thread: group commit over a queue of jobs.
+
+One thread owns the write connection. It takes every job waiting in its queue (appends
+from one event-loop pass arrive together), writes them in one transaction, commits once
+(one fsync with ``synchronous=FULL``), and only then resolves each caller's future on its
+event loop. See ``docs/store.md``, "SQLite: group commit".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .._errors import ClosedError, StoreError
+from ._sqlite_schema import (
+    ALL_STATES,
+    INSERT,
+    KNOWN_IDS,
+    START_STREAM,
+    STATES,
+    connect,
+    json_text,
+    migrate,
+)
+from .base import AppendResult, FreshRecord, PendingAppend, StreamState, plan_group
+
+__all__ = ["Writer"]
+
+T = TypeVar("T")
+
+#: most appends written in one group transaction
+MAX_GROUP = 1024
+#: longest a group waits for stragglers before committing (seconds)
+MAX_GATHER_WAIT = 0.002
+#: most stream states the writer keeps between transactions
+MAX_CACHED_STREAMS = 65_536
+#: up to this many streams, the writer loads them all and skips lookups of new ones
+MAX_LOADED_STREAMS = 16_384
+#: shortest time between two such loads (another process's commits trigger them)
+RELOAD_INTERVAL = 1.0
+
+
+class _Job:
+    """A queued write: an append (planned together with its neighbours) or any other work."""
+
+    __slots__ = ("append", "changes", "future", "loop", "work")
+
+    def __init__(
+        self,
+        work: Callable[[sqlite3.Connection], Any] | None,
+        append: PendingAppend | None,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+        changes: str | None = None,
+    ) -> None:
+        self.work = work
+        self.append = append
+        self.loop = loop
+        self.future = future
+        #: the stream whose state a non-append job changes (the writer re-reads it)
+        self.changes = changes
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    """Resolve ``future`` with ``outcome``: a result, or the exception a job failed with."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _settle_all(
+    futures: list[asyncio.Future[Any]],
+    outcomes: list[Any],
+    on_commit: Callable[[int], None] | None,
+    head: int | None,
+) -> None:
+    """On a loop: resolve futures with their outcomes, then report the commit, if any."""
+    for future, outcome in zip(futures, outcomes, strict=True):
+        if not future.done():
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+    if on_commit is not None and head is not None:
+        on_commit(head)
+
+
+def _commit(connection: sqlite3.Connection) -> None:
+    """COMMIT; should it fail, roll back what is left of the transaction and re-raise."""
+    try:
+        connection.execute("COMMIT")
+    except BaseException:
+        _roll_back(connection)
+        raise
+
+
+def _roll_back(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
+
+
+def _translate(error: BaseException) -> BaseException:
+    if isinstance(error, sqlite3.Error):
+        translated = StoreError(f"SQLite: {error}")
+        translated.__cause__ = error
+        return translated
+    return error
+
+
+class Writer(threading.Thread):
+    """The one thread that writes: group commit over a queue of jobs.
+
+    Jobs submitted from one event loop during one pass of that loop travel together: the
+    first schedules a flush for the end of the pass, so a burst of appends costs the
+    writer one wake-up and reaches it as one group.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        synchronous: str,
+        loop: asyncio.AbstractEventLoop,
+        on_commit: Callable[[int], None],
+    ) -> None:
+        super().__init__(name="pepperpy-sqlite-writer", daemon=True)
+        self._path = path
+        self._synchronous = synchronous
+        #: called on ``loop`` after each durable commit, with the next global position
+        self._on_commit = (loop, on_commit)
+        self.jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        self._batch: list[_Job] | None = None
+        self._batch_loop: asyncio.AbstractEventLoop | None = None
+        self._stop_lock = threading.Lock()
+        self._stopped = False
+        #: next global position, valid inside a write transaction
+        self.head = 0
+        #: the streams' states as of our last commit (valid while nobody else writes)
+        self._states: dict[str, StreamState] = {}
+        self._complete = False  # the cache holds every stream there is
+        self._data_version: int | None = None
+        self._loaded_at = -RELOAD_INTERVAL
+
+    def submit(
+        self,
+        work: Callable[[sqlite3.Connection], T] | None,
+        append: PendingAppend | None = None,
+        changes: str | None = None,
+    ) -> asyncio.Future[T]:
+        """Queue ``work`` (or an append); ``changes`` names a stream whose state it alters."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        job = _Job(work, append, loop, future, changes)
+        if self._batch_loop is None:
+            self._batch_loop = loop
+        if loop is not self._batch_loop:  # another loop (thread): no batching across loops
+            with self._stop_lock:
+                if not self._stopped:
+                    self.jobs.put([job])
+                    return future
+            future.set_exception(ClosedError("the event store is closed"))
+            return future
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = []
+            loop.call_soon(self.flush)
+        batch.append(job)
+        return future
+
+    def flush(self) -> None:
+        """Hand the jobs batched on the loop to the writer (runs on that loop)."""
+        batch, self._batch = self._batch, None
+        if not batch:
+            return
+        with self._stop_lock:
+            if not self._stopped:
+                self.jobs.put(batch)
+                return
+        closed = ClosedError("the event store is closed")
+        for job in batch:  # stopped meanwhile (from another thread): never leave one hanging
+            _settle(job.future, closed)
+
+    def stop(self) -> None:
+        """Finish what is queued, then end; later jobs fail with ClosedError."""
+        try:
+            on_batch_loop = asyncio.get_running_loop() is self._batch_loop
+        except RuntimeError:
+            on_batch_loop = False
+        if on_batch_loop:
+            self.flush()  # this pass's appends still go in
+        with self._stop_lock:
+            self._stopped = True
+            self.jobs.put(None)
+
+    def run(self) -> None:
+        connection: sqlite3.Connection | None = None
+        stopping = False
+        last_size, last_commit = 1, 0.0
+        while not stopping:
+            first = self.jobs.get()
+            if first is None:
+                break
+            group, stopping = self._gather(first, last_size, last_commit)
+            started = time.monotonic()
+            try:
+                if connection is None:
+                    connection = connect(self._path, self._synchronous)
+                    migrate(connection)
+                outcomes = self._commit_group(connection, group)
+                committed: int | None = self.head
+            except BaseException as exc:  # the whole group failed (BEGIN or COMMIT)
+                self._forget()
+                outcomes = [_translate(exc)] * len(group)
+                committed = None
+            last_size, last_commit = len(group), time.monotonic() - started
+            self._answer(group, outcomes, committed)
+        if connection is not None:
+            connection.close()
+        while True:  # anything queued after stop() is refused, never left hanging
+            try:
+                late = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            for job in late or ():
+                with contextlib.suppress(RuntimeError):
+                    job.loop.call_soon_threadsafe(
+                        _settle, job.future, ClosedError("the event store is closed")
+                    )
+
+    def _answer(self, group: list[_Job], outcomes: list[Any], committed: int | None) -> None:
+        """Resolve the group's futures and report the commit: one wake-up per event loop."""
+        notify_loop, on_commit = self._on_commit
+        by_loop: dict[asyncio.AbstractEventLoop, tuple[list[Any], list[Any]]] = {}
+        loop = group[0].loop
+        if all(job.loop is loop for job in group):
+            by_loop[loop] = ([job.future for job in group], outcomes)
+        else:
+            for job, outcome in zip(group, outcomes, strict=True):
+                futures, answers = by_loop.setdefault(job.loop, ([], []))
+                futures.append(job.future)
+                answers.append(outcome)
+        if committed is not None and notify_loop not in by_loop:
+            by_loop[notify_loop] = ([], [])
+        for loop, (futures, answers) in by_loop.items():
+            wake = on_commit if committed is not None and loop is notify_loop else None
+            with contextlib.suppress(RuntimeError):  # that loop is gone
+                loop.call_soon_threadsafe(_settle_all, futures, answers, wake, committed)
+
+    def _gather(
+        self, first: list[_Job], last_size: int, last_commit: float
+    ) -> tuple[list[_Job], bool]:
+        """Collect a group: what is queued, and briefly wait for the previous group's size.
+
+        Callers whose appends were just committed come back within microseconds; starting
+        the next commit with only the first of them would split every later group in
+        two. The wait is bounded by a fraction of the last commit's duration (the idea of
+        PostgreSQL's ``commit_delay``), and a lone sequential caller never waits.
+        """
+        group = list(first)
+        deadline = time.monotonic() + min(MAX_GATHER_WAIT, last_commit / 2)
+        while len(group) < MAX_GROUP:
+            try:
+                more = self.jobs.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if len(group) >= last_size or remaining <= 0:
+                    break
+                try:
+                    more = self.jobs.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if more is None:
+                return group, True
+            group.extend(more)
+        return group, False
+
+    def _forget(self) -> None:
+        """Drop what we know of the streams: read it again in the next transaction."""
+        self._states.clear()
+        self._complete = False
+        self._data_version = None
+
+    def _revalidate(self, connection: sqlite3.Connection) -> None:
+        """At the start of a write transaction: make head and the stream cache current.
+
+        ``PRAGMA data_version`` changes when another connection committed since we last
+        looked; only then can they be stale. With no more than ``MAX_LOADED_STREAMS``
+        streams the cache is loaded whole (after others' commits at most once a second),
+        so a stream missing from it is known not to exist and needs no lookup.
+        """
+        (version,) = connection.execute("PRAGMA data_version").fetchone()
+        if version == self._data_version and len(self._states) <= MAX_CACHED_STREAMS:
+            return
+        elsewhere = self._data_version is not None  # None: we dropped the cache ourselves
+        self._data_version = version
+        self._states.clear()
+        self._complete = False
+        (last,) = connection.execute("SELECT max(global_position) FROM events").fetchone()
+        self.head = 0 if last is None else last + 1
+        now = time.monotonic()
+        if elsewhere and now - self._loaded_at < RELOAD_INTERVAL:
+            return
+        self._loaded_at = now
+        (count,) = connection.execute("SELECT count(*) FROM streams").fetchone()
+        if count <= MAX_LOADED_STREAMS:
+            for name, next_position, first_visible, deleted in connection.execute(ALL_STATES):
+                self._states[name] = StreamState(next_position, first_visible, bool(deleted))
+            self._complete = True
+
+    def _commit_group(self, connection: sqlite3.Connection, group: list[_Job]) -> list[Any]:
+        appends = [job.append for job in group if job.append is not None]
+        if len(appends) == len(group):
+            # the usual group, appends only: no savepoint; should the write fail, the
+            # transaction is rolled back and the group written again the careful way
+            connection.execute("BEGIN IMMEDIATE")
+            head = self.head
+            try:
+                self._revalidate(connection)
+                head = self.head
+                outcomes: list[Any] = self._write_appends(connection, appends)
+            except BaseException as exc:
+                _roll_back(connection)  # some errors end the transaction themselves
+                self.head = head
+                self._forget()
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                _commit(connection)
+                return outcomes
+        return self._commit_carefully(connection, group)
+
+    def _commit_carefully(self, connection: sqlite3.Connection, group: list[_Job]) -> list[Any]:
+        """Commit a group with each run of appends and each other job in a savepoint."""
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            self._revalidate(connection)
+            outcomes = []
+            index = 0
+            while index < len(group):
+                if group[index].append is None:
+                    outcomes.append(self._run_alone(connection, group[index]))
+                    index += 1
+                    continue
+                end = index
+                while end < len(group) and group[end].append is not None:
+                    end += 1
+                appends = [job.append for job in group[index:end] if job.append is not None]
+                outcomes.extend(self._append_run(connection, appends))
+                index = end
+        except BaseException:
+            _roll_back(connection)
+            raise
+        _commit(connection)
+        return outcomes
+
+    def _run_alone(self, connection: sqlite3.Connection, job: _Job) -> Any:
+        """Run one non-append job inside its own savepoint."""
+        assert job.work is not None
+        connection.execute("SAVEPOINT job")
+        try:
+            result = job.work(connection)
+        except BaseException as exc:
+            connection.execute("ROLLBACK TO job")
+            connection.execute("RELEASE job")
+            return _translate(exc)
+        connection.execute("RELEASE job")
+        if job.changes is not None:  # a delete: what we know of that stream is stale
+            self._states.pop(job.changes, None)
+            for name, next_position, first_visible, deleted in connection.execute(
+                STATES, (json_text([job.changes]),)
+            ):
+                self._states[name] = StreamState(next_position, first_visible, bool(deleted))
+        return result
+
+    def _append_run(
+        self, connection: sqlite3.Connection, appends: list[PendingAppend]
+    ) -> list[AppendResult | BaseException]:
+        """Write consecutive appends with a few statements for all of them.
+
+        Every expectation and idempotency check is decided in Python by
+        :func:`plan_group` before anything is written, so one caller's
+        ``ConcurrencyError`` never touches the others. Should the write itself fail, the
+        run is rolled back to its savepoint and each append retried alone, so only the
+        culprit fails.
+        """
+        head = self.head
+        connection.execute("SAVEPOINT run")
+        try:
+            outcomes = self._write_appends(connection, appends)
+        except Exception as exc:
+            connection.execute("ROLLBACK TO run")
+            connection.execute("RELEASE run")
+            self.head = head
+            self._forget()  # the plan changed them: read them again
+            if len(appends) == 1:
+                return [_translate(exc)]
+            return [outcome for one in appends for outcome in self._append_run(connection, [one])]
+        connection.execute("RELEASE run")
+        return outcomes
+
+    def _write_appends(
+        self, connection: sqlite3.Connection, appends: list[PendingAppend]
+    ) -> list[AppendResult | BaseException]:
+        states = self._states
+        if not self._complete:
+            missing = {append.stream for append in appends} - states.keys()
+            if missing:
+                for name, next_position, first_visible, deleted in connection.execute(
+                    STATES, (json_text(sorted(missing)),)
+                ):
+                    states[name] = StreamState(next_position, first_visible, bool(deleted))
+        # ids the store has just minted cannot be stored yet: look up only the others
+        pairs = [
+            (append.stream, record.id)
+            for append in appends
+            for record in append.records
+            if record.__class__ is not FreshRecord
+            and (state := states.get(append.stream)) is not None
+            and state.next_position > state.first_visible
+        ]
+        known: dict[tuple[str, str], tuple[int, int]] = {}
+        if pairs:
+            for stream, event_id, position, global_position in connection.execute(
+                KNOWN_IDS, (json_text(pairs),)
+            ):
+                known[(stream, event_id)] = (position, global_position)
+        # streams without a row, or deleted: an append (re)starts them and writes their row
+        starting = [
+            append.stream
+            for append in appends
+            if (state := states.get(append.stream)) is None
+            or state.next_position == 0
+            or state.deleted
+        ]
+        plan = plan_group(appends, states, known)
+        first = self.head
+        if plan.count:
+            recorded_at = time.time_ns() // 1000
+            connection.executemany(
+                INSERT,
+                [
+                    (first + offset + index, stream, position + index, *record, recorded_at)
+                    for offset, stream, position, records in plan.spans
+                    for index, record in enumerate(records)
+                ],
+            )
+            moved = plan.next_positions
+            started = {(name,) for name in starting if name in moved}
+            if started:
+                connection.executemany(START_STREAM, started)
+            self.head = first + plan.count
+        return plan.outcomes(first)
