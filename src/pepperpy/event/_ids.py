@@ -46,47 +46,44 @@ def now_ns() -> int:
 
 
 def format_uuid7(unix_ms: int, counter: int) -> str:
-    """Format a UUIDv7 from its millisecond time and counter, adding 32 random bits."""
+    """Format a UUIDv7 from its millisecond time and counter, adding 32 random bits.
+
+    The first 23 characters depend only on the millisecond and the counter's bits above
+    the lowest 16, so they are kept from the last call (a cache); only the last 12 are
+    formatted each time.
+    """
     counter &= _COUNTER_MASK
-    cached_ms, prefix = _PREFIX[0]
-    if unix_ms != cached_ms:  # the time's 13 characters change once a millisecond
-        h = f"{unix_ms & _MS_MASK:012x}"
-        prefix = f"{h[:8]}-{h[8:]}-7"
-        _PREFIX[0] = (unix_ms, prefix)  # one assignment: threads never see half of it
+    cached_ms, cached_high, head = _HEAD[0]
+    if unix_ms != cached_ms or counter >> 16 != cached_high:
+        head = _head(unix_ms, counter)
+    return f"{head}{((counter & 0xFFFF) << 32) | _getrandbits(32):012x}"
+
+
+def _head(unix_ms: int, counter: int) -> str:
+    """The first 23 characters of a UUIDv7 text, ``tttttttt-tttt-7ccc-vccc-``, cached."""
+    h = f"{unix_ms & _MS_MASK:012x}"
     low = counter & _LOW_MASK
-    return (
-        f"{prefix}{counter >> 30:03x}-{0x8000 | (low >> 16):04x}-"
-        f"{((low & 0xFFFF) << 32) | _getrandbits(32):012x}"
-    )
+    head = f"{h[:8]}-{h[8:]}-7{counter >> 30:03x}-{0x8000 | (low >> 16):04x}-"
+    _HEAD[0] = (unix_ms, counter >> 16, head)  # one assignment: threads never see half
+    return head
 
 
-#: the last millisecond formatted and its text ``tttttttt-tttt-7`` (a cache)
-_PREFIX: list[tuple[int, str]] = [(-1, "")]
+#: the last (millisecond, counter >> 16) formatted and its text (see ``_head``)
+_HEAD: list[tuple[int, int, str]] = [(-1, -1, "")]
 _MS_MASK = (1 << 48) - 1
 _getrandbits = random.getrandbits
 
 
 def new_uuid7_texts(unix_ms: int, count: int) -> list[str]:
-    """``count`` new UUIDv7 texts for one millisecond, as ``format_uuid7`` would make them.
-
-    For a batch: only the last 12 characters depend on the low 16 bits of the counter and
-    the random bits, so the rest is formatted once per 65,536 counter values.
-    """
+    """``count`` new UUIDv7 texts for one millisecond, as ``format_uuid7`` would make them."""
     out: list[str] = []
     append = out.append
-    counter_text_key = -1
-    head = ""
+    cached_ms, cached_high, head = _HEAD[0]
     for _ in range(count):
         counter = next_counter() & _COUNTER_MASK
-        if counter >> 16 != counter_text_key:
-            counter_text_key = counter >> 16
-            cached_ms, prefix = _PREFIX[0]
-            if unix_ms != cached_ms:
-                h = f"{unix_ms & _MS_MASK:012x}"
-                prefix = f"{h[:8]}-{h[8:]}-7"
-                _PREFIX[0] = (unix_ms, prefix)
-            low = counter & _LOW_MASK
-            head = f"{prefix}{counter >> 30:03x}-{0x8000 | (low >> 16):04x}-"
+        if unix_ms != cached_ms or counter >> 16 != cached_high:
+            head = _head(unix_ms, counter)
+            cached_ms, cached_high = unix_ms, counter >> 16
         append(f"{head}{((counter & 0xFFFF) << 32) | _getrandbits(32):012x}")
     return out
 
