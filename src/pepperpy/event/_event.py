@@ -353,7 +353,7 @@ class Event:
                 key not in _RESERVED
                 and _EXTENSION_NAME.fullmatch(key)
                 and (value.__class__ in (str, bool) or _is_int32(value))
-                and (key not in _PASSTHROUGH or value.__class__ is str)
+                and (key not in _PASSTHROUGH or (value.__class__ is str and value != ""))
             ):
                 ce[key] = value
             else:
