@@ -14,6 +14,9 @@ import statistics
 import time
 from collections.abc import Sequence
 
+from pepperpy.event import EventBus, RetryPolicy
+from pepperpy.event.transports.base import Transport
+
 WINDOW = 100  # publishes in flight at once
 
 
@@ -99,3 +102,12 @@ def latency_table(rows: Sequence[LatencyRow]) -> list[str]:
         "|---|---:|---:|",
         *(f"| {name} | {median:.3f} | {p99:.3f} |" for name, median, p99 in rows),
     ]
+
+
+async def start_bus(contender: BusContender, transport: Transport) -> EventBus:
+    """Our EventBus on ``transport``, subscribed to ``bench.#`` and counting for ``contender``."""
+    bus = EventBus(transport=transport, retry_policy=RetryPolicy.NONE)
+    group = "bench" if contender.grouped else None
+    bus.subscribe("bench.#", group=group)(lambda event: contender.seen())
+    await bus.start()
+    return bus

@@ -31,9 +31,15 @@ import nats
 from faststream.nats import JStream, NatsBroker
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from benchmarks._bus import WINDOW, BusContender, interleaved_latency, latency_table
+from benchmarks._bus import (
+    WINDOW,
+    BusContender,
+    interleaved_latency,
+    latency_table,
+    start_bus,
+)
 from benchmarks._harness import Result, compare, machine, table
-from pepperpy.event import Event, EventBus, RetryPolicy
+from pepperpy.event import Event
 from pepperpy.event.transports.nats import NatsTransport
 
 URL = "nats://127.0.0.1:4222"
@@ -62,14 +68,7 @@ class Pepperpy(Contender):
     name = "pepperpy EventBus"
 
     async def setup(self) -> None:
-        transport = NatsTransport(URL, stream=self.stream, prefix=self.prefix)
-        self.bus = EventBus(transport=transport, retry_policy=RetryPolicy.NONE)
-
-        def handle(event: Event) -> None:
-            self.seen()
-
-        self.bus.subscribe("bench.#", group="bench" if self.grouped else None)(handle)
-        await self.bus.start()
+        self.bus = await start_bus(self, NatsTransport(URL, stream=self.stream, prefix=self.prefix))
 
     async def send(self, n: int) -> None:
         key = f"key-{n % KEYS}" if self.keyed else None

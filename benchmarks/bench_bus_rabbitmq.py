@@ -26,9 +26,15 @@ import aio_pika
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas.queue import QueueType
 
-from benchmarks._bus import WINDOW, BusContender, interleaved_latency, latency_table
+from benchmarks._bus import (
+    WINDOW,
+    BusContender,
+    interleaved_latency,
+    latency_table,
+    start_bus,
+)
 from benchmarks._harness import Result, compare, machine, table
-from pepperpy.event import Event, EventBus, RetryPolicy
+from pepperpy.event import Event
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
 
 URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -47,13 +53,7 @@ class Pepperpy(Contender):
 
     async def setup(self) -> None:
         self.transport = RabbitMQTransport(URL, exchange=self.exchange)
-        self.bus = EventBus(transport=self.transport, retry_policy=RetryPolicy.NONE)
-
-        def handle(event: Event) -> None:
-            self.seen()
-
-        self.bus.subscribe("bench.#", group="bench" if self.grouped else None)(handle)
-        await self.bus.start()
+        self.bus = await start_bus(self, self.transport)
 
     async def send(self, n: int) -> None:
         await self.bus.publish("bench.work", {"n": n})
@@ -70,9 +70,7 @@ class PepperpyOnePartition(Pepperpy):
 
     async def setup(self) -> None:
         self.transport = RabbitMQTransport(URL, exchange=self.exchange, partitions=1)
-        self.bus = EventBus(transport=self.transport, retry_policy=RetryPolicy.NONE)
-        self.bus.subscribe("bench.#", group="bench")(lambda event: self.seen())
-        await self.bus.start()
+        self.bus = await start_bus(self, self.transport)
 
 
 class FastStream(Contender):

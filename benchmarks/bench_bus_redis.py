@@ -30,9 +30,15 @@ from typing import Any
 import redis.asyncio as aioredis
 from faststream.redis import RedisBroker, StreamSub
 
-from benchmarks._bus import WINDOW, BusContender, interleaved_latency, latency_table
+from benchmarks._bus import (
+    WINDOW,
+    BusContender,
+    interleaved_latency,
+    latency_table,
+    start_bus,
+)
 from benchmarks._harness import Result, compare, machine, table
-from pepperpy.event import Event, EventBus, RetryPolicy
+from pepperpy.event import Event
 from pepperpy.event.transports.redis import RedisTransport
 
 URL = "redis://127.0.0.1:6379/0"
@@ -66,14 +72,7 @@ class Pepperpy(Contender):
     name = "pepperpy EventBus"
 
     async def setup(self) -> None:
-        transport = RedisTransport(URL, namespace=self.prefix)
-        self.bus = EventBus(transport=transport, retry_policy=RetryPolicy.NONE)
-
-        def handle(event: Event) -> None:
-            self.seen()
-
-        self.bus.subscribe("bench.#", group="bench" if self.grouped else None)(handle)
-        await self.bus.start()
+        self.bus = await start_bus(self, RedisTransport(URL, namespace=self.prefix))
 
     async def send(self, n: int) -> None:
         key = f"key-{n % KEYS}" if self.keyed else None
