@@ -30,6 +30,7 @@ from typing import Any
 from . import _json
 from ._deps import require
 from ._errors import ConcurrencyError, ConfigurationError, StoreError
+from ._sqlite import open_wal
 
 __all__ = [
     "Checkpoint",
@@ -146,16 +147,12 @@ class SQLiteCheckpointStore(CheckpointStore):
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            connection = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            self._connection = open_wal(
+                self.path,
+                timeout=30.0,
+                schema=f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
+                "position INTEGER NOT NULL, state TEXT, updated_at TEXT NOT NULL)",
             )
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
-                "position INTEGER NOT NULL, state TEXT, updated_at TEXT NOT NULL)"
-            )
-            self._connection = connection
         return self._connection
 
     async def _run(self, work: Any, *args: Any) -> Any:

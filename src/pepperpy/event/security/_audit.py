@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from .._errors import ConfigurationError
+from .._sqlite import open_wal
 
 __all__ = ["AuditEntry", "AuditLog", "AuditVerification"]
 
@@ -86,12 +87,10 @@ class AuditLog:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         if path is not None:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS audit_log ("
-                " sequence INTEGER PRIMARY KEY, body BLOB NOT NULL, hash TEXT NOT NULL)"
+            self._db = open_wal(
+                path,
+                schema="CREATE TABLE IF NOT EXISTS audit_log ("
+                " sequence INTEGER PRIMARY KEY, body BLOB NOT NULL, hash TEXT NOT NULL)",
             )
 
     def _digest(self, previous: str, body: bytes) -> str:

@@ -23,13 +23,13 @@ import abc
 import asyncio
 import base64
 import os
-import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._deps import require
 from .._errors import ConfigurationError, EncryptionError
+from .._sqlite import open_wal
 
 __all__ = ["KeyRing", "KeyStore", "MemoryKeyStore", "SQLiteKeyStore", "StreamEncryption"]
 
@@ -142,12 +142,11 @@ class SQLiteKeyStore(KeyStore):
 
     def __init__(self, path: str) -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS data_keys (stream TEXT NOT NULL, version INTEGER NOT"
-            " NULL, master_key TEXT NOT NULL, wrapped BLOB NOT NULL, PRIMARY KEY (stream, version))"
+        self._db = open_wal(
+            path,
+            schema="CREATE TABLE IF NOT EXISTS data_keys (stream TEXT NOT NULL, version INTEGER"
+            " NOT NULL, master_key TEXT NOT NULL, wrapped BLOB NOT NULL,"
+            " PRIMARY KEY (stream, version))",
         )
 
     def _run(self, sql: str, args: tuple[Any, ...]) -> list[Any]:

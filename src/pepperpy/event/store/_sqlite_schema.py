@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from .._sqlite import open_wal
+
 __all__ = [
     "ALL_STATES",
     "COLUMNS",
@@ -22,7 +24,7 @@ __all__ = [
     "migrate",
 ]
 
-_BUSY_TIMEOUT_MS = 10_000
+_BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's lock
 
 COLUMNS = (
     "global_position, stream, position, id, type, version, data, metadata, "
@@ -113,11 +115,7 @@ def json_text(value: Any) -> str:
 
 
 def connect(path: str, synchronous: str) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-    connection.execute("PRAGMA journal_mode = WAL")
-    connection.execute(f"PRAGMA synchronous = {synchronous}")
-    return connection
+    return open_wal(path, synchronous=synchronous, timeout=_BUSY_TIMEOUT)
 
 
 def migrate(connection: sqlite3.Connection) -> None:
