@@ -85,11 +85,7 @@ def _settle_all(
 ) -> None:
     """On a loop: resolve futures with their outcomes, then report the commit, if any."""
     for future, outcome in zip(futures, outcomes, strict=True):
-        if not future.done():
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+        _settle(future, outcome)
     if on_commit is not None and head is not None:
         on_commit(head)
 
@@ -311,8 +307,7 @@ class Writer(threading.Thread):
         self._loaded_at = now
         (count,) = connection.execute("SELECT count(*) FROM streams").fetchone()
         if count <= MAX_LOADED_STREAMS:
-            for name, next_position, first_visible, deleted in connection.execute(ALL_STATES):
-                self._states[name] = StreamState(next_position, first_visible, bool(deleted))
+            self._read_states(connection, None)
             self._complete = True
 
     def _commit_group(self, connection: sqlite3.Connection, group: list[_Job]) -> list[Any]:
@@ -361,6 +356,16 @@ class Writer(threading.Thread):
         _commit(connection)
         return outcomes
 
+    def _read_states(self, connection: sqlite3.Connection, names: list[str] | None) -> None:
+        """Read the named streams' states (None: every stream's) into the cache."""
+        rows = (
+            connection.execute(ALL_STATES)
+            if names is None
+            else connection.execute(STATES, (json_text(names),))
+        )
+        for name, next_position, first_visible, deleted in rows:
+            self._states[name] = StreamState(next_position, first_visible, bool(deleted))
+
     def _run_alone(self, connection: sqlite3.Connection, job: _Job) -> Any:
         """Run one non-append job inside its own savepoint."""
         assert job.work is not None
@@ -374,10 +379,7 @@ class Writer(threading.Thread):
         connection.execute("RELEASE job")
         if job.changes is not None:  # a delete: what we know of that stream is stale
             self._states.pop(job.changes, None)
-            for name, next_position, first_visible, deleted in connection.execute(
-                STATES, (json_text([job.changes]),)
-            ):
-                self._states[name] = StreamState(next_position, first_visible, bool(deleted))
+            self._read_states(connection, [job.changes])
         return result
 
     def _append_run(
@@ -413,10 +415,7 @@ class Writer(threading.Thread):
         if not self._complete:
             missing = {append.stream for append in appends} - states.keys()
             if missing:
-                for name, next_position, first_visible, deleted in connection.execute(
-                    STATES, (json_text(sorted(missing)),)
-                ):
-                    states[name] = StreamState(next_position, first_visible, bool(deleted))
+                self._read_states(connection, sorted(missing))
         # ids the store has just minted cannot be stored yet: look up only the others
         pairs = [
             (append.stream, record.id)
