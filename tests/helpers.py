@@ -44,3 +44,16 @@ def assert_mypy_strict_accepts(path: pathlib.Path, cwd: pathlib.Path) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def delete_redis_keys(url: str, pattern: str) -> None:
+    """Remove every Redis key matching ``pattern`` (what one test created)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=pattern, count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()

@@ -32,22 +32,14 @@ from pepperpy.event.transports import Subscription
 from pepperpy.event.transports.redis import RedisTransport
 from tests.bus.conformance import BusConformance
 from tests.conftest import unique_name
-from tests.helpers import eventually
+from tests.helpers import delete_redis_keys, eventually
 
 pytestmark = pytest.mark.redis
 
 
 async def delete_namespace(url: str, namespace: str) -> None:
     """Remove every key a test's transports created under ``namespace``."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await delete_redis_keys(url, f"{namespace}:*")
 
 
 @pytest.fixture

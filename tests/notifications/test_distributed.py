@@ -9,24 +9,16 @@ import pytest
 
 from pepperpy.event import Event, EventBus, MemoryChannel, NotificationSystem, RetryPolicy
 from tests.conftest import unique_name
-from tests.helpers import eventually, settle
+from tests.helpers import delete_redis_keys, eventually, settle
 
 pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
 async def bus_url(redis_url: str) -> AsyncIterator[str]:
-    import redis.asyncio as aioredis
-
     namespace = unique_name("pepnotify")
     yield f"{redis_url}?namespace={namespace}&partitions=2&lease_ttl=2"
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await delete_redis_keys(redis_url, f"{namespace}:*")
 
 
 def _worker(inbox: MemoryChannel) -> NotificationSystem:

@@ -19,6 +19,7 @@ from pepperpy.event import (
 )
 from pepperpy.event.notifications import MemoryIdempotencyStore, RedisIdempotencyStore
 from tests.conftest import unique_name
+from tests.helpers import delete_redis_keys
 from tests.notifications.servers import free_port
 
 pytestmark = pytest.mark.redis
@@ -26,17 +27,9 @@ pytestmark = pytest.mark.redis
 
 @pytest.fixture
 async def store_url(redis_url: str) -> AsyncIterator[str]:
-    import redis.asyncio as aioredis
-
     prefix = unique_name("pepnotify") + ":"
     yield f"{redis_url}?prefix={prefix}&lease=5"
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await delete_redis_keys(redis_url, f"{prefix}*")
 
 
 def _process(store_url: str, inbox: MemoryChannel) -> NotificationSystem:

@@ -19,22 +19,14 @@ from pepperpy.event import (
     trace_headers,
 )
 from tests.conftest import unique_name
-from tests.helpers import eventually
+from tests.helpers import delete_redis_keys, eventually
 
 
 @pytest.fixture
 async def bus_url(redis_url: str) -> AsyncIterator[str]:
-    import redis.asyncio as aioredis
-
     namespace = unique_name("proc")
     yield f"{redis_url}?namespace={namespace}"
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await delete_redis_keys(redis_url, f"{namespace}:*")
 
 
 @pytest.mark.redis
