@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from .._errors import ClosedError, StoreError
 from ._sqlite_schema import (
@@ -28,7 +28,15 @@ from ._sqlite_schema import (
     json_text,
     migrate,
 )
-from .base import AppendResult, FreshRecord, PendingAppend, StreamState, plan_group
+from .base import (
+    ANY,
+    AppendResult,
+    FreshRecord,
+    PendingAppend,
+    StreamState,
+    append_result,
+    plan_group,
+)
 
 __all__ = ["Writer"]
 
@@ -46,25 +54,18 @@ MAX_LOADED_STREAMS = 16_384
 RELOAD_INTERVAL = 1.0
 
 
-class _Job:
+class _Job(NamedTuple):
     """A queued write: an append (planned together with its neighbours) or any other work."""
 
-    __slots__ = ("append", "changes", "future", "loop", "work")
+    work: Callable[[sqlite3.Connection], Any] | None
+    append: PendingAppend | None
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    #: the stream whose state a non-append job changes (the writer re-reads it)
+    changes: str | None
 
-    def __init__(
-        self,
-        work: Callable[[sqlite3.Connection], Any] | None,
-        append: PendingAppend | None,
-        loop: asyncio.AbstractEventLoop,
-        future: asyncio.Future[Any],
-        changes: str | None = None,
-    ) -> None:
-        self.work = work
-        self.append = append
-        self.loop = loop
-        self.future = future
-        #: the stream whose state a non-append job changes (the writer re-reads it)
-        self.changes = changes
+
+_new_job = tuple.__new__  # a _Job without NamedTuple's slower ``__new__`` (hot path)
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
@@ -85,7 +86,12 @@ def _settle_all(
 ) -> None:
     """On a loop: resolve futures with their outcomes, then report the commit, if any."""
     for future, outcome in zip(futures, outcomes, strict=True):
-        _settle(future, outcome)
+        if future.done():  # cancelled while it waited
+            continue
+        if outcome.__class__ is AppendResult or not isinstance(outcome, BaseException):
+            future.set_result(outcome)
+        else:
+            future.set_exception(outcome)
     if on_commit is not None and head is not None:
         on_commit(head)
 
@@ -154,7 +160,7 @@ class Writer(threading.Thread):
         """Queue ``work`` (or an append); ``changes`` names a stream whose state it alters."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        job = _Job(work, append, loop, future, changes)
+        job = _new_job(_Job, (work, append, loop, future, changes))
         if self._batch_loop is None:
             self._batch_loop = loop
         if loop is not self._batch_loop:  # another loop (thread): no batching across loops
@@ -411,6 +417,9 @@ class Writer(threading.Thread):
     def _write_appends(
         self, connection: sqlite3.Connection, appends: list[PendingAppend]
     ) -> list[AppendResult | BaseException]:
+        fresh = self._write_fresh(connection, appends)
+        if fresh is not None:
+            return fresh
         states = self._states
         if not self._complete:
             missing = {append.stream for append in appends} - states.keys()
@@ -457,3 +466,57 @@ class Writer(threading.Thread):
                 connection.executemany(START_STREAM, started)
             self.head = first + plan.count
         return plan.outcomes(first)
+
+    def _write_fresh(
+        self, connection: sqlite3.Connection, appends: list[PendingAppend]
+    ) -> list[AppendResult | BaseException] | None:
+        """Write the usual group in one pass: None when it is not one, nothing written.
+
+        The usual group holds only records whose ids the store has just minted, appended
+        with ``ANY`` to streams whose state is known and that are not deleted. Nothing
+        can fail then, so :func:`plan_group` has nothing to decide: each append goes
+        at its stream's next position, and no id needs looking up.
+        """
+        states = self._states
+        complete = self._complete
+        head = self.head
+        recorded_at = time.time_ns() // 1000
+        rows: list[tuple[Any, ...]] = []
+        ends: list[tuple[int, int]] = []  # per append: its last (position, global position)
+        moved: dict[str, int] = {}
+        started: list[tuple[str]] = []
+        for stream, records, expected in appends:
+            if expected is not ANY:
+                return None
+            position = moved.get(stream)
+            if position is None:
+                state = states.get(stream)
+                if state is None:
+                    if not complete:  # it may exist: the general path looks it up
+                        return None
+                    position = 0
+                elif state.deleted:
+                    return None
+                else:
+                    position = state.next_position
+                if position == 0:
+                    started.append((stream,))
+            for record in records:
+                if record.__class__ is not FreshRecord:
+                    return None
+                rows.append((head, stream, position, *record, recorded_at))
+                head += 1
+                position += 1
+            moved[stream] = position
+            ends.append((position - 1, head - 1))
+        connection.executemany(INSERT, rows)
+        if started:
+            connection.executemany(START_STREAM, started)
+        for stream, position in moved.items():
+            state = states.get(stream)
+            if state is None:
+                states[stream] = StreamState(position)
+            else:
+                state.next_position = position
+        self.head = head
+        return [append_result(position, global_position) for position, global_position in ends]
