@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -186,6 +187,78 @@ class TestSQLiteStore(StoreConformance):
         assert [e.global_position for e in events] == list(range(10))  # once each, no gaps
         assert sorted(e.data["n"] for e in events[1:]) == list(range(9))
         assert calls[1] == 9 and calls[2] == 9  # failed whole, then written whole again
+
+    async def test_a_burst_is_committed_in_two_halves_each_answered_once_durable(
+        self, make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # a burst that finds the writer idle is split, so that one half's callers run on
+        # the loop while the other half commits; nobody is answered before their commit
+        from pepperpy.event.store import _sqlite_writer as backend_module
+
+        store = make_store()
+        await store.append("warm.1", {"type": "t"})
+        original_write = backend_module.Writer._write_appends
+        original_commit = backend_module._commit
+        groups: list[int] = []
+        durable: list[int] = []  # the log's last position after each commit
+
+        def write(self: Any, connection: sqlite3.Connection, appends: list[Any]) -> Any:
+            groups.append(len(appends))
+            return original_write(self, connection, appends)
+
+        def commit(connection: sqlite3.Connection) -> None:
+            original_commit(connection)
+            durable.append(
+                connection.execute("SELECT max(global_position) FROM events").fetchone()[0]
+            )
+
+        monkeypatch.setattr(backend_module.Writer, "_write_appends", write)
+        monkeypatch.setattr(backend_module, "_commit", commit)
+        seen: list[tuple[int, int]] = []
+
+        async def append(n: int) -> None:
+            result = await store.append(f"burst.{n}", {"type": "t", "data": {"n": n}})
+            seen.append((result.global_position, max(durable, default=-1)))
+
+        await asyncio.gather(*(append(n) for n in range(20)))
+        assert groups == [10, 10]
+        assert sorted(position for position, _ in seen) == list(range(1, 21))
+        assert all(position <= durable_then for position, durable_then in seen), seen
+        events = await store.read_all()
+        assert [e.data.get("n") for e in events[1:]] == list(range(20))  # submission order
+
+    @pytest.mark.parametrize("rows_ahead", [0, 256])
+    async def test_the_last_groups_callers_wait_for_the_next_write_only_if_it_is_short(
+        self, make_store: MakeStore, monkeypatch: pytest.MonkeyPatch, rows_ahead: int
+    ) -> None:
+        from pepperpy.event.store import _sqlite_writer as backend_module
+
+        monkeypatch.setattr(backend_module, "MAX_ROWS_AHEAD", rows_ahead)
+        original_write = backend_module.Writer._write_appends
+        written: list[float] = []
+
+        def slow_second_half(self: Any, connection: sqlite3.Connection, appends: list[Any]) -> Any:
+            if appends[0].stream == "half.10":
+                time.sleep(0.3)  # a long write (the writer thread only)
+                written.append(time.monotonic())
+            return original_write(self, connection, appends)
+
+        monkeypatch.setattr(backend_module.Writer, "_write_appends", slow_second_half)
+        store = make_store()
+        await store.append("warm.1", {"type": "t"})
+        answered: dict[int, float] = {}
+
+        async def append(n: int) -> None:
+            await store.append(f"half.{n}", {"type": "t"})
+            answered[n] = time.monotonic()
+
+        await asyncio.gather(*(append(n) for n in range(20)))
+        first_half = max(answered[n] for n in range(10))
+        if rows_ahead == 0:  # every write counts as long: answered before it starts
+            assert first_half < written[0]
+        else:  # answered after the (short) next write, before its commit
+            assert first_half > written[0]
+        assert min(answered[n] for n in range(10, 20)) > written[0]
 
     async def test_a_corrupted_row_reads_as_a_clear_error(self, make_store: MakeStore) -> None:
         store = make_store()

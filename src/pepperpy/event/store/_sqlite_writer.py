@@ -3,7 +3,13 @@
 One thread owns the write connection. It takes every job waiting in its queue (appends
 from one event-loop pass arrive together), writes them in one transaction, commits once
 (one fsync with ``synchronous=FULL``), and only then resolves each caller's future on its
-event loop. See ``docs/store.md``, "SQLite: group commit".
+event loop.
+
+Two groups overlap: a committed group's callers are answered once the next group is
+written, just before that group's commit, so the event loop runs them (and they submit
+their next appends) while the commit waits for the disk. A big group that finds nothing
+in flight is committed in two halves to start this pipeline. See ``docs/store.md``,
+"SQLite: group commit".
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ T = TypeVar("T")
 
 #: most appends written in one group transaction
 MAX_GROUP = 1024
+#: a group this big, with nothing else in flight, is committed in two halves
+SPLIT_AT = 16
+#: the last group's callers wait for the next group's write only if it is this short
+MAX_ROWS_AHEAD = 256
 #: longest a group waits for stragglers before committing (seconds)
 MAX_GATHER_WAIT = 0.002
 #: most stream states the writer keeps between transactions
@@ -94,6 +104,11 @@ def _settle_all(
             future.set_exception(outcome)
     if on_commit is not None and head is not None:
         on_commit(head)
+
+
+def _rows(group: list[_Job]) -> int:
+    """How many events the group appends."""
+    return sum(len(job.append.records) for job in group if job.append is not None)
 
 
 def _commit(connection: sqlite3.Connection) -> None:
@@ -150,6 +165,8 @@ class Writer(threading.Thread):
         self._complete = False  # the cache holds every stream there is
         self._data_version: int | None = None
         self._loaded_at = -RELOAD_INTERVAL
+        #: the group committed last, answered only once the next one is written
+        self._unanswered: tuple[list[_Job], list[Any], int | None] | None = None
 
     def submit(
         self,
@@ -206,11 +223,21 @@ class Writer(threading.Thread):
         connection: sqlite3.Connection | None = None
         stopping = False
         last_size, last_commit = 1, 0.0
+        carry: list[_Job] = []  # the second half of a group split in two
         while not stopping:
-            first = self.jobs.get()
-            if first is None:
-                break
-            group, stopping = self._gather(first, last_size, last_commit)
+            if carry:
+                group, carry = self._take(carry), []
+            else:
+                first = self._next()
+                if first is None:
+                    break
+                group, stopping = self._gather(first, last_size, last_commit)
+            if self._unanswered is None:
+                if len(group) >= SPLIT_AT:
+                    half = len(group) // 2
+                    group, carry = group[:half], group[half:]
+            elif _rows(group) > MAX_ROWS_AHEAD:  # a long write: answer the others first
+                self._answer_previous()
             started = time.monotonic()
             try:
                 if connection is None:
@@ -219,11 +246,13 @@ class Writer(threading.Thread):
                 outcomes = self._commit_group(connection, group)
                 committed: int | None = self.head
             except BaseException as exc:  # the whole group failed (BEGIN or COMMIT)
+                self._answer_previous()
                 self._forget()
                 outcomes = [_translate(exc)] * len(group)
                 committed = None
             last_size, last_commit = len(group), time.monotonic() - started
-            self._answer(group, outcomes, committed)
+            self._unanswered = (group, outcomes, committed)
+        self._answer_previous()
         if connection is not None:
             connection.close()
         while True:  # anything queued after stop() is refused, never left hanging
@@ -236,6 +265,35 @@ class Writer(threading.Thread):
                     job.loop.call_soon_threadsafe(
                         _settle, job.future, ClosedError("the event store is closed")
                     )
+
+    def _next(self) -> list[_Job] | None:
+        """The next item of the queue; the last group is answered before any wait."""
+        if self._unanswered is not None:
+            try:
+                return self.jobs.get_nowait()
+            except queue.Empty:
+                self._answer_previous()
+        return self.jobs.get()
+
+    def _take(self, carry: list[_Job]) -> list[_Job]:
+        """``carry`` and whatever else is queued (no waiting); a stop is queued again."""
+        group = list(carry)
+        while len(group) < MAX_GROUP:
+            try:
+                more = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                self.jobs.put(None)
+                break
+            group.extend(more)
+        return group
+
+    def _answer_previous(self) -> None:
+        """Answer the group committed last, if not done yet (its commit is durable)."""
+        unanswered, self._unanswered = self._unanswered, None
+        if unanswered is not None:
+            self._answer(*unanswered)
 
     def _answer(self, group: list[_Job], outcomes: list[Any], committed: int | None) -> None:
         """Resolve the group's futures and report the commit: one wake-up per event loop."""
@@ -267,6 +325,8 @@ class Writer(threading.Thread):
         PostgreSQL's ``commit_delay``), and a lone sequential caller never waits.
         """
         group = list(first)
+        if self._unanswered is not None:  # the stragglers may be the unanswered callers
+            last_size = 0
         deadline = time.monotonic() + min(MAX_GATHER_WAIT, last_commit / 2)
         while len(group) < MAX_GROUP:
             try:
@@ -334,6 +394,7 @@ class Writer(threading.Thread):
                 if not isinstance(exc, Exception):
                     raise
             else:
+                self._answer_previous()
                 _commit(connection)
                 return outcomes
         return self._commit_carefully(connection, group)
@@ -359,6 +420,7 @@ class Writer(threading.Thread):
         except BaseException:
             _roll_back(connection)
             raise
+        self._answer_previous()
         _commit(connection)
         return outcomes
 
