@@ -111,3 +111,29 @@ async def test_metadata_holding_nan_is_refused_and_nothing_is_written() -> None:
         await store.append("meta.1", {"type": "t", "metadata": {"note": None}})
         [event] = await store.get_stream("meta.1")
         assert event.metadata == {"note": None}
+
+
+@given(_json_values)
+def test_freezing_parsed_json_without_checks_equals_the_checked_freeze(data: Any) -> None:
+    # the read path freezes what orjson parsed with freeze_parsed (containers only);
+    # for anything orjson can write and parse back, it must equal the checked freeze
+    import orjson
+
+    from pepperpy.event._frozen import freeze_parsed
+
+    try:
+        parsed = orjson.loads(orjson.dumps(data))
+    except (TypeError, orjson.JSONDecodeError):
+        return  # not JSON orjson round-trips: never stored
+    checked = freeze(parsed)
+    fast = freeze_parsed(parsed)
+    assert fast == checked
+    assert _container_types(fast) == _container_types(checked)
+
+
+def _container_types(value: Any) -> Any:
+    if isinstance(value, dict):
+        return (type(value), {key: _container_types(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return (type(value), [_container_types(item) for item in value])
+    return type(value)

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from ._errors import SerializationError
 
-__all__ = ["FrozenDict", "FrozenList", "check_json", "freeze", "thaw"]
+__all__ = ["FrozenDict", "FrozenList", "check_json", "freeze", "freeze_parsed", "thaw"]
 
 
 def _readonly(self: object, *args: object, **kwargs: object) -> NoReturn:
@@ -111,6 +111,24 @@ def freeze(value: Any) -> Any:
             raise SerializationError(f"{value!r} is not a finite number; JSON cannot hold it")
         return value
     return _freeze_other(value)
+
+
+def freeze_parsed(value: Any) -> Any:
+    """:func:`freeze` for a value straight from orjson's parser, which needs no checks.
+
+    orjson only makes str keys, finite floats and ints of 64 bits (it turns bigger ones
+    into floats), so only the containers need replacing.
+    """
+    cls = value.__class__
+    if cls is dict:
+        for item in value.values():
+            kind = item.__class__
+            if kind is dict or kind is list:
+                return FrozenDict({key: freeze_parsed(item) for key, item in value.items()})
+        return FrozenDict(value)
+    if cls is list:
+        return FrozenList([freeze_parsed(item) for item in value])
+    return value
 
 
 def check_json(value: Any) -> None:

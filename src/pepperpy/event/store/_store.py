@@ -26,7 +26,7 @@ from .._errors import (
     ValidationProblem,
 )
 from .._event import Event
-from .._frozen import check_json, freeze
+from .._frozen import check_json, freeze, freeze_parsed
 from .._ids import format_uuid7, new_uuid7_texts, next_counter, now_ns
 from .._patterns import parse_topic
 from ..security._principal import current_principal
@@ -439,10 +439,12 @@ class EventStore:
                 metadata = dict(metadata or {}, pepperpyshredded=True)
             else:
                 data = _orjson_loads(plaintext)
+        frozen = freeze_parsed
         if self._upcasters:
             upcast = self._upcasters.get((event_type, version))
             while upcast is not None:
                 data = upcast(data)
+                frozen = freeze  # an upcaster's output gets the full check
                 version += 1
                 upcast = self._upcasters.get((event_type, version))
         recorded = row[11]
@@ -452,7 +454,7 @@ class EventStore:
         # nanoseconds until read, as for a new Event
         event: Event = _new_event(Event)
         event._type = event_type
-        event._data = freeze(data)
+        event._data = frozen(data)
         event._metadata = metadata
         event._id = row[3]
         event._ts = row[8] * 1000
