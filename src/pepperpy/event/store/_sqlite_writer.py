@@ -42,6 +42,7 @@ from .base import (
     StreamState,
     append_result,
     plan_group,
+    settle,
 )
 
 __all__ = ["Writer"]
@@ -78,16 +79,6 @@ class _Job(NamedTuple):
 _new_job = tuple.__new__  # a _Job without NamedTuple's slower ``__new__`` (hot path)
 
 
-def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
-    """Resolve ``future`` with ``outcome``: a result, or the exception a job failed with."""
-    if future.done():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
-
-
 def _settle_all(
     futures: list[asyncio.Future[Any]],
     outcomes: list[Any],
@@ -96,12 +87,7 @@ def _settle_all(
 ) -> None:
     """On a loop: resolve futures with their outcomes, then report the commit, if any."""
     for future, outcome in zip(futures, outcomes, strict=True):
-        if future.done():  # cancelled while it waited
-            continue
-        if outcome.__class__ is AppendResult or not isinstance(outcome, BaseException):
-            future.set_result(outcome)
-        else:
-            future.set_exception(outcome)
+        settle(future, outcome)
     if on_commit is not None and head is not None:
         on_commit(head)
 
@@ -205,7 +191,7 @@ class Writer(threading.Thread):
                 return
         closed = ClosedError("the event store is closed")
         for job in batch:  # stopped meanwhile (from another thread): never leave one hanging
-            _settle(job.future, closed)
+            settle(job.future, closed)
 
     def stop(self) -> None:
         """Finish what is queued, then end; later jobs fail with ClosedError."""
@@ -263,7 +249,7 @@ class Writer(threading.Thread):
             for job in late or ():
                 with contextlib.suppress(RuntimeError):
                     job.loop.call_soon_threadsafe(
-                        _settle, job.future, ClosedError("the event store is closed")
+                        settle, job.future, ClosedError("the event store is closed")
                     )
 
     def _next(self) -> list[_Job] | None:

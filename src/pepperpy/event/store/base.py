@@ -25,6 +25,7 @@ Contract, checked by the store conformance suite (``tests/store/conformance.py``
 from __future__ import annotations
 
 import abc
+import asyncio
 import enum
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ __all__ = [
     "plan_append",
     "plan_group",
     "redact_url",
+    "settle",
     "to_micros",
 ]
 
@@ -327,6 +329,19 @@ def plan_group(
         outcomes.append((position - 1, -count))
     plan.count = count
     return plan
+
+
+def settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    """Resolve ``future`` with ``outcome`` (a result, or the exception a write failed with).
+
+    A future already done (its caller was cancelled) is left alone.
+    """
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def log_page(scanned: Sequence[Row], from_position: int, limit: int) -> LogPage:

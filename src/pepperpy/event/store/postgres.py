@@ -42,6 +42,7 @@ from .base import (
     log_page,
     plan_group,
     redact_url,
+    settle,
 )
 
 __all__ = ["PostgresBackend"]
@@ -245,12 +246,7 @@ class PostgresBackend(StoreBackend):
                     raise
                 outcomes = [exc] * len(group)
             for (_, future), outcome in zip(group, outcomes, strict=True):
-                if future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+                settle(future, outcome)
 
     async def _commit_group(
         self, appends: list[PendingAppend]
