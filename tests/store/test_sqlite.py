@@ -122,7 +122,7 @@ class TestSQLiteStore(StoreConformance):
         connection = sqlite3.connect(path)
         try:
             assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert connection.execute("PRAGMA user_version").fetchone() == (3,)
+            assert connection.execute("PRAGMA user_version").fetchone() == (4,)
         finally:
             connection.close()
 
@@ -306,9 +306,12 @@ class TestSQLiteStore(StoreConformance):
             assert [e.position for e in await store.get_stream("gone.1")] == [2]
         connection = sqlite3.connect(path)
         try:
-            assert connection.execute("PRAGMA user_version").fetchone() == (3,)
+            assert connection.execute("PRAGMA user_version").fetchone() == (4,)
             indexes = {row[1] for row in connection.execute("PRAGMA index_list(events)")}
-            assert "events_id" in indexes and "events_stream_id" not in indexes
+            assert indexes == {"events_id"}  # (stream, position) lives in stream_index
+            assert connection.execute(
+                "SELECT stream, position, global_position FROM stream_index ORDER BY 3"
+            ).fetchall()[:3] == [("old.1", 0, 0), ("gone.1", 0, 1), ("gone.1", 1, 2)]
             columns = [row[1] for row in connection.execute("PRAGMA table_info(streams)")]
             assert columns == ["name", "first_visible", "deleted"]
         finally:
@@ -351,3 +354,86 @@ async def test_appends_batched_when_the_writer_stops_from_another_thread_fail_cl
     await asyncio.to_thread(writer.join, 5)
     assert not writer.is_alive()
     await store.close()
+
+
+class TestSQLiteStoreWithAShortTail(TestSQLiteStore):
+    """Every SQLite test again, with the tail indexed every 3 events instead of 256.
+
+    The default leaves the small streams of most tests wholly in the tail; here nearly
+    every read merges indexed events with tail events, and the bulk indexing runs in
+    most groups, including the concurrent, multi-store and crash tests.
+    """
+
+    @pytest.fixture(autouse=True)
+    def _short_tail(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from pepperpy.event.store import _sqlite_writer
+
+        monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 3)
+
+
+def _index_layout(path: str) -> tuple[int, int, int]:
+    """(events, entries in stream_index, where the tail starts) in the file at ``path``."""
+    connection = sqlite3.connect(path)
+    try:
+        ((events,),) = connection.execute("SELECT count(*) FROM events")
+        ((indexed,),) = connection.execute("SELECT count(*) FROM stream_index")
+        ((tail_start,),) = connection.execute("SELECT indexed_before FROM index_state")
+        return events, indexed, tail_start
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("every", [1, 4, 256])
+async def test_reads_merge_the_index_and_the_tail_in_order(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, every: int
+) -> None:
+    from pepperpy.event.store import _sqlite_writer
+
+    monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", every)
+    async with EventStore(sqlite_url) as store:
+        for number in range(23):  # two streams interleaved, some appends batched
+            await store.append("a.1", {"type": "a", "data": {"n": number}})
+            if number % 5 == 0:
+                await store.append("b.1", [{"type": "b"}, {"type": "b"}])
+        events, indexed, tail_start = _index_layout(sqlite_url.removeprefix("sqlite:///"))
+        assert events == 23 + 10
+        assert indexed == tail_start  # the index holds exactly the events before the tail
+        assert events - tail_start < every + 2  # the tail never outgrows a group
+        if every < 256:
+            assert tail_start > 0
+        forward = [e.data["n"] for e in await store.get_stream("a.1")]
+        assert forward == list(range(23))
+        assert [e.data["n"] for e in await store.get_stream("a.1", backwards=True)] == list(
+            range(22, -1, -1)
+        )
+        assert [e.position for e in await store.get_stream("a.1", 7, limit=9)] == list(range(7, 16))
+        assert [
+            e.position for e in await store.get_stream("a.1", 20, backwards=True, limit=6)
+        ] == list(range(20, 14, -1))
+        assert [e.position async for e in store.get_stream("b.1")] == list(range(10))
+        assert await store.stream_version("a.1") == 22
+        assert await store.stream_version("b.1") == 9
+        assert await store.streams() == ["a.1", "b.1"]
+        assert await store.delete_stream("b.1")
+        assert await store.get_stream("b.1") == []
+        assert await store.streams() == ["a.1"]
+        restarted = await store.append("b.1", {"type": "b"}, expected_version=NO_STREAM)
+        assert restarted.next_expected_version == 10
+
+
+async def test_a_second_store_continues_positions_after_the_first_ones_index(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the writer decides positions from stream_index and the tail; another connection's
+    # indexing must never make it reuse or skip a position
+    from pepperpy.event.store import _sqlite_writer
+
+    monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 2)
+    async with EventStore(sqlite_url) as first, EventStore(sqlite_url) as second:
+        for turn in range(9):
+            store = first if turn % 3 else second
+            result = await store.append("shared.1", {"type": "t", "data": {"turn": turn}})
+            assert result.next_expected_version == turn
+        assert [e.data["turn"] for e in await first.get_stream("shared.1")] == list(range(9))
+        with pytest.raises(ConcurrencyError):
+            await second.append("shared.1", {"type": "late"}, expected_version=7)

@@ -12,11 +12,15 @@ from .._sqlite import open_wal
 __all__ = [
     "ALL_STATES",
     "COLUMNS",
+    "INDEX_TAIL",
     "INSERT",
     "KNOWN_IDS",
+    "LIVE_STREAMS",
     "MIGRATIONS",
     "NEXT_POSITION",
     "READ_ALL",
+    "READ_STREAM_BACKWARD",
+    "READ_STREAM_FORWARD",
     "STATES",
     "START_STREAM",
     "connect",
@@ -83,8 +87,46 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE streams;
     ALTER TABLE streams_v3 RENAME TO streams;
     """,
+    # the (stream, position) index moves out of the events table into stream_index, which
+    # the writer fills in bulk (see INDEX_TAIL): a commit of single events to many streams
+    # no longer dirties one index page per stream. Events at or past index_state's
+    # indexed_before (the tail) are found by a short scan of the newest rows
+    """
+    CREATE TABLE events_v4 (
+        global_position INTEGER PRIMARY KEY,
+        stream TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        metadata BLOB,
+        timestamp INTEGER NOT NULL,
+        source TEXT,
+        subject TEXT,
+        recorded_at INTEGER NOT NULL
+    );
+    INSERT INTO events_v4 (COLUMNS) SELECT COLUMNS FROM events ORDER BY global_position;
+    DROP TABLE events;
+    ALTER TABLE events_v4 RENAME TO events;
+    CREATE INDEX events_id ON events (id);
+    CREATE TABLE stream_index (
+        stream TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        global_position INTEGER NOT NULL,
+        PRIMARY KEY (stream, position)
+    ) WITHOUT ROWID;
+    INSERT INTO stream_index (stream, position, global_position)
+        SELECT stream, position, global_position FROM events ORDER BY stream, position;
+    CREATE TABLE index_state (indexed_before INTEGER NOT NULL);
+    INSERT INTO index_state (indexed_before)
+        SELECT coalesce(max(global_position) + 1, 0) FROM events;
+    """.replace("COLUMNS", COLUMNS),
 )
 
+
+#: events at or past this global position (the tail) are not in stream_index yet
+TAIL_START = "(SELECT indexed_before FROM index_state)"
 
 # the 13th column says whether the row is visible (its stream was not deleted past it)
 READ_ALL = (
@@ -94,14 +136,61 @@ READ_ALL = (
 )
 
 
+def _read_stream(order: str, compare: str) -> str:
+    """A page of one stream: its indexed events merged with its events in the tail.
+
+    The indexed branch selects ``i.position`` so that its order comes from the index;
+    SQLite merges the two ordered branches and stops at the limit. Parameters: ``s``
+    (the stream), ``at`` (the first position to read), ``n`` (the page size).
+    """
+    visible = "(SELECT first_visible FROM streams WHERE name = :s)"
+    indexed = ", ".join(
+        "i.position" if name == "position" else "e." + name for name in COLUMNS.split(", ")
+    )
+    return (
+        f"SELECT {indexed} FROM stream_index i JOIN events e "
+        "ON e.global_position = i.global_position "
+        f"WHERE i.stream = :s AND i.position {compare} :at AND i.position >= {visible} "
+        f"UNION ALL SELECT {COLUMNS} FROM events WHERE global_position >= {TAIL_START} "
+        f"AND stream = :s AND position {compare} :at AND position >= {visible} "
+        f"ORDER BY 3 {order} LIMIT :n"
+    )
+
+
+READ_STREAM_FORWARD = _read_stream("ASC", ">=")
+READ_STREAM_BACKWARD = _read_stream("DESC", "<=")
+
 INSERT = f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 #: a stream (re)started by an append: the only appends that write a streams row
 START_STREAM = "INSERT INTO streams (name) VALUES (?) ON CONFLICT (name) DO UPDATE SET deleted = 0"
-#: the next position of stream ``s``: one step down the (stream, position) index
-NEXT_POSITION = "coalesce((SELECT max(e.position) + 1 FROM events e WHERE e.stream = s.name), 0)"
+#: the tail, from the given global position, into stream_index (in key order)
+INDEX_TAIL = (
+    "INSERT INTO stream_index (stream, position, global_position) "
+    "SELECT stream, position, global_position FROM events WHERE global_position >= ? "
+    "ORDER BY stream, position"
+)
+#: the next position of stream ``s``: its last event in the tail, else in stream_index
+NEXT_POSITION = (
+    "coalesce((SELECT max(e.position) FROM events e "
+    f"WHERE e.global_position >= {TAIL_START} AND e.stream = s.name), "
+    "(SELECT max(i.position) FROM stream_index i WHERE i.stream = s.name), -1) + 1"
+)
+#: streams joined with their last positions in the tail (one scan of it for all of them)
+_WITH_TAIL = (
+    "streams s LEFT JOIN (SELECT stream, max(position) AS last FROM events "
+    f"WHERE global_position >= {TAIL_START} GROUP BY stream) t ON t.stream = s.name"
+)
+_NEXT_POSITIONS = (
+    "coalesce(t.last, (SELECT max(i.position) FROM stream_index i WHERE i.stream = s.name), -1) + 1"
+)
 # a group's lookups take their keys as one JSON array, whatever the group's size
-ALL_STATES = f"SELECT s.name, {NEXT_POSITION}, s.first_visible, s.deleted FROM streams s"
+ALL_STATES = f"SELECT s.name, {_NEXT_POSITIONS}, s.first_visible, s.deleted FROM {_WITH_TAIL}"
 STATES = f"{ALL_STATES} WHERE s.name IN (SELECT value FROM json_each(?))"
+#: the streams that have visible events, by name
+LIVE_STREAMS = (
+    f"SELECT s.name FROM {_WITH_TAIL} "
+    f"WHERE s.deleted = 0 AND {_NEXT_POSITIONS} > s.first_visible ORDER BY s.name"
+)
 KNOWN_IDS = (
     "SELECT e.stream, e.id, e.position, e.global_position FROM json_each(?) AS k "
     "JOIN events e INDEXED BY events_id ON e.id = json_extract(k.value, '$[1]') "

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, TypeVar
 from .._errors import ClosedError, StoreError
 from ._sqlite_schema import (
     ALL_STATES,
+    INDEX_TAIL,
     INSERT,
     KNOWN_IDS,
     START_STREAM,
@@ -63,6 +64,8 @@ MAX_CACHED_STREAMS = 65_536
 MAX_LOADED_STREAMS = 16_384
 #: shortest time between two such loads (another process's commits trigger them)
 RELOAD_INTERVAL = 1.0
+#: the tail (events not yet in stream_index) is indexed once it holds this many events
+INDEX_EVERY = 256
 
 
 class _Job(NamedTuple):
@@ -151,6 +154,8 @@ class Writer(threading.Thread):
         self._complete = False  # the cache holds every stream there is
         self._data_version: int | None = None
         self._loaded_at = -RELOAD_INTERVAL
+        #: where the tail starts, as of our last look (only decides when to index)
+        self._indexed_before = 0
         #: the group committed last, answered only once the next one is written
         self._unanswered: tuple[list[_Job], list[Any], int | None] | None = None
 
@@ -353,6 +358,9 @@ class Writer(threading.Thread):
         self._complete = False
         (last,) = connection.execute("SELECT max(global_position) FROM events").fetchone()
         self.head = 0 if last is None else last + 1
+        (self._indexed_before,) = connection.execute(
+            "SELECT indexed_before FROM index_state"
+        ).fetchone()
         now = time.monotonic()
         if elsewhere and now - self._loaded_at < RELOAD_INTERVAL:
             return
@@ -380,10 +388,26 @@ class Writer(threading.Thread):
                 if not isinstance(exc, Exception):
                     raise
             else:
+                self._index_tail(connection)
                 self._answer_previous()
                 _commit(connection)
                 return outcomes
         return self._commit_carefully(connection, group)
+
+    def _index_tail(self, connection: sqlite3.Connection) -> None:
+        """In the group's transaction: move a long enough tail into stream_index.
+
+        Indexing events in bulk, rather than one index entry per event as it is written,
+        is what keeps a commit small: the entries of a tail that shares index pages
+        (several events of a stream, or streams with neighbouring names) are written
+        with each page once. Readers find the tail's events by scanning it.
+        """
+        if self.head - self._indexed_before < INDEX_EVERY:
+            return
+        (start,) = connection.execute("SELECT indexed_before FROM index_state").fetchone()
+        connection.execute(INDEX_TAIL, (start,))
+        connection.execute("UPDATE index_state SET indexed_before = ?", (self.head,))
+        self._indexed_before = self.head
 
     def _commit_carefully(self, connection: sqlite3.Connection, group: list[_Job]) -> list[Any]:
         """Commit a group with each run of appends and each other job in a savepoint."""
@@ -403,6 +427,7 @@ class Writer(threading.Thread):
                 appends = [job.append for job in group[index:end] if job.append is not None]
                 outcomes.extend(self._append_run(connection, appends))
                 index = end
+            self._index_tail(connection)
         except BaseException:
             _roll_back(connection)
             raise

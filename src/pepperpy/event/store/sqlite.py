@@ -24,7 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from .._errors import ClosedError, StoreError
-from ._sqlite_schema import COLUMNS, NEXT_POSITION, READ_ALL, connect
+from ._sqlite_schema import (
+    LIVE_STREAMS,
+    NEXT_POSITION,
+    READ_ALL,
+    READ_STREAM_BACKWARD,
+    READ_STREAM_FORWARD,
+    connect,
+)
 from ._sqlite_writer import Writer
 from .base import (
     AppendResult,
@@ -137,22 +144,11 @@ class SQLiteBackend(StoreBackend):
         self, stream: str, start: int | None, backwards: bool, limit: int
     ) -> list[Row]:
         if backwards:
-            sql = (
-                f"SELECT {COLUMNS} FROM events WHERE stream = ? AND position <= ? "
-                "AND position >= (SELECT first_visible FROM streams WHERE name = ?) "
-                "ORDER BY position DESC LIMIT ?"
-            )
-            begin = (1 << 62) if start is None else start
+            sql, at = READ_STREAM_BACKWARD, (1 << 62) if start is None else start
         else:
-            sql = (
-                f"SELECT {COLUMNS} FROM events WHERE stream = ? AND position >= ? "
-                "AND position >= (SELECT first_visible FROM streams WHERE name = ?) "
-                "ORDER BY position LIMIT ?"
-            )
-            begin = 0 if start is None else start
-        return await self._read(
-            lambda connection: connection.execute(sql, (stream, begin, stream, limit)).fetchall()
-        )
+            sql, at = READ_STREAM_FORWARD, 0 if start is None else start
+        parameters = {"s": stream, "at": at, "n": limit}
+        return await self._read(lambda connection: connection.execute(sql, parameters).fetchall())
 
     async def read_all(self, from_position: int, limit: int) -> LogPage:
         scanned = await self._read(
@@ -171,13 +167,7 @@ class SQLiteBackend(StoreBackend):
         return None if row is None else StreamState(row[0], row[1], bool(row[2]))
 
     async def stream_names(self) -> list[str]:
-        rows = await self._read(
-            lambda connection: connection.execute(
-                "SELECT s.name FROM streams s WHERE s.deleted = 0 AND EXISTS (SELECT 1 FROM "
-                "events e WHERE e.stream = s.name AND e.position >= s.first_visible) "
-                "ORDER BY s.name"
-            ).fetchall()
-        )
+        rows = await self._read(lambda connection: connection.execute(LIVE_STREAMS).fetchall())
         return [name for (name,) in rows]
 
     async def delete_stream(self, stream: str) -> bool:
@@ -185,8 +175,7 @@ class SQLiteBackend(StoreBackend):
             connection.execute("DELETE FROM snapshots WHERE stream = ?", (stream,))
             cursor = connection.execute(
                 f"UPDATE streams AS s SET first_visible = {NEXT_POSITION}, deleted = 1 "
-                "WHERE s.name = ? AND s.deleted = 0 AND EXISTS (SELECT 1 FROM events e "
-                "WHERE e.stream = s.name AND e.position >= s.first_visible)",
+                f"WHERE s.name = ? AND s.deleted = 0 AND {NEXT_POSITION} > s.first_visible",
                 (stream,),
             )
             return cursor.rowcount > 0
