@@ -303,7 +303,8 @@ def _raw_groups_on_store_schema(size: int) -> Runner:
             connection.executemany("INSERT INTO streams (name) VALUES (?)", started)
             head = min(first + size, n) + 1  # the warm-up event holds global position 0
             if head - indexed_before >= INDEX_EVERY:  # the store's bulk indexing of the tail
-                connection.execute(INDEX_TAIL, (indexed_before,))
+                for statement in INDEX_TAIL:
+                    connection.execute(statement, (indexed_before,))
                 connection.execute("UPDATE index_state SET indexed_before = ?", (head,))
                 indexed_before = head
             connection.execute("COMMIT")

@@ -308,7 +308,12 @@ class TestSQLiteStore(StoreConformance):
         try:
             assert connection.execute("PRAGMA user_version").fetchone() == (4,)
             indexes = {row[1] for row in connection.execute("PRAGMA index_list(events)")}
-            assert indexes == {"events_id"}  # (stream, position) lives in stream_index
+            assert indexes == set()  # (stream, position) and ids live in their own indexes
+            assert connection.execute("SELECT id FROM id_index ORDER BY 1").fetchall()[:3] == [
+                ("id-0",),
+                ("id-1",),
+                ("id-2",),
+            ]
             assert connection.execute(
                 "SELECT stream, position, global_position FROM stream_index ORDER BY 3"
             ).fetchall()[:3] == [("old.1", 0, 0), ("gone.1", 0, 1), ("gone.1", 1, 2)]
@@ -437,3 +442,27 @@ async def test_a_second_store_continues_positions_after_the_first_ones_index(
         assert [e.data["turn"] for e in await first.get_stream("shared.1")] == list(range(9))
         with pytest.raises(ConcurrencyError):
             await second.append("shared.1", {"type": "late"}, expected_version=7)
+
+
+@pytest.mark.parametrize("every", [1, 4, 256])
+async def test_ids_are_found_in_the_index_and_in_the_tail(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, every: int
+) -> None:
+    from pepperpy.event import Event
+    from pepperpy.event.store import _sqlite_writer
+
+    monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", every)
+    events = [Event("t", {"n": n}) for n in range(10)]
+    async with EventStore(sqlite_url) as store:
+        results = [await store.append("ids.1", event) for event in events]
+        await store.append("other.1", {"type": "filler"})
+        _, indexed, tail_start = _index_layout(sqlite_url.removeprefix("sqlite:///"))
+        if every == 4:
+            assert 0 < tail_start < 10  # some of the ids indexed, the others in the tail
+        for event, result in zip(events, results, strict=True):
+            assert await store.append("ids.1", event) == result  # found: a no-op
+        retried = await store.append("ids.1", [events[1], events[8], Event("t", {"n": 10})])
+        assert retried.next_expected_version == 10  # only the new one was written
+        assert [e.data["n"] for e in await store.get_stream("ids.1")] == list(range(11))
+        # the same id in another stream is another event
+        assert (await store.append("ids.2", events[0])).next_expected_version == 0

@@ -87,10 +87,11 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE streams;
     ALTER TABLE streams_v3 RENAME TO streams;
     """,
-    # the (stream, position) index moves out of the events table into stream_index, which
-    # the writer fills in bulk (see INDEX_TAIL): a commit of single events to many streams
-    # no longer dirties one index page per stream. Events at or past index_state's
-    # indexed_before (the tail) are found by a short scan of the newest rows
+    # the (stream, position) and id indexes move out of the events table into stream_index
+    # and id_index, which the writer fills in bulk (see INDEX_TAIL): a commit of single
+    # events no longer dirties one index page per stream touched, nor the id index's last
+    # page. Events at or past index_state's indexed_before (the tail) are found by a short
+    # scan of the newest rows
     """
     CREATE TABLE events_v4 (
         global_position INTEGER PRIMARY KEY,
@@ -109,7 +110,6 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO events_v4 (COLUMNS) SELECT COLUMNS FROM events ORDER BY global_position;
     DROP TABLE events;
     ALTER TABLE events_v4 RENAME TO events;
-    CREATE INDEX events_id ON events (id);
     CREATE TABLE stream_index (
         stream TEXT NOT NULL,
         position INTEGER NOT NULL,
@@ -118,6 +118,13 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     INSERT INTO stream_index (stream, position, global_position)
         SELECT stream, position, global_position FROM events ORDER BY stream, position;
+    CREATE TABLE id_index (
+        id TEXT NOT NULL,
+        global_position INTEGER NOT NULL,
+        PRIMARY KEY (id, global_position)
+    ) WITHOUT ROWID;
+    INSERT INTO id_index (id, global_position)
+        SELECT id, global_position FROM events ORDER BY id, global_position;
     CREATE TABLE index_state (indexed_before INTEGER NOT NULL);
     INSERT INTO index_state (indexed_before)
         SELECT coalesce(max(global_position) + 1, 0) FROM events;
@@ -163,11 +170,14 @@ READ_STREAM_BACKWARD = _read_stream("DESC", "<=")
 INSERT = f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 #: a stream (re)started by an append: the only appends that write a streams row
 START_STREAM = "INSERT INTO streams (name) VALUES (?) ON CONFLICT (name) DO UPDATE SET deleted = 0"
-#: the tail, from the given global position, into stream_index (in key order)
+#: the tail, from the given global position, into both indexes (each in key order)
 INDEX_TAIL = (
     "INSERT INTO stream_index (stream, position, global_position) "
     "SELECT stream, position, global_position FROM events WHERE global_position >= ? "
-    "ORDER BY stream, position"
+    "ORDER BY stream, position",
+    "INSERT INTO id_index (id, global_position) "
+    "SELECT id, global_position FROM events WHERE global_position >= ? "
+    "ORDER BY id, global_position",
 )
 #: the next position of stream ``s``: its last event in the tail, else in stream_index
 NEXT_POSITION = (
@@ -191,11 +201,18 @@ LIVE_STREAMS = (
     f"SELECT s.name FROM {_WITH_TAIL} "
     f"WHERE s.deleted = 0 AND {_NEXT_POSITIONS} > s.first_visible ORDER BY s.name"
 )
+#: which of the (stream, id) pairs given as one JSON array are stored, and where: found in
+#: id_index or in the tail, and still visible (not behind a deletion)
 KNOWN_IDS = (
-    "SELECT e.stream, e.id, e.position, e.global_position FROM json_each(?) AS k "
-    "JOIN events e INDEXED BY events_id ON e.id = json_extract(k.value, '$[1]') "
-    "AND e.stream = json_extract(k.value, '$[0]') "
-    "JOIN streams s ON s.name = e.stream WHERE e.position >= s.first_visible"
+    "WITH k AS (SELECT json_extract(value, '$[0]') AS stream, "
+    "json_extract(value, '$[1]') AS id FROM json_each(?)), "
+    "found AS (SELECT e.stream, e.id, e.position, e.global_position FROM k "
+    "JOIN id_index x ON x.id = k.id JOIN events e ON e.global_position = x.global_position "
+    "WHERE e.stream = k.stream "
+    "UNION ALL SELECT e.stream, e.id, e.position, e.global_position FROM events e CROSS JOIN k "
+    f"ON e.id = k.id AND e.stream = k.stream WHERE e.global_position >= {TAIL_START}) "
+    "SELECT f.stream, f.id, f.position, f.global_position FROM found f "
+    "JOIN streams s ON s.name = f.stream WHERE f.position >= s.first_visible"
 )
 
 

@@ -399,13 +399,14 @@ class Writer(threading.Thread):
 
         Indexing events in bulk, rather than one index entry per event as it is written,
         is what keeps a commit small: the entries of a tail that shares index pages
-        (several events of a stream, or streams with neighbouring names) are written
-        with each page once. Readers find the tail's events by scanning it.
+        (several events of a stream, streams with neighbouring names, ids minted close
+        together) are written with each page once. Readers scan the tail instead.
         """
         if self.head - self._indexed_before < INDEX_EVERY:
             return
         (start,) = connection.execute("SELECT indexed_before FROM index_state").fetchone()
-        connection.execute(INDEX_TAIL, (start,))
+        for statement in INDEX_TAIL:
+            connection.execute(statement, (start,))
         connection.execute("UPDATE index_state SET indexed_before = ?", (self.head,))
         self._indexed_before = self.head
 
