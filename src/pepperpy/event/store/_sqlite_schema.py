@@ -202,15 +202,18 @@ LIVE_STREAMS = (
     f"WHERE s.deleted = 0 AND {_NEXT_POSITIONS} > s.first_visible ORDER BY s.name"
 )
 #: which of the (stream, id) pairs given as one JSON array are stored, and where: found in
-#: id_index or in the tail, and still visible (not behind a deletion)
+#: id_index or in the tail, and still visible (not behind a deletion). The tail branch
+#: scans the tail once against the keys as an IN list (SQLite builds it a temporary index);
+#: a join there would scan every key for each tail row, or index the whole events table
+#: for the join
 KNOWN_IDS = (
     "WITH k AS (SELECT json_extract(value, '$[0]') AS stream, "
     "json_extract(value, '$[1]') AS id FROM json_each(?)), "
     "found AS (SELECT e.stream, e.id, e.position, e.global_position FROM k "
     "JOIN id_index x ON x.id = k.id JOIN events e ON e.global_position = x.global_position "
     "WHERE e.stream = k.stream "
-    "UNION ALL SELECT e.stream, e.id, e.position, e.global_position FROM events e CROSS JOIN k "
-    f"ON e.id = k.id AND e.stream = k.stream WHERE e.global_position >= {TAIL_START}) "
+    "UNION ALL SELECT e.stream, e.id, e.position, e.global_position FROM events e "
+    f"WHERE e.global_position >= {TAIL_START} AND (e.id, e.stream) IN (SELECT id, stream FROM k)) "
     "SELECT f.stream, f.id, f.position, f.global_position FROM found f "
     "JOIN streams s ON s.name = f.stream WHERE f.position >= s.first_visible"
 )
