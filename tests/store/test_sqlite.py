@@ -466,3 +466,25 @@ async def test_ids_are_found_in_the_index_and_in_the_tail(
         assert [e.data["n"] for e in await store.get_stream("ids.1")] == list(range(11))
         # the same id in another stream is another event
         assert (await store.append("ids.2", events[0])).next_expected_version == 0
+
+
+async def test_a_file_from_a_newer_schema_is_refused_untouched(tmp_path: object) -> None:
+    from pepperpy.event.store._sqlite_schema import MIGRATIONS
+
+    path = f"{tmp_path}/newer.db"
+    async with EventStore(f"sqlite:///{path}") as store:
+        await store.append("x.1", {"type": "t"})
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    finally:
+        connection.close()
+    async with EventStore(f"sqlite:///{path}") as store:
+        with pytest.raises(StoreError, match="newer than this pepperpy-event knows"):
+            await store.append("x.1", {"type": "t"})
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("SELECT count(*) FROM events").fetchone() == (1,)
+        assert connection.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) + 1,)
+    finally:
+        connection.close()

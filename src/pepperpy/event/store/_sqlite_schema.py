@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from .._errors import StoreError
 from .._sqlite import open_wal
 
 __all__ = [
@@ -231,6 +232,11 @@ def migrate(connection: sqlite3.Connection) -> None:
     connection.execute("BEGIN IMMEDIATE")  # one process at a time migrates
     try:
         (current,) = connection.execute("PRAGMA user_version").fetchone()
+        if current > len(MIGRATIONS):
+            raise StoreError(
+                f"the store's file has schema version {current}, newer than this "
+                f"pepperpy-event knows ({len(MIGRATIONS)}): upgrade pepperpy-event to use it"
+            )
         for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
             for statement in script.split(";"):
                 if statement.strip():
