@@ -488,3 +488,23 @@ async def test_a_file_from_a_newer_schema_is_refused_untouched(tmp_path: object)
         assert connection.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) + 1,)
     finally:
         connection.close()
+
+
+async def test_a_failing_index_step_fails_its_group_and_writes_nothing(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pepperpy.event.store import _sqlite_writer
+
+    monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 1)
+    async with EventStore(sqlite_url) as store:
+        await store.append("x.1", {"type": "before"})
+        monkeypatch.setattr(_sqlite_writer, "INDEX_TAIL", ("INSERT INTO nowhere VALUES (?)",))
+        with pytest.raises(StoreError, match="no such table: nowhere"):
+            await store.append("x.1", [{"type": "lost"}, {"type": "lost"}])
+        monkeypatch.undo()
+        monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 1)
+        result = await store.append("x.1", {"type": "after"})
+        assert (result.next_expected_version, result.global_position) == (1, 1)
+        assert [e.type for e in await store.get_stream("x.1")] == ["before", "after"]
+        events, indexed, tail_start = _index_layout(sqlite_url.removeprefix("sqlite:///"))
+        assert (events, indexed, tail_start) == (2, 2, 2)

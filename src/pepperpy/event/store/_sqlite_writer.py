@@ -64,7 +64,7 @@ MAX_CACHED_STREAMS = 65_536
 MAX_LOADED_STREAMS = 16_384
 #: shortest time between two such loads (another process's commits trigger them)
 RELOAD_INTERVAL = 1.0
-#: the tail (events not yet in stream_index) is indexed once it holds this many events
+#: the tail (events not in stream_index and id_index yet) is indexed at this many events
 INDEX_EVERY = 256
 
 
@@ -381,6 +381,7 @@ class Writer(threading.Thread):
                 self._revalidate(connection)
                 head = self.head
                 outcomes: list[Any] = self._write_appends(connection, appends)
+                self._index_tail(connection)
             except BaseException as exc:
                 _roll_back(connection)  # some errors end the transaction themselves
                 self.head = head
@@ -388,14 +389,13 @@ class Writer(threading.Thread):
                 if not isinstance(exc, Exception):
                     raise
             else:
-                self._index_tail(connection)
                 self._answer_previous()
                 _commit(connection)
                 return outcomes
         return self._commit_carefully(connection, group)
 
     def _index_tail(self, connection: sqlite3.Connection) -> None:
-        """In the group's transaction: move a long enough tail into stream_index.
+        """In the group's transaction: move a long enough tail into the index tables.
 
         Indexing events in bulk, rather than one index entry per event as it is written,
         is what keeps a commit small: the entries of a tail that shares index pages
