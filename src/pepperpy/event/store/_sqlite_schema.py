@@ -133,7 +133,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-#: events at or past this global position (the tail) are not in stream_index yet
+#: events at or past this global position (the tail) are not in stream_index and id_index yet
 TAIL_START = "(SELECT indexed_before FROM index_state)"
 
 # the 13th column says whether the row is visible (its stream was not deleted past it)
@@ -180,20 +180,19 @@ INDEX_TAIL = (
     "SELECT id, global_position FROM events WHERE global_position >= ? "
     "ORDER BY id, global_position",
 )
+#: the last indexed position of stream ``s``
+_INDEXED_LAST = "(SELECT max(i.position) FROM stream_index i WHERE i.stream = s.name)"
 #: the next position of stream ``s``: its last event in the tail, else in stream_index
 NEXT_POSITION = (
     "coalesce((SELECT max(e.position) FROM events e "
-    f"WHERE e.global_position >= {TAIL_START} AND e.stream = s.name), "
-    "(SELECT max(i.position) FROM stream_index i WHERE i.stream = s.name), -1) + 1"
+    f"WHERE e.global_position >= {TAIL_START} AND e.stream = s.name), {_INDEXED_LAST}, -1) + 1"
 )
 #: streams joined with their last positions in the tail (one scan of it for all of them)
 _WITH_TAIL = (
     "streams s LEFT JOIN (SELECT stream, max(position) AS last FROM events "
     f"WHERE global_position >= {TAIL_START} GROUP BY stream) t ON t.stream = s.name"
 )
-_NEXT_POSITIONS = (
-    "coalesce(t.last, (SELECT max(i.position) FROM stream_index i WHERE i.stream = s.name), -1) + 1"
-)
+_NEXT_POSITIONS = f"coalesce(t.last, {_INDEXED_LAST}, -1) + 1"
 # a group's lookups take their keys as one JSON array, whatever the group's size
 ALL_STATES = f"SELECT s.name, {_NEXT_POSITIONS}, s.first_visible, s.deleted FROM {_WITH_TAIL}"
 STATES = f"{ALL_STATES} WHERE s.name IN (SELECT value FROM json_each(?))"
