@@ -241,6 +241,29 @@ class StoreConformance:
         assert result.next_expected_version == 1
         assert [e.id for e in await store.get_stream("retry.1")] == [known.id, fresh.id]
 
+    async def test_an_event_read_back_and_appended_again_is_a_no_op(
+        self, store: EventStore
+    ) -> None:
+        first = await store.append("echo.1", {"type": "x", "data": {"n": 0}})
+        await store.append("echo.1", [{"type": "x", "data": {"n": n}} for n in (1, 2)])
+        stored = await store.get_stream("echo.1")
+        assert await store.append("echo.1", stored[0]) == first
+        again = await store.append("echo.1", stored[1:])
+        assert again.next_expected_version == 2
+        assert [e.id for e in await store.get_stream("echo.1")] == [e.id for e in stored]
+
+    async def test_ids_behind_a_deletion_are_appended_again_as_new(self, store: EventStore) -> None:
+        first, second = Event("x", {"n": 0}), Event("x", {"n": 1})
+        await store.append("gone.1", [first, second])
+        assert await store.delete_stream("gone.1")
+        restarted = await store.append("gone.1", first, expected_version=NO_STREAM)
+        assert restarted.next_expected_version == 2
+        result = await store.append("gone.1", second)  # the stream has events again
+        assert result.next_expected_version == 3
+        stored = await store.get_stream("gone.1")
+        assert [(e.position, e.id) for e in stored] == [(2, first.id), (3, second.id)]
+        assert await store.append("gone.1", [first, second]) == result  # now both are known
+
     async def test_the_same_id_may_live_in_two_streams(self, store: EventStore) -> None:
         event = Event("x", id="shared-id")
         await store.append("a.1", event)

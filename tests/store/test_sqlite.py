@@ -12,6 +12,7 @@ import pytest
 
 from pepperpy.event import (
     NO_STREAM,
+    AppendResult,
     ConcurrencyError,
     EventStore,
     SerializationError,
@@ -466,6 +467,44 @@ async def test_ids_are_found_in_the_index_and_in_the_tail(
         assert [e.data["n"] for e in await store.get_stream("ids.1")] == list(range(11))
         # the same id in another stream is another event
         assert (await store.append("ids.2", events[0])).next_expected_version == 0
+
+
+async def test_ids_another_store_wrote_into_the_tail_are_found(sqlite_url: str) -> None:
+    # the writer keeps the tail's ids in memory; another connection's commit must make
+    # it read them again
+    from pepperpy.event import Event
+
+    async with EventStore(sqlite_url) as first, EventStore(sqlite_url) as second:
+        mine = Event("t", {"by": "first"})
+        await first.append("ids.1", mine)
+        assert await first.append("ids.1", mine) == AppendResult(0, 0)  # found in the tail
+        theirs = Event("t", {"by": "second"})
+        written = await second.append("ids.1", theirs)
+        assert await first.append("ids.1", theirs) == written
+        assert await first.append("ids.1", [mine, theirs]) == written
+        assert [e.id for e in await first.get_stream("ids.1")] == [mine.id, theirs.id]
+
+
+async def test_ids_of_a_group_rolled_back_are_not_taken_for_stored(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pepperpy.event import Event
+    from pepperpy.event.store import _sqlite_writer
+
+    monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 1)
+    async with EventStore(sqlite_url) as store:
+        kept = Event("t", {"n": 0})
+        await store.append("x.1", kept)
+        assert await store.append("x.1", kept) == AppendResult(0, 0)  # found
+        lost = Event("t", {"n": 1})
+        monkeypatch.setattr(_sqlite_writer, "INDEX_TAIL", ("INSERT INTO nowhere VALUES (?)",))
+        with pytest.raises(StoreError, match="no such table: nowhere"):
+            await store.append("x.1", lost)
+        monkeypatch.undo()
+        monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 1)
+        result = await store.append("x.1", lost)
+        assert (result.next_expected_version, result.global_position) == (1, 1)
+        assert [e.id for e in await store.get_stream("x.1")] == [kept.id, lost.id]
 
 
 async def test_a_file_from_a_newer_schema_is_refused_untouched(tmp_path: object) -> None:

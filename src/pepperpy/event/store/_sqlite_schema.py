@@ -16,6 +16,7 @@ __all__ = [
     "INDEX_TAIL",
     "INSERT",
     "KNOWN_IDS",
+    "KNOWN_INDEXED_IDS",
     "LIVE_STREAMS",
     "MIGRATIONS",
     "NEXT_POSITION",
@@ -24,6 +25,7 @@ __all__ = [
     "READ_STREAM_FORWARD",
     "STATES",
     "START_STREAM",
+    "TAIL_IDS",
     "connect",
     "json_text",
     "migrate",
@@ -206,16 +208,31 @@ LIVE_STREAMS = (
 #: scans the tail once against the keys as an IN list (SQLite builds it a temporary index);
 #: a join there would scan every key for each tail row, or index the whole events table
 #: for the join
-KNOWN_IDS = (
+_KEYS = (
     "WITH k AS (SELECT json_extract(value, '$[0]') AS stream, "
     "json_extract(value, '$[1]') AS id FROM json_each(?)), "
-    "found AS (SELECT e.stream, e.id, e.position, e.global_position FROM k "
+)
+_FOUND_INDEXED = (
+    "SELECT e.stream, e.id, e.position, e.global_position FROM k "
     "JOIN id_index x ON x.id = k.id JOIN events e ON e.global_position = x.global_position "
-    "WHERE e.stream = k.stream "
-    "UNION ALL SELECT e.stream, e.id, e.position, e.global_position FROM events e "
-    f"WHERE e.global_position >= {TAIL_START} AND (e.id, e.stream) IN (SELECT id, stream FROM k)) "
+    "WHERE e.stream = k.stream"
+)
+_VISIBLE = (
     "SELECT f.stream, f.id, f.position, f.global_position FROM found f "
     "JOIN streams s ON s.name = f.stream WHERE f.position >= s.first_visible"
+)
+KNOWN_IDS = (
+    f"{_KEYS}found AS ({_FOUND_INDEXED} "
+    "UNION ALL SELECT e.stream, e.id, e.position, e.global_position FROM events e "
+    f"WHERE e.global_position >= {TAIL_START} AND (e.id, e.stream) IN (SELECT id, stream FROM k)) "
+    f"{_VISIBLE}"
+)
+#: the same, looking in id_index only (for a writer that knows the tail itself)
+KNOWN_INDEXED_IDS = f"{_KEYS}found AS ({_FOUND_INDEXED}) {_VISIBLE}"
+#: every event in the tail: stream, id, position, global position
+TAIL_IDS = (
+    f"SELECT stream, id, position, global_position FROM events "
+    f"WHERE global_position >= {TAIL_START}"
 )
 
 

@@ -29,8 +29,10 @@ from ._sqlite_schema import (
     INDEX_TAIL,
     INSERT,
     KNOWN_IDS,
+    KNOWN_INDEXED_IDS,
     START_STREAM,
     STATES,
+    TAIL_IDS,
     connect,
     json_text,
     migrate,
@@ -66,6 +68,8 @@ MAX_LOADED_STREAMS = 16_384
 RELOAD_INTERVAL = 1.0
 #: the tail (events not in stream_index and id_index yet) is indexed at this many events
 INDEX_EVERY = 256
+#: most tail entries the writer keeps in memory to look ids up without scanning the tail
+MAX_TAIL_IDS = 16_384
 
 
 class _Job(NamedTuple):
@@ -156,6 +160,11 @@ class Writer(threading.Thread):
         self._loaded_at = -RELOAD_INTERVAL
         #: where the tail starts, as of our last look (only decides when to index)
         self._indexed_before = 0
+        #: (stream, id) -> (position, global position) of every event in the tail, when
+        #: we can vouch for it (nobody else wrote since we looked); None when we cannot
+        self._tail_ids: dict[tuple[str, str], tuple[int, int]] | None = None
+        #: rows written since, not in ``_tail_ids`` yet (added when an id is looked up)
+        self._tail_rows: list[list[tuple[Any, ...]]] = []
         #: the group committed last, answered only once the next one is written
         self._unanswered: tuple[list[_Job], list[Any], int | None] | None = None
 
@@ -340,6 +349,42 @@ class Writer(threading.Thread):
         self._states.clear()
         self._complete = False
         self._data_version = None
+        self._forget_tail()
+
+    def _forget_tail(self) -> None:
+        self._tail_ids = None
+        self._tail_rows = []
+
+    def _wrote(self, rows: list[tuple[Any, ...]]) -> None:
+        """Note rows just written (global position, stream, position, id, ...)."""
+        if self._tail_ids is not None:
+            self._tail_rows.append(rows)
+
+    def _tail(
+        self, connection: sqlite3.Connection
+    ) -> dict[tuple[str, str], tuple[int, int]] | None:
+        """Where each (stream, id) of the tail is: kept up to date, read once if unknown.
+
+        Looking ids up here instead of scanning the tail in SQL saves most of an append's
+        idempotency check when it brings its own ids (``Event`` objects). None: the tail
+        is too long to keep (another writer left it so); scan it in SQL.
+        """
+        tail = self._tail_ids
+        if tail is None:
+            rows = connection.execute(f"{TAIL_IDS} LIMIT {MAX_TAIL_IDS + 1}").fetchall()
+            if len(rows) > MAX_TAIL_IDS:
+                return None
+            self._tail_rows = []
+            tail = self._tail_ids = {
+                (stream, event_id): (position, global_position)
+                for stream, event_id, position, global_position in rows
+            }
+            return tail
+        for written in self._tail_rows:
+            for row in written:
+                tail[(row[1], row[3])] = (row[2], row[0])
+        self._tail_rows = []
+        return tail
 
     def _revalidate(self, connection: sqlite3.Connection) -> None:
         """At the start of a write transaction: make head and the stream cache current.
@@ -356,6 +401,7 @@ class Writer(threading.Thread):
         self._data_version = version
         self._states.clear()
         self._complete = False
+        self._forget_tail()
         (last,) = connection.execute("SELECT max(global_position) FROM events").fetchone()
         self.head = 0 if last is None else last + 1
         (self._indexed_before,) = connection.execute(
@@ -409,6 +455,7 @@ class Writer(threading.Thread):
             connection.execute(statement, (start,))
         connection.execute("UPDATE index_state SET indexed_before = ?", (self.head,))
         self._indexed_before = self.head
+        self._tail_ids, self._tail_rows = {}, []  # the tail is empty now
 
     def _commit_carefully(self, connection: sqlite3.Connection, group: list[_Job]) -> list[Any]:
         """Commit a group with each run of appends and each other job in a savepoint."""
@@ -510,10 +557,16 @@ class Writer(threading.Thread):
         ]
         known: dict[tuple[str, str], tuple[int, int]] = {}
         if pairs:
+            tail = self._tail(connection)
             for stream, event_id, position, global_position in connection.execute(
-                KNOWN_IDS, (json_text(pairs),)
+                KNOWN_IDS if tail is None else KNOWN_INDEXED_IDS, (json_text(pairs),)
             ):
                 known[(stream, event_id)] = (position, global_position)
+            if tail is not None:
+                for pair in pairs:
+                    found = tail.get(pair)
+                    if found is not None and found[0] >= states[pair[0]].first_visible:
+                        known[pair] = found
         # streams without a row, or deleted: an append (re)starts them and writes their row
         starting = [
             append.stream
@@ -526,14 +579,13 @@ class Writer(threading.Thread):
         first = self.head
         if plan.count:
             recorded_at = time.time_ns() // 1000
-            connection.executemany(
-                INSERT,
-                [
-                    (first + offset + index, stream, position + index, *record, recorded_at)
-                    for offset, stream, position, records in plan.spans
-                    for index, record in enumerate(records)
-                ],
-            )
+            rows = [
+                (first + offset + index, stream, position + index, *record, recorded_at)
+                for offset, stream, position, records in plan.spans
+                for index, record in enumerate(records)
+            ]
+            connection.executemany(INSERT, rows)
+            self._wrote(rows)
             moved = plan.next_positions
             started = {(name,) for name in starting if name in moved}
             if started:
@@ -584,6 +636,7 @@ class Writer(threading.Thread):
             moved[stream] = position
             ends.append((position - 1, head - 1))
         connection.executemany(INSERT, rows)
+        self._wrote(rows)
         if started:
             connection.executemany(START_STREAM, started)
         for stream, position in moved.items():
