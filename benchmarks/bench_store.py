@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._harness import Result, Runner, compare, machine, table
-from pepperpy.event import EventStore
+from pepperpy.event import Event, EventStore
 from pepperpy.event.store._sqlite_schema import INDEX_TAIL, READ_STREAM_FORWARD
 from pepperpy.event.store._sqlite_writer import INDEX_EVERY
 
@@ -44,7 +44,10 @@ def _fresh_db() -> str:
 # -- appends: 20 concurrent tasks, one event per append -----------------------------------
 
 
-def _pepperpy_concurrent(url_factory: Any) -> Runner:
+def _pepperpy_concurrent(url_factory: Any, events: bool = False) -> Runner:
+    """``TASKS`` tasks appending one event each time: a dict, or an ``Event`` built per call
+    (its own id, so the store checks whether the stream holds it already)."""
+
     async def run(n: int) -> float:
         async with EventStore(await url_factory()) as store:
             await store.append("warm.up", {"type": "warm"})  # open files/connections first
@@ -53,7 +56,10 @@ def _pepperpy_concurrent(url_factory: Any) -> Runner:
             async def task(number: int) -> None:
                 for i in range(per_task):  # each round, the tasks update 20 different streams
                     stream = f"user.{(i * TASKS + number) % STREAMS}"
-                    await store.append(stream, {"type": "user.updated", "data": PAYLOAD})
+                    if events:
+                        await store.append(stream, Event("user.updated", PAYLOAD))
+                    else:
+                        await store.append(stream, {"type": "user.updated", "data": PAYLOAD})
 
             start = time.perf_counter()
             await asyncio.gather(*(task(number) for number in range(TASKS)))
@@ -525,6 +531,7 @@ async def main(quick: bool) -> str:
     concurrent = await compare(
         {
             ours: _pepperpy_concurrent(_sqlite_url),
+            f"{ours}, Event objects": _pepperpy_concurrent(_sqlite_url, events=True),
             theirs: _eventsourcing_save(1),
             same_work: _eventsourcing_save_threads(TASKS),
             "eventsourcing Application.save, 10 events per save": _eventsourcing_save(10),
