@@ -9,6 +9,8 @@ is closed after the test.
 from __future__ import annotations
 
 import asyncio
+import copy
+import pickle
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -251,6 +253,30 @@ class StoreConformance:
         again = await store.append("echo.1", stored[1:])
         assert again.next_expected_version == 2
         assert [e.id for e in await store.get_stream("echo.1")] == [e.id for e in stored]
+
+    async def test_a_new_event_appended_twice_is_stored_once(self, store: EventStore) -> None:
+        event = Event("x", {"n": 0})  # its id is read for the first time by the append
+        first = await store.append("twice.1", event)
+        assert await store.append("twice.1", event) == first
+        assert await store.append("twice.1", [event]) == first
+        assert [e.id for e in await store.get_stream("twice.1")] == [event.id]
+
+    @pytest.mark.parametrize("how", ["replace", "copy", "pickle"])
+    async def test_a_copy_of_a_new_event_is_the_same_event(
+        self, store: EventStore, how: str
+    ) -> None:
+        # neither the original nor the copy has had its id read before this: the store
+        # must still know them for one event (copying gives both the same id text)
+        original = Event("x", {"n": 0})
+        if how == "replace":
+            duplicate = original.replace()
+        elif how == "copy":
+            duplicate = copy.copy(original)
+        else:
+            duplicate = pickle.loads(pickle.dumps(original))
+        first = await store.append("copied.1", duplicate)
+        assert await store.append("copied.1", original) == first
+        assert [e.id for e in await store.get_stream("copied.1")] == [original.id]
 
     async def test_ids_behind_a_deletion_are_appended_again_as_new(self, store: EventStore) -> None:
         first, second = Event("x", {"n": 0}), Event("x", {"n": 1})

@@ -507,6 +507,45 @@ async def test_ids_of_a_group_rolled_back_are_not_taken_for_stored(
         assert [e.id for e in await store.get_stream("x.1")] == [kept.id, lost.id]
 
 
+async def test_ids_above_the_greatest_indexed_id_are_looked_up_once_it_grows(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the writer skips looking up ids above the greatest one in id_index; indexing the
+    # tail raises that bound, and so must the writer's copy of it
+    from pepperpy.event import Event
+    from pepperpy.event.store import _sqlite_writer
+
+    monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 3)
+    async with EventStore(sqlite_url) as store:
+        await store.append("g.1", {"type": "t"})
+        late = Event("t", id="zz-late")  # above any UUIDv7
+        written = await store.append("g.1", late)  # looked up: the bound is read (none)
+        await store.append("g.1", {"type": "t"})  # three events: the tail is indexed
+        _, indexed, _ = _index_layout(sqlite_url.removeprefix("sqlite:///"))
+        assert indexed == 3
+        assert await store.append("g.1", late) == written
+        assert [e.id for e in await store.get_stream("g.1")][1:2] == ["zz-late"]
+        assert await store.stream_version("g.1") == 2  # three events, none twice
+
+
+async def test_ids_indexed_by_another_store_are_found(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pepperpy.event import Event
+    from pepperpy.event.store import _sqlite_writer
+
+    monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 3)
+    async with EventStore(sqlite_url) as first, EventStore(sqlite_url) as second:
+        await first.append("g.1", {"type": "t"})
+        await first.append("g.1", Event("t", id="a-early"))  # the first store reads the bound
+        theirs = Event("t", id="zz-theirs")
+        written = await second.append("g.1", theirs)  # the third event: indexed
+        _, indexed, _ = _index_layout(sqlite_url.removeprefix("sqlite:///"))
+        assert indexed == 3
+        assert await first.append("g.1", theirs) == written
+        assert len(await first.get_stream("g.1")) == 3
+
+
 async def test_a_file_from_a_newer_schema_is_refused_untouched(tmp_path: object) -> None:
     from pepperpy.event.store._sqlite_schema import MIGRATIONS
 

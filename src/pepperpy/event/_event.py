@@ -14,7 +14,7 @@ from ._errors import SerializationError
 from ._frozen import _ATOMS, _INT_MAX, _INT_MIN, FrozenDict, freeze, thaw
 from ._ids import CLOCK, format_uuid7, next_counter, now_ns
 
-__all__ = ["Event", "make_event"]
+__all__ = ["Event", "make_event", "stored_identity"]
 
 _DEFAULT_SOURCE = "pepperpy-event"
 _VERSION_EXTENSION = "pepperpyversion"
@@ -40,6 +40,7 @@ _RESERVED = frozenset(
 _PASSTHROUGH = frozenset({"dataschema"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
+_ONE_US = timedelta(microseconds=1)
 _REPLACEABLE = frozenset(
     {"type", "data", "metadata", "id", "timestamp", "version", "source", "subject"}
 )
@@ -426,6 +427,22 @@ class Event:
     def from_json(cls, raw: bytes | bytearray | memoryview | str) -> Event:
         """Read a CloudEvents structured-mode JSON document."""
         return cls.from_cloudevent(_json.loads(raw))
+
+
+def stored_identity(event: Event) -> tuple[str, bool, int]:
+    """What a store needs of an event it is about to write: (id, fresh, timestamp in us).
+
+    ``fresh`` is true when the event was created in this process and its id was never
+    read until now: the id is still a counter, and every read, copy (``replace``) or
+    pickle formats it first, so no stored event can hold it and a store may skip its
+    idempotency lookup, as for the ids it mints itself. The id is formatted here, so the
+    event keeps the id it is stored under. The timestamp is taken without building a
+    datetime.
+    """
+    fresh = event._id.__class__ is int
+    ts = event._ts
+    micros = ts // 1000 if isinstance(ts, int) else (ts - _EPOCH) // _ONE_US
+    return event.id, fresh, micros
 
 
 def _check_identity(changes: Mapping[str, Any]) -> None:

@@ -13,6 +13,7 @@ from .._sqlite import open_wal
 __all__ = [
     "ALL_STATES",
     "COLUMNS",
+    "GREATEST_INDEXED_ID",
     "INDEX_TAIL",
     "INSERT",
     "KNOWN_IDS",
@@ -229,6 +230,8 @@ KNOWN_IDS = (
 )
 #: the same, looking in id_index only (for a writer that knows the tail itself)
 KNOWN_INDEXED_IDS = f"{_KEYS}found AS ({_FOUND_INDEXED}) {_VISIBLE}"
+#: the greatest id in id_index (SQLite reads it off the index's last page)
+GREATEST_INDEXED_ID = "SELECT max(id) FROM id_index"
 #: every event in the tail: stream, id, position, global position
 TAIL_IDS = (
     f"SELECT stream, id, position, global_position FROM events "

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, TypeVar
 from .._errors import ClosedError, StoreError
 from ._sqlite_schema import (
     ALL_STATES,
+    GREATEST_INDEXED_ID,
     INDEX_TAIL,
     INSERT,
     KNOWN_IDS,
@@ -165,6 +166,10 @@ class Writer(threading.Thread):
         self._tail_ids: dict[tuple[str, str], tuple[int, int]] | None = None
         #: rows written since, not in ``_tail_ids`` yet (added when an id is looked up)
         self._tail_rows: list[list[tuple[Any, ...]]] = []
+        #: the greatest id in id_index (None: empty), when ``_greatest_known``; kept and
+        #: dropped with ``_tail_ids``
+        self._greatest_id: str | None = None
+        self._greatest_known = False
         #: the group committed last, answered only once the next one is written
         self._unanswered: tuple[list[_Job], list[Any], int | None] | None = None
 
@@ -354,6 +359,7 @@ class Writer(threading.Thread):
     def _forget_tail(self) -> None:
         self._tail_ids = None
         self._tail_rows = []
+        self._greatest_known = False
 
     def _wrote(self, rows: list[tuple[Any, ...]]) -> None:
         """Note rows just written (global position, stream, position, id, ...)."""
@@ -385,6 +391,17 @@ class Writer(threading.Thread):
                 tail[(row[1], row[3])] = (row[2], row[0])
         self._tail_rows = []
         return tail
+
+    def _greatest_indexed_id(self, connection: sqlite3.Connection) -> str | None:
+        """The greatest id in id_index (None: it is empty), read once per indexing.
+
+        An id greater than it is not in id_index: the UUIDv7 of an ``Event`` created since
+        the tail was last indexed is, so its append needs no lookup in SQL at all.
+        """
+        if not self._greatest_known:
+            (self._greatest_id,) = connection.execute(GREATEST_INDEXED_ID).fetchone()
+            self._greatest_known = True
+        return self._greatest_id
 
     def _revalidate(self, connection: sqlite3.Connection) -> None:
         """At the start of a write transaction: make head and the stream cache current.
@@ -456,6 +473,7 @@ class Writer(threading.Thread):
         connection.execute("UPDATE index_state SET indexed_before = ?", (self.head,))
         self._indexed_before = self.head
         self._tail_ids, self._tail_rows = {}, []  # the tail is empty now
+        self._greatest_known = False
 
     def _commit_carefully(self, connection: sqlite3.Connection, group: list[_Job]) -> list[Any]:
         """Commit a group with each run of appends and each other job in a savepoint."""
@@ -558,10 +576,16 @@ class Writer(threading.Thread):
         known: dict[tuple[str, str], tuple[int, int]] = {}
         if pairs:
             tail = self._tail(connection)
-            for stream, event_id, position, global_position in connection.execute(
-                KNOWN_IDS if tail is None else KNOWN_INDEXED_IDS, (json_text(pairs),)
-            ):
-                known[(stream, event_id)] = (position, global_position)
+            lookup, query = pairs, KNOWN_IDS
+            if tail is not None:
+                greatest = self._greatest_indexed_id(connection)
+                query = KNOWN_INDEXED_IDS
+                lookup = [] if greatest is None else [pair for pair in pairs if pair[1] <= greatest]
+            if lookup:
+                for stream, event_id, position, global_position in connection.execute(
+                    query, (json_text(lookup),)
+                ):
+                    known[(stream, event_id)] = (position, global_position)
             if tail is not None:
                 for pair in pairs:
                     found = tail.get(pair)

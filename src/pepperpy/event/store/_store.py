@@ -25,7 +25,7 @@ from .._errors import (
     ValidationError,
     ValidationProblem,
 )
-from .._event import Event
+from .._event import Event, stored_identity
 from .._frozen import check_json, freeze, freeze_parsed
 from .._ids import format_uuid7, new_uuid7_texts, next_counter, now_ns
 from .._patterns import parse_topic
@@ -44,7 +44,6 @@ from .base import (
     StreamExpectation,
     from_micros,
     redact_url,
-    to_micros,
 )
 
 if TYPE_CHECKING:
@@ -513,6 +512,8 @@ def _records(
 ) -> list[NewRecord]:
     if event_or_events.__class__ is dict and event_or_events.keys() <= _PLAIN_KEYS:
         return [_plain_record(event_or_events, 0, True, now_ns())]
+    if event_or_events.__class__ is Event:
+        return [_event_record(event_or_events, "$")]
     if isinstance(event_or_events, Event | Mapping):
         items: Sequence[Any] = [event_or_events]
         single = True
@@ -530,33 +531,32 @@ def _records(
         return _plain_batch(items, now)
     records: list[NewRecord] = []
     seen: set[str] = set()
-    dumps = _json.dumps
     for index, item in enumerate(items):
         if item.__class__ is dict and item.keys() <= _PLAIN_KEYS:
             records.append(_plain_record(item, index, single, now))  # a new id: no duplicate
             continue
         where = "$" if single else f"$[{index}]"
         event = item if isinstance(item, Event) else _from_mapping(item, where)
-        try:
-            data = _held(dumps(event.data))
-            metadata = dumps(event.metadata) if event.metadata else None
-        except SerializationError as exc:
-            raise SerializationError(f"event {where} ({event.type!r}): {exc}") from exc
-        record = NewRecord(
-            event.id,
-            event.type,
-            event.version,
-            data,
-            metadata,
-            to_micros(event.timestamp),
-            event.source,
-            event.subject,
-        )
+        record = _event_record(event, where)
         if record.id in seen:
             raise _invalid(f"{where}.id", "ids unique within a batch", record.id, "duplicate id")
         seen.add(record.id)
         records.append(record)
     return records
+
+
+def _event_record(event: Event, where: str) -> NewRecord:
+    """The record of an ``Event``: a :class:`FreshRecord` when no store can hold its id."""
+    event_id, fresh, micros = stored_identity(event)
+    try:
+        data = _held(_json.dumps(event.data))
+        metadata = _json.dumps(event.metadata) if event.metadata else None
+    except SerializationError as exc:
+        raise SerializationError(f"event {where} ({event.type!r}): {exc}") from exc
+    return _new_record(
+        FreshRecord if fresh else NewRecord,
+        (event_id, event.type, event.version, data, metadata, micros, event.source, event.subject),
+    )
 
 
 #: dict keys the fast path handles (the seed's form); anything else goes through Event
