@@ -499,21 +499,14 @@ def test_flat_payloads_with_floats_are_frozen_and_checked() -> None:
             Event("x", {"n": 1, "total": bad})
 
 
-def test_stored_identity_says_whether_the_id_was_ever_read() -> None:
+def test_stored_identity_gives_the_id_and_the_time_in_microseconds() -> None:
     from pepperpy.event._event import stored_identity
     from pepperpy.event.store.base import to_micros
 
     new = Event("t")
-    event_id, fresh, micros = stored_identity(new)
-    assert fresh and event_id == new.id  # formatted now, and kept by the event
+    event_id, micros = stored_identity(new)
+    assert event_id == new.id  # the id the event keeps
     assert micros == to_micros(new.timestamp)
-    assert stored_identity(new) == (event_id, False, micros)  # read once: not fresh
-
-    read = Event("t")
-    assert read.id and not stored_identity(read)[1]
-    assert not stored_identity(Event("t", id="given"))[1]
-    copied = Event("t")
-    assert not stored_identity(copied.replace())[1] and not stored_identity(copied)[1]
     when = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-    dated = Event("t", timestamp=when)
-    assert stored_identity(dated)[2] == to_micros(when)
+    dated = Event("t", id="given", timestamp=when)
+    assert stored_identity(dated) == ("given", to_micros(when))

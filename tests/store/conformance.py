@@ -261,6 +261,15 @@ class StoreConformance:
         assert await store.append("twice.1", [event]) == first
         assert [e.id for e in await store.get_stream("twice.1")] == [event.id]
 
+    async def test_one_event_appended_twice_at_once_is_stored_once(
+        self, store: EventStore
+    ) -> None:
+        await store.append("twice.1", {"type": "x"})
+        event = Event("x", {"n": 1})
+        results = await asyncio.gather(*(store.append("twice.1", event) for _ in range(3)))
+        assert results[0] == results[1] == results[2]
+        assert [e.id for e in await store.get_stream("twice.1")][1:] == [event.id]
+
     @pytest.mark.parametrize("how", ["replace", "copy", "pickle"])
     async def test_a_copy_of_a_new_event_is_the_same_event(
         self, store: EventStore, how: str

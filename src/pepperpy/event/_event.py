@@ -429,20 +429,10 @@ class Event:
         return cls.from_cloudevent(_json.loads(raw))
 
 
-def stored_identity(event: Event) -> tuple[str, bool, int]:
-    """What a store needs of an event it is about to write: (id, fresh, timestamp in us).
-
-    ``fresh`` is true when the event was created in this process and its id was never
-    read until now: the id is still a counter, and every read, copy (``replace``) or
-    pickle formats it first, so no stored event can hold it and a store may skip its
-    idempotency lookup, as for the ids it mints itself. The id is formatted here, so the
-    event keeps the id it is stored under. The timestamp is taken without building a
-    datetime.
-    """
-    fresh = event._id.__class__ is int
+def stored_identity(event: Event) -> tuple[str, int]:
+    """What a store needs of an event's identity: (id, timestamp in us), no datetime built."""
     ts = event._ts
-    micros = ts // 1000 if isinstance(ts, int) else (ts - _EPOCH) // _ONE_US
-    return event.id, fresh, micros
+    return event.id, ts // 1000 if isinstance(ts, int) else (ts - _EPOCH) // _ONE_US
 
 
 def _check_identity(changes: Mapping[str, Any]) -> None:

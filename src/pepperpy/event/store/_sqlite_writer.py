@@ -622,10 +622,12 @@ class Writer(threading.Thread):
     ) -> list[AppendResult | BaseException] | None:
         """Write the usual group in one pass: None when it is not one, nothing written.
 
-        The usual group holds only records whose ids the store has just minted, appended
-        with ``ANY`` to streams whose state is known and that are not deleted. Nothing
-        can fail then, so :func:`plan_group` has nothing to decide: each append goes
-        at its stream's next position, and no id needs looking up.
+        The usual group holds appends with ``ANY`` to streams whose state is known and
+        that are not deleted, of records that cannot be stored yet: ids the store has
+        just minted, or ids that are neither in the tail (known in memory) nor at or
+        below the greatest id in id_index (a new ``Event``'s UUIDv7), each once in the
+        group. Nothing can fail then, so :func:`plan_group` has nothing to decide: each
+        append goes at its stream's next position, and no id needs looking up in SQL.
         """
         states = self._states
         complete = self._complete
@@ -635,6 +637,9 @@ class Writer(threading.Thread):
         ends: list[tuple[int, int]] = []  # per append: its last (position, global position)
         moved: dict[str, int] = {}
         started: list[tuple[str]] = []
+        tail: dict[tuple[str, str], tuple[int, int]] | None = None
+        greatest: str | None = None
+        brought: set[tuple[str, str]] = set()  # the group's (stream, id) given by callers
         for stream, records, expected in appends:
             if expected is not ANY:
                 return None
@@ -653,7 +658,17 @@ class Writer(threading.Thread):
                     started.append((stream,))
             for record in records:
                 if record.__class__ is not FreshRecord:
-                    return None
+                    if tail is None:
+                        tail = self._tail(connection)
+                        if tail is None:
+                            return None
+                        greatest = self._greatest_indexed_id(connection)
+                    key = (stream, record.id)
+                    if (greatest is not None and key[1] <= greatest) or key in tail:
+                        return None  # it may be stored: the general path looks it up
+                    if key in brought:
+                        return None  # twice in the group: the general path decides
+                    brought.add(key)
                 rows.append((head, stream, position, *record, recorded_at))
                 head += 1
                 position += 1

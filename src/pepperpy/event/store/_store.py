@@ -546,15 +546,19 @@ def _records(
 
 
 def _event_record(event: Event, where: str) -> NewRecord:
-    """The record of an ``Event``: a :class:`FreshRecord` when no store can hold its id."""
-    event_id, fresh, micros = stored_identity(event)
+    """The record of an ``Event``; its id is the caller's, so the store looks it up.
+
+    (Treating a new event's id as minted, as for dicts, would let a second append of the
+    same object overtake the first on its way to the writer and be stored twice.)
+    """
+    event_id, micros = stored_identity(event)
     try:
         data = _held(_json.dumps(event.data))
         metadata = _json.dumps(event.metadata) if event.metadata else None
     except SerializationError as exc:
         raise SerializationError(f"event {where} ({event.type!r}): {exc}") from exc
     return _new_record(
-        FreshRecord if fresh else NewRecord,
+        NewRecord,
         (event_id, event.type, event.version, data, metadata, micros, event.source, event.subject),
     )
 
