@@ -261,9 +261,7 @@ class StoreConformance:
         assert await store.append("twice.1", [event]) == first
         assert [e.id for e in await store.get_stream("twice.1")] == [event.id]
 
-    async def test_one_event_appended_twice_at_once_is_stored_once(
-        self, store: EventStore
-    ) -> None:
+    async def test_one_event_appended_twice_at_once_is_stored_once(self, store: EventStore) -> None:
         await store.append("twice.1", {"type": "x"})
         event = Event("x", {"n": 1})
         results = await asyncio.gather(*(store.append("twice.1", event) for _ in range(3)))
@@ -274,8 +272,7 @@ class StoreConformance:
     async def test_a_copy_of_a_new_event_is_the_same_event(
         self, store: EventStore, how: str
     ) -> None:
-        # neither the original nor the copy has had its id read before this: the store
-        # must still know them for one event (copying gives both the same id text)
+        # a copy carries the original's id; whichever is appended second is a retry
         original = Event("x", {"n": 0})
         if how == "replace":
             duplicate = original.replace()
