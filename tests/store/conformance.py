@@ -103,6 +103,44 @@ class StoreConformance:
         with pytest.raises(TypeError):
             placed.data["total"] = 0
 
+    async def test_events_with_and_without_optional_attributes_mix_in_one_write(
+        self, store: EventStore
+    ) -> None:
+        # SQLite writes rows without metadata, source and subject through a shorter
+        # statement: a batch, and concurrent appends grouped into one commit, mix both
+        def kinds(n: int) -> list[Event]:
+            return [
+                Event("plain", {"n": n}),
+                Event("meta", {"n": n}, {"trace": f"t-{n}"}),
+                Event("sourced", {"n": n}, source="shop"),
+                Event("subjected", {"n": n}, subject=f"order/{n}"),
+                Event("plain", "a string is data too", version=2),
+            ]
+
+        batch = kinds(0)
+        await store.append("mixed.batch", batch)
+        singles = [kinds(n) for n in range(1, 5)]
+        await asyncio.gather(
+            *(
+                store.append(f"mixed.{i}", event)
+                for events in singles
+                for i, event in enumerate(events)
+            )
+        )
+        stored = await store.get_stream("mixed.batch")
+        assert stored == batch
+        assert [(e.metadata, e.source, e.subject, e.version) for e in stored] == [
+            ({}, None, None, 1),
+            ({"trace": "t-0"}, None, None, 1),
+            ({}, "shop", None, 1),
+            ({}, None, "order/0", 1),
+            ({}, None, None, 2),
+        ]
+        for i in range(5):
+            assert await store.get_stream(f"mixed.{i}") == [events[i] for events in singles]
+        everything = [e async for e in store.read_all(streams="mixed.*")]
+        assert len({e.global_position for e in everything}) == 25
+
     async def test_data_round_trips_the_same_on_every_backend(self, store: EventStore) -> None:
         data = {
             "when": datetime(2024, 1, 1, tzinfo=UTC),

@@ -16,6 +16,7 @@ __all__ = [
     "GREATEST_INDEXED_ID",
     "INDEX_TAIL",
     "INSERT",
+    "INSERT_PLAIN",
     "KNOWN_IDS",
     "KNOWN_INDEXED_IDS",
     "LIVE_STREAMS",
@@ -172,6 +173,12 @@ READ_STREAM_FORWARD = _read_stream("ASC", ">=")
 READ_STREAM_BACKWARD = _read_stream("DESC", "<=")
 
 INSERT = f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+#: the usual row, without metadata, source or subject (left NULL): see the writer's
+#: ``_insert``
+INSERT_PLAIN = (
+    "INSERT INTO events (global_position, stream, position, id, type, version, data, "
+    "timestamp, recorded_at) VALUES (?,?,?,?,?,?,?,?,?)"
+)
 #: a stream (re)started by an append: the only appends that write a streams row
 START_STREAM = "INSERT INTO streams (name) VALUES (?) ON CONFLICT (name) DO UPDATE SET deleted = 0"
 #: the tail, from the given global position, into both indexes (each in key order)

