@@ -54,7 +54,9 @@ def dumps(value: Any) -> bytes:
         if isinstance(cause, SerializationError):
             raise cause from None
         raise SerializationError(f"cannot encode as JSON: {exc}") from exc
-    if b"null" in encoded:
+    # find(), not ``in``: bytes.__contains__ first tries its operand as an int and
+    # builds a TypeError on the way (0.57 us against 0.27 us here)
+    if encoded.find(b"null") >= 0:
         _refuse_non_finite(value, "")
     return encoded
 

@@ -654,7 +654,7 @@ def _encode_data(data: Any) -> bytes:
     except TypeError:  # a type beyond JSON's own (or a bad key): the slow, exact path
         check_json(data)
         return _json.dumps(data)
-    if b"null" in encoded:
+    if encoded.find(b"null") >= 0:  # find(), not ``in``: see ``_json.dumps``
         check_json(data)
     return encoded
 
