@@ -107,7 +107,7 @@ def _rows(group: list[_Job]) -> int:
 
 
 def _insert(connection: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Insert full event rows, binding as few parameters of slow types as it can.
+    """Insert event rows (all twelve columns, in order), binding few slow parameters.
 
     Python's sqlite3 binds ``int``, ``float``, ``str`` and ``bytearray`` directly, but
     sends ``None`` and ``bytes`` through its adapter lookup first: 1.2-1.3 us each on
