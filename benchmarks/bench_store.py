@@ -25,8 +25,8 @@ from typing import Any
 
 from benchmarks._harness import Result, Runner, compare, machine, table
 from pepperpy.event import Event, EventStore
+from pepperpy.event.store._sqlite_log import INDEX_EVERY
 from pepperpy.event.store._sqlite_schema import INDEX_TAIL, READ_STREAM_FORWARD
-from pepperpy.event.store._sqlite_writer import INDEX_EVERY
 
 STREAMS = 1000
 TASKS = 20

@@ -67,11 +67,11 @@ class TestSQLiteStore(StoreConformance):
         await store.save_snapshot("known.0", {"n": 1}, 0)
         assert await store.delete_stream("known.1")
         await store.append("known.3", {"type": "t"})
-        writer = store.backend._writer  # type: ignore[attr-defined]
-        assert writer._complete
-        states = {name: state.version for name, state in writer._states.items()}
+        log = store.backend._writer.log  # type: ignore[attr-defined]
+        assert log.complete
+        states = {name: state.version for name, state in log.states.items()}
         assert states == {"known.0": 0, "known.1": None, "known.2": 0, "known.3": 0}
-        assert writer._states["known.1"].deleted
+        assert log.states["known.1"].deleted
         with pytest.raises(StreamDeletedError):
             await store.append("known.1", {"type": "t"})
 
@@ -130,9 +130,9 @@ class TestSQLiteStore(StoreConformance):
     async def test_a_write_failing_for_one_caller_fails_only_that_caller(
         self, make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from pepperpy.event.store import _sqlite_writer as backend_module
+        from pepperpy.event.store import _sqlite_log
 
-        original = backend_module.Writer._write_appends
+        original = _sqlite_log.LogWriter.write_appends
         runs: list[int] = []
 
         def failing(self: Any, connection: sqlite3.Connection, appends: list[Any]) -> Any:
@@ -142,7 +142,7 @@ class TestSQLiteStore(StoreConformance):
                 raise sqlite3.IntegrityError("simulated constraint failure")
             return outcomes
 
-        monkeypatch.setattr(backend_module.Writer, "_write_appends", failing)
+        monkeypatch.setattr(_sqlite_log.LogWriter, "write_appends", failing)
         store = make_store()
         await store.append("warm.1", {"type": "t"})
         outcomes = await asyncio.gather(
@@ -165,9 +165,9 @@ class TestSQLiteStore(StoreConformance):
     ) -> None:
         # a group of appends is written without savepoints; if that write fails, the
         # transaction is rolled back and the group written again with them
-        from pepperpy.event.store import _sqlite_writer as backend_module
+        from pepperpy.event.store import _sqlite_log
 
-        original = backend_module.Writer._write_appends
+        original = _sqlite_log.LogWriter.write_appends
         calls: list[int] = []
 
         def flaky(self: Any, connection: sqlite3.Connection, appends: list[Any]) -> Any:
@@ -177,7 +177,7 @@ class TestSQLiteStore(StoreConformance):
                 raise sqlite3.OperationalError("simulated I/O error")
             return outcomes
 
-        monkeypatch.setattr(backend_module.Writer, "_write_appends", flaky)
+        monkeypatch.setattr(_sqlite_log.LogWriter, "write_appends", flaky)
         store = make_store()
         await store.append("warm.1", {"type": "t"})
         results = await asyncio.gather(
@@ -194,12 +194,12 @@ class TestSQLiteStore(StoreConformance):
     ) -> None:
         # a burst that finds the writer idle is split, so that one half's callers run on
         # the loop while the other half commits; nobody is answered before their commit
-        from pepperpy.event.store import _sqlite_writer as backend_module
+        from pepperpy.event.store import _sqlite_log, _sqlite_writer
 
         store = make_store()
         await store.append("warm.1", {"type": "t"})
-        original_write = backend_module.Writer._write_appends
-        original_commit = backend_module._commit
+        original_write = _sqlite_log.LogWriter.write_appends
+        original_commit = _sqlite_writer._commit
         groups: list[int] = []
         durable: list[int] = []  # the log's last position after each commit
 
@@ -213,8 +213,8 @@ class TestSQLiteStore(StoreConformance):
                 connection.execute("SELECT max(global_position) FROM events").fetchone()[0]
             )
 
-        monkeypatch.setattr(backend_module.Writer, "_write_appends", write)
-        monkeypatch.setattr(backend_module, "_commit", commit)
+        monkeypatch.setattr(_sqlite_log.LogWriter, "write_appends", write)
+        monkeypatch.setattr(_sqlite_writer, "_commit", commit)
         seen: list[tuple[int, int]] = []
 
         async def append(n: int) -> None:
@@ -232,10 +232,10 @@ class TestSQLiteStore(StoreConformance):
     async def test_the_last_groups_callers_wait_for_the_next_write_only_if_it_is_short(
         self, make_store: MakeStore, monkeypatch: pytest.MonkeyPatch, rows_ahead: int
     ) -> None:
-        from pepperpy.event.store import _sqlite_writer as backend_module
+        from pepperpy.event.store import _sqlite_log, _sqlite_writer
 
-        monkeypatch.setattr(backend_module, "MAX_ROWS_AHEAD", rows_ahead)
-        original_write = backend_module.Writer._write_appends
+        monkeypatch.setattr(_sqlite_writer, "MAX_ROWS_AHEAD", rows_ahead)
+        original_write = _sqlite_log.LogWriter.write_appends
         written: list[float] = []
 
         def slow_second_half(self: Any, connection: sqlite3.Connection, appends: list[Any]) -> Any:
@@ -244,7 +244,7 @@ class TestSQLiteStore(StoreConformance):
                 written.append(time.monotonic())
             return original_write(self, connection, appends)
 
-        monkeypatch.setattr(backend_module.Writer, "_write_appends", slow_second_half)
+        monkeypatch.setattr(_sqlite_log.LogWriter, "write_appends", slow_second_half)
         store = make_store()
         await store.append("warm.1", {"type": "t"})
         answered: dict[int, float] = {}
@@ -372,9 +372,9 @@ class TestSQLiteStoreWithAShortTail(TestSQLiteStore):
 
     @pytest.fixture(autouse=True)
     def _short_tail(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from pepperpy.event.store import _sqlite_writer
+        from pepperpy.event.store import _sqlite_log
 
-        monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 3)
+        monkeypatch.setattr(_sqlite_log, "INDEX_EVERY", 3)
 
 
 def _index_layout(path: str) -> tuple[int, int, int]:
@@ -393,9 +393,9 @@ def _index_layout(path: str) -> tuple[int, int, int]:
 async def test_reads_merge_the_index_and_the_tail_in_order(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch, every: int
 ) -> None:
-    from pepperpy.event.store import _sqlite_writer
+    from pepperpy.event.store import _sqlite_log
 
-    monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", every)
+    monkeypatch.setattr(_sqlite_log, "INDEX_EVERY", every)
     async with EventStore(sqlite_url) as store:
         for number in range(23):  # two streams interleaved, some appends batched
             await store.append("a.1", {"type": "a", "data": {"n": number}})
@@ -432,9 +432,9 @@ async def test_a_second_store_continues_positions_after_the_first_ones_index(
 ) -> None:
     # the writer decides positions from stream_index and the tail; another connection's
     # indexing must never make it reuse or skip a position
-    from pepperpy.event.store import _sqlite_writer
+    from pepperpy.event.store import _sqlite_log
 
-    monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 2)
+    monkeypatch.setattr(_sqlite_log, "INDEX_EVERY", 2)
     async with EventStore(sqlite_url) as first, EventStore(sqlite_url) as second:
         for turn in range(9):
             store = first if turn % 3 else second
@@ -450,9 +450,9 @@ async def test_ids_are_found_in_the_index_and_in_the_tail(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch, every: int
 ) -> None:
     from pepperpy.event import Event
-    from pepperpy.event.store import _sqlite_writer
+    from pepperpy.event.store import _sqlite_log
 
-    monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", every)
+    monkeypatch.setattr(_sqlite_log, "INDEX_EVERY", every)
     events = [Event("t", {"n": n}) for n in range(10)]
     async with EventStore(sqlite_url) as store:
         results = [await store.append("ids.1", event) for event in events]
@@ -489,19 +489,19 @@ async def test_ids_of_a_group_rolled_back_are_not_taken_for_stored(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pepperpy.event import Event
-    from pepperpy.event.store import _sqlite_writer
+    from pepperpy.event.store import _sqlite_log
 
-    monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 1)
+    monkeypatch.setattr(_sqlite_log, "INDEX_EVERY", 1)
     async with EventStore(sqlite_url) as store:
         kept = Event("t", {"n": 0})
         await store.append("x.1", kept)
         assert await store.append("x.1", kept) == AppendResult(0, 0)  # found
         lost = Event("t", {"n": 1})
-        monkeypatch.setattr(_sqlite_writer, "INDEX_TAIL", ("INSERT INTO nowhere VALUES (?)",))
+        monkeypatch.setattr(_sqlite_log, "INDEX_TAIL", ("INSERT INTO nowhere VALUES (?)",))
         with pytest.raises(StoreError, match="no such table: nowhere"):
             await store.append("x.1", lost)
         monkeypatch.undo()
-        monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 1)
+        monkeypatch.setattr(_sqlite_log, "INDEX_EVERY", 1)
         result = await store.append("x.1", lost)
         assert (result.next_expected_version, result.global_position) == (1, 1)
         assert [e.id for e in await store.get_stream("x.1")] == [kept.id, lost.id]
@@ -513,9 +513,9 @@ async def test_ids_above_the_greatest_indexed_id_are_looked_up_once_it_grows(
     # the writer skips looking up ids above the greatest one in id_index; indexing the
     # tail raises that bound, and so must the writer's copy of it
     from pepperpy.event import Event
-    from pepperpy.event.store import _sqlite_writer
+    from pepperpy.event.store import _sqlite_log
 
-    monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 3)
+    monkeypatch.setattr(_sqlite_log, "INDEX_EVERY", 3)
     async with EventStore(sqlite_url) as store:
         await store.append("g.1", {"type": "t"})
         late = Event("t", id="zz-late")  # above any UUIDv7
@@ -532,9 +532,9 @@ async def test_ids_indexed_by_another_store_are_found(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pepperpy.event import Event
-    from pepperpy.event.store import _sqlite_writer
+    from pepperpy.event.store import _sqlite_log
 
-    monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 3)
+    monkeypatch.setattr(_sqlite_log, "INDEX_EVERY", 3)
     async with EventStore(sqlite_url) as first, EventStore(sqlite_url) as second:
         await first.append("g.1", {"type": "t"})
         await first.append("g.1", Event("t", id="a-early"))  # the first store reads the bound
@@ -571,16 +571,16 @@ async def test_a_file_from_a_newer_schema_is_refused_untouched(tmp_path: object)
 async def test_a_failing_index_step_fails_its_group_and_writes_nothing(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pepperpy.event.store import _sqlite_writer
+    from pepperpy.event.store import _sqlite_log
 
-    monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 1)
+    monkeypatch.setattr(_sqlite_log, "INDEX_EVERY", 1)
     async with EventStore(sqlite_url) as store:
         await store.append("x.1", {"type": "before"})
-        monkeypatch.setattr(_sqlite_writer, "INDEX_TAIL", ("INSERT INTO nowhere VALUES (?)",))
+        monkeypatch.setattr(_sqlite_log, "INDEX_TAIL", ("INSERT INTO nowhere VALUES (?)",))
         with pytest.raises(StoreError, match="no such table: nowhere"):
             await store.append("x.1", [{"type": "lost"}, {"type": "lost"}])
         monkeypatch.undo()
-        monkeypatch.setattr(_sqlite_writer, "INDEX_EVERY", 1)
+        monkeypatch.setattr(_sqlite_log, "INDEX_EVERY", 1)
         result = await store.append("x.1", {"type": "after"})
         assert (result.next_expected_version, result.global_position) == (1, 1)
         assert [e.type for e in await store.get_stream("x.1")] == ["before", "after"]

@@ -173,8 +173,8 @@ READ_STREAM_FORWARD = _read_stream("ASC", ">=")
 READ_STREAM_BACKWARD = _read_stream("DESC", "<=")
 
 INSERT = f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-#: the usual row, without metadata, source or subject (left NULL): see the writer's
-#: ``_insert``
+#: the usual row, without metadata, source or subject (left NULL): see ``_sqlite_log``'s
+#: ``insert_rows``
 INSERT_PLAIN = (
     "INSERT INTO events (global_position, stream, position, id, type, version, data, "
     "timestamp, recorded_at) VALUES (?,?,?,?,?,?,?,?,?)"
