@@ -1,6 +1,6 @@
 """The store's fast JSON encoding of event data agrees with ``Event()``'s rules.
 
-``_encode_data`` skips the separate validation walk when orjson alone can tell the data
+``encode_data`` skips the separate validation walk when orjson alone can tell the data
 is plain JSON; whatever it accepts or refuses must match freezing plus encoding.
 """
 
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from pepperpy.event import SerializationError, _json
 from pepperpy.event._frozen import freeze
-from pepperpy.event.store._store import _encode_data
+from pepperpy.event.store._records import encode_data
 
 
 @dataclasses.dataclass
@@ -41,7 +41,7 @@ def _reference(data: Any) -> bytes | type[BaseException]:
 
 def _fast(data: Any) -> bytes | type[BaseException]:
     try:
-        return _encode_data(data)
+        return encode_data(data)
     except SerializationError:
         return SerializationError
 

@@ -1,0 +1,231 @@
+"""Appended input as records: ``Event`` objects and dicts, validated and JSON-encoded.
+
+What :meth:`EventStore.append <pepperpy.event.EventStore.append>` hands its backend. The
+seed's form, ``{"type", "data", "metadata"?}``, takes a fast path that builds the record
+directly (what ``Event()`` would do, without the object); everything else goes through
+:class:`~pepperpy.event.Event`, so both refuse the same input with the same errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from .. import _json
+from .._errors import SerializationError, ValidationError, ValidationProblem
+from .._event import Event, stored_identity
+from .._frozen import check_json
+from .._ids import format_uuid7, new_uuid7_texts, next_counter, now_ns
+from .base import FreshRecord, NewRecord
+
+__all__ = ["encode_data", "event_records"]
+
+_DICT_KEYS = frozenset(
+    {"type", "data", "metadata", "id", "timestamp", "version", "source", "subject"}
+)
+
+
+def event_records(
+    event_or_events: Event | Mapping[str, Any] | Sequence[Event | Mapping[str, Any]],
+) -> list[NewRecord]:
+    """The records to append for one event or a batch: validated and JSON-encoded.
+
+    Bad input raises :class:`ValidationError` (or :class:`SerializationError`) naming the
+    event by its place (``$`` for one, ``$[i]`` in a batch); ids must be unique within a
+    batch.
+    """
+    if event_or_events.__class__ is dict and event_or_events.keys() <= _PLAIN_KEYS:
+        return [_plain_record(event_or_events, 0, True, now_ns())]
+    if event_or_events.__class__ is Event:
+        return [_event_record(event_or_events, "$")]
+    if isinstance(event_or_events, Event | Mapping):
+        items: Sequence[Any] = [event_or_events]
+        single = True
+    elif isinstance(event_or_events, list | tuple):
+        items = event_or_events
+        single = False
+    else:
+        raise _invalid(
+            "$", "an Event, a dict or a list of them", event_or_events, "nothing to append"
+        )
+    if not items:
+        raise _invalid("$", "at least one event", items, "nothing to append")
+    now = now_ns()  # the events given as dicts are created now, together
+    if all(item.__class__ is dict and item.keys() <= _PLAIN_KEYS for item in items):
+        return _plain_batch(items, now)
+    records: list[NewRecord] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if item.__class__ is dict and item.keys() <= _PLAIN_KEYS:
+            records.append(_plain_record(item, index, single, now))  # a new id: no duplicate
+            continue
+        where = "$" if single else f"$[{index}]"
+        event = item if isinstance(item, Event) else _from_mapping(item, where)
+        record = _event_record(event, where)
+        if record.id in seen:
+            raise _invalid(f"{where}.id", "ids unique within a batch", record.id, "duplicate id")
+        seen.add(record.id)
+        records.append(record)
+    return records
+
+
+def _event_record(event: Event, where: str) -> NewRecord:
+    """The record of an ``Event``; its id is the caller's, so the store looks it up.
+
+    (Treating a new event's id as minted, as for dicts, would let a second append of the
+    same object overtake the first on its way to the writer and be stored twice.)
+    """
+    event_id, micros = stored_identity(event)
+    try:
+        data = _held(_json.dumps(event.data))
+        metadata = _json.dumps(event.metadata) if event.metadata else None
+    except SerializationError as exc:
+        raise SerializationError(f"event {where} ({event.type!r}): {exc}") from exc
+    return _new_record(
+        NewRecord,
+        (event_id, event.type, event.version, data, metadata, micros, event.source, event.subject),
+    )
+
+
+#: dict keys the fast path handles (the seed's form); anything else goes through Event
+_PLAIN_KEYS = frozenset({"type", "data", "metadata"})
+_new_record = tuple.__new__
+
+
+def _plain_record(item: dict[str, Any], index: int, single: bool, now: int) -> NewRecord:
+    """A record straight from ``{"type", "data", "metadata"?}``: what ``Event()`` would do.
+
+    ``now`` (ns) is the event's timestamp; its id is minted here.
+    """
+    event_type = item.get("type")
+    if event_type.__class__ is not str or not event_type:
+        where = "$" if single else f"$[{index}]"
+        raise _invalid(f"{where}.type", "a non-empty str", event_type, "missing event type")
+    data = item.get("data")
+    metadata = item.get("metadata")
+    try:
+        encoded = encode_data(data)
+        if metadata is None:
+            encoded_metadata = None
+        elif isinstance(metadata, Mapping):
+            encoded_metadata = _json.dumps(dict(metadata)) if metadata else None
+        else:
+            where = "$" if single else f"$[{index}]"
+            raise _invalid(f"{where}.metadata", "a dict", metadata, "metadata must be a dict")
+    except SerializationError as exc:
+        where = "$" if single else f"$[{index}]"
+        raise SerializationError(f"event {where} ({event_type!r}): {exc}") from exc
+    return _new_record(
+        FreshRecord,
+        (
+            format_uuid7(now // 1_000_000, next_counter()),
+            event_type,
+            1,
+            encoded,
+            encoded_metadata,
+            now // 1000,
+            None,
+            None,
+        ),
+    )
+
+
+def _plain_batch(items: Sequence[dict[str, Any]], now: int) -> list[NewRecord]:
+    """Records for a batch given as plain dicts: ``_plain_record`` for many, ids in bulk."""
+    ids = new_uuid7_texts(now // 1_000_000, len(items))
+    micros = now // 1000
+    records: list[NewRecord] = []
+    append = records.append
+    for index, item in enumerate(items):
+        event_type = item.get("type")
+        metadata = item.get("metadata")
+        if event_type.__class__ is not str or not event_type or metadata is not None:
+            # the rare and the wrong: the one-by-one path says what is wrong
+            record = _plain_record(item, index, False, now)
+            append(record._replace(id=ids[index]))
+            continue
+        try:
+            encoded = _held(encode_data(item.get("data")))
+        except SerializationError as exc:
+            raise SerializationError(f"event $[{index}] ({event_type!r}): {exc}") from exc
+        append(
+            _new_record(FreshRecord, (ids[index], event_type, 1, encoded, None, micros, None, None))
+        )
+    return records
+
+
+def _held(encoded: bytes) -> bytes:
+    """A right-sized copy of orjson's output, for records a batch holds until its commit.
+
+    orjson writes into a 1 KiB buffer from the C allocator and shrinks it when done.
+    Holding a thousand such results leaves the heap fragmented, and glibc hands its free
+    top back to the kernel and takes it again on every batch: about one page fault
+    (~4 us on this VM) per four events, measured. The copy (~0.08 us) comes from
+    Python's small-object allocator, and the buffer is reused by the next call.
+    """
+    return b"%b" % (encoded,)
+
+
+def encode_data(data: Any) -> bytes:
+    """``data`` as JSON, refusing what ``Event()`` refuses (NaN, 65-bit ints, sets, ...).
+
+    Plain JSON types encode in one orjson call with no check: orjson itself refuses
+    non-str keys, ints beyond 64 bits and every other type. It writes NaN and
+    infinity as ``null``, so output holding a ``null`` gets the full check.
+    """
+    try:
+        encoded: bytes = _orjson_dumps(data)
+    except TypeError:  # a type beyond JSON's own (or a bad key): the slow, exact path
+        check_json(data)
+        return _json.dumps(data)
+    if encoded.find(b"null") >= 0:  # find(), not ``in``: see ``_json.dumps``
+        check_json(data)
+    return encoded
+
+
+_orjson_dumps = orjson.dumps
+
+
+def _from_mapping(item: Any, where: str) -> Event:
+    if not isinstance(item, Mapping):
+        raise _invalid(where, "an Event or a dict", item, "not an event")
+    unknown = set(item) - _DICT_KEYS
+    if unknown:
+        raise _invalid(
+            where,
+            "keys among " + ", ".join(sorted(_DICT_KEYS)),
+            ", ".join(sorted(map(str, unknown))),
+            "unknown key(s)",
+        )
+    event_type = item.get("type")
+    if not isinstance(event_type, str) or not event_type:
+        raise _invalid(f"{where}.type", "a non-empty str", event_type, "missing event type")
+    metadata = item.get("metadata")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise _invalid(f"{where}.metadata", "a dict", metadata, "metadata must be a dict")
+    try:
+        return Event(
+            event_type,
+            item.get("data"),
+            metadata,
+            id=item.get("id"),
+            timestamp=item.get("timestamp"),
+            version=item.get("version", 1),
+            source=item.get("source"),
+            subject=item.get("subject"),
+        )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ValidationError):
+            raise
+        if exc.__class__.__module__.startswith("pepperpy"):
+            raise  # SerializationError etc. already say what is wrong
+        raise _invalid(where, "a valid event", item, str(exc)) from exc
+
+
+def _invalid(path: str, expected: str, actual: Any, message: str) -> ValidationError:
+    shown = actual if isinstance(actual, str) else repr(actual)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return ValidationError([ValidationProblem(path, expected, shown, message)])
