@@ -1,7 +1,9 @@
 """Event validation: schemas per event type and version, compiled once, strict by default.
 
-``EventValidator`` is the public entry point; the modules behind it compile schemas
-(``_compile``) into node trees that check values and collect every problem (``_nodes``).
+``EventValidator`` is the public entry point; the modules behind it compile Python
+schemas (``_python_schema``) and JSON Schema documents (``_json_schema``) into node trees
+that check values and collect every problem (``_nodes``), and turn those trees into
+msgspec types for the fast path (``_fast``).
 """
 
 from __future__ import annotations

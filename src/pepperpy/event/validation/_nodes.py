@@ -4,7 +4,7 @@ Every schema kind (annotated classes, dataclasses, TypedDicts, msgspec Structs, 
 Schema) is compiled into these nodes once. A node's ``check`` walks a value, appends a
 :class:`~pepperpy.event.ValidationProblem` for *every* mismatch it finds and returns
 the converted value (defaults filled in, ISO strings parsed into datetimes). The same
-tree produces the msgspec type used for the fast path (``_compile.fast_type``); this
+tree produces the msgspec type used for the fast path (``_fast.fast_type``); this
 slower walk only runs to explain a failure completely.
 """
 

@@ -13,9 +13,10 @@ from .._errors import ConfigurationError, SerializationError, ValidationError, V
 from .._event import Event
 from .._json import dumps
 from .._patterns import parse_topic
-from ._compile import NoFastPath, _msgspec, fast_type, from_json_schema, from_python_type
-from ._compile import is_pydantic_model as _is_pydantic
+from ._fast import NoFastPath, fast_type
+from ._fast import msgspec_module as _msgspec
 from ._freeze import compile_freezer, freeze_output
+from ._json_schema import from_json_schema
 from ._nodes import (
     INVALID,
     AnyNode,
@@ -28,6 +29,8 @@ from ._nodes import (
     json_problem,
     lists,
 )
+from ._python_schema import from_python_type
+from ._python_schema import is_pydantic_model as _is_pydantic
 
 __all__ = ["EventValidator"]
 

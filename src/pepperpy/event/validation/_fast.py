@@ -1,0 +1,198 @@
+"""The fast path: a node tree as generated msgspec types.
+
+``fast_type`` turns the nodes into msgspec Structs and constrained types, so that valid
+data is checked and converted in C by ``msgspec.convert(..., strict=True)``; the nodes
+then only run to describe what is wrong.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import decimal
+import keyword
+import uuid
+from typing import Annotated, Any, Literal, Union
+
+from .._deps import require
+from ._nodes import (
+    INT_MIN,
+    AnyNode,
+    BoolNode,
+    BytesNode,
+    DecimalNode,
+    DictNode,
+    EnumNode,
+    ListNode,
+    LiteralNode,
+    Node,
+    NoneNode,
+    NumberNode,
+    ObjectNode,
+    StrNode,
+    TemporalNode,
+    TupleNode,
+    UnionNode,
+    UUIDNode,
+)
+
+__all__ = ["NoFastPath", "fast_type", "msgspec_module"]
+
+
+def msgspec_module() -> Any:
+    """msgspec, or an error saying which extra to install."""
+    return require("msgspec", extra="validation", feature="EventValidator")
+
+
+class NoFastPath(Exception):
+    """The schema uses something msgspec cannot express; validate with the nodes only."""
+
+
+def fast_type(node: Node) -> Any:
+    """A msgspec type that accepts exactly what ``node`` accepts, or raise NoFastPath."""
+    msgspec = msgspec_module()
+    try:
+        built = _FastBuilder(msgspec).build(node)
+    except (TypeError, ValueError) as exc:  # e.g. bounds msgspec cannot hold
+        raise NoFastPath(str(exc)) from exc
+    try:
+        msgspec.convert(None, built, strict=True)
+    except msgspec.ValidationError:
+        pass
+    except (TypeError, ValueError) as exc:  # msgspec refuses the type (e.g. some unions)
+        raise NoFastPath(str(exc)) from exc
+    return built
+
+
+def _int_bounds(bounds: dict[str, Any]) -> dict[str, Any]:
+    """``bounds`` limited to int64 where the schema gives none.
+
+    msgspec bounds must fit in an int64, so the few values between 2**63 and the uint64
+    maximum fail the fast path and are accepted by the complete walk instead.
+    """
+    out = dict(bounds)
+    if bounds["ge"] is None and bounds["gt"] is None:
+        out["ge"] = INT_MIN
+    if bounds["le"] is None and bounds["lt"] is None:
+        out["le"] = _INT64_MAX
+    return out
+
+
+_INT64_MAX = 2**63 - 1
+
+
+class _FastBuilder:
+    def __init__(self, msgspec: Any) -> None:
+        self.msgspec = msgspec
+        self.count = 0
+
+    def meta(self, base: Any, **constraints: Any) -> Any:
+        given = {k: v for k, v in constraints.items() if v is not None}
+        return Annotated[base, self.msgspec.Meta(**given)] if given else base
+
+    def build(self, node: Node) -> Any:
+        if isinstance(node, AnyNode):
+            return Any
+        if isinstance(node, NoneNode):
+            return None
+        if isinstance(node, BoolNode):
+            return bool
+        if isinstance(node, NumberNode):
+            bounds = {
+                "gt": node.gt,
+                "ge": node.ge,
+                "lt": node.lt,
+                "le": node.le,
+                "multiple_of": node.multiple_of,
+            }
+            integer = self.meta(int, **_int_bounds(bounds))
+            if node.kind == "int":
+                return integer
+            if node.kind == "float":
+                return self.meta(float, **bounds)
+            return Union[integer, self.meta(float, **bounds)]  # noqa: UP007
+        if isinstance(node, StrNode):
+            return self.meta(
+                str, min_length=node.min_length, max_length=node.max_length, pattern=node.pattern
+            )
+        if isinstance(node, BytesNode):
+            return bytes
+        if isinstance(node, TemporalNode):
+            base = {"datetime": dt.datetime, "date": dt.date, "time": dt.time}[node.kind]
+            return self.meta(base, tz=node.tz)
+        if isinstance(node, UUIDNode):
+            return uuid.UUID
+        if isinstance(node, DecimalNode):
+            return decimal.Decimal
+        if isinstance(node, EnumNode):
+            return node.cls
+        if isinstance(node, LiteralNode):
+            if not all(v is None or type(v) in (str, int) for v in node.values):
+                raise NoFastPath("literal values other than str, int and None")
+            return Literal[node.values]
+        if isinstance(node, ListNode):
+            if node.unique:
+                raise NoFastPath("unique items")
+            item = self.build(node.item)
+            return self.meta(list[item], min_length=node.min_length, max_length=node.max_length)  # type: ignore[valid-type]
+        if isinstance(node, TupleNode):
+            items = tuple(self.build(n) for n in node.items)
+            return tuple[items] if items else tuple[()]  # type: ignore[valid-type]
+        if isinstance(node, DictNode):
+            key, value = self.build(node.key), self.build(node.value)
+            return self.meta(
+                dict[key, value],  # type: ignore[valid-type]
+                min_length=node.min_length,
+                max_length=node.max_length,
+            )
+        if isinstance(node, UnionNode):
+            if any(isinstance(option, TupleNode) for option in node.options):
+                # msgspec 0.23 crashes (segfault) converting to a union of a constrained
+                # scalar and a fixed-length tuple; such unions are left to the walk
+                raise NoFastPath("fixed-length tuples in a union")
+            return Union[tuple(self.build(n) for n in node.options)]  # noqa: UP007
+        if isinstance(node, ObjectNode):
+            return self.object(node)
+        raise NoFastPath(f"{type(node).__name__} (recursive schemas)")
+
+    def object(self, node: ObjectNode) -> Any:
+        if node.extra == "allow":
+            raise NoFastPath("extra fields are kept")
+        msgspec = self.msgspec
+        fields: list[tuple[Any, ...]] = []
+        rename: dict[str, str] = {}
+        for index, field in enumerate(node.fields.values()):
+            name = field.name
+            attribute = name
+            if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
+                attribute = f"field_{index}"
+                rename[attribute] = name
+            kind = self.build(field.node)
+            if field.required:
+                fields.append((attribute, kind))
+            elif field.factory is not None:
+                fields.append((attribute, kind, msgspec.field(default_factory=field.factory)))
+            elif field.has_default:
+                default = field.default
+                if isinstance(default, dict | list):
+                    frozen = copy.deepcopy(default)
+                    fields.append(
+                        (
+                            attribute,
+                            kind,
+                            msgspec.field(default_factory=lambda d=frozen: copy.deepcopy(d)),
+                        )
+                    )
+                else:
+                    fields.append((attribute, kind, default))
+            else:
+                unset = Union[kind, msgspec.UnsetType]  # type: ignore[valid-type,name-defined]  # noqa: UP007
+                fields.append((attribute, unset, msgspec.UNSET))
+        self.count += 1
+        return msgspec.defstruct(
+            f"{node.name or 'Object'}Fast{self.count}",
+            fields,
+            kw_only=True,
+            forbid_unknown_fields=node.extra == "forbid",
+            rename=rename or None,
+        )

@@ -1,0 +1,375 @@
+"""Compiling Python schemas into validation nodes.
+
+Plain annotated classes, dataclasses, TypedDicts and msgspec Structs are read through
+``msgspec.inspect.type_info``, which already understands ``Optional``, unions,
+``Literal``, enums, datetimes and ``Annotated[..., msgspec.Meta(...)]`` constraints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections import abc
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, Union
+
+from .._errors import ConfigurationError
+from ._fast import msgspec_module
+from ._nodes import (
+    AnyNode,
+    BoolNode,
+    BytesNode,
+    DecimalNode,
+    DictNode,
+    EnumNode,
+    Extra,
+    Field,
+    LazyNode,
+    ListNode,
+    LiteralNode,
+    Node,
+    NoneNode,
+    NumberNode,
+    ObjectNode,
+    StrNode,
+    TemporalNode,
+    TupleNode,
+    UnionNode,
+    UUIDNode,
+)
+
+__all__ = ["from_python_type", "is_pydantic_model"]
+
+
+def is_pydantic_model(schema: Any) -> bool:
+    """True for a pydantic (v2) model class."""
+    return isinstance(schema, type) and hasattr(schema, "__pydantic_validator__")
+
+
+def _is_class_schema(schema: Any) -> bool:
+    """A class whose annotations we read field by field (not a Struct or pydantic model)."""
+    if not isinstance(schema, type) or not getattr(schema, "__annotations__", None):
+        return False
+    if dataclasses.is_dataclass(schema) or typing.is_typeddict(schema):
+        return True
+    if is_pydantic_model(schema) or hasattr(schema, "__struct_fields__"):
+        return False
+    return not issubclass(schema, tuple)  # NamedTuples are read by msgspec
+
+
+_CONSTRAINTS = ("gt", "ge", "lt", "le", "multiple_of", "min_length", "max_length", "pattern")
+
+
+def _constraints(marker: Any) -> dict[str, Any] | None:
+    """msgspec.Meta arguments for an annotated-types or pydantic ``Field`` marker.
+
+    None for markers that are not constraints (docs, strings); a constraint that cannot
+    be enforced raises, so nothing is silently left unchecked.
+    """
+    module = type(marker).__module__ or ""
+    if not module.startswith(("annotated_types", "pydantic")):
+        return None
+    found: dict[str, Any] = {}
+    inner = getattr(marker, "metadata", None)  # pydantic FieldInfo
+    if isinstance(inner, list):
+        for item in inner:
+            found.update(_constraints(item) or {})
+        return found
+    for name in _CONSTRAINTS:
+        value = getattr(marker, name, None)
+        if value is not None:
+            found[name] = value
+    if not found and module.startswith("annotated_types"):
+        raise ConfigurationError(f"the constraint {marker!r} cannot be enforced by the validator")
+    return found
+
+
+class _PythonCompiler:
+    def __init__(self, extra: Extra) -> None:
+        self.extra: Extra = extra
+        self.msgspec = msgspec_module()
+        self.memo: dict[int, Node] = {}
+
+    def annotation(self, annotation: Any) -> Node:
+        """The node of a type annotation.
+
+        Unions and generic containers are taken apart here and only their leaves are
+        read through ``msgspec.inspect.type_info``: msgspec 0.23 crashes (segfault)
+        inspecting some unions (a constrained scalar beside a fixed-length tuple).
+        """
+        if _is_class_schema(annotation):
+            return self.class_schema(annotation)
+        origin = typing.get_origin(annotation)
+        args = typing.get_args(annotation)
+        if origin is Union or isinstance(annotation, types.UnionType):
+            return UnionNode([self.annotation(arg) for arg in args])
+        if origin is Annotated and typing.get_origin(args[0]) not in (None, Literal):
+            return _with_lengths(self.annotation(args[0]), self.markers(args[1:]), annotation)
+        if origin in _SEQUENCES or (origin is tuple and len(args) == 2 and args[1] is ...):
+            unique = origin in (set, frozenset, abc.Set)
+            item = self.annotation(args[0]) if args else AnyNode()
+            return ListNode(item, unique=unique, kind="set" if unique else "list")
+        if origin is tuple:
+            return TupleNode([self.annotation(arg) for arg in args if arg != ()])
+        if origin in _MAPPINGS:
+            key, value = (args[0], args[1]) if len(args) == 2 else (str, Any)
+            return DictNode(self.annotation(key), self.annotation(value))
+        try:
+            info = self.msgspec.inspect.type_info(self.rewrite(annotation))
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"unsupported schema type {annotation!r}: {exc}") from exc
+        except NameError as exc:
+            raise _unresolved(annotation, exc) from exc
+        return self.info(info)
+
+    def markers(self, markers: Sequence[Any]) -> dict[str, Any]:
+        """The constraints of ``Annotated`` markers (msgspec.Meta, annotated-types, ...)."""
+        merged: dict[str, Any] = {}
+        for marker in markers:
+            if isinstance(marker, self.msgspec.Meta):
+                for name in _CONSTRAINTS:
+                    value = getattr(marker, name, None)
+                    if value is not None:
+                        merged[name] = value
+            else:
+                merged.update(_constraints(marker) or {})
+        return merged
+
+    def rewrite(self, annotation: Any) -> Any:
+        """Turn annotated-types / pydantic ``Field`` markers into ``msgspec.Meta``."""
+        origin = typing.get_origin(annotation)
+        if origin is None or origin is Literal:
+            return annotation
+        args = typing.get_args(annotation)
+        if origin is Annotated:
+            base, *markers = args
+            kept: list[Any] = []
+            merged: dict[str, Any] = {}
+            for marker in markers:
+                found = _constraints(marker)
+                if found is None:
+                    kept.append(marker)
+                else:
+                    merged.update(found)
+            if merged:
+                kept.append(self.msgspec.Meta(**merged))
+            rebuilt = self.rewrite(base)
+            return Annotated[(rebuilt, *kept)] if kept else rebuilt
+        rewritten = tuple(self.rewrite(arg) for arg in args)
+        if rewritten == args:
+            return annotation
+        if origin is Union or isinstance(annotation, types.UnionType):
+            return Union[rewritten]  # noqa: UP007
+        try:
+            return origin[rewritten if len(rewritten) != 1 else rewritten[0]]
+        except TypeError:
+            return annotation
+
+    def class_schema(self, cls: Any) -> Node:
+        """A plain annotated class, a dataclass or a TypedDict, read field by field."""
+        key = id(cls)
+        if key in self.memo:
+            return self.memo[key]
+        lazy = self.memo[key] = LazyNode()
+        try:
+            hints = typing.get_type_hints(cls, include_extras=True)
+        except Exception as exc:
+            raise _unresolved(cls, exc) from exc
+        defaults = _dataclass_defaults(cls) if dataclasses.is_dataclass(cls) else None
+        required_keys = getattr(cls, "__required_keys__", None)
+        fields = []
+        for name, annotation in hints.items():
+            if typing.get_origin(annotation) is typing.ClassVar or annotation is typing.ClassVar:
+                continue
+            if isinstance(annotation, dataclasses.InitVar):
+                continue
+            node = self.annotation(_strip_required(annotation))
+            if defaults is not None:
+                if name not in defaults:
+                    continue  # init=False fields are not part of the data
+                fields.append(_field(name, node, defaults[name]))
+            elif required_keys is not None:
+                marker = typing.get_origin(annotation)
+                required = (
+                    marker is not typing.NotRequired
+                    if marker in (typing.Required, typing.NotRequired)
+                    else name in required_keys
+                )
+                fields.append(Field(name, node, required=required))
+            elif hasattr(cls, name):
+                default = getattr(cls, name)
+                if callable(default) and not isinstance(default, type):
+                    raise ConfigurationError(
+                        f"{cls.__name__}.{name}: a default must be a value, not {default!r}"
+                    )
+                fields.append(Field(name, node, required=False, default=default))
+            else:
+                fields.append(Field(name, node))
+        node = ObjectNode(cls.__name__, fields, extra=self.extra)
+        lazy.target = node
+        self.memo[key] = node
+        return node
+
+    def info(self, info: Any) -> Node:
+        inspect = self.msgspec.inspect
+        if isinstance(info, inspect.Metadata):
+            return self.info(info.type)
+        simple = _SIMPLE.get(type(info).__name__)
+        if simple is not None:
+            built: Node = simple(info)
+            return built
+        if isinstance(info, inspect.EnumType):
+            return EnumNode(info.cls)
+        if isinstance(info, inspect.LiteralType):
+            return LiteralNode(info.values)
+        if isinstance(info, inspect.UnionType):
+            return UnionNode([self.info(t) for t in info.types])
+        if isinstance(info, inspect.SetType | inspect.FrozenSetType):
+            item = self.info(info.item_type)
+            return ListNode(
+                item,
+                min_length=info.min_length,
+                max_length=info.max_length,
+                unique=True,
+                kind="set",
+            )
+        if isinstance(info, inspect.ListType | inspect.VarTupleType):
+            return ListNode(
+                self.info(info.item_type), min_length=info.min_length, max_length=info.max_length
+            )
+        if isinstance(info, inspect.TupleType):
+            return TupleNode([self.info(t) for t in info.item_types])
+        if isinstance(info, inspect.DictType):
+            return DictNode(
+                self.info(info.key_type),
+                self.info(info.value_type),
+                min_length=info.min_length,
+                max_length=info.max_length,
+            )
+        if isinstance(info, inspect.DataclassType | inspect.TypedDictType):
+            return self.class_schema(info.cls)
+        if isinstance(info, inspect.StructType):
+            return self.object(info)
+        if isinstance(info, inspect.NamedTupleType):
+            return TupleNode([self.info(f.type) for f in info.fields])
+        if isinstance(info, inspect.CustomType) and _is_class_schema(info.cls):
+            return self.class_schema(info.cls)
+        raise ConfigurationError(f"unsupported schema type in {info!r}")
+
+    def object(self, info: Any) -> Node:
+        key = id(info.cls)
+        if key in self.memo:
+            return self.memo[key]
+        lazy = self.memo[key] = LazyNode()
+        nodefault = self.msgspec.NODEFAULT
+        fields = []
+        for f in info.fields:
+            node = self.info(f.type)
+            if f.required:
+                fields.append(Field(f.encode_name, node))
+            elif f.default_factory is not nodefault:
+                fields.append(Field(f.encode_name, node, required=False, factory=f.default_factory))
+            elif f.default is not nodefault:
+                fields.append(Field(f.encode_name, node, required=False, default=f.default))
+            else:
+                fields.append(Field(f.encode_name, node, required=False))
+        extra = self.extra
+        if getattr(info, "forbid_unknown_fields", False):
+            extra = "forbid"
+        node = ObjectNode(info.cls.__name__, fields, extra=extra)
+        lazy.target = node
+        self.memo[key] = node
+        return node
+
+
+_SEQUENCES = (list, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Set, abc.MutableSet)
+_MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
+
+
+def _with_lengths(node: Node, constraints: dict[str, Any], annotation: Any) -> Node:
+    """Apply ``min_length``/``max_length`` to a container node."""
+    other = set(constraints) - {"min_length", "max_length"}
+    if other or not isinstance(node, ListNode | DictNode):
+        raise ConfigurationError(
+            f"{annotation!r}: only min_length/max_length constrain a container"
+        )
+    if "min_length" in constraints:
+        node.min_length = constraints["min_length"]
+    if "max_length" in constraints:
+        node.max_length = constraints["max_length"]
+    return node
+
+
+def _dataclass_defaults(cls: Any) -> dict[str, Any]:
+    """Field name -> (default, factory) for the init fields of a dataclass."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.init:
+            out[f.name] = (f.default, f.default_factory)
+    return out
+
+
+def _field(name: str, node: Node, default: tuple[Any, Any]) -> Field:
+    value, factory = default
+    if factory is not dataclasses.MISSING:
+        return Field(name, node, required=False, factory=factory)
+    if value is not dataclasses.MISSING:
+        return Field(name, node, required=False, default=value)
+    return Field(name, node)
+
+
+def _strip_required(annotation: Any) -> Any:
+    """Drop TypedDict's ``Required``/``NotRequired`` wrappers (``__required_keys__`` has them)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Required or origin is typing.NotRequired:
+        return typing.get_args(annotation)[0]
+    if origin is Annotated:
+        base, *markers = typing.get_args(annotation)
+        return Annotated[(_strip_required(base), *markers)]
+    return annotation
+
+
+def _refuse(kind: str, hint: str) -> Node:
+    raise ConfigurationError(f"{kind} fields cannot be event data (not JSON); {hint}")
+
+
+def _unresolved(schema: Any, exc: Exception) -> ConfigurationError:
+    return ConfigurationError(
+        f"cannot resolve the annotations of {schema!r} ({exc}); a class referenced by name "
+        "in an annotation must be importable from the schema's module"
+    )
+
+
+def _number(kind: Literal["int", "float"]) -> Any:
+    def build(info: Any) -> Node:
+        return NumberNode(
+            kind, gt=info.gt, ge=info.ge, lt=info.lt, le=info.le, multiple_of=info.multiple_of
+        )
+
+    return build
+
+
+_SIMPLE: dict[str, Any] = {
+    "AnyType": lambda info: AnyNode(),
+    "NoneType": lambda info: NoneNode(),
+    "BoolType": lambda info: BoolNode(),
+    "IntType": _number("int"),
+    "FloatType": _number("float"),
+    "StrType": lambda info: StrNode(
+        min_length=info.min_length, max_length=info.max_length, pattern=info.pattern
+    ),
+    "BytesType": lambda info: BytesNode(),
+    "ByteArrayType": lambda info: BytesNode(),
+    "DateTimeType": lambda info: TemporalNode("datetime", info.tz),
+    "TimeType": lambda info: TemporalNode("time", info.tz),
+    "DateType": lambda info: TemporalNode("date"),
+    "TimeDeltaType": lambda info: _refuse("timedelta", "store seconds as a number instead"),
+    "UUIDType": lambda info: UUIDNode(),
+    "DecimalType": lambda info: DecimalNode(),
+}
+
+
+def from_python_type(schema: Any, extra: Extra) -> Node:
+    """Compile an annotated class, dataclass, TypedDict or msgspec Struct."""
+    return _PythonCompiler(extra).annotation(schema)
