@@ -403,3 +403,26 @@ def test_any_event_round_trips_through_our_json_and_the_sdk(data: Any, metadata:
             assert key not in sdk.get_attributes()
     again = Event.from_json(SDK_JSON.write(sdk))
     assert again == event and again.metadata == metadata
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "reason"),
+    [
+        ("type", "a\x00b", "NUL"),
+        ("id", "x\ud800", "lone surrogate"),
+        ("source", "\x00", "NUL"),
+        ("subject", "s\x00", "NUL"),
+    ],
+)
+def test_attributes_no_store_can_hold_are_refused(attribute: str, value: str, reason: str) -> None:
+    document = Event("t", subject="s").to_cloudevent()
+    document[attribute] = value
+    with pytest.raises(SerializationError, match=f"{attribute!r} {'contains'}.*{reason}"):
+        Event.from_cloudevent(document)
+
+
+def test_a_version_beyond_the_greatest_is_refused() -> None:
+    document = Event("t", version=2).to_cloudevent()
+    document["pepperpyversion"] = 2**31
+    with pytest.raises(SerializationError, match="from 1 to 2147483647"):
+        Event.from_cloudevent(document)

@@ -199,10 +199,55 @@ def test_an_event_with_a_past_timestamp_still_gets_a_fresh_increasing_id() -> No
     assert old.id > first.id
 
 
-@pytest.mark.parametrize("version", [0, -1, 1.0, "2", True, None])
+@pytest.mark.parametrize("version", [0, -1, 1.0, "2", True, None, 2**31, 2**63])
 def test_version_must_be_a_positive_int(version: Any) -> None:
     with pytest.raises((TypeError, ValueError)):
         Event("t", version=version)
+
+
+def test_the_greatest_version_is_the_narrowest_backend_column() -> None:
+    assert Event("t", version=2**31 - 1).version == 2**31 - 1
+    with pytest.raises(ValueError, match="from 1 to 2147483647"):
+        Event("t", version=2**31)
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "reason"),
+    [
+        ("type", "user\x00created", "NUL"),
+        ("type", "caf\xe9\x00", "NUL"),
+        ("type", "user.\udc80", "lone surrogate"),
+        ("id", "id\x00", "NUL"),
+        ("id", "\ud800", "lone surrogate"),
+        ("source", "src\x00", "NUL"),
+        ("subject", "\udfff", "lone surrogate"),
+    ],
+)
+def test_names_no_store_can_hold_are_refused(field: str, text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason) as caught:
+        Event(text) if field == "type" else Event("t", **{field: text})
+    assert f"event {field}" in str(caught.value)
+    with pytest.raises(ValueError, match=reason):
+        Event("t").replace(**{field: text})
+
+
+def test_non_ascii_names_are_fine() -> None:
+    event = Event("caf\xe9.cr\xe9\xe9", id="\u2603", source="\U0001f600", subject="\xfc")
+    assert (event.type, event.id, event.source, event.subject) == (
+        "caf\xe9.cr\xe9\xe9",
+        "\u2603",
+        "\U0001f600",
+        "\xfc",
+    )
+
+
+@pytest.mark.parametrize("field", ["source", "subject"])
+@pytest.mark.parametrize("bad", [123, ["a"], ("x", "y"), b"s", ""])
+def test_source_and_subject_are_non_empty_strs(field: str, bad: Any) -> None:
+    with pytest.raises(TypeError, match=f"event {field} must be a non-empty str or None"):
+        Event("t", **{field: bad})
+    with pytest.raises(TypeError, match=f"event {field} must be a non-empty str or None"):
+        Event("t").replace(**{field: bad})
 
 
 def test_version_defaults_to_one() -> None:

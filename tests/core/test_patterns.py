@@ -79,6 +79,10 @@ def test_literals_are_case_sensitive_and_exact() -> None:
         ("a.##.c", 2, "whole token"),
         ("a b", 1, "whitespace"),
         ("a.\tb", 2, "whitespace"),
+        ("a.b\x00c", 3, "control character"),
+        ("a\x1b", 1, "control character"),
+        ("a.\x7f", 2, "control character"),
+        ("a.x\ud800", 3, "lone surrogate"),
     ],
 )
 def test_invalid_patterns_name_position_and_reason(

@@ -13,6 +13,7 @@ from . import _json
 from ._errors import SerializationError
 from ._frozen import _ATOMS, _INT_MAX, _INT_MIN, FrozenDict, freeze, thaw
 from ._ids import CLOCK, format_uuid7, next_counter, now_ns
+from ._text import MAX_VERSION, text_problem
 
 __all__ = ["Event", "make_event", "stored_identity"]
 
@@ -84,6 +85,8 @@ class Event:
     ) -> None:
         if type.__class__ is not str or not type:
             raise TypeError(f"event type must be a non-empty str, got {type!r}")
+        if "\x00" in type or not type.isascii():
+            _check_text(type, "event type")
         self._type = type
         try:
             self._data = freeze(data)
@@ -101,14 +104,17 @@ class Event:
         elif id.__class__ is not str or not id:
             raise TypeError(f"event id must be a non-empty str, got {id!r}")
         else:
+            _check_text(id, "event id")
             self._id = id
             self._ts = now_ns() if timestamp is None else _aware(timestamp, "timestamp")
-        if version.__class__ is not int or version < 1:
-            raise ValueError(f"event version must be an int >= 1, got {version!r}")
+        if version.__class__ is not int or not 1 <= version <= MAX_VERSION:
+            raise _bad_version(version)
         self._version = version
         if source is None and subject is None:
             self._extra = None
         else:
+            _check_optional_text(source, "event source")
+            _check_optional_text(subject, "event subject")
             self._extra = (source, subject, None, None, None, None)
 
     # -- construction used by backends (data already validated) -----------------------
@@ -159,7 +165,7 @@ class Event:
         unknown = set(changes) - _REPLACEABLE
         if unknown:
             raise TypeError(f"replace() got unknown attribute(s): {', '.join(sorted(unknown))}")
-        if "type" in changes or "id" in changes or "version" in changes:
+        if not changes.keys().isdisjoint(_IDENTITY):
             _check_identity(changes)
         event = _new(Event)
         event._type = changes.get("type", self._type)
@@ -379,12 +385,17 @@ class Event:
         spec = obj.get("specversion")
         if spec != "1.0":
             raise SerializationError(f"unsupported CloudEvents specversion {spec!r} (need '1.0')")
-        for attribute in ("id", "source", "type"):
+        for attribute in ("id", "source", "type", "subject"):
             value = obj.get(attribute)
+            if attribute == "subject" and (not isinstance(value, str) or not value):
+                continue  # optional: anything but a non-empty string reads as none
             if not isinstance(value, str) or not value:
                 raise SerializationError(
                     f"CloudEvent attribute {attribute!r} must be a non-empty string"
                 )
+            problem = text_problem(value)
+            if problem is not None:
+                raise SerializationError(f"CloudEvent attribute {attribute!r} {problem}")
         metadata: dict[str, Any] = {}
         packed = obj.get(_METADATA_EXTENSION)
         if packed is not None:
@@ -404,8 +415,14 @@ class Event:
         version = obj.get(_VERSION_EXTENSION, 1)
         if isinstance(version, str) and version.isdigit():
             version = int(version)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise SerializationError(f"{_VERSION_EXTENSION} must be an int >= 1, got {version!r}")
+        if (
+            not isinstance(version, int)
+            or isinstance(version, bool)
+            or not 1 <= version <= MAX_VERSION
+        ):
+            raise SerializationError(
+                f"{_VERSION_EXTENSION} must be an int from 1 to {MAX_VERSION}, got {version!r}"
+            )
         source = obj["source"]
         subject = obj.get("subject")
         return cls._restore(
@@ -416,7 +433,7 @@ class Event:
             timestamp,
             version,
             None if source == _DEFAULT_SOURCE else source,
-            subject if isinstance(subject, str) else None,
+            subject if isinstance(subject, str) and subject else None,
         )
 
     def to_json(self) -> bytes:
@@ -435,17 +452,45 @@ def stored_identity(event: Event) -> tuple[str, int]:
     return event.id, ts // 1000 if isinstance(ts, int) else (ts - _EPOCH) // _ONE_US
 
 
+#: the attributes whose ``replace()`` runs the constructor's checks
+_IDENTITY = frozenset({"type", "id", "version", "source", "subject"})
+
+
 def _check_identity(changes: Mapping[str, Any]) -> None:
-    """Apply the constructor's checks to a ``replace()`` of type, id or version."""
+    """Apply the constructor's checks to a ``replace()`` of type, id, version, etc."""
     kind = changes.get("type", "x")
     if kind.__class__ is not str or not kind:
         raise TypeError(f"event type must be a non-empty str, got {kind!r}")
+    _check_text(kind, "event type")
     event_id = changes.get("id", "x")
     if event_id.__class__ is not str or not event_id:
         raise TypeError(f"event id must be a non-empty str, got {event_id!r}")
+    _check_text(event_id, "event id")
     version = changes.get("version", 1)
-    if version.__class__ is not int or version < 1:
-        raise ValueError(f"event version must be an int >= 1, got {version!r}")
+    if version.__class__ is not int or not 1 <= version <= MAX_VERSION:
+        raise _bad_version(version)
+    _check_optional_text(changes.get("source"), "event source")
+    _check_optional_text(changes.get("subject"), "event subject")
+
+
+def _check_text(text: str, what: str) -> None:
+    """Refuse a name or identity no store can hold as it is (see ``_text``)."""
+    problem = text_problem(text)
+    if problem is not None:
+        raise ValueError(f"{what} {text!r} {problem}")
+
+
+def _check_optional_text(value: Any, what: str) -> None:
+    """``value`` is None or a non-empty str a store can hold (CloudEvents' rule)."""
+    if value is None:
+        return
+    if value.__class__ is not str or not value:
+        raise TypeError(f"{what} must be a non-empty str or None, got {value!r}")
+    _check_text(value, what)
+
+
+def _bad_version(version: Any) -> ValueError:
+    return ValueError(f"event version must be an int from 1 to {MAX_VERSION}, got {version!r}")
 
 
 def _is_int32(value: Any) -> bool:

@@ -55,6 +55,14 @@ def _tokens(text: str, *, wildcards: bool) -> tuple[str, ...]:
                     raise PatternError(text, position + offset, reason)
                 if char.isspace():
                     raise PatternError(text, position + offset, "whitespace is not allowed")
+                if char < " " or char == "\x7f":
+                    raise PatternError(
+                        text, position + offset, f"control character {char!r} is not allowed"
+                    )
+                if "\ud800" <= char <= "\udfff":
+                    raise PatternError(
+                        text, position + offset, f"lone surrogate {char!r} is not valid UTF-8"
+                    )
         elif not wildcards:
             raise PatternError(text, position, f"wildcard {token!r} is not allowed in a topic")
         position += len(token) + 1

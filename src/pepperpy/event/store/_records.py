@@ -18,6 +18,7 @@ from .._errors import SerializationError, ValidationError, ValidationProblem
 from .._event import Event, stored_identity
 from .._frozen import check_json
 from .._ids import format_uuid7, new_uuid7_texts, next_counter, now_ns
+from .._text import text_problem
 from .base import FreshRecord, NewRecord
 
 __all__ = ["encode_data", "event_records"]
@@ -103,6 +104,11 @@ def _plain_record(item: dict[str, Any], index: int, single: bool, now: int) -> N
     if event_type.__class__ is not str or not event_type:
         where = "$" if single else f"$[{index}]"
         raise _invalid(f"{where}.type", "a non-empty str", event_type, "missing event type")
+    if "\x00" in event_type or not event_type.isascii():
+        problem = text_problem(event_type)
+        if problem is not None:
+            where = "$" if single else f"$[{index}]"
+            raise _invalid(f"{where}.type", "text a store can hold", event_type, problem)
     data = item.get("data")
     metadata = item.get("metadata")
     try:
@@ -141,7 +147,13 @@ def _plain_batch(items: Sequence[dict[str, Any]], now: int) -> list[NewRecord]:
     for index, item in enumerate(items):
         event_type = item.get("type")
         metadata = item.get("metadata")
-        if event_type.__class__ is not str or not event_type or metadata is not None:
+        if (
+            event_type.__class__ is not str
+            or not event_type
+            or metadata is not None
+            or "\x00" in event_type
+            or not event_type.isascii()
+        ):
             # the rare and the wrong: the one-by-one path says what is wrong
             record = _plain_record(item, index, False, now)
             append(record._replace(id=ids[index]))

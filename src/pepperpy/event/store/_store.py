@@ -50,6 +50,9 @@ __all__ = ["EventStore", "open_backend"]
 
 #: associated data binding an encrypted snapshot to its stream (event ids never equal it)
 _SNAPSHOT_AAD = "snapshot"
+#: the greatest position or global position a store can hold (SQLite's and PostgreSQL's
+#: 64-bit integers): larger ones are refused up front, the same on every backend
+MAX_POSITION = 2**63 - 1
 
 Upcaster = Callable[[Any], Any]
 F = TypeVar("F", bound=Upcaster)
@@ -255,8 +258,12 @@ class EventStore:
         """
         self._check_open()
         parse_topic(stream)
-        if start_pos is not None and (start_pos.__class__ is not int or start_pos < 0):
-            raise ValueError(f"start_pos must be an int >= 0 or None, got {start_pos!r}")
+        if start_pos is not None and (
+            start_pos.__class__ is not int or not 0 <= start_pos <= MAX_POSITION
+        ):
+            raise ValueError(
+                f"start_pos must be an int from 0 to {MAX_POSITION} or None, got {start_pos!r}"
+            )
         self._check_read(stream)
         backend = self._backend
         prepare = self._prepare if self.encryption is not None else None
@@ -357,8 +364,11 @@ class EventStore:
         """Keep ``state`` (JSON-able) as the stream's state as of position ``version``."""
         self._check_open()
         parse_topic(stream)
-        if version.__class__ is not int or version < 0:
-            raise ValueError(f"snapshot version must be an int >= 0, got {version!r}")
+        if version.__class__ is not int or not 0 <= version <= MAX_POSITION:
+            raise ValueError(
+                f"snapshot version must be a stream position, an int from 0 to {MAX_POSITION}, "
+                f"got {version!r}"
+            )
         if self.access is not None:
             self.access.check("append", stream)
         encoded = _json.dumps(state)
@@ -488,13 +498,13 @@ _fromtimestamp = datetime.fromtimestamp
 def _check_expected(expected: ExpectedVersion) -> None:
     if isinstance(expected, StreamExpectation):
         return
-    if expected.__class__ is not int or expected < 0:
+    if expected.__class__ is not int or not 0 <= expected <= MAX_POSITION:
         raise ValueError(
-            "expected_version must be a stream position (int >= 0), NO_STREAM, "
-            f"STREAM_EXISTS or ANY; got {expected!r}"
+            f"expected_version must be a stream position (an int from 0 to {MAX_POSITION}), "
+            f"NO_STREAM, STREAM_EXISTS or ANY; got {expected!r}"
         )
 
 
 def _check_position(position: int) -> None:
-    if position.__class__ is not int or position < 0:
-        raise ValueError(f"from_position must be an int >= 0, got {position!r}")
+    if position.__class__ is not int or not 0 <= position <= MAX_POSITION:
+        raise ValueError(f"from_position must be an int from 0 to {MAX_POSITION}, got {position!r}")
