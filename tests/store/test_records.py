@@ -113,6 +113,35 @@ async def test_metadata_holding_nan_is_refused_and_nothing_is_written() -> None:
         assert event.metadata == {"note": None}
 
 
+@pytest.mark.parametrize(
+    ("given", "path", "reason"),
+    [
+        ({"type": "Order Paid"}, "$.type", "whitespace"),
+        ({"type": "users.*"}, "$.type", "wildcard"),
+        ([{"type": "a"}, {"type": "b..c"}], "$[1].type", "empty token"),
+        ([{"type": "a"}, {"type": "b\x00c"}], "$[1].type", "control character"),
+        ({"type": "x y", "id": "e-1"}, "$.type", "whitespace"),
+    ],
+)
+async def test_an_event_type_that_is_not_a_topic_is_refused_and_nothing_written(
+    given: Any, path: str, reason: str
+) -> None:
+    from pepperpy.event import Event, EventStore, ValidationError
+
+    async with EventStore() as store:
+        with pytest.raises(ValidationError, match=reason) as caught:
+            await store.append("types.1", given)
+        assert caught.value.errors[0].path == path
+        with pytest.raises(ValidationError, match="whitespace"):
+            await store.append("types.1", Event("Order Paid"))
+        assert await store.stream_version("types.1") is None
+        await store.append("types.1", [{"type": "caf\xe9.cr\xe9\xe9"}, Event("order.paid")])
+        assert [e.type for e in await store.get_stream("types.1")] == [
+            "caf\xe9.cr\xe9\xe9",
+            "order.paid",
+        ]
+
+
 @given(_json_values)
 def test_freezing_parsed_json_without_checks_equals_the_checked_freeze(data: Any) -> None:
     # the read path freezes what orjson parsed with freeze_parsed (containers only);

@@ -14,11 +14,11 @@ from typing import Any
 import orjson
 
 from .. import _json
-from .._errors import SerializationError, ValidationError, ValidationProblem
+from .._errors import PatternError, SerializationError, ValidationError, ValidationProblem
 from .._event import Event, stored_identity
 from .._frozen import check_json
 from .._ids import format_uuid7, new_uuid7_texts, next_counter, now_ns
-from .._text import text_problem
+from .._patterns import parse_topic
 from .base import FreshRecord, NewRecord
 
 __all__ = ["encode_data", "event_records"]
@@ -78,6 +78,8 @@ def _event_record(event: Event, where: str) -> NewRecord:
     (Treating a new event's id as minted, as for dicts, would let a second append of the
     same object overtake the first on its way to the writer and be stored twice.)
     """
+    if event.type not in _TOPICS:
+        _check_type(event.type, where)
     event_id, micros = stored_identity(event)
     try:
         data = _held(_json.dumps(event.data))
@@ -104,11 +106,8 @@ def _plain_record(item: dict[str, Any], index: int, single: bool, now: int) -> N
     if event_type.__class__ is not str or not event_type:
         where = "$" if single else f"$[{index}]"
         raise _invalid(f"{where}.type", "a non-empty str", event_type, "missing event type")
-    if "\x00" in event_type or not event_type.isascii():
-        problem = text_problem(event_type)
-        if problem is not None:
-            where = "$" if single else f"$[{index}]"
-            raise _invalid(f"{where}.type", "text a store can hold", event_type, problem)
+    if event_type not in _TOPICS:
+        _check_type(event_type, "$" if single else f"$[{index}]")
     data = item.get("data")
     metadata = item.get("metadata")
     try:
@@ -151,8 +150,7 @@ def _plain_batch(items: Sequence[dict[str, Any]], now: int) -> list[NewRecord]:
             event_type.__class__ is not str
             or not event_type
             or metadata is not None
-            or "\x00" in event_type
-            or not event_type.isascii()
+            or event_type not in _TOPICS
         ):
             # the rare and the wrong: the one-by-one path says what is wrong
             record = _plain_record(item, index, False, now)
@@ -234,6 +232,30 @@ def _from_mapping(item: Any, where: str) -> Event:
         if exc.__class__.__module__.startswith("pepperpy"):
             raise  # SerializationError etc. already say what is wrong
         raise _invalid(where, "a valid event", item, str(exc)) from exc
+
+
+#: event types known to be valid topics (bounded; a hit costs a set lookup)
+_TOPICS: set[str] = set()
+_MAX_TOPICS = 4096
+
+
+def _check_type(event_type: str, where: str) -> None:
+    """Refuse an event type that is not a topic: patterns could never match it.
+
+    Stored types are matched by store filters, subscriptions, replay and projections
+    with the topic pattern language, so a type such as ``"Order Paid"`` is refused here,
+    naming the reason, rather than stored and matched by nothing.
+    """
+    try:
+        parse_topic(event_type)
+    except PatternError as exc:
+        problem = f"{exc.reason} (at {exc.position})"
+        raise _invalid(
+            f"{where}.type", "a topic (dot-separated tokens)", event_type, problem
+        ) from None
+    if len(_TOPICS) >= _MAX_TOPICS:
+        _TOPICS.clear()
+    _TOPICS.add(event_type)
 
 
 def _invalid(path: str, expected: str, actual: Any, message: str) -> ValidationError:
