@@ -13,6 +13,11 @@ Backends live side by side and have the same shape: :class:`MemoryCheckpointStor
 :class:`SQLiteCheckpointStore` (its own ``sqlite3`` connection to the event store's
 file) and :class:`PostgresCheckpointStore` (its own ``asyncpg`` connection to the event
 store's database). :func:`open_checkpoint_store` picks one from a URL.
+
+A save cannot be taken back half-way: SQLite's runs in a worker thread that goes on
+after its caller is cancelled, and a PostgreSQL statement may commit before a cancel
+request reaches the server. Callers therefore await saves through :func:`settled`, so
+they always know whether the checkpoint moved.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ import asyncio
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from . import _json
 from ._deps import require
@@ -39,10 +45,13 @@ __all__ = [
     "PostgresCheckpointStore",
     "SQLiteCheckpointStore",
     "open_checkpoint_store",
+    "settled",
     "sqlite_path",
 ]
 
 TABLE = "pepperpy_checkpoints"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +100,29 @@ class CheckpointStore(ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+async def settled(operation: Coroutine[Any, Any, T]) -> T:
+    """Run ``operation`` to its end even if the awaiting task is cancelled meanwhile.
+
+    Meant for a checkpoint save together with the bookkeeping that follows it (the
+    position the next compare-and-set expects): cancelled half-way, the save might still
+    commit unseen. Here it finishes and its outcome is recorded first; then the
+    cancellation is re-raised, from the operation's exception if it failed. Without a
+    cancellation, the operation's result or exception is passed on as usual.
+    """
+    task = asyncio.ensure_future(operation)
+    interrupted: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            # unlike wait_for, wait leaves the task running when the waiter is cancelled
+            await asyncio.wait((task,))
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+    if interrupted is None:
+        return task.result()
+    failure = None if task.cancelled() else task.exception()
+    raise interrupted from failure
 
 
 def _conflict(name: str, previous: int | None, actual: int | None) -> ConcurrencyError:

@@ -13,6 +13,9 @@ not committed. That is exactly-once *state*, provided handlers only change the s
 subscriber with idempotent handling). With a memory store nothing survives the process,
 so projections there are at-least-once and handlers should be idempotent.
 
+Events whose stored type is not a valid topic (written before the store refused such
+types) match no handler and are skipped, as the store's own filters skip them.
+
 A handler that raises aborts the run with :class:`ReplayError`: the half-applied batch
 is thrown away and the state reloaded from the last commit, so a fixed handler resumes
 from a consistent point.
@@ -26,12 +29,19 @@ from collections.abc import AsyncIterable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _json
-from ._checkpoints import CheckpointStore, open_checkpoint_store
+from ._checkpoints import CheckpointStore, open_checkpoint_store, settled
 from ._errors import ConfigurationError, ReplayError
 from ._event import Event
 from ._handlers import is_async_callable
 from ._patterns import PatternIndex, parse_pattern
-from ._replay import Patterns, ReplayReport, handler_name, patterns_of, store_url
+from ._replay import (
+    Patterns,
+    ReplayReport,
+    handler_name,
+    handlers_for,
+    patterns_of,
+    store_url,
+)
 
 if TYPE_CHECKING:
     from .store import EventStore
@@ -193,7 +203,7 @@ class Projection:
                     raise ReplayError(f"event {event.id} read from the store has no position")
                 if last is not None and position <= last:
                     continue  # already applied (a subscription may overlap the catch-up)
-                chosen = self._handlers.match(event.type)
+                chosen = handlers_for(self._handlers, event.type)
                 if chosen:
                     state = await self._apply(chosen, state, event)
                     applied += 1
@@ -239,6 +249,11 @@ class Projection:
             return
         # state is stored as JSON; keep the in-memory copy identical to what a reload gives
         stored = _json.loads(_json.dumps(state))
+        # settled: a save cancelled half-way may still commit; state and position in
+        # memory must follow whatever reached the disk
+        await settled(self._save(stored, position))
+
+    async def _save(self, stored: Any, position: int) -> None:
         await self.state_store.save(self._key, position, stored, previous=self._position)
         self._state, self._position = stored, position
 

@@ -17,6 +17,10 @@ With ``checkpoint="name"`` the last processed position is saved (every
 re-run continues after it. Replay handlers are therefore at-least-once across crashes
 (up to ``checkpoint_every`` events may be seen again); for exactly-once state use a
 :class:`~pepperpy.event.Projection`.
+
+A stored type that is not a valid topic (``"Order Placed"``, written before the store
+refused such types) matches no handler and no ``types`` pattern: the event is skipped,
+as the store's own filters skip it, instead of stopping every later event from replaying.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from ._checkpoints import CheckpointStore, open_checkpoint_store
-from ._errors import ConfigurationError, ReplayError
+from ._checkpoints import CheckpointStore, open_checkpoint_store, settled
+from ._errors import ConfigurationError, PatternError, ReplayError
 from ._event import Event
 from ._handlers import is_async_callable
 from ._patterns import PatternIndex, matches, parse_pattern
@@ -53,6 +57,7 @@ __all__ = [
 logger = logging.getLogger("pepperpy.event.replay")
 
 H = TypeVar("H", bound=Callable[..., Any])
+T = TypeVar("T")
 Patterns = str | Sequence[str] | None
 ProgressCallback = Callable[["ReplayProgress"], Any]
 OnError = Literal["continue", "stop"]
@@ -230,8 +235,11 @@ class EventReplay:
         return decorator
 
     def handlers(self, event_type: str) -> list[Callable[..., Any]]:
-        """The handlers an event of ``event_type`` goes to, in call order."""
-        return [h.function for h in self._handlers.match(event_type)]
+        """The handlers an event of ``event_type`` goes to, in call order.
+
+        Empty for a type that is not a valid topic: replay skips such stored events.
+        """
+        return [h.function for h in handlers_for(self._handlers, event_type)]
 
     # -- checkpoints ----------------------------------------------------------------
 
@@ -374,6 +382,26 @@ def patterns_of(value: Patterns) -> tuple[str, ...] | None:
     return items
 
 
+def handlers_for(index: PatternIndex[T], event_type: str) -> tuple[T, ...]:
+    """What ``index`` holds for a stored event's type; nothing if it is not a valid topic.
+
+    Older stores may hold such types; like the store's read filters, replay and
+    projections let them match no pattern rather than fail on them.
+    """
+    try:
+        return index.match(event_type)
+    except PatternError:
+        return ()
+
+
+def type_matches(patterns: tuple[str, ...], event_type: str) -> bool:
+    """True when a stored event's type matches one of ``patterns`` (already validated)."""
+    try:
+        return any(matches(pattern, event_type) for pattern in patterns)
+    except PatternError:  # the type is not a valid topic: it matches no pattern
+        return False
+
+
 def _start(start_pos: int) -> int:
     if not isinstance(start_pos, int) or isinstance(start_pos, bool) or start_pos < 0:
         raise ConfigurationError(f"start_pos must be an int >= 0, got {start_pos!r}")
@@ -464,7 +492,7 @@ class _Run:
 
     async def execute(self, reader: EventReader) -> ReplayReport:
         self.started = time.perf_counter()
-        match = self.replay._handlers.match
+        index = self.replay._handlers
         types, window, position_of = self.types, self.window, self.position_of
         isawaitable = inspect.isawaitable
         windowed = window.start is not None or window.end is not None
@@ -474,10 +502,10 @@ class _Run:
         try:
             async for event in reader:
                 chosen: tuple[_Handler, ...] = ()
-                if (types is None or any(matches(p, event.type) for p in types)) and (
+                if (types is None or type_matches(types, event.type)) and (
                     not windowed or event.timestamp in window
                 ):
-                    chosen = match(event.type)
+                    chosen = handlers_for(index, event.type)
                 if chosen:
                     if self.speed is not None:
                         await self._pace(event.timestamp)
@@ -590,13 +618,15 @@ class _Run:
             return
         if self.last_position == self.saved_position:
             return
+        # settled: a save cancelled half-way may still commit, and the next save's
+        # compare-and-set must know whether it did
+        await settled(self._save(self.checkpoint, self.last_position))
+
+    async def _save(self, key: str, position: int) -> None:
         await self.replay.checkpoints.save(
-            self.checkpoint,
-            self.last_position,
-            {"scope": self.scope},
-            previous=self.saved_position,
+            key, position, {"scope": self.scope}, previous=self.saved_position
         )
-        self.saved_position = self.last_position
+        self.saved_position = position
 
     async def _report_progress(self) -> None:
         assert self.progress is not None
