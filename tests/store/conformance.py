@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import pickle
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -41,6 +41,42 @@ MakeStore = Callable[[], EventStore]
 
 def batch(count: int, type: str = "thing.happened", **data: Any) -> list[dict[str, Any]]:
     return [{"type": type, "data": {"n": n, **data}} for n in range(count)]
+
+
+def announce_waits(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[], asyncio.Event]:
+    """Make the backend's ``wait`` announce itself once it has begun, per event loop.
+
+    Returns ``waits()``: an event of the running loop, set once a subscription on that
+    loop is inside the backend's wait (or that wait failed at once).
+    """
+    original = store.backend.wait
+    started: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
+
+    def waits() -> asyncio.Event:
+        flag = started[asyncio.get_running_loop()] = asyncio.Event()
+        return flag
+
+    async def announcing(position: int) -> None:
+        waiting = asyncio.ensure_future(original(position))
+        await asyncio.sleep(0)  # the backend's wait has run up to its first suspension
+        flag = started.get(asyncio.get_running_loop())
+        if flag is not None:
+            flag.set()
+        await waiting
+
+    monkeypatch.setattr(store.backend, "wait", announcing)
+    return waits
+
+
+async def first_done(*awaitables: Awaitable[Any]) -> None:
+    """Wait until one of ``awaitables`` is done; cancel the others that were not futures."""
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for awaitable, task in zip(awaitables, tasks, strict=True):
+        if task is not awaitable:
+            task.cancel()
 
 
 class StoreConformance:
@@ -605,6 +641,43 @@ class StoreConformance:
         await store.close()
         await asyncio.wait_for(follower, 5)
 
+    def test_a_subscription_follows_live_appends_on_a_later_event_loop(
+        self, store_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # one store used by two event loops in turn (two asyncio.run calls): the live
+        # wake-up must not stay bound to the first loop that waited on it
+        store = EventStore(store_url)
+        waits = announce_waits(store, monkeypatch)
+
+        async def wait_live_then_give_up() -> None:
+            started = waits()
+            await store.append("loop.1", {"type": "first"})
+            subscription = store.subscribe(1)
+            pending = asyncio.ensure_future(anext(subscription))
+            async with asyncio.timeout(10):
+                await started.wait()
+                await asyncio.sleep(0.05)  # waiting for good, not just starting to
+                await subscription.aclose()
+                with pytest.raises(StopAsyncIteration):
+                    await pending
+
+        async def follow_live_on_a_new_loop() -> str:
+            started = waits()
+            try:
+                subscription = store.subscribe(1)
+                pending = asyncio.ensure_future(anext(subscription))
+                async with asyncio.timeout(10):
+                    await first_done(pending, started.wait())
+                    await store.append("loop.1", {"type": "live"})
+                    event = await pending
+                await subscription.aclose()
+                return event.type
+            finally:
+                await store.close()
+
+        asyncio.run(wait_live_then_give_up())
+        assert asyncio.run(follow_live_on_a_new_loop()) == "live"
+
     # -- snapshots ------------------------------------------------------------------
 
     async def test_snapshots_save_load_and_replace(self, store: EventStore) -> None:
@@ -704,6 +777,26 @@ class StoreConformance:
         assert all(loser.actual == 1 for loser in losers)
         assert len(others) == 10
         assert await store.stream_version("race.1") == 1
+
+    async def test_an_append_cancelled_before_the_writer_takes_it_is_not_written(
+        self, store: EventStore
+    ) -> None:
+        # a backend either finishes an append before its caller can be cancelled (memory:
+        # no await inside) or only hands it to a writer, which skips it if its caller was
+        # cancelled before the writer took it; either way, the caller's outcome is the truth
+        await store.append("warm.1", {"type": "t"})
+        cancelled_one = Event("order.placed", {"n": 1})
+        doomed = asyncio.ensure_future(store.append("order.1", cancelled_one))
+        kept = asyncio.ensure_future(store.append("order.2", {"type": "order.placed"}))
+        await asyncio.sleep(0)  # both calls run up to their first wait, if they have one
+        doomed.cancel()
+        await asyncio.wait_for(asyncio.wait((doomed, kept)), 10)
+        assert (await kept).next_expected_version == 0
+        written = [event.id for event in await store.get_stream("order.1")]
+        assert written == ([] if doomed.cancelled() else [cancelled_one.id])
+        # a retry with the same event is stored once, whatever happened to the first try
+        await store.append("order.1", cancelled_one)
+        assert [event.id for event in await store.get_stream("order.1")] == [cancelled_one.id]
 
     # -- lifecycle ------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import sqlite3
 import threading
 import time
@@ -19,7 +20,9 @@ from pepperpy.event import (
     StoreError,
     StreamDeletedError,
 )
-from tests.store.conformance import MakeStore, StoreConformance
+from pepperpy.event.store import sqlite as sqlite_backend
+from pepperpy.event.store._sqlite_writer import Writer
+from tests.store.conformance import MakeStore, StoreConformance, announce_waits, first_done
 from tests.store.crash import assert_survives_sigkill
 
 
@@ -360,6 +363,89 @@ async def test_appends_batched_when_the_writer_stops_from_another_thread_fail_cl
     await asyncio.to_thread(writer.join, 5)
     assert not writer.is_alive()
     await store.close()
+
+
+async def test_a_failed_first_open_is_tried_again_by_the_next_call(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the file's directory does not exist yet: the callers waiting for the open get its
+    # error and that writer ends; once the cause is gone, the next call opens the file,
+    # and no read ever runs against a file without the schema
+    started: list[Writer] = []
+
+    class RecordingWriter(Writer):
+        def start(self) -> None:
+            started.append(self)
+            super().start()
+
+    monkeypatch.setattr(sqlite_backend, "Writer", RecordingWriter)
+    directory = tmp_path / "not-yet"
+    store = EventStore(f"sqlite:///{directory}/events.db")
+    try:
+        outcomes = await asyncio.gather(
+            store.append("x.1", {"type": "t"}),
+            store.stream_version("x.1"),
+            return_exceptions=True,
+        )
+        assert all(isinstance(o, StoreError) for o in outcomes), outcomes
+        assert all("unable to open" in str(o) for o in outcomes), outcomes
+        with pytest.raises(StoreError, match="unable to open"):  # a read opens again too
+            await store.get_stream("x.1")
+        assert len(started) == 2 and not any(writer.is_alive() for writer in started)
+        directory.mkdir()
+        assert await store.stream_version("x.1") is None  # a read first: the schema is made
+        assert (await store.append("x.1", {"type": "t"})).next_expected_version == 0
+        assert len(started) == 3 and started[-1].is_alive()
+    finally:
+        await store.close()
+    assert not started[-1].is_alive()
+
+
+async def test_subscriptions_on_two_running_loops_are_woken_at_once(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # callers on other loops (threads) work; a commit wakes the subscriptions waiting on
+    # every loop at once, whichever loop appended (not at the next poll: it is an hour)
+    monkeypatch.setattr(sqlite_backend, "POLL_INTERVAL", 3600.0)
+    store = EventStore(sqlite_url)
+    waits = announce_waits(store, monkeypatch)
+
+    async def follow_on_another_loop() -> list[str]:
+        started = waits()
+        there = store.subscribe(1)
+        pending = asyncio.ensure_future(anext(there))
+        async with asyncio.timeout(10):
+            await first_done(pending, started.wait())
+            await store.append("loop.1", {"type": "from.there"})
+            seen = [(await pending).type, (await anext(there)).type]
+        await there.aclose()
+        return seen
+
+    try:
+        await store.append("loop.1", {"type": "first"})
+        started = waits()
+        here = store.subscribe(1)
+        pending = asyncio.ensure_future(anext(here))
+        async with asyncio.timeout(10):
+            await first_done(pending, started.wait())
+            there = asyncio.ensure_future(asyncio.to_thread(asyncio.run, follow_on_another_loop()))
+            assert (await pending).type == "from.there"
+            await store.append("loop.1", {"type": "from.here"})
+            assert await there == ["from.there", "from.here"]
+        await here.aclose()
+    finally:
+        await store.close()
+
+
+def test_a_later_loop_is_woken_by_its_own_appends_at_once(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the first loop is gone: commits must be reported on the loop that appended, not
+    # only on the first loop (then the subscription would wait for the poll: an hour)
+    monkeypatch.setattr(sqlite_backend, "POLL_INTERVAL", 3600.0)
+    TestSQLiteStore().test_a_subscription_follows_live_appends_on_a_later_event_loop(
+        sqlite_url, monkeypatch
+    )
 
 
 class TestSQLiteStoreWithAShortTail(TestSQLiteStore):

@@ -69,6 +69,18 @@ def _settle_all(
         on_commit(head)
 
 
+def _uncancelled(group: list[_Job]) -> list[_Job]:
+    """The group without the jobs whose callers were cancelled before the writer took them.
+
+    Reading a future's state from this thread is safe; a cancellation that comes later
+    is too late (the job may be written, and its caller never learns the outcome).
+    """
+    for job in group:
+        if job.future.cancelled():
+            return [job for job in group if not job.future.cancelled()]
+    return group
+
+
 def _rows(group: list[_Job]) -> int:
     """How many events the group appends."""
     return sum(len(job.append.records) for job in group if job.append is not None)
@@ -100,14 +112,14 @@ class Writer(threading.Thread):
         self,
         path: str,
         synchronous: str,
-        loop: asyncio.AbstractEventLoop,
         on_commit: Callable[[int], None],
     ) -> None:
         super().__init__(name="pepperpy-sqlite-writer", daemon=True)
         self._path = path
         self._synchronous = synchronous
-        #: called on ``loop`` after each durable commit, with the next global position
-        self._on_commit = (loop, on_commit)
+        #: called after each durable commit, with the next global position, on the loop
+        #: of every caller the commit answers (thread-safe: callers may use several loops)
+        self._on_commit = on_commit
         self.jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._batch: list[_Job] | None = None
         self._batch_loop: asyncio.AbstractEventLoop | None = None
@@ -182,6 +194,9 @@ class Writer(threading.Thread):
                 if first is None:
                     break
                 group, stopping = self._gather(first, last_size, last_commit)
+            group = _uncancelled(group)
+            if not group:
+                continue
             if self._unanswered is None:
                 if len(group) >= SPLIT_AT:
                     half = len(group) // 2
@@ -247,7 +262,7 @@ class Writer(threading.Thread):
 
     def _answer(self, group: list[_Job], outcomes: list[Any], committed: int | None) -> None:
         """Resolve the group's futures and report the commit: one wake-up per event loop."""
-        notify_loop, on_commit = self._on_commit
+        wake = self._on_commit if committed is not None else None
         by_loop: dict[asyncio.AbstractEventLoop, tuple[list[Any], list[Any]]] = {}
         loop = group[0].loop
         if all(job.loop is loop for job in group):
@@ -257,10 +272,7 @@ class Writer(threading.Thread):
                 futures, answers = by_loop.setdefault(job.loop, ([], []))
                 futures.append(job.future)
                 answers.append(outcome)
-        if committed is not None and notify_loop not in by_loop:
-            by_loop[notify_loop] = ([], [])
         for loop, (futures, answers) in by_loop.items():
-            wake = on_commit if committed is not None and loop is notify_loop else None
             with contextlib.suppress(RuntimeError):  # that loop is gone
                 loop.call_soon_threadsafe(_settle_all, futures, answers, wake, committed)
 

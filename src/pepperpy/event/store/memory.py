@@ -2,16 +2,17 @@
 
 It keeps the same serialized rows as the durable backends (so events read back look
 exactly alike on every backend) in a list indexed by global position. Every method runs
-without awaiting in the middle, which makes each append atomic on the event loop.
+without awaiting in the middle, which makes each append atomic on the event loop (and
+an append whose caller is cancelled is either done or not started: there is no window).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 
 from .._errors import ClosedError
+from ._waiters import LoopWaiters
 from .base import (
     AppendResult,
     ExpectedVersion,
@@ -43,7 +44,7 @@ class MemoryBackend(StoreBackend):
         self._log: list[Row] = []  # index == global position
         self._streams: dict[str, _Stream] = {}
         self._snapshots: dict[str, SnapshotRow] = {}
-        self._changed: asyncio.Event | None = None
+        self._waiters = LoopWaiters()
         self._closed = False
 
     def _check_open(self) -> None:
@@ -80,10 +81,7 @@ class MemoryBackend(StoreBackend):
             position += 1
         entry.state.next_position = position
         entry.state.deleted = False
-        changed = self._changed
-        if changed is not None:
-            self._changed = None
-            changed.set()
+        self._waiters.wake()
         return AppendResult(position - 1, len(log) - 1)
 
     async def read_stream(
@@ -145,14 +143,12 @@ class MemoryBackend(StoreBackend):
         return self._snapshots.get(stream)
 
     async def wait(self, position: int) -> None:
-        while len(self._log) <= position and not self._closed:
-            if self._changed is None:
-                self._changed = asyncio.Event()
-            await self._changed.wait()
+        while True:
+            woken = self._waiters.register()
+            if len(self._log) > position or self._closed:
+                return
+            await woken.wait()
 
     async def close(self) -> None:
         self._closed = True
-        changed = self._changed
-        if changed is not None:
-            self._changed = None
-            changed.set()
+        self._waiters.wake()

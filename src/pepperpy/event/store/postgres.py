@@ -11,6 +11,10 @@ Live subscriptions wake on ``LISTEN``/``NOTIFY`` (the appending transaction noti
 commit) through one listener connection per store, reconnected if it drops; after a
 reconnect every waiter re-reads, so notifications lost in between cost nothing.
 
+asyncpg connections work on the event loop that opened them only, so each loop using a
+store gets its own pool, committer and listener (``_OnLoop``): a store keeps working after
+``asyncio.run`` ends, and from loops in other threads.
+
 The schema is created and migrated on first use, under an advisory lock (two processes
 starting at once take turns), and recorded in ``pepperpy_schema_version``. The URL option
 ``?schema=name`` keeps a store's tables in that PostgreSQL schema (created if missing), so
@@ -21,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
+import threading
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -54,9 +60,14 @@ _POOL_SIZE = 8
 #: most appends committed in one transaction
 _MAX_GROUP = 512
 _DEADLOCK_RETRIES = 3
+#: SQLSTATE classes of errors caused by a value written, not by the connection or server
+_REFUSALS = frozenset({"22", "23", "54"})
 #: while the listener is down, waiters re-read this often
 _RECONNECT_INTERVAL = 0.5
 _LISTENER_NAME = "pepperpy-event-listener"
+
+#: one caller's append waiting for its group commit, and the future it waits on
+_Job = tuple[PendingAppend, "asyncio.Future[AppendResult]"]
 
 _COLUMNS = (
     "global_position, stream, position, id, type, version, data, metadata, "
@@ -145,6 +156,74 @@ WHERE e.position >= s.first_visible
 """
 
 
+class _OnLoop:
+    """What a store holds on one event loop.
+
+    asyncpg connections, futures and asyncio events work on the loop that made them only,
+    so every loop using a store gets its own pool, committer, listener and waiters: to
+    the database it is one more client, and ordering between clients is the database's
+    (the ``pepperpy_head`` lock). A second ``asyncio.run``, or loops in other threads,
+    thus use the store as the first loop did.
+    """
+
+    __slots__ = (
+        "changed",
+        "committer",
+        "connected",
+        "listener",
+        "listening",
+        "loop",
+        "pending",
+        "pool",
+        "ready",
+        "work",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pool: Any = None
+        self.ready: asyncio.Future[Any] | None = None
+        self.pending: list[_Job] = []
+        self.work = asyncio.Event()
+        self.committer: asyncio.Task[None] | None = None
+        self.listener: Any = None
+        self.listening: asyncio.Task[None] | None = None
+        self.changed: asyncio.Event | None = None
+        self.connected = False
+
+    def wake(self) -> None:
+        """Let every ``wait`` on this loop return (callers read again)."""
+        changed = self.changed
+        if changed is not None:
+            self.changed = None
+            changed.set()
+
+    def stop(self) -> None:
+        """On close: wake the waiters, and the committer, which closes the connections."""
+        self.wake()
+        self.work.set()
+
+    def abandon(self) -> None:
+        """Drop everything at once, from outside the loop (closed or about to be).
+
+        Best effort: on a closed loop nothing can be scheduled any more.
+        """
+        for task in (self.committer, self.listening):
+            if task is not None and task is not _current_task(self.loop):
+                with contextlib.suppress(RuntimeError):
+                    task.cancel()
+        for _, future in self.pending:
+            with contextlib.suppress(RuntimeError):
+                future.cancel()
+        self.pending = []
+        for resource in (self.pool, self.listener):
+            if resource is not None:
+                with contextlib.suppress(RuntimeError):
+                    resource.terminate()
+        self.pool = self.ready = self.listener = None
+        self.connected = False
+
+
 class PostgresBackend(StoreBackend):
     """Events in PostgreSQL tables, written in commit order, followed via NOTIFY."""
 
@@ -155,31 +234,50 @@ class PostgresBackend(StoreBackend):
         #: the NOTIFY channel: one per schema, so stores in other schemas do not wake us
         self.channel = CHANNEL if self.schema is None else f"{CHANNEL}_{self.schema}"
         self._settings = {} if self.schema is None else {"search_path": self.schema}
-        self._pool: Any = None
-        self._ready: asyncio.Future[Any] | None = None
-        self._listener: Any = None
-        self._listening: asyncio.Task[None] | None = None
-        self._pending: list[tuple[PendingAppend, asyncio.Future[AppendResult]]] = []
-        self._work = asyncio.Event()
-        self._committer: asyncio.Task[None] | None = None
-        self._changed: asyncio.Event | None = None
+        #: connections, tasks and waiters of each loop using the store (see ``_OnLoop``)
+        self._loops: dict[asyncio.AbstractEventLoop, _OnLoop] = {}
+        self._loops_lock = threading.Lock()
         self._head = 0  # next global position, as far as notifications told us
-        self._connected = False
         self._closed = False
 
     # -- plumbing ---------------------------------------------------------------------
 
+    def _here(self) -> _OnLoop:
+        """The running loop's share of the store, made on its first use there."""
+        loop = asyncio.get_running_loop()
+        on = self._loops.get(loop)
+        if on is None:
+            with self._loops_lock:
+                # forget loops that closed without shutting their tasks down
+                for gone in [other for other in self._loops.values() if other.loop.is_closed()]:
+                    self._leave(gone)
+                on = self._loops[loop] = _OnLoop(loop)
+        if on.committer is None:
+            on.committer = loop.create_task(self._commit_loop(on))
+        return on
+
+    def _leave(self, on: _OnLoop) -> None:
+        """Forget a loop's share, dropping its connections (its loop is going away)."""
+        if self._loops.get(on.loop) is on:
+            del self._loops[on.loop]
+        on.abandon()
+
     @contextlib.asynccontextmanager
-    async def _connection(self, *, closing: bool = False) -> AsyncIterator[Any]:
+    async def _connection(
+        self, on: _OnLoop | None = None, *, closing: bool = False
+    ) -> AsyncIterator[Any]:
         if self._closed and not closing:
             raise ClosedError("the event store is closed")
-        if self._ready is None:
-            self._ready = asyncio.ensure_future(self._open())
+        if on is None:
+            on = self._here()
+        if on.ready is None:
+            on.ready = asyncio.ensure_future(self._open(on))
+        ready = on.ready
         try:
-            pool = await asyncio.shield(self._ready)
+            pool = await asyncio.shield(ready)
         except BaseException:
-            if self._ready.done():
-                self._ready = None  # try again next time (e.g. the server was down)
+            if ready.done() and on.ready is ready:
+                on.ready = None  # try again next time (e.g. the server was down)
             raise
         try:
             async with pool.acquire() as connection:
@@ -189,7 +287,7 @@ class PostgresBackend(StoreBackend):
                 raise ClosedError("the event store is closed") from exc
             raise StoreError(f"PostgreSQL: {exc}") from exc
 
-    async def _open(self) -> Any:
+    async def _open(self, on: _OnLoop) -> Any:
         asyncpg = self._asyncpg
         try:
             pool = await asyncpg.create_pool(
@@ -206,7 +304,7 @@ class PostgresBackend(StoreBackend):
             if isinstance(exc, asyncpg.PostgresError | OSError):
                 raise StoreError(f"PostgreSQL schema setup failed: {exc}") from exc
             raise
-        self._pool = pool
+        on.pool = pool
         return pool
 
     # -- the contract -----------------------------------------------------------------
@@ -214,47 +312,103 @@ class PostgresBackend(StoreBackend):
     async def append(
         self, stream: str, records: Sequence[NewRecord], expected_version: ExpectedVersion
     ) -> AppendResult:
-        """Queue the append for the next group commit and wait for its outcome."""
+        """Queue the append for the loop's next group commit and wait for its outcome."""
         if self._closed:
             raise ClosedError("the event store is closed")
-        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((PendingAppend(stream, records, expected_version), future))
-        if self._committer is None:
-            self._committer = asyncio.ensure_future(self._commit_loop())
-        self._work.set()
+        on = self._here()
+        future: asyncio.Future[AppendResult] = on.loop.create_future()
+        on.pending.append((PendingAppend(stream, records, expected_version), future))
+        on.work.set()
         return await future
 
-    async def _commit_loop(self) -> None:
-        """Commit queued appends in groups, one transaction per group, until closed."""
-        while True:
-            await self._work.wait()
-            self._work.clear()
-            if not self._pending:
-                if self._closed:
-                    return
-                continue
-            group, self._pending = self._pending[:_MAX_GROUP], self._pending[_MAX_GROUP:]
-            if self._pending:
-                self._work.set()
-            appends = [append for append, _ in group]
-            try:
-                outcomes = await self._commit_group(appends)
-            except BaseException as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    for _, future in group:
-                        future.cancel()
-                    raise
-                outcomes = [exc] * len(group)
-            for (_, future), outcome in zip(group, outcomes, strict=True):
-                settle(future, outcome)
+    async def _commit_loop(self, on: _OnLoop) -> None:
+        """Commit the loop's queued appends in groups, one transaction per group.
+
+        Once the store is closed and nothing is queued, it closes the loop's connections
+        and ends. It is cancelled only when its loop shuts down (``asyncio.run`` cancels
+        the tasks left behind): then it drops the loop's connections, while the loop can
+        still close them, and a later loop starts afresh.
+        """
+        try:
+            while True:
+                await on.work.wait()
+                on.work.clear()
+                if not on.pending:
+                    if self._closed:
+                        break
+                    continue
+                group, on.pending = on.pending[:_MAX_GROUP], on.pending[_MAX_GROUP:]
+                if on.pending:
+                    on.work.set()
+                # callers cancelled before their write started are not written
+                group = [job for job in group if not job[1].cancelled()]
+                if group:
+                    await self._commit_jobs(on, group)
+        except asyncio.CancelledError:
+            on.committer = None
+            with self._loops_lock:
+                self._leave(on)
+            raise
+        await self._close_connections(on)
+
+    async def _commit_jobs(self, on: _OnLoop, jobs: list[_Job]) -> None:
+        """Commit a group of appends and resolve every caller's future."""
+        try:
+            await self._commit_split(on, jobs)
+        except asyncio.CancelledError:
+            for _, future in jobs:
+                future.cancel()
+            raise
+        except Exception as exc:  # the connection or the server is gone
+            for _, future in jobs:
+                settle(future, exc)  # those already resolved are left alone
+
+    async def _commit_split(self, on: _OnLoop, jobs: list[_Job]) -> None:
+        """Commit ``jobs`` in one transaction; if PostgreSQL refuses a value, only its
+        append fails.
+
+        Such a refusal rolls the whole transaction back, writing nothing, so the group is
+        committed again in two halves, in order (positions stay in queue order and later
+        appends see the earlier ones, as in one group), and so on down to the culprit.
+        This costs nothing while no write fails. Other failures (a lost connection, a
+        server gone) are raised, failing every caller not answered yet.
+        """
+        try:
+            outcomes = await self._commit_group(on, [append for append, _ in jobs])
+        except Exception as exc:
+            if not self._refused(exc):
+                raise
+            if len(jobs) == 1:
+                settle(jobs[0][1], exc)
+                return
+            half = len(jobs) // 2
+            for part in (jobs[:half], jobs[half:]):
+                waiting = [job for job in part if not job[1].cancelled()]
+                if waiting:
+                    await self._commit_split(on, waiting)
+            return
+        for (_, future), outcome in zip(jobs, outcomes, strict=True):
+            settle(future, outcome)
+
+    def _refused(self, exc: Exception) -> bool:
+        """Whether PostgreSQL (or asyncpg's encoder) refused a value some append holds.
+
+        That is an error of SQLSTATE class 22 (data exception: a NUL in a text, a number
+        out of range, text that is no UTF-8), 23 (integrity constraint) or 54 (program
+        limit exceeded: a key too long for its index).
+        """
+        cause = exc.__cause__
+        if not isinstance(cause, self._asyncpg.PostgresError):
+            return False
+        return str(getattr(cause, "sqlstate", ""))[:2] in _REFUSALS
 
     async def _commit_group(
-        self, appends: list[PendingAppend]
+        self, on: _OnLoop, appends: list[PendingAppend]
     ) -> list[AppendResult | BaseException]:
         for attempt in range(_DEADLOCK_RETRIES):
             try:
                 async with (
-                    self._connection(closing=True) as connection,
+                    self._connection(on, closing=True) as connection,
                     connection.transaction(),
                 ):
                     return await self._write_group(connection, appends)
@@ -380,33 +534,29 @@ class PostgresBackend(StoreBackend):
     async def wait(self, position: int) -> None:
         if self._closed or self._head > position:
             return
-        if self._listening is None:
+        on = self._here()
+        if on.listening is None:
             # start listening; events committed before LISTEN took effect are found by
             # the caller's next read, so return at once
-            self._listening = asyncio.ensure_future(self._listen())
-            await self._wait_changed(_RECONNECT_INTERVAL)
+            on.listening = asyncio.ensure_future(self._listen(on))
+            await self._wait_changed(on, _RECONNECT_INTERVAL)
             return
-        await self._wait_changed(None if self._connected else _RECONNECT_INTERVAL)
+        await self._wait_changed(on, None if on.connected else _RECONNECT_INTERVAL)
 
-    async def _wait_changed(self, at_most: float | None) -> None:
-        if self._changed is None:
-            self._changed = asyncio.Event()
+    async def _wait_changed(self, on: _OnLoop, at_most: float | None) -> None:
+        if on.changed is None:
+            on.changed = asyncio.Event()
+        changed = on.changed
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(at_most):
-                await self._changed.wait()
+                await changed.wait()
 
-    def _wake(self) -> None:
-        changed = self._changed
-        if changed is not None:
-            self._changed = None
-            changed.set()
-
-    def _notified(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+    def _notified(self, on: _OnLoop, connection: Any, pid: int, channel: str, payload: str) -> None:
         with contextlib.suppress(ValueError):
             self._head = max(self._head, int(payload))
-        self._wake()
+        on.wake()
 
-    async def _listen(self) -> None:
+    async def _listen(self, on: _OnLoop) -> None:
         """Keep one LISTEN connection up; wake every waiter after each (re)connect."""
         asyncpg = self._asyncpg
         while not self._closed:
@@ -420,39 +570,67 @@ class PostgresBackend(StoreBackend):
                 continue
             try:
                 connection.add_termination_listener(_on_drop(dropped))
-                await connection.add_listener(self.channel, self._notified)
-                self._listener = connection
-                self._connected = True
-                self._wake()  # anything committed while not listening is re-read now
+                await connection.add_listener(self.channel, functools.partial(self._notified, on))
+                on.listener = connection
+                on.connected = True
+                on.wake()  # anything committed while not listening is re-read now
                 await dropped.wait()
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                 pass
             finally:
-                self._connected = False
-                self._listener = None
+                on.connected = False
+                on.listener = None
                 if not connection.is_closed():
                     connection.terminate()
-            self._wake()
+            on.wake()
 
     async def close(self) -> None:
+        """Close the store: every loop's connections close once its queued appends are in."""
         if self._closed:
             return
         self._closed = True
-        self._wake()
-        if self._committer is not None:  # appends already queued are still committed
-            self._work.set()
-            await self._committer
-        if self._listening is not None:
-            self._listening.cancel()
+        here = asyncio.get_running_loop()
+        with self._loops_lock:
+            others = [on for on in self._loops.values() if on.loop is not here]
+            for on in others:
+                try:
+                    on.loop.call_soon_threadsafe(on.stop)  # its committer closes them there
+                    running = on.loop.is_running()
+                except RuntimeError:
+                    running = False
+                if not running:
+                    self._leave(on)  # nothing runs there any more: drop them now
+        mine = self._loops.get(here)
+        if mine is not None:
+            mine.stop()
+            if mine.committer is not None:  # appends already queued are still committed
+                await mine.committer
+
+    async def _close_connections(self, on: _OnLoop) -> None:
+        """Close the loop's connections gracefully (the committer's last act)."""
+        on.wake()
+        if on.listening is not None:
+            on.listening.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._listening
-        if self._listener is not None:
-            await self._listener.close()
-        if self._ready is not None:
+                await on.listening
+        if on.listener is not None:
+            await on.listener.close()
+        if on.ready is not None:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._ready)  # an open in progress finishes, then closes
-        if self._pool is not None:
-            await self._pool.close()
+                await asyncio.shield(on.ready)  # an open in progress finishes, then closes
+        if on.pool is not None:
+            await on.pool.close()
+        with self._loops_lock:
+            if self._loops.get(on.loop) is on:
+                del self._loops[on.loop]
+
+
+def _current_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
+    """The task running on ``loop`` now, if any (``None`` when it is not running)."""
+    try:
+        return asyncio.current_task(loop)
+    except RuntimeError:
+        return None
 
 
 async def _migrate(connection: Any, schema: str | None) -> None:

@@ -17,6 +17,7 @@ writer, so positions become visible in order: a subscription that has read posit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,6 +34,7 @@ from ._sqlite_schema import (
     connect,
 )
 from ._sqlite_writer import Writer
+from ._waiters import LoopWaiters
 from .base import (
     AppendResult,
     ExpectedVersion,
@@ -57,6 +59,10 @@ _READERS = 2
 _new_tuple = tuple.__new__
 
 
+def _nothing(connection: sqlite3.Connection) -> None:
+    """The writer's first job: it opens (and migrates) the file, then does nothing."""
+
+
 class SQLiteBackend(StoreBackend):
     """Events in one SQLite file: WAL, ``synchronous=FULL`` and group commit."""
 
@@ -71,9 +77,9 @@ class SQLiteBackend(StoreBackend):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._changed: asyncio.Event | None = None
+        self._waiters = LoopWaiters()
         self._head = 0  # next global position, as far as this process has committed
+        self._head_lock = threading.Lock()  # the writer reports commits on callers' loops
         self._open = False  # the writer runs and the schema is in place
         self._closed = False
 
@@ -85,25 +91,49 @@ class SQLiteBackend(StoreBackend):
         append: PendingAppend | None = None,
         changes: str | None = None,
     ) -> T:
+        writer = self._writer if self._open else await self._opened()
+        if self._closed or writer is None:
+            raise ClosedError("the event store is closed")
+        return await writer.submit(work, append, changes)
+
+    async def _opened(self) -> Writer:
+        """The writer, once the file and its schema are in place.
+
+        The first call starts it and every caller until then waits for its first job,
+        which opens the file and migrates it. Should that fail (say the file's directory
+        does not exist yet), those callers get the error and the writer ends; the next
+        call starts a new one.
+        """
         if self._closed:
             raise ClosedError("the event store is closed")
-        if self._writer is None:
-            self._loop = asyncio.get_running_loop()
-            self._writer = Writer(self.path, self._synchronous, self._loop, self._wake)
-            self._writer.start()
-            self._ready = self._writer.submit(lambda connection: None)
-        ready = self._ready
-        assert ready is not None
-        if not ready.done() or ready.exception() is not None:
-            await asyncio.shield(ready)  # the first callers wait for the schema
-            if self._closed:
-                raise ClosedError("the event store is closed")
+        writer, ready = self._writer, self._ready
+        if writer is None or ready is None:
+            writer = self._writer = Writer(self.path, self._synchronous, self._wake)
+            writer.start()
+            ready = self._ready = writer.submit(_nothing)
+            ready.add_done_callback(self._started)
+        try:
+            await asyncio.shield(ready)
+        except Exception:  # the open failed and ``_started`` stopped the writer
+            await asyncio.to_thread(writer.join)
+            raise
+        if self._closed:
+            raise ClosedError("the event store is closed")
         self._open = True
-        return await self._writer.submit(work, append, changes)
+        return writer
+
+    def _started(self, ready: asyncio.Future[None]) -> None:
+        """The writer's first job is done: on failure, stop it; the next call starts anew."""
+        if not ready.cancelled() and ready.exception() is None:
+            return
+        writer = self._writer
+        if ready is self._ready and writer is not None:
+            self._writer = self._ready = None
+            writer.stop()
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        if self._ready is None or not self._ready.done():
-            await self._write(lambda connection: None)  # the schema exists from here on
+        if not self._open:
+            await self._opened()  # never read a file without the schema
         if self._pool is None:
             self._pool = ThreadPoolExecutor(_READERS, thread_name_prefix="pepperpy-sqlite-read")
         loop = asyncio.get_running_loop()
@@ -123,11 +153,11 @@ class SQLiteBackend(StoreBackend):
             raise StoreError(f"SQLite: {exc}") from exc
 
     def _wake(self, head: int = 0) -> None:
-        self._head = max(self._head, head)
-        changed = self._changed
-        if changed is not None:
-            self._changed = None
-            changed.set()
+        """Note a commit up to ``head`` (on the committing caller's loop) and wake waiters."""
+        with self._head_lock:
+            if head > self._head:
+                self._head = head
+        self._waiters.wake()
 
     # -- the contract -----------------------------------------------------------------
 
@@ -201,14 +231,11 @@ class SQLiteBackend(StoreBackend):
 
     async def wait(self, position: int) -> None:
         """Wake on this process's commits at once, on other processes' within a poll."""
+        woken = self._waiters.register()
         if self._closed or self._head > position:
             return
-        if self._changed is None:
-            self._changed = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._changed.wait(), POLL_INTERVAL)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), POLL_INTERVAL)
 
     async def close(self) -> None:
         if self._closed:
