@@ -71,7 +71,7 @@ SCHEMAS = st.recursive(
         st.builds(
             _object,
             st.dictionaries(st.sampled_from(["a", "b", "c", "d-e"]), inner, max_size=3),
-            st.lists(st.sampled_from(["a", "b", "c", "d-e"]), max_size=3),
+            st.lists(st.sampled_from(["a", "b", "c", "d-e"]), max_size=3, unique=True),
             st.none() | st.booleans(),
         ),
         st.builds(lambda options: {"anyOf": options}, st.lists(inner, min_size=1, max_size=3)),

@@ -6,7 +6,9 @@ Python schemas (``_python_schema``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._errors import ConfigurationError
@@ -63,6 +65,102 @@ _GENERIC = frozenset({"type", "enum", "const", "anyOf", "oneOf", "$ref"})
 _FORMATS = {"date-time": "datetime", "date": "date", "time": "time"}
 
 
+def _pointer(where: str, *tokens: str | int) -> str:
+    """``where`` extended by JSON Pointer tokens (``~`` and ``/`` escaped)."""
+    escaped = (str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
+    return "/".join((where, *escaped))
+
+
+def _is_schema(value: Any) -> bool:
+    return isinstance(value, Mapping) or isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return value.__class__ is int or (value.__class__ is float and math.isfinite(value))
+
+
+def _is_count(value: Any) -> bool:
+    """A non-negative integer (``2.0`` counts: JSON Schema integers are values, not types)."""
+    integral = value.__class__ is int or (value.__class__ is float and value.is_integer())
+    return integral and _is_number(value) and value >= 0
+
+
+def _is_strings(value: Any, *, non_empty: bool = False) -> bool:
+    """A list of unique strings."""
+    return (
+        isinstance(value, list)
+        and all(isinstance(v, str) for v in value)
+        and len(set(value)) == len(value)
+        and (bool(value) or not non_empty)
+    )
+
+
+def _is_schemas(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_schema(v) for v in value)
+
+
+def _is_type(value: Any) -> bool:
+    return isinstance(value, str) or _is_strings(value, non_empty=True)
+
+
+#: what each keyword's value must be: a test and its description for the error
+_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "type": (_is_type, "a type name or a non-empty array of unique type names"),
+    "enum": (lambda v: isinstance(v, list) and bool(v), "a non-empty array"),
+    "anyOf": (_is_schemas, "a non-empty array of schemas"),
+    "oneOf": (_is_schemas, "a non-empty array of schemas"),
+    "$ref": (lambda v: isinstance(v, str), "a string"),
+    "$defs": (lambda v: isinstance(v, Mapping), "an object"),
+    "definitions": (lambda v: isinstance(v, Mapping), "an object"),
+    "format": (lambda v: isinstance(v, str), "a string"),
+    "properties": (
+        lambda v: (
+            isinstance(v, Mapping)
+            and all(isinstance(k, str) and _is_schema(s) for k, s in v.items())
+        ),
+        "an object whose values are schemas",
+    ),
+    "required": (_is_strings, "an array of unique strings"),
+    "additionalProperties": (_is_schema, "a schema or a bool"),
+    "items": (_is_schema, "a schema or a bool (use prefixItems for tuples)"),
+    "prefixItems": (_is_schemas, "a non-empty array of schemas"),
+    "uniqueItems": (lambda v: isinstance(v, bool), "a bool"),
+    "pattern": (lambda v: isinstance(v, str), "a string"),
+    **{
+        name: (_is_count, "a non-negative integer")
+        for name in ("minItems", "maxItems", "minLength", "maxLength")
+    },
+    **{
+        name: (_is_number, "a finite number")
+        for name in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+    },
+    "multipleOf": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
+}
+
+
+def _check_values(schema: Mapping[str, Any], where: str) -> None:
+    """Refuse a keyword whose value is of the wrong type or out of range."""
+    for keyword, value in schema.items():
+        test, expected = _VALUES.get(keyword, (None, ""))
+        if test is not None and not test(value):
+            raise ConfigurationError(
+                f"JSON Schema keyword {keyword!r} at {_pointer(where, keyword)} must be "
+                f"{expected}, got {value!r}"
+            )
+    if "pattern" in schema:
+        try:
+            re.compile(schema["pattern"])
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise ConfigurationError(
+                f"JSON Schema keyword 'pattern' at {_pointer(where, 'pattern')} is not a valid "
+                f"regular expression ({exc}): {schema['pattern']!r}"
+            ) from exc
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 class _JsonSchemaCompiler:
     def __init__(self, root: Mapping[str, Any], extra: Extra) -> None:
         self.root = root
@@ -72,8 +170,14 @@ class _JsonSchemaCompiler:
     def node(self, schema: Any, where: str) -> Node:
         if schema is True or schema == {}:
             return AnyNode()
+        if schema is False:
+            raise ConfigurationError(
+                f"the schema false (nothing valid) at {where} is only supported as "
+                "additionalProperties"
+            )
         if not isinstance(schema, Mapping):
             raise ConfigurationError(f"JSON Schema at {where} must be an object, got {schema!r}")
+        _check_values(schema, where)
         allowed = set(_ANNOTATIONS | _GENERIC)
         types = schema.get("type")
         type_list = [types] if isinstance(types, str) else list(types or [])
@@ -81,7 +185,9 @@ class _JsonSchemaCompiler:
             type_list = ["object"]
         for name in type_list:
             if name not in _KEYWORDS:
-                raise ConfigurationError(f"unknown JSON Schema type {name!r} at {where}")
+                raise ConfigurationError(
+                    f"unknown JSON Schema type {name!r} at {_pointer(where, 'type')}"
+                )
             allowed |= _KEYWORDS[name]
         unknown = sorted(set(schema) - allowed)
         if unknown:
@@ -93,17 +199,12 @@ class _JsonSchemaCompiler:
         if "const" in schema:
             return LiteralNode([schema["const"]])
         if "enum" in schema:
-            values = schema["enum"]
-            if not isinstance(values, list) or not values:
-                raise ConfigurationError(f"'enum' at {where} must be a non-empty array")
-            return LiteralNode(values)
+            return LiteralNode(schema["enum"])
         for combinator in ("anyOf", "oneOf"):
             if combinator in schema:
                 options = schema[combinator]
-                if not isinstance(options, list) or not options:
-                    raise ConfigurationError(f"{combinator!r} at {where} must be a non-empty array")
                 return UnionNode(
-                    [self.node(o, f"{where}/{combinator}/{i}") for i, o in enumerate(options)]
+                    [self.node(o, _pointer(where, combinator, i)) for i, o in enumerate(options)]
                 )
         if not type_list:
             return AnyNode()
@@ -136,21 +237,21 @@ class _JsonSchemaCompiler:
             if schema.get("format") == "uuid":
                 return UUIDNode()
             return StrNode(
-                min_length=schema.get("minLength"),
-                max_length=schema.get("maxLength"),
+                min_length=_count(schema.get("minLength")),
+                max_length=_count(schema.get("maxLength")),
                 pattern=schema.get("pattern"),
             )
         if name == "array":
             if "prefixItems" in schema:
                 prefix = schema["prefixItems"]
                 return TupleNode(
-                    [self.node(s, f"{where}/prefixItems/{i}") for i, s in enumerate(prefix)]
+                    [self.node(s, _pointer(where, "prefixItems", i)) for i, s in enumerate(prefix)]
                 )
             return ListNode(
-                self.node(schema.get("items", True), f"{where}/items"),
-                min_length=schema.get("minItems"),
-                max_length=schema.get("maxItems"),
-                unique=bool(schema.get("uniqueItems", False)),
+                self.node(schema.get("items", True), _pointer(where, "items")),
+                min_length=_count(schema.get("minItems")),
+                max_length=_count(schema.get("maxItems")),
+                unique=schema.get("uniqueItems", False),
             )
         return self.object(schema, where)
 
@@ -164,7 +265,7 @@ class _JsonSchemaCompiler:
             )
         fields = []
         for name, sub in properties.items():
-            node = self.node(sub, f"{where}/properties/{name}")
+            node = self.node(sub, _pointer(where, "properties", name))
             if name in required:
                 fields.append(Field(name, node))
             elif isinstance(sub, Mapping) and "default" in sub:
@@ -182,7 +283,7 @@ class _JsonSchemaCompiler:
             extra = "allow"
         elif additional is not None:
             extra = "allow"
-            extra_node = self.node(additional, f"{where}/additionalProperties")
+            extra_node = self.node(additional, _pointer(where, "additionalProperties"))
         return ObjectNode(str(schema.get("title", "")), fields, extra=extra, extra_node=extra_node)
 
     def ref(self, ref: Any, where: str) -> Node:

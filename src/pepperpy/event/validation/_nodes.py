@@ -350,17 +350,21 @@ class BytesNode(Node):
 
 
 class TemporalNode(Node):
-    """A datetime, date or time, or its ISO 8601 text (how JSON carries it)."""
+    """A datetime, date or time, or its RFC 3339 text (how JSON carries it)."""
 
     def __init__(
         self,
         kind: Literal["datetime", "date", "time"],
         tz: bool | None = None,
     ) -> None:
+        import msgspec  # present: schemas are only compiled when it is
+
         self.kind = kind
         self.tz = tz
+        self.type = {"datetime": dt.datetime, "date": dt.date, "time": dt.time}[kind]
+        self._convert, self._error = msgspec.convert, msgspec.ValidationError
         zone = {True: " with a timezone", False: " without a timezone", None: ""}[tz]
-        self.expected = f"{kind}{zone} (or ISO 8601 str)"
+        self.expected = f"{kind}{zone} (or RFC 3339 str)"
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         parsed = self._parse(value)
@@ -373,32 +377,22 @@ class TemporalNode(Node):
         return parsed
 
     def _parse(self, value: Any) -> Any:
-        kind = self.kind
-        if kind == "datetime":
-            if isinstance(value, dt.datetime):
-                return value
-            if isinstance(value, str):
-                try:
-                    return dt.datetime.fromisoformat(value)
-                except ValueError:
-                    return None
-            return None
-        if kind == "date":
-            if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-                return value
-            if isinstance(value, str) and len(value) == 10:
-                try:
-                    return dt.date.fromisoformat(value)
-                except ValueError:
-                    return None
-            return None
-        if isinstance(value, dt.time):
-            return value
+        """The value as a datetime/date/time, or None.
+
+        Text is parsed by msgspec, as on the fast path, so both accept the same strings:
+        RFC 3339 (a full date and time with seconds for a datetime; ``YYYY-MM-DD`` for a
+        date), not the looser forms ``fromisoformat`` takes (a date alone as a datetime,
+        week dates, ``20240501``).
+        """
         if isinstance(value, str):
             try:
-                return dt.time.fromisoformat(value)
-            except ValueError:
+                return self._convert(value, self.type, strict=True)
+            except self._error:
                 return None
+        if isinstance(value, self.type) and (
+            self.kind != "date" or not isinstance(value, dt.datetime)
+        ):
+            return value
         return None
 
 
@@ -508,9 +502,30 @@ class ListNode(Node):
             out.append(converted)
         if not ok:
             return INVALID
-        if self.unique and len({repr(v) for v in out}) != len(out):
+        if self.unique and len({_equality_key(v) for v in out}) != len(out):
             return self.fail(value, path, problems, "items must be unique")
         return out
+
+
+def _equality_key(value: Any) -> Any:
+    """A hashable key equal for values JSON Schema calls equal (``uniqueItems``).
+
+    Numbers compare by value (``1`` equals ``1.0``) but never equal a bool; objects
+    ignore key order; arrays compare item by item.
+    """
+    if value is True or value is False:
+        return ("bool", value)
+    if isinstance(value, int | float | Decimal):
+        return ("number", value)
+    if isinstance(value, Mapping):
+        return ("object", frozenset((key, _equality_key(item)) for key, item in value.items()))
+    if isinstance(value, list | tuple):
+        return ("array", tuple(_equality_key(item) for item in value))
+    try:
+        hash(value)
+    except TypeError:
+        return ("other", type(value).__name__, repr(value))
+    return (type(value).__name__, value)
 
 
 class TupleNode(Node):
