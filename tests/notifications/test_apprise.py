@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -89,3 +90,86 @@ async def test_placeholder_without_any_address_is_a_recipient_error(
     assert isinstance(missing["whatsapp"].error, RecipientError)
     assert missing["whatsapp"].attempts == 1
     assert given.ok and [r.path for r in http_server.requests] == ["/wa/+1999"]
+
+
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "+15550002222, +15559998888",
+        "+15550002222 +15559998888",
+        "+15550002222;+15559998888",
+        "+15550002222/+15559998888",
+        "[+15550002222]",
+        "+1 555 000 2222",
+        "+1-555-000-2222",
+    ],
+)
+async def test_a_phone_number_from_user_data_is_one_sms_target(
+    http_server: HttpSink, phone: str
+) -> None:
+    # SMSEagle is a self-hosted SMS gateway: apprise posts one request per target number
+    notifications = NotificationSystem(retry_policy=RetryPolicy.NONE)
+    notifications.add_channel(
+        "sms",
+        AppriseChannel(
+            f"smseagle://token@127.0.0.1:{http_server.port}/{{recipient}}?batch=no", kind="sms"
+        ),
+    )
+
+    result = await notifications.notify(channels=["sms"], body="x", user={"phone": phone})
+
+    assert isinstance(result["sms"].error, RecipientError), result["sms"]
+    assert "not one phone number" in str(result["sms"].error)
+    assert result["sms"].attempts == 1
+    assert http_server.requests == []
+
+
+async def test_a_well_formed_phone_number_reaches_the_gateway_once(
+    http_server: HttpSink,
+) -> None:
+    notifications = NotificationSystem(retry_policy=RetryPolicy.NONE)
+    notifications.add_channel(
+        "sms", AppriseChannel(f"smseagle://token@127.0.0.1:{http_server.port}/{{recipient}}")
+    )
+
+    await notifications.notify(channels=["sms"], body="x", user={"phone": "+15550002222"})
+
+    [request] = http_server.requests  # (the sink's reply is no SMSEagle answer; not our point)
+    assert json.loads(request.body)["params"]["to"] == "+15550002222"
+
+
+@pytest.mark.parametrize(
+    "token", ["alerts,secrets", "alerts secrets", "alerts;secrets", "alerts/secrets", "a%2Cb"]
+)
+async def test_a_push_target_from_user_data_cannot_add_targets(
+    http_server: HttpSink, token: str
+) -> None:
+    # a self-hosted ntfy server: apprise posts once per topic in the URL
+    notifications = NotificationSystem(retry_policy=RetryPolicy.NONE)
+    notifications.add_channel(
+        "push", AppriseChannel(f"ntfy://127.0.0.1:{http_server.port}/{{recipient}}")
+    )
+
+    result = await notifications.notify(channels=["push"], body="x", to=token)
+
+    assert isinstance(result["push"].error, RecipientError), result["push"]
+    assert "not one target" in str(result["push"].error)
+    assert http_server.requests == []
+
+
+async def test_an_at_sign_in_a_push_target_stays_inside_the_target(
+    http_server: HttpSink,
+) -> None:
+    notifications = NotificationSystem(retry_policy=RetryPolicy.NONE)
+    notifications.add_channel(
+        "push",
+        AppriseChannel(f"ntfy://{{recipient}}:pw@127.0.0.1:{http_server.port}/alerts"),
+    )
+
+    result = await notifications.notify(channels=["push"], body="x", to="ana@evil.example")
+
+    assert result.ok, result.failed
+    [request] = http_server.requests  # still our server: "@" did not end the user part
+    assert json.loads(request.body)["topic"] == "alerts"
+    basic = request.headers["authorization"].removeprefix("Basic ")
+    assert base64.b64decode(basic) == b"ana@evil.example:pw"

@@ -116,6 +116,64 @@ async def test_invalid_address_is_refused_before_connecting() -> None:
     assert result["email"].attempts == 1
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "victim@shop.example, attacker@evil.example",
+        "victim@shop.example attacker@evil.example",
+        "victim@shop.example;attacker@evil.example",
+        "Ana <victim@shop.example>, attacker@evil.example",
+        "friends: victim@shop.example, attacker@evil.example;",
+        "friends: victim@shop.example;",
+        "victim@shop.example)<attacker@evil.example>",
+        "victim@shop.example\r\nBcc: attacker@evil.example",
+        "victim@shop.example@evil.example",
+        "(note) victim@shop.example",
+    ],
+)
+async def test_an_address_from_user_data_cannot_add_recipients(
+    smtp_server: tuple[MailSink, int], address: str
+) -> None:
+    sink, port = smtp_server
+    notifications = _system()
+    notifications.add_channel("email", f"smtp://127.0.0.1:{port}?from=noreply@example.com")
+
+    result = await notifications.notify(
+        channels=["email"], template="welcome", user={"name": "x", "email": address}, plan="y"
+    )
+
+    assert isinstance(result["email"].error, RecipientError), result["email"]
+    assert "not one email address" in str(result["email"].error)
+    assert result["email"].attempts == 1
+    assert sink.messages == []
+
+
+@pytest.mark.parametrize(
+    ("address", "header"),
+    [
+        ("ana@example.com", "ana@example.com"),
+        ("  ana@example.com ", "ana@example.com"),
+        ("Ana Doe <ana@example.com>", "Ana Doe <ana@example.com>"),
+        ('"Doe, Ana" <ana@example.com>', '"Doe, Ana" <ana@example.com>'),
+    ],
+)
+async def test_one_address_with_or_without_a_name_is_sent_to_that_address(
+    smtp_server: tuple[MailSink, int], address: str, header: str
+) -> None:
+    sink, port = smtp_server
+    notifications = _system()
+    notifications.add_channel("email", f"smtp://127.0.0.1:{port}?from=noreply@example.com")
+
+    result = await notifications.notify(
+        channels=["email"], template="welcome", user={"name": "Ana", "email": address}, plan="y"
+    )
+
+    assert result.ok, result.failed
+    [mail] = sink.messages
+    assert mail.recipients == ["ana@example.com"]
+    assert mail.message["To"] == header
+
+
 async def test_permanent_smtp_refusal_is_not_retried() -> None:
     from aiosmtpd.controller import Controller
 

@@ -301,6 +301,34 @@ async def test_retried_event_does_not_notify_twice() -> None:
     assert statuses[-2:] == ["sent", "duplicate"]
 
 
+async def test_one_handler_sending_different_messages_sends_each_once() -> None:
+    manager = EventManager(retry_policy=RetryPolicy.fixed(max_attempts=2, base_delay=0))
+    notifications = NotificationSystem()
+    memory = MemoryChannel()
+    notifications.add_channel("email", memory)
+    notifications.add_template("shipped", "Order {{ order }} shipped", subject="{{ order }}")
+    statuses: list[str] = []
+
+    @notifications.on("orders.shipped")
+    async def tell_each_order(event: Event) -> None:
+        for order in event.data["orders"]:
+            result = await notifications.notify(
+                channels=["email"], template="shipped", user={"email": "a@x.io"}, order=order
+            )
+            statuses.append(result["email"].status)
+        if len(statuses) == 2:
+            raise RuntimeError("a later step failed; the manager retries the handler")
+
+    notifications.attach(manager)
+    await manager.emit("orders.shipped", {"orders": ["A-1", "B-2"]})
+
+    # two different messages both go out; the retried event sends neither again
+    assert statuses == ["sent", "sent", "duplicate", "duplicate"]
+    assert [n.subject for n in memory.outbox] == ["A-1", "B-2"]
+    keys = [n.key for n in memory.outbox]
+    assert all(keys) and len(set(keys)) == 2
+
+
 async def test_emit_with_patterns_and_sync_handlers() -> None:
     notifications = NotificationSystem()
     memory = MemoryChannel()

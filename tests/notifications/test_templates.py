@@ -9,6 +9,7 @@ import pytest
 from pepperpy.event import (
     ConfigurationError,
     MemoryChannel,
+    MissingDependencyError,
     NotificationError,
     NotificationSystem,
     TemplateError,
@@ -223,3 +224,40 @@ async def test_template_context_has_channel_and_recipient() -> None:
 
     notification = result["sms"].notification
     assert notification is not None and notification.body == "sms -> +1555"
+
+
+@pytest.mark.parametrize("version", ["3.1.5", "3.1.0", "3.0.3", "2.11.3"])
+def test_a_jinja2_with_known_sandbox_escapes_is_refused(
+    monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    import jinja2
+
+    monkeypatch.setattr(jinja2, "__version__", version)
+    notifications = NotificationSystem()
+
+    with pytest.raises(MissingDependencyError, match=r"jinja2 >= 3\.1\.6") as caught:
+        notifications.add_template("t", "Hi {{ name }}")
+    assert version in str(caught.value)
+    assert "pip install -U 'jinja2>=3.1.6'" in str(caught.value)
+
+
+@pytest.mark.parametrize("version", ["3.1.6", "3.1.10", "3.2.0", "4.0.0.dev1"])
+def test_a_fixed_jinja2_builds_templates(monkeypatch: pytest.MonkeyPatch, version: str) -> None:
+    import jinja2
+
+    monkeypatch.setattr(jinja2, "__version__", version)
+    notifications = _system()
+
+    notifications.add_template("t", "Hi {{ name }}")
+
+    assert notifications.render("t", "email", name="Ana").body == "Hi Ana"
+
+
+def test_the_declared_jinja2_floor_has_the_sandbox_fixes() -> None:
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    floors = [req for reqs in extras.values() for req in reqs if req.startswith("jinja2")]
+
+    assert floors and all(req == "jinja2>=3.1.6" for req in floors), floors

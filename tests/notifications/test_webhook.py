@@ -52,6 +52,28 @@ async def test_webhook_posts_signed_json(http_server: HttpSink) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("timestamp", "signature"),
+    [
+        (None, "sha256=\u00e9"),  # the timestamp header as received (filled in below)
+        (None, "sha256=" + "\u00e9" * 64),
+        (None, "\udcff"),
+        (None, ""),
+        ("\u00e9", "sha256=00"),
+        ("12 34", "sha256=00"),
+    ],
+)
+async def test_malformed_signature_headers_are_false_not_errors(
+    http_server: HttpSink, timestamp: str | None, signature: str
+) -> None:
+    notifications = _system(http_server.url, secret=SECRET)
+    assert (await notifications.notify(channels=["hooks"], body="ping")).ok
+    [request] = http_server.requests
+    sent_at = timestamp if timestamp is not None else request.headers["x-pepperpy-timestamp"]
+
+    assert WebhookChannel.verify_signature(SECRET, request.body, sent_at, signature) is False
+
+
 async def test_unsigned_webhook_has_no_signature(http_server: HttpSink) -> None:
     notifications = _system(http_server.url, headers={"Authorization": "Bearer t"})
 

@@ -25,7 +25,8 @@ class Notification:
     ``channel`` is the name the channel was added under; ``recipient`` is the address
     resolved for that channel (``None`` for channels that need none, such as webhooks);
     ``html`` is set when the template has an HTML variant. ``key`` identifies this
-    delivery for idempotency (a digest of the key, channel and recipient), if any.
+    delivery for idempotency (a digest of the key, channel and recipient, plus the
+    message for keys derived from an event), if any.
     """
 
     channel: str

@@ -7,6 +7,7 @@ import contextvars
 import functools
 import hashlib
 import inspect
+import json
 import logging
 import os
 import re
@@ -291,8 +292,9 @@ class NotificationSystem:
         (``user=...``, ...); without it, ``body`` (and ``subject``) are sent as they
         are. ``to`` overrides the recipient (one address, or a mapping by channel).
         ``idempotency_key`` makes a repeated call with the same key a no-op per channel
-        and recipient; inside an ``on`` handler a key is derived from the event, so a
-        redelivered or retried event does not notify twice.
+        and recipient; inside an ``on`` handler a key is derived from the event and the
+        rendered message, so a redelivered or retried event does not notify twice while
+        different messages sent for one event all go out.
         """
         routes = [self._route(name) for name in self._channel_names(channels)]
         if template is not None:
@@ -301,7 +303,7 @@ class NotificationSystem:
             self.templates.check(template)
         elif body is None:
             raise TypeError("notify() needs template= or body=")
-        base_key = _base_key(idempotency_key, template, subject, body)
+        base_key = _base_key(idempotency_key, template)
         jobs = [self._deliver(r, template, to, subject, body, base_key, context) for r in routes]
         if len(jobs) == 1:
             outcome = [await jobs[0]]
@@ -333,7 +335,7 @@ class NotificationSystem:
         to: str | Mapping[str, str] | None,
         subject: str | None,
         body: str | None,
-        base_key: str | None,
+        base_key: _KeyBase | None,
         context: Mapping[str, Any],
     ) -> ChannelResult:
         try:
@@ -347,10 +349,7 @@ class NotificationSystem:
                 rendered = Rendered(subject=subject, body=body or "", html=None)
         except NotificationError as exc:  # no address, template missing or broken
             return await self._fail(route, exc, 0, None, template)
-        key = None
-        if base_key is not None:  # a digest: no addresses or code paths in Redis or headers
-            raw = f"{base_key}|{route.name}|{recipient or ''}".encode()
-            key = hashlib.sha256(raw).hexdigest()[:32]
+        key = _delivery_key(base_key, route.name, recipient, rendered)
         notification = Notification(
             channel=route.name,
             recipient=recipient,
@@ -488,23 +487,43 @@ def _as_notification_error(name: str, exc: Exception) -> Exception:
     return error
 
 
-def _base_key(
-    explicit: str | None, template: str | None, subject: str | None, body: str | None
-) -> str | None:
+@dataclass(frozen=True, slots=True)
+class _KeyBase:
+    """What a ``notify`` call's deliveries are keyed by, before channel and recipient.
+
+    ``by_content`` (keys derived from the event being handled) adds the rendered
+    message, so one handler sending different messages sends each of them, while the
+    same event handled again renders the same messages and sends none twice.
+    """
+
+    text: str
+    by_content: bool
+
+
+def _base_key(explicit: str | None, template: str | None) -> _KeyBase | None:
     if explicit is not None:
         if not isinstance(explicit, str) or not explicit:
             raise ValueError(f"idempotency_key must be a non-empty str, got {explicit!r}")
-        return f"key:{explicit}"
+        return _KeyBase(f"key:{explicit}", by_content=False)
     handling = _handling.get()
     if handling is None:
         return None
     event, handler = handling
-    if template is not None:
-        what = f"template:{template}"
-    else:
-        digest = hashlib.sha256(f"{subject}\0{body}".encode()).hexdigest()[:16]
-        what = f"text:{digest}"
-    return f"event:{event.id}|{handler}|{what}"
+    what = f"template:{template}" if template is not None else "text"
+    return _KeyBase(f"event:{event.id}|{handler}|{what}", by_content=True)
+
+
+def _delivery_key(
+    base: _KeyBase | None, channel: str, recipient: str | None, rendered: Rendered
+) -> str | None:
+    """The key of one delivery: a digest, so no address or code path reaches Redis or headers."""
+    if base is None:
+        return None
+    raw = f"{base.text}|{channel}|{recipient or ''}"
+    if base.by_content:
+        content = json.dumps([rendered.subject, rendered.body, rendered.html])
+        raw += "|" + hashlib.sha256(content.encode()).hexdigest()
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
 def _in_context(handler: Callable[..., Any]) -> Callable[[Event], Any]:

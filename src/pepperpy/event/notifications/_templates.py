@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._deps import require
-from .._errors import ConfigurationError, TemplateError, TemplateNotFound
+from .._errors import (
+    ConfigurationError,
+    MissingDependencyError,
+    TemplateError,
+    TemplateNotFound,
+)
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -31,6 +36,10 @@ if TYPE_CHECKING:
 __all__ = ["BUILTIN_TEMPLATES", "Rendered", "TemplateLibrary"]
 
 _PARTS = ("text", "html", "subject")
+
+#: the oldest Jinja2 whose sandbox holds: 3.1.5 and older let a template escape it
+#: (CVE-2024-56326 through ``str.format``, CVE-2025-27516 through the ``|attr`` filter)
+MIN_JINJA2 = (3, 1, 6)
 
 #: templates that exist out of the box; any template of the same name replaces them
 BUILTIN_TEMPLATES: dict[str, dict[str, str]] = {
@@ -115,6 +124,7 @@ class TemplateLibrary:
     def _environments(self) -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
         if self._text_env is None or self._html_env is None:
             jinja2 = require("jinja2", extra="templates", feature="notification templates")
+            _check_jinja2_version(str(getattr(jinja2, "__version__", "")))
             sandbox = require("jinja2.sandbox", extra="templates", feature="notification templates")
             loader = jinja2.FileSystemLoader(str(self._dir)) if self._dir is not None else None
             common: dict[str, Any] = {"undefined": jinja2.StrictUndefined, "loader": loader}
@@ -251,6 +261,32 @@ class TemplateLibrary:
             subject = " ".join(subject.split())  # one header line, never an injected one
         body = text if text is not None else _html_to_text(html or "")
         return Rendered(subject=subject, body=body, html=html)
+
+
+class OutdatedDependencyError(MissingDependencyError):
+    """An optional dependency is installed but too old to be used safely."""
+
+    def __init__(self, feature: str, extra: str, module: str, installed: str, minimum: str) -> None:
+        super().__init__(feature, extra, module)
+        self.msg = (
+            f"{feature} need {module} >= {minimum}, but {installed} is installed "
+            f"(older versions let templates escape the sandbox): "
+            f"pip install -U '{module}>={minimum}'"
+        )
+        self.args = (self.msg,)
+
+
+def _check_jinja2_version(version: str) -> None:
+    """Refuse a Jinja2 older than :data:`MIN_JINJA2` (its sandbox has known escapes)."""
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    if match is None:
+        return  # an unusual version string (a source checkout): nothing known against it
+    found = tuple(int(part or 0) for part in match.groups())
+    if found < MIN_JINJA2:
+        minimum = ".".join(map(str, MIN_JINJA2))
+        raise OutdatedDependencyError(
+            "notification templates", "templates", "jinja2", version, minimum
+        )
 
 
 def _render(

@@ -5,11 +5,18 @@ A URL may contain ``{recipient}``: it is replaced, URL-quoted, by the address re
 for each notification (``user.phone`` for an ``sms`` channel, ``user.device_token`` for
 ``push``), e.g. ``twilio://SID:TOKEN@+15550001111/{recipient}``. Without it the URL's
 own targets receive every message and no recipient is needed.
+
+apprise reads several targets from one URL (it splits on commas, semicolons, brackets
+and whitespace, even URL-quoted ones), so a recipient must be exactly one target: a phone
+number (``sms`` channels, or anything starting with ``+``) is ``+`` and digits only, and
+any other recipient is letters, digits and ``@ . _ - : + ~``. Anything else is a
+:class:`RecipientError`, never a second target.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +31,10 @@ from .base import Channel
 __all__ = ["AppriseChannel"]
 
 PLACEHOLDER = "{recipient}"
+#: one phone number: an optional ``+`` and 3 to 15 digits (E.164), no separators
+_PHONE = re.compile(r"\+?[0-9]{3,15}")
+#: one device token, user key, chat id or address: nothing apprise splits targets on
+_TOKEN = re.compile(r"[A-Za-z0-9@._:+~-]{1,512}")
 
 
 class AppriseChannel(Channel):
@@ -49,12 +60,12 @@ class AppriseChannel(Channel):
         apprise = require("apprise", extra="apprise", feature="apprise channels")
         if not self.needs_recipient and self._fixed is not None:
             return self._fixed
-        if self.needs_recipient and not recipient:
-            raise RecipientError("this apprise URL has a {recipient} slot but no recipient")
+        if self.needs_recipient:
+            self._check_recipient(recipient)
         target = apprise.Apprise()
         for url in self.urls:
             if PLACEHOLDER in url:
-                url = url.replace(PLACEHOLDER, quote(recipient or "", safe="+@"))
+                url = url.replace(PLACEHOLDER, quote(recipient or "", safe="+"))
             with _quiet_plugin_loading():
                 accepted = target.add(url)
             if not accepted:
@@ -64,6 +75,22 @@ class AppriseChannel(Channel):
         if not self.needs_recipient:
             self._fixed = target
         return target
+
+    def _check_recipient(self, recipient: str | None) -> None:
+        """Refuse a recipient that apprise could read as more (or other) than one target."""
+        if not recipient:
+            raise RecipientError("this apprise URL has a {recipient} slot but no recipient")
+        if self.kind == "sms" or recipient.startswith("+"):
+            if not _PHONE.fullmatch(recipient):
+                raise RecipientError(
+                    f"apprise channel: {recipient!r} is not one phone number "
+                    "(write it as + and digits only, e.g. +15550001111)"
+                )
+        elif not _TOKEN.fullmatch(recipient):
+            raise RecipientError(
+                f"apprise channel: {recipient!r} is not one target "
+                "(letters, digits and @ . _ - : + ~ only; no spaces, commas or slashes)"
+            )
 
     async def send(self, notification: Notification) -> None:
         target = self._target(notification.recipient)

@@ -9,9 +9,12 @@ Without ``starttls`` the connection upgrades when the server offers STARTTLS
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -113,13 +116,11 @@ class EmailChannel(Channel):
 
     def build_message(self, notification: Notification) -> EmailMessage:
         """The MIME message for ``notification`` (text, plus an HTML alternative)."""
-        recipient = notification.recipient
-        if not recipient or not _looks_like_address(recipient):
-            raise RecipientError(f"email channel: {recipient!r} is not an email address")
+        to = _single_address(notification.recipient)
         message = EmailMessage()
         try:
             message["From"] = self.sender
-            message["To"] = recipient
+            message["To"] = to
             if self.reply_to:
                 message["Reply-To"] = self.reply_to
             message["Subject"] = notification.subject or ""
@@ -204,15 +205,54 @@ def _flag(raw: str, name: str) -> bool:
     raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
 
 
-def _looks_like_address(text: str) -> bool:
-    """``a@b`` or ``Name <a@b>``, on one line."""
-    if "\n" in text or "\r" in text:
-        return False
-    address = parseaddr(text)[1]
-    if not address or any(ch.isspace() for ch in address) or address.count("@") != 1:
-        return False
-    local, domain = address.split("@")
-    return bool(local) and bool(domain)
+#: characters that may not appear in an unquoted display name (RFC 5322 specials,
+#: except ``.`` which real names use): group syntax, comments, a second address
+_SPECIALS = frozenset('()<>[]:;@\\,"')
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _single_address(recipient: str | None) -> Address:
+    """``recipient`` as exactly one address (``a@b`` or ``Name <a@b>``), else RecipientError.
+
+    The address comes from user data, so anything that could name a second recipient
+    (a list, group syntax, a header break) is refused rather than cleaned up, and the
+    To: header is rebuilt from the parsed address, never copied from the input.
+    """
+    if not recipient or not isinstance(recipient, str):
+        raise RecipientError(f"email channel: {recipient!r} is not an email address")
+    name, addr = _parse_one(recipient)
+    try:
+        return Address(display_name=name, addr_spec=addr)
+    except (ValueError, IndexError, HeaderParseError) as exc:
+        raise RecipientError(
+            f"email channel: {recipient!r} is not an email address: {exc}"
+        ) from exc
+
+
+def _parse_one(text: str) -> tuple[str, str]:
+    """The (display name, address) of ``text`` when it is exactly one address."""
+
+    def refuse(problem: str) -> RecipientError:
+        return RecipientError(f"email channel: {text!r} is not one email address: {problem}")
+
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise refuse("it contains a line break or control character")
+    pairs = getaddresses([text])
+    if len(pairs) != 1:
+        raise refuse(f"it parses as {len(pairs)} addresses")
+    name, addr = pairs[0]
+    local, at, domain = addr.partition("@")
+    if not local or not at or not domain or "@" in domain or any(c.isspace() for c in addr):
+        raise refuse("it has no user@domain part")
+    stripped = text.strip()
+    if stripped == addr:
+        return name, addr
+    if not stripped.endswith(f"<{addr}>"):
+        raise refuse("the parsed address does not match the input")
+    display = stripped[: -len(addr) - 2].strip()
+    if display and not _QUOTED.fullmatch(display) and _SPECIALS & set(display):
+        raise refuse('the name has special characters (write "Name, Quoted" <user@domain>)')
+    return name, addr
 
 
 def _domain(sender: str) -> str | None:

@@ -84,15 +84,23 @@ class WebhookChannel(Channel):
         tolerance: float | None = 300.0,
         now: float | None = None,
     ) -> bool:
-        """True when ``signature`` matches and ``timestamp`` is within ``tolerance`` seconds."""
+        """True when ``signature`` matches and ``timestamp`` is within ``tolerance`` seconds.
+
+        Header values come from the network, so anything malformed (not a str, not an
+        integer timestamp, non-ASCII characters) is simply False, never an exception.
+        """
+        if not isinstance(signature, str) or not isinstance(timestamp, str):
+            return False
         try:
             sent_at = int(timestamp)
-        except (TypeError, ValueError):
+        except ValueError:
             return False
         current = time.time() if now is None else now
         if tolerance is not None and abs(current - sent_at) > tolerance:
             return False
-        return hmac.compare_digest(cls.sign(secret, body, timestamp), signature)
+        expected = cls.sign(secret, body, timestamp).encode("ascii")
+        # bytes, not str: compare_digest refuses non-ASCII str with a TypeError
+        return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
 
     def _http(self) -> Any:
         """One client per event loop (connections are bound to the loop that made them)."""
