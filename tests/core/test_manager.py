@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import math
@@ -289,6 +290,8 @@ async def test_emit_returns_after_every_handler_finished() -> None:
 
 
 async def test_handlers_that_do_not_suspend_create_no_task() -> None:
+    """Sync handlers and a lone async handler run inline; with several matching
+    handlers each async one gets a Task of its own (see the next tests for why)."""
     manager = EventManager()
     seen: list[str] = []
 
@@ -307,21 +310,144 @@ async def test_handlers_that_do_not_suspend_create_no_task() -> None:
     try:
         manager.on("one", quick)
         await manager.emit("one")
-        manager.on("many", quick)
-        manager.on("many", sync)
-        manager.on("many", quick)
+        manager.on("syncs", sync)
+        manager.on("syncs", sync)
         for _ in range(10):
-            await manager.emit("many")
+            await manager.emit("syncs")
         assert created[0] == 0
         manager.on("single.slow", suspends)
         await manager.emit("single.slow")
         assert created[0] == 0, "a lone handler is awaited inline"
+        manager.on("many", sync, priority=1)
+        manager.on("many", quick)
         manager.on("many", suspends)
         await manager.emit("many")
-        assert created[0] == 1, "only the handler that suspended got a Task"
+        assert created[0] == 2, "one Task per async handler, none for the sync one"
     finally:
         asyncio.get_running_loop().set_task_factory(None)
     assert seen.count("suspended") == 2
+
+
+async def test_a_timeout_inside_one_of_several_handlers_concerns_that_handler_only() -> None:
+    manager = EventManager()
+    log: list[str] = []
+    never = asyncio.Event()
+
+    @manager.on("job.run")
+    async def with_timeout(event: Event) -> None:
+        try:
+            async with asyncio.timeout(0.01):
+                await never.wait()
+        except TimeoutError:
+            log.append("timed out")
+
+    @manager.on("job.run")
+    async def other(event: Event) -> None:
+        await asyncio.sleep(0.05)
+        log.append("other finished")
+
+    await asyncio.wait_for(manager.emit("job.run"), 2)
+    assert sorted(log) == ["other finished", "timed out"]
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    assert not manager.dead_letters
+
+
+async def test_a_task_group_inside_one_of_several_handlers_belongs_to_that_handler() -> None:
+    manager = EventManager()
+    log: list[str] = []
+
+    async def boom() -> None:
+        raise ValueError("child failed")
+
+    @manager.on("t.g")
+    async def with_group(event: Event) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(asyncio.sleep(0.01))
+                group.create_task(boom())
+        except* ValueError:
+            log.append("caught")
+
+    @manager.on("t.g")
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(0.05)
+        log.append("slow finished")
+
+    await asyncio.wait_for(manager.emit("t.g"), 2)
+    assert sorted(log) == ["caught", "slow finished"]
+
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="caller")
+
+
+async def test_each_of_several_handlers_runs_in_its_own_task_and_context_copy() -> None:
+    manager = EventManager()
+    emitter = asyncio.current_task()
+    seen: dict[str, Any] = {}
+
+    @manager.on("a.b", priority=2)
+    def sync_sets(event: Event) -> None:
+        request_id.set("sync")
+
+    @manager.on("a.b", priority=1)
+    async def async_sets(event: Event) -> None:
+        seen["before"] = request_id.get()
+        request_id.set("async")
+        seen["own task"] = asyncio.current_task() is not emitter
+        await asyncio.sleep(0)
+        seen["after"] = request_id.get()
+
+    @manager.on("a.b")
+    async def reader(event: Event) -> None:
+        seen["reader"] = request_id.get()
+        await asyncio.sleep(0)
+
+    request_id.set("emitter")
+    await manager.emit("a.b")
+    assert request_id.get() == "emitter"
+    assert seen == {"before": "emitter", "own task": True, "after": "async", "reader": "emitter"}
+
+
+async def test_a_lone_handler_is_an_ordinary_nested_call() -> None:
+    """Documented: one matching handler is awaited inline, in the emitter's task and
+    context, so timeouts work as around any awaited call."""
+    manager = EventManager()
+    emitter = asyncio.current_task()
+    seen: dict[str, Any] = {}
+    never = asyncio.Event()
+
+    @manager.on("solo")
+    async def solo(event: Event) -> None:
+        seen["same task"] = asyncio.current_task() is emitter
+        try:
+            async with asyncio.timeout(0.01):
+                await never.wait()
+        except TimeoutError:
+            seen["timed out"] = True
+        request_id.set("solo")
+
+    request_id.set("emitter")
+    async with asyncio.timeout(2):  # (wait_for would run the emit in another task)
+        await manager.emit("solo")
+    assert seen == {"same task": True, "timed out": True}
+    assert emitter is not None and emitter.cancelling() == 0
+    assert request_id.get() == "solo"  # like any awaited coroutine
+
+
+async def test_several_handlers_keep_priority_start_order_across_sync_and_async() -> None:
+    manager = EventManager()
+    started: list[str] = []
+
+    async def first(event: Event) -> None:
+        started.append("async-high")
+        await asyncio.sleep(0)
+
+    manager.on("mix", first, priority=5)
+    manager.on("mix", lambda event: started.append("sync-low"))
+    manager.on("mix", lambda event: started.append("sync-mid"), priority=1)
+    await manager.emit("mix")
+    assert started == ["async-high", "sync-mid", "sync-low"]
 
 
 async def test_all_kinds_of_callables_work_as_handlers() -> None:
@@ -753,6 +879,32 @@ async def test_cancelling_an_emit_cancels_the_handlers_it_started() -> None:
     await asyncio.sleep(0.01)
     assert outcome == ["cancelled", "cancelled"]
     assert not manager.dead_letters, "cancellation is not a handler failure"
+
+
+async def test_cancelling_an_emit_nowait_future_before_it_starts_frees_its_slot() -> None:
+    manager = EventManager(buffer_size=2)
+    handled: list[int] = []
+
+    @manager.on("x.y")
+    async def handler(event: Event) -> None:
+        await asyncio.sleep(0)
+        handled.append(event.data)
+
+    for n in range(2):
+        manager.emit_nowait("x.y", n).cancel()
+    assert manager.in_flight == 2
+    await manager.drain()
+    assert manager.in_flight == 0
+    assert handled == []
+    await asyncio.wait_for(manager.emit("x.y", 3), 2)
+    first = manager.emit_nowait("x.y", 4)
+    second = manager.emit_nowait("x.y", 5)
+    await asyncio.sleep(0)
+    second.cancel()  # cancelled while running: released once, not twice
+    await manager.drain()
+    assert first.done() and second.cancelled()
+    assert manager.in_flight == 0
+    assert sorted(handled) == [3, 4]
 
 
 async def test_a_cancelled_waiting_emit_leaks_no_buffer_slot() -> None:

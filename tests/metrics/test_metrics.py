@@ -162,6 +162,59 @@ def test_reset_forgets() -> None:
     assert collector.get_metrics().count == 0
 
 
+async def test_measured_functions_keep_counting_after_reset() -> None:
+    collector = MetricsCollector()
+
+    @collector.measure("work")
+    async def work() -> None:
+        await asyncio.sleep(0)
+
+    @collector.measure("sync")
+    def sync_work() -> None:
+        pass
+
+    middleware = collector.measure("chain").as_middleware()
+
+    async def next_handler(event: Any) -> None:
+        return None
+
+    await work()
+    sync_work()
+    await middleware(None, next_handler)  # type: ignore[arg-type]
+    collector.reset("work")
+    assert collector.get_metrics("work").count == 0
+    assert collector.names() == ["chain", "sync"]
+    for _ in range(3):
+        await work()
+    assert collector.get_metrics("work").count == 3
+    assert collector.names() == ["chain", "sync", "work"]
+    collector.reset()
+    assert collector.names() == []
+    assert collector.get_metrics().count == 0
+    sync_work()
+    await middleware(None, next_handler)  # type: ignore[arg-type]
+    assert collector.names() == ["chain", "sync"]
+    assert collector.get_metrics("sync").count == 1
+    assert collector.get_metrics("chain").count == 1
+    assert collector.get_metrics().count == 2
+
+
+async def test_an_object_with_async_call_is_measured_as_async() -> None:
+    collector = MetricsCollector()
+
+    class Sender:
+        async def __call__(self, message: str) -> None:
+            await asyncio.sleep(0.02)
+            raise ConnectionError("down")
+
+    send = collector.measure("send")(Sender())
+    with pytest.raises(ConnectionError):
+        await send("hi")
+    snapshot = collector.get_metrics("send")
+    assert (snapshot.count, snapshot.errors) == (1, 1)
+    assert snapshot.avg_latency >= 15  # ms: the await was measured, not the coroutine creation
+
+
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "1"])
 def test_record_rejects_bad_durations(bad: Any) -> None:
     with pytest.raises(ValueError):

@@ -15,6 +15,7 @@ from pepperpy.event import (
     DeduplicateMiddleware,
     Event,
     EventBus,
+    EventManager,
     EventProcessor,
     EventValidator,
     LogMiddleware,
@@ -100,6 +101,27 @@ async def test_timeout_cancels_slow_processing() -> None:
         await processor.process(Event("slow"))
     assert time.monotonic() - start < 1
     assert cancelled == [True]
+
+
+async def test_timeout_on_a_processor_attached_to_a_manager_beside_another_handler() -> None:
+    manager = EventManager()
+    processor = EventProcessor().use(TimeoutMiddleware(0.05))
+
+    @processor.handle("job.*")
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(10)
+
+    processor.attach(manager, "job.*")
+    audit: list[str] = []
+
+    @manager.on("job.run")
+    async def auditor(event: Event) -> None:
+        await asyncio.sleep(0.1)
+        audit.append(event.id)
+
+    await asyncio.wait_for(manager.emit("job.run"), 3)  # the emit itself is not cancelled
+    assert len(audit) == 1
+    assert [type(d.exception) for d in manager.dead_letters] == [TimeoutError]
 
 
 async def test_timeout_lets_fast_processing_through() -> None:

@@ -196,6 +196,63 @@ async def test_retry_reruns_only_the_handlers_that_failed() -> None:
     assert calls == {"steady": 2, "flaky": 4}
 
 
+async def test_a_nested_processor_cannot_mark_outer_handlers_as_done() -> None:
+    """The "already succeeded" record belongs to one processor: a processor run from
+    inside a handler (its handler numbers are its own) must not touch it."""
+    audit = EventProcessor()  # no middleware
+    audit.handle("order.*", lambda e: None)
+    audit.handle("order.*", lambda e: None)
+    main = EventProcessor().use(RetryMiddleware(RetryPolicy.fixed(3, base_delay=0)))
+    charged: list[str] = []
+
+    @main.handle("order.*")
+    async def forward(event: Event) -> None:
+        await audit.process(event)
+
+    @main.handle("order.*")
+    async def charge(event: Event) -> None:
+        charged.append("try")
+        if len(charged) == 1:
+            raise ConnectionError("gateway blip")
+        charged.append("charged")
+
+    await asyncio.wait_for(main.process(Event("order.placed", {"id": 1})), 5)
+    assert charged == ["try", "try", "charged"]
+
+
+async def test_a_nested_processor_with_middleware_keeps_its_own_record() -> None:
+    inner = EventProcessor().use(RetryMiddleware(RetryPolicy.fixed(3, base_delay=0)))
+    inner_calls = {"ok": 0, "flaky": 0}
+
+    @inner.handle("job")
+    def ok(event: Event) -> None:
+        inner_calls["ok"] += 1
+
+    @inner.handle("job")
+    def flaky(event: Event) -> None:
+        inner_calls["flaky"] += 1
+        if inner_calls["flaky"] == 1:
+            raise ConnectionError("blip")
+
+    outer = EventProcessor().use(RetryMiddleware(RetryPolicy.fixed(3, base_delay=0)))
+    outer_calls = {"forward": 0, "other": 0}
+
+    @outer.handle("job")
+    async def forward(event: Event) -> None:
+        outer_calls["forward"] += 1
+        await inner.process(event)
+
+    @outer.handle("job")
+    def other(event: Event) -> None:
+        outer_calls["other"] += 1
+        if outer_calls["other"] == 1:
+            raise ConnectionError("blip")
+
+    await asyncio.wait_for(outer.process(Event("job")), 5)
+    assert inner_calls == {"ok": 1, "flaky": 2}
+    assert outer_calls == {"forward": 1, "other": 2}
+
+
 async def test_process_rejects_non_events_and_bad_registrations() -> None:
     processor = EventProcessor()
     with pytest.raises(TypeError):
@@ -258,6 +315,30 @@ async def test_a_failure_reaches_the_managers_dead_letters() -> None:
     await manager.emit("user.created", {})
     assert len(manager.dead_letters) == 1
     assert isinstance(manager.dead_letters[0].exception, RuntimeError)
+
+
+async def test_a_processor_with_middleware_beside_another_manager_handler() -> None:
+    """The processor's per-call state lives in a context variable: with several
+    handlers for the event, the manager must run it in one context from start to end."""
+    manager = EventManager()
+    processor = EventProcessor()
+
+    @processor.middleware
+    async def passthrough(event: Event, next_handler: Any) -> None:
+        await next_handler(event)
+
+    done: list[str] = []
+
+    @processor.handle("user.*")
+    async def handler(event: Event) -> None:
+        await asyncio.sleep(0)
+        done.append(event.type)
+
+    processor.attach(manager, "user.*")
+    manager.on("user.created", lambda e: None)
+    await asyncio.wait_for(manager.emit("user.created", {"id": 1}), 3)
+    assert done == ["user.created"]
+    assert list(manager.dead_letters) == []
 
 
 async def test_attach_to_a_bus_subscription_with_a_group() -> None:

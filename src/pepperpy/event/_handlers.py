@@ -55,6 +55,12 @@ def start(
     Returns None when it finished without suspending (no Task was created), else a Task
     that carries on from where it stopped. Exceptions raised before the first
     suspension propagate to the caller.
+
+    Caveat: the first step runs in the *caller's* task and context, the rest in the new
+    Task. Whatever captures the current task or sets a context variable before the
+    first suspension (``asyncio.timeout``, ``TaskGroup``, ``ContextVar.set``/``reset``)
+    therefore sees the caller, not the handler. ``EventManager`` no longer uses this
+    (see docs/manager.md, "How handlers run").
     """
     try:
         yielded = coro.send(None)

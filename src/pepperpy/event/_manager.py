@@ -6,14 +6,15 @@ import asyncio
 import inspect
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
+from contextvars import copy_context
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from ._errors import BufferFullError, ClosedError, ListenerLimitError
 from ._event import Event, make_event
-from ._handlers import Handler, is_async_callable, resume, start
+from ._handlers import Handler, is_async_callable
 from ._patterns import PatternIndex, parse_pattern, parse_topic
 from ._retry import RetryPolicy
 
@@ -58,8 +59,10 @@ class EventManager:
     """Dispatches events to the handlers registered for their type (or a pattern).
 
     ``await emit(...)`` returns once every matching handler has finished, retries
-    included. Handlers of one event run concurrently, higher ``priority`` first; a
-    handler that completes without suspending costs no Task. Failures are retried per
+    included. Handlers of one event run concurrently, higher ``priority`` first. A lone
+    handler is awaited inline (an ordinary nested call, no Task); with several, each
+    runs as if in a Task of its own, with its own copy of the context (``async`` ones
+    get a Task; sync ones run inline in a context copy). Failures are retried per
     ``retry_policy`` and then become :class:`DeadLetter` records passed to the
     ``on_error`` callbacks, kept in ``dead_letters`` and logged.
     """
@@ -254,15 +257,18 @@ class EventManager:
         task = loop.create_task(self._deliver_scheduled(event))
         self._scheduled.add(task)
         task.add_done_callback(self._scheduled.discard)
+        if self.buffer_size is not None:
+            # a done-callback runs exactly once, also when the future is cancelled
+            # before its task ever started (a ``finally`` inside it would never run)
+            task.add_done_callback(self._leave_scheduled)
         return task
 
     async def _deliver_scheduled(self, event: Event) -> Event:
-        try:
-            await self._dispatch(event)
-        finally:
-            if self.buffer_size is not None:
-                self._leave()
+        await self._dispatch(event)
         return event
+
+    def _leave_scheduled(self, task: asyncio.Future[Event]) -> None:
+        self._leave()
 
     @staticmethod
     def _ready_event(event: Any, data: Any, metadata: Any) -> Event:
@@ -295,6 +301,15 @@ class EventManager:
         await self._dispatch_many(event, listeners)
 
     async def _dispatch_many(self, event: Event, listeners: tuple[_Listener, ...]) -> None:
+        """Run several handlers concurrently, each as if in a Task of its own.
+
+        An ``async`` handler gets a Task (so ``asyncio.timeout``, ``TaskGroup`` and
+        ``current_task()`` inside it concern the handler, not the emitter) with its own
+        copy of the context. A sync handler runs inline in a copy of the context, unless
+        a Task was already scheduled before it: then it gets a Task too, so handlers
+        still start in priority order.
+        """
+        loop = asyncio.get_running_loop()
         running: list[tuple[_Listener, asyncio.Future[Any]]] = []
         failed: list[tuple[_Listener, Exception]] = []
         for listener in listeners:
@@ -302,28 +317,26 @@ class EventManager:
                 continue
             try:
                 if listener.is_async:
-                    coro = listener.handler(event)
-                    try:
-                        yielded = coro.send(None)
-                    except StopIteration:
-                        continue  # finished without suspending: no Task needed
-                    running.append((listener, self._loop_task(resume(coro, yielded))))
+                    running.append((listener, loop.create_task(listener.handler(event))))
                     continue
-                result = listener.handler(event)
+                if running:  # an earlier handler is waiting to start: keep the order
+                    running.append((listener, loop.create_task(_call_sync(listener, event))))
+                    continue
+                context = copy_context()
+                result = context.run(listener.handler, event)
                 if result is not None and inspect.isawaitable(result):
                     # a sync callable that returned an awaitable: finish it like a handler
                     if inspect.iscoroutine(result):
-                        pending = start(result)
-                        if pending is not None:
-                            running.append((listener, pending))
+                        pending = loop.create_task(result, context=context)
                     else:
-                        running.append((listener, asyncio.ensure_future(result)))
+                        pending = asyncio.ensure_future(result)
+                    running.append((listener, pending))
             except Exception as exc:
                 failed.append((listener, exc))
         if running:
             tasks = [task for _, task in running]
             try:
-                await asyncio.wait(tasks)
+                await _all_settled(loop, tasks)
             except asyncio.CancelledError:
                 for task in tasks:  # the emit was cancelled: so are its handlers
                     task.cancel()
@@ -336,10 +349,6 @@ class EventManager:
                     failed.append((listener, error))
         if failed:
             await asyncio.gather(*(self._retry(lis, event, exc) for lis, exc in failed))
-
-    @staticmethod
-    def _loop_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        return asyncio.get_running_loop().create_task(coro)
 
     def _claim(self, listener: _Listener) -> bool:
         """Let a ``once`` listener fire a single time, removing it as it does."""
@@ -436,3 +445,25 @@ class EventManager:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+async def _call_sync(listener: _Listener, event: Event) -> None:
+    result = listener.handler(event)
+    if result is not None and inspect.isawaitable(result):
+        await result
+
+
+async def _all_settled(loop: asyncio.AbstractEventLoop, tasks: list[asyncio.Future[Any]]) -> None:
+    """Wait until every task is done, whatever its outcome (a leaner ``asyncio.wait``)."""
+    waiter: asyncio.Future[None] = loop.create_future()
+    left = len(tasks)
+
+    def settled(_: asyncio.Future[Any]) -> None:
+        nonlocal left
+        left -= 1
+        if not left and not waiter.done():
+            waiter.set_result(None)
+
+    for task in tasks:
+        task.add_done_callback(settled)
+    await waiter

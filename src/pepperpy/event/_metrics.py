@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._deps import require
 from ._event import Event
+from ._handlers import is_async_callable
 
 if TYPE_CHECKING:
     from ._processor import NextHandler
@@ -160,6 +161,7 @@ class _Series(LatencyHistogram):
 
     __slots__ = (
         "errors",
+        "held",
         "ring_counts",
         "ring_ids",
         "slot",
@@ -171,8 +173,18 @@ class _Series(LatencyHistogram):
 
     def __init__(self, slot_ns: int) -> None:
         super().__init__()
-        self.errors = 0
         self.slot_ns = slot_ns
+        self.held = False  # a measured function or middleware records into it directly
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget everything recorded, in place: holders of ``observe`` keep recording."""
+        self.counts = [0] * _BUCKETS
+        self.count = 0
+        self.total = 0
+        self.min = 0
+        self.max = 0
+        self.errors = 0
         self.ring_ids = [-1] * _SLOTS
         self.ring_counts = [0] * _SLOTS
         self.slot = -1
@@ -247,6 +259,8 @@ class MetricsCollector:
         self.namespace = namespace
         self._slot_ns = max(1, int(window * 1e9) // _SLOTS)
         self._series: dict[str, _Series] = {}
+        # names reset and not recorded since: listed again once something is recorded
+        self._forgotten: set[str] = set()
 
     # -- recording --------------------------------------------------------------------
 
@@ -256,6 +270,8 @@ class MetricsCollector:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"metric name must be a non-empty str, got {name!r}")
             series = self._series[name] = _Series(self._slot_ns)
+        elif self._forgotten:
+            self._forgotten.discard(name)
         return series
 
     def measure(self, name: str) -> Measure:
@@ -275,15 +291,28 @@ class MetricsCollector:
         self._get(name).observe(int(seconds * 1e9), time.perf_counter_ns(), error)
 
     def reset(self, name: str | None = None) -> None:
-        """Forget what was recorded under ``name``, or everything."""
-        if name is None:
-            self._series.clear()
-        else:
-            self._series.pop(name, None)
+        """Forget what was recorded under ``name``, or everything.
+
+        Functions decorated with ``measure`` and measure middleware keep counting: the
+        next call is recorded under the same name, which ``names()`` lists again.
+        """
+        selected = list(self._series) if name is None else [name]
+        for each in selected:
+            series = self._series.get(each)
+            if series is None:
+                continue
+            if series.held:
+                series.clear()  # in place: measured functions record into this object
+                self._forgotten.add(each)
+            else:
+                del self._series[each]
 
     def names(self) -> list[str]:
-        """The names measured so far, sorted."""
-        return sorted(self._series)
+        """The names measured so far (and not reset since without new calls), sorted."""
+        forgotten = self._forgotten
+        return sorted(
+            name for name, series in self._series.items() if series.count or name not in forgotten
+        )
 
     def histogram(self, name: str | None = None) -> LatencyHistogram:
         """A copy of the latency histogram of ``name`` (or all names merged)."""
@@ -296,7 +325,7 @@ class MetricsCollector:
 
     def _selected(self, name: str | None) -> list[_Series]:
         if name is None:
-            return list(self._series.values())
+            return [self._series[each] for each in self.names()]
         series = self._series.get(name)
         return [] if series is None else [series]
 
@@ -455,10 +484,11 @@ class Measure:
                 "generator; measure the function that consumes it"
             )
         series = self.collector._get(self.name)
+        series.held = True
         record = series.observe
         clock = time.perf_counter_ns
 
-        if inspect.iscoroutinefunction(func):
+        if is_async_callable(func):
 
             @functools.wraps(func)
             async def measured_async(*args: Any, **kwargs: Any) -> Any:
@@ -499,7 +529,9 @@ class MeasureMiddleware:
     """Processor middleware measuring the rest of the chain under ``name``."""
 
     def __init__(self, collector: MetricsCollector, name: str = "event_processing") -> None:
-        self._record = collector._get(name).observe
+        series = collector._get(name)
+        series.held = True
+        self._record = series.observe
         self.collector = collector
         self.name = name
 

@@ -33,10 +33,13 @@ Middleware = Callable[[Event, NextHandler], Any]
 H = TypeVar("H", bound=Callable[..., Any])
 M = TypeVar("M", bound=Callable[..., Any])
 
-#: (event id, handler key) of handlers that already succeeded during the current
-#: ``process`` call, so that a retry further out re-runs only the handlers that failed
-_completed: contextvars.ContextVar[set[tuple[str, int]] | None] = contextvars.ContextVar(
-    "pepperpy_event_completed_handlers", default=None
+#: The processor whose ``process`` call is running here, with the (event id, handler
+#: key) of its handlers that already succeeded in that call, so that a retry further out
+#: re-runs only the handlers that failed. The owner is recorded because the variable is
+#: inherited by everything the handlers call: another processor run from inside a
+#: handler must neither read nor write this record (its handler keys are its own).
+_completed: contextvars.ContextVar[tuple[EventProcessor, set[tuple[str, int]]] | None] = (
+    contextvars.ContextVar("pepperpy_event_completed_handlers", default=None)
 )
 
 
@@ -145,7 +148,7 @@ class EventProcessor:
         if not self._middleware:  # nothing can retry: no need to remember completions
             await self._run_handlers(event)
             return
-        token = _completed.set(set())
+        token = _completed.set((self, set()))
         try:
             await self._chain(event)
         finally:
@@ -172,9 +175,8 @@ class EventProcessor:
                 if result is not None and inspect.isawaitable(result):
                     await result
             return
-        done = _completed.get()
-        if done is None:
-            done = set()
+        record = _completed.get()
+        done = record[1] if record is not None and record[0] is self else set()
         event_id = event.id
         pending = [route for route in routes if (event_id, route.key) not in done]
         results = await asyncio.gather(
