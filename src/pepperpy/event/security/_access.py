@@ -6,6 +6,13 @@ everyone and ``svc.*`` every service), an action (``publish``, ``subscribe``,
 names). A deny rule that matches wins over any allow; with no matching rule the
 ``default`` decides. Every denial raises :class:`AccessDenied` and, with an audit log,
 is recorded; so is every rule change.
+
+When the request names a pattern (a subscription, a read of ``orders.#`` or of the whole
+log), rules are read fail-closed: an allow rule counts only if it covers everything the
+pattern can match, and a deny rule applies as soon as it *overlaps* the pattern, i.e.
+some topic matches both. So ``deny("svc.mailer", "subscribe", "orders.refund.#")``
+refuses ``orders.#`` and ``orders.*.issued`` too, instead of letting the broader pattern
+deliver what the deny names.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .._errors import AccessDenied, ConfigurationError
-from .._patterns import _match_tokens, parse_pattern, parse_topic
+from .._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
 from ._audit import AuditLog
 from ._principal import current_principal
 
@@ -35,19 +42,40 @@ class AccessRule:
     targets: str
 
     def applies(self, principal: str, action: str, target: str) -> bool:
+        """True when this rule decides ``principal`` doing ``action`` on ``target``.
+
+        ``target`` may be a pattern: an allow rule then has to cover all of it, a deny
+        rule only has to overlap it (see the module docstring).
+        """
         if self.action != "*" and self.action != action:
             return False
         if not _match_tokens(parse_pattern(self.principals), parse_topic(principal)):
             return False
-        return _target_matches(self.targets, target, action)
+        if self.effect == "deny":
+            return _target_overlaps(self.targets, target)
+        return _target_covered(self.targets, target)
+
+    def __str__(self) -> str:
+        return f"{self.effect}({self.principals!r}, {self.action!r}, {self.targets!r})"
 
 
-def _target_matches(rule_pattern: str, target: str, action: str) -> bool:
+def _is_pattern(target: str) -> bool:
+    return any(token in ("*", "#") for token in parse_pattern(target))
+
+
+def _target_covered(rule_pattern: str, target: str) -> bool:
+    """True when every topic ``target`` can match also matches ``rule_pattern``."""
     rule = parse_pattern(rule_pattern)
-    if action == "subscribe" or any(token in ("*", "#") for token in target.split(".")):
-        # a subscription pattern is covered only if everything it can match is covered
+    if _is_pattern(target):
         return _covers(rule, parse_pattern(target))
     return _match_tokens(rule, parse_topic(target))
+
+
+def _target_overlaps(rule_pattern: str, target: str) -> bool:
+    """True when some topic matches both ``rule_pattern`` and ``target``."""
+    if _is_pattern(target):
+        return could_overlap(rule_pattern, target)
+    return _match_tokens(parse_pattern(rule_pattern), parse_topic(target))
 
 
 def _covers(rule: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
@@ -130,23 +158,33 @@ class AccessControl:
 
     def is_allowed(self, principal: str | None, action: str, target: str) -> bool:
         """Decide without raising or auditing."""
-        who = principal or ANONYMOUS
+        allowed, _ = self._decide(principal or ANONYMOUS, action, target)
+        return allowed
+
+    def _decide(self, who: str, action: str, target: str) -> tuple[bool, AccessRule | None]:
+        """The decision and the deny rule behind a refusal (None: no rule allowed it)."""
         allowed = self.default == "allow"
         for rule in self._rules:
             if rule.applies(who, action, target):
                 if rule.effect == "deny":
-                    return False
+                    return False, rule
                 allowed = True
-        return allowed
+        return allowed, None
 
     def check(self, action: str, target: str, principal: str | None = None) -> None:
         """Raise :class:`AccessDenied` (and audit it) unless the action is allowed.
 
-        ``principal`` defaults to the one set with :func:`acting_as`.
+        ``principal`` defaults to the one set with :func:`acting_as`. A refusal caused
+        by a deny rule names the rule in the message and in the audit entry's details.
         """
         who = principal if principal is not None else current_principal()
-        if self.is_allowed(who, action, target):
+        allowed, rule = self._decide(who or ANONYMOUS, action, target)
+        if allowed:
             return
         if self.audit is not None:
-            self.audit.record(action, target, principal=who, outcome="denied")
-        raise AccessDenied(who or ANONYMOUS, action, target)
+            details = None if rule is None else {"rule": str(rule)}
+            self.audit.record(action, target, principal=who, outcome="denied", details=details)
+        denied = AccessDenied(who or ANONYMOUS, action, target)
+        if rule is not None:
+            denied.args = (f"{denied}: refused by {rule}",)
+        raise denied

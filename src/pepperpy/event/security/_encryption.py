@@ -9,8 +9,13 @@ data, so a ciphertext cannot be moved to another event or stream unnoticed.
   data keys are re-wrapped, event data is untouched.
 * Data key rotation: :meth:`StreamEncryption.rotate_stream` starts a new data key
   version for a stream; older events stay readable with the older versions.
-* Crypto-shredding: :meth:`StreamEncryption.shred` deletes a stream's data keys, so its
-  events can no longer be decrypted anywhere, backups included.
+* Crypto-shredding: :meth:`StreamEncryption.shred` replaces a stream's data keys with
+  tombstones, so its events can no longer be decrypted anywhere, backups included. The
+  tombstones keep the version numbers taken: a key written to the stream afterwards gets
+  a new version, so old envelopes keep reading as shredded instead of meeting a new key
+  under their old number. Other instances sharing the key store notice a shred when they
+  next encrypt (the key store is checked before every encryption) and stop decrypting
+  within ``key_cache_ttl`` seconds.
 
 Data keys live in a :class:`KeyStore` kept apart from the events: memory, or an SQLite
 file (``SQLiteKeyStore``). Metadata, types and stream names stay in clear text, so
@@ -22,9 +27,12 @@ from __future__ import annotations
 import abc
 import asyncio
 import base64
+import math
 import os
 import threading
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .._deps import require
@@ -35,6 +43,9 @@ __all__ = ["KeyRing", "KeyStore", "MemoryKeyStore", "SQLiteKeyStore", "StreamEnc
 
 MARKER = "$pepperpy.encrypted"
 _NONCE = 12
+#: the master key id of a shredded version's tombstone (no KeyRing id can be empty)
+SHREDDED = ""
+_ATTEMPTS = 10
 
 
 def _aesgcm(key: bytes) -> Any:
@@ -85,11 +96,15 @@ class KeyRing:
 
 
 class KeyStore(abc.ABC):
-    """Where wrapped data keys live: ``stream -> {version: (master_key_id, wrapped)}``."""
+    """Where wrapped data keys live: ``stream -> {version: (master_key_id, wrapped)}``.
+
+    A shredded version stays as a tombstone ``(SHREDDED, b"")`` so that its number is
+    never given to another key.
+    """
 
     @abc.abstractmethod
     async def load(self, stream: str) -> dict[int, tuple[str, bytes]]:
-        """Every data key version of ``stream`` (empty when none or shredded)."""
+        """Every data key version of ``stream``, tombstones included (empty when none)."""
 
     @abc.abstractmethod
     async def save(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> bool:
@@ -97,15 +112,32 @@ class KeyStore(abc.ABC):
 
     @abc.abstractmethod
     async def replace(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> None:
-        """Overwrite a version (used when re-wrapping under a new master key)."""
+        """Overwrite a version: a tombstone always; a live key only over a live key.
+
+        Re-wrapping (under a new master key) must never bring back a version that was
+        shredded meanwhile, nor one that was deleted.
+        """
 
     @abc.abstractmethod
     async def delete(self, stream: str) -> int:
-        """Delete every version of ``stream``; return how many were deleted."""
+        """Forget ``stream`` entirely, tombstones too; return how many rows went.
+
+        Not a shred: version numbers can be reused afterwards. Use
+        :meth:`StreamEncryption.shred`.
+        """
 
     @abc.abstractmethod
     async def streams(self) -> list[str]:
-        """Streams that have data keys."""
+        """Streams that have data keys or tombstones."""
+
+    def load_blocking(self, stream: str) -> dict[int, tuple[str, bytes]] | None:
+        """:meth:`load`, synchronously, or None when the store cannot (the default).
+
+        Used only when a read meets a key version made by another instance after this
+        one last loaded the stream; a store that returns None makes that read fail with
+        :class:`EncryptionError` until the next page reloads the keys.
+        """
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
@@ -120,6 +152,9 @@ class MemoryKeyStore(KeyStore):
     async def load(self, stream: str) -> dict[int, tuple[str, bytes]]:
         return dict(self._keys.get(stream, {}))
 
+    def load_blocking(self, stream: str) -> dict[int, tuple[str, bytes]]:
+        return dict(self._keys.get(stream, {}))
+
     async def save(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> bool:
         versions = self._keys.setdefault(stream, {})
         if version in versions:
@@ -128,7 +163,11 @@ class MemoryKeyStore(KeyStore):
         return True
 
     async def replace(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> None:
-        self._keys.setdefault(stream, {})[version] = (master_key_id, wrapped)
+        versions = self._keys.get(stream, {})
+        if master_key_id == SHREDDED:
+            self._keys.setdefault(stream, versions)[version] = (SHREDDED, b"")
+        elif version in versions and versions[version][0] != SHREDDED:
+            versions[version] = (master_key_id, wrapped)
 
     async def delete(self, stream: str) -> int:
         return len(self._keys.pop(stream, {}))
@@ -155,10 +194,11 @@ class SQLiteKeyStore(KeyStore):
             return [cursor.rowcount, *cursor.fetchall()]
 
     async def load(self, stream: str) -> dict[int, tuple[str, bytes]]:
-        _, *rows = await asyncio.to_thread(
-            self._run,
-            "SELECT version, master_key, wrapped FROM data_keys WHERE stream = ?",
-            (stream,),
+        return await asyncio.to_thread(self.load_blocking, stream)
+
+    def load_blocking(self, stream: str) -> dict[int, tuple[str, bytes]]:
+        _, *rows = self._run(
+            "SELECT version, master_key, wrapped FROM data_keys WHERE stream = ?", (stream,)
         )
         return {version: (master, bytes(wrapped)) for version, master, wrapped in rows}
 
@@ -171,11 +211,16 @@ class SQLiteKeyStore(KeyStore):
         return bool(count)
 
     async def replace(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> None:
-        await asyncio.to_thread(
-            self._run,
-            "INSERT OR REPLACE INTO data_keys VALUES (?, ?, ?, ?)",
-            (stream, version, master_key_id, wrapped),
-        )
+        if master_key_id == SHREDDED:
+            sql = "INSERT OR REPLACE INTO data_keys VALUES (?, ?, ?, ?)"
+            args: tuple[Any, ...] = (stream, version, SHREDDED, b"")
+        else:  # one statement: a shred between a load and this re-wrap wins
+            sql = (
+                "UPDATE data_keys SET master_key = ?, wrapped = ?"
+                " WHERE stream = ? AND version = ? AND master_key != ?"
+            )
+            args = (master_key_id, wrapped, stream, version, SHREDDED)
+        await asyncio.to_thread(self._run, sql, args)
 
     async def delete(self, stream: str) -> int:
         count, *_ = await asyncio.to_thread(
@@ -194,12 +239,33 @@ class SQLiteKeyStore(KeyStore):
             self._db.close()
 
 
+def _seal(stream: str, event_id: str, plaintext: bytes, version: int, key: bytes) -> dict[str, Any]:
+    nonce = os.urandom(_NONCE)
+    sealed = _aesgcm(key).encrypt(nonce, plaintext, f"{stream}\x00{event_id}".encode())
+    return {MARKER: 1, "key": version, "blob": base64.b64encode(nonce + sealed).decode()}
+
+
+@dataclass(slots=True)
+class _StreamKeys:
+    """What one load of a stream's key store rows gave."""
+
+    keys: dict[int, bytes]  # live versions, unwrapped
+    wrapped: dict[int, bytes]  # the wrapped form of each, to skip unwrapping it again
+    highest: int  # the highest version ever stored, tombstones included
+    loaded_at: float  # time.monotonic() of the load
+
+
 class StreamEncryption:
     """Encrypts event data per stream; plug into ``EventStore(url, encryption=...)``.
 
     ``on_shredded="redact"`` (the default) reads events of a shredded stream with
     ``data=None`` and ``metadata["pepperpyshredded"] = True``, so projections over the
     whole log keep running; ``"error"`` raises :class:`EncryptionError` instead.
+
+    Unwrapped keys are cached. Before every encryption the key store is read again, so
+    no instance writes with a key another instance shredded; for decryption a cached
+    entry is reloaded once it is ``key_cache_ttl`` seconds old (``0``: on every page),
+    which bounds how long another instance's shred takes to be seen here.
     """
 
     def __init__(
@@ -208,25 +274,47 @@ class StreamEncryption:
         key_store: KeyStore | None = None,
         *,
         on_shredded: str = "redact",
+        key_cache_ttl: float = 1.0,
     ) -> None:
         if on_shredded not in ("redact", "error"):
             raise ConfigurationError("on_shredded must be 'redact' or 'error'")
+        if (
+            isinstance(key_cache_ttl, bool)
+            or not isinstance(key_cache_ttl, int | float)
+            or not math.isfinite(key_cache_ttl)
+            or key_cache_ttl < 0
+        ):
+            raise ConfigurationError(
+                f"key_cache_ttl must be a finite number of seconds >= 0, got {key_cache_ttl!r}"
+            )
         self.keyring = keyring
         self.key_store = key_store or MemoryKeyStore()
         self.on_shredded = on_shredded
-        self._cache: dict[str, dict[int, bytes]] = {}
+        self.key_cache_ttl = float(key_cache_ttl)
+        self._cache: dict[str, _StreamKeys] = {}
 
-    async def _keys(self, stream: str) -> dict[int, bytes]:
-        cached = self._cache.get(stream)
-        if cached is not None:
-            return cached
-        keys = {
-            version: self._unwrap(stream, version, master_id, wrapped)
-            for version, (master_id, wrapped) in (await self.key_store.load(stream)).items()
-        }
-        if keys:
-            self._cache[stream] = keys
-        return keys
+    async def _load(self, stream: str) -> _StreamKeys:
+        """Read the stream's rows from the key store and refresh the cache with them."""
+        return self._apply(stream, await self.key_store.load(stream))
+
+    def _apply(self, stream: str, rows: Mapping[int, tuple[str, bytes]]) -> _StreamKeys:
+        previous = self._cache.get(stream)
+        keys: dict[int, bytes] = {}
+        wrapped: dict[int, bytes] = {}
+        for version, (master_id, blob) in rows.items():
+            if master_id == SHREDDED:
+                continue
+            if previous is not None and previous.wrapped.get(version) == blob:
+                keys[version] = previous.keys[version]
+            else:
+                keys[version] = self._unwrap(stream, version, master_id, blob)
+            wrapped[version] = blob
+        entry = _StreamKeys(keys, wrapped, max(rows, default=0), time.monotonic())
+        if rows:
+            self._cache[stream] = entry
+        else:  # nothing stored yet: ask again next time rather than cache the absence
+            self._cache.pop(stream, None)
+        return entry
 
     def _unwrap(self, stream: str, version: int, master_id: str, wrapped: bytes) -> bytes:
         nonce, sealed = wrapped[:_NONCE], wrapped[_NONCE:]
@@ -247,53 +335,88 @@ class StreamEncryption:
         return master_id, nonce + sealed
 
     async def _current(self, stream: str) -> tuple[int, bytes]:
-        keys = await self._keys(stream)
-        if keys:
-            version = max(keys)
-            return version, keys[version]
-        return await self._new_version(stream, 1)
+        """The version and key new data is encrypted with, checked against the key store.
 
-    async def _new_version(self, stream: str, version: int) -> tuple[int, bytes]:
+        The newest live key is used only if no newer version was shredded; otherwise a
+        new version is made above every version ever stored, shredded ones included.
+        """
+        for _ in range(_ATTEMPTS):
+            entry = await self._load(stream)
+            live = max(entry.keys, default=0)
+            if live and live == entry.highest:
+                return live, entry.keys[live]
+            version = entry.highest + 1
+            key = await self._create(stream, version)
+            if key is not None:
+                return version, key
+        raise EncryptionError(f"could not settle on a data key for {stream!r} (key store busy)")
+
+    async def _create(self, stream: str, version: int) -> bytes | None:
+        """A new key stored as ``version``; None if another writer took that version."""
         key = os.urandom(32)
         master_id, wrapped = self._wrap(stream, version, key)
         if not await self.key_store.save(stream, version, master_id, wrapped):
-            self._cache.pop(stream, None)  # another writer won: use theirs
-            keys = await self._keys(stream)
-            return version, keys[version]
-        self._cache.setdefault(stream, {})[version] = key
-        return version, key
+            return None
+        entry = self._cache.get(stream)
+        if entry is None:
+            self._cache[stream] = _StreamKeys({}, {}, 0, time.monotonic())
+            entry = self._cache[stream]
+        if version > entry.highest:
+            entry.keys[version] = key
+            entry.wrapped[version] = wrapped
+            entry.highest = version
+        return key
 
     async def encrypt(self, stream: str, event_id: str, plaintext: bytes) -> dict[str, Any]:
         """Encrypt serialized data; returns the JSON object stored in its place."""
         version, key = await self._current(stream)
-        nonce = os.urandom(_NONCE)
-        sealed = _aesgcm(key).encrypt(nonce, plaintext, f"{stream}\x00{event_id}".encode())
-        return {MARKER: 1, "key": version, "blob": base64.b64encode(nonce + sealed).decode()}
+        return _seal(stream, event_id, plaintext, version, key)
+
+    async def encrypt_many(
+        self, stream: str, items: Iterable[tuple[str, bytes]]
+    ) -> list[dict[str, Any]]:
+        """:meth:`encrypt` for a batch of ``(event_id, plaintext)``: one key store check."""
+        version, key = await self._current(stream)
+        return [_seal(stream, event_id, plaintext, version, key) for event_id, plaintext in items]
 
     @staticmethod
     def is_encrypted(value: Any) -> bool:
         return isinstance(value, Mapping) and value.get(MARKER) == 1
 
     async def preload(self, streams: Iterable[str]) -> None:
-        """Load the data keys of ``streams`` so :meth:`decrypt_loaded` can run synchronously."""
+        """Load the data keys of ``streams`` so :meth:`decrypt_loaded` can run synchronously.
+
+        Keys loaded less than ``key_cache_ttl`` seconds ago are kept; older ones are
+        read again, so a shred made elsewhere is seen.
+        """
+        now = time.monotonic()
         for stream in set(streams):
-            if stream not in self._cache:
-                await self._keys(stream)
+            entry = self._cache.get(stream)
+            if entry is None or now - entry.loaded_at >= self.key_cache_ttl:
+                await self._load(stream)
 
     async def decrypt(
         self, stream: str, event_id: str, envelope: Mapping[str, Any]
     ) -> bytes | None:
-        """The plaintext, or None when the stream was shredded and redaction is on."""
-        await self.preload((stream,))
+        """The plaintext, or None when the stream was shredded and redaction is on.
+
+        Reads the key store first, so a shred made by any instance is seen at once (the
+        paged reads of the event store use :meth:`preload` and :meth:`decrypt_loaded`).
+        """
+        await self._load(stream)
         return self.decrypt_loaded(stream, event_id, envelope)
 
     def decrypt_loaded(
         self, stream: str, event_id: str, envelope: Mapping[str, Any]
     ) -> bytes | None:
         """:meth:`decrypt` for a stream whose keys :meth:`preload` already loaded."""
-        keys = self._cache.get(stream, {})
+        entry = self._cache.get(stream)
         version = envelope.get("key")
-        key = keys.get(version) if isinstance(version, int) else None
+        if not isinstance(version, int):
+            version = None
+        if entry is not None and version is not None and version > entry.highest:
+            entry = self._reload_now(stream, version)
+        key = entry.keys.get(version) if entry is not None and version is not None else None
         if key is None:
             if self.on_shredded == "redact":
                 return None
@@ -312,11 +435,26 @@ class StreamEncryption:
             ) from exc
         return plaintext
 
+    def _reload_now(self, stream: str, version: int) -> _StreamKeys:
+        """Reload synchronously for a key made elsewhere since the last load (rare)."""
+        rows = self.key_store.load_blocking(stream)
+        if rows is None:
+            entry = self._cache.get(stream)
+            if entry is not None:
+                entry.loaded_at = -math.inf  # the next preload reads the key store again
+            raise EncryptionError(
+                f"data key {version} of stream {stream!r} was made by another instance after"
+                " the keys were loaded here; read again"
+            )
+        return self._apply(stream, rows)
+
     async def rotate(self) -> int:
-        """Re-wrap every data key under the primary master key; return how many."""
+        """Re-wrap every live data key under the primary master key; return how many."""
         count = 0
         for stream in await self.key_store.streams():
             for version, (master_id, wrapped) in (await self.key_store.load(stream)).items():
+                if master_id == SHREDDED:
+                    continue
                 key = self._unwrap(stream, version, master_id, wrapped)
                 new_master, new_wrapped = self._wrap(stream, version, key)
                 await self.key_store.replace(stream, version, new_master, new_wrapped)
@@ -326,12 +464,21 @@ class StreamEncryption:
 
     async def rotate_stream(self, stream: str) -> int:
         """Start a new data key version for ``stream``; return the version number."""
-        keys = await self._keys(stream)
-        version, _ = await self._new_version(stream, max(keys, default=0) + 1)
+        entry = await self._load(stream)
+        version = entry.highest + 1
+        await self._create(stream, version)  # if another writer took it, theirs is as new
         return version
 
     async def shred(self, stream: str) -> bool:
-        """Delete every data key of ``stream``: its events become unreadable for good."""
+        """Replace every data key of ``stream`` with a tombstone: its events become unreadable.
+
+        Returns False when the stream had no live key. Version numbers stay taken, so
+        events written to the stream later get a new key and read normally, while the
+        old ones keep reading as shredded.
+        """
+        rows = await self.key_store.load(stream)
+        live = [version for version, (master_id, _) in rows.items() if master_id != SHREDDED]
+        for version in live:
+            await self.key_store.replace(stream, version, SHREDDED, b"")
         self._cache.pop(stream, None)
-        deleted = await self.key_store.delete(stream)
-        return deleted > 0
+        return bool(live)

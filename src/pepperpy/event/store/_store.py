@@ -170,7 +170,7 @@ class EventStore:
             self.access.check("append", stream)
         records = event_records(event_or_events)
         if self.encryption is not None:
-            records = [await self._encrypt(stream, record) for record in records]
+            records = await self._encrypt(stream, records)
         result = await self._backend.append(stream, records, expected_version)
         if self.audit is not None:
             await self.audit.arecord(
@@ -185,10 +185,16 @@ class EventStore:
             )
         return result
 
-    async def _encrypt(self, stream: str, record: NewRecord) -> NewRecord:
+    async def _encrypt(self, stream: str, records: list[NewRecord]) -> list[NewRecord]:
+        """The records with their data sealed: one key store check for the whole batch."""
         assert self.encryption is not None
-        envelope = await self.encryption.encrypt(stream, record.id, record.data)
-        return record._replace(data=_json.dumps(envelope))
+        envelopes = await self.encryption.encrypt_many(
+            stream, [(record.id, record.data) for record in records]
+        )
+        return [
+            record._replace(data=_json.dumps(envelope))
+            for record, envelope in zip(records, envelopes, strict=True)
+        ]
 
     async def delete_stream(self, stream: str) -> bool:
         """Soft-delete ``stream``: its events and snapshot disappear from every read.

@@ -1,0 +1,145 @@
+"""Crypto-shredding: version numbers are never reused, and every instance sees a shred."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from pepperpy.event import ConfigurationError, EncryptionError, EventStore
+from pepperpy.event.security import (
+    KeyRing,
+    KeyStore,
+    MemoryKeyStore,
+    SQLiteKeyStore,
+    StreamEncryption,
+)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def key_store(request: pytest.FixtureRequest, tmp_path: Path) -> KeyStore:
+    if request.param == "memory":
+        return MemoryKeyStore()
+    return SQLiteKeyStore(str(tmp_path / "keys.db"))
+
+
+async def test_writing_after_a_shred_gets_a_new_key_version(key_store: KeyStore) -> None:
+    crypto = StreamEncryption(KeyRing.generate(), key_store)
+    old = await crypto.encrypt("user.1", "e1", b"ssn")
+    assert await crypto.shred("user.1") is True
+    new = await crypto.encrypt("user.1", "e2", b"erased")
+    assert new["key"] > old["key"]
+    assert await crypto.decrypt("user.1", "e1", old) is None  # still shredded
+    assert await crypto.decrypt("user.1", "e2", new) == b"erased"
+    strict = StreamEncryption(crypto.keyring, key_store, on_shredded="error")
+    with pytest.raises(EncryptionError, match="shredded"):
+        await strict.decrypt("user.1", "e1", old)
+    assert await crypto.shred("user.1") is True  # the new key goes too
+    assert await crypto.shred("user.1") is False  # nothing live is left
+    assert await crypto.rotate() == 0  # tombstones are not re-wrapped
+    assert await crypto.rotate_stream("user.1") == new["key"] + 1
+    await key_store.close()
+
+
+async def test_the_store_reads_old_events_redacted_and_new_ones_after_a_shred(
+    tmp_path: Path,
+) -> None:
+    keys = SQLiteKeyStore(str(tmp_path / "keys.db"))
+    crypto = StreamEncryption(KeyRing.generate(), keys)
+    async with EventStore(f"sqlite:///{tmp_path}/events.db", encryption=crypto) as store:
+        await store.append("user.9", {"type": "user.created", "data": {"ssn": "078"}})
+        await store.shred_stream("user.9")
+        await store.append("user.9", {"type": "user.erased", "data": {}})
+        events = await store.get_stream("user.9")
+        assert [(e.type, e.data) for e in events] == [("user.created", None), ("user.erased", {})]
+        assert events[0].metadata["pepperpyshredded"] is True
+    await keys.close()
+
+
+async def test_a_shred_reaches_other_instances_at_once(tmp_path: Path) -> None:
+    ring = KeyRing.generate()
+    path = str(tmp_path / "keys.db")
+    a = StreamEncryption(ring, SQLiteKeyStore(path))
+    b = StreamEncryption(ring, SQLiteKeyStore(path))
+    envelope = await a.encrypt("user.7", "e1", b"secret")
+    assert await b.decrypt("user.7", "e1", envelope) == b"secret"  # b caches the key
+    await a.shred("user.7")
+    assert await b.decrypt("user.7", "e1", envelope) is None  # reads the key store each time
+    await a.key_store.close()
+    await b.key_store.close()
+
+
+async def test_no_instance_writes_with_a_key_shredded_elsewhere(tmp_path: Path) -> None:
+    ring = KeyRing.generate()
+    path = str(tmp_path / "keys.db")
+    a = StreamEncryption(ring, SQLiteKeyStore(path))
+    b = StreamEncryption(ring, SQLiteKeyStore(path))
+    first = await b.encrypt("user.7", "e1", b"before")
+    await b.preload(["user.7"])  # b caches the key
+    await a.shred("user.7")
+    later = await b.encrypt("user.7", "e2", b"written by b after the shred")
+    assert later["key"] > first["key"]
+    assert await a.decrypt("user.7", "e2", later) == b"written by b after the shred"
+    assert await a.decrypt("user.7", "e1", first) is None
+    await a.key_store.close()
+    await b.key_store.close()
+
+
+async def test_paged_reads_see_a_shred_within_the_cache_ttl(tmp_path: Path) -> None:
+    ring = KeyRing.generate()
+    path = str(tmp_path / "keys.db")
+    a = StreamEncryption(ring, SQLiteKeyStore(path))
+    b = StreamEncryption(ring, SQLiteKeyStore(path), key_cache_ttl=0.05)
+    envelope = await a.encrypt("user.7", "e1", b"secret")
+    await b.preload(["user.7"])
+    assert b.decrypt_loaded("user.7", "e1", envelope) == b"secret"
+    await a.shred("user.7")
+    await asyncio.sleep(0.06)
+    await b.preload(["user.7"])  # what the event store does before each page
+    assert b.decrypt_loaded("user.7", "e1", envelope) is None
+    await a.key_store.close()
+    await b.key_store.close()
+
+
+async def test_a_page_meeting_a_key_made_elsewhere_reloads_it(tmp_path: Path) -> None:
+    ring = KeyRing.generate()
+    path = str(tmp_path / "keys.db")
+    a = StreamEncryption(ring, SQLiteKeyStore(path))
+    b = StreamEncryption(ring, SQLiteKeyStore(path))
+    await a.encrypt("user.7", "e1", b"one")
+    await b.preload(["user.7"])
+    await a.shred("user.7")
+    second = await a.encrypt("user.7", "e2", b"two")  # a new version b has not seen
+    await b.preload(["user.7"])  # still fresh: nothing reloaded
+    assert b.decrypt_loaded("user.7", "e2", second) == b"two"
+    await a.key_store.close()
+    await b.key_store.close()
+
+
+async def test_a_rewrap_never_brings_back_a_shredded_key(key_store: KeyStore) -> None:
+    crypto = StreamEncryption(KeyRing.generate(), key_store)
+    envelope = await crypto.encrypt("user.3", "e1", b"x")
+    rows = await key_store.load("user.3")
+    master_id, wrapped = rows[1]
+    await crypto.shred("user.3")
+    await key_store.replace("user.3", 1, master_id, wrapped)  # a rotation that raced the shred
+    await key_store.replace("user.3", 2, master_id, wrapped)  # nor creates a version
+    assert await key_store.load("user.3") == {1: ("", b"")}
+    assert await crypto.decrypt("user.3", "e1", envelope) is None
+    await key_store.close()
+
+
+async def test_a_batch_is_checked_once_and_reads_back() -> None:
+    crypto = StreamEncryption(KeyRing.generate())
+    envelopes = await crypto.encrypt_many("s.1", [("e1", b"one"), ("e2", b"two")])
+    assert [await crypto.decrypt("s.1", f"e{n}", e) for n, e in enumerate(envelopes, 1)] == [
+        b"one",
+        b"two",
+    ]
+
+
+@pytest.mark.parametrize("ttl", [-1, float("nan"), float("inf"), True, "1"])
+def test_the_cache_ttl_is_checked(ttl: object) -> None:
+    with pytest.raises(ConfigurationError, match="key_cache_ttl"):
+        StreamEncryption(KeyRing.generate(), key_cache_ttl=ttl)  # type: ignore[arg-type]
