@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+from pepperpy.event import Event, EventStore
 from pepperpy.event.security import AuditLog
 
 
@@ -61,3 +64,79 @@ def test_keyed_logs_need_their_key(tmp_path: Path) -> None:
     assert wrong.returncode == 1 and "NOT intact" in wrong.stderr
     missing = run("audit", "verify", str(tmp_path / "nope.db"))
     assert missing.returncode == 1 and "no audit log" in missing.stderr
+
+
+def fingerprint(path: Path) -> bytes:
+    return hashlib.sha256(path.read_bytes()).digest()
+
+
+def test_verify_refuses_what_is_not_an_audit_log_and_leaves_it_alone(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n" * 100)
+    store = tmp_path / "events.db"
+
+    async def fill() -> None:
+        async with EventStore(f"sqlite:///{store}") as events:
+            await events.append("user.1", Event("user.created", {}))
+
+    asyncio.run(fill())
+    for path in (empty, text, store):
+        before = fingerprint(path)
+        for command in ("verify", "show"):
+            done = run("audit", command, str(path))
+            assert done.returncode == 1, (path, command, done.stdout)
+            assert done.stderr.strip() == (
+                f"pepperpy-event: error: {str(path)!r} is not an audit log (no audit_log table)"
+            )
+        assert fingerprint(path) == before, path
+    tables = sqlite3.connect(store).execute("SELECT name FROM sqlite_master").fetchall()
+    assert ("audit_log",) not in tables
+
+
+def head_of(done: subprocess.CompletedProcess[str]) -> tuple[str, str]:
+    assert done.returncode == 0, done.stderr
+    word, count, digest = done.stdout.splitlines()[-1].split()
+    assert word == "head"
+    return count, digest
+
+
+def test_a_recorded_head_catches_removed_newest_entries(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    log = AuditLog(str(path))
+    for n in range(3):
+        log.record("append", f"orders.{n}")
+    log.close()
+    count, digest = head_of(run("audit", "verify", str(path)))
+    assert count == "3" and len(digest) == 64
+    anchored = ("--expect-count", count, "--expect-head", digest)
+    assert head_of(run("audit", "verify", str(path), *anchored)) == (count, digest)
+
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM audit_log WHERE sequence = 2")
+    db.commit()
+    assert run("audit", "verify", str(path)).returncode == 0  # the chain alone cannot tell
+    cut = run("audit", "verify", str(path), *anchored)
+    assert cut.returncode == 1 and "Traceback" not in cut.stderr
+    assert "NOT intact: entry 2: 1 of the 3 expected entries are missing" in cut.stderr
+    head_only = run("audit", "verify", str(path), "--expect-head", digest)
+    assert head_only.returncode == 1 and "expected head hash is not in the log" in head_only.stderr
+    db.execute("DELETE FROM audit_log")
+    db.commit()
+    db.close()
+    emptied = run("audit", "verify", str(path), "--expect-count", count)
+    assert emptied.returncode == 1 and "3 of the 3 expected entries are missing" in emptied.stderr
+
+
+def test_a_recorded_head_still_verifies_after_the_log_grows(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    log = AuditLog(str(path))
+    log.record("append", "orders.1")
+    count, digest = head_of(run("audit", "verify", str(path)))
+    log.record("append", "orders.2")
+    log.close()
+    grown = run("audit", "verify", str(path), "--expect-count", count, "--expect-head", digest)
+    assert head_of(grown)[0] == "2"
+    bad = run("audit", "verify", str(path), "--expect-head", "xyz")
+    assert bad.returncode == 1 and "expect_head must be 64 hex digits" in bad.stderr

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import Event, EventStore
+from pepperpy.event import NO_STREAM, Event, EventStore
 from pepperpy.event.cli._app import app
 
 from .conftest import Cli, Result, command_env
@@ -148,6 +148,23 @@ def test_streams_and_stats(cli: Cli, store_url: str) -> None:
     assert "events: 3" in ok(cli("stats", "--streams", "user.*", *s)).lines
 
 
+def test_counts_are_visible_events_and_stats_narrow_streams(cli: Cli, store_url: str) -> None:
+    async def write() -> None:
+        async with EventStore(store_url) as store:
+            await store.append("d.1", [Event("old", {"i": i}) for i in range(3)])
+            await store.delete_stream("d.1")
+            await store.append("d.1", Event("new", {}), expected_version=NO_STREAM)
+            await store.append("other.1", Event("new", {}))
+
+    asyncio.run(write())
+    s = ("--store", store_url)
+    assert ok(cli("streams", *s)).lines == ["d.1 1", "other.1 1"]  # as many as read shows
+    assert len(ok(cli("read", "d.1", *s)).lines) == 1
+    assert ok(cli("stats", "--streams", "d.#", *s)).lines[1:3] == ["streams: 1", "events: 1"]
+    both = ok(cli("stats", "--streams", "d.#", "--streams", "other.*", *s)).lines
+    assert both[1:3] == ["streams: 2", "events: 2"]
+
+
 def test_tail_prints_the_last_events(cli: Cli, store_url: str) -> None:
     seed(store_url, [(f"item.{n}", Event("item.added", {"n": n})) for n in range(5)])
     s = ("--store", store_url)
@@ -241,6 +258,8 @@ BAD_INPUT: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("append", "user.1", "t", "{}", "--metadata", "[1]"), ("--metadata",)),
     (("append", "user.1", "t", "{}", "--metadata", "{"), ("--metadata",)),
     (("append", "user.1", "t", "{}", "--expected-version", "soon"), ("--expected-version",)),
+    (("append", "u.1", "t", "{}", "--expected-version", "\u00b2"), ("--expected-version", "0 to")),
+    (("append", "u.1", "t", "{}", "--expected-version", "9" * 20), ("--expected-version", "0 to")),
     (("append", "user.1", "t", "{}", "--expected-version", "5"), ("expected version 5",)),
     (("append", "user.1", "t", "{}", "--expected-version", "no-stream"), ("actual version 0",)),
     (("append", "a..b", "t", "{}"), ("invalid pattern",)),
@@ -273,12 +292,17 @@ def test_bad_input_gives_one_line_and_non_zero_exit(cli: Cli, tmp_path: Path) ->
     assert ok(cli("read", "user.1")).lines == ["0 user.created {}"]
 
 
-def test_usage_errors_exit_2_without_traceback(cli: Cli) -> None:
+def test_usage_errors_exit_2_without_traceback(cli: Cli, store_url: str) -> None:
     missing = cli("append", "user.1")
     assert missing.code == 2 and "Traceback" not in missing.err
     assert "Missing argument" in missing.err
     unknown = cli("frobnicate")
     assert unknown.code == 2 and "Traceback" not in unknown.err
+    seed(store_url, [("u.1", Event("t", {}))])
+    for args in (("tail", "-n", "9" * 20), ("read", "u.1", "--from", "9" * 20)):
+        huge = cli(*args, "--store", store_url)
+        assert huge.code == 2 and "Traceback" not in huge.err, args
+        assert "is not in the range 0<=x<=9223372036854775807" in huge.err, huge.err
 
 
 def test_every_subcommand_takes_store(cli: Cli) -> None:

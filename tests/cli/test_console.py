@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
+import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 import uvicorn
 
-from pepperpy.event import Event, EventStore
+from pepperpy.event import NO_STREAM, Event, EventStore
 from pepperpy.event.cli._console import console_app
 
 from .conftest import command_env
@@ -173,3 +177,57 @@ async def test_stats_chart_counts_recent_appends(client: httpx.AsyncClient) -> N
     index = await client.get("/")
     assert "<svg" in index.text and "<rect" in index.text
     assert (await client.get("/api/stats", params={"minutes": "x"})).status_code == 400
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "no.such.host.invalid"])
+def test_serve_says_when_it_cannot_listen(host: str, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        done = subprocess.run(
+            [sys.executable, "-m", "pepperpy.event", "serve", "--host", host, "--port", port],
+            cwd=tmp_path,
+            env=command_env({"PEPPERPY_EVENT_STORE": "memory://"}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"pepperpy-event: error: could not listen on {host}:{port}: ")
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+async def test_counts_are_visible_events_after_a_delete(
+    client: httpx.AsyncClient, store: EventStore
+) -> None:
+    await store.append("gone.1", [Event("old", {"i": i}) for i in range(3)])
+    await store.delete_stream("gone.1")
+    again = [Event("new", {"i": 1}), Event("new", {"i": 2})]
+    await store.append("gone.1", again, expected_version=NO_STREAM)
+    listed = (await client.get("/api/streams", params={"pattern": "gone.*"})).json()
+    assert listed == [{"name": "gone.1", "events": 2}]
+    assert "3 streams, 5 events" in (await client.get("/")).text
+    page = await client.get("/streams/gone.1")
+    assert "2 events" in page.text and page.text.count("<td>new</td>") == 2
+    first = await client.get("/streams/gone.1", params={"limit": 1})
+    assert "?from=4&limit=1" in first.text  # the next page starts after position 3
+
+
+async def test_any_stream_name_has_a_working_link(
+    client: httpx.AsyncClient, store: EventStore
+) -> None:
+    names = ["tenant/a.1", "a?b", "x%20y", "semi;colon&amp"]
+    for name in names:
+        await store.append(name, Event("odd.name", {"name": name}))
+    index = (await client.get("/")).text
+    links = re.findall(r'href="(/streams/[^"]*)"', index)
+    for name in names:
+        link = "/streams/" + quote(name, safe="")
+        assert link in links, (name, links)
+        page = await client.get(link)
+        assert page.status_code == 200, (name, page.text)
+        assert html.escape(json.dumps({"name": name}, separators=(",", ":"))) in page.text
+        api = await client.get("/api" + link)
+        assert api.status_code == 200, (name, api.text)
+        assert [e["data"] for e in api.json()] == [{"name": name}]

@@ -224,3 +224,64 @@ async def test_bus_enforces_publish_and_subscribe_rules() -> None:
     assert seen == ["orders.created"]
     assert [e.outcome for e in audit.entries()][-2:] == ["denied", "denied"]
     await bus.close()
+
+
+def test_audit_read_only_never_creates_or_changes_a_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        AuditLog(str(tmp_path / "missing.db"), read_only=True)
+    assert not (tmp_path / "missing.db").exists()
+    other = tmp_path / "other.db"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE events (id TEXT)")
+    db.commit()
+    db.close()
+    before = other.read_bytes()
+    with pytest.raises(ConfigurationError, match="not an audit log"):
+        AuditLog(str(other), read_only=True)
+    assert other.read_bytes() == before
+    path = str(tmp_path / "audit.db")
+    AuditLog(path).close()
+    readonly = AuditLog(path, read_only=True)
+    assert readonly.verify().ok
+    with pytest.raises(ConfigurationError, match="read-only"):
+        readonly.record("append", "s.1")
+    readonly.close()
+
+
+GENESIS = "0" * 64  # the head of an empty audit log
+
+
+@pytest.mark.parametrize("file_backed", [False, True])
+def test_audit_verify_against_a_recorded_head(tmp_path: Path, file_backed: bool) -> None:
+    log = AuditLog(str(tmp_path / "audit.db") if file_backed else None)
+    empty = log.verify()
+    assert empty.ok and (empty.checked, empty.head) == (0, GENESIS)
+    for n in range(3):
+        log.record("append", f"s.{n}")
+    anchor = log.verify()
+    assert anchor.ok and anchor.checked == 3 and anchor.head == log.entries()[-1].hash
+    assert log.verify(expect_count=0, expect_head=GENESIS).ok  # an older, empty anchor
+    log.record("append", "s.3")
+    assert log.verify(expect_count=anchor.checked, expect_head=anchor.head.upper()).ok
+    assert not log.verify(expect_count=2, expect_head=anchor.head).ok  # inconsistent anchor
+
+    def truncate(keep: int) -> None:
+        if log._db is not None:
+            log._db.execute("DELETE FROM audit_log WHERE sequence >= ?", (keep,))
+        else:
+            del log._entries[keep:]
+
+    truncate(2)
+    assert log.verify().ok  # the chain alone cannot tell
+    short = log.verify(expect_count=3)
+    assert not short.ok and (short.checked, short.first_bad_sequence) == (2, 2)
+    assert short.reason == "1 of the 3 expected entries are missing"
+    gone = log.verify(expect_head=anchor.head)
+    assert not gone.ok and gone.reason == "the expected head hash is not in the log"
+    truncate(0)
+    assert not log.verify(expect_count=3, expect_head=anchor.head).ok
+    with pytest.raises(ConfigurationError):
+        log.verify(expect_count=-1)
+    with pytest.raises(ConfigurationError):
+        log.verify(expect_head="not hex")
+    log.close()

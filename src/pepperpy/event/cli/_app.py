@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import pathlib
 import signal
+import socket
 import sys
 import threading
 from collections import Counter
@@ -30,18 +33,30 @@ from .._event import Event
 from .._replay import EventReplay, ReplayProgress, ReplayReport
 from ..store import ANY, NO_STREAM, STREAM_EXISTS, EventStore
 from ..store.base import ExpectedVersion
+from ._counts import stream_counts
 from ._output import event_json, global_line, stream_line
 from ._tail import last_events
 
-__all__ = ["DEFAULT_STORE", "CommandError", "app"]
+__all__ = ["DEFAULT_STORE", "CommandError", "OutputClosed", "app"]
 
 DEFAULT_STORE = "sqlite:///events.db"
+LARGEST = 2**63 - 1  # positions and counts: the store's largest position (signed 64-bit)
+POSITION = click.IntRange(0, LARGEST)
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CommandError(Exception):
     """Bad input noticed by the command itself; printed as one line, exit status 1."""
+
+
+class OutputClosed(BaseException):
+    """stdout's reader went away (``| head``): the command stops quietly.
+
+    A ``BaseException``, like ``KeyboardInterrupt``: it must not be taken for a handler
+    failure by ``EventReplay`` (which isolates ``Exception``), so a replay stops at the
+    event that could not be printed and its checkpoint stays before that event.
+    """
 
 
 @click.group(
@@ -98,9 +113,15 @@ def filter_options(function: F) -> F:
 
 
 def emit(line: str) -> None:
-    """Print one line to stdout at once (a pipe or a test reads it while we run)."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    """Print one line to stdout at once (a pipe or a test reads it while we run).
+
+    Raises :class:`OutputClosed` when the reader has closed the pipe.
+    """
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise OutputClosed from None
 
 
 def note(text: str) -> None:
@@ -174,10 +195,11 @@ def parse_expected(text: str | None) -> ExpectedVersion:
     key = text.strip().lower()
     if key in named:
         return named[key]
-    if key.isdigit():
+    if key.isascii() and key.isdigit() and int(key) <= LARGEST:
         return int(key)
     raise CommandError(
-        f"--expected-version must be a position (0, 1, ...), any, no-stream or exists; got {text!r}"
+        f"--expected-version must be a position (0 to {LARGEST}), any, no-stream or exists; "
+        f"got {text!r}"
     )
 
 
@@ -240,9 +262,9 @@ def append(
 @app.command()
 @click.argument("stream")
 @store_option
-@click.option("--from", "start", type=click.IntRange(min=0), help="First position to print.")
+@click.option("--from", "start", type=POSITION, help="First position to print.")
 @click.option("--backwards", is_flag=True, help="Newest first.")
-@click.option("--limit", type=click.IntRange(min=0), help="At most N events.")
+@click.option("--limit", type=POSITION, help="At most N events.")
 @json_option
 def read(
     stream: str, store: str, start: int | None, backwards: bool, limit: int | None, as_json: bool
@@ -268,10 +290,10 @@ def read(
     "--lines",
     default=10,
     show_default=True,
-    type=click.IntRange(min=0),
+    type=POSITION,
     help="Show the last N.",
 )
-@click.option("--count", type=click.IntRange(min=1), help="With -f: stop after N new events.")
+@click.option("--count", type=click.IntRange(1, LARGEST), help="With -f: stop after N new events.")
 @filter_options
 @json_option
 def tail(
@@ -322,9 +344,8 @@ def list_streams(pattern: str, store: str) -> None:
 
     async def work() -> None:
         async with open_store(store, must_exist=True) as events:
-            for name in await events.streams(pattern):
-                version = await events.stream_version(name)
-                emit(f"{name} {0 if version is None else version + 1}")
+            for name, count in await stream_counts(events, pattern):
+                emit(f"{name} {count}")
 
     run(work)
 
@@ -337,9 +358,7 @@ def list_streams(pattern: str, store: str) -> None:
     "--start-time", "--from", "start_time", help="ISO-8601 time, inclusive (2023-01-01T00:00:00Z)."
 )
 @click.option("--end-time", "--to", "end_time", help="ISO-8601 time, exclusive.")
-@click.option(
-    "--start-pos", default=0, type=click.IntRange(min=0), help="First position (stream or global)."
-)
+@click.option("--start-pos", default=0, type=POSITION, help="First position (stream or global).")
 @click.option("--speed", type=float, help="Pace events: 1.0 = original gaps, 2.0 = twice as fast.")
 @click.option("--max-gap", type=float, help="With --speed: never pause longer than this (seconds).")
 @click.option("--checkpoint", help="Resume after the last run with this name.")
@@ -420,7 +439,8 @@ def stats(store: str, streams: tuple[str, ...]) -> None:
 
     async def work() -> None:
         async with open_store(store, must_exist=True) as events:
-            names = await events.streams()
+            wanted = streams or ("#",)
+            names = {name for pattern in wanted for name in await events.streams(pattern)}
             per_type: Counter[str] = Counter()
             with progress_bar("counting") as advance:
                 total = 0
@@ -549,31 +569,51 @@ def serve(store: str, host: str, port: int) -> None:
     from ._console import console_app
 
     async def work() -> None:
-        async with open_store(store) as events:
-            config = uvicorn.Config(
-                console_app(events),
-                host=host,
-                port=port,
-                log_level="warning",
-                lifespan="off",
-                timeout_graceful_shutdown=2,
-            )
-            server = uvicorn.Server(config)
-            serving = asyncio.ensure_future(server.serve())
-            # uvicorn offers no startup event to wait on, only the ``started`` flag
-            while not server.started and not serving.done():  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
-            if server.started:
-                bound = server.servers[0].sockets[0].getsockname()[1]
-                emit(f"pepperpy-event console on http://{host}:{bound}/ (store {store})")
-            await serving
-            if not server.started:
-                raise CommandError(f"could not listen on {host}:{port}")
+        with listen(host, port) as listener:
+            async with open_store(store) as events:
+                config = uvicorn.Config(
+                    console_app(events),
+                    log_level="warning",
+                    lifespan="off",
+                    timeout_graceful_shutdown=2,
+                )
+                server = uvicorn.Server(config)
+                serving = asyncio.ensure_future(_serve_until_stopped(server, listener))
+                # uvicorn offers no startup event to wait on, only the ``started`` flag
+                while not server.started and not serving.done():  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+                if server.started:
+                    bound = listener.getsockname()[1]
+                    emit(f"pepperpy-event console on http://{host}:{bound}/ (store {store})")
+                await serving
+                if not server.started:
+                    raise CommandError(f"could not listen on {host}:{port}")
 
     try:
         run(work)
     except KeyboardInterrupt:  # Ctrl-C is how a console is meant to stop
         note("stopped")
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or a one-line error (busy port, unknown host).
+
+    Bound here rather than by uvicorn, which reports these failures with ``sys.exit``.
+    """
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except socket.gaierror as exc:  # an unknown host
+        raise CommandError(f"could not listen on {host}:{port}: {exc.strerror}") from None
+    except OSError as exc:  # a busy port, an address not on this machine, no permission
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise CommandError(f"could not listen on {host}:{port}: {reason}") from None
+
+
+async def _serve_until_stopped(server: Any, listener: socket.socket) -> None:
+    """``server.serve`` on ``listener``; a ``sys.exit`` in uvicorn's startup ends it quietly."""
+    with contextlib.suppress(SystemExit):
+        await server.serve(sockets=[listener])
 
 
 @app.group()
@@ -582,9 +622,7 @@ def audit() -> None:
 
 
 def _open_audit(path: str) -> Any:
-    import os
-    import pathlib
-
+    """The audit log file at ``path``, opened read-only (nothing here writes to it)."""
     from ..security import AuditLog
 
     if not pathlib.Path(path).is_file():
@@ -594,27 +632,45 @@ def _open_audit(path: str) -> Any:
         key = bytes.fromhex(key_hex) if key_hex else None
     except ValueError:
         raise CommandError("PEPPERPY_EVENT_AUDIT_KEY must be hex") from None
-    return AuditLog(path, key=key)
+    return AuditLog(path, key=key, read_only=True)
 
 
 @audit.command("verify")
 @click.argument("path")
-def audit_verify(path: str) -> None:
+@click.option(
+    "--expect-count",
+    type=POSITION,
+    metavar="N",
+    help="Fail unless the log still has at least the N entries of a recorded head.",
+)
+@click.option(
+    "--expect-head",
+    metavar="HASH",
+    help="Fail unless the entry with this hash (a recorded head) is still in the chain.",
+)
+def audit_verify(path: str, expect_count: int | None, expect_head: str | None) -> None:
     """Recompute the chain of PATH; exit 1 naming the first bad entry if it was altered.
 
-    An HMAC-keyed log needs its key, hex-encoded, in PEPPERPY_EVENT_AUDIT_KEY.
+    Prints the head (entry count and last hash). The chain cannot show that its newest
+    entries were removed: record the head somewhere else and pass it back later with
+    --expect-count and --expect-head. An HMAC-keyed log needs its key, hex-encoded, in
+    PEPPERPY_EVENT_AUDIT_KEY.
     """
     log = _open_audit(path)
     try:
-        result = log.verify()
+        result = log.verify(expect_count=expect_count, expect_head=expect_head)
     finally:
         log.close()
     if not result.ok:
+        bad = result.first_bad_sequence
+        where = "" if bad is None else f"entry {bad}: "
+        verified = "verified" if bad is None else "before it verified"
         raise CommandError(
-            f"audit log {path!r} is NOT intact: entry {result.first_bad_sequence}: "
-            f"{result.reason} ({result.checked} entries before it verified)"
+            f"audit log {path!r} is NOT intact: {where}{result.reason} "
+            f"({result.checked} entries {verified})"
         )
     emit(f"audit log {path!r} is intact: {result.checked} entries verified")
+    emit(f"head {result.checked} {result.head}")
 
 
 @audit.command("show")

@@ -3,7 +3,8 @@
 Pages (server-rendered HTML, no JavaScript framework):
 
 - ``/``: streams with their event counts, and store totals;
-- ``/streams/{name}``: the events of one stream, paged (``?from=&limit=``);
+- ``/streams/{name}``: the events of one stream, paged (``?from=&limit=``); any stream
+  name, percent-encoded (``/streams/tenant%2Fa.1``), here and in ``/api/streams/{name}``;
 - ``/tail``: the global log live, fed by Server-Sent Events.
 
 JSON API (what the pages use, and what scripts can use):
@@ -28,6 +29,7 @@ import html
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,6 +40,7 @@ from .. import _json
 from .._errors import EventError
 from .._event import Event
 from ..store import EventStore, StoreSubscription
+from ._counts import stream_counts, stream_length
 from ._tail import last_events, recent_events
 
 __all__ = ["console_app"]
@@ -144,7 +147,7 @@ def console_app(store: EventStore) -> Starlette:
         counts = await _stream_counts(store, request.query_params.get("pattern") or "#")
         activity = await _activity(store, 60)
         rows = "".join(
-            f'<tr><td><a href="/streams/{html.escape(item["name"])}">'
+            f'<tr><td><a href="{html.escape(_stream_href(item["name"]))}">'
             f"{html.escape(item['name'])}</a></td><td>{item['events']}</td></tr>"
             for item in counts
         )
@@ -166,14 +169,15 @@ def console_app(store: EventStore) -> Starlette:
         limit = _int(request, "limit", PAGE_LIMIT, upper=MAX_LIMIT)
         events = await store.get_stream(name, start, limit=limit)
         rows = "".join(_event_row(event, event.position) for event in events)
-        following = start + len(events)
+        following = (events[-1].position or 0) + 1 if events else start
         more = (
             f'<p><a href="?from={following}&limit={limit}">next {limit}</a></p>'
-            if following <= version
+            if events and following <= version
             else ""
         )
+        count = await stream_length(store, name)
         body = (
-            f"<p><a href='/'>all streams</a> &middot; {version + 1} events</p>"
+            f"<p><a href='/'>all streams</a> &middot; {count} events</p>"
             f"<table><tr><th>#</th><th>type</th><th>time</th><th>data</th></tr>{rows}</table>"
             + more
         )
@@ -184,10 +188,10 @@ def console_app(store: EventStore) -> Starlette:
 
     routes = [
         Route("/", _guarded(index)),
-        Route("/streams/{name}", _guarded(stream_page)),
+        Route("/streams/{name:path}", _guarded(stream_page)),
         Route("/tail", _guarded(tail_page)),
         Route("/api/streams", _guarded(api_streams)),
-        Route("/api/streams/{name}", _guarded(api_stream)),
+        Route("/api/streams/{name:path}", _guarded(api_stream)),
         Route("/api/events", _guarded(api_events)),
         Route("/api/tail", _guarded(api_tail)),
         Route("/api/stats", _guarded(api_stats)),
@@ -196,11 +200,12 @@ def console_app(store: EventStore) -> Starlette:
 
 
 async def _stream_counts(store: EventStore, pattern: str) -> list[dict[str, Any]]:
-    counts = []
-    for name in await store.streams(pattern):
-        version = await store.stream_version(name)
-        counts.append({"name": name, "events": 0 if version is None else version + 1})
-    return counts
+    return [{"name": name, "events": count} for name, count in await stream_counts(store, pattern)]
+
+
+def _stream_href(name: str) -> str:
+    """The page of stream ``name``, percent-encoded (names may hold ``/ ? % #``)."""
+    return "/streams/" + quote(name, safe="")
 
 
 STATS_CAP = 100_000

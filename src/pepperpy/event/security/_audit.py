@@ -1,10 +1,15 @@
 """A tamper-evident audit log: every entry carries the hash of the one before it.
 
 Each entry's hash is ``SHA-256(previous hash || canonical JSON of the entry)``, or an
-HMAC-SHA256 with a secret key when one is given, so changing, removing or reordering an
-entry breaks every later hash and :meth:`AuditLog.verify` finds the first bad entry.
-With a key, someone who can write the log but does not hold the key cannot recompute a
-consistent chain either.
+HMAC-SHA256 with a secret key when one is given, so changing, inserting, removing or
+reordering an entry breaks every later hash and :meth:`AuditLog.verify` finds the first
+bad entry. With a key, someone who can write the log but does not hold the key cannot
+recompute a consistent chain either.
+
+No chain can tell that its *newest* entries were cut off (or all of them): what is left
+is still a valid chain. :meth:`AuditLog.verify` therefore reports the head (how many
+entries, the last hash); keep it somewhere the log's writers cannot change, and pass it
+back as ``expect_count``/``expect_head`` to check that nothing up to it went missing.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import hashlib
 import hmac
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -62,36 +68,50 @@ class AuditEntry:
 
 @dataclass(frozen=True, slots=True)
 class AuditVerification:
-    """The result of :meth:`AuditLog.verify`."""
+    """The result of :meth:`AuditLog.verify`.
+
+    ``checked`` entries verified before the first bad one (all of them when ``ok``);
+    ``head`` is the hash of the last verified entry (``GENESIS`` for none): with
+    ``checked`` it is the anchor to record and pass back to a later ``verify``.
+    """
 
     ok: bool
     checked: int
     first_bad_sequence: int | None = None
     reason: str | None = None
+    head: str = GENESIS
 
 
 class AuditLog:
     """An append-only, hash-chained log of security-relevant actions.
 
     ``AuditLog()`` keeps entries in memory; ``AuditLog("path/audit.db")`` in an SQLite
-    file (synchronous=FULL, so a recorded entry survives a crash). ``key`` (bytes)
-    turns the chain into an HMAC chain.
+    file (synchronous=FULL, so a recorded entry survives a crash), created if missing.
+    ``key`` (bytes) turns the chain into an HMAC chain.
+
+    ``read_only=True`` opens an existing log file to verify or show it and never writes
+    to it: a missing file raises ``FileNotFoundError``, a file that is not an audit log
+    ``ConfigurationError``, and :meth:`record` is refused.
     """
 
-    def __init__(self, path: str | None = None, *, key: bytes | None = None) -> None:
+    def __init__(
+        self, path: str | None = None, *, key: bytes | None = None, read_only: bool = False
+    ) -> None:
         if key is not None and (not isinstance(key, bytes) or len(key) < 16):
             raise ConfigurationError("the audit key must be at least 16 bytes")
         self._key = key
         self._path = path
+        self._read_only = read_only
         self._entries: list[AuditEntry] = []
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        if path is not None:
-            self._db = open_wal(
-                path,
-                schema="CREATE TABLE IF NOT EXISTS audit_log ("
-                " sequence INTEGER PRIMARY KEY, body BLOB NOT NULL, hash TEXT NOT NULL)",
-            )
+        if path is None:
+            if read_only:
+                raise ConfigurationError("a read-only audit log needs the path of its file")
+        elif read_only:
+            self._db = _open_existing(path)
+        else:
+            self._db = open_wal(path, schema=SCHEMA)
 
     def _digest(self, previous: str, body: bytes) -> str:
         message = previous.encode() + body
@@ -109,6 +129,8 @@ class AuditLog:
         details: Mapping[str, Any] | None = None,
     ) -> AuditEntry:
         """Append an entry (thread-safe; durable before it returns when file-backed)."""
+        if self._read_only:
+            raise ConfigurationError(f"the audit log {self._path!r} was opened read-only")
         with self._lock:
             last = self._last()
             sequence = 0 if last is None else last.sequence + 1
@@ -166,32 +188,121 @@ class AuditLog:
             rows = self._db.execute("SELECT body, hash FROM audit_log ORDER BY sequence")
             return [_entry(body, digest) for body, digest in rows]
 
-    def verify(self) -> AuditVerification:
-        """Recompute the chain; report the first entry whose hash or link is wrong."""
+    def verify(
+        self, *, expect_count: int | None = None, expect_head: str | None = None
+    ) -> AuditVerification:
+        """Recompute the chain; report the first entry whose hash or link is wrong.
+
+        The chain alone cannot show that its newest entries were removed. Pass the head
+        recorded from an earlier ``verify`` (``checked`` as ``expect_count``, ``head``
+        as ``expect_head``) to also fail when the log has fewer entries than then, or
+        when the entry that was the head is gone or different. Entries appended since
+        are fine: the log may only grow past its anchor.
+        """
+        expect_head = _anchor(expect_count, expect_head)
+        anchor_at = 0 if expect_head == GENESIS else None  # entries up to the expected head
         previous = GENESIS
         checked = 0
-        for expected_sequence, entry in enumerate(self.entries()):
-            if entry.sequence != expected_sequence:
-                return AuditVerification(
-                    False, checked, entry.sequence, f"entry {expected_sequence} is missing"
-                )
-            if entry.previous_hash != previous:
-                return AuditVerification(
-                    False, checked, entry.sequence, "link to the previous entry is broken"
-                )
-            if not hmac.compare_digest(entry.hash, self._digest(previous, entry.body())):
-                return AuditVerification(
-                    False, checked, entry.sequence, "entry content does not match its hash"
-                )
+        for expected_sequence, entry in enumerate(self._readable_entries()):
+            if entry is None:
+                unreadable = "entry is not readable"
+                return AuditVerification(False, checked, expected_sequence, unreadable, previous)
+            problem = self._problem(entry, expected_sequence, previous)
+            if problem is not None:
+                return AuditVerification(False, checked, entry.sequence, problem, previous)
             previous = entry.hash
             checked += 1
-        return AuditVerification(True, checked)
+            if entry.hash == expect_head:
+                anchor_at = checked
+        return _against_anchor(checked, previous, anchor_at, expect_count, expect_head)
+
+    def _problem(self, entry: AuditEntry, expected_sequence: int, previous: str) -> str | None:
+        if entry.sequence != expected_sequence:
+            return f"entry {expected_sequence} is missing"
+        if entry.previous_hash != previous:
+            return "link to the previous entry is broken"
+        if not hmac.compare_digest(entry.hash, self._digest(previous, entry.body())):
+            return "entry content does not match its hash"
+        return None
+
+    def _readable_entries(self) -> Iterator[AuditEntry | None]:
+        """Every entry, oldest first; None for a row that does not decode."""
+        for body, digest in self._rows():
+            try:
+                yield _entry(body, digest)
+            except (ValueError, KeyError, TypeError):
+                yield None
+
+    def _rows(self) -> list[tuple[bytes, str]]:
+        with self._lock:
+            if self._db is None:
+                return [(entry.body(), entry.hash) for entry in self._entries]
+            return self._db.execute("SELECT body, hash FROM audit_log ORDER BY sequence").fetchall()
 
     def close(self) -> None:
         """Close the file (a memory log keeps its entries)."""
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS audit_log ("
+    " sequence INTEGER PRIMARY KEY, body BLOB NOT NULL, hash TEXT NOT NULL)"
+)
+
+
+def _open_existing(path: str) -> sqlite3.Connection:
+    """A read-only connection to the audit log at ``path``, checked to be one."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no audit log at {path!r}")
+    not_a_log = ConfigurationError(f"{path!r} is not an audit log (no audit_log table)")
+    connection = sqlite3.connect(
+        f"{file.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False
+    )
+    try:
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(audit_log)")}
+    except sqlite3.DatabaseError:  # not an SQLite file at all
+        connection.close()
+        raise not_a_log from None
+    if not {"sequence", "body", "hash"} <= columns:
+        connection.close()
+        raise not_a_log
+    return connection
+
+
+def _anchor(expect_count: int | None, expect_head: str | None) -> str | None:
+    """Check a recorded head; returns ``expect_head`` normalised (lower-case hex)."""
+    if expect_count is not None and (expect_count.__class__ is not int or expect_count < 0):
+        raise ConfigurationError(f"expect_count must be an int >= 0, got {expect_count!r}")
+    if expect_head is None:
+        return None
+    head = expect_head.strip().lower() if isinstance(expect_head, str) else ""
+    if len(head) != 64 or not all(char in "0123456789abcdef" for char in head):
+        raise ConfigurationError(f"expect_head must be 64 hex digits, got {expect_head!r}")
+    return head
+
+
+def _against_anchor(
+    checked: int,
+    head: str,
+    anchor_at: int | None,
+    expect_count: int | None,
+    expect_head: str | None,
+) -> AuditVerification:
+    """The result for an intact chain of ``checked`` entries, given the recorded head."""
+    if expect_count is not None and checked < expect_count:
+        missing = f"{expect_count - checked} of the {expect_count} expected entries are missing"
+        return AuditVerification(False, checked, checked, missing, head)
+    if expect_head is not None and anchor_at is None:
+        return AuditVerification(
+            False, checked, None, "the expected head hash is not in the log", head
+        )
+    if expect_head is not None and expect_count is not None and anchor_at != expect_count:
+        where = f"the expected head hash is the head after {anchor_at} entries, not {expect_count}"
+        return AuditVerification(False, checked, None, where, head)
+    return AuditVerification(True, checked, head=head)
 
 
 def _entry(body: bytes, digest: str) -> AuditEntry:
