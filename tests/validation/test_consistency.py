@@ -46,6 +46,12 @@ SCALAR_SCHEMAS = st.one_of(
     st.just({"type": "boolean"}),
     st.just({"type": "null"}),
     st.builds(lambda v: {"enum": v}, st.lists(st.sampled_from(["a", "b", 1, 2, None]), min_size=1)),
+    st.builds(  # enum next to type keywords: both apply
+        lambda v, n: {"type": "string", "enum": v, "minLength": n},
+        st.lists(st.sampled_from(["a", "ab", "abc123", 1.0]), min_size=1),
+        st.integers(0, 3),
+    ),
+    st.builds(lambda v: {"const": v}, st.sampled_from([1, 1.0, "a", True, None, [1], {"a": 1}])),
     st.just({"type": ["string", "null"]}),
 )
 
@@ -79,13 +85,40 @@ SCHEMAS = st.recursive(
             lambda items: {"type": "array", "prefixItems": items},
             st.lists(inner, min_size=1, max_size=3),
         ),
+        st.builds(  # 2020-12 prefixItems with items and counts
+            lambda prefix, rest, least: {
+                "type": "array",
+                "prefixItems": prefix,
+                "items": rest,
+                "minItems": least,
+            },
+            st.lists(inner, min_size=1, max_size=2),
+            inner | st.booleans(),
+            st.integers(0, 3),
+        ),
+        st.builds(  # anyOf/$ref next to object keywords
+            lambda obj, options: {**obj, "anyOf": options},
+            st.builds(
+                _object,
+                st.dictionaries(st.sampled_from(["a", "b"]), inner, max_size=2),
+                st.lists(st.sampled_from(["a", "b"]), max_size=2, unique=True),
+                st.none() | st.booleans(),
+            ),
+            st.lists(inner, min_size=1, max_size=2),
+        ),
     ),
     max_leaves=6,
+)
+SCHEMAS = SCHEMAS | st.builds(  # $ref next to other keywords (the $defs at the root)
+    lambda target, extra: {"$defs": {"t": target}, "$ref": "#/$defs/t", **extra},
+    SCHEMAS,
+    st.sampled_from([{}, {"enum": ["a", 1, None]}, {"type": "string", "minLength": 2}]),
 )
 DATA = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-10, 60)
+    | st.sampled_from([1.0, 2.0])
     | st.floats(-10, 60, allow_nan=False)
     | st.sampled_from(["a", "ab", "b", "abc123", "2024-01-01", "2024-01-01T00:00:00Z"])
     | st.just("6f1c0a52-3d3e-4b8c-9d1b-4a3f1c2b5e6d"),

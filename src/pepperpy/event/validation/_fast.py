@@ -15,6 +15,7 @@ import uuid
 from typing import Annotated, Any, Literal, Union
 
 from .._deps import require
+from ._json_nodes import AllNode, ArrayNode
 from ._nodes import (
     INT_MIN,
     AnyNode,
@@ -127,9 +128,7 @@ class _FastBuilder:
         if isinstance(node, EnumNode):
             return node.cls
         if isinstance(node, LiteralNode):
-            if not all(v is None or type(v) in (str, int) for v in node.values):
-                raise NoFastPath("literal values other than str, int and None")
-            return Literal[node.values]
+            return self.literal(node.values)
         if isinstance(node, ListNode):
             if node.unique:
                 raise NoFastPath("unique items")
@@ -153,7 +152,21 @@ class _FastBuilder:
             return Union[tuple(self.build(n) for n in node.options)]  # noqa: UP007
         if isinstance(node, ObjectNode):
             return self.object(node)
+        if isinstance(node, AllNode):
+            return self.literal(_all_literal(node))
+        if isinstance(node, ArrayNode):
+            raise NoFastPath("prefixItems (arrays of varying length)")
         raise NoFastPath(f"{type(node).__name__} (recursive schemas)")
+
+    def literal(self, values: tuple[Any, ...]) -> Any:
+        """``Literal[values]``: in strict mode exactly these ints, strs and None.
+
+        For JSON Schema ``enum`` (JSON equality) this accepts less than the walk (``1.0``
+        for ``1``), never more: what the fast path refuses, the walk decides.
+        """
+        if not values or not all(v is None or type(v) in (str, int) for v in values):
+            raise NoFastPath("literal values other than str, int and None")
+        return Literal[values]
 
     def object(self, node: ObjectNode) -> Any:
         if node.extra == "allow":
@@ -196,3 +209,28 @@ class _FastBuilder:
             forbid_unknown_fields=node.extra == "forbid",
             rename=rename or None,
         )
+
+
+def _all_literal(node: AllNode) -> tuple[Any, ...]:
+    """The values of an ``enum``/``const`` part that every other part accepts unchanged.
+
+    A value equal to one of these is accepted by the AND of all parts, and each part
+    returns it as given; so ``Literal[...]`` of them is exact. Without such a part, the
+    AND cannot be expressed in msgspec.
+    """
+    parts = (node.main, *node.checks)
+    literal = next((p for p in parts if isinstance(p, LiteralNode)), None)
+    if literal is None:
+        raise NoFastPath("keywords combined with $ref or anyOf")
+    kept = []
+    for value in literal.values:
+        for part in parts:
+            if part is literal:
+                continue
+            problems: list[Any] = []
+            result = part.check(value, "", problems)
+            if problems or type(result) is not type(value) or result != value:
+                break
+        else:
+            kept.append(value)
+    return tuple(kept)

@@ -6,13 +6,17 @@ Python schemas (``_python_schema``).
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, ValidationProblem
+from ._json_nodes import AllNode, ArrayNode
 from ._nodes import (
+    INVALID,
     AnyNode,
     BoolNode,
     Extra,
@@ -26,7 +30,6 @@ from ._nodes import (
     ObjectNode,
     StrNode,
     TemporalNode,
-    TupleNode,
     UnionNode,
     UUIDNode,
 )
@@ -165,9 +168,17 @@ class _JsonSchemaCompiler:
     def __init__(self, root: Mapping[str, Any], extra: Extra) -> None:
         self.root = root
         self.extra: Extra = extra
-        self.refs: dict[str, Node] = {}
+        self.refs: dict[tuple[str, bool], Node] = {}
+        #: (node, default, JSON Pointer) of every property default, checked at the end
+        self.defaults: list[tuple[Node, Any, str]] = []
 
-    def node(self, schema: Any, where: str) -> Node:
+    def node(self, schema: Any, where: str, open_: bool = False) -> Node:
+        """The node for ``schema``; ``open_``: its own object keeps undeclared keys.
+
+        Parts of a schema object that only judge (``anyOf`` next to ``properties``, say)
+        are compiled open: the ``extra_fields`` policy is applied once, by the part made
+        of the type keywords, to keys that no part declares.
+        """
         if schema is True or schema == {}:
             return AnyNode()
         if schema is False:
@@ -194,24 +205,39 @@ class _JsonSchemaCompiler:
             raise ConfigurationError(
                 f"unsupported JSON Schema keyword(s) {', '.join(unknown)} at {where}"
             )
+        # every keyword applies (an AND): the type keywords, and each of these
+        parts: list[Callable[[bool], Node]] = []
         if "$ref" in schema:
-            return self.ref(schema["$ref"], where)
+            parts.append(lambda o: self.ref(schema["$ref"], where, o))
         if "const" in schema:
-            return LiteralNode([schema["const"]])
+            parts.append(lambda o: LiteralNode([schema["const"]], json_equality=True))
         if "enum" in schema:
-            return LiteralNode(schema["enum"])
+            parts.append(lambda o: LiteralNode(schema["enum"], json_equality=True))
         for combinator in ("anyOf", "oneOf"):
             if combinator in schema:
-                options = schema[combinator]
-                return UnionNode(
-                    [self.node(o, _pointer(where, combinator, i)) for i, o in enumerate(options)]
-                )
-        if not type_list:
+                parts.append(functools.partial(self.union, schema[combinator], where, combinator))
+        if type_list:
+            nodes = [self.typed(name, schema, where, open_) for name in type_list]
+            main = nodes[0] if len(nodes) == 1 else UnionNode(nodes)
+        elif parts:
+            main = parts.pop(0)(open_)
+        else:
             return AnyNode()
-        nodes = [self.typed(name, schema, where) for name in type_list]
+        if not parts:
+            return main
+        checks = [part(True) for part in parts]
+        declared = _declared(schema, self.root) - _declared(schema, self.root, top=True)
+        if isinstance(main, ObjectNode):  # keys only a judging part declares are no extras
+            for name in sorted(declared - main.fields.keys()):
+                main.fields[name] = Field(name, AnyNode(), required=False)
+        return AllNode(main, checks, frozenset(declared))
+
+    def union(self, options: list[Any], where: str, keyword: str, open_: bool) -> Node:
+        """``anyOf``/``oneOf`` (both as any-of)."""
+        nodes = [self.node(o, _pointer(where, keyword, i), open_) for i, o in enumerate(options)]
         return nodes[0] if len(nodes) == 1 else UnionNode(nodes)
 
-    def typed(self, name: str, schema: Mapping[str, Any], where: str) -> Node:
+    def typed(self, name: str, schema: Mapping[str, Any], where: str, open_: bool) -> Node:
         if name == "null":
             return NoneNode()
         if name == "boolean":
@@ -242,10 +268,15 @@ class _JsonSchemaCompiler:
                 pattern=schema.get("pattern"),
             )
         if name == "array":
-            if "prefixItems" in schema:
+            if "prefixItems" in schema:  # 2020-12: shorter arrays too; the rest by items
                 prefix = schema["prefixItems"]
-                return TupleNode(
-                    [self.node(s, _pointer(where, "prefixItems", i)) for i, s in enumerate(prefix)]
+                items = schema.get("items", True)
+                return ArrayNode(
+                    [self.node(s, _pointer(where, "prefixItems", i)) for i, s in enumerate(prefix)],
+                    None if items is False else self.node(items, _pointer(where, "items")),
+                    min_length=_count(schema.get("minItems")),
+                    max_length=_count(schema.get("maxItems")),
+                    unique=schema.get("uniqueItems", False),
                 )
             return ListNode(
                 self.node(schema.get("items", True), _pointer(where, "items")),
@@ -253,9 +284,9 @@ class _JsonSchemaCompiler:
                 max_length=_count(schema.get("maxItems")),
                 unique=schema.get("uniqueItems", False),
             )
-        return self.object(schema, where)
+        return self.object(schema, where, open_)
 
-    def object(self, schema: Mapping[str, Any], where: str) -> Node:
+    def object(self, schema: Mapping[str, Any], where: str, open_: bool) -> Node:
         properties = schema.get("properties", {})
         required = set(schema.get("required", []))
         missing = required - set(properties)
@@ -270,11 +301,13 @@ class _JsonSchemaCompiler:
                 fields.append(Field(name, node))
             elif isinstance(sub, Mapping) and "default" in sub:
                 fields.append(Field(name, node, required=False, default=sub["default"]))
+                pointer = _pointer(where, "properties", name, "default")
+                self.defaults.append((node, sub["default"], pointer))
             else:
                 fields.append(Field(name, node, required=False))
         for name in sorted(missing):
             fields.append(Field(name, AnyNode()))
-        extra: Extra = self.extra
+        extra: Extra = "allow" if open_ else self.extra
         extra_node: Node | None = None
         additional = schema.get("additionalProperties")
         if additional is False:
@@ -286,13 +319,13 @@ class _JsonSchemaCompiler:
             extra_node = self.node(additional, _pointer(where, "additionalProperties"))
         return ObjectNode(str(schema.get("title", "")), fields, extra=extra, extra_node=extra_node)
 
-    def ref(self, ref: Any, where: str) -> Node:
+    def ref(self, ref: Any, where: str, open_: bool = False) -> Node:
         if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
             raise ConfigurationError(
                 f"only local '#/...' $ref are supported, got {ref!r} at {where}"
             )
-        if ref in self.refs:
-            return self.refs[ref]
+        if (ref, open_) in self.refs:
+            return self.refs[ref, open_]
         target: Any = self.root
         for part in ref[2:].split("/") if ref != "#" else ():
             part = part.replace("~1", "/").replace("~0", "~")
@@ -300,11 +333,66 @@ class _JsonSchemaCompiler:
                 raise ConfigurationError(f"$ref {ref!r} at {where} points nowhere")
             target = target[part]
         lazy = LazyNode()
-        self.refs[ref] = lazy
-        lazy.target = self.node(target, ref)
+        self.refs[ref, open_] = lazy
+        lazy.target = self.node(target, ref, open_)
         return lazy
+
+    def check_defaults(self) -> None:
+        """Refuse a ``default`` its own schema refuses (it would be put into the data)."""
+        for node, default, pointer in self.defaults:
+            problems: list[ValidationProblem] = []
+            try:
+                result = node.check(copy.deepcopy(default), "", problems)
+            except RecursionError:
+                result = INVALID
+            if problems or result is INVALID:
+                why = "; ".join(
+                    f"{p.path or 'value'}: {p.message}, expected {p.expected}" for p in problems
+                )
+                raise ConfigurationError(
+                    f"JSON Schema 'default' at {pointer} does not match its schema "
+                    f"({why or 'too deeply nested'}): {default!r}"
+                )
+
+
+def _resolve(root: Mapping[str, Any], ref: Any) -> Any:
+    """The schema a local ``$ref`` points to, or None."""
+    if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
+        return None
+    target: Any = root
+    for part in ref[2:].split("/") if ref != "#" else ():
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(target, Mapping) or part not in target:
+            return None
+        target = target[part]
+    return target
+
+
+def _declared(
+    schema: Any, root: Mapping[str, Any], *, top: bool = False, seen: frozenset[int] = frozenset()
+) -> set[str]:
+    """The object keys ``schema`` declares (``properties``, ``required``).
+
+    With ``top`` only its own keywords count; otherwise also those of the schemas it
+    combines (``$ref``, ``anyOf``, ``oneOf``), followed recursively.
+    """
+    if not isinstance(schema, Mapping) or id(schema) in seen:
+        return set()
+    names = set(schema.get("properties", {})) | set(schema.get("required", []))
+    if top:
+        return names
+    seen = seen | {id(schema)}
+    for keyword in ("anyOf", "oneOf"):
+        for option in schema.get(keyword, []):
+            names |= _declared(option, root, seen=seen)
+    if "$ref" in schema:
+        names |= _declared(_resolve(root, schema["$ref"]), root, seen=seen)
+    return names
 
 
 def from_json_schema(schema: Mapping[str, Any], extra: Extra) -> Node:
     """Compile a JSON Schema document (the subset described in docs/validation.md)."""
-    return _JsonSchemaCompiler(schema, extra).node(schema, "#")
+    compiler = _JsonSchemaCompiler(schema, extra)
+    node = compiler.node(schema, "#")
+    compiler.check_defaults()
+    return node

@@ -51,6 +51,8 @@ __all__ = [
     "contains",
     "describe",
     "enable_coercion",
+    "equality_key",
+    "join_path",
     "json_problem",
     "lists",
     "walk",
@@ -105,6 +107,8 @@ def walk(node: Node) -> Iterator[Node]:
             stack.extend(f.node for f in current.fields.values())
             if current.extra_node is not None:
                 stack.append(current.extra_node)
+        else:
+            stack.extend(current.children())
 
 
 def contains(node: Node, kind: type[Node]) -> bool:
@@ -119,7 +123,8 @@ def enable_coercion(node: Node) -> None:
             current.coerce = True
 
 
-def _join(path: str, key: str | int) -> str:
+def join_path(path: str, key: str | int) -> str:
+    """``path`` extended by an object key or an array index, as problems show it."""
     if isinstance(key, int):
         return f"{path}[{key}]"
     if key.isidentifier():
@@ -127,10 +132,17 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}[{key!r}]"
 
 
+_join = join_path
+
+
 class Node(abc.ABC):
     """A compiled schema node."""
 
     expected = "any value"
+
+    def children(self) -> Sequence[Node]:
+        """The nodes directly below this one (for node kinds ``walk`` does not know)."""
+        return ()
 
     @abc.abstractmethod
     def check(self, value: Any, path: str, problems: Problems) -> Any:
@@ -433,13 +445,24 @@ class DecimalNode(Node):
 
 
 class LiteralNode(Node):
-    """One of a fixed set of JSON values (``Literal[...]``, JSON Schema ``enum``/``const``)."""
+    """One of a fixed set of JSON values (``Literal[...]``, JSON Schema ``enum``/``const``).
 
-    def __init__(self, values: Sequence[Any]) -> None:
+    ``json_equality`` (JSON Schema) compares as ``uniqueItems`` does: ``1`` equals
+    ``1.0`` (never ``true``), objects whatever their key order. Otherwise (``Literal``)
+    the type must match too: ``1.0`` is not ``Literal[1]``.
+    """
+
+    def __init__(self, values: Sequence[Any], *, json_equality: bool = False) -> None:
         self.values = tuple(values)
+        self.json_equality = json_equality
+        self.keys = {equality_key(v) for v in self.values} if json_equality else set()
         self.expected = "one of " + ", ".join(repr(v) for v in self.values)
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if self.json_equality:
+            if json_problem(value) is None and equality_key(value) in self.keys:
+                return lists(value)  # tuples as lists, as every other node gives them
+            return self.fail(value, path, problems)
         for allowed in self.values:
             if type(allowed) is type(value) and allowed == value:
                 return value
@@ -502,13 +525,13 @@ class ListNode(Node):
             out.append(converted)
         if not ok:
             return INVALID
-        if self.unique and len({_equality_key(v) for v in out}) != len(out):
+        if self.unique and len({equality_key(v) for v in out}) != len(out):
             return self.fail(value, path, problems, "items must be unique")
         return out
 
 
-def _equality_key(value: Any) -> Any:
-    """A hashable key equal for values JSON Schema calls equal (``uniqueItems``).
+def equality_key(value: Any) -> Any:
+    """A hashable key equal for values JSON Schema calls equal (``uniqueItems``, ``enum``).
 
     Numbers compare by value (``1`` equals ``1.0``) but never equal a bool; objects
     ignore key order; arrays compare item by item.
@@ -518,9 +541,9 @@ def _equality_key(value: Any) -> Any:
     if isinstance(value, int | float | Decimal):
         return ("number", value)
     if isinstance(value, Mapping):
-        return ("object", frozenset((key, _equality_key(item)) for key, item in value.items()))
+        return ("object", frozenset((key, equality_key(item)) for key, item in value.items()))
     if isinstance(value, list | tuple):
-        return ("array", tuple(_equality_key(item) for item in value))
+        return ("array", tuple(equality_key(item) for item in value))
     try:
         hash(value)
     except TypeError:
