@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import hashlib
 import logging
 from collections import deque
@@ -16,9 +18,10 @@ from ._deadletter import (
     dead_letter_event,
     partition_key,
 )
-from ._errors import ClosedError, UnknownTopicError
+from ._errors import ClosedError, SerializationError, UnknownTopicError
 from ._event import Event, make_event
 from ._handlers import Handler, is_async_callable
+from ._json import dumps
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
 from ._retry import RetryPolicy
@@ -32,6 +35,35 @@ __all__ = ["DEAD_LETTER_PREFIX", "EventBus"]
 logger = logging.getLogger("pepperpy.event.bus")
 
 H = TypeVar("H", bound=Callable[..., Any])
+
+
+class _Delivery:
+    """Marks the handler call in progress in this context (see :meth:`EventBus.close`).
+
+    A flag, not just a context variable value: a delivery started eagerly in a
+    transport's task may finish in another context, where the variable cannot be reset;
+    clearing the flag still tells ``close()`` the delivery is over.
+    """
+
+    __slots__ = ("active", "bus")
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+        self.active = True
+
+
+_delivery: contextvars.ContextVar[_Delivery | None] = contextvars.ContextVar(
+    "pepperpy_bus_delivery", default=None
+)
+
+
+def _cancelled_by_caller(task: asyncio.Task[Any] | None) -> bool:
+    """True when a CancelledError in ``task`` means the task itself is being cancelled.
+
+    Otherwise the error came out of an await inside a handler (a future someone else
+    cancelled): a handler failure, not a shutdown.
+    """
+    return task is None or task.cancelling() > 0
 
 
 class EventBus:
@@ -79,6 +111,8 @@ class EventBus:
         self._start_lock: asyncio.Lock | None = None
         self._started = False
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
+        self._registering: asyncio.Task[None] | None = None
         self._topic_ok: dict[str, bool] = {}
 
     # -- subscribing ------------------------------------------------------------------
@@ -88,7 +122,15 @@ class EventBus:
 
         Handlers sharing a ``group`` (and pattern) share the work: each event reaches one
         of them, across processes on a distributed transport.
+
+        On a bus already started, the subscription is registered with the broker in the
+        background at once; ``await bus.start()`` waits until it is. A registration that
+        fails is logged and raised again by the next ``start()`` or ``publish()``.
         """
+        if self._closed:
+            raise ClosedError("the EventBus is closed")
+        if not isinstance(pattern, str):
+            raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
         parse_pattern(pattern)
         if self.access is not None:
             self.access.check("subscribe", pattern)
@@ -109,9 +151,32 @@ class EventBus:
             sub = Subscription(pattern, self._deliverer(handler, pattern, group), group, name)
             self._subscriptions.append(sub)
             self._unregistered.append(sub)
+            if self._started:
+                self._register_late()
             return handler
 
         return decorator
+
+    def _register_late(self) -> None:
+        """Register subscriptions added after start() without waiting for a publish."""
+        if self._registering is not None and not self._registering.done():
+            return  # the running registration drains every subscription added meanwhile
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (subscribe from a sync context): the next await does it
+            return
+        self._registering = loop.create_task(self._register_pending())
+
+    async def _register_pending(self) -> None:
+        try:
+            await self.start()
+        except ClosedError:
+            pass
+        except Exception:
+            logger.exception(
+                "could not register a subscription added after start(); "
+                "the next start() or publish() raises this again"
+            )
 
     def _subscription_name(self, pattern: str, group: str | None, handler: Handler) -> str:
         if group is not None:
@@ -132,22 +197,36 @@ class EventBus:
 
         async def deliver(event: Event) -> None:
             attempt = 1
-            while True:
-                try:
-                    if is_async:
-                        await handler(event)
-                    else:
-                        result = handler(event)
-                        if result is not None and hasattr(result, "__await__"):
-                            await result
-                    return
-                except Exception as exc:
-                    if policy.should_retry(exc, attempt):
+            marker = _Delivery(self)
+            token = _delivery.set(marker)
+            try:
+                while True:
+                    try:
+                        if is_async:
+                            await handler(event)
+                        else:
+                            result = handler(event)
+                            if result is not None and hasattr(result, "__await__"):
+                                await result
+                        return
+                    except asyncio.CancelledError as exc:
+                        if _cancelled_by_caller(asyncio.current_task()):
+                            raise  # our own shutdown (or the caller's): not a failure
+                        error: BaseException = exc  # the handler awaited something cancelled
+                    except Exception as exc:
+                        error = exc
+                    if policy.should_retry(error, attempt):
                         await policy.sleep(attempt)
                         attempt += 1
                         continue
-                    await self._dead_letter(DeadLetter(event, handler, exc, attempt), group)
+                    await self._dead_letter(DeadLetter(event, handler, error, attempt), group)
                     return
+            finally:
+                marker.active = False
+                try:
+                    _delivery.reset(token)
+                except ValueError:  # finished in another context than it started in
+                    pass
 
         return deliver
 
@@ -221,6 +300,8 @@ class EventBus:
             self.access.check("publish", topic)
         if key is not None and not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__}")
+        if headers:
+            _check_headers(headers)
         if isinstance(message, Event):
             if message.type == topic and not headers and key is None:
                 event = message
@@ -240,6 +321,8 @@ class EventBus:
         return event
 
     def _check_topic(self, topic: str) -> None:
+        if topic.__class__ is not str:
+            raise TypeError(f"topic must be a str, got {type(topic).__name__}: {topic!r}")
         ok = self._topic_ok.get(topic)
         if ok is None:
             tokens = parse_topic(topic)
@@ -264,6 +347,8 @@ class EventBus:
         if self._start_lock is None:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
+            if self._closed:
+                raise ClosedError("the EventBus is closed")
             if not self._started:
                 await self.transport.start()
                 self._started = True
@@ -273,10 +358,33 @@ class EventBus:
                 self._unregistered.pop(0)
 
     async def close(self) -> None:
-        """Stop consuming, finishing events in progress, and disconnect."""
-        if self._closed:
+        """Stop consuming, finishing events in progress, and disconnect.
+
+        Every call returns only once the shutdown is complete (concurrent calls share
+        it). Called from one of this bus's own handlers, ``close()`` starts the shutdown
+        and returns at once: waiting for it would wait for the calling handler itself.
+        The shutdown then completes after that handler returns; a later ``close()`` (or
+        the end of ``async with``) waits for it.
+        """
+        closing = self._closing
+        if closing is None:
+            self._closed = True
+            closing = self._closing = asyncio.get_running_loop().create_task(self._shutdown())
+            closing.add_done_callback(_retrieve)
+        current = _delivery.get()
+        if current is not None and current.active and current.bus is self:
             return
-        self._closed = True
+        await asyncio.shield(closing)
+
+    async def _shutdown(self) -> None:
+        registering = self._registering
+        if registering is not None and not registering.done():
+            registering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await registering
+        if self._start_lock is not None:
+            async with self._start_lock:  # a start() in progress finishes first
+                pass
         if self._started:
             await self.transport.close()
 
@@ -291,6 +399,27 @@ class EventBus:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _check_headers(headers: Mapping[str, Any]) -> None:
+    """Refuse headers no transport can carry: the same rule on memory as on a broker."""
+    if not isinstance(headers, Mapping):
+        raise TypeError(
+            f"headers must be a mapping of str to JSON-able values, got {type(headers).__name__}"
+        )
+    for name in headers:
+        if not isinstance(name, str):
+            raise TypeError(f"headers keys must be str, got {name!r} ({type(name).__name__})")
+    try:
+        dumps(dict(headers))
+    except SerializationError as exc:
+        raise SerializationError(f"headers must hold JSON-able values: {exc}") from exc
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Log a failed shutdown nobody awaited (close() called from a handler)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("closing the EventBus failed", exc_info=task.exception())
 
 
 def _digest(text: str) -> str:

@@ -1,15 +1,14 @@
-"""Calling user handlers: sync or async, started eagerly so quick ones need no Task."""
+"""Calling user handlers: sync or async; transports start each delivery in a Task of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import inspect
-import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-__all__ = ["Handler", "call", "is_async_callable", "resume", "start"]
+__all__ = ["Handler", "call", "is_async_callable", "outcome", "outcomes", "start"]
 
 Handler = Callable[[Any], Any]
 
@@ -24,49 +23,49 @@ def is_async_callable(handler: Callable[..., Any]) -> bool:
     return call_method is not None and inspect.iscoroutinefunction(call_method)
 
 
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
-    """Finish a coroutine that was stepped once outside a Task, inside one."""
-    while True:
-        try:
-            sent = yield yielded
-        except BaseException as exc:  # cancellation or close: forward into the coroutine
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                yielded = coro.send(sent)
-            except StopIteration as stop:
-                return stop.value
+def start(delivery: Awaitable[Any]) -> asyncio.Task[Any]:
+    """Run a delivery in a Task of its own: its own ``current_task()`` and context copy.
+
+    Transports start every delivery this way. A handler must never run (even its first
+    step) in the transport's task: whatever captures the current task (``asyncio.timeout``,
+    ``TaskGroup``, ``current_task().cancel()``) or sets a context variable would then act
+    on the publisher or on a reader loop shared by all subscriptions (docs/manager.md,
+    "How handlers run"). CPython 3.11 has no correct eager start, so this costs one Task.
+    """
+    coro = delivery if inspect.iscoroutine(delivery) else _wait(delivery)
+    return asyncio.get_running_loop().create_task(coro)
 
 
-async def resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
-    """A coroutine finishing ``coro``, which already yielded ``yielded`` once."""
-    return await _resume(coro, yielded)
+async def _wait(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
-def start(
-    coro: Coroutine[Any, Any, Any],
-) -> asyncio.Task[Any] | None:
-    """Run ``coro`` eagerly up to its first suspension.
+async def outcome(task: asyncio.Future[Any]) -> BaseException | None:
+    """Wait for ``task``; return what it raised, a handler's own ``CancelledError`` included.
 
-    Returns None when it finished without suspending (no Task was created), else a Task
-    that carries on from where it stopped. Exceptions raised before the first
-    suspension propagate to the caller.
-
-    Caveat: the first step runs in the *caller's* task and context, the rest in the new
-    Task. Whatever captures the current task or sets a context variable before the
-    first suspension (``asyncio.timeout``, ``TaskGroup``, ``ContextVar.set``/``reset``)
-    therefore sees the caller, not the handler. ``EventManager`` no longer uses this
-    (see docs/manager.md, "How handlers run").
+    A cancellation aimed at the *waiting* task (it is being cancelled) is re-raised, and
+    reaches ``task`` too; a ``CancelledError`` the delivery raised by itself (say, it
+    awaited a future someone else cancelled) is a failure of that delivery, returned like
+    any other exception, so a transport's loop goes on with the next one.
     """
     try:
-        yielded = coro.send(None)
-    except StopIteration:
-        return None
-    return asyncio.get_running_loop().create_task(resume(coro, yielded))
+        await task
+    except asyncio.CancelledError as exc:
+        waiter = asyncio.current_task()
+        if waiter is not None and waiter.cancelling():
+            raise
+        return exc
+    except Exception as exc:
+        return exc
+    return None
+
+
+async def outcomes(tasks: Sequence[asyncio.Future[Any]]) -> list[BaseException | None]:
+    """:func:`outcome` of each task, waiting for all; cancelling the waiter cancels them."""
+    if len(tasks) == 1:
+        return [await outcome(tasks[0])]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    return [r if isinstance(r, BaseException) else None for r in results]
 
 
 async def call(handler: Handler, is_async: bool, event: Any) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from typing import Any
 
 from .._event import Event
-from .._handlers import start
+from .._handlers import outcomes, start
 from .._patterns import PatternIndex
 from .base import Subscription, Transport
 
 __all__ = ["MemoryTransport"]
+
+logger = logging.getLogger("pepperpy.event.transports.memory")
 
 
 class _Group:
@@ -44,18 +47,20 @@ class MemoryTransport(Transport):
         targets = self._index.match(event.type)
         if not targets:
             return
-        running: list[asyncio.Future[Any]] = []
+        # each delivery in a Task of its own, so a handler's asyncio.timeout, TaskGroup or
+        # context variables never touch the publisher (docs/manager.md, "How handlers run")
+        running: list[asyncio.Task[Any]] = []
         for target in targets:
             sub = target.next_member() if isinstance(target, _Group) else target
-            task = start(sub.deliver(event))  # type: ignore[arg-type]
-            if task is not None:
-                running.append(task)
-        if running:
-            self._in_progress.update(running)
-            try:
-                await asyncio.gather(*running)
-            finally:
-                self._in_progress.difference_update(running)
+            running.append(start(sub.deliver(event)))
+        self._in_progress.update(running)
+        try:
+            failures = await outcomes(running)
+        finally:
+            self._in_progress.difference_update(running)
+        for failure in failures:
+            if failure is not None:  # the bus turned Exceptions into retries/dead letters
+                logger.error("delivery of %s (%s) failed", event.type, event.id, exc_info=failure)
 
     async def subscribe(self, subscription: Subscription) -> None:
         if subscription.group is None:

@@ -308,10 +308,20 @@ class Consumer:
             except Exception:
                 logger.exception("delivery of %s (%s) failed; redelivering", event.type, event.id)
                 await self._settle(msg, ack=False)
-            except BaseException:  # cancelled: let the broker redeliver all of this key
-                self._unsettled.pop(id(msg), None)
-                for waiting_msg, _ in self._keyed.pop(key, ()) if key is not None else ():
-                    self._unsettled.pop(id(waiting_msg), None)
+            except asyncio.CancelledError:
+                # this runs in our delivery task, or (first step, see start()) in nats-py's
+                # message loop: unless that task is being cancelled, the handler awaited
+                # something cancelled; a failed delivery, which must not stop the loop
+                task = asyncio.current_task()
+                if task is None or task.cancelling():  # shutdown: the broker redelivers
+                    self._forget(msg, key)
+                    raise
+                logger.error(
+                    "delivery of %s (%s) was cancelled; redelivering", event.type, event.id
+                )
+                await self._settle(msg, ack=False)
+            except BaseException:  # let the broker redeliver all of this key
+                self._forget(msg, key)
                 raise
             else:
                 await self._settle(msg, ack=True)
@@ -322,6 +332,12 @@ class Consumer:
                 del self._keyed[key]
                 return
             msg, event = waiting.popleft()
+
+    def _forget(self, msg: Msg, key: str | None) -> None:
+        """Stop tracking ``msg`` and those waiting behind it (the broker redelivers them)."""
+        self._unsettled.pop(id(msg), None)
+        for waiting_msg, _ in self._keyed.pop(key, ()) if key is not None else ():
+            self._unsettled.pop(id(waiting_msg), None)
 
     async def _settle(self, msg: Msg, *, ack: bool, term: bool = False) -> None:
         self._unsettled.pop(id(msg), None)

@@ -254,6 +254,15 @@ class Consumer:
                 logger.exception("delivery of %s (%s) failed; requeueing it", event.type, event.id)
                 await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
                 return
+            except asyncio.CancelledError:
+                if task.cancelling():
+                    raise  # shutdown: the closing channel returns the message to its queue
+                # the handler awaited something cancelled: a failed delivery
+                logger.error(
+                    "delivery of %s (%s) was cancelled; requeueing it", event.type, event.id
+                )
+                await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
+                return
             acks.ack(tag)
         finally:
             self._running.discard(task)

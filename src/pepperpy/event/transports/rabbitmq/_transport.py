@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = ["RabbitMQTransport"]
 
+#: RabbitMQ's default ``max_message_size``; larger messages make it close the channel
+DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+
 logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
 
 
@@ -247,6 +250,14 @@ class RabbitMQTransport(Transport):
                 )
                 return
             except (errors.AMQPError, errors.ChannelInvalidStateError, ConnectionError) as exc:
+                if len(body) > DEFAULT_MAX_MESSAGE_BYTES:  # the broker closed the channel
+                    with contextlib.suppress(Exception):  # reopened for the next publish
+                        await asyncio.wait_for(channel.ready(), self.connect_timeout)  # type: ignore[attr-defined]
+                    raise TransportError(
+                        f"RabbitMQ did not accept {topic!r} ({event.id}): the event is "
+                        f"{len(body):,} bytes on the wire, over the broker's max_message_size "
+                        f"({DEFAULT_MAX_MESSAGE_BYTES:,} bytes by default): {exc!r}"
+                    ) from exc
                 if attempt == 2 or self._closed or isinstance(exc, errors.DeliveryError):
                     raise TransportError(
                         f"RabbitMQ did not accept {topic!r} ({event.id}): {exc!r}"

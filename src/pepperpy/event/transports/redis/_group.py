@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._errors import SerializationError
 from ..._event import Event
+from ..._handlers import outcome, start
 from ..base import Subscription
 from ._config import RedisOptions
 from ._wire import Backoff, TopicFilter, connection_errors, decode_event, entry_topic, logger
@@ -36,7 +37,7 @@ from ._wire import Backoff, TopicFilter, connection_errors, decode_event, entry_
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["GroupMember", "member_id"]
+__all__ = ["GroupMember", "group_name", "member_id"]
 
 #: join/refresh the member set, renew held leases, take free partitions that are ours.
 #: KEYS[1] = member set, KEYS[2..] = lease keys (partition p at KEYS[p + 2]);
@@ -87,17 +88,41 @@ return released
 
 DeadLetterPublisher = Callable[[Event, str, int], Awaitable[None]]
 
+#: longest time (seconds) a worker holds a finished entry's ack before handing it to the
+#: background sender, even in the middle of a batch (see GroupMember._run)
+ACK_HOLD = 0.005
+
 
 def member_id() -> str:
     """A consumer name unique to this subscription in this process: host, pid, random."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
+def group_name(group: str, pattern: str) -> str:
+    """The Redis consumer-group name of ``group`` on ``pattern``; distinct pairs never share one.
+
+    It is ``"<group>:<pattern>"`` when neither part contains ``:`` (the name earlier
+    versions used for every pair), else ``"<len(group)>:<group>:<pattern>"``: that has at
+    least three colons, so it can equal neither a plain name nor another pair's.
+    """
+    if ":" not in group and ":" not in pattern:
+        return f"{group}:{pattern}"
+    return f"{len(group)}:{group}:{pattern}"
+
+
 def group_id(sub: Subscription) -> str:
-    """The stable identity of a group: the bus's subscription digest, or our own."""
-    if sub.name:
-        return sub.name
-    text = f"{sub.group}|{sub.pattern}"
+    """The stable identity of a group in key names (leases, member set).
+
+    The bus's subscription digest of ``"<group>|<pattern>"`` where that is unambiguous
+    (neither part contains ``|``), else a digest of the length-prefixed pair.
+    """
+    group = sub.group or ""
+    if "|" not in group and "|" not in sub.pattern:
+        if sub.name:
+            return sub.name
+        text = f"{group}|{sub.pattern}"
+    else:
+        text = f"{len(group)}|{group}|{sub.pattern}"
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
@@ -111,15 +136,17 @@ class GroupMember:
         options: RedisOptions,
         exceptions: Any,
         dead_letter: DeadLetterPublisher,
+        new_reader: Callable[[], Redis],
     ) -> None:
         self.sub = sub
-        self.group = f"{sub.group}:{sub.pattern}"
+        self.group = group_name(sub.group or "", sub.pattern)
         self.consumer = member_id()
         self._client = client
         self._options = options
         self._response_error: type[Exception] = exceptions.ResponseError
         self._unreachable = connection_errors(exceptions)
         self._dead_letter_publisher = dead_letter
+        self._new_reader = new_reader
         gid = group_id(sub)
         self.members_key = options.group_key(gid, "members")
         self.lease_keys = [options.group_key(gid, f"lease:{p}") for p in range(options.partitions)]
@@ -284,7 +311,10 @@ class GroupMember:
 
     async def _consume(self, p: int) -> None:
         """A partition's worker: claim what is pending, then read and deliver, in order."""
-        reader = self._client.client()  # a connection of its own, for blocking reads
+        # a connection of its own for blocking reads, outside the shared pool: pinning one
+        # of the shared pool's per held partition would let a few group subscriptions use
+        # up its limit (docs/transport-redis.md, "Connections")
+        reader = self._new_reader()
         try:
             if p in self._assigned:
                 await self._consume_assigned(p, reader)
@@ -309,10 +339,10 @@ class GroupMember:
             try:
                 if claim or p in self._reclaim:
                     self._reclaim.discard(p)
-                    done = await self._claim(p)
+                    done = await self._claim(p, reader)
                 elif time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self._options.lease_ttl
-                    done = await self._sweep(p)
+                    done = await self._sweep(p, reader)
                 else:
                     if reader_id is None:
                         reader_id = int(await reader.client_id())
@@ -381,18 +411,18 @@ class GroupMember:
             elif self._ours(p) and p not in self._workers:
                 self._spawn(p)
 
-    async def _claim(self, p: int) -> bool:
+    async def _claim(self, p: int, client: Redis) -> bool:
         """Take over partition ``p``'s pending entries and handle them; True when all done."""
         stream = self._streams[p]
         await self._flush_acks()
         start: Any = "0-0"
         while self._ours(p):
-            next_start, entries, _deleted = await self._client.xautoclaim(
+            next_start, entries, _deleted = await client.xautoclaim(
                 stream, self.group, self.consumer, 0, start, count=self._options.batch_size
             )
             entries = [(entry_id, fields) for entry_id, fields in entries if fields is not None]
             if entries:
-                rows: Any = await self._client.xpending_range(
+                rows: Any = await client.xpending_range(
                     stream,
                     self.group,
                     entries[0][0],
@@ -404,12 +434,12 @@ class GroupMember:
                 if not await self._run(p, entries, deliveries):
                     return False
             if next_start in (b"0-0", "0-0"):
-                await self._prune_consumers(p)
+                await self._prune_consumers(p, client)
                 return True
             start = next_start
         return False
 
-    async def _sweep(self, p: int) -> bool:
+    async def _sweep(self, p: int, client: Redis) -> bool:
         """Claim entries pending with *other* consumers of a partition we hold, and handle them.
 
         Holding the lease means no one else may be handling them: they are orphans (a
@@ -418,7 +448,7 @@ class GroupMember:
         """
         stream = self._streams[p]
         idle_ms = self._options.lease_ttl_ms
-        rows: Any = await self._client.xpending_range(
+        rows: Any = await client.xpending_range(
             stream, self.group, "-", "+", self._options.batch_size, idle=idle_ms
         )
         me = self.consumer.encode()
@@ -430,24 +460,24 @@ class GroupMember:
         logger.warning(
             "group %r: claiming %d orphaned entries of partition %d", self.group, len(orphans), p
         )
-        entries: Any = await self._client.xclaim(
+        entries: Any = await client.xclaim(
             stream, self.group, self.consumer, idle_ms, list(orphans)
         )
         entries = [(entry_id, fields) for entry_id, fields in entries if fields is not None]
         deliveries = {entry_id: orphans[entry_id] + 1 for entry_id, _ in entries}
         return await self._run(p, entries, deliveries)
 
-    async def _prune_consumers(self, p: int) -> None:
+    async def _prune_consumers(self, p: int, client: Redis) -> None:
         """Delete consumers of dead members that hold nothing (killed processes leave them)."""
         stream = self._streams[p]
-        consumers = await self._client.xinfo_consumers(stream, self.group)
-        members: Any = await self._client.zrange(self.members_key, 0, -1)
+        consumers = await client.xinfo_consumers(stream, self.group)
+        members: Any = await client.zrange(self.members_key, 0, -1)
         live = {m.decode() for m in members}
         for consumer in consumers:
             name = consumer["name"]
             name = name.decode() if isinstance(name, bytes) else str(name)
             if not consumer["pending"] and name not in live and name != self.consumer:
-                await self._client.xgroup_delconsumer(stream, self.group, name)
+                await client.xgroup_delconsumer(stream, self.group, name)
 
     async def _run(
         self,
@@ -459,50 +489,70 @@ class GroupMember:
 
         Returns False when a delivery failed (that entry and the ones after it stay
         pending, to be claimed and delivered again) or the partition is no longer ours.
+
+        The acks of finished entries are handed to the background sender when the batch
+        ends, or ``ACK_HOLD`` seconds after the first of them was held, whichever comes
+        first (a timer, so a slow handler that follows quick ones does not hold their
+        acks back). A burst of quick events thus costs one ``XACK`` per batch even though
+        each delivery, a Task of its own, lets the loop run in between.
         """
-        for entry_id, fields in entries:
-            if not self._ours(p):
-                return False
-            topic = entry_topic(fields)
-            if topic is None or not self._filter(topic):
-                self._ack_later(p, entry_id)
-                continue
-            try:
-                event = decode_event(fields)
-            except SerializationError as exc:
-                logger.error("dropping unreadable entry %s of %s: %s", entry_id, topic, exc)
-                self._ack_later(p, entry_id)
-                continue
-            delivered = deliveries.get(entry_id, 1) if deliveries else 1
-            if delivered > self._options.max_deliveries:
-                await self._dead_letter_publisher(event, self.sub.group or "", delivered - 1)
-                self._ack_later(p, entry_id)
-                continue
-            try:
-                await self.sub.deliver(event)
-            except Exception:
-                logger.exception(
-                    "group %r: delivery of %s (%s) failed; it will be redelivered",
-                    self.group,
-                    event.type,
-                    event.id,
-                )
-                return False
-            self._ack_later(p, entry_id)
+        loop = asyncio.get_running_loop()
+        done: list[bytes] = []  # finished, ack not handed over yet
+        timer: asyncio.TimerHandle | None = None
+
+        def hand_over() -> None:
+            nonlocal timer
+            timer = None
+            self._ack_later(p, done)
+            done.clear()
+
+        try:
+            for entry_id, fields in entries:
+                if not self._ours(p) or not await self._handle(entry_id, fields, deliveries):
+                    return False
+                done.append(entry_id)
+                if timer is None:
+                    timer = loop.call_later(ACK_HOLD, hand_over)
+            return True
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if done:
+                hand_over()
+
+    async def _handle(
+        self, entry_id: bytes, fields: dict[bytes, bytes], deliveries: dict[bytes, int] | None
+    ) -> bool:
+        """Deliver one entry (or skip or dead-letter it); True when it may be acknowledged."""
+        topic = entry_topic(fields)
+        if topic is None or not self._filter(topic):
+            return True
+        try:
+            event = decode_event(fields)
+        except SerializationError as exc:
+            logger.error("dropping unreadable entry %s of %s: %s", entry_id, topic, exc)
+            return True
+        delivered = deliveries.get(entry_id, 1) if deliveries else 1
+        if delivered > self._options.max_deliveries:
+            await self._dead_letter_publisher(event, self.sub.group or "", delivered - 1)
+            return True
+        # a Task of its own, so that the handler's asyncio.timeout or TaskGroup acts on
+        # it and not on this worker; a CancelledError it raises is its own failure
+        failure = await outcome(start(self.sub.deliver(event)))
+        if failure is not None:
+            logger.error(
+                "group %r: delivery of %s (%s) failed; it will be redelivered",
+                self.group,
+                event.type,
+                event.id,
+                exc_info=failure,
+            )
+            return False
         return True
 
-    def _ack_later(self, p: int, entry_id: bytes) -> None:
-        """Queue an acknowledgement; one background round trip sends all queued ones.
-
-        Acks leave as soon as the loop is free, so a handler that is slow (or a process
-        that dies mid-handler) leaves only the event in progress unacknowledged, while a
-        burst of quick events still costs one ``XACK`` per batch.
-        """
-        queued = self._acks.get(p)
-        if queued is None:
-            self._acks[p] = [entry_id]
-        else:
-            queued.append(entry_id)
+    def _ack_later(self, p: int, entry_ids: list[bytes]) -> None:
+        """Queue acknowledgements; one background round trip sends all queued ones."""
+        self._acks.setdefault(p, []).extend(entry_ids)
         if self._ack_task is None:
             self._ack_task = asyncio.get_running_loop().create_task(self._send_acks())
 

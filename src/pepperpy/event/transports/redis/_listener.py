@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import PatternError, SerializationError
-from ..._handlers import start
+from ..._handlers import outcomes, start
 from ..._patterns import PatternIndex
 from ..base import Subscription
 from ._config import RedisOptions
@@ -123,18 +122,17 @@ class Listener:
             running: list[asyncio.Future[Any]] = []
             for sub in subs:
                 try:
-                    delivery = sub.deliver(event)
-                    if inspect.iscoroutine(delivery):
-                        task = start(delivery)  # quick handlers finish here, without a Task
-                        if task is not None:
-                            running.append(task)
-                    else:
-                        running.append(asyncio.ensure_future(delivery))
+                    # a Task of its own: a handler's asyncio.timeout or TaskGroup must not
+                    # act on this loop, which every ungrouped subscription shares
+                    running.append(start(sub.deliver(event)))
                 except Exception:
                     logger.exception("listener: delivery of %s (%s) failed", topic, event.id)
             if running:
-                for result in await asyncio.gather(*running, return_exceptions=True):
-                    if isinstance(result, Exception):
+                for failure in await outcomes(running):
+                    if failure is not None:  # e.g. a handler's own CancelledError
                         logger.error(
-                            "listener: delivery of %s (%s) failed", topic, event.id, exc_info=result
+                            "listener: delivery of %s (%s) failed",
+                            topic,
+                            event.id,
+                            exc_info=failure,
                         )

@@ -106,11 +106,7 @@ class RedisTransport(Transport):
             if self._client is not None:
                 return
             try:
-                client = self._redis.Redis.from_url(
-                    self._client_url,
-                    retry=self._retry.Retry(self._backoff.NoBackoff(), 1),
-                    socket_connect_timeout=min(5.0, self.options.connect_timeout),
-                )
+                client = self._new_client()
             except ValueError as exc:
                 raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from exc
             try:
@@ -124,6 +120,20 @@ class RedisTransport(Transport):
                     self._trim_periodically(self.options.trim_interval),
                     name="pepperpy-redis-trim",
                 )
+
+    def _new_client(self, **overrides: Any) -> Redis:
+        """A client with a pool of its own (see docs/transport-redis.md, "Connections")."""
+        client: Redis = self._redis.Redis.from_url(
+            self._client_url,
+            retry=self._retry.Retry(self._backoff.NoBackoff(), 1),
+            socket_connect_timeout=min(5.0, self.options.connect_timeout),
+            **overrides,
+        )
+        return client
+
+    def _reader_client(self) -> Redis:
+        """One connection outside the shared pool, for a group worker's blocking reads."""
+        return self._new_client(max_connections=1)
 
     async def _check_layout(self, client: Redis) -> None:
         """Record the partition count once per namespace; refuse a different one."""
@@ -313,7 +323,12 @@ class RedisTransport(Transport):
             await self._retrying("subscribing", lambda: listener.add(subscription))
             return
         member = GroupMember(
-            subscription, client, self.options, self._exceptions, self._publish_dead_letter
+            subscription,
+            client,
+            self.options,
+            self._exceptions,
+            self._publish_dead_letter,
+            self._reader_client,
         )
         await self._retrying(f"joining group {subscription.group!r}", member.start)
         self._members.append(member)
