@@ -555,3 +555,14 @@ def test_stored_identity_gives_the_id_and_the_time_in_microseconds() -> None:
     when = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
     dated = Event("t", id="given", timestamp=when)
     assert stored_identity(dated) == ("given", to_micros(when))
+
+
+def test_copies_do_not_share_nested_metadata_with_the_original() -> None:
+    event = Event("t", {"x": 1}, {"ctx": {"tenant": "a", "tags": ["x"]}, "n": 1})
+    exported = event.to_dict()
+    exported["metadata"]["ctx"]["tenant"] = "other"
+    exported["metadata"]["ctx"]["tags"].append("y")
+    copy = event.replace(data={"x": 2})
+    copy.metadata["ctx"]["tenant"] = "copy"
+    assert event.metadata == {"ctx": {"tenant": "a", "tags": ["x"]}, "n": 1}
+    assert copy.metadata["ctx"] == {"tenant": "copy", "tags": ["x"]}

@@ -215,7 +215,7 @@ async def test_an_object_with_async_call_is_measured_as_async() -> None:
     assert snapshot.avg_latency >= 15  # ms: the await was measured, not the coroutine creation
 
 
-@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "1"])
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "1", True, 1e300])
 def test_record_rejects_bad_durations(bad: Any) -> None:
     with pytest.raises(ValueError):
         MetricsCollector().record("a", bad)
@@ -226,6 +226,10 @@ def test_bad_options_and_names_are_rejected() -> None:
         MetricsCollector(window=0)
     with pytest.raises(ValueError):
         MetricsCollector(namespace="bad-name")
+    for bad in ("caf\xe9", "x\xb2", "_x", "1x", ""):  # not Prometheus (or OTel) prefixes
+        with pytest.raises(ValueError, match="namespace"):
+            MetricsCollector(namespace=bad)
+    assert MetricsCollector(namespace="shop_2").namespace == "shop_2"
     with pytest.raises(ValueError):
         MetricsCollector().measure("")
     with pytest.raises(TypeError):

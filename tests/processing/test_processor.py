@@ -17,6 +17,7 @@ from pepperpy.event import (
     PatternError,
     RetryMiddleware,
     RetryPolicy,
+    TimeoutMiddleware,
 )
 from tests.helpers import eventually
 
@@ -194,6 +195,35 @@ async def test_retry_reruns_only_the_handlers_that_failed() -> None:
     # a new event runs every handler again
     await processor.process(Event("job"))
     assert calls == {"steady": 2, "flaky": 4}
+
+
+async def test_a_retry_after_a_timeout_skips_the_handlers_that_had_finished() -> None:
+    # the timeout cancels the attempt while one handler is still running: the one that had
+    # already finished (the card charge) must not run again on the retry
+    processor = EventProcessor().use(
+        RetryMiddleware(RetryPolicy.fixed(max_attempts=3, base_delay=0)),
+        TimeoutMiddleware(0.05),
+    )
+    calls = {"charge": 0, "email": 0}
+    overran = asyncio.Event()
+
+    @processor.handle("order.placed")
+    async def charge(event: Event) -> None:
+        calls["charge"] += 1
+
+    @processor.handle("order.placed")
+    async def email(event: Event) -> None:
+        calls["email"] += 1
+        if calls["email"] == 1:
+            try:
+                await asyncio.sleep(10)
+            finally:
+                overran.set()
+
+    async with asyncio.timeout(5):
+        await processor.process(Event("order.placed"))
+    assert overran.is_set()
+    assert calls == {"charge": 1, "email": 2}
 
 
 async def test_a_nested_processor_cannot_mark_outer_handlers_as_done() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import _json
 from ._errors import SerializationError
-from ._frozen import _ATOMS, _INT_MAX, _INT_MIN, FrozenDict, freeze, thaw
+from ._frozen import _ATOMS, _INT_MAX, _INT_MIN, FrozenDict, FrozenList, freeze, thaw
 from ._ids import CLOCK, format_uuid7, next_counter, now_ns
 from ._text import MAX_VERSION, text_problem
 
@@ -177,7 +177,7 @@ class Event:
         else:
             event._data = self._data
         meta = changes.get("metadata", self._metadata)
-        event._metadata = None if meta is None else dict(meta)
+        event._metadata = None if meta is None else _copy_metadata(meta)
         event._id = changes["id"] if "id" in changes else self.id
         if "timestamp" in changes:
             event._ts = _aware(changes["timestamp"], "timestamp")
@@ -317,7 +317,7 @@ class Event:
             "id": self.id,
             "type": self._type,
             "data": thaw(self._data),
-            "metadata": dict(self.metadata),
+            "metadata": _copy_metadata(self.metadata),
             "timestamp": self.timestamp.isoformat(),
             "version": self._version,
         }
@@ -471,6 +471,29 @@ def _check_identity(changes: Mapping[str, Any]) -> None:
         raise _bad_version(version)
     _check_optional_text(changes.get("source"), "event source")
     _check_optional_text(changes.get("subject"), "event subject")
+
+
+def _copy_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of metadata whose nested dicts and lists are copies too (other values shared).
+
+    Metadata is the mutable part of an event, so a copy (``replace()``, ``to_dict()``) must
+    not share nested containers with the original.
+    """
+    copy = dict(metadata)
+    for key, value in copy.items():
+        if isinstance(value, dict | list) and not isinstance(value, FrozenDict | FrozenList):
+            copy[key] = _copy_nested(value)
+    return copy
+
+
+def _copy_nested(value: Any) -> Any:
+    if isinstance(value, FrozenDict | FrozenList):
+        return value
+    if isinstance(value, dict):
+        return {key: _copy_nested(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_nested(item) for item in value]
+    return value
 
 
 def _check_text(text: str, what: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -53,6 +54,14 @@ def _bounds(index: int) -> tuple[int, int]:
     shift = (index >> 4) - 1
     mantissa = (index & 15) + 16
     return mantissa << shift, (mantissa + 1) << shift
+
+
+#: a namespace is a Prometheus metric name prefix; starting with a letter also keeps it a
+#: valid OpenTelemetry instrument name prefix
+_NAMESPACE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*")
+#: the longest duration ``record`` takes (a year): past it, nanoseconds overflow nothing
+#: but such a value is a unit mistake
+_MAX_SECONDS = 365 * 24 * 3600.0
 
 
 class LatencyHistogram:
@@ -253,8 +262,11 @@ class MetricsCollector:
     def __init__(self, *, window: float = 60.0, namespace: str = "pepperpy_event") -> None:
         if not isinstance(window, int | float) or isinstance(window, bool) or window <= 0:
             raise ValueError(f"window must be a number of seconds > 0, got {window!r}")
-        if not namespace.replace("_", "a").isalnum() or namespace[0].isdigit():
-            raise ValueError(f"namespace must be a valid metric name prefix, got {namespace!r}")
+        if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
+            raise ValueError(
+                "namespace must be a valid metric name prefix (ASCII letters, digits and "
+                f"underscores, starting with a letter), got {namespace!r}"
+            )
         self.window = float(window)
         self.namespace = namespace
         self._slot_ns = max(1, int(window * 1e9) // _SLOTS)
@@ -286,8 +298,15 @@ class MetricsCollector:
 
     def record(self, name: str, seconds: float, *, error: bool = False) -> None:
         """Record one call of ``seconds`` duration by hand."""
-        if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
+        if (
+            not isinstance(seconds, int | float)
+            or isinstance(seconds, bool)
+            or not math.isfinite(seconds)
+            or not 0 <= seconds <= _MAX_SECONDS
+        ):
+            raise ValueError(
+                f"seconds must be a finite number from 0 to {_MAX_SECONDS:g}, got {seconds!r}"
+            )
         self._get(name).observe(int(seconds * 1e9), time.perf_counter_ns(), error)
 
     def reset(self, name: str | None = None) -> None:

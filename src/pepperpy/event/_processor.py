@@ -179,17 +179,18 @@ class EventProcessor:
         done = record[1] if record is not None and record[0] is self else set()
         event_id = event.id
         pending = [route for route in routes if (event_id, route.key) not in done]
+        # each handler is marked done as it succeeds, not after the gather: a timeout or
+        # another cancellation ends the gather early, and a retry must still skip the
+        # handlers that had finished by then
         results = await asyncio.gather(
-            *(_call(route, event) for route in pending), return_exceptions=True
+            *(_call_marking(route, event, done) for route in pending), return_exceptions=True
         )
         errors: list[Exception] = []
-        for route, result in zip(pending, results, strict=True):
+        for result in results:
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
                     raise result
                 errors.append(result)
-            else:
-                done.add((event_id, route.key))
         if len(errors) == 1:
             raise errors[0]
         if errors:
@@ -383,6 +384,12 @@ class Attachment:
     async def wait(self) -> None:
         """Wait until a store subscription ends (returns at once for other sources)."""
         await self._link.wait()
+
+
+async def _call_marking(route: _Route, event: Event, done: set[tuple[str, int]]) -> None:
+    """Run one handler and, once it has succeeded, record it in ``done``."""
+    await _call(route, event)
+    done.add((event.id, route.key))
 
 
 async def _call(route: _Route, event: Event) -> None:
