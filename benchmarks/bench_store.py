@@ -545,12 +545,12 @@ async def main(quick: bool) -> str:
     sections.append(
         f"### Single-event appends, {TASKS} concurrent tasks, {STREAMS} streams (events/s)\n\n"
         + table(concurrent, baseline=theirs)
-        + f"\n\nTarget >= 10x eventsourcing: {_ratio(concurrent, ours, theirs):.1f}x its "
-        f"one-thread loop (its best case), {_ratio(concurrent, ours, same_work):.1f}x the same "
+        + f"\n\nTarget >= 10x eventsourcing: {_ratio(concurrent, ours, theirs):.2f}x its "
+        f"one-thread loop (its best case), {_ratio(concurrent, ours, same_work):.2f}x the same "
         f"work ({TASKS} concurrent callers). The floor under any group commit, raw "
         f"sqlite3 writing the store's rows {TASKS} to a transaction (the most {TASKS} "
         f"waiting callers can share), reaches "
-        f"{_ratio(concurrent, floor_by_size[TASKS], theirs):.1f}x.\n"
+        f"{_ratio(concurrent, floor_by_size[TASKS], theirs):.2f}x.\n"
     )
 
     sizes = (BATCH, 1000)
