@@ -137,6 +137,23 @@ async def test_a_registered_schema_raises_only_validation_error(
         pass
 
 
+@pytest.mark.parametrize(
+    ("data", "ok"), [(0.0, True), (0, True), (1.5, False), (7, False), (-(2**63), False)]
+)
+async def test_multiple_of_a_number_too_large_for_a_float_is_decided_exactly(
+    data: Any, ok: bool
+) -> None:
+    # value / step overflowed when one side did not fit a float (found by the property
+    # test above): the check falls back to exact fractions
+    validator = EventValidator()
+    validator.register("x", {"type": "number", "multipleOf": 10**400})
+    if ok:
+        await validator.validate("x", data)
+    else:
+        with pytest.raises(ValidationError, match="multiple"):
+            await validator.validate("x", data)
+
+
 UNIQUE = {"type": "array", "uniqueItems": True}
 
 

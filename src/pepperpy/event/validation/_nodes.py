@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from enum import Enum
+from fractions import Fraction
 from typing import Any, Literal
 
 from .._errors import SerializationError, ValidationProblem
@@ -310,7 +311,10 @@ def _integral(value: float) -> Any:
 def _multiple(value: float, step: float) -> bool:
     if isinstance(value, int) and isinstance(step, int):
         return value % step == 0
-    quotient = value / step
+    try:
+        quotient = value / step
+    except OverflowError:  # an int too large for a float on one side: decide exactly
+        return Fraction(value) % Fraction(step) == 0
     return math.isfinite(quotient) and abs(quotient - round(quotient)) < 1e-9
 
 
