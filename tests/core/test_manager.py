@@ -881,6 +881,33 @@ async def test_cancelling_an_emit_cancels_the_handlers_it_started() -> None:
     assert not manager.dead_letters, "cancellation is not a handler failure"
 
 
+@pytest.mark.parametrize("handlers", [1, 2])
+async def test_a_handler_whose_own_await_is_cancelled_has_failed(handlers: int) -> None:
+    # it awaited a future someone else cancelled: that handler failed (dead letter, as on
+    # the bus); the emit is not cancelled and the other handler still runs
+    manager = EventManager()
+    ran: list[str] = []
+    gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    gone.cancel()
+
+    async def waits_on_gone(event: Event) -> None:
+        await gone
+
+    async def fine(event: Event) -> None:
+        await asyncio.sleep(0)
+        ran.append("fine")
+
+    manager.on("t", waits_on_gone)
+    if handlers == 2:
+        manager.on("t", fine)
+    async with asyncio.timeout(5):
+        await manager.emit("t")
+    assert ran == (["fine"] if handlers == 2 else [])
+    [letter] = manager.dead_letters
+    assert letter.handler is waits_on_gone
+    assert isinstance(letter.exception, asyncio.CancelledError)
+
+
 async def test_cancelling_an_emit_nowait_future_before_it_starts_frees_its_slot() -> None:
     manager = EventManager(buffer_size=2)
     handled: list[int] = []

@@ -217,6 +217,8 @@ class EventManager:
                             await result
                 except Exception as exc:
                     await self._retry(listener, event, exc)
+                except asyncio.CancelledError as exc:
+                    await self._handler_cancelled(listener, event, exc)
                 return event
             if listeners:
                 await self._dispatch_many(event, listeners)
@@ -297,6 +299,8 @@ class EventManager:
                         await result
             except Exception as exc:
                 await self._retry(listener, event, exc)
+            except asyncio.CancelledError as exc:
+                await self._handler_cancelled(listener, event, exc)
             return
         await self._dispatch_many(event, listeners)
 
@@ -311,7 +315,7 @@ class EventManager:
         """
         loop = asyncio.get_running_loop()
         running: list[tuple[_Listener, asyncio.Future[Any]]] = []
-        failed: list[tuple[_Listener, Exception]] = []
+        failed: list[tuple[_Listener, BaseException]] = []
         for listener in listeners:
             if listener.once and not self._claim(listener):
                 continue
@@ -342,6 +346,11 @@ class EventManager:
                     task.cancel()
                 raise
             for listener, done in running:
+                if done.cancelled():
+                    # the emit was not cancelled (that raised above): the handler's own
+                    # await was, so it failed like one raising; as on the bus
+                    failed.append((listener, _cancellation(done)))
+                    continue
                 error = done.exception()
                 if error is not None:
                     if not isinstance(error, Exception):
@@ -358,7 +367,20 @@ class EventManager:
         self._index.remove(listener.pattern, listener.key)
         return True
 
-    async def _retry(self, listener: _Listener, event: Event, exc: Exception) -> None:
+    async def _handler_cancelled(
+        self, listener: _Listener, event: Event, exc: asyncio.CancelledError
+    ) -> None:
+        """A lone handler, awaited inline, raised CancelledError: whose cancellation?
+
+        If the emit itself is being cancelled, it propagates; otherwise the handler's own
+        await was cancelled (a future someone else cancelled), and the handler failed.
+        """
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise exc
+        await self._retry(listener, event, exc)
+
+    async def _retry(self, listener: _Listener, event: Event, exc: BaseException) -> None:
         policy = self.retry_policy
         attempt = 1
         while policy.should_retry(exc, attempt):
@@ -445,6 +467,15 @@ class EventManager:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _cancellation(task: asyncio.Future[Any]) -> asyncio.CancelledError:
+    """The CancelledError a cancelled handler task ended with."""
+    try:
+        task.result()
+    except asyncio.CancelledError as exc:
+        return exc
+    return asyncio.CancelledError()
 
 
 async def _call_sync(listener: _Listener, event: Event) -> None:
