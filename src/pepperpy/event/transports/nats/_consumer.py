@@ -309,9 +309,9 @@ class Consumer:
                 logger.exception("delivery of %s (%s) failed; redelivering", event.type, event.id)
                 await self._settle(msg, ack=False)
             except asyncio.CancelledError:
-                # this runs in our delivery task, or (first step, see start()) in nats-py's
-                # message loop: unless that task is being cancelled, the handler awaited
-                # something cancelled; a failed delivery, which must not stop the loop
+                # this runs in its own delivery task (see start()): unless that task is
+                # being cancelled, the handler awaited something cancelled; a failed
+                # delivery, which must not stop the loop
                 task = asyncio.current_task()
                 if task is None or task.cancelling():  # shutdown: the broker redelivers
                     self._forget(msg, key)
