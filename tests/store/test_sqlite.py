@@ -15,6 +15,7 @@ from pepperpy.event import (
     NO_STREAM,
     AppendResult,
     ConcurrencyError,
+    Event,
     EventStore,
     SerializationError,
     StoreError,
@@ -672,3 +673,69 @@ async def test_a_failing_index_step_fails_its_group_and_writes_nothing(
         assert [e.type for e in await store.get_stream("x.1")] == ["before", "after"]
         events, indexed, tail_start = _index_layout(sqlite_url.removeprefix("sqlite:///"))
         assert (events, indexed, tail_start) == (2, 2, 2)
+
+
+def test_a_loop_that_ends_before_the_file_is_open_leaves_the_store_usable(
+    tmp_path: pathlib.Path,
+) -> None:
+    # the first caller's loop ends (its append cancelled) before the writer has opened the
+    # file: a later loop must not wait on the first loop's future, which nobody can resolve
+    store = EventStore(f"sqlite:///{tmp_path / 'events.db'}")
+
+    async def first() -> None:
+        task = asyncio.ensure_future(store.append("s.a", Event("t.x")))
+        await asyncio.sleep(0)  # the writer is started and its first job queued
+        task.cancel()
+
+    async def second() -> AppendResult:
+        async with asyncio.timeout(10):
+            try:
+                return await store.append("s.b", Event("t.x"))
+            finally:
+                await store.close()
+
+    asyncio.run(first())
+    result = asyncio.run(second())
+    assert (result.next_expected_version, result.global_position) == (0, 0)
+
+
+def _first_appends_at_once(path: pathlib.Path) -> tuple[dict[str, object], list[int]]:
+    """Two threads, each running its own loop, make a fresh store's first appends at once."""
+    store = EventStore(f"sqlite:///{path}")
+    barrier = threading.Barrier(2)
+    results: dict[str, object] = {}
+
+    def worker(name: str) -> None:
+        async def go() -> AppendResult:
+            barrier.wait()
+            async with asyncio.timeout(10):
+                return await store.append(f"s.{name}", Event("t.x"))
+
+        try:
+            results[name] = asyncio.run(go())
+        except BaseException as exc:  # reported by the test, never lost in the thread
+            results[name] = exc
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+
+    async def read_back() -> list[int]:
+        try:
+            return [len(await store.get_stream(f"s.{name}")) for name in ("a", "b")]
+        finally:
+            await store.close()
+
+    return results, asyncio.run(read_back())
+
+
+def test_loops_in_two_threads_opening_a_fresh_store_at_once_both_append(
+    tmp_path: pathlib.Path,
+) -> None:
+    for attempt in range(5):  # the race is narrow: try it a few times
+        results, lengths = _first_appends_at_once(tmp_path / f"events{attempt}.db")
+        assert all(isinstance(result, AppendResult) for result in results.values()), results
+        assert lengths == [1, 1]

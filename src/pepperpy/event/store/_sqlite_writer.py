@@ -15,6 +15,7 @@ in flight is committed in two halves to start this pipeline. See ``docs/store.md
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import queue
 import sqlite3
@@ -129,6 +130,9 @@ class Writer(threading.Thread):
         self.log = LogWriter()
         #: the group committed last, answered only once the next one is written
         self._unanswered: tuple[list[_Job], list[Any], int | None] | None = None
+        #: resolved by this thread once the file is open and migrated (or could not be):
+        #: a thread-safe future, so callers on any event loop can wait for it
+        self.opened: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     def submit(
         self,
@@ -206,8 +210,7 @@ class Writer(threading.Thread):
             started = time.monotonic()
             try:
                 if connection is None:
-                    connection = connect(self._path, self._synchronous)
-                    migrate(connection)
+                    connection = self._open()
                 outcomes = self._commit_group(connection, group)
                 committed: int | None = self.log.head
             except BaseException as exc:  # the whole group failed (BEGIN or COMMIT)
@@ -220,6 +223,8 @@ class Writer(threading.Thread):
         self._answer_previous()
         if connection is not None:
             connection.close()
+        if not self.opened.done():  # stopped before anything asked for the file
+            self.opened.set_exception(ClosedError("the event store is closed"))
         while True:  # anything queued after stop() is refused, never left hanging
             try:
                 late = self.jobs.get_nowait()
@@ -230,6 +235,23 @@ class Writer(threading.Thread):
                     job.loop.call_soon_threadsafe(
                         settle, job.future, ClosedError("the event store is closed")
                     )
+
+    def _open(self) -> sqlite3.Connection:
+        """Open the file and migrate it; report the outcome to ``opened`` (any loop)."""
+        try:
+            connection = connect(self._path, self._synchronous)
+            try:
+                migrate(connection)
+            except BaseException:
+                connection.close()
+                raise
+        except BaseException as exc:
+            if not self.opened.done():
+                self.opened.set_exception(translate(exc))
+            raise
+        if not self.opened.done():
+            self.opened.set_result(None)
+        return connection
 
     def _next(self) -> list[_Job] | None:
         """The next item of the queue; the last group is answered before any wait."""

@@ -59,6 +59,12 @@ _READERS = 2
 _new_tuple = tuple.__new__
 
 
+def _retrieved(future: asyncio.Future[None]) -> None:
+    """Mark an opening job's outcome as seen: its callers read it from ``opened``."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _nothing(connection: sqlite3.Connection) -> None:
     """The writer's first job: it opens (and migrates) the file, then does nothing."""
 
@@ -72,7 +78,6 @@ class SQLiteBackend(StoreBackend):
         self.path = path
         self._synchronous = synchronous.upper()
         self._writer: Writer | None = None
-        self._ready: asyncio.Future[None] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -99,37 +104,33 @@ class SQLiteBackend(StoreBackend):
     async def _opened(self) -> Writer:
         """The writer, once the file and its schema are in place.
 
-        The first call starts it and every caller until then waits for its first job,
-        which opens the file and migrates it. Should that fail (say the file's directory
-        does not exist yet), those callers get the error and the writer ends; the next
-        call starts a new one.
+        The first call starts it; until the file is open every caller asks the writer for
+        it (a job that does nothing, which makes the writer open and migrate the file)
+        and waits on the writer's thread-safe ``opened`` future, so callers on any event
+        loop, or after the loop that started the writer has gone, are answered. Should
+        the open fail (say the file's directory does not exist yet), they get the error
+        and the writer ends; the next call starts a new one.
         """
         if self._closed:
             raise ClosedError("the event store is closed")
-        writer, ready = self._writer, self._ready
-        if writer is None or ready is None:
+        writer = self._writer
+        if writer is None:
             writer = self._writer = Writer(self.path, self._synchronous, self._wake)
             writer.start()
-            ready = self._ready = writer.submit(_nothing)
-            ready.add_done_callback(self._started)
+        if not writer.opened.done():
+            writer.submit(_nothing).add_done_callback(_retrieved)
         try:
-            await asyncio.shield(ready)
-        except Exception:  # the open failed and ``_started`` stopped the writer
+            await asyncio.shield(asyncio.wrap_future(writer.opened))
+        except Exception:
+            if self._writer is writer:  # the first to see the failure ends this writer
+                self._writer = None
+                writer.stop()
             await asyncio.to_thread(writer.join)
             raise
         if self._closed:
             raise ClosedError("the event store is closed")
         self._open = True
         return writer
-
-    def _started(self, ready: asyncio.Future[None]) -> None:
-        """The writer's first job is done: on failure, stop it; the next call starts anew."""
-        if not ready.cancelled() and ready.exception() is None:
-            return
-        writer = self._writer
-        if ready is self._ready and writer is not None:
-            self._writer = self._ready = None
-            writer.stop()
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if not self._open:
