@@ -30,6 +30,18 @@ Cli = Callable[..., Result]
 _PYCACHE = Path(tempfile.gettempdir()) / "pepperpy-event-cli-tests-pycache"
 
 
+def start_command(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """Start ``python -m pepperpy.event ARGS`` in ``cwd``, reading its output as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pepperpy.event", *args],
+        cwd=cwd,
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The command's environment: no inherited PEPPERPY_EVENT_* settings.
 

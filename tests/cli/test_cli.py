@@ -22,7 +22,7 @@ import pytest
 from pepperpy.event import NO_STREAM, Event, EventStore
 from pepperpy.event.cli._app import app
 
-from .conftest import Cli, Result, command_env
+from .conftest import Cli, Result, command_env, start_command
 
 
 def ok(result: Result) -> Result:
@@ -178,14 +178,7 @@ def test_tail_prints_the_last_events(cli: Cli, store_url: str) -> None:
 def test_tail_follow_prints_live_appends(cli: Cli, store_url: str, tmp_path: Path) -> None:
     seed(store_url, [("feed.1", Event("feed.old", {}))])
     s = ("--store", store_url)
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "pepperpy.event", "tail", "-f", "--count", "2", "-n", "1", *s],
-        cwd=tmp_path,
-        env=command_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    follower = start_command("tail", "-f", "--count", "2", "-n", "1", *s, cwd=tmp_path)
     try:
         assert follower.stdout is not None
         first = follower.stdout.readline()  # the history is printed before following starts
@@ -343,14 +336,7 @@ def test_commands_on_postgres(cli: Cli, postgres_url: str) -> None:
 
 def test_ctrl_c_stops_tail_follow_quietly(store_url: str, tmp_path: Path) -> None:
     seed(store_url, [("feed.1", Event("feed.old", {}))])
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "pepperpy.event", "tail", "-f", "--store", store_url],
-        cwd=tmp_path,
-        env=command_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    follower = start_command("tail", "-f", "--store", store_url, cwd=tmp_path)
     try:
         assert follower.stdout is not None
         assert "feed.old" in follower.stdout.readline()

@@ -21,7 +21,7 @@ import uvicorn
 from pepperpy.event import NO_STREAM, Event, EventStore
 from pepperpy.event.cli._console import console_app
 
-from .conftest import command_env
+from .conftest import command_env, start_command
 
 
 @pytest.fixture
@@ -143,14 +143,7 @@ def test_serve_command_answers_and_stops_cleanly(tmp_path: Path) -> None:
             await events.append("user.1", Event("user.created", {}))
 
     asyncio.run(fill())
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pepperpy.event", "serve", "--port", "0"],
-        cwd=tmp_path,
-        env=command_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_command("serve", "--port", "0", cwd=tmp_path)
     try:
         assert process.stdout is not None
         banner = process.stdout.readline()

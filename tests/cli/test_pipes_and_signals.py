@@ -13,7 +13,7 @@ import pytest
 
 from pepperpy.event import Event
 
-from .conftest import Cli, command_env
+from .conftest import Cli, command_env, start_command
 from .test_cli import ok, seed
 
 BROKEN_PIPE = 141
@@ -83,14 +83,7 @@ def test_replay_checkpoint_never_passes_an_unprinted_event(
 def test_replay_piped_into_head(cli: Cli, store_url: str, tmp_path: Path) -> None:
     paced(store_url, 20, 0.1)
     s = ("--store", store_url)
-    replaying = subprocess.Popen(
-        [sys.executable, "-m", "pepperpy.event", "replay", "--speed", "1", "--checkpoint", "h", *s],
-        cwd=tmp_path,
-        env=command_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    replaying = start_command("replay", "--speed", "1", "--checkpoint", "h", *s, cwd=tmp_path)
     try:
         assert replaying.stdout is not None and replaying.stderr is not None
         assert replaying.stdout.readline().startswith("0 tick.1:0 tick")
@@ -109,14 +102,7 @@ def test_replay_piped_into_head(cli: Cli, store_url: str, tmp_path: Path) -> Non
 
 def test_ctrl_c_says_interrupted_and_exits_130(store_url: str, tmp_path: Path) -> None:
     paced(store_url, 30, 1.0)
-    replaying = subprocess.Popen(
-        [sys.executable, "-m", "pepperpy.event", "replay", "--speed", "1", "--store", store_url],
-        cwd=tmp_path,
-        env=command_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    replaying = start_command("replay", "--speed", "1", "--store", store_url, cwd=tmp_path)
     try:
         assert replaying.stdout is not None
         assert replaying.stdout.readline().startswith("0 tick.1:0")

@@ -479,11 +479,7 @@ def _copy_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     Metadata is the mutable part of an event, so a copy (``replace()``, ``to_dict()``) must
     not share nested containers with the original.
     """
-    copy = dict(metadata)
-    for key, value in copy.items():
-        if isinstance(value, dict | list) and not isinstance(value, FrozenDict | FrozenList):
-            copy[key] = _copy_nested(value)
-    return copy
+    return {key: _copy_nested(value) for key, value in metadata.items()}
 
 
 def _copy_nested(value: Any) -> Any:

@@ -20,14 +20,12 @@ MAX_VERSION = 2**31 - 1
 def text_problem(text: str) -> str | None:
     """Why ``text`` cannot name anything (a short reason), or None when it can.
 
-    ASCII text, the usual case, costs one scan for NUL.
+    ASCII text, the usual case, costs one scan for NUL and no encoding.
     """
-    if text.isascii():
-        if "\x00" in text:
-            return "contains a NUL character ('\\x00')"
-        return None
     if "\x00" in text:
         return "contains a NUL character ('\\x00')"
+    if text.isascii():
+        return None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:

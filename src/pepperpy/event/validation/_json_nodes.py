@@ -11,9 +11,10 @@ checked position by position, the array may be shorter, and further items are ch
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import chain, repeat
 from typing import Any
 
-from ._nodes import INVALID, Node, Problems, equality_key, join_path
+from ._nodes import INVALID, Node, Problems, checked_items, length_problem
 
 __all__ = ["AllNode", "ArrayNode"]
 
@@ -81,23 +82,10 @@ class ArrayNode(Node):
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         if not isinstance(value, list | tuple):
             return self.fail(value, path, problems)
-        size = len(value)
-        if self.min_length is not None and size < self.min_length:
-            return self.fail(value, path, problems, f"must have at least {self.min_length} items")
-        if self.max_length is not None and size > self.max_length:
-            return self.fail(value, path, problems, f"must have at most {self.max_length} items")
-        if self.rest is None and size > len(self.prefix):
-            return self.fail(value, path, problems, f"must have at most {len(self.prefix)} items")
-        out = []
-        ok = True
-        for index, item in enumerate(value):
-            node = self.prefix[index] if index < len(self.prefix) else self.rest
-            assert node is not None
-            converted = node.check(item, join_path(path, index), problems)
-            ok = ok and converted is not INVALID
-            out.append(converted)
-        if not ok:
-            return INVALID
-        if self.unique and len({equality_key(v) for v in out}) != len(out):
-            return self.fail(value, path, problems, "items must be unique")
-        return out
+        wrong = length_problem(value, self.min_length, self.max_length)
+        if wrong is None and self.rest is None and len(value) > len(self.prefix):
+            wrong = f"must have at most {len(self.prefix)} items"
+        if wrong is not None:
+            return self.fail(value, path, problems, wrong)
+        rest = () if self.rest is None else repeat(self.rest)
+        return checked_items(self, value, chain(self.prefix, rest), path, problems, self.unique)

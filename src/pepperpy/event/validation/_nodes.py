@@ -18,10 +18,11 @@ import datetime as dt
 import math
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from decimal import Decimal, InvalidOperation
 from enum import Enum
 from fractions import Fraction
+from itertools import repeat
 from typing import Any, Literal
 
 from .._errors import SerializationError, ValidationProblem
@@ -517,21 +518,44 @@ class ListNode(Node):
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         if not isinstance(value, list | tuple):
             return self.fail(value, path, problems)
-        if self.min_length is not None and len(value) < self.min_length:
-            return self.fail(value, path, problems, f"must have at least {self.min_length} items")
-        if self.max_length is not None and len(value) > self.max_length:
-            return self.fail(value, path, problems, f"must have at most {self.max_length} items")
-        out = []
-        ok = True
-        for index, item in enumerate(value):
-            converted = self.item.check(item, _join(path, index), problems)
-            ok = ok and converted is not INVALID
-            out.append(converted)
-        if not ok:
-            return INVALID
-        if self.unique and len({equality_key(v) for v in out}) != len(out):
-            return self.fail(value, path, problems, "items must be unique")
-        return out
+        wrong = length_problem(value, self.min_length, self.max_length)
+        if wrong is not None:
+            return self.fail(value, path, problems, wrong)
+        return checked_items(self, value, repeat(self.item), path, problems, self.unique)
+
+
+def length_problem(value: Sized, least: int | None, most: int | None) -> str | None:
+    """Why an array's length is out of ``least``..``most`` (None: it is within)."""
+    if least is not None and len(value) < least:
+        return f"must have at least {least} items"
+    if most is not None and len(value) > most:
+        return f"must have at most {most} items"
+    return None
+
+
+def checked_items(
+    owner: Node,
+    value: Sequence[Any],
+    nodes: Iterable[Node],
+    path: str,
+    problems: Problems,
+    unique: bool,
+) -> Any:
+    """Each item of ``value`` checked by its node (``nodes`` in step with the items).
+
+    INVALID if any item fails; with ``unique``, duplicates (JSON Schema equality) fail too.
+    """
+    out = []
+    ok = True
+    for index, (item, node) in enumerate(zip(value, nodes, strict=False)):  # nodes may be longer
+        converted = node.check(item, _join(path, index), problems)
+        ok = ok and converted is not INVALID
+        out.append(converted)
+    if not ok:
+        return INVALID
+    if unique and len({equality_key(v) for v in out}) != len(out):
+        return owner.fail(value, path, problems, "items must be unique")
+    return out
 
 
 def equality_key(value: Any) -> Any:
