@@ -43,6 +43,8 @@ from pepperpy.event import ConfigurationError, EventValidator, ValidationError
         ({"type": ["string", "string"]}, "#/type"),
         ({"enum": "abc"}, "#/enum"),
         ({"anyOf": [{"type": "string"}, 3]}, "#/anyOf"),
+        ({"allOf": []}, "#/allOf"),
+        ({"type": "string", "allOf": {"type": "string"}}, "#/allOf"),
         ({"type": "string", "format": ["date"]}, "#/format"),
         ({"type": "string", "pattern": "("}, "#/pattern"),
         ({"type": "string", "pattern": 5}, "#/pattern"),
@@ -107,6 +109,7 @@ _KEYWORDS = st.sampled_from(
         "additionalProperties",
         "enum",
         "anyOf",
+        "allOf",
     ]
 )
 _TYPES = st.sampled_from(["integer", "number", "string", "array", "object", ["string", "array"]])

@@ -10,11 +10,22 @@ checked position by position, the array may be shorter, and further items are ch
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from itertools import chain, repeat
 from typing import Any
 
-from ._nodes import INVALID, Node, Problems, checked_items, length_problem
+from .._errors import ValidationProblem
+from ._nodes import (
+    INVALID,
+    Extra,
+    Node,
+    Problems,
+    checked_items,
+    describe,
+    join_path,
+    length_problem,
+)
 
 __all__ = ["AllNode", "ArrayNode"]
 
@@ -22,15 +33,34 @@ __all__ = ["AllNode", "ArrayNode"]
 class AllNode(Node):
     """A value every part accepts; the first part (``main``) gives the converted value.
 
-    The other parts only judge. ``merge_keys`` are object keys that ``main`` declares as
-    placeholders and a later part declares for real: their value is taken from that
-    part's output (so ``format: date-time`` in an ``anyOf`` branch still converts).
+    ``typed``: ``main`` is the node of the type keywords; when it refuses the value, the
+    type is wrong and the other parts are not asked. Otherwise ``main`` is just the
+    first of equal parts, and every part explains a failure.
+
+    The other parts only judge, except for object keys they own: ``owned[i]`` are the
+    keys whose value is taken from the output of ``checks[i]`` (so ``format: date-time``
+    in an ``anyOf`` or ``allOf`` branch still converts). With ``extra`` set, the
+    ``extra_fields`` policy is applied here to the keys of an object that no part
+    declares (``declared`` names, or a match of one of ``patterns``): the parts
+    themselves were compiled open.
     """
 
     def __init__(
-        self, main: Node, checks: Sequence[Node], merge_keys: frozenset[str] = frozenset()
+        self,
+        main: Node,
+        checks: Sequence[Node],
+        owned: Sequence[frozenset[str]] = (),
+        *,
+        typed: bool = True,
+        extra: Extra | None = None,
+        declared: frozenset[str] = frozenset(),
+        patterns: Sequence[str] = (),
     ) -> None:
-        self.main, self.checks, self.merge_keys = main, tuple(checks), merge_keys
+        self.main, self.checks, self.typed = main, tuple(checks), typed
+        self.owned = tuple(owned) or tuple(frozenset() for _ in self.checks)
+        self.extra: Extra | None = extra
+        self.declared = declared
+        self.patterns = tuple(re.compile(p) for p in patterns)
 
     @property
     def expected(self) -> str:  # type: ignore[override]
@@ -42,18 +72,48 @@ class AllNode(Node):
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         found: Problems = []
         out = self.main.check(value, path, found)
-        if found or out is INVALID:
+        if (found or out is INVALID) and self.typed:
             problems.extend(found)  # the type is wrong: the other parts add nothing
             return INVALID
+        if found or out is INVALID:  # no type keywords: every part explains
+            for part in self.checks:
+                part.check(value, path, found)
+            unique = {(p.path, p.expected, p.actual, p.message): p for p in found}
+            problems.extend(unique.values())
+            return INVALID
+        if isinstance(out, dict) and (self.extra is not None or any(self.owned)):
+            out = dict(out)  # main may have given the input itself (AnyNode)
         ok = True
-        for part in self.checks:
+        for part, keys in zip(self.checks, self.owned, strict=True):
             converted = part.check(value, path, problems)
             if converted is INVALID:
                 ok = False
-            elif self.merge_keys and isinstance(out, dict) and isinstance(converted, Mapping):
-                for key in self.merge_keys & converted.keys():
+            elif keys and isinstance(out, dict) and isinstance(converted, Mapping):
+                for key in keys & converted.keys():
                     out[key] = converted[key]
+        if ok and self.extra is not None and isinstance(out, dict):
+            ok = self._apply_extra(out, path, problems)
         return out if ok else INVALID
+
+    def _apply_extra(self, out: dict[Any, Any], path: str, problems: Problems) -> bool:
+        """The ``extra_fields`` policy on keys no part declares; False if one is refused."""
+        ok = True
+        for key in list(out):
+            if key in self.declared or (
+                isinstance(key, str) and any(p.search(key) for p in self.patterns)
+            ):
+                continue
+            if self.extra == "ignore":
+                del out[key]
+            elif self.extra == "forbid":
+                where = join_path(path, key if isinstance(key, str) else repr(key))
+                problems.append(
+                    ValidationProblem(
+                        where, "no such field", describe(out[key]), "unexpected field"
+                    )
+                )
+                ok = False
+        return ok
 
 
 class ArrayNode(Node):

@@ -11,7 +11,7 @@ import functools
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._errors import ConfigurationError, ValidationProblem
 from ._json_nodes import AllNode, ArrayNode
@@ -64,7 +64,9 @@ _KEYWORDS: dict[str, frozenset[str]] = {
     "null": frozenset(),
 }
 _KEYWORDS["number"] = _KEYWORDS["integer"]
-_GENERIC = frozenset({"type", "enum", "const", "anyOf", "oneOf", "$ref"})
+_GENERIC = frozenset({"type", "enum", "const", "allOf", "anyOf", "oneOf", "$ref"})
+#: keywords whose subschemas always or possibly apply, so the keys they declare count
+_COMBINATORS = ("allOf", "anyOf", "oneOf")
 _FORMATS = {"date-time": "datetime", "date": "date", "time": "time"}
 
 
@@ -110,6 +112,7 @@ def _is_type(value: Any) -> bool:
 _VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "type": (_is_type, "a type name or a non-empty array of unique type names"),
     "enum": (lambda v: isinstance(v, list) and bool(v), "a non-empty array"),
+    "allOf": (_is_schemas, "a non-empty array of schemas"),
     "anyOf": (_is_schemas, "a non-empty array of schemas"),
     "oneOf": (_is_schemas, "a non-empty array of schemas"),
     "$ref": (lambda v: isinstance(v, str), "a string"),
@@ -164,6 +167,13 @@ def _count(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+class _Part(NamedTuple):
+    """A keyword beside the type keywords: what declares its object keys, its builder."""
+
+    declares: Any
+    build: Callable[[bool], Node]
+
+
 class _JsonSchemaCompiler:
     def __init__(self, root: Mapping[str, Any], extra: Extra) -> None:
         self.root = root
@@ -177,7 +187,8 @@ class _JsonSchemaCompiler:
 
         Parts of a schema object that only judge (``anyOf`` next to ``properties``, say)
         are compiled open: the ``extra_fields`` policy is applied once, by the part made
-        of the type keywords, to keys that no part declares.
+        of the type keywords (or by the :class:`AllNode` combining the parts), to keys
+        that no part declares.
         """
         if schema is True or schema == {}:
             return AnyNode()
@@ -205,32 +216,90 @@ class _JsonSchemaCompiler:
             raise ConfigurationError(
                 f"unsupported JSON Schema keyword(s) {', '.join(unknown)} at {where}"
             )
-        # every keyword applies (an AND): the type keywords, and each of these
-        parts: list[Callable[[bool], Node]] = []
-        if "$ref" in schema:
-            parts.append(lambda o: self.ref(schema["$ref"], where, o))
-        if "const" in schema:
-            parts.append(lambda o: LiteralNode([schema["const"]], json_equality=True))
-        if "enum" in schema:
-            parts.append(lambda o: LiteralNode(schema["enum"], json_equality=True))
-        for combinator in ("anyOf", "oneOf"):
-            if combinator in schema:
-                parts.append(functools.partial(self.union, schema[combinator], where, combinator))
+        parts = self.parts(schema, where)
         if type_list:
             nodes = [self.typed(name, schema, where, open_) for name in type_list]
             main = nodes[0] if len(nodes) == 1 else UnionNode(nodes)
-        elif parts:
-            main = parts.pop(0)(open_)
-        else:
-            return AnyNode()
+            if not parts:
+                return main
+            return self.combined(schema, main, parts)
         if not parts:
-            return main
-        checks = [part(True) for part in parts]
-        declared = _declared(schema, self.root) - _declared(schema, self.root, top=True)
-        if isinstance(main, ObjectNode):  # keys only a judging part declares are no extras
-            for name in sorted(declared - main.fields.keys()):
-                main.fields[name] = Field(name, AnyNode(), required=False)
-        return AllNode(main, checks, frozenset(declared))
+            return AnyNode()
+        if len(parts) == 1:
+            return parts[0].build(open_)
+        return self.combined(schema, None, parts, extra=None if open_ else self.extra)
+
+    def parts(self, schema: Mapping[str, Any], where: str) -> list[_Part]:
+        """The keywords beside the type keywords, each a part that must accept the value.
+
+        Parts that can convert a value come first: without type keywords the first part
+        gives the converted value.
+        """
+        parts: list[_Part] = []
+        if "$ref" in schema:
+            target = _resolve(self.root, schema["$ref"])
+            parts.append(_Part(target, lambda o: self.ref(schema["$ref"], where, o)))
+        for index, branch in enumerate(schema.get("allOf", ())):
+            at = _pointer(where, "allOf", index)
+            parts.append(_Part(branch, functools.partial(self.node, branch, at)))
+        for combinator in ("anyOf", "oneOf"):
+            if combinator in schema:
+                build = functools.partial(self.union, schema[combinator], where, combinator)
+                parts.append(_Part({combinator: schema[combinator]}, build))
+        if "const" in schema:
+            parts.append(_Part(None, lambda o: LiteralNode([schema["const"]], json_equality=True)))
+        if "enum" in schema:
+            parts.append(_Part(None, lambda o: LiteralNode(schema["enum"], json_equality=True)))
+        return parts
+
+    def combined(
+        self,
+        schema: Mapping[str, Any],
+        main: Node | None,
+        parts: list[_Part],
+        extra: Extra | None = None,
+    ) -> Node:
+        """An :class:`AllNode`: ``main`` (or the first part) and every part.
+
+        ``main`` is the node of the type keywords (compiled with the policy); keys the
+        parts declare are added to its object as placeholders, so they are no extras. A
+        schema without type keywords compiles every part open, and its ``AllNode``
+        applies the ``extra`` policy to keys no part declares.
+        """
+        typed = main is not None
+        if main is None:
+            first, *rest = parts
+            main = first.build(True)
+            taken = _declared(first.declares, self.root, _properties)
+        else:
+            rest = parts
+            taken = _properties(schema)
+            target = _object_of(main)
+            if target is not None:
+                declared = set().union(*(_declared(p.declares, self.root) for p in parts))
+                for name in sorted(declared - target.fields.keys()):
+                    target.fields[name] = Field(name, AnyNode(), required=False)
+        owned = []
+        for part in rest:  # a key's value comes from the first part giving it a schema
+            keys = _declared(part.declares, self.root, _properties) - taken
+            owned.append(frozenset(keys))
+            taken |= keys
+        checks = [part.build(True) for part in rest]
+        if typed:
+            return AllNode(main, checks, owned)
+        if extra is None:
+            return AllNode(main, checks, owned, typed=False)
+        declared = set().union(*(_declared(p.declares, self.root) for p in parts))
+        patterns = set().union(*(_declared(p.declares, self.root, _patterns) for p in parts))
+        return AllNode(
+            main,
+            checks,
+            owned,
+            typed=False,
+            extra=extra,
+            declared=frozenset(declared),
+            patterns=sorted(patterns),
+        )
 
     def union(self, options: list[Any], where: str, keyword: str, open_: bool) -> Node:
         """``anyOf``/``oneOf`` (both as any-of)."""
@@ -368,26 +437,52 @@ def _resolve(root: Mapping[str, Any], ref: Any) -> Any:
     return target
 
 
+def _names(schema: Mapping[str, Any]) -> set[str]:
+    return set(schema.get("properties", {})) | set(schema.get("required", []))
+
+
+def _properties(schema: Mapping[str, Any]) -> set[str]:
+    return set(schema.get("properties", {}))
+
+
+def _patterns(schema: Mapping[str, Any]) -> set[str]:
+    return set(schema.get("patternProperties", {}))
+
+
 def _declared(
-    schema: Any, root: Mapping[str, Any], *, top: bool = False, seen: frozenset[int] = frozenset()
+    schema: Any,
+    root: Mapping[str, Any],
+    pick: Callable[[Mapping[str, Any]], set[str]] = _names,
+    *,
+    top: bool = False,
+    seen: frozenset[int] = frozenset(),
 ) -> set[str]:
-    """The object keys ``schema`` declares (``properties``, ``required``).
+    """The object keys ``schema`` declares (by default ``properties`` and ``required``).
 
     With ``top`` only its own keywords count; otherwise also those of the schemas it
-    combines (``$ref``, ``anyOf``, ``oneOf``), followed recursively.
+    combines (``$ref``, ``allOf``, ``anyOf``, ``oneOf``), followed recursively.
     """
     if not isinstance(schema, Mapping) or id(schema) in seen:
         return set()
-    names = set(schema.get("properties", {})) | set(schema.get("required", []))
+    names = pick(schema)
     if top:
         return names
     seen = seen | {id(schema)}
-    for keyword in ("anyOf", "oneOf"):
+    for keyword in _COMBINATORS:
         for option in schema.get(keyword, []):
-            names |= _declared(option, root, seen=seen)
+            names |= _declared(option, root, pick, seen=seen)
     if "$ref" in schema:
-        names |= _declared(_resolve(root, schema["$ref"]), root, seen=seen)
+        names |= _declared(_resolve(root, schema["$ref"]), root, pick, seen=seen)
     return names
+
+
+def _object_of(node: Node) -> ObjectNode | None:
+    """The object node of the type keywords (to receive placeholders), if any."""
+    if isinstance(node, ObjectNode):
+        return node
+    if isinstance(node, UnionNode):
+        return next((n for n in node.options if isinstance(n, ObjectNode)), None)
+    return None
 
 
 def from_json_schema(schema: Mapping[str, Any], extra: Extra) -> Node:
