@@ -37,7 +37,8 @@ class RedisOptions:
     maxlen: int | None = None
     #: after each publish, wait for this many replicas to confirm (``WAIT``); 0 = none
     replicas: int = 0
-    #: seconds ``start``/``publish`` keep retrying while Redis is unreachable
+    #: seconds ``start``/``publish`` keep retrying while Redis is unreachable, or wait for
+    #: a free connection while the pool's ``max_connections`` (a URL parameter) are in use
     connect_timeout: float = 10.0
     #: longest pause between reconnection attempts, in seconds
     max_backoff: float = 2.0

@@ -32,7 +32,16 @@ from ..._event import Event
 from ..._handlers import outcome, start
 from ..base import Subscription
 from ._config import RedisOptions
-from ._wire import Backoff, TopicFilter, connection_errors, decode_event, entry_topic, logger
+from ._wire import (
+    Backoff,
+    TopicFilter,
+    connection_errors,
+    decode_event,
+    entry_topic,
+    explain,
+    logger,
+    pool_errors,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -145,6 +154,7 @@ class GroupMember:
         self._options = options
         self._response_error: type[Exception] = exceptions.ResponseError
         self._unreachable = connection_errors(exceptions)
+        self._pool_full = pool_errors(exceptions)
         self._dead_letter_publisher = dead_letter
         self._new_reader = new_reader
         gid = group_id(sub)
@@ -205,7 +215,11 @@ class GroupMember:
             await self._release_script(keys=keys, args=[self.consumer, "1"])
             await self._forget_consumer()
         except (*self._unreachable, self._response_error) as exc:
-            logger.warning("group %r: could not leave cleanly (%s); leases expire", self.group, exc)
+            logger.warning(
+                "group %r: could not leave cleanly (%s); leases expire",
+                self.group,
+                self._explain(exc),
+            )
 
     async def _forget_consumer(self) -> None:
         """Delete our consumer entry where it holds no pending event (deleting would drop them)."""
@@ -222,6 +236,9 @@ class GroupMember:
             if not mine:
                 pipe.xgroup_delconsumer(stream, self.group, self.consumer)
         await pipe.execute(raise_on_error=False)
+
+    def _explain(self, exc: BaseException) -> str:
+        return explain(exc, self._pool_full, self._client)
 
     # -- leases -----------------------------------------------------------------------
 
@@ -292,7 +309,7 @@ class GroupMember:
                 await self._heartbeat()
                 last_ok = time.monotonic()
             except (*self._unreachable, self._response_error) as exc:
-                logger.warning("group %r: lease renewal failed: %s", self.group, exc)
+                logger.warning("group %r: lease renewal failed: %s", self.group, self._explain(exc))
                 if time.monotonic() - last_ok > self._options.lease_ttl:
                     self._apply(set(), set())  # our leases have expired by now
 
@@ -368,6 +385,15 @@ class GroupMember:
                 claim = True  # a delivery failed: retry it (and what follows) after a pause
                 failures += 1
                 delay = min(self._options.max_backoff, 0.05 * 2 ** (failures - 1))
+            except self._pool_full as exc:  # the worker's own reader: one command at a time
+                logger.warning(
+                    "group %r: partition %d's reader has no free connection (%s: its pool's"
+                    " max_connections is reached); backing off",
+                    self.group,
+                    p,
+                    exc,
+                )
+                claim, delay = True, backoff.next()
             except self._unreachable as exc:
                 logger.warning("group %r: Redis unreachable (%s); reconnecting", self.group, exc)
                 claim, delay, reader_id = True, backoff.next(), None
@@ -404,7 +430,10 @@ class GroupMember:
                     await self._release_script(keys=keys, args=[self.consumer, "0"])
                 except (*self._unreachable, self._response_error) as exc:
                     logger.warning(
-                        "group %r: could not give back partition %d: %s", self.group, p, exc
+                        "group %r: could not give back partition %d: %s",
+                        self.group,
+                        p,
+                        self._explain(exc),
                     )
                     return  # the lease expires by itself
                 self._releasing.discard(p)
@@ -567,7 +596,9 @@ class GroupMember:
                     await pipe.execute()
                 except (*self._unreachable, self._response_error) as exc:
                     logger.warning(
-                        "group %r: acknowledgement failed (%s); will redeliver", self.group, exc
+                        "group %r: acknowledgement failed (%s); will redeliver",
+                        self.group,
+                        self._explain(exc),
                     )
                     self._reclaim.update(batch)
         finally:

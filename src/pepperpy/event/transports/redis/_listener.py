@@ -17,7 +17,15 @@ from ..._handlers import outcomes, start
 from ..._patterns import PatternIndex
 from ..base import Subscription
 from ._config import RedisOptions
-from ._wire import Backoff, connection_errors, decode_event, entry_topic, logger
+from ._wire import (
+    Backoff,
+    connection_errors,
+    decode_event,
+    entry_topic,
+    logger,
+    pool_errors,
+    pool_exhausted,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -32,6 +40,7 @@ class Listener:
         self._client = client
         self._options = options
         self._unreachable = connection_errors(exceptions)
+        self._pool_full = pool_errors(exceptions)
         self._index: PatternIndex[Subscription] = PatternIndex()
         self._streams = [options.stream(p) for p in range(options.partitions)]
         self._names = {name.encode(): name for name in self._streams}
@@ -76,6 +85,13 @@ class Listener:
                 reply: Any = await self._client.xread(
                     self._positions, count=self._options.batch_size, block=1000
                 )
+            except self._pool_full:
+                logger.warning(
+                    "listener: no free Redis connection to read with: %s; backing off",
+                    pool_exhausted(self._client),
+                )
+                await asyncio.sleep(backoff.next())
+                continue
             except self._unreachable as exc:
                 logger.warning("listener: Redis unreachable (%s); reconnecting", exc)
                 await asyncio.sleep(backoff.next())

@@ -16,7 +16,16 @@ from ..base import Subscription, Transport
 from ._config import RedisOptions, parse_url, partition_of
 from ._group import GroupMember
 from ._listener import Listener
-from ._wire import EVENT_FIELD, TOPIC_FIELD, Backoff, connection_errors, logger
+from ._wire import (
+    EVENT_FIELD,
+    TOPIC_FIELD,
+    Backoff,
+    connection_errors,
+    explain,
+    logger,
+    pool_errors,
+    pool_exhausted,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -24,6 +33,9 @@ if TYPE_CHECKING:
 __all__ = ["RedisTransport"]
 
 _FEATURE = "the Redis transport"
+
+#: longest pause (seconds) between two looks for a free connection of an exhausted pool
+_POOL_POLL = 0.02
 
 _Queued = tuple[str, dict[Any, Any], "asyncio.Future[None]"]
 
@@ -79,6 +91,7 @@ class RedisTransport(Transport):
             raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from exc
         self.url = url
         self._unreachable = connection_errors(self._exceptions)
+        self._pool_full = pool_errors(self._exceptions)
         self._streams = [self.options.stream(p) for p in range(self.options.partitions)]
         self._routes: dict[str, str] = {}
         self._queue: list[_Queued] = []  # publishes waiting for the next pipeline
@@ -110,7 +123,7 @@ class RedisTransport(Transport):
             except ValueError as exc:
                 raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from exc
             try:
-                await self._retrying("connecting", lambda: self._check_layout(client))
+                await self._retrying("connecting", client, lambda: self._check_layout(client))
             except BaseException:
                 await client.aclose()
                 raise
@@ -194,7 +207,9 @@ class RedisTransport(Transport):
         """``XADD`` the event's CloudEvents JSON; returns once Redis has it.
 
         While Redis is unreachable, retries for ``connect_timeout`` seconds, then raises
-        :class:`TransportError`. With ``replicas`` set, also waits for that many replicas.
+        :class:`TransportError`; while every connection of the pool is in use, waits as
+        long for one to come free, then raises :class:`TransportError` naming the pool's
+        ``max_connections``. With ``replicas`` set, also waits for that many replicas.
         """
         if self._client is None:
             await self.start()
@@ -205,7 +220,7 @@ class RedisTransport(Transport):
             await self._append(client, stream, fields)
         except self._unreachable:
             await self._retrying(
-                f"publishing {event.type!r}", lambda: self._append(client, stream, fields)
+                f"publishing {event.type!r}", client, lambda: self._append(client, stream, fields)
             )
         except self._exceptions.RedisError as exc:
             raise TransportError(f"Redis refused to publish {event.type!r}: {exc}") from exc
@@ -267,13 +282,26 @@ class RedisTransport(Transport):
                 f"({event.id}) within {self.options.connect_timeout}s"
             )
 
-    async def _retrying(self, what: str, operation: Any) -> Any:
-        """Run ``operation()`` until Redis answers or ``connect_timeout`` has passed."""
+    async def _retrying(self, what: str, client: Redis, operation: Any) -> Any:
+        """Run ``operation()`` until Redis answers or ``connect_timeout`` has passed.
+
+        Retries while Redis is unreachable, and while ``client``'s pool has no free
+        connection: one comes back as soon as a command in flight returns, so that
+        wait polls every few milliseconds rather than backing off like a reconnect.
+        """
         deadline = time.monotonic() + self.options.connect_timeout
         backoff = Backoff(self.options.max_backoff)
+        pool_wait = Backoff(_POOL_POLL, first=0.001)
         while True:
             try:
                 return await operation()
+            except self._pool_full as exc:
+                if time.monotonic() + 0.001 > deadline:
+                    raise TransportError(
+                        f"no free Redis connection while {what} (waited "
+                        f"{self.options.connect_timeout}s): {pool_exhausted(client)}"
+                    ) from exc
+                await asyncio.sleep(min(pool_wait.next(), max(0.0, deadline - time.monotonic())))
             except self._unreachable as exc:
                 if time.monotonic() + 0.05 > deadline:
                     raise TransportError(
@@ -320,7 +348,7 @@ class RedisTransport(Transport):
             if self._listener is None:
                 self._listener = Listener(client, self.options, self._exceptions)
             listener = self._listener
-            await self._retrying("subscribing", lambda: listener.add(subscription))
+            await self._retrying("subscribing", client, lambda: listener.add(subscription))
             return
         member = GroupMember(
             subscription,
@@ -330,7 +358,7 @@ class RedisTransport(Transport):
             self._publish_dead_letter,
             self._reader_client,
         )
-        await self._retrying(f"joining group {subscription.group!r}", member.start)
+        await self._retrying(f"joining group {subscription.group!r}", client, member.start)
         self._members.append(member)
 
     # -- housekeeping -----------------------------------------------------------------
@@ -344,7 +372,9 @@ class RedisTransport(Transport):
             try:
                 removed = await self.trim()
             except (*self._unreachable, self._exceptions.RedisError) as exc:
-                logger.warning("trimming the streams failed (%s); will try again", exc)
+                client = self._client
+                reason = str(exc) if client is None else explain(exc, self._pool_full, client)
+                logger.warning("trimming the streams failed (%s); will try again", reason)
             except ClosedError:
                 return
             else:

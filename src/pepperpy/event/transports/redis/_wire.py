@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..._errors import PatternError, SerializationError
 from ..._event import Event
 from ..._patterns import _match_tokens, parse_pattern, parse_topic
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 __all__ = [
     "EVENT_FIELD",
@@ -23,7 +26,10 @@ __all__ = [
     "TopicFilter",
     "decode_event",
     "entry_topic",
+    "explain",
     "logger",
+    "pool_errors",
+    "pool_exhausted",
 ]
 
 logger = logging.getLogger("pepperpy.event.transports.redis")
@@ -98,3 +104,29 @@ class Backoff:
 def connection_errors(exceptions: Any) -> tuple[type[BaseException], ...]:
     """The driver errors that mean "Redis is (momentarily) unreachable"."""
     return (exceptions.ConnectionError, exceptions.TimeoutError, OSError)
+
+
+def pool_errors(exceptions: Any) -> tuple[type[BaseException], ...]:
+    """redis-py's ``MaxConnectionsError``: every connection of a client's pool is in use.
+
+    It derives from ``ConnectionError`` but says nothing about the server, so it is
+    caught before :func:`connection_errors`. (redis-py releases older than the class
+    raise a plain ``ConnectionError``, handled as before.)
+    """
+    error = getattr(exceptions, "MaxConnectionsError", None)
+    return () if error is None else (error,)
+
+
+def pool_exhausted(client: Redis) -> str:
+    """Why a command found no free connection: the pool limit, and how to raise it."""
+    limit = client.connection_pool.max_connections
+    return (
+        f"all {limit} connections of the transport's Redis connection pool are in use "
+        f"(redis-py max_connections={limit}); raise the limit with "
+        f"max_connections=<n> in the transport's URL (redis://host:6379/0?max_connections=<n>)"
+    )
+
+
+def explain(exc: BaseException, pool: tuple[type[BaseException], ...], client: Redis) -> str:
+    """The text to log for a failed command: the pool limit when that was the cause."""
+    return pool_exhausted(client) if isinstance(exc, pool) else str(exc)
