@@ -82,6 +82,7 @@ SCHEMAS = st.recursive(
         ),
         st.builds(lambda options: {"anyOf": options}, st.lists(inner, min_size=1, max_size=3)),
         st.builds(lambda options: {"allOf": options}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda options: {"oneOf": options}, st.lists(inner, min_size=1, max_size=3)),
         st.builds(
             lambda items: {"type": "array", "prefixItems": items},
             st.lists(inner, min_size=1, max_size=3),

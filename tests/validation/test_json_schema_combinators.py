@@ -120,3 +120,64 @@ async def test_all_of_data_is_frozen_into_the_event() -> None:
     validator.register("x", DERIVED)
     event = await validator.validate("x", {"id": "i", "n": 1})
     assert event.data == {"id": "i", "n": 1}
+
+
+INT_OR_FROM_2 = {"oneOf": [{"type": "integer"}, {"type": "number", "minimum": 2}]}
+SHORT_OR_LONG = {
+    "type": "string",
+    "oneOf": [{"type": "string", "minLength": 2}, {"type": "string", "maxLength": 4}],
+}
+FOO_BAR_OR_BAZ = {
+    "type": "object",
+    "oneOf": [{"required": ["foo", "bar"]}, {"required": ["foo", "baz"]}],
+}
+
+
+@pytest.mark.parametrize(
+    ("schema", "valid", "invalid"),
+    [
+        # 1 and 2.5 match one branch each; 3 matches both (overlapping branches), 1.5 neither
+        (INT_OR_FROM_2, [1, 2.5], [3, 1.5]),
+        (SHORT_OR_LONG, ["foobar"], [3, "foo"]),  # 3: the sibling type refuses it
+        (
+            FOO_BAR_OR_BAZ,
+            [{"foo": 1, "bar": 2}, {"foo": 1, "baz": 3}],
+            [{"bar": 2}, {"foo": 1, "bar": 2, "baz": 3}],
+        ),
+        ({"oneOf": [{"type": "number"}, {}]}, ["foo"], [1]),
+        ({"oneOf": [{"enum": [1, 2]}, {"enum": [2, 3]}]}, [1, 3], [2, 4]),
+    ],
+)
+def test_one_of_needs_exactly_one_branch(schema: Any, valid: list[Any], invalid: list[Any]) -> None:
+    assert [_valid(schema, data) for data in valid] == [True] * len(valid)
+    assert [_valid(schema, data) for data in invalid] == [False] * len(invalid)
+
+
+def test_one_of_says_which_branches_matched() -> None:
+    (several,) = _problems(INT_OR_FROM_2, 3)
+    assert "matches 2 oneOf branches (#/oneOf/0, #/oneOf/1)" in several.message
+    (none,) = _problems(INT_OR_FROM_2, "x")
+    assert "matches none of the oneOf branches (#/oneOf/0, #/oneOf/1)" in none.message
+    nested = {"type": "object", "properties": {"v": INT_OR_FROM_2}}
+    (inside,) = _problems(nested, {"v": 3})
+    assert inside.path == "v"
+    assert "(#/properties/v/oneOf/0, #/properties/v/oneOf/1)" in inside.message
+
+
+def test_one_of_keeps_the_value_the_matching_branch_converted() -> None:
+    validator = EventValidator()
+    validator.register("x", {"oneOf": [{"type": "string", "format": "date"}, {"type": "integer"}]})
+    assert validator.check("x", "2024-05-01")[0] == dt.date(2024, 5, 1)
+    schema = {
+        "type": "object",
+        "properties": {"id": {"type": "string"}},
+        "oneOf": [
+            {"properties": {"at": {"type": "string", "format": "date-time"}}, "required": ["at"]},
+            {"properties": {"n": {"type": "integer"}}, "required": ["n"]},
+        ],
+    }
+    validator.register("y", schema)
+    data = validator.check("y", {"id": "i", "at": "2024-05-01T00:00:00Z"})[0]
+    assert data == {"id": "i", "at": dt.datetime(2024, 5, 1, tzinfo=dt.UTC)}
+    with pytest.raises(ValidationError, match="matches 2 oneOf"):
+        validator.check("y", {"id": "i", "at": "2024-05-01T00:00:00Z", "n": 1})

@@ -110,6 +110,7 @@ _KEYWORDS = st.sampled_from(
         "enum",
         "anyOf",
         "allOf",
+        "oneOf",
     ]
 )
 _TYPES = st.sampled_from(["integer", "number", "string", "array", "object", ["string", "array"]])

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from .._errors import ConfigurationError, ValidationProblem
+from ._json_applicators import OneOfNode
 from ._json_nodes import AllNode, ArrayNode
 from ._nodes import (
     INVALID,
@@ -242,10 +243,12 @@ class _JsonSchemaCompiler:
         for index, branch in enumerate(schema.get("allOf", ())):
             at = _pointer(where, "allOf", index)
             parts.append(_Part(branch, functools.partial(self.node, branch, at)))
-        for combinator in ("anyOf", "oneOf"):
-            if combinator in schema:
-                build = functools.partial(self.union, schema[combinator], where, combinator)
-                parts.append(_Part({combinator: schema[combinator]}, build))
+        if "anyOf" in schema:
+            build = functools.partial(self.any_of, schema["anyOf"], where)
+            parts.append(_Part({"anyOf": schema["anyOf"]}, build))
+        if "oneOf" in schema:
+            build = functools.partial(self.one_of, schema["oneOf"], where)
+            parts.append(_Part({"oneOf": schema["oneOf"]}, build))
         if "const" in schema:
             parts.append(_Part(None, lambda o: LiteralNode([schema["const"]], json_equality=True)))
         if "enum" in schema:
@@ -301,10 +304,14 @@ class _JsonSchemaCompiler:
             patterns=sorted(patterns),
         )
 
-    def union(self, options: list[Any], where: str, keyword: str, open_: bool) -> Node:
-        """``anyOf``/``oneOf`` (both as any-of)."""
-        nodes = [self.node(o, _pointer(where, keyword, i), open_) for i, o in enumerate(options)]
+    def any_of(self, options: list[Any], where: str, open_: bool) -> Node:
+        nodes = [self.node(o, _pointer(where, "anyOf", i), open_) for i, o in enumerate(options)]
         return nodes[0] if len(nodes) == 1 else UnionNode(nodes)
+
+    def one_of(self, options: list[Any], where: str, open_: bool) -> Node:
+        pointers = [_pointer(where, "oneOf", i) for i in range(len(options))]
+        nodes = [self.node(o, at, open_) for o, at in zip(options, pointers, strict=True)]
+        return nodes[0] if len(nodes) == 1 else OneOfNode(nodes, pointers)
 
     def typed(self, name: str, schema: Mapping[str, Any], where: str, open_: bool) -> Node:
         if name == "null":
