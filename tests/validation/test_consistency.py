@@ -53,6 +53,9 @@ SCALAR_SCHEMAS = st.one_of(
     ),
     st.builds(lambda v: {"const": v}, st.sampled_from([1, 1.0, "a", True, None, [1], {"a": 1}])),
     st.just({"type": ["string", "null"]}),
+    st.sampled_from(  # keywords of a type without type: they apply to that type only
+        [{"minLength": 2}, {"maximum": 3, "pattern": "^a"}, {"items": {"type": "integer"}}]
+    ),
 )
 
 

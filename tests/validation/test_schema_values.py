@@ -141,6 +141,22 @@ async def test_a_registered_schema_raises_only_validation_error(
         pass
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(_KEYWORDS, _VALUES, max_size=3), _DATA)
+async def test_keywords_without_type_raise_only_validation_error(
+    keywords: dict[str, Any], data: Any
+) -> None:
+    validator = EventValidator()
+    try:
+        validator.register("x", keywords)
+    except ConfigurationError:
+        return
+    try:
+        await validator.validate("x", data)
+    except ValidationError:
+        pass
+
+
 @pytest.mark.parametrize(
     ("data", "ok"), [(0.0, True), (0, True), (1.5, False), (7, False), (-(2**63), False)]
 )

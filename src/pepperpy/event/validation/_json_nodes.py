@@ -1,11 +1,13 @@
-"""Nodes only JSON Schema needs: keywords combined by AND, and 2020-12 arrays.
+"""Nodes only JSON Schema needs: keywords combined by AND, by type, and 2020-12 arrays.
 
 In a JSON Schema object every keyword applies: ``{"type": "string", "enum": [...],
 "minLength": 2}`` needs all three. :class:`AllNode` checks a value against the node made
 of the type keywords and against each of ``enum``/``const``/``$ref``/``anyOf``.
 :class:`ArrayNode` is ``prefixItems`` with its 2020-12 meaning: the first items are
 checked position by position, the array may be shorter, and further items are checked by
-``items`` (or refused when ``items`` is false).
+``items`` (or refused when ``items`` is false). :class:`ByTypeNode` holds keywords of a
+type written without ``type`` (``{"minLength": 2}``): they apply to values of their type,
+any other value is accepted.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from .._errors import ValidationProblem
 from ._nodes import (
     INVALID,
+    AnyNode,
     Extra,
     Node,
     Problems,
@@ -27,7 +30,7 @@ from ._nodes import (
     length_problem,
 )
 
-__all__ = ["AllNode", "ArrayNode"]
+__all__ = ["AllNode", "ArrayNode", "ByTypeNode", "json_type"]
 
 
 class AllNode(Node):
@@ -149,3 +152,44 @@ class ArrayNode(Node):
             return self.fail(value, path, problems, wrong)
         rest = () if self.rest is None else repeat(self.rest)
         return checked_items(self, value, chain(self.prefix, rest), path, problems, self.unique)
+
+
+def json_type(value: Any) -> str | None:
+    """The JSON type family of ``value``: string, number, array, object (None: another)."""
+    cls = value.__class__
+    if cls is bool:
+        return None
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return None
+
+
+_ARTICLES = {"string": "a string", "number": "a number", "array": "an array", "object": "an object"}
+
+
+class ByTypeNode(Node):
+    """Keywords of a type without ``type`` (2020-12): they apply to values of that type.
+
+    ``nodes`` maps a type family (see :func:`json_type`) to the node of its keywords;
+    a value of another family is accepted as any JSON value.
+    """
+
+    def __init__(self, nodes: Mapping[str, Node]) -> None:
+        self.nodes = dict(nodes)
+        self.other = AnyNode()
+        self.expected = ", ".join(
+            f"{node.expected} if {_ARTICLES[family]}" for family, node in self.nodes.items()
+        )
+
+    def children(self) -> Sequence[Node]:
+        return (*self.nodes.values(), self.other)
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        node = self.nodes.get(json_type(value) or "", self.other)
+        return node.check(value, path, problems)

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from .._errors import ConfigurationError, ValidationProblem
 from ._json_applicators import OneOfNode
-from ._json_nodes import AllNode, ArrayNode
+from ._json_nodes import AllNode, ArrayNode, ByTypeNode
 from ._nodes import (
     INVALID,
     AnyNode,
@@ -54,17 +54,26 @@ _ANNOTATIONS = frozenset(
         "format",
     }
 )
-_KEYWORDS: dict[str, frozenset[str]] = {
+#: the keywords of each type family (integer and number share theirs)
+_FAMILIES: dict[str, frozenset[str]] = {
     "object": frozenset({"properties", "required", "additionalProperties"}),
     "array": frozenset({"items", "prefixItems", "minItems", "maxItems", "uniqueItems"}),
     "string": frozenset({"minLength", "maxLength", "pattern"}),
-    "integer": frozenset(
+    "number": frozenset(
         {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
     ),
-    "boolean": frozenset(),
-    "null": frozenset(),
 }
-_KEYWORDS["number"] = _KEYWORDS["integer"]
+#: the family of each type name (None: a type without keywords)
+_FAMILY: dict[str, str | None] = {
+    "object": "object",
+    "array": "array",
+    "string": "string",
+    "integer": "number",
+    "number": "number",
+    "boolean": None,
+    "null": None,
+}
+_TYPE_KEYWORDS = frozenset().union(*_FAMILIES.values())
 _GENERIC = frozenset({"type", "enum", "const", "allOf", "anyOf", "oneOf", "$ref"})
 #: keywords whose subschemas always or possibly apply, so the keys they declare count
 _COMBINATORS = ("allOf", "anyOf", "oneOf")
@@ -201,22 +210,23 @@ class _JsonSchemaCompiler:
         if not isinstance(schema, Mapping):
             raise ConfigurationError(f"JSON Schema at {where} must be an object, got {schema!r}")
         _check_values(schema, where)
-        allowed = set(_ANNOTATIONS | _GENERIC)
-        types = schema.get("type")
-        type_list = [types] if isinstance(types, str) else list(types or [])
-        if not type_list and ("properties" in schema or "required" in schema):
-            type_list = ["object"]
-        for name in type_list:
-            if name not in _KEYWORDS:
-                raise ConfigurationError(
-                    f"unknown JSON Schema type {name!r} at {_pointer(where, 'type')}"
-                )
-            allowed |= _KEYWORDS[name]
-        unknown = sorted(set(schema) - allowed)
+        unknown = sorted(set(schema) - _ANNOTATIONS - _GENERIC - _TYPE_KEYWORDS)
         if unknown:
             raise ConfigurationError(
                 f"unsupported JSON Schema keyword(s) {', '.join(unknown)} at {where}"
             )
+        types = schema.get("type")
+        type_list = [types] if isinstance(types, str) else list(types or [])
+        if not type_list and ("properties" in schema or "required" in schema):
+            type_list = ["object"]  # what such a schema always meant here (not 2020-12)
+        for name in type_list:
+            if name not in _FAMILY:
+                raise ConfigurationError(
+                    f"unknown JSON Schema type {name!r} at {_pointer(where, 'type')}"
+                )
+        families = [f for f, keywords in _FAMILIES.items() if keywords & schema.keys()]
+        if type_list:
+            _refuse_dead_keywords(schema, where, type_list, families)
         parts = self.parts(schema, where)
         if type_list:
             nodes = [self.typed(name, schema, where, open_) for name in type_list]
@@ -224,6 +234,13 @@ class _JsonSchemaCompiler:
             if not parts:
                 return main
             return self.combined(schema, main, parts)
+        if families:  # 2020-12: keywords of a type apply to values of that type only
+            by_type = ByTypeNode({f: self.typed(f, schema, where, open_, False) for f in families})
+            if not parts:
+                return by_type
+            if open_ or "object" in families:
+                return self.combined(schema, by_type, parts)
+            parts.insert(0, _Part(None, lambda o: by_type))
         if not parts:
             return AnyNode()
         if len(parts) == 1:
@@ -313,7 +330,10 @@ class _JsonSchemaCompiler:
         nodes = [self.node(o, at, open_) for o, at in zip(options, pointers, strict=True)]
         return nodes[0] if len(nodes) == 1 else OneOfNode(nodes, pointers)
 
-    def typed(self, name: str, schema: Mapping[str, Any], where: str, open_: bool) -> Node:
+    def typed(
+        self, name: str, schema: Mapping[str, Any], where: str, open_: bool, formats: bool = True
+    ) -> Node:
+        """The node of type ``name`` and its keywords (``format`` converts if ``formats``)."""
         if name == "null":
             return NoneNode()
         if name == "boolean":
@@ -329,14 +349,14 @@ class _JsonSchemaCompiler:
                 multiple_of=schema.get("multipleOf"),
             )
         if name == "string":
-            kind = _FORMATS.get(schema.get("format", ""))
+            kind = _FORMATS.get(schema.get("format", "")) if formats else None
             if kind == "datetime":
                 return TemporalNode("datetime", True)
             if kind == "date":
                 return TemporalNode("date")
             if kind == "time":
                 return TemporalNode("time")
-            if schema.get("format") == "uuid":
+            if formats and schema.get("format") == "uuid":
                 return UUIDNode()
             return StrNode(
                 min_length=_count(schema.get("minLength")),
@@ -487,9 +507,27 @@ def _object_of(node: Node) -> ObjectNode | None:
     """The object node of the type keywords (to receive placeholders), if any."""
     if isinstance(node, ObjectNode):
         return node
+    options: Any = ()
     if isinstance(node, UnionNode):
-        return next((n for n in node.options if isinstance(n, ObjectNode)), None)
-    return None
+        options = node.options
+    elif isinstance(node, ByTypeNode):
+        options = node.nodes.values()
+    return next((n for n in options if isinstance(n, ObjectNode)), None)
+
+
+def _refuse_dead_keywords(
+    schema: Mapping[str, Any], where: str, type_list: list[str], families: list[str]
+) -> None:
+    """Refuse keywords of a type that ``type`` excludes: they could never apply."""
+    allowed = {_FAMILY[name] for name in type_list}
+    dead = [f for f in families if f not in allowed]
+    if dead:
+        keywords = sorted(set().union(*(_FAMILIES[f] for f in dead)) & schema.keys())
+        raise ConfigurationError(
+            f"JSON Schema keyword(s) {', '.join(keywords)} at {where} apply to "
+            f"{' and '.join(dead)} values only, which type {schema.get('type', 'object')!r} "
+            "excludes: they would never apply"
+        )
 
 
 def from_json_schema(schema: Mapping[str, Any], extra: Extra) -> Node:
