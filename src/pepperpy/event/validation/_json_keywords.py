@@ -1,0 +1,235 @@
+"""JSON Schema keywords: which exist, what their values must be, which keys they declare.
+
+The compiler (``_json_schema``) reads schemas through these: a keyword it does not know
+is refused, a malformed value is refused with the keyword's JSON Pointer, and the object
+keys a schema declares (through ``$ref`` and the combinators too) decide what the
+``extra_fields`` policy calls extra.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .._errors import ConfigurationError
+
+__all__ = [
+    "ANNOTATIONS",
+    "FAMILIES",
+    "FAMILY",
+    "FORMATS",
+    "GENERIC",
+    "TYPE_KEYWORDS",
+    "check_values",
+    "declared_keys",
+    "names_of",
+    "patterns_of",
+    "pointer",
+    "properties_of",
+    "refuse_dead_keywords",
+    "resolve",
+]
+
+ANNOTATIONS = frozenset(
+    {
+        "$schema",
+        "$id",
+        "$comment",
+        "title",
+        "description",
+        "examples",
+        "default",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "$defs",
+        "definitions",
+        "format",
+    }
+)
+#: the keywords of each type family (integer and number share theirs)
+FAMILIES: dict[str, frozenset[str]] = {
+    "object": frozenset({"properties", "required", "additionalProperties"}),
+    "array": frozenset({"items", "prefixItems", "minItems", "maxItems", "uniqueItems"}),
+    "string": frozenset({"minLength", "maxLength", "pattern"}),
+    "number": frozenset(
+        {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
+    ),
+}
+#: the family of each type name (None: a type without keywords)
+FAMILY: dict[str, str | None] = {
+    "object": "object",
+    "array": "array",
+    "string": "string",
+    "integer": "number",
+    "number": "number",
+    "boolean": None,
+    "null": None,
+}
+TYPE_KEYWORDS = frozenset().union(*FAMILIES.values())
+GENERIC = frozenset({"type", "enum", "const", "allOf", "anyOf", "oneOf", "$ref"})
+#: keywords whose subschemas always or possibly apply, so the keys they declare count
+_COMBINATORS = ("allOf", "anyOf", "oneOf")
+FORMATS = {"date-time": "datetime", "date": "date", "time": "time"}
+
+
+def pointer(where: str, *tokens: str | int) -> str:
+    """``where`` extended by JSON Pointer tokens (``~`` and ``/`` escaped)."""
+    escaped = (str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
+    return "/".join((where, *escaped))
+
+
+def _is_schema(value: Any) -> bool:
+    return isinstance(value, Mapping) or isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return value.__class__ is int or (value.__class__ is float and math.isfinite(value))
+
+
+def _is_count(value: Any) -> bool:
+    """A non-negative integer (``2.0`` counts: JSON Schema integers are values, not types)."""
+    integral = value.__class__ is int or (value.__class__ is float and value.is_integer())
+    return integral and _is_number(value) and value >= 0
+
+
+def _is_strings(value: Any, *, non_empty: bool = False) -> bool:
+    """A list of unique strings."""
+    return (
+        isinstance(value, list)
+        and all(isinstance(v, str) for v in value)
+        and len(set(value)) == len(value)
+        and (bool(value) or not non_empty)
+    )
+
+
+def _is_schemas(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_schema(v) for v in value)
+
+
+def _is_type(value: Any) -> bool:
+    return isinstance(value, str) or _is_strings(value, non_empty=True)
+
+
+#: what each keyword's value must be: a test and its description for the error
+_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "type": (_is_type, "a type name or a non-empty array of unique type names"),
+    "enum": (lambda v: isinstance(v, list) and bool(v), "a non-empty array"),
+    "allOf": (_is_schemas, "a non-empty array of schemas"),
+    "anyOf": (_is_schemas, "a non-empty array of schemas"),
+    "oneOf": (_is_schemas, "a non-empty array of schemas"),
+    "$ref": (lambda v: isinstance(v, str), "a string"),
+    "$defs": (lambda v: isinstance(v, Mapping), "an object"),
+    "definitions": (lambda v: isinstance(v, Mapping), "an object"),
+    "format": (lambda v: isinstance(v, str), "a string"),
+    "properties": (
+        lambda v: (
+            isinstance(v, Mapping)
+            and all(isinstance(k, str) and _is_schema(s) for k, s in v.items())
+        ),
+        "an object whose values are schemas",
+    ),
+    "required": (_is_strings, "an array of unique strings"),
+    "additionalProperties": (_is_schema, "a schema or a bool"),
+    "items": (_is_schema, "a schema or a bool (use prefixItems for tuples)"),
+    "prefixItems": (_is_schemas, "a non-empty array of schemas"),
+    "uniqueItems": (lambda v: isinstance(v, bool), "a bool"),
+    "pattern": (lambda v: isinstance(v, str), "a string"),
+    **{
+        name: (_is_count, "a non-negative integer")
+        for name in ("minItems", "maxItems", "minLength", "maxLength")
+    },
+    **{
+        name: (_is_number, "a finite number")
+        for name in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+    },
+    "multipleOf": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
+}
+
+
+def check_values(schema: Mapping[str, Any], where: str) -> None:
+    """Refuse a keyword whose value is of the wrong type or out of range."""
+    for keyword, value in schema.items():
+        test, expected = _VALUES.get(keyword, (None, ""))
+        if test is not None and not test(value):
+            raise ConfigurationError(
+                f"JSON Schema keyword {keyword!r} at {pointer(where, keyword)} must be "
+                f"{expected}, got {value!r}"
+            )
+    if "pattern" in schema:
+        try:
+            re.compile(schema["pattern"])
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise ConfigurationError(
+                f"JSON Schema keyword 'pattern' at {pointer(where, 'pattern')} is not a valid "
+                f"regular expression ({exc}): {schema['pattern']!r}"
+            ) from exc
+
+
+def resolve(root: Mapping[str, Any], ref: Any) -> Any:
+    """The schema a local ``$ref`` points to, or None."""
+    if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
+        return None
+    target: Any = root
+    for part in ref[2:].split("/") if ref != "#" else ():
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(target, Mapping) or part not in target:
+            return None
+        target = target[part]
+    return target
+
+
+def names_of(schema: Mapping[str, Any]) -> set[str]:
+    return set(schema.get("properties", {})) | set(schema.get("required", []))
+
+
+def properties_of(schema: Mapping[str, Any]) -> set[str]:
+    return set(schema.get("properties", {}))
+
+
+def patterns_of(schema: Mapping[str, Any]) -> set[str]:
+    return set(schema.get("patternProperties", {}))
+
+
+def declared_keys(
+    schema: Any,
+    root: Mapping[str, Any],
+    pick: Callable[[Mapping[str, Any]], set[str]] = names_of,
+    *,
+    top: bool = False,
+    seen: frozenset[int] = frozenset(),
+) -> set[str]:
+    """The object keys ``schema`` declares (by default ``properties`` and ``required``).
+
+    With ``top`` only its own keywords count; otherwise also those of the schemas it
+    combines (``$ref``, ``allOf``, ``anyOf``, ``oneOf``), followed recursively.
+    """
+    if not isinstance(schema, Mapping) or id(schema) in seen:
+        return set()
+    names = pick(schema)
+    if top:
+        return names
+    seen = seen | {id(schema)}
+    for keyword in _COMBINATORS:
+        for option in schema.get(keyword, []):
+            names |= declared_keys(option, root, pick, seen=seen)
+    if "$ref" in schema:
+        names |= declared_keys(resolve(root, schema["$ref"]), root, pick, seen=seen)
+    return names
+
+
+def refuse_dead_keywords(
+    schema: Mapping[str, Any], where: str, type_list: list[str], families: list[str]
+) -> None:
+    """Refuse keywords of a type that ``type`` excludes: they could never apply."""
+    allowed = {FAMILY[name] for name in type_list}
+    dead = [f for f in families if f not in allowed]
+    if dead:
+        keywords = sorted(set().union(*(FAMILIES[f] for f in dead)) & schema.keys())
+        raise ConfigurationError(
+            f"JSON Schema keyword(s) {', '.join(keywords)} at {where} apply to "
+            f"{' and '.join(dead)} values only, which type {schema.get('type', 'object')!r} "
+            "excludes: they would never apply"
+        )
