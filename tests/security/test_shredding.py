@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -111,10 +113,70 @@ async def test_a_page_meeting_a_key_made_elsewhere_reloads_it(tmp_path: Path) ->
     await b.preload(["user.7"])
     await a.shred("user.7")
     second = await a.encrypt("user.7", "e2", b"two")  # a new version b has not seen
-    await b.preload(["user.7"])  # still fresh: nothing reloaded
+    page = [("user.7", json.dumps(second)), ("user.7", b'{"plain": 1}')]
+    await b.preload_page(page)  # fresh, but the page names a newer version: reloaded
     assert b.decrypt_loaded("user.7", "e2", second) == b"two"
     await a.key_store.close()
     await b.key_store.close()
+
+
+@pytest.mark.parametrize(
+    ("stored", "version"),
+    [
+        ('{"$pepperpy.encrypted": 1, "key": 3, "blob": "AA=="}', 3),
+        (b'{"blob":"AA==","key":12,"$pepperpy.encrypted":1}', 12),
+        (bytearray(b'{"$pepperpy.encrypted":1,"key":2}'), 2),
+        ('{"n": 1}', 0),  # plain data
+        (b'{"note": "$pepperpy.encrypted"}', 0),  # the marker as a value
+        ('{"$pepperpy.encrypted": 1, "key": "3"}', 0),  # malformed: left to decrypting
+        ('{"$pepperpy.encrypted": 1, "key": true}', 0),
+        ('{"$pepperpy.encrypted": 1, "key"', 0),  # not JSON: left to decoding
+    ],
+)
+def test_the_key_version_of_stored_data(stored: str | bytes, version: int) -> None:
+    assert StreamEncryption.key_version(stored) == version
+
+
+@pytest.mark.parametrize("version", ["1", None, True, 0, 1.0])
+async def test_a_malformed_envelope_is_named_not_read_as_shredded(version: object) -> None:
+    crypto = StreamEncryption(KeyRing.generate())
+    envelope = dict(await crypto.encrypt("user.1", "e1", b"x"), key=version)
+    await crypto.preload(["user.1"])
+    with pytest.raises(EncryptionError, match=r"event e1 of 'user.1' has a malformed encryption"):
+        crypto.decrypt_loaded("user.1", "e1", envelope)
+
+
+async def test_a_version_the_key_store_does_not_have_reads_as_gone(key_store: KeyStore) -> None:
+    crypto = StreamEncryption(KeyRing.generate(), key_store)
+    stray = dict(await crypto.encrypt("user.1", "e1", b"x"), key=5)  # never stored
+    assert await crypto.decrypt("user.1", "e1", stray) is None
+    await crypto.preload_page([("user.1", json.dumps(stray))])  # looked for, not there
+    assert crypto.decrypt_loaded("user.1", "e1", stray) is None
+    strict = StreamEncryption(crypto.keyring, key_store, on_shredded="error")
+    await strict.preload_page([("user.1", json.dumps(stray))])
+    with pytest.raises(EncryptionError, match="data key 5 of stream 'user.1' is gone"):
+        strict.decrypt_loaded("user.1", "e1", stray)
+    await key_store.close()
+
+
+async def test_a_master_key_rotation_keeps_a_preloaded_page_readable(tmp_path: Path) -> None:
+    crypto = StreamEncryption(KeyRing.generate("k1"), SQLiteKeyStore(str(tmp_path / "k.db")))
+    envelope = await crypto.encrypt("user.1", "e1", b"x")
+    await crypto.preload(["user.1"])  # a page about to be decoded
+    crypto.keyring.add("k2", os.urandom(32), primary=True)
+    assert await crypto.rotate() == 1
+    assert crypto.decrypt_loaded("user.1", "e1", envelope) == b"x"  # not read as shredded
+    await crypto.preload(["user.1"])  # reloaded: the rows wrapped under k2
+    assert crypto.decrypt_loaded("user.1", "e1", envelope) == b"x"
+    await crypto.key_store.close()
+
+
+async def test_a_failing_key_store_names_its_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "keys.db")
+    keys = SQLiteKeyStore(path)
+    await keys.close()
+    with pytest.raises(EncryptionError, match=rf"the key store '{path}' failed: .*closed"):
+        await keys.load("user.1")
 
 
 async def test_a_rewrap_never_brings_back_a_shredded_key(key_store: KeyStore) -> None:

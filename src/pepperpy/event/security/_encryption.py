@@ -29,11 +29,14 @@ import asyncio
 import base64
 import math
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from .._deps import require
 from .._errors import ConfigurationError, EncryptionError
@@ -42,6 +45,7 @@ from .._sqlite import open_wal
 __all__ = ["KeyRing", "KeyStore", "MemoryKeyStore", "SQLiteKeyStore", "StreamEncryption"]
 
 MARKER = "$pepperpy.encrypted"
+_MARKER_BYTES = MARKER.encode()
 _NONCE = 12
 #: the master key id of a shredded version's tombstone (no KeyRing id can be empty)
 SHREDDED = ""
@@ -130,15 +134,6 @@ class KeyStore(abc.ABC):
     async def streams(self) -> list[str]:
         """Streams that have data keys or tombstones."""
 
-    def load_blocking(self, stream: str) -> dict[int, tuple[str, bytes]] | None:
-        """:meth:`load`, synchronously, or None when the store cannot (the default).
-
-        Used only when a read meets a key version made by another instance after this
-        one last loaded the stream; a store that returns None makes that read fail with
-        :class:`EncryptionError` until the next page reloads the keys.
-        """
-        return None
-
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 
@@ -150,9 +145,6 @@ class MemoryKeyStore(KeyStore):
         self._keys: dict[str, dict[int, tuple[str, bytes]]] = {}
 
     async def load(self, stream: str) -> dict[int, tuple[str, bytes]]:
-        return dict(self._keys.get(stream, {}))
-
-    def load_blocking(self, stream: str) -> dict[int, tuple[str, bytes]]:
         return dict(self._keys.get(stream, {}))
 
     async def save(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> bool:
@@ -177,9 +169,13 @@ class MemoryKeyStore(KeyStore):
 
 
 class SQLiteKeyStore(KeyStore):
-    """Data keys in an SQLite file (WAL, synchronous=FULL), apart from the events."""
+    """Data keys in an SQLite file (WAL, synchronous=FULL), apart from the events.
+
+    Every query runs on a worker thread (``asyncio.to_thread``), never on the event loop.
+    """
 
     def __init__(self, path: str) -> None:
+        self.path = path
         self._lock = threading.Lock()
         self._db = open_wal(
             path,
@@ -188,17 +184,23 @@ class SQLiteKeyStore(KeyStore):
             " PRIMARY KEY (stream, version))",
         )
 
+    def __repr__(self) -> str:
+        return f"SQLiteKeyStore({self.path!r})"
+
     def _run(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        """Run one statement (on a worker thread: every caller goes through to_thread)."""
         with self._lock:
-            cursor = self._db.execute(sql, args)
-            return [cursor.rowcount, *cursor.fetchall()]
+            try:
+                cursor = self._db.execute(sql, args)
+                return [cursor.rowcount, *cursor.fetchall()]
+            except sqlite3.Error as exc:
+                raise EncryptionError(f"the key store {self.path!r} failed: {exc}") from exc
 
     async def load(self, stream: str) -> dict[int, tuple[str, bytes]]:
-        return await asyncio.to_thread(self.load_blocking, stream)
-
-    def load_blocking(self, stream: str) -> dict[int, tuple[str, bytes]]:
-        _, *rows = self._run(
-            "SELECT version, master_key, wrapped FROM data_keys WHERE stream = ?", (stream,)
+        _, *rows = await asyncio.to_thread(
+            self._run,
+            "SELECT version, master_key, wrapped FROM data_keys WHERE stream = ?",
+            (stream,),
         )
         return {version: (master, bytes(wrapped)) for version, master, wrapped in rows}
 
@@ -235,7 +237,10 @@ class SQLiteKeyStore(KeyStore):
         return [row[0] for row in rows]
 
     async def close(self) -> None:
-        with self._lock:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:  # after a query still running on another thread
             self._db.close()
 
 
@@ -253,6 +258,16 @@ class _StreamKeys:
     wrapped: dict[int, bytes]  # the wrapped form of each, to skip unwrapping it again
     highest: int  # the highest version ever stored, tombstones included
     loaded_at: float  # time.monotonic() of the load
+    #: versions up to this one were looked for in the key store: one missing is gone
+    #: (deleted); a higher one may have been made elsewhere since, and needs a reload
+    checked: int = 0
+
+    def __post_init__(self) -> None:
+        self.checked = max(self.checked, self.highest)
+
+    def settle(self, version: int) -> None:
+        """Record that ``version`` was looked for by the load that made this entry."""
+        self.checked = max(self.checked, version)
 
 
 class StreamEncryption:
@@ -265,7 +280,9 @@ class StreamEncryption:
     Unwrapped keys are cached. Before every encryption the key store is read again, so
     no instance writes with a key another instance shredded; for decryption a cached
     entry is reloaded once it is ``key_cache_ttl`` seconds old (``0``: on every page),
-    which bounds how long another instance's shred takes to be seen here.
+    which bounds how long another instance's shred takes to be seen here. The key store
+    is only ever read with ``await`` (:meth:`preload_page` before a page is decoded),
+    so decryption never blocks the event loop on it.
     """
 
     def __init__(
@@ -365,6 +382,7 @@ class StreamEncryption:
             entry.keys[version] = key
             entry.wrapped[version] = wrapped
             entry.highest = version
+            entry.settle(version)
         return key
 
     async def encrypt(self, stream: str, event_id: str, plaintext: bytes) -> dict[str, Any]:
@@ -383,17 +401,62 @@ class StreamEncryption:
     def is_encrypted(value: Any) -> bool:
         return isinstance(value, Mapping) and value.get(MARKER) == 1
 
-    async def preload(self, streams: Iterable[str]) -> None:
+    @staticmethod
+    def key_version(stored: str | bytes) -> int:
+        """The data key version named by stored event data (JSON text); 0 if not encrypted.
+
+        Plain data is only searched for the marker; malformed JSON or a malformed
+        envelope also gives 0, left for the decoding of the event to report.
+        """
+        if isinstance(stored, str):
+            if MARKER not in stored:
+                return 0
+        elif isinstance(stored, bytes | bytearray) and _MARKER_BYTES not in stored:
+            return 0
+        try:
+            value = orjson.loads(stored)
+        except orjson.JSONDecodeError:
+            return 0
+        if not StreamEncryption.is_encrypted(value):
+            return 0
+        version = value.get("key")
+        return version if version.__class__ is int and version > 0 else 0
+
+    async def preload(
+        self, streams: Iterable[str], *, versions: Mapping[str, int] | None = None
+    ) -> None:
         """Load the data keys of ``streams`` so :meth:`decrypt_loaded` can run synchronously.
 
         Keys loaded less than ``key_cache_ttl`` seconds ago are kept; older ones are
-        read again, so a shred made elsewhere is seen.
+        read again, so a shred made elsewhere is seen. ``versions`` maps a stream to the
+        highest data key version about to be decrypted: a stream whose cached keys stop
+        below it is read again however fresh (another instance made that key since).
         """
         now = time.monotonic()
-        for stream in set(streams):
+        needed = versions or {}
+        for stream in {*streams, *needed}:
             entry = self._cache.get(stream)
-            if entry is None or now - entry.loaded_at >= self.key_cache_ttl:
-                await self._load(stream)
+            version = needed.get(stream, 0)
+            if (
+                entry is None
+                or now - entry.loaded_at >= self.key_cache_ttl
+                or version > entry.checked
+            ):
+                (await self._load(stream)).settle(version)
+
+    async def preload_page(self, page: Iterable[tuple[str, str | bytes]]) -> None:
+        """:meth:`preload` for a page of stored ``(stream, data)`` about to be decoded.
+
+        Collects the data key version each envelope names first, so a version made by
+        another instance after this one loaded the stream is read from the key store
+        here, with ``await``, and not in the middle of decoding.
+        """
+        versions: dict[str, int] = {}
+        for stream, stored in page:
+            version = self.key_version(stored)
+            if version >= versions.get(stream, 0):
+                versions[stream] = version
+        await self.preload(versions, versions=versions)
 
     async def decrypt(
         self, stream: str, event_id: str, envelope: Mapping[str, Any]
@@ -403,20 +466,35 @@ class StreamEncryption:
         Reads the key store first, so a shred made by any instance is seen at once (the
         paged reads of the event store use :meth:`preload` and :meth:`decrypt_loaded`).
         """
-        await self._load(stream)
+        entry = await self._load(stream)
+        version = envelope.get("key")
+        if version.__class__ is int:
+            entry.settle(version)
         return self.decrypt_loaded(stream, event_id, envelope)
 
     def decrypt_loaded(
         self, stream: str, event_id: str, envelope: Mapping[str, Any]
     ) -> bytes | None:
-        """:meth:`decrypt` for a stream whose keys :meth:`preload` already loaded."""
-        entry = self._cache.get(stream)
+        """:meth:`decrypt` for a stream whose keys :meth:`preload_page` already loaded.
+
+        Never reads the key store. A key version newer than the ones loaded raises
+        :class:`EncryptionError` (and the next preload reads the stream's keys again).
+        """
         version = envelope.get("key")
-        if not isinstance(version, int):
-            version = None
-        if entry is not None and version is not None and version > entry.highest:
-            entry = self._reload_now(stream, version)
-        key = entry.keys.get(version) if entry is not None and version is not None else None
+        if version.__class__ is not int or version < 1:
+            raise EncryptionError(
+                f"event {event_id} of {stream!r} has a malformed encryption envelope:"
+                f" its data key version is {version!r}, not an int >= 1"
+            )
+        entry = self._cache.get(stream)
+        if entry is not None and version > entry.checked:
+            entry.loaded_at = -math.inf  # the next preload reads the key store again
+            raise EncryptionError(
+                f"data key {version} of stream {stream!r} is newer than the keys loaded here"
+                f" (up to {entry.highest}), made by another instance since; preload the page"
+                " with StreamEncryption.preload_page before decrypting it"
+            )
+        key = entry.keys.get(version) if entry is not None else None
         if key is None:
             if self.on_shredded == "redact":
                 return None
@@ -435,19 +513,6 @@ class StreamEncryption:
             ) from exc
         return plaintext
 
-    def _reload_now(self, stream: str, version: int) -> _StreamKeys:
-        """Reload synchronously for a key made elsewhere since the last load (rare)."""
-        rows = self.key_store.load_blocking(stream)
-        if rows is None:
-            entry = self._cache.get(stream)
-            if entry is not None:
-                entry.loaded_at = -math.inf  # the next preload reads the key store again
-            raise EncryptionError(
-                f"data key {version} of stream {stream!r} was made by another instance after"
-                " the keys were loaded here; read again"
-            )
-        return self._apply(stream, rows)
-
     async def rotate(self) -> int:
         """Re-wrap every live data key under the primary master key; return how many."""
         count = 0
@@ -459,7 +524,8 @@ class StreamEncryption:
                 new_master, new_wrapped = self._wrap(stream, version, key)
                 await self.key_store.replace(stream, version, new_master, new_wrapped)
                 count += 1
-        self._cache.clear()
+        for entry in self._cache.values():  # the keys themselves did not change: pages
+            entry.loaded_at = -math.inf  # already preloaded still decode; the next reloads
         return count
 
     async def rotate_stream(self, stream: str) -> int:

@@ -242,9 +242,10 @@ class EventStore:
             self.access.check("read", pattern)
 
     async def _prepare(self, rows: list[Row]) -> None:
-        """Load the data keys a page of rows needs, so decoding stays synchronous."""
+        """Load the data keys a page of rows needs (every key version its envelopes
+        name), so decoding stays synchronous and never reads the key store."""
         if self.encryption is not None and rows:
-            await self.encryption.preload(row[1] for row in rows)
+            await self.encryption.preload_page((row[1], row[6]) for row in rows)
 
     # -- reading ----------------------------------------------------------------------
 
