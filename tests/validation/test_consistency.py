@@ -86,6 +86,35 @@ SCHEMAS = st.recursive(
         st.builds(lambda options: {"anyOf": options}, st.lists(inner, min_size=1, max_size=3)),
         st.builds(lambda options: {"allOf": options}, st.lists(inner, min_size=1, max_size=3)),
         st.builds(lambda options: {"oneOf": options}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda schema: {"not": schema}, inner),
+        st.builds(
+            lambda condition, then, otherwise: {"if": condition, "then": then, "else": otherwise},
+            inner,
+            inner,
+            inner,
+        ),
+        st.builds(
+            lambda schema, least: {"type": "array", "contains": schema, "minContains": least},
+            inner,
+            st.integers(0, 2),
+        ),
+        st.builds(  # object judges and patterns beside an object's keywords
+            lambda obj, most, pattern: {
+                **obj,
+                "maxProperties": most,
+                "patternProperties": {"^d": pattern},
+                "propertyNames": {"maxLength": 3},
+                "dependentRequired": {"a": ["b"]},
+            },
+            st.builds(
+                _object,
+                st.dictionaries(st.sampled_from(["a", "b"]), inner, max_size=2),
+                st.lists(st.sampled_from(["a", "b"]), max_size=2, unique=True),
+                st.none() | st.booleans(),
+            ),
+            st.integers(0, 3),
+            inner,
+        ),
         st.builds(
             lambda items: {"type": "array", "prefixItems": items},
             st.lists(inner, min_size=1, max_size=3),

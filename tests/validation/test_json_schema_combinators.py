@@ -181,3 +181,85 @@ def test_one_of_keeps_the_value_the_matching_branch_converted() -> None:
     assert data == {"id": "i", "at": dt.datetime(2024, 5, 1, tzinfo=dt.UTC)}
     with pytest.raises(ValidationError, match="matches 2 oneOf"):
         validator.check("y", {"id": "i", "at": "2024-05-01T00:00:00Z", "n": 1})
+
+
+@pytest.mark.parametrize(
+    ("schema", "valid", "invalid"),
+    [
+        ({"not": {"type": "integer"}}, ["foo", 1.5, None], [1, 0]),
+        ({"not": {"type": ["integer", "boolean"]}}, ["foo"], [1, True]),
+        (
+            {"not": {"type": "object", "properties": {"foo": {"type": "string"}}}},
+            [1, {"foo": 1}],
+            [{"foo": "bar"}, {}],
+        ),
+        ({"type": "object", "properties": {"foo": {"not": {}}}}, [{}], [{"foo": 1}]),
+        ({"not": True}, [], [1, "x", None]),
+        ({"not": False}, [1, "x", None], []),
+        ({"not": {"not": {"type": "string"}}}, ["x"], [1]),
+        ({"type": "string", "not": {"enum": ["a", "b"]}}, ["c"], ["a", 1]),
+        ({"allOf": [True, False]}, [], [1]),
+        ({"type": "array", "items": False}, [[]], [[1]]),
+    ],
+)
+def test_not_accepts_what_its_schema_refuses(
+    schema: Any, valid: list[Any], invalid: list[Any]
+) -> None:
+    assert [_valid(schema, data) for data in valid] == [True] * len(valid)
+    assert [_valid(schema, data) for data in invalid] == [False] * len(invalid)
+
+
+def test_not_names_the_schema_that_must_not_match() -> None:
+    schema = {"type": "object", "properties": {"v": {"not": {"type": "integer"}}}}
+    (problem,) = _problems(schema, {"v": 1})
+    assert (problem.path, problem.message) == (
+        "v",
+        "must not match the schema at #/properties/v/not",
+    )
+
+
+NEGATIVE = {"exclusiveMaximum": 0}
+
+
+@pytest.mark.parametrize(
+    ("schema", "valid", "invalid"),
+    [
+        ({"if": {"const": 0}}, [0, "hello"], []),  # if alone has no effect
+        ({"if": NEGATIVE, "then": {"minimum": -10}}, [-1, 3], [-100]),
+        ({"if": NEGATIVE, "else": {"multipleOf": 2}}, [-1, 4], [3]),
+        ({"if": NEGATIVE, "then": {"minimum": -10}, "else": {"multipleOf": 2}}, [-1, 4], [-100, 3]),
+        ({"if": True, "then": {"const": "then"}, "else": {"const": "else"}}, ["then"], ["else"]),
+        ({"if": False, "then": {"const": "then"}, "else": {"const": "else"}}, ["else"], ["then"]),
+        (
+            {"type": "integer", "if": {"minimum": 10}, "then": {"multipleOf": 5}},
+            [1, 15],
+            [12, "x"],
+        ),
+    ],
+)
+def test_if_then_else(schema: Any, valid: list[Any], invalid: list[Any]) -> None:
+    assert [_valid(schema, data) for data in valid] == [True] * len(valid)
+    assert [_valid(schema, data) for data in invalid] == [False] * len(invalid)
+
+
+KIND = {
+    "type": "object",
+    "properties": {"kind": {"enum": ["a", "b"]}},
+    "required": ["kind"],
+    "if": {"properties": {"kind": {"const": "a"}}},
+    "then": {"properties": {"day": {"type": "string", "format": "date"}}, "required": ["day"]},
+    "else": {"properties": {"y": {"type": "string"}}, "required": ["y"]},
+}
+
+
+def test_if_then_else_on_a_discriminated_object() -> None:
+    validator = EventValidator()
+    validator.register("x", KIND)
+    data = validator.check("x", {"kind": "a", "day": "2024-05-01"})[0]
+    assert data == {"kind": "a", "day": dt.date(2024, 5, 1)}  # converted by then
+    assert validator.check("x", {"kind": "b", "y": "s"})[0] == {"kind": "b", "y": "s"}
+    for bad in ({"kind": "a"}, {"kind": "b", "day": "2024-05-01"}, {"kind": "b", "y": "s", "z": 1}):
+        with pytest.raises(ValidationError):
+            validator.check("x", bad)
+    (problem,) = _problems(KIND, {"kind": "a"})
+    assert (problem.path, problem.message) == ("day", "field required")

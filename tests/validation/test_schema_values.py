@@ -111,6 +111,18 @@ _KEYWORDS = st.sampled_from(
         "anyOf",
         "allOf",
         "oneOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "minProperties",
+        "maxProperties",
+        "patternProperties",
+        "propertyNames",
+        "dependentRequired",
+        "contains",
+        "minContains",
+        "maxContains",
     ]
 )
 _TYPES = st.sampled_from(["integer", "number", "string", "array", "object", ["string", "array"]])

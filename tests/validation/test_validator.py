@@ -274,7 +274,10 @@ async def test_json_schema_registration() -> None:
 @pytest.mark.parametrize(
     "schema",
     [
-        {"type": "object", "not": {}},
+        {"type": "object", "unevaluatedProperties": False},
+        {"dependentSchemas": {"a": {"required": ["b"]}}},
+        {"type": "object", "then": {"required": ["b"]}},
+        {"type": "array", "minContains": 2},
         {"type": "strange"},
         {"$ref": "http://example.com/schema"},
         {"$ref": "#/$defs/missing"},

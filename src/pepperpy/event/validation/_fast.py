@@ -171,6 +171,8 @@ class _FastBuilder:
     def object(self, node: ObjectNode) -> Any:
         if node.extra == "allow":
             raise NoFastPath("extra fields are kept")
+        if node.patterns:
+            raise NoFastPath("patternProperties (keys chosen by pattern)")
         msgspec = self.msgspec
         fields: list[tuple[Any, ...]] = []
         rename: dict[str, str] = {}

@@ -106,7 +106,7 @@ def _freezer(node: Node) -> Freezer | None:
         return _list_freezer(_freezer(node.item))
     if isinstance(node, DictNode):
         return _dict_freezer(_freezer(node.value))
-    if isinstance(node, ObjectNode) and node.extra != "allow":
+    if isinstance(node, ObjectNode) and node.extra != "allow" and not node.patterns:
         return _object_freezer(node)
     return freeze_output
 

@@ -1,8 +1,11 @@
-"""Nodes for JSON Schema keywords that apply subschemas: oneOf, not, if/then/else.
+"""Nodes for JSON Schema keywords that apply subschemas: oneOf, not, if/then/else,
+contains and propertyNames.
 
 They judge a value by asking other nodes, with problems of their own: ``oneOf`` says
 whether no branch or several branches matched (naming them by JSON Pointer), ``not``
-names the schema that must not match.
+names the schema that must not match. Except ``oneOf``, they pass values of a type they
+do not apply to (``contains`` a non-array) as they are: beside the type keywords in an
+:class:`~._json_nodes.AllNode`, they only judge.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._nodes import INVALID, DictNode, Node, ObjectNode, Problems
+from .._errors import ValidationProblem
+from ._nodes import INVALID, DictNode, Node, ObjectNode, Problems, join_path
 
-__all__ = ["OneOfNode"]
+__all__ = ["ContainsNode", "IfNode", "NotNode", "OneOfNode", "PropertyNamesNode"]
 
 
 def _accepts(node: Node, value: Any, path: str) -> tuple[Any, Problems]:
@@ -57,3 +61,97 @@ class OneOfNode(Node):
                 return INVALID
         names = ", ".join(self.pointers)
         return self.fail(value, path, problems, f"matches none of the oneOf branches ({names})")
+
+
+class NotNode(Node):
+    """``not``: the value is valid when the schema at ``pointer`` refuses it."""
+
+    def __init__(self, node: Node, pointer: str) -> None:
+        self.node, self.pointer = node, pointer
+        self.expected = f"not {node.expected}"
+
+    def children(self) -> Sequence[Node]:
+        return (self.node,)
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if _accepts(self.node, value, path)[0] is INVALID:
+            return value
+        return self.fail(value, path, problems, f"must not match the schema at {self.pointer}")
+
+
+class IfNode(Node):
+    """``if``/``then``/``else``: ``then`` applies when ``if`` accepts, ``else`` otherwise.
+
+    A missing ``then`` or ``else`` accepts; ``if`` itself never adds a problem.
+    """
+
+    def __init__(self, condition: Node, then: Node | None, otherwise: Node | None) -> None:
+        self.condition, self.then, self.otherwise = condition, then, otherwise
+        self.expected = f"if {condition.expected}: {then.expected if then else 'any value'}"
+        if otherwise is not None:
+            self.expected += f", else {otherwise.expected}"
+
+    def children(self) -> Sequence[Node]:
+        return tuple(n for n in (self.condition, self.then, self.otherwise) if n is not None)
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        matched = _accepts(self.condition, value, path)[0] is not INVALID
+        branch = self.then if matched else self.otherwise
+        return value if branch is None else branch.check(value, path, problems)
+
+
+class ContainsNode(Node):
+    """``contains`` with ``minContains``/``maxContains``: how many items must match."""
+
+    def __init__(
+        self, node: Node, pointer: str, *, least: int = 1, most: int | None = None
+    ) -> None:
+        self.node, self.pointer, self.least, self.most = node, pointer, least, most
+        bounds = f"at least {least}" + ("" if most is None else f" and at most {most}")
+        self.expected = f"array with {bounds} items of {node.expected}"
+
+    def children(self) -> Sequence[Node]:
+        return (self.node,)
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if not isinstance(value, list | tuple):
+            return value
+        count = sum(
+            _accepts(self.node, item, join_path(path, index))[0] is not INVALID
+            for index, item in enumerate(value)
+        )
+        if count < self.least or (self.most is not None and count > self.most):
+            message = f"{count} items match the schema at {self.pointer}"
+            return self.fail(value, path, problems, message)
+        return value
+
+
+class PropertyNamesNode(Node):
+    """``propertyNames``: every key of an object, as a string, matches the schema."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.expected = f"object with keys of {node.expected}"
+
+    def children(self) -> Sequence[Node]:
+        return (self.node,)
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        ok = True
+        for key in value:
+            if not isinstance(key, str):
+                continue  # refused as a key by the node of the object itself
+            where = join_path(path, key)
+            found: Problems = []
+            if self.node.check(key, where, found) is INVALID or found:
+                ok = False
+                why = [(p.expected, p.message) for p in found] or [(self.node.expected, "refused")]
+                for expected, message in why:
+                    problems.append(
+                        ValidationProblem(
+                            where, expected, f"key {key!r}", f"property name {message}"
+                        )
+                    )
+        return value if ok else INVALID

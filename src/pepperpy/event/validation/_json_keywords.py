@@ -21,6 +21,7 @@ __all__ = [
     "FAMILY",
     "FORMATS",
     "GENERIC",
+    "JUDGES",
     "TYPE_KEYWORDS",
     "check_values",
     "declared_keys",
@@ -51,8 +52,30 @@ ANNOTATIONS = frozenset(
 )
 #: the keywords of each type family (integer and number share theirs)
 FAMILIES: dict[str, frozenset[str]] = {
-    "object": frozenset({"properties", "required", "additionalProperties"}),
-    "array": frozenset({"items", "prefixItems", "minItems", "maxItems", "uniqueItems"}),
+    "object": frozenset(
+        {
+            "properties",
+            "required",
+            "additionalProperties",
+            "patternProperties",
+            "minProperties",
+            "maxProperties",
+            "propertyNames",
+            "dependentRequired",
+        }
+    ),
+    "array": frozenset(
+        {
+            "items",
+            "prefixItems",
+            "minItems",
+            "maxItems",
+            "uniqueItems",
+            "contains",
+            "minContains",
+            "maxContains",
+        }
+    ),
     "string": frozenset({"minLength", "maxLength", "pattern"}),
     "number": frozenset(
         {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
@@ -69,9 +92,26 @@ FAMILY: dict[str, str | None] = {
     "null": None,
 }
 TYPE_KEYWORDS = frozenset().union(*FAMILIES.values())
-GENERIC = frozenset({"type", "enum", "const", "allOf", "anyOf", "oneOf", "$ref"})
+#: type keywords compiled as judges beside the type's node (they pass other types)
+JUDGES = frozenset(
+    {
+        "minProperties",
+        "maxProperties",
+        "propertyNames",
+        "dependentRequired",
+        "contains",
+        "minContains",
+        "maxContains",
+    }
+)
+GENERIC = frozenset(
+    {"type", "enum", "const", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref"}
+)
 #: keywords whose subschemas always or possibly apply, so the keys they declare count
 _COMBINATORS = ("allOf", "anyOf", "oneOf")
+_CONDITIONALS = ("if", "then", "else")
+#: keywords that mean nothing without another beside them (refused rather than ignored)
+_NEEDS = {"then": "if", "else": "if", "minContains": "contains", "maxContains": "contains"}
 FORMATS = {"date-time": "datetime", "date": "date", "time": "time"}
 
 
@@ -146,6 +186,24 @@ _VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
         for name in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
     },
     "multipleOf": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
+    **{name: (_is_schema, "a schema or a bool") for name in ("not", "if", "then", "else")},
+    "patternProperties": (
+        lambda v: (
+            isinstance(v, Mapping)
+            and all(isinstance(k, str) and _is_schema(s) for k, s in v.items())
+        ),
+        "an object mapping regular expressions to schemas",
+    ),
+    "propertyNames": (_is_schema, "a schema or a bool"),
+    "dependentRequired": (
+        lambda v: isinstance(v, Mapping) and all(_is_strings(names) for names in v.values()),
+        "an object whose values are arrays of unique strings",
+    ),
+    "contains": (_is_schema, "a schema or a bool"),
+    **{
+        name: (_is_count, "a non-negative integer")
+        for name in ("minProperties", "maxProperties", "minContains", "maxContains")
+    },
 }
 
 
@@ -158,14 +216,26 @@ def check_values(schema: Mapping[str, Any], where: str) -> None:
                 f"JSON Schema keyword {keyword!r} at {pointer(where, keyword)} must be "
                 f"{expected}, got {value!r}"
             )
-    if "pattern" in schema:
-        try:
-            re.compile(schema["pattern"])
-        except (re.error, RecursionError, OverflowError) as exc:
+    for keyword, needed in _NEEDS.items():
+        if keyword in schema and needed not in schema:
             raise ConfigurationError(
-                f"JSON Schema keyword 'pattern' at {pointer(where, 'pattern')} is not a valid "
-                f"regular expression ({exc}): {schema['pattern']!r}"
-            ) from exc
+                f"JSON Schema keyword {keyword!r} at {pointer(where, keyword)} has no effect "
+                f"without {needed!r} beside it"
+            )
+    if "pattern" in schema:
+        _check_regex(schema["pattern"], "pattern", pointer(where, "pattern"))
+    for regex in schema.get("patternProperties", ()):
+        _check_regex(regex, "patternProperties", pointer(where, "patternProperties", regex))
+
+
+def _check_regex(regex: str, keyword: str, at: str) -> None:
+    try:
+        re.compile(regex)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise ConfigurationError(
+            f"JSON Schema keyword {keyword!r} at {at} is not a valid regular expression "
+            f"({exc}): {regex!r}"
+        ) from exc
 
 
 def resolve(root: Mapping[str, Any], ref: Any) -> Any:
@@ -198,23 +268,22 @@ def declared_keys(
     root: Mapping[str, Any],
     pick: Callable[[Mapping[str, Any]], set[str]] = names_of,
     *,
-    top: bool = False,
     seen: frozenset[int] = frozenset(),
 ) -> set[str]:
     """The object keys ``schema`` declares (by default ``properties`` and ``required``).
 
-    With ``top`` only its own keywords count; otherwise also those of the schemas it
-    combines (``$ref``, ``allOf``, ``anyOf``, ``oneOf``), followed recursively.
+    Also those of the schemas it combines (``$ref``, ``allOf``, ``anyOf``, ``oneOf``,
+    ``if``/``then``/``else``; not ``not``), followed recursively.
     """
     if not isinstance(schema, Mapping) or id(schema) in seen:
         return set()
     names = pick(schema)
-    if top:
-        return names
     seen = seen | {id(schema)}
     for keyword in _COMBINATORS:
         for option in schema.get(keyword, []):
             names |= declared_keys(option, root, pick, seen=seen)
+    for keyword in _CONDITIONALS:
+        names |= declared_keys(schema.get(keyword), root, pick, seen=seen)
     if "$ref" in schema:
         names |= declared_keys(resolve(root, schema["$ref"]), root, pick, seen=seen)
     return names

@@ -30,7 +30,15 @@ from ._nodes import (
     length_problem,
 )
 
-__all__ = ["AllNode", "ArrayNode", "ByTypeNode", "json_type"]
+__all__ = [
+    "AllNode",
+    "ArrayNode",
+    "ByTypeNode",
+    "DependentRequiredNode",
+    "NeverNode",
+    "PropertyCountNode",
+    "json_type",
+]
 
 
 class AllNode(Node):
@@ -193,3 +201,62 @@ class ByTypeNode(Node):
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         node = self.nodes.get(json_type(value) or "", self.other)
         return node.check(value, path, problems)
+
+
+class NeverNode(Node):
+    """The schema ``false``: no value is valid."""
+
+    expected = "nothing (the schema false)"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        return self.fail(value, path, problems, "no value is valid here")
+
+
+class PropertyCountNode(Node):
+    """``minProperties``/``maxProperties`` on an object (other values pass)."""
+
+    def __init__(self, least: int | None, most: int | None) -> None:
+        self.least, self.most = least, most
+        bounds = [] if least is None else [f">= {least}"]
+        bounds += [] if most is None else [f"<= {most}"]
+        self.expected = f"object with {' and '.join(bounds)} properties"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        if self.least is not None and len(value) < self.least:
+            return self.fail(value, path, problems, f"must have at least {self.least} properties")
+        if self.most is not None and len(value) > self.most:
+            return self.fail(value, path, problems, f"must have at most {self.most} properties")
+        return value
+
+
+class DependentRequiredNode(Node):
+    """``dependentRequired``: when a key is present, the keys it lists must be too."""
+
+    def __init__(self, dependencies: Mapping[str, Sequence[str]]) -> None:
+        self.dependencies = {key: tuple(names) for key, names in dependencies.items()}
+        self.expected = "object with " + "; ".join(
+            f"{', '.join(names)} when {key!r} is present"
+            for key, names in self.dependencies.items()
+        )
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        ok = True
+        for key, names in self.dependencies.items():
+            if key not in value:
+                continue
+            for name in names:
+                if name not in value:
+                    problems.append(
+                        ValidationProblem(
+                            join_path(path, name),
+                            f"present when {key!r} is",
+                            "missing",
+                            f"field required by {key!r}",
+                        )
+                    )
+                    ok = False
+        return value if ok else INVALID

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from .._errors import ConfigurationError, ValidationProblem
-from ._json_applicators import OneOfNode
+from ._json_applicators import ContainsNode, IfNode, NotNode, OneOfNode, PropertyNamesNode
 from ._json_keywords import (
     ANNOTATIONS,
     FAMILIES,
     FAMILY,
     FORMATS,
     GENERIC,
+    JUDGES,
     TYPE_KEYWORDS,
     check_values,
     declared_keys,
@@ -28,7 +30,14 @@ from ._json_keywords import (
     refuse_dead_keywords,
     resolve,
 )
-from ._json_nodes import AllNode, ArrayNode, ByTypeNode
+from ._json_nodes import (
+    AllNode,
+    ArrayNode,
+    ByTypeNode,
+    DependentRequiredNode,
+    NeverNode,
+    PropertyCountNode,
+)
 from ._nodes import (
     INVALID,
     AnyNode,
@@ -56,10 +65,15 @@ def _count(value: Any) -> int | None:
 
 
 class _Part(NamedTuple):
-    """A keyword beside the type keywords: what declares its object keys, its builder."""
+    """A keyword beside the type keywords: what declares its object keys, its builder.
+
+    A ``judge`` passes values it does not apply to unchecked: it is never the part
+    that gives the converted value.
+    """
 
     declares: Any
     build: Callable[[bool], Node]
+    judge: bool = False
 
 
 class _JsonSchemaCompiler:
@@ -81,10 +95,7 @@ class _JsonSchemaCompiler:
         if schema is True or schema == {}:
             return AnyNode()
         if schema is False:
-            raise ConfigurationError(
-                f"the schema false (nothing valid) at {where} is only supported as "
-                "additionalProperties"
-            )
+            return NeverNode()
         if not isinstance(schema, Mapping):
             raise ConfigurationError(f"JSON Schema at {where} must be an object, got {schema!r}")
         check_values(schema, where)
@@ -105,6 +116,8 @@ class _JsonSchemaCompiler:
         families = [f for f, keywords in FAMILIES.items() if keywords & schema.keys()]
         if type_list:
             refuse_dead_keywords(schema, where, type_list, families)
+        # judges alone (minProperties, contains) need no node of their type
+        families = [f for f in families if (FAMILIES[f] - JUDGES) & schema.keys()]
         parts = self.parts(schema, where)
         if type_list:
             nodes = [self.typed(name, schema, where, open_) for name in type_list]
@@ -121,6 +134,8 @@ class _JsonSchemaCompiler:
             parts.insert(0, _Part(None, lambda o: by_type))
         if not parts:
             return AnyNode()
+        if parts[0].judge:  # nothing converts: the value as it is, if it is JSON
+            parts.insert(0, _Part(None, lambda o: AnyNode()))
         if len(parts) == 1:
             return parts[0].build(open_)
         return self.combined(schema, None, parts, extra=None if open_ else self.extra)
@@ -148,7 +163,42 @@ class _JsonSchemaCompiler:
             parts.append(_Part(None, lambda o: LiteralNode([schema["const"]], json_equality=True)))
         if "enum" in schema:
             parts.append(_Part(None, lambda o: LiteralNode(schema["enum"], json_equality=True)))
+        if "not" in schema:
+            at = pointer(where, "not")
+            parts.append(
+                _Part(None, lambda o: NotNode(self.node(schema["not"], at, True), at), True)
+            )
+        if "if" in schema:
+            branches = {k: schema[k] for k in ("if", "then", "else") if k in schema}
+            parts.append(_Part(branches, lambda o: self.if_(branches, where), True))
+        parts.extend(_Part(None, build, True) for build in self.judges(schema, where))
         return parts
+
+    def if_(self, branches: Mapping[str, Any], where: str) -> Node:
+        nodes = {k: self.node(s, pointer(where, k), True) for k, s in branches.items()}
+        return IfNode(nodes["if"], nodes.get("then"), nodes.get("else"))
+
+    def judges(self, schema: Mapping[str, Any], where: str) -> list[Callable[[bool], Node]]:
+        """Builders of the type keywords that only judge (they pass other types)."""
+        judges: list[Callable[[bool], Node]] = []
+        if "minProperties" in schema or "maxProperties" in schema:
+            least, most = _count(schema.get("minProperties")), _count(schema.get("maxProperties"))
+            judges.append(lambda o: PropertyCountNode(least, most))
+        if "dependentRequired" in schema:
+            judges.append(lambda o: DependentRequiredNode(schema["dependentRequired"]))
+        if "propertyNames" in schema:
+            at = pointer(where, "propertyNames")
+            judges.append(lambda o: PropertyNamesNode(self.node(schema["propertyNames"], at, True)))
+        if "contains" in schema:
+            at = pointer(where, "contains")
+            least = _count(schema.get("minContains", 1)) or 0
+            most = _count(schema.get("maxContains"))
+            judges.append(
+                lambda o: ContainsNode(
+                    self.node(schema["contains"], at, True), at, least=least, most=most
+                )
+            )
+        return judges
 
     def combined(
         self,
@@ -177,6 +227,9 @@ class _JsonSchemaCompiler:
                 declared = set().union(*(declared_keys(p.declares, self.root) for p in parts))
                 for name in sorted(declared - target.fields.keys()):
                     target.fields[name] = Field(name, AnyNode(), required=False)
+                known = {regex.pattern for regex, _ in target.patterns}
+                for regex in sorted(self.patterns(parts) - known):
+                    target.patterns += ((re.compile(regex), AnyNode()),)
         owned = []
         for part in rest:  # a key's value comes from the first part giving it a schema
             keys = declared_keys(part.declares, self.root, properties_of) - taken
@@ -185,10 +238,10 @@ class _JsonSchemaCompiler:
         checks = [part.build(True) for part in rest]
         if typed:
             return AllNode(main, checks, owned)
-        if extra is None:
-            return AllNode(main, checks, owned, typed=False)
         declared = set().union(*(declared_keys(p.declares, self.root) for p in parts))
-        patterns = set().union(*(declared_keys(p.declares, self.root, patterns_of) for p in parts))
+        patterns = self.patterns(parts)
+        if extra is None or not (declared or patterns):  # no part speaks of keys
+            return AllNode(main, checks, owned, typed=False)
         return AllNode(
             main,
             checks,
@@ -198,6 +251,10 @@ class _JsonSchemaCompiler:
             declared=frozenset(declared),
             patterns=sorted(patterns),
         )
+
+    def patterns(self, parts: list[_Part]) -> set[str]:
+        """The ``patternProperties`` patterns the parts declare."""
+        return set().union(*(declared_keys(p.declares, self.root, patterns_of) for p in parts))
 
     def any_of(self, options: list[Any], where: str, open_: bool) -> Node:
         nodes = [self.node(o, pointer(where, "anyOf", i), open_) for i, o in enumerate(options)]
@@ -263,14 +320,26 @@ class _JsonSchemaCompiler:
     def object(self, schema: Mapping[str, Any], where: str, open_: bool) -> Node:
         properties = schema.get("properties", {})
         required = set(schema.get("required", []))
+        patterns = [
+            (regex, self.node(sub, pointer(where, "patternProperties", regex)))
+            for regex, sub in schema.get("patternProperties", {}).items()
+        ]
+
+        def by_patterns(name: str) -> list[Node]:
+            return [node for regex, node in patterns if re.search(regex, name)]
+
         missing = required - set(properties)
-        if missing and schema.get("additionalProperties", True) is False:
-            raise ConfigurationError(
-                f"required but undefined properties {sorted(missing)} at {where}"
-            )
+        if schema.get("additionalProperties", True) is False:
+            undefined = sorted(name for name in missing if not by_patterns(name))
+            if undefined:
+                raise ConfigurationError(
+                    f"required but undefined properties {undefined} at {where}"
+                )
         fields = []
         for name, sub in properties.items():
             node = self.node(sub, pointer(where, "properties", name))
+            if by_patterns(name):  # 2020-12: a matching patternProperties applies too
+                node = AllNode(node, by_patterns(name))
             if name in required:
                 fields.append(Field(name, node))
             elif isinstance(sub, Mapping) and "default" in sub:
@@ -280,7 +349,8 @@ class _JsonSchemaCompiler:
             else:
                 fields.append(Field(name, node, required=False))
         for name in sorted(missing):
-            fields.append(Field(name, AnyNode()))
+            first, *rest = by_patterns(name) or [AnyNode()]
+            fields.append(Field(name, AllNode(first, rest) if rest else first))
         extra: Extra = "allow" if open_ else self.extra
         extra_node: Node | None = None
         additional = schema.get("additionalProperties")
@@ -291,7 +361,8 @@ class _JsonSchemaCompiler:
         elif additional is not None:
             extra = "allow"
             extra_node = self.node(additional, pointer(where, "additionalProperties"))
-        return ObjectNode(str(schema.get("title", "")), fields, extra=extra, extra_node=extra_node)
+        title = str(schema.get("title", ""))
+        return ObjectNode(title, fields, extra=extra, extra_node=extra_node, patterns=patterns)
 
     def ref(self, ref: Any, where: str, open_: bool = False) -> Node:
         if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):

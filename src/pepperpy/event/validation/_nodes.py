@@ -107,6 +107,7 @@ def walk(node: Node) -> Iterator[Node]:
             stack.extend((current.key, current.value))
         elif isinstance(current, ObjectNode):
             stack.extend(f.node for f in current.fields.values())
+            stack.extend(node for _, node in current.patterns)
             if current.extra_node is not None:
                 stack.append(current.extra_node)
         else:
@@ -679,6 +680,8 @@ class ObjectNode(Node):
     """A JSON object with named fields; ``extra`` decides what unknown keys do.
 
     ``extra_node`` (JSON Schema ``additionalProperties: {...}``) validates kept extras.
+    ``patterns`` (JSON Schema ``patternProperties``) pairs regular expressions with nodes:
+    an undeclared key matching one is no extra, every matching node checks its value.
     Fields that are absent and not required get their default, or stay absent when
     they have none (TypedDict ``total=False``, JSON Schema properties without
     ``default``).
@@ -691,11 +694,13 @@ class ObjectNode(Node):
         *,
         extra: Extra = "forbid",
         extra_node: Node | None = None,
+        patterns: Sequence[tuple[str, Node]] = (),
     ) -> None:
         self.name = name
         self.fields = {f.name: f for f in fields}
         self.extra: Extra = extra
         self.extra_node = extra_node
+        self.patterns = tuple((re.compile(p), node) for p, node in patterns)
         self.expected = f"object {name}" if name else "object"
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
@@ -728,6 +733,12 @@ class ObjectNode(Node):
                     ValidationProblem(where, "str key", describe(key), "keys must be str")
                 )
                 ok = False
+            elif self.patterns and any(regex.search(key) for regex, _ in self.patterns):
+                converted = self._by_patterns(key, value[key], where, problems)
+                if converted is INVALID:
+                    ok = False
+                else:
+                    out[key] = converted
             elif self.extra == "forbid":
                 problems.append(
                     ValidationProblem(
@@ -743,6 +754,18 @@ class ObjectNode(Node):
                 else:
                     out[key] = converted
         return out if ok else INVALID
+
+    def _by_patterns(self, key: str, item: Any, where: str, problems: Problems) -> Any:
+        """``item`` checked by the node of every pattern ``key`` matches (the first converts)."""
+        out: Any = MISSING
+        for regex, node in self.patterns:
+            if regex.search(key):
+                converted = node.check(item, where, problems)
+                if converted is INVALID:
+                    out = INVALID
+                elif out is MISSING:
+                    out = converted
+        return out
 
 
 class UnionNode(Node):
