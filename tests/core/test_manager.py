@@ -908,6 +908,52 @@ async def test_a_handler_whose_own_await_is_cancelled_has_failed(handlers: int) 
     assert isinstance(letter.exception, asyncio.CancelledError)
 
 
+@pytest.mark.parametrize("handlers", [1, 2])
+async def test_a_retry_whose_own_await_is_cancelled_has_failed_too(handlers: int) -> None:
+    # the first try raises, the retry awaits a future someone else cancels: that try
+    # failed like any other (dead letter once attempts run out); the emit returns
+    manager = EventManager(retry_policy=RetryPolicy.fixed(max_attempts=2, base_delay=0))
+    tries: list[int] = []
+    gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    gone.cancel()
+
+    async def flaky(event: Event) -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            raise ConnectionError("first try fails")
+        await gone
+
+    async def fine(event: Event) -> None:
+        await asyncio.sleep(0)
+
+    manager.on("t", flaky)
+    if handlers == 2:
+        manager.on("t", fine)
+    async with asyncio.timeout(5):
+        await manager.emit("t")
+    assert len(tries) == 2
+    [letter] = manager.dead_letters
+    assert letter.handler is flaky and letter.attempts == 2
+    assert isinstance(letter.exception, asyncio.CancelledError)
+
+
+async def test_cancelling_an_emit_during_a_retry_cancels_it() -> None:
+    manager = EventManager(retry_policy=RetryPolicy.fixed(max_attempts=3, base_delay=0))
+    tries: list[int] = []
+
+    async def flaky(event: Event) -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            raise ConnectionError("first try fails")
+        await asyncio.sleep(5)
+
+    manager.on("t", flaky)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(manager.emit("t"), timeout=0.05)
+    assert len(tries) == 2, "the cancelled retry is not retried again"
+    assert not manager.dead_letters, "cancelling the emit is not a handler failure"
+
+
 async def test_cancelling_an_emit_nowait_future_before_it_starts_frees_its_slot() -> None:
     manager = EventManager(buffer_size=2)
     handled: list[int] = []

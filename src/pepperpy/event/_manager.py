@@ -393,6 +393,11 @@ class EventManager:
                 return
             except Exception as again:
                 exc = again
+            except asyncio.CancelledError as again:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise  # the emit itself is being cancelled
+                exc = again  # the handler's own await was cancelled: this try failed
         await self._dead_letter(DeadLetter(event, listener.handler, exc, attempt))
 
     async def _dead_letter(self, letter: DeadLetter) -> None:
