@@ -4,6 +4,9 @@ from a handler or twice at once, subscriptions added after start, and bad publis
 from __future__ import annotations
 
 import asyncio
+import datetime
+import decimal
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,9 +17,11 @@ from pepperpy.event import (
     ClosedError,
     Event,
     EventBus,
+    PatternError,
     RetryPolicy,
     SerializationError,
     Transport,
+    TransportError,
 )
 from pepperpy.event.transports import Subscription
 from tests.conftest import unique_name
@@ -253,6 +258,95 @@ async def test_bad_topic_and_headers_are_refused_clearly_on_every_transport(
         with pytest.raises(SerializationError, match="headers must hold JSON-able"):
             await bus.publish("a.b", 1, headers={"n": float("nan")})
         await bus.publish("a.b", 1, headers={"n": 1.5, "tags": ["x"], "ok": True})
+
+
+async def test_a_pattern_the_broker_cannot_express_is_refused_at_subscribe(
+    factory: tuple[str, Factory],
+) -> None:
+    # NATS reads '>' as a wildcard; AMQP binding keys hold at most 255 bytes. Refused where
+    # written, the bus stays usable (it used to fail every later publish instead)
+    kind, make = factory
+    bus = EventBus(transport=make())
+    got: list[Event] = []
+    refused = {"nats": "orders.>", "rabbitmq": "orders." + "x" * 300}.get(kind)
+    if refused is not None:
+        with pytest.raises(PatternError, match="position"):
+            bus.subscribe(refused)(got.append)
+    bus.subscribe("orders.*")(got.append)
+    async with asyncio.timeout(30), bus:
+        await bus.publish("orders.placed", 1)
+        await eventually(lambda: [e.data for e in got] == [1])
+
+
+class _FailingTransport(Transport):
+    """Connects, then cannot register a subscription (as a broker refusing it would)."""
+
+    distributed = False
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def start(self) -> None:
+        self.calls.append("start")
+
+    async def publish(self, event: Event, *, key: str | None = None) -> None:
+        self.calls.append("publish")
+
+    async def subscribe(self, subscription: Subscription) -> None:
+        raise TransportError("the broker refused the subscription")
+
+    async def close(self) -> None:
+        self.calls.append("close")
+
+
+async def test_async_with_closes_what_start_opened_when_start_fails() -> None:
+    transport = _FailingTransport()
+    bus = EventBus(transport=transport)
+    bus.subscribe("a.*")(lambda event: None)
+    with pytest.raises(TransportError, match="refused"):
+        async with bus:
+            raise AssertionError("the body must not run")
+    assert transport.calls == ["start", "close"]
+    with pytest.raises(ClosedError):
+        await bus.publish("a.b", 1)
+
+
+async def test_event_metadata_no_transport_can_carry_is_refused_on_every_transport(
+    factory: tuple[str, Factory],
+) -> None:
+    kind, make = factory
+    bus = EventBus(transport=make())
+    async with asyncio.timeout(30), bus:
+        with pytest.raises(SerializationError, match="event metadata must hold JSON-able"):
+            await bus.publish("a.b", Event("a.b", 1, {"request": object()}))
+        with pytest.raises(TypeError, match="event metadata keys must be str"):
+            await bus.publish("a.b", Event("a.b", 1, {1: "x"}))  # type: ignore[dict-item]
+
+
+async def test_subscribers_see_the_same_data_types_on_every_transport(
+    factory: tuple[str, Factory],
+) -> None:
+    # a broker carries datetime, Decimal, UUID and bytes as their JSON form; memory://
+    # delivers that same form, so code tested in memory behaves alike on a broker
+    kind, make = factory
+    consumer, producer = pair(kind, make)
+    got: list[Event] = []
+    consumer.subscribe("typed.*")(got.append)
+    at = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    data = {"at": at, "amount": decimal.Decimal("9.99"), "ref": uuid.UUID(int=7), "n": [1.5]}
+    async with asyncio.timeout(30), consumer, producer:
+        await producer.publish("typed.a", data, headers={"when": at})
+        await producer.publish("typed.b", {"plain": [1, "x", None, True]})
+        await eventually(lambda: len(got) == 2)
+    typed, plain = sorted(got, key=lambda e: e.type)
+    assert dict(typed.data) == {
+        "at": "2024-01-01T00:00:00+00:00",
+        "amount": "9.99",
+        "ref": str(uuid.UUID(int=7)),
+        "n": [1.5],
+    }
+    assert typed.metadata["when"] == "2024-01-01T00:00:00+00:00"
+    assert plain.data == {"plain": [1, "x", None, True]}
 
 
 # -- 1, transport level: the NATS and RabbitMQ consumers survive a CancelledError -------

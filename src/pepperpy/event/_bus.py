@@ -132,6 +132,7 @@ class EventBus:
         if not isinstance(pattern, str):
             raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
         parse_pattern(pattern)
+        self.transport.check_pattern(pattern)
         if self.access is not None:
             self.access.check("subscribe", pattern)
         if group is not None and (not isinstance(group, str) or not group):
@@ -303,6 +304,8 @@ class EventBus:
         if headers:
             _check_headers(headers)
         if isinstance(message, Event):
+            if message.metadata:
+                _check_metadata(message.metadata)
             if message.type == topic and not headers and key is None:
                 event = message
             else:  # a copy (same id), so the caller's event keeps its own metadata
@@ -389,7 +392,11 @@ class EventBus:
             await self.transport.close()
 
     async def __aenter__(self) -> EventBus:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()  # what start() opened: ``__aexit__`` will not run
+            raise
         return self
 
     async def __aexit__(
@@ -424,3 +431,16 @@ def _retrieve(task: asyncio.Task[None]) -> None:
 
 def _digest(text: str) -> str:
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def _check_metadata(metadata: Mapping[str, Any]) -> None:
+    """Refuse an event whose metadata no transport can carry (memory:// included)."""
+    for name in metadata:
+        if not isinstance(name, str):
+            raise TypeError(
+                f"event metadata keys must be str, got {name!r} ({type(name).__name__})"
+            )
+    try:
+        dumps(metadata)
+    except SerializationError as exc:
+        raise SerializationError(f"event metadata must hold JSON-able values: {exc}") from exc

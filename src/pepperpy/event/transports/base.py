@@ -54,6 +54,13 @@ class Transport(abc.ABC):
     async def start(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Connect to the broker. Called once by the bus before any other method."""
 
+    def check_pattern(self, pattern: str) -> None:  # noqa: B027 - optional hook
+        """Refuse (:class:`PatternError`) a valid pattern this broker cannot subscribe to.
+
+        Called by ``EventBus.subscribe`` before anything is registered, so such a pattern
+        fails where it is written, not later inside ``start()`` or ``publish()``.
+        """
+
     @abc.abstractmethod
     async def publish(self, event: Event, *, key: str | None = None) -> None:
         """Hand ``event`` (whose ``type`` is its topic) to the broker."""

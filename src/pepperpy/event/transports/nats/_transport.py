@@ -18,7 +18,7 @@ from ..._event import Event
 from ..base import Subscription, Transport
 from ._consumer import Consumer
 from ._options import parse_url
-from ._subjects import key_lane, topic_subject
+from ._subjects import ANY_LANE, key_lane, subject_filter, topic_subject
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -274,6 +274,9 @@ class NatsTransport(Transport):
         await self._publish(subject, dead.to_json(), msg_id)
 
     # -- consuming --------------------------------------------------------------------
+
+    def check_pattern(self, pattern: str) -> None:
+        subject_filter(self.options.prefix, ANY_LANE, pattern)  # '>' is a NATS wildcard
 
     async def subscribe(self, subscription: Subscription) -> None:
         if self._closed:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
-from ..._errors import ClosedError, ConfigurationError, TransportError
+from ..._errors import ClosedError, ConfigurationError, PatternError, TransportError
 from ..._event import Event
 from ..._patterns import parse_pattern
 from ..base import Subscription, Transport
@@ -270,6 +270,14 @@ class RabbitMQTransport(Transport):
                     ) from reconnect_failed
 
     # -- subscribing ------------------------------------------------------------------
+
+    def check_pattern(self, pattern: str) -> None:
+        """A pattern is a binding key, which AMQP limits to 255 bytes."""
+        if len(pattern.encode()) > MAX_KEY_BYTES:
+            position = len(pattern.encode()[:MAX_KEY_BYTES].decode(errors="ignore"))
+            raise PatternError(
+                pattern, position, f"longer than AMQP's {MAX_KEY_BYTES}-byte binding key"
+            )
 
     async def subscribe(self, subscription: Subscription) -> None:
         """Declare and bind the subscription's queue(s) and start consuming from them."""
