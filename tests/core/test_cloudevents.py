@@ -96,6 +96,24 @@ def test_binary_data_uses_data_base64() -> None:
     assert ce["datacontenttype"] == "application/octet-stream"
 
 
+def test_the_cloudevent_dict_is_json_whatever_the_data_holds() -> None:
+    # datetime, Decimal, UUID and bytes inside data are given in their JSON form, as in
+    # to_json(): the dict is "the structured-mode JSON object" and json.dumps can write it
+    import decimal
+    import uuid
+
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    data = {"at": at, "total": decimal.Decimal("9.99"), "ref": uuid.UUID(int=1), "n": [b"\x00"]}
+    event = Event("order.placed", data)
+    ce = event.to_cloudevent()
+    assert ce["data"] == json.loads(event.to_json())["data"]
+    assert ce["data"]["at"] == "2024-01-01T00:00:00+00:00" and ce["data"]["total"] == "9.99"
+    assert json.loads(json.dumps(ce)) == json.loads(event.to_json())
+    assert event.data["at"] == at, "the event keeps its own values"
+    plain = Event("t", {"a": [1, 2.5, None]}).to_cloudevent()
+    assert plain["data"] == {"a": [1, 2.5, None]}
+
+
 def test_no_data_means_no_data_member() -> None:
     ce = Event("ping").to_cloudevent()
     assert "data" not in ce and "data_base64" not in ce and "datacontenttype" not in ce

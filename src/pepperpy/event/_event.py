@@ -342,7 +342,17 @@ class Event:
         Metadata entries whose key is a valid CloudEvents attribute name and whose value
         is a str, int or bool become extension attributes; the rest travel together in
         the ``pepperpymetadata`` extension (a JSON string) and come back as they were.
+        ``data`` holds JSON values only: a datetime, Decimal, UUID or bytes inside it is
+        given in its JSON form (a string), as :meth:`to_json` writes it.
         """
+        ce = self._cloudevent()
+        data = ce.get("data")
+        if data is not None and not json_native(data):
+            ce["data"] = _json.loads(_json.dumps(data))
+        return ce
+
+    def _cloudevent(self) -> dict[str, Any]:
+        """:meth:`to_cloudevent` with ``data`` as it is (the JSON encoder converts it)."""
         ce: dict[str, Any] = {
             "specversion": "1.0",
             "id": self.id,
@@ -438,12 +448,34 @@ class Event:
 
     def to_json(self) -> bytes:
         """The CloudEvents structured-mode JSON document, as UTF-8 bytes."""
-        return _json.dumps(self.to_cloudevent())
+        return _json.dumps(self._cloudevent())
 
     @classmethod
     def from_json(cls, raw: bytes | bytearray | memoryview | str) -> Event:
         """Read a CloudEvents structured-mode JSON document."""
         return cls.from_cloudevent(_json.loads(raw))
+
+
+#: values that a JSON round trip gives back as they are
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def json_native(value: Any) -> bool:
+    """True when ``value`` survives a trip through JSON unchanged: no datetime, Decimal,
+    UUID, bytes or enum member inside, which JSON carries as strings."""
+    cls = value.__class__
+    if cls in _SCALARS:
+        return True
+    if cls is FrozenDict or cls is dict:
+        items = value.values()
+    elif cls is FrozenList or cls is list or cls is tuple:
+        items = value
+    else:
+        return False
+    for item in items:
+        if item.__class__ not in _SCALARS and not json_native(item):
+            return False
+    return True
 
 
 def stored_identity(event: Event) -> tuple[str, int]:

@@ -7,8 +7,7 @@ import itertools
 import logging
 from typing import Any
 
-from .._event import Event
-from .._frozen import FrozenDict, FrozenList
+from .._event import Event, json_native
 from .._handlers import outcomes, start
 from .._patterns import PatternIndex
 from .base import Subscription, Transport
@@ -16,28 +15,6 @@ from .base import Subscription, Transport
 __all__ = ["MemoryTransport"]
 
 logger = logging.getLogger("pepperpy.event.transports.memory")
-
-
-#: values that a JSON round trip gives back as they are
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
-def _json_native(value: Any) -> bool:
-    """True when ``value`` survives a trip through JSON unchanged (no datetime, Decimal,
-    UUID, bytes or enum member inside, which a broker delivers as their JSON form)."""
-    cls = value.__class__
-    if cls in _SCALARS:
-        return True
-    if cls is FrozenDict or cls is dict:
-        items = value.values()
-    elif cls is FrozenList or cls is list or cls is tuple:
-        items = value
-    else:
-        return False
-    for item in items:
-        if item.__class__ not in _SCALARS and not _json_native(item):
-            return False
-    return True
 
 
 class _Group:
@@ -73,7 +50,7 @@ class MemoryTransport(Transport):
         targets = self._index.match(event.type)
         if not targets:
             return
-        if not (_json_native(event.data) and _json_native(event.metadata)):
+        if not (json_native(event.data) and json_native(event.metadata)):
             # what a broker's subscriber would get: datetimes, Decimals, UUIDs and bytes
             # as their JSON form, so code tested on memory:// behaves alike on a broker
             event = Event.from_json(event.to_json())
