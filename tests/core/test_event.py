@@ -37,6 +37,20 @@ def test_no_new_attributes_can_be_added() -> None:
         event.extra = 1  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("metadata", [5, "abc", ["x"], ("k", "v")])
+async def test_metadata_that_is_not_a_mapping_is_named_in_the_error(metadata: Any) -> None:
+    # it used to fail deep inside dict(): "'int' object is not iterable", "dictionary
+    # update sequence element #0 has length 1"
+    from pepperpy.event import EventManager
+
+    with pytest.raises(TypeError, match="metadata must be a mapping"):
+        Event("a.b", 1, metadata)
+    with pytest.raises(TypeError, match="metadata must be a mapping"):
+        await EventManager().emit("a.b", 1, metadata)
+    with pytest.raises(TypeError, match="metadata must be a mapping"):
+        Event("a.b", 1).replace(metadata=metadata)
+
+
 def test_data_is_deeply_read_only() -> None:
     event = Event("order.placed", {"items": [{"sku": "a", "tags": ["x"]}], "total": 3})
     data = event.data

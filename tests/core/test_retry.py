@@ -160,6 +160,25 @@ def test_nonsense_numbers_are_refused(changes: dict[str, Any]) -> None:
         RetryPolicy(**{**fields, **changes})
 
 
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (lambda: RetryPolicy.fixed(retry_on=None), TypeError, "retry_on must be an exception"),
+        (lambda: RetryPolicy.exponential(retry_on=5), TypeError, "got 5"),
+        (lambda: RetryPolicy.linear(retry_on=()), TypeError, "non-empty tuple"),
+        (lambda: RetryPolicy("fixd", 3, 1.0, 1.0), ValueError, "kind must be one of"),
+        (lambda: RetryPolicy(kind="exponential", jitter="no"), TypeError, "jitter must be a bool"),
+    ],
+)
+def test_bad_arguments_are_named_in_the_error(
+    build: Any, error: type[Exception], message: str
+) -> None:
+    # a typo in kind used to fall through to the exponential schedule, jitter="no" turned
+    # jitter on, and retry_on=None failed with "'NoneType' object is not iterable"
+    with pytest.raises(error, match=message):
+        build()
+
+
 def test_retry_on_given_as_a_list_is_kept_as_a_hashable_tuple() -> None:
     policy = RetryPolicy(kind="fixed", max_attempts=2, retry_on=[KeyError, IndexError])  # type: ignore[arg-type]
     assert policy.retry_on == (KeyError, IndexError)

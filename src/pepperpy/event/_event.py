@@ -92,7 +92,7 @@ class Event:
             self._data = freeze(data)
         except RecursionError:
             raise _too_deep() from None
-        self._metadata = None if metadata is None else dict(metadata)
+        self._metadata = None if metadata is None else _metadata_dict(metadata)
         if id is None:
             counter = next_counter()
             if timestamp is None:
@@ -177,7 +177,7 @@ class Event:
         else:
             event._data = self._data
         meta = changes.get("metadata", self._metadata)
-        event._metadata = None if meta is None else _copy_metadata(meta)
+        event._metadata = None if meta is None else _copy_metadata(_metadata_dict(meta))
         event._id = changes["id"] if "id" in changes else self.id
         if "timestamp" in changes:
             event._ts = _aware(changes["timestamp"], "timestamp")
@@ -505,6 +505,13 @@ def _check_identity(changes: Mapping[str, Any]) -> None:
     _check_optional_text(changes.get("subject"), "event subject")
 
 
+def _metadata_dict(metadata: Any) -> dict[str, Any]:
+    """A copy of ``metadata`` as a dict; anything but a mapping is refused clearly."""
+    if metadata.__class__ is dict or isinstance(metadata, Mapping):
+        return dict(metadata)
+    raise TypeError(f"metadata must be a mapping (dict) or None, got {metadata!r}")
+
+
 def _copy_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of metadata whose nested dicts and lists are copies too (other values shared).
 
@@ -612,7 +619,7 @@ def make_event(type: str, data: Any, metadata: Mapping[str, Any] | None) -> Even
             event._data = FrozenDict(data)
     else:
         event._data = _freeze_nested(data)
-    event._metadata = None if metadata is None else dict(metadata)
+    event._metadata = None if metadata is None else _metadata_dict(metadata)
     now = _time_ns()
     if now < CLOCK[0]:
         now = CLOCK[0]

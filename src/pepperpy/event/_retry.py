@@ -12,6 +12,7 @@ from typing import ClassVar, Literal
 __all__ = ["RetryPolicy"]
 
 Kind = Literal["none", "fixed", "linear", "exponential"]
+_KINDS: tuple[Kind, ...] = ("none", "fixed", "linear", "exponential")
 ExceptionTypes = tuple[type[BaseException], ...]
 
 
@@ -44,6 +45,10 @@ class RetryPolicy:
     EXPONENTIAL: ClassVar[RetryPolicy]
 
     def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"kind must be one of {', '.join(_KINDS)}, got {self.kind!r}")
+        if not isinstance(self.jitter, bool):
+            raise TypeError(f"jitter must be a bool, got {self.jitter!r}")
         attempts = self.max_attempts
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValueError(f"max_attempts must be an int >= 1, got {attempts!r}")
@@ -60,13 +65,7 @@ class RetryPolicy:
             raise ValueError(
                 f"max_delay ({self.max_delay}) must be >= base_delay ({self.base_delay})"
             )
-        retry_on = self.retry_on
-        if isinstance(retry_on, type):
-            object.__setattr__(self, "retry_on", (retry_on,))
-        elif not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
-            raise TypeError("retry_on must be exception classes")
-        elif not isinstance(retry_on, tuple):
-            object.__setattr__(self, "retry_on", tuple(retry_on))
+        object.__setattr__(self, "retry_on", _types(self.retry_on))
 
     @classmethod
     def none(cls) -> RetryPolicy:
@@ -135,7 +134,18 @@ class RetryPolicy:
 
 
 def _types(retry_on: ExceptionTypes | type[BaseException]) -> ExceptionTypes:
-    return (retry_on,) if isinstance(retry_on, type) else tuple(retry_on)
+    """``retry_on`` as a tuple of exception classes; anything else is refused clearly."""
+    types = (retry_on,) if isinstance(retry_on, type) else retry_on
+    if (
+        not isinstance(types, tuple | list | set | frozenset)
+        or not types
+        or not all(isinstance(t, type) and issubclass(t, BaseException) for t in types)
+    ):
+        raise TypeError(
+            "retry_on must be an exception class or a non-empty tuple of them, "
+            f"got {retry_on!r}"
+        )
+    return tuple(types)
 
 
 RetryPolicy.NONE = RetryPolicy()
