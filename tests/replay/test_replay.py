@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pepperpy.event import (
+    ConfigurationError,
     Event,
     EventReplay,
     EventStore,
@@ -410,3 +411,25 @@ async def test_max_gap_cuts_long_pauses_short() -> None:
     assert time.monotonic() - began < 5
     with pytest.raises(ValueError, match="max_gap"):
         await replay.replay_stream("user.1", speed=1.0, max_gap=-1)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"progress": 5}, TypeError, "progress must be a callable"),
+        ({"progress_every": "10"}, ConfigurationError, "progress_every must be an int"),
+        ({"checkpoint_every": 0}, ConfigurationError, "checkpoint_every must be an int"),
+    ],
+)
+async def test_bad_options_are_refused_before_any_handler_runs(
+    options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    # progress=5 used to run every handler, then fail at the end inside the replay
+    store = EventStore()
+    await store.append("a.1", [{"type": "t.x"} for _ in range(3)])
+    replay = EventReplay(store)
+    handled: list[int | None] = []
+    replay.handle("#", lambda event: handled.append(event.position))
+    with pytest.raises(error, match=message):
+        await replay.replay_stream("a.1", **options)
+    assert handled == []

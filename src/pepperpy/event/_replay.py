@@ -446,8 +446,14 @@ class _Run:
             raise ConfigurationError(f"speed must be a number > 0 or None, got {speed!r}")
         if on_error not in ("continue", "stop"):
             raise ConfigurationError(f"on_error must be 'continue' or 'stop', got {on_error!r}")
-        if progress_every < 1 or checkpoint_every < 1:
-            raise ConfigurationError("progress_every and checkpoint_every must be >= 1")
+        for name, every in (
+            ("progress_every", progress_every),
+            ("checkpoint_every", checkpoint_every),
+        ):
+            if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+                raise ConfigurationError(f"{name} must be an int >= 1, got {every!r}")
+        if progress is not None and not callable(progress):
+            raise TypeError(f"progress must be a callable or None, got {progress!r}")
         if not isinstance(retry_policy, RetryPolicy):
             raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
         self.replay = replay
