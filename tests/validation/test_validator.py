@@ -535,6 +535,15 @@ async def test_an_unknown_version_is_a_validation_error() -> None:
         await versioned().validate("user.created", {}, version=9)
 
 
+@pytest.mark.parametrize("version", ["1", 1.0, True])
+async def test_a_version_that_is_not_an_int_is_named_in_the_error(version: Any) -> None:
+    # "1" used to be reported as "no schema for version 1" although version 1 exists
+    with pytest.raises(TypeError, match="version must be an int or None, got"):
+        await versioned().validate("user.created", {"name": "Ada Lovelace"}, version=version)
+    with pytest.raises(TypeError, match="version must be an int or None, got"):
+        versioned().check("user.created", {"name": "Ada Lovelace"}, version=version)
+
+
 async def test_a_failing_upcaster_is_reported_as_a_validation_error() -> None:
     validator = EventValidator()
     validator.register("x", {"type": "object"}, version=1)

@@ -425,6 +425,8 @@ class EventValidator:
             actual = describe(event_type)
             problem = ValidationProblem("", "event type (str)", actual, "bad event type")
             raise ValidationError([problem])
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise TypeError(f"version must be an int or None, got {version!r}")
         versions = self._schemas.get(event_type)
         if versions is None:
             if self.unknown_types == "pass":
@@ -437,7 +439,7 @@ class EventValidator:
         if compiled is None:
             known = ", ".join(str(v) for v in sorted(versions))
             problem = ValidationProblem(
-                "", f"version {known}", repr(version), f"no schema for version {version}"
+                "", f"version {known}", repr(version), f"no schema for version {version!r}"
             )
             raise ValidationError([problem], event_type=event_type)
         return compiled
