@@ -284,3 +284,32 @@ def test_new_keywords_a_type_excludes_are_refused(schema: Any, keywords: str) ->
     with pytest.raises(ConfigurationError, match="would never apply") as info:
         EventValidator().register("x", schema)
     assert keywords in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("schema", "valid", "invalid"),
+    [
+        (
+            {"type": "string", "format": "date-time", "maxLength": 20, "pattern": "Z$"},
+            ["2024-01-01T00:00:00Z"],
+            ["2024-01-01T00:00:00+00:00", "2024-01-01T00:00:00.5Z", "nope"],
+        ),
+        ({"type": "string", "format": "date", "pattern": "^2024-"}, ["2024-02-03"], ["2023-02-03"]),
+        ({"type": "string", "format": "time", "minLength": 9}, ["12:00:00Z"], ["12:00:00"]),
+        (
+            {"type": "string", "format": "uuid", "pattern": "^[0-9a-f-]+$"},
+            ["12345678-1234-5678-1234-567812345678"],
+            ["12345678-1234-5678-1234-56781234567A", "x"],
+        ),
+    ],
+)
+def test_length_and_pattern_apply_beside_a_converting_format(
+    schema: Any, valid: list[Any], invalid: list[Any]
+) -> None:
+    # they judge the string before it is converted (they used to be ignored silently)
+    assert _verdicts(schema, valid) == [True] * len(valid)
+    assert _verdicts(schema, invalid) == [False] * len(invalid)
+    validator = EventValidator()
+    validator.register("x", {"type": "object", "properties": {"v": schema}, "required": ["v"]})
+    converted = validator.check("x", {"v": valid[0]})[0]["v"]
+    assert not isinstance(converted, str), "the format still converts the value"

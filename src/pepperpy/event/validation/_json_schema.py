@@ -76,6 +76,10 @@ class _Part(NamedTuple):
     judge: bool = False
 
 
+#: keywords that judge a string as text (also when a format converts it)
+_STRING_KEYWORDS = frozenset({"minLength", "maxLength", "pattern"})
+
+
 class _JsonSchemaCompiler:
     def __init__(self, root: Mapping[str, Any], extra: Extra) -> None:
         self.root = root
@@ -284,20 +288,27 @@ class _JsonSchemaCompiler:
                 multiple_of=schema.get("multipleOf"),
             )
         if name == "string":
-            kind = FORMATS.get(schema.get("format", "")) if formats else None
-            if kind == "datetime":
-                return TemporalNode("datetime", True)
-            if kind == "date":
-                return TemporalNode("date")
-            if kind == "time":
-                return TemporalNode("time")
-            if formats and schema.get("format") == "uuid":
-                return UUIDNode()
-            return StrNode(
+            text = StrNode(
                 min_length=_count(schema.get("minLength")),
                 max_length=_count(schema.get("maxLength")),
                 pattern=schema.get("pattern"),
             )
+            kind = FORMATS.get(schema.get("format", "")) if formats else None
+            converted: Node | None = None
+            if kind == "datetime":
+                converted = TemporalNode("datetime", True)
+            elif kind == "date":
+                converted = TemporalNode("date")
+            elif kind == "time":
+                converted = TemporalNode("time")
+            elif formats and schema.get("format") == "uuid":
+                converted = UUIDNode()
+            if converted is None:
+                return text
+            if _STRING_KEYWORDS.isdisjoint(schema):
+                return converted
+            # the length and pattern keywords judge the string itself, before conversion
+            return AllNode(converted, [text])
         if name == "array":
             if "prefixItems" in schema:  # 2020-12: shorter arrays too; the rest by items
                 prefix = schema["prefixItems"]
