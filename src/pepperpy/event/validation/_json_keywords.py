@@ -145,6 +145,13 @@ def _is_strings(value: Any, *, non_empty: bool = False) -> bool:
     )
 
 
+def _is_schema_map(value: Any) -> bool:
+    """An object whose keys are strings and whose values are schemas."""
+    return isinstance(value, Mapping) and all(
+        isinstance(key, str) and _is_schema(schema) for key, schema in value.items()
+    )
+
+
 def _is_schemas(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(_is_schema(v) for v in value)
 
@@ -164,13 +171,7 @@ _VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "$defs": (lambda v: isinstance(v, Mapping), "an object"),
     "definitions": (lambda v: isinstance(v, Mapping), "an object"),
     "format": (lambda v: isinstance(v, str), "a string"),
-    "properties": (
-        lambda v: (
-            isinstance(v, Mapping)
-            and all(isinstance(k, str) and _is_schema(s) for k, s in v.items())
-        ),
-        "an object whose values are schemas",
-    ),
+    "properties": (_is_schema_map, "an object whose values are schemas"),
     "required": (_is_strings, "an array of unique strings"),
     "additionalProperties": (_is_schema, "a schema or a bool"),
     "items": (_is_schema, "a schema or a bool (use prefixItems for tuples)"),
@@ -187,13 +188,7 @@ _VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     },
     "multipleOf": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
     **{name: (_is_schema, "a schema or a bool") for name in ("not", "if", "then", "else")},
-    "patternProperties": (
-        lambda v: (
-            isinstance(v, Mapping)
-            and all(isinstance(k, str) and _is_schema(s) for k, s in v.items())
-        ),
-        "an object mapping regular expressions to schemas",
-    ),
+    "patternProperties": (_is_schema_map, "an object mapping regular expressions to schemas"),
     "propertyNames": (_is_schema, "a schema or a bool"),
     "dependentRequired": (
         lambda v: isinstance(v, Mapping) and all(_is_strings(names) for names in v.values()),
