@@ -142,8 +142,7 @@ def _types(retry_on: ExceptionTypes | type[BaseException]) -> ExceptionTypes:
         or not all(isinstance(t, type) and issubclass(t, BaseException) for t in types)
     ):
         raise TypeError(
-            "retry_on must be an exception class or a non-empty tuple of them, "
-            f"got {retry_on!r}"
+            f"retry_on must be an exception class or a non-empty tuple of them, got {retry_on!r}"
         )
     return tuple(types)
 
