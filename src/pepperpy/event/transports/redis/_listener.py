@@ -1,28 +1,44 @@
-"""Ungrouped subscriptions: one live ``XREAD`` over every partition, filtered locally.
+"""Ungrouped subscriptions: one live ``XREAD`` over every partition, a feed per subscription.
 
 Ungrouped subscribers are listeners, not durable consumers: they leave no state in
 Redis (no consumer group, nothing pending), so nothing piles up after the process
 exits. All ungrouped subscriptions of a transport share one reader; a
 :class:`~pepperpy.event.PatternIndex` picks the subscriptions each entry goes to.
+
+The reader never waits for a handler. It hands each entry to the :class:`Feed` of every
+matching subscription and reads on. A feed keeps a lane per partition, at most
+``batch_size`` events each, delivered one after another by a worker of the lane's own;
+lanes and feeds run concurrently, so a slow handler holds up only its own subscription
+(and within it only its partition). When a lane is full the reader does not wait for it:
+the lane *falls behind* and its feed catches up by itself, reading that partition from
+the last entry it took with non-blocking ``XREAD`` calls as room frees up, until it has
+reached the shared reader's position and rejoins it. Memory stays bounded, other
+subscriptions never wait, and no entry is skipped or handed over twice (entry ids order
+each partition; a feed takes only ids above the last one it took).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import PatternError, SerializationError
-from ..._handlers import outcomes, start
+from ..._event import Event
+from ..._handlers import outcome, start
 from ..._patterns import PatternIndex
 from ..base import Subscription
 from ._config import RedisOptions
 from ._wire import (
     Backoff,
+    TopicFilter,
     connection_errors,
     decode_event,
     entry_topic,
     logger,
+    parse_id,
     pool_errors,
     pool_exhausted,
 )
@@ -30,23 +46,34 @@ from ._wire import (
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["Listener"]
+__all__ = ["ROOM_WAIT", "Feed", "Listener"]
+
+#: longest time (seconds) the shared reader waits for a full lane to free a slot before
+#: letting it fall behind: a handler that keeps up frees one within microseconds (no
+#: re-reading then), while a slow one delays the other subscriptions by this much at most
+ROOM_WAIT = 0.02
+
+Entries = list[tuple[bytes, dict[bytes, bytes]]]
+StreamId = tuple[int, int]
 
 
 class Listener:
-    """Reads every partition from "now" on and fans entries out to matching subscriptions."""
+    """Reads every partition from "now" on and fans entries out to the matching feeds."""
 
     def __init__(self, client: Redis, options: RedisOptions, exceptions: Any) -> None:
         self._client = client
         self._options = options
         self._unreachable = connection_errors(exceptions)
         self._pool_full = pool_errors(exceptions)
-        self._index: PatternIndex[Subscription] = PatternIndex()
-        self._streams = [options.stream(p) for p in range(options.partitions)]
-        self._names = {name.encode(): name for name in self._streams}
+        self._index: PatternIndex[Feed] = PatternIndex()
+        self._feeds: list[Feed] = []
+        self.streams = [options.stream(p) for p in range(options.partitions)]
+        self.partitions = {name.encode(): p for p, name in enumerate(self.streams)}
+        #: per partition, the id of the last entry read (raw for XREAD, parsed to compare)
         self._positions: dict[Any, Any] = {}
+        self.ids: list[StreamId] = []
         self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self.stopping = False
         self._idle = False
 
     async def add(self, sub: Subscription) -> None:
@@ -56,30 +83,33 @@ class Listener:
             self._task = asyncio.get_running_loop().create_task(
                 self._loop(), name="pepperpy-redis-listener"
             )
-        self._index.add(sub.pattern, sub)
+        feed = Feed(sub, self, self._client, self._options, self._unreachable, self._pool_full)
+        self._feeds.append(feed)
+        self._index.add(sub.pattern, feed)
 
     async def _mark_positions(self) -> None:
         """Remember each stream's last entry id: reading starts right after it."""
         pipe = self._client.pipeline(transaction=False)
-        for stream in self._streams:
+        for stream in self.streams:
             pipe.xrevrange(stream, count=1)
-        for stream, last in zip(self._streams, await pipe.execute(), strict=True):
+        for stream, last in zip(self.streams, await pipe.execute(), strict=True):
             self._positions[stream] = last[0][0] if last else b"0-0"
+            self.ids.append(parse_id(self._positions[stream]))
 
     async def close(self) -> None:
-        """Stop reading; an event being delivered is finished first."""
-        self._stopping = True
+        """Stop reading; deliver every event already read, then return."""
+        self.stopping = True
         task = self._task
-        if task is None:
-            return
-        if self._idle:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if task is not None:
+            if self._idle:
+                task.cancel()  # a blocked read: nothing of it has been handed out
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*(feed.close() for feed in self._feeds))
 
     async def _loop(self) -> None:
         backoff = Backoff(self._options.max_backoff)
-        while not self._stopping:
+        while not self.stopping:
             self._idle = True
             try:
                 reply: Any = await self._client.xread(
@@ -99,34 +129,35 @@ class Listener:
             finally:
                 self._idle = False
             backoff = Backoff(self._options.max_backoff)
-            if not reply:
-                continue
-            runs = []
-            for name, entries in reply:
+            for name, entries in reply or ():
                 if entries:
-                    self._positions[self._names[name]] = entries[-1][0]
-                    runs.append(entries)
-            if len(runs) == 1:
-                await self._dispatch(runs[0])
-            elif runs:
-                await asyncio.gather(*(self._dispatch(entries) for entries in runs))
+                    p = self.partitions[name]
+                    await self._dispatch(p, entries)
+                    self._positions[self.streams[p]] = entries[-1][0]
 
-    async def _dispatch(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    async def _dispatch(self, p: int, entries: Entries) -> None:
+        """Hand partition ``p``'s ``entries`` to the feeds that take them, in order.
+
+        Waits only for a full lane, and at most ``ROOM_WAIT`` seconds each time; a lane
+        still full after that falls behind (its feed reads on by itself).
+        """
         for entry_id, fields in entries:
-            if self._stopping:
-                return
+            position = parse_id(entry_id)
+            # read up to here: a feed catching up on p rejoins only once it has this entry
+            self.ids[p] = position
             topic = entry_topic(fields)
             if topic is None:
                 logger.warning("listener: skipping entry %s without a readable event", entry_id)
                 continue
             try:
-                subs = self._index.match(topic)
+                feeds = self._index.match(topic)
             except PatternError:
                 logger.warning(
                     "listener: skipping entry %s with malformed topic %r", entry_id, topic
                 )
                 continue
-            if not subs:
+            takers = [feed for feed in feeds if feed.wants(p, position)]
+            if not takers:
                 continue
             try:
                 event = decode_event(fields)
@@ -135,20 +166,196 @@ class Listener:
                     "listener: skipping unreadable entry %s of %s: %s", entry_id, topic, exc
                 )
                 continue
-            running: list[asyncio.Future[Any]] = []
-            for sub in subs:
+            for feed in takers:
+                if feed.full(p) and not await feed.room(p):
+                    feed.fall_behind(p)  # this entry and what follows: it reads them itself
+                    continue
+                feed.take(p, position, entry_id, event)
+
+
+class Feed:
+    """One ungrouped subscription's buffered events: a bounded, ordered lane per partition."""
+
+    def __init__(
+        self,
+        sub: Subscription,
+        listener: Listener,
+        client: Redis,
+        options: RedisOptions,
+        unreachable: tuple[type[BaseException], ...],
+        pool_full: tuple[type[BaseException], ...],
+    ) -> None:
+        self.sub = sub
+        self._listener = listener
+        self._client = client
+        self._options = options
+        self._unreachable = unreachable
+        self._pool_full = pool_full
+        self._capacity = options.batch_size
+        self._filter = TopicFilter(sub.pattern)
+        #: per partition, the last entry this feed took (delivered, queued or skipped)
+        self._taken: list[StreamId] = list(listener.ids)
+        self._taken_raw: list[bytes] = [b"%d-%d" % position for position in listener.ids]
+        self._lanes: list[deque[Event]] = [deque() for _ in listener.streams]
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._behind: set[int] = set()  # partitions whose lane overflowed: read them here
+        self._room = asyncio.Event()  # a lane of a partition behind has room again
+        #: the shared reader waits for room in this lane: (partition, its future)
+        self._room_waiter: tuple[int, asyncio.Future[bool]] | None = None
+        self._catching_up: asyncio.Task[None] | None = None
+        self._waiting = False  # the catch-up task waits for room (safe to cancel)
+
+    def wants(self, p: int, position: StreamId) -> bool:
+        """True if the shared reader's entry at ``position`` of ``p`` is for this feed."""
+        return p not in self._behind and position > self._taken[p]
+
+    def full(self, p: int) -> bool:
+        return len(self._lanes[p]) >= self._capacity
+
+    async def room(self, p: int) -> bool:
+        """Wait up to ``ROOM_WAIT`` seconds for room in lane ``p``; True if there is some.
+
+        Waits for the lane to be half empty rather than for one slot, so a lane kept full
+        by a quick handler costs one wake-up per half lane, not one per event.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._room_waiter = (p, waiter)
+        timer = loop.call_later(ROOM_WAIT, _settle, waiter, False)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._room_waiter = None
+        return not self.full(p)
+
+    def fall_behind(self, p: int) -> None:
+        """Stop taking ``p`` from the shared reader; read it here until caught up."""
+        self._behind.add(p)
+        if self._catching_up is None and not self._listener.stopping:
+            self._catching_up = asyncio.get_running_loop().create_task(
+                self._catch_up(), name=f"pepperpy-redis-catch-up-{self.sub.pattern}"
+            )
+
+    def take(self, p: int, position: StreamId, entry_id: bytes, event: Event | None) -> None:
+        """Queue ``event`` (None: an entry for others) as the next of partition ``p``."""
+        self._taken[p] = position
+        self._taken_raw[p] = entry_id
+        if event is None:
+            return
+        self._lanes[p].append(event)
+        if p not in self._workers:
+            self._workers[p] = asyncio.get_running_loop().create_task(self._deliver(p))
+
+    async def _deliver(self, p: int) -> None:
+        """Deliver lane ``p`` in order, each event in a Task of its own, until it is empty."""
+        lane = self._lanes[p]
+        try:
+            while lane:
+                event = lane.popleft()
+                if len(lane) <= self._capacity // 2:
+                    waiting = self._room_waiter
+                    if waiting is not None and waiting[0] == p:
+                        _settle(waiting[1], True)
+                    elif p in self._behind:
+                        self._room.set()
                 try:
                     # a Task of its own: a handler's asyncio.timeout or TaskGroup must not
-                    # act on this loop, which every ungrouped subscription shares
-                    running.append(start(sub.deliver(event)))
-                except Exception:
-                    logger.exception("listener: delivery of %s (%s) failed", topic, event.id)
-            if running:
-                for failure in await outcomes(running):
-                    if failure is not None:  # e.g. a handler's own CancelledError
-                        logger.error(
-                            "listener: delivery of %s (%s) failed",
-                            topic,
-                            event.id,
-                            exc_info=failure,
-                        )
+                    # act on this worker
+                    failure = await outcome(start(self.sub.deliver(event)))
+                except Exception as exc:
+                    failure = exc
+                if failure is not None:  # e.g. a handler's own CancelledError
+                    logger.error(
+                        "listener: delivery of %s (%s) failed",
+                        event.type,
+                        event.id,
+                        exc_info=failure,
+                    )
+        finally:
+            del self._workers[p]
+
+    async def _catch_up(self) -> None:
+        """Read the partitions behind from where this feed stopped until they rejoin."""
+        backoff = Backoff(self._options.max_backoff)
+        listener = self._listener
+        try:
+            while self._behind and not listener.stopping:
+                for p in list(self._behind):
+                    if self._taken[p] >= listener.ids[p]:
+                        self._behind.discard(p)  # caught up: the shared reader feeds it again
+                room = {p: self._capacity - len(self._lanes[p]) for p in self._behind}
+                ready = {p: n for p, n in room.items() if n >= (self._capacity + 1) // 2}
+                if not ready:
+                    if self._behind:
+                        self._room.clear()
+                        await self._pause(self._room.wait())
+                    continue
+                streams: dict[Any, Any] = {listener.streams[p]: self._taken_raw[p] for p in ready}
+                marks = {p: listener.ids[p] for p in ready}
+                try:
+                    reply: Any = await self._client.xread(streams, count=min(ready.values()))
+                except self._pool_full:
+                    logger.warning(
+                        "listener: no free Redis connection to catch up with: %s; backing off",
+                        pool_exhausted(self._client),
+                    )
+                    await self._pause(asyncio.sleep(backoff.next()))
+                    continue
+                except self._unreachable as exc:
+                    logger.warning("listener: Redis unreachable (%s); reconnecting", exc)
+                    await self._pause(asyncio.sleep(backoff.next()))
+                    continue
+                backoff = Backoff(self._options.max_backoff)
+                for name, entries in reply or ():
+                    if entries:
+                        p = listener.partitions[name]
+                        del marks[p]
+                        self._read_back(p, entries)
+                for p, mark in marks.items():
+                    # nothing after what we took: the entries the shared reader had passed
+                    # when we asked are gone (deleted or trimmed); later ones come next time
+                    if self._taken[p] < mark:
+                        self.take(p, mark, b"%d-%d" % mark, None)
+        finally:
+            self._catching_up = None
+
+    async def _pause(self, waiting: Awaitable[Any]) -> None:
+        """Await ``waiting`` (for room, or a backoff), which close() may cancel."""
+        self._waiting = True
+        try:
+            await waiting
+        finally:
+            self._waiting = False
+
+    def _read_back(self, p: int, entries: Entries) -> None:
+        for entry_id, fields in entries:
+            position = parse_id(entry_id)
+            if position <= self._taken[p]:
+                continue
+            topic = entry_topic(fields)
+            event = None
+            if topic is not None and self._filter(topic):
+                try:
+                    event = decode_event(fields)
+                except SerializationError as exc:
+                    logger.error(
+                        "listener: skipping unreadable entry %s of %s: %s", entry_id, topic, exc
+                    )
+            self.take(p, position, entry_id, event)
+
+    async def close(self) -> None:
+        """Stop catching up; deliver every event already read (the listener stopped)."""
+        task = self._catching_up
+        if task is not None:
+            if self._waiting:
+                task.cancel()  # waits for room or backs off: nothing read is lost
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        while self._workers:
+            await asyncio.wait(list(self._workers.values()))
+
+
+def _settle(waiter: asyncio.Future[bool], result: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(result)

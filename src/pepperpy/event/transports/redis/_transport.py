@@ -23,6 +23,7 @@ from ._wire import (
     connection_errors,
     explain,
     logger,
+    parse_id,
     pool_errors,
     pool_exhausted,
 )
@@ -398,15 +399,9 @@ class RedisTransport(Transport):
             for group in await client.xinfo_groups(stream) if await client.exists(stream) else []:
                 if group["pending"]:
                     summary = await client.xpending(stream, group["name"])
-                    floor = min(floor, _parse_id(summary["min"]))
+                    floor = min(floor, parse_id(summary["min"]))
                 else:
-                    ms, seq = _parse_id(group["last-delivered-id"])
+                    ms, seq = parse_id(group["last-delivered-id"])
                     floor = min(floor, (ms, seq + 1))
             removed += await client.xtrim(stream, minid=f"{floor[0]}-{floor[1]}", approximate=False)
         return removed
-
-
-def _parse_id(raw: bytes | str) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)

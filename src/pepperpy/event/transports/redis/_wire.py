@@ -28,6 +28,7 @@ __all__ = [
     "entry_topic",
     "explain",
     "logger",
+    "parse_id",
     "pool_errors",
     "pool_exhausted",
 ]
@@ -84,6 +85,13 @@ class TopicFilter:
         if len(self._cache) < 4096:
             self._cache[topic] = result
         return result
+
+
+def parse_id(raw: bytes | str) -> tuple[int, int]:
+    """A stream entry id (``b"1700000000000-3"``) as a tuple that sorts like the stream."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 class Backoff:
