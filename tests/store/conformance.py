@@ -812,6 +812,43 @@ class StoreConformance:
             store.subscribe()
         await store.close()  # idempotent
 
+    @pytest.mark.parametrize("count", [20, 1001, 1500])
+    async def test_close_commits_every_append_queued_before_it(
+        self, make_store: MakeStore, store_url: str, count: int
+    ) -> None:
+        # more appends than one group holds (PostgreSQL: 512, SQLite: 1024), or a
+        # group the SQLite writer splits in two: close must wait for all, losing none
+        store = make_store()
+        await store.append("warm.1", {"type": "t"})
+        calls = [
+            asyncio.ensure_future(store.append(f"queued.{n % 10}", {"type": "t", "data": {"n": n}}))
+            for n in range(count)
+        ]
+        await asyncio.sleep(0)  # every call is queued; few or none are written yet
+        async with asyncio.timeout(30):
+            await store.close()
+            results = await asyncio.gather(*calls)
+        assert sorted(result.global_position for result in results) == list(range(1, count + 1))
+        if store_url != "memory://":
+            reopened = make_store()
+            assert len(await reopened.read_all()) == count + 1
+
+    async def test_leaving_async_with_commits_every_queued_append(
+        self, make_store: MakeStore, store_url: str
+    ) -> None:
+        async with asyncio.timeout(30):
+            async with make_store() as store:
+                await store.append("warm.1", {"type": "t"})
+                calls = [
+                    asyncio.ensure_future(store.append(f"queued.{n % 7}", {"type": "t"}))
+                    for n in range(1200)
+                ]
+                await asyncio.sleep(0)
+            results = await asyncio.gather(*calls)
+        assert len({result.global_position for result in results}) == 1200
+        if store_url != "memory://":
+            assert len(await make_store().read_all()) == 1201
+
     async def test_a_reader_made_before_close_fails_cleanly(self, store: EventStore) -> None:
         await store.append("x.1", {"type": "t"})
         reader = store.get_stream("x.1")

@@ -190,7 +190,7 @@ class Writer(threading.Thread):
         stopping = False
         last_size, last_commit = 1, 0.0
         carry: list[_Job] = []  # the second half of a group split in two
-        while not stopping:
+        while carry or not stopping:  # a group split just before the stop is written whole
             if carry:
                 group, carry = self._take(carry), []
             else:

@@ -328,18 +328,21 @@ class PostgresBackend(StoreBackend):
         and ends. It is cancelled only when its loop shuts down (``asyncio.run`` cancels
         the tasks left behind): then it drops the loop's connections, while the loop can
         still close them, and a later loop starts afresh.
+
+        ``on.work`` only wakes the loop; what to do is decided from the state (the queue
+        and ``_closed``), read after every group. The event is cleared just before the
+        wait, once that state says there is nothing to do, and never while a group is
+        written: a stop (or an append) signalled meanwhile is then never lost.
         """
         try:
             while True:
-                await on.work.wait()
-                on.work.clear()
                 if not on.pending:
                     if self._closed:
                         break
+                    on.work.clear()
+                    await on.work.wait()
                     continue
                 group, on.pending = on.pending[:_MAX_GROUP], on.pending[_MAX_GROUP:]
-                if on.pending:
-                    on.work.set()
                 # callers cancelled before their write started are not written
                 group = [job for job in group if not job[1].cancelled()]
                 if group:
