@@ -31,6 +31,7 @@ from pepperpy.event import (
     PatternError,
     SerializationError,
     Snapshot,
+    StoreError,
     StreamDeletedError,
     ValidationError,
 )
@@ -735,6 +736,65 @@ class StoreConformance:
             store.upcaster("user.created", from_version=1)(lambda data: data)
         with pytest.raises(ValueError):
             store.upcaster("user.created", from_version=0)
+
+    async def test_an_async_upcaster_is_refused_when_registered(self, store: EventStore) -> None:
+        async def add_locale(data: dict[str, Any]) -> dict[str, Any]:
+            return {**data, "locale": "en"}
+
+        class AsyncCallable:
+            async def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+                return data
+
+        for function in (add_locale, AsyncCallable()):
+            with pytest.raises(TypeError, match="must be synchronous"):
+                store.upcaster("user.created", from_version=1)(function)
+        await store.append("user.1", {"type": "user.created", "data": {"name": "Ada"}})
+        (event,) = await store.get_stream("user.1")  # nothing was registered
+        assert (event.version, event.data) == (1, {"name": "Ada"})
+
+    @pytest.mark.parametrize("pattern", ["order.*", "order.#", "#", "*.placed"])
+    def test_a_pattern_as_upcaster_type_is_refused(self, store: EventStore, pattern: str) -> None:
+        with pytest.raises(PatternError, match=r"event_type=.*not a pattern") as caught:
+            store.upcaster(pattern, from_version=1)
+        assert caught.value.pattern == pattern
+        assert isinstance(caught.value, ValueError)
+
+    async def test_a_failing_upcaster_names_the_event_on_every_read_path(
+        self, store: EventStore
+    ) -> None:
+        @store.upcaster("user.created", from_version=1)
+        def rename(data: dict[str, Any]) -> dict[str, Any]:
+            return {**data, "full_name": data["name"]}
+
+        await store.append("user.1", {"type": "user.created", "id": "u-1", "data": {}})
+        reads: list[Callable[[], Awaitable[Any]]] = [
+            lambda: store.get_stream("user.1"),
+            lambda: store.read_all(),
+            lambda: anext(store.subscribe()),
+        ]
+        for read in reads:
+            with pytest.raises(StoreError) as caught:
+                await read()
+            message = str(caught.value)
+            assert "'u-1'" in message and "'user.created'" in message
+            assert "version 1" in message and "KeyError" in message
+            assert isinstance(caught.value.__cause__, KeyError)
+
+    async def test_an_upcaster_returning_an_awaitable_or_no_json_names_the_event(
+        self, store: EventStore
+    ) -> None:
+        async def later(data: Any) -> Any:
+            return data
+
+        store.upcaster("t.async", from_version=1)(lambda data: later(data))
+        store.upcaster("t.set", from_version=1)(lambda data: {"tags": {1, 2}})
+        await store.append(
+            "t.1", [{"type": "t.async", "id": "a-1"}, {"type": "t.set", "id": "s-1"}]
+        )
+        with pytest.raises(StoreError, match="'a-1'.*must be synchronous"):
+            await store.get_stream("t.1", limit=1)
+        with pytest.raises(SerializationError, match="'s-1'.*'t.set'.*version 1.*not JSON"):
+            await store.get_stream("t.1", 1)
 
     # -- concurrency ----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ and choosing a backend from a URL. Backends implement the small contract in :mod
 
 from __future__ import annotations
 
+import inspect
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,9 @@ from .. import _json
 from .._errors import (
     ClosedError,
     ConfigurationError,
+    PatternError,
     SerializationError,
+    StoreError,
 )
 from .._event import Event
 from .._frozen import freeze, freeze_parsed
@@ -409,9 +412,23 @@ class EventStore:
 
         Applied on read and chained, so readers see the latest version (with
         ``event.version`` updated). Stored events are never rewritten.
+
+        ``event_type`` is one exact type: a pattern (``order.*``) raises
+        :class:`~pepperpy.event.PatternError`. The function must be synchronous (reads
+        decode whole pages in one pass): an ``async def`` raises ``TypeError``. Should
+        it raise on read, the read fails with :class:`~pepperpy.event.StoreError`
+        naming the event, its type and version, with the original as ``__cause__``.
         """
         if not isinstance(event_type, str) or not event_type:
             raise TypeError(f"event_type must be a non-empty str, got {event_type!r}")
+        wildcard = next((i for i, char in enumerate(event_type) if char in "*#"), None)
+        if wildcard is not None:
+            raise PatternError(
+                event_type,
+                wildcard,
+                "upcaster(event_type=...) takes one exact event type, not a pattern; "
+                "register the function for each type it upgrades",
+            )
         if from_version.__class__ is not int or from_version < 1:
             raise ValueError(f"from_version must be an int >= 1, got {from_version!r}")
         key = (event_type, from_version)
@@ -419,6 +436,12 @@ class EventStore:
         def register(function: F) -> F:
             if not callable(function):
                 raise TypeError(f"an upcaster must be callable, got {function!r}")
+            if _is_async(function):
+                raise TypeError(
+                    f"store upcasters must be synchronous functions, got the async "
+                    f"{getattr(function, '__qualname__', function)!r} for {event_type!r} "
+                    f"version {from_version}: an upcaster only reshapes the stored data"
+                )
             if key in self._upcasters:
                 raise ConfigurationError(
                     f"an upcaster for {event_type!r} version {from_version} already exists"
@@ -448,14 +471,10 @@ class EventStore:
                 metadata = dict(metadata or {}, pepperpyshredded=True)
             else:
                 data = _orjson_loads(plaintext)
-        frozen = freeze_parsed
-        if self._upcasters:
-            upcast = self._upcasters.get((event_type, version))
-            while upcast is not None:
-                data = upcast(data)
-                frozen = freeze  # an upcaster's output gets the full check
-                version += 1
-                upcast = self._upcasters.get((event_type, version))
+        if self._upcasters and (event_type, version) in self._upcasters:
+            data, version = self._upcast(row, data)
+        else:
+            data = freeze_parsed(data)
         recorded = row[11]
         if recorded != self._last_recorded[0]:  # a batch shares one recorded_at
             self._last_recorded = (recorded, _fromtimestamp(recorded / 1e6, UTC))
@@ -463,13 +482,44 @@ class EventStore:
         # nanoseconds until read, as for a new Event
         event: Event = _new_event(Event)
         event._type = event_type
-        event._data = frozen(data)
+        event._data = data
         event._metadata = metadata
         event._id = row[3]
         event._ts = row[8] * 1000
         event._version = version
         event._extra = (row[9], row[10], row[1], row[2], row[0], self._last_recorded[1])
         return event
+
+    def _upcast(self, row: Row, data: Any) -> tuple[Any, int]:
+        """Run a stored event's data through its upcasters: (frozen data, final version).
+
+        A failure names the event, its type and the version whose upcaster failed.
+        """
+        event_type, version = row[4], row[5]
+        upcast = self._upcasters.get((event_type, version))
+        while upcast is not None:
+            try:
+                data = upcast(data)
+            except Exception as exc:
+                raise StoreError(
+                    f"{_upcasting(row, version)} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            if inspect.isawaitable(data):
+                if inspect.iscoroutine(data):
+                    data.close()  # never awaited: say so here, not in a warning later
+                raise StoreError(
+                    f"{_upcasting(row, version)} failed: it returned "
+                    f"{type(data).__name__}; store upcasters must be synchronous"
+                )
+            version += 1
+            upcast = self._upcasters.get((event_type, version))
+        try:
+            return freeze(data), version  # an upcaster's output gets the full check
+        except SerializationError as exc:
+            raise SerializationError(
+                f"{_upcasting(row, version - 1)} failed: the upcaster returned data "
+                f"that is not JSON: {exc}"
+            ) from exc
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -500,6 +550,23 @@ class EventStore:
 _orjson_loads = orjson.loads
 _new_event = object.__new__
 _fromtimestamp = datetime.fromtimestamp
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
+    """Whether calling ``function`` gives a coroutine or async generator (also for an
+    object whose ``__call__`` is ``async def``)."""
+    for candidate in (function, type(function).__call__):
+        if inspect.iscoroutinefunction(candidate) or inspect.isasyncgenfunction(candidate):
+            return True
+    return False
+
+
+def _upcasting(row: Row, version: int) -> str:
+    """``upcasting event 'id' (type 't', version 1) in 's' at position 3``, for errors."""
+    return (
+        f"upcasting event {row[3]!r} (type {row[4]!r}, version {version}) "
+        f"in {row[1]!r} at position {row[2]}"
+    )
 
 
 def _check_expected(expected: ExpectedVersion) -> None:
