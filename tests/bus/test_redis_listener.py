@@ -66,15 +66,16 @@ async def test_close_delivers_every_event_already_read(redis_url: str, namespace
     count = 6
     async with asyncio.timeout(15):
         await bus.start()
-        for n in range(count):
-            await bus.publish("d.n", n)
         transport: Any = bus.transport
         client = transport._require_client()
         stream = transport.stream_for("d.n")
-        last = (await client.xrevrange(stream, count=1))[0][0]
-        # the listener has read all of them (its position is the last one) before close
+        # one transaction: the listener's blocked read returns all of them in one batch
+        pipe = client.pipeline(transaction=True)
+        for n in range(count):
+            pipe.xadd(stream, {"topic": "d.n", "event": Event("d.n", n).to_json()})
+        last = (await pipe.execute())[-1]
         await eventually(lambda: transport._listener._positions[stream] == last, timeout=5)
-        await bus.close()
+        await bus.close()  # the listener has read all of them: close delivers all of them
     assert handled == list(range(count))
 
 

@@ -243,28 +243,30 @@ class Feed:
         self._taken_raw[p] = entry_id
         if event is None:
             return
-        self._lanes[p].append(event)
-        if p not in self._workers:
-            self._workers[p] = asyncio.get_running_loop().create_task(self._deliver(p))
+        if p in self._workers:
+            self._lanes[p].append(event)
+        else:  # an idle lane: the handler starts now, its worker follows it
+            running = self._start(event)
+            self._workers[p] = asyncio.get_running_loop().create_task(
+                self._deliver(p, event, running)
+            )
 
-    async def _deliver(self, p: int) -> None:
-        """Deliver lane ``p`` in order, each event in a Task of its own, until it is empty."""
+    def _start(self, event: Event) -> asyncio.Future[Any] | Exception:
+        try:
+            # a Task of its own: a handler's asyncio.timeout or TaskGroup must not act on
+            # the lane's worker
+            return start(self.sub.deliver(event))
+        except Exception as exc:
+            return exc
+
+    async def _deliver(
+        self, p: int, event: Event, running: asyncio.Future[Any] | Exception
+    ) -> None:
+        """Finish ``event``, then deliver lane ``p`` in order, one at a time, until empty."""
         lane = self._lanes[p]
         try:
-            while lane:
-                event = lane.popleft()
-                if len(lane) <= self._capacity // 2:
-                    waiting = self._room_waiter
-                    if waiting is not None and waiting[0] == p:
-                        _settle(waiting[1], True)
-                    elif p in self._behind:
-                        self._room.set()
-                try:
-                    # a Task of its own: a handler's asyncio.timeout or TaskGroup must not
-                    # act on this worker
-                    failure = await outcome(start(self.sub.deliver(event)))
-                except Exception as exc:
-                    failure = exc
+            while True:
+                failure = running if isinstance(running, Exception) else await outcome(running)
                 if failure is not None:  # e.g. a handler's own CancelledError
                     logger.error(
                         "listener: delivery of %s (%s) failed",
@@ -272,6 +274,16 @@ class Feed:
                         event.id,
                         exc_info=failure,
                     )
+                if not lane:
+                    return
+                event = lane.popleft()
+                if len(lane) <= self._capacity // 2:
+                    waiting = self._room_waiter
+                    if waiting is not None and waiting[0] == p:
+                        _settle(waiting[1], True)
+                    elif p in self._behind:
+                        self._room.set()
+                running = self._start(event)
         finally:
             del self._workers[p]
 
