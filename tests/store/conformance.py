@@ -683,6 +683,7 @@ class StoreConformance:
 
     async def test_snapshots_save_load_and_replace(self, store: EventStore) -> None:
         assert await store.load_snapshot("cart.1") is None
+        await store.append("cart.1", batch(12))
         await store.save_snapshot("cart.1", {"items": ["a"], "total": 3}, 4)
         snapshot = await store.load_snapshot("cart.1")
         assert isinstance(snapshot, Snapshot)
@@ -701,6 +702,49 @@ class StoreConformance:
             await store.save_snapshot("cart.1", {}, -1)
         latest = await store.load_snapshot("cart.1")
         assert latest is not None and latest.version == 9
+
+    async def test_a_snapshot_at_a_position_the_stream_lacks_is_refused(
+        self, store: EventStore
+    ) -> None:
+        # a snapshot past the end would make "read from version + 1" skip events
+        await store.append("acct.1", batch(3))
+        with pytest.raises(ValueError, match=r"'acct.1' at version 3: .*positions are 0 to 2"):
+            await store.save_snapshot("acct.1", {"balance": 3}, 3)
+        with pytest.raises(ValueError, match="has no events"):
+            await store.save_snapshot("ghost.1", {"balance": 0}, 0)
+        assert await store.load_snapshot("acct.1") is None
+        assert await store.load_snapshot("ghost.1") is None
+        await store.save_snapshot("acct.1", {"balance": 3}, 2)
+        await store.append("acct.1", batch(7))
+        snapshot = await store.load_snapshot("acct.1")
+        assert snapshot is not None and snapshot.version == 2
+        assert len(await store.get_stream("acct.1", snapshot.version + 1)) == 7
+
+        await store.delete_stream("acct.1")
+        with pytest.raises(ValueError, match="is deleted"):
+            await store.save_snapshot("acct.1", {}, 9)
+        await store.append("acct.1", batch(2), expected_version=NO_STREAM)  # positions 10, 11
+        with pytest.raises(ValueError, match="positions are 10 to 11"):
+            await store.save_snapshot("acct.1", {}, 9)  # a position of the deleted events
+        await store.save_snapshot("acct.1", {}, 11)
+        assert await store.load_snapshot("acct.1") is not None
+
+    async def test_a_snapshot_racing_a_delete_never_outlives_the_stream(
+        self, make_store: MakeStore, store_url: str
+    ) -> None:
+        deleter = make_store()
+        saver = deleter if store_url == "memory://" else make_store()
+        for n in range(30):
+            stream = f"race.{n}"
+            await deleter.append(stream, batch(3))
+            await asyncio.gather(
+                deleter.delete_stream(stream),
+                saver.save_snapshot(stream, {"n": n}, 2),
+                return_exceptions=True,
+            )
+            # saved first, the delete drops it; deleted first, the save is refused
+            assert await deleter.load_snapshot(stream) is None
+            assert await saver.load_snapshot(stream) is None
 
     # -- upcasting ------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ __all__ = [
     "StoreBackend",
     "StreamExpectation",
     "StreamState",
+    "check_snapshot_version",
     "from_micros",
     "log_page",
     "plan_append",
@@ -171,6 +172,24 @@ class StreamState:
         if self.deleted or self.next_position <= self.first_visible:
             return None
         return self.next_position - 1
+
+
+def check_snapshot_version(stream: str, state: StreamState | None, version: int) -> None:
+    """Refuse a snapshot at a position ``stream`` does not have (``ValueError``).
+
+    Every backend calls this under the lock its appends and deletes take, in the write
+    that saves the snapshot, so a saved snapshot's version is always a visible position
+    of its stream: rehydrating from ``version + 1`` can never skip events.
+    """
+    last = None if state is None else state.version
+    if state is None or last is None:
+        missing = "is deleted" if state is not None and state.deleted else "has no events"
+        raise ValueError(f"cannot snapshot {stream!r} at version {version}: the stream {missing}")
+    if not state.first_visible <= version <= last:
+        raise ValueError(
+            f"cannot snapshot {stream!r} at version {version}: the stream's positions "
+            f"are {state.first_visible} to {last}"
+        )
 
 
 def plan_append(
@@ -424,7 +443,10 @@ class StoreBackend(abc.ABC):
 
     @abc.abstractmethod
     async def save_snapshot(self, stream: str, snapshot: SnapshotRow) -> None:
-        """Keep ``snapshot`` as the stream's latest (replacing any older one)."""
+        """Keep ``snapshot`` as the stream's latest (replacing any older one).
+
+        First :func:`check_snapshot_version`, under the lock appends and deletes take.
+        """
 
     @abc.abstractmethod
     async def load_snapshot(self, stream: str) -> SnapshotRow | None:

@@ -22,6 +22,7 @@ from .base import (
     SnapshotRow,
     StoreBackend,
     StreamState,
+    check_snapshot_version,
     plan_append,
 )
 
@@ -136,6 +137,8 @@ class MemoryBackend(StoreBackend):
 
     async def save_snapshot(self, stream: str, snapshot: SnapshotRow) -> None:
         self._check_open()
+        entry = self._streams.get(stream)
+        check_snapshot_version(stream, None if entry is None else entry.state, snapshot.version)
         self._snapshots[stream] = snapshot
 
     async def load_snapshot(self, stream: str) -> SnapshotRow | None:

@@ -45,6 +45,7 @@ from .base import (
     SnapshotRow,
     StoreBackend,
     StreamState,
+    check_snapshot_version,
     log_page,
     plan_group,
     redact_url,
@@ -502,17 +503,27 @@ class PostgresBackend(StoreBackend):
         return [row[0] for row in rows]
 
     async def delete_stream(self, stream: str) -> bool:
+        # the stream row is locked before the snapshot goes: a save_snapshot holding it
+        # commits first and its snapshot is deleted here, or waits and finds it deleted
         async with self._connection() as connection, connection.transaction():
-            await connection.execute("DELETE FROM pepperpy_snapshots WHERE stream = $1", stream)
             status = await connection.execute(
                 "UPDATE pepperpy_streams SET first_visible = next_position, deleted = true "
                 "WHERE name = $1 AND NOT deleted AND next_position > first_visible",
                 stream,
             )
+            await connection.execute("DELETE FROM pepperpy_snapshots WHERE stream = $1", stream)
         return bool(status != "UPDATE 0")
 
     async def save_snapshot(self, stream: str, snapshot: SnapshotRow) -> None:
-        async with self._connection() as connection:
+        # FOR SHARE: until this commits, no append or delete of the stream can change it
+        async with self._connection() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                "SELECT next_position, first_visible, deleted FROM pepperpy_streams "
+                "WHERE name = $1 FOR SHARE",
+                stream,
+            )
+            state = None if row is None else StreamState(row[0], row[1], row[2])
+            check_snapshot_version(stream, state, snapshot.version)
             await connection.execute(
                 "INSERT INTO pepperpy_snapshots (stream, version, state, taken_at) "
                 "VALUES ($1, $2, $3, $4) ON CONFLICT (stream) DO UPDATE SET "

@@ -45,6 +45,7 @@ from .base import (
     SnapshotRow,
     StoreBackend,
     StreamState,
+    check_snapshot_version,
     log_page,
 )
 
@@ -188,14 +189,7 @@ class SQLiteBackend(StoreBackend):
         return log_page(scanned, from_position, limit)
 
     async def stream_state(self, stream: str) -> StreamState | None:
-        row = await self._read(
-            lambda connection: connection.execute(
-                f"SELECT {NEXT_POSITION}, s.first_visible, s.deleted FROM streams s "
-                "WHERE s.name = ?",
-                (stream,),
-            ).fetchone()
-        )
-        return None if row is None else StreamState(row[0], row[1], bool(row[2]))
+        return await self._read(lambda connection: _stream_state(connection, stream))
 
     async def stream_names(self) -> list[str]:
         rows = await self._read(lambda connection: connection.execute(LIVE_STREAMS).fetchall())
@@ -214,13 +208,16 @@ class SQLiteBackend(StoreBackend):
         return await self._write(work, changes=stream)
 
     async def save_snapshot(self, stream: str, snapshot: SnapshotRow) -> None:
-        await self._write(
-            lambda connection: connection.execute(
+        def work(connection: sqlite3.Connection) -> None:
+            # in the writer's transaction: no append or delete can come in between
+            check_snapshot_version(stream, _stream_state(connection, stream), snapshot.version)
+            connection.execute(
                 "INSERT OR REPLACE INTO snapshots (stream, version, state, taken_at) "
                 "VALUES (?, ?, ?, ?)",
                 (stream, *snapshot),
             )
-        )
+
+        await self._write(work)
 
     async def load_snapshot(self, stream: str) -> SnapshotRow | None:
         row = await self._read(
@@ -254,3 +251,12 @@ class SQLiteBackend(StoreBackend):
             for connection in self._connections:
                 connection.close()
             self._connections.clear()
+
+
+def _stream_state(connection: sqlite3.Connection, stream: str) -> StreamState | None:
+    """The stream's bookkeeping as ``connection`` sees it (None: never written)."""
+    row = connection.execute(
+        f"SELECT {NEXT_POSITION}, s.first_visible, s.deleted FROM streams s WHERE s.name = ?",
+        (stream,),
+    ).fetchone()
+    return None if row is None else StreamState(row[0], row[1], bool(row[2]))
