@@ -498,6 +498,25 @@ class StoreConformance:
         assert await store.streams("nothing.*") == []
         assert await store.stream_version("user.1") == 0
 
+    @pytest.mark.parametrize("shape", ["deep-dict", "deep-list", "cycle"])
+    async def test_data_too_deep_or_cyclic_is_refused_clearly_and_nothing_written(
+        self, store: EventStore, shape: str
+    ) -> None:
+        data: Any = 0
+        for _ in range(5_000):
+            data = {"a": data} if shape == "deep-dict" else [data]
+        if shape == "cycle":
+            data = {"name": "loop"}
+            data["self"] = data
+        for events in (
+            {"type": "t.x", "data": data},
+            [{"type": "t.ok"}, {"type": "t.x", "data": data}],
+        ):
+            with pytest.raises(SerializationError, match="nested too deeply"):
+                await store.append("deep.1", events)
+        assert await store.get_stream("deep.1") == []
+        assert await store.stream_version("deep.1") is None
+
     # -- soft delete ----------------------------------------------------------------
 
     async def test_a_deleted_stream_disappears_from_every_read(self, store: EventStore) -> None:

@@ -17,7 +17,15 @@ from uuid import UUID
 
 from ._errors import SerializationError
 
-__all__ = ["FrozenDict", "FrozenList", "check_json", "freeze", "freeze_parsed", "thaw"]
+__all__ = [
+    "FrozenDict",
+    "FrozenList",
+    "check_json",
+    "freeze",
+    "freeze_parsed",
+    "thaw",
+    "too_deep",
+]
 
 
 def _readonly(self: object, *args: object, **kwargs: object) -> NoReturn:
@@ -78,7 +86,31 @@ _ATOMS: frozenset[type] = frozenset(
 
 
 def freeze(value: Any) -> Any:
-    """Return a deep read-only copy of JSON-like ``value``; refuse what JSON cannot hold."""
+    """Return a deep read-only copy of JSON-like ``value``; refuse what JSON cannot hold.
+
+    Every refusal is a :class:`SerializationError`, also for data holding a reference
+    cycle or nested deeper than Python's recursion limit (never a bare
+    ``RecursionError``), whoever calls: ``Event()``, the store's ``check_json``, events
+    read back from JSON.
+    """
+    cls = value.__class__
+    if cls in _ATOMS:
+        return value
+    if cls is dict and _is_flat(value):  # the usual payload: nothing to recurse into
+        return FrozenDict(value)
+    try:
+        return _freeze(value)
+    except RecursionError:
+        raise too_deep() from None
+
+
+def too_deep() -> SerializationError:
+    """The error for data too deep to freeze or encode (or holding a cycle)."""
+    return SerializationError("data contains a reference cycle or is nested too deeply for JSON")
+
+
+def _freeze(value: Any) -> Any:
+    """:func:`freeze` itself, recursing into itself (a RecursionError is left to it)."""
     cls = value.__class__
     if cls in _ATOMS:
         return value
@@ -94,7 +126,7 @@ def freeze(value: Any) -> Any:
                     f"data keys must be strings, got {type(key).__name__} key {key!r}"
                 )
             try:
-                dict.__setitem__(out, key, freeze(item))
+                dict.__setitem__(out, key, _freeze(item))
             except SerializationError as exc:
                 raise _at(exc, key) from None
         return out
@@ -102,7 +134,7 @@ def freeze(value: Any) -> Any:
         items = FrozenList()
         for index, item in enumerate(value):
             try:
-                list.append(items, freeze(item))
+                list.append(items, _freeze(item))
             except SerializationError as exc:
                 raise _at(exc, index) from None
         return items
@@ -132,7 +164,7 @@ def freeze_parsed(value: Any) -> Any:
 
 
 def check_json(value: Any) -> None:
-    """Raise :class:`SerializationError` where :func:`freeze` would, without copying.
+    """Raise :class:`SerializationError` where :func:`freeze` would (deep data too).
 
     For callers that only need the check (the store encodes data straight to JSON).
     """
@@ -178,21 +210,21 @@ def _freeze_other(value: Any) -> Any:
     if isinstance(value, bool | int | str | datetime | date | time | UUID | bytes | Enum):
         return value
     if isinstance(value, float):
-        return freeze(float(value))
+        return _freeze(float(value))
     if isinstance(value, dict):
-        return freeze(dict(value))
+        return _freeze(dict(value))
     if isinstance(value, list | tuple):
-        return freeze(list(value))
+        return _freeze(list(value))
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return freeze(dataclasses.asdict(value))
+        return _freeze(dataclasses.asdict(value))
     dump = getattr(value, "model_dump", None)  # pydantic v2 models
     if callable(dump):
-        return freeze(dump(mode="json"))
+        return _freeze(dump(mode="json"))
     struct_fields = getattr(value, "__struct_fields__", None)  # msgspec Structs
     if struct_fields is not None:
-        return freeze({name: getattr(value, name) for name in struct_fields})
+        return _freeze({name: getattr(value, name) for name in struct_fields})
     raise SerializationError(f"value of type {type(value).__name__} is not JSON-serialisable")
 
 
