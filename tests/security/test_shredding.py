@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -174,9 +175,11 @@ async def test_a_master_key_rotation_keeps_a_preloaded_page_readable(tmp_path: P
 async def test_a_failing_key_store_names_its_file(tmp_path: Path) -> None:
     path = str(tmp_path / "keys.db")
     keys = SQLiteKeyStore(path)
-    await keys.close()
-    with pytest.raises(EncryptionError, match=rf"the key store '{path}' failed: .*closed"):
+    with sqlite3.connect(path) as other:
+        other.execute("DROP TABLE data_keys")
+    with pytest.raises(EncryptionError, match=rf"the key store '{path}' failed: no such table"):
         await keys.load("user.1")
+    await keys.close()
 
 
 async def test_a_rewrap_never_brings_back_a_shredded_key(key_store: KeyStore) -> None:

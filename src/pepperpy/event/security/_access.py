@@ -130,17 +130,16 @@ class AccessControl:
         parse_pattern(principals)
         parse_pattern(targets)
         rule = AccessRule(effect, principals, action, targets)
+        self._audit_change("rule.add", rule)  # first: a closed audit log refuses the change
         self._rules.append(rule)
-        self._audit_change("rule.add", rule)
         return rule
 
     def remove(self, rule: AccessRule) -> bool:
         """Remove ``rule``; True if it was there."""
-        try:
-            self._rules.remove(rule)
-        except ValueError:
+        if rule not in self._rules:
             return False
         self._audit_change("rule.remove", rule)
+        self._rules.remove(rule)
         return True
 
     def _audit_change(self, action: str, rule: AccessRule) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from .._errors import ConfigurationError
+from .._errors import ClosedError, ConfigurationError
 from .._sqlite import open_wal
 
 __all__ = ["AuditEntry", "AuditLog", "AuditVerification"]
@@ -92,6 +92,11 @@ class AuditLog:
     ``read_only=True`` opens an existing log file to verify or show it and never writes
     to it: a missing file raises ``FileNotFoundError``, a file that is not an audit log
     ``ConfigurationError``, and :meth:`record` is refused.
+
+    After :meth:`close` (or leaving a ``with``/``async with`` block) :meth:`record` and
+    :meth:`arecord` raise :class:`~pepperpy.event.ClosedError`: an entry is never kept
+    anywhere but where the log keeps them. A closed file log cannot be read either; a
+    closed memory log can (its entries are all there is).
     """
 
     def __init__(
@@ -105,6 +110,7 @@ class AuditLog:
         self._entries: list[AuditEntry] = []
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._closed = False
         if path is None:
             if read_only:
                 raise ConfigurationError("a read-only audit log needs the path of its file")
@@ -132,6 +138,7 @@ class AuditLog:
         if self._read_only:
             raise ConfigurationError(f"the audit log {self._path!r} was opened read-only")
         with self._lock:
+            self._check_open()
             last = self._last()
             sequence = 0 if last is None else last.sequence + 1
             previous = GENESIS if last is None else last.hash
@@ -168,6 +175,8 @@ class AuditLog:
 
     async def arecord(self, action: str, target: str, **kwargs: Any) -> AuditEntry:
         """:meth:`record` without blocking the event loop on a file-backed log."""
+        with self._lock:
+            self._check_open()
         if self._db is None:
             return self.record(action, target, **kwargs)
         return await asyncio.to_thread(self.record, action, target, **kwargs)
@@ -183,6 +192,7 @@ class AuditLog:
     def entries(self) -> list[AuditEntry]:
         """Every entry, oldest first."""
         with self._lock:
+            self._check_readable()
             if self._db is None:
                 return list(self._entries)
             rows = self._db.execute("SELECT body, hash FROM audit_log ORDER BY sequence")
@@ -235,15 +245,50 @@ class AuditLog:
 
     def _rows(self) -> list[tuple[bytes, str]]:
         with self._lock:
+            self._check_readable()
             if self._db is None:
                 return [(entry.body(), entry.hash) for entry in self._entries]
             return self._db.execute("SELECT body, hash FROM audit_log ORDER BY sequence").fetchall()
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called: nothing more can be recorded."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            where = "" if self._path is None else f" {self._path!r}"
+            raise ClosedError(f"the audit log{where} is closed: nothing more can be recorded")
+
+    def _check_readable(self) -> None:
+        if self._closed and self._path is not None:
+            raise ClosedError(f"the audit log {self._path!r} is closed")
+
     def close(self) -> None:
-        """Close the file (a memory log keeps its entries)."""
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        """Stop recording and close the file (a memory log keeps its entries). Idempotent.
+
+        Waits for a :meth:`record` running on another thread to finish first.
+        """
+        with self._lock:
+            self._closed = True
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> AuditLog:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._db is None:
+            self.close()
+        else:  # may wait for a record running on a worker thread
+            await asyncio.to_thread(self.close)
 
 
 SCHEMA = (

@@ -34,12 +34,12 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import orjson
 
 from .._deps import require
-from .._errors import ConfigurationError, EncryptionError
+from .._errors import ClosedError, ConfigurationError, EncryptionError
 from .._sqlite import open_wal
 
 __all__ = ["KeyRing", "KeyStore", "MemoryKeyStore", "SQLiteKeyStore", "StreamEncryption"]
@@ -137,6 +137,12 @@ class KeyStore(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
 
 class MemoryKeyStore(KeyStore):
     """Data keys in memory (for tests and single-process use)."""
@@ -172,11 +178,14 @@ class SQLiteKeyStore(KeyStore):
     """Data keys in an SQLite file (WAL, synchronous=FULL), apart from the events.
 
     Every query runs on a worker thread (``asyncio.to_thread``), never on the event loop.
+    ``async with`` or ``with`` closes the file on exit; a closed key store raises
+    :class:`~pepperpy.event.ClosedError`.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._closed = False
         self._db = open_wal(
             path,
             schema="CREATE TABLE IF NOT EXISTS data_keys (stream TEXT NOT NULL, version INTEGER"
@@ -190,6 +199,8 @@ class SQLiteKeyStore(KeyStore):
     def _run(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         """Run one statement (on a worker thread: every caller goes through to_thread)."""
         with self._lock:
+            if self._closed:
+                raise ClosedError(f"the key store {self.path!r} is closed")
             try:
                 cursor = self._db.execute(sql, args)
                 return [cursor.rowcount, *cursor.fetchall()]
@@ -237,11 +248,19 @@ class SQLiteKeyStore(KeyStore):
         return [row[0] for row in rows]
 
     async def close(self) -> None:
+        """Close the file, after a query still running on a worker thread. Idempotent."""
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
         with self._lock:  # after a query still running on another thread
+            self._closed = True
             self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._close()
 
 
 def _seal(stream: str, event_id: str, plaintext: bytes, version: int, key: bytes) -> dict[str, Any]:

@@ -166,6 +166,7 @@ class EventStore:
         """
         if self._closed:
             raise ClosedError("the event store is closed")
+        self._check_audit_open()
         parse_topic(stream)
         if expected_version is not ANY:
             _check_expected(expected_version)
@@ -208,6 +209,7 @@ class EventStore:
         the deleted events, which stay hidden).
         """
         self._check_open()
+        self._check_audit_open()
         parse_topic(stream)
         if self.access is not None:
             self.access.check("delete", stream)
@@ -225,6 +227,7 @@ class EventStore:
         data reads as ``None`` (or raises, per the encryption's ``on_shredded``).
         """
         self._check_open()
+        self._check_audit_open()
         parse_topic(stream)
         if self.encryption is None:
             raise ConfigurationError("shred_stream needs a store opened with encryption=")
@@ -545,6 +548,15 @@ class EventStore:
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError("the event store is closed")
+
+    def _check_audit_open(self) -> None:
+        """Refuse, before writing anything, a change the closed audit log could not record.
+
+        A log closed while a write is already under way still refuses the entry: that
+        write is stored and its call raises ``ClosedError`` afterwards.
+        """
+        if self.audit is not None and self.audit.closed:
+            raise ClosedError("the store's audit log is closed: nothing was written")
 
 
 _orjson_loads = orjson.loads
