@@ -249,6 +249,9 @@ def test_replay_speed_paces_events(cli: Cli, store_url: str) -> None:
 BAD_INPUT: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("append", "user.1", "user.created", '{"name": '), ("JSON data", "invalid JSON")),
     (("append", "user.1", "t", "{}", "--metadata", "[1]"), ("--metadata",)),
+    # orjson reads integers beyond 64 bits as floats: refused, not stored as 1e+23
+    (("append", "u.1", "t", '{"n": 99999999999999999999999}'), ("JSON data", "64 bits")),
+    (("append", "u.1", "t", "{}", "--metadata", '{"n": -9223372036854775809}'), ("64 bits",)),
     (("append", "user.1", "t", "{}", "--metadata", "{"), ("--metadata",)),
     (("append", "user.1", "t", "{}", "--expected-version", "soon"), ("--expected-version",)),
     (("append", "u.1", "t", "{}", "--expected-version", "\u00b2"), ("--expected-version", "0 to")),
@@ -283,6 +286,12 @@ def test_bad_input_gives_one_line_and_non_zero_exit(cli: Cli, tmp_path: Path) ->
             raise AssertionError(f"pepperpy-event {' '.join(args)}: {exc}") from None
     # nothing was written by the refused appends
     assert ok(cli("read", "user.1")).lines == ["0 user.created {}"]
+
+
+def test_integers_at_the_64_bit_limits_are_stored_exactly(cli: Cli, store_url: str) -> None:
+    data = '{"max":18446744073709551615,"min":-9223372036854775808,"id":"123456789012345678901"}'
+    ok(cli("append", "acct.1", "acct.credited", data, "--store", store_url))
+    assert ok(cli("read", "acct.1", "--store", store_url)).lines == [f"0 acct.credited {data}"]
 
 
 def test_usage_errors_exit_2_without_traceback(cli: Cli, store_url: str) -> None:

@@ -9,6 +9,7 @@ Besides JSON's own types, event data may hold ``datetime``/``date``/``time`` (IS
 from __future__ import annotations
 
 import base64
+import json
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 
 from ._errors import SerializationError
+from ._frozen import _check_int, too_deep
 
 __all__ = ["dumps", "loads"]
 
@@ -76,9 +78,52 @@ def _refuse_non_finite(value: Any, where: str) -> None:
             _refuse_non_finite(item, f"{where}[{index}]")
 
 
+#: every ASCII digit as "0", the rest as is: a run of 19 "0"s in the translated text is a
+#: run of 19 digits in the original, which an integer beyond 64 bits needs
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else byte for byte in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
+#: longest integer literal quoted whole in an error
+_QUOTED_DIGITS = 40
+
+
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
-    """Decode JSON text or bytes."""
+    """Decode JSON text or bytes; integers beyond 64 bits are refused, as in ``data``.
+
+    orjson turns an integer outside -2**63 .. 2**64-1 into a float, silently changing
+    the value. Such an integer needs 19 digits or more, so text with no run of 19 digits
+    (about every text: one ``translate`` and one ``find``, a fraction of the parse) is
+    returned as orjson read it; otherwise it is read again with exact integers, and one
+    out of range raises :class:`SerializationError`, the same rule and message as for
+    such an integer given from Python.
+    """
     try:
-        return orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise SerializationError(f"invalid JSON: {exc}") from exc
+    if isinstance(data, str):
+        raw: bytes | bytearray = data.encode("utf-8", "surrogatepass")
+    elif isinstance(data, memoryview):
+        raw = data.tobytes()
+    else:
+        raw = data
+    if raw.translate(_DIGITS_AS_ZERO).find(_LONG_DIGIT_RUN) >= 0:
+        _refuse_wide_integers(raw)
+    return value
+
+
+def _refuse_wide_integers(raw: bytes | bytearray) -> None:
+    """Raise :class:`SerializationError` if the JSON ``raw`` holds an integer that does
+    not fit in 64 bits (runs of digits inside strings are let through)."""
+    try:
+        json.loads(raw, parse_int=_exact_int)
+    except RecursionError:  # orjson read it, but it is too deep for freeze() as well
+        raise too_deep() from None
+
+
+def _exact_int(text: str) -> int:
+    if len(text) > _QUOTED_DIGITS:  # far out of range; int() might refuse the length
+        raise SerializationError(
+            f"integer {text[:20]}...({len(text)} digits) does not fit in 64 bits; "
+            "JSON encoders cannot carry it"
+        )
+    return _check_int(int(text))
