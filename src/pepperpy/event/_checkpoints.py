@@ -23,10 +23,11 @@ they always know whether the checkpoint moved.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 TABLE = "pepperpy_checkpoints"
+#: seconds ``close`` waits for a statement under way, then for the server's goodbye
+_CLOSE_TIMEOUT = 10.0
 
 T = TypeVar("T")
 
@@ -265,36 +268,109 @@ def _sqlite_delete(connection: sqlite3.Connection, name: str) -> int:
     return connection.execute(f"DELETE FROM {TABLE} WHERE name = ?", (name,)).rowcount
 
 
+class _OnLoop:
+    """A PostgreSQL checkpoint store's connection on one event loop.
+
+    asyncpg connections work on the loop that opened them only. ``keeper`` is a task
+    that only waits: ``asyncio.run`` cancels it when its loop shuts down, and it then
+    drops the connection while the loop can still close the socket.
+    """
+
+    __slots__ = ("connection", "keeper", "lock", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = asyncio.Lock()
+        self.connection: Any = None
+        self.keeper: asyncio.Task[None] | None = None
+
+    def abandon(self) -> None:
+        """Drop the connection without awaiting anything (its loop ended, or is ending).
+
+        Best effort: on a closed loop the socket can no longer be closed cleanly.
+        """
+        connection, self.connection = self.connection, None
+        keeper, self.keeper = self.keeper, None
+        if keeper is not None and not keeper.done():
+            with contextlib.suppress(RuntimeError):
+                keeper.cancel()
+        if connection is not None:
+            with contextlib.suppress(RuntimeError):
+                connection.terminate()
+
+
 class PostgresCheckpointStore(CheckpointStore):
-    """Checkpoints in a table of a PostgreSQL database, via its own asyncpg connection."""
+    """Checkpoints in a table of a PostgreSQL database, via its own asyncpg connection.
+
+    One connection per event loop using the store, opened on first use there: the store
+    keeps working after ``asyncio.run`` ends (the ended loop's connection is dropped as
+    the loop shuts down) and from loops in other threads. Statements on one loop take
+    turns on its connection.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._connection: Any = None
-        self._lock: asyncio.Lock | None = None
+        self._loops: dict[asyncio.AbstractEventLoop, _OnLoop] = {}
+        self._loops_lock = threading.Lock()
 
-    async def _connect(self) -> Any:
-        if self._connection is None:
-            asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
-            try:
-                connection = await asyncpg.connect(self.url)
-                await connection.execute(
-                    f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
-                    "position BIGINT NOT NULL, state JSONB, updated_at TIMESTAMPTZ NOT NULL)"
-                )
-            except (OSError, asyncpg.PostgresError) as exc:
+    def _here(self) -> _OnLoop:
+        """The running loop's share of the store, made on its first use there."""
+        loop = asyncio.get_running_loop()
+        on = self._loops.get(loop)
+        if on is None:
+            with self._loops_lock:
+                for gone in [other for other in self._loops.values() if other.loop.is_closed()]:
+                    self._leave(gone)
+                on = self._loops.setdefault(loop, _OnLoop(loop))
+        return on
+
+    def _leave(self, on: _OnLoop) -> None:
+        """Forget a loop's share and drop its connection (call with ``_loops_lock``)."""
+        if self._loops.get(on.loop) is on:
+            del self._loops[on.loop]
+        on.abandon()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """This loop's connection, for one statement at a time."""
+        on = self._here()
+        async with on.lock:
+            if on.connection is None:
+                on.connection = await self._open()
+                on.keeper = asyncio.get_running_loop().create_task(self._keep(on))
+            yield on.connection
+
+    async def _open(self) -> Any:
+        asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
+        try:
+            connection = await asyncpg.connect(self.url)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StoreError(f"cannot open PostgreSQL checkpoint store: {exc}") from exc
+        try:
+            await connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
+                "position BIGINT NOT NULL, state JSONB, updated_at TIMESTAMPTZ NOT NULL)"
+            )
+        except BaseException as exc:
+            connection.terminate()  # not left open behind the error
+            if isinstance(exc, OSError | asyncpg.PostgresError):
                 raise StoreError(f"cannot open PostgreSQL checkpoint store: {exc}") from exc
-            self._connection = connection
-        return self._connection
+            raise
+        return connection
 
-    def _guard(self) -> asyncio.Lock:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        return self._lock
+    async def _keep(self, on: _OnLoop) -> None:
+        """Wait until cancelled: by :meth:`close`, or by the loop shutting down."""
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            with self._loops_lock:
+                if on.keeper is asyncio.current_task():
+                    on.keeper = None
+                    self._leave(on)
+            raise
 
     async def load(self, name: str) -> Checkpoint | None:
-        async with self._guard():
-            connection = await self._connect()
+        async with self._connection() as connection:
             row = await self._call(
                 connection.fetchrow(
                     f"SELECT position, state::text AS state, updated_at FROM {TABLE} "
@@ -313,8 +389,7 @@ class PostgresCheckpointStore(CheckpointStore):
         self, name: str, position: int, state: Any = None, *, previous: int | None
     ) -> None:
         text = None if state is None else _json.dumps(state).decode()
-        async with self._guard():
-            connection = await self._connect()
+        async with self._connection() as connection:
             if previous is None:
                 status = await self._call(
                     connection.execute(
@@ -344,8 +419,7 @@ class PostgresCheckpointStore(CheckpointStore):
         raise _conflict(name, previous, actual)
 
     async def delete(self, name: str) -> bool:
-        async with self._guard():
-            connection = await self._connect()
+        async with self._connection() as connection:
             status = await self._call(
                 connection.execute(f"DELETE FROM {TABLE} WHERE name = $1", name)
             )
@@ -360,9 +434,38 @@ class PostgresCheckpointStore(CheckpointStore):
             raise StoreError(f"PostgreSQL checkpoint store failed: {exc}") from exc
 
     async def close(self) -> None:
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            await connection.close()
+        """Close this loop's connection; drop those of other loops (threadsafe).
+
+        The store stays usable: its next statement opens a connection again.
+        """
+        here = asyncio.get_running_loop()
+        with self._loops_lock:
+            shares, self._loops = list(self._loops.values()), {}
+        mine = None
+        for on in shares:
+            if on.loop is here:
+                mine = on
+                continue
+            try:  # dropped on its own loop, which closes the socket properly
+                on.loop.call_soon_threadsafe(on.abandon)
+            except RuntimeError:  # that loop is closed
+                on.abandon()
+        if mine is None:
+            return
+        keeper, mine.keeper = mine.keeper, None
+        if keeper is not None:
+            keeper.cancel()
+        try:  # let a statement under way finish (a save must not be cut off unseen)
+            await asyncio.wait_for(mine.lock.acquire(), _CLOSE_TIMEOUT)
+        except TimeoutError:
+            mine.abandon()  # it hangs: cut it off
+            return
+        try:
+            connection, mine.connection = mine.connection, None
+            if connection is not None:  # terminated instead if it fails or takes too long
+                await connection.close(timeout=_CLOSE_TIMEOUT)
+        finally:
+            mine.lock.release()
 
 
 def open_checkpoint_store(url: str | None) -> CheckpointStore:
