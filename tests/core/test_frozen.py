@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pepperpy.event import Event, SerializationError
-from pepperpy.event._frozen import check_json, freeze
+from pepperpy.event._frozen import MAX_DEPTH, check_json, freeze
 
 TOO_DEEP = "reference cycle or is nested too deeply"
 
@@ -51,5 +51,15 @@ def test_an_event_read_from_json_too_deep_to_freeze_is_refused_clearly() -> None
         Event.from_json(cloudevent)
 
 
-def test_data_nested_a_few_hundred_levels_still_freezes() -> None:
-    assert freeze(nested(300, "dict")) == nested(300, "dict")
+@pytest.mark.parametrize("container", ["dict", "list"])
+def test_data_as_deep_as_json_carries_is_kept_and_deeper_is_refused(container: str) -> None:
+    # orjson writes at most 254 nested levels and the CloudEvents envelope takes one: data
+    # nested 253 deep travels; 254 deep used to be accepted by Event() and then failed
+    # wherever it was published or stored
+    deepest = Event("a.b", nested(MAX_DEPTH, container))
+    assert Event.from_json(deepest.to_json()).data == nested(MAX_DEPTH, container)
+    assert freeze(nested(MAX_DEPTH, container)) == nested(MAX_DEPTH, container)
+    with pytest.raises(SerializationError, match=f"at most {MAX_DEPTH} levels"):
+        Event("a.b", nested(MAX_DEPTH + 1, container))
+    with pytest.raises(SerializationError, match=TOO_DEEP):
+        check_json(nested(MAX_DEPTH + 1, container))

@@ -106,16 +106,29 @@ def freeze(value: Any) -> Any:
 
 def too_deep() -> SerializationError:
     """The error for data too deep to freeze or encode (or holding a cycle)."""
-    return SerializationError("data contains a reference cycle or is nested too deeply for JSON")
+    return SerializationError(
+        "data contains a reference cycle or is nested too deeply for JSON "
+        f"(at most {MAX_DEPTH} levels of lists and objects)"
+    )
 
 
-def _freeze(value: Any) -> Any:
-    """:func:`freeze` itself, recursing into itself (a RecursionError is left to it)."""
+#: most lists and objects nested in event data: orjson writes documents nested at most 254
+#: deep, and the CloudEvents envelope around the data takes one level
+MAX_DEPTH = 253
+
+
+def _freeze(value: Any, depth: int = 0) -> Any:
+    """:func:`freeze` itself, recursing into itself (a RecursionError is left to it).
+
+    ``depth`` counts the containers around ``value``.
+    """
     cls = value.__class__
     if cls in _ATOMS:
         return value
     if cls is int:
         return _check_int(value)
+    if (cls is dict or cls is list or cls is tuple) and depth >= MAX_DEPTH:
+        raise too_deep()
     if cls is dict:
         if _is_flat(value):
             return FrozenDict(value)
@@ -126,7 +139,7 @@ def _freeze(value: Any) -> Any:
                     f"data keys must be strings, got {type(key).__name__} key {key!r}"
                 )
             try:
-                dict.__setitem__(out, key, _freeze(item))
+                dict.__setitem__(out, key, _freeze(item, depth + 1))
             except SerializationError as exc:
                 raise _at(exc, key) from None
         return out
@@ -134,7 +147,7 @@ def _freeze(value: Any) -> Any:
         items = FrozenList()
         for index, item in enumerate(value):
             try:
-                list.append(items, _freeze(item))
+                list.append(items, _freeze(item, depth + 1))
             except SerializationError as exc:
                 raise _at(exc, index) from None
         return items
@@ -142,7 +155,7 @@ def _freeze(value: Any) -> Any:
         if not math.isfinite(value):
             raise SerializationError(f"{value!r} is not a finite number; JSON cannot hold it")
         return value
-    return _freeze_other(value)
+    return _freeze_other(value, depth)
 
 
 def freeze_parsed(value: Any) -> Any:
@@ -199,7 +212,7 @@ def _check_int(value: int) -> int:
     )
 
 
-def _freeze_other(value: Any) -> Any:
+def _freeze_other(value: Any, depth: int) -> Any:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise SerializationError(f"Decimal {value} is not a finite number")
@@ -210,21 +223,21 @@ def _freeze_other(value: Any) -> Any:
     if isinstance(value, bool | int | str | datetime | date | time | UUID | bytes | Enum):
         return value
     if isinstance(value, float):
-        return _freeze(float(value))
+        return _freeze(float(value), depth)
     if isinstance(value, dict):
-        return _freeze(dict(value))
+        return _freeze(dict(value), depth)
     if isinstance(value, list | tuple):
-        return _freeze(list(value))
+        return _freeze(list(value), depth)
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _freeze(dataclasses.asdict(value))
+        return _freeze(dataclasses.asdict(value), depth)
     dump = getattr(value, "model_dump", None)  # pydantic v2 models
     if callable(dump):
-        return _freeze(dump(mode="json"))
+        return _freeze(dump(mode="json"), depth)
     struct_fields = getattr(value, "__struct_fields__", None)  # msgspec Structs
     if struct_fields is not None:
-        return _freeze({name: getattr(value, name) for name in struct_fields})
+        return _freeze({name: getattr(value, name) for name in struct_fields}, depth)
     raise SerializationError(f"value of type {type(value).__name__} is not JSON-serialisable")
 
 
