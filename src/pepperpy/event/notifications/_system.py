@@ -11,14 +11,16 @@ import json
 import logging
 import os
 import re
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from math import inf
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from .._bus import EventBus
-from .._errors import ConfigurationError, EventError, NotificationError
+from .._errors import ClosedError, ConfigurationError, EventError, NotificationError
 from .._event import Event
 from .._handlers import is_async_callable
 from .._manager import EventManager
@@ -41,6 +43,8 @@ ErrorCallback = Callable[[NotificationDeadLetter], Any]
 #: three tries, waiting 0.5 s then 0.5-1 s (jittered): rides out a blip, never stalls a handler
 DEFAULT_RETRY = RetryPolicy.exponential(max_attempts=3, base_delay=0.5, max_delay=5.0)
 DEAD_LETTER_LIMIT = 1000
+#: seconds ``close()`` gives, by default, for deliveries under way before closing channels
+CLOSE_GRACE = 10.0
 OUTBOX_LIMIT = 10_000
 _GROUP = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -75,6 +79,16 @@ class _Outbox(Channel):
         )
 
 
+@dataclass(eq=False, slots=True)
+class _Call:
+    """A ``notify`` call under way, on ``loop``: ``done`` when it returns, ``stop`` set by
+    ``close()`` to end its retry waits."""
+
+    loop: asyncio.AbstractEventLoop
+    done: asyncio.Future[None]
+    stop: asyncio.Future[None]
+
+
 @dataclass(slots=True)
 class _Route:
     name: str
@@ -99,6 +113,11 @@ class NotificationSystem:
     blocks another. Failed deliveries are retried (unless the failure is permanent: a
     bad address, a broken template, an SMTP 5xx or HTTP 4xx answer), then kept in
     :attr:`dead_letters` with the reason, logged, and passed to ``on_error`` callbacks.
+
+    :meth:`close` (or leaving ``async with``) ends the system: no try starts after it,
+    deliveries waiting to retry stop waiting and are dead-lettered, tries under way get
+    up to ``grace`` seconds to finish, then the channels close. ``notify`` and ``emit``
+    on a closed system raise :class:`~pepperpy.event.ClosedError`.
     """
 
     def __init__(
@@ -127,6 +146,9 @@ class NotificationSystem:
         self._attached: list[tuple[EventManager | EventBus, str | None]] = []
         self._error_callbacks: list[tuple[ErrorCallback, bool]] = []
         self.idempotency = store_from(idempotency, idempotency_size)
+        self._closed = False
+        self._calls: set[_Call] = set()
+        self._calls_lock = threading.Lock()  # loops in several threads may notify
 
     # -- channels and templates ---------------------------------------------------------
 
@@ -251,6 +273,7 @@ class NotificationSystem:
         self, event_type: str | Event, data: Any = None, metadata: Mapping[str, Any] | None = None
     ) -> Event:
         """Dispatch an event to this system's handlers; returns once they have finished."""
+        self._check_open()
         return await self._manager.emit(event_type, data, metadata)
 
     @overload
@@ -296,6 +319,7 @@ class NotificationSystem:
         rendered message, so a redelivered or retried event does not notify twice while
         different messages sent for one event all go out.
         """
+        self._check_open()
         routes = [self._route(name) for name in self._channel_names(channels)]
         if template is not None:
             if body is not None or subject is not None:
@@ -304,12 +328,33 @@ class NotificationSystem:
         elif body is None:
             raise TypeError("notify() needs template= or body=")
         base_key = _base_key(idempotency_key, template)
-        jobs = [self._deliver(r, template, to, subject, body, base_key, context) for r in routes]
-        if len(jobs) == 1:
-            outcome = [await jobs[0]]
-        else:
-            outcome = await asyncio.gather(*jobs)
+        call = self._begin()
+        try:
+            jobs = [
+                self._deliver(call, r, template, to, subject, body, base_key, context)
+                for r in routes
+            ]
+            if len(jobs) == 1:
+                outcome = [await jobs[0]]
+            else:
+                outcome = await asyncio.gather(*jobs)
+        finally:
+            self._end(call)
         return NotificationResult({result.channel: result for result in outcome})
+
+    def _begin(self) -> _Call:
+        loop = asyncio.get_running_loop()
+        call = _Call(loop, loop.create_future(), loop.create_future())
+        with self._calls_lock:
+            self._check_open()  # again: close() may have run since the first check
+            self._calls.add(call)
+        return call
+
+    def _end(self, call: _Call) -> None:
+        with self._calls_lock:
+            self._calls.discard(call)
+        if not call.done.done():
+            call.done.set_result(None)
 
     def _channel_names(self, channels: Sequence[str] | str | None) -> list[str]:
         if channels is None:
@@ -330,6 +375,7 @@ class NotificationSystem:
 
     async def _deliver(
         self,
+        call: _Call,
         route: _Route,
         template: str | None,
         to: str | Mapping[str, str] | None,
@@ -360,7 +406,7 @@ class NotificationSystem:
             key=key,
         )
         if key is None:
-            return await self._send(route, notification)
+            return await self._send(call, route, notification)
         store = self.idempotency
         try:
             while (state := await store.claim(key)) == "busy":
@@ -370,7 +416,7 @@ class NotificationSystem:
         if state == "done":
             return ChannelResult(route.name, "duplicate", notification, None, 0)
         try:
-            result = await self._send(route, notification)
+            result = await self._send(call, route, notification)
         except BaseException:
             await asyncio.shield(store.release(key))
             raise
@@ -383,7 +429,7 @@ class NotificationSystem:
             logger.exception("could not record idempotency key %r", key)
         return result
 
-    async def _send(self, route: _Route, notification: Notification) -> ChannelResult:
+    async def _send(self, call: _Call, route: _Route, notification: Notification) -> ChannelResult:
         policy = route.retry_policy or self.retry_policy
         channel = route.channel
         attempt = 0
@@ -391,6 +437,14 @@ class NotificationSystem:
             attempt += 1
             if route.rate_limit is not None:
                 await route.rate_limit.acquire()
+            if self._closed:  # no try starts after close(), not even a first one
+                closed = ClosedError(
+                    f"the notification system was closed before try {attempt} on channel "
+                    f"{route.name!r}; not sent"
+                )
+                return await self._fail(
+                    route, closed, attempt - 1, notification, notification.template
+                )
             try:
                 await channel.send(notification)
                 return ChannelResult(route.name, "sent", notification, None, attempt)
@@ -409,7 +463,9 @@ class NotificationSystem:
                 policy.max_attempts,
                 error,
             )
-            await policy.sleep(attempt)
+            delay = policy.delay(attempt)
+            if delay > 0:  # close() ends the wait at once (and the next round stops)
+                await asyncio.wait((call.stop,), timeout=delay)
 
     async def _fail(
         self,
@@ -446,8 +502,52 @@ class NotificationSystem:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def close(self) -> None:
-        """Release every channel's connections (each channel object once)."""
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the notification system is closed")
+
+    async def close(self, *, grace: float = CLOSE_GRACE) -> None:
+        """Stop retries, let tries under way finish, then release every channel.
+
+        From here on no try starts: a delivery waiting to retry is dead-lettered with a
+        :class:`~pepperpy.event.ClosedError` at once (one waiting for its rate limit when
+        its turn comes, without sending). ``notify``
+        calls on this event loop whose try is under way are awaited for up to
+        ``grace`` seconds; then every channel object is closed (once), under any try
+        still running. Calls on other event loops are told to stop but not awaited.
+        Idempotent.
+        """
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace < inf:
+            raise ValueError(f"grace must be a finite number of seconds >= 0, got {grace!r}")
+        with self._calls_lock:
+            if self._closed:
+                return
+            self._closed = True
+            calls = list(self._calls)
+        here = asyncio.get_running_loop()
+        for call in calls:
+            if call.loop is here:
+                _set(call.stop)
+            else:
+                try:
+                    call.loop.call_soon_threadsafe(_set, call.stop)
+                except RuntimeError:  # that loop is closed: nothing runs there any more
+                    pass
+        mine = [call.done for call in calls if call.loop is here]
+        if mine:
+            _, running = await asyncio.wait(mine, timeout=grace)
+            if running:
+                logger.warning(
+                    "close(): %d notify call(s) still sending after %ss; closing their "
+                    "channels under them",
+                    len(running),
+                    grace,
+                )
         await self.idempotency.close()
         seen: set[int] = set()
         for route in self._routes.values():
@@ -468,6 +568,11 @@ class NotificationSystem:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _set(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _as_channel(channel: str | Channel, *, kind: str | None = None) -> Channel:

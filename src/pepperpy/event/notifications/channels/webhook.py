@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -35,6 +36,16 @@ TIMESTAMP_HEADER = "X-Pepperpy-Timestamp"
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
+class _LoopClient:
+    """The httpx client of one event loop, and the task that closes it with the loop."""
+
+    __slots__ = ("client", "keeper")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.keeper: asyncio.Task[None] | None = None
+
+
 class WebhookChannel(Channel):
     """POSTs notifications to ``url`` with httpx; 5xx, 408, 425, 429 and network errors
     are retried by the system, other 4xx answers are permanent failures.
@@ -42,6 +53,10 @@ class WebhookChannel(Channel):
     ``secret`` (str or bytes) turns on the signature headers; ``timeout`` bounds each
     request; ``headers`` are added to every request. The webhook's address is its URL,
     so it needs no recipient (a resolved one is still included in the body).
+
+    Each event loop sending through the channel gets its own httpx client (connections
+    belong to the loop that opened them). A loop's client closes when ``asyncio.run``
+    shuts that loop down, or on :meth:`close`; the channel stays usable afterwards.
     """
 
     kind = "webhook"
@@ -63,8 +78,8 @@ class WebhookChannel(Channel):
         self._secret = secret.encode() if isinstance(secret, str) else secret
         self.timeout = timeout
         self.headers = dict(headers or {})
-        self._client: Any = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
+        self._clients_lock = threading.Lock()  # loops in other threads send too
 
     @staticmethod
     def sign(secret: str | bytes, body: bytes, timestamp: str) -> str:
@@ -103,13 +118,36 @@ class WebhookChannel(Channel):
         return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
 
     def _http(self) -> Any:
-        """One client per event loop (connections are bound to the loop that made them)."""
+        """The running loop's client, made on its first use there."""
         loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
+        held = self._clients.get(loop)
+        if held is None:
             httpx = require("httpx", extra="webhook", feature="the webhook channel")
-            self._client = httpx.AsyncClient(timeout=self.timeout)
-            self._client_loop = loop
-        return self._client
+            with self._clients_lock:
+                # a loop closed without cancelling its tasks: its sockets cannot be
+                # closed any more, only forgotten
+                for gone in [other for other in self._clients if other.is_closed()]:
+                    del self._clients[gone]
+                held = self._clients[loop] = _LoopClient(httpx.AsyncClient(timeout=self.timeout))
+            held.keeper = loop.create_task(self._keep(loop, held))
+        return held.client
+
+    async def _keep(self, loop: asyncio.AbstractEventLoop, held: _LoopClient) -> None:
+        """Wait until cancelled, then close the loop's client if it is still in use.
+
+        ``asyncio.run`` cancels it as the loop shuts down, while the loop can still
+        close the client's connections; :meth:`close` cancels it too.
+        """
+        try:
+            await loop.create_future()
+        except asyncio.CancelledError:
+            with self._clients_lock:
+                mine = self._clients.get(loop) is held
+                if mine:
+                    del self._clients[loop]
+            if mine:
+                await held.client.aclose()
+            raise
 
     async def send(self, notification: Notification) -> None:
         httpx = require("httpx", extra="webhook", feature="the webhook channel")
@@ -144,10 +182,25 @@ class WebhookChannel(Channel):
         return True
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._client_loop is asyncio.get_running_loop():
-            await client.aclose()
-        self._client_loop = None
+        """Close this loop's client; other loops close theirs on their own loop."""
+        here = asyncio.get_running_loop()
+        with self._clients_lock:
+            held = self._clients.pop(here, None)
+            others = list(self._clients.items())
+        for loop, other in others:
+            keeper = other.keeper
+            if keeper is None:
+                continue
+            try:
+                loop.call_soon_threadsafe(keeper.cancel)  # its keeper closes the client
+            except RuntimeError:  # that loop is closed: nothing can close it any more
+                with self._clients_lock:
+                    if self._clients.get(loop) is other:
+                        del self._clients[loop]
+        if held is not None:
+            if held.keeper is not None:
+                held.keeper.cancel()
+            await held.client.aclose()
 
     def __repr__(self) -> str:
         signed = ", signed" if self._secret is not None else ""
