@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -105,3 +107,43 @@ def test_opentelemetry_instruments_report_through_a_reader() -> None:
         assert "pepperpy.event.throughput" in points
     finally:
         provider.shutdown()
+
+
+def _otel_calls(reader: InMemoryMetricReader) -> dict[str, Any]:
+    data = reader.get_metrics_data()
+    calls: dict[str, Any] = {}
+    if data is None:
+        return calls
+    for resource_metrics in data.resource_metrics:
+        for scope in resource_metrics.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == "pepperpy.event.calls":
+                    calls.update({p.attributes["name"]: p.value for p in metric.data.data_points})
+    return calls
+
+
+def test_opentelemetry_instruments_detach_on_close() -> None:
+    collector = filled()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        instruments = collector.instrument_opentelemetry(provider)
+        assert _otel_calls(reader)["orders"] == 11
+        instruments.close()
+        instruments.close()  # idempotent
+        assert instruments.closed
+        collector.record("orders", 0.001)
+        assert _otel_calls(reader) == {}  # the meter keeps the instruments; they observe nothing
+        alive = weakref.ref(collector)
+        del collector
+        gc.collect()
+        assert alive() is None  # the provider no longer holds the collector
+    finally:
+        provider.shutdown()
+    other = MeterProvider()
+    try:
+        with filled().instrument_opentelemetry(other) as scoped:
+            assert len(scoped) == 4
+        assert scoped.closed
+    finally:
+        other.shutdown()

@@ -29,7 +29,13 @@ from ._handlers import is_async_callable
 if TYPE_CHECKING:
     from ._processor import NextHandler
 
-__all__ = ["LatencyHistogram", "MeasureMiddleware", "MetricsCollector", "MetricsSnapshot"]
+__all__ = [
+    "LatencyHistogram",
+    "MeasureMiddleware",
+    "MetricsCollector",
+    "MetricsSnapshot",
+    "OpenTelemetryInstruments",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -428,7 +434,7 @@ class MetricsCollector:
         target.register(exporter)
         return exporter
 
-    def instrument_opentelemetry(self, meter_provider: Any = None) -> list[Any]:
+    def instrument_opentelemetry(self, meter_provider: Any = None) -> OpenTelemetryInstruments:
         """Report these metrics as observable OpenTelemetry instruments.
 
         Creates ``<prefix>.calls`` and ``<prefix>.errors`` (observable counters),
@@ -436,22 +442,27 @@ class MetricsCollector:
         ``p95``, ``p99`` or ``avg``) and ``<prefix>.throughput`` (observable gauge), each
         with a ``name`` attribute; the prefix is the namespace with dots. Values are read
         at each collection. Needs ``opentelemetry-api`` (extra ``otel``).
+
+        Returns the four instruments as an :class:`OpenTelemetryInstruments` list; its
+        ``close()`` (or leaving ``with``) detaches them from this collector.
         """
         metrics = require("opentelemetry.metrics", extra="otel", feature="OpenTelemetry metrics")
         meter = metrics.get_meter("pepperpy.event", meter_provider=meter_provider)
         prefix = self.namespace.replace("_", ".")
         observation = metrics.Observation
+        # the callbacks, which the meter keeps for good, hold the handle, not the collector
+        handle = OpenTelemetryInstruments(self)
 
         def calls(options: Any) -> Iterator[Any]:
-            for name, snap in self.snapshots().items():
+            for name, snap in handle.snapshots().items():
                 yield observation(snap.count, {"name": name})
 
         def errors(options: Any) -> Iterator[Any]:
-            for name, snap in self.snapshots().items():
+            for name, snap in handle.snapshots().items():
                 yield observation(snap.errors, {"name": name})
 
         def latency(options: Any) -> Iterator[Any]:
-            for name, snap in self.snapshots().items():
+            for name, snap in handle.snapshots().items():
                 for label, value in (
                     ("avg", snap.avg_latency),
                     ("p50", snap.p50),
@@ -461,26 +472,69 @@ class MetricsCollector:
                     yield observation(value, {"name": name, "quantile": label})
 
         def throughput(options: Any) -> Iterator[Any]:
-            for name, snap in self.snapshots().items():
+            for name, snap in handle.snapshots().items():
                 yield observation(snap.throughput, {"name": name})
 
-        return [
-            meter.create_observable_counter(
-                f"{prefix}.calls", callbacks=[calls], unit="{call}", description="Calls measured"
-            ),
-            meter.create_observable_counter(
-                f"{prefix}.errors", callbacks=[errors], unit="{call}", description="Failed calls"
-            ),
-            meter.create_observable_gauge(
-                f"{prefix}.latency", callbacks=[latency], unit="ms", description="Call latency"
-            ),
-            meter.create_observable_gauge(
-                f"{prefix}.throughput",
-                callbacks=[throughput],
-                unit="{call}/s",
-                description="Calls per second over the sliding window",
-            ),
-        ]
+        handle.extend(
+            [
+                meter.create_observable_counter(
+                    f"{prefix}.calls",
+                    callbacks=[calls],
+                    unit="{call}",
+                    description="Calls measured",
+                ),
+                meter.create_observable_counter(
+                    f"{prefix}.errors",
+                    callbacks=[errors],
+                    unit="{call}",
+                    description="Failed calls",
+                ),
+                meter.create_observable_gauge(
+                    f"{prefix}.latency", callbacks=[latency], unit="ms", description="Call latency"
+                ),
+                meter.create_observable_gauge(
+                    f"{prefix}.throughput",
+                    callbacks=[throughput],
+                    unit="{call}/s",
+                    description="Calls per second over the sliding window",
+                ),
+            ]
+        )
+        return handle
+
+
+class OpenTelemetryInstruments(list[Any]):
+    """The instruments :meth:`MetricsCollector.instrument_opentelemetry` made, and the way
+    to detach them.
+
+    OpenTelemetry cannot remove an instrument from its meter, which keeps the callbacks
+    for as long as the meter provider lives. After :meth:`close` those callbacks report
+    nothing and no longer reference the collector, so a collector that is dropped is
+    freed even while the provider lives on. Idempotent; also a context manager.
+    """
+
+    def __init__(self, collector: MetricsCollector) -> None:
+        super().__init__()
+        self._collector: MetricsCollector | None = collector
+
+    @property
+    def closed(self) -> bool:
+        return self._collector is None
+
+    def snapshots(self) -> dict[str, MetricsSnapshot]:
+        """The collector's snapshots by name; empty once closed."""
+        collector = self._collector
+        return {} if collector is None else collector.snapshots()
+
+    def close(self) -> None:
+        """Stop reporting: the instruments stay in the meter but observe nothing."""
+        self._collector = None
+
+    def __enter__(self) -> OpenTelemetryInstruments:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class Measure:
