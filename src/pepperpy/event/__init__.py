@@ -89,6 +89,7 @@ _EXPORTS: dict[str, str] = {
     "MeasureMiddleware": "._metrics",
     "MetricsCollector": "._metrics",
     "MetricsSnapshot": "._metrics",
+    "OpenTelemetryInstruments": "._metrics",
     "RateLimitMiddleware": ".middleware",
     "RetryMiddleware": ".middleware",
     "TimeoutMiddleware": ".middleware",
@@ -147,6 +148,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from ._metrics import MeasureMiddleware as MeasureMiddleware
     from ._metrics import MetricsCollector as MetricsCollector
     from ._metrics import MetricsSnapshot as MetricsSnapshot
+    from ._metrics import OpenTelemetryInstruments as OpenTelemetryInstruments
     from ._patterns import PatternIndex as PatternIndex
     from ._patterns import matches as matches
     from ._processor import Attachment as Attachment
