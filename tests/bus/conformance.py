@@ -14,13 +14,40 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import Event, EventBus, RetryPolicy, Transport, UnknownTopicError
+from pepperpy.event import (
+    Event,
+    EventBus,
+    MemoryTransport,
+    RetryPolicy,
+    Transport,
+    UnknownTopicError,
+)
 from tests.conftest import unique_name
 from tests.helpers import eventually, settle
 
 FAST_RETRY = RetryPolicy.fixed(max_attempts=3, base_delay=0.01)
 
 MakeBus = Callable[..., EventBus]
+
+
+def live_subscriptions(transport: Transport) -> int:
+    """What ``transport`` keeps per registered subscription (its internals, for tests)."""
+    t: Any = transport
+    if isinstance(transport, MemoryTransport):
+        members = sum(len(group.members) for group in t._groups.values())
+        return len(t._index) + len(t._keys) + members
+    kind = type(transport).__name__
+    if kind == "RedisTransport":
+        listener = t._listener
+        feeds = 0 if listener is None else len(listener._feeds) + len(listener._index)
+        return len(t._members) + feeds
+    if kind == "NatsTransport":
+        return sum(1 + len(consumer.members) for consumer in t._consumers.values())
+    if kind == "RabbitMQTransport":
+        members = sum(len(group.members.subscriptions) for group in t._groups.values())
+        # a group's durable queues stay declared for its other members (not counted)
+        return len(t._consumers) + members + len(t._private_queues)
+    raise AssertionError(f"no subscription count for {kind}")
 
 
 class BusConformance:
@@ -258,3 +285,103 @@ class BusConformance:
             await bus.publish(f"{root}.shapes.value", value)
         await eventually(lambda: len(got) == len(values))
         assert got == values
+
+    # -- unsubscribe ---------------------------------------------------------------------
+
+    @pytest.mark.parametrize("group", [None, "solo"])
+    async def test_an_unsubscribed_handler_gets_nothing_more(
+        self, make_bus: MakeBus, root: str, group: str | None
+    ) -> None:
+        bus = make_bus()
+        pattern = f"{root}.u.*"
+        removed: list[int] = []
+        witness: list[int] = []
+
+        @bus.subscribe(pattern, group=group)
+        async def leaving(event: Event) -> None:
+            removed.append(event.data)
+
+        bus.subscribe(pattern)(lambda e: witness.append(e.data))
+        await bus.start()
+        await bus.publish(f"{root}.u.x", 0)
+        await eventually(lambda: removed == [0] and witness == [0])
+        assert await bus.unsubscribe(pattern, leaving, group=group) is True
+        for n in range(1, 6):
+            await bus.publish(f"{root}.u.x", n)
+        await eventually(lambda: len(witness) == 6)
+        await settle()
+        assert removed == [0]
+
+    async def test_a_group_member_that_unsubscribes_leaves_its_share_to_the_others(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        leaving_bus = make_bus()
+        # on a broker the members are two processes' worth of connections; memory:// is
+        # one process, where members of a group share one bus
+        staying_bus = make_bus() if leaving_bus.transport.distributed else leaving_bus
+        pattern = f"{root}.pay.*"
+        left: list[int] = []
+        stayed: list[int] = []
+
+        @leaving_bus.subscribe(pattern, group="pair")
+        async def leaving(event: Event) -> None:
+            left.append(event.data)
+
+        staying_bus.subscribe(pattern, group="pair")(lambda e: stayed.append(e.data))
+        await leaving_bus.start()
+        await staying_bus.start()
+        for n in range(20):  # one key each: spread over every partition / lane
+            await staying_bus.publish(f"{root}.pay.due", n, key=f"k{n}")
+        await eventually(lambda: len(left) + len(stayed) >= 20, timeout=20)
+        assert await leaving_bus.unsubscribe(pattern, leaving, group="pair") is True
+        handled_before = len(left)
+        for n in range(20, 50):
+            await staying_bus.publish(f"{root}.pay.due", n, key=f"k{n}")
+        later = lambda: {n for n in stayed if n >= 20}  # noqa: E731
+        await eventually(lambda: later() == set(range(20, 50)), timeout=20)
+        await settle()
+        assert len(left) == handled_before, "the member that left got events after leaving"
+        assert sorted(left + stayed) == list(range(50)), "no event lost, none handled twice"
+
+    async def test_unsubscribing_what_is_not_subscribed_returns_false(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        bus = make_bus()
+        pattern = f"{root}.x.*"
+
+        async def handler(event: Event) -> None:
+            pass
+
+        async def other(event: Event) -> None:
+            pass
+
+        assert await bus.unsubscribe(pattern, handler) is False  # nothing subscribed yet
+        bus.subscribe(pattern)(handler)
+        await bus.start()
+        assert await bus.unsubscribe(pattern, other) is False
+        assert await bus.unsubscribe(f"{root}.x.#", handler) is False  # another pattern
+        assert await bus.unsubscribe(pattern, handler, group="g") is False  # another group
+        assert await bus.unsubscribe(pattern, handler) is True
+        assert await bus.unsubscribe(pattern, handler) is False
+
+    async def test_subscribe_unsubscribe_cycles_leave_nothing_behind(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        bus = make_bus()
+        kept: list[int] = []
+        bus.subscribe(f"{root}.keep.*")(lambda e: kept.append(e.data))
+        await bus.start()
+        baseline = live_subscriptions(bus.transport)
+        for cycle in range(200):
+            group = "cycling" if cycle % 10 == 0 else None  # joining a group costs more
+
+            async def handler(event: Event) -> None:
+                pass
+
+            bus.subscribe(f"{root}.cycle.*", group=group)(handler)
+            await bus.start()  # registered with the broker
+            assert await bus.unsubscribe(f"{root}.cycle.*", handler, group=group) is True
+        assert live_subscriptions(bus.transport) == baseline
+        assert len(bus._subscriptions) == 1 and len(bus._registrations) == 1
+        await bus.publish(f"{root}.keep.it", 1)
+        await eventually(lambda: kept == [1])

@@ -14,6 +14,7 @@ from pepperpy.event import (
     EventManager,
     EventProcessor,
     EventStore,
+    MemoryTransport,
     PatternError,
     RetryMiddleware,
     RetryPolicy,
@@ -389,8 +390,54 @@ async def test_attach_to_a_bus_subscription_with_a_group() -> None:
         seen.clear()
         for n in range(4):
             await bus.publish("orders.placed", {"n": n})
-        # round-robin still offers events to the detached member, which drops them
-        assert {who for who, _ in seen} == {"first"}
+        # the detached member left the group: every later event reaches the other one
+        assert sorted(n for who, n in seen if who == "first") == [0, 1, 2, 3]
+
+
+async def test_stopping_a_bus_attachment_hands_its_group_share_to_a_replacement() -> None:
+    bus = EventBus(retry_policy=RetryPolicy.NONE)
+    old, new = EventProcessor(), EventProcessor()
+    got_old: list[int] = []
+    got_new: list[int] = []
+    old.handle("#", lambda e: got_old.append(e.data))
+    new.handle("#", lambda e: got_new.append(e.data))
+    async with bus:
+        attachment = old.attach(bus, "orders.#", group="billing")
+        await bus.start()
+        await attachment.stop()
+        new.attach(bus, "orders.#", group="billing")
+        for n in range(10):
+            await bus.publish("orders.created", n, key=str(n))
+    assert got_old == []
+    assert got_new == list(range(10))
+
+
+async def test_attach_and_stop_cycles_leave_no_bus_subscriptions() -> None:
+    bus = EventBus()
+    transport = bus.transport
+    assert isinstance(transport, MemoryTransport)
+    async with bus:
+        for _ in range(300):
+            attachment = EventProcessor().attach(bus, "x.#")
+            await attachment.stop()
+            assert not attachment.running
+        assert bus._subscriptions == [] and len(transport._index) == 0
+
+
+async def test_two_attachments_of_one_processor_stop_independently() -> None:
+    bus = EventBus()
+    processor = EventProcessor()
+    seen: list[int] = []
+    processor.handle("#", lambda e: seen.append(e.data))
+    first = processor.attach(bus, "x.#")
+    second = processor.attach(bus, "x.#")
+    async with bus:
+        await bus.publish("x.y", 1)
+        await first.stop()
+        await bus.publish("x.y", 2)
+        await second.stop()
+        await bus.publish("x.y", 3)
+    assert seen == [1, 1, 2]
 
 
 async def test_attach_to_a_store_subscription_follows_live_appends() -> None:

@@ -45,11 +45,36 @@ class _Delivery:
     clearing the flag still tells ``close()`` the delivery is over.
     """
 
-    __slots__ = ("active", "bus")
+    __slots__ = ("active", "bus", "registration")
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, registration: _Registration) -> None:
         self.bus = bus
+        self.registration = registration
         self.active = True
+
+
+class _Registration:
+    """A subscribed handler and its deliveries in progress (see :meth:`EventBus.unsubscribe`)."""
+
+    __slots__ = ("handler", "idle", "running")
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.running = 0
+        self.idle: asyncio.Future[None] | None = None  # set when running drops to 0
+
+    def finished_one(self) -> None:
+        self.running -= 1
+        idle = self.idle
+        if not self.running and idle is not None and not idle.done():
+            idle.set_result(None)
+
+    async def wait_idle(self) -> None:
+        """Return once no delivery to this handler is in progress."""
+        while self.running:
+            self.idle = asyncio.get_running_loop().create_future()
+            await self.idle
+        self.idle = None
 
 
 _delivery: contextvars.ContextVar[_Delivery | None] = contextvars.ContextVar(
@@ -107,6 +132,12 @@ class EventBus:
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_LIMIT)
         self._subscriptions: list[Subscription] = []
         self._unregistered: list[Subscription] = []
+        self._registrations: dict[Subscription, _Registration] = {}
+        self._name_counts: dict[str, int] = {}
+        self._removing: set[asyncio.Task[None]] = set()
+        #: the loop the bus started on: its connections and consumers live there
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed_reason = "the EventBus is closed"
         self._error_callbacks: list[Callable[[DeadLetter], Any]] = []
         self._start_lock: asyncio.Lock | None = None
         self._started = False
@@ -128,7 +159,7 @@ class EventBus:
         fails is logged and raised again by the next ``start()`` or ``publish()``.
         """
         if self._closed:
-            raise ClosedError("the EventBus is closed")
+            raise ClosedError(self._closed_reason)
         if not isinstance(pattern, str):
             raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
         parse_pattern(pattern)
@@ -149,7 +180,10 @@ class EventBus:
             if not callable(handler):
                 raise TypeError(f"handler must be callable, got {handler!r}")
             name = self._subscription_name(pattern, group, handler)
-            sub = Subscription(pattern, self._deliverer(handler, pattern, group), group, name)
+            registration = _Registration(handler)
+            deliver = self._deliverer(registration, pattern, group)
+            sub = Subscription(pattern, deliver, group, name)
+            self._registrations[sub] = registration
             self._subscriptions.append(sub)
             self._unregistered.append(sub)
             if self._started:
@@ -179,6 +213,77 @@ class EventBus:
                 "the next start() or publish() raises this again"
             )
 
+    async def unsubscribe(
+        self, pattern: str, handler: Callable[..., Any], *, group: str | None = None
+    ) -> bool:
+        """Remove ``handler``'s subscriptions to exactly ``pattern`` in ``group``.
+
+        Returns True if any was removed, False if there was none (like
+        :meth:`EventManager.off`; handlers compare with ``==``). Returns once the handler
+        gets nothing more and its deliveries in progress have finished. A group member
+        leaves the group: its share of later events goes to the remaining members, in
+        this process or others, and nothing is lost; the group stays on the broker for
+        them. Called from the handler being removed, it returns at once and the removal
+        completes after that handler returns (waiting would wait for the caller itself).
+        """
+        if not isinstance(pattern, str):
+            raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+        removed = [
+            sub
+            for sub in self._subscriptions
+            if sub.pattern == pattern
+            and sub.group == group
+            and self._registrations[sub].handler == handler
+        ]
+        if not removed:
+            return False
+        for sub in removed:
+            self._subscriptions.remove(sub)
+        if self._closed:  # the broker side went (or goes) with close()
+            for sub in removed:
+                self._forget(sub)
+            return True
+        self._check_loop()
+        current = _delivery.get()
+        if (
+            current is not None
+            and current.active
+            and current.bus is self
+            and any(self._registrations[sub] is current.registration for sub in removed)
+        ):
+            task = asyncio.get_running_loop().create_task(self._remove(removed))
+            self._removing.add(task)
+            task.add_done_callback(self._removed)
+            return True
+        await self._remove(removed)
+        return True
+
+    async def _remove(self, subs: list[Subscription]) -> None:
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        try:
+            async with self._start_lock:  # a registration under way finishes first
+                for sub in subs:
+                    if sub in self._unregistered:
+                        self._unregistered.remove(sub)
+                    elif self._started and not self._closed:
+                        await self.transport.unsubscribe(sub)
+            for sub in subs:
+                await self._registrations[sub].wait_idle()
+        finally:
+            for sub in subs:
+                self._forget(sub)
+
+    def _forget(self, sub: Subscription) -> None:
+        self._registrations.pop(sub, None)
+        if sub in self._unregistered:
+            self._unregistered.remove(sub)
+
+    def _removed(self, task: asyncio.Task[None]) -> None:
+        self._removing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("unsubscribing failed", exc_info=task.exception())
+
     def _subscription_name(self, pattern: str, group: str | None, handler: Handler) -> str:
         if group is not None:
             base = f"{group}|{pattern}"
@@ -186,20 +291,27 @@ class EventBus:
             qualname = getattr(handler, "__qualname__", type(handler).__qualname__)
             module = getattr(handler, "__module__", "")
             base = f"{module}.{qualname}|{pattern}"
-        same = sum(1 for s in self._subscriptions if s.name.startswith(_digest(base)))
+        digest = _digest(base)
+        # counted over the bus's life, not over the subscriptions left: a name that an
+        # unsubscribed handler had is never given to another one (brokers may still hold
+        # its queue or consumer)
+        same = self._name_counts.get(digest, 0)
+        self._name_counts[digest] = same + 1
         suffix = f"-{same}" if same and group is None else ""
-        return _digest(base) + suffix
+        return digest + suffix
 
     def _deliverer(
-        self, handler: Handler, pattern: str, group: str | None
+        self, registration: _Registration, pattern: str, group: str | None
     ) -> Callable[[Event], Any]:
+        handler = registration.handler
         is_async = is_async_callable(handler)
         policy = self.retry_policy
 
         async def deliver(event: Event) -> None:
             attempt = 1
-            marker = _Delivery(self)
+            marker = _Delivery(self, registration)
             token = _delivery.set(marker)
+            registration.running += 1
             try:
                 while True:
                     try:
@@ -224,6 +336,7 @@ class EventBus:
                     return
             finally:
                 marker.active = False
+                registration.finished_one()
                 try:
                     _delivery.reset(token)
                 except ValueError:  # finished in another context than it started in
@@ -317,9 +430,11 @@ class EventBus:
         if key is not None:
             event.metadata[PARTITION_KEY] = key
         if self._closed:
-            raise ClosedError("the EventBus is closed")
+            raise ClosedError(self._closed_reason)
         if not self._started or self._unregistered:
             await self.start()
+        elif self._loop is not asyncio.get_running_loop():
+            self._check_loop()
         await self.transport.publish(event, key=key)
         return event
 
@@ -346,14 +461,16 @@ class EventBus:
         to consume without publishing.
         """
         if self._closed:
-            raise ClosedError("the EventBus is closed")
+            raise ClosedError(self._closed_reason)
+        self._check_loop()
         if self._start_lock is None:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
             if self._closed:
-                raise ClosedError("the EventBus is closed")
+                raise ClosedError(self._closed_reason)
             if not self._started:
                 await self.transport.start()
+                self._loop = asyncio.get_running_loop()
                 self._started = True
             while self._unregistered:
                 sub = self._unregistered[0]
@@ -369,6 +486,12 @@ class EventBus:
         The shutdown then completes after that handler returns; a later ``close()`` (or
         the end of ``async with``) waits for it.
         """
+        loop = self._loop
+        if loop is not None and loop is not asyncio.get_running_loop():
+            if loop.is_running():  # a loop in another thread: close there
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.close(), loop))
+                return
+            self._drop_loop()  # that loop has ended: nothing of it can be awaited
         closing = self._closing
         if closing is None:
             self._closed = True
@@ -378,6 +501,47 @@ class EventBus:
         if current is not None and current.active and current.bus is self:
             return
         await asyncio.shield(closing)
+
+    def _check_loop(self) -> None:
+        """Refuse to work from another event loop than the one the bus started on.
+
+        Broker connections, consumer tasks and futures belong to that loop. If it has
+        ended (a second ``asyncio.run``), the bus is dropped and closed for good.
+        """
+        loop = self._loop
+        if loop is None or loop is asyncio.get_running_loop():
+            return
+        if loop.is_running():
+            raise ClosedError(
+                "this EventBus was started on an event loop running in another thread; "
+                "use it from that loop (asyncio.run_coroutine_threadsafe), or give this "
+                "loop an EventBus of its own"
+            )
+        self._drop_loop()
+        raise ClosedError(self._closed_reason)
+
+    def _drop_loop(self) -> None:
+        """Forget the connections and consumers of the loop the bus started on, which ended.
+
+        They cannot be closed gracefully (closing awaits that loop); the transport drops
+        them. The bus is closed from then on: its subscriptions stopped with that loop.
+        """
+        self._closed = True
+        self._closed_reason = (
+            "this EventBus was started on an event loop that has ended (a previous "
+            "asyncio.run); its broker connections and consumers ended with that loop. "
+            "Create the EventBus inside the asyncio.run that uses it, or keep one loop; "
+            "close() it before its loop ends"
+        )
+        self._loop = None
+        self._started = False
+        self._start_lock = None
+        self._closing = self._registering = None
+        self._removing.clear()
+        try:
+            self.transport.abandon()
+        except Exception:
+            logger.exception("dropping the connections of an ended event loop failed")
 
     async def _shutdown(self) -> None:
         registering = self._registering

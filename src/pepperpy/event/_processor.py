@@ -235,8 +235,8 @@ class EventProcessor:
             return Attachment(self, _ManagerLink(source, topic, self.process))
         if is_bus:
             topic = "#" if pattern is None else pattern
-            link = _BusLink()
-            source.subscribe(topic, group=group)(link.gate(self.process))
+            link = _BusLink(source, topic, group, self.process)
+            source.subscribe(topic, group=group)(link.deliver)
             return Attachment(self, link)
         if callable(getattr(source, "subscribe", None)) and callable(
             getattr(source, "append", None)
@@ -285,21 +285,34 @@ class _ManagerLink:
 
 
 class _BusLink:
-    """A bus cannot unsubscribe, so detaching closes a gate in front of the processor."""
+    """A bus subscription feeding a processor; stopping unsubscribes it.
 
-    def __init__(self) -> None:
+    The subscribed handler is this link's own ``deliver`` (not ``process`` itself), so
+    two attachments of one processor to one pattern are two subscriptions, and stopping
+    one leaves the other in place.
+    """
+
+    def __init__(
+        self,
+        bus: Any,
+        pattern: str,
+        group: str | None,
+        process: Callable[[Event], Awaitable[None]],
+    ) -> None:
+        self.bus = bus
+        self.pattern = pattern
+        self.group = group
+        self.process = process
         self.open = True
 
-    def gate(self, process: Callable[[Event], Awaitable[None]]) -> Callable[[Event], Any]:
-        async def deliver(event: Event) -> None:
-            if self.open:
-                await process(event)
-
-        deliver.__qualname__ = f"EventProcessor.attach.{getattr(process, '__qualname__', '')}"
-        return deliver
+    async def deliver(self, event: Event) -> None:
+        await self.process(event)
 
     async def stop(self) -> None:
-        self.open = False
+        """Unsubscribe: a group member leaves its group, whose other members get the rest."""
+        if self.open:
+            self.open = False
+            await self.bus.unsubscribe(self.pattern, self.deliver, group=self.group)
 
     async def wait(self) -> None:
         return None

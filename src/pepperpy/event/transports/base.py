@@ -16,18 +16,28 @@ Contract, checked by the bus conformance suite (``tests/bus/conformance.py``):
 * ``sub.deliver(event)`` is called for each delivery. It returns normally when the event is
   done with (handled, or dead-lettered by the bus); if it raises, or the process dies
   before it returns, the transport must deliver the event again (at-least-once).
+* ``unsubscribe(sub)`` stops delivering to ``sub`` (registered before with ``subscribe``)
+  and returns once its deliveries in progress have finished. A group member leaves the
+  group, so the broker hands its share to the remaining members; the group itself (its
+  queue, consumer group or durable consumer) stays for them.
 * ``close()`` stops consuming, waits for deliveries in progress, and releases resources.
+* ``abandon()`` (synchronous) drops the connections of an event loop that has ended,
+  without awaiting anything: the bus calls it instead of ``close()`` then.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+from .._errors import TransportError
 from .._event import Event
 
-__all__ = ["Subscription", "Transport"]
+__all__ = ["Subscription", "Transport", "shutdown_sockets"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,6 +79,38 @@ class Transport(abc.ABC):
     async def subscribe(self, subscription: Subscription) -> None:
         """Register ``subscription`` and start delivering to it."""
 
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop delivering to ``subscription``; return once its deliveries in progress end.
+
+        A member of a group leaves it (the remaining members get its share); what the
+        group keeps on the broker is left for them. Every shipped transport implements
+        it; a custom transport that does not cannot have subscriptions removed.
+        """
+        raise TransportError(f"{type(self).__name__} does not implement unsubscribe()")
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop consuming, finish deliveries in progress, release connections."""
+
+    def abandon(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Drop the connections of the event loop this transport started on, which ended.
+
+        Called by the bus, instead of :meth:`close`, when it is closed from another loop
+        after its own ended: nothing of the old loop can be awaited any more. Best effort
+        and synchronous; shutting the sockets lets the broker see the consumers go (and
+        hand their unacknowledged events to other members) at once.
+        """
+
+
+def shutdown_sockets(writers: Iterable[Any]) -> None:
+    """Shut down the sockets under asyncio ``StreamWriter``s whose event loop has ended.
+
+    Their loop cannot run ``close()`` any more; shutting the socket down still tells the
+    peer the connection is gone. The file descriptor goes with the transport object.
+    """
+    for writer in writers:
+        transport = getattr(writer, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)

@@ -18,11 +18,12 @@ logger = logging.getLogger("pepperpy.event.transports.memory")
 
 
 class _Group:
-    __slots__ = ("members", "turn")
+    __slots__ = ("key", "members", "turn")
 
     def __init__(self) -> None:
         self.members: list[Subscription] = []
         self.turn = itertools.count()
+        self.key = 0  # its key in the pattern index
 
     def next_member(self) -> Subscription:
         return self.members[next(self.turn) % len(self.members)]
@@ -43,6 +44,7 @@ class MemoryTransport(Transport):
     def __init__(self) -> None:
         self._index: PatternIndex[Subscription | _Group] = PatternIndex()
         self._groups: dict[tuple[str, str], _Group] = {}
+        self._keys: dict[Subscription, int] = {}  # ungrouped subscription -> its index key
         self._in_progress: set[asyncio.Future[Any]] = set()
         self._closed = False
 
@@ -71,14 +73,36 @@ class MemoryTransport(Transport):
 
     async def subscribe(self, subscription: Subscription) -> None:
         if subscription.group is None:
-            self._index.add(subscription.pattern, subscription)
+            self._keys[subscription] = self._index.add(subscription.pattern, subscription)
             return
         group_key = (subscription.group, subscription.pattern)
         group = self._groups.get(group_key)
         if group is None:
             group = self._groups[group_key] = _Group()
-            self._index.add(subscription.pattern, group)
+            group.key = self._index.add(subscription.pattern, group)
         group.members.append(subscription)
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        """Deliver nothing more to ``subscription``; a group's next events go to the others.
+
+        Deliveries already started finish in their publisher's ``publish`` call.
+        """
+        if subscription.group is None:
+            key = self._keys.pop(subscription, None)
+            if key is not None:
+                self._index.remove(subscription.pattern, key)
+            return
+        group_key = (subscription.group, subscription.pattern)
+        group = self._groups.get(group_key)
+        if group is None or subscription not in group.members:
+            return
+        group.members.remove(subscription)
+        if not group.members:
+            del self._groups[group_key]
+            self._index.remove(subscription.pattern, group.key)
+
+    def abandon(self) -> None:
+        self._in_progress.clear()  # tasks of a loop that ended: nothing to wait for
 
     async def close(self) -> None:
         self._closed = True

@@ -15,7 +15,7 @@ from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._event import Event
-from ..base import Subscription, Transport
+from ..base import Subscription, Transport, shutdown_sockets
 from ._consumer import Consumer
 from ._options import parse_url
 from ._subjects import ANY_LANE, key_lane, subject_filter, topic_subject
@@ -316,6 +316,28 @@ class NatsTransport(Transport):
             ) from exc
         self._consumers[name] = consumer
 
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop delivering to ``subscription`` once what it received is done.
+
+        Another member of its group in this process takes its turns. The last one drains
+        its queue subscriptions (so JetStream delivers the group's events to the members
+        in other processes) but leaves the durable consumers in place for them; an
+        ungrouped subscription's consumer is deleted.
+        """
+        if subscription.group is not None:
+            name = f"g_{subscription.name}"
+        else:
+            name = f"u_{subscription.name}_{self._instance}"
+        consumer = self._consumers.get(name)
+        if consumer is None or subscription not in consumer.members:
+            return
+        if len(consumer.members) > 1:
+            consumer.members.remove(subscription)
+            return
+        del self._consumers[name]
+        await consumer.close()  # delivers what it received to its last member first
+        consumer.members.remove(subscription)
+
     # -- shutdown ---------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -333,6 +355,16 @@ class NatsTransport(Transport):
         nc, self._nc, self._js = self._nc, None, None
         if nc is not None and not nc.is_closed:
             await nc.close()
+
+    def abandon(self) -> None:
+        """Drop the connection of an event loop that ended; shut its socket down."""
+        self._closed = True
+        self._consumers.clear()
+        nc, self._nc, self._js = self._nc, None, None
+        self._ticker = self._restoring = None
+        if nc is not None:
+            transport = getattr(nc, "_transport", None)
+            shutdown_sockets([getattr(transport, "_io_writer", None)])
 
     async def delete_stream(self) -> bool:
         """Delete the stream with every event and consumer on it (durable groups too).

@@ -39,6 +39,9 @@ class Members:
     def add(self, subscription: Subscription) -> None:
         self.subscriptions.append(subscription)
 
+    def remove(self, subscription: Subscription) -> None:
+        self.subscriptions.remove(subscription)
+
     def pick(self) -> Subscription:
         subs = self.subscriptions
         if len(subs) == 1:
@@ -130,11 +133,13 @@ class Consumer:
         self._lanes: dict[str, deque[tuple[Event, int, _Acks]]] = {}
         self._running: set[asyncio.Future[Any]] = set()
         self.last_delivery = 0.0
+        self.queue_name: str | None = None  # known once open() declared it
 
     async def open(self) -> None:
         """Open a channel, declare the queue and start consuming (back of the line)."""
         channel = await self.transport._channel()
         queue = await self._declare(channel, self.pattern)
+        self.queue_name = queue.name
         self._generation += 1
         generation = self._generation
         self._channel = channel

@@ -111,7 +111,7 @@ class Group:
                 self.queue_names[0], durable=True, arguments=transport._group_queue_arguments()
             )
             await queue.bind(transport.exchange_name, routing_key=self.pattern)
-            transport._declared_queues.append(self.queue_names[0])
+            transport._declared(queue=self.queue_names[0])
         else:
             fallback = await channel.declare_exchange(
                 f"{self.base}.nolane", aio_pika.ExchangeType.FANOUT, durable=True
@@ -122,12 +122,12 @@ class Group:
                 durable=True,
                 arguments={"alternate-exchange": fallback.name},
             )
-            transport._declared_exchanges += [fallback.name, lanes.name]
+            transport._declared(exchanges=(fallback.name, lanes.name))
             for index, name in enumerate(self.queue_names):
                 queue = await channel.declare_queue(
                     name, durable=True, arguments=transport._group_queue_arguments()
                 )
-                transport._declared_queues.append(name)
+                transport._declared(queue=name)
                 for lane in range(index, LANES, len(self.queue_names)):
                     await queue.bind(lanes, arguments={"x-match": "all", LANE_HEADER: lane})
                 if index == 0:
@@ -146,6 +146,27 @@ class Group:
         else:
             with contextlib.suppress(Exception):
                 await channel.close()
+
+    async def close(self) -> None:
+        """Leave the group: finish deliveries in progress, then close this member's channels.
+
+        The broker then hands each partition queue to the next waiting member (single
+        active consumer) with the prefetched, unstarted messages back in it, in order;
+        the presence queue's count drops, so the others rebalance for one member less.
+        """
+        self.stop_rebalancing()
+        for consumer in self.consumers:
+            consumer.pause()
+        await asyncio.gather(*(consumer.finish_running() for consumer in self.consumers))
+        await asyncio.gather(*(consumer.close_channel() for consumer in self.consumers))
+        control, self._control = self._control, None
+        if control is not None:
+            with contextlib.suppress(Exception):
+                await control.close()
+
+    def abandon(self) -> None:
+        """Forget the rebalancing task (its loop ended)."""
+        self._rebalancer = self._control = None
 
     def stop_rebalancing(self) -> None:
         if self._rebalancer is not None:

@@ -15,7 +15,7 @@ from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, PatternError, TransportError
 from ..._event import Event
 from ..._patterns import parse_pattern
-from ..base import Subscription, Transport
+from ..base import Subscription, Transport, shutdown_sockets
 from ._config import (
     CONTENT_TYPE,
     LANE_HEADER,
@@ -187,6 +187,17 @@ class RabbitMQTransport(Transport):
             with contextlib.suppress(Exception):
                 await connection.close()
 
+    def abandon(self) -> None:
+        """Drop the connection of an event loop that ended; shut its socket down."""
+        self._closed = True
+        for group in self._groups.values():
+            group.abandon()
+        self._consumers = []
+        self._groups = {}
+        connection, self._connection, self._publisher = self._connection, None, None
+        underlay = getattr(connection, "transport", None)  # the aiormq connection
+        shutdown_sockets([getattr(underlay, "_Connection__writer", None)])
+
     async def delete_topology(self) -> None:
         """Delete the exchange and every group queue and exchange this transport declared.
 
@@ -334,6 +345,53 @@ class RabbitMQTransport(Transport):
         group = Group(self, base, subscription)
         await group.open()
         self._groups[subscription.name] = group
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop delivering to ``subscription`` once its deliveries in progress are done.
+
+        Another member of its group in this process takes its turns. The last one closes
+        its channels, which hands the partition queues (and the messages it had prefetched
+        but not started, in order) to the members in other processes, and leaves the
+        group's presence queue; the durable group queues stay. An ungrouped
+        subscription's queue is deleted.
+        """
+        if subscription.group is not None:
+            group = self._groups.get(subscription.name)
+            if group is None or subscription not in group.members.subscriptions:
+                return
+            if len(group.members.subscriptions) > 1:
+                group.members.remove(subscription)
+                return
+            del self._groups[subscription.name]
+            for consumer in group.consumers:
+                self._consumers.remove(consumer)
+            await group.close()
+            return
+        for consumer in self._consumers:
+            if consumer.members.subscriptions == [subscription]:
+                break
+        else:
+            return
+        self._consumers.remove(consumer)
+        consumer.pause()
+        await consumer.finish_running()
+        await consumer.close_channel()
+        name = consumer.queue_name
+        if name is not None and name in self._private_queues:
+            self._private_queues.remove(name)
+            self._declared_queues.remove(name)
+            if self._publisher is not None:
+                with contextlib.suppress(Exception):
+                    await self._publisher.queue_delete(name)
+
+    def _declared(self, *, queue: str | None = None, exchanges: tuple[str, ...] = ()) -> None:
+        """Remember a queue or exchanges for :meth:`delete_topology` (once each: a group
+        joined again after leaving declares the same ones)."""
+        if queue is not None and queue not in self._declared_queues:
+            self._declared_queues.append(queue)
+        for name in exchanges:
+            if name not in self._declared_exchanges:
+                self._declared_exchanges.append(name)
 
     async def _channel(self) -> AbstractRobustChannel:
         if self._connection is None:

@@ -167,6 +167,7 @@ class GroupMember:
         self._assigned: set[int] = set()  # held and ours: a worker consumes each
         self._releasing: set[int] = set()  # held but assigned elsewhere: give back
         self._workers: dict[int, asyncio.Task[None]] = {}
+        self._readers: dict[int, Redis] = {}  # each worker's connection for blocking reads
         self._blocked: dict[int, int] = {}  # partition -> Redis client id of its blocked read
         self._sleeping: set[int] = set()  # partitions whose worker pauses (safe to cancel)
         self._unblocking: set[asyncio.Task[None]] = set()
@@ -296,6 +297,13 @@ class GroupMember:
         with contextlib.suppress(*self._unreachable, self._response_error):
             await self._client.client_unblock(client_id)
 
+    def abandon(self) -> list[Redis]:
+        """Forget the workers (their loop ended); return the reader clients they held."""
+        self._stopping = True
+        self._workers.clear()
+        readers, self._readers = list(self._readers.values()), {}
+        return readers
+
     def _spawn(self, p: int) -> None:
         self._workers[p] = asyncio.get_running_loop().create_task(
             self._consume(p), name=f"pepperpy-redis-{self.group}-{p}"
@@ -331,7 +339,7 @@ class GroupMember:
         # a connection of its own for blocking reads, outside the shared pool: pinning one
         # of the shared pool's per held partition would let a few group subscriptions use
         # up its limit (docs/transport-redis.md, "Connections")
-        reader = self._new_reader()
+        reader = self._readers[p] = self._new_reader()
         try:
             if p in self._assigned:
                 await self._consume_assigned(p, reader)
@@ -341,6 +349,8 @@ class GroupMember:
         finally:
             self._sleeping.discard(p)
             self._blocked.pop(p, None)
+            if self._readers.get(p) is reader:
+                del self._readers[p]
             with contextlib.suppress(*self._unreachable, self._response_error):
                 await reader.aclose()
             await self._worker_done(p)

@@ -85,7 +85,17 @@ class Listener:
             )
         feed = Feed(sub, self, self._client, self._options, self._unreachable, self._pool_full)
         self._feeds.append(feed)
-        self._index.add(sub.pattern, feed)
+        feed.key = self._index.add(sub.pattern, feed)
+
+    async def remove(self, sub: Subscription) -> None:
+        """Take nothing more for ``sub``; return once the events it was handed are done."""
+        for feed in self._feeds:
+            if feed.sub is sub:
+                self._feeds.remove(feed)
+                self._index.remove(sub.pattern, feed.key)
+                feed.stopping = True
+                await feed.close()
+                return
 
     async def _mark_positions(self) -> None:
         """Remember each stream's last entry id: reading starts right after it."""
@@ -170,7 +180,8 @@ class Listener:
                 if feed.full(p) and not await feed.room(p):
                     feed.fall_behind(p)  # this entry and what follows: it reads them itself
                     continue
-                feed.take(p, position, entry_id, event)
+                if not feed.stopping:  # unsubscribed while we waited for room
+                    feed.take(p, position, entry_id, event)
 
 
 class Feed:
@@ -204,6 +215,8 @@ class Feed:
         self._room_waiter: tuple[int, asyncio.Future[bool]] | None = None
         self._catching_up: asyncio.Task[None] | None = None
         self._waiting = False  # the catch-up task waits for room (safe to cancel)
+        self.key = 0  # its key in the listener's pattern index
+        self.stopping = False  # unsubscribed: read nothing more
 
     def wants(self, p: int, position: StreamId) -> bool:
         """True if the shared reader's entry at ``position`` of ``p`` is for this feed."""
@@ -232,7 +245,7 @@ class Feed:
     def fall_behind(self, p: int) -> None:
         """Stop taking ``p`` from the shared reader; read it here until caught up."""
         self._behind.add(p)
-        if self._catching_up is None and not self._listener.stopping:
+        if self._catching_up is None and not (self._listener.stopping or self.stopping):
             self._catching_up = asyncio.get_running_loop().create_task(
                 self._catch_up(), name=f"pepperpy-redis-catch-up-{self.sub.pattern}"
             )
@@ -292,7 +305,7 @@ class Feed:
         backoff = Backoff(self._options.max_backoff)
         listener = self._listener
         try:
-            while self._behind and not listener.stopping:
+            while self._behind and not (listener.stopping or self.stopping):
                 for p in list(self._behind):
                     if self._taken[p] >= listener.ids[p]:
                         self._behind.discard(p)  # caught up: the shared reader feeds it again

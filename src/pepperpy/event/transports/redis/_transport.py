@@ -12,7 +12,7 @@ from ..._deadletter import DEAD_LETTER_PREFIX, dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._event import Event
-from ..base import Subscription, Transport
+from ..base import Subscription, Transport, shutdown_sockets
 from ._config import RedisOptions, parse_url, partition_of
 from ._group import GroupMember
 from ._listener import Listener
@@ -177,6 +177,25 @@ class RedisTransport(Transport):
                 logger.error("closing a Redis consumer failed", exc_info=outcome)
         if self._client is not None:
             await self._client.aclose()
+
+    def abandon(self) -> None:
+        """Drop the clients of an event loop that ended; shut their sockets down."""
+        self._closed = True
+        clients: list[Any] = [self._client]
+        for member in self._members:
+            clients += member.abandon()
+        self._client = self._listener = self._trimmer = self._sender = None
+        self._members = []
+        self._queue = []
+        writers: list[Any] = []
+        for client in clients:
+            pool = getattr(client, "connection_pool", None)
+            for connection in [
+                *getattr(pool, "_available_connections", ()),
+                *getattr(pool, "_in_use_connections", ()),
+            ]:
+                writers.append(getattr(connection, "_writer", None))
+        shutdown_sockets(writers)
 
     async def __aenter__(self) -> RedisTransport:
         await self.start()
@@ -361,6 +380,23 @@ class RedisTransport(Transport):
         )
         await self._retrying(f"joining group {subscription.group!r}", client, member.start)
         self._members.append(member)
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop delivering to ``subscription`` once its events in progress are done.
+
+        A group member acknowledges what it finished, gives its partition leases back and
+        leaves the member set, so the other members take its partitions (and claim what
+        it left pending) at their next heartbeat; the consumer group stays.
+        """
+        if subscription.group is None:
+            if self._listener is not None:
+                await self._listener.remove(subscription)
+            return
+        for member in self._members:
+            if member.sub is subscription:
+                self._members.remove(member)
+                await member.close()
+                return
 
     # -- housekeeping -----------------------------------------------------------------
 
