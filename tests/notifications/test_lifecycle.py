@@ -228,3 +228,28 @@ def test_webhook_close_from_one_loop_closes_another_running_loops_client(
         other.call_soon_threadsafe(other.stop)
         thread.join(5)
         other.close()
+
+
+@pytest.mark.parametrize("group", [None, "notifications"])
+async def test_close_leaves_the_attached_manager_and_bus(group: str | None) -> None:
+    # the handlers used to stay subscribed: later events reached a closed system and
+    # every one of them failed with ClosedError inside the bus's and manager's handlers
+    from pepperpy.event import Event, EventBus, EventManager
+
+    notifications = NotificationSystem()
+    seen: list[str] = []
+    notifications.on("user.*", lambda event: seen.append(event.type))
+    manager = EventManager()
+    async with EventBus(retry_policy=RetryPolicy.NONE) as bus:
+        notifications.attach(manager)
+        notifications.attach(bus, group=group)
+        await manager.emit("user.one")
+        await bus.publish("user.two")
+        assert seen == ["user.one", "user.two"]
+        await notifications.close()
+        await manager.emit("user.three")
+        await bus.publish("user.four")
+        assert seen == ["user.one", "user.two"]
+        assert not manager.dead_letters and not bus.dead_letters
+        assert manager.handlers("user.three") == []
+        assert isinstance(await manager.emit("user.five"), Event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import hashlib
@@ -511,6 +512,21 @@ class NotificationSystem:
         if self._closed:
             raise ClosedError("the notification system is closed")
 
+    async def _detach(self, grace: float) -> None:
+        """Leave every manager and bus ``attach`` joined (their handlers get nothing more)."""
+        detaching = [
+            _unsubscribe(target, group, pattern, wrapped)
+            for target, group in self._attached
+            for pattern, wrapped in self._registrations
+        ]
+        self._attached.clear()
+        if detaching:
+            try:
+                async with asyncio.timeout(grace):
+                    await asyncio.gather(*detaching)
+            except TimeoutError:
+                logger.warning("close(): leaving the attached buses took over %ss", grace)
+
     async def close(self, *, grace: float = CLOSE_GRACE) -> None:
         """Stop retries, let tries under way finish, then release every channel.
 
@@ -548,6 +564,7 @@ class NotificationSystem:
                     len(running),
                     grace,
                 )
+        await self._detach(grace)
         await self.idempotency.close()
         seen: set[int] = set()
         for route in self._routes.values():
@@ -652,14 +669,28 @@ def _in_context(handler: Callable[..., Any]) -> Callable[[Event], Any]:
     return handle
 
 
+def _bus_group(group: str | None, pattern: str, handler: Callable[..., Any]) -> str | None:
+    """The consumer group of ``handler`` on a bus: one per handler and pattern."""
+    if group is None:
+        return None
+    name = f"{handler.__module__}.{handler.__qualname__}|{pattern}"
+    return f"{group}-{hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:12]}"
+
+
 def _subscribe(
     target: EventManager | EventBus, group: str | None, pattern: str, handler: Callable[..., Any]
 ) -> None:
     if isinstance(target, EventManager):
         target.on(pattern, handler)
         return
-    bus_group = None
-    if group is not None:
-        name = f"{handler.__module__}.{handler.__qualname__}|{pattern}"
-        bus_group = f"{group}-{hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:12]}"
-    target.subscribe(pattern, group=bus_group)(handler)
+    target.subscribe(pattern, group=_bus_group(group, pattern, handler))(handler)
+
+
+async def _unsubscribe(
+    target: EventManager | EventBus, group: str | None, pattern: str, handler: Callable[..., Any]
+) -> None:
+    if isinstance(target, EventManager):
+        await target.off(pattern, handler)
+        return
+    with contextlib.suppress(ClosedError):  # a bus closed, or started on an ended loop
+        await target.unsubscribe(pattern, handler, group=_bus_group(group, pattern, handler))
