@@ -318,6 +318,22 @@ class StoreConformance:
         assert result.next_expected_version == 1
         assert [e.id for e in await store.get_stream("retry.1")] == [known.id, fresh.id]
 
+    async def test_a_retry_returns_the_original_result_whatever_the_order_of_its_ids(
+        self, store: EventStore
+    ) -> None:
+        # found by tests/store/test_model.py: a retry answered with the position of the
+        # batch's last event, not of the last event the original append wrote
+        known = Event("x", {"n": 0})
+        await store.append("retry.1", known)
+        mixed = [Event("x", {"n": 1}), known]  # the new event is written at position 1
+        original = await store.append("retry.1", mixed)
+        assert original == AppendResult(1, 1)
+        assert await store.append("retry.1", mixed) == original  # a retry after a lost reply
+        first, second = Event("x", {"n": 2}), Event("x", {"n": 3})
+        original = await store.append("retry.2", [first, second])
+        assert await store.append("retry.2", [second, first]) == original
+        assert len(await store.read_all()) == 4
+
     async def test_an_event_read_back_and_appended_again_is_a_no_op(
         self, store: EventStore
     ) -> None:

@@ -203,14 +203,17 @@ def plan_append(
 
     ``existing`` maps the ids of this batch that are already visible in the stream to
     their (position, global_position). When every id is there, the batch is a retry:
-    the original :class:`AppendResult` comes back and nothing is written. Otherwise the
+    the original :class:`AppendResult` comes back (that of its event with the greatest
+    position, which the original append wrote last, whatever the order of the ids in
+    the batch) and nothing is written. Otherwise the
     expectation is checked (raising :class:`ConcurrencyError` or
     :class:`StreamDeletedError`) and the indexes of the records still to write come
     back; the caller writes them from ``state.next_position`` on and, when
     ``state.deleted`` (a restart with ``NO_STREAM``), clears the deleted mark.
     """
     if existing and len(existing) == len(ids):
-        position, global_position = existing[ids[-1]]
+        # positions are unique in a stream: the greatest is the one written last
+        position, global_position = max(existing.values())
         return AppendResult(position, global_position)
     actual = state.version
     if state.deleted and expected is not NO_STREAM:
