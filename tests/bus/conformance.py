@@ -385,3 +385,33 @@ class BusConformance:
         assert len(bus._subscriptions) == 1 and len(bus._registrations) == 1
         await bus.publish(f"{root}.keep.it", 1)
         await eventually(lambda: kept == [1])
+
+    # -- membership churn ---------------------------------------------------------------
+
+    async def test_members_joining_and_leaving_lose_nothing_and_dead_letter_nothing(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        bus = make_bus(retry_policy=RetryPolicy.NONE)
+        pattern = f"{root}.job.*"
+        handled: list[int] = []
+        dead: list[Event] = []
+        bus.subscribe(f"deadletter.{root}.job.*")(dead.append)
+
+        async def work(event: Event) -> None:
+            handled.append(event.data)
+            await asyncio.sleep(0.02)
+
+        bus.subscribe(pattern, group="churn")(work)
+        await bus.start()
+        total = 24
+        for n in range(total):  # one key: the whole backlog waits at one member
+            await bus.publish(f"{root}.job.run", n, key="one")
+        for cycle in range(8):  # more joins than any transport's default delivery limit
+            await eventually(lambda c=cycle: len(handled) > c, timeout=10)  # type: ignore[misc]
+            assert await bus.unsubscribe(pattern, work, group="churn") is True
+            bus.subscribe(pattern, group="churn")(work)
+            await bus.start()
+        await eventually(lambda: len(set(handled)) == total or bool(dead), timeout=20)
+        await settle()
+        assert dead == [], f"{len(dead)} events dead-lettered though no handler failed"
+        assert sorted(handled) == list(range(total)), "each event handled once"

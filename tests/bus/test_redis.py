@@ -25,6 +25,7 @@ from pepperpy.event import (
     Event,
     EventBus,
     MissingDependencyError,
+    RetryPolicy,
     Transport,
     TransportError,
 )
@@ -223,6 +224,83 @@ async def test_an_event_whose_delivery_keeps_failing_is_dead_lettered(
     assert letter.metadata["dlattempts"] == 3
     assert letter.metadata["dlgroup"] == "payments"
     assert "delivered 3 times" in letter.metadata["dlreason"]
+
+
+async def _crash(transport: RedisTransport) -> None:
+    """Stop ``transport``'s group members like a SIGKILL would: nothing given back or acked."""
+    t: Any = transport
+    for member in t._members:
+        member._stopping = True
+        tasks = [member._beater, *member._workers.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    t._members = []
+    await transport.close()
+
+
+async def test_members_leaving_and_rejoining_count_no_delivery_of_what_they_never_started(
+    redis_url: str, namespace: str
+) -> None:
+    transport = RedisTransport(redis_url, namespace=namespace, partitions=1, max_deliveries=2)
+    bus = EventBus(transport=transport, retry_policy=RetryPolicy.NONE)
+    handled: list[int] = []
+    dead: list[Event] = []
+    bus.subscribe("deadletter.jobs.*")(dead.append)
+
+    async def work(event: Event) -> None:
+        handled.append(event.data)
+        await asyncio.sleep(0.02)
+
+    bus.subscribe("jobs.*", group="g")(work)
+    async with bus:
+        for n in range(10):
+            await bus.publish("jobs.run", n, key="k")
+        for cycle in range(5):  # each member handles one event, then leaves gracefully
+            await eventually(lambda c=cycle: len(handled) > c)  # type: ignore[misc]
+            await bus.unsubscribe("jobs.*", work, group="g")
+            bus.subscribe("jobs.*", group="g")(work)
+            await bus.start()
+        await eventually(lambda: len(handled) == 10 or bool(dead))
+    assert dead == []
+    assert handled == list(range(10))
+
+
+async def test_an_event_that_kills_its_consumer_each_time_is_still_dead_lettered(
+    redis_url: str, namespace: str
+) -> None:
+    calls: list[int] = []
+    dead: list[Event] = []
+    after = asyncio.Event()
+
+    async def deadly(event: Event) -> None:
+        calls.append(event.data)
+        if event.data == 0:
+            await asyncio.Event().wait()  # "the process dies" in here (see _crash)
+        after.set()
+
+    def make() -> RedisTransport:
+        return RedisTransport(
+            redis_url, namespace=namespace, partitions=1, max_deliveries=3, lease_ttl=0.3
+        )
+
+    async with make() as watcher:
+        await watcher.subscribe(Subscription("deadletter.jobs.*", _collect(dead)))
+        for attempt in range(1, 4):
+            member = make()
+            await member.start()
+            await member.subscribe(Subscription("jobs.*", deadly, group="g", name="g"))
+            if attempt == 1:
+                for n in range(3):  # 1 and 2 wait behind the deadly 0
+                    await member.publish(Event("jobs.run", n, {"partitionkey": "k"}), key="k")
+            await eventually(lambda a=attempt: len(calls) == a)  # type: ignore[misc]
+            await _crash(member)
+        async with make() as last:  # 0 was delivered 3 times: dead-lettered, 1 and 2 run
+            await last.subscribe(Subscription("jobs.*", deadly, group="g", name="g"))
+            await eventually(lambda: len(dead) == 1 and calls[-2:] == [1, 2])
+    assert calls == [0, 0, 0, 1, 2]
+    assert dead[0].data == 0 and dead[0].metadata["dlattempts"] == 3
+    assert after.is_set()
 
 
 async def test_a_group_catches_up_on_what_was_published_while_it_was_away(

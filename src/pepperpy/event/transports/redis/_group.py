@@ -82,18 +82,31 @@ end
 return {held, target}
 """
 
-#: give back leases (only those still ours) and, with ARGV[2] == '1', leave the group.
+#: give back leases (only those still ours), marking each partition that has pending
+#: entries as handed over cleanly, and, with ARGV[2] == '1', leave the group.
+#: KEYS[1] = member set, then the n lease keys, the n handover keys, the n streams;
+#: ARGV = member id, leave flag, how long a handover mark lasts (ms), group name.
 _RELEASE = """
+local n = (#KEYS - 1) / 3
 local released = 0
-for i = 2, #KEYS do
+for i = 2, n + 1 do
   if redis.call('GET', KEYS[i]) == ARGV[1] then
     redis.call('DEL', KEYS[i])
+    local ok, summary = pcall(redis.call, 'XPENDING', KEYS[i + 2 * n], ARGV[4])
+    if ok and tonumber(summary[1]) > 0 then
+      redis.call('SET', KEYS[i + n], '1', 'PX', ARGV[3])
+    else
+      redis.call('DEL', KEYS[i + n])
+    end
     released = released + 1
   end
 end
 if ARGV[2] == '1' then redis.call('ZREM', KEYS[1], ARGV[1]) end
 return released
 """
+
+#: how long (ms) a clean-handover mark waits for the partition's next owner
+HANDOVER_MARK_TTL_MS = 7 * 24 * 3600 * 1000
 
 DeadLetterPublisher = Callable[[Event, str, int], Awaitable[None]]
 
@@ -160,6 +173,10 @@ class GroupMember:
         gid = group_id(sub)
         self.members_key = options.group_key(gid, "members")
         self.lease_keys = [options.group_key(gid, f"lease:{p}") for p in range(options.partitions)]
+        #: set when a member gives a partition back gracefully (see _claim)
+        self.handover_keys = [
+            options.group_key(gid, f"handover:{p}") for p in range(options.partitions)
+        ]
         self._streams = [options.stream(p) for p in range(options.partitions)]
         self._filter = TopicFilter(sub.pattern)
         self._heartbeat_script = client.register_script(_HEARTBEAT)
@@ -212,8 +229,9 @@ class GroupMember:
             await asyncio.wait(list(self._workers.values()), timeout=0.1)
         await self._flush_acks()
         try:
-            keys = [self.members_key, *self.lease_keys]
-            await self._release_script(keys=keys, args=[self.consumer, "1"])
+            keys = [self.members_key, *self.lease_keys, *self.handover_keys, *self._streams]
+            args: list[str | int] = [self.consumer, "1", HANDOVER_MARK_TTL_MS, self.group]
+            await self._release_script(keys=keys, args=args)
             await self._forget_consumer()
         except (*self._unreachable, self._response_error) as exc:
             logger.warning(
@@ -436,8 +454,14 @@ class GroupMember:
             if p in self._releasing:
                 try:
                     await self._flush_acks()  # the next owner must not see them as pending
-                    keys = [self.members_key, self.lease_keys[p]]
-                    await self._release_script(keys=keys, args=[self.consumer, "0"])
+                    keys = [
+                        self.members_key,
+                        self.lease_keys[p],
+                        self.handover_keys[p],
+                        self._streams[p],
+                    ]
+                    args: list[str | int] = [self.consumer, "0", HANDOVER_MARK_TTL_MS, self.group]
+                    await self._release_script(keys=keys, args=args)
                 except (*self._unreachable, self._response_error) as exc:
                     logger.warning(
                         "group %r: could not give back partition %d: %s",
@@ -451,31 +475,68 @@ class GroupMember:
                 self._spawn(p)
 
     async def _claim(self, p: int, client: Redis) -> bool:
-        """Take over partition ``p``'s pending entries and handle them; True when all done."""
+        """Take over partition ``p``'s pending entries and handle them; True when all done.
+
+        Taking an entry over does not count as a delivery of it (``XCLAIM ... JUSTID``):
+        most pending entries were only read ahead by a previous owner, never started, and
+        counting them would dead-letter healthy events after ``max_deliveries`` handovers.
+        A partition's entries are handled one at a time, oldest first, so at most one of
+        them (the oldest pending) may have been in progress when its owner went away. That
+        one is counted, unless the previous owner handed the partition over cleanly (it
+        finished its event in progress and marked the handover, see ``_RELEASE``): a
+        consumer that crashes the process on an event every time thus still has that
+        event dead-lettered after ``max_deliveries`` tries, while members joining and
+        leaving count nothing. The same count applies when our own delivery failed.
+        """
         stream = self._streams[p]
         await self._flush_acks()
-        start: Any = "0-0"
+        clean: Any = await client.getdel(self.handover_keys[p])
+        count_oldest = clean is None
+        start = "-"
         while self._ours(p):
-            next_start, entries, _deleted = await client.xautoclaim(
-                stream, self.group, self.consumer, 0, start, count=self._options.batch_size
+            rows: Any = await client.xpending_range(
+                stream, self.group, start, "+", self._options.batch_size
             )
-            entries = [(entry_id, fields) for entry_id, fields in entries if fields is not None]
-            if entries:
-                rows: Any = await client.xpending_range(
-                    stream,
-                    self.group,
-                    entries[0][0],
-                    entries[-1][0],
-                    len(entries),
-                    consumername=self.consumer,
-                )
-                deliveries = {row["message_id"]: row["times_delivered"] for row in rows}
-                if not await self._run(p, entries, deliveries):
-                    return False
-            if next_start in (b"0-0", "0-0"):
+            if not rows:
                 await self._prune_consumers(p, client)
                 return True
-            start = next_start
+            ids = [row["message_id"] for row in rows]
+            deliveries = {row["message_id"]: row["times_delivered"] for row in rows}
+            pipe = client.pipeline(transaction=False)
+            pipe.xclaim(stream, self.group, self.consumer, 0, ids, justid=True)
+            if count_oldest:  # one more delivery of the one that may have been in progress
+                pipe.xclaim(
+                    stream,
+                    self.group,
+                    self.consumer,
+                    0,
+                    ids[:1],
+                    justid=True,
+                    retrycount=deliveries[ids[0]] + 1,
+                )
+                deliveries[ids[0]] += 1
+                count_oldest = False
+            for entry_id in ids:
+                pipe.xrange(stream, entry_id, entry_id, count=1)
+            results: Any = await pipe.execute()
+            claimed = set(results[0])
+            entries = []
+            gone = []  # trimmed away while pending: nothing to deliver
+            for entry_id, found in zip(ids, results[-len(ids) :], strict=True):
+                if entry_id not in claimed:
+                    continue
+                if found and found[0][1] is not None:
+                    entries.append((entry_id, found[0][1]))
+                else:
+                    gone.append(entry_id)
+            if gone:
+                self._ack_later(p, gone)
+            if entries and not await self._run(p, entries, deliveries):
+                return False
+            if len(rows) < self._options.batch_size:
+                await self._prune_consumers(p, client)
+                return True
+            start = "(" + _text(ids[-1])
         return False
 
     async def _sweep(self, p: int, client: Redis) -> bool:
@@ -618,3 +679,7 @@ class GroupMember:
         """Wait until every queued acknowledgement has reached Redis (or failed)."""
         while self._ack_task is not None:
             await asyncio.shield(self._ack_task)
+
+
+def _text(entry_id: bytes | str) -> str:
+    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
