@@ -132,6 +132,9 @@ class Consumer:
         self._paused = False
         self._lanes: dict[str, deque[tuple[Event, int, _Acks]]] = {}
         self._running: set[asyncio.Future[Any]] = set()
+        #: delivery tag -> message id of messages received but not started (paused, or
+        #: waiting in a lane): a graceful close returns them unstarted
+        self._unstarted: dict[int, str | None] = {}
         self.last_delivery = 0.0
         self.queue_name: str | None = None  # known once open() declared it
 
@@ -153,9 +156,11 @@ class Consumer:
                 if message.channel.is_closed:
                     return  # from before a reconnect: the broker delivers it again
                 acks = self._acks = _Acks(message.channel)  # first message, or reconnected
+                self._unstarted.clear()  # tags of a channel that is gone
             acks.outstanding.add(_tag(message))
-            if self._paused:
-                return  # left unacknowledged: requeued when the channel closes
+            if self._paused:  # left unacknowledged: requeued, unstarted, when the channel closes
+                self._unstarted[_tag(message)] = message.header.properties.message_id
+                return
             await self._on_message(message, acks)
 
         # consume on the raw channel: aio-pika would wrap every message in an object and
@@ -192,9 +197,19 @@ class Consumer:
             await self.open()
 
     async def close_channel(self) -> None:
-        """Close this consumer's channel; its unacknowledged messages return to the queue."""
+        """Close this consumer's channel; its unacknowledged messages return to the queue.
+
+        Call it once the deliveries in progress finished (:meth:`finish_running`): the
+        messages still unacknowledged then were never started, and the transport
+        remembers them as such, so that the quorum queue counting their return as a
+        delivery does not bring them closer to ``delivery_limit``.
+        """
         channel, self._channel = self._channel, None
         self._lanes.clear()
+        unstarted, self._unstarted = self._unstarted, {}
+        if self.group is not None and self.queue_name is not None and unstarted:
+            ids = [message_id for message_id in unstarted.values() if message_id]
+            self.transport._returned_unstarted(self.queue_name, ids)
         if channel is not None:
             with contextlib.suppress(Exception):
                 await channel.close()
@@ -219,6 +234,11 @@ class Consumer:
         limit = self.transport.delivery_limit
         if limit and delivery.redelivered:
             deliveries = _delivery_count(message.header.properties.headers)
+            if self.queue_name is not None:  # returns of ours it never started do not count
+                free = self.transport._free_returns(
+                    self.queue_name, message.header.properties.message_id
+                )
+                deliveries = max(1, deliveries - free)
             if deliveries > limit:
                 try:
                     await self.transport._give_up(event, deliveries, self.group)
@@ -236,6 +256,7 @@ class Consumer:
         lane = self._lanes.get(key)
         if lane is not None:
             lane.append((event, tag, acks))
+            self._unstarted[tag] = message.header.properties.message_id
             return
         self._lanes[key] = lane = deque()
         try:
@@ -249,6 +270,7 @@ class Consumer:
     async def _run(self, event: Event, tag: int, acks: _Acks) -> None:
         if acks.channel.is_closed:
             return  # its connection dropped: the broker gives it to a consumer again
+        self._unstarted.pop(tag, None)
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
@@ -269,6 +291,8 @@ class Consumer:
                 await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
                 return
             acks.ack(tag)
+            if self.group is not None and self.queue_name is not None:
+                self.transport._settled(self.queue_name, event.id)
         finally:
             self._running.discard(task)
 

@@ -8,6 +8,8 @@ import logging
 import os
 import uuid
 import zlib
+from collections import OrderedDict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..._deadletter import dead_letter_event, partition_key
@@ -27,6 +29,9 @@ from ._config import (
 )
 from ._consumer import Consumer, Members
 from ._group import Group
+
+#: most (queue, message) unstarted-return counts a transport remembers
+UNSTARTED_RETURNS_KEPT = 65536
 
 if TYPE_CHECKING:
     from aio_pika.abc import (
@@ -120,6 +125,10 @@ class RabbitMQTransport(Transport):
         self._publisher: AbstractChannel | None = None
         self._consumers: list[Consumer] = []
         self._groups: dict[str, Group] = {}
+        #: (queue, message id) -> times this process returned the message to its group queue
+        #: unstarted (a graceful leave or handover); the quorum queue counted those
+        #: returns as deliveries, the delivery limit does not (see Consumer._on_message)
+        self._unstarted_returns: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._declared_queues: list[str] = []
         self._private_queues: list[str] = []
         self._declared_exchanges: list[str] = [self.exchange_name]
@@ -399,6 +408,26 @@ class RabbitMQTransport(Transport):
         channel = await self._connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=self.prefetch)
         return channel
+
+    def _returned_unstarted(self, queue: str, message_ids: Iterable[str]) -> None:
+        """Remember messages returned to ``queue`` without having been started."""
+        returns = self._unstarted_returns
+        for message_id in message_ids:
+            key = (queue, message_id)
+            returns[key] = returns.pop(key, 0) + 1
+        while len(returns) > UNSTARTED_RETURNS_KEPT:
+            returns.popitem(last=False)
+
+    def _free_returns(self, queue: str, message_id: str | None) -> int:
+        """How many of a message's counted deliveries were unstarted returns of ours."""
+        if message_id is None or not self._unstarted_returns:
+            return 0
+        return self._unstarted_returns.get((queue, message_id), 0)
+
+    def _settled(self, queue: str, message_id: str) -> None:
+        """Forget a message that was acknowledged (it will not come back)."""
+        if self._unstarted_returns:
+            self._unstarted_returns.pop((queue, message_id), None)
 
     def _group_queue_arguments(self) -> dict[str, Any]:
         arguments: dict[str, Any] = {"x-single-active-consumer": True}
