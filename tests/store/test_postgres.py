@@ -383,3 +383,194 @@ async def test_a_group_failing_for_a_lost_server_is_not_retried_in_parts(
         assert attempts == [8]  # one try for the whole group, not one per part
     finally:
         await backend.close()
+
+
+# -- lost connections: at the backend boundary, everything is a StoreError ---------------
+
+
+async def _terminate(admin: asyncpg.Connection, database: str, pid: int | None = None) -> int:
+    """Terminate the backends of ``database`` (only ``pid`` if given) and wait until gone."""
+    where = "datname = $1 AND pid <> pg_backend_pid()" + ("" if pid is None else " AND pid = $2")
+    args: list[object] = [database] if pid is None else [database, pid]
+    # in the select list, the function runs only for the rows the WHERE clause keeps
+    rows = await admin.fetch(
+        f"SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE {where}", *args
+    )
+    killed = [row[0] for row in rows if row[1]]
+    for _ in range(500):
+        if not await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = any($1::int[])", killed
+        ):
+            break
+        await asyncio.sleep(0.01)
+    return len(killed)
+
+
+def _pool_of(store: EventStore) -> asyncpg.Pool:
+    backend = store.backend
+    assert isinstance(backend, PostgresBackend)
+    (on,) = backend._loops.values()
+    return on.pool
+
+
+async def test_an_append_whose_commit_returned_succeeds_when_its_connection_dies_on_release(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The COMMIT returned, then the backend dies while the pool resets the connection:
+    the append is in the log, so it must return (a dict retried after an error would be
+    written twice)."""
+    database = postgres_url.rsplit("/", 1)[1]
+    store = EventStore(postgres_url)
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        async with asyncio.timeout(60):
+            await store.append("warm.1", {"type": "warm.up"})
+            reset = asyncpg.connection.Connection.reset
+            failed_on_release: list[BaseException] = []
+            armed = True
+
+            async def dying_reset(self: asyncpg.Connection, **kwargs: object) -> None:
+                # the pool resets a connection as it takes it back, after the COMMIT
+                nonlocal armed
+                if armed:
+                    armed = False
+                    assert await _terminate(admin, database, self.get_server_pid()) == 1
+                    try:
+                        await reset(self, **kwargs)  # type: ignore[arg-type]
+                    except Exception as exc:
+                        failed_on_release.append(exc)
+                        raise
+                    return
+                await reset(self, **kwargs)  # type: ignore[arg-type]
+
+            monkeypatch.setattr(asyncpg.connection.Connection, "reset", dying_reset)
+            result = await store.append("order.1", {"type": "order.placed", "data": {"n": 1}})
+            assert failed_on_release, "the fault was not injected"
+            assert result.global_position == 1
+            events = await store.get_stream("order.1")
+            assert [(e.position, e.type) for e in events] == [(0, "order.placed")]
+    finally:
+        await admin.close()
+        await store.close()
+
+
+async def test_every_operation_is_tried_again_when_the_server_dropped_its_connection(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled connection whose backend was terminated while it sat idle fails on its
+    next use (with a raw asyncpg error, before); nothing could have committed there, so
+    the store tries once more on a new connection and the caller sees nothing."""
+    database = postgres_url.rsplit("/", 1)[1]
+    store = EventStore(postgres_url)
+    admin = await asyncpg.connect(postgres_url)
+    operations = {
+        "append": lambda: store.append("s.1", Event("t.x")),
+        "read_all": lambda: store.read_all(0),
+        "get_stream": lambda: store.get_stream("s.1"),
+        "stream_version": lambda: store.stream_version("s.1"),
+        "streams": lambda: store.streams(),
+        "save_snapshot": lambda: store.save_snapshot("s.1", {"n": 1}, 0),
+        "load_snapshot": lambda: store.load_snapshot("s.1"),
+        "delete_stream": lambda: store.delete_stream("gone.1"),
+    }
+    try:
+        async with asyncio.timeout(60):
+            await store.append("s.1", Event("t.x"))
+            await store.append("gone.1", Event("t.x"))
+            pool = _pool_of(store)
+            holder_acquire = asyncpg.pool.PoolConnectionHolder.acquire
+            armed = False
+
+            async def acquire_a_dead_one(holder: asyncpg.pool.PoolConnectionHolder) -> object:
+                nonlocal armed
+                connection = await holder_acquire(holder)
+                if armed and holder._pool is pool:
+                    armed = False
+                    await _terminate(admin, database, connection.get_server_pid())
+                return connection
+
+            monkeypatch.setattr(asyncpg.pool.PoolConnectionHolder, "acquire", acquire_a_dead_one)
+            for name, operation in operations.items():
+                armed = True
+                try:
+                    await operation()
+                except Exception as exc:  # pragma: no cover - the failure being tested
+                    raise AssertionError(f"{name} raised {exc!r}") from exc
+                assert not armed, f"{name}: the fault was not injected"
+            monkeypatch.undo()
+            assert len(await store.get_stream("s.1")) == 2  # the append, written once
+            assert await store.stream_version("gone.1") is None
+            assert (await store.load_snapshot("s.1")) is not None
+    finally:
+        await admin.close()
+        await store.close()
+
+
+async def test_a_connection_lost_twice_is_a_store_error_naming_the_operation(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = postgres_url.rsplit("/", 1)[1]
+    store = EventStore(postgres_url)
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        async with asyncio.timeout(60):
+            await store.append("s.1", Event("t.x"))
+            pool = _pool_of(store)
+            holder_acquire = asyncpg.pool.PoolConnectionHolder.acquire
+
+            async def acquire_a_dead_one(holder: asyncpg.pool.PoolConnectionHolder) -> object:
+                connection = await holder_acquire(holder)
+                if holder._pool is pool:  # the server drops it as it is handed out
+                    await _terminate(admin, database, connection.get_server_pid())
+                return connection
+
+            monkeypatch.setattr(asyncpg.pool.PoolConnectionHolder, "acquire", acquire_a_dead_one)
+            for name, operation in [
+                ("read_all", lambda: store.read_all(0)),
+                ("append", lambda: store.append("s.1", Event("t.x"))),
+                ("stream_state", lambda: store.stream_version("s.1")),
+            ]:
+                with pytest.raises(StoreError, match=f"PostgreSQL {name} failed") as caught:
+                    await operation()
+                cause = caught.value.__cause__
+                assert isinstance(cause, asyncpg.InterfaceError | asyncpg.InternalClientError)
+            monkeypatch.undo()
+            assert len(await store.get_stream("s.1")) == 1  # the failed append wrote nothing
+    finally:
+        await admin.close()
+        await store.close()
+
+
+async def test_an_append_whose_connection_dies_at_commit_is_not_retried_and_says_so(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lost while committing, an append may or may not be written: the store must not
+    retry it (a dict would be written twice) and says to retry with the same Event."""
+    database = postgres_url.rsplit("/", 1)[1]
+    store = EventStore(postgres_url)
+    admin = await asyncpg.connect(postgres_url)
+    commits: list[int] = []
+    commit = asyncpg.transaction.Transaction.commit
+
+    async def dying_commit(transaction: asyncpg.transaction.Transaction) -> None:
+        connection = transaction._connection
+        commits.append(connection.get_server_pid())
+        await _terminate(admin, database, connection.get_server_pid())
+        await commit(transaction)
+
+    try:
+        async with asyncio.timeout(60):
+            await store.append("warm.1", {"type": "warm.up"})
+            monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", dying_commit)
+            event = Event("order.placed", {"n": 1})
+            with pytest.raises(StoreError, match="unknown") as caught:
+                await store.append("order.1", event)
+            assert "same Event" in str(caught.value)
+            assert len(commits) == 1  # not retried
+            monkeypatch.undo()
+            await store.append("order.1", event)  # the retry the error advises
+            await store.append("order.1", event)
+            assert [e.id for e in await store.get_stream("order.1")] == [event.id]
+    finally:
+        await admin.close()
+        await store.close()

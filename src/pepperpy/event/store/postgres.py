@@ -26,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import re
 import threading
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._deps import require
@@ -54,6 +55,10 @@ from .base import (
 
 __all__ = ["PostgresBackend"]
 
+logger = logging.getLogger("pepperpy.event.store")
+
+T = TypeVar("T")
+
 CHANNEL = "pepperpy_events"
 #: advisory lock key serialising schema migrations ("pepperpy" in ASCII)
 _MIGRATION_LOCK = 0x7065707065727079
@@ -66,6 +71,8 @@ _REFUSALS = frozenset({"22", "23", "54"})
 #: while the listener is down, waiters re-read this often
 _RECONNECT_INTERVAL = 0.5
 _LISTENER_NAME = "pepperpy-event-listener"
+#: SQLSTATEs saying the server ended the session (connection exceptions are class 08)
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
 
 #: one caller's append waiting for its group commit, and the future it waits on
 _Job = tuple[PendingAppend, "asyncio.Future[AppendResult]"]
@@ -157,6 +164,36 @@ WHERE e.position >= s.first_visible
 """
 
 
+class _Progress:
+    """How far one attempt at a piece of work got: whether ``COMMIT`` may have been sent."""
+
+    __slots__ = ("committing",)
+
+    def __init__(self) -> None:
+        self.committing = False
+
+
+async def _in_transaction(
+    connection: Any, progress: _Progress, body: Callable[[Any], Awaitable[T]]
+) -> T:
+    """Run ``body`` in a transaction, marking ``progress`` just before the ``COMMIT``.
+
+    If ``body`` fails, that error is raised even when the ``ROLLBACK`` fails too (on a
+    lost connection it does; the server rolls back when the session ends).
+    """
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
+        result = await body(connection)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await transaction.rollback()
+        raise
+    progress.committing = True
+    await transaction.commit()
+    return result
+
+
 class _OnLoop:
     """What a store holds on one event loop.
 
@@ -235,6 +272,14 @@ class PostgresBackend(StoreBackend):
         #: the NOTIFY channel: one per schema, so stores in other schemas do not wake us
         self.channel = CHANNEL if self.schema is None else f"{CHANNEL}_{self.schema}"
         self._settings = {} if self.schema is None else {"search_path": self.schema}
+        asyncpg = self._asyncpg
+        #: what asyncpg raises: server errors, client errors, its internal errors, sockets
+        self._errors: tuple[type[Exception], ...] = (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+        )
         #: connections, tasks and waiters of each loop using the store (see ``_OnLoop``)
         self._loops: dict[asyncio.AbstractEventLoop, _OnLoop] = {}
         self._loops_lock = threading.Lock()
@@ -263,10 +308,8 @@ class PostgresBackend(StoreBackend):
             del self._loops[on.loop]
         on.abandon()
 
-    @contextlib.asynccontextmanager
-    async def _connection(
-        self, on: _OnLoop | None = None, *, closing: bool = False
-    ) -> AsyncIterator[Any]:
+    async def _pool(self, on: _OnLoop | None, closing: bool) -> Any:
+        """The loop's pool, opened (and the schema migrated) on first use."""
         if self._closed and not closing:
             raise ClosedError("the event store is closed")
         if on is None:
@@ -275,34 +318,116 @@ class PostgresBackend(StoreBackend):
             on.ready = asyncio.ensure_future(self._open(on))
         ready = on.ready
         try:
-            pool = await asyncio.shield(ready)
+            return await asyncio.shield(ready)
         except BaseException:
             if ready.done() and on.ready is ready:
                 on.ready = None  # try again next time (e.g. the server was down)
             raise
+
+    async def _run(
+        self,
+        what: str,
+        work: Callable[[Any, _Progress], Awaitable[T]],
+        on: _OnLoop | None = None,
+        *,
+        closing: bool = False,
+    ) -> T:
+        """Run ``work(connection, progress)`` on a pooled connection: the backend boundary.
+
+        Every driver error comes out as :class:`StoreError` naming ``what``, the asyncpg
+        exception as its ``__cause__`` (:class:`ClosedError` once the store is closed).
+
+        If the connection breaks before anything could have committed (the server
+        dropped it while it sat idle in the pool, say), the work is done once more on a
+        new connection: nothing was written, so that is safe for reads and writes alike.
+        The pool's other connections may be stale too, so all of them are replaced.
+        Once ``work`` has set ``progress.committing`` (it is about to send ``COMMIT``),
+        a lost connection leaves the outcome unknown: that is never retried here, and
+        the error says so.
+
+        Releasing the connection never raises: once the work has returned, its outcome
+        stands (a ``COMMIT`` that returned is committed), and a connection that fails
+        to reset on release is only discarded.
+        """
+        pool = await self._pool(on, closing)
+        for retry in (False, True):
+            progress = _Progress()
+            try:
+                connection = await pool.acquire()
+            except self._errors as exc:
+                raise self._failure(what, exc, closing=closing) from exc
+            try:
+                return await work(connection, progress)
+            except self._errors as exc:
+                lost = self._lost(exc, connection)
+                if retry or not lost or progress.committing or (self._closed and not closing):
+                    unknown = lost and progress.committing
+                    raise self._failure(what, exc, closing=closing, unknown=unknown) from exc
+                logger.warning(
+                    "PostgreSQL %s: the connection was lost before anything was committed "
+                    "(%s: %s); trying once more on a new connection",
+                    what,
+                    type(exc).__name__,
+                    exc,
+                )
+            finally:
+                await self._release(pool, connection)
+            await pool.expire_connections()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _release(self, pool: Any, connection: Any) -> None:
+        """Give ``connection`` back to ``pool``; if that fails, discard it, quietly."""
         try:
-            async with pool.acquire() as connection:
-                yield connection
-        except (self._asyncpg.PostgresError, self._asyncpg.InterfaceError, OSError) as exc:
-            if self._closed and not closing:
-                raise ClosedError("the event store is closed") from exc
-            raise StoreError(f"PostgreSQL: {exc}") from exc
+            await pool.release(connection)
+        except Exception as exc:  # asyncpg terminates a connection it cannot reset
+            logger.debug("PostgreSQL: a connection failed on release and is discarded: %r", exc)
+            with contextlib.suppress(Exception):  # already detached, most likely
+                connection.terminate()
+
+    def _lost(self, exc: BaseException, connection: Any) -> bool:
+        """Whether ``exc`` means the connection itself is gone (not a refused statement)."""
+        if isinstance(exc, self._asyncpg.InternalClientError):
+            return True  # asyncpg's protocol state is broken: the connection is unusable
+        if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+            return True
+        sqlstate = str(getattr(exc, "sqlstate", "") or "")
+        if sqlstate.startswith("08") or sqlstate in _SESSION_ENDED:
+            return True
+        try:
+            return bool(connection.is_closed())
+        except Exception:  # a proxy asyncpg detached: its connection was dropped
+            return True
+
+    def _failure(
+        self, what: str, exc: BaseException, *, closing: bool, unknown: bool = False
+    ) -> StoreError | ClosedError:
+        if self._closed and not closing:
+            return ClosedError("the event store is closed")
+        if unknown:
+            return StoreError(
+                f"PostgreSQL {what}: the connection was lost while committing, so whether "
+                f"it was written is unknown ({exc}); retry with the same Event ids: an "
+                "append already written is then a no-op"
+            )
+        return StoreError(f"PostgreSQL {what} failed: {exc}")
 
     async def _open(self, on: _OnLoop) -> Any:
         asyncpg = self._asyncpg
+        refused: tuple[type[Exception], ...] = (*self._errors, ValueError)
         try:
             pool = await asyncpg.create_pool(
                 self._dsn, min_size=1, max_size=_POOL_SIZE, server_settings=self._settings
             )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ValueError) as exc:
+        except refused as exc:
             where = redact_url(self.url)
             raise StoreError(f"cannot connect to PostgreSQL at {where}: {exc}") from exc
         try:
             async with pool.acquire() as connection:
                 await _migrate(connection, self.schema)
         except BaseException as exc:
-            await pool.close()
-            if isinstance(exc, asyncpg.PostgresError | OSError):
+            with contextlib.suppress(*self._errors):
+                await pool.close()
+            if isinstance(exc, self._errors):
                 raise StoreError(f"PostgreSQL schema setup failed: {exc}") from exc
             raise
         on.pool = pool
@@ -409,13 +534,14 @@ class PostgresBackend(StoreBackend):
     async def _commit_group(
         self, on: _OnLoop, appends: list[PendingAppend]
     ) -> list[AppendResult | BaseException]:
+        write = functools.partial(self._write_group, appends)
+
+        async def work(connection: Any, progress: _Progress) -> list[AppendResult | BaseException]:
+            return await _in_transaction(connection, progress, write)
+
         for attempt in range(_DEADLOCK_RETRIES):
             try:
-                async with (
-                    self._connection(on, closing=True) as connection,
-                    connection.transaction(),
-                ):
-                    return await self._write_group(connection, appends)
+                return await self._run("append", work, on, closing=True)
             except StoreError as exc:
                 deadlock = isinstance(exc.__cause__, self._asyncpg.DeadlockDetectedError)
                 if not deadlock or attempt == _DEADLOCK_RETRIES - 1:
@@ -423,7 +549,7 @@ class PostgresBackend(StoreBackend):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _write_group(
-        self, connection: Any, appends: list[PendingAppend]
+        self, appends: list[PendingAppend], connection: Any
     ) -> list[AppendResult | BaseException]:
         names = sorted({append.stream for append in appends})
         await connection.execute(
@@ -476,47 +602,58 @@ class PostgresBackend(StoreBackend):
                 "ORDER BY position LIMIT $3"
             )
             begin = 0 if start is None else start
-        async with self._connection() as connection:
-            rows: list[Row] = await connection.fetch(sql, stream, begin, limit)
-            return rows
+        rows: list[Row] = await self._run(
+            "read_stream", lambda connection, _: connection.fetch(sql, stream, begin, limit)
+        )
+        return rows
 
     async def read_all(self, from_position: int, limit: int) -> LogPage:
-        async with self._connection() as connection:
-            scanned = await connection.fetch(_READ_ALL, from_position, limit)
+        scanned = await self._run(
+            "read_all", lambda connection, _: connection.fetch(_READ_ALL, from_position, limit)
+        )
         return log_page(scanned, from_position, limit)
 
     async def stream_state(self, stream: str) -> StreamState | None:
-        async with self._connection() as connection:
-            row = await connection.fetchrow(
+        row = await self._run(
+            "stream_state",
+            lambda connection, _: connection.fetchrow(
                 "SELECT next_position, first_visible, deleted FROM pepperpy_streams "
                 "WHERE name = $1",
                 stream,
-            )
+            ),
+        )
         return None if row is None else StreamState(row[0], row[1], row[2])
 
     async def stream_names(self) -> list[str]:
-        async with self._connection() as connection:
-            rows = await connection.fetch(
+        rows = await self._run(
+            "stream_names",
+            lambda connection, _: connection.fetch(
                 "SELECT name FROM pepperpy_streams WHERE NOT deleted "
                 'AND next_position > first_visible ORDER BY name COLLATE "C"'
-            )
+            ),
+        )
         return [row[0] for row in rows]
 
     async def delete_stream(self, stream: str) -> bool:
         # the stream row is locked before the snapshot goes: a save_snapshot holding it
         # commits first and its snapshot is deleted here, or waits and finds it deleted
-        async with self._connection() as connection, connection.transaction():
+        async def delete(connection: Any) -> bool:
             status = await connection.execute(
                 "UPDATE pepperpy_streams SET first_visible = next_position, deleted = true "
                 "WHERE name = $1 AND NOT deleted AND next_position > first_visible",
                 stream,
             )
             await connection.execute("DELETE FROM pepperpy_snapshots WHERE stream = $1", stream)
-        return bool(status != "UPDATE 0")
+            return bool(status != "UPDATE 0")
+
+        return await self._run(
+            "delete_stream",
+            lambda connection, progress: _in_transaction(connection, progress, delete),
+        )
 
     async def save_snapshot(self, stream: str, snapshot: SnapshotRow) -> None:
         # FOR SHARE: until this commits, no append or delete of the stream can change it
-        async with self._connection() as connection, connection.transaction():
+        async def save(connection: Any) -> None:
             row = await connection.fetchrow(
                 "SELECT next_position, first_visible, deleted FROM pepperpy_streams "
                 "WHERE name = $1 FOR SHARE",
@@ -535,12 +672,19 @@ class PostgresBackend(StoreBackend):
                 snapshot.taken_at,
             )
 
+        await self._run(
+            "save_snapshot",
+            lambda connection, progress: _in_transaction(connection, progress, save),
+        )
+
     async def load_snapshot(self, stream: str) -> SnapshotRow | None:
-        async with self._connection() as connection:
-            row = await connection.fetchrow(
+        row = await self._run(
+            "load_snapshot",
+            lambda connection, _: connection.fetchrow(
                 "SELECT version, state, taken_at FROM pepperpy_snapshots WHERE stream = $1",
                 stream,
-            )
+            ),
+        )
         return None if row is None else SnapshotRow(row[0], row[1], row[2])
 
     # -- live wake-ups ----------------------------------------------------------------
@@ -579,7 +723,7 @@ class PostgresBackend(StoreBackend):
                 connection = await asyncpg.connect(
                     self._dsn, server_settings={"application_name": _LISTENER_NAME}
                 )
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            except self._errors:
                 await asyncio.sleep(_RECONNECT_INTERVAL)
                 continue
             try:
@@ -589,7 +733,7 @@ class PostgresBackend(StoreBackend):
                 on.connected = True
                 on.wake()  # anything committed while not listening is re-read now
                 await dropped.wait()
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            except self._errors:
                 pass
             finally:
                 on.connected = False
@@ -628,12 +772,18 @@ class PostgresBackend(StoreBackend):
             with contextlib.suppress(asyncio.CancelledError):
                 await on.listening
         if on.listener is not None:
-            await on.listener.close()
+            try:
+                await on.listener.close()
+            except self._errors:
+                on.listener.terminate()
         if on.ready is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(on.ready)  # an open in progress finishes, then closes
         if on.pool is not None:
-            await on.pool.close()
+            try:
+                await on.pool.close()
+            except self._errors:  # a connection the server dropped may fail to say goodbye
+                on.pool.terminate()
         with self._loops_lock:
             if self._loops.get(on.loop) is on:
                 del self._loops[on.loop]
