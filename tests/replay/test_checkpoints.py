@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,8 +14,12 @@ from pepperpy.event import (
     CheckpointStore,
     ConcurrencyError,
     ConfigurationError,
+    Event,
+    EventReplay,
+    EventStore,
     MemoryCheckpointStore,
     PostgresCheckpointStore,
+    Projection,
     SQLiteCheckpointStore,
     StoreError,
 )
@@ -143,3 +149,91 @@ async def test_unwritable_sqlite_is_a_store_error(tmp_path: Path) -> None:
     store = SQLiteCheckpointStore(tmp_path / "missing-dir" / "e.db")
     with pytest.raises(StoreError):
         await store.load("x")
+
+
+async def _terminate_all(admin: Any, database: str) -> None:
+    """Terminate every other backend of ``database`` and wait until they are gone."""
+    rows = await admin.fetch(
+        "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = $1 AND pid <> pg_backend_pid()",
+        database,
+    )
+    killed = [row[0] for row in rows if row[1]]
+    assert killed
+    for _ in range(500):
+        if not await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = any($1::int[])", killed
+        ):
+            return
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.postgres
+async def test_postgres_checkpoints_reconnect_after_the_server_drops_the_connection(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asyncpg = pytest.importorskip("asyncpg")
+    database = postgres_url.rsplit("/", 1)[1]
+    store = PostgresCheckpointStore(postgres_url)
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await store.save("c", 1, {"n": 1}, previous=None)
+        await _terminate_all(admin, database)
+        loaded = await store.load("c")  # on a new connection
+        assert loaded is not None and loaded.position == 1
+        await store.save("c", 2, {"n": 2}, previous=1)
+
+        # lost in the middle of a save: that save fails (it may have committed), the
+        # next statement opens a new connection
+        execute = asyncpg.Connection.execute
+
+        async def dying_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+            monkeypatch.undo()
+            await _terminate_all(admin, database)
+            return await execute(self, *args, **kwargs)
+
+        monkeypatch.setattr(asyncpg.Connection, "execute", dying_execute)
+        with pytest.raises(StoreError, match="checkpoint store"):
+            await store.save("c", 3, {"n": 3}, previous=2)
+        await store.save("c", 3, {"n": 3}, previous=2)
+        loaded = await store.load("c")
+        assert loaded is not None and (loaded.position, loaded.state) == (3, {"n": 3})
+    finally:
+        await admin.close()
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_projection_on_postgres_runs_again_after_the_server_dropped_its_connections(
+    postgres_url: str,
+) -> None:
+    asyncpg = pytest.importorskip("asyncpg")
+    database = postgres_url.rsplit("/", 1)[1]
+    events = EventStore(postgres_url)
+    projection = Projection("balance", events, initial=lambda: {"total": 0})
+
+    @projection.on("acct.deposited")
+    def deposited(state: dict[str, int], event: Event) -> None:
+        state["total"] += event.data["amount"]
+
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        async with asyncio.timeout(60):
+            for n in range(5):
+                await events.append(f"acct.{n % 2}", Event("acct.deposited", {"amount": 1}))
+            assert (await projection.run()).replayed == 5
+            await _terminate_all(admin, database)  # the store's pool and the checkpoints'
+            await events.append("acct.1", Event("acct.deposited", {"amount": 1}))
+            assert (await projection.run()).replayed == 1
+            assert projection.state == {"total": 6}
+            replay = EventReplay(events)
+            replay.handle("acct.#")(lambda event: None)
+            assert (await replay.replay_all(checkpoint="c1")).replayed == 6
+            await _terminate_all(admin, database)
+            await events.append("acct.0", Event("acct.deposited", {"amount": 1}))
+            assert (await replay.replay_all(checkpoint="c1")).replayed == 1
+            await replay.close()
+    finally:
+        await admin.close()
+        await projection.close()
+        await events.close()

@@ -14,6 +14,7 @@ from pepperpy.event import (
     MemoryCheckpointStore,
     Projection,
     ReplayError,
+    StoreError,
 )
 from tests.helpers import eventually
 
@@ -154,3 +155,37 @@ async def test_state_must_be_json() -> None:
     projection.on("#", lambda state, event: {"bad": object()})
     with pytest.raises(TypeError):
         await projection.run()
+
+
+class _FlakyCheckpoints(MemoryCheckpointStore):
+    """Checkpoints in memory whose loads fail while ``broken`` (a lost database, say)."""
+
+    broken = False
+
+    async def load(self, name: str) -> Any:
+        if self.broken:
+            raise StoreError("checkpoint store unreachable")
+        return await super().load(name)
+
+
+async def test_a_failed_run_reports_its_own_error_when_reloading_fails_too() -> None:
+    store = EventStore()
+    await store.append("order.1", [Event("order.placed", {"amount": i}) for i in range(10)])
+    checkpoints = _FlakyCheckpoints()
+    projection = Projection("p", store, state_store=checkpoints, batch_size=4)
+    fail_at = {6}
+
+    @projection.on("order.placed")
+    def record(state: dict[str, Any], event: Event) -> None:
+        if event.data["amount"] in fail_at:
+            checkpoints.broken = True  # the reload after this failure fails as well
+            raise RuntimeError("handler bug")
+        state.setdefault("seen", []).append(event.data["amount"])
+
+    with pytest.raises(ReplayError, match="handler bug") as caught:
+        await projection.run()
+    assert any("checkpoint store unreachable" in note for note in caught.value.__notes__)
+    checkpoints.broken = False
+    fail_at.clear()
+    await projection.run()  # loads the committed state again first: 4 and 5 not twice
+    assert projection.state == {"seen": list(range(10))}

@@ -27,7 +27,7 @@ import contextlib
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ from . import _json
 from ._deps import require
 from ._errors import ConcurrencyError, ConfigurationError, StoreError
 from ._sqlite import open_wal
+from .store.postgres import connection_lost
 
 __all__ = [
     "Checkpoint",
@@ -306,6 +307,12 @@ class PostgresCheckpointStore(CheckpointStore):
     keeps working after ``asyncio.run`` ends (the ended loop's connection is dropped as
     the loop shuts down) and from loops in other threads. Statements on one loop take
     turns on its connection.
+
+    A connection that was lost (the server terminated its backend or restarted) is
+    dropped, and the next statement opens a new one; a ``load`` that finds its
+    connection lost is tried once more on a new one at once (a read, so that is safe).
+    A ``save`` or ``delete`` is not: its statement may have committed, so it fails with
+    :class:`StoreError` and the caller decides (a projection reloads its checkpoint).
     """
 
     def __init__(self, url: str) -> None:
@@ -331,20 +338,48 @@ class PostgresCheckpointStore(CheckpointStore):
         on.abandon()
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
-        """This loop's connection, for one statement at a time."""
+    async def _connection(self) -> AsyncIterator[tuple[_OnLoop, Any]]:
+        """This loop's connection, for one statement at a time (reopened if it closed)."""
         on = self._here()
         async with on.lock:
+            if on.connection is not None and on.connection.is_closed():
+                _drop(on, on.connection)
             if on.connection is None:
                 on.connection = await self._open()
-                on.keeper = asyncio.get_running_loop().create_task(self._keep(on))
-            yield on.connection
+                if on.keeper is None:
+                    on.keeper = asyncio.get_running_loop().create_task(self._keep(on))
+            yield on, on.connection
+
+    async def _run(self, work: Callable[[Any], Awaitable[T]], *, retry: bool = False) -> T:
+        """Run ``work(connection)``; driver errors become :class:`StoreError`.
+
+        A lost connection is dropped (the next statement opens a new one); with ``retry``
+        the work is done once more on a new connection right away.
+        """
+        asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
+        errors = (
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+        )
+        for again in (retry, False):
+            async with self._connection() as (on, connection):
+                try:
+                    return await work(connection)
+                except errors as exc:
+                    lost = connection_lost(asyncpg, exc, connection)
+                    if lost:
+                        _drop(on, connection)
+                    if not (lost and again):
+                        raise StoreError(f"PostgreSQL checkpoint store failed: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _open(self) -> Any:
         asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
         try:
             connection = await asyncpg.connect(self.url)
-        except (OSError, asyncpg.PostgresError) as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"cannot open PostgreSQL checkpoint store: {exc}") from exc
         try:
             await connection.execute(
@@ -353,7 +388,8 @@ class PostgresCheckpointStore(CheckpointStore):
             )
         except BaseException as exc:
             connection.terminate()  # not left open behind the error
-            if isinstance(exc, OSError | asyncpg.PostgresError):
+            failures = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+            if isinstance(exc, (*failures, asyncpg.InternalClientError)):
                 raise StoreError(f"cannot open PostgreSQL checkpoint store: {exc}") from exc
             raise
         return connection
@@ -370,14 +406,13 @@ class PostgresCheckpointStore(CheckpointStore):
             raise
 
     async def load(self, name: str) -> Checkpoint | None:
-        async with self._connection() as connection:
-            row = await self._call(
-                connection.fetchrow(
-                    f"SELECT position, state::text AS state, updated_at FROM {TABLE} "
-                    "WHERE name = $1",
-                    name,
-                )
-            )
+        row = await self._run(
+            lambda connection: connection.fetchrow(
+                f"SELECT position, state::text AS state, updated_at FROM {TABLE} WHERE name = $1",
+                name,
+            ),
+            retry=True,
+        )
         if row is None:
             return None
         state = row["state"]
@@ -389,49 +424,41 @@ class PostgresCheckpointStore(CheckpointStore):
         self, name: str, position: int, state: Any = None, *, previous: int | None
     ) -> None:
         text = None if state is None else _json.dumps(state).decode()
-        async with self._connection() as connection:
+
+        async def compare_and_set(connection: Any) -> tuple[bool, int | None]:
             if previous is None:
-                status = await self._call(
-                    connection.execute(
-                        f"INSERT INTO {TABLE} (name, position, state, updated_at) "
-                        "VALUES ($1, $2, $3::jsonb, now()) ON CONFLICT (name) DO NOTHING",
-                        name,
-                        position,
-                        text,
-                    )
+                status = await connection.execute(
+                    f"INSERT INTO {TABLE} (name, position, state, updated_at) "
+                    "VALUES ($1, $2, $3::jsonb, now()) ON CONFLICT (name) DO NOTHING",
+                    name,
+                    position,
+                    text,
                 )
             else:
-                status = await self._call(
-                    connection.execute(
-                        f"UPDATE {TABLE} SET position = $2, state = $3::jsonb, updated_at = now() "
-                        "WHERE name = $1 AND position = $4",
-                        name,
-                        position,
-                        text,
-                        previous,
-                    )
+                status = await connection.execute(
+                    f"UPDATE {TABLE} SET position = $2, state = $3::jsonb, updated_at = now() "
+                    "WHERE name = $1 AND position = $4",
+                    name,
+                    position,
+                    text,
+                    previous,
                 )
             if status.endswith(" 1"):
-                return
-            actual = await self._call(
-                connection.fetchval(f"SELECT position FROM {TABLE} WHERE name = $1", name)
+                return True, None
+            actual = await connection.fetchval(
+                f"SELECT position FROM {TABLE} WHERE name = $1", name
             )
-        raise _conflict(name, previous, actual)
+            return False, actual
+
+        saved, actual = await self._run(compare_and_set)
+        if not saved:
+            raise _conflict(name, previous, actual)
 
     async def delete(self, name: str) -> bool:
-        async with self._connection() as connection:
-            status = await self._call(
-                connection.execute(f"DELETE FROM {TABLE} WHERE name = $1", name)
-            )
+        status = await self._run(
+            lambda connection: connection.execute(f"DELETE FROM {TABLE} WHERE name = $1", name)
+        )
         return bool(status.endswith(" 1"))
-
-    @staticmethod
-    async def _call(operation: Any) -> Any:
-        asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
-        try:
-            return await operation
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreError(f"PostgreSQL checkpoint store failed: {exc}") from exc
 
     async def close(self) -> None:
         """Close this loop's connection; drop those of other loops (threadsafe).
@@ -466,6 +493,14 @@ class PostgresCheckpointStore(CheckpointStore):
                 await connection.close(timeout=_CLOSE_TIMEOUT)
         finally:
             mine.lock.release()
+
+
+def _drop(on: _OnLoop, connection: Any) -> None:
+    """Forget ``on``'s connection if it is still ``connection``, and cut it off."""
+    if on.connection is connection:
+        on.connection = None
+    with contextlib.suppress(Exception):
+        connection.terminate()
 
 
 def open_checkpoint_store(url: str | None) -> CheckpointStore:

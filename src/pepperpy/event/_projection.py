@@ -214,9 +214,14 @@ class Projection:
                 if live or pending >= self.batch_size:
                     await self._commit(state, last)
                     pending = 0
-        except BaseException:
+        except BaseException as exc:
             # the uncommitted part of the batch is lost; go back to what is on disk
-            await self.load()
+            try:
+                await self.load()
+            except Exception as reload_error:
+                # the run's own error is what to report; the next run loads again
+                self._loaded = False
+                exc.add_note(f"reloading projection {self.name!r} failed too: {reload_error!r}")
             raise
         if pending:
             await self._commit(state, last)

@@ -385,18 +385,7 @@ class PostgresBackend(StoreBackend):
                 connection.terminate()
 
     def _lost(self, exc: BaseException, connection: Any) -> bool:
-        """Whether ``exc`` means the connection itself is gone (not a refused statement)."""
-        if isinstance(exc, self._asyncpg.InternalClientError):
-            return True  # asyncpg's protocol state is broken: the connection is unusable
-        if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
-            return True
-        sqlstate = str(getattr(exc, "sqlstate", "") or "")
-        if sqlstate.startswith("08") or sqlstate in _SESSION_ENDED:
-            return True
-        try:
-            return bool(connection.is_closed())
-        except Exception:  # a proxy asyncpg detached: its connection was dropped
-            return True
+        return connection_lost(self._asyncpg, exc, connection)
 
     def _failure(
         self, what: str, exc: BaseException, *, closing: bool, unknown: bool = False
@@ -787,6 +776,21 @@ class PostgresBackend(StoreBackend):
         with self._loops_lock:
             if self._loops.get(on.loop) is on:
                 del self._loops[on.loop]
+
+
+def connection_lost(asyncpg: Any, exc: BaseException, connection: Any) -> bool:
+    """Whether ``exc`` means the connection itself is gone (not a refused statement)."""
+    if isinstance(exc, asyncpg.InternalClientError):
+        return True  # asyncpg's protocol state is broken: the connection is unusable
+    if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+        return True
+    sqlstate = str(getattr(exc, "sqlstate", "") or "")
+    if sqlstate.startswith("08") or sqlstate in _SESSION_ENDED:
+        return True
+    try:
+        return bool(connection.is_closed())
+    except Exception:  # a proxy asyncpg detached: its connection was dropped
+        return True
 
 
 def _current_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
