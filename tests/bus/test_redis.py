@@ -698,6 +698,64 @@ def test_the_examples_in_the_docs_run(redis_url: str) -> None:
         asyncio.run(delete_namespace(redis_url, namespace))
 
 
+async def test_trim_takes_a_pending_list_emptied_since_xinfo_for_nothing_pending(
+    redis_url: str, namespace: str
+) -> None:
+    release = asyncio.Event()
+    started: list[int] = []
+
+    async def slow(event: Event) -> None:
+        started.append(1)
+        await release.wait()
+
+    transport = RedisTransport(redis_url, namespace=namespace, partitions=1, trim_interval=None)
+    async with transport:
+        await transport.subscribe(Subscription("jobs.*", slow, group="g", name="g"))
+        await transport.publish(Event("jobs.run", 1))
+        await eventually(lambda: started == [1])  # pending: 1, per XINFO GROUPS
+        client: Any = transport._client
+
+        async def acked_meanwhile(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            return {"pending": 0, "min": None, "max": None, "consumers": []}
+
+        client.xpending = acked_meanwhile  # the ack lands between XINFO and XPENDING
+        try:
+            await transport.trim(older_than=0)
+        finally:
+            del client.xpending
+            release.set()
+
+
+async def test_a_failing_trim_neither_ends_the_trimmer_nor_stops_close_halfway(
+    redis_url: str, namespace: str
+) -> None:
+    transport = RedisTransport(redis_url, namespace=namespace, partitions=1, trim_interval=0.01)
+    t: Any = transport
+    calls: list[int] = []
+
+    async def broken_trim(**kwargs: Any) -> int:
+        calls.append(1)
+        raise RuntimeError("a bug in trim")
+
+    t.trim = broken_trim
+    await transport.start()
+    try:
+        await transport.subscribe(Subscription("jobs.*", _collect([]), group="g", name="g"))
+        await eventually(lambda: len(calls) >= 3)  # it keeps trimming after a failure
+        assert not t._trimmer.done()
+
+        async def died() -> None:
+            raise RuntimeError("the trimmer died")
+
+        t._trimmer.cancel()
+        t._trimmer = asyncio.ensure_future(died())
+        await asyncio.sleep(0)
+        member = t._members[0]
+    finally:
+        await transport.close()  # must not raise, and must close what it started
+    assert member._stopping and not member._workers
+
+
 async def test_acknowledged_entries_are_trimmed_automatically(
     redis_url: str, namespace: str, plain: Any
 ) -> None:

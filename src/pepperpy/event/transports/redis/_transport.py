@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -167,8 +166,12 @@ class RedisTransport(Transport):
         self._closed = True
         if self._trimmer is not None:
             self._trimmer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._trimmer
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # a background task's failure never stops the shutdown
+                logger.exception("the Redis trimming task had failed")
         closing = [member.close() for member in self._members]
         if self._listener is not None:
             closing.append(self._listener.close())
@@ -414,6 +417,8 @@ class RedisTransport(Transport):
                 logger.warning("trimming the streams failed (%s); will try again", reason)
             except ClosedError:
                 return
+            except Exception:  # a bug must not end trimming for the transport's life
+                logger.exception("trimming the streams failed; will try again")
             else:
                 if removed:
                     logger.debug("trimmed %d acknowledged entries", removed)
@@ -433,9 +438,13 @@ class RedisTransport(Transport):
         for stream in self._streams:
             floor = (horizon, 0)
             for group in await client.xinfo_groups(stream) if await client.exists(stream) else []:
+                oldest = None
                 if group["pending"]:
                     summary = await client.xpending(stream, group["name"])
-                    floor = min(floor, parse_id(summary["min"]))
+                    # acks may have emptied the pending list since XINFO: min is None then
+                    oldest = summary["min"]
+                if oldest is not None:
+                    floor = min(floor, parse_id(oldest))
                 else:
                     ms, seq = parse_id(group["last-delivered-id"])
                     floor = min(floor, (ms, seq + 1))
