@@ -15,6 +15,7 @@ from pepperpy.event import (
     NO_STREAM,
     AppendResult,
     ConcurrencyError,
+    ConfigurationError,
     Event,
     EventStore,
     SerializationError,
@@ -739,3 +740,74 @@ def test_loops_in_two_threads_opening_a_fresh_store_at_once_both_append(
         results, lengths = _first_appends_at_once(tmp_path / f"events{attempt}.db")
         assert all(isinstance(result, AppendResult) for result in results.values()), results
         assert lengths == [1, 1]
+
+
+# -- the file removed or replaced under an open store; another process's lock ------------
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+async def test_appends_and_reads_fail_once_the_file_is_removed_or_replaced(
+    tmp_path: pathlib.Path, how: str
+) -> None:
+    """An open connection keeps writing to its file after it is unlinked or renamed
+    over: appends would go where nobody can read them. They fail instead, and write
+    nothing to the file now at the path."""
+    path = tmp_path / "events.db"
+    store = EventStore(f"sqlite:///{path}")
+    try:
+        await store.append("a.1", Event("t.x"))
+        if how == "removed":
+            for suffix in ("", "-wal", "-shm"):
+                (tmp_path / f"events.db{suffix}").unlink(missing_ok=True)
+        else:  # a restore renamed over it
+            async with EventStore(f"sqlite:///{tmp_path / 'old.db'}") as old:
+                await old.append("b.1", Event("t.old"))
+            (tmp_path / "old.db").replace(path)
+            for suffix in ("-wal", "-shm"):
+                (tmp_path / f"events.db{suffix}").unlink(missing_ok=True)
+        for _ in range(2):
+            with pytest.raises(StoreError, match=f"{how}"):
+                await store.append("a.1", Event("t.x"))
+        with pytest.raises(StoreError, match="removed or replaced"):
+            await store.read_all(0)
+        with pytest.raises(StoreError, match="removed or replaced"):
+            await store.delete_stream("a.1")
+    finally:
+        await store.close()
+    if how == "replaced":
+        async with EventStore(f"sqlite:///{path}") as reopened:
+            assert [e.stream for e in await reopened.read_all(0)] == ["b.1"]
+
+
+async def test_busy_timeout_sets_how_long_appends_wait_for_another_process_lock(
+    tmp_path: pathlib.Path,
+) -> None:
+    """All the callers of a burst fail after one busy timeout: the half of the burst
+    committed first is answered at once, and the other half is not kept waiting a
+    second timeout."""
+    path = tmp_path / "events.db"
+    store = EventStore(f"sqlite:///{path}?busy_timeout=0.5")
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        await store.append("warm.1", Event("t.x"))
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        started = time.monotonic()
+        outcomes = await asyncio.gather(
+            *(store.append(f"s.{n}", Event("t.x")) for n in range(20)), return_exceptions=True
+        )
+        took = time.monotonic() - started
+        assert all(isinstance(outcome, StoreError) for outcome in outcomes)
+        assert "locked" in str(outcomes[0])
+        assert 0.4 < took < 0.9  # one timeout, not two (nor ten seconds)
+        holder.execute("ROLLBACK")
+        await store.append("after.1", Event("t.x"))
+        assert [e.stream for e in await store.read_all(0)] == ["warm.1", "after.1"]
+    finally:
+        holder.close()
+        await store.close()
+
+
+@pytest.mark.parametrize("query", ["busy_timeout=soon", "busy_timeout=-1", "busy_timeout=nan"])
+def test_a_bad_busy_timeout_is_refused(tmp_path: pathlib.Path, query: str) -> None:
+    with pytest.raises(ConfigurationError, match="busy_timeout"):
+        EventStore(f"sqlite:///{tmp_path / 'events.db'}?{query}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from typing import Any
 
@@ -28,12 +29,16 @@ __all__ = [
     "STATES",
     "START_STREAM",
     "TAIL_IDS",
+    "BUSY_TIMEOUT",
+    "check_file",
     "connect",
+    "file_identity",
     "json_text",
     "migrate",
 ]
 
-_BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's lock
+#: seconds a write waits for another process's lock (URL option ``busy_timeout``)
+BUSY_TIMEOUT = 10.0
 
 COLUMNS = (
     "global_position, stream, position, id, type, version, data, metadata, "
@@ -250,8 +255,32 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def connect(path: str, synchronous: str) -> sqlite3.Connection:
-    return open_wal(path, synchronous=synchronous, timeout=_BUSY_TIMEOUT)
+def connect(path: str, synchronous: str, busy_timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
+    return open_wal(path, synchronous=synchronous, timeout=busy_timeout)
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """The file at ``path`` as (device, inode), or None if there is none."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def check_file(path: str, identity: tuple[int, int] | None) -> None:
+    """Raise :class:`StoreError` if ``path`` is no longer the file opened as ``identity``.
+
+    A connection keeps writing to the file it opened even after that file is deleted
+    or replaced (a restore renamed over it): commits would go to an inode nobody can
+    open any more, and be lost.
+    """
+    if identity is not None and file_identity(path) != identity:
+        raise StoreError(
+            f"SQLite: {path!r} was removed or replaced since the store opened it; "
+            "nothing more is written to (or read from) the old file: close the store "
+            "and open it again"
+        )
 
 
 def migrate(connection: sqlite3.Connection) -> None:

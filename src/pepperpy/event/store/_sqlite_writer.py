@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -24,9 +25,9 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
-from .._errors import ClosedError
+from .._errors import ClosedError, StoreError
 from ._sqlite_log import LogWriter, translate
-from ._sqlite_schema import connect, migrate
+from ._sqlite_schema import BUSY_TIMEOUT, check_file, connect, file_identity, migrate
 from .base import PendingAppend, settle
 
 __all__ = ["Writer"]
@@ -87,6 +88,12 @@ def _rows(group: list[_Job]) -> int:
     return sum(len(job.append.records) for job in group if job.append is not None)
 
 
+def _busy(error: BaseException) -> bool:
+    """Whether ``error`` is SQLite's "database is locked" (the busy timeout ran out)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.OperationalError) and code is not None and code & 0xFF == 5
+
+
 def _commit(connection: sqlite3.Connection) -> None:
     """COMMIT; should it fail, roll back what is left of the transaction and re-raise."""
     try:
@@ -114,10 +121,16 @@ class Writer(threading.Thread):
         path: str,
         synchronous: str,
         on_commit: Callable[[int], None],
+        busy_timeout: float = BUSY_TIMEOUT,
     ) -> None:
         super().__init__(name="pepperpy-sqlite-writer", daemon=True)
         self._path = path
         self._synchronous = synchronous
+        self._busy_timeout = busy_timeout
+        #: the file opened (an absolute path) and its (device, inode): every commit
+        #: checks the path still names that file
+        self.file = path
+        self.identity: tuple[int, int] | None = None
         #: called after each durable commit, with the next global position, on the loop
         #: of every caller the commit answers (thread-safe: callers may use several loops)
         self._on_commit = on_commit
@@ -216,8 +229,15 @@ class Writer(threading.Thread):
             except BaseException as exc:  # the whole group failed (BEGIN or COMMIT)
                 self._answer_previous()
                 self.log.forget()
-                outcomes = [translate(exc)] * len(group)
-                committed = None
+                failure = translate(exc)
+                if carry and _busy(exc):
+                    # the other half of the burst came in with this one and has waited
+                    # the whole busy timeout already: it fails now too, not a timeout later
+                    group, carry = group + carry, []
+                # a failed group is answered at once: there is no commit to overlap
+                self._answer(group, [failure] * len(group), None)
+                last_size, last_commit = len(group), time.monotonic() - started
+                continue
             last_size, last_commit = len(group), time.monotonic() - started
             self._unanswered = (group, outcomes, committed)
         self._answer_previous()
@@ -239,9 +259,11 @@ class Writer(threading.Thread):
     def _open(self) -> sqlite3.Connection:
         """Open the file and migrate it; report the outcome to ``opened`` (any loop)."""
         try:
-            connection = connect(self._path, self._synchronous)
+            connection = connect(self._path, self._synchronous, self._busy_timeout)
             try:
                 migrate(connection)
+                self.file = os.path.abspath(self._path)  # as SQLite resolved it just now
+                self.identity = file_identity(self.file)
             except BaseException:
                 connection.close()
                 raise
@@ -348,10 +370,19 @@ class Writer(threading.Thread):
                 if not isinstance(exc, Exception):
                     raise
             else:
+                self._check_file(connection)
                 self._answer_previous()
                 _commit(connection)
                 return outcomes
         return self._commit_carefully(connection, group)
+
+    def _check_file(self, connection: sqlite3.Connection) -> None:
+        """Before COMMIT: roll back and raise if our file was removed or replaced."""
+        try:
+            check_file(self.file, self.identity)
+        except StoreError:
+            _roll_back(connection)
+            raise
 
     def _commit_carefully(self, connection: sqlite3.Connection, group: list[_Job]) -> list[Any]:
         """Commit a group with each run of appends and each other job in a savepoint."""
@@ -375,6 +406,7 @@ class Writer(threading.Thread):
         except BaseException:
             _roll_back(connection)
             raise
+        self._check_file(connection)
         self._answer_previous()
         _commit(connection)
         return outcomes

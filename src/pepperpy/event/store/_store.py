@@ -86,13 +86,19 @@ def open_backend(url: str | None) -> StoreBackend:
             )
         options = dict(parse_qsl(query, keep_blank_values=True))
         synchronous = options.pop("synchronous", "FULL").upper()
-        if options or synchronous not in ("FULL", "EXTRA", "NORMAL"):
+        busy_timeout = options.pop("busy_timeout", "10")
+        try:
+            seconds = float(busy_timeout)
+        except ValueError:
+            seconds = -1.0
+        if options or synchronous not in ("FULL", "EXTRA", "NORMAL") or not 0 <= seconds < 1e6:
             raise ConfigurationError(
-                f"{url!r}: the only SQLite option is synchronous=FULL|EXTRA|NORMAL"
+                f"{url!r}: the SQLite options are synchronous=FULL|EXTRA|NORMAL and "
+                "busy_timeout=<seconds>"
             )
         from .sqlite import SQLiteBackend
 
-        return SQLiteBackend(path, synchronous=synchronous)
+        return SQLiteBackend(path, synchronous=synchronous, busy_timeout=seconds)
     if scheme in ("postgresql", "postgres"):
         from .postgres import PostgresBackend
 

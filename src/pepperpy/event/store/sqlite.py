@@ -26,11 +26,13 @@ from typing import TypeVar
 
 from .._errors import ClosedError, StoreError
 from ._sqlite_schema import (
+    BUSY_TIMEOUT,
     LIVE_STREAMS,
     NEXT_POSITION,
     READ_ALL,
     READ_STREAM_BACKWARD,
     READ_STREAM_FORWARD,
+    check_file,
     connect,
 )
 from ._sqlite_writer import Writer
@@ -73,11 +75,16 @@ def _nothing(connection: sqlite3.Connection) -> None:
 class SQLiteBackend(StoreBackend):
     """Events in one SQLite file: WAL, ``synchronous=FULL`` and group commit."""
 
-    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str, *, synchronous: str = "FULL", busy_timeout: float = BUSY_TIMEOUT
+    ) -> None:
         if synchronous.upper() not in ("FULL", "EXTRA", "NORMAL", "OFF"):
             raise ValueError(f"unknown SQLite synchronous mode {synchronous!r}")
+        if not 0 <= busy_timeout < 1e6:  # also refuses NaN
+            raise ValueError(f"busy_timeout must be seconds >= 0, got {busy_timeout!r}")
         self.path = path
         self._synchronous = synchronous.upper()
+        self._busy_timeout = float(busy_timeout)
         self._writer: Writer | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
@@ -116,7 +123,9 @@ class SQLiteBackend(StoreBackend):
             raise ClosedError("the event store is closed")
         writer = self._writer
         if writer is None:
-            writer = self._writer = Writer(self.path, self._synchronous, self._wake)
+            writer = self._writer = Writer(
+                self.path, self._synchronous, self._wake, self._busy_timeout
+            )
             writer.start()
         if not writer.opened.done():
             writer.submit(_nothing).add_done_callback(_retrieved)
@@ -144,8 +153,11 @@ class SQLiteBackend(StoreBackend):
     def _run_read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         try:
+            writer = self._writer
+            if writer is not None:  # never read a file that replaced ours
+                check_file(writer.file, writer.identity)
             if connection is None:
-                connection = connect(self.path, self._synchronous)
+                connection = connect(self.path, self._synchronous, self._busy_timeout)
                 connection.execute("PRAGMA query_only = ON")
                 self._local.connection = connection
                 with self._connections_lock:
