@@ -667,3 +667,50 @@ def test_a_missing_driver_names_the_extra_to_install(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "aio_pika", None)  # import now fails as if absent
     with pytest.raises(MissingDependencyError, match=r"pip install 'pepperpy-event\[rabbitmq\]'"):
         RabbitMQTransport("amqp://localhost")
+
+
+async def test_a_handover_under_way_when_the_group_closes_never_consumes_again(
+    make_transport: Callable[..., RabbitMQTransport],
+) -> None:
+    transport = make_transport(partitions=2, rebalance_interval=60)
+    publisher = EventBus(transport=make_transport())
+    bus = EventBus(transport=transport)
+    root = unique_name("t")
+    pattern = f"{root}.jobs.*"
+    got: list[int] = []
+
+    async def work(event: Event) -> None:
+        got.append(event.data)
+
+    bus.subscribe(pattern, group="g")(work)
+    await bus.start()
+    t: Any = transport
+    group = next(iter(t._groups.values()))
+    consumer = group.consumers[0]
+    # a handover (rejoin) in flight whose channel opening outlives one cancellation, as
+    # a robust connection's reconnect wait can: it resumes after close() began
+    gate = asyncio.Event()
+    opening = t._channel
+
+    async def slow_channel() -> Any:
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            await gate.wait()
+        return await opening()
+
+    t._channel = slow_channel
+    group._rebalancer.cancel()
+    group._rebalancer = asyncio.ensure_future(consumer.rejoin())
+    await eventually(lambda: consumer._channel is None)  # waiting in open()
+    asyncio.get_running_loop().call_later(0.2, gate.set)
+    assert await bus.unsubscribe(pattern, work, group="g") is True
+    t._channel = opening
+    await asyncio.sleep(0.3)
+    for n in range(20):
+        await publisher.publish(f"{root}.jobs.run", n, key=f"k{n}")
+    await settle(1.0)
+    assert got == [], "a handler got events after unsubscribe() returned"
+    assert consumer._channel is None
+    await publisher.close()
+    await bus.close()

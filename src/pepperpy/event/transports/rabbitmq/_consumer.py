@@ -130,6 +130,8 @@ class Consumer:
         self._acks: _Acks | None = None
         self._generation = 0
         self._paused = False
+        #: closed for good (its subscription left, or the transport closed): never reopens
+        self.retired = False
         self._lanes: dict[str, deque[tuple[Event, int, _Acks]]] = {}
         self._running: set[asyncio.Future[Any]] = set()
         #: delivery tag -> message id of messages received but not started (paused, or
@@ -139,8 +141,18 @@ class Consumer:
         self.queue_name: str | None = None  # known once open() declared it
 
     async def open(self) -> None:
-        """Open a channel, declare the queue and start consuming (back of the line)."""
+        """Open a channel, declare the queue and start consuming (back of the line).
+
+        Does nothing once the consumer retired (see :meth:`retire`): a handover
+        (``rejoin``) still under way when its group closed must not consume again.
+        """
+        if self.retired:
+            return
         channel = await self.transport._channel()
+        if self.retired:
+            with contextlib.suppress(Exception):
+                await channel.close()
+            return
         queue = await self._declare(channel, self.pattern)
         self.queue_name = queue.name
         self._generation += 1
@@ -171,6 +183,13 @@ class Consumer:
 
         await consume()
         channel.reopen_callbacks.add(consume)
+        if self.retired:  # retired while we were subscribing: undo it
+            await self.close_channel()
+
+    def retire(self) -> None:
+        """Stop for good: start no further deliveries and never consume again."""
+        self.retired = True
+        self._paused = True
 
     def pause(self) -> None:
         """Start no further deliveries (the unstarted ones return to the queue later)."""
@@ -193,7 +212,7 @@ class Consumer:
         await self.finish_running()
         await self.close_channel()
         self.last_delivery = 0.0
-        if not self.transport._closed:
+        if not self.transport._closed and not self.retired:
             await self.open()
 
     async def close_channel(self) -> None:

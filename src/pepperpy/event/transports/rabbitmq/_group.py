@@ -154,9 +154,9 @@ class Group:
         active consumer) with the prefetched, unstarted messages back in it, in order;
         the presence queue's count drops, so the others rebalance for one member less.
         """
-        self.stop_rebalancing()
         for consumer in self.consumers:
-            consumer.pause()
+            consumer.retire()  # a handover under way cannot consume again
+        await self.stop_rebalancing()
         await asyncio.gather(*(consumer.finish_running() for consumer in self.consumers))
         await asyncio.gather(*(consumer.close_channel() for consumer in self.consumers))
         control, self._control = self._control, None
@@ -168,10 +168,18 @@ class Group:
         """Forget the rebalancing task (its loop ended)."""
         self._rebalancer = self._control = None
 
-    def stop_rebalancing(self) -> None:
-        if self._rebalancer is not None:
-            self._rebalancer.cancel()
-            self._rebalancer = None
+    async def stop_rebalancing(self) -> None:
+        """Cancel the rebalancing task and wait until it (and any handover it runs) ended."""
+        rebalancer, self._rebalancer = self._rebalancer, None
+        if rebalancer is not None:
+            rebalancer.cancel()
+            try:
+                await rebalancer
+            except asyncio.CancelledError:
+                if (task := asyncio.current_task()) is not None and task.cancelling():
+                    raise
+            except Exception:
+                logger.exception("the rebalancing task of %s had failed", self.base)
 
     async def _rebalance(self) -> None:
         interval = self.transport.rebalance_interval

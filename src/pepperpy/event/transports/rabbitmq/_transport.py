@@ -178,10 +178,10 @@ class RabbitMQTransport(Transport):
         if self._closed:
             return
         self._closed = True
-        for group in self._groups.values():
-            group.stop_rebalancing()
         for consumer in self._consumers:
-            consumer.pause()
+            consumer.retire()
+        for group in list(self._groups.values()):
+            await group.stop_rebalancing()
         await asyncio.gather(*(consumer.finish_running() for consumer in self._consumers))
         # closing the channels first returns the unstarted messages to their queues and
         # spares the broker cancelling consumers of the queues deleted below
@@ -382,7 +382,7 @@ class RabbitMQTransport(Transport):
         else:
             return
         self._consumers.remove(consumer)
-        consumer.pause()
+        consumer.retire()
         await consumer.finish_running()
         await consumer.close_channel()
         name = consumer.queue_name
