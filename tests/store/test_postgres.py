@@ -574,3 +574,28 @@ async def test_an_append_whose_connection_dies_at_commit_is_not_retried_and_says
     finally:
         await admin.close()
         await store.close()
+
+
+async def test_lock_timeout_in_the_url_bounds_how_long_an_append_waits(
+    postgres_url: str,
+) -> None:
+    """Options the store does not know go to asyncpg, which sets them as server
+    settings: `?lock_timeout=` (and `?statement_timeout=`) in milliseconds."""
+    store = EventStore(f"{postgres_url}?lock_timeout=300")
+    holder = await asyncpg.connect(postgres_url)
+    try:
+        async with asyncio.timeout(30):
+            await store.append("warm.1", Event("t.x"))
+            transaction = holder.transaction()
+            await transaction.start()
+            await holder.execute("SELECT * FROM pepperpy_head FOR UPDATE")  # a writer stalls
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(StoreError, match="PostgreSQL append failed: .*lock timeout"):
+                await store.append("s.1", Event("t.x"))
+            assert asyncio.get_running_loop().time() - started < 5
+            await transaction.rollback()
+            await store.append("s.1", Event("t.x"))  # not written by the failed attempt
+            assert len(await store.get_stream("s.1")) == 1
+    finally:
+        await holder.close()
+        await store.close()
