@@ -25,7 +25,7 @@ from ._json import dumps
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
 from ._retry import RetryPolicy
-from .transports import Subscription, Transport, transport_from_url
+from .transports import NotDelivered, Subscription, Transport, transport_from_url
 
 if TYPE_CHECKING:
     from .security import AccessControl
@@ -56,10 +56,11 @@ class _Delivery:
 class _Registration:
     """A subscribed handler and its deliveries in progress (see :meth:`EventBus.unsubscribe`)."""
 
-    __slots__ = ("handler", "idle", "running")
+    __slots__ = ("handler", "idle", "removed", "running")
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
+        self.removed = False  # unsubscribe() began: start no further delivery
         self.running = 0
         self.idle: asyncio.Future[None] | None = None  # set when running drops to 0
 
@@ -237,8 +238,10 @@ class EventBus:
         ]
         if not removed:
             return False
-        for sub in removed:
-            self._subscriptions.remove(sub)
+        for sub in removed:  # at once: no delivery starts from here on, even before the
+            self._subscriptions.remove(sub)  # transport hears of it (see deliver)
+            self._registrations[sub].removed = True
+            sub.mark_removed()
         if self._closed:  # the broker side went (or goes) with close()
             for sub in removed:
                 self._forget(sub)
@@ -308,6 +311,8 @@ class EventBus:
         policy = self.retry_policy
 
         async def deliver(event: Event) -> None:
+            if registration.removed:  # the transport must give it to another member
+                raise NotDelivered(f"{pattern!r} is being unsubscribed")
             attempt = 1
             marker = _Delivery(self, registration)
             token = _delivery.set(marker)

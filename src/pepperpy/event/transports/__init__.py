@@ -6,10 +6,16 @@ import importlib
 from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError
-from .base import Subscription, Transport
+from .base import NotDelivered, Subscription, Transport
 from .memory import MemoryTransport
 
-__all__ = ["MemoryTransport", "Subscription", "Transport", "transport_from_url"]
+__all__ = [
+    "MemoryTransport",
+    "NotDelivered",
+    "Subscription",
+    "Transport",
+    "transport_from_url",
+]
 
 
 #: URL scheme -> (module, class) of the transports shipped as extras

@@ -16,6 +16,12 @@ Contract, checked by the bus conformance suite (``tests/bus/conformance.py``):
 * ``sub.deliver(event)`` is called for each delivery. It returns normally when the event is
   done with (handled, or dead-lettered by the bus); if it raises, or the process dies
   before it returns, the transport must deliver the event again (at-least-once).
+* ``sub.removed`` turns True the moment the bus starts removing ``sub`` (before
+  ``unsubscribe(sub)`` is called, possibly from inside its own handler): from then on the
+  transport starts no delivery to it. An event of a group it received but did not start
+  must reach another member (left pending, requeued, nak'ed), never be lost or count as a
+  delivery where that can be avoided; an ungrouped subscription's queued, unstarted events
+  are dropped. ``sub.deliver`` raises :class:`NotDelivered` if called anyway.
 * ``unsubscribe(sub)`` stops delivering to ``sub`` (registered before with ``subscribe``)
   and returns once its deliveries in progress have finished. A group member leaves the
   group, so the broker hands its share to the remaining members; the group itself (its
@@ -37,7 +43,11 @@ from typing import Any
 from .._errors import TransportError
 from .._event import Event
 
-__all__ = ["Subscription", "Transport", "shutdown_sockets"]
+__all__ = ["NotDelivered", "Subscription", "Transport", "shutdown_sockets"]
+
+
+class NotDelivered(Exception):  # noqa: N818 - a signal, not an error
+    """``sub.deliver`` refused: the subscription is being removed; the event was not started."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +63,15 @@ class Subscription:
     deliver: Callable[[Event], Awaitable[None]]
     group: str | None = None
     name: str = field(default="")
+    _removal: list[bool] = field(default_factory=lambda: [False], repr=False)
+
+    @property
+    def removed(self) -> bool:
+        """True once the bus began removing this subscription: start no more deliveries."""
+        return self._removal[0]
+
+    def mark_removed(self) -> None:
+        self._removal[0] = True
 
 
 class Transport(abc.ABC):

@@ -25,8 +25,14 @@ class _Group:
         self.turn = itertools.count()
         self.key = 0  # its key in the pattern index
 
-    def next_member(self) -> Subscription:
-        return self.members[next(self.turn) % len(self.members)]
+    def next_member(self) -> Subscription | None:
+        """The next member in turn that is not being removed; None if all are."""
+        members = self.members
+        for _ in range(len(members)):
+            sub = members[next(self.turn) % len(members)]
+            if not sub.removed:
+                return sub
+        return None
 
 
 class MemoryTransport(Transport):
@@ -61,7 +67,8 @@ class MemoryTransport(Transport):
         running: list[asyncio.Task[Any]] = []
         for target in targets:
             sub = target.next_member() if isinstance(target, _Group) else target
-            running.append(start(sub.deliver(event)))
+            if sub is not None and not sub.removed:  # being unsubscribed: skip it
+                running.append(start(sub.deliver(event)))
         self._in_progress.update(running)
         try:
             failures = await outcomes(running)

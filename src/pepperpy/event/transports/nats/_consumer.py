@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..._errors import ConfigurationError, SerializationError
 from ..._event import Event
 from ..._handlers import start
-from ..base import Subscription
+from ..base import NotDelivered, Subscription
 from ._options import NatsOptions
 from ._subjects import ANY_LANE, UNKEYED_LANE, SubjectFilter, subject_filter, topic_of
 
@@ -103,6 +103,7 @@ class Consumer:
         self.name = name
         self.group = group
         self.members: list[Subscription] = []
+        self._not_started_msgs: list[Msg] = []  # see _not_started
         self._nats_error: type[Exception] = NatsError
         self._nc = nc
         self._js = js
@@ -246,6 +247,9 @@ class Consumer:
                     raise result
         while self._tasks:
             await asyncio.wait(list(self._tasks))
+        held, self._not_started_msgs = self._not_started_msgs, []
+        for msg in held:  # our removed subscription did not start them: to another member
+            await self._settle(msg, ack=False)
         if self.group is None and self._nc.is_connected:
             try:
                 await self._js.delete_consumer(self._stream, self.name)
@@ -300,11 +304,15 @@ class Consumer:
     async def _process(self, msg: Msg, event: Event, key: str | None) -> None:
         """Deliver, then acknowledge; then the next waiting message with the same key."""
         while True:
-            members = self.members
-            member = members[self._turn % len(members)]
-            self._turn += 1
+            member = self._pick()
+            if member is None:  # being unsubscribed (perhaps by its own handler)
+                await self._not_started(msg, key)
+                return
             try:
                 await member.deliver(event)
+            except NotDelivered:
+                await self._not_started(msg, key)
+                return
             except Exception:
                 logger.exception("delivery of %s (%s) failed; redelivering", event.type, event.id)
                 await self._settle(msg, ack=False)
@@ -332,6 +340,34 @@ class Consumer:
                 del self._keyed[key]
                 return
             msg, event = waiting.popleft()
+
+    def _pick(self) -> Subscription | None:
+        """The next member in turn that is not being removed; None if all are."""
+        members = self.members
+        for _ in range(len(members)):
+            member = members[self._turn % len(members)]
+            self._turn += 1
+            if not member.removed:
+                return member
+        return None
+
+    async def _not_started(self, msg: Msg, key: str | None) -> None:
+        """Settle what a removed subscription will not start: ``msg`` and its key's queue.
+
+        Ungrouped, they are dropped (acknowledged: the consumer goes with the
+        subscription). In a group they are nak'ed by :meth:`close` once this consumer
+        stopped receiving (a nak now would hand them straight back to it), so JetStream
+        gives them to another member at once.
+        """
+        waiting = self._keyed.pop(key, None) if key is not None else None
+        if self.group is not None:
+            for held in (msg, *(waiting_msg for waiting_msg, _ in waiting or ())):
+                self._unsettled.pop(id(held), None)
+                self._not_started_msgs.append(held)
+            return
+        await self._settle(msg, ack=True)
+        for waiting_msg, _ in waiting or ():
+            await self._settle(waiting_msg, ack=True)
 
     def _forget(self, msg: Msg, key: str | None) -> None:
         """Stop tracking ``msg`` and those waiting behind it (the broker redelivers them)."""

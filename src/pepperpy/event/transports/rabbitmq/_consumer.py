@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..._errors import EventError
 from ..._event import Event
 from ..._patterns import matches
-from ..base import Subscription
+from ..base import NotDelivered, Subscription
 from ._config import ACK_DELAY
 
 if TYPE_CHECKING:
@@ -42,11 +42,16 @@ class Members:
     def remove(self, subscription: Subscription) -> None:
         self.subscriptions.remove(subscription)
 
-    def pick(self) -> Subscription:
+    def pick(self) -> Subscription | None:
+        """The next subscription in turn that is not being removed; None if all are."""
         subs = self.subscriptions
         if len(subs) == 1:
-            return subs[0]
-        return subs[next(self._turn) % len(subs)]
+            return None if subs[0].removed else subs[0]
+        for _ in range(len(subs)):
+            sub = subs[next(self._turn) % len(subs)]
+            if not sub.removed:
+                return sub
+        return None
 
 
 Declare = Callable[["AbstractChannel", str], Awaitable["AbstractQueue"]]
@@ -132,6 +137,8 @@ class Consumer:
         self._paused = False
         #: closed for good (its subscription left, or the transport closed): never reopens
         self.retired = False
+        #: paused because every member of its subscription was being removed
+        self.stalled = False
         self._lanes: dict[str, deque[tuple[Event, int, _Acks]]] = {}
         self._running: set[asyncio.Future[Any]] = set()
         #: delivery tag -> message id of messages received but not started (paused, or
@@ -158,7 +165,7 @@ class Consumer:
         self._generation += 1
         generation = self._generation
         self._channel = channel
-        self._paused = False
+        self._paused = self.stalled = False
 
         async def on_message(message: DeliveredMessage) -> None:
             if generation != self._generation:
@@ -289,13 +296,20 @@ class Consumer:
     async def _run(self, event: Event, tag: int, acks: _Acks) -> None:
         if acks.channel.is_closed:
             return  # its connection dropped: the broker gives it to a consumer again
+        member = self.members.pick()
+        if member is None:  # being unsubscribed (perhaps by its own handler): not started
+            self._not_started(tag, event)
+            return
         self._unstarted.pop(tag, None)
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
         try:
             try:
-                await self.members.pick().deliver(event)
+                await member.deliver(event)
+            except NotDelivered:
+                self._not_started(tag, event)
+                return
             except Exception:
                 logger.exception("delivery of %s (%s) failed; requeueing it", event.type, event.id)
                 await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
@@ -314,6 +328,16 @@ class Consumer:
                 self.transport._settled(self.queue_name, event.id)
         finally:
             self._running.discard(task)
+
+    def _not_started(self, tag: int, event: Event) -> None:
+        """Leave a message our removed subscription did not start unacknowledged.
+
+        It returns to the queue (for a group: to the next member, uncounted, see
+        close_channel) when the unsubscription closes the channel; an ungrouped queue is
+        deleted with it. Pausing keeps the key's lane from starting what follows it.
+        """
+        self._paused = self.stalled = True
+        self._unstarted[tag] = event.id
 
 
 async def _settle(acknowledgement: Awaitable[None]) -> None:

@@ -344,6 +344,9 @@ class RabbitMQTransport(Transport):
         group = self._groups.get(subscription.name)
         if group is not None:  # another member in this process: share its consumers
             group.members.add(subscription)
+            for consumer in group.consumers:
+                if consumer.stalled and not consumer.retired:  # all members had left:
+                    await consumer.rejoin()  # return what it held, consume again
             return
         assert subscription.group is not None
         base = f"{self.exchange_name}.group.{subscription.group}.{subscription.name}"

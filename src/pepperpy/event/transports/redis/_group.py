@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..._errors import SerializationError
 from ..._event import Event
 from ..._handlers import outcome, start
-from ..base import Subscription
+from ..base import NotDelivered, Subscription
 from ._config import RedisOptions
 from ._wire import (
     Backoff,
@@ -193,6 +193,9 @@ class GroupMember:
         self._ack_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._stopping = False
+        #: our subscription is being removed: deliver nothing more, keep the leases until
+        #: close() gives the partitions (and what is pending) back with a clean handover
+        self._leaving = False
         self._beater: asyncio.Task[None] | None = None
         #: monotonic time until which our leases are surely valid (renewal sent + TTL)
         self._lease_deadline = 0.0
@@ -349,7 +352,10 @@ class GroupMember:
         partition), we deliver nothing more until a heartbeat has renewed it.
         """
         return (
-            not self._stopping and p in self._assigned and time.monotonic() < self._lease_deadline
+            not self._stopping
+            and not self._leaving
+            and p in self._assigned
+            and time.monotonic() < self._lease_deadline
         )
 
     async def _consume(self, p: int) -> None:
@@ -632,6 +638,9 @@ class GroupMember:
         except SerializationError as exc:
             logger.error("dropping unreadable entry %s of %s: %s", entry_id, topic, exc)
             return True
+        if self.sub.removed:  # unsubscribed (maybe by its own handler): left pending
+            self._leaving = True
+            return False
         delivered = deliveries.get(entry_id, 1) if deliveries else 1
         if delivered > self._options.max_deliveries:
             await self._dead_letter_publisher(event, self.sub.group or "", delivered - 1)
@@ -639,6 +648,9 @@ class GroupMember:
         # a Task of its own, so that the handler's asyncio.timeout or TaskGroup acts on
         # it and not on this worker; a CancelledError it raises is its own failure
         failure = await outcome(start(self.sub.deliver(event)))
+        if isinstance(failure, NotDelivered):
+            self._leaving = True
+            return False
         if failure is not None:
             logger.error(
                 "group %r: delivery of %s (%s) failed; it will be redelivered",

@@ -29,7 +29,7 @@ from ..._errors import PatternError, SerializationError
 from ..._event import Event
 from ..._handlers import outcome, start
 from ..._patterns import PatternIndex
-from ..base import Subscription
+from ..base import NotDelivered, Subscription
 from ._config import RedisOptions
 from ._wire import (
     Backoff,
@@ -254,7 +254,7 @@ class Feed:
         """Queue ``event`` (None: an entry for others) as the next of partition ``p``."""
         self._taken[p] = position
         self._taken_raw[p] = entry_id
-        if event is None:
+        if event is None or self.sub.removed:  # unsubscribed: drop what it did not start
             return
         if p in self._workers:
             self._lanes[p].append(event)
@@ -280,13 +280,18 @@ class Feed:
         try:
             while True:
                 failure = running if isinstance(running, Exception) else await outcome(running)
-                if failure is not None:  # e.g. a handler's own CancelledError
+                if failure is not None and not isinstance(failure, NotDelivered):
                     logger.error(
                         "listener: delivery of %s (%s) failed",
                         event.type,
                         event.id,
                         exc_info=failure,
                     )
+                if self.sub.removed:  # unsubscribed: drop what it did not start
+                    lane.clear()
+                    waiting = self._room_waiter
+                    if waiting is not None and waiting[0] == p:
+                        _settle(waiting[1], True)
                 if not lane:
                     return
                 event = lane.popleft()
