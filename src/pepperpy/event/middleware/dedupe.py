@@ -18,53 +18,58 @@ class DeduplicateMiddleware:
     """Skip events whose id was processed successfully in the last ``ttl`` seconds.
 
     At-least-once sources (brokers, store subscriptions after a restart) redeliver; this
-    makes handlers see each id once. At most ``max_size`` ids are remembered (the oldest
-    are forgotten first), so memory stays bounded. An event whose processing failed is
-    forgotten, so its redelivery runs again; a duplicate that arrives while the first
-    copy is still being processed is skipped.
+    makes handlers see each id once. The ``ttl`` counts from the moment processing
+    succeeded. At most ``max_size`` processed ids are remembered (the oldest are
+    forgotten first), so memory stays bounded; ids still being processed are kept apart
+    and never forgotten, so a duplicate that arrives while the first copy is still being
+    processed is skipped however long that takes. An event whose processing failed is
+    forgotten, so its redelivery runs again.
     """
 
     def __init__(self, *, ttl: float = 3600.0, max_size: int = 100_000) -> None:
-        if not isinstance(ttl, int | float) or isinstance(ttl, bool) or ttl <= 0:
+        if not isinstance(ttl, int | float) or isinstance(ttl, bool) or not ttl > 0:
             raise ValueError(f"ttl must be a number of seconds > 0, got {ttl!r}")
         if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
             raise ValueError(f"max_size must be an int >= 1, got {max_size!r}")
         self.ttl = float(ttl)
         self.max_size = max_size
         self.skipped = 0
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._seen: OrderedDict[str, float] = OrderedDict()  # processed: id -> expiry
+        self._running: set[str] = set()  # ids being processed right now
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return len(self._seen) + len(self._running)
 
     def seen(self, event_id: str) -> bool:
-        """True when ``event_id`` is remembered and has not expired."""
+        """True when ``event_id`` is being processed, or was and has not expired."""
+        if event_id in self._running:
+            return True
         expires = self._seen.get(event_id)
         return expires is not None and expires > time.monotonic()
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
         event_id = event.id
-        now = time.monotonic()
-        seen = self._seen
-        expires = seen.get(event_id)
-        if expires is not None:
-            if expires > now:
-                self.skipped += 1
-                logger.debug("skipping duplicate %s (%s)", event.type, event_id)
-                return
-            del seen[event_id]
-        self._evict(now)
-        seen[event_id] = now + self.ttl
+        if self.seen(event_id):
+            self.skipped += 1
+            logger.debug("skipping duplicate %s (%s)", event.type, event_id)
+            return
+        running = self._running
+        running.add(event_id)
         try:
             await next_handler(event)
-        except BaseException:
-            seen.pop(event_id, None)
-            raise
+        finally:
+            running.discard(event_id)
+        # only a success is remembered, for ttl seconds from now
+        seen = self._seen
+        now = time.monotonic()
+        seen.pop(event_id, None)
+        seen[event_id] = now + self.ttl
+        self._evict(now)
 
     def _evict(self, now: float) -> None:
         seen = self._seen
         while seen:
             oldest, expires = next(iter(seen.items()))
-            if expires > now and len(seen) < self.max_size:
+            if expires > now and len(seen) <= self.max_size:
                 return
             del seen[oldest]
