@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import Callable
 
-from pepperpy.event import DeduplicateMiddleware, Event, EventProcessor
+import pytest
+
+from pepperpy.event import (
+    DeadLetterMiddleware,
+    DeduplicateMiddleware,
+    Event,
+    EventProcessor,
+    LogMiddleware,
+    RateLimitMiddleware,
+    TimeoutMiddleware,
+    ValidateMiddleware,
+)
 
 
 def slow_processor(
@@ -46,3 +59,31 @@ async def test_deduplicate_capacity_never_forgets_an_event_in_progress() -> None
     a, b = Event("a"), Event("b")
     await asyncio.gather(processor.process(a), processor.process(b), processor.process(a))
     assert sorted(runs) == sorted([a.id, b.id])
+
+
+# -- bad configuration fails at construction, with a clear message ----------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: DeduplicateMiddleware(ttl=math.nan), "ttl"),
+        (lambda: TimeoutMiddleware(math.nan), "seconds"),
+        (lambda: RateLimitMiddleware(math.nan), "rate"),
+        (lambda: RateLimitMiddleware(math.nan, burst=2), "rate"),
+        (lambda: RateLimitMiddleware(math.inf), "rate"),
+        (lambda: RateLimitMiddleware(math.inf, burst=2), "rate"),
+        (lambda: DeadLetterMiddleware(bus=object()), "bus"),
+        (lambda: DeadLetterMiddleware(maxlen=-1), "maxlen"),
+        (lambda: DeadLetterMiddleware(maxlen="10"), "maxlen"),
+        (lambda: ValidateMiddleware(object()), "validator"),  # type: ignore[arg-type]
+        (lambda: LogMiddleware(level="info"), "level"),  # type: ignore[arg-type]
+        (lambda: LogMiddleware(error_level=None), "error_level"),  # type: ignore[arg-type]
+        (lambda: LogMiddleware(fields={"a": 1}), "fields"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_middleware_options_fail_at_construction(
+    make: Callable[[], object], message: str
+) -> None:
+    with pytest.raises((TypeError, ValueError), match=message):
+        make()

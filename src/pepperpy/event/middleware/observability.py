@@ -36,6 +36,13 @@ class LogMiddleware:
         error_level: int = logging.ERROR,
         fields: Callable[[Event], Mapping[str, Any]] | None = None,
     ) -> None:
+        if not isinstance(logger, str | logging.Logger | logging.LoggerAdapter):
+            raise TypeError(f"logger must be a logging.Logger or a name, got {logger!r}")
+        for option, value in (("level", level), ("error_level", error_level)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{option} must be a logging level (an int), got {value!r}")
+        if fields is not None and not callable(fields):
+            raise TypeError(f"fields must be a callable (event -> mapping), got {fields!r}")
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
         self.level = level
         self.error_level = error_level

@@ -7,6 +7,7 @@ import contextvars
 import inspect
 import itertools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -98,7 +99,7 @@ class TimeoutMiddleware:
     """
 
     def __init__(self, seconds: float) -> None:
-        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds > 0:
             raise ValueError(f"seconds must be a number > 0, got {seconds!r}")
         self.seconds = float(seconds)
         self._pending: dict[int, _Deadline] = {}  # arrival order == deadline order
@@ -161,8 +162,8 @@ class RateLimitMiddleware:
     """
 
     def __init__(self, rate: float, *, burst: int | None = None) -> None:
-        if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
-            raise ValueError(f"rate must be a number > 0, got {rate!r}")
+        if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate < math.inf:
+            raise ValueError(f"rate must be a finite number of events/s > 0, got {rate!r}")
         capacity = max(1, int(rate)) if burst is None else burst
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
             raise ValueError(f"burst must be an int >= 1, got {burst!r}")
@@ -214,6 +215,10 @@ class DeadLetterMiddleware:
         bus: Any = None,
         maxlen: int = DEAD_LETTER_LIMIT,
     ) -> None:
+        if not isinstance(maxlen, int) or isinstance(maxlen, bool) or maxlen < 0:
+            raise ValueError(f"maxlen must be an int >= 0, got {maxlen!r}")
+        if bus is not None and not callable(getattr(bus, "publish", None)):
+            raise TypeError(f"bus must have a publish(topic, event) method, got {bus!r}")
         self.dead_letters: deque[DeadLetter] = deque(maxlen=maxlen)
         self._callbacks: list[Callable[[DeadLetter], Any]] = []
         if on_error is not None:

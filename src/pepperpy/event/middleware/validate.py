@@ -24,6 +24,8 @@ class ValidateMiddleware:
     """
 
     def __init__(self, validator: EventValidator) -> None:
+        if not callable(getattr(validator, "validate", None)):
+            raise TypeError(f"validator must be an EventValidator, got {validator!r}")
         self.validator = validator
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
