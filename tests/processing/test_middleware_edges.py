@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Callable
 
@@ -15,6 +16,8 @@ from pepperpy.event import (
     EventProcessor,
     LogMiddleware,
     RateLimitMiddleware,
+    RetryMiddleware,
+    RetryPolicy,
     TimeoutMiddleware,
     ValidateMiddleware,
 )
@@ -87,3 +90,32 @@ def test_bad_middleware_options_fail_at_construction(
 ) -> None:
     with pytest.raises((TypeError, ValueError), match=message):
         make()
+
+
+# -- logging never changes the outcome ---------------------------------------------------
+
+
+async def test_log_fields_named_like_log_record_attributes_do_not_fail_processing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    processor = EventProcessor().use(LogMiddleware(fields=lambda event: {"name": "shop"}))
+    processor.handle("#", lambda event: None)
+    with caplog.at_level(logging.INFO, logger="pepperpy.event.processor"):
+        await processor.process(Event("order.placed"))
+    [record] = [r for r in caplog.records if r.name == "pepperpy.event.processor"]
+    assert record.field_name == "shop"  # type: ignore[attr-defined]
+
+
+async def test_a_failing_log_fields_callable_does_not_fail_processing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    processor = EventProcessor().use(
+        RetryMiddleware(RetryPolicy.fixed(max_attempts=3, base_delay=0)),
+        LogMiddleware(fields=lambda event: {"tenant": event.metadata["tenant"]}),
+    )
+    runs: list[str] = []
+    processor.handle("#", lambda event: runs.append(event.id))
+    with caplog.at_level(logging.INFO, logger="pepperpy.event.processor"):
+        await processor.process(Event("order.placed"))
+    assert len(runs) == 1  # not retried: the handler succeeded
+    assert any(r.getMessage().startswith("processed order.placed") for r in caplog.records)

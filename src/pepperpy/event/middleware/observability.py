@@ -18,6 +18,12 @@ __all__ = ["LogMiddleware", "TraceMiddleware", "trace_headers"]
 TRACE_KEYS = ("traceparent", "tracestate")
 
 
+#: attribute names a ``logging.LogRecord`` owns: ``extra`` may not set them
+_RESERVED = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+)
+
+
 class LogMiddleware:
     """Log one structured record per processed event: type, id, outcome, duration.
 
@@ -25,7 +31,10 @@ class LogMiddleware:
     ``duration_ms`` and, for events read from a store, ``event_stream`` and
     ``event_position`` as attributes (``extra``), so JSON log formatters can emit them as
     fields; ``fields(event)`` may add more (a tenant, a correlation id from metadata).
-    Failures are logged at ``error_level`` with the traceback and re-raised.
+    Logging never changes the outcome: a ``fields`` that raises is logged and skipped,
+    and a field named like a ``LogRecord`` attribute (``name``, ``module``, ...) is
+    emitted as ``field_<name>``. Failures are logged at ``error_level`` with the
+    traceback and re-raised.
     """
 
     def __init__(
@@ -87,7 +96,16 @@ class LogMiddleware:
             extra["event_stream"] = event.stream
             extra["event_position"] = event.position
         if self.fields is not None:
-            extra.update(self.fields(event))
+            try:
+                custom = dict(self.fields(event))
+            except Exception:  # a log field must never turn processing into a failure
+                logging.getLogger(__name__).exception(
+                    "LogMiddleware fields() failed for %s (%s)", event.type, event.id
+                )
+                return extra
+            for key, value in custom.items():
+                name = str(key)
+                extra["field_" + name if name in _RESERVED else name] = value
         return extra
 
 
