@@ -19,6 +19,7 @@ from pepperpy.event import (
     RetryMiddleware,
     RetryPolicy,
     TimeoutMiddleware,
+    TraceMiddleware,
     ValidateMiddleware,
 )
 
@@ -119,3 +120,33 @@ async def test_a_failing_log_fields_callable_does_not_fail_processing(
         await processor.process(Event("order.placed"))
     assert len(runs) == 1  # not retried: the handler succeeded
     assert any(r.getMessage().startswith("processed order.placed") for r in caplog.records)
+
+
+# -- tracing never fails processing over a malformed carrier ----------------------------
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.mark.parametrize(
+    ("value", "continues"),
+    [(TRACEPARENT.encode(), True), (123, False), (None, False), ("garbage", False)],
+)
+async def test_trace_survives_a_traceparent_that_is_not_a_string(
+    value: object, continues: bool
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    processor = EventProcessor().use(TraceMiddleware(provider))
+    runs: list[str] = []
+    processor.handle("#", lambda event: runs.append(event.id))
+    await processor.process(Event("x", metadata={"traceparent": value, "tracestate": 5}))
+    assert len(runs) == 1
+    [span] = exporter.get_finished_spans()
+    assert span.context is not None
+    assert (span.context.trace_id == int(TRACEPARENT[3:35], 16)) is continues
+    provider.shutdown()

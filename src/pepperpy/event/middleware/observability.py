@@ -131,8 +131,13 @@ class TraceMiddleware:
         self._consumer = trace.SpanKind.CONSUMER
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
-        carrier = {key: event.metadata[key] for key in TRACE_KEYS if key in event.metadata}
-        parent = self._propagator.extract(carrier) if carrier else None
+        carrier = _carrier(event.metadata)
+        parent = None
+        if carrier:
+            try:
+                parent = self._propagator.extract(carrier)
+            except Exception:  # a malformed carrier must not fail processing
+                parent = None
         attributes = {
             "messaging.operation": "process",
             "messaging.destination.name": event.type,
@@ -147,6 +152,19 @@ class TraceMiddleware:
             attributes=attributes,
         ):
             await next_handler(event)
+
+
+def _carrier(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """The W3C Trace Context entries of ``metadata`` as text (bytes from broker headers
+    are decoded); anything else is not a trace context and is left out."""
+    carrier: dict[str, str] = {}
+    for key in TRACE_KEYS:
+        value = metadata.get(key)
+        if isinstance(value, bytes | bytearray):
+            value = bytes(value).decode("ascii", "replace")
+        if isinstance(value, str):
+            carrier[key] = value
+    return carrier
 
 
 def trace_headers() -> dict[str, str]:
