@@ -150,3 +150,16 @@ async def test_trace_survives_a_traceparent_that_is_not_a_string(
     assert span.context is not None
     assert (span.context.trace_id == int(TRACEPARENT[3:35], 16)) is continues
     provider.shutdown()
+
+
+# -- rate limit --------------------------------------------------------------------------
+
+
+def test_one_rate_limit_middleware_serves_successive_event_loops() -> None:
+    limit = RateLimitMiddleware(200, burst=1)
+
+    async def burst() -> None:
+        await asyncio.gather(*(limit.acquire() for _ in range(3)))
+
+    asyncio.run(burst())
+    asyncio.run(burst())  # the waiting line of the first loop must not be reused

@@ -172,6 +172,7 @@ class RateLimitMiddleware:
         self._tokens = float(capacity)
         self._stamp = time.monotonic()
         self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     def _refill(self) -> None:
         now = time.monotonic()
@@ -180,6 +181,10 @@ class RateLimitMiddleware:
 
     async def acquire(self) -> None:
         """Wait until a token is free and take it."""
+        loop = asyncio.get_running_loop()
+        if self._lock_loop is not loop:  # an asyncio.Lock serves one event loop only
+            self._lock = None
+            self._lock_loop = loop
         self._refill()
         if self._tokens >= 1 and (self._lock is None or not self._lock.locked()):
             self._tokens -= 1
