@@ -19,13 +19,22 @@ steps:
   before ``emit`` returned, and ``manager.dead_letters``;
 - a burst of ``emit_nowait`` calls then ``drain()``: ``BufferFullError`` exactly when the
   model's buffer is full, every accepted event delivered as above, its future resolved
-  to it, and nothing left in flight.
+  to it, and nothing left in flight;
+- the same burst while one to three awaited ``emit("z")`` calls hold buffer slots (an
+  extra "gate" handler keeps them running; ``in_flight`` is checked), so the buffer is
+  shared between ``emit`` and ``emit_nowait`` and blocked emits wait their turn.
+
+Deliberate limits of the model: ``off`` inside a handler is only exercised by a lone
+emit (with racing emits, which of them still sees the removed handler depends on
+scheduling the SPEC leaves open); a handler that fails a few times before succeeding has
+one live registration at a time (its failures are counted per event); delays are 0,
+cancellation and ``close()`` are left to the regular tests in tests/core/test_manager.py.
 
 Handlers are sync or async (async ones yield to the loop a few times), and succeed,
 always raise, raise a given number of times then succeed, or call ``off``. Exceptions
 are ``ConnectionError`` (retried) or ``ValueError`` (not in ``retry_on``: one attempt).
 
-In CI the run is derandomized and bounded (well under 20 s). For a longer local hunt:
+In CI the run is derandomized with 1,000 examples (about 5 s). For a longer local hunt:
 
     PEPPERPY_MANAGER_MODEL_EXAMPLES=2000 pytest tests/core/test_manager_model.py
 
@@ -56,6 +65,7 @@ from pepperpy.event import (
 EXAMPLES = int(os.environ.get("PEPPERPY_MANAGER_MODEL_EXAMPLES", "0"))
 STEPS = int(os.environ.get("PEPPERPY_MANAGER_MODEL_STEPS", "25"))
 HANDLERS = 6
+GATE = HANDLERS  # the index of the gate handler
 
 # -- the model --------------------------------------------------------------------------
 
@@ -75,7 +85,7 @@ def model_matches(pattern: list[str], topic: list[str]) -> bool:
 @dataclass(frozen=True)
 class Behaviour:
     is_async: bool
-    kind: str  # "ok", "always", "fail" (``times`` failures, then success), "off"
+    kind: str  # "ok", "always", "fail" (``times`` failures, then success), "off", "gate"
     exc: type[Exception] = ConnectionError
     times: int = 0
     target_pattern: str = ""
@@ -195,6 +205,7 @@ step = st.one_of(
     st.tuples(st.just("off"), patterns, st.integers(0, HANDLERS - 1)),
     st.tuples(st.just("emit"), st.lists(topics, min_size=1, max_size=3)),
     st.tuples(st.just("burst"), st.lists(topics, min_size=1, max_size=5)),
+    st.tuples(st.just("held"), st.integers(1, 3), st.lists(topics, min_size=1, max_size=4)),
 )
 
 
@@ -242,6 +253,9 @@ class Harness:
         self.off_results: dict[str, list[bool]] = defaultdict(list)
         self.letters_sync: list[DeadLetter] = []
         self.letters_async: list[DeadLetter] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.gate_entries = 0
         self.handlers = [self._make(n) for n in range(len(behaviours))]
 
         manager.on_error(self.letters_sync.append)
@@ -263,6 +277,17 @@ class Harness:
         def act(event: Event, attempt: int) -> None:
             if b.kind == "always" or (b.kind == "fail" and attempt <= b.times):
                 raise b.exc(f"handler {number} attempt {attempt}")
+
+        if b.kind == "gate":
+
+            async def gate(event: Event) -> None:
+                begin(event)
+                try:
+                    await self.gate.wait()
+                finally:
+                    self.finished[event.id] += 1
+
+            return gate
 
         if b.is_async:
 
@@ -325,9 +350,14 @@ async def _run(
     manager = EventManager(
         max_listeners=max_listeners, buffer_size=buffer_size, retry_policy=_policy(*policy)
     )
-    harness = Harness(manager, handler_behaviours)
+    # one more handler, outside the generated ones: it holds "z" events (and their
+    # buffer slots) until its gate opens; "z" is no generated pattern, "*" and "#" match it
+    behaviours = [*handler_behaviours, Behaviour(True, "gate")]
+    harness = Harness(manager, behaviours)
     handlers = harness.handlers
-    model = Model(max_listeners, buffer_size, policy[1], handler_behaviours)
+    model = Model(max_listeners, buffer_size, policy[1], behaviours)
+    manager.on("z", handlers[GATE])
+    model.registrations.append(Registration("z", GATE, False, 0, -1))
 
     def reaches_off(topic: str) -> bool:
         return any(model.behaviours[r.handler].kind == "off" for r in model.due(topic))
@@ -364,11 +394,33 @@ async def _run(
                 harness.check_delivery(model, event, due)
                 assert harness.off_results[event.id] == offs
         else:
-            (types,) = args
+            if op == "held":
+                count, types = args
+                if reaches_off("z"):
+                    continue
+            else:
+                count, types = 0, args[0]
             types = [t for t in types if not reaches_off(t)]
+            # ``count`` awaited emits of "z" hold their slots (those that got one) until
+            # the gate opens; meanwhile emit_nowait meets a fuller buffer
+            harness.gate.clear()
+            held = [model.claim("z") for _ in range(count)]
+            holders = [asyncio.ensure_future(manager.emit("z")) for _ in range(count)]
+            holding = count if buffer_size is None else min(count, buffer_size)
+            for _ in range(200):
+                if sum(n == GATE for starts in harness.starts.values() for n in starts) >= (
+                    harness.gate_entries + holding
+                ):
+                    break
+                await asyncio.sleep(0)
+            else:
+                raise AssertionError("the holding emits did not start")
+            harness.gate_entries += holding
+            if buffer_size is not None:
+                assert manager.in_flight == holding
             accepted: list[tuple[asyncio.Future[Event], list[Registration]]] = []
             for t in types:
-                if buffer_size is not None and len(accepted) >= buffer_size:
+                if buffer_size is not None and holding + len(accepted) >= buffer_size:
                     try:
                         manager.emit_nowait(t, {"n": sequence})
                     except BufferFullError:
@@ -376,8 +428,13 @@ async def _run(
                     raise AssertionError("expected BufferFullError")
                 future = manager.emit_nowait(t, {"n": sequence})
                 accepted.append((future, model.claim(t)))
+            harness.gate.set()
+            held_events = await asyncio.gather(*holders)
+            harness.gate_entries += count - holding
             await manager.drain()
             assert manager.in_flight == 0
+            for event, due in zip(held_events, held, strict=True):
+                harness.check_delivery(model, event, due)
             for future, due in accepted:
                 assert future.done()
                 harness.check_delivery(model, future.result(), due)
