@@ -30,7 +30,8 @@ scheduling the SPEC leaves open); a handler that fails a few times before succee
 one live registration at a time (its failures are counted per event); delays are 0,
 cancellation and ``close()`` are left to the regular tests in tests/core/test_manager.py.
 
-Handlers are sync or async (async ones yield to the loop a few times), and succeed,
+Handlers are sync, async (yielding to the loop a few times) or sync returning a
+coroutine (which the manager must await), and succeed,
 always raise, raise a given number of times then succeed, or call ``off``. Exceptions
 are ``ConnectionError`` (retried) or ``ValueError`` (not in ``retry_on``: one attempt).
 
@@ -91,6 +92,7 @@ class Behaviour:
     target_pattern: str = ""
     target: int = 0
     yields: int = 1
+    returns_awaitable: bool = False  # a sync handler returning a coroutine (not async)
 
 
 @dataclass(eq=False)
@@ -170,8 +172,21 @@ topics = st.lists(st.sampled_from(["a", "b"]), min_size=1, max_size=3).map(".".j
 exceptions = st.sampled_from([ConnectionError, ValueError])
 
 behaviours = st.one_of(
-    st.builds(Behaviour, st.booleans(), st.just("ok"), yields=st.integers(0, 6)),
-    st.builds(Behaviour, st.booleans(), st.just("always"), exceptions, yields=st.integers(0, 6)),
+    st.builds(
+        Behaviour,
+        st.booleans(),
+        st.just("ok"),
+        yields=st.integers(0, 6),
+        returns_awaitable=st.booleans(),
+    ),
+    st.builds(
+        Behaviour,
+        st.booleans(),
+        st.just("always"),
+        exceptions,
+        yields=st.integers(0, 6),
+        returns_awaitable=st.booleans(),
+    ),
     st.builds(
         Behaviour,
         st.booleans(),
@@ -179,6 +194,7 @@ behaviours = st.one_of(
         exceptions,
         st.integers(1, 3),
         yields=st.integers(0, 6),
+        returns_awaitable=st.booleans(),
     ),
     st.builds(
         Behaviour,
@@ -304,6 +320,23 @@ class Harness:
                     self.finished[event.id] += 1
 
             return handler
+
+        if b.returns_awaitable:
+
+            def returning(event: Event) -> Any:
+                attempt = begin(event)
+
+                async def rest() -> None:
+                    try:
+                        for _ in range(b.yields):
+                            await asyncio.sleep(0)
+                        act(event, attempt)
+                    finally:
+                        self.finished[event.id] += 1
+
+                return rest()
+
+            return returning
 
         def sync_handler(event: Event) -> None:
             attempt = begin(event)
