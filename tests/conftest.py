@@ -6,6 +6,8 @@ fails in CI (``CI=true``), where ``.ci/run`` starts every service first.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -70,6 +72,27 @@ def require_service(name: str) -> None:
 def unique_name(prefix: str = "t") -> str:
     """A name no other test run uses (for databases, streams, exchanges, keys)."""
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(server: str, prefix: str = "pepperpy") -> Iterator[str]:
+    """A new database on ``server``, dropped on exit; made and dropped on loops of its own
+    (for module-scoped fixtures and sync tests). Yields its URL."""
+    asyncpg = pytest.importorskip("asyncpg")
+    name = unique_name(prefix)
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(f"{server}/postgres")
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{server}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ from pepperpy.event import (
 )
 from pepperpy.event.store import _reader, _sqlite_log
 from pepperpy.event.store.base import ExpectedVersion
-from tests.conftest import require_service, unique_name
+from tests.conftest import fresh_postgres_database, require_service, unique_name
 
 STREAMS = ("acct.a", "acct.b", "cart.a", "cart.b")
 TYPES = ("item.added", "item.removed", "note")
@@ -857,19 +857,8 @@ class StoreMachine(RuleBasedStateMachine):
 def model_database() -> Iterator[str]:
     """One PostgreSQL database for the module; each program gets its own schema in it."""
     require_service("postgres")
-    server = "postgresql://postgres@127.0.0.1:5432"
-    name = unique_name("pepperpy")
-
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(f"{server}/postgres")
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield f"{server}/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgres_database("postgresql://postgres@127.0.0.1:5432") as url:
+        yield url
 
 
 #: examples per backend in CI (derandomized): bounded, about 60 s for all of them

@@ -18,7 +18,7 @@ from pepperpy.event import (
 )
 from pepperpy.event.store.base import ANY, NewRecord
 from pepperpy.event.store.postgres import PostgresBackend
-from tests.conftest import unique_name
+from tests.conftest import fresh_postgres_database, unique_name
 from tests.helpers import eventually
 from tests.store.conformance import MakeStore, StoreConformance
 from tests.store.crash import assert_survives_sigkill
@@ -29,18 +29,8 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture(scope="module")
 def shared_database(postgres_server: str) -> Iterator[str]:
     """One database for the module; each test gets its own schema in it (fast to make)."""
-    name = unique_name("pepperpy")
-
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(f"{postgres_server}/postgres")
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield f"{postgres_server}/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgres_database(postgres_server) as url:
+        yield url
 
 
 class TestPostgresStore(StoreConformance):
