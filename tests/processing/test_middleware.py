@@ -370,6 +370,31 @@ async def test_dead_letter_without_retry_counts_one_attempt() -> None:
     assert dead.dead_letters[0].attempts == 1
 
 
+async def test_dead_letter_ignores_retries_of_a_processor_a_handler_calls() -> None:
+    # the inner processor's RetryMiddleware inherits the outer DeadLetterMiddleware's
+    # context: its tries are its own and must not become the outer letter's attempts
+    inner = EventProcessor().use(RetryMiddleware(NO_WAIT))
+    tries: list[int] = []
+
+    @inner.handle("#")
+    def flaky(event: Event) -> None:
+        tries.append(1)
+        if len(tries) < 3:
+            raise ConnectionError("flaky")
+
+    dead = DeadLetterMiddleware()
+    outer = EventProcessor().use(dead)
+
+    @outer.handle("#")
+    async def handler(event: Event) -> None:
+        await inner.process(event)  # succeeds on its third try
+        raise ValueError("outer handler fails once")
+
+    await outer.process(Event("job", 1))
+    assert len(tries) == 3
+    assert dead.dead_letters[0].attempts == 1
+
+
 async def test_dead_letter_republishes_to_a_bus() -> None:
     bus = EventBus(retry_policy=RetryPolicy.NONE)
     letters: list[Event] = []

@@ -15,15 +15,18 @@ from typing import Any
 
 from .._event import Event
 from .._manager import DEAD_LETTER_LIMIT, DeadLetter
-from .._processor import NextHandler
+from .._processor import NextHandler, _completed
 from .._retry import RetryPolicy
 
 __all__ = ["DeadLetterMiddleware", "RateLimitMiddleware", "RetryMiddleware", "TimeoutMiddleware"]
 
 logger = logging.getLogger("pepperpy.event.processor")
 
-#: tries counted by RetryMiddleware for the DeadLetterMiddleware further out
-_attempts: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+#: tries counted by RetryMiddleware for the DeadLetterMiddleware further out, with the
+#: processor record (``_completed``) of the ``process`` call the counter belongs to: the
+#: variable is inherited by everything a handler calls, and a RetryMiddleware of another
+#: processor run from inside a handler must not count its tries as the outer ones
+_attempts: contextvars.ContextVar[tuple[object, list[int]] | None] = contextvars.ContextVar(
     "pepperpy_event_attempts", default=None
 )
 
@@ -44,7 +47,8 @@ class RetryMiddleware:
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
         policy = self.policy
         attempt = 1
-        counter = _attempts.get()
+        slot = _attempts.get()
+        counter = slot[1] if slot is not None and slot[0] is _completed.get() else None
         while True:
             try:
                 await next_handler(event)
@@ -239,7 +243,7 @@ class DeadLetterMiddleware:
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
         counter = [1]
-        token = _attempts.set(counter)
+        token = _attempts.set((_completed.get(), counter))
         try:
             await next_handler(event)
         except Exception as exc:
