@@ -89,6 +89,22 @@ async def test_without_a_traceparent_a_new_trace_starts(
     assert span.parent is None
 
 
+@pytest.mark.parametrize("traceparent", ["garbage", "00-" + "0" * 32 + "-" + "1" * 16 + "-01"])
+async def test_a_malformed_traceparent_is_ignored_and_the_callers_span_is_the_parent(
+    tracing: tuple[TracerProvider, InMemorySpanExporter], traceparent: str
+) -> None:
+    # W3C Trace Context: an invalid traceparent is ignored, so the current context
+    # applies - the span is a child of the caller's span, not the root of a new trace
+    provider, exporter = tracing
+    processor = EventProcessor().use(TraceMiddleware(provider))
+    with provider.get_tracer("test").start_as_current_span("caller") as caller:
+        await processor.process(Event("a", metadata={"traceparent": traceparent}))
+    span = next(s for s in exporter.get_finished_spans() if s.name == "process a")
+    assert span.parent is not None
+    assert span.parent.span_id == caller.get_span_context().span_id
+    assert span.context.trace_id == caller.get_span_context().trace_id
+
+
 async def test_failures_are_recorded_on_the_span(
     tracing: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:

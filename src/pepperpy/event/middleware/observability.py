@@ -116,6 +116,8 @@ class TraceMiddleware:
     ``tracestate``) in ``event.metadata``, so a trace started by whoever published the
     event continues across a bus or store hop. Producers add those entries with
     :func:`trace_headers` (``bus.publish(topic, data, headers=trace_headers())``).
+    Without them, or when they are malformed (ignored, as W3C Trace Context says), the
+    span is a child of the current span, or the root of a new trace when there is none.
     Failures are recorded on the span (status ERROR plus the exception) and re-raised.
     Needs ``opentelemetry-api`` (extra ``otel``).
     """
@@ -126,6 +128,7 @@ class TraceMiddleware:
             "opentelemetry.trace.propagation.tracecontext", extra="otel", feature="TraceMiddleware"
         )
         self._trace = trace
+        self._context = require("opentelemetry.context", extra="otel", feature="TraceMiddleware")
         self._propagator = propagate.TraceContextTextMapPropagator()
         self._tracer = trace.get_tracer(name, tracer_provider=tracer_provider)
         self._consumer = trace.SpanKind.CONSUMER
@@ -135,7 +138,9 @@ class TraceMiddleware:
         parent = None
         if carrier:
             try:
-                parent = self._propagator.extract(carrier)
+                # extracted into the current context: an invalid traceparent is ignored
+                # (W3C Trace Context), which leaves the caller's span, if any, the parent
+                parent = self._propagator.extract(carrier, context=self._context.get_current())
             except Exception:  # a malformed carrier must not fail processing
                 parent = None
         attributes = {
