@@ -395,6 +395,56 @@ async def test_dead_letter_ignores_retries_of_a_processor_a_handler_calls() -> N
     assert dead.dead_letters[0].attempts == 1
 
 
+async def test_dead_letter_names_the_handler_that_failed() -> None:
+    dead = DeadLetterMiddleware()
+    processor = EventProcessor().use(dead, RetryMiddleware(NO_WAIT))
+
+    @processor.handle("job")
+    def broken(event: Event) -> None:
+        raise KeyError("k")
+
+    await processor.process(Event("job", 1))
+    (letter,) = dead.dead_letters
+    assert letter.handler is broken and letter.attempts == 3
+
+
+async def test_dead_letter_per_failed_handler_when_several_fail() -> None:
+    dead = DeadLetterMiddleware()
+    processor = EventProcessor().use(dead, RetryMiddleware(NO_WAIT))
+
+    @processor.handle("job")
+    async def first(event: Event) -> None:
+        raise ConnectionError("first")
+
+    @processor.handle("#")
+    def second(event: Event) -> None:
+        raise ConnectionError("second")
+
+    @processor.handle("job")
+    def fine(event: Event) -> None:
+        pass
+
+    await processor.process(Event("job", 1))
+    letters = {letter.handler: letter for letter in dead.dead_letters}
+    assert set(letters) == {first, second}
+    assert str(letters[first].exception) == "first"
+    assert str(letters[second].exception) == "second"
+    assert all(letter.attempts == 3 for letter in letters.values())
+
+
+async def test_dead_letter_of_a_timeout_names_the_handler_that_overran() -> None:
+    dead = DeadLetterMiddleware()
+    processor = EventProcessor().use(dead, TimeoutMiddleware(0.01))
+
+    @processor.handle("job")
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(1)
+
+    await processor.process(Event("job", 1))
+    (letter,) = dead.dead_letters
+    assert letter.handler is slow and isinstance(letter.exception, TimeoutError)
+
+
 async def test_dead_letter_republishes_to_a_bus() -> None:
     bus = EventBus(retry_policy=RetryPolicy.NONE)
     letters: list[Event] = []

@@ -35,12 +35,24 @@ M = TypeVar("M", bound=Callable[..., Any])
 
 #: The processor whose ``process`` call is running here, with the (event id, handler
 #: key) of its handlers that already succeeded in that call, so that a retry further out
-#: re-runs only the handlers that failed. The owner is recorded because the variable is
-#: inherited by everything the handlers call: another processor run from inside a
-#: handler must neither read nor write this record (its handler keys are its own).
-_completed: contextvars.ContextVar[tuple[EventProcessor, set[tuple[str, int]]] | None] = (
-    contextvars.ContextVar("pepperpy_event_completed_handlers", default=None)
-)
+#: re-runs only the handlers that failed, and the handler that raised each exception
+#: (by ``id``; the exception is kept alongside), so that a dead letter names the handler
+#: that failed. The owner is recorded because the variable is inherited by everything
+#: the handlers call: another processor run from inside a handler must neither read nor
+#: write this record (its handler keys are its own).
+_Failures = dict[int, tuple[BaseException, Callable[..., Any]]]
+_completed: contextvars.ContextVar[
+    tuple[EventProcessor, set[tuple[str, int]], _Failures] | None
+] = contextvars.ContextVar("pepperpy_event_completed_handlers", default=None)
+
+
+def failed_handler(exc: BaseException) -> Callable[..., Any] | None:
+    """The handler of the running ``process`` call that raised ``exc``, if one did."""
+    record = _completed.get()
+    if record is None:
+        return None
+    hit = record[2].get(id(exc))
+    return hit[1] if hit is not None and hit[0] is exc else None
 
 
 @runtime_checkable
@@ -148,7 +160,7 @@ class EventProcessor:
         if not self._middleware:  # nothing can retry: no need to remember completions
             await self._run_handlers(event)
             return
-        token = _completed.set((self, set()))
+        token = _completed.set((self, set(), {}))
         try:
             await self._chain(event)
         finally:
@@ -168,12 +180,16 @@ class EventProcessor:
             return
         if len(routes) == 1:  # nothing to remember: a retry re-runs the one handler
             route = routes[0]
-            if route.is_async:
-                await route.handler(event)
-            else:
-                result = route.handler(event)
-                if result is not None and inspect.isawaitable(result):
-                    await result
+            try:
+                if route.is_async:
+                    await route.handler(event)
+                else:
+                    result = route.handler(event)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
+            except BaseException as exc:  # a cancellation too: a timeout names the handler
+                self._blame(exc, route)
+                raise
             return
         record = _completed.get()
         done = record[1] if record is not None and record[0] is self else set()
@@ -186,15 +202,22 @@ class EventProcessor:
             *(_call_marking(route, event, done) for route in pending), return_exceptions=True
         )
         errors: list[Exception] = []
-        for result in results:
+        for route, result in zip(pending, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
                     raise result
+                self._blame(result, route)
                 errors.append(result)
         if len(errors) == 1:
             raise errors[0]
         if errors:
             raise ExceptionGroup(f"{len(errors)} handlers failed for {event.type!r}", errors)
+
+    def _blame(self, exc: BaseException, route: _Route) -> None:
+        """Remember that ``route``'s handler raised ``exc`` (for dead letters)."""
+        record = _completed.get()
+        if record is not None and record[0] is self:
+            record[2][id(exc)] = (exc, route.handler)
 
     # -- sources ----------------------------------------------------------------------
 

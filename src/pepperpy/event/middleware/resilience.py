@@ -15,7 +15,7 @@ from typing import Any
 
 from .._event import Event
 from .._manager import DEAD_LETTER_LIMIT, DeadLetter
-from .._processor import NextHandler, _completed
+from .._processor import NextHandler, _completed, failed_handler
 from .._retry import RetryPolicy
 
 __all__ = ["DeadLetterMiddleware", "RateLimitMiddleware", "RetryMiddleware", "TimeoutMiddleware"]
@@ -208,7 +208,11 @@ class RateLimitMiddleware:
 
 
 class DeadLetterMiddleware:
-    """Turn a failure of the rest of the chain into a recorded :class:`DeadLetter`.
+    """Turn a failure of the rest of the chain into recorded dead letters (:class:`DeadLetter`).
+
+    Each letter names the handler that failed (one letter per handler when several
+    failed; the rest of the chain when no handler raised the error, e.g. a validation
+    failure).
 
     The failure is logged with its traceback, kept in the bounded ``dead_letters``
     deque, passed to ``on_error`` callbacks (sync or async) and, with ``bus=``,
@@ -247,7 +251,8 @@ class DeadLetterMiddleware:
         try:
             await next_handler(event)
         except Exception as exc:
-            await self._record(DeadLetter(event, next_handler, exc, counter[0]))
+            for letter in _letters(event, exc, next_handler, counter[0]):
+                await self._record(letter)
         finally:
             _attempts.reset(token)
 
@@ -288,3 +293,32 @@ class DeadLetterMiddleware:
                 logger.exception(
                     "could not publish the dead letter of %s (%s)", event.type, event.id
                 )
+
+
+def _letters(
+    event: Event, exc: Exception, next_handler: NextHandler, attempts: int
+) -> list[DeadLetter]:
+    """The dead letters of one failure: one per handler that failed.
+
+    A handler's own exception names that handler; the ``ExceptionGroup`` of several
+    failed handlers becomes one letter per handler; a ``TimeoutError`` names the handler
+    whose cancellation it reports. A failure no handler raised (a middleware's, such as
+    a ``ValidationError``) names the rest of the chain, ``next_handler``.
+    """
+    handler = failed_handler(exc)
+    if handler is not None:
+        return [DeadLetter(event, handler, exc, attempts)]
+    if isinstance(exc, ExceptionGroup):
+        letters = []
+        for member in exc.exceptions:
+            who = failed_handler(member)
+            if who is None:
+                break
+            letters.append(DeadLetter(event, who, member, attempts))
+        else:
+            return letters
+    if isinstance(exc, TimeoutError) and exc.__cause__ is not None:
+        handler = failed_handler(exc.__cause__)
+        if handler is not None:
+            return [DeadLetter(event, handler, exc, attempts)]
+    return [DeadLetter(event, next_handler, exc, attempts)]
