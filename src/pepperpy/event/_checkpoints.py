@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 from . import _json
 from ._deps import require
 from ._errors import ConcurrencyError, ConfigurationError, StoreError
+from ._loops import LoopShares
 from ._sqlite import open_wal
 from .store.postgres import connection_lost
 
@@ -317,30 +318,12 @@ class PostgresCheckpointStore(CheckpointStore):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._loops: dict[asyncio.AbstractEventLoop, _OnLoop] = {}
-        self._loops_lock = threading.Lock()
-
-    def _here(self) -> _OnLoop:
-        """The running loop's share of the store, made on its first use there."""
-        loop = asyncio.get_running_loop()
-        on = self._loops.get(loop)
-        if on is None:
-            with self._loops_lock:
-                for gone in [other for other in self._loops.values() if other.loop.is_closed()]:
-                    self._leave(gone)
-                on = self._loops.setdefault(loop, _OnLoop(loop))
-        return on
-
-    def _leave(self, on: _OnLoop) -> None:
-        """Forget a loop's share and drop its connection (call with ``_loops_lock``)."""
-        if self._loops.get(on.loop) is on:
-            del self._loops[on.loop]
-        on.abandon()
+        self._loops: LoopShares[_OnLoop] = LoopShares(_OnLoop)
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[tuple[_OnLoop, Any]]:
         """This loop's connection, for one statement at a time (reopened if it closed)."""
-        on = self._here()
+        on = self._loops.here()
         async with on.lock:
             if on.connection is not None and on.connection.is_closed():
                 _drop(on, on.connection)
@@ -399,10 +382,10 @@ class PostgresCheckpointStore(CheckpointStore):
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
-            with self._loops_lock:
+            with self._loops.lock:
                 if on.keeper is asyncio.current_task():
                     on.keeper = None
-                    self._leave(on)
+                    self._loops.leave(on)
             raise
 
     async def load(self, name: str) -> Checkpoint | None:
@@ -466,8 +449,8 @@ class PostgresCheckpointStore(CheckpointStore):
         The store stays usable: its next statement opens a connection again.
         """
         here = asyncio.get_running_loop()
-        with self._loops_lock:
-            shares, self._loops = list(self._loops.values()), {}
+        with self._loops.lock:
+            shares = self._loops.take_all()
         mine = None
         for on in shares:
             if on.loop is here:

@@ -28,13 +28,13 @@ import contextlib
 import functools
 import logging
 import re
-import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._deps import require
 from .._errors import ClosedError, ConfigurationError, StoreError
+from .._loops import LoopShares
 from .base import (
     AppendResult,
     ExpectedVersion,
@@ -281,8 +281,7 @@ class PostgresBackend(StoreBackend):
             OSError,
         )
         #: connections, tasks and waiters of each loop using the store (see ``_OnLoop``)
-        self._loops: dict[asyncio.AbstractEventLoop, _OnLoop] = {}
-        self._loops_lock = threading.Lock()
+        self._loops: LoopShares[_OnLoop] = LoopShares(_OnLoop)
         self._head = 0  # next global position, as far as notifications told us
         self._closed = False
 
@@ -290,23 +289,10 @@ class PostgresBackend(StoreBackend):
 
     def _here(self) -> _OnLoop:
         """The running loop's share of the store, made on its first use there."""
-        loop = asyncio.get_running_loop()
-        on = self._loops.get(loop)
-        if on is None:
-            with self._loops_lock:
-                # forget loops that closed without shutting their tasks down
-                for gone in [other for other in self._loops.values() if other.loop.is_closed()]:
-                    self._leave(gone)
-                on = self._loops[loop] = _OnLoop(loop)
+        on = self._loops.here()
         if on.committer is None:
-            on.committer = loop.create_task(self._commit_loop(on))
+            on.committer = on.loop.create_task(self._commit_loop(on))
         return on
-
-    def _leave(self, on: _OnLoop) -> None:
-        """Forget a loop's share, dropping its connections (its loop is going away)."""
-        if self._loops.get(on.loop) is on:
-            del self._loops[on.loop]
-        on.abandon()
 
     async def _pool(self, on: _OnLoop | None, closing: bool) -> Any:
         """The loop's pool, opened (and the schema migrated) on first use."""
@@ -464,8 +450,8 @@ class PostgresBackend(StoreBackend):
                     await self._commit_jobs(on, group)
         except asyncio.CancelledError:
             on.committer = None
-            with self._loops_lock:
-                self._leave(on)
+            with self._loops.lock:
+                self._loops.leave(on)
             raise
         await self._close_connections(on)
 
@@ -737,16 +723,15 @@ class PostgresBackend(StoreBackend):
             return
         self._closed = True
         here = asyncio.get_running_loop()
-        with self._loops_lock:
-            others = [on for on in self._loops.values() if on.loop is not here]
-            for on in others:
+        with self._loops.lock:
+            for on in self._loops.others(here):
                 try:
                     on.loop.call_soon_threadsafe(on.stop)  # its committer closes them there
                     running = on.loop.is_running()
                 except RuntimeError:
                     running = False
                 if not running:
-                    self._leave(on)  # nothing runs there any more: drop them now
+                    self._loops.leave(on)  # nothing runs there any more: drop them now
         mine = self._loops.get(here)
         if mine is not None:
             mine.stop()
@@ -773,9 +758,8 @@ class PostgresBackend(StoreBackend):
                 await on.pool.close()
             except self._errors:  # a connection the server dropped may fail to say goodbye
                 on.pool.terminate()
-        with self._loops_lock:
-            if self._loops.get(on.loop) is on:
-                del self._loops[on.loop]
+        with self._loops.lock:
+            self._loops.forget(on)
 
 
 def connection_lost(asyncpg: Any, exc: BaseException, connection: Any) -> bool:

@@ -1,0 +1,74 @@
+"""State kept per event loop: asyncpg connections work only on the loop that opened them.
+
+The PostgreSQL store and checkpoint store keep one *share* (connections, tasks) per
+event loop that uses them. :class:`LoopShares` finds or makes the running loop's share
+and forgets the shares of loops that closed without shutting them down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+__all__ = ["LoopShares"]
+
+
+class _Share(Protocol):
+    loop: asyncio.AbstractEventLoop
+
+    def abandon(self) -> None:
+        """Drop what the share holds without awaiting anything (its loop is gone)."""
+
+
+S = TypeVar("S", bound=_Share)
+
+
+class LoopShares(Generic[S]):
+    """One share per event loop, made on first use there; thread-safe with :attr:`lock`."""
+
+    def __init__(self, make: Callable[[asyncio.AbstractEventLoop], S]) -> None:
+        self._make = make
+        self._shares: dict[asyncio.AbstractEventLoop, S] = {}
+        #: held to change the shares (and by owners for their own bookkeeping with them)
+        self.lock = threading.Lock()
+
+    def here(self) -> S:
+        """The running loop's share, made on its first use there."""
+        loop = asyncio.get_running_loop()
+        share = self._shares.get(loop)
+        if share is None:
+            with self.lock:
+                # forget loops that closed without shutting their tasks down
+                for gone in [other for other in self._shares.values() if other.loop.is_closed()]:
+                    self.leave(gone)
+                share = self._shares.setdefault(loop, self._make(loop))
+        return share
+
+    def get(self, loop: asyncio.AbstractEventLoop) -> S | None:
+        return self._shares.get(loop)
+
+    def values(self) -> list[S]:
+        """Every share, one per loop."""
+        return list(self._shares.values())
+
+    def others(self, loop: asyncio.AbstractEventLoop) -> list[S]:
+        """The shares of every loop but ``loop``."""
+        return [share for share in self._shares.values() if share.loop is not loop]
+
+    def forget(self, share: S) -> None:
+        """Forget ``share`` if it is still its loop's (call with :attr:`lock`)."""
+        if self._shares.get(share.loop) is share:
+            del self._shares[share.loop]
+
+    def leave(self, share: S) -> None:
+        """Forget ``share`` and drop what it holds (call with :attr:`lock`)."""
+        self.forget(share)
+        share.abandon()
+
+    def take_all(self) -> list[S]:
+        """Every share, forgotten (call with :attr:`lock`)."""
+        shares = list(self._shares.values())
+        self._shares.clear()
+        return shares
