@@ -445,6 +445,30 @@ async def test_dead_letter_of_a_timeout_names_the_handler_that_overran() -> None
     assert letter.handler is slow and isinstance(letter.exception, TimeoutError)
 
 
+async def test_dead_letters_of_a_timeout_name_each_handler_it_cut_off() -> None:
+    dead = DeadLetterMiddleware()
+    processor = EventProcessor().use(dead, TimeoutMiddleware(0.05))
+    finished: list[str] = []
+
+    @processor.handle("job")
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(1)
+
+    @processor.handle("job")
+    async def slower(event: Event) -> None:
+        await asyncio.sleep(2)
+
+    @processor.handle("job")
+    async def quick(event: Event) -> None:
+        finished.append("quick")
+
+    await processor.process(Event("job", 1))
+    assert finished == ["quick"]
+    letters = {letter.handler: letter for letter in dead.dead_letters}
+    assert set(letters) == {slow, slower}  # not the chain, and not the handler that finished
+    assert all(isinstance(letter.exception, TimeoutError) for letter in letters.values())
+
+
 async def test_dead_letter_republishes_to_a_bus() -> None:
     bus = EventBus(retry_policy=RetryPolicy.NONE)
     letters: list[Event] = []

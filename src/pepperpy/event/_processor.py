@@ -40,19 +40,23 @@ M = TypeVar("M", bound=Callable[..., Any])
 #: that failed. The owner is recorded because the variable is inherited by everything
 #: the handlers call: another processor run from inside a handler must neither read nor
 #: write this record (its handler keys are its own).
-_Failures = dict[int, tuple[BaseException, Callable[..., Any]]]
+_Failures = dict[int, tuple[BaseException, tuple[Callable[..., Any], ...]]]
 _completed: contextvars.ContextVar[
     tuple[EventProcessor, set[tuple[str, int]], _Failures] | None
 ] = contextvars.ContextVar("pepperpy_event_completed_handlers", default=None)
 
 
-def failed_handler(exc: BaseException) -> Callable[..., Any] | None:
-    """The handler of the running ``process`` call that raised ``exc``, if one did."""
+def failed_handlers(exc: BaseException) -> tuple[Callable[..., Any], ...]:
+    """The handlers of the running ``process`` call that ``exc`` stopped (none if none did).
+
+    One handler for its own exception; for the cancellation of a timeout, every handler
+    it cut off before it finished.
+    """
     record = _completed.get()
     if record is None:
-        return None
+        return ()
     hit = record[2].get(id(exc))
-    return hit[1] if hit is not None and hit[0] is exc else None
+    return hit[1] if hit is not None and hit[0] is exc else ()
 
 
 @runtime_checkable
@@ -198,9 +202,14 @@ class EventProcessor:
         # each handler is marked done as it succeeds, not after the gather: a timeout or
         # another cancellation ends the gather early, and a retry must still skip the
         # handlers that had finished by then
-        results = await asyncio.gather(
-            *(_call_marking(route, event, done) for route in pending), return_exceptions=True
-        )
+        try:
+            results = await asyncio.gather(
+                *(_call_marking(route, event, done) for route in pending),
+                return_exceptions=True,
+            )
+        except asyncio.CancelledError as exc:  # a timeout names every handler it cut off
+            self._blame(exc, *(route for route in pending if (event_id, route.key) not in done))
+            raise
         errors: list[Exception] = []
         for route, result in zip(pending, results, strict=True):
             if isinstance(result, BaseException):
@@ -213,11 +222,11 @@ class EventProcessor:
         if errors:
             raise ExceptionGroup(f"{len(errors)} handlers failed for {event.type!r}", errors)
 
-    def _blame(self, exc: BaseException, route: _Route) -> None:
-        """Remember that ``route``'s handler raised ``exc`` (for dead letters)."""
+    def _blame(self, exc: BaseException, *routes: _Route) -> None:
+        """Remember that ``exc`` stopped the handlers of ``routes`` (for dead letters)."""
         record = _completed.get()
-        if record is not None and record[0] is self:
-            record[2][id(exc)] = (exc, route.handler)
+        if routes and record is not None and record[0] is self:
+            record[2][id(exc)] = (exc, tuple(route.handler for route in routes))
 
     # -- sources ----------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from .._event import Event
 from .._manager import DEAD_LETTER_LIMIT, DeadLetter
-from .._processor import NextHandler, _completed, failed_handler
+from .._processor import NextHandler, _completed, failed_handlers
 from .._retry import RetryPolicy
 
 __all__ = ["DeadLetterMiddleware", "RateLimitMiddleware", "RetryMiddleware", "TimeoutMiddleware"]
@@ -301,24 +301,24 @@ def _letters(
     """The dead letters of one failure: one per handler that failed.
 
     A handler's own exception names that handler; the ``ExceptionGroup`` of several
-    failed handlers becomes one letter per handler; a ``TimeoutError`` names the handler
-    whose cancellation it reports. A failure no handler raised (a middleware's, such as
+    failed handlers becomes one letter per handler; a ``TimeoutError`` gives one letter
+    per handler it cut off. A failure no handler raised (a middleware's, such as
     a ``ValidationError``) names the rest of the chain, ``next_handler``.
     """
-    handler = failed_handler(exc)
-    if handler is not None:
-        return [DeadLetter(event, handler, exc, attempts)]
+    handlers = failed_handlers(exc)
+    if handlers:
+        return [DeadLetter(event, handler, exc, attempts) for handler in handlers]
     if isinstance(exc, ExceptionGroup):
         letters = []
         for member in exc.exceptions:
-            who = failed_handler(member)
-            if who is None:
+            who = failed_handlers(member)
+            if not who:
                 break
-            letters.append(DeadLetter(event, who, member, attempts))
+            letters.extend(DeadLetter(event, handler, member, attempts) for handler in who)
         else:
             return letters
     if isinstance(exc, TimeoutError) and exc.__cause__ is not None:
-        handler = failed_handler(exc.__cause__)
-        if handler is not None:
-            return [DeadLetter(event, handler, exc, attempts)]
+        handlers = failed_handlers(exc.__cause__)
+        if handlers:  # one letter per handler the timeout cut off
+            return [DeadLetter(event, handler, exc, attempts) for handler in handlers]
     return [DeadLetter(event, next_handler, exc, attempts)]
