@@ -309,7 +309,7 @@ def _letters(
     if handlers:
         return [DeadLetter(event, handler, exc, attempts) for handler in handlers]
     if isinstance(exc, ExceptionGroup):
-        letters = []
+        letters: list[DeadLetter] = []
         for member in exc.exceptions:
             who = failed_handlers(member)
             if not who:
