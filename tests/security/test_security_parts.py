@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pepperpy.event import AccessDenied, ConfigurationError, EncryptionError
+from pepperpy.event import AccessDenied, ConfigurationError, EncryptionError, StoreError
 from pepperpy.event.security import (
     AccessControl,
     AuditLog,
@@ -285,3 +285,116 @@ def test_audit_verify_against_a_recorded_head(tmp_path: Path, file_backed: bool)
     with pytest.raises(ConfigurationError):
         log.verify(expect_head="not hex")
     log.close()
+
+
+# -- verify reports any edited row as tampering, never raises --------------------------------
+
+TAMPERED_ROWS = {
+    "non-ascii hash": "UPDATE audit_log SET hash = 'é' || substr(hash, 2)",
+    "upper-case hash": "UPDATE audit_log SET hash = upper(hash)",
+    "hash stored as blob": "UPDATE audit_log SET hash = CAST(hash AS BLOB)",
+    "hash stored as int": "UPDATE audit_log SET hash = 42",
+    "body stored as text": "UPDATE audit_log SET body = CAST(body AS TEXT)",
+    "body stored as int": "UPDATE audit_log SET body = 7",
+    "body not json": "UPDATE audit_log SET body = x'00ff'",
+    "body a json list": "UPDATE audit_log SET body = CAST('[1, 2]' AS BLOB)",
+    "details not an object": "UPDATE audit_log SET body = CAST(json_set(CAST(body AS TEXT),"
+    " '$.details', 'xy') AS BLOB)",
+    "a field added": "UPDATE audit_log SET body = CAST(json_set(CAST(body AS TEXT),"
+    " '$.note', 'hidden') AS BLOB)",
+    "a field removed": "UPDATE audit_log SET body = CAST(json_remove(CAST(body AS TEXT),"
+    " '$.outcome') AS BLOB)",
+    "sequence as text": "UPDATE audit_log SET body = CAST(json_set(CAST(body AS TEXT),"
+    " '$.sequence', '1') AS BLOB)",
+    "time not a timestamp": "UPDATE audit_log SET body = CAST(json_set(CAST(body AS TEXT),"
+    " '$.at', 'yesterday') AS BLOB)",
+    "time a number": "UPDATE audit_log SET body = CAST(json_set(CAST(body AS TEXT),"
+    " '$.at', 5) AS BLOB)",
+    "principal a number": "UPDATE audit_log SET body = CAST(json_set(CAST(body AS TEXT),"
+    " '$.principal', 5) AS BLOB)",
+    "link not hex": "UPDATE audit_log SET body = CAST(json_set(CAST(body AS TEXT),"
+    " '$.previous_hash', 'zz') AS BLOB)",
+}
+
+
+def _tampered_log(tmp_path: Path, sql: str, key: bytes | None = None) -> str:
+    path = str(tmp_path / "audit.db")
+    with AuditLog(path, key=key) as log:
+        for n in range(3):
+            log.record("append", f"orders.{n}", principal="svc", details={"n": n})
+    with sqlite3.connect(path) as db:
+        db.execute(f"{sql} WHERE sequence = 1")
+    return path
+
+
+@pytest.mark.parametrize("sql", list(TAMPERED_ROWS.values()), ids=list(TAMPERED_ROWS))
+@pytest.mark.parametrize("key", [None, b"0123456789abcdef-secret"], ids=["sha256", "hmac"])
+def test_verify_reports_a_malformed_row_as_tampering(
+    tmp_path: Path, sql: str, key: bytes | None
+) -> None:
+    path = _tampered_log(tmp_path, sql, key)
+    log = AuditLog(path, key=key, read_only=True)
+    result = log.verify()
+    assert not result.ok
+    assert (result.checked, result.first_bad_sequence) == (1, 1)
+    assert result.reason and result.head == log.verify().head
+    with pytest.raises(StoreError, match="entry 1 of the audit log .* is malformed"):
+        log.entries()
+    log.close()
+
+
+@pytest.mark.parametrize("case", ["non-ascii hash", "details not an object"])
+def test_the_cli_reports_a_malformed_row_in_one_line(
+    tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pepperpy.event.cli import main
+
+    path = _tampered_log(tmp_path, TAMPERED_ROWS[case])
+    for command in ("verify", "show"):
+        with pytest.raises(SystemExit) as exit_status:
+            main(["audit", command, path])
+        assert exit_status.value.code == 1
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert "unexpected" not in err and "entry 1" in err
+    with pytest.raises(SystemExit):
+        main(["audit", "verify", path])
+    assert "NOT intact: entry 1: malformed row" in capsys.readouterr().err
+
+
+def test_verify_reports_a_row_moved_to_another_sequence(tmp_path: Path) -> None:
+    path = _tampered_log(tmp_path, "UPDATE audit_log SET sequence = 1")  # a no-op edit
+    with sqlite3.connect(path) as db:  # the newest row moved on: the order is unchanged
+        db.execute("UPDATE audit_log SET sequence = 12 WHERE sequence = 2")
+    with AuditLog(path, read_only=True) as log:
+        result = log.verify()
+    assert not result.ok and (result.checked, result.first_bad_sequence) == (2, 2)
+    assert result.reason == "entry is stored under sequence 12"
+
+
+def test_verify_reports_a_damaged_file(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    with AuditLog(str(path)) as log:
+        for n in range(200):
+            log.record("append", f"orders.{n}", details={"padding": "x" * 200})
+    data = bytearray(path.read_bytes())
+    page = 4096
+    data[2 * page : 3 * page] = b"\xff" * page  # a page of the table, not the schema
+    path.write_bytes(bytes(data))
+    with AuditLog(str(path), read_only=True) as damaged:
+        result = damaged.verify()
+    assert not result.ok and result.reason is not None
+    assert result.reason.startswith("the file is damaged")
+
+
+def test_a_record_after_a_tampered_head_still_links_and_verify_names_the_row(
+    tmp_path: Path,
+) -> None:
+    path = _tampered_log(tmp_path, "UPDATE audit_log SET sequence = 1")  # a no-op edit
+    with sqlite3.connect(path) as db:  # the newest row's hash replaced by garbage
+        db.execute("UPDATE audit_log SET hash = CAST('garbage' AS BLOB) WHERE sequence = 2")
+    with AuditLog(path) as log:
+        entry = log.record("append", "orders.3")  # neither raises nor hides the edit
+        result = log.verify()
+    assert entry.sequence == 3
+    assert not result.ok and (result.checked, result.first_bad_sequence) == (2, 2)

@@ -10,29 +10,40 @@ No chain can tell that its *newest* entries were cut off (or all of them): what 
 is still a valid chain. :meth:`AuditLog.verify` therefore reports the head (how many
 entries, the last hash); keep it somewhere the log's writers cannot change, and pass it
 back as ``expect_count``/``expect_head`` to check that nothing up to it went missing.
+
+Several writers (threads, stores, processes) may share one log file: each
+:meth:`AuditLog.record` reads the head and appends after it in one write transaction,
+so they take turns and the chain stays one line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
-from .._errors import ClosedError, ConfigurationError
+from .._errors import ClosedError, ConfigurationError, SerializationError, StoreError
 from .._sqlite import open_wal
 
 __all__ = ["AuditEntry", "AuditLog", "AuditVerification"]
 
 GENESIS = "0" * 64
+#: seconds a record waits for another writer of the same file (as the SQLite store)
+BUSY_TIMEOUT = 10.0
+_HEX = frozenset("0123456789abcdef")
+_FIELDS = frozenset(
+    ("sequence", "at", "principal", "action", "target", "outcome", "details", "previous_hash")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +98,10 @@ class AuditLog:
 
     ``AuditLog()`` keeps entries in memory; ``AuditLog("path/audit.db")`` in an SQLite
     file (synchronous=FULL, so a recorded entry survives a crash), created if missing.
-    ``key`` (bytes) turns the chain into an HMAC chain.
+    ``key`` (bytes) turns the chain into an HMAC chain. Any number of writers, in this
+    process or others, may record to one file; ``busy_timeout`` is how many seconds a
+    record waits for the others before it fails with
+    :class:`~pepperpy.event.StoreError` (as does any failure of the file).
 
     ``read_only=True`` opens an existing log file to verify or show it and never writes
     to it: a missing file raises ``FileNotFoundError``, a file that is not an audit log
@@ -100,10 +114,21 @@ class AuditLog:
     """
 
     def __init__(
-        self, path: str | None = None, *, key: bytes | None = None, read_only: bool = False
+        self,
+        path: str | None = None,
+        *,
+        key: bytes | None = None,
+        read_only: bool = False,
+        busy_timeout: float = BUSY_TIMEOUT,
     ) -> None:
         if key is not None and (not isinstance(key, bytes) or len(key) < 16):
             raise ConfigurationError("the audit key must be at least 16 bytes")
+        if (
+            isinstance(busy_timeout, bool)
+            or not isinstance(busy_timeout, int | float)
+            or not busy_timeout > 0
+        ):
+            raise ConfigurationError(f"busy_timeout must be seconds > 0, got {busy_timeout!r}")
         self._key = key
         self._path = path
         self._read_only = read_only
@@ -117,7 +142,10 @@ class AuditLog:
         elif read_only:
             self._db = _open_existing(path)
         else:
-            self._db = open_wal(path, schema=SCHEMA)
+            try:
+                self._db = open_wal(path, schema=SCHEMA, timeout=float(busy_timeout))
+            except sqlite3.Error as exc:
+                raise StoreError(f"could not open the audit log {path!r}: {exc}") from exc
 
     def _digest(self, previous: str, body: bytes) -> str:
         message = previous.encode() + body
@@ -134,44 +162,90 @@ class AuditLog:
         outcome: str = "ok",
         details: Mapping[str, Any] | None = None,
     ) -> AuditEntry:
-        """Append an entry (thread-safe; durable before it returns when file-backed)."""
+        """Append an entry (thread-safe; durable before it returns when file-backed).
+
+        On a file, reading the head and appending after it is one write transaction,
+        so writers sharing the file (other logs, other processes) take turns: none
+        loses its entry or breaks the chain. A failure of the file raises
+        :class:`~pepperpy.event.StoreError` naming the entry that was not recorded.
+        """
         if self._read_only:
             raise ConfigurationError(f"the audit log {self._path!r} was opened read-only")
+        _check_entry(action, target, principal, outcome, details)
         with self._lock:
             self._check_open()
-            last = self._last()
-            sequence = 0 if last is None else last.sequence + 1
-            previous = GENESIS if last is None else last.hash
-            draft = AuditEntry(
-                sequence,
-                datetime.now(UTC),
-                principal,
-                action,
-                target,
-                outcome,
-                dict(details or {}),
-                previous,
-            )
-            body = draft.body()
-            entry = AuditEntry(
-                draft.sequence,
-                draft.at,
-                principal,
-                action,
-                target,
-                outcome,
-                draft.details,
-                previous,
-                self._digest(previous, body),
-            )
-            if self._db is not None:
-                self._db.execute(
-                    "INSERT INTO audit_log (sequence, body, hash) VALUES (?, ?, ?)",
-                    (sequence, body, entry.hash),
-                )
-            else:
+            if self._db is None:
+                last = self._entries[-1] if self._entries else None
+                head = (-1, GENESIS) if last is None else (last.sequence, last.hash)
+                entry, _ = self._chain(head, action, target, principal, outcome, details)
                 self._entries.append(entry)
-            return entry
+                return entry
+            return self._record_in_file(self._db, action, target, principal, outcome, details)
+
+    def _record_in_file(
+        self,
+        db: sqlite3.Connection,
+        action: str,
+        target: str,
+        principal: str | None,
+        outcome: str,
+        details: Mapping[str, Any] | None,
+    ) -> AuditEntry:
+        try:
+            db.execute("BEGIN IMMEDIATE")  # the write lock first: no writer appends meanwhile
+            try:
+                row = db.execute(
+                    "SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1"
+                ).fetchone()
+                # a tampered head (not a hash) still links: verify() reports that row
+                head = (-1, GENESIS) if row is None else (row[0], _text(row[1]))
+                entry, body = self._chain(head, action, target, principal, outcome, details)
+                db.execute(
+                    "INSERT INTO audit_log (sequence, body, hash) VALUES (?, ?, ?)",
+                    (entry.sequence, body, entry.hash),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OverflowError) as exc:  # overflow: a forged huge sequence
+            raise StoreError(
+                f"could not record {action} {target!r} in the audit log {self._path!r}: {exc}"
+            ) from exc
+        return entry
+
+    def _chain(
+        self,
+        head: tuple[int, str],
+        action: str,
+        target: str,
+        principal: str | None,
+        outcome: str,
+        details: Mapping[str, Any] | None,
+    ) -> tuple[AuditEntry, bytes]:
+        """The entry after ``head`` (its sequence and hash) and the bytes its hash covers."""
+        sequence, previous = head[0] + 1, head[1]
+        draft = AuditEntry(
+            sequence,
+            datetime.now(UTC),
+            principal,
+            action,
+            target,
+            outcome,
+            dict(details or {}),
+            previous,
+        )
+        try:
+            body = draft.body()
+        except TypeError as exc:  # orjson.JSONEncodeError
+            raise SerializationError(f"audit details must be JSON-able: {exc}") from exc
+        digest = self._digest(previous, body)
+        entry = AuditEntry(
+            sequence, draft.at, principal, action, target, outcome, draft.details, previous, digest
+        )
+        return entry, body
 
     async def arecord(self, action: str, target: str, **kwargs: Any) -> AuditEntry:
         """:meth:`record` without blocking the event loop on a file-backed log."""
@@ -181,22 +255,26 @@ class AuditLog:
             return self.record(action, target, **kwargs)
         return await asyncio.to_thread(self.record, action, target, **kwargs)
 
-    def _last(self) -> AuditEntry | None:
-        if self._db is None:
-            return self._entries[-1] if self._entries else None
-        row = self._db.execute(
-            "SELECT body, hash FROM audit_log ORDER BY sequence DESC LIMIT 1"
-        ).fetchone()
-        return None if row is None else _entry(row[0], row[1])
-
     def entries(self) -> list[AuditEntry]:
-        """Every entry, oldest first."""
-        with self._lock:
-            self._check_readable()
-            if self._db is None:
-                return list(self._entries)
-            rows = self._db.execute("SELECT body, hash FROM audit_log ORDER BY sequence")
-            return [_entry(body, digest) for body, digest in rows]
+        """Every entry, oldest first.
+
+        An entry that does not decode (the file was edited) raises
+        :class:`~pepperpy.event.StoreError` naming it; :meth:`verify` reports it instead.
+        """
+        try:
+            rows = self._rows()
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not read the audit log {self._path!r}: {exc}") from exc
+        entries = []
+        for sequence, body, digest in rows:
+            entry = _decode(body, digest)
+            if isinstance(entry, str):
+                raise StoreError(
+                    f"entry {sequence} of the audit log {self._path!r} is malformed: {entry} "
+                    "(the log was tampered with; verify() reports it)"
+                )
+            entries.append(entry)
+        return entries
 
     def verify(
         self, *, expect_count: int | None = None, expect_head: str | None = None
@@ -208,16 +286,27 @@ class AuditLog:
         as ``expect_head``) to also fail when the log has fewer entries than then, or
         when the entry that was the head is gone or different. Entries appended since
         are fine: the log may only grow past its anchor.
+
+        An edited row that no longer decodes (a hash that is not 64 hex digits, a
+        body that is not the JSON of an entry) is reported like any other tampering,
+        with ``ok=False``; so is a file SQLite reports as damaged.
         """
         expect_head = _anchor(expect_count, expect_head)
         anchor_at = 0 if expect_head == GENESIS else None  # entries up to the expected head
         previous = GENESIS
         checked = 0
-        for expected_sequence, entry in enumerate(self._readable_entries()):
-            if entry is None:
-                unreadable = "entry is not readable"
-                return AuditVerification(False, checked, expected_sequence, unreadable, previous)
-            problem = self._problem(entry, expected_sequence, previous)
+        try:
+            rows = self._rows()
+        except sqlite3.OperationalError as exc:  # locked, I/O: no verdict either way
+            raise StoreError(f"could not read the audit log {self._path!r}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:  # SQLite finds the file itself damaged
+            return AuditVerification(False, 0, None, f"the file is damaged: {exc}")
+        for expected_sequence, (stored_at, body, digest) in enumerate(rows):
+            entry = _decode(body, digest)
+            if isinstance(entry, str):
+                malformed = f"malformed row: {entry}"
+                return AuditVerification(False, checked, stored_at, malformed, previous)
+            problem = self._problem(stored_at, body, entry, expected_sequence, previous)
             if problem is not None:
                 return AuditVerification(False, checked, entry.sequence, problem, previous)
             previous = entry.hash
@@ -226,29 +315,30 @@ class AuditLog:
                 anchor_at = checked
         return _against_anchor(checked, previous, anchor_at, expect_count, expect_head)
 
-    def _problem(self, entry: AuditEntry, expected_sequence: int, previous: str) -> str | None:
+    def _problem(
+        self, stored_at: int, body: bytes, entry: AuditEntry, expected_sequence: int, previous: str
+    ) -> str | None:
         if entry.sequence != expected_sequence:
             return f"entry {expected_sequence} is missing"
+        if stored_at != entry.sequence:
+            return f"entry is stored under sequence {stored_at}"
         if entry.previous_hash != previous:
             return "link to the previous entry is broken"
-        if not hmac.compare_digest(entry.hash, self._digest(previous, entry.body())):
+        # the stored bytes, not a re-encoding: a key added to a body changes its hash
+        if not hmac.compare_digest(entry.hash, self._digest(previous, body)):
             return "entry content does not match its hash"
         return None
 
-    def _readable_entries(self) -> Iterator[AuditEntry | None]:
-        """Every entry, oldest first; None for a row that does not decode."""
-        for body, digest in self._rows():
-            try:
-                yield _entry(body, digest)
-            except (ValueError, KeyError, TypeError):
-                yield None
-
-    def _rows(self) -> list[tuple[bytes, str]]:
+    def _rows(self) -> list[tuple[int, Any, Any]]:
+        """Every row as stored, oldest first: (sequence, body, hash), not yet checked."""
         with self._lock:
             self._check_readable()
             if self._db is None:
-                return [(entry.body(), entry.hash) for entry in self._entries]
-            return self._db.execute("SELECT body, hash FROM audit_log ORDER BY sequence").fetchall()
+                return [(entry.sequence, entry.body(), entry.hash) for entry in self._entries]
+            rows: list[tuple[int, Any, Any]] = self._db.execute(
+                "SELECT sequence, body, hash FROM audit_log ORDER BY sequence"
+            ).fetchall()
+            return rows
 
     @property
     def closed(self) -> bool:
@@ -308,6 +398,9 @@ def _open_existing(path: str) -> sqlite3.Connection:
     )
     try:
         columns = {row[1] for row in connection.execute("PRAGMA table_info(audit_log)")}
+    except sqlite3.OperationalError as exc:  # cannot be read (permissions, I/O)
+        connection.close()
+        raise StoreError(f"could not open the audit log {path!r}: {exc}") from exc
     except sqlite3.DatabaseError:  # not an SQLite file at all
         connection.close()
         raise not_a_log from None
@@ -350,12 +443,69 @@ def _against_anchor(
     return AuditVerification(True, checked, head=head)
 
 
-def _entry(body: bytes, digest: str) -> AuditEntry:
-    raw = orjson.loads(body)
+def _check_entry(
+    action: object,
+    target: object,
+    principal: object,
+    outcome: object,
+    details: object,
+) -> None:
+    """Refuse, before anything is written, an entry no reader could decode."""
+    for name, value in (("action", action), ("target", target), ("outcome", outcome)):
+        if not isinstance(value, str):
+            raise TypeError(f"audit {name} must be a str, got {type(value).__name__}")
+    if principal is not None and not isinstance(principal, str):
+        raise TypeError(f"audit principal must be a str or None, got {type(principal).__name__}")
+    if details is not None and not isinstance(details, Mapping):
+        raise TypeError(f"audit details must be a mapping, got {type(details).__name__}")
+
+
+def _text(value: object) -> str:
+    """A stored hash as text, whatever an edit of the file put there."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return repr(value)
+
+
+def _is_hash(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and len(value) == 64 and _HEX.issuperset(value)
+
+
+def _decode(body: object, digest: object) -> AuditEntry | str:
+    """The entry a stored row holds, or what is wrong with the row (it was edited)."""
+    if not _is_hash(digest):
+        return "its hash is not 64 lower-case hex digits"
+    if not isinstance(body, bytes):
+        return f"its body is stored as {type(body).__name__}, not as the JSON bytes of an entry"
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return "its body is not JSON"
+    if not isinstance(raw, dict) or raw.keys() != _FIELDS:
+        return "its body does not have exactly the fields of an entry"
+    sequence, at, principal = raw["sequence"], raw["at"], raw["principal"]
+    if sequence.__class__ is not int or sequence < 0:
+        return "its sequence is not an int >= 0"
+    if not isinstance(at, str):
+        return "its time is not text"
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        return "its time is not an ISO 8601 timestamp"
+    if principal is not None and not isinstance(principal, str):
+        return "its principal is not text"
+    if not all(isinstance(raw[name], str) for name in ("action", "target", "outcome")):
+        return "its action, target or outcome is not text"
+    if not isinstance(raw["details"], dict):
+        return "its details are not a JSON object"
+    if not _is_hash(raw["previous_hash"]):
+        return "its link to the previous entry is not 64 lower-case hex digits"
     return AuditEntry(
-        raw["sequence"],
-        datetime.fromisoformat(raw["at"]),
-        raw["principal"],
+        sequence,
+        when,
+        principal,
         raw["action"],
         raw["target"],
         raw["outcome"],
