@@ -232,6 +232,20 @@ async def test_progress_callback_sync_and_async() -> None:
     assert async_updates == [5]
 
 
+async def test_progress_reports_the_end_even_when_nothing_was_read() -> None:
+    store = EventStore()
+    await fill(store, "user.1", [0, 1, 2])
+    replay = EventReplay(store)
+    replay.handle("#", lambda e: None)
+    updates: list[ReplayProgress] = []
+    report = await replay.replay_stream("user.1", start_pos=10, progress=updates.append)
+    assert report.read == 0
+    assert [(u.read, u.position) for u in updates] == [(0, None)]  # one final call
+    updates.clear()
+    await replay.replay_all(progress=updates.append, progress_every=3)
+    assert [u.read for u in updates] == [3]  # the last periodic call is the final one
+
+
 async def test_checkpoint_resumes_after_last_processed_event() -> None:
     store = EventStore()
     await fill(store, "user.1", [0, 1, 2])

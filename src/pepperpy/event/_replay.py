@@ -477,6 +477,7 @@ class _Run:
         self.failures: list[ReplayFailure] = []
         self.last_position: int | None = None
         self.saved_position: int | None = None
+        self.reported: int | None = None  # events read at the last progress call
         self.started = time.perf_counter()
         self.pace_anchor: tuple[float, datetime] | None = None
 
@@ -541,8 +542,8 @@ class _Run:
                     await self._report_progress()
         finally:
             await self._save_checkpoint()
-        if report_every and self.read % report_every != 0:
-            await self._report_progress()
+        if report_every and self.reported != self.read:
+            await self._report_progress()  # the end, unless the last periodic call was it
         return self.report()
 
     @property
@@ -645,6 +646,7 @@ class _Run:
             total=self.total,
             elapsed=time.perf_counter() - self.started,
         )
+        self.reported = snapshot.read
         result = self.progress(snapshot)
         if isinstance(result, Awaitable):
             await result
