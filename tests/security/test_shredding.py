@@ -124,14 +124,16 @@ async def test_a_page_meeting_a_key_made_elsewhere_reloads_it(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("stored", "version"),
     [
-        ('{"$pepperpy.encrypted": 1, "key": 3, "blob": "AA=="}', 3),
-        (b'{"blob":"AA==","key":12,"$pepperpy.encrypted":1}', 12),
-        (bytearray(b'{"$pepperpy.encrypted":1,"key":2}'), 2),
+        ('{"$pepperpy.encrypted": 2, "key": 3, "blob": "AA=="}', 3),
+        (b'{"blob":"AA==","key":12,"$pepperpy.encrypted":2}', 12),
+        (bytearray(b'{"$pepperpy.encrypted":2,"key":2}'), 2),
         ('{"n": 1}', 0),  # plain data
         (b'{"note": "$pepperpy.encrypted"}', 0),  # the marker as a value
-        ('{"$pepperpy.encrypted": 1, "key": "3"}', 0),  # malformed: left to decrypting
-        ('{"$pepperpy.encrypted": 1, "key": true}', 0),
-        ('{"$pepperpy.encrypted": 1, "key"', 0),  # not JSON: left to decoding
+        ('{"$pepperpy.encrypted": 1, "key": 3}', 0),  # another format: left to decrypting
+        ('{"$pepperpy.encrypted": true, "key": 3}', 0),
+        ('{"$pepperpy.encrypted": 2, "key": "3"}', 0),  # malformed: left to decrypting
+        ('{"$pepperpy.encrypted": 2, "key": true}', 0),
+        ('{"$pepperpy.encrypted": 2, "key"', 0),  # not JSON: left to decoding
     ],
 )
 def test_the_key_version_of_stored_data(stored: str | bytes, version: int) -> None:
@@ -197,7 +199,7 @@ async def test_a_rewrap_never_brings_back_a_shredded_key(key_store: KeyStore) ->
 
 async def test_a_batch_is_checked_once_and_reads_back() -> None:
     crypto = StreamEncryption(KeyRing.generate())
-    envelopes = await crypto.encrypt_many("s.1", [("e1", b"one"), ("e2", b"two")])
+    envelopes = await crypto.encrypt_many("s.1", [("e1", b"one", ()), ("e2", b"two", ())])
     assert [await crypto.decrypt("s.1", f"e{n}", e) for n, e in enumerate(envelopes, 1)] == [
         b"one",
         b"two",

@@ -2,8 +2,11 @@
 
 Envelope encryption: each stream has its own random 256-bit *data key*; data keys are
 stored wrapped (AES-256-GCM) under a *master key* from a :class:`KeyRing`. Event data is
-encrypted with the stream's data key, with the stream name and event id as associated
-data, so a ciphertext cannot be moved to another event or stream unnoticed.
+encrypted with the stream's data key. The associated data names what the ciphertext is
+(an event or a snapshot), its stream, the event id or snapshot version, and whatever
+else the caller binds it to (``context``: the event store binds an event's type, schema
+version, timestamp and metadata), so a ciphertext moved to another event, snapshot or
+stream, or one whose clear labels were changed, fails authentication.
 
 * Master key rotation: add a new master key and call :meth:`StreamEncryption.rotate`;
   data keys are re-wrapped, event data is untouched.
@@ -20,6 +23,10 @@ data, so a ciphertext cannot be moved to another event or stream unnoticed.
 Data keys live in a :class:`KeyStore` kept apart from the events: memory, or an SQLite
 file (``SQLiteKeyStore``). Metadata, types and stream names stay in clear text, so
 stores can still filter and route.
+
+Only one envelope format is read: ``{MARKER: FORMAT, "key": version, "blob": ...}``.
+Anything else where an envelope belongs (plain data, another format) raises
+:class:`EncryptionError`; there is no fallback to plain data or to an older binding.
 """
 
 from __future__ import annotations
@@ -27,14 +34,15 @@ from __future__ import annotations
 import abc
 import asyncio
 import base64
+import functools
 import math
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, TypeGuard
 
 import orjson
 
@@ -46,6 +54,14 @@ __all__ = ["KeyRing", "KeyStore", "MemoryKeyStore", "SQLiteKeyStore", "StreamEnc
 
 MARKER = "$pepperpy.encrypted"
 _MARKER_BYTES = MARKER.encode()
+#: the envelope format written and read (the value under MARKER); the layout of the
+#: associated data is part of it, so envelopes of another format are refused, not guessed
+FORMAT = 2
+#: the kinds of ciphertext, first in the associated data: no event's can equal a snapshot's
+EVENT = "event"
+SNAPSHOT = "snapshot"
+#: more values a ciphertext is bound to (associated data), in a fixed order
+Context = Sequence[str | int | bytes | None]
 _NONCE = 12
 #: the master key id of a shredded version's tombstone (no KeyRing id can be empty)
 SHREDDED = ""
@@ -53,10 +69,16 @@ _ATTEMPTS = 10
 
 
 def _aesgcm(key: bytes) -> Any:
+    """An AES-256-GCM cipher with ``key`` (made once per key: it costs microseconds)."""
+    return _aesgcm_class()(key)
+
+
+@functools.cache
+def _aesgcm_class() -> Any:
     module = require(
         "cryptography.hazmat.primitives.ciphers.aead", extra="crypto", feature="encryption"
     )
-    return module.AESGCM(key)
+    return module.AESGCM
 
 
 class KeyRing:
@@ -263,17 +285,53 @@ class SQLiteKeyStore(KeyStore):
         self._close()
 
 
-def _seal(stream: str, event_id: str, plaintext: bytes, version: int, key: bytes) -> dict[str, Any]:
+def _associated(kind: str, stream: str, name: str | int, context: Context) -> bytes:
+    """The associated data of a ciphertext: its kind, stream, name and context, in order.
+
+    A JSON array, so no two different lists of fields give the same bytes (``"ab"`` is
+    not ``"a"``, ``"b"``; ``1`` is not ``"1"``; None is not ``""``). Bytes go in as
+    ``["<hex>"]``, so they never equal a str. The kind comes first: an event's
+    associated data never equals a snapshot's, whatever the event id.
+    """
+    fields: list[Any] = [kind, stream, name]
+    append = fields.append
+    for value in context:
+        if value.__class__ in _AS_IS:
+            append(value)
+        elif value.__class__ is bytes:
+            append([value.hex()])
+        elif isinstance(value, bytearray | memoryview):
+            append([bytes(value).hex()])
+        elif isinstance(value, str | int) and value.__class__ is not bool:
+            append(value)  # a subclass
+        else:
+            raise TypeError(f"encryption context values are str, int, bytes or None, got {value!r}")
+    try:
+        return _dumps(fields)
+    except orjson.JSONEncodeError as exc:  # a lone surrogate, an int beyond 64 bits
+        raise TypeError(f"cannot bind a ciphertext to {fields[1:]!r}: {exc}") from None
+
+
+_dumps = orjson.dumps
+_AS_IS = frozenset({str, int, type(None)})
+
+
+def _seal(associated: bytes, plaintext: bytes, version: int, cipher: Any) -> dict[str, Any]:
     nonce = os.urandom(_NONCE)
-    sealed = _aesgcm(key).encrypt(nonce, plaintext, f"{stream}\x00{event_id}".encode())
-    return {MARKER: 1, "key": version, "blob": base64.b64encode(nonce + sealed).decode()}
+    sealed = cipher.encrypt(nonce, plaintext, associated)
+    return {MARKER: FORMAT, "key": version, "blob": base64.b64encode(nonce + sealed).decode()}
+
+
+def _what(kind: str, name: str | int) -> str:
+    """``event <id>`` or ``the snapshot at version <n>``, for error messages."""
+    return f"event {name}" if kind == EVENT else f"the snapshot at version {name}"
 
 
 @dataclass(slots=True)
 class _StreamKeys:
     """What one load of a stream's key store rows gave."""
 
-    keys: dict[int, bytes]  # live versions, unwrapped
+    ciphers: dict[int, Any]  # live versions: an AES-GCM cipher with each unwrapped key
     wrapped: dict[int, bytes]  # the wrapped form of each, to skip unwrapping it again
     highest: int  # the highest version ever stored, tombstones included
     loaded_at: float  # time.monotonic() of the load
@@ -335,17 +393,17 @@ class StreamEncryption:
 
     def _apply(self, stream: str, rows: Mapping[int, tuple[str, bytes]]) -> _StreamKeys:
         previous = self._cache.get(stream)
-        keys: dict[int, bytes] = {}
+        ciphers: dict[int, Any] = {}
         wrapped: dict[int, bytes] = {}
         for version, (master_id, blob) in rows.items():
             if master_id == SHREDDED:
                 continue
             if previous is not None and previous.wrapped.get(version) == blob:
-                keys[version] = previous.keys[version]
+                ciphers[version] = previous.ciphers[version]
             else:
-                keys[version] = self._unwrap(stream, version, master_id, blob)
+                ciphers[version] = _aesgcm(self._unwrap(stream, version, master_id, blob))
             wrapped[version] = blob
-        entry = _StreamKeys(keys, wrapped, max(rows, default=0), time.monotonic())
+        entry = _StreamKeys(ciphers, wrapped, max(rows, default=0), time.monotonic())
         if rows:
             self._cache[stream] = entry
         else:  # nothing stored yet: ask again next time rather than cache the absence
@@ -370,26 +428,27 @@ class StreamEncryption:
         sealed = _aesgcm(master).encrypt(nonce, key, f"{stream}#{version}".encode())
         return master_id, nonce + sealed
 
-    async def _current(self, stream: str) -> tuple[int, bytes]:
-        """The version and key new data is encrypted with, checked against the key store.
+    async def _current(self, stream: str) -> tuple[int, Any]:
+        """The version and cipher new data is encrypted with, checked against the key store.
 
         The newest live key is used only if no newer version was shredded; otherwise a
         new version is made above every version ever stored, shredded ones included.
         """
         for _ in range(_ATTEMPTS):
             entry = await self._load(stream)
-            live = max(entry.keys, default=0)
+            live = max(entry.ciphers, default=0)
             if live and live == entry.highest:
-                return live, entry.keys[live]
+                return live, entry.ciphers[live]
             version = entry.highest + 1
-            key = await self._create(stream, version)
-            if key is not None:
-                return version, key
+            cipher = await self._create(stream, version)
+            if cipher is not None:
+                return version, cipher
         raise EncryptionError(f"could not settle on a data key for {stream!r} (key store busy)")
 
-    async def _create(self, stream: str, version: int) -> bytes | None:
-        """A new key stored as ``version``; None if another writer took that version."""
+    async def _create(self, stream: str, version: int) -> Any:
+        """A new key stored as ``version``, as a cipher; None if another writer took it."""
         key = os.urandom(32)
+        cipher = _aesgcm(key)
         master_id, wrapped = self._wrap(stream, version, key)
         if not await self.key_store.save(stream, version, master_id, wrapped):
             return None
@@ -398,27 +457,52 @@ class StreamEncryption:
             self._cache[stream] = _StreamKeys({}, {}, 0, time.monotonic())
             entry = self._cache[stream]
         if version > entry.highest:
-            entry.keys[version] = key
+            entry.ciphers[version] = cipher
             entry.wrapped[version] = wrapped
             entry.highest = version
             entry.settle(version)
-        return key
+        return cipher
 
-    async def encrypt(self, stream: str, event_id: str, plaintext: bytes) -> dict[str, Any]:
-        """Encrypt serialized data; returns the JSON object stored in its place."""
-        version, key = await self._current(stream)
-        return _seal(stream, event_id, plaintext, version, key)
+    async def encrypt(
+        self, stream: str, event_id: str, plaintext: bytes, *, context: Context = ()
+    ) -> dict[str, Any]:
+        """Encrypt an event's serialized data; returns the JSON object stored in its place.
+
+        The ciphertext is bound to ``stream``, ``event_id`` and the ``context`` values
+        (str, int, bytes or None, in order): decrypting needs the same ones.
+        """
+        version, cipher = await self._current(stream)
+        return _seal(_associated(EVENT, stream, event_id, context), plaintext, version, cipher)
 
     async def encrypt_many(
-        self, stream: str, items: Iterable[tuple[str, bytes]]
+        self, stream: str, items: Iterable[tuple[str, bytes, Context]]
     ) -> list[dict[str, Any]]:
-        """:meth:`encrypt` for a batch of ``(event_id, plaintext)``: one key store check."""
-        version, key = await self._current(stream)
-        return [_seal(stream, event_id, plaintext, version, key) for event_id, plaintext in items]
+        """:meth:`encrypt` for ``(event_id, plaintext, context)`` triples: one key store check."""
+        version, cipher = await self._current(stream)
+        return [
+            _seal(_associated(EVENT, stream, event_id, context), plaintext, version, cipher)
+            for event_id, plaintext, context in items
+        ]
+
+    async def encrypt_snapshot(
+        self, stream: str, version: int, plaintext: bytes, *, context: Context = ()
+    ) -> dict[str, Any]:
+        """Encrypt a snapshot of ``stream`` taken at stream position ``version``.
+
+        Its associated data is of another kind than any event's, so an event ciphertext
+        never decrypts as a snapshot (nor the reverse), whatever the event's id.
+        """
+        key_version, cipher = await self._current(stream)
+        associated = _associated(SNAPSHOT, stream, version, context)
+        return _seal(associated, plaintext, key_version, cipher)
 
     @staticmethod
-    def is_encrypted(value: Any) -> bool:
-        return isinstance(value, Mapping) and value.get(MARKER) == 1
+    def is_encrypted(value: Any) -> TypeGuard[Mapping[str, Any]]:
+        """Whether ``value`` is an envelope of the format this version reads."""
+        if value.__class__ is not dict and not isinstance(value, Mapping):
+            return False
+        marker = value.get(MARKER)
+        return marker.__class__ is int and marker == FORMAT
 
     @staticmethod
     def key_version(stored: str | bytes) -> int:
@@ -478,31 +562,53 @@ class StreamEncryption:
         await self.preload(versions, versions=versions)
 
     async def decrypt(
-        self, stream: str, event_id: str, envelope: Mapping[str, Any]
+        self, stream: str, event_id: str, envelope: object, *, context: Context = ()
     ) -> bytes | None:
         """The plaintext, or None when the stream was shredded and redaction is on.
 
-        Reads the key store first, so a shred made by any instance is seen at once (the
-        paged reads of the event store use :meth:`preload` and :meth:`decrypt_loaded`).
+        ``envelope`` must be an envelope of this format bound to the same stream, event
+        id and ``context`` as when it was encrypted; anything else (plain data included)
+        raises :class:`EncryptionError`. Reads the key store first, so a shred made by
+        any instance is seen at once (the paged reads of the event store use
+        :meth:`preload` and :meth:`decrypt_loaded`).
         """
+        await self._settle(stream, envelope)
+        return self._open(EVENT, stream, event_id, envelope, context)
+
+    async def decrypt_snapshot(
+        self, stream: str, version: int, envelope: object, *, context: Context = ()
+    ) -> bytes | None:
+        """:meth:`decrypt` for what :meth:`encrypt_snapshot` gave."""
+        await self._settle(stream, envelope)
+        return self._open(SNAPSHOT, stream, version, envelope, context)
+
+    async def _settle(self, stream: str, envelope: object) -> None:
+        """Read the stream's keys, noting the envelope's version as looked for."""
         entry = await self._load(stream)
-        version = envelope.get("key")
+        version = envelope.get("key") if isinstance(envelope, Mapping) else None
         if version.__class__ is int:
             entry.settle(version)
-        return self.decrypt_loaded(stream, event_id, envelope)
 
     def decrypt_loaded(
-        self, stream: str, event_id: str, envelope: Mapping[str, Any]
+        self, stream: str, event_id: str, envelope: object, *, context: Context = ()
     ) -> bytes | None:
         """:meth:`decrypt` for a stream whose keys :meth:`preload_page` already loaded.
 
         Never reads the key store. A key version newer than the ones loaded raises
         :class:`EncryptionError` (and the next preload reads the stream's keys again).
         """
+        return self._open(EVENT, stream, event_id, envelope, context)
+
+    def _open(
+        self, kind: str, stream: str, name: str | int, envelope: object, context: Context
+    ) -> bytes | None:
+        """Check the envelope, find its key and decrypt: None if shredded (redacting)."""
+        if not self.is_encrypted(envelope):
+            raise EncryptionError(_not_an_envelope(kind, stream, name, envelope))
         version = envelope.get("key")
         if version.__class__ is not int or version < 1:
             raise EncryptionError(
-                f"event {event_id} of {stream!r} has a malformed encryption envelope:"
+                f"{_what(kind, name)} of {stream!r} has a malformed encryption envelope:"
                 f" its data key version is {version!r}, not an int >= 1"
             )
         entry = self._cache.get(stream)
@@ -513,22 +619,23 @@ class StreamEncryption:
                 f" (up to {entry.highest}), made by another instance since; preload the page"
                 " with StreamEncryption.preload_page before decrypting it"
             )
-        key = entry.keys.get(version) if entry is not None else None
-        if key is None:
+        cipher = entry.ciphers.get(version) if entry is not None else None
+        if cipher is None:
             if self.on_shredded == "redact":
                 return None
             raise EncryptionError(
-                f"data key {version!r} of stream {stream!r} is gone (shredded or never stored)"
+                f"data key {version!r} of stream {stream!r} is gone (shredded or never stored):"
+                f" {_what(kind, name)} cannot be read"
             )
-        cipher = _aesgcm(key)
         try:
             raw = base64.b64decode(envelope["blob"], validate=True)
             plaintext: bytes = cipher.decrypt(
-                raw[:_NONCE], raw[_NONCE:], f"{stream}\x00{event_id}".encode()
+                raw[:_NONCE], raw[_NONCE:], _associated(kind, stream, name, context)
             )
         except Exception as exc:
             raise EncryptionError(
-                f"event {event_id} of {stream!r} failed authentication (tampered or moved)"
+                f"{_what(kind, name)} of {stream!r} failed authentication (tampered or moved):"
+                " its ciphertext, or a value it is bound to, is not what was encrypted"
             ) from exc
         return plaintext
 
@@ -567,3 +674,19 @@ class StreamEncryption:
             await self.key_store.replace(stream, version, SHREDDED, b"")
         self._cache.pop(stream, None)
         return bool(live)
+
+
+def _not_an_envelope(kind: str, stream: str, name: str | int, value: object) -> str:
+    """Why ``value`` is refused where an envelope belongs."""
+    what = f"{_what(kind, name)} of {stream!r}"
+    marker = value.get(MARKER) if isinstance(value, Mapping) else None
+    if marker is None:
+        return (
+            f"{what} is not encrypted: plain data where the encrypted store keeps an"
+            " envelope (written around the library, or before encryption was turned on);"
+            " it is refused, never read as genuine"
+        )
+    return (
+        f"{what} has an encryption envelope of format {marker!r}; this version reads"
+        f" format {FORMAT} only"
+    )

@@ -22,6 +22,7 @@ from .. import _json
 from .._errors import (
     ClosedError,
     ConfigurationError,
+    EncryptionError,
     PatternError,
     SerializationError,
     StoreError,
@@ -51,8 +52,6 @@ if TYPE_CHECKING:
 
 __all__ = ["EventStore", "open_backend"]
 
-#: associated data binding an encrypted snapshot to its stream (event ids never equal it)
-_SNAPSHOT_AAD = "snapshot"
 #: the greatest position or global position a store can hold (SQLite's and PostgreSQL's
 #: 64-bit integers): larger ones are refused up front, the same on every backend
 MAX_POSITION = 2**63 - 1
@@ -119,9 +118,11 @@ class EventStore:
     use.
 
     Security options (see :mod:`pepperpy.event.security`): ``encryption`` encrypts
-    each event's ``data`` (and snapshots) with per-stream keys; ``access`` checks every
-    read, append and delete against the principal set with ``acting_as``; ``audit``
-    records appends, deletes and shreds in a hash-chained log.
+    each event's ``data``, ``source`` and ``subject`` (and snapshots) with per-stream
+    keys, bound to the event's stream, id, type, version, timestamp and metadata;
+    ``access`` checks every read, append and delete against the principal set with
+    ``acting_as``; ``audit`` records appends, deletes and shreds in a hash-chained
+    log.
     """
 
     def __init__(
@@ -196,13 +197,27 @@ class EventStore:
         return result
 
     async def _encrypt(self, stream: str, records: list[NewRecord]) -> list[NewRecord]:
-        """The records with their data sealed: one key store check for the whole batch."""
+        """The records sealed: one key store check for the whole batch.
+
+        The envelope holds ``[data, source, subject]`` (so shredding erases all three) and
+        is bound to what stays in clear: the stream and id, and as ``context`` the type,
+        version, timestamp and metadata (the stored bytes), which :meth:`_unseal` gives
+        back from the row.
+        """
         assert self.encryption is not None
         envelopes = await self.encryption.encrypt_many(
-            stream, [(record.id, record.data) for record in records]
+            stream,
+            [
+                (
+                    record.id,
+                    b"[%b,%b,%b]" % (record.data, _dumps(record.source), _dumps(record.subject)),
+                    (record.type, record.version, record.timestamp, record.metadata),
+                )
+                for record in records
+            ],
         )
         return [
-            record._replace(data=_json.dumps(envelope))
+            record._replace(data=_json.dumps(envelope), source=None, subject=None)
             for record, envelope in zip(records, envelopes, strict=True)
         ]
 
@@ -391,15 +406,20 @@ class EventStore:
         if self.access is not None:
             self.access.check("append", stream)
         encoded = _json.dumps(state)
+        taken_at = time.time_ns() // 1000
         if self.encryption is not None:
-            envelope = await self.encryption.encrypt(stream, _SNAPSHOT_AAD, encoded)
+            envelope = await self.encryption.encrypt_snapshot(
+                stream, version, encoded, context=(taken_at,)
+            )
             encoded = _json.dumps(envelope)
-        await self._backend.save_snapshot(
-            stream, SnapshotRow(version, encoded, time.time_ns() // 1000)
-        )
+        await self._backend.save_snapshot(stream, SnapshotRow(version, encoded, taken_at))
 
     async def load_snapshot(self, stream: str) -> Snapshot | None:
-        """The stream's latest snapshot, or None."""
+        """The stream's latest snapshot, or None.
+
+        With ``encryption``, a stored snapshot that is not an envelope bound to this
+        stream, version and time raises :class:`~pepperpy.event.EncryptionError`.
+        """
         self._check_open()
         parse_topic(stream)
         self._check_read(stream)
@@ -407,8 +427,10 @@ class EventStore:
         if row is None:
             return None
         state = _json.loads(row.state)
-        if self.encryption is not None and self.encryption.is_encrypted(state):
-            plaintext = await self.encryption.decrypt(stream, _SNAPSHOT_AAD, state)
+        if self.encryption is not None:
+            plaintext = await self.encryption.decrypt_snapshot(
+                stream, row.version, state, context=(row.taken_at,)
+            )
             if plaintext is None:
                 return None  # shredded: the snapshot is gone with the keys
             state = _json.loads(plaintext)
@@ -473,13 +495,10 @@ class EventStore:
             raise SerializationError(
                 f"stored event {row[3]!r} in {row[1]!r} is not valid JSON: {exc}"
             ) from exc
-        if self.encryption is not None and self.encryption.is_encrypted(data):
-            plaintext = self.encryption.decrypt_loaded(row[1], row[3], data)
-            if plaintext is None:
-                data = None
-                metadata = dict(metadata or {}, pepperpyshredded=True)
-            else:
-                data = _orjson_loads(plaintext)
+        if self.encryption is not None:
+            data, metadata, extra = self._unseal(row, data, metadata)
+        else:
+            extra = row[9], row[10]
         if self._upcasters and (event_type, version) in self._upcasters:
             data, version = self._upcast(row, data)
         else:
@@ -496,8 +515,39 @@ class EventStore:
         event._id = row[3]
         event._ts = row[8] * 1000
         event._version = version
-        event._extra = (row[9], row[10], row[1], row[2], row[0], self._last_recorded[1])
+        event._extra = (*extra, row[1], row[2], row[0], self._last_recorded[1])
         return event
+
+    def _unseal(
+        self, row: Row, envelope: Any, metadata: Any
+    ) -> tuple[Any, Any, tuple[str | None, str | None]]:
+        """An encrypted row's ``(data, metadata, (source, subject))``, checked.
+
+        Refuses (:class:`EncryptionError`) what an encrypted store never writes: data
+        that is not an envelope, and a source or subject in clear text. A shredded
+        event reads with data, source and subject None and is marked in its metadata.
+        """
+        assert self.encryption is not None
+        if row[9] is not None or row[10] is not None:
+            raise EncryptionError(
+                f"event {row[3]} of {row[1]!r} has its source or subject in clear text, where"
+                " an encrypted store keeps them inside the envelope: refused as tampered"
+            )
+        plaintext = self.encryption.decrypt_loaded(
+            row[1], row[3], envelope, context=(row[4], row[5], row[8], row[7])
+        )
+        if plaintext is None:
+            return None, dict(metadata or {}, pepperpyshredded=True), (None, None)
+        try:
+            sealed = _orjson_loads(plaintext)
+        except ValueError:
+            sealed = None
+        if sealed.__class__ is not list or len(sealed) != 3:  # authentic, not the store's
+            raise EncryptionError(
+                f"event {row[3]} of {row[1]!r} decrypted to something this store never"
+                " writes (not [data, source, subject])"
+            )
+        return sealed[0], metadata, (sealed[1], sealed[2])
 
     def _upcast(self, row: Row, data: Any) -> tuple[Any, int]:
         """Run a stored event's data through its upcasters: (frozen data, final version).
@@ -566,6 +616,7 @@ class EventStore:
 
 
 _orjson_loads = orjson.loads
+_dumps = orjson.dumps
 _new_event = object.__new__
 _fromtimestamp = datetime.fromtimestamp
 
