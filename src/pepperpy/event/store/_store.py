@@ -121,8 +121,8 @@ class EventStore:
     each event's ``data``, ``source`` and ``subject`` (and snapshots) with per-stream
     keys, bound to the event's stream, id, type, version, timestamp and metadata;
     ``access`` checks every read, append and delete against the principal set with
-    ``acting_as``; ``audit`` records appends, deletes and shreds in a hash-chained
-    log.
+    ``acting_as``; ``audit`` records appends, snapshots, deletes and shreds in a
+    hash-chained log.
     """
 
     def __init__(
@@ -395,8 +395,13 @@ class EventStore:
     # -- snapshots --------------------------------------------------------------------
 
     async def save_snapshot(self, stream: str, state: Any, version: int) -> None:
-        """Keep ``state`` (JSON-able) as the stream's state as of position ``version``."""
+        """Keep ``state`` (JSON-able) as the stream's state as of position ``version``.
+
+        Checked as an ``append`` and audited as a ``snapshot`` entry; an audited store
+        whose audit log is closed refuses it before writing, like ``append``.
+        """
         self._check_open()
+        self._check_audit_open()
         parse_topic(stream)
         if version.__class__ is not int or not 0 <= version <= MAX_POSITION:
             raise ValueError(
@@ -413,6 +418,10 @@ class EventStore:
             )
             encoded = _json.dumps(envelope)
         await self._backend.save_snapshot(stream, SnapshotRow(version, encoded, taken_at))
+        if self.audit is not None:
+            await self.audit.arecord(
+                "snapshot", stream, principal=current_principal(), details={"version": version}
+            )
 
     async def load_snapshot(self, stream: str) -> Snapshot | None:
         """The stream's latest snapshot, or None.
