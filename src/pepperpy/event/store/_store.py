@@ -20,6 +20,7 @@ import orjson
 
 from .. import _json
 from .._errors import (
+    AccessDenied,
     ClosedError,
     ConfigurationError,
     EncryptionError,
@@ -121,8 +122,8 @@ class EventStore:
     each event's ``data``, ``source`` and ``subject`` (and snapshots) with per-stream
     keys, bound to the event's stream, id, type, version, timestamp and metadata;
     ``access`` checks every read, append and delete against the principal set with
-    ``acting_as``; ``audit`` records appends, snapshots, deletes and shreds in a
-    hash-chained log.
+    ``acting_as``; ``audit`` records appends, snapshots, deletes, shreds and the
+    store's access denials in a hash-chained log.
     """
 
     def __init__(
@@ -178,7 +179,7 @@ class EventStore:
         if expected_version is not ANY:
             _check_expected(expected_version)
         if self.access is not None:
-            self.access.check("append", stream)
+            await self._acheck_access("append", stream)
         records = event_records(event_or_events)
         if self.encryption is not None:
             records = await self._encrypt(stream, records)
@@ -233,7 +234,7 @@ class EventStore:
         self._check_audit_open()
         parse_topic(stream)
         if self.access is not None:
-            self.access.check("delete", stream)
+            await self._acheck_access("delete", stream)
         deleted = await self._backend.delete_stream(stream)
         if self.audit is not None:
             await self.audit.arecord(
@@ -253,7 +254,7 @@ class EventStore:
         if self.encryption is None:
             raise ConfigurationError("shred_stream needs a store opened with encryption=")
         if self.access is not None:
-            self.access.check("delete", stream)
+            await self._acheck_access("delete", stream)
         shredded = await self.encryption.shred(stream)
         if self.audit is not None:
             await self.audit.arecord(
@@ -262,11 +263,49 @@ class EventStore:
         return shredded
 
     def _check_read(self, streams: str | Sequence[str] | None) -> None:
+        """Check ``read`` on each pattern; a denial is audited on the spot (readers are
+        made synchronously, and denials are rare)."""
         if self.access is None:
             return
         patterns = ["#"] if streams is None else [streams] if isinstance(streams, str) else streams
         for pattern in patterns:
-            self.access.check("read", pattern)
+            denied = self._refusal("read", pattern)
+            if denied is not None:
+                assert self.audit is not None
+                try:
+                    self.audit.record(**_denial_entry(self.access, denied))
+                except ClosedError as exc:
+                    raise _unaudited(denied) from exc
+                raise denied
+
+    async def _acheck_access(self, action: str, target: str) -> None:
+        """Check a write; a denial is recorded in the store's audit log before it raises."""
+        denied = self._refusal(action, target)
+        if denied is not None:
+            assert self.access is not None and self.audit is not None
+            try:
+                await self.audit.arecord(**_denial_entry(self.access, denied))
+            except ClosedError as exc:
+                raise _unaudited(denied) from exc
+            raise denied
+
+    def _refusal(self, action: str, target: str) -> AccessDenied | None:
+        """A refusal the store still has to audit, or None when the action is allowed.
+
+        ``access.check`` audits a denial in the ``AccessControl``'s own log, if it has
+        one. The denial is raised here at once when the store has no audit log, or has
+        the same one (so no denial is recorded twice); otherwise it is returned, for the
+        store to record in its own log. The ``AccessControl`` is never changed: it may
+        be shared with a bus or another store.
+        """
+        assert self.access is not None
+        try:
+            self.access.check(action, target)
+        except AccessDenied as denied:
+            if self.audit is None or self.audit is self.access.audit:
+                raise
+            return denied
+        return None
 
     async def _prepare(self, rows: list[Row]) -> None:
         """Load the data keys a page of rows needs (every key version its envelopes
@@ -409,7 +448,7 @@ class EventStore:
                 f"got {version!r}"
             )
         if self.access is not None:
-            self.access.check("append", stream)
+            await self._acheck_access("append", stream)
         encoded = _json.dumps(state)
         taken_at = time.time_ns() // 1000
         if self.encryption is not None:
@@ -628,6 +667,32 @@ _orjson_loads = orjson.loads
 _dumps = orjson.dumps
 _new_event = object.__new__
 _fromtimestamp = datetime.fromtimestamp
+
+
+def _denial_entry(access: AccessControl, denied: AccessDenied) -> dict[str, Any]:
+    """The audit entry of a denial, as ``AccessControl.check`` writes to its own log."""
+    who = denied.principal
+    rule = next(
+        (
+            rule
+            for rule in access.rules
+            if who and rule.effect == "deny" and rule.applies(who, denied.action, denied.target)
+        ),
+        None,
+    )
+    return {
+        "action": denied.action,
+        "target": denied.target,
+        "principal": current_principal(),
+        "outcome": "denied",
+        "details": None if rule is None else {"rule": str(rule)},
+    }
+
+
+def _unaudited(denied: AccessDenied) -> AccessDenied:
+    """``denied``, noting that the store's closed audit log could not record it."""
+    denied.add_note("the denial was not recorded: the store's audit log is closed")
+    return denied
 
 
 def _is_async(function: Callable[..., Any]) -> bool:
