@@ -6,18 +6,26 @@ last commit is lost *together with* its position and applied again on resume.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pepperpy.event import Event, EventReplay, EventStore, Projection
+from pepperpy.event import (
+    Event,
+    EventReplay,
+    EventStore,
+    Projection,
+    SQLiteCheckpointStore,
+    StoreError,
+)
 
 EVENTS = 50
 
@@ -126,6 +134,80 @@ async def test_replay_checkpoint_survives_a_new_process_object(store: EventStore
     assert report.replayed == 1 and seen == [*range(EVENTS), 99]
 
 
+async def fail_next_checkpoint_save(
+    projection: Projection, url: str
+) -> Callable[[], Awaitable[None]]:
+    """Make the projection's next checkpoint save fail for real; returns how to undo it.
+
+    SQLite: the checkpoint connection turns read-only. PostgreSQL: the save waits on a row
+    table lock, and the server terminates its backend meanwhile (as in a failover).
+    """
+    checkpoints = projection.state_store
+    if isinstance(checkpoints, SQLiteCheckpointStore):
+        connection = checkpoints._connect()
+        connection.execute("PRAGMA query_only = ON")
+
+        async def writable_again() -> None:
+            connection.execute("PRAGMA query_only = OFF")
+
+        return writable_again
+    import asyncpg
+
+    admin = await asyncpg.connect(url)
+    await admin.execute("BEGIN")
+    await admin.execute("LOCK TABLE pepperpy_checkpoints IN EXCLUSIVE MODE")
+
+    async def terminate_the_blocked_save() -> None:
+        async with asyncio.timeout(20):
+            while not (
+                blocked := await admin.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            ):
+                await asyncio.sleep(0.01)
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid",
+            [row["pid"] for row in blocked],
+        )
+        await admin.execute("ROLLBACK")
+
+    terminator = asyncio.create_task(terminate_the_blocked_save())
+
+    async def done() -> None:
+        try:
+            await terminator
+        finally:
+            await admin.close()
+
+    return done
+
+
+async def test_a_failed_commit_leaves_memory_as_on_disk(store: EventStore, url: str) -> None:
+    projection = ledger(store)
+    await projection.run()  # the state in memory is now the one loaded or committed
+    await store.append("account.2", [Event("account.credited", {"amount": 1000}) for _ in range(3)])
+    undo: list[Callable[[], Awaitable[None]]] = []
+
+    @projection.on("account.credited")
+    async def break_the_commit(state: dict[str, Any], event: Event) -> None:
+        if len(state["applied"]) == EVENTS + 3 and not undo:  # this run's one commit fails
+            undo.append(await fail_next_checkpoint_save(projection, url))
+
+    with pytest.raises(StoreError):
+        await projection.run()
+    await undo[0]()
+    async with ledger(store) as probe:
+        on_disk = await probe.load()
+        assert (projection.state, projection.position) == (on_disk, probe.position)
+    assert len(on_disk["applied"]) == EVENTS  # nothing of the failed run
+    await projection.run()  # the 3 new events once, not twice
+    positions = [e.global_position async for e in store.read_all()]
+    assert projection.state["applied"] == positions
+    assert projection.state["balance"] == sum(range(EVENTS)) + 3000
+    await projection.close()
+
+
 CHILD = textwrap.dedent(
     """
     import asyncio, os, signal, sys
@@ -180,7 +262,6 @@ def test_sqlite_url_is_shared_with_the_store(tmp_path: Path) -> None:
 
 
 async def test_follow_commits_live_events(store: EventStore) -> None:
-    import asyncio
 
     from tests.helpers import eventually
 
@@ -203,7 +284,6 @@ async def test_follow_commits_live_events(store: EventStore) -> None:
 
 
 async def test_projection_keeps_up_with_concurrent_writers(store: EventStore) -> None:
-    import asyncio
 
     from tests.helpers import eventually
 

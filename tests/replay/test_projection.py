@@ -115,8 +115,53 @@ async def test_two_runners_of_one_projection_conflict() -> None:
     await first.load()
     await second.load()
     await first.run()
+    await store.append("order.1", Event("order.placed", {"amount": 2}))
     with pytest.raises(ConcurrencyError):
-        await second.run()
+        await second.run()  # applied 2 events in memory, then lost the compare-and-set
+    # the loser takes the winner's committed state and position, not its half-applied one
+    assert (second.state, second.position) == (first.state, first.position)
+    assert second.state == {"orders": 1, "revenue": 1}
+    await second.run()
+    assert second.state == {"orders": 2, "revenue": 3}
+
+
+class _FailingSaves(MemoryCheckpointStore):
+    """Checkpoints in memory; the next ``fail`` saves raise, writing nothing."""
+
+    fail = 0
+
+    async def save(self, name: str, position: int, state: Any = None, **options: Any) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise StoreError("checkpoint store: database is locked")
+        await super().save(name, position, state, **options)
+
+
+@pytest.mark.parametrize("batch_size", [100, 2])  # the run's last commit; one mid-run
+async def test_a_failed_commit_leaves_state_and_position_as_on_disk(batch_size: int) -> None:
+    store = EventStore()
+    await store.append("order.1", [Event("order.placed", {"amount": 1}) for _ in range(3)])
+    checkpoints = _FailingSaves()
+    projection = Projection(
+        "count", store, initial=lambda: {"n": 0}, state_store=checkpoints, batch_size=batch_size
+    )
+
+    shared: list[bool] = []
+
+    @projection.on("order.placed")
+    def count(state: dict[str, Any], event: Event) -> None:
+        shared.append(state is projection.state)
+        state["n"] += 1  # in place, as handlers may
+
+    checkpoints.fail = 1
+    with pytest.raises(StoreError, match="locked"):
+        await projection.run()
+    assert (projection.state, projection.position) == ({"n": 0}, None)  # nothing was saved
+    await projection.run()
+    assert (projection.state, projection.position) == ({"n": 3}, 2)  # each event once
+    assert not any(shared)  # handlers work on a copy: state shows committed values only
+    saved = await checkpoints.load("projection:count")
+    assert saved is not None and (saved.state, saved.position) == ({"n": 3}, 2)
 
 
 async def test_follow_applies_live_appends() -> None:

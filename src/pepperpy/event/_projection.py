@@ -16,9 +16,12 @@ so projections there are at-least-once and handlers should be idempotent.
 Events whose stored type is not a valid topic (written before the store refused such
 types) match no handler and are skipped, as the store's own filters skip them.
 
-A handler that raises aborts the run with :class:`ReplayError`: the half-applied batch
-is thrown away and the state reloaded from the last commit, so a fixed handler resumes
-from a consistent point.
+Handlers work on a copy of the committed state, so :attr:`Projection.state` only ever
+takes values a commit wrote. A handler that raises aborts the run with
+:class:`ReplayError`: the half-applied batch is thrown away. After any failed run or
+commit (a handler error, a lost connection, a :class:`ConcurrencyError` from another
+runner, a cancellation) state and position are loaded from disk again: a failed commit
+may still have reached it, and only the disk knows which state goes with the position.
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ class Projection:
 
     @property
     def state(self) -> Any:
-        """The current state (as of :attr:`position`)."""
+        """The committed state (as of :attr:`position`); a run changes it only by committing."""
         return self._state
 
     @property
@@ -160,6 +163,15 @@ class Projection:
         self._loaded = True
         return self._state
 
+    async def _reload_after(self, failure: BaseException) -> None:
+        """Take state and position from disk again after ``failure`` ended a run."""
+        try:
+            await self.load()
+        except Exception as reload_error:
+            # the run's own error is what to report; the next run loads again
+            self._loaded = False
+            failure.add_note(f"reloading projection {self.name!r} failed too: {reload_error!r}")
+
     # -- running --------------------------------------------------------------------
 
     async def run(self) -> ReplayReport:
@@ -167,7 +179,7 @@ class Projection:
         if not self._loaded:
             await self.load()
         start = 0 if self._position is None else self._position + 1
-        return await self._consume(self.store.read_all(start, **self._filters()), live=False)
+        return await self._catch_up(self.store.read_all(start, **self._filters()))
 
     async def rebuild(self) -> ReplayReport:
         """Start over from the first event: forget the saved state, then :meth:`run`."""
@@ -183,7 +195,7 @@ class Projection:
         """
         await self.run()
         start = 0 if self._position is None else self._position + 1
-        await self._consume(self.store.subscribe(start, **self._filters()), live=True)
+        await self._follow_live(self.store.subscribe(start, **self._filters()))
 
     def _filters(self) -> dict[str, Any]:
         return {
@@ -191,18 +203,18 @@ class Projection:
             "types": list(self._types) if self._types else None,
         }
 
-    async def _consume(self, reader: AsyncIterable[Event], *, live: bool) -> ReplayReport:
+    async def _catch_up(self, reader: AsyncIterable[Event]) -> ReplayReport:
+        """Apply what ``reader`` yields, committing every ``batch_size`` events and at the
+        end."""
         started = time.perf_counter()
         applied = skipped = pending = 0
-        state = self._state
+        state = copy.deepcopy(self._state)  # handlers may mutate it in place
         last: int | None = self._position
         try:
             async for event in reader:
-                position = event.global_position
-                if position is None:
-                    raise ReplayError(f"event {event.id} read from the store has no position")
+                position = _global_position(event)
                 if last is not None and position <= last:
-                    continue  # already applied (a subscription may overlap the catch-up)
+                    continue
                 chosen = handlers_for(self._handlers, event.type)
                 if chosen:
                     state = await self._apply(chosen, state, event)
@@ -211,20 +223,14 @@ class Projection:
                     skipped += 1
                 last = position
                 pending += 1
-                if live or pending >= self.batch_size:
+                if pending >= self.batch_size:
                     await self._commit(state, last)
                     pending = 0
+            if pending:
+                await self._commit(state, last)
         except BaseException as exc:
-            # the uncommitted part of the batch is lost; go back to what is on disk
-            try:
-                await self.load()
-            except Exception as reload_error:
-                # the run's own error is what to report; the next run loads again
-                self._loaded = False
-                exc.add_note(f"reloading projection {self.name!r} failed too: {reload_error!r}")
+            await self._reload_after(exc)
             raise
-        if pending:
-            await self._commit(state, last)
         return ReplayReport(
             replayed=applied,
             skipped=skipped,
@@ -233,6 +239,22 @@ class Projection:
             last_position=self._position,
             checkpoint=self.name,
         )
+
+    async def _follow_live(self, reader: AsyncIterable[Event]) -> None:
+        """Apply and commit each event ``reader`` yields."""
+        state = copy.deepcopy(self._state)
+        async for event in reader:
+            position = _global_position(event)
+            if self._position is not None and position <= self._position:
+                continue  # applied already (a subscription may overlap the catch-up)
+            try:
+                chosen = handlers_for(self._handlers, event.type)
+                if chosen:
+                    state = await self._apply(chosen, state, event)
+                await self._commit(state, position)
+            except BaseException as exc:
+                await self._reload_after(exc)
+                raise
 
     async def _apply(self, chosen: tuple[_Apply, ...], state: Any, event: Event) -> Any:
         for handler in chosen:
@@ -250,6 +272,8 @@ class Projection:
         return state
 
     async def _commit(self, state: Any, position: int | None) -> None:
+        """Save ``state`` at ``position``; only then do :attr:`state` and :attr:`position`
+        take them."""
         if position is None:
             return
         # state is stored as JSON; keep the in-memory copy identical to what a reload gives
@@ -273,3 +297,10 @@ class Projection:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def _global_position(event: Event) -> int:
+    position = event.global_position
+    if position is None:
+        raise ReplayError(f"event {event.id} read from the store has no position")
+    return position
