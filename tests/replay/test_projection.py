@@ -164,6 +164,45 @@ async def test_a_failed_commit_leaves_state_and_position_as_on_disk(batch_size: 
     assert saved is not None and (saved.state, saved.position) == ({"n": 3}, 2)
 
 
+async def test_overlapping_runs_of_one_projection_take_turns() -> None:
+    store = EventStore()
+    await store.append("order.1", [Event("order.placed", {"amount": 10}) for _ in range(3)])
+    projection = Projection("revenue", store, initial=lambda: {"total": 0})
+
+    @projection.on("order.placed")
+    async def placed(state: dict[str, Any], event: Event) -> None:
+        await asyncio.sleep(0.001)  # the other run would interleave here
+        state["total"] += event.data["amount"]
+
+    await projection.load()
+    reports = await asyncio.gather(projection.run(), projection.run(), projection.rebuild())
+    assert [report.replayed for report in reports] == [3, 0, 3]
+    assert (projection.state, projection.position) == ({"total": 30}, 2)
+    saved = await projection.state_store.load("projection:revenue")
+    assert saved is not None and saved.state == {"total": 30}
+
+
+async def test_a_run_during_follow_gets_its_turn_between_live_events() -> None:
+    store = EventStore()
+    await store.append("order.1", Event("order.placed", {"amount": 1}))
+    projection = totals(store)
+    task = asyncio.create_task(projection.follow())
+    try:
+        await eventually(lambda: projection.state.get("orders") == 1)
+        await store.append("order.2", Event("order.placed", {"amount": 2}))
+        async with asyncio.timeout(10):
+            await projection.run()  # applies the new event, or finds follow did
+        await store.append("order.3", Event("order.placed", {"amount": 4}))
+        await eventually(lambda: projection.state.get("orders") == 3)
+        assert projection.state == {"orders": 3, "revenue": 7}  # nothing applied twice
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    other = totals(store, state_store=projection.state_store)
+    assert await other.load() == {"orders": 3, "revenue": 7}
+
+
 async def test_follow_applies_live_appends() -> None:
     store = EventStore()
     await store.append("order.1", Event("order.placed", {"amount": 1}))

@@ -22,10 +22,16 @@ takes values a commit wrote. A handler that raises aborts the run with
 commit (a handler error, a lost connection, a :class:`ConcurrencyError` from another
 runner, a cancellation) state and position are loaded from disk again: a failed commit
 may still have reached it, and only the disk knows which state goes with the position.
+
+Calls on one projection object take turns: ``run``, ``rebuild`` and ``load`` hold a
+lock for their whole duration, ``follow`` for each live event, so overlapping runs (a
+periodic catch-up and a manual one, say) never fold one event twice or commit each
+other's uncommitted effects.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
 from collections.abc import AsyncIterable, Callable
@@ -100,6 +106,8 @@ class Projection:
         self._state: Any = self._fresh_state()
         self._position: int | None = None  # last applied global position (committed)
         self._loaded = False
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     # -- registration ---------------------------------------------------------------
 
@@ -153,8 +161,23 @@ class Projection:
             return initial()
         return copy.deepcopy(initial)
 
+    def _turn(self) -> asyncio.Lock:
+        """The lock that runs, loads and live events take turns on.
+
+        asyncio locks belong to one event loop, so a projection used from a later
+        ``asyncio.run`` gets a new one there.
+        """
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
     async def load(self) -> Any:
         """Load the committed state and position (a new projection starts fresh)."""
+        async with self._turn():
+            return await self._load()
+
+    async def _load(self) -> Any:
         saved = await self.state_store.load(self._key)
         if saved is None:
             self._state, self._position = self._fresh_state(), None
@@ -166,7 +189,7 @@ class Projection:
     async def _reload_after(self, failure: BaseException) -> None:
         """Take state and position from disk again after ``failure`` ended a run."""
         try:
-            await self.load()
+            await self._load()
         except Exception as reload_error:
             # the run's own error is what to report; the next run loads again
             self._loaded = False
@@ -175,23 +198,33 @@ class Projection:
     # -- running --------------------------------------------------------------------
 
     async def run(self) -> ReplayReport:
-        """Apply every event after the committed position, up to the end of the log now."""
+        """Apply every event after the committed position, up to the end of the log now.
+
+        A call made while another ``run`` (or ``rebuild``, or a live event of
+        ``follow``) is under way on this object waits for it, then applies what is left.
+        """
+        async with self._turn():
+            return await self._run()
+
+    async def _run(self) -> ReplayReport:
         if not self._loaded:
-            await self.load()
+            await self._load()
         start = 0 if self._position is None else self._position + 1
         return await self._catch_up(self.store.read_all(start, **self._filters()))
 
     async def rebuild(self) -> ReplayReport:
         """Start over from the first event: forget the saved state, then :meth:`run`."""
-        await self.state_store.delete(self._key)
-        self._state, self._position, self._loaded = self._fresh_state(), None, True
-        return await self.run()
+        async with self._turn():
+            await self.state_store.delete(self._key)
+            self._state, self._position, self._loaded = self._fresh_state(), None, True
+            return await self._run()
 
     async def follow(self) -> None:
         """Catch up, then apply live appends as they commit, until cancelled.
 
         Live events are committed one by one (there is no batch to wait for), so the
-        saved state never lags more than the event being applied.
+        saved state never lags more than the event being applied. The lock is taken per
+        live event, so a :meth:`run` called meanwhile gets its turn between two of them.
         """
         await self.run()
         start = 0 if self._position is None else self._position + 1
@@ -205,7 +238,7 @@ class Projection:
 
     async def _catch_up(self, reader: AsyncIterable[Event]) -> ReplayReport:
         """Apply what ``reader`` yields, committing every ``batch_size`` events and at the
-        end."""
+        end. The caller holds the lock."""
         started = time.perf_counter()
         applied = skipped = pending = 0
         state = copy.deepcopy(self._state)  # handlers may mutate it in place
@@ -241,20 +274,25 @@ class Projection:
         )
 
     async def _follow_live(self, reader: AsyncIterable[Event]) -> None:
-        """Apply and commit each event ``reader`` yields."""
-        state = copy.deepcopy(self._state)
+        """Apply and commit each event ``reader`` yields, taking the lock for each."""
+        state: Any = None
+        basis: Any = _NOTHING  # the committed state ``state`` was copied from
         async for event in reader:
-            position = _global_position(event)
-            if self._position is not None and position <= self._position:
-                continue  # applied already (a subscription may overlap the catch-up)
-            try:
-                chosen = handlers_for(self._handlers, event.type)
-                if chosen:
-                    state = await self._apply(chosen, state, event)
-                await self._commit(state, position)
-            except BaseException as exc:
-                await self._reload_after(exc)
-                raise
+            async with self._turn():
+                position = _global_position(event)
+                if self._position is not None and position <= self._position:
+                    continue  # applied already (by the catch-up, or by a run meanwhile)
+                if self._state is not basis:  # first event, or a run committed meanwhile
+                    state = copy.deepcopy(self._state)
+                try:
+                    chosen = handlers_for(self._handlers, event.type)
+                    if chosen:
+                        state = await self._apply(chosen, state, event)
+                    await self._commit(state, position)
+                except BaseException as exc:
+                    await self._reload_after(exc)
+                    raise
+                basis = self._state
 
     async def _apply(self, chosen: tuple[_Apply, ...], state: Any, event: Event) -> Any:
         for handler in chosen:
@@ -297,6 +335,9 @@ class Projection:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+_NOTHING = object()
 
 
 def _global_position(event: Event) -> int:
