@@ -25,6 +25,7 @@ from ._json import dumps
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
 from ._retry import RetryPolicy
+from .security._principal import PRINCIPAL, current_principal
 from .transports import NotDelivered, Subscription, Transport, transport_from_url
 
 if TYPE_CHECKING:
@@ -54,12 +55,16 @@ class _Delivery:
 
 
 class _Registration:
-    """A subscribed handler and its deliveries in progress (see :meth:`EventBus.unsubscribe`)."""
+    """A subscribed handler and its deliveries in progress (see :meth:`EventBus.unsubscribe`).
 
-    __slots__ = ("handler", "idle", "removed", "running")
+    ``principal`` is who subscribed it: the handler runs as that principal.
+    """
 
-    def __init__(self, handler: Handler) -> None:
+    __slots__ = ("handler", "idle", "principal", "removed", "running")
+
+    def __init__(self, handler: Handler, principal: str | None) -> None:
         self.handler = handler
+        self.principal = principal
         self.removed = False  # unsubscribe() began: start no further delivery
         self.running = 0
         self.idle: asyncio.Future[None] | None = None  # set when running drops to 0
@@ -106,7 +111,13 @@ class EventBus:
 
     With ``access`` (an :class:`~pepperpy.event.security.AccessControl`), ``publish``
     and ``subscribe`` are checked against the principal set with
-    :func:`~pepperpy.event.security.acting_as`; a denial raises ``AccessDenied``.
+    :func:`~pepperpy.event.security.acting_as`; a denial raises ``AccessDenied``. What a
+    subscription or error callback can receive is checked when it is registered: a
+    pattern that matches dead letters (``deadletter.<topic>``) also needs ``subscribe``
+    on the topics whose data they carry, and ``on_error`` needs ``subscribe`` on ``#``.
+
+    Every handler and error callback runs as the principal that registered it (None:
+    anonymous), whoever published the event or started the bus.
     """
 
     def __init__(
@@ -139,7 +150,7 @@ class EventBus:
         #: the loop the bus started on: its connections and consumers live there
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed_reason = "the EventBus is closed"
-        self._error_callbacks: list[Callable[[DeadLetter], Any]] = []
+        self._error_callbacks: list[tuple[Callable[[DeadLetter], Any], str | None]] = []
         self._start_lock: asyncio.Lock | None = None
         self._started = False
         self._closed = False
@@ -153,7 +164,9 @@ class EventBus:
         """Decorator: deliver events whose topic matches ``pattern`` to the handler.
 
         Handlers sharing a ``group`` (and pattern) share the work: each event reaches one
-        of them, across processes on a distributed transport.
+        of them, across processes on a distributed transport. The handler runs as the
+        principal acting now (:func:`~pepperpy.event.security.acting_as`; None if none),
+        whoever publishes.
 
         On a bus already started, the subscription is registered with the broker in the
         background at once; ``await bus.start()`` waits until it is. A registration that
@@ -166,7 +179,7 @@ class EventBus:
         parse_pattern(pattern)
         self.transport.check_pattern(pattern)
         if self.access is not None:
-            self.access.check("subscribe", pattern)
+            self._check_subscribe(pattern)
         if group is not None and (not isinstance(group, str) or not group):
             raise ValueError(f"group must be a non-empty str or None, got {group!r}")
         if self.topics is not None and not any(
@@ -176,12 +189,13 @@ class EventBus:
             raise UnknownTopicError(
                 f"pattern {pattern!r} can match none of the declared topics {list(self.topics)}"
             )
+        principal = current_principal()
 
         def decorator(handler: H) -> H:
             if not callable(handler):
                 raise TypeError(f"handler must be callable, got {handler!r}")
             name = self._subscription_name(pattern, group, handler)
-            registration = _Registration(handler)
+            registration = _Registration(handler, principal)
             deliver = self._deliverer(registration, pattern, group)
             sub = Subscription(pattern, deliver, group, name)
             self._registrations[sub] = registration
@@ -192,6 +206,22 @@ class EventBus:
             return handler
 
         return decorator
+
+    def _check_subscribe(self, pattern: str) -> None:
+        """Refuse a subscription that could receive data its principal may not see.
+
+        Dead letters of topic ``T`` travel as ``deadletter.T`` with ``T``'s data, so a
+        pattern matching some of them also needs ``subscribe`` on the topics they carry.
+        """
+        assert self.access is not None
+        self.access.check("subscribe", pattern)
+        for carried in _dead_letter_sources(pattern):
+            if carried != pattern:
+                self.access.check(
+                    "subscribe",
+                    carried,
+                    needed_by=f"subscribe({pattern!r}): dead letters carry their topic's data",
+                )
 
     def _register_late(self) -> None:
         """Register subscriptions added after start() without waiting for a publish."""
@@ -316,6 +346,7 @@ class EventBus:
             attempt = 1
             marker = _Delivery(self, registration)
             token = _delivery.set(marker)
+            acting = PRINCIPAL.set(registration.principal)  # not the publisher's
             registration.running += 1
             try:
                 while True:
@@ -344,6 +375,7 @@ class EventBus:
                 registration.finished_one()
                 try:
                     _delivery.reset(token)
+                    PRINCIPAL.reset(acting)
                 except ValueError:  # finished in another context than it started in
                     pass
 
@@ -359,13 +391,19 @@ class EventBus:
         """Register a sync or async callback receiving each :class:`DeadLetter`.
 
         Usable as ``@bus.on_error``, ``@bus.on_error()`` or ``bus.on_error(callback)``,
-        like :meth:`EventManager.on_error`.
+        like :meth:`EventManager.on_error`. A letter holds the failed event, of any
+        topic: with ``access``, registering needs ``subscribe`` on ``#``. The callback
+        runs as the principal that registered it.
         """
         if callback is None:
             return self.on_error
         if not callable(callback):
             raise TypeError(f"error callback must be callable, got {callback!r}")
-        self._error_callbacks.append(callback)
+        if self.access is not None:
+            self.access.check(
+                "subscribe", "#", needed_by="on_error(): letters carry events of every topic"
+            )
+        self._error_callbacks.append((callback, current_principal()))
         return callback
 
     async def _dead_letter(self, letter: DeadLetter, group: str | None) -> None:
@@ -379,13 +417,16 @@ class EventBus:
             letter.attempts,
             exc_info=letter.exception,
         )
-        for callback in list(self._error_callbacks):
+        for callback, principal in list(self._error_callbacks):
+            acting = PRINCIPAL.set(principal)
             try:
                 result = callback(letter)
                 if result is not None and hasattr(result, "__await__"):
                     await result
             except Exception:
                 logger.exception("bus on_error callback %r failed", callback)
+            finally:
+                PRINCIPAL.reset(acting)
         dead = dead_letter_event(
             event,
             reason=f"{type(letter.exception).__name__}: {letter.exception}",
@@ -596,6 +637,33 @@ def _retrieve(task: asyncio.Task[None]) -> None:
     """Log a failed shutdown nobody awaited (close() called from a handler)."""
     if not task.cancelled() and task.exception() is not None:
         logger.error("closing the EventBus failed", exc_info=task.exception())
+
+
+def _dead_letter_sources(pattern: str) -> list[str]:
+    """The patterns of the topics whose dead letters ``pattern`` matches.
+
+    ``deadletter.T`` matches ``pattern`` exactly when ``T`` matches one of them (none
+    when the pattern matches no dead letter): ``deadletter.#`` and ``#`` carry ``#``,
+    ``*.orders.*`` carries ``orders.*``, ``#.refund.#`` carries ``#.refund.#``.
+    """
+    prefix = DEAD_LETTER_PREFIX.rstrip(".")
+
+    def sources(tokens: tuple[str, ...]) -> list[tuple[str, ...]]:
+        if not tokens:
+            return []
+        head, rest = tokens[0], tokens[1:]
+        if head == "#":  # it covers "deadletter" and part of T, or nothing
+            return [tokens, *sources(rest)]
+        if head in ("*", prefix) and rest:
+            return [rest]
+        return []
+
+    found: list[str] = []
+    for tokens in sources(parse_pattern(pattern)):
+        carried = ".".join(tokens)
+        if carried not in found:
+            found.append(carried)
+    return found
 
 
 def _digest(text: str) -> str:

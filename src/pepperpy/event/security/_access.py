@@ -170,20 +170,41 @@ class AccessControl:
                 allowed = True
         return allowed, None
 
-    def check(self, action: str, target: str, principal: str | None = None) -> None:
+    def check(
+        self,
+        action: str,
+        target: str,
+        principal: str | None = None,
+        *,
+        needed_by: str | None = None,
+    ) -> None:
         """Raise :class:`AccessDenied` (and audit it) unless the action is allowed.
 
         ``principal`` defaults to the one set with :func:`acting_as`. A refusal caused
         by a deny rule names the rule in the message and in the audit entry's details.
+        ``needed_by`` says which request needs this permission when it is not the one
+        the caller named: a subscription to ``deadletter.#`` also receives the data of
+        every topic, so the bus checks ``subscribe`` on ``#`` for it. The message and
+        the audit entry's ``details["needed_by"]`` carry it.
         """
         who = principal if principal is not None else current_principal()
         allowed, rule = self._decide(who or ANONYMOUS, action, target)
         if allowed:
             return
-        if self.audit is not None:
-            details = None if rule is None else {"rule": str(rule)}
-            self.audit.record(action, target, principal=who, outcome="denied", details=details)
-        denied = AccessDenied(who or ANONYMOUS, action, target)
+        details: dict[str, str] = {}
         if rule is not None:
-            denied.args = (f"{denied}: refused by {rule}",)
+            details["rule"] = str(rule)
+        if needed_by is not None:
+            details["needed_by"] = needed_by
+        if self.audit is not None:
+            self.audit.record(
+                action, target, principal=who, outcome="denied", details=details or None
+            )
+        denied = AccessDenied(who or ANONYMOUS, action, target)
+        message = str(denied)
+        if needed_by is not None:
+            message += f" (needed by {needed_by})"
+        if rule is not None:
+            message += f": refused by {rule}"
+        denied.args = (message,)
         raise denied

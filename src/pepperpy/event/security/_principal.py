@@ -6,16 +6,18 @@ import contextlib
 import contextvars
 from collections.abc import Iterator
 
-__all__ = ["acting_as", "current_principal"]
+__all__ = ["PRINCIPAL", "acting_as", "current_principal"]
 
-_principal: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+#: the acting principal (None: anonymous). The bus sets it directly around each handler
+#: call, to the principal that subscribed the handler: cheaper than ``acting_as``.
+PRINCIPAL: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "pepperpy_event_principal", default=None
 )
 
 
 def current_principal() -> str | None:
     """The principal set by the innermost :func:`acting_as`, or None."""
-    return _principal.get()
+    return PRINCIPAL.get()
 
 
 @contextlib.contextmanager
@@ -27,8 +29,8 @@ def acting_as(principal: str) -> Iterator[str]:
     """
     if not isinstance(principal, str) or not principal:
         raise ValueError(f"principal must be a non-empty str, got {principal!r}")
-    token = _principal.set(principal)
+    token = PRINCIPAL.set(principal)
     try:
         yield principal
     finally:
-        _principal.reset(token)
+        PRINCIPAL.reset(token)
