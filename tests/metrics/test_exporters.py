@@ -147,3 +147,29 @@ def test_opentelemetry_instruments_detach_on_close() -> None:
         assert scoped.closed
     finally:
         other.shutdown()
+
+
+def _otel_points(reader: InMemoryMetricReader, metric_name: str) -> dict[str, Any]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    return {
+        point.attributes["name"]: point
+        for resource_metrics in data.resource_metrics
+        for scope in resource_metrics.scope_metrics
+        for metric in scope.metrics
+        if metric.name == metric_name
+        for point in metric.data.data_points
+    }
+
+
+def test_the_longest_namespace_makes_valid_opentelemetry_names() -> None:
+    collector = MetricsCollector(namespace="a" * 244)
+    collector.record("x", 0.001)
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        collector.instrument_opentelemetry(provider)
+        assert _otel_points(reader, "a" * 244 + ".calls")["x"].value == 1
+        assert _otel_points(reader, "a" * 244 + ".throughput")
+    finally:
+        provider.shutdown()

@@ -230,6 +230,10 @@ def test_bad_options_and_names_are_rejected() -> None:
         with pytest.raises(ValueError, match="namespace"):
             MetricsCollector(namespace=bad)
     assert MetricsCollector(namespace="shop_2").namespace == "shop_2"
+    # OpenTelemetry names stop at 255 characters; the longest adds ".throughput"
+    with pytest.raises(ValueError, match="at most 244 characters, got 245"):
+        MetricsCollector(namespace="a" * 245)
+    assert MetricsCollector(namespace="a" * 244).namespace == "a" * 244
     with pytest.raises(ValueError):
         MetricsCollector().measure("")
     with pytest.raises(TypeError):

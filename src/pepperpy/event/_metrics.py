@@ -65,6 +65,11 @@ def _bounds(index: int) -> tuple[int, int]:
 #: a namespace is a Prometheus metric name prefix; starting with a letter also keeps it a
 #: valid OpenTelemetry instrument name prefix
 _NAMESPACE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*")
+#: the OpenTelemetry instruments, per namespace (dotted): suffixes of their names
+_INSTRUMENTS = (".calls", ".errors", ".latency", ".throughput")
+#: OpenTelemetry refuses instrument names longer than this
+_OTEL_NAME_LIMIT = 255
+_MAX_NAMESPACE = _OTEL_NAME_LIMIT - max(len(suffix) for suffix in _INSTRUMENTS)
 #: the longest duration ``record`` takes (a year): past it, nanoseconds overflow nothing
 #: but such a value is a unit mistake
 _MAX_SECONDS = 365 * 24 * 3600.0
@@ -273,6 +278,12 @@ class MetricsCollector:
                 "namespace must be a valid metric name prefix (ASCII letters, digits and "
                 f"underscores, starting with a letter), got {namespace!r}"
             )
+        if len(namespace) > _MAX_NAMESPACE:
+            raise ValueError(
+                f"namespace must be at most {_MAX_NAMESPACE} characters, got {len(namespace)}: "
+                f"OpenTelemetry instrument names are limited to {_OTEL_NAME_LIMIT} characters "
+                f"and the longest one adds {max(_INSTRUMENTS, key=len)!r}"
+            )
         self.window = float(window)
         self.namespace = namespace
         self._slot_ns = max(1, int(window * 1e9) // _SLOTS)
@@ -475,25 +486,28 @@ class MetricsCollector:
             for name, snap in handle.snapshots().items():
                 yield observation(snap.throughput, {"name": name})
 
+        calls_name, errors_name, latency_name, throughput_name = (
+            f"{prefix}{suffix}" for suffix in _INSTRUMENTS
+        )
         handle.extend(
             [
                 meter.create_observable_counter(
-                    f"{prefix}.calls",
+                    calls_name,
                     callbacks=[calls],
                     unit="{call}",
                     description="Calls measured",
                 ),
                 meter.create_observable_counter(
-                    f"{prefix}.errors",
+                    errors_name,
                     callbacks=[errors],
                     unit="{call}",
                     description="Failed calls",
                 ),
                 meter.create_observable_gauge(
-                    f"{prefix}.latency", callbacks=[latency], unit="ms", description="Call latency"
+                    latency_name, callbacks=[latency], unit="ms", description="Call latency"
                 ),
                 meter.create_observable_gauge(
-                    f"{prefix}.throughput",
+                    throughput_name,
                     callbacks=[throughput],
                     unit="{call}/s",
                     description="Calls per second over the sliding window",
