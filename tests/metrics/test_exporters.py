@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from pepperpy.event import MetricsCollector
@@ -147,6 +151,24 @@ def test_opentelemetry_instruments_detach_on_close() -> None:
         assert scoped.closed
     finally:
         other.shutdown()
+
+
+def test_register_prometheus_refuses_a_family_registered_already() -> None:
+    registry = CollectorRegistry()
+    Counter("pepperpy_event_calls", "The application's own metric", ["name"], registry=registry)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        filled().register_prometheus(registry)
+
+    shared = CollectorRegistry()
+    first = filled().register_prometheus(shared)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        filled().register_prometheus(shared)  # the same default namespace
+    MetricsCollector(namespace="shop").register_prometheus(shared)  # another one is fine
+    scrape = openmetrics_latest(shared).decode()
+    families = [f.name for f in openmetrics_families(scrape)]  # a valid scrape
+    assert sorted(families) == sorted(set(families))
+    shared.unregister(first)
+    filled().register_prometheus(shared)  # its names are free again
 
 
 def _otel_points(reader: InMemoryMetricReader, metric_name: str) -> dict[str, Any]:

@@ -65,6 +65,13 @@ def _bounds(index: int) -> tuple[int, int]:
 #: a namespace is a Prometheus metric name prefix; starting with a letter also keeps it a
 #: valid OpenTelemetry instrument name prefix
 _NAMESPACE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*")
+#: the Prometheus families, per namespace: (name suffix, type, help)
+_FAMILIES = (
+    ("_calls_total", "counter", "Calls measured, failed ones included."),
+    ("_errors_total", "counter", "Calls that raised."),
+    ("_latency_seconds", "summary", "Call duration in seconds."),
+    ("_throughput", "gauge", "Calls per second over the sliding window."),
+)
 #: the OpenTelemetry instruments, per namespace (dotted): suffixes of their names
 _INSTRUMENTS = (".calls", ".errors", ".latency", ".throughput")
 #: OpenTelemetry refuses instrument names longer than this
@@ -402,33 +409,30 @@ class MetricsCollector:
         """
         ns = self.namespace
         snapshots = self.snapshots()
-        histograms = {name: self._series[name] for name in snapshots}
-        lines: list[str] = []
-
-        def family(metric: str, kind: str, help_text: str) -> None:
-            lines.append(f"# HELP {metric} {help_text}")
-            lines.append(f"# TYPE {metric} {kind}")
-
-        family(f"{ns}_calls_total", "counter", "Calls measured, failed ones included.")
-        for name, snap in snapshots.items():
-            lines.append(f"{ns}_calls_total{{name={_label(name)}}} {snap.count}")
-        family(f"{ns}_errors_total", "counter", "Calls that raised.")
-        for name, snap in snapshots.items():
-            lines.append(f"{ns}_errors_total{{name={_label(name)}}} {snap.errors}")
-        family(f"{ns}_latency_seconds", "summary", "Call duration in seconds.")
+        calls, errors, latency, throughput = (f"{ns}{suffix}" for suffix, _, _ in _FAMILIES)
+        latency_lines: list[str] = []
         for name, snap in snapshots.items():
             label = _label(name)
             for quantile, value in (("0.5", snap.p50), ("0.95", snap.p95), ("0.99", snap.p99)):
-                lines.append(
-                    f'{ns}_latency_seconds{{name={label},quantile="{quantile}"}} '
-                    f"{_number(value / 1000)}"
+                latency_lines.append(
+                    f'{latency}{{name={label},quantile="{quantile}"}} {_number(value / 1000)}'
                 )
-            total = histograms[name].total / 1e9
-            lines.append(f"{ns}_latency_seconds_sum{{name={label}}} {_number(total)}")
-            lines.append(f"{ns}_latency_seconds_count{{name={label}}} {snap.count}")
-        family(f"{ns}_throughput", "gauge", "Calls per second over the sliding window.")
-        for name, snap in snapshots.items():
-            lines.append(f"{ns}_throughput{{name={_label(name)}}} {_number(snap.throughput)}")
+            total = self._series[name].total / 1e9
+            latency_lines.append(f"{latency}_sum{{name={label}}} {_number(total)}")
+            latency_lines.append(f"{latency}_count{{name={label}}} {snap.count}")
+        samples = (
+            [f"{calls}{{name={_label(name)}}} {snap.count}" for name, snap in snapshots.items()],
+            [f"{errors}{{name={_label(name)}}} {snap.errors}" for name, snap in snapshots.items()],
+            latency_lines,
+            [
+                f"{throughput}{{name={_label(name)}}} {_number(snap.throughput)}"
+                for name, snap in snapshots.items()
+            ],
+        )
+        lines: list[str] = []
+        for header, family in zip(_family_headers(ns), samples, strict=True):
+            lines.extend(header)
+            lines.extend(family)
         return "\n".join(lines) + "\n"
 
     def register_prometheus(self, registry: Any = None) -> Any:
@@ -437,6 +441,11 @@ class MetricsCollector:
         Registers a custom collector (on ``registry``, default the global ``REGISTRY``)
         that reports fresh values at every scrape, and returns it (pass it to
         ``registry.unregister`` to stop). Needs ``prometheus-client`` (extra ``metrics``).
+
+        The collector describes its four metric families, so the registry refuses it
+        with ``prometheus_client``'s own ``ValueError`` ("Duplicated timeseries") when a
+        family of that name is registered already: another collector with the same
+        ``namespace``, or an application metric such as ``<namespace>_calls``.
         """
         client = require("prometheus_client", extra="metrics", feature="register_prometheus")
         parser = require("prometheus_client.parser", extra="metrics", feature="register_prometheus")
@@ -646,7 +655,17 @@ class _PrometheusExporter:
         return list(self._parse(self._collector.to_prometheus()))
 
     def describe(self) -> Iterable[Any]:
-        return []
+        """The metric families, without samples: the registry checks their names."""
+        lines = [line for header in _family_headers(self._collector.namespace) for line in header]
+        return list(self._parse("\n".join(lines) + "\n"))
+
+
+def _family_headers(namespace: str) -> list[tuple[str, str]]:
+    """The ``# HELP`` and ``# TYPE`` lines of each Prometheus family, in order."""
+    return [
+        (f"# HELP {namespace}{suffix} {help_text}", f"# TYPE {namespace}{suffix} {kind}")
+        for suffix, kind, help_text in _FAMILIES
+    ]
 
 
 def _label(value: str) -> str:
