@@ -184,6 +184,51 @@ def _otel_points(reader: InMemoryMetricReader, metric_name: str) -> dict[str, An
     }
 
 
+def test_exported_counters_never_go_down_across_reset() -> None:
+    collector = MetricsCollector()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+
+    @collector.measure("held")  # reset clears it in place
+    def held() -> None:
+        return None
+
+    try:
+        collector.instrument_opentelemetry(provider)
+        for _ in range(5):
+            collector.record("manual", 0.002)  # reset drops its series
+            held()
+        collector.record("manual", 0.004, error=True)
+        before = _otel_points(reader, "pepperpy.event.calls")
+        assert (before["manual"].value, before["held"].value) == (6, 5)
+        collector.reset()
+        collector.record("manual", 0.010)
+        held()
+        assert collector.get_metrics("manual").count == 1  # snapshots start over
+        after = _otel_points(reader, "pepperpy.event.calls")
+        assert (after["manual"].value, after["held"].value) == (7, 6)
+        assert after["manual"].start_time_unix_nano == before["manual"].start_time_unix_nano
+        assert _otel_points(reader, "pepperpy.event.errors")["manual"].value == 1
+        latency = _otel_points(reader, "pepperpy.event.latency")  # since the reset
+        assert latency["manual"].value == pytest.approx(10, rel=0.04)
+
+        values = samples(collector.to_prometheus())
+        manual = (("name", "manual"),)
+        assert values[("pepperpy_event_calls_total", manual)] == 7
+        assert values[("pepperpy_event_errors_total", manual)] == 1
+        assert values[("pepperpy_event_latency_seconds_count", manual)] == 7
+        assert values[("pepperpy_event_latency_seconds_sum", manual)] == pytest.approx(0.024)
+        median = values[("pepperpy_event_latency_seconds", (*manual, ("quantile", "0.5")))]
+        assert median == pytest.approx(0.010, rel=0.04)
+
+        collector.reset("manual")  # nothing recorded since: the totals are still exported
+        assert "manual" not in collector.names()
+        assert _otel_points(reader, "pepperpy.event.calls")["manual"].value == 7
+        assert samples(collector.to_prometheus())[("pepperpy_event_calls_total", manual)] == 7
+    finally:
+        provider.shutdown()
+
+
 def test_the_longest_namespace_makes_valid_opentelemetry_names() -> None:
     collector = MetricsCollector(namespace="a" * 244)
     collector.record("x", 0.001)

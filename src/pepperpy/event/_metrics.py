@@ -297,6 +297,9 @@ class MetricsCollector:
         self._series: dict[str, _Series] = {}
         # names reset and not recorded since: listed again once something is recorded
         self._forgotten: set[str] = set()
+        # (calls, errors, latency ns) recorded before a reset, per name: exported
+        # counters go on from them, since monitoring systems expect counters to only grow
+        self._carried: dict[str, tuple[int, int, int]] = {}
 
     # -- recording --------------------------------------------------------------------
 
@@ -338,12 +341,26 @@ class MetricsCollector:
 
         Functions decorated with ``measure`` and measure middleware keep counting: the
         next call is recorded under the same name, which ``names()`` lists again.
+
+        A reset clears what :meth:`get_metrics`, :meth:`snapshots`, :meth:`names` and
+        :meth:`histogram` show. Exported counters (Prometheus ``_calls_total``,
+        ``_errors_total`` and the latency summary's ``_sum``/``_count``; OpenTelemetry
+        ``calls``/``errors``) keep their totals and go on counting, because a counter
+        that goes down breaks rates in Prometheus and OpenTelemetry; exported quantiles
+        and throughput cover what was recorded since.
         """
         selected = list(self._series) if name is None else [name]
         for each in selected:
             series = self._series.get(each)
             if series is None:
                 continue
+            if series.count:
+                calls, errors, total = self._carried.get(each, (0, 0, 0))
+                self._carried[each] = (
+                    calls + series.count,
+                    errors + series.errors,
+                    total + series.total,
+                )
             if series.held:
                 series.clear()  # in place: measured functions record into this object
                 self._forgotten.add(each)
@@ -398,6 +415,25 @@ class MetricsCollector:
         """One snapshot per measured name."""
         return {name: self.get_metrics(name) for name in self.names()}
 
+    def _exported(self) -> list[_Exported]:
+        """What exporters report, per name: snapshots, and counters that never go down."""
+        carried = self._carried
+        rows = []
+        for name in sorted(set(self.names()).union(carried)):
+            snap = self.get_metrics(name)
+            series = self._series.get(name)
+            calls, errors, total = carried.get(name, (0, 0, 0))
+            rows.append(
+                _Exported(
+                    name,
+                    snap,
+                    calls + snap.count,
+                    errors + snap.errors,
+                    total + (0 if series is None else series.total),
+                )
+            )
+        return rows
+
     # -- exporting --------------------------------------------------------------------
 
     def to_prometheus(self) -> str:
@@ -406,27 +442,27 @@ class MetricsCollector:
         Per name (label ``name``): ``<ns>_calls_total`` and ``<ns>_errors_total``
         counters, a ``<ns>_latency_seconds`` summary (quantiles 0.5, 0.95, 0.99, sum,
         count) and a ``<ns>_throughput`` gauge (calls per second over the window).
+        Counters, sum and count never go down, also across :meth:`reset`.
         """
         ns = self.namespace
-        snapshots = self.snapshots()
+        rows = self._exported()
         calls, errors, latency, throughput = (f"{ns}{suffix}" for suffix, _, _ in _FAMILIES)
         latency_lines: list[str] = []
-        for name, snap in snapshots.items():
-            label = _label(name)
+        for row in rows:
+            label, snap = _label(row.name), row.snapshot
             for quantile, value in (("0.5", snap.p50), ("0.95", snap.p95), ("0.99", snap.p99)):
                 latency_lines.append(
                     f'{latency}{{name={label},quantile="{quantile}"}} {_number(value / 1000)}'
                 )
-            total = self._series[name].total / 1e9
-            latency_lines.append(f"{latency}_sum{{name={label}}} {_number(total)}")
-            latency_lines.append(f"{latency}_count{{name={label}}} {snap.count}")
+            latency_lines.append(f"{latency}_sum{{name={label}}} {_number(row.latency_ns / 1e9)}")
+            latency_lines.append(f"{latency}_count{{name={label}}} {row.calls}")
         samples = (
-            [f"{calls}{{name={_label(name)}}} {snap.count}" for name, snap in snapshots.items()],
-            [f"{errors}{{name={_label(name)}}} {snap.errors}" for name, snap in snapshots.items()],
+            [f"{calls}{{name={_label(row.name)}}} {row.calls}" for row in rows],
+            [f"{errors}{{name={_label(row.name)}}} {row.errors}" for row in rows],
             latency_lines,
             [
-                f"{throughput}{{name={_label(name)}}} {_number(snap.throughput)}"
-                for name, snap in snapshots.items()
+                f"{throughput}{{name={_label(row.name)}}} {_number(row.snapshot.throughput)}"
+                for row in rows
             ],
         )
         lines: list[str] = []
@@ -461,7 +497,8 @@ class MetricsCollector:
         ``<prefix>.latency`` (observable gauge in ms, attribute ``quantile`` = ``p50``,
         ``p95``, ``p99`` or ``avg``) and ``<prefix>.throughput`` (observable gauge), each
         with a ``name`` attribute; the prefix is the namespace with dots. Values are read
-        at each collection. Needs ``opentelemetry-api`` (extra ``otel``).
+        at each collection; the counters never go down, also across :meth:`reset`.
+        Needs ``opentelemetry-api`` (extra ``otel``).
 
         Returns the four instruments as an :class:`OpenTelemetryInstruments` list; its
         ``close()`` (or leaving ``with``) detaches them from this collector.
@@ -474,15 +511,16 @@ class MetricsCollector:
         handle = OpenTelemetryInstruments(self)
 
         def calls(options: Any) -> Iterator[Any]:
-            for name, snap in handle.snapshots().items():
-                yield observation(snap.count, {"name": name})
+            for row in handle._exported():
+                yield observation(row.calls, {"name": row.name})
 
         def errors(options: Any) -> Iterator[Any]:
-            for name, snap in handle.snapshots().items():
-                yield observation(snap.errors, {"name": name})
+            for row in handle._exported():
+                yield observation(row.errors, {"name": row.name})
 
         def latency(options: Any) -> Iterator[Any]:
-            for name, snap in handle.snapshots().items():
+            for row in handle._exported():
+                name, snap = row.name, row.snapshot
                 for label, value in (
                     ("avg", snap.avg_latency),
                     ("p50", snap.p50),
@@ -492,8 +530,8 @@ class MetricsCollector:
                     yield observation(value, {"name": name, "quantile": label})
 
         def throughput(options: Any) -> Iterator[Any]:
-            for name, snap in handle.snapshots().items():
-                yield observation(snap.throughput, {"name": name})
+            for row in handle._exported():
+                yield observation(row.snapshot.throughput, {"name": row.name})
 
         calls_name, errors_name, latency_name, throughput_name = (
             f"{prefix}{suffix}" for suffix in _INSTRUMENTS
@@ -548,6 +586,11 @@ class OpenTelemetryInstruments(list[Any]):
         """The collector's snapshots by name; empty once closed."""
         collector = self._collector
         return {} if collector is None else collector.snapshots()
+
+    def _exported(self) -> list[_Exported]:
+        """What the instruments observe, per name; empty once closed."""
+        collector = self._collector
+        return [] if collector is None else collector._exported()
 
     def close(self) -> None:
         """Stop reporting: the instruments stay in the meter but observe nothing."""
@@ -658,6 +701,18 @@ class _PrometheusExporter:
         """The metric families, without samples: the registry checks their names."""
         lines = [line for header in _family_headers(self._collector.namespace) for line in header]
         return list(self._parse("\n".join(lines) + "\n"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Exported:
+    """One name as exporters report it: ``calls``, ``errors`` and ``latency_ns`` are
+    totals since the collector was made (a reset does not take them back)."""
+
+    name: str
+    snapshot: MetricsSnapshot
+    calls: int
+    errors: int
+    latency_ns: int
 
 
 def _family_headers(namespace: str) -> list[tuple[str, str]]:
