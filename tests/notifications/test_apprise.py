@@ -173,3 +173,22 @@ async def test_an_at_sign_in_a_push_target_stays_inside_the_target(
     assert json.loads(request.body)["topic"] == "alerts"
     basic = request.headers["authorization"].removeprefix("Basic ")
     assert base64.b64decode(basic) == b"ana@evil.example:pw"
+
+
+@pytest.mark.parametrize("token", [".", "..", "..."])
+async def test_a_dot_segment_recipient_cannot_reach_another_endpoint(
+    http_server: HttpSink, token: str
+) -> None:
+    # "." and ".." passed the character check and were resolved as path segments:
+    # json://host/users/{recipient} posted to /users/ or / instead of one user's path
+    notifications = NotificationSystem(retry_policy=RetryPolicy.NONE)
+    notifications.add_channel(
+        "push", AppriseChannel(f"json://127.0.0.1:{http_server.port}/users/{{recipient}}")
+    )
+
+    refused = await notifications.notify(channels=["push"], body="x", to=token)
+    dotted = await notifications.notify(channels=["push"], body="x", to="device.1")
+
+    assert isinstance(refused["push"].error, RecipientError), refused["push"]
+    assert "only dots" in str(refused["push"].error)
+    assert dotted.ok and [r.path for r in http_server.requests] == ["/users/device.1"]

@@ -9,8 +9,9 @@ own targets receive every message and no recipient is needed.
 apprise reads several targets from one URL (it splits on commas, semicolons, brackets
 and whitespace, even URL-quoted ones), so a recipient must be exactly one target: a phone
 number (``sms`` channels, or anything starting with ``+``) is ``+`` and digits only, and
-any other recipient is letters, digits and ``@ . _ - : + ~``. Anything else is a
-:class:`RecipientError`, never a second target.
+any other recipient is letters, digits and ``@ . _ - : + ~``, and not only dots (``.``
+and ``..`` are path segments that would move ``/users/{recipient}`` to another
+endpoint). Anything else is a :class:`RecipientError`, never a second target.
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ class AppriseChannel(Channel):
             raise RecipientError(
                 f"apprise channel: {recipient!r} is not one target "
                 "(letters, digits and @ . _ - : + ~ only; no spaces, commas or slashes)"
+            )
+        elif not recipient.strip("."):
+            raise RecipientError(
+                f"apprise channel: {recipient!r} is not one target "
+                "(only dots: a path segment that would reach another endpoint)"
             )
 
     async def send(self, notification: Notification) -> None:
