@@ -152,3 +152,23 @@ def test_webhook_rejects_non_http_urls() -> None:
         WebhookChannel("ftp://example.com")
     with pytest.raises(ConfigurationError):
         WebhookChannel("https://example.com", timeout=0)
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "9" * 400,
+        "-" + "9" * 400,
+        "9" * 16,
+        "1e9",
+        " 1700000000",
+        "+1700000000",
+        "\u0661\u0662\u0663",
+    ],
+)
+def test_a_timestamp_that_is_not_a_few_ascii_digits_is_false_not_an_error(timestamp: str) -> None:
+    # a 400-digit timestamp used to raise OverflowError (int too large for a float)
+    body = b'{"body": "x"}'
+    signature = WebhookChannel.sign(SECRET, body, timestamp)
+
+    assert WebhookChannel.verify_signature(SECRET, body, timestamp, signature) is False

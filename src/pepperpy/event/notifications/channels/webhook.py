@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -34,6 +35,8 @@ __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookChannel"]
 SIGNATURE_HEADER = "X-Pepperpy-Signature"
 TIMESTAMP_HEADER = "X-Pepperpy-Timestamp"
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
+#: a timestamp header: Unix seconds, as :meth:`WebhookChannel.sign` callers write them
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
 
 
 class _LoopClient:
@@ -101,15 +104,15 @@ class WebhookChannel(Channel):
     ) -> bool:
         """True when ``signature`` matches and ``timestamp`` is within ``tolerance`` seconds.
 
-        Header values come from the network, so anything malformed (not a str, not an
-        integer timestamp, non-ASCII characters) is simply False, never an exception.
+        Header values come from the network, so anything malformed (not a str, a
+        timestamp that is not 1 to 15 ASCII digits, non-ASCII characters) is simply
+        False, never an exception.
         """
         if not isinstance(signature, str) or not isinstance(timestamp, str):
             return False
-        try:
-            sent_at = int(timestamp)
-        except ValueError:
+        if not _TIMESTAMP.fullmatch(timestamp):  # digits only, and few enough for a float
             return False
+        sent_at = int(timestamp)
         current = time.time() if now is None else now
         if tolerance is not None and abs(current - sent_at) > tolerance:
             return False
