@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -373,3 +374,64 @@ async def test_login_over_starttls_from_the_url(tmp_path: Path) -> None:
     # the client tries each advertised mechanism (PLAIN, LOGIN) before giving up
     assert set(logins) == {(b"mailer", b"nope"), (b"mailer", b"p@ss:word")}
     assert [m.message.get_content().strip() for m in sink.messages] == ["authenticated"]
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Printer broken\n", "Printer broken\r\n", "Printer\r\nBcc: eve@evil.example", "a\u2028b"],
+)
+async def test_a_subject_with_line_breaks_is_one_header_line(
+    smtp_server: tuple[MailSink, int], subject: str
+) -> None:
+    # a trailing line break used to pass Python's header check and end the header block:
+    # Date, Message-ID and the MIME headers became body text
+    sink, port = smtp_server
+    notifications = NotificationSystem(retry_policy=RetryPolicy.NONE)
+    notifications.add_channel("email", f"smtp://127.0.0.1:{port}?from=app@example.com")
+
+    result = await notifications.notify(subject=subject, body="We are on it.", to="a@example.com")
+
+    assert result.ok, result.failed
+    [mail] = sink.messages
+    flat = " ".join(subject.split())
+    assert mail.message["Subject"] == flat
+    assert result["email"].notification is not None
+    assert result["email"].notification.subject == flat
+    assert mail.message["Message-ID"] and mail.message["Date"]
+    assert mail.message["Bcc"] is None and mail.recipients == ["a@example.com"]
+    assert mail.message.get_content().strip() == "We are on it."
+
+
+@pytest.mark.parametrize("field", ["sender", "reply_to"])
+@pytest.mark.parametrize(
+    "value", ["app@example.com\n", "app@example.com\r\n", "a@b.c\r\nBcc: e@f.g"]
+)
+def test_a_sender_or_reply_to_with_a_line_break_is_refused_when_configured(
+    field: str, value: str
+) -> None:
+    options = {"sender": "app@example.com", field: value}
+    with pytest.raises(ConfigurationError, match="one line"):
+        EmailChannel("127.0.0.1", 25, **options)  # type: ignore[arg-type]
+    name = "from" if field == "sender" else field
+    with pytest.raises(ConfigurationError, match="one line"):
+        EmailChannel.from_url(
+            f"smtp://127.0.0.1:25?from=app@example.com&{name}={quote(value, safe='@')}"
+        )
+
+
+async def test_a_plus_in_the_url_sender_stays_a_plus(smtp_server: tuple[MailSink, int]) -> None:
+    # parse_qs read the query as form data and made "alerts+ops@" "alerts ops@"
+    sink, port = smtp_server
+    notifications = NotificationSystem(retry_policy=RetryPolicy.NONE)
+    channel = notifications.add_channel(
+        "email", f"smtp://127.0.0.1:{port}?from=alerts+ops@example.com&reply_to=a%2Bb@example.com"
+    )
+
+    result = await notifications.notify(subject="s", body="b", to="ana@example.com")
+
+    assert isinstance(channel, EmailChannel) and channel.reply_to == "a+b@example.com"
+    assert result.ok, result.failed
+    assert sink.messages[0].sender == "alerts+ops@example.com"
+    assert sink.messages[0].message["From"] == "alerts+ops@example.com"
+    spaced = EmailChannel.from_url("smtp://h?from=Alerts%20Team%20%3Ca@example.com%3E")
+    assert spaced.sender == "Alerts Team <a@example.com>"

@@ -13,10 +13,11 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from .._deps import require
 from .._errors import ConfigurationError, NotificationError
+from ._urls import query_options
 
 __all__ = ["IdempotencyStore", "MemoryIdempotencyStore", "RedisIdempotencyStore", "store_from"]
 
@@ -106,7 +107,7 @@ class RedisIdempotencyStore(IdempotencyStore):
         if ttl <= 0 or lease <= 0:
             raise ConfigurationError("ttl and lease must be > 0")
         parts = urlsplit(url)
-        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        query = query_options(parts.query)
         prefix = query.pop("prefix", prefix)
         try:
             ttl = float(query.pop("ttl", ttl))

@@ -9,13 +9,28 @@ from typing import Any, Literal
 
 from .._ids import new_id
 
-__all__ = ["ChannelResult", "Notification", "NotificationDeadLetter", "NotificationResult"]
+__all__ = [
+    "ChannelResult",
+    "Notification",
+    "NotificationDeadLetter",
+    "NotificationResult",
+    "one_line",
+]
 
 Status = Literal["sent", "duplicate", "failed"]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line: every run of whitespace (line breaks included) is one space.
+
+    Subjects become header lines, so a line break in one could end the header block or
+    start a header of its own.
+    """
+    return " ".join(text.split())
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,13 @@ from .._manager import EventManager
 from .._patterns import parse_pattern
 from .._retry import RetryPolicy
 from ._idempotency import IdempotencyStore, store_from
-from ._models import ChannelResult, Notification, NotificationDeadLetter, NotificationResult
+from ._models import (
+    ChannelResult,
+    Notification,
+    NotificationDeadLetter,
+    NotificationResult,
+    one_line,
+)
 from ._ratelimit import RateLimit
 from ._recipients import resolve_recipient
 from ._templates import Rendered, TemplateLibrary
@@ -392,8 +398,9 @@ class NotificationSystem:
             if template is not None:
                 values = {"channel": route.name, "recipient": recipient, **context}
                 rendered = self.templates.render(template, (route.name, route.kind), values)
-            else:
-                rendered = Rendered(subject=subject, body=body or "", html=None)
+            else:  # the subject flattened as templates do: one header line
+                flat = one_line(subject) if subject is not None else None
+                rendered = Rendered(subject=flat, body=body or "", html=None)
         except NotificationError as exc:  # no address, template missing or broken
             return await self._fail(route, exc, 0, None, template)
         key = _delivery_key(base_key, route.name, recipient, rendered)

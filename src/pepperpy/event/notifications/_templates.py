@@ -28,6 +28,7 @@ from .._errors import (
     TemplateError,
     TemplateNotFound,
 )
+from ._models import one_line
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -258,7 +259,7 @@ class TemplateLibrary:
         html = _render(chosen.html, name, body_key, "html", context)
         subject = _render(choice.subject, name, choice.subject_key, "subject", context)
         if subject is not None:
-            subject = " ".join(subject.split())  # one header line, never an injected one
+            subject = one_line(subject)  # one header line, never an injected one
         body = text if text is not None else _html_to_text(html or "")
         return Rendered(subject=subject, body=body, html=html)
 

@@ -4,6 +4,7 @@ URL form: ``smtp://[user:pass@]host[:port]?from=ADDR[&reply_to=ADDR][&starttls=t
 [&timeout=SECONDS][&verify=false]``; ``smtps://`` connects with implicit TLS (port 465).
 Without ``starttls`` the connection upgrades when the server offers STARTTLS
 (aiosmtplib's opportunistic default); ``starttls=true`` requires it, ``false`` forbids it.
+Query values are percent-decoded only: ``+`` is a plus sign (``from=alerts+ops@example.com``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..._deps import require
 from ..._errors import ConfigurationError, NotificationError, RecipientError
-from .._models import Notification
+from .._models import Notification, one_line
+from .._urls import query_options
 from .base import Channel
 
 __all__ = ["EmailChannel"]
@@ -38,6 +40,11 @@ class EmailChannel(Channel):
     False disables them (only for test servers). One connection is opened per message:
     notification traffic is bursty and rare enough that pooling buys little and stale
     pooled SMTP sessions cost a failed try.
+
+    ``sender`` and ``reply_to`` are configuration, written into every message's headers,
+    so one containing a line break or other control character is a
+    :class:`ConfigurationError` here rather than a broken header block later. Subjects are
+    flattened to one line.
     """
 
     kind = "email"
@@ -59,6 +66,9 @@ class EmailChannel(Channel):
     ) -> None:
         if not sender or not isinstance(sender, str):
             raise ConfigurationError("EmailChannel needs a sender address (from=)")
+        _check_header_address(sender, "sender (from=)")
+        if reply_to is not None:
+            _check_header_address(reply_to, "reply_to")
         if tls and starttls:
             raise ConfigurationError("choose implicit TLS (tls/smtps) or STARTTLS, not both")
         if timeout <= 0:
@@ -85,7 +95,7 @@ class EmailChannel(Channel):
             port = parts.port
         except ValueError as exc:
             raise ConfigurationError(f"bad port in {_redact(url)!r}") from exc
-        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        query = query_options(parts.query)
         options: dict[str, Any] = {
             "host": parts.hostname or "localhost",
             "port": port,
@@ -117,13 +127,16 @@ class EmailChannel(Channel):
     def build_message(self, notification: Notification) -> EmailMessage:
         """The MIME message for ``notification`` (text, plus an HTML alternative)."""
         to = _single_address(notification.recipient)
+        _check_header_address(self.sender, "sender (from=)")
+        if self.reply_to:
+            _check_header_address(self.reply_to, "reply_to")
         message = EmailMessage()
         try:
             message["From"] = self.sender
             message["To"] = to
             if self.reply_to:
                 message["Reply-To"] = self.reply_to
-            message["Subject"] = notification.subject or ""
+            message["Subject"] = one_line(notification.subject or "")
         except (ValueError, TypeError) as exc:
             raise RecipientError(f"email channel: bad header value: {exc}") from exc
         message["Date"] = format_datetime(notification.created_at)
@@ -194,6 +207,14 @@ async def _socket_closed(sock: Any, limit: float = 1.0) -> None:
         # a plain socket closes within a loop iteration or two; TLS needs a round trip
         await asyncio.sleep(0 if spins < 4 else 0.002)
         spins += 1
+
+
+def _check_header_address(value: str, what: str) -> None:
+    """Refuse a configured address that would break (or add to) the header block."""
+    if not isinstance(value, str) or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ConfigurationError(
+            f"EmailChannel {what} must be one line without control characters, got {value!r}"
+        )
 
 
 def _flag(raw: str, name: str) -> bool:
