@@ -7,7 +7,8 @@ import datetime as dt
 import ipaddress
 import socket
 import ssl
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -30,6 +31,8 @@ class ReceivedMail:
     sender: str
     recipients: list[str]
     message: EmailMessage
+    #: ``time.monotonic()`` when the message arrived
+    at: float = field(default_factory=time.monotonic)
 
 
 class MailSink:
@@ -45,6 +48,30 @@ class MailSink:
         self.messages.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), parsed))
         self.tls_used.append(session.ssl is not None)
         return "250 OK"
+
+
+class SlowSink(MailSink):
+    """Takes its time: ``greeting`` seconds to answer the first session's EHLO, and
+    ``data`` seconds to answer every DATA (``data_started`` is set when one begins)."""
+
+    def __init__(self, *, greeting: float = 0.0, data: float = 0.0) -> None:
+        super().__init__()
+        self.greeting = greeting
+        self.data = data
+        self.data_started = asyncio.Event()  # on the server's loop: poll is_set() only
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        delay, self.greeting = self.greeting, 0.0
+        await asyncio.sleep(delay)
+        return responses
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.data_started.set()
+        await asyncio.sleep(self.data)
+        return await super().handle_DATA(server, session, envelope)
 
 
 class RejectingSink(MailSink):
@@ -111,6 +138,12 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    #: ``time.monotonic()`` when the request (head and body) had arrived
+    at: float = field(default_factory=time.monotonic)
+
+
+#: writes a whole HTTP response (status line, headers, body) for a request
+Reply = Callable[[Request, asyncio.StreamWriter], Awaitable[None]]
 
 
 @dataclass
@@ -118,20 +151,22 @@ class HttpSink:
     """A minimal HTTP/1.1 server on asyncio streams that records requests.
 
     ``statuses`` are answered in order (the last one repeats); one request per
-    connection (``Connection: close``), which every client handles.
+    connection (``Connection: close``), which every client handles. ``reply`` replaces
+    that answer with one of the test's own.
     """
 
     statuses: list[int] = field(default_factory=lambda: [200])
     requests: list[Request] = field(default_factory=list)
     server: asyncio.Server | None = None
     port: int = 0
+    reply: Reply | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> HttpSink:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> HttpSink:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", port)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -154,7 +189,11 @@ class HttpSink:
                     name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
             body = await reader.readexactly(int(headers.get("content-length", "0")))
-            self.requests.append(Request(method, path, headers, body))
+            request = Request(method, path, headers, body)
+            self.requests.append(request)
+            if self.reply is not None:
+                await self.reply(request, writer)
+                return
             index = min(len(self.requests), len(self.statuses)) - 1
             status = self.statuses[index]
             writer.write(
@@ -164,5 +203,7 @@ class HttpSink:
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            pass  # the test's loop is ending; a cancelled handler would be logged as an error
         finally:
             writer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -14,7 +15,7 @@ from pepperpy.event import (
     RetryPolicy,
     WebhookChannel,
 )
-from tests.notifications.servers import HttpSink, free_port
+from tests.notifications.servers import HttpSink, Reply, Request, free_port
 
 SECRET = "s3cret-key"
 FAST_RETRY = RetryPolicy.fixed(max_attempts=3, base_delay=0.0)
@@ -172,3 +173,112 @@ def test_a_timestamp_that_is_not_a_few_ascii_digits_is_false_not_an_error(timest
     signature = WebhookChannel.sign(SECRET, body, timestamp)
 
     assert WebhookChannel.verify_signature(SECRET, body, timestamp, signature) is False
+
+
+async def test_retry_on_connection_error_matches_a_refused_webhook() -> None:
+    # httpx's ConnectError is no ConnectionError, so retry_on=ConnectionError used to
+    # give up after one try on webhooks while it retried email; the cause is now builtin
+    import httpx
+
+    url = f"http://127.0.0.1:{free_port()}/"
+    for retry_on in (ConnectionError, httpx.ConnectError):
+        policy = RetryPolicy.fixed(max_attempts=3, base_delay=0.0, retry_on=retry_on)
+        notifications = NotificationSystem(retry_policy=policy)
+        notifications.add_channel("hooks", WebhookChannel(url, timeout=2.0))
+
+        result = (await notifications.notify(channels=["hooks"], body="x"))["hooks"]
+        await notifications.close()
+
+        assert result.attempts == 3, retry_on
+        cause = result.error.__cause__ if result.error is not None else None
+        assert isinstance(cause, ConnectionError)
+        assert isinstance(cause.__cause__, httpx.ConnectError)  # httpx's error stays reachable
+
+
+async def _never_answer(request: Request, writer: asyncio.StreamWriter) -> None:
+    await asyncio.sleep(30)
+
+
+async def _trickle(request: Request, writer: asyncio.StreamWriter) -> None:
+    """Answer 200 at once, then one byte of a 100-byte body every 0.2 s (20 s in all)."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n")
+    for _ in range(100):
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(b"x")
+
+
+async def test_timeout_bounds_the_whole_request_not_each_read(http_server: HttpSink) -> None:
+    # httpx's timeout applies to each read: a receiver trickling its answer kept one try
+    # alive for as long as it liked (20 s here); the whole request is now bounded
+    http_server.reply = _trickle
+    policy = RetryPolicy.fixed(max_attempts=2, base_delay=0.0, retry_on=TimeoutError)
+    notifications = NotificationSystem(retry_policy=policy)
+    notifications.add_channel("hooks", WebhookChannel(http_server.url, timeout=0.5))
+    started = time.monotonic()
+
+    result = (await asyncio.wait_for(notifications.notify(body="x"), 15))["hooks"]
+    elapsed = time.monotonic() - started
+    await notifications.close()
+
+    assert result.status == "failed" and result.attempts == 2  # TimeoutError matched retry_on
+    assert isinstance(result.error, NotificationError) and "0.5s" in str(result.error)
+    assert isinstance(result.error.__cause__, TimeoutError)
+    assert elapsed < 8  # two tries of 0.5 s each, with a wide margin for a loaded machine
+
+
+async def test_a_silent_receiver_times_out_with_a_builtin_timeout_error(
+    http_server: HttpSink,
+) -> None:
+    http_server.reply = _never_answer
+    notifications = _system(http_server.url, timeout=0.3)
+    notifications.retry_policy = RetryPolicy.NONE
+
+    result = (await notifications.notify(channels=["hooks"], body="x"))["hooks"]
+    await notifications.close()
+
+    assert result.status == "failed" and isinstance(result.error, NotificationError)
+    assert isinstance(result.error.__cause__, TimeoutError)
+
+
+def _huge(written: list[int], status: int = 200, size: int = 100 * 2**20) -> Reply:
+    async def reply(request: Request, writer: asyncio.StreamWriter) -> None:
+        writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: {size}\r\n\r\n".encode())
+        chunk = b"x" * 2**16
+        try:
+            for _ in range(size // len(chunk)):
+                writer.write(chunk)
+                await asyncio.wait_for(writer.drain(), 5)  # the client stopped reading
+                written[0] += len(chunk)
+        except (ConnectionError, TimeoutError):
+            pass
+
+    return reply
+
+
+async def test_a_huge_answer_is_not_read_into_memory(http_server: HttpSink) -> None:
+    # the whole body used to be read (and kept) although nothing uses it: a receiver
+    # answering 300 MB made the sender hold 300 MB
+    written = [0]
+    http_server.reply = _huge(written)
+    notifications = _system(http_server.url)
+
+    result = await asyncio.wait_for(notifications.notify(channels=["hooks"], body="x"), 30)
+    await notifications.close()
+
+    assert result.ok, result.failed
+    assert written[0] < 32 * 2**20  # what socket buffers hold, not the 100 MB offered
+
+
+async def test_an_error_answer_quotes_only_the_start_of_its_body(http_server: HttpSink) -> None:
+    written = [0]
+    http_server.reply = _huge(written, status=500, size=2**22)
+    notifications = _system(http_server.url)
+    notifications.retry_policy = RetryPolicy.NONE
+
+    result = (await notifications.notify(channels=["hooks"], body="x"))["hooks"]
+    await notifications.close()
+
+    message = str(result.error)
+    assert "answered 500: 'xxxx" in message and len(message) < 400
+    assert written[0] < 3 * 2**20

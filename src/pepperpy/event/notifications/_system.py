@@ -458,9 +458,8 @@ class NotificationSystem:
                 return ChannelResult(route.name, "sent", notification, None, attempt)
             except Exception as exc:
                 error = _as_notification_error(route.name, exc)
-            retry = channel.is_retryable(error) and (
-                policy.should_retry(error, attempt)
-                or (error.__cause__ is not None and policy.should_retry(error.__cause__, attempt))
+            retry = channel.is_retryable(error) and any(
+                policy.should_retry(cause, attempt) for cause in _causes(error)
             )
             if not retry:
                 return await self._fail(route, error, attempt, notification, notification.template)
@@ -597,6 +596,16 @@ class NotificationSystem:
 def _set(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and its chain of causes (what ``retry_on`` is matched against)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain and len(chain) < 16:
+        chain.append(current)
+        current = current.__cause__
+    return chain
 
 
 def _as_channel(channel: str | Channel, *, kind: str | None = None) -> Channel:

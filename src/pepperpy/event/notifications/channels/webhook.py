@@ -10,11 +10,19 @@ Body: :meth:`Notification.to_dict` as JSON. Headers:
   retries, so receivers can drop duplicates.
 
 Receivers check a request with :meth:`WebhookChannel.verify_signature`.
+
+The answer's body is read as a stream and only its first :data:`RESPONSE_LIMIT` bytes are
+kept (an error message quotes the start of them), so a receiver answering with a huge
+body cannot fill our memory. ``timeout`` bounds the whole request, however slowly the
+receiver trickles its answer. Transport failures carry a builtin cause
+(``ConnectionError`` or ``TimeoutError``), so ``RetryPolicy(retry_on=ConnectionError)``
+means the same for webhooks as for email.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import re
@@ -30,13 +38,17 @@ from ..._json import dumps
 from .._models import Notification
 from .base import Channel
 
-__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookChannel"]
+__all__ = ["RESPONSE_LIMIT", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookChannel"]
 
 SIGNATURE_HEADER = "X-Pepperpy-Signature"
 TIMESTAMP_HEADER = "X-Pepperpy-Timestamp"
+#: bytes of an answer's body read at most; the rest is dropped with the connection
+RESPONSE_LIMIT = 64 * 1024
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
 #: a timestamp header: Unix seconds, as :meth:`WebhookChannel.sign` callers write them
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
+#: how much of an error answer's body an error message quotes
+_QUOTED = 200
 
 
 class _LoopClient:
@@ -54,8 +66,9 @@ class WebhookChannel(Channel):
     are retried by the system, other 4xx answers are permanent failures.
 
     ``secret`` (str or bytes) turns on the signature headers; ``timeout`` bounds each
-    request; ``headers`` are added to every request. The webhook's address is its URL,
-    so it needs no recipient (a resolved one is still included in the body).
+    request as a whole (connecting, sending, and reading the answer); ``headers`` are
+    added to every request. The webhook's address is its URL, so it needs no recipient
+    (a resolved one is still included in the body).
 
     Each event loop sending through the channel gets its own httpx client (connections
     belong to the loop that opened them). A loop's client closes when ``asyncio.run``
@@ -165,15 +178,30 @@ class WebhookChannel(Channel):
             timestamp = str(int(time.time()))
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = self.sign(self._secret, body, timestamp)
+        client = self._http()
         try:
-            response = await self._http().post(self.url, content=body, headers=headers)
-            response.raise_for_status()
-        except httpx.HTTPStatusError as exc:
+            async with asyncio.timeout(self.timeout):
+                async with client.stream(
+                    "POST", self.url, content=body, headers=headers
+                ) as response:
+                    start = await _read_start(response)
+        except TimeoutError as exc:
             raise NotificationError(
-                f"webhook {self.url} answered {exc.response.status_code}"
+                f"webhook {self.url} did not answer within {self.timeout}s"
             ) from exc
         except httpx.HTTPError as exc:
-            raise NotificationError(f"webhook {self.url} failed: {exc!r}") from exc
+            raise NotificationError(f"webhook {self.url} failed: {exc!r}") from _builtin_cause(
+                exc, httpx
+            )
+        if not response.is_success:
+            quoted = start[:_QUOTED].decode("utf-8", "replace")
+            error = NotificationError(
+                f"webhook {self.url} answered {response.status_code}: {quoted!r}"
+            )
+            try:
+                response.raise_for_status()
+            except httpx.HTTPStatusError as status_error:
+                raise error from status_error
 
     def is_retryable(self, error: Exception) -> bool:
         if not super().is_retryable(error):
@@ -208,3 +236,35 @@ class WebhookChannel(Channel):
     def __repr__(self) -> str:
         signed = ", signed" if self._secret is not None else ""
         return f"WebhookChannel({self.url}{signed})"
+
+
+async def _read_start(response: Any, limit: int = RESPONSE_LIMIT) -> bytes:
+    """The first ``limit`` bytes of the answer's body, as sent (not decompressed).
+
+    A body that ends within the limit is read to its end, so the connection can be
+    reused; a longer one is dropped with its connection when the stream closes.
+    """
+    start = bytearray()
+    async with contextlib.aclosing(response.aiter_raw()) as chunks:
+        async for chunk in chunks:
+            start += chunk[: limit - len(start)]
+            if len(start) >= limit:
+                break
+    return bytes(start)
+
+
+def _builtin_cause(exc: Exception, httpx: Any) -> Exception:
+    """What a failed request's :class:`NotificationError` is caused by: a builtin
+    ``TimeoutError`` or ``ConnectionError`` (itself caused by httpx's exception) for
+    timeouts and network failures, so ``retry_on=ConnectionError`` matches them as it
+    does for email; any other httpx error as it is.
+    """
+    builtin: Exception
+    if isinstance(exc, httpx.TimeoutException):
+        builtin = TimeoutError(f"{type(exc).__name__}: {exc}")
+    elif isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
+        builtin = ConnectionError(f"{type(exc).__name__}: {exc}")
+    else:
+        return exc
+    builtin.__cause__ = exc
+    return builtin
