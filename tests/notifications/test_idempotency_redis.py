@@ -124,6 +124,74 @@ async def test_failed_delivery_releases_the_claim(store_url: str) -> None:
     assert isinstance(inbox, MemoryChannel) and len(inbox.outbox) == 1
 
 
+@pytest.fixture
+async def store_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A URL without a lease yet (the test adds ``&lease=``), keys removed afterwards."""
+    prefix = unique_name("pepnotify") + ":"
+    yield f"{redis_url}?prefix={prefix}"
+    await delete_redis_keys(redis_url, f"{prefix}*")
+
+
+async def test_a_live_holder_keeps_its_claim_past_the_lease(store_prefix: str) -> None:
+    # the claim was never renewed: a delivery still under way after the lease (queued
+    # behind a rate limit, or waiting to retry) lost it, and another process sent the
+    # same message again
+    url = store_prefix + "&lease=1.5"
+    sending = asyncio.Event()
+    waiting = asyncio.Event()
+
+    class Watched(RedisIdempotencyStore):
+        async def wait(self, key: str) -> None:
+            waiting.set()  # b found the key busy: a still holds it
+            await super().wait(key)
+
+    class HeldUntilWaitedFor(MemoryChannel):
+        async def send(self, notification: Notification) -> None:
+            sending.set()
+            await asyncio.wait_for(waiting.wait(), 8)
+            await super().send(notification)
+
+    slow, other = HeldUntilWaitedFor(), MemoryChannel()
+    a = NotificationSystem(idempotency=url, retry_policy=RetryPolicy.NONE)
+    b = NotificationSystem(idempotency=Watched(url), retry_policy=RetryPolicy.NONE)
+    a.add_channel("email", slow)
+    b.add_channel("email", other)
+    try:
+        first = asyncio.ensure_future(a.notify(body="x", to="a@b.c", idempotency_key="k"))
+        await asyncio.wait_for(sending.wait(), 10)
+        await asyncio.sleep(3.5)  # more than two leases: only renewals keep the claim
+        second = await asyncio.wait_for(b.notify(body="x", to="a@b.c", idempotency_key="k"), 20)
+        results = [await first, second]
+    finally:
+        await a.close()
+        await b.close()
+
+    assert [r["email"].status for r in results] == ["sent", "duplicate"]
+    assert len(slow.outbox) == 1 and other.outbox == []
+
+
+async def test_a_stale_holder_cannot_renew_or_release_a_claim_taken_over(
+    store_prefix: str,
+) -> None:
+    url = store_prefix + "&lease=0.3"
+    stale, fresh, third = (RedisIdempotencyStore(url) for _ in range(3))
+    try:
+        assert await stale.claim("k") == "claimed"
+        await asyncio.sleep(0.6)  # the holder stalled past its lease
+        assert await fresh.claim("k") == "claimed"
+
+        assert await stale.renew("k") is False
+        await stale.release("k")  # must not free the claim the fresh holder took
+        assert await third.claim("k") == "busy"
+
+        assert await fresh.renew("k") is True
+        await fresh.complete("k")
+        assert await third.claim("k") == "done"
+    finally:
+        for store in (stale, fresh, third):
+            await store.close()
+
+
 async def test_an_unreachable_store_fails_the_channel_visibly() -> None:
     notifications = NotificationSystem(idempotency=f"redis://127.0.0.1:{free_port()}/0")
     inbox = notifications.add_channel("email", MemoryChannel())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from dataclasses import dataclass
 
 import pytest
@@ -26,7 +27,7 @@ from pepperpy.event import (
     RecipientError,
     RetryPolicy,
 )
-from pepperpy.event.notifications import RateLimit
+from pepperpy.event.notifications import MemoryIdempotencyStore, RateLimit
 
 FAST_RETRY = RetryPolicy.fixed(max_attempts=3, base_delay=0.0)
 
@@ -268,6 +269,50 @@ async def test_concurrent_calls_with_one_key_send_once() -> None:
 
     assert sorted(r["chat"].status for r in results) == ["duplicate"] * 4 + ["sent"]
     assert len(slow.outbox) == 1
+
+
+def test_one_key_from_two_event_loops_sends_once() -> None:
+    # the in-process store's waiters were futures of the holder's loop: a call with the
+    # same key on another loop (thread) failed with "attached to a different loop"
+    sending = threading.Event()
+    waiting = threading.Event()
+
+    class Watched(MemoryIdempotencyStore):
+        async def wait(self, key: str) -> None:
+            waiting.set()  # the second call found the key busy and waits for it
+            await super().wait(key)
+
+    class HeldUntilWaitedFor(MemoryChannel):
+        async def send(self, notification: Notification) -> None:
+            sending.set()  # the first call holds the key now
+            await asyncio.to_thread(waiting.wait, 10)
+            await super().send(notification)
+
+    inbox = HeldUntilWaitedFor()
+    notifications = NotificationSystem(idempotency=Watched())
+    notifications.add_channel("chat", inbox)
+    statuses: dict[str, str] = {}
+
+    def call(name: str) -> None:
+        async def notify() -> str:
+            result = await notifications.notify(body="once", idempotency_key="order-42")
+            return result["chat"].status
+
+        try:
+            statuses[name] = asyncio.run(notify())
+        except Exception as exc:  # reported below, with the other thread's outcome
+            statuses[name] = repr(exc)
+
+    first = threading.Thread(target=call, args=("first",))
+    first.start()
+    sending.wait(10)
+    second = threading.Thread(target=call, args=("second",))
+    second.start()
+    for thread in (first, second):
+        thread.join(20)
+
+    assert statuses == {"first": "sent", "second": "duplicate"}
+    assert len(inbox.outbox) == 1
 
 
 async def test_retried_event_does_not_notify_twice() -> None:

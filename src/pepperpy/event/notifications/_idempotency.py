@@ -3,20 +3,26 @@
 A delivery first *claims* its key. ``claimed`` means "send it"; ``done`` means an earlier
 delivery succeeded (a duplicate); ``busy`` means another delivery holds the claim right
 now, so the caller waits and asks again. A successful delivery *completes* the key; a
-failed one *releases* it so a later retry may send. A claim is a lease: if its holder
-dies, the claim expires after ``lease`` seconds and someone else may send.
+failed one *releases* it so a later retry may send. A shared claim is a lease: its live
+holder *renews* it while the delivery is under way (waiting for a rate limit or a retry
+included), so it only expires, after ``lease`` seconds, when its holder died; then
+someone else may send.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
+import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from math import inf
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from .._deps import require
 from .._errors import ConfigurationError, NotificationError
+from ._loopclients import LoopClients
 from ._urls import query_options
 
 __all__ = ["IdempotencyStore", "MemoryIdempotencyStore", "RedisIdempotencyStore", "store_from"]
@@ -27,7 +33,7 @@ Claim = Literal["claimed", "done", "busy"]
 class IdempotencyStore(ABC):
     """Remembers which notifications were delivered, so none is sent twice."""
 
-    #: seconds a claim lasts when its holder never completes or releases it
+    #: seconds a claim lasts unless renewed; its holder renews it every third of that
     lease: float = 300.0
 
     @abstractmethod
@@ -42,6 +48,14 @@ class IdempotencyStore(ABC):
     async def release(self, key: str) -> None:
         """Give up a claim after a failed delivery, so a later try may send."""
 
+    async def renew(self, key: str) -> bool:
+        """Extend this holder's claim on ``key`` by another lease; False if it was lost.
+
+        Called every ``lease / 3`` seconds while the delivery is under way. Stores whose
+        claims never expire keep this default.
+        """
+        return True
+
     async def wait(self, key: str) -> None:
         """Wait a moment before asking about a ``busy`` key again."""
         await asyncio.sleep(0.05)
@@ -51,42 +65,66 @@ class IdempotencyStore(ABC):
 
 
 class MemoryIdempotencyStore(IdempotencyStore):
-    """Keys in this process: the ``size`` most recently used delivered ones."""
+    """Keys in this process: the ``size`` most recently used delivered ones.
+
+    Claims never expire (their holder is this process), and calls on several event
+    loops (threads) share the keys: a call waiting for another loop's claim is woken on
+    its own loop.
+    """
+
+    lease = inf
 
     def __init__(self, size: int = 10_000) -> None:
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size!r}")
         self.size = size
         self._done: OrderedDict[str, None] = OrderedDict()
-        self._claims: dict[str, asyncio.Future[None]] = {}
+        #: claimed keys -> the calls waiting for them, each with its loop
+        self._claims: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+        self._lock = threading.Lock()
 
     async def claim(self, key: str) -> Claim:
-        if key in self._done:
-            self._done.move_to_end(key)
-            return "done"
-        if key in self._claims:
-            return "busy"
-        self._claims[key] = asyncio.get_running_loop().create_future()
-        return "claimed"
+        with self._lock:
+            if key in self._done:
+                self._done.move_to_end(key)
+                return "done"
+            if key in self._claims:
+                return "busy"
+            self._claims[key] = []
+            return "claimed"
 
     async def wait(self, key: str) -> None:
-        claim = self._claims.get(key)
-        if claim is not None:
-            await asyncio.shield(claim)
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            waiters = self._claims.get(key)
+            if waiters is None:
+                return
+            finished: asyncio.Future[None] = loop.create_future()
+            waiters.append((loop, finished))
+        await finished
 
     async def complete(self, key: str) -> None:
-        self._done[key] = None
-        if len(self._done) > self.size:
-            self._done.popitem(last=False)
+        with self._lock:
+            self._done[key] = None
+            if len(self._done) > self.size:
+                self._done.popitem(last=False)
         self._finish(key)
 
     async def release(self, key: str) -> None:
         self._finish(key)
 
     def _finish(self, key: str) -> None:
-        claim = self._claims.pop(key, None)
-        if claim is not None and not claim.done():
-            claim.set_result(None)
+        with self._lock:
+            waiters = self._claims.pop(key, [])
+        here = asyncio.get_running_loop()
+        for loop, finished in waiters:
+            if loop is here:
+                _set(finished)
+            else:
+                try:
+                    loop.call_soon_threadsafe(_set, finished)
+                except RuntimeError:  # that loop is closed: nobody waits there any more
+                    pass
 
 
 class RedisIdempotencyStore(IdempotencyStore):
@@ -94,6 +132,13 @@ class RedisIdempotencyStore(IdempotencyStore):
 
     ``ttl`` is how long a delivered key is remembered (default a week); ``prefix``
     namespaces the keys. URL form: ``redis://host:6379/0?prefix=app:notify:&ttl=86400``.
+
+    Each claim holds a random token. :meth:`renew` (the holder does it every third of
+    the ``lease`` while it delivers) and :meth:`release` only touch the claim if it still
+    holds this holder's token, so a holder that stalled past its lease cannot extend or
+    drop the claim another process took over. :meth:`complete` always records the key
+    as delivered: the message went out. Each event loop using the store gets its own
+    connections, closed as that loop shuts down.
     """
 
     def __init__(
@@ -120,48 +165,85 @@ class RedisIdempotencyStore(IdempotencyStore):
         self.prefix = prefix
         self.ttl = ttl
         self.lease = lease
-        self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clients: LoopClients[Any] = LoopClients(self._new_client, _close_client)
+        #: keys this store holds a claim on -> the claim's token (fences renew/release)
+        self._tokens: dict[str, bytes] = {}
 
-    def _redis(self) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            aioredis = require(
-                "redis.asyncio", extra="redis", feature="the Redis idempotency store"
-            )
-            self._client = aioredis.Redis.from_url(self.url)
-            self._loop = loop
-        return self._client
+    def _new_client(self) -> Any:
+        aioredis = require("redis.asyncio", extra="redis", feature="the Redis idempotency store")
+        return aioredis.Redis.from_url(self.url)
 
     async def _call(self, what: str, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await getattr(self._redis(), what)(*args, **kwargs)
+            return await getattr(self._clients.here(), what)(*args, **kwargs)
         except Exception as exc:
             raise NotificationError(f"idempotency store {self.url} failed: {exc!r}") from exc
 
     async def claim(self, key: str) -> Claim:
         name = self.prefix + key
-        if await self._call("set", name, b"pending", nx=True, px=int(self.lease * 1000)):
+        token = _PENDING + secrets.token_hex(16).encode()
+        if await self._call("set", name, token, nx=True, px=_ms(self.lease)):
+            self._tokens[key] = token
             return "claimed"
         state = await self._call("get", name)
         if state == b"done":
             return "done"
         return "busy"  # pending elsewhere, or it expired just now: ask again
 
+    async def renew(self, key: str) -> bool:
+        token = self._tokens.get(key)
+        if token is None:
+            return False
+        renewed = await self._call("eval", _RENEW, 1, self.prefix + key, token, _ms(self.lease))
+        return bool(renewed)
+
     async def complete(self, key: str) -> None:
-        await self._call("set", self.prefix + key, b"done", px=int(self.ttl * 1000))
+        # recorded even if the claim was lost meanwhile: the message was delivered, and a
+        # holder that took the claim over finds "done" and leaves it (its release is fenced)
+        self._tokens.pop(key, None)
+        await self._call("set", self.prefix + key, b"done", px=_ms(self.ttl))
 
     async def release(self, key: str) -> None:
-        await self._call("delete", self.prefix + key)
+        token = self._tokens.pop(key, None)
+        if token is not None:
+            await self._call("eval", _RELEASE, 1, self.prefix + key, token)
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._loop is asyncio.get_running_loop():
-            await client.aclose()
-        self._loop = None
+        """Close this loop's connections; other running loops close theirs on their loop."""
+        await self._clients.close()
 
     def __repr__(self) -> str:
         return f"RedisIdempotencyStore({self.url!r}, prefix={self.prefix!r})"
+
+
+_PENDING = b"pending:"
+#: extend the lease only if the claim is still ours (a stale holder cannot keep another's)
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+#: drop the claim only if it is still ours (a stale holder cannot free another's)
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+async def _close_client(client: Any) -> None:
+    await client.aclose()
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _set(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def store_from(spec: IdempotencyStore | str | None, size: int) -> IdempotencyStore:

@@ -16,7 +16,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from math import inf
+from math import inf, isfinite
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -423,11 +423,14 @@ class NotificationSystem:
             return await self._fail(route, exc, 0, notification, template)
         if state == "done":
             return ChannelResult(route.name, "duplicate", notification, None, 0)
+        keeper = asyncio.ensure_future(_hold(store, key)) if isfinite(store.lease) else None
         try:
             result = await self._send(call, route, notification)
         except BaseException:
+            await _stop(keeper)
             await asyncio.shield(store.release(key))
             raise
+        await _stop(keeper)
         try:
             if result.ok:
                 await store.complete(key)
@@ -596,6 +599,32 @@ class NotificationSystem:
 def _set(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+async def _hold(store: IdempotencyStore, key: str) -> None:
+    """Renew the claim on ``key`` while its delivery is under way (cancelled when it ends),
+    so a live holder keeps it however long rate limits and retries make it wait."""
+    every = store.lease / 3
+    while True:
+        await asyncio.sleep(every)
+        try:
+            held = await store.renew(key)
+        except Exception as exc:  # the store is down: keep trying while the lease lasts
+            logger.warning("could not renew the idempotency claim on %r: %s", key, exc)
+            continue
+        if not held:
+            logger.warning(
+                "the idempotency claim on %r expired before it could be renewed; another "
+                "process may deliver it too",
+                key,
+            )
+            return
+
+
+async def _stop(task: asyncio.Future[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        await asyncio.wait((task,))
 
 
 def _causes(error: BaseException) -> list[BaseException]:

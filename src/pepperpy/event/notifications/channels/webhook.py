@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import hmac
 import re
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -35,6 +34,7 @@ from ... import __version__
 from ..._deps import require
 from ..._errors import ConfigurationError, NotificationError
 from ..._json import dumps
+from .._loopclients import LoopClients
 from .._models import Notification
 from .base import Channel
 
@@ -49,16 +49,6 @@ _RETRYABLE_STATUS = frozenset({408, 425, 429})
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 #: how much of an error answer's body an error message quotes
 _QUOTED = 200
-
-
-class _LoopClient:
-    """The httpx client of one event loop, and the task that closes it with the loop."""
-
-    __slots__ = ("client", "keeper")
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.keeper: asyncio.Task[None] | None = None
 
 
 class WebhookChannel(Channel):
@@ -94,8 +84,7 @@ class WebhookChannel(Channel):
         self._secret = secret.encode() if isinstance(secret, str) else secret
         self.timeout = timeout
         self.headers = dict(headers or {})
-        self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
-        self._clients_lock = threading.Lock()  # loops in other threads send too
+        self._clients: LoopClients[Any] = LoopClients(self._new_client, _close_client)
 
     @staticmethod
     def sign(secret: str | bytes, body: bytes, timestamp: str) -> str:
@@ -133,37 +122,9 @@ class WebhookChannel(Channel):
         # bytes, not str: compare_digest refuses non-ASCII str with a TypeError
         return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
 
-    def _http(self) -> Any:
-        """The running loop's client, made on its first use there."""
-        loop = asyncio.get_running_loop()
-        held = self._clients.get(loop)
-        if held is None:
-            httpx = require("httpx", extra="webhook", feature="the webhook channel")
-            with self._clients_lock:
-                # a loop closed without cancelling its tasks: its sockets cannot be
-                # closed any more, only forgotten
-                for gone in [other for other in self._clients if other.is_closed()]:
-                    del self._clients[gone]
-                held = self._clients[loop] = _LoopClient(httpx.AsyncClient(timeout=self.timeout))
-            held.keeper = loop.create_task(self._keep(loop, held))
-        return held.client
-
-    async def _keep(self, loop: asyncio.AbstractEventLoop, held: _LoopClient) -> None:
-        """Wait until cancelled, then close the loop's client if it is still in use.
-
-        ``asyncio.run`` cancels it as the loop shuts down, while the loop can still
-        close the client's connections; :meth:`close` cancels it too.
-        """
-        try:
-            await loop.create_future()
-        except asyncio.CancelledError:
-            with self._clients_lock:
-                mine = self._clients.get(loop) is held
-                if mine:
-                    del self._clients[loop]
-            if mine:
-                await held.client.aclose()
-            raise
+    def _new_client(self) -> Any:
+        httpx = require("httpx", extra="webhook", feature="the webhook channel")
+        return httpx.AsyncClient(timeout=self.timeout)
 
     async def send(self, notification: Notification) -> None:
         httpx = require("httpx", extra="webhook", feature="the webhook channel")
@@ -178,7 +139,7 @@ class WebhookChannel(Channel):
             timestamp = str(int(time.time()))
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = self.sign(self._secret, body, timestamp)
-        client = self._http()
+        client = self._clients.here()
         try:
             async with asyncio.timeout(self.timeout):
                 async with client.stream(
@@ -214,28 +175,15 @@ class WebhookChannel(Channel):
 
     async def close(self) -> None:
         """Close this loop's client; other loops close theirs on their own loop."""
-        here = asyncio.get_running_loop()
-        with self._clients_lock:
-            held = self._clients.pop(here, None)
-            others = list(self._clients.items())
-        for loop, other in others:
-            keeper = other.keeper
-            if keeper is None:
-                continue
-            try:
-                loop.call_soon_threadsafe(keeper.cancel)  # its keeper closes the client
-            except RuntimeError:  # that loop is closed: nothing can close it any more
-                with self._clients_lock:
-                    if self._clients.get(loop) is other:
-                        del self._clients[loop]
-        if held is not None:
-            if held.keeper is not None:
-                held.keeper.cancel()
-            await held.client.aclose()
+        await self._clients.close()
 
     def __repr__(self) -> str:
         signed = ", signed" if self._secret is not None else ""
         return f"WebhookChannel({self.url}{signed})"
+
+
+async def _close_client(client: Any) -> None:
+    await client.aclose()
 
 
 async def _read_start(response: Any, limit: int = RESPONSE_LIMIT) -> bytes:
