@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -10,16 +12,20 @@ from urllib.parse import quote
 import pytest
 
 from pepperpy.event import (
+    ClosedError,
     ConfigurationError,
     EmailChannel,
+    Notification,
     NotificationError,
     NotificationSystem,
     RecipientError,
     RetryPolicy,
 )
+from pepperpy.event.notifications import RateLimit
 from tests.notifications.servers import (
     MailSink,
     RejectingSink,
+    SlowSink,
     free_port,
     self_signed_cert,
     server_tls_context,
@@ -376,6 +382,20 @@ async def test_login_over_starttls_from_the_url(tmp_path: Path) -> None:
     assert [m.message.get_content().strip() for m in sink.messages] == ["authenticated"]
 
 
+@pytest.fixture
+def slow_smtp_server() -> Iterator[tuple[SlowSink, int]]:
+    from aiosmtpd.controller import Controller
+
+    sink = SlowSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
+
+
 @pytest.mark.parametrize(
     "subject",
     ["Printer broken\n", "Printer broken\r\n", "Printer\r\nBcc: eve@evil.example", "a\u2028b"],
@@ -435,3 +455,69 @@ async def test_a_plus_in_the_url_sender_stays_a_plus(smtp_server: tuple[MailSink
     assert sink.messages[0].message["From"] == "alerts+ops@example.com"
     spaced = EmailChannel.from_url("smtp://h?from=Alerts%20Team%20%3Ca@example.com%3E")
     assert spaced.sender == "Alerts Team <a@example.com>"
+
+
+async def test_close_cuts_off_an_email_being_sent(slow_smtp_server: tuple[SlowSink, int]) -> None:
+    # EmailChannel had no close(): an email still being sent after the grace ran on
+    # (and was delivered) after close() had returned
+    sink, port = slow_smtp_server
+    sink.data = 10.0
+    notifications = NotificationSystem(retry_policy=RetryPolicy.fixed(max_attempts=3))
+    notifications.add_channel("email", EmailChannel("127.0.0.1", port, sender="a@example.com"))
+    pending = asyncio.ensure_future(notifications.notify(subject="s", body="b", to="x@example.com"))
+    for _ in range(500):
+        if sink.data_started.is_set():
+            break
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+
+    await notifications.close(grace=0.2)
+
+    assert time.monotonic() - started < 5
+    assert pending.done()
+    result = (await pending)["email"]
+    assert result.status == "failed" and isinstance(result.error, ClosedError)
+    assert result.attempts == 1  # cut off, not retried
+    assert sink.messages == []
+
+
+async def test_email_channel_close_drops_the_connections_of_messages_in_flight(
+    slow_smtp_server: tuple[SlowSink, int],
+) -> None:
+    sink, port = slow_smtp_server
+    sink.data = 10.0
+    channel = EmailChannel("127.0.0.1", port, sender="a@example.com")
+    sending = asyncio.ensure_future(channel.send(Notification("email", "x@example.com", "s", "b")))
+    for _ in range(500):
+        if sink.data_started.is_set():
+            break
+        await asyncio.sleep(0.01)
+
+    await channel.close()
+
+    with pytest.raises(NotificationError):
+        await asyncio.wait_for(sending, 5)
+
+
+async def test_a_slow_greeting_is_not_taken_out_of_the_rate_limit_spacing(
+    slow_smtp_server: tuple[SlowSink, int],
+) -> None:
+    # the slot used to be taken before connecting: the first message, slow to get
+    # through EHLO, left only part of the interval before the second one arrived
+    sink, port = slow_smtp_server
+    sink.greeting = 0.5
+    notifications = NotificationSystem(retry_policy=RetryPolicy.NONE)
+    notifications.add_channel(
+        "email",
+        EmailChannel("127.0.0.1", port, sender="a@example.com"),
+        rate_limit=RateLimit(1, 0.8),
+    )
+
+    results = await asyncio.gather(
+        *(notifications.notify(subject="s", body=str(n), to="x@example.com") for n in range(2))
+    )
+    await notifications.close()
+
+    assert all(result.ok for result in results)
+    first, second = sorted(mail.at for mail in sink.messages)
+    assert second - first >= 0.65  # 0.8 s apart at the sender; it was 0.3 s

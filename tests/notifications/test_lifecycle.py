@@ -81,20 +81,72 @@ async def test_close_waits_for_a_try_under_way_before_closing_channels() -> None
     assert (await pending)["hook"].status == "sent"
 
 
-async def test_close_waits_a_bounded_time_for_a_try_that_hangs() -> None:
+async def test_close_cuts_off_a_try_that_outlasts_the_grace() -> None:
+    # the try used to run on after close() returned (a hung one forever); it is now cut
+    # off once the grace is over, fails with ClosedError and is not retried
     channel = Recording(delay=60)
     notifications = _system(channel)
     pending = asyncio.ensure_future(notifications.notify("hook", body="hi"))
     await asyncio.wait_for(channel.started.wait(), 5)
     started = time.monotonic()
     await notifications.close(grace=0.2)
-    assert 0.15 < time.monotonic() - started < 2
-    assert channel.log == ["send", "close"]
-    pending.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await pending
+    assert 0.15 < time.monotonic() - started < 5
+    assert pending.done()
+    result = (await pending)["hook"]
+    assert result.status == "failed" and isinstance(result.error, ClosedError)
+    assert "cut off" in str(result.error) and result.attempts == 1
+    assert channel.log == ["send", "close"]  # cut, not retried
+    assert notifications.dead_letters[-1].exception is result.error
     with pytest.raises(ValueError, match="grace"):
         await NotificationSystem().close(grace=float("inf"))
+
+
+async def test_close_ends_a_rate_limit_wait_at_once_without_sending() -> None:
+    # a delivery queued behind the limit used to wait for its turn (a minute here) and
+    # close() gave up on it after the grace; there is no try to wait for, so it fails now
+    channel = Recording()
+    notifications = _system(channel)
+    notifications.add_channel("hook", channel, kind="webhook", rate_limit="1/min")
+    await notifications.notify("hook", body="first")
+    queued = asyncio.ensure_future(notifications.notify("hook", body="second"))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+
+    await notifications.close(grace=30)
+
+    assert time.monotonic() - started < 5
+    result = (await queued)["hook"]
+    assert result.status == "failed" and isinstance(result.error, ClosedError)
+    assert result.attempts == 0 and "not sent" in str(result.error)
+    assert channel.log == ["send", "sent", "close"]
+
+
+async def test_a_try_still_connecting_at_close_does_not_write() -> None:
+    connecting = asyncio.Event()
+
+    class SlowToConnect(Channel):
+        paces_writes = True
+
+        def __init__(self) -> None:
+            self.written: list[str] = []
+
+        async def send(self, notification: Notification) -> None:
+            connecting.set()
+            await asyncio.sleep(0.3)  # still connecting when close() is called
+            await self.ready_to_write()
+            self.written.append(notification.body)
+
+    channel = SlowToConnect()
+    notifications = _system(channel)
+    pending = asyncio.ensure_future(notifications.notify("hook", body="hi"))
+    await asyncio.wait_for(connecting.wait(), 5)
+
+    await notifications.close(grace=30)
+
+    result = (await pending)["hook"]
+    assert result.status == "failed" and isinstance(result.error, ClosedError)
+    assert result.attempts == 0 and "not sent" in str(result.error)
+    assert channel.written == []
 
 
 async def test_notify_and_emit_after_close_raise_closed_error() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -462,15 +463,85 @@ def test_rate_limit_specs() -> None:
             RateLimit.parse(bad)  # type: ignore[arg-type]
 
 
-def test_slots_with_a_burst() -> None:
-    limit = RateLimit(10, 1, burst=3)  # one per 0.1 s, three back to back
+async def test_slots_with_a_burst() -> None:
+    limit = RateLimit(2, 1, burst=3)  # one per 0.5 s, three back to back
 
-    waits = [limit.reserve(100.0) for _ in range(5)]
-    later = limit.reserve(100.45)  # 0.45 s on: the schedule has caught up
+    times = [await limit.acquire() for _ in range(4)]
 
-    assert waits == pytest.approx([0.0, 0.0, 0.0, 0.1, 0.2])
-    assert later == pytest.approx(0.0)
-    assert RateLimit(2).reserve(0.0) == 0.0 and RateLimit(2).interval == 0.5
+    # a slot never comes early, so the lower bound is exact; "at once" has a wide margin
+    assert times[2] - times[0] < 0.4
+    assert times[3] - times[0] >= 0.5
+    assert RateLimit(2).interval == 0.5
+
+
+async def test_cancelled_waiters_give_their_rate_limit_slots_back() -> None:
+    # cancelled notify calls kept the slots they had reserved: twenty of them made the
+    # next real send wait ten intervals for sends that never happened
+    notifications = NotificationSystem()
+    inbox = MemoryChannel()
+    notifications.add_channel("sms", inbox, rate_limit="2/s")
+    await notifications.notify(body="first", to="+15550001111")
+    waiting = [
+        asyncio.ensure_future(notifications.notify(body=f"w{n}", to="+15550001111"))
+        for n in range(20)
+    ]
+    await asyncio.sleep(0.05)
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+
+    after = await asyncio.wait_for(notifications.notify(body="after", to="+15550001111"), 3)
+
+    assert after.ok and [n.body for n in inbox.outbox] == ["first", "after"]
+
+
+class SlowToConnect(Channel):
+    """Takes ``setups`` seconds to "connect" (one per send, in order), then waits for its
+    rate-limit slot right before writing, and records when it got it."""
+
+    paces_writes = True
+
+    def __init__(self, setups: list[float]) -> None:
+        self.setups = setups
+        self.written: list[float] = []
+
+    async def send(self, notification: Notification) -> None:
+        await asyncio.sleep(self.setups.pop(0) if self.setups else 0.0)
+        await self.ready_to_write()
+        self.written.append(time.monotonic())
+
+
+async def test_the_rate_limit_slot_is_taken_when_the_connection_is_ready() -> None:
+    # the slot used to be taken when a try started: the first message's slow set-up
+    # came out of the interval, so the second was written 0.1 s after it, not 0.5 s
+    channel = SlowToConnect([0.4])
+    notifications = NotificationSystem()
+    notifications.add_channel("hook", channel, kind="webhook", rate_limit="2/s")
+
+    results = await asyncio.gather(*(notifications.notify(body=str(n)) for n in range(3)))
+
+    assert all(result.ok for result in results)
+    gaps = [b - a for a, b in zip(channel.written, channel.written[1:], strict=False)]
+    assert len(gaps) == 2 and min(gaps) >= 0.5 - 0.01  # what the limiter granted, exactly
+
+
+async def test_a_try_that_writes_nothing_gives_its_start_back() -> None:
+    class Unreachable(Channel):
+        paces_writes = True
+
+        async def send(self, notification: Notification) -> None:
+            raise ConnectionError("refused")  # before it ever got to write
+
+    reachable = SlowToConnect([])
+    limit = RateLimit(1, 60)  # one message a minute, shared by both channels
+    notifications = NotificationSystem(retry_policy=RetryPolicy.NONE)
+    notifications.add_channel("down", Unreachable(), kind="webhook", rate_limit=limit)
+    notifications.add_channel("up", reachable, kind="webhook", rate_limit=limit)
+    await notifications.notify(channels="down", body="x")
+
+    result = await asyncio.wait_for(notifications.notify(channels="up", body="y"), 5)
+
+    assert result.ok and len(reachable.written) == 1
 
 
 async def test_default_channel_and_console(capsys: pytest.CaptureFixture[str]) -> None:

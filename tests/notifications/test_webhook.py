@@ -282,3 +282,23 @@ async def test_an_error_answer_quotes_only_the_start_of_its_body(http_server: Ht
     message = str(result.error)
     assert "answered 500: 'xxxx" in message and len(message) < 400
     assert written[0] < 3 * 2**20
+
+
+async def test_a_refused_connection_does_not_use_a_rate_limit_slot() -> None:
+    # the slot used to be taken before connecting: a try that could not even connect
+    # made the next delivery wait a whole interval (a minute here)
+    port = free_port()
+    notifications = NotificationSystem(retry_policy=RetryPolicy.NONE)
+    notifications.add_channel(
+        "hooks", WebhookChannel(f"http://127.0.0.1:{port}/", timeout=2.0), rate_limit="1/min"
+    )
+    refused = await notifications.notify(body="x")
+    sink = await HttpSink().start(port)
+    try:
+        sent = await asyncio.wait_for(notifications.notify(body="y"), 10)
+    finally:
+        await notifications.close()
+        await sink.close()
+
+    assert refused["hooks"].status == "failed" and sent.ok
+    assert [json.loads(r.body)["body"] for r in sink.requests] == ["y"]

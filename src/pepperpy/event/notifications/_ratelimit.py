@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
+import time
+from collections import deque
+from math import inf
 
 from .._errors import ConfigurationError
 
@@ -22,14 +26,46 @@ _UNITS = {
 _SPEC = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+?)s?\s*$")
 
 
+class _Waiter:
+    """A delivery in line for a slot; ``wake`` resolves when it should look again."""
+
+    __slots__ = ("loop", "wake")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.wake: asyncio.Future[None] = loop.create_future()
+
+
+class _Slots:
+    """One GCRA schedule (``tat``: when the next slot is due) and the line waiting for it."""
+
+    __slots__ = ("tat", "waiters")
+
+    def __init__(self) -> None:
+        self.tat = -inf
+        self.waiters: deque[_Waiter] = deque()
+
+
 class RateLimit:
     """At most ``count`` sends per ``per`` seconds, paced evenly, with ``burst`` allowed
     back to back (GCRA: a send waits until its slot comes rather than failing).
 
     ``RateLimit.parse("10/s")``, ``"100/min"``, ``"1000/hour"`` or a number (per second).
-    The default ``burst=1`` spaces sends ``per / count`` apart, so no window of ``per``
-    seconds sees more than ``count`` of them; providers' limits are usually written
-    that way.
+    The default ``burst=1`` spaces the *writes* of messages ``per / count`` apart, so no
+    window of ``per`` seconds sees more than ``count`` of them leave; providers' limits
+    are usually written that way.
+
+    A delivery waits twice, both times first come, first served:
+
+    * :meth:`wait_start` before it connects, so deliveries queued behind the limit hold
+      no connection; it starts at most one interval before its write slot can come;
+    * :meth:`wait_write` right before the message is written, once the connection is
+      ready, so a slow connection set-up is not taken out of the spacing.
+
+    The limit counts messages written: a waiter that gives up (its task is cancelled)
+    gives its place back, and a delivery that started but wrote nothing (it could not
+    connect) gives its start back with :meth:`release_start`. One limit may serve
+    several event loops (threads); they share its schedule.
     """
 
     def __init__(self, count: float, per: float = 1.0, *, burst: int = 1) -> None:
@@ -42,7 +78,9 @@ class RateLimit:
         self.burst = burst
         self.interval = per / count
         self._tolerance = (burst - 1) * self.interval
-        self._next_at = 0.0
+        self._lock = threading.Lock()  # loops in several threads share the schedule
+        self._starts = _Slots()
+        self._writes = _Slots()
 
     @classmethod
     def parse(cls, spec: RateLimit | str | float) -> RateLimit:
@@ -61,17 +99,83 @@ class RateLimit:
             f"a rate limit looks like '10/s', '100/min' or '1000/hour', got {spec!r}"
         )
 
-    def reserve(self, now: float) -> float:
-        """Take the next slot at monotonic time ``now``; returns the seconds to wait for it."""
-        due = max(self._next_at, now)
-        self._next_at = due + self.interval
-        return max(0.0, due - self._tolerance - now)
+    async def wait_start(self) -> float:
+        """Wait until a delivery may start (connect); returns when (``time.monotonic()``)."""
+        return await self._take(self._starts, self._writes)
 
-    async def acquire(self) -> None:
-        """Wait for the next free slot (reserved at once, so waiters keep their order)."""
-        wait = self.reserve(asyncio.get_running_loop().time())
-        if wait > 0:
-            await asyncio.sleep(wait)
+    async def wait_write(self) -> float:
+        """Wait for the slot to write a message; returns when (``time.monotonic()``)."""
+        return await self._take(self._writes, None)
+
+    async def acquire(self) -> float:
+        """Both waits at once, for a sender that cannot tell connecting from writing."""
+        await self.wait_start()
+        return await self.wait_write()
+
+    def release_start(self) -> None:
+        """Give back a start that led to no write, so the next delivery need not wait for it."""
+        with self._lock:
+            self._starts.tat -= self.interval
+            self._wake_head(self._starts, None)
+
+    async def _take(self, slots: _Slots, writes: _Slots | None) -> float:
+        """Get in line for a slot of ``slots``; starts also wait for ``writes`` to come near."""
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(loop)
+        with self._lock:
+            slots.waiters.append(waiter)
+        try:
+            while True:
+                with self._lock:
+                    wait: float | None = None  # not first in line: until the line moves
+                    if slots.waiters[0] is waiter:
+                        now = time.monotonic()
+                        due = slots.tat
+                        if writes is not None:  # no earlier than an interval before a write
+                            due = max(due, writes.tat - self.interval)
+                        due -= self._tolerance
+                        if now >= due:
+                            slots.tat = max(slots.tat, now) + self.interval
+                            self._leave(slots, waiter, loop)
+                            return now
+                        wait = due - now
+                    if waiter.wake.done():
+                        waiter.wake = loop.create_future()
+                    wake = waiter.wake
+                await asyncio.wait((wake,), timeout=wait)
+        except BaseException:
+            with self._lock:
+                self._leave(slots, waiter, loop)
+            raise
+
+    def _leave(self, slots: _Slots, waiter: _Waiter, here: asyncio.AbstractEventLoop) -> None:
+        """Take ``waiter`` out of line (call with the lock); wake the next one if it led."""
+        led = bool(slots.waiters) and slots.waiters[0] is waiter
+        try:
+            slots.waiters.remove(waiter)
+        except ValueError:
+            return
+        if led:
+            self._wake_head(slots, here)
+
+    @staticmethod
+    def _wake_head(slots: _Slots, here: asyncio.AbstractEventLoop | None) -> None:
+        """Tell the first in line to look again (call with the lock)."""
+        while slots.waiters:
+            head = slots.waiters[0]
+            if head.loop is here:
+                _set(head.wake)
+                return
+            try:
+                head.loop.call_soon_threadsafe(_set, head.wake)
+                return
+            except RuntimeError:  # its loop is closed: that waiter will never run again
+                slots.waiters.popleft()
 
     def __repr__(self) -> str:
         return f"RateLimit({self.count:g}/{self.per:g}s, burst={self.burst})"
+
+
+def _set(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

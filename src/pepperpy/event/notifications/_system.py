@@ -15,7 +15,7 @@ import re
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import inf, isfinite
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -39,6 +39,7 @@ from ._ratelimit import RateLimit
 from ._recipients import resolve_recipient
 from ._templates import Rendered, TemplateLibrary
 from .channels import Channel, channel_from_url
+from .channels.base import TURN
 
 __all__ = ["DEFAULT_RETRY", "NotificationSystem"]
 
@@ -52,6 +53,8 @@ DEFAULT_RETRY = RetryPolicy.exponential(max_attempts=3, base_delay=0.5, max_dela
 DEAD_LETTER_LIMIT = 1000
 #: seconds ``close()`` gives, by default, for deliveries under way before closing channels
 CLOSE_GRACE = 10.0
+#: seconds ``close()`` then gives the tries it cut off to record their failure
+CUT_WIND_UP = 1.0
 OUTBOX_LIMIT = 10_000
 _GROUP = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -86,14 +89,96 @@ class _Outbox(Channel):
         )
 
 
+class _Try:
+    """One try of one delivery: its rate-limit turn, and the scope ``close()`` cuts off.
+
+    ``waiting`` is True while the try waits for a rate-limit slot (nothing sent yet);
+    ``refused`` is set when the system was closed before the try could write; ``cut``
+    says what ``close()`` cut off (``"waiting"`` or ``"sending"``), if it did.
+    """
+
+    __slots__ = (
+        "asked",
+        "closed",
+        "cut",
+        "granted",
+        "limit",
+        "refused",
+        "scope",
+        "started",
+        "waiting",
+    )
+
+    def __init__(self, limit: RateLimit | None, closed: Callable[[], ClosedError | None]) -> None:
+        self.limit = limit
+        self.closed = closed
+        self.scope = asyncio.timeout(None)
+        self.waiting = False
+        self.started = False  # got a start slot
+        self.asked = False  # asked for its turn to write
+        self.granted = False  # got a write slot
+        self.refused: ClosedError | None = None
+        self.cut: str | None = None
+
+    async def wait_start(self) -> None:
+        if self.limit is not None:
+            self.waiting = True
+            try:
+                await self.limit.wait_start()
+                self.started = True
+            finally:
+                self.waiting = False
+
+    def end(self) -> None:
+        """The try is over: a start that led to no write (no connection) is given back."""
+        if self.limit is not None and self.started and not self.granted:
+            self.limit.release_start()
+
+    async def take_turn(self) -> None:
+        """Wait for the write slot (once per try); nothing is written once the system closed."""
+        if self.asked:
+            return
+        self.asked = True
+        self.refused = self.closed()
+        if self.refused is not None:
+            raise self.refused
+        if self.limit is not None:
+            self.waiting = True  # close() ends this wait at once
+            try:
+                await self.limit.wait_write()
+            finally:
+                self.waiting = False
+        self.granted = True
+
+    def cut_off(self) -> None:
+        """End the try now (on its own loop): its scope expires, cancelling what it awaits."""
+        if self.cut is None and not self.scope.expired():
+            self.cut = "waiting" if self.waiting else "sending"
+            with contextlib.suppress(RuntimeError):  # the try is just leaving its scope
+                self.scope.reschedule(asyncio.get_running_loop().time())
+
+
 @dataclass(eq=False, slots=True)
 class _Call:
     """A ``notify`` call under way, on ``loop``: ``done`` when it returns, ``stop`` set by
-    ``close()`` to end its retry waits."""
+    ``close()`` to end its retry waits, ``tries`` the tries it is making right now."""
 
     loop: asyncio.AbstractEventLoop
     done: asyncio.Future[None]
     stop: asyncio.Future[None]
+    tries: set[_Try] = field(default_factory=set)
+
+    def halt(self) -> None:
+        """No more tries (run on ``loop``): retry and rate-limit waits end at once."""
+        _set(self.stop)
+        for attempt in list(self.tries):
+            if attempt.waiting:
+                attempt.cut_off()
+
+    def cut_off(self) -> None:
+        """End the tries under way (run on ``loop``), sending or not."""
+        for attempt in list(self.tries):
+            attempt.cut_off()
 
 
 @dataclass(slots=True)
@@ -122,9 +207,10 @@ class NotificationSystem:
     :attr:`dead_letters` with the reason, logged, and passed to ``on_error`` callbacks.
 
     :meth:`close` (or leaving ``async with``) ends the system: no try starts after it,
-    deliveries waiting to retry stop waiting and are dead-lettered, tries under way get
-    up to ``grace`` seconds to finish, then the channels close. ``notify`` and ``emit``
-    on a closed system raise :class:`~pepperpy.event.ClosedError`.
+    deliveries waiting to retry or for a rate limit stop waiting and are dead-lettered,
+    tries under way get up to ``grace`` seconds to finish and are then cut off, then
+    the channels close. ``notify`` and ``emit`` on a closed system raise
+    :class:`~pepperpy.event.ClosedError`.
     """
 
     def __init__(
@@ -154,6 +240,7 @@ class NotificationSystem:
         self._error_callbacks: list[tuple[ErrorCallback, bool]] = []
         self.idempotency = store_from(idempotency, idempotency_size)
         self._closed = False
+        self._grace = CLOSE_GRACE
         self._calls: set[_Call] = set()
         self._calls_lock = threading.Lock()  # loops in several threads may notify
 
@@ -443,29 +530,55 @@ class NotificationSystem:
     async def _send(self, call: _Call, route: _Route, notification: Notification) -> ChannelResult:
         policy = route.retry_policy or self.retry_policy
         channel = route.channel
+
+        async def fail(error: Exception, attempts: int) -> ChannelResult:
+            return await self._fail(route, error, attempts, notification, notification.template)
+
         attempt = 0
         while True:
             attempt += 1
-            if route.rate_limit is not None:
-                await route.rate_limit.acquire()
-            if self._closed:  # no try starts after close(), not even a first one
-                closed = ClosedError(
-                    f"the notification system was closed before try {attempt} on channel "
-                    f"{route.name!r}; not sent"
-                )
-                return await self._fail(
-                    route, closed, attempt - 1, notification, notification.template
-                )
+            closed = self._closed_before(route, attempt)
+            if closed is not None:  # no try starts after close(), not even a first one
+                return await fail(closed, attempt - 1)
+            current = _Try(route.rate_limit, functools.partial(self._closed_before, route, attempt))
+            turn = TURN.set(current.take_turn)
             try:
-                await channel.send(notification)
+                async with current.scope:
+                    call.tries.add(current)
+                    try:
+                        if route.rate_limit is not None:
+                            await current.wait_start()
+                            if not channel.paces_writes:
+                                await current.take_turn()
+                        await channel.send(notification)
+                    finally:
+                        call.tries.discard(current)
+                        current.end()
                 return ChannelResult(route.name, "sent", notification, None, attempt)
             except Exception as exc:
+                raised = exc
                 error = _as_notification_error(route.name, exc)
-            retry = channel.is_retryable(error) and any(
-                policy.should_retry(cause, attempt) for cause in _causes(error)
+            finally:
+                TURN.reset(turn)
+            if current.refused is not None:  # closed before the try could write
+                return await fail(current.refused, attempt - 1)
+            if current.scope.expired():  # close() cut the try off
+                if current.cut == "waiting":  # ... while it waited for a rate-limit slot
+                    return await fail(self._closed_before(route, attempt) or error, attempt - 1)
+                cut = ClosedError(
+                    f"the notification system was closed and try {attempt} on channel "
+                    f"{route.name!r} was still under way after the {self._grace:g}s grace; "
+                    "it was cut off (the receiver may have got the message)"
+                )
+                cut.__cause__ = raised
+                return await fail(cut, attempt)
+            retry = (
+                not self._closed  # a try that failed after close() is not retried
+                and channel.is_retryable(error)
+                and any(policy.should_retry(cause, attempt) for cause in _causes(error))
             )
             if not retry:
-                return await self._fail(route, error, attempt, notification, notification.template)
+                return await fail(error, attempt)
             logger.info(
                 "channel %r failed (try %d of %d), retrying: %s",
                 route.name,
@@ -476,6 +589,15 @@ class NotificationSystem:
             delay = policy.delay(attempt)
             if delay > 0:  # close() ends the wait at once (and the next round stops)
                 await asyncio.wait((call.stop,), timeout=delay)
+
+    def _closed_before(self, route: _Route, attempt: int) -> ClosedError | None:
+        """The error of try ``attempt`` when the system closed before it could send."""
+        if not self._closed:
+            return None
+        return ClosedError(
+            f"the notification system was closed before try {attempt} on channel "
+            f"{route.name!r}; not sent"
+        )
 
     async def _fail(
         self,
@@ -537,15 +659,16 @@ class NotificationSystem:
                 logger.warning("close(): leaving the attached buses took over %ss", grace)
 
     async def close(self, *, grace: float = CLOSE_GRACE) -> None:
-        """Stop retries, let tries under way finish, then release every channel.
+        """Stop retries, let tries under way finish (or cut them off), then release every
+        channel.
 
-        From here on no try starts: a delivery waiting to retry is dead-lettered with a
-        :class:`~pepperpy.event.ClosedError` at once (one waiting for its rate limit when
-        its turn comes, without sending). ``notify``
-        calls on this event loop whose try is under way are awaited for up to
-        ``grace`` seconds; then every channel object is closed (once), under any try
-        still running. Calls on other event loops are told to stop but not awaited.
-        Idempotent.
+        From here on no try starts: a delivery waiting to retry, or for its rate limit's
+        slot, is dead-lettered with a :class:`~pepperpy.event.ClosedError` at once,
+        without sending. ``notify`` calls on this event loop whose try is under way are
+        awaited for up to ``grace`` seconds; tries still running then are cut off (they
+        fail with a ``ClosedError``, not retried) and get up to a second to record that.
+        Then every channel object is closed (once). Calls on other event loops are told
+        to stop but not awaited. Idempotent.
         """
         if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace < inf:
             raise ValueError(f"grace must be a finite number of seconds >= 0, got {grace!r}")
@@ -553,26 +676,29 @@ class NotificationSystem:
             if self._closed:
                 return
             self._closed = True
+            self._grace = grace
             calls = list(self._calls)
         here = asyncio.get_running_loop()
         for call in calls:
             if call.loop is here:
-                _set(call.stop)
+                call.halt()
             else:
                 try:
-                    call.loop.call_soon_threadsafe(_set, call.stop)
+                    call.loop.call_soon_threadsafe(call.halt)
                 except RuntimeError:  # that loop is closed: nothing runs there any more
                     pass
-        mine = [call.done for call in calls if call.loop is here]
+        mine = {call.done: call for call in calls if call.loop is here}
         if mine:
             _, running = await asyncio.wait(mine, timeout=grace)
             if running:
                 logger.warning(
-                    "close(): %d notify call(s) still sending after %ss; closing their "
-                    "channels under them",
+                    "close(): %d notify call(s) still sending after %ss; cutting them off",
                     len(running),
                     grace,
                 )
+                for done in running:
+                    mine[done].cut_off()
+                await asyncio.wait(running, timeout=CUT_WIND_UP)  # they record the failure
         await self._detach(grace)
         await self.idempotency.close()
         seen: set[int] = set()

@@ -8,6 +8,8 @@ live in :class:`~pepperpy.event.NotificationSystem`, so a new channel is a class
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 from ..._errors import ConfigurationError, MissingDependencyError, RecipientError, TemplateError
 from .._models import Notification
@@ -15,6 +17,11 @@ from .._models import Notification
 __all__ = ["Channel"]
 
 _PERMANENT = (RecipientError, TemplateError, ConfigurationError, MissingDependencyError)
+
+#: set by the system around each try: waits for that try's rate-limit slot (once)
+TURN: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar(
+    "pepperpy_event_notification_turn", default=None
+)
 
 
 class Channel(ABC):
@@ -25,14 +32,32 @@ class Channel(ABC):
     channels whose address comes only from ``to=``; ``None`` means "the name the
     channel was added under". ``needs_recipient`` is False for channels whose address is
     part of their configuration (webhooks, fixed apprise targets).
+
+    ``paces_writes`` is True for channels whose ``send`` calls :meth:`ready_to_write`
+    right before the message goes out (after connecting), so a rate limit spaces what
+    the receiver sees; for other channels the system waits for the slot before ``send``.
     """
 
     kind: str | None = None
     needs_recipient: bool = True
+    paces_writes: bool = False
 
     @abstractmethod
     async def send(self, notification: Notification) -> None:
         """Deliver ``notification`` or raise (a :class:`NotificationError`, ideally)."""
+
+    async def ready_to_write(self) -> None:
+        """Wait for this try's rate-limit slot; call it just before writing the message.
+
+        Channels that set ``paces_writes`` call it once the connection is ready, so the
+        time spent connecting is not taken out of the spacing the receiver sees. It does
+        nothing outside a rate-limited delivery, and only the first call of a try waits.
+        It raises :class:`~pepperpy.event.ClosedError` when the system was closed
+        meanwhile: the message must not be written then.
+        """
+        turn = TURN.get()
+        if turn is not None:
+            await turn()
 
     def is_retryable(self, error: Exception) -> bool:
         """Whether trying ``error``'s delivery again could succeed.

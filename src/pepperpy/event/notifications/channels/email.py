@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+import threading
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -44,10 +45,12 @@ class EmailChannel(Channel):
     ``sender`` and ``reply_to`` are configuration, written into every message's headers,
     so one containing a line break or other control character is a
     :class:`ConfigurationError` here rather than a broken header block later. Subjects are
-    flattened to one line.
+    flattened to one line. :meth:`close` cuts off the messages being sent at that moment
+    (on every event loop); the channel stays usable.
     """
 
     kind = "email"
+    paces_writes = True
 
     def __init__(
         self,
@@ -84,6 +87,8 @@ class EmailChannel(Channel):
         self.timeout = timeout
         self.tls_context = tls_context
         self.validate_certs = validate_certs
+        self._sending: set[_Sending] = set()
+        self._sending_lock = threading.Lock()  # loops in other threads send too
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> EmailChannel:
@@ -161,17 +166,34 @@ class EmailChannel(Channel):
             tls_context=self.tls_context,
             validate_certs=self.validate_certs,
         )
+        sending = _Sending(asyncio.get_running_loop(), client)
+        with self._sending_lock:
+            self._sending.add(sending)
         sock = None
         try:
-            async with client:
+            try:
+                await client.connect()
                 sock = client.get_transport_info("socket")
+                await _greet(client, aiosmtplib)
+                await self.ready_to_write()  # the rate limit's slot, once the session is ready
+                if sending.cut:
+                    raise aiosmtplib.SMTPServerDisconnected("the channel was closed")
                 await client.send_message(message)
+            except aiosmtplib.SMTPResponseException:
+                await _quit(client, aiosmtplib)  # the server said no: end the session politely
+                raise
+            except BaseException:
+                client.close()  # cut off, cancelled or broken: drop the connection, no QUIT
+                raise
+            await _quit(client, aiosmtplib)
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise NotificationError(
                 f"email to {notification.recipient} via {self.host}:{self.port or 'default'} "
                 f"failed: {exc}"
             ) from exc
         finally:
+            with self._sending_lock:
+                self._sending.discard(sending)
             if sock is not None:
                 await _socket_closed(sock)
 
@@ -188,9 +210,61 @@ class EmailChannel(Channel):
             return any(400 <= getattr(r, "code", 0) < 500 for r in recipients)
         return True
 
+    async def close(self) -> None:
+        """Cut off the messages being sent right now: their connections are dropped, so
+        their tries fail. Messages sent later open new connections as usual."""
+        here = asyncio.get_running_loop()
+        with self._sending_lock:
+            sending = list(self._sending)
+        for each in sending:
+            each.cut = True
+            if each.loop is here:
+                each.client.close()
+            else:
+                try:
+                    each.loop.call_soon_threadsafe(each.client.close)
+                except RuntimeError:  # that loop is closed: nothing runs there any more
+                    pass
+
     def __repr__(self) -> str:
         scheme = "smtps" if self.tls else "smtp"
         return f"EmailChannel({scheme}://{self.host}:{self.port or 'default'}, from={self.sender})"
+
+
+class _Sending:
+    """A message being sent on ``loop`` through ``client``; ``cut`` once :meth:`close` ran."""
+
+    __slots__ = ("client", "cut", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: Any) -> None:
+        self.loop = loop
+        self.client = client
+        self.cut = False
+
+
+async def _greet(client: Any, aiosmtplib: Any) -> None:
+    """EHLO (or HELO) now, unless connecting did (STARTTLS, login), so the session is ready."""
+    if client.is_ehlo_or_helo_needed:
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            if not client.is_connected:
+                raise
+            await client.helo()
+
+
+async def _quit(client: Any, aiosmtplib: Any) -> None:
+    """End the session with QUIT, then close the connection whatever the answer."""
+    try:
+        await client.quit()
+    except (
+        aiosmtplib.SMTPServerDisconnected,
+        aiosmtplib.SMTPResponseException,
+        aiosmtplib.SMTPTimeoutError,
+    ):
+        pass
+    finally:
+        client.close()
 
 
 async def _socket_closed(sock: Any, limit: float = 1.0) -> None:

@@ -56,9 +56,9 @@ class WebhookChannel(Channel):
     are retried by the system, other 4xx answers are permanent failures.
 
     ``secret`` (str or bytes) turns on the signature headers; ``timeout`` bounds each
-    request as a whole (connecting, sending, and reading the answer); ``headers`` are
-    added to every request. The webhook's address is its URL, so it needs no recipient
-    (a resolved one is still included in the body).
+    request as a whole (connecting, sending, and reading the answer; not the wait for a
+    rate limit's slot); ``headers`` are added to every request. The webhook's address is
+    its URL, so it needs no recipient (a resolved one is still included in the body).
 
     Each event loop sending through the channel gets its own httpx client (connections
     belong to the loop that opened them). A loop's client closes when ``asyncio.run``
@@ -67,6 +67,7 @@ class WebhookChannel(Channel):
 
     kind = "webhook"
     needs_recipient = False
+    paces_writes = True
 
     def __init__(
         self,
@@ -140,10 +141,24 @@ class WebhookChannel(Channel):
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = self.sign(self._secret, body, timestamp)
         client = self._clients.here()
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout) as deadline:
+
+                async def trace(event: str, info: Mapping[str, Any]) -> None:
+                    # the connection is ready and the request not yet written: take the
+                    # rate limit's slot now; waiting for it does not count as the request
+                    if not event.endswith(".send_request_headers.started") or deadline.expired():
+                        return
+                    left = (deadline.when() or loop.time()) - loop.time()
+                    deadline.reschedule(None)
+                    try:
+                        await self.ready_to_write()
+                    finally:
+                        deadline.reschedule(loop.time() + left)
+
                 async with client.stream(
-                    "POST", self.url, content=body, headers=headers
+                    "POST", self.url, content=body, headers=headers, extensions={"trace": trace}
                 ) as response:
                     start = await _read_start(response)
         except TimeoutError as exc:
