@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import orjson
 
@@ -30,6 +31,7 @@ __all__ = [
     "START_STREAM",
     "TAIL_IDS",
     "BUSY_TIMEOUT",
+    "check_event_store",
     "check_file",
     "connect",
     "file_identity",
@@ -281,6 +283,64 @@ def check_file(path: str, identity: tuple[int, int] | None) -> None:
             "nothing more is written to (or read from) the old file: close the store "
             "and open it again"
         )
+
+
+#: how every SQLite database file starts
+_MAGIC = b"SQLite format 3\x00"
+#: tables every version of the schema has
+_TABLES = frozenset({"events", "streams", "snapshots"})
+
+
+def check_event_store(path: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
+    """Raise :class:`StoreError` unless ``path`` is an event store; nothing is written.
+
+    A missing file, an empty one, one that is not an SQLite database, or a database
+    without the store's tables (another application's) is refused. The header is read
+    first: a database at schema version 0 whose write-ahead log is empty is refused
+    without SQLite opening it. Otherwise a read-only connection (``mode=ro``) looks for
+    the tables; SQLite may then add the ``-wal`` and ``-shm`` files beside a database
+    in WAL mode, but the database file itself is left as it is.
+    """
+    file = Path(path)
+    try:
+        with file.open("rb") as opened:
+            header = opened.read(100)
+    except FileNotFoundError:
+        raise StoreError(f"no event store at {path!r}") from None
+    except OSError as exc:
+        raise StoreError(f"cannot open {path!r}: {exc.strerror or exc}") from exc
+    if not header:
+        _not_a_store(path, "an empty file")
+    if len(header) < 100 or not header.startswith(_MAGIC):
+        _not_a_store(path, "not an SQLite database")
+    wal = Path(f"{path}-wal")
+    logged = wal.exists() and wal.stat().st_size > 0  # a new store's schema may be there
+    if not logged and int.from_bytes(header[60:64], "big") == 0:  # PRAGMA user_version
+        _not_a_store(path, "an SQLite database without the event store's tables")
+    try:
+        connection = sqlite3.connect(
+            f"{file.absolute().as_uri()}?mode=ro", uri=True, timeout=busy_timeout
+        )
+        try:
+            (version,) = connection.execute("PRAGMA user_version").fetchone()
+            tables = {
+                name
+                for (name,) in connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                )
+            }
+        finally:
+            connection.close()
+    except sqlite3.OperationalError as exc:  # locked, unreadable
+        raise StoreError(f"SQLite: cannot read {path!r}: {exc}") from exc
+    except sqlite3.DatabaseError:  # damaged, or not a database after all
+        _not_a_store(path, "not a readable SQLite database")
+    if version == 0 or not _TABLES <= tables:
+        _not_a_store(path, "an SQLite database without the event store's tables")
+
+
+def _not_a_store(path: str, why: str) -> NoReturn:
+    raise StoreError(f"{path!r} is not an event store ({why}); it was left as it is")
 
 
 def migrate(connection: sqlite3.Connection) -> None:

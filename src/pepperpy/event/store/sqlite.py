@@ -32,6 +32,7 @@ from ._sqlite_schema import (
     READ_ALL,
     READ_STREAM_BACKWARD,
     READ_STREAM_FORWARD,
+    check_event_store,
     check_file,
     connect,
 )
@@ -73,16 +74,31 @@ def _nothing(connection: sqlite3.Connection) -> None:
 
 
 class SQLiteBackend(StoreBackend):
-    """Events in one SQLite file: WAL, ``synchronous=FULL`` and group commit."""
+    """Events in one SQLite file: WAL, ``synchronous=FULL`` and group commit.
+
+    The file is created on first use if it is missing. With ``create=False`` (also
+    settable as the ``create`` attribute before first use) only an existing event store
+    is opened: a missing file, an empty one, or one that is not an event store (another
+    application's SQLite database) raises :class:`~pepperpy.event.StoreError` on first
+    use and is left as it is, so a tool that only reads cannot turn a mistyped path into
+    a store. An event store of an older schema is still upgraded.
+    """
 
     def __init__(
-        self, path: str, *, synchronous: str = "FULL", busy_timeout: float = BUSY_TIMEOUT
+        self,
+        path: str,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout: float = BUSY_TIMEOUT,
+        create: bool = True,
     ) -> None:
         if synchronous.upper() not in ("FULL", "EXTRA", "NORMAL", "OFF"):
             raise ValueError(f"unknown SQLite synchronous mode {synchronous!r}")
         if not 0 <= busy_timeout < 1e6:  # also refuses NaN
             raise ValueError(f"busy_timeout must be seconds >= 0, got {busy_timeout!r}")
         self.path = path
+        #: whether first use may create the store (False: the file must already be one)
+        self.create = create
         self._synchronous = synchronous.upper()
         self._busy_timeout = float(busy_timeout)
         self._writer: Writer | None = None
@@ -121,6 +137,10 @@ class SQLiteBackend(StoreBackend):
         """
         if self._closed:
             raise ClosedError("the event store is closed")
+        if self._writer is None and not self.create:
+            await asyncio.to_thread(check_event_store, self.path, self._busy_timeout)
+            if self._closed:
+                raise ClosedError("the event store is closed")
         writer = self._writer
         if writer is None:
             writer = self._writer = Writer(
