@@ -79,3 +79,51 @@ def cli(tmp_path: Path) -> Cli:
 @pytest.fixture
 def store_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/store.db"
+
+
+@dataclass
+class TerminalRun:
+    code: int
+    out: str  # stdout, a pipe
+    terminal: str  # what stderr, a pseudo-terminal, showed
+
+
+def run_with_terminal_stderr(*args: str, cwd: Path, timeout: float = 60) -> TerminalRun:
+    """Run the command with stderr on a pseudo-terminal (as at a shell) and stdout a pipe.
+
+    The terminal is read while the command runs, so a chatty progress bar cannot fill
+    its buffer and stall the command.
+    """
+    import pty
+    import threading
+
+    leader, follower = pty.openpty()
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other side is closed
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "pepperpy.event", *args],
+            cwd=cwd,
+            env=command_env({"TERM": "xterm", "COLUMNS": "100"}),
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            timeout=timeout,
+        )
+    finally:
+        os.close(follower)
+        reader.join(timeout)
+        os.close(leader)
+    return TerminalRun(done.returncode, done.stdout, b"".join(chunks).decode(errors="replace"))

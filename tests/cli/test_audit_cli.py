@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -140,3 +141,75 @@ def test_a_recorded_head_still_verifies_after_the_log_grows(tmp_path: Path) -> N
     assert head_of(grown)[0] == "2"
     bad = run("audit", "verify", str(path), "--expect-head", "xyz")
     assert bad.returncode == 1 and "expect_head must be 64 hex digits" in bad.stderr
+
+
+def test_show_prints_one_line_per_entry_whatever_its_text(tmp_path: Path) -> None:
+    """A principal with a newline forged a whole extra entry in ``show``'s output."""
+    path = tmp_path / "audit.db"
+    forged = "mallory x\n7 2026-01-01T00:00:00+00:00 admin delete orders.9 ok\n8 -"
+    log = AuditLog(str(path))
+    log.record("append", "orders.1", principal=forged)
+    log.record("append", "orders\r2\u202e", principal="svc")
+    log.record("append", "orders.3")  # no principal
+    log.record("append", "orders.4", principal="-")
+    log.close()
+    shown = run("audit", "show", str(path))
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert len(lines) == 4
+    first = lines[0].split(" ", 2)[2]  # after SEQUENCE and TIME
+    assert first == json.dumps(forged) + " append orders.1 ok"
+    assert json.loads(first.rsplit(" ", 3)[0]) == forged  # the quoted field reads back
+    assert lines[1].split(" ", 2)[2] == 'svc append "orders\\r2\\u202e" ok'
+    assert lines[2].split(" ", 2)[2] == "- append orders.3 ok"
+    assert lines[3].split(" ", 2)[2] == '"-" append orders.4 ok'  # not "no principal"
+
+
+def keyed_and_plain_logs(tmp_path: Path) -> tuple[Path, Path, str]:
+    key = b"k" * 32
+    keyed, plain = tmp_path / "keyed.db", tmp_path / "plain.db"
+    for path, log_key in ((keyed, key), (plain, None)):
+        log = AuditLog(str(path), key=log_key)
+        log.record("append", "orders.1")
+        log.record("append", "orders.2")
+        log.close()
+    return keyed, plain, key.hex()
+
+
+def test_verify_points_at_the_key_when_it_is_the_likely_cause(tmp_path: Path) -> None:
+    """A key mismatch was reported as tampering at entry 0, with no word about the key."""
+    keyed, plain, key = keyed_and_plain_logs(tmp_path)
+    no_key = {"PEPPERPY_EVENT_AUDIT_KEY": ""}
+    missing = run("audit", "verify", str(keyed), env=no_key)
+    assert missing.returncode == 1 and len(missing.stderr.splitlines()) == 1, missing.stderr
+    assert "PEPPERPY_EVENT_AUDIT_KEY, which is not set" in missing.stderr
+    assert "HMAC-keyed" in missing.stderr
+    unkeyed = run("audit", "verify", str(plain), env={"PEPPERPY_EVENT_AUDIT_KEY": key})
+    assert unkeyed.returncode == 1 and len(unkeyed.stderr.splitlines()) == 1, unkeyed.stderr
+    assert "does not verify under the key in PEPPERPY_EVENT_AUDIT_KEY" in unkeyed.stderr
+    assert "but does without a key: it is not HMAC-keyed" in unkeyed.stderr
+    wrong = run("audit", "verify", str(keyed), env={"PEPPERPY_EVENT_AUDIT_KEY": "ab" * 32})
+    assert wrong.returncode == 1 and "the key may be wrong" in wrong.stderr
+
+
+def test_verify_names_no_key_when_a_later_entry_was_altered(tmp_path: Path) -> None:
+    keyed, plain, key = keyed_and_plain_logs(tmp_path)
+    for path, env in ((keyed, {"PEPPERPY_EVENT_AUDIT_KEY": key}), (plain, {})):
+        db = sqlite3.connect(path)
+        db.execute(
+            "UPDATE audit_log SET body = CAST(replace(body, 'orders.2', 'orders.9') AS BLOB) "
+            "WHERE sequence = 1"
+        )
+        db.commit()
+        db.close()
+        bad = run("audit", "verify", str(path), env={"PEPPERPY_EVENT_AUDIT_KEY": "", **env})
+        assert bad.returncode == 1
+        assert "NOT intact: entry 1: " in bad.stderr
+        assert "PEPPERPY_EVENT_AUDIT_KEY" not in bad.stderr, bad.stderr
+    db = sqlite3.connect(plain)  # a first entry edited out of shape: not the key's doing
+    db.execute("UPDATE audit_log SET body = 'garbage' WHERE sequence = 0")
+    db.commit()
+    db.close()
+    malformed = run("audit", "verify", str(plain), env={"PEPPERPY_EVENT_AUDIT_KEY": ""})
+    assert "NOT intact: entry 0: malformed row" in malformed.stderr
+    assert "PEPPERPY_EVENT_AUDIT_KEY" not in malformed.stderr, malformed.stderr

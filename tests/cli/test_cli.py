@@ -7,8 +7,10 @@ test starts only the processes whose behaviour it checks.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,9 +22,12 @@ from typing import Any
 import pytest
 
 from pepperpy.event import NO_STREAM, Event, EventStore
+from pepperpy.event._checkpoints import Checkpoint, CheckpointStore, open_checkpoint_store
 from pepperpy.event.cli._app import app
+from pepperpy.event.security import AuditLog
 
-from .conftest import Cli, Result, command_env, start_command
+from ..conftest import fresh_postgres_database
+from .conftest import Cli, Result, command_env, run_with_terminal_stderr, start_command
 
 
 def ok(result: Result) -> Result:
@@ -272,6 +277,13 @@ BAD_INPUT: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("replay", "--stream", "user.1", "--streams", "user.*"), ("cannot be combined",)),
     (("replay", "--types", "us*r"), ("invalid pattern",)),
     (("tail", "--store", "postgresql://postgres@127.0.0.1:1/nope"), ("PostgreSQL",)),
+    # the user's mistakes, named as such (they were "unexpected TypeError/OverflowError")
+    (("append", "s.1", "", "{}"), ("cannot make the event", "event type", "''")),
+    (
+        ("stats", "--store", "postgresql://postgres@127.0.0.1:99999/x"),
+        ("Port out of range", "99999"),
+    ),
+    (("stats", "--store", "postgresql://postgres@127.0.0.1:http/x"), ("Port", "http")),
 ]
 
 
@@ -282,6 +294,7 @@ def test_bad_input_gives_one_line_and_non_zero_exit(cli: Cli, tmp_path: Path) ->
     for (args, fragments), result in zip(BAD_INPUT, results, strict=True):
         try:
             one_line_error(result, *fragments)
+            assert "error: unexpected " not in result.err, result.err
         except AssertionError as exc:
             raise AssertionError(f"pepperpy-event {' '.join(args)}: {exc}") from None
     # nothing was written by the refused appends
@@ -305,6 +318,24 @@ def test_usage_errors_exit_2_without_traceback(cli: Cli, store_url: str) -> None
         huge = cli(*args, "--store", store_url)
         assert huge.code == 2 and "Traceback" not in huge.err, args
         assert "is not in the range 0<=x<=9223372036854775807" in huge.err, huge.err
+    # --max-gap caps the pauses of --speed: alone it would be silently ignored
+    gap = cli("replay", "--max-gap", "1", "--store", store_url)
+    assert gap.code == 2 and "--max-gap" in gap.err and "--speed" in gap.err, gap.err
+    assert gap.out == ""
+    assert ok(cli("replay", "--max-gap", "1", "--speed", "1000", "--store", store_url)).lines
+
+
+def test_store_url_schemes_match_in_any_case(cli: Cli, tmp_path: Path) -> None:
+    ok(cli("append", "s.1", "t.x", "{}", "--store", f"SQLITE:///{tmp_path}/upper.db"))
+    assert ok(cli("read", "s.1", "--store", f"sqlite:///{tmp_path}/upper.db")).lines == ["0 t.x {}"]
+    for url in ("MEMORY://", "Memory://"):
+        assert ok(cli("stats", "--store", url)).lines[:3] == [
+            "store: memory://",
+            "streams: 0",
+            "events: 0",
+        ]
+    env = {"PEPPERPY_EVENT_STORE": f"SQLite:///{tmp_path}/upper.db"}
+    assert ok(cli("read", "s.1", env=env)).lines == ["0 t.x {}"]
 
 
 def test_every_subcommand_takes_store(cli: Cli) -> None:
@@ -450,42 +481,264 @@ def test_validate_bad_input(cli: Cli, tmp_path: Path) -> None:
 
 def test_progress_bar_on_a_terminal(store_url: str, tmp_path: Path) -> None:
     """With stderr on a terminal, replay and stats draw rich progress bars and still work."""
-    import os
-    import pty
-
     seed(store_url, [(f"item.{n % 7}", Event("item.added", {"n": n})) for n in range(600)])
-    for args in (("replay", "--quiet"), ("stats",)):
-        leader, follower = pty.openpty()
+    quiet = run_with_terminal_stderr("replay", "--quiet", "--store", store_url, cwd=tmp_path)
+    assert quiet.code == 0 and "Traceback" not in quiet.terminal, quiet.terminal
+    assert "replaying" in quiet.terminal  # the bar was drawn
+    assert "replayed 600, skipped 0, failed 0" in quiet.terminal
+    stats = run_with_terminal_stderr("stats", "--store", store_url, cwd=tmp_path)
+    assert stats.code == 0, stats.terminal
+    assert "events: 600" in stats.out
+
+
+def test_events_go_to_stdout_while_a_progress_bar_shows(store_url: str, tmp_path: Path) -> None:
+    """rich redirects sys.stdout into its console while a bar is live: events must not follow.
+
+    They went to the terminal instead of the file, and a checkpoint moved past them.
+    """
+    seed(store_url, [(f"item.{n % 7}", Event("item.added", {"n": n})) for n in range(600)])
+    for extra in ((), ("--checkpoint", "c1")):
+        done = run_with_terminal_stderr("replay", *extra, "--store", store_url, cwd=tmp_path)
+        assert done.code == 0, done.terminal
+        lines = done.out.splitlines()
+        assert [int(line.split()[0]) for line in lines] == list(range(600))
+        assert "item.added" not in done.terminal
+        assert "replaying" in done.terminal  # the bar was drawn, on stderr
+    again = run_with_terminal_stderr(
+        "replay", "--checkpoint", "c1", "--store", store_url, cwd=tmp_path
+    )
+    assert again.out == "" and "replayed 0" in again.terminal  # the first run printed them all
+
+
+def test_a_failed_import_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A half-upgraded install used to end in a chained UnboundLocalError traceback."""
+    from pepperpy.event.cli import main
+
+    monkeypatch.delenv("PEPPERPY_EVENT_DEBUG", raising=False)
+    monkeypatch.setitem(sys.modules, "pepperpy.event.cli._app", None)  # its import fails
+    with pytest.raises(SystemExit) as stopped:
+        main(["stats"])
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("pepperpy-event: error: "), err
+    assert "pepperpy.event.cli._app" in err and "PEPPERPY_EVENT_DEBUG=1" in err
+    monkeypatch.setenv("PEPPERPY_EVENT_DEBUG", "1")  # the traceback, on request
+    with pytest.raises(ImportError):
+        main(["stats"])
+
+
+def test_a_missing_extra_names_its_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pepperpy.event import cli
+
+    click = sys.modules["click"]
+    monkeypatch.delenv("PEPPERPY_EVENT_DEBUG", raising=False)
+    monkeypatch.setitem(sys.modules, "click", None)  # as if the cli extra were missing
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["stats"])
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "pip install 'pepperpy-event[cli]'" in err, err
+
+    def fails(args: list[str]) -> None:  # a driver imported deep inside a command
+        raise ModuleNotFoundError("No module named 'asyncpg'", name="asyncpg")
+
+    monkeypatch.setitem(sys.modules, "click", click)
+    monkeypatch.setattr(cli, "_run", fails)
+    with pytest.raises(SystemExit):
+        cli.main(["stats"])
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "pip install 'pepperpy-event[postgres]'" in err, err
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_reading_commands_leave_a_file_that_is_not_a_store_alone(cli: Cli, tmp_path: Path) -> None:
+    """stats, read, ... used to write the store's tables into any SQLite file they were given."""
+    audit = tmp_path / "audit.db"
+    log = AuditLog(str(audit))
+    log.record("append", "orders.1", principal="svc")
+    log.close()
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    text = tmp_path / "notes.db"
+    text.write_text("not a database at all, but long enough to hold an SQLite header " * 3)
+    (tmp_path / "schema.json").write_text('{"type": "object"}')
+    commands = [
+        ("stats",),
+        ("read", "some.stream"),
+        ("streams",),
+        ("tail",),
+        ("tail", "-f", "--count", "1"),
+        ("replay",),
+        ("replay", "--checkpoint", "c"),  # its checkpoint table is not made either
+        ("validate", "--schema", f"t.x={tmp_path / 'schema.json'}"),
+    ]
+    cases = [(path, why) for path, why in ((audit, "tables"), (empty, "empty"), (text, "SQLite"))]
+    before = {path: (sha256(path), sorted(p.name for p in tmp_path.iterdir())) for path, _ in cases}
+    runs = [(path, why, args) for path, why in cases for args in commands]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda run: cli(*run[2], "--store", f"sqlite:///{run[0]}"), runs))
+    for (path, why, args), result in zip(runs, results, strict=True):
         try:
-            done = subprocess.run(
-                [sys.executable, "-m", "pepperpy.event", *args, "--store", store_url],
-                cwd=tmp_path,
-                env=command_env({"TERM": "xterm", "COLUMNS": "100"}),
-                stdout=subprocess.PIPE,
-                stderr=follower,
-                text=True,
-                timeout=60,
-            )
-            os.close(follower)
-            follower = -1
-            chunks = []
-            while True:
-                try:
-                    chunk = os.read(leader, 65536)
-                except OSError:  # EIO: the terminal's other side is closed
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            one_line_error(result, "is not an event store", why, "left as it is")
+        except AssertionError as exc:
+            raise AssertionError(f"{' '.join(args)} on {path.name}: {exc}") from None
+    for path, _ in cases:
+        assert sha256(path) == before[path][0], path.name
+    assert sqlite3.connect(audit).execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'"
+    ).fetchall() == [("audit_log",)]
+    assert empty.stat().st_size == 0
+    serve = cli("serve", "--port", "0", "--store", f"sqlite:///{audit}")
+    one_line_error(serve, "is not an event store")
+    assert sha256(audit) == before[audit][0]
+
+
+async def test_an_sqlite_backend_that_may_not_create_opens_only_a_store(tmp_path: Path) -> None:
+    """SQLiteBackend(create=False), what the reading commands use, on its own."""
+    from pepperpy.event import StoreError
+    from pepperpy.event.store.sqlite import SQLiteBackend
+
+    missing, empty = tmp_path / "missing.db", tmp_path / "empty.db"
+    empty.touch()
+    for path, why in ((missing, "no event store at"), (empty, "an empty file")):
+        async with EventStore(SQLiteBackend(str(path), create=False)) as store:
+            with pytest.raises(StoreError, match=why):
+                await store.streams()
+            with pytest.raises(StoreError, match=why):  # every use, not only the first
+                await store.append("s.1", Event("t.x", {}))
+    assert not missing.exists() and empty.stat().st_size == 0
+    async with EventStore(f"sqlite:///{tmp_path}/events.db") as made:
+        await made.append("s.1", Event("t.x", {}))
+    async with EventStore(SQLiteBackend(f"{tmp_path}/events.db", create=False)) as store:
+        assert await store.streams() == ["s.1"]
+        await store.append("s.1", Event("t.y", {}))  # a store it is: it may be written
+        assert len(await store.get_stream("s.1")) == 2
+
+
+def test_reading_commands_accept_a_new_store_still_in_its_write_ahead_log(
+    cli: Cli, store_url: str
+) -> None:
+    """A store another process has just made has its tables in the WAL only, not the file."""
+
+    async def while_open() -> Result:
+        async with EventStore(store_url) as store:
+            await store.append("s.1", Event("t.x", {}))
+            return await asyncio.to_thread(cli, "stats", "--store", store_url)
+
+    assert ok(asyncio.run(while_open())).lines[1:3] == ["streams: 1", "events: 1"]
+
+
+class _SavesTogether(CheckpointStore):
+    """A projection's state store whose saves wait until every demo is ready to save."""
+
+    def __init__(self, inner: CheckpointStore, barrier: asyncio.Barrier) -> None:
+        self.inner, self.barrier = inner, barrier
+
+    async def load(self, name: str) -> Checkpoint | None:
+        return await self.inner.load(name)
+
+    async def save(
+        self, name: str, position: int, state: Any = None, *, previous: int | None
+    ) -> None:
+        await self.barrier.wait()
+        await self.inner.save(name, position, state, previous=previous)
+
+    async def delete(self, name: str) -> bool:
+        return await self.inner.delete(name)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def _demos_at_once(url: str, count: int) -> list[str]:
+    """``count`` demos on one store, on one event loop; what each printed.
+
+    They wait for each other before claiming a run number and before saving their
+    projection's state, so those steps overlap every time (across processes they
+    overlapped now and then: 10 rounds of 4 demos failed a few times).
+    """
+    from pepperpy.event import _projection
+    from pepperpy.event.cli import _demo
+
+    claim = _demo.claim_run
+    claiming, saving = asyncio.Barrier(count), asyncio.Barrier(count)
+
+    async def claim_together(store: EventStore) -> int:
+        await claiming.wait()
+        return await claim(store)
+
+    outputs: list[list[str]] = [[] for _ in range(count)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_demo, "claim_run", claim_together)
+        patch.setattr(
+            _projection,
+            "open_checkpoint_store",
+            lambda url: _SavesTogether(open_checkpoint_store(url), saving),
+        )
+        await asyncio.gather(*(_demo.run_demo(url, outputs[n].append) for n in range(count)))
+    return ["\n".join(lines) for lines in outputs]
+
+
+def check_demos_at_once(url: str) -> None:
+    outputs = asyncio.run(_demos_at_once(url, 4))
+    runs = sorted(int(output.split(",")[1].split()[1]) for output in outputs)
+    assert runs == [1, 2, 3, 4]
+    for output in outputs:
+        assert "projection 'shop.sales' rebuilt" in output
+    again = asyncio.run(_demos_at_once(url, 1))[0]  # and it is safe to run again
+    assert "run 5," in again and "revenue $615.00" in again  # 5 runs x $123.00
+
+
+def test_demos_at_once_on_one_sqlite_store(tmp_path: Path) -> None:
+    """They collided on the projection's saved checkpoint (ConcurrencyError)."""
+    check_demos_at_once(f"sqlite:///{tmp_path}/events.db")
+
+
+@pytest.mark.postgres
+def test_demos_at_once_on_one_postgres_store(postgres_server: str) -> None:
+    with fresh_postgres_database(postgres_server) as url:
+        check_demos_at_once(url)
+
+
+@pytest.mark.postgres
+def test_store_passwords_are_never_printed(cli: Cli, postgres_server: str, tmp_path: Path) -> None:
+    with fresh_postgres_database(postgres_server) as plain:
+        secret = plain.replace("postgresql://postgres@", "postgresql://postgres:s3cret@")
+        assert secret != plain  # the server trusts loopback: the password is not checked
+        s = ("--store", secret)
+        printed: list[Result] = [
+            ok(cli("append", "a.1", "t.x", "{}", *s)),
+            ok(cli("stats", *s)),
+            ok(cli("demo", *s)),
+            ok(cli("bench", "--events", "20", "--tasks", "2", "--batch", "10", *s)),
+            cli("read", "nope.x", *s),
+            cli("replay", "--stream", "nope.x", *s),
+            cli("stats", "--store", secret.replace(":5432/", ":1/")),
+            cli("stats", "--store", secret.replace(":5432/", ":99999/")),
+            cli("stats", "--store", secret.replace("postgresql://", "POSTGRES://")),
+            cli("stats", "--store", secret.replace("postgresql://", "redis://")),
+            cli("stats", "--store", plain + "?password=s3cret&port=1"),
+        ]
+        assert printed[1].lines[0] == "store: " + secret.replace(":s3cret@", ":***@")
+        for result in printed:
+            assert "s3cret" not in result.out + result.err, result
+        for result in printed[1:]:  # all but append print the URL (or quote it in an error)
+            assert "***" in result.out + result.err, result
+        serving = start_command("serve", "--port", "0", *s, cwd=tmp_path)
+        try:
+            assert serving.stdout is not None
+            banner = serving.stdout.readline()
+            serving.send_signal(signal.SIGINT)
+            serving.communicate(timeout=20)
         finally:
-            if follower != -1:
-                os.close(follower)
-            os.close(leader)
-        terminal = b"".join(chunks).decode(errors="replace")
-        assert done.returncode == 0, terminal
-        assert "Traceback" not in terminal
-        if args[0] == "replay":
-            assert "replaying" in terminal  # the bar was drawn
-            assert "replayed 600, skipped 0, failed 0" in terminal
-        else:
-            assert "events: 600" in done.stdout
+            if serving.poll() is None:
+                serving.kill()
+                serving.communicate()
+        assert "(store postgresql://postgres:***@" in banner and "s3cret" not in banner

@@ -69,6 +69,16 @@ def test_a_closed_pipe_stops_the_command_quietly(
     assert done.stderr == ""
 
 
+@pytest.mark.parametrize("args", [("--help",), ("--version",), ("replay", "--help")])
+def test_help_and_version_into_a_closed_pipe_exit_141(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    """click answered the broken pipe with status 1; the docs promise 141 like any output."""
+    done = into_closed_pipe(tmp_path, *args)
+    assert done.returncode == BROKEN_PIPE, done.stderr
+    assert done.stderr == ""
+
+
 def test_replay_checkpoint_never_passes_an_unprinted_event(
     cli: Cli, store_url: str, tmp_path: Path
 ) -> None:

@@ -19,7 +19,7 @@ import socket
 import sys
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -34,8 +34,10 @@ from .._replay import EventReplay, ReplayProgress, ReplayReport
 from ..store import ANY, NO_STREAM, STREAM_EXISTS, EventStore
 from ..store.base import ExpectedVersion
 from ._counts import stream_counts
-from ._output import event_json, global_line, stream_line
+from ._errors import CommandError, OutputClosed
+from ._output import event_json, field, global_line, stream_line
 from ._tail import last_events
+from ._urls import check_url, normalized, shown
 
 __all__ = ["DEFAULT_STORE", "CommandError", "OutputClosed", "app"]
 
@@ -44,19 +46,6 @@ LARGEST = 2**63 - 1  # positions and counts: the store's largest position (signe
 POSITION = click.IntRange(0, LARGEST)
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class CommandError(Exception):
-    """Bad input noticed by the command itself; printed as one line, exit status 1."""
-
-
-class OutputClosed(BaseException):
-    """stdout's reader went away (``| head``): the command stops quietly.
-
-    A ``BaseException``, like ``KeyboardInterrupt``: it must not be taken for a handler
-    failure by ``EventReplay`` (which isolates ``Exception``), so a replay stops at the
-    event that could not be printed and its checkpoint stays before that event.
-    """
 
 
 @click.group(
@@ -81,8 +70,8 @@ def _store_value(context: click.Context, parameter: click.Parameter, value: str)
     own = context.get_parameter_source(parameter.name or "store")
     group_store = context.find_object(str)
     if own is not click.core.ParameterSource.COMMANDLINE and group_store is not None:
-        return group_store
-    return value
+        return normalized(group_store)
+    return normalized(value)
 
 
 def store_option(function: F) -> F:
@@ -172,8 +161,19 @@ def patterns(values: tuple[str, ...]) -> list[str] | None:
     return list(values) if values else None
 
 
-def open_store(url: str, *, must_exist: bool = False) -> EventStore:
-    """The store at ``url``; for reading commands an SQLite file must already exist."""
+@contextlib.asynccontextmanager
+async def open_store(
+    url: str, *, reading: bool = False, must_exist: bool = False
+) -> AsyncIterator[EventStore]:
+    """The store at ``url``, open for the length of the block.
+
+    Reading commands (``reading``) never make a store of a file: an existing SQLite file
+    must already be an event store (an empty file, or another application's database,
+    is refused and left as it is), checked before anything else opens it (a replay's
+    checkpoint table); with ``must_exist`` a missing file is refused too.
+    """
+    check_url(url)
+    path = None
     if url.partition("://")[0].lower() == "sqlite":
         path = sqlite_path(url)
         if must_exist and not path.exists():
@@ -183,7 +183,14 @@ def open_store(url: str, *, must_exist: bool = False) -> EventStore:
             )
         if not path.parent.exists():
             raise CommandError(f"directory {str(path.parent)!r} does not exist (from --store)")
-    return EventStore(url)
+    async with EventStore(url) as store:
+        if reading and path is not None and path.exists():
+            from ..store.sqlite import SQLiteBackend
+
+            if isinstance(store.backend, SQLiteBackend):
+                store.backend.create = False
+                await store.read_all(0, limit=1)  # refuses a file that is not a store
+        yield store
 
 
 def parse_expected(text: str | None) -> ExpectedVersion:
@@ -246,10 +253,13 @@ def append(
     if meta is not None and not isinstance(meta, dict):
         raise CommandError("--metadata must be a JSON object")
     expected = parse_expected(expected_version)
+    try:
+        event = Event(event_type, payload, meta)
+    except TypeError as exc:  # an empty TYPE, say: the user's mistake, not ours
+        raise CommandError(f"cannot make the event: {exc}") from None
 
     async def work() -> None:
         async with open_store(store) as events:
-            event = Event(event_type, payload, meta)
             result = await events.append(stream, event, expected_version=expected)
         emit(
             f"appended {stream}:{result.next_expected_version} {event_type} "
@@ -272,9 +282,9 @@ def read(
     """Print the events of STREAM, one line each: POSITION TYPE DATA."""
 
     async def work() -> None:
-        async with open_store(store, must_exist=True) as events:
+        async with open_store(store, reading=True, must_exist=True) as events:
             if await events.stream_version(stream) is None:
-                raise CommandError(f"stream {stream!r} does not exist in {store}")
+                raise CommandError(f"stream {stream!r} does not exist in {shown(store)}")
             reader = events.get_stream(stream, start, backwards=backwards, limit=limit)
             async for event in reader:
                 emit(event_json(event) if as_json else stream_line(event))
@@ -315,7 +325,7 @@ def tail(
         emit(event_json(event) if as_json else global_line(event))
 
     async def work() -> None:
-        async with open_store(store, must_exist=not follow) as events:
+        async with open_store(store, reading=True, must_exist=not follow) as events:
             last, next_position = await last_events(events, lines, stream_filter, type_filter)
             for event in last:
                 show(event)
@@ -343,7 +353,7 @@ def list_streams(pattern: str, store: str) -> None:
     """List streams matching PATTERN (default all) with their event counts: NAME EVENTS."""
 
     async def work() -> None:
-        async with open_store(store, must_exist=True) as events:
+        async with open_store(store, reading=True, must_exist=True) as events:
             for name, count in await stream_counts(events, pattern):
                 emit(f"{name} {count}")
 
@@ -360,7 +370,9 @@ def list_streams(pattern: str, store: str) -> None:
 @click.option("--end-time", "--to", "end_time", help="ISO-8601 time, exclusive.")
 @click.option("--start-pos", default=0, type=POSITION, help="First position (stream or global).")
 @click.option("--speed", type=float, help="Pace events: 1.0 = original gaps, 2.0 = twice as fast.")
-@click.option("--max-gap", type=float, help="With --speed: never pause longer than this (seconds).")
+@click.option(
+    "--max-gap", type=float, help="With --speed (required): never pause longer than this (seconds)."
+)
 @click.option("--checkpoint", help="Resume after the last run with this name.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
 @json_option
@@ -384,6 +396,8 @@ def replay(
     """
     if stream is not None and streams:
         raise CommandError("--stream and --streams cannot be combined")
+    if max_gap is not None and speed is None:
+        raise click.UsageError("--max-gap caps the pauses of --speed: give --speed too")
     stream_filter, type_filter = patterns(streams), patterns(types)
 
     def show(event: Event) -> None:
@@ -391,12 +405,12 @@ def replay(
             emit(event_json(event) if as_json else global_line(event))
 
     async def work() -> ReplayReport:
-        async with open_store(store, must_exist=True) as events:
+        async with open_store(store, reading=True, must_exist=True) as events:
             if stream is not None and await events.stream_version(stream) is None:
-                raise CommandError(f"stream {stream!r} does not exist in {store}")
+                raise CommandError(f"stream {stream!r} does not exist in {shown(store)}")
             async with EventReplay(events) as replayer:
                 replayer.handle("#", show)
-                with progress_bar("replaying") as advance:
+                with progress_bar("replaying", printing=not quiet) as advance:
                     if stream is not None:
                         return await replayer.replay_stream(
                             stream,
@@ -438,18 +452,18 @@ def stats(store: str, streams: tuple[str, ...]) -> None:
     """Count streams, events, and events per type."""
 
     async def work() -> None:
-        async with open_store(store, must_exist=True) as events:
+        async with open_store(store, reading=True, must_exist=True) as events:
             wanted = streams or ("#",)
             names = {name for pattern in wanted for name in await events.streams(pattern)}
             per_type: Counter[str] = Counter()
-            with progress_bar("counting") as advance:
+            with progress_bar("counting", printing=False) as advance:
                 total = 0
                 async for event in events.read_all(0, streams=patterns(streams)):
                     per_type[event.type] += 1
                     total += 1
                     if total % 500 == 0:
                         advance(ReplayProgress(total, total, 0, 0, event.global_position, None, 0))
-        emit(f"store: {store}")
+        emit(f"store: {shown(store)}")
         emit(f"streams: {len(names)}")
         emit(f"events: {total}")
         if per_type:
@@ -462,9 +476,15 @@ def stats(store: str, streams: tuple[str, ...]) -> None:
 
 
 @contextmanager
-def progress_bar(label: str) -> Iterator[Callable[[ReplayProgress], None]]:
-    """A rich progress bar on stderr when it is a terminal; a no-op callback otherwise."""
-    if not sys.stderr.isatty():
+def progress_bar(label: str, *, printing: bool) -> Iterator[Callable[[ReplayProgress], None]]:
+    """A rich progress bar on stderr when it is a terminal; a no-op callback otherwise.
+
+    Events still go to stdout, never through the bar's console (rich would otherwise
+    redirect ``sys.stdout`` into stderr while the bar is live, taking events away from a
+    file or pipe). ``printing`` says that stdout is written while the bar runs: then the
+    bar shows only when stdout is not a terminal too, where the lines would cut into it.
+    """
+    if not sys.stderr.isatty() or (printing and sys.stdout.isatty()):
         yield lambda progress: None
         return
     from rich.console import Console
@@ -472,7 +492,9 @@ def progress_bar(label: str) -> Iterator[Callable[[ReplayProgress], None]]:
 
     console = Console(stderr=True)
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(
+        *columns, console=console, transient=True, redirect_stdout=False, redirect_stderr=False
+    ) as bar:
         task = bar.add_task(label, total=None)
 
         def advance(progress: ReplayProgress) -> None:
@@ -520,7 +542,7 @@ def validate(
         return
 
     async def work() -> tuple[int, int, int]:
-        async with open_store(store, must_exist=True) as events:
+        async with open_store(store, reading=True, must_exist=True) as events:
             return await check_store(events, validator, patterns(streams), patterns(types), emit)
 
     checked, invalid, unchecked = run(work)
@@ -546,7 +568,7 @@ def bench(store: str, events: int, tasks: int, batch: int) -> None:
 
     async def work() -> None:
         async with open_store(store) as opened:
-            emit(f"store: {store}")
+            emit(f"store: {shown(store)}")
             await run_bench(opened, events, tasks, batch, emit)
 
     run(work)
@@ -568,9 +590,12 @@ def serve(store: str, host: str, port: int) -> None:
     uvicorn = require("uvicorn", extra="web", feature="pepperpy-event serve")
     from ._console import console_app
 
+    if host.startswith("[") and host.endswith("]"):  # an IPv6 address as a URL writes it
+        host = host[1:-1]
+
     async def work() -> None:
         with listen(host, port) as listener:
-            async with open_store(store) as events:
+            async with open_store(store, reading=True) as events:
                 config = uvicorn.Config(
                     console_app(events),
                     log_level="warning",
@@ -584,15 +609,21 @@ def serve(store: str, host: str, port: int) -> None:
                     await asyncio.sleep(0.02)
                 if server.started:
                     bound = listener.getsockname()[1]
-                    emit(f"pepperpy-event console on http://{host}:{bound}/ (store {store})")
+                    url = f"http://{address(host.replace('%', '%25'), bound)}/"  # a zone id
+                    emit(f"pepperpy-event console on {url} (store {shown(store)})")
                 await serving
                 if not server.started:
-                    raise CommandError(f"could not listen on {host}:{port}")
+                    raise CommandError(f"could not listen on {address(host, port)}")
 
     try:
         run(work)
     except KeyboardInterrupt:  # Ctrl-C is how a console is meant to stop
         note("stopped")
+
+
+def address(host: str, port: int) -> str:
+    """``host:port`` as a URL writes it: an IPv6 address in brackets (``[::1]:8080``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -604,10 +635,10 @@ def listen(host: str, port: int) -> socket.socket:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         return socket.create_server((host, port), family=family)
     except socket.gaierror as exc:  # an unknown host
-        raise CommandError(f"could not listen on {host}:{port}: {exc.strerror}") from None
+        raise CommandError(f"could not listen on {address(host, port)}: {exc.strerror}") from None
     except OSError as exc:  # a busy port, an address not on this machine, no permission
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise CommandError(f"could not listen on {host}:{port}: {reason}") from None
+        raise CommandError(f"could not listen on {address(host, port)}: {reason}") from None
 
 
 async def _serve_until_stopped(server: Any, listener: socket.socket) -> None:
@@ -621,18 +652,62 @@ def audit() -> None:
     """Inspect a hash-chained audit log file (see pepperpy.event.security.AuditLog)."""
 
 
-def _open_audit(path: str) -> Any:
+def _audit_key() -> bytes | None:
+    """The audit log's HMAC key, from PEPPERPY_EVENT_AUDIT_KEY (hex), if it is set."""
+    key_hex = os.environ.get("PEPPERPY_EVENT_AUDIT_KEY")
+    try:
+        return bytes.fromhex(key_hex) if key_hex else None
+    except ValueError:
+        raise CommandError("PEPPERPY_EVENT_AUDIT_KEY must be hex") from None
+
+
+def _open_audit(path: str, key: bytes | None) -> Any:
     """The audit log file at ``path``, opened read-only (nothing here writes to it)."""
     from ..security import AuditLog
 
     if not pathlib.Path(path).is_file():
         raise CommandError(f"no audit log at {path!r}")
-    key_hex = os.environ.get("PEPPERPY_EVENT_AUDIT_KEY")
-    try:
-        key = bytes.fromhex(key_hex) if key_hex else None
-    except ValueError:
-        raise CommandError("PEPPERPY_EVENT_AUDIT_KEY must be hex") from None
     return AuditLog(path, key=key, read_only=True)
+
+
+def _verify_audit(path: str, key: bytes | None, **expected: Any) -> Any:
+    log = _open_audit(path, key)
+    try:
+        return log.verify(**expected)
+    finally:
+        log.close()
+
+
+def _key_mismatch(path: str, key: bytes | None, reason: str | None) -> str | None:
+    """The error to give when the first entry fails and the key setting may be why.
+
+    The file does not record whether its chain is HMAC-keyed, so the other setting is
+    tried: a log that fails under the key given but verifies without one is unkeyed (or
+    was rewritten by someone without the key). Without a key, a keyed log cannot be told
+    from one whose first entry was altered, so the message names both.
+    """
+    if reason is not None and reason.startswith("malformed"):  # edited, whatever the key
+        return None
+    chain = _verify_audit(path, key)  # without a recorded head: the chain alone
+    if chain.ok or chain.first_bad_sequence != 0 or chain.checked != 0:
+        return None
+    if key is None:
+        return (
+            f"audit log {path!r}: entry 0 does not verify without a key ({reason}): if the "
+            "log is HMAC-keyed, put its key (hex) in PEPPERPY_EVENT_AUDIT_KEY, which is not "
+            "set; if it is not keyed, it is NOT intact (entry 0 was altered)"
+        )
+    unkeyed = _verify_audit(path, None)
+    if unkeyed.ok or unkeyed.checked > 0:
+        return (
+            f"audit log {path!r} does not verify under the key in PEPPERPY_EVENT_AUDIT_KEY "
+            "but does without a key: it is not HMAC-keyed (unset PEPPERPY_EVENT_AUDIT_KEY), "
+            "or someone without the key rewrote it"
+        )
+    return (
+        f"audit log {path!r} is NOT intact under the key in PEPPERPY_EVENT_AUDIT_KEY, nor "
+        f"without a key: entry 0: {reason}; the key may be wrong, or entry 0 was altered"
+    )
 
 
 @audit.command("verify")
@@ -656,15 +731,16 @@ def audit_verify(path: str, expect_count: int | None, expect_head: str | None) -
     --expect-count and --expect-head. An HMAC-keyed log needs its key, hex-encoded, in
     PEPPERPY_EVENT_AUDIT_KEY.
     """
-    log = _open_audit(path)
-    try:
-        result = log.verify(expect_count=expect_count, expect_head=expect_head)
-    finally:
-        log.close()
+    key = _audit_key()
+    result = _verify_audit(path, key, expect_count=expect_count, expect_head=expect_head)
     if not result.ok:
         bad = result.first_bad_sequence
         where = "" if bad is None else f"entry {bad}: "
         verified = "verified" if bad is None else "before it verified"
+        if bad == 0 and result.checked == 0:  # the first entry fails: perhaps the key
+            mismatch = _key_mismatch(path, key, result.reason)
+            if mismatch is not None:
+                raise CommandError(mismatch)
         raise CommandError(
             f"audit log {path!r} is NOT intact: {where}{result.reason} "
             f"({result.checked} entries {verified})"
@@ -676,13 +752,17 @@ def audit_verify(path: str, expect_count: int | None, expect_head: str | None) -
 @audit.command("show")
 @click.argument("path")
 def audit_show(path: str) -> None:
-    """Print every entry of PATH: SEQUENCE TIME PRINCIPAL ACTION TARGET OUTCOME."""
-    log = _open_audit(path)
+    """Print every entry of PATH: SEQUENCE TIME PRINCIPAL ACTION TARGET OUTCOME.
+
+    One line per entry: a field holding a space, a quote or a control character is
+    printed as a JSON string, so no value can pass for another line or field.
+    """
+    log = _open_audit(path, _audit_key())
     try:
         for entry in log.entries():
             emit(
-                f"{entry.sequence} {entry.at.isoformat()} {entry.principal or '-'} "
-                f"{entry.action} {entry.target} {entry.outcome}"
+                f"{entry.sequence} {entry.at.isoformat()} {field(entry.principal)} "
+                f"{field(entry.action)} {field(entry.target)} {field(entry.outcome)}"
             )
     finally:
         log.close()

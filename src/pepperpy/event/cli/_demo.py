@@ -6,9 +6,12 @@ warehouse ships paid ones); every domain event is appended to the store, one str
 customer and per order. Then a :class:`Projection` is rebuilt from the whole history by
 replay, and an :class:`EventReplay` looks at this run alone through a time window.
 
-Each run gets the next run number (claimed with ``expected_version``, so two demos at
-once cannot take the same one), and ids include it: running the demo twice adds a
-second history beside the first.
+Each run gets the next run number: the position its ``demo.started`` event takes in
+``shop.demo.runs``, which the store hands out once, so demos running at once never share
+one. Every id includes it: running the demo twice adds a second history beside the
+first. The projection keeps its state in memory and is rebuilt from the whole log on
+every run, so concurrent demos share nothing but the log they append to (a projection
+state saved under one name in the store would be a checkpoint they all fight over).
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._bus import EventBus
-from .._errors import ConcurrencyError, EventError
+from .._errors import EventError
 from .._event import Event
 from .._manager import EventManager
 from .._projection import Projection
 from .._replay import EventReplay
 from .._retry import RetryPolicy
-from ..store import NO_STREAM, EventStore
+from ..store import EventStore
+from ._urls import shown
 
 __all__ = ["run_demo"]
 
@@ -80,19 +84,14 @@ def stream_for(event: Event) -> str:
 
 
 async def claim_run(store: EventStore) -> int:
-    """The next run number, claimed with optimistic concurrency."""
-    for _ in range(10):
-        version = await store.stream_version(RUNS_STREAM)
-        number = 1 if version is None else version + 2
-        expected = NO_STREAM if version is None else version
-        try:
-            await store.append(
-                RUNS_STREAM, Event("demo.started", {"run": number}), expected_version=expected
-            )
-        except ConcurrencyError:
-            continue
-        return number
-    raise EventError("could not claim a demo run number: the store is too busy")
+    """The next run number: one more than the position this run's event is given.
+
+    The store assigns each position once (concurrent appends are serialised, and a
+    deleted stream continues after its last position), so no two runs get the same
+    number, however many start at once, and none has to retry.
+    """
+    result = await store.append(RUNS_STREAM, Event("demo.started", {}))
+    return result.next_expected_version + 1
 
 
 def sales_projection(store: EventStore) -> Projection:
@@ -102,6 +101,7 @@ def sales_projection(store: EventStore) -> Projection:
         store,
         initial=lambda: {"customers": {}, "orders": {}, "revenue": 0},
         streams="shop.order.*",
+        state_store="memory://",  # rebuilt each run: nothing for concurrent demos to share
     )
 
     def move(state: dict[str, Any], order_id: str, status: str) -> None:
@@ -133,7 +133,7 @@ async def run_demo(url: str, say: Say) -> None:
     async with EventStore(url) as store:
         run = await claim_run(store)
         started = datetime.now(UTC)
-        say(f"pepperpy-event demo, run {run}, store {url}")
+        say(f"pepperpy-event demo, run {run}, store {shown(url)}")
         manager = EventManager()
         bus = EventBus(retry_policy=RetryPolicy.NONE)
         recorded: list[str] = []
@@ -226,7 +226,7 @@ async def run_demo(url: str, say: Say) -> None:
         counts = Counter(state["orders"].values())
         statuses = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         say(f"  orders: {statuses}; revenue {money(state['revenue'])}")
-        say(f"  ({report.replayed} events applied, checkpoint at {report.last_position})")
+        say(f"  ({report.replayed} events applied, up to global position {report.last_position})")
 
         say(f"replay of this run only (events since {started.isoformat(timespec='seconds')}):")
         per_type: Counter[str] = Counter()
@@ -240,7 +240,7 @@ async def run_demo(url: str, say: Say) -> None:
         say(f"  {this_run.replayed} replayed, {this_run.skipped} earlier events skipped")
         say(
             f"done in {time.perf_counter() - began:.2f}s; try: pepperpy-event read "
-            f"shop.order.o{run}-1 --store {url}"
+            f"shop.order.o{run}-1 --store {shown(url)}"
         )
 
 

@@ -4,15 +4,23 @@
 ``replay``) print ``GLOBAL_POSITION STREAM:POSITION TYPE DATA``. ``DATA`` is compact
 JSON, so ``line.split(" ", 2)`` (or ``3``) recovers the fields. ``--json`` prints the
 whole event as one JSON object per line instead.
+
+Text that is not ours to trust (an audit entry's principal or target) is printed as
+one ``field``: as it is when it is plain, else as a JSON string with every control,
+format and separator character escaped, so a value can neither break a line in two
+nor pass for several fields.
 """
 
 from __future__ import annotations
+
+import json
+import unicodedata
 
 from .. import _json
 from .._event import Event
 from .._frozen import thaw
 
-__all__ = ["event_json", "global_line", "stream_line"]
+__all__ = ["event_json", "field", "global_line", "stream_line"]
 
 
 def _data(event: Event) -> str:
@@ -32,3 +40,23 @@ def global_line(event: Event) -> str:
 def event_json(event: Event) -> str:
     """The whole event (id, timestamp, metadata, positions) as one JSON line."""
     return _json.dumps(event.to_dict()).decode()
+
+
+def _unsafe(char: str) -> bool:
+    """Control, format, private, unassigned, or any separator other than a plain space."""
+    category = unicodedata.category(char)
+    return category[0] == "C" or (category[0] == "Z" and char != " ")
+
+
+def field(text: str | None) -> str:
+    """``text`` as one space-free field: as it is if plain, else quoted and escaped.
+
+    ``None`` is ``-``; the text ``-``, empty text, and text with a space, a quote, a
+    backslash or an unsafe character become a JSON string (``"mallory\\nroot"``).
+    """
+    if text is None:
+        return "-"
+    if text and text != "-" and not any(c in ' "\\' or _unsafe(c) for c in text):
+        return text
+    escaped = "".join(json.dumps(c)[1:-1] if c in '"\\' or _unsafe(c) else c for c in text)
+    return f'"{escaped}"'
