@@ -224,3 +224,117 @@ async def test_any_stream_name_has_a_working_link(
         api = await client.get("/api" + link)
         assert api.status_code == 200, (name, api.text)
         assert [e["data"] for e in api.json()] == [{"name": name}]
+
+
+BAD_QUERIES = [
+    "/api/streams/user.1?backwards=maybe",
+    "/api/streams/user.1?backwards=2",
+    "/api/streams/user.1?limit=0",
+    "/api/streams/user.1?limit=1001",
+    "/api/streams/user.1?from=%2B1",  # int() takes "+1", " 1", "1_0" and "١": not here
+    "/api/streams/user.1?from=1_0",
+    "/api/streams/user.1?from=%D9%A1",
+    "/api/streams/user.1?from=99999999999999999999",
+    "/api/streams/user.1?form=1",  # a typo is not ignored
+    "/api/streams/user.1?from=1&from=2",
+    "/api/stats?minutes=0",
+    "/api/stats?minutes=1441",
+    "/api/stats?minutes=abc",
+    "/api/stats?hours=1",
+    "/api/streams?pattern=us*r",
+    "/api/streams?limit=-1",
+    "/api/streams?page=2",
+    "/api/events?limit=1001",
+    "/api/events?streams=a..b",
+    "/api/tail?lines=x",
+    "/api/tail?types=us*r",
+    "/api/tail?from=-1",
+]
+
+
+@pytest.mark.parametrize("query", BAD_QUERIES)
+async def test_bad_query_parameters_get_400(client: httpx.AsyncClient, query: str) -> None:
+    """backwards=maybe and minutes=0 were answered 200, as if they were fine."""
+    answer = await client.get(query)
+    assert answer.status_code == 400, (query, answer.text)
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["/?limit=0", "/?pattern=us*r", "/?x=1", "/streams/user.1?from=-1", "/streams/user.1?to=1"]
+    + ["/tail?lines=x", "/tail?types=us*r", "/tail?nonsense=1"],
+)
+async def test_bad_query_parameters_of_pages_get_400(client: httpx.AsyncClient, query: str) -> None:
+    answer = await client.get(query)
+    assert answer.status_code == 400, (query, answer.text)
+    assert "Bad request" in answer.text
+
+
+async def test_good_query_parameters_still_work(client: httpx.AsyncClient) -> None:
+    for flag, first in (("true", "user.renamed"), ("NO", "user.created"), ("", "user.created")):
+        answer = await client.get("/api/streams/user.1", params={"backwards": flag})
+        assert answer.status_code == 200 and answer.json()[0]["type"] == first, flag
+    assert (await client.get("/api/stats", params={"minutes": 1440})).json()["minutes"] == 1440
+    both = await client.get("/api/events", params=[("types", "user.*"), ("types", "order.*")])
+    assert len(both.json()) == 3
+    assert (await client.get("/tail", params={"lines": 5, "types": "user.*"})).status_code == 200
+
+
+async def test_streams_are_paged(client: httpx.AsyncClient, store: EventStore) -> None:
+    """/ and /api/streams counted every stream of the store on every request."""
+    names = [f"many.{n:03d}" for n in range(250)]
+    for name in names:
+        await store.append(name, Event("many.made", {}))
+    first = await client.get("/api/streams", params={"pattern": "many.*"})
+    assert [item["name"] for item in first.json()] == names[:100]
+    assert first.links["next"]["url"] == "/api/streams?pattern=many.%2A&after=many.099"
+    seen: list[str] = []
+    url: str | None = "/api/streams?pattern=many.*&limit=70"
+    pages = 0
+    while url is not None:
+        page = await client.get(url)
+        assert page.status_code == 200, page.text
+        seen += [item["name"] for item in page.json()]
+        url = page.links.get("next", {}).get("url")
+        pages += 1
+    assert seen == names and pages == 4  # 70 + 70 + 70 + 40, no duplicates, no gaps
+    whole = await client.get("/api/streams", params={"limit": 1000})
+    assert len(whole.json()) == 252  # and order.1, user.1 and "link" not in whole.headers
+    after = await client.get("/api/streams", params={"after": "many.248", "pattern": "many.*"})
+    assert [item["name"] for item in after.json()] == ["many.249"]
+    assert "link" not in after.headers
+
+    index = (await client.get("/")).text
+    assert "252 streams (1 to 100 below)" in index
+    assert 'href="/?after=many.099">next 100</a>' in index
+    assert index.count('href="/streams/') == 100
+    last = (await client.get("/", params={"after": "many.196"})).text
+    assert "252 streams (198 to 252 below)" in last and "next 100" not in last
+    assert 'href="/">first page</a>' in last
+    single = (await client.get("/", params={"pattern": "user.*"})).text
+    assert "1 streams, 2 events." in single and "first page" not in single
+
+
+def test_serve_prints_an_ipv6_url_in_brackets(tmp_path: Path) -> None:
+    """``--host ::1`` printed http://::1:PORT/, which no client can parse."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    process = start_command("serve", "--host", "::1", "--port", "0", cwd=tmp_path)
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        url = banner.split()[3]
+        assert re.fullmatch(r"http://\[::1\]:\d+/", url), banner
+        assert httpx.get(url + "api/streams", timeout=10).json() == []
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0

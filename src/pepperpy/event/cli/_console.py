@@ -2,14 +2,19 @@
 
 Pages (server-rendered HTML, no JavaScript framework):
 
-- ``/``: streams with their event counts, and store totals;
+- ``/``: streams with their event counts, a page at a time (``?pattern=&after=&limit=``),
+  and store totals;
 - ``/streams/{name}``: the events of one stream, paged (``?from=&limit=``); any stream
   name, percent-encoded (``/streams/tenant%2Fa.1``), here and in ``/api/streams/{name}``;
 - ``/tail``: the global log live, fed by Server-Sent Events.
 
 JSON API (what the pages use, and what scripts can use):
 
-- ``GET /api/streams?pattern=``: ``[{"name", "events"}]``;
+- ``GET /api/streams?pattern=&after=&limit=``: ``[{"name", "events"}]``, a page of
+  the matching streams in name order after the name ``after`` (at most ``limit``,
+  default 100, up to 1000); when more follow, a ``Link: <...>; rel="next"`` header gives
+  the next page's URL. Only the page's streams are counted, so a store with many
+  streams answers as fast as one with a few;
 - ``GET /api/streams/{name}?from=&limit=&backwards=``: events (404 for a missing stream);
 - ``GET /api/events?from=&limit=&streams=&types=``: a page of the global log;
 - ``GET /api/stats?minutes=60``: appends per minute (oldest first) and per event type
@@ -19,17 +24,22 @@ JSON API (what the pages use, and what scripts can use):
   last one it saw (``Last-Event-ID``). Without ``from`` it starts with the last
   ``lines`` events (default 20).
 
-Bad parameters get a 400 with ``{"error": message}``.
+Every query parameter is checked: an unknown one, one given twice, a number that is not
+a plain decimal in its range, a flag other than ``1/0/true/false/yes/no`` or an invalid
+pattern gets a 400 with ``{"error": message}`` (a short page for the HTML routes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import html
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -39,37 +49,86 @@ from starlette.routing import Route
 from .. import _json
 from .._errors import EventError
 from .._event import Event
+from .._patterns import parse_pattern
 from ..store import EventStore, StoreSubscription
-from ._counts import stream_counts, stream_length
+from ._counts import stream_length
 from ._tail import last_events, recent_events
 
 __all__ = ["console_app"]
 
 PAGE_LIMIT = 100
 MAX_LIMIT = 1000
+MAX_POSITION = 2**63 - 1  # the store's largest position (signed 64-bit)
+MAX_MINUTES = 24 * 60
 HEARTBEAT_SECONDS = 15.0
+_DECIMAL = re.compile(r"[0-9]{1,19}")
+_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 class BadRequest(Exception):
     """A query parameter the console cannot use; answered with status 400."""
 
 
-def _int(request: Request, name: str, default: int | None, *, upper: int | None = None) -> Any:
+def _known(request: Request, *names: str, repeatable: tuple[str, ...] = ()) -> None:
+    """Refuse a parameter the route does not take, or a single one given twice."""
+    for name in request.query_params:
+        if name not in names:
+            known = ", ".join(names) if names else "none"
+            raise BadRequest(f"unknown query parameter {name!r} (this page takes: {known})")
+        if name not in repeatable and len(request.query_params.getlist(name)) > 1:
+            raise BadRequest(f"{name} given more than once")
+
+
+def _int(
+    request: Request, name: str, default: int | None, *, lower: int = 0, upper: int = MAX_POSITION
+) -> Any:
+    """A whole number from ``lower`` to ``upper``, written as plain ASCII digits."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
-    if value < 0:
-        raise BadRequest(f"{name} must be >= 0, got {value}")
-    return min(value, upper) if upper is not None else value
+    value = int(raw) if _DECIMAL.fullmatch(raw) else None
+    if value is None or not lower <= value <= upper:
+        raise BadRequest(f"{name} must be a whole number from {lower} to {upper}, got {raw!r}")
+    return value
+
+
+def _limit(request: Request) -> int:
+    value: int = _int(request, "limit", PAGE_LIMIT, lower=1, upper=MAX_LIMIT)
+    return value
+
+
+def _flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return False
+    value = _FLAGS.get(raw.lower())
+    if value is None:
+        raise BadRequest(f"{name} must be 1, 0, true, false, yes or no, got {raw!r}")
+    return value
+
+
+def _pattern(request: Request, name: str) -> str:
+    """One pattern (default ``#``, every stream), checked."""
+    value = request.query_params.get(name) or "#"
+    parse_pattern(value)  # PatternError (an EventError): a 400
+    return value
 
 
 def _patterns(request: Request, name: str) -> list[str] | None:
+    """A repeatable pattern filter (``streams=a.*&streams=b.*``), checked; None: all."""
     values = [v for v in request.query_params.getlist(name) if v]
+    for value in values:
+        parse_pattern(value)
     return values or None
+
+
+def _tail_parameters(request: Request) -> tuple[list[str] | None, list[str] | None, Any, int]:
+    """What ``/tail`` and ``/api/tail`` take: streams, types, from, lines."""
+    _known(request, "from", "lines", "streams", "types", repeatable=("streams", "types"))
+    streams, types = _patterns(request, "streams"), _patterns(request, "types")
+    start = _int(request, "from", None)
+    lines: int = _int(request, "lines", 20, upper=MAX_LIMIT)
+    return streams, types, start, lines
 
 
 def _json_response(value: Any, status: int = 200) -> Response:
@@ -98,22 +157,28 @@ def console_app(store: EventStore) -> Starlette:
     """The console's ASGI application over an open ``store`` (the caller closes it)."""
 
     async def api_streams(request: Request) -> Response:
-        pattern = request.query_params.get("pattern") or "#"
-        return _json_response(await _stream_counts(store, pattern))
+        page = await _streams_page(store, request)
+        response = _json_response(page.streams)
+        if page.next_after is not None:
+            next_url = _page_url("/api/streams", page, page.next_after)
+            response.headers["Link"] = f'<{next_url}>; rel="next"'
+        return response
 
     async def api_stream(request: Request) -> Response:
+        _known(request, "from", "limit", "backwards")
+        start = _int(request, "from", None)
+        limit = _limit(request)
+        backwards = _flag(request, "backwards")
         name = request.path_params["name"]
         if await store.stream_version(name) is None:
             return JSONResponse({"error": f"stream {name!r} does not exist"}, status_code=404)
-        start = _int(request, "from", None)
-        limit = _int(request, "limit", PAGE_LIMIT, upper=MAX_LIMIT)
-        backwards = request.query_params.get("backwards", "") in ("1", "true", "yes")
         events = await store.get_stream(name, start, backwards=backwards, limit=limit)
         return _json_response([event.to_dict() for event in events])
 
     async def api_events(request: Request) -> Response:
+        _known(request, "from", "limit", "streams", "types", repeatable=("streams", "types"))
         start = _int(request, "from", 0)
-        limit = _int(request, "limit", PAGE_LIMIT, upper=MAX_LIMIT)
+        limit = _limit(request)
         reader = store.read_all(
             start,
             streams=_patterns(request, "streams"),
@@ -123,14 +188,12 @@ def console_app(store: EventStore) -> Starlette:
         return _json_response([event.to_dict() for event in await reader])
 
     async def api_tail(request: Request) -> Response:
-        streams, types = _patterns(request, "streams"), _patterns(request, "types")
-        start = _int(request, "from", None)
+        streams, types, start, lines = _tail_parameters(request)
         resume = request.headers.get("last-event-id")
-        if resume is not None and resume.isdigit():
+        if resume is not None and _DECIMAL.fullmatch(resume) and int(resume) < MAX_POSITION:
             start = int(resume) + 1
         backlog: list[Event] = []
         if start is None:
-            lines = _int(request, "lines", 20, upper=MAX_LIMIT)
             backlog, start = await last_events(store, lines, streams, types)
         subscription = store.subscribe(start, streams=streams, types=types)
         return StreamingResponse(
@@ -140,33 +203,46 @@ def console_app(store: EventStore) -> Starlette:
         )
 
     async def api_stats(request: Request) -> Response:
-        minutes = _int(request, "minutes", 60, upper=24 * 60) or 1
+        _known(request, "minutes")
+        minutes: int = _int(request, "minutes", 60, lower=1, upper=MAX_MINUTES)
         return _json_response(await _activity(store, minutes))
 
     async def index(request: Request) -> Response:
-        counts = await _stream_counts(store, request.query_params.get("pattern") or "#")
+        page = await _streams_page(store, request)
         activity = await _activity(store, 60)
         rows = "".join(
             f'<tr><td><a href="{html.escape(_stream_href(item["name"]))}">'
             f"{html.escape(item['name'])}</a></td><td>{item['events']}</td></tr>"
-            for item in counts
+            for item in page.streams
         )
-        total = sum(item["events"] for item in counts)
+        if page.after is None and page.next_after is None:  # every stream is on this page
+            total = sum(item["events"] for item in page.streams)
+            summary = f"{page.matching} streams, {total} events."
+        else:
+            first = page.skipped + 1
+            shown = f"{first} to {page.skipped + len(page.streams)}" if page.streams else "none"
+            summary = f"{page.matching} streams ({shown} below)."
+        links = [f'<a href="{html.escape(_page_url("/", page, None))}">first page</a>']
+        if page.next_after is not None:
+            following = _page_url("/", page, page.next_after)
+            links.append(f'<a href="{html.escape(following)}">next {page.limit}</a>')
+        more = f"<p>{' &middot; '.join(links)}</p>" if page.after or page.next_after else ""
         body = (
-            f"<p>{len(counts)} streams, {total} events. <a href='/tail'>Live tail</a></p>"
+            f"<p>{summary} <a href='/tail'>Live tail</a></p>"
             f"<h2>Appends per minute, last hour</h2>{_chart(activity['per_minute'])}"
-            f"<table><tr><th>stream</th><th>events</th></tr>{rows}</table>"
+            f"<table><tr><th>stream</th><th>events</th></tr>{rows}</table>{more}"
         )
         return HTMLResponse(_page("Streams", body))
 
     async def stream_page(request: Request) -> Response:
+        _known(request, "from", "limit")
+        start = _int(request, "from", 0)
+        limit = _limit(request)
         name = request.path_params["name"]
         version = await store.stream_version(name)
         if version is None:
             body = f"<p>Stream {html.escape(name)!s} does not exist.</p>"
             return HTMLResponse(_page("Not found", body), status_code=404)
-        start = _int(request, "from", 0)
-        limit = _int(request, "limit", PAGE_LIMIT, upper=MAX_LIMIT)
         events = await store.get_stream(name, start, limit=limit)
         rows = "".join(_event_row(event, event.position) for event in events)
         following = (events[-1].position or 0) + 1 if events else start
@@ -184,6 +260,7 @@ def console_app(store: EventStore) -> Starlette:
         return HTMLResponse(_page(f"Stream {name}", body))
 
     async def tail_page(request: Request) -> Response:
+        _tail_parameters(request)  # checked here: EventSource retries a 400 forever
         return HTMLResponse(_page("Live tail", _TAIL_BODY))
 
     routes = [
@@ -199,8 +276,45 @@ def console_app(store: EventStore) -> Starlette:
     return Starlette(routes=routes)
 
 
-async def _stream_counts(store: EventStore, pattern: str) -> list[dict[str, Any]]:
-    return [{"name": name, "events": count} for name, count in await stream_counts(store, pattern)]
+@dataclass(frozen=True, slots=True)
+class StreamsPage:
+    """One page of the stream list: what ``/`` and ``/api/streams`` show."""
+
+    pattern: str
+    after: str | None  # the cursor this page starts after (None: the first page)
+    limit: int
+    streams: list[dict[str, Any]]  # {"name", "events"}, in name order
+    matching: int  # streams matching the pattern, on every page
+    skipped: int  # matching streams before this page
+    next_after: str | None  # the cursor of the next page (None: this is the last)
+
+
+async def _streams_page(store: EventStore, request: Request) -> StreamsPage:
+    """The page a request asks for: names are listed whole (cheap), counted per page."""
+    _known(request, "pattern", "after", "limit")
+    pattern = _pattern(request, "pattern")
+    after = request.query_params.get("after") or None
+    limit = _limit(request)
+    names = sorted(await store.streams(pattern))
+    start = 0 if after is None else bisect.bisect_right(names, after)
+    chosen = names[start : start + limit]
+    counted = [{"name": name, "events": await stream_length(store, name)} for name in chosen]
+    more = start + limit < len(names)
+    return StreamsPage(
+        pattern, after, limit, counted, len(names), start, chosen[-1] if more else None
+    )
+
+
+def _page_url(path: str, page: StreamsPage, after: str | None) -> str:
+    """The URL of a page of the stream list, keeping the request's pattern and limit."""
+    query: dict[str, str | int] = {}
+    if page.pattern != "#":
+        query["pattern"] = page.pattern
+    if after is not None:
+        query["after"] = after
+    if page.limit != PAGE_LIMIT:
+        query["limit"] = page.limit
+    return f"{path}?{urlencode(query)}" if query else path
 
 
 def _stream_href(name: str) -> str:
