@@ -487,8 +487,11 @@ def _drop(on: _OnLoop, connection: Any) -> None:
 
 
 def open_checkpoint_store(url: str | None) -> CheckpointStore:
-    """A checkpoint store for ``url``: the same database an event store of that URL uses."""
-    if url is None or url in ("memory://", "memory:", "memory"):
+    """A checkpoint store for ``url``: the same database an event store of that URL uses.
+
+    The scheme is matched without regard to case, as the event store matches it.
+    """
+    if url is None or url.lower() in ("memory://", "memory:", "memory"):
         return MemoryCheckpointStore()
     scheme = url.partition("://")[0].lower()
     if scheme == "sqlite":

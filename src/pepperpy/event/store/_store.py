@@ -62,20 +62,28 @@ F = TypeVar("F", bound=Upcaster)
 
 
 def open_backend(url: str | None) -> StoreBackend:
-    """The backend for a store URL (``memory://``, ``sqlite:///path``, ``postgresql://``)."""
-    if url is None or url in ("memory://", "memory:"):
+    """The backend for a store URL (``memory://``, ``sqlite:///path``, ``postgresql://``).
+
+    The scheme is matched without regard to case (RFC 3986), for every backend:
+    ``MEMORY://``, ``SQLite:///events.db`` and ``POSTGRES://...`` work as their
+    lower-case forms do.
+    """
+    if url is not None and not isinstance(url, str):
+        raise ConfigurationError(f"a store URL must be a str, got {type(url).__name__}")
+    scheme, colon, rest = ("memory", ":", "") if url is None else url.partition(":")
+    scheme = scheme.lower()
+    if colon and scheme == "memory":
+        if rest not in ("", "//"):
+            raise ConfigurationError(f"the memory store takes no address: {url!r} (use memory://)")
         from .memory import MemoryBackend
 
         return MemoryBackend()
-    if not isinstance(url, str):
-        raise ConfigurationError(f"a store URL must be a str, got {type(url).__name__}")
-    scheme, sep, rest = url.partition("://")
-    if not sep:
+    if not colon or not rest.startswith("//"):
         raise ConfigurationError(
             f"not a store URL: {url!r} (use memory://, sqlite:///path/events.db or "
             "postgresql://user@host/db)"
         )
-    scheme = scheme.lower()
+    rest = rest[2:]
     if scheme == "sqlite":
         path = rest[1:] if rest.startswith("/") else rest
         path, _, query = path.partition("?")
@@ -102,7 +110,7 @@ def open_backend(url: str | None) -> StoreBackend:
     if scheme in ("postgresql", "postgres"):
         from .postgres import PostgresBackend
 
-        return PostgresBackend(url)
+        return PostgresBackend(f"{scheme}://{rest}")
     raise ConfigurationError(
         f"unknown store URL scheme {scheme!r} in {url!r} "
         "(known: memory://, sqlite:///path, postgresql://)"

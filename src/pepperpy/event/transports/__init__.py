@@ -30,12 +30,16 @@ _SCHEMES: dict[str, tuple[str, str]] = {
 
 
 def transport_from_url(url: str) -> Transport:
-    """Build the transport a URL names: ``memory://``, ``redis://``, ``nats://``, ``amqp://``."""
+    """Build the transport a URL names: ``memory://``, ``redis://``, ``nats://``, ``amqp://``.
+
+    The scheme is matched without regard to case (RFC 3986): ``MEMORY://`` and
+    ``REDIS://host`` work as their lower-case forms do.
+    """
     if not isinstance(url, str):
         raise TypeError(f"transport must be a URL or a Transport, got {url!r}")
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("memory", ""):
-        if url not in ("memory", "memory://", "memory:"):
+        if url.lower() not in ("memory", "memory://", "memory:"):
             raise ConfigurationError(f"the memory transport takes no address: {url!r}")
         return MemoryTransport()
     target = _SCHEMES.get(scheme)
