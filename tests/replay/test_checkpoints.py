@@ -133,8 +133,16 @@ def test_urls_choose_the_backend(tmp_path: Path) -> None:
     assert sqlite_store.path == tmp_path / "e.db"
     assert isinstance(open_checkpoint_store("postgresql://u@h/db"), PostgresCheckpointStore)
     assert sqlite_path("sqlite:///events.db") == Path("events.db")
-    assert sqlite_path("sqlite:////abs/events.db?mode=rw") == Path("/abs/events.db")
-    for bad in ("redis://x", "events.db", "sqlite://", "sqlite:///:memory:"):
+    assert sqlite_path("sqlite:////abs/events.db?busy_timeout=5") == Path("/abs/events.db")
+    # parsed by the store's own parser: what the store refuses is refused here too
+    for bad in (
+        "redis://x",
+        "events.db",
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///e.db?mode=rw",
+        "sqlite:///e.db?create=maybe",
+    ):
         with pytest.raises(ConfigurationError):
             open_checkpoint_store(bad)
 

@@ -39,7 +39,9 @@ from ._deps import require
 from ._errors import ConcurrencyError, ConfigurationError, StoreError
 from ._loops import LoopShares
 from ._sqlite import open_wal
+from .store._sqlite_schema import check_event_store
 from .store.postgres import connection_lost
+from .store.sqlite import parse_url as parse_sqlite_url
 
 __all__ = [
     "Checkpoint",
@@ -161,13 +163,10 @@ class MemoryCheckpointStore(CheckpointStore):
 def sqlite_path(url: str) -> Path:
     """The file of a ``sqlite:///relative/path`` or ``sqlite:////absolute/path`` URL.
 
-    Parsed exactly as the event store parses it, so checkpoints land in the same file.
+    Parsed by the event store's own parser, so checkpoints land in the same file (and a
+    URL the store refuses is refused here too).
     """
-    scheme, sep, rest = url.partition("://")
-    path = (rest[1:] if rest.startswith("/") else rest).split("?", 1)[0]
-    if scheme.lower() != "sqlite" or not sep or not path or path == ":memory:":
-        raise ConfigurationError(f"not an SQLite file URL (want sqlite:///path/file.db): {url!r}")
-    return Path(path)
+    return Path(parse_sqlite_url(url).path)
 
 
 class SQLiteCheckpointStore(CheckpointStore):
@@ -175,15 +174,22 @@ class SQLiteCheckpointStore(CheckpointStore):
 
     The connection runs in a worker thread (``sqlite3`` blocks); WAL mode and
     ``synchronous=FULL`` make a returned ``save`` survive a crash.
+
+    With ``create=False`` (a store URL's ``?create=0``) the file must already be an
+    event store: anything else raises :class:`StoreError` on first use and is left as it
+    is, as :class:`~pepperpy.event.store.sqlite.SQLiteBackend` does with the option.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
+        self.create = create
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
+            if not self.create:
+                check_event_store(str(self.path))
             self._connection = open_wal(
                 self.path,
                 timeout=30.0,
@@ -495,7 +501,8 @@ def open_checkpoint_store(url: str | None) -> CheckpointStore:
         return MemoryCheckpointStore()
     scheme = url.partition("://")[0].lower()
     if scheme == "sqlite":
-        return SQLiteCheckpointStore(sqlite_path(url))
+        options = parse_sqlite_url(url)
+        return SQLiteCheckpointStore(options.path, create=options.create)
     if scheme in ("postgresql", "postgres"):
         return PostgresCheckpointStore(url)
     raise ConfigurationError(

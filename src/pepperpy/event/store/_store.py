@@ -14,7 +14,6 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl
 
 import orjson
 
@@ -68,9 +67,11 @@ def open_backend(url: str | None) -> StoreBackend:
     ``MEMORY://``, ``SQLite:///events.db`` and ``POSTGRES://...`` work as their
     lower-case forms do.
     """
-    if url is not None and not isinstance(url, str):
+    if url is None:
+        url = "memory://"
+    if not isinstance(url, str):
         raise ConfigurationError(f"a store URL must be a str, got {type(url).__name__}")
-    scheme, colon, rest = ("memory", ":", "") if url is None else url.partition(":")
+    scheme, colon, rest = url.partition(":")
     scheme = scheme.lower()
     if colon and scheme == "memory":
         if rest not in ("", "//"):
@@ -85,28 +86,9 @@ def open_backend(url: str | None) -> StoreBackend:
         )
     rest = rest[2:]
     if scheme == "sqlite":
-        path = rest[1:] if rest.startswith("/") else rest
-        path, _, query = path.partition("?")
-        if not path or path == ":memory:":
-            raise ConfigurationError(
-                f"{url!r}: give a file path (sqlite:///path/events.db); "
-                "for a store in memory use memory://"
-            )
-        options = dict(parse_qsl(query, keep_blank_values=True))
-        synchronous = options.pop("synchronous", "FULL").upper()
-        busy_timeout = options.pop("busy_timeout", "10")
-        try:
-            seconds = float(busy_timeout)
-        except ValueError:
-            seconds = -1.0
-        if options or synchronous not in ("FULL", "EXTRA", "NORMAL") or not 0 <= seconds < 1e6:
-            raise ConfigurationError(
-                f"{url!r}: the SQLite options are synchronous=FULL|EXTRA|NORMAL and "
-                "busy_timeout=<seconds>"
-            )
         from .sqlite import SQLiteBackend
 
-        return SQLiteBackend(path, synchronous=synchronous, busy_timeout=seconds)
+        return SQLiteBackend.from_url(url)
     if scheme in ("postgresql", "postgres"):
         from .postgres import PostgresBackend
 

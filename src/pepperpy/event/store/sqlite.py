@@ -22,9 +22,10 @@ import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
+from urllib.parse import parse_qsl
 
-from .._errors import ClosedError, StoreError
+from .._errors import ClosedError, ConfigurationError, StoreError
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
     LIVE_STREAMS,
@@ -52,7 +53,7 @@ from .base import (
     log_page,
 )
 
-__all__ = ["SQLiteBackend"]
+__all__ = ["SQLiteBackend", "SQLiteURL", "parse_url"]
 
 T = TypeVar("T")
 
@@ -61,6 +62,70 @@ POLL_INTERVAL = 0.5
 _READERS = 2
 
 _new_tuple = tuple.__new__
+
+#: the values a yes/no URL option takes (any case), as the console's query flags
+_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+_URL_OPTIONS = ("synchronous", "busy_timeout", "create")
+
+
+class SQLiteURL(NamedTuple):
+    """What a ``sqlite:///path?option=value`` URL says (see :func:`parse_url`)."""
+
+    path: str
+    synchronous: str = "FULL"
+    busy_timeout: float = BUSY_TIMEOUT
+    create: bool = True
+
+
+def parse_url(url: str) -> SQLiteURL:
+    """The file and options of an SQLite store URL; a bad one raises ``ConfigurationError``.
+
+    ``sqlite:///events.db`` is relative to the working directory, ``sqlite:////abs/e.db``
+    absolute; the scheme may be in any case. Options: ``synchronous=FULL|EXTRA|NORMAL``,
+    ``busy_timeout=<seconds>`` and ``create=1|0`` (also ``true``/``false``,
+    ``yes``/``no``): with ``create=0`` the file must already be an event store (see
+    :class:`SQLiteBackend`). An unknown or repeated option, or a bad value, is refused
+    with a message naming it.
+    """
+    scheme, sep, rest = url.partition("://")
+    if scheme.lower() != "sqlite" or not sep:
+        raise ConfigurationError(f"not an SQLite file URL (want sqlite:///path/file.db): {url!r}")
+    path, _, query = (rest[1:] if rest.startswith("/") else rest).partition("?")
+    if not path or path == ":memory:":
+        raise ConfigurationError(
+            f"{url!r}: give a file path (sqlite:///path/events.db); "
+            "for a store in memory use memory://"
+        )
+    given: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in _URL_OPTIONS:
+            raise ConfigurationError(
+                f"{url!r}: unknown SQLite URL option {name!r} "
+                "(the options are synchronous, busy_timeout and create)"
+            )
+        if name in given:
+            raise ConfigurationError(f"{url!r}: the option {name!r} is given twice")
+        given[name] = value
+    synchronous = given.get("synchronous", "FULL").upper()
+    if synchronous not in ("FULL", "EXTRA", "NORMAL"):
+        raise ConfigurationError(
+            f"{url!r}: synchronous={given['synchronous']!r}: use FULL, EXTRA or NORMAL"
+        )
+    try:
+        busy_timeout = float(given.get("busy_timeout", BUSY_TIMEOUT))
+    except ValueError:
+        busy_timeout = -1.0
+    if not 0 <= busy_timeout < 1e6:  # also refuses NaN
+        raise ConfigurationError(
+            f"{url!r}: busy_timeout={given['busy_timeout']!r}: give seconds, "
+            "0 or more (less than 1000000)"
+        )
+    create = _FLAGS.get(given.get("create", "1").lower())
+    if create is None:
+        raise ConfigurationError(
+            f"{url!r}: create={given['create']!r}: use 1 or 0 (or true/false, yes/no)"
+        )
+    return SQLiteURL(path, synchronous, busy_timeout, create)
 
 
 def _retrieved(future: asyncio.Future[None]) -> None:
@@ -81,8 +146,15 @@ class SQLiteBackend(StoreBackend):
     is opened: a missing file, an empty one, or one that is not an event store (another
     application's SQLite database) raises :class:`~pepperpy.event.StoreError` on first
     use and is left as it is, so a tool that only reads cannot turn a mistyped path into
-    a store. An event store of an older schema is still upgraded.
+    a store. An event store of an older schema is still upgraded. In a store URL this
+    is ``sqlite:///path/events.db?create=0`` (see :func:`parse_url`).
     """
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteBackend:
+        """The backend a ``sqlite:///path?options`` URL describes (see :func:`parse_url`)."""
+        path, synchronous, busy_timeout, create = parse_url(url)
+        return cls(path, synchronous=synchronous, busy_timeout=busy_timeout, create=create)
 
     def __init__(
         self,
