@@ -281,9 +281,12 @@ BAD_INPUT: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("append", "s.1", "", "{}"), ("cannot make the event", "event type", "''")),
     (
         ("stats", "--store", "postgresql://postgres@127.0.0.1:99999/x"),
-        ("Port out of range", "99999"),
+        ("port 99999 is out of range (1 to 65535)",),
     ),
-    (("stats", "--store", "postgresql://postgres@127.0.0.1:http/x"), ("Port", "http")),
+    (
+        ("stats", "--store", "postgresql://postgres@127.0.0.1:http/x"),
+        ("port 'http' is not a number",),
+    ),
 ]
 
 

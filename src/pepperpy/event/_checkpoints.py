@@ -40,7 +40,9 @@ from ._errors import ConcurrencyError, ConfigurationError, StoreError
 from ._loops import LoopShares
 from ._sqlite import open_wal
 from .store._sqlite_schema import check_event_store
+from .store.base import redact_url
 from .store.postgres import connection_lost
+from .store.postgres import parse_url as parse_postgres_url
 from .store.sqlite import parse_url as parse_sqlite_url
 
 __all__ = [
@@ -323,8 +325,12 @@ class PostgresCheckpointStore(CheckpointStore):
     """
 
     def __init__(self, url: str) -> None:
+        parse_postgres_url(url)  # a bad port or host list is refused before connecting
         self.url = url
         self._loops: LoopShares[_OnLoop] = LoopShares(_OnLoop)
+
+    def __repr__(self) -> str:
+        return f"PostgresCheckpointStore({redact_url(self.url)!r})"
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[tuple[_OnLoop, Any]]:
@@ -366,10 +372,13 @@ class PostgresCheckpointStore(CheckpointStore):
 
     async def _open(self) -> Any:
         asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
+        where = redact_url(self.url)
         try:
             connection = await asyncpg.connect(self.url)
+        except asyncpg.ClientConfigurationError as exc:  # a URL option asyncpg refused
+            raise ConfigurationError(f"PostgreSQL URL {where}: {exc}") from exc
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreError(f"cannot open PostgreSQL checkpoint store: {exc}") from exc
+            raise StoreError(f"cannot open PostgreSQL checkpoint store at {where}: {exc}") from exc
         try:
             await connection.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
@@ -379,7 +388,9 @@ class PostgresCheckpointStore(CheckpointStore):
             connection.terminate()  # not left open behind the error
             failures = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
             if isinstance(exc, (*failures, asyncpg.InternalClientError)):
-                raise StoreError(f"cannot open PostgreSQL checkpoint store: {exc}") from exc
+                raise StoreError(
+                    f"cannot open PostgreSQL checkpoint store at {where}: {exc}"
+                ) from exc
             raise
         return connection
 

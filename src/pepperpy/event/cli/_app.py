@@ -37,7 +37,7 @@ from ._counts import stream_counts
 from ._errors import CommandError, OutputClosed
 from ._output import event_json, field, global_line, stream_line
 from ._tail import last_events
-from ._urls import check_url, normalized, shown
+from ._urls import normalized, shown
 
 __all__ = ["DEFAULT_STORE", "CommandError", "OutputClosed", "app"]
 
@@ -170,9 +170,9 @@ async def open_store(
     Reading commands (``reading``) never make a store of a file: an existing SQLite file
     must already be an event store (an empty file, or another application's database,
     is refused and left as it is), checked before anything else opens it (a replay's
-    checkpoint table); with ``must_exist`` a missing file is refused too.
+    checkpoint table); with ``must_exist`` a missing file is refused too. A bad URL (a
+    port out of range, say) is refused by the store itself, before it connects.
     """
-    check_url(url)
     path = None
     if url.partition("://")[0].lower() == "sqlite":
         path = sqlite_path(url)

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
+from urllib.parse import unquote_plus
 
 from .._errors import ConcurrencyError, StreamDeletedError
 
@@ -378,14 +379,44 @@ def log_page(scanned: Sequence[Row], from_position: int, limit: int) -> LogPage:
     return LogPage(rows, next_position, len(scanned) == limit)
 
 
+#: query options whose value is a secret: asyncpg and libpq take ``?password=`` (and
+#: ``?sslpassword=``, the client key's passphrase) as well as ``user:password@``
+_SECRET_OPTIONS = frozenset({"password", "sslpassword"})
+
+
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (for reprs and error messages)."""
+    """The URL with its passwords replaced by ``***`` (for reprs and error messages).
+
+    Hides the password of ``user:password@host`` and the value of a ``password=`` or
+    ``sslpassword=`` query option (matched in any case and percent-encoding, as a
+    driver decodes them); everything else is left exactly as given. The user part
+    ends at the last ``@`` before the path (``/``), the query (``?``) or a fragment,
+    or, for a password holding a raw ``/``, at the last ``@`` before the query.
+    """
     scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in credentials:
+    if not sep:
         return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
+    head = rest.split("?", 1)[0].split("#", 1)[0]  # authority and path
+    authority = head.split("/", 1)[0]
+    end = authority.rfind("@") if "@" in authority else head.rfind("@")
+    if end >= 0 and ":" in rest[:end]:
+        rest = rest[: rest.index(":")] + ":***" + rest[end:]
+        end = rest.index("@")
+    query_at = rest.find("?", max(end, 0))
+    if query_at >= 0:
+        query, hash_sign, fragment = rest[query_at + 1 :].partition("#")
+        rest = rest[: query_at + 1] + _redact_query(query) + hash_sign + fragment
+    return f"{scheme}{sep}{rest}"
+
+
+def _redact_query(query: str) -> str:
+    """``query`` with the values of its secret options replaced by ``***``."""
+    fields = query.split("&")
+    for index, field in enumerate(fields):
+        name, equals, _ = field.partition("=")
+        if equals and unquote_plus(name).strip().lower() in _SECRET_OPTIONS:
+            fields[index] = f"{name}=***"
+    return "&".join(fields)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

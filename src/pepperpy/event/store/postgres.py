@@ -30,7 +30,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from .._deps import require
 from .._errors import ClosedError, ConfigurationError, StoreError
@@ -53,7 +53,7 @@ from .base import (
     settle,
 )
 
-__all__ = ["PostgresBackend"]
+__all__ = ["PostgresBackend", "connection_lost", "parse_url"]
 
 logger = logging.getLogger("pepperpy.event.store")
 
@@ -268,7 +268,7 @@ class PostgresBackend(StoreBackend):
     def __init__(self, url: str) -> None:
         self._asyncpg = require("asyncpg", extra="postgres", feature="the PostgreSQL store")
         self.url = url
-        self._dsn, self.schema = _split_schema(url)
+        self._dsn, self.schema = parse_url(url)
         #: the NOTIFY channel: one per schema, so stores in other schemas do not wake us
         self.channel = CHANNEL if self.schema is None else f"{CHANNEL}_{self.schema}"
         self._settings = {} if self.schema is None else {"search_path": self.schema}
@@ -284,6 +284,9 @@ class PostgresBackend(StoreBackend):
         self._loops: LoopShares[_OnLoop] = LoopShares(_OnLoop)
         self._head = 0  # next global position, as far as notifications told us
         self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend({redact_url(self.url)!r})"
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -395,6 +398,8 @@ class PostgresBackend(StoreBackend):
             )
         except refused as exc:
             where = redact_url(self.url)
+            if isinstance(exc, asyncpg.ClientConfigurationError):  # a URL option asyncpg refused
+                raise ConfigurationError(f"PostgreSQL URL {where}: {exc}") from exc
             raise StoreError(f"cannot connect to PostgreSQL at {where}: {exc}") from exc
         try:
             async with pool.acquire() as connection:
@@ -818,19 +823,73 @@ def _on_drop(dropped: asyncio.Event) -> Any:
 
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+_IPV6_HOST = re.compile(r"\[[^\]]+\](?::(.*))?")
 
 
-def _split_schema(url: str) -> tuple[str, str | None]:
-    """Take the store's own ``schema=`` option out of the URL (the rest goes to asyncpg)."""
-    parts = urlsplit(url)
+def parse_url(url: str) -> tuple[str, str | None]:
+    """Check a PostgreSQL URL before anything connects; split off the store's ``schema=``.
+
+    Returns the URL for asyncpg and the schema (``None``: the default one). The parts
+    asyncpg would trip over with a raw ``OverflowError``, ``ValueError`` or
+    ``IndexError`` at the first connection are refused here with
+    :class:`~pepperpy.event.ConfigurationError` naming the problem (the URL shown with
+    its password hidden): a port that is not 1 to 5 ASCII digits or is out of 1..65535
+    (in the host list or a ``?port=`` option), an empty entry in a host list, a bad
+    IPv6 address, a query field that is not ``name=value``, a bad schema name.
+    """
+    where = redact_url(url)
+
+    def refuse(problem: str) -> ConfigurationError:
+        return ConfigurationError(f"PostgreSQL URL {where}: {problem}")
+
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an IPv6 address without its closing bracket
+        raise refuse(str(exc)) from None
+    if parts.query and any("=" not in field for field in parts.query.split("&")):
+        raise refuse("each query field must be name=value, the fields joined by '&'")
     query = parse_qsl(parts.query, keep_blank_values=True)
-    schemas = [value for key, value in query if key == "schema"]
+    netloc = parts.netloc
+    hosts = netloc.partition("@")[2] if "@" in netloc else netloc  # as asyncpg splits it
+    if hosts:
+        _check_hosts(hosts, refuse)
+    for name, value in query:
+        if name == "host" and value:
+            _check_hosts(value, refuse)
+        elif name == "port" and value:
+            for port in value.split(","):
+                _check_port(port, refuse)
+    schemas = [value for name, value in query if name == "schema"]
     if not schemas:
         return url, None
     schema = schemas[-1]
     if not _SCHEMA_NAME.fullmatch(schema):
-        raise ConfigurationError(
-            f"schema={schema!r}: use lower-case letters, digits and '_' (at most 40)"
-        )
-    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+        raise refuse(f"schema={schema!r}: use lower-case letters, digits and '_' (at most 40)")
+    rest = urlencode([(name, value) for name, value in query if name != "schema"])
     return urlunsplit(parts._replace(query=rest)), schema
+
+
+def _check_hosts(hosts: str, refuse: Callable[[str], ConfigurationError]) -> None:
+    """Check a host list (``host1:5432,[::1]:5433,/var/run/postgresql``) as asyncpg reads it."""
+    for host in hosts.split(","):
+        if not host:
+            raise refuse(f"the host list {hosts!r} has an empty entry")
+        if host.startswith("/"):  # a Unix socket's directory
+            continue
+        if host.startswith("["):
+            ipv6 = _IPV6_HOST.fullmatch(host)
+            if ipv6 is None:
+                raise refuse(f"{host!r} is not an IPv6 address in brackets, optionally with :port")
+            port = ipv6.group(1) or ""
+        else:
+            port = host.partition(":")[2]
+        if port:  # host: alone means the default port
+            _check_port(unquote(port), refuse)
+
+
+def _check_port(port: str, refuse: Callable[[str], ConfigurationError]) -> None:
+    shown = port if len(port) <= 12 else port[:12] + "..."
+    if not (port.isascii() and port.isdigit()):
+        raise refuse(f"port {shown!r} is not a number")
+    if len(port) > 5 or not 1 <= int(port) <= 65535:
+        raise refuse(f"port {shown} is out of range (1 to 65535)")
