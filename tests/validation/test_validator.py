@@ -479,6 +479,49 @@ def test_registration_errors() -> None:
         validator.register("v", Local)
 
 
+@pytest.mark.parametrize("unknown_types", ["error", "pass"])
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "unevaluatedProperties": False},  # ConfigurationError
+        42,  # TypeError
+    ],
+)
+async def test_a_refused_schema_leaves_no_trace(unknown_types: Any, schema: Any) -> None:
+    validator = EventValidator(unknown_types=unknown_types)
+    with pytest.raises((ConfigurationError, TypeError)):
+        validator.register("user.created", schema)
+    assert "user.created" not in validator
+    assert validator.versions("user.created") == []
+    data = {"name": "x"}
+    if unknown_types == "error":
+        with pytest.raises(ValidationError, match="no schema is registered"):
+            await validator.validate("user.created", data)
+    else:  # unchecked, as for any type without a schema
+        assert (await validator.validate("user.created", data)).data == data
+    validator.register("user.created", {"type": "object"})  # the version is still free
+    assert validator.versions("user.created") == [1]
+
+
+async def test_a_refused_version_keeps_the_versions_registered_before() -> None:
+    validator = EventValidator()
+    validator.register("user.created", {"type": "object", "properties": {"n": {"type": "string"}}})
+    with pytest.raises(ConfigurationError):
+        validator.register("user.created", {"dependentSchemas": {}}, version=2)
+    assert validator.versions("user.created") == [1]
+    assert (await validator.validate("user.created", {"n": "x"})).version == 1
+
+
+def test_a_schema_nested_too_deeply_to_compile_is_a_configuration_error() -> None:
+    schema: dict[str, Any] = {"type": "integer"}
+    for _ in range(400):
+        schema = {"type": "object", "properties": {"a": schema}}
+    validator = EventValidator()
+    with pytest.raises(ConfigurationError, match="nested too deeply"):
+        validator.register("user.created", schema)
+    assert "user.created" not in validator
+
+
 # -- versions and upcasters -----------------------------------------------------------
 
 

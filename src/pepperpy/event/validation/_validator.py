@@ -308,11 +308,17 @@ class EventValidator:
         extra = self.extra_fields if extra_fields is None else extra_fields
         if extra not in _EXTRA:
             raise ConfigurationError(f"extra_fields must be one of {_EXTRA}, got {extra!r}")
-        versions = self._schemas.setdefault(event_type, {})
-        if version in versions:
+        if version in self._schemas.get(event_type, {}):
             raise ConfigurationError(f"{event_type!r} version {version} already has a schema")
         lax = self.coerce if coerce is None else bool(coerce)
-        versions[version] = _Compiled(event_type, version, schema, extra, lax)
+        try:  # compiled before anything is recorded: a refused schema leaves no trace
+            compiled = _Compiled(event_type, version, schema, extra, lax)
+        except RecursionError:
+            raise ConfigurationError(
+                f"the schema of {event_type!r} version {version} is nested too deeply to compile"
+            ) from None
+        versions = self._schemas.setdefault(event_type, {})
+        versions[version] = compiled
         self._latest[event_type] = versions[max(versions)]
 
     @overload
