@@ -780,6 +780,80 @@ async def test_pydantic_models_refuse_non_json_numbers(coerce: bool) -> None:
         await validator.validate("m", {"x": 1.0})  # the model's own default is NaN
 
 
+class Tier(enum.Enum):
+    GOLD = "gold"
+
+
+class PydanticOrder(pydantic.BaseModel):
+    tier: Tier
+    tags: set[str]
+    codes: frozenset[int]
+    pair: tuple[int, str]
+    placed_at: dt.datetime
+    order_id: uuid.UUID
+    amount: Decimal
+    lines: list[Tier]
+
+
+@dataclasses.dataclass
+class PlainOrder:
+    tier: Tier
+    tags: set[str]
+    codes: frozenset[int]
+    pair: tuple[int, str]
+    placed_at: dt.datetime
+    order_id: uuid.UUID
+    amount: Decimal
+    lines: list[Tier]
+
+
+ORDER = {
+    "tier": "gold",
+    "tags": ["a"],
+    "codes": [7],
+    "pair": [1, "x"],
+    "placed_at": "2024-05-01T10:00:00Z",
+    "order_id": "2eb8aa08-aa98-11ea-b4aa-73b441d16380",
+    "amount": "9.50",
+    "lines": ["gold"],
+}
+
+
+async def test_pydantic_data_comes_back_as_plain_classes_give_it() -> None:
+    validator = EventValidator()
+    validator.register("order.pydantic", PydanticOrder)
+    validator.register("order.plain", PlainOrder)
+    from_pydantic = await validator.validate("order.pydantic", ORDER)
+    from_plain = await validator.validate("order.plain", ORDER)
+    assert from_pydantic.data == from_plain.data
+    assert from_pydantic.data["tier"] == "gold" and from_pydantic.data["lines"] == ["gold"]
+    assert from_pydantic.data["tags"] == ["a"] and from_pydantic.data["pair"] == [1, "x"]
+    assert from_pydantic.data["order_id"] == uuid.UUID(ORDER["order_id"])
+    assert from_pydantic.data["placed_at"] == dt.datetime(2024, 5, 1, 10, tzinfo=dt.UTC)
+    assert from_pydantic.data["amount"] == Decimal("9.50")
+    from_pydantic.to_json()  # JSON, as event data must be
+
+
+async def test_pydantic_data_validates_again() -> None:
+    validator = EventValidator()
+    validator.register("order.pydantic", PydanticOrder)
+    first = await validator.validate("order.pydantic", ORDER)
+    again = await validator.validate("order.pydantic", first.data)
+    assert again.data == first.data
+
+
+async def test_pydantic_values_without_a_json_type_of_ours_come_as_pydantic_writes_them() -> None:
+    class Timed(pydantic.BaseModel):
+        wait: dt.timedelta
+        counts: dict[int, int]
+
+    validator = EventValidator()
+    validator.register("timed", Timed)
+    event = await validator.validate("timed", {"wait": "PT1M", "counts": {"1": 2}})
+    assert event.data == {"wait": "PT1M", "counts": {"1": 2}}
+    assert (await validator.validate("timed", event.data)).data == event.data
+
+
 def _nested(depth: int) -> dict[str, Any]:
     root: dict[str, Any] = {}
     current = root

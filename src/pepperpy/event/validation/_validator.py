@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import inspect
+import json
 import uuid
 from collections.abc import Callable, Mapping
+from enum import Enum
 from typing import Any, Literal, TypeVar, overload
 
 from .._errors import ConfigurationError, SerializationError, ValidationError, ValidationProblem
@@ -193,7 +195,48 @@ class _Compiled:
                 )
         if problems:
             raise ValidationError(problems, event_type=self.event_type)
-        return model.model_dump()
+        from pydantic_core import PydanticSerializationError
+
+        try:
+            return _json_compatible(model.model_dump())
+        except PydanticSerializationError as exc:  # a type pydantic cannot write as JSON
+            actual = describe(data)
+            problem = ValidationProblem("", "JSON-representable data", actual, str(exc))
+            raise ValidationError([problem], event_type=self.event_type) from None
+
+
+def _json_compatible(value: Any) -> Any:
+    """A pydantic ``model_dump()`` in the form the other schema kinds give their data.
+
+    JSON's own types, with enum members as their values, sets and tuples as lists and
+    keys as strings; datetimes, dates, times, UUIDs, decimals and bytes are kept (as
+    for every schema kind); any other value (a ``timedelta``, a URL) as pydantic writes
+    it in JSON.
+    """
+    cls = value.__class__
+    if cls is str or cls is int or cls is float or cls is bool or value is None:
+        return value
+    if isinstance(value, Enum):
+        return _json_compatible(value.value)
+    if isinstance(value, _KEEP):
+        return value
+    if isinstance(value, Mapping):
+        return {_json_key(key): _json_compatible(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_compatible(item) for item in value]
+    from pydantic_core import to_jsonable_python
+
+    return to_jsonable_python(value)
+
+
+def _json_key(key: Any) -> str:
+    """An object key as JSON writes it (``1`` as ``"1"``, an enum member as its value)."""
+    if key.__class__ is str:
+        return key
+    from pydantic_core import to_jsonable_python
+
+    plain = to_jsonable_python(key)
+    return plain if isinstance(plain, str) else json.dumps(plain)
 
 
 def _is_json(data: Any) -> bool:
