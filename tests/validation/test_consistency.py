@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pepperpy.event import ConfigurationError, EventValidator, ValidationError
+from pepperpy.event.validation._fast import dec_hook
 from pepperpy.event.validation._nodes import lists
 from pepperpy.event.validation._validator import _KEEP as KEEP
 
@@ -177,7 +178,7 @@ def test_fast_path_and_walk_agree(schema: Any, data: Any) -> None:
     if compiled.fast is None:
         return
     try:
-        fast = msgspec.convert(data, compiled.fast, strict=True)
+        fast = msgspec.convert(data, compiled.fast, strict=True, dec_hook=dec_hook)
     except msgspec.ValidationError:
         return  # the walk decides, whatever it says
     converted = lists(msgspec.to_builtins(fast, builtin_types=KEEP))
@@ -253,7 +254,7 @@ def test_fast_path_and_walk_agree_on_python_types(annotation: Any, data: Any) ->
     if compiled.fast is None:
         return
     try:
-        fast = msgspec.convert({"v": data}, compiled.fast, strict=True)
+        fast = msgspec.convert({"v": data}, compiled.fast, strict=True, dec_hook=dec_hook)
     except msgspec.ValidationError:
         return
     converted = lists(msgspec.to_builtins(fast, builtin_types=KEEP))

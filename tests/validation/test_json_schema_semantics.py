@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from pepperpy.event import ConfigurationError, EventValidator, ValidationError
+from pepperpy.event.validation._fast import dec_hook
 
 ACCEPT = object()
 
@@ -24,7 +25,7 @@ def _both_paths(schema: Any, data: Any) -> Any:
         walked = ValidationError
     if compiled.fast is not None:
         try:
-            msgspec.convert(data, compiled.fast, strict=True)
+            msgspec.convert(data, compiled.fast, strict=True, dec_hook=dec_hook)
         except msgspec.ValidationError:
             pass
         else:

@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from decimal import Decimal, InvalidOperation
 from enum import Enum
-from fractions import Fraction
 from itertools import repeat
 from typing import Any, Literal
 
@@ -51,9 +50,11 @@ __all__ = [
     "UUIDNode",
     "UnionNode",
     "contains",
+    "decimal_ratio",
     "describe",
     "enable_coercion",
     "equality_key",
+    "is_multiple",
     "join_path",
     "json_problem",
     "lists",
@@ -252,6 +253,7 @@ class NumberNode(Node):
         self.kind = kind
         self.coerce = False
         self.gt, self.ge, self.lt, self.le, self.multiple_of = gt, ge, lt, le, multiple_of
+        self.step = None if multiple_of is None else decimal_ratio(multiple_of)
         parts: list[str] = [kind]
         for symbol, bound in ((">", gt), (">=", ge), ("<", lt), ("<=", le)):
             if bound is not None:
@@ -288,7 +290,7 @@ class NumberNode(Node):
             return self.fail(value, path, problems, f"must be < {self.lt}")
         if self.le is not None and not value <= self.le:
             return self.fail(value, path, problems, f"must be <= {self.le}")
-        if self.multiple_of is not None and not _multiple(value, self.multiple_of):
+        if self.step is not None and not is_multiple(value, self.step):
             return self.fail(value, path, problems, f"must be a multiple of {self.multiple_of}")
         return value
 
@@ -310,14 +312,26 @@ def _integral(value: float) -> Any:
     return int(value) if math.isfinite(value) and value == int(value) else value
 
 
-def _multiple(value: float, step: float) -> bool:
-    if isinstance(value, int) and isinstance(step, int):
-        return value % step == 0
-    try:
-        quotient = value / step
-    except OverflowError:  # an int too large for a float on one side: decide exactly
-        return Fraction(value) % Fraction(step) == 0
-    return math.isfinite(quotient) and abs(quotient - round(quotient)) < 1e-9
+def decimal_ratio(number: float) -> tuple[int, int]:
+    """``number`` as an exact fraction of the decimal JSON writes for it.
+
+    A float is the decimal of its ``repr`` (the shortest text that reads back as it, what
+    JSON encoders write): ``0.1`` is 1/10, not the binary fraction nearest to it.
+    """
+    if number.__class__ is int:
+        return number, 1
+    return Decimal(repr(float(number))).as_integer_ratio()
+
+
+def is_multiple(value: float, step: tuple[int, int]) -> bool:
+    """True when ``value`` is an integer multiple of the step given as ``decimal_ratio``.
+
+    Exact decimal arithmetic, as JSON Schema means it: ``0.3`` and ``0.0075`` are
+    multiples of ``0.1`` and ``0.0001``; ``1.0000000001`` is no multiple of ``1``.
+    """
+    numerator, denominator = decimal_ratio(value)
+    step_numerator, step_denominator = step
+    return (numerator * step_denominator) % (denominator * step_numerator) == 0
 
 
 class StrNode(Node):

@@ -15,7 +15,7 @@ from .._errors import ConfigurationError, SerializationError, ValidationError, V
 from .._event import Event
 from .._json import dumps
 from .._patterns import parse_topic
-from ._fast import NoFastPath, fast_type
+from ._fast import NoFastPath, dec_hook, fast_type
 from ._fast import msgspec_module as _msgspec
 from ._freeze import compile_freezer, freeze_output
 from ._json_schema import from_json_schema
@@ -59,6 +59,7 @@ class _Compiled:
         self.pydantic = _is_pydantic(schema)
         self.node: Node | None = None
         self.fast: Any = None
+        self.hook: Callable[[type, Any], Any] | None = None
         self.freeze: Callable[[Any], Any] = freeze_output
         self.any_inside = self.tuple_inside = False
         if self.pydantic:
@@ -79,9 +80,10 @@ class _Compiled:
         self.freeze = compile_freezer(self.node)
         msgspec = _msgspec()
         try:
-            self.fast = fast_type(self.node)
+            self.fast, hooked = fast_type(self.node)
         except NoFastPath:
-            self.fast = None
+            self.fast, hooked = None, False
+        self.hook = dec_hook if hooked else None
         # msgspec passes Any-typed values through and to_builtins would turn a set into a
         # list: check such data is JSON first, so nothing is coerced silently
         self.any_inside = contains(self.node, AnyNode)
@@ -126,7 +128,9 @@ class _Compiled:
         if self.fast is None or (self.any_inside and not _is_json(data)):
             return _MISSED
         try:
-            return self._convert(data, self.fast, strict=self.strict)
+            if self.hook is None:
+                return self._convert(data, self.fast, strict=self.strict)
+            return self._convert(data, self.fast, strict=self.strict, dec_hook=self.hook)
         except self._fast_error:
             return _MISSED
         except (TypeError, ValueError, OverflowError, RecursionError):
