@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import uuid
 from typing import Annotated, Any
 
 import msgspec
@@ -294,6 +295,33 @@ def _near_iso(draw: st.DrawFn) -> str:
 def test_walk_and_fast_path_read_temporal_text_alike(annotation: Any, text: str) -> None:
     validator = EventValidator()
     validator.register("x", dataclasses.make_dataclass("T", [("v", annotation)]))
+    compiled = validator._latest["x"]
+    assert compiled.fast is not None
+    try:
+        fast: Any = msgspec.convert({"v": text}, compiled.fast, strict=True).v
+    except msgspec.ValidationError:
+        fast = None
+    try:
+        walked: Any = compiled.explain({"v": text})["v"]
+    except ValidationError:
+        walked = None
+    assert walked == fast
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2eb8aa08-aa98-11ea-b4aa-73b441d16380",
+        "2EB8AA08-AA98-11EA-B4AA-73B441D16380",
+        "2eb8aa08aa9811eab4aa73b441d16380",
+        "{2eb8aa08-aa98-11ea-b4aa-73b441d16380}",
+        "urn:uuid:2eb8aa08-aa98-11ea-b4aa-73b441d16380",
+        "2eb8aa08-aa98-11ea-b4aa-73b441d1638",
+    ],
+)
+def test_walk_and_fast_path_read_uuid_text_alike(text: str) -> None:
+    validator = EventValidator()
+    validator.register("x", dataclasses.make_dataclass("U", [("v", uuid.UUID)]))
     compiled = validator._latest["x"]
     assert compiled.fast is not None
     try:

@@ -4,12 +4,13 @@
 data is checked and converted in C by ``msgspec.convert(..., strict=True)``; the nodes
 then only run to describe what is wrong.
 
-A node msgspec cannot check exactly (an exact ``multipleOf``) becomes a *hooked*
-type: msgspec hands such a value to :func:`dec_hook`, which checks and converts it
-with the node itself, so the rest of the data stays on the fast path. msgspec then
-checks that the result is an instance of the type: the value the hook has just
-returned is one (``_HookedMeta``). Unions may hold no hooked type besides ``None``
-(msgspec's rule): such a schema has no fast path.
+A node msgspec cannot check exactly (an exact ``multipleOf``, the RFC forms of JSON
+Schema's ``uuid`` and ``time``) becomes a *hooked* type: msgspec hands such a value
+to :func:`dec_hook`, which checks and converts it with the node itself, so the rest
+of the data stays on the fast path. msgspec then checks that the result is an
+instance of the type: the value the hook has just returned is one
+(``_HookedMeta``). Unions may hold no hooked type besides ``None`` (msgspec's rule):
+such a schema has no fast path.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import uuid
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from .._deps import require
-from ._json_nodes import AllNode, ArrayNode
+from ._json_nodes import AllNode, ArrayNode, TimeTextNode
 from ._nodes import (
     INT_MIN,
     INVALID,
@@ -195,7 +196,9 @@ class _FastBuilder:
             base = {"datetime": dt.datetime, "date": dt.date, "time": dt.time}[node.kind]
             return self.meta(base, tz=node.tz)
         if isinstance(node, UUIDNode):
-            return uuid.UUID
+            return self.hooked(node) if node.rfc else uuid.UUID
+        if isinstance(node, TimeTextNode):
+            return self.hooked(node)
         if isinstance(node, DecimalNode):
             return decimal.Decimal
         if isinstance(node, EnumNode):

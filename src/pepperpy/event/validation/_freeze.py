@@ -18,6 +18,7 @@ from typing import Any
 
 from .._errors import SerializationError
 from .._frozen import FrozenDict, FrozenList, freeze
+from ._json_nodes import TimeTextNode
 from ._nodes import (
     BoolNode,
     DecimalNode,
@@ -90,7 +91,7 @@ def compile_freezer(node: Node) -> Freezer:
 
 def _freezer(node: Node) -> Freezer | None:
     """None when values of ``node`` are immutable atoms needing no check."""
-    if isinstance(node, StrNode | BoolNode | NoneNode | TemporalNode | UUIDNode):
+    if isinstance(node, StrNode | BoolNode | NoneNode | TemporalNode | UUIDNode | TimeTextNode):
         return None
     if isinstance(node, EnumNode | LiteralNode):
         values = [m.value for m in node.cls] if isinstance(node, EnumNode) else list(node.values)

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from .._errors import ConfigurationError
 
@@ -28,6 +29,7 @@ __all__ = [
     "names_of",
     "patterns_of",
     "pointer",
+    "pointer_tokens",
     "properties_of",
     "refuse_dead_keywords",
     "resolve",
@@ -112,7 +114,7 @@ _COMBINATORS = ("allOf", "anyOf", "oneOf")
 _CONDITIONALS = ("if", "then", "else")
 #: keywords that mean nothing without another beside them (refused rather than ignored)
 _NEEDS = {"then": "if", "else": "if", "minContains": "contains", "maxContains": "contains"}
-FORMATS = {"date-time": "datetime", "date": "date", "time": "time"}
+FORMATS = {"date-time": "datetime", "date": "date", "time": "time", "uuid": "uuid"}
 
 
 def pointer(where: str, *tokens: str | int) -> str:
@@ -233,16 +235,44 @@ def _check_regex(regex: str, keyword: str, at: str) -> None:
         ) from exc
 
 
+#: an array index in a JSON Pointer: decimal, no leading zero
+_INDEX = re.compile(r"0|[1-9][0-9]*")
+
+
+def pointer_tokens(ref: Any) -> list[str] | None:
+    """The reference tokens of a local ``$ref`` (``#`` and a JSON Pointer), or None.
+
+    The fragment is percent-decoded first (RFC 6901 section 6: ``#/$defs/a%25b`` names
+    ``a%b``), then split at ``/`` and unescaped (``~1`` is ``/``, ``~0`` is ``~``).
+    """
+    if not isinstance(ref, str) or not ref.startswith("#"):
+        return None
+    try:
+        text = unquote(ref[1:], errors="strict")
+    except UnicodeDecodeError:
+        return None
+    if not text:
+        return []
+    if not text.startswith("/"):
+        return None  # a plain-name fragment ($anchor): not supported
+    return [token.replace("~1", "/").replace("~0", "~") for token in text[1:].split("/")]
+
+
 def resolve(root: Mapping[str, Any], ref: Any) -> Any:
     """The schema a local ``$ref`` points to, or None."""
-    if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
+    tokens = pointer_tokens(ref)
+    if tokens is None:
         return None
     target: Any = root
-    for part in ref[2:].split("/") if ref != "#" else ():
-        part = part.replace("~1", "/").replace("~0", "~")
-        if not isinstance(target, Mapping) or part not in target:
+    for token in tokens:
+        if isinstance(target, list) and _INDEX.fullmatch(token):
+            if int(token) >= len(target):
+                return None
+            target = target[int(token)]
+        elif isinstance(target, Mapping) and token in target:
+            target = target[token]
+        else:
             return None
-        target = target[part]
     return target
 
 

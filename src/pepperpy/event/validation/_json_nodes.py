@@ -7,7 +7,7 @@ of the type keywords and against each of ``enum``/``const``/``$ref``/``anyOf``.
 checked position by position, the array may be shorter, and further items are checked by
 ``items`` (or refused when ``items`` is false). :class:`ByTypeNode` holds keywords of a
 type written without ``type`` (``{"minLength": 2}``): they apply to values of their type,
-any other value is accepted.
+any other value is accepted. :class:`TimeTextNode` is ``format: time`` (RFC 3339).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ __all__ = [
     "DependentRequiredNode",
     "NeverNode",
     "PropertyCountNode",
+    "TimeTextNode",
     "json_type",
 ]
 
@@ -260,3 +261,38 @@ class DependentRequiredNode(Node):
                     )
                     ok = False
         return value if ok else INVALID
+
+
+#: RFC 3339 ``full-time``: ``partial-time time-offset`` (``T`` and ``Z`` in either case)
+_FULL_TIME = re.compile(
+    r"([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9]|60)(\.[0-9]+)?"
+    r"(?:[Zz]|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))"
+)
+_LAST_MINUTE = 23 * 60 + 59
+
+
+class TimeTextNode(Node):
+    """JSON Schema ``format: time``: an RFC 3339 ``full-time``, offset required.
+
+    The value stays a string: Python's ``time`` cannot hold a leap second, and the
+    event's JSON encoder refuses a ``time`` with an offset. A leap second (``:60``) is
+    valid only at 23:59 UTC, as in RFC 3339.
+    """
+
+    expected = "RFC 3339 time with an offset (HH:MM:SS[.frac], then Z or +HH:MM)"
+
+    def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if not isinstance(value, str):
+            return self.fail(value, path, problems)
+        match = _FULL_TIME.fullmatch(value)
+        if match is None:
+            return self.fail(value, path, problems, "not an RFC 3339 time with an offset")
+        hour, minute, second, _, sign, offset_hour, offset_minute = match.groups()
+        if second == "60":
+            utc = int(hour) * 60 + int(minute)
+            if sign is not None:
+                offset = int(offset_hour) * 60 + int(offset_minute)
+                utc -= offset if sign == "+" else -offset
+            if utc % (24 * 60) != _LAST_MINUTE:
+                return self.fail(value, path, problems, "a leap second is only valid at 23:59 UTC")
+        return value

@@ -26,6 +26,7 @@ from ._json_keywords import (
     declared_keys,
     patterns_of,
     pointer,
+    pointer_tokens,
     properties_of,
     refuse_dead_keywords,
     resolve,
@@ -37,6 +38,7 @@ from ._json_nodes import (
     DependentRequiredNode,
     NeverNode,
     PropertyCountNode,
+    TimeTextNode,
 )
 from ._nodes import (
     INVALID,
@@ -300,9 +302,9 @@ class _JsonSchemaCompiler:
             elif kind == "date":
                 converted = TemporalNode("date")
             elif kind == "time":
-                converted = TemporalNode("time")
-            elif formats and schema.get("format") == "uuid":
-                converted = UUIDNode()
+                converted = TimeTextNode()
+            elif kind == "uuid":
+                converted = UUIDNode(rfc=True)
             if converted is None:
                 return text
             if _STRING_KEYWORDS.isdisjoint(schema):
@@ -376,18 +378,15 @@ class _JsonSchemaCompiler:
         return ObjectNode(title, fields, extra=extra, extra_node=extra_node, patterns=patterns)
 
     def ref(self, ref: Any, where: str, open_: bool = False) -> Node:
-        if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
+        if pointer_tokens(ref) is None:
             raise ConfigurationError(
                 f"only local '#/...' $ref are supported, got {ref!r} at {where}"
             )
         if (ref, open_) in self.refs:
             return self.refs[ref, open_]
-        target: Any = self.root
-        for part in ref[2:].split("/") if ref != "#" else ():
-            part = part.replace("~1", "/").replace("~0", "~")
-            if not isinstance(target, Mapping) or part not in target:
-                raise ConfigurationError(f"$ref {ref!r} at {where} points nowhere")
-            target = target[part]
+        target = resolve(self.root, ref)
+        if target is None:
+            raise ConfigurationError(f"$ref {ref!r} at {where} points nowhere")
         lazy = LazyNode()
         self.refs[ref, open_] = lazy
         lazy.target = self.node(target, ref, open_)
