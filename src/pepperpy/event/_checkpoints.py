@@ -41,7 +41,7 @@ from ._loops import LoopShares
 from ._sqlite import open_wal
 from .store._sqlite_schema import check_event_store
 from .store.base import redact_url
-from .store.postgres import connection_lost
+from .store.postgres import connection_lost, schema_change
 from .store.postgres import parse_url as parse_postgres_url
 from .store.sqlite import parse_url as parse_sqlite_url
 
@@ -322,11 +322,19 @@ class PostgresCheckpointStore(CheckpointStore):
     connection lost is tried once more on a new one at once (a read, so that is safe).
     A ``save`` or ``delete`` is not: its statement may have committed, so it fails with
     :class:`StoreError` and the caller decides (a projection reloads its checkpoint).
+
+    The URL's ``?schema=name`` puts the table in that schema, as it does the event
+    store's. The table is created on first use under the event store's schema lock
+    (:func:`~pepperpy.event.store.postgres.schema_change`), so stores opened at once in
+    several processes on a fresh database do not collide in PostgreSQL's catalog.
     """
 
     def __init__(self, url: str) -> None:
-        parse_postgres_url(url)  # a bad port or host list is refused before connecting
         self.url = url
+        # a bad port or host list is refused here, before connecting; like the event
+        # store, ?schema=name keeps the table in that PostgreSQL schema
+        self._dsn, self.schema = parse_postgres_url(url)
+        self._settings = {} if self.schema is None else {"search_path": self.schema}
         self._loops: LoopShares[_OnLoop] = LoopShares(_OnLoop)
 
     def __repr__(self) -> str:
@@ -374,16 +382,19 @@ class PostgresCheckpointStore(CheckpointStore):
         asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
         where = redact_url(self.url)
         try:
-            connection = await asyncpg.connect(self.url)
+            connection = await asyncpg.connect(self._dsn, server_settings=self._settings)
         except asyncpg.ClientConfigurationError as exc:  # a URL option asyncpg refused
             raise ConfigurationError(f"PostgreSQL URL {where}: {exc}") from exc
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"cannot open PostgreSQL checkpoint store at {where}: {exc}") from exc
         try:
-            await connection.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
-                "position BIGINT NOT NULL, state JSONB, updated_at TIMESTAMPTZ NOT NULL)"
-            )
+            if await connection.fetchval("SELECT to_regclass($1) IS NULL", TABLE):
+                # other stores may be creating it right now: take turns (schema_change)
+                async with schema_change(connection, self.schema):
+                    await connection.execute(
+                        f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
+                        "position BIGINT NOT NULL, state JSONB, updated_at TIMESTAMPTZ NOT NULL)"
+                    )
         except BaseException as exc:
             connection.terminate()  # not left open behind the error
             failures = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)

@@ -28,7 +28,7 @@ import contextlib
 import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -53,15 +53,16 @@ from .base import (
     settle,
 )
 
-__all__ = ["PostgresBackend", "connection_lost", "parse_url"]
+__all__ = ["SCHEMA_LOCK", "PostgresBackend", "connection_lost", "parse_url", "schema_change"]
 
 logger = logging.getLogger("pepperpy.event.store")
 
 T = TypeVar("T")
 
 CHANNEL = "pepperpy_events"
-#: advisory lock key serialising schema migrations ("pepperpy" in ASCII)
-_MIGRATION_LOCK = 0x7065707065727079
+#: advisory lock key serialising every change of the schema ("pepperpy" in ASCII): the
+#: store's migrations and the checkpoint table (see :func:`schema_change`) take turns on it
+SCHEMA_LOCK = 0x7065707065727079
 _POOL_SIZE = 8
 #: most appends committed in one transaction
 _MAX_GROUP = 512
@@ -790,9 +791,30 @@ def _current_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
         return None
 
 
+@contextlib.asynccontextmanager
+async def schema_change(connection: Any, schema: str | None) -> AsyncIterator[None]:
+    """A transaction holding :data:`SCHEMA_LOCK`, with ``schema`` created if missing.
+
+    PostgreSQL's ``CREATE ... IF NOT EXISTS`` is not safe under concurrency: two
+    sessions creating one table (or schema) at once can both find it missing, and one
+    then fails on the catalog's unique index (``pg_type_typname_nsp_index``). DDL run
+    inside this block takes turns with every other starter's, in this process or
+    others; the lock goes with the transaction, whatever ends it.
+    """
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+        if schema is not None:
+            await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        yield
+
+
 async def _migrate(connection: Any, schema: str | None) -> None:
-    """Create or upgrade the schema; concurrent starters queue on an advisory lock."""
-    await connection.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    """Create or upgrade the schema; concurrent starters queue on :data:`SCHEMA_LOCK`.
+
+    A session lock, not :func:`schema_change`'s: each migration is a transaction of its
+    own, and the version check before them must not race either.
+    """
+    await connection.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
     try:
         if schema is not None:
             await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
@@ -810,7 +832,7 @@ async def _migrate(connection: Any, schema: str | None) -> None:
                     "INSERT INTO pepperpy_schema_version (version) VALUES ($1)", number
                 )
     finally:
-        await connection.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        await connection.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
 
 
 def _on_drop(dropped: asyncio.Event) -> Any:
