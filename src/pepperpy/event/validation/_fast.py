@@ -5,10 +5,10 @@ data is checked and converted in C by ``msgspec.convert(..., strict=True)``; the
 then only run to describe what is wrong.
 
 A node msgspec cannot check exactly (an exact ``multipleOf``, the RFC forms of JSON
-Schema's ``uuid`` and ``time``) becomes a *hooked* type: msgspec hands such a value
-to :func:`dec_hook`, which checks and converts it with the node itself, so the rest
-of the data stays on the fast path. msgspec then checks that the result is an
-instance of the type: the value the hook has just returned is one
+Schema's ``uuid`` and ``time``, keywords combined by AND) becomes a *hooked* type: msgspec
+hands such a value to :func:`dec_hook`, which checks and converts it with the node
+itself, so the rest of the data stays on the fast path. msgspec then checks that the
+result is an instance of the type: the value the hook has just returned is one
 (``_HookedMeta``). Unions may hold no hooked type besides ``None`` (msgspec's rule):
 such a schema has no fast path.
 """
@@ -229,7 +229,10 @@ class _FastBuilder:
         if isinstance(node, ObjectNode):
             return self.object(node)
         if isinstance(node, AllNode):
-            return self.literal(_all_literal(node))
+            try:
+                return self.literal(_all_literal(node))
+            except NoFastPath:
+                return self.hooked(node)
         if isinstance(node, ArrayNode):
             raise NoFastPath("prefixItems (arrays of varying length)")
         raise NoFastPath(f"{type(node).__name__} (recursive schemas)")
@@ -293,8 +296,8 @@ def _all_literal(node: AllNode) -> tuple[Any, ...]:
     """The values of an ``enum``/``const`` part that every other part accepts unchanged.
 
     A value equal to one of these is accepted by the AND of all parts, and each part
-    returns it as given; so ``Literal[...]`` of them is exact. Without such a part, the
-    AND cannot be expressed in msgspec.
+    returns it as given; so ``Literal[...]`` of them is exact. Without such a part, or
+    with a value a part converts (a ``format``), raise NoFastPath: the node is hooked.
     """
     parts = (node.main, *node.checks)
     literal = next((p for p in parts if isinstance(p, LiteralNode)), None)
@@ -307,8 +310,10 @@ def _all_literal(node: AllNode) -> tuple[Any, ...]:
                 continue
             problems: list[Any] = []
             result = part.check(value, "", problems)
-            if problems or type(result) is not type(value) or result != value:
-                break
+            if problems or result is INVALID:
+                break  # an invalid value: rightly left out
+            if type(result) is not type(value) or result != value:
+                raise NoFastPath("an enum value a format converts")
         else:
             kept.append(value)
     return tuple(kept)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._errors import ValidationProblem
-from ._nodes import INVALID, DictNode, Node, ObjectNode, Problems, join_path
+from ._nodes import INVALID, TEXT_ATOMS, DictNode, Node, ObjectNode, Problems, join_path
 
 __all__ = ["ContainsNode", "IfNode", "NotNode", "OneOfNode", "PropertyNamesNode"]
 
@@ -49,7 +49,10 @@ class OneOfNode(Node):
             else:
                 matched.append((pointer, converted))
         if len(matched) == 1:
-            return matched[0][1]
+            converted = matched[0][1]
+            if isinstance(converted, TEXT_ATOMS) and isinstance(value, str):
+                return self._converted_or_given(value, converted, path)
+            return converted
         if matched:
             names = ", ".join(pointer for pointer, _ in matched)
             message = f"matches {len(matched)} oneOf branches ({names}); exactly one must match"
@@ -61,6 +64,16 @@ class OneOfNode(Node):
                 return INVALID
         names = ", ".join(self.pointers)
         return self.fail(value, path, problems, f"matches none of the oneOf branches ({names})")
+
+    def _converted_or_given(self, given: str, converted: Any, path: str) -> Any:
+        """``converted`` (a ``format`` converted the string) if no other branch takes it.
+
+        The event's JSON holds the converted value's text (``+00:00`` for ``Z``); were it
+        to match a second branch, the data would fail when validated again: the string is
+        then kept as given.
+        """
+        taken = sum(_accepts(option, converted, path)[0] is not INVALID for option in self.options)
+        return converted if taken == 1 else given
 
 
 class NotNode(Node):

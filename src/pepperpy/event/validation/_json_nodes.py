@@ -20,10 +20,12 @@ from typing import Any
 from .._errors import ValidationProblem
 from ._nodes import (
     INVALID,
+    TEXT_ATOMS,
     AnyNode,
     Extra,
     Node,
     Problems,
+    Unique,
     checked_items,
     describe,
     join_path,
@@ -105,7 +107,25 @@ class AllNode(Node):
                     out[key] = converted[key]
         if ok and self.extra is not None and isinstance(out, dict):
             ok = self._apply_extra(out, path, problems)
-        return out if ok else INVALID
+        if not ok:
+            return INVALID
+        if isinstance(out, TEXT_ATOMS) and isinstance(value, str):
+            return self._converted_or_given(value, out, path)
+        return out
+
+    def _converted_or_given(self, given: str, out: Any, path: str) -> Any:
+        """``out``, the string converted by a ``format``, if every part accepts it too.
+
+        The parts judged the string as written; the event's JSON holds the converted
+        value's own text (``+00:00`` for ``Z``, lowercase hex digits), which a part may
+        refuse (``pattern: "Z$"``, an ``enum`` of one spelling). The string is then kept
+        as given, so that validated data validates again.
+        """
+        for part in self.checks:
+            found: Problems = []
+            if part.check(out, path, found) is INVALID or found:
+                return given
+        return out
 
     def _apply_extra(self, out: dict[Any, Any], path: str, problems: Problems) -> bool:
         """The ``extra_fields`` policy on keys no part declares; False if one is refused."""
@@ -141,7 +161,7 @@ class ArrayNode(Node):
         *,
         min_length: int | None = None,
         max_length: int | None = None,
-        unique: bool = False,
+        unique: Unique = None,
     ) -> None:
         self.prefix, self.rest = tuple(prefix), rest
         self.min_length, self.max_length, self.unique = min_length, max_length, unique
@@ -164,11 +184,14 @@ class ArrayNode(Node):
 
 
 def json_type(value: Any) -> str | None:
-    """The JSON type family of ``value``: string, number, array, object (None: another)."""
+    """The JSON type family of ``value``: string, number, array, object (None: another).
+
+    A converted value the event's JSON writes as a string (a datetime, a UUID) is one.
+    """
     cls = value.__class__
     if cls is bool:
         return None
-    if isinstance(value, str):
+    if isinstance(value, str) or isinstance(value, TEXT_ATOMS):
         return "string"
     if isinstance(value, int | float):
         return "number"

@@ -294,6 +294,7 @@ class _JsonSchemaCompiler:
                 min_length=_count(schema.get("minLength")),
                 max_length=_count(schema.get("maxLength")),
                 pattern=schema.get("pattern"),
+                json_text=True,
             )
             kind = FORMATS.get(schema.get("format", "")) if formats else None
             converted: Node | None = None
@@ -309,7 +310,8 @@ class _JsonSchemaCompiler:
                 return text
             if _STRING_KEYWORDS.isdisjoint(schema):
                 return converted
-            # the length and pattern keywords judge the string itself, before conversion
+            # the length and pattern keywords judge the JSON text: the string given, or
+            # the text of a value converted before (validated data, validated again)
             return AllNode(converted, [text])
         if name == "array":
             if "prefixItems" in schema:  # 2020-12: shorter arrays too; the rest by items
@@ -320,13 +322,13 @@ class _JsonSchemaCompiler:
                     None if items is False else self.node(items, pointer(where, "items")),
                     min_length=_count(schema.get("minItems")),
                     max_length=_count(schema.get("maxItems")),
-                    unique=schema.get("uniqueItems", False),
+                    unique="json" if schema.get("uniqueItems") else None,
                 )
             return ListNode(
                 self.node(schema.get("items", True), pointer(where, "items")),
                 min_length=_count(schema.get("minItems")),
                 max_length=_count(schema.get("maxItems")),
-                unique=schema.get("uniqueItems", False),
+                unique="json" if schema.get("uniqueItems") else None,
             )
         return self.object(schema, where, open_)
 

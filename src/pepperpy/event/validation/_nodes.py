@@ -18,6 +18,7 @@ import datetime as dt
 import math
 import re
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from decimal import Decimal, InvalidOperation
 from enum import Enum
@@ -26,10 +27,12 @@ from typing import Any, Literal
 
 from .._errors import SerializationError, ValidationProblem
 from .._frozen import freeze
+from .._json import dumps
 
 __all__ = [
     "INVALID",
     "MISSING",
+    "TEXT_ATOMS",
     "AnyNode",
     "BoolNode",
     "BytesNode",
@@ -56,13 +59,18 @@ __all__ = [
     "equality_key",
     "is_multiple",
     "join_path",
+    "json_key",
     "json_problem",
+    "json_text",
     "lists",
     "walk",
 ]
 
 Problems = list[ValidationProblem]
 Extra = Literal["forbid", "ignore", "allow"]
+#: how an array's items must differ: as converted values (a Python ``set``), or as the
+#: JSON values given (JSON Schema ``uniqueItems``); None: duplicates allowed
+Unique = Literal["values", "json"] | None
 
 
 class _Invalid:
@@ -164,6 +172,19 @@ _DEFAULT_KEEP = (dt.datetime, dt.date, dt.time, uuid.UUID, Decimal, bytes)
 
 #: the integers JSON encoders (orjson, most languages) can carry: int64 and uint64
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+
+#: converted values whose JSON form is a string (what JSON Schema formats give)
+TEXT_ATOMS = (dt.datetime, dt.date, uuid.UUID)
+
+
+def json_text(value: Any) -> str:
+    """The string the event's JSON holds for a converted ``value`` (see ``TEXT_ATOMS``).
+
+    JSON Schema judges that text: a datetime validated again is the string the event
+    encoder writes for it (``isoformat()``, UTC as ``+00:00``), a UUID its lowercase
+    hyphenated form. (Neither needs an escape, so the quotes are all there is to drop.)
+    """
+    return dumps(value)[1:-1].decode()
 
 
 def json_problem(value: Any) -> str | None:
@@ -335,15 +356,24 @@ def is_multiple(value: float, step: tuple[int, int]) -> bool:
 
 
 class StrNode(Node):
+    """A string, with length and pattern constraints.
+
+    ``json_text`` (JSON Schema): a converted value whose JSON form is a string (a
+    datetime, date or UUID: data the validator returned, validated again) is judged by
+    that text and kept as it is.
+    """
+
     def __init__(
         self,
         *,
         min_length: int | None = None,
         max_length: int | None = None,
         pattern: str | None = None,
+        json_text: bool = False,
     ) -> None:
         self.min_length, self.max_length, self.pattern = min_length, max_length, pattern
         self.regex = re.compile(pattern) if pattern is not None else None
+        self.json_text = json_text
         extras = []
         if min_length is not None:
             extras.append(f"length >= {min_length}")
@@ -354,15 +384,28 @@ class StrNode(Node):
         self.expected = f"str ({', '.join(extras)})" if extras else "str"
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
-        if not isinstance(value, str):
+        if isinstance(value, str):
+            text = value
+        elif self.json_text and isinstance(value, TEXT_ATOMS):
+            text = json_text(value)
+        else:
             return self.fail(value, path, problems)
-        if self.min_length is not None and len(value) < self.min_length:
-            return self.fail(value, path, problems, f"must have length >= {self.min_length}")
-        if self.max_length is not None and len(value) > self.max_length:
-            return self.fail(value, path, problems, f"must have length <= {self.max_length}")
-        if self.regex is not None and self.regex.search(value) is None:
-            return self.fail(value, path, problems, f"must match {self.pattern!r}")
+        why = self.refuses(text)
+        if why is not None:
+            if text is not value:
+                why += f" (its JSON text is {text!r})"
+            return self.fail(value, path, problems, why)
         return value
+
+    def refuses(self, text: str) -> str | None:
+        """Why ``text`` breaks the length or pattern constraints (None: it meets them)."""
+        if self.min_length is not None and len(text) < self.min_length:
+            return f"must have length >= {self.min_length}"
+        if self.max_length is not None and len(text) > self.max_length:
+            return f"must have length <= {self.max_length}"
+        if self.regex is not None and self.regex.search(text) is None:
+            return f"must match {self.pattern!r}"
+        return None
 
 
 class BytesNode(Node):
@@ -493,12 +536,12 @@ class LiteralNode(Node):
     def __init__(self, values: Sequence[Any], *, json_equality: bool = False) -> None:
         self.values = tuple(values)
         self.json_equality = json_equality
-        self.keys = {equality_key(v) for v in self.values} if json_equality else set()
+        self.keys = {json_key(v) for v in self.values} if json_equality else set()
         self.expected = "one of " + ", ".join(repr(v) for v in self.values)
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         if self.json_equality:
-            if json_problem(value) is None and equality_key(value) in self.keys:
+            if json_problem(value) is None and json_key(value) in self.keys:
                 return lists(value)  # tuples as lists, as every other node gives them
             return self.fail(value, path, problems)
         for allowed in self.values:
@@ -528,7 +571,11 @@ class EnumNode(Node):
 
 
 class ListNode(Node):
-    """A homogeneous list (lists and tuples accepted); ``unique`` refuses duplicates."""
+    """A homogeneous list (lists and tuples accepted); ``unique`` refuses duplicates.
+
+    ``unique="values"`` (a Python ``set``) compares the converted items, ``"json"``
+    (``uniqueItems``) the JSON values given.
+    """
 
     def __init__(
         self,
@@ -536,7 +583,7 @@ class ListNode(Node):
         *,
         min_length: int | None = None,
         max_length: int | None = None,
-        unique: bool = False,
+        unique: Unique = None,
         kind: str = "list",
     ) -> None:
         self.item, self.min_length, self.max_length, self.unique = (
@@ -572,11 +619,13 @@ def checked_items(
     nodes: Iterable[Node],
     path: str,
     problems: Problems,
-    unique: bool,
+    unique: Unique,
 ) -> Any:
     """Each item of ``value`` checked by its node (``nodes`` in step with the items).
 
-    INVALID if any item fails; with ``unique``, duplicates (JSON Schema equality) fail too.
+    INVALID if any item fails, or with ``unique`` if two items are equal: as converted
+    values (``"values"``), or as the JSON values given (``"json"``, JSON Schema equality:
+    two spellings of one instant are two strings).
     """
     out = []
     ok = True
@@ -586,13 +635,34 @@ def checked_items(
         out.append(converted)
     if not ok:
         return INVALID
-    if unique and len({equality_key(v) for v in out}) != len(out):
+    if unique == "values" and len({equality_key(v) for v in out}) != len(out):
         return owner.fail(value, path, problems, "items must be unique")
+    if unique == "json":
+        if len({json_key(v) for v in value}) != len(value):
+            return owner.fail(value, path, problems, "items must be unique")
+        out = _distinct_once_converted(value, out)
     return out
 
 
+def _distinct_once_converted(value: Sequence[Any], out: list[Any]) -> list[Any]:
+    """``out``, with strings that converted into equal values kept as given.
+
+    ``"2024-01-01T00:00:00Z"`` and ``"2024-01-01T00:00:00+00:00"`` are two JSON values
+    but one datetime: converted, the array would hold a duplicate and fail
+    ``uniqueItems`` when validated again.
+    """
+    keys = [json_key(v) for v in out]
+    counts = Counter(keys)
+    if len(counts) == len(out):
+        return out
+    return [
+        given if counts[key] > 1 and isinstance(given, str) else item
+        for given, item, key in zip(value, out, keys, strict=True)
+    ]
+
+
 def equality_key(value: Any) -> Any:
-    """A hashable key equal for values JSON Schema calls equal (``uniqueItems``, ``enum``).
+    """A hashable key equal for equal Python values (the items of a ``set``).
 
     Numbers compare by value (``1`` equals ``1.0``) but never equal a bool; objects
     ignore key order; arrays compare item by item.
@@ -610,6 +680,21 @@ def equality_key(value: Any) -> Any:
     except TypeError:
         return ("other", type(value).__name__, repr(value))
     return (type(value).__name__, value)
+
+
+def json_key(value: Any) -> Any:
+    """A hashable key equal for values JSON Schema calls equal (``uniqueItems``, ``enum``).
+
+    As :func:`equality_key`, but a converted value (a datetime, date or UUID) is the
+    string the event's JSON holds for it.
+    """
+    if isinstance(value, TEXT_ATOMS):
+        return ("str", json_text(value))
+    if isinstance(value, Mapping):
+        return ("object", frozenset((key, json_key(item)) for key, item in value.items()))
+    if isinstance(value, list | tuple):
+        return ("array", tuple(json_key(item) for item in value))
+    return equality_key(value)
 
 
 class TupleNode(Node):

@@ -109,7 +109,9 @@ class _PythonCompiler:
         if origin in _SEQUENCES or (origin is tuple and len(args) == 2 and args[1] is ...):
             unique = origin in (set, frozenset, abc.Set)
             item = self.annotation(args[0]) if args else AnyNode()
-            return ListNode(item, unique=unique, kind="set" if unique else "list")
+            return ListNode(
+                item, unique="values" if unique else None, kind="set" if unique else "list"
+            )
         if origin is tuple:
             return TupleNode([self.annotation(arg) for arg in args if arg != ()])
         if origin in _MAPPINGS:
@@ -231,7 +233,7 @@ class _PythonCompiler:
                 item,
                 min_length=info.min_length,
                 max_length=info.max_length,
-                unique=True,
+                unique="values",
                 kind="set",
             )
         if isinstance(info, inspect.ListType | inspect.VarTupleType):
