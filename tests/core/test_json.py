@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,3 +46,25 @@ def test_event_from_json_refuses_an_integer_the_constructor_refuses() -> None:
         Event("acct.credited", {"amount": 99999999999999999999999})
     exact = raw.replace(b'"amount":1', b'"amount":18446744073709551615')
     assert Event.from_json(exact).data == {"amount": 2**64 - 1}
+
+
+async def test_a_time_with_a_utc_offset_is_written_as_rfc3339_text_everywhere(
+    tmp_path: Path,
+) -> None:
+    # orjson refuses a time with tzinfo; Event() accepts one, so every encoder must write it
+    import datetime as dt
+
+    from pepperpy.event import EventStore
+
+    offset = dt.timezone(dt.timedelta(hours=2))
+    data = {"opens": dt.time(9, 30, tzinfo=offset), "at": dt.datetime(2024, 1, 2, tzinfo=dt.UTC)}
+    event = Event("shop.opened", data)
+    assert Event.from_json(event.to_json()).data == {
+        "opens": "09:30:00+02:00",
+        "at": "2024-01-02T00:00:00+00:00",
+    }
+    for url in ("memory://", f"sqlite:///{tmp_path / 'shop.db'}"):
+        async with EventStore(url) as store:
+            await store.append("shop.1", event)
+            (stored,) = await store.get_stream("shop.1")
+        assert stored.data["opens"] == "09:30:00+02:00", url  # stores hold the JSON form
