@@ -927,3 +927,42 @@ async def test_a_union_msgspec_would_crash_on_is_left_to_the_walk() -> None:
     assert (await validator.validate("x", {"v": "ab"})).data == {"v": "ab"}
     with pytest.raises(ValidationError):
         await validator.validate("x", {"v": None})
+
+
+async def test_pydantic_models_with_aliases_give_data_that_validates_again() -> None:
+    class Signup(pydantic.BaseModel):
+        user_name: str = pydantic.Field(alias="userName")
+
+    validator = EventValidator()
+    validator.register("signup", Signup)
+    first = await validator.validate("signup", {"userName": "ada"})
+    assert first.data == {"userName": "ada"}  # the names the model reads
+    assert (await validator.validate("signup", first.data)).data == first.data
+
+
+@pytest.mark.parametrize("coerce", [False, True])
+async def test_pydantic_bytes_fields_read_the_base64_text_event_data_holds(coerce: bool) -> None:
+    class Upload(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(val_json_bytes="base64", ser_json_bytes="base64")
+        blob: bytes
+
+    validator = EventValidator(coerce=coerce)
+    validator.register("upload", Upload)
+    live = await validator.validate("upload", {"blob": b"\xfb\xffhi"})
+    assert live.data == {"blob": b"\xfb\xffhi"}
+    stored = Event.from_json(live.to_json())  # what a store or a broker gives back
+    assert stored.data == {"blob": "+/9oaQ=="}
+    assert (await validator.validate("upload", stored.data)).data == {"blob": b"\xfb\xffhi"}
+
+
+def test_pydantic_bytes_fields_reading_utf8_are_refused_at_registration() -> None:
+    class Inner(pydantic.BaseModel):
+        blob: bytes
+
+    class Upload(pydantic.BaseModel):
+        inner: Inner | None = None
+
+    validator = EventValidator()
+    with pytest.raises(ConfigurationError, match="val_json_bytes='base64'"):
+        validator.register("upload", Upload)
+    assert "upload" not in validator  # nothing half-registered

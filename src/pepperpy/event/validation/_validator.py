@@ -63,6 +63,7 @@ class _Compiled:
         self.freeze: Callable[[Any], Any] = freeze_output
         self.any_inside = self.tuple_inside = False
         if self.pydantic:
+            _check_pydantic_bytes(schema)
             self.adapter = schema.__pydantic_validator__
             self.names = _pydantic_names(schema)
             return
@@ -185,10 +186,9 @@ class _Compiled:
         from pydantic import ValidationError as PydanticError
 
         try:
-            if self.strict:
-                model = self.adapter.validate_json(raw, strict=True)
-            else:
-                model = self.adapter.validate_python(data, strict=False)
+            # JSON mode in both: what pydantic checks is the event's JSON form, which is
+            # also what a stored or delivered copy of the event holds (bytes as base64)
+            model = self.adapter.validate_json(raw, strict=self.strict)
         except PydanticError as exc:
             for error in exc.errors(include_url=False):
                 path = _pydantic_path(error.get("loc", ()))
@@ -202,7 +202,8 @@ class _Compiled:
         from pydantic_core import PydanticSerializationError
 
         try:
-            return _json_compatible(model.model_dump())
+            # by alias: the names the model reads, so the output validates again
+            return _json_compatible(model.model_dump(by_alias=True))
         except PydanticSerializationError as exc:  # a type pydantic cannot write as JSON
             actual = describe(data)
             problem = ValidationProblem("", "JSON-representable data", actual, str(exc))
@@ -248,6 +249,37 @@ def _is_json(data: Any) -> bool:
         return json_problem(data) is None
     except RecursionError:
         return False
+
+
+def _check_pydantic_bytes(model: Any) -> None:
+    """Refuse a model whose ``bytes`` fields read JSON text as UTF-8 (pydantic's default).
+
+    Event data writes bytes as base64 text, and the model is run on that JSON form: such
+    a field would turn ``"aGk="`` into ``b"aGk="`` instead of ``b"hi"``. pydantic's JSON
+    Schema shows every such field as ``format: binary`` (``base64url`` once the model
+    reads base64).
+    """
+    try:
+        schema = model.model_json_schema()
+    except Exception:  # noqa: BLE001 - a model pydantic cannot describe: nothing to learn
+        return
+    if _mentions_binary(schema):
+        raise ConfigurationError(
+            f"pydantic model {model.__name__} has bytes fields that read JSON text as UTF-8, "
+            "but event data holds bytes as base64 text: give the model (and any nested "
+            "model with bytes) model_config = ConfigDict(val_json_bytes='base64', "
+            "ser_json_bytes='base64')"
+        )
+
+
+def _mentions_binary(schema: Any) -> bool:
+    if isinstance(schema, Mapping):
+        if schema.get("format") == "binary" and schema.get("type") == "string":
+            return True
+        return any(_mentions_binary(item) for item in schema.values())
+    if isinstance(schema, list):
+        return any(_mentions_binary(item) for item in schema)
+    return False
 
 
 def _pydantic_names(model: Any) -> set[str]:
