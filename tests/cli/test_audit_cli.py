@@ -62,7 +62,7 @@ def test_keyed_logs_need_their_key(tmp_path: Path) -> None:
         == 0
     )
     wrong = run("audit", "verify", str(path), env={"PEPPERPY_EVENT_AUDIT_KEY": (b"x" * 32).hex()})
-    assert wrong.returncode == 1 and "NOT intact" in wrong.stderr
+    assert wrong.returncode == 1 and "another key than the one in" in wrong.stderr
     missing = run("audit", "verify", str(tmp_path / "nope.db"))
     assert missing.returncode == 1 and "no audit log" in missing.stderr
 
@@ -176,20 +176,65 @@ def keyed_and_plain_logs(tmp_path: Path) -> tuple[Path, Path, str]:
     return keyed, plain, key.hex()
 
 
-def test_verify_points_at_the_key_when_it_is_the_likely_cause(tmp_path: Path) -> None:
-    """A key mismatch was reported as tampering at entry 0, with no word about the key."""
+def test_verify_names_a_key_problem_as_such(tmp_path: Path) -> None:
+    """A key mismatch was reported as tampering at entry 0, with no word about the key;
+    then guessed at by verifying again under the other key setting. The log file now
+    records whether it is keyed (and the key's fingerprint): the command says which."""
     keyed, plain, key = keyed_and_plain_logs(tmp_path)
     no_key = {"PEPPERPY_EVENT_AUDIT_KEY": ""}
-    missing = run("audit", "verify", str(keyed), env=no_key)
-    assert missing.returncode == 1 and len(missing.stderr.splitlines()) == 1, missing.stderr
-    assert "PEPPERPY_EVENT_AUDIT_KEY, which is not set" in missing.stderr
-    assert "HMAC-keyed" in missing.stderr
-    unkeyed = run("audit", "verify", str(plain), env={"PEPPERPY_EVENT_AUDIT_KEY": key})
-    assert unkeyed.returncode == 1 and len(unkeyed.stderr.splitlines()) == 1, unkeyed.stderr
-    assert "does not verify under the key in PEPPERPY_EVENT_AUDIT_KEY" in unkeyed.stderr
-    assert "but does without a key: it is not HMAC-keyed" in unkeyed.stderr
-    wrong = run("audit", "verify", str(keyed), env={"PEPPERPY_EVENT_AUDIT_KEY": "ab" * 32})
-    assert wrong.returncode == 1 and "the key may be wrong" in wrong.stderr
+    cases = [
+        (
+            keyed,
+            no_key,
+            "is HMAC-keyed: put its key (hex) in PEPPERPY_EVENT_AUDIT_KEY, which is not set",
+        ),
+        (plain, {"PEPPERPY_EVENT_AUDIT_KEY": key}, "is not HMAC-keyed, but PEPPERPY_EVENT_AUDIT"),
+        (
+            keyed,
+            {"PEPPERPY_EVENT_AUDIT_KEY": "ab" * 32},
+            "is HMAC-keyed under another key than the one in PEPPERPY_EVENT_AUDIT_KEY",
+        ),
+    ]
+    for path, env, says in cases:
+        done = run("audit", "verify", str(path), env=env)
+        assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+        assert done.stderr.startswith(f"pepperpy-event: error: audit log {str(path)!r} {says}")
+        assert "NOT intact" not in done.stderr, done.stderr  # nothing says it was altered
+
+
+def test_a_keyed_log_altered_at_entry_0_is_not_taken_for_a_key_problem(tmp_path: Path) -> None:
+    """With the right key, an altered first entry was reported as 'the key may be wrong,
+    or entry 0 was altered': the command could not tell. Now it can."""
+    keyed, _, key = keyed_and_plain_logs(tmp_path)
+    db = sqlite3.connect(keyed)
+    db.execute(
+        "UPDATE audit_log SET body = CAST(replace(body, 'orders.1', 'orders.9') AS BLOB) "
+        "WHERE sequence = 0"
+    )
+    db.commit()
+    db.close()
+    bad = run("audit", "verify", str(keyed), env={"PEPPERPY_EVENT_AUDIT_KEY": key})
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == (
+        f"pepperpy-event: error: audit log {str(keyed)!r} is NOT intact: entry 0: entry "
+        "content does not match its hash (0 entries before it verified)"
+    )
+
+
+def test_a_log_file_without_a_key_marker_still_verifies(tmp_path: Path) -> None:
+    """Logs written before the marker existed verify as before; a failure of their first
+    entry says the key setting may be the cause, as the file cannot tell."""
+    keyed, plain, key = keyed_and_plain_logs(tmp_path)
+    for path in (keyed, plain):
+        db = sqlite3.connect(path)
+        db.execute("DROP TABLE audit_meta")
+        db.commit()
+        db.close()
+    assert run("audit", "verify", str(plain), env={"PEPPERPY_EVENT_AUDIT_KEY": ""}).returncode == 0
+    assert run("audit", "verify", str(keyed), env={"PEPPERPY_EVENT_AUDIT_KEY": key}).returncode == 0
+    unknown = run("audit", "verify", str(keyed), env={"PEPPERPY_EVENT_AUDIT_KEY": ""})
+    assert unknown.returncode == 1 and "NOT intact: entry 0: " in unknown.stderr
+    assert "does not record whether it is HMAC-keyed" in unknown.stderr
 
 
 def test_verify_names_no_key_when_a_later_entry_was_altered(tmp_path: Path) -> None:

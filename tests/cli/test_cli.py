@@ -595,8 +595,8 @@ def test_reading_commands_leave_a_file_that_is_not_a_store_alone(cli: Cli, tmp_p
     for path, _ in cases:
         assert sha256(path) == before[path][0], path.name
     assert sqlite3.connect(audit).execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table'"
-    ).fetchall() == [("audit_log",)]
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+    ).fetchall() == [("audit_log",), ("audit_meta",)]
     assert empty.stat().st_size == 0
     serve = cli("serve", "--port", "0", "--store", f"sqlite:///{audit}")
     one_line_error(serve, "is not an event store")

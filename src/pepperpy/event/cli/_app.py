@@ -678,36 +678,14 @@ def _verify_audit(path: str, key: bytes | None, **expected: Any) -> Any:
         log.close()
 
 
-def _key_mismatch(path: str, key: bytes | None, reason: str | None) -> str | None:
-    """The error to give when the first entry fails and the key setting may be why.
-
-    The file does not record whether its chain is HMAC-keyed, so the other setting is
-    tried: a log that fails under the key given but verifies without one is unkeyed (or
-    was rewritten by someone without the key). Without a key, a keyed log cannot be told
-    from one whose first entry was altered, so the message names both.
-    """
-    if reason is not None and reason.startswith("malformed"):  # edited, whatever the key
-        return None
-    chain = _verify_audit(path, key)  # without a recorded head: the chain alone
-    if chain.ok or chain.first_bad_sequence != 0 or chain.checked != 0:
-        return None
-    if key is None:
-        return (
-            f"audit log {path!r}: entry 0 does not verify without a key ({reason}): if the "
-            "log is HMAC-keyed, put its key (hex) in PEPPERPY_EVENT_AUDIT_KEY, which is not "
-            "set; if it is not keyed, it is NOT intact (entry 0 was altered)"
-        )
-    unkeyed = _verify_audit(path, None)
-    if unkeyed.ok or unkeyed.checked > 0:
-        return (
-            f"audit log {path!r} does not verify under the key in PEPPERPY_EVENT_AUDIT_KEY "
-            "but does without a key: it is not HMAC-keyed (unset PEPPERPY_EVENT_AUDIT_KEY), "
-            "or someone without the key rewrote it"
-        )
-    return (
-        f"audit log {path!r} is NOT intact under the key in PEPPERPY_EVENT_AUDIT_KEY, nor "
-        f"without a key: entry 0: {reason}; the key may be wrong, or entry 0 was altered"
-    )
+#: what ``audit verify`` says when the key setting, not the log, is what fails
+_KEY_PROBLEMS = {
+    "missing_key": "is HMAC-keyed: put its key (hex) in PEPPERPY_EVENT_AUDIT_KEY, which is not set",
+    "wrong_key": "is HMAC-keyed under another key than the one in PEPPERPY_EVENT_AUDIT_KEY "
+    "(their fingerprints differ): set the log's key",
+    "not_keyed": "is not HMAC-keyed, but PEPPERPY_EVENT_AUDIT_KEY is set: unset it to verify "
+    "the log; if the log was written with that key, someone without the key rewrote it",
+}
 
 
 @audit.command("verify")
@@ -729,18 +707,17 @@ def audit_verify(path: str, expect_count: int | None, expect_head: str | None) -
     Prints the head (entry count and last hash). The chain cannot show that its newest
     entries were removed: record the head somewhere else and pass it back later with
     --expect-count and --expect-head. An HMAC-keyed log needs its key, hex-encoded, in
-    PEPPERPY_EVENT_AUDIT_KEY.
+    PEPPERPY_EVENT_AUDIT_KEY; a missing or wrong key is named as such (the log file
+    records whether it is keyed, and the key's fingerprint).
     """
     key = _audit_key()
     result = _verify_audit(path, key, expect_count=expect_count, expect_head=expect_head)
     if not result.ok:
+        if result.kind in _KEY_PROBLEMS:  # the log records its key setting (AuditLog)
+            raise CommandError(f"audit log {path!r} {_KEY_PROBLEMS[result.kind]}")
         bad = result.first_bad_sequence
         where = "" if bad is None else f"entry {bad}: "
         verified = "verified" if bad is None else "before it verified"
-        if bad == 0 and result.checked == 0:  # the first entry fails: perhaps the key
-            mismatch = _key_mismatch(path, key, result.reason)
-            if mismatch is not None:
-                raise CommandError(mismatch)
         raise CommandError(
             f"audit log {path!r} is NOT intact: {where}{result.reason} "
             f"({result.checked} entries {verified})"

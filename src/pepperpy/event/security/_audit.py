@@ -14,6 +14,14 @@ back as ``expect_count``/``expect_head`` to check that nothing up to it went mis
 Several writers (threads, stores, processes) may share one log file: each
 :meth:`AuditLog.record` reads the head and appends after it in one write transaction,
 so they take turns and the chain stays one line.
+
+A log file records, when it is created, whether its chain is HMAC-keyed, and for a keyed
+one the key's fingerprint (an HMAC of a constant under the key, truncated: it says
+nothing of the key that the entries' hashes do not already). So a writer with the wrong
+key (or none) is refused before it breaks the chain, and :meth:`AuditLog.verify` tells
+a missing or wrong key from tampering (:attr:`AuditVerification.kind`). The marker is
+not trusted to pass anything: it only explains failures, the chain alone decides
+whether the entries are intact.
 """
 
 from __future__ import annotations
@@ -28,14 +36,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 import orjson
 
 from .._errors import ClosedError, ConfigurationError, SerializationError, StoreError
 from .._sqlite import open_wal
 
-__all__ = ["AuditEntry", "AuditLog", "AuditVerification"]
+__all__ = ["AuditEntry", "AuditFailure", "AuditLog", "AuditVerification", "key_fingerprint"]
 
 GENESIS = "0" * 64
 #: seconds a record waits for another writer of the same file (as the SQLite store)
@@ -77,6 +85,19 @@ class AuditEntry:
         )
 
 
+#: what kind of failure :meth:`AuditLog.verify` found (see :class:`AuditVerification`)
+AuditFailure = Literal[
+    "tampered",
+    "malformed",
+    "damaged",
+    "truncated",
+    "head_mismatch",
+    "missing_key",
+    "wrong_key",
+    "not_keyed",
+]
+
+
 @dataclass(frozen=True, slots=True)
 class AuditVerification:
     """The result of :meth:`AuditLog.verify`.
@@ -84,6 +105,22 @@ class AuditVerification:
     ``checked`` entries verified before the first bad one (all of them when ``ok``);
     ``head`` is the hash of the last verified entry (``GENESIS`` for none): with
     ``checked`` it is the anchor to record and pass back to a later ``verify``.
+
+    ``kind`` says what failed (``None`` when ``ok``):
+
+    * ``"tampered"``: an entry's content, hash, link or sequence is wrong (an entry was
+      edited, inserted, removed or moved), or the file's key marker was changed;
+    * ``"malformed"``: a row (or the key marker) no longer decodes: the file was edited;
+    * ``"damaged"``: SQLite finds the file itself damaged;
+    * ``"truncated"``: fewer entries than ``expect_count`` (the newest were removed);
+    * ``"head_mismatch"``: ``expect_head`` is not the hash of entry ``expect_count - 1``;
+    * ``"missing_key"``: the file records an HMAC-keyed chain and no key was given;
+    * ``"wrong_key"``: the file records a keyed chain and the key given is another one
+      (its fingerprint differs, and no entry verifies under it);
+    * ``"not_keyed"``: the file records an unkeyed chain and a key was given (the log
+      was written without a key, or rewritten by someone who had none).
+
+    The last three say nothing about the entries: verify again with the right key.
     """
 
     ok: bool
@@ -91,6 +128,22 @@ class AuditVerification:
     first_bad_sequence: int | None = None
     reason: str | None = None
     head: str = GENESIS
+    kind: AuditFailure | None = None
+
+
+#: the constant a key's fingerprint is the HMAC of
+_FINGERPRINT_MESSAGE = b"pepperpy-event audit log key fingerprint v1"
+#: what an unkeyed log file records in place of a fingerprint
+_UNKEYED = "none"
+
+
+def key_fingerprint(key: bytes) -> str:
+    """What a keyed log file records of its key: 16 hex digits, HMAC-SHA256 of a constant.
+
+    An HMAC does not reveal its key; the fingerprint only lets one check a key given
+    against the log's, which the entries' own HMACs allow already.
+    """
+    return hmac.new(key, _FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()[:16]
 
 
 class AuditLog:
@@ -143,9 +196,89 @@ class AuditLog:
             self._db = _open_existing(path)
         else:
             try:
-                self._db = open_wal(path, schema=SCHEMA, timeout=float(busy_timeout))
+                db = open_wal(path, timeout=float(busy_timeout))
             except sqlite3.Error as exc:
                 raise StoreError(f"could not open the audit log {path!r}: {exc}") from exc
+            try:
+                self._check_marker(self._marked(db))
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+
+    def _own_marker(self) -> str:
+        """What a log file made with this log's key records: its fingerprint, or ``none``."""
+        return _UNKEYED if self._key is None else key_fingerprint(self._key)
+
+    def _marked(self, db: sqlite3.Connection) -> str | None:
+        """Create the tables if missing and return the file's key marker.
+
+        A new file gets this log's marker. A file written before files had one (it has
+        entries but no marker) gets it only if its first entry verifies under this
+        log's key setting; otherwise it stays unmarked (``None``).
+        """
+        try:
+            marker = _read_marker(db)
+            if marker is not None:
+                return marker
+            db.execute("BEGIN IMMEDIATE")  # one writer at a time marks a new file
+            try:
+                db.execute(SCHEMA)
+                db.execute(META_SCHEMA)
+                marker = _read_marker(db)
+                if marker is None:
+                    first = db.execute(
+                        "SELECT sequence, body, hash FROM audit_log ORDER BY sequence LIMIT 1"
+                    ).fetchone()
+                    if first is None or self._first_verifies(*first):
+                        marker = self._own_marker()
+                        db.execute(
+                            "INSERT INTO audit_meta (name, value) VALUES (?, ?)",
+                            (_MARKER, marker),
+                        )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not open the audit log {self._path!r}: {exc}") from exc
+        return marker
+
+    def _first_verifies(self, sequence: Any, body: Any, digest: Any) -> bool:
+        """Whether a stored first row is entry 0 of a chain under this log's key setting."""
+        entry = _decode(body, digest)
+        return (
+            not isinstance(entry, str) and self._problem(sequence, body, entry, 0, GENESIS) is None
+        )
+
+    def _check_marker(self, marker: str | None) -> None:
+        """Refuse to write to a log file under another key setting than its own.
+
+        Entries recorded so would break its chain for every later reader.
+        """
+        problem = self._key_mismatch(marker)
+        if problem is not None:
+            raise ConfigurationError(f"the audit log {self._path!r} {problem[1]}")
+
+    def _key_mismatch(self, marker: str | None) -> tuple[AuditFailure, str] | None:
+        """What is wrong between the file's key marker and this log's key, if anything."""
+        if marker is None or marker == self._own_marker():
+            return None
+        if marker == _UNKEYED:
+            return "not_keyed", (
+                "is not HMAC-keyed (it records so), but a key was given: open it without "
+                "one; if it was written with this key, someone without it rewrote the log"
+            )
+        if not _is_fingerprint(marker):
+            return "malformed", f"has a malformed key marker {marker!r} (the file was edited)"
+        if self._key is None:
+            return "missing_key", "is HMAC-keyed (it records so) and no key was given"
+        return "wrong_key", (
+            "is HMAC-keyed under another key than the one given "
+            f"(key fingerprint {key_fingerprint(self._key)}, the log's {marker})"
+        )
 
     def _digest(self, previous: str, body: bytes) -> str:
         message = previous.encode() + body
@@ -292,23 +425,52 @@ class AuditLog:
         with ``ok=False``; so is a file SQLite reports as damaged.
         """
         expect_head = _anchor(expect_count, expect_head)
-        anchor_at = 0 if expect_head == GENESIS else None  # entries up to the expected head
-        previous = GENESIS
-        checked = 0
         try:
-            rows = self._rows()
+            marker, rows = self._marker_and_rows()
         except sqlite3.OperationalError as exc:  # locked, I/O: no verdict either way
             raise StoreError(f"could not read the audit log {self._path!r}: {exc}") from exc
         except sqlite3.DatabaseError as exc:  # SQLite finds the file itself damaged
-            return AuditVerification(False, 0, None, f"the file is damaged: {exc}")
+            return AuditVerification(False, 0, None, f"the file is damaged: {exc}", kind="damaged")
+        mismatch = self._key_mismatch(marker)
+        if mismatch is not None and mismatch[0] != "wrong_key":
+            return AuditVerification(False, 0, None, f"the log {mismatch[1]}", kind=mismatch[0])
+        result = self._verify_chain(rows, expect_count, expect_head, unmarked=marker is None)
+        if mismatch is None:
+            return result
+        if result.checked == 0:  # nothing verifies under the key given either
+            return AuditVerification(False, 0, None, f"the log {mismatch[1]}", kind="wrong_key")
+        # entries verify under the key given: the marker, not the key, is wrong
+        altered = "its key marker was altered (entries verify under the key given)"
+        return AuditVerification(False, 0, None, altered, kind="tampered")
+
+    def _verify_chain(
+        self,
+        rows: list[tuple[int, Any, Any]],
+        expect_count: int | None,
+        expect_head: str | None,
+        *,
+        unmarked: bool,
+    ) -> AuditVerification:
+        anchor_at = 0 if expect_head == GENESIS else None  # entries up to the expected head
+        previous = GENESIS
+        checked = 0
         for expected_sequence, (stored_at, body, digest) in enumerate(rows):
             entry = _decode(body, digest)
             if isinstance(entry, str):
                 malformed = f"malformed row: {entry}"
-                return AuditVerification(False, checked, stored_at, malformed, previous)
+                return AuditVerification(
+                    False, checked, stored_at, malformed, previous, kind="malformed"
+                )
             problem = self._problem(stored_at, body, entry, expected_sequence, previous)
             if problem is not None:
-                return AuditVerification(False, checked, entry.sequence, problem, previous)
+                if checked == 0 and unmarked and self._path is not None:
+                    problem += (
+                        " (this file does not record whether it is HMAC-keyed: a missing "
+                        "or wrong key looks the same)"
+                    )
+                return AuditVerification(
+                    False, checked, entry.sequence, problem, previous, kind="tampered"
+                )
             previous = entry.hash
             checked += 1
             if entry.hash == expect_head:
@@ -331,14 +493,27 @@ class AuditLog:
 
     def _rows(self) -> list[tuple[int, Any, Any]]:
         """Every row as stored, oldest first: (sequence, body, hash), not yet checked."""
+        return self._marker_and_rows()[1]
+
+    def _marker_and_rows(self) -> tuple[str | None, list[tuple[int, Any, Any]]]:
+        """The file's key marker (``None``: it has none) and every row, read together."""
         with self._lock:
             self._check_readable()
             if self._db is None:
-                return [(entry.sequence, entry.body(), entry.hash) for entry in self._entries]
-            rows: list[tuple[int, Any, Any]] = self._db.execute(
-                "SELECT sequence, body, hash FROM audit_log ORDER BY sequence"
-            ).fetchall()
-            return rows
+                rows = [(entry.sequence, entry.body(), entry.hash) for entry in self._entries]
+                return None, rows
+            db = self._db
+            db.execute("BEGIN")  # one snapshot: the marker with the rows
+            try:
+                marker = _read_marker(db)
+                rows = db.execute(
+                    "SELECT sequence, body, hash FROM audit_log ORDER BY sequence"
+                ).fetchall()
+            finally:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")  # it only read
+            return marker, rows
 
     @property
     def closed(self) -> bool:
@@ -385,6 +560,27 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS audit_log ("
     " sequence INTEGER PRIMARY KEY, body BLOB NOT NULL, hash TEXT NOT NULL)"
 )
+#: facts about the log file, written once when it is created: its key marker
+META_SCHEMA = "CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+#: the name of the key marker in ``audit_meta``: ``none``, or the key's fingerprint
+_MARKER = "hmac_key"
+
+
+def _read_marker(db: sqlite3.Connection) -> str | None:
+    """The file's key marker; ``None`` if it has none (a file made before markers)."""
+    if (
+        db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_meta'"
+        ).fetchone()
+        is None
+    ):
+        return None
+    row = db.execute("SELECT value FROM audit_meta WHERE name = ?", (_MARKER,)).fetchone()
+    return None if row is None else _text(row[0])
+
+
+def _is_fingerprint(value: str) -> bool:
+    return len(value) == 16 and _HEX.issuperset(value)
 
 
 def _open_existing(path: str) -> sqlite3.Connection:
@@ -432,14 +628,13 @@ def _against_anchor(
     """The result for an intact chain of ``checked`` entries, given the recorded head."""
     if expect_count is not None and checked < expect_count:
         missing = f"{expect_count - checked} of the {expect_count} expected entries are missing"
-        return AuditVerification(False, checked, checked, missing, head)
+        return AuditVerification(False, checked, checked, missing, head, kind="truncated")
     if expect_head is not None and anchor_at is None:
-        return AuditVerification(
-            False, checked, None, "the expected head hash is not in the log", head
-        )
+        gone = "the expected head hash is not in the log"
+        return AuditVerification(False, checked, None, gone, head, kind="head_mismatch")
     if expect_head is not None and expect_count is not None and anchor_at != expect_count:
         where = f"the expected head hash is the head after {anchor_at} entries, not {expect_count}"
-        return AuditVerification(False, checked, None, where, head)
+        return AuditVerification(False, checked, None, where, head, kind="head_mismatch")
     return AuditVerification(True, checked, head=head)
 
 
