@@ -154,7 +154,10 @@ class AuditLog:
     ``key`` (bytes) turns the chain into an HMAC chain. Any number of writers, in this
     process or others, may record to one file; ``busy_timeout`` is how many seconds a
     record waits for the others before it fails with
-    :class:`~pepperpy.event.StoreError` (as does any failure of the file).
+    :class:`~pepperpy.event.StoreError` (as does any failure of the file). A file
+    records when it is made whether its chain is keyed, with the key's
+    :func:`key_fingerprint`: a writer under another key setting (no key for a keyed
+    file, another key, a key for an unkeyed file) raises ``ConfigurationError``.
 
     ``read_only=True`` opens an existing log file to verify or show it and never writes
     to it: a missing file raises ``FileNotFoundError``, a file that is not an audit log
