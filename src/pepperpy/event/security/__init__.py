@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._access import ACTIONS, AccessControl, AccessRule
-from ._audit import AuditEntry, AuditLog, AuditVerification
+from ._audit import AuditEntry, AuditFailure, AuditLog, AuditVerification
 from ._encryption import KeyRing, KeyStore, MemoryKeyStore, SQLiteKeyStore, StreamEncryption
 from ._principal import acting_as, current_principal
 
@@ -12,6 +12,7 @@ __all__ = [
     "AccessControl",
     "AccessRule",
     "AuditEntry",
+    "AuditFailure",
     "AuditLog",
     "AuditVerification",
     "KeyRing",
