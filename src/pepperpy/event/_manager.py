@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from contextvars import copy_context
@@ -84,8 +85,9 @@ class EventManager:
         self.retry_policy = retry_policy
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_LIMIT)
         self._index: PatternIndex[_Listener] = PatternIndex(order=_priority_first)
-        self._routes = self._index._cache
         self._error_callbacks: list[tuple[ErrorCallback, bool]] = []
+        #: held for the bookkeeping below: emits from several event loops (threads) share it
+        self._lock = threading.Lock()
         self._in_flight = 0
         self._space_waiters: deque[asyncio.Future[None]] = deque()
         self._scheduled: set[asyncio.Future[Event]] = set()
@@ -144,14 +146,16 @@ class EventManager:
             raise TypeError(f"handler must be callable, got {handler!r}")
         if not isinstance(priority, int):
             raise TypeError(f"priority must be an int, got {priority!r}")
-        if self.max_listeners is not None:
-            count = len(self._index.items_for(pattern))
-            if count >= self.max_listeners:
-                raise ListenerLimitError(
-                    f"{pattern!r} already has {count} handlers (max_listeners={self.max_listeners})"
-                )
         listener = _Listener(pattern, handler, once, priority)
-        listener.key = self._index.add(pattern, listener)
+        with self._lock:  # registrations from other threads count too
+            if self.max_listeners is not None:
+                count = len(self._index.items_for(pattern))
+                if count >= self.max_listeners:
+                    raise ListenerLimitError(
+                        f"{pattern!r} already has {count} handlers "
+                        f"(max_listeners={self.max_listeners})"
+                    )
+            listener.key = self._index.add(pattern, listener)
 
     async def off(self, event_type: str, handler: Callable[..., Any]) -> bool:
         """Remove ``handler``'s registrations for ``event_type``; True if any was removed.
@@ -203,7 +207,7 @@ class EventManager:
             event = self._ready_event(event_type, data, metadata)
         if self._direct:
             # the hot path, inlined: no buffer, not closed, one plain listener
-            listeners = self._routes.get(event._type)
+            listeners = self._index._cache.get(event._type)
             if listeners is None:
                 listeners = self._index.match(event._type)
             if len(listeners) == 1 and not listeners[0].once:
@@ -281,7 +285,7 @@ class EventManager:
         return event
 
     async def _dispatch(self, event: Event) -> None:
-        listeners = self._routes.get(event._type)
+        listeners = self._index._cache.get(event._type)
         if listeners is None:
             listeners = self._index.match(event._type)
         if not listeners:
@@ -361,9 +365,10 @@ class EventManager:
 
     def _claim(self, listener: _Listener) -> bool:
         """Let a ``once`` listener fire a single time, removing it as it does."""
-        if listener.fired:
-            return False
-        listener.fired = True
+        with self._lock:  # emits in other threads race for it too
+            if listener.fired:
+                return False
+            listener.fired = True
         self._index.remove(listener.pattern, listener.key)
         return True
 

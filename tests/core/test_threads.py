@@ -1,0 +1,191 @@
+"""PatternIndex and EventManager shared by several threads, each with its own event loop.
+
+A manager is set up once (often at import time) and emitted to from several threads, each
+running its own ``asyncio.run``. Races are forced where possible: a hook runs the other
+thread's step at the exact point of the race, so these tests fail on a racy
+implementation every time instead of now and then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from pepperpy.event import Event, EventManager, PatternIndex
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An event loop running in a thread of its own."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 5) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def kill(self) -> None:
+        """Stop and close the loop without shutting its tasks down (a thread that died)."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        for task in asyncio.all_tasks(self.loop):
+            task._log_destroy_pending = False  # type: ignore[attr-defined]  # left on purpose
+        self.loop.close()
+
+
+def in_thread(target: Any, timeout: float = 5) -> threading.Thread:
+    """Run ``target()`` in another thread and wait for it, ``timeout`` seconds at most.
+
+    Used inside a hook: a thread-safe implementation may make the other thread wait for
+    this one, so it is not required to finish; join the thread returned before asserting.
+    """
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return thread
+
+
+# -- PatternIndex -----------------------------------------------------------------------
+
+
+class _EvictionRace(dict[str, Any]):
+    """A cache whose eviction lets another thread evict the same key in between.
+
+    Picking the oldest key and deleting it are two steps: another thread's match() runs
+    (and evicts) right after this one picked its key.
+    """
+
+    other: Any = None
+
+    def __iter__(self) -> Iterator[str]:
+        for key in list(dict.keys(self)):
+            other, self.other = self.other, None
+            if other is not None:
+                in_thread(other, timeout=0.5)
+            yield key
+
+
+def test_two_threads_evicting_the_same_cached_topic_both_succeed() -> None:
+    index: PatternIndex[str] = PatternIndex(cache_size=2)
+    index.add("a.*", "one")
+    index.add("a.#", "two")
+    index.match("a.1")
+    index.match("a.2")  # the cache is full
+    cache = _EvictionRace(index._cache)
+    index._cache = cache
+    other_result: list[Any] = []
+    cache.other = lambda: other_result.append(index.match("a.3"))
+
+    assert index.match("a.4") == ("one", "two")  # a KeyError when both deleted "a.1"
+    assert other_result == [("one", "two")]
+    assert len(index._cache) <= 3
+
+
+@pytest.mark.parametrize("change", ["add", "remove"])
+def test_a_match_racing_a_change_in_another_thread_caches_no_stale_route(change: str) -> None:
+    index: PatternIndex[str] = PatternIndex()
+    index.add("x.#", "old")
+    key = index.add("x.*", "gone") if change == "remove" else 0
+    lookup = index._lookup
+    fired = False
+
+    def lookup_then_change(tokens: tuple[str, ...]) -> tuple[str, ...]:
+        nonlocal fired
+        found = lookup(tokens)  # computed against the index as it was
+        if not fired:
+            fired = True
+            if change == "add":
+                in_thread(lambda: index.add("x.*", "new"))
+            else:
+                in_thread(lambda: index.remove("x.*", key))
+        return found
+
+    index._lookup = lookup_then_change  # type: ignore[method-assign]
+    first = index.match("x.y")  # raced the change: either answer is fine for this call
+    assert first in (("old",), ("old", "gone"))
+    expected = ("old", "new") if change == "add" else ("old",)
+    assert index.match("x.y") == expected  # but what it found was not kept
+
+
+# -- EventManager: routing and once ----------------------------------------------------
+
+
+def test_emits_from_several_event_loops_reach_every_handler() -> None:
+    manager = EventManager()
+    counts = [0, 0]
+    lock = threading.Lock()
+
+    @manager.on("user.*.login")
+    def first(event: Event) -> None:
+        with lock:
+            counts[0] += 1
+
+    @manager.on("user.#")
+    def second(event: Event) -> None:
+        with lock:
+            counts[1] += 1
+
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        async def main() -> None:
+            for i in range(3_000):
+                await manager.emit(f"user.{(i * 13 + k * 7919) % 6000}.login")
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert counts == [9_000, 9_000]
+
+
+def test_a_once_handler_fires_once_when_two_threads_emit_at_once() -> None:
+    manager = EventManager()
+    calls: list[int] = []
+    manager.once("job.done", lambda event: calls.append(event.data))
+    manager.on("job.done", lambda event: None)  # two handlers: the claiming path
+    (listener,) = [item for item in manager._index if item.once]
+    base = type(listener)
+    slot: Any = vars(base)["fired"]  # the slot's descriptor
+
+    class Racing(base):  # type: ignore[misc,valid-type]
+        """Reading ``fired`` lets another thread's emit run in between."""
+
+        __slots__ = ()
+        other: threading.Thread | None = None
+
+        @property
+        def fired(self) -> bool:
+            value = bool(slot.__get__(self))
+            if Racing.other is None:  # read, then the other thread's emit claims it
+                Racing.other = in_thread(
+                    lambda: asyncio.run(manager.emit("job.done", 2)), timeout=0.5
+                )
+            return value
+
+        @fired.setter
+        def fired(self, value: bool) -> None:
+            slot.__set__(self, value)
+
+    listener.__class__ = Racing
+    asyncio.run(manager.emit("job.done", 1))
+    assert Racing.other is not None
+    Racing.other.join(5)
+    assert len(calls) == 1
