@@ -1018,14 +1018,14 @@ async def test_a_woken_waiter_cancelled_before_it_runs_passes_the_slot_on() -> N
     first = asyncio.ensure_future(manager.emit("job", "first"))
     second = asyncio.ensure_future(manager.emit("job", "second"))
     await asyncio.sleep(0.01)
-    wake = manager._wake_one
+    wake = manager._grant_next
 
     def wake_then_cancel() -> None:  # the slot goes to "first", then "first" is cancelled
-        manager._wake_one = wake  # type: ignore[method-assign]
+        manager._grant_next = wake  # type: ignore[method-assign]
         wake()
         first.cancel()
 
-    manager._wake_one = wake_then_cancel  # type: ignore[method-assign]
+    manager._grant_next = wake_then_cancel  # type: ignore[method-assign]
     gate.set()
     await holder
     await asyncio.wait_for(second, timeout=2)

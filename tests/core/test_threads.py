@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
 
 from pepperpy.event import Event, EventManager, PatternIndex
+from pepperpy.event import _manager as manager_module
 
 T = TypeVar("T")
 
@@ -189,3 +191,134 @@ def test_a_once_handler_fires_once_when_two_threads_emit_at_once() -> None:
     assert Racing.other is not None
     Racing.other.join(5)
     assert len(calls) == 1
+
+
+# -- EventManager: the buffer across loops ---------------------------------------------
+
+
+def test_an_emit_waiting_on_another_loop_is_woken_as_soon_as_a_slot_frees() -> None:
+    """A slot freed on loop A wakes the emit waiting on loop B at once (thread-safely),
+    not when something else happens to wake B's loop."""
+    manager = EventManager(buffer_size=1)
+
+    @manager.on("job.*")
+    async def work(event: Event) -> None:
+        if event.data == "a":
+            while not manager._space_waiters:  # hold the slot until B waits for it
+                await asyncio.sleep(0.001)
+
+    waited: list[float] = []
+
+    def thread_b() -> None:
+        async def main() -> None:
+            started = time.monotonic()
+            await asyncio.wait_for(manager.emit("job.b", "b"), 5)
+            waited.append(time.monotonic() - started)
+
+        asyncio.run(main())
+
+    a = LoopThread()
+    try:
+        a.submit(manager.emit("job.a", "a"))
+        deadline = time.monotonic() + 5
+        while not manager.in_flight and time.monotonic() < deadline:
+            time.sleep(0.001)
+        b = threading.Thread(target=thread_b)
+        b.start()
+        b.join(10)
+    finally:
+        a.run(asyncio.sleep(0))
+        a.loop.call_soon_threadsafe(a.loop.stop)
+        a.thread.join(5)
+        a.loop.close()
+    assert len(waited) == 1
+    assert waited[0] < 0.5  # CLOSED_LOOP_CHECK (1 s) is not what woke it
+    assert manager.in_flight == 0
+
+
+def test_drain_on_one_loop_waits_for_events_scheduled_on_another() -> None:
+    manager = EventManager()
+    release = threading.Event()
+    handled: list[int] = []
+
+    @manager.on("job")
+    async def work(event: Event) -> None:
+        while not release.is_set():
+            await asyncio.sleep(0.001)
+        handled.append(event.data)
+
+    async def schedule() -> None:
+        manager.emit_nowait("job", 1)
+
+    other = LoopThread()
+    try:
+        other.run(schedule())
+
+        async def main() -> float:
+            asyncio.get_running_loop().call_later(0.05, release.set)
+            started = time.monotonic()
+            await asyncio.wait_for(manager.drain(), 5)
+            return time.monotonic() - started
+
+        took = asyncio.run(main())
+        assert handled == [1]
+        assert took < 0.5  # woken by the other loop when its event was done
+    finally:
+        other.run(asyncio.sleep(0))
+        other.loop.call_soon_threadsafe(other.loop.stop)
+        other.thread.join(5)
+        other.loop.close()
+
+
+async def _hang(event: Event) -> None:
+    await asyncio.sleep(3600)
+
+
+def test_slots_held_on_a_loop_closed_without_shutdown_are_given_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    manager = EventManager(buffer_size=2)
+    manager.on("a.*", _hang)
+    dead = LoopThread()
+
+    async def schedule() -> None:
+        manager.emit_nowait("a.b", 1)
+        manager.emit_nowait("a.b", 2)
+
+    dead.run(schedule())
+    dead.kill()
+
+    async def later() -> None:
+        assert manager.in_flight == 0
+        await asyncio.wait_for(manager.emit("x.y"), 3)  # no handler, but it needs a slot
+        await asyncio.wait_for(manager.drain(), 3)
+        await asyncio.wait_for(manager.close(), 3)
+
+    asyncio.run(later())
+    assert "abandoned on an event loop that was closed" in caplog.text
+
+
+def test_an_emit_already_waiting_when_the_slot_holders_loop_closes_gets_the_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(manager_module, "CLOSED_LOOP_CHECK", 0.05, raising=False)
+    manager = EventManager(buffer_size=1)
+    manager.on("a.*", _hang)
+    manager.on("b.*", lambda event: None)
+    dead = LoopThread()
+
+    async def schedule() -> None:
+        manager.emit_nowait("a.b", 1)
+
+    dead.run(schedule())
+
+    async def main() -> None:
+        waiting = asyncio.ensure_future(manager.emit("b.c"))
+        drained = asyncio.ensure_future(manager.drain())
+        await asyncio.sleep(0.02)  # both are waiting: for the slot, for the event
+        await asyncio.to_thread(dead.kill)
+        await asyncio.wait_for(waiting, 3)
+        await asyncio.wait_for(drained, 3)
+
+    asyncio.run(main())
+    assert manager.in_flight == 0

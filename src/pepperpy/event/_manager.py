@@ -28,6 +28,10 @@ ErrorCallback = Callable[["DeadLetter"], Any]
 
 DEAD_LETTER_LIMIT = 1000
 
+#: seconds between two looks, by a caller waiting for a buffer slot or a drain, for
+#: deliveries abandoned on an event loop that was closed while they ran
+CLOSED_LOOP_CHECK = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -89,8 +93,10 @@ class EventManager:
         #: held for the bookkeeping below: emits from several event loops (threads) share it
         self._lock = threading.Lock()
         self._in_flight = 0
-        self._space_waiters: deque[asyncio.Future[None]] = deque()
+        self._held: dict[asyncio.AbstractEventLoop, int] = {}  # buffer slots per loop
+        self._space_waiters: deque[_Waiter] = deque()  # emits waiting for a slot, in order
         self._scheduled: set[asyncio.Future[Event]] = set()
+        self._drainers: list[_Waiter] = []  # drain() calls waiting for _scheduled to empty
         self._closed = False
         self._direct = buffer_size is None  # emit may skip buffer and closed checks
 
@@ -229,11 +235,12 @@ class EventManager:
             return event
         if self._closed:
             raise ClosedError("the EventManager is closed")
-        await self._enter()
+        loop = asyncio.get_running_loop()
+        await self._enter(loop)
         try:
             await self._dispatch(event)
         finally:
-            self._leave()
+            self._leave(loop)
         return event
 
     def emit_nowait(
@@ -255,26 +262,39 @@ class EventManager:
         parse_topic(event._type)  # a bad type fails here, not inside the future
         loop = asyncio.get_running_loop()
         if self.buffer_size is not None:
-            if self._in_flight >= self.buffer_size:
-                raise BufferFullError(
-                    f"{self._in_flight} events in flight (buffer_size={self.buffer_size})"
-                )
-            self._in_flight += 1
-        task = loop.create_task(self._deliver_scheduled(event))
-        self._scheduled.add(task)
-        task.add_done_callback(self._scheduled.discard)
-        if self.buffer_size is not None:
-            # a done-callback runs exactly once, also when the future is cancelled
-            # before its task ever started (a ``finally`` inside it would never run)
-            task.add_done_callback(self._leave_scheduled)
+            with self._lock:
+                if not self._has_space():
+                    raise BufferFullError(
+                        f"{self._in_flight} events in flight (buffer_size={self.buffer_size})"
+                    )
+                self._take_slot(loop)
+        try:
+            task = loop.create_task(self._deliver_scheduled(event))
+        except BaseException:
+            if self.buffer_size is not None:
+                self._leave(loop)
+            raise
+        with self._lock:
+            self._scheduled.add(task)
+        # a done-callback runs exactly once, also when the future is cancelled before its
+        # task ever started (a ``finally`` inside it would never run)
+        task.add_done_callback(self._unschedule)
         return task
 
     async def _deliver_scheduled(self, event: Event) -> Event:
         await self._dispatch(event)
         return event
 
-    def _leave_scheduled(self, task: asyncio.Future[Event]) -> None:
-        self._leave()
+    def _unschedule(self, task: asyncio.Future[Event]) -> None:
+        with self._lock:
+            if task not in self._scheduled:
+                return  # abandoned with its loop (see _reap)
+            self._scheduled.discard(task)
+            if self.buffer_size is not None:
+                self._release(task.get_loop())
+            if not self._scheduled:
+                for drainer in self._drainers:
+                    drainer.wake_up()
 
     @staticmethod
     def _ready_event(event: Any, data: Any, metadata: Any) -> Event:
@@ -424,42 +444,130 @@ class EventManager:
                 logger.exception("on_error callback %r failed", callback)
 
     # -- backpressure -----------------------------------------------------------------
+    #
+    # A slot given back goes straight to the first emit in line (no barging), which is
+    # woken on its own loop, thread-safely. Slots are counted per event loop (``_held``):
+    # a loop closed without shutting its tasks down never finishes the deliveries it
+    # held, so ``_reap`` gives their slots back (and drain() stops waiting for them)
+    # rather than letting every later emit wait forever.
 
-    async def _enter(self) -> None:
-        assert self.buffer_size is not None
-        while self._in_flight >= self.buffer_size:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._space_waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake_one()
-                raise
-        self._in_flight += 1
-
-    def _leave(self) -> None:
-        self._in_flight -= 1
-        self._wake_one()
-
-    def _wake_one(self) -> None:
-        while self._space_waiters:
-            waiter = self._space_waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+    async def _enter(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Take a buffer slot, first come, first served among the emits that wait."""
+        with self._lock:
+            if not self._space_waiters and self._has_space():
+                self._take_slot(loop)
                 return
+            waiter = _Waiter(loop)
+            self._space_waiters.append(waiter)
+        try:
+            while True:
+                await waiter.wait()
+                with self._lock:
+                    if waiter.granted:
+                        return
+                    self._reap()  # woken to look for closed loops: may grant this one
+                    if waiter.granted:
+                        return
+                    waiter.wake = loop.create_future()
+        except BaseException:
+            with self._lock:
+                if waiter.granted:
+                    self._release(loop)  # pass the slot on
+                elif waiter in self._space_waiters:
+                    self._space_waiters.remove(waiter)
+            raise
+
+    def _has_space(self) -> bool:
+        """True when a slot is free (call with the lock)."""
+        assert self.buffer_size is not None
+        if self._in_flight >= self.buffer_size:
+            self._reap()
+        return self._in_flight < self.buffer_size
+
+    def _take_slot(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._in_flight += 1
+        self._held[loop] = self._held.get(loop, 0) + 1
+
+    def _leave(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._release(loop)
+
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Give back a slot ``loop`` held, to the next emit in line (call with the lock)."""
+        held = self._held.get(loop)
+        if held is None:
+            return  # given back already, when its loop was found closed
+        if held == 1:
+            del self._held[loop]
+        else:
+            self._held[loop] = held - 1
+        self._in_flight -= 1
+        self._grant_next()
+
+    def _grant_next(self) -> None:
+        """Hand free slots to the emits first in line (call with the lock)."""
+        assert self.buffer_size is not None
+        while self._space_waiters and self._in_flight < self.buffer_size:
+            waiter = self._space_waiters.popleft()
+            if waiter.wake_up():
+                waiter.granted = True
+                self._take_slot(waiter.loop)
+            # else its loop is closed: it will never run again
+
+    def _reap(self) -> None:
+        """Give back what deliveries on closed event loops held (call with the lock)."""
+        closed = [loop for loop in self._held if loop.is_closed()]
+        abandoned = [task for task in self._scheduled if task.get_loop().is_closed()]
+        if not closed and not abandoned:
+            return
+        freed = sum(self._held.pop(loop) for loop in closed)
+        self._in_flight -= freed
+        self._scheduled.difference_update(abandoned)
+        logger.warning(
+            "EventManager: deliveries abandoned on an event loop that was closed while they "
+            "ran (%d scheduled event(s) no longer drained, %d buffer slot(s) given back)",
+            len(abandoned),
+            freed,
+        )
+        if not self._scheduled:
+            for drainer in self._drainers:
+                drainer.wake_up()
+        if self.buffer_size is not None:
+            self._grant_next()
 
     @property
     def in_flight(self) -> int:
         """Events scheduled or being dispatched that count against ``buffer_size``."""
-        return self._in_flight
+        with self._lock:
+            self._reap()
+            return self._in_flight
 
     # -- lifecycle --------------------------------------------------------------------
 
     async def drain(self) -> None:
-        """Wait until every event scheduled with :meth:`emit_nowait` has been handled."""
-        while self._scheduled:
-            await asyncio.wait(list(self._scheduled))
+        """Wait until every event scheduled with :meth:`emit_nowait` has been handled.
+
+        Events scheduled on an event loop that was closed while they ran are not waited
+        for: they will never finish.
+        """
+        loop = asyncio.get_running_loop()
+        drainer: _Waiter | None = None
+        try:
+            while True:
+                with self._lock:
+                    self._reap()
+                    if not self._scheduled:
+                        return
+                    if drainer is None:
+                        drainer = _Waiter(loop)
+                        self._drainers.append(drainer)
+                    elif drainer.wake.done():
+                        drainer.wake = loop.create_future()
+                await drainer.wait()
+        finally:
+            if drainer is not None:
+                with self._lock:
+                    self._drainers.remove(drainer)
 
     async def close(self) -> None:
         """Drain scheduled events, then refuse new ones."""
@@ -477,6 +585,41 @@ class EventManager:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+class _Waiter:
+    """A call waiting on ``loop``; ``wake`` resolves when it should look again."""
+
+    __slots__ = ("granted", "loop", "wake")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.wake: asyncio.Future[None] = loop.create_future()
+        self.granted = False  # a buffer slot was handed to it
+
+    async def wait(self) -> None:
+        """Wait for ``wake``, or :data:`CLOSED_LOOP_CHECK` seconds at most."""
+        timer = self.loop.call_later(CLOSED_LOOP_CHECK, _set, self.wake)
+        try:
+            await self.wake
+        finally:
+            timer.cancel()
+
+    def wake_up(self) -> bool:
+        """Resolve ``wake`` on its own loop, from any thread; False if that loop is closed."""
+        if self.loop is asyncio._get_running_loop():
+            _set(self.wake)
+            return True
+        try:
+            self.loop.call_soon_threadsafe(_set, self.wake)
+        except RuntimeError:
+            return False
+        return True
+
+
+def _set(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _cancellation(task: asyncio.Future[Any]) -> asyncio.CancelledError:
