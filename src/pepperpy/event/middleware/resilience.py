@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._event import Event
+from .._loops import LoopShares
 from .._manager import DEAD_LETTER_LIMIT, DeadLetter
 from .._processor import NextHandler, _completed, failed_handlers
 from .._retry import RetryPolicy
@@ -92,34 +93,77 @@ class _Deadline:
         self.expired = False
 
 
+class _Watchdog:
+    """One event loop's pending deadlines, in arrival order, and the timer serving them.
+
+    Only that loop's thread touches it: the deadlines' tasks and the timer live there.
+    """
+
+    __slots__ = ("keys", "loop", "pending", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: dict[int, _Deadline] = {}  # arrival order == deadline order
+        self.keys = itertools.count()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def arm(self, at: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(at, self.expire)
+
+    def expire(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        pending = self.pending
+        while pending:
+            key = next(iter(pending))
+            deadline = pending[key]
+            if deadline.at > now:
+                self.arm(deadline.at)
+                return
+            del pending[key]
+            if not deadline.task.done():
+                deadline.expired = True
+                deadline.task.cancel()
+
+    def abandon(self) -> None:
+        """Forget everything: the loop closed without finishing its tasks."""
+        self.pending.clear()
+        self.timer = None
+
+
 class TimeoutMiddleware:
     """Fail with :class:`TimeoutError` when the rest of the chain takes over ``seconds``.
 
     The work is cancelled at the deadline, in the same task (no Task is created), with
     the semantics of ``asyncio.timeout``. Unlike ``asyncio.timeout`` it does not arm a
     timer per event: deadlines of one middleware all share the same length, so they
-    expire in arrival order and one watchdog timer, re-armed for the oldest pending
-    deadline, serves them all. A handler's own ``TimeoutError`` propagates unchanged.
+    expire in arrival order and one watchdog timer per event loop, re-armed for the
+    oldest pending deadline, serves them all. One middleware may serve processors on
+    several event loops (threads) at once: each loop has a watchdog of its own. A
+    handler's own ``TimeoutError`` propagates unchanged.
     """
 
     def __init__(self, seconds: float) -> None:
         if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds > 0:
             raise ValueError(f"seconds must be a number > 0, got {seconds!r}")
         self.seconds = float(seconds)
-        self._pending: dict[int, _Deadline] = {}  # arrival order == deadline order
-        self._keys = itertools.count()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._watchdogs: LoopShares[_Watchdog] = LoopShares(_Watchdog)
+        self._last: _Watchdog | None = None  # the last one used: most calls need no lookup
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
         task = asyncio.current_task()
         assert task is not None, "middleware runs inside a task"
         loop = task.get_loop()
+        watchdog = self._last
+        if watchdog is None or watchdog.loop is not loop:
+            watchdog = self._last = self._watchdogs.here()
         deadline = _Deadline(loop.time() + self.seconds, task)
-        key = next(self._keys)
-        self._pending[key] = deadline
-        if self._timer is None or self._timer_loop is not loop:
-            self._arm(loop, deadline.at)
+        key = next(watchdog.keys)
+        watchdog.pending[key] = deadline
+        if watchdog.timer is None:
+            watchdog.arm(deadline.at)
         try:
             await next_handler(event)
         except asyncio.CancelledError as exc:
@@ -132,30 +176,9 @@ class TimeoutMiddleware:
                 f"processing {event.type} ({event.id}) took longer than {self.seconds}s"
             ) from exc
         finally:
-            self._pending.pop(key, None)
+            watchdog.pending.pop(key, None)
             if deadline.expired:  # expired, but the handler swallowed the cancellation
                 task.uncancel()
-
-    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_at(at, self._expire, loop)
-        self._timer_loop = loop
-
-    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = None
-        now = loop.time()
-        pending = self._pending
-        while pending:
-            key = next(iter(pending))
-            deadline = pending[key]
-            if deadline.at > now:
-                self._arm(loop, deadline.at)
-                return
-            del pending[key]
-            if not deadline.task.done():
-                deadline.expired = True
-                deadline.task.cancel()
 
 
 class RateLimitMiddleware:
