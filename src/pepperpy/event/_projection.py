@@ -26,15 +26,20 @@ may still have reached it, and only the disk knows which state goes with the pos
 Calls on one projection object take turns: ``run``, ``rebuild`` and ``load`` hold a
 lock for their whole duration, ``follow`` for each live event, so overlapping runs (a
 periodic catch-up and a manual one, say) never fold one event twice or commit each
-other's uncommitted effects.
+other's uncommitted effects. The lock serves every event loop (thread) that uses the
+projection: an ``asyncio.Lock`` belongs to one loop, and calls running at once on two
+loops each took a lock of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import threading
 import time
-from collections.abc import AsyncIterable, Callable
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _json
@@ -106,8 +111,7 @@ class Projection:
         self._state: Any = self._fresh_state()
         self._position: int | None = None  # last applied global position (committed)
         self._loaded = False
-        self._lock: asyncio.Lock | None = None
-        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._turns = _Turns(on_abandoned=self._forget_loaded)
 
     # -- registration ---------------------------------------------------------------
 
@@ -161,16 +165,13 @@ class Projection:
             return initial()
         return copy.deepcopy(initial)
 
-    def _turn(self) -> asyncio.Lock:
-        """The lock that runs, loads and live events take turns on.
+    def _turn(self) -> AbstractAsyncContextManager[None]:
+        """Hold the lock that runs, loads and live events take turns on (``async with``)."""
+        return self._turns.hold()
 
-        asyncio locks belong to one event loop, so a projection used from a later
-        ``asyncio.run`` gets a new one there.
-        """
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock_loop is not loop:
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        return self._lock
+    def _forget_loaded(self) -> None:
+        """A call's loop closed while it held the turn: trust only the disk from now on."""
+        self._loaded = False
 
     async def load(self) -> Any:
         """Load the committed state and position (a new projection starts fresh)."""
@@ -338,6 +339,113 @@ class Projection:
 
 
 _NOTHING = object()
+
+#: seconds between two looks, by a call waiting for its turn, for a holder whose event
+#: loop was closed while it held the turn
+CLOSED_LOOP_CHECK = 1.0
+
+
+class _Turn:
+    """One call's claim on a :class:`_Turns`: holding it, or waiting on ``loop``."""
+
+    __slots__ = ("granted", "loop", "wake")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.wake: asyncio.Future[None] | None = None
+        self.granted = False
+
+    def wake_up(self) -> bool:
+        """Resolve ``wake`` on its own loop, from any thread; False if that loop is closed."""
+        assert self.wake is not None
+        if self.loop is asyncio._get_running_loop():
+            _set(self.wake)
+            return True
+        try:
+            self.loop.call_soon_threadsafe(_set, self.wake)
+        except RuntimeError:
+            return False
+        return True
+
+
+class _Turns:
+    """A first come, first served lock for calls on any event loop, in any thread.
+
+    The turn passes straight to the first call in line, woken on its own loop. A turn
+    held on a loop that was closed without finishing its task is abandoned: the next
+    call takes it (one already waiting looks every :data:`CLOSED_LOOP_CHECK` seconds),
+    after ``on_abandoned()``.
+    """
+
+    def __init__(self, *, on_abandoned: Callable[[], None]) -> None:
+        self._on_abandoned = on_abandoned
+        self._lock = threading.Lock()
+        self._holder: _Turn | None = None
+        self._line: deque[_Turn] = deque()
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        turn = await self._acquire()
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._holder is turn:  # not if taken over after its loop closed
+                    self._pass_on()
+
+    async def _acquire(self) -> _Turn:
+        loop = asyncio.get_running_loop()
+        turn = _Turn(loop)
+        with self._lock:
+            self._drop_abandoned()
+            if self._holder is None:
+                self._holder = turn
+                return turn
+            turn.wake = loop.create_future()
+            self._line.append(turn)
+        try:
+            while True:
+                timer = loop.call_later(CLOSED_LOOP_CHECK, _set, turn.wake)
+                try:
+                    await turn.wake
+                finally:
+                    timer.cancel()
+                with self._lock:
+                    if not turn.granted:
+                        self._drop_abandoned()  # woken to look: may hand the turn here
+                    if turn.granted:
+                        return turn
+                    turn.wake = loop.create_future()
+        except BaseException:
+            with self._lock:
+                if turn.granted:
+                    if self._holder is turn:
+                        self._pass_on()
+                elif turn in self._line:
+                    self._line.remove(turn)
+            raise
+
+    def _drop_abandoned(self) -> None:
+        """Take the turn from a holder whose loop was closed (call with the lock)."""
+        if self._holder is not None and self._holder.loop.is_closed():
+            self._on_abandoned()
+            self._pass_on()
+
+    def _pass_on(self) -> None:
+        """Hand the turn to the first call in line, or free it (call with the lock)."""
+        self._holder = None
+        while self._line:
+            turn = self._line.popleft()
+            if turn.wake_up():
+                turn.granted = True
+                self._holder = turn
+                return
+            # its loop is closed: it will never run again
+
+
+def _set(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _global_position(event: Event) -> int:
