@@ -64,12 +64,34 @@ class IdempotencyStore(ABC):
         """Release connections."""
 
 
+class _Claim:
+    """A key's claim in this process: the event loop its delivery runs on, and the calls
+    waiting for it, each with its loop."""
+
+    __slots__ = ("loop", "waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+
+#: seconds a call waits for another loop's claim before it asks again (and finds the
+#: claim abandoned if that loop was closed meanwhile)
+CLOSED_LOOP_CHECK = 1.0
+
+
 class MemoryIdempotencyStore(IdempotencyStore):
     """Keys in this process: the ``size`` most recently used delivered ones.
 
-    Claims never expire (their holder is this process), and calls on several event
-    loops (threads) share the keys: a call waiting for another loop's claim is woken on
-    its own loop.
+    Calls on several event loops (threads) share the keys: a call waiting for another
+    loop's claim is woken on its own loop. Claims have no lease (their holder is this
+    process), but a claim taken on an event loop that was closed before its delivery
+    finished (a thread stopped its loop without cancelling its tasks) is abandoned, as
+    a crashed holder's lease expires in Redis: the next call takes it over, and one
+    waiting notices within :data:`CLOSED_LOOP_CHECK` seconds. A claim is completed or
+    released by its delivery, on the loop that took it; a release from any other live
+    loop is ignored, so a late one from an abandoned delivery cannot drop the claim that
+    took over.
     """
 
     lease = inf
@@ -79,29 +101,40 @@ class MemoryIdempotencyStore(IdempotencyStore):
             raise ValueError(f"size must be >= 1, got {size!r}")
         self.size = size
         self._done: OrderedDict[str, None] = OrderedDict()
-        #: claimed keys -> the calls waiting for them, each with its loop
-        self._claims: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+        self._claims: dict[str, _Claim] = {}
         self._lock = threading.Lock()
 
     async def claim(self, key: str) -> Claim:
+        loop = asyncio.get_running_loop()
         with self._lock:
             if key in self._done:
                 self._done.move_to_end(key)
                 return "done"
-            if key in self._claims:
-                return "busy"
-            self._claims[key] = []
+            held = self._claims.get(key)
+            if held is not None:
+                if not held.loop.is_closed():
+                    return "busy"
+                _wake(held.waiters)  # abandoned: taken over here; they ask again
+            self._claims[key] = _Claim(loop)
             return "claimed"
 
     async def wait(self, key: str) -> None:
         loop = asyncio.get_running_loop()
         with self._lock:
-            waiters = self._claims.get(key)
-            if waiters is None:
+            held = self._claims.get(key)
+            if held is None or held.loop.is_closed():
                 return
             finished: asyncio.Future[None] = loop.create_future()
-            waiters.append((loop, finished))
-        await finished
+            waiter = (loop, finished)
+            held.waiters.append(waiter)
+        timer = loop.call_later(CLOSED_LOOP_CHECK, _set, finished)
+        try:
+            await finished
+        finally:
+            timer.cancel()
+            with self._lock:
+                if waiter in held.waiters:
+                    held.waiters.remove(waiter)
 
     async def complete(self, key: str) -> None:
         with self._lock:
@@ -114,17 +147,26 @@ class MemoryIdempotencyStore(IdempotencyStore):
         self._finish(key)
 
     def _finish(self, key: str) -> None:
-        with self._lock:
-            waiters = self._claims.pop(key, [])
         here = asyncio.get_running_loop()
-        for loop, finished in waiters:
-            if loop is here:
-                _set(finished)
-            else:
-                try:
-                    loop.call_soon_threadsafe(_set, finished)
-                except RuntimeError:  # that loop is closed: nobody waits there any more
-                    pass
+        with self._lock:
+            held = self._claims.get(key)
+            if held is None or (held.loop is not here and not held.loop.is_closed()):
+                return  # not this delivery's claim (see the class docstring)
+            del self._claims[key]
+            _wake(held.waiters)
+
+
+def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
+    """Resolve each waiter's future on its own loop, from any thread."""
+    here = asyncio._get_running_loop()
+    for loop, finished in waiters:
+        if loop is here:
+            _set(finished)
+        else:
+            try:
+                loop.call_soon_threadsafe(_set, finished)
+            except RuntimeError:  # that loop is closed: nobody waits there any more
+                pass
 
 
 class RedisIdempotencyStore(IdempotencyStore):
