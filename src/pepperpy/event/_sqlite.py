@@ -1,11 +1,34 @@
-"""Opening the SQLite files the library keeps: the store, checkpoints, keys, the audit log."""
+"""Opening the SQLite files the library keeps: the store, checkpoints, keys, the audit log.
+
+And keeping them usable in a child made by ``os.fork()`` (``multiprocessing``'s fork
+start method, say). SQLite connections must not be carried across a fork: the child
+inherits their locks' bookkeeping but not the locks (POSIX locks belong to a process),
+and closing one in the child may checkpoint and delete the write-ahead log under the
+parent (https://www.sqlite.org/howtocorrupt.html, section 2.6). So every object here
+that holds connections is *tracked*, and Python's at-fork hooks do three things:
+
+* before the fork, in the parent, each object takes the locks it holds around every use
+  of a connection, so the fork happens between two transactions: a connection caught
+  in the middle of one would leave the child unable to write to the file at all
+  ("database is locked", for ever), since SQLite in the child would count that
+  transaction's lock as its own;
+* after it, the parent lets go of them, and nothing else changes there;
+* in the child, each object abandons the connections it inherited (never closed, never
+  freed: see :func:`abandon`), forgets its threads, and opens connections of its own on
+  first use.
+"""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
+import weakref
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["open_wal"]
+__all__ = ["ForkAware", "abandon", "open_wal", "track_forks"]
 
 
 def open_wal(
@@ -29,3 +52,92 @@ def open_wal(
     if schema is not None:
         connection.execute(schema)
     return connection
+
+
+class ForkAware(Protocol):
+    """An object holding SQLite connections (or locks) that a forked child must not use."""
+
+    def _fork_hold(self, held: list[threading.Lock]) -> None:
+        """Acquire every lock held around a use of a connection, appending each to ``held``.
+
+        Called in the parent just before a fork; the locks are released after it.
+        """
+
+    def _fork_child(self) -> None:
+        """In the child: replace every lock, abandon every connection, open anew lazily."""
+
+
+_owners: weakref.WeakSet[ForkAware] = weakref.WeakSet()
+_owners_lock = threading.Lock()
+#: during a fork: each tracked object (kept alive until after it) and the locks it holds
+_holding: list[tuple[ForkAware, list[threading.Lock]]] = []
+#: keeps an object alive for the rest of the process, exit included (see ``abandon``)
+_keep: Callable[[object], object] | None = None
+#: where ``_keep`` puts them where ``ctypes.pythonapi`` is missing (not CPython)
+_abandoned: list[object] = []
+
+
+def track_forks(owner: ForkAware) -> None:
+    """Have ``owner`` quiesced before every ``os.fork()`` and reset in the child after it."""
+    with _owners_lock:
+        _owners.add(owner)
+
+
+def abandon(connection: sqlite3.Connection | None) -> None:
+    """Never close ``connection``, which this forked child inherited from its parent.
+
+    ``sqlite3`` closes a connection when it is freed, and an interpreter that shuts
+    down normally frees what its modules hold; either would run SQLite's close in the
+    child (which may checkpoint and delete the parent's WAL). So the connection gets a
+    reference that is never dropped: it lives until the process ends, and the operating
+    system then closes its files without SQLite doing anything.
+    """
+    if connection is not None:
+        (_keep or _abandoned.append)(connection)
+
+
+def _prepare_keep() -> None:
+    """Find ``Py_IncRef`` in the parent (importing ctypes in every child would cost each)."""
+    global _keep
+    if _keep is not None:
+        return
+    try:
+        import ctypes
+
+        _keep = ctypes.PYFUNCTYPE(None, ctypes.py_object)(("Py_IncRef", ctypes.pythonapi))
+    except (ImportError, AttributeError):  # not CPython: keep them in a list
+        _keep = _abandoned.append
+
+
+def _before_fork() -> None:
+    _owners_lock.acquire()
+    owners = list(_owners)
+    if owners:
+        _prepare_keep()
+    for owner in owners:
+        held: list[threading.Lock] = []
+        _holding.append((owner, held))
+        owner._fork_hold(held)
+
+
+def _release() -> None:
+    holding = _holding[:]
+    _holding.clear()
+    for _, held in reversed(holding):
+        for lock in reversed(held):
+            lock.release()
+    _owners_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    try:
+        for owner, _ in _holding:
+            owner._fork_child()
+    finally:
+        _release()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_release, after_in_child=_after_fork_in_child
+    )

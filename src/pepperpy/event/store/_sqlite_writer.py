@@ -122,11 +122,17 @@ class Writer(threading.Thread):
         synchronous: str,
         on_commit: Callable[[int], None],
         busy_timeout: float = BUSY_TIMEOUT,
+        gate: threading.Lock | None = None,
     ) -> None:
         super().__init__(name="pepperpy-sqlite-writer", daemon=True)
         self._path = path
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
+        #: held around every use of the connection: a fork() waits for it (``.._sqlite``),
+        #: so the child never inherits a transaction under way
+        self._gate = threading.Lock() if gate is None else gate
+        #: the write connection, once open (a forked child abandons it)
+        self.connection: sqlite3.Connection | None = None
         #: the file opened (an absolute path) and its (device, inode): every commit
         #: checks the path still names that file
         self.file = path
@@ -222,9 +228,10 @@ class Writer(threading.Thread):
                 self._answer_previous()
             started = time.monotonic()
             try:
-                if connection is None:
-                    connection = self._open()
-                outcomes = self._commit_group(connection, group)
+                with self._gate:
+                    if connection is None:
+                        connection = self._open()
+                    outcomes = self._commit_group(connection, group)
                 committed: int | None = self.log.head
             except BaseException as exc:  # the whole group failed (BEGIN or COMMIT)
                 self._answer_previous()
@@ -242,7 +249,8 @@ class Writer(threading.Thread):
             self._unanswered = (group, outcomes, committed)
         self._answer_previous()
         if connection is not None:
-            connection.close()
+            with self._gate:
+                connection.close()
         if not self.opened.done():  # stopped before anything asked for the file
             self.opened.set_exception(ClosedError("the event store is closed"))
         while True:  # anything queued after stop() is refused, never left hanging
@@ -267,6 +275,7 @@ class Writer(threading.Thread):
             except BaseException:
                 connection.close()
                 raise
+            self.connection = connection
         except BaseException as exc:
             if not self.opened.done():
                 self.opened.set_exception(translate(exc))

@@ -9,6 +9,11 @@ fsync instead of twenty. Reads run on a small pool of separate connections (WAL 
 proceed while the writer writes); nothing blocking ever runs on the event loop. The
 schema and its migrations are in ``_sqlite_schema``.
 
+Every use of a connection (a transaction, a read, opening or closing one) happens under
+a lock that ``os.fork()`` waits for (``.._sqlite``): a forked child inherits no
+transaction under way, abandons the parent's connections and threads, and opens its own
+on first use. See ``docs/store.md``, "SQLite and fork()".
+
 Global positions are assigned inside the write transaction, and SQLite has a single
 writer, so positions become visible in order: a subscription that has read position
 ``n`` can never later find a new event below ``n``.
@@ -26,6 +31,7 @@ from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
 from .._errors import ClosedError, ConfigurationError, StoreError
+from .._sqlite import abandon, track_forks
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
     LIVE_STREAMS,
@@ -176,13 +182,19 @@ class SQLiteBackend(StoreBackend):
         self._writer: Writer | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        #: the read connections, each with the lock held while it is used
+        self._connections: list[tuple[sqlite3.Connection, threading.Lock]] = []
         self._connections_lock = threading.Lock()
+        #: held while a connection opens (and by fork(), with the others: see _fork_hold)
+        self._gate = threading.Lock()
+        #: held by the writer thread around each transaction, opening and closing its file
+        self._writer_gate = threading.Lock()
         self._waiters = LoopWaiters()
         self._head = 0  # next global position, as far as this process has committed
         self._head_lock = threading.Lock()  # the writer reports commits on callers' loops
         self._open = False  # the writer runs and the schema is in place
         self._closed = False
+        track_forks(self)
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -210,13 +222,13 @@ class SQLiteBackend(StoreBackend):
         if self._closed:
             raise ClosedError("the event store is closed")
         if self._writer is None and not self.create:
-            await asyncio.to_thread(check_event_store, self.path, self._busy_timeout)
+            await asyncio.to_thread(self._check_event_store)
             if self._closed:
                 raise ClosedError("the event store is closed")
         writer = self._writer
         if writer is None:
             writer = self._writer = Writer(
-                self.path, self._synchronous, self._wake, self._busy_timeout
+                self.path, self._synchronous, self._wake, self._busy_timeout, self._writer_gate
             )
             writer.start()
         if not writer.opened.done():
@@ -243,20 +255,37 @@ class SQLiteBackend(StoreBackend):
         return await loop.run_in_executor(self._pool, self._run_read, work)
 
     def _run_read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        reader: tuple[sqlite3.Connection, threading.Lock] | None
+        reader = getattr(self._local, "reader", None)
         try:
             writer = self._writer
             if writer is not None:  # never read a file that replaced ours
                 check_file(writer.file, writer.identity)
-            if connection is None:
-                connection = connect(self.path, self._synchronous, self._busy_timeout)
-                connection.execute("PRAGMA query_only = ON")
-                self._local.connection = connection
-                with self._connections_lock:
-                    self._connections.append(connection)
-            return work(connection)
+            if reader is None:
+                reader = self._local.reader = self._new_reader()
+            connection, gate = reader
+            with gate:
+                return work(connection)
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite: {exc}") from exc
+
+    def _new_reader(self) -> tuple[sqlite3.Connection, threading.Lock]:
+        """A read-only connection for this thread, and the lock held while it is used."""
+        with self._gate:
+            connection = connect(self.path, self._synchronous, self._busy_timeout)
+            try:
+                connection.execute("PRAGMA query_only = ON")
+            except BaseException:
+                connection.close()
+                raise
+            reader = (connection, threading.Lock())
+            with self._connections_lock:
+                self._connections.append(reader)
+        return reader
+
+    def _check_event_store(self) -> None:
+        with self._gate:
+            check_event_store(self.path, self._busy_timeout)
 
     def _wake(self, head: int = 0) -> None:
         """Note a commit up to ``head`` (on the committing caller's loop) and wake waiters."""
@@ -352,9 +381,47 @@ class SQLiteBackend(StoreBackend):
             pool.shutdown(wait=False, cancel_futures=False)
             await asyncio.to_thread(pool.shutdown, True)
         with self._connections_lock:
-            for connection in self._connections:
+            readers = list(self._connections)
+        for connection, gate in readers:  # under its lock: a fork waits for the close
+            with gate:
                 connection.close()
+        with self._connections_lock:
             self._connections.clear()
+
+    # -- fork -------------------------------------------------------------------------
+
+    def _fork_hold(self, held: list[threading.Lock]) -> None:
+        """Wait for the transaction and the reads under way; hold off new ones."""
+        for lock in (self._gate, self._writer_gate):
+            lock.acquire()
+            held.append(lock)
+        with self._connections_lock:
+            gates = [gate for _, gate in self._connections]
+        for gate in gates:
+            gate.acquire()
+            held.append(gate)
+
+    def _fork_child(self) -> None:
+        """In a forked child: abandon the parent's connections and threads; reopen lazily.
+
+        The parent's writer thread and read threads do not exist here. Its appends still
+        queued (or batched on its event loop) are the parent's to write: the child's
+        writer starts with an empty queue, so none is ever written twice.
+        """
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            abandon(writer.connection)
+        for connection, _ in self._connections:
+            abandon(connection)
+        self._connections = []
+        self._connections_lock = threading.Lock()
+        self._gate = threading.Lock()
+        self._writer_gate = threading.Lock()
+        self._local = threading.local()
+        self._pool = None  # its threads are gone; never shut down (that would join them)
+        self._waiters = LoopWaiters()
+        self._head_lock = threading.Lock()
+        self._open = False  # the next call starts a writer, which opens the file
 
 
 def _stream_state(connection: sqlite3.Connection, stream: str) -> StreamState | None:
