@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from pepperpy.event import ClosedError, Event, EventStore, _sqlite
+from pepperpy.event._checkpoints import SQLiteCheckpointStore
 from pepperpy.event._sqlite import abandon
 from pepperpy.event.store import _sqlite_writer
 from pepperpy.event.store.sqlite import SQLiteBackend
@@ -356,6 +357,29 @@ def test_a_worker_started_from_a_running_loop_uses_the_store(store_path: Path) -
         await store.close()
 
     asyncio.run(parent())
+
+
+def test_a_forked_child_uses_the_parents_checkpoint_store(tmp_path: Path) -> None:
+    checkpoints = SQLiteCheckpointStore(tmp_path / "events.db")
+    bounded(checkpoints.save("projection", 1, {"seen": 1}, previous=None))
+    parents = checkpoints._connection
+
+    async def child() -> list[Any]:
+        loaded = await checkpoints.load("projection")
+        assert loaded is not None
+        await checkpoints.save("projection", 2, {"seen": 2}, previous=1)
+        again = await checkpoints.load("projection")
+        assert again is not None
+        assert checkpoints._connection is not parents  # its own, opened in the child
+        await checkpoints.close()
+        return [loaded.position, again.position, again.state]
+
+    assert in_child(lambda: bounded(child())) == [1, 2, {"seen": 2}]
+    loaded = bounded(checkpoints.load("projection"))  # the parent's own connection
+    assert loaded is not None and loaded.position == 2
+    bounded(checkpoints.save("projection", 3, None, previous=2))
+    bounded(checkpoints.close())
+    assert integrity(tmp_path / "events.db") == "ok"
 
 
 def test_abandoned_connections_are_never_freed() -> None:

@@ -38,7 +38,7 @@ from . import _json
 from ._deps import require
 from ._errors import ConcurrencyError, ConfigurationError, StoreError
 from ._loops import LoopShares
-from ._sqlite import open_wal
+from ._sqlite import abandon, open_wal, track_forks
 from .store._sqlite_schema import check_event_store
 from .store.base import redact_url
 from .store.postgres import connection_lost, schema_change
@@ -175,7 +175,8 @@ class SQLiteCheckpointStore(CheckpointStore):
     """Checkpoints in a table of an SQLite file, written with its own connection.
 
     The connection runs in a worker thread (``sqlite3`` blocks); WAL mode and
-    ``synchronous=FULL`` make a returned ``save`` survive a crash.
+    ``synchronous=FULL`` make a returned ``save`` survive a crash. A child made by
+    ``os.fork()`` leaves the parent's connection alone and opens its own on first use.
 
     With ``create=False`` (a store URL's ``?create=0``) the file must already be an
     event store: anything else raises :class:`StoreError` on first use and is left as it
@@ -186,7 +187,9 @@ class SQLiteCheckpointStore(CheckpointStore):
         self.path = Path(path)
         self.create = create
         self._connection: sqlite3.Connection | None = None
+        #: held around every use of the connection, and by fork() (``._sqlite``)
         self._lock = threading.Lock()
+        track_forks(self)
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -238,6 +241,15 @@ class SQLiteCheckpointStore(CheckpointStore):
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
+
+    def _fork_hold(self, held: list[threading.Lock]) -> None:
+        self._lock.acquire()
+        held.append(self._lock)
+
+    def _fork_child(self) -> None:
+        abandon(self._connection)
+        self._connection = None
+        self._lock = threading.Lock()
 
 
 def _sqlite_load(connection: sqlite3.Connection, name: str) -> tuple[Any, ...] | None:
