@@ -28,6 +28,7 @@ import pytest
 from pepperpy.event import ClosedError, Event, EventStore, _sqlite
 from pepperpy.event._checkpoints import SQLiteCheckpointStore
 from pepperpy.event._sqlite import abandon
+from pepperpy.event.security import AuditLog, SQLiteKeyStore
 from pepperpy.event.store import _sqlite_writer
 from pepperpy.event.store.sqlite import SQLiteBackend
 
@@ -380,6 +381,86 @@ def test_a_forked_child_uses_the_parents_checkpoint_store(tmp_path: Path) -> Non
     bounded(checkpoints.save("projection", 3, None, previous=2))
     bounded(checkpoints.close())
     assert integrity(tmp_path / "events.db") == "ok"
+
+
+def test_a_forked_child_uses_the_parents_key_store(tmp_path: Path) -> None:
+    keys = SQLiteKeyStore(str(tmp_path / "keys.db"))
+    assert bounded(keys.save("s", 1, "master", b"wrapped-1"))
+    parents = keys._db
+
+    async def child() -> list[Any]:
+        before = await keys.load("s")
+        assert await keys.save("s", 2, "master", b"wrapped-2")
+        after = await keys.load("s")
+        assert keys._db is not parents  # its own, opened in the child
+        await keys.close()
+        return [sorted(before), sorted(after)]
+
+    assert in_child(lambda: bounded(child())) == [[1], [1, 2]]
+    assert sorted(bounded(keys.load("s"))) == [1, 2]
+    bounded(keys.close())
+    assert integrity(tmp_path / "keys.db") == "ok"
+
+
+@pytest.mark.parametrize("file_backed", [True, False], ids=["file", "memory"])
+def test_a_fork_waits_for_an_audit_record_under_way_and_the_child_records_too(
+    tmp_path: Path, file_backed: bool
+) -> None:
+    # a short busy timeout: a child forked mid-transaction fails after 1 s
+    log = AuditLog(str(tmp_path / "audit.db") if file_backed else None, busy_timeout=1)
+    log.record("parent.before", "x")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_log() -> None:
+        with log._lock:  # as record() does on this thread, write lock included
+            if log._db is not None:
+                log._db.execute("BEGIN IMMEDIATE")
+            holding.set()
+            release.wait(CALL_TIMEOUT)
+            if log._db is not None:
+                log._db.execute("COMMIT")
+
+    holder = threading.Thread(target=hold_the_log)
+    holder.start()
+    assert holding.wait(CALL_TIMEOUT)
+    threading.Timer(0.2, release.set).start()  # the fork below waits until then
+
+    def child() -> list[Any]:
+        log.record("child", "x")
+        verified = log.verify()
+        actions = [entry.action for entry in log.entries()]
+        log.close()
+        return [verified.ok, actions]
+
+    assert in_child(child) == [True, ["parent.before", "child"]]
+    holder.join(CALL_TIMEOUT)
+    log.record("parent.after", "x")
+    actions = [entry.action for entry in log.entries()]
+    # the file is shared with the child; a memory log is each process's own
+    assert actions == (
+        ["parent.before", "child", "parent.after"]
+        if file_backed
+        else ["parent.before", "parent.after"]
+    )
+    assert log.verify().ok
+    log.close()
+
+
+def test_a_forked_child_reads_a_read_only_audit_log(tmp_path: Path) -> None:
+    path = str(tmp_path / "audit.db")
+    with AuditLog(path) as writer:
+        writer.record("a", "x")
+    reader = AuditLog(path, read_only=True)
+    assert reader.verify().checked == 1
+
+    def child() -> int:
+        checked = reader.verify().checked
+        reader.close()
+        return checked
+
+    assert in_child(child) == 1
+    assert reader.verify().ok
+    reader.close()
 
 
 def test_abandoned_connections_are_never_freed() -> None:

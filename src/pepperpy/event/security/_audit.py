@@ -41,7 +41,7 @@ from typing import Any, Literal, TypeGuard
 import orjson
 
 from .._errors import ClosedError, ConfigurationError, SerializationError, StoreError
-from .._sqlite import open_wal
+from .._sqlite import abandon, open_wal, track_forks
 
 __all__ = ["AuditEntry", "AuditFailure", "AuditLog", "AuditVerification", "key_fingerprint"]
 
@@ -188,26 +188,44 @@ class AuditLog:
         self._key = key
         self._path = path
         self._read_only = read_only
+        self._busy_timeout = float(busy_timeout)
         self._entries: list[AuditEntry] = []
+        #: held around every use of the file (and of the entries), and by fork()
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._closed = False
         if path is None:
             if read_only:
                 raise ConfigurationError("a read-only audit log needs the path of its file")
-        elif read_only:
-            self._db = _open_existing(path)
-        else:
-            try:
-                db = open_wal(path, timeout=float(busy_timeout))
-            except sqlite3.Error as exc:
-                raise StoreError(f"could not open the audit log {path!r}: {exc}") from exc
-            try:
-                self._check_marker(self._marked(db))
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
+        track_forks(self)
+        if path is not None:
+            with self._lock:
+                self._db = self._open(path)
+
+    def _open(self, path: str) -> sqlite3.Connection:
+        """A connection to the log file, checked against this log's key setting."""
+        if self._read_only:
+            return _open_existing(path)
+        try:
+            db = open_wal(path, timeout=self._busy_timeout)
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not open the audit log {path!r}: {exc}") from exc
+        try:
+            self._check_marker(self._marked(db))
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _file(self) -> sqlite3.Connection | None:
+        """The file's connection (None for a memory log); call with the lock held.
+
+        A child made by ``os.fork()`` abandoned the parent's connection and opens its
+        own here, on first use.
+        """
+        if self._db is None and self._path is not None:
+            self._db = self._open(self._path)
+        return self._db
 
     def _own_marker(self) -> str:
         """What a log file made with this log's key records: its fingerprint, or ``none``."""
@@ -310,13 +328,14 @@ class AuditLog:
         _check_entry(action, target, principal, outcome, details)
         with self._lock:
             self._check_open()
-            if self._db is None:
+            db = self._file()
+            if db is None:
                 last = self._entries[-1] if self._entries else None
                 head = (-1, GENESIS) if last is None else (last.sequence, last.hash)
                 entry, _ = self._chain(head, action, target, principal, outcome, details)
                 self._entries.append(entry)
                 return entry
-            return self._record_in_file(self._db, action, target, principal, outcome, details)
+            return self._record_in_file(db, action, target, principal, outcome, details)
 
     def _record_in_file(
         self,
@@ -387,7 +406,7 @@ class AuditLog:
         """:meth:`record` without blocking the event loop on a file-backed log."""
         with self._lock:
             self._check_open()
-        if self._db is None:
+        if self._path is None:
             return self.record(action, target, **kwargs)
         return await asyncio.to_thread(self.record, action, target, **kwargs)
 
@@ -502,10 +521,10 @@ class AuditLog:
         """The file's key marker (``None``: it has none) and every row, read together."""
         with self._lock:
             self._check_readable()
-            if self._db is None:
+            db = self._file()
+            if db is None:
                 rows = [(entry.sequence, entry.body(), entry.hash) for entry in self._entries]
                 return None, rows
-            db = self._db
             db.execute("BEGIN")  # one snapshot: the marker with the rows
             try:
                 marker = _read_marker(db)
@@ -543,6 +562,15 @@ class AuditLog:
                 self._db.close()
                 self._db = None
 
+    def _fork_hold(self, held: list[threading.Lock]) -> None:
+        self._lock.acquire()
+        held.append(self._lock)
+
+    def _fork_child(self) -> None:
+        abandon(self._db)
+        self._db = None
+        self._lock = threading.Lock()
+
     def __enter__(self) -> AuditLog:
         return self
 
@@ -553,7 +581,7 @@ class AuditLog:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._db is None:
+        if self._path is None:
             self.close()
         else:  # may wait for a record running on a worker thread
             await asyncio.to_thread(self.close)

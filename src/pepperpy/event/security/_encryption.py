@@ -48,7 +48,7 @@ import orjson
 
 from .._deps import require
 from .._errors import ClosedError, ConfigurationError, EncryptionError
-from .._sqlite import open_wal
+from .._sqlite import abandon, open_wal, track_forks
 
 __all__ = ["KeyRing", "KeyStore", "MemoryKeyStore", "SQLiteKeyStore", "StreamEncryption"]
 
@@ -201,15 +201,23 @@ class SQLiteKeyStore(KeyStore):
 
     Every query runs on a worker thread (``asyncio.to_thread``), never on the event loop.
     ``async with`` or ``with`` closes the file on exit; a closed key store raises
-    :class:`~pepperpy.event.ClosedError`.
+    :class:`~pepperpy.event.ClosedError`. A child made by ``os.fork()`` leaves the
+    parent's connection alone and opens its own on first use.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
+        #: held around every use of the connection, and by fork() (``.._sqlite``)
         self._lock = threading.Lock()
         self._closed = False
-        self._db = open_wal(
-            path,
+        self._db: sqlite3.Connection | None = None
+        track_forks(self)
+        with self._lock:
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        return open_wal(
+            self.path,
             schema="CREATE TABLE IF NOT EXISTS data_keys (stream TEXT NOT NULL, version INTEGER"
             " NOT NULL, master_key TEXT NOT NULL, wrapped BLOB NOT NULL,"
             " PRIMARY KEY (stream, version))",
@@ -224,6 +232,8 @@ class SQLiteKeyStore(KeyStore):
             if self._closed:
                 raise ClosedError(f"the key store {self.path!r} is closed")
             try:
+                if self._db is None:  # a forked child: its own connection
+                    self._db = self._open()
                 cursor = self._db.execute(sql, args)
                 return [cursor.rowcount, *cursor.fetchall()]
             except sqlite3.Error as exc:
@@ -276,7 +286,18 @@ class SQLiteKeyStore(KeyStore):
     def _close(self) -> None:
         with self._lock:  # after a query still running on another thread
             self._closed = True
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def _fork_hold(self, held: list[threading.Lock]) -> None:
+        self._lock.acquire()
+        held.append(self._lock)
+
+    def _fork_child(self) -> None:
+        abandon(self._db)
+        self._db = None
+        self._lock = threading.Lock()
 
     def __enter__(self) -> Self:
         return self
