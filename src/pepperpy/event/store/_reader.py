@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from .._errors import ClosedError
 from .._event import Event
 from .._patterns import _match_tokens, parse_pattern, parse_topic
+from ._waiters import LoopWaiters
 from .base import Row
 
 if TYPE_CHECKING:
@@ -219,7 +220,8 @@ class StoreSubscription:
         self._index = 0
         self._page_end = from_position
         self._caught_up = False
-        self._stop: asyncio.Event | None = None
+        #: woken by aclose() and by the store's close(), which may run on another loop
+        self._stops = LoopWaiters()
 
     @property
     def closed(self) -> bool:
@@ -261,17 +263,19 @@ class StoreSubscription:
 
     async def _wait_live(self) -> None:
         """Wait for an append past ``position``, or for :meth:`aclose`."""
-        if self._stop is None:
-            self._stop = asyncio.Event()
+        stop = self._stops.register()
+        if self.closed:
+            return
         waiter = asyncio.ensure_future(self._backend.wait(self.position))
-        stopper = asyncio.ensure_future(self._stop.wait())
+        stopper = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait((waiter, stopper), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (waiter, stopper):
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(waiter, stopper, return_exceptions=True)
+            if not waiter.get_loop().is_closed():  # else this runs as it is collected
+                for task in (waiter, stopper):
+                    if not task.done():
+                        task.cancel()
+                await asyncio.gather(waiter, stopper, return_exceptions=True)
         if waiter.done() and not waiter.cancelled():
             error = waiter.exception()
             if error is not None and not self.closed:
@@ -281,13 +285,12 @@ class StoreSubscription:
         """Stop the subscription; a pending ``async for`` ends."""
         self._closed = True
         self._buffer = []
-        if self._stop is not None:
-            self._stop.set()
+        self._stops.wake()
 
     def _wake(self) -> None:
-        """Called by the store on close: end a pending wait."""
-        if self._stop is not None:
-            self._stop.set()
+        """Called by the store on close, from any thread: end a pending wait (one on a
+        loop that was closed meanwhile is skipped: it will never run again)."""
+        self._stops.wake()
 
     async def __aenter__(self) -> StoreSubscription:
         return self

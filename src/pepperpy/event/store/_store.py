@@ -625,13 +625,20 @@ class EventStore:
         return self._closed
 
     async def close(self) -> None:
-        """End open subscriptions and release connections. Idempotent."""
+        """End open subscriptions and release connections. Idempotent.
+
+        Subscriptions are woken on their own loops, thread-safely; one left waiting on a
+        loop that was closed meanwhile is skipped (it will never run again). The backend
+        is released whatever happens.
+        """
         if self._closed:
             return
         self._closed = True
-        for subscription in list(self._subscriptions):
-            subscription._wake()
-        await self._backend.close()
+        try:
+            for subscription in list(self._subscriptions):
+                subscription._wake()
+        finally:
+            await self._backend.close()
 
     async def __aenter__(self) -> EventStore:
         return self
