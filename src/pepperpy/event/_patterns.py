@@ -262,14 +262,14 @@ class PatternIndex(Generic[T]):
 
     def match(self, topic: str) -> tuple[T, ...]:
         """Items whose pattern matches ``topic``, in registration order."""
+        cached = self._cache.get(topic)
+        if cached is not None:
+            return cached
         # the cache as it is before the walk: a change meanwhile replaces it, so a result
         # found in an index that changed under the walk is stored where nobody reads it
         # (not named ``cache``: CPython 3.11 compiles ``cache.get()`` as a call on the
         # module imported under that name, unspecialised, 30 ns slower)
         results = self._cache
-        cached = results.get(topic)
-        if cached is not None:
-            return cached
         found = self._lookup(parse_topic(topic))
         if len(results) >= self._cache_size:
             if not self._cache_size:  # caching is off
