@@ -174,6 +174,8 @@ class EventBus:
         """
         if self._closed:
             raise ClosedError(self._closed_reason)
+        if self._started:
+            self._check_caller_loop()  # registering it would need the bus's own loop
         if not isinstance(pattern, str):
             raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
         parse_pattern(pattern)
@@ -259,6 +261,8 @@ class EventBus:
         """
         if not isinstance(pattern, str):
             raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+        if not self._closed:
+            self._check_loop()  # before removing anything: refused means nothing changed
         removed = [
             sub
             for sub in self._subscriptions
@@ -276,7 +280,6 @@ class EventBus:
             for sub in removed:
                 self._forget(sub)
             return True
-        self._check_loop()
         current = _delivery.get()
         if (
             current is not None
@@ -547,6 +550,14 @@ class EventBus:
         if current is not None and current.active and current.bus is self:
             return
         await asyncio.shield(closing)
+
+    def _check_caller_loop(self) -> None:
+        """:meth:`_check_loop` for a synchronous call, which may run outside any loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a sync context: the next await on the bus checks its loop
+            return
+        self._check_loop()
 
     def _check_loop(self) -> None:
         """Refuse to work from another event loop than the one the bus started on.
