@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
-__all__ = ["LoopShares"]
+__all__ = ["LoopShares", "resolve", "wake"]
 
 
 class _Share(Protocol):
@@ -72,3 +72,24 @@ class LoopShares(Generic[S]):
         shares = list(self._shares.values())
         self._shares.clear()
         return shares
+
+
+def wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> bool:
+    """Resolve ``future`` (with None) on its own ``loop``, from any thread.
+
+    Returns False if that loop is closed: nobody can be waiting there any more.
+    """
+    if loop is asyncio._get_running_loop():
+        resolve(future)
+        return True
+    try:
+        loop.call_soon_threadsafe(resolve, future)
+    except RuntimeError:
+        return False
+    return True
+
+
+def resolve(future: asyncio.Future[None]) -> None:
+    """Resolve ``future`` with None unless it is done already (on its own loop)."""
+    if not future.done():
+        future.set_result(None)

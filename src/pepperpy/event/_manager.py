@@ -16,6 +16,7 @@ from typing import Any, TypeVar, overload
 from ._errors import BufferFullError, ClosedError, ListenerLimitError
 from ._event import Event, make_event
 from ._handlers import Handler, is_async_callable
+from ._loops import resolve, wake
 from ._patterns import PatternIndex, parse_pattern, parse_topic
 from ._retry import RetryPolicy
 
@@ -599,7 +600,7 @@ class _Waiter:
 
     async def wait(self) -> None:
         """Wait for ``wake``, or :data:`CLOSED_LOOP_CHECK` seconds at most."""
-        timer = self.loop.call_later(CLOSED_LOOP_CHECK, _set, self.wake)
+        timer = self.loop.call_later(CLOSED_LOOP_CHECK, resolve, self.wake)
         try:
             await self.wake
         finally:
@@ -607,19 +608,7 @@ class _Waiter:
 
     def wake_up(self) -> bool:
         """Resolve ``wake`` on its own loop, from any thread; False if that loop is closed."""
-        if self.loop is asyncio._get_running_loop():
-            _set(self.wake)
-            return True
-        try:
-            self.loop.call_soon_threadsafe(_set, self.wake)
-        except RuntimeError:
-            return False
-        return True
-
-
-def _set(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+        return wake(self.loop, self.wake)
 
 
 def _cancellation(task: asyncio.Future[Any]) -> asyncio.CancelledError:

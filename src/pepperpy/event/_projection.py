@@ -47,6 +47,7 @@ from ._checkpoints import CheckpointStore, open_checkpoint_store, settled
 from ._errors import ConfigurationError, ReplayError
 from ._event import Event
 from ._handlers import is_async_callable
+from ._loops import resolve, wake
 from ._patterns import PatternIndex, parse_pattern
 from ._replay import (
     Patterns,
@@ -358,14 +359,7 @@ class _Turn:
     def wake_up(self) -> bool:
         """Resolve ``wake`` on its own loop, from any thread; False if that loop is closed."""
         assert self.wake is not None
-        if self.loop is asyncio._get_running_loop():
-            _set(self.wake)
-            return True
-        try:
-            self.loop.call_soon_threadsafe(_set, self.wake)
-        except RuntimeError:
-            return False
-        return True
+        return wake(self.loop, self.wake)
 
 
 class _Turns:
@@ -405,7 +399,7 @@ class _Turns:
             self._line.append(turn)
         try:
             while True:
-                timer = loop.call_later(CLOSED_LOOP_CHECK, _set, turn.wake)
+                timer = loop.call_later(CLOSED_LOOP_CHECK, resolve, turn.wake)
                 try:
                     await turn.wake
                 finally:
@@ -441,11 +435,6 @@ class _Turns:
                 self._holder = turn
                 return
             # its loop is closed: it will never run again
-
-
-def _set(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _global_position(event: Event) -> int:

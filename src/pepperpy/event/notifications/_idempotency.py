@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .._deps import require
 from .._errors import ConfigurationError, NotificationError
+from .._loops import resolve, wake
 from ._loopclients import LoopClients
 from ._urls import query_options
 
@@ -127,7 +128,7 @@ class MemoryIdempotencyStore(IdempotencyStore):
             finished: asyncio.Future[None] = loop.create_future()
             waiter = (loop, finished)
             held.waiters.append(waiter)
-        timer = loop.call_later(CLOSED_LOOP_CHECK, _set, finished)
+        timer = loop.call_later(CLOSED_LOOP_CHECK, resolve, finished)
         try:
             await finished
         finally:
@@ -158,15 +159,8 @@ class MemoryIdempotencyStore(IdempotencyStore):
 
 def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
     """Resolve each waiter's future on its own loop, from any thread."""
-    here = asyncio._get_running_loop()
     for loop, finished in waiters:
-        if loop is here:
-            _set(finished)
-        else:
-            try:
-                loop.call_soon_threadsafe(_set, finished)
-            except RuntimeError:  # that loop is closed: nobody waits there any more
-                pass
+        wake(loop, finished)  # False for a closed loop: nobody waits there any more
 
 
 class RedisIdempotencyStore(IdempotencyStore):
@@ -281,11 +275,6 @@ async def _close_client(client: Any) -> None:
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
-
-
-def _set(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def store_from(spec: IdempotencyStore | str | None, size: int) -> IdempotencyStore:

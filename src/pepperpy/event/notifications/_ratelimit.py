@@ -10,6 +10,7 @@ from collections import deque
 from math import inf
 
 from .._errors import ConfigurationError
+from .._loops import wake
 
 __all__ = ["RateLimit"]
 
@@ -116,7 +117,7 @@ class RateLimit:
         """Give back a start that led to no write, so the next delivery need not wait for it."""
         with self._lock:
             self._starts.tat -= self.interval
-            self._wake_head(self._starts, None)
+            self._wake_head(self._starts)
 
     async def _take(self, slots: _Slots, writes: _Slots | None) -> float:
         """Get in line for a slot of ``slots``; starts also wait for ``writes`` to come near."""
@@ -136,19 +137,19 @@ class RateLimit:
                         due -= self._tolerance
                         if now >= due:
                             slots.tat = max(slots.tat, now) + self.interval
-                            self._leave(slots, waiter, loop)
+                            self._leave(slots, waiter)
                             return now
                         wait = due - now
                     if waiter.wake.done():
                         waiter.wake = loop.create_future()
-                    wake = waiter.wake
-                await asyncio.wait((wake,), timeout=wait)
+                    signal = waiter.wake
+                await asyncio.wait((signal,), timeout=wait)
         except BaseException:
             with self._lock:
-                self._leave(slots, waiter, loop)
+                self._leave(slots, waiter)
             raise
 
-    def _leave(self, slots: _Slots, waiter: _Waiter, here: asyncio.AbstractEventLoop) -> None:
+    def _leave(self, slots: _Slots, waiter: _Waiter) -> None:
         """Take ``waiter`` out of line (call with the lock); wake the next one if it led."""
         led = bool(slots.waiters) and slots.waiters[0] is waiter
         try:
@@ -156,26 +157,16 @@ class RateLimit:
         except ValueError:
             return
         if led:
-            self._wake_head(slots, here)
+            self._wake_head(slots)
 
     @staticmethod
-    def _wake_head(slots: _Slots, here: asyncio.AbstractEventLoop | None) -> None:
+    def _wake_head(slots: _Slots) -> None:
         """Tell the first in line to look again (call with the lock)."""
         while slots.waiters:
             head = slots.waiters[0]
-            if head.loop is here:
-                _set(head.wake)
+            if wake(head.loop, head.wake):
                 return
-            try:
-                head.loop.call_soon_threadsafe(_set, head.wake)
-                return
-            except RuntimeError:  # its loop is closed: that waiter will never run again
-                slots.waiters.popleft()
+            slots.waiters.popleft()  # its loop is closed: that waiter will never run again
 
     def __repr__(self) -> str:
         return f"RateLimit({self.count:g}/{self.per:g}s, burst={self.burst})"
-
-
-def _set(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
