@@ -27,6 +27,10 @@ Contract, checked by the bus conformance suite (``tests/bus/conformance.py``):
   group, so the broker hands its share to the remaining members; the group itself (its
   queue, consumer group or durable consumer) stays for them.
 * ``close()`` stops consuming, waits for deliveries in progress, and releases resources.
+  It never raises a driver error and bounds every wait for the broker (an unreachable
+  one is simply not told); a second call returns at once.
+* A lost connection interrupts no delivery in progress: the handler finishes, and if its
+  acknowledgement cannot reach the broker any more, the event is delivered again.
 * ``abandon()`` (synchronous) drops the connections of an event loop that has ended,
   without awaiting anything: the bus calls it instead of ``close()`` then.
 """
@@ -34,7 +38,9 @@ Contract, checked by the bus conformance suite (``tests/bus/conformance.py``):
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -43,7 +49,14 @@ from typing import Any
 from .._errors import TransportError
 from .._event import Event
 
-__all__ = ["NotDelivered", "Subscription", "Transport", "shutdown_sockets"]
+__all__ = [
+    "NotDelivered",
+    "Subscription",
+    "Transport",
+    "cancelled_by_caller",
+    "quietly",
+    "shutdown_sockets",
+]
 
 
 class NotDelivered(Exception):  # noqa: N818 - a signal, not an error
@@ -133,3 +146,36 @@ def shutdown_sockets(writers: Iterable[Any]) -> None:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+def cancelled_by_caller() -> bool:
+    """True when the current task itself is being cancelled (its caller, a timeout).
+
+    Drivers also raise ``CancelledError`` when their connection dies (aiormq fails the
+    futures of a lost connection with it): that is a broken connection, to be reported as
+    a :class:`TransportError` or ignored, never passed on as if the caller were cancelled.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def quietly(
+    operation: Awaitable[Any], what: str, logger: logging.Logger, *, deadline: float | None
+) -> bool:
+    """Await a broker call that a shutdown must not hang on or fail by; True if it completed.
+
+    Gives up at ``deadline`` (event loop time, ``loop.time()``; None: no bound) and
+    swallows whatever the driver raises, a dead connection's ``CancelledError`` included,
+    logging it at debug level; only the caller's own cancellation propagates.
+    """
+    try:
+        async with asyncio.timeout_at(deadline):
+            await operation
+        return True
+    except asyncio.CancelledError:
+        if cancelled_by_caller():
+            raise
+        logger.debug("%s: the connection was lost", what)
+    except Exception as exc:
+        logger.debug("%s failed: %r", what, exc)
+    return False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -13,8 +12,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..._errors import EventError
 from ..._event import Event
+from ..._handlers import start
 from ..._patterns import matches
-from ..base import NotDelivered, Subscription
+from ..base import NotDelivered, Subscription, cancelled_by_caller, quietly
 from ._config import ACK_DELAY
 
 if TYPE_CHECKING:
@@ -103,6 +103,11 @@ class _Acks:
                     await self.channel.basic_ack(together[-1], multiple=True)
                 for tag in single:
                     await self.channel.basic_ack(tag)
+        except asyncio.CancelledError:
+            if cancelled_by_caller():
+                raise
+            logger.debug("could not acknowledge: the connection was lost")
+            self.done.clear()
         except Exception as exc:
             logger.debug("could not acknowledge (the channel closed): %s", exc)
             self.done.clear()
@@ -116,6 +121,12 @@ class Consumer:
     Events with a ``partitionkey`` are handled one after another per key (a *lane*);
     others concurrently, up to the channel's prefetch. Each message is acknowledged
     after delivery returned and negatively acknowledged (requeued) if delivery raised.
+
+    Deliveries run in tasks of our own, not in the task aiormq starts per message: aiormq
+    cancels those when the connection drops, which would cut a handler off mid-run. A
+    delivery in progress when the connection drops therefore finishes; its
+    acknowledgement cannot reach the broker any more (the channel it came on is gone),
+    so the broker delivers the event again: at-least-once.
     """
 
     def __init__(
@@ -140,6 +151,7 @@ class Consumer:
         #: paused because every member of its subscription was being removed
         self.stalled = False
         self._lanes: dict[str, deque[tuple[Event, int, _Acks]]] = {}
+        #: our delivery tasks (a message's, or a key's lane), started or about to start
         self._running: set[asyncio.Future[Any]] = set()
         #: delivery tag -> message id of messages received but not started (paused, or
         #: waiting in a lane): a graceful close returns them unstarted
@@ -157,8 +169,8 @@ class Consumer:
             return
         channel = await self.transport._channel()
         if self.retired:
-            with contextlib.suppress(Exception):
-                await channel.close()
+            deadline = self.transport._deadline()
+            await quietly(channel.close(), "closing a channel", logger, deadline=deadline)
             return
         queue = await self._declare(channel, self.pattern)
         self.queue_name = queue.name
@@ -203,7 +215,11 @@ class Consumer:
         self._paused = True
 
     async def finish_running(self) -> None:
-        """Wait for the deliveries in progress and for their acknowledgements."""
+        """Wait for the deliveries in progress and for their acknowledgements.
+
+        Not bounded: a handler takes as long as it takes, connection or not (only its
+        acknowledgement needs the connection, and a lost one is harmless).
+        """
         while self._running:
             await asyncio.wait(list(self._running))
         if self._acks is not None:
@@ -222,13 +238,15 @@ class Consumer:
         if not self.transport._closed and not self.retired:
             await self.open()
 
-    async def close_channel(self) -> None:
+    async def close_channel(self, deadline: float | None = None) -> None:
         """Close this consumer's channel; its unacknowledged messages return to the queue.
 
         Call it once the deliveries in progress finished (:meth:`finish_running`): the
         messages still unacknowledged then were never started, and the transport
         remembers them as such, so that the quorum queue counting their return as a
-        delivery does not bring them closer to ``delivery_limit``.
+        delivery does not bring them closer to ``delivery_limit``. Waits for the broker
+        until ``deadline`` (loop time; default: ``connect_timeout`` from now) and never
+        raises: a channel of a lost connection is gone already.
         """
         channel, self._channel = self._channel, None
         self._lanes.clear()
@@ -237,10 +255,16 @@ class Consumer:
             ids = [message_id for message_id in unstarted.values() if message_id]
             self.transport._returned_unstarted(self.queue_name, ids)
         if channel is not None:
-            with contextlib.suppress(Exception):
-                await channel.close()
+            if deadline is None:
+                deadline = self.transport._deadline()
+            await quietly(channel.close(), "closing a channel", logger, deadline=deadline)
 
     async def _on_message(self, message: DeliveredMessage, acks: _Acks) -> None:
+        """Decide what a received message needs; start its delivery in a task of ours.
+
+        Runs in aiormq's task for the message (cancelled if the connection drops, which
+        only costs what the broker redelivers anyway); the handler never does.
+        """
         self.last_delivery = time.monotonic()
         delivery = cast("Basic.Deliver", message.delivery)
         tag = _tag(message)
@@ -276,7 +300,7 @@ class Consumer:
                 return
         key = event.metadata.get("partitionkey")
         if key is None:
-            await self._run(event, tag, acks)
+            self._spawn(self._run(event, tag, acks))
             return
         key = str(key)
         lane = self._lanes.get(key)
@@ -285,6 +309,17 @@ class Consumer:
             self._unstarted[tag] = message.header.properties.message_id
             return
         self._lanes[key] = lane = deque()
+        self._spawn(self._run_lane(key, lane, event, tag, acks))
+
+    def _spawn(self, delivery: Awaitable[None]) -> None:
+        task = start(delivery)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run_lane(
+        self, key: str, lane: deque[tuple[Event, int, _Acks]], event: Event, tag: int, acks: _Acks
+    ) -> None:
+        """Deliver ``event``, then the events queued behind it with the same key."""
         try:
             await self._run(event, tag, acks)
             while lane and not self._paused:
@@ -296,38 +331,33 @@ class Consumer:
     async def _run(self, event: Event, tag: int, acks: _Acks) -> None:
         if acks.channel.is_closed:
             return  # its connection dropped: the broker gives it to a consumer again
+        if self._paused:  # paused after it arrived, before its task ran: not started
+            self._unstarted[tag] = event.id
+            return
         member = self.members.pick()
         if member is None:  # being unsubscribed (perhaps by its own handler): not started
             self._not_started(tag, event)
             return
         self._unstarted.pop(tag, None)
-        task = asyncio.current_task()
-        assert task is not None
-        self._running.add(task)
         try:
-            try:
-                await member.deliver(event)
-            except NotDelivered:
-                self._not_started(tag, event)
-                return
-            except Exception:
-                logger.exception("delivery of %s (%s) failed; requeueing it", event.type, event.id)
-                await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
-                return
-            except asyncio.CancelledError:
-                if task.cancelling():
-                    raise  # shutdown: the closing channel returns the message to its queue
-                # the handler awaited something cancelled: a failed delivery
-                logger.error(
-                    "delivery of %s (%s) was cancelled; requeueing it", event.type, event.id
-                )
-                await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
-                return
-            acks.ack(tag)
-            if self.group is not None and self.queue_name is not None:
-                self.transport._settled(self.queue_name, event.id)
-        finally:
-            self._running.discard(task)
+            await member.deliver(event)
+        except NotDelivered:
+            self._not_started(tag, event)
+            return
+        except Exception:
+            logger.exception("delivery of %s (%s) failed; requeueing it", event.type, event.id)
+            await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
+            return
+        except asyncio.CancelledError:
+            if cancelled_by_caller():
+                raise  # shutdown: the closing channel returns the message to its queue
+            # the handler awaited something cancelled: a failed delivery
+            logger.error("delivery of %s (%s) was cancelled; requeueing it", event.type, event.id)
+            await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
+            return
+        acks.ack(tag)
+        if self.group is not None and self.queue_name is not None:
+            self.transport._settled(self.queue_name, event.id)
 
     def _not_started(self, tag: int, event: Event) -> None:
         """Leave a message our removed subscription did not start unacknowledged.
@@ -342,10 +372,7 @@ class Consumer:
 
 async def _settle(acknowledgement: Awaitable[None]) -> None:
     """Ack/nack/reject; a closed channel already returned the message to its queue."""
-    try:
-        await acknowledgement
-    except Exception as exc:
-        logger.debug("could not settle a message (its channel closed): %s", exc)
+    await quietly(acknowledgement, "settling a message", logger, deadline=None)
 
 
 def _tag(message: DeliveredMessage) -> int:

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..._errors import ConfigurationError
-from ..base import Subscription
+from ..base import Subscription, cancelled_by_caller, quietly
 from ._config import LANE_HEADER, LANES
 from ._consumer import Consumer, Declare, Members
 
@@ -158,11 +158,11 @@ class Group:
             consumer.retire()  # a handover under way cannot consume again
         await self.stop_rebalancing()
         await asyncio.gather(*(consumer.finish_running() for consumer in self.consumers))
-        await asyncio.gather(*(consumer.close_channel() for consumer in self.consumers))
+        deadline = self.transport._deadline()  # then wait so long for the broker at most
+        await asyncio.gather(*(consumer.close_channel(deadline) for consumer in self.consumers))
         control, self._control = self._control, None
         if control is not None:
-            with contextlib.suppress(Exception):
-                await control.close()
+            await quietly(control.close(), "closing a channel", logger, deadline=deadline)
 
     def abandon(self) -> None:
         """Forget the rebalancing task (its loop ended)."""
@@ -189,6 +189,12 @@ class Group:
                 members = await self._count_members()
             except Exception as exc:  # broker away: robust connection reconnects; retry
                 logger.debug("could not count the members of %s: %s", self.base, exc)
+                continue
+            except asyncio.CancelledError:
+                if cancelled_by_caller():
+                    raise
+                # aiormq fails the requests of a connection that died this way
+                logger.debug("could not count the members of %s: connection lost", self.base)
                 continue
             if members <= 1:
                 continue

@@ -17,7 +17,7 @@ from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, PatternError, TransportError
 from ..._event import Event
 from ..._patterns import parse_pattern
-from ..base import Subscription, Transport, shutdown_sockets
+from ..base import Subscription, Transport, cancelled_by_caller, quietly, shutdown_sockets
 from ._config import (
     CONTENT_TYPE,
     LANE_HEADER,
@@ -79,6 +79,9 @@ class RabbitMQTransport(Transport):
       deletes the queue, so an exited process leaves no backlog behind.
     * ``connect_timeout``, ``reconnect_interval``: seconds to wait for the broker
       (default 10), and between reconnection attempts after it went away (default 1).
+      ``start()`` and ``publish()`` wait at most ``connect_timeout`` for an unreachable
+      broker before raising :class:`TransportError`; ``close()`` waits at most that long
+      for it once the deliveries in progress finished.
     """
 
     def __init__(
@@ -137,12 +140,17 @@ class RabbitMQTransport(Transport):
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect (reconnecting with backoff after a broker restart) and declare the exchange."""
+        """Connect and declare the exchange, within ``connect_timeout``.
+
+        The connection then reconnects by itself (every ``reconnect_interval``) after a
+        network failure or broker restart.
+        """
         if self._closed:
             raise ClosedError("the RabbitMQ transport is closed")
         if self._connection is not None:
             return
         aio_pika = self._aio_pika
+        deadline = self._deadline()
         try:
             connection = await aio_pika.connect_robust(
                 self.url,
@@ -155,18 +163,35 @@ class RabbitMQTransport(Transport):
                 f"cannot connect to RabbitMQ at {redact(self.url)}: {exc}"
             ) from exc
         try:
-            channel = await connection.channel(publisher_confirms=True)
-            await channel.declare_exchange(
-                self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-            )
+            async with asyncio.timeout_at(deadline):
+                channel = await connection.channel(publisher_confirms=True)
+                await channel.declare_exchange(
+                    self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+                )
         except aio_pika.exceptions.AMQPError as exc:
-            await connection.close()
+            await quietly(connection.close(), "closing", logger, deadline=self._deadline())
             raise TransportError(
                 f"cannot declare topic exchange {self.exchange_name!r}: {exc}"
                 " (does an exchange of another type or durability have that name?)"
             ) from exc
+        except (TimeoutError, OSError, asyncio.CancelledError) as exc:
+            await quietly(connection.close(), "closing", logger, deadline=self._deadline())
+            if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller():
+                raise
+            raise TransportError(
+                f"RabbitMQ at {redact(self.url)} went away while starting: {exc!r}"
+            ) from exc
         self._connection = connection
         self._publisher = channel
+
+    def _deadline(self) -> float:
+        """``connect_timeout`` from now, in event loop time (for bounded broker calls)."""
+        return asyncio.get_running_loop().time() + self.connect_timeout
+
+    def _connected(self) -> bool:
+        """False while the robust connection is away (lost, reconnecting) or closed."""
+        connection = self._connection
+        return connection is not None and connection.connected.is_set()
 
     async def close(self) -> None:
         """Stop consuming, finish the deliveries in progress, then disconnect.
@@ -174,27 +199,54 @@ class RabbitMQTransport(Transport):
         Messages prefetched but not started stay unacknowledged and go back to their
         group's queue (in order) when the connection closes, for another member to take.
         The queues of ungrouped subscriptions are deleted: nobody else reads them.
+
+        Handlers in progress always finish, whatever the network does. After them,
+        close() waits at most ``connect_timeout`` for the broker (channels, queue
+        deletion) and as long again for the connection to close; it never raises a
+        driver error, and the connection never comes back after it: a broker that is
+        unreachable meanwhile is simply not told (an ungrouped queue it could not delete
+        expires after ``ungrouped_expiry``; unacknowledged messages return to their
+        queues when the broker notices the connection is gone). Later calls return at
+        once.
         """
         if self._closed:
             return
         self._closed = True
+        connection = self._connection
+        try:
+            await self._stop_consuming()
+        finally:
+            self._connection = self._publisher = None
+            if connection is not None:  # closing it for good: the robust connection no
+                # longer reconnects, even when the broker could not be told
+                await quietly(connection.close(), "closing", logger, deadline=self._deadline())
+
+    async def _stop_consuming(self) -> None:
         for consumer in self._consumers:
             consumer.retire()
         for group in list(self._groups.values()):
             await group.stop_rebalancing()
         await asyncio.gather(*(consumer.finish_running() for consumer in self._consumers))
+        # from here on only the broker is waited for, and only so long
+        deadline = self._deadline()
         # closing the channels first returns the unstarted messages to their queues and
         # spares the broker cancelling consumers of the queues deleted below
-        await asyncio.gather(*(consumer.close_channel() for consumer in self._consumers))
-        connection, self._connection = self._connection, None
-        publisher, self._publisher = self._publisher, None
-        if publisher is not None:
-            for name in self._private_queues:
-                with contextlib.suppress(Exception):
-                    await publisher.queue_delete(name)
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.close()
+        await asyncio.gather(*(consumer.close_channel(deadline) for consumer in self._consumers))
+        for name in self._private_queues:
+            await self._delete_private_queue(name, deadline)
+
+    async def _delete_private_queue(self, name: str, deadline: float) -> None:
+        """Delete an ungrouped subscription's queue, if the broker can be reached now.
+
+        While the connection is away, the robust channel would wait for it forever; the
+        queue carries ``x-expires``, so the broker deletes it ``ungrouped_expiry`` after
+        its consumer went, and skipping it loses nothing.
+        """
+        publisher = self._publisher
+        if publisher is None or not self._connected():
+            logger.debug("not deleting queue %s: the broker is unreachable; it expires", name)
+            return
+        await quietly(publisher.queue_delete(name), f"deleting {name}", logger, deadline=deadline)
 
     def abandon(self) -> None:
         """Drop the connection of an event loop that ended; shut its socket down."""
@@ -243,6 +295,8 @@ class RabbitMQTransport(Transport):
             await self.start()
             channel = self._publisher
             assert channel is not None
+        if not self._connected():  # away: wait (at most connect_timeout) for it to return
+            await self._reconnected(channel, event, None)
         topic = event.type
         if len(topic.encode()) > MAX_KEY_BYTES:
             raise TransportError(
@@ -269,25 +323,59 @@ class RabbitMQTransport(Transport):
                     mandatory=False,
                 )
                 return
+            except asyncio.CancelledError as exc:
+                if cancelled_by_caller():
+                    raise
+                # aiormq fails the confirmations of a connection that died (a heartbeat
+                # timeout) with CancelledError: a lost connection, not our cancellation
+                error: BaseException = exc
             except (errors.AMQPError, errors.ChannelInvalidStateError, ConnectionError) as exc:
-                if len(body) > DEFAULT_MAX_MESSAGE_BYTES:  # the broker closed the channel
-                    with contextlib.suppress(Exception):  # reopened for the next publish
-                        await asyncio.wait_for(channel.ready(), self.connect_timeout)  # type: ignore[attr-defined]
-                    raise TransportError(
-                        f"RabbitMQ did not accept {topic!r} ({event.id}): the event is "
-                        f"{len(body):,} bytes on the wire, over the broker's max_message_size "
-                        f"({DEFAULT_MAX_MESSAGE_BYTES:,} bytes by default): {exc!r}"
-                    ) from exc
-                if attempt == 2 or self._closed or isinstance(exc, errors.DeliveryError):
-                    raise TransportError(
-                        f"RabbitMQ did not accept {topic!r} ({event.id}): {exc!r}"
-                    ) from exc
-                try:
-                    await asyncio.wait_for(channel.ready(), self.connect_timeout)  # type: ignore[attr-defined]
-                except Exception as reconnect_failed:
-                    raise TransportError(
-                        f"RabbitMQ connection lost while publishing {topic!r}: {exc!r}"
-                    ) from reconnect_failed
+                error = exc
+            if len(body) > DEFAULT_MAX_MESSAGE_BYTES:  # the broker closed the channel
+                # reopened for the next publish
+                await quietly(channel.ready(), "reopening", logger, deadline=self._deadline())  # type: ignore[attr-defined]
+                raise TransportError(
+                    f"RabbitMQ did not accept {topic!r} ({event.id}): the event is "
+                    f"{len(body):,} bytes on the wire, over the broker's max_message_size "
+                    f"({DEFAULT_MAX_MESSAGE_BYTES:,} bytes by default): {error!r}"
+                ) from error
+            if attempt == 2 or self._closed or isinstance(error, errors.DeliveryError):
+                raise TransportError(
+                    f"RabbitMQ did not accept {topic!r} ({event.id}): {error!r}"
+                ) from error
+            await self._reconnected(channel, event, error)
+
+    async def _reconnected(
+        self, channel: AbstractChannel, event: Event, error: BaseException | None
+    ) -> None:
+        """Wait for the robust connection and ``channel`` to be back, at most connect_timeout.
+
+        Raises :class:`TransportError` if they are not (aio-pika's own wait has no
+        bound), or if the transport closed meanwhile.
+        """
+        errors = self._aiormq.exceptions
+        pause = 0.01
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                while True:
+                    await channel.ready()  # type: ignore[attr-defined]
+                    # right after a drop the robust channel may not know yet that its
+                    # connection died: wait until it has a live one again
+                    with contextlib.suppress(errors.ChannelInvalidStateError):
+                        if not (await channel.get_underlay_channel()).is_closed:
+                            break
+                    await asyncio.sleep(pause)
+                    pause = min(2 * pause, 0.2)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller():
+                raise
+            reason = f": {error!r}" if error is not None else ""
+            raise TransportError(
+                f"RabbitMQ at {redact(self.url)} unreachable while publishing {event.type!r}"
+                f" ({event.id}); waited {self.connect_timeout}s for the connection{reason}"
+            ) from (error or exc)
+        if self._closed:
+            raise ClosedError("the RabbitMQ transport is closed")
 
     # -- subscribing ------------------------------------------------------------------
 
@@ -317,9 +405,11 @@ class RabbitMQTransport(Transport):
                 await self._subscribe_alone(subscription)
             else:
                 await self._subscribe_in_group(subscription)
-        except self._aio_pika.exceptions.AMQPError as exc:
+        except (self._aio_pika.exceptions.AMQPError, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller():
+                raise
             raise TransportError(
-                f"cannot set up the RabbitMQ subscription to {pattern!r}: {exc}"
+                f"cannot set up the RabbitMQ subscription to {pattern!r}: {str(exc) or repr(exc)}"
             ) from exc
 
     async def _subscribe_alone(self, subscription: Subscription) -> None:
@@ -387,14 +477,13 @@ class RabbitMQTransport(Transport):
         self._consumers.remove(consumer)
         consumer.retire()
         await consumer.finish_running()
-        await consumer.close_channel()
+        deadline = self._deadline()
+        await consumer.close_channel(deadline)
         name = consumer.queue_name
         if name is not None and name in self._private_queues:
             self._private_queues.remove(name)
             self._declared_queues.remove(name)
-            if self._publisher is not None:
-                with contextlib.suppress(Exception):
-                    await self._publisher.queue_delete(name)
+            await self._delete_private_queue(name, deadline)
 
     def _declared(self, *, queue: str | None = None, exchanges: tuple[str, ...] = ()) -> None:
         """Remember a queue or exchanges for :meth:`delete_topology` (once each: a group
