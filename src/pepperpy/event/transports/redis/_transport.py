@@ -36,6 +36,8 @@ _FEATURE = "the Redis transport"
 
 #: longest pause (seconds) between two looks for a free connection of an exhausted pool
 _POOL_POLL = 0.02
+#: seconds a ``WAIT`` reply may take beyond the server-side timeout it was given
+_WAIT_MARGIN = 1.0
 
 _Queued = tuple[str, dict[Any, Any], "asyncio.Future[None]"]
 
@@ -110,7 +112,8 @@ class RedisTransport(Transport):
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect (retrying for ``connect_timeout`` seconds) and check the partition count."""
+        """Connect and check the partition count; raise ``TransportError`` after
+        ``connect_timeout`` seconds if Redis does not answer (unreachable or silent)."""
         if self._closed:
             raise ClosedError("the Redis transport is closed")
         if self._start_lock is None:
@@ -229,9 +232,10 @@ class RedisTransport(Transport):
     async def publish(self, event: Event, *, key: str | None = None) -> None:
         """``XADD`` the event's CloudEvents JSON; returns once Redis has it.
 
-        While Redis is unreachable, retries for ``connect_timeout`` seconds, then raises
-        :class:`TransportError`; while every connection of the pool is in use, waits as
-        long for one to come free, then raises :class:`TransportError` naming the pool's
+        Raises :class:`TransportError` once ``connect_timeout`` seconds have passed
+        without Redis taking the event: unreachable (retried meanwhile) or silent (a
+        network partition); while every connection of the pool is in use, waits as long
+        for one to come free, then raises :class:`TransportError` naming the pool's
         ``max_connections``. With ``replicas`` set, also waits for that many replicas.
         """
         if self._client is None:
@@ -239,30 +243,40 @@ class RedisTransport(Transport):
         client = self._require_client()
         stream = self.stream_for(event.type, key)
         fields: dict[Any, Any] = {TOPIC_FIELD: event.type, EVENT_FIELD: event.to_json()}
+        deadline = asyncio.get_running_loop().time() + self.options.connect_timeout
         try:
-            await self._append(client, stream, fields)
-        except self._unreachable:
+            await self._append(client, stream, fields, deadline)
+        except self._unreachable as exc:
             await self._retrying(
-                f"publishing {event.type!r}", client, lambda: self._append(client, stream, fields)
+                f"publishing {event.type!r}",
+                client,
+                lambda: self._append(client, stream, fields, deadline),
+                deadline=deadline,
+                error=exc,
             )
         except self._exceptions.RedisError as exc:
             raise TransportError(f"Redis refused to publish {event.type!r}: {exc}") from exc
         if self.options.replicas:
             await self._wait_for_replicas(client, event)
 
-    async def _append(self, client: Redis, stream: str, fields: dict[Any, Any]) -> None:
+    async def _append(
+        self, client: Redis, stream: str, fields: dict[Any, Any], deadline: float
+    ) -> None:
         """``XADD``, coalescing concurrent publishes into pipelined round trips.
 
         With nothing in flight the command goes out at once (a publisher awaiting each
         publish pays one round trip, nothing more). Publishes that arrive while another
         is in flight queue up; a sender task ships everything queued in one pipeline on
         the next loop iteration, so a burst of 100 concurrent publishes costs about one
-        round trip, not 100.
+        round trip, not 100. Either way the round trip ends by ``deadline`` (loop time)
+        with :class:`TimeoutError` if Redis has not answered: redis-py's own socket
+        timeouts and retry would take longer than ``connect_timeout``.
         """
         if not self._in_flight:
             self._in_flight += 1
             try:
-                await client.xadd(stream, fields, maxlen=self.options.maxlen, approximate=True)
+                async with asyncio.timeout_at(deadline):
+                    await client.xadd(stream, fields, maxlen=self.options.maxlen, approximate=True)
             finally:
                 self._in_flight -= 1
             return
@@ -279,7 +293,10 @@ class RedisTransport(Transport):
             pipe = client.pipeline(transaction=False)
             for stream, fields, _ in batch:
                 pipe.xadd(stream, fields, maxlen=self.options.maxlen, approximate=True)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
+            # one timer per pipeline, not per publish: queued publishers waited no more
+            # than a loop iteration for it
+            async with asyncio.timeout(self.options.connect_timeout):
+                results: list[Any] = await pipe.execute(raise_on_error=False)
         except Exception as exc:
             results = [exc] * len(batch)
         except BaseException:
@@ -298,42 +315,70 @@ class RedisTransport(Transport):
 
     async def _wait_for_replicas(self, client: Redis, event: Event) -> None:
         timeout_ms = int(self.options.connect_timeout * 1000)
-        confirmed = await client.wait(self.options.replicas, timeout_ms)
+        try:
+            async with asyncio.timeout(self.options.connect_timeout + _WAIT_MARGIN):
+                confirmed = await client.wait(self.options.replicas, timeout_ms)
+        except (*self._unreachable, self._exceptions.RedisError) as exc:
+            raise TransportError(
+                f"could not learn whether replicas have {event.type!r} ({event.id}): "
+                f"{str(exc) or 'no answer'}"
+            ) from exc
         if confirmed < self.options.replicas:
             raise TransportError(
                 f"only {confirmed} of {self.options.replicas} replicas confirmed {event.type!r} "
                 f"({event.id}) within {self.options.connect_timeout}s"
             )
 
-    async def _retrying(self, what: str, client: Redis, operation: Any) -> Any:
-        """Run ``operation()`` until Redis answers or ``connect_timeout`` has passed.
+    async def _retrying(
+        self,
+        what: str,
+        client: Redis,
+        operation: Any,
+        *,
+        deadline: float | None = None,
+        error: BaseException | None = None,
+    ) -> Any:
+        """Run ``operation()`` until Redis answers or ``deadline`` (loop time) has passed.
 
-        Retries while Redis is unreachable, and while ``client``'s pool has no free
-        connection: one comes back as soon as a command in flight returns, so that
-        wait polls every few milliseconds rather than backing off like a reconnect.
+        The deadline defaults to ``connect_timeout`` from now; ``error`` is what a first
+        attempt, made by the caller, raised. Retries while Redis is unreachable, and
+        while ``client``'s pool has no free connection: one comes back as soon as a
+        command in flight returns, so that wait polls every few milliseconds rather than
+        backing off like a reconnect. Each attempt is cut off at the deadline, so a
+        silent Redis (a network partition) fails as fast as an unreachable one.
         """
-        deadline = time.monotonic() + self.options.connect_timeout
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = loop.time() + self.options.connect_timeout
         backoff = Backoff(self.options.max_backoff)
         pool_wait = Backoff(_POOL_POLL, first=0.001)
         while True:
+            if error is not None:
+                pool_full = isinstance(error, self._pool_full)
+                pause = pool_wait.next() if pool_full else backoff.next()
+                if loop.time() + min(pause, 0.001 if pool_full else 0.05) >= deadline:
+                    raise self._gave_up(what, client, error) from error
+                await asyncio.sleep(min(pause, deadline - loop.time()))
             try:
-                return await operation()
-            except self._pool_full as exc:
-                if time.monotonic() + 0.001 > deadline:
-                    raise TransportError(
-                        f"no free Redis connection while {what} (waited "
-                        f"{self.options.connect_timeout}s): {pool_exhausted(client)}"
-                    ) from exc
-                await asyncio.sleep(min(pool_wait.next(), max(0.0, deadline - time.monotonic())))
-            except self._unreachable as exc:
-                if time.monotonic() + 0.05 > deadline:
-                    raise TransportError(
-                        f"Redis at {self._client_url} unreachable while {what} "
-                        f"(gave up after {self.options.connect_timeout}s): {exc}"
-                    ) from exc
-                await asyncio.sleep(min(backoff.next(), max(0.0, deadline - time.monotonic())))
+                async with asyncio.timeout_at(deadline):
+                    return await operation()
+            except self._unreachable as exc:  # the pool's limit included; TimeoutError too
+                # an attempt cut off at the deadline says less than the error before it
+                if error is None or type(exc) is not TimeoutError:
+                    error = exc
             except self._exceptions.RedisError as exc:
                 raise TransportError(f"Redis refused {what}: {exc}") from exc
+
+    def _gave_up(self, what: str, client: Redis, error: BaseException) -> TransportError:
+        if isinstance(error, self._pool_full):
+            return TransportError(
+                f"no free Redis connection while {what} (waited "
+                f"{self.options.connect_timeout}s): {pool_exhausted(client)}"
+            )
+        return TransportError(
+            f"Redis at {self._client_url} unreachable while {what} "
+            f"(gave up after {self.options.connect_timeout}s): {str(error) or 'no answer'}"
+        )
 
     async def _publish_dead_letter(self, event: Event, group: str, deliveries: int) -> None:
         """Move an event that kept failing delivery to ``deadletter.<topic>``."""
