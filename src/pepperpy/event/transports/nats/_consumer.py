@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..._errors import ConfigurationError, SerializationError
 from ..._event import Event
 from ..._handlers import start
-from ..base import NotDelivered, Subscription
+from ..base import NotDelivered, Subscription, quietly
 from ._options import NatsOptions
 from ._subjects import ANY_LANE, UNKEYED_LANE, SubjectFilter, subject_filter, topic_of
 
@@ -139,7 +139,11 @@ class Consumer:
         self._subs: list[NatsSubscription] = []
         self._turn = 0
         self._created_at = datetime.now(UTC)
-        #: the ack subject of the last delivery per JetStream consumer (to resume from)
+        #: per JetStream consumer, the stream's last sequence and the server's time when
+        #: it was created: where it starts (to resume from if it saw nothing yet)
+        self._origin: dict[str, tuple[int, datetime]] = {}
+        #: the ack subject of the last first delivery per JetStream consumer: the newest
+        #: event it received (to resume from)
         self._last_reply: dict[str, str] = {}
         #: received and not yet settled: id(msg) -> [msg, when last reported alive]
         self._unsettled: dict[int, list[Any]] = {}
@@ -170,7 +174,10 @@ class Consumer:
         else:
             config.inactive_threshold = options.inactive_threshold
             config.description = "pepperpy-event subscriber (removed when idle)"
-        if resume.get("opt_start_time") is not None:
+        if resume.get("opt_start_seq") is not None:
+            config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+            config.opt_start_seq = resume["opt_start_seq"]
+        elif resume.get("opt_start_time") is not None:
             config.deliver_policy = DeliverPolicy.BY_START_TIME
             config.opt_start_time = resume["opt_start_time"]
         return config
@@ -192,7 +199,9 @@ class Consumer:
         from nats.js.errors import BadRequestError
 
         try:
-            await self._js.add_consumer(self._stream, self._config(lane, **resume))
+            info = await self._js.add_consumer(self._stream, self._config(lane, **resume))
+            if not resume and info.delivered is not None:
+                self._origin[lane.name] = (info.delivered.stream_seq, info.created)
             return
         except BadRequestError as exc:
             # a group consumer made by another version of the program (other ack_wait,
@@ -211,50 +220,106 @@ class Consumer:
             logger.info("joining existing consumer %s (%s)", lane.name, exc)
 
     async def restore(self) -> None:
-        """After a reconnect: recreate consumers the server lost (or never persisted)."""
+        """After a reconnect: recreate consumers the server lost (or deleted).
+
+        A server restarted without its store lost them all; an ungrouped subscription's
+        consumer is also deleted by JetStream once its connection was down longer than
+        ``inactive_threshold``. Each comes back right after the last event it received
+        (see :meth:`_resume_point`); what the stream no longer holds from there on (with
+        interest retention: whatever no other consumer still wanted) cannot come back.
+        """
         from nats.js.errors import NotFoundError
 
         if not self._subs:
             return
+        stream = None
         for lane in self.lanes:
             try:
                 await self._js.consumer_info(self._stream, lane.name)
                 continue
             except NotFoundError:
                 pass
-            # resume from the last event seen (by time: the stream may have been
-            # recreated, restarting its sequence numbers); at-least-once, so seeing
-            # that event again is fine
-            last = self._last_reply.get(lane.name)
-            since = stored_at(last) if last is not None else self._created_at
-            logger.warning("JetStream consumer %s was lost; recreating it", lane.name)
-            await self._create(lane, opt_start_time=since)
+            if stream is None:
+                stream = await self._js.stream_info(self._stream)
+            resume = self._resume_point(lane, stream)
+            if self.group is not None:
+                logger.warning("JetStream consumer %s was lost; recreating it", lane.name)
+            elif self._options.retention == "interest":
+                logger.warning(
+                    "JetStream deleted consumer %s: this process was unreachable longer than "
+                    "inactive_threshold (%ss). With interest retention, the events published "
+                    "meanwhile that no other consumer still held are gone; it resumes with "
+                    "what the stream has after the last event it received",
+                    lane.name,
+                    self._options.inactive_threshold,
+                )
+            else:
+                logger.info(
+                    "JetStream deleted consumer %s (unreachable longer than "
+                    "inactive_threshold); recreating it after the last event it received",
+                    lane.name,
+                )
+            await self._create(lane, **resume)
+
+    def _resume_point(self, lane: Lane, stream: Any) -> dict[str, Any]:
+        """Where a recreated consumer starts: right after the last event it received.
+
+        By stream sequence while the stream is the one it read from (created before that
+        event was stored); by time when the stream was recreated meanwhile, its sequence
+        numbers restarting (at-least-once: the last event may then come again). A
+        consumer that received nothing yet starts where it started at first.
+        """
+        last = self._last_reply.get(lane.name)
+        seen: int | None
+        if last is not None:
+            seen, when = parse_reply(last)[2], stored_at(last)
+        else:
+            seen, when = self._origin.get(lane.name, (None, self._created_at))
+        created = getattr(stream, "created", None)
+        if (
+            seen is not None
+            and created is not None
+            and created <= when
+            and stream.state.last_seq >= seen
+        ):
+            return {"opt_start_seq": seen + 1}
+        return {"opt_start_time": when}
 
     async def close(self) -> None:
-        """Stop receiving, finish what was received, delete an ungrouped consumer."""
-        from nats.errors import Error as NatsError
+        """Stop receiving, finish what was received, delete an ungrouped consumer.
 
+        The deliveries in progress always finish. The server is waited for at most
+        ``connect_timeout`` seconds per step, and nothing raises: a subscription that
+        cannot be drained is dropped (its messages, unacknowledged, are redelivered), a
+        consumer that cannot be deleted expires after ``inactive_threshold``.
+        """
         subs, self._subs = self._subs, []
-        if not self._nc.is_closed:
-            drained = await asyncio.gather(
-                *(sub.drain() for sub in subs),  # type: ignore[no-untyped-call]
-                return_exceptions=True,
+        deadline = self._deadline()
+        if self._nc.is_connected:  # the server stops sending; what it sent is handled
+            what = f"draining a subscription of {self.name}"
+            await asyncio.gather(
+                *(quietly(sub.drain(), what, logger, deadline=deadline) for sub in subs)  # type: ignore[no-untyped-call]
             )
-            for result in drained:
-                if isinstance(result, NatsError):
-                    logger.warning("could not drain a subscription of %s: %s", self.name, result)
-                elif isinstance(result, BaseException):
-                    raise result
+        else:  # nobody to tell: stop listening here (unacknowledged, they come again)
+            what = f"dropping a subscription of {self.name}"
+            for sub in subs:
+                await quietly(sub.unsubscribe(), what, logger, deadline=deadline)
         while self._tasks:
             await asyncio.wait(list(self._tasks))
         held, self._not_started_msgs = self._not_started_msgs, []
         for msg in held:  # our removed subscription did not start them: to another member
             await self._settle(msg, ack=False)
         if self.group is None and self._nc.is_connected:
-            try:
-                await self._js.delete_consumer(self._stream, self.name)
-            except NatsError as exc:  # it expires on its own after inactive_threshold
-                logger.debug("could not delete consumer %s: %s", self.name, exc)
+            # it expires on its own after inactive_threshold if this fails
+            await quietly(
+                self._js.delete_consumer(self._stream, self.name),
+                f"deleting consumer {self.name}",
+                logger,
+                deadline=self._deadline(),
+            )
+
+    def _deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self._options.connect_timeout
 
     # -- delivery ---------------------------------------------------------------------
 
@@ -263,7 +328,8 @@ class Consumer:
         if not reply:  # not a JetStream delivery (a stray publish on the inbox)
             return
         consumer, deliveries, _ = parse_reply(reply)
-        self._last_reply[consumer] = reply
+        if deliveries == 1:  # first deliveries come in stream order; redeliveries do not
+            self._last_reply[consumer] = reply
         subject_filter = self._filter
         if not subject_filter.exact and not subject_filter.accepts(
             topic_of(msg.subject, self._prefix_length)

@@ -39,11 +39,13 @@ class NatsOptions:
       which a group consumes strictly in order. Every program sharing a stream must use
       the same number (it is recorded in the stream's description and checked).
     * ``inactive_threshold``: seconds after which an ungrouped subscription's consumer is
-      deleted once its process stopped listening.
-    * ``publish_timeout``: seconds ``publish`` keeps retrying (across a reconnect) before
-      raising :class:`~pepperpy.event.TransportError`.
-    * ``connect_timeout``: seconds ``start()`` keeps trying to reach the server before
-      raising :class:`~pepperpy.event.TransportError` (later disconnects retry forever).
+      deleted once its process stopped listening (exited, or cut off that long: with
+      interest retention, what was published meanwhile is then lost to it).
+    * ``publish_timeout``: seconds a ``publish`` may take in all, retrying across a
+      reconnect, before raising :class:`~pepperpy.event.TransportError`.
+    * ``connect_timeout``: seconds ``start()`` may take in all to reach the server before
+      raising :class:`~pepperpy.event.TransportError` (later disconnects retry forever);
+      also the longest ``close()`` waits for an unresponsive server at each step.
     * ``reconnect_wait``: seconds between connection attempts.
     """
 

@@ -15,7 +15,7 @@ from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._event import Event
-from ..base import Subscription, Transport, shutdown_sockets
+from ..base import Subscription, Transport, cancelled_by_caller, quietly, shutdown_sockets
 from ._consumer import Consumer
 from ._options import parse_url
 from ._subjects import ANY_LANE, key_lane, subject_filter, topic_subject
@@ -72,6 +72,12 @@ class NatsTransport(Transport):
     # -- connection -------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Connect and make sure the stream exists, within ``connect_timeout`` seconds.
+
+        A server that refuses, resets or never answers (a network partition) fails it
+        with :class:`TransportError` once the time is up; later disconnects are retried
+        forever in the background.
+        """
         if self._closed:
             raise ClosedError("the NATS transport is closed")
         if self._nc is not None:
@@ -80,32 +86,49 @@ class NatsTransport(Transport):
         from nats.errors import Error as NatsError
 
         attempts = max(1, round(self.options.connect_timeout / self.options.reconnect_wait))
+        nc = nats.NATS()
         try:
-            nc = await nats.connect(
-                self.servers,
-                name="pepperpy-event",
-                allow_reconnect=True,
-                # bounded for the first connection, so a wrong URL fails start();
-                # unbounded afterwards (set below), so a broker restart is survived
-                max_reconnect_attempts=attempts,
-                reconnect_time_wait=self.options.reconnect_wait,
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
-            )
-        except (NatsError, OSError) as exc:
-            raise TransportError(f"cannot connect to NATS at {self.server}: {exc}") from exc
-        nc.options["max_reconnect_attempts"] = -1
-        self._nc = nc
-        self._js = nc.jetstream()
-        try:
-            await self._ensure_stream()
-        except BaseException:
+            # nats-py bounds each attempt (its own connect_timeout) but not the whole, and
+            # waits for JetStream's answers separately: one deadline for all of it
+            async with asyncio.timeout(self.options.connect_timeout):
+                await nc.connect(
+                    self.servers,
+                    name="pepperpy-event",
+                    allow_reconnect=True,
+                    # bounded for the first connection, so a wrong URL fails start();
+                    # unbounded afterwards (set below), so a broker restart is survived
+                    max_reconnect_attempts=attempts,
+                    reconnect_time_wait=self.options.reconnect_wait,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                )
+                nc.options["max_reconnect_attempts"] = -1
+                self._nc = nc
+                self._js = nc.jetstream()
+                await self._ensure_stream()
+        except BaseException as exc:
             self._nc = self._js = None
-            await nc.close()
+            await _close_client(nc, self._deadline())
+            if isinstance(exc, TimeoutError):
+                reason = str(nc.last_error or "") or "no answer"
+                raise TransportError(
+                    f"cannot connect to NATS at {self.server} within "
+                    f"{self.options.connect_timeout}s: {reason}"
+                ) from exc
+            if isinstance(exc, NatsError | OSError) or (
+                isinstance(exc, asyncio.CancelledError) and not cancelled_by_caller()
+            ):
+                raise TransportError(
+                    f"cannot connect to NATS at {self.server}: {str(exc) or repr(exc)}"
+                ) from exc
             raise
         interval = self.options.ack_wait / 3
         self._ticker = asyncio.get_running_loop().create_task(self._keep_alive(interval))
+
+    def _deadline(self) -> float:
+        """``connect_timeout`` from now, in event loop time (for bounded server calls)."""
+        return asyncio.get_running_loop().time() + self.options.connect_timeout
 
     async def _ensure_stream(self) -> None:
         from nats.errors import Error as NatsError
@@ -159,7 +182,7 @@ class NatsTransport(Transport):
         logger.warning("NATS connection error: %s", exc)
 
     async def _on_disconnected(self) -> None:
-        if not self._closed:
+        if not self._closed and self._nc is not None:  # not a start() giving up
             logger.warning("disconnected from NATS at %s; reconnecting", self.server)
 
     async def _on_reconnected(self) -> None:
@@ -208,24 +231,29 @@ class NatsTransport(Transport):
     # -- publishing -------------------------------------------------------------------
 
     async def publish(self, event: Event, *, key: str | None = None) -> None:
+        """Store ``event`` in the stream; raise :class:`TransportError` if JetStream did
+        not acknowledge it within ``publish_timeout`` seconds (retrying meanwhile)."""
         await self._publish(self.subject(event.type, key), event.to_json(), event.id)
 
     async def _publish(self, subject: str, payload: bytes, msg_id: str) -> None:
         nc = self._nc
         if nc is None:
             raise ClosedError("the NATS transport is closed or not started")
+        started = time.monotonic()
         try:
-            await _store(nc, subject, payload, msg_id, 5.0)
+            await _store(nc, subject, payload, msg_id, min(5.0, self.options.publish_timeout))
         except Exception as exc:  # sorted out below, off the hot path
-            await self._publish_again(subject, payload, msg_id, exc)
+            deadline = started + self.options.publish_timeout
+            await self._publish_again(subject, payload, msg_id, exc, deadline)
 
     async def _publish_again(
-        self, subject: str, payload: bytes, msg_id: str, error: Exception
+        self, subject: str, payload: bytes, msg_id: str, error: Exception, deadline: float
     ) -> None:
         """Retry a publish that failed because the broker is away; raise for the rest.
 
-        Retries with backoff until ``publish_timeout``. The message id makes a retry of
-        an event that JetStream did store (only its PubAck was lost) a no-op.
+        Retries with backoff until ``deadline`` (``time.monotonic()``: the publish began
+        ``publish_timeout`` before it). The message id makes a retry of an event that
+        JetStream did store (only its PubAck was lost) a no-op.
         """
         from nats.errors import NoRespondersError
         from nats.errors import TimeoutError as NatsTimeout
@@ -238,7 +266,6 @@ class NatsTransport(Transport):
             NoStreamResponseError,
             ServiceUnavailableError,
         )
-        deadline = time.monotonic() + self.options.publish_timeout
         delay = 0.05
         while True:
             if not isinstance(error, retryable):
@@ -254,8 +281,10 @@ class NatsTransport(Transport):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
             remaining = deadline - time.monotonic()
+            if remaining <= 0.01:
+                continue  # no time left for a try: raises above
             try:
-                await _store(nc, subject, payload, msg_id, max(0.1, min(5.0, remaining)))
+                await _store(nc, subject, payload, msg_id, min(5.0, remaining))
                 return
             except Exception as exc:  # classified at the top of the loop
                 error = exc
@@ -341,6 +370,16 @@ class NatsTransport(Transport):
     # -- shutdown ---------------------------------------------------------------------
 
     async def close(self) -> None:
+        """Stop receiving, finish the deliveries in progress, delete ungrouped consumers,
+        disconnect.
+
+        Handlers in progress always finish. Each step that needs the server waits for it
+        at most ``connect_timeout`` seconds, and none raises: while the server is
+        unreachable, what it would have been told happens on its own (unacknowledged
+        events are redelivered after ``ack_wait``; an ungrouped consumer is deleted after
+        ``inactive_threshold``). Nothing of the connection is left running afterwards;
+        later calls return at once.
+        """
         if self._closed:
             return
         self._closed = True
@@ -351,10 +390,12 @@ class NatsTransport(Transport):
                     await task
         consumers = list(self._consumers.values())
         self._consumers.clear()
-        await asyncio.gather(*(consumer.close() for consumer in consumers))
         nc, self._nc, self._js = self._nc, None, None
-        if nc is not None and not nc.is_closed:
-            await nc.close()
+        try:
+            await asyncio.gather(*(consumer.close() for consumer in consumers))
+        finally:
+            if nc is not None:
+                await _close_client(nc, self._deadline())
 
     def abandon(self) -> None:
         """Drop the connection of an event loop that ended; shut its socket down."""
@@ -389,6 +430,38 @@ class NatsTransport(Transport):
             raise TransportError(f"cannot delete stream {self.stream!r}: {exc}") from exc
         finally:
             await nc.close()
+
+
+async def _close_client(nc: Client, deadline: float) -> None:
+    """Close a nats-py client for good, also when its connection is broken.
+
+    ``Client.close()`` first writes out what it buffered while reconnecting; on a socket
+    the server reset, that raises, and close() stops half-way, leaving its subscription
+    tasks running and the socket open (a later close() returns at once, as the client
+    counts as closed). So this finishes the job where close() gave up. It never raises
+    (only the caller's own cancellation propagates) and waits at most until ``deadline``.
+    """
+    completed = await quietly(nc.close(), "closing the NATS connection", logger, deadline=deadline)
+    if completed:
+        return
+    # nats-py has no public way to finish a close that failed: use its internals
+    subscriptions = getattr(nc, "_subs", {})
+    tasks = [getattr(sub, "_wait_for_msgs_task", None) for sub in subscriptions.values()]
+    subscriptions.clear()
+    pending = [task for task in tasks if task is not None and not task.done()]
+    for task in pending:
+        task.cancel()
+    for name in ("_reading_task", "_ping_interval_task", "_flusher_task", "_reconnection_task"):
+        task = getattr(nc, name, None)
+        if task is not None and not task.done():
+            task.cancel()
+            pending.append(task)
+    transport = getattr(nc, "_transport", None)
+    if transport is not None:
+        with contextlib.suppress(Exception):
+            transport.close()
+    if pending:
+        await asyncio.wait(pending, timeout=1.0)
 
 
 async def _store(nc: Client, subject: str, payload: bytes, msg_id: str, wait: float) -> None:
