@@ -8,8 +8,17 @@ section is one statement plus the commit; ``docs/store.md`` explains why this wa
 chosen over tracking in-flight transaction ids.
 
 Live subscriptions wake on ``LISTEN``/``NOTIFY`` (the appending transaction notifies on
-commit) through one listener connection per store, reconnected if it drops; after a
-reconnect every waiter re-reads, so notifications lost in between cost nothing.
+commit) through one listener connection per store, reconnected if it drops or stops
+answering its pings; after a reconnect every waiter re-reads, so notifications lost in
+between cost nothing.
+
+Nothing waits on the network without a bound (a partition leaves connections open with
+nobody answering, and the server's ``statement_timeout`` cannot help then): each attempt
+at an operation waits ``command_timeout`` for PostgreSQL, connecting ``connect_timeout``,
+``close`` at most ``CLOSE_TIMEOUT``, and the kernel is told to give up on a silent peer
+(TCP keepalive, ``TCP_USER_TIMEOUT``). A connection that timed out, or whose caller was
+cancelled mid-statement, is cut off rather than released: releasing it would wait for
+asyncpg's cancel request, which needs a new connection to the same silent server.
 
 asyncpg connections work on the event loop that opened them only, so each loop using a
 store gets its own pool, committer and listener (``_OnLoop``): a store keeps working after
@@ -27,8 +36,11 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import re
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -53,7 +65,20 @@ from .base import (
     settle,
 )
 
-__all__ = ["SCHEMA_LOCK", "PostgresBackend", "connection_lost", "parse_url", "schema_change"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "SCHEMA_LOCK",
+    "PostgresBackend",
+    "PostgresOptions",
+    "Watchdog",
+    "connect_timed_out",
+    "connection_lost",
+    "no_answer",
+    "parse_options",
+    "parse_url",
+    "schema_change",
+    "tune_socket",
+]
 
 logger = logging.getLogger("pepperpy.event.store")
 
@@ -74,6 +99,13 @@ _RECONNECT_INTERVAL = 0.5
 _LISTENER_NAME = "pepperpy-event-listener"
 #: SQLSTATEs saying the server ended the session (connection exceptions are class 08)
 _SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
+#: seconds ``close`` waits at most (or ``command_timeout`` if smaller) for queued appends
+#: and the server's goodbye before it cuts the connections off
+CLOSE_TIMEOUT = 10.0
+#: seconds ``close`` gives the committer to answer its callers after an abort
+_ABORT_GRACE = 1.0
+#: TCP keepalive on every connection: first probe after 10 s of silence, then every 5 s
+_KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
 
 #: one caller's append waiting for its group commit, and the future it waits on
 _Job = tuple[PendingAppend, "asyncio.Future[AppendResult]"]
@@ -180,13 +212,15 @@ async def _in_transaction(
     """Run ``body`` in a transaction, marking ``progress`` just before the ``COMMIT``.
 
     If ``body`` fails, that error is raised even when the ``ROLLBACK`` fails too (on a
-    lost connection it does; the server rolls back when the session ends).
+    lost connection it does; the server rolls back when the session ends). A cancelled
+    (or timed-out) ``body`` sends no ``ROLLBACK``: the caller cuts the connection off,
+    which rolls back as surely, without waiting on a server that may not answer.
     """
     transaction = connection.transaction()
     await transaction.start()
     try:
         result = await body(connection)
-    except BaseException:
+    except Exception:
         with contextlib.suppress(Exception):
             await transaction.rollback()
         raise
@@ -206,9 +240,11 @@ class _OnLoop:
     """
 
     __slots__ = (
+        "aborted",
         "changed",
         "committer",
         "connected",
+        "deadline",
         "listener",
         "listening",
         "loop",
@@ -229,6 +265,10 @@ class _OnLoop:
         self.listening: asyncio.Task[None] | None = None
         self.changed: asyncio.Event | None = None
         self.connected = False
+        #: why the connections were cut off on close (``abort``), once they were
+        self.aborted: str | None = None
+        #: the timer that aborts a close taking too long
+        self.deadline: asyncio.TimerHandle | None = None
 
     def wake(self) -> None:
         """Let every ``wait`` on this loop return (callers read again)."""
@@ -237,8 +277,43 @@ class _OnLoop:
             self.changed = None
             changed.set()
 
-    def stop(self) -> None:
-        """On close: wake the waiters, and the committer, which closes the connections."""
+    def stop(self, bound: float) -> None:
+        """On close: wake the waiters, and the committer, which closes the connections.
+
+        If that takes more than ``bound`` seconds (queued appends and the goodbye wait on
+        a server that does not answer), :meth:`abort` cuts everything off.
+        """
+        self.wake()
+        self.work.set()
+        if self.deadline is None:
+            reason = f"close() gave up waiting for PostgreSQL after {bound:g} s"
+            self.deadline = self.loop.call_later(bound, self.abort, reason)
+
+    def abort(self, reason: str) -> None:
+        """Stop waiting for the server, on the loop itself: cut every connection off.
+
+        Appends still queued were not written and fail with :class:`ClosedError`; the
+        group being written fails as its connection goes (``PostgresBackend._run`` says
+        whether it may have been committed). An open under way is cancelled.
+        """
+        if self.aborted is not None:
+            return
+        self.aborted = reason
+        pending, self.pending = self.pending, []
+        for _, future in pending:
+            settle(
+                future,
+                ClosedError(
+                    f"the event store was closed ({reason}) before this append was "
+                    "written: nothing was written"
+                ),
+            )
+        if self.ready is not None and not self.ready.done():
+            self.ready.cancel()
+        for resource in (self.listener, self.pool):
+            if resource is not None:
+                with contextlib.suppress(Exception):
+                    resource.terminate()
         self.wake()
         self.work.set()
 
@@ -269,7 +344,8 @@ class PostgresBackend(StoreBackend):
     def __init__(self, url: str) -> None:
         self._asyncpg = require("asyncpg", extra="postgres", feature="the PostgreSQL store")
         self.url = url
-        self._dsn, self.schema = parse_url(url)
+        self._dsn, self.options = parse_options(url)
+        self.schema = self.options.schema
         #: the NOTIFY channel: one per schema, so stores in other schemas do not wake us
         self.channel = CHANNEL if self.schema is None else f"{CHANNEL}_{self.schema}"
         self._settings = {} if self.schema is None else {"search_path": self.schema}
@@ -298,17 +374,22 @@ class PostgresBackend(StoreBackend):
             on.committer = on.loop.create_task(self._commit_loop(on))
         return on
 
-    async def _pool(self, on: _OnLoop | None, closing: bool) -> Any:
+    async def _pool(self, on: _OnLoop) -> Any:
         """The loop's pool, opened (and the schema migrated) on first use."""
-        if self._closed and not closing:
-            raise ClosedError("the event store is closed")
-        if on is None:
-            on = self._here()
+        if on.aborted is not None:
+            raise ClosedError(f"the event store was closed ({on.aborted})")
         if on.ready is None:
             on.ready = asyncio.ensure_future(self._open(on))
         ready = on.ready
         try:
             return await asyncio.shield(ready)
+        except asyncio.CancelledError:
+            # the open was cancelled by ``abort``, not this caller
+            if ready.cancelled() and on.aborted is not None and not _cancelling():
+                raise ClosedError(
+                    f"the event store was closed ({on.aborted}) before it had connected"
+                ) from None
+            raise
         except BaseException:
             if ready.done() and on.ready is ready:
                 on.ready = None  # try again next time (e.g. the server was down)
@@ -327,89 +408,182 @@ class PostgresBackend(StoreBackend):
         Every driver error comes out as :class:`StoreError` naming ``what``, the asyncpg
         exception as its ``__cause__`` (:class:`ClosedError` once the store is closed).
 
-        If the connection breaks before anything could have committed (the server
-        dropped it while it sat idle in the pool, say), the work is done once more on a
-        new connection: nothing was written, so that is safe for reads and writes alike.
-        The pool's other connections may be stale too, so all of them are replaced.
+        Each attempt waits at most ``command_timeout`` seconds for the server; a
+        connection that did not answer in time is treated as lost (a partition, a
+        silently dead connection), and so is cut off. If the connection breaks or
+        times out before anything could have committed (the server dropped it while it
+        sat idle in the pool, say), the work is done once more on a new connection:
+        nothing was written, so that is safe for reads and writes alike. After a drop
+        the pool's other connections may be stale too, so all of them are replaced.
         Once ``work`` has set ``progress.committing`` (it is about to send ``COMMIT``),
-        a lost connection leaves the outcome unknown: that is never retried here, and
-        the error says so.
+        a lost or silent connection leaves the outcome unknown: that is never retried
+        here, and the error says so.
 
         Releasing the connection never raises: once the work has returned, its outcome
         stands (a ``COMMIT`` that returned is committed), and a connection that fails
-        to reset on release is only discarded.
+        to reset on release is only discarded. A caller cancelled mid-statement has its
+        connection cut off instead of released, so the cancellation takes effect at once.
         """
-        pool = await self._pool(on, closing)
+        if self._closed and not closing:
+            raise ClosedError("the event store is closed")
+        if on is None:
+            on = self._here()
+        pool = await self._pool(on)
         for retry in (False, True):
             progress = _Progress()
             try:
                 connection = await pool.acquire()
             except self._errors as exc:
-                raise self._failure(what, exc, closing=closing) from exc
+                raise self._failure(what, exc, on, closing=closing) from exc
+            watchdog = Watchdog(connection, self.options.command_timeout)
+            timed_out = lost = False
             try:
-                return await work(connection, progress)
-            except self._errors as exc:
-                lost = self._lost(exc, connection)
-                if retry or not lost or progress.committing or (self._closed and not closing):
-                    unknown = lost and progress.committing
-                    raise self._failure(what, exc, closing=closing, unknown=unknown) from exc
-                logger.warning(
-                    "PostgreSQL %s: the connection was lost before anything was committed "
-                    "(%s: %s); trying once more on a new connection",
+                with watchdog:
+                    try:
+                        result = await work(connection, progress)
+                    except asyncio.CancelledError:
+                        raise
+                    except self._errors as exc:
+                        failure = exc
+                        timed_out = watchdog.fired
+                        lost = timed_out or self._lost(exc, connection)
+                        if not lost:
+                            await self._release(pool, connection)
+                    except BaseException:  # the library's own refusal, say
+                        await self._release(pool, connection)
+                        raise
+                    else:
+                        # within the watchdog's bound: a reset nobody answers is cut off
+                        await self._release(pool, connection)
+                        return result
+            except asyncio.CancelledError:
+                _cut(connection)  # not released: that would wait for a cancel request
+                raise
+            if lost:
+                _cut(connection)
+            again = lost and not (retry or progress.committing or on.aborted)
+            if not again or (self._closed and not closing):
+                raise self._failure(
                     what,
-                    type(exc).__name__,
-                    exc,
-                )
-            finally:
-                await self._release(pool, connection)
-            await pool.expire_connections()
+                    failure,
+                    on,
+                    closing=closing,
+                    progress=progress,
+                    lost=lost,
+                    timed_out=timed_out,
+                ) from failure
+            logger.warning(
+                "PostgreSQL %s: %s (before any COMMIT); trying once more on a new connection",
+                what,
+                self._reason(failure, timed_out=timed_out),
+            )
+            if not timed_out:  # a drop: the server may have dropped the others too
+                await pool.expire_connections()
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _release(self, pool: Any, connection: Any) -> None:
-        """Give ``connection`` back to ``pool``; if that fails, discard it, quietly."""
+        """Give ``connection`` back to ``pool``; if that fails, discard it, quietly.
+
+        Unbounded itself (a timeout here costs a timer per call): callers release
+        within a :class:`Watchdog`, which cuts off a connection whose reset hangs.
+        """
         try:
             await pool.release(connection)
         except Exception as exc:  # asyncpg terminates a connection it cannot reset
             logger.debug("PostgreSQL: a connection failed on release and is discarded: %r", exc)
-            with contextlib.suppress(Exception):  # already detached, most likely
-                connection.terminate()
+            _cut(connection)  # already detached, most likely
 
     def _lost(self, exc: BaseException, connection: Any) -> bool:
         return connection_lost(self._asyncpg, exc, connection)
 
+    def _reason(self, exc: BaseException, *, timed_out: bool = False) -> str:
+        """What went wrong, in words (a timeout's own text is empty)."""
+        if timed_out:
+            return no_answer(self.options)
+        if isinstance(exc, TimeoutError) and not str(exc):  # asyncpg connecting
+            return connect_timed_out(self.options)
+        return str(exc) or type(exc).__name__
+
     def _failure(
-        self, what: str, exc: BaseException, *, closing: bool, unknown: bool = False
+        self,
+        what: str,
+        exc: BaseException,
+        on: _OnLoop,
+        *,
+        closing: bool,
+        progress: _Progress | None = None,
+        lost: bool = False,
+        timed_out: bool = False,
     ) -> StoreError | ClosedError:
+        reason = self._reason(exc, timed_out=timed_out)
+        if lost and progress is not None and progress.committing:
+            done, advice = _UNKNOWN.get(what, ("it was done", "look before doing it again"))
+            how = (
+                f"the store was closed ({on.aborted})"
+                if on.aborted is not None
+                else "no answer came"
+                if timed_out
+                else "the connection was lost"
+            )
+            return StoreError(
+                f"PostgreSQL {what}: {how} while committing, so whether {done} is unknown "
+                f"({reason}); {advice}"
+            )
+        if on.aborted is not None and closing:
+            return ClosedError(
+                f"the event store was closed ({on.aborted}) before this {what} was "
+                "committed: nothing was written"
+            )
         if self._closed and not closing:
             return ClosedError("the event store is closed")
-        if unknown:
-            return StoreError(
-                f"PostgreSQL {what}: the connection was lost while committing, so whether "
-                f"it was written is unknown ({exc}); retry with the same Event ids: an "
-                "append already written is then a no-op"
-            )
-        return StoreError(f"PostgreSQL {what} failed: {exc}")
+        return StoreError(f"PostgreSQL {what} failed: {reason}")
+
+    async def _tune(self, connection: Any) -> None:
+        """The pool's ``init``: every new connection gets the kernel's dead-peer bounds."""
+        tune_socket(connection, self.options.command_timeout)
 
     async def _open(self, on: _OnLoop) -> Any:
+        """Open the loop's pool and migrate the schema on its first connection.
+
+        The pool keeps no connection open on its own (``min_size=0``): one it had to
+        keep would be reconnected in the background whenever one is cut off, also
+        during a partition, where nobody waits for it.
+        """
         asyncpg = self._asyncpg
         refused: tuple[type[Exception], ...] = (*self._errors, ValueError)
+        options = self.options
+        pool = None
         try:
             pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=_POOL_SIZE, server_settings=self._settings
+                self._dsn,
+                min_size=0,
+                max_size=_POOL_SIZE,
+                server_settings=self._settings,
+                timeout=options.connect_timeout,
+                init=self._tune,
             )
-        except refused as exc:
+            connection = await pool.acquire()
+        except BaseException as exc:
+            if pool is not None:
+                pool.terminate()
+            if not isinstance(exc, refused):
+                raise
             where = redact_url(self.url)
             if isinstance(exc, asyncpg.ClientConfigurationError):  # a URL option asyncpg refused
                 raise ConfigurationError(f"PostgreSQL URL {where}: {exc}") from exc
-            raise StoreError(f"cannot connect to PostgreSQL at {where}: {exc}") from exc
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {where}: {self._reason(exc)}"
+            ) from exc
+        watchdog = Watchdog(connection, options.command_timeout)
         try:
-            async with pool.acquire() as connection:
+            with watchdog:
                 await _migrate(connection, self.schema)
+                await self._release(pool, connection)
         except BaseException as exc:
-            with contextlib.suppress(*self._errors):
-                await pool.close()
+            pool.terminate()  # nothing worth a goodbye, and the server may not answer
             if isinstance(exc, self._errors):
-                raise StoreError(f"PostgreSQL schema setup failed: {exc}") from exc
+                reason = self._reason(exc, timed_out=watchdog.fired)
+                raise StoreError(f"PostgreSQL schema setup failed: {reason}") from exc
             raise
         on.pool = pool
         return pool
@@ -465,9 +639,16 @@ class PostgresBackend(StoreBackend):
         """Commit a group of appends and resolve every caller's future."""
         try:
             await self._commit_split(on, jobs)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the loop is shutting down; the callers may not be
             for _, future in jobs:
-                future.cancel()
+                settle(
+                    future,
+                    StoreError(
+                        "PostgreSQL append: the store's committer was cancelled (its event "
+                        "loop is shutting down) while writing it, so whether it was written "
+                        f"is unknown; {_UNKNOWN['append'][1]}"
+                    ),
+                )
             raise
         except Exception as exc:  # the connection or the server is gone
             for _, future in jobs:
@@ -696,26 +877,43 @@ class PostgresBackend(StoreBackend):
         on.wake()
 
     async def _listen(self, on: _OnLoop) -> None:
-        """Keep one LISTEN connection up; wake every waiter after each (re)connect."""
+        """Keep one LISTEN connection up; wake every waiter after each (re)connect.
+
+        A connection that goes silent (a partition, a NAT box that forgot it) would
+        never say so: it is pinged after every ``listener_ping`` seconds and replaced if
+        the answer takes as long again. Until a new one listens, waiters re-read every
+        ``_RECONNECT_INTERVAL`` seconds.
+        """
         asyncpg = self._asyncpg
+        options = self.options
         while not self._closed:
             dropped = asyncio.Event()
             try:
                 connection = await asyncpg.connect(
-                    self._dsn, server_settings={"application_name": _LISTENER_NAME}
+                    self._dsn,
+                    timeout=options.connect_timeout,
+                    server_settings={"application_name": _LISTENER_NAME},
                 )
             except self._errors:
                 await asyncio.sleep(_RECONNECT_INTERVAL)
                 continue
             try:
+                tune_socket(connection, options.command_timeout)
                 connection.add_termination_listener(_on_drop(dropped))
-                await connection.add_listener(self.channel, functools.partial(self._notified, on))
+                with Watchdog(connection, options.command_timeout):
+                    await connection.add_listener(
+                        self.channel, functools.partial(self._notified, on)
+                    )
                 on.listener = connection
                 on.connected = True
                 on.wake()  # anything committed while not listening is re-read now
-                await dropped.wait()
-            except self._errors:
-                pass
+                await _watch(connection, dropped, options.listener_ping)
+            except self._errors as exc:
+                if not self._closed:
+                    logger.warning(
+                        "PostgreSQL: the LISTEN connection failed (%s); reconnecting",
+                        self._reason(exc),
+                    )
             finally:
                 on.connected = False
                 on.listener = None
@@ -724,28 +922,51 @@ class PostgresBackend(StoreBackend):
             on.wake()
 
     async def close(self) -> None:
-        """Close the store: every loop's connections close once its queued appends are in."""
+        """Close the store: every loop's connections close once its queued appends are in.
+
+        Bounded: if the server does not answer, after ``options.close_timeout`` seconds
+        the connections are cut off (``_OnLoop.abort``); appends still queued then fail
+        with :class:`ClosedError`, the one being committed with :class:`StoreError` if
+        its ``COMMIT`` may have been sent. Cancelling ``close`` does the same at once.
+        """
         if self._closed:
             return
         self._closed = True
+        bound = self.options.close_timeout
         here = asyncio.get_running_loop()
         with self._loops.lock:
             for on in self._loops.others(here):
                 try:
-                    on.loop.call_soon_threadsafe(on.stop)  # its committer closes them there
+                    on.loop.call_soon_threadsafe(on.stop, bound)  # its committer closes them
                     running = on.loop.is_running()
                 except RuntimeError:
                     running = False
                 if not running:
                     self._loops.leave(on)  # nothing runs there any more: drop them now
         mine = self._loops.get(here)
-        if mine is not None:
-            mine.stop()
-            if mine.committer is not None:  # appends already queued are still committed
-                await mine.committer
+        if mine is None:
+            return
+        mine.stop(bound)
+        committer = mine.committer
+        if committer is None:
+            return
+        try:
+            # appends already queued are still committed, within the bound; past it the
+            # abort fails what is left at once, but a connection being opened may take
+            # connect_timeout to give up: its append is answered then, in the background
+            await asyncio.wait((committer,), timeout=bound + _ABORT_GRACE)
+        except asyncio.CancelledError:
+            if _cancelling():
+                mine.abort("close() was cancelled")
+            raise
+        if committer.done() and not committer.cancelled():
+            committer.result()  # a bug in it is not swallowed
 
     async def _close_connections(self, on: _OnLoop) -> None:
-        """Close the loop's connections gracefully (the committer's last act)."""
+        """Close the loop's connections gracefully (the committer's last act).
+
+        Bounded by ``on.deadline`` (see ``close``), which cuts them off instead.
+        """
         on.wake()
         if on.listening is not None:
             on.listening.cancel()
@@ -756,16 +977,95 @@ class PostgresBackend(StoreBackend):
                 await on.listener.close()
             except self._errors:
                 on.listener.terminate()
-        if on.ready is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(on.ready)  # an open in progress finishes, then closes
+        if on.ready is not None and not on.ready.done():
+            await asyncio.wait((on.ready,))  # an open in progress finishes, then closes
         if on.pool is not None:
             try:
                 await on.pool.close()
             except self._errors:  # a connection the server dropped may fail to say goodbye
                 on.pool.terminate()
+        if on.deadline is not None:
+            on.deadline.cancel()
         with self._loops.lock:
             self._loops.forget(on)
+
+
+class Watchdog:
+    """Cuts ``connection`` off if the ``with`` block outlasts ``seconds`` (the server is
+    silent); ``fired`` then says so.
+
+    Cutting the connection, rather than cancelling the statement, fails every wait on it
+    at once (a ``ROLLBACK`` on the way out included) and sends no cancel request, which
+    asyncpg would make on a new connection to the same silent server.
+    """
+
+    __slots__ = ("_handle", "connection", "fired", "seconds")
+
+    def __init__(self, connection: Any, seconds: float) -> None:
+        self.connection = connection
+        self.seconds = seconds
+        self.fired = False
+        self._handle: asyncio.TimerHandle | None = None
+
+    def __enter__(self) -> Watchdog:
+        self._handle = asyncio.get_running_loop().call_later(self.seconds, self._fire)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+    def _fire(self) -> None:
+        self.fired = True
+        _cut(self.connection)
+
+
+async def _watch(connection: Any, dropped: asyncio.Event, every: float) -> None:
+    """Return when ``dropped`` is set (the connection ended); meanwhile ping it after
+    ``every`` seconds of waiting, and cut it off if no answer comes within ``every``."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(every):
+                await dropped.wait()
+        if dropped.is_set():
+            return
+        watchdog = Watchdog(connection, every)
+        try:
+            with watchdog:
+                await connection.fetchval("SELECT 1")
+        except Exception as exc:
+            if watchdog.fired:
+                raise TimeoutError(f"it did not answer a ping within {every:g} s") from exc
+            raise
+
+
+def _cut(connection: Any) -> None:
+    """Terminate ``connection`` (pooled or not) without waiting for anything."""
+    with contextlib.suppress(Exception):  # a pooled one the pool already let go
+        connection.terminate()
+
+
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled (not merely seeing another's)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+#: for each write: what may have happened when its outcome is unknown, and what to do
+_UNKNOWN = {
+    "append": (
+        "it was written",
+        "retry with the same Event ids: an append already written is then a no-op",
+    ),
+    "delete_stream": (
+        "the stream was deleted",
+        "call delete_stream again: it returns False if the stream is deleted already",
+    ),
+    "save_snapshot": (
+        "the snapshot was saved",
+        "load_snapshot tells, and saving the same snapshot again is harmless",
+    ),
+}
 
 
 def connection_lost(asyncpg: Any, exc: BaseException, connection: Any) -> bool:
@@ -832,7 +1132,8 @@ async def _migrate(connection: Any, schema: str | None) -> None:
                     "INSERT INTO pepperpy_schema_version (version) VALUES ($1)", number
                 )
     finally:
-        await connection.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
+        if not connection.is_closed():  # else the lock went with the session
+            await connection.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
 
 
 def _on_drop(dropped: asyncio.Event) -> Any:
@@ -848,16 +1149,52 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 _IPV6_HOST = re.compile(r"\[[^\]]+\](?::(.*))?")
 
 
-def parse_url(url: str) -> tuple[str, str | None]:
-    """Check a PostgreSQL URL before anything connects; split off the store's ``schema=``.
+@dataclass(frozen=True, slots=True)
+class PostgresOptions:
+    """The store's own options of a ``postgresql://`` URL (asyncpg never sees them).
 
-    Returns the URL for asyncpg and the schema (``None``: the default one). The parts
+    ``command_timeout``: seconds one attempt at an operation waits for the server
+    (client-side; also the sockets' ``TCP_USER_TIMEOUT``). ``connect_timeout``: seconds
+    a new connection may take. ``listener_ping``: seconds of silence after which the
+    LISTEN connection is pinged, and how long the answer may take.
+    """
+
+    schema: str | None = None
+    command_timeout: float = 30.0
+    connect_timeout: float = 10.0
+    listener_ping: float = 5.0
+
+    @property
+    def close_timeout(self) -> float:
+        """How long ``close`` waits for the server before cutting connections off."""
+        return min(CLOSE_TIMEOUT, self.command_timeout)
+
+
+#: the options of :class:`PostgresOptions` that take seconds
+_SECONDS = ("command_timeout", "connect_timeout", "listener_ping")
+
+
+def parse_url(url: str) -> tuple[str, str | None]:
+    """The URL for asyncpg and the store's schema (``None``: the default one).
+
+    See :func:`parse_options`, which this is the short form of.
+    """
+    dsn, options = parse_options(url)
+    return dsn, options.schema
+
+
+def parse_options(url: str) -> tuple[str, PostgresOptions]:
+    """Check a PostgreSQL URL before anything connects; split off the store's options.
+
+    Returns the URL for asyncpg and the :class:`PostgresOptions` (``?schema=``,
+    ``?command_timeout=``, ``?connect_timeout=``, ``?listener_ping=``). The parts
     asyncpg would trip over with a raw ``OverflowError``, ``ValueError`` or
     ``IndexError`` at the first connection are refused here with
     :class:`~pepperpy.event.ConfigurationError` naming the problem (the URL shown with
     its password hidden): a port that is not 1 to 5 ASCII digits or is out of 1..65535
     (in the host list or a ``?port=`` option), an empty entry in a host list, a bad
-    IPv6 address, a query field that is not ``name=value``, a bad schema name.
+    IPv6 address, a query field that is not ``name=value``, a bad schema name, a
+    timeout that is not a number of seconds > 0 or is given twice.
     """
     where = redact_url(url)
 
@@ -881,14 +1218,69 @@ def parse_url(url: str) -> tuple[str, str | None]:
         elif name == "port" and value:
             for port in value.split(","):
                 _check_port(port, refuse)
+    found: dict[str, Any] = {}
     schemas = [value for name, value in query if name == "schema"]
-    if not schemas:
-        return url, None
-    schema = schemas[-1]
-    if not _SCHEMA_NAME.fullmatch(schema):
-        raise refuse(f"schema={schema!r}: use lower-case letters, digits and '_' (at most 40)")
-    rest = urlencode([(name, value) for name, value in query if name != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema
+    if schemas:
+        schema = schemas[-1]
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise refuse(f"schema={schema!r}: use lower-case letters, digits and '_' (at most 40)")
+        found["schema"] = schema
+    for name, value in query:
+        if name in _SECONDS:
+            if name in found:
+                raise refuse(f"{name} is given twice")
+            found[name] = _seconds(name, value, refuse)
+    if not found:
+        return url, PostgresOptions()
+    ours = ("schema", *_SECONDS)
+    rest = urlencode([(name, value) for name, value in query if name not in ours])
+    return urlunsplit(parts._replace(query=rest)), PostgresOptions(**found)
+
+
+def _seconds(name: str, value: str, refuse: Callable[[str], ConfigurationError]) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise refuse(f"{name}={value!r}: give a number of seconds > 0")
+    return seconds
+
+
+def connect_timed_out(options: PostgresOptions) -> str:
+    """What to say when connecting timed out (asyncpg's ``TimeoutError`` has no text)."""
+    return f"connecting timed out after {options.connect_timeout:g} s (connect_timeout)"
+
+
+def no_answer(options: PostgresOptions) -> str:
+    """What to say when a :class:`Watchdog` of ``command_timeout`` cut a connection off."""
+    return f"PostgreSQL did not answer within {options.command_timeout:g} s (command_timeout)"
+
+
+def tune_socket(connection: Any, user_timeout: float) -> None:
+    """Have the kernel notice a dead peer on ``connection``'s TCP socket.
+
+    TCP keepalive probes an idle connection (the pool's, the listener's) after 10 s of
+    silence; ``TCP_USER_TIMEOUT`` (Linux) drops a connection whose sent data stays
+    unacknowledged for ``user_timeout`` seconds. Either way asyncpg then sees the
+    connection lost, and the store replaces it. Unix sockets need neither; an option the
+    platform lacks is skipped.
+    """
+    transport = getattr(connection, "_transport", None)  # asyncpg keeps no public handle
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in _KEEPALIVE:
+            option = getattr(socket, name, None)
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+        option = getattr(socket, "TCP_USER_TIMEOUT", None)
+        if option is not None:
+            sock.setsockopt(
+                socket.IPPROTO_TCP, option, min(max(1, int(user_timeout * 1000)), 2**31 - 1)
+            )
 
 
 def _check_hosts(hosts: str, refuse: Callable[[str], ConfigurationError]) -> None:

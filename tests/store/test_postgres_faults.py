@@ -1,0 +1,411 @@
+"""The PostgreSQL store under network faults, through a fault proxy.
+
+A partition leaves connections open with nobody answering: without client-side bounds
+every call (and close) hung for as long as it lasted. These tests break the network at
+chosen points (tests/store/pgfaultproxy.py) and check that each call ends within its
+documented bound with an error that says whether anything may have been written, and
+that the store works again once the network heals. Timeouts are set small through the
+URL so each test takes a few seconds; the bounds asserted leave room for a loaded
+machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from pepperpy.event import (
+    ClosedError,
+    ConfigurationError,
+    Event,
+    EventStore,
+    StoreError,
+)
+from pepperpy.event._checkpoints import PostgresCheckpointStore
+from pepperpy.event.store.postgres import PostgresBackend, PostgresOptions, parse_options
+from tests.conftest import fresh_postgres_database, unique_name
+from tests.helpers import eventually
+from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
+
+LISTENER = "pepperpy-event-listener"
+
+
+# -- URL options (no server) ----------------------------------------------------------
+
+
+def test_the_timeouts_are_taken_out_of_the_url_for_asyncpg() -> None:
+    dsn, options = parse_options(
+        "postgresql://h/x?command_timeout=2.5&sslmode=disable&connect_timeout=1"
+        "&listener_ping=0.5&schema=s"
+    )
+    assert dsn == "postgresql://h/x?sslmode=disable"
+    assert options == PostgresOptions(
+        schema="s", command_timeout=2.5, connect_timeout=1.0, listener_ping=0.5
+    )
+    assert options.close_timeout == 2.5  # never longer than one command may take
+    defaults = parse_options("postgresql://h/x")[1]
+    assert (defaults.command_timeout, defaults.connect_timeout, defaults.listener_ping) == (
+        30.0,
+        10.0,
+        5.0,
+    )
+    assert defaults.close_timeout == 10.0
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        ("command_timeout=0", "command_timeout='0': give a number of seconds > 0"),
+        ("connect_timeout=-1", "connect_timeout='-1': give a number of seconds > 0"),
+        ("listener_ping=soon", "listener_ping='soon'"),
+        ("command_timeout=nan", "command_timeout='nan'"),
+        ("command_timeout=inf", "command_timeout='inf'"),
+        ("command_timeout=1&command_timeout=2", "command_timeout is given twice"),
+    ],
+)
+def test_a_bad_timeout_is_refused_when_the_store_is_made(query: str, problem: str) -> None:
+    for make in (EventStore, PostgresCheckpointStore):
+        with pytest.raises(ConfigurationError) as caught:
+            make(f"postgresql://app:s3cret@h/x?{query}")
+        assert problem in str(caught.value) and "s3cret" not in str(caught.value)
+
+
+# -- fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def database(postgres_server: str) -> Iterator[str]:
+    """One database for the module; each test works in a schema of its own."""
+    with fresh_postgres_database(postgres_server, prefix="pepperpy_faults") as url:
+        yield url
+
+
+@pytest.fixture
+def direct(database: str) -> str:
+    """This test's store URL, straight to the server."""
+    return f"{database}?schema={unique_name('f')}"
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[PgFaultProxy]:
+    async with PgFaultProxy() as started:
+        yield started
+
+
+def via(proxy: PgFaultProxy, direct: str, **options: object) -> str:
+    return proxied(direct, proxy.port, **options)
+
+
+async def within(seconds: float, awaitable: Awaitable[Any]) -> tuple[Any, float]:
+    """``(result or exception, elapsed)``; fails the test if it takes over ``seconds``."""
+    started = time.monotonic()
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            outcome: Any = await awaitable
+    except Exception as exc:
+        if deadline.expired():
+            raise AssertionError(f"still waiting after {seconds} s") from None
+        outcome = exc
+    return outcome, time.monotonic() - started
+
+
+async def count(direct: str, ids: list[str]) -> int:
+    """How many of the events ``ids`` the store holds (read straight from the server)."""
+    async with EventStore(direct) as store:
+        return sum(1 for event in await store.read_all() if event.id in ids)
+
+
+def lose(proxy: PgFaultProxy, reply: bytes, *, marked_by: bytes = b"") -> list[Link]:
+    """Reset the first connection that receives ``reply`` from the server (the statement
+    ran, the client never hears); with ``marked_by``, only a connection that sent those
+    bytes before. Returns the links it reset."""
+    fired: list[Link] = []
+
+    def client(link: Link, data: bytes) -> None:
+        if marked_by and marked_by in data:
+            link.marks.add("marked")
+
+    def server(link: Link, data: bytes) -> str | None:
+        if not fired and reply in data and (not marked_by or "marked" in link.marks):
+            fired.append(link)
+            return "drop"
+        return None
+
+    proxy.on_client = client
+    proxy.on_server = server  # type: ignore[assignment]
+    return fired
+
+
+# -- partitions: every call ends within its bound ----------------------------------------
+
+
+async def test_calls_during_a_partition_fail_within_their_bound(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    store = EventStore(via(proxy, direct, command_timeout=1, connect_timeout=1))
+    try:
+        await store.append("s.1", [Event("t.x", {"i": i}) for i in range(3)])
+        event = Event("t.x", {"i": 3})
+        calls: dict[str, Callable[[], Awaitable[Any]]] = {
+            "append": lambda: store.append("s.1", event),
+            "get_stream": lambda: store.get_stream("s.1"),
+            "read_all": lambda: store.read_all(0, limit=2),
+            "stream_version": lambda: store.stream_version("s.1"),
+        }
+        for name, call in calls.items():
+            proxy.pause()
+            error, elapsed = await within(10, call())
+            proxy.drop()  # what the partition held back is lost with it
+            proxy.resume()
+            assert isinstance(error, StoreError), (name, error)
+            # one attempt times out, a retry on a new connection cannot connect
+            assert "did not answer within 1 s (command_timeout)" in str(error) or (
+                "connecting timed out after 1 s (connect_timeout)" in str(error)
+            ), (name, error)
+            assert elapsed < 6, (name, elapsed)
+        # healed: the store works again, and the timed-out append wrote nothing
+        await store.append("s.1", {"type": "t.after"})
+        assert [e.type for e in await store.get_stream("s.1", 3)] == ["t.after"]
+        assert await count(direct, [event.id]) == 0
+    finally:
+        proxy.resume()
+        await store.close()
+
+
+async def test_an_append_whose_commit_gets_no_answer_says_its_outcome_is_unknown(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    """The server committed; its answer never comes (the connection goes silent just
+    then). A plain "failed" would invite a retry with a new dict: a duplicate."""
+    store = EventStore(via(proxy, direct, command_timeout=1, connect_timeout=1))
+    try:
+        await store.append("s.1", {"type": "t.warm"})
+
+        def silence_the_commit_reply(link: Link, data: bytes) -> str | None:
+            return "pause" if b"COMMIT\x00" in data and link.application != LISTENER else None
+
+        proxy.on_server = silence_the_commit_reply  # type: ignore[assignment]
+        event = Event("t.x")
+        error, elapsed = await within(10, store.append("s.1", event))
+        proxy.on_server = None
+        assert isinstance(error, StoreError), error
+        assert "no answer came while committing, so whether it was written is unknown" in str(error)
+        assert "same Event ids" in str(error)
+        assert elapsed < 5
+        assert await count(direct, [event.id]) == 1  # it was
+        await store.append("s.1", event)  # the advised retry is a no-op
+        assert await count(direct, [event.id]) == 1
+    finally:
+        await store.close()
+
+
+async def test_appends_go_on_when_a_pooled_connection_silently_dies(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    """A connection that went silent in the pool (a NAT box forgot it) held the group
+    committer, and with it every append, until the network reset it."""
+    store = EventStore(via(proxy, direct, command_timeout=1))
+    try:
+        await store.append("s.1", {"type": "t.warm"})
+        dead = proxy.links()
+        for link in dead:
+            link.pause()
+        first, second = Event("t.x", {"n": 1}), Event("t.x", {"n": 2})
+        outcome, elapsed = await within(10, store.append("s.1", first))
+        assert outcome.global_position == 1, outcome
+        assert elapsed < 5
+        _, elapsed = await within(10, store.append("s.2", second))
+        assert elapsed < 1  # on the new connection, no wait
+        assert await count(direct, [first.id, second.id]) == 2
+    finally:
+        await store.close()
+
+
+async def test_a_connect_timeout_says_so(proxy: PgFaultProxy, direct: str) -> None:
+    """asyncpg's TimeoutError has no text: the message ended in ': ', after 60 s."""
+    proxy.pause()
+    store = EventStore(via(proxy, direct, connect_timeout=0.5))
+    try:
+        error, elapsed = await within(10, store.append("s.1", {"type": "t.x"}))
+        assert isinstance(error, StoreError)
+        assert str(error).endswith("connecting timed out after 0.5 s (connect_timeout)")
+        assert elapsed < 4
+    finally:
+        proxy.resume()
+        await store.close()
+
+
+@pytest.mark.skipif(
+    not hasattr(socket, "TCP_USER_TIMEOUT"), reason="TCP_USER_TIMEOUT is Linux only"
+)
+async def test_the_kernel_is_told_to_give_up_on_a_silent_server(direct: str) -> None:
+    """TCP keepalive and TCP_USER_TIMEOUT (from command_timeout) on the pool's sockets, so
+    a dead idle connection is noticed before a call waits on it, also in a real network
+    where the proxy's tricks do not apply."""
+    async with EventStore(f"{direct}&command_timeout=7") as store:
+        await store.append("s.1", {"type": "t.x"})
+        backend = store.backend
+        assert isinstance(backend, PostgresBackend)
+        (on,) = backend._loops.values()
+        async with on.pool.acquire() as connection:
+            sock = connection._con._transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 7000
+
+
+# -- live delivery ------------------------------------------------------------------------
+
+
+async def test_live_delivery_resumes_when_the_listen_connection_goes_silent(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    """Nothing tells a client that its idle LISTEN connection died silently: delivery
+    froze for as long as that lasted. It is pinged now, and replaced within about twice
+    ``listener_ping``."""
+    reader = EventStore(via(proxy, direct, listener_ping=0.5, command_timeout=2))
+    writer = EventStore(direct)
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for event in reader.subscribe(0):
+            assert event.global_position is not None
+            seen.append(event.global_position)
+
+    follower = asyncio.ensure_future(follow())
+    try:
+        await writer.append("s.1", {"type": "t.x"})
+        await eventually(lambda: seen == [0] and bool(proxy.links(LISTENER)))
+        (listener,) = proxy.links(LISTENER)
+        listener.pause()
+        await asyncio.sleep(0.2)
+        await writer.append("s.1", {"type": "t.x"})
+        started = time.monotonic()
+        await eventually(lambda: seen == [0, 1], timeout=8)
+        assert time.monotonic() - started < 5
+        await eventually(lambda: any(link is not listener for link in proxy.links(LISTENER)))
+        await writer.append("s.1", {"type": "t.x"})  # through the new listener
+        await eventually(lambda: seen == [0, 1, 2], timeout=5)
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        await reader.close()
+        await writer.close()
+
+
+# -- close and cancellation ------------------------------------------------------------
+
+
+async def test_close_during_a_partition_returns_within_its_bound(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    """close() waits for queued appends and the server's goodbye at most 10 s, or
+    command_timeout if smaller; then it cuts the connections off. It hung before."""
+    store = EventStore(via(proxy, direct, command_timeout=1.5, connect_timeout=1))
+    ended = asyncio.Event()
+
+    async def follow() -> None:
+        async for _ in store.subscribe(0):
+            pass
+        ended.set()
+
+    follower = asyncio.ensure_future(follow())
+    await store.append("s.1", {"type": "t.x"})
+    await eventually(lambda: bool(proxy.links(LISTENER)))
+    proxy.pause()
+    append = asyncio.ensure_future(store.append("s.1", Event("t.x")))
+    await asyncio.sleep(0.2)
+    outcome, elapsed = await within(10, store.close())
+    assert outcome is None
+    assert elapsed < 5
+    error, _ = await within(5, append)
+    assert isinstance(error, ClosedError | StoreError), repr(error)
+    assert "nothing was written" in str(error) or "unknown" in str(error)
+    await within(2, ended.wait())  # closing the store ended its subscription
+    await within(2, follower)
+
+
+async def test_cancelling_close_takes_effect_at_once_and_the_append_in_flight_says_so(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    """wait_for(close(), 0.3) took 63 s (asyncpg's cancel request waited on its connect
+    timeout), and the append in flight, whose caller was not cancelled, got a bare
+    CancelledError."""
+    store = EventStore(via(proxy, direct, command_timeout=30, connect_timeout=30))
+    await store.append("s.1", {"type": "t.x"})
+    proxy.pause()
+    event = Event("t.x")
+    append = asyncio.ensure_future(store.append("s.1", event))
+    await asyncio.sleep(0.3)
+    error, elapsed = await within(5, asyncio.wait_for(store.close(), 0.3))
+    assert isinstance(error, TimeoutError)
+    assert elapsed < 2
+    error, _ = await within(2, append)
+    assert isinstance(error, ClosedError), repr(error)  # its COMMIT was never sent
+    assert "close() was cancelled" in str(error) and "nothing was written" in str(error)
+    proxy.resume()
+    assert await count(direct, [event.id]) == 0
+
+
+async def test_cancelling_a_read_during_a_partition_takes_effect_at_once(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    """The cancelled read's connection is cut off, not released: a release waited for
+    asyncpg's cancel request, itself waiting 60 s to connect."""
+    store = EventStore(via(proxy, direct, command_timeout=30, connect_timeout=30))
+    try:
+        await store.append("s.1", {"type": "t.x"})
+        for read in (
+            lambda: store.get_stream("s.1"),
+            lambda: store.stream_version("s.1"),
+            lambda: store.read_all(0),
+        ):
+            proxy.pause()
+            error, elapsed = await within(5, asyncio.wait_for(read(), 0.3))
+            proxy.resume()
+            assert isinstance(error, TimeoutError)
+            assert elapsed < 2
+        assert await store.stream_version("s.1") == 0  # on a new connection
+    finally:
+        proxy.resume()
+        await store.close()
+
+
+# -- writes of unknown outcome ----------------------------------------------------------
+
+
+async def test_each_write_of_unknown_outcome_gives_its_own_advice(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    """delete_stream and save_snapshot advised retrying 'with the same Event ids'."""
+    store = EventStore(via(proxy, direct))
+    try:
+        await store.append("gone.1", {"type": "t.x"})
+        await store.append("snap.1", {"type": "t.x"})
+        lose(proxy, b"COMMIT\x00")
+        error, _ = await within(10, store.delete_stream("gone.1"))
+        assert isinstance(error, StoreError)
+        assert "whether the stream was deleted is unknown" in str(error)
+        assert "call delete_stream again" in str(error) and "Event ids" not in str(error)
+        assert await store.stream_version("gone.1") is None  # it was
+        lose(proxy, b"COMMIT\x00")
+        error, _ = await within(10, store.save_snapshot("snap.1", {"n": 1}, 0))
+        assert isinstance(error, StoreError)
+        assert "whether the snapshot was saved is unknown" in str(error)
+        assert "Event ids" not in str(error)
+        assert (await store.load_snapshot("snap.1")) is not None
+    finally:
+        await store.close()
+
+
+# -- the proxy -------------------------------------------------------------------------
+
+
+def test_the_fault_proxy_only_forwards_to_loopback() -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        PgFaultProxy(5432, upstream_host="10.0.0.1")
