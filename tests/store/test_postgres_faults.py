@@ -1,4 +1,4 @@
-"""The PostgreSQL store under network faults, through a fault proxy.
+"""The PostgreSQL store and its checkpoints under network faults, through a fault proxy.
 
 A partition leaves connections open with nobody answering: without client-side bounds
 every call (and close) hung for as long as it lasted. These tests break the network at
@@ -21,9 +21,11 @@ import pytest
 
 from pepperpy.event import (
     ClosedError,
+    ConcurrencyError,
     ConfigurationError,
     Event,
     EventStore,
+    Projection,
     StoreError,
 )
 from pepperpy.event._checkpoints import PostgresCheckpointStore
@@ -400,6 +402,105 @@ async def test_each_write_of_unknown_outcome_gives_its_own_advice(
         assert "Event ids" not in str(error)
         assert (await store.load_snapshot("snap.1")) is not None
     finally:
+        await store.close()
+
+
+# -- the checkpoint store -------------------------------------------------------------
+
+
+async def test_checkpoint_calls_during_a_partition_fail_within_their_bound(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    """The checkpoint store takes the event store's URL options: a replay's or a
+    projection's save hung for as long as a partition lasted."""
+    checkpoints = PostgresCheckpointStore(via(proxy, direct, command_timeout=1, connect_timeout=1))
+    try:
+        await checkpoints.save("c", 1, None, previous=None)
+        proxy.pause()
+        error, elapsed = await within(10, checkpoints.save("c", 2, None, previous=1))
+        assert isinstance(error, StoreError) and not isinstance(error, ConcurrencyError)
+        assert "no answer came while it was saving checkpoint 'c' at position 2" in str(error)
+        assert "whether that happened is unknown" in str(error)
+        assert "did not answer within 1 s (command_timeout)" in str(error)
+        assert elapsed < 4
+        error, elapsed = await within(10, checkpoints.load("c"))  # on a new connection
+        assert isinstance(error, StoreError)
+        assert str(error).endswith("connecting timed out after 1 s (connect_timeout)")
+        assert elapsed < 4
+        proxy.drop()  # the held UPDATE is lost with the partition
+        proxy.resume()
+        saved = await checkpoints.load("c")
+        assert saved is not None and saved.position == 1
+    finally:
+        proxy.resume()
+        await checkpoints.close()
+
+
+async def test_the_checkpoint_store_closes_within_its_bound_during_a_partition(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    """It raised a builtin TimeoutError after 10 s; now it cuts the connection off and
+    returns, and a save under way says its outcome is unknown."""
+    checkpoints = PostgresCheckpointStore(via(proxy, direct, command_timeout=1.5))
+    await checkpoints.save("c", 1, None, previous=None)
+    proxy.pause()
+    outcome, elapsed = await within(10, checkpoints.close())
+    assert outcome is None
+    assert elapsed < 4
+    proxy.resume()
+    await checkpoints.save("c", 2, None, previous=1)  # it opens a connection again
+    proxy.pause()
+    save = asyncio.ensure_future(checkpoints.save("c", 3, None, previous=2))
+    await asyncio.sleep(0.2)
+    outcome, _ = await within(10, checkpoints.close())
+    assert outcome is None
+    error, _ = await within(2, save)
+    assert isinstance(error, StoreError) and not isinstance(error, ConcurrencyError)
+    assert "whether that happened is unknown" in str(error)
+    proxy.resume()
+
+
+async def test_a_checkpoint_save_whose_answer_is_lost_says_its_outcome_is_unknown(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    checkpoints = PostgresCheckpointStore(via(proxy, direct))
+    try:
+        await checkpoints.save("c", 1, None, previous=None)
+        lose(proxy, b"UPDATE 1")
+        error, _ = await within(10, checkpoints.save("c", 2, None, previous=1))
+        assert isinstance(error, StoreError) and not isinstance(error, ConcurrencyError)
+        assert "saving checkpoint 'c' at position 2, so whether that happened is unknown" in str(
+            error
+        )
+        saved = await checkpoints.load("c")
+        assert saved is not None and saved.position == 2  # it was
+    finally:
+        await checkpoints.close()
+
+
+async def test_a_projection_commit_during_a_partition_fails_within_its_bound(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    store = EventStore(direct)
+    projection = Projection(
+        "p", store, state_store=via(proxy, direct, command_timeout=1, connect_timeout=1)
+    )
+    projection.on("t.x", lambda state, event: {"n": state.get("n", 0) + 1})
+    try:
+        await store.append("s.1", [Event("t.x") for _ in range(3)])
+        await projection.run()
+        await store.append("s.1", Event("t.x"))
+        proxy.pause()
+        error, elapsed = await within(15, projection.run())
+        proxy.drop()  # the held UPDATE is lost: the checkpoint stays where it was
+        proxy.resume()
+        assert isinstance(error, StoreError), repr(error)
+        assert elapsed < 8
+        await projection.run()
+        assert projection.state == {"n": 4} and projection.position == 3
+    finally:
+        proxy.resume()
+        await projection.close()
         await store.close()
 
 

@@ -15,9 +15,9 @@ file) and :class:`PostgresCheckpointStore` (its own ``asyncpg`` connection to th
 store's database). :func:`open_checkpoint_store` picks one from a URL.
 
 A save cannot be taken back half-way: SQLite's runs in a worker thread that goes on
-after its caller is cancelled, and a PostgreSQL statement may commit before a cancel
-request reaches the server. Callers therefore await saves through :func:`settled`, so
-they always know whether the checkpoint moved.
+after its caller is cancelled, and a PostgreSQL statement the server has received may
+commit although its caller gave up and its connection was cut off. Callers therefore
+await saves through :func:`settled`, so they always know whether the checkpoint moved.
 """
 
 from __future__ import annotations
@@ -41,8 +41,15 @@ from ._loops import LoopShares
 from ._sqlite import abandon, open_wal, track_forks
 from .store._sqlite_schema import check_event_store
 from .store.base import redact_url
-from .store.postgres import connection_lost, schema_change
-from .store.postgres import parse_url as parse_postgres_url
+from .store.postgres import (
+    Watchdog,
+    connect_timed_out,
+    connection_lost,
+    no_answer,
+    parse_options,
+    schema_change,
+    tune_socket,
+)
 from .store.sqlite import parse_url as parse_sqlite_url
 
 __all__ = [
@@ -57,8 +64,6 @@ __all__ = [
 ]
 
 TABLE = "pepperpy_checkpoints"
-#: seconds ``close`` waits for a statement under way, then for the server's goodbye
-_CLOSE_TIMEOUT = 10.0
 
 T = TypeVar("T")
 
@@ -329,11 +334,15 @@ class PostgresCheckpointStore(CheckpointStore):
     the loop shuts down) and from loops in other threads. Statements on one loop take
     turns on its connection.
 
-    A connection that was lost (the server terminated its backend or restarted) is
-    dropped, and the next statement opens a new one; a ``load`` that finds its
-    connection lost is tried once more on a new one at once (a read, so that is safe).
-    A ``save`` or ``delete`` is not: its statement may have committed, so it fails with
-    :class:`StoreError` and the caller decides (a projection reloads its checkpoint).
+    The event store's URL options apply: each statement waits at most
+    ``command_timeout`` seconds for the server, then its connection is cut off as lost;
+    connecting takes at most ``connect_timeout``. A connection that was lost (the server
+    terminated its backend or restarted, a partition) is dropped, and the next statement
+    opens a new one; a ``load`` that finds its connection lost is tried once more on a
+    new one at once (a read, so that is safe). A ``save`` or ``delete`` is not: its
+    statement may have committed, so it fails with :class:`StoreError` saying the
+    outcome is unknown, and the caller decides (a replay or projection loads the
+    checkpoint again to see).
 
     The URL's ``?schema=name`` puts the table in that schema, as it does the event
     store's. The table is created on first use under the event store's schema lock
@@ -345,7 +354,8 @@ class PostgresCheckpointStore(CheckpointStore):
         self.url = url
         # a bad port or host list is refused here, before connecting; like the event
         # store, ?schema=name keeps the table in that PostgreSQL schema
-        self._dsn, self.schema = parse_postgres_url(url)
+        self._dsn, self.options = parse_options(url)
+        self.schema = self.options.schema
         self._settings = {} if self.schema is None else {"search_path": self.schema}
         self._loops: LoopShares[_OnLoop] = LoopShares(_OnLoop)
 
@@ -365,11 +375,17 @@ class PostgresCheckpointStore(CheckpointStore):
                     on.keeper = asyncio.get_running_loop().create_task(self._keep(on))
             yield on, on.connection
 
-    async def _run(self, work: Callable[[Any], Awaitable[T]], *, retry: bool = False) -> T:
+    async def _run(
+        self, work: Callable[[Any], Awaitable[T]], *, retry: bool = False, write: str = ""
+    ) -> T:
         """Run ``work(connection)``; driver errors become :class:`StoreError`.
 
-        A lost connection is dropped (the next statement opens a new one); with ``retry``
-        the work is done once more on a new connection right away.
+        A lost connection, or one that did not answer within ``command_timeout``, is cut
+        off (the next statement opens a new one); with ``retry`` the work is done once
+        more on a new connection right away. ``write`` names what a write was doing: if
+        its connection is lost, whether that happened is unknown, and the error says so.
+        A caller cancelled mid-statement has the connection cut off, so that takes
+        effect at once (asyncpg would otherwise wait for a cancel request first).
         """
         asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
         errors = (
@@ -380,39 +396,64 @@ class PostgresCheckpointStore(CheckpointStore):
         )
         for again in (retry, False):
             async with self._connection() as (on, connection):
+                watchdog = Watchdog(connection, self.options.command_timeout)
                 try:
-                    return await work(connection)
+                    with watchdog:
+                        return await work(connection)
+                except asyncio.CancelledError:
+                    _drop(on, connection)
+                    raise
                 except errors as exc:
-                    lost = connection_lost(asyncpg, exc, connection)
+                    lost = watchdog.fired or connection_lost(asyncpg, exc, connection)
                     if lost:
                         _drop(on, connection)
                     if not (lost and again):
-                        raise StoreError(f"PostgreSQL checkpoint store failed: {exc}") from exc
+                        raise self._failure(exc, lost, watchdog.fired, write) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failure(self, exc: BaseException, lost: bool, timed_out: bool, write: str) -> StoreError:
+        reason = no_answer(self.options) if timed_out else str(exc) or type(exc).__name__
+        if lost and write:
+            how = "no answer came" if timed_out else "the connection was lost"
+            return StoreError(
+                f"PostgreSQL checkpoint store: {how} while it was {write}, so whether that "
+                f"happened is unknown ({reason}); load the checkpoint to see"
+            )
+        return StoreError(f"PostgreSQL checkpoint store failed: {reason}")
 
     async def _open(self) -> Any:
         asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
         where = redact_url(self.url)
         try:
-            connection = await asyncpg.connect(self._dsn, server_settings=self._settings)
+            connection = await asyncpg.connect(
+                self._dsn, server_settings=self._settings, timeout=self.options.connect_timeout
+            )
         except asyncpg.ClientConfigurationError as exc:  # a URL option asyncpg refused
             raise ConfigurationError(f"PostgreSQL URL {where}: {exc}") from exc
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreError(f"cannot open PostgreSQL checkpoint store at {where}: {exc}") from exc
+            reason = connect_timed_out(self.options) if isinstance(exc, TimeoutError) else exc
+            raise StoreError(
+                f"cannot open PostgreSQL checkpoint store at {where}: {reason}"
+            ) from exc
+        tune_socket(connection, self.options.command_timeout)
+        watchdog = Watchdog(connection, self.options.command_timeout)
         try:
-            if await connection.fetchval("SELECT to_regclass($1) IS NULL", TABLE):
-                # other stores may be creating it right now: take turns (schema_change)
-                async with schema_change(connection, self.schema):
-                    await connection.execute(
-                        f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
-                        "position BIGINT NOT NULL, state JSONB, updated_at TIMESTAMPTZ NOT NULL)"
-                    )
+            with watchdog:
+                if await connection.fetchval("SELECT to_regclass($1) IS NULL", TABLE):
+                    # other stores may be creating it right now: take turns (schema_change)
+                    async with schema_change(connection, self.schema):
+                        await connection.execute(
+                            f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
+                            "position BIGINT NOT NULL, state JSONB, "
+                            "updated_at TIMESTAMPTZ NOT NULL)"
+                        )
         except BaseException as exc:
             connection.terminate()  # not left open behind the error
             failures = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
             if isinstance(exc, (*failures, asyncpg.InternalClientError)):
+                reason = no_answer(self.options) if watchdog.fired else exc
                 raise StoreError(
-                    f"cannot open PostgreSQL checkpoint store at {where}: {exc}"
+                    f"cannot open PostgreSQL checkpoint store at {where}: {reason}"
                 ) from exc
             raise
         return connection
@@ -473,20 +514,28 @@ class PostgresCheckpointStore(CheckpointStore):
             )
             return False, actual
 
-        saved, actual = await self._run(compare_and_set)
+        saved, actual = await self._run(
+            compare_and_set, write=f"saving checkpoint {name!r} at position {position}"
+        )
         if not saved:
             raise _conflict(name, previous, actual)
 
     async def delete(self, name: str) -> bool:
         status = await self._run(
-            lambda connection: connection.execute(f"DELETE FROM {TABLE} WHERE name = $1", name)
+            lambda connection: connection.execute(f"DELETE FROM {TABLE} WHERE name = $1", name),
+            write=f"deleting checkpoint {name!r}",
         )
         return bool(status.endswith(" 1"))
 
     async def close(self) -> None:
         """Close this loop's connection; drop those of other loops (threadsafe).
 
-        The store stays usable: its next statement opens a connection again.
+        Bounded: a statement under way may finish first (a save is not cut off unseen)
+        and the server may say goodbye, within ``options.close_timeout`` seconds (10, or
+        ``command_timeout`` if smaller) altogether; past that, or on a failure, the
+        connection is cut off (a save still under way then says its outcome is unknown).
+        Never raises for a connection that cannot close; cancelled, it cuts it off at
+        once. The store stays usable: its next statement opens a connection again.
         """
         here = asyncio.get_running_loop()
         with self._loops.lock:
@@ -505,17 +554,17 @@ class PostgresCheckpointStore(CheckpointStore):
         keeper, mine.keeper = mine.keeper, None
         if keeper is not None:
             keeper.cancel()
-        try:  # let a statement under way finish (a save must not be cut off unseen)
-            await asyncio.wait_for(mine.lock.acquire(), _CLOSE_TIMEOUT)
-        except TimeoutError:
-            mine.abandon()  # it hangs: cut it off
-            return
         try:
-            connection, mine.connection = mine.connection, None
-            if connection is not None:  # terminated instead if it fails or takes too long
-                await connection.close(timeout=_CLOSE_TIMEOUT)
+            async with asyncio.timeout(self.options.close_timeout):
+                async with mine.lock:
+                    if mine.connection is not None:
+                        await mine.connection.close()
+        except Exception:  # it did not close in time, or failed to: cut off below
+            pass
         finally:
-            mine.lock.release()
+            connection, mine.connection = mine.connection, None
+            if connection is not None and not connection.is_closed():
+                connection.terminate()
 
 
 def _drop(on: _OnLoop, connection: Any) -> None:
