@@ -72,6 +72,11 @@ class Listener:
         #: per partition, the id of the last entry read (raw for XREAD, parsed to compare)
         self._positions: dict[Any, Any] = {}
         self.ids: list[StreamId] = []
+        #: per partition, the entry after the last full read (read one more than handed
+        #: out): the next read must start with it, or the stream was trimmed under us
+        self._expected: list[StreamId | None] = [None] * len(self.streams)
+        #: how many times entries were trimmed before they were read (each logged)
+        self.trimmed_unread = 0
         self._task: asyncio.Task[None] | None = None
         self.stopping = False
         self._idle = False
@@ -123,7 +128,7 @@ class Listener:
             self._idle = True
             try:
                 reply: Any = await self._client.xread(
-                    self._positions, count=self._options.batch_size, block=1000
+                    self._positions, count=self._options.batch_size + 1, block=1000
                 )
             except self._pool_full:
                 logger.warning(
@@ -139,9 +144,26 @@ class Listener:
             finally:
                 self._idle = False
             backoff = Backoff(self._options.max_backoff)
+            count = self._options.batch_size
             for name, entries in reply or ():
                 if entries:
                     p = self.partitions[name]
+                    expected = self._expected[p]
+                    first = parse_id(entries[0][0])
+                    if expected is not None and first > expected:
+                        self.trimmed_unread += 1
+                        logger.warning(
+                            "listener: stream %s was trimmed (retention or maxlen) past "
+                            "entries not read yet, from %d-%d up to before %d-%d; ungrouped "
+                            "subscriptions miss them. Handlers fall further behind than "
+                            "the stream keeps: raise retention, or use a group",
+                            self.streams[p],
+                            *expected,
+                            *first,
+                        )
+                    following = entries[count] if len(entries) > count else None
+                    self._expected[p] = None if following is None else parse_id(following[0])
+                    entries = entries[:count]
                     await self._dispatch(p, entries)
                     self._positions[self.streams[p]] = entries[-1][0]
 
@@ -178,7 +200,7 @@ class Listener:
                 continue
             for feed in takers:
                 if feed.full(p) and not await feed.room(p):
-                    feed.fall_behind(p)  # this entry and what follows: it reads them itself
+                    feed.fall_behind(p, position)  # this entry and what follows: it reads them
                     continue
                 if not feed.stopping:  # unsubscribed while we waited for room
                     feed.take(p, position, entry_id, event)
@@ -210,12 +232,18 @@ class Feed:
         self._lanes: list[deque[Event]] = [deque() for _ in listener.streams]
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._behind: set[int] = set()  # partitions whose lane overflowed: read them here
+        #: per partition behind, an entry known to exist that it must read next (the one
+        #: it could not take, then the one after each catch-up read): finding a later
+        #: entry first means the stream was trimmed under it
+        self._expected: list[StreamId | None] = [None] * len(listener.streams)
         self._room = asyncio.Event()  # a lane of a partition behind has room again
         #: the shared reader waits for room in this lane: (partition, its future)
         self._room_waiter: tuple[int, asyncio.Future[bool]] | None = None
         self._catching_up: asyncio.Task[None] | None = None
         self._waiting = False  # the catch-up task waits for room (safe to cancel)
         self.key = 0  # its key in the listener's pattern index
+        #: how many times it found entries it had to read trimmed away (each logged)
+        self.trimmed_unread = 0
         self.stopping = False  # unsubscribed: read nothing more
 
     def wants(self, p: int, position: StreamId) -> bool:
@@ -242,9 +270,10 @@ class Feed:
             self._room_waiter = None
         return not self.full(p)
 
-    def fall_behind(self, p: int) -> None:
-        """Stop taking ``p`` from the shared reader; read it here until caught up."""
+    def fall_behind(self, p: int, position: StreamId) -> None:
+        """Stop taking ``p`` from the shared reader at ``position``; read it here instead."""
         self._behind.add(p)
+        self._expected[p] = position
         if self._catching_up is None and not (self._listener.stopping or self.stopping):
             self._catching_up = asyncio.get_running_loop().create_task(
                 self._catch_up(), name=f"pepperpy-redis-catch-up-{self.sub.pattern}"
@@ -324,7 +353,9 @@ class Feed:
                 streams: dict[Any, Any] = {listener.streams[p]: self._taken_raw[p] for p in ready}
                 marks = {p: listener.ids[p] for p in ready}
                 try:
-                    reply: Any = await self._client.xread(streams, count=min(ready.values()))
+                    count = min(ready.values())
+                    # one entry more than it takes: that one is the next it must find
+                    reply: Any = await self._client.xread(streams, count=count + 1)
                 except self._pool_full:
                     logger.warning(
                         "listener: no free Redis connection to catch up with: %s; backing off",
@@ -341,11 +372,16 @@ class Feed:
                     if entries:
                         p = listener.partitions[name]
                         del marks[p]
-                        self._read_back(p, entries)
+                        self._check_gap(p, parse_id(entries[0][0]))
+                        following = entries[count] if len(entries) > count else None
+                        self._expected[p] = None if following is None else parse_id(following[0])
+                        self._read_back(p, entries[:count])
                 for p, mark in marks.items():
                     # nothing after what we took: the entries the shared reader had passed
                     # when we asked are gone (deleted or trimmed); later ones come next time
                     if self._taken[p] < mark:
+                        self._check_gap(p, mark, inclusive=True)
+                        self._expected[p] = None
                         self.take(p, mark, b"%d-%d" % mark, None)
         finally:
             self._catching_up = None
@@ -357,6 +393,27 @@ class Feed:
             await waiting
         finally:
             self._waiting = False
+
+    def _check_gap(self, p: int, found: StreamId, *, inclusive: bool = False) -> None:
+        """Warn if entries of ``p`` this feed had to read were trimmed before it could.
+
+        ``found`` is the first entry the stream still has after what the feed took (with
+        ``inclusive``, the last one known to be gone); an expected entry before it is gone.
+        """
+        expected = self._expected[p]
+        if expected is None or found < expected or (found == expected and not inclusive):
+            return
+        self.trimmed_unread += 1
+        logger.warning(
+            "ungrouped subscription %r fell further behind than stream %s keeps: its "
+            "entries from %d-%d %s %d-%d were trimmed (retention or maxlen) before it read "
+            "them, and are skipped; use a group for events that must not be missed",
+            self.sub.pattern,
+            _text(self._listener.streams[p]),
+            *expected,
+            "to" if inclusive else "up to before",
+            *found,
+        )
 
     def _read_back(self, p: int, entries: Entries) -> None:
         for entry_id, fields in entries:
@@ -389,3 +446,7 @@ class Feed:
 def _settle(waiter: asyncio.Future[bool], result: bool) -> None:
     if not waiter.done():
         waiter.set_result(result)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
