@@ -24,6 +24,7 @@ from pepperpy.event import (
     ConcurrencyError,
     ConfigurationError,
     Event,
+    EventReplay,
     EventStore,
     Projection,
     StoreError,
@@ -501,6 +502,71 @@ async def test_a_projection_commit_during_a_partition_fails_within_its_bound(
     finally:
         proxy.resume()
         await projection.close()
+        await store.close()
+
+
+# -- replays whose checkpoint answer is lost -------------------------------------------
+
+
+async def test_a_replay_whose_checkpoint_answer_is_lost_finds_the_save_and_goes_on(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    """The retry on exit compared against the position before the lost save and raised
+    ConcurrencyError against the replay's own write. Now the replay reads the checkpoint
+    back: it holds what was written, so the save counts and the replay goes on."""
+    store = EventStore(via(proxy, direct))
+    replay = EventReplay(store)
+    handled: list[int] = []
+    replay.handle("t.*", lambda event: handled.append(event.global_position))
+    try:
+        await store.append("s.1", [Event("t.x", {"i": i}) for i in range(30)])
+        lose(proxy, b"UPDATE 1", marked_by=b"pepperpy_checkpoints")
+        report, _ = await within(20, replay.replay_all(checkpoint="c", checkpoint_every=10))
+        assert not isinstance(report, BaseException), repr(report)
+        assert report.replayed == 30 and report.last_position == 29
+        assert handled == list(range(30))
+        saved = await replay.checkpoints.load("replay:c")
+        assert saved is not None and saved.position == 29
+    finally:
+        await replay.close()
+        await store.close()
+
+
+async def test_a_replay_that_cannot_read_its_checkpoint_back_says_the_save_is_unknown(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    store = EventStore(via(proxy, direct, connect_timeout=1))
+    replay = EventReplay(store)
+    handled: list[int] = []
+    replay.handle("t.*", lambda event: handled.append(event.global_position))
+    try:
+        await store.append("s.1", [Event("t.x", {"i": i}) for i in range(30)])
+        fired = lose(proxy, b"UPDATE 1", marked_by=b"pepperpy_checkpoints")
+        server_hook = proxy.on_server
+        assert server_hook is not None
+
+        def lose_then_refuse(link: Link, data: bytes) -> Any:
+            action = server_hook(link, data)
+            if fired:
+                proxy.refuse()  # no new connection to read the checkpoint back on
+            return action
+
+        proxy.on_server = lose_then_refuse
+        error, _ = await within(20, replay.replay_all(checkpoint="c", checkpoint_every=10))
+        assert isinstance(error, StoreError) and not isinstance(error, ConcurrencyError), repr(
+            error
+        )
+        assert "whether that happened is unknown" in str(error)
+        notes = "\n".join(getattr(error, "__notes__", []))
+        assert "reading checkpoint 'c' back failed too" in notes
+        proxy.on_server = proxy.on_client = None
+        proxy.heal()
+        report = await replay.replay_all(checkpoint="c", checkpoint_every=10)
+        assert report.last_position == 29
+        assert set(handled) == set(range(30))  # at least once, nothing skipped
+    finally:
+        proxy.heal()
+        await replay.close()
         await store.close()
 
 

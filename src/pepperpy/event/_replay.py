@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ._checkpoints import CheckpointStore, open_checkpoint_store, settled
-from ._errors import ConfigurationError, PatternError, ReplayError
+from ._errors import ConcurrencyError, ConfigurationError, PatternError, ReplayError, StoreError
 from ._event import Event
 from ._handlers import is_async_callable
 from ._patterns import PatternIndex, matches, parse_pattern
@@ -477,6 +477,9 @@ class _Run:
         self.failures: list[ReplayFailure] = []
         self.last_position: int | None = None
         self.saved_position: int | None = None
+        #: a save failed and reading the checkpoint back did not show it: it may still
+        #: land, so no further save of this run may compare against ``saved_position``
+        self.in_doubt = False
         self.reported: int | None = None  # events read at the last progress call
         self.started = time.perf_counter()
         self.pace_anchor: tuple[float, datetime] | None = None
@@ -621,7 +624,7 @@ class _Run:
             await asyncio.sleep(delay)
 
     async def _save_checkpoint(self) -> None:
-        if self.checkpoint is None or self.last_position is None:
+        if self.checkpoint is None or self.last_position is None or self.in_doubt:
             return
         if self.last_position == self.saved_position:
             return
@@ -630,10 +633,46 @@ class _Run:
         await settled(self._save(self.checkpoint, self.last_position))
 
     async def _save(self, key: str, position: int) -> None:
-        await self.replay.checkpoints.save(
-            key, position, {"scope": self.scope}, previous=self.saved_position
-        )
+        state = {"scope": self.scope}
+        try:
+            await self.replay.checkpoints.save(key, position, state, previous=self.saved_position)
+        except ConcurrencyError:
+            raise
+        except StoreError as failure:
+            # the connection may have been lost after the server committed the save
+            # (PostgreSQL then says the outcome is unknown): the checkpoint tells
+            if not await self._holds(key, position, state, failure):
+                self.in_doubt = True
+                raise
         self.saved_position = position
+
+    async def _holds(self, key: str, position: int, state: Any, failure: StoreError) -> bool:
+        """Whether checkpoint ``key`` holds exactly ``position`` and ``state`` (a save
+        that failed with ``failure`` was written after all)."""
+        name = self.checkpoint_name
+        try:
+            saved = await self.replay.checkpoints.load(key)
+        except StoreError as exc:
+            failure.add_note(f"reading checkpoint {name!r} back failed too: {exc}")
+        else:
+            if saved is not None and saved.position == position and saved.state == state:
+                logger.warning(
+                    "replay: saving checkpoint %r at position %d failed (%s), but the "
+                    "checkpoint holds it: it was saved",
+                    name,
+                    position,
+                    failure,
+                )
+                return True
+            found = None if saved is None else saved.position
+            failure.add_note(
+                f"checkpoint {name!r} read back holds position {found}, not {position}"
+            )
+        failure.add_note(
+            "the failed save may still be written, so this run saves no more; the next run "
+            "resumes after whatever position the checkpoint then holds"
+        )
+        return False
 
     async def _report_progress(self) -> None:
         assert self.progress is not None
