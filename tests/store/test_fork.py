@@ -363,7 +363,7 @@ def test_a_worker_started_from_a_running_loop_uses_the_store(store_path: Path) -
 def test_a_forked_child_uses_the_parents_checkpoint_store(tmp_path: Path) -> None:
     checkpoints = SQLiteCheckpointStore(tmp_path / "events.db")
     bounded(checkpoints.save("projection", 1, {"seen": 1}, previous=None))
-    parents = checkpoints._connection
+    parents = checkpoints._db
 
     async def child() -> list[Any]:
         loaded = await checkpoints.load("projection")
@@ -371,7 +371,7 @@ def test_a_forked_child_uses_the_parents_checkpoint_store(tmp_path: Path) -> Non
         await checkpoints.save("projection", 2, {"seen": 2}, previous=1)
         again = await checkpoints.load("projection")
         assert again is not None
-        assert checkpoints._connection is not parents  # its own, opened in the child
+        assert checkpoints._db is not parents  # its own, opened in the child
         await checkpoints.close()
         return [loaded.position, again.position, again.state]
 

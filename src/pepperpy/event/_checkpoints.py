@@ -38,7 +38,7 @@ from . import _json
 from ._deps import require
 from ._errors import ConcurrencyError, ConfigurationError, StoreError
 from ._loops import LoopShares
-from ._sqlite import abandon, open_wal, track_forks
+from ._sqlite import OneConnection, open_wal, track_forks
 from .store._sqlite_schema import check_event_store
 from .store.base import redact_url
 from .store.postgres import (
@@ -176,7 +176,7 @@ def sqlite_path(url: str) -> Path:
     return Path(parse_sqlite_url(url).path)
 
 
-class SQLiteCheckpointStore(CheckpointStore):
+class SQLiteCheckpointStore(OneConnection, CheckpointStore):
     """Checkpoints in a table of an SQLite file, written with its own connection.
 
     The connection runs in a worker thread (``sqlite3`` blocks); WAL mode and
@@ -191,22 +191,22 @@ class SQLiteCheckpointStore(CheckpointStore):
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
         self.create = create
-        self._connection: sqlite3.Connection | None = None
+        self._db: sqlite3.Connection | None = None
         #: held around every use of the connection, and by fork() (``._sqlite``)
         self._lock = threading.Lock()
         track_forks(self)
 
     def _connect(self) -> sqlite3.Connection:
-        if self._connection is None:
+        if self._db is None:
             if not self.create:
                 check_event_store(str(self.path))
-            self._connection = open_wal(
+            self._db = open_wal(
                 self.path,
                 timeout=30.0,
                 schema=f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
                 "position INTEGER NOT NULL, state TEXT, updated_at TEXT NOT NULL)",
             )
-        return self._connection
+        return self._db
 
     async def _run(self, work: Any, *args: Any) -> Any:
         def locked() -> Any:
@@ -243,18 +243,9 @@ class SQLiteCheckpointStore(CheckpointStore):
 
     async def close(self) -> None:
         with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-    def _fork_hold(self, held: list[threading.Lock]) -> None:
-        self._lock.acquire()
-        held.append(self._lock)
-
-    def _fork_child(self) -> None:
-        abandon(self._connection)
-        self._connection = None
-        self._lock = threading.Lock()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
 def _sqlite_load(connection: sqlite3.Connection, name: str) -> tuple[Any, ...] | None:

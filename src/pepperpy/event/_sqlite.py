@@ -67,6 +67,26 @@ class ForkAware(Protocol):
         """In the child: replace every lock, abandon every connection, open anew lazily."""
 
 
+class OneConnection:
+    """:class:`ForkAware` for an object using one connection, ``_db``, under ``_lock``.
+
+    The checkpoint store, the key store and the audit log are such objects; each opens
+    ``_db`` again on first use when it finds it None (as in a forked child).
+    """
+
+    _db: sqlite3.Connection | None
+    _lock: threading.Lock
+
+    def _fork_hold(self, held: list[threading.Lock]) -> None:
+        self._lock.acquire()
+        held.append(self._lock)
+
+    def _fork_child(self) -> None:
+        abandon(self._db)
+        self._db = None
+        self._lock = threading.Lock()
+
+
 _owners: weakref.WeakSet[ForkAware] = weakref.WeakSet()
 _owners_lock = threading.Lock()
 #: during a fork: each tracked object (kept alive until after it) and the locks it holds

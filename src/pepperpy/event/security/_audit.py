@@ -41,7 +41,7 @@ from typing import Any, Literal, TypeGuard
 import orjson
 
 from .._errors import ClosedError, ConfigurationError, SerializationError, StoreError
-from .._sqlite import abandon, open_wal, track_forks
+from .._sqlite import OneConnection, open_wal, track_forks
 
 __all__ = ["AuditEntry", "AuditFailure", "AuditLog", "AuditVerification", "key_fingerprint"]
 
@@ -146,7 +146,7 @@ def key_fingerprint(key: bytes) -> str:
     return hmac.new(key, _FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()[:16]
 
 
-class AuditLog:
+class AuditLog(OneConnection):
     """An append-only, hash-chained log of security-relevant actions.
 
     ``AuditLog()`` keeps entries in memory; ``AuditLog("path/audit.db")`` in an SQLite
@@ -561,15 +561,6 @@ class AuditLog:
             if self._db is not None:
                 self._db.close()
                 self._db = None
-
-    def _fork_hold(self, held: list[threading.Lock]) -> None:
-        self._lock.acquire()
-        held.append(self._lock)
-
-    def _fork_child(self) -> None:
-        abandon(self._db)
-        self._db = None
-        self._lock = threading.Lock()
 
     def __enter__(self) -> AuditLog:
         return self

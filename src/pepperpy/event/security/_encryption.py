@@ -48,7 +48,7 @@ import orjson
 
 from .._deps import require
 from .._errors import ClosedError, ConfigurationError, EncryptionError
-from .._sqlite import abandon, open_wal, track_forks
+from .._sqlite import OneConnection, open_wal, track_forks
 
 __all__ = ["KeyRing", "KeyStore", "MemoryKeyStore", "SQLiteKeyStore", "StreamEncryption"]
 
@@ -196,7 +196,7 @@ class MemoryKeyStore(KeyStore):
         return sorted(self._keys)
 
 
-class SQLiteKeyStore(KeyStore):
+class SQLiteKeyStore(OneConnection, KeyStore):
     """Data keys in an SQLite file (WAL, synchronous=FULL), apart from the events.
 
     Every query runs on a worker thread (``asyncio.to_thread``), never on the event loop.
@@ -289,15 +289,6 @@ class SQLiteKeyStore(KeyStore):
             if self._db is not None:
                 self._db.close()
                 self._db = None
-
-    def _fork_hold(self, held: list[threading.Lock]) -> None:
-        self._lock.acquire()
-        held.append(self._lock)
-
-    def _fork_child(self) -> None:
-        abandon(self._db)
-        self._db = None
-        self._lock = threading.Lock()
 
     def __enter__(self) -> Self:
         return self
