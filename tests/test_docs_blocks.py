@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 from typing import NamedTuple
@@ -60,6 +61,7 @@ LEAKS = ("Exception ignored", "Task was destroyed", "was never awaited", "Unclos
 EXAMPLE = "docs_example"
 REDIS = "redis://127.0.0.1:6379/0"
 NATS = "nats://127.0.0.1:4222"
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
 TIMEOUT = 30
 
 
@@ -173,3 +175,34 @@ async def _clean_up(services: list[str], name: str) -> None:
         from pepperpy.event import NatsTransport
 
         await NatsTransport(NATS, stream=name.upper()).delete_stream()
+    if "rabbitmq" in services:
+        await _delete_rabbitmq(name)
+
+
+async def _delete_rabbitmq(name: str) -> None:
+    """Delete the exchanges and queues named after ``name`` (its groups' too).
+
+    The block declared them in its own process, so no transport here knows their names:
+    they are listed with rabbitmqctl (on the broker's machine, as in CI), then deleted.
+    """
+    if shutil.which("rabbitmqctl") is None:
+        return
+    import aio_pika
+
+    def listed(kind: str) -> list[str]:
+        done = subprocess.run(
+            ["rabbitmqctl", kind, "-q", "--no-table-headers", "name"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return [line for line in done.stdout.split() if line.startswith(name)]
+
+    queues, exchanges = listed("list_queues"), listed("list_exchanges")
+    connection = await aio_pika.connect(RABBITMQ)
+    async with connection:
+        channel = await connection.channel()
+        for queue in queues:
+            await channel.queue_delete(queue)
+        for exchange in sorted(exchanges, key=len, reverse=True):
+            await channel.exchange_delete(exchange)
