@@ -119,8 +119,8 @@ def dec_hook(kind: type, value: Any) -> Any:
     fast path fails and the complete walk explains.
     """
     node = getattr(kind, "hooked_node", None)
-    if node is None:
-        raise NotImplementedError(f"no decoder for {kind!r}")
+    if node is None:  # msgspec turns this into its ValidationError: the walk explains
+        raise TypeError(f"no decoder for {kind!r}")
     problems: list[Any] = []
     converted = node.check(value, "", problems)
     if problems or converted is INVALID:
