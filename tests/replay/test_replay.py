@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pepperpy.event import (
+    NO_STREAM,
     ConfigurationError,
     Event,
     EventReplay,
@@ -230,6 +231,35 @@ async def test_progress_callback_sync_and_async() -> None:
 
     await replay.replay_all(progress=on_progress, progress_every=5)
     assert async_updates == [5]
+
+
+@pytest.mark.parametrize("start_pos", [0, 500, 1000, 1001])
+async def test_progress_total_counts_only_visible_events_after_a_restart(start_pos: int) -> None:
+    # A restarted stream continues its positions after the deleted incarnation's hidden
+    # events: 1,000 hidden (0-999), then 1000-1001 visible. The total is what a replay
+    # can read, not the last position plus one.
+    store = EventStore()
+    await store.append("acct.1", [{"type": "a.x"} for _ in range(1000)])
+    await store.delete_stream("acct.1")
+    await store.append("acct.1", [{"type": "a.z"}, {"type": "a.z"}], expected_version=NO_STREAM)
+    replay = EventReplay(store)
+    replay.handle("#", lambda e: None)
+    updates: list[ReplayProgress] = []
+    report = await replay.replay_stream("acct.1", start_pos=start_pos, progress=updates.append)
+    assert report.read == (2 if start_pos <= 1000 else 1)
+    assert updates and all(u.total == report.read for u in updates)
+
+
+async def test_progress_total_of_a_deleted_stream_is_zero() -> None:
+    store = EventStore()
+    await store.append("acct.1", [{"type": "a.x"} for _ in range(3)])
+    await store.delete_stream("acct.1")
+    replay = EventReplay(store)
+    replay.handle("#", lambda e: None)
+    updates: list[ReplayProgress] = []
+    report = await replay.replay_stream("acct.1", progress=updates.append)
+    assert report.read == 0
+    assert all(u.total == 0 for u in updates)
 
 
 async def test_progress_reports_the_end_even_when_nothing_was_read() -> None:

@@ -134,7 +134,12 @@ class ReplayFailure:
 
 @dataclass(frozen=True, slots=True)
 class ReplayProgress:
-    """Where a running replay stands; passed to the ``progress`` callback."""
+    """Where a running replay stands; passed to the ``progress`` callback.
+
+    ``total`` is how many events a stream replay can read: the stream's visible events
+    from its start position (0 for a missing or deleted stream), counted when it starts.
+    It is ``None`` for ``replay_all``, whose length is not known in advance.
+    """
 
     read: int
     replayed: int
@@ -309,7 +314,13 @@ class EventReplay:
         )
         start = await run.resume_from(_start(start_pos))
         version = await self.store.stream_version(stream)
-        run.total = None if version is None else max(0, version + 1 - start)
+        run.total = 0
+        if version is not None:
+            # Positions continue past a soft-deleted incarnation's hidden events, so the
+            # count starts at the first visible one, not at ``start``.
+            first = await self.store.get_stream(stream, start, limit=1)
+            if first:
+                run.total = version + 1 - _stream_position(first[0])
         return await run.execute(self.store.get_stream(stream, start))
 
     async def replay_all(
