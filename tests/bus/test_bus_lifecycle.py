@@ -321,6 +321,10 @@ async def test_event_metadata_no_transport_can_carry_is_refused_on_every_transpo
             await bus.publish("a.b", Event("a.b", 1, {"request": object()}))
         with pytest.raises(TypeError, match="event metadata keys must be str"):
             await bus.publish("a.b", Event("a.b", 1, {1: "x"}))  # type: ignore[dict-item]
+        # nested: JSON would turn the key into text (merging it with "2"), a set into a list
+        for nested in ({"n": {2: "a", "2": "b"}}, {"tags": {"vip"}}):
+            with pytest.raises(SerializationError, match="metadata"):
+                await bus.publish("a.b", Event("a.b", 1, nested))
 
 
 async def test_subscribers_see_the_same_data_types_on_every_transport(

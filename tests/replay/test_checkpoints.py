@@ -20,6 +20,7 @@ from pepperpy.event import (
     MemoryCheckpointStore,
     PostgresCheckpointStore,
     Projection,
+    SerializationError,
     SQLiteCheckpointStore,
     StoreError,
 )
@@ -110,6 +111,16 @@ async def test_a_second_connection_sees_what_the_first_saved(factory: Factory) -
 async def test_state_must_be_json(factory: Factory) -> None:
     with pytest.raises(TypeError):
         await factory().save("bad", 1, {"x": object()}, previous=None)
+    assert await factory().load("bad") is None
+
+
+@pytest.mark.parametrize("state", [{1: "a", "1": "b"}, {"n": {2: "x"}}, {"s": {1, 2}}])
+async def test_state_that_would_not_load_back_as_saved_is_refused(
+    factory: Factory, state: dict[Any, Any]
+) -> None:
+    # JSON would turn 1 into "1" (merging the two keys) and a set into a list
+    with pytest.raises(SerializationError, match="checkpoint state"):
+        await factory().save("bad", 1, state, previous=None)
     assert await factory().load("bad") is None
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from pepperpy.event import (
     MemoryCheckpointStore,
     Projection,
     ReplayError,
+    SerializationError,
     StoreError,
 )
 from tests.helpers import eventually
@@ -49,6 +52,31 @@ async def test_projection_folds_events_and_resumes() -> None:
     again = await projection.run()
     assert again.replayed == 1
     assert projection.state == {"orders": 2, "revenue": 15, "cancelled": 1}
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ({1: 10}, "keys must be str"),  # reloads as {"1": 10}, then state.get(1) misses
+        ({"last": datetime(2024, 1, 1, tzinfo=UTC)}, "datetime"),  # reloads as text
+        ({"tags": {"a"}}, "set"),  # reloads as a list
+        ({"pair": (1, 2)}, "tuple"),  # reloads as a list
+        ({"n": [Decimal("1.5")]}, "Decimal"),  # reloads as text
+    ],
+)
+async def test_state_that_would_reload_as_other_types_is_refused_at_the_first_commit(
+    value: dict[Any, Any], named: str
+) -> None:
+    # the state kept in memory must be what a reload gives: otherwise a projection works
+    # in its first run and fails (or silently loses counts) after the next start
+    store = EventStore()
+    await store.append("order.1", Event("order.placed", {"amount": 10}))
+    projection = Projection("odd", store, state_store=MemoryCheckpointStore())
+    projection.on("order.placed")(lambda state, event: value)
+    with pytest.raises(SerializationError, match=named) as caught:
+        await projection.run()
+    assert "projection 'odd' state" in str(caught.value)
+    assert (projection.state, projection.position) == ({}, None)
 
 
 async def test_a_second_instance_loads_the_committed_state() -> None:

@@ -20,6 +20,7 @@ from ._deadletter import (
 )
 from ._errors import ClosedError, SerializationError, UnknownTopicError
 from ._event import Event, make_event
+from ._frozen import check_json
 from ._handlers import Handler, is_async_callable
 from ._json import dumps
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
@@ -639,6 +640,7 @@ def _check_headers(headers: Mapping[str, Any]) -> None:
         if not isinstance(name, str):
             raise TypeError(f"headers keys must be str, got {name!r} ({type(name).__name__})")
     try:
+        check_json(dict(headers), "headers")
         dumps(dict(headers))
     except SerializationError as exc:
         raise SerializationError(f"headers must hold JSON-able values: {exc}") from exc
@@ -689,6 +691,7 @@ def _check_metadata(metadata: Mapping[str, Any]) -> None:
                 f"event metadata keys must be str, got {name!r} ({type(name).__name__})"
             )
     try:
+        check_json(dict(metadata), "metadata")
         dumps(metadata)
     except SerializationError as exc:
         raise SerializationError(f"event metadata must hold JSON-able values: {exc}") from exc

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 from . import _json
 from ._deps import require
 from ._errors import ConcurrencyError, ConfigurationError, StoreError
+from ._frozen import check_json
 from ._loops import LoopShares
 from ._sqlite import OneConnection, open_wal, track_forks
 from .store._sqlite_schema import check_event_store
@@ -139,6 +140,13 @@ async def settled(operation: Coroutine[Any, Any, T]) -> T:
     raise interrupted from failure
 
 
+def _encode_state(state: Any) -> bytes:
+    """A checkpoint's state as JSON, under the rules for event data (no non-str keys,
+    sets or NaN: what is saved loads back the same)."""
+    check_json(state, "checkpoint state")
+    return _json.dumps(state)
+
+
 def _conflict(name: str, previous: int | None, actual: int | None) -> ConcurrencyError:
     return ConcurrencyError(f"checkpoint {name}", previous, actual)
 
@@ -160,7 +168,7 @@ class MemoryCheckpointStore(CheckpointStore):
         if actual != previous:
             raise _conflict(name, previous, actual)
         # round-trip through JSON so the memory backend accepts exactly what the others do
-        stored = None if state is None else _json.loads(_json.dumps(state))
+        stored = None if state is None else _json.loads(_encode_state(state))
         self._rows[name] = Checkpoint(name, position, stored, datetime.now(UTC))
 
     async def delete(self, name: str) -> bool:
@@ -233,7 +241,7 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
     async def save(
         self, name: str, position: int, state: Any = None, *, previous: int | None
     ) -> None:
-        text = None if state is None else _json.dumps(state).decode()
+        text = None if state is None else _encode_state(state).decode()
         actual = await self._run(_sqlite_save, name, position, text, previous)
         if actual != previous:
             raise _conflict(name, previous, actual)
@@ -478,7 +486,7 @@ class PostgresCheckpointStore(CheckpointStore):
     async def save(
         self, name: str, position: int, state: Any = None, *, previous: int | None
     ) -> None:
-        text = None if state is None else _json.dumps(state).decode()
+        text = None if state is None else _encode_state(state).decode()
 
         async def compare_and_set(connection: Any) -> tuple[bool, int | None]:
             if previous is None:

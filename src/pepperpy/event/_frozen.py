@@ -21,6 +21,7 @@ __all__ = [
     "FrozenDict",
     "FrozenList",
     "check_json",
+    "check_plain_json",
     "freeze",
     "freeze_parsed",
     "thaw",
@@ -136,7 +137,7 @@ def _freeze(value: Any, depth: int = 0) -> Any:
         for key, item in value.items():
             if key.__class__ is not str:
                 raise SerializationError(
-                    f"data keys must be strings, got {type(key).__name__} key {key!r}"
+                    f"object keys must be strings, got {type(key).__name__} key {key!r}"
                 )
             try:
                 dict.__setitem__(out, key, _freeze(item, depth + 1))
@@ -176,14 +177,69 @@ def freeze_parsed(value: Any) -> Any:
     return value
 
 
-def check_json(value: Any) -> None:
+def check_json(value: Any, what: str = "data") -> None:
     """Raise :class:`SerializationError` where :func:`freeze` would (deep data too).
 
     For callers that only need the check (the store encodes data straight to JSON).
+    ``what`` names the value in the message (``metadata``, ``snapshot state``): the
+    rules for event data hold for everything a store or transport writes as JSON, so
+    that nothing comes back other than it went in (a non-str key renamed, two keys
+    merged into one, a set turned into a list in no fixed order).
     """
     if value.__class__ is dict and _is_flat(value):
         return
-    freeze(value)
+    try:
+        freeze(value)
+    except SerializationError as exc:
+        if what == "data":
+            raise
+        message = str(exc)
+        if message.startswith("at data"):
+            message = f"at {what}{message[len('at data') :]}"
+        else:
+            message = f"{what}: {message}"
+        raise SerializationError(message) from None
+
+
+def check_plain_json(value: Any, what: str) -> None:
+    """Refuse ``value`` unless it is made of JSON's own types only, so that it reads back
+    from JSON as it is: dicts with str keys, lists, str, bool, None, finite floats and ints
+    of at most 64 bits. A datetime, a set or a tuple would come back as text or a list, and
+    code that worked on the value before it was stored would meet another type after.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, what, 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        cls = item.__class__
+        if cls is str or cls is bool or item is None:
+            continue
+        if cls is int:
+            if not _INT_MIN <= item <= _INT_MAX:
+                raise SerializationError(f"{where}: {item} does not fit in 64 bits")
+            continue
+        if cls is float:
+            if item - item != 0.0:
+                raise SerializationError(f"{where}: {item!r} is not a finite number")
+            continue
+        if depth >= MAX_DEPTH and (cls is dict or cls is list):
+            raise too_deep()
+        if cls is dict:
+            for key, child in item.items():
+                if key.__class__ is not str:
+                    raise SerializationError(
+                        f"{where}: keys must be str, got {type(key).__name__} key {key!r} "
+                        "(JSON would turn it into text)"
+                    )
+                stack.append((child, f"{where}[{key!r}]", depth + 1))
+            continue
+        if cls is list:
+            stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))
+            continue
+        raise SerializationError(
+            f"{where}: {type(item).__name__} is not one of JSON's own types (dict, list, str, "
+            "int, float, bool, None); it would read back as another type, so convert it "
+            "first (a datetime to isoformat(), a set or tuple to a list)"
+        )
 
 
 def _is_flat(value: dict[Any, Any]) -> bool:

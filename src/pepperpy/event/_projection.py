@@ -46,6 +46,7 @@ from . import _json
 from ._checkpoints import CheckpointStore, open_checkpoint_store, settled
 from ._errors import ConfigurationError, ReplayError
 from ._event import Event
+from ._frozen import check_plain_json
 from ._handlers import is_async_callable
 from ._loops import resolve, wake
 from ._patterns import PatternIndex, parse_pattern
@@ -317,6 +318,8 @@ class Projection:
         if position is None:
             return
         # state is stored as JSON; keep the in-memory copy identical to what a reload gives
+        # (and the working copy too: only JSON's own types, which read back as they are)
+        check_plain_json(state, f"projection {self.name!r} state")
         stored = _json.loads(_json.dumps(state))
         # settled: a save cancelled half-way may still commit; state and position in
         # memory must follow whatever reached the disk

@@ -83,7 +83,7 @@ def _event_record(event: Event, where: str) -> NewRecord:
     event_id, micros = stored_identity(event)
     try:
         data = _held(_json.dumps(event.data))
-        metadata = _json.dumps(event.metadata) if event.metadata else None
+        metadata = _encode_metadata(event.metadata) if event.metadata else None
     except SerializationError as exc:
         raise SerializationError(f"event {where} ({event.type!r}): {exc}") from exc
     return _new_record(
@@ -115,7 +115,7 @@ def _plain_record(item: dict[str, Any], index: int, single: bool, now: int) -> N
         if metadata is None:
             encoded_metadata = None
         elif isinstance(metadata, Mapping):
-            encoded_metadata = _json.dumps(dict(metadata)) if metadata else None
+            encoded_metadata = _encode_metadata(dict(metadata)) if metadata else None
         else:
             where = "$" if single else f"$[{index}]"
             raise _invalid(f"{where}.metadata", "a dict", metadata, "metadata must be a dict")
@@ -164,6 +164,12 @@ def _plain_batch(items: Sequence[dict[str, Any]], now: int) -> list[NewRecord]:
             _new_record(FreshRecord, (ids[index], event_type, 1, encoded, None, micros, None, None))
         )
     return records
+
+
+def _encode_metadata(metadata: dict[Any, Any]) -> bytes:
+    """Metadata as JSON, under the rules for data: what is stored reads back the same."""
+    check_json(metadata, "metadata")
+    return _json.dumps(metadata)
 
 
 def _held(encoded: bytes) -> bytes:
