@@ -207,6 +207,31 @@ def test_naive_or_wrong_timestamps_are_refused() -> None:
         Event("t", timestamp="2024-01-01T00:00:00Z")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        datetime.max.replace(tzinfo=timezone(timedelta(hours=-5))),
+        datetime.min.replace(tzinfo=timezone(timedelta(hours=5))),
+    ],
+)
+def test_a_timestamp_outside_datetimes_range_in_utc_is_a_clear_error(timestamp: datetime) -> None:
+    # the conversion to UTC overflows: a ValueError naming the value, not OverflowError
+    with pytest.raises(ValueError, match="outside the range of datetime once in UTC"):
+        Event("t", timestamp=timestamp)
+    with pytest.raises(ValueError, match="outside the range"):
+        Event("t").replace(timestamp=timestamp)
+    with pytest.raises(SerializationError, match="outside the range"):
+        Event.from_cloudevent(
+            {
+                "specversion": "1.0",
+                "id": "1",
+                "source": "s",
+                "type": "t",
+                "time": timestamp.isoformat(),
+            }
+        )
+
+
 def test_an_event_with_a_past_timestamp_still_gets_a_fresh_increasing_id() -> None:
     first = Event("t")
     old = Event("t", timestamp=datetime(2001, 1, 1, tzinfo=UTC))

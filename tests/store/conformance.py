@@ -35,6 +35,7 @@ from pepperpy.event import (
     StreamDeletedError,
     ValidationError,
 )
+from pepperpy.event._text import MAX_NAME_BYTES
 from tests.helpers import eventually
 
 MakeStore = Callable[[], EventStore]
@@ -248,6 +249,67 @@ class StoreConformance:
             await store.append(stream, {"type": "x"})
         with pytest.raises(PatternError):
             store.get_stream(stream)
+
+    async def test_names_and_ids_up_to_the_byte_limit_are_taken_longer_ones_refused(
+        self, store: EventStore
+    ) -> None:
+        # 1,024 UTF-8 bytes on every backend: PostgreSQL's B-tree indexes cannot hold a
+        # stream name plus an id of a few thousand bytes, and what one backend takes every
+        # backend must take. Random-looking text, since PostgreSQL compresses "xxx..."
+        longest = "s." + "".join(chr(0x61 + (i * 7919) % 26) for i in range(1022))
+        longest_id = "".join(chr(0x41 + (i * 104729) % 26) for i in range(1024))
+        assert len(longest.encode()) == len(longest_id.encode()) == MAX_NAME_BYTES
+        await store.append(longest, Event("t.x", {"n": 1}, id=longest_id))
+        (stored,) = await store.get_stream(longest)
+        assert (stored.stream, stored.id) == (longest, longest_id)
+        too_long = longest + "a"
+        with pytest.raises(PatternError, match="longer than 1024 bytes") as caught:
+            await store.append(too_long, {"type": "t.x"})
+        assert caught.value.position == 1024 and len(str(caught.value)) < 300
+        with pytest.raises(ValueError, match="longer than 1024 bytes"):
+            Event("t.x", id=longest_id + "A")
+        # multi-byte: 342 three-byte characters are 1,026 bytes
+        with pytest.raises(PatternError, match="longer than 1024 bytes") as caught:
+            await store.append("s." + "\u20ac" * 342, {"type": "t.x"})
+        assert caught.value.position == 2 + 340
+        assert await store.streams() == [longest]
+
+    @pytest.mark.parametrize(
+        "patterns", [b"order.*", [b"order.*"], ["order.*", 7], bytearray(b"a")]
+    )
+    async def test_patterns_that_are_not_str_are_refused_by_name(
+        self, store: EventStore, patterns: Any
+    ) -> None:
+        for call in (
+            lambda: store.read_all(streams=patterns),
+            lambda: store.read_all(types=patterns),
+            lambda: store.subscribe(streams=patterns),
+        ):
+            with pytest.raises(TypeError, match=r"must be a pattern \(str\) or a non-empty list"):
+                call()
+        with pytest.raises(TypeError, match="must be a pattern"):
+            await store.streams(patterns)
+
+    @pytest.mark.parametrize(
+        "metadata",
+        [
+            {1: "a", "1": "b"},  # JSON would merge the two keys into one
+            {"nested": {2: "a"}},
+            {"tags": {"vip", "new"}},  # a set would come back as a list, in no fixed order
+            {"f": float("inf")},
+        ],
+    )
+    async def test_metadata_that_would_not_read_back_as_written_is_refused(
+        self, store: EventStore, metadata: dict[Any, Any]
+    ) -> None:
+        for item in (
+            {"type": "x.y", "metadata": metadata},
+            Event("x.y", metadata=metadata),
+            [{"type": "ok"}, {"type": "x.y", "metadata": metadata}],
+        ):
+            with pytest.raises(SerializationError, match="metadata"):
+                await store.append("meta.1", item)
+        assert await store.stream_version("meta.1") is None
 
     # -- expected_version -----------------------------------------------------------
 
@@ -733,6 +795,9 @@ class StoreConformance:
         assert latest is not None and (latest.version, latest.state) == (9, {"items": []})
         with pytest.raises(SerializationError):
             await store.save_snapshot("cart.1", {"bad": object()}, 10)
+        for bad in ({1: "int", "1": "str"}, {"n": {2: "a"}}, {"s": {1, 2}}):
+            with pytest.raises(SerializationError, match="snapshot state"):
+                await store.save_snapshot("cart.1", bad, 9)
         with pytest.raises(ValueError):
             await store.save_snapshot("cart.1", {}, -1)
         latest = await store.load_snapshot("cart.1")
@@ -837,6 +902,17 @@ class StoreConformance:
             store.upcaster(pattern, from_version=1)
         assert caught.value.pattern == pattern
         assert isinstance(caught.value, ValueError)
+
+    @pytest.mark.parametrize(
+        "event_type", ["order.created ", "Order Created", "a..b", ".o", "o\x00"]
+    )
+    def test_an_upcaster_for_a_type_no_event_can_have_is_refused(
+        self, store: EventStore, event_type: str
+    ) -> None:
+        # append refuses such types, so the function could never run
+        with pytest.raises(PatternError) as caught:
+            store.upcaster(event_type, from_version=1)
+        assert caught.value.pattern == event_type
 
     async def test_a_failing_upcaster_names_the_event_on_every_read_path(
         self, store: EventStore

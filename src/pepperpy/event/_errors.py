@@ -72,7 +72,8 @@ class PatternError(EventError, ValueError):
         self.pattern = pattern
         self.position = position
         self.reason = reason
-        super().__init__(f"invalid pattern {pattern!r} at position {position}: {reason}")
+        shown = pattern if len(pattern) <= 120 else f"{pattern[:60]}...{pattern[-20:]}"
+        super().__init__(f"invalid pattern {shown!r} at position {position}: {reason}")
 
 
 class SerializationError(EventError, TypeError):

@@ -13,7 +13,7 @@ from . import _json
 from ._errors import SerializationError
 from ._frozen import _ATOMS, _INT_MAX, _INT_MIN, FrozenDict, FrozenList, freeze, thaw
 from ._ids import CLOCK, format_uuid7, next_counter, now_ns
-from ._text import MAX_VERSION, text_problem
+from ._text import MAX_VERSION, shown, text_problem
 
 __all__ = ["Event", "make_event", "stored_identity"]
 
@@ -535,7 +535,7 @@ def _check_text(text: str, what: str) -> None:
     """Refuse a name or identity no store can hold as it is (see ``_text``)."""
     problem = text_problem(text)
     if problem is not None:
-        raise ValueError(f"{what} {text!r} {problem}")
+        raise ValueError(f"{what} {shown(text)} {problem}")
 
 
 def _check_optional_text(value: Any, what: str) -> None:
@@ -565,7 +565,12 @@ def _aware(value: datetime, what: str) -> datetime:
         raise TypeError(f"{what} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, got naive {value.isoformat()}")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"{what} {value.isoformat()} is outside the range of datetime once in UTC"
+        ) from None
 
 
 def _rfc3339(value: datetime) -> str:
@@ -583,7 +588,12 @@ def _parse_time(raw: Any) -> datetime:
         raise SerializationError(f"CloudEvent 'time' is not RFC 3339: {raw!r}") from exc
     if parsed.tzinfo is None:
         raise SerializationError(f"CloudEvent 'time' has no UTC offset: {raw!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise SerializationError(
+            f"CloudEvent 'time' is outside the range of datetime once in UTC: {raw!r}"
+        ) from None
 
 
 def _decode_base64(raw: Any) -> bytes:

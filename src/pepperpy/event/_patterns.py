@@ -25,6 +25,7 @@ from functools import cache, lru_cache
 from typing import Any, Generic, TypeVar
 
 from ._errors import PatternError
+from ._text import MAX_NAME_BYTES, overflow_index
 
 __all__ = ["PatternIndex", "could_overlap", "matches", "parse_pattern", "parse_topic"]
 
@@ -40,6 +41,14 @@ def _tokens(text: str, *, wildcards: bool) -> tuple[str, ...]:
         raise TypeError(f"a pattern or topic must be a str, got {type(text).__name__}")
     if not text:
         raise PatternError(text, 0, "empty pattern")
+    if len(text) > MAX_NAME_BYTES // 4:
+        overflow = overflow_index(text)
+        if overflow is not None:
+            raise PatternError(
+                text,
+                overflow,
+                f"longer than {MAX_NAME_BYTES} bytes in UTF-8 ({len(text)} characters)",
+            )
     tokens = tuple(text.split("."))
     position = 0
     for token in tokens:

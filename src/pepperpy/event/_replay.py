@@ -29,7 +29,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -387,6 +387,8 @@ def _checkpoint_key(name: str) -> str:
 def patterns_of(value: Patterns) -> tuple[str, ...] | None:
     if value is None:
         return None
+    if isinstance(value, bytes | bytearray | memoryview) or not isinstance(value, str | Iterable):
+        raise TypeError(f"patterns must be a str or a list of str, got {value!r}")
     items = (value,) if isinstance(value, str) else tuple(value)
     for item in items:
         parse_pattern(item)

@@ -78,8 +78,15 @@ def _compile(patterns: str | Sequence[str] | None, what: str) -> list[tuple[str,
         return None
     if isinstance(patterns, str):
         patterns = [patterns]
-    elif not isinstance(patterns, Sequence) or not patterns:
-        raise TypeError(f"{what} must be a pattern or a non-empty list of patterns")
+    elif (
+        not isinstance(patterns, Sequence)
+        or isinstance(patterns, bytes | bytearray | memoryview)
+        or not patterns
+        or not all(isinstance(pattern, str) for pattern in patterns)
+    ):
+        raise TypeError(
+            f"{what} must be a pattern (str) or a non-empty list of patterns, got {patterns!r}"
+        )
     compiled = [parse_pattern(pattern) for pattern in patterns]
     if any(tokens == ("#",) for tokens in compiled):
         return None

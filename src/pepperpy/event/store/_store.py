@@ -28,7 +28,7 @@ from .._errors import (
     StoreError,
 )
 from .._event import Event
-from .._frozen import freeze, freeze_parsed
+from .._frozen import check_json, freeze, freeze_parsed
 from .._patterns import parse_topic
 from ..security._principal import current_principal
 from ._reader import EventReader, RowFilter, StoreSubscription
@@ -439,6 +439,7 @@ class EventStore:
             )
         if self.access is not None:
             await self._acheck_access("append", stream)
+        check_json(state, "snapshot state")
         encoded = _json.dumps(state)
         taken_at = time.time_ns() // 1000
         if self.encryption is not None:
@@ -498,6 +499,7 @@ class EventStore:
                 "upcaster(event_type=...) takes one exact event type, not a pattern; "
                 "register the function for each type it upgrades",
             )
+        parse_topic(event_type)  # a type no event can have would never be upcast
         if from_version.__class__ is not int or from_version < 1:
             raise ValueError(f"from_version must be an int >= 1, got {from_version!r}")
         key = (event_type, from_version)
