@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pepperpy.event import Event, SerializationError
+from pepperpy.event import Event, SerializationError, _json
 from pepperpy.event._json import loads
 
 TOO_WIDE = ["18446744073709551616", "-9223372036854775809", "99999999999999999999999", "9" * 300]
@@ -68,3 +69,29 @@ async def test_a_time_with_a_utc_offset_is_written_as_rfc3339_text_everywhere(
             await store.append("shop.1", event)
             (stored,) = await store.get_stream("shop.1")
         assert stored.data["opens"] == "09:30:00+02:00", url  # stores hold the JSON form
+
+
+def test_a_time_with_an_offset_encodes_with_the_older_orjson_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # orjson before 3.12 refuses a time with tzinfo saying "datetime's timezone library
+    # is not supported" (no "tzinfo" in it); the fallback must recognise both wordings
+    real = _json.orjson
+
+    class OlderOrjson:
+        JSONEncodeError = real.JSONEncodeError
+        OPT_PASSTHROUGH_DATETIME = real.OPT_PASSTHROUGH_DATETIME
+
+        @staticmethod
+        def dumps(value: Any, default: Any = None, option: int = 0) -> bytes:
+            times = value.values() if isinstance(value, dict) else ()
+            offset_time = any(isinstance(v, time) and v.tzinfo is not None for v in times)
+            if offset_time and not option & real.OPT_PASSTHROUGH_DATETIME:
+                raise real.JSONEncodeError(
+                    "datetime's timezone library is not supported: use datetime.timezone.utc"
+                )
+            return real.dumps(value, default=default, option=option)
+
+    monkeypatch.setattr(_json, "orjson", OlderOrjson)
+    offset = timezone(timedelta(hours=2))
+    assert _json.dumps({"v": time(9, 30, tzinfo=offset)}) == b'{"v":"09:30:00+02:00"}'

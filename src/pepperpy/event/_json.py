@@ -56,7 +56,7 @@ def dumps(value: Any) -> bytes:
         cause = exc.__cause__
         if isinstance(cause, SerializationError):
             raise cause from None
-        if "tzinfo" not in str(exc):
+        if "tzinfo" not in str(exc) and "timezone" not in str(exc):
             raise SerializationError(f"cannot encode as JSON: {exc}") from exc
         # orjson refuses a ``time`` with a UTC offset, which RFC 3339 (full-time) and
         # Python both allow: write every date and time through isoformat() instead
