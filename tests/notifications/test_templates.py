@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,65 @@ def test_the_declared_jinja2_floor_has_the_sandbox_fixes() -> None:
     floors = [req for reqs in extras.values() for req in reqs if req.startswith("jinja2")]
 
     assert floors and all(req == "jinja2>=3.1.6" for req in floors), floors
+
+
+class _Named:
+    name = "Obj"
+
+
+class _Nameless:
+    pass
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        {},
+        {"user": {"name": "Ana"}},
+        {"user": {"name": None}},
+        {"user": {"email": "a@b.c"}},
+        {"user": {"name": "<b>Ünï</b> & co"}},
+        {"user": _Named()},
+        {"user": _Nameless()},
+        {"user": "just text"},
+        {"user": {"name": 42}, "plan": "pro"},
+    ],
+)
+def test_builtin_templates_in_python_render_what_their_jinja2_source_does(
+    context: dict[str, object],
+) -> None:
+    # used on a core install (no Jinja2): must say exactly what the Jinja2 source says
+    from pepperpy.event.notifications._templates import (
+        BUILTIN_RENDERERS,
+        BUILTIN_TEMPLATES,
+        TemplateLibrary,
+    )
+
+    assert BUILTIN_RENDERERS.keys() == BUILTIN_TEMPLATES.keys()
+    library = TemplateLibrary()
+    for name, parts in BUILTIN_TEMPLATES.items():
+        assert BUILTIN_RENDERERS[name].keys() == parts.keys()
+        for part, source in parts.items():
+            jinja = library._compile(source, part, name, None).render(context)
+            assert BUILTIN_RENDERERS[name][part](context) == jinja, (name, part, context)
+
+
+async def test_the_builtin_welcome_template_works_without_jinja2(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SPEC 9: the seed's snippet (template="welcome") runs out of the box, and the core
+    # install has no Jinja2; templates of one's own still need it and say so
+    monkeypatch.setitem(sys.modules, "jinja2", None)
+    monkeypatch.setitem(sys.modules, "jinja2.sandbox", None)
+    notifications = NotificationSystem()
+    notifications.add_channel("email")
+    await notifications.notify(
+        channels=["email"], template="welcome", user={"name": "Ana", "email": "ana@example.com"}
+    )
+    [sent] = notifications.outbox
+    assert (sent.subject, sent.body) == (
+        "Welcome, Ana!",
+        "Hi Ana,\n\nwelcome aboard! Your account is ready.",
+    )
+    with pytest.raises(MissingDependencyError, match=r"pepperpy-event\[templates\]"):
+        notifications.add_template("mine", "Hello {{ user.name }}")

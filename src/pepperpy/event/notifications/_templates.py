@@ -16,7 +16,7 @@ from __future__ import annotations
 import html as html_lib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,50 @@ BUILTIN_TEMPLATES: dict[str, dict[str, str]] = {
 }
 
 
+_UNSET: Any = object()
+
+
+def _welcome_name(context: Mapping[str, Any]) -> Any:
+    """``user.name`` as the Jinja2 source above reads it (a key or an attribute), or unset."""
+    user = context.get("user", _UNSET)
+    if user is _UNSET:
+        return _UNSET
+    if isinstance(user, Mapping):
+        return user.get("name", _UNSET)
+    return getattr(user, "name", _UNSET)
+
+
+def _welcome_subject(context: Mapping[str, Any]) -> str:
+    name = _welcome_name(context)
+    return "Welcome!" if name is _UNSET else f"Welcome, {name}!"
+
+
+def _welcome_text(context: Mapping[str, Any]) -> str:
+    name = _welcome_name(context)
+    greeting = "Hi" if name is _UNSET else f"Hi {name}"
+    return f"{greeting},\n\nwelcome aboard! Your account is ready."  # Jinja2 drops the last newline
+
+
+#: the built-in templates written in Python, used when Jinja2 is not installed, so that
+#: the seed's ``template="welcome"`` works on a core install; tests check that each
+#: renders exactly what its Jinja2 source does
+BUILTIN_RENDERERS: dict[str, dict[str, Callable[[Mapping[str, Any]], str]]] = {
+    "welcome": {"subject": _welcome_subject, "text": _welcome_text},
+}
+
+
+class _Plain:
+    """A built-in template part written in Python, with a Jinja2 template's ``render``."""
+
+    __slots__ = ("_function",)
+
+    def __init__(self, function: Callable[[Mapping[str, Any]], str]) -> None:
+        self._function = function
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        return self._function(context)
+
+
 @dataclass(frozen=True, slots=True)
 class Rendered:
     """A template rendered for one channel."""
@@ -66,9 +110,9 @@ class Rendered:
 class _Variant:
     """The compiled parts of one variant (any may be missing)."""
 
-    text: Template | None = None
-    html: Template | None = None
-    subject: Template | None = None
+    text: Template | _Plain | None = None
+    html: Template | _Plain | None = None
+    subject: Template | _Plain | None = None
 
     @property
     def has_body(self) -> bool:
@@ -82,7 +126,7 @@ class _Choice:
     body_key: str | None
     variant: _Variant
     subject_key: str | None
-    subject: Template | None
+    subject: Template | _Plain | None
 
 
 class TemplateLibrary:
@@ -204,8 +248,13 @@ class TemplateLibrary:
         variants = self._builtins.get(name)
         if variants is None:
             variant = _Variant()
-            for part, source in self._builtin_sources[name].items():
-                setattr(variant, part, self._compile(source, part, name, None))
+            try:
+                for part, source in self._builtin_sources[name].items():
+                    setattr(variant, part, self._compile(source, part, name, None))
+            except MissingDependencyError:  # no (safe) Jinja2: the Python version
+                variant = _Variant()
+                for part, function in BUILTIN_RENDERERS[name].items():
+                    setattr(variant, part, _Plain(function))
             variants = self._builtins[name] = {None: variant}
         return variants
 
@@ -291,7 +340,7 @@ def _check_jinja2_version(version: str) -> None:
 
 
 def _render(
-    template: Template | None,
+    template: Template | _Plain | None,
     name: str,
     channel: str | None,
     part: str,
