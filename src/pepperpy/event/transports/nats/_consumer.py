@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from nats.aio.subscription import Subscription as NatsSubscription
     from nats.js import JetStreamContext
 
-__all__ = ["Consumer", "DeadLetterHook", "Lane"]
+__all__ = ["Consumer", "DeadLetterHook", "Lane", "message_identity"]
 
 logger = logging.getLogger("pepperpy.event.transports.nats")
 
@@ -44,8 +44,9 @@ PARTITION_KEY = "partitionkey"
 #: deliver subjects of shared (group) consumers live under this root
 DELIVER_ROOT = "_PEPPERPY"
 
-#: ``(event, reason, deliveries, group)`` -> publishes ``event`` to its dead-letter topic
-DeadLetterHook = Callable[[Event, str, int, "str | None"], Awaitable[None]]
+#: ``(event, reason, deliveries, group, message identity)`` -> publishes ``event`` to its
+#: dead-letter topic
+DeadLetterHook = Callable[[Event, str, int, "str | None", str], Awaitable[None]]
 
 
 def parse_reply(reply: str) -> tuple[str, int, int]:
@@ -57,6 +58,17 @@ def parse_reply(reply: str) -> tuple[str, int, int]:
     tokens = reply.split(".")
     at = 3 if len(tokens) == 9 else 5
     return tokens[at], int(tokens[at + 1]), int(tokens[at + 2])
+
+
+def message_identity(reply: str) -> str:
+    """``<consumer>.<stream sequence>.<stored at, ns>`` from a JetStream ack subject.
+
+    Names one stored message as one consumer sees it, whichever delivery this is; the
+    time tells apart the messages of a stream recreated under the same name.
+    """
+    tokens = reply.split(".")
+    at = 3 if len(tokens) == 9 else 5
+    return f"{tokens[at]}.{tokens[at + 2]}.{tokens[at + 4]}"
 
 
 def stored_at(reply: str) -> datetime:
@@ -351,7 +363,9 @@ class Consumer:
                 f"delivered {deliveries - 1} times without being acknowledged "
                 "(its consumer crashed or exceeded ack_wait)"
             )
-            await self._dead_letter(event, reason, deliveries - 1, self.group)
+            await self._dead_letter(
+                event, reason, deliveries - 1, self.group, message_identity(reply)
+            )
             await self._settle(msg, ack=True)
             return
         self._unsettled[id(msg)] = [msg, time.monotonic()]

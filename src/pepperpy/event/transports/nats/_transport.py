@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import re
@@ -43,9 +44,11 @@ class NatsTransport(Transport):
     the query string. See :class:`NatsOptions` for each option and
     ``docs/transport-nats.md`` for how the bus's semantics map onto JetStream.
 
-    ``publish`` returns once JetStream acknowledged the event (stored durably). Events
-    carry their id as ``Nats-Msg-Id``, so a publish retried across a reconnect is stored
-    once. Consumers acknowledge only after the subscription's handler finished.
+    ``publish`` returns once JetStream acknowledged the event (stored durably). Each
+    ``publish`` call sends a ``Nats-Msg-Id`` of its own, which its retries reuse: a
+    publish retried across a reconnect is stored once, and publishing one event twice
+    (again, to another topic, or forwarded by a handler) stores it twice. Consumers
+    acknowledge only after the subscription's handler finished.
     """
 
     def __init__(self, url: str = "nats://127.0.0.1:4222", **options: Any) -> None:
@@ -56,6 +59,9 @@ class NatsTransport(Transport):
         self._js: JetStreamContext | None = None
         self._consumers: dict[str, Consumer] = {}
         self._instance = secrets.token_hex(4)
+        #: message ids are ``<publisher>.<n>``: unique per publish() call (see publish)
+        self._publisher = secrets.token_hex(8)
+        self._publish_count = itertools.count()
         self._ticker: asyncio.Task[None] | None = None
         self._restoring: asyncio.Task[None] | None = None
         self._closed = False
@@ -232,8 +238,16 @@ class NatsTransport(Transport):
 
     async def publish(self, event: Event, *, key: str | None = None) -> None:
         """Store ``event`` in the stream; raise :class:`TransportError` if JetStream did
-        not acknowledge it within ``publish_timeout`` seconds (retrying meanwhile)."""
-        await self._publish(self.subject(event.type, key), event.to_json(), event.id)
+        not acknowledge it within ``publish_timeout`` seconds (retrying meanwhile).
+
+        The ``Nats-Msg-Id`` is new for every call (a random id of this transport and a
+        counter), not the event's id: JetStream drops a message whose id it saw within
+        its duplicate window, and the same event may rightly be published more than once.
+        Only this call's own retries reuse it, so one whose PubAck was lost is not
+        stored twice.
+        """
+        msg_id = f"{self._publisher}.{next(self._publish_count)}"
+        await self._publish(self.subject(event.type, key), event.to_json(), msg_id)
 
     async def _publish(self, subject: str, payload: bytes, msg_id: str) -> None:
         nc = self._nc
@@ -290,15 +304,20 @@ class NatsTransport(Transport):
                 error = exc
 
     async def _dead_letter(
-        self, event: Event, reason: str, deliveries: int, group: str | None
+        self, event: Event, reason: str, deliveries: int, group: str | None, message: str
     ) -> None:
-        """Move an event no consumer managed to acknowledge to ``deadletter.<topic>``."""
+        """Move an event no consumer managed to acknowledge to ``deadletter.<topic>``.
+
+        ``message`` names the stored message and the consumer that gave up on it (see
+        :func:`~._consumer.message_identity`): one dead letter per stored message and
+        consumer, even if this runs twice for it, but one for each publication of an
+        event published more than once.
+        """
         logger.error("%s (%s) on %s: %s", event.type, event.id, self.stream, reason)
         dead = dead_letter_event(event, reason=reason, attempts=deliveries, group=group)
         if dead is None:
             return  # never dead-letter a dead letter
-        # one dead letter per original event and group, even if this runs twice
-        msg_id = f"dl-{group or ''}-{event.id}"
+        msg_id = f"dl.{message}"
         subject = self.subject(dead.type, partition_key(dead))
         await self._publish(subject, dead.to_json(), msg_id)
 
