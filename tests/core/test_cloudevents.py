@@ -444,3 +444,154 @@ def test_a_version_beyond_the_greatest_is_refused() -> None:
     document["pepperpyversion"] = 2**31
     with pytest.raises(SerializationError, match="from 1 to 2147483647"):
         Event.from_cloudevent(document)
+
+
+# -- any malformed input raises SerializationError only ------------------------------------
+#
+# A transport skips a message it cannot read (SerializationError) and goes on; any other
+# error ended the Redis listener, and every ungrouped subscription with it.
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        "\u00b2",  # "²".isdigit() is True, int() refuses it
+        "\u0663",  # ARABIC-INDIC DIGIT THREE: int() would read it, CloudEvents has no such
+        "9" * 5000,  # int() refuses text of more than 4,300 digits with a ValueError
+        "2147483648",
+        "0",
+        "",
+        "+2",
+        " 2",
+    ],
+)
+def test_a_version_in_text_must_be_ascii_digits_in_range(version: str) -> None:
+    document = {**VALID, "pepperpyversion": version}
+    with pytest.raises(SerializationError, match="pepperpyversion"):
+        Event.from_cloudevent(document)
+    with pytest.raises(SerializationError, match="pepperpyversion"):
+        Event.from_json(json.dumps(document))
+
+
+def test_a_version_in_ascii_digits_is_read() -> None:
+    assert Event.from_cloudevent({**VALID, "pepperpyversion": "7"}).version == 7
+    assert Event.from_cloudevent({**VALID, "pepperpyversion": "2147483647"}).version == 2**31 - 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"pepperpyversion": 10**5000},  # its repr() raises ValueError
+        {"specversion": 10**5000},
+        {"time": 10**5000},
+        {"data_base64": 10**5000},
+        {"time": datetime(2024, 1, 1)},  # naive
+        {"time": datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1)))},  # before year 1
+        {"data": {1: "int key"}},
+        {"data": {"v": float("nan")}},
+        {"pepperpymetadata": {"a": 1}, "data": {"deep": [[[[[]]]]] * 2, "set": {1}}},
+    ],
+    ids=lambda change: "+".join(change),
+)
+def test_python_values_no_json_holds_raise_serialization_error(change: dict[str, Any]) -> None:
+    with pytest.raises(SerializationError):
+        Event.from_cloudevent({**VALID, **change})
+
+
+def test_an_integer_literal_too_long_for_int_raises_serialization_error() -> None:
+    raw = '{"specversion": "1.0", "id": "1", "source": "s", "type": "t", "pepperpyversion": %s}'
+    with pytest.raises(SerializationError):
+        Event.from_json(raw % ("9" * 5000))
+
+
+def _branch(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``strategy`` as one branch of a ``one_of`` (which would flatten its own branches)."""
+    return strategy.map(lambda value: value)
+
+
+_hostile_values = st.one_of(
+    _branch(json_scalars),
+    _branch(st.integers(min_value=-(10**80), max_value=10**80)),
+    st.text(alphabet=st.characters(categories=["Nd", "No", "Nl"]), min_size=1, max_size=6),
+    st.text(alphabet="0123456789\u00b2\u0663", min_size=1, max_size=12),
+    st.integers(min_value=-3, max_value=2**32).map(str),
+    st.integers(min_value=1, max_value=6000).map(lambda n: "9" * n),
+    st.text(alphabet=st.characters(categories=["Cs", "Cc", "Zs", "Nd"]), max_size=4),
+    st.sampled_from(
+        [
+            "1.0",
+            "",
+            "0001-01-01T00:30:00+01:00",
+            "9999-12-31T23:59:59-01:00",
+            "2024-01-01T00:00:00Z",
+            "2024-01-01T00:00:00",
+            "AAAA",
+            "=",
+            "{}",
+            '{"a": 1}',
+        ]
+    ),
+    _branch(
+        st.recursive(
+            json_scalars,
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+            ),
+            max_leaves=8,
+        )
+    ),
+)
+_ATTRIBUTES = sorted(CONTEXT_ATTRIBUTES | {"partitionkey"})
+
+
+def _read_or_refused(document: dict[str, Any]) -> None:
+    """Read ``document`` both ways: an Event, or SerializationError, and nothing else."""
+    try:
+        Event.from_cloudevent(document)
+    except SerializationError:
+        pass
+    try:
+        text = json.dumps(document)
+    except ValueError:  # an int the json module cannot write (over 4,300 digits)
+        return
+    try:
+        event = Event.from_json(text)
+    except SerializationError:
+        return
+    back = Event.from_json(event.to_json())  # what was read can be written again
+    assert back == event and back.metadata == event.metadata
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(attribute=st.sampled_from(_ATTRIBUTES), value=_hostile_values)
+@example(attribute="pepperpyversion", value="\u00b2")
+@example(attribute="pepperpyversion", value="9" * 5000)
+@example(attribute="time", value="0001-01-01T00:30:00+01:00")
+def test_any_value_of_any_attribute_is_read_or_refused_with_serialization_error(
+    attribute: str, value: Any
+) -> None:
+    _read_or_refused({**VALID, attribute: value})
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    document=st.dictionaries(
+        st.sampled_from(_ATTRIBUTES) | st.text(max_size=8), _hostile_values, max_size=8
+    ),
+    keep=st.sets(st.sampled_from(sorted(VALID))),
+)
+def test_any_document_is_read_or_refused_with_serialization_error(
+    document: dict[str, Any], keep: set[str]
+) -> None:
+    _read_or_refused({**document, **{name: VALID[name] for name in keep}})
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=64) | st.text(max_size=64))
+@example(raw=b'{"specversion": "1.0", "id": "1", "source": "s", "type": "t", "time": "\\ud800"}')
+def test_any_text_is_read_or_refused_with_serialization_error(raw: bytes | str) -> None:
+    try:
+        Event.from_json(raw)
+    except SerializationError:
+        pass

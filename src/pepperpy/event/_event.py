@@ -388,13 +388,19 @@ class Event:
 
     @classmethod
     def from_cloudevent(cls, obj: Mapping[str, Any]) -> Event:
-        """Read a CloudEvents 1.0 structured-mode JSON object (as a mapping)."""
+        """Read a CloudEvents 1.0 structured-mode JSON object (as a mapping).
+
+        Malformed input, whatever it holds, raises :class:`SerializationError` only: a
+        transport reading events written by any producer skips such a message and goes on.
+        """
         if not isinstance(obj, Mapping):
             kind = type(obj).__name__
             raise SerializationError(f"a CloudEvent must be a JSON object, got {kind}")
         spec = obj.get("specversion")
-        if spec != "1.0":
-            raise SerializationError(f"unsupported CloudEvents specversion {spec!r} (need '1.0')")
+        if not isinstance(spec, str) or spec != "1.0":
+            raise SerializationError(
+                f"unsupported CloudEvents specversion {_quoted(spec)} (need '1.0')"
+            )
         for attribute in ("id", "source", "type", "subject"):
             value = obj.get(attribute)
             if attribute == "subject" and (not isinstance(value, str) or not value):
@@ -422,17 +428,7 @@ class Event:
             data: Any = _decode_base64(obj["data_base64"])
         else:
             data = obj.get("data")  # a JSON string stays a string (CloudEvents JSON format)
-        version = obj.get(_VERSION_EXTENSION, 1)
-        if isinstance(version, str) and version.isdigit():
-            version = int(version)
-        if (
-            not isinstance(version, int)
-            or isinstance(version, bool)
-            or not 1 <= version <= MAX_VERSION
-        ):
-            raise SerializationError(
-                f"{_VERSION_EXTENSION} must be an int from 1 to {MAX_VERSION}, got {version!r}"
-            )
+        version = _read_version(obj.get(_VERSION_EXTENSION, 1))
         source = obj["source"]
         subject = obj.get("subject")
         return cls._restore(
@@ -577,28 +573,70 @@ def _rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _read_version(raw: Any) -> int:
+    """The ``pepperpyversion`` extension's value: an int, or its decimal text (as an
+    extension attribute may carry it); anything else raises :class:`SerializationError`.
+
+    Text is read only when it is ASCII digits and short enough to be in range: ``"²"``
+    and the other Unicode digits pass ``str.isdigit()`` but not ``int()``, and ``int()``
+    refuses text of more than 4,300 digits with a ValueError of its own.
+    """
+    version = raw
+    if (
+        raw.__class__ is str
+        and 0 < len(raw) <= len(str(MAX_VERSION))
+        and raw.isascii()
+        and raw.isdigit()
+    ):
+        version = int(raw)
+    if version.__class__ is not int or not 1 <= version <= MAX_VERSION:
+        raise SerializationError(
+            f"{_VERSION_EXTENSION} must be an int from 1 to {MAX_VERSION}, got {_quoted(raw)}"
+        )
+    return int(version)
+
+
+def _quoted(value: Any) -> str:
+    """``repr(value)`` for an error message about input: shortened, and never failing
+    (the repr of an int of more than 4,300 digits raises, as may a foreign object's)."""
+    try:
+        text = repr(value)
+    except Exception:
+        if isinstance(value, int):
+            return f"an int of {value.bit_length()} bits"
+        return f"a {type(value).__name__} with no printable form"
+    if len(text) <= 80:
+        return text
+    return f"{text[:60]}...{text[-10:]} ({len(text)} characters)"
+
+
 def _parse_time(raw: Any) -> datetime:
     if isinstance(raw, datetime):
-        return _aware(raw, "time")
+        try:
+            return _aware(raw, "time")
+        except ValueError as exc:  # naive, or out of range once in UTC
+            raise SerializationError(f"CloudEvent 'time': {exc}") from None
     if not isinstance(raw, str):
-        raise SerializationError(f"CloudEvent 'time' must be an RFC 3339 string, got {raw!r}")
+        raise SerializationError(
+            f"CloudEvent 'time' must be an RFC 3339 string, got {_quoted(raw)}"
+        )
     try:
         parsed = datetime.fromisoformat(raw.upper())  # RFC 3339 allows "t" and "z"
     except ValueError as exc:
-        raise SerializationError(f"CloudEvent 'time' is not RFC 3339: {raw!r}") from exc
+        raise SerializationError(f"CloudEvent 'time' is not RFC 3339: {_quoted(raw)}") from exc
     if parsed.tzinfo is None:
-        raise SerializationError(f"CloudEvent 'time' has no UTC offset: {raw!r}")
+        raise SerializationError(f"CloudEvent 'time' has no UTC offset: {_quoted(raw)}")
     try:
         return parsed.astimezone(UTC)
     except OverflowError:
         raise SerializationError(
-            f"CloudEvent 'time' is outside the range of datetime once in UTC: {raw!r}"
+            f"CloudEvent 'time' is outside the range of datetime once in UTC: {_quoted(raw)}"
         ) from None
 
 
 def _decode_base64(raw: Any) -> bytes:
     if not isinstance(raw, str):
-        raise SerializationError(f"CloudEvent 'data_base64' must be a string, got {raw!r}")
+        raise SerializationError(f"CloudEvent 'data_base64' must be a string, got {_quoted(raw)}")
     try:
         return base64.b64decode(raw, validate=True)
     except ValueError as exc:
