@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -14,6 +15,11 @@ LANE_HEADER = "pepperpy-lane"
 LANES = 64
 #: AMQP limits routing and binding keys to 255 bytes (a short string)
 MAX_KEY_BYTES = 255
+#: what aio-pika's AMQP codec (pamqp) accepts in queue and exchange names; anything else
+#: raises a bare ValueError when the name is sent
+AMQP_NAME = re.compile(r"[a-zA-Z0-9_.:@#,/+ -]*")
+#: the longest exchange name pamqp sends (queue names may have 255 bytes)
+MAX_EXCHANGE_NAME = 127
 #: how long a finished delivery's ack may wait to share a frame with others (seconds)
 ACK_DELAY = 0.001
 PERSISTENT = 2
@@ -57,8 +63,16 @@ def split_options(url: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]
 
 def check_options(options: dict[str, Any]) -> None:
     exchange = options["exchange"]
-    if not isinstance(exchange, str) or not exchange or len(exchange.encode()) > 200:
-        raise ConfigurationError(f"exchange must be a non-empty name (<= 200 bytes): {exchange!r}")
+    if (
+        not isinstance(exchange, str)
+        or not exchange
+        or len(exchange) > MAX_EXCHANGE_NAME
+        or not AMQP_NAME.fullmatch(exchange)
+    ):
+        raise ConfigurationError(
+            f"exchange must be a non-empty name of at most {MAX_EXCHANGE_NAME} characters"
+            f" among ASCII letters, digits and '-_.:@#,/+ ', got {exchange!r}"
+        )
     if exchange.startswith("amq."):
         raise ConfigurationError(f"exchange names starting with 'amq.' are reserved: {exchange!r}")
     for name, least in (("prefetch", 1), ("partitions", 1), ("delivery_limit", 0)):

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import math
 import random
+import re
 import time
+import unicodedata
 from typing import TYPE_CHECKING
 
 from ..._errors import ConfigurationError
 from ..base import Subscription, cancelled_by_caller, quietly
-from ._config import LANE_HEADER, LANES
+from ._config import AMQP_NAME, LANE_HEADER, LANES, MAX_EXCHANGE_NAME
 from ._consumer import Consumer, Declare, Members
 
 if TYPE_CHECKING:
@@ -21,6 +25,35 @@ if TYPE_CHECKING:
     from ._transport import RabbitMQTransport
 
 logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
+
+#: the longest base: its longest derived name, the ``.nolane`` exchange, must fit
+MAX_BASE = MAX_EXCHANGE_NAME - len(".nolane")
+#: what the readable part of a shortened base keeps as it is (the rest becomes "_")
+_UNREADABLE = re.compile(r"[^A-Za-z0-9_.-]+")
+#: hex digits of the digest that makes a shortened base unique
+_DIGEST_LENGTH = 20
+
+
+def group_base(exchange: str, group: str, name: str) -> str:
+    """The prefix of the names of a group's queues and exchanges.
+
+    ``<exchange>.group.<group>.<name>`` (``name``: the subscription's, a digest of group
+    and pattern) whenever that makes names AMQP and aio-pika accept, as it always did,
+    so existing groups keep their queues. Otherwise (a character pamqp refuses, such as
+    ``*``, ``|``, ``>``, a control character or anything not ASCII, or a name too long
+    for an exchange name): a readable part, the ASCII letters, digits, ``.``, ``-`` and
+    ``_`` of ``<exchange>.group.<group>`` with the rest as ``_``, cut to fit, then ``+``
+    and a digest of exchange, group and name. So every group name the bus accepts works,
+    the same in every process, and two groups never share a queue.
+    """
+    base = f"{exchange}.group.{group}.{name}"
+    if len(base) <= MAX_BASE and AMQP_NAME.fullmatch(base):
+        return base
+    identity = json.dumps([exchange, group, name])  # escapes what UTF-8 cannot carry
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:_DIGEST_LENGTH]
+    ascii_only = unicodedata.normalize("NFKD", f"{exchange}.group.{group}")
+    readable = _UNREADABLE.sub("_", ascii_only.encode("ascii", "ignore").decode())
+    return f"{readable[: MAX_BASE - 1 - _DIGEST_LENGTH]}+{digest}"
 
 
 class Group:

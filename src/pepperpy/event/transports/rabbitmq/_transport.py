@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
-from ..._errors import ClosedError, ConfigurationError, PatternError, TransportError
+from ..._errors import ClosedError, PatternError, TransportError
 from ..._event import Event
 from ..._patterns import parse_pattern
 from ..base import Subscription, Transport, cancelled_by_caller, quietly, shutdown_sockets
@@ -28,7 +28,7 @@ from ._config import (
     split_options,
 )
 from ._consumer import Consumer, Members
-from ._group import Group
+from ._group import Group, group_base
 
 #: most (queue, message) unstarted-return counts a transport remembers
 UNSTARTED_RETURNS_KEPT = 65536
@@ -439,11 +439,7 @@ class RabbitMQTransport(Transport):
                     await consumer.rejoin()  # return what it held, consume again
             return
         assert subscription.group is not None
-        base = f"{self.exchange_name}.group.{subscription.group}.{subscription.name}"
-        if len(base.encode()) > 230:
-            raise ConfigurationError(
-                f"group name too long for a queue name: {subscription.group!r}"
-            )
+        base = group_base(self.exchange_name, subscription.group, subscription.name)
         group = Group(self, base, subscription)
         await group.open()
         self._groups[subscription.name] = group
