@@ -595,3 +595,25 @@ def test_any_text_is_read_or_refused_with_serialization_error(raw: bytes | str) 
         Event.from_json(raw)
     except SerializationError:
         pass
+
+
+# -- what cannot be written is refused clearly ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metadata", "where"),
+    [
+        ({1: "x"}, r"metadata: .*int key 1"),
+        ({"ok": "y", (2, 3): "x"}, r"metadata: .*tuple key \(2, 3\)"),
+        ({"nested": {4: "x"}}, r"at metadata\['nested'\]: .*int key 4"),
+    ],
+)
+def test_metadata_keys_that_are_not_str_are_refused_naming_the_key(
+    metadata: dict[Any, Any], where: str
+) -> None:
+    """As ``publish`` and the store refuse them: JSON would turn such a key into text."""
+    event = Event("a.b", {"x": 1}, metadata)
+    with pytest.raises(SerializationError, match=where):
+        event.to_json()
+    with pytest.raises(SerializationError, match=where):
+        event.to_cloudevent()

@@ -11,7 +11,16 @@ from typing import Any
 
 from . import _json
 from ._errors import SerializationError
-from ._frozen import _ATOMS, _INT_MAX, _INT_MIN, FrozenDict, FrozenList, freeze, thaw
+from ._frozen import (
+    _ATOMS,
+    _INT_MAX,
+    _INT_MIN,
+    FrozenDict,
+    FrozenList,
+    check_json,
+    freeze,
+    thaw,
+)
 from ._ids import CLOCK, format_uuid7, next_counter, now_ns
 from ._text import MAX_VERSION, shown, text_problem
 
@@ -364,10 +373,11 @@ class Event:
             ce["subject"] = self.subject
         if self._version != 1:
             ce[_VERSION_EXTENSION] = self._version
-        rest: dict[str, Any] = {}
+        rest: dict[Any, Any] = {}
         for key, value in (self._metadata or {}).items():
             if (
-                key not in _RESERVED
+                key.__class__ is str
+                and key not in _RESERVED
                 and _EXTENSION_NAME.fullmatch(key)
                 and (value.__class__ in (str, bool) or _is_int32(value))
                 and (key not in _PASSTHROUGH or (value.__class__ is str and value != ""))
@@ -376,6 +386,9 @@ class Event:
             else:
                 rest[key] = value
         if rest:
+            # the rules for data, so that nothing comes back other than it went in (a
+            # non-str key would come back as text, or merged with the key it turns into)
+            check_json(rest, "metadata")
             ce[_METADATA_EXTENSION] = _json.dumps(rest).decode()
         data = self._data
         if isinstance(data, bytes):
