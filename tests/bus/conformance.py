@@ -201,6 +201,26 @@ class BusConformance:
         bus.subscribe(f"{root}.#")  # can match declared topics: fine
         bus.subscribe(f"{root}.orders.*.*")
 
+    async def test_dead_letter_topics_of_declared_topics_are_declared_too(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        """Subscribing to them was accepted; publishing there (re-driving, forwarding dead
+        letters) raised UnknownTopicError."""
+        bus = make_bus([f"{root}.users.*"])
+        got: list[Event] = []
+        bus.subscribe(f"deadletter.{root}.users.*")(got.append)
+        await bus.start()
+        await bus.publish(f"deadletter.{root}.users.login", {"n": 1})
+        await eventually(lambda: len(got) == 1)
+        assert got[0].type == f"deadletter.{root}.users.login" and got[0].data == {"n": 1}
+        for undeclared in (
+            f"deadletter.{root}.billing.paid",  # not the dead letters of a declared topic
+            f"deadletter.deadletter.{root}.users.login",  # dead letters are not re-lettered
+            "deadletter",
+        ):
+            with pytest.raises(UnknownTopicError, match="dead-letter"):
+                await bus.publish(undeclared, {})
+
     async def test_failed_handler_is_retried(self, make_bus: MakeBus, root: str) -> None:
         bus = make_bus()
         attempts: dict[int, int] = {}

@@ -36,6 +36,8 @@ __all__ = ["DEAD_LETTER_PREFIX", "EventBus"]
 
 logger = logging.getLogger("pepperpy.event.bus")
 
+_DEAD_LETTER_TOKEN = DEAD_LETTER_PREFIX.rstrip(".")
+
 H = TypeVar("H", bound=Callable[..., Any])
 
 
@@ -494,13 +496,29 @@ class EventBus:
         ok = self._topic_ok.get(topic)
         if ok is None:
             tokens = parse_topic(topic)
-            ok = self.topics is None or any(_match_tokens(p, tokens) for p in self._declared)
+            ok = self.topics is None or self._declares(tokens)
             if len(self._topic_ok) < 4096:
                 self._topic_ok[topic] = ok
         if not ok:
             raise UnknownTopicError(
                 f"topic {topic!r} matches none of the declared topics {list(self.topics or ())}"
+                f" (nor their dead-letter topics, {DEAD_LETTER_PREFIX}<topic>)"
             )
+
+    def _declares(self, tokens: tuple[str, ...]) -> bool:
+        """True when a declared topic, or the dead-letter topic of one, matches ``tokens``.
+
+        ``deadletter.T`` is declared with ``T`` (as for ``subscribe``): dead letters are
+        published there, and a program may publish there too, re-driving or forwarding
+        them. Only one level: dead letters are never dead-lettered again.
+        """
+        if any(_match_tokens(pattern, tokens) for pattern in self._declared):
+            return True
+        return (
+            len(tokens) > 1
+            and tokens[0] == _DEAD_LETTER_TOKEN
+            and any(_match_tokens(pattern, tokens[1:]) for pattern in self._declared)
+        )
 
     # -- lifecycle --------------------------------------------------------------------
 
