@@ -15,6 +15,7 @@ import pytest
 
 from pepperpy.event import (
     ClosedError,
+    ConfigurationError,
     Event,
     EventBus,
     PatternError,
@@ -275,6 +276,22 @@ async def test_a_pattern_the_broker_cannot_express_is_refused_at_subscribe(
     bus.subscribe("orders.*")(got.append)
     async with asyncio.timeout(30), bus:
         await bus.publish("orders.placed", 1)
+        await eventually(lambda: [e.data for e in got] == [1])
+
+
+async def test_a_transport_serves_one_bus(factory: tuple[str, Factory]) -> None:
+    # two buses on one transport shared its connections, consumers and subscription
+    # names: on RabbitMQ each event reached one of the buses, on NATS the second start()
+    # failed, on Redis closing one bus closed the other's connection
+    kind, make = factory
+    transport = make()
+    bus = EventBus(transport=transport, retry_policy=FAST_RETRY)
+    with pytest.raises(ConfigurationError, match="create one transport per bus"):
+        EventBus(transport=transport)
+    got: list[Event] = []
+    bus.subscribe("own.*")(got.append)
+    async with asyncio.timeout(30), bus:  # the bus that has it is not disturbed
+        await bus.publish("own.x", 1)
         await eventually(lambda: [e.data for e in got] == [1])
 
 

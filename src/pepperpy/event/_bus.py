@@ -18,7 +18,7 @@ from ._deadletter import (
     dead_letter_event,
     partition_key,
 )
-from ._errors import ClosedError, SerializationError, UnknownTopicError
+from ._errors import ClosedError, ConfigurationError, SerializationError, UnknownTopicError
 from ._event import Event, make_event
 from ._frozen import check_json
 from ._handlers import Handler, is_async_callable
@@ -141,9 +141,19 @@ class EventBus:
             raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
         self.retry_policy = retry_policy
         self.access = access
-        self.transport = (
-            transport if isinstance(transport, Transport) else transport_from_url(transport)
-        )
+        if isinstance(transport, Transport):
+            if transport._owned:
+                raise ConfigurationError(
+                    f"this {type(transport).__name__} already belongs to another EventBus: "
+                    "create one transport per bus (a transport holds the connections, "
+                    "consumers and subscriptions of the bus it serves; two buses on one "
+                    "transport would share them: events reaching only one bus, consumer "
+                    "names clashing, one close() closing both)"
+                )
+            self.transport = transport
+        else:
+            self.transport = transport_from_url(transport)
+        self.transport._owned = True
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_LIMIT)
         self._subscriptions: list[Subscription] = []
         self._unregistered: list[Subscription] = []

@@ -33,6 +33,7 @@ Contract, checked by the bus conformance suite (``tests/bus/conformance.py``):
   acknowledgement cannot reach the broker any more, the event is delivered again.
 * ``abandon()`` (synchronous) drops the connections of an event loop that has ended,
   without awaiting anything: the bus calls it instead of ``close()`` then.
+* A transport serves one bus: ``EventBus`` refuses one that another bus was given.
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ class Transport(abc.ABC):
 
     #: True when events cross process boundaries (publish returns before handlers run)
     distributed: bool = True
+
+    #: set by the :class:`~pepperpy.event.EventBus` given this transport: a transport
+    #: serves one bus (its connections, consumers and subscription names are that bus's)
+    _owned: bool = False
 
     async def start(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Connect to the broker. Called once by the bus before any other method."""
