@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
@@ -1065,3 +1066,77 @@ async def test_the_buffer_bounds_events_in_flight_under_load() -> None:
     assert sorted(handled) == list(range(1000)), "every event handled exactly once"
     assert peak == 8, "the buffer was saturated but never exceeded"
     assert manager.in_flight == 0
+
+
+# -- nothing scheduled is silently dropped ---------------------------------------------------
+
+
+@pytest.mark.parametrize("started", [False, True], ids=["never-started", "running"])
+def test_emit_nowait_events_cancelled_when_the_loop_ends_undrained_are_logged_by_name(
+    caplog: pytest.LogCaptureFixture, started: bool
+) -> None:
+    """asyncio.run() cancels what is left when main returns: an emit_nowait nobody drained
+    used to vanish without a log line, dead letter or on_error call."""
+    manager = EventManager(buffer_size=10)
+    began: list[int] = []
+
+    @manager.on("invoice.send")
+    async def send(event: Event) -> None:
+        began.append(event.data["n"])
+        await asyncio.sleep(3600)  # an HTTP call, say, still running at the end
+
+    events = [Event("invoice.send", {"n": n}) for n in range(3)]
+    futures: list[asyncio.Future[Event]] = []
+
+    async def main() -> None:
+        futures.extend(manager.emit_nowait(event) for event in events)
+        if started:
+            await asyncio.wait_for(_until(lambda: len(began) == 3), 5)
+        # returns without drain(), close() or ``async with``
+
+    with caplog.at_level(logging.WARNING, logger="pepperpy.event"):
+        asyncio.run(main())
+    assert all(future.cancelled() for future in futures)
+    messages = [r.getMessage() for r in caplog.records if r.name == "pepperpy.event"]
+    assert len(messages) == 3
+    for event in events:
+        [message] = [m for m in messages if event.id in m]
+        assert "invoice.send" in message and "cancelled before it was handled" in message
+        assert "drain()" in message
+    assert manager.in_flight == 0
+
+
+def test_emit_nowait_events_abandoned_with_a_closed_loop_are_logged_by_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A loop closed without cancelling its tasks: the warning names what it held."""
+    manager = EventManager(buffer_size=10)
+    manager.on("invoice.send", _forever)
+    events = [Event("invoice.send", {"n": n}) for n in range(2)]
+    loop = asyncio.new_event_loop()
+
+    async def schedule() -> None:
+        for event in events:
+            manager.emit_nowait(event)
+        await asyncio.sleep(0)  # the handlers start
+
+    loop.run_until_complete(schedule())
+    left = asyncio.all_tasks(loop)
+    loop.close()  # without cancelling the deliveries: they never finish
+    with caplog.at_level(logging.WARNING, logger="pepperpy.event"):
+        asyncio.run(asyncio.wait_for(manager.drain(), 5))
+    [message] = [r.getMessage() for r in caplog.records if "abandoned" in r.getMessage()]
+    assert all(f"invoice.send ({event.id})" in message for event in events)
+    for task in left:  # close the coroutines the dead loop left, here and quietly
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+        with contextlib.suppress(BaseException):
+            task.get_coro().close()
+
+
+async def _forever(event: Event) -> None:
+    await asyncio.sleep(3600)
+
+
+async def _until(condition: Any) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)

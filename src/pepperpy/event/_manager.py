@@ -29,6 +29,9 @@ ErrorCallback = Callable[["DeadLetter"], Any]
 
 DEAD_LETTER_LIMIT = 1000
 
+#: most events a warning about abandoned deliveries names one by one
+_NAMED = 20
+
 #: seconds between two looks, by a caller waiting for a buffer slot or a drain, for
 #: deliveries abandoned on an event loop that was closed while they ran
 CLOSED_LOOP_CHECK = 1.0
@@ -96,7 +99,8 @@ class EventManager:
         self._in_flight = 0
         self._held: dict[asyncio.AbstractEventLoop, int] = {}  # buffer slots per loop
         self._space_waiters: deque[_Waiter] = deque()  # emits waiting for a slot, in order
-        self._scheduled: set[asyncio.Future[Event]] = set()
+        #: what emit_nowait scheduled and is not done yet: its task -> its event
+        self._scheduled: dict[asyncio.Future[Event], Event] = {}
         self._drainers: list[_Waiter] = []  # drain() calls waiting for _scheduled to empty
         self._closed = False
         self._direct = buffer_size is None  # emit may skip buffer and closed checks
@@ -276,7 +280,7 @@ class EventManager:
                 self._leave(loop)
             raise
         with self._lock:
-            self._scheduled.add(task)
+            self._scheduled[task] = event
         # a done-callback runs exactly once, also when the future is cancelled before its
         # task ever started (a ``finally`` inside it would never run)
         task.add_done_callback(self._unschedule)
@@ -288,14 +292,24 @@ class EventManager:
 
     def _unschedule(self, task: asyncio.Future[Event]) -> None:
         with self._lock:
-            if task not in self._scheduled:
+            event = self._scheduled.pop(task, None)
+            if event is None:
                 return  # abandoned with its loop (see _reap)
-            self._scheduled.discard(task)
             if self.buffer_size is not None:
                 self._release(task.get_loop())
             if not self._scheduled:
                 for drainer in self._drainers:
                     drainer.wake_up()
+        if task.cancelled():
+            # asyncio.run() cancels what is left when its main coroutine returns: an
+            # emit_nowait nobody drained ends here, and must not end unseen
+            logger.warning(
+                "EventManager: event %s (%s) scheduled with emit_nowait was cancelled before "
+                "it was handled (its handlers had not finished): its event loop ended "
+                "without drain() or close(), or its future was cancelled",
+                event.type,
+                event.id,
+            )
 
     @staticmethod
     def _ready_event(event: Any, data: Any, metadata: Any) -> Event:
@@ -523,11 +537,15 @@ class EventManager:
             return
         freed = sum(self._held.pop(loop) for loop in closed)
         self._in_flight -= freed
-        self._scheduled.difference_update(abandoned)
+        events = [self._scheduled.pop(task) for task in abandoned]
+        named = ", ".join(f"{event.type} ({event.id})" for event in events[:_NAMED])
+        if len(events) > _NAMED:
+            named += f" and {len(events) - _NAMED} more"
         logger.warning(
             "EventManager: deliveries abandoned on an event loop that was closed while they "
-            "ran (%d scheduled event(s) no longer drained, %d buffer slot(s) given back)",
+            "ran (%d scheduled event(s) no longer drained%s, %d buffer slot(s) given back)",
             len(abandoned),
+            f": {named}" if named else "",
             freed,
         )
         if not self._scheduled:
