@@ -5,14 +5,25 @@ Each test has a stream and subject prefix of its own, deleted afterwards.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from pepperpy.event import Event, EventBus
+from pepperpy.event import (
+    ConfigurationError,
+    Event,
+    EventBus,
+    PatternError,
+    TransportError,
+)
 from pepperpy.event.transports.nats import NatsTransport
 from pepperpy.event.transports.nats import _transport as nats_transport
+from pepperpy.event.transports.nats._subjects import MAX_SUBJECT_BYTES, topic_subject
+from tests.bus.faultproxy import FaultProxy, finishes, tasks_left
 from tests.conftest import unique_name
 from tests.helpers import eventually, settle
 
@@ -110,3 +121,99 @@ def test_a_stored_message_is_named_by_consumer_sequence_and_time() -> None:
 
     assert message_identity("$JS.ACK.S.C.2.17.5.1700000000.0") == "C.17.1700000000"
     assert message_identity("$JS.ACK.dom.hash.S.C.3.18.6.1700000000.0.tok") == "C.18.1700000000"
+
+
+# -- subjects NATS cannot carry, and a connection the server closed ----------------
+
+
+async def test_a_subject_too_long_for_nats_is_refused_before_it_reaches_the_server(
+    nats_url: str, names: dict[str, str]
+) -> None:
+    """The server would answer -ERR and close the connection for good."""
+    bus = EventBus(transport=NatsTransport(nats_url, **names))
+    got: list[str] = []
+    bus.subscribe("ok.*")(lambda event: got.append(event.type))
+    long_topic = "L." + ".".join(["abcdefghi"] * 420)  # 4,202 bytes
+    with pytest.raises(PatternError):
+        bus.subscribe(long_topic + ".*")(lambda event: None)
+    async with bus:
+        with pytest.raises(PatternError):
+            await finishes(bus.publish(long_topic, 1), 1)
+        await bus.publish("ok.after", 2)  # the connection is fine
+        await eventually(lambda: got == ["ok.after"])
+
+
+def test_subjects_are_bounded_whatever_the_topic_limit() -> None:
+    with pytest.raises(ConfigurationError, match="at most 256"):
+        NatsTransport("nats://127.0.0.1:4222", prefix="p" * 257)
+    room = MAX_SUBJECT_BYTES - 256 - len(".63.")
+    assert topic_subject("p" * 256, "63", "a" * 1000).endswith("a" * 1000)
+    with pytest.raises(PatternError):
+        topic_subject("p" * 256, "_", "a" * (room + 1))
+
+
+async def test_a_connection_the_server_closed_is_replaced_and_said_so_once(
+    nats_url: str, names: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """nats-py never reopens a client the server closed with -ERR; the transport does."""
+    caplog.set_level(logging.INFO, logger="pepperpy.event.transports.nats")
+    before = set(asyncio.all_tasks())
+    transport = NatsTransport(nats_url, reconnect_wait=0.2, **names)
+    bus = EventBus(transport=transport)
+    grouped: list[Any] = []
+    alone: list[Any] = []
+    bus.subscribe("jobs.*", group="workers")(lambda event: grouped.append(event.data))
+    bus.subscribe("jobs.*")(lambda event: alone.append(event.data))
+    other = EventBus(transport=NatsTransport(nats_url, **names))
+    async with bus, other:
+        await bus.publish("jobs.run", "before")
+        await eventually(lambda: "before" in grouped and "before" in alone)
+        closed = transport._nc
+        assert closed is not None
+        # any -ERR closes the client: here a protocol line over max_control_line
+        await closed.publish("x." + "a" * 5000, b"")
+        await eventually(lambda: closed.is_closed)
+        await bus.publish("jobs.run", "own")  # waits for the new client
+        await other.publish("jobs.run", "other")  # and the subscriptions moved to it
+        await eventually(lambda: {"own", "other"} <= set(grouped) & set(alone))
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "closed the connection for good" in errors[0]
+    assert "maximum control line exceeded" in errors[0]
+    assert "reconnecting" not in caplog.text  # nats-py's closed client does not
+    assert grouped.count("own") == alone.count("own") == 1
+    await settle(0.1)
+    assert tasks_left(before) == []
+
+
+async def test_publish_says_why_while_a_closed_connection_cannot_be_replaced(
+    nats_url: str, names: dict[str, str]
+) -> None:
+    async with FaultProxy(4222) as proxy:
+        transport = NatsTransport(
+            f"nats://127.0.0.1:{proxy.port}",
+            reconnect_wait=0.2,
+            connect_timeout=1.0,
+            publish_timeout=1.0,
+            **names,
+        )
+        bus = EventBus(transport=transport)
+        got: list[Any] = []
+        bus.subscribe("jobs.*", group="workers")(lambda event: got.append(event.data))
+        async with bus:
+            closed = transport._nc
+            assert closed is not None
+            proxy.refuse()  # no new connection gets through for now
+            await closed.publish("x." + "a" * 5000, b"")
+            await eventually(lambda: closed.is_closed)
+            with pytest.raises(TransportError, match="maximum control line exceeded") as caught:
+                await finishes(bus.publish("jobs.run", 1), 5)
+            assert "closed the connection" in str(caught.value)
+            proxy.heal()
+            deadline = time.monotonic() + 20
+            while True:  # the transport keeps trying, and gets through
+                try:
+                    await bus.publish("jobs.run", 2)
+                    break
+                except TransportError:
+                    assert time.monotonic() < deadline, "never connected a new client"
+            await eventually(lambda: 2 in got)

@@ -207,6 +207,32 @@ class Consumer:
         await self._nc.flush()
         await asyncio.gather(*(self._create(lane) for lane in self.lanes))
 
+    async def attach(self, nc: Client, js: JetStreamContext) -> None:
+        """Listen through ``nc`` from now on, the client before it having been closed.
+
+        The server closed that client for good (see ``NatsTransport._replace``), and
+        with it its subscriptions. The JetStream consumers stay: this subscribes their
+        deliver subjects again, on the new client. Messages received through the old
+        one cannot be acknowledged any more; those being handled finish, and JetStream
+        delivers them again after ``ack_wait`` (at-least-once).
+        """
+        if nc is self._nc or not self._subs:
+            return  # the same client, or not started (or closed) yet
+        queue = self.name if self.group is not None else ""
+        subs: list[NatsSubscription] = []
+        try:
+            for lane in self.lanes:
+                subs.append(
+                    await nc.subscribe(lane.deliver_subject, queue=queue, cb=self._on_message)
+                )
+            await nc.flush()
+        except BaseException:  # a half-made set would deliver twice once made again
+            for sub in subs:
+                await quietly(sub.unsubscribe(), "dropping a subscription", logger, deadline=None)
+            raise
+        self._nc, self._js, self._subs = nc, js, subs
+        self._unsettled.clear()  # their in-progress acks cannot reach the server either
+
     async def _create(self, lane: Lane, **resume: Any) -> None:
         from nats.js.errors import BadRequestError
 

@@ -10,6 +10,11 @@ Our ``*`` is NATS ``*``. Our ``#`` (zero or more tokens) has no exact NATS equiv
 the narrowest single filter subject that covers everything it can match, and the
 consumer checks each message's topic against the pattern itself (acknowledging,
 without delivering, what does not match).
+
+Subjects are bounded (:data:`MAX_SUBJECT_BYTES`): nats-server answers a protocol line
+longer than its ``max_control_line`` with ``-ERR`` and closes the connection, which
+nats-py then never reopens. A topic or pattern that would make a longer subject is
+refused with :class:`PatternError` before anything is sent.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from ..._patterns import ANY, _match_tokens, parse_pattern, parse_topic
 
 __all__ = [
     "ANY_LANE",
+    "MAX_PREFIX_BYTES",
+    "MAX_SUBJECT_BYTES",
     "UNKEYED_LANE",
     "SubjectFilter",
     "check_prefix",
@@ -38,6 +45,19 @@ _RESERVED_TOKEN = ">"
 UNKEYED_LANE = "_"
 #: lane token matching every lane (NATS single-token wildcard)
 ANY_LANE = "*"
+#: the longest subject (``<prefix>.<lane>.<topic>``) sent, in UTF-8 bytes. nats-server
+#: refuses protocol lines over ``max_control_line`` (4 KB by default), and a subject
+#: travels in lines that carry more: a publish's reply subject and sizes; the
+#: consumer-creation request ``$JS.API.CONSUMER.CREATE.<stream>.<consumer>.<filter>``
+#: (a stream name may have 255 bytes); deliveries, with an ack subject naming the
+#: stream. Half the default line leaves room for all of it.
+MAX_SUBJECT_BYTES = 2048
+#: the longest subject prefix, so that any topic up to 1,024 bytes (the bus's limit for
+#: names), and its ``deadletter.`` copy, still fits in :data:`MAX_SUBJECT_BYTES`
+MAX_PREFIX_BYTES = 256
+#: the widest lane token ("63": partitions are at most 64), for a bound that does not
+#: depend on the key
+_LANE_BYTES = 2
 
 
 def check_prefix(prefix: str) -> str:
@@ -48,7 +68,34 @@ def check_prefix(prefix: str) -> str:
         raise ConfigurationError(f"invalid NATS subject prefix {prefix!r}: {exc.reason}") from exc
     if _RESERVED_TOKEN in tokens:
         raise ConfigurationError(f"invalid NATS subject prefix {prefix!r}: '>' is a wildcard")
+    if len(prefix.encode()) > MAX_PREFIX_BYTES:
+        raise ConfigurationError(
+            f"NATS subject prefix {prefix[:40]!r}... is {len(prefix.encode())} bytes long;"
+            f" at most {MAX_PREFIX_BYTES} leave room for topics in a subject"
+        )
     return prefix
+
+
+def _check_length(prefix: str, text: str) -> None:
+    """Refuse a topic or pattern whose subject under ``prefix`` would be too long.
+
+    Measured with the widest lane, so the answer does not depend on the key.
+    """
+    room = MAX_SUBJECT_BYTES - len(prefix.encode()) - _LANE_BYTES - 2  # two dots
+    if len(text) <= room // 4:  # four bytes a character at the most
+        return
+    size = 0
+    for index, char in enumerate(text):
+        size += len(char.encode("utf-8", "surrogatepass"))
+        if size > room:
+            raise PatternError(
+                text,
+                index,
+                f"too long for NATS: subjects '<prefix>.<lane>.<topic>' have at most "
+                f"{MAX_SUBJECT_BYTES} bytes, which leaves {room} for a topic after the "
+                f"prefix {prefix[:40]!r} ({len(text.encode('utf-8', 'surrogatepass'))} "
+                "bytes)",
+            )
 
 
 def key_lane(key: str | None, partitions: int) -> str:
@@ -65,6 +112,7 @@ def topic_subject(prefix: str, lane: str, topic: str) -> str:
     if _RESERVED_TOKEN in tokens:
         position = topic.index(_RESERVED_TOKEN)
         raise PatternError(topic, position, "'>' is a NATS wildcard, not a topic token")
+    _check_length(prefix, topic)
     return f"{prefix}.{lane}.{topic}"
 
 
@@ -98,6 +146,7 @@ def subject_filter(prefix: str, lane: str, pattern: str) -> SubjectFilter:
     if _RESERVED_TOKEN in tokens:
         position = pattern.index(_RESERVED_TOKEN)
         raise PatternError(pattern, position, "'>' is a NATS wildcard, not a topic token")
+    _check_length(prefix, pattern)
     if ANY not in tokens:
         return SubjectFilter(".".join((prefix, lane, *tokens)), exact=True, tokens=tokens)
     first = tokens.index(ANY)

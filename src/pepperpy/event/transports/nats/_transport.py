@@ -10,7 +10,7 @@ import logging
 import re
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
@@ -64,6 +64,11 @@ class NatsTransport(Transport):
         self._publish_count = itertools.count()
         self._ticker: asyncio.Task[None] | None = None
         self._restoring: asyncio.Task[None] | None = None
+        #: a client the server closed for good, being (or having been) replaced
+        self._replaced: Client | None = None
+        self._replacing: asyncio.Task[None] | None = None
+        #: why the server closed the client, until a new one is connected
+        self._lost: str | None = None
         self._closed = False
 
     @property
@@ -82,17 +87,40 @@ class NatsTransport(Transport):
 
         A server that refuses, resets or never answers (a network partition) fails it
         with :class:`TransportError` once the time is up; later disconnects are retried
-        forever in the background.
+        forever in the background, and a connection the server closes for good is
+        replaced (see :meth:`_replace`).
         """
         if self._closed:
             raise ClosedError("the NATS transport is closed")
         if self._nc is not None:
             return
+        nc = await self._connect()
+        self._nc, self._js = nc, nc.jetstream()
+        interval = self.options.ack_wait / 3
+        self._ticker = asyncio.get_running_loop().create_task(self._keep_alive(interval))
+
+    async def _connect(self) -> Client:
+        """A new client, connected and with the stream checked, within ``connect_timeout``.
+
+        Raises :class:`TransportError` when the server cannot be reached (or
+        :class:`ConfigurationError` for a stream that does not fit this program).
+        """
         nats = require("nats", extra="nats", feature="the nats:// transport")
         from nats.errors import Error as NatsError
 
         attempts = max(1, round(self.options.connect_timeout / self.options.reconnect_wait))
-        nc = nats.NATS()
+        nc = nats.NATS()  # Any: nats-py annotates float seconds as int
+
+        # nats-py's callbacks do not say which client calls: one set per client
+        async def disconnected() -> None:
+            await self._on_disconnected(nc)
+
+        async def reconnected() -> None:
+            await self._on_reconnected(nc)
+
+        async def closed() -> None:
+            await self._on_closed(nc)
+
         try:
             # nats-py bounds each attempt (its own connect_timeout) but not the whole, and
             # waits for JetStream's answers separately: one deadline for all of it
@@ -106,15 +134,13 @@ class NatsTransport(Transport):
                     max_reconnect_attempts=attempts,
                     reconnect_time_wait=self.options.reconnect_wait,
                     error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnected,
-                    reconnected_cb=self._on_reconnected,
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                    closed_cb=closed,
                 )
                 nc.options["max_reconnect_attempts"] = -1
-                self._nc = nc
-                self._js = nc.jetstream()
-                await self._ensure_stream()
+                await self._ensure_stream(nc.jetstream())
         except BaseException as exc:
-            self._nc = self._js = None
             await _close_client(nc, self._deadline())
             if isinstance(exc, TimeoutError):
                 reason = str(nc.last_error or "") or "no answer"
@@ -129,24 +155,22 @@ class NatsTransport(Transport):
                     f"cannot connect to NATS at {self.server}: {str(exc) or repr(exc)}"
                 ) from exc
             raise
-        interval = self.options.ack_wait / 3
-        self._ticker = asyncio.get_running_loop().create_task(self._keep_alive(interval))
+        return cast("Client", nc)
 
     def _deadline(self) -> float:
         """``connect_timeout`` from now, in event loop time (for bounded server calls)."""
         return asyncio.get_running_loop().time() + self.options.connect_timeout
 
-    async def _ensure_stream(self) -> None:
+    async def _ensure_stream(self, js: JetStreamContext) -> None:
         from nats.errors import Error as NatsError
         from nats.js.api import RetentionPolicy, StorageType, StreamConfig
         from nats.js.errors import NotFoundError
 
-        assert self._js is not None
         options = self.options
         wanted = f"{options.prefix}.>"
         try:
             try:
-                info = await self._js.stream_info(options.stream)
+                info = await js.stream_info(options.stream)
             except NotFoundError:
                 config = StreamConfig(
                     name=options.stream,
@@ -158,11 +182,11 @@ class NatsTransport(Transport):
                     description=f"pepperpy-event bus (partitions={options.partitions})",
                 )
                 try:
-                    await self._js.add_stream(config)
+                    await js.add_stream(config)
                     return
                 except NatsError as exc:
                     try:  # another process may have created it at the same moment
-                        info = await self._js.stream_info(options.stream)
+                        info = await js.stream_info(options.stream)
                     except NotFoundError:
                         raise ConfigurationError(
                             f"cannot create JetStream stream {options.stream!r} for subjects "
@@ -187,32 +211,100 @@ class NatsTransport(Transport):
     async def _on_error(self, exc: Exception) -> None:
         logger.warning("NATS connection error: %s", exc)
 
-    async def _on_disconnected(self) -> None:
-        if not self._closed and self._nc is not None:  # not a start() giving up
+    async def _on_disconnected(self, nc: Client) -> None:
+        # not a start() giving up, nor a client closed for good (see _replace)
+        if not self._closed and nc is self._nc and not nc.is_closed:
             logger.warning("disconnected from NATS at %s; reconnecting", self.server)
 
-    async def _on_reconnected(self) -> None:
+    async def _on_reconnected(self, nc: Client) -> None:
+        if nc is not self._nc:
+            return
         logger.info("reconnected to NATS at %s", self.server)
         if self._restoring is None or self._restoring.done():
             loop = asyncio.get_running_loop()
             self._restoring = loop.create_task(self._restore_consumers())
+
+    async def _on_closed(self, nc: Client) -> None:
+        self._replace(nc)
+
+    def _replace(self, nc: Client) -> None:
+        """Replace ``nc`` if the server closed it for good (once per client).
+
+        nats-py closes its client for good, without reconnecting, when the server sends
+        ``-ERR`` (a protocol line or a message over the server's limits, for one; the
+        transport refuses beforehand what it knows would cause one). Left so, every later
+        publish would fail and the subscriptions would stop receiving while the log said
+        nothing. Instead the reason is logged once, at error level, and a new client
+        connects (retrying like a reconnect); the subscriptions move to it, and publishes
+        wait for it up to ``publish_timeout``, then raise :class:`TransportError` saying
+        why.
+        """
+        if self._closed or nc is not self._nc or self._replaced is nc:
+            return  # our own close(), a start() that gave up, or already under way
+        self._replaced = nc
+        self._lost = str(nc.last_error or "") or "no reason given"
+        logger.error(
+            "the NATS server at %s closed the connection for good (%s); nats-py does not "
+            "reconnect after that, so the transport connects a new client",
+            self.server,
+            self._lost,
+        )
+        self._replacing = asyncio.get_running_loop().create_task(self._replace_client())
+
+    async def _replace_client(self) -> None:
+        """Connect a new client in place of the one the server closed; resubscribe."""
+        delay = self.options.reconnect_wait
+        failures = 0
+        while True:
+            try:
+                nc = await self._connect()
+                break
+            except TransportError as exc:
+                failures += 1
+                level = logging.WARNING if failures == 1 else logging.DEBUG
+                logger.log(level, "cannot connect a new NATS client yet (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except ConfigurationError as exc:
+                self._lost = f"{self._lost}; then a new client could not use the stream: {exc}"
+                logger.error("cannot replace the NATS connection, publishing fails: %s", exc)
+                return
+        if self._closed:  # close() ran meanwhile
+            await _close_client(nc, self._deadline())
+            return
+        self._nc, self._js = nc, nc.jetstream()
+        self._lost = None
+        logger.warning("connected a new client to NATS at %s; subscriptions resume", self.server)
+        restoring = self._restoring  # one with the closed client: start over
+        if restoring is not None and not restoring.done():
+            restoring.cancel()
+        self._restoring = asyncio.get_running_loop().create_task(self._restore_consumers())
+
+    def _lost_connection(self) -> str:
+        """Why publishing cannot use the client now: it was closed, and by what."""
+        if self._replacing is not None and not self._replacing.done():
+            return f"the NATS server closed the connection ({self._lost}); reconnecting"
+        return f"the NATS server closed the connection ({self._lost})"
 
     async def _restore_consumers(self) -> None:
         """Recreate what a restarted server lost: the stream, then consumers.
 
         A server restarted from its store keeps both; one that lost its store (or a
         stream deleted by hand) gets them back, so publishing and consuming resume.
-        JetStream may need a moment after a restart, hence the retries.
+        JetStream may need a moment after a restart, hence the retries. After a client
+        was replaced, the consumers first listen through the new one.
         """
         from nats.errors import Error as NatsError
 
         delay = self.options.reconnect_wait
         for _ in range(30):
-            if self._closed:
+            nc, js = self._nc, self._js
+            if self._closed or nc is None or js is None:
                 return
             try:
-                await self._ensure_stream()
+                await self._ensure_stream(js)
                 for consumer in list(self._consumers.values()):
+                    await consumer.attach(nc, js)
                     await consumer.restore()
                 return
             except (TimeoutError, NatsError, TransportError) as exc:
@@ -266,10 +358,11 @@ class NatsTransport(Transport):
         """Retry a publish that failed because the broker is away; raise for the rest.
 
         Retries with backoff until ``deadline`` (``time.monotonic()``: the publish began
-        ``publish_timeout`` before it). The message id makes a retry of an event that
-        JetStream did store (only its PubAck was lost) a no-op.
+        ``publish_timeout`` before it), also while a client the server closed is being
+        replaced. The message id makes a retry of an event that JetStream did store
+        (only its PubAck was lost) a no-op.
         """
-        from nats.errors import NoRespondersError
+        from nats.errors import ConnectionClosedError, NoRespondersError
         from nats.errors import TimeoutError as NatsTimeout
         from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
@@ -279,24 +372,33 @@ class NatsTransport(Transport):
             NoRespondersError,
             NoStreamResponseError,
             ServiceUnavailableError,
+            ConnectionClosedError,  # by the server: a new client is on its way
         )
         delay = 0.05
         while True:
             if not isinstance(error, retryable):
                 raise TransportError(f"JetStream refused an event on {subject}: {error}") from error
             nc = self._nc
-            if self._closed or nc is None or nc.is_closed:
+            if self._closed or nc is None:
                 raise TransportError(f"could not publish to {subject}: {error}") from error
+            if nc.is_closed:
+                self._replace(nc)  # in case nats-py has not reported the close yet
+                if self._replacing is None or self._replacing.done():
+                    raise TransportError(
+                        f"could not publish to {subject}: {self._lost_connection()}"
+                    ) from error
             if time.monotonic() + delay > deadline:
+                lost = f"; {self._lost_connection()}" if self._lost is not None else ""
                 raise TransportError(
                     f"JetStream did not accept an event on {subject} within "
-                    f"{self.options.publish_timeout}s: {error!r}"
+                    f"{self.options.publish_timeout}s: {error!r}{lost}"
                 ) from error
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
             remaining = deadline - time.monotonic()
-            if remaining <= 0.01:
-                continue  # no time left for a try: raises above
+            nc = self._nc
+            if remaining <= 0.01 or nc is None:
+                continue  # no time left for a try, or closed: raises above
             try:
                 await _store(nc, subject, payload, msg_id, min(5.0, remaining))
                 return
@@ -332,6 +434,10 @@ class NatsTransport(Transport):
         nc, js = self._nc, self._js
         if nc is None or js is None:
             raise TransportError("start() the NATS transport before subscribing")
+        if nc.is_closed:
+            raise TransportError(
+                f"cannot subscribe {subscription.pattern!r} now: {self._lost_connection()}"
+            )
         from nats.errors import Error as NatsError
 
         if subscription.group is not None:
@@ -402,7 +508,7 @@ class NatsTransport(Transport):
         if self._closed:
             return
         self._closed = True
-        for task in (self._ticker, self._restoring):
+        for task in (self._replacing, self._restoring, self._ticker):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -421,7 +527,7 @@ class NatsTransport(Transport):
         self._closed = True
         self._consumers.clear()
         nc, self._nc, self._js = self._nc, None, None
-        self._ticker = self._restoring = None
+        self._ticker = self._restoring = self._replacing = None
         if nc is not None:
             transport = getattr(nc, "_transport", None)
             shutdown_sockets([getattr(transport, "_io_writer", None)])
