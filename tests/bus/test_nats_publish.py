@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -217,3 +218,49 @@ async def test_publish_says_why_while_a_closed_connection_cannot_be_replaced(
                 except TransportError:
                     assert time.monotonic() < deadline, "never connected a new client"
             await eventually(lambda: 2 in got)
+
+
+# -- the server's max_payload ---------------------------------------------------------
+
+
+def event_of_size(size: int, topic: str = "big.one") -> Event:
+    """An event whose CloudEvents JSON is exactly ``size`` bytes."""
+    event = Event(topic, {"blob": ""})
+    return event.replace(data={"blob": "x" * (size - len(event.to_json()))})
+
+
+async def test_an_event_over_max_payload_is_refused_naming_size_and_limit(
+    nats_url: str, names: dict[str, str]
+) -> None:
+    transport = NatsTransport(nats_url, **names)
+    bus = EventBus(transport=transport)
+    got: list[int] = []
+    bus.subscribe("big.*")(lambda event: got.append(len(event.to_json())))
+    async with bus:
+        assert transport._nc is not None
+        limit = transport._nc.max_payload
+        # the JSON alone fits (nats-py lets it through), with the header it does not:
+        # the server would answer -ERR and close the connection
+        for size in (limit - 10, 3 * limit):
+            with pytest.raises(TransportError, match=f"max_payload of {limit:,} bytes") as caught:
+                await finishes(bus.publish("big.one", event_of_size(size)), 2)
+            said = re.search(r"it is ([\d,]+) bytes", str(caught.value))
+            assert said is not None  # the JSON, the header (27 bytes) and the id in it
+            assert size + 27 < int(said.group(1).replace(",", "")) < size + 27 + 40
+        fits = event_of_size(limit - 200)
+        await bus.publish("big.one", fits)  # the connection is fine
+        await eventually(lambda: got == [len(fits.to_json())])
+
+
+async def test_a_dead_letter_over_max_payload_is_logged_and_dropped(
+    nats_url: str, names: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its metadata makes it larger than the event: stored nowhere, it is not retried."""
+    transport = NatsTransport(nats_url, retention="limits", **names)
+    async with EventBus(transport=transport):
+        assert transport._nc is not None
+        event = event_of_size(transport._nc.max_payload - 100, topic="jobs.poison")
+        await transport._dead_letter(event, "kept failing", 5, "crunch", "g_c.7.1")
+    assert "cannot dead-letter jobs.poison" in caplog.text
+    assert "max_payload" in caplog.text
+    assert await stored(nats_url, names["stream"]) == 0

@@ -33,6 +33,9 @@ logger = logging.getLogger("pepperpy.event.transports.nats")
 _PARTITIONS = re.compile(r"partitions=(\d+)")
 #: header JetStream uses to drop duplicates within the stream's duplicate window
 MSG_ID = "Nats-Msg-Id"
+#: what a message's headers take besides the id itself ("NATS/1.0\r\n", "Nats-Msg-Id: ",
+#: "\r\n\r\n"): the server's max_payload covers headers and payload together
+HEADER_BYTES = len("NATS/1.0\r\n") + len(MSG_ID) + len(": \r\n\r\n")
 
 
 class NatsTransport(Transport):
@@ -339,7 +342,33 @@ class NatsTransport(Transport):
         stored twice.
         """
         msg_id = f"{self._publisher}.{next(self._publish_count)}"
-        await self._publish(self.subject(event.type, key), event.to_json(), msg_id)
+        subject, payload = self.subject(event.type, key), event.to_json()
+        if self._too_large(payload, msg_id):
+            raise TransportError(
+                f"cannot publish {event.type!r} ({event.id}): {self._size(payload, msg_id)}; "
+                "keep large data out of events (store it elsewhere and send a reference) "
+                "or raise max_payload in the server's configuration"
+            )
+        await self._publish(subject, payload, msg_id)
+
+    def _too_large(self, payload: bytes, msg_id: str) -> bool:
+        """True when the server would refuse this message (and close the connection).
+
+        nats-py checks the payload alone against the server's ``max_payload``, which
+        counts the headers too: a message in between reaches the server, which answers
+        ``-ERR`` and closes the connection.
+        """
+        nc = self._nc
+        return nc is not None and len(payload) + len(msg_id) + HEADER_BYTES > nc.max_payload
+
+    def _size(self, payload: bytes, msg_id: str) -> str:
+        """The size of a message that is too large, and the limit, for messages."""
+        assert self._nc is not None
+        return (
+            f"it is {len(payload) + len(msg_id) + HEADER_BYTES:,} bytes on the wire (its "
+            f"CloudEvents JSON and the {MSG_ID} header), over the NATS server's max_payload "
+            f"of {self._nc.max_payload:,} bytes"
+        )
 
     async def _publish(self, subject: str, payload: bytes, msg_id: str) -> None:
         nc = self._nc
@@ -420,8 +449,17 @@ class NatsTransport(Transport):
         if dead is None:
             return  # never dead-letter a dead letter
         msg_id = f"dl.{message}"
-        subject = self.subject(dead.type, partition_key(dead))
-        await self._publish(subject, dead.to_json(), msg_id)
+        subject, payload = self.subject(dead.type, partition_key(dead)), dead.to_json()
+        if self._too_large(payload, msg_id):  # nothing can store it: it would come forever
+            logger.error(
+                "cannot dead-letter %s (%s): %s with the dead-letter metadata; the event is "
+                "dropped",
+                event.type,
+                event.id,
+                self._size(payload, msg_id),
+            )
+            return
+        await self._publish(subject, payload, msg_id)
 
     # -- consuming --------------------------------------------------------------------
 
