@@ -370,6 +370,30 @@ async def test_subscribers_see_the_same_data_types_on_every_transport(
     assert plain.data == {"plain": [1, "x", None, True]}
 
 
+@pytest.mark.parametrize(
+    "data", [{"v": "\ud800"}, {"\udc00": 1}, "\ud83d", ["ok", {"deep": "x\udfff"}]], ids=repr
+)
+async def test_data_no_broker_can_encode_is_refused_on_every_transport(
+    factory: tuple[str, Factory], data: Any
+) -> None:
+    # a lone surrogate is not valid UTF-8: every broker refused it at publish, while
+    # memory:// delivered it, so code tested in memory failed on a broker
+    kind, make = factory
+    bus = EventBus(transport=make())
+    got: list[Event] = []
+    bus.subscribe("s.*")(got.append)
+    async with asyncio.timeout(30), bus:
+        with pytest.raises(SerializationError, match="surrogates not allowed"):
+            await bus.publish("s.x", data)
+        with pytest.raises(SerializationError, match="surrogates not allowed"):
+            await bus.publish("nobody.listens", data)  # a broker encodes it all the same
+        with pytest.raises(SerializationError, match="lone surrogate"):
+            await bus.publish("s.x", 1, key="k\ud800")  # the key travels in metadata
+        await bus.publish("s.x", "fine")
+        await eventually(lambda: len(got) == 1)
+    assert got[0].data == "fine"
+
+
 # -- 1, transport level: the NATS and RabbitMQ consumers survive a CancelledError -------
 
 

@@ -617,3 +617,13 @@ def test_metadata_keys_that_are_not_str_are_refused_naming_the_key(
         event.to_json()
     with pytest.raises(SerializationError, match=where):
         event.to_cloudevent()
+
+
+@pytest.mark.parametrize("data", [{"v": "\ud800"}, {"\udc00": 1}, ["x\udfff"], "\ud83d"])
+def test_text_that_is_not_utf8_is_refused_by_to_cloudevent_as_by_to_json(data: Any) -> None:
+    # to_cloudevent() returned such data as it was, in a dict no UTF-8 JSON can hold
+    event = Event("a.b", data)
+    with pytest.raises(SerializationError, match="surrogates not allowed"):
+        event.to_json()
+    with pytest.raises(SerializationError, match="surrogates not allowed"):
+        event.to_cloudevent()

@@ -26,6 +26,7 @@ from ._json import dumps
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
 from ._retry import RetryPolicy
+from ._text import shown
 from .security._principal import PRINCIPAL, current_principal
 from .transports import NotDelivered, Subscription, Transport, transport_from_url
 
@@ -474,8 +475,11 @@ class EventBus:
         self._check_topic(topic)
         if self.access is not None:
             self.access.check("publish", topic)
-        if key is not None and not isinstance(key, str):
-            raise TypeError(f"key must be a str, got {type(key).__name__}")
+        if key is not None:
+            if not isinstance(key, str):
+                raise TypeError(f"key must be a str, got {type(key).__name__}")
+            if not key.isascii():
+                _check_key_text(key)
         if headers:
             _check_headers(headers)
         if isinstance(message, Event):
@@ -672,6 +676,17 @@ def _check_headers(headers: Mapping[str, Any]) -> None:
         dumps(dict(headers))
     except SerializationError as exc:
         raise SerializationError(f"headers must hold JSON-able values: {exc}") from exc
+
+
+def _check_key_text(key: str) -> None:
+    """Refuse a key no transport can carry (it travels as text in the event's metadata)."""
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SerializationError(
+            f"key {shown(key)} contains a lone surrogate ({key[exc.start]!r}), which is not "
+            "valid UTF-8: no transport can carry it"
+        ) from None
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

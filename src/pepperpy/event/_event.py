@@ -471,19 +471,46 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 def json_native(value: Any) -> bool:
     """True when ``value`` survives a trip through JSON unchanged: no datetime, Decimal,
-    UUID, bytes or enum member inside, which JSON carries as strings."""
+    UUID, bytes or enum member inside, which JSON carries as strings, no key other than
+    a str, and no string holding a lone surrogate, which UTF-8 JSON cannot carry at all
+    (encoding such a value raises :class:`SerializationError`, as it should).
+
+    A string costs one ``isascii()``; only non-ASCII text is encoded to look.
+    """
     cls = value.__class__
+    if cls is str:
+        return value.isascii() or _utf8(value)
     if cls in _SCALARS:
         return True
     if cls is FrozenDict or cls is dict:
-        items = value.values()
-    elif cls is FrozenList or cls is list or cls is tuple:
-        items = value
-    else:
+        for key, item in value.items():
+            if key.__class__ is not str or not (key.isascii() or _utf8(key)):
+                return False
+            kind = item.__class__
+            if kind is str:
+                if not (item.isascii() or _utf8(item)):
+                    return False
+            elif kind not in _SCALARS and not json_native(item):
+                return False
+        return True
+    if cls is FrozenList or cls is list or cls is tuple:
+        for item in value:
+            kind = item.__class__
+            if kind is str:
+                if not (item.isascii() or _utf8(item)):
+                    return False
+            elif kind not in _SCALARS and not json_native(item):
+                return False
+        return True
+    return False
+
+
+def _utf8(text: str) -> bool:
+    """True unless ``text`` holds a lone surrogate (not valid UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
         return False
-    for item in items:
-        if item.__class__ not in _SCALARS and not json_native(item):
-            return False
     return True
 
 

@@ -39,10 +39,12 @@ class MemoryTransport(Transport):
     """Delivers in-process. Groups share work round-robin; publish waits for handlers.
 
     It is a full transport, not a test double: use it for single-process applications
-    and in tests of code that will later run on a broker. Subscribers get the published
-    event itself, or, when its data or metadata holds values JSON does not carry as they
-    are (datetime, Decimal, UUID, bytes, enum members), the event as a broker would
-    deliver it: decoded from its JSON form.
+    and in tests of code that will later run on a broker, so it delivers what a broker
+    delivers. Subscribers get the published event itself, or, when its data or metadata
+    holds values JSON does not carry as they are (datetime, Decimal, UUID, bytes, enum
+    members), the event as a broker would deliver it: decoded from its JSON form;
+    what no broker can encode (a lone surrogate) is refused with
+    :class:`~pepperpy.event.SerializationError`.
     """
 
     distributed = False
@@ -55,13 +57,18 @@ class MemoryTransport(Transport):
         self._closed = False
 
     async def publish(self, event: Event, *, key: str | None = None) -> None:
+        # checked whether or not anyone subscribed, as a broker encodes every event
+        if json_native(event.data) and json_native(event.metadata):
+            wire = None
+        else:  # what a broker refuses (SerializationError), refused here too
+            wire = event.to_json()
         targets = self._index.match(event.type)
         if not targets:
             return
-        if not (json_native(event.data) and json_native(event.metadata)):
+        if wire is not None:
             # what a broker's subscriber would get: datetimes, Decimals, UUIDs and bytes
             # as their JSON form, so code tested on memory:// behaves alike on a broker
-            event = Event.from_json(event.to_json())
+            event = Event.from_json(wire)
         # each delivery in a Task of its own, so a handler's asyncio.timeout, TaskGroup or
         # context variables never touch the publisher (docs/manager.md, "How handlers run")
         running: list[asyncio.Task[Any]] = []
