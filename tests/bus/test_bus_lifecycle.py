@@ -18,6 +18,7 @@ from pepperpy.event import (
     ConfigurationError,
     Event,
     EventBus,
+    EventStore,
     PatternError,
     RetryPolicy,
     SerializationError,
@@ -368,6 +369,31 @@ async def test_subscribers_see_the_same_data_types_on_every_transport(
     }
     assert typed.metadata["when"] == "2024-01-01T00:00:00+00:00"
     assert plain.data == {"plain": [1, "x", None, True]}
+
+
+async def test_an_event_read_from_a_store_arrives_without_its_store_fields(
+    factory: tuple[str, Factory],
+) -> None:
+    # memory:// handed over the stored event itself (stream, position, global_position,
+    # recorded_at set); a broker's subscriber gets the event from the wire, without them
+    kind, make = factory
+    store = EventStore()
+    await store.append("order-7", Event("orders.created", {"n": 1}, {"origin": "shop"}))
+    [stored] = await store.get_stream("order-7")
+    await store.close()
+    assert stored.stream == "order-7"
+    consumer, producer = pair(kind, make)
+    got: list[Event] = []
+    consumer.subscribe("orders.*")(got.append)
+    async with asyncio.timeout(30), consumer, producer:
+        await producer.publish("orders.created", stored)
+        await eventually(lambda: len(got) == 1)
+    [event] = got
+    assert (event.id, event.data, event.metadata) == (stored.id, {"n": 1}, {"origin": "shop"})
+    assert event.timestamp == stored.timestamp
+    fields = (event.stream, event.position, event.global_position, event.recorded_at)
+    assert fields == (None, None, None, None)
+    assert stored.stream == "order-7"  # the caller's event is left as it was
 
 
 @pytest.mark.parametrize(

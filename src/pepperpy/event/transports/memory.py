@@ -42,8 +42,9 @@ class MemoryTransport(Transport):
     and in tests of code that will later run on a broker, so it delivers what a broker
     delivers. Subscribers get the published event itself, or, when its data or metadata
     holds values JSON does not carry as they are (datetime, Decimal, UUID, bytes, enum
-    members), the event as a broker would deliver it: decoded from its JSON form;
-    what no broker can encode (a lone surrogate) is refused with
+    members), the event as a broker would deliver it: decoded from its JSON form; an
+    event read from a store arrives without its store fields (``stream``, ``position``,
+    ...); what no broker can encode (a lone surrogate) is refused with
     :class:`~pepperpy.event.SerializationError`.
     """
 
@@ -69,6 +70,8 @@ class MemoryTransport(Transport):
             # what a broker's subscriber would get: datetimes, Decimals, UUIDs and bytes
             # as their JSON form, so code tested on memory:// behaves alike on a broker
             event = Event.from_json(wire)
+        elif event._extra is not None and event._extra[2] is not None:
+            event = event.replace()  # read from a store: no stream or positions on a wire
         # each delivery in a Task of its own, so a handler's asyncio.timeout, TaskGroup or
         # context variables never touch the publisher (docs/manager.md, "How handlers run")
         running: list[asyncio.Task[Any]] = []
