@@ -68,3 +68,81 @@ async def test_the_store_refuses_reads_that_overlap_a_deny() -> None:
                 await store.streams()
             events = await store.read_all(streams="sales.#")
             assert [e.stream for e in events] == ["sales.q1"]
+
+
+# -- an allow rule counts only if it covers everything the requested pattern matches ------
+
+
+@pytest.mark.parametrize(
+    ("allowed", "requested"),
+    [
+        ("orders.*", "orders.#"),  # orders.# also matches orders.refund.issued
+        ("orders.*", "#"),
+        ("*", "#"),  # '*' is one token, '#' any number of them
+        ("*.created", "#.created"),
+        ("orders.*.issued", "orders.#.issued"),
+    ],
+)
+def test_an_allow_rule_does_not_cover_a_multi_level_wildcard(allowed: str, requested: str) -> None:
+    acl = AccessControl(default="deny")
+    acl.allow("svc.a", "subscribe", allowed)
+    assert not acl.is_allowed("svc.a", "subscribe", requested)
+    with pytest.raises(AccessDenied):
+        acl.check("subscribe", requested, principal="svc.a")
+
+
+@pytest.mark.parametrize(
+    ("allowed", "requested"),
+    [
+        ("orders.*", "orders.*"),
+        ("orders.*", "orders.created"),
+        ("orders.#", "orders.#"),
+        ("orders.#", "orders.*.issued"),
+        ("#", "#"),
+    ],
+)
+def test_an_allow_rule_covers_what_fits_inside_it(allowed: str, requested: str) -> None:
+    acl = AccessControl(default="deny")
+    acl.allow("svc.a", "subscribe", allowed)
+    acl.check("subscribe", requested, principal="svc.a")
+
+
+async def test_the_bus_refuses_a_subscription_broader_than_the_allow_rule() -> None:
+    acl = AccessControl(default="deny")
+    acl.allow("svc.a", "subscribe", "orders.*")
+    acl.allow("#", "publish", "#")
+    bus = EventBus(access=acl)
+    received: list[str] = []
+    with acting_as("svc.a"):
+        for pattern in ("orders.#", "#"):
+            with pytest.raises(AccessDenied):
+                bus.subscribe(pattern)(lambda event: received.append(event.type))
+        bus.subscribe("orders.*")(lambda event: received.append(event.type))
+    await bus.publish("orders.refund.issued", {"card": "4111"})
+    await bus.publish("orders.created", {"n": 1})
+    assert received == ["orders.created"]
+
+
+async def test_the_store_refuses_reads_broader_than_the_allow_rule() -> None:
+    acl = AccessControl(default="deny")
+    acl.allow("admin", "append", "#")
+    acl.allow("svc.a", "read", "orders.*")
+    acl.allow("svc.b", "read", "*")
+    async with EventStore(access=acl) as store:
+        with acting_as("admin"):
+            await store.append("orders.1", {"type": "order.placed", "data": {"n": 1}})
+            await store.append("orders.refund.1", {"type": "refund.issued", "data": {"n": 2}})
+        with acting_as("svc.a"):
+            with pytest.raises(AccessDenied):
+                await store.read_all(streams="orders.#")
+            with pytest.raises(AccessDenied):
+                store.subscribe(streams="orders.#")
+            with pytest.raises(AccessDenied):
+                await store.read_all()  # the whole log is a read of '#'
+            events = await store.read_all(streams="orders.*")
+            assert [e.stream for e in events] == ["orders.1"]
+        with acting_as("svc.b"):  # '*' covers one-token stream names only
+            with pytest.raises(AccessDenied):
+                await store.read_all()
+            with pytest.raises(AccessDenied):
+                store.subscribe()
