@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pepperpy.event import ConfigurationError, EventValidator, ValidationError
@@ -138,36 +138,131 @@ _DATA = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_TYPES, st.dictionaries(_KEYWORDS, _VALUES, max_size=3), _DATA)
-async def test_a_registered_schema_raises_only_validation_error(
-    kind: Any, keywords: dict[str, Any], data: Any
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), _TYPES), st.dictionaries(_KEYWORDS, _VALUES, max_size=3))
+def test_keyword_values_are_accepted_or_refused_naming_where(
+    kind: Any, keywords: dict[str, Any]
 ) -> None:
+    schema = keywords if kind is None else {"type": kind, **keywords}
+    try:
+        EventValidator().register("x", schema)
+    except ConfigurationError as exc:
+        assert "#" in str(exc)  # the JSON Pointer of what is refused
+
+
+# well-formed values of each keyword, so that (nearly) every schema drawn registers
+_NAMES = st.sampled_from(["a", "name"])
+_SUBSCHEMAS = st.sampled_from(
+    [True, {}, {"type": "integer"}, {"type": "string"}, {"minimum": 0}, {"maxLength": 1}]
+)
+_BOUND = st.one_of(st.integers(-3, 3), st.sampled_from([2.5, -1.5, 10**400]))
+_COUNT = st.integers(0, 3)
+_WELL_FORMED: dict[str, st.SearchStrategy[Any]] = {
+    "minimum": _BOUND,
+    "maximum": _BOUND,
+    "exclusiveMinimum": _BOUND,
+    "exclusiveMaximum": _BOUND,
+    "multipleOf": st.sampled_from([1, 2, 0.5, 10**400]),
+    "minLength": _COUNT,
+    "maxLength": _COUNT,
+    "pattern": st.sampled_from(["", "^a", "5", "a|b"]),
+    "format": st.sampled_from(["date-time", "date", "time", "uuid", "email"]),
+    "minItems": _COUNT,
+    "maxItems": _COUNT,
+    "uniqueItems": st.booleans(),
+    "items": _SUBSCHEMAS,
+    "prefixItems": st.lists(_SUBSCHEMAS, min_size=1, max_size=2),
+    "required": st.lists(_NAMES, unique=True, max_size=2),
+    "properties": st.dictionaries(_NAMES, _SUBSCHEMAS, max_size=2),
+    "additionalProperties": st.one_of(st.booleans(), _SUBSCHEMAS),
+    "enum": st.lists(st.sampled_from([None, False, 0, 1.5, "", "a", [1], {"a": 1}]), min_size=1),
+    "anyOf": st.lists(_SUBSCHEMAS, min_size=1, max_size=2),
+    "allOf": st.lists(_SUBSCHEMAS, min_size=1, max_size=2),
+    "oneOf": st.lists(_SUBSCHEMAS, min_size=1, max_size=2),
+    "not": _SUBSCHEMAS,
+    "if": _SUBSCHEMAS,
+    "then": _SUBSCHEMAS,
+    "else": _SUBSCHEMAS,
+    "minProperties": _COUNT,
+    "maxProperties": _COUNT,
+    "patternProperties": st.dictionaries(st.sampled_from(["^a", "e$"]), _SUBSCHEMAS, max_size=2),
+    "propertyNames": st.sampled_from([True, {"maxLength": 1}, {"pattern": "^a"}]),
+    "dependentRequired": st.dictionaries(_NAMES, st.lists(_NAMES, unique=True), max_size=2),
+    "contains": _SUBSCHEMAS,
+    "minContains": _COUNT,
+    "maxContains": _COUNT,
+}
+#: keywords refused without their partner (they would have no effect)
+_PARTNERS = {"then": "if", "else": "if", "minContains": "contains", "maxContains": "contains"}
+_FAMILY = {"integer": "number", "number": "number", "string": "string", "array": "array"}
+_FAMILY_KEYWORDS = {
+    "number": ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"],
+    "string": ["minLength", "maxLength", "pattern", "format"],
+    "array": ["items", "prefixItems", "minItems", "maxItems", "uniqueItems", "contains"],
+    "object": [
+        "properties",
+        "required",
+        "additionalProperties",
+        "patternProperties",
+        "minProperties",
+        "maxProperties",
+        "propertyNames",
+        "dependentRequired",
+    ],
+}
+_ANY_VALUE_KEYWORDS = ["enum", "anyOf", "allOf", "oneOf", "not", "if", "then", "else"]
+
+
+@st.composite
+def _well_formed_schema(draw: st.DrawFn, typed: bool) -> dict[str, Any]:
+    """A schema of well-formed keywords; with ``typed``, only keywords its type allows."""
+    if typed:
+        kind = draw(_TYPES)
+        families = [_FAMILY.get(name, name) for name in ([kind] if isinstance(kind, str) else kind)]
+        pool = [k for family in families for k in _FAMILY_KEYWORDS[family]]
+        if "array" in families:
+            pool += ["minContains", "maxContains"]
+        schema: dict[str, Any] = {"type": kind}
+    else:
+        pool = list(_WELL_FORMED)
+        schema = {}
+    names = draw(st.lists(st.sampled_from(pool + _ANY_VALUE_KEYWORDS), unique=True, max_size=3))
+    for name in names:
+        schema[name] = draw(_WELL_FORMED[name])
+        partner = _PARTNERS.get(name)
+        if partner is not None and partner not in schema:
+            schema[partner] = draw(_WELL_FORMED[partner])
+    return schema
+
+
+async def _validates_only_with_validation_error(schema: dict[str, Any], data: Any) -> None:
     validator = EventValidator()
     try:
-        validator.register("x", {"type": kind, **keywords})
+        validator.register("x", schema)
     except ConfigurationError:
-        return
+        assume(False)  # a combination the validator refuses (rare): nothing to validate
     try:
-        await validator.validate("x", data)
-    except ValidationError:
-        pass
+        first = (await validator.validate("x", data)).data
+    except ValidationError as exc:
+        assert exc.errors  # refused data: every problem listed
+        return
+    assert (await validator.validate("x", first)).data == first  # validates again
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_well_formed_schema(typed=True), _DATA)
+async def test_a_registered_schema_raises_only_validation_error(
+    schema: dict[str, Any], data: Any
+) -> None:
+    await _validates_only_with_validation_error(schema, data)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.dictionaries(_KEYWORDS, _VALUES, max_size=3), _DATA)
+@given(_well_formed_schema(typed=False), _DATA)
 async def test_keywords_without_type_raise_only_validation_error(
-    keywords: dict[str, Any], data: Any
+    schema: dict[str, Any], data: Any
 ) -> None:
-    validator = EventValidator()
-    try:
-        validator.register("x", keywords)
-    except ConfigurationError:
-        return
-    try:
-        await validator.validate("x", data)
-    except ValidationError:
-        pass
+    await _validates_only_with_validation_error(schema, data)
 
 
 @pytest.mark.parametrize(
