@@ -275,7 +275,32 @@ async def test_measure_middleware_counts_successes_and_failures() -> None:
     await processor.process(Event("a"))
     snapshot = collector.get_metrics("processing")
     assert (snapshot.count, snapshot.errors) == (2, 1)
-    assert snapshot.avg_latency >= 0
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_measure_middleware_records_how_long_the_rest_of_the_chain_took(
+    fails: bool,
+) -> None:
+    collector = MetricsCollector()
+    processor = EventProcessor().use(collector.measure("processing"))
+
+    @processor.handle("job.run")
+    async def job(event: Event) -> None:
+        await asyncio.sleep(0.05)
+        if fails:
+            raise ConnectionError("down")
+
+    if fails:
+        with pytest.raises(ConnectionError):
+            await processor.process(Event("job.run", 1))
+    else:
+        await processor.process(Event("job.run", 1))
+    snapshot = collector.get_metrics("processing")
+    assert (snapshot.count, snapshot.errors) == (1, int(fails))
+    # milliseconds; a lower bound only: the handler slept 50 ms, a busy machine adds more
+    assert snapshot.avg_latency >= 40
+    assert snapshot.p50 >= 40
+    assert snapshot.min_latency >= 40
 
 
 async def test_measure_decorated_middleware_measures_the_middleware() -> None:
@@ -309,7 +334,30 @@ async def test_log_writes_structured_records(caplog: pytest.LogCaptureFixture) -
     assert ok_record.levelno == logging.INFO
     assert ok_record.__dict__["outcome"] == "ok"
     assert ok_record.__dict__["event_type"] == "job.run"
-    assert ok_record.__dict__["duration_ms"] >= 0
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_log_records_how_long_the_event_took(
+    caplog: pytest.LogCaptureFixture, fails: bool
+) -> None:
+    processor = EventProcessor().use(LogMiddleware("test.processing"))
+
+    @processor.handle("job.run")
+    async def job(event: Event) -> None:
+        await asyncio.sleep(0.05)
+        if fails:
+            raise ConnectionError("down")
+
+    caplog.set_level(logging.INFO, logger="test.processing")
+    if fails:
+        with pytest.raises(ConnectionError):
+            await processor.process(Event("job.run", 1))
+    else:
+        await processor.process(Event("job.run", 1))
+    (record,) = [r for r in caplog.records if r.name == "test.processing"]
+    assert record.__dict__["outcome"] == ("error" if fails else "ok")
+    # a lower bound only: the handler slept 50 ms, a busy machine adds more
+    assert record.__dict__["duration_ms"] >= 40
 
 
 # -- rate limit -----------------------------------------------------------------------
