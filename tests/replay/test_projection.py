@@ -54,6 +54,38 @@ async def test_projection_folds_events_and_resumes() -> None:
     assert projection.state == {"orders": 2, "revenue": 15, "cancelled": 1}
 
 
+async def test_the_position_moves_past_events_no_handler_takes() -> None:
+    store = EventStore()
+    await store.append("order.1", Event("order.placed", {"amount": 10}))
+    await store.append("user.1", [Event("user.created", {}), Event("user.renamed", {})])
+    last = (await store.read_all())[-1].global_position
+    checkpoints = MemoryCheckpointStore()
+    projection = totals(store, state_store=checkpoints)
+    report = await projection.run()
+    assert (report.replayed, report.skipped) == (1, 2)
+    assert projection.position == report.last_position == last  # saved with the state
+    again = await projection.run()
+    assert (again.replayed, again.skipped, again.last_position) == (0, 0, last)
+    restarted = totals(store, state_store=checkpoints)
+    await restarted.load()
+    assert restarted.position == last
+    assert (await restarted.run()).skipped == 0  # nothing is read again after a restart
+
+
+async def test_the_report_says_how_long_the_run_took() -> None:
+    store = EventStore()
+    await store.append("order.1", [Event("order.placed", {"amount": n}) for n in range(3)])
+    projection = Projection("slow", store)
+
+    @projection.on("order.placed")
+    async def slow(state: dict[str, Any], event: Event) -> None:
+        await asyncio.sleep(0.05)
+
+    # lower bounds only: three handlers of 50 ms, and a busy machine adds more
+    assert (await projection.run()).duration >= 0.12
+    assert (await projection.rebuild()).duration >= 0.12
+
+
 @pytest.mark.parametrize(
     ("value", "named"),
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -60,7 +61,20 @@ async def test_seed_snippet_runs_as_written() -> None:
     assert isinstance(report, ReplayReport)
     assert (report.replayed, report.skipped, report.failed) == (2, 1, 0)
     assert report.last_position == 2
-    assert report.duration >= 0
+
+
+async def test_the_report_says_how_long_the_replay_took() -> None:
+    store = EventStore()
+    await fill(store, "user.1", [0, 1, 2])
+    replay = EventReplay(store)
+
+    @replay.handle("#")
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(0.05)
+
+    # lower bounds only: three handlers of 50 ms, and a busy machine adds more
+    assert (await replay.replay_stream("user.1")).duration >= 0.12
+    assert (await replay.replay_all()).duration >= 0.12
 
 
 async def test_time_window_start_inclusive_end_exclusive() -> None:
@@ -355,6 +369,23 @@ async def test_failures_continue_by_default_and_are_reported() -> None:
     assert [str(f.exception) for f in report.failures] == ["bad 1", "bad 3"]
     assert report.failures[0].handler is flaky and report.failures[0].attempts == 1
     assert report.failures[0].event.data["n"] == 1
+
+
+async def test_the_report_keeps_the_first_100_failures_and_counts_them_all(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.CRITICAL, logger="pepperpy.event.replay")  # 150 error records
+    store = EventStore()
+    await fill(store, "user.1", [0] * 150)
+    replay = EventReplay(store)
+
+    @replay.handle("#")
+    def broken(event: Event) -> None:
+        raise RuntimeError(f"bad {event.data['n']}")
+
+    report = await replay.replay_stream("user.1")
+    assert (report.replayed, report.failed) == (0, 150)
+    assert [f.event.data["n"] for f in report.failures] == list(range(100))
 
 
 async def test_one_failing_handler_does_not_stop_the_others() -> None:
