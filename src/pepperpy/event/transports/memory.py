@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import itertools
 import logging
 from typing import Any
@@ -15,6 +17,12 @@ from .base import Subscription, Transport
 __all__ = ["MemoryTransport"]
 
 logger = logging.getLogger("pepperpy.event.transports.memory")
+
+#: set inside a keyed delivery (and so in every task its handler starts, which copy the
+#: context): a publish made there does not wait for keyed deliveries queued behind others
+_in_keyed_delivery: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "pepperpy_memory_keyed_delivery", default=False
+)
 
 
 class _Group:
@@ -45,7 +53,8 @@ class MemoryTransport(Transport):
     members), the event as a broker would deliver it: decoded from its JSON form; an
     event read from a store arrives without its store fields (``stream``, ``position``,
     ...); what no broker can encode (a lone surrogate) is refused with
-    :class:`~pepperpy.event.SerializationError`.
+    :class:`~pepperpy.event.SerializationError`. Events published with a ``key`` reach
+    each subscription or group one at a time, in publish order, as on a broker.
     """
 
     distributed = False
@@ -55,6 +64,8 @@ class MemoryTransport(Transport):
         self._groups: dict[tuple[str, str], _Group] = {}
         self._keys: dict[Subscription, int] = {}  # ungrouped subscription -> its index key
         self._in_progress: set[asyncio.Future[Any]] = set()
+        #: (subscription or group, key) -> the last delivery of that key to it
+        self._tails: dict[tuple[Subscription | _Group, str], asyncio.Task[Any]] = {}
         self._closed = False
 
     async def publish(self, event: Event, *, key: str | None = None) -> None:
@@ -75,10 +86,13 @@ class MemoryTransport(Transport):
         # each delivery in a Task of its own, so a handler's asyncio.timeout, TaskGroup or
         # context variables never touch the publisher (docs/manager.md, "How handlers run")
         running: list[asyncio.Task[Any]] = []
-        for target in targets:
-            sub = target.next_member() if isinstance(target, _Group) else target
-            if sub is not None and not sub.removed:  # being unsubscribed: skip it
-                running.append(start(sub.deliver(event)))
+        if key is None:
+            for target in targets:
+                sub = target.next_member() if isinstance(target, _Group) else target
+                if sub is not None and not sub.removed:  # being unsubscribed: skip it
+                    running.append(start(sub.deliver(event)))
+        else:
+            self._start_keyed(targets, event, key, running)
         self._in_progress.update(running)
         try:
             failures = await outcomes(running)
@@ -87,6 +101,61 @@ class MemoryTransport(Transport):
         for failure in failures:
             if failure is not None:  # the bus turned Exceptions into retries/dead letters
                 logger.error("delivery of %s (%s) failed", event.type, event.id, exc_info=failure)
+
+    def _start_keyed(
+        self,
+        targets: tuple[Subscription | _Group, ...],
+        event: Event,
+        key: str,
+        running: list[asyncio.Task[Any]],
+    ) -> None:
+        """Start one delivery per target, each after the last one of ``key`` to it.
+
+        ``running`` gets the deliveries ``publish`` waits for: all of them, except, when
+        publishing from inside a keyed delivery, those queued behind another one. Waiting
+        there could wait for the publisher itself (a handler publishing with its own key
+        to its own subscription), or for a delivery that waits for it: those run after
+        their predecessors, as on a broker, while ``publish`` returns.
+        """
+        detach = _in_keyed_delivery.get()
+        for target in targets:
+            chain = (target, key)
+            previous = self._tails.get(chain)
+            if previous is not None and previous.done():
+                previous = None
+            task = start(self._deliver_keyed(target, event, previous))
+            self._tails[chain] = task
+            task.add_done_callback(functools.partial(self._chain_moved, chain))
+            if previous is not None and detach:
+                self._in_progress.add(task)  # close() waits for it
+                task.add_done_callback(functools.partial(self._detached_done, event))
+            else:
+                running.append(task)
+
+    async def _deliver_keyed(
+        self, target: Subscription | _Group, event: Event, previous: asyncio.Task[Any] | None
+    ) -> None:
+        _in_keyed_delivery.set(True)  # this task's own context copy
+        if previous is not None:
+            await asyncio.wait((previous,))  # its outcome is its own publisher's business
+        # chosen now: a member that left meanwhile gets nothing; an ungrouped subscription
+        # being removed drops what it had not started, as on a broker
+        sub = target.next_member() if isinstance(target, _Group) else target
+        if sub is not None and not sub.removed:
+            await sub.deliver(event)
+
+    def _chain_moved(
+        self, chain: tuple[Subscription | _Group, str], done: asyncio.Task[Any]
+    ) -> None:
+        if self._tails.get(chain) is done:
+            del self._tails[chain]
+
+    def _detached_done(self, event: Event, task: asyncio.Task[Any]) -> None:
+        self._in_progress.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "delivery of %s (%s) failed", event.type, event.id, exc_info=task.exception()
+            )
 
     async def subscribe(self, subscription: Subscription) -> None:
         if subscription.group is None:
@@ -120,6 +189,7 @@ class MemoryTransport(Transport):
 
     def abandon(self) -> None:
         self._in_progress.clear()  # tasks of a loop that ended: nothing to wait for
+        self._tails.clear()
 
     async def close(self) -> None:
         self._closed = True
