@@ -720,10 +720,13 @@ async def test_trim_takes_a_pending_list_emptied_since_xinfo_for_nothing_pending
 
         client.xpending = acked_meanwhile  # the ack lands between XINFO and XPENDING
         try:
-            await transport.trim(older_than=0)
+            removed = await transport.trim(older_than=0)
         finally:
             del client.xpending
             release.set()
+        # nothing pending and everything delivered: the entry every group acknowledged goes
+        assert removed == 1
+        assert await client.xlen(transport.stream_for("jobs.run")) == 0
 
 
 async def test_a_failing_trim_neither_ends_the_trimmer_nor_stops_close_halfway(
