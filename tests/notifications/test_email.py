@@ -330,6 +330,9 @@ def test_smtp_url_parsing() -> None:
         "smtp://127.0.0.1:25?from=a@b.c&colour=blue",
         "smtps://127.0.0.1:25?from=a@b.c&starttls=true",
         "smtp://127.0.0.1:25?from=a@b.c&timeout=soon",
+        "smtp://127.0.0.1:25?from=a@b.c&timeout=nan",
+        "smtp://127.0.0.1:25?from=a@b.c&timeout=inf",
+        "smtp://127.0.0.1:25?from=a@b.c&timeout=0",
     ],
 )
 def test_bad_smtp_urls_are_configuration_errors(url: str) -> None:

@@ -219,3 +219,15 @@ def test_store_options_from_url() -> None:
     for bad in ("redis://h?colour=red", "redis://h?ttl=soon", "ftp://h"):
         with pytest.raises(ConfigurationError):
             NotificationSystem(idempotency=bad)
+
+
+@pytest.mark.parametrize("query", ["ttl=0", "ttl=-5", "lease=0", "ttl=nan", "lease=inf"])
+def test_a_ttl_or_lease_from_the_url_is_checked_like_one_given_as_an_argument(
+    query: str,
+) -> None:
+    # ?ttl=0 became a 1 ms expiry: every key forgotten at once, so idempotency was off
+    name = query.split("=")[0]
+    with pytest.raises(ConfigurationError, match=f"{name} must be a finite number"):
+        RedisIdempotencyStore(f"redis://127.0.0.1:6379/2?{query}")
+    with pytest.raises(ConfigurationError, match="must be a finite number"):
+        RedisIdempotencyStore("redis://127.0.0.1:6379/2", **{name: 0.0})

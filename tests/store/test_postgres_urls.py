@@ -32,6 +32,8 @@ BAD = [
     ("postgresql://app:s3cret@h/x?sslmode", "each query field must be name=value"),
     ("postgresql://app:s3cret@h/x?a=1&&b=2", "each query field must be name=value"),
     ("postgresql://app:s3cret@h/x?schema=Bad", "schema='Bad': use lower-case letters"),
+    # the last one used to win: tenant_b was created and written to
+    ("postgresql://app:s3cret@h/x?schema=tenant_a&schema=tenant_b", "schema is given twice"),
 ]
 
 

@@ -12,6 +12,7 @@ someone else may send.
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import threading
 from abc import ABC, abstractmethod
@@ -185,16 +186,21 @@ class RedisIdempotencyStore(IdempotencyStore):
         ttl: float = 7 * 24 * 3600,
         lease: float = 300.0,
     ) -> None:
-        if ttl <= 0 or lease <= 0:
-            raise ConfigurationError("ttl and lease must be > 0")
         parts = urlsplit(url)
         query = query_options(parts.query)
         prefix = query.pop("prefix", prefix)
         try:
             ttl = float(query.pop("ttl", ttl))
             lease = float(query.pop("lease", lease))
-        except ValueError as exc:
-            raise ConfigurationError(f"ttl and lease must be numbers in {url!r}") from exc
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"ttl and lease must be numbers of seconds: {exc}") from exc
+        # checked after the URL's values are read: a ttl of 0 (or NaN) from the URL became
+        # a 1 ms expiry, and the store forgot every key at once (idempotency off)
+        for name, value in (("ttl", ttl), ("lease", lease)):
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigurationError(
+                    f"{name} must be a finite number of seconds > 0, got {value}"
+                )
         if query:
             raise ConfigurationError(f"unknown idempotency store option(s): {sorted(query)}")
         self.url = urlunsplit(parts._replace(query=""))

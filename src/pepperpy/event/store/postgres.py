@@ -1220,8 +1220,10 @@ def parse_options(url: str) -> tuple[str, PostgresOptions]:
                 _check_port(port, refuse)
     found: dict[str, Any] = {}
     schemas = [value for name, value in query if name == "schema"]
+    if len(schemas) > 1:
+        raise refuse("schema is given twice")
     if schemas:
-        schema = schemas[-1]
+        schema = schemas[0]
         if not _SCHEMA_NAME.fullmatch(schema):
             raise refuse(f"schema={schema!r}: use lower-case letters, digits and '_' (at most 40)")
         found["schema"] = schema

@@ -10,6 +10,7 @@ Query values are percent-decoded only: ``+`` is a plus sign (``from=alerts+ops@e
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import ssl
 import threading
@@ -74,8 +75,10 @@ class EmailChannel(Channel):
             _check_header_address(reply_to, "reply_to")
         if tls and starttls:
             raise ConfigurationError("choose implicit TLS (tls/smtps) or STARTTLS, not both")
-        if timeout <= 0:
-            raise ConfigurationError(f"timeout must be > 0, got {timeout!r}")
+        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+            raise ConfigurationError(
+                f"timeout must be a finite number of seconds > 0, got {timeout!r}"
+            )
         self.host = host
         self.port = port
         self.sender = sender
