@@ -558,6 +558,24 @@ class StoreConformance:
         with pytest.raises(ValueError):
             store.read_all(-1)
 
+    @pytest.mark.parametrize("position", [2**63, 2**64, 10**30])
+    async def test_positions_past_the_64_bit_range_are_refused(
+        self, store: EventStore, position: int
+    ) -> None:
+        # docs/store.md: a position past 2**63 - 1 is a ValueError, the same on every
+        # backend (not a driver's OverflowError, nor an empty read on one and not another)
+        await store.append("s.1", {"type": "t.x"})
+        with pytest.raises(ValueError, match="from_position"):
+            store.read_all(position)
+        with pytest.raises(ValueError, match="from_position"):
+            store.read_all(position, streams="s.*")
+        with pytest.raises(ValueError, match="from_position"):
+            store.subscribe(position)
+        with pytest.raises(ValueError, match="start_pos"):
+            store.get_stream("s.1", start_pos=position)
+        assert await store.read_all(2**63 - 1) == []  # the last position there can be
+        assert await store.get_stream("s.1", start_pos=2**63 - 1) == []
+
     async def test_read_all_pages_with_a_sparse_filter(self, store: EventStore) -> None:
         await store.append("noise.1", batch(1100))
         await store.append("signal.1", batch(2))
