@@ -167,6 +167,19 @@ def test_every_failure_has_a_kind(tmp_path: Path, key: bytes | None) -> None:
     assert head.kind is None
 
 
+@pytest.mark.parametrize("key", [None, KEY], ids=["sha256", "hmac"])
+def test_a_deleted_middle_entry_is_reported_as_missing(tmp_path: Path, key: bytes | None) -> None:
+    # docs/security.md: verify() gives ok=False and a reason saying what is wrong; an
+    # entry removed is tampering. Sequences are checked, not only the links: a removed
+    # entry reads as what it is, not as a broken link from the next one
+    path = tmp_path / "audit.db"
+    make_log(path, key, entries=4)
+    edit(path, "DELETE FROM audit_log WHERE sequence = 1")
+    result = verify(path, key)
+    assert (result.ok, result.kind, result.checked) == (False, "tampered", 1)
+    assert result.reason == "entry 1 is missing"
+
+
 def test_an_altered_marker_is_tampering_not_a_key_problem(tmp_path: Path) -> None:
     """The marker is in the file, which anyone who can write it may change: it only ever
     explains a failure; entries that verify under the key given show it was altered."""
