@@ -54,8 +54,11 @@ def parse_reply(reply: str) -> tuple[str, int, int]:
 
     ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``, or with
     domain and account hash (``$JS.ACK.<domain>.<hash>.<stream>...``) on newer servers.
+    Raises ValueError for anything else (a message JetStream did not deliver).
     """
     tokens = reply.split(".")
+    if tokens[:2] != ["$JS", "ACK"] or not (len(tokens) == 9 or len(tokens) >= 11):
+        raise ValueError(f"not a JetStream ack subject: {reply!r}")
     at = 3 if len(tokens) == 9 else 5
     return tokens[at], int(tokens[at + 1]), int(tokens[at + 2])
 
@@ -363,9 +366,11 @@ class Consumer:
 
     async def _on_message(self, msg: Msg) -> None:
         reply = msg.reply
-        if not reply:  # not a JetStream delivery (a stray publish on the inbox)
+        try:
+            consumer, deliveries, _ = parse_reply(reply)
+        except ValueError:  # not a JetStream delivery: a stray publish
+            logger.warning("ignoring a message on %s that JetStream did not deliver", msg.subject)
             return
-        consumer, deliveries, _ = parse_reply(reply)
         if deliveries == 1:  # first deliveries come in stream order; redeliveries do not
             self._last_reply[consumer] = reply
         subject_filter = self._filter
@@ -376,11 +381,14 @@ class Consumer:
             return
         try:
             event = Event.from_json(msg.data)
-        except (SerializationError, ValueError, TypeError) as exc:
+        except Exception as exc:  # whatever the decoder raises: a poison message
+            # left unsettled, it would hold its place (a key lane: the whole lane) until
+            # ack_wait, and come back to do it again
             logger.error(
                 "dropping a message on %s that is not a CloudEvents JSON event: %s",
                 msg.subject,
                 exc,
+                exc_info=not isinstance(exc, SerializationError),  # unexpected: say where
             )
             await self._settle(msg, ack=False, term=True)
             return
@@ -389,14 +397,20 @@ class Consumer:
                 f"delivered {deliveries - 1} times without being acknowledged "
                 "(its consumer crashed or exceeded ack_wait)"
             )
-            await self._dead_letter(
-                event, reason, deliveries - 1, self.group, message_identity(reply)
-            )
+            try:
+                await self._dead_letter(
+                    event, reason, deliveries - 1, self.group, message_identity(reply)
+                )
+            except Exception:  # the server is away, say: it comes again after ack_wait
+                logger.exception("could not dead-letter %s (%s)", event.type, event.id)
+                return
             await self._settle(msg, ack=True)
             return
         self._unsettled[id(msg)] = [msg, time.monotonic()]
         key = event.metadata.get(PARTITION_KEY) if event._metadata else None
         if key is not None:
+            if not isinstance(key, str):  # another publisher's: its text orders it
+                key = str(key)
             waiting = self._keyed.get(key)
             if waiting is not None:
                 waiting.append((msg, event))

@@ -270,11 +270,14 @@ class Consumer:
         tag = _tag(message)
         try:
             event = Event.from_json(message.body)
-        except EventError as exc:
+        except Exception as exc:  # whatever the decoder raises: a poison message
+            # left unsettled, it would hold a prefetch slot (and its key's partition)
+            # until the channel closed, and come back to do it again
             logger.error(
                 "dropping a message on %r that is not a CloudEvents JSON document: %s",
                 delivery.routing_key,
                 exc,
+                exc_info=not isinstance(exc, EventError),  # unexpected: say where
             )
             await acks.settled(tag, acks.channel.basic_reject(tag, requeue=False))
             return
