@@ -75,6 +75,36 @@ async def test_dead_letter_topics_of_declared_topics_can_be_subscribed() -> None
     await bus.close()
 
 
+async def test_a_topic_of_the_longest_length_can_still_be_dead_lettered() -> None:
+    # the 1,024-byte name limit would refuse "deadletter." + such a topic; a dead-letter
+    # topic may exceed it by its prefix, so every topic's failures can be dead-lettered
+    topic = "t." + "".join(chr(0x61 + (i * 31) % 26) for i in range(1022))
+    assert len(topic.encode()) == 1024
+    bus = EventBus(retry_policy=ONE_TRY)
+    dead: list[Event] = []
+    bus.subscribe("deadletter.#")(dead.append)
+
+    @bus.subscribe(topic)
+    def fails(event: Event) -> None:
+        raise RuntimeError("nope")
+
+    await bus.publish(topic, {"u": 1})
+    assert [e.type for e in dead] == ["deadletter." + topic]
+    assert len(bus.dead_letters) == 1
+    with pytest.raises(PatternError, match="longer than 1035 bytes"):
+        await bus.publish("deadletter." + topic + "x", {})
+    await bus.close()
+
+
+@pytest.mark.parametrize("group", ["billing\ud800", "a\x00b", "g" * 1025])
+def test_a_group_name_no_broker_can_carry_is_refused_when_subscribing(group: str) -> None:
+    # a lone surrogate used to raise UnicodeEncodeError from the name digest, on every
+    # transport; a NUL or an over-long name is refused like any other name
+    bus = EventBus()
+    with pytest.raises(ValueError, match="group"):
+        bus.subscribe("orders.*", group=group)(lambda event: None)
+
+
 # -- subscribe and publish arguments ------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from ._json import dumps
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
 from ._retry import RetryPolicy
-from ._text import shown
+from ._text import shown, text_problem
 from .security._principal import PRINCIPAL, current_principal
 from .transports import NotDelivered, Subscription, Transport, transport_from_url
 
@@ -196,8 +196,12 @@ class EventBus:
         self.transport.check_pattern(pattern)
         if self.access is not None:
             self._check_subscribe(pattern)
-        if group is not None and (not isinstance(group, str) or not group):
-            raise ValueError(f"group must be a non-empty str or None, got {group!r}")
+        if group is not None:
+            if not isinstance(group, str) or not group:
+                raise ValueError(f"group must be a non-empty str or None, got {group!r}")
+            problem = text_problem(group)
+            if problem is not None:  # a lone surrogate no broker can carry, a NUL, too long
+                raise ValueError(f"group {shown(group)} {problem}")
         if self.topics is not None and not any(
             could_overlap(pattern, t) or could_overlap(pattern, DEAD_LETTER_PREFIX + t)
             for t in self.topics

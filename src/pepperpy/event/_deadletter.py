@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._event import Event
 from ._ids import new_id
+from ._text import DEAD_LETTER_PREFIX  # dead letters of topic t go to deadletter.t
 
 __all__ = [
     "DEAD_LETTER_PREFIX",
@@ -21,8 +22,6 @@ __all__ = [
     "dead_letter_event",
 ]
 
-#: dead letters of topic ``t`` are published to ``deadletter.t``
-DEAD_LETTER_PREFIX = "deadletter."
 #: metadata keys describing a dead letter
 DL_REASON, DL_ATTEMPTS, DL_GROUP, DL_ORIGINAL_ID = "dlreason", "dlattempts", "dlgroup", "dlid"
 #: the CloudEvents partitioning extension: the key that orders events within a group

@@ -25,7 +25,7 @@ from functools import cache, lru_cache
 from typing import Any, Generic, TypeVar
 
 from ._errors import PatternError
-from ._text import MAX_NAME_BYTES, overflow_index
+from ._text import MAX_NAME_BYTES, name_limit, overflow_index
 
 __all__ = ["PatternIndex", "could_overlap", "matches", "parse_pattern", "parse_topic"]
 
@@ -42,12 +42,13 @@ def _tokens(text: str, *, wildcards: bool) -> tuple[str, ...]:
     if not text:
         raise PatternError(text, 0, "empty pattern")
     if len(text) > MAX_NAME_BYTES // 4:
-        overflow = overflow_index(text)
+        limit = name_limit(text)  # a dead-letter topic may exceed it by its prefix
+        overflow = overflow_index(text, limit)
         if overflow is not None:
             raise PatternError(
                 text,
                 overflow,
-                f"longer than {MAX_NAME_BYTES} bytes in UTF-8 ({len(text)} characters)",
+                f"longer than {limit} bytes in UTF-8 ({len(text)} characters)",
             )
     tokens = tuple(text.split("."))
     position = 0

@@ -11,7 +11,15 @@ escapes a NUL, and the encoder refuses a lone surrogate with its own clear error
 
 from __future__ import annotations
 
-__all__ = ["MAX_NAME_BYTES", "MAX_VERSION", "overflow_index", "shown", "text_problem"]
+__all__ = [
+    "DEAD_LETTER_PREFIX",
+    "MAX_NAME_BYTES",
+    "MAX_VERSION",
+    "name_limit",
+    "overflow_index",
+    "shown",
+    "text_problem",
+]
 
 #: the greatest event schema version (PostgreSQL's ``integer``, the narrowest column)
 MAX_VERSION = 2**31 - 1
@@ -22,17 +30,28 @@ MAX_VERSION = 2**31 - 1
 #: that what one backend takes every backend takes.
 MAX_NAME_BYTES = 1024
 
+#: the prefix of dead-letter topics; a dead-letter topic may exceed :data:`MAX_NAME_BYTES` by
+#: it, so that every topic can be dead-lettered
+DEAD_LETTER_PREFIX = "deadletter."
 
-def overflow_index(text: str) -> int | None:
-    """The index of the first character past :data:`MAX_NAME_BYTES`, or None if it fits."""
-    if len(text) <= MAX_NAME_BYTES // 4:  # four bytes a character at the most
+
+def name_limit(text: str) -> int:
+    """The byte limit for ``text``: :data:`MAX_NAME_BYTES`, plus the prefix of a dead letter."""
+    if text.startswith(DEAD_LETTER_PREFIX):
+        return MAX_NAME_BYTES + len(DEAD_LETTER_PREFIX)
+    return MAX_NAME_BYTES
+
+
+def overflow_index(text: str, limit: int = MAX_NAME_BYTES) -> int | None:
+    """The index of the first character past ``limit`` bytes, or None if it fits."""
+    if len(text) <= limit // 4:  # four bytes a character at the most
         return None
-    if len(text.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES:
+    if len(text.encode("utf-8", "surrogatepass")) <= limit:
         return None
     size = 0
     for index, char in enumerate(text):
         size += len(char.encode("utf-8", "surrogatepass"))
-        if size > MAX_NAME_BYTES:
+        if size > limit:
             return index
     return None  # unreachable: the whole text is longer
 
@@ -51,8 +70,10 @@ def text_problem(text: str) -> str | None:
     """
     if "\x00" in text:
         return "contains a NUL character ('\\x00')"
-    if len(text) > MAX_NAME_BYTES // 4 and overflow_index(text) is not None:
-        return f"is longer than {MAX_NAME_BYTES} bytes in UTF-8"
+    if len(text) > MAX_NAME_BYTES // 4:
+        limit = name_limit(text)
+        if overflow_index(text, limit) is not None:
+            return f"is longer than {limit} bytes in UTF-8"
     if text.isascii():
         return None
     try:
