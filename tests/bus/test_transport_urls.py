@@ -47,3 +47,12 @@ def test_amqp_urls_in_any_case() -> None:
         transport = EventBus(transport=url).transport
         assert type(transport).__name__ == "RabbitMQTransport"
         assert transport.url.startswith(url.split(":")[0].lower() + "://")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+def test_amqp_seconds_must_be_finite_and_positive(value: str) -> None:
+    # ?connect_timeout=nan was accepted (nan <= 0 is False) and failed later, raw
+    from pepperpy.event.transports.rabbitmq import RabbitMQTransport
+
+    with pytest.raises(ConfigurationError, match="connect_timeout must be a finite number"):
+        RabbitMQTransport(f"amqp://guest:guest@127.0.0.1:5672/?connect_timeout={value}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -87,8 +88,15 @@ def check_options(options: dict[str, Any]) -> None:
         )
     for name in _SECONDS:
         value = options[name]
-        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-            raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ConfigurationError(
+                f"{name} must be a finite number of seconds > 0, got {value!r}"
+            )
         options[name] = float(value)
 
 
