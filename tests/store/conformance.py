@@ -953,6 +953,77 @@ class StoreConformance:
             assert "version 1" in message and "KeyError" in message
             assert isinstance(caught.value.__cause__, KeyError)
 
+    async def test_a_subscription_stays_on_an_event_it_failed_to_decode(
+        self, store: EventStore
+    ) -> None:
+        """docs/store.md: ``position`` is the next global position a subscription reads,
+        and it never skips an event. It moved past an event whose upcaster raised, so
+        iterating again, or resuming from ``position`` once the upcaster was fixed,
+        silently skipped that event."""
+        broken = {1}
+
+        @store.upcaster("order.placed", from_version=1)
+        def upcast(data: dict[str, Any]) -> dict[str, Any]:
+            if data["n"] in broken:
+                raise RuntimeError("upcaster bug")
+            return {**data, "v": 2}
+
+        await store.append("order.1", batch(3, "order.placed"))
+        subscription = store.subscribe(0)
+        assert (await anext(subscription)).global_position == 0
+        assert subscription.position == 1
+        for _ in range(2):  # iterating again fails on the same event, it is not passed over
+            with pytest.raises(StoreError, match="upcaster bug"):
+                await anext(subscription)
+            assert subscription.position == 1
+        resumed = store.subscribe(subscription.position)
+        with pytest.raises(StoreError, match="upcaster bug"):
+            await anext(resumed)
+        broken.clear()  # the upcaster is fixed: both read on from the failed event
+        assert [(await anext(subscription)).global_position for _ in range(2)] == [1, 2]
+        assert subscription.position == 3
+        assert [(await anext(resumed)).data["n"] for _ in range(2)] == [1, 2]
+
+    @pytest.mark.parametrize(
+        "read",
+        ["get_stream", "get_stream_limit", "get_stream_backwards", "read_all", "read_all_types"],
+    )
+    async def test_a_reader_reads_a_page_it_failed_to_decode_again(
+        self, store: EventStore, read: str
+    ) -> None:
+        """``async for`` over a reader moved its cursor (and its limit) past a page
+        before decoding it: once an upcaster raised there, the next step ended the
+        iteration or read the next page, and the page's events were never yielded."""
+        broken = {0, 599}
+
+        @store.upcaster("order.placed", from_version=1)
+        def upcast(data: dict[str, Any]) -> dict[str, Any]:
+            if data["n"] in broken:
+                raise RuntimeError("upcaster bug")
+            return data
+
+        await store.append("order.1", batch(600, "order.placed"))  # two pages of 500
+        readers = {
+            "get_stream": lambda: store.get_stream("order.1"),
+            "get_stream_limit": lambda: store.get_stream("order.1", limit=600),
+            "get_stream_backwards": lambda: store.get_stream("order.1", backwards=True),
+            "read_all": lambda: store.read_all(0),
+            "read_all_types": lambda: store.read_all(0, types="order.*"),
+        }
+        # (the failing event of each page, the page's size), in reading order
+        pages = [(0, 500), (599, 100)] if read != "get_stream_backwards" else [(599, 500), (0, 100)]
+        events = aiter(readers[read]())
+        seen: list[int] = []
+        for failing, size in pages:
+            for _ in range(2):  # the same page fails again, it is not passed over
+                with pytest.raises(StoreError, match="upcaster bug"):
+                    await anext(events)
+            broken.discard(failing)
+            seen += [(await anext(events)).data["n"] for _ in range(size)]
+        with pytest.raises(StopAsyncIteration):
+            await anext(events)
+        assert sorted(seen) == list(range(600))
+
     async def test_an_upcaster_returning_an_awaitable_or_no_json_names_the_event(
         self, store: EventStore
     ) -> None:

@@ -4,7 +4,10 @@ A reader is both awaitable (``await store.get_stream(...)`` gives a list) and
 async-iterable (``async for`` fetches one page at a time, so memory stays bounded for
 streams of any length). A subscription pages through the global log, then waits on the
 backend for live appends; it remembers the next global position, so it never yields an
-event twice and, because backends expose positions in order, never skips one.
+event twice and, because backends expose positions in order, never skips one. Nothing
+moves past an event that fails to decode (an upcaster raising, an envelope refused): the
+error is raised, and the next read (or a subscription resumed from ``position``) tries
+that event again.
 """
 
 from __future__ import annotations
@@ -168,16 +171,18 @@ class _ReaderIterator:
             if remaining is not None and accept is None:
                 size = min(size, remaining)
             rows, cursor = await reader._fetch(self._cursor, size)
-            if cursor is None:
-                self._done = True
-            self._cursor = cursor
             if accept is not None:
                 rows = [row for row in rows if accept(row)]
             if remaining is not None:
                 rows = rows[:remaining]
+            # decoded before the cursor moves: a page that fails is read again next time
+            events = _decode_page(decode, rows) if rows else None
+            self._cursor = cursor
+            self._done = cursor is None
+            if remaining is not None:
                 self._remaining = remaining - len(rows)
-            if rows:
-                return _decode_page(decode, rows)
+            if events:
+                return events
         return None
 
 
@@ -203,7 +208,9 @@ class StoreSubscription:
 
     ``async for event in store.subscribe(...)``; resume after a checkpoint with
     ``from_position=last.global_position + 1``. ``position`` is the global position the
-    next event will be read from. Closing the subscription (or its store) ends the loop.
+    next event will be read from; it stays on an event whose decoding failed, so that
+    event is read again, never skipped. Closing the subscription (or its store) ends the
+    loop.
     """
 
     def __init__(
@@ -244,9 +251,10 @@ class StoreSubscription:
                 raise StopAsyncIteration
             if self._index < len(self._buffer):
                 row = self._buffer[self._index]
+                event = self._decode(row)  # if it fails, the next call tries this row again
                 self._index += 1
                 self.position = row[0] + 1
-                return self._decode(row)
+                return event
             # rows the filter dropped (and hidden ones) still move the checkpoint forward
             self.position = max(self.position, self._page_end)
             if self._caught_up:
