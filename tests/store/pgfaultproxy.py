@@ -15,9 +15,11 @@ break the network the way real networks break, without touching the shared serve
   is reset, while the others work.
 * Hooks ``on_client`` and ``on_server`` see every chunk on its way and may answer
   ``"drop"`` (reset the connection instead of forwarding it: a statement or a reply
-  lost) or ``"pause"`` (the connection goes silent before forwarding it). They find
-  the protocol's plain text in the chunks, so the URL should say ``sslmode=disable``
-  (:func:`proxied` adds it).
+  lost), ``"pause"`` (the connection goes silent before forwarding it) or ``"hold"``
+  (forward it, then nothing more in that direction, not even the end of the stream,
+  until the link ends: the server's termination notice arrives, its close does not).
+  They find the protocol's plain text in the chunks, so the URL should say
+  ``sslmode=disable`` (:func:`proxied` adds it).
 
 Only loopback: it listens on 127.0.0.1 and forwards to a loopback address; at most
 ``max_connections`` links are open at once (more are reset). ``async with
@@ -40,7 +42,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 __all__ = ["Link", "PgFaultProxy", "proxied"]
 
 CHUNK = 65536
-Action = Literal["drop", "pause"] | None
+Action = Literal["drop", "pause", "hold"] | None
 Hook = Callable[["Link", bytes], Action]
 
 
@@ -230,6 +232,8 @@ class PgFaultProxy:
                     return
                 writer.write(data)
                 await writer.drain()
+                if action == "hold":  # ended by the link's end (the other pipe's) or close()
+                    await asyncio.get_running_loop().create_future()
 
 
 def proxied(url: str, port: int, **options: object) -> str:

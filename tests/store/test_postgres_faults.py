@@ -12,11 +12,13 @@ machine.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 
 from pepperpy.event import (
@@ -402,6 +404,104 @@ async def test_each_write_of_unknown_outcome_gives_its_own_advice(
         assert "whether the snapshot was saved is unknown" in str(error)
         assert "Event ids" not in str(error)
         assert (await store.load_snapshot("snap.1")) is not None
+    finally:
+        await store.close()
+
+
+def writes_of(store: EventStore, event: Event) -> dict[str, Callable[[], Awaitable[Any]]]:
+    """The store's writes that commit a transaction, on stream ``s.1`` (which must hold
+    ``event`` for the snapshot and the delete)."""
+    return {
+        "append": lambda: store.append("s.2", event),
+        "delete_stream": lambda: store.delete_stream("s.1"),
+        "save_snapshot": lambda: store.save_snapshot("s.1", {"n": 1}, 0),
+    }
+
+
+async def written(direct: str, write: str, event: Event) -> bool:
+    """Whether the write of :func:`writes_of` named ``write`` is in the store."""
+    async with EventStore(direct) as store:
+        if write == "append":
+            return [e.id for e in await store.get_stream("s.2")] == [event.id]
+        if write == "delete_stream":
+            return await store.stream_version("s.1") is None
+        return await store.load_snapshot("s.1") is not None
+
+
+@pytest.mark.parametrize("write", ["append", "delete_stream", "save_snapshot"])
+async def test_a_commit_asyncpg_refuses_after_the_servers_goodbye_is_done_again(
+    proxy: PgFaultProxy,
+    direct: str,
+    database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    write: str,
+) -> None:
+    """The session is terminated between a write's last statement and its COMMIT; the
+    server's termination notice (FATAL) reaches the client before its close does.
+    asyncpg then refuses to send the COMMIT ("cannot switch to state ...; another
+    operation is in progress") and the server has rolled back: nothing can have been
+    written, yet the store said the outcome was unknown (seen in a multi-process run).
+    The write is now done again on a new connection, and the caller sees nothing."""
+    store = EventStore(via(proxy, direct))
+    admin = await asyncpg.connect(database)
+    held: list[Link] = []
+    commits: list[int] = []
+    commit = asyncpg.transaction.Transaction.commit
+
+    def hold_after_the_goodbye(link: Link, data: bytes) -> str | None:
+        if b"57P01" in data:  # admin_shutdown: the FATAL of pg_terminate_backend
+            held.append(link)
+            return "hold"  # forwarded; the close after it is not
+        return None
+
+    async def commit_after_the_goodbye(transaction: asyncpg.transaction.Transaction) -> None:
+        commits.append(transaction._connection.get_server_pid())
+        if len(commits) == 1:
+            proxy.on_server = hold_after_the_goodbye  # type: ignore[assignment]
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", commits[0])
+            await eventually(lambda: bool(held))
+            await admin.fetchval("SELECT 1")  # a round trip: the client has read the FATAL
+        await commit(transaction)
+
+    event = Event("t.x")
+    try:
+        async with asyncio.timeout(30):
+            await store.append("s.1", event)
+            monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", commit_after_the_goodbye)
+            with caplog.at_level(logging.WARNING, logger="pepperpy.event.store"):
+                await writes_of(store, event)[write]()
+            monkeypatch.undo()
+            assert len(held) == 1 and len(commits) == 2 and commits[0] != commits[1]
+            assert "another operation" in caplog.text and "no COMMIT was sent" in caplog.text
+            assert await written(direct, write, event)
+    finally:
+        await admin.close()
+        await store.close()
+
+
+@pytest.mark.parametrize("write", ["append", "delete_stream", "save_snapshot"])
+async def test_a_commit_lost_on_its_way_to_the_server_stays_of_unknown_outcome(
+    proxy: PgFaultProxy, direct: str, write: str
+) -> None:
+    """Once asyncpg has handed the COMMIT to the socket, the client cannot tell whether
+    it arrived: the connection breaks before the server reads it here, and nothing was
+    written, but the store must still say the outcome is unknown, not retry."""
+    store = EventStore(via(proxy, direct))
+    event = Event("t.x")
+    try:
+        await store.append("s.1", event)
+
+        def lose_the_commit(link: Link, data: bytes) -> str | None:
+            return "drop" if b"COMMIT" in data and link.application != LISTENER else None
+
+        proxy.on_client = lose_the_commit  # type: ignore[assignment]
+        error, _ = await within(10, writes_of(store, event)[write]())
+        proxy.on_client = None
+        assert isinstance(error, StoreError), repr(error)
+        assert "the connection was lost while committing" in str(error)
+        assert "is unknown" in str(error)
+        assert not await written(direct, write, event)  # the server never got the COMMIT
     finally:
         await store.close()
 

@@ -209,13 +209,22 @@ class _Progress:
 async def _in_transaction(
     connection: Any, progress: _Progress, body: Callable[[Any], Awaitable[T]]
 ) -> T:
-    """Run ``body`` in a transaction, marking ``progress`` just before the ``COMMIT``.
+    """Run ``body`` in a transaction; ``progress.committing`` says if ``COMMIT`` may have
+    been sent.
+
+    It is set just before the ``COMMIT``, and cleared again if the ``COMMIT`` failed
+    without being sent: asyncpg refuses to send anything on a connection already closed,
+    or one that has received the server's termination notice (``FATAL``) since its last
+    statement, and the server rolls such a session's transaction back, so the work may
+    be done again on a new connection. What failed once the ``COMMIT`` went to the
+    socket stays of unknown outcome (see :func:`_statements_sent`).
 
     If ``body`` fails, that error is raised even when the ``ROLLBACK`` fails too (on a
     lost connection it does; the server rolls back when the session ends). A cancelled
     (or timed-out) ``body`` sends no ``ROLLBACK``: the caller cuts the connection off,
     which rolls back as surely, without waiting on a server that may not answer.
     """
+    protocol = _protocol(connection)  # taken now: asyncpg lets go of it once closed
     transaction = connection.transaction()
     await transaction.start()
     try:
@@ -224,9 +233,36 @@ async def _in_transaction(
         with contextlib.suppress(Exception):
             await transaction.rollback()
         raise
+    sent = _statements_sent(protocol)
     progress.committing = True
-    await transaction.commit()
+    try:
+        await transaction.commit()
+    except Exception:
+        if sent is not None and _statements_sent(protocol) == sent:
+            progress.committing = False  # the COMMIT never left this process
+        raise
     return result
+
+
+def _protocol(connection: Any) -> Any:
+    """asyncpg's protocol object under ``connection`` (pooled or not), or None."""
+    try:
+        return connection._protocol  # asyncpg keeps no public handle; a pool proxy forwards
+    except AttributeError:  # a proxy the pool already detached
+        return None
+
+
+def _statements_sent(protocol: Any) -> int | None:
+    """How many statements asyncpg has handed to the connection's socket (None: unknown).
+
+    asyncpg counts a statement (``queries_count``, a read-only attribute of its protocol)
+    right after writing it to the transport, and raises before writing when it cannot
+    send (the connection closed, or the protocol not idle). A failed ``COMMIT`` that left
+    the count unchanged was therefore never sent; one that moved it may have reached the
+    server. Where the count cannot be read, every failed ``COMMIT`` counts as sent.
+    """
+    count = getattr(protocol, "queries_count", None)
+    return count if isinstance(count, int) else None
 
 
 class _OnLoop:
@@ -415,9 +451,9 @@ class PostgresBackend(StoreBackend):
         sat idle in the pool, say), the work is done once more on a new connection:
         nothing was written, so that is safe for reads and writes alike. After a drop
         the pool's other connections may be stale too, so all of them are replaced.
-        Once ``work`` has set ``progress.committing`` (it is about to send ``COMMIT``),
-        a lost or silent connection leaves the outcome unknown: that is never retried
-        here, and the error says so.
+        Once ``work`` has set ``progress.committing`` (its ``COMMIT`` may have been sent:
+        see :func:`_in_transaction`), a lost or silent connection leaves the outcome
+        unknown: that is never retried here, and the error says so.
 
         Releasing the connection never raises: once the work has returned, its outcome
         stands (a ``COMMIT`` that returned is committed), and a connection that fails
@@ -473,7 +509,7 @@ class PostgresBackend(StoreBackend):
                     timed_out=timed_out,
                 ) from failure
             logger.warning(
-                "PostgreSQL %s: %s (before any COMMIT); trying once more on a new connection",
+                "PostgreSQL %s: %s (no COMMIT was sent); trying once more on a new connection",
                 what,
                 self._reason(failure, timed_out=timed_out),
             )
