@@ -566,6 +566,7 @@ async def test_a_write_whose_connection_died_before_its_commit_was_sent_is_done_
     }
     try:
         async with asyncio.timeout(60):
+            await store.append("warm.1", {"type": "warm.up"})  # the schema is set up
             if write != "append":
                 await store.append("order.1", event)
             monkeypatch.setattr(
@@ -577,7 +578,7 @@ async def test_a_write_whose_connection_died_before_its_commit_was_sent_is_done_
             assert len(commits) == 2 and commits[0] != commits[1]  # on a new connection
             assert f"PostgreSQL {write}: " in caplog.text and "no COMMIT was sent" in caplog.text
             if write == "append":
-                assert isinstance(outcome, AppendResult) and outcome.global_position == 0
+                assert isinstance(outcome, AppendResult) and outcome.global_position == 1
                 assert [e.id for e in await store.get_stream("order.1")] == [event.id]
             elif write == "delete_stream":
                 assert outcome is True

@@ -506,6 +506,97 @@ async def test_a_commit_lost_on_its_way_to_the_server_stays_of_unknown_outcome(
         await store.close()
 
 
+# -- the schema setup on first use ------------------------------------------------------
+
+
+def drop_when_sent(proxy: PgFaultProxy, statement: bytes, *, times: int = 1) -> list[Link]:
+    """Reset the connection that sends ``statement``, the first ``times`` times."""
+    fired: list[Link] = []
+
+    def client(link: Link, data: bytes) -> str | None:
+        if len(fired) < times and statement in data:
+            fired.append(link)
+            return "drop"
+        return None
+
+    proxy.on_client = client  # type: ignore[assignment]
+    return fired
+
+
+async def schema_versions(database: str, direct: str) -> list[int]:
+    """The migrations recorded in the schema of ``direct``, in order."""
+    schema = direct.rsplit("schema=", 1)[1]
+    admin = await asyncpg.connect(database)
+    try:
+        rows = await admin.fetch(
+            f'SELECT version FROM "{schema}".pepperpy_schema_version ORDER BY version'
+        )
+        return [row[0] for row in rows]
+    finally:
+        await admin.close()
+
+
+@pytest.mark.parametrize("lost_at", ["restart", "first_migration"])
+async def test_a_connection_lost_while_a_store_sets_itself_up_is_set_up_again(
+    proxy: PgFaultProxy,
+    direct: str,
+    database: str,
+    caplog: pytest.LogCaptureFixture,
+    lost_at: str,
+) -> None:
+    """A store's first call on a loop sets the schema up on its first connection. A drop
+    there failed the call with 'schema setup failed: cannot call Connection.execute():
+    connection has been released back to the pool', while every other call is tried
+    once more and the same call right after succeeded: a subscriber reopening its store
+    while connections were cut died this way. The setup is now done again on a new
+    connection, whether the schema existed (a restart: lost at the advisory lock) or is
+    being created (lost at the first migration, inside its transaction)."""
+    expected: list[str] = []
+    if lost_at == "restart":
+        async with EventStore(direct) as first:
+            await first.append("s.1", {"type": "t.x"})
+        expected = ["t.x"]
+    statement = b"pg_advisory_lock(" if lost_at == "restart" else b"CREATE TABLE pepperpy_streams"
+    fired = drop_when_sent(proxy, statement)
+    store = EventStore(via(proxy, direct))
+    try:
+        async with asyncio.timeout(30):
+            with caplog.at_level(logging.WARNING, logger="pepperpy.event.store"):
+                events = await store.read_all(0)
+            assert len(fired) == 1, "the fault was not injected"
+            assert [event.type for event in events] == expected
+            assert "PostgreSQL schema setup: the connection was lost" in caplog.text
+            assert "trying once more on a new connection" in caplog.text
+            await store.append("s.1", {"type": "t.after"})
+        assert await schema_versions(database, direct) == [1]  # each migration once
+    finally:
+        await store.close()
+
+
+async def test_a_setup_whose_connection_is_lost_twice_fails_saying_so(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    """The error named what went wrong after the loss: the ROLLBACK of the migration's
+    transaction, then the check before the advisory unlock, both tried on the dead
+    connection, replaced it with 'the underlying connection is closed' and 'connection
+    has been released back to the pool'. The next call sets the store up again."""
+    fired = drop_when_sent(proxy, b"CREATE TABLE pepperpy_streams", times=2)
+    store = EventStore(via(proxy, direct))
+    try:
+        async with asyncio.timeout(30):
+            with pytest.raises(StoreError) as caught:
+                await store.read_all(0)
+            assert len(fired) == 2  # tried once more, on a new connection
+            message = str(caught.value)
+            assert message.startswith("PostgreSQL schema setup failed: the connection was lost (")
+            assert "released back to the pool" not in message
+            assert "underlying connection is closed" not in message
+            assert isinstance(caught.value.__cause__, asyncpg.ConnectionDoesNotExistError)
+            assert await store.read_all(0) == []  # the network healed: set up now
+    finally:
+        await store.close()
+
+
 # -- the checkpoint store -------------------------------------------------------------
 
 

@@ -393,6 +393,8 @@ class PostgresBackend(StoreBackend):
             asyncpg.InternalClientError,
             OSError,
         )
+        #: what connecting raises besides: asyncpg refuses some URL values with ValueError
+        self._connect_errors = (*self._errors, ValueError)
         #: connections, tasks and waiters of each loop using the store (see ``_OnLoop``)
         self._loops: LoopShares[_OnLoop] = LoopShares(_OnLoop)
         self._head = 0  # next global position, as far as notifications told us
@@ -584,45 +586,67 @@ class PostgresBackend(StoreBackend):
         The pool keeps no connection open on its own (``min_size=0``): one it had to
         keep would be reconnected in the background whenever one is cut off, also
         during a partition, where nobody waits for it.
+
+        If that connection breaks, or stays silent past ``command_timeout``, during the
+        setup (a restart, a failover, an admin's ``pg_terminate_backend``), the setup is
+        done once more on a new connection, as :meth:`_run` does for other work. That is
+        always safe: each migration commits with the row recording it, so one that did
+        commit is skipped the second time.
         """
-        asyncpg = self._asyncpg
-        refused: tuple[type[Exception], ...] = (*self._errors, ValueError)
-        options = self.options
-        pool = None
+        pool = await self._connect()
         try:
-            pool = await asyncpg.create_pool(
+            for retry in (False, True):
+                connection = await self._acquire_first(pool)
+                watchdog = Watchdog(connection, self.options.command_timeout)
+                try:
+                    with watchdog:
+                        await _migrate(connection, self.schema)
+                        await self._release(pool, connection)
+                    break
+                except self._errors as exc:
+                    lost = not watchdog.fired and self._lost(exc, connection)
+                    reason = self._reason(exc, timed_out=watchdog.fired)
+                    if lost:  # asyncpg's own words may be about a pool proxy let go
+                        reason = f"the connection was lost ({reason})"
+                    if retry or not (lost or watchdog.fired):
+                        raise StoreError(f"PostgreSQL schema setup failed: {reason}") from exc
+                    _cut(connection)
+                    logger.warning(
+                        "PostgreSQL schema setup: %s; trying once more on a new connection",
+                        reason,
+                    )
+        except BaseException:
+            pool.terminate()  # nothing worth a goodbye, and the server may not answer
+            raise
+        on.pool = pool
+        return pool
+
+    async def _connect(self) -> Any:
+        """A new pool for the running loop (it connects nothing yet)."""
+        try:
+            return await self._asyncpg.create_pool(
                 self._dsn,
                 min_size=0,
                 max_size=_POOL_SIZE,
                 server_settings=self._settings,
-                timeout=options.connect_timeout,
+                timeout=self.options.connect_timeout,
                 init=self._tune,
             )
-            connection = await pool.acquire()
-        except BaseException as exc:
-            if pool is not None:
-                pool.terminate()
-            if not isinstance(exc, refused):
-                raise
-            where = redact_url(self.url)
-            if isinstance(exc, asyncpg.ClientConfigurationError):  # a URL option asyncpg refused
-                raise ConfigurationError(f"PostgreSQL URL {where}: {exc}") from exc
-            raise StoreError(
-                f"cannot connect to PostgreSQL at {where}: {self._reason(exc)}"
-            ) from exc
-        watchdog = Watchdog(connection, options.command_timeout)
+        except self._connect_errors as exc:
+            raise self._cannot_connect(exc) from exc
+
+    async def _acquire_first(self, pool: Any) -> Any:
+        """A connection of ``pool``; a failure says the server cannot be reached."""
         try:
-            with watchdog:
-                await _migrate(connection, self.schema)
-                await self._release(pool, connection)
-        except BaseException as exc:
-            pool.terminate()  # nothing worth a goodbye, and the server may not answer
-            if isinstance(exc, self._errors):
-                reason = self._reason(exc, timed_out=watchdog.fired)
-                raise StoreError(f"PostgreSQL schema setup failed: {reason}") from exc
-            raise
-        on.pool = pool
-        return pool
+            return await pool.acquire()
+        except self._connect_errors as exc:
+            raise self._cannot_connect(exc) from exc
+
+    def _cannot_connect(self, exc: BaseException) -> StoreError | ConfigurationError:
+        where = redact_url(self.url)
+        if isinstance(exc, self._asyncpg.ClientConfigurationError):  # an option asyncpg refused
+            return ConfigurationError(f"PostgreSQL URL {where}: {exc}")
+        return StoreError(f"cannot connect to PostgreSQL at {where}: {self._reason(exc)}")
 
     # -- the contract -----------------------------------------------------------------
 
@@ -1148,28 +1172,33 @@ async def _migrate(connection: Any, schema: str | None) -> None:
     """Create or upgrade the schema; concurrent starters queue on :data:`SCHEMA_LOCK`.
 
     A session lock, not :func:`schema_change`'s: each migration is a transaction of its
-    own, and the version check before them must not race either.
+    own, and the version check before them must not race either. The lock is released
+    at the end; if anything fails, it is not: the caller cuts the connection off, and
+    the lock goes with the session (an unlock on a lost connection would only fail in
+    turn and hide why). A migration commits with the row recording it, so running this
+    again after a failure is safe.
     """
     await connection.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
-    try:
-        if schema is not None:
-            await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        await connection.execute(
-            "CREATE TABLE IF NOT EXISTS pepperpy_schema_version ("
-            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        current = await connection.fetchval(
-            "SELECT coalesce(max(version), 0) FROM pepperpy_schema_version"
-        )
-        for number, script in enumerate(_MIGRATIONS[current:], start=current + 1):
-            async with connection.transaction():
-                await connection.execute(script)
-                await connection.execute(
-                    "INSERT INTO pepperpy_schema_version (version) VALUES ($1)", number
-                )
-    finally:
-        if not connection.is_closed():  # else the lock went with the session
-            await connection.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
+    if schema is not None:
+        await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    await connection.execute(
+        "CREATE TABLE IF NOT EXISTS pepperpy_schema_version ("
+        "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    current = await connection.fetchval(
+        "SELECT coalesce(max(version), 0) FROM pepperpy_schema_version"
+    )
+    for number, script in enumerate(_MIGRATIONS[current:], start=current + 1):
+        # not ``async with connection.transaction()``: on a lost connection its ROLLBACK
+        # fails, and that error would replace the one that says what happened
+        migration = functools.partial(_apply_migration, number, script)
+        await _in_transaction(connection, _Progress(), migration)
+    await connection.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
+
+
+async def _apply_migration(number: int, script: str, connection: Any) -> None:
+    await connection.execute(script)
+    await connection.execute("INSERT INTO pepperpy_schema_version (version) VALUES ($1)", number)
 
 
 def _on_drop(dropped: asyncio.Event) -> Any:
