@@ -882,6 +882,124 @@ async def test_cancelling_an_emit_cancels_the_handlers_it_started() -> None:
     assert not manager.dead_letters, "cancellation is not a handler failure"
 
 
+async def _turns(n: int = 10) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("buffer_size", [None, 1])
+async def test_a_cancelled_emit_ends_only_once_its_handlers_finished_their_cleanup(
+    buffer_size: int | None,
+) -> None:
+    """It used to cancel its handler tasks and return at once: the buffer slot came back
+    while a handler still ran its cleanup, so buffer_size=1 ran two handlers at a time."""
+    manager = EventManager(buffer_size=buffer_size)
+    started = asyncio.Event()
+    cleanup_may_end = asyncio.Event()
+    running: list[str] = []
+
+    async def closes_a_connection(event: Event) -> None:
+        running.append(event.data)
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await cleanup_may_end.wait()  # cleanup that needs the loop
+            running.remove(event.data)
+
+    async def other(event: Event) -> None:
+        await asyncio.sleep(30)
+
+    manager.on("t", closes_a_connection)
+    manager.on("t", other)
+    emit = asyncio.ensure_future(manager.emit("t", "first"))
+    await started.wait()
+    emit.cancel()
+    await _turns()
+    assert not emit.done(), "the emit returned while its handler was cleaning up"
+    if buffer_size is not None:
+        assert manager.in_flight == 1
+        started.clear()
+        second = asyncio.ensure_future(manager.emit("t", "second"))
+        await _turns()
+        assert running == ["first"], "a second handler ran beside the first one's cleanup"
+    cleanup_may_end.set()
+    with pytest.raises(asyncio.CancelledError):
+        await emit
+    assert running == [] or running == ["second"]
+    if buffer_size is not None:
+        await started.wait()
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        assert running == [] and manager.in_flight == 0
+
+
+async def test_a_cancelled_emit_waits_for_its_handlers_even_when_cancelled_again() -> None:
+    manager = EventManager()
+    cleanup_may_end = asyncio.Event()
+    cleaned: list[str] = []
+
+    async def slow_cleanup(event: Event) -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await cleanup_may_end.wait()
+            cleaned.append("done")
+
+    manager.on("t", slow_cleanup)
+    manager.on("t", slow_cleanup)
+    emit = asyncio.ensure_future(manager.emit("t"))
+    await _turns()
+    emit.cancel()
+    await _turns()
+    emit.cancel()
+    await _turns()
+    assert not emit.done()
+    cleanup_may_end.set()
+    with pytest.raises(asyncio.CancelledError):
+        await emit
+    assert cleaned == ["done", "done"]
+
+
+async def test_a_handler_failing_while_its_emit_is_cancelled_is_logged_not_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its exception used to be left in a task nobody awaited ('Task exception was never
+    retrieved', at garbage collection, if ever); the emit's cancellation is unchanged."""
+    manager = EventManager(retry_policy=NO_WAIT_RETRY)
+    started = asyncio.Event()
+
+    async def cleanup_fails(event: Event) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        finally:
+            raise ConnectionResetError("could not close the connection")
+
+    async def other(event: Event) -> None:
+        await asyncio.sleep(30)
+
+    manager.on("t", cleanup_fails)
+    manager.on("t", other)
+
+    async def emit_with_timeout() -> None:
+        async with asyncio.timeout(30) as deadline:
+            task = asyncio.ensure_future(manager.emit("t"))
+            await started.wait()
+            deadline.reschedule(asyncio.get_running_loop().time())
+            await task
+
+    with caplog.at_level(logging.ERROR, logger="pepperpy.event"):
+        with pytest.raises(TimeoutError):
+            await emit_with_timeout()
+    [record] = [r for r in caplog.records if "while its emit was cancelled" in r.getMessage()]
+    assert "cleanup_fails" in record.getMessage()
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], ConnectionResetError)
+    assert not manager.dead_letters, "a cancelled emit neither retries nor dead-letters"
+
+
 @pytest.mark.parametrize("handlers", [1, 2])
 async def test_a_handler_whose_own_await_is_cancelled_has_failed(handlers: int) -> None:
     # it awaited a future someone else cancelled: that handler failed (dead letter, as on

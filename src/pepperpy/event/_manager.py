@@ -381,8 +381,8 @@ class EventManager:
             try:
                 await _all_settled(loop, tasks)
             except asyncio.CancelledError:
-                for task in tasks:  # the emit was cancelled: so are its handlers
-                    task.cancel()
+                # the emit was cancelled: so are its handlers, and it ends after them
+                await _cancel_all(loop, event, running, failed)
                 raise
             for listener, done in running:
                 if done.cancelled():
@@ -636,6 +636,46 @@ def _cancellation(task: asyncio.Future[Any]) -> asyncio.CancelledError:
     except asyncio.CancelledError as exc:
         return exc
     return asyncio.CancelledError()
+
+
+async def _cancel_all(
+    loop: asyncio.AbstractEventLoop,
+    event: Event,
+    running: list[tuple[_Listener, asyncio.Future[Any]]],
+    failed: list[tuple[_Listener, BaseException]],
+) -> None:
+    """Cancel a cancelled emit's handlers and wait until each has finished, cleanup included.
+
+    Until then the emit holds its buffer slot, so ``buffer_size`` still bounds what runs.
+    Cancelled again meanwhile, it keeps waiting (the handlers are cancelled already) and
+    its caller re-raises the cancellation afterwards, as ``settled`` does for a save.
+    Failures are logged with their traceback, neither retried nor dead-lettered: the
+    emit did not finish, it was called off.
+    """
+    tasks = [task for _, task in running]
+    for task in tasks:
+        task.cancel()
+    pending = tasks
+    while pending:
+        try:
+            await _all_settled(loop, pending)
+        except asyncio.CancelledError:
+            pass
+        pending = [task for task in pending if not task.done()]
+    failures = list(failed)
+    for listener, task in running:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            failures.append((listener, error))
+    for listener, error in failures:
+        logger.error(
+            "handler %s failed for event %s (%s) while its emit was cancelled; "
+            "not retried or dead-lettered",
+            getattr(listener.handler, "__qualname__", listener.handler),
+            event.type,
+            event.id,
+            exc_info=error,
+        )
 
 
 async def _call_sync(listener: _Listener, event: Event) -> None:
