@@ -556,8 +556,10 @@ class _Run:
                     await self._save_checkpoint()
                 if report_every and read % report_every == 0:
                     await self._report_progress()
-        finally:
-            await self._save_checkpoint()
+        except BaseException as exc:
+            await self._save_checkpoint_after(exc)
+            raise
+        await self._save_checkpoint()
         if report_every and self.reported != self.read:
             await self._report_progress()  # the end, unless the last periodic call was it
         return self.report()
@@ -644,6 +646,30 @@ class _Run:
         # settled: a save cancelled half-way may still commit, and the next save's
         # compare-and-set must know whether it did
         await settled(self._save(self.checkpoint, self.last_position))
+
+    async def _save_checkpoint_after(self, failure: BaseException) -> None:
+        """Save the checkpoint of a run that ``failure`` ends (a cancellation included).
+
+        ``failure`` is what the caller must see: a save that fails too (another runner
+        moved the checkpoint, a lost connection) is logged and noted on it, never raised
+        in its place, so a cancelled replay still ends with ``CancelledError`` (or
+        ``TimeoutError`` under ``asyncio.timeout``). A cancellation arriving during the
+        save itself still propagates.
+        """
+        try:
+            await self._save_checkpoint()
+        except Exception as error:
+            logger.error(
+                "replay: saving checkpoint %r at position %s failed while the replay ended with %s",
+                self.checkpoint_name,
+                self.last_position,
+                type(failure).__name__,
+                exc_info=error,
+            )
+            failure.add_note(
+                f"saving checkpoint {self.checkpoint_name!r} at position {self.last_position} "
+                f"failed too: {error!r}"
+            )
 
     async def _save(self, key: str, position: int) -> None:
         state = {"scope": self.scope}
