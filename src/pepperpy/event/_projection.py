@@ -218,9 +218,24 @@ class Projection:
     async def rebuild(self) -> ReplayReport:
         """Start over from the first event: forget the saved state, then :meth:`run`."""
         async with self._turn():
-            await self.state_store.delete(self._key)
-            self._state, self._position, self._loaded = self._fresh_state(), None, True
+            # settled: a delete cancelled half-way may still reach the disk (SQLite's
+            # runs in a thread, PostgreSQL may commit a statement it received), and
+            # state and position in memory must follow whatever did
+            await settled(self._forget_saved())
             return await self._run()
+
+    async def _forget_saved(self) -> None:
+        """Delete the saved state and checkpoint, then start afresh in memory.
+
+        Should the delete fail, it may have happened all the same: state and position
+        are loaded from disk again before the error propagates.
+        """
+        try:
+            await self.state_store.delete(self._key)
+        except BaseException as exc:
+            await self._reload_after(exc)
+            raise
+        self._state, self._position, self._loaded = self._fresh_state(), None, True
 
     async def follow(self) -> None:
         """Catch up, then apply live appends as they commit, until cancelled.
