@@ -8,10 +8,11 @@ and choosing a backend from a URL. Backends implement the small contract in :mod
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -58,6 +59,7 @@ MAX_POSITION = 2**63 - 1
 
 Upcaster = Callable[[Any], Any]
 F = TypeVar("F", bound=Upcaster)
+T = TypeVar("T")
 
 
 def open_backend(url: str | None) -> StoreBackend:
@@ -161,6 +163,9 @@ class EventStore:
         ``STREAM_EXISTS`` or ``ANY``; a mismatch raises
         :class:`~pepperpy.event.ConcurrencyError`. Events whose id is already in the
         stream are skipped, so retrying a batch is safe and returns the same result.
+
+        With an audit log, a call cancelled once the backend has its events lets them be
+        written and audited, then raises ``CancelledError`` (see :meth:`_audited`).
         """
         if self._closed:
             raise ClosedError("the event store is closed")
@@ -173,19 +178,44 @@ class EventStore:
         records = event_records(event_or_events)
         if self.encryption is not None:
             records = await self._encrypt(stream, records)
-        result = await self._backend.append(stream, records, expected_version)
-        if self.audit is not None:
-            await self.audit.arecord(
-                "append",
-                stream,
-                principal=current_principal(),
-                details={
-                    "events": len(records),
-                    "ids": [record.id for record in records][:100],
-                    "global_position": result.global_position,
-                },
-            )
-        return result
+        if self.audit is None:
+            return await self._backend.append(stream, records, expected_version)
+        return await self._audited(
+            self._backend.append(stream, records, expected_version),
+            "append",
+            stream,
+            lambda result: {
+                "events": len(records),
+                "ids": [record.id for record in records][:100],
+                "global_position": result.global_position,
+            },
+        )
+
+    async def _audited(
+        self,
+        change: Awaitable[T],
+        action: str,
+        target: str,
+        details: Callable[[T], dict[str, Any]],
+    ) -> T:
+        """Make ``change``, then record it in the audit log: one unit no cancellation splits.
+
+        A write cannot be taken back once the backend has it (SQLite's writer thread
+        commits it, PostgreSQL may commit a statement it received), so a cancellation
+        landing in between would leave a change the audit log never records. Both run
+        to their end (the entry is recorded whenever the change is made), then the
+        cancellation propagates (see :func:`_settled`).
+        """
+        audit = self.audit
+        assert audit is not None
+        principal = current_principal()
+
+        async def change_and_record() -> T:
+            result = await change
+            await audit.arecord(action, target, principal=principal, details=details(result))
+            return result
+
+        return await _settled(change_and_record())
 
     async def _encrypt(self, stream: str, records: list[NewRecord]) -> list[NewRecord]:
         """The records sealed: one key store check for the whole batch.
@@ -225,12 +255,14 @@ class EventStore:
         parse_topic(stream)
         if self.access is not None:
             await self._acheck_access("delete", stream)
-        deleted = await self._backend.delete_stream(stream)
-        if self.audit is not None:
-            await self.audit.arecord(
-                "delete", stream, principal=current_principal(), details={"deleted": deleted}
-            )
-        return deleted
+        if self.audit is None:
+            return await self._backend.delete_stream(stream)
+        return await self._audited(
+            self._backend.delete_stream(stream),
+            "delete",
+            stream,
+            lambda deleted: {"deleted": deleted},
+        )
 
     async def shred_stream(self, stream: str) -> bool:
         """Crypto-shred ``stream``: delete its data keys so its data can never be read.
@@ -245,12 +277,14 @@ class EventStore:
             raise ConfigurationError("shred_stream needs a store opened with encryption=")
         if self.access is not None:
             await self._acheck_access("delete", stream)
-        shredded = await self.encryption.shred(stream)
-        if self.audit is not None:
-            await self.audit.arecord(
-                "shred", stream, principal=current_principal(), details={"shredded": shredded}
-            )
-        return shredded
+        if self.audit is None:
+            return await self.encryption.shred(stream)
+        return await self._audited(
+            self.encryption.shred(stream),
+            "shred",
+            stream,
+            lambda shredded: {"shredded": shredded},
+        )
 
     def _check_read(self, streams: str | Sequence[str] | None) -> None:
         """Check ``read`` on each pattern; a denial is audited on the spot (readers are
@@ -447,11 +481,11 @@ class EventStore:
                 stream, version, encoded, context=(taken_at,)
             )
             encoded = _json.dumps(envelope)
-        await self._backend.save_snapshot(stream, SnapshotRow(version, encoded, taken_at))
-        if self.audit is not None:
-            await self.audit.arecord(
-                "snapshot", stream, principal=current_principal(), details={"version": version}
-            )
+        saving = self._backend.save_snapshot(stream, SnapshotRow(version, encoded, taken_at))
+        if self.audit is None:
+            await saving
+            return
+        await self._audited(saving, "snapshot", stream, lambda _: {"version": version})
 
     async def load_snapshot(self, stream: str) -> Snapshot | None:
         """The stream's latest snapshot, or None.
@@ -666,6 +700,28 @@ _orjson_loads = orjson.loads
 _dumps = orjson.dumps
 _new_event = object.__new__
 _fromtimestamp = datetime.fromtimestamp
+
+
+async def _settled(operation: Coroutine[Any, Any, T]) -> T:
+    """Run ``operation`` to its end even if the awaiting task is cancelled meanwhile.
+
+    Then the cancellation is re-raised (from the operation's exception if it failed);
+    without one, the operation's result or exception is passed on. Cancelled again while
+    it waits, it goes on waiting. The same as ``_checkpoints.settled``, which the store
+    cannot import: that module depends on the store's backends.
+    """
+    task = asyncio.ensure_future(operation)
+    interrupted: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            # unlike wait_for, wait leaves the task running when the waiter is cancelled
+            await asyncio.wait((task,))
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+    if interrupted is None:
+        return task.result()
+    failure = None if task.cancelled() else task.exception()
+    raise interrupted from failure
 
 
 def _denial_entry(access: AccessControl, denied: AccessDenied) -> dict[str, Any]:
