@@ -367,6 +367,47 @@ async def test_appends_batched_when_the_writer_stops_from_another_thread_fail_cl
     await store.close()
 
 
+async def test_a_cancelled_close_still_releases_the_file_and_the_next_close_waits_for_it(
+    sqlite_url: str,
+) -> None:
+    """close() cancelled (a timeout at shutdown) marked the store closed before releasing
+    anything: the next close() returned at once, and the read threads and connections
+    stayed open for good (cancellation audit, repro_3)."""
+    store = EventStore(sqlite_url)
+    await store.append("x.1", {"type": "t"})
+    await store.get_stream("x.1")  # a read thread and its connection
+    backend = store.backend
+    assert isinstance(backend, sqlite_backend.SQLiteBackend)
+    writer, pool = backend._writer, backend._pool
+    assert writer is not None and pool is not None
+    [(connection, gate)] = backend._connections
+    gate.acquire()  # as a read under way does: the release waits for it
+    held = [True]
+
+    def let_go() -> None:
+        if held:
+            held.clear()
+            gate.release()
+
+    try:
+        first = asyncio.ensure_future(store.close())
+        await asyncio.sleep(0)  # close() has started
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert store.closed
+        asyncio.get_running_loop().call_later(0.05, let_go)
+        await asyncio.wait_for(store.close(), 10)  # waits for the release under way
+    finally:
+        let_go()
+    assert not writer.is_alive()
+    assert not any(thread.is_alive() for thread in pool._threads)
+    assert backend._connections == []
+    with pytest.raises(sqlite3.ProgrammingError):
+        connection.execute("SELECT 1")  # closed
+    await asyncio.wait_for(store.close(), 10)  # and later calls return
+
+
 async def test_a_failed_first_open_is_tried_again_by_the_next_call(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -139,6 +139,7 @@ class EventStore:
         self._last_recorded: tuple[int, datetime] = (-1, from_micros(0))
         self._subscriptions: weakref.WeakSet[StoreSubscription] = weakref.WeakSet()
         self._closed = False
+        self._released = False  # the backend's close() has returned
 
     def __repr__(self) -> str:
         return f"EventStore({redact_url(self.url)!r})"
@@ -665,16 +666,22 @@ class EventStore:
 
         Subscriptions are woken on their own loops, thread-safely; one left waiting on a
         loop that was closed meanwhile is skipped (it will never run again). The backend
-        is released whatever happens.
+        is released whatever happens: until its ``close()`` has returned, every call
+        hands over to it again, so a call that was cancelled (or failed) is finished by
+        the next one. What a cancelled ``close()`` leaves running is the backend's to
+        say: SQLite's release goes on in its own thread, PostgreSQL cuts its
+        connections off at once.
         """
-        if self._closed:
-            return
+        first = not self._closed
         self._closed = True
         try:
-            for subscription in list(self._subscriptions):
-                subscription._wake()
+            if first:
+                for subscription in list(self._subscriptions):
+                    subscription._wake()
         finally:
-            await self._backend.close()
+            if not self._released:
+                await self._backend.close()
+                self._released = True
 
     async def __aenter__(self) -> EventStore:
         return self

@@ -26,7 +26,7 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
@@ -194,6 +194,10 @@ class SQLiteBackend(StoreBackend):
         self._head_lock = threading.Lock()  # the writer reports commits on callers' loops
         self._open = False  # the writer runs and the schema is in place
         self._closed = False
+        #: the release of the file once close() began (its thread sets it): every close()
+        #: waits for it, on any loop, and cancelling one does not stop it
+        self._closing: Future[None] | None = None
+        self._close_lock = threading.Lock()
         track_forks(self)
 
     # -- plumbing ---------------------------------------------------------------------
@@ -369,24 +373,53 @@ class SQLiteBackend(StoreBackend):
             await asyncio.wait_for(woken.wait(), POLL_INTERVAL)
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._wake()
-        writer, pool = self._writer, self._pool
-        if writer is not None:
-            writer.stop()
-            await asyncio.to_thread(writer.join)
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=False)
-            await asyncio.to_thread(pool.shutdown, True)
-        with self._connections_lock:
-            readers = list(self._connections)
-        for connection, gate in readers:  # under its lock: a fork waits for the close
-            with gate:
-                connection.close()
-        with self._connections_lock:
-            self._connections.clear()
+        """Release the file: the writer writes what is queued and ends, the read threads
+        end, and every connection closes.
+
+        The release runs in a thread of its own, so cancelling ``close()`` (a timeout at
+        shutdown) stops only the wait: the release goes on, and every call, the first or
+        a later one, on any event loop, returns once it is complete.
+        """
+        with self._close_lock:
+            closing = self._closing
+            if closing is None:
+                self._closed = True
+                self._wake()
+                writer, pool = self._writer, self._pool
+                if writer is not None:
+                    writer.stop()  # on this loop: the appends of its current pass still go in
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=False)  # no new reads
+                closing = self._closing = Future()
+                # running: a cancelled wait (wrap_future cancels its source) leaves it be
+                closing.set_running_or_notify_cancel()
+                threading.Thread(
+                    target=self._release,
+                    args=(writer, pool, closing),
+                    name="pepperpy-sqlite-close",
+                ).start()
+        await asyncio.wrap_future(closing)
+
+    def _release(
+        self, writer: Writer | None, pool: ThreadPoolExecutor | None, closing: Future[None]
+    ) -> None:
+        """close()'s work, in its own thread: wait for the threads, close the connections."""
+        try:
+            if writer is not None:
+                writer.join()
+            if pool is not None:
+                pool.shutdown(wait=True)
+            with self._connections_lock:
+                readers = list(self._connections)
+            for connection, gate in readers:  # under its lock: a fork waits for the close
+                with gate:
+                    connection.close()
+            with self._connections_lock:
+                self._connections.clear()
+        except BaseException as exc:
+            closing.set_exception(exc)
+        else:
+            closing.set_result(None)
 
     # -- fork -------------------------------------------------------------------------
 
@@ -421,6 +454,8 @@ class SQLiteBackend(StoreBackend):
         self._pool = None  # its threads are gone; never shut down (that would join them)
         self._waiters = LoopWaiters()
         self._head_lock = threading.Lock()
+        self._close_lock = threading.Lock()
+        self._closing = None  # a release under way in the parent is the parent's
         self._open = False  # the next call starts a writer, which opens the file
 
 
