@@ -13,6 +13,12 @@ acknowledging them) and handles those, oldest first, then reads new ones with a 
 ``XREADGROUP`` and handles them one after another. Partitions never wait for each other:
 a slow handler holds up only its own partition. An entry delivered more than
 ``max_deliveries`` times is published to ``deadletter.<topic>`` and acknowledged.
+
+Entries that ``maxlen`` trims before the group read them are reported: every
+``CHECK_EVERY`` seconds a worker's read carries a snapshot of the stream's and the
+group's counters, which tell how many entries the group passed without reading them
+(see ``_trimmed``). Pending entries trimmed before they were handled are reported when
+they are claimed.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from ..._event import Event
 from ..._handlers import outcome, start
 from ..base import NotDelivered, Subscription
 from ._config import RedisOptions
+from ._trimmed import CHECK_EVERY, GROUP_COUNTERS, GroupTally, id_text
 from ._wire import (
     Backoff,
     TopicFilter,
@@ -181,6 +188,8 @@ class GroupMember:
         self._filter = TopicFilter(sub.pattern)
         self._heartbeat_script = client.register_script(_HEARTBEAT)
         self._release_script = client.register_script(_RELEASE)
+        self._counters = client.register_script(GROUP_COUNTERS)
+        self._counters_loaded = False
         self._assigned: set[int] = set()  # held and ours: a worker consumes each
         self._releasing: set[int] = set()  # held but assigned elsewhere: give back
         self._workers: dict[int, asyncio.Task[None]] = {}
@@ -199,6 +208,10 @@ class GroupMember:
         self._beater: asyncio.Task[None] | None = None
         #: monotonic time until which our leases are surely valid (renewal sent + TTL)
         self._lease_deadline = 0.0
+        #: how many times entries were trimmed before the group read or handled them
+        #: (each logged), and how many entries that was
+        self.trimmed_unread = 0
+        self.lost_entries = 0
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -385,6 +398,7 @@ class GroupMember:
         failures = 0
         claim = True
         reader_id: int | None = None
+        tally = GroupTally()  # entries trimmed before the group read them
         next_sweep = time.monotonic() + self._options.lease_ttl
         while self._ours(p):
             try:
@@ -401,13 +415,16 @@ class GroupMember:
                         break
                     self._blocked[p] = reader_id
                     try:
-                        reply: Any = await reader.xreadgroup(
-                            self.group,
-                            self.consumer,
-                            {stream: ">"},
-                            count=self._options.batch_size,
-                            block=1000,
-                        )
+                        if tally.due():
+                            reply: Any = await self._read_counted(p, reader, tally)
+                        else:
+                            reply = await reader.xreadgroup(
+                                self.group,
+                                self.consumer,
+                                {stream: ">"},
+                                count=self._options.batch_size,
+                                block=1000,
+                            )
                     finally:
                         self._blocked.pop(p, None)
                     done = not reply or await self._run(p, reply[0][1], None)
@@ -449,6 +466,44 @@ class GroupMember:
                 await asyncio.sleep(delay)
             finally:
                 self._sleeping.discard(p)
+
+    async def _read_counted(self, p: int, reader: Redis, tally: GroupTally) -> Any:
+        """Read partition ``p`` behind a snapshot of its counters; log what was trimmed
+        before the group read it (the snapshot rides in the read's round trip)."""
+        stream = self._streams[p]
+        tally.next_check = time.monotonic() + CHECK_EVERY
+        if not self._counters_loaded:  # first use, or Redis's script cache was flushed
+            await reader.script_load(GROUP_COUNTERS)
+            self._counters_loaded = True
+        pipe = reader.pipeline(transaction=False)
+        pipe.evalsha(self._counters.sha, 1, stream, self.group)
+        pipe.xreadgroup(
+            self.group, self.consumer, {stream: ">"}, count=self._options.batch_size, block=1000
+        )
+        counters, reply = await pipe.execute(raise_on_error=False)
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(counters, Exception):
+            self._counters_loaded = "NOSCRIPT" not in str(counters)
+            logger.debug("group %r: no stream counters: %s", self.group, counters)
+        elif counters:
+            read = len(reply[0][1]) if reply else 0
+            lost, after, before = tally.check(counters, read, read >= self._options.batch_size)
+            if lost:
+                self.trimmed_unread += 1
+                self.lost_entries += lost
+                logger.warning(
+                    "group %r: %d entries of stream %s (%sbefore %s) were trimmed before the "
+                    "group read them, and are lost to it. Only maxlen (or a trim outside the "
+                    "transport) does that: raise maxlen or leave it unset, the transport's "
+                    "own trimming keeps what groups have not read",
+                    self.group,
+                    lost,
+                    stream,
+                    "" if after is None else f"after {id_text(after)}, ",
+                    id_text(before),
+                )
+        return reply
 
     async def _worker_done(self, p: int) -> None:
         """Give a partition back once its worker stopped; restart it if it is ours again."""
@@ -528,15 +583,20 @@ class GroupMember:
             claimed = set(results[0])
             entries = []
             gone = []  # trimmed away while pending: nothing to deliver
+            dropped = []  # the same, already taken off the pending list by XCLAIM (Redis 7)
             for entry_id, found in zip(ids, results[-len(ids) :], strict=True):
+                present = bool(found) and found[0][1] is not None
                 if entry_id not in claimed:
-                    continue
-                if found and found[0][1] is not None:
+                    if not present:
+                        dropped.append(entry_id)
+                elif present:
                     entries.append((entry_id, found[0][1]))
                 else:
                     gone.append(entry_id)
             if gone:
                 self._ack_later(p, gone)
+            if gone or dropped:
+                self._trimmed_pending(p, gone + dropped)
             if entries and not await self._run(p, entries, deliveries):
                 return False
             if len(rows) < self._options.batch_size:
@@ -544,6 +604,22 @@ class GroupMember:
                 return True
             start = "(" + _text(ids[-1])
         return False
+
+    def _trimmed_pending(self, p: int, gone: list[bytes]) -> None:
+        self.trimmed_unread += 1
+        self.lost_entries += len(gone)
+        shown = ", ".join(_text(entry_id) for entry_id in gone[:5])
+        logger.warning(
+            "group %r: %d entries of stream %s were trimmed while pending (read by a member "
+            "that went away or gave the partition up, never acknowledged) before they were "
+            "handled: %s%s; they are skipped. Only maxlen (or a trim outside the transport) "
+            "does that: raise maxlen or leave it unset",
+            self.group,
+            len(gone),
+            self._streams[p],
+            shown,
+            ", ..." if len(gone) > 5 else "",
+        )
 
     async def _sweep(self, p: int, client: Redis) -> bool:
         """Claim entries pending with *other* consumers of a partition we hold, and handle them.
@@ -571,6 +647,16 @@ class GroupMember:
         )
         entries = [(entry_id, fields) for entry_id, fields in entries if fields is not None]
         deliveries = {entry_id: orphans[entry_id] + 1 for entry_id, _ in entries}
+        missing = [entry_id for entry_id in orphans if entry_id not in deliveries]
+        if missing:  # trimmed (XCLAIM drops those, or returns them empty), or taken meanwhile
+            pipe = client.pipeline(transaction=False)
+            for entry_id in missing:
+                pipe.xrange(stream, entry_id, entry_id, count=1)
+            found: list[Any] = await pipe.execute()
+            gone = [entry_id for entry_id, rows in zip(missing, found, strict=True) if not rows]
+            if gone:
+                self._ack_later(p, gone)  # still pending where Redis returned them empty
+                self._trimmed_pending(p, gone)
         return await self._run(p, entries, deliveries)
 
     async def _prune_consumers(self, p: int, client: Redis) -> None:

@@ -15,12 +15,23 @@ the last entry it took with non-blocking ``XREAD`` calls as room frees up, until
 reached the shared reader's position and rejoins it. Memory stays bounded, other
 subscriptions never wait, and no entry is skipped or handed over twice (entry ids order
 each partition; a feed takes only ids above the last one it took).
+
+Entries trimmed before they were read are reported, never skipped silently. The reader
+numbers the entries it reads per partition and checks its count against Redis's stream
+counters now and then (see ``_trimmed``): what it never got was trimmed first. A feed
+catching up checks its own count against the reader's numbers wherever its reads meet a
+position the reader had reached: what the reader got and the feed did not is what the
+feed lost. Both also read one entry more than they hand out and remember it, so a gap
+that a read jumps is reported at once, with its range (the count follows with the next
+check).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
@@ -31,6 +42,7 @@ from ..._handlers import outcome, start
 from ..._patterns import PatternIndex
 from ..base import NotDelivered, Subscription
 from ._config import RedisOptions
+from ._trimmed import CHECK_EVERY, STREAM_COUNTERS, id_text, parse_counters, passed_count
 from ._wire import (
     Backoff,
     TopicFilter,
@@ -55,6 +67,8 @@ ROOM_WAIT = 0.02
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
 StreamId = tuple[int, int]
+#: an entry known to exist, with the reader's number for it
+Anchor = tuple[StreamId, int]
 
 
 class Listener:
@@ -69,14 +83,27 @@ class Listener:
         self._feeds: list[Feed] = []
         self.streams = [options.stream(p) for p in range(options.partitions)]
         self.partitions = {name.encode(): p for p, name in enumerate(self.streams)}
+        n = len(self.streams)
         #: per partition, the id of the last entry read (raw for XREAD, parsed to compare)
         self._positions: dict[Any, Any] = {}
-        self.ids: list[StreamId] = []
+        self.ids: list[StreamId] = [(0, 0)] * n
+        #: per partition, how many entries it has read: the number of the one at ids[p]
+        self.numbers: list[int] = [0] * n
+        #: per partition, Redis's logical number of an entry minus ours (None: unknown);
+        #: it grows by what was trimmed before we read it
+        self._offset: list[int | None] = [None] * n
+        #: per partition, where our count last matched Redis's
+        self._checked_at: list[StreamId] = [(0, 0)] * n
+        self._counters = client.register_script(STREAM_COUNTERS)
+        self._script_loaded = True  # by the first check, at start (see _mark_positions)
+        self._next_check = 0.0
         #: per partition, the entry after the last full read (read one more than handed
         #: out): the next read must start with it, or the stream was trimmed under us
-        self._expected: list[StreamId | None] = [None] * len(self.streams)
+        self._expected: list[StreamId | None] = [None] * n
         #: how many times entries were trimmed before they were read (each logged)
         self.trimmed_unread = 0
+        #: how many entries were trimmed before the reader read them (counted exactly)
+        self.lost_entries = 0
         self._task: asyncio.Task[None] | None = None
         self.stopping = False
         self._idle = False
@@ -103,13 +130,13 @@ class Listener:
                 return
 
     async def _mark_positions(self) -> None:
-        """Remember each stream's last entry id: reading starts right after it."""
-        pipe = self._client.pipeline(transaction=False)
-        for stream in self.streams:
-            pipe.xrevrange(stream, count=1)
-        for stream, last in zip(self.streams, await pipe.execute(), strict=True):
-            self._positions[stream] = last[0][0] if last else b"0-0"
-            self.ids.append(parse_id(self._positions[stream]))
+        """Remember each stream's last id and count: reading starts right after it."""
+        reply: Any = await self._counters(keys=self.streams)
+        for p, (stream, fields) in enumerate(zip(self.streams, reply, strict=True)):
+            counters = parse_counters(fields)
+            self._positions[stream] = id_text(counters.last)
+            self.ids[p] = self._checked_at[p] = counters.last
+            self._offset[p] = counters.added
 
     async def close(self) -> None:
         """Stop reading; deliver every event already read, then return."""
@@ -126,10 +153,14 @@ class Listener:
         backoff = Backoff(self._options.max_backoff)
         while not self.stopping:
             self._idle = True
+            counters: Any = None
             try:
-                reply: Any = await self._client.xread(
-                    self._positions, count=self._options.batch_size + 1, block=1000
-                )
+                if time.monotonic() >= self._next_check:
+                    counters, reply = await self._read_counted()
+                else:
+                    reply = await self._client.xread(
+                        self._positions, count=self._options.batch_size + 1, block=1000
+                    )
             except self._pool_full:
                 logger.warning(
                     "listener: no free Redis connection to read with: %s; backing off",
@@ -145,6 +176,8 @@ class Listener:
                 self._idle = False
             backoff = Backoff(self._options.max_backoff)
             count = self._options.batch_size
+            if counters is not None:
+                self._check_counts(counters, reply)
             for name, entries in reply or ():
                 if entries:
                     p = self.partitions[name]
@@ -167,16 +200,80 @@ class Listener:
                     await self._dispatch(p, entries)
                     self._positions[self.streams[p]] = entries[-1][0]
 
+    async def _read_counted(self) -> tuple[Any, Any]:
+        """The next read, behind a snapshot of every stream's counters (one round trip)."""
+        self._next_check = time.monotonic() + CHECK_EVERY
+        if not self._script_loaded:  # Redis's script cache was flushed
+            await self._client.script_load(STREAM_COUNTERS)
+            self._script_loaded = True
+        pipe = self._client.pipeline(transaction=False)
+        pipe.evalsha(self._counters.sha, len(self.streams), *self.streams)
+        pipe.xread(self._positions, count=self._options.batch_size + 1, block=1000)
+        counters, reply = await pipe.execute(raise_on_error=False)
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(counters, Exception):
+            self._script_loaded = "NOSCRIPT" not in str(counters)
+            logger.debug("listener: no stream counters: %s", counters)
+            return None, reply
+        return counters, reply
+
+    def _check_counts(self, counters: list[Any], reply: Any) -> None:
+        """Compare the entries read with Redis's counters; log those trimmed unread.
+
+        ``counters`` was taken right before ``reply`` was read (see ``passed_count``).
+        """
+        limit = self._options.batch_size  # a read of more was full: it left some behind
+        read = {self.partitions[name]: len(entries) for name, entries in reply or ()}
+        for p, fields in enumerate(counters):
+            snapshot = parse_counters(fields)
+            position = self.ids[p]
+            unread = read.get(p, 0)
+            passed = passed_count(snapshot, position, unread if unread <= limit else None)
+            offset = self._offset[p]
+            if passed is None:
+                continue
+            if offset is None or passed < self.numbers[p] + offset:
+                # a first count, or the stream was deleted and made anew: start from here
+                # (unless entries were appended between the snapshot and the read: then
+                # the count that relies on the read is too low, and proves nothing)
+                if offset is None or passed_count(snapshot, position, None) is not None:
+                    self._offset[p] = passed - self.numbers[p]
+                    self._checked_at[p] = position
+                continue
+            lost = passed - self.numbers[p] - offset
+            trimmed_past = snapshot.length > 0 and position < snapshot.first
+            if lost:
+                self._offset[p] = offset + lost
+                self.trimmed_unread += 1
+                self.lost_entries += lost
+                logger.warning(
+                    "listener: %d entries of stream %s (after %s, before %s) were trimmed "
+                    "(retention or maxlen) before they were read; ungrouped subscriptions "
+                    "miss them. Handlers fall further behind than the stream keeps: raise "
+                    "retention, or use a group",
+                    lost,
+                    self.streams[p],
+                    id_text(self._checked_at[p]),
+                    id_text(snapshot.first if trimmed_past else position),
+                )
+            if trimmed_past:
+                self._expected[p] = None  # the read that follows jumps the gap just counted
+            self._checked_at[p] = position
+
     async def _dispatch(self, p: int, entries: Entries) -> None:
         """Hand partition ``p``'s ``entries`` to the feeds that take them, in order.
 
         Waits only for a full lane, and at most ``ROOM_WAIT`` seconds each time; a lane
         still full after that falls behind (its feed reads on by itself).
         """
+        number = self.numbers[p]
         for entry_id, fields in entries:
             position = parse_id(entry_id)
+            number += 1
             # read up to here: a feed catching up on p rejoins only once it has this entry
             self.ids[p] = position
+            self.numbers[p] = number
             topic = entry_topic(fields)
             if topic is None:
                 logger.warning("listener: skipping entry %s without a readable event", entry_id)
@@ -203,7 +300,7 @@ class Listener:
                     feed.fall_behind(p, position)  # this entry and what follows: it reads them
                     continue
                 if not feed.stopping:  # unsubscribed while we waited for room
-                    feed.take(p, position, entry_id, event)
+                    feed.take(p, position, entry_id, event, number)
 
 
 class Feed:
@@ -229,6 +326,8 @@ class Feed:
         #: per partition, the last entry this feed took (delivered, queued or skipped)
         self._taken: list[StreamId] = list(listener.ids)
         self._taken_raw: list[bytes] = [b"%d-%d" % position for position in listener.ids]
+        #: per partition, the shared reader's number for that entry (Listener.numbers)
+        self._numbers: list[int] = list(listener.numbers)
         self._lanes: list[deque[Event]] = [deque() for _ in listener.streams]
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._behind: set[int] = set()  # partitions whose lane overflowed: read them here
@@ -236,6 +335,11 @@ class Feed:
         #: it could not take, then the one after each catch-up read): finding a later
         #: entry first means the stream was trimmed under it
         self._expected: list[StreamId | None] = [None] * len(listener.streams)
+        #: per partition behind, a position the shared reader had reached (with its number)
+        #: beyond what this feed has read: the catch-up read that gets there checks the count
+        self._anchor: list[Anchor | None] = [None] * len(listener.streams)
+        #: per partition, where this feed's count last matched the shared reader's
+        self._checked_at: list[StreamId] = list(listener.ids)
         self._room = asyncio.Event()  # a lane of a partition behind has room again
         #: the shared reader waits for room in this lane: (partition, its future)
         self._room_waiter: tuple[int, asyncio.Future[bool]] | None = None
@@ -244,6 +348,8 @@ class Feed:
         self.key = 0  # its key in the listener's pattern index
         #: how many times it found entries it had to read trimmed away (each logged)
         self.trimmed_unread = 0
+        #: how many entries it lost that way, where counted (a lower bound elsewhere)
+        self.lost_entries = 0
         self.stopping = False  # unsubscribed: read nothing more
 
     def wants(self, p: int, position: StreamId) -> bool:
@@ -279,10 +385,16 @@ class Feed:
                 self._catch_up(), name=f"pepperpy-redis-catch-up-{self.sub.pattern}"
             )
 
-    def take(self, p: int, position: StreamId, entry_id: bytes, event: Event | None) -> None:
-        """Queue ``event`` (None: an entry for others) as the next of partition ``p``."""
+    def take(
+        self, p: int, position: StreamId, entry_id: bytes, event: Event | None, number: int
+    ) -> None:
+        """Queue ``event`` (None: an entry for others) as the next of partition ``p``.
+
+        ``number`` is the shared reader's number for the entry (Listener.numbers).
+        """
         self._taken[p] = position
         self._taken_raw[p] = entry_id
+        self._numbers[p] = number
         if event is None or self.sub.removed:  # unsubscribed: drop what it did not start
             return
         if p in self._workers:
@@ -351,7 +463,7 @@ class Feed:
                         await self._pause(self._room.wait())
                     continue
                 streams: dict[Any, Any] = {listener.streams[p]: self._taken_raw[p] for p in ready}
-                marks = {p: listener.ids[p] for p in ready}
+                marks = {p: (listener.ids[p], listener.numbers[p]) for p in ready}
                 try:
                     count = min(ready.values())
                     # one entry more than it takes: that one is the next it must find
@@ -371,18 +483,15 @@ class Feed:
                 for name, entries in reply or ():
                     if entries:
                         p = listener.partitions[name]
-                        del marks[p]
-                        self._check_gap(p, parse_id(entries[0][0]))
-                        following = entries[count] if len(entries) > count else None
-                        self._expected[p] = None if following is None else parse_id(following[0])
-                        self._read_back(p, entries[:count])
+                        ids = [parse_id(entry_id) for entry_id, _ in entries]
+                        number = self._check_read(p, ids, marks.pop(p))
+                        self._expected[p] = ids[count] if len(ids) > count else None
+                        self._read_back(p, entries[:count], ids, number)
                 for p, mark in marks.items():
                     # nothing after what we took: the entries the shared reader had passed
                     # when we asked are gone (deleted or trimmed); later ones come next time
-                    if self._taken[p] < mark:
-                        self._check_gap(p, mark, inclusive=True)
-                        self._expected[p] = None
-                        self.take(p, mark, b"%d-%d" % mark, None)
+                    if self._taken[p] < mark[0]:
+                        self._all_gone(p, mark)
         finally:
             self._catching_up = None
 
@@ -394,30 +503,97 @@ class Feed:
         finally:
             self._waiting = False
 
-    def _check_gap(self, p: int, found: StreamId, *, inclusive: bool = False) -> None:
-        """Warn if entries of ``p`` this feed had to read were trimmed before it could.
+    def _check_read(self, p: int, ids: list[StreamId], mark: Anchor) -> int:
+        """Look for entries of ``p`` trimmed before this catch-up read (entry ``ids``) got
+        to them, and log them; return the shared reader's number for its first entry.
 
-        ``found`` is the first entry the stream still has after what the feed took (with
-        ``inclusive``, the last one known to be gone); an expected entry before it is gone.
+        The feed numbers what it reads on from the last entry it took. Where a read gets
+        to an anchor (a position the shared reader had reached, with the reader's number
+        for it) the counts must agree: what the reader numbered and the feed did not find
+        was trimmed in between. And the entry remembered after a full read must come
+        first, or the read jumped a gap (known at once, counted at the next anchor).
         """
+        first = ids[0]
+        number = self._numbers[p] + 1  # the first entry's, if nothing was lost
         expected = self._expected[p]
-        if expected is None or found < expected or (found == expected and not inclusive):
-            return
+        jumped = expected if expected is not None and first > expected else None
+        anchor = self._anchor[p]
+        if anchor is None and mark[0] > self._taken[p]:
+            anchor = mark
+        self._anchor[p] = None
+        lost = 0
+        at_least = False
+        if anchor is not None:
+            position, anchor_number = anchor
+            if position < first:  # trimmed as well, with everything up to it
+                lost, at_least = max(0, anchor_number + 1 - number), True
+                number = anchor_number + 1
+            elif position > ids[-1]:
+                self._anchor[p] = anchor  # beyond this read: a later one gets there
+            else:
+                i = bisect_left(ids, position)
+                if ids[i] == position:  # (absent: deleted with XDEL, nothing to count)
+                    lost = max(0, anchor_number - i - number)
+                    number = anchor_number - i
+        if jumped is not None or lost:
+            self._report(p, lost, at_least, jumped, first, inclusive=False)
+        if anchor is not None and self._anchor[p] is None:
+            self._checked_at[p] = anchor[0]  # the counts agree there now
+        return number
+
+    def _all_gone(self, p: int, mark: Anchor) -> None:
+        """Nothing follows the last entry of ``p`` this feed took, yet the shared reader
+        had read up to ``mark`` when it asked: those entries were trimmed before the feed
+        got to them. Log them and go on from ``mark``."""
+        position, number = mark
+        lost = max(0, number - self._numbers[p])
+        if lost or self._expected[p] is not None:
+            self._report(p, lost, False, self._expected[p], position, inclusive=True)
+        self._expected[p] = None
+        anchor = self._anchor[p]
+        if anchor is not None and anchor[0] <= position:
+            self._anchor[p] = None
+        self._checked_at[p] = position
+        self.take(p, position, b"%d-%d" % position, None, number)
+
+    def _report(
+        self,
+        p: int,
+        lost: int,
+        at_least: bool,
+        start: StreamId | None,
+        end: StreamId,
+        *,
+        inclusive: bool,
+    ) -> None:
+        """Warn that entries of ``p`` this feed had to read were trimmed before it could.
+
+        With ``lost`` (counted since the count last matched; ``at_least``: a lower
+        bound) the warning gives their number, else where they start (``start``).
+        ``end`` is the first entry the stream still has after them (with ``inclusive``,
+        the last one known to be gone).
+        """
         self.trimmed_unread += 1
+        self.lost_entries += lost
+        if lost:
+            bound = "at least " if at_least else ""
+            what = f"{bound}{lost} of its entries after {id_text(self._checked_at[p])}"
+        else:
+            what = "its entries from " + id_text(start or self._taken[p])
         logger.warning(
-            "ungrouped subscription %r fell further behind than stream %s keeps: its "
-            "entries from %d-%d %s %d-%d were trimmed (retention or maxlen) before it read "
-            "them, and are skipped; use a group for events that must not be missed",
+            "ungrouped subscription %r fell further behind than stream %s keeps: %s %s %s "
+            "were trimmed (retention or maxlen) before it read them, and are skipped; use "
+            "a group for events that must not be missed",
             self.sub.pattern,
             _text(self._listener.streams[p]),
-            *expected,
-            "to" if inclusive else "up to before",
-            *found,
+            what,
+            "up to and including" if inclusive else "up to before",
+            id_text(end),
         )
 
-    def _read_back(self, p: int, entries: Entries) -> None:
-        for entry_id, fields in entries:
-            position = parse_id(entry_id)
+    def _read_back(self, p: int, entries: Entries, ids: list[StreamId], number: int) -> None:
+        """Take ``entries`` (at ``ids``, numbered from ``number`` on) as read back."""
+        for i, ((entry_id, fields), position) in enumerate(zip(entries, ids, strict=False)):
             if position <= self._taken[p]:
                 continue
             topic = entry_topic(fields)
@@ -429,7 +605,7 @@ class Feed:
                     logger.error(
                         "listener: skipping unreadable entry %s of %s: %s", entry_id, topic, exc
                     )
-            self.take(p, position, entry_id, event)
+            self.take(p, position, entry_id, event, number + i)
 
     async def close(self) -> None:
         """Stop catching up; deliver every event already read (the listener stopped)."""

@@ -472,9 +472,10 @@ class RedisTransport(Transport):
         """Delete entries every consumer group has acknowledged; returns how many went.
 
         Entries younger than ``older_than`` seconds (default: the ``retention`` option)
-        are kept whatever the groups say, so live ungrouped readers never lose an entry
-        they have not read yet. Without groups, everything older than that goes. Runs
-        by itself every ``trim_interval`` seconds while the transport is started.
+        are kept whatever the groups say, so ungrouped readers less than that far behind
+        lose nothing (those further behind are told what they lost). Without groups,
+        everything older than that goes. Runs by itself every ``trim_interval`` seconds
+        while the transport is started.
         """
         client = self._require_client()
         removed = 0
