@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -416,25 +417,24 @@ async def test_an_append_whose_commit_returned_succeeds_when_its_connection_dies
     try:
         async with asyncio.timeout(60):
             await store.append("warm.1", {"type": "warm.up"})
-            reset = asyncpg.connection.Connection.reset
+            execute = asyncpg.connection.Connection.execute
             failed_on_release: list[BaseException] = []
             armed = True
 
-            async def dying_reset(self: asyncpg.Connection, **kwargs: object) -> None:
+            async def dying_reset(self: asyncpg.Connection, query: str, *args: Any) -> str:
                 # the pool resets a connection as it takes it back, after the COMMIT
                 nonlocal armed
-                if armed:
+                if armed and query == self.get_reset_query():
                     armed = False
                     assert await _terminate(admin, database, self.get_server_pid()) == 1
                     try:
-                        await reset(self, **kwargs)  # type: ignore[arg-type]
+                        return await execute(self, query, *args)
                     except Exception as exc:
                         failed_on_release.append(exc)
                         raise
-                    return
-                await reset(self, **kwargs)  # type: ignore[arg-type]
+                return await execute(self, query, *args)
 
-            monkeypatch.setattr(asyncpg.connection.Connection, "reset", dying_reset)
+            monkeypatch.setattr(asyncpg.connection.Connection, "execute", dying_reset)
             result = await store.append("order.1", {"type": "order.placed", "data": {"n": 1}})
             assert failed_on_release, "the fault was not injected"
             assert result.global_position == 1

@@ -49,6 +49,7 @@ from .store.postgres import (
     no_answer,
     parse_options,
     schema_change,
+    shielded_connect,
     tune_socket,
 )
 from .store.sqlite import parse_url as parse_sqlite_url
@@ -302,13 +303,15 @@ class _OnLoop:
     drops the connection while the loop can still close the socket.
     """
 
-    __slots__ = ("connection", "keeper", "lock", "loop")
+    __slots__ = ("connection", "keeper", "lock", "loop", "openings")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.lock = asyncio.Lock()
         self.connection: Any = None
         self.keeper: asyncio.Task[None] | None = None
+        #: connections being opened (see :func:`~pepperpy.event.store.postgres.shielded_connect`)
+        self.openings: set[asyncio.Future[Any]] = set()
 
     def abandon(self) -> None:
         """Drop the connection without awaiting anything (its loop ended, or is ending).
@@ -317,9 +320,10 @@ class _OnLoop:
         """
         connection, self.connection = self.connection, None
         keeper, self.keeper = self.keeper, None
-        if keeper is not None and not keeper.done():
-            with contextlib.suppress(RuntimeError):
-                keeper.cancel()
+        for task in (keeper, *self.openings):
+            if task is not None and not task.done():
+                with contextlib.suppress(RuntimeError):
+                    task.cancel()
         if connection is not None:
             with contextlib.suppress(RuntimeError):
                 connection.terminate()
@@ -369,7 +373,7 @@ class PostgresCheckpointStore(CheckpointStore):
             if on.connection is not None and on.connection.is_closed():
                 _drop(on, on.connection)
             if on.connection is None:
-                on.connection = await self._open()
+                on.connection = await self._open(on)
                 if on.keeper is None:
                     on.keeper = asyncio.get_running_loop().create_task(self._keep(on))
             yield on, on.connection
@@ -420,12 +424,16 @@ class PostgresCheckpointStore(CheckpointStore):
             )
         return StoreError(f"PostgreSQL checkpoint store failed: {reason}")
 
-    async def _open(self) -> Any:
+    async def _open(self, on: _OnLoop) -> Any:
         asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
         where = redact_url(self.url)
         try:
-            connection = await asyncpg.connect(
-                self._dsn, server_settings=self._settings, timeout=self.options.connect_timeout
+            connection = await shielded_connect(
+                on.openings,
+                asyncpg.connect,
+                self._dsn,
+                server_settings=self._settings,
+                timeout=self.options.connect_timeout,
             )
         except asyncpg.ClientConfigurationError as exc:  # a URL option asyncpg refused
             raise ConfigurationError(f"PostgreSQL URL {where}: {exc}") from exc
@@ -533,8 +541,10 @@ class PostgresCheckpointStore(CheckpointStore):
         and the server may say goodbye, within ``options.close_timeout`` seconds (10, or
         ``command_timeout`` if smaller) altogether; past that, or on a failure, the
         connection is cut off (a save still under way then says its outcome is unknown).
-        Never raises for a connection that cannot close; cancelled, it cuts it off at
-        once. The store stays usable: its next statement opens a connection again.
+        A connection still being opened for a cancelled caller is waited for too, within
+        the same bound (it is cut off once open). Never raises for a connection that
+        cannot close; cancelled, it cuts it off at once. The store stays usable: its next
+        statement opens a connection again.
         """
         here = asyncio.get_running_loop()
         with self._loops.lock:
@@ -558,6 +568,8 @@ class PostgresCheckpointStore(CheckpointStore):
                 async with mine.lock:
                     if mine.connection is not None:
                         await mine.connection.close()
+                if mine.openings:  # callers gave up on them: each is cut off once open
+                    await asyncio.wait(set(mine.openings))
         except Exception:  # it did not close in time, or failed to: cut off below
             pass
         finally:

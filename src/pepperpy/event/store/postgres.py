@@ -18,7 +18,10 @@ at an operation waits ``command_timeout`` for PostgreSQL, connecting ``connect_t
 ``close`` at most ``CLOSE_TIMEOUT``, and the kernel is told to give up on a silent peer
 (TCP keepalive, ``TCP_USER_TIMEOUT``). A connection that timed out, or whose caller was
 cancelled mid-statement, is cut off rather than released: releasing it would wait for
-asyncpg's cancel request, which needs a new connection to the same silent server.
+asyncpg's cancel request, which needs a new connection to the same silent server. Where
+asyncpg goes on without a cancelled caller (the reset of a connection being released,
+the opening of a new one), that work is left to finish, within its bound, and its
+outcome is read: nothing fails unseen on the loop (see :func:`shielded_connect`).
 
 asyncpg connections work on the event loop that opened them only, so each loop using a
 store gets its own pool, committer and listener (``_OnLoop``): a store keeps working after
@@ -35,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import math
 import re
@@ -77,6 +81,7 @@ __all__ = [
     "parse_options",
     "parse_url",
     "schema_change",
+    "shielded_connect",
     "tune_socket",
 ]
 
@@ -284,6 +289,7 @@ class _OnLoop:
         "listener",
         "listening",
         "loop",
+        "openings",
         "pending",
         "pool",
         "ready",
@@ -305,6 +311,8 @@ class _OnLoop:
         self.aborted: str | None = None
         #: the timer that aborts a close taking too long
         self.deadline: asyncio.TimerHandle | None = None
+        #: connections being opened (see :func:`shielded_connect`)
+        self.openings: set[asyncio.Future[Any]] = set()
 
     def wake(self) -> None:
         """Let every ``wait`` on this loop return (callers read again)."""
@@ -358,7 +366,7 @@ class _OnLoop:
 
         Best effort: on a closed loop nothing can be scheduled any more.
         """
-        for task in (self.committer, self.listening):
+        for task in (self.committer, self.listening, *self.openings):
             if task is not None and task is not _current_task(self.loop):
                 with contextlib.suppress(RuntimeError):
                     task.cancel()
@@ -460,7 +468,9 @@ class PostgresBackend(StoreBackend):
         Releasing the connection never raises: once the work has returned, its outcome
         stands (a ``COMMIT`` that returned is committed), and a connection that fails
         to reset on release is only discarded. A caller cancelled mid-statement has its
-        connection cut off instead of released, so the cancellation takes effect at once.
+        connection cut off instead of released, so the cancellation takes effect at once;
+        one cancelled while its connection is released leaves that release to finish
+        (see :meth:`_release`).
         """
         if self._closed and not closing:
             raise ClosedError("the event store is closed")
@@ -475,28 +485,25 @@ class PostgresBackend(StoreBackend):
                 raise self._failure(what, exc, on, closing=closing) from exc
             watchdog = Watchdog(connection, self.options.command_timeout)
             timed_out = lost = False
-            try:
-                with watchdog:
-                    try:
-                        result = await work(connection, progress)
-                    except asyncio.CancelledError:
-                        raise
-                    except self._errors as exc:
-                        failure = exc
-                        timed_out = watchdog.fired
-                        lost = timed_out or self._lost(exc, connection)
-                        if not lost:
-                            await self._release(pool, connection)
-                    except BaseException:  # the library's own refusal, say
-                        await self._release(pool, connection)
-                        raise
-                    else:
-                        # within the watchdog's bound: a reset nobody answers is cut off
-                        await self._release(pool, connection)
-                        return result
-            except asyncio.CancelledError:
-                _cut(connection)  # not released: that would wait for a cancel request
-                raise
+            with watchdog:
+                try:
+                    result = await work(connection, progress)
+                except asyncio.CancelledError:
+                    _cut(connection)  # not released: that would wait for a cancel request
+                    raise
+                except self._errors as exc:
+                    failure = exc
+                    timed_out = watchdog.fired
+                    lost = timed_out or self._lost(exc, connection)
+                    if not lost:
+                        await self._release(pool, connection, watchdog)
+                except BaseException:  # the library's own refusal, say
+                    await self._release(pool, connection, watchdog)
+                    raise
+                else:
+                    # within the watchdog's bound: a reset nobody answers is cut off
+                    await self._release(pool, connection, watchdog)
+                    return result
             if lost:
                 _cut(connection)
             again = lost and not (retry or progress.committing or on.aborted)
@@ -519,14 +526,24 @@ class PostgresBackend(StoreBackend):
                 await pool.expire_connections()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _release(self, pool: Any, connection: Any) -> None:
+    async def _release(self, pool: Any, connection: Any, watchdog: Watchdog) -> None:
         """Give ``connection`` back to ``pool``; if that fails, discard it, quietly.
 
-        Unbounded itself (a timeout here costs a timer per call): callers release
-        within a :class:`Watchdog`, which cuts off a connection whose reset hangs.
+        Bounded by ``watchdog``, which cuts off a connection whose reset hangs (a timeout
+        here would cost a timer per call). asyncpg resets the connection in a task that
+        the caller's cancellation does not stop: a caller cancelled meanwhile stops
+        waiting at once, and the release goes on, the connection back in the pool once
+        it is reset. ``watchdog`` keeps watching it (see :meth:`Watchdog.outlast`), and
+        the pool's ``reset`` (:func:`_reset`) reads the outcome nobody waits for any
+        more. Cutting the connection off under that task instead made it fail with
+        nobody to read its error ('Task exception was never retrieved'), and cost the
+        next call a new connection.
         """
         try:
             await pool.release(connection)
+        except asyncio.CancelledError:
+            watchdog.outlast()
+            raise
         except Exception as exc:  # asyncpg terminates a connection it cannot reset
             logger.debug("PostgreSQL: a connection failed on release and is discarded: %r", exc)
             _cut(connection)  # already detached, most likely
@@ -593,7 +610,7 @@ class PostgresBackend(StoreBackend):
         always safe: each migration commits with the row recording it, so one that did
         commit is skipped the second time.
         """
-        pool = await self._connect()
+        pool = await self._connect(on)
         try:
             for retry in (False, True):
                 connection = await self._acquire_first(pool)
@@ -601,7 +618,7 @@ class PostgresBackend(StoreBackend):
                 try:
                     with watchdog:
                         await _migrate(connection, self.schema)
-                        await self._release(pool, connection)
+                        await self._release(pool, connection, watchdog)
                     break
                 except self._errors as exc:
                     lost = not watchdog.fired and self._lost(exc, connection)
@@ -621,16 +638,27 @@ class PostgresBackend(StoreBackend):
         on.pool = pool
         return pool
 
-    async def _connect(self) -> Any:
-        """A new pool for the running loop (it connects nothing yet)."""
+    async def _connect(self, on: _OnLoop) -> Any:
+        """A new pool for the running loop (it connects nothing yet).
+
+        Its connections are opened through :func:`shielded_connect` and reset by
+        :func:`_reset` (asyncpg 0.30 and later take both functions), so a caller
+        cancelled while its connection is opened or released leaves nothing unread.
+        """
+        asyncpg = self._asyncpg
+        hooks: dict[str, Any] = {}
+        if _pool_takes_hooks(asyncpg.create_pool):
+            hooks["connect"] = functools.partial(shielded_connect, on.openings, asyncpg.connect)
+            hooks["reset"] = _reset
         try:
-            return await self._asyncpg.create_pool(
+            return await asyncpg.create_pool(
                 self._dsn,
                 min_size=0,
                 max_size=_POOL_SIZE,
                 server_settings=self._settings,
                 timeout=self.options.connect_timeout,
                 init=self._tune,
+                **hooks,
             )
         except self._connect_errors as exc:
             raise self._cannot_connect(exc) from exc
@@ -949,7 +977,9 @@ class PostgresBackend(StoreBackend):
         while not self._closed:
             dropped = asyncio.Event()
             try:
-                connection = await asyncpg.connect(
+                connection = await shielded_connect(
+                    on.openings,
+                    asyncpg.connect,
                     self._dsn,
                     timeout=options.connect_timeout,
                     server_settings={"application_name": _LISTENER_NAME},
@@ -1039,6 +1069,8 @@ class PostgresBackend(StoreBackend):
                 on.listener.terminate()
         if on.ready is not None and not on.ready.done():
             await asyncio.wait((on.ready,))  # an open in progress finishes, then closes
+        if on.openings:  # connections callers gave up on, ended within connect_timeout
+            await asyncio.wait(set(on.openings))
         if on.pool is not None:
             try:
                 await on.pool.close()
@@ -1059,21 +1091,32 @@ class Watchdog:
     asyncpg would make on a new connection to the same silent server.
     """
 
-    __slots__ = ("_handle", "connection", "fired", "seconds")
+    __slots__ = ("_handle", "_outlasting", "connection", "fired", "seconds")
 
     def __init__(self, connection: Any, seconds: float) -> None:
         self.connection = connection
         self.seconds = seconds
         self.fired = False
         self._handle: asyncio.TimerHandle | None = None
+        self._outlasting = False
 
     def __enter__(self) -> Watchdog:
         self._handle = asyncio.get_running_loop().call_later(self.seconds, self._fire)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._handle is not None:
+        if self._handle is not None and not self._outlasting:
             self._handle.cancel()
+
+    def outlast(self) -> None:
+        """Keep watching after the ``with`` block: work on a pooled connection that goes
+        on without its cancelled caller (a release) stays bounded.
+
+        Once the pool has taken the connection back, cutting it off through the
+        caller's proxy does nothing (asyncpg detaches a proxy on release, and the next
+        user of the connection gets a new one), so the timer is simply left to expire.
+        """
+        self._outlasting = True
 
     def _fire(self) -> None:
         self.fired = True
@@ -1103,6 +1146,72 @@ def _cut(connection: Any) -> None:
     """Terminate ``connection`` (pooled or not) without waiting for anything."""
     with contextlib.suppress(Exception):  # a pooled one the pool already let go
         connection.terminate()
+
+
+async def _reset(connection: Any) -> None:
+    """The pools' ``reset``: asyncpg's own reset query, and the outcome of the release
+    read even when its caller, cancelled, no longer waits for it.
+
+    asyncpg releases a connection in a task shielded from the caller (it rolls back an
+    open transaction itself, before this), and cuts the connection off if the reset
+    fails. A caller cancelled meanwhile no longer reads that failure: the task reads it
+    here instead, costing one callback per release.
+    """
+    release = asyncio.current_task()
+    if release is not None:
+        release.add_done_callback(_released)
+    query = connection.get_reset_query()
+    if query:
+        await connection.execute(query)
+
+
+def _released(release: asyncio.Future[Any]) -> None:
+    """Read how a release ended (its caller may have given up on it)."""
+    failure = None if release.cancelled() else release.exception()
+    if failure is not None:
+        logger.debug("PostgreSQL: a connection failed on release and is discarded: %r", failure)
+
+
+async def shielded_connect(
+    openings: set[asyncio.Future[Any]],
+    connect: Callable[..., Awaitable[Any]],
+    *args: Any,
+    **kwargs: Any,
+) -> Any:
+    """``await connect(*args, **kwargs)`` (asyncpg's), never abandoned half-way.
+
+    asyncpg cannot be cancelled safely while it opens a connection: cancelled as the
+    socket opens, it leaves the future of its TLS negotiation to fail unread ('Future
+    exception was never retrieved'). The connect therefore runs in a task of its own,
+    kept in ``openings`` until it ends. A caller cancelled meanwhile stops waiting at
+    once; the connect goes on, bounded by its own ``timeout``, and the connection it
+    makes is then cut off, or its error read. Closing waits for ``openings``.
+    """
+    opening = asyncio.ensure_future(connect(*args, **kwargs))
+    openings.add(opening)
+    opening.add_done_callback(openings.discard)
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_drop_opened)
+        raise
+
+
+def _drop_opened(opening: asyncio.Future[Any]) -> None:
+    """Cut off the connection nobody waits for any more, or read why it failed."""
+    if opening.cancelled():
+        return
+    failure = opening.exception()
+    if failure is None:
+        _cut(opening.result())
+    else:
+        logger.debug("PostgreSQL: a connection its caller gave up on failed: %r", failure)
+
+
+@functools.cache
+def _pool_takes_hooks(create_pool: Callable[..., Any]) -> bool:
+    """Whether asyncpg's ``create_pool`` takes ``connect`` and ``reset`` (0.30 and later)."""
+    return "reset" in inspect.signature(create_pool).parameters
 
 
 def _cancelling() -> bool:

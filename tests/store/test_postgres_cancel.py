@@ -1,0 +1,263 @@
+"""PostgreSQL calls cancelled at the two points where asyncpg goes on without its caller.
+
+Giving a connection back to the pool runs its reset in a task asyncpg shields from the
+caller's cancellation, and opening a connection negotiates TLS through a future only the
+opening task reads. A cancellation landing there left errors nobody read ('Task exception
+was never retrieved', 'Future exception was never retrieved' on the loop's exception
+handler): a sweep of cancelled reads met them in a few calls of every hundred, also in
+subscriptions, replays and projections (cancellation audit, repro_2). Each test lands its
+cancellation at one of those points on purpose and records every call of the loop's
+exception handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import asyncpg.connect_utils
+import pytest
+
+from pepperpy.event import EventStore
+from pepperpy.event._checkpoints import PostgresCheckpointStore
+from pepperpy.event.store.postgres import PostgresBackend
+from tests.conftest import fresh_postgres_database, unique_name
+from tests.helpers import eventually
+from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
+
+pytestmark = pytest.mark.postgres
+
+LISTENER = "pepperpy-event-listener"
+
+
+@pytest.fixture(scope="module")
+def database(postgres_server: str) -> Iterator[str]:
+    with fresh_postgres_database(postgres_server, prefix="pepperpy_cancel") as url:
+        yield url
+
+
+@pytest.fixture
+def direct(database: str) -> str:
+    return f"{database}?schema={unique_name('c')}"
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[PgFaultProxy]:
+    async with PgFaultProxy() as started:
+        yield started
+
+
+@pytest.fixture
+async def loop_errors() -> AsyncIterator[list[str]]:
+    """Every call of the running loop's exception handler, as 'message: exception'."""
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+
+    def record(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        seen.append(f"{context.get('message')}: {context.get('exception')!r}")
+
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(record)
+    try:
+        yield seen
+    finally:
+        loop.set_exception_handler(previous)
+
+
+async def unread_errors(seen: list[str]) -> list[str]:
+    """What the loop reported once every finished task and future was collected (an
+    exception nobody read is reported when its future is destroyed)."""
+    for _ in range(3):
+        gc.collect()
+        await asyncio.sleep(0.01)
+    return seen
+
+
+def pool_of(store: EventStore) -> Any:
+    backend = store.backend
+    assert isinstance(backend, PostgresBackend)
+    (on,) = backend._loops.values()
+    return on.pool
+
+
+def pause_the_reset(proxy: PgFaultProxy) -> list[Link]:
+    """Silence the first pooled connection that sends asyncpg's reset (its release)."""
+    paused: list[Link] = []
+
+    def client(link: Link, data: bytes) -> str | None:
+        if not paused and b"RESET ALL" in data and link.application != LISTENER:
+            paused.append(link)
+            return "pause"
+        return None
+
+    proxy.on_client = client  # type: ignore[assignment]
+    return paused
+
+
+async def test_a_read_cancelled_while_its_connection_is_released_lets_the_release_finish(
+    proxy: PgFaultProxy, direct: str, loop_errors: list[str]
+) -> None:
+    """The cancellation used to cut the connection off under asyncpg's shielded reset,
+    whose failure nobody read. The release that started now finishes in the background:
+    the caller is cancelled at once, and the connection goes back to the pool."""
+    store = EventStore(proxied(direct, proxy.port, command_timeout=5))
+    try:
+        async with asyncio.timeout(20):
+            await store.append("s.1", {"type": "t.x"})
+            paused = pause_the_reset(proxy)
+            read = asyncio.ensure_future(store.get_stream("s.1"))
+            await eventually(lambda: bool(paused))
+            read.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await read  # at once: the reset is still held
+            pool = pool_of(store)
+            assert pool.get_idle_size() == 0
+            opened = proxy.accepted
+            paused[0].resume()
+            await eventually(lambda: pool.get_idle_size() == 1)
+            assert [event.type for event in await store.get_stream("s.1")] == ["t.x"]
+            assert proxy.accepted == opened  # on the connection given back
+            assert await unread_errors(loop_errors) == []
+    finally:
+        await store.close()
+
+
+async def test_a_release_left_to_finish_is_still_cut_off_when_the_server_is_silent(
+    proxy: PgFaultProxy, direct: str, loop_errors: list[str]
+) -> None:
+    """The release the cancelled caller left behind stays under the command_timeout
+    watchdog: a reset nobody answers is cut off, and its error is read."""
+    store = EventStore(proxied(direct, proxy.port, command_timeout=1))
+    try:
+        async with asyncio.timeout(20):
+            await store.append("s.1", {"type": "t.x"})
+            paused = pause_the_reset(proxy)
+            read = asyncio.ensure_future(store.get_stream("s.1"))
+            await eventually(lambda: bool(paused))
+            read.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await read
+            pool = pool_of(store)
+            await eventually(lambda: pool.get_size() == 0)  # the watchdog cut it off
+            assert await unread_errors(loop_errors) == []
+            assert [event.type for event in await store.get_stream("s.1")] == ["t.x"]
+    finally:
+        await store.close()
+
+
+def cancel_when_tls_is_negotiated(
+    monkeypatch: pytest.MonkeyPatch, caller: asyncio.Task[Any]
+) -> list[bool]:
+    """Cancel ``caller`` as a connection's socket opens, where asyncpg asks the server for
+    TLS (the default sslmode=prefer): right between the socket and the TLS answer."""
+    upgrade = asyncpg.connect_utils.TLSUpgradeProto
+    original = upgrade.__init__
+    fired: list[bool] = []
+
+    def made(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        if not fired and not caller.done():
+            fired.append(True)
+            caller.cancel()
+
+    monkeypatch.setattr(upgrade, "__init__", made)
+    return fired
+
+
+async def test_a_call_cancelled_while_its_connection_is_opened_leaves_no_error_behind(
+    direct: str, loop_errors: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancelled connect left asyncpg's TLS future to fail unread. The connect now goes
+    on without its caller, and the connection it makes is closed."""
+    store = EventStore(direct)
+    try:
+        async with asyncio.timeout(20):
+            await store.append("s.1", {"type": "t.x"})
+            pool = pool_of(store)
+            await pool.expire_connections()  # the next call opens a new connection
+            gate = asyncio.Event()
+
+            async def read() -> Any:
+                await gate.wait()
+                return await store.get_stream("s.1")
+
+            caller = asyncio.ensure_future(read())
+            fired = cancel_when_tls_is_negotiated(monkeypatch, caller)
+            gate.set()
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+            assert fired, "the cancellation did not land while connecting"
+            monkeypatch.undo()
+            await eventually(lambda: pool.get_size() == 0)
+            assert [event.type for event in await store.get_stream("s.1")] == ["t.x"]
+        assert await unread_errors(loop_errors) == []
+    finally:
+        await store.close()
+
+
+async def test_a_checkpoint_call_cancelled_while_connecting_leaves_no_error_behind(
+    direct: str, loop_errors: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoints = PostgresCheckpointStore(direct)
+    try:
+        async with asyncio.timeout(20):
+            gate = asyncio.Event()
+
+            async def load() -> Any:
+                await gate.wait()
+                return await checkpoints.load("c")
+
+            caller = asyncio.ensure_future(load())
+            fired = cancel_when_tls_is_negotiated(monkeypatch, caller)
+            gate.set()
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+            assert fired, "the cancellation did not land while connecting"
+            monkeypatch.undo()
+            await checkpoints.save("c", 1, None, previous=None)
+            saved = await checkpoints.load("c")
+            assert saved is not None and saved.position == 1
+        assert await unread_errors(loop_errors) == []
+    finally:
+        await checkpoints.close()
+
+
+async def test_close_waits_for_a_connection_a_cancelled_caller_left_opening(
+    proxy: PgFaultProxy, direct: str, loop_errors: list[str]
+) -> None:
+    """close() closes every connection of its loop: one still being opened for a caller
+    cancelled meanwhile is waited for, then cut off, and no task of the store outlives
+    it."""
+    store = EventStore(proxied(direct, proxy.port))
+    async with asyncio.timeout(20):
+        await store.append("s.1", {"type": "t.x"})
+        await pool_of(store).expire_connections()  # the next call opens a new connection
+        held: list[Link] = []
+
+        def hold_the_startup(link: Link, data: bytes) -> str | None:
+            if not held and b"database\x00" in data:
+                held.append(link)
+                return "pause"
+            return None
+
+        proxy.on_client = hold_the_startup  # type: ignore[assignment]
+        read = asyncio.ensure_future(store.get_stream("s.1"))
+        await eventually(lambda: bool(held))
+        read.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await read  # at once, although the connection is still being opened
+        backend = store.backend
+        assert isinstance(backend, PostgresBackend)
+        (on,) = backend._loops.values()
+        (opening,) = on.openings
+        closing = asyncio.ensure_future(store.close())
+        await asyncio.sleep(0.2)
+        assert not closing.done()  # it waits for the connection being opened
+        held[0].resume()
+        await closing
+        assert opening.done() and not on.openings
+        await eventually(lambda: held[0].closed)  # cut off once open
+    assert await unread_errors(loop_errors) == []
