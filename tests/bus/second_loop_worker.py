@@ -9,7 +9,10 @@ few seconds) and how long it took. Deletes what it created on the broker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -91,10 +94,23 @@ def main(kind: str, url: str, name: str) -> None:
             "close again": await step(bus.close),
         }
 
+    gc.disable()  # what close() gives back, not what the collector finds later
+    before = open_sockets()
     asyncio.run(first())
     report = asyncio.run(second())
+    report["sockets left"] = open_sockets() - before
+    gc.enable()
     asyncio.run(cleanup(kind, url, name, transport))
     print(json.dumps(report))
+
+
+def open_sockets() -> int:
+    """Socket file descriptors this process holds."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
 
 
 if __name__ == "__main__":

@@ -143,7 +143,11 @@ def shutdown_sockets(writers: Iterable[Any]) -> None:
     """Shut down the sockets under asyncio ``StreamWriter``s whose event loop has ended.
 
     Their loop cannot run ``close()`` any more; shutting the socket down still tells the
-    peer the connection is gone. The file descriptor goes with the transport object.
+    peer the connection is gone, and closing it gives its file descriptor back now rather
+    than when the garbage collector finds the transport (a process that runs many event
+    loops would otherwise hold one per connection). asyncio hands out only a wrapper
+    without ``close()``; the socket itself is the selector transport's ``_sock``, looked up
+    defensively (nothing else can use it: its loop is closed).
     """
     for writer in writers:
         transport = getattr(writer, "transport", None)
@@ -151,6 +155,10 @@ def shutdown_sockets(writers: Iterable[Any]) -> None:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+        raw = getattr(transport, "_sock", None)
+        if isinstance(raw, socket.socket):
+            with contextlib.suppress(OSError):
+                raw.close()
 
 
 def cancelled_by_caller() -> bool:
