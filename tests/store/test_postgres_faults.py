@@ -608,10 +608,13 @@ async def test_checkpoint_calls_during_a_partition_fail_within_their_bound(
     checkpoints = PostgresCheckpointStore(via(proxy, direct, command_timeout=1, connect_timeout=1))
     try:
         await checkpoints.save("c", 1, None, previous=None)
+        # prepared now: below, the UPDATE itself is sent (held at its first prepare,
+        # nothing could run, and the save would be tried again: test_checkpoint_faults.py)
+        await checkpoints.save("c", 2, None, previous=1)
         proxy.pause()
-        error, elapsed = await within(10, checkpoints.save("c", 2, None, previous=1))
+        error, elapsed = await within(10, checkpoints.save("c", 3, None, previous=2))
         assert isinstance(error, StoreError) and not isinstance(error, ConcurrencyError)
-        assert "no answer came while it was saving checkpoint 'c' at position 2" in str(error)
+        assert "no answer came while it was saving checkpoint 'c' at position 3" in str(error)
         assert "whether that happened is unknown" in str(error)
         assert "did not answer within 1 s (command_timeout)" in str(error)
         assert elapsed < 4
@@ -622,7 +625,7 @@ async def test_checkpoint_calls_during_a_partition_fail_within_their_bound(
         proxy.drop()  # the held UPDATE is lost with the partition
         proxy.resume()
         saved = await checkpoints.load("c")
-        assert saved is not None and saved.position == 1
+        assert saved is not None and saved.position == 2
     finally:
         proxy.resume()
         await checkpoints.close()

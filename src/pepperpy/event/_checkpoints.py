@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -43,6 +44,7 @@ from ._sqlite import OneConnection, open_wal, track_forks
 from .store._sqlite_schema import check_event_store
 from .store.base import redact_url
 from .store.postgres import (
+    Progress,
     Watchdog,
     connect_timed_out,
     connection_lost,
@@ -66,6 +68,8 @@ __all__ = [
 ]
 
 TABLE = "pepperpy_checkpoints"
+
+logger = logging.getLogger("pepperpy.event.replay")
 
 T = TypeVar("T")
 
@@ -341,11 +345,14 @@ class PostgresCheckpointStore(CheckpointStore):
     ``command_timeout`` seconds for the server, then its connection is cut off as lost;
     connecting takes at most ``connect_timeout``. A connection that was lost (the server
     terminated its backend or restarted, a partition) is dropped, and the next statement
-    opens a new one; a ``load`` that finds its connection lost is tried once more on a
-    new one at once (a read, so that is safe). A ``save`` or ``delete`` is not: its
-    statement may have committed, so it fails with :class:`StoreError` saying the
-    outcome is unknown, and the caller decides (a replay or projection loads the
-    checkpoint again to see).
+    opens a new one. A call that finds its connection lost is tried once more on a new
+    one at once if nothing can have been written: a ``load``, or a ``save`` or
+    ``delete`` whose statement asyncpg never sent (told as the event store tells a
+    ``COMMIT`` never sent, by
+    :class:`~pepperpy.event.store.postgres.Progress`). A ``save`` or ``delete`` whose
+    statement was sent is not: it may have committed, so it fails with
+    :class:`StoreError` saying the outcome is unknown, and the caller decides (a replay
+    or projection loads the checkpoint again to see).
 
     The URL's ``?schema=name`` puts the table in that schema, as it does the event
     store's. The table is created on first use under the event store's schema lock
@@ -378,17 +385,17 @@ class PostgresCheckpointStore(CheckpointStore):
                     on.keeper = asyncio.get_running_loop().create_task(self._keep(on))
             yield on, on.connection
 
-    async def _run(
-        self, work: Callable[[Any], Awaitable[T]], *, retry: bool = False, write: str = ""
-    ) -> T:
-        """Run ``work(connection)``; driver errors become :class:`StoreError`.
+    async def _run(self, work: Callable[[Any, Progress], Awaitable[T]], *, write: str = "") -> T:
+        """Run ``work(connection, progress)``; driver errors become :class:`StoreError`.
 
-        A lost connection, or one that did not answer within ``command_timeout``, is cut
-        off (the next statement opens a new one); with ``retry`` the work is done once
-        more on a new connection right away. ``write`` names what a write was doing: if
-        its connection is lost, whether that happened is unknown, and the error says so.
-        A caller cancelled mid-statement has the connection cut off, so that takes
-        effect at once (asyncpg would otherwise wait for a cancel request first).
+        A write sends its statement under ``progress.commit()``. A lost connection, or
+        one that did not answer within ``command_timeout``, is cut off (the next
+        statement opens a new one), and if nothing can have been written (a read, or a
+        write whose statement asyncpg never sent) the work is done once more on a new
+        connection right away. ``write`` names what a write was doing: if its statement
+        may have been sent, whether that happened is unknown, and the error says so. A
+        caller cancelled mid-statement has the connection cut off, so that takes effect
+        at once (asyncpg would otherwise wait for a cancel request first).
         """
         asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
         errors = (
@@ -397,12 +404,13 @@ class PostgresCheckpointStore(CheckpointStore):
             asyncpg.InterfaceError,
             asyncpg.InternalClientError,
         )
-        for again in (retry, False):
+        for retried in (False, True):
             async with self._connection() as (on, connection):
+                progress = Progress(connection)
                 watchdog = Watchdog(connection, self.options.command_timeout)
                 try:
                     with watchdog:
-                        return await work(connection)
+                        return await work(connection, progress)
                 except asyncio.CancelledError:
                     _drop(on, connection)
                     raise
@@ -410,12 +418,21 @@ class PostgresCheckpointStore(CheckpointStore):
                     lost = watchdog.fired or connection_lost(asyncpg, exc, connection)
                     if lost:
                         _drop(on, connection)
-                    if not (lost and again):
-                        raise self._failure(exc, lost, watchdog.fired, write) from exc
+                    if not lost or retried or progress.committing:
+                        unknown = write if lost and progress.committing else ""
+                        raise self._failure(exc, lost, watchdog.fired, unknown) from exc
+                    logger.warning(
+                        "PostgreSQL checkpoint store: %s (nothing was written); "
+                        "trying once more on a new connection",
+                        self._reason(exc, watchdog.fired),
+                    )
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _reason(self, exc: BaseException, timed_out: bool) -> str:
+        return no_answer(self.options) if timed_out else str(exc) or type(exc).__name__
+
     def _failure(self, exc: BaseException, lost: bool, timed_out: bool, write: str) -> StoreError:
-        reason = no_answer(self.options) if timed_out else str(exc) or type(exc).__name__
+        reason = self._reason(exc, timed_out)
         if lost and write:
             how = "no answer came" if timed_out else "the connection was lost"
             return StoreError(
@@ -478,11 +495,10 @@ class PostgresCheckpointStore(CheckpointStore):
 
     async def load(self, name: str) -> Checkpoint | None:
         row = await self._run(
-            lambda connection: connection.fetchrow(
+            lambda connection, _: connection.fetchrow(
                 f"SELECT position, state::text AS state, updated_at FROM {TABLE} WHERE name = $1",
                 name,
-            ),
-            retry=True,
+            )
         )
         if row is None:
             return None
@@ -496,26 +512,28 @@ class PostgresCheckpointStore(CheckpointStore):
     ) -> None:
         text = None if state is None else _encode_state(state).decode()
 
-        async def compare_and_set(connection: Any) -> tuple[bool, int | None]:
-            if previous is None:
-                status = await connection.execute(
-                    f"INSERT INTO {TABLE} (name, position, state, updated_at) "
-                    "VALUES ($1, $2, $3::jsonb, now()) ON CONFLICT (name) DO NOTHING",
-                    name,
-                    position,
-                    text,
-                )
-            else:
-                status = await connection.execute(
-                    f"UPDATE {TABLE} SET position = $2, state = $3::jsonb, updated_at = now() "
-                    "WHERE name = $1 AND position = $4",
-                    name,
-                    position,
-                    text,
-                    previous,
-                )
+        async def compare_and_set(connection: Any, progress: Progress) -> tuple[bool, int | None]:
+            with progress.commit():
+                if previous is None:
+                    status = await connection.execute(
+                        f"INSERT INTO {TABLE} (name, position, state, updated_at) "
+                        "VALUES ($1, $2, $3::jsonb, now()) ON CONFLICT (name) DO NOTHING",
+                        name,
+                        position,
+                        text,
+                    )
+                else:
+                    status = await connection.execute(
+                        f"UPDATE {TABLE} SET position = $2, state = $3::jsonb, "
+                        "updated_at = now() WHERE name = $1 AND position = $4",
+                        name,
+                        position,
+                        text,
+                        previous,
+                    )
             if status.endswith(" 1"):
                 return True, None
+            progress.committing = False  # it changed nothing: what follows only reads
             actual = await connection.fetchval(
                 f"SELECT position FROM {TABLE} WHERE name = $1", name
             )
@@ -528,10 +546,12 @@ class PostgresCheckpointStore(CheckpointStore):
             raise _conflict(name, previous, actual)
 
     async def delete(self, name: str) -> bool:
-        status = await self._run(
-            lambda connection: connection.execute(f"DELETE FROM {TABLE} WHERE name = $1", name),
-            write=f"deleting checkpoint {name!r}",
-        )
+        async def delete(connection: Any, progress: Progress) -> str:
+            with progress.commit():
+                status: str = await connection.execute(f"DELETE FROM {TABLE} WHERE name = $1", name)
+            return status
+
+        status = await self._run(delete, write=f"deleting checkpoint {name!r}")
         return bool(status.endswith(" 1"))
 
     async def close(self) -> None:

@@ -43,7 +43,7 @@ import logging
 import math
 import re
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -74,6 +74,7 @@ __all__ = [
     "SCHEMA_LOCK",
     "PostgresBackend",
     "PostgresOptions",
+    "Progress",
     "Watchdog",
     "connect_timed_out",
     "connection_lost",
@@ -202,34 +203,56 @@ WHERE e.position >= s.first_visible
 """
 
 
-class _Progress:
-    """How far one attempt at a piece of work got: whether ``COMMIT`` may have been sent."""
+class Progress:
+    """How far one attempt at a piece of work on ``connection`` got: whether a statement
+    that commits (a ``COMMIT``, or a write in autocommit) may have been sent.
 
-    __slots__ = ("committing",)
+    Made as the attempt starts, while the connection is open: asyncpg lets go of its
+    protocol once it is closed, and the protocol's count of the statements sent is what
+    tells (see :func:`_statements_sent`). The event store's writes and the checkpoint
+    store's share it.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_protocol", "committing")
+
+    def __init__(self, connection: Any) -> None:
         self.committing = False
+        self._protocol = _protocol(connection)
+
+    @contextlib.contextmanager
+    def commit(self) -> Iterator[None]:
+        """Around the statement that commits: ``committing`` is set for it, and cleared
+        again if it failed without being sent.
+
+        asyncpg refuses to send anything on a connection already closed, or one that has
+        received the server's termination notice (``FATAL``) since its last statement,
+        and the server ends such a session, rolling back what it had not committed: the
+        work may then be done again on a new connection. What failed once the statement
+        went to the socket stays of unknown outcome, even if it was lost on its way (the
+        client cannot tell).
+        """
+        sent = _statements_sent(self._protocol)
+        self.committing = True
+        try:
+            yield
+        except Exception:
+            if sent is not None and _statements_sent(self._protocol) == sent:
+                self.committing = False  # it never left this process
+            raise
 
 
 async def _in_transaction(
-    connection: Any, progress: _Progress, body: Callable[[Any], Awaitable[T]]
+    connection: Any, progress: Progress, body: Callable[[Any], Awaitable[T]]
 ) -> T:
-    """Run ``body`` in a transaction; ``progress.committing`` says if ``COMMIT`` may have
-    been sent.
-
-    It is set just before the ``COMMIT``, and cleared again if the ``COMMIT`` failed
-    without being sent: asyncpg refuses to send anything on a connection already closed,
-    or one that has received the server's termination notice (``FATAL``) since its last
-    statement, and the server rolls such a session's transaction back, so the work may
-    be done again on a new connection. What failed once the ``COMMIT`` went to the
-    socket stays of unknown outcome (see :func:`_statements_sent`).
+    """Run ``body`` in a transaction whose ``COMMIT`` goes under ``progress.commit()``:
+    ``progress.committing`` then says whether it may have been sent (a ``COMMIT`` asyncpg
+    refused to send leaves the work safe to do again).
 
     If ``body`` fails, that error is raised even when the ``ROLLBACK`` fails too (on a
     lost connection it does; the server rolls back when the session ends). A cancelled
     (or timed-out) ``body`` sends no ``ROLLBACK``: the caller cuts the connection off,
     which rolls back as surely, without waiting on a server that may not answer.
     """
-    protocol = _protocol(connection)  # taken now: asyncpg lets go of it once closed
     transaction = connection.transaction()
     await transaction.start()
     try:
@@ -238,14 +261,8 @@ async def _in_transaction(
         with contextlib.suppress(Exception):
             await transaction.rollback()
         raise
-    sent = _statements_sent(protocol)
-    progress.committing = True
-    try:
+    with progress.commit():
         await transaction.commit()
-    except Exception:
-        if sent is not None and _statements_sent(protocol) == sent:
-            progress.committing = False  # the COMMIT never left this process
-        raise
     return result
 
 
@@ -262,9 +279,9 @@ def _statements_sent(protocol: Any) -> int | None:
 
     asyncpg counts a statement (``queries_count``, a read-only attribute of its protocol)
     right after writing it to the transport, and raises before writing when it cannot
-    send (the connection closed, or the protocol not idle). A failed ``COMMIT`` that left
+    send (the connection closed, or the protocol not idle). A failed statement that left
     the count unchanged was therefore never sent; one that moved it may have reached the
-    server. Where the count cannot be read, every failed ``COMMIT`` counts as sent.
+    server. Where the count cannot be read, every failed statement counts as sent.
     """
     count = getattr(protocol, "queries_count", None)
     return count if isinstance(count, int) else None
@@ -444,7 +461,7 @@ class PostgresBackend(StoreBackend):
     async def _run(
         self,
         what: str,
-        work: Callable[[Any, _Progress], Awaitable[T]],
+        work: Callable[[Any, Progress], Awaitable[T]],
         on: _OnLoop | None = None,
         *,
         closing: bool = False,
@@ -462,7 +479,7 @@ class PostgresBackend(StoreBackend):
         nothing was written, so that is safe for reads and writes alike. After a drop
         the pool's other connections may be stale too, so all of them are replaced.
         Once ``work`` has set ``progress.committing`` (its ``COMMIT`` may have been sent:
-        see :func:`_in_transaction`), a lost or silent connection leaves the outcome
+        see :meth:`Progress.commit`), a lost or silent connection leaves the outcome
         unknown: that is never retried here, and the error says so.
 
         Releasing the connection never raises: once the work has returned, its outcome
@@ -478,11 +495,11 @@ class PostgresBackend(StoreBackend):
             on = self._here()
         pool = await self._pool(on)
         for retry in (False, True):
-            progress = _Progress()
             try:
                 connection = await pool.acquire()
             except self._errors as exc:
                 raise self._failure(what, exc, on, closing=closing) from exc
+            progress = Progress(connection)
             watchdog = Watchdog(connection, self.options.command_timeout)
             timed_out = lost = False
             with watchdog:
@@ -566,7 +583,7 @@ class PostgresBackend(StoreBackend):
         on: _OnLoop,
         *,
         closing: bool,
-        progress: _Progress | None = None,
+        progress: Progress | None = None,
         lost: bool = False,
         timed_out: bool = False,
     ) -> StoreError | ClosedError:
@@ -786,7 +803,7 @@ class PostgresBackend(StoreBackend):
     ) -> list[AppendResult | BaseException]:
         write = functools.partial(self._write_group, appends)
 
-        async def work(connection: Any, progress: _Progress) -> list[AppendResult | BaseException]:
+        async def work(connection: Any, progress: Progress) -> list[AppendResult | BaseException]:
             return await _in_transaction(connection, progress, write)
 
         for attempt in range(_DEADLOCK_RETRIES):
@@ -1301,7 +1318,7 @@ async def _migrate(connection: Any, schema: str | None) -> None:
         # not ``async with connection.transaction()``: on a lost connection its ROLLBACK
         # fails, and that error would replace the one that says what happened
         migration = functools.partial(_apply_migration, number, script)
-        await _in_transaction(connection, _Progress(), migration)
+        await _in_transaction(connection, Progress(connection), migration)
     await connection.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
 
 
