@@ -5,8 +5,9 @@ after asyncpg handed that statement to the socket, whether it took effect is unk
 the store must say so; but when asyncpg refused to send it at all (the server's
 termination notice had arrived), nothing can have happened, and the store used to say
 the outcome was unknown all the same, as the event store did before it told the two
-apart by asyncpg's count of statements sent. Faults are made with
-``pg_terminate_backend`` and the fault proxy (tests/store/pgfaultproxy.py).
+apart by asyncpg's count of statements sent. And the table setup of a loop's first call
+was not tried again when its connection was lost, as every other call is. Faults are
+made with ``pg_terminate_backend`` and the fault proxy (tests/store/pgfaultproxy.py).
 """
 
 from __future__ import annotations
@@ -207,5 +208,92 @@ async def test_a_read_whose_connection_is_lost_is_still_done_again(
             proxy.on_client = lose_the_read  # type: ignore[assignment]
             saved = await checkpoints.load("c")
             assert dropped and saved is not None and saved.position == 1
+    finally:
+        await checkpoints.close()
+
+
+# -- the table setup of a loop's first call --------------------------------------------
+
+
+#: the setup's first statement (the table exists already), and its CREATE TABLE (it does
+#: not: inside a transaction holding the schema lock)
+SETUP_STATEMENTS = {"exists": b"to_regclass", "created": b"CREATE TABLE IF NOT EXISTS pepperpy"}
+
+
+@pytest.mark.parametrize("table", ["exists", "created"])
+@pytest.mark.parametrize("first_call", ["load", "save"])
+async def test_a_connection_lost_while_the_table_is_set_up_is_set_up_again(
+    proxy: PgFaultProxy,
+    direct: str,
+    caplog: pytest.LogCaptureFixture,
+    table: str,
+    first_call: str,
+) -> None:
+    """A drop during the setup failed the call with 'cannot open PostgreSQL checkpoint
+    store ...: connection was closed in the middle of operation', while a load whose
+    connection is lost later is tried once more and the same call right after worked:
+    a replay reconnecting after a restart died of it. The setup is now done again on a
+    new connection, whether the table existed or is being created."""
+    if table == "exists":
+        await position(direct, "c")  # sets the table up
+    fired = drop_when_sent(proxy, SETUP_STATEMENTS[table])
+    checkpoints = PostgresCheckpointStore(proxied(direct, proxy.port))
+    try:
+        async with asyncio.timeout(30):
+            with caplog.at_level(logging.WARNING, logger=LOGGER):
+                if first_call == "load":
+                    assert await checkpoints.load("c") is None
+                else:
+                    await checkpoints.save("c", 1, None, previous=None)
+            assert len(fired) == 1, "the fault was not injected"
+            assert "PostgreSQL checkpoint store setup: the connection was lost" in caplog.text
+            assert "trying once more on a new connection" in caplog.text
+            await checkpoints.save("c", 5, None, previous=1 if first_call == "save" else None)
+        assert await position(direct, "c") == 5  # each save once, in turn
+    finally:
+        await checkpoints.close()
+
+
+async def test_a_setup_that_gets_no_answer_is_set_up_again(
+    proxy: PgFaultProxy, direct: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Silent past command_timeout, as when lost: the watchdog cuts it, and once more."""
+    paused: list[Link] = []
+
+    def silence_the_setup(link: Link, data: bytes) -> str | None:
+        if not paused and b"to_regclass" in data:
+            paused.append(link)
+            return "pause"
+        return None
+
+    proxy.on_client = silence_the_setup  # type: ignore[assignment]
+    checkpoints = PostgresCheckpointStore(proxied(direct, proxy.port, command_timeout=1))
+    try:
+        async with asyncio.timeout(30):
+            with caplog.at_level(logging.WARNING, logger=LOGGER):
+                assert await checkpoints.load("c") is None
+            assert paused
+            assert "did not answer within 1 s (command_timeout)" in caplog.text
+            assert "trying once more on a new connection" in caplog.text
+    finally:
+        await checkpoints.close()
+
+
+async def test_a_setup_whose_connection_is_lost_twice_fails_saying_so(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    fired = drop_when_sent(proxy, b"CREATE TABLE IF NOT EXISTS pepperpy", times=2)
+    checkpoints = PostgresCheckpointStore(proxied(direct, proxy.port))
+    try:
+        async with asyncio.timeout(30):
+            with pytest.raises(StoreError) as caught:
+                await checkpoints.load("c")
+            assert len(fired) == 2  # tried once more, on a new connection
+            message = str(caught.value)
+            assert message.startswith("cannot open PostgreSQL checkpoint store at ")
+            assert ": the connection was lost (" in message
+            assert "underlying connection is closed" not in message
+            assert isinstance(caught.value.__cause__, asyncpg.ConnectionDoesNotExistError)
+            assert await checkpoints.load("c") is None  # the network healed: set up now
     finally:
         await checkpoints.close()

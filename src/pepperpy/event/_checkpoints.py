@@ -346,9 +346,9 @@ class PostgresCheckpointStore(CheckpointStore):
     connecting takes at most ``connect_timeout``. A connection that was lost (the server
     terminated its backend or restarted, a partition) is dropped, and the next statement
     opens a new one. A call that finds its connection lost is tried once more on a new
-    one at once if nothing can have been written: a ``load``, or a ``save`` or
-    ``delete`` whose statement asyncpg never sent (told as the event store tells a
-    ``COMMIT`` never sent, by
+    one at once if nothing can have been written: a ``load``, the table setup of a
+    loop's first call, or a ``save`` or ``delete`` whose statement asyncpg never sent
+    (told as the event store tells a ``COMMIT`` never sent, by
     :class:`~pepperpy.event.store.postgres.Progress`). A ``save`` or ``delete`` whose
     statement was sent is not: it may have committed, so it fails with
     :class:`StoreError` saying the outcome is unknown, and the caller decides (a replay
@@ -442,45 +442,56 @@ class PostgresCheckpointStore(CheckpointStore):
         return StoreError(f"PostgreSQL checkpoint store failed: {reason}")
 
     async def _open(self, on: _OnLoop) -> Any:
+        """A new connection for this loop, with the table set up on it.
+
+        If the connection breaks, or stays silent past ``command_timeout``, during the
+        setup (a restart, a failover, ``pg_terminate_backend``), the setup is done once
+        more on a new connection, as the event store does its own: creating the table if
+        it is missing is safe to repeat.
+        """
         asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
         where = redact_url(self.url)
-        try:
-            connection = await shielded_connect(
-                on.openings,
-                asyncpg.connect,
-                self._dsn,
-                server_settings=self._settings,
-                timeout=self.options.connect_timeout,
-            )
-        except asyncpg.ClientConfigurationError as exc:  # a URL option asyncpg refused
-            raise ConfigurationError(f"PostgreSQL URL {where}: {exc}") from exc
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            reason = connect_timed_out(self.options) if isinstance(exc, TimeoutError) else exc
-            raise StoreError(
-                f"cannot open PostgreSQL checkpoint store at {where}: {reason}"
-            ) from exc
-        tune_socket(connection, self.options.command_timeout)
-        watchdog = Watchdog(connection, self.options.command_timeout)
-        try:
-            with watchdog:
-                if await connection.fetchval("SELECT to_regclass($1) IS NULL", TABLE):
-                    # other stores may be creating it right now: take turns (schema_change)
-                    async with schema_change(connection, self.schema):
-                        await connection.execute(
-                            f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
-                            "position BIGINT NOT NULL, state JSONB, "
-                            "updated_at TIMESTAMPTZ NOT NULL)"
-                        )
-        except BaseException as exc:
-            connection.terminate()  # not left open behind the error
-            failures = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-            if isinstance(exc, (*failures, asyncpg.InternalClientError)):
-                reason = no_answer(self.options) if watchdog.fired else exc
+        errors = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+        for retried in (False, True):
+            try:
+                connection = await shielded_connect(
+                    on.openings,
+                    asyncpg.connect,
+                    self._dsn,
+                    server_settings=self._settings,
+                    timeout=self.options.connect_timeout,
+                )
+            except asyncpg.ClientConfigurationError as exc:  # a URL option asyncpg refused
+                raise ConfigurationError(f"PostgreSQL URL {where}: {exc}") from exc
+            except errors as exc:
+                reason = connect_timed_out(self.options) if isinstance(exc, TimeoutError) else exc
                 raise StoreError(
                     f"cannot open PostgreSQL checkpoint store at {where}: {reason}"
                 ) from exc
-            raise
-        return connection
+            tune_socket(connection, self.options.command_timeout)
+            watchdog = Watchdog(connection, self.options.command_timeout)
+            try:
+                with watchdog:
+                    await _set_up(connection, self.schema)
+                return connection
+            except BaseException as exc:
+                failed = isinstance(exc, (*errors, asyncpg.InternalClientError))
+                lost = failed and not watchdog.fired and connection_lost(asyncpg, exc, connection)
+                connection.terminate()  # not left open behind the error
+                if not failed:
+                    raise
+                reason = self._reason(exc, watchdog.fired)
+                if lost:  # asyncpg's own words may be about what failed after the loss
+                    reason = f"the connection was lost ({reason})"
+                if retried or not (lost or watchdog.fired):
+                    raise StoreError(
+                        f"cannot open PostgreSQL checkpoint store at {where}: {reason}"
+                    ) from exc
+                logger.warning(
+                    "PostgreSQL checkpoint store setup: %s; trying once more on a new connection",
+                    reason,
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _keep(self, on: _OnLoop) -> None:
         """Wait until cancelled: by :meth:`close`, or by the loop shutting down."""
@@ -596,6 +607,17 @@ class PostgresCheckpointStore(CheckpointStore):
             connection, mine.connection = mine.connection, None
             if connection is not None and not connection.is_closed():
                 connection.terminate()
+
+
+async def _set_up(connection: Any, schema: str | None) -> None:
+    """Create the checkpoint table if it is missing."""
+    if await connection.fetchval("SELECT to_regclass($1) IS NULL", TABLE):
+        # other stores may be creating it right now: take turns (schema_change)
+        async with schema_change(connection, schema):
+            await connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
+                "position BIGINT NOT NULL, state JSONB, updated_at TIMESTAMPTZ NOT NULL)"
+            )
 
 
 def _drop(on: _OnLoop, connection: Any) -> None:

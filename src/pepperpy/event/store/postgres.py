@@ -1286,12 +1286,24 @@ async def schema_change(connection: Any, schema: str | None) -> AsyncIterator[No
     then fails on the catalog's unique index (``pg_type_typname_nsp_index``). DDL run
     inside this block takes turns with every other starter's, in this process or
     others; the lock goes with the transaction, whatever ends it.
+
+    Not ``async with connection.transaction()``: on a lost connection its ``ROLLBACK``
+    fails, and that error would replace the one saying what happened. A failure here
+    is raised even if the ``ROLLBACK`` fails too; a cancellation sends none (the caller
+    cuts the connection off, which rolls back as surely).
     """
-    async with connection.transaction():
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
         await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
         if schema is not None:
             await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         yield
+    except Exception:
+        with contextlib.suppress(Exception):
+            await transaction.rollback()
+        raise
+    await transaction.commit()
 
 
 async def _migrate(connection: Any, schema: str | None) -> None:
