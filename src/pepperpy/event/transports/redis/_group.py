@@ -33,7 +33,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..._errors import SerializationError
 from ..._event import Event
 from ..._handlers import outcome, start
 from ..base import NotDelivered, Subscription
@@ -48,6 +47,7 @@ from ._wire import (
     explain,
     logger,
     pool_errors,
+    unreadable,
 )
 
 if TYPE_CHECKING:
@@ -700,7 +700,7 @@ class GroupMember:
 
         try:
             for entry_id, fields in entries:
-                if not self._ours(p) or not await self._handle(entry_id, fields, deliveries):
+                if not self._ours(p) or not await self._handle(p, entry_id, fields, deliveries):
                     return False
                 done.append(entry_id)
                 if timer is None:
@@ -713,16 +713,19 @@ class GroupMember:
                 hand_over()
 
     async def _handle(
-        self, entry_id: bytes, fields: dict[bytes, bytes], deliveries: dict[bytes, int] | None
+        self,
+        p: int,
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+        deliveries: dict[bytes, int] | None,
     ) -> bool:
         """Deliver one entry (or skip or dead-letter it); True when it may be acknowledged."""
-        topic = entry_topic(fields)
-        if topic is None or not self._filter(topic):
-            return True
-        try:
+        try:  # an entry that cannot be read is acknowledged, never retried (see unreadable)
+            if not self._filter(entry_topic(fields)):
+                return True
             event = decode_event(fields)
-        except SerializationError as exc:
-            logger.error("dropping unreadable entry %s of %s: %s", entry_id, topic, exc)
+        except Exception as exc:
+            unreadable(f"group {self.group!r}", self._streams[p], entry_id, exc, "acknowledging")
             return True
         if self.sub.removed:  # unsubscribed (maybe by its own handler): left pending
             self._leaving = True

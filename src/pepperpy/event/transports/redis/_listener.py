@@ -36,7 +36,6 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from ..._errors import PatternError, SerializationError
 from ..._event import Event
 from ..._handlers import outcome, start
 from ..._patterns import PatternIndex
@@ -53,6 +52,7 @@ from ._wire import (
     parse_id,
     pool_errors,
     pool_exhausted,
+    unreadable,
 )
 
 if TYPE_CHECKING:
@@ -274,26 +274,17 @@ class Listener:
             # read up to here: a feed catching up on p rejoins only once it has this entry
             self.ids[p] = position
             self.numbers[p] = number
-            topic = entry_topic(fields)
-            if topic is None:
-                logger.warning("listener: skipping entry %s without a readable event", entry_id)
-                continue
-            try:
-                feeds = self._index.match(topic)
-            except PatternError:
-                logger.warning(
-                    "listener: skipping entry %s with malformed topic %r", entry_id, topic
-                )
-                continue
-            takers = [feed for feed in feeds if feed.wants(p, position)]
-            if not takers:
-                continue
-            try:
+            try:  # whatever one entry holds, it never ends the reader (see unreadable)
+                takers = [
+                    feed
+                    for feed in self._index.match(entry_topic(fields))
+                    if feed.wants(p, position)
+                ]
+                if not takers:
+                    continue
                 event = decode_event(fields)
-            except SerializationError as exc:
-                logger.error(
-                    "listener: skipping unreadable entry %s of %s: %s", entry_id, topic, exc
-                )
+            except Exception as exc:
+                unreadable("listener", self.streams[p], entry_id, exc, "skipping")
                 continue
             for feed in takers:
                 if feed.full(p) and not await feed.room(p):
@@ -596,15 +587,19 @@ class Feed:
         for i, ((entry_id, fields), position) in enumerate(zip(entries, ids, strict=False)):
             if position <= self._taken[p]:
                 continue
-            topic = entry_topic(fields)
             event = None
-            if topic is not None and self._filter(topic):
-                try:
+            try:  # as in Listener._dispatch: one entry never ends the catch-up
+                if self._filter(entry_topic(fields)):
                     event = decode_event(fields)
-                except SerializationError as exc:
-                    logger.error(
-                        "listener: skipping unreadable entry %s of %s: %s", entry_id, topic, exc
-                    )
+            except Exception as exc:
+                stream = _text(self._listener.streams[p])
+                unreadable(
+                    f"ungrouped subscription {self.sub.pattern!r}",
+                    stream,
+                    entry_id,
+                    exc,
+                    "skipping",
+                )
             self.take(p, position, entry_id, event, number + i)
 
     async def close(self) -> None:

@@ -11,7 +11,7 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any
 
-from ..._errors import PatternError, SerializationError
+from ..._errors import EventError, PatternError, SerializationError
 from ..._event import Event
 from ..._patterns import _match_tokens, parse_pattern, parse_topic
 
@@ -31,6 +31,7 @@ __all__ = [
     "parse_id",
     "pool_errors",
     "pool_exhausted",
+    "unreadable",
 ]
 
 logger = logging.getLogger("pepperpy.event.transports.redis")
@@ -43,24 +44,52 @@ _EVENT = EVENT_FIELD.encode()
 Fields = dict[bytes, bytes]
 
 
-def entry_topic(fields: Fields) -> str | None:
-    """The entry's topic: its ``topic`` field, else the CloudEvent's ``type``."""
+def entry_topic(fields: Fields) -> str:
+    """The entry's topic: its ``topic`` field, else the CloudEvent's ``type``.
+
+    Raises what :func:`decode_event` raises for an entry without a ``topic`` field that
+    carries no readable event.
+    """
     raw = fields.get(_TOPIC)
     if raw is not None:
         return raw.decode("utf-8", "replace")
-    try:
-        event = decode_event(fields)
-    except SerializationError:
-        return None
-    return event.type
+    return decode_event(fields).type
 
 
 def decode_event(fields: Fields) -> Event:
-    """The event an entry carries; :class:`SerializationError` if it carries none."""
+    """The event an entry carries; :class:`SerializationError` if it carries none.
+
+    Anything else it raises is a bug below it (``Event.from_json`` is meant to raise only
+    :class:`SerializationError` for malformed input): readers treat the entry as
+    unreadable all the same, see :func:`unreadable`.
+    """
     raw = fields.get(_EVENT)
     if raw is None:
         raise SerializationError("stream entry has no 'event' field (CloudEvents JSON)")
     return Event.from_json(raw)
+
+
+def unreadable(
+    reader: str, stream: str, entry_id: bytes | str, exc: Exception, skipped: str
+) -> None:
+    """Log an entry ``reader`` could not read (its topic, its event), which it ``skipped``.
+
+    One entry, whatever is wrong with it, must never end a reader, nor stop the entries
+    after it: every exception that reading one raises makes it a poison entry, logged
+    here and skipped (a group acknowledges it). Malformed input (a library error such as
+    :class:`SerializationError`) is logged without a traceback; anything else is
+    unexpected, and logged with its traceback.
+    """
+    expected = isinstance(exc, EventError)
+    logger.error(
+        "%s: %s unreadable entry %s of stream %s: %s",
+        reader,
+        skipped,
+        entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+        stream,
+        exc if expected else f"{type(exc).__name__}: {exc}",
+        exc_info=None if expected else exc,
+    )
 
 
 class TopicFilter:
