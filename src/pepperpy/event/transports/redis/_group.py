@@ -378,19 +378,30 @@ class GroupMember:
         # up its limit (docs/transport-redis.md, "Connections")
         reader = self._readers[p] = self._new_reader()
         try:
-            if p in self._assigned:
-                await self._consume_assigned(p, reader)
-        except asyncio.CancelledError:
-            if not self._stopping and p in self._assigned:
-                raise  # cancelled from outside while still ours: let it propagate
+            try:
+                if p in self._assigned:
+                    await self._consume_assigned(p, reader)
+            except asyncio.CancelledError:
+                if not self._stopping and p in self._assigned:
+                    raise  # cancelled from outside while still ours: let it propagate
+            finally:
+                self._sleeping.discard(p)
+                self._blocked.pop(p, None)
+                if self._readers.get(p) is reader:
+                    del self._readers[p]
+                await self._close_reader(p, reader)
         finally:
-            self._sleeping.discard(p)
-            self._blocked.pop(p, None)
-            if self._readers.get(p) is reader:
-                del self._readers[p]
-            with contextlib.suppress(*self._unreachable, self._response_error):
-                await reader.aclose()
+            # whatever the cleanup above did: close() waits until every worker got here
             await self._worker_done(p)
+
+    async def _close_reader(self, p: int, reader: Redis) -> None:
+        """Disconnect a worker's reader; a failure is logged, the worker ends all the same."""
+        try:
+            await reader.aclose()
+        except (*self._unreachable, self._response_error):
+            pass  # its connection is gone or going: nothing is left to release
+        except Exception:
+            logger.exception("group %r: closing partition %d's reader failed", self.group, p)
 
     async def _consume_assigned(self, p: int, reader: Redis) -> None:
         stream = self._streams[p]
