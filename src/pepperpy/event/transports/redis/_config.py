@@ -149,6 +149,8 @@ def parse_url(url: str, options: RedisOptions) -> tuple[str, RedisOptions]:
     }
     merged = replace(defaults, **{**ours, **explicit})
     client_url = urlunsplit(parts._replace(query=urlencode(theirs)))
+    if not parts.netloc:  # unix:///path: urlunsplit drops the "//" redis-py requires
+        client_url = f"{parts.scheme}://{client_url[len(parts.scheme) + 1 :]}"
     return client_url, merged
 
 
