@@ -16,7 +16,7 @@ import pytest
 
 from pepperpy.event import Event, EventBus, TransportError
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
-from tests.bus.faultproxy import FaultProxy, finishes
+from tests.bus.faultproxy import FaultProxy, finishes, tasks_left
 from tests.conftest import unique_name
 from tests.helpers import eventually
 
@@ -139,6 +139,26 @@ async def test_publish_and_close_are_bounded_while_the_broker_is_unreachable(
     await asyncio.sleep(1.0)  # reconnect_interval is 0.2 s: a live connection would be back
     assert proxy.accepted == accepted
     assert proxy.open_connections == 0
+
+
+async def test_start_cancelled_while_connecting_leaves_nothing_running(
+    proxy: FaultProxy, through_proxy: Callable[..., RabbitMQTransport]
+) -> None:
+    """start() cancelled inside aio-pika's connect (a timeout at startup) left the robust
+    connection it was making behind: its reconnection task went on connecting, and its
+    socket, reader, writer and heartbeat lived on where close() could not reach them
+    (cancellation audit, repro_6)."""
+    bus = EventBus(transport=through_proxy(connect_timeout=5.0))
+    before = set(asyncio.all_tasks())
+    proxy.blackhole()  # the connection is accepted; the broker's greeting never comes
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.5):
+            await bus.start()
+    assert tasks_left(before) == []
+    await eventually(lambda: proxy.open_connections == 0)  # its socket was closed
+    proxy.heal()
+    await finishes(bus.close(), 10)
+    assert tasks_left(before) == []
 
 
 async def test_publish_soon_after_a_drop_waits_for_the_reconnection(

@@ -143,7 +143,9 @@ class RabbitMQTransport(Transport):
         """Connect and declare the exchange, within ``connect_timeout``.
 
         The connection then reconnects by itself (every ``reconnect_interval``) after a
-        network failure or broker restart.
+        network failure or broker restart. Cancelled or failing half-way, ``start()``
+        first closes the connection it was making (within ``connect_timeout``, even if
+        cancelled again), so nothing of it keeps running or reconnecting.
         """
         if self._closed:
             raise ClosedError("the RabbitMQ transport is closed")
@@ -151,16 +153,27 @@ class RabbitMQTransport(Transport):
             return
         aio_pika = self._aio_pika
         deadline = self._deadline()
+        # what connect_robust does, with the connection in hand: its connect() starts a
+        # task that goes on connecting (and reconnecting) when the caller is cancelled,
+        # and only the connection can stop it and close what it opened
+        connection = aio_pika.RobustConnection(
+            self.url,
+            reconnect_interval=self.reconnect_interval,
+            client_properties={"connection_name": self.connection_name},
+        )
         try:
-            connection = await aio_pika.connect_robust(
-                self.url,
-                timeout=self.connect_timeout,
-                reconnect_interval=self.reconnect_interval,
-                client_properties={"connection_name": self.connection_name},
-            )
-        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+            await connection.connect(timeout=self.connect_timeout)
+        except (
+            TimeoutError,
+            OSError,
+            aio_pika.exceptions.AMQPError,
+            asyncio.CancelledError,
+        ) as exc:
+            await self._discard(connection)
+            if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller():
+                raise
             raise TransportError(
-                f"cannot connect to RabbitMQ at {redact(self.url)}: {exc}"
+                f"cannot connect to RabbitMQ at {redact(self.url)}: {str(exc) or repr(exc)}"
             ) from exc
         try:
             async with asyncio.timeout_at(deadline):
@@ -169,13 +182,13 @@ class RabbitMQTransport(Transport):
                     self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
                 )
         except aio_pika.exceptions.AMQPError as exc:
-            await quietly(connection.close(), "closing", logger, deadline=self._deadline())
+            await self._discard(connection)
             raise TransportError(
                 f"cannot declare topic exchange {self.exchange_name!r}: {exc}"
                 " (does an exchange of another type or durability have that name?)"
             ) from exc
         except (TimeoutError, OSError, asyncio.CancelledError) as exc:
-            await quietly(connection.close(), "closing", logger, deadline=self._deadline())
+            await self._discard(connection)
             if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller():
                 raise
             raise TransportError(
@@ -183,6 +196,25 @@ class RabbitMQTransport(Transport):
             ) from exc
         self._connection = connection
         self._publisher = channel
+
+    async def _discard(self, connection: AbstractRobustConnection) -> None:
+        """Close a connection ``start()`` does not keep, within ``connect_timeout``.
+
+        Its reconnection task stops and its socket, reader, writer and heartbeat go,
+        even if the caller is cancelled (again) meanwhile: the close runs to its end in
+        a task of its own, then that cancellation propagates.
+        """
+        closing = asyncio.ensure_future(
+            quietly(connection.close(), "closing", logger, deadline=self._deadline())
+        )
+        interrupted: asyncio.CancelledError | None = None
+        while not closing.done():
+            try:
+                await asyncio.wait((closing,))
+            except asyncio.CancelledError as exc:
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
 
     def _deadline(self) -> float:
         """``connect_timeout`` from now, in event loop time (for bounded broker calls)."""
