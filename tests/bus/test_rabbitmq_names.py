@@ -34,6 +34,8 @@ ODD_GROUPS = [
     "g" * 200,
     "g" * 260,
 ]
+#: those the bus accepts: it refuses a NUL in a group name (tests/core/test_bus_unit.py)
+BUS_GROUPS = [group for group in ODD_GROUPS if "\x00" not in group]
 #: group names that always made valid names: their queues keep their names
 PLAIN_GROUPS = ["billing", "with space", "dot.ted", "hash#", "slash/x", "colon:x", "a+b"]
 NAME = "0123456789abcdef"  # a subscription name as the bus makes them (a digest)
@@ -100,18 +102,18 @@ async def test_every_group_name_the_bus_accepts_receives_each_event_once(
 ) -> None:
     bus = EventBus(transport=make_transport())
     got: Counter[str] = Counter()
-    for index, group in enumerate(ODD_GROUPS[:6]):
+    for index, group in enumerate(BUS_GROUPS[:6]):
         bus.subscribe(f"names.t{index}", group=group)(lambda e: got.update([e.type]))
     async with bus:
         # and added to the running bus
-        for index, group in enumerate(ODD_GROUPS[6:], start=6):
+        for index, group in enumerate(BUS_GROUPS[6:], start=6):
             bus.subscribe(f"names.t{index}", group=group)(lambda e: got.update([e.type]))
         await bus.start()  # waits until they are registered (raises what failed)
-        for index in range(len(ODD_GROUPS)):
+        for index in range(len(BUS_GROUPS)):
             await bus.publish(f"names.t{index}", index)
-        await eventually(lambda: len(got) == len(ODD_GROUPS), timeout=20)
+        await eventually(lambda: len(got) == len(BUS_GROUPS), timeout=20)
         await settle(0.3)
-    assert got == Counter(f"names.t{index}" for index in range(len(ODD_GROUPS)))
+    assert got == Counter(f"names.t{index}" for index in range(len(BUS_GROUPS)))
 
 
 @pytest.mark.rabbitmq
