@@ -438,6 +438,26 @@ def test_options_come_from_keywords_and_the_url() -> None:
         ("http://h/0", {}, "not a Redis URL"),
         ("redis://h:port/0", {}, "Port could not be cast"),
         ("redis://h/0?socket_timeout=soon", {}, "socket_timeout"),
+        # a typo reached redis-py's connection class: a bare TypeError at start()
+        ("redis://h/0?partiton=8", {}, r"unknown parameter 'partiton'.*'partitions'\?"),
+        ("redis://h/0?timeout=2", {}, "unknown parameter 'timeout'"),
+        ("redis://h/0?ssl_ca_certs=ca.pem", {}, "unknown parameter 'ssl_ca_certs'"),
+        # nan <= 0 is False: NaN passed the checks and failed later, raw
+        ("redis://h/0?lease_ttl=nan", {}, "lease_ttl must be a finite number"),
+        ("redis://h/0?connect_timeout=nan", {}, "connect_timeout must be a finite number"),
+        ("redis://h/0?max_backoff=nan", {}, "max_backoff must be a finite number"),
+        ("redis://h/0?trim_interval=nan", {}, "trim_interval must be a finite number"),
+        ("redis://h/0?retention=nan", {}, "retention must be a finite number"),
+        ("redis://h/0?connect_timeout=inf", {}, "connect_timeout must be a finite number"),
+        ("redis://h/0?retention=inf", {}, "retention must be a finite number"),
+        ("redis://h/0", {"lease_ttl": float("nan")}, "lease_ttl must be a finite number"),
+        ("redis://h/0", {"retention": float("nan")}, "retention must be a finite number"),
+        ("redis://h/0", {"retention": True}, "retention must be a finite number"),
+        ("redis://h/0?socket_timeout=nan", {}, "socket_timeout .* must be a finite number"),
+        ("redis://h/0?socket_timeout=-1", {}, "socket_timeout .* must be a finite number"),
+        ("redis://h/0?socket_connect_timeout=inf", {}, "socket_connect_timeout .* finite"),
+        ("redis://h/0?socket_timeout=1", {}, "socket_timeout .* must be at least 2 s"),
+        ("redis://h/0?max_connections=0", {}, "max_connections .* must be at least 1"),
     ],
 )
 def test_bad_options_raise_configuration_error(
@@ -445,6 +465,19 @@ def test_bad_options_raise_configuration_error(
 ) -> None:
     with pytest.raises(ConfigurationError, match=message):
         RedisTransport(url, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://h/0?client_name=shop&socket_timeout=2.5&max_connections=7&health_check_interval=5",
+        "redis://h/0?socket_keepalive=true&retry_on_timeout=false&db=2&namespace=n",
+        "rediss://h/0?ssl_ca_certs=ca.pem&ssl_cert_reqs=required",
+        "unix:///tmp/redis.sock?db=1&path=/tmp/other.sock",
+    ],
+)
+def test_redis_py_options_in_the_url_are_accepted(url: str) -> None:
+    RedisTransport(url)  # the unknown-name check knows every option redis-py's clients take
 
 
 async def test_every_process_of_a_namespace_must_agree_on_partitions(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import math
 import zlib
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -9,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..._errors import ConfigurationError
 
-__all__ = ["RedisOptions", "parse_url", "partition_of"]
+__all__ = ["RedisOptions", "client_options", "parse_url", "partition_of"]
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,10 @@ class RedisOptions:
             raise ConfigurationError(f"replicas must be an int >= 0, got {self.replicas!r}")
         if self.trim_interval is not None:
             _positive_number("trim_interval", self.trim_interval)
-        if not isinstance(self.retention, int | float) or self.retention < 0:
-            raise ConfigurationError(f"retention must be a number >= 0, got {self.retention!r}")
+        if not _finite(self.retention) or self.retention < 0:
+            raise ConfigurationError(
+                f"retention must be a finite number of seconds >= 0, got {self.retention!r}"
+            )
         for name in ("lease_ttl", "connect_timeout", "max_backoff"):
             _positive_number(name, getattr(self, name))
         if self.lease_ttl < 0.3:
@@ -82,9 +87,19 @@ class RedisOptions:
         return f"{self.namespace}:group:{group_id}:{suffix}"
 
 
+def _finite(value: Any) -> bool:
+    """True for an int or float other than NaN and the infinities (a bool is no number).
+
+    NaN passes every ``<=`` check (``nan <= 0`` is False), and would fail much later, raw.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
 def _positive_number(name: str, value: Any) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+    if not _finite(value) or value <= 0:
+        raise ConfigurationError(f"{name} must be a finite number of seconds > 0, got {value!r}")
 
 
 def _positive_int(name: str, value: Any, *, upper: int | None) -> None:
@@ -152,6 +167,83 @@ def parse_url(url: str, options: RedisOptions) -> tuple[str, RedisOptions]:
     if not parts.netloc:  # unix:///path: urlunsplit drops the "//" redis-py requires
         client_url = f"{parts.scheme}://{client_url[len(parts.scheme) + 1 :]}"
     return client_url, merged
+
+
+#: seconds a blocking read (``XREAD``/``XREADGROUP BLOCK``) waits on the server; the
+#: socket timeout must leave it room, or every idle read would count as a silent server
+BLOCK_SECONDS = 1.0
+
+
+def client_options(client_url: str, connection: Any) -> dict[str, Any]:
+    """What redis-py makes of ``client_url`` (the URL without our options), checked now.
+
+    ``connection`` is ``redis.asyncio.connection``. A query parameter that is neither one
+    of ours nor one redis-py's connections or pool take (a typo: ``?partiton=8``) would
+    reach redis-py's connection class and fail at start() with a bare TypeError; a value
+    the transport's bounds rest on that is not a positive finite number (``nan``) would
+    fail later still, or never time out. Both raise :class:`ConfigurationError` here,
+    naming the parameter. Returns redis-py's keyword arguments for the URL.
+    """
+    try:
+        parsed: dict[str, Any] = dict(connection.parse_url(client_url))
+    except ValueError as exc:
+        raise ConfigurationError(f"bad Redis URL: {exc}") from exc
+    accepted = _client_parameters(parsed.get("connection_class", connection.Connection))
+    if accepted is not None:
+        accepted |= _parameters(connection.ConnectionPool) - {"connection_class"}
+        for name, _ in parse_qsl(urlsplit(client_url).query, keep_blank_values=True):
+            if name not in accepted:
+                raise ConfigurationError(_unknown(name, accepted))
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        if name in parsed and (not _finite(parsed[name]) or parsed[name] <= 0):
+            raise ConfigurationError(
+                f"{name} in the Redis URL must be a finite number of seconds > 0, "
+                f"got {parsed[name]!r}"
+            )
+    timeout = parsed.get("socket_timeout")
+    if timeout is not None and timeout < 2 * BLOCK_SECONDS:
+        raise ConfigurationError(
+            f"socket_timeout in the Redis URL must be at least {2 * BLOCK_SECONDS:g} s: the "
+            f"transport's blocking reads wait up to {BLOCK_SECONDS:g} s on the server, got "
+            f"{timeout!r}"
+        )
+    limit = parsed.get("max_connections")
+    if limit is not None and limit < 1:
+        raise ConfigurationError(
+            f"max_connections in the Redis URL must be at least 1, got {limit!r}"
+        )
+    return parsed
+
+
+def _unknown(name: str, accepted: set[str]) -> str:
+    ours = sorted(f.name for f in fields(RedisOptions))
+    close = difflib.get_close_matches(name, [*ours, *accepted], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f"unknown parameter {name!r} in the Redis URL{hint}: neither a transport option "
+        f"({', '.join(ours)}) nor a redis-py connection option"
+    )
+
+
+def _client_parameters(connection_class: type) -> set[str] | None:
+    """The keyword arguments ``connection_class`` takes, following ``**kwargs`` up its
+    bases (redis-py's connection classes pass theirs on); None if the last one still
+    takes any keyword, so that nothing can be refused."""
+    names: set[str] = set()
+    for cls in connection_class.__mro__:
+        init = vars(cls).get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        names |= {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return names - {"self"}
+    return None
+
+
+def _parameters(cls: type) -> set[str]:
+    parameters = inspect.signature(cls).parameters.values()
+    return {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
 def partition_of(routing: str, partitions: int) -> int:

@@ -12,7 +12,7 @@ from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._event import Event
 from ..base import Subscription, Transport, shutdown_sockets
-from ._config import RedisOptions, parse_url, partition_of
+from ._config import RedisOptions, client_options, parse_url, partition_of
 from ._group import GroupMember
 from ._listener import Listener
 from ._wire import (
@@ -87,10 +87,8 @@ class RedisTransport(Transport):
             retention=retention,
         )
         self._client_url, self.options = parse_url(url, options)
-        try:  # refuse a bad URL here, not at the first publish
-            self._redis.connection.parse_url(self._client_url)
-        except ValueError as exc:
-            raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from exc
+        # refuse a bad URL here, not at the first publish
+        self._url_options = client_options(self._client_url, self._redis.connection)
         self.url = url
         self._unreachable = connection_errors(self._exceptions)
         self._pool_full = pool_errors(self._exceptions)
