@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..._errors import ConfigurationError
 
-__all__ = ["RedisOptions", "client_options", "parse_url", "partition_of"]
+__all__ = ["CLIENT_DEFAULTS", "RedisOptions", "client_options", "parse_url", "partition_of"]
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,11 @@ def parse_url(url: str, options: RedisOptions) -> tuple[str, RedisOptions]:
         client_url = f"{parts.scheme}://{client_url[len(parts.scheme) + 1 :]}"
     return client_url, merged
 
+
+#: what the transport's clients get unless the URL sets it: redis-py's own defaults changed
+#: between releases (5.0.x: no socket timeout, 2**31 connections), and the transport's
+#: bounds (a silent server, close() during a partition, the pool's size) depend on them
+CLIENT_DEFAULTS: dict[str, Any] = {"socket_timeout": 5.0, "max_connections": 100}
 
 #: seconds a blocking read (``XREAD``/``XREADGROUP BLOCK``) waits on the server; the
 #: socket timeout must leave it room, or every idle read would count as a silent server

@@ -12,7 +12,7 @@ from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._event import Event
 from ..base import Subscription, Transport, shutdown_sockets
-from ._config import RedisOptions, client_options, parse_url, partition_of
+from ._config import CLIENT_DEFAULTS, RedisOptions, client_options, parse_url, partition_of
 from ._group import GroupMember
 from ._listener import Listener
 from ._wire import (
@@ -136,12 +136,19 @@ class RedisTransport(Transport):
                 )
 
     def _new_client(self, **overrides: Any) -> Redis:
-        """A client with a pool of its own (see docs/transport-redis.md, "Connections")."""
+        """A client with a pool of its own (see docs/transport-redis.md, "Connections").
+
+        Its socket timeout and pool size are ours (``CLIENT_DEFAULTS``) unless the URL
+        sets them, whatever the installed redis-py's defaults are.
+        """
+        settings = {
+            name: value for name, value in CLIENT_DEFAULTS.items() if name not in self._url_options
+        }
         client: Redis = self._redis.Redis.from_url(
             self._client_url,
             retry=self._retry.Retry(self._backoff.NoBackoff(), 1),
             socket_connect_timeout=min(5.0, self.options.connect_timeout),
-            **overrides,
+            **{**settings, **overrides},
         )
         return client
 
@@ -312,10 +319,23 @@ class RedisTransport(Transport):
                 future.set_result(None)
 
     async def _wait_for_replicas(self, client: Redis, event: Event) -> None:
-        timeout_ms = int(self.options.connect_timeout * 1000)
+        """``WAIT`` up to ``connect_timeout`` for the replicas.
+
+        ``WAIT`` blocks on the server, so it is asked in slices of half the socket
+        timeout: one longer than that would be taken by redis-py for a silent server
+        (and sent again), and fail the publish before ``connect_timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.connect_timeout
+        step = self._url_options.get("socket_timeout", CLIENT_DEFAULTS["socket_timeout"]) / 2
         try:
-            async with asyncio.timeout(self.options.connect_timeout + _WAIT_MARGIN):
-                confirmed = await client.wait(self.options.replicas, timeout_ms)
+            async with asyncio.timeout_at(deadline + _WAIT_MARGIN):
+                while True:
+                    left = min(step, deadline - loop.time())
+                    # at least 1 ms: WAIT with a timeout of 0 waits for ever
+                    confirmed = await client.wait(self.options.replicas, max(1, int(left * 1000)))
+                    if confirmed >= self.options.replicas or loop.time() >= deadline:
+                        break
         except (*self._unreachable, self._exceptions.RedisError) as exc:
             raise TransportError(
                 f"could not learn whether replicas have {event.type!r} ({event.id}): "
