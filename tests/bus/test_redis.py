@@ -26,6 +26,7 @@ from pepperpy.event import (
     EventBus,
     MissingDependencyError,
     RetryPolicy,
+    SerializationError,
     Transport,
     TransportError,
 )
@@ -501,6 +502,21 @@ def test_a_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
     with pytest.raises(MissingDependencyError, match=r"pepperpy-event\[redis\]"):
         RedisTransport()
+
+
+async def test_publish_refuses_a_key_with_a_lone_surrogate_as_the_bus_does(
+    transport: RedisTransport,
+) -> None:
+    # routing encodes the key: a lone surrogate raised UnicodeEncodeError there
+    for publish in (
+        lambda: transport.publish(Event("a.b"), key="k\ud800"),
+        lambda: EventBus(transport="memory://").publish("a.b", key="k\ud800"),
+    ):
+        with pytest.raises(SerializationError, match=r"key 'k\\ud800' contains a lone surrogate"):
+            await publish()
+    with pytest.raises(TypeError, match="key must be a str"):
+        await transport.publish(Event("a.b"), key=b"k")  # type: ignore[arg-type]
+    assert await transport._require_client().xlen(transport.stream_for("a.b")) == 0
 
 
 async def test_publish_on_a_closed_transport_is_refused(transport: RedisTransport) -> None:
