@@ -25,7 +25,8 @@ from pepperpy.event import (
     Projection,
     SQLiteCheckpointStore,
 )
-from pepperpy.event._checkpoints import _sqlite_save, settled, sqlite_path
+from pepperpy.event._checkpoints import _sqlite_save, sqlite_path
+from pepperpy.event._loops import settled
 
 EVENTS = 10
 

@@ -17,7 +17,8 @@ store's database). :func:`open_checkpoint_store` picks one from a URL.
 A save cannot be taken back half-way: SQLite's runs in a worker thread that goes on
 after its caller is cancelled, and a PostgreSQL statement the server has received may
 commit although its caller gave up and its connection was cut off. Callers therefore
-await saves through :func:`settled`, so they always know whether the checkpoint moved.
+await saves through :func:`~pepperpy.event._loops.settled`, so they always know
+whether the checkpoint moved.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import logging
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,7 +64,6 @@ __all__ = [
     "PostgresCheckpointStore",
     "SQLiteCheckpointStore",
     "open_checkpoint_store",
-    "settled",
     "sqlite_path",
 ]
 
@@ -120,29 +120,6 @@ class CheckpointStore(ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-async def settled(operation: Coroutine[Any, Any, T]) -> T:
-    """Run ``operation`` to its end even if the awaiting task is cancelled meanwhile.
-
-    Meant for a checkpoint save together with the bookkeeping that follows it (the
-    position the next compare-and-set expects): cancelled half-way, the save might still
-    commit unseen. Here it finishes and its outcome is recorded first; then the
-    cancellation is re-raised, from the operation's exception if it failed. Without a
-    cancellation, the operation's result or exception is passed on as usual.
-    """
-    task = asyncio.ensure_future(operation)
-    interrupted: asyncio.CancelledError | None = None
-    while not task.done():
-        try:
-            # unlike wait_for, wait leaves the task running when the waiter is cancelled
-            await asyncio.wait((task,))
-        except asyncio.CancelledError as exc:
-            interrupted = exc
-    if interrupted is None:
-        return task.result()
-    failure = None if task.cancelled() else task.exception()
-    raise interrupted from failure
 
 
 def _encode_state(state: Any) -> bytes:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["LoopShares", "resolve", "wake"]
+__all__ = ["LoopShares", "resolve", "settled", "wake"]
 
 
 class _Share(Protocol):
@@ -23,6 +23,7 @@ class _Share(Protocol):
 
 
 S = TypeVar("S", bound=_Share)
+T = TypeVar("T")
 
 
 class LoopShares(Generic[S]):
@@ -93,3 +94,27 @@ def resolve(future: asyncio.Future[None]) -> None:
     """Resolve ``future`` with None unless it is done already (on its own loop)."""
     if not future.done():
         future.set_result(None)
+
+
+async def settled(operation: Coroutine[Any, Any, T]) -> T:
+    """Run ``operation`` to its end even if the awaiting task is cancelled meanwhile.
+
+    Meant for a write together with the bookkeeping that follows it (a checkpoint save
+    and the position the next compare-and-set expects, a store write and its audit
+    entry): cancelled half-way, the write might still commit unseen. Here it finishes
+    and its outcome is recorded first; then the cancellation is re-raised, from the
+    operation's exception if it failed (cancelled again while it waits, it goes on
+    waiting). Without a cancellation, the operation's result or exception is passed on.
+    """
+    task = asyncio.ensure_future(operation)
+    interrupted: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            # unlike wait_for, wait leaves the task running when the waiter is cancelled
+            await asyncio.wait((task,))
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+    if interrupted is None:
+        return task.result()
+    failure = None if task.cancelled() else task.exception()
+    raise interrupted from failure

@@ -43,12 +43,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _json
-from ._checkpoints import CheckpointStore, open_checkpoint_store, settled
+from ._checkpoints import CheckpointStore, open_checkpoint_store
 from ._errors import ConfigurationError, ReplayError
 from ._event import Event
 from ._frozen import check_plain_json
 from ._handlers import is_async_callable
-from ._loops import resolve, wake
+from ._loops import resolve, settled, wake
 from ._patterns import PatternIndex, parse_pattern
 from ._replay import (
     Patterns,

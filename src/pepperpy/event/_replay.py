@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from ._checkpoints import CheckpointStore, open_checkpoint_store, settled
+from ._checkpoints import CheckpointStore, open_checkpoint_store
 from ._errors import ConcurrencyError, ConfigurationError, PatternError, ReplayError, StoreError
 from ._event import Event
 from ._handlers import is_async_callable
+from ._loops import settled
 from ._patterns import PatternIndex, matches, parse_pattern
 from ._retry import RetryPolicy
 

@@ -8,11 +8,10 @@ and choosing a backend from a URL. Backends implement the small contract in :mod
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +29,7 @@ from .._errors import (
 )
 from .._event import Event
 from .._frozen import check_json, freeze, freeze_parsed
+from .._loops import settled
 from .._patterns import parse_topic
 from ..security._principal import current_principal
 from ._reader import EventReader, RowFilter, StoreSubscription
@@ -205,7 +205,7 @@ class EventStore:
         commits it, PostgreSQL may commit a statement it received), so a cancellation
         landing in between would leave a change the audit log never records. Both run
         to their end (the entry is recorded whenever the change is made), then the
-        cancellation propagates (see :func:`_settled`).
+        cancellation propagates (see :func:`~pepperpy.event._loops.settled`).
         """
         audit = self.audit
         assert audit is not None
@@ -216,7 +216,7 @@ class EventStore:
             await audit.arecord(action, target, principal=principal, details=details(result))
             return result
 
-        return await _settled(change_and_record())
+        return await settled(change_and_record())
 
     async def _encrypt(self, stream: str, records: list[NewRecord]) -> list[NewRecord]:
         """The records sealed: one key store check for the whole batch.
@@ -707,28 +707,6 @@ _orjson_loads = orjson.loads
 _dumps = orjson.dumps
 _new_event = object.__new__
 _fromtimestamp = datetime.fromtimestamp
-
-
-async def _settled(operation: Coroutine[Any, Any, T]) -> T:
-    """Run ``operation`` to its end even if the awaiting task is cancelled meanwhile.
-
-    Then the cancellation is re-raised (from the operation's exception if it failed);
-    without one, the operation's result or exception is passed on. Cancelled again while
-    it waits, it goes on waiting. The same as ``_checkpoints.settled``, which the store
-    cannot import: that module depends on the store's backends.
-    """
-    task = asyncio.ensure_future(operation)
-    interrupted: asyncio.CancelledError | None = None
-    while not task.done():
-        try:
-            # unlike wait_for, wait leaves the task running when the waiter is cancelled
-            await asyncio.wait((task,))
-        except asyncio.CancelledError as exc:
-            interrupted = exc
-    if interrupted is None:
-        return task.result()
-    failure = None if task.cancelled() else task.exception()
-    raise interrupted from failure
 
 
 def _denial_entry(access: AccessControl, denied: AccessDenied) -> dict[str, Any]:
