@@ -252,6 +252,9 @@ class RedisTransport(Transport):
         stream = self.stream_for(event.type, key)
         fields: dict[Any, Any] = {TOPIC_FIELD: event.type, EVENT_FIELD: event.to_json()}
         deadline = asyncio.get_running_loop().time() + self.options.connect_timeout
+        if self.options.replicas:
+            await self._publish_replicated(client, event, stream, fields, deadline)
+            return
         try:
             await self._append(client, stream, fields, deadline)
         except self._unreachable as exc:
@@ -264,8 +267,6 @@ class RedisTransport(Transport):
             )
         except self._exceptions.RedisError as exc:
             raise TransportError(f"Redis refused to publish {event.type!r}: {exc}") from exc
-        if self.options.replicas:
-            await self._wait_for_replicas(client, event)
 
     async def _append(
         self, client: Redis, stream: str, fields: dict[Any, Any], deadline: float
@@ -321,24 +322,96 @@ class RedisTransport(Transport):
             else:
                 future.set_result(None)
 
-    async def _wait_for_replicas(self, client: Redis, event: Event) -> None:
-        """``WAIT`` up to ``connect_timeout`` for the replicas.
+    async def _publish_replicated(
+        self,
+        client: Redis,
+        event: Event,
+        stream: str,
+        fields: dict[Any, Any],
+        deadline: float,
+    ) -> None:
+        """``XADD`` and ``WAIT`` for the replicas, both on one connection held throughout.
 
-        ``WAIT`` blocks on the server, so it is asked in slices of half the socket
-        timeout: one longer than that would be taken by redis-py for a silent server
-        (and sent again), and fail the publish before ``connect_timeout``.
+        ``WAIT`` counts the replicas that have every write made *on its own connection*:
+        sent on any other pooled connection it says nothing about this event (it may
+        confirm at once, for writes of others or for none). So the publish takes one
+        connection of the pool, sends ``XADD`` and the first ``WAIT`` in one write (one
+        round trip, as a pipeline would) and sends further ``WAIT`` slices on it until
+        the replicas confirm or ``connect_timeout`` has passed; only then does the
+        connection go back to the pool. Concurrent replicated publishes are not
+        coalesced: each holds its own connection while it waits, as ``WAIT`` did before.
+
+        Until ``XADD``'s reply is in, failures are the publish's (retried while Redis is
+        unreachable, within ``deadline``); after it, a failure means the replicas' answer
+        is unknown, and is never asked on another connection (nor a reconnected one: a
+        fresh connection has written nothing, so ``WAIT`` there confirms at once).
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.options.connect_timeout
-        step = self._url_options.get("socket_timeout", CLIENT_DEFAULTS["socket_timeout"]) / 2
+        xadd: list[Any] = ["XADD", stream]
+        if self.options.maxlen is not None:
+            xadd += ["MAXLEN", "~", self.options.maxlen]
+        xadd.append("*")
+        for pair in fields.items():
+            xadd.extend(pair)
+        held: list[Any] = []  # the client holding the connection, once XADD got its reply
+
+        async def append() -> float:
+            replicated = client.client()  # one connection of the pool, kept until aclose
+            try:
+                await replicated.initialize()
+                connection: Any = replicated.connection
+                until = loop.time() + self.options.connect_timeout
+                commands = [xadd, self._wait_command(until)]
+                await connection.send_packed_command(connection.pack_commands(commands))
+                await connection.read_response()  # XADD's; WAIT's follows
+            except BaseException:
+                await _give_back(replicated, broken=True)
+                raise
+            held.append(replicated)
+            return until
+
         try:
-            async with asyncio.timeout_at(deadline + _WAIT_MARGIN):
+            async with asyncio.timeout_at(deadline):
+                until = await append()
+        except self._unreachable as exc:
+            until = await self._retrying(
+                f"publishing {event.type!r}", client, append, deadline=deadline, error=exc
+            )
+        except self._exceptions.RedisError as exc:
+            raise TransportError(f"Redis refused to publish {event.type!r}: {exc}") from exc
+        replicated = held[0]
+        broken = True
+        try:
+            await self._wait_for_replicas(replicated.connection, event, until)
+            broken = False
+        finally:
+            await _give_back(replicated, broken=broken)
+
+    def _wait_command(self, until: float) -> list[Any]:
+        """``WAIT`` for the replicas up to half the socket timeout, and not past ``until``.
+
+        ``WAIT`` blocks on the server: one longer than the socket timeout would be taken
+        by redis-py for a silent server, and fail the publish before ``connect_timeout``.
+        """
+        step = self._url_options.get("socket_timeout", CLIENT_DEFAULTS["socket_timeout"]) / 2
+        left = min(step, until - asyncio.get_running_loop().time())
+        # at least 1 ms: WAIT with a timeout of 0 waits for ever
+        return ["WAIT", self.options.replicas, max(1, int(left * 1000))]
+
+    async def _wait_for_replicas(self, connection: Any, event: Event, until: float) -> None:
+        """Read the ``WAIT`` sent with the ``XADD``; ask again on ``connection`` until
+        the replicas confirm or ``until`` (loop time)."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(until + _WAIT_MARGIN):
                 while True:
-                    left = min(step, deadline - loop.time())
-                    # at least 1 ms: WAIT with a timeout of 0 waits for ever
-                    confirmed = await client.wait(self.options.replicas, max(1, int(left * 1000)))
-                    if confirmed >= self.options.replicas or loop.time() >= deadline:
+                    confirmed = int(await connection.read_response())
+                    if confirmed >= self.options.replicas or loop.time() >= until:
                         break
+                    if not connection.is_connected:  # sending would connect a new socket
+                        raise self._exceptions.ConnectionError("the connection was closed")
+                    command = connection.pack_commands([self._wait_command(until)])
+                    await connection.send_packed_command(command, check_health=False)
         except (*self._unreachable, self._exceptions.RedisError) as exc:
             raise TransportError(
                 f"could not learn whether replicas have {event.type!r} ({event.id}): "
@@ -517,6 +590,16 @@ class RedisTransport(Transport):
                     floor = min(floor, (ms, seq + 1))
             removed += await client.xtrim(stream, minid=f"{floor[0]}-{floor[1]}", approximate=False)
         return removed
+
+
+async def _give_back(held: Redis, *, broken: bool) -> None:
+    """Return a connection taken with ``client()`` to its pool; after a failure (or a
+    cancellation) mid-command, disconnect it first: a reply may still be on its way."""
+    try:
+        if broken and held.connection is not None:
+            await held.connection.disconnect(nowait=True)
+    finally:
+        await held.aclose()
 
 
 def _check_key(key: str) -> None:
