@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
+import os
 import random
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -120,3 +124,151 @@ async def test_each_subscription_keeps_per_key_order_while_others_are_slow(
         await eventually(lambda: complete("a"), timeout=10)
     for name in "ab":
         assert got[name] == {k: list(range(per_key)) for k in keys}, name
+
+
+# -- a cancellation a driver call swallows ------------------------------------------------
+#
+# redis-py sends commands through asyncio.wait_for, which on CPython 3.11 returns the
+# command's result when a cancellation arrives just as the command completes: the task
+# is "cancelling" but the call returns normally. The fakes below do exactly that, every
+# time, so a loop that did not look at Task.cancelling() would go on for ever.
+
+
+def swallowing(result: Any) -> Any:
+    """A driver call that loses a cancellation arriving while it runs, as wait_for can."""
+    calls: list[None] = []
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        calls.append(None)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.01)
+        return result
+
+    call.calls = calls  # type: ignore[attr-defined]
+    return call
+
+
+async def ends_cancelled(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    # not asyncio.timeout around `await task`: that would cancel the task again and wait
+    # for it, for ever if it went on; close() in the test's finally ends such a loop
+    await asyncio.wait([task], timeout=5)
+    assert task.done(), "the task went on after it was cancelled"
+    assert task.cancelled()
+
+
+async def test_the_reader_ends_when_a_read_swallows_its_cancellation(
+    redis_url: str, namespace: str
+) -> None:
+    bus = make_bus(redis_url, namespace)
+
+    @bus.subscribe("c.*")
+    async def handler(event: Event) -> None:
+        pass
+
+    async with asyncio.timeout(15):
+        await bus.start()
+        try:
+            listener = bus.transport._listener  # type: ignore[attr-defined]
+            listener._next_check = math.inf  # plain XREADs only: the fake below serves them
+            read = swallowing([])
+            listener._client = FakeClient(listener._client, xread=read)
+            await eventually(lambda: len(read.calls) >= 2, timeout=5)
+            await ends_cancelled(listener._task)
+        finally:
+            await bus.close()
+
+
+async def test_lease_renewal_ends_when_a_renewal_swallows_its_cancellation(
+    redis_url: str, namespace: str
+) -> None:
+    bus = make_bus(redis_url, namespace, lease_ttl=0.3)  # a renewal every 0.1 s
+
+    @bus.subscribe("c.*", group="g")
+    async def handler(event: Event) -> None:
+        pass
+
+    async with asyncio.timeout(15):
+        await bus.start()
+        try:
+            (member,) = bus.transport._members  # type: ignore[attr-defined]
+            renew = swallowing(None)
+            member._heartbeat = renew
+            await eventually(lambda: len(renew.calls) >= 2, timeout=5)
+            await ends_cancelled(member._beater)
+        finally:
+            await bus.close()
+
+
+async def test_the_trimmer_ends_when_a_trim_swallows_its_cancellation(
+    redis_url: str, namespace: str
+) -> None:
+    bus = make_bus(redis_url, namespace, trim_interval=0.02)
+    async with asyncio.timeout(15):
+        await bus.start()
+        try:
+            transport: Any = bus.transport
+            trim = swallowing(0)
+            transport.trim = trim
+            await eventually(lambda: len(trim.calls) >= 2, timeout=5)
+            await ends_cancelled(transport._trimmer)
+        finally:
+            await bus.close()
+
+
+class FakeClient:
+    """A client whose given commands are fakes; the others go to the real one."""
+
+    def __init__(self, real: Any, **commands: Any) -> None:
+        self._real = real
+        self.__dict__.update(commands)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+_UNCLOSED = """
+import asyncio, sys
+from pepperpy.event import EventBus
+
+async def main():
+    bus = EventBus(transport=sys.argv[1])
+
+    @bus.subscribe("jobs.*")
+    async def handler(event):
+        pass
+
+    await bus.start()
+    await bus.publish("jobs.run", {})
+    # no bus.close(): asyncio.run cancels what is left, and must return
+
+for _ in range(int(sys.argv[2])):
+    asyncio.run(main())
+print("ended")
+"""
+
+
+async def test_asyncio_run_returns_when_a_started_bus_was_not_closed(
+    redis_url: str, namespace: str
+) -> None:
+    # the hang this guards against (the reader swallowing asyncio.run's cancellation)
+    # showed in most processes within ten runs; the fakes above test it deterministically
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _UNCLOSED,
+        f"{redis_url}?namespace={namespace}&partitions=2",
+        "10",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        async with asyncio.timeout(60):
+            out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().split() == ["ended"]

@@ -47,6 +47,7 @@ from ._wire import (
     explain,
     logger,
     pool_errors,
+    resume_cancellation,
     unreadable,
 )
 
@@ -346,6 +347,7 @@ class GroupMember:
     async def _heartbeat_loop(self) -> None:
         last_ok = time.monotonic()
         while not self._stopping:
+            resume_cancellation()  # one the last renewal's driver call swallowed
             await asyncio.sleep(self._options.heartbeat)
             try:
                 await self._heartbeat()
@@ -412,6 +414,7 @@ class GroupMember:
         tally = GroupTally()  # entries trimmed before the group read them
         next_sweep = time.monotonic() + self._options.lease_ttl
         while self._ours(p):
+            resume_cancellation()  # one a driver call of the last round swallowed
             try:
                 if claim or p in self._reclaim:
                     self._reclaim.discard(p)
@@ -438,6 +441,9 @@ class GroupMember:
                             )
                     finally:
                         self._blocked.pop(p, None)
+                    # cancelled as the read completed: leave what it read pending (claimed
+                    # by whoever holds the partition next), deliver nothing more
+                    resume_cancellation()
                     done = not reply or await self._run(p, reply[0][1], None)
                 backoff = Backoff(self._options.max_backoff)
                 if done:
@@ -566,6 +572,7 @@ class GroupMember:
         count_oldest = clean is None
         start = "-"
         while self._ours(p):
+            resume_cancellation()
             rows: Any = await client.xpending_range(
                 stream, self.group, start, "+", self._options.batch_size
             )

@@ -52,6 +52,7 @@ from ._wire import (
     parse_id,
     pool_errors,
     pool_exhausted,
+    resume_cancellation,
     unreadable,
 )
 
@@ -152,6 +153,7 @@ class Listener:
     async def _loop(self) -> None:
         backoff = Backoff(self._options.max_backoff)
         while not self.stopping:
+            resume_cancellation()  # one a backoff's driver call swallowed
             self._idle = True
             counters: Any = None
             try:
@@ -161,6 +163,8 @@ class Listener:
                     reply = await self._client.xread(
                         self._positions, count=self._options.batch_size + 1, block=1000
                     )
+                # cancelled as the read completed: hand nothing of it out (as when idle)
+                resume_cancellation()
             except self._pool_full:
                 logger.warning(
                     "listener: no free Redis connection to read with: %s; backing off",
@@ -443,6 +447,7 @@ class Feed:
         listener = self._listener
         try:
             while self._behind and not (listener.stopping or self.stopping):
+                resume_cancellation()  # one a read of the last round swallowed
                 for p in list(self._behind):
                     if self._taken[p] >= listener.ids[p]:
                         self._behind.discard(p)  # caught up: the shared reader feeds it again

@@ -26,6 +26,7 @@ from ._wire import (
     parse_id,
     pool_errors,
     pool_exhausted,
+    resume_cancellation,
 )
 
 if TYPE_CHECKING:
@@ -545,6 +546,7 @@ class RedisTransport(Transport):
     async def _trim_periodically(self, interval: float) -> None:
         """Run :meth:`trim` every ``interval`` seconds (jittered, so processes spread out)."""
         while not self._closed:
+            resume_cancellation()  # one the last trim's driver calls swallowed
             await asyncio.sleep(interval * random.uniform(0.75, 1.25))
             if self._closed:
                 return
