@@ -29,6 +29,7 @@ from ._retry import RetryPolicy
 from ._text import shown, text_problem
 from .security._principal import PRINCIPAL, current_principal
 from .transports import NotDelivered, Subscription, Transport, transport_from_url
+from .transports.base import check_key
 
 if TYPE_CHECKING:
     from .security import AccessControl
@@ -480,10 +481,7 @@ class EventBus:
         if self.access is not None:
             self.access.check("publish", topic)
         if key is not None:
-            if not isinstance(key, str):
-                raise TypeError(f"key must be a str, got {type(key).__name__}")
-            if not key.isascii():
-                _check_key_text(key)
+            check_key(key)
         if headers:
             _check_headers(headers)
         if isinstance(message, Event):
@@ -680,17 +678,6 @@ def _check_headers(headers: Mapping[str, Any]) -> None:
         dumps(dict(headers))
     except SerializationError as exc:
         raise SerializationError(f"headers must hold JSON-able values: {exc}") from exc
-
-
-def _check_key_text(key: str) -> None:
-    """Refuse a key no transport can carry (it travels as text in the event's metadata)."""
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise SerializationError(
-            f"key {shown(key)} contains a lone surrogate ({key[exc.start]!r}), which is not "
-            "valid UTF-8: no transport can carry it"
-        ) from None
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

@@ -47,14 +47,16 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._errors import TransportError
+from .._errors import SerializationError, TransportError
 from .._event import Event
+from .._text import shown
 
 __all__ = [
     "NotDelivered",
     "Subscription",
     "Transport",
     "cancelled_by_caller",
+    "check_key",
     "quietly",
     "shutdown_sockets",
 ]
@@ -137,6 +139,22 @@ class Transport(abc.ABC):
         and synchronous; shutting the sockets lets the broker see the consumers go (and
         hand their unacknowledged events to other members) at once.
         """
+
+
+def check_key(key: str) -> None:
+    """Refuse a partition key no transport can carry (it travels as text in the event's
+    metadata): not a str (``TypeError``), or not valid UTF-8 (``SerializationError``)."""
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str, got {type(key).__name__}")
+    if key.isascii():
+        return
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SerializationError(
+            f"key {shown(key)} contains a lone surrogate ({key[exc.start]!r}), which is not "
+            "valid UTF-8: no transport can carry it"
+        ) from None
 
 
 def shutdown_sockets(writers: Iterable[Any]) -> None:

@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..._deadletter import DEAD_LETTER_PREFIX, dead_letter_event, partition_key
 from ..._deps import require
-from ..._errors import ClosedError, ConfigurationError, SerializationError, TransportError
+from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._event import Event
-from ..._text import shown
-from ..base import Subscription, Transport, shutdown_sockets
+from ..base import Subscription, Transport, check_key, shutdown_sockets
 from ._config import CLIENT_DEFAULTS, RedisOptions, client_options, parse_url, partition_of
 from ._group import GroupMember
 from ._listener import Listener
@@ -232,7 +231,7 @@ class RedisTransport(Transport):
         stream = self._routes.get(routing)
         if stream is None:
             if key is not None:
-                _check_key(key)  # once per key routed, not per publish
+                check_key(key)  # once per key routed, not per publish
             stream = self._streams[partition_of(routing, self.options.partitions)]
             if len(self._routes) < 8192:
                 self._routes[routing] = stream
@@ -602,16 +601,3 @@ async def _give_back(held: Redis, *, broken: bool) -> None:
             await held.connection.disconnect(nowait=True)
     finally:
         await held.aclose()
-
-
-def _check_key(key: str) -> None:
-    """Refuse a key no stream entry can be routed by, as ``EventBus.publish`` does."""
-    if not isinstance(key, str):
-        raise TypeError(f"key must be a str, got {type(key).__name__}")
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise SerializationError(
-            f"key {shown(key)} contains a lone surrogate ({key[exc.start]!r}), which is not "
-            "valid UTF-8: no transport can carry it"
-        ) from None
