@@ -614,3 +614,23 @@ async def test_lock_timeout_in_the_url_bounds_how_long_an_append_waits(
     finally:
         await holder.close()
         await store.close()
+
+
+async def test_a_second_close_returns_only_once_the_first_has_closed_the_store(
+    schema_url: str,
+) -> None:
+    # the second call returned at once (it saw the store closing) while the first was
+    # still committing the appends queued before it: "closed" did not mean closed
+    store = EventStore(schema_url)
+    async with asyncio.timeout(30):
+        await store.append("warm.1", {"type": "t.x"})
+        appends = [
+            asyncio.ensure_future(store.append(f"s.{n}", {"type": "t.x"})) for n in range(50)
+        ]
+        await asyncio.sleep(0)  # the appends are queued
+        first = asyncio.ensure_future(store.close())
+        await asyncio.sleep(0)  # the first close is under way
+        await store.close()
+        assert all(append.done() for append in appends)
+        await first
+        assert all(append.exception() is None for append in appends)

@@ -1037,6 +1037,13 @@ class PostgresBackend(StoreBackend):
         its ``COMMIT`` may have been sent. Cancelling ``close`` does the same at once.
         """
         if self._closed:
+            # a close already under way on this loop: wait for it as it waits (bounded), so
+            # that every close() returns only once the store is closed; cancelling this
+            # wait leaves that close alone
+            on = self._loops.get(asyncio.get_running_loop())
+            committer = None if on is None else on.committer
+            if committer is not None and not committer.done():
+                await asyncio.wait((committer,), timeout=self.options.close_timeout + _ABORT_GRACE)
             return
         self._closed = True
         bound = self.options.close_timeout
