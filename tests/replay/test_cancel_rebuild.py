@@ -22,10 +22,10 @@ from pepperpy.event import (
     EventStore,
     MemoryCheckpointStore,
     Projection,
-    SQLiteCheckpointStore,
     StoreError,
 )
 from pepperpy.event._checkpoints import _sqlite_delete, sqlite_path
+from tests.replay.observed import ObservedCheckpoints
 
 EVENTS = 10
 
@@ -63,25 +63,6 @@ class LateDeletes(CheckpointStore):
             return deleted
 
         return await asyncio.shield(asyncio.ensure_future(delete()))
-
-
-class LockedDeletes(SQLiteCheckpointStore):
-    """SQLite checkpoints; ``deleting`` is set once a delete's thread is inside the store."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(sqlite_path(url))
-        self.deleting = asyncio.Event()
-
-    async def _run(self, work: Any, *args: Any) -> Any:
-        if work is not _sqlite_delete:
-            return await super()._run(work, *args)
-        loop = asyncio.get_running_loop()
-
-        def observed(connection: sqlite3.Connection, *rest: Any) -> Any:
-            loop.call_soon_threadsafe(self.deleting.set)
-            return work(connection, *rest)
-
-        return await super()._run(observed, *args)
 
 
 @pytest.fixture
@@ -131,7 +112,7 @@ async def test_rebuild_cancelled_while_its_delete_finishes_late(store: EventStor
 async def test_rebuild_cancelled_while_sqlite_holds_its_delete(
     store: EventStore, sqlite_url: str
 ) -> None:
-    deletes = LockedDeletes(sqlite_url)
+    deletes = ObservedCheckpoints(sqlite_url, _sqlite_delete)
     projection = tally(store, deletes)
     await projection.run()
     other = sqlite3.connect(sqlite_path(sqlite_url), isolation_level=None)
@@ -139,7 +120,7 @@ async def test_rebuild_cancelled_while_sqlite_holds_its_delete(
         other.execute("BEGIN IMMEDIATE")  # another writer holds the database
         task = asyncio.create_task(projection.rebuild())
         async with asyncio.timeout(20):
-            await deletes.deleting.wait()
+            await deletes.entered.wait()
             task.cancel()
             other.execute("COMMIT")
             with pytest.raises(asyncio.CancelledError):

@@ -23,10 +23,10 @@ from pepperpy.event import (
     EventStore,
     MemoryCheckpointStore,
     Projection,
-    SQLiteCheckpointStore,
 )
 from pepperpy.event._checkpoints import _sqlite_save, sqlite_path
 from pepperpy.event._loops import settled
+from tests.replay.observed import ObservedCheckpoints
 
 EVENTS = 10
 
@@ -63,25 +63,6 @@ class LateCommits(CheckpointStore):
         await asyncio.shield(self.writes[-1])
 
 
-class LockedSaves(SQLiteCheckpointStore):
-    """SQLite checkpoints; ``saving`` is set once a save's thread is inside the store."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(sqlite_path(url))
-        self.saving = asyncio.Event()
-
-    async def _run(self, work: Any, *args: Any) -> Any:
-        if work is not _sqlite_save:
-            return await super()._run(work, *args)
-        loop = asyncio.get_running_loop()
-
-        def observed(connection: sqlite3.Connection, *rest: Any) -> Any:
-            loop.call_soon_threadsafe(self.saving.set)
-            return work(connection, *rest)
-
-        return await super()._run(observed, *args)
-
-
 @pytest.fixture
 async def store(sqlite_url: str) -> AsyncIterator[EventStore]:
     async with EventStore(sqlite_url) as events:
@@ -113,7 +94,7 @@ def ticks(replay: EventReplay) -> list[int]:
 async def test_replay_cancelled_while_sqlite_holds_its_save(
     store: EventStore, sqlite_url: str
 ) -> None:
-    checkpoints = LockedSaves(sqlite_url)
+    checkpoints = ObservedCheckpoints(sqlite_url, _sqlite_save)
     await checkpoints.load("replay:x")  # the table exists before the lock is taken
     replay = EventReplay(store, checkpoints=checkpoints)
     seen = ticks(replay)
@@ -121,7 +102,7 @@ async def test_replay_cancelled_while_sqlite_holds_its_save(
     try:
         other.execute("BEGIN IMMEDIATE")  # another writer holds the database
         task = asyncio.create_task(replay.replay_stream("a", checkpoint="x", checkpoint_every=3))
-        await cancel_during_save(task, checkpoints.saving, lambda: other.execute("COMMIT"))
+        await cancel_during_save(task, checkpoints.entered, lambda: other.execute("COMMIT"))
     finally:
         other.close()
     assert seen == [0, 1, 2]
@@ -190,14 +171,14 @@ async def test_projection_cancelled_while_a_save_finishes_late(store: EventStore
 async def test_projection_cancelled_while_sqlite_holds_its_save(
     store: EventStore, sqlite_url: str
 ) -> None:
-    checkpoints = LockedSaves(sqlite_url)
+    checkpoints = ObservedCheckpoints(sqlite_url, _sqlite_save)
     await checkpoints.load("projection:tally")
     projection = tally(store, checkpoints)
     other = sqlite3.connect(sqlite_path(sqlite_url), isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
         task = asyncio.create_task(projection.run())
-        await cancel_during_save(task, checkpoints.saving, lambda: other.execute("COMMIT"))
+        await cancel_during_save(task, checkpoints.entered, lambda: other.execute("COMMIT"))
     finally:
         other.close()
     await expect_consistent_then_exactly_once(projection, checkpoints)
