@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import pathlib
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def eventually(
@@ -24,6 +30,53 @@ async def eventually(
 async def settle(seconds: float = 0.2) -> None:
     """Give asynchronous deliveries a moment (used before asserting that nothing arrives)."""
     await asyncio.sleep(seconds)
+
+
+class LoopThread:
+    """An event loop running in a thread of its own (another thread's loop, or one that
+    dies: :meth:`kill`)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        #: the tasks a :meth:`kill` left unfinished
+        self.left: set[asyncio.Task[Any]] = set()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 20) -> T:
+        """Run ``coro`` on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the loop without waiting for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def kill(self) -> None:
+        """Stop and close the loop without shutting its tasks down (a thread that died)."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.left = asyncio.all_tasks(self.loop)
+        self.loop.close()
+
+    def end(self) -> None:
+        """Shut the loop down properly: cancel its tasks, wait for them, close it."""
+
+        async def cancel_all() -> None:
+            me = asyncio.current_task()
+            tasks = [task for task in asyncio.all_tasks() if task is not me]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.run(cancel_all())
+        self.kill()
+
+    def bury(self) -> None:
+        """Close the coroutines a killed loop left, here rather than in a later test."""
+        for task in self.left:
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+            with contextlib.suppress(BaseException):  # it runs outside its task and context
+                task.get_coro().close()
 
 
 def assert_mypy_strict_accepts(path: pathlib.Path, cwd: pathlib.Path) -> None:

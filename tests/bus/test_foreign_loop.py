@@ -7,41 +7,21 @@ any other use raises ClosedError. Refused means refused: nothing about the bus c
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from pepperpy.event import ClosedError, Event, EventBus
 from tests.conftest import unique_name
-from tests.helpers import delete_redis_keys
-
-T = TypeVar("T")
-
-
-class LoopThread:
-    """An event loop running in a thread of its own (the bus's loop)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(20)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+from tests.helpers import LoopThread, delete_redis_keys
 
 
 @pytest.fixture
 def bus_loop() -> Iterator[LoopThread]:
     thread = LoopThread()
     yield thread
-    thread.stop()
+    thread.end()
 
 
 async def wait_for_count(seen: list[Any], count: int) -> None:

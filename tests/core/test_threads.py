@@ -9,48 +9,16 @@ implementation every time instead of now and then.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from pepperpy.event import Event, EventManager, PatternIndex
 from pepperpy.event import _manager as manager_module
-
-T = TypeVar("T")
-
-
-class LoopThread:
-    """An event loop running in a thread of its own."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.left: set[asyncio.Task[Any]] = set()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 5) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> None:
-        asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def kill(self) -> None:
-        """Stop and close the loop without shutting its tasks down (a thread that died)."""
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.left = asyncio.all_tasks(self.loop)
-        self.loop.close()
-
-    def bury(self) -> None:
-        """Close the coroutines a killed loop left, here rather than in a later test."""
-        for task in self.left:
-            task._log_destroy_pending = False  # type: ignore[attr-defined]
-            with contextlib.suppress(BaseException):  # it runs outside its task and context
-                task.get_coro().close()
+from tests.helpers import LoopThread
 
 
 def in_thread(target: Any, timeout: float = 5) -> threading.Thread:
@@ -236,9 +204,7 @@ def test_an_emit_waiting_on_another_loop_is_woken_as_soon_as_a_slot_frees() -> N
         b.join(10)
     finally:
         a.run(asyncio.sleep(0))
-        a.loop.call_soon_threadsafe(a.loop.stop)
-        a.thread.join(5)
-        a.loop.close()
+        a.kill()
     assert len(waited) == 1
     assert waited[0] < 0.5  # CLOSED_LOOP_CHECK (1 s) is not what woke it
     assert manager.in_flight == 0
@@ -273,9 +239,7 @@ def test_drain_on_one_loop_waits_for_events_scheduled_on_another() -> None:
         assert took < 0.5  # woken by the other loop when its event was done
     finally:
         other.run(asyncio.sleep(0))
-        other.loop.call_soon_threadsafe(other.loop.stop)
-        other.thread.join(5)
-        other.loop.close()
+        other.kill()
 
 
 async def _hang(event: Event) -> None:

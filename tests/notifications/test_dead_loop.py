@@ -8,10 +8,8 @@ is in Redis: the next call with the key sends, instead of waiting for ever.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -19,38 +17,13 @@ from pepperpy.event import NotificationSystem
 from pepperpy.event.notifications import _idempotency
 from pepperpy.event.notifications._idempotency import MemoryIdempotencyStore
 from pepperpy.event.notifications.channels.memory import MemoryChannel
+from tests.helpers import LoopThread
 
-T = TypeVar("T")
 
-
-class DeadLoop:
-    """A loop in a thread of its own, to be closed without shutting its tasks down."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.left: set[asyncio.Task[Any]] = set()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(5)
-
-    def submit(self, coro: Coroutine[Any, Any, Any]) -> None:
-        asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def kill(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.left = asyncio.all_tasks(self.loop)
-        self.loop.close()
-
-    async def bury(self) -> None:
-        """Close what the loop left, on a running loop (a delivery's cleanup needs one)."""
-        for task in self.left:
-            task._log_destroy_pending = False  # type: ignore[attr-defined]
-            with contextlib.suppress(BaseException):
-                task.get_coro().close()
-        await asyncio.sleep(0.01)
+async def _bury(dead: LoopThread) -> None:
+    """Close what the loop left, on a running loop (a delivery's cleanup needs one)."""
+    dead.bury()
+    await asyncio.sleep(0.01)
 
 
 class Stuck(MemoryChannel):
@@ -81,7 +54,7 @@ async def _notify(system: NotificationSystem, body: str) -> str:
 
 def test_a_claim_left_on_a_closed_loop_is_taken_over_by_the_next_call() -> None:
     system, channel = _system()
-    dead = DeadLoop()
+    dead = LoopThread()
     dead.submit(_notify(system, "stuck"))
     assert channel.entered.wait(5)
     dead.kill()
@@ -94,7 +67,7 @@ def test_a_claim_left_on_a_closed_loop_is_taken_over_by_the_next_call() -> None:
     try:
         asyncio.run(later())
     finally:
-        asyncio.run(dead.bury())
+        asyncio.run(_bury(dead))
     assert [n.body for n in channel.outbox] == ["again"]
 
 
@@ -103,7 +76,7 @@ def test_a_call_waiting_when_the_holders_loop_closes_goes_ahead(
 ) -> None:
     monkeypatch.setattr(_idempotency, "CLOSED_LOOP_CHECK", 0.05, raising=False)
     system, channel = _system()
-    dead = DeadLoop()
+    dead = LoopThread()
     dead.submit(_notify(system, "stuck"))
     assert channel.entered.wait(5)
 
@@ -118,16 +91,16 @@ def test_a_call_waiting_when_the_holders_loop_closes_goes_ahead(
     try:
         asyncio.run(main())
     finally:
-        asyncio.run(dead.bury())
+        asyncio.run(_bury(dead))
     assert [n.body for n in channel.outbox] == ["again"]
 
 
 def test_a_late_release_from_another_loop_leaves_the_claim_that_took_over() -> None:
     store = MemoryIdempotencyStore()
-    dead = DeadLoop()
+    dead = LoopThread()
     assert dead.run(store.claim("k")) == "claimed"
     dead.kill()
-    other = DeadLoop()  # a loop that outlives the test's: it releases "k" late
+    other = LoopThread()  # a loop that outlives the test's: it releases "k" late
 
     async def main() -> None:
         assert await store.claim("k") == "claimed"  # taken over
@@ -147,7 +120,7 @@ def test_a_late_release_from_another_loop_leaves_the_claim_that_took_over() -> N
 @pytest.mark.parametrize("finish", ["complete", "release"])
 def test_a_claim_is_finished_across_threads_and_its_waiters_woken(finish: str) -> None:
     store = MemoryIdempotencyStore()
-    holder = DeadLoop()
+    holder = LoopThread()
     assert holder.run(store.claim("k")) == "claimed"
 
     async def main() -> str:

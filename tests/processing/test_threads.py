@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 
 from pepperpy.event import Event, EventProcessor
 from pepperpy.event.middleware import TimeoutMiddleware
+from tests.helpers import LoopThread
 
 
 def _outcome(
@@ -86,22 +86,14 @@ def test_a_loop_closed_with_deadlines_pending_leaves_the_others_working() -> Non
     async def stuck(event: Event) -> None:
         await asyncio.sleep(3)
 
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(processor.process(Event("x.dead", 0)), loop)
+    dead = LoopThread()
+    dead.submit(processor.process(Event("x.dead", 0)))
     time.sleep(0.05)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    left = asyncio.all_tasks(loop)
-    loop.close()
+    dead.kill()
 
     results: dict[str, tuple[str, float]] = {}
     _outcome(processor, Event("x.y", 1), results, "later")
     outcome, seconds = results["later"]
     assert outcome == "TimeoutError"
     assert seconds < 1.5
-    for task in left:  # what the closed loop left: finish it here, not in a later test
-        task._log_destroy_pending = False  # type: ignore[attr-defined]
-        with contextlib.suppress(BaseException):  # it runs outside its task and context
-            task.get_coro().close()
+    dead.bury()

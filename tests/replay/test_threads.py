@@ -13,6 +13,7 @@ import pytest
 
 from pepperpy.event import Event, EventStore, Projection
 from pepperpy.event import _projection as projection_module
+from tests.helpers import LoopThread
 
 EVENTS = 12
 
@@ -128,26 +129,18 @@ def test_a_turn_held_on_a_loop_closed_without_shutdown_is_taken_over(
             await asyncio.sleep(3600)  # its loop is closed meanwhile
         state["sum"] = state.get("sum", 0) + event.data
 
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(projection.run(), loop)
+    dead = LoopThread()
+    dead.submit(projection.run())
     assert stuck.wait(5)
 
     async def main() -> None:
         waiting = asyncio.ensure_future(projection.run())  # in line behind the stuck run
         await asyncio.sleep(0.02)
-        loop.call_soon_threadsafe(loop.stop)
-        await asyncio.to_thread(thread.join, 5)
-        left = asyncio.all_tasks(loop)
-        loop.close()
+        await asyncio.to_thread(dead.kill)
         report = await asyncio.wait_for(waiting, 5)
         assert report.replayed == EVENTS
         assert (await asyncio.wait_for(projection.run(), 5)).replayed == 0
-        for task in left:  # what the closed loop left: finish it here
-            task._log_destroy_pending = False  # type: ignore[attr-defined]
-            with contextlib.suppress(BaseException):
-                task.get_coro().close()
+        dead.bury()
         await store.close()
 
     asyncio.run(main())
@@ -168,25 +161,17 @@ def test_a_later_call_takes_a_turn_held_on_a_closed_loop_at_once() -> None:
             await asyncio.sleep(3600)
         state["sum"] = state.get("sum", 0) + event.data
 
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(projection.run(), loop)
+    dead = LoopThread()
+    dead.submit(projection.run())
     assert stuck.wait(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    left = asyncio.all_tasks(loop)
-    loop.close()
+    dead.kill()
 
     async def main() -> None:
         started = time.monotonic()
         report = await asyncio.wait_for(projection.run(), 5)
         assert time.monotonic() - started < 0.5
         assert report.replayed == EVENTS
-        for task in left:
-            task._log_destroy_pending = False  # type: ignore[attr-defined]
-            with contextlib.suppress(BaseException):
-                task.get_coro().close()
+        dead.bury()
         await store.close()
 
     asyncio.run(main())

@@ -9,67 +9,19 @@ subscriptions).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import gc
 import threading
 import time
 import warnings
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from pepperpy.event import Event, EventStore
 from tests.conftest import fresh_postgres_database
-
-T = TypeVar("T")
-
-
-class LoopThread:
-    """An event loop running in a thread of its own."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.left: set[asyncio.Task[Any]] = set()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def kill(self) -> None:
-        """Stop and close the loop without shutting its tasks down."""
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.left = asyncio.all_tasks(self.loop)
-        self.loop.close()
-
-    def end(self) -> None:
-        """Shut the loop down properly."""
-
-        async def cancel_all() -> None:
-            me = asyncio.current_task()
-            tasks = [task for task in asyncio.all_tasks() if task is not me]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        self.run(cancel_all())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-    async def bury(self) -> None:
-        """Close what a killed loop left, here rather than in a later test."""
-        for task in self.left:
-            task._log_destroy_pending = False  # type: ignore[attr-defined]
-            with contextlib.suppress(BaseException):
-                task.get_coro().close()
+from tests.helpers import LoopThread
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -110,7 +62,7 @@ def test_close_releases_the_backend_when_a_subscription_waits_on_a_closed_loop(
             await asyncio.wait_for(store.close(), 10)  # RuntimeError: Event loop is closed
             await asyncio.wait_for(store.close(), 10)
         finally:
-            await dead.bury()
+            dead.bury()
 
     asyncio.run(later())
     assert store.closed
