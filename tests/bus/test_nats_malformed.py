@@ -14,13 +14,11 @@ import pytest
 
 from pepperpy.event import Event, EventBus
 from pepperpy.event.transports.nats import NatsTransport
+from tests.bus.conftest import TRAP
 from tests.conftest import unique_name
 from tests.helpers import eventually, settle
 
 pytestmark = pytest.mark.nats
-
-#: a body the patched decoder fails on with something other than SerializationError
-TRAP = b'{"trap": true}'
 
 
 @pytest.fixture
@@ -28,19 +26,6 @@ async def names(nats_url: str) -> AsyncIterator[dict[str, str]]:
     name = unique_name("pep_bad")
     yield {"stream": name.upper(), "prefix": name}
     await NatsTransport(nats_url, stream=name.upper()).delete_stream()
-
-
-@pytest.fixture
-def decoder_that_breaks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``Event.from_json`` fails on :data:`TRAP` as a decoder bug would (RecursionError)."""
-    real = Event.from_json
-
-    def from_json(data: Any) -> Event:
-        if bytes(data) == TRAP:
-            raise RecursionError("maximum recursion depth exceeded")
-        return real(data)
-
-    monkeypatch.setattr(Event, "from_json", staticmethod(from_json))
 
 
 async def publish_raw(url: str, subject: str, *bodies: bytes) -> None:
