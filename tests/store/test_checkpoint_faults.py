@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -22,31 +22,13 @@ import pytest
 
 from pepperpy.event import ConcurrencyError, StoreError
 from pepperpy.event._checkpoints import PostgresCheckpointStore
-from tests.conftest import fresh_postgres_database, unique_name
+from tests.conftest import unique_name
 from tests.helpers import eventually
 from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
 
 pytestmark = pytest.mark.postgres
 
 LOGGER = "pepperpy.event.replay"
-
-
-@pytest.fixture(scope="module")
-def database(postgres_server: str) -> Iterator[str]:
-    with fresh_postgres_database(postgres_server, prefix="pepperpy_cpfaults") as url:
-        yield url
-
-
-@pytest.fixture
-def direct(database: str) -> str:
-    """This test's URL, straight to the server: a schema of its own."""
-    return f"{database}?schema={unique_name('k')}"
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[PgFaultProxy]:
-    async with PgFaultProxy() as started:
-        yield started
 
 
 @pytest.fixture

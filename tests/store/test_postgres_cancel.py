@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -24,30 +24,12 @@ import pytest
 from pepperpy.event import EventStore
 from pepperpy.event._checkpoints import PostgresCheckpointStore
 from pepperpy.event.store.postgres import PostgresBackend
-from tests.conftest import fresh_postgres_database, unique_name
 from tests.helpers import eventually
 from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
 
 pytestmark = pytest.mark.postgres
 
 LISTENER = "pepperpy-event-listener"
-
-
-@pytest.fixture(scope="module")
-def database(postgres_server: str) -> Iterator[str]:
-    with fresh_postgres_database(postgres_server, prefix="pepperpy_cancel") as url:
-        yield url
-
-
-@pytest.fixture
-def direct(database: str) -> str:
-    return f"{database}?schema={unique_name('c')}"
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[PgFaultProxy]:
-    async with PgFaultProxy() as started:
-        yield started
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -33,7 +33,6 @@ from pepperpy.event import (
 )
 from pepperpy.event._checkpoints import PostgresCheckpointStore
 from pepperpy.event.store.postgres import PostgresBackend, PostgresOptions, parse_options
-from tests.conftest import fresh_postgres_database, unique_name
 from tests.helpers import eventually
 from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
 
@@ -81,25 +80,6 @@ def test_a_bad_timeout_is_refused_when_the_store_is_made(query: str, problem: st
 
 
 # -- fixtures ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def database(postgres_server: str) -> Iterator[str]:
-    """One database for the module; each test works in a schema of its own."""
-    with fresh_postgres_database(postgres_server, prefix="pepperpy_faults") as url:
-        yield url
-
-
-@pytest.fixture
-def direct(database: str) -> str:
-    """This test's store URL, straight to the server."""
-    return f"{database}?schema={unique_name('f')}"
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[PgFaultProxy]:
-    async with PgFaultProxy() as started:
-        yield started
 
 
 def via(proxy: PgFaultProxy, direct: str, **options: object) -> str:
