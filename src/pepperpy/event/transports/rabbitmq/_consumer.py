@@ -169,8 +169,7 @@ class Consumer:
             return
         channel = await self.transport._channel()
         if self.retired:
-            deadline = self.transport._deadline()
-            await quietly(channel.close(), "closing a channel", logger, deadline=deadline)
+            await self.transport._close_channel(channel, self.transport._deadline())
             return
         queue = await self._declare(channel, self.pattern)
         self.queue_name = queue.name
@@ -257,7 +256,7 @@ class Consumer:
         if channel is not None:
             if deadline is None:
                 deadline = self.transport._deadline()
-            await quietly(channel.close(), "closing a channel", logger, deadline=deadline)
+            await self.transport._close_channel(channel, deadline)
 
     async def _on_message(self, message: DeliveredMessage, acks: _Acks) -> None:
         """Decide what a received message needs; start its delivery in a task of ours.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -15,7 +14,7 @@ import unicodedata
 from typing import TYPE_CHECKING
 
 from ..._errors import ConfigurationError
-from ..base import Subscription, cancelled_by_caller, quietly
+from ..base import Subscription, cancelled_by_caller
 from ._config import AMQP_NAME, LANE_HEADER, LANES, MAX_EXCHANGE_NAME
 from ._consumer import Consumer, Declare, Members
 
@@ -93,18 +92,7 @@ class Group:
         return declare
 
     async def _exists(self, queue: str) -> bool:
-        connection = self.transport._connection
-        assert connection is not None
-        channel = await connection.channel(publisher_confirms=False)
-        try:
-            underlay = await channel.get_underlay_channel()  # no cached passive answers
-            await underlay.queue_declare(queue, passive=True)
-            return True
-        except self.transport._aiormq.exceptions.ChannelNotFoundEntity:
-            return False
-        finally:
-            with contextlib.suppress(Exception):
-                await channel.close()
+        return await self.transport._queue_exists(queue)
 
     async def _check_partitions(self) -> None:
         """Refuse to join a group whose queues were made with another partition count.
@@ -177,8 +165,7 @@ class Group:
         if len(self.consumers) > 1:
             self._rebalancer = asyncio.get_running_loop().create_task(self._rebalance())
         else:
-            with contextlib.suppress(Exception):
-                await channel.close()
+            await transport._close_channel(channel, transport._deadline())
 
     async def close(self) -> None:
         """Leave the group: finish deliveries in progress, then close this member's channels.
@@ -195,7 +182,7 @@ class Group:
         await asyncio.gather(*(consumer.close_channel(deadline) for consumer in self.consumers))
         control, self._control = self._control, None
         if control is not None:
-            await quietly(control.close(), "closing a channel", logger, deadline=deadline)
+            await self.transport._close_channel(control, deadline)
 
     def abandon(self) -> None:
         """Forget the rebalancing task (its loop ended)."""

@@ -18,6 +18,7 @@ from ..._errors import ClosedError, PatternError, TransportError
 from ..._event import Event
 from ..._patterns import parse_pattern
 from ..base import Subscription, Transport, cancelled_by_caller, quietly, shutdown_sockets
+from ._channels import Probe, release_spent_observers
 from ._config import (
     CONTENT_TYPE,
     LANE_HEADER,
@@ -135,6 +136,8 @@ class RabbitMQTransport(Transport):
         self._declared_queues: list[str] = []
         self._private_queues: list[str] = []
         self._declared_exchanges: list[str] = [self.exchange_name]
+        #: asks whether queues exist, on one channel for the transport's lifetime
+        self._probe = Probe()
         self._closed = False
 
     # -- lifecycle --------------------------------------------------------------------
@@ -249,6 +252,7 @@ class RabbitMQTransport(Transport):
             await self._stop_consuming()
         finally:
             self._connection = self._publisher = None
+            self._probe.forget()
             if connection is not None:  # closing it for good: the robust connection no
                 # longer reconnects, even when the broker could not be told
                 await quietly(connection.close(), "closing", logger, deadline=self._deadline())
@@ -288,6 +292,7 @@ class RabbitMQTransport(Transport):
         self._consumers = []
         self._groups = {}
         connection, self._connection, self._publisher = self._connection, None, None
+        self._probe.forget()
         underlay = getattr(connection, "transport", None)  # the aiormq connection
         shutdown_sockets([getattr(underlay, "_Connection__writer", None)])
 
@@ -528,6 +533,18 @@ class RabbitMQTransport(Transport):
         channel = await self._connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=self.prefetch)
         return channel
+
+    async def _close_channel(self, channel: AbstractChannel, deadline: float) -> None:
+        """Close a channel of ours (never raising, until ``deadline``) and release what
+        aio-pika left registered for it on the connection (see ``_channels``)."""
+        await quietly(channel.close(), "closing a channel", logger, deadline=deadline)
+        release_spent_observers(self._connection)
+
+    async def _queue_exists(self, name: str) -> bool:
+        """True when queue ``name`` exists on the broker (a passive declare)."""
+        if self._connection is None:
+            raise ClosedError("the RabbitMQ transport is closed")
+        return await self._probe.exists(self._connection, name)
 
     def _returned_unstarted(self, queue: str, message_ids: Iterable[str]) -> None:
         """Remember messages returned to ``queue`` without having been started."""
