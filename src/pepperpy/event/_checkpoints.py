@@ -28,8 +28,11 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import warnings
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import Context
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -301,6 +304,8 @@ class _OnLoop:
         """
         connection, self.connection = self.connection, None
         keeper, self.keeper = self.keeper, None
+        if keeper is not None and self.loop.is_closed():  # it will never run again
+            _KEEPERS.discard(keeper)
         for task in (keeper, *self.openings):
             if task is not None and not task.done():
                 with contextlib.suppress(RuntimeError):
@@ -345,6 +350,10 @@ class PostgresCheckpointStore(CheckpointStore):
         self.schema = self.options.schema
         self._settings = {} if self.schema is None else {"search_path": self.schema}
         self._loops: LoopShares[_OnLoop] = LoopShares(_OnLoop)
+        #: its repr, and what opened it (see :func:`opened_by`), for the warning given if
+        #: it is dropped with connections open (as text: the finalizer cannot reach it)
+        self._label = [repr(self), ""]
+        weakref.finalize(self, _dropped, self._loops, self._label).atexit = False
 
     def __repr__(self) -> str:
         return f"PostgresCheckpointStore({redact_url(self.url)!r})"
@@ -359,7 +368,7 @@ class PostgresCheckpointStore(CheckpointStore):
             if on.connection is None:
                 on.connection = await self._open(on)
                 if on.keeper is None:
-                    on.keeper = asyncio.get_running_loop().create_task(self._keep(on))
+                    on.keeper = _start_keeper(self._loops, on)
             yield on, on.connection
 
     async def _run(self, work: Callable[[Any, Progress], Awaitable[T]], *, write: str = "") -> T:
@@ -470,17 +479,6 @@ class PostgresCheckpointStore(CheckpointStore):
                 )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _keep(self, on: _OnLoop) -> None:
-        """Wait until cancelled: by :meth:`close`, or by the loop shutting down."""
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            with self._loops.lock:
-                if on.keeper is asyncio.current_task():
-                    on.keeper = None
-                    self._loops.leave(on)
-            raise
-
     async def load(self, name: str) -> Checkpoint | None:
         row = await self._run(
             lambda connection, _: connection.fetchrow(
@@ -584,6 +582,66 @@ class PostgresCheckpointStore(CheckpointStore):
             connection, mine.connection = mine.connection, None
             if connection is not None and not connection.is_closed():
                 connection.terminate()
+
+
+#: keepers under way: a task that only waits is otherwise referenced by its store alone,
+#: and a store dropped without close() would take it along, destroyed while pending
+_KEEPERS: set[asyncio.Task[None]] = set()
+
+
+def _start_keeper(loops: LoopShares[_OnLoop], on: _OnLoop) -> asyncio.Task[None]:
+    """Start ``on``'s keeper on the running loop; it holds ``loops``, not the store.
+
+    It runs in a context of its own: a copy of the caller's would keep whatever its
+    context variables hold for as long as the loop runs.
+    """
+    keeper = asyncio.get_running_loop().create_task(_keep(loops, on), context=Context())
+    _KEEPERS.add(keeper)
+    keeper.add_done_callback(_KEEPERS.discard)
+    return keeper
+
+
+async def _keep(loops: LoopShares[_OnLoop], on: _OnLoop) -> None:
+    """Wait until cancelled: by ``close()``, by the loop shutting down, or by the store
+    being dropped; then drop the connection (unless ``close()`` is closing it)."""
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        with loops.lock:
+            if on.keeper is asyncio.current_task():
+                on.keeper = None
+                loops.leave(on)
+        raise
+
+
+def _dropped(loops: LoopShares[_OnLoop], label: list[str]) -> None:
+    """A store was collected without ``close()``: drop its connections, and say so."""
+    with loops.lock:
+        shares = loops.take_all()
+    held = False
+    for on in shares:
+        held = held or on.connection is not None or on.keeper is not None
+        try:  # dropped on its own loop, which closes the socket properly
+            on.loop.call_soon_threadsafe(on.abandon)
+        except RuntimeError:  # that loop is closed
+            on.abandon()
+    if not held:
+        return
+    store, parent = label
+    what = f"{parent} was dropped while its {store} was open" if parent else f"{store} was dropped"
+    warnings.warn(
+        f"unclosed {what}: await its close() when done with it (its connections are "
+        "being dropped on their event loops now)",
+        ResourceWarning,
+        stacklevel=1,  # no caller's line to point at: this runs in the garbage collector
+    )
+
+
+def opened_by(store: CheckpointStore, parent: str) -> None:
+    """Say that ``store`` is closed by ``parent`` (``"EventReplay"``), which opened it,
+    so the warning given if it is dropped open names what the user should have closed."""
+    if isinstance(store, PostgresCheckpointStore):
+        store._label[1] = parent
 
 
 async def _set_up(connection: Any, schema: str | None) -> None:

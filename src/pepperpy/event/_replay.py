@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from ._checkpoints import CheckpointStore, open_checkpoint_store
+from ._checkpoints import CheckpointStore, open_checkpoint_store, opened_by
 from ._errors import ConcurrencyError, ConfigurationError, PatternError, ReplayError, StoreError
 from ._event import Event
 from ._handlers import is_async_callable
@@ -256,6 +256,7 @@ class EventReplay:
             given = self._checkpoints_given
             url = given if isinstance(given, str) else store_url(self.store)
             self._checkpoints = open_checkpoint_store(url)
+            opened_by(self._checkpoints, "EventReplay")  # closed by close()
         return self._checkpoints
 
     async def reset(self, checkpoint: str) -> bool:

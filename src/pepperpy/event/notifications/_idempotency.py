@@ -207,7 +207,7 @@ class RedisIdempotencyStore(IdempotencyStore):
         self.prefix = prefix
         self.ttl = ttl
         self.lease = lease
-        self._clients: LoopClients[Any] = LoopClients(self._new_client, _close_client)
+        self._clients: LoopClients[Any] = LoopClients(self._new_client, _close_client, owner=self)
         #: keys this store holds a claim on -> the claim's token (fences renew/release)
         self._tokens: dict[str, bytes] = {}
 

@@ -5,65 +5,99 @@ may serve one ``asyncio.run`` after another, or several threads each with its ow
 :class:`LoopClients` gives each loop its own client (on the shared per-loop registry,
 :class:`~pepperpy.event._loops.LoopShares`) and a *keeper* task there: ``asyncio.run``
 cancels it while shutting the loop down, when the client can still close its connections.
+
+The keeper holds neither the :class:`LoopClients` nor its owner, and is kept alive by
+this module until it ends: an owner dropped without ``close()`` is collected, and its
+keepers are then cancelled on their loops (closing their clients) with a
+``ResourceWarning`` naming the owner, instead of being destroyed pending.
 """
 
 from __future__ import annotations
 
 import asyncio
+import warnings
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from contextvars import Context
+from typing import Any, Generic, TypeVar
 
 from .._loops import LoopShares
 
-__all__ = ["LoopClients"]
+__all__ = ["LoopClients", "owned_by"]
 
 C = TypeVar("C")
 
+#: keepers under way: a task awaiting a future is otherwise referenced only by its owner
+_KEEPERS: set[asyncio.Task[None]] = set()
+
 
 class _Held(Generic[C]):
-    """The client of one loop and the task that closes it with the loop."""
+    """The client of one loop and the task that closes it with the loop.
 
-    __slots__ = ("client", "keeper", "loop")
+    ``taken`` is set when :meth:`LoopClients.close` closes the client itself, so the
+    keeper it cancels does not close it too.
+    """
+
+    __slots__ = ("client", "keeper", "loop", "taken")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, client: C) -> None:
         self.loop = loop
         self.client = client
         self.keeper: asyncio.Task[None] | None = None
+        self.taken = False
 
     def abandon(self) -> None:
         """The loop closed without shutting down: its sockets can only be forgotten."""
-        self.keeper = None
+        keeper, self.keeper = self.keeper, None
+        if keeper is not None:
+            _KEEPERS.discard(keeper)
 
 
 class LoopClients(Generic[C]):
-    """A client per event loop: ``make()`` opens one, ``close(client)`` closes it."""
+    """A client per event loop: ``make()`` opens one, ``close(client)`` closes it.
 
-    def __init__(self, make: Callable[[], C], close: Callable[[C], Awaitable[None]]) -> None:
+    ``owner`` names what holds the clients in the warning given if it is dropped without
+    ``close()`` (its ``repr``, taken when the first client is made).
+    """
+
+    def __init__(
+        self,
+        make: Callable[[], C],
+        close: Callable[[C], Awaitable[None]],
+        *,
+        owner: object = None,
+    ) -> None:
         self._make = make
         self._close = close
-        self._shares: LoopShares[_Held[C]] = LoopShares(self._open)
+        # the shares (held by each keeper and the finalizer) reach this object weakly only
+        self._shares: LoopShares[_Held[C]] = LoopShares(_opener(weakref.ref(self)))
+        self._owner = None if owner is None else weakref.ref(owner)
+        #: the owner's repr, and what made it (see :func:`owned_by`), for the warning: kept
+        #: as text, since neither may be reached from the finalizer
+        self._label: list[str] = ["LoopClients", ""]
+        weakref.finalize(self, _dropped, self._shares, self._label).atexit = False
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> _Held[C]:
         held = _Held(loop, self._make())
-        held.keeper = loop.create_task(self._keep(held))
+        owner = None if self._owner is None else self._owner()
+        if owner is not None:
+            self._label[0] = repr(owner)
+        # in a context of its own: a copy of the caller's would keep what its context
+        # variables hold (a delivery's try, and through it the system) for the loop's life
+        keeper = loop.create_task(_keep(self._shares, self._close, held), context=Context())
+        _KEEPERS.add(keeper)
+        keeper.add_done_callback(_KEEPERS.discard)
+        held.keeper = keeper
         return held
 
     def here(self) -> C:
         """The running loop's client, made on its first use there."""
         return self._shares.here().client
 
-    async def _keep(self, held: _Held[C]) -> None:
-        """Wait until cancelled (by ``asyncio.run`` or :meth:`close`), then close the client."""
-        try:
-            await held.loop.create_future()
-        except asyncio.CancelledError:
-            with self._shares.lock:
-                mine = self._shares.get(held.loop) is held
-                if mine:
-                    self._shares.forget(held)
-            if mine:
-                await self._close(held.client)
-            raise
+    @property
+    def open(self) -> bool:
+        """Whether some loop holds a client (made, not yet closed)."""
+        return bool(self._shares.values())
 
     async def close(self) -> None:
         """Close this loop's client now; other running loops close theirs on their own loop.
@@ -75,6 +109,7 @@ class LoopClients(Generic[C]):
             mine = self._shares.get(here)
             if mine is not None:
                 self._shares.forget(mine)
+                mine.taken = True
             others = self._shares.others(here)
         for other in others:
             keeper = other.keeper
@@ -87,5 +122,71 @@ class LoopClients(Generic[C]):
                     self._shares.leave(other)
         if mine is not None:
             if mine.keeper is not None:
-                mine.keeper.cancel()  # forgotten above, so it ends without closing anything
+                mine.keeper.cancel()  # taken above, so it ends without closing anything
             await self._close(mine.client)
+
+
+def _opener(
+    ref: weakref.ref[LoopClients[C]],
+) -> Callable[[asyncio.AbstractEventLoop], _Held[C]]:
+    def open_here(loop: asyncio.AbstractEventLoop) -> _Held[C]:
+        clients = ref()
+        if clients is None:  # pragma: no cover - only a live LoopClients asks for a share
+            raise RuntimeError("LoopClients was collected")
+        return clients._open(loop)
+
+    return open_here
+
+
+async def _keep(
+    shares: LoopShares[_Held[Any]], close: Callable[[Any], Awaitable[None]], held: _Held[Any]
+) -> None:
+    """Wait until cancelled (by ``asyncio.run``, :meth:`LoopClients.close` or the owner
+    being dropped), then close the client unless ``close()`` took it."""
+    try:
+        await held.loop.create_future()
+    except asyncio.CancelledError:
+        with shares.lock:
+            shares.forget(held)
+            mine = not held.taken
+            held.taken = True
+        if mine:
+            await close(held.client)
+        raise
+
+
+def _release(shares: LoopShares[_Held[Any]]) -> bool:
+    with shares.lock:
+        taken = shares.take_all()
+    for held in taken:
+        keeper = held.keeper
+        if keeper is None:
+            continue
+        try:
+            held.loop.call_soon_threadsafe(keeper.cancel)  # it closes the client there
+        except RuntimeError:  # that loop is closed: the client can only be forgotten
+            held.abandon()
+    return bool(taken)
+
+
+def owned_by(holder: object, parent: str) -> None:
+    """Say that ``holder``'s clients (its ``_clients``, if a :class:`LoopClients`) are
+    closed by ``parent`` (``"NotificationSystem"``), so that the warning given if they
+    are dropped open names what the user should have closed."""
+    clients = getattr(holder, "_clients", None)
+    if isinstance(clients, LoopClients):
+        clients._label[1] = parent
+
+
+def _dropped(shares: LoopShares[_Held[Any]], label: list[str]) -> None:
+    """The owner was collected without ``close()``: close its clients, and say so."""
+    if not _release(shares):
+        return
+    owner, parent = label
+    what = f"{parent} was dropped while its {owner} was open" if parent else f"{owner} was dropped"
+    warnings.warn(
+        f"unclosed {what}: await its close() when done with it "
+        "(its connections are being closed on their event loops now)",
+        ResourceWarning,
+        stacklevel=1,  # no caller's line to point at: this runs in the garbage collector
+    )

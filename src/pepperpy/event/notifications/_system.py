@@ -28,6 +28,7 @@ from .._manager import EventManager
 from .._patterns import parse_pattern
 from .._retry import RetryPolicy
 from ._idempotency import IdempotencyStore, store_from
+from ._loopclients import owned_by
 from ._models import (
     ChannelResult,
     Notification,
@@ -232,6 +233,8 @@ class NotificationSystem:
         self.outbox: list[Notification] = []
         self.dead_letters: deque[NotificationDeadLetter] = deque(maxlen=DEAD_LETTER_LIMIT)
         self._default = _as_channel(default_channel) if default_channel is not None else None
+        if isinstance(default_channel, str):  # made here, so closed by close()
+            owned_by(self._default, "NotificationSystem")
         self._outbox_channel = _Outbox(self.outbox)
         self._routes: dict[str, _Route] = {}
         self._manager = EventManager()
@@ -239,6 +242,8 @@ class NotificationSystem:
         self._attached: list[tuple[EventManager | EventBus, str | None]] = []
         self._error_callbacks: list[tuple[ErrorCallback, bool]] = []
         self.idempotency = store_from(idempotency, idempotency_size)
+        if not isinstance(idempotency, IdempotencyStore):  # made here, so closed by close()
+            owned_by(self.idempotency, "NotificationSystem")
         self._closed = False
         self._grace = CLOSE_GRACE
         self._calls: set[_Call] = set()
@@ -269,6 +274,8 @@ class NotificationSystem:
             resolved = self._default or self._outbox_channel
         else:
             resolved = _as_channel(channel, kind=kind)
+        if resolved is not channel:  # made from a URL here, so closed by close()
+            owned_by(resolved, "NotificationSystem")
         if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
             raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
         limiter = RateLimit.parse(rate_limit) if rate_limit is not None else None
@@ -560,6 +567,7 @@ class NotificationSystem:
                 error = _as_notification_error(route.name, exc)
             finally:
                 TURN.reset(turn)
+                current.closed = _over  # see _over
             if current.refused is not None:  # closed before the try could write
                 return await fail(current.refused, attempt - 1)
             if current.scope.expired():  # close() cut the try off
@@ -720,6 +728,17 @@ class NotificationSystem:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _over() -> ClosedError | None:
+    """What an ended try asks instead of the system whether it closed.
+
+    The contexts copied while the try ran (timers of the channel's timeouts, which the
+    loop keeps until they would have fired, even cancelled) still hold its turn, so a
+    try that ended must not hold the system: a system dropped without ``close()`` could
+    not be collected until then.
+    """
+    return ClosedError("this notification try is over")
 
 
 def _set(future: asyncio.Future[None]) -> None:

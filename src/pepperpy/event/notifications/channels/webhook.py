@@ -85,7 +85,7 @@ class WebhookChannel(Channel):
         self._secret = secret.encode() if isinstance(secret, str) else secret
         self.timeout = timeout
         self.headers = dict(headers or {})
-        self._clients: LoopClients[Any] = LoopClients(self._new_client, _close_client)
+        self._clients: LoopClients[Any] = LoopClients(self._new_client, _close_client, owner=self)
 
     @staticmethod
     def sign(secret: str | bytes, body: bytes, timestamp: str) -> str:
