@@ -1,0 +1,167 @@
+"""NATS: a cancelled task of the transport ends, even when nats-py lost the cancellation.
+
+nats-py waits for replies with ``asyncio.wait_for``, which on CPython 3.11 returns the
+reply (or raises the request's own error) when a cancellation arrives just as the reply
+does, and its ``_flush_pending`` drops a ``CancelledError`` outright. The fakes below
+lose the first cancellation they see, as those calls can; the loop around them must still
+end (before, it went on and ``close()``, waiting for it, never returned). Each test has a
+stream and subject prefix of its own, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from pepperpy.event import Event, TransportError
+from pepperpy.event.transports import Subscription
+from pepperpy.event.transports.nats import NatsTransport
+from pepperpy.event.transports.nats import _transport as nats_transport
+from tests.bus.faultproxy import finishes
+from tests.conftest import unique_name
+
+pytestmark = pytest.mark.nats
+
+
+@pytest.fixture
+async def transport(nats_url: str) -> AsyncIterator[NatsTransport]:
+    name = unique_name("pep_cancel")
+    made = NatsTransport(
+        nats_url, stream=name.upper(), prefix=name, reconnect_wait=0.05, ack_wait=3
+    )
+    await made.start()
+    yield made
+    await finishes(made.close(), 15)
+    await finishes(made.delete_stream(), 15)
+
+
+class LosesCancellation:
+    """An awaitable driver call that loses the first cancellation it gets.
+
+    It waits until cancelled, then returns (or raises ``then``) as ``asyncio.wait_for``
+    does when the awaited call completed at that moment; later calls after that first
+    one wait, cancellably, for ever (a silent server).
+    """
+
+    def __init__(self, then: BaseException | None = None, result: Any = None) -> None:
+        self.then = then
+        self.result = result
+        self.entered = asyncio.Event()
+        self.lost = 0
+        self.calls = 0
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        self.entered.set()
+        if self.lost:
+            await asyncio.Event().wait()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.lost += 1  # the library returned instead
+        if self.then is not None:
+            raise self.then
+        return self.result
+
+
+async def test_close_ends_a_client_replacement_whose_connect_lost_the_cancellation(
+    transport: NatsTransport,
+) -> None:
+    """The server closed the client for good and is unreachable: close() must return."""
+    connect = LosesCancellation(then=TransportError("cannot connect to NATS: refused"))
+    transport._connect = connect  # type: ignore[method-assign]
+    transport._replacing = asyncio.get_running_loop().create_task(transport._replace_client())
+    await connect.entered.wait()
+    await finishes(transport.close(), 10)  # old code: slept, connected again, for ever
+    assert connect.lost == 1 and connect.calls == 1
+    assert transport._replacing.cancelled()
+
+
+async def test_close_ends_a_replacement_whose_connect_succeeded_as_it_was_cancelled(
+    transport: NatsTransport, nats_url: str
+) -> None:
+    """A connect that completes despite the cancellation: the new client is closed."""
+    nats = pytest.importorskip("nats")
+    new_client = await nats.connect(nats_url)
+    transport._connect = LosesCancellation(result=new_client)  # type: ignore[method-assign]
+    task = asyncio.get_running_loop().create_task(transport._replace_client())
+    await transport._connect.entered.wait()  # type: ignore[attr-defined]
+    task.cancel()
+    await finishes(asyncio.wait([task]), 10)
+    assert task.cancelled()  # old code: returned, having installed the new client
+    assert new_client.is_closed and transport._nc is not new_client
+
+
+async def test_close_ends_the_keep_alive_ticker_whose_in_progress_ack_lost_the_cancellation(
+    transport: NatsTransport,
+) -> None:
+    async def handle(event: Event) -> None:
+        return None
+
+    await transport.subscribe(Subscription("cancel.*", handle, None, "ticker"))
+    consumer = next(iter(transport._consumers.values()))
+    keep_alive = LosesCancellation()
+    consumer.keep_alive = keep_alive  # type: ignore[method-assign]
+    await keep_alive.entered.wait()  # every ack_wait / 3 = 1 s
+    await finishes(transport.close(), 10)  # old code: slept and ticked on, for ever
+    assert keep_alive.lost == 1 and keep_alive.calls == 1
+
+
+async def test_close_ends_consumer_restoration_whose_request_lost_the_cancellation(
+    transport: NatsTransport,
+) -> None:
+    ensure = LosesCancellation(then=TransportError("JetStream not ready"))
+    transport._ensure_stream = ensure  # type: ignore[method-assign]
+    transport._restoring = asyncio.get_running_loop().create_task(transport._restore_consumers())
+    await ensure.entered.wait()
+    await finishes(transport.close(), 10)  # old code: retried for up to 30 rounds
+    assert ensure.lost == 1 and ensure.calls == 1
+    assert transport._restoring.cancelled()
+
+
+async def test_a_cancelled_publish_ends_cancelled_when_its_request_lost_the_cancellation(
+    transport: NatsTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not retried until publish_timeout, then reported as a TransportError."""
+    from nats.errors import TimeoutError as NatsTimeout
+
+    store = LosesCancellation(then=NatsTimeout())
+    monkeypatch.setattr(nats_transport, "_store", store)
+    publishing = asyncio.get_running_loop().create_task(
+        transport.publish(Event(type="cancel.publish", source="test", data=1))
+    )
+    await store.entered.wait()
+    publishing.cancel()
+    await finishes(asyncio.wait([publishing]), 10)
+    assert publishing.cancelled(), publishing.exception()  # old: TransportError after 20 s
+    assert store.calls == 1
+
+
+async def test_close_cancelled_while_it_waits_raises_cancelled_and_still_disconnects(
+    transport: NatsTransport,
+) -> None:
+    """close() does not swallow its own caller's cancellation."""
+    stopping = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            stopping.set()
+            await release.wait()  # cancelled again by close()'s own cancellation
+            raise
+
+    transport._restoring = asyncio.get_running_loop().create_task(slow_to_stop())
+    nc = transport._nc
+    assert nc is not None
+    closing = asyncio.get_running_loop().create_task(transport.close())
+    await stopping.wait()
+    closing.cancel()
+    await finishes(asyncio.wait([closing]), 10)
+    assert closing.cancelled()  # old code: returned normally, the cancellation lost
+    assert nc.is_closed and transport._nc is None
+    await finishes(transport.close(), 2)  # a later close() returns at once
