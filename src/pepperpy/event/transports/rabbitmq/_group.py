@@ -204,6 +204,13 @@ class Group:
     async def _rebalance(self) -> None:
         interval = self.transport.rebalance_interval
         while True:
+            # stop_rebalancing() cancelled us, and a call of the last round lost the
+            # CancelledError: aiormq waits for a channel's CloseOk (a handover) with
+            # asyncio.wait_for, which on CPython 3.11 returns when the cancellation
+            # arrives just as the answer does. Going on would rebalance for ever and
+            # close() would wait for us for ever. This task never uncancels itself.
+            if cancelled_by_caller():
+                raise asyncio.CancelledError
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
             try:
                 members = await self._count_members()
