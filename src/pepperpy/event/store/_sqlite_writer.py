@@ -138,7 +138,9 @@ class Writer(threading.Thread):
         self.file = path
         self.identity: tuple[int, int] | None = None
         #: called after each durable commit, with the next global position, on the loop
-        #: of every caller the commit answers (thread-safe: callers may use several loops)
+        #: of every caller the commit answers (thread-safe: callers may use several loops).
+        #: Never a method of the backend: this thread would keep a backend dropped without
+        #: close() alive for ever (``sqlite._Commits``)
         self._on_commit = on_commit
         self.jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._batch: list[_Job] | None = None

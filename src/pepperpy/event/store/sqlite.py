@@ -25,6 +25,8 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple, TypeVar
@@ -144,6 +146,106 @@ def _nothing(connection: sqlite3.Connection) -> None:
     """The writer's first job: it opens (and migrates) the file, then does nothing."""
 
 
+class _Commits:
+    """How far this process has committed, and the tasks waiting for news of it.
+
+    The writer thread reports each commit here (on the committing callers' loops). It
+    holds no reference to the backend, so the thread does not keep a backend that was
+    dropped unclosed alive: that one is collected and its finalizer stops the thread.
+    """
+
+    __slots__ = ("head", "lock", "waiters")
+
+    def __init__(self, head: int = 0) -> None:
+        self.head = head  # next global position, as far as this process has committed
+        self.lock = threading.Lock()  # the writer reports commits on callers' loops
+        self.waiters = LoopWaiters()
+
+    def wake(self, head: int = 0) -> None:
+        """Note a commit up to ``head`` and wake the waiters."""
+        with self.lock:
+            if head > self.head:
+                self.head = head
+        self.waiters.wake()
+
+
+class _Held:
+    """The threads and connections a backend holds, for whoever releases them.
+
+    That is ``close()``, or the finalizer of a backend dropped without it (see
+    :func:`_dropped`); nothing here refers to the backend itself.
+    """
+
+    __slots__ = ("closed", "connections", "connections_lock", "pool", "writer")
+
+    def __init__(self) -> None:
+        self.writer: Writer | None = None
+        self.pool: ThreadPoolExecutor | None = None
+        #: the read connections, each with the lock held while it is used
+        self.connections: list[tuple[sqlite3.Connection, threading.Lock]] = []
+        self.connections_lock = threading.Lock()
+        #: close() began: the backend's release is under way or done
+        self.closed = False
+
+
+def _release(
+    held: _Held, writer: Writer | None, pool: ThreadPoolExecutor | None, closing: Future[None]
+) -> None:
+    """The release of the file, in a thread of its own: wait for the writer (it writes what
+    is queued first) and the read threads, then close the read connections."""
+    try:
+        if writer is not None:
+            writer.join()
+        if pool is not None:
+            pool.shutdown(wait=True)
+        with held.connections_lock:
+            readers = list(held.connections)
+        for connection, gate in readers:  # under its lock: a fork waits for the close
+            with gate:
+                connection.close()
+        with held.connections_lock:
+            held.connections.clear()
+    except BaseException as exc:
+        closing.set_exception(exc)
+    else:
+        closing.set_result(None)
+
+
+def _dropped(held: _Held, path: str) -> None:
+    """A backend was collected without ``close()``: release what it held, and say so.
+
+    Its writer writes what is already queued (the appends of the current pass of the
+    loop this runs on, if any, included) and ends; the read threads end and the
+    connections close, in a daemon thread, since this runs wherever the garbage
+    collector happens to run (on an event loop, say). Every append acknowledged so far
+    was committed before it was acknowledged. A backend that never opened its file
+    holds nothing, and is not warned about.
+    """
+    writer, pool = held.writer, held.pool
+    if held.closed or (writer is None and pool is None):
+        return
+    held.closed = True
+    if writer is not None:
+        writer.stop()
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=False)
+    closing: Future[None] = Future()
+    closing.set_running_or_notify_cancel()
+    threading.Thread(
+        target=_release,
+        args=(held, writer, pool, closing),
+        name="pepperpy-sqlite-close",
+        daemon=True,  # never holds up the interpreter's exit
+    ).start()
+    # last: with warnings turned into errors this raises, after the release has begun
+    warnings.warn(
+        f"unclosed EventStore on SQLite file {path!r} was dropped: call await store.close() "
+        "when done with it (its writer thread and connections were released now)",
+        ResourceWarning,
+        stacklevel=1,  # no caller's line to point at: this runs in the garbage collector
+    )
+
+
 class SQLiteBackend(StoreBackend):
     """Events in one SQLite file: WAL, ``synchronous=FULL`` and group commit.
 
@@ -179,19 +281,14 @@ class SQLiteBackend(StoreBackend):
         self.create = create
         self._synchronous = synchronous.upper()
         self._busy_timeout = float(busy_timeout)
-        self._writer: Writer | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        #: the writer, the read threads and their connections (see _Held)
+        self._held = _Held()
         self._local = threading.local()
-        #: the read connections, each with the lock held while it is used
-        self._connections: list[tuple[sqlite3.Connection, threading.Lock]] = []
-        self._connections_lock = threading.Lock()
         #: held while a connection opens (and by fork(), with the others: see _fork_hold)
         self._gate = threading.Lock()
         #: held by the writer thread around each transaction, opening and closing its file
         self._writer_gate = threading.Lock()
-        self._waiters = LoopWaiters()
-        self._head = 0  # next global position, as far as this process has committed
-        self._head_lock = threading.Lock()  # the writer reports commits on callers' loops
+        self._commits = _Commits()
         self._open = False  # the writer runs and the schema is in place
         self._closed = False
         #: the release of the file once close() began (its thread sets it): every close()
@@ -199,6 +296,23 @@ class SQLiteBackend(StoreBackend):
         self._closing: Future[None] | None = None
         self._close_lock = threading.Lock()
         track_forks(self)
+        # dropped without close(): release the threads and connections, with a warning;
+        # not at exit (the writer is a daemon thread, and every acknowledged append is
+        # committed already)
+        weakref.finalize(self, _dropped, self._held, path).atexit = False
+
+    # what it holds, for inspection (tests)
+    @property
+    def _writer(self) -> Writer | None:
+        return self._held.writer
+
+    @property
+    def _pool(self) -> ThreadPoolExecutor | None:
+        return self._held.pool
+
+    @property
+    def _connections(self) -> list[tuple[sqlite3.Connection, threading.Lock]]:
+        return self._held.connections
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -208,7 +322,7 @@ class SQLiteBackend(StoreBackend):
         append: PendingAppend | None = None,
         changes: str | None = None,
     ) -> T:
-        writer = self._writer if self._open else await self._opened()
+        writer = self._held.writer if self._open else await self._opened()
         if self._closed or writer is None:
             raise ClosedError("the event store is closed")
         return await writer.submit(work, append, changes)
@@ -225,14 +339,20 @@ class SQLiteBackend(StoreBackend):
         """
         if self._closed:
             raise ClosedError("the event store is closed")
-        if self._writer is None and not self.create:
+        held = self._held
+        if held.writer is None and not self.create:
             await asyncio.to_thread(self._check_event_store)
             if self._closed:
                 raise ClosedError("the event store is closed")
-        writer = self._writer
+        writer = held.writer
         if writer is None:
-            writer = self._writer = Writer(
-                self.path, self._synchronous, self._wake, self._busy_timeout, self._writer_gate
+            # it reports commits to _commits, never to the backend (see _Commits)
+            writer = held.writer = Writer(
+                self.path,
+                self._synchronous,
+                self._commits.wake,
+                self._busy_timeout,
+                self._writer_gate,
             )
             writer.start()
         if not writer.opened.done():
@@ -240,8 +360,8 @@ class SQLiteBackend(StoreBackend):
         try:
             await asyncio.shield(asyncio.wrap_future(writer.opened))
         except Exception:
-            if self._writer is writer:  # the first to see the failure ends this writer
-                self._writer = None
+            if held.writer is writer:  # the first to see the failure ends this writer
+                held.writer = None
                 writer.stop()
             await asyncio.to_thread(writer.join)
             raise
@@ -253,16 +373,19 @@ class SQLiteBackend(StoreBackend):
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if not self._open:
             await self._opened()  # never read a file without the schema
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(_READERS, thread_name_prefix="pepperpy-sqlite-read")
+        pool = self._held.pool
+        if pool is None:
+            pool = self._held.pool = ThreadPoolExecutor(
+                _READERS, thread_name_prefix="pepperpy-sqlite-read"
+            )
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._run_read, work)
+        return await loop.run_in_executor(pool, self._run_read, work)
 
     def _run_read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         reader: tuple[sqlite3.Connection, threading.Lock] | None
         reader = getattr(self._local, "reader", None)
         try:
-            writer = self._writer
+            writer = self._held.writer
             if writer is not None:  # never read a file that replaced ours
                 check_file(writer.file, writer.identity)
             if reader is None:
@@ -283,20 +406,13 @@ class SQLiteBackend(StoreBackend):
                 connection.close()
                 raise
             reader = (connection, threading.Lock())
-            with self._connections_lock:
-                self._connections.append(reader)
+            with self._held.connections_lock:
+                self._held.connections.append(reader)
         return reader
 
     def _check_event_store(self) -> None:
         with self._gate:
             check_event_store(self.path, self._busy_timeout)
-
-    def _wake(self, head: int = 0) -> None:
-        """Note a commit up to ``head`` (on the committing caller's loop) and wake waiters."""
-        with self._head_lock:
-            if head > self._head:
-                self._head = head
-        self._waiters.wake()
 
     # -- the contract -----------------------------------------------------------------
 
@@ -305,8 +421,9 @@ class SQLiteBackend(StoreBackend):
     ) -> Awaitable[AppendResult]:
         append = _new_tuple(PendingAppend, (stream, records, expected_version))
         if self._open and not self._closed:  # the hot path: straight to the writer's queue
-            assert self._writer is not None
-            return self._writer.submit(None, append)
+            writer = self._held.writer
+            assert writer is not None
+            return writer.submit(None, append)
         return self._write(None, append)
 
     async def read_stream(
@@ -366,8 +483,9 @@ class SQLiteBackend(StoreBackend):
 
     async def wait(self, position: int) -> None:
         """Wake on this process's commits at once, on other processes' within a poll."""
-        woken = self._waiters.register()
-        if self._closed or self._head > position:
+        commits = self._commits
+        woken = commits.waiters.register()
+        if self._closed or commits.head > position:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(woken.wait(), POLL_INTERVAL)
@@ -384,8 +502,10 @@ class SQLiteBackend(StoreBackend):
             closing = self._closing
             if closing is None:
                 self._closed = True
-                self._wake()
-                writer, pool = self._writer, self._pool
+                self._commits.wake()
+                held = self._held
+                held.closed = True  # released here: the finalizer has nothing left to do
+                writer, pool = held.writer, held.pool
                 if writer is not None:
                     writer.stop()  # on this loop: the appends of its current pass still go in
                 if pool is not None:
@@ -394,32 +514,11 @@ class SQLiteBackend(StoreBackend):
                 # running: a cancelled wait (wrap_future cancels its source) leaves it be
                 closing.set_running_or_notify_cancel()
                 threading.Thread(
-                    target=self._release,
-                    args=(writer, pool, closing),
+                    target=_release,
+                    args=(held, writer, pool, closing),
                     name="pepperpy-sqlite-close",
                 ).start()
         await asyncio.wrap_future(closing)
-
-    def _release(
-        self, writer: Writer | None, pool: ThreadPoolExecutor | None, closing: Future[None]
-    ) -> None:
-        """close()'s work, in its own thread: wait for the threads, close the connections."""
-        try:
-            if writer is not None:
-                writer.join()
-            if pool is not None:
-                pool.shutdown(wait=True)
-            with self._connections_lock:
-                readers = list(self._connections)
-            for connection, gate in readers:  # under its lock: a fork waits for the close
-                with gate:
-                    connection.close()
-            with self._connections_lock:
-                self._connections.clear()
-        except BaseException as exc:
-            closing.set_exception(exc)
-        else:
-            closing.set_result(None)
 
     # -- fork -------------------------------------------------------------------------
 
@@ -428,8 +527,8 @@ class SQLiteBackend(StoreBackend):
         for lock in (self._gate, self._writer_gate):
             lock.acquire()
             held.append(lock)
-        with self._connections_lock:
-            gates = [gate for _, gate in self._connections]
+        with self._held.connections_lock:
+            gates = [gate for _, gate in self._held.connections]
         for gate in gates:
             gate.acquire()
             held.append(gate)
@@ -441,19 +540,19 @@ class SQLiteBackend(StoreBackend):
         queued (or batched on its event loop) are the parent's to write: the child's
         writer starts with an empty queue, so none is ever written twice.
         """
-        writer, self._writer = self._writer, None
+        held = self._held  # the same object: the finalizer registered in the parent has it
+        writer, held.writer = held.writer, None
         if writer is not None:
             abandon(writer.connection)
-        for connection, _ in self._connections:
+        for connection, _ in held.connections:
             abandon(connection)
-        self._connections = []
-        self._connections_lock = threading.Lock()
+        held.connections = []
+        held.connections_lock = threading.Lock()
         self._gate = threading.Lock()
         self._writer_gate = threading.Lock()
         self._local = threading.local()
-        self._pool = None  # its threads are gone; never shut down (that would join them)
-        self._waiters = LoopWaiters()
-        self._head_lock = threading.Lock()
+        held.pool = None  # its threads are gone; never shut down (that would join them)
+        self._commits = _Commits(self._commits.head)
         self._close_lock = threading.Lock()
         self._closing = None  # a release under way in the parent is the parent's
         self._open = False  # the next call starts a writer, which opens the file

@@ -1,0 +1,171 @@
+"""A store dropped without ``close()`` is collected, released, and says so.
+
+Its background threads and tasks (SQLite's writer thread, PostgreSQL's committer and
+listener) used to hold the backend through bound methods, so it was never collected:
+the thread, the tasks and the connections lived as long as the process, silently. Now
+they hold only what they need, and the backend's finalizer releases everything and
+emits a ``ResourceWarning`` naming the store, as an unclosed socket or event loop does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import subprocess
+import sys
+import textwrap
+import threading
+import warnings
+import weakref
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pepperpy.event import EventStore
+from pepperpy.event.store._records import event_records
+from pepperpy.event.store.base import ANY
+from pepperpy.event.store.sqlite import SQLiteBackend
+
+
+def _store_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("pepperpy-sqlite")}
+
+
+def _drop(holder: list[Any]) -> tuple[list[warnings.WarningMessage], list[weakref.ref[Any]]]:
+    """Drop the only references to the objects in ``holder``, collect, and return the
+    warnings emitted meanwhile and weak references to the objects."""
+    refs = [weakref.ref(thing) for thing in holder]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        holder.clear()
+        gc.collect()
+    return caught, refs
+
+
+def _unclosed(caught: list[warnings.WarningMessage], name: str) -> list[str]:
+    """The messages of the ResourceWarnings about an unclosed store naming ``name``."""
+    return [
+        str(w.message)
+        for w in caught
+        if issubclass(w.category, ResourceWarning)
+        and "unclosed EventStore" in str(w.message)
+        and name in str(w.message)
+    ]
+
+
+# -- SQLite --------------------------------------------------------------------------
+
+
+async def test_a_dropped_sqlite_store_is_collected_and_warns_and_its_threads_end(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dropped.db"
+    before = _store_threads()
+    store = EventStore(f"sqlite:///{path}")
+    for n in range(5):
+        await store.append("order.1", {"type": "order.placed", "data": {"n": n}})
+    assert len(await store.read_all()) == 5  # the read threads run too
+    backend = store.backend
+    assert isinstance(backend, SQLiteBackend)
+    # appends still queued (batched on this loop's current pass) when the store goes
+    queued = [
+        backend.append("order.2", event_records({"type": "order.placed", "data": {"n": n}}), ANY)
+        for n in range(3)
+    ]
+    threads = _store_threads() - before
+    assert any(t.name == "pepperpy-sqlite-writer" for t in threads)
+
+    holder: list[Any] = [store, backend]
+    del store, backend
+    caught, refs = _drop(holder)
+
+    assert all(ref() is None for ref in refs), "the dropped store was not collected"
+    assert _unclosed(caught, str(path)), [str(w.message) for w in caught]
+    # what was queued is written, and its callers are answered
+    results = await asyncio.wait_for(asyncio.gather(*queued), 30)
+    assert [r.next_expected_version for r in results] == [0, 1, 2]
+    for thread in _store_threads() - before:  # the writer, readers and the release thread
+        thread.join(30)
+        assert not thread.is_alive(), f"{thread.name} still runs"
+
+    reopened = EventStore(f"sqlite:///{path}")
+    try:
+        events = await reopened.read_all()
+        assert [(e.stream, e.data["n"]) for e in events] == [
+            *(("order.1", n) for n in range(5)),
+            *(("order.2", n) for n in range(3)),
+        ]
+    finally:
+        await reopened.close()
+
+
+async def test_a_closed_sqlite_store_is_collected_without_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "closed.db"
+    store = EventStore(f"sqlite:///{path}")
+    await store.append("order.1", {"type": "order.placed"})
+    assert len(await store.read_all()) == 1
+    await store.close()
+    holder: list[Any] = [store]
+    del store
+    caught, refs = _drop(holder)
+    assert refs[0]() is None
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [
+        str(w.message) for w in caught
+    ]
+
+
+async def test_a_sqlite_store_never_used_holds_nothing_and_is_not_warned_about(
+    tmp_path: Path,
+) -> None:
+    store = EventStore(f"sqlite:///{tmp_path / 'unused.db'}")
+    holder: list[Any] = [store]
+    del store
+    caught, refs = _drop(holder)
+    assert refs[0]() is None
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not (tmp_path / "unused.db").exists()
+
+
+_AT_EXIT = """
+import asyncio, sys
+from pepperpy.event import EventStore
+
+STORE = EventStore(sys.argv[1])  # never closed: still referenced when the process exits
+
+async def main():
+    for n in range(20):
+        await STORE.append("exit.1", {"type": "a.b", "data": {"n": n}})
+    await STORE.read_all()
+    dropped = EventStore(sys.argv[2])  # dropped unclosed inside the loop
+    await dropped.append("exit.2", {"type": "a.b"})
+    del dropped
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+async def test_exit_with_sqlite_stores_left_unclosed_is_quiet_and_keeps_the_appends(
+    tmp_path: Path,
+) -> None:
+    kept, dropped = tmp_path / "kept.db", tmp_path / "dropped.db"
+    script = tmp_path / "at_exit.py"
+    script.write_text(textwrap.dedent(_AT_EXIT))
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-X", "dev", str(script), f"sqlite:///{kept}", f"sqlite:///{dropped}"],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a hang fails here instead of stalling the run
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert "unclosed EventStore on SQLite file" in done.stderr  # the one dropped
+    assert str(dropped) in done.stderr and str(kept) not in done.stderr
+    for path, count in ((kept, 20), (dropped, 1)):
+        store = EventStore(f"sqlite:///{path}")
+        try:
+            assert len(await store.read_all()) == count
+        finally:
+            await store.close()
