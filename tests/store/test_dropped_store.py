@@ -20,12 +20,15 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from pepperpy.event import EventStore
 from pepperpy.event.store._records import event_records
 from pepperpy.event.store.base import ANY
+from pepperpy.event.store.postgres import PostgresBackend
 from pepperpy.event.store.sqlite import SQLiteBackend
+from tests.helpers import eventually
 
 
 def _store_threads() -> set[threading.Thread]:
@@ -169,3 +172,81 @@ async def test_exit_with_sqlite_stores_left_unclosed_is_quiet_and_keeps_the_appe
             assert len(await store.read_all()) == count
         finally:
             await store.close()
+
+
+# -- PostgreSQL ----------------------------------------------------------------------
+
+
+async def _connections(admin: asyncpg.Connection, database: str) -> int:
+    count: int = await admin.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        database,
+    )
+    return count
+
+
+@pytest.mark.postgres
+async def test_a_dropped_postgres_store_is_collected_and_warns_and_closes_its_connections(
+    postgres_url: str,
+) -> None:
+    database = postgres_url.rsplit("/", 1)[1]
+    store = EventStore(postgres_url)
+    for n in range(5):
+        await store.append("order.1", {"type": "order.placed", "data": {"n": n}})
+    # a live subscription starts the LISTEN connection, then is given up
+    following = asyncio.ensure_future(anext(aiter(store.subscribe(from_position=5))))
+    backend = store.backend
+    assert isinstance(backend, PostgresBackend)
+    (on,) = backend._loops.values()
+    await eventually(lambda: on.connected)
+    following.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await following
+    committer, listening = on.committer, on.listening
+    assert committer is not None and listening is not None
+    del following
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        assert await _connections(admin, database) >= 2  # the pool's and the listener
+
+        holder: list[Any] = [store, backend]
+        del store, backend
+        caught, refs = _drop(holder)
+
+        assert all(ref() is None for ref in refs), "the dropped store was not collected"
+        assert _unclosed(caught, database), [str(w.message) for w in caught]
+        # its committer closes the connections, as close() has it do, and ends
+        await asyncio.wait_for(asyncio.wait((committer, listening)), 30)
+        assert not committer.cancelled() and committer.exception() is None
+        assert listening.done() and on.listener is None
+
+        async def gone() -> bool:
+            return await _connections(admin, database) == 0
+
+        for _ in range(1000):  # the server ends a session just after its goodbye
+            if await gone():
+                break
+            await asyncio.sleep(0.01)
+        assert await gone()
+    finally:
+        await admin.close()
+
+    reopened = EventStore(postgres_url)
+    try:
+        assert [e.data["n"] for e in await reopened.read_all()] == list(range(5))
+    finally:
+        await reopened.close()
+
+
+@pytest.mark.postgres
+async def test_a_closed_postgres_store_is_collected_without_a_warning(postgres_url: str) -> None:
+    store = EventStore(postgres_url)
+    await store.append("order.1", {"type": "order.placed"})
+    await store.close()
+    holder: list[Any] = [store]
+    del store
+    caught, refs = _drop(holder)
+    assert refs[0]() is None
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [
+        str(w.message) for w in caught
+    ]

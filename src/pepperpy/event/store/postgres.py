@@ -43,6 +43,8 @@ import logging
 import math
 import re
 import socket
+import warnings
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -399,6 +401,52 @@ class _OnLoop:
         self.connected = False
 
 
+class _Status:
+    """What a store's background tasks (committers, listeners) need to know of it.
+
+    They hold this, never the backend: a backend dropped without ``close()`` is then
+    collected, and its finalizer (:func:`_dropped`) stops them as ``close()`` would.
+    """
+
+    __slots__ = ("closed", "head", "used")
+
+    def __init__(self) -> None:
+        self.closed = False
+        #: next global position, as far as notifications told us
+        self.head = 0
+        #: some loop has used the store (it may hold connections there)
+        self.used = False
+
+
+def _dropped(loops: LoopShares[_OnLoop], status: _Status, where: str, bound: float) -> None:
+    """A backend was collected without ``close()``: close its connections, and say so.
+
+    This runs wherever the garbage collector runs, so it only asks each loop's committer
+    to close that loop's connections, as ``close()`` does (bounded by ``bound``; every
+    append acknowledged was committed first); on a loop that no longer runs they are
+    cut off at once. A store that was never used holds nothing, and is not warned about.
+    """
+    if status.closed:
+        return
+    status.closed = True
+    for on in loops.values():  # no lock: this may run inside code that holds it
+        try:
+            on.loop.call_soon_threadsafe(on.stop, bound)  # its committer closes them
+            running = on.loop.is_running()
+        except RuntimeError:
+            running = False
+        if not running:
+            on.abandon()
+    if status.used:
+        # last: with warnings turned into errors this raises, after the release began
+        warnings.warn(
+            f"unclosed EventStore on PostgreSQL {where} was dropped: call await "
+            "store.close() when done with it (its connections are being closed now)",
+            ResourceWarning,
+            stacklevel=1,  # no caller's line to point at: this runs in the garbage collector
+        )
+
+
 class PostgresBackend(StoreBackend):
     """Events in PostgreSQL tables, written in commit order, followed via NOTIFY."""
 
@@ -422,8 +470,21 @@ class PostgresBackend(StoreBackend):
         self._connect_errors = (*self._errors, ValueError)
         #: connections, tasks and waiters of each loop using the store (see ``_OnLoop``)
         self._loops: LoopShares[_OnLoop] = LoopShares(_OnLoop)
-        self._head = 0  # next global position, as far as notifications told us
-        self._closed = False
+        #: closed, and the head: shared with the tasks, which never hold the backend
+        self._status = _Status()
+        # dropped without close(): close the connections, with a warning; not at exit
+        # (asyncio.run() has dropped them already when its loop ends)
+        weakref.finalize(
+            self, _dropped, self._loops, self._status, redact_url(url), self.options.close_timeout
+        ).atexit = False
+
+    @property
+    def _closed(self) -> bool:
+        return self._status.closed
+
+    @_closed.setter
+    def _closed(self, closed: bool) -> None:
+        self._status.closed = closed
 
     def __repr__(self) -> str:
         return f"PostgresBackend({redact_url(self.url)!r})"
@@ -434,7 +495,10 @@ class PostgresBackend(StoreBackend):
         """The running loop's share of the store, made on its first use there."""
         on = self._loops.here()
         if on.committer is None:
-            on.committer = on.loop.create_task(self._commit_loop(on))
+            self._status.used = True
+            on.committer = on.loop.create_task(
+                _commit_loop(weakref.ref(self), on, self._status, self._loops, self._errors)
+            )
         return on
 
     async def _pool(self, on: _OnLoop) -> Any:
@@ -570,11 +634,7 @@ class PostgresBackend(StoreBackend):
 
     def _reason(self, exc: BaseException, *, timed_out: bool = False) -> str:
         """What went wrong, in words (a timeout's own text is empty)."""
-        if timed_out:
-            return no_answer(self.options)
-        if isinstance(exc, TimeoutError) and not str(exc):  # asyncpg connecting
-            return connect_timed_out(self.options)
-        return str(exc) or type(exc).__name__
+        return _reason(self.options, exc, timed_out=timed_out)
 
     def _failure(
         self,
@@ -609,10 +669,6 @@ class PostgresBackend(StoreBackend):
         if self._closed and not closing:
             return ClosedError("the event store is closed")
         return StoreError(f"PostgreSQL {what} failed: {reason}")
-
-    async def _tune(self, connection: Any) -> None:
-        """The pool's ``init``: every new connection gets the kernel's dead-peer bounds."""
-        tune_socket(connection, self.options.command_timeout)
 
     async def _open(self, on: _OnLoop) -> Any:
         """Open the loop's pool and migrate the schema on its first connection.
@@ -674,7 +730,7 @@ class PostgresBackend(StoreBackend):
                 max_size=_POOL_SIZE,
                 server_settings=self._settings,
                 timeout=self.options.connect_timeout,
-                init=self._tune,
+                init=functools.partial(_tune, self.options.command_timeout),
                 **hooks,
             )
         except self._connect_errors as exc:
@@ -706,39 +762,6 @@ class PostgresBackend(StoreBackend):
         on.pending.append((PendingAppend(stream, records, expected_version), future))
         on.work.set()
         return await future
-
-    async def _commit_loop(self, on: _OnLoop) -> None:
-        """Commit the loop's queued appends in groups, one transaction per group.
-
-        Once the store is closed and nothing is queued, it closes the loop's connections
-        and ends. It is cancelled only when its loop shuts down (``asyncio.run`` cancels
-        the tasks left behind): then it drops the loop's connections, while the loop can
-        still close them, and a later loop starts afresh.
-
-        ``on.work`` only wakes the loop; what to do is decided from the state (the queue
-        and ``_closed``), read after every group. The event is cleared just before the
-        wait, once that state says there is nothing to do, and never while a group is
-        written: a stop (or an append) signalled meanwhile is then never lost.
-        """
-        try:
-            while True:
-                if not on.pending:
-                    if self._closed:
-                        break
-                    on.work.clear()
-                    await on.work.wait()
-                    continue
-                group, on.pending = on.pending[:_MAX_GROUP], on.pending[_MAX_GROUP:]
-                # callers cancelled before their write started are not written
-                group = [job for job in group if not job[1].cancelled()]
-                if group:
-                    await self._commit_jobs(on, group)
-        except asyncio.CancelledError:
-            on.committer = None
-            with self._loops.lock:
-                self._loops.leave(on)
-            raise
-        await self._close_connections(on)
 
     async def _commit_jobs(self, on: _OnLoop, jobs: list[_Job]) -> None:
         """Commit a group of appends and resolve every caller's future."""
@@ -957,13 +980,23 @@ class PostgresBackend(StoreBackend):
     # -- live wake-ups ----------------------------------------------------------------
 
     async def wait(self, position: int) -> None:
-        if self._closed or self._head > position:
+        if self._closed or self._status.head > position:
             return
         on = self._here()
         if on.listening is None:
             # start listening; events committed before LISTEN took effect are found by
             # the caller's next read, so return at once
-            on.listening = asyncio.ensure_future(self._listen(on))
+            on.listening = asyncio.ensure_future(
+                _listen(
+                    on,
+                    self._status,
+                    self._asyncpg,
+                    self._dsn,
+                    self.options,
+                    self._errors,
+                    self.channel,
+                )
+            )
             await self._wait_changed(on, _RECONNECT_INTERVAL)
             return
         await self._wait_changed(on, None if on.connected else _RECONNECT_INTERVAL)
@@ -975,58 +1008,6 @@ class PostgresBackend(StoreBackend):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(at_most):
                 await changed.wait()
-
-    def _notified(self, on: _OnLoop, connection: Any, pid: int, channel: str, payload: str) -> None:
-        with contextlib.suppress(ValueError):
-            self._head = max(self._head, int(payload))
-        on.wake()
-
-    async def _listen(self, on: _OnLoop) -> None:
-        """Keep one LISTEN connection up; wake every waiter after each (re)connect.
-
-        A connection that goes silent (a partition, a NAT box that forgot it) would
-        never say so: it is pinged after every ``listener_ping`` seconds and replaced if
-        the answer takes as long again. Until a new one listens, waiters re-read every
-        ``_RECONNECT_INTERVAL`` seconds.
-        """
-        asyncpg = self._asyncpg
-        options = self.options
-        while not self._closed:
-            dropped = asyncio.Event()
-            try:
-                connection = await shielded_connect(
-                    on.openings,
-                    asyncpg.connect,
-                    self._dsn,
-                    timeout=options.connect_timeout,
-                    server_settings={"application_name": _LISTENER_NAME},
-                )
-            except self._errors:
-                await asyncio.sleep(_RECONNECT_INTERVAL)
-                continue
-            try:
-                tune_socket(connection, options.command_timeout)
-                connection.add_termination_listener(_on_drop(dropped))
-                with Watchdog(connection, options.command_timeout):
-                    await connection.add_listener(
-                        self.channel, functools.partial(self._notified, on)
-                    )
-                on.listener = connection
-                on.connected = True
-                on.wake()  # anything committed while not listening is re-read now
-                await _watch(connection, dropped, options.listener_ping)
-            except self._errors as exc:
-                if not self._closed:
-                    logger.warning(
-                        "PostgreSQL: the LISTEN connection failed (%s); reconnecting",
-                        self._reason(exc),
-                    )
-            finally:
-                on.connected = False
-                on.listener = None
-                if not connection.is_closed():
-                    connection.terminate()
-            on.wake()
 
     async def close(self) -> None:
         """Close the store: every loop's connections close once its queued appends are in.
@@ -1076,34 +1057,163 @@ class PostgresBackend(StoreBackend):
         if committer.done() and not committer.cancelled():
             committer.result()  # a bug in it is not swallowed
 
-    async def _close_connections(self, on: _OnLoop) -> None:
-        """Close the loop's connections gracefully (the committer's last act).
 
-        Bounded by ``on.deadline`` (see ``close``), which cuts them off instead.
-        """
+async def _tune(command_timeout: float, connection: Any) -> None:
+    """The pools' ``init``: every new connection gets the kernel's dead-peer bounds."""
+    tune_socket(connection, command_timeout)
+
+
+async def _commit_loop(
+    backend: weakref.ref[PostgresBackend],
+    on: _OnLoop,
+    status: _Status,
+    loops: LoopShares[_OnLoop],
+    errors: tuple[type[Exception], ...],
+) -> None:
+    """Commit the loop's queued appends in groups, one transaction per group.
+
+    Once the store is closed and nothing is queued, it closes the loop's connections
+    and ends. It is cancelled only when its loop shuts down (``asyncio.run`` cancels
+    the tasks left behind): then it drops the loop's connections, while the loop can
+    still close them, and a later loop starts afresh.
+
+    ``on.work`` only wakes the loop; what to do is decided from the state (the queue
+    and ``status.closed``), read after every group. The event is cleared just before
+    the wait, once that state says there is nothing to do, and never while a group is
+    written: a stop (or an append) signalled meanwhile is then never lost.
+
+    It holds the backend only while it commits a group, so a backend dropped without
+    ``close()`` is collected while this waits, and its finalizer stops it (``_dropped``).
+    """
+    try:
+        while True:
+            if not on.pending:
+                if status.closed or backend() is None:
+                    break
+                on.work.clear()
+                await on.work.wait()
+                continue
+            group, on.pending = on.pending[:_MAX_GROUP], on.pending[_MAX_GROUP:]
+            # callers cancelled before their write started are not written
+            group = [job for job in group if not job[1].cancelled()]
+            if not group:
+                continue
+            owner = backend()
+            if owner is None:  # dropped: its callers are gone too (they held it)
+                closed = ClosedError("the event store is closed")
+                for _, future in group:
+                    settle(future, closed)
+                continue
+            await owner._commit_jobs(on, group)
+            del owner  # not held while waiting for the next append
+    except asyncio.CancelledError:
+        on.committer = None
+        with loops.lock:
+            loops.leave(on)
+        raise
+    await _close_connections(on, loops, errors)
+
+
+async def _close_connections(
+    on: _OnLoop, loops: LoopShares[_OnLoop], errors: tuple[type[Exception], ...]
+) -> None:
+    """Close the loop's connections gracefully (the committer's last act).
+
+    Bounded by ``on.deadline`` (see ``close``), which cuts them off instead.
+    """
+    on.wake()
+    if on.listening is not None:
+        on.listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await on.listening
+    if on.listener is not None:
+        try:
+            await on.listener.close()
+        except errors:
+            on.listener.terminate()
+    if on.ready is not None and not on.ready.done():
+        await asyncio.wait((on.ready,))  # an open in progress finishes, then closes
+    if on.openings:  # connections callers gave up on, ended within connect_timeout
+        await asyncio.wait(set(on.openings))
+    if on.pool is not None:
+        try:
+            await on.pool.close()
+        except errors:  # a connection the server dropped may fail to say goodbye
+            on.pool.terminate()
+    if on.deadline is not None:
+        on.deadline.cancel()
+    with loops.lock:
+        loops.forget(on)
+
+
+def _notified(
+    status: _Status, on: _OnLoop, connection: Any, pid: int, channel: str, payload: str
+) -> None:
+    with contextlib.suppress(ValueError):
+        status.head = max(status.head, int(payload))
+    on.wake()
+
+
+async def _listen(
+    on: _OnLoop,
+    status: _Status,
+    asyncpg: Any,
+    dsn: str,
+    options: PostgresOptions,
+    errors: tuple[type[Exception], ...],
+    channel: str,
+) -> None:
+    """Keep one LISTEN connection up for the loop; wake every waiter after each
+    (re)connect.
+
+    A connection that goes silent (a partition, a NAT box that forgot it) would
+    never say so: it is pinged after every ``listener_ping`` seconds and replaced if
+    the answer takes as long again. Until a new one listens, waiters re-read every
+    ``_RECONNECT_INTERVAL`` seconds. It never holds the backend (see ``_Status``).
+    """
+    while not status.closed:
+        dropped = asyncio.Event()
+        try:
+            connection = await shielded_connect(
+                on.openings,
+                asyncpg.connect,
+                dsn,
+                timeout=options.connect_timeout,
+                server_settings={"application_name": _LISTENER_NAME},
+            )
+        except errors:
+            await asyncio.sleep(_RECONNECT_INTERVAL)
+            continue
+        try:
+            tune_socket(connection, options.command_timeout)
+            connection.add_termination_listener(_on_drop(dropped))
+            with Watchdog(connection, options.command_timeout):
+                await connection.add_listener(channel, functools.partial(_notified, status, on))
+            on.listener = connection
+            on.connected = True
+            on.wake()  # anything committed while not listening is re-read now
+            await _watch(connection, dropped, options.listener_ping)
+        except errors as exc:
+            if not status.closed:
+                logger.warning(
+                    "PostgreSQL: the LISTEN connection failed (%s); reconnecting",
+                    _reason(options, exc),
+                )
+        finally:
+            on.connected = False
+            on.listener = None
+            if not connection.is_closed():
+                connection.terminate()
         on.wake()
-        if on.listening is not None:
-            on.listening.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await on.listening
-        if on.listener is not None:
-            try:
-                await on.listener.close()
-            except self._errors:
-                on.listener.terminate()
-        if on.ready is not None and not on.ready.done():
-            await asyncio.wait((on.ready,))  # an open in progress finishes, then closes
-        if on.openings:  # connections callers gave up on, ended within connect_timeout
-            await asyncio.wait(set(on.openings))
-        if on.pool is not None:
-            try:
-                await on.pool.close()
-            except self._errors:  # a connection the server dropped may fail to say goodbye
-                on.pool.terminate()
-        if on.deadline is not None:
-            on.deadline.cancel()
-        with self._loops.lock:
-            self._loops.forget(on)
+
+
+def _reason(options: PostgresOptions, exc: BaseException, *, timed_out: bool = False) -> str:
+    """What went wrong, in words (a timeout's own text is empty)."""
+    if timed_out:
+        return no_answer(options)
+    if isinstance(exc, TimeoutError) and not str(exc):  # asyncpg connecting
+        return connect_timed_out(options)
+    return str(exc) or type(exc).__name__
 
 
 class Watchdog:
