@@ -175,7 +175,8 @@ class RedisIdempotencyStore(IdempotencyStore):
     holds this holder's token, so a holder that stalled past its lease cannot extend or
     drop the claim another process took over. :meth:`complete` always records the key
     as delivered: the message went out. Each event loop using the store gets its own
-    connections, closed as that loop shuts down.
+    connections, closed as that loop shuts down. Each command waits at most 5 s for
+    Redis (connecting included), then fails with :class:`NotificationError`.
     """
 
     def __init__(
@@ -213,7 +214,9 @@ class RedisIdempotencyStore(IdempotencyStore):
 
     def _new_client(self) -> Any:
         aioredis = require("redis.asyncio", extra="redis", feature="the Redis idempotency store")
-        return aioredis.Redis.from_url(self.url)
+        # every command bounded on every redis-py release we allow (5.0.x waits for ever
+        # by default): a claim or release is finished even when its caller is cancelled
+        return aioredis.Redis.from_url(self.url, **_CLIENT_TIMEOUTS)
 
     async def _call(self, what: str, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -259,6 +262,8 @@ class RedisIdempotencyStore(IdempotencyStore):
 
 
 _PENDING = b"pending:"
+#: seconds a Redis command (or connecting) may take before it fails
+_CLIENT_TIMEOUTS = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
 #: extend the lease only if the claim is still ours (a stale holder cannot keep another's)
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then

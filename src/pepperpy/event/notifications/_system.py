@@ -24,10 +24,11 @@ from .._bus import EventBus
 from .._errors import ClosedError, ConfigurationError, EventError, NotificationError
 from .._event import Event
 from .._handlers import is_async_callable
+from .._loops import settled
 from .._manager import EventManager
 from .._patterns import parse_pattern
 from .._retry import RetryPolicy
-from ._idempotency import IdempotencyStore, store_from
+from ._idempotency import Claim, IdempotencyStore, store_from
 from ._loopclients import owned_by
 from ._models import (
     ChannelResult,
@@ -511,7 +512,7 @@ class NotificationSystem:
             return await self._send(call, route, notification)
         store = self.idempotency
         try:
-            while (state := await store.claim(key)) == "busy":
+            while (state := await _claim(store, key)) == "busy":
                 await store.wait(key)
         except NotificationError as exc:
             return await self._fail(route, exc, 0, notification, template)
@@ -521,17 +522,13 @@ class NotificationSystem:
         try:
             result = await self._send(call, route, notification)
         except BaseException:
-            await _stop(keeper)
-            await asyncio.shield(store.release(key))
+            # the claim is given up even if cancelled again meanwhile (a claim left
+            # pending blocks every retry until its lease ends: for ever in memory)
+            await settled(_record(store, key, keeper, delivered=False))
             raise
-        await _stop(keeper)
-        try:
-            if result.ok:
-                await store.complete(key)
-            else:
-                await store.release(key)
-        except NotificationError:
-            logger.exception("could not record idempotency key %r", key)
+        # recorded even if the caller is cancelled now: the message went out (a pending
+        # claim would make the retry wait for the lease, then send it again)
+        await settled(_record(store, key, keeper, delivered=result.ok))
         return result
 
     async def _send(self, call: _Call, route: _Route, notification: Notification) -> ChannelResult:
@@ -764,6 +761,41 @@ async def _hold(store: IdempotencyStore, key: str) -> None:
                 key,
             )
             return
+
+
+async def _claim(store: IdempotencyStore, key: str) -> Claim:
+    """``store.claim(key)``, given back if the caller is cancelled while it runs.
+
+    The claim runs to its end (a claim that reached the store unseen would stay pending
+    until its lease ends, for ever in memory, and block every retry); if it was taken
+    for a caller cancelled meanwhile, it is released before the cancellation goes on.
+    """
+    taken: list[Claim] = []
+
+    async def claim() -> Claim:
+        taken.append(await store.claim(key))
+        return taken[0]
+
+    try:
+        return await settled(claim())
+    except asyncio.CancelledError:
+        if taken == ["claimed"]:
+            await settled(_record(store, key, None, delivered=False))
+        raise
+
+
+async def _record(
+    store: IdempotencyStore, key: str, keeper: asyncio.Future[None] | None, *, delivered: bool
+) -> None:
+    """End a delivery's claim: stop renewing it, then complete or release it."""
+    await _stop(keeper)
+    try:
+        if delivered:
+            await store.complete(key)
+        else:
+            await store.release(key)
+    except NotificationError:
+        logger.exception("could not record idempotency key %r", key)
 
 
 async def _stop(task: asyncio.Future[None] | None) -> None:
