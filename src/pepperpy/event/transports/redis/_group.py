@@ -46,6 +46,7 @@ from ._wire import (
     entry_topic,
     explain,
     logger,
+    parse_id,
     pool_errors,
     resume_cancellation,
     unreadable,
@@ -115,6 +116,8 @@ return released
 
 #: how long (ms) a clean-handover mark waits for the partition's next owner
 HANDOVER_MARK_TTL_MS = 7 * 24 * 3600 * 1000
+
+StreamId = tuple[int, int]
 
 DeadLetterPublisher = Callable[[Event, str, int], Awaitable[None]]
 
@@ -191,6 +194,9 @@ class GroupMember:
         self._release_script = client.register_script(_RELEASE)
         self._counters = client.register_script(GROUP_COUNTERS)
         self._counters_loaded = False
+        #: per partition, how far the group has read it, as far as this member knows
+        #: (its reads and counter snapshots): where a vanished group is made anew
+        self._positions: dict[int, StreamId] = {}
         self._assigned: set[int] = set()  # held and ours: a worker consumes each
         self._releasing: set[int] = set()  # held but assigned elsewhere: give back
         self._workers: dict[int, asyncio.Task[None]] = {}
@@ -411,6 +417,7 @@ class GroupMember:
         failures = 0
         claim = True
         reader_id: int | None = None
+        refused: str | None = None  # the refusal last logged, until a round succeeds
         tally = GroupTally()  # entries trimmed before the group read them
         next_sweep = time.monotonic() + self._options.lease_ttl
         while self._ours(p):
@@ -444,8 +451,15 @@ class GroupMember:
                     # cancelled as the read completed: leave what it read pending (claimed
                     # by whoever holds the partition next), deliver nothing more
                     resume_cancellation()
+                    if reply and reply[0][1]:
+                        self._read_to(p, parse_id(reply[0][1][-1][0]))
                     done = not reply or await self._run(p, reply[0][1], None)
                 backoff = Backoff(self._options.max_backoff)
+                if refused is not None:
+                    refused = None
+                    logger.warning(
+                        "group %r: stream %s (partition %d) is read again", self.group, stream, p
+                    )
                 if done:
                     claim = False
                     failures = 0
@@ -466,15 +480,33 @@ class GroupMember:
                 logger.warning("group %r: Redis unreachable (%s); reconnecting", self.group, exc)
                 claim, delay, reader_id = True, backoff.next(), None
             except self._response_error as exc:
-                if "NOGROUP" in str(exc):
-                    logger.error("group %r vanished from Redis; recreating it", self.group)
-                    with contextlib.suppress(*self._unreachable, self._response_error):
-                        await self.create_groups()
-                else:
-                    logger.error("group %r: Redis refused a command: %s", self.group, exc)
+                text = str(exc)
+                if text.startswith("NOGROUP"):  # destroyed, or the stream deleted
+                    try:
+                        await self._recreate(p, reader)
+                    except (*self._unreachable, self._response_error) as failure:
+                        text = f"{text}; recreating the group failed: {failure}"
+                    else:
+                        text = ""  # logged by _recreate
+                if text and text != refused:  # once, not at every retry
+                    logger.error(
+                        "group %r: Redis refused a command on stream %s (partition %d): %s; "
+                        "retrying, backing off up to %gs",
+                        self.group,
+                        stream,
+                        p,
+                        text,
+                        self._options.max_backoff,
+                    )
+                refused = text or refused
                 claim, delay = True, backoff.next()
             except Exception:
-                logger.exception("group %r: unexpected error while consuming", self.group)
+                logger.exception(
+                    "group %r: unexpected error while consuming stream %s (partition %d)",
+                    self.group,
+                    stream,
+                    p,
+                )
                 claim, delay = True, backoff.next()
             if not self._ours(p):
                 return
@@ -483,6 +515,39 @@ class GroupMember:
                 await asyncio.sleep(delay)
             finally:
                 self._sleeping.discard(p)
+
+    def _read_to(self, p: int, position: StreamId) -> None:
+        """Remember that the group has read partition ``p`` up to ``position`` (or further)."""
+        known = self._positions.get(p)
+        if known is None or position > known:
+            self._positions[p] = position
+
+    async def _recreate(self, p: int, client: Redis) -> None:
+        """Make the consumer group on partition ``p``'s stream anew (it is gone: destroyed
+        with ``XGROUP DESTROY``, or the stream deleted) where this member knows the group
+        had read up to, so that what was published since is delivered; at ``$`` if it
+        knows nothing. An existing group (made anew by another member) is left alone."""
+        stream = self._streams[p]
+        known = self._positions.get(p)
+        start = "$" if known is None else id_text(known)
+        try:
+            await client.xgroup_create(stream, self.group, id=start, mkstream=True)
+        except self._response_error as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+            return
+        logger.error(
+            "group %r: the consumer group on stream %s (partition %d) was gone (destroyed "
+            "with XGROUP DESTROY, or the stream deleted); made it anew at %s (%s). Entries "
+            "it had pending are no longer tracked by Redis",
+            self.group,
+            stream,
+            p,
+            start,
+            "where the group had read up to, as far as this member knows"
+            if known is not None
+            else "the end of the stream: this member had read nothing there yet",
+        )
 
     async def _read_counted(self, p: int, reader: Redis, tally: GroupTally) -> Any:
         """Read partition ``p`` behind a snapshot of its counters; log what was trimmed
@@ -498,6 +563,8 @@ class GroupMember:
             self.group, self.consumer, {stream: ">"}, count=self._options.batch_size, block=1000
         )
         counters, reply = await pipe.execute(raise_on_error=False)
+        if counters and not isinstance(counters, Exception):
+            self._read_to(p, parse_id(counters[5]))  # before a refused read too
         if isinstance(reply, Exception):
             raise reply
         if isinstance(counters, Exception):

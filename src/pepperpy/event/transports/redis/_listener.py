@@ -80,6 +80,7 @@ class Listener:
         self._options = options
         self._unreachable = connection_errors(exceptions)
         self._pool_full = pool_errors(exceptions)
+        self.response_error: type[Exception] = exceptions.ResponseError
         self._index: PatternIndex[Feed] = PatternIndex()
         self._feeds: list[Feed] = []
         self.streams = [options.stream(p) for p in range(options.partitions)]
@@ -105,6 +106,14 @@ class Listener:
         self.trimmed_unread = 0
         #: how many entries were trimmed before the reader read them (counted exactly)
         self.lost_entries = 0
+        #: partitions whose key another client replaced with something else than a
+        #: stream (the type it holds): set aside, so that the others are read on
+        self._broken: dict[int, str] = {}
+        self._broken_names: set[str] = set()
+        self._recheck_backoff = Backoff(options.max_backoff)
+        self._recheck_at = 0.0
+        #: the last refusal logged (logged once, not at every retry)
+        self._refused: str | None = None
         self._task: asyncio.Task[None] | None = None
         self.stopping = False
         self._idle = False
@@ -151,60 +160,165 @@ class Listener:
         await asyncio.gather(*(feed.close() for feed in self._feeds))
 
     async def _loop(self) -> None:
+        """Read until closed. No failure ends it: each is logged, then retried after a
+        pause that grows up to ``max_backoff`` (a lost connection, a refused command, a
+        stream key another client replaced, a bug of ours)."""
         backoff = Backoff(self._options.max_backoff)
         while not self.stopping:
             resume_cancellation()  # one a backoff's driver call swallowed
-            self._idle = True
-            counters: Any = None
             try:
-                if time.monotonic() >= self._next_check:
-                    counters, reply = await self._read_counted()
-                else:
-                    reply = await self._client.xread(
-                        self._positions, count=self._options.batch_size + 1, block=1000
-                    )
-                # cancelled as the read completed: hand nothing of it out (as when idle)
-                resume_cancellation()
-            except self._pool_full:
-                logger.warning(
-                    "listener: no free Redis connection to read with: %s; backing off",
-                    pool_exhausted(self._client),
-                )
+                if await self._round():
+                    backoff = Backoff(self._options.max_backoff)
+                    continue
+            except Exception as exc:
+                await self._failed(exc)
+            self._idle = True  # a pause: close() may cancel it
+            try:
                 await asyncio.sleep(backoff.next())
-                continue
-            except self._unreachable as exc:
-                logger.warning("listener: Redis unreachable (%s); reconnecting", exc)
-                await asyncio.sleep(backoff.next())
-                continue
             finally:
                 self._idle = False
-            backoff = Backoff(self._options.max_backoff)
-            count = self._options.batch_size
-            if counters is not None:
-                self._check_counts(counters, reply)
-            for name, entries in reply or ():
-                if entries:
-                    p = self.partitions[name]
-                    expected = self._expected[p]
-                    first = parse_id(entries[0][0])
-                    if expected is not None and first > expected:
-                        self.trimmed_unread += 1
-                        logger.warning(
-                            "listener: stream %s was trimmed (retention or maxlen) past "
-                            "entries not read yet, from %d-%d up to before %d-%d; ungrouped "
-                            "subscriptions miss them. Handlers fall further behind than "
-                            "the stream keeps: raise retention, or use a group",
-                            self.streams[p],
-                            *expected,
-                            *first,
-                        )
-                    following = entries[count] if len(entries) > count else None
-                    self._expected[p] = None if following is None else parse_id(following[0])
-                    entries = entries[:count]
-                    await self._dispatch(p, entries)
-                    self._positions[self.streams[p]] = entries[-1][0]
 
-    async def _read_counted(self) -> tuple[Any, Any]:
+    async def _round(self) -> bool:
+        """Read once and hand out what came; False when there was nothing to read from
+        (every stream unreadable): the caller pauses then."""
+        if self._broken and time.monotonic() >= self._recheck_at:
+            await self._recheck()
+        positions = self._positions
+        if self._broken:
+            positions = {s: at for s, at in positions.items() if s not in self._broken_names}
+            if not positions:
+                return False
+        self._idle = True
+        counters: Any = None
+        try:
+            if time.monotonic() >= self._next_check:
+                counters, reply = await self._read_counted(positions)
+            else:
+                reply = await self._client.xread(
+                    positions, count=self._options.batch_size + 1, block=1000
+                )
+            # cancelled as the read completed: hand nothing of it out (as when idle)
+            resume_cancellation()
+        finally:
+            self._idle = False
+        self._refused = None
+        count = self._options.batch_size
+        if counters is not None:
+            self._check_counts(counters, reply)
+        for name, entries in reply or ():
+            if entries:
+                p = self.partitions[name]
+                expected = self._expected[p]
+                first = parse_id(entries[0][0])
+                if expected is not None and first > expected:
+                    self.trimmed_unread += 1
+                    logger.warning(
+                        "listener: stream %s was trimmed (retention or maxlen) past "
+                        "entries not read yet, from %d-%d up to before %d-%d; ungrouped "
+                        "subscriptions miss them. Handlers fall further behind than "
+                        "the stream keeps: raise retention, or use a group",
+                        self.streams[p],
+                        *expected,
+                        *first,
+                    )
+                following = entries[count] if len(entries) > count else None
+                self._expected[p] = None if following is None else parse_id(following[0])
+                entries = entries[:count]
+                await self._dispatch(p, entries)
+                self._positions[self.streams[p]] = entries[-1][0]
+        return True
+
+    async def _failed(self, exc: Exception) -> None:
+        """Log why a round failed (the pause follows); find the streams it could not read."""
+        if isinstance(exc, self._pool_full):
+            logger.warning(
+                "listener: no free Redis connection to read with: %s; backing off",
+                pool_exhausted(self._client),
+            )
+        elif isinstance(exc, self._unreachable):
+            logger.warning("listener: Redis unreachable (%s); reconnecting", exc)
+        elif isinstance(exc, self.response_error):
+            try:
+                found = await self.find_broken(self.streams)
+            except (*self._unreachable, *self._pool_full, self.response_error):
+                found = False
+            text = str(exc)
+            if not found and text != self._refused:  # once per error, not per retry
+                logger.error(
+                    "listener: Redis refused to read streams %s: %s; retrying (backing off "
+                    "up to %gs)",
+                    _names(self.streams),
+                    text,
+                    self._options.max_backoff,
+                )
+            self._refused = text
+        else:
+            logger.exception("listener: reading streams %s failed; retrying", _names(self.streams))
+        # a round cut short may have handed out part of what it read: go on from there
+        for p, stream in enumerate(self.streams):
+            self._positions[stream] = id_text(self.ids[p])
+
+    async def find_broken(self, streams: list[str]) -> bool:
+        """After a refused read of ``streams``: set aside those whose key is no stream
+        (another client replaced it: ``WRONGTYPE``), each logged once, so that the other
+        partitions are read on. True if any of ``streams`` is set aside now.
+
+        ``XREAD`` fails as a whole for one such key, and its error does not say which:
+        one ``TYPE`` per stream (one round trip) tells.
+        """
+        pipe = self._client.pipeline(transaction=False)
+        for stream in streams:
+            pipe.type(stream)
+        kinds: list[Any] = await pipe.execute()
+        found = False
+        for stream, kind in zip(streams, kinds, strict=True):
+            kind = _text(kind)
+            if kind in ("stream", "none"):
+                continue
+            found = True
+            if stream in self._broken_names:
+                continue
+            p = self.streams.index(stream)
+            self._broken[p] = kind
+            self._broken_names.add(stream)
+            self._recheck_backoff = Backoff(self._options.max_backoff)
+            self._recheck_at = time.monotonic() + self._recheck_backoff.next()
+            logger.error(
+                "listener: key %s holds a %s, not a stream (another client replaced it); "
+                "ungrouped subscriptions get nothing from partition %d until it is a "
+                "stream again (DEL it: the next publish makes the stream anew). Checking "
+                "it every %gs at most",
+                stream,
+                kind,
+                p,
+                self._options.max_backoff,
+            )
+        return found
+
+    async def _recheck(self) -> None:
+        """Read the streams set aside again once their keys are streams (or gone)."""
+        broken = sorted(self._broken)
+        pipe = self._client.pipeline(transaction=False)
+        for p in broken:
+            pipe.type(self.streams[p])
+        kinds: list[Any] = await pipe.execute()
+        self._recheck_at = time.monotonic() + self._recheck_backoff.next()
+        for p, kind in zip(broken, kinds, strict=True):
+            if _text(kind) in ("stream", "none"):
+                del self._broken[p]
+                self._broken_names.discard(self.streams[p])
+                logger.warning(
+                    "listener: key %s is %s again; reading it on after %s",
+                    self.streams[p],
+                    "a stream" if _text(kind) == "stream" else "free (no stream yet)",
+                    id_text(self.ids[p]),
+                )
+
+    def broken(self, p: int) -> bool:
+        """True while partition ``p``'s key is no stream (set aside, see find_broken)."""
+        return p in self._broken
+
+    async def _read_counted(self, positions: dict[Any, Any]) -> tuple[Any, Any]:
         """The next read, behind a snapshot of every stream's counters (one round trip)."""
         self._next_check = time.monotonic() + CHECK_EVERY
         if not self._script_loaded:  # Redis's script cache was flushed
@@ -212,7 +326,7 @@ class Listener:
             self._script_loaded = True
         pipe = self._client.pipeline(transaction=False)
         pipe.evalsha(self._counters.sha, len(self.streams), *self.streams)
-        pipe.xread(self._positions, count=self._options.batch_size + 1, block=1000)
+        pipe.xread(positions, count=self._options.batch_size + 1, block=1000)
         counters, reply = await pipe.execute(raise_on_error=False)
         if isinstance(reply, Exception):
             raise reply
@@ -339,6 +453,7 @@ class Feed:
         #: the shared reader waits for room in this lane: (partition, its future)
         self._room_waiter: tuple[int, asyncio.Future[bool]] | None = None
         self._catching_up: asyncio.Task[None] | None = None
+        self._refusal: str | None = None  # the last refusal of a catch-up read logged
         self._waiting = False  # the catch-up task waits for room (safe to cancel)
         self.key = 0  # its key in the listener's pattern index
         #: how many times it found entries it had to read trimmed away (each logged)
@@ -458,6 +573,12 @@ class Feed:
                         self._room.clear()
                         await self._pause(self._room.wait())
                     continue
+                # a partition whose key is no stream fails the whole read: read the
+                # others, and that one once the shared reader finds it a stream again
+                ready = {p: n for p, n in ready.items() if not listener.broken(p)}
+                if not ready:
+                    await self._pause(asyncio.sleep(backoff.next()))
+                    continue
                 streams: dict[Any, Any] = {listener.streams[p]: self._taken_raw[p] for p in ready}
                 marks = {p: (listener.ids[p], listener.numbers[p]) for p in ready}
                 try:
@@ -475,7 +596,20 @@ class Feed:
                     logger.warning("listener: Redis unreachable (%s); reconnecting", exc)
                     await self._pause(asyncio.sleep(backoff.next()))
                     continue
+                except self._listener.response_error as exc:
+                    await self._refused(list(streams), exc)
+                    await self._pause(asyncio.sleep(backoff.next()))
+                    continue
+                except Exception:  # ending here would leave these partitions unread for good
+                    logger.exception(
+                        "ungrouped subscription %r: catching up on streams %s failed; retrying",
+                        self.sub.pattern,
+                        _names(list(streams)),
+                    )
+                    await self._pause(asyncio.sleep(backoff.next()))
+                    continue
                 backoff = Backoff(self._options.max_backoff)
+                self._refusal = None
                 for name, entries in reply or ():
                     if entries:
                         p = listener.partitions[name]
@@ -490,6 +624,25 @@ class Feed:
                         self._all_gone(p, mark)
         finally:
             self._catching_up = None
+
+    async def _refused(self, streams: list[str], exc: Exception) -> None:
+        """A catch-up read was refused: set aside the streams that are no streams any
+        more (logged by the listener), else log the refusal (once, not at every retry)."""
+        try:
+            if await self._listener.find_broken(streams):
+                return
+        except (*self._unreachable, *self._pool_full, self._listener.response_error):
+            pass
+        if str(exc) != self._refusal:
+            self._refusal = str(exc)
+            logger.error(
+                "ungrouped subscription %r: Redis refused to read streams %s: %s; retrying "
+                "(backing off up to %gs)",
+                self.sub.pattern,
+                _names(streams),
+                exc,
+                self._options.max_backoff,
+            )
 
     async def _pause(self, waiting: Awaitable[Any]) -> None:
         """Await ``waiting`` (for room, or a backoff), which close() may cancel."""
@@ -626,3 +779,10 @@ def _settle(waiter: asyncio.Future[bool], result: bool) -> None:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _names(streams: list[str]) -> str:
+    """Stream names for a log line: all of a few, the first and last of many."""
+    if len(streams) <= 3:
+        return ", ".join(streams)
+    return f"{streams[0]} .. {streams[-1]} ({len(streams)} streams)"

@@ -570,15 +570,18 @@ class RedisTransport(Transport):
         are kept whatever the groups say, so ungrouped readers less than that far behind
         lose nothing (those further behind are told what they lost). Without groups,
         everything older than that goes. Runs by itself every ``trim_interval`` seconds
-        while the transport is started.
+        while the transport is started. A partition key that holds no stream (another
+        client replaced it; its readers log that) is skipped, the others are trimmed.
         """
         client = self._require_client()
         removed = 0
         keep = self.options.retention if older_than is None else older_than
         horizon = int((time.time() - keep) * 1000)
         for stream in self._streams:
+            if _text(await client.type(stream)) != "stream":
+                continue  # none, or replaced by another client: nothing of ours to trim
             floor = (horizon, 0)
-            for group in await client.xinfo_groups(stream) if await client.exists(stream) else []:
+            for group in await client.xinfo_groups(stream):
                 oldest = None
                 if group["pending"]:
                     summary = await client.xpending(stream, group["name"])
@@ -601,3 +604,7 @@ async def _give_back(held: Redis, *, broken: bool) -> None:
             await held.connection.disconnect(nowait=True)
     finally:
         await held.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -60,16 +60,21 @@ local function counters(key)
 end
 """
 
-#: KEYS = streams; returns the counters of each (a missing stream: nothing added yet)
+#: KEYS = streams; returns the counters of each (a missing stream: nothing added yet; a
+#: key another client replaced with something else: no counters, as on Redis 6.2, so that
+#: one such key does not fail the snapshot of the others)
 STREAM_COUNTERS = (
     _FIELDS
     + """
 local out = {}
 for i, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'stream' then
     out[i] = counters(key)
-  else
+  elseif kind == 'none' then
     out[i] = {'0-0', 0, 0, '0-0', '0-0'}
+  else
+    out[i] = {'0-0', -1, 0, '0-0', '0-0'}
   end
 end
 return out
@@ -83,7 +88,7 @@ return out
 #: what it delivered), in the same step, so that whoever checks next finds nothing to
 #: report again. Returns the stream's counters, then last-delivered-id, entries-read (-1:
 #: unknown) and what entries-read was before it was set (-1: not set); false without the
-#: stream or the group.
+#: stream (or where its key holds something else) or the group.
 GROUP_COUNTERS = (
     _FIELDS
     + """
@@ -93,7 +98,7 @@ local function before(a, b)
   am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
   return am < bm or (am == bm and as < bs)
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'stream' then return false end
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
   local h = {}
   for j = 1, #g, 2 do h[g[j]] = g[j + 1] end
