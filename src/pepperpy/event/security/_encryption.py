@@ -48,6 +48,7 @@ import orjson
 
 from .._deps import require
 from .._errors import ClosedError, ConfigurationError, EncryptionError
+from .._loops import settled
 from .._sqlite import OneConnection, open_wal, track_forks
 
 __all__ = ["KeyRing", "KeyStore", "MemoryKeyStore", "SQLiteKeyStore", "StreamEncryption"]
@@ -462,7 +463,9 @@ class StreamEncryption:
         key = os.urandom(32)
         cipher = _aesgcm(key)
         master_id, wrapped = self._wrap(stream, version, key)
-        if not await self.key_store.save(stream, version, master_id, wrapped):
+        # finished even if the caller is cancelled: a key store on a worker thread would
+        # go on writing it unseen after the cancellation
+        if not await settled(self.key_store.save(stream, version, master_id, wrapped)):
             return None
         entry = self._cache.get(stream)
         if entry is None:
@@ -652,7 +655,14 @@ class StreamEncryption:
         return plaintext
 
     async def rotate(self) -> int:
-        """Re-wrap every live data key under the primary master key; return how many."""
+        """Re-wrap every live data key under the primary master key; return how many.
+
+        Each key is re-wrapped in one write, so a rotation cut off half-way (an error, a
+        crash, a cancellation) leaves some keys under the old master key and some under
+        the new one, all readable while both are in the key ring; run it again to finish
+        before retiring the old master key. Cancelled, it raises only once the write under
+        way is over, so the key table is then what it stays.
+        """
         count = 0
         for stream in await self.key_store.streams():
             for version, (master_id, wrapped) in (await self.key_store.load(stream)).items():
@@ -660,7 +670,7 @@ class StreamEncryption:
                     continue
                 key = self._unwrap(stream, version, master_id, wrapped)
                 new_master, new_wrapped = self._wrap(stream, version, key)
-                await self.key_store.replace(stream, version, new_master, new_wrapped)
+                await settled(self.key_store.replace(stream, version, new_master, new_wrapped))
                 count += 1
         for entry in self._cache.values():  # the keys themselves did not change: pages
             entry.loaded_at = -math.inf  # already preloaded still decode; the next reloads
@@ -678,8 +688,13 @@ class StreamEncryption:
 
         Returns False when the stream had no live key. Version numbers stay taken, so
         events written to the stream later get a new key and read normally, while the
-        old ones keep reading as shredded.
+        old ones keep reading as shredded. Once started it runs to its end even if the
+        caller is cancelled (the cancellation is raised after), so no stream is left
+        half-shredded.
         """
+        return await settled(self._shred(stream))
+
+    async def _shred(self, stream: str) -> bool:
         rows = await self.key_store.load(stream)
         live = [version for version, (master_id, _) in rows.items() if master_id != SHREDDED]
         for version in live:
