@@ -17,13 +17,14 @@ import textwrap
 import threading
 import warnings
 import weakref
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from pepperpy.event import EventStore
+from pepperpy.event import AppendResult, ClosedError, EventStore
 from pepperpy.event.store._records import event_records
 from pepperpy.event.store.base import ANY
 from pepperpy.event.store.postgres import PostgresBackend
@@ -35,14 +36,27 @@ def _store_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("pepperpy-sqlite")}
 
 
-def _drop(holder: list[Any]) -> tuple[list[warnings.WarningMessage], list[weakref.ref[Any]]]:
-    """Drop the only references to the objects in ``holder``, collect, and return the
-    warnings emitted meanwhile and weak references to the objects."""
+async def _drop(
+    holder: list[Any], name: str | None
+) -> tuple[list[warnings.WarningMessage], list[weakref.ref[Any]]]:
+    """Drop the only references to the objects in ``holder`` and collect; return the
+    warnings emitted meanwhile and weak references to the objects.
+
+    The last reference may go in another thread (a read thread lets go of its work item
+    just after answering), which then runs the finalizer: so this waits until the
+    objects are gone and, given the ``name`` of a store, until its warning came.
+    """
     refs = [weakref.ref(thing) for thing in holder]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         holder.clear()
         gc.collect()
+        await eventually(
+            lambda: (
+                all(ref() is None for ref in refs)
+                and (name is None or bool(_unclosed(caught, name)))
+            )
+        )
     return caught, refs
 
 
@@ -71,23 +85,30 @@ async def test_a_dropped_sqlite_store_is_collected_and_warns_and_its_threads_end
     assert len(await store.read_all()) == 5  # the read threads run too
     backend = store.backend
     assert isinstance(backend, SQLiteBackend)
-    # appends still queued (batched on this loop's current pass) when the store goes
-    queued = [
-        backend.append("order.2", event_records({"type": "order.placed", "data": {"n": n}}), ANY)
-        for n in range(3)
-    ]
+
+    def appending(to: SQLiteBackend, stream: str) -> list[Awaitable[AppendResult]]:
+        return [
+            to.append(stream, event_records({"type": "o.p", "data": {"n": n}}), ANY)
+            for n in range(3)
+        ]
+
+    handed = appending(backend, "order.2")
+    await asyncio.sleep(0)  # one loop pass: the batch is handed to the writer's queue
+    batched = appending(backend, "order.3")  # these wait for the end of this pass
     threads = _store_threads() - before
     assert any(t.name == "pepperpy-sqlite-writer" for t in threads)
 
     holder: list[Any] = [store, backend]
     del store, backend
-    caught, refs = _drop(holder)
-
-    assert all(ref() is None for ref in refs), "the dropped store was not collected"
-    assert _unclosed(caught, str(path)), [str(w.message) for w in caught]
-    # what was queued is written, and its callers are answered
-    results = await asyncio.wait_for(asyncio.gather(*queued), 30)
+    await _drop(holder, str(path))  # collected, with a warning naming the file
+    # the writer writes what it was handed before it ends, and answers
+    results = await asyncio.wait_for(asyncio.gather(*handed), 30)
     assert [r.next_expected_version for r in results] == [0, 1, 2]
+    # appends still batched on the loop go in if the store was collected on this loop;
+    # collected in a read thread (the last to let go of it), they are refused unwritten
+    outcomes = await asyncio.wait_for(asyncio.gather(*batched, return_exceptions=True), 30)
+    assert all(isinstance(o, AppendResult | ClosedError) for o in outcomes), outcomes
+    accepted = [n for n, outcome in enumerate(outcomes) if isinstance(outcome, AppendResult)]
     for thread in _store_threads() - before:  # the writer, readers and the release thread
         thread.join(30)
         assert not thread.is_alive(), f"{thread.name} still runs"
@@ -98,6 +119,7 @@ async def test_a_dropped_sqlite_store_is_collected_and_warns_and_its_threads_end
         assert [(e.stream, e.data["n"]) for e in events] == [
             *(("order.1", n) for n in range(5)),
             *(("order.2", n) for n in range(3)),
+            *(("order.3", n) for n in accepted),
         ]
     finally:
         await reopened.close()
@@ -111,7 +133,7 @@ async def test_a_closed_sqlite_store_is_collected_without_a_warning(tmp_path: Pa
     await store.close()
     holder: list[Any] = [store]
     del store
-    caught, refs = _drop(holder)
+    caught, refs = await _drop(holder, None)
     assert refs[0]() is None
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [
         str(w.message) for w in caught
@@ -124,7 +146,7 @@ async def test_a_sqlite_store_never_used_holds_nothing_and_is_not_warned_about(
     store = EventStore(f"sqlite:///{tmp_path / 'unused.db'}")
     holder: list[Any] = [store]
     del store
-    caught, refs = _drop(holder)
+    caught, refs = await _drop(holder, None)
     assert refs[0]() is None
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
     assert not (tmp_path / "unused.db").exists()
@@ -132,7 +154,7 @@ async def test_a_sqlite_store_never_used_holds_nothing_and_is_not_warned_about(
 
 _AT_EXIT = """
 import asyncio, sys
-from pepperpy.event import EventStore
+from pepperpy.event import AppendResult, ClosedError, EventStore
 
 STORE = EventStore(sys.argv[1])  # never closed: still referenced when the process exits
 
@@ -211,10 +233,7 @@ async def test_a_dropped_postgres_store_is_collected_and_warns_and_closes_its_co
 
         holder: list[Any] = [store, backend]
         del store, backend
-        caught, refs = _drop(holder)
-
-        assert all(ref() is None for ref in refs), "the dropped store was not collected"
-        assert _unclosed(caught, database), [str(w.message) for w in caught]
+        await _drop(holder, database)  # collected, with a warning naming the database
         # its committer closes the connections, as close() has it do, and ends
         await asyncio.wait_for(asyncio.wait((committer, listening)), 30)
         assert not committer.cancelled() and committer.exception() is None
@@ -245,7 +264,7 @@ async def test_a_closed_postgres_store_is_collected_without_a_warning(postgres_u
     await store.close()
     holder: list[Any] = [store]
     del store
-    caught, refs = _drop(holder)
+    caught, refs = await _drop(holder, None)
     assert refs[0]() is None
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [
         str(w.message) for w in caught

@@ -214,12 +214,14 @@ def _release(
 def _dropped(held: _Held, path: str) -> None:
     """A backend was collected without ``close()``: release what it held, and say so.
 
-    Its writer writes what is already queued (the appends of the current pass of the
-    loop this runs on, if any, included) and ends; the read threads end and the
+    Its writer writes what it was handed and ends; the read threads end and the
     connections close, in a daemon thread, since this runs wherever the garbage
-    collector happens to run (on an event loop, say). Every append acknowledged so far
-    was committed before it was acknowledged. A backend that never opened its file
-    holds nothing, and is not warned about.
+    collector happens to run (on an event loop, or in a read thread letting go of its
+    last work item). Appends still batched on a loop go in if this runs on that loop,
+    else they fail with ClosedError, unwritten (``Writer.stop``); only callers of the
+    backend itself can have any, as ``EventStore.append`` keeps the store alive until
+    answered. Every append acknowledged so far was committed before it was acknowledged.
+    A backend that never opened its file holds nothing, and is not warned about.
     """
     writer, pool = held.writer, held.pool
     if held.closed or (writer is None and pool is None):
