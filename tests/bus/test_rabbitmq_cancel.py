@@ -18,11 +18,13 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import Event
+from pepperpy.event import Event, TransportError
 from pepperpy.event.transports import Subscription
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
-from tests.bus.faultproxy import finishes
+from pepperpy.event.transports.rabbitmq._consumer import Consumer
+from tests.bus.faultproxy import FaultProxy, finishes, tasks_left
 from tests.conftest import unique_name
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -69,6 +71,13 @@ async def _ignore(event: Event) -> None:
     return None
 
 
+def channels_open(transport: RabbitMQTransport) -> int:
+    """Channels open on the transport's aiormq connection."""
+    robust = transport._connection
+    assert robust is not None and robust.transport is not None
+    return len(robust.transport.connection.channels)
+
+
 async def test_close_ends_a_rebalancer_whose_broker_call_lost_the_cancellation(
     transport: RabbitMQTransport,
 ) -> None:
@@ -81,3 +90,97 @@ async def test_close_ends_a_rebalancer_whose_broker_call_lost_the_cancellation(
     await finishes(transport.close(), 10)  # old code: counted members on, for ever
     assert count.lost == 1 and count.calls == 1
     assert group._rebalancer is None
+
+
+# -- subscribing while the broker is away, or failing half-way --------------------------
+
+
+@pytest.fixture
+async def proxy(amqp_url: str) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy(5672) as proxy:
+        yield proxy
+
+
+async def test_subscribe_while_the_broker_is_unreachable_raises_transport_error(
+    proxy: FaultProxy,
+) -> None:
+    """aio-pika's bare RuntimeError ('Connection was not opened') escaped before."""
+    made = RabbitMQTransport(
+        f"amqp://guest:guest@127.0.0.1:{proxy.port}/",
+        exchange=unique_name("pep.cancel"),
+        partitions=2,
+        queue_type="classic",
+        connect_timeout=1.0,
+        reconnect_interval=0.2,
+    )
+    await made.start()
+    try:
+        proxy.refuse()
+        proxy.drop()
+        await eventually(lambda: not made._connected())
+        for group in ("workers", None):
+            subscription = Subscription("cancel.*", _ignore, group, f"away{group}")
+            with pytest.raises(TransportError, match="unreachable while subscribing"):
+                await finishes(made.subscribe(subscription), 10)
+        assert made._consumers == [] and made._groups == {}
+    finally:
+        proxy.heal()
+        await finishes(made.close(), 15)
+        await finishes(made.delete_topology(), 15)
+
+
+async def test_a_group_subscription_failing_half_way_leaves_no_consumer_behind(
+    transport: RabbitMQTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One partition consumed, the next failed: the first consumed on for a subscription
+    nobody knew of (not in the transport's groups, so never unsubscribed)."""
+    from aiormq.exceptions import ChannelClosed
+
+    before = channels_open(transport)
+    opened = 0
+    original = Consumer.open
+
+    async def second_fails(self: Consumer) -> None:
+        nonlocal opened
+        opened += 1
+        if opened == 2:
+            raise ChannelClosed(406, "PRECONDITION_FAILED - injected")
+        await original(self)
+
+    monkeypatch.setattr(Consumer, "open", second_fails)
+    subscription = Subscription("cancel.*", _ignore, "workers", "half")
+    with pytest.raises(TransportError, match="injected"):
+        await transport.subscribe(subscription)
+    assert opened == 2
+    assert transport._consumers == [] and transport._groups == {}
+    assert channels_open(transport) <= before + 1  # the existence probe's
+    monkeypatch.setattr(Consumer, "open", original)
+    await transport.subscribe(subscription)  # the bus registers it again later
+    subscription.mark_removed()
+    await transport.unsubscribe(subscription)
+    assert transport._consumers == []
+
+
+async def test_an_ungrouped_subscription_whose_queue_is_refused_leaves_no_channel_open(
+    transport: RabbitMQTransport, amqp_url: str
+) -> None:
+    """A queue declare the broker refuses closes the consumer's channel, which aio-pika's
+    robust channel then reopened: it stayed open, owned by nobody."""
+    subscription = Subscription("cancel.*", _ignore, None, "refused")
+    name = f"{transport.exchange_name}.sub.{subscription.name}.{transport._instance}"
+    aio_pika = pytest.importorskip("aio_pika")
+    async with await aio_pika.connect(amqp_url) as other:
+        channel = await other.channel()
+        # the same name with other arguments: PRECONDITION_FAILED for ours
+        await channel.declare_queue(name, arguments={"x-expires": 600_000})
+        try:
+            before, tasks = channels_open(transport), set(asyncio.all_tasks())
+            with pytest.raises(TransportError, match="PRECONDITION_FAILED"):
+                await transport.subscribe(subscription)
+            assert transport._consumers == []
+            # aio-pika handles the broker's close in a task of its own (reopening the
+            # robust channel, before): once it is done, the channel must be gone
+            await eventually(lambda: tasks_left(tasks) == [])
+            assert channels_open(transport) <= before
+        finally:
+            await channel.queue_delete(name)

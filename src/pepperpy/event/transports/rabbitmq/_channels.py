@@ -99,12 +99,11 @@ class Probe:
             return True
 
     async def _open(self, connection: AbstractRobustConnection) -> RawChannel:
-        await connection.ready()
         transport = connection.transport
-        if transport is None:  # lost again meanwhile
+        if transport is None:  # away, reconnecting: never wait for it here
             from aiormq.exceptions import ChannelInvalidStateError
 
-            raise ChannelInvalidStateError("the RabbitMQ connection is away")
+            raise ChannelInvalidStateError("the connection to RabbitMQ is away (reconnecting)")
         underlay = transport.connection
         channel = self._channel
         if channel is None or channel.is_closed or channel.connection is not underlay:

@@ -171,7 +171,11 @@ class Consumer:
         if self.retired:
             await self.transport._close_channel(channel, self.transport._deadline())
             return
-        queue = await self._declare(channel, self.pattern)
+        try:
+            queue = await self._declare(channel, self.pattern)
+        except BaseException:  # left open, the channel would outlive the subscription
+            await self.transport._close_channel(channel, self.transport._deadline())
+            raise
         self.queue_name = queue.name
         self._generation += 1
         generation = self._generation

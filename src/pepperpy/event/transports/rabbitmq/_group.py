@@ -124,7 +124,7 @@ class Group:
         aio_pika = transport._aio_pika
         assert transport._connection is not None
         await self._check_partitions()
-        channel = await transport._connection.channel(publisher_confirms=False)
+        channel = self._control = await transport._channel(consuming=False)
         # declare the topology before consuming, so nothing published after this returns
         # can miss the group
         if len(self.queue_names) == 1:
@@ -156,7 +156,6 @@ class Group:
             await lanes.bind(transport.exchange_name, routing_key=self.pattern)
             presence = await channel.declare_queue(self._presence, auto_delete=True)
             await presence.consume(_ignore, no_ack=True)
-            self._control = channel
         transport._consumers.extend(self.consumers)
         order = list(self.consumers)
         random.shuffle(order)  # spreads first picks when members start at the same time
@@ -164,7 +163,8 @@ class Group:
             await consumer.open()
         if len(self.consumers) > 1:
             self._rebalancer = asyncio.get_running_loop().create_task(self._rebalance())
-        else:
+        else:  # one queue: nobody to count, the channel's work is done
+            self._control = None
             await transport._close_channel(channel, transport._deadline())
 
     async def close(self) -> None:

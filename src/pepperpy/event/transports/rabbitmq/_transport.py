@@ -80,9 +80,9 @@ class RabbitMQTransport(Transport):
       deletes the queue, so an exited process leaves no backlog behind.
     * ``connect_timeout``, ``reconnect_interval``: seconds to wait for the broker
       (default 10), and between reconnection attempts after it went away (default 1).
-      ``start()`` and ``publish()`` wait at most ``connect_timeout`` for an unreachable
-      broker before raising :class:`TransportError`; ``close()`` waits at most that long
-      for it once the deliveries in progress finished.
+      ``start()``, ``publish()`` and ``subscribe()`` wait at most ``connect_timeout``
+      for an unreachable broker before raising :class:`TransportError`; ``close()``
+      waits at most that long for it once the deliveries in progress finished.
     """
 
     def __init__(
@@ -437,17 +437,40 @@ class RabbitMQTransport(Transport):
                 f"pattern {pattern[:40]!r}... is longer than AMQP's"
                 f" {MAX_KEY_BYTES}-byte binding key"
             )
+        if not self._connected():  # away: wait (at most connect_timeout) for it to return
+            await self._until_connected(f"subscribing to {pattern!r}")
+        errors = self._aiormq.exceptions
         try:
             if subscription.group is None:
                 await self._subscribe_alone(subscription)
             else:
                 await self._subscribe_in_group(subscription)
-        except (self._aio_pika.exceptions.AMQPError, asyncio.CancelledError) as exc:
+        except (
+            self._aio_pika.exceptions.AMQPError,
+            errors.ChannelInvalidStateError,  # the connection went away meanwhile
+            asyncio.CancelledError,
+        ) as exc:
             if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller():
                 raise
             raise TransportError(
                 f"cannot set up the RabbitMQ subscription to {pattern!r}: {str(exc) or repr(exc)}"
             ) from exc
+
+    async def _until_connected(self, what: str) -> None:
+        """Wait for a lost connection to come back, at most ``connect_timeout``."""
+        connection = self._connection
+        if connection is None:
+            raise ClosedError("the RabbitMQ transport is closed")
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await connection.connected.wait()
+        except TimeoutError as exc:
+            raise TransportError(
+                f"RabbitMQ at {redact(self.url)} unreachable while {what};"
+                f" waited {self.connect_timeout}s for the connection"
+            ) from exc
+        if self._closed:
+            raise ClosedError("the RabbitMQ transport is closed")
 
     async def _subscribe_alone(self, subscription: Subscription) -> None:
         # named per subscription and per transport instance, so a consumer that
@@ -463,9 +486,16 @@ class RabbitMQTransport(Transport):
 
         consumer = Consumer(self, Members([subscription]), subscription.pattern, None, declare)
         self._consumers.append(consumer)
-        self._declared_queues.append(name)
-        self._private_queues.append(name)
-        await consumer.open()
+        self._declared(queue=name)
+        if name not in self._private_queues:
+            self._private_queues.append(name)
+        try:
+            await consumer.open()
+        except BaseException:  # not subscribed: nothing of it may go on consuming
+            self._consumers.remove(consumer)
+            consumer.retire()
+            await consumer.close_channel()
+            raise
 
     async def _subscribe_in_group(self, subscription: Subscription) -> None:
         group = self._groups.get(subscription.name)
@@ -478,7 +508,12 @@ class RabbitMQTransport(Transport):
         assert subscription.group is not None
         base = group_base(self.exchange_name, subscription.group, subscription.name)
         group = Group(self, base, subscription)
-        await group.open()
+        try:
+            await group.open()
+        except BaseException:  # not subscribed: leave no consumer or channel of it behind
+            self._consumers = [c for c in self._consumers if c not in group.consumers]
+            await group.close()
+            raise
         self._groups[subscription.name] = group
 
     async def unsubscribe(self, subscription: Subscription) -> None:
@@ -527,11 +562,22 @@ class RabbitMQTransport(Transport):
             if name not in self._declared_exchanges:
                 self._declared_exchanges.append(name)
 
-    async def _channel(self) -> AbstractRobustChannel:
-        if self._connection is None:
+    async def _channel(self, *, consuming: bool = True) -> AbstractRobustChannel:
+        """A new robust channel (with the prefetch limit when ``consuming``).
+
+        Raises aiormq's ``ChannelInvalidStateError`` while the connection is away
+        (aio-pika would raise a bare ``RuntimeError``).
+        """
+        connection = self._connection
+        if connection is None:
             raise ClosedError("the RabbitMQ transport is closed")
-        channel = await self._connection.channel(publisher_confirms=False)
-        await channel.set_qos(prefetch_count=self.prefetch)
+        if connection.transport is None:
+            raise self._aiormq.exceptions.ChannelInvalidStateError(
+                "the connection to RabbitMQ is away (reconnecting)"
+            )
+        channel = await connection.channel(publisher_confirms=False)
+        if consuming:
+            await channel.set_qos(prefetch_count=self.prefetch)
         return channel
 
     async def _close_channel(self, channel: AbstractChannel, deadline: float) -> None:
