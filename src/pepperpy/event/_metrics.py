@@ -9,6 +9,9 @@ time slots covering a sliding window.
 Export paths: :meth:`MetricsCollector.to_prometheus` (text exposition, no dependency),
 :meth:`MetricsCollector.register_prometheus` (a ``prometheus_client`` collector) and
 :meth:`MetricsCollector.instrument_opentelemetry` (observable OpenTelemetry instruments).
+Exporters run on other threads (a scrape server's, a periodic reader's) while the loop's
+thread adds and resets names, so the table of names is changed and copied under a lock;
+recording into an existing name, the hot path, takes no lock.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import functools
 import inspect
 import math
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -300,6 +304,9 @@ class MetricsCollector:
         # (calls, errors, latency ns) recorded before a reset, per name: exported
         # counters go on from them, since monitoring systems expect counters to only grow
         self._carried: dict[str, tuple[int, int, int]] = {}
+        # held while names are added or reset, and while readers copy the table: an
+        # exporter's thread never iterates a dict the loop's thread is changing
+        self._lock = threading.Lock()
 
     # -- recording --------------------------------------------------------------------
 
@@ -308,7 +315,9 @@ class MetricsCollector:
         if series is None:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"metric name must be a non-empty str, got {name!r}")
-            series = self._series[name] = _Series(self._slot_ns)
+            series = _Series(self._slot_ns)
+            with self._lock:
+                self._series[name] = series
         elif self._forgotten:
             self._forgotten.discard(name)
         return series
@@ -349,6 +358,10 @@ class MetricsCollector:
         that goes down breaks rates in Prometheus and OpenTelemetry; exported quantiles
         and throughput cover what was recorded since.
         """
+        with self._lock:
+            self._reset(name)
+
+    def _reset(self, name: str | None) -> None:
         selected = list(self._series) if name is None else [name]
         for each in selected:
             series = self._series.get(each)
@@ -369,10 +382,14 @@ class MetricsCollector:
 
     def names(self) -> list[str]:
         """The names measured so far (and not reset since without new calls), sorted."""
+        return sorted(name for name, _ in self._listed())
+
+    def _listed(self) -> list[tuple[str, _Series]]:
+        """The listed names and their series, copied under the lock (any thread)."""
+        with self._lock:
+            items = list(self._series.items())
         forgotten = self._forgotten
-        return sorted(
-            name for name, series in self._series.items() if series.count or name not in forgotten
-        )
+        return [(name, series) for name, series in items if series.count or name not in forgotten]
 
     def histogram(self, name: str | None = None) -> LatencyHistogram:
         """A copy of the latency histogram of ``name`` (or all names merged)."""
@@ -385,7 +402,7 @@ class MetricsCollector:
 
     def _selected(self, name: str | None) -> list[_Series]:
         if name is None:
-            return [self._series[each] for each in self.names()]
+            return [series for _, series in self._listed()]
         series = self._series.get(name)
         return [] if series is None else [series]
 
@@ -394,8 +411,13 @@ class MetricsCollector:
 
         A name never measured gives a snapshot of zeros.
         """
-        selected = self._selected(name)
-        histogram = self.histogram(name)
+        return self._snapshot(name, self._selected(name))
+
+    @staticmethod
+    def _snapshot(name: str | None, selected: list[_Series]) -> MetricsSnapshot:
+        histogram = LatencyHistogram()
+        for series in selected:
+            histogram.merge(series)
         now = time.perf_counter_ns()
         ms = 1e-6
         return MetricsSnapshot(
@@ -417,21 +439,24 @@ class MetricsCollector:
 
     def _exported(self) -> list[_Exported]:
         """What exporters report, per name: snapshots, and counters that never go down."""
-        carried = self._carried
+        forgotten = self._forgotten
+        # counters are read together with what a reset carried over, under the lock a
+        # reset holds: a total never counts a call twice or loses it, so never goes down
+        with self._lock:
+            totals = dict(self._carried)
+            listed: dict[str, _Series] = {}
+            for name, series in self._series.items():
+                if series.count or name not in forgotten:
+                    listed[name] = series
+                calls, errors, total = totals.get(name, (0, 0, 0))
+                totals[name] = (calls + series.count, errors + series.errors, total + series.total)
         rows = []
-        for name in sorted(set(self.names()).union(carried)):
-            snap = self.get_metrics(name)
-            series = self._series.get(name)
-            calls, errors, total = carried.get(name, (0, 0, 0))
-            rows.append(
-                _Exported(
-                    name,
-                    snap,
-                    calls + snap.count,
-                    errors + snap.errors,
-                    total + (0 if series is None else series.total),
-                )
-            )
+        for name in sorted(totals):  # every name, and the names reset away
+            shown = listed.get(name)
+            if shown is None and not totals[name][0]:
+                continue  # created and reset, nothing ever recorded: not listed
+            snap = self._snapshot(name, [] if shown is None else [shown])
+            rows.append(_Exported(name, snap, *totals[name]))
         return rows
 
     # -- exporting --------------------------------------------------------------------
