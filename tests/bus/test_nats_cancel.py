@@ -20,6 +20,7 @@ from pepperpy.event import Event, TransportError
 from pepperpy.event.transports import Subscription
 from pepperpy.event.transports.nats import NatsTransport
 from pepperpy.event.transports.nats import _transport as nats_transport
+from pepperpy.event.transports.nats._consumer import Consumer
 from tests.bus.faultproxy import finishes
 from tests.conftest import unique_name
 
@@ -165,3 +166,33 @@ async def test_close_cancelled_while_it_waits_raises_cancelled_and_still_disconn
     assert closing.cancelled()  # old code: returned normally, the cancellation lost
     assert nc.is_closed and transport._nc is None
     await finishes(transport.close(), 2)  # a later close() returns at once
+
+
+async def test_a_cancelled_group_subscribe_leaves_nothing_receiving(
+    transport: NatsTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled while creating its JetStream consumers (a timeout around start(), a
+    shutdown): its deliver subjects stayed subscribed, feeding a consumer the transport
+    did not know of, which a later unsubscribe could not stop."""
+    nc = transport._nc
+    assert nc is not None
+    listening = len(nc._subs)
+    entered = asyncio.Event()
+
+    async def silent_server(self: Consumer, lane: Any, **resume: Any) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(Consumer, "_create", silent_server)
+    subscription = Subscription("cancel.*", _ignore, "workers", "cancelled")
+    subscribing = asyncio.get_running_loop().create_task(transport.subscribe(subscription))
+    await entered.wait()
+    subscribing.cancel()
+    await finishes(asyncio.wait([subscribing]), 10)
+    assert subscribing.cancelled()
+    assert transport._consumers == {}
+    assert len(nc._subs) == listening  # old code: its 1 + partitions subscriptions
+
+
+async def _ignore(event: Event) -> None:
+    return None

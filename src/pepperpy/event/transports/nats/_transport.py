@@ -508,12 +508,15 @@ class NatsTransport(Transport):
         consumer.members.append(subscription)
         try:
             await consumer.start()
-        except (TimeoutError, NatsError) as exc:
+        except BaseException as exc:  # cancelled too: a half-made consumer must not
+            # go on receiving for a subscription nobody knows of (never unsubscribed)
             with contextlib.suppress(NatsError, TimeoutError):
                 await consumer.close()
-            raise TransportError(
-                f"cannot subscribe {subscription.pattern!r} on stream {self.stream!r}: {exc}"
-            ) from exc
+            if isinstance(exc, TimeoutError | NatsError):
+                raise TransportError(
+                    f"cannot subscribe {subscription.pattern!r} on stream {self.stream!r}: {exc}"
+                ) from exc
+            raise
         self._consumers[name] = consumer
 
     async def unsubscribe(self, subscription: Subscription) -> None:
