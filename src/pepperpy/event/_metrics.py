@@ -277,13 +277,20 @@ class _Series(LatencyHistogram):
 class MetricsCollector:
     """Measures calls by name: ``@collector.measure("name")`` or as processor middleware.
 
-    ``window`` is the span, in seconds, over which ``throughput`` is computed;
-    ``namespace`` prefixes the exported metric names.
+    ``window`` is the span, in seconds (more than 0, at most a year), over which
+    ``throughput`` is computed; ``namespace`` prefixes the exported metric names.
     """
 
     def __init__(self, *, window: float = 60.0, namespace: str = "pepperpy_event") -> None:
-        if not isinstance(window, int | float) or isinstance(window, bool) or window <= 0:
-            raise ValueError(f"window must be a number of seconds > 0, got {window!r}")
+        if (
+            not isinstance(window, int | float)
+            or isinstance(window, bool)
+            or not 0 < window <= _MAX_SECONDS  # NaN and infinities fail this too
+        ):
+            raise ValueError(
+                "window must be a finite number of seconds, > 0 and at most 1 year "
+                f"({_MAX_SECONDS:g}), got {window!r}"
+            )
         if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
             raise ValueError(
                 "namespace must be a valid metric name prefix (ASCII letters, digits and "
