@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pepperpy.event import MetricsCollector
+from pepperpy.event import LatencyHistogram, MetricsCollector
 
 
 @pytest.mark.parametrize(
@@ -22,3 +22,29 @@ def test_the_longest_window_is_a_year() -> None:
     assert MetricsCollector(window=year).window == year
     with pytest.raises(ValueError, match=r"at most 1 year.*got 31536001"):
         MetricsCollector(window=year + 1)
+
+
+def test_a_histogram_takes_a_float_duration_truncated_to_whole_nanoseconds() -> None:
+    histogram = LatencyHistogram()
+    histogram.record(1500.9)  # e.g. (perf_counter() - start) * 1e9
+    histogram.record(15.0)
+    assert histogram.count == 2
+    assert (histogram.min, histogram.max, histogram.total) == (15, 1500, 1515)
+    assert isinstance(histogram.min, int) and isinstance(histogram.total, int)
+    assert histogram.percentile(1.0) == 1500.0
+
+
+@pytest.mark.parametrize("value", ["10", None, True, b"1", 1 + 0j])
+def test_a_histogram_refuses_a_duration_that_is_not_a_number(value: object) -> None:
+    histogram = LatencyHistogram()
+    with pytest.raises(TypeError, match=r"nanoseconds must be an int or a finite float, got"):
+        histogram.record(value)  # type: ignore[arg-type]
+    assert histogram.count == 0
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_histogram_refuses_a_float_duration_that_is_not_finite(value: float) -> None:
+    histogram = LatencyHistogram()
+    with pytest.raises(ValueError, match=r"nanoseconds must be finite, got"):
+        histogram.record(value)
+    assert histogram.count == 0

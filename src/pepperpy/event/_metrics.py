@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import operator
 import re
 import threading
 import time
@@ -55,6 +56,20 @@ def _bucket(value: int) -> int:
         return value if value > 0 else 0
     shift = value.bit_length() - _SUB_BITS
     return (shift << 4) + (value >> shift)
+
+
+def _whole_nanoseconds(value: object) -> int:
+    """A duration given to :meth:`LatencyHistogram.record` as a whole number of ns."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"nanoseconds must be finite, got {value!r}")
+        return int(value)
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)  # type: ignore[arg-type]  # an int subclass, numpy ints
+        except TypeError:
+            pass
+    raise TypeError(f"nanoseconds must be an int or a finite float, got {value!r}")
 
 
 def _bounds(index: int) -> tuple[int, int]:
@@ -102,9 +117,16 @@ class LatencyHistogram:
         self.min = 0
         self.max = 0
 
-    def record(self, nanoseconds: int) -> None:
-        """Add one duration (negative values count as 0)."""
-        value = nanoseconds if nanoseconds > 0 else 0
+    def record(self, nanoseconds: float) -> None:
+        """Add one duration in nanoseconds (negative values count as 0).
+
+        An ``int``, or a finite ``float`` such as ``(perf_counter() - start) * 1e9``,
+        truncated to whole nanoseconds. Anything else is a ``TypeError`` (a bool too),
+        a NaN or an infinity a ``ValueError``.
+        """
+        value = nanoseconds if type(nanoseconds) is int else _whole_nanoseconds(nanoseconds)
+        if value < 0:
+            value = 0
         index = _bucket(value)
         if index >= _BUCKETS:
             index = _BUCKETS - 1
