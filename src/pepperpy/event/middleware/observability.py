@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from .._deps import require
@@ -35,6 +35,9 @@ class LogMiddleware:
     and a field named like a ``LogRecord`` attribute (``name``, ``module``, ...) is
     emitted as ``field_<name>``. Failures are logged at ``error_level`` with the
     traceback and re-raised.
+
+    ``logger`` is a logger, a logger name or a ``logging.LoggerAdapter``: the adapter's
+    ``process`` runs and its own fields are kept beside these (which win on a clash).
     """
 
     def __init__(
@@ -46,7 +49,9 @@ class LogMiddleware:
         fields: Callable[[Event], Mapping[str, Any]] | None = None,
     ) -> None:
         if not isinstance(logger, str | logging.Logger | logging.LoggerAdapter):
-            raise TypeError(f"logger must be a logging.Logger or a name, got {logger!r}")
+            raise TypeError(
+                f"logger must be a logging.Logger, a LoggerAdapter or a name, got {logger!r}"
+            )
         for option, value in (("level", level), ("error_level", error_level)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{option} must be a logging level (an int), got {value!r}")
@@ -63,27 +68,51 @@ class LogMiddleware:
             await next_handler(event)
         except Exception as exc:
             elapsed = (time.perf_counter() - start) * 1000.0
-            self.logger.log(
+            self._log(
                 self.error_level,
                 "failed %s (%s) in %.3f ms: %r",
-                event.type,
-                event.id,
-                elapsed,
+                (event.type, event.id, elapsed, exc),
+                self._extra(event, "error", elapsed),
                 exc,
-                exc_info=exc,
-                extra=self._extra(event, "error", elapsed),
             )
             raise
         if self.logger.isEnabledFor(self.level):
             elapsed = (time.perf_counter() - start) * 1000.0
-            self.logger.log(
+            self._log(
                 self.level,
                 "processed %s (%s) in %.3f ms",
-                event.type,
-                event.id,
-                elapsed,
-                extra=self._extra(event, "ok", elapsed),
+                (event.type, event.id, elapsed),
+                self._extra(event, "ok", elapsed),
             )
+
+    def _log(
+        self,
+        level: int,
+        msg: str,
+        args: tuple[Any, ...],
+        extra: dict[str, Any],
+        exc: BaseException | None = None,
+    ) -> None:
+        """Log one record with ``extra`` as attributes, through adapters too.
+
+        ``LoggerAdapter.process`` replaces ``extra`` with the adapter's own dict (unless
+        ``merge_extra``), which dropped every structured field. Each adapter's
+        ``process`` still runs (nested ones in turn, outermost first), and what it
+        returns is merged under what is there already: the adapters' own fields stay,
+        ours win, and an outer adapter's win over an inner one's.
+        """
+        kwargs: MutableMapping[str, Any] = {"extra": extra}
+        if exc is not None:
+            kwargs["exc_info"] = exc
+        target: logging.Logger | logging.LoggerAdapter[Any] = self.logger
+        while isinstance(target, logging.LoggerAdapter):
+            if not target.isEnabledFor(level):
+                return
+            msg, kwargs = target.process(msg, kwargs)
+            extra = {**(kwargs.get("extra") or {}), **extra}
+            kwargs["extra"] = extra
+            target = target.logger
+        target.log(level, msg, *args, **kwargs)
 
     def _extra(self, event: Event, outcome: str, elapsed_ms: float) -> dict[str, Any]:
         extra: dict[str, Any] = {
