@@ -1,15 +1,28 @@
-"""LogMiddleware and TraceMiddleware report every outcome: through a LoggerAdapter too."""
+"""LogMiddleware and TraceMiddleware report every outcome: through a LoggerAdapter too,
+and for an event cancelled from outside (an outer timeout, a shutdown)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
-from pepperpy.event import Event, EventProcessor, LogMiddleware
+from pepperpy.event import (
+    Event,
+    EventProcessor,
+    LogMiddleware,
+    MetricsCollector,
+    TimeoutMiddleware,
+    TraceMiddleware,
+)
 
 FIELDS = ("event_type", "event_id", "outcome", "duration_ms")
 
@@ -109,3 +122,90 @@ async def test_a_disabled_level_through_an_adapter_logs_nothing(
     adapter = logging.LoggerAdapter(logger, {"tenant": "t1"})
     await run_ok_and_failing(failing_processor(LogMiddleware(adapter)))
     assert [(r.levelno, r.outcome) for r in capture.records] == [(logging.ERROR, "error")]
+
+
+@pytest.fixture
+def tracing() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter
+    provider.shutdown()
+
+
+def stuck_processor(*middleware: Any) -> tuple[EventProcessor, asyncio.Event]:
+    """A processor whose handler never finishes; the event is set once it runs."""
+    processor = EventProcessor().use(*middleware)
+    running = asyncio.Event()
+
+    @processor.handle("job.stuck")
+    async def stuck(event: Event) -> None:
+        running.set()
+        await asyncio.Event().wait()  # never set: only a cancellation ends it
+
+    return processor, running
+
+
+def assert_cancelled(records: list[logging.LogRecord], spans: tuple[ReadableSpan, ...]) -> None:
+    assert [(r.levelno, r.outcome, r.event_type) for r in records] == [
+        (logging.ERROR, "cancelled", "job.stuck")
+    ]
+    record = records[0]
+    assert record.exc_info is None  # a cancellation has no traceback worth logging
+    assert isinstance(record.duration_ms, float) and record.duration_ms >= 0
+    assert record.getMessage().startswith("cancelled job.stuck")
+    assert len(spans) == 1
+    span = spans[0]
+    assert span.name == "process job.stuck"
+    assert (span.status.status_code, span.status.description) == (StatusCode.ERROR, "cancelled")
+    assert span.attributes is not None and span.attributes["error.type"] == "cancelled"
+
+
+async def test_an_outer_timeout_is_logged_as_cancelled_and_fails_the_span(
+    captured: tuple[logging.Logger, Capture],
+    tracing: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    logger, capture = captured
+    provider, exporter = tracing
+    collector = MetricsCollector()
+    processor, _ = stuck_processor(
+        TimeoutMiddleware(0.05),  # outermost: limits the whole chain
+        collector.measure("jobs"),
+        LogMiddleware(logger),
+        TraceMiddleware(provider),
+    )
+    with pytest.raises(TimeoutError):
+        await processor.process(Event("job.stuck"))
+    assert (collector.get_metrics("jobs").count, collector.get_metrics("jobs").errors) == (1, 1)
+    assert_cancelled(capture.records, exporter.get_finished_spans())
+
+
+async def test_a_cancelled_task_is_logged_as_cancelled_and_fails_the_span(
+    captured: tuple[logging.Logger, Capture],
+    tracing: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    logger, capture = captured
+    provider, exporter = tracing
+    processor, running = stuck_processor(TraceMiddleware(provider), LogMiddleware(logger))
+    task = asyncio.create_task(processor.process(Event("job.stuck")))
+    await running.wait()
+    task.cancel()  # a shutdown: the cancellation itself must still come out
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert_cancelled(capture.records, exporter.get_finished_spans())
+
+
+async def test_a_cancelled_event_is_logged_through_an_adapter_too(
+    captured: tuple[logging.Logger, Capture],
+) -> None:
+    logger, capture = captured
+    adapter = logging.LoggerAdapter(logger, {"tenant": "t1"})
+    processor, running = stuck_processor(LogMiddleware(adapter, error_level=logging.WARNING))
+    task = asyncio.create_task(processor.process(Event("job.stuck")))
+    await running.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [(r.levelno, r.outcome, r.tenant) for r in capture.records] == [
+        (logging.WARNING, "cancelled", "t1")
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, MutableMapping
@@ -27,14 +28,17 @@ _RESERVED = frozenset(
 class LogMiddleware:
     """Log one structured record per processed event: type, id, outcome, duration.
 
-    Records carry ``event_type``, ``event_id``, ``outcome`` (``"ok"`` or ``"error"``),
+    Records carry ``event_type``, ``event_id``, ``outcome`` (``"ok"``, ``"error"`` or
+    ``"cancelled"``),
     ``duration_ms`` and, for events read from a store, ``event_stream`` and
     ``event_position`` as attributes (``extra``), so JSON log formatters can emit them as
     fields; ``fields(event)`` may add more (a tenant, a correlation id from metadata).
     Logging never changes the outcome: a ``fields`` that raises is logged and skipped,
     and a field named like a ``LogRecord`` attribute (``name``, ``module``, ...) is
     emitted as ``field_<name>``. Failures are logged at ``error_level`` with the
-    traceback and re-raised.
+    traceback and re-raised. An event cancelled from outside (a ``TimeoutMiddleware``
+    further out, a shutdown) is logged at ``error_level`` too, as ``"cancelled"`` and
+    without a traceback, and the cancellation goes on.
 
     ``logger`` is a logger, a logger name or a ``logging.LoggerAdapter``: the adapter's
     ``process`` runs and its own fields are kept beside these (which win on a clash).
@@ -74,6 +78,15 @@ class LogMiddleware:
                 (event.type, event.id, elapsed, exc),
                 self._extra(event, "error", elapsed),
                 exc,
+            )
+            raise
+        except asyncio.CancelledError:
+            elapsed = (time.perf_counter() - start) * 1000.0
+            self._log(
+                self.error_level,
+                "cancelled %s (%s) after %.3f ms",
+                (event.type, event.id, elapsed),
+                self._extra(event, "cancelled", elapsed),
             )
             raise
         if self.logger.isEnabledFor(self.level):
@@ -148,6 +161,8 @@ class TraceMiddleware:
     Without them, or when they are malformed (ignored, as W3C Trace Context says), the
     span is a child of the current span, or the root of a new trace when there is none.
     Failures are recorded on the span (status ERROR plus the exception) and re-raised.
+    A cancellation (a ``TimeoutMiddleware`` further out, a shutdown) sets status ERROR
+    ``"cancelled"`` and ``error.type`` = ``"cancelled"``, and goes on.
     Needs ``opentelemetry-api`` (extra ``otel``).
     """
 
@@ -161,6 +176,8 @@ class TraceMiddleware:
         self._propagator = propagate.TraceContextTextMapPropagator()
         self._tracer = trace.get_tracer(name, tracer_provider=tracer_provider)
         self._consumer = trace.SpanKind.CONSUMER
+        status = require("opentelemetry.trace.status", extra="otel", feature="TraceMiddleware")
+        self._cancelled = status.Status(status.StatusCode.ERROR, "cancelled")
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
         carrier = _carrier(event.metadata)
@@ -184,8 +201,15 @@ class TraceMiddleware:
             context=parent,
             kind=self._consumer,
             attributes=attributes,
-        ):
-            await next_handler(event)
+        ) as span:
+            try:
+                await next_handler(event)
+            except asyncio.CancelledError:
+                # OpenTelemetry records only an Exception: without this, the span of an
+                # event cut off from outside ended UNSET and looked successful
+                span.set_status(self._cancelled)
+                span.set_attribute("error.type", "cancelled")
+                raise
 
 
 def _carrier(metadata: Mapping[str, Any]) -> dict[str, str]:
