@@ -184,3 +184,67 @@ async def test_an_ungrouped_subscription_whose_queue_is_refused_leaves_no_channe
             assert channels_open(transport) <= before
         finally:
             await channel.queue_delete(name)
+
+
+# -- unsubscribing cancelled while a handler runs ---------------------------------------
+
+
+class Blocking:
+    """A handler that records each event and waits for ``release`` on the first one."""
+
+    def __init__(self) -> None:
+        self.got: list[Any] = []
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, event: Event) -> None:
+        self.got.append(event.data)
+        if len(self.got) == 1:
+            self.started.set()
+            await self.release.wait()
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+async def test_an_unsubscribe_cancelled_while_a_handler_runs_still_lets_the_queue_go(
+    amqp_url: str, grouped: bool
+) -> None:
+    """A timeout around unsubscribe() while a handler ran left the retired consumer's
+    channel open: a group's partition stayed with this (paused) member, which held its
+    messages unstarted, so the group's other members never got them."""
+    exchange = unique_name("pep.cancel")
+    made: list[RabbitMQTransport] = []
+
+    def transport() -> RabbitMQTransport:
+        made.append(
+            RabbitMQTransport(amqp_url, exchange=exchange, partitions=1, queue_type="classic")
+        )
+        return made[-1]
+
+    first, second = transport(), transport()
+    try:
+        await first.start()
+        await second.start()
+        slow, other = Blocking(), Blocking()
+        other.release.set()
+        group = "workers" if grouped else None
+        leaving = Subscription("cancel.*", slow, group, "leaving")
+        await first.subscribe(leaving)
+        await first.publish(Event("cancel.one", 1))
+        await slow.started.wait()
+        [consumer] = first._consumers
+        leaving.mark_removed()
+        unsubscribing = asyncio.get_running_loop().create_task(first.unsubscribe(leaving))
+        await eventually(lambda: consumer.retired)  # waiting for the handler now
+        unsubscribing.cancel()
+        await finishes(asyncio.wait([unsubscribing]), 10)
+        assert unsubscribing.cancelled()
+        slow.release.set()
+        assert consumer._channel is None  # old code: still open, and consuming
+        if grouped:  # the next member takes over the partition, with what was unsettled
+            await second.subscribe(Subscription("cancel.*", other, group, "leaving"))
+            await second.publish(Event("cancel.two", 2))
+            await eventually(lambda: 2 in other.got)
+    finally:
+        for each in made:
+            await finishes(each.close(), 15)
+        await finishes(made[0].delete_topology(), 15)

@@ -14,6 +14,7 @@ import unicodedata
 from typing import TYPE_CHECKING
 
 from ..._errors import ConfigurationError
+from ..._loops import settled
 from ..base import Subscription, cancelled_by_caller
 from ._config import AMQP_NAME, LANE_HEADER, LANES, MAX_EXCHANGE_NAME
 from ._consumer import Consumer, Declare, Members
@@ -176,9 +177,17 @@ class Group:
         """
         for consumer in self.consumers:
             consumer.retire()  # a handover under way cannot consume again
-        await self.stop_rebalancing()
-        await asyncio.gather(*(consumer.finish_running() for consumer in self.consumers))
-        deadline = self.transport._deadline()  # then wait so long for the broker at most
+        try:
+            await self.stop_rebalancing()
+            await asyncio.gather(*(consumer.finish_running() for consumer in self.consumers))
+        finally:
+            # cancelled too (a timeout around unsubscribe while a handler runs): left
+            # open, the retired consumers would stay the partitions' active consumers,
+            # holding their messages unstarted, and no other member would get them
+            await settled(self._close_channels())
+
+    async def _close_channels(self) -> None:
+        deadline = self.transport._deadline()  # wait so long for the broker at most
         await asyncio.gather(*(consumer.close_channel(deadline) for consumer in self.consumers))
         control, self._control = self._control, None
         if control is not None:

@@ -16,6 +16,7 @@ from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError, PatternError, TransportError
 from ..._event import Event
+from ..._loops import settled
 from ..._patterns import parse_pattern
 from ..base import Subscription, Transport, cancelled_by_caller, quietly, shutdown_sockets
 from ._channels import Probe, release_spent_observers
@@ -524,6 +525,11 @@ class RabbitMQTransport(Transport):
         but not started, in order) to the members in other processes, and leaves the
         group's presence queue; the durable group queues stay. An ungrouped
         subscription's queue is deleted.
+
+        Cancelled while deliveries are still in progress, it closes the channels all the
+        same before the cancellation propagates: those deliveries finish, but their
+        acknowledgements no longer reach the broker, which delivers the messages again
+        (to another member, for a group).
         """
         if subscription.group is not None:
             group = self._groups.get(subscription.name)
@@ -544,9 +550,11 @@ class RabbitMQTransport(Transport):
             return
         self._consumers.remove(consumer)
         consumer.retire()
-        await consumer.finish_running()
-        deadline = self._deadline()
-        await consumer.close_channel(deadline)
+        try:
+            await consumer.finish_running()
+        finally:  # cancelled too: no longer listed, it must not stay open (see Group.close)
+            deadline = self._deadline()
+            await settled(consumer.close_channel(deadline))
         name = consumer.queue_name
         if name is not None and name in self._private_queues:
             self._private_queues.remove(name)
