@@ -18,7 +18,7 @@ import contextvars
 import inspect
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable
-from typing import Any, Protocol, TypeVar, overload, runtime_checkable
+from typing import Any, Protocol, TypeVar, cast, overload, runtime_checkable
 
 from ._event import Event
 from ._handlers import is_async_callable
@@ -103,23 +103,23 @@ class EventProcessor:
 
         ``func(event, next_handler)`` may be async or sync (a sync one returns what
         ``next_handler(event)`` returned). Objects with an ``as_middleware()`` method,
-        such as ``collector.measure("name")``, are accepted too.
+        such as ``collector.measure("name")``, are accepted too. What cannot be called
+        as ``func(event, next_handler)`` - a class instead of an instance, a one-argument
+        function, ``collector.measure`` without its name - is a ``TypeError`` here,
+        rather than a failure of every event later.
         """
-        step: Middleware
-        if isinstance(func, MiddlewareSource) and not _takes_two_args(func):
-            step = func.as_middleware()
-        elif callable(func):
-            step = func
-        else:
-            raise TypeError(f"middleware must be callable, got {func!r}")
-        self._middleware.append(step)
+        self._middleware.append(_as_step(func))
         self._chain = self._build_chain()
         return func
 
     def use(self, *middleware: Middleware | MiddlewareSource) -> EventProcessor:
-        """Register several middleware at once, outermost first; returns the processor."""
-        for step in middleware:
-            self.middleware(step)
+        """Register several middleware at once, outermost first; returns the processor.
+
+        All or nothing: when one of them is refused (``TypeError``), none is registered.
+        """
+        steps = [_as_step(each) for each in middleware]
+        self._middleware.extend(steps)
+        self._chain = self._build_chain()
         return self
 
     @overload
@@ -469,6 +469,47 @@ def _link(step: Middleware, inner: NextHandler) -> NextHandler:
             await result
 
     return run_sync
+
+
+def _as_step(func: Any) -> Middleware:
+    """The chain step ``func`` registers as, or a ``TypeError`` saying why it cannot be one."""
+    if inspect.isclass(func):
+        # a class is callable, but calling it with (event, next_handler) constructs it
+        raise TypeError(
+            f"middleware must be an instance, not the class {func.__qualname__}: "
+            f"pass {func.__name__}(...)"
+        )
+    if isinstance(func, MiddlewareSource) and not _takes_two_args(func):
+        step = func.as_middleware()
+        _check_signature(step, f"{func!r}.as_middleware()")
+        return step
+    if not callable(func):
+        raise TypeError(f"middleware must be callable, got {func!r}")
+    _check_signature(func, repr(func))
+    return cast(Middleware, func)
+
+
+def _check_signature(func: Any, what: str) -> None:
+    """Refuse a callable whose signature cannot take ``(event, next_handler)``.
+
+    Positional parameters, ``*args`` and defaults count; ``self`` of a bound method or of
+    a callable instance's ``__call__``, and what a ``functools.partial`` binds, do not.
+    A callable whose signature cannot be read (some builtins) is given the benefit of
+    the doubt.
+    """
+    if not callable(func) or inspect.isclass(func):
+        raise TypeError(f"middleware must be a callable instance, got {what}")
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise TypeError(
+            "middleware must be callable as func(event, next_handler), but "
+            f"{what} takes {signature}"
+        ) from None
 
 
 def _takes_two_args(func: Any) -> bool:
