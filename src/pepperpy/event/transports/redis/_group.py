@@ -37,7 +37,7 @@ from ..._event import Event
 from ..._handlers import outcome, start
 from ..base import NotDelivered, Subscription
 from ._config import RedisOptions
-from ._trimmed import CHECK_EVERY, GROUP_COUNTERS, GroupTally, id_text
+from ._trimmed import CHECK_EVERY, CREATE_GROUP, GROUP_COUNTERS, GroupTally, id_text
 from ._wire import (
     Backoff,
     TopicFilter,
@@ -193,6 +193,7 @@ class GroupMember:
         self._heartbeat_script = client.register_script(_HEARTBEAT)
         self._release_script = client.register_script(_RELEASE)
         self._counters = client.register_script(GROUP_COUNTERS)
+        self._create_script = client.register_script(CREATE_GROUP)
         self._counters_loaded = False
         #: per partition, how far the group has read it, as far as this member knows
         #: (its reads and counter snapshots): where a vanished group is made anew
@@ -231,13 +232,9 @@ class GroupMember:
         )
 
     async def create_groups(self) -> None:
-        """``XGROUP CREATE ... $ MKSTREAM`` on each partition; existing groups keep their place."""
-        pipe = self._client.pipeline(transaction=False)
-        for stream in self._streams:
-            pipe.xgroup_create(stream, self.group, id="$", mkstream=True)
-        for result in await pipe.execute(raise_on_error=False):
-            if isinstance(result, Exception) and "BUSYGROUP" not in str(result):
-                raise result
+        """``XGROUP CREATE ... $ MKSTREAM`` on each partition, with the group's count of
+        entries read (see ``CREATE_GROUP``); existing groups keep their place."""
+        await self._create_script(keys=self._streams, args=[self.group, "$"])
 
     async def close(self) -> None:
         """Finish the events in progress, acknowledge, give the partitions back, leave."""
@@ -530,11 +527,10 @@ class GroupMember:
         stream = self._streams[p]
         known = self._positions.get(p)
         start = "$" if known is None else id_text(known)
-        try:
-            await client.xgroup_create(stream, self.group, id=start, mkstream=True)
-        except self._response_error as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        made: Any = await self._create_script(
+            keys=[stream], args=[self.group, start], client=client
+        )
+        if not made[0]:
             return
         logger.error(
             "group %r: the consumer group on stream %s (partition %d) was gone (destroyed "

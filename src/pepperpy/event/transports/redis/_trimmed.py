@@ -32,6 +32,7 @@ from ._wire import parse_id
 
 __all__ = [
     "CHECK_EVERY",
+    "CREATE_GROUP",
     "GROUP_COUNTERS",
     "STREAM_COUNTERS",
     "Counters",
@@ -81,23 +82,39 @@ return out
 """
 )
 
-#: KEYS[1] = stream, ARGV[1] = group. Where the snapshot tells how many entries lie up to
-#: the group's last-delivered-id (the group is at the end, or the stream was trimmed past
-#: it: see passed_count) and the group's entries-read is lower, the difference was trimmed
-#: before the group read it: entries-read is set to the right count (Redis 7.0 counts only
-#: what it delivered), in the same step, so that whoever checks next finds nothing to
-#: report again. Returns the stream's counters, then last-delivered-id, entries-read (-1:
-#: unknown) and what entries-read was before it was set (-1: not set); false without the
-#: stream (or where its key holds something else) or the group.
-GROUP_COUNTERS = (
-    _FIELDS
-    + """
+# How many entries lie up to id `at` of a stream whose counters are `out` (see
+# passed_count: at the end, or trimmed past), or -1 where the counters cannot tell.
+_PASSED = """
 local function before(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')
   local bm, bs = string.match(b, '^(%d+)-(%d+)$')
   am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
   return am < bm or (am == bm and as < bs)
 end
+local function passed(out, at)
+  local added, length, first = out[2], out[3], out[4]
+  if added < 0 then return -1 end
+  if length == 0 or not before(at, out[1]) then return added end
+  if before(at, first) and before(out[5], first) then return added - length end
+  return -1
+end
+"""
+
+#: KEYS[1] = stream, ARGV[1] = group. Where the snapshot tells how many entries lie up to
+#: the group's last-delivered-id (the group is at the end, or the stream was trimmed past
+#: it: see passed_count) and the group's entries-read is lower, the difference was trimmed
+#: before the group read it: entries-read is set to the right count (Redis 7.0 counts only
+#: what it delivered), in the same step, so that whoever checks next finds nothing to
+#: report again. Where entries-read is unknown (a group made without it, by an earlier
+#: version or an operator), it is set the same way, without a report: nothing tells what
+#: came before, but from then on a loss shows. Returns the stream's counters, then
+#: last-delivered-id, entries-read (-1: unknown) and what entries-read was before it was
+#: set (-1: not set, or unknown); false without the stream (or where its key holds
+#: something else) or the group.
+GROUP_COUNTERS = (
+    _FIELDS
+    + _PASSED
+    + """
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'stream' then return false end
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
   local h = {}
@@ -105,24 +122,49 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
   if h['name'] == ARGV[1] then
     local out = counters(KEYS[1])
     local at, read, was = h['last-delivered-id'], h['entries-read'] or -1, -1
-    local added, length, first = out[2], out[3], out[4]
-    if added >= 0 and read >= 0 then
-      local passed = -1
-      if length == 0 or not before(at, out[1]) then
-        passed = added
-      elseif before(at, first) and before(out[5], first) then
-        passed = added - length
-      end
-      if passed > read then
-        redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], at, 'ENTRIESREAD', passed)
-        was, read = read, passed
-      end
+    local count = passed(out, at)
+    if count > read then
+      redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], at, 'ENTRIESREAD', count)
+      if read >= 0 then was = read end
+      read = count
     end
     out[6], out[7], out[8] = at, read, was
     return out
   end
 end
 return false
+"""
+)
+
+#: KEYS = streams, ARGV[1] = group, ARGV[2] = where it starts ('$' or an id).
+#: ``XGROUP CREATE ... MKSTREAM`` on each stream, and, where the stream's counters tell
+#: (Redis 7.0 and newer), the group's entries-read set in the same step. Without it Redis
+#: 7.0 leaves the count unknown and, at the group's first read, estimates it from the
+#: stream's first entry: entries trimmed before that read are then counted as read, and
+#: their loss never shows. Returns, per stream, 1 if it made the group, 0 if the group
+#: existed (it keeps its place); the first other error is the script's.
+CREATE_GROUP = (
+    _FIELDS
+    + _PASSED
+    + """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local made = redis.pcall('XGROUP', 'CREATE', key, ARGV[1], ARGV[2], 'MKSTREAM')
+  if type(made) == 'table' and made['err'] then
+    if not string.find(made['err'], 'BUSYGROUP', 1, true) then return made end
+    out[i] = 0
+  else
+    local info = counters(key)
+    local at = ARGV[2]
+    if at == '$' then at = info[1] end
+    local count = passed(info, at)
+    if count >= 0 then
+      redis.call('XGROUP', 'SETID', key, ARGV[1], at, 'ENTRIESREAD', count)
+    end
+    out[i] = 1
+  end
+end
+return out
 """
 )
 
