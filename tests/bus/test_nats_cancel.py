@@ -194,5 +194,35 @@ async def test_a_cancelled_group_subscribe_leaves_nothing_receiving(
     assert len(nc._subs) == listening  # old code: its 1 + partitions subscriptions
 
 
+@pytest.mark.parametrize("group", ["workers", None])
+async def test_an_unsubscribe_cancelled_while_draining_stops_listening(
+    transport: NatsTransport, monkeypatch: pytest.MonkeyPatch, group: str | None
+) -> None:
+    """Cancelled while the server was slow to confirm a drain: the subscriptions stayed,
+    receiving (a share of the group's events) for a consumer nobody would close."""
+    from nats.aio.subscription import Subscription as NatsSubscription
+
+    nc = transport._nc
+    assert nc is not None
+    listening = len(nc._subs)
+    subscription = Subscription("cancel.*", _ignore, group, "draining")
+    await transport.subscribe(subscription)
+    assert len(nc._subs) > listening
+    entered = asyncio.Event()
+
+    async def slow_server(self: NatsSubscription) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(NatsSubscription, "drain", slow_server)
+    subscription.mark_removed()
+    unsubscribing = asyncio.get_running_loop().create_task(transport.unsubscribe(subscription))
+    await entered.wait()
+    unsubscribing.cancel()
+    await finishes(asyncio.wait([unsubscribing]), 10)
+    assert unsubscribing.cancelled()
+    assert len(nc._subs) == listening  # old code: every one of them still subscribed
+
+
 async def _ignore(event: Event) -> None:
     return None

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..._errors import ConfigurationError, SerializationError
 from ..._event import Event
 from ..._handlers import start
+from ..._loops import settled
 from ..base import NotDelivered, Subscription, quietly
 from ._options import NatsOptions
 from ._subjects import ANY_LANE, UNKEYED_LANE, SubjectFilter, subject_filter, topic_of
@@ -335,18 +336,37 @@ class Consumer:
         consumer that cannot be deleted expires after ``inactive_threshold``.
         """
         subs, self._subs = self._subs, []
+        try:
+            await self._stop_listening(subs)
+            while self._tasks:
+                await asyncio.wait(list(self._tasks))
+        finally:  # cancelled too (a timeout around unsubscribe): let go of the rest
+            await settled(self._let_go())
+
+    async def _stop_listening(self, subs: list[NatsSubscription]) -> None:
         deadline = self._deadline()
-        if self._nc.is_connected:  # the server stops sending; what it sent is handled
-            what = f"draining a subscription of {self.name}"
-            await asyncio.gather(
-                *(quietly(sub.drain(), what, logger, deadline=deadline) for sub in subs)  # type: ignore[no-untyped-call]
-            )
-        else:  # nobody to tell: stop listening here (unacknowledged, they come again)
-            what = f"dropping a subscription of {self.name}"
-            for sub in subs:
-                await quietly(sub.unsubscribe(), what, logger, deadline=deadline)
-        while self._tasks:
-            await asyncio.wait(list(self._tasks))
+        try:
+            if self._nc.is_connected:  # the server stops sending; what it sent is handled
+                what = f"draining a subscription of {self.name}"
+                await asyncio.gather(
+                    *(quietly(sub.drain(), what, logger, deadline=deadline) for sub in subs)  # type: ignore[no-untyped-call]
+                )
+                return
+        except BaseException:
+            # cancelled while draining (a slow server): a subscription left behind would
+            # go on receiving, for a consumer nobody closes, the group's events
+            await settled(self._drop(subs, deadline))
+            raise
+        await self._drop(subs, deadline)
+
+    async def _drop(self, subs: list[NatsSubscription], deadline: float) -> None:
+        """Stop listening here; unacknowledged, what was sent comes again."""
+        what = f"dropping a subscription of {self.name}"
+        for sub in subs:
+            await quietly(sub.unsubscribe(), what, logger, deadline=deadline)
+
+    async def _let_go(self) -> None:
+        """Hand back what a removed member did not start; delete an ungrouped consumer."""
         held, self._not_started_msgs = self._not_started_msgs, []
         for msg in held:  # our removed subscription did not start them: to another member
             await self._settle(msg, ack=False)
