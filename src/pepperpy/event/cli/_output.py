@@ -5,10 +5,12 @@
 JSON, so ``line.split(" ", 2)`` (or ``3``) recovers the fields. ``--json`` prints the
 whole event as one JSON object per line instead.
 
-Text that is not ours to trust (an audit entry's principal or target) is printed as
-one ``field``: as it is when it is plain, else as a JSON string with every control,
-format and separator character escaped, so a value can neither break a line in two
-nor pass for several fields.
+Text that is not ours to trust (a stream name, an event type, an audit entry's
+principal or target) is printed as one ``field``: as it is when it is plain, else as a
+JSON string with every control, format and separator character escaped, so a value can
+neither break a line in two, nor pass for several fields, nor reach the terminal as an
+invisible character, a C1 control or a bidi override (``role.gran\u200bted`` would
+otherwise print exactly like ``role.granted``).
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ def _data(event: Event) -> str:
 
 def stream_line(event: Event) -> str:
     """``POSITION TYPE DATA`` for an event of a known stream."""
-    return f"{event.position} {event.type} {_data(event)}"
+    return f"{event.position} {field(event.type)} {_data(event)}"
 
 
 def global_line(event: Event) -> str:
     """``GLOBAL_POSITION STREAM:POSITION TYPE DATA`` for an event of the global log."""
-    return f"{event.global_position} {event.stream}:{event.position} {event.type} {_data(event)}"
+    where = f"{field(event.stream)}:{event.position}"
+    return f"{event.global_position} {where} {field(event.type)} {_data(event)}"
 
 
 def event_json(event: Event) -> str:

@@ -19,6 +19,7 @@ from .._errors import ConfigurationError, SerializationError, ValidationError
 from .._event import Event
 from ..store import EventStore
 from ..validation import EventValidator
+from ._output import field
 
 __all__ = ["build_validator", "check_store"]
 
@@ -95,7 +96,8 @@ async def check_store(
         problem = await _problem(validator, event)
         if problem is not None:
             invalid += 1
-            say(f"{event.global_position} {event.stream}:{event.position} {event.type}: {problem}")
+            where = f"{field(event.stream)}:{event.position} {field(event.type)}"
+            say(f"{event.global_position} {where}: {problem}")
     return checked, invalid, unchecked
 
 
