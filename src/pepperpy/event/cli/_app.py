@@ -30,6 +30,7 @@ from .._checkpoints import sqlite_path
 from .._deps import require
 from .._errors import SerializationError
 from .._event import Event
+from .._patterns import parse_pattern
 from .._replay import EventReplay, ReplayProgress, ReplayReport
 from ..store import ANY, NO_STREAM, STREAM_EXISTS, EventStore
 from ..store.base import ExpectedVersion
@@ -158,6 +159,13 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
 
 
 def patterns(values: tuple[str, ...]) -> list[str] | None:
+    """``--streams``/``--types`` values, each checked now (a PatternError names the fault).
+
+    Checked before the store is read: ``tail`` on an empty store or with ``-n 0`` reads
+    nothing that would refuse a bad pattern, and exited 0 in silence.
+    """
+    for value in values:
+        parse_pattern(value)
     return list(values) if values else None
 
 
