@@ -25,8 +25,11 @@ JSON API (what the pages use, and what scripts can use):
   ``lines`` events (default 20).
 
 Every query parameter is checked: an unknown one, one given twice, a number that is not
-a plain decimal in its range, a flag other than ``1/0/true/false/yes/no`` or an invalid
-pattern gets a 400 with ``{"error": message}`` (a short page for the HTML routes).
+a plain decimal in its range, a flag other than ``1/0/true/false/yes/no``, an invalid
+pattern or stream name gets a 400 with ``{"error": message}`` (a short page for the HTML
+routes). A store that cannot answer (closed, its database unreachable) gets a 503 with
+``Retry-After: 1``, an access-control refusal a 403; any other failure is a bug of the
+console: a 500 with ``{"error": "internal error"}``, its traceback logged once.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import html
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -47,14 +51,24 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from .. import _json
-from .._errors import EventError
+from .._errors import (
+    AccessDenied,
+    ClosedError,
+    EncryptionError,
+    PatternError,
+    StoreError,
+    StreamDeletedError,
+)
 from .._event import Event
-from .._patterns import parse_pattern
+from .._patterns import parse_pattern, parse_topic
 from ..store import EventStore, StoreSubscription
 from ._counts import stream_length
+from ._errors import scrub
 from ._tail import last_events, recent_events
 
 __all__ = ["console_app"]
+
+logger = logging.getLogger("pepperpy.event.console")
 
 PAGE_LIMIT = 100
 MAX_LIMIT = 1000
@@ -138,19 +152,60 @@ def _json_response(value: Any, status: int = 200) -> Response:
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+_TITLES = {400: "Bad request", 403: "Forbidden", 404: "Not found", 500: "Internal error"}
+_TITLES[503] = "Store unavailable"
+
+
+def _failure(exc: Exception) -> tuple[int, str]:
+    """The status and message that answer ``exc``, raised while serving a request.
+
+    400 is for what the client sent (a query parameter, a pattern or a stream name);
+    a store that cannot answer now (closed, its database unreachable) is a 503 worth
+    retrying; anything else is the console's fault, a 500 whose details stay in the log.
+    """
+    message = " ".join(scrub(str(exc)).split()) or type(exc).__name__
+    if isinstance(exc, BadRequest | PatternError):
+        return 400, message
+    if isinstance(exc, AccessDenied):
+        return 403, message
+    if isinstance(exc, StreamDeletedError):
+        return 404, message
+    if isinstance(exc, ClosedError) or (
+        isinstance(exc, StoreError) and not isinstance(exc, EncryptionError)
+    ):
+        return 503, message
+    return 500, "internal error"
+
+
 def _guarded(endpoint: Endpoint) -> Endpoint:
-    """Turn bad input into a 400 (JSON for the API, a short page otherwise)."""
+    """Answer a failure with its status (JSON for the API, a short page otherwise)."""
 
     async def guarded(request: Request) -> Response:
         try:
             return await endpoint(request)
-        except (BadRequest, EventError, ValueError) as exc:
-            message = " ".join(str(exc).split())
+        except Exception as exc:
+            status, message = _failure(exc)
+            if status == 500:
+                logger.error(
+                    "console: %s %s failed", request.method, request.url.path, exc_info=exc
+                )
+            headers = {"Retry-After": "1"} if status == 503 else None
             if request.url.path.startswith("/api/"):
-                return JSONResponse({"error": message}, status_code=400)
-            return HTMLResponse(_page("Bad request", f"<p>{html.escape(message)}</p>"), 400)
+                return JSONResponse({"error": message}, status_code=status, headers=headers)
+            body = _page(_TITLES[status], f"<p>{html.escape(message)}</p>")
+            return HTMLResponse(body, status_code=status, headers=headers)
 
     return guarded
+
+
+def _stream_name(request: Request) -> str:
+    """The stream named in the path, checked (a name no stream can have is a 400)."""
+    name: str = request.path_params["name"]
+    try:
+        parse_topic(name)
+    except PatternError as exc:
+        raise BadRequest(f"stream name: {exc}") from None
+    return name
 
 
 def console_app(store: EventStore) -> Starlette:
@@ -169,7 +224,7 @@ def console_app(store: EventStore) -> Starlette:
         start = _int(request, "from", None)
         limit = _limit(request)
         backwards = _flag(request, "backwards")
-        name = request.path_params["name"]
+        name = _stream_name(request)
         if await store.stream_version(name) is None:
             return JSONResponse({"error": f"stream {name!r} does not exist"}, status_code=404)
         events = await store.get_stream(name, start, backwards=backwards, limit=limit)
@@ -238,7 +293,7 @@ def console_app(store: EventStore) -> Starlette:
         _known(request, "from", "limit")
         start = _int(request, "from", 0)
         limit = _limit(request)
-        name = request.path_params["name"]
+        name = _stream_name(request)
         version = await store.stream_version(name)
         if version is None:
             body = f"<p>Stream {html.escape(name)!s} does not exist.</p>"

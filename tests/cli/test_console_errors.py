@@ -1,0 +1,148 @@
+"""The console's status codes: 400 only for what the client sent.
+
+A database outage, a closed store and an event that cannot be decoded were all
+answered "400 Bad request", which tells a script or a monitor not to retry and hides a
+server-side bug.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from pepperpy.event import Event, EventStore
+from pepperpy.event._errors import (
+    AccessDenied,
+    EncryptionError,
+    SerializationError,
+    StoreError,
+    StreamDeletedError,
+)
+from pepperpy.event.cli._console import console_app
+from pepperpy.event.store.base import LogPage, StreamState
+from pepperpy.event.store.memory import MemoryBackend
+
+PATHS = ["/", "/api/streams", "/api/events", "/api/streams/a.1", "/streams/a.1", "/api/stats"]
+
+
+class FailingBackend(MemoryBackend):
+    """A memory backend whose reads raise ``failure`` once it is set."""
+
+    failure: Exception | None = None
+
+    def _fail(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    async def read_all(self, from_position: int, limit: int) -> LogPage:
+        self._fail()
+        return await super().read_all(from_position, limit)
+
+    async def stream_state(self, stream: str) -> StreamState | None:
+        self._fail()
+        return await super().stream_state(stream)
+
+    async def stream_names(self) -> list[str]:
+        self._fail()
+        return await super().stream_names()
+
+
+@pytest.fixture
+async def backend() -> FailingBackend:
+    return FailingBackend()
+
+
+@pytest.fixture
+async def client(backend: FailingBackend) -> AsyncIterator[httpx.AsyncClient]:
+    store = EventStore(backend)
+    await store.append("a.1", Event("t.x", {"n": 1}))
+    transport = httpx.ASGITransport(app=console_app(store))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as http:
+        yield http
+    await store.close()
+
+
+async def test_everything_answers_while_the_backend_works(client: httpx.AsyncClient) -> None:
+    for path in PATHS:
+        assert (await client.get(path)).status_code == 200, path
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_store_outage_is_503_with_retry_after(
+    client: httpx.AsyncClient, backend: FailingBackend, path: str
+) -> None:
+    backend.failure = StoreError("PostgreSQL read_all failed: unexpected connection_lost() call")
+    answer = await client.get(path)
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["retry-after"] == "1"
+    assert "connection_lost" in answer.text
+    if path.startswith("/api/"):
+        assert answer.json() == {
+            "error": "PostgreSQL read_all failed: unexpected connection_lost() call"
+        }
+    else:
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "Store unavailable" in answer.text
+
+
+async def test_a_closed_store_is_503() -> None:
+    store = EventStore()
+    await store.append("a.1", Event("t.x", {}))
+    transport = httpx.ASGITransport(app=console_app(store))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        await store.close()
+        for path in PATHS:
+            answer = await http.get(path)
+            assert answer.status_code == 503, (path, answer.text)
+            assert answer.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [
+        (AccessDenied("mallory", "read", "a.1"), 403),
+        (StreamDeletedError("stream 'a.1' was deleted"), 404),
+        (EncryptionError("no key for stream 'a.1'"), 500),
+        (SerializationError("stored event 3: invalid JSON"), 500),
+        (ValueError("a bug in the console"), 500),
+        (RuntimeError("a bug in the console"), 500),
+    ],
+)
+async def test_other_failures_get_their_own_status(
+    client: httpx.AsyncClient,
+    backend: FailingBackend,
+    caplog: pytest.LogCaptureFixture,
+    failure: Exception,
+    status: int,
+) -> None:
+    backend.failure = failure
+    caplog.set_level(logging.ERROR)
+    answer = await client.get("/api/events")
+    assert answer.status_code == status, answer.text
+    assert "retry-after" not in answer.headers
+    logged = [r for r in caplog.records if r.name == "pepperpy.event.console"]
+    if status == 500:
+        assert answer.json() == {"error": "internal error"}  # details stay in the log
+        assert len(logged) == 1 and logged[0].exc_info is not None
+        assert logged[0].getMessage() == "console: GET /api/events failed"
+    else:
+        assert answer.json()["error"] == str(failure)
+        assert logged == []
+    page = await client.get("/")
+    assert page.status_code == status and "<h1>" in page.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/events?streams=a..b", "/api/streams?pattern=us*r", "/api/streams/a..b", "/streams/a.*"],
+)
+async def test_bad_input_is_still_400(
+    client: httpx.AsyncClient, backend: FailingBackend, path: str
+) -> None:
+    backend.failure = StoreError("never reached: the input is refused first")
+    answer = await client.get(path)
+    assert answer.status_code == 400, answer.text
+    assert "invalid pattern" in answer.text
