@@ -56,6 +56,7 @@ __all__ = [
     "Subscription",
     "Transport",
     "cancelled_by_caller",
+    "resume_cancellation",
     "check_key",
     "quietly",
     "shutdown_sockets",
@@ -188,6 +189,23 @@ def cancelled_by_caller() -> bool:
     """
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def resume_cancellation() -> None:
+    """Raise ``CancelledError`` if the current task was cancelled and a call swallowed it.
+
+    The drivers wait for replies with ``asyncio.wait_for`` (redis-py's commands, nats-py's
+    requests, aiormq's channel close), which on CPython 3.11 returns the reply (or raises
+    the request's own error) when a cancellation arrives just as the reply does; nats-py's
+    ``_flush_pending`` even drops a ``CancelledError`` outright. The cancellation is then
+    lost and only ``Task.cancelling()`` remembers it. A background loop that went on would
+    never end, and ``close()`` or ``asyncio.run()``, which cancel such tasks and wait for
+    them, would hang for ever. Every long-running loop of a transport calls this between
+    its driver calls, so a cancelled task ends as cancelled. None of these tasks uncancels
+    itself, so a non-zero count always means "stop".
+    """
+    if cancelled_by_caller():
+        raise asyncio.CancelledError
 
 
 async def quietly(

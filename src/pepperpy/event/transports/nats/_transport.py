@@ -16,7 +16,14 @@ from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._event import Event
-from ..base import Subscription, Transport, cancelled_by_caller, quietly, shutdown_sockets
+from ..base import (
+    Subscription,
+    Transport,
+    cancelled_by_caller,
+    quietly,
+    resume_cancellation,
+    shutdown_sockets,
+)
 from ._consumer import Consumer
 from ._options import parse_url
 from ._subjects import ANY_LANE, key_lane, subject_filter, topic_subject
@@ -263,7 +270,7 @@ class NatsTransport(Transport):
                 nc = await self._connect()
                 break
             except TransportError as exc:
-                _resume_cancellation()  # one nats-py's connect lost: not a reason to retry
+                resume_cancellation()  # one nats-py's connect lost: not a reason to retry
                 failures += 1
                 level = logging.WARNING if failures == 1 else logging.DEBUG
                 logger.log(level, "cannot connect a new NATS client yet (%s); retrying", exc)
@@ -275,7 +282,7 @@ class NatsTransport(Transport):
                 return
         if self._closed or cancelled_by_caller():  # close() ran meanwhile, or a shutdown
             await _close_client(nc, self._deadline())
-            _resume_cancellation()
+            resume_cancellation()
             return
         self._nc, self._js = nc, nc.jetstream()
         self._lost = None
@@ -303,14 +310,14 @@ class NatsTransport(Transport):
 
         delay = self.options.reconnect_wait
         for _ in range(30):
-            _resume_cancellation()  # one a JetStream request of the last round lost
+            resume_cancellation()  # one a JetStream request of the last round lost
             nc, js = self._nc, self._js
             if self._closed or nc is None or js is None:
                 return
             try:
                 await self._ensure_stream(js)
                 for consumer in list(self._consumers.values()):
-                    _resume_cancellation()
+                    resume_cancellation()
                     await consumer.attach(nc, js)
                     await consumer.restore()
                 return
@@ -326,7 +333,7 @@ class NatsTransport(Transport):
     async def _keep_alive(self, interval: float) -> None:
         """Every ``ack_wait / 3``: in-progress acks for events held that long."""
         while True:
-            _resume_cancellation()  # one a publish of the last round lost
+            resume_cancellation()  # one a publish of the last round lost
             await asyncio.sleep(interval)
             for consumer in list(self._consumers.values()):
                 try:
@@ -412,7 +419,7 @@ class NatsTransport(Transport):
         while True:
             # the caller is cancelled: the last try lost it (nats-py's request waits
             # with asyncio.wait_for), or it came between tries; do not try again
-            _resume_cancellation()
+            resume_cancellation()
             if not isinstance(error, retryable):
                 raise TransportError(f"JetStream refused an event on {subject}: {error}") from error
             nc = self._nc
@@ -606,22 +613,6 @@ class NatsTransport(Transport):
             raise TransportError(f"cannot delete stream {self.stream!r}: {exc}") from exc
         finally:
             await nc.close()
-
-
-def _resume_cancellation() -> None:
-    """Raise ``CancelledError`` if the current task was cancelled and a call swallowed it.
-
-    nats-py waits for replies with ``asyncio.wait_for``, which on CPython 3.11 returns
-    the reply (or raises the request's own error) when a cancellation arrives just as
-    the reply does, and its ``_flush_pending`` drops a ``CancelledError`` outright: the
-    cancellation is lost and only ``Task.cancelling()`` remembers it. The transport's
-    background loops and publish retries call this between driver calls, so a
-    cancelled task ends as cancelled instead of retrying for ever (``close()``, which
-    cancels them and waits for their end, would hang). None of these tasks uncancels
-    itself, so a non-zero count always means "stop".
-    """
-    if cancelled_by_caller():
-        raise asyncio.CancelledError
 
 
 async def _close_client(nc: Client, deadline: float) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..._errors import ConfigurationError
 from ..._loops import settled
-from ..base import Subscription, cancelled_by_caller
+from ..base import Subscription, cancelled_by_caller, resume_cancellation
 from ._config import AMQP_NAME, LANE_HEADER, LANES, MAX_EXCHANGE_NAME
 from ._consumer import Consumer, Declare, Members
 
@@ -218,8 +218,7 @@ class Group:
             # asyncio.wait_for, which on CPython 3.11 returns when the cancellation
             # arrives just as the answer does. Going on would rebalance for ever and
             # close() would wait for us for ever. This task never uncancels itself.
-            if cancelled_by_caller():
-                raise asyncio.CancelledError
+            resume_cancellation()
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
             try:
                 members = await self._count_members()

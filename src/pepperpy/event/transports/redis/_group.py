@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._event import Event
 from ..._handlers import outcome, start
-from ..base import NotDelivered, Subscription
+from ..base import NotDelivered, Subscription, resume_cancellation
 from ._config import RedisOptions
 from ._trimmed import CHECK_EVERY, CREATE_GROUP, GROUP_COUNTERS, GroupTally, id_text
 from ._wire import (
@@ -48,7 +48,6 @@ from ._wire import (
     logger,
     parse_id,
     pool_errors,
-    resume_cancellation,
     unreadable,
 )
 

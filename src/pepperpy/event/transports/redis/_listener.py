@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from ..._event import Event
 from ..._handlers import outcome, start
 from ..._patterns import PatternIndex
-from ..base import NotDelivered, Subscription
+from ..base import NotDelivered, Subscription, resume_cancellation
 from ._config import RedisOptions
 from ._trimmed import CHECK_EVERY, STREAM_COUNTERS, id_text, parse_counters, passed_count
 from ._wire import (
@@ -52,7 +52,6 @@ from ._wire import (
     parse_id,
     pool_errors,
     pool_exhausted,
-    resume_cancellation,
     unreadable,
 )
 

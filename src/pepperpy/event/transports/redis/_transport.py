@@ -11,7 +11,7 @@ from ..._deadletter import DEAD_LETTER_PREFIX, dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._event import Event
-from ..base import Subscription, Transport, check_key, shutdown_sockets
+from ..base import Subscription, Transport, check_key, resume_cancellation, shutdown_sockets
 from ._config import CLIENT_DEFAULTS, RedisOptions, client_options, parse_url, partition_of
 from ._group import GroupMember
 from ._listener import Listener
@@ -25,7 +25,6 @@ from ._wire import (
     parse_id,
     pool_errors,
     pool_exhausted,
-    resume_cancellation,
 )
 
 if TYPE_CHECKING:

@@ -7,7 +7,6 @@ client may add entries with only ``event``; the topic is then read from its ``ty
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from typing import TYPE_CHECKING, Any
@@ -32,7 +31,6 @@ __all__ = [
     "parse_id",
     "pool_errors",
     "pool_exhausted",
-    "resume_cancellation",
     "unreadable",
 ]
 
@@ -138,22 +136,6 @@ class Backoff:
         delay = self._delay
         self._delay = min(self._cap, delay * 2)
         return delay * random.uniform(0.5, 1.0)
-
-
-def resume_cancellation() -> None:
-    """Raise ``CancelledError`` if the current task was cancelled and a call swallowed it.
-
-    redis-py sends commands through ``asyncio.wait_for``, which on CPython 3.11 returns
-    the command's result when a cancellation arrives just as the command completes: the
-    cancellation is lost, only ``Task.cancelling()`` remembers it. A background loop that
-    went on then would never end, and ``asyncio.run()`` (which cancels the tasks left at
-    exit and waits for them) would hang for ever. Every long-running loop of the
-    transport calls this after its driver calls, so a cancelled task ends as cancelled.
-    None of these tasks uncancels itself, so a non-zero count always means "stop".
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def connection_errors(exceptions: Any) -> tuple[type[BaseException], ...]:
