@@ -7,11 +7,13 @@ server-side bug.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import uvicorn
 
 from pepperpy.event import Event, EventStore
 from pepperpy.event._errors import (
@@ -146,3 +148,71 @@ async def test_bad_input_is_still_400(
     answer = await client.get(path)
     assert answer.status_code == 400, answer.text
     assert "invalid pattern" in answer.text
+
+
+class LosingBackend(MemoryBackend):
+    """A memory backend that loses its database after the first event of the log."""
+
+    async def read_all(self, from_position: int, limit: int) -> LogPage:
+        if from_position >= 1:
+            raise StoreError("PostgreSQL read_all failed: unexpected connection_lost() call")
+        return await super().read_all(from_position, limit)
+
+    async def wait(self, position: int) -> None:
+        raise StoreError("PostgreSQL read_all failed: unexpected connection_lost() call")
+
+
+async def test_a_live_tail_that_loses_its_store_ends_with_an_error_event(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The StoreError escaped the stream: an unterminated chunked body, two tracebacks."""
+    store = EventStore(LosingBackend())
+    await store.append("a.1", Event("t.x", {"n": 1}))
+    caplog.set_level(logging.WARNING)
+    transport = httpx.ASGITransport(app=console_app(store))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        answer = await http.get("/api/tail", params={"from": 0})
+    await store.close()
+    assert answer.status_code == 200
+    messages = answer.text.split("\n\n")
+    assert messages[0] == ": pepperpy-event tail"
+    assert messages[1].startswith("id: 0\nevent: event\ndata: ")
+    assert messages[2:] == [
+        'event: error\ndata: {"error":"PostgreSQL read_all failed: '
+        'unexpected connection_lost() call"}',
+        "",
+    ]
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert logged == [
+        (
+            "WARNING",
+            "console: live tail ended: PostgreSQL read_all failed: "
+            "unexpected connection_lost() call",
+        )
+    ]
+
+
+async def test_over_http_the_tail_ends_cleanly(caplog: pytest.LogCaptureFixture) -> None:
+    """Over uvicorn: the client reads a complete body (no RemoteProtocolError), no traceback."""
+    store = EventStore(LosingBackend())
+    await store.append("a.1", Event("t.x", {"n": 1}))
+    config = uvicorn.Config(console_app(store), port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not serving.done(), "the server did not start"
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.get(f"http://127.0.0.1:{port}/api/tail?from=0")
+        assert answer.status_code == 200
+        assert answer.text.endswith(
+            'event: error\ndata: {"error":"PostgreSQL read_all failed: '
+            'unexpected connection_lost() call"}\n\n'
+        )
+    finally:
+        server.should_exit = True
+        await serving
+        await store.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

@@ -415,7 +415,12 @@ def _chart(values: list[int]) -> str:
 
 
 async def _sse(backlog: list[Event], live: StoreSubscription) -> AsyncIterator[bytes]:
-    """Server-Sent Events: the backlog, then live events, with heartbeats when idle."""
+    """Server-Sent Events: the backlog, then live events, with heartbeats when idle.
+
+    A subscription that fails (its database went away) ends the stream properly with
+    an ``event: error`` message and one WARNING in the log; the browser's
+    ``EventSource`` then reconnects with ``Last-Event-ID`` and misses nothing.
+    """
     yield b": pepperpy-event tail\n\n"  # flush headers so the client knows it is connected
     for event in backlog:
         yield _sse_event(event)
@@ -433,12 +438,26 @@ async def _sse(backlog: list[Event], live: StoreSubscription) -> AsyncIterator[b
                 event = pending.result()
             except StopAsyncIteration:
                 return
-            pending = None
+            except Exception as exc:
+                yield _sse_error(exc)
+                return
+            finally:
+                pending = None
             yield _sse_event(event)
     finally:
         if pending is not None:
             pending.cancel()
         await live.aclose()
+
+
+def _sse_error(exc: Exception) -> bytes:
+    """The message that ends a live tail whose subscription failed, logged once."""
+    status, message = _failure(exc)
+    if status == 500:
+        logger.error("console: live tail failed", exc_info=exc)
+    else:
+        logger.warning("console: live tail ended: %s", message)
+    return b"event: error\ndata: %s\n\n" % _json.dumps({"error": message})
 
 
 def _sse_event(event: Event) -> bytes:
@@ -479,8 +498,12 @@ _TAIL_BODY = """
 const log = document.getElementById("log");
 const state = document.getElementById("state");
 const source = new EventSource("/api/tail" + window.location.search);
-source.onopen = () => { state.textContent = "live"; };
-source.onerror = () => { state.textContent = "reconnecting..."; };
+let problem = "";  // the server's own "event: error" message, if it sent one
+source.onopen = () => { problem = ""; state.textContent = "live"; };
+source.onerror = (message) => {
+  if (message.data) problem = JSON.parse(message.data).error + "; ";
+  state.textContent = problem + "reconnecting...";
+};
 source.addEventListener("event", (message) => {
   const e = JSON.parse(message.data);
   const line = document.createElement("div");
