@@ -18,7 +18,9 @@ JSON API (what the pages use, and what scripts can use):
 - ``GET /api/streams/{name}?from=&limit=&backwards=``: events (404 for a missing stream);
 - ``GET /api/events?from=&limit=&streams=&types=``: a page of the global log;
 - ``GET /api/stats?minutes=60``: appends per minute (oldest first) and per event type
-  over the last minutes, by ``recorded_at`` (charted on ``/``);
+  over the last minutes, by ``recorded_at`` (charted on ``/``), counted again at most
+  every ``STATS_SECONDS``; only the newest ``STATS_CAP`` (100,000) events are counted,
+  and ``"capped": true`` says there were more (the page says so under its chart);
 - ``GET /api/tail?from=&lines=&streams=&types=``: ``text/event-stream``; each event is
   sent with ``id: <global position>``, so a browser that reconnects resumes after the
   last one it saw (``Last-Event-ID``). Without ``from`` it starts with the last
@@ -210,6 +212,7 @@ def _stream_name(request: Request) -> str:
 
 def console_app(store: EventStore) -> Starlette:
     """The console's ASGI application over an open ``store`` (the caller closes it)."""
+    stats = _ActivityCache(store)
 
     async def api_streams(request: Request) -> Response:
         page = await _streams_page(store, request)
@@ -260,11 +263,11 @@ def console_app(store: EventStore) -> Starlette:
     async def api_stats(request: Request) -> Response:
         _known(request, "minutes")
         minutes: int = _int(request, "minutes", 60, lower=1, upper=MAX_MINUTES)
-        return _json_response(await _activity(store, minutes))
+        return _json_response(await stats.get(minutes))
 
     async def index(request: Request) -> Response:
         page = await _streams_page(store, request)
-        activity = await _activity(store, 60)
+        activity = await stats.get(60)
         rows = "".join(
             f'<tr><td><a href="{html.escape(_stream_href(item["name"]))}">'
             f"{html.escape(item['name'])}</a></td><td>{item['events']}</td></tr>"
@@ -284,7 +287,7 @@ def console_app(store: EventStore) -> Starlette:
         more = f"<p>{' &middot; '.join(links)}</p>" if page.after or page.next_after else ""
         body = (
             f"<p>{summary} <a href='/tail'>Live tail</a></p>"
-            f"<h2>Appends per minute, last hour</h2>{_chart(activity['per_minute'])}"
+            f"<h2>Appends per minute, last hour</h2>{_chart(activity)}"
             f"<table><tr><th>stream</th><th>events</th></tr>{rows}</table>{more}"
         )
         return HTMLResponse(_page("Streams", body))
@@ -377,11 +380,36 @@ def _stream_href(name: str) -> str:
     return "/streams/" + quote(name, safe="")
 
 
-STATS_CAP = 100_000
+STATS_CAP = 100_000  # the newest events counted for /api/stats and the chart
+STATS_SECONDS = 5.0  # how long a count is reused: reloading / does not count again
+
+
+class _ActivityCache:
+    """``_activity`` per window, each reused for ``STATS_SECONDS``.
+
+    Counting reads (and decodes) up to ``STATS_CAP`` events: too much to repeat on
+    every view of ``/``. At most ``MAX_MINUTES`` entries.
+    """
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._counted: dict[int, tuple[float, dict[str, Any]]] = {}  # minutes: (when, value)
+
+    async def get(self, minutes: int) -> dict[str, Any]:
+        counted = self._counted.get(minutes)
+        if counted is not None and time.monotonic() - counted[0] < STATS_SECONDS:
+            return counted[1]
+        value = await _activity(self._store, minutes)
+        self._counted[minutes] = (time.monotonic(), value)
+        return value
 
 
 async def _activity(store: EventStore, minutes: int) -> dict[str, Any]:
-    """Appends per minute (oldest first) and per type over the last ``minutes``."""
+    """Appends per minute (oldest first) and per type over the last ``minutes``.
+
+    Only the newest ``STATS_CAP`` events of the window are counted; ``capped`` says
+    that there were more (the counts are then lower bounds).
+    """
     now = int(time.time() * 1_000_000)
     since = now - minutes * 60_000_000
     events, capped = await recent_events(store, since, STATS_CAP)
@@ -398,8 +426,9 @@ async def _activity(store: EventStore, minutes: int) -> dict[str, Any]:
     return {"minutes": minutes, "per_minute": per_minute, "by_type": by_type, "capped": capped}
 
 
-def _chart(values: list[int]) -> str:
-    """An inline SVG bar chart (no JavaScript, no external assets)."""
+def _chart(activity: dict[str, Any]) -> str:
+    """An inline SVG bar chart (no JavaScript, no external assets), and its cap if reached."""
+    values: list[int] = activity["per_minute"]
     width, height = 4 * len(values), 60
     peak = max(values) or 1
     bars = "".join(
@@ -408,10 +437,13 @@ def _chart(values: list[int]) -> str:
         for i, v in enumerate(values)
         if v
     )
-    return (
-        f'<svg class="chart" width="{width}" height="{height}" role="img" '
-        f'aria-label="appends per minute, peak {peak}">{bars}</svg>'
-    )
+    label = f"appends per minute, peak {peak}"
+    note = ""
+    if activity["capped"]:
+        label = f"appends per minute, at least (only the newest {STATS_CAP:,} counted), peak {peak}"
+        note = f"<p>Only the newest {STATS_CAP:,} events are charted.</p>"
+    chart = f'<svg class="chart" width="{width}" height="{height}" role="img" '
+    return f'{chart}aria-label="{label}">{bars}</svg>{note}'
 
 
 async def _sse(backlog: list[Event], live: StoreSubscription) -> AsyncIterator[bytes]:
