@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,17 +11,9 @@ from redis.asyncio.client import Pipeline
 
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event.transports.redis import RedisTransport, _group
-from tests.conftest import unique_name
-from tests.helpers import delete_redis_keys, eventually
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-async def namespace(redis_url: str) -> AsyncIterator[str]:
-    name = unique_name("pepack")
-    yield name
-    await delete_redis_keys(redis_url, f"{name}:*")
 
 
 def one_partition_bus(redis_url: str, namespace: str) -> EventBus:

@@ -10,24 +10,15 @@ about. So the transport sets both itself, unless the URL does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from pepperpy.event import Event, EventBus, TransportError
 from pepperpy.event.transports.redis import RedisTransport
-from tests.conftest import unique_name
-from tests.helpers import delete_redis_keys, eventually
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-async def namespace(redis_url: str) -> AsyncIterator[str]:
-    name = unique_name("pepclient")
-    yield name
-    await delete_redis_keys(redis_url, f"{name}:*")
 
 
 def settings(client: Any) -> tuple[Any, Any]:

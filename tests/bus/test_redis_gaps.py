@@ -22,19 +22,11 @@ import redis.asyncio as aioredis
 
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event.transports.redis import RedisTransport
-from tests.conftest import unique_name
-from tests.helpers import delete_redis_keys, eventually
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.redis
 
 GROUP = "billing:o.*"
-
-
-@pytest.fixture
-async def namespace(redis_url: str) -> AsyncIterator[str]:
-    name = unique_name("gaps")
-    yield name
-    await delete_redis_keys(redis_url, f"{name}:*")
 
 
 @pytest.fixture

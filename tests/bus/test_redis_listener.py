@@ -9,23 +9,14 @@ import os
 import random
 import sys
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from pepperpy.event import Event, EventBus, RetryPolicy
-from tests.conftest import unique_name
-from tests.helpers import delete_redis_keys, eventually
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-async def namespace(redis_url: str) -> AsyncIterator[str]:
-    name = unique_name("lis")
-    yield name
-    await delete_redis_keys(redis_url, f"{name}:*")
 
 
 def make_bus(redis_url: str, namespace: str, **params: Any) -> EventBus:

@@ -22,19 +22,11 @@ import redis.asyncio as aioredis
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event.transports.redis import RedisTransport
 from pepperpy.event.transports.redis._config import partition_of
-from tests.conftest import unique_name
-from tests.helpers import delete_redis_keys, eventually
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.redis
 
 LOGGER = "pepperpy.event.transports.redis"
-
-
-@pytest.fixture
-async def namespace(redis_url: str) -> AsyncIterator[str]:
-    name = unique_name("broken")
-    yield name
-    await delete_redis_keys(redis_url, f"{name}:*")
 
 
 @pytest.fixture

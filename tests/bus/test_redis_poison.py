@@ -22,8 +22,7 @@ import redis.asyncio as aioredis
 
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event.transports.redis import RedisTransport
-from tests.conftest import unique_name
-from tests.helpers import delete_redis_keys, eventually
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.redis
 
@@ -54,13 +53,6 @@ POISON: dict[str, dict[str, bytes]] = {
     "an unexpected decoding error": {b"topic": b"p.x", b"event": document(id="explode-1")},
     "no topic field, unexpected error": {b"event": document(id="explode-2")},
 }
-
-
-@pytest.fixture
-async def namespace(redis_url: str) -> AsyncIterator[str]:
-    name = unique_name("peppoison")
-    yield name
-    await delete_redis_keys(redis_url, f"{name}:*")
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,19 +18,11 @@ import redis.asyncio as aioredis
 from pepperpy.event import Event, TransportError
 from pepperpy.event.transports import Subscription
 from pepperpy.event.transports.redis import RedisTransport
-from tests.conftest import unique_name
-from tests.helpers import delete_redis_keys, eventually
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.redis
 
 LOGGER = "pepperpy.event.transports.redis"
-
-
-@pytest.fixture
-async def namespace(redis_url: str) -> AsyncIterator[str]:
-    name = unique_name("peppool")
-    yield name
-    await delete_redis_keys(redis_url, f"{name}:*")
 
 
 def tiny_pool(redis_url: str, namespace: str, **options: Any) -> RedisTransport:

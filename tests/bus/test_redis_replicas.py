@@ -10,7 +10,7 @@ each command left on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,20 +19,12 @@ from redis.asyncio import Redis
 
 from pepperpy.event import Event, TransportError
 from pepperpy.event.transports.redis import RedisTransport
-from tests.conftest import unique_name
-from tests.helpers import delete_redis_keys, eventually
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.redis
 
 XADD = b"$4\r\nXADD\r\n"
 WAIT = b"$4\r\nWAIT\r\n"
-
-
-@pytest.fixture
-async def namespace(redis_url: str) -> AsyncIterator[str]:
-    name = unique_name("peprepl")
-    yield name
-    await delete_redis_keys(redis_url, f"{name}:*")
 
 
 @dataclass

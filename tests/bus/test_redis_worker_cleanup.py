@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,19 +16,11 @@ import redis.asyncio as aioredis
 
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event.transports.redis import RedisTransport
-from tests.conftest import unique_name
-from tests.helpers import delete_redis_keys, eventually
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.redis
 
 LOGGER = "pepperpy.event.transports.redis"
-
-
-@pytest.fixture
-async def namespace(redis_url: str) -> AsyncIterator[str]:
-    name = unique_name("pepclean")
-    yield name
-    await delete_redis_keys(redis_url, f"{name}:*")
 
 
 async def test_close_returns_when_closing_a_workers_reader_fails(
