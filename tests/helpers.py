@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import pathlib
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+import warnings
+import weakref
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -77,6 +80,30 @@ class LoopThread:
             task._log_destroy_pending = False  # type: ignore[attr-defined]
             with contextlib.suppress(BaseException):  # it runs outside its task and context
                 task.get_coro().close()
+
+
+def keeper_tasks() -> list[asyncio.Task[Any]]:
+    """The per-loop keeper tasks (notifications, checkpoints) on the running loop: their
+    coroutines are all named ``_keep``."""
+    return [t for t in asyncio.all_tasks() if t.get_coro().__name__ == "_keep"]  # type: ignore[union-attr]
+
+
+def destroyed_pending(records: list[Any]) -> list[str]:
+    """The log records (caplog's) of asyncio's "Task was destroyed but it is pending!"."""
+    return [r.getMessage() for r in records if "destroyed but it is pending" in r.getMessage()]
+
+
+@contextlib.contextmanager
+def dropping(owner: weakref.ref[Any]) -> Iterator[list[str]]:
+    """Record the resource warnings given while the block drops ``owner`` (collected on
+    leaving it, if a cycle kept it); ``owner`` must then be gone."""
+    messages: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield messages
+        gc.collect()
+    assert owner() is None, "the dropped object was not collected"
+    messages += [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 def assert_mypy_strict_accepts(path: pathlib.Path, cwd: pathlib.Path) -> None:

@@ -10,46 +10,19 @@ left the HTTP or Redis client unclosed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import re
-import warnings
 import weakref
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 
 from pepperpy.event import MemoryChannel, NotificationSystem, WebhookChannel
 from pepperpy.event.notifications import RedisIdempotencyStore
 from tests.conftest import unique_name
-from tests.helpers import delete_redis_keys
+from tests.helpers import delete_redis_keys, destroyed_pending, dropping, keeper_tasks
 from tests.notifications.servers import HttpSink
-
-
-def _keepers() -> list[asyncio.Task[Any]]:
-    """The keeper tasks on this loop (old and new code alike name their coroutine _keep)."""
-    return [task for task in asyncio.all_tasks() if task.get_coro().__name__ == "_keep"]  # type: ignore[union-attr]
-
-
-def _destroyed_pending(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        r.getMessage() for r in caplog.records if "destroyed but it is pending" in r.getMessage()
-    ]
-
-
-@contextlib.contextmanager
-def _dropping(owner: weakref.ref[Any]) -> Iterator[list[str]]:
-    """Record the resource warnings given while the block drops ``owner`` (collected
-    on leaving it, if a cycle kept it); ``owner`` must then be gone."""
-    messages: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield messages
-        gc.collect()
-    assert owner() is None, "the dropped object was not collected"
-    messages += [str(w.message) for w in caught]
 
 
 async def test_a_dropped_system_closes_its_webhook_client_and_warns(
@@ -59,11 +32,11 @@ async def test_a_dropped_system_closes_its_webhook_client_and_warns(
     system = NotificationSystem()
     channel = system.add_channel("hook", http_server.url + "/hook")
     assert (await system.notify("hook", body="hi")).ok
-    [keeper] = _keepers()
+    [keeper] = keeper_tasks()
     client = channel._clients.here()  # type: ignore[attr-defined]
     owner = weakref.ref(system)
     held = weakref.ref(keeper)
-    with _dropping(owner) as messages:
+    with dropping(owner) as messages:
         del system, channel, keeper
     [message] = messages
     assert re.search(r"^unclosed NotificationSystem .*WebhookChannel\(http://", message), message
@@ -75,7 +48,7 @@ async def test_a_dropped_system_closes_its_webhook_client_and_warns(
     assert client.is_closed
     del keeper
     gc.collect()
-    assert _destroyed_pending(caplog) == []
+    assert destroyed_pending(caplog.records) == []
 
 
 async def test_a_dropped_channel_names_itself(
@@ -86,9 +59,9 @@ async def test_a_dropped_channel_names_itself(
     system = NotificationSystem()
     system.add_channel("hook", channel)
     assert (await system.notify("hook", body="hi")).ok
-    held = weakref.ref(_keepers()[0])
+    held = weakref.ref(keeper_tasks()[0])
     owner = weakref.ref(channel)
-    with _dropping(owner) as messages:  # the system did not make the channel: it names it
+    with dropping(owner) as messages:  # the system did not make the channel: it names it
         del system, channel
     [message] = messages
     assert re.search(r"^unclosed WebhookChannel\(http://.*/mine\) was dropped", message), message
@@ -96,7 +69,7 @@ async def test_a_dropped_channel_names_itself(
     assert keeper is not None
     await asyncio.wait((keeper,))
     assert keeper.cancelled()
-    assert _destroyed_pending(caplog) == []
+    assert destroyed_pending(caplog.records) == []
 
 
 @pytest.fixture
@@ -115,7 +88,7 @@ async def test_a_dropped_system_closes_its_redis_idempotency_client(
     system.add_channel("inbox", MemoryChannel())
     result = await system.notify("inbox", body="hi", to="a@b.c", idempotency_key=unique_name())
     assert result.ok
-    [keeper] = _keepers()
+    [keeper] = keeper_tasks()
     store = system.idempotency
     assert isinstance(store, RedisIdempotencyStore)
     client = store._clients.here()
@@ -129,7 +102,7 @@ async def test_a_dropped_system_closes_its_redis_idempotency_client(
     client.aclose = aclose
     owner = weakref.ref(system)
     held = weakref.ref(keeper)
-    with _dropping(owner) as messages:
+    with dropping(owner) as messages:
         del system, store, keeper, result
     [message] = messages
     assert re.search(r"^unclosed NotificationSystem .*RedisIdempotencyStore\(", message), message
@@ -137,7 +110,7 @@ async def test_a_dropped_system_closes_its_redis_idempotency_client(
     assert keeper is not None
     await asyncio.wait((keeper,))
     assert keeper.cancelled() and closed == [True]
-    assert _destroyed_pending(caplog) == []
+    assert destroyed_pending(caplog.records) == []
 
 
 async def test_a_closed_system_warns_nothing_and_leaves_no_keeper(
@@ -147,20 +120,20 @@ async def test_a_closed_system_warns_nothing_and_leaves_no_keeper(
     system = NotificationSystem()
     system.add_channel("hook", http_server.url + "/hook")
     assert (await system.notify("hook", body="hi")).ok
-    [keeper] = _keepers()
+    [keeper] = keeper_tasks()
     await system.close()
     await asyncio.wait((keeper,))
     owner = weakref.ref(system)
-    with _dropping(owner) as messages:
+    with dropping(owner) as messages:
         del system
     assert messages == []
-    assert _keepers() == [] and _destroyed_pending(caplog) == []
+    assert keeper_tasks() == [] and destroyed_pending(caplog.records) == []
 
 
 async def test_a_system_that_never_connected_warns_nothing() -> None:
     system = NotificationSystem()
     system.add_channel("hook", "http://127.0.0.1:9/never")
     owner = weakref.ref(system)
-    with _dropping(owner) as messages:
+    with dropping(owner) as messages:
         del system
     assert messages == []

@@ -10,45 +10,18 @@ asyncpg connection to the garbage collector.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import re
-import warnings
 import weakref
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from pepperpy.event import Event, EventReplay, EventStore
 from pepperpy.event._checkpoints import PostgresCheckpointStore
+from tests.helpers import destroyed_pending, dropping, keeper_tasks
 
 pytestmark = pytest.mark.postgres
-
-
-def _keepers() -> list[asyncio.Task[Any]]:
-    """The checkpoint store's keeper tasks on this loop (old and new code name them _keep)."""
-    return [t for t in asyncio.all_tasks() if t.get_coro().__name__ == "_keep"]  # type: ignore[union-attr]
-
-
-def _destroyed_pending(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        r.getMessage() for r in caplog.records if "destroyed but it is pending" in r.getMessage()
-    ]
-
-
-@contextlib.contextmanager
-def _dropping(owner: weakref.ref[Any]) -> Iterator[list[str]]:
-    """Record the resource warnings given while the block drops ``owner`` (collected
-    on leaving it, if a cycle kept it); ``owner`` must then be gone."""
-    messages: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield messages
-        gc.collect()
-    assert owner() is None, "the dropped object was not collected"
-    messages += [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 async def _replayed(events: EventStore) -> EventReplay:
@@ -66,7 +39,7 @@ async def test_a_dropped_replay_drops_its_checkpoint_connection_and_warns(
     try:
         await events.append("acct.1", Event("acct.deposited", {"amount": 1}))
         replay = await _replayed(events)
-        [keeper] = _keepers()
+        [keeper] = keeper_tasks()
         store = replay.checkpoints
         assert isinstance(store, PostgresCheckpointStore)
         [share] = store._loops.values()
@@ -74,7 +47,7 @@ async def test_a_dropped_replay_drops_its_checkpoint_connection_and_warns(
         assert connection is not None and not connection.is_closed()
         owner = weakref.ref(replay)
         held = weakref.ref(keeper)
-        with _dropping(owner) as messages:
+        with dropping(owner) as messages:
             del replay, store, share, keeper
         [message] = messages
         assert re.search(r"^unclosed EventReplay .*PostgresCheckpointStore\(", message), message
@@ -85,7 +58,7 @@ async def test_a_dropped_replay_drops_its_checkpoint_connection_and_warns(
         assert connection.is_closed()
         del keeper
         gc.collect()
-        assert _destroyed_pending(caplog) == []
+        assert destroyed_pending(caplog.records) == []
     finally:
         await events.close()
 
@@ -96,16 +69,16 @@ async def test_a_dropped_checkpoint_store_names_itself(
     caplog.set_level(logging.ERROR, logger="asyncio")
     store = PostgresCheckpointStore(postgres_url)
     await store.save("c", 1, previous=None)
-    held = weakref.ref(_keepers()[0])
+    held = weakref.ref(keeper_tasks()[0])
     owner = weakref.ref(store)
-    with _dropping(owner) as messages:
+    with dropping(owner) as messages:
         del store
     [message] = messages
     assert re.search(r"^unclosed PostgresCheckpointStore\(", message), message
     keeper = held()
     assert keeper is not None
     await asyncio.wait((keeper,))
-    assert keeper.cancelled() and _destroyed_pending(caplog) == []
+    assert keeper.cancelled() and destroyed_pending(caplog.records) == []
 
 
 async def test_a_closed_replay_warns_nothing_and_leaves_no_keeper(
@@ -116,13 +89,13 @@ async def test_a_closed_replay_warns_nothing_and_leaves_no_keeper(
     try:
         await events.append("acct.1", Event("acct.deposited", {"amount": 1}))
         replay = await _replayed(events)
-        [keeper] = _keepers()
+        [keeper] = keeper_tasks()
         await replay.close()
         await asyncio.wait((keeper,))
         owner = weakref.ref(replay)
-        with _dropping(owner) as messages:
+        with dropping(owner) as messages:
             del replay
         assert messages == []
-        assert _keepers() == [] and _destroyed_pending(caplog) == []
+        assert keeper_tasks() == [] and destroyed_pending(caplog.records) == []
     finally:
         await events.close()
