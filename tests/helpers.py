@@ -82,6 +82,35 @@ class LoopThread:
                 task.get_coro().close()
 
 
+class LosesCancellation:
+    """An awaitable driver call that loses the first cancellation it gets.
+
+    It waits until cancelled, then returns (or raises ``then``) as ``asyncio.wait_for``
+    does when the awaited call completed at that moment; later calls after that first
+    one wait, cancellably, for ever (a silent server).
+    """
+
+    def __init__(self, then: BaseException | None = None, result: Any = None) -> None:
+        self.then = then
+        self.result = result
+        self.entered = asyncio.Event()
+        self.lost = 0
+        self.calls = 0
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        self.entered.set()
+        if self.lost:
+            await asyncio.Event().wait()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.lost += 1  # the library returned instead
+        if self.then is not None:
+            raise self.then
+        return self.result
+
+
 def keeper_tasks() -> list[asyncio.Task[Any]]:
     """The per-loop keeper tasks (notifications, checkpoints) on the running loop: their
     coroutines are all named ``_keep``."""

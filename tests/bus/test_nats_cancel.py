@@ -23,6 +23,7 @@ from pepperpy.event.transports.nats import _transport as nats_transport
 from pepperpy.event.transports.nats._consumer import Consumer
 from tests.bus.faultproxy import finishes
 from tests.conftest import unique_name
+from tests.helpers import LosesCancellation
 
 pytestmark = pytest.mark.nats
 
@@ -37,35 +38,6 @@ async def transport(nats_url: str) -> AsyncIterator[NatsTransport]:
     yield made
     await finishes(made.close(), 15)
     await finishes(made.delete_stream(), 15)
-
-
-class LosesCancellation:
-    """An awaitable driver call that loses the first cancellation it gets.
-
-    It waits until cancelled, then returns (or raises ``then``) as ``asyncio.wait_for``
-    does when the awaited call completed at that moment; later calls after that first
-    one wait, cancellably, for ever (a silent server).
-    """
-
-    def __init__(self, then: BaseException | None = None, result: Any = None) -> None:
-        self.then = then
-        self.result = result
-        self.entered = asyncio.Event()
-        self.lost = 0
-        self.calls = 0
-
-    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        self.entered.set()
-        if self.lost:
-            await asyncio.Event().wait()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            self.lost += 1  # the library returned instead
-        if self.then is not None:
-            raise self.then
-        return self.result
 
 
 async def test_close_ends_a_client_replacement_whose_connect_lost_the_cancellation(

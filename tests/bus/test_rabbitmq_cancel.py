@@ -24,7 +24,7 @@ from pepperpy.event.transports.rabbitmq import RabbitMQTransport
 from pepperpy.event.transports.rabbitmq._consumer import Consumer
 from tests.bus.faultproxy import FaultProxy, finishes, tasks_left
 from tests.conftest import unique_name
-from tests.helpers import eventually
+from tests.helpers import LosesCancellation, eventually
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -42,29 +42,6 @@ async def transport(amqp_url: str) -> AsyncIterator[RabbitMQTransport]:
     yield made
     await finishes(made.close(), 15)
     await finishes(made.delete_topology(), 15)
-
-
-class LosesCancellation:
-    """A driver call that loses the first cancellation it gets, returning ``result`` as
-    ``asyncio.wait_for`` does when the awaited call completed at that moment; calls after
-    that one wait, cancellably, for ever."""
-
-    def __init__(self, result: Any = None) -> None:
-        self.result = result
-        self.entered = asyncio.Event()
-        self.lost = 0
-        self.calls = 0
-
-    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        self.entered.set()
-        if self.lost:
-            await asyncio.Event().wait()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            self.lost += 1
-        return self.result
 
 
 async def _ignore(event: Event) -> None:
