@@ -28,7 +28,6 @@ import contextlib
 import logging
 import sqlite3
 import threading
-import warnings
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -43,7 +42,7 @@ from . import _json
 from ._deps import require
 from ._errors import ConcurrencyError, ConfigurationError, StoreError
 from ._frozen import check_json
-from ._loops import LoopShares
+from ._loops import LoopShares, warn_dropped
 from ._sqlite import OneConnection, open_wal, track_forks
 from .store._sqlite_schema import check_event_store
 from .store.base import redact_url
@@ -627,14 +626,7 @@ def _dropped(loops: LoopShares[_OnLoop], label: list[str]) -> None:
             on.abandon()
     if not held:
         return
-    store, parent = label
-    what = f"{parent} was dropped while its {store} was open" if parent else f"{store} was dropped"
-    warnings.warn(
-        f"unclosed {what}: await its close() when done with it (its connections are "
-        "being dropped on their event loops now)",
-        ResourceWarning,
-        stacklevel=1,  # no caller's line to point at: this runs in the garbage collector
-    )
+    warn_dropped(*label)
 
 
 def opened_by(store: CheckpointStore, parent: str) -> None:

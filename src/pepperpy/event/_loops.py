@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -118,3 +119,16 @@ async def settled(operation: Coroutine[Any, Any, T]) -> T:
         return task.result()
     failure = None if task.cancelled() else task.exception()
     raise interrupted from failure
+
+
+def warn_dropped(owner: str, parent: str) -> None:
+    """Warn (``ResourceWarning``) that ``owner`` was collected unclosed, naming ``parent``
+    (what the user made and should have closed) when it holds ``owner``. Called by the
+    finalizers that close what a dropped object left open on its event loops."""
+    what = f"{parent} was dropped while its {owner} was open" if parent else f"{owner} was dropped"
+    warnings.warn(
+        f"unclosed {what}: await its close() when done with it "
+        "(its connections are being closed on their event loops now)",
+        ResourceWarning,
+        stacklevel=1,  # no caller's line to point at: this runs in the garbage collector
+    )

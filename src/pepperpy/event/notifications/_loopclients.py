@@ -15,13 +15,12 @@ keepers are then cancelled on their loops (closing their clients) with a
 from __future__ import annotations
 
 import asyncio
-import warnings
 import weakref
 from collections.abc import Awaitable, Callable
 from contextvars import Context
 from typing import Any, Generic, TypeVar
 
-from .._loops import LoopShares
+from .._loops import LoopShares, warn_dropped
 
 __all__ = ["LoopClients", "owned_by"]
 
@@ -182,11 +181,4 @@ def _dropped(shares: LoopShares[_Held[Any]], label: list[str]) -> None:
     """The owner was collected without ``close()``: close its clients, and say so."""
     if not _release(shares):
         return
-    owner, parent = label
-    what = f"{parent} was dropped while its {owner} was open" if parent else f"{owner} was dropped"
-    warnings.warn(
-        f"unclosed {what}: await its close() when done with it "
-        "(its connections are being closed on their event loops now)",
-        ResourceWarning,
-        stacklevel=1,  # no caller's line to point at: this runs in the garbage collector
-    )
+    warn_dropped(*label)
