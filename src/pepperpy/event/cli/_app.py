@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import pathlib
 import signal
@@ -592,20 +593,34 @@ def bench(store: str, events: int, tasks: int, batch: int) -> None:
     type=click.IntRange(0, 65535),
     help="Port (0 picks a free one; the URL is printed).",
 )
-def serve(store: str, host: str, port: int) -> None:
-    """Serve a web console: browse streams and events, follow the log live (SSE)."""
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests for this host name (a proxy's, a LAN name); repeatable. "
+    "'*' answers any (turns off the DNS-rebinding check).",
+)
+def serve(store: str, host: str, port: int, allow_hosts: tuple[str, ...]) -> None:
+    """Serve a web console: browse streams and events, follow the log live (SSE).
+
+    Only requests for 127.0.0.1, localhost, ::1, --host or an --allow-host name are
+    answered (421 otherwise): a web page that rebinds its own name to this machine
+    cannot read the console.
+    """
     require("starlette", extra="web", feature="pepperpy-event serve")
     uvicorn = require("uvicorn", extra="web", feature="pepperpy-event serve")
-    from ._console import console_app
+    from ._console import LOOPBACK_HOSTS, console_app
 
     if host.startswith("[") and host.endswith("]"):  # an IPv6 address as a URL writes it
         host = host[1:-1]
+    hosts = {*LOOPBACK_HOSTS, host, *allow_hosts}
 
     async def work() -> None:
         with listen(host, port) as listener:
             async with open_store(store, reading=True) as events:
                 config = uvicorn.Config(
-                    console_app(events),
+                    console_app(events, allowed_hosts=hosts),
                     log_level="warning",
                     lifespan="off",
                     timeout_graceful_shutdown=2,
@@ -619,6 +634,12 @@ def serve(store: str, host: str, port: int) -> None:
                     bound = listener.getsockname()[1]
                     url = f"http://{address(host.replace('%', '%25'), bound)}/"  # a zone id
                     emit(f"pepperpy-event console on {url} (store {shown(store)})")
+                    if not allow_hosts and not _is_loopback(host):
+                        names = ", ".join(sorted(hosts))
+                        note(
+                            f"the console answers only requests for {names}; "
+                            "give --allow-host NAME for each name its clients use"
+                        )
                 await serving
                 if not server.started:
                     raise CommandError(f"could not listen on {address(host, port)}")
@@ -627,6 +648,14 @@ def serve(store: str, host: str, port: int) -> None:
         run(work)
     except KeyboardInterrupt:  # Ctrl-C is how a console is meant to stop
         note("stopped")
+
+
+def _is_loopback(host: str) -> bool:
+    """True for ``localhost`` and a loopback address (``127.0.0.1``, ``::1``)."""
+    try:
+        return host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def address(host: str, port: int) -> str:
