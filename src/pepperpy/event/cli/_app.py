@@ -121,13 +121,16 @@ def note(text: str) -> None:
     sys.stderr.flush()
 
 
-def run(work: Callable[[], Awaitable[T]]) -> T:
+def run(work: Callable[[], Awaitable[T]], *, on_signal: Callable[[int], bool] | None = None) -> T:
     """Run one subcommand's coroutine on a fresh event loop; Ctrl-C raises KeyboardInterrupt.
 
     Ctrl-C cancels the work from a loop callback (``loop.add_signal_handler``), not from
     ``asyncio.run``'s own SIGINT handler: that one cancels the task from inside the signal
     handler, which can land in the middle of another callback (such as the one handing a
     thread's result to a future the task awaits) and make it fail with a traceback.
+
+    With ``on_signal`` (``serve``), SIGINT and SIGTERM go to it first: when it returns
+    True it has taken care of the signal (a graceful stop) and the work runs on.
     """
 
     async def main() -> T:
@@ -135,17 +138,21 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
         task = asyncio.current_task()
         interrupted = False
 
-        def interrupt() -> None:
+        def interrupt(signum: int) -> None:
             nonlocal interrupted
+            if on_signal is not None and on_signal(signum):
+                return
             interrupted = True
             if task is not None:
                 task.cancel()
 
-        installed = False
+        signals = [signal.SIGINT] if on_signal is None else [signal.SIGINT, signal.SIGTERM]
+        installed: list[int] = []
         if threading.current_thread() is threading.main_thread():
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signal.SIGINT, interrupt)
-                installed = True
+            for signum in signals:
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(signum, interrupt, signum)
+                    installed.append(signum)
         try:
             return await work()
         except asyncio.CancelledError:
@@ -153,8 +160,8 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
                 raise KeyboardInterrupt from None
             raise
         finally:
-            if installed:
-                loop.remove_signal_handler(signal.SIGINT)
+            for handled in installed:
+                loop.remove_signal_handler(handled)
 
     return asyncio.run(main())
 
@@ -616,16 +623,30 @@ def serve(store: str, host: str, port: int, allow_hosts: tuple[str, ...]) -> Non
         host = host[1:-1]
     hosts = {*LOOPBACK_HOSTS, host, *allow_hosts}
 
+    stopping = asyncio.Event()  # set by Ctrl-C or SIGTERM: live tails end, serving stops
+    servers: list[Any] = []
+
+    def stop(signum: int) -> bool:
+        """Stop serving gracefully (a second Ctrl-C: at once); False before serving starts."""
+        if not servers:
+            return False
+        if stopping.is_set() and signum == signal.SIGINT:
+            servers[0].force_exit = True
+        servers[0].should_exit = True
+        stopping.set()
+        return True
+
     async def work() -> None:
         with listen(host, port) as listener:
             async with open_store(store, reading=True) as events:
                 config = uvicorn.Config(
-                    console_app(events, allowed_hosts=hosts),
+                    console_app(events, allowed_hosts=hosts, stopping=stopping),
                     log_level="warning",
                     lifespan="off",
-                    timeout_graceful_shutdown=2,
+                    timeout_graceful_shutdown=GRACEFUL_SECONDS,
                 )
-                server = uvicorn.Server(config)
+                server = _server(config)
+                servers.append(server)
                 serving = asyncio.ensure_future(_serve_until_stopped(server, listener))
                 # uvicorn offers no startup event to wait on, only the ``started`` flag
                 while not server.started and not serving.done():  # noqa: ASYNC110
@@ -640,14 +661,37 @@ def serve(store: str, host: str, port: int, allow_hosts: tuple[str, ...]) -> Non
                             f"the console answers only requests for {names}; "
                             "give --allow-host NAME for each name its clients use"
                         )
-                await serving
+                await serving  # returns once the requests in flight are answered
                 if not server.started:
                     raise CommandError(f"could not listen on {address(host, port)}")
+            # only now is the store closed: no request is left to find it closed
 
     try:
-        run(work)
-    except KeyboardInterrupt:  # Ctrl-C is how a console is meant to stop
-        note("stopped")
+        run(work, on_signal=stop)
+    except KeyboardInterrupt:  # a signal before the server was up
+        pass
+    note("stopped")
+
+
+#: how long a stop waits for the requests in flight (live tails end at once)
+GRACEFUL_SECONDS = 10
+
+
+def _server(config: Any) -> Any:
+    """A uvicorn server that leaves SIGINT and SIGTERM to ``serve``.
+
+    uvicorn's own handlers raced ours (both saw Ctrl-C), and it raises the signal again
+    once it has stopped: the work was cancelled while requests were in flight (answered
+    "the event store is closed") and live tails ended in tracebacks.
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server(config)
 
 
 def _is_loopback(host: str) -> bool:

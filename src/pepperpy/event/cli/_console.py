@@ -292,12 +292,21 @@ class _HostCheck:
         await self.app(scope, receive, secured)
 
 
-def console_app(store: EventStore, *, allowed_hosts: Collection[str] | None = None) -> Starlette:
+def console_app(
+    store: EventStore,
+    *,
+    allowed_hosts: Collection[str] | None = None,
+    stopping: asyncio.Event | None = None,
+) -> Starlette:
     """The console's ASGI application over an open ``store`` (the caller closes it).
 
     Requests must name one of ``allowed_hosts`` (default :data:`LOOPBACK_HOSTS`) in
-    their ``Host`` header, port aside; ``"*"`` among them turns the check off.
+    their ``Host`` header, port aside; ``"*"`` among them turns the check off. Setting
+    ``stopping`` ends every live tail, so a server shutting down need not wait for them
+    (close the store only once the server has stopped: requests in flight still use it).
     """
+    if stopping is None:
+        stopping = asyncio.Event()  # never set: tails end with the store or the client
     if allowed_hosts is None:
         allowed_hosts = LOOPBACK_HOSTS
     hosts = None if "*" in allowed_hosts else frozenset(map(_host_key, allowed_hosts))
@@ -344,7 +353,7 @@ def console_app(store: EventStore, *, allowed_hosts: Collection[str] | None = No
             backlog, start = await last_events(store, lines, streams, types)
         subscription = store.subscribe(start, streams=streams, types=types)
         return StreamingResponse(
-            _sse(backlog, subscription),
+            _sse(backlog, subscription, stopping),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -535,24 +544,32 @@ def _chart(activity: dict[str, Any]) -> str:
     return f'{chart}aria-label="{label}">{bars}</svg>{note}'
 
 
-async def _sse(backlog: list[Event], live: StoreSubscription) -> AsyncIterator[bytes]:
+async def _sse(
+    backlog: list[Event], live: StoreSubscription, stopping: asyncio.Event
+) -> AsyncIterator[bytes]:
     """Server-Sent Events: the backlog, then live events, with heartbeats when idle.
 
-    A subscription that fails (its database went away) ends the stream properly with
-    an ``event: error`` message and one WARNING in the log; the browser's
-    ``EventSource`` then reconnects with ``Last-Event-ID`` and misses nothing.
+    The stream ends when ``stopping`` is set (the server is shutting down). A
+    subscription that fails (its database went away) ends the stream properly with an
+    ``event: error`` message and one WARNING in the log; either way the browser's
+    ``EventSource`` reconnects with ``Last-Event-ID`` and misses nothing.
     """
     yield b": pepperpy-event tail\n\n"  # flush headers so the client knows it is connected
     for event in backlog:
         yield _sse_event(event)
     iterator = live.__aiter__()
     pending: asyncio.Task[Event] | None = None
+    stopped = asyncio.ensure_future(stopping.wait())
     try:
-        while True:
+        while not stopping.is_set():
             if pending is None:
                 pending = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
-            if not done:
+            await asyncio.wait(
+                {pending, stopped}, timeout=HEARTBEAT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stopping.is_set():
+                return
+            if not pending.done():
                 yield b": heartbeat\n\n"
                 continue
             try:
@@ -566,6 +583,7 @@ async def _sse(backlog: list[Event], live: StoreSubscription) -> AsyncIterator[b
                 pending = None
             yield _sse_event(event)
     finally:
+        stopped.cancel()
         if pending is not None:
             pending.cancel()
         await live.aclose()
