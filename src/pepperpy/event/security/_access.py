@@ -94,21 +94,51 @@ def _covers(rule: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
     return False
 
 
+def _checked_default(value: object) -> Literal["allow", "deny"]:
+    if value == "allow" and value.__class__ is str:
+        return "allow"
+    if value == "deny" and value.__class__ is str:
+        return "deny"
+    raise ConfigurationError(f"default must be 'allow' or 'deny', got {value!r}")
+
+
 class AccessControl:
     """Rules over patterns, checked by stores and buses before they act.
 
     ``AccessControl(default="deny")`` refuses whatever no rule allows (the safe choice
-    for production); ``default="allow"`` only refuses what a deny rule names.
+    for production); ``default="allow"`` only refuses what a deny rule names. Changing
+    :attr:`default` later is a policy change like a rule change: checked and audited.
     """
 
     def __init__(
         self, *, default: Literal["allow", "deny"] = "deny", audit: AuditLog | None = None
     ) -> None:
-        if default not in ("allow", "deny"):
-            raise ConfigurationError(f"default must be 'allow' or 'deny', got {default!r}")
-        self.default = default
+        self._default = _checked_default(default)
         self.audit = audit
         self._rules: list[AccessRule] = []
+
+    @property
+    def default(self) -> Literal["allow", "deny"]:
+        """What decides a request no rule names: ``"allow"`` or ``"deny"``."""
+        return self._default
+
+    @default.setter
+    def default(self, value: Literal["allow", "deny"]) -> None:
+        """Change the default policy: validated, then audited as ``policy.default``.
+
+        Anything but ``"allow"`` or ``"deny"`` raises ``ConfigurationError`` (a typo
+        such as ``"alow"`` must not silently become a policy). The audit entry comes
+        first: a closed audit log refuses the change, as it refuses rule changes.
+        """
+        new = _checked_default(value)
+        if self.audit is not None:
+            self.audit.record(
+                "policy.default",
+                "#",
+                principal=current_principal(),
+                details={"old": self._default, "new": new},
+            )
+        self._default = new
 
     @property
     def rules(self) -> tuple[AccessRule, ...]:
@@ -162,7 +192,7 @@ class AccessControl:
 
     def _decide(self, who: str, action: str, target: str) -> tuple[bool, AccessRule | None]:
         """The decision and the deny rule behind a refusal (None: no rule allowed it)."""
-        allowed = self.default == "allow"
+        allowed = self._default == "allow"
         for rule in self._rules:
             if rule.applies(who, action, target):
                 if rule.effect == "deny":
