@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pepperpy.event import ClosedError, ConfigurationError
-from pepperpy.event.security import AccessControl, AuditLog, acting_as
+from pepperpy.event import AccessDenied, ClosedError, ConfigurationError, EventStore
+from pepperpy.event.security import AccessControl, AuditLog, acting_as, current_principal
+from pepperpy.event.security._principal import PRINCIPAL
 
 # -- the default policy is a policy change like any rule ---------------------------------
 
@@ -43,3 +44,51 @@ def test_a_closed_audit_log_refuses_a_default_change() -> None:
         acl.default = "allow"
     assert acl.default == "deny"
     assert not acl.is_allowed("svc.a", "read", "orders.1")
+
+
+# -- a principal is a name, not a pattern ---------------------------------------------------
+
+INVALID_PRINCIPALS = ["John Smith", "svc.*", "#", "svc..a", "svc.a\n"]
+
+
+@pytest.mark.parametrize("bad", INVALID_PRINCIPALS)
+def test_acting_as_refuses_a_principal_that_is_not_a_name(bad: str) -> None:
+    with pytest.raises(ValueError, match="invalid principal .*dot-separated tokens"):
+        with acting_as(bad):
+            pass
+    assert current_principal() is None
+
+
+@pytest.mark.parametrize("bad", INVALID_PRINCIPALS)
+def test_checking_an_invalid_principal_is_an_audited_denial(bad: str) -> None:
+    log = AuditLog()
+    acl = AccessControl(default="allow", audit=log)  # even where everything is allowed
+    acl.allow("#", "*", "#")
+    with pytest.raises(AccessDenied, match="not a valid principal name") as denied:
+        acl.check("read", "orders.1", principal=bad)
+    assert denied.value.principal == bad
+    assert not acl.is_allowed(bad, "read", "orders.1")
+    entry = log.entries()[-1]
+    assert (entry.principal, entry.action, entry.target, entry.outcome) == (
+        bad,
+        "read",
+        "orders.1",
+        "denied",
+    )
+    assert "invalid_principal" in entry.details
+
+
+async def test_a_store_records_the_denial_of_an_invalid_principal() -> None:
+    log = AuditLog()
+    acl = AccessControl(default="allow")
+    acl.deny("svc.intern", "read", "hr.#")
+    async with EventStore(access=acl, audit=log) as store:
+        reset = PRINCIPAL.set("svc.*")  # set directly, as the bus does around a handler
+        try:
+            with pytest.raises(AccessDenied):
+                await store.append("hr.1", {"type": "salary.set", "data": {}})
+        finally:
+            PRINCIPAL.reset(reset)
+    assert [(e.principal, e.action, e.outcome) for e in log.entries()] == [
+        ("svc.*", "append", "denied")
+    ]

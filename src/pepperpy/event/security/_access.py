@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .._errors import AccessDenied, ConfigurationError
+from .._errors import AccessDenied, ConfigurationError, PatternError
 from .._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
 from ._audit import AuditLog
 from ._principal import current_principal
@@ -100,6 +100,15 @@ def _checked_default(value: object) -> Literal["allow", "deny"]:
     if value == "deny" and value.__class__ is str:
         return "deny"
     raise ConfigurationError(f"default must be 'allow' or 'deny', got {value!r}")
+
+
+def _invalid_principal(who: str) -> str | None:
+    """What is wrong with a principal name, or None when it is one (a topic-like name)."""
+    try:
+        parse_topic(who)
+    except PatternError as exc:
+        return str(exc)
+    return None
 
 
 class AccessControl:
@@ -186,12 +195,18 @@ class AccessControl:
             )
 
     def is_allowed(self, principal: str | None, action: str, target: str) -> bool:
-        """Decide without raising or auditing."""
+        """Decide without raising or auditing (an invalid principal name: False)."""
         allowed, _ = self._decide(principal or ANONYMOUS, action, target)
         return allowed
 
     def _decide(self, who: str, action: str, target: str) -> tuple[bool, AccessRule | None]:
-        """The decision and the deny rule behind a refusal (None: no rule allowed it)."""
+        """The decision and the deny rule behind a refusal (None: no rule allowed it).
+
+        A principal that is not a valid name (``"John Smith"``, ``"svc.*"``) is refused:
+        no rule can name it, and a wildcard must not pass for many principals.
+        """
+        if _invalid_principal(who) is not None:
+            return False, None
         allowed = self._default == "allow"
         for rule in self._rules:
             if rule.applies(who, action, target):
@@ -224,6 +239,9 @@ class AccessControl:
         details: dict[str, str] = {}
         if rule is not None:
             details["rule"] = str(rule)
+        invalid = _invalid_principal(who or ANONYMOUS)
+        if invalid is not None:
+            details["invalid_principal"] = invalid
         if needed_by is not None:
             details["needed_by"] = needed_by
         if self.audit is not None:
@@ -236,5 +254,7 @@ class AccessControl:
             message += f" (needed by {needed_by})"
         if rule is not None:
             message += f": refused by {rule}"
+        if invalid is not None:
+            message += f": not a valid principal name ({invalid})"
         denied.args = (message,)
         raise denied

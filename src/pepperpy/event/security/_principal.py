@@ -6,6 +6,9 @@ import contextlib
 import contextvars
 from collections.abc import Iterator
 
+from .._errors import PatternError
+from .._patterns import parse_topic
+
 __all__ = ["PRINCIPAL", "acting_as", "current_principal"]
 
 #: the acting principal (None: anonymous). The bus sets it directly around each handler
@@ -26,9 +29,20 @@ def acting_as(principal: str) -> Iterator[str]:
 
     The principal follows the code into tasks created inside the block (asyncio copies
     context variables into new tasks).
+
+    A principal is a name like a topic: dot-separated tokens, without wildcards or
+    whitespace (``svc.billing``). Anything else raises ``ValueError`` here, at once,
+    rather than failing each later check: rules match principals as topics.
     """
     if not isinstance(principal, str) or not principal:
         raise ValueError(f"principal must be a non-empty str, got {principal!r}")
+    try:
+        parse_topic(principal)
+    except PatternError as exc:
+        raise ValueError(
+            f"invalid principal {principal!r}: principal names are dot-separated tokens "
+            f"without wildcards or whitespace ({exc})"
+        ) from None
     token = PRINCIPAL.set(principal)
     try:
         yield principal

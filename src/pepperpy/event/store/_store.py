@@ -712,14 +712,17 @@ _fromtimestamp = datetime.fromtimestamp
 def _denial_entry(access: AccessControl, denied: AccessDenied) -> dict[str, Any]:
     """The audit entry of a denial, as ``AccessControl.check`` writes to its own log."""
     who = denied.principal
-    rule = next(
-        (
-            rule
-            for rule in access.rules
-            if who and rule.effect == "deny" and rule.applies(who, denied.action, denied.target)
-        ),
-        None,
-    )
+    try:
+        rule = next(
+            (
+                rule
+                for rule in access.rules
+                if who and rule.effect == "deny" and rule.applies(who, denied.action, denied.target)
+            ),
+            None,
+        )
+    except PatternError:  # not a valid principal name: refused without a rule
+        rule = None
     return {
         "action": denied.action,
         "target": denied.target,
