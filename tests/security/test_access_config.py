@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from pepperpy.event import AccessDenied, ClosedError, ConfigurationError, EventStore
-from pepperpy.event.security import AccessControl, AuditLog, acting_as, current_principal
+from pepperpy.event.security import (
+    AccessControl,
+    AuditLog,
+    KeyRing,
+    SQLiteKeyStore,
+    StreamEncryption,
+    acting_as,
+    current_principal,
+)
 from pepperpy.event.security._principal import PRINCIPAL
 
 # -- the default policy is a policy change like any rule ---------------------------------
@@ -92,3 +103,40 @@ async def test_a_store_records_the_denial_of_an_invalid_principal() -> None:
     assert [(e.principal, e.action, e.outcome) for e in log.entries()] == [
         ("svc.*", "append", "denied")
     ]
+
+
+# -- the data keys never live with the events ----------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["same", "relative", "dotted", "hard link"])
+async def test_a_key_store_in_the_event_database_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    events = tmp_path / "events.db"
+    monkeypatch.chdir(tmp_path)
+    keys_path = {
+        "same": str(events),
+        "relative": "events.db",
+        "dotted": str(tmp_path / "sub" / ".." / "events.db"),
+        "hard link": str(tmp_path / "link.db"),
+    }[spelling]
+    (tmp_path / "sub").mkdir()
+    if spelling == "hard link":
+        events.write_bytes(b"")
+        os.link(events, keys_path)
+    key_store = SQLiteKeyStore(keys_path)
+    try:
+        crypto = StreamEncryption(KeyRing.generate(), key_store)
+        with pytest.raises(ConfigurationError, match="is the event database"):
+            EventStore(f"sqlite:///{events}", encryption=crypto)
+    finally:
+        await key_store.close()
+
+
+async def test_a_key_store_in_its_own_file_is_fine(tmp_path: Path) -> None:
+    key_store = SQLiteKeyStore(str(tmp_path / "keys.db"))
+    crypto = StreamEncryption(KeyRing.generate(), key_store)
+    async with EventStore(f"sqlite:///{tmp_path / 'events.db'}", encryption=crypto) as store:
+        await store.append("user.1", {"type": "user.created", "data": {"ssn": "078-05-1120"}})
+        assert (await store.get_stream("user.1"))[0].data == {"ssn": "078-05-1120"}
+    await key_store.close()

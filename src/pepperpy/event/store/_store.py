@@ -9,6 +9,7 @@ and choosing a backend from a URL. Backends implement the small contract in :mod
 from __future__ import annotations
 
 import inspect
+import os
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -135,6 +136,8 @@ class EventStore:
         else:
             self._backend = open_backend(url)
             self.url = url or "memory://"
+        if encryption is not None:
+            _check_keys_apart(encryption, self._backend)
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
         self._last_recorded: tuple[int, datetime] = (-1, from_micros(0))
         self._subscriptions: weakref.WeakSet[StoreSubscription] = weakref.WeakSet()
@@ -730,6 +733,33 @@ def _denial_entry(access: AccessControl, denied: AccessDenied) -> dict[str, Any]
         "outcome": "denied",
         "details": None if rule is None else {"rule": str(rule)},
     }
+
+
+def _check_keys_apart(encryption: StreamEncryption, backend: StoreBackend) -> None:
+    """Refuse a ``SQLiteKeyStore`` in the event database's own file.
+
+    Encryption at rest protects the events only from whoever holds them without the
+    keys: with both in one file, every copy of the events (a backup, a stolen disk, a
+    replica) carries the keys that open them, and a shred leaves the file with the
+    events.
+    """
+    from ..security._encryption import SQLiteKeyStore
+
+    key_store = encryption.key_store
+    events_path = getattr(backend, "path", None)
+    if not isinstance(key_store, SQLiteKeyStore) or not isinstance(events_path, str):
+        return
+    keys, events = os.path.realpath(key_store.path), os.path.realpath(events_path)
+    same = keys == events
+    if not same and os.path.exists(keys) and os.path.exists(events):
+        same = os.path.samefile(keys, events)  # a hard link, another mount of the file
+    if same:
+        raise ConfigurationError(
+            f"the key store {key_store.path!r} is the event database {events_path!r}: keep "
+            "the data keys in another file (SQLiteKeyStore('keys.db')) or a KMS, or every "
+            "copy of the events carries the keys that decrypt them, and shredding a stream "
+            "leaves its key in the same file"
+        )
 
 
 def _unaudited(denied: AccessDenied) -> AccessDenied:
