@@ -16,9 +16,11 @@ stream, or one whose clear labels were changed, fails authentication.
   tombstones, so its events can no longer be decrypted anywhere, backups included. The
   tombstones keep the version numbers taken: a key written to the stream afterwards gets
   a new version, so old envelopes keep reading as shredded instead of meeting a new key
-  under their old number. Other instances sharing the key store notice a shred when they
-  next encrypt (the key store is checked before every encryption) and stop decrypting
-  within ``key_cache_ttl`` seconds.
+  under their old number. Only a version with a tombstone reads as shredded: an envelope
+  naming a version the key store never held for its stream (forged, or its rows
+  deleted) raises :class:`EncryptionError`. Other instances sharing the key store notice
+  a shred when they next encrypt (the key store is checked before every encryption) and
+  stop decrypting within ``key_cache_ttl`` seconds.
 
 Data keys live in a :class:`KeyStore` kept apart from the events: memory, or an SQLite
 file (``SQLiteKeyStore``). Metadata, types and stream names stay in clear text, so
@@ -149,8 +151,9 @@ class KeyStore(abc.ABC):
     async def delete(self, stream: str) -> int:
         """Forget ``stream`` entirely, tombstones too; return how many rows went.
 
-        Not a shred: version numbers can be reused afterwards. Use
-        :meth:`StreamEncryption.shred`.
+        Not a shred: version numbers can be reused afterwards, and the stream's events
+        then raise :class:`EncryptionError` (they name keys the key store never held)
+        instead of reading as shredded. Use :meth:`StreamEncryption.shred`.
         """
 
     @abc.abstractmethod
@@ -347,9 +350,12 @@ class _StreamKeys:
     ciphers: dict[int, Any]  # live versions: an AES-GCM cipher with each unwrapped key
     wrapped: dict[int, bytes]  # the wrapped form of each, to skip unwrapping it again
     highest: int  # the highest version ever stored, tombstones included
-    loaded_at: float  # time.monotonic() of the load
-    #: versions up to this one were looked for in the key store: one missing is gone
-    #: (deleted); a higher one may have been made elsewhere since, and needs a reload
+    loaded_at: float  # time.monotonic() of the load (-inf: stale, read again)
+    #: versions whose key was shredded (a tombstone): only these read as shredded
+    shredded: frozenset[int] = frozenset()
+    #: versions up to this one were looked for in the key store: one that is neither
+    #: live nor shredded never existed (forged); a higher one may have been made
+    #: elsewhere since, and needs a reload
     checked: int = 0
 
     def __post_init__(self) -> None:
@@ -365,7 +371,9 @@ class StreamEncryption:
 
     ``on_shredded="redact"`` (the default) reads events of a shredded stream with
     ``data=None`` and ``metadata["pepperpyshredded"] = True``, so projections over the
-    whole log keep running; ``"error"`` raises :class:`EncryptionError` instead.
+    whole log keep running; ``"error"`` raises :class:`EncryptionError` instead. Either
+    way only versions :meth:`shred` made tombstones of read as shredded; any other key
+    version the key store does not have raises :class:`EncryptionError`.
 
     Unwrapped keys are cached. Before every encryption the key store is read again, so
     no instance writes with a key another instance shredded; for decryption a cached
@@ -408,19 +416,22 @@ class StreamEncryption:
         previous = self._cache.get(stream)
         ciphers: dict[int, Any] = {}
         wrapped: dict[int, bytes] = {}
+        shredded: set[int] = set()
         for version, (master_id, blob) in rows.items():
             if master_id == SHREDDED:
+                shredded.add(version)
                 continue
             if previous is not None and previous.wrapped.get(version) == blob:
                 ciphers[version] = previous.ciphers[version]
             else:
                 ciphers[version] = _aesgcm(self._unwrap(stream, version, master_id, blob))
             wrapped[version] = blob
-        entry = _StreamKeys(ciphers, wrapped, max(rows, default=0), time.monotonic())
-        if rows:
-            self._cache[stream] = entry
-        else:  # nothing stored yet: ask again next time rather than cache the absence
-            self._cache.pop(stream, None)
+        # nothing stored yet: the absence is kept (so an envelope naming a key of this
+        # stream is refused as forged, not taken for a page that was not preloaded) but
+        # stale, so the next preload asks again (another instance may make a key)
+        loaded_at = time.monotonic() if rows else -math.inf
+        entry = _StreamKeys(ciphers, wrapped, max(rows, default=0), loaded_at, frozenset(shredded))
+        self._cache[stream] = entry
         return entry
 
     def _unwrap(self, stream: str, version: int, master_id: str, wrapped: bytes) -> bytes:
@@ -471,6 +482,8 @@ class StreamEncryption:
         if entry is None:
             self._cache[stream] = _StreamKeys({}, {}, 0, time.monotonic())
             entry = self._cache[stream]
+        elif not entry.highest:  # the absence was cached: now there is a key
+            entry.loaded_at = time.monotonic()
         if version > entry.highest:
             entry.ciphers[version] = cipher
             entry.wrapped[version] = wrapped
@@ -627,19 +640,33 @@ class StreamEncryption:
                 f" its data key version is {version!r}, not an int >= 1"
             )
         entry = self._cache.get(stream)
-        if entry is not None and version > entry.checked:
+        if entry is None:
+            raise EncryptionError(
+                f"the data keys of stream {stream!r} were not loaded here: preload the page"
+                f" with StreamEncryption.preload_page before decrypting {_what(kind, name)}"
+            )
+        if version > entry.checked:
             entry.loaded_at = -math.inf  # the next preload reads the key store again
             raise EncryptionError(
                 f"data key {version} of stream {stream!r} is newer than the keys loaded here"
                 f" (up to {entry.highest}), made by another instance since; preload the page"
                 " with StreamEncryption.preload_page before decrypting it"
             )
-        cipher = entry.ciphers.get(version) if entry is not None else None
+        cipher = entry.ciphers.get(version)
         if cipher is None:
+            if version not in entry.shredded:
+                # only a shred makes a version unreadable on purpose; any other missing
+                # version never had a key here: a forged envelope, or rows deleted
+                entry.loaded_at = -math.inf  # read the keys again before the next page
+                raise EncryptionError(
+                    f"{_what(kind, name)} of {stream!r} names data key {version}, which the"
+                    " key store never held for this stream (neither a live key nor a shredded"
+                    " one): refused as tampered (or its key store rows were deleted)"
+                )
             if self.on_shredded == "redact":
                 return None
             raise EncryptionError(
-                f"data key {version!r} of stream {stream!r} is gone (shredded or never stored):"
+                f"data key {version} of stream {stream!r} was shredded:"
                 f" {_what(kind, name)} cannot be read"
             )
         try:
@@ -699,8 +726,33 @@ class StreamEncryption:
         live = [version for version, (master_id, _) in rows.items() if master_id != SHREDDED]
         for version in live:
             await self.key_store.replace(stream, version, SHREDDED, b"")
-        self._cache.pop(stream, None)
+        # what the key store now holds: a page preloaded before reads as shredded
+        self._apply(stream, dict.fromkeys(rows, (SHREDDED, b"")))
         return bool(live)
+
+    async def mark_shredded(self, stream: str, versions: Iterable[int]) -> int:
+        """Write a tombstone for each of ``versions`` that ``stream`` has no row for.
+
+        For key stores written before shredding kept tombstones (it deleted the rows):
+        an envelope naming a version the key store never held is refused as forged, so
+        the events of a stream shredded back then raise :class:`EncryptionError` until
+        their versions are marked shredded here. A live key or a tombstone already
+        stored is left as it is (this never shreds a key: use :meth:`shred`). Returns
+        how many tombstones were written.
+        """
+        wanted = list(versions)
+        for version in wanted:
+            if version.__class__ is not int or version < 1:
+                raise ValueError(f"a data key version is an int >= 1, got {version!r}")
+        return await settled(self._mark_shredded(stream, sorted(set(wanted))))
+
+    async def _mark_shredded(self, stream: str, versions: list[int]) -> int:
+        rows = await self.key_store.load(stream)
+        missing = [version for version in versions if version not in rows]
+        for version in missing:
+            await self.key_store.replace(stream, version, SHREDDED, b"")
+        self._apply(stream, await self.key_store.load(stream))
+        return len(missing)
 
 
 def _not_an_envelope(kind: str, stream: str, name: str | int, value: object) -> str:
