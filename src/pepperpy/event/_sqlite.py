@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -47,11 +48,40 @@ def open_wal(
     connection = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=timeout
     )
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute(f"PRAGMA synchronous={synchronous}")
-    if schema is not None:
-        connection.execute(schema)
+    try:
+        _enter_wal(connection, timeout)
+        connection.execute(f"PRAGMA synchronous={synchronous}")
+        if schema is not None:
+            connection.execute(schema)
+    except BaseException:
+        connection.close()
+        raise
     return connection
+
+
+def _enter_wal(connection: sqlite3.Connection, timeout: float) -> None:
+    """Switch to WAL mode, waiting up to ``timeout`` for connections doing the same.
+
+    Switching a file that is not in WAL mode yet (a new one) takes its read lock and then
+    the exclusive lock. When several connections open such a file at once, each holds the
+    read lock the others wait for, and SQLite answers "database is locked" at once instead
+    of calling the busy handler (it would wait for ever, sqlite3_busy_handler's docs say):
+    the busy timeout does not apply. So that case is retried here, until ``timeout``. Once
+    one of them has switched, the mode is stored in the file and later opens pass at once.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 class ForkAware(Protocol):
