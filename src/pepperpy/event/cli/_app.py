@@ -813,11 +813,12 @@ def audit_show(path: str) -> None:
     """Print every entry of PATH: SEQUENCE TIME PRINCIPAL ACTION TARGET OUTCOME.
 
     One line per entry: a field holding a space, a quote or a control character is
-    printed as a JSON string, so no value can pass for another line or field.
+    printed as a JSON string, so no value can pass for another line or field. Entries
+    are read a page at a time: printing starts at once, whatever the log's size.
     """
     log = _open_audit(path, _audit_key())
     try:
-        for entry in log.entries():
+        for entry in log.iter_entries():
             emit(
                 f"{entry.sequence} {entry.at.isoformat()} {field(entry.principal)} "
                 f"{field(entry.action)} {field(entry.target)} {field(entry.outcome)}"

@@ -32,7 +32,7 @@ import hashlib
 import hmac
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +48,8 @@ __all__ = ["AuditEntry", "AuditFailure", "AuditLog", "AuditVerification", "key_f
 GENESIS = "0" * 64
 #: seconds a record waits for another writer of the same file (as the SQLite store)
 BUSY_TIMEOUT = 10.0
+#: rows read from the file at a time by verify() and iter_entries(): memory stays bounded
+READ_PAGE = 500
 _HEX = frozenset("0123456789abcdef")
 _FIELDS = frozenset(
     ("sequence", "at", "principal", "action", "target", "outcome", "details", "previous_hash")
@@ -411,25 +413,33 @@ class AuditLog(OneConnection):
         return await asyncio.to_thread(self.record, action, target, **kwargs)
 
     def entries(self) -> list[AuditEntry]:
-        """Every entry, oldest first.
+        """Every entry, oldest first (a list: for a large log, use :meth:`iter_entries`).
 
         An entry that does not decode (the file was edited) raises
         :class:`~pepperpy.event.StoreError` naming it; :meth:`verify` reports it instead.
         """
+        return list(self.iter_entries())
+
+    def iter_entries(self) -> Iterator[AuditEntry]:
+        """Every entry, oldest first, read a page at a time: memory stays bounded.
+
+        The entries come from one snapshot of the file (one read transaction, on a
+        connection of its own, so writers go on meanwhile): entries recorded after the
+        iteration began are not included. An entry that does not decode raises
+        :class:`~pepperpy.event.StoreError` naming it, as in :meth:`entries`.
+        """
         try:
-            rows = self._rows()
+            with self._snapshot() as (_, rows):
+                for sequence, body, digest in rows:
+                    entry = _decode(body, digest)
+                    if isinstance(entry, str):
+                        raise StoreError(
+                            f"entry {sequence} of the audit log {self._path!r} is malformed: "
+                            f"{entry} (the log was tampered with; verify() reports it)"
+                        )
+                    yield entry
         except sqlite3.Error as exc:
             raise StoreError(f"could not read the audit log {self._path!r}: {exc}") from exc
-        entries = []
-        for sequence, body, digest in rows:
-            entry = _decode(body, digest)
-            if isinstance(entry, str):
-                raise StoreError(
-                    f"entry {sequence} of the audit log {self._path!r} is malformed: {entry} "
-                    "(the log was tampered with; verify() reports it)"
-                )
-            entries.append(entry)
-        return entries
 
     def verify(
         self, *, expect_count: int | None = None, expect_head: str | None = None
@@ -448,15 +458,18 @@ class AuditLog(OneConnection):
         """
         expect_head = _anchor(expect_count, expect_head)
         try:
-            marker, rows = self._marker_and_rows()
+            with self._snapshot() as (marker, rows):
+                mismatch = self._key_mismatch(marker)
+                if mismatch is not None and mismatch[0] != "wrong_key":
+                    reason = f"the log {mismatch[1]}"
+                    return AuditVerification(False, 0, None, reason, kind=mismatch[0])
+                result = self._verify_chain(
+                    rows, expect_count, expect_head, unmarked=marker is None
+                )
         except sqlite3.OperationalError as exc:  # locked, I/O: no verdict either way
             raise StoreError(f"could not read the audit log {self._path!r}: {exc}") from exc
         except sqlite3.DatabaseError as exc:  # SQLite finds the file itself damaged
             return AuditVerification(False, 0, None, f"the file is damaged: {exc}", kind="damaged")
-        mismatch = self._key_mismatch(marker)
-        if mismatch is not None and mismatch[0] != "wrong_key":
-            return AuditVerification(False, 0, None, f"the log {mismatch[1]}", kind=mismatch[0])
-        result = self._verify_chain(rows, expect_count, expect_head, unmarked=marker is None)
         if mismatch is None:
             return result
         if result.checked == 0:  # nothing verifies under the key given either
@@ -467,7 +480,7 @@ class AuditLog(OneConnection):
 
     def _verify_chain(
         self,
-        rows: list[tuple[int, Any, Any]],
+        rows: Iterable[tuple[int, Any, Any]],
         expect_count: int | None,
         expect_head: str | None,
         *,
@@ -513,29 +526,42 @@ class AuditLog(OneConnection):
             return "entry content does not match its hash"
         return None
 
-    def _rows(self) -> list[tuple[int, Any, Any]]:
-        """Every row as stored, oldest first: (sequence, body, hash), not yet checked."""
-        return self._marker_and_rows()[1]
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[tuple[str | None, Iterator[tuple[int, Any, Any]]]]:
+        """The file's key marker (``None``: it has none) and its rows as stored, oldest
+        first, ``(sequence, body, hash)``, not yet checked: one snapshot, read a page at
+        a time.
 
-    def _marker_and_rows(self) -> tuple[str | None, list[tuple[int, Any, Any]]]:
-        """The file's key marker (``None``: it has none) and every row, read together."""
+        A file log is read in one read transaction on a connection of its own (closed on
+        leaving), so the rows and the marker agree, memory holds one page, and this
+        log's writers are not held up meanwhile. A memory log gives its entries as they
+        are on entering.
+        """
         with self._lock:
             self._check_readable()
-            db = self._file()
-            if db is None:
-                rows = [(entry.sequence, entry.body(), entry.hash) for entry in self._entries]
-                return None, rows
+            if self._path is None:
+                entries = list(self._entries)
+        if self._path is None:
+            yield None, ((entry.sequence, entry.body(), entry.hash) for entry in entries)
+            return
+        db = self._reader()
+        try:
             db.execute("BEGIN")  # one snapshot: the marker with the rows
-            try:
-                marker = _read_marker(db)
-                rows = db.execute(
-                    "SELECT sequence, body, hash FROM audit_log ORDER BY sequence"
-                ).fetchall()
-            finally:
+            marker = _read_marker(db)
+            cursor = db.execute("SELECT sequence, body, hash FROM audit_log ORDER BY sequence")
+            yield marker, _paged(cursor)
+        finally:
+            with contextlib.suppress(sqlite3.Error):
                 if db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")  # it only read
-            return marker, rows
+                    db.execute("ROLLBACK")  # it only read
+            db.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        """A new connection that only reads the log file (see :meth:`_snapshot`)."""
+        assert self._path is not None
+        mode = "ro" if self._read_only else "rw"  # never creates a file that went missing
+        uri = f"{Path(self._path).absolute().as_uri()}?mode={mode}"
+        return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=self._busy_timeout)
 
     @property
     def closed(self) -> bool:
@@ -599,6 +625,15 @@ def _read_marker(db: sqlite3.Connection) -> str | None:
         return None
     row = db.execute("SELECT value FROM audit_meta WHERE name = ?", (_MARKER,)).fetchone()
     return None if row is None else _text(row[0])
+
+
+def _paged(cursor: sqlite3.Cursor) -> Iterator[tuple[int, Any, Any]]:
+    """The rows of ``cursor``, fetched :data:`READ_PAGE` at a time."""
+    while True:
+        page = cursor.fetchmany(READ_PAGE)
+        if not page:
+            return
+        yield from page
 
 
 def _is_fingerprint(value: str) -> bool:
