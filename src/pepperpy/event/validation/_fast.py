@@ -255,11 +255,15 @@ class _FastBuilder:
         msgspec = self.msgspec
         fields: list[tuple[Any, ...]] = []
         rename: dict[str, str] = {}
+        # a generated attribute must not be a field's own name: msgspec would keep one
+        # field for both (and check one's value against the other's type)
+        used = set(node.fields)
         for index, field in enumerate(node.fields.values()):
             name = field.name
             attribute = name
             if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
-                attribute = f"field_{index}"
+                attribute = _unused(f"field_{index}", used)
+                used.add(attribute)
                 rename[attribute] = name
             kind = self.build(field.node)
             if field.required:
@@ -283,13 +287,25 @@ class _FastBuilder:
                 unset = Union[kind, msgspec.UnsetType]  # type: ignore[valid-type,name-defined]  # noqa: UP007
                 fields.append((attribute, unset, msgspec.UNSET))
         self.count += 1
-        return msgspec.defstruct(
+        struct = msgspec.defstruct(
             f"{node.name or 'Object'}Fast{self.count}",
             fields,
             kw_only=True,
             forbid_unknown_fields=node.extra == "forbid",
             rename=rename or None,
         )
+        if len(struct.__struct_fields__) != len(node.fields):  # never silently merge fields
+            raise NoFastPath("field names msgspec cannot keep apart")
+        return struct
+
+
+def _unused(name: str, used: set[str]) -> str:
+    """``name``, or ``name_2``, ``name_3``, ... : the first that is not in ``used``."""
+    candidate, number = name, 1
+    while candidate in used:
+        number += 1
+        candidate = f"{name}_{number}"
+    return candidate
 
 
 def _all_literal(node: AllNode) -> tuple[Any, ...]:
