@@ -37,6 +37,7 @@ import abc
 import asyncio
 import base64
 import functools
+import logging
 import math
 import os
 import sqlite3
@@ -69,6 +70,8 @@ _NONCE = 12
 #: the master key id of a shredded version's tombstone (no KeyRing id can be empty)
 SHREDDED = ""
 _ATTEMPTS = 10
+
+logger = logging.getLogger("pepperpy.event.security")
 
 
 def _aesgcm(key: bytes) -> Any:
@@ -220,18 +223,26 @@ class SQLiteKeyStore(OneConnection, KeyStore):
             self._db = self._open()
 
     def _open(self) -> sqlite3.Connection:
-        return open_wal(
+        connection = open_wal(
             self.path,
             schema="CREATE TABLE IF NOT EXISTS data_keys (stream TEXT NOT NULL, version INTEGER"
             " NOT NULL, master_key TEXT NOT NULL, wrapped BLOB NOT NULL,"
             " PRIMARY KEY (stream, version))",
         )
+        # a key overwritten by a tombstone (or deleted) is zeroed where it was, not left
+        # in free space of its page for whoever holds the master key to unwrap
+        connection.execute("PRAGMA secure_delete=ON")
+        return connection
 
     def __repr__(self) -> str:
         return f"SQLiteKeyStore({self.path!r})"
 
-    def _run(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
-        """Run one statement (on a worker thread: every caller goes through to_thread)."""
+    def _run(self, sql: str, args: tuple[Any, ...], *, purge: bool = False) -> list[Any]:
+        """Run one statement (on a worker thread: every caller goes through to_thread).
+
+        ``purge`` (a statement that removes a key): then move the WAL into the file and
+        truncate it, so the page versions that still held the key leave the disk.
+        """
         with self._lock:
             if self._closed:
                 raise ClosedError(f"the key store {self.path!r} is closed")
@@ -239,9 +250,31 @@ class SQLiteKeyStore(OneConnection, KeyStore):
                 if self._db is None:  # a forked child: its own connection
                     self._db = self._open()
                 cursor = self._db.execute(sql, args)
-                return [cursor.rowcount, *cursor.fetchall()]
+                result = [cursor.rowcount, *cursor.fetchall()]
+                if purge:
+                    self._purge(self._db)
+                return result
             except sqlite3.Error as exc:
                 raise EncryptionError(f"the key store {self.path!r} failed: {exc}") from exc
+
+    def _purge(self, db: sqlite3.Connection) -> None:
+        """Checkpoint the WAL and truncate it (``PRAGMA wal_checkpoint(TRUNCATE)``).
+
+        Until then the frames written before a key was removed (the page with the key)
+        stay in the ``-wal`` file for as long as the key store is open. Another
+        connection reading the file can keep the WAL from being reset within the busy
+        timeout: the key is removed all the same, a warning says the old frames remain
+        until a later checkpoint.
+        """
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            logger.warning(
+                "key store %r: a key was removed, but another connection kept the WAL from"
+                " being truncated; the removed key stays in %s-wal until a later"
+                " checkpoint (close the other readers, or shred again)",
+                self.path,
+                self.path,
+            )
 
     async def load(self, stream: str) -> dict[int, tuple[str, bytes]]:
         _, *rows = await asyncio.to_thread(
@@ -260,7 +293,8 @@ class SQLiteKeyStore(OneConnection, KeyStore):
         return bool(count)
 
     async def replace(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> None:
-        if master_key_id == SHREDDED:
+        shred = master_key_id == SHREDDED
+        if shred:
             sql = "INSERT OR REPLACE INTO data_keys VALUES (?, ?, ?, ?)"
             args: tuple[Any, ...] = (stream, version, SHREDDED, b"")
         else:  # one statement: a shred between a load and this re-wrap wins
@@ -269,11 +303,13 @@ class SQLiteKeyStore(OneConnection, KeyStore):
                 " WHERE stream = ? AND version = ? AND master_key != ?"
             )
             args = (master_key_id, wrapped, stream, version, SHREDDED)
-        await asyncio.to_thread(self._run, sql, args)
+        await asyncio.to_thread(functools.partial(self._run, sql, args, purge=shred))
 
     async def delete(self, stream: str) -> int:
         count, *_ = await asyncio.to_thread(
-            self._run, "DELETE FROM data_keys WHERE stream = ?", (stream,)
+            functools.partial(
+                self._run, "DELETE FROM data_keys WHERE stream = ?", (stream,), purge=True
+            )
         )
         return int(count)
 
