@@ -142,3 +142,83 @@ def test_a_memory_log_pages_the_same(tmp_path: Path) -> None:
         log.record("append", f"orders.{n}")
     assert [e.target for e in log.iter_entries()] == ["orders.0", "orders.1", "orders.2"]
     assert log.verify().checked == 3
+
+
+# -- a changed key marker does not turn tampering into "wrong key" ----------------------
+
+KEY = bytes(range(32))
+
+
+def keyed_log(path: Path, key: bytes = KEY) -> None:
+    with AuditLog(str(path), key=key) as log:
+        for n in range(5):
+            log.record("append", f"orders.{n}", principal="svc")
+
+
+def tamper(path: Path, *, sequence: int = 0, marker: str | None = "0123456789abcdef") -> None:
+    """Edit one entry's body, as someone without the key would, and maybe the marker."""
+    with sqlite3.connect(path) as db:
+        (body,) = db.execute(
+            "SELECT body FROM audit_log WHERE sequence = ?", (sequence,)
+        ).fetchone()
+        db.execute(
+            "UPDATE audit_log SET body = ? WHERE sequence = ?",
+            (body.replace(b'"svc"', b'"bob"'), sequence),
+        )
+        if marker is not None:
+            db.execute("UPDATE audit_meta SET value = ?", (marker,))
+    db.close()
+
+
+def test_a_tampered_first_entry_with_a_rewritten_marker_is_tampering(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    keyed_log(path)
+    tamper(path)
+    with AuditLog(str(path), key=KEY, read_only=True) as log:
+        result = log.verify()
+    assert not result.ok
+    assert result.kind == "tampered", result
+    assert result.first_bad_sequence == 0
+    assert result.reason is not None and "key marker was altered" in result.reason
+
+
+def test_a_deleted_first_entry_with_a_rewritten_marker_is_tampering(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    keyed_log(path)
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM audit_log WHERE sequence = 0")
+        db.execute("UPDATE audit_meta SET value = '0123456789abcdef'")
+    db.close()
+    with AuditLog(str(path), key=KEY, read_only=True) as log:
+        result = log.verify()
+    assert (result.ok, result.kind, result.first_bad_sequence) == (False, "tampered", 1)
+    assert result.reason is not None and "entry 0 is missing" in result.reason
+
+
+def test_audit_verify_reports_it_as_tampering_not_as_the_operators_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pepperpy.event.cli._app import app
+    from pepperpy.event.cli._errors import CommandError
+
+    path = tmp_path / "audit.db"
+    keyed_log(path)
+    tamper(path)
+    monkeypatch.setenv("PEPPERPY_EVENT_AUDIT_KEY", KEY.hex())
+    with pytest.raises(CommandError) as failed:  # printed as one line, exit status 1
+        app.main(["audit", "verify", str(path)], standalone_mode=False)
+    assert "NOT intact: entry 0" in str(failed.value)
+    assert "set the log's key" not in str(failed.value)
+
+
+@pytest.mark.parametrize("edited", [None, 0, 3])
+def test_a_log_written_under_another_key_is_still_the_wrong_key(
+    tmp_path: Path, edited: int | None
+) -> None:
+    path = tmp_path / "audit.db"
+    keyed_log(path, key=b"another key, 32 bytes long......")
+    if edited is not None:
+        tamper(path, sequence=edited, marker=None)
+    with AuditLog(str(path), key=KEY, read_only=True) as log:
+        result = log.verify()
+    assert (result.ok, result.kind, result.checked) == (False, "wrong_key", 0)

@@ -118,7 +118,9 @@ class AuditVerification:
     * ``"head_mismatch"``: ``expect_head`` is not the hash of entry ``expect_count - 1``;
     * ``"missing_key"``: the file records an HMAC-keyed chain and no key was given;
     * ``"wrong_key"``: the file records a keyed chain and the key given is another one
-      (its fingerprint differs, and no entry verifies under it);
+      (its fingerprint differs, and no entry verifies under it; when some entry does,
+      the key is right and the failure is reported as ``"tampered"``, the marker
+      having been changed as well);
     * ``"not_keyed"``: the file records an unkeyed chain and a key was given (the log
       was written without a key, or rewritten by someone who had none).
 
@@ -457,6 +459,7 @@ class AuditLog(OneConnection):
         with ``ok=False``; so is a file SQLite reports as damaged.
         """
         expect_head = _anchor(expect_count, expect_head)
+        keyed: int | None = None  # a later entry that verifies under the key given
         try:
             with self._snapshot() as (marker, rows):
                 mismatch = self._key_mismatch(marker)
@@ -466,14 +469,27 @@ class AuditLog(OneConnection):
                 result = self._verify_chain(
                     rows, expect_count, expect_head, unmarked=marker is None
                 )
+                if mismatch is not None and result.checked == 0 and not result.ok:
+                    # the first entry fails: is the key wrong, or were the entry and the
+                    # marker both changed? A later entry that verifies says the latter.
+                    keyed = self._first_verifying(rows)
         except sqlite3.OperationalError as exc:  # locked, I/O: no verdict either way
             raise StoreError(f"could not read the audit log {self._path!r}: {exc}") from exc
         except sqlite3.DatabaseError as exc:  # SQLite finds the file itself damaged
             return AuditVerification(False, 0, None, f"the file is damaged: {exc}", kind="damaged")
         if mismatch is None:
             return result
-        if result.checked == 0:  # nothing verifies under the key given either
+        if result.checked == 0 and (result.ok or keyed is None):
+            # nothing verifies under the key given either
             return AuditVerification(False, 0, None, f"the log {mismatch[1]}", kind="wrong_key")
+        if result.checked == 0:  # the key is right: entries were changed, and the marker
+            altered = (
+                f"{result.reason}; the file's key marker was altered too (entry {keyed} "
+                "verifies under the key given, so the key is the log's)"
+            )
+            return AuditVerification(
+                False, 0, result.first_bad_sequence, altered, result.head, kind=result.kind
+            )
         # entries verify under the key given: the marker, not the key, is wrong
         altered = "its key marker was altered (entries verify under the key given)"
         return AuditVerification(False, 0, None, altered, kind="tampered")
@@ -524,6 +540,18 @@ class AuditLog(OneConnection):
         # the stored bytes, not a re-encoding: a key added to a body changes its hash
         if not hmac.compare_digest(entry.hash, self._digest(previous, body)):
             return "entry content does not match its hash"
+        return None
+
+    def _first_verifying(self, rows: Iterable[tuple[int, Any, Any]]) -> int | None:
+        """The sequence of the first of ``rows`` whose hash is right under this log's key
+        for its own body and link, or None: whether the key is the one they were
+        written with, whatever happened to the entries before them."""
+        for stored_at, body, digest in rows:
+            entry = _decode(body, digest)
+            if isinstance(entry, str):
+                continue
+            if hmac.compare_digest(entry.hash, self._digest(entry.previous_hash, body)):
+                return stored_at
         return None
 
     @contextlib.contextmanager
