@@ -170,10 +170,8 @@ class _JsonSchemaCompiler:
         if "enum" in schema:
             parts.append(_Part(None, lambda o: LiteralNode(schema["enum"], json_equality=True)))
         if "not" in schema:
-            at = pointer(where, "not")
-            parts.append(
-                _Part(None, lambda o: NotNode(self.node(schema["not"], at, True), at), True)
-            )
+            not_at = pointer(where, "not")
+            parts.append(_Part(None, functools.partial(self.not_, schema["not"], not_at), True))
         if "if" in schema:
             branches = {k: schema[k] for k in ("if", "then", "else") if k in schema}
             parts.append(_Part(branches, lambda o: self.if_(branches, where), True))
@@ -184,27 +182,45 @@ class _JsonSchemaCompiler:
         nodes = {k: self.node(s, pointer(where, k), True) for k, s in branches.items()}
         return IfNode(nodes["if"], nodes.get("then"), nodes.get("else"))
 
+    def not_(self, schema: Any, at: str, open_: bool) -> Node:
+        return NotNode(self.node(schema, at, True), at)
+
     def judges(self, schema: Mapping[str, Any], where: str) -> list[Callable[[bool], Node]]:
-        """Builders of the type keywords that only judge (they pass other types)."""
+        """Builders of the type keywords that only judge (they pass other types).
+
+        Each builder gets its values bound now (``functools.partial``): a closure would
+        read variables a later keyword reassigns (``maxProperties`` once became
+        ``maxContains`` that way).
+        """
         judges: list[Callable[[bool], Node]] = []
         if "minProperties" in schema or "maxProperties" in schema:
-            least, most = _count(schema.get("minProperties")), _count(schema.get("maxProperties"))
-            judges.append(lambda o: PropertyCountNode(least, most))
+            count = PropertyCountNode(
+                _count(schema.get("minProperties")), _count(schema.get("maxProperties"))
+            )
+            judges.append(functools.partial(_built, count))
         if "dependentRequired" in schema:
-            judges.append(lambda o: DependentRequiredNode(schema["dependentRequired"]))
+            required = DependentRequiredNode(schema["dependentRequired"])
+            judges.append(functools.partial(_built, required))
         if "propertyNames" in schema:
-            at = pointer(where, "propertyNames")
-            judges.append(lambda o: PropertyNamesNode(self.node(schema["propertyNames"], at, True)))
+            names_at = pointer(where, "propertyNames")
+            judges.append(functools.partial(self.property_names, schema["propertyNames"], names_at))
         if "contains" in schema:
-            at = pointer(where, "contains")
-            least = _count(schema.get("minContains", 1)) or 0
-            most = _count(schema.get("maxContains"))
             judges.append(
-                lambda o: ContainsNode(
-                    self.node(schema["contains"], at, True), at, least=least, most=most
+                functools.partial(
+                    self.contains,
+                    schema["contains"],
+                    pointer(where, "contains"),
+                    _count(schema.get("minContains", 1)) or 0,
+                    _count(schema.get("maxContains")),
                 )
             )
         return judges
+
+    def property_names(self, schema: Any, at: str, open_: bool) -> Node:
+        return PropertyNamesNode(self.node(schema, at, True))
+
+    def contains(self, schema: Any, at: str, least: int, most: int | None, open_: bool) -> Node:
+        return ContainsNode(self.node(schema, at, True), at, least=least, most=most)
 
     def combined(
         self,
@@ -410,6 +426,11 @@ class _JsonSchemaCompiler:
                     f"JSON Schema 'default' at {at} does not match its schema "
                     f"({why or 'too deeply nested'}): {default!r}"
                 )
+
+
+def _built(node: Node, open_: bool) -> Node:
+    """A part's builder for a node made beforehand (it holds no subschema)."""
+    return node
 
 
 def _object_of(node: Node) -> ObjectNode | None:
