@@ -237,12 +237,8 @@ class SQLiteKeyStore(OneConnection, KeyStore):
     def __repr__(self) -> str:
         return f"SQLiteKeyStore({self.path!r})"
 
-    def _run(self, sql: str, args: tuple[Any, ...], *, purge: bool = False) -> list[Any]:
-        """Run one statement (on a worker thread: every caller goes through to_thread).
-
-        ``purge`` (a statement that removes a key): then move the WAL into the file and
-        truncate it, so the page versions that still held the key leave the disk.
-        """
+    def _run(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        """Run one statement (on a worker thread: every caller goes through to_thread)."""
         with self._lock:
             if self._closed:
                 raise ClosedError(f"the key store {self.path!r} is closed")
@@ -250,23 +246,20 @@ class SQLiteKeyStore(OneConnection, KeyStore):
                 if self._db is None:  # a forked child: its own connection
                     self._db = self._open()
                 cursor = self._db.execute(sql, args)
-                result = [cursor.rowcount, *cursor.fetchall()]
-                if purge:
-                    self._purge(self._db)
-                return result
+                return [cursor.rowcount, *cursor.fetchall()]
             except sqlite3.Error as exc:
                 raise EncryptionError(f"the key store {self.path!r} failed: {exc}") from exc
 
-    def _purge(self, db: sqlite3.Connection) -> None:
+    def _purge(self) -> None:
         """Checkpoint the WAL and truncate it (``PRAGMA wal_checkpoint(TRUNCATE)``).
 
-        Until then the frames written before a key was removed (the page with the key)
-        stay in the ``-wal`` file for as long as the key store is open. Another
-        connection reading the file can keep the WAL from being reset within the busy
-        timeout: the key is removed all the same, a warning says the old frames remain
-        until a later checkpoint.
+        Run after a key is removed (on a worker thread): until then the frames written
+        before (the page with the key) stay in the ``-wal`` file for as long as the key
+        store is open. Another connection reading the file can keep the WAL from being
+        reset within the busy timeout: the key is removed all the same, and a warning
+        says the old frames remain until a later checkpoint.
         """
-        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        _, (busy, _, _) = self._run("PRAGMA wal_checkpoint(TRUNCATE)", ())
         if busy:
             logger.warning(
                 "key store %r: a key was removed, but another connection kept the WAL from"
@@ -303,14 +296,15 @@ class SQLiteKeyStore(OneConnection, KeyStore):
                 " WHERE stream = ? AND version = ? AND master_key != ?"
             )
             args = (master_key_id, wrapped, stream, version, SHREDDED)
-        await asyncio.to_thread(functools.partial(self._run, sql, args, purge=shred))
+        await asyncio.to_thread(self._run, sql, args)
+        if shred:
+            await asyncio.to_thread(self._purge)
 
     async def delete(self, stream: str) -> int:
         count, *_ = await asyncio.to_thread(
-            functools.partial(
-                self._run, "DELETE FROM data_keys WHERE stream = ?", (stream,), purge=True
-            )
+            self._run, "DELETE FROM data_keys WHERE stream = ?", (stream,)
         )
+        await asyncio.to_thread(self._purge)
         return int(count)
 
     async def streams(self) -> list[str]:
