@@ -87,8 +87,8 @@ class _JsonSchemaCompiler:
         self.root = root
         self.extra: Extra = extra
         self.refs: dict[tuple[str, bool], Node] = {}
-        #: (node, default, JSON Pointer) of every property default, checked at the end
-        self.defaults: list[tuple[Node, Any, str]] = []
+        #: (field, JSON Pointer) of every property default, checked (and converted) at the end
+        self.defaults: list[tuple[Field, str]] = []
 
     def node(self, schema: Any, where: str, open_: bool = False) -> Node:
         """The node for ``schema``; ``open_``: its own object keeps undeclared keys.
@@ -374,9 +374,9 @@ class _JsonSchemaCompiler:
             if name in required:
                 fields.append(Field(name, node))
             elif isinstance(sub, Mapping) and "default" in sub:
-                fields.append(Field(name, node, required=False, default=sub["default"]))
-                at = pointer(where, "properties", name, "default")
-                self.defaults.append((node, sub["default"], at))
+                field = Field(name, node, required=False, default=sub["default"])
+                fields.append(field)
+                self.defaults.append((field, pointer(where, "properties", name, "default")))
             else:
                 fields.append(Field(name, node, required=False))
         for name in sorted(missing):
@@ -411,11 +411,17 @@ class _JsonSchemaCompiler:
         return lazy
 
     def check_defaults(self) -> None:
-        """Refuse a ``default`` its own schema refuses (it would be put into the data)."""
-        for node, default, at in self.defaults:
+        """Refuse a ``default`` its own schema refuses (it would be put into the data).
+
+        An accepted default is stored as its node converts it (a ``format: date`` string
+        becomes a ``date``): an absent property then gets what the same value sent
+        explicitly gives, and the data validates again unchanged.
+        """
+        for field, at in self.defaults:
+            default = field.default
             problems: list[ValidationProblem] = []
             try:
-                result = node.check(copy.deepcopy(default), "", problems)
+                result = field.node.check(copy.deepcopy(default), "", problems)
             except RecursionError:
                 result = INVALID
             if problems or result is INVALID:
@@ -426,6 +432,7 @@ class _JsonSchemaCompiler:
                     f"JSON Schema 'default' at {at} does not match its schema "
                     f"({why or 'too deeply nested'}): {default!r}"
                 )
+            field.default = result
 
 
 def _built(node: Node, open_: bool) -> Node:
