@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from pepperpy.event import ConfigurationError, EventValidator, ValidationError
+from pepperpy.event.validation._nodes import ObjectNode
 
 from .test_json_schema_semantics import _both_paths
 
@@ -68,3 +70,56 @@ def test_property_names_beside_contains_name_their_own_pointer() -> None:
 def test_contains_beside_property_names_keeps_its_own_pointer() -> None:
     schema = {"propertyNames": {"maxLength": 3}, "contains": STRING}
     assert _problems(schema, [1]) == [("", "0 items match the schema at #/contains")]
+
+
+# -- patterns: each runs once per value, after the length bounds ---------------------------
+
+
+class _Counting:
+    """A compiled regular expression that counts its searches."""
+
+    def __init__(self, regex: re.Pattern[str]) -> None:
+        self.regex, self.pattern, self.searched = regex, regex.pattern, []
+
+    def search(self, text: str) -> Any:
+        self.searched.append(text)
+        return self.regex.search(text)
+
+
+def _walk_node(schema: Any, extra: Any) -> tuple[EventValidator, Any]:
+    validator = EventValidator(extra_fields=extra)
+    validator.register("t.x", schema)
+    return validator, validator._latest["t.x"].node
+
+
+@pytest.mark.parametrize("extra", ["forbid", "allow"])
+def test_a_key_is_searched_once_per_pattern(extra: Any) -> None:
+    schema = {"type": "object", "patternProperties": {"^a": {"type": "integer"}, "b$": {}}}
+    validator, node = _walk_node(schema, extra)
+    assert isinstance(node, ObjectNode)
+    counters = [_Counting(regex) for regex, _ in node.patterns]
+    node.patterns = tuple(
+        (counter, sub) for counter, (_, sub) in zip(counters, node.patterns, strict=True)
+    )
+    assert validator.check("t.x", {"ab": 1})[0] == {"ab": 1}
+    with pytest.raises(ValidationError):
+        validator.check("t.x", {"ab": "x"})
+    assert [c.searched for c in counters] == [["ab", "ab"], ["ab", "ab"]]  # two calls
+
+
+def test_max_length_refuses_before_the_pattern_runs() -> None:
+    schema = {"type": "object", "properties": {"a": {"maxLength": 3, "pattern": "^(a+)+$"}}}
+    validator, node = _walk_node(schema, "allow")  # the walk alone
+    text = node.fields["a"].node.nodes["string"]
+    counter = _Counting(text.regex)
+    text.regex = counter
+    assert _problems_of(validator, {"a": "a" * 50 + "!"}) == [("a", "must have length <= 3")]
+    assert counter.searched == []
+    assert validator.check("t.x", {"a": "aa"})[0] == {"a": "aa"}
+    assert counter.searched == ["aa"]
+
+
+def _problems_of(validator: EventValidator, data: Any) -> list[tuple[str, str]]:
+    with pytest.raises(ValidationError) as info:
+        validator.check("t.x", data)
+    return [(p.path, p.message) for p in info.value.errors]

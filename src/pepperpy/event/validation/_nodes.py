@@ -850,8 +850,8 @@ class ObjectNode(Node):
                     ValidationProblem(where, "str key", describe(key), "keys must be str")
                 )
                 ok = False
-            elif self.patterns and any(regex.search(key) for regex, _ in self.patterns):
-                converted = self._by_patterns(key, value[key], where, problems)
+            elif self.patterns and (matched := self._matching(key)):
+                converted = _all_of(matched, value[key], where, problems)
                 if converted is INVALID:
                     ok = False
                 else:
@@ -872,17 +872,24 @@ class ObjectNode(Node):
                     out[key] = converted
         return out if ok else INVALID
 
-    def _by_patterns(self, key: str, item: Any, where: str, problems: Problems) -> Any:
-        """``item`` checked by the node of every pattern ``key`` matches (the first converts)."""
-        out: Any = MISSING
-        for regex, node in self.patterns:
-            if regex.search(key):
-                converted = node.check(item, where, problems)
-                if converted is INVALID:
-                    out = INVALID
-                elif out is MISSING:
-                    out = converted
-        return out
+    def _matching(self, key: str) -> list[Node]:
+        """The nodes of the patterns ``key`` matches, each pattern searched once.
+
+        (A backtracking pattern can take long on a hostile key: it is not run twice.)
+        """
+        return [node for regex, node in self.patterns if regex.search(key)]
+
+
+def _all_of(nodes: list[Node], item: Any, where: str, problems: Problems) -> Any:
+    """``item`` checked by every node (of the patterns its key matches); the first converts."""
+    out: Any = MISSING
+    for node in nodes:
+        converted = node.check(item, where, problems)
+        if converted is INVALID:
+            out = INVALID
+        elif out is MISSING:
+            out = converted
+    return out
 
 
 class UnionNode(Node):
