@@ -123,3 +123,46 @@ def _problems_of(validator: EventValidator, data: Any) -> list[tuple[str, str]]:
     with pytest.raises(ValidationError) as info:
         validator.check("t.x", data)
     return [(p.path, p.message) for p in info.value.errors]
+
+
+# -- type: integer and integral floats (a documented deviation) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("schema", "value"),
+    [
+        ({"type": "integer"}, 1.0),
+        ({"type": "integer"}, -0.0),
+        ({"type": "integer", "multipleOf": 2}, 6.0),
+    ],
+)
+@pytest.mark.parametrize("extra", ["forbid", "allow"])
+def test_type_integer_refuses_integral_floats_unless_coercing(
+    schema: Any, value: float, extra: Any
+) -> None:
+    wrapped = {"type": "object", "properties": {"a": schema}}
+    assert _problems(wrapped, {"a": value}, extra) == [("a", "wrong type")]
+    validator = EventValidator(extra_fields=extra, coerce=True)
+    validator.register("t.x", wrapped)
+    (data, _) = validator.check("t.x", {"a": value})
+    assert data == {"a": int(value)}
+    assert type(data["a"]) is int
+
+
+@pytest.mark.parametrize(
+    ("schema", "value", "valid"),
+    [
+        ({"enum": [1]}, 1.0, True),
+        ({"const": 1}, 1.0, True),
+        ({"enum": [1]}, True, False),
+        ({"type": "array", "uniqueItems": True}, [1, 1.0], False),
+    ],
+)
+def test_enum_const_and_unique_items_use_json_equality(
+    schema: Any, value: Any, valid: bool
+) -> None:
+    result = _both_paths(schema, value)
+    assert (result is not ValidationError) is valid
+    if valid:
+        assert result == value
+        assert type(result) is type(value)  # kept as given
