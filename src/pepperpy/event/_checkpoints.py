@@ -198,6 +198,10 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
                 schema=f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
                 "position INTEGER NOT NULL, state TEXT, updated_at TEXT NOT NULL)",
             )
+            # a state replaced or deleted is zeroed where it was, not left in free space
+            # (a projection's state is derived from event data: a rebuild after a shred
+            # must not leave the old one in the file)
+            self._db.execute("PRAGMA secure_delete=ON")
         return self._db
 
     async def _run(self, work: Any, *args: Any) -> Any:

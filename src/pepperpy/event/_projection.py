@@ -23,6 +23,13 @@ commit (a handler error, a lost connection, a :class:`ConcurrencyError` from ano
 runner, a cancellation) state and position are loaded from disk again: a failed commit
 may still have reached it, and only the disk knows which state goes with the position.
 
+Over a store with encryption the state (derived from decrypted data) is saved sealed
+under a data key of its own in the store's key store, bound to the projection's name and
+position: a reader of the database sees no plaintext, and an edited state raises
+:class:`EncryptionError`. Crypto-shredding a stream does not reach the state: after
+``shred_stream``, :meth:`Projection.rebuild` the projections reading that stream (a
+rebuild also shreds the keys of the states saved before).
+
 Calls on one projection object take turns: ``run``, ``rebuild`` and ``load`` hold a
 lock for their whole duration, ``follow`` for each live event, so overlapping runs (a
 periodic catch-up and a manual one, say) never fold one event twice or commit each
@@ -43,8 +50,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _json
-from ._checkpoints import CheckpointStore, open_checkpoint_store
-from ._errors import ConfigurationError, ReplayError
+from ._checkpoints import Checkpoint, CheckpointStore, open_checkpoint_store
+from ._errors import ConfigurationError, EncryptionError, ReplayError
 from ._event import Event
 from ._frozen import check_plain_json
 from ._handlers import is_async_callable
@@ -81,7 +88,8 @@ class Projection:
     ``initial`` is the starting state: a factory (``dict``, a lambda) or a JSON-able
     value (copied). ``streams``/``types`` narrow what is read (patterns). ``state_store``
     is where state and checkpoint live: a :class:`CheckpointStore` or URL, by default the
-    event store's own database.
+    event store's own database. With ``store.encryption`` the state is saved sealed
+    (see the module docs), wherever it lives.
     """
 
     def __init__(
@@ -182,12 +190,40 @@ class Projection:
 
     async def _load(self) -> Any:
         saved = await self.state_store.load(self._key)
+        unsealed = False
         if saved is None:
             self._state, self._position = self._fresh_state(), None
         else:
-            self._state, self._position = saved.state, saved.position
+            state, unsealed = await self._unseal(saved)
+            self._state, self._position = state, saved.position
         self._loaded = True
+        if unsealed:  # saved before the store had encryption: sealed from now on
+            await self._commit(self._state, self._position)
         return self._state
+
+    async def _unseal(self, saved: Checkpoint) -> tuple[Any, bool]:
+        """The state of ``saved``, and whether it has to be sealed (saved in clear).
+
+        Without encryption the state is as saved. With it, the state must be what
+        :meth:`~pepperpy.event.security.StreamEncryption.encrypt_state` sealed for this
+        projection at this position: anything else raises :class:`EncryptionError`. The
+        one exception is a state in clear text of a projection that never sealed one
+        (no key for it in the key store): saved before the store had encryption, it is
+        taken once and sealed at once.
+        """
+        encryption = self.store.encryption
+        if encryption is None:
+            return saved.state, False
+        if encryption.is_encrypted(saved.state):
+            plaintext = await encryption.decrypt_state(self.name, saved.position, saved.state)
+            return _json.loads(plaintext), False
+        if await encryption.has_state_keys(self.name):
+            raise EncryptionError(
+                f"projection {self.name!r}: the state saved at position {saved.position} is"
+                " not sealed, but this projection has sealed its state before: written"
+                " around the library, refused as tampered; rebuild() the projection"
+            )
+        return saved.state, True
 
     async def _reload_after(self, failure: BaseException) -> None:
         """Take state and position from disk again after ``failure`` ended a run."""
@@ -216,7 +252,12 @@ class Projection:
         return await self._catch_up(self.store.read_all(start, **self._filters()))
 
     async def rebuild(self) -> ReplayReport:
-        """Start over from the first event: forget the saved state, then :meth:`run`."""
+        """Start over from the first event: forget the saved state, then :meth:`run`.
+
+        With encryption the keys of the states saved so far are shredded first. Call it
+        after shredding a stream this projection reads: its state still holds what it
+        derived from the stream's events.
+        """
         async with self._turn():
             # settled: a delete cancelled half-way may still reach the disk (SQLite's
             # runs in a thread, PostgreSQL may commit a statement it received), and
@@ -227,10 +268,16 @@ class Projection:
     async def _forget_saved(self) -> None:
         """Delete the saved state and checkpoint, then start afresh in memory.
 
-        Should the delete fail, it may have happened all the same: state and position
-        are loaded from disk again before the error propagates.
+        With encryption, the keys of the states sealed so far are shredded first, so no
+        copy of them (a backup, a free page) can be read again: a rebuild after a
+        ``shred_stream`` leaves nothing of the shredded data readable. Should the delete
+        fail, it may have happened all the same: state and position are loaded from disk
+        again before the error propagates.
         """
+        encryption = self.store.encryption
         try:
+            if encryption is not None:
+                await encryption.shred_state(self.name)
             await self.state_store.delete(self._key)
         except BaseException as exc:
             await self._reload_after(exc)
@@ -335,13 +382,21 @@ class Projection:
         # state is stored as JSON; keep the in-memory copy identical to what a reload gives
         # (and the working copy too: only JSON's own types, which read back as they are)
         check_plain_json(state, f"projection {self.name!r} state")
-        stored = _json.loads(_json.dumps(state))
+        serialized = _json.dumps(state)
+        stored = _json.loads(serialized)
+        encryption = self.store.encryption
+        # with encryption the state (derived from decrypted data) is saved sealed
+        saved = (
+            stored
+            if encryption is None
+            else await encryption.encrypt_state(self.name, position, serialized)
+        )
         # settled: a save cancelled half-way may still commit; state and position in
         # memory must follow whatever reached the disk
-        await settled(self._save(stored, position))
+        await settled(self._save(stored, saved, position))
 
-    async def _save(self, stored: Any, position: int) -> None:
-        await self.state_store.save(self._key, position, stored, previous=self._position)
+    async def _save(self, stored: Any, saved: Any, position: int) -> None:
+        await self.state_store.save(self._key, position, saved, previous=self._position)
         self._state, self._position = stored, position
 
     async def close(self) -> None:

@@ -64,6 +64,8 @@ FORMAT = 2
 #: the kinds of ciphertext, first in the associated data: no event's can equal a snapshot's
 EVENT = "event"
 SNAPSHOT = "snapshot"
+#: a projection's saved state (:meth:`StreamEncryption.encrypt_state`)
+STATE = "projection state"
 #: more values a ciphertext is bound to (associated data), in a fixed order
 Context = Sequence[str | int | bytes | None]
 _NONCE = 12
@@ -369,8 +371,22 @@ def _seal(associated: bytes, plaintext: bytes, version: int, cipher: Any) -> dic
 
 
 def _what(kind: str, name: str | int) -> str:
-    """``event <id>`` or ``the snapshot at version <n>``, for error messages."""
-    return f"event {name}" if kind == EVENT else f"the snapshot at version {name}"
+    """``event <id>``, ``the snapshot at version <n>`` or ``the state saved at position
+    <n>``, for error messages."""
+    if kind == EVENT:
+        return f"event {name}"
+    if kind == STATE:
+        return f"the state saved at position {name}"
+    return f"the snapshot at version {name}"
+
+
+def state_keys(projection: str) -> str:
+    """The key store entry holding the data keys of ``projection``'s saved state.
+
+    It starts with ``#`` and holds a space, so it is never a stream's name (a stream
+    name is a topic: no whitespace, no ``#`` but as a wildcard, which a topic has not).
+    """
+    return f"# projection {projection}"
 
 
 @dataclass(slots=True)
@@ -639,6 +655,47 @@ class StreamEncryption:
         """:meth:`decrypt` for what :meth:`encrypt_snapshot` gave."""
         await self._settle(stream, envelope)
         return self._open(SNAPSHOT, stream, version, envelope, context)
+
+    async def encrypt_state(
+        self, projection: str, position: int, plaintext: bytes
+    ) -> dict[str, Any]:
+        """Seal the state ``projection`` saves at global ``position`` (serialized JSON).
+
+        Under a data key of its own (:func:`state_keys`, in the same key store), bound
+        to the projection's name and the position, so a state moved to another
+        projection or claimed for another position fails authentication.
+        """
+        keys = state_keys(projection)
+        version, cipher = await self._current(keys)
+        return _seal(_associated(STATE, keys, position, ()), plaintext, version, cipher)
+
+    async def decrypt_state(self, projection: str, position: int, envelope: object) -> bytes:
+        """What :meth:`encrypt_state` sealed; :class:`EncryptionError` for anything else.
+
+        A state sealed under a key shredded since (:meth:`shred_state`) is an error,
+        whatever ``on_shredded`` says: a state cannot be read as redacted.
+        """
+        keys = state_keys(projection)
+        await self._settle(keys, envelope)
+        plaintext = self._open(STATE, keys, position, envelope, ())
+        if plaintext is None:
+            raise EncryptionError(
+                f"the state of projection {projection!r} saved at position {position} was"
+                " sealed under a key shredded since: rebuild the projection"
+            )
+        return plaintext
+
+    async def has_state_keys(self, projection: str) -> bool:
+        """Whether a state of ``projection`` was ever sealed (its keys, or tombstones)."""
+        return bool(await self.key_store.load(state_keys(projection)))
+
+    async def shred_state(self, projection: str) -> bool:
+        """Shred the keys of ``projection``'s saved states (:meth:`shred`).
+
+        Every state sealed so far, copies in backups or free pages included, can no
+        longer be read; the next :meth:`encrypt_state` makes a new key.
+        """
+        return await self.shred(state_keys(projection))
 
     async def _settle(self, stream: str, envelope: object) -> None:
         """Read the stream's keys, noting the envelope's version as looked for."""
