@@ -149,16 +149,21 @@ async def test_a_malformed_envelope_is_named_not_read_as_shredded(version: objec
         crypto.decrypt_loaded("user.1", "e1", envelope)
 
 
-async def test_a_version_the_key_store_does_not_have_reads_as_gone(key_store: KeyStore) -> None:
-    crypto = StreamEncryption(KeyRing.generate(), key_store)
-    stray = dict(await crypto.encrypt("user.1", "e1", b"x"), key=5)  # never stored
-    assert await crypto.decrypt("user.1", "e1", stray) is None
-    await crypto.preload_page([("user.1", json.dumps(stray))])  # looked for, not there
-    assert crypto.decrypt_loaded("user.1", "e1", stray) is None
-    strict = StreamEncryption(crypto.keyring, key_store, on_shredded="error")
-    await strict.preload_page([("user.1", json.dumps(stray))])
-    with pytest.raises(EncryptionError, match="data key 5 of stream 'user.1' is gone"):
-        strict.decrypt_loaded("user.1", "e1", stray)
+async def test_a_version_the_key_store_never_held_is_an_error_not_shredded(
+    key_store: KeyStore,
+) -> None:
+    """A forged envelope must not pass for shredded data: only versions shred() marked read
+    as gone; any other missing version is an EncryptionError, whatever on_shredded says."""
+    message = "names data key 5, which the key store never held"
+    keyring = KeyRing.generate()
+    for mode in ("redact", "error"):
+        crypto = StreamEncryption(keyring, key_store, on_shredded=mode)
+        stray = dict(await crypto.encrypt("user.1", "e1", b"x"), key=5)  # never stored
+        with pytest.raises(EncryptionError, match=message):
+            await crypto.decrypt("user.1", "e1", stray)
+        await crypto.preload_page([("user.1", json.dumps(stray))])  # looked for, not there
+        with pytest.raises(EncryptionError, match=message):
+            crypto.decrypt_loaded("user.1", "e1", stray)
     await key_store.close()
 
 
