@@ -478,8 +478,8 @@ class EventBus:
         one key are handled in publish order); ``headers`` are added to the metadata.
         """
         self._check_topic(topic)
-        if self.access is not None:
-            self.access.check("publish", topic)
+        if self.access is not None:  # a refusal is audited off the loop, then raised
+            await self.access.acheck("publish", topic)
         if key is not None:
             check_key(key)
         if headers:

@@ -18,9 +18,9 @@ deliver what the deny names.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from .._errors import AccessDenied, ConfigurationError, PatternError
+from .._errors import AccessDenied, ClosedError, ConfigurationError, PatternError
 from .._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
 from ._audit import AuditLog
 from ._principal import current_principal
@@ -231,11 +231,60 @@ class AccessControl:
         the caller named: a subscription to ``deadletter.#`` also receives the data of
         every topic, so the bus checks ``subscribe`` on ``#`` for it. The message and
         the audit entry's ``details["needed_by"]`` carry it.
+
+        The decision never waits; neither does the refusal on an event loop: there the
+        entry goes to a file log's writer thread (:meth:`AuditLog.record_off_loop`), and
+        code that can ``await`` uses :meth:`acheck`, which raises once it is written. A
+        refusal that finds the audit log closed still raises ``AccessDenied``, with a
+        note and the ``ClosedError`` as its cause.
+        """
+        refusal = self._refusal(action, target, principal, needed_by=needed_by)
+        if refusal is None:
+            return
+        if self.audit is not None:
+            try:
+                self.audit.record_off_loop(**refusal.entry)
+            except ClosedError as exc:
+                raise _unaudited(refusal.error) from exc
+        raise refusal.error
+
+    async def acheck(
+        self,
+        action: str,
+        target: str,
+        principal: str | None = None,
+        *,
+        needed_by: str | None = None,
+    ) -> None:
+        """:meth:`check` for async code: a refusal is written to the audit log (on a
+        worker thread, never blocking the loop) before ``AccessDenied`` is raised."""
+        refusal = self._refusal(action, target, principal, needed_by=needed_by)
+        if refusal is None:
+            return
+        if self.audit is not None:
+            try:
+                await self.audit.arecord(**refusal.entry)
+            except ClosedError as exc:
+                raise _unaudited(refusal.error) from exc
+        raise refusal.error
+
+    def _refusal(
+        self,
+        action: str,
+        target: str,
+        principal: str | None = None,
+        *,
+        needed_by: str | None = None,
+    ) -> _Refusal | None:
+        """The refusal of a request, or None when it is allowed; records nothing.
+
+        For code that audits a denial in a log of its own (a store with its own
+        ``audit=``): :attr:`_Refusal.entry` is the audit entry :meth:`check` writes.
         """
         who = principal if principal is not None else current_principal()
         allowed, rule = self._decide(who or ANONYMOUS, action, target)
         if allowed:
-            return
+            return None
         details: dict[str, str] = {}
         if rule is not None:
             details["rule"] = str(rule)
@@ -244,10 +293,6 @@ class AccessControl:
             details["invalid_principal"] = invalid
         if needed_by is not None:
             details["needed_by"] = needed_by
-        if self.audit is not None:
-            self.audit.record(
-                action, target, principal=who, outcome="denied", details=details or None
-            )
         denied = AccessDenied(who or ANONYMOUS, action, target)
         message = str(denied)
         if needed_by is not None:
@@ -257,4 +302,26 @@ class AccessControl:
         if invalid is not None:
             message += f": not a valid principal name ({invalid})"
         denied.args = (message,)
-        raise denied
+        entry = {
+            "action": action,
+            "target": target,
+            "principal": who,
+            "outcome": "denied",
+            "details": details or None,
+        }
+        return _Refusal(denied, entry)
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """A refused request: the error to raise and the audit entry that records it."""
+
+    error: AccessDenied
+    #: keyword arguments for :meth:`AuditLog.record` (action, target, principal, ...)
+    entry: dict[str, Any]
+
+
+def _unaudited(denied: AccessDenied) -> AccessDenied:
+    """``denied``, noting that the closed audit log could not record it."""
+    denied.add_note("the denial was not recorded: the audit log is closed")
+    return denied

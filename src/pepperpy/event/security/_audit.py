@@ -30,13 +30,15 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import logging
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal, NamedTuple, TypeGuard
 
 import orjson
 
@@ -44,6 +46,8 @@ from .._errors import ClosedError, ConfigurationError, SerializationError, Store
 from .._sqlite import OneConnection, open_wal, track_forks
 
 __all__ = ["AuditEntry", "AuditFailure", "AuditLog", "AuditVerification", "key_fingerprint"]
+
+logger = logging.getLogger("pepperpy.event.security")
 
 GENESIS = "0" * 64
 #: seconds a record waits for another writer of the same file (as the SQLite store)
@@ -198,6 +202,12 @@ class AuditLog(OneConnection):
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._closed = False
+        #: entries queued by record_off_loop() for the writer thread, and its state
+        self._queued: deque[_Queued] = deque()
+        self._queue_lock = threading.Lock()
+        self._queue_changed = threading.Condition(self._queue_lock)
+        self._writer: threading.Thread | None = None
+        self._closing = False  # close() began: nothing more is queued
         if path is None:
             if read_only:
                 raise ConfigurationError("a read-only audit log needs the path of its file")
@@ -230,6 +240,19 @@ class AuditLog(OneConnection):
         if self._db is None and self._path is not None:
             self._db = self._open(self._path)
         return self._db
+
+    def _fork_hold(self, held: list[threading.Lock]) -> None:
+        super()._fork_hold(held)
+        self._queue_lock.acquire()  # the child must not inherit it held
+        held.append(self._queue_lock)
+
+    def _fork_child(self) -> None:
+        super()._fork_child()
+        # the entries queued so far are the parent's, which its writer thread records
+        self._queued = deque()
+        self._queue_lock = threading.Lock()
+        self._queue_changed = threading.Condition(self._queue_lock)
+        self._writer = None
 
     def _own_marker(self) -> str:
         """What a log file made with this log's key records: its fingerprint, or ``none``."""
@@ -408,11 +431,90 @@ class AuditLog(OneConnection):
 
     async def arecord(self, action: str, target: str, **kwargs: Any) -> AuditEntry:
         """:meth:`record` without blocking the event loop on a file-backed log."""
-        with self._lock:
-            self._check_open()
+        self._check_open()  # without the lock: a record waiting for the file holds it
         if self._path is None:
             return self.record(action, target, **kwargs)
         return await asyncio.to_thread(self.record, action, target, **kwargs)
+
+    def record_off_loop(
+        self,
+        action: str,
+        target: str,
+        *,
+        principal: str | None = None,
+        outcome: str = "ok",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record from synchronous code without ever blocking a running event loop.
+
+        For code that must answer at once and cannot ``await`` (a synchronous check
+        raising ``AccessDenied`` on the loop): a memory log, or a caller with no event
+        loop running in its thread, records at once, as :meth:`record`. A file log
+        called on a running loop queues the entry for this log's writer thread and
+        returns: the file may be locked by another writer for up to ``busy_timeout``.
+        Queued entries keep their order; :meth:`verify`, :meth:`iter_entries`,
+        :meth:`entries` and :meth:`close` wait for them first, so they are never lost
+        by this log nor missing from what it reads. An entry the writer fails to
+        record (the file failed) is logged as an error on ``pepperpy.event.security``.
+
+        Refused at once, like :meth:`record`: an entry that is not well-formed, a
+        read-only log, a closed one (``ClosedError``).
+        """
+        if self._read_only:
+            raise ConfigurationError(f"the audit log {self._path!r} was opened read-only")
+        _check_entry(action, target, principal, outcome, details)
+        if self._path is None or not _on_a_running_loop():
+            self.record(action, target, principal=principal, outcome=outcome, details=details)
+            return
+        with self._queue_changed:
+            if self._closing:
+                raise ClosedError(
+                    f"the audit log {self._path!r} is closed: nothing more can be recorded"
+                )
+            self._queued.append(_Queued(action, target, principal, outcome, details))
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_queued, name="pepperpy-audit-writer", daemon=False
+                )
+                self._writer.start()
+
+    def _write_queued(self) -> None:
+        """The writer thread: record queued entries in order, then end."""
+        while True:
+            with self._queue_changed:
+                if not self._queued:
+                    self._writer = None
+                    self._queue_changed.notify_all()
+                    return
+                queued = self._queued[0]
+            try:
+                self.record(
+                    queued.action,
+                    queued.target,
+                    principal=queued.principal,
+                    outcome=queued.outcome,
+                    details=queued.details,
+                )
+            except Exception:
+                logger.exception(
+                    "could not record %s %r (%s, principal %r) in the audit log %r",
+                    queued.action,
+                    queued.target,
+                    queued.outcome,
+                    queued.principal,
+                    self._path,
+                )
+            with self._queue_changed:
+                self._queued.popleft()
+                self._queue_changed.notify_all()
+
+    def _wait_for_queued(self) -> None:
+        """Wait until the entries queued by :meth:`record_off_loop` are written."""
+        with self._queue_changed:
+            if self._writer is threading.current_thread():
+                return
+            while self._queued or self._writer is not None:
+                self._queue_changed.wait()
 
     def entries(self) -> list[AuditEntry]:
         """Every entry, oldest first (a list: for a large log, use :meth:`iter_entries`).
@@ -565,6 +667,7 @@ class AuditLog(OneConnection):
         log's writers are not held up meanwhile. A memory log gives its entries as they
         are on entering.
         """
+        self._wait_for_queued()  # what this log recorded off the loop is part of it
         with self._lock:
             self._check_readable()
             if self._path is None:
@@ -608,8 +711,12 @@ class AuditLog(OneConnection):
     def close(self) -> None:
         """Stop recording and close the file (a memory log keeps its entries). Idempotent.
 
-        Waits for a :meth:`record` running on another thread to finish first.
+        Waits for a :meth:`record` running on another thread, and for the entries
+        queued by :meth:`record_off_loop`, to be written first.
         """
+        with self._queue_changed:
+            self._closing = True
+        self._wait_for_queued()
         with self._lock:
             self._closed = True
             if self._db is not None:
@@ -630,6 +737,24 @@ class AuditLog(OneConnection):
             self.close()
         else:  # may wait for a record running on a worker thread
             await asyncio.to_thread(self.close)
+
+
+class _Queued(NamedTuple):
+    """An entry :meth:`AuditLog.record_off_loop` left for the writer thread."""
+
+    action: str
+    target: str
+    principal: str | None
+    outcome: str
+    details: Mapping[str, Any] | None
+
+
+def _on_a_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 SCHEMA = (

@@ -291,49 +291,58 @@ class EventStore:
         )
 
     def _check_read(self, streams: str | Sequence[str] | None) -> None:
-        """Check ``read`` on each pattern; a denial is audited on the spot (readers are
-        made synchronously, and denials are rare)."""
+        """Check ``read`` on each pattern, for a reader made synchronously.
+
+        A refusal is raised at once, and its audit entries never block a running event
+        loop: on a file log they go to the log's writer thread
+        (:meth:`~pepperpy.event.security.AuditLog.record_off_loop`).
+        """
         if self.access is None:
             return
-        patterns = ["#"] if streams is None else [streams] if isinstance(streams, str) else streams
-        for pattern in patterns:
-            denied = self._refusal("read", pattern)
-            if denied is not None:
-                assert self.audit is not None
-                try:
-                    self.audit.record(**_denial_entry(self.access, denied))
-                except ClosedError as exc:
-                    raise _unaudited(denied) from exc
-                raise denied
+        for pattern in _read_patterns(streams):
+            refusal = self.access._refusal("read", pattern)
+            if refusal is not None:
+                for log, whose in self._denial_logs():
+                    try:
+                        log.record_off_loop(**refusal.entry)
+                    except ClosedError as exc:
+                        _unaudited(refusal.error, whose, exc)
+                raise refusal.error
+
+    async def _acheck_read(self, streams: str | Sequence[str] | None) -> None:
+        """:meth:`_check_read` for the async reads: a refusal is written (off the loop)
+        before it is raised."""
+        if self.access is not None:
+            for pattern in _read_patterns(streams):
+                await self._acheck_access("read", pattern)
 
     async def _acheck_access(self, action: str, target: str) -> None:
-        """Check a write; a denial is recorded in the store's audit log before it raises."""
-        denied = self._refusal(action, target)
-        if denied is not None:
-            assert self.access is not None and self.audit is not None
-            try:
-                await self.audit.arecord(**_denial_entry(self.access, denied))
-            except ClosedError as exc:
-                raise _unaudited(denied) from exc
-            raise denied
+        """Check an action; a denial is recorded, on a worker thread, before it raises.
 
-    def _refusal(self, action: str, target: str) -> AccessDenied | None:
-        """A refusal the store still has to audit, or None when the action is allowed.
-
-        ``access.check`` audits a denial in the ``AccessControl``'s own log, if it has
-        one. The denial is raised here at once when the store has no audit log, or has
-        the same one (so no denial is recorded twice); otherwise it is returned, for the
-        store to record in its own log. The ``AccessControl`` is never changed: it may
-        be shared with a bus or another store.
+        It goes to the ``AccessControl``'s own log (if it has one, as ``check`` writes
+        it) and to the store's log (if it has another one). The ``AccessControl`` is
+        never changed: it may be shared with a bus or another store.
         """
         assert self.access is not None
-        try:
-            self.access.check(action, target)
-        except AccessDenied as denied:
-            if self.audit is None or self.audit is self.access.audit:
-                raise
-            return denied
-        return None
+        refusal = self.access._refusal(action, target)
+        if refusal is None:
+            return
+        for log, whose in self._denial_logs():
+            try:
+                await log.arecord(**refusal.entry)
+            except ClosedError as exc:
+                _unaudited(refusal.error, whose, exc)
+        raise refusal.error
+
+    def _denial_logs(self) -> list[tuple[AuditLog, str]]:
+        """Where a denial is recorded, each log once: the ``AccessControl``'s, the store's."""
+        assert self.access is not None
+        logs: list[tuple[AuditLog, str]] = []
+        if self.access.audit is not None:
+            logs.append((self.access.audit, "the access control's"))
+        if self.audit is not None and self.audit is not self.access.audit:
+            logs.append((self.audit, "the store's"))
+        return logs
 
     async def _prepare(self, rows: list[Row]) -> None:
         """Load the data keys a page of rows needs (every key version its envelopes
@@ -446,7 +455,7 @@ class EventStore:
     async def streams(self, pattern: str = "#") -> list[str]:
         """Names of the streams (with visible events) matching ``pattern``, sorted."""
         self._check_open()
-        self._check_read(pattern)
+        await self._acheck_read(pattern)
         accept = RowFilter(pattern, None)
         names = await self._backend.stream_names()
         return [name for name in names if accept.stream_matches(name)]
@@ -455,7 +464,7 @@ class EventStore:
         """The stream's last position (what ``expected_version`` compares to), or None."""
         self._check_open()
         parse_topic(stream)
-        self._check_read(stream)
+        await self._acheck_read(stream)
         state = await self._backend.stream_state(stream)
         return None if state is None else state.version
 
@@ -499,7 +508,7 @@ class EventStore:
         """
         self._check_open()
         parse_topic(stream)
-        self._check_read(stream)
+        await self._acheck_read(stream)
         row = await self._backend.load_snapshot(stream)
         if row is None:
             return None
@@ -712,27 +721,15 @@ _new_event = object.__new__
 _fromtimestamp = datetime.fromtimestamp
 
 
-def _denial_entry(access: AccessControl, denied: AccessDenied) -> dict[str, Any]:
-    """The audit entry of a denial, as ``AccessControl.check`` writes to its own log."""
-    who = denied.principal
-    try:
-        rule = next(
-            (
-                rule
-                for rule in access.rules
-                if who and rule.effect == "deny" and rule.applies(who, denied.action, denied.target)
-            ),
-            None,
-        )
-    except PatternError:  # not a valid principal name: refused without a rule
-        rule = None
-    return {
-        "action": denied.action,
-        "target": denied.target,
-        "principal": current_principal(),
-        "outcome": "denied",
-        "details": None if rule is None else {"rule": str(rule)},
-    }
+def _read_patterns(streams: str | Sequence[str] | None) -> Sequence[str]:
+    """The patterns a read needs ``read`` on: the whole log (``#``) when none are named."""
+    return ["#"] if streams is None else [streams] if isinstance(streams, str) else streams
+
+
+def _unaudited(denied: AccessDenied, whose: str, closed: ClosedError) -> None:
+    """Note on ``denied`` that ``whose`` closed audit log could not record it."""
+    denied.add_note(f"the denial was not recorded: {whose} audit log is closed")
+    denied.__cause__ = closed
 
 
 def _check_keys_apart(encryption: StreamEncryption, backend: StoreBackend) -> None:
@@ -760,12 +757,6 @@ def _check_keys_apart(encryption: StreamEncryption, backend: StoreBackend) -> No
             "copy of the events carries the keys that decrypt them, and shredding a stream "
             "leaves its key in the same file"
         )
-
-
-def _unaudited(denied: AccessDenied) -> AccessDenied:
-    """``denied``, noting that the store's closed audit log could not record it."""
-    denied.add_note("the denial was not recorded: the store's audit log is closed")
-    return denied
 
 
 def _is_async(function: Callable[..., Any]) -> bool:
