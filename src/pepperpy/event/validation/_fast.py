@@ -193,6 +193,8 @@ class _FastBuilder:
         if isinstance(node, BytesNode):
             return bytes
         if isinstance(node, TemporalNode):
+            if node.rfc:  # RFC 3339 only: stricter than msgspec's reading
+                return self.hooked(node)
             base = {"datetime": dt.datetime, "date": dt.date, "time": dt.time}[node.kind]
             return self.meta(base, tz=node.tz)
         if isinstance(node, UUIDNode):

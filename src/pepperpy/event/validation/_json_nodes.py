@@ -19,6 +19,7 @@ from typing import Any
 
 from .._errors import ValidationProblem
 from ._nodes import (
+    FULL_TIME,
     INVALID,
     TEXT_ATOMS,
     AnyNode,
@@ -286,11 +287,8 @@ class DependentRequiredNode(Node):
         return value if ok else INVALID
 
 
-#: RFC 3339 ``full-time``: ``partial-time time-offset`` (``T`` and ``Z`` in either case)
-_FULL_TIME = re.compile(
-    r"([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9]|60)(\.[0-9]+)?"
-    r"(?:[Zz]|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))"
-)
+#: RFC 3339 ``full-time`` (``format: date-time`` uses the same rule after its ``T``)
+_FULL_TIME = re.compile(FULL_TIME)
 _LAST_MINUTE = 23 * 60 + 59
 
 

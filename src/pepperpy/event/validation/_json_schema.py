@@ -315,7 +315,7 @@ class _JsonSchemaCompiler:
             kind = FORMATS.get(schema.get("format", "")) if formats else None
             converted: Node | None = None
             if kind == "datetime":
-                converted = TemporalNode("datetime", True)
+                converted = TemporalNode("datetime", True, rfc=True)
             elif kind == "date":
                 converted = TemporalNode("date")
             elif kind == "time":

@@ -38,6 +38,7 @@ __all__ = [
     "BytesNode",
     "DecimalNode",
     "DictNode",
+    "FULL_TIME",
     "EnumNode",
     "Field",
     "LazyNode",
@@ -424,18 +425,37 @@ class BytesNode(Node):
         return self.fail(value, path, problems)
 
 
+#: RFC 3339 ``full-time``: ``partial-time time-offset`` (``Z`` in either case)
+FULL_TIME = (
+    r"([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9]|60)(\.[0-9]+)?"
+    r"(?:[Zz]|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))"
+)
+#: RFC 3339 ``date-time`` (the date's ranges are left to the parser); group 4 the fraction
+_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt]" + FULL_TIME)
+_MICROSECONDS = len(".123456")
+
+
 class TemporalNode(Node):
-    """A datetime, date or time, or its RFC 3339 text (how JSON carries it)."""
+    """A datetime, date or time, or its RFC 3339 text (how JSON carries it).
+
+    ``rfc`` (JSON Schema ``format: date-time``): only RFC 3339 text, not the looser forms
+    msgspec also reads (a space for ``T``, ``+0100``); fraction digits beyond the
+    microsecond are cut off, not rounded (rounding could move the instant into the next
+    day, or past the year 9999).
+    """
 
     def __init__(
         self,
         kind: Literal["datetime", "date", "time"],
         tz: bool | None = None,
+        *,
+        rfc: bool = False,
     ) -> None:
         import msgspec  # present: schemas are only compiled when it is
 
         self.kind = kind
         self.tz = tz
+        self.rfc = rfc and kind == "datetime"
         self.type = {"datetime": dt.datetime, "date": dt.date, "time": dt.time}[kind]
         self._convert, self._error = msgspec.convert, msgspec.ValidationError
         zone = {True: " with a timezone", False: " without a timezone", None: ""}[tz]
@@ -444,6 +464,9 @@ class TemporalNode(Node):
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         parsed = self._parse(value)
         if parsed is None:
+            if self.rfc and isinstance(value, str):
+                why = "not an RFC 3339 date-time with an offset (a valid date, T, HH:MM:SS)"
+                return self.fail(value, path, problems, why)
             return self.fail(value, path, problems)
         if self.tz is not None and self.kind in ("datetime", "time"):
             aware = parsed.tzinfo is not None and parsed.utcoffset() is not None
@@ -460,6 +483,14 @@ class TemporalNode(Node):
         week dates, ``20240501``).
         """
         if isinstance(value, str):
+            if self.rfc:
+                match = _DATE_TIME.fullmatch(value)
+                if match is None:
+                    return None
+                fraction = match.group(4)
+                if fraction is not None and len(fraction) > _MICROSECONDS:
+                    start = match.start(4) + _MICROSECONDS
+                    value = value[:start] + value[match.end(4) :]
             try:
                 return self._convert(value, self.type, strict=True)
             except self._error:
