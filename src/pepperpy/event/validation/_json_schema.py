@@ -44,6 +44,7 @@ from ._nodes import (
     INVALID,
     AnyNode,
     BoolNode,
+    DictNode,
     Extra,
     Field,
     LazyNode,
@@ -55,6 +56,7 @@ from ._nodes import (
     ObjectNode,
     StrNode,
     TemporalNode,
+    TupleNode,
     UnionNode,
     UUIDNode,
 )
@@ -452,9 +454,56 @@ def _object_of(node: Node) -> ObjectNode | None:
     return next((n for n in options if isinstance(n, ObjectNode)), None)
 
 
+#: nodes that check parts of their value (items, property values, keys), never the value
+#: itself: a ``$ref`` reached through one of them has less left to check
+_DESCENDING = (
+    ObjectNode,
+    ListNode,
+    ArrayNode,
+    DictNode,
+    TupleNode,
+    ContainsNode,
+    PropertyNamesNode,
+)
+
+
+def _same_value_children(node: Node) -> tuple[Node, ...]:
+    """The nodes ``node`` hands its own value to (not a part of it)."""
+    if isinstance(node, LazyNode):
+        return () if node.target is None else (node.target,)
+    if isinstance(node, UnionNode):
+        return node.options
+    if isinstance(node, _DESCENDING):
+        return ()
+    return tuple(node.children())
+
+
+def _refuse_empty_cycles(refs: Mapping[tuple[str, bool], Node]) -> None:
+    """Refuse a ``$ref`` that leads back to itself without descending into the value.
+
+    ``{"$ref": "#"}``, or two ``$defs`` naming each other, would check the same value
+    forever: every validation would end in a recursion error.
+    """
+    for (ref, _), lazy in refs.items():
+        seen: set[int] = set()
+        stack = list(_same_value_children(lazy))
+        while stack:
+            current = stack.pop()
+            if current is lazy:
+                raise ConfigurationError(
+                    f"JSON Schema $ref {ref!r} refers back to itself without descending "
+                    "into an object's properties or an array's items: no value could "
+                    "ever be decided"
+                )
+            if id(current) not in seen:
+                seen.add(id(current))
+                stack.extend(_same_value_children(current))
+
+
 def from_json_schema(schema: Mapping[str, Any], extra: Extra) -> Node:
     """Compile a JSON Schema document (the subset described in docs/validation.md)."""
     compiler = _JsonSchemaCompiler(schema, extra)
     node = compiler.node(schema, "#")
+    _refuse_empty_cycles(compiler.refs)
     compiler.check_defaults()
     return node
