@@ -166,3 +166,47 @@ def test_enum_const_and_unique_items_use_json_equality(
     if valid:
         assert result == value
         assert type(result) is type(value)  # kept as given
+
+
+# -- required keys that additionalProperties: false forbids --------------------------------
+
+
+def test_a_required_key_no_schema_declares_is_refused_with_a_clear_message() -> None:
+    validator = EventValidator()
+    schema = {"type": "object", "required": ["a", "b"], "additionalProperties": False}
+    with pytest.raises(ConfigurationError) as info:
+        validator.register("t.x", schema)
+    assert str(info.value).startswith(
+        "JSON Schema at # requires 'a', 'b', which additionalProperties: false forbids"
+    )
+    assert "t.x" not in validator
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"allOf": [{"properties": {"a": {"type": "integer"}}}]},
+        {"$ref": "#/$defs/base", "$defs": {"base": {"properties": {"a": {"type": "integer"}}}}},
+        {"anyOf": [{"properties": {"a": {"type": "integer"}}}, {"required": ["a"]}]},
+        {"if": {"required": ["z"]}, "then": {"properties": {"a": {"type": "integer"}}}},
+        {"allOf": [{"patternProperties": {"^a$": {"type": "integer"}}}]},
+    ],
+)
+@pytest.mark.parametrize("extra", ["forbid", "allow"])
+def test_a_required_key_a_part_declares_registers(part: Any, extra: Any) -> None:
+    schema = {"type": "object", "required": ["a"], "additionalProperties": False, **part}
+    validator = EventValidator(extra_fields=extra)
+    validator.register("t.x", schema)
+    assert validator.check("t.x", {"a": 1}) == ({"a": 1}, 1)
+    assert _problems(schema, {}, extra) == [("a", "field required")]
+    assert _problems(schema, {"a": 1, "b": 2}, extra) == [("b", "unexpected field")]
+
+
+def test_a_required_key_an_allof_part_types_is_checked_by_it() -> None:
+    schema = {
+        "type": "object",
+        "required": ["a"],
+        "additionalProperties": False,
+        "allOf": [{"properties": {"a": {"type": "integer"}}}],
+    }
+    assert _problems(schema, {"a": "x"}) == [("a", "wrong type")]

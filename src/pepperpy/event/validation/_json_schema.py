@@ -80,6 +80,9 @@ class _Part(NamedTuple):
     judge: bool = False
 
 
+#: keywords whose schemas declare object keys for the parts beside them
+_DECLARING = ("$ref", "allOf", "anyOf", "oneOf", "if", "then", "else")
+
 #: keywords that judge a string as text (also when a format converts it)
 _STRING_KEYWORDS = frozenset({"minLength", "maxLength", "pattern"})
 
@@ -362,12 +365,8 @@ class _JsonSchemaCompiler:
             return [node for regex, node in patterns if re.search(regex, name)]
 
         missing = required - set(properties)
-        if schema.get("additionalProperties", True) is False:
-            undefined = sorted(name for name in missing if not by_patterns(name))
-            if undefined:
-                raise ConfigurationError(
-                    f"required but undefined properties {undefined} at {where}"
-                )
+        if schema.get("additionalProperties", True) is False and missing:
+            self.refuse_undefined(schema, where, sorted(n for n in missing if not by_patterns(n)))
         fields = []
         for name, sub in properties.items():
             node = self.node(sub, pointer(where, "properties", name))
@@ -396,6 +395,29 @@ class _JsonSchemaCompiler:
             extra_node = self.node(additional, pointer(where, "additionalProperties"))
         title = str(schema.get("title", ""))
         return ObjectNode(title, fields, extra=extra, extra_node=extra_node, patterns=patterns)
+
+    def refuse_undefined(self, schema: Mapping[str, Any], where: str, names: list[str]) -> None:
+        """Refuse required ``names`` that ``additionalProperties: false`` forbids.
+
+        A key that a part beside it declares (``$ref``, ``allOf``, ``anyOf``, ``oneOf``,
+        ``if``/``then``/``else``, by ``properties``, ``required`` or
+        ``patternProperties``) is let through (see ``combined``); any other could never
+        be present, so no object would be valid.
+        """
+        parts = {k: schema[k] for k in _DECLARING if k in schema}
+        declared = declared_keys(parts, self.root)
+        patterns = [re.compile(p) for p in declared_keys(parts, self.root, patterns_of)]
+        undefined = [
+            name
+            for name in names
+            if name not in declared and not any(p.search(name) for p in patterns)
+        ]
+        if undefined:
+            raise ConfigurationError(
+                f"JSON Schema at {where} requires {', '.join(map(repr, undefined))}, which "
+                "additionalProperties: false forbids (no properties, patternProperties or "
+                "part beside them declares it): no object could be valid"
+            )
 
     def ref(self, ref: Any, where: str, open_: bool = False) -> Node:
         if pointer_tokens(ref) is None:
