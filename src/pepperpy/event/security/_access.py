@@ -125,6 +125,9 @@ class AccessControl:
         self._default = _checked_default(default)
         self.audit = audit
         self._rules: list[AccessRule] = []
+        #: bumped by every change of the rules or the default: readers made under the old
+        #: rules check again (a revoked right stops an open reader or subscription)
+        self._version = 0
 
     @property
     def default(self) -> Literal["allow", "deny"]:
@@ -148,6 +151,7 @@ class AccessControl:
                 details={"old": self._default, "new": new},
             )
         self._default = new
+        self._version += 1
 
     @property
     def rules(self) -> tuple[AccessRule, ...]:
@@ -171,6 +175,7 @@ class AccessControl:
         rule = AccessRule(effect, principals, action, targets)
         self._audit_change("rule.add", rule)  # first: a closed audit log refuses the change
         self._rules.append(rule)
+        self._version += 1
         return rule
 
     def remove(self, rule: AccessRule) -> bool:
@@ -179,6 +184,7 @@ class AccessControl:
             return False
         self._audit_change("rule.remove", rule)
         self._rules.remove(rule)
+        self._version += 1
         return True
 
     def _audit_change(self, action: str, rule: AccessRule) -> None:

@@ -32,7 +32,7 @@ from .._event import Event
 from .._frozen import check_json, freeze, freeze_parsed
 from .._loops import settled
 from .._patterns import parse_topic
-from ..security._principal import current_principal
+from ..security._principal import PRINCIPAL, current_principal
 from ._reader import EventReader, RowFilter, StoreSubscription
 from ._records import event_records
 from .base import (
@@ -324,25 +324,63 @@ class EventStore:
         never changed: it may be shared with a bus or another store.
         """
         assert self.access is not None
-        refusal = self.access._refusal(action, target)
+        await self._adenied(self.access, action, target)
+
+    async def _adenied(self, access: AccessControl, action: str, target: str) -> None:
+        """Raise ``AccessDenied``, recorded first, if ``access`` refuses the action."""
+        refusal = access._refusal(action, target)
         if refusal is None:
             return
-        for log, whose in self._denial_logs():
+        for log, whose in self._denial_logs(access):
             try:
                 await log.arecord(**refusal.entry)
             except ClosedError as exc:
                 _unaudited(refusal.error, whose, exc)
         raise refusal.error
 
-    def _denial_logs(self) -> list[tuple[AuditLog, str]]:
+    def _denial_logs(self, access: AccessControl | None = None) -> list[tuple[AuditLog, str]]:
         """Where a denial is recorded, each log once: the ``AccessControl``'s, the store's."""
-        assert self.access is not None
+        access = access or self.access
+        assert access is not None
         logs: list[tuple[AuditLog, str]] = []
-        if self.access.audit is not None:
-            logs.append((self.access.audit, "the access control's"))
-        if self.audit is not None and self.audit is not self.access.audit:
+        if access.audit is not None:
+            logs.append((access.audit, "the access control's"))
+        if self.audit is not None and self.audit is not access.audit:
             logs.append((self.audit, "the store's"))
         return logs
+
+    def _read_guard(
+        self, streams: str | Sequence[str] | None
+    ) -> Callable[[], Awaitable[None]] | None:
+        """For a reader or subscription: check ``read`` again before each page whenever
+        the rules changed since the last check, for the principal that made it.
+
+        A right revoked (a deny added, an allow removed, the default changed) thus stops
+        a reader or subscription already open at its next page: ``AccessDenied``,
+        recorded as any denial. Unchanged rules cost one comparison per page. Events of
+        a page fetched before the change may still be delivered.
+        """
+        access = self.access
+        if access is None:
+            return None
+        principal = current_principal()
+        patterns = list(_read_patterns(streams))
+        checked = access._version
+
+        async def guard() -> None:
+            nonlocal checked
+            version = access._version
+            if version == checked:
+                return
+            acting = PRINCIPAL.set(principal)  # whoever iterates: the reader's principal
+            try:
+                for pattern in patterns:
+                    await self._adenied(access, "read", pattern)
+            finally:
+                PRINCIPAL.reset(acting)
+            checked = version
+
+        return guard
 
     async def _prepare(self, rows: list[Row]) -> None:
         """Load the data keys a page of rows needs (every key version its envelopes
@@ -377,9 +415,12 @@ class EventStore:
         self._check_read(stream)
         backend = self._backend
         prepare = self._prepare if self.encryption is not None else None
+        guard = self._read_guard(stream)
 
         async def fetch(cursor: int | None, size: int) -> tuple[list[Row], int | None]:
             self._check_open()
+            if guard is not None:
+                await guard()
             rows = await backend.read_stream(stream, cursor, backwards, size)
             if prepare is not None:
                 await prepare(rows)
@@ -409,9 +450,12 @@ class EventStore:
         self._check_read(streams)
         backend = self._backend
         prepare = self._prepare if self.encryption is not None else None
+        guard = self._read_guard(streams)
 
         async def fetch(cursor: int | None, size: int) -> tuple[list[Row], int | None]:
             self._check_open()
+            if guard is not None:
+                await guard()
             page = await backend.read_all(cursor or 0, size)
             if prepare is not None:
                 await prepare(page.rows)
@@ -441,13 +485,23 @@ class EventStore:
         self._check_open()
         _check_position(from_position)
         self._check_read(streams)
+        guard = self._read_guard(streams)
+        decrypt = self._prepare if self.encryption is not None else None
+        prepare = decrypt
+        if guard is not None:
+
+            async def prepare(rows: list[Row]) -> None:  # each page, before it is delivered
+                await guard()
+                if decrypt is not None:
+                    await decrypt(rows)
+
         subscription = StoreSubscription(
             self._backend,
             self._decode,
             from_position,
             RowFilter(streams, types),
             lambda: self._closed,
-            prepare=self._prepare if self.encryption is not None else None,
+            prepare=prepare,
         )
         self._subscriptions.add(subscription)
         return subscription
