@@ -196,7 +196,7 @@ async def test_a_cancelled_rotation_writes_nothing_after_it_returned(tmp_path: P
 
     store._run = gated  # type: ignore[method-assign]
     task = asyncio.ensure_future(enc.rotate())
-    await asyncio.to_thread(entered.wait)
+    assert await asyncio.to_thread(entered.wait, 10), "the rotation never reached its write"
     task.cancel()
     # the write is held back until the task had every chance to end without it
     await asyncio.wait((task,), timeout=0.5)
