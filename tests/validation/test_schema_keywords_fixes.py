@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Any
+from typing import Any, TypedDict
 
+import pydantic
 import pytest
 
-from pepperpy.event import ConfigurationError, EventValidator, ValidationError
+from pepperpy.event import ConfigurationError, Event, EventValidator, ValidationError
+from pepperpy.event._errors import SerializationError
 from pepperpy.event.validation._nodes import ObjectNode
 
 from .test_json_schema_semantics import _both_paths
@@ -210,3 +213,108 @@ def test_a_required_key_an_allof_part_types_is_checked_by_it() -> None:
         "allOf": [{"properties": {"a": {"type": "integer"}}}],
     }
     assert _problems(schema, {"a": "x"}) == [("a", "wrong type")]
+
+
+# -- check() and validate() agree on deep data ---------------------------------------------
+
+
+def _nested_lists(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@dataclasses.dataclass
+class _AnyField:
+    a: Any
+
+
+class _ListField(TypedDict):
+    a: list[Any]
+
+
+class _Model(pydantic.BaseModel):
+    a: Any
+
+
+SCHEMA_KINDS: list[tuple[str, Any, Any]] = [
+    ("json-allow", {"properties": {"a": {}}}, "allow"),
+    ("json-forbid", {"properties": {"a": {}}}, "forbid"),
+    ("json-array", {"type": "object", "properties": {"a": {"type": "array"}}}, "forbid"),
+    (
+        "json-ref",
+        {
+            "type": "object",
+            "properties": {"a": {"$ref": "#/$defs/l"}},
+            "$defs": {
+                "l": {
+                    "anyOf": [
+                        {"type": "integer"},
+                        {"type": "array", "items": {"$ref": "#/$defs/l"}},
+                    ]
+                }
+            },
+        },
+        "forbid",
+    ),
+    ("dataclass", _AnyField, "forbid"),
+    ("typeddict", _ListField, "ignore"),
+    ("pydantic", _Model, "forbid"),
+    ("unknown", None, "forbid"),
+]
+
+
+async def _verdicts_at(schema: Any, extra: Any, data: Any) -> tuple[bool, bool, bool]:
+    validator = EventValidator(extra_fields=extra, unknown_types="pass")
+    if schema is not None:
+        validator.register("t.x", schema)
+    try:
+        validator.check("t.x", data)
+        checked = True
+    except ValidationError:
+        checked = False
+    try:
+        await validator.validate("t.x", data)
+        validated = True
+    except ValidationError:
+        validated = False
+    try:
+        Event("t.x", data)
+        as_event = True
+    except SerializationError:
+        as_event = False
+    return checked, validated, as_event
+
+
+@pytest.mark.parametrize(
+    ("kind", "schema", "extra"), SCHEMA_KINDS, ids=[k[0] for k in SCHEMA_KINDS]
+)
+@pytest.mark.parametrize("depth", [100, 252, 253, 600, 5000])
+async def test_check_and_validate_agree_on_deep_data(
+    kind: str, schema: Any, extra: Any, depth: int
+) -> None:
+    checked, validated, as_event = await _verdicts_at(schema, extra, {"a": _nested_lists(depth)})
+    assert checked == validated, f"check() says {checked}, validate() says {validated}"
+    if validated:  # what the validator accepts, an Event holds
+        assert as_event
+    if depth > 252:  # deeper than event data may nest: the object and 253 lists
+        assert not validated
+
+
+def test_a_schema_that_bounds_its_depth_is_not_measured() -> None:
+    validator = EventValidator()
+    validator.register(
+        "t.x",
+        {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "integer"}}}},
+    )
+    assert validator._latest["t.x"].unbounded is False
+    validator.register("t.y", {"properties": {"a": {}}})
+    assert validator._latest["t.y"].unbounded is True
+
+
+def test_check_refuses_what_validate_refuses_for_an_unknown_type_let_through() -> None:
+    validator = EventValidator(unknown_types="pass")
+    with pytest.raises(ValidationError):
+        validator.check("t.unknown", {"a": {1, 2}})
+    assert validator.check("t.unknown", {"a": [1]}) == ({"a": [1]}, 1)

@@ -13,17 +13,20 @@ import datetime as dt
 import decimal
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import SerializationError
 from .._frozen import FrozenDict, FrozenList, freeze
-from ._json_nodes import TimeTextNode
+from ._json_applicators import ContainsNode, PropertyNamesNode
+from ._json_nodes import ArrayNode, TimeTextNode
 from ._nodes import (
+    AnyNode,
     BoolNode,
     DecimalNode,
     DictNode,
     EnumNode,
+    LazyNode,
     ListNode,
     LiteralNode,
     Node,
@@ -32,11 +35,12 @@ from ._nodes import (
     ObjectNode,
     StrNode,
     TemporalNode,
+    TupleNode,
     UnionNode,
     UUIDNode,
 )
 
-__all__ = ["compile_freezer", "freeze_output"]
+__all__ = ["compile_freezer", "freeze_output", "nested_deeper", "schema_depth"]
 
 Freezer = Callable[[Any], Any]
 
@@ -149,3 +153,88 @@ def _object_freezer(node: ObjectNode) -> Freezer:
         return out
 
     return freeze_object
+
+
+def schema_depth(node: Node) -> int | None:
+    """How many lists and objects a value of ``node`` can nest at most (None: no bound).
+
+    ``Any`` values, kept extra fields and recursive schemas have no bound (nor, to be
+    safe, do nodes that judge items or keys): their output is measured
+    (:func:`nested_deeper`) before it becomes event data.
+    """
+    return _Depths().of(node)
+
+
+class _Depths:
+    def __init__(self) -> None:
+        self.open: set[int] = set()
+        self.known: dict[int, int | None] = {}
+
+    def of(self, node: Node) -> int | None:
+        if isinstance(node, _UNBOUNDED) or id(node) in self.open:
+            return None
+        if id(node) not in self.known:
+            self.open.add(id(node))
+            try:
+                self.known[id(node)] = self.measured(node)
+            finally:
+                self.open.discard(id(node))
+        return self.known[id(node)]
+
+    def measured(self, node: Node) -> int | None:
+        if isinstance(node, ObjectNode):
+            if node.extra == "allow" and node.extra_node is None:
+                return None
+            inner = [f.node for f in node.fields.values()]
+            inner += [sub for _, sub in node.patterns]
+            inner += [] if node.extra_node is None else [node.extra_node]
+            return self.deepest(inner, 1)
+        if isinstance(node, ListNode):
+            return self.deepest([node.item], 1)
+        if isinstance(node, DictNode):
+            return self.deepest([node.value], 1)
+        if isinstance(node, TupleNode):
+            return self.deepest(node.items, 1)
+        if isinstance(node, ArrayNode):
+            return self.deepest(node.children(), 1)
+        if isinstance(node, UnionNode):
+            return self.deepest(node.options, 0)
+        if isinstance(node, LiteralNode):
+            return max(_nesting(value) for value in node.values)
+        return self.deepest(node.children(), 0)
+
+    def deepest(self, nodes: Sequence[Node], own: int) -> int | None:
+        depths = [self.of(n) for n in nodes]
+        if any(d is None for d in depths):
+            return None
+        return own + max((d for d in depths if d is not None), default=0)
+
+
+#: nodes whose output depth the schema does not bound (or that judge parts of a value)
+_UNBOUNDED = (AnyNode, LazyNode, ContainsNode, PropertyNamesNode)
+
+
+def _nesting(value: Any) -> int:
+    """How many lists and objects ``value`` nests (a literal, so small)."""
+    if isinstance(value, dict):
+        return 1 + max((_nesting(v) for v in value.values()), default=0)
+    if isinstance(value, list | tuple):
+        return 1 + max((_nesting(v) for v in value), default=0)
+    return 0
+
+
+def nested_deeper(value: Any, limit: int) -> bool:
+    """True when ``value`` nests more than ``limit`` lists and objects (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False

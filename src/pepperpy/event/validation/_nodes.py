@@ -89,7 +89,10 @@ MISSING: Any = _Invalid()
 
 def describe(value: Any) -> str:
     """A short description of a value for the ``actual`` of a problem."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # data nested too deeply (its problem says so)
+        return f"{type(value).__name__} nested too deeply to show"
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type(value).__name__} {text}"

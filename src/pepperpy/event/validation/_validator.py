@@ -13,11 +13,12 @@ from typing import Any, Literal, TypeVar, overload
 
 from .._errors import ConfigurationError, SerializationError, ValidationError, ValidationProblem
 from .._event import Event
+from .._frozen import MAX_DEPTH, freeze
 from .._json import dumps
 from .._patterns import parse_topic
 from ._fast import NoFastPath, dec_hook, fast_type
 from ._fast import msgspec_module as _msgspec
-from ._freeze import compile_freezer, freeze_output
+from ._freeze import compile_freezer, freeze_output, nested_deeper, schema_depth
 from ._json_schema import from_json_schema
 from ._nodes import (
     INVALID,
@@ -62,6 +63,8 @@ class _Compiled:
         self.hook: Callable[[type, Any], Any] | None = None
         self.freeze: Callable[[Any], Any] = freeze_output
         self.any_inside = self.tuple_inside = False
+        #: whether output must be measured against MAX_DEPTH (the schema does not bound it)
+        self.unbounded = True
         if self.pydantic:
             _check_pydantic_bytes(schema)
             self.adapter = schema.__pydantic_validator__
@@ -79,6 +82,8 @@ class _Compiled:
         if coerce:
             enable_coercion(self.node)
         self.freeze = compile_freezer(self.node)
+        depth = schema_depth(self.node)
+        self.unbounded = depth is None or depth > MAX_DEPTH
         msgspec = _msgspec()
         try:
             self.fast, hooked = fast_type(self.node)
@@ -99,10 +104,19 @@ class _Compiled:
         converted = self._fast(data)
         if converted is not _MISSED:
             plain = self._to_builtins(converted, builtin_types=_KEEP)
-            return lists(plain) if self.tuple_inside else plain
+            return self._bounded(lists(plain) if self.tuple_inside else plain)
         if self.pydantic:
-            return self._check_pydantic(data)
-        return self.explain(data)
+            return self._bounded(self._check_pydantic(data))
+        return self._bounded(self.explain(data))
+
+    def _bounded(self, result: Any) -> Any:
+        """``result``, unless it nests deeper than event data may (what Event refuses).
+
+        Both ``check()`` and ``validate()`` pass here, so they agree on deep data.
+        """
+        if self.unbounded and nested_deeper(result, MAX_DEPTH):
+            raise ValidationError([_too_deep_problem()], event_type=self.event_type)
+        return result
 
     def frozen(self, data: Any) -> Any:
         """Like :meth:`check`, but the data comes back deep-frozen, ready for an Event."""
@@ -110,7 +124,8 @@ class _Compiled:
         try:
             if converted is not _MISSED:  # C to_builtins + a schema-guided freeze beat a
                 # Python walk over the Structs (measured)
-                return self.freeze(self._to_builtins(converted, builtin_types=_KEEP))
+                plain = self._to_builtins(converted, builtin_types=_KEEP)
+                return self.freeze(self._bounded(plain))
             return self.freeze(self.check(data))
         except SerializationError as exc:  # NaN and the like, which msgspec lets through
             if self.node is not None and converted is not _MISSED:
@@ -208,6 +223,15 @@ class _Compiled:
             actual = describe(data)
             problem = ValidationProblem("", "JSON-representable data", actual, str(exc))
             raise ValidationError([problem], event_type=self.event_type) from None
+
+
+def _too_deep_problem() -> ValidationProblem:
+    return ValidationProblem(
+        "",
+        "data of bounded depth",
+        "too deeply nested",
+        f"data nested too deeply (at most {MAX_DEPTH} levels of lists and objects)",
+    )
 
 
 def _json_compatible(value: Any) -> Any:
@@ -532,10 +556,17 @@ class EventValidator:
     def check(self, event_type: str, data: Any, *, version: int | None = None) -> tuple[Any, int]:
         """Synchronously validate ``data`` (no upcasting); return ``(data, version)``.
 
-        The data comes back as plain (mutable) dicts and lists.
+        The data comes back as plain (mutable) dicts and lists. What this accepts,
+        :meth:`validate` accepts (data nested too deeply included); an unknown type let
+        through by ``unknown_types="pass"`` must still be event data (JSON) here too.
         """
         compiled = self._compiled(event_type, version)
         if compiled is None:
+            try:
+                freeze(data)  # what Event() checks in validate()
+            except SerializationError as exc:
+                problem = ValidationProblem("", "JSON-representable data", describe(data), str(exc))
+                raise ValidationError([problem], event_type=event_type) from None
             return data, version or 1
         try:
             return compiled.check(data), compiled.version
