@@ -7,11 +7,10 @@ then only run to describe what is wrong.
 A node msgspec cannot check exactly (an exact ``multipleOf``, the RFC forms of JSON
 Schema's ``uuid``, ``date-time`` and ``time``, keywords combined by AND) becomes a
 *hooked* type: msgspec hands such a value to :func:`dec_hook`, which checks and converts
-it with the node
-itself, so the rest of the data stays on the fast path. msgspec then checks that the
-result is an instance of the type: the value the hook has just returned is one
-(``_HookedMeta``). Unions may hold no hooked type besides ``None`` (msgspec's rule):
-such a schema has no fast path.
+it with the node itself, so the rest of the data stays on the fast path. msgspec then
+checks that the result is an instance of the type: the value the hook has just returned
+is one (``_HookedMeta``). Unions may hold no hooked type besides ``None`` (msgspec's
+rule): such a schema has no fast path.
 """
 
 from __future__ import annotations
