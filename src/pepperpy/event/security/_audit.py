@@ -353,16 +353,29 @@ class AuditLog(OneConnection):
         if self._read_only:
             raise ConfigurationError(f"the audit log {self._path!r} was opened read-only")
         _check_entry(action, target, principal, outcome, details)
+        # what record_off_loop queued happened first: it goes into the chain first
+        self._wait_for_queued()
+        return self._record(action, target, principal, outcome, details, datetime.now(UTC))
+
+    def _record(
+        self,
+        action: str,
+        target: str,
+        principal: str | None,
+        outcome: str,
+        details: Mapping[str, Any] | None,
+        at: datetime,
+    ) -> AuditEntry:
         with self._lock:
             self._check_open()
             db = self._file()
             if db is None:
                 last = self._entries[-1] if self._entries else None
                 head = (-1, GENESIS) if last is None else (last.sequence, last.hash)
-                entry, _ = self._chain(head, action, target, principal, outcome, details)
+                entry, _ = self._chain(head, action, target, principal, outcome, details, at)
                 self._entries.append(entry)
                 return entry
-            return self._record_in_file(db, action, target, principal, outcome, details)
+            return self._record_in_file(db, action, target, principal, outcome, details, at)
 
     def _record_in_file(
         self,
@@ -372,6 +385,7 @@ class AuditLog(OneConnection):
         principal: str | None,
         outcome: str,
         details: Mapping[str, Any] | None,
+        at: datetime,
     ) -> AuditEntry:
         try:
             db.execute("BEGIN IMMEDIATE")  # the write lock first: no writer appends meanwhile
@@ -381,7 +395,7 @@ class AuditLog(OneConnection):
                 ).fetchone()
                 # a tampered head (not a hash) still links: verify() reports that row
                 head = (-1, GENESIS) if row is None else (row[0], _text(row[1]))
-                entry, body = self._chain(head, action, target, principal, outcome, details)
+                entry, body = self._chain(head, action, target, principal, outcome, details, at)
                 db.execute(
                     "INSERT INTO audit_log (sequence, body, hash) VALUES (?, ?, ?)",
                     (entry.sequence, body, entry.hash),
@@ -406,12 +420,13 @@ class AuditLog(OneConnection):
         principal: str | None,
         outcome: str,
         details: Mapping[str, Any] | None,
+        at: datetime,
     ) -> tuple[AuditEntry, bytes]:
         """The entry after ``head`` (its sequence and hash) and the bytes its hash covers."""
         sequence, previous = head[0] + 1, head[1]
         draft = AuditEntry(
             sequence,
-            datetime.now(UTC),
+            at,
             principal,
             action,
             target,
@@ -471,12 +486,23 @@ class AuditLog(OneConnection):
                 raise ClosedError(
                     f"the audit log {self._path!r} is closed: nothing more can be recorded"
                 )
-            self._queued.append(_Queued(action, target, principal, outcome, details))
-            if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write_queued, name="pepperpy-audit-writer", daemon=False
-                )
-                self._writer.start()
+            queued = _Queued(action, target, principal, outcome, details, datetime.now(UTC))
+            self._queued.append(queued)
+            if self._writer is not None:
+                return
+            writer = threading.Thread(
+                target=self._write_queued, name="pepperpy-audit-writer", daemon=False
+            )
+            try:
+                writer.start()
+            except BaseException:  # no thread to be had: nothing may wait for one
+                self._queued.pop()
+                started = False
+            else:
+                self._writer = writer
+                started = True
+        if not started:  # the earlier entries are written (no writer), so this one goes next
+            self._record(action, target, principal, outcome, details, queued.at)
 
     def _write_queued(self) -> None:
         """The writer thread: record queued entries in order, then end."""
@@ -488,12 +514,13 @@ class AuditLog(OneConnection):
                     return
                 queued = self._queued[0]
             try:
-                self.record(
+                self._record(
                     queued.action,
                     queued.target,
-                    principal=queued.principal,
-                    outcome=queued.outcome,
-                    details=queued.details,
+                    queued.principal,
+                    queued.outcome,
+                    queued.details,
+                    queued.at,
                 )
             except Exception:
                 logger.exception(
@@ -747,6 +774,8 @@ class _Queued(NamedTuple):
     principal: str | None
     outcome: str
     details: Mapping[str, Any] | None
+    #: when it was asked for: the entry's time, whenever the writer gets to it
+    at: datetime
 
 
 def _on_a_running_loop() -> bool:
