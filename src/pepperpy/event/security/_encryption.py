@@ -824,8 +824,9 @@ class StreamEncryption:
         an envelope naming a version the key store never held is refused as forged, so
         the events of a stream shredded back then raise :class:`EncryptionError` until
         their versions are marked shredded here. A live key or a tombstone already
-        stored is left as it is (this never shreds a key: use :meth:`shred`). Returns
-        how many tombstones were written.
+        stored is left as it is, even one stored by another instance while this runs
+        (this never shreds a key: use :meth:`shred`). Returns how many tombstones were
+        written.
         """
         wanted = list(versions)
         for version in wanted:
@@ -835,11 +836,16 @@ class StreamEncryption:
 
     async def _mark_shredded(self, stream: str, versions: list[int]) -> int:
         rows = await self.key_store.load(stream)
-        missing = [version for version in versions if version not in rows]
-        for version in missing:
-            await self.key_store.replace(stream, version, SHREDDED, b"")
+        written = 0
+        for version in versions:
+            # insert-only (KeyStore.save): another instance can store a live key under
+            # a missing version between the load above and this write (the first key
+            # of a stream whose rows an old shred deleted); overwriting it would shred
+            # the events just encrypted with it
+            if version not in rows and await self.key_store.save(stream, version, SHREDDED, b""):
+                written += 1
         self._apply(stream, await self.key_store.load(stream))
-        return len(missing)
+        return written
 
 
 def _not_an_envelope(kind: str, stream: str, name: str | int, value: object) -> str:
