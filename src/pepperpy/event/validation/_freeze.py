@@ -12,8 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import sys
+import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from .._errors import SerializationError
@@ -40,7 +43,7 @@ from ._nodes import (
     UUIDNode,
 )
 
-__all__ = ["compile_freezer", "freeze_output", "nested_deeper", "schema_depth"]
+__all__ = ["compile_freezer", "freeze_output", "nested_deeper", "schema_depth", "stack_room"]
 
 Freezer = Callable[[Any], Any]
 
@@ -238,3 +241,45 @@ def nested_deeper(value: Any, limit: int) -> bool:
             return True
         stack.extend((child, depth + 1) for child in children)
     return False
+
+
+#: Python frames the walk (and the freezer, and a failed option's description) may take per
+#: level of lists and objects, with room to spare: a list in a ``$ref``'d ``anyOf`` takes
+#: about four (``LazyNode``, the union, the array, its items)
+FRAMES_PER_LEVEL = 64
+
+_room_lock = threading.Lock()
+_room_users = 0
+_room_saved = 0
+
+
+@contextmanager
+def stack_room(levels: int) -> Iterator[None]:
+    """Enough recursion limit, above the caller's frames, to walk ``levels`` nested levels.
+
+    Python's limit (1000 frames by default) counts the caller's frames too, so a recursive
+    schema's walk over data an Event holds (253 levels) could run out of it, and sooner the
+    deeper the caller. The limit is process-wide: it is raised for as long as any thread
+    is inside, then put back. The data must have been measured first (:func:`nested_deeper`):
+    the raised limit must not let C code (``repr``) recurse through unbounded data.
+    """
+    global _room_users, _room_saved
+    frame = sys._getframe()
+    depth = 0
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back  # type: ignore[assignment]
+    needed = depth + levels * FRAMES_PER_LEVEL + 200
+    with _room_lock:
+        if _room_users == 0:
+            _room_saved = sys.getrecursionlimit()
+        _room_users += 1
+        if sys.getrecursionlimit() < needed:
+            sys.setrecursionlimit(needed)
+    try:
+        yield
+    finally:
+        with _room_lock:
+            _room_users -= 1
+            if _room_users == 0:
+                sys.setrecursionlimit(_room_saved)

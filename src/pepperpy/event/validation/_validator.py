@@ -18,7 +18,14 @@ from .._json import dumps
 from .._patterns import parse_topic
 from ._fast import NoFastPath, dec_hook, fast_type
 from ._fast import msgspec_module as _msgspec
-from ._freeze import compile_freezer, freeze_output, nested_deeper, schema_depth
+from ._freeze import (
+    FRAMES_PER_LEVEL,
+    compile_freezer,
+    freeze_output,
+    nested_deeper,
+    schema_depth,
+    stack_room,
+)
 from ._json_schema import from_json_schema
 from ._nodes import (
     INVALID,
@@ -101,6 +108,36 @@ class _Compiled:
 
     def check(self, data: Any) -> Any:
         """Return the validated, converted data or raise ValidationError with every problem."""
+        try:
+            return self._check(data)
+        except RecursionError:  # deep data, from a deep caller maybe: try again with room
+            pass
+        return self._with_room(self._check, data)
+
+    def _with_room(self, run: Callable[[Any], Any], data: Any) -> Any:
+        """``run(data)`` once more, with stack for any data an Event holds.
+
+        The first try ran out of Python's recursion limit: a recursive schema's walk takes
+        several frames per level of the data, on top of the caller's. Data nested deeper
+        than an Event holds is refused first, so only bounded data gets the extra room.
+        """
+        if nested_deeper(data, MAX_DEPTH):
+            raise ValidationError([_too_deep_problem()], event_type=self.event_type)
+        with stack_room(MAX_DEPTH + 2):
+            try:
+                return run(data)
+            except RecursionError:
+                pass
+        problem = ValidationProblem(
+            "",
+            "a schema checked in fewer steps per level",
+            describe(data),
+            f"the schema takes more than {FRAMES_PER_LEVEL} nested checks per level of lists "
+            "and objects: data this deep cannot be checked against it",
+        )
+        raise ValidationError([problem], event_type=self.event_type)
+
+    def _check(self, data: Any) -> Any:
         converted = self._fast(data)
         if converted is not _MISSED:
             plain = self._to_builtins(converted, builtin_types=_KEEP)
@@ -120,13 +157,20 @@ class _Compiled:
 
     def frozen(self, data: Any) -> Any:
         """Like :meth:`check`, but the data comes back deep-frozen, ready for an Event."""
+        try:
+            return self._frozen(data)
+        except RecursionError:  # as in check()
+            pass
+        return self._with_room(self._frozen, data)
+
+    def _frozen(self, data: Any) -> Any:
         converted = self._fast(data)
         try:
             if converted is not _MISSED:  # C to_builtins + a schema-guided freeze beat a
                 # Python walk over the Structs (measured)
                 plain = self._to_builtins(converted, builtin_types=_KEEP)
                 return self.freeze(self._bounded(plain))
-            return self.freeze(self.check(data))
+            return self.freeze(self._check(data))
         except SerializationError as exc:  # NaN and the like, which msgspec lets through
             if self.node is not None and converted is not _MISSED:
                 result = self.explain(data, fallback=str(exc))  # names the culprits
@@ -156,13 +200,7 @@ class _Compiled:
         """The complete (slower) walk: the converted data, or every problem found."""
         assert self.node is not None
         problems: list[ValidationProblem] = []
-        try:
-            result = self.node.check(data, "", problems)
-        except RecursionError as exc:
-            raise ValidationError(
-                [ValidationProblem("", "data of bounded depth", "too deeply nested", str(exc))],
-                event_type=self.event_type,
-            ) from None
+        result = self.node.check(data, "", problems)  # RecursionError: see check()
         if problems or result is INVALID:
             if not problems:
                 message = fallback or "does not match the schema"
@@ -191,6 +229,8 @@ class _Compiled:
         if why is not None:
             problems.append(ValidationProblem("", "JSON-representable data", describe(data), why))
             raise ValidationError(problems, event_type=self.event_type)
+        if nested_deeper(data, _PYDANTIC_DEPTH):  # not the parser's message, nor orjson's
+            raise ValidationError([_too_deep_problem(pydantic=True)], event_type=self.event_type)
         try:
             raw = dumps(data)  # JSON mode: ISO datetimes accepted, "1" is not an int
         except SerializationError as exc:
@@ -225,13 +265,20 @@ class _Compiled:
             raise ValidationError([problem], event_type=self.event_type) from None
 
 
-def _too_deep_problem() -> ValidationProblem:
-    return ValidationProblem(
-        "",
-        "data of bounded depth",
-        "too deeply nested",
-        f"data nested too deeply (at most {MAX_DEPTH} levels of lists and objects)",
-    )
+#: most lists and objects pydantic's JSON parser (jiter) reads, fixed in pydantic-core
+_PYDANTIC_DEPTH = 201
+
+
+def _too_deep_problem(*, pydantic: bool = False) -> ValidationProblem:
+    if pydantic and _PYDANTIC_DEPTH < MAX_DEPTH:
+        why = (
+            f"data nested too deeply for a pydantic model (at most {_PYDANTIC_DEPTH} levels "
+            f"of lists and objects, which pydantic's JSON parser reads; an Event holds "
+            f"{MAX_DEPTH})"
+        )
+    else:
+        why = f"data nested too deeply (at most {MAX_DEPTH} levels of lists and objects)"
+    return ValidationProblem("", "data of bounded depth", "too deeply nested", why)
 
 
 def _json_compatible(value: Any) -> Any:
