@@ -165,6 +165,13 @@ class KeyStore(abc.ABC):
     async def streams(self) -> list[str]:
         """Streams that have data keys or tombstones."""
 
+    async def purge(self) -> None:  # noqa: B027 - optional hook
+        """Remove what is left of the keys tombstoned so far (never waiting for readers).
+
+        :meth:`StreamEncryption.shred` calls it once, after all of a stream's tombstones
+        are written. :meth:`delete` purges by itself.
+        """
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 
@@ -212,6 +219,11 @@ class SQLiteKeyStore(OneConnection, KeyStore):
     ``async with`` or ``with`` closes the file on exit; a closed key store raises
     :class:`~pepperpy.event.ClosedError`. A child made by ``os.fork()`` leaves the
     parent's connection alone and opens its own on first use.
+
+    A removed key's page is cleared from the ``-wal`` file by :meth:`purge` (which
+    :meth:`StreamEncryption.shred` and :meth:`delete` call once), never waiting for
+    another connection reading the file: if one is, a warning says so and the purge is
+    tried again after each later write and at :meth:`close`.
     """
 
     def __init__(self, path: str) -> None:
@@ -219,6 +231,10 @@ class SQLiteKeyStore(OneConnection, KeyStore):
         #: held around every use of the connection, and by fork() (``.._sqlite``)
         self._lock = threading.Lock()
         self._closed = False
+        #: a key was removed since the WAL was last truncated: its page may be there
+        self._unpurged = False
+        #: a purge found the WAL in use (warned): retried after each write and at close
+        self._purge_pending = False
         self._db: sqlite3.Connection | None = None
         track_forks(self)
         with self._lock:
@@ -240,7 +256,11 @@ class SQLiteKeyStore(OneConnection, KeyStore):
         return f"SQLiteKeyStore({self.path!r})"
 
     def _run(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
-        """Run one statement (on a worker thread: every caller goes through to_thread)."""
+        """Run one statement (on a worker thread: every caller goes through to_thread).
+
+        After one that wrote (changed rows), a purge that found the WAL in use is tried
+        again.
+        """
         with self._lock:
             if self._closed:
                 raise ClosedError(f"the key store {self.path!r} is closed")
@@ -248,28 +268,83 @@ class SQLiteKeyStore(OneConnection, KeyStore):
                 if self._db is None:  # a forked child: its own connection
                     self._db = self._open()
                 cursor = self._db.execute(sql, args)
-                return [cursor.rowcount, *cursor.fetchall()]
+                result = [cursor.rowcount, *cursor.fetchall()]
             except sqlite3.Error as exc:
                 raise EncryptionError(f"the key store {self.path!r} failed: {exc}") from exc
+            if self._purge_pending and cursor.rowcount > 0:
+                self._retry_purge(self._db)
+            return result
+
+    def _truncate(self, db: sqlite3.Connection) -> bool:
+        """``PRAGMA wal_checkpoint(TRUNCATE)`` without waiting: True if the WAL was reset.
+
+        With the lock held. The checkpoint waits for every reader of the file to leave
+        the WAL, calling the busy handler meanwhile: with the connection's busy timeout
+        (5 s) one open read transaction elsewhere (a backup, Litestream, the sqlite3
+        shell) would hold the lock, and every key store call of the process, that long.
+        So it runs with the busy timeout at 0 and reports busy at once.
+        """
+        (timeout,) = db.execute("PRAGMA busy_timeout").fetchone()
+        db.execute("PRAGMA busy_timeout=0")
+        try:
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError as exc:  # some builds raise instead of a row
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            busy = 1
+        finally:
+            db.execute(f"PRAGMA busy_timeout={int(timeout)}")
+        if busy:
+            return False
+        self._unpurged = self._purge_pending = False
+        return True
 
     def _purge(self) -> None:
-        """Checkpoint the WAL and truncate it (``PRAGMA wal_checkpoint(TRUNCATE)``).
+        """Truncate the WAL after keys were removed (on a worker thread, never waiting).
 
-        Run after a key is removed (on a worker thread): until then the frames written
-        before (the page with the key) stay in the ``-wal`` file for as long as the key
-        store is open. Another connection reading the file can keep the WAL from being
-        reset within the busy timeout: the key is removed all the same, and a warning
-        says the old frames remain until a later checkpoint.
+        Until then the frames written before (the page that held a key) stay in the
+        ``-wal`` file for as long as the key store is open. If another connection is
+        reading the file, the key is removed all the same; a warning (once, until the
+        WAL is truncated) says its old page remains, and the purge is tried again
+        after each later write and at :meth:`close`.
         """
-        _, (busy, _, _) = self._run("PRAGMA wal_checkpoint(TRUNCATE)", ())
-        if busy:
-            logger.warning(
-                "key store %r: a key was removed, but another connection kept the WAL from"
-                " being truncated; the removed key stays in %s-wal until a later"
-                " checkpoint (close the other readers, or shred again)",
+        with self._lock:
+            if self._closed:
+                raise ClosedError(f"the key store {self.path!r} is closed")
+            if not self._unpurged or self._db is None:
+                return  # nothing removed (a forked child's new connection wrote nothing)
+            try:
+                truncated = self._truncate(self._db)
+            except sqlite3.Error as exc:
+                raise EncryptionError(f"the key store {self.path!r} failed: {exc}") from exc
+            if not truncated and not self._purge_pending:
+                self._purge_pending = True
+                logger.warning(
+                    "key store %r: a key was removed, but another connection reading the"
+                    " file kept the WAL from being truncated; the removed key may stay in"
+                    " %s-wal until the next write to the key store or its close once that"
+                    " reader is done (end long read transactions on the file)",
+                    self.path,
+                    self.path,
+                )
+
+    def _retry_purge(self, db: sqlite3.Connection) -> None:
+        """After a write (lock held): try again a purge that found the WAL in use."""
+        try:
+            truncated = self._truncate(db)
+        except sqlite3.Error:  # the write itself went through: keep trying later
+            logger.debug("key store %r: truncating the WAL failed", self.path, exc_info=True)
+            return
+        if truncated:
+            logger.info(
+                "key store %r: the WAL is truncated; the removed keys left %s-wal",
                 self.path,
                 self.path,
             )
+
+    async def purge(self) -> None:
+        """Truncate the WAL once keys were removed, without waiting for other readers."""
+        await asyncio.to_thread(self._purge)
 
     async def load(self, stream: str) -> dict[int, tuple[str, bytes]]:
         _, *rows = await asyncio.to_thread(
@@ -299,14 +374,16 @@ class SQLiteKeyStore(OneConnection, KeyStore):
             )
             args = (master_key_id, wrapped, stream, version, SHREDDED)
         await asyncio.to_thread(self._run, sql, args)
-        if shred:
-            await asyncio.to_thread(self._purge)
+        if shred:  # purged by purge(), once for all of a shred's tombstones
+            self._unpurged = True
 
     async def delete(self, stream: str) -> int:
         count, *_ = await asyncio.to_thread(
             self._run, "DELETE FROM data_keys WHERE stream = ?", (stream,)
         )
-        await asyncio.to_thread(self._purge)
+        if count:
+            self._unpurged = True
+            await self.purge()
         return int(count)
 
     async def streams(self) -> list[str]:
@@ -321,10 +398,29 @@ class SQLiteKeyStore(OneConnection, KeyStore):
 
     def _close(self) -> None:
         with self._lock:  # after a query still running on another thread
+            if self._db is not None and not self._closed and self._unpurged:
+                self._purge_at_close(self._db)
             self._closed = True
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+    def _purge_at_close(self, db: sqlite3.Connection) -> None:
+        """The last try to truncate the WAL after keys were removed (lock held, no wait)."""
+        try:
+            if self._truncate(db):
+                return
+        except sqlite3.Error:
+            logger.debug("key store %r: truncating the WAL failed", self.path, exc_info=True)
+        # closing the last connection to the file would checkpoint it, but not while
+        # another one reads it
+        logger.warning(
+            "key store %r closed while another connection kept the WAL from being"
+            " truncated: a removed key may stay in %s-wal until that connection's last"
+            " checkpoint",
+            self.path,
+            self.path,
+        )
 
     def __enter__(self) -> Self:
         return self
@@ -815,6 +911,8 @@ class StreamEncryption:
             await self.key_store.replace(stream, version, SHREDDED, b"")
         # what the key store now holds: a page preloaded before reads as shredded
         self._apply(stream, dict.fromkeys(rows, (SHREDDED, b"")))
+        if live:  # once for all the versions (an SQLite WAL truncated: never waits)
+            await self.key_store.purge()
         return bool(live)
 
     async def mark_shredded(self, stream: str, versions: Iterable[int]) -> int:
