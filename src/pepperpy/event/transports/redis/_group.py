@@ -194,8 +194,10 @@ class GroupMember:
         self._counters = client.register_script(GROUP_COUNTERS)
         self._create_script = client.register_script(CREATE_GROUP)
         self._counters_loaded = False
-        #: per partition, how far the group has read it, as far as this member knows
-        #: (its reads and counter snapshots): where a vanished group is made anew
+        #: per partition held, how far the group has read it, as far as this member knows
+        #: (the group's position when the partition was taken, then its reads and counter
+        #: snapshots): where a vanished group is made anew. Dropped when the partition
+        #: goes to another member, whose reads would leave it behind
         self._positions: dict[int, StreamId] = {}
         self._assigned: set[int] = set()  # held and ours: a worker consumes each
         self._releasing: set[int] = set()  # held but assigned elsewhere: give back
@@ -283,6 +285,8 @@ class GroupMember:
     async def _heartbeat(self) -> None:
         async with self._lock:
             sent = time.monotonic()
+            if sent >= self._lease_deadline:  # our leases may have lapsed meanwhile, and
+                self._positions.clear()  # another member read on: what we knew is stale
             held_raw, target_raw = await self._heartbeat_script(
                 keys=[self.members_key, *self.lease_keys],
                 args=[self.consumer, self._options.lease_ttl_ms],
@@ -296,6 +300,7 @@ class GroupMember:
             logger.warning("group %r lost its lease on partition %d", self.group, p)
             self._assigned.discard(p)
             self._releasing.discard(p)
+            self._positions.pop(p, None)  # others read on: what we knew goes stale
             self._interrupt(p)
         for p in held:
             if p in target:
@@ -416,9 +421,13 @@ class GroupMember:
         refused: str | None = None  # the refusal last logged, until a round succeeds
         tally = GroupTally()  # entries trimmed before the group read them
         next_sweep = time.monotonic() + self._options.lease_ttl
+        located = False  # the group's position on the partition is learnt
         while self._ours(p):
             resume_cancellation()  # one a driver call of the last round swallowed
             try:
+                if not located:
+                    await self._locate(p, reader)
+                    located = True
                 if claim or p in self._reclaim:
                     self._reclaim.discard(p)
                     done = await self._claim(p, reader)
@@ -512,6 +521,26 @@ class GroupMember:
             finally:
                 self._sleeping.discard(p)
 
+    async def _locate(self, p: int, client: Redis) -> None:
+        """Learn where the group stands on partition ``p``, which we have just taken.
+
+        Another member may have read (and acknowledged) up to anywhere since we last
+        held it, so what we knew then was dropped (``_apply``, ``_worker_done``,
+        ``_heartbeat``): made anew there, the group would deliver those entries again.
+        A group (or stream) already gone leaves us knowing nothing: it is then made anew
+        at ``$``.
+        """
+        stream = self._streams[p]
+        try:
+            groups: Any = await client.xinfo_groups(stream)
+        except self._response_error:
+            return  # no stream (or not a stream): the claim that follows says what is wrong
+        for info in groups:
+            name = info["name"]
+            if (name.decode() if isinstance(name, bytes) else str(name)) == self.group:
+                self._read_to(p, parse_id(info["last-delivered-id"]))
+                return
+
     def _read_to(self, p: int, position: StreamId) -> None:
         """Remember that the group has read partition ``p`` up to ``position`` (or further)."""
         known = self._positions.get(p)
@@ -541,7 +570,8 @@ class GroupMember:
             start,
             "where the group had read up to, as far as this member knows"
             if known is not None
-            else "the end of the stream: this member had read nothing there yet",
+            else "the end of the stream: the group was gone when this member took the "
+            "partition, and it has read nothing there since",
         )
 
     async def _read_counted(self, p: int, reader: Redis, tally: GroupTally) -> Any:
@@ -611,6 +641,7 @@ class GroupMember:
                     )
                     return  # the lease expires by itself
                 self._releasing.discard(p)
+                self._positions.pop(p, None)  # the next owner reads on: ours goes stale
             elif self._ours(p) and p not in self._workers:
                 self._spawn(p)
 
