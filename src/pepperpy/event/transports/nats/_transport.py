@@ -20,6 +20,7 @@ from ..base import (
     Subscription,
     Transport,
     cancelled_by_caller,
+    cancelling,
     quietly,
     resume_cancellation,
     shutdown_sockets,
@@ -119,6 +120,7 @@ class NatsTransport(Transport):
         from nats.errors import Error as NatsError
 
         attempts = max(1, round(self.options.connect_timeout / self.options.reconnect_wait))
+        since = cancelling()  # start() may run in the cleanup of a cancelled task
         nc = nats.NATS()  # Any: nats-py annotates float seconds as int
 
         # nats-py's callbacks do not say which client calls: one set per client
@@ -159,7 +161,7 @@ class NatsTransport(Transport):
                     f"{self.options.connect_timeout}s: {reason}"
                 ) from exc
             if isinstance(exc, NatsError | OSError) or (
-                isinstance(exc, asyncio.CancelledError) and not cancelled_by_caller()
+                isinstance(exc, asyncio.CancelledError) and not cancelled_by_caller(since)
             ):
                 raise TransportError(
                     f"cannot connect to NATS at {self.server}: {str(exc) or repr(exc)}"
@@ -387,21 +389,31 @@ class NatsTransport(Transport):
         if nc is None:
             raise ClosedError("the NATS transport is closed or not started")
         started = time.monotonic()
+        # the caller's task may be cleaning up after its cancellation (a last event
+        # published in a finally:): only one that comes during this call stops it
+        since = cancelling()
         try:
             await _store(nc, subject, payload, msg_id, min(5.0, self.options.publish_timeout))
         except Exception as exc:  # sorted out below, off the hot path
             deadline = started + self.options.publish_timeout
-            await self._publish_again(subject, payload, msg_id, exc, deadline)
+            await self._publish_again(subject, payload, msg_id, exc, deadline, since)
 
     async def _publish_again(
-        self, subject: str, payload: bytes, msg_id: str, error: Exception, deadline: float
+        self,
+        subject: str,
+        payload: bytes,
+        msg_id: str,
+        error: Exception,
+        deadline: float,
+        since: int,
     ) -> None:
         """Retry a publish that failed because the broker is away; raise for the rest.
 
         Retries with backoff until ``deadline`` (``time.monotonic()``: the publish began
         ``publish_timeout`` before it), also while a client the server closed is being
         replaced. The message id makes a retry of an event that JetStream did store
-        (only its PubAck was lost) a no-op.
+        (only its PubAck was lost) a no-op. ``since`` is the task's count of
+        cancellations when the publish began (see ``resume_cancellation``).
         """
         from nats.errors import ConnectionClosedError, NoRespondersError
         from nats.errors import TimeoutError as NatsTimeout
@@ -419,7 +431,7 @@ class NatsTransport(Transport):
         while True:
             # the caller is cancelled: the last try lost it (nats-py's request waits
             # with asyncio.wait_for), or it came between tries; do not try again
-            resume_cancellation()
+            resume_cancellation(since)
             if not isinstance(error, retryable):
                 raise TransportError(f"JetStream refused an event on {subject}: {error}") from error
             nc = self._nc
