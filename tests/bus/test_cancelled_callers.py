@@ -24,6 +24,7 @@ import pytest
 from pepperpy.event import Event, EventBus, TransportError
 from tests.bus.faultproxy import finishes
 from tests.conftest import unique_name
+from tests.helpers import eventually
 
 
 async def in_cleanup_of_a_cancelled_task(cleanup: Callable[[], Awaitable[Any]]) -> Any:
@@ -125,3 +126,56 @@ async def test_a_nats_publish_in_cleanup_reports_a_refusal_as_transport_error(
         monkeypatch.undo()
         await finishes(transport.close(), 15)
         await finishes(transport.delete_stream(), 15)
+
+
+# -- RabbitMQ ------------------------------------------------------------------------------
+
+
+@pytest.mark.rabbitmq
+async def test_a_rabbitmq_close_in_cleanup_waits_for_the_handler_and_closes_channels(
+    amqp_url: str,
+) -> None:
+    # close() called directly in the finally of a cancelled task. Before, it raised
+    # CancelledError from stop_rebalancing() at once: the handler in progress was not
+    # waited for and the consumers' channels stayed open.
+    from pepperpy.event.transports.rabbitmq import RabbitMQTransport
+
+    transport = RabbitMQTransport(
+        amqp_url, exchange=unique_name("pep.cleanup"), partitions=2, queue_type="classic"
+    )
+    bus = EventBus(transport=transport)
+    started, gate = asyncio.Event(), asyncio.Event()
+    state: list[str] = []
+
+    @bus.subscribe("o.*", group="g")
+    async def handle(event: Event) -> None:
+        started.set()
+        await gate.wait()
+        state.append("finished")
+
+    try:
+        async with asyncio.timeout(30):
+            await bus.start()
+            await bus.publish("o.x", 1)
+            await started.wait()
+            [group] = transport._groups.values()
+            consumers = list(group.consumers)
+            assert group._rebalancer is not None
+
+            async def finish_the_handler() -> None:
+                await eventually(lambda: group._rebalancer is None)  # close() stops it
+                gate.set()  # the handler finishes only now, while close() runs
+
+            async def close() -> list[str]:
+                finishing = asyncio.ensure_future(finish_the_handler())
+                await transport.close()  # in the cancelled task itself
+                await finishing
+                return list(state)
+
+            finished_when_closed = await in_cleanup_of_a_cancelled_task(close)
+            assert finished_when_closed == ["finished"], finished_when_closed
+            assert all(consumer._channel is None for consumer in consumers)
+    finally:
+        gate.set()
+        await finishes(bus.close(), 15)
+        await finishes(transport.delete_topology(), 15)

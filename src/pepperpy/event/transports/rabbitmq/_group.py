@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..._errors import ConfigurationError
 from ..._loops import settled
-from ..base import Subscription, cancelled_by_caller, resume_cancellation
+from ..base import Subscription, cancelled_by_caller, cancelling, resume_cancellation
 from ._config import AMQP_NAME, LANE_HEADER, LANES, MAX_EXCHANGE_NAME
 from ._consumer import Consumer, Declare, Members
 
@@ -201,11 +201,15 @@ class Group:
         """Cancel the rebalancing task and wait until it (and any handover it runs) ended."""
         rebalancer, self._rebalancer = self._rebalancer, None
         if rebalancer is not None:
+            # close() may run in the cleanup of a cancelled task, whose count stays up:
+            # only a cancellation that comes while we wait is the caller's; the
+            # rebalancer's own, which awaiting it raises, is not
+            since = cancelling()
             rebalancer.cancel()
             try:
                 await rebalancer
             except asyncio.CancelledError:
-                if (task := asyncio.current_task()) is not None and task.cancelling():
+                if cancelled_by_caller(since):
                     raise
             except Exception:
                 logger.exception("the rebalancing task of %s had failed", self.base)
