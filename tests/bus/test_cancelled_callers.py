@@ -16,15 +16,19 @@ exchange of its own, deleted afterwards.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from pepperpy.event import Event, EventBus, TransportError
+from pepperpy.event.transports.base import quietly
 from tests.bus.faultproxy import finishes
 from tests.conftest import unique_name
 from tests.helpers import eventually
+
+LOGGER = logging.getLogger("test_cancelled_callers")
 
 
 async def in_cleanup_of_a_cancelled_task(cleanup: Callable[[], Awaitable[Any]]) -> Any:
@@ -50,6 +54,49 @@ async def in_cleanup_of_a_cancelled_task(cleanup: Callable[[], Awaitable[Any]]) 
     assert task.cancelled()
     [result] = outcome
     return result
+
+
+# -- quietly (every transport's close paths) ---------------------------------------------
+
+
+async def test_quietly_in_cleanup_swallows_a_lost_connections_cancellation() -> None:
+    async def lost_connection() -> None:
+        raise asyncio.CancelledError  # as aiormq fails the futures of a dead connection
+
+    async def close() -> bool:
+        return await quietly(lost_connection(), "closing", LOGGER, deadline=None)
+
+    # old code: the CancelledError passed for the caller's and the close stopped there
+    assert await in_cleanup_of_a_cancelled_task(close) is False
+
+
+async def test_quietly_in_cleanup_still_ends_when_its_caller_is_cancelled_again() -> None:
+    waiting, entered = asyncio.Event(), asyncio.Event()
+    outcome: list[BaseException] = []
+
+    async def silent_broker() -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    async def worker() -> None:
+        try:
+            waiting.set()
+            await asyncio.Event().wait()
+        finally:
+            try:
+                await quietly(silent_broker(), "closing", LOGGER, deadline=None)
+            except BaseException as exc:
+                outcome.append(exc)
+                raise
+
+    task = asyncio.get_running_loop().create_task(worker())
+    await waiting.wait()
+    task.cancel()
+    await entered.wait()
+    task.cancel()  # a second cancellation, while the cleanup waits for the broker
+    await finishes(asyncio.wait([task]), 10)
+    assert task.cancelled()
+    assert [type(exc) for exc in outcome] == [asyncio.CancelledError]
 
 
 # -- NATS ----------------------------------------------------------------------------------
@@ -177,5 +224,49 @@ async def test_a_rabbitmq_close_in_cleanup_waits_for_the_handler_and_closes_chan
             assert all(consumer._channel is None for consumer in consumers)
     finally:
         gate.set()
+        await finishes(bus.close(), 15)
+        await finishes(transport.delete_topology(), 15)
+
+
+@pytest.mark.rabbitmq
+async def test_a_rabbitmq_publish_in_cleanup_sends_again_after_a_lost_confirmation(
+    amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aiormq fails the confirmation of a connection that died with CancelledError. In
+    # a task not cancelled the publish waits for the connection and sends again; in the
+    # cleanup of a cancelled one it raised that CancelledError, and the event was lost.
+    from pepperpy.event.transports.rabbitmq import RabbitMQTransport
+
+    transport = RabbitMQTransport(amqp_url, exchange=unique_name("pep.cleanup"))
+    bus = EventBus(transport=transport)
+    received = asyncio.Event()
+
+    @bus.subscribe("worker.*")
+    def stopped(event: Event) -> None:
+        if event.data == "bye":
+            received.set()
+
+    try:
+        async with asyncio.timeout(30):
+            await bus.start()
+            assert transport._publisher is not None
+            underlay = await transport._publisher.get_underlay_channel()
+            real, calls = underlay.basic_publish, []
+
+            async def confirmation_lost(*args: Any, **kwargs: Any) -> Any:
+                calls.append(1)
+                if len(calls) == 1:
+                    raise asyncio.CancelledError
+                return await real(*args, **kwargs)
+
+            monkeypatch.setattr(underlay, "basic_publish", confirmation_lost)
+            published = await in_cleanup_of_a_cancelled_task(
+                lambda: bus.publish("worker.stopped", "bye")
+            )
+            assert isinstance(published, Event), published
+            assert len(calls) == 2
+            await received.wait()
+    finally:
+        monkeypatch.undo()
         await finishes(bus.close(), 15)
         await finishes(transport.delete_topology(), 15)

@@ -238,14 +238,16 @@ async def quietly(
 
     Gives up at ``deadline`` (event loop time, ``loop.time()``; None: no bound) and
     swallows whatever the driver raises, a dead connection's ``CancelledError`` included,
-    logging it at debug level; only the caller's own cancellation propagates.
+    logging it at debug level; only the caller's own cancellation propagates: one that
+    came while it waited (it runs in cleanup code too, in a task already cancelled).
     """
+    since = cancelling()
     try:
         async with asyncio.timeout_at(deadline):
             await operation
         return True
     except asyncio.CancelledError:
-        if cancelled_by_caller():
+        if cancelled_by_caller(since):
             raise
         logger.debug("%s: the connection was lost", what)
     except Exception as exc:

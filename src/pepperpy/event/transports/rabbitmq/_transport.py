@@ -18,7 +18,14 @@ from ..._errors import ClosedError, PatternError, TransportError
 from ..._event import Event
 from ..._loops import settled
 from ..._patterns import parse_pattern
-from ..base import Subscription, Transport, cancelled_by_caller, quietly, shutdown_sockets
+from ..base import (
+    Subscription,
+    Transport,
+    cancelled_by_caller,
+    cancelling,
+    quietly,
+    shutdown_sockets,
+)
 from ._channels import Probe, release_spent_observers
 from ._config import (
     CONTENT_TYPE,
@@ -157,6 +164,7 @@ class RabbitMQTransport(Transport):
             return
         aio_pika = self._aio_pika
         deadline = self._deadline()
+        since = cancelling()  # it may run in the cleanup of a cancelled task
         # what connect_robust does, with the connection in hand: its connect() starts a
         # task that goes on connecting (and reconnecting) when the caller is cancelled,
         # and only the connection can stop it and close what it opened
@@ -174,7 +182,7 @@ class RabbitMQTransport(Transport):
             asyncio.CancelledError,
         ) as exc:
             await self._discard(connection)
-            if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller():
+            if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller(since):
                 raise
             raise TransportError(
                 f"cannot connect to RabbitMQ at {redact(self.url)}: {str(exc) or repr(exc)}"
@@ -193,7 +201,7 @@ class RabbitMQTransport(Transport):
             ) from exc
         except (TimeoutError, OSError, asyncio.CancelledError) as exc:
             await self._discard(connection)
-            if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller():
+            if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller(since):
                 raise
             raise TransportError(
                 f"RabbitMQ at {redact(self.url)} went away while starting: {exc!r}"
@@ -326,6 +334,9 @@ class RabbitMQTransport(Transport):
         connection to come back and sends once more; a confirm lost with the connection
         can so make a duplicate, which at-least-once delivery allows.
         """
+        # a last event published in the cleanup of a cancelled task: its count of
+        # cancellations stays up, so only one that comes during this call stops it
+        since = cancelling()
         channel = self._publisher
         if channel is None:
             if self._closed:
@@ -334,7 +345,7 @@ class RabbitMQTransport(Transport):
             channel = self._publisher
             assert channel is not None
         if not self._connected():  # away: wait (at most connect_timeout) for it to return
-            await self._reconnected(channel, event, None)
+            await self._reconnected(channel, event, None, since)
         topic = event.type
         if len(topic.encode()) > MAX_KEY_BYTES:
             raise TransportError(
@@ -362,7 +373,7 @@ class RabbitMQTransport(Transport):
                 )
                 return
             except asyncio.CancelledError as exc:
-                if cancelled_by_caller():
+                if cancelled_by_caller(since):
                     raise
                 # aiormq fails the confirmations of a connection that died (a heartbeat
                 # timeout) with CancelledError: a lost connection, not our cancellation
@@ -381,15 +392,16 @@ class RabbitMQTransport(Transport):
                 raise TransportError(
                     f"RabbitMQ did not accept {topic!r} ({event.id}): {error!r}"
                 ) from error
-            await self._reconnected(channel, event, error)
+            await self._reconnected(channel, event, error, since)
 
     async def _reconnected(
-        self, channel: AbstractChannel, event: Event, error: BaseException | None
+        self, channel: AbstractChannel, event: Event, error: BaseException | None, since: int
     ) -> None:
         """Wait for the robust connection and ``channel`` to be back, at most connect_timeout.
 
         Raises :class:`TransportError` if they are not (aio-pika's own wait has no
-        bound), or if the transport closed meanwhile.
+        bound), or if the transport closed meanwhile. ``since``: the task's count of
+        cancellations when the publish began (see ``cancelled_by_caller``).
         """
         errors = self._aiormq.exceptions
         pause = 0.01
@@ -405,7 +417,7 @@ class RabbitMQTransport(Transport):
                     await asyncio.sleep(pause)
                     pause = min(2 * pause, 0.2)
         except (TimeoutError, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller():
+            if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller(since):
                 raise
             reason = f": {error!r}" if error is not None else ""
             raise TransportError(
@@ -429,6 +441,7 @@ class RabbitMQTransport(Transport):
         """Declare and bind the subscription's queue(s) and start consuming from them."""
         if self._closed:
             raise ClosedError("the RabbitMQ transport is closed")
+        since = cancelling()  # it may run in the cleanup of a cancelled task
         if self._connection is None:
             await self.start()
         pattern = subscription.pattern
@@ -451,7 +464,7 @@ class RabbitMQTransport(Transport):
             errors.ChannelInvalidStateError,  # the connection went away meanwhile
             asyncio.CancelledError,
         ) as exc:
-            if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller():
+            if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller(since):
                 raise
             raise TransportError(
                 f"cannot set up the RabbitMQ subscription to {pattern!r}: {str(exc) or repr(exc)}"
