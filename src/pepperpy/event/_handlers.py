@@ -43,21 +43,33 @@ async def _wait(awaitable: Awaitable[Any]) -> Any:
 async def outcome(task: asyncio.Future[Any]) -> BaseException | None:
     """Wait for ``task``; return what it raised, a handler's own ``CancelledError`` included.
 
-    A cancellation aimed at the *waiting* task (it is being cancelled) is re-raised, and
-    reaches ``task`` too; a ``CancelledError`` the delivery raised by itself (say, it
-    awaited a future someone else cancelled) is a failure of that delivery, returned like
-    any other exception, so a transport's loop goes on with the next one.
+    A cancellation aimed at the *waiting* task while it waits is re-raised, and reaches
+    ``task`` too; a ``CancelledError`` the delivery raised by itself (say, it awaited a
+    future someone else cancelled) is a failure of that delivery, returned like any other
+    exception, so a transport's loop goes on with the next one.
+
+    Only a cancellation that came while waiting counts: the waiter's count is taken
+    first. A publish made in the cleanup of a cancelled task (``finally:``, ``except
+    CancelledError:``) waits here with a count of 1 already, and a delivery cancelled on
+    its own is still its failure there. A task already done is not waited for, so needs
+    no count.
     """
+    since = None if task.done() else _cancelling()
     try:
         await task
     except asyncio.CancelledError as exc:
-        waiter = asyncio.current_task()
-        if waiter is not None and waiter.cancelling():
+        if since is not None and _cancelling() > since:
             raise
         return exc
     except Exception as exc:
         return exc
     return None
+
+
+def _cancelling() -> int:
+    """The current task's count of cancellations under way (0 outside a task)."""
+    task = asyncio.current_task()
+    return 0 if task is None else task.cancelling()
 
 
 async def outcomes(tasks: Sequence[asyncio.Future[Any]]) -> list[BaseException | None]:
