@@ -233,7 +233,11 @@ class EventManager:
                 except Exception as exc:
                     await self._retry(listener, event, exc)
                 except asyncio.CancelledError as exc:
-                    await self._handler_cancelled(listener, event, exc)
+                    # no cancelling() count taken at the start: on CPython 3.11 reading
+                    # it (asyncio.current_task() makes a getpid() call) costs about as
+                    # much as this whole path, so an own CancelledError of the first try
+                    # in the cleanup of a cancelled task counts as the emit's here
+                    await self._handler_cancelled(listener, event, exc, None)
                 return event
             if listeners:
                 await self._dispatch_many(event, listeners)
@@ -241,9 +245,11 @@ class EventManager:
         if self._closed:
             raise ClosedError("the EventManager is closed")
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        since = 0 if task is None else task.cancelling()
         await self._enter(loop)
         try:
-            await self._dispatch(event)
+            await self._dispatch(event, since)
         finally:
             self._leave(loop)
         return event
@@ -287,7 +293,7 @@ class EventManager:
         return task
 
     async def _deliver_scheduled(self, event: Event) -> Event:
-        await self._dispatch(event)
+        await self._dispatch(event, 0)  # a task of its own: never cancelled before this
         return event
 
     def _unschedule(self, task: asyncio.Future[Event]) -> None:
@@ -319,7 +325,9 @@ class EventManager:
             raise TypeError("pass data and metadata inside the Event, not beside it")
         return event
 
-    async def _dispatch(self, event: Event) -> None:
+    async def _dispatch(self, event: Event, since: int) -> None:
+        """Run the handlers of ``event``; ``since``: the task's cancelling() count at the
+        emit's start (see :meth:`_handler_cancelled`)."""
         listeners = self._index._cache.get(event._type)
         if listeners is None:
             listeners = self._index.match(event._type)
@@ -337,9 +345,9 @@ class EventManager:
                     if result is not None and inspect.isawaitable(result):
                         await result
             except Exception as exc:
-                await self._retry(listener, event, exc)
+                await self._retry(listener, event, exc, since)
             except asyncio.CancelledError as exc:
-                await self._handler_cancelled(listener, event, exc)
+                await self._handler_cancelled(listener, event, exc, since)
             return
         await self._dispatch_many(event, listeners)
 
@@ -408,19 +416,37 @@ class EventManager:
         return True
 
     async def _handler_cancelled(
-        self, listener: _Listener, event: Event, exc: asyncio.CancelledError
+        self, listener: _Listener, event: Event, exc: asyncio.CancelledError, since: int | None
     ) -> None:
         """A lone handler, awaited inline, raised CancelledError: whose cancellation?
 
         If the emit itself is being cancelled, it propagates; otherwise the handler's own
         await was cancelled (a future someone else cancelled), and the handler failed.
+        ``since`` is the task's ``cancelling()`` count when the emit began: only a
+        cancellation that came after it is the emit's. An emit made in the cleanup of a
+        cancelled task (``finally:``, ``except CancelledError:``) starts with a count of
+        1. Unknown (None, on the unbuffered fast path), any count is taken for the
+        emit's: a cancellation is never swallowed.
         """
         task = asyncio.current_task()
-        if task is None or task.cancelling():
+        if task is None or task.cancelling() > (since or 0):
             raise exc
-        await self._retry(listener, event, exc)
+        await self._retry(listener, event, exc, since)
 
-    async def _retry(self, listener: _Listener, event: Event, exc: BaseException) -> None:
+    async def _retry(
+        self, listener: _Listener, event: Event, exc: BaseException, since: int | None = None
+    ) -> None:
+        """Try the handler again per ``retry_policy``, inline; dead-letter it if it keeps
+        failing.
+
+        A retry whose own await is cancelled failed like any other; only a cancellation
+        of the task that came after ``since`` (its ``cancelling()`` count when the emit
+        began; if unknown, when the retries began) cancels the emit. The retries of
+        several handlers each run in a task of their own (``gather``), from 0.
+        """
+        task = asyncio.current_task()
+        if since is None:
+            since = 0 if task is None else task.cancelling()
         policy = self.retry_policy
         attempt = 1
         while policy.should_retry(exc, attempt):
@@ -434,8 +460,7 @@ class EventManager:
             except Exception as again:
                 exc = again
             except asyncio.CancelledError as again:
-                task = asyncio.current_task()
-                if task is None or task.cancelling():
+                if task is None or task.cancelling() > since:
                     raise  # the emit itself is being cancelled
                 exc = again  # the handler's own await was cancelled: this try failed
         await self._dead_letter(DeadLetter(event, listener.handler, exc, attempt))
