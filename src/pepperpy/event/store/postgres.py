@@ -508,11 +508,12 @@ class PostgresBackend(StoreBackend):
         if on.ready is None:
             on.ready = asyncio.ensure_future(self._open(on))
         ready = on.ready
+        since = _cancelling()  # what a task cleaning up after a cancellation counts
         try:
             return await asyncio.shield(ready)
         except asyncio.CancelledError:
             # the open was cancelled by ``abort``, not this caller
-            if ready.cancelled() and on.aborted is not None and not _cancelling():
+            if ready.cancelled() and on.aborted is not None and _cancelling() <= since:
                 raise ClosedError(
                     f"the event store was closed ({on.aborted}) before it had connected"
                 ) from None
@@ -1041,6 +1042,7 @@ class PostgresBackend(StoreBackend):
         mine = self._loops.get(here)
         if mine is None:
             return
+        since = _cancelling()  # what a task cleaning up after a cancellation counts
         mine.stop(bound)
         committer = mine.committer
         if committer is None:
@@ -1051,7 +1053,7 @@ class PostgresBackend(StoreBackend):
             # connect_timeout to give up: its append is answered then, in the background
             await asyncio.wait((committer,), timeout=bound + _ABORT_GRACE)
         except asyncio.CancelledError:
-            if _cancelling():
+            if _cancelling() > since:
                 mine.abort("close() was cancelled")
             raise
         if committer.done() and not committer.cancelled():
@@ -1348,10 +1350,16 @@ def _pool_takes_hooks(create_pool: Callable[..., Any]) -> bool:
     return "reset" in inspect.signature(create_pool).parameters
 
 
-def _cancelling() -> bool:
-    """Whether the running task is being cancelled (not merely seeing another's)."""
+def _cancelling() -> int:
+    """How many cancellations of the running task are under way (0 outside a task).
+
+    A call takes it when it begins and compares it with that: a task cleaning up after a
+    cancellation (``finally:``, ``except CancelledError:``) counts it still, and a call
+    made there was not cancelled; only a cancellation that comes during the call is its
+    own (not merely another's, such as an ``abort`` cancelling the open it waits for).
+    """
     task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+    return 0 if task is None else task.cancelling()
 
 
 #: for each write: what may have happened when its outcome is unknown, and what to do

@@ -1,0 +1,124 @@
+"""PostgreSQL store calls made in the cleanup of a cancelled task work as in any other.
+
+A task keeps counting a cancellation it was told of (``Task.cancelling()`` stays 1) while
+it cleans up after it: in ``finally:`` or ``except CancelledError:``. A call waiting for
+the store's first connection when ``close()`` gives up on it (``abort`` cancels the open)
+fails with ``ClosedError``; the check for "was the caller itself cancelled?" took that
+count for a cancellation of the call, so made there it raised ``CancelledError`` instead.
+Now only a cancellation that comes during the call counts; one that does still
+propagates. Each test works in a schema of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from pepperpy.event import ClosedError, EventStore
+from pepperpy.event.store.postgres import PostgresBackend
+from tests.helpers import eventually
+from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
+
+pytestmark = pytest.mark.postgres
+
+
+def hold_the_startup(proxy: PgFaultProxy) -> list[Link]:
+    """Silence the first connection at its startup packet: the store's open waits."""
+    held: list[Link] = []
+
+    def client(link: Link, data: bytes) -> str | None:
+        if not held and b"database\x00" in data:
+            held.append(link)
+            return "pause"
+        return None
+
+    proxy.on_client = client  # type: ignore[assignment]
+    return held
+
+
+async def read_in_cleanup_while_close_gives_up(
+    store: EventStore, held: list[Link], where: str, *, cancel_again: bool = False
+) -> Any:
+    """In the cleanup of a cancelled task, read while the store's first connection is
+    being opened; cancel ``close()`` meanwhile (it then cuts everything off at once);
+    return what the read returned or raised."""
+    outcome: list[Any] = []
+    waiting = asyncio.Event()
+
+    async def read() -> None:
+        try:
+            outcome.append(await store.get_stream("s.1"))
+        except BaseException as exc:  # the task's cancellation propagates all the same
+            outcome.append(exc)
+
+    async def worker() -> None:
+        if where == "finally":
+            try:
+                waiting.set()
+                await asyncio.Event().wait()
+            finally:
+                await read()
+        else:
+            try:
+                waiting.set()
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                await read()
+                raise
+
+    backend = store.backend
+    assert isinstance(backend, PostgresBackend)
+    task = asyncio.get_running_loop().create_task(worker())
+    await waiting.wait()
+    task.cancel()
+    await eventually(lambda: bool(held))  # the read waits for the open
+    if cancel_again:
+        task.cancel()
+    else:
+        closing = asyncio.ensure_future(store.close())
+        await eventually(lambda: backend._closed)  # close() waits for its committer
+        closing.cancel()  # gives up at once: the open is cancelled
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+    await asyncio.wait([task])
+    assert task.cancelled()
+    [result] = outcome
+    return result
+
+
+@pytest.mark.parametrize("where", ["finally", "except"])
+async def test_a_read_in_cleanup_whose_open_close_gave_up_on_fails_with_closed_error(
+    proxy: PgFaultProxy, direct: str, where: str
+) -> None:
+    store = EventStore(proxied(direct, proxy.port))
+    held = hold_the_startup(proxy)
+    try:
+        async with asyncio.timeout(20):
+            result = await read_in_cleanup_while_close_gives_up(store, held, where)
+        assert isinstance(result, ClosedError), repr(result)
+        assert "before it had connected" in str(result)
+    finally:
+        for link in held:
+            link.drop()  # the connect under way fails at once
+        async with asyncio.timeout(20):
+            await store.close()
+
+
+async def test_a_read_in_cleanup_cancelled_again_while_connecting_is_cancelled(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    store = EventStore(proxied(direct, proxy.port))
+    held = hold_the_startup(proxy)
+    try:
+        async with asyncio.timeout(20):
+            result = await read_in_cleanup_while_close_gives_up(
+                store, held, "finally", cancel_again=True
+            )
+        assert isinstance(result, asyncio.CancelledError), repr(result)
+    finally:
+        for link in held:
+            link.resume()  # the open nobody waits for any more goes on, and succeeds
+        async with asyncio.timeout(20):
+            await store.close()
