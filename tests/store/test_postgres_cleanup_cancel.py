@@ -12,6 +12,7 @@ propagates. Each test works in a schema of its own.
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -120,5 +121,48 @@ async def test_a_read_in_cleanup_cancelled_again_while_connecting_is_cancelled(
     finally:
         for link in held:
             link.resume()  # the open nobody waits for any more goes on, and succeeds
+        async with asyncio.timeout(20):
+            await store.close()
+
+
+async def test_an_open_its_only_caller_gave_up_on_leaves_no_unread_failure(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    """A caller cancelled while the store's first connection is opened stops waiting at
+    once (``asyncio.shield`` then stops watching the open); if the open then failed and
+    nobody called again, its failure was never read: 'Task exception was never
+    retrieved' on the loop's exception handler."""
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+
+    def record(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        seen.append(f"{context.get('message')}: {context.get('exception')!r}")
+
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(record)
+    store = EventStore(proxied(direct, proxy.port))
+    held = hold_the_startup(proxy)
+    try:
+        async with asyncio.timeout(20):
+            read = asyncio.ensure_future(store.get_stream("s.1"))
+            await eventually(lambda: bool(held))
+            read.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await read
+            backend = store.backend
+            assert isinstance(backend, PostgresBackend)
+            (on,) = backend._loops.values()
+            opening = on.ready
+            assert opening is not None and not opening.done()
+            held[0].drop()  # the open fails
+            await asyncio.wait([opening])  # (reading its outcome here would hide it)
+            await store.close()
+            del read, opening, on
+            for _ in range(3):
+                gc.collect()
+                await asyncio.sleep(0.01)  # the loop reports what was collected
+        assert seen == []
+    finally:
+        loop.set_exception_handler(previous)
         async with asyncio.timeout(20):
             await store.close()

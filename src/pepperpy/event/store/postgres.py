@@ -507,6 +507,7 @@ class PostgresBackend(StoreBackend):
             raise ClosedError(f"the event store was closed ({on.aborted})")
         if on.ready is None:
             on.ready = asyncio.ensure_future(self._open(on))
+            on.ready.add_done_callback(_read_open)
         ready = on.ready
         since = _cancelling()  # what a task cleaning up after a cancellation counts
         try:
@@ -1331,6 +1332,18 @@ async def shielded_connect(
     except asyncio.CancelledError:
         opening.add_done_callback(_drop_opened)
         raise
+
+
+def _read_open(ready: asyncio.Future[Any]) -> None:
+    """Read how the store's open ended: its callers may all have stopped waiting.
+
+    A caller cancelled meanwhile stops waiting at once, and ``asyncio.shield`` then no
+    longer watches the open: if it failed with nobody waiting any more (and no call
+    after it), its failure was reported as 'Task exception was never retrieved'.
+    Callers still waiting get the failure themselves.
+    """
+    if not ready.cancelled() and ready.exception() is not None:
+        logger.debug("PostgreSQL: opening the store failed: %r", ready.exception())
 
 
 def _drop_opened(opening: asyncio.Future[Any]) -> None:
