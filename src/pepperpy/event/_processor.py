@@ -374,6 +374,8 @@ class _TaskLink:
                 await closer()
 
     async def stop(self) -> None:
+        me = asyncio.current_task()
+        before = 0 if me is None else me.cancelling()  # cleanup code may start at 1
         closer = getattr(self.events, "aclose", None)
         if closer is not None and not self.task.done():
             await closer()  # graceful: the event in progress finishes first
@@ -382,7 +384,9 @@ class _TaskLink:
         try:
             await self.task
         except asyncio.CancelledError:
-            if not self.task.cancelled():
+            # the consumer ended cancelled, as stopping it does; but a cancellation of
+            # stop()'s caller (which also cancels the awaited consumer) is passed on
+            if not self.task.cancelled() or (me is not None and me.cancelling() > before):
                 raise
 
     async def wait(self) -> None:
