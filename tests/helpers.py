@@ -13,7 +13,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -109,6 +109,43 @@ class LosesCancellation:
         if self.then is not None:
             raise self.then
         return self.result
+
+
+async def in_cleanup(where: str, cleanup: Callable[[], Awaitable[Any]]) -> Any:
+    """Run ``cleanup`` in the ``finally:`` (or ``except CancelledError:``) of a task that
+    was cancelled; return what it returned, or the exception it raised."""
+    outcome: list[Any] = []
+    waiting = asyncio.Event()
+
+    async def run() -> None:
+        try:
+            outcome.append(await cleanup())
+        except BaseException as exc:  # the task's cancellation propagates all the same
+            outcome.append(exc)
+
+    async def worker() -> None:
+        if where == "finally":
+            try:
+                waiting.set()
+                await asyncio.Event().wait()
+            finally:
+                await run()
+        else:
+            try:
+                waiting.set()
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                await run()
+                raise
+
+    task = asyncio.get_running_loop().create_task(worker())
+    await waiting.wait()
+    task.cancel()
+    async with asyncio.timeout(10):
+        await asyncio.wait([task])
+    assert task.cancelled()
+    [result] = outcome
+    return result
 
 
 def keeper_tasks() -> list[asyncio.Task[Any]]:

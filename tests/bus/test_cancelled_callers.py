@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -26,34 +25,9 @@ from pepperpy.event import Event, EventBus, TransportError
 from pepperpy.event.transports.base import quietly
 from tests.bus.faultproxy import finishes
 from tests.conftest import unique_name
-from tests.helpers import eventually
+from tests.helpers import eventually, in_cleanup
 
 LOGGER = logging.getLogger("test_cancelled_callers")
-
-
-async def in_cleanup_of_a_cancelled_task(cleanup: Callable[[], Awaitable[Any]]) -> Any:
-    """Run ``cleanup`` in the ``finally:`` of a task that was cancelled; return what it
-    returned, or the exception it raised (the task itself still ends cancelled)."""
-    outcome: list[Any] = []
-    waiting = asyncio.Event()
-
-    async def worker() -> None:
-        try:
-            waiting.set()
-            await asyncio.Event().wait()
-        finally:
-            try:
-                outcome.append(await cleanup())
-            except BaseException as exc:  # the task's cancellation propagates all the same
-                outcome.append(exc)
-
-    task = asyncio.get_running_loop().create_task(worker())
-    await waiting.wait()
-    task.cancel()
-    await finishes(asyncio.wait([task]), 30)
-    assert task.cancelled()
-    [result] = outcome
-    return result
 
 
 # -- quietly (every transport's close paths) ---------------------------------------------
@@ -67,7 +41,7 @@ async def test_quietly_in_cleanup_swallows_a_lost_connections_cancellation() -> 
         return await quietly(lost_connection(), "closing", LOGGER, deadline=None)
 
     # old code: the CancelledError passed for the caller's and the close stopped there
-    assert await in_cleanup_of_a_cancelled_task(close) is False
+    assert await in_cleanup("finally", close) is False
 
 
 async def test_quietly_in_cleanup_still_ends_when_its_caller_is_cancelled_again() -> None:
@@ -135,9 +109,7 @@ async def test_a_nats_publish_in_cleanup_retries_a_momentary_failure(
         async with asyncio.timeout(30):
             await bus.start()
             monkeypatch.setattr(nats_transport, "_store", flaky)
-            published = await in_cleanup_of_a_cancelled_task(
-                lambda: bus.publish("worker.stopped", "bye")
-            )
+            published = await in_cleanup("finally", lambda: bus.publish("worker.stopped", "bye"))
             assert isinstance(published, Event), published
             assert len(calls) == 2
             await received.wait()
@@ -164,8 +136,9 @@ async def test_a_nats_publish_in_cleanup_reports_a_refusal_as_transport_error(
     try:
         await finishes(transport.start(), 15)
         monkeypatch.setattr(nats_transport, "_store", refused)
-        error = await in_cleanup_of_a_cancelled_task(
-            lambda: transport.publish(Event(type="worker.stopped", source="test", data=1))
+        error = await in_cleanup(
+            "finally",
+            lambda: transport.publish(Event(type="worker.stopped", source="test", data=1)),
         )
         assert isinstance(error, TransportError), error
         assert "JetStream refused an event" in str(error)
@@ -219,7 +192,7 @@ async def test_a_rabbitmq_close_in_cleanup_waits_for_the_handler_and_closes_chan
                 await finishing
                 return list(state)
 
-            finished_when_closed = await in_cleanup_of_a_cancelled_task(close)
+            finished_when_closed = await in_cleanup("finally", close)
             assert finished_when_closed == ["finished"], finished_when_closed
             assert all(consumer._channel is None for consumer in consumers)
     finally:
@@ -260,9 +233,7 @@ async def test_a_rabbitmq_publish_in_cleanup_sends_again_after_a_lost_confirmati
                 return await real(*args, **kwargs)
 
             monkeypatch.setattr(underlay, "basic_publish", confirmation_lost)
-            published = await in_cleanup_of_a_cancelled_task(
-                lambda: bus.publish("worker.stopped", "bye")
-            )
+            published = await in_cleanup("finally", lambda: bus.publish("worker.stopped", "bye"))
             assert isinstance(published, Event), published
             assert len(calls) == 2
             await received.wait()

@@ -16,50 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event.transports.base import Subscription, Transport
-
-
-async def in_cleanup(where: str, cleanup: Callable[[], Awaitable[Any]]) -> Any:
-    """Run ``cleanup`` in the ``finally:`` (or ``except CancelledError:``) of a task that
-    was cancelled; return what it returned, or the exception it raised."""
-    outcome: list[Any] = []
-    waiting = asyncio.Event()
-
-    async def run() -> None:
-        try:
-            outcome.append(await cleanup())
-        except BaseException as exc:  # the task's cancellation propagates all the same
-            outcome.append(exc)
-
-    async def worker() -> None:
-        if where == "finally":
-            try:
-                waiting.set()
-                await asyncio.Event().wait()
-            finally:
-                await run()
-        else:
-            try:
-                waiting.set()
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                await run()
-                raise
-
-    task = asyncio.get_running_loop().create_task(worker())
-    await waiting.wait()
-    task.cancel()
-    async with asyncio.timeout(10):
-        await asyncio.wait([task])
-    assert task.cancelled()
-    [result] = outcome
-    return result
+from tests.helpers import in_cleanup
 
 
 class InlineTransport(Transport):
