@@ -36,6 +36,7 @@ __all__ = [
     "connect",
     "file_identity",
     "json_text",
+    "named_error",
     "migrate",
 ]
 
@@ -251,6 +252,42 @@ TAIL_IDS = (
     f"SELECT stream, id, position, global_position FROM events "
     f"WHERE global_position >= {TAIL_START}"
 )
+
+
+#: what an SQLite primary result code means for the store's file, said in a StoreError
+_CAUSES = {
+    8: (  # SQLITE_READONLY
+        "the file or its directory cannot be written (permissions, a read-only mount); "
+        "in WAL mode SQLite also writes the -wal and -shm files beside it, so a store in "
+        "a read-only directory cannot even be read unless they exist"
+    ),
+    10: (  # SQLITE_IOERR: EFBIG (a file size limit), a failing device
+        "the disk failed or the file reached a size limit (RLIMIT_FSIZE, the file system's)"
+    ),
+    13: "the disk is full",  # SQLITE_FULL
+    14: "the file or its directory cannot be opened (missing, or no permission)",
+}
+
+
+def named_error(error: BaseException, path: str, outcome: str = "") -> BaseException:
+    """A ``sqlite3`` error as a :class:`StoreError` naming ``path`` and the likely cause.
+
+    ``outcome`` is added when given (what became of the call: "nothing was written");
+    the ``sqlite3`` error is kept as ``__cause__``. Other errors are returned as is.
+    """
+    if not isinstance(error, sqlite3.Error):
+        return error
+    code = getattr(error, "sqlite_errorcode", None)
+    name = getattr(error, "sqlite_errorname", None)
+    parts = [f"SQLite: {path!r}: {error}" + (f" ({name})" if name else "")]
+    cause = _CAUSES.get(code & 0xFF) if isinstance(code, int) else None
+    if cause is not None:
+        parts.append(cause)
+    if outcome:
+        parts.append(outcome)
+    translated = StoreError("; ".join(parts))
+    translated.__cause__ = error
+    return translated
 
 
 def json_text(value: Any) -> str:

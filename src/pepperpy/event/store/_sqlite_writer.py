@@ -26,8 +26,15 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 from .._errors import ClosedError, StoreError
-from ._sqlite_log import LogWriter, translate
-from ._sqlite_schema import BUSY_TIMEOUT, check_file, connect, file_identity, migrate
+from ._sqlite_log import LogWriter
+from ._sqlite_schema import (
+    BUSY_TIMEOUT,
+    check_file,
+    connect,
+    file_identity,
+    migrate,
+    named_error,
+)
 from .base import PendingAppend, settle
 
 __all__ = ["Writer"]
@@ -40,6 +47,10 @@ MAX_GROUP = 1024
 SPLIT_AT = 16
 #: the last group's callers wait for the next group's write only if it is this short
 MAX_ROWS_AHEAD = 256
+#: what a failed write tells its caller: the transaction was rolled back
+_NOTHING_WRITTEN = (
+    "nothing of this call was written; reads go on, and writes work again once the cause is gone"
+)
 #: longest a group waits for stragglers before committing (seconds)
 MAX_GATHER_WAIT = 0.002
 
@@ -238,7 +249,8 @@ class Writer(threading.Thread):
             except BaseException as exc:  # the whole group failed (BEGIN or COMMIT)
                 self._answer_previous()
                 self.log.forget()
-                failure = translate(exc)
+                # rolled back whole: no append of the group is half written
+                failure = named_error(exc, self.file, _NOTHING_WRITTEN)
                 if carry and _busy(exc):
                     # the other half of the burst came in with this one and has waited
                     # the whole busy timeout already: it fails now too, not a timeout later
@@ -280,7 +292,7 @@ class Writer(threading.Thread):
             self.connection = connection
         except BaseException as exc:
             if not self.opened.done():
-                self.opened.set_exception(translate(exc))
+                self.opened.set_exception(named_error(exc, self.file))
             raise
         if not self.opened.done():
             self.opened.set_result(None)
@@ -411,7 +423,8 @@ class Writer(threading.Thread):
                 while end < len(group) and group[end].append is not None:
                     end += 1
                 appends = [job.append for job in group[index:end] if job.append is not None]
-                outcomes.extend(self.log.append_run(connection, appends))
+                ran = self.log.append_run(connection, appends)
+                outcomes.extend(self._named(outcome) for outcome in ran)
                 index = end
             self.log.index_tail(connection)
         except BaseException:
@@ -422,6 +435,16 @@ class Writer(threading.Thread):
         _commit(connection)
         return outcomes
 
+    def _named(self, outcome: Any) -> Any:
+        """An append's outcome, a failure of SQLite's named with the file and its cause.
+
+        ``append_run`` rolled that append back to its savepoint: nothing of it is written.
+        """
+        cause = outcome.__cause__ if type(outcome) is StoreError else None
+        if isinstance(cause, sqlite3.Error):
+            return named_error(cause, self.file, _NOTHING_WRITTEN)
+        return outcome
+
     def _run_alone(self, connection: sqlite3.Connection, job: _Job) -> Any:
         """Run one non-append job inside its own savepoint."""
         assert job.work is not None
@@ -431,7 +454,7 @@ class Writer(threading.Thread):
         except BaseException as exc:
             connection.execute("ROLLBACK TO job")
             connection.execute("RELEASE job")
-            return translate(exc)
+            return named_error(exc, self.file, _NOTHING_WRITTEN)
         connection.execute("RELEASE job")
         if job.changes is not None:  # a delete: what we know of that stream is stale
             self.log.reread(connection, job.changes)

@@ -32,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
-from .._errors import ClosedError, ConfigurationError, StoreError
+from .._errors import ClosedError, ConfigurationError
 from .._sqlite import abandon, track_forks
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
@@ -44,6 +44,7 @@ from ._sqlite_schema import (
     check_event_store,
     check_file,
     connect,
+    named_error,
 )
 from ._sqlite_writer import Writer
 from ._waiters import LoopWaiters
@@ -396,7 +397,7 @@ class SQLiteBackend(StoreBackend):
             with gate:
                 return work(connection)
         except sqlite3.Error as exc:
-            raise StoreError(f"SQLite: {exc}") from exc
+            raise named_error(exc, self.path) from exc
 
     def _new_reader(self) -> tuple[sqlite3.Connection, threading.Lock]:
         """A read-only connection for this thread, and the lock held while it is used."""
