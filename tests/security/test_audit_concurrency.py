@@ -80,7 +80,7 @@ def test_a_lock_held_too_long_is_a_store_error_naming_the_entry(tmp_path: Path) 
     log = AuditLog(str(path), busy_timeout=0.2)
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
-    with pytest.raises(StoreError, match=r"could not record delete 'orders.9' in the audit log"):
+    with pytest.raises(StoreError, match=r"could not record 'delete' 'orders.9' in the audit log"):
         log.record("delete", "orders.9")
     other.execute("ROLLBACK")
     other.close()
@@ -214,3 +214,21 @@ def test_busy_timeout_must_be_positive_seconds(tmp_path: Path, timeout: object) 
 def test_an_unopenable_file_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="could not open the audit log"):
         AuditLog(str(tmp_path / "missing-dir" / "audit.db"))
+
+
+def test_a_failed_record_names_a_long_target_shortened(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    log = AuditLog(str(path), busy_timeout=0.1)
+    log.record("setup", "-")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    target = "orders." + "x" * 30_000
+    try:
+        with pytest.raises(StoreError, match=r"could not record 'append' 'orders\.x") as caught:
+            log.record("append", target)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        log.close()
+    message = str(caught.value)
+    assert "(30007 characters)" in message and len(message) < 1_000

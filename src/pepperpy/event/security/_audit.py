@@ -44,6 +44,7 @@ import orjson
 
 from .._errors import ClosedError, ConfigurationError, SerializationError, StoreError
 from .._sqlite import OneConnection, open_wal, track_forks
+from .._text import shown
 
 __all__ = ["AuditEntry", "AuditFailure", "AuditLog", "AuditVerification", "key_fingerprint"]
 
@@ -408,7 +409,8 @@ class AuditLog(OneConnection):
                 raise
         except (sqlite3.Error, OverflowError) as exc:  # overflow: a forged huge sequence
             raise StoreError(
-                f"could not record {action} {target!r} in the audit log {self._path!r}: {exc}"
+                f"could not record {shown(action)} {shown(target)} in the audit log "
+                f"{self._path!r}: {exc}"
             ) from exc
         return entry
 
