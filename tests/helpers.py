@@ -111,9 +111,16 @@ class LosesCancellation:
         return self.result
 
 
-async def in_cleanup(where: str, cleanup: Callable[[], Awaitable[Any]]) -> Any:
+async def in_cleanup(
+    where: str,
+    cleanup: Callable[[], Awaitable[Any]],
+    *,
+    meanwhile: Callable[[asyncio.Task[None]], Awaitable[None]] | None = None,
+) -> Any:
     """Run ``cleanup`` in the ``finally:`` (or ``except CancelledError:``) of a task that
-    was cancelled; return what it returned, or the exception it raised."""
+    was cancelled; return what it returned, or the exception it raised (the task itself
+    still ends cancelled). ``meanwhile(task)``, if given, runs once the task was
+    cancelled, while its cleanup runs (to cancel it again, say: :func:`cancel_again`)."""
     outcome: list[Any] = []
     waiting = asyncio.Event()
 
@@ -142,10 +149,24 @@ async def in_cleanup(where: str, cleanup: Callable[[], Awaitable[Any]]) -> Any:
     await waiting.wait()
     task.cancel()
     async with asyncio.timeout(10):
+        if meanwhile is not None:
+            await meanwhile(task)
         await asyncio.wait([task])
     assert task.cancelled()
     [result] = outcome
     return result
+
+
+def cancel_again(
+    when: asyncio.Event,
+) -> Callable[[asyncio.Task[None]], Awaitable[None]]:
+    """An :func:`in_cleanup` ``meanwhile``: cancel the task again once ``when`` is set."""
+
+    async def again(task: asyncio.Task[None]) -> None:
+        await when.wait()
+        task.cancel()
+
+    return again
 
 
 def keeper_tasks() -> list[asyncio.Task[Any]]:

@@ -21,7 +21,7 @@ import pytest
 
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event.transports.base import Subscription, Transport
-from tests.helpers import in_cleanup
+from tests.helpers import cancel_again, in_cleanup
 
 
 class InlineTransport(Transport):
@@ -90,30 +90,11 @@ async def test_a_memory_publish_in_cleanup_still_ends_when_cancelled_again() -> 
             raise
 
     bus.subscribe("t.x")(slow)
-    outcome: list[BaseException] = []
-    waiting = asyncio.Event()
-
-    async def worker() -> None:
-        try:
-            waiting.set()
-            await asyncio.Event().wait()
-        finally:
-            try:
-                await bus.publish("t.x")
-            except BaseException as exc:
-                outcome.append(exc)
-                raise
-
     try:
-        task = asyncio.get_running_loop().create_task(worker())
-        await waiting.wait()
-        task.cancel()
-        async with asyncio.timeout(10):
-            await started.wait()
-            task.cancel()  # again, while the cleanup's publish waits
-            await asyncio.wait([task])
-        assert task.cancelled()
-        [error] = outcome
+        # cancelled again, while the cleanup's publish waits
+        error = await in_cleanup(
+            "finally", lambda: bus.publish("t.x"), meanwhile=cancel_again(started)
+        )
         assert isinstance(error, asyncio.CancelledError)
         assert stopped == ["t.x"]
     finally:
@@ -163,30 +144,10 @@ async def test_a_cleanup_delivery_cancelled_again_is_not_a_handler_failure() -> 
         await asyncio.Event().wait()
 
     bus.subscribe("t.x")(slow)
-    outcome: list[BaseException] = []
-    waiting = asyncio.Event()
-
-    async def worker() -> None:
-        try:
-            waiting.set()
-            await asyncio.Event().wait()
-        finally:
-            try:
-                await bus.publish("t.x")
-            except BaseException as exc:
-                outcome.append(exc)
-                raise
-
     try:
-        task = asyncio.get_running_loop().create_task(worker())
-        await waiting.wait()
-        task.cancel()
-        async with asyncio.timeout(10):
-            await started.wait()
-            task.cancel()
-            await asyncio.wait([task])
-        assert task.cancelled()
-        [error] = outcome
+        error = await in_cleanup(
+            "finally", lambda: bus.publish("t.x"), meanwhile=cancel_again(started)
+        )
         assert isinstance(error, asyncio.CancelledError)
         assert tries == [1]
         assert not bus.dead_letters

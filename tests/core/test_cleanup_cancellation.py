@@ -12,44 +12,11 @@ for the unbuffered fast path, during its retries) counts; one that does still ca
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 
 from pepperpy.event import Event, EventManager, RetryPolicy
-from tests.helpers import in_cleanup
-
-
-async def cancelled_again_in_cleanup(
-    cleanup: Callable[[], Awaitable[Any]], started: asyncio.Event
-) -> BaseException:
-    """Run ``cleanup`` in the ``finally:`` of a cancelled task, and cancel that task again
-    once ``started`` is set; return what ``cleanup`` raised."""
-    outcome: list[BaseException] = []
-    waiting = asyncio.Event()
-
-    async def worker() -> None:
-        try:
-            waiting.set()
-            await asyncio.Event().wait()
-        finally:
-            try:
-                await cleanup()
-            except BaseException as exc:
-                outcome.append(exc)
-                raise
-
-    task = asyncio.get_running_loop().create_task(worker())
-    await waiting.wait()
-    task.cancel()
-    async with asyncio.timeout(10):
-        await started.wait()
-        task.cancel()
-        await asyncio.wait([task])
-    assert task.cancelled()
-    [error] = outcome
-    return error
+from tests.helpers import cancel_again, in_cleanup
 
 
 @pytest.mark.parametrize("where", ["finally", "except"])
@@ -124,7 +91,9 @@ async def test_an_emit_in_cleanup_cancelled_again_during_a_retry_is_cancelled(
         await asyncio.Event().wait()
 
     manager.on("t.x", flaky)
-    error = await cancelled_again_in_cleanup(lambda: manager.emit("t.x"), retrying)
+    error = await in_cleanup(
+        "finally", lambda: manager.emit("t.x"), meanwhile=cancel_again(retrying)
+    )
     assert isinstance(error, asyncio.CancelledError)
     assert len(tries) == 2, "the cancelled retry is not retried again"
     assert not manager.dead_letters, "cancelling the emit is not a handler failure"
@@ -146,7 +115,9 @@ async def test_an_emit_in_cleanup_cancelled_again_during_its_handler_is_cancelle
         await asyncio.Event().wait()
 
     manager.on("t.x", slow)
-    error = await cancelled_again_in_cleanup(lambda: manager.emit("t.x"), started)
+    error = await in_cleanup(
+        "finally", lambda: manager.emit("t.x"), meanwhile=cancel_again(started)
+    )
     assert isinstance(error, asyncio.CancelledError)
     assert tries == [1]
     assert not manager.dead_letters

@@ -21,7 +21,7 @@ from pepperpy.event import (
     RetryPolicy,
     TimeoutMiddleware,
 )
-from tests.helpers import in_cleanup
+from tests.helpers import cancel_again, in_cleanup
 
 
 @pytest.mark.parametrize("where", ["finally", "except"])
@@ -64,28 +64,8 @@ async def test_processing_in_cleanup_cancelled_again_is_cancelled_not_timed_out(
         started.set()
         await asyncio.Event().wait()
 
-    outcome: list[BaseException] = []
-    waiting = asyncio.Event()
-
-    async def worker() -> None:
-        try:
-            waiting.set()
-            await asyncio.Event().wait()
-        finally:
-            try:
-                await processor.process(Event("slow"))
-            except BaseException as exc:
-                outcome.append(exc)
-                raise
-
-    task = asyncio.get_running_loop().create_task(worker())
-    await waiting.wait()
-    task.cancel()
-    async with asyncio.timeout(10):
-        await started.wait()
-        task.cancel()
-        await asyncio.wait([task])
-    assert task.cancelled()
-    [error] = outcome
+    error = await in_cleanup(
+        "finally", lambda: processor.process(Event("slow")), meanwhile=cancel_again(started)
+    )
     assert isinstance(error, asyncio.CancelledError)
     assert not dead.dead_letters

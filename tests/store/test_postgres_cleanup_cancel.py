@@ -19,7 +19,7 @@ import pytest
 
 from pepperpy.event import ClosedError, EventStore
 from pepperpy.event.store.postgres import PostgresBackend
-from tests.helpers import eventually
+from tests.helpers import eventually, in_cleanup
 from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
 
 pytestmark = pytest.mark.postgres
@@ -45,48 +45,21 @@ async def read_in_cleanup_while_close_gives_up(
     """In the cleanup of a cancelled task, read while the store's first connection is
     being opened; cancel ``close()`` meanwhile (it then cuts everything off at once);
     return what the read returned or raised."""
-    outcome: list[Any] = []
-    waiting = asyncio.Event()
-
-    async def read() -> None:
-        try:
-            outcome.append(await store.get_stream("s.1"))
-        except BaseException as exc:  # the task's cancellation propagates all the same
-            outcome.append(exc)
-
-    async def worker() -> None:
-        if where == "finally":
-            try:
-                waiting.set()
-                await asyncio.Event().wait()
-            finally:
-                await read()
-        else:
-            try:
-                waiting.set()
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                await read()
-                raise
-
     backend = store.backend
     assert isinstance(backend, PostgresBackend)
-    task = asyncio.get_running_loop().create_task(worker())
-    await waiting.wait()
-    task.cancel()
-    await eventually(lambda: bool(held))  # the read waits for the open
-    if cancel_again:
-        task.cancel()
-    else:
+
+    async def meanwhile(task: asyncio.Task[None]) -> None:
+        await eventually(lambda: bool(held))  # the read waits for the open
+        if cancel_again:
+            task.cancel()
+            return
         closing = asyncio.ensure_future(store.close())
         await eventually(lambda: backend._closed)  # close() waits for its committer
         closing.cancel()  # gives up at once: the open is cancelled
         with pytest.raises(asyncio.CancelledError):
             await closing
-    await asyncio.wait([task])
-    assert task.cancelled()
-    [result] = outcome
-    return result
+
+    return await in_cleanup(where, lambda: store.get_stream("s.1"), meanwhile=meanwhile)
 
 
 @pytest.mark.parametrize("where", ["finally", "except"])
