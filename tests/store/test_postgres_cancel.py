@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -130,14 +130,22 @@ async def test_a_release_left_to_finish_is_still_cut_off_when_the_server_is_sile
         await store.close()
 
 
-def cancel_when_tls_is_negotiated(
-    monkeypatch: pytest.MonkeyPatch, caller: asyncio.Task[Any]
-) -> list[bool]:
-    """Cancel ``caller`` as a connection's socket opens, where asyncpg asks the server for
-    TLS (the default sslmode=prefer): right between the socket and the TLS answer."""
+async def cancelled_while_connecting(
+    monkeypatch: pytest.MonkeyPatch, call: Callable[[], Awaitable[Any]]
+) -> None:
+    """Run ``call`` in a task of its own and cancel it as its connection's socket opens,
+    where asyncpg asks the server for TLS (the default sslmode=prefer): right between the
+    socket and the TLS answer. The task must end cancelled."""
     upgrade = asyncpg.connect_utils.TLSUpgradeProto
     original = upgrade.__init__
     fired: list[bool] = []
+    gate = asyncio.Event()
+
+    async def gated() -> Any:
+        await gate.wait()
+        return await call()
+
+    caller = asyncio.ensure_future(gated())
 
     def made(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
@@ -146,7 +154,11 @@ def cancel_when_tls_is_negotiated(
             caller.cancel()
 
     monkeypatch.setattr(upgrade, "__init__", made)
-    return fired
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert fired, "the cancellation did not land while connecting"
+    monkeypatch.undo()
 
 
 async def test_a_call_cancelled_while_its_connection_is_opened_leaves_no_error_behind(
@@ -160,19 +172,7 @@ async def test_a_call_cancelled_while_its_connection_is_opened_leaves_no_error_b
             await store.append("s.1", {"type": "t.x"})
             pool = pool_of(store)
             await pool.expire_connections()  # the next call opens a new connection
-            gate = asyncio.Event()
-
-            async def read() -> Any:
-                await gate.wait()
-                return await store.get_stream("s.1")
-
-            caller = asyncio.ensure_future(read())
-            fired = cancel_when_tls_is_negotiated(monkeypatch, caller)
-            gate.set()
-            with pytest.raises(asyncio.CancelledError):
-                await caller
-            assert fired, "the cancellation did not land while connecting"
-            monkeypatch.undo()
+            await cancelled_while_connecting(monkeypatch, lambda: store.get_stream("s.1"))
             await eventually(lambda: pool.get_size() == 0)
             assert [event.type for event in await store.get_stream("s.1")] == ["t.x"]
         assert await unread_errors(loop_errors) == []
@@ -186,19 +186,7 @@ async def test_a_checkpoint_call_cancelled_while_connecting_leaves_no_error_behi
     checkpoints = PostgresCheckpointStore(direct)
     try:
         async with asyncio.timeout(20):
-            gate = asyncio.Event()
-
-            async def load() -> Any:
-                await gate.wait()
-                return await checkpoints.load("c")
-
-            caller = asyncio.ensure_future(load())
-            fired = cancel_when_tls_is_negotiated(monkeypatch, caller)
-            gate.set()
-            with pytest.raises(asyncio.CancelledError):
-                await caller
-            assert fired, "the cancellation did not land while connecting"
-            monkeypatch.undo()
+            await cancelled_while_connecting(monkeypatch, lambda: checkpoints.load("c"))
             await checkpoints.save("c", 1, None, previous=None)
             saved = await checkpoints.load("c")
             assert saved is not None and saved.position == 1
