@@ -36,3 +36,13 @@ async def namespace(redis_url: str, request: pytest.FixtureRequest) -> AsyncIter
     name = unique_name(f"pep{module.replace('_', '')}")
     yield name
     await delete_redis_keys(redis_url, f"{name}:*")
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Any]:
+    """A plain redis-py client (decode_responses off), closed after the test."""
+    import redis.asyncio as aioredis
+
+    connection = aioredis.Redis.from_url(redis_url)
+    yield connection
+    await connection.aclose()

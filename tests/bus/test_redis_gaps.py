@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -27,13 +26,6 @@ from tests.helpers import eventually
 pytestmark = pytest.mark.redis
 
 GROUP = "billing:o.*"
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    connection = aioredis.Redis.from_url(redis_url)
-    yield connection
-    await connection.aclose()
 
 
 async def server_counts_entries(client: aioredis.Redis) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -34,13 +34,6 @@ LOGGER = "pepperpy.event.transports.redis"
 
 #: sorts after any real member id (host-pid-hex), so it is member 1 of 2: partition 1's
 OTHER = "~other-member"
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    connection = aioredis.Redis.from_url(redis_url)
-    yield connection
-    await connection.aclose()
 
 
 def key_of(partition: int) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,13 +27,6 @@ from tests.helpers import eventually
 pytestmark = pytest.mark.redis
 
 LOGGER = "pepperpy.event.transports.redis"
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    connection = aioredis.Redis.from_url(redis_url)
-    yield connection
-    await connection.aclose()
 
 
 def key_of(partition: int, partitions: int) -> str:
