@@ -352,6 +352,15 @@ class _OnLoop:
             reason = f"close() gave up waiting for PostgreSQL after {bound:g} s"
             self.deadline = self.loop.call_later(bound, self.abort, reason)
 
+    def stop_from_elsewhere(self, bound: float) -> bool:
+        """:meth:`stop` asked of this share's loop from any thread (its committer closes
+        the connections there); False when that loop no longer runs."""
+        try:
+            self.loop.call_soon_threadsafe(self.stop, bound)
+            return self.loop.is_running()
+        except RuntimeError:  # that loop is closed
+            return False
+
     def abort(self, reason: str) -> None:
         """Stop waiting for the server, on the loop itself: cut every connection off.
 
@@ -430,12 +439,7 @@ def _dropped(loops: LoopShares[_OnLoop], status: _Status, where: str, bound: flo
         return
     status.closed = True
     for on in loops.values():  # no lock: this may run inside code that holds it
-        try:
-            on.loop.call_soon_threadsafe(on.stop, bound)  # its committer closes them
-            running = on.loop.is_running()
-        except RuntimeError:
-            running = False
-        if not running:
+        if not on.stop_from_elsewhere(bound):
             on.abandon()
     if status.used:
         # last: with warnings turned into errors this raises, after the release began
@@ -1033,12 +1037,7 @@ class PostgresBackend(StoreBackend):
         here = asyncio.get_running_loop()
         with self._loops.lock:
             for on in self._loops.others(here):
-                try:
-                    on.loop.call_soon_threadsafe(on.stop, bound)  # its committer closes them
-                    running = on.loop.is_running()
-                except RuntimeError:
-                    running = False
-                if not running:
+                if not on.stop_from_elsewhere(bound):
                     self._loops.leave(on)  # nothing runs there any more: drop them now
         mine = self._loops.get(here)
         if mine is None:
