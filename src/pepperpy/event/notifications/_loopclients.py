@@ -45,6 +45,18 @@ class _Held(Generic[C]):
         self.keeper: asyncio.Task[None] | None = None
         self.taken = False
 
+    def close_there(self) -> bool:
+        """Cancel the keeper on its own loop, from any thread: it closes the client there.
+        False when that loop is closed (nothing can close the client any more)."""
+        keeper = self.keeper
+        if keeper is None:
+            return True
+        try:
+            self.loop.call_soon_threadsafe(keeper.cancel)
+        except RuntimeError:
+            return False
+        return True
+
     def abandon(self) -> None:
         """The loop closed without shutting down: its sockets can only be forgotten."""
         keeper, self.keeper = self.keeper, None
@@ -111,12 +123,7 @@ class LoopClients(Generic[C]):
                 mine.taken = True
             others = self._shares.others(here)
         for other in others:
-            keeper = other.keeper
-            if keeper is None:
-                continue
-            try:
-                other.loop.call_soon_threadsafe(keeper.cancel)  # its keeper closes the client
-            except RuntimeError:  # that loop is closed: nothing can close it any more
+            if not other.close_there():
                 with self._shares.lock:
                     self._shares.leave(other)
         if mine is not None:
@@ -158,13 +165,8 @@ def _release(shares: LoopShares[_Held[Any]]) -> bool:
     with shares.lock:
         taken = shares.take_all()
     for held in taken:
-        keeper = held.keeper
-        if keeper is None:
-            continue
-        try:
-            held.loop.call_soon_threadsafe(keeper.cancel)  # it closes the client there
-        except RuntimeError:  # that loop is closed: the client can only be forgotten
-            held.abandon()
+        if not held.close_there():
+            held.abandon()  # that loop is closed: the client can only be forgotten
     return bool(taken)
 
 
