@@ -38,21 +38,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
 import logging
-import math
-import re
-import socket
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from .._deps import require
 from .._errors import ClosedError, ConfigurationError, StoreError
 from .._loops import LoopShares
+from ._pg_connect import (
+    Progress,
+    Watchdog,
+    connection_lost,
+    cut,
+    in_transaction,
+    pool_takes_hooks,
+    reset,
+    shielded_connect,
+    tune,
+    tune_socket,
+)
+from ._pg_options import (
+    CLOSE_TIMEOUT,
+    PostgresOptions,
+    connect_timed_out,
+    explain,
+    no_answer,
+    parse_options,
+    parse_url,
+)
 from .base import (
     AppendResult,
     ExpectedVersion,
@@ -105,15 +120,8 @@ _REFUSALS = frozenset({"22", "23", "54"})
 #: while the listener is down, waiters re-read this often
 _RECONNECT_INTERVAL = 0.5
 _LISTENER_NAME = "pepperpy-event-listener"
-#: SQLSTATEs saying the server ended the session (connection exceptions are class 08)
-_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
-#: seconds ``close`` waits at most (or ``command_timeout`` if smaller) for queued appends
-#: and the server's goodbye before it cuts the connections off
-CLOSE_TIMEOUT = 10.0
 #: seconds ``close`` gives the committer to answer its callers after an abort
 _ABORT_GRACE = 1.0
-#: TCP keepalive on every connection: first probe after 10 s of silence, then every 5 s
-_KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
 
 #: one caller's append waiting for its group commit, and the future it waits on
 _Job = tuple[PendingAppend, "asyncio.Future[AppendResult]"]
@@ -203,90 +211,6 @@ JOIN pepperpy_events e ON e.stream = k.stream AND e.id = k.id
 JOIN pepperpy_streams s ON s.name = e.stream
 WHERE e.position >= s.first_visible
 """
-
-
-class Progress:
-    """How far one attempt at a piece of work on ``connection`` got: whether a statement
-    that commits (a ``COMMIT``, or a write in autocommit) may have been sent.
-
-    Made as the attempt starts, while the connection is open: asyncpg lets go of its
-    protocol once it is closed, and the protocol's count of the statements sent is what
-    tells (see :func:`_statements_sent`). The event store's writes and the checkpoint
-    store's share it.
-    """
-
-    __slots__ = ("_protocol", "committing")
-
-    def __init__(self, connection: Any) -> None:
-        self.committing = False
-        self._protocol = _protocol(connection)
-
-    @contextlib.contextmanager
-    def commit(self) -> Iterator[None]:
-        """Around the statement that commits: ``committing`` is set for it, and cleared
-        again if it failed without being sent.
-
-        asyncpg refuses to send anything on a connection already closed, or one that has
-        received the server's termination notice (``FATAL``) since its last statement,
-        and the server ends such a session, rolling back what it had not committed: the
-        work may then be done again on a new connection. What failed once the statement
-        went to the socket stays of unknown outcome, even if it was lost on its way (the
-        client cannot tell).
-        """
-        sent = _statements_sent(self._protocol)
-        self.committing = True
-        try:
-            yield
-        except Exception:
-            if sent is not None and _statements_sent(self._protocol) == sent:
-                self.committing = False  # it never left this process
-            raise
-
-
-async def _in_transaction(
-    connection: Any, progress: Progress, body: Callable[[Any], Awaitable[T]]
-) -> T:
-    """Run ``body`` in a transaction whose ``COMMIT`` goes under ``progress.commit()``:
-    ``progress.committing`` then says whether it may have been sent (a ``COMMIT`` asyncpg
-    refused to send leaves the work safe to do again).
-
-    If ``body`` fails, that error is raised even when the ``ROLLBACK`` fails too (on a
-    lost connection it does; the server rolls back when the session ends). A cancelled
-    (or timed-out) ``body`` sends no ``ROLLBACK``: the caller cuts the connection off,
-    which rolls back as surely, without waiting on a server that may not answer.
-    """
-    transaction = connection.transaction()
-    await transaction.start()
-    try:
-        result = await body(connection)
-    except Exception:
-        with contextlib.suppress(Exception):
-            await transaction.rollback()
-        raise
-    with progress.commit():
-        await transaction.commit()
-    return result
-
-
-def _protocol(connection: Any) -> Any:
-    """asyncpg's protocol object under ``connection`` (pooled or not), or None."""
-    try:
-        return connection._protocol  # asyncpg keeps no public handle; a pool proxy forwards
-    except AttributeError:  # a proxy the pool already detached
-        return None
-
-
-def _statements_sent(protocol: Any) -> int | None:
-    """How many statements asyncpg has handed to the connection's socket (None: unknown).
-
-    asyncpg counts a statement (``queries_count``, a read-only attribute of its protocol)
-    right after writing it to the transport, and raises before writing when it cannot
-    send (the connection closed, or the protocol not idle). A failed statement that left
-    the count unchanged was therefore never sent; one that moved it may have reached the
-    server. Where the count cannot be read, every failed statement counts as sent.
-    """
-    count = getattr(protocol, "queries_count", None)
-    return count if isinstance(count, int) else None
 
 
 class _OnLoop:
@@ -576,7 +500,7 @@ class PostgresBackend(StoreBackend):
                 try:
                     result = await work(connection, progress)
                 except asyncio.CancelledError:
-                    _cut(connection)  # not released: that would wait for a cancel request
+                    cut(connection)  # not released: that would wait for a cancel request
                     raise
                 except self._errors as exc:
                     failure = exc
@@ -592,7 +516,7 @@ class PostgresBackend(StoreBackend):
                     await self._release(pool, connection, watchdog)
                     return result
             if lost:
-                _cut(connection)
+                cut(connection)
             again = lost and not (retry or progress.committing or on.aborted)
             if not again or (self._closed and not closing):
                 raise self._failure(
@@ -621,7 +545,7 @@ class PostgresBackend(StoreBackend):
         the caller's cancellation does not stop: a caller cancelled meanwhile stops
         waiting at once, and the release goes on, the connection back in the pool once
         it is reset. ``watchdog`` keeps watching it (see :meth:`Watchdog.outlast`), and
-        the pool's ``reset`` (:func:`_reset`) reads the outcome nobody waits for any
+        the pool's ``reset`` (:func:`reset`) reads the outcome nobody waits for any
         more. Cutting the connection off under that task instead made it fail with
         nobody to read its error ('Task exception was never retrieved'), and cost the
         next call a new connection.
@@ -633,14 +557,14 @@ class PostgresBackend(StoreBackend):
             raise
         except Exception as exc:  # asyncpg terminates a connection it cannot reset
             logger.debug("PostgreSQL: a connection failed on release and is discarded: %r", exc)
-            _cut(connection)  # already detached, most likely
+            cut(connection)  # already detached, most likely
 
     def _lost(self, exc: BaseException, connection: Any) -> bool:
         return connection_lost(self._asyncpg, exc, connection)
 
     def _reason(self, exc: BaseException, *, timed_out: bool = False) -> str:
         """What went wrong, in words (a timeout's own text is empty)."""
-        return _reason(self.options, exc, timed_out=timed_out)
+        return explain(self.options, exc, timed_out=timed_out)
 
     def _failure(
         self,
@@ -706,7 +630,7 @@ class PostgresBackend(StoreBackend):
                         reason = f"the connection was lost ({reason})"
                     if retry or not (lost or watchdog.fired):
                         raise StoreError(f"PostgreSQL schema setup failed: {reason}") from exc
-                    _cut(connection)
+                    cut(connection)
                     logger.warning(
                         "PostgreSQL schema setup: %s; trying once more on a new connection",
                         reason,
@@ -721,14 +645,14 @@ class PostgresBackend(StoreBackend):
         """A new pool for the running loop (it connects nothing yet).
 
         Its connections are opened through :func:`shielded_connect` and reset by
-        :func:`_reset` (asyncpg 0.30 and later take both functions), so a caller
+        :func:`reset` (asyncpg 0.30 and later take both functions), so a caller
         cancelled while its connection is opened or released leaves nothing unread.
         """
         asyncpg = self._asyncpg
         hooks: dict[str, Any] = {}
-        if _pool_takes_hooks(asyncpg.create_pool):
+        if pool_takes_hooks(asyncpg.create_pool):
             hooks["connect"] = functools.partial(shielded_connect, on.openings, asyncpg.connect)
-            hooks["reset"] = _reset
+            hooks["reset"] = reset
         try:
             return await asyncpg.create_pool(
                 self._dsn,
@@ -736,7 +660,7 @@ class PostgresBackend(StoreBackend):
                 max_size=_POOL_SIZE,
                 server_settings=self._settings,
                 timeout=self.options.connect_timeout,
-                init=functools.partial(_tune, self.options.command_timeout),
+                init=functools.partial(tune, self.options.command_timeout),
                 **hooks,
             )
         except self._connect_errors as exc:
@@ -833,7 +757,7 @@ class PostgresBackend(StoreBackend):
         write = functools.partial(self._write_group, appends)
 
         async def work(connection: Any, progress: Progress) -> list[AppendResult | BaseException]:
-            return await _in_transaction(connection, progress, write)
+            return await in_transaction(connection, progress, write)
 
         for attempt in range(_DEADLOCK_RETRIES):
             try:
@@ -944,7 +868,7 @@ class PostgresBackend(StoreBackend):
 
         return await self._run(
             "delete_stream",
-            lambda connection, progress: _in_transaction(connection, progress, delete),
+            lambda connection, progress: in_transaction(connection, progress, delete),
         )
 
     async def save_snapshot(self, stream: str, snapshot: SnapshotRow) -> None:
@@ -970,7 +894,7 @@ class PostgresBackend(StoreBackend):
 
         await self._run(
             "save_snapshot",
-            lambda connection, progress: _in_transaction(connection, progress, save),
+            lambda connection, progress: in_transaction(connection, progress, save),
         )
 
     async def load_snapshot(self, stream: str) -> SnapshotRow | None:
@@ -1058,11 +982,6 @@ class PostgresBackend(StoreBackend):
             raise
         if committer.done() and not committer.cancelled():
             committer.result()  # a bug in it is not swallowed
-
-
-async def _tune(command_timeout: float, connection: Any) -> None:
-    """The pools' ``init``: every new connection gets the kernel's dead-peer bounds."""
-    tune_socket(connection, command_timeout)
 
 
 async def _commit_loop(
@@ -1199,7 +1118,7 @@ async def _listen(
             if not status.closed:
                 logger.warning(
                     "PostgreSQL: the LISTEN connection failed (%s); reconnecting",
-                    _reason(options, exc),
+                    explain(options, exc),
                 )
         finally:
             on.connected = False
@@ -1207,56 +1126,6 @@ async def _listen(
             if not connection.is_closed():
                 connection.terminate()
         on.wake()
-
-
-def _reason(options: PostgresOptions, exc: BaseException, *, timed_out: bool = False) -> str:
-    """What went wrong, in words (a timeout's own text is empty)."""
-    if timed_out:
-        return no_answer(options)
-    if isinstance(exc, TimeoutError) and not str(exc):  # asyncpg connecting
-        return connect_timed_out(options)
-    return str(exc) or type(exc).__name__
-
-
-class Watchdog:
-    """Cuts ``connection`` off if the ``with`` block outlasts ``seconds`` (the server is
-    silent); ``fired`` then says so.
-
-    Cutting the connection, rather than cancelling the statement, fails every wait on it
-    at once (a ``ROLLBACK`` on the way out included) and sends no cancel request, which
-    asyncpg would make on a new connection to the same silent server.
-    """
-
-    __slots__ = ("_handle", "_outlasting", "connection", "fired", "seconds")
-
-    def __init__(self, connection: Any, seconds: float) -> None:
-        self.connection = connection
-        self.seconds = seconds
-        self.fired = False
-        self._handle: asyncio.TimerHandle | None = None
-        self._outlasting = False
-
-    def __enter__(self) -> Watchdog:
-        self._handle = asyncio.get_running_loop().call_later(self.seconds, self._fire)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._handle is not None and not self._outlasting:
-            self._handle.cancel()
-
-    def outlast(self) -> None:
-        """Keep watching after the ``with`` block: work on a pooled connection that goes
-        on without its cancelled caller (a release) stays bounded.
-
-        Once the pool has taken the connection back, cutting it off through the
-        caller's proxy does nothing (asyncpg detaches a proxy on release, and the next
-        user of the connection gets a new one), so the timer is simply left to expire.
-        """
-        self._outlasting = True
-
-    def _fire(self) -> None:
-        self.fired = True
-        _cut(self.connection)
 
 
 async def _watch(connection: Any, dropped: asyncio.Event, every: float) -> None:
@@ -1278,61 +1147,6 @@ async def _watch(connection: Any, dropped: asyncio.Event, every: float) -> None:
             raise
 
 
-def _cut(connection: Any) -> None:
-    """Terminate ``connection`` (pooled or not) without waiting for anything."""
-    with contextlib.suppress(Exception):  # a pooled one the pool already let go
-        connection.terminate()
-
-
-async def _reset(connection: Any) -> None:
-    """The pools' ``reset``: asyncpg's own reset query, and the outcome of the release
-    read even when its caller, cancelled, no longer waits for it.
-
-    asyncpg releases a connection in a task shielded from the caller (it rolls back an
-    open transaction itself, before this), and cuts the connection off if the reset
-    fails. A caller cancelled meanwhile no longer reads that failure: the task reads it
-    here instead, costing one callback per release.
-    """
-    release = asyncio.current_task()
-    if release is not None:
-        release.add_done_callback(_released)
-    query = connection.get_reset_query()
-    if query:
-        await connection.execute(query)
-
-
-def _released(release: asyncio.Future[Any]) -> None:
-    """Read how a release ended (its caller may have given up on it)."""
-    failure = None if release.cancelled() else release.exception()
-    if failure is not None:
-        logger.debug("PostgreSQL: a connection failed on release and is discarded: %r", failure)
-
-
-async def shielded_connect(
-    openings: set[asyncio.Future[Any]],
-    connect: Callable[..., Awaitable[Any]],
-    *args: Any,
-    **kwargs: Any,
-) -> Any:
-    """``await connect(*args, **kwargs)`` (asyncpg's), never abandoned half-way.
-
-    asyncpg cannot be cancelled safely while it opens a connection: cancelled as the
-    socket opens, it leaves the future of its TLS negotiation to fail unread ('Future
-    exception was never retrieved'). The connect therefore runs in a task of its own,
-    kept in ``openings`` until it ends. A caller cancelled meanwhile stops waiting at
-    once; the connect goes on, bounded by its own ``timeout``, and the connection it
-    makes is then cut off, or its error read. Closing waits for ``openings``.
-    """
-    opening = asyncio.ensure_future(connect(*args, **kwargs))
-    openings.add(opening)
-    opening.add_done_callback(openings.discard)
-    try:
-        return await asyncio.shield(opening)
-    except asyncio.CancelledError:
-        opening.add_done_callback(_drop_opened)
-        raise
-
-
 def _read_open(ready: asyncio.Future[Any]) -> None:
     """Read how the store's open ended: its callers may all have stopped waiting.
 
@@ -1343,23 +1157,6 @@ def _read_open(ready: asyncio.Future[Any]) -> None:
     """
     if not ready.cancelled() and ready.exception() is not None:
         logger.debug("PostgreSQL: opening the store failed: %r", ready.exception())
-
-
-def _drop_opened(opening: asyncio.Future[Any]) -> None:
-    """Cut off the connection nobody waits for any more, or read why it failed."""
-    if opening.cancelled():
-        return
-    failure = opening.exception()
-    if failure is None:
-        _cut(opening.result())
-    else:
-        logger.debug("PostgreSQL: a connection its caller gave up on failed: %r", failure)
-
-
-@functools.cache
-def _pool_takes_hooks(create_pool: Callable[..., Any]) -> bool:
-    """Whether asyncpg's ``create_pool`` takes ``connect`` and ``reset`` (0.30 and later)."""
-    return "reset" in inspect.signature(create_pool).parameters
 
 
 def _cancelling() -> int:
@@ -1389,21 +1186,6 @@ _UNKNOWN = {
         "load_snapshot tells, and saving the same snapshot again is harmless",
     ),
 }
-
-
-def connection_lost(asyncpg: Any, exc: BaseException, connection: Any) -> bool:
-    """Whether ``exc`` means the connection itself is gone (not a refused statement)."""
-    if isinstance(exc, asyncpg.InternalClientError):
-        return True  # asyncpg's protocol state is broken: the connection is unusable
-    if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
-        return True
-    sqlstate = str(getattr(exc, "sqlstate", "") or "")
-    if sqlstate.startswith("08") or sqlstate in _SESSION_ENDED:
-        return True
-    try:
-        return bool(connection.is_closed())
-    except Exception:  # a proxy asyncpg detached: its connection was dropped
-        return True
 
 
 def _current_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
@@ -1467,7 +1249,7 @@ async def _migrate(connection: Any, schema: str | None) -> None:
         # not ``async with connection.transaction()``: on a lost connection its ROLLBACK
         # fails, and that error would replace the one that says what happened
         migration = functools.partial(_apply_migration, number, script)
-        await _in_transaction(connection, Progress(connection), migration)
+        await in_transaction(connection, Progress(connection), migration)
     await connection.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
 
 
@@ -1483,169 +1265,3 @@ def _on_drop(dropped: asyncio.Event) -> Any:
         dropped.set()
 
     return callback
-
-
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
-_IPV6_HOST = re.compile(r"\[[^\]]+\](?::(.*))?")
-
-
-@dataclass(frozen=True, slots=True)
-class PostgresOptions:
-    """The store's own options of a ``postgresql://`` URL (asyncpg never sees them).
-
-    ``command_timeout``: seconds one attempt at an operation waits for the server
-    (client-side; also the sockets' ``TCP_USER_TIMEOUT``). ``connect_timeout``: seconds
-    a new connection may take. ``listener_ping``: seconds of silence after which the
-    LISTEN connection is pinged, and how long the answer may take.
-    """
-
-    schema: str | None = None
-    command_timeout: float = 30.0
-    connect_timeout: float = 10.0
-    listener_ping: float = 5.0
-
-    @property
-    def close_timeout(self) -> float:
-        """How long ``close`` waits for the server before cutting connections off."""
-        return min(CLOSE_TIMEOUT, self.command_timeout)
-
-
-#: the options of :class:`PostgresOptions` that take seconds
-_SECONDS = ("command_timeout", "connect_timeout", "listener_ping")
-
-
-def parse_url(url: str) -> tuple[str, str | None]:
-    """The URL for asyncpg and the store's schema (``None``: the default one).
-
-    See :func:`parse_options`, which this is the short form of.
-    """
-    dsn, options = parse_options(url)
-    return dsn, options.schema
-
-
-def parse_options(url: str) -> tuple[str, PostgresOptions]:
-    """Check a PostgreSQL URL before anything connects; split off the store's options.
-
-    Returns the URL for asyncpg and the :class:`PostgresOptions` (``?schema=``,
-    ``?command_timeout=``, ``?connect_timeout=``, ``?listener_ping=``). The parts
-    asyncpg would trip over with a raw ``OverflowError``, ``ValueError`` or
-    ``IndexError`` at the first connection are refused here with
-    :class:`~pepperpy.event.ConfigurationError` naming the problem (the URL shown with
-    its password hidden): a port that is not 1 to 5 ASCII digits or is out of 1..65535
-    (in the host list or a ``?port=`` option), an empty entry in a host list, a bad
-    IPv6 address, a query field that is not ``name=value``, a bad schema name, a
-    timeout that is not a number of seconds > 0 or is given twice.
-    """
-    where = redact_url(url)
-
-    def refuse(problem: str) -> ConfigurationError:
-        return ConfigurationError(f"PostgreSQL URL {where}: {problem}")
-
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:  # an IPv6 address without its closing bracket
-        raise refuse(str(exc)) from None
-    if parts.query and any("=" not in field for field in parts.query.split("&")):
-        raise refuse("each query field must be name=value, the fields joined by '&'")
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    netloc = parts.netloc
-    hosts = netloc.partition("@")[2] if "@" in netloc else netloc  # as asyncpg splits it
-    if hosts:
-        _check_hosts(hosts, refuse)
-    for name, value in query:
-        if name == "host" and value:
-            _check_hosts(value, refuse)
-        elif name == "port" and value:
-            for port in value.split(","):
-                _check_port(port, refuse)
-    found: dict[str, Any] = {}
-    schemas = [value for name, value in query if name == "schema"]
-    if len(schemas) > 1:
-        raise refuse("schema is given twice")
-    if schemas:
-        schema = schemas[0]
-        if not _SCHEMA_NAME.fullmatch(schema):
-            raise refuse(f"schema={schema!r}: use lower-case letters, digits and '_' (at most 40)")
-        found["schema"] = schema
-    for name, value in query:
-        if name in _SECONDS:
-            if name in found:
-                raise refuse(f"{name} is given twice")
-            found[name] = _seconds(name, value, refuse)
-    if not found:
-        return url, PostgresOptions()
-    ours = ("schema", *_SECONDS)
-    rest = urlencode([(name, value) for name, value in query if name not in ours])
-    return urlunsplit(parts._replace(query=rest)), PostgresOptions(**found)
-
-
-def _seconds(name: str, value: str, refuse: Callable[[str], ConfigurationError]) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise refuse(f"{name}={value!r}: give a number of seconds > 0")
-    return seconds
-
-
-def connect_timed_out(options: PostgresOptions) -> str:
-    """What to say when connecting timed out (asyncpg's ``TimeoutError`` has no text)."""
-    return f"connecting timed out after {options.connect_timeout:g} s (connect_timeout)"
-
-
-def no_answer(options: PostgresOptions) -> str:
-    """What to say when a :class:`Watchdog` of ``command_timeout`` cut a connection off."""
-    return f"PostgreSQL did not answer within {options.command_timeout:g} s (command_timeout)"
-
-
-def tune_socket(connection: Any, user_timeout: float) -> None:
-    """Have the kernel notice a dead peer on ``connection``'s TCP socket.
-
-    TCP keepalive probes an idle connection (the pool's, the listener's) after 10 s of
-    silence; ``TCP_USER_TIMEOUT`` (Linux) drops a connection whose sent data stays
-    unacknowledged for ``user_timeout`` seconds. Either way asyncpg then sees the
-    connection lost, and the store replaces it. Unix sockets need neither; an option the
-    platform lacks is skipped.
-    """
-    transport = getattr(connection, "_transport", None)  # asyncpg keeps no public handle
-    sock = None if transport is None else transport.get_extra_info("socket")
-    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for name, value in _KEEPALIVE:
-            option = getattr(socket, name, None)
-            if option is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, option, value)
-        option = getattr(socket, "TCP_USER_TIMEOUT", None)
-        if option is not None:
-            sock.setsockopt(
-                socket.IPPROTO_TCP, option, min(max(1, int(user_timeout * 1000)), 2**31 - 1)
-            )
-
-
-def _check_hosts(hosts: str, refuse: Callable[[str], ConfigurationError]) -> None:
-    """Check a host list (``host1:5432,[::1]:5433,/var/run/postgresql``) as asyncpg reads it."""
-    for host in hosts.split(","):
-        if not host:
-            raise refuse(f"the host list {hosts!r} has an empty entry")
-        if host.startswith("/"):  # a Unix socket's directory
-            continue
-        if host.startswith("["):
-            ipv6 = _IPV6_HOST.fullmatch(host)
-            if ipv6 is None:
-                raise refuse(f"{host!r} is not an IPv6 address in brackets, optionally with :port")
-            port = ipv6.group(1) or ""
-        else:
-            port = host.partition(":")[2]
-        if port:  # host: alone means the default port
-            _check_port(unquote(port), refuse)
-
-
-def _check_port(port: str, refuse: Callable[[str], ConfigurationError]) -> None:
-    shown = port if len(port) <= 12 else port[:12] + "..."
-    if not (port.isascii() and port.isdigit()):
-        raise refuse(f"port {shown!r} is not a number")
-    if len(port) > 5 or not 1 <= int(port) <= 65535:
-        raise refuse(f"port {shown} is out of range (1 to 65535)")
