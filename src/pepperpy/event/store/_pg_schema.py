@@ -1,0 +1,212 @@
+"""The PostgreSQL store's tables: their migrations, and the SQL that reads and writes them.
+
+The schema is created and migrated on first use (:func:`migrate`), under an advisory
+lock (:data:`SCHEMA_LOCK`: two processes starting at once take turns), and recorded in
+``pepperpy_schema_version``. A group of appends is written by :func:`write_group`,
+taking global positions from the one-row counter ``pepperpy_head`` (see the
+``postgres`` module for why).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ._pg_connect import Progress, in_transaction
+from .base import AppendResult, FreshRecord, PendingAppend, StreamState, plan_group
+
+__all__ = ["COLUMNS", "READ_ALL", "SCHEMA_LOCK", "migrate", "schema_change", "write_group"]
+
+#: advisory lock key serialising every change of the schema ("pepperpy" in ASCII): the
+#: store's migrations and the checkpoint table (see :func:`schema_change`) take turns on it
+SCHEMA_LOCK = 0x7065707065727079
+
+COLUMNS = (
+    "global_position, stream, position, id, type, version, data, metadata, "
+    "timestamp, source, subject, recorded_at"
+)
+
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE pepperpy_streams (
+        name text PRIMARY KEY,
+        next_position bigint NOT NULL,
+        first_visible bigint NOT NULL DEFAULT 0,
+        deleted boolean NOT NULL DEFAULT false
+    );
+    CREATE TABLE pepperpy_events (
+        global_position bigint PRIMARY KEY,
+        stream text NOT NULL,
+        position bigint NOT NULL,
+        id text NOT NULL,
+        type text NOT NULL,
+        version integer NOT NULL,
+        data bytea NOT NULL,
+        metadata bytea,
+        timestamp bigint NOT NULL,
+        source text,
+        subject text,
+        recorded_at bigint NOT NULL,
+        UNIQUE (stream, position)
+    );
+    CREATE INDEX pepperpy_events_stream_id ON pepperpy_events (stream, id);
+    CREATE TABLE pepperpy_head (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        next_position bigint NOT NULL
+    );
+    INSERT INTO pepperpy_head (next_position) VALUES (0);
+    CREATE TABLE pepperpy_snapshots (
+        stream text PRIMARY KEY,
+        version bigint NOT NULL,
+        state bytea NOT NULL,
+        taken_at bigint NOT NULL
+    );
+    """,
+)
+
+# Everything after the group's stream checks, in one round trip: take positions from the
+# head row (its lock is held until commit), insert, move the streams on, notify on commit.
+_WRITE = f"""
+WITH head AS (
+    UPDATE pepperpy_head SET next_position = next_position + $1
+    RETURNING next_position - $1 AS first
+), inserted AS (
+    INSERT INTO pepperpy_events ({COLUMNS})
+    SELECT head.first + e.n - 1, e.stream, e.position, e.id, e.type, e.version, e.data,
+           e.metadata, e.timestamp, e.source, e.subject,
+           (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+    FROM head, unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[],
+                      $7::bytea[], $8::bytea[], $9::bigint[], $10::text[], $11::text[])
+         WITH ORDINALITY AS e(stream, position, id, type, version, data, metadata,
+                              timestamp, source, subject, n)
+), moved AS (
+    UPDATE pepperpy_streams AS s SET next_position = m.next_position, deleted = false
+    FROM unnest($12::text[], $13::bigint[]) AS m(name, next_position)
+    WHERE s.name = m.name
+)
+SELECT head.first, pg_notify($14, (head.first + $1)::text) FROM head
+"""
+
+# the 13th column says whether the row is visible (its stream was not deleted past it)
+READ_ALL = f"""
+SELECT {", ".join("e." + name for name in COLUMNS.split(", "))}, e.position >= s.first_visible
+FROM pepperpy_events e JOIN pepperpy_streams s ON s.name = e.stream
+WHERE e.global_position >= $1 ORDER BY e.global_position LIMIT $2
+"""
+
+_LOCK_STREAMS = """
+SELECT name, next_position, first_visible, deleted FROM pepperpy_streams
+WHERE name = any($1::text[]) ORDER BY name FOR UPDATE
+"""
+
+_KNOWN_IDS = """
+SELECT e.stream, e.id, e.position, e.global_position
+FROM unnest($1::text[], $2::text[]) AS k(stream, id)
+JOIN pepperpy_events e ON e.stream = k.stream AND e.id = k.id
+JOIN pepperpy_streams s ON s.name = e.stream
+WHERE e.position >= s.first_visible
+"""
+
+
+async def write_group(
+    channel: str, appends: list[PendingAppend], connection: Any
+) -> list[AppendResult | BaseException]:
+    """Write ``appends`` in ``connection``'s transaction, which notifies ``channel`` on
+    commit: each append's outcome, in order, decided by :func:`~.base.plan_group`."""
+    names = sorted({append.stream for append in appends})
+    await connection.execute(
+        "INSERT INTO pepperpy_streams (name, next_position) "
+        "SELECT unnest($1::text[]), 0 ON CONFLICT DO NOTHING",
+        names,
+    )
+    states = {
+        row[0]: StreamState(row[1], row[2], row[3])
+        for row in await connection.fetch(_LOCK_STREAMS, names)
+    }
+    known: dict[tuple[str, str], tuple[int, int]] = {}
+    # ids the store has just minted cannot be stored yet: look up only the others
+    pairs = [
+        (append.stream, record.id)
+        for append in appends
+        if states[append.stream].next_position > states[append.stream].first_visible
+        for record in append.records
+        if record.__class__ is not FreshRecord
+    ]
+    if pairs:
+        streams, ids = zip(*pairs, strict=True)
+        for row in await connection.fetch(_KNOWN_IDS, list(streams), list(ids)):
+            known[(row[0], row[1])] = (row[2], row[3])
+    plan = plan_group(appends, states, known)
+    first = 0
+    if plan.count:
+        rows = [(stream, position, *record) for _, stream, position, record in plan.rows]
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        moved = plan.next_positions
+        first = await connection.fetchval(
+            _WRITE, plan.count, *columns, list(moved), list(moved.values()), channel
+        )
+    return plan.outcomes(first)
+
+
+@contextlib.asynccontextmanager
+async def schema_change(connection: Any, schema: str | None) -> AsyncIterator[None]:
+    """A transaction holding :data:`SCHEMA_LOCK`, with ``schema`` created if missing.
+
+    PostgreSQL's ``CREATE ... IF NOT EXISTS`` is not safe under concurrency: two
+    sessions creating one table (or schema) at once can both find it missing, and one
+    then fails on the catalog's unique index (``pg_type_typname_nsp_index``). DDL run
+    inside this block takes turns with every other starter's, in this process or
+    others; the lock goes with the transaction, whatever ends it.
+
+    Not ``async with connection.transaction()``: on a lost connection its ``ROLLBACK``
+    fails, and that error would replace the one saying what happened. A failure here
+    is raised even if the ``ROLLBACK`` fails too; a cancellation sends none (the caller
+    cuts the connection off, which rolls back as surely).
+    """
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+        if schema is not None:
+            await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        yield
+    except Exception:
+        with contextlib.suppress(Exception):
+            await transaction.rollback()
+        raise
+    await transaction.commit()
+
+
+async def migrate(connection: Any, schema: str | None) -> None:
+    """Create or upgrade the schema; concurrent starters queue on :data:`SCHEMA_LOCK`.
+
+    A session lock, not :func:`schema_change`'s: each migration is a transaction of its
+    own, and the version check before them must not race either. The lock is released
+    at the end; if anything fails, it is not: the caller cuts the connection off, and
+    the lock goes with the session (an unlock on a lost connection would only fail in
+    turn and hide why). A migration commits with the row recording it, so running this
+    again after a failure is safe.
+    """
+    await connection.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
+    if schema is not None:
+        await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    await connection.execute(
+        "CREATE TABLE IF NOT EXISTS pepperpy_schema_version ("
+        "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    current = await connection.fetchval(
+        "SELECT coalesce(max(version), 0) FROM pepperpy_schema_version"
+    )
+    for number, script in enumerate(_MIGRATIONS[current:], start=current + 1):
+        # not ``async with connection.transaction()``: on a lost connection its ROLLBACK
+        # fails, and that error would replace the one that says what happened
+        migration = functools.partial(_apply_migration, number, script)
+        await in_transaction(connection, Progress(connection), migration)
+    await connection.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
+
+
+async def _apply_migration(number: int, script: str, connection: Any) -> None:
+    await connection.execute(script)
+    await connection.execute("INSERT INTO pepperpy_schema_version (version) VALUES ($1)", number)
