@@ -1,0 +1,116 @@
+"""Live wake-ups of a PostgreSQL store: one LISTEN connection on each event loop.
+
+The appending transaction notifies on commit; :func:`listen` keeps a connection
+listening for that on the loop, wakes the loop's waiters on each notification and after
+each (re)connect (notifications lost in between cost nothing: every waiter re-reads),
+and pings the connection when it has been silent, replacing it if it stops answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from typing import Any
+
+from ._pg_connect import Watchdog, shielded_connect, tune_socket
+from ._pg_loops import OnLoop, Status
+from ._pg_options import PostgresOptions, explain
+
+__all__ = ["RECONNECT_INTERVAL", "listen"]
+
+logger = logging.getLogger("pepperpy.event.store")
+
+#: while the listener is down, waiters re-read this often
+RECONNECT_INTERVAL = 0.5
+_LISTENER_NAME = "pepperpy-event-listener"
+
+
+def _notified(
+    status: Status, on: OnLoop, connection: Any, pid: int, channel: str, payload: str
+) -> None:
+    with contextlib.suppress(ValueError):
+        status.head = max(status.head, int(payload))
+    on.wake()
+
+
+async def listen(
+    on: OnLoop,
+    status: Status,
+    asyncpg: Any,
+    dsn: str,
+    options: PostgresOptions,
+    errors: tuple[type[Exception], ...],
+    channel: str,
+) -> None:
+    """Keep one LISTEN connection up for the loop; wake every waiter after each
+    (re)connect.
+
+    A connection that goes silent (a partition, a NAT box that forgot it) would
+    never say so: it is pinged after every ``listener_ping`` seconds and replaced if
+    the answer takes as long again. Until a new one listens, waiters re-read every
+    ``RECONNECT_INTERVAL`` seconds. It never holds the backend (see ``Status``).
+    """
+    while not status.closed:
+        dropped = asyncio.Event()
+        try:
+            connection = await shielded_connect(
+                on.openings,
+                asyncpg.connect,
+                dsn,
+                timeout=options.connect_timeout,
+                server_settings={"application_name": _LISTENER_NAME},
+            )
+        except errors:
+            await asyncio.sleep(RECONNECT_INTERVAL)
+            continue
+        try:
+            tune_socket(connection, options.command_timeout)
+            connection.add_termination_listener(_on_drop(dropped))
+            with Watchdog(connection, options.command_timeout):
+                await connection.add_listener(channel, functools.partial(_notified, status, on))
+            on.listener = connection
+            on.connected = True
+            on.wake()  # anything committed while not listening is re-read now
+            await _watch(connection, dropped, options.listener_ping)
+        except errors as exc:
+            if not status.closed:
+                logger.warning(
+                    "PostgreSQL: the LISTEN connection failed (%s); reconnecting",
+                    explain(options, exc),
+                )
+        finally:
+            on.connected = False
+            on.listener = None
+            if not connection.is_closed():
+                connection.terminate()
+        on.wake()
+
+
+async def _watch(connection: Any, dropped: asyncio.Event, every: float) -> None:
+    """Return when ``dropped`` is set (the connection ended); meanwhile ping it after
+    ``every`` seconds of waiting, and cut it off if no answer comes within ``every``."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(every):
+                await dropped.wait()
+        if dropped.is_set():
+            return
+        watchdog = Watchdog(connection, every)
+        try:
+            with watchdog:
+                await connection.fetchval("SELECT 1")
+        except Exception as exc:
+            if watchdog.fired:
+                raise TimeoutError(f"it did not answer a ping within {every:g} s") from exc
+            raise
+
+
+def _on_drop(dropped: asyncio.Event) -> Any:
+    """A termination callback for asyncpg that sets ``dropped``."""
+
+    def callback(connection: Any) -> None:
+        dropped.set()
+
+    return callback
