@@ -17,7 +17,15 @@ from typing import Any
 from ._pg_connect import Progress, in_transaction
 from .base import AppendResult, FreshRecord, PendingAppend, StreamState, plan_group
 
-__all__ = ["COLUMNS", "READ_ALL", "SCHEMA_LOCK", "migrate", "schema_change", "write_group"]
+__all__ = [
+    "READ_ALL",
+    "READ_STREAM_BACKWARD",
+    "READ_STREAM_FORWARD",
+    "SCHEMA_LOCK",
+    "migrate",
+    "schema_change",
+    "write_group",
+]
 
 #: advisory lock key serialising every change of the schema ("pepperpy" in ASCII): the
 #: store's migrations and the checkpoint table (see :func:`schema_change`) take turns on it
@@ -95,6 +103,20 @@ SELECT {", ".join("e." + name for name in COLUMNS.split(", "))}, e.position >= s
 FROM pepperpy_events e JOIN pepperpy_streams s ON s.name = e.stream
 WHERE e.global_position >= $1 ORDER BY e.global_position LIMIT $2
 """
+
+
+def _read_stream(order: str, compare: str) -> str:
+    """A page of one stream (``$1``) from position ``$2`` on, forwards (``compare``
+    ``>=``) or backwards (``<=``), at most ``$3`` events; a deleted part is hidden."""
+    return (
+        f"SELECT {COLUMNS} FROM pepperpy_events WHERE stream = $1 AND position {compare} $2 "
+        "AND position >= (SELECT first_visible FROM pepperpy_streams WHERE name = $1) "
+        f"ORDER BY position{order} LIMIT $3"
+    )
+
+
+READ_STREAM_FORWARD = _read_stream("", ">=")
+READ_STREAM_BACKWARD = _read_stream(" DESC", "<=")
 
 _LOCK_STREAMS = """
 SELECT name, next_position, first_visible, deleted FROM pepperpy_streams

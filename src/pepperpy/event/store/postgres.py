@@ -70,7 +70,14 @@ from ._pg_options import (
     parse_url,
 )
 from ._pg_pool import UNKNOWN, Pools
-from ._pg_schema import COLUMNS, READ_ALL, SCHEMA_LOCK, schema_change, write_group
+from ._pg_schema import (
+    READ_ALL,
+    READ_STREAM_BACKWARD,
+    READ_STREAM_FORWARD,
+    SCHEMA_LOCK,
+    schema_change,
+    write_group,
+)
 from .base import (
     AppendResult,
     ExpectedVersion,
@@ -276,18 +283,10 @@ class PostgresBackend(StoreBackend):
         self, stream: str, start: int | None, backwards: bool, limit: int
     ) -> list[Row]:
         if backwards:
-            sql = (
-                f"SELECT {COLUMNS} FROM pepperpy_events WHERE stream = $1 AND position <= $2 "
-                "AND position >= (SELECT first_visible FROM pepperpy_streams WHERE name = $1) "
-                "ORDER BY position DESC LIMIT $3"
-            )
+            sql = READ_STREAM_BACKWARD
             begin = (1 << 62) if start is None else start
         else:
-            sql = (
-                f"SELECT {COLUMNS} FROM pepperpy_events WHERE stream = $1 AND position >= $2 "
-                "AND position >= (SELECT first_visible FROM pepperpy_streams WHERE name = $1) "
-                "ORDER BY position LIMIT $3"
-            )
+            sql = READ_STREAM_FORWARD
             begin = 0 if start is None else start
         rows: list[Row] = await self._run(
             "read_stream", lambda connection, _: connection.fetch(sql, stream, begin, limit)
