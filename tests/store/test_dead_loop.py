@@ -64,18 +64,19 @@ def test_close_releases_the_backend_when_a_subscription_waits_on_a_closed_loop(
         finally:
             dead.bury()
 
-    asyncio.run(later())
+    # PostgreSQL: the dead loop's connections are terminated, but a transport closes its
+    # socket in a callback of its loop, which never runs: its socket warns when collected,
+    # which may happen at any allocation from here on (the sockets' ResourceWarning is
+    # the dead loop's business, not this test's); collect them here, not in a later test
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        asyncio.run(later())
+        gc.collect()
     assert store.closed
     backend: Any = store._backend
     assert backend._closed  # released, not just marked closed
     writer = getattr(backend, "_writer", None)
     assert writer is None or not writer.is_alive()  # SQLite: its writer thread ended
-    # PostgreSQL: the dead loop's connections are terminated, but a transport closes its
-    # socket in a callback of its loop, which never runs: collect them here, not in a
-    # later test (the sockets' ResourceWarning is the backend's business, not this test's)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
 
 
 def test_close_from_one_thread_ends_a_subscription_waiting_on_another(store_url: str) -> None:
