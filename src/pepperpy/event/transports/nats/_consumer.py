@@ -26,7 +26,7 @@ from ..._errors import ConfigurationError, SerializationError
 from ..._event import Event
 from ..._handlers import start
 from ..._loops import settled
-from ..base import NotDelivered, Subscription, quietly
+from ..base import NotDelivered, Subscription, cancelled_by_caller, cancelling, quietly
 from ._options import NatsOptions
 from ._subjects import ANY_LANE, UNKEYED_LANE, SubjectFilter, subject_filter, topic_of
 
@@ -442,7 +442,17 @@ class Consumer:
             task.add_done_callback(self._tasks.discard)
 
     async def _process(self, msg: Msg, event: Event, key: str | None) -> None:
-        """Deliver, then acknowledge; then the next waiting message with the same key."""
+        """Deliver, then acknowledge; then the next waiting message with the same key.
+
+        Only a cancellation of this task counts as a shutdown: ``since`` is its count when
+        it started. A handler may catch the cancellation of this task and return; the
+        count stays up (and takes every later ``CancelledError`` of a handler for a
+        shutdown), so the loop then stops, naks the messages still waiting with the key
+        (JetStream delivers them again at once, in a task that was not cancelled) and
+        ends as cancelled: a shutdown that cancels its tasks must not wait for the rest
+        of the key's backlog.
+        """
+        since = cancelling()
         while True:
             member = self._pick()
             if member is None:  # being unsubscribed (perhaps by its own handler)
@@ -460,8 +470,7 @@ class Consumer:
                 # this runs in its own delivery task (see start()): unless that task is
                 # being cancelled, the handler awaited something cancelled; a failed
                 # delivery, which must not stop the loop
-                task = asyncio.current_task()
-                if task is None or task.cancelling():  # shutdown: the broker redelivers
+                if cancelled_by_caller(since):  # shutdown: the broker redelivers
                     self._forget(msg, key)
                     raise
                 logger.error(
@@ -479,7 +488,18 @@ class Consumer:
             if not waiting:
                 del self._keyed[key]
                 return
+            if cancelled_by_caller(since):  # a handler swallowed this task's cancellation
+                await self._hand_back(key)
+                raise asyncio.CancelledError
             msg, event = waiting.popleft()
+
+    async def _hand_back(self, key: str) -> None:
+        """Nak the messages waiting with ``key``: JetStream delivers them again at once."""
+        waiting = self._keyed.pop(key, ())
+        for held, _ in waiting:  # kept alive no more: cancelled meanwhile, they come back
+            self._unsettled.pop(id(held), None)  # after ack_wait
+        for held, _ in waiting:
+            await self._settle(held, ack=False)
 
     def _pick(self) -> Subscription | None:
         """The next member in turn that is not being removed; None if all are."""

@@ -14,7 +14,7 @@ from ..._errors import EventError
 from ..._event import Event
 from ..._handlers import start
 from ..._patterns import matches
-from ..base import NotDelivered, Subscription, cancelled_by_caller, quietly
+from ..base import NotDelivered, Subscription, cancelled_by_caller, cancelling, quietly
 from ._config import ACK_DELAY
 
 if TYPE_CHECKING:
@@ -325,16 +325,39 @@ class Consumer:
     async def _run_lane(
         self, key: str, lane: deque[tuple[Event, int, _Acks]], event: Event, tag: int, acks: _Acks
     ) -> None:
-        """Deliver ``event``, then the events queued behind it with the same key."""
+        """Deliver ``event``, then the events queued behind it with the same key.
+
+        Only a cancellation of this task counts as a shutdown: ``since`` is its count when
+        it started. A handler may catch the cancellation of this task and return; the
+        count stays up (and would take every later ``CancelledError`` of a handler for a
+        shutdown, leaving its message unacknowledged on a channel that stays open), so
+        the lane then stops: the events queued in it go back to the queue (requeued,
+        delivered again in a task that was not cancelled) and the task ends as
+        cancelled, as a shutdown that cancels its tasks expects.
+        """
+        since = cancelling()
         try:
-            await self._run(event, tag, acks)
+            await self._run(event, tag, acks, since)
             while lane and not self._paused:
-                await self._run(*lane.popleft())
+                if cancelled_by_caller(since):  # a handler swallowed our cancellation
+                    await self._requeue(lane)
+                    raise asyncio.CancelledError
+                await self._run(*lane.popleft(), since)
         finally:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
 
-    async def _run(self, event: Event, tag: int, acks: _Acks) -> None:
+    async def _requeue(self, lane: deque[tuple[Event, int, _Acks]]) -> None:
+        """Return the unstarted events of ``lane`` to their queue, uncounted, at once."""
+        held = list(lane)
+        lane.clear()
+        ids = [self._unstarted.pop(tag, None) for _, tag, _ in held]
+        if self.group is not None and self.queue_name is not None:  # as close_channel does
+            self.transport._returned_unstarted(self.queue_name, [i for i in ids if i])
+        for _, tag, acks in held:
+            await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
+
+    async def _run(self, event: Event, tag: int, acks: _Acks, since: int = 0) -> None:
         if acks.channel.is_closed:
             return  # its connection dropped: the broker gives it to a consumer again
         if self._paused:  # paused after it arrived, before its task ran: not started
@@ -355,7 +378,7 @@ class Consumer:
             await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
             return
         except asyncio.CancelledError:
-            if cancelled_by_caller():
+            if cancelled_by_caller(since):
                 raise  # shutdown: the closing channel returns the message to its queue
             # the handler awaited something cancelled: a failed delivery
             logger.error("delivery of %s (%s) was cancelled; requeueing it", event.type, event.id)
