@@ -2,12 +2,9 @@
 
 Each case runs in a subprocess (bounded by a timeout), on real files under ``tmp_path``:
 
-* *Read-only.* The tests run as root, and root writes through any permission bits. The
-  subprocess drops only ``CAP_DAC_OVERRIDE`` from its capabilities (``capset``) after
-  the file was prepared: it keeps ``CAP_DAC_READ_SEARCH``, so it still reaches and reads
-  ``tmp_path`` (under the 0700 ``/tmp/pytest-of-root``, which ``setuid(65534)`` could not
-  enter), while the 0444 file and the 0555 directory are refused to it for writing, as
-  to any user. Not root: the permission bits apply already.
+* *Read-only.* The subprocess drops ``CAP_DAC_OVERRIDE`` after the file was prepared
+  (``tests/store/unwritable.py``), so the 0444 file and the 0555 directory are refused
+  to it for writing, as to any user, root included.
 * *A full disk.* ``RLIMIT_FSIZE`` set low after some appends succeeded, ``SIGXFSZ``
   ignored, makes SQLite's writes fail with ``EFBIG`` (``SQLITE_IOERR_WRITE``), as they
   would on a full disk; raising the limit again is the space coming back.
@@ -20,41 +17,15 @@ error" or "SQLite: attempt to write a readonly database": neither the file nor t
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.store.unwritable import DROP_WRITE_OVERRIDE, make_writable, run_script
+
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="capset and RLIMIT_FSIZE")
-
-_DROP_WRITE_OVERRIDE = """
-import ctypes, os
-
-def drop_write_override():
-    if os.geteuid() != 0:
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    class Header(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-    class Data(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_uint32) for name in ("effective", "permitted", "inheritable")]
-
-    header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3
-    if libc.capget(ctypes.byref(header), data) != 0:
-        raise OSError(ctypes.get_errno(), "capget")
-    cap_dac_override = 1 << 1
-    data[0].effective &= ~cap_dac_override
-    data[0].permitted &= ~cap_dac_override
-    data[0].inheritable &= ~cap_dac_override
-    if libc.capset(ctypes.byref(header), data) != 0:
-        raise OSError(ctypes.get_errno(), "capset")
-"""
 
 _COMMON = """
 import asyncio, json, os, sys
@@ -74,21 +45,8 @@ async def events(store, stream):
 """
 
 
-def _run(script: str, directory: Path) -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    report: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
-    return report
-
-
 def _prepare(directory: Path) -> None:
-    _run(
+    run_script(
         _COMMON
         + """
 async def main():
@@ -102,7 +60,7 @@ print(json.dumps({}))
 
 
 _READ_ONLY = (
-    _DROP_WRITE_OVERRIDE
+    DROP_WRITE_OVERRIDE
     + _COMMON
     + """
 drop_write_override()
@@ -122,6 +80,14 @@ async def main():
         report["after"] = await events(store, "s")
     except Exception as exc:
         report["after"] = failure(exc)
+    os.chmod(directory, 0o755)  # writable again (the owner may chmod without the override)
+    for name in os.listdir(directory):
+        os.chmod(os.path.join(directory, name), 0o644)
+    try:
+        await asyncio.wait_for(store.append("s", [{"type": "t", "data": {"i": 2}}]), 60)
+        report["again"] = await events(store, "s")
+    except Exception as exc:
+        report["again"] = failure(exc)
     await store.close()
 
 asyncio.run(main())
@@ -131,10 +97,15 @@ print(json.dumps(report))
 
 
 def test_read_only_file_refuses_appends_naming_it_and_still_reads(tmp_path: Path) -> None:
+    """And once the file is writable again, appends work without reopening the store:
+    SQLite had opened it read-only, so the writer opens it again (it went on failing)."""
     _prepare(tmp_path)
     path = tmp_path / "events.db"
     os.chmod(path, 0o444)
-    report = _run(_READ_ONLY, tmp_path)
+    try:
+        report = run_script(_READ_ONLY, tmp_path)
+    finally:
+        make_writable(tmp_path)
     append = report["append"]
     assert isinstance(append, dict), report
     assert append["store_error"], append
@@ -142,7 +113,7 @@ def test_read_only_file_refuses_appends_naming_it_and_still_reads(tmp_path: Path
     assert "cannot be written" in append["message"]
     assert "nothing of this call was written" in append["message"]
     assert report["before"] == report["after"] == [{"i": 0}]
-    os.chmod(path, 0o644)
+    assert report["again"] == [{"i": 0}, {"i": 2}], report
 
 
 def test_read_only_directory_says_why_the_store_cannot_open(tmp_path: Path) -> None:
@@ -154,10 +125,9 @@ def test_read_only_directory_says_why_the_store_cannot_open(tmp_path: Path) -> N
     os.chmod(path, 0o444)
     os.chmod(tmp_path, 0o555)
     try:
-        report = _run(_READ_ONLY, tmp_path)
+        report = run_script(_READ_ONLY, tmp_path)
     finally:
-        os.chmod(tmp_path, 0o755)
-        os.chmod(path, 0o644)
+        make_writable(tmp_path)
     for call in ("before", "append", "after"):
         outcome = report[call]
         assert isinstance(outcome, dict), report
@@ -165,6 +135,7 @@ def test_read_only_directory_says_why_the_store_cannot_open(tmp_path: Path) -> N
         assert str(path) in outcome["message"]
         assert "directory" in outcome["message"]
         assert "-wal and -shm" in outcome["message"]
+    assert report["again"] == [{"i": 0}, {"i": 2}], report
 
 
 _FULL_DISK = (
@@ -219,7 +190,7 @@ print(json.dumps(report))
 
 
 def test_disk_full_mid_append_refuses_whole_appends_naming_the_file(tmp_path: Path) -> None:
-    report = _run(_FULL_DISK, tmp_path)
+    report = run_script(_FULL_DISK, tmp_path)
     acknowledged, refused = report["acknowledged"], report["refused"]
     assert isinstance(acknowledged, list) and isinstance(refused, list)
     assert len(acknowledged) > 5 and len(refused) >= 20, report  # some went in, then none
@@ -234,7 +205,7 @@ def test_disk_full_mid_append_refuses_whole_appends_naming_the_file(tmp_path: Pa
     assert isinstance(read, list), read
     assert report["again"] == "acknowledged", report
     # a new process reads the file: every acknowledged append whole, no refused one
-    after = _run(
+    after = run_script(
         _COMMON
         + """
 async def main():

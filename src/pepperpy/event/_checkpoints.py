@@ -43,8 +43,8 @@ from ._deps import require
 from ._errors import ConcurrencyError, ConfigurationError, StoreError
 from ._frozen import check_json
 from ._loops import LoopShares, warn_dropped
-from ._sqlite import OneConnection, open_wal, track_forks
-from .store._sqlite_schema import check_event_store
+from ._sqlite import OneConnection, open_wal, roll_back, track_forks
+from .store._sqlite_schema import NOTHING_WRITTEN, check_event_store, named_error, read_only_file
 from .store.base import redact_url
 from .store.postgres import (
     Progress,
@@ -178,12 +178,21 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
     With ``create=False`` (a store URL's ``?create=0``) the file must already be an
     event store: anything else raises :class:`StoreError` on first use and is left as it
     is, as :class:`~pepperpy.event.store.sqlite.SQLiteBackend` does with the option.
+
+    A failure of SQLite's raises :class:`StoreError` naming the file, SQLite's error and
+    code, and the likely cause (a ``save`` or ``delete`` also says nothing was written).
+    A file found read-only by a write has its connection opened again before every write
+    until one succeeds: SQLite opened it read-only, and it would stay so after the file
+    became writable.
     """
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
         self.create = create
         self._db: sqlite3.Connection | None = None
+        #: a write found the file read-only: each write opens the connection again,
+        #: until one succeeds
+        self._reopen = False
         #: held around every use of the connection, and by fork() (``._sqlite``)
         self._lock = threading.Lock()
         track_forks(self)
@@ -205,12 +214,33 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         return self._db
 
     async def _run(self, work: Any, *args: Any) -> Any:
+        """Run ``work(connection, *args)`` on a worker thread, under the lock.
+
+        A failure of SQLite's is raised named (see the class); one of a write (any work
+        but a load) also says nothing of it was written. After a write found the file
+        read-only, every write opens the connection again, until one succeeds.
+        """
+        writes = work not in _READS
+
         def locked() -> Any:
             with self._lock:
                 try:
-                    return work(self._connect(), *args)
+                    if writes and self._reopen and self._db is not None:
+                        db, self._db = self._db, None
+                        db.close()
+                    result = work(self._connect(), *args)
                 except sqlite3.Error as exc:
-                    raise StoreError(f"checkpoint store {str(self.path)!r}: {exc}") from exc
+                    self._reopen = self._reopen or read_only_file(exc)
+                    path = str(self.path.absolute())
+                    raise named_error(
+                        exc,
+                        path,
+                        NOTHING_WRITTEN if writes else "",
+                        head=f"checkpoint store {path!r}",
+                    ) from exc
+                if writes:
+                    self._reopen = False
+                return result
 
         return await asyncio.to_thread(locked)
 
@@ -251,6 +281,10 @@ def _sqlite_load(connection: sqlite3.Connection, name: str) -> tuple[Any, ...] |
     return None if row is None else tuple(row)
 
 
+#: the work that only reads (a failure of any other says nothing of it was written)
+_READS = frozenset({_sqlite_load})
+
+
 def _sqlite_save(
     connection: sqlite3.Connection,
     name: str,
@@ -273,7 +307,7 @@ def _sqlite_save(
             )
         connection.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        roll_back(connection)  # a failed COMMIT may have ended it (a full disk)
         raise
     return actual
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["ForkAware", "abandon", "open_wal", "track_forks"]
+__all__ = ["ForkAware", "abandon", "open_wal", "roll_back", "track_forks"]
 
 
 def open_wal(
@@ -57,6 +57,17 @@ def open_wal(
         connection.close()
         raise
     return connection
+
+
+def roll_back(connection: sqlite3.Connection) -> None:
+    """ROLLBACK if a transaction is still open.
+
+    Some errors end the transaction themselves (a failed COMMIT on a full disk, say): a
+    ROLLBACK then fails with "no transaction is active", which would hide the error
+    that matters.
+    """
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
 
 
 def _enter_wal(connection: sqlite3.Connection, timeout: float) -> None:

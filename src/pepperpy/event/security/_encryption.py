@@ -53,6 +53,7 @@ from .._deps import require
 from .._errors import ClosedError, ConfigurationError, EncryptionError
 from .._loops import settled
 from .._sqlite import OneConnection, open_wal, track_forks
+from ..store._sqlite_schema import NOTHING_WRITTEN, named_error, read_only_file
 
 __all__ = ["KeyRing", "KeyStore", "MemoryKeyStore", "SQLiteKeyStore", "StreamEncryption"]
 
@@ -224,6 +225,13 @@ class SQLiteKeyStore(OneConnection, KeyStore):
     :meth:`StreamEncryption.shred` and :meth:`delete` call once), never waiting for
     another connection reading the file: if one is, a warning says so and the purge is
     tried again after each later write and at :meth:`close`.
+
+    A failure of SQLite's, opening the file included, raises
+    :class:`~pepperpy.event.EncryptionError` naming the file, SQLite's error and code,
+    and the likely cause, as the event store's errors do (a write also says nothing of it
+    was written). A file found read-only by a write has its connection opened again
+    before every write until one succeeds: SQLite opened it read-only, and it would stay
+    so after the file became writable.
     """
 
     def __init__(self, path: str) -> None:
@@ -236,9 +244,24 @@ class SQLiteKeyStore(OneConnection, KeyStore):
         #: a purge found the WAL in use (warned): retried after each write and at close
         self._purge_pending = False
         self._db: sqlite3.Connection | None = None
+        #: a write found the file read-only: each write opens the connection again, until
+        #: one succeeds
+        self._reopen = False
         track_forks(self)
         with self._lock:
-            self._db = self._open()
+            try:
+                self._db = self._open()
+            except sqlite3.Error as exc:
+                raise self._failure(exc) from exc
+
+    def _failure(self, error: sqlite3.Error, outcome: str = "") -> BaseException:
+        """``error`` as an :class:`EncryptionError` naming the file and its cause (lock
+        held). A read-only file: see ``_reopen``."""
+        self._reopen = self._reopen or read_only_file(error)
+        path = os.path.abspath(self.path)
+        return named_error(
+            error, path, outcome, head=f"the key store {path!r} failed", kind=EncryptionError
+        )
 
     def _open(self) -> sqlite3.Connection:
         connection = open_wal(
@@ -259,18 +282,25 @@ class SQLiteKeyStore(OneConnection, KeyStore):
         """Run one statement (on a worker thread: every caller goes through to_thread).
 
         After one that wrote (changed rows), a purge that found the WAL in use is tried
-        again.
+        again. A write (any statement but a SELECT) that fails says nothing of it was
+        written.
         """
+        writes = not sql.startswith("SELECT")
         with self._lock:
             if self._closed:
                 raise ClosedError(f"the key store {self.path!r} is closed")
             try:
+                if writes and self._reopen and self._db is not None:
+                    db, self._db = self._db, None
+                    db.close()
                 if self._db is None:  # a forked child: its own connection
                     self._db = self._open()
                 cursor = self._db.execute(sql, args)
                 result = [cursor.rowcount, *cursor.fetchall()]
             except sqlite3.Error as exc:
-                raise EncryptionError(f"the key store {self.path!r} failed: {exc}") from exc
+                raise self._failure(exc, NOTHING_WRITTEN if writes else "") from exc
+            if writes:
+                self._reopen = False
             if self._purge_pending and cursor.rowcount > 0:
                 self._retry_purge(self._db)
             return result
@@ -316,7 +346,7 @@ class SQLiteKeyStore(OneConnection, KeyStore):
             try:
                 truncated = self._truncate(self._db)
             except sqlite3.Error as exc:
-                raise EncryptionError(f"the key store {self.path!r} failed: {exc}") from exc
+                raise self._failure(exc) from exc
             if not truncated and not self._purge_pending:
                 self._purge_pending = True
                 logger.warning(

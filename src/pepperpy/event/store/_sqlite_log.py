@@ -13,7 +13,6 @@ import sqlite3
 import time
 from typing import Any
 
-from .._errors import StoreError
 from ._sqlite_schema import (
     ALL_STATES,
     GREATEST_INDEXED_ID,
@@ -37,7 +36,7 @@ from .base import (
     plan_group,
 )
 
-__all__ = ["INDEX_EVERY", "LogWriter", "insert_rows", "translate"]
+__all__ = ["INDEX_EVERY", "LogWriter", "insert_rows"]
 
 #: most stream states the writer keeps between transactions
 MAX_CACHED_STREAMS = 65_536
@@ -73,15 +72,6 @@ def insert_rows(connection: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> 
         connection.executemany(INSERT_PLAIN, plain)
     if full:
         connection.executemany(INSERT, full)
-
-
-def translate(error: BaseException) -> BaseException:
-    """A ``sqlite3`` error as the store's :class:`StoreError` (cause kept); others as is."""
-    if isinstance(error, sqlite3.Error):
-        translated = StoreError(f"SQLite: {error}")
-        translated.__cause__ = error
-        return translated
-    return error
 
 
 class LogWriter:
@@ -237,7 +227,8 @@ class LogWriter:
         :func:`plan_group` before anything is written, so one caller's
         ``ConcurrencyError`` never touches the others. Should the write itself fail, the
         run is rolled back to its savepoint and each append retried alone, so only the
-        culprit fails.
+        culprit fails: its outcome is the error as raised (a ``sqlite3`` error is named,
+        with the file and its cause, by the writer, which knows the file).
         """
         head = self.head
         connection.execute("SAVEPOINT run")
@@ -249,7 +240,7 @@ class LogWriter:
             self.head = head
             self.forget()  # the plan changed them: read them again
             if len(appends) == 1:
-                return [translate(exc)]
+                return [exc]
             return [outcome for one in appends for outcome in self.append_run(connection, [one])]
         connection.execute("RELEASE run")
         return outcomes

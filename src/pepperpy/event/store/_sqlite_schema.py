@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 import orjson
 
 from .._errors import StoreError
-from .._sqlite import open_wal
+from .._sqlite import open_wal, roll_back
 
 __all__ = [
     "ALL_STATES",
@@ -24,6 +24,7 @@ __all__ = [
     "LIVE_STREAMS",
     "MIGRATIONS",
     "NEXT_POSITION",
+    "NOTHING_WRITTEN",
     "READ_ALL",
     "READ_STREAM_BACKWARD",
     "READ_STREAM_FORWARD",
@@ -38,6 +39,7 @@ __all__ = [
     "json_text",
     "named_error",
     "migrate",
+    "read_only_file",
 ]
 
 #: seconds a write waits for another process's lock (URL option ``busy_timeout``)
@@ -257,9 +259,10 @@ TAIL_IDS = (
 #: what an SQLite primary result code means for the store's file, said in a StoreError
 _CAUSES = {
     8: (  # SQLITE_READONLY
-        "the file or its directory cannot be written (permissions, a read-only mount); "
-        "in WAL mode SQLite also writes the -wal and -shm files beside it, so a store in "
-        "a read-only directory cannot even be read unless they exist"
+        "the file or its directory cannot be written (permissions, a read-only mount), or "
+        "the -wal and -shm files SQLite keeps beside it in WAL mode (one left read-only "
+        "by a reader, say); without those a database in a read-only directory cannot "
+        "even be read"
     ),
     10: (  # SQLITE_IOERR: EFBIG (a file size limit), a failing device
         "the disk failed or the file reached a size limit (RLIMIT_FSIZE, the file system's)"
@@ -269,25 +272,54 @@ _CAUSES = {
 }
 
 
-def named_error(error: BaseException, path: str, outcome: str = "") -> BaseException:
-    """A ``sqlite3`` error as a :class:`StoreError` naming ``path`` and the likely cause.
+#: what a failed write tells its caller: its transaction was rolled back, and its file's
+#: owner opens a connection again if the file was read-only (see :func:`read_only_file`)
+NOTHING_WRITTEN = (
+    "nothing of this call was written; reads go on, and writes work again once the cause is gone"
+)
 
-    ``outcome`` is added when given (what became of the call: "nothing was written");
-    the ``sqlite3`` error is kept as ``__cause__``. Other errors are returned as is.
+
+def named_error(
+    error: BaseException,
+    path: str,
+    outcome: str = "",
+    *,
+    head: str | None = None,
+    kind: type[StoreError] = StoreError,
+) -> BaseException:
+    """A ``sqlite3`` error as a ``kind`` error naming ``path`` and the likely cause.
+
+    The message is ``<head>: <SQLite's message> (<its code>); <the likely cause>;
+    <outcome>``. ``head`` says which file it is, ``SQLite: 'path'`` unless given (the
+    key store's is ``the key store 'path' failed``); ``outcome`` is what became of the
+    call ("nothing was written"). The ``sqlite3`` error is kept as ``__cause__``. Other
+    errors are returned as is. Every SQLite file the library keeps (the store,
+    checkpoints, keys) names its errors so.
     """
     if not isinstance(error, sqlite3.Error):
         return error
     code = getattr(error, "sqlite_errorcode", None)
     name = getattr(error, "sqlite_errorname", None)
-    parts = [f"SQLite: {path!r}: {error}" + (f" ({name})" if name else "")]
+    lead = f"SQLite: {path!r}" if head is None else head
+    parts = [f"{lead}: {error}" + (f" ({name})" if name else "")]
     cause = _CAUSES.get(code & 0xFF) if isinstance(code, int) else None
     if cause is not None:
         parts.append(cause)
     if outcome:
         parts.append(outcome)
-    translated = StoreError("; ".join(parts))
+    translated = kind("; ".join(parts))
     translated.__cause__ = error
     return translated
+
+
+def read_only_file(error: BaseException) -> bool:
+    """Whether ``error`` is SQLite's "attempt to write a readonly database".
+
+    A connection that opened a file it could not write (SQLite then opens it read-only)
+    stays read-only after the file becomes writable: its owner opens a new one.
+    """
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.Error) and isinstance(code, int) and code & 0xFF == 8
 
 
 def json_text(value: Any) -> str:
@@ -369,7 +401,7 @@ def check_event_store(path: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
         finally:
             connection.close()
     except sqlite3.OperationalError as exc:  # locked, unreadable
-        raise StoreError(f"SQLite: cannot read {path!r}: {exc}") from exc
+        raise named_error(exc, path, "it could not be read") from exc
     except sqlite3.DatabaseError:  # damaged, or not a database after all
         _not_a_store(path, "not a readable SQLite database")
     if version == 0 or not _TABLES <= tables:
@@ -396,5 +428,5 @@ def migrate(connection: sqlite3.Connection) -> None:
             connection.execute(f"PRAGMA user_version = {number}")
         connection.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        roll_back(connection)  # a failed COMMIT may have ended it (a full disk)
         raise

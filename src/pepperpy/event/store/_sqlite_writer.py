@@ -26,14 +26,17 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 from .._errors import ClosedError, StoreError
+from .._sqlite import roll_back
 from ._sqlite_log import LogWriter
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
+    NOTHING_WRITTEN,
     check_file,
     connect,
     file_identity,
     migrate,
     named_error,
+    read_only_file,
 )
 from .base import PendingAppend, settle
 
@@ -47,10 +50,6 @@ MAX_GROUP = 1024
 SPLIT_AT = 16
 #: the last group's callers wait for the next group's write only if it is this short
 MAX_ROWS_AHEAD = 256
-#: what a failed write tells its caller: the transaction was rolled back
-_NOTHING_WRITTEN = (
-    "nothing of this call was written; reads go on, and writes work again once the cause is gone"
-)
 #: longest a group waits for stragglers before committing (seconds)
 MAX_GATHER_WAIT = 0.002
 
@@ -110,13 +109,8 @@ def _commit(connection: sqlite3.Connection) -> None:
     try:
         connection.execute("COMMIT")
     except BaseException:
-        _roll_back(connection)
+        roll_back(connection)
         raise
-
-
-def _roll_back(connection: sqlite3.Connection) -> None:
-    if connection.in_transaction:
-        connection.execute("ROLLBACK")
 
 
 class Writer(threading.Thread):
@@ -146,8 +140,11 @@ class Writer(threading.Thread):
         self.connection: sqlite3.Connection | None = None
         #: the file opened (an absolute path) and its (device, inode): every commit
         #: checks the path still names that file
-        self.file = path
+        self.file = os.path.abspath(path)
         self.identity: tuple[int, int] | None = None
+        #: a write found the file read-only: the connection is opened again before the
+        #: next group (SQLite opened it read-only, and it stays so once the file is not)
+        self._reopen = False
         #: called after each durable commit, with the next global position, on the loop
         #: of every caller the commit answers (thread-safe: callers may use several loops).
         #: Never a method of the backend: this thread would keep a backend dropped without
@@ -242,6 +239,11 @@ class Writer(threading.Thread):
             started = time.monotonic()
             try:
                 with self._gate:
+                    if self._reopen and connection is not None:
+                        self._reopen = False
+                        self.connection = None
+                        connection.close()
+                        connection = None
                     if connection is None:
                         connection = self._open()
                     outcomes = self._commit_group(connection, group)
@@ -250,7 +252,7 @@ class Writer(threading.Thread):
                 self._answer_previous()
                 self.log.forget()
                 # rolled back whole: no append of the group is half written
-                failure = named_error(exc, self.file, _NOTHING_WRITTEN)
+                failure = self._failure(exc)
                 if carry and _busy(exc):
                     # the other half of the burst came in with this one and has waited
                     # the whole busy timeout already: it fails now too, not a timeout later
@@ -279,13 +281,20 @@ class Writer(threading.Thread):
                     )
 
     def _open(self) -> sqlite3.Connection:
-        """Open the file and migrate it; report the outcome to ``opened`` (any loop)."""
+        """Open the file and migrate it; report the outcome to ``opened`` (any loop).
+
+        Opened again after a write found the file read-only: then it must still be the
+        file first opened.
+        """
         try:
+            self.file = os.path.abspath(self._path)  # as SQLite resolves it just now
             connection = connect(self._path, self._synchronous, self._busy_timeout)
             try:
-                migrate(connection)
-                self.file = os.path.abspath(self._path)  # as SQLite resolved it just now
-                self.identity = file_identity(self.file)
+                if self.identity is None:
+                    migrate(connection)
+                    self.identity = file_identity(self.file)
+                else:
+                    check_file(self.file, self.identity)
             except BaseException:
                 connection.close()
                 raise
@@ -387,7 +396,7 @@ class Writer(threading.Thread):
                 outcomes: list[Any] = log.write_appends(connection, appends)
                 log.index_tail(connection)
             except BaseException as exc:
-                _roll_back(connection)  # some errors end the transaction themselves
+                roll_back(connection)  # some errors end the transaction themselves
                 log.head = head
                 log.forget()
                 if not isinstance(exc, Exception):
@@ -404,7 +413,7 @@ class Writer(threading.Thread):
         try:
             check_file(self.file, self.identity)
         except StoreError:
-            _roll_back(connection)
+            roll_back(connection)
             raise
 
     def _commit_carefully(self, connection: sqlite3.Connection, group: list[_Job]) -> list[Any]:
@@ -428,7 +437,7 @@ class Writer(threading.Thread):
                 index = end
             self.log.index_tail(connection)
         except BaseException:
-            _roll_back(connection)
+            roll_back(connection)
             raise
         self._check_file(connection)
         self._answer_previous()
@@ -440,10 +449,18 @@ class Writer(threading.Thread):
 
         ``append_run`` rolled that append back to its savepoint: nothing of it is written.
         """
-        cause = outcome.__cause__ if type(outcome) is StoreError else None
-        if isinstance(cause, sqlite3.Error):
-            return named_error(cause, self.file, _NOTHING_WRITTEN)
-        return outcome
+        return self._failure(outcome) if isinstance(outcome, sqlite3.Error) else outcome
+
+    def _failure(self, error: BaseException) -> BaseException:
+        """What a call that ``error`` failed is answered: a ``sqlite3`` error as a
+        :class:`StoreError` naming the file, its cause and that nothing was written.
+
+        The one place the writer names them. A read-only file has the connection opened
+        again before the next group (see ``_reopen``).
+        """
+        if read_only_file(error):
+            self._reopen = True
+        return named_error(error, self.file, NOTHING_WRITTEN)
 
     def _run_alone(self, connection: sqlite3.Connection, job: _Job) -> Any:
         """Run one non-append job inside its own savepoint."""
@@ -454,7 +471,7 @@ class Writer(threading.Thread):
         except BaseException as exc:
             connection.execute("ROLLBACK TO job")
             connection.execute("RELEASE job")
-            return named_error(exc, self.file, _NOTHING_WRITTEN)
+            return self._failure(exc)
         connection.execute("RELEASE job")
         if job.changes is not None:  # a delete: what we know of that stream is stale
             self.log.reread(connection, job.changes)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import threading
 import warnings
@@ -387,17 +388,18 @@ class SQLiteBackend(StoreBackend):
     def _run_read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         reader: tuple[sqlite3.Connection, threading.Lock] | None
         reader = getattr(self._local, "reader", None)
+        writer = self._held.writer
+        file = os.path.abspath(self.path) if writer is None else writer.file
         try:
-            writer = self._held.writer
             if writer is not None:  # never read a file that replaced ours
-                check_file(writer.file, writer.identity)
+                check_file(file, writer.identity)
             if reader is None:
                 reader = self._local.reader = self._new_reader()
             connection, gate = reader
             with gate:
                 return work(connection)
         except sqlite3.Error as exc:
-            raise named_error(exc, self.path) from exc
+            raise named_error(exc, file) from exc
 
     def _new_reader(self) -> tuple[sqlite3.Connection, threading.Lock]:
         """A read-only connection for this thread, and the lock held while it is used."""
