@@ -22,6 +22,7 @@ __all__ = [
     "Unique",
     "describe",
     "join_path",
+    "key_path",
 ]
 
 
@@ -69,6 +70,11 @@ def join_path(path: str, key: str | int) -> str:
     if key.isidentifier():
         return f"{path}.{key}" if path else key
     return f"{path}[{key!r}]"
+
+
+def key_path(path: str, key: object) -> str:
+    """``path`` extended by a mapping's key, which may not be a str (shown by its repr)."""
+    return join_path(path, key if isinstance(key, str) else repr(key))
 
 
 class Node(abc.ABC):

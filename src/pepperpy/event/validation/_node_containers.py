@@ -17,7 +17,17 @@ from itertools import repeat
 from typing import Any
 
 from .._errors import ValidationProblem
-from ._node_base import INVALID, MISSING, Extra, Node, Problems, Unique, describe, join_path
+from ._node_base import (
+    INVALID,
+    MISSING,
+    Extra,
+    Node,
+    Problems,
+    Unique,
+    describe,
+    join_path,
+    key_path,
+)
 from ._node_scalars import AnyNode
 from ._node_values import equality_key, json_key, lists
 
@@ -32,9 +42,6 @@ __all__ = [
     "checked_items",
     "length_problem",
 ]
-
-
-_join = join_path
 
 
 class ListNode(Node):
@@ -97,7 +104,7 @@ def checked_items(
     out = []
     ok = True
     for index, (item, node) in enumerate(zip(value, nodes, strict=False)):  # nodes may be longer
-        converted = node.check(item, _join(path, index), problems)
+        converted = node.check(item, join_path(path, index), problems)
         ok = ok and converted is not INVALID
         out.append(converted)
     if not ok:
@@ -139,7 +146,7 @@ class TupleNode(Node):
         if not isinstance(value, list | tuple) or len(value) != len(self.items):
             return self.fail(value, path, problems)
         out = [
-            node.check(item, _join(path, index), problems)
+            node.check(item, join_path(path, index), problems)
             for index, (node, item) in enumerate(zip(self.items, value, strict=True))
         ]
         return INVALID if any(v is INVALID for v in out) else out
@@ -169,7 +176,7 @@ class DictNode(Node):
         out = {}
         ok = True
         for key, item in value.items():
-            where = _join(path, key if isinstance(key, str) else repr(key))
+            where = key_path(path, key)
             converted_key = self.key.check(key, where, problems)
             converted = self.value.check(item, where, problems)
             if converted_key is INVALID or converted is INVALID:
@@ -253,7 +260,7 @@ class ObjectNode(Node):
         ok = True
         for name, field in self.fields.items():
             if name in value:
-                converted = field.node.check(value[name], _join(path, name), problems)
+                converted = field.node.check(value[name], join_path(path, name), problems)
                 if converted is INVALID:
                     ok = False
                 else:
@@ -261,7 +268,7 @@ class ObjectNode(Node):
             elif field.required:
                 problems.append(
                     ValidationProblem(
-                        _join(path, name), field.node.expected, "missing", "field required"
+                        join_path(path, name), field.node.expected, "missing", "field required"
                     )
                 )
                 ok = False
@@ -270,7 +277,7 @@ class ObjectNode(Node):
         for key in value:
             if key in self.fields:
                 continue
-            where = _join(path, key if isinstance(key, str) else repr(key))
+            where = key_path(path, key)
             if not isinstance(key, str):
                 problems.append(
                     ValidationProblem(where, "str key", describe(key), "keys must be str")

@@ -16,7 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ._node_base import INVALID, MISSING, Extra, Node, Problems, Unique, describe, join_path
+from ._node_base import (
+    INVALID,
+    MISSING,
+    Extra,
+    Node,
+    Problems,
+    Unique,
+    describe,
+    join_path,
+    key_path,
+)
 from ._node_containers import (
     DictNode,
     Field,
@@ -95,6 +105,7 @@ __all__ = [
     "json_key",
     "json_problem",
     "json_text",
+    "key_path",
     "length_problem",
     "lists",
     "walk",
