@@ -135,6 +135,7 @@ def test_read_only_directory_says_why_the_store_cannot_open(tmp_path: Path) -> N
         assert str(path) in outcome["message"]
         assert "directory" in outcome["message"]
         assert "-wal and -shm" in outcome["message"]
+        assert "immutable=1" in outcome["message"]  # how to read it all the same
     assert report["again"] == [{"i": 0}, {"i": 2}], report
 
 

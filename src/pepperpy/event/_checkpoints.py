@@ -43,8 +43,14 @@ from ._deps import require
 from ._errors import ConcurrencyError, ConfigurationError, StoreError
 from ._frozen import check_json
 from ._loops import LoopShares, warn_dropped
-from ._sqlite import OneConnection, open_wal, roll_back, track_forks
-from .store._sqlite_schema import NOTHING_WRITTEN, check_event_store, named_error, read_only_file
+from ._sqlite import OneConnection, open_read_only, open_wal, roll_back, track_forks
+from .store._sqlite_schema import (
+    NOTHING_WRITTEN,
+    check_event_store,
+    named_error,
+    read_only_file,
+    wal_size,
+)
 from .store.base import redact_url
 from .store.postgres import (
     Progress,
@@ -57,6 +63,7 @@ from .store.postgres import (
     shielded_connect,
     tune_socket,
 )
+from .store.sqlite import parse_access
 from .store.sqlite import parse_url as parse_sqlite_url
 
 __all__ = [
@@ -178,6 +185,9 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
     With ``create=False`` (a store URL's ``?create=0``) the file must already be an
     event store: anything else raises :class:`StoreError` on first use and is left as it
     is, as :class:`~pepperpy.event.store.sqlite.SQLiteBackend` does with the option.
+    With ``read_only=True`` (``?mode=ro``; ``immutable=True`` for ``?immutable=1``) it
+    is only read, as the event store is then: ``load`` works (None if the table is not
+    there), ``save`` and ``delete`` raise :class:`StoreError` saying it is read-only.
 
     A failure of SQLite's raises :class:`StoreError` naming the file, SQLite's error and
     code, and the likely cause (a ``save`` or ``delete`` also says nothing was written).
@@ -186,9 +196,18 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
     became writable.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        create: bool = True,
+        read_only: bool = False,
+        immutable: bool = False,
+    ) -> None:
         self.path = Path(path)
         self.create = create
+        self.read_only = read_only or immutable
+        self.immutable = immutable
         self._db: sqlite3.Connection | None = None
         #: a write found the file read-only: each write opens the connection again,
         #: until one succeeds
@@ -198,6 +217,14 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         track_forks(self)
 
     def _connect(self) -> sqlite3.Connection:
+        if self._db is None and self.read_only:
+            if self.immutable and wal_size(str(self.path)) > 0:
+                raise StoreError(
+                    f"checkpoint store {str(self.path.absolute())!r} has a non-empty "
+                    "write-ahead log, which immutable=1 would not read: open it with mode=ro"
+                )
+            check_event_store(str(self.path), immutable=self.immutable)
+            self._db = open_read_only(self.path, timeout=30.0, immutable=self.immutable)
         if self._db is None:
             if not self.create:
                 check_event_store(str(self.path))
@@ -244,8 +271,17 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
 
         return await asyncio.to_thread(locked)
 
+    def _refuse_writes(self) -> None:
+        if self.read_only:
+            mode = "immutable=1" if self.immutable else "mode=ro"
+            raise StoreError(
+                f"checkpoint store {str(self.path.absolute())!r} is open read-only ({mode}): "
+                f"checkpoints are not saved or deleted; open the store without {mode} to "
+                "write them"
+            )
+
     async def load(self, name: str) -> Checkpoint | None:
-        row = await self._run(_sqlite_load, name)
+        row = await self._run(_sqlite_load_read_only if self.read_only else _sqlite_load, name)
         if row is None:
             return None
         position, state, updated_at = row
@@ -259,12 +295,14 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
     async def save(
         self, name: str, position: int, state: Any = None, *, previous: int | None
     ) -> None:
+        self._refuse_writes()
         text = None if state is None else _encode_state(state).decode()
         actual = await self._run(_sqlite_save, name, position, text, previous)
         if actual != previous:
             raise _conflict(name, previous, actual)
 
     async def delete(self, name: str) -> bool:
+        self._refuse_writes()
         return bool(await self._run(_sqlite_delete, name))
 
     async def close(self) -> None:
@@ -281,8 +319,17 @@ def _sqlite_load(connection: sqlite3.Connection, name: str) -> tuple[Any, ...] |
     return None if row is None else tuple(row)
 
 
+def _sqlite_load_read_only(connection: sqlite3.Connection, name: str) -> tuple[Any, ...] | None:
+    """``_sqlite_load`` on a file that may not have the table (read-only: not made)."""
+    if connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+    ).fetchone():
+        return _sqlite_load(connection, name)
+    return None
+
+
 #: the work that only reads (a failure of any other says nothing of it was written)
-_READS = frozenset({_sqlite_load})
+_READS = frozenset({_sqlite_load, _sqlite_load_read_only})
 
 
 def _sqlite_save(
@@ -702,8 +749,13 @@ def open_checkpoint_store(url: str | None) -> CheckpointStore:
         return MemoryCheckpointStore()
     scheme = url.partition("://")[0].lower()
     if scheme == "sqlite":
-        options = parse_sqlite_url(url)
-        return SQLiteCheckpointStore(options.path, create=options.create)
+        options, access = parse_sqlite_url(url), parse_access(url)
+        return SQLiteCheckpointStore(
+            options.path,
+            create=options.create,
+            read_only=access.read_only,
+            immutable=access.immutable,
+        )
     if scheme in ("postgresql", "postgres"):
         return PostgresCheckpointStore(url)
     raise ConfigurationError(

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["ForkAware", "abandon", "open_wal", "roll_back", "track_forks"]
+__all__ = ["ForkAware", "abandon", "open_read_only", "open_wal", "roll_back", "track_forks"]
 
 
 def open_wal(
@@ -53,6 +53,35 @@ def open_wal(
         connection.execute(f"PRAGMA synchronous={synchronous}")
         if schema is not None:
             connection.execute(schema)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def open_read_only(
+    path: str | Path, *, timeout: float = 5.0, immutable: bool = False
+) -> sqlite3.Connection:
+    """An autocommit connection that can only read ``path`` (SQLite's ``mode=ro``).
+
+    Nothing is written to the database file, and no WAL switch is tried. SQLite still
+    makes the ``-wal`` and ``-shm`` files beside a database in WAL mode if they are
+    missing and the directory is writable; in a read-only directory it cannot, and
+    opening fails unless they exist. ``immutable`` tells SQLite that nothing writes the
+    file at all: it then reads the database file alone, without locks or those files,
+    which also works in a read-only directory, but it never sees what a ``-wal`` file
+    holds (the caller checks there is none).
+    """
+    query = "immutable=1" if immutable else "mode=ro"
+    connection = sqlite3.connect(
+        f"{Path(path).absolute().as_uri()}?{query}",
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=timeout,
+    )
+    try:
+        connection.execute("PRAGMA query_only = ON")
     except BaseException:
         connection.close()
         raise

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 import orjson
 
 from .._errors import StoreError
-from .._sqlite import open_wal, roll_back
+from .._sqlite import open_read_only, open_wal, roll_back
 
 __all__ = [
     "ALL_STATES",
@@ -34,12 +34,14 @@ __all__ = [
     "BUSY_TIMEOUT",
     "check_event_store",
     "check_file",
+    "check_schema_version",
     "connect",
     "file_identity",
     "json_text",
     "named_error",
     "migrate",
     "read_only_file",
+    "wal_size",
 ]
 
 #: seconds a write waits for another process's lock (URL option ``busy_timeout``)
@@ -262,7 +264,7 @@ _CAUSES = {
         "the file or its directory cannot be written (permissions, a read-only mount), or "
         "the -wal and -shm files SQLite keeps beside it in WAL mode (one left read-only "
         "by a reader, say); without those a database in a read-only directory cannot "
-        "even be read"
+        "even be read (an event store can, with ?immutable=1, if nothing writes it)"
     ),
     10: (  # SQLITE_IOERR: EFBIG (a file size limit), a failing device
         "the disk failed or the file reached a size limit (RLIMIT_FSIZE, the file system's)"
@@ -360,15 +362,18 @@ _MAGIC = b"SQLite format 3\x00"
 _TABLES = frozenset({"events", "streams", "snapshots"})
 
 
-def check_event_store(path: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
-    """Raise :class:`StoreError` unless ``path`` is an event store; nothing is written.
+def check_event_store(
+    path: str, busy_timeout: float = BUSY_TIMEOUT, immutable: bool = False
+) -> int:
+    """Raise :class:`StoreError` unless ``path`` is an event store; return its schema version.
 
-    A missing file, an empty one, one that is not an SQLite database, or a database
-    without the store's tables (another application's) is refused. The header is read
-    first: a database at schema version 0 whose write-ahead log is empty is refused
-    without SQLite opening it. Otherwise a read-only connection (``mode=ro``) looks for
-    the tables; SQLite may then add the ``-wal`` and ``-shm`` files beside a database
-    in WAL mode, but the database file itself is left as it is.
+    Nothing is written. A missing file, an empty one, one that is not an SQLite
+    database, or a database without the store's tables (another application's) is
+    refused. The header is read first: a database at schema version 0 whose write-ahead
+    log is empty is refused without SQLite opening it. Otherwise a read-only connection
+    (:func:`~pepperpy.event._sqlite.open_read_only`, ``immutable`` as given) looks for the
+    tables; SQLite may then add the ``-wal`` and ``-shm`` files beside a database in WAL
+    mode, but the database file itself is left as it is.
     """
     file = Path(path)
     try:
@@ -382,14 +387,11 @@ def check_event_store(path: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
         _not_a_store(path, "an empty file")
     if len(header) < 100 or not header.startswith(_MAGIC):
         _not_a_store(path, "not an SQLite database")
-    wal = Path(f"{path}-wal")
-    logged = wal.exists() and wal.stat().st_size > 0  # a new store's schema may be there
+    logged = wal_size(path) > 0  # a new store's schema may be there
     if not logged and int.from_bytes(header[60:64], "big") == 0:  # PRAGMA user_version
         _not_a_store(path, "an SQLite database without the event store's tables")
     try:
-        connection = sqlite3.connect(
-            f"{file.absolute().as_uri()}?mode=ro", uri=True, timeout=busy_timeout
-        )
+        connection = open_read_only(path, timeout=busy_timeout, immutable=immutable)
         try:
             (version,) = connection.execute("PRAGMA user_version").fetchone()
             tables = {
@@ -406,6 +408,39 @@ def check_event_store(path: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
         _not_a_store(path, "not a readable SQLite database")
     if version == 0 or not _TABLES <= tables:
         _not_a_store(path, "an SQLite database without the event store's tables")
+    return int(version)
+
+
+def wal_size(path: str) -> int:
+    """The size of ``path``'s write-ahead log (0: there is none)."""
+    try:
+        return os.stat(f"{path}-wal").st_size
+    except FileNotFoundError:
+        return 0
+
+
+def check_schema_version(path: str, version: int) -> None:
+    """Raise :class:`StoreError` unless schema ``version`` is the one this library writes.
+
+    For a store opened read-only, which cannot be migrated: an older version needs one
+    writable open first, a newer one a newer pepperpy-event.
+    """
+    current = len(MIGRATIONS)
+    if version < current:
+        raise StoreError(
+            f"SQLite: {path!r} has schema version {version} and needs migration to "
+            f"version {current}, which a read-only store (mode=ro) never does: open it "
+            "writable once (without mode=ro or immutable=1) to migrate it"
+        )
+    if version > current:
+        raise StoreError(_newer(version))
+
+
+def _newer(version: int) -> str:
+    return (
+        f"the store's file has schema version {version}, newer than this "
+        f"pepperpy-event knows ({len(MIGRATIONS)}): upgrade pepperpy-event to use it"
+    )
 
 
 def _not_a_store(path: str, why: str) -> NoReturn:
@@ -417,10 +452,7 @@ def migrate(connection: sqlite3.Connection) -> None:
     try:
         (current,) = connection.execute("PRAGMA user_version").fetchone()
         if current > len(MIGRATIONS):
-            raise StoreError(
-                f"the store's file has schema version {current}, newer than this "
-                f"pepperpy-event knows ({len(MIGRATIONS)}): upgrade pepperpy-event to use it"
-            )
+            raise StoreError(_newer(current))
         for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
             for statement in script.split(";"):
                 if statement.strip():

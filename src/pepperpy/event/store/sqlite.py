@@ -33,8 +33,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
-from .._errors import ClosedError, ConfigurationError
-from .._sqlite import abandon, track_forks
+from .._errors import ClosedError, ConfigurationError, StoreError
+from .._sqlite import abandon, open_read_only, track_forks
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
     LIVE_STREAMS,
@@ -44,8 +44,11 @@ from ._sqlite_schema import (
     READ_STREAM_FORWARD,
     check_event_store,
     check_file,
+    check_schema_version,
     connect,
+    file_identity,
     named_error,
+    wal_size,
 )
 from ._sqlite_writer import Writer
 from ._waiters import LoopWaiters
@@ -63,7 +66,7 @@ from .base import (
     log_page,
 )
 
-__all__ = ["SQLiteBackend", "SQLiteURL", "parse_url"]
+__all__ = ["SQLiteAccess", "SQLiteBackend", "SQLiteURL", "parse_access", "parse_url"]
 
 T = TypeVar("T")
 
@@ -75,16 +78,26 @@ _new_tuple = tuple.__new__
 
 #: the values a yes/no URL option takes (any case), as the console's query flags
 _FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
-_URL_OPTIONS = ("synchronous", "busy_timeout", "create")
+_URL_OPTIONS = ("synchronous", "busy_timeout", "create", "mode", "immutable")
 
 
 class SQLiteURL(NamedTuple):
-    """What a ``sqlite:///path?option=value`` URL says (see :func:`parse_url`)."""
+    """What a ``sqlite:///path?option=value`` URL says (see :func:`parse_url`); how it
+    opens the file (read-only or not) is :class:`SQLiteAccess` (:func:`parse_access`)."""
 
     path: str
     synchronous: str = "FULL"
     busy_timeout: float = BUSY_TIMEOUT
     create: bool = True
+
+
+class SQLiteAccess(NamedTuple):
+    """How a store URL opens its file: read-write (the default) or only for reading."""
+
+    #: ``mode=ro``: reads only; appends, deletes and snapshots are refused
+    read_only: bool = False
+    #: ``immutable=1`` (read-only too): nothing writes the file, not even another process
+    immutable: bool = False
 
 
 def parse_url(url: str) -> SQLiteURL:
@@ -94,9 +107,27 @@ def parse_url(url: str) -> SQLiteURL:
     absolute; the scheme may be in any case. Options: ``synchronous=FULL|EXTRA|NORMAL``,
     ``busy_timeout=<seconds>`` and ``create=1|0`` (also ``true``/``false``,
     ``yes``/``no``): with ``create=0`` the file must already be an event store (see
-    :class:`SQLiteBackend`). An unknown or repeated option, or a bad value, is refused
-    with a message naming it.
+    :class:`SQLiteBackend`). ``mode=ro`` and ``immutable=1`` open it read-only (see
+    :func:`parse_access`). An unknown or repeated option, or a bad value, is refused with
+    a message naming it.
     """
+    return _parse(url)[0]
+
+
+def parse_access(url: str) -> SQLiteAccess:
+    """Whether an SQLite store URL opens its file read-only (refused as :func:`parse_url`).
+
+    ``mode=ro`` opens an existing store for reading only: nothing is written to the
+    file, a missing file is an error, and an older schema is not migrated. ``immutable=1``
+    (``mode=ro`` implied) also tells SQLite that nothing writes the file, so that a store
+    in a read-only directory can be read (see :class:`SQLiteBackend`). ``mode`` takes
+    ``ro`` only (a store is read-write without it); ``immutable`` takes 1 or 0 as
+    ``create`` does; ``create=1`` cannot go with either.
+    """
+    return _parse(url)[1]
+
+
+def _parse(url: str) -> tuple[SQLiteURL, SQLiteAccess]:
     scheme, sep, rest = url.partition("://")
     if scheme.lower() != "sqlite" or not sep:
         raise ConfigurationError(f"not an SQLite file URL (want sqlite:///path/file.db): {url!r}")
@@ -110,8 +141,8 @@ def parse_url(url: str) -> SQLiteURL:
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name not in _URL_OPTIONS:
             raise ConfigurationError(
-                f"{url!r}: unknown SQLite URL option {name!r} "
-                "(the options are synchronous, busy_timeout and create)"
+                f"{url!r}: unknown SQLite URL option {name!r} (the options are "
+                "synchronous, busy_timeout, create, mode and immutable)"
             )
         if name in given:
             raise ConfigurationError(f"{url!r}: the option {name!r} is given twice")
@@ -130,12 +161,36 @@ def parse_url(url: str) -> SQLiteURL:
             f"{url!r}: busy_timeout={given['busy_timeout']!r}: give seconds, "
             "0 or more (less than 1000000)"
         )
-    create = _FLAGS.get(given.get("create", "1").lower())
-    if create is None:
+    create = _flag(url, given, "create", True)
+    immutable = _flag(url, given, "immutable", False)
+    mode = given.get("mode")
+    if mode is not None and mode.lower() != "ro":
         raise ConfigurationError(
-            f"{url!r}: create={given['create']!r}: use 1 or 0 (or true/false, yes/no)"
+            f"{url!r}: mode={mode!r}: the only mode is ro (read-only); "
+            "leave it out to read and write"
         )
-    return SQLiteURL(path, synchronous, busy_timeout, create)
+    read_only = mode is not None or immutable
+    if read_only and create and "create" in given:
+        raise ConfigurationError(
+            f"{url!r}: create={given['create']!r} with "
+            f"{'mode=ro' if mode is not None else 'immutable=1'}: a read-only store is "
+            "never created"
+        )
+    return (
+        SQLiteURL(path, synchronous, busy_timeout, create and not read_only),
+        SQLiteAccess(read_only, immutable),
+    )
+
+
+def _flag(url: str, given: dict[str, str], name: str, default: bool) -> bool:
+    if name not in given:
+        return default
+    value = _FLAGS.get(given[name].lower())
+    if value is None:
+        raise ConfigurationError(
+            f"{url!r}: {name}={given[name]!r}: use 1 or 0 (or true/false, yes/no)"
+        )
+    return value
 
 
 def _retrieved(future: asyncio.Future[None]) -> None:
@@ -260,13 +315,32 @@ class SQLiteBackend(StoreBackend):
     use and is left as it is, so a tool that only reads cannot turn a mistyped path into
     a store. An event store of an older schema is still upgraded. In a store URL this
     is ``sqlite:///path/events.db?create=0`` (see :func:`parse_url`).
+
+    With ``read_only=True`` (``?mode=ro``) the file is only read, through read-only
+    connections: no writer thread starts, nothing is written to the database file, and
+    appends, deletes and snapshots raise :class:`~pepperpy.event.StoreError` saying the
+    store is read-only. It must already be an event store of the current schema (an
+    older one is not migrated: the error says to open it writable once). Reads, and
+    subscriptions, see what other processes commit, as a writable store does (a re-read
+    every :data:`POLL_INTERVAL`). SQLite still needs the ``-wal`` and ``-shm`` files
+    beside the file: in a read-only directory they must exist already, unless
+    ``immutable=True`` (``?immutable=1``, read-only implied) says that nothing writes the
+    file at all. SQLite then reads the database file alone; a file with a non-empty
+    ``-wal`` (commits not yet copied into it) is refused, on opening and on every read.
     """
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteBackend:
         """The backend a ``sqlite:///path?options`` URL describes (see :func:`parse_url`)."""
-        path, synchronous, busy_timeout, create = parse_url(url)
-        return cls(path, synchronous=synchronous, busy_timeout=busy_timeout, create=create)
+        (path, synchronous, busy_timeout, create), (read_only, immutable) = _parse(url)
+        return cls(
+            path,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            create=create,
+            read_only=read_only,
+            immutable=immutable,
+        )
 
     def __init__(
         self,
@@ -275,6 +349,8 @@ class SQLiteBackend(StoreBackend):
         synchronous: str = "FULL",
         busy_timeout: float = BUSY_TIMEOUT,
         create: bool = True,
+        read_only: bool = False,
+        immutable: bool = False,
     ) -> None:
         if synchronous.upper() not in ("FULL", "EXTRA", "NORMAL", "OFF"):
             raise ValueError(f"unknown SQLite synchronous mode {synchronous!r}")
@@ -283,6 +359,12 @@ class SQLiteBackend(StoreBackend):
         self.path = path
         #: whether first use may create the store (False: the file must already be one)
         self.create = create
+        #: reads only (``mode=ro``), and nothing writes the file at all (``immutable=1``)
+        self.read_only = read_only or immutable
+        self.immutable = immutable
+        #: a read-only store's file, as opened (an absolute path), and its identity
+        self._file = os.path.abspath(path)
+        self._identity: tuple[int, int] | None = None
         self._synchronous = synchronous.upper()
         self._busy_timeout = float(busy_timeout)
         #: the writer, the read threads and their connections (see _Held)
@@ -294,6 +376,7 @@ class SQLiteBackend(StoreBackend):
         self._writer_gate = threading.Lock()
         self._commits = _Commits()
         self._open = False  # the writer runs and the schema is in place
+        self._checked = False  # read-only: the file is an event store of this schema
         self._closed = False
         #: the release of the file once close() began (its thread sets it): every close()
         #: waits for it, on any loop, and cancelling one does not stop it
@@ -326,13 +409,22 @@ class SQLiteBackend(StoreBackend):
         append: PendingAppend | None = None,
         changes: str | None = None,
     ) -> T:
+        if self.read_only and not self._closed:
+            raise StoreError(
+                f"SQLite: {self._file!r} is open read-only ({self._mode()}): appends, "
+                "deletes and snapshots are refused; open it without "
+                f"{self._mode()} to write"
+            )
         writer = self._held.writer if self._open else await self._opened()
         if self._closed or writer is None:
             raise ClosedError("the event store is closed")
         return await writer.submit(work, append, changes)
 
-    async def _opened(self) -> Writer:
-        """The writer, once the file and its schema are in place.
+    def _mode(self) -> str:
+        return "immutable=1" if self.immutable else "mode=ro"
+
+    async def _opened(self) -> Writer | None:
+        """The writer, once the file and its schema are in place (None: read-only).
 
         The first call starts it; until the file is open every caller asks the writer for
         it (a job that does nothing, which makes the writer open and migrate the file)
@@ -343,6 +435,12 @@ class SQLiteBackend(StoreBackend):
         """
         if self._closed:
             raise ClosedError("the event store is closed")
+        if self.read_only:
+            await asyncio.to_thread(self._check_read_only)
+            if self._closed:
+                raise ClosedError("the event store is closed")
+            self._checked = True
+            return None
         held = self._held
         if held.writer is None and not self.create:
             await asyncio.to_thread(self._check_event_store)
@@ -375,7 +473,7 @@ class SQLiteBackend(StoreBackend):
         return writer
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        if not self._open:
+        if not (self._open or self._checked):
             await self._opened()  # never read a file without the schema
         pool = self._held.pool
         if pool is None:
@@ -389,10 +487,15 @@ class SQLiteBackend(StoreBackend):
         reader: tuple[sqlite3.Connection, threading.Lock] | None
         reader = getattr(self._local, "reader", None)
         writer = self._held.writer
-        file = os.path.abspath(self.path) if writer is None else writer.file
+        file = self._file if writer is None else writer.file
         try:
-            if writer is not None:  # never read a file that replaced ours
+            # never read a file that replaced ours
+            if writer is not None:
                 check_file(file, writer.identity)
+            elif self.read_only:
+                check_file(file, self._identity)
+                if self.immutable:
+                    self._check_unwritten(file)
             if reader is None:
                 reader = self._local.reader = self._new_reader()
             connection, gate = reader
@@ -404,12 +507,17 @@ class SQLiteBackend(StoreBackend):
     def _new_reader(self) -> tuple[sqlite3.Connection, threading.Lock]:
         """A read-only connection for this thread, and the lock held while it is used."""
         with self._gate:
-            connection = connect(self.path, self._synchronous, self._busy_timeout)
-            try:
-                connection.execute("PRAGMA query_only = ON")
-            except BaseException:
-                connection.close()
-                raise
+            if self.read_only:
+                connection = open_read_only(
+                    self.path, timeout=self._busy_timeout, immutable=self.immutable
+                )
+            else:
+                connection = connect(self.path, self._synchronous, self._busy_timeout)
+                try:
+                    connection.execute("PRAGMA query_only = ON")
+                except BaseException:
+                    connection.close()
+                    raise
             reader = (connection, threading.Lock())
             with self._held.connections_lock:
                 self._held.connections.append(reader)
@@ -418,6 +526,45 @@ class SQLiteBackend(StoreBackend):
     def _check_event_store(self) -> None:
         with self._gate:
             check_event_store(self.path, self._busy_timeout)
+
+    def _check_read_only(self) -> None:
+        """Before a read-only store's first read: an existing event store, of this schema.
+
+        Nothing is written, nor migrated; ``immutable`` also needs an empty ``-wal``.
+        """
+        with self._gate:
+            self._file = file = os.path.abspath(self.path)
+            if not os.path.exists(file):
+                raise StoreError(
+                    f"no event store at {file!r}: a read-only store ({self._mode()}) is "
+                    "never created; check the path"
+                )
+            if self.immutable:
+                self._check_unwritten(file)
+            try:
+                version = check_event_store(file, self._busy_timeout, self.immutable)
+            except StoreError as exc:
+                cause = exc.__cause__
+                if getattr(cause, "sqlite_errorname", None) == "SQLITE_READONLY_DIRECTORY":
+                    raise StoreError(
+                        f"{exc}; mode=ro cannot make them in a read-only directory: if "
+                        "nothing writes the file, open it with immutable=1 instead"
+                    ) from cause
+                raise
+            check_schema_version(file, version)
+            if self._identity is None:
+                self._identity = file_identity(file)
+
+    def _check_unwritten(self, file: str) -> None:
+        """Refuse, with ``immutable``, a file whose ``-wal`` holds commits SQLite would not
+        read (it reads the database file alone then)."""
+        if wal_size(file) > 0:
+            raise StoreError(
+                f"SQLite: {file!r} has a non-empty write-ahead log ({file}-wal): it is being "
+                "written, or was not closed cleanly, and immutable=1 would not see the "
+                "commits in it; open it with mode=ro instead (once from a writable "
+                "directory, or after a writer closed it cleanly, if it is in a read-only one)"
+            )
 
     # -- the contract -----------------------------------------------------------------
 
