@@ -4,31 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import functools
 import hashlib
-import inspect
-import json
 import logging
 import os
 import re
-import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from math import inf, isfinite
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from .._bus import EventBus
-from .._errors import ClosedError, ConfigurationError, EventError, NotificationError
+from .._errors import ClosedError, ConfigurationError, NotificationError
 from .._event import Event
 from .._handlers import is_async_callable
 from .._loops import settled
 from .._manager import EventManager
 from .._patterns import parse_pattern
 from .._retry import RetryPolicy
-from ._idempotency import Claim, IdempotencyStore, store_from
+from ._claims import KeyBase, claim_key, delivery_key, end_claim, hold_claim, in_context, key_base
+from ._delivery import CLOSE_GRACE, Call, Deliveries, Route
+from ._idempotency import IdempotencyStore, store_from
 from ._loopclients import owned_by
 from ._models import (
     ChannelResult,
@@ -41,29 +37,17 @@ from ._ratelimit import RateLimit
 from ._recipients import resolve_recipient
 from ._templates import Rendered, TemplateLibrary
 from .channels import Channel, channel_from_url
-from .channels.base import TURN
 
 __all__ = ["DEFAULT_RETRY", "NotificationSystem"]
 
 logger = logging.getLogger("pepperpy.event.notifications")
 
 H = TypeVar("H", bound=Callable[..., Any])
-ErrorCallback = Callable[[NotificationDeadLetter], Any]
 
 #: three tries, waiting 0.5 s then 0.5-1 s (jittered): rides out a blip, never stalls a handler
 DEFAULT_RETRY = RetryPolicy.exponential(max_attempts=3, base_delay=0.5, max_delay=5.0)
-DEAD_LETTER_LIMIT = 1000
-#: seconds ``close()`` gives, by default, for deliveries under way before closing channels
-CLOSE_GRACE = 10.0
-#: seconds ``close()`` then gives the tries it cut off to record their failure
-CUT_WIND_UP = 1.0
 OUTBOX_LIMIT = 10_000
 _GROUP = re.compile(r"^[A-Za-z0-9_-]+$")
-
-#: the event (and handler name) being handled, so ``notify`` can derive idempotency keys
-_handling: contextvars.ContextVar[tuple[Event, str] | None] = contextvars.ContextVar(
-    "pepperpy_event_notification_handling", default=None
-)
 
 
 class _Outbox(Channel):
@@ -89,107 +73,6 @@ class _Outbox(Channel):
         logger.info(
             "outbox [%s] to %s: %s", name, notification.recipient or "-", notification.subject
         )
-
-
-class _Try:
-    """One try of one delivery: its rate-limit turn, and the scope ``close()`` cuts off.
-
-    ``waiting`` is True while the try waits for a rate-limit slot (nothing sent yet);
-    ``refused`` is set when the system was closed before the try could write; ``cut``
-    says what ``close()`` cut off (``"waiting"`` or ``"sending"``), if it did.
-    """
-
-    __slots__ = (
-        "asked",
-        "closed",
-        "cut",
-        "granted",
-        "limit",
-        "refused",
-        "scope",
-        "started",
-        "waiting",
-    )
-
-    def __init__(self, limit: RateLimit | None, closed: Callable[[], ClosedError | None]) -> None:
-        self.limit = limit
-        self.closed = closed
-        self.scope = asyncio.timeout(None)
-        self.waiting = False
-        self.started = False  # got a start slot
-        self.asked = False  # asked for its turn to write
-        self.granted = False  # got a write slot
-        self.refused: ClosedError | None = None
-        self.cut: str | None = None
-
-    async def wait_start(self) -> None:
-        if self.limit is not None:
-            self.waiting = True
-            try:
-                await self.limit.wait_start()
-                self.started = True
-            finally:
-                self.waiting = False
-
-    def end(self) -> None:
-        """The try is over: a start that led to no write (no connection) is given back."""
-        if self.limit is not None and self.started and not self.granted:
-            self.limit.release_start()
-
-    async def take_turn(self) -> None:
-        """Wait for the write slot (once per try); nothing is written once the system closed."""
-        if self.asked:
-            return
-        self.asked = True
-        self.refused = self.closed()
-        if self.refused is not None:
-            raise self.refused
-        if self.limit is not None:
-            self.waiting = True  # close() ends this wait at once
-            try:
-                await self.limit.wait_write()
-            finally:
-                self.waiting = False
-        self.granted = True
-
-    def cut_off(self) -> None:
-        """End the try now (on its own loop): its scope expires, cancelling what it awaits."""
-        if self.cut is None and not self.scope.expired():
-            self.cut = "waiting" if self.waiting else "sending"
-            with contextlib.suppress(RuntimeError):  # the try is just leaving its scope
-                self.scope.reschedule(asyncio.get_running_loop().time())
-
-
-@dataclass(eq=False, slots=True)
-class _Call:
-    """A ``notify`` call under way, on ``loop``: ``done`` when it returns, ``stop`` set by
-    ``close()`` to end its retry waits, ``tries`` the tries it is making right now."""
-
-    loop: asyncio.AbstractEventLoop
-    done: asyncio.Future[None]
-    stop: asyncio.Future[None]
-    tries: set[_Try] = field(default_factory=set)
-
-    def halt(self) -> None:
-        """No more tries (run on ``loop``): retry and rate-limit waits end at once."""
-        _set(self.stop)
-        for attempt in list(self.tries):
-            if attempt.waiting:
-                attempt.cut_off()
-
-    def cut_off(self) -> None:
-        """End the tries under way (run on ``loop``), sending or not."""
-        for attempt in list(self.tries):
-            attempt.cut_off()
-
-
-@dataclass(slots=True)
-class _Route:
-    name: str
-    channel: Channel
-    kind: str
-    rate_limit: RateLimit | None
-    retry_policy: RetryPolicy | None
 
 
 class NotificationSystem:
@@ -232,23 +115,18 @@ class NotificationSystem:
         self.templates = TemplateLibrary(template_dir, builtins=builtin_templates)
         self.retry_policy = retry_policy
         self.outbox: list[Notification] = []
-        self.dead_letters: deque[NotificationDeadLetter] = deque(maxlen=DEAD_LETTER_LIMIT)
+        self._deliveries = Deliveries()
         self._default = _as_channel(default_channel) if default_channel is not None else None
         if isinstance(default_channel, str):  # made here, so closed by close()
             owned_by(self._default, "NotificationSystem")
         self._outbox_channel = _Outbox(self.outbox)
-        self._routes: dict[str, _Route] = {}
+        self._routes: dict[str, Route] = {}
         self._manager = EventManager()
         self._registrations: list[tuple[str, Callable[[Event], Any]]] = []
         self._attached: list[tuple[EventManager | EventBus, str | None]] = []
-        self._error_callbacks: list[tuple[ErrorCallback, bool]] = []
         self.idempotency = store_from(idempotency, idempotency_size)
         if not isinstance(idempotency, IdempotencyStore):  # made here, so closed by close()
             owned_by(self.idempotency, "NotificationSystem")
-        self._closed = False
-        self._grace = CLOSE_GRACE
-        self._calls: set[_Call] = set()
-        self._calls_lock = threading.Lock()  # loops in several threads may notify
 
     # -- channels and templates ---------------------------------------------------------
 
@@ -280,7 +158,7 @@ class NotificationSystem:
         if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
             raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
         limiter = RateLimit.parse(rate_limit) if rate_limit is not None else None
-        self._routes[name] = _Route(
+        self._routes[name] = Route(
             name, resolved, kind or resolved.kind or name, limiter, retry_policy
         )
         return resolved
@@ -346,7 +224,7 @@ class NotificationSystem:
     def _register(self, pattern: str, handler: Callable[..., Any]) -> None:
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {handler!r}")
-        wrapped = _in_context(handler)
+        wrapped = in_context(handler)
         self._registrations.append((pattern, wrapped))
         self._manager.on(pattern, wrapped)
         for target, group in self._attached:
@@ -375,7 +253,7 @@ class NotificationSystem:
         self, event_type: str | Event, data: Any = None, metadata: Mapping[str, Any] | None = None
     ) -> Event:
         """Dispatch an event to this system's handlers; returns once they have finished."""
-        self._check_open()
+        self._deliveries.check_open()
         return await self._manager.emit(event_type, data, metadata)
 
     @overload
@@ -389,13 +267,13 @@ class NotificationSystem:
         if callback is None:
 
             def decorator(func: H) -> H:
-                self._error_callbacks.append((func, is_async_callable(func)))
+                self._deliveries.error_callbacks.append((func, is_async_callable(func)))
                 return func
 
             return decorator
         if not callable(callback):
             raise TypeError(f"error callback must be callable, got {callback!r}")
-        self._error_callbacks.append((callback, is_async_callable(callback)))
+        self._deliveries.error_callbacks.append((callback, is_async_callable(callback)))
         return callback
 
     # -- notifying ------------------------------------------------------------------------
@@ -421,7 +299,7 @@ class NotificationSystem:
         rendered message, so a redelivered or retried event does not notify twice while
         different messages sent for one event all go out.
         """
-        self._check_open()
+        self._deliveries.check_open()
         routes = [self._route(name) for name in self._channel_names(channels)]
         if template is not None:
             if body is not None or subject is not None:
@@ -429,8 +307,8 @@ class NotificationSystem:
             self.templates.check(template)
         elif body is None:
             raise TypeError("notify() needs template= or body=")
-        base_key = _base_key(idempotency_key, template)
-        call = self._begin()
+        base_key = key_base(idempotency_key, template)
+        call = self._deliveries.begin()
         try:
             jobs = [
                 self._deliver(call, r, template, to, subject, body, base_key, context)
@@ -441,22 +319,8 @@ class NotificationSystem:
             else:
                 outcome = await asyncio.gather(*jobs)
         finally:
-            self._end(call)
+            self._deliveries.end(call)
         return NotificationResult({result.channel: result for result in outcome})
-
-    def _begin(self) -> _Call:
-        loop = asyncio.get_running_loop()
-        call = _Call(loop, loop.create_future(), loop.create_future())
-        with self._calls_lock:
-            self._check_open()  # again: close() may have run since the first check
-            self._calls.add(call)
-        return call
-
-    def _end(self, call: _Call) -> None:
-        with self._calls_lock:
-            self._calls.discard(call)
-        if not call.done.done():
-            call.done.set_result(None)
 
     def _channel_names(self, channels: Sequence[str] | str | None) -> list[str]:
         if channels is None:
@@ -468,7 +332,7 @@ class NotificationSystem:
             raise ValueError("channels must name at least one channel")
         return list(dict.fromkeys(names))
 
-    def _route(self, name: str) -> _Route:
+    def _route(self, name: str) -> Route:
         route = self._routes.get(name)
         if route is None:
             known = ", ".join(repr(n) for n in self._routes) or "none"
@@ -477,13 +341,13 @@ class NotificationSystem:
 
     async def _deliver(
         self,
-        call: _Call,
-        route: _Route,
+        call: Call,
+        route: Route,
         template: str | None,
         to: str | Mapping[str, str] | None,
         subject: str | None,
         body: str | None,
-        base_key: _KeyBase | None,
+        base_key: KeyBase | None,
         context: Mapping[str, Any],
     ) -> ChannelResult:
         try:
@@ -497,8 +361,8 @@ class NotificationSystem:
                 flat = one_line(subject) if subject is not None else None
                 rendered = Rendered(subject=flat, body=body or "", html=None)
         except NotificationError as exc:  # no address, template missing or broken
-            return await self._fail(route, exc, 0, None, template)
-        key = _delivery_key(base_key, route.name, recipient, rendered)
+            return await self._deliveries.fail(route, exc, 0, None, template)
+        key = delivery_key(base_key, route.name, recipient, rendered)
         notification = Notification(
             channel=route.name,
             recipient=recipient,
@@ -509,144 +373,39 @@ class NotificationSystem:
             key=key,
         )
         if key is None:
-            return await self._send(call, route, notification)
+            return await self._deliveries.send(call, route, notification, self.retry_policy)
         store = self.idempotency
         try:
-            while (state := await _claim(store, key)) == "busy":
+            while (state := await claim_key(store, key)) == "busy":
                 await store.wait(key)
         except NotificationError as exc:
-            return await self._fail(route, exc, 0, notification, template)
+            return await self._deliveries.fail(route, exc, 0, notification, template)
         if state == "done":
             return ChannelResult(route.name, "duplicate", notification, None, 0)
-        keeper = asyncio.ensure_future(_hold(store, key)) if isfinite(store.lease) else None
+        keeper = asyncio.ensure_future(hold_claim(store, key)) if isfinite(store.lease) else None
         try:
-            result = await self._send(call, route, notification)
+            result = await self._deliveries.send(call, route, notification, self.retry_policy)
         except BaseException:
             # the claim is given up even if cancelled again meanwhile (a claim left
             # pending blocks every retry until its lease ends: for ever in memory)
-            await settled(_record(store, key, keeper, delivered=False))
+            await settled(end_claim(store, key, keeper, delivered=False))
             raise
         # recorded even if the caller is cancelled now: the message went out (a pending
         # claim would make the retry wait for the lease, then send it again)
-        await settled(_record(store, key, keeper, delivered=result.ok))
+        await settled(end_claim(store, key, keeper, delivered=result.ok))
         return result
-
-    async def _send(self, call: _Call, route: _Route, notification: Notification) -> ChannelResult:
-        policy = route.retry_policy or self.retry_policy
-        channel = route.channel
-
-        async def fail(error: Exception, attempts: int) -> ChannelResult:
-            return await self._fail(route, error, attempts, notification, notification.template)
-
-        attempt = 0
-        while True:
-            attempt += 1
-            closed = self._closed_before(route, attempt)
-            if closed is not None:  # no try starts after close(), not even a first one
-                return await fail(closed, attempt - 1)
-            current = _Try(route.rate_limit, functools.partial(self._closed_before, route, attempt))
-            turn = TURN.set(current.take_turn)
-            try:
-                async with current.scope:
-                    call.tries.add(current)
-                    try:
-                        if route.rate_limit is not None:
-                            await current.wait_start()
-                            if not channel.paces_writes:
-                                await current.take_turn()
-                        await channel.send(notification)
-                    finally:
-                        call.tries.discard(current)
-                        current.end()
-                return ChannelResult(route.name, "sent", notification, None, attempt)
-            except Exception as exc:
-                raised = exc
-                error = _as_notification_error(route.name, exc)
-            finally:
-                TURN.reset(turn)
-                current.closed = _over  # see _over
-            if current.refused is not None:  # closed before the try could write
-                return await fail(current.refused, attempt - 1)
-            if current.scope.expired():  # close() cut the try off
-                if current.cut == "waiting":  # ... while it waited for a rate-limit slot
-                    return await fail(self._closed_before(route, attempt) or error, attempt - 1)
-                cut = ClosedError(
-                    f"the notification system was closed and try {attempt} on channel "
-                    f"{route.name!r} was still under way after the {self._grace:g}s grace; "
-                    "it was cut off (the receiver may have got the message)"
-                )
-                cut.__cause__ = raised
-                return await fail(cut, attempt)
-            retry = (
-                not self._closed  # a try that failed after close() is not retried
-                and channel.is_retryable(error)
-                and any(policy.should_retry(cause, attempt) for cause in _causes(error))
-            )
-            if not retry:
-                return await fail(error, attempt)
-            logger.info(
-                "channel %r failed (try %d of %d), retrying: %s",
-                route.name,
-                attempt,
-                policy.max_attempts,
-                error,
-            )
-            delay = policy.delay(attempt)
-            if delay > 0:  # close() ends the wait at once (and the next round stops)
-                await asyncio.wait((call.stop,), timeout=delay)
-
-    def _closed_before(self, route: _Route, attempt: int) -> ClosedError | None:
-        """The error of try ``attempt`` when the system closed before it could send."""
-        if not self._closed:
-            return None
-        return ClosedError(
-            f"the notification system was closed before try {attempt} on channel "
-            f"{route.name!r}; not sent"
-        )
-
-    async def _fail(
-        self,
-        route: _Route,
-        error: Exception,
-        attempts: int,
-        notification: Notification | None,
-        template: str | None,
-    ) -> ChannelResult:
-        letter = NotificationDeadLetter(
-            channel=route.name,
-            reason=f"{type(error).__name__}: {error}",
-            exception=error,
-            attempts=attempts,
-            notification=notification,
-            template=template,
-        )
-        self.dead_letters.append(letter)
-        logger.error(
-            "notification on channel %r failed after %d attempt(s): %s",
-            route.name,
-            attempts,
-            letter.reason,
-            exc_info=error if attempts else None,
-        )
-        for callback, is_async in list(self._error_callbacks):
-            try:
-                outcome = callback(letter)
-                if is_async or inspect.isawaitable(outcome):
-                    await outcome
-            except Exception:
-                logger.exception("notification on_error callback %r failed", callback)
-        return ChannelResult(route.name, "failed", notification, error, attempts)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     @property
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
-        return self._closed
+        return self._deliveries.closed
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClosedError("the notification system is closed")
+    @property
+    def dead_letters(self) -> deque[NotificationDeadLetter]:
+        """The deliveries that failed for good, oldest first (the last 1000 kept)."""
+        return self._deliveries.dead_letters
 
     async def _detach(self, grace: float) -> None:
         """Leave every manager and bus ``attach`` joined (their handlers get nothing more)."""
@@ -677,33 +436,8 @@ class NotificationSystem:
         """
         if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace < inf:
             raise ValueError(f"grace must be a finite number of seconds >= 0, got {grace!r}")
-        with self._calls_lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._grace = grace
-            calls = list(self._calls)
-        here = asyncio.get_running_loop()
-        for call in calls:
-            if call.loop is here:
-                call.halt()
-            else:
-                try:
-                    call.loop.call_soon_threadsafe(call.halt)
-                except RuntimeError:  # that loop is closed: nothing runs there any more
-                    pass
-        mine = {call.done: call for call in calls if call.loop is here}
-        if mine:
-            _, running = await asyncio.wait(mine, timeout=grace)
-            if running:
-                logger.warning(
-                    "close(): %d notify call(s) still sending after %ss; cutting them off",
-                    len(running),
-                    grace,
-                )
-                for done in running:
-                    mine[done].cut_off()
-                await asyncio.wait(running, timeout=CUT_WIND_UP)  # they record the failure
+        if not await self._deliveries.stop(grace):
+            return
         await self._detach(grace)
         await self.idempotency.close()
         seen: set[int] = set()
@@ -727,168 +461,12 @@ class NotificationSystem:
         await self.close()
 
 
-def _over() -> ClosedError | None:
-    """What an ended try asks instead of the system whether it closed.
-
-    The contexts copied while the try ran (timers of the channel's timeouts, which the
-    loop keeps until they would have fired, even cancelled) still hold its turn, so a
-    try that ended must not hold the system: a system dropped without ``close()`` could
-    not be collected until then.
-    """
-    return ClosedError("this notification try is over")
-
-
-def _set(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-async def _hold(store: IdempotencyStore, key: str) -> None:
-    """Renew the claim on ``key`` while its delivery is under way (cancelled when it ends),
-    so a live holder keeps it however long rate limits and retries make it wait."""
-    every = store.lease / 3
-    while True:
-        await asyncio.sleep(every)
-        try:
-            held = await store.renew(key)
-        except Exception as exc:  # the store is down: keep trying while the lease lasts
-            logger.warning("could not renew the idempotency claim on %r: %s", key, exc)
-            continue
-        if not held:
-            logger.warning(
-                "the idempotency claim on %r expired before it could be renewed; another "
-                "process may deliver it too",
-                key,
-            )
-            return
-
-
-async def _claim(store: IdempotencyStore, key: str) -> Claim:
-    """``store.claim(key)``, given back if the caller is cancelled while it runs.
-
-    The claim runs to its end (a claim that reached the store unseen would stay pending
-    until its lease ends, for ever in memory, and block every retry); if it was taken
-    for a caller cancelled meanwhile, it is released before the cancellation goes on.
-    """
-    taken: list[Claim] = []
-
-    async def claim() -> Claim:
-        taken.append(await store.claim(key))
-        return taken[0]
-
-    try:
-        return await settled(claim())
-    except asyncio.CancelledError:
-        if taken == ["claimed"]:
-            await settled(_record(store, key, None, delivered=False))
-        raise
-
-
-async def _record(
-    store: IdempotencyStore, key: str, keeper: asyncio.Future[None] | None, *, delivered: bool
-) -> None:
-    """End a delivery's claim: stop renewing it, then complete or release it."""
-    await _stop(keeper)
-    try:
-        if delivered:
-            await store.complete(key)
-        else:
-            await store.release(key)
-    except NotificationError:
-        logger.exception("could not record idempotency key %r", key)
-
-
-async def _stop(task: asyncio.Future[None] | None) -> None:
-    if task is not None:
-        task.cancel()
-        await asyncio.wait((task,))
-
-
-def _causes(error: BaseException) -> list[BaseException]:
-    """``error`` and its chain of causes (what ``retry_on`` is matched against)."""
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in chain and len(chain) < 16:
-        chain.append(current)
-        current = current.__cause__
-    return chain
-
-
 def _as_channel(channel: str | Channel, *, kind: str | None = None) -> Channel:
     if isinstance(channel, Channel):
         return channel
     if isinstance(channel, str):
         return channel_from_url(channel, kind=kind)
     raise TypeError(f"a channel is a Channel or a URL string, got {channel!r}")
-
-
-def _as_notification_error(name: str, exc: Exception) -> Exception:
-    """Channel errors as library errors: foreign exceptions are wrapped, ``from`` them."""
-    if isinstance(exc, EventError):
-        return exc
-    error = NotificationError(f"channel {name!r} failed: {type(exc).__name__}: {exc}")
-    error.__cause__ = exc
-    return error
-
-
-@dataclass(frozen=True, slots=True)
-class _KeyBase:
-    """What a ``notify`` call's deliveries are keyed by, before channel and recipient.
-
-    ``by_content`` (keys derived from the event being handled) adds the rendered
-    message, so one handler sending different messages sends each of them, while the
-    same event handled again renders the same messages and sends none twice.
-    """
-
-    text: str
-    by_content: bool
-
-
-def _base_key(explicit: str | None, template: str | None) -> _KeyBase | None:
-    if explicit is not None:
-        if not isinstance(explicit, str) or not explicit:
-            raise ValueError(f"idempotency_key must be a non-empty str, got {explicit!r}")
-        return _KeyBase(f"key:{explicit}", by_content=False)
-    handling = _handling.get()
-    if handling is None:
-        return None
-    event, handler = handling
-    what = f"template:{template}" if template is not None else "text"
-    return _KeyBase(f"event:{event.id}|{handler}|{what}", by_content=True)
-
-
-def _delivery_key(
-    base: _KeyBase | None, channel: str, recipient: str | None, rendered: Rendered
-) -> str | None:
-    """The key of one delivery: a digest, so no address or code path reaches Redis or headers."""
-    if base is None:
-        return None
-    raw = f"{base.text}|{channel}|{recipient or ''}"
-    if base.by_content:
-        content = json.dumps([rendered.subject, rendered.body, rendered.html])
-        raw += "|" + hashlib.sha256(content.encode()).hexdigest()
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
-def _in_context(handler: Callable[..., Any]) -> Callable[[Event], Any]:
-    """Wrap a handler so ``notify`` calls inside it know which event they serve."""
-    is_async = is_async_callable(handler)
-    name = f"{getattr(handler, '__module__', '')}.{getattr(handler, '__qualname__', handler)}"
-
-    async def handle(event: Event) -> None:
-        token = _handling.set((event, name))
-        try:
-            if is_async:
-                await handler(event)
-            else:
-                outcome = handler(event)
-                if inspect.isawaitable(outcome):
-                    await outcome
-        finally:
-            _handling.reset(token)
-
-    functools.update_wrapper(handle, handler)
-    return handle
 
 
 def _bus_group(group: str | None, pattern: str, handler: Callable[..., Any]) -> str | None:
