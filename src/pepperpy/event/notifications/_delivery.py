@@ -173,8 +173,7 @@ class Deliveries:
     def end(self, call: Call) -> None:
         with self._lock:
             self._calls.discard(call)
-        if not call.done.done():
-            call.done.set_result(None)
+        _set(call.done)
 
     async def send(
         self, call: Call, route: Route, notification: Notification, default_policy: RetryPolicy
