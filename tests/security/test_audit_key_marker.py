@@ -18,7 +18,7 @@ import pytest
 
 from pepperpy.event import ConfigurationError
 from pepperpy.event.security import AuditLog, AuditVerification
-from pepperpy.event.security._audit import key_fingerprint
+from pepperpy.event.security._audit_chain import key_fingerprint
 
 KEY = b"k" * 32
 OTHER = b"o" * 32

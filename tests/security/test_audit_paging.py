@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pepperpy.event.security import AuditLog
-from pepperpy.event.security._audit import GENESIS, AuditEntry
+from pepperpy.event.security._audit_entries import GENESIS, AuditEntry
 
 SMALL, LARGE = 2_000, 20_000
 
