@@ -15,7 +15,15 @@ from datetime import datetime
 from typing import Any
 
 from .._errors import ConfigurationError, SerializationError
-from ._audit_entries import GENESIS, HEX, AuditEntry, AuditFailure, AuditVerification, decode
+from ._audit_entries import (
+    GENESIS,
+    HEX,
+    AuditEntry,
+    AuditFailure,
+    AuditVerification,
+    decode,
+    is_hash,
+)
 
 __all__ = ["Chain", "anchor", "key_fingerprint"]
 
@@ -188,7 +196,7 @@ def anchor(expect_count: int | None, expect_head: str | None) -> str | None:
     if expect_head is None:
         return None
     head = expect_head.strip().lower() if isinstance(expect_head, str) else ""
-    if len(head) != 64 or not all(char in "0123456789abcdef" for char in head):
+    if not is_hash(head):
         raise ConfigurationError(f"expect_head must be 64 hex digits, got {expect_head!r}")
     return head
 
