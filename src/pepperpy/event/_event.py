@@ -15,9 +15,11 @@ from ._frozen import (
     _ATOMS,
     _INT_MAX,
     _INT_MIN,
+    MAX_DEPTH,
     FrozenDict,
     FrozenList,
     check_json,
+    copy_nested,
     freeze,
     thaw,
 )
@@ -469,40 +471,87 @@ class Event:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def json_native(value: Any) -> bool:
+def json_native(value: Any, depth: int = 1) -> bool:
     """True when ``value`` survives a trip through JSON unchanged: no datetime, Decimal,
     UUID, bytes or enum member inside, which JSON carries as strings, no key other than
-    a str, and no string holding a lone surrogate, which UTF-8 JSON cannot carry at all
-    (encoding such a value raises :class:`SerializationError`, as it should).
+    a str, no string holding a lone surrogate, which UTF-8 JSON cannot carry at all
+    (encoding such a value raises :class:`SerializationError`, as it should), and no
+    nesting deeper than event data may have (``depth`` counts the lists and objects
+    down to ``value``), which a reference cycle would be.
 
-    A string costs one ``isascii()``; only non-ASCII text is encoded to look.
+    A string costs one ``isascii()``; only non-ASCII text is encoded to look. The answer
+    is the same whatever the depth of the caller's stack: a look that runs out of it is
+    made again, without recursion.
     """
     cls = value.__class__
     if cls is str:
         return value.isascii() or _utf8(value)
     if cls in _SCALARS:
         return True
-    if cls is FrozenDict or cls is dict:
-        for key, item in value.items():
-            if key.__class__ is not str or not (key.isascii() or _utf8(key)):
-                return False
-            kind = item.__class__
-            if kind is str:
-                if not (item.isascii() or _utf8(item)):
+    if depth > MAX_DEPTH:
+        return False
+    try:
+        if cls is FrozenDict or cls is dict:
+            for key, item in value.items():
+                if key.__class__ is not str or not (key.isascii() or _utf8(key)):
                     return False
-            elif kind not in _SCALARS and not json_native(item):
-                return False
-        return True
-    if cls is FrozenList or cls is list or cls is tuple:
-        for item in value:
-            kind = item.__class__
-            if kind is str:
-                if not (item.isascii() or _utf8(item)):
+                kind = item.__class__
+                if kind is str:
+                    if not (item.isascii() or _utf8(item)):
+                        return False
+                elif kind not in _SCALARS and not json_native(item, depth + 1):
                     return False
-            elif kind not in _SCALARS and not json_native(item):
-                return False
-        return True
+            return True
+        if cls is FrozenList or cls is list or cls is tuple:
+            for item in value:
+                kind = item.__class__
+                if kind is str:
+                    if not (item.isascii() or _utf8(item)):
+                        return False
+                elif kind not in _SCALARS and not json_native(item, depth + 1):
+                    return False
+            return True
+    except RecursionError:
+        if depth > 1:
+            raise
+        return _json_native_by_levels(value)
     return False
+
+
+def _json_native_by_levels(value: Any) -> bool:
+    """:func:`json_native` for a container, looked into level by level (no recursion)."""
+    level: list[Any] = [value]
+    below: list[Any] = []  # the values under ``level`` other than JSON's scalars
+    depth = 1  # the lists and objects down to ``level``'s
+    while True:
+        for value in level:
+            cls = value.__class__
+            if cls is FrozenDict or cls is dict:
+                for key, item in value.items():
+                    if key.__class__ is not str or not (key.isascii() or _utf8(key)):
+                        return False
+                    kind = item.__class__
+                    if kind is str:
+                        if not (item.isascii() or _utf8(item)):
+                            return False
+                    elif kind not in _SCALARS:
+                        below.append(item)
+            elif cls is FrozenList or cls is list or cls is tuple:
+                for item in value:
+                    kind = item.__class__
+                    if kind is str:
+                        if not (item.isascii() or _utf8(item)):
+                            return False
+                    elif kind not in _SCALARS:
+                        below.append(item)
+            else:
+                return False
+        if not below:
+            return True
+        if depth == MAX_DEPTH:  # deeper than event data may be (a cycle too)
+            return False
+        level, below = below, []
+        depth += 1
 
 
 def _utf8(text: str) -> bool:
@@ -548,23 +597,21 @@ def _metadata_dict(metadata: Any) -> dict[str, Any]:
     raise TypeError(f"metadata must be a mapping (dict) or None, got {metadata!r}")
 
 
-def _copy_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+def _copy_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     """A copy of metadata whose nested dicts and lists are copies too (other values shared).
 
     Metadata is the mutable part of an event, so a copy (``replace()``, ``to_dict()``) must
-    not share nested containers with the original.
+    not share nested containers with the original. Read-only containers are shared.
     """
-    return {key: _copy_nested(value) for key, value in metadata.items()}
+    return {
+        key: value
+        if value.__class__ in _SCALARS
+        else copy_nested(value, frozen=False, keep=_SHARED, what="metadata")
+        for key, value in metadata.items()
+    }
 
 
-def _copy_nested(value: Any) -> Any:
-    if isinstance(value, FrozenDict | FrozenList):
-        return value
-    if isinstance(value, dict):
-        return {key: _copy_nested(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_copy_nested(item) for item in value]
-    return value
+_SHARED = frozenset({FrozenDict, FrozenList})
 
 
 def _check_text(text: str, what: str) -> None:

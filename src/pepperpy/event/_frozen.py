@@ -22,6 +22,7 @@ __all__ = [
     "FrozenList",
     "check_json",
     "check_plain_json",
+    "copy_nested",
     "freeze",
     "freeze_parsed",
     "thaw",
@@ -90,18 +91,20 @@ def freeze(value: Any) -> Any:
     """Return a deep read-only copy of JSON-like ``value``; refuse what JSON cannot hold.
 
     Every refusal is a :class:`SerializationError`, also for data holding a reference
-    cycle or nested deeper than Python's recursion limit (never a bare
+    cycle or nested more than :data:`MAX_DEPTH` lists and objects deep (never a bare
     ``RecursionError``), whoever calls: ``Event()``, the store's ``check_json``, events
-    read back from JSON.
+    read back from JSON. Nested data is walked with a stack of its own, not by
+    recursion, so the answer depends on the data alone, never on how deep the caller's
+    stack already is (a handler deep in recursion, a lowered recursion limit).
     """
     cls = value.__class__
     if cls in _ATOMS:
         return value
-    if cls is dict and _is_flat(value):  # the usual payload: nothing to recurse into
+    if cls is dict and _is_flat(value):  # the usual payload: nothing to walk into
         return FrozenDict(value)
     try:
         return _freeze(value)
-    except RecursionError:
+    except RecursionError:  # a converter's own (model_dump); the walk never recurses
         raise too_deep() from None
 
 
@@ -118,45 +121,113 @@ def too_deep() -> SerializationError:
 MAX_DEPTH = 253
 
 
-def _freeze(value: Any, depth: int = 0) -> Any:
-    """:func:`freeze` itself, recursing into itself (a RecursionError is left to it).
+def _freeze(value: Any) -> Any:
+    """:func:`freeze` past its fast path.
 
-    ``depth`` counts the containers around ``value``.
+    The walk is depth-first and in order, as a recursive one would be (so the first
+    offence found, and the path naming it, are the same), with the open containers on a
+    list of its own. Each container's items gather in a plain dict or list, copied into
+    its read-only one when complete (one copy in C is cheaper than calling
+    ``dict.__setitem__`` past the read-only guard for every item). A reference cycle,
+    never ending, meets the depth limit.
     """
-    cls = value.__class__
-    if cls in _ATOMS:
-        return value
-    if cls is int:
-        return _check_int(value)
-    if (cls is dict or cls is list or cls is tuple) and depth >= MAX_DEPTH:
-        raise too_deep()
-    if cls is dict:
-        if _is_flat(value):
+    if value.__class__ is not dict:  # (a dict here is one freeze() found not flat)
+        value = _settle(value)
+        if value.__class__ is dict and _is_flat(value):
             return FrozenDict(value)
-        out = FrozenDict()
-        for key, item in value.items():
-            if key.__class__ is not str:
-                raise SerializationError(
-                    f"object keys must be strings, got {type(key).__name__} key {key!r}"
-                )
-            try:
-                dict.__setitem__(out, key, _freeze(item, depth + 1))
-            except SerializationError as exc:
-                raise _at(exc, key) from None
-        return out
-    if cls is list or cls is tuple:
-        items = FrozenList()
-        for index, item in enumerate(value):
-            try:
-                list.append(items, _freeze(item, depth + 1))
-            except SerializationError as exc:
-                raise _at(exc, index) from None
-        return items
-    if cls is float:
-        if not math.isfinite(value):
-            raise SerializationError(f"{value!r} is not a finite number; JSON cannot hold it")
-        return value
-    return _freeze_other(value, depth)
+    cls = value.__class__
+    if cls is dict:
+        items: Any = iter(value.items())
+        out: Any = {}
+    elif cls is list or cls is tuple:
+        items = enumerate(value)
+        out = []
+    else:
+        return value  # a checked scalar, or a converted value kept as it is
+    keyed = cls is dict
+    #: the containers around ``out``: each with the rest of its items and the key of the
+    #: one being frozen (``out`` or one around it)
+    stack: list[tuple[Any, Any, bool, Any]] = []
+    depth = 0  # the lists and objects around the items of ``out``
+    key: Any = None
+    try:
+        while True:
+            for key, item in items:
+                if keyed and key.__class__ is not str:
+                    raise SerializationError(
+                        f"object keys must be strings, got {type(key).__name__} key {key!r}"
+                    )
+                cls = item.__class__
+                if cls in _ATOMS:
+                    pass
+                elif cls is int:
+                    if not _INT_MIN <= item <= _INT_MAX:
+                        _check_int(item)
+                elif cls is float:
+                    if item - item != 0.0:  # NaN and infinities (inf - inf is NaN)
+                        _check_float(item)
+                else:
+                    if cls is not dict and cls is not list and cls is not tuple:
+                        item = _settle(item)
+                        cls = item.__class__
+                    if cls is dict or cls is list or cls is tuple:
+                        if depth + 1 >= MAX_DEPTH:
+                            raise too_deep()
+                        if cls is dict and _is_flat(item):
+                            item = FrozenDict(item)
+                        else:  # frozen first, then put in ``out`` (in order: no item
+                            # of ``out`` comes in meanwhile)
+                            stack.append((out, items, keyed, key))
+                            keyed = cls is dict
+                            if keyed:
+                                items = iter(item.items())
+                                out = {}
+                            else:
+                                items = enumerate(item)
+                                out = []
+                            depth += 1
+                            break
+                if keyed:
+                    out[key] = item
+                else:
+                    out.append(item)
+            else:  # ``out`` is complete
+                frozen = FrozenDict(out) if keyed else FrozenList(out)
+                if not stack:
+                    return frozen
+                out, items, keyed, key = stack.pop()
+                depth -= 1
+                if keyed:
+                    out[key] = frozen
+                else:
+                    out.append(frozen)
+    except SerializationError as exc:
+        path = [frame[3] for frame in stack]
+        if not keyed or key.__class__ is str:  # about the item at ``key``, not the key
+            path.append(key)
+        raise _at(exc, path) from None
+
+
+def _settle(value: Any) -> Any:
+    """``value`` checked if a scalar, or converted to what :func:`freeze` walks.
+
+    Types JSON lacks become their JSON form (a dataclass or a model a dict, a tuple
+    subclass a list): each conversion is one step, not a recursive freeze, so whatever
+    they hold is walked with the rest. The result is a checked scalar, a kept value
+    (a Decimal, an Enum member) or a dict, list or tuple still to walk.
+    """
+    for _ in range(MAX_DEPTH):  # a model_dump() giving back a model, and so on, ends
+        cls = value.__class__
+        if cls in _ATOMS or cls is dict or cls is list or cls is tuple:
+            return value
+        if cls is int:
+            return _check_int(value)
+        if cls is float:
+            return _check_float(value)
+        value, again = _convert(value)
+        if not again:
+            return value
+    raise too_deep()
 
 
 def freeze_parsed(value: Any) -> Any:
@@ -170,10 +241,30 @@ def freeze_parsed(value: Any) -> Any:
         for item in value.values():
             kind = item.__class__
             if kind is dict or kind is list:
-                return FrozenDict({key: freeze_parsed(item) for key, item in value.items()})
+                break
+        else:
+            return FrozenDict(value)
+    elif cls is not list:
+        return value
+    try:
+        return _freeze_parsed(value)
+    except RecursionError:  # a caller deep in its stack, or 1,024 levels: the same copy
+        return copy_nested(value, frozen=True)
+
+
+def _freeze_parsed(value: Any) -> Any:
+    """:func:`freeze_parsed`'s copy by recursion: the store's read path, and on nested
+    data twice as fast as :func:`copy_nested` (which makes the same copy whatever the
+    depth of the caller's stack)."""
+    cls = value.__class__
+    if cls is dict:
+        for item in value.values():
+            kind = item.__class__
+            if kind is dict or kind is list:
+                return FrozenDict({key: _freeze_parsed(item) for key, item in value.items()})
         return FrozenDict(value)
     if cls is list:
-        return FrozenList([freeze_parsed(item) for item in value])
+        return FrozenList([_freeze_parsed(item) for item in value])
     return value
 
 
@@ -268,48 +359,146 @@ def _check_int(value: int) -> int:
     )
 
 
-def _freeze_other(value: Any, depth: int) -> Any:
+def _check_float(value: float) -> float:
+    if math.isfinite(value):
+        return value
+    raise SerializationError(f"{value!r} is not a finite number; JSON cannot hold it")
+
+
+def _convert(value: Any) -> tuple[Any, bool]:
+    """A value of no type :func:`freeze` takes as it is: ``(value, False)`` to keep it
+    (checked), or ``(its JSON form, True)`` for that to be frozen in its place."""
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise SerializationError(f"Decimal {value} is not a finite number")
-        return value
+        return value, False
     if isinstance(value, int) and not isinstance(value, bool | Enum):
         _check_int(int(value))
-        return value
+        return value, False
     if isinstance(value, bool | int | str | datetime | date | time | UUID | bytes | Enum):
-        return value
+        return value, False
     if isinstance(value, float):
-        return _freeze(float(value), depth)
+        return float(value), True
     if isinstance(value, dict):
-        return _freeze(dict(value), depth)
+        return dict(value), True
     if isinstance(value, list | tuple):
-        return _freeze(list(value), depth)
+        return list(value), True
     if isinstance(value, bytearray | memoryview):
-        return bytes(value)
+        return bytes(value), False
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _freeze(dataclasses.asdict(value), depth)
+        # one level: dataclasses.asdict() would recurse through everything it holds
+        fields = dataclasses.fields(value)
+        return {field.name: getattr(value, field.name) for field in fields}, True
     dump = getattr(value, "model_dump", None)  # pydantic v2 models
     if callable(dump):
-        return _freeze(dump(mode="json"), depth)
+        return dump(mode="json"), True
     struct_fields = getattr(value, "__struct_fields__", None)  # msgspec Structs
     if struct_fields is not None:
-        return _freeze({name: getattr(value, name) for name in struct_fields}, depth)
+        return {name: getattr(value, name) for name in struct_fields}, True
     raise SerializationError(f"value of type {type(value).__name__} is not JSON-serialisable")
 
 
-def _at(exc: SerializationError, key: str | int) -> SerializationError:
-    step = f"[{key!r}]"
+def _at(exc: SerializationError, path: list[Any]) -> SerializationError:
+    """``exc`` located: ``at data['a'][0]: ...`` for ``path`` ``['a', 0]``."""
+    if not path:
+        return exc
+    steps = "".join(f"[{key!r}]" for key in path)
     message = str(exc)
     if message.startswith("at data"):
-        rest = message[len("at data") :]
-        return SerializationError(f"at data{step}{rest}")
-    return SerializationError(f"at data{step}: {message}")
+        return SerializationError(f"at data{steps}{message[len('at data') :]}")
+    return SerializationError(f"at data{steps}: {message}")
 
 
 def thaw(value: Any) -> Any:
     """Return a mutable deep copy of frozen ``value`` (plain dicts and lists)."""
+    try:
+        return _thaw(value)
+    except RecursionError:  # a caller deep in its stack: the same copy (see freeze_parsed)
+        return copy_nested(value, frozen=False)
+
+
+def _thaw(value: Any) -> Any:
     if isinstance(value, dict):
-        return {key: thaw(item) for key, item in value.items()}
+        return {key: _thaw(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [thaw(item) for item in value]
+        return [_thaw(item) for item in value]
     return value
+
+
+_DONE: Any = object()
+#: what :func:`copy_nested` shares without a second look: JSON's scalars, freeze()'s atoms
+_LEAVES = frozenset({str, int, float, bool, type(None), datetime, date, time, UUID, bytes, Decimal})
+_CONTAINERS = (dict, list)
+#: deeper than anything acyclic the library holds or reads (orjson reads 1,024 levels)
+COPY_DEPTH = 10_000
+
+
+def copy_nested(
+    value: Any, *, frozen: bool, keep: frozenset[type] = frozenset(), what: str = "data"
+) -> Any:
+    """``value`` with each dict and list in it, however deep, copied into a new one: a
+    :class:`FrozenDict` or :class:`FrozenList` if ``frozen``, else a plain one. Other
+    values, and containers of a type in ``keep``, are shared.
+
+    The walk keeps its own stack, as in :func:`freeze`, so it works at any depth of the
+    caller's stack. Data nested more than :data:`COPY_DEPTH` levels deep, which only a
+    reference cycle makes, raises :class:`SerializationError` (``what`` names it).
+    """
+    out: Any = []  # a box for the copy of ``value``, walked as its only item
+    items: Any = iter((value,))
+    keyed = False
+    #: the containers around ``out``, each with the rest of its items and the key of the
+    #: one being copied
+    stack: list[tuple[Any, Any, bool, Any]] = []
+    key: Any = None
+    while True:
+        if keyed:
+            for key, item in items:
+                cls = item.__class__
+                if cls in _LEAVES or (
+                    cls is not dict
+                    and cls is not list
+                    and (cls in keep or not isinstance(item, _CONTAINERS))
+                ):
+                    out[key] = item
+                else:
+                    break
+            else:
+                item = _DONE
+        else:
+            for item in items:
+                cls = item.__class__
+                if cls in _LEAVES or (
+                    cls is not dict
+                    and cls is not list
+                    and (cls in keep or not isinstance(item, _CONTAINERS))
+                ):
+                    out.append(item)
+                else:
+                    break
+            else:
+                item = _DONE
+        if item is not _DONE:  # copied first, then put in ``out`` (nothing comes between)
+            if len(stack) >= COPY_DEPTH:  # (the box is one)
+                raise SerializationError(
+                    f"{what} contains a reference cycle or is nested more than "
+                    f"{COPY_DEPTH} levels deep"
+                )
+            stack.append((out, items, keyed, key))
+            if isinstance(item, dict):
+                keyed = True
+                items = iter(item.items())
+                out = {}
+            else:
+                keyed = False
+                items = iter(item)
+                out = []
+            continue
+        if not stack:  # the box
+            return out[0]
+        done = out if not frozen else FrozenDict(out) if keyed else FrozenList(out)
+        out, items, keyed, key = stack.pop()
+        if keyed:
+            out[key] = done
+        else:
+            out.append(done)
