@@ -61,3 +61,39 @@ async def test_stop_from_cleanup_code_of_a_cancelled_task_still_returns() -> Non
     assert outcome == ["stopped"] and task.cancelled()
     assert not attachment.running
     await store.close()
+
+
+class _Endless:
+    """An async iterable with no ``aclose``: stop() can only cancel its consumer."""
+
+    def __init__(self) -> None:
+        self.read = 0
+
+    def __aiter__(self) -> _Endless:
+        return self
+
+    async def __anext__(self) -> Event:
+        self.read += 1
+        await asyncio.sleep(0)
+        return Event("job.run", self.read)
+
+
+async def test_stop_ends_a_consumer_whose_handler_swallows_the_cancellation() -> None:
+    processor = EventProcessor()
+    entered, swallowed = asyncio.Event(), asyncio.Event()
+
+    @processor.handle("job.*")
+    async def stubborn(event: Event) -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            swallowed.set()  # and returns, as a careless handler does
+
+    source = _Endless()
+    attachment = processor.run_in_background(source)
+    await asyncio.wait_for(entered.wait(), 5)
+    done, _ = await asyncio.wait([asyncio.ensure_future(attachment.stop())], timeout=5)
+    assert swallowed.is_set()
+    assert done, "stop() waited for a consumer that went on reading"
+    assert source.read == 1  # nothing was read after the cancelled event

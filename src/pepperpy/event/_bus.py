@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from ._cancel import cancelled_by_caller, cancelling
 from ._deadletter import (
     DEAD_LETTER_PREFIX,
     PARTITION_KEY,
@@ -91,26 +92,6 @@ class _Registration:
 _delivery: contextvars.ContextVar[_Delivery | None] = contextvars.ContextVar(
     "pepperpy_bus_delivery", default=None
 )
-
-
-def _cancelling() -> int | None:
-    """The current task's count of cancellations under way (None outside a task)."""
-    task = asyncio.current_task()
-    return None if task is None else task.cancelling()
-
-
-def _cancelled_by_caller(since: int | None) -> bool:
-    """True when a CancelledError means the current task itself is being cancelled.
-
-    ``since`` is :func:`_cancelling` when the delivery began: only a cancellation that
-    came after it counts. A delivery may start in a task that counts one already (a
-    transport delivering in its caller's task, from the cleanup of a cancelled task; a
-    lane of deliveries after a handler swallowed its cancellation). Otherwise the error
-    came out of an await inside a handler (a future someone else cancelled): a handler
-    failure, not a shutdown.
-    """
-    now = _cancelling()
-    return now is None or since is None or now > since
 
 
 class EventBus:
@@ -377,7 +358,7 @@ class EventBus:
             if registration.removed:  # the transport must give it to another member
                 raise NotDelivered(f"{pattern!r} is being unsubscribed")
             attempt = 1
-            since = _cancelling()  # a cancellation under way before it is not its own
+            since = cancelling()  # a cancellation under way before it is not its own
             marker = _Delivery(self, registration)
             token = _delivery.set(marker)
             acting = PRINCIPAL.set(registration.principal)  # not the publisher's
@@ -393,7 +374,7 @@ class EventBus:
                                 await result
                         return
                     except asyncio.CancelledError as exc:
-                        if _cancelled_by_caller(since):
+                        if cancelled_by_caller(since):
                             raise  # our own shutdown (or the caller's): not a failure
                         error: BaseException = exc  # the handler awaited something cancelled
                     except Exception as exc:

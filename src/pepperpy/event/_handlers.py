@@ -8,6 +8,8 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from ._cancel import cancelling
+
 __all__ = ["Handler", "call", "is_async_callable", "outcome", "outcomes", "start"]
 
 Handler = Callable[[Any], Any]
@@ -54,22 +56,16 @@ async def outcome(task: asyncio.Future[Any]) -> BaseException | None:
     its own is still its failure there. A task already done is not waited for, so needs
     no count.
     """
-    since = None if task.done() else _cancelling()
+    since = None if task.done() else cancelling()
     try:
         await task
     except asyncio.CancelledError as exc:
-        if since is not None and _cancelling() > since:
+        if since is not None and cancelling() > since:
             raise
         return exc
     except Exception as exc:
         return exc
     return None
-
-
-def _cancelling() -> int:
-    """The current task's count of cancellations under way (0 outside a task)."""
-    task = asyncio.current_task()
-    return 0 if task is None else task.cancelling()
 
 
 async def outcomes(tasks: Sequence[asyncio.Future[Any]]) -> list[BaseException | None]:

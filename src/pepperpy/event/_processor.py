@@ -20,6 +20,7 @@ import logging
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any, Protocol, TypeVar, cast, overload, runtime_checkable
 
+from ._cancel import resume_cancellation
 from ._event import Event
 from ._handlers import is_async_callable
 from ._patterns import PatternIndex, parse_pattern
@@ -365,6 +366,10 @@ class _TaskLink:
                 self.processed += 1
                 if event.global_position is not None:
                     self.last_global_position = event.global_position
+                # a handler runs inline here: one that caught this task's cancellation
+                # (stop() cancels it when the source cannot be closed) must not keep
+                # the loop reading, or stop() would wait for ever
+                resume_cancellation()
         except Exception:
             logger.exception("processor stopped: processing a store event failed")
             raise

@@ -20,7 +20,7 @@ from .._errors import ClosedError
 from .._loops import LoopShares
 from .base import AppendResult, PendingAppend, settle
 
-__all__ = ["CommitJobs", "Job", "OnLoop", "Status", "cancelling", "commit_loop", "dropped"]
+__all__ = ["CommitJobs", "Job", "OnLoop", "Status", "commit_loop", "dropped"]
 
 #: most appends committed in one transaction
 _MAX_GROUP = 512
@@ -286,15 +286,3 @@ def _current_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
         return asyncio.current_task(loop)
     except RuntimeError:
         return None
-
-
-def cancelling() -> int:
-    """How many cancellations of the running task are under way (0 outside a task).
-
-    A call takes it when it begins and compares it with that: a task cleaning up after a
-    cancellation (``finally:``, ``except CancelledError:``) counts it still, and a call
-    made there was not cancelled; only a cancellation that comes during the call is its
-    own (not merely another's, such as an ``abort`` cancelling the open it waits for).
-    """
-    task = asyncio.current_task()
-    return 0 if task is None else task.cancelling()

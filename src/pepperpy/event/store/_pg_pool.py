@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from .._cancel import cancelling
 from .._errors import ClosedError, ConfigurationError, StoreError
 from ._pg_connect import (
     Progress,
@@ -27,7 +28,7 @@ from ._pg_connect import (
     shielded_connect,
     tune,
 )
-from ._pg_loops import OnLoop, Status, cancelling
+from ._pg_loops import OnLoop, Status
 from ._pg_options import PostgresOptions, explain
 from ._pg_schema import migrate
 from .base import redact_url

@@ -48,6 +48,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from .._cancel import cancelling
 from .._deps import require
 from .._errors import ClosedError, StoreError
 from .._loops import LoopShares
@@ -60,7 +61,7 @@ from ._pg_connect import (
     tune_socket,
 )
 from ._pg_listen import RECONNECT_INTERVAL, listen
-from ._pg_loops import CommitJobs, Job, OnLoop, Status, cancelling, commit_loop, dropped
+from ._pg_loops import CommitJobs, Job, OnLoop, Status, commit_loop, dropped
 from ._pg_options import (
     CLOSE_TIMEOUT,
     PostgresOptions,

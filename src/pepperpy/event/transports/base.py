@@ -47,6 +47,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._cancel import cancelled_by_caller, cancelling, resume_cancellation
 from .._errors import SerializationError, TransportError
 from .._event import Event
 from .._text import shown
@@ -179,56 +180,6 @@ def shutdown_sockets(writers: Iterable[Any]) -> None:
         if isinstance(raw, socket.socket):
             with contextlib.suppress(OSError):
                 raw.close()
-
-
-def cancelling() -> int:
-    """How many cancellations of the current task are under way (0 outside a task).
-
-    A call made in a caller's task records it at its start, as the baseline for
-    :func:`cancelled_by_caller` and :func:`resume_cancellation`: a task keeps counting a
-    cancellation it was already told of while it cleans up after it (``finally:``,
-    ``except CancelledError:``, an ``async with`` exit), and the publish or close it makes
-    there was not cancelled.
-    """
-    task = asyncio.current_task()
-    return 0 if task is None else task.cancelling()
-
-
-def cancelled_by_caller(since: int = 0) -> bool:
-    """True when the current task itself is being cancelled (its caller, a timeout).
-
-    Drivers also raise ``CancelledError`` when their connection dies (aiormq fails the
-    futures of a lost connection with it): that is a broken connection, to be reported as
-    a :class:`TransportError` or ignored, never passed on as if the caller were cancelled.
-
-    ``since`` is the task's :func:`cancelling` count when the call began: only a
-    cancellation that came after it counts. A call that may run in a caller's task must
-    pass it; a background loop of the transport's own (never cancelled before it starts,
-    never uncancelling itself) leaves it at 0.
-    """
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > since
-
-
-def resume_cancellation(since: int = 0) -> None:
-    """Raise ``CancelledError`` if the current task was cancelled and a call swallowed it.
-
-    The drivers wait for replies with ``asyncio.wait_for`` (redis-py's commands, nats-py's
-    requests, aiormq's channel close), which on CPython 3.11 returns the reply (or raises
-    the request's own error) when a cancellation arrives just as the reply does; nats-py's
-    ``_flush_pending`` even drops a ``CancelledError`` outright. The cancellation is then
-    lost and only ``Task.cancelling()`` remembers it. A background loop that went on would
-    never end, and ``close()`` or ``asyncio.run()``, which cancel such tasks and wait for
-    them, would hang for ever. Every long-running loop of a transport calls this between
-    its driver calls, so a cancelled task ends as cancelled. None of these tasks uncancels
-    itself, so a non-zero count always means "stop".
-
-    Code that runs in a caller's task (a publish, a close) passes ``since``, the count
-    :func:`cancelling` gave when the call began (see :func:`cancelled_by_caller`): called
-    from the cleanup of a cancelled task, it must go on, not end as if cancelled again.
-    """
-    if cancelled_by_caller(since):
-        raise asyncio.CancelledError
 
 
 async def quietly(
