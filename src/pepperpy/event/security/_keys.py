@@ -1,0 +1,167 @@
+"""Where keys live: master keys in a :class:`KeyRing`, wrapped data keys in a :class:`KeyStore`.
+
+:class:`MemoryKeyStore` keeps them in memory; ``SQLiteKeyStore`` (``_sqlite_keys``) in a
+file. :class:`StreamKeys` is what one load of a stream's rows gave, as
+``StreamEncryption`` caches it.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+
+from .._errors import ConfigurationError, EncryptionError
+
+__all__ = ["SHREDDED", "KeyRing", "KeyStore", "MemoryKeyStore", "StreamKeys"]
+
+#: the master key id of a shredded version's tombstone (no KeyRing id can be empty)
+SHREDDED = ""
+
+
+class KeyRing:
+    """Named 256-bit master keys; the ``primary`` one wraps new data keys."""
+
+    def __init__(
+        self, keys: Mapping[str, bytes] | None = None, *, primary: str | None = None
+    ) -> None:
+        self._keys: dict[str, bytes] = {}
+        for key_id, key in (keys or {}).items():
+            self.add(key_id, key)
+        if primary is not None and primary not in self._keys:
+            raise ConfigurationError(f"primary key {primary!r} is not in the key ring")
+        self.primary = primary or (next(reversed(self._keys)) if self._keys else None)
+
+    @classmethod
+    def generate(cls, key_id: str = "k1") -> KeyRing:
+        """A key ring with one fresh random master key."""
+        return cls({key_id: os.urandom(32)})
+
+    def add(self, key_id: str, key: bytes, *, primary: bool = False) -> None:
+        """Add a master key (32 bytes); make it the primary when asked."""
+        if not isinstance(key, bytes) or len(key) != 32:
+            raise ConfigurationError(f"master key {key_id!r} must be 32 bytes (AES-256)")
+        if not key_id or "." in key_id:
+            raise ConfigurationError(f"invalid master key id {key_id!r}")
+        self._keys[key_id] = key
+        if primary or getattr(self, "primary", None) is None:
+            self.primary = key_id
+
+    def key(self, key_id: str) -> bytes:
+        try:
+            return self._keys[key_id]
+        except KeyError:
+            raise EncryptionError(f"master key {key_id!r} is not in the key ring") from None
+
+    def primary_key(self) -> tuple[str, bytes]:
+        if self.primary is None:
+            raise EncryptionError("the key ring has no master key")
+        return self.primary, self._keys[self.primary]
+
+
+class KeyStore(abc.ABC):
+    """Where wrapped data keys live: ``stream -> {version: (master_key_id, wrapped)}``.
+
+    A shredded version stays as a tombstone ``(SHREDDED, b"")`` so that its number is
+    never given to another key.
+    """
+
+    @abc.abstractmethod
+    async def load(self, stream: str) -> dict[int, tuple[str, bytes]]:
+        """Every data key version of ``stream``, tombstones included (empty when none)."""
+
+    @abc.abstractmethod
+    async def save(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> bool:
+        """Store a version unless it exists; False if another writer stored it first."""
+
+    @abc.abstractmethod
+    async def replace(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> None:
+        """Overwrite a version: a tombstone always; a live key only over a live key.
+
+        Re-wrapping (under a new master key) must never bring back a version that was
+        shredded meanwhile, nor one that was deleted.
+        """
+
+    @abc.abstractmethod
+    async def delete(self, stream: str) -> int:
+        """Forget ``stream`` entirely, tombstones too; return how many rows went.
+
+        Not a shred: version numbers can be reused afterwards, and the stream's events
+        then raise :class:`EncryptionError` (they name keys the key store never held)
+        instead of reading as shredded. Use :meth:`StreamEncryption.shred`.
+        """
+
+    @abc.abstractmethod
+    async def streams(self) -> list[str]:
+        """Streams that have data keys or tombstones."""
+
+    async def purge(self) -> None:  # noqa: B027 - optional hook
+        """Remove what is left of the keys tombstoned so far (never waiting for readers).
+
+        :meth:`StreamEncryption.shred` calls it once, after all of a stream's tombstones
+        are written. :meth:`delete` purges by itself.
+        """
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class MemoryKeyStore(KeyStore):
+    """Data keys in memory (for tests and single-process use)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, dict[int, tuple[str, bytes]]] = {}
+
+    async def load(self, stream: str) -> dict[int, tuple[str, bytes]]:
+        return dict(self._keys.get(stream, {}))
+
+    async def save(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> bool:
+        versions = self._keys.setdefault(stream, {})
+        if version in versions:
+            return False
+        versions[version] = (master_key_id, wrapped)
+        return True
+
+    async def replace(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> None:
+        versions = self._keys.get(stream, {})
+        if master_key_id == SHREDDED:
+            self._keys.setdefault(stream, versions)[version] = (SHREDDED, b"")
+        elif version in versions and versions[version][0] != SHREDDED:
+            versions[version] = (master_key_id, wrapped)
+
+    async def delete(self, stream: str) -> int:
+        return len(self._keys.pop(stream, {}))
+
+    async def streams(self) -> list[str]:
+        return sorted(self._keys)
+
+
+@dataclass(slots=True)
+class StreamKeys:
+    """What one load of a stream's key store rows gave."""
+
+    ciphers: dict[int, Any]  # live versions: an AES-GCM cipher with each unwrapped key
+    wrapped: dict[int, bytes]  # the wrapped form of each, to skip unwrapping it again
+    highest: int  # the highest version ever stored, tombstones included
+    loaded_at: float  # time.monotonic() of the load (-inf: stale, read again)
+    #: versions whose key was shredded (a tombstone): only these read as shredded
+    shredded: frozenset[int] = frozenset()
+    #: versions up to this one were looked for in the key store: one that is neither
+    #: live nor shredded never existed (forged); a higher one may have been made
+    #: elsewhere since, and needs a reload
+    checked: int = 0
+
+    def __post_init__(self) -> None:
+        self.checked = max(self.checked, self.highest)
+
+    def settle(self, version: int) -> None:
+        """Record that ``version`` was looked for by the load that made this entry."""
+        self.checked = max(self.checked, version)
