@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from pepperpy.event import Event, EventStore, PatternError
-from pepperpy.event.cli._app import patterns
+from pepperpy.event.cli._shell import patterns
 
 from .conftest import Cli
 

@@ -1,0 +1,159 @@
+"""``pepperpy-event serve``: the web console (``_console``) on a socket of our own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from .._deps import require
+from ._errors import CommandError
+from ._shell import emit, note, open_store, run, store_option
+from ._urls import shown
+
+__all__ = ["GRACEFUL_SECONDS", "address", "listen", "serve"]
+
+
+@click.command()
+@store_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port (0 picks a free one; the URL is printed).",
+)
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests for this host name (a proxy's, a LAN name); repeatable. "
+    "'*' answers any (turns off the DNS-rebinding check).",
+)
+def serve(store: str, host: str, port: int, allow_hosts: tuple[str, ...]) -> None:
+    """Serve a web console: browse streams and events, follow the log live (SSE).
+
+    Only requests for 127.0.0.1, localhost, ::1, --host or an --allow-host name are
+    answered (421 otherwise): a web page that rebinds its own name to this machine
+    cannot read the console.
+    """
+    require("starlette", extra="web", feature="pepperpy-event serve")
+    uvicorn = require("uvicorn", extra="web", feature="pepperpy-event serve")
+    from ._console import LOOPBACK_HOSTS, console_app
+
+    if host.startswith("[") and host.endswith("]"):  # an IPv6 address as a URL writes it
+        host = host[1:-1]
+    hosts = {*LOOPBACK_HOSTS, host, *allow_hosts}
+
+    stopping = asyncio.Event()  # set by Ctrl-C or SIGTERM: live tails end, serving stops
+    servers: list[Any] = []
+
+    def stop(signum: int) -> bool:
+        """Stop serving gracefully (a second Ctrl-C: at once); False before serving starts."""
+        if not servers:
+            return False
+        if stopping.is_set() and signum == signal.SIGINT:
+            servers[0].force_exit = True
+        servers[0].should_exit = True
+        stopping.set()
+        return True
+
+    async def work() -> None:
+        with listen(host, port) as listener:
+            async with open_store(store, reading=True) as events:
+                config = uvicorn.Config(
+                    console_app(events, allowed_hosts=hosts, stopping=stopping),
+                    log_level="warning",
+                    lifespan="off",
+                    timeout_graceful_shutdown=GRACEFUL_SECONDS,
+                )
+                server = _server(config)
+                servers.append(server)
+                serving = asyncio.ensure_future(_serve_until_stopped(server, listener))
+                # uvicorn offers no startup event to wait on, only the ``started`` flag
+                while not server.started and not serving.done():  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+                if server.started:
+                    bound = listener.getsockname()[1]
+                    url = f"http://{address(host.replace('%', '%25'), bound)}/"  # a zone id
+                    emit(f"pepperpy-event console on {url} (store {shown(store)})")
+                    if not allow_hosts and not _is_loopback(host):
+                        names = ", ".join(sorted(hosts))
+                        note(
+                            f"the console answers only requests for {names}; "
+                            "give --allow-host NAME for each name its clients use"
+                        )
+                await serving  # returns once the requests in flight are answered
+                if not server.started:
+                    raise CommandError(f"could not listen on {address(host, port)}")
+            # only now is the store closed: no request is left to find it closed
+
+    try:
+        run(work, on_signal=stop)
+    except KeyboardInterrupt:  # a signal before the server was up
+        pass
+    note("stopped")
+
+
+#: how long a stop waits for the requests in flight (live tails end at once)
+GRACEFUL_SECONDS = 10
+
+
+def _server(config: Any) -> Any:
+    """A uvicorn server that leaves SIGINT and SIGTERM to ``serve``.
+
+    uvicorn's own handlers raced ours (both saw Ctrl-C), and it raises the signal again
+    once it has stopped: the work was cancelled while requests were in flight (answered
+    "the event store is closed") and live tails ended in tracebacks.
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server(config)
+
+
+def _is_loopback(host: str) -> bool:
+    """True for ``localhost`` and a loopback address (``127.0.0.1``, ``::1``)."""
+    try:
+        return host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def address(host: str, port: int) -> str:
+    """``host:port`` as a URL writes it: an IPv6 address in brackets (``[::1]:8080``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or a one-line error (busy port, unknown host).
+
+    Bound here rather than by uvicorn, which reports these failures with ``sys.exit``.
+    """
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except socket.gaierror as exc:  # an unknown host
+        raise CommandError(f"could not listen on {address(host, port)}: {exc.strerror}") from None
+    except OSError as exc:  # a busy port, an address not on this machine, no permission
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise CommandError(f"could not listen on {address(host, port)}: {reason}") from None
+
+
+async def _serve_until_stopped(server: Any, listener: socket.socket) -> None:
+    """``server.serve`` on ``listener``; a ``sys.exit`` in uvicorn's startup ends it quietly."""
+    with contextlib.suppress(SystemExit):
+        await server.serve(sockets=[listener])

@@ -1,0 +1,216 @@
+"""What every subcommand shares: its --store, its options, how it prints and how it runs.
+
+The store is the subcommand's ``--store``, else the group's, else
+``PEPPERPY_EVENT_STORE``, else :data:`DEFAULT_STORE`. Events go to stdout (:func:`emit`),
+everything else to stderr (:func:`note`). Each subcommand runs its coroutine on an event
+loop of its own (:func:`run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from .. import _json
+from .._checkpoints import sqlite_path
+from .._errors import SerializationError
+from .._patterns import parse_pattern
+from ..store import ANY, NO_STREAM, STREAM_EXISTS, EventStore
+from ..store.base import ExpectedVersion
+from ._errors import CommandError, OutputClosed
+from ._urls import normalized
+
+__all__ = [
+    "DEFAULT_STORE",
+    "LARGEST",
+    "POSITION",
+    "emit",
+    "filter_options",
+    "json_option",
+    "note",
+    "open_store",
+    "parse_expected",
+    "parse_json",
+    "patterns",
+    "run",
+    "store_option",
+]
+
+DEFAULT_STORE = "sqlite:///events.db"
+LARGEST = 2**63 - 1  # positions and counts: the store's largest position (signed 64-bit)
+POSITION = click.IntRange(0, LARGEST)
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _store_value(context: click.Context, parameter: click.Parameter, value: str) -> str:
+    """A subcommand's --store: its own if given, else the group's, else env, else default."""
+    own = context.get_parameter_source(parameter.name or "store")
+    group_store = context.find_object(str)
+    if own is not click.core.ParameterSource.COMMANDLINE and group_store is not None:
+        return normalized(group_store)
+    return normalized(value)
+
+
+def store_option(function: F) -> F:
+    return click.option(
+        "--store",
+        envvar="PEPPERPY_EVENT_STORE",
+        default=DEFAULT_STORE,
+        show_default=True,
+        callback=_store_value,
+        help="Store URL: sqlite:///path.db, postgresql://user@host/db or memory:// "
+        "(env PEPPERPY_EVENT_STORE).",
+    )(function)
+
+
+def json_option(function: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print each event as a JSON object."
+    )(function)
+
+
+def filter_options(function: F) -> F:
+    function = click.option(
+        "--types", multiple=True, help="Only event types matching this pattern (repeatable)."
+    )(function)
+    return click.option(
+        "--streams", multiple=True, help="Only streams matching this pattern (repeatable)."
+    )(function)
+
+
+def emit(line: str) -> None:
+    """Print one line to stdout at once (a pipe or a test reads it while we run).
+
+    Raises :class:`OutputClosed` when the reader has closed the pipe.
+    """
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise OutputClosed from None
+
+
+def note(text: str) -> None:
+    """A remark for the person at the terminal (stderr)."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def run(work: Callable[[], Awaitable[T]], *, on_signal: Callable[[int], bool] | None = None) -> T:
+    """Run one subcommand's coroutine on a fresh event loop; Ctrl-C raises KeyboardInterrupt.
+
+    Ctrl-C cancels the work from a loop callback (``loop.add_signal_handler``), not from
+    ``asyncio.run``'s own SIGINT handler: that one cancels the task from inside the signal
+    handler, which can land in the middle of another callback (such as the one handing a
+    thread's result to a future the task awaits) and make it fail with a traceback.
+
+    With ``on_signal`` (``serve``), SIGINT and SIGTERM go to it first: when it returns
+    True it has taken care of the signal (a graceful stop) and the work runs on.
+    """
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        interrupted = False
+
+        def interrupt(signum: int) -> None:
+            nonlocal interrupted
+            if on_signal is not None and on_signal(signum):
+                return
+            interrupted = True
+            if task is not None:
+                task.cancel()
+
+        signals = [signal.SIGINT] if on_signal is None else [signal.SIGINT, signal.SIGTERM]
+        installed: list[int] = []
+        if threading.current_thread() is threading.main_thread():
+            for signum in signals:
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(signum, interrupt, signum)
+                    installed.append(signum)
+        try:
+            return await work()
+        except asyncio.CancelledError:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            for handled in installed:
+                loop.remove_signal_handler(handled)
+
+    return asyncio.run(main())
+
+
+def patterns(values: tuple[str, ...]) -> list[str] | None:
+    """``--streams``/``--types`` values, each checked now (a PatternError names the fault).
+
+    Checked before the store is read: ``tail`` on an empty store or with ``-n 0`` reads
+    nothing that would refuse a bad pattern, and exited 0 in silence.
+    """
+    for value in values:
+        parse_pattern(value)
+    return list(values) if values else None
+
+
+@contextlib.asynccontextmanager
+async def open_store(
+    url: str, *, reading: bool = False, must_exist: bool = False
+) -> AsyncIterator[EventStore]:
+    """The store at ``url``, open for the length of the block.
+
+    Reading commands (``reading``) never make a store of a file: an existing SQLite file
+    must already be an event store (an empty file, or another application's database,
+    is refused and left as it is), checked before anything else opens it (a replay's
+    checkpoint table); with ``must_exist`` a missing file is refused too. A bad URL (a
+    port out of range, say) is refused by the store itself, before it connects.
+    """
+    path = None
+    if url.partition("://")[0].lower() == "sqlite":
+        path = sqlite_path(url)
+        if must_exist and not path.exists():
+            raise CommandError(
+                f"no event store at {str(path)!r} (run 'pepperpy-event demo' or "
+                "'pepperpy-event append' first, or pass --store)"
+            )
+        if not path.parent.exists():
+            raise CommandError(f"directory {str(path.parent)!r} does not exist (from --store)")
+    async with EventStore(url) as store:
+        if reading and path is not None and path.exists():
+            from ..store.sqlite import SQLiteBackend
+
+            if isinstance(store.backend, SQLiteBackend):
+                store.backend.create = False
+                await store.read_all(0, limit=1)  # refuses a file that is not a store
+        yield store
+
+
+def parse_expected(text: str | None) -> ExpectedVersion:
+    """``--expected-version``: a position, ``any``, ``no-stream`` or ``exists``."""
+    if text is None:
+        return ANY
+    named = {"any": ANY, "no-stream": NO_STREAM, "no_stream": NO_STREAM}
+    named |= {"exists": STREAM_EXISTS, "stream-exists": STREAM_EXISTS}
+    key = text.strip().lower()
+    if key in named:
+        return named[key]
+    if key.isascii() and key.isdigit() and int(key) <= LARGEST:
+        return int(key)
+    raise CommandError(
+        f"--expected-version must be a position (0 to {LARGEST}), any, no-stream or exists; "
+        f"got {text!r}"
+    )
+
+
+def parse_json(text: str, what: str) -> Any:
+    try:
+        return _json.loads(text)
+    except SerializationError as exc:
+        raise CommandError(f"{what}: {exc}") from exc
