@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from pepperpy.event import ConfigurationError, EventStore
+from pepperpy.event import ConfigurationError, EventStore, StoreError
 from pepperpy.event._checkpoints import PostgresCheckpointStore
 from pepperpy.event.store.postgres import parse_url
 
@@ -85,3 +85,28 @@ async def test_an_option_asyncpg_refuses_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="sslmode"):
         await checkpoints.load("nightly")
     await checkpoints.close()
+
+
+async def test_a_value_asyncpg_refuses_when_connecting_is_a_store_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """asyncpg reads the port from PGPORT when the URL has none, and refuses 'abc' with a
+    raw ValueError as it connects. The event store said so as a StoreError naming the
+    URL; the checkpoint store let the ValueError out. Both connect through the same
+    attempts now (_pg_attempts.Attempts.connect_errors): no server needed."""
+    monkeypatch.setenv("PGPORT", "abc")
+    url = "postgresql://app:s3cret@127.0.0.1/x"
+    async with EventStore(url) as store:
+        with pytest.raises(StoreError) as caught:
+            await store.stream_version("s.1")
+    assert str(caught.value).startswith("cannot connect to PostgreSQL at postgresql://app:***@")
+    checkpoints = PostgresCheckpointStore(url)
+    try:
+        with pytest.raises(StoreError) as caught:
+            await checkpoints.load("nightly")
+    finally:
+        await checkpoints.close()
+    message = str(caught.value)
+    assert message.startswith("cannot open PostgreSQL checkpoint store at postgresql://app:***@")
+    assert "invalid literal for int()" in message and "s3cret" not in message
+    assert isinstance(caught.value.__cause__, ValueError)

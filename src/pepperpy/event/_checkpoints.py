@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 import threading
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextvars import Context
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +45,8 @@ from ._errors import ConcurrencyError, ConfigurationError, StoreError
 from ._frozen import check_json
 from ._loops import LoopShares, warn_dropped
 from ._sqlite import OneConnection, open_read_only, open_wal, roll_back, track_forks
+from .store._pg_attempts import Attempts, Failed
+from .store._pg_connect import cut
 from .store._sqlite_schema import (
     NOTHING_WRITTEN,
     check_event_store,
@@ -55,9 +58,6 @@ from .store.base import redact_url
 from .store.postgres import (
     Progress,
     Watchdog,
-    connect_timed_out,
-    connection_lost,
-    no_answer,
     parse_options,
     schema_change,
     shielded_connect,
@@ -381,6 +381,12 @@ class _OnLoop:
         #: connections being opened (see :func:`~pepperpy.event.store.postgres.shielded_connect`)
         self.openings: set[asyncio.Future[Any]] = set()
 
+    def forget(self, connection: Any) -> None:
+        """Forget ``connection`` if it is still this loop's, and cut it off."""
+        if self.connection is connection:
+            self.connection = None
+        cut(connection)
+
     def abandon(self) -> None:
         """Drop the connection without awaiting anything (its loop ended, or is ending).
 
@@ -395,8 +401,7 @@ class _OnLoop:
                 with contextlib.suppress(RuntimeError):
                     task.cancel()
         if connection is not None:
-            with contextlib.suppress(RuntimeError):
-                connection.terminate()
+            cut(connection)
 
 
 class PostgresCheckpointStore(CheckpointStore):
@@ -434,6 +439,8 @@ class PostgresCheckpointStore(CheckpointStore):
         self.schema = self.options.schema
         self._settings = {} if self.schema is None else {"search_path": self.schema}
         self._loops: LoopShares[_OnLoop] = LoopShares(_OnLoop)
+        #: the bounded attempts on asyncpg (see :meth:`_attempts`)
+        self._driver: Attempts | None = None
         #: its repr, and what opened it (see :func:`opened_by`), for the warning given if
         #: it is dropped with connections open (as text: the finalizer cannot reach it)
         self._label = [repr(self), ""]
@@ -442,21 +449,21 @@ class PostgresCheckpointStore(CheckpointStore):
     def __repr__(self) -> str:
         return f"PostgresCheckpointStore({redact_url(self.url)!r})"
 
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[tuple[_OnLoop, Any]]:
-        """This loop's connection, for one statement at a time (reopened if it closed)."""
-        on = self._loops.here()
-        async with on.lock:
-            if on.connection is not None and on.connection.is_closed():
-                _drop(on, on.connection)
-            if on.connection is None:
-                on.connection = await self._open(on)
-                if on.keeper is None:
-                    on.keeper = _start_keeper(self._loops, on)
-            yield on, on.connection
+    #: what a failure to open a connection (and set the table up on it) says first
+    _cannot_open = "cannot open PostgreSQL checkpoint store"
+
+    def _attempts(self) -> Attempts:
+        """The bounded attempts on asyncpg (shared with the event store), made on first
+        use: asyncpg is imported then."""
+        if self._driver is None:
+            asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
+            self._driver = Attempts(asyncpg, self.options, logger)
+        return self._driver
 
     async def _run(self, work: Callable[[Any, Progress], Awaitable[T]], *, write: str = "") -> T:
-        """Run ``work(connection, progress)``; driver errors become :class:`StoreError`.
+        """Run ``work(connection, progress)`` on this loop's connection, bounded, and
+        done once more where that is safe (:meth:`Attempts.run`); driver errors become
+        :class:`StoreError`.
 
         A write sends its statement under ``progress.commit()``. A lost connection, or
         one that did not answer within ``command_timeout``, is cut off (the next
@@ -467,101 +474,35 @@ class PostgresCheckpointStore(CheckpointStore):
         caller cancelled mid-statement has the connection cut off, so that takes effect
         at once (asyncpg would otherwise wait for a cancel request first).
         """
-        asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
-        errors = (
-            OSError,
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            asyncpg.InternalClientError,
+
+        def failure(failed: Failed) -> StoreError:
+            if failed.unknown and write:
+                return StoreError(
+                    f"PostgreSQL checkpoint store: {failed.how} while it was {write}, so "
+                    f"whether that happened is unknown ({failed.reason}); load the "
+                    "checkpoint to see"
+                )
+            return StoreError(f"PostgreSQL checkpoint store failed: {failed.reason}")
+
+        return await self._attempts().run(
+            work, _Turns(self), what="PostgreSQL checkpoint store", failure=failure
         )
-        for retried in (False, True):
-            async with self._connection() as (on, connection):
-                progress = Progress(connection)
-                watchdog = Watchdog(connection, self.options.command_timeout)
-                try:
-                    with watchdog:
-                        return await work(connection, progress)
-                except asyncio.CancelledError:
-                    _drop(on, connection)
-                    raise
-                except errors as exc:
-                    lost = watchdog.fired or connection_lost(asyncpg, exc, connection)
-                    if lost:
-                        _drop(on, connection)
-                    if not lost or retried or progress.committing:
-                        unknown = write if lost and progress.committing else ""
-                        raise self._failure(exc, lost, watchdog.fired, unknown) from exc
-                    logger.warning(
-                        "PostgreSQL checkpoint store: %s (nothing was written); "
-                        "trying once more on a new connection",
-                        self._reason(exc, watchdog.fired),
-                    )
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _reason(self, exc: BaseException, timed_out: bool) -> str:
-        return no_answer(self.options) if timed_out else str(exc) or type(exc).__name__
-
-    def _failure(self, exc: BaseException, lost: bool, timed_out: bool, write: str) -> StoreError:
-        reason = self._reason(exc, timed_out)
-        if lost and write:
-            how = "no answer came" if timed_out else "the connection was lost"
-            return StoreError(
-                f"PostgreSQL checkpoint store: {how} while it was {write}, so whether that "
-                f"happened is unknown ({reason}); load the checkpoint to see"
-            )
-        return StoreError(f"PostgreSQL checkpoint store failed: {reason}")
 
     async def _open(self, on: _OnLoop) -> Any:
         """A new connection for this loop, with the table set up on it.
 
         If the connection breaks, or stays silent past ``command_timeout``, during the
         setup (a restart, a failover, ``pg_terminate_backend``), the setup is done once
-        more on a new connection, as the event store does its own: creating the table if
-        it is missing is safe to repeat.
+        more on a new connection, as the event store does its own
+        (:meth:`Attempts.set_up`): creating the table if it is missing is safe to repeat.
         """
-        asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
         where = redact_url(self.url)
-        errors = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-        for retried in (False, True):
-            try:
-                connection = await shielded_connect(
-                    on.openings,
-                    asyncpg.connect,
-                    self._dsn,
-                    server_settings=self._settings,
-                    timeout=self.options.connect_timeout,
-                )
-            except asyncpg.ClientConfigurationError as exc:  # a URL option asyncpg refused
-                raise ConfigurationError(f"PostgreSQL URL {where}: {exc}") from exc
-            except errors as exc:
-                reason = connect_timed_out(self.options) if isinstance(exc, TimeoutError) else exc
-                raise StoreError(
-                    f"cannot open PostgreSQL checkpoint store at {where}: {reason}"
-                ) from exc
-            tune_socket(connection, self.options.command_timeout)
-            watchdog = Watchdog(connection, self.options.command_timeout)
-            try:
-                with watchdog:
-                    await _set_up(connection, self.schema)
-                return connection
-            except BaseException as exc:
-                failed = isinstance(exc, (*errors, asyncpg.InternalClientError))
-                lost = failed and not watchdog.fired and connection_lost(asyncpg, exc, connection)
-                connection.terminate()  # not left open behind the error
-                if not failed:
-                    raise
-                reason = self._reason(exc, watchdog.fired)
-                if lost:  # asyncpg's own words may be about what failed after the loss
-                    reason = f"the connection was lost ({reason})"
-                if retried or not (lost or watchdog.fired):
-                    raise StoreError(
-                        f"cannot open PostgreSQL checkpoint store at {where}: {reason}"
-                    ) from exc
-                logger.warning(
-                    "PostgreSQL checkpoint store setup: %s; trying once more on a new connection",
-                    reason,
-                )
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self._attempts().set_up(
+            functools.partial(_set_up, schema=self.schema),
+            _Openings(self, on),
+            what="PostgreSQL checkpoint store setup",
+            failure=lambda reason: StoreError(f"{self._cannot_open} at {where}: {reason}"),
+        )
 
     async def load(self, name: str) -> Checkpoint | None:
         row = await self._run(
@@ -732,12 +673,86 @@ async def _set_up(connection: Any, schema: str | None) -> None:
             )
 
 
-def _drop(on: _OnLoop, connection: Any) -> None:
-    """Forget ``on``'s connection if it is still ``connection``, and cut it off."""
-    if on.connection is connection:
-        on.connection = None
-    with contextlib.suppress(Exception):
-        connection.terminate()
+class _Turns:
+    """The running loop's connection, lent to one attempt at a time (a
+    :class:`~pepperpy.event.store._pg_attempts.Lender`): opened and set up on first use,
+    and again once it was lost. Attempts take turns on it, holding its lock."""
+
+    __slots__ = ("_on", "_store")
+
+    def __init__(self, store: PostgresCheckpointStore) -> None:
+        self._store = store
+        self._on: _OnLoop | None = None
+
+    async def acquire(self) -> Any:
+        store = self._store
+        on = store._loops.here()
+        await on.lock.acquire()
+        try:
+            if on.connection is not None and on.connection.is_closed():
+                on.forget(on.connection)
+            if on.connection is None:
+                on.connection = await store._open(on)
+                if on.keeper is None:
+                    on.keeper = _start_keeper(store._loops, on)
+        except BaseException:
+            on.lock.release()
+            raise
+        self._on = on
+        return on.connection
+
+    def _give_back(self) -> _OnLoop:
+        """The loop whose connection was lent, its turn over."""
+        on, self._on = self._on, None
+        assert on is not None, "nothing was lent"
+        on.lock.release()
+        return on
+
+    async def release(self, connection: Any, watchdog: Watchdog) -> None:
+        self._give_back()
+
+    def discard(self, connection: Any) -> None:
+        self._give_back().forget(connection)
+
+    async def renew(self, timed_out: bool) -> None:
+        """Nothing to do: the next attempt opens a new connection."""
+
+
+class _Openings:
+    """New connections for one loop's table setup (a
+    :class:`~pepperpy.event.store._pg_attempts.Lender`): the one set up is kept as the
+    loop's connection, one that failed is cut off."""
+
+    __slots__ = ("_on", "_store")
+
+    def __init__(self, store: PostgresCheckpointStore, on: _OnLoop) -> None:
+        self._store = store
+        self._on = on
+
+    async def acquire(self) -> Any:
+        store = self._store
+        attempts = store._attempts()
+        try:
+            connection = await shielded_connect(
+                self._on.openings,
+                attempts.asyncpg.connect,
+                store._dsn,
+                server_settings=store._settings,
+                timeout=store.options.connect_timeout,
+            )
+        except attempts.connect_errors as exc:
+            raise attempts.cannot_connect(exc, store.url, store._cannot_open) from exc
+        tune_socket(connection, store.options.command_timeout)
+        return connection
+
+    async def release(self, connection: Any, watchdog: Watchdog) -> None:
+        """Nothing to do: the connection is kept, as the loop's."""
+
+    def discard(self, connection: Any) -> None:
+        cut(connection)
+
+    async def renew(self, timed_out: bool) -> None:
+        """Nothing to do: the next attempt opens a new connection."""
 
 
 def open_checkpoint_store(url: str | None) -> CheckpointStore:

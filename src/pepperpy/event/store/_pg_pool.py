@@ -5,7 +5,8 @@
 connection within ``command_timeout``, does it once more on a new connection when the
 connection was lost before anything could have committed, and turns every driver error
 into a :class:`~pepperpy.event.StoreError` saying what happened, and whether a write's
-outcome is unknown.
+outcome is unknown. The bounds and the second attempt are :class:`~._pg_attempts.Attempts`,
+which the checkpoint store shares; the pool and the words of the errors are this module's.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any, TypeVar
 
 from .._cancel import cancelling
 from .._errors import ClosedError, ConfigurationError, StoreError
+from ._pg_attempts import Attempts, Failed
 from ._pg_connect import (
     Progress,
     Watchdog,
-    connection_lost,
     cut,
     pool_takes_hooks,
     reset,
@@ -29,9 +30,8 @@ from ._pg_connect import (
     tune,
 )
 from ._pg_loops import OnLoop, Status
-from ._pg_options import PostgresOptions, explain
+from ._pg_options import PostgresOptions
 from ._pg_schema import migrate
-from .base import redact_url
 
 __all__ = ["UNKNOWN", "Pools"]
 
@@ -75,15 +75,10 @@ class Pools:
         self.schema = options.schema
         self._settings = {} if self.schema is None else {"search_path": self.schema}
         self._status = status
-        #: what asyncpg raises: server errors, client errors, its internal errors, sockets
-        self.errors: tuple[type[Exception], ...] = (
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            asyncpg.InternalClientError,
-            OSError,
-        )
-        #: what connecting raises besides: asyncpg refuses some URL values with ValueError
-        self._connect_errors = (*self.errors, ValueError)
+        #: the bounded attempts, shared with the checkpoint store
+        self._attempts = Attempts(asyncpg, options, logger)
+        #: what asyncpg raises (see :attr:`Attempts.errors`)
+        self.errors = self._attempts.errors
 
     async def _pool(self, on: OnLoop) -> Any:
         """The loop's pool, opened (and the schema migrated) on first use."""
@@ -121,16 +116,15 @@ class Pools:
         Every driver error comes out as :class:`StoreError` naming ``what``, the asyncpg
         exception as its ``__cause__`` (:class:`ClosedError` once the store is closed).
 
-        Each attempt waits at most ``command_timeout`` seconds for the server; a
-        connection that did not answer in time is treated as lost (a partition, a
-        silently dead connection), and so is cut off. If the connection breaks or
-        times out before anything could have committed (the server dropped it while it
-        sat idle in the pool, say), the work is done once more on a new connection:
-        nothing was written, so that is safe for reads and writes alike. After a drop
-        the pool's other connections may be stale too, so all of them are replaced.
-        Once ``work`` has set ``progress.committing`` (its ``COMMIT`` may have been sent:
-        see :meth:`Progress.commit`), a lost or silent connection leaves the outcome
-        unknown: that is never retried here, and the error says so.
+        Bounded and done once more as :meth:`Attempts.run` says: each attempt waits at
+        most ``command_timeout`` seconds for the server; a connection lost or silent
+        before anything could have committed (the server dropped it while it sat idle in
+        the pool, say) is cut off and the work done once more on a new connection, unless
+        the store is closing or closed; after a drop the pool's other connections may be
+        stale too, so all of them are replaced. Once ``work`` has set
+        ``progress.committing`` (its ``COMMIT`` may have been sent: see
+        :meth:`Progress.commit`), a lost or silent connection leaves the outcome unknown:
+        that is never retried here, and the error says so.
 
         Releasing the connection never raises: once the work has returned, its outcome
         stands (a ``COMMIT`` that returned is committed), and a connection that fails
@@ -139,55 +133,19 @@ class Pools:
         one cancelled while its connection is released leaves that release to finish
         (see :meth:`_release`).
         """
+
+        def failure(failed: Failed) -> StoreError | ClosedError:
+            return self._failure(what, failed, on, closing)
+
         pool = await self._pool(on)
-        for retry in (False, True):
-            try:
-                connection = await pool.acquire()
-            except self.errors as exc:
-                raise self._failure(what, exc, on, closing=closing) from exc
-            progress = Progress(connection)
-            watchdog = Watchdog(connection, self.options.command_timeout)
-            timed_out = lost = False
-            with watchdog:
-                try:
-                    result = await work(connection, progress)
-                except asyncio.CancelledError:
-                    cut(connection)  # not released: that would wait for a cancel request
-                    raise
-                except self.errors as exc:
-                    failure = exc
-                    timed_out = watchdog.fired
-                    lost = timed_out or self._lost(exc, connection)
-                    if not lost:
-                        await self._release(pool, connection, watchdog)
-                except BaseException:  # the library's own refusal, say
-                    await self._release(pool, connection, watchdog)
-                    raise
-                else:
-                    # within the watchdog's bound: a reset nobody answers is cut off
-                    await self._release(pool, connection, watchdog)
-                    return result
-            if lost:
-                cut(connection)
-            again = lost and not (retry or progress.committing or on.aborted)
-            if not again or (self._status.closed and not closing):
-                raise self._failure(
-                    what,
-                    failure,
-                    on,
-                    closing=closing,
-                    progress=progress,
-                    lost=lost,
-                    timed_out=timed_out,
-                ) from failure
-            logger.warning(
-                "PostgreSQL %s: %s (no COMMIT was sent); trying once more on a new connection",
-                what,
-                self._reason(failure, timed_out=timed_out),
-            )
-            if not timed_out:  # a drop: the server may have dropped the others too
-                await pool.expire_connections()
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self._attempts.run(
+            work,
+            _Loans(self, pool, lambda exc: failure(self._attempts.failed(exc))),
+            what=f"PostgreSQL {what}",
+            failure=failure,
+            unsent="no COMMIT was sent",
+            may_retry=lambda: on.aborted is None and not (self._status.closed and not closing),
+        )
 
     async def _release(self, pool: Any, connection: Any, watchdog: Watchdog) -> None:
         """Give ``connection`` back to ``pool``; if that fails, discard it, quietly.
@@ -211,37 +169,15 @@ class Pools:
             logger.debug("PostgreSQL: a connection failed on release and is discarded: %r", exc)
             cut(connection)  # already detached, most likely
 
-    def _lost(self, exc: BaseException, connection: Any) -> bool:
-        return connection_lost(self._asyncpg, exc, connection)
-
-    def _reason(self, exc: BaseException, *, timed_out: bool = False) -> str:
-        """What went wrong, in words (a timeout's own text is empty)."""
-        return explain(self.options, exc, timed_out=timed_out)
-
     def _failure(
-        self,
-        what: str,
-        exc: BaseException,
-        on: OnLoop,
-        *,
-        closing: bool,
-        progress: Progress | None = None,
-        lost: bool = False,
-        timed_out: bool = False,
+        self, what: str, failed: Failed, on: OnLoop, closing: bool
     ) -> StoreError | ClosedError:
-        reason = self._reason(exc, timed_out=timed_out)
-        if lost and progress is not None and progress.committing:
+        if failed.unknown:
             done, advice = UNKNOWN.get(what, ("it was done", "look before doing it again"))
-            how = (
-                f"the store was closed ({on.aborted})"
-                if on.aborted is not None
-                else "no answer came"
-                if timed_out
-                else "the connection was lost"
-            )
+            how = f"the store was closed ({on.aborted})" if on.aborted is not None else failed.how
             return StoreError(
                 f"PostgreSQL {what}: {how} while committing, so whether {done} is unknown "
-                f"({reason}); {advice}"
+                f"({failed.reason}); {advice}"
             )
         if on.aborted is not None and closing:
             return ClosedError(
@@ -250,7 +186,7 @@ class Pools:
             )
         if self._status.closed and not closing:
             return ClosedError("the event store is closed")
-        return StoreError(f"PostgreSQL {what} failed: {reason}")
+        return StoreError(f"PostgreSQL {what} failed: {failed.reason}")
 
     async def _open(self, on: OnLoop) -> Any:
         """Open the loop's pool and migrate the schema on its first connection.
@@ -261,32 +197,18 @@ class Pools:
 
         If that connection breaks, or stays silent past ``command_timeout``, during the
         setup (a restart, a failover, an admin's ``pg_terminate_backend``), the setup is
-        done once more on a new connection, as :meth:`run` does for other work. That is
-        always safe: each migration commits with the row recording it, so one that did
-        commit is skipped the second time.
+        done once more on a new connection (:meth:`Attempts.set_up`). That is always
+        safe: each migration commits with the row recording it, so one that did commit
+        is skipped the second time.
         """
         pool = await self._connect(on)
         try:
-            for retry in (False, True):
-                connection = await self._acquire_first(pool)
-                watchdog = Watchdog(connection, self.options.command_timeout)
-                try:
-                    with watchdog:
-                        await migrate(connection, self.schema)
-                        await self._release(pool, connection, watchdog)
-                    break
-                except self.errors as exc:
-                    lost = not watchdog.fired and self._lost(exc, connection)
-                    reason = self._reason(exc, timed_out=watchdog.fired)
-                    if lost:  # asyncpg's own words may be about a pool proxy let go
-                        reason = f"the connection was lost ({reason})"
-                    if retry or not (lost or watchdog.fired):
-                        raise StoreError(f"PostgreSQL schema setup failed: {reason}") from exc
-                    cut(connection)
-                    logger.warning(
-                        "PostgreSQL schema setup: %s; trying once more on a new connection",
-                        reason,
-                    )
+            await self._attempts.set_up(
+                functools.partial(migrate, schema=self.schema),
+                _Loans(self, pool, self._cannot_connect, self._attempts.connect_errors),
+                what="PostgreSQL schema setup",
+                failure=lambda reason: StoreError(f"PostgreSQL schema setup failed: {reason}"),
+            )
         except BaseException:
             pool.terminate()  # nothing worth a goodbye, and the server may not answer
             raise
@@ -315,21 +237,49 @@ class Pools:
                 init=functools.partial(tune, self.options.command_timeout),
                 **hooks,
             )
-        except self._connect_errors as exc:
-            raise self._cannot_connect(exc) from exc
-
-    async def _acquire_first(self, pool: Any) -> Any:
-        """A connection of ``pool``; a failure says the server cannot be reached."""
-        try:
-            return await pool.acquire()
-        except self._connect_errors as exc:
+        except self._attempts.connect_errors as exc:
             raise self._cannot_connect(exc) from exc
 
     def _cannot_connect(self, exc: BaseException) -> StoreError | ConfigurationError:
-        where = redact_url(self.url)
-        if isinstance(exc, self._asyncpg.ClientConfigurationError):  # an option asyncpg refused
-            return ConfigurationError(f"PostgreSQL URL {where}: {exc}")
-        return StoreError(f"cannot connect to PostgreSQL at {where}: {self._reason(exc)}")
+        return self._attempts.cannot_connect(exc, self.url, "cannot connect to PostgreSQL")
+
+
+class _Loans:
+    """The connections of one loop's pool, lent to :class:`Attempts` (a ``Lender``).
+
+    ``refused`` is the error when no connection can be had: a failure of the work's
+    own (a :meth:`Pools.run`), or that the server cannot be reached (the first one).
+    """
+
+    __slots__ = ("_errors", "_pool", "_pools", "_refused")
+
+    def __init__(
+        self,
+        pools: Pools,
+        pool: Any,
+        refused: Callable[[Exception], BaseException],
+        errors: tuple[type[Exception], ...] | None = None,
+    ) -> None:
+        self._pools = pools
+        self._pool = pool
+        self._refused = refused
+        self._errors = pools.errors if errors is None else errors
+
+    async def acquire(self) -> Any:
+        try:
+            return await self._pool.acquire()
+        except self._errors as exc:
+            raise self._refused(exc) from exc
+
+    async def release(self, connection: Any, watchdog: Watchdog) -> None:
+        await self._pools._release(self._pool, connection, watchdog)
+
+    def discard(self, connection: Any) -> None:
+        cut(connection)
+
+    async def renew(self, timed_out: bool) -> None:
+        if not timed_out:  # a drop: the server may have dropped the others too
+            await self._pool.expire_connections()
 
 
 def _read_open(ready: asyncio.Future[Any]) -> None:

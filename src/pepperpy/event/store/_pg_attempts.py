@@ -1,0 +1,227 @@
+"""Work on a PostgreSQL connection, bounded, and done once more when the connection was
+lost before anything could have committed.
+
+Both PostgreSQL stores run everything through :class:`Attempts`: the event store on the
+connections of each loop's pool (:class:`~._pg_pool.Pools`), the checkpoint store on the
+one connection it keeps on each loop. Where an attempt's connection comes from and goes
+back to is the store's (a :class:`Lender`), and so are the words of its errors; which
+asyncpg errors count, when a connection counts as lost, how long the server may take,
+when the work is done once more and what is logged then, are decided here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from .._errors import ConfigurationError, StoreError
+from ._pg_connect import Progress, Watchdog, connection_lost
+from ._pg_options import PostgresOptions, explain
+from .base import redact_url
+
+__all__ = ["Attempts", "Failed", "Lender"]
+
+T = TypeVar("T")
+
+
+class Lender(Protocol):
+    """Where an attempt's connection comes from, and where it goes afterwards.
+
+    Each connection :meth:`acquire` returns goes to exactly one of :meth:`release` and
+    :meth:`discard`.
+    """
+
+    async def acquire(self) -> Any:
+        """A connection for one attempt; raises the store's own error if there is none."""
+
+    async def release(self, connection: Any, watchdog: Watchdog) -> None:
+        """The attempt is over and ``connection`` still works: give it back (bounded by
+        ``watchdog``); never raises."""
+
+    def discard(self, connection: Any) -> None:
+        """``connection`` is lost, or its caller was cancelled mid-statement: cut it off,
+        never to be used again."""
+
+    async def renew(self, timed_out: bool) -> None:
+        """Before the work is done once more: ``timed_out`` False means the server dropped
+        a connection, and may have dropped others of the same store too."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """How an attempt failed, for the store to word its error."""
+
+    #: asyncpg's exception (the store's error is raised from it)
+    error: Exception
+    #: what went wrong, in words
+    reason: str
+    #: the connection itself is gone (or the server was silent past ``command_timeout``)
+    lost: bool = False
+    #: the server was silent past ``command_timeout``, and the connection was cut off
+    timed_out: bool = False
+    #: lost once a statement that commits may have been sent: whether it did is unknown
+    unknown: bool = False
+
+    @property
+    def how(self) -> str:
+        """How the connection went, in words (for a ``lost`` one)."""
+        return "no answer came" if self.timed_out else "the connection was lost"
+
+
+def _always() -> bool:
+    return True
+
+
+class Attempts:
+    """The bounded way a store's work runs on asyncpg connections (see the module).
+
+    ``logger`` is the store's: the work done once more is logged there, as a warning.
+    """
+
+    def __init__(self, asyncpg: Any, options: PostgresOptions, logger: logging.Logger) -> None:
+        #: the asyncpg module (imported by the store, which may require it lazily)
+        self.asyncpg = asyncpg
+        self.options = options
+        self._logger = logger
+        #: what asyncpg raises: server errors, client errors, its internal errors, sockets
+        self.errors: tuple[type[Exception], ...] = (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+        )
+        #: what connecting raises besides: asyncpg refuses some URL values with ValueError
+        self.connect_errors: tuple[type[Exception], ...] = (*self.errors, ValueError)
+
+    def reason(self, exc: BaseException, *, timed_out: bool = False) -> str:
+        """What went wrong, in words (a timeout's own text is empty)."""
+        return explain(self.options, exc, timed_out=timed_out)
+
+    def failed(self, exc: Exception) -> Failed:
+        """``exc`` as a failure that lost no connection (one refused, say)."""
+        return Failed(exc, self.reason(exc))
+
+    def cannot_connect(
+        self, exc: BaseException, url: str, head: str
+    ) -> StoreError | ConfigurationError:
+        """Why connecting to ``url`` failed with ``exc`` (one of :attr:`connect_errors`).
+
+        An option asyncpg refused (``sslmode=bogus``) is a :class:`ConfigurationError`;
+        anything else a :class:`StoreError` saying ``{head} at {url}`` and why. The URL's
+        password is never shown.
+        """
+        where = redact_url(url)
+        if isinstance(exc, self.asyncpg.ClientConfigurationError):
+            return ConfigurationError(f"PostgreSQL URL {where}: {exc}")
+        return StoreError(f"{head} at {where}: {self.reason(exc)}")
+
+    async def run(
+        self,
+        work: Callable[[Any, Progress], Awaitable[T]],
+        lender: Lender,
+        *,
+        what: str,
+        failure: Callable[[Failed], BaseException],
+        unsent: str = "nothing was written",
+        may_retry: Callable[[], bool] = _always,
+    ) -> T:
+        """Run ``work(connection, progress)`` on a connection of ``lender``, bounded.
+
+        Every asyncpg error comes out as ``failure(failed)``, raised from it. Each attempt
+        waits at most ``command_timeout`` seconds for the server; a connection that did
+        not answer in time is treated as lost, and is cut off. If the connection breaks or
+        times out before anything could have committed (nothing was sent under
+        ``progress.commit()``), the work is done once more on a new connection, unless
+        ``may_retry()`` says no (the store is closing): nothing was written, so that is
+        safe for reads and writes alike; it is logged as a warning, saying ``what`` was
+        done and ``unsent``. Once ``work`` may have sent a statement that commits, a lost
+        or silent connection leaves the outcome unknown (``failed.unknown``): that is
+        never done again here.
+
+        A caller cancelled mid-statement has its connection discarded (cut off) instead
+        of released, so the cancellation takes effect at once: asyncpg would wait for a
+        cancel request first, made on a new connection to a server that may be silent.
+        """
+        for retry in (False, True):
+            connection = await lender.acquire()
+            progress = Progress(connection)
+            watchdog = Watchdog(connection, self.options.command_timeout)
+            timed_out = lost = False
+            with watchdog:
+                try:
+                    result = await work(connection, progress)
+                except asyncio.CancelledError:
+                    lender.discard(connection)
+                    raise
+                except self.errors as exc:
+                    error = exc
+                    timed_out = watchdog.fired
+                    lost = timed_out or connection_lost(self.asyncpg, exc, connection)
+                    if not lost:
+                        await lender.release(connection, watchdog)
+                except BaseException:  # the library's own refusal, say
+                    await lender.release(connection, watchdog)
+                    raise
+                else:
+                    # within the watchdog's bound: a release nobody answers is cut off
+                    await lender.release(connection, watchdog)
+                    return result
+            if lost:
+                lender.discard(connection)
+            failed = Failed(
+                error,
+                self.reason(error, timed_out=timed_out),
+                lost=lost,
+                timed_out=timed_out,
+                unknown=lost and progress.committing,
+            )
+            if not lost or retry or progress.committing or not may_retry():
+                raise failure(failed) from error
+            self._logger.warning(
+                "%s: %s (%s); trying once more on a new connection", what, failed.reason, unsent
+            )
+            await lender.renew(timed_out)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def set_up(
+        self,
+        setup: Callable[[Any], Awaitable[None]],
+        lender: Lender,
+        *,
+        what: str,
+        failure: Callable[[str], BaseException],
+    ) -> Any:
+        """Run ``setup(connection)`` on a connection of ``lender``, bounded, and return
+        that connection, given back to ``lender`` (released).
+
+        If the connection breaks, or stays silent past ``command_timeout``, during the
+        setup (a restart, a failover, an admin's ``pg_terminate_backend``), the setup is
+        done once more on a new connection, as :meth:`run` does for other work, logged
+        as a warning saying ``what`` failed: a setup must therefore be safe to repeat.
+        A failure that stays is raised as ``failure(reason)``, from asyncpg's exception.
+        On any failure the connection is discarded (cut off).
+        """
+        for retry in (False, True):
+            connection = await lender.acquire()
+            watchdog = Watchdog(connection, self.options.command_timeout)
+            try:
+                with watchdog:
+                    await setup(connection)
+                    await lender.release(connection, watchdog)
+                return connection
+            except self.errors as exc:
+                lost = not watchdog.fired and connection_lost(self.asyncpg, exc, connection)
+                lender.discard(connection)
+                reason = self.reason(exc, timed_out=watchdog.fired)
+                if lost:  # asyncpg's own words may be about what failed after the loss
+                    reason = f"the connection was lost ({reason})"
+                if retry or not (lost or watchdog.fired):
+                    raise failure(reason) from exc
+                self._logger.warning("%s: %s; trying once more on a new connection", what, reason)
+            except BaseException:
+                lender.discard(connection)
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
