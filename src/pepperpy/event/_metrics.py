@@ -12,6 +12,9 @@ Export paths: :meth:`MetricsCollector.to_prometheus` (text exposition, no depend
 Exporters run on other threads (a scrape server's, a periodic reader's) while the loop's
 thread adds and resets names, so the table of names is changed and copied under a lock;
 recording into an existing name, the hot path, takes no lock.
+
+Beside this module: the histogram (``_histogram``), what is kept per name and read
+from it (``_series``), and the exporters (``_metrics_export``).
 """
 
 from __future__ import annotations
@@ -19,17 +22,25 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import operator
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from ._deps import require
 from ._event import Event
 from ._handlers import is_async_callable
+from ._histogram import LatencyHistogram
+from ._metrics_export import (
+    INSTRUMENTS,
+    OTEL_NAME_LIMIT,
+    Exported,
+    OpenTelemetryInstruments,
+    opentelemetry_instruments,
+    prometheus_collector,
+    prometheus_text,
+)
+from ._series import SLOTS, MetricsSnapshot, Series
 
 if TYPE_CHECKING:
     from ._processor import NextHandler
@@ -44,256 +55,13 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_SUB_BITS = 5  # 2**5 = 32 exact values, then 16 sub-buckets per power of two
-_LINEAR = 1 << _SUB_BITS
-_HALF = _LINEAR >> 1
-_BUCKETS = _LINEAR + (64 - _SUB_BITS) * _HALF  # enough for any 64-bit nanosecond count
-_SLOTS = 60  # throughput window resolution: window / 60 per slot
-
-
-def _bucket(value: int) -> int:
-    if value < _LINEAR:
-        return value if value > 0 else 0
-    shift = value.bit_length() - _SUB_BITS
-    return (shift << 4) + (value >> shift)
-
-
-def _whole_nanoseconds(value: object) -> int:
-    """A duration given to :meth:`LatencyHistogram.record` as a whole number of ns."""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"nanoseconds must be finite, got {value!r}")
-        return int(value)
-    if not isinstance(value, bool):
-        try:
-            return operator.index(value)  # type: ignore[arg-type]  # an int subclass, numpy ints
-        except TypeError:
-            pass
-    raise TypeError(f"nanoseconds must be an int or a finite float, got {value!r}")
-
-
-def _bounds(index: int) -> tuple[int, int]:
-    """The ``[low, high)`` nanosecond range of bucket ``index``."""
-    if index < _LINEAR:
-        return index, index + 1
-    shift = (index >> 4) - 1
-    mantissa = (index & 15) + 16
-    return mantissa << shift, (mantissa + 1) << shift
-
-
 #: a namespace is a Prometheus metric name prefix; starting with a letter also keeps it a
 #: valid OpenTelemetry instrument name prefix
 _NAMESPACE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*")
-#: the Prometheus families, per namespace: (name suffix, type, help)
-_FAMILIES = (
-    ("_calls_total", "counter", "Calls measured, failed ones included."),
-    ("_errors_total", "counter", "Calls that raised."),
-    ("_latency_seconds", "summary", "Call duration in seconds."),
-    ("_throughput", "gauge", "Calls per second over the sliding window."),
-)
-#: the OpenTelemetry instruments, per namespace (dotted): suffixes of their names
-_INSTRUMENTS = (".calls", ".errors", ".latency", ".throughput")
-#: OpenTelemetry refuses instrument names longer than this
-_OTEL_NAME_LIMIT = 255
-_MAX_NAMESPACE = _OTEL_NAME_LIMIT - max(len(suffix) for suffix in _INSTRUMENTS)
+_MAX_NAMESPACE = OTEL_NAME_LIMIT - max(len(suffix) for suffix in INSTRUMENTS)
 #: the longest duration ``record`` takes (a year): past it, nanoseconds overflow nothing
 #: but such a value is a unit mistake
 _MAX_SECONDS = 365 * 24 * 3600.0
-
-
-class LatencyHistogram:
-    """A mergeable, fixed-size log-linear histogram of nanosecond durations.
-
-    Recording is O(1); percentiles are reported as the midpoint of the bucket holding
-    the rank (clamped to the exact minimum and maximum seen), within ~3% of the truth.
-    """
-
-    __slots__ = ("count", "counts", "max", "min", "total")
-
-    def __init__(self) -> None:
-        self.counts = [0] * _BUCKETS
-        self.count = 0
-        self.total = 0
-        self.min = 0
-        self.max = 0
-
-    def record(self, nanoseconds: float) -> None:
-        """Add one duration in nanoseconds (negative values count as 0).
-
-        An ``int``, or a finite ``float`` such as ``(perf_counter() - start) * 1e9``,
-        truncated to whole nanoseconds. Anything else is a ``TypeError`` (a bool too),
-        a NaN or an infinity a ``ValueError``.
-        """
-        value = nanoseconds if type(nanoseconds) is int else _whole_nanoseconds(nanoseconds)
-        if value < 0:
-            value = 0
-        index = _bucket(value)
-        if index >= _BUCKETS:
-            index = _BUCKETS - 1
-        self.counts[index] += 1
-        if self.count == 0 or value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
-        self.count += 1
-        self.total += value
-
-    def merge(self, other: LatencyHistogram) -> LatencyHistogram:
-        """Add ``other``'s counts into this histogram; returns ``self``."""
-        if other.count == 0:
-            return self
-        counts = self.counts
-        for index, n in enumerate(other.counts):
-            if n:
-                counts[index] += n
-        self.min = other.min if self.count == 0 else min(self.min, other.min)
-        self.max = max(self.max, other.max)
-        self.count += other.count
-        self.total += other.total
-        return self
-
-    def copy(self) -> LatencyHistogram:
-        """An independent copy."""
-        return LatencyHistogram().merge(self)
-
-    def percentile(self, fraction: float) -> float:
-        """The duration (ns) below which ``fraction`` (0..1) of the records fall."""
-        if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"fraction must be within [0, 1], got {fraction!r}")
-        if self.count == 0:
-            return 0.0
-        rank = max(1, math.ceil(fraction * self.count))
-        seen = 0
-        for index, n in enumerate(self.counts):
-            if n:
-                seen += n
-                if seen >= rank:
-                    low, high = _bounds(index)
-                    middle = (low + high - 1) / 2 if high - low > 1 else float(low)
-                    return min(max(middle, float(self.min)), float(self.max))
-        return float(self.max)
-
-    @property
-    def mean(self) -> float:
-        """Mean duration in nanoseconds (0 when empty)."""
-        return self.total / self.count if self.count else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsSnapshot:
-    """Metrics of one measured name (or of all, when ``name`` is None) at one moment.
-
-    Latencies are in milliseconds; ``throughput`` is calls per second over the
-    collector's sliding window.
-    """
-
-    name: str | None
-    count: int
-    errors: int
-    avg_latency: float
-    p50: float
-    p95: float
-    p99: float
-    min_latency: float
-    max_latency: float
-    throughput: float
-
-    @property
-    def error_rate(self) -> float:
-        """Share of calls that failed (0 when nothing was measured)."""
-        return self.errors / self.count if self.count else 0.0
-
-
-class _Series(LatencyHistogram):
-    """Everything recorded under one name: its histogram, errors and throughput slots.
-
-    The current time slot is counted in ``slot_count``; only when a call lands in a later
-    slot is the finished one written to the ring (``_roll``), so the hot path does one
-    comparison for throughput.
-    """
-
-    __slots__ = (
-        "errors",
-        "held",
-        "ring_counts",
-        "ring_ids",
-        "slot",
-        "slot_count",
-        "slot_end",
-        "slot_ns",
-        "started",
-    )
-
-    def __init__(self, slot_ns: int) -> None:
-        super().__init__()
-        self.slot_ns = slot_ns
-        self.held = False  # a measured function or middleware records into it directly
-        self.clear()
-
-    def clear(self) -> None:
-        """Forget everything recorded, in place: holders of ``observe`` keep recording."""
-        self.counts = [0] * _BUCKETS
-        self.count = 0
-        self.total = 0
-        self.min = 0
-        self.max = 0
-        self.errors = 0
-        self.ring_ids = [-1] * _SLOTS
-        self.ring_counts = [0] * _SLOTS
-        self.slot = -1
-        self.slot_end = 0
-        self.slot_count = 0
-        self.started = time.perf_counter_ns()  # when measuring started
-
-    def observe(self, elapsed_ns: int, end_ns: int, error: bool) -> None:
-        """Record one call; the hot path of every measured call, kept flat."""
-        if elapsed_ns < _LINEAR:
-            if elapsed_ns < 0:
-                elapsed_ns = 0
-            index = elapsed_ns
-        else:
-            shift = elapsed_ns.bit_length() - _SUB_BITS
-            index = (shift << 4) + (elapsed_ns >> shift)
-            if index >= _BUCKETS:
-                index = _BUCKETS - 1
-        self.counts[index] += 1
-        self.total += elapsed_ns
-        if elapsed_ns > self.max:
-            self.max = elapsed_ns
-        if elapsed_ns < self.min or not self.count:
-            self.min = elapsed_ns
-        self.count += 1
-        if error:
-            self.errors += 1
-        if end_ns < self.slot_end:
-            self.slot_count += 1
-        else:
-            self._roll(end_ns)
-
-    def _roll(self, end_ns: int) -> None:
-        if self.slot >= 0:
-            position = self.slot % _SLOTS
-            self.ring_ids[position] = self.slot
-            self.ring_counts[position] = self.slot_count
-        self.slot = end_ns // self.slot_ns
-        self.slot_end = (self.slot + 1) * self.slot_ns
-        self.slot_count = 1
-
-    def throughput(self, now_ns: int) -> float:
-        """Calls per second over the window ending at ``now_ns``."""
-        oldest = now_ns // self.slot_ns - _SLOTS + 1
-        recent = sum(
-            n
-            for slot, n in zip(self.ring_ids, self.ring_counts, strict=True)
-            if oldest <= slot != self.slot
-        )
-        if self.slot >= oldest:
-            recent += self.slot_count
-        if not recent:
-            return 0.0
-        start = max(self.started, oldest * self.slot_ns)
-        span = max(now_ns - start, 1_000_000)  # at least 1 ms, so a first burst is finite
-        return recent * 1e9 / span
 
 
 class MetricsCollector:
@@ -321,13 +89,13 @@ class MetricsCollector:
         if len(namespace) > _MAX_NAMESPACE:
             raise ValueError(
                 f"namespace must be at most {_MAX_NAMESPACE} characters, got {len(namespace)}: "
-                f"OpenTelemetry instrument names are limited to {_OTEL_NAME_LIMIT} characters "
-                f"and the longest one adds {max(_INSTRUMENTS, key=len)!r}"
+                f"OpenTelemetry instrument names are limited to {OTEL_NAME_LIMIT} characters "
+                f"and the longest one adds {max(INSTRUMENTS, key=len)!r}"
             )
         self.window = float(window)
         self.namespace = namespace
-        self._slot_ns = max(1, int(window * 1e9) // _SLOTS)
-        self._series: dict[str, _Series] = {}
+        self._slot_ns = max(1, int(window * 1e9) // SLOTS)
+        self._series: dict[str, Series] = {}
         # names reset and not recorded since: listed again once something is recorded
         self._forgotten: set[str] = set()
         # (calls, errors, latency ns) recorded before a reset, per name: exported
@@ -339,12 +107,12 @@ class MetricsCollector:
 
     # -- recording --------------------------------------------------------------------
 
-    def _get(self, name: str) -> _Series:
+    def _get(self, name: str) -> Series:
         series = self._series.get(name)
         if series is None:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"metric name must be a non-empty str, got {name!r}")
-            series = _Series(self._slot_ns)
+            series = Series(self._slot_ns)
             with self._lock:
                 self._series[name] = series
         elif self._forgotten:
@@ -413,7 +181,7 @@ class MetricsCollector:
         """The names measured so far (and not reset since without new calls), sorted."""
         return sorted(name for name, _ in self._listed())
 
-    def _listed(self) -> list[tuple[str, _Series]]:
+    def _listed(self) -> list[tuple[str, Series]]:
         """The listed names and their series, copied under the lock (any thread)."""
         with self._lock:
             items = list(self._series.items())
@@ -429,7 +197,7 @@ class MetricsCollector:
 
     # -- reading ----------------------------------------------------------------------
 
-    def _selected(self, name: str | None) -> list[_Series]:
+    def _selected(self, name: str | None) -> list[Series]:
         if name is None:
             return [series for _, series in self._listed()]
         series = self._series.get(name)
@@ -443,7 +211,7 @@ class MetricsCollector:
         return self._snapshot(name, self._selected(name))
 
     @staticmethod
-    def _snapshot(name: str | None, selected: list[_Series]) -> MetricsSnapshot:
+    def _snapshot(name: str | None, selected: list[Series]) -> MetricsSnapshot:
         histogram = LatencyHistogram()
         for series in selected:
             histogram.merge(series)
@@ -466,14 +234,14 @@ class MetricsCollector:
         """One snapshot per measured name."""
         return {name: self.get_metrics(name) for name in self.names()}
 
-    def _exported(self) -> list[_Exported]:
+    def _exported(self) -> list[Exported]:
         """What exporters report, per name: snapshots, and counters that never go down."""
         forgotten = self._forgotten
         # counters are read together with what a reset carried over, under the lock a
         # reset holds: a total never counts a call twice or loses it, so never goes down
         with self._lock:
             totals = dict(self._carried)
-            listed: dict[str, _Series] = {}
+            listed: dict[str, Series] = {}
             for name, series in self._series.items():
                 if series.count or name not in forgotten:
                     listed[name] = series
@@ -485,7 +253,7 @@ class MetricsCollector:
             if shown is None and not totals[name][0]:
                 continue  # created and reset, nothing ever recorded: not listed
             snap = self._snapshot(name, [] if shown is None else [shown])
-            rows.append(_Exported(name, snap, *totals[name]))
+            rows.append(Exported(name, snap, *totals[name]))
         return rows
 
     # -- exporting --------------------------------------------------------------------
@@ -498,32 +266,7 @@ class MetricsCollector:
         count) and a ``<ns>_throughput`` gauge (calls per second over the window).
         Counters, sum and count never go down, also across :meth:`reset`.
         """
-        ns = self.namespace
-        rows = self._exported()
-        calls, errors, latency, throughput = (f"{ns}{suffix}" for suffix, _, _ in _FAMILIES)
-        latency_lines: list[str] = []
-        for row in rows:
-            label, snap = _label(row.name), row.snapshot
-            for quantile, value in (("0.5", snap.p50), ("0.95", snap.p95), ("0.99", snap.p99)):
-                latency_lines.append(
-                    f'{latency}{{name={label},quantile="{quantile}"}} {_number(value / 1000)}'
-                )
-            latency_lines.append(f"{latency}_sum{{name={label}}} {_number(row.latency_ns / 1e9)}")
-            latency_lines.append(f"{latency}_count{{name={label}}} {row.calls}")
-        samples = (
-            [f"{calls}{{name={_label(row.name)}}} {row.calls}" for row in rows],
-            [f"{errors}{{name={_label(row.name)}}} {row.errors}" for row in rows],
-            latency_lines,
-            [
-                f"{throughput}{{name={_label(row.name)}}} {_number(row.snapshot.throughput)}"
-                for row in rows
-            ],
-        )
-        lines: list[str] = []
-        for header, family in zip(_family_headers(ns), samples, strict=True):
-            lines.extend(header)
-            lines.extend(family)
-        return "\n".join(lines) + "\n"
+        return prometheus_text(self.namespace, self._exported())
 
     def register_prometheus(self, registry: Any = None) -> Any:
         """Expose these metrics through a ``prometheus_client`` registry.
@@ -537,12 +280,7 @@ class MetricsCollector:
         family of that name is registered already: another collector with the same
         ``namespace``, or an application metric such as ``<namespace>_calls``.
         """
-        client = require("prometheus_client", extra="metrics", feature="register_prometheus")
-        parser = require("prometheus_client.parser", extra="metrics", feature="register_prometheus")
-        target = client.REGISTRY if registry is None else registry
-        exporter = _PrometheusExporter(self, parser.text_string_to_metric_families)
-        target.register(exporter)
-        return exporter
+        return prometheus_collector(self, registry)
 
     def instrument_opentelemetry(self, meter_provider: Any = None) -> OpenTelemetryInstruments:
         """Report these metrics as observable OpenTelemetry instruments.
@@ -557,104 +295,7 @@ class MetricsCollector:
         Returns the four instruments as an :class:`OpenTelemetryInstruments` list; its
         ``close()`` (or leaving ``with``) detaches them from this collector.
         """
-        metrics = require("opentelemetry.metrics", extra="otel", feature="OpenTelemetry metrics")
-        meter = metrics.get_meter("pepperpy.event", meter_provider=meter_provider)
-        prefix = self.namespace.replace("_", ".")
-        observation = metrics.Observation
-        # the callbacks, which the meter keeps for good, hold the handle, not the collector
-        handle = OpenTelemetryInstruments(self)
-
-        def calls(options: Any) -> Iterator[Any]:
-            for row in handle._exported():
-                yield observation(row.calls, {"name": row.name})
-
-        def errors(options: Any) -> Iterator[Any]:
-            for row in handle._exported():
-                yield observation(row.errors, {"name": row.name})
-
-        def latency(options: Any) -> Iterator[Any]:
-            for row in handle._exported():
-                name, snap = row.name, row.snapshot
-                for label, value in (
-                    ("avg", snap.avg_latency),
-                    ("p50", snap.p50),
-                    ("p95", snap.p95),
-                    ("p99", snap.p99),
-                ):
-                    yield observation(value, {"name": name, "quantile": label})
-
-        def throughput(options: Any) -> Iterator[Any]:
-            for row in handle._exported():
-                yield observation(row.snapshot.throughput, {"name": row.name})
-
-        calls_name, errors_name, latency_name, throughput_name = (
-            f"{prefix}{suffix}" for suffix in _INSTRUMENTS
-        )
-        handle.extend(
-            [
-                meter.create_observable_counter(
-                    calls_name,
-                    callbacks=[calls],
-                    unit="{call}",
-                    description="Calls measured",
-                ),
-                meter.create_observable_counter(
-                    errors_name,
-                    callbacks=[errors],
-                    unit="{call}",
-                    description="Failed calls",
-                ),
-                meter.create_observable_gauge(
-                    latency_name, callbacks=[latency], unit="ms", description="Call latency"
-                ),
-                meter.create_observable_gauge(
-                    throughput_name,
-                    callbacks=[throughput],
-                    unit="{call}/s",
-                    description="Calls per second over the sliding window",
-                ),
-            ]
-        )
-        return handle
-
-
-class OpenTelemetryInstruments(list[Any]):
-    """The instruments :meth:`MetricsCollector.instrument_opentelemetry` made, and the way
-    to detach them.
-
-    OpenTelemetry cannot remove an instrument from its meter, which keeps the callbacks
-    for as long as the meter provider lives. After :meth:`close` those callbacks report
-    nothing and no longer reference the collector, so a collector that is dropped is
-    freed even while the provider lives on. Idempotent; also a context manager.
-    """
-
-    def __init__(self, collector: MetricsCollector) -> None:
-        super().__init__()
-        self._collector: MetricsCollector | None = collector
-
-    @property
-    def closed(self) -> bool:
-        return self._collector is None
-
-    def snapshots(self) -> dict[str, MetricsSnapshot]:
-        """The collector's snapshots by name; empty once closed."""
-        collector = self._collector
-        return {} if collector is None else collector.snapshots()
-
-    def _exported(self) -> list[_Exported]:
-        """What the instruments observe, per name; empty once closed."""
-        collector = self._collector
-        return [] if collector is None else collector._exported()
-
-    def close(self) -> None:
-        """Stop reporting: the instruments stay in the meter but observe nothing."""
-        self._collector = None
-
-    def __enter__(self) -> OpenTelemetryInstruments:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        return opentelemetry_instruments(self, meter_provider)
 
 
 class Measure:
@@ -739,48 +380,3 @@ class MeasureMiddleware:
             raise
         end = clock()
         self._record(end - start, end, False)
-
-
-class _PrometheusExporter:
-    """A ``prometheus_client`` custom collector reading the text exposition."""
-
-    def __init__(self, collector: MetricsCollector, parse: Callable[[str], Iterable[Any]]) -> None:
-        self._collector = collector
-        self._parse = parse
-
-    def collect(self) -> Iterable[Any]:
-        return list(self._parse(self._collector.to_prometheus()))
-
-    def describe(self) -> Iterable[Any]:
-        """The metric families, without samples: the registry checks their names."""
-        lines = [line for header in _family_headers(self._collector.namespace) for line in header]
-        return list(self._parse("\n".join(lines) + "\n"))
-
-
-@dataclass(frozen=True, slots=True)
-class _Exported:
-    """One name as exporters report it: ``calls``, ``errors`` and ``latency_ns`` are
-    totals since the collector was made (a reset does not take them back)."""
-
-    name: str
-    snapshot: MetricsSnapshot
-    calls: int
-    errors: int
-    latency_ns: int
-
-
-def _family_headers(namespace: str) -> list[tuple[str, str]]:
-    """The ``# HELP`` and ``# TYPE`` lines of each Prometheus family, in order."""
-    return [
-        (f"# HELP {namespace}{suffix} {help_text}", f"# TYPE {namespace}{suffix} {kind}")
-        for suffix, kind, help_text in _FAMILIES
-    ]
-
-
-def _label(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-    return f'"{escaped}"'
-
-
-def _number(value: float) -> str:
-    return repr(float(value))
