@@ -25,8 +25,9 @@ import asyncpg
 import pytest
 
 from pepperpy.event import AppendResult, ClosedError, EventStore
+from pepperpy.event._loops import warn_dropped
 from pepperpy.event.store._records import event_records
-from pepperpy.event.store.base import ANY
+from pepperpy.event.store.base import ANY, redact_url
 from pepperpy.event.store.postgres import PostgresBackend
 from pepperpy.event.store.sqlite import SQLiteBackend
 from tests.helpers import eventually
@@ -155,6 +156,7 @@ async def test_a_sqlite_store_never_used_holds_nothing_and_is_not_warned_about(
 _AT_EXIT = """
 import asyncio, sys
 from pepperpy.event import AppendResult, ClosedError, EventStore
+from pepperpy.event._loops import warn_dropped
 
 STORE = EventStore(sys.argv[1])  # never closed: still referenced when the process exits
 
@@ -233,7 +235,12 @@ async def test_a_dropped_postgres_store_is_collected_and_warns_and_closes_its_co
 
         holder: list[Any] = [store, backend]
         del store, backend
-        await _drop(holder, database)  # collected, with a warning naming the database
+        caught, _ = await _drop(holder, database)  # collected, with a warning naming it
+        # in the words of every object dropped with connections open on event loops
+        with warnings.catch_warnings(record=True) as shared:
+            warnings.simplefilter("always")
+            warn_dropped(f"EventStore on PostgreSQL {redact_url(postgres_url)}", "")
+        assert _unclosed(caught, database) == [str(shared[0].message)]
         # its committer closes the connections, as close() has it do, and ends
         await asyncio.wait_for(asyncio.wait((committer, listening)), 30)
         assert not committer.cancelled() and committer.exception() is None

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import warnings
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._errors import ClosedError
-from .._loops import LoopShares
+from .._loops import LoopShares, warn_dropped
 from .base import AppendResult, PendingAppend, settle
 
 __all__ = ["CommitJobs", "Job", "OnLoop", "Status", "commit_loop", "dropped"]
@@ -183,12 +182,7 @@ def dropped(loops: LoopShares[OnLoop], status: Status, where: str, bound: float)
             on.abandon()
     if status.used:
         # last: with warnings turned into errors this raises, after the release began
-        warnings.warn(
-            f"unclosed EventStore on PostgreSQL {where} was dropped: call await "
-            "store.close() when done with it (its connections are being closed now)",
-            ResourceWarning,
-            stacklevel=1,  # no caller's line to point at: this runs in the garbage collector
-        )
+        warn_dropped(f"EventStore on PostgreSQL {where}", "")
 
 
 #: a store's group commit: write these jobs, in one transaction if it can, and answer
