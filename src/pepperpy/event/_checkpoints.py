@@ -44,7 +44,7 @@ from ._deps import require
 from ._errors import ConcurrencyError, ConfigurationError, StoreError
 from ._frozen import check_json
 from ._loops import LoopShares, warn_dropped
-from ._sqlite import OneConnection, open_read_only, open_wal, roll_back, track_forks
+from ._sqlite import OneConnection, open_read_only, open_wal, track_forks, write_transaction
 from .store._pg_attempts import Attempts, Failed
 from .store._pg_connect import cut
 from .store._sqlite_schema import (
@@ -341,8 +341,7 @@ def _sqlite_save(
 ) -> int | None:
     """Compare-and-set in one immediate transaction; return the position found."""
     now = datetime.now(UTC).isoformat()
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(connection):
         row = connection.execute(f"SELECT position FROM {TABLE} WHERE name = ?", (name,)).fetchone()
         actual = None if row is None else int(row[0])
         if actual == previous:
@@ -352,10 +351,6 @@ def _sqlite_save(
                 "state = excluded.state, updated_at = excluded.updated_at",
                 (name, position, state, now),
             )
-        connection.execute("COMMIT")
-    except BaseException:
-        roll_back(connection)  # a failed COMMIT may have ended it (a full disk)
-        raise
     return actual
 
 

@@ -20,16 +20,25 @@ that holds connections is *tracked*, and Python's at-fork hooks do three things:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["ForkAware", "abandon", "open_read_only", "open_wal", "roll_back", "track_forks"]
+__all__ = [
+    "ForkAware",
+    "abandon",
+    "open_read_only",
+    "open_wal",
+    "roll_back",
+    "track_forks",
+    "write_transaction",
+]
 
 
 def open_wal(
@@ -88,15 +97,38 @@ def open_read_only(
     return connection
 
 
-def roll_back(connection: sqlite3.Connection) -> None:
+def roll_back(connection: sqlite3.Connection, *, quiet: bool = False) -> None:
     """ROLLBACK if a transaction is still open.
 
     Some errors end the transaction themselves (a failed COMMIT on a full disk, say): a
     ROLLBACK then fails with "no transaction is active", which would hide the error
-    that matters.
+    that matters. ``quiet``: a ROLLBACK that fails all the same is ignored, for a
+    caller raising the error that matters already, or one that only read.
     """
     if connection.in_transaction:
-        connection.execute("ROLLBACK")
+        try:
+            connection.execute("ROLLBACK")
+        except sqlite3.Error:
+            if not quiet:
+                raise
+
+
+@contextlib.contextmanager
+def write_transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    """The block in one write transaction: ``BEGIN IMMEDIATE`` (the write lock first, so
+    writers sharing the file take turns), ``COMMIT`` once it is done.
+
+    On any error, the block's or the ``COMMIT``'s, what is still open is rolled back
+    quietly (:func:`roll_back`) and that error is raised as it was: a failed ``COMMIT``'s
+    real error (a full disk), never one of the ``ROLLBACK`` after it.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        roll_back(connection, quiet=True)
+        raise
 
 
 def _enter_wal(connection: sqlite3.Connection, timeout: float) -> None:

@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from .._errors import ClosedError, ConfigurationError, StoreError
-from .._sqlite import OneConnection, open_wal, track_forks
+from .._sqlite import OneConnection, open_wal, roll_back, track_forks
 from ._audit_chain import Chain, anchor
 from ._audit_entries import (
     GENESIS,
@@ -421,9 +421,7 @@ class AuditLog(OneConnection):
             cursor = db.execute("SELECT sequence, body, hash FROM audit_log ORDER BY sequence")
             yield marker, paged(cursor)
         finally:
-            with contextlib.suppress(sqlite3.Error):
-                if db.in_transaction:
-                    db.execute("ROLLBACK")  # it only read
+            roll_back(db, quiet=True)  # it only read
             db.close()
 
     @property

@@ -8,7 +8,6 @@ take turns; readers use connections of their own (:func:`reader`), a page at a t
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError, StoreError
+from .._sqlite import write_transaction
 from .._text import shown
 from ._audit_chain import Chain
 from ._audit_entries import GENESIS, AuditEntry
@@ -55,8 +55,7 @@ def mark(db: sqlite3.Connection, path: str, chain: Chain) -> str | None:
         marker = read_marker(db)
         if marker is not None:
             return marker
-        db.execute("BEGIN IMMEDIATE")  # one writer at a time marks a new file
-        try:
+        with write_transaction(db):  # one writer at a time marks a new file
             db.execute(SCHEMA)
             db.execute(META_SCHEMA)
             marker = read_marker(db)
@@ -70,12 +69,6 @@ def mark(db: sqlite3.Connection, path: str, chain: Chain) -> str | None:
                         "INSERT INTO audit_meta (name, value) VALUES (?, ?)",
                         (_MARKER, marker),
                     )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-            raise
     except sqlite3.Error as exc:
         raise StoreError(f"could not open the audit log {path!r}: {exc}") from exc
     return marker
@@ -94,8 +87,7 @@ def append(
 ) -> AuditEntry:
     """Record the entry after the file's head, in one write transaction."""
     try:
-        db.execute("BEGIN IMMEDIATE")  # the write lock first: no writer appends meanwhile
-        try:
+        with write_transaction(db):  # the write lock first: no writer appends meanwhile
             row = db.execute(
                 "SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1"
             ).fetchone()
@@ -106,12 +98,6 @@ def append(
                 "INSERT INTO audit_log (sequence, body, hash) VALUES (?, ?, ?)",
                 (entry.sequence, body, entry.hash),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-            raise
     except (sqlite3.Error, OverflowError) as exc:  # overflow: a forged huge sequence
         raise StoreError(
             f"could not record {shown(action)} {shown(target)} in the audit log {path!r}: {exc}"
