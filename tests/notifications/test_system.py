@@ -221,6 +221,22 @@ async def test_dead_letters_reach_sync_and_async_callbacks() -> None:
     assert letter.notification is not None and letter.notification.body == "x"
 
 
+async def test_a_sync_error_callback_returning_an_awaitable_is_awaited() -> None:
+    """Dead-letter callbacks are called as handlers are (``_handlers.call``): what a sync
+    callback returns is awaited if it is awaitable."""
+    notifications = NotificationSystem(retry_policy=RetryPolicy.NONE)
+    notifications.add_channel("broken", Flaky(failures=9))
+    seen: list[NotificationDeadLetter] = []
+
+    async def later(letter: NotificationDeadLetter) -> None:
+        await asyncio.sleep(0)
+        seen.append(letter)
+
+    notifications.on_error(lambda letter: later(letter))
+    await notifications.notify(body="x", template=None)
+    assert seen == list(notifications.dead_letters) and len(seen) == 1
+
+
 async def test_idempotency_key_prevents_a_second_send() -> None:
     notifications = NotificationSystem()
     memory = MemoryChannel()

@@ -14,7 +14,6 @@ import asyncio
 import contextvars
 import functools
 import hashlib
-import inspect
 import json
 import logging
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from typing import Any
 
 from .._errors import NotificationError
 from .._event import Event
-from .._handlers import is_async_callable
+from .._handlers import call, is_async_callable
 from .._loops import settled
 from ._idempotency import Claim, IdempotencyStore
 from ._templates import Rendered
@@ -93,12 +92,7 @@ def in_context(handler: Callable[..., Any]) -> Callable[[Event], Any]:
     async def handle(event: Event) -> None:
         token = _handling.set((event, name))
         try:
-            if is_async:
-                await handler(event)
-            else:
-                outcome = handler(event)
-                if inspect.isawaitable(outcome):
-                    await outcome
+            await call(handler, is_async, event)
         finally:
             _handling.reset(token)
 

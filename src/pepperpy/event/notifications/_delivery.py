@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
 import logging
 import threading
 from collections import deque
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import ClosedError, EventError, NotificationError
+from .._handlers import call as call_handler
 from .._retry import RetryPolicy
 from ._models import ChannelResult, Notification, NotificationDeadLetter
 from ._ratelimit import RateLimit
@@ -278,9 +278,7 @@ class Deliveries:
         )
         for callback, is_async in list(self.error_callbacks):
             try:
-                outcome = callback(letter)
-                if is_async or inspect.isawaitable(outcome):
-                    await outcome
+                await call_handler(callback, is_async, letter)
             except Exception:
                 logger.exception("notification on_error callback %r failed", callback)
         return ChannelResult(route.name, "failed", notification, error, attempts)
