@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from ._seconds import check_seconds
+
 __all__ = ["RetryPolicy"]
 
 Kind = Literal["none", "fixed", "linear", "exponential"]
@@ -53,14 +55,7 @@ class RetryPolicy:
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValueError(f"max_attempts must be an int >= 1, got {attempts!r}")
         for name in ("base_delay", "max_delay"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            check_seconds(getattr(self, name), name, zero=True, error=ValueError)
         if self.kind != "fixed" and self.max_delay < self.base_delay:
             raise ValueError(
                 f"max_delay ({self.max_delay}) must be >= base_delay ({self.base_delay})"

@@ -8,6 +8,7 @@ from collections import OrderedDict
 
 from .._event import Event
 from .._processor import NextHandler
+from .._seconds import check_seconds
 
 __all__ = ["DeduplicateMiddleware"]
 
@@ -27,11 +28,10 @@ class DeduplicateMiddleware:
     """
 
     def __init__(self, *, ttl: float = 3600.0, max_size: int = 100_000) -> None:
-        if not isinstance(ttl, int | float) or isinstance(ttl, bool) or not ttl > 0:
-            raise ValueError(f"ttl must be a number of seconds > 0, got {ttl!r}")
+        ttl = check_seconds(ttl, "ttl", error=ValueError)
         if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
             raise ValueError(f"max_size must be an int >= 1, got {max_size!r}")
-        self.ttl = float(ttl)
+        self.ttl = ttl
         self.max_size = max_size
         self.skipped = 0
         self._seen: OrderedDict[str, float] = OrderedDict()  # processed: id -> expiry

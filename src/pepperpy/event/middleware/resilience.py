@@ -18,6 +18,7 @@ from .._loops import LoopShares
 from .._manager import DEAD_LETTER_LIMIT, DeadLetter
 from .._processor import NextHandler, _completed, failed_handlers
 from .._retry import RetryPolicy
+from .._seconds import check_seconds
 
 __all__ = ["DeadLetterMiddleware", "RateLimitMiddleware", "RetryMiddleware", "TimeoutMiddleware"]
 
@@ -146,9 +147,7 @@ class TimeoutMiddleware:
     """
 
     def __init__(self, seconds: float) -> None:
-        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds > 0:
-            raise ValueError(f"seconds must be a number > 0, got {seconds!r}")
-        self.seconds = float(seconds)
+        self.seconds = check_seconds(seconds, "seconds", error=ValueError)
         self._watchdogs: LoopShares[_Watchdog] = LoopShares(_Watchdog)
         self._last: _Watchdog | None = None  # the last one used: most calls need no lookup
 

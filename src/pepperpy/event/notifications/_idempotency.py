@@ -12,7 +12,6 @@ someone else may send.
 from __future__ import annotations
 
 import asyncio
-import math
 import secrets
 import threading
 from abc import ABC, abstractmethod
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .._deps import require
 from .._errors import ConfigurationError, NotificationError
 from .._loops import resolve, wake
+from .._seconds import check_seconds
 from ._loopclients import LoopClients
 from ._urls import query_options
 
@@ -190,18 +190,10 @@ class RedisIdempotencyStore(IdempotencyStore):
         parts = urlsplit(url)
         query = query_options(parts.query)
         prefix = query.pop("prefix", prefix)
-        try:
-            ttl = float(query.pop("ttl", ttl))
-            lease = float(query.pop("lease", lease))
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"ttl and lease must be numbers of seconds: {exc}") from exc
         # checked after the URL's values are read: a ttl of 0 (or NaN) from the URL became
         # a 1 ms expiry, and the store forgot every key at once (idempotency off)
-        for name, value in (("ttl", ttl), ("lease", lease)):
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigurationError(
-                    f"{name} must be a finite number of seconds > 0, got {value}"
-                )
+        ttl = check_seconds(_number(query.pop("ttl")) if "ttl" in query else ttl, "ttl")
+        lease = check_seconds(_number(query.pop("lease")) if "lease" in query else lease, "lease")
         if query:
             raise ConfigurationError(f"unknown idempotency store option(s): {sorted(query)}")
         self.url = urlunsplit(parts._replace(query=""))
@@ -303,3 +295,11 @@ def store_from(spec: IdempotencyStore | str | None, size: int) -> IdempotencySto
     raise ConfigurationError(
         f"an idempotency store is memory://, redis://... or an object: {spec!r}"
     )
+
+
+def _number(text: str) -> float | str:
+    """A URL option's text as the number it spells, if it spells one."""
+    try:
+        return float(text)
+    except ValueError:
+        return text

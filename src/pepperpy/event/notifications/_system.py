@@ -10,7 +10,7 @@ import os
 import re
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from math import inf, isfinite
+from math import isfinite
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -22,6 +22,7 @@ from .._loops import settled
 from .._manager import EventManager
 from .._patterns import parse_pattern
 from .._retry import RetryPolicy
+from .._seconds import check_seconds
 from ._claims import KeyBase, claim_key, delivery_key, end_claim, hold_claim, in_context, key_base
 from ._delivery import CLOSE_GRACE, Call, Deliveries, Route
 from ._idempotency import IdempotencyStore, store_from
@@ -434,8 +435,7 @@ class NotificationSystem:
         Then every channel object is closed (once). Calls on other event loops are told
         to stop but not awaited. Idempotent.
         """
-        if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace < inf:
-            raise ValueError(f"grace must be a finite number of seconds >= 0, got {grace!r}")
+        grace = check_seconds(grace, "grace", zero=True, error=ValueError)
         if not await self._deliveries.stop(grace):
             return
         await self._detach(grace)

@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from .._errors import ClosedError, ConfigurationError, StoreError
+from .._seconds import check_seconds
 from .._sqlite import OneConnection, open_wal, roll_back, track_forks
 from ._audit_chain import Chain, anchor
 from ._audit_entries import (
@@ -94,16 +95,11 @@ class AuditLog(OneConnection):
     ) -> None:
         if key is not None and (not isinstance(key, bytes) or len(key) < 16):
             raise ConfigurationError("the audit key must be at least 16 bytes")
-        if (
-            isinstance(busy_timeout, bool)
-            or not isinstance(busy_timeout, int | float)
-            or not busy_timeout > 0
-        ):
-            raise ConfigurationError(f"busy_timeout must be seconds > 0, got {busy_timeout!r}")
+        busy_timeout = check_seconds(busy_timeout, "busy_timeout")
         self._chain = Chain(key)
         self._path = path
         self._read_only = read_only
-        self._busy_timeout = float(busy_timeout)
+        self._busy_timeout = busy_timeout
         self._entries: list[AuditEntry] = []
         #: held around every use of the file (and of the entries), and by fork()
         self._lock = threading.Lock()

@@ -10,7 +10,6 @@ Query values are percent-decoded only: ``+`` is a plus sign (``from=alerts+ops@e
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 import ssl
 import threading
@@ -23,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..._deps import require
 from ..._errors import ConfigurationError, NotificationError, RecipientError
+from ..._seconds import check_seconds
 from .._models import Notification, one_line
 from .._urls import query_options
 from .base import Channel
@@ -75,10 +75,7 @@ class EmailChannel(Channel):
             _check_header_address(reply_to, "reply_to")
         if tls and starttls:
             raise ConfigurationError("choose implicit TLS (tls/smtps) or STARTTLS, not both")
-        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
-            raise ConfigurationError(
-                f"timeout must be a finite number of seconds > 0, got {timeout!r}"
-            )
+        timeout = check_seconds(timeout, "timeout")
         self.host = host
         self.port = port
         self.sender = sender

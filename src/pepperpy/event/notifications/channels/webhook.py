@@ -34,6 +34,7 @@ from ... import __version__
 from ..._deps import require
 from ..._errors import ConfigurationError, NotificationError
 from ..._json import dumps
+from ..._seconds import check_seconds
 from .._loopclients import LoopClients
 from .._models import Notification
 from .base import Channel
@@ -79,11 +80,9 @@ class WebhookChannel(Channel):
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigurationError(f"webhook URL must start with http:// or https://: {url!r}")
-        if timeout <= 0:
-            raise ConfigurationError(f"timeout must be > 0, got {timeout!r}")
+        self.timeout = check_seconds(timeout, "timeout")
         self.url = url
         self._secret = secret.encode() if isinstance(secret, str) else secret
-        self.timeout = timeout
         self.headers = dict(headers or {})
         self._clients: LoopClients[Any] = LoopClients(self._new_client, _close_client, owner=self)
 
