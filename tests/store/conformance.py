@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import pickle
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +37,9 @@ from pepperpy.event import (
     ValidationError,
 )
 from pepperpy.event._text import MAX_NAME_BYTES
+from pepperpy.event.store import MemoryBackend
+from pepperpy.event.store.base import MINUTE, MinuteCount, from_micros
+from pepperpy.event.store.sqlite import SQLiteBackend
 from tests.helpers import eventually
 
 MakeStore = Callable[[], EventStore]
@@ -79,6 +83,49 @@ async def first_done(*awaitables: Awaitable[Any]) -> None:
     for awaitable, task in zip(awaitables, tasks, strict=True):
         if task is not awaitable:
             task.cancel()
+
+
+async def record_at(store: EventStore, times: Mapping[int, int]) -> None:
+    """Set the ``recorded_at`` of the events at the given global positions (epoch µs).
+
+    A store records the time of its own clock (the server's, on PostgreSQL), which a test
+    cannot choose, so this writes the times into the backend's storage behind its back:
+    the rows of the memory backend, the table and time index of an SQLite file, the table
+    of a PostgreSQL schema.
+    """
+    backend = store.backend
+    if isinstance(backend, MemoryBackend):
+        for position, micros in times.items():
+            row = backend._log[position]
+            moved = (*row[:11], micros)
+            backend._log[position] = moved
+            backend._streams[row[1]].rows[row[2]] = moved
+    elif isinstance(backend, SQLiteBackend):
+        connection = sqlite3.connect(backend.path)
+        try:
+            with connection:
+                for table in ("events", "time_index"):
+                    connection.executemany(
+                        f"UPDATE {table} SET recorded_at = ? WHERE global_position = ?",
+                        [(micros, position) for position, micros in times.items()],
+                    )
+        finally:
+            connection.close()
+    else:
+        import asyncpg
+
+        from pepperpy.event.store.postgres import PostgresBackend
+
+        assert isinstance(backend, PostgresBackend), backend
+        settings = {} if backend.schema is None else {"search_path": backend.schema}
+        connection = await asyncpg.connect(backend._dsn, server_settings=settings)
+        try:
+            await connection.executemany(
+                "UPDATE pepperpy_events SET recorded_at = $1 WHERE global_position = $2",
+                [(micros, position) for position, micros in times.items()],
+            )
+        finally:
+            await connection.close()
 
 
 class StoreConformance:
@@ -654,6 +701,78 @@ class StoreConformance:
         await store.append("kept.1", {"type": "last"})
         assert [e.type async for e in store.read_all()] == ["first", "last"]
         assert [e.type for e in await store.read_all(limit=2)] == ["first", "last"]
+
+    # -- counting by minute -----------------------------------------------------------
+
+    async def test_count_by_minute_counts_visible_events_by_recorded_minute_and_type(
+        self, store: EventStore
+    ) -> None:
+        minute = 29_000_000  # 2025-02-19T21:20Z, in whole minutes since the epoch
+        start = minute * MINUTE  # the first microsecond of that minute
+        assert await store.count_by_minute(from_micros(0)) == []  # an empty store
+        first = (
+            await store.append("a.1", [{"type": "t.x"}] * 2 + [{"type": "t.y"}])
+        ).global_position - 2
+        times = {first: start - 1, first + 1: start, first + 2: start + MINUTE - 1}
+        at = (await store.append("c.1", {"type": "t.x"})).global_position
+        times[at] = start + 30_000_000
+        # "t.Z" sorts before "t.x" by code point (not in a locale's collation)
+        at = (await store.append("b.1", [{"type": "t.x"}, {"type": "t.Z"}])).global_position
+        times.update({at - 1: start + MINUTE, at: start + MINUTE + 5})
+        at = (await store.append("gone.1", [{"type": "t.x"}, {"type": "t.q"}])).global_position
+        times.update({at - 1: start + 10, at: start + MINUTE + 10})  # hidden below
+        at = (await store.append("dead.1", {"type": "t.q"})).global_position
+        times[at] = start + 20
+        at = (await store.append("old.1", {"type": "t.x"})).global_position
+        times[at] = 0  # the epoch
+        await store.delete_stream("gone.1")
+        await store.delete_stream("dead.1")
+        at = (
+            await store.append("gone.1", {"type": "t.z"}, expected_version=NO_STREAM)
+        ).global_position
+        times[at] = start + 3 * MINUTE  # minute + 2 has no event
+        await record_at(store, times)
+
+        def minutes(*counts: tuple[int, str, int]) -> list[MinuteCount]:
+            return [MinuteCount(from_micros(m * MINUTE), t, n) for m, t, n in counts]
+
+        since = datetime(2025, 2, 19, 21, 20, tzinfo=UTC)
+        assert since == from_micros(start)
+        rest = [
+            (minute, "t.y", 1),  # at its last microsecond
+            (minute + 1, "t.Z", 1),
+            (minute + 1, "t.x", 1),
+            (minute + 3, "t.z", 1),  # the restarted stream's; its deleted events are not
+        ]
+        # at the minute's first microsecond, and 30 s in
+        expected = minutes((minute, "t.x", 2), *rest)
+        counted = await store.count_by_minute(since)
+        assert counted == expected
+        assert all(c.minute.tzinfo is UTC and c.minute.second == 0 for c in counted)
+        # the same instant in other time zones
+        for offset in (timedelta(hours=5, minutes=30), timedelta(hours=-3, minutes=-15)):
+            assert await store.count_by_minute(since.astimezone(timezone(offset))) == expected
+        # since is inclusive, to the microsecond
+        later = await store.count_by_minute(since + timedelta(microseconds=1))
+        assert later == minutes((minute, "t.x", 1), *rest)
+        earlier = await store.count_by_minute(since - timedelta(microseconds=1))
+        assert earlier == minutes((minute - 1, "t.x", 1), (minute, "t.x", 2), *rest)
+        # an empty window, and one from before the epoch (everything visible)
+        assert await store.count_by_minute(from_micros(start + 3 * MINUTE + 1)) == []
+        everything = await store.count_by_minute(datetime(1960, 1, 1, tzinfo=UTC))
+        assert everything[0] == MinuteCount(from_micros(0), "t.x", 1)
+        assert sum(c.events for c in everything) == len(await store.read_all()) == 8
+
+    async def test_count_by_minute_refuses_a_time_that_is_not_an_aware_datetime(
+        self, store: EventStore
+    ) -> None:
+        with pytest.raises(ValueError, match="since must be timezone-aware"):
+            await store.count_by_minute(datetime(2025, 1, 1))
+        with pytest.raises(TypeError, match="since must be a datetime, got str"):
+            await store.count_by_minute("2025-01-01T00:00Z")  # type: ignore[arg-type]
+        await store.close()
+        with pytest.raises(ClosedError):
+            await store.count_by_minute(datetime.now(UTC))
 
     # -- subscriptions --------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from ._pg_connect import Progress, in_transaction
 from .base import AppendResult, FreshRecord, PendingAppend, StreamState, plan_group
 
 __all__ = [
+    "COUNT_BY_MINUTE",
     "READ_ALL",
     "READ_STREAM_BACKWARD",
     "READ_STREAM_FORWARD",
@@ -72,6 +73,13 @@ _MIGRATIONS: tuple[str, ...] = (
         taken_at bigint NOT NULL
     );
     """,
+    # counting the events recorded since some time (COUNT_BY_MINUTE, the console's activity
+    # chart) reads their index entries, not the whole log. IF NOT EXISTS: an index made
+    # beforehand under this name (CREATE INDEX CONCURRENTLY, which does not block appends
+    # while it builds, as this migration's CREATE INDEX does) is kept
+    """
+    CREATE INDEX IF NOT EXISTS pepperpy_events_recorded_at ON pepperpy_events (recorded_at);
+    """,
 )
 
 # Everything after the group's stream checks, in one round trip: take positions from the
@@ -102,6 +110,17 @@ READ_ALL = f"""
 SELECT {", ".join("e." + name for name in COLUMNS.split(", "))}, e.position >= s.first_visible
 FROM pepperpy_events e JOIN pepperpy_streams s ON s.name = e.stream
 WHERE e.global_position >= $1 ORDER BY e.global_position LIMIT $2
+"""
+
+
+#: the visible events recorded at or after ``$1``, counted by (minute, type), in code point
+#: order of the types (``COLLATE "C"``, as Python sorts); found through
+#: pepperpy_events_recorded_at, and never detoasting an event's data
+COUNT_BY_MINUTE = """
+SELECT e.recorded_at / 60000000 AS minute, e.type, count(*) AS events
+FROM pepperpy_events e JOIN pepperpy_streams s ON s.name = e.stream
+WHERE e.recorded_at >= $1 AND e.position >= s.first_visible
+GROUP BY 1, 2 ORDER BY 1, e.type COLLATE "C"
 """
 
 

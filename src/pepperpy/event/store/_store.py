@@ -37,8 +37,10 @@ from ._reader import EventReader, RowFilter, StoreSubscription
 from ._records import event_records
 from .base import (
     ANY,
+    MINUTE,
     AppendResult,
     ExpectedVersion,
+    MinuteCount,
     NewRecord,
     Row,
     Snapshot,
@@ -47,6 +49,7 @@ from .base import (
     StreamExpectation,
     from_micros,
     redact_url,
+    to_micros,
 )
 
 if TYPE_CHECKING:
@@ -521,6 +524,30 @@ class EventStore:
         await self._acheck_read(stream)
         state = await self._backend.stream_state(stream)
         return None if state is None else state.version
+
+    async def count_by_minute(self, since: datetime) -> list[MinuteCount]:
+        """How many events of each type were recorded in each minute from ``since`` on.
+
+        ``since`` is an aware datetime (any time zone); an event counts when its
+        ``recorded_at`` is at or after it. One :class:`MinuteCount` per (minute, type)
+        with events, by minute (UTC, whole minutes since the epoch), then type. Exact, and
+        cheap: the backend counts from its columns and an index on ``recorded_at``,
+        decoding no event, so the cost grows with the events counted, not the log; events
+        of deleted streams are not counted, as reads do not show them. Needs ``read`` on
+        the whole log (``#``), as ``read_all()`` does: counts by type over every stream
+        would otherwise tell about streams the principal may not read.
+        """
+        self._check_open()
+        if not isinstance(since, datetime):
+            raise TypeError(f"since must be a datetime, got {type(since).__name__}")
+        if since.utcoffset() is None:
+            raise ValueError(
+                f"since must be timezone-aware (a naive datetime is ambiguous), got {since!r}"
+            )
+        await self._acheck_read(None)
+        # nothing is recorded before 1970: a later start counts the same events
+        rows = await self._backend.count_by_minute(max(0, to_micros(since)))
+        return [MinuteCount(from_micros(row.minute * MINUTE), row.type, row.events) for row in rows]
 
     # -- snapshots --------------------------------------------------------------------
 

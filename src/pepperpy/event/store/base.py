@@ -20,6 +20,10 @@ Contract, checked by the store conformance suite (``tests/store/conformance.py``
 * ``wait(position)`` returns once an event at ``position`` or later may exist (it may
   return early; callers re-read), so live subscriptions need no busy polling.
 * ``close()`` releases connections and makes pending ``wait`` calls return.
+* ``count_by_minute(since)`` counts the visible events recorded since then by (minute,
+  type), exactly, from columns and indexes (no event decoded). It is the one method with
+  a default: a scan of the log through ``read_all``, so that a backend written before it
+  existed keeps working (exact, if slow); the built-in backends answer it from an index.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import enum
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -44,6 +48,9 @@ __all__ = [
     "FreshRecord",
     "GroupPlan",
     "LogPage",
+    "MINUTE",
+    "MinuteCount",
+    "MinuteCountRow",
     "NewRecord",
     "PendingAppend",
     "Row",
@@ -55,10 +62,12 @@ __all__ = [
     "check_snapshot_version",
     "from_micros",
     "log_page",
+    "minute_counts",
     "plan_append",
     "plan_group",
     "redact_url",
     "settle",
+    "tally_minutes",
     "to_micros",
 ]
 
@@ -144,6 +153,35 @@ class LogPage(NamedTuple):
     rows: list[Row]
     next_position: int
     more: bool
+
+
+#: a minute in microseconds: ``recorded_at // MINUTE`` is the minute an event was recorded in
+MINUTE = 60_000_000
+
+
+class MinuteCountRow(NamedTuple):
+    """How many visible ``events`` of ``type`` were recorded in ``minute``, as backends
+    count them.
+
+    ``minute`` is ``recorded_at // MINUTE``: whole minutes since the Unix epoch, UTC.
+    """
+
+    minute: int
+    type: str
+    events: int
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCount:
+    """How many ``events`` of ``type`` the store recorded in the minute from ``minute`` on.
+
+    ``minute`` is an aware UTC datetime on a whole minute (seconds and microseconds 0);
+    the events counted are those whose ``recorded_at`` falls in that minute.
+    """
+
+    minute: datetime
+    type: str
+    events: int
 
 
 class SnapshotRow(NamedTuple):
@@ -379,6 +417,24 @@ def log_page(scanned: Sequence[Row], from_position: int, limit: int) -> LogPage:
     return LogPage(rows, next_position, len(scanned) == limit)
 
 
+def tally_minutes(rows: Iterable[Row], since: int, counts: dict[tuple[int, str], int]) -> None:
+    """Add the ``rows`` recorded at or after ``since`` to ``counts`` by (minute, type).
+
+    For backends that count the rows they hold (memory) or read (the contract's fallback,
+    page by page); the rows must be visible ones. :func:`minute_counts` gives the result.
+    """
+    for row in rows:
+        recorded_at = row[11]
+        if recorded_at >= since:
+            key = (recorded_at // MINUTE, row[4])
+            counts[key] = counts.get(key, 0) + 1
+
+
+def minute_counts(counts: dict[tuple[int, str], int]) -> list[MinuteCountRow]:
+    """The tally of :func:`tally_minutes` as ``count_by_minute`` returns it, sorted."""
+    return [MinuteCountRow(minute, type, count) for (minute, type), count in sorted(counts.items())]
+
+
 #: query options whose value is a secret: asyncpg and libpq take ``?password=`` (and
 #: ``?sslpassword=``, the client key's passphrase) as well as ``user:password@``
 _SECRET_OPTIONS = frozenset({"password", "sslpassword"})
@@ -440,6 +496,9 @@ def from_micros(value: int) -> datetime:
 
 _fromtimestamp = datetime.fromtimestamp
 
+#: rows a page of :meth:`StoreBackend.count_by_minute`'s fallback scan reads
+_SCAN_PAGE = 1000
+
 
 class StoreBackend(abc.ABC):
     """Keeps serialized events for :class:`~pepperpy.event.EventStore`."""
@@ -485,6 +544,24 @@ class StoreBackend(abc.ABC):
     @abc.abstractmethod
     async def load_snapshot(self, stream: str) -> SnapshotRow | None:
         """The stream's latest snapshot, if any."""
+
+    async def count_by_minute(self, since: int) -> list[MinuteCountRow]:
+        """Count the visible events recorded at or after ``since`` (microseconds since the
+        epoch, ``>= 0``) by (minute, type), sorted by minute, then type (by code point).
+
+        Exact: every such event counts, none of a deleted stream's hidden ones. Backends
+        answer from columns and indexes (``recorded_at`` and ``type``), never decoding an
+        event, in time that grows with the events counted, not with the log. This default,
+        for backends that do not, reads the whole log with :meth:`read_all`: exact, but
+        a scan of every event, so the memory, SQLite and PostgreSQL backends override it.
+        """
+        counts: dict[tuple[int, str], int] = {}
+        position, more = 0, True
+        while more:
+            page = await self.read_all(position, _SCAN_PAGE)
+            tally_minutes(page.rows, since, counts)
+            position, more = page.next_position, page.more
+        return minute_counts(counts)
 
     @abc.abstractmethod
     async def wait(self, position: int) -> None:

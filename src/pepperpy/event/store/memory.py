@@ -17,13 +17,16 @@ from .base import (
     AppendResult,
     ExpectedVersion,
     LogPage,
+    MinuteCountRow,
     NewRecord,
     Row,
     SnapshotRow,
     StoreBackend,
     StreamState,
     check_snapshot_version,
+    minute_counts,
     plan_append,
+    tally_minutes,
 )
 
 __all__ = ["MemoryBackend"]
@@ -109,6 +112,22 @@ class MemoryBackend(StoreBackend):
         streams = self._streams
         rows = [row for row in scanned if row[2] >= streams[row[1]].state.first_visible]
         return LogPage(rows, from_position + len(scanned), len(scanned) == limit)
+
+    async def count_by_minute(self, since: int) -> list[MinuteCountRow]:
+        """A pass over the whole log: memory holds no index on ``recorded_at``."""
+        self._check_open()
+        streams = self._streams
+        counts: dict[tuple[int, str], int] = {}
+        tally_minutes(
+            (
+                row
+                for row in self._log
+                if row[11] >= since and row[2] >= streams[row[1]].state.first_visible
+            ),
+            since,
+            counts,
+        )
+        return minute_counts(counts)
 
     async def stream_state(self, stream: str) -> StreamState | None:
         self._check_open()

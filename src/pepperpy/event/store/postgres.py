@@ -72,6 +72,7 @@ from ._pg_options import (
 )
 from ._pg_pool import UNKNOWN, Pools
 from ._pg_schema import (
+    COUNT_BY_MINUTE,
     READ_ALL,
     READ_STREAM_BACKWARD,
     READ_STREAM_FORWARD,
@@ -83,6 +84,7 @@ from .base import (
     AppendResult,
     ExpectedVersion,
     LogPage,
+    MinuteCountRow,
     NewRecord,
     PendingAppend,
     Row,
@@ -299,6 +301,13 @@ class PostgresBackend(StoreBackend):
             "read_all", lambda connection, _: connection.fetch(READ_ALL, from_position, limit)
         )
         return log_page(scanned, from_position, limit)
+
+    async def count_by_minute(self, since: int) -> list[MinuteCountRow]:
+        rows = await self._run(
+            "count_by_minute",
+            lambda connection, _: connection.fetch(COUNT_BY_MINUTE, since),
+        )
+        return [MinuteCountRow(row[0], row[1], row[2]) for row in rows]
 
     async def stream_state(self, stream: str) -> StreamState | None:
         row = await self._run(

@@ -37,6 +37,7 @@ from .._errors import ClosedError, ConfigurationError, StoreError
 from .._sqlite import abandon, open_read_only, track_forks
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
+    COUNT_BY_MINUTE,
     LIVE_STREAMS,
     NEXT_POSITION,
     READ_ALL,
@@ -56,6 +57,7 @@ from .base import (
     AppendResult,
     ExpectedVersion,
     LogPage,
+    MinuteCountRow,
     NewRecord,
     PendingAppend,
     Row,
@@ -593,6 +595,12 @@ class SQLiteBackend(StoreBackend):
             lambda connection: connection.execute(READ_ALL, (from_position, limit)).fetchall()
         )
         return log_page(scanned, from_position, limit)
+
+    async def count_by_minute(self, since: int) -> list[MinuteCountRow]:
+        rows = await self._read(
+            lambda connection: connection.execute(COUNT_BY_MINUTE, {"since": since}).fetchall()
+        )
+        return [MinuteCountRow(*row) for row in rows]
 
     async def stream_state(self, stream: str) -> StreamState | None:
         return await self._read(lambda connection: _stream_state(connection, stream))
