@@ -24,7 +24,7 @@ from pepperpy.event._errors import (
     StreamDeletedError,
 )
 from pepperpy.event.cli._console import console_app
-from pepperpy.event.store.base import LogPage, StreamState
+from pepperpy.event.store.base import LogPage, MinuteCountRow, StreamState
 from pepperpy.event.store.memory import MemoryBackend
 
 PATHS = ["/", "/api/streams", "/api/events", "/api/streams/a.1", "/streams/a.1", "/api/stats"]
@@ -50,6 +50,10 @@ class FailingBackend(MemoryBackend):
     async def stream_names(self) -> list[str]:
         self._fail()
         return await super().stream_names()
+
+    async def count_by_minute(self, since: int) -> list[MinuteCountRow]:
+        self._fail()
+        return await super().count_by_minute(since)
 
 
 @pytest.fixture

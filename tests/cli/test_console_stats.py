@@ -1,11 +1,14 @@
-"""The activity chart and /api/stats: the cap on counted events is said, counts are reused.
+"""The activity chart and /api/stats: every event counted by the store, none read.
 
-Only the newest STATS_CAP events are counted; the index page charted the truncated
-counts as 'Appends per minute, last hour' with nothing to show they were cut, and every
-view of / counted (and decoded) them all again.
+The console used to read (and decode) up to the newest 100,000 events of the window to
+count them, saying "capped" past that. It now asks the store, which counts from an index
+on recorded_at (``EventStore.count_by_minute``): exact, whatever the number of events,
+and an event that cannot be decoded counts like the others. Minutes are the clock's.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +16,11 @@ import pytest
 from pepperpy.event import Event, EventStore
 from pepperpy.event.cli import _console
 from pepperpy.event.cli._console import console_app
+from pepperpy.event.security import AccessControl
+from pepperpy.event.store.base import MINUTE
+from tests.store.conformance import record_at
+
+START = 29_000_000 * MINUTE  # 2025-02-19T21:20Z, on a whole minute
 
 
 def _client(store: EventStore) -> httpx.AsyncClient:
@@ -20,39 +28,67 @@ def _client(store: EventStore) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080")
 
 
-async def test_a_capped_count_is_said_on_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_console, "STATS_CAP", 10)
-    store = EventStore()
-    await store.append("a.1", [Event("t.x", {"n": n}) for n in range(25)])
-    async with _client(store) as http:
-        stats = (await http.get("/api/stats")).json()
-        index = (await http.get("/")).text
-    assert stats["capped"] is True
-    assert sum(stats["per_minute"]) == 10 and stats["by_type"] == {"t.x": 10}
-    assert "<p>Only the newest 10 events are charted.</p>" in index
-    assert 'aria-label="appends per minute, at least (only the newest 10 counted)' in index
-
-
-async def test_no_cap_note_below_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_console, "STATS_CAP", 10)
-    store = EventStore()
-    await store.append("a.1", [Event("t.x", {"n": n}) for n in range(10)])
-    async with _client(store) as http:
-        stats = (await http.get("/api/stats")).json()
-        index = (await http.get("/")).text
-    assert stats["capped"] is False and sum(stats["per_minute"]) == 10
-    assert "Only the newest" not in index and "at least" not in index
-    assert 'aria-label="appends per minute, peak 10"' in index
-
-
 class CountingStore(EventStore):
-    """Counts the reads of the global log."""
+    """Counts the reads of the global log and the counts asked of the store."""
 
     reads = 0
+    counts = 0
 
-    def read_all(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+    def read_all(self, *args: Any, **kwargs: Any) -> Any:
         self.reads += 1
-        return super().read_all(*args, **kwargs)  # type: ignore[arg-type]
+        return super().read_all(*args, **kwargs)
+
+    async def count_by_minute(self, *args: Any, **kwargs: Any) -> Any:
+        self.counts += 1
+        return await super().count_by_minute(*args, **kwargs)
+
+
+async def test_every_event_is_counted_none_read() -> None:
+    """More events than the old cap (100,000), each of which would fail to decode: all
+    counted, none read."""
+    store = CountingStore()
+
+    @store.upcaster("t.x")
+    def broken(data: Any) -> Any:
+        raise RuntimeError("never called: counting decodes nothing")
+
+    for _ in range(10):
+        await store.append("a.1", [{"type": "t.x"}] * 10_000)
+    await store.append("b.1", {"type": "t.y"})
+    async with _client(store) as http:
+        answer = await http.get("/api/stats")
+        index = (await http.get("/")).text
+    assert answer.status_code == 200, answer.text
+    stats = answer.json()
+    assert sum(stats["per_minute"]) == 100_001
+    assert stats["by_type"] == {"t.x": 100_000, "t.y": 1}
+    assert "capped" not in stats and store.reads == 0
+    assert 'aria-label="appends per minute, peak ' in index and "at least" not in index
+
+
+async def test_minutes_are_whole_minutes_of_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = EventStore()
+    await store.append("a.1", [{"type": "t.x"}] * 4 + [{"type": "t.y"}] * 2)
+    await record_at(
+        store,
+        {
+            0: START - 1,  # before the window: not counted
+            1: START,  # the window's first microsecond
+            2: START + MINUTE + 59_999_999,
+            3: START + 2 * MINUTE,
+            4: START + 2 * MINUTE + 1,
+            5: START + 5 * MINUTE,  # after "now": a database clock ahead of ours
+        },
+    )
+    monkeypatch.setattr(_console, "_now", lambda: START + 2 * MINUTE + 30_000_000)
+    async with _client(store) as http:
+        stats = (await http.get("/api/stats", params={"minutes": 3})).json()
+    assert stats == {
+        "minutes": 3,
+        "since": "2025-02-19T21:20:00+00:00",
+        "per_minute": [1, 1, 3],  # the current minute, so far (and later)
+        "by_type": {"t.x": 3, "t.y": 2},
+    }
 
 
 async def test_counts_are_reused_for_a_few_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,14 +96,27 @@ async def test_counts_are_reused_for_a_few_seconds(monkeypatch: pytest.MonkeyPat
     await store.append("a.1", Event("t.x", {}))
     async with _client(store) as http:
         first = (await http.get("/api/stats")).json()
-        reads = store.reads
-        assert reads > 0
+        assert store.counts == 1
         await store.append("a.1", Event("t.x", {}))
-        assert (await http.get("/api/stats")).json() == first  # the same count, not read again
+        assert (await http.get("/api/stats")).json() == first  # the same count, not asked again
         assert (await http.get("/")).status_code == 200
-        assert store.reads == reads
+        assert store.counts == 1
         other = (await http.get("/api/stats", params={"minutes": 5})).json()  # another window
-        assert sum(other["per_minute"]) == 2 and store.reads > reads
+        assert sum(other["per_minute"]) == 2 and store.counts == 2
         monkeypatch.setattr(_console, "STATS_SECONDS", 0.0)  # every count has expired
         fresh = (await http.get("/api/stats")).json()
     assert sum(fresh["per_minute"]) == 2 and fresh["by_type"] == {"t.x": 2}
+    assert store.reads == 0
+
+
+async def test_a_console_that_may_read_some_streams_only_gets_no_counts() -> None:
+    """Counts by type over every stream would tell about the streams it may not read."""
+    access = AccessControl(default="deny")
+    access.allow("#", "append", "#")
+    access.allow("anonymous", "read", "orders.#")
+    store = EventStore(access=access)
+    await store.append("salaries.1", {"type": "salary.paid"})
+    async with _client(store) as http:
+        answer = await http.get("/api/stats")
+    assert answer.status_code == 403
+    assert answer.json() == {"error": "principal 'anonymous' may not read '#'"}

@@ -18,9 +18,9 @@ JSON API (what the pages use, and what scripts can use):
 - ``GET /api/streams/{name}?from=&limit=&backwards=``: events (404 for a missing stream);
 - ``GET /api/events?from=&limit=&streams=&types=``: a page of the global log;
 - ``GET /api/stats?minutes=60``: appends per minute (oldest first) and per event type
-  over the last minutes, by ``recorded_at`` (charted on ``/``), counted again at most
-  every ``STATS_SECONDS``; only the newest ``STATS_CAP`` (100,000) events are counted,
-  and ``"capped": true`` says there were more (the page says so under its chart);
+  over the last minutes, by ``recorded_at`` (charted on ``/``): every event, counted
+  by the store from an index (``EventStore.count_by_minute``), none read or decoded;
+  counted again at most every ``STATS_SECONDS``;
 - ``GET /api/tail?from=&lines=&streams=&types=``: ``text/event-stream``; each event is
   sent with ``id: <global position>``, so a browser that reconnects resumes after the
   last one it saw (``Last-Event-ID``). Without ``from`` it starts with the last
@@ -73,9 +73,10 @@ from .._errors import (
 from .._event import Event
 from .._patterns import parse_pattern, parse_topic
 from ..store import EventStore, StoreSubscription
+from ..store.base import MINUTE, from_micros, to_micros
 from ._counts import stream_length
 from ._errors import scrub
-from ._tail import last_events, recent_events
+from ._tail import last_events
 
 __all__ = ["LOOPBACK_HOSTS", "console_app"]
 
@@ -478,15 +479,14 @@ def _stream_href(name: str) -> str:
     return "/streams/" + quote(name, safe="")
 
 
-STATS_CAP = 100_000  # the newest events counted for /api/stats and the chart
 STATS_SECONDS = 5.0  # how long a count is reused: reloading / does not count again
 
 
 class _ActivityCache:
     """``_activity`` per window, each reused for ``STATS_SECONDS``.
 
-    Counting reads (and decodes) up to ``STATS_CAP`` events: too much to repeat on
-    every view of ``/``. At most ``MAX_MINUTES`` entries.
+    A count is an indexed query, but over a busy hour (or day) still one index entry per
+    event: reloading ``/`` need not repeat it. At most ``MAX_MINUTES`` entries.
     """
 
     def __init__(self, store: EventStore) -> None:
@@ -502,30 +502,37 @@ class _ActivityCache:
         return value
 
 
+def _now() -> int:
+    """The console's clock, in microseconds since the epoch (tests set it)."""
+    return time.time_ns() // 1000
+
+
 async def _activity(store: EventStore, minutes: int) -> dict[str, Any]:
     """Appends per minute (oldest first) and per type over the last ``minutes``.
 
-    Only the newest ``STATS_CAP`` events of the window are counted; ``capped`` says
-    that there were more (the counts are then lower bounds).
+    The minutes are the clock's (UTC, whole minutes): the last is the current one, so far.
+    Events recorded later than the console's clock says it is now (a database server's
+    clock ahead of this host's) are counted in the current minute. Every event counts:
+    the store counts them from its index, reading none (no cap).
     """
-    now = int(time.time() * 1_000_000)
-    since = now - minutes * 60_000_000
-    events, capped = await recent_events(store, since, STATS_CAP)
+    first = _now() // MINUTE - minutes + 1
+    since = from_micros(first * MINUTE)
     per_minute = [0] * minutes
     by_type: dict[str, int] = {}
-    for event in events:
-        recorded = event.recorded_at
-        if recorded is None:
-            continue
-        age = (now - int(recorded.timestamp() * 1_000_000)) // 60_000_000
-        if 0 <= age < minutes:
-            per_minute[minutes - 1 - age] += 1
-        by_type[event.type] = by_type.get(event.type, 0) + 1
-    return {"minutes": minutes, "per_minute": per_minute, "by_type": by_type, "capped": capped}
+    for count in await store.count_by_minute(since):
+        index = min(to_micros(count.minute) // MINUTE - first, minutes - 1)
+        per_minute[index] += count.events
+        by_type[count.type] = by_type.get(count.type, 0) + count.events
+    return {
+        "minutes": minutes,
+        "since": since.isoformat(),
+        "per_minute": per_minute,
+        "by_type": dict(sorted(by_type.items())),
+    }
 
 
 def _chart(activity: dict[str, Any]) -> str:
-    """An inline SVG bar chart (no JavaScript, no external assets), and its cap if reached."""
+    """An inline SVG bar chart (no JavaScript, no external assets)."""
     values: list[int] = activity["per_minute"]
     width, height = 4 * len(values), 60
     peak = max(values) or 1
@@ -535,13 +542,8 @@ def _chart(activity: dict[str, Any]) -> str:
         for i, v in enumerate(values)
         if v
     )
-    label = f"appends per minute, peak {peak}"
-    note = ""
-    if activity["capped"]:
-        label = f"appends per minute, at least (only the newest {STATS_CAP:,} counted), peak {peak}"
-        note = f"<p>Only the newest {STATS_CAP:,} events are charted.</p>"
     chart = f'<svg class="chart" width="{width}" height="{height}" role="img" '
-    return f'{chart}aria-label="{label}">{bars}</svg>{note}'
+    return f'{chart}aria-label="appends per minute, peak {peak}">{bars}</svg>'
 
 
 async def _sse(
