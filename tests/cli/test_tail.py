@@ -48,20 +48,3 @@ async def test_gaps_from_deleted_streams(sqlite_url: str) -> None:
         last, following = await last_events(store, 7, None, None)
         assert [e.global_position for e in last] == [5, 6, 7, 8, 9]
         assert following == 10
-
-
-async def test_recent_events_by_recorded_time() -> None:
-    import time
-
-    from pepperpy.event.cli._tail import recent_events
-
-    store = EventStore()
-    assert await recent_events(store, 0, 10) == ([], False)
-    await store.append("log.1", [Event("line", {"n": n}) for n in range(1500)])
-    now = int(time.time() * 1_000_000)
-    everything, capped = await recent_events(store, now - 60_000_000, 10_000)
-    assert len(everything) == 1500 and not capped
-    newest, capped = await recent_events(store, now - 60_000_000, 100)
-    assert capped and [e.data["n"] for e in newest] == list(range(1400, 1500))
-    future, _ = await recent_events(store, now + 60_000_000, 100)
-    assert future == []

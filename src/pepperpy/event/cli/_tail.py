@@ -14,7 +14,7 @@ from collections import deque
 from .._event import Event
 from ..store import EventStore
 
-__all__ = ["head_position", "last_events", "recent_events"]
+__all__ = ["head_position", "last_events"]
 
 
 async def _first_at(store: EventStore, position: int) -> int | None:
@@ -63,32 +63,4 @@ async def last_events(
             following = max(following, (event.global_position or 0) + 1)
         if len(found) == count or start == 0:
             return list(found), following
-        window *= 4
-
-
-async def recent_events(store: EventStore, since_micros: int, cap: int) -> tuple[list[Event], bool]:
-    """Events recorded at or after ``since_micros`` (epoch µs), newest last, at most ``cap``.
-
-    Reads windows growing fourfold back from the head until one reaches before
-    ``since_micros``; returns ``(events, capped)``.
-    """
-    head = await head_position(store)
-    if head is None:
-        return [], False
-    window = 256
-    while True:
-        start = max(0, head + 1 - window)
-        found: deque[Event] = deque(maxlen=cap)
-        seen = 0
-        reached_before = start == 0
-        async for event in store.read_all(start):
-            recorded = event.recorded_at
-            stamp = 0 if recorded is None else int(recorded.timestamp() * 1_000_000)
-            if stamp < since_micros:
-                reached_before = True
-                continue
-            found.append(event)
-            seen += 1
-        if reached_before or seen > cap:
-            return list(found), seen > cap
         window *= 4
