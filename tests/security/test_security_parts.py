@@ -245,6 +245,8 @@ def test_audit_read_only_never_creates_or_changes_a_file(tmp_path: Path) -> None
     assert readonly.verify().ok
     with pytest.raises(ConfigurationError, match="read-only"):
         readonly.record("append", "s.1")
+    with pytest.raises(ConfigurationError, match="read-only"):  # refused as record() is
+        readonly.record_off_loop("append", "s.1")
     readonly.close()
 
 

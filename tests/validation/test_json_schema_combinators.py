@@ -90,6 +90,16 @@ def test_keys_of_every_all_of_branch_are_declared_and_converted() -> None:
     assert [(p.path, p.message) for p in found] == [("other", "unexpected field")]
 
 
+def test_an_unexpected_key_has_the_same_path_under_all_of_as_in_one_object() -> None:
+    """Both name a mapping's key through key_path (a key that is not an identifier in
+    brackets), so one field has one path whichever way its schema is written."""
+    data = {"id": "i", "n": 1, "other field": 2}
+    found = _problems(DERIVED, data)
+    plain = {"properties": {"id": {}, "n": {}}, "additionalProperties": False}
+    assert [(p.path, p.message) for p in found] == [("['other field']", "unexpected field")]
+    assert [p.path for p in _problems(plain, data)] == ["['other field']"]
+
+
 def test_keys_no_all_of_branch_declares_follow_the_extra_fields_policy() -> None:
     ignoring = EventValidator(extra_fields="ignore")
     ignoring.register("x", DERIVED)

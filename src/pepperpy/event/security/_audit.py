@@ -182,12 +182,24 @@ class AuditLog(OneConnection):
         loses its entry or breaks the chain. A failure of the file raises
         :class:`~pepperpy.event.StoreError` naming the entry that was not recorded.
         """
-        if self._read_only:
-            raise ConfigurationError(f"the audit log {self._path!r} was opened read-only")
-        check_entry(action, target, principal, outcome, details)
+        self._check_recordable(action, target, principal, outcome, details)
         # what record_off_loop queued happened first: it goes into the chain first
         self._wait_for_queued()
         return self._record(action, target, principal, outcome, details, datetime.now(UTC))
+
+    def _check_recordable(
+        self,
+        action: str,
+        target: str,
+        principal: str | None,
+        outcome: str,
+        details: Mapping[str, Any] | None,
+    ) -> None:
+        """Refuse at once what no record can write: any entry to a log opened read-only,
+        an entry that is not well-formed."""
+        if self._read_only:
+            raise ConfigurationError(f"the audit log {self._path!r} was opened read-only")
+        check_entry(action, target, principal, outcome, details)
 
     def _record(
         self,
@@ -244,9 +256,7 @@ class AuditLog(OneConnection):
         Refused at once, like :meth:`record`: an entry that is not well-formed, a
         read-only log, a closed one (``ClosedError``).
         """
-        if self._read_only:
-            raise ConfigurationError(f"the audit log {self._path!r} was opened read-only")
-        check_entry(action, target, principal, outcome, details)
+        self._check_recordable(action, target, principal, outcome, details)
         if self._path is None or not _on_a_running_loop():
             self.record(action, target, principal=principal, outcome=outcome, details=details)
             return

@@ -17,18 +17,20 @@ from typing import Any
 from .._errors import ConfigurationError, SerializationError
 from ._audit_entries import (
     GENESIS,
-    HEX,
     AuditEntry,
     AuditFailure,
     AuditVerification,
     decode,
     is_hash,
+    is_hex,
 )
 
 __all__ = ["Chain", "anchor", "key_fingerprint"]
 
 #: the constant a key's fingerprint is the HMAC of
 _FINGERPRINT_MESSAGE = b"pepperpy-event audit log key fingerprint v1"
+#: how many hex digits of that HMAC a fingerprint keeps
+_FINGERPRINT_DIGITS = 16
 #: what an unkeyed log file records in place of a fingerprint
 _UNKEYED = "none"
 
@@ -39,7 +41,7 @@ def key_fingerprint(key: bytes) -> str:
     An HMAC does not reveal its key; the fingerprint only lets one check a key given
     against the log's, which the entries' own HMACs allow already.
     """
-    return hmac.new(key, _FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()[:16]
+    return hmac.new(key, _FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()[:_FINGERPRINT_DIGITS]
 
 
 class Chain:
@@ -67,7 +69,7 @@ class Chain:
                 "is not HMAC-keyed (it records so), but a key was given: open it without "
                 "one; if it was written with this key, someone without it rewrote the log"
             )
-        if not _is_fingerprint(marker):
+        if not is_hex(marker, _FINGERPRINT_DIGITS):
             return "malformed", f"has a malformed key marker {marker!r} (the file was edited)"
         if self._key is None:
             return "missing_key", "is HMAC-keyed (it records so) and no key was given"
@@ -183,10 +185,6 @@ class Chain:
             if hmac.compare_digest(entry.hash, self.digest(entry.previous_hash, body)):
                 return stored_at
         return None
-
-
-def _is_fingerprint(value: str) -> bool:
-    return len(value) == 16 and HEX.issuperset(value)
 
 
 def anchor(expect_count: int | None, expect_head: str | None) -> str | None:

@@ -16,17 +16,17 @@ import orjson
 
 __all__ = [
     "GENESIS",
-    "HEX",
     "AuditEntry",
     "AuditFailure",
     "AuditVerification",
     "check_entry",
     "decode",
     "is_hash",
+    "is_hex",
 ]
 
 GENESIS = "0" * 64
-HEX = frozenset("0123456789abcdef")
+_HEX = frozenset("0123456789abcdef")
 _FIELDS = frozenset(
     ("sequence", "at", "principal", "action", "target", "outcome", "details", "previous_hash")
 )
@@ -128,8 +128,14 @@ def check_entry(
         raise TypeError(f"audit details must be a mapping, got {type(details).__name__}")
 
 
+def is_hex(value: object, digits: int) -> TypeGuard[str]:
+    """Whether ``value`` is a str of exactly ``digits`` lower-case hex digits."""
+    return isinstance(value, str) and len(value) == digits and _HEX.issuperset(value)
+
+
 def is_hash(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and len(value) == 64 and HEX.issuperset(value)
+    """Whether ``value`` is a hash of the chain: 64 lower-case hex digits (SHA-256)."""
+    return is_hex(value, 64)
 
 
 def decode(body: object, digest: object) -> AuditEntry | str:

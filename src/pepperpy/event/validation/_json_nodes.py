@@ -30,6 +30,7 @@ from ._nodes import (
     checked_items,
     describe,
     join_path,
+    key_path,
     length_problem,
 )
 
@@ -139,7 +140,7 @@ class AllNode(Node):
             if self.extra == "ignore":
                 del out[key]
             elif self.extra == "forbid":
-                where = join_path(path, key if isinstance(key, str) else repr(key))
+                where = key_path(path, key)
                 problems.append(
                     ValidationProblem(
                         where, "no such field", describe(out[key]), "unexpected field"
