@@ -27,7 +27,8 @@ from pepperpy.event import (
     TimeoutMiddleware,
     WebhookChannel,
 )
-from pepperpy.event.security import AuditLog
+from pepperpy.event.security import AuditLog, KeyRing, StreamEncryption
+from pepperpy.event.store.sqlite import SQLiteBackend
 
 
 def _close_notifications(grace: Any) -> None:
@@ -71,6 +72,14 @@ OPTIONS: list[tuple[str, Callable[[Any], object], type[Exception], bool]] = [
     ("ttl", lambda v: DeduplicateMiddleware(ttl=v), ValueError, False),
     ("base_delay", lambda v: RetryPolicy(base_delay=v, max_delay=10), ValueError, True),
     ("max_delay", lambda v: RetryPolicy(kind="fixed", max_delay=v), ValueError, True),
+    # a file never opened: the check is the constructor's
+    ("busy_timeout", lambda v: SQLiteBackend("never-opened.db", busy_timeout=v), ValueError, True),
+    (
+        "key_cache_ttl",
+        lambda v: StreamEncryption(KeyRing.generate(), key_cache_ttl=v),
+        ConfigurationError,
+        True,
+    ),
 ]
 BAD = [True, False, math.nan, math.inf, -math.inf, -1, "5", None, 10**400]
 

@@ -22,6 +22,7 @@ from pepperpy.event import (
     ReplayStopped,
     RetryPolicy,
 )
+from tests.test_seconds_options import BAD
 
 T0 = datetime(2023, 1, 1, tzinfo=UTC)
 
@@ -219,11 +220,22 @@ async def test_no_speed_means_as_fast_as_possible() -> None:
     assert report.replayed == 3
 
 
-@pytest.mark.parametrize("speed", [0, -1.0, "fast"])
+@pytest.mark.parametrize("speed", [0, -1.0, "fast", float("nan"), True, False])
 async def test_bad_speed_is_refused(speed: Any) -> None:
     replay = EventReplay(EventStore())
-    with pytest.raises(ValueError, match="speed"):
+    with pytest.raises(ConfigurationError) as caught:
         await replay.replay_all(speed=speed)
+    # True was taken as a speed of 1 (an int to Python)
+    assert str(caught.value) == f"speed must be a number > 0 or None, got {speed!r}"
+
+
+@pytest.mark.parametrize("max_gap", [b for b in BAD if b is not None], ids=repr)
+async def test_a_bad_max_gap_is_refused_as_seconds_are(max_gap: Any) -> None:
+    replay = EventReplay(EventStore())
+    with pytest.raises(ConfigurationError) as caught:
+        await replay.replay_all(speed=1.0, max_gap=max_gap)
+    # True was taken as a one-second cap, and 10**400 raised OverflowError
+    assert str(caught.value) == f"max_gap must be a finite number of seconds >= 0, got {max_gap!r}"
 
 
 async def test_progress_callback_sync_and_async() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import pathlib
 import sqlite3
 import threading
@@ -848,7 +849,54 @@ async def test_busy_timeout_sets_how_long_appends_wait_for_another_process_lock(
         await store.close()
 
 
-@pytest.mark.parametrize("query", ["busy_timeout=soon", "busy_timeout=-1", "busy_timeout=nan"])
-def test_a_bad_busy_timeout_is_refused(tmp_path: pathlib.Path, query: str) -> None:
-    with pytest.raises(ConfigurationError, match="busy_timeout"):
-        EventStore(f"sqlite:///{tmp_path / 'events.db'}?{query}")
+_SECONDS = "must be a finite number of seconds >= 0, got"
+_OVERFLOWS = "must be less than 1000000 seconds (SQLite counts it in milliseconds, in a C int)"
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("soon", f"{_SECONDS} 'soon'"),
+        ("true", f"{_SECONDS} 'true'"),
+        ("", f"{_SECONDS} ''"),
+        ("-1", f"{_SECONDS} -1.0"),
+        ("nan", f"{_SECONDS} nan"),
+        ("inf", f"{_SECONDS} inf"),
+        ("1e6", f"{_OVERFLOWS}, got 1000000.0"),
+    ],
+)
+def test_a_bad_busy_timeout_in_the_url_is_refused_naming_it(
+    tmp_path: pathlib.Path, text: str, refused: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}?busy_timeout={text}"
+    with pytest.raises(ConfigurationError) as caught:
+        EventStore(url)
+    assert str(caught.value) == f"{url!r}: busy_timeout {refused}"
+
+
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [
+        # True passed as one second, "abc" raised a bare TypeError
+        (True, f"{_SECONDS} True"),
+        ("abc", f"{_SECONDS} 'abc'"),
+        (None, f"{_SECONDS} None"),
+        (math.inf, f"{_SECONDS} inf"),
+        (1e6, f"{_OVERFLOWS}, got 1000000.0"),
+        (10**7, f"{_OVERFLOWS}, got 10000000"),
+    ],
+    ids=repr,
+)
+def test_a_bad_busy_timeout_argument_is_refused_naming_it(
+    tmp_path: pathlib.Path, value: object, refused: str
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        sqlite_backend.SQLiteBackend("events.db", busy_timeout=value)  # type: ignore[arg-type]
+    assert str(caught.value) == f"busy_timeout {refused}"
+
+
+def test_busy_timeouts_sqlite_can_count_are_taken(tmp_path: pathlib.Path) -> None:
+    # a longer one overflows SQLite's milliseconds: sqlite3 sets 0, no waiting at all
+    url = f"sqlite:///{tmp_path / 'e.db'}?busy_timeout=999999.5"
+    assert sqlite_backend.parse_url(url).busy_timeout == 999999.5
+    assert sqlite_backend.SQLiteBackend("e.db", busy_timeout=0)._busy_timeout == 0.0

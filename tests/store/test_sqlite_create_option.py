@@ -56,7 +56,7 @@ def test_create_defaults_to_true_and_combines_with_the_other_options(tmp_path: P
         ("create=0&create=1", "'create' is given twice"),
         ("creat=0", "unknown SQLite URL option 'creat'"),
         ("synchronous=OFF", "synchronous='OFF': use FULL, EXTRA or NORMAL"),
-        ("busy_timeout=soon", "busy_timeout='soon': give seconds"),
+        ("busy_timeout=soon", "busy_timeout must be a finite number of seconds >= 0, got 'soon'"),
     ],
 )
 def test_a_bad_option_is_named(tmp_path: Path, query: str, named: str) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from ._handlers import is_async_callable
 from ._loops import settled
 from ._patterns import PatternIndex, matches, parse_pattern
 from ._retry import RetryPolicy
+from ._seconds import check_seconds
 
 if TYPE_CHECKING:
     from .store import EventReader, EventStore
@@ -423,6 +425,16 @@ def _start(start_pos: int) -> int:
     return start_pos
 
 
+def _speed(speed: object) -> float:
+    """A replay's ``speed``: a factor > 0 (not seconds), never a bool (``True`` is 1)."""
+    if not isinstance(speed, bool) and isinstance(speed, int | float) and speed > 0:
+        try:
+            return float(speed)
+        except OverflowError:  # an int past a float's range: as fast as can be
+            return math.inf
+    raise ConfigurationError(f"speed must be a number > 0 or None, got {speed!r}")
+
+
 def _stream_position(event: Event) -> int:
     position = event.position
     if position is None:
@@ -457,8 +469,6 @@ class _Run:
         retry_policy: RetryPolicy,
         position_of: Callable[[Event], int],
     ) -> None:
-        if speed is not None and (not isinstance(speed, int | float) or not speed > 0):
-            raise ConfigurationError(f"speed must be a number > 0 or None, got {speed!r}")
         if on_error not in ("continue", "stop"):
             raise ConfigurationError(f"on_error must be 'continue' or 'stop', got {on_error!r}")
         for name, every in (
@@ -475,10 +485,8 @@ class _Run:
         self.scope = scope
         self.window = window
         self.types = types
-        if max_gap is not None and (not isinstance(max_gap, int | float) or not max_gap >= 0):
-            raise ConfigurationError(f"max_gap must be a number >= 0 or None, got {max_gap!r}")
-        self.speed = None if speed is None else float(speed)
-        self.max_gap = None if max_gap is None else float(max_gap)
+        self.speed = None if speed is None else _speed(speed)
+        self.max_gap = None if max_gap is None else check_seconds(max_gap, "max_gap", zero=True)
         self.progress = progress
         self.progress_every = progress_every
         self.checkpoint = None if checkpoint is None else _checkpoint_key(checkpoint)

@@ -30,15 +30,38 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+from ._seconds import check_seconds
+
 __all__ = [
+    "MAX_BUSY_TIMEOUT",
     "ForkAware",
     "abandon",
+    "check_busy_timeout",
     "open_read_only",
     "open_wal",
     "roll_back",
     "track_forks",
     "write_transaction",
 ]
+
+#: a busy timeout of this many seconds or more overflows SQLite's milliseconds (a C int):
+#: Python's ``sqlite3`` then sets 0, and a locked file fails at once instead of waiting
+MAX_BUSY_TIMEOUT = 1e6
+
+
+def check_busy_timeout(value: object, name: str, error: type[Exception]) -> float:
+    """``value`` as a busy timeout in seconds, or ``error`` naming ``name``.
+
+    A number of seconds as :func:`~pepperpy.event._seconds.check_seconds` takes it (0
+    allowed: a locked file fails at once), less than :data:`MAX_BUSY_TIMEOUT`.
+    """
+    seconds = check_seconds(value, name, zero=True, error=error)
+    if seconds >= MAX_BUSY_TIMEOUT:
+        raise error(
+            f"{name} must be less than {MAX_BUSY_TIMEOUT:.0f} seconds (SQLite counts it in "
+            f"milliseconds, in a C int), got {value!r}"
+        )
+    return seconds
 
 
 def open_wal(

@@ -45,6 +45,7 @@ from typing import Any, TypeGuard
 
 from .._errors import ConfigurationError, EncryptionError
 from .._loops import settled
+from .._seconds import check_seconds
 from ._envelope import (
     EVENT,
     NONCE,
@@ -95,19 +96,11 @@ class StreamEncryption:
     ) -> None:
         if on_shredded not in ("redact", "error"):
             raise ConfigurationError("on_shredded must be 'redact' or 'error'")
-        if (
-            isinstance(key_cache_ttl, bool)
-            or not isinstance(key_cache_ttl, int | float)
-            or not math.isfinite(key_cache_ttl)
-            or key_cache_ttl < 0
-        ):
-            raise ConfigurationError(
-                f"key_cache_ttl must be a finite number of seconds >= 0, got {key_cache_ttl!r}"
-            )
+        key_cache_ttl = check_seconds(key_cache_ttl, "key_cache_ttl", zero=True)
         self.keyring = keyring
         self.key_store = key_store or MemoryKeyStore()
         self.on_shredded = on_shredded
-        self.key_cache_ttl = float(key_cache_ttl)
+        self.key_cache_ttl = key_cache_ttl
         self._cache: dict[str, StreamKeys] = {}
 
     async def _load(self, stream: str) -> StreamKeys:

@@ -34,7 +34,7 @@ from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
 from .._errors import ClosedError, ConfigurationError, StoreError
-from .._sqlite import abandon, open_read_only, track_forks
+from .._sqlite import abandon, check_busy_timeout, open_read_only, track_forks
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
     COUNT_BY_MINUTE,
@@ -154,15 +154,14 @@ def _parse(url: str) -> tuple[SQLiteURL, SQLiteAccess]:
         raise ConfigurationError(
             f"{url!r}: synchronous={given['synchronous']!r}: use FULL, EXTRA or NORMAL"
         )
-    try:
-        busy_timeout = float(given.get("busy_timeout", BUSY_TIMEOUT))
-    except ValueError:
-        busy_timeout = -1.0
-    if not 0 <= busy_timeout < 1e6:  # also refuses NaN
-        raise ConfigurationError(
-            f"{url!r}: busy_timeout={given['busy_timeout']!r}: give seconds, "
-            "0 or more (less than 1000000)"
-        )
+    busy_timeout = BUSY_TIMEOUT
+    if "busy_timeout" in given:
+        text = given["busy_timeout"]
+        try:
+            number: object = float(text)
+        except ValueError:
+            number = text  # refused below, as the text it is
+        busy_timeout = check_busy_timeout(number, f"{url!r}: busy_timeout", ConfigurationError)
     create = _flag(url, given, "create", True)
     immutable = _flag(url, given, "immutable", False)
     mode = given.get("mode")
@@ -356,8 +355,7 @@ class SQLiteBackend(StoreBackend):
     ) -> None:
         if synchronous.upper() not in ("FULL", "EXTRA", "NORMAL", "OFF"):
             raise ValueError(f"unknown SQLite synchronous mode {synchronous!r}")
-        if not 0 <= busy_timeout < 1e6:  # also refuses NaN
-            raise ValueError(f"busy_timeout must be seconds >= 0, got {busy_timeout!r}")
+        busy_timeout = check_busy_timeout(busy_timeout, "busy_timeout", ValueError)
         self.path = path
         #: whether first use may create the store (False: the file must already be one)
         self.create = create
@@ -368,7 +366,7 @@ class SQLiteBackend(StoreBackend):
         self._file = os.path.abspath(path)
         self._identity: tuple[int, int] | None = None
         self._synchronous = synchronous.upper()
-        self._busy_timeout = float(busy_timeout)
+        self._busy_timeout = busy_timeout
         #: the writer, the read threads and their connections (see _Held)
         self._held = _Held()
         self._local = threading.local()
