@@ -108,6 +108,33 @@ async def test_a_second_connection_sees_what_the_first_saved(factory: Factory) -
     assert final is not None and final.state == {"x": 2}
 
 
+async def test_a_store_that_writes_says_it_is_not_read_only(factory: Factory) -> None:
+    assert factory().read_only is False
+
+
+class _Archive(MemoryCheckpointStore):
+    """A store of the application's own that only reads, as the base class lets it say."""
+
+    read_only = True
+
+
+async def test_a_checkpointed_replay_on_a_read_only_store_is_refused_before_any_event() -> None:
+    store = EventStore()
+    await store.append("user.1", [Event("user.created", {})])
+    seen: list[Event] = []
+    async with EventReplay(store, checkpoints=_Archive()) as replay:
+        replay.handle("#", seen.append)
+        with pytest.raises(ConfigurationError) as caught:
+            await replay.replay_all(checkpoint="nightly")
+        assert str(caught.value) == (
+            "replay checkpoint 'nightly' cannot be saved: the checkpoint store _Archive is "
+            "open read-only, so nothing was replayed; replay without checkpoint=, or give "
+            "checkpoints= a writable store"
+        )
+        assert seen == []
+        assert (await replay.replay_all()).replayed == 1  # without a checkpoint it reads
+
+
 async def test_state_must_be_json(factory: Factory) -> None:
     with pytest.raises(TypeError):
         await factory().save("bad", 1, {"x": object()}, previous=None)

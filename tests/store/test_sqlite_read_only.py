@@ -211,16 +211,42 @@ async def test_immutable_refuses_a_file_whose_write_ahead_log_holds_commits(
                 await store.append("user.4", {"type": "created"})
 
 
+@pytest.mark.parametrize("query", ["mode=ro", "immutable=1"])
+async def test_a_checkpointed_replay_on_read_only_checkpoints_is_refused_before_any_event(
+    tmp_path: Path, query: str
+) -> None:
+    """Before, it handled every event, then failed to save the checkpoint: a re-run
+    handled them all again."""
+    path = tmp_path / "events.db"
+    await _prepare(path)
+    before = sha256(path)
+    seen: list[str] = []
+    async with EventStore(f"sqlite:///{path}?{query}") as store:
+        # the checkpoints of the store's own URL (read-only too), then given as a URL
+        for checkpoints in (None, f"sqlite:///{path}?{query}"):
+            async with EventReplay(store, checkpoints=checkpoints) as replay:
+                replay.handle("#", lambda event: seen.append(event.type))
+                for run in (
+                    replay.replay_all(checkpoint="nightly"),
+                    replay.replay_stream("user.1", checkpoint="nightly"),
+                ):
+                    with pytest.raises(ConfigurationError) as caught:
+                        await run
+                    assert str(caught.value) == (
+                        f"replay checkpoint 'nightly' cannot be saved: the checkpoint store "
+                        f"{str(path)!r} ({query}) is open read-only, so nothing was replayed; "
+                        "replay without checkpoint=, or give checkpoints= a writable store"
+                    )
+                assert seen == []
+                # without a checkpoint the replay reads on
+                assert (await replay.replay_all()).replayed == 3
+                seen.clear()
+    assert sha256(path) == before
+
+
 async def test_read_only_checkpoints_load_and_refuse_saves(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
     await _prepare(path)
-    async with EventStore(f"sqlite:///{path}?mode=ro") as store:
-        async with EventReplay(store, checkpoints=f"sqlite:///{path}?mode=ro") as replay:
-            seen: list[str] = []
-            replay.handle("#", lambda event: seen.append(event.type))
-            with pytest.raises(StoreError, match=r"checkpoint store .* is open read-only"):
-                await replay.replay_all(checkpoint="nightly")
-    assert seen == ["created", "renamed", "placed"]
     async with SQLiteCheckpointStore(path) as writable:
         await writable.save("nightly", 2, {"at": 2}, previous=None)
     before = sha256(path)

@@ -96,6 +96,11 @@ class Checkpoint:
 class CheckpointStore(ABC):
     """Named checkpoints, each saved atomically together with its state."""
 
+    #: the store only reads: ``load`` works, ``save`` and ``delete`` are refused (an
+    #: SQLite store opened with ``mode=ro`` or ``immutable=1``). What saves checkpoints
+    #: checks it before doing any work whose position it could not keep.
+    read_only: bool = False
+
     @abstractmethod
     async def load(self, name: str) -> Checkpoint | None:
         """The checkpoint called ``name``, or None if there is none yet."""

@@ -35,7 +35,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from ._checkpoints import CheckpointStore, open_checkpoint_store, opened_by
+from ._checkpoints import (
+    CheckpointStore,
+    SQLiteCheckpointStore,
+    open_checkpoint_store,
+    opened_by,
+)
 from ._errors import ConcurrencyError, ConfigurationError, PatternError, ReplayError, StoreError
 from ._event import Event
 from ._handlers import is_async_callable
@@ -425,6 +430,14 @@ def _start(start_pos: int) -> int:
     return start_pos
 
 
+def _describe(checkpoints: CheckpointStore) -> str:
+    """A checkpoint store, for a message: an SQLite one's file and read-only option."""
+    if isinstance(checkpoints, SQLiteCheckpointStore):
+        mode = "immutable=1" if checkpoints.immutable else "mode=ro"
+        return f"{str(checkpoints.path.absolute())!r} ({mode})"
+    return type(checkpoints).__name__
+
+
 def _speed(speed: object) -> float:
     """A replay's ``speed``: a factor > 0 (not seconds), never a bool (``True`` is 1)."""
     if not isinstance(speed, bool) and isinstance(speed, int | float) and speed > 0:
@@ -508,10 +521,21 @@ class _Run:
         self.pace_anchor: tuple[float, datetime] | None = None
 
     async def resume_from(self, start: int) -> int:
-        """The first position to read: ``start``, or after the saved checkpoint."""
+        """The first position to read: ``start``, or after the saved checkpoint.
+
+        A checkpoint store that only reads is refused here, before any event is handled:
+        the replay would handle them all, then fail to save how far it got.
+        """
         if self.checkpoint is None:
             return start
-        saved = await self.replay.checkpoints.load(self.checkpoint)
+        checkpoints = self.replay.checkpoints
+        if checkpoints.read_only:
+            raise ConfigurationError(
+                f"replay checkpoint {self.checkpoint_name!r} cannot be saved: the checkpoint "
+                f"store {_describe(checkpoints)} is open read-only, so nothing was replayed; "
+                "replay without checkpoint=, or give checkpoints= a writable store"
+            )
+        saved = await checkpoints.load(self.checkpoint)
         if saved is None:
             return start
         state = saved.state if isinstance(saved.state, dict) else {}
