@@ -687,9 +687,17 @@ async def test_a_file_from_a_newer_schema_is_refused_untouched(tmp_path: object)
         connection.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     finally:
         connection.close()
-    async with EventStore(f"sqlite:///{path}") as store:
-        with pytest.raises(StoreError, match="newer than this pepperpy-event knows"):
-            await store.append("x.1", {"type": "t"})
+    newer = (
+        f"SQLite: {path!r} has schema version {len(MIGRATIONS) + 1}, newer than this "
+        f"pepperpy-event knows ({len(MIGRATIONS)}): upgrade pepperpy-event to use it; "
+        "it was left as it is"
+    )
+    # the file is named, writable (its migration refuses) or read-only (its check does)
+    for query in ("", "?mode=ro", "?immutable=1"):
+        async with EventStore(f"sqlite:///{path}{query}") as store:
+            with pytest.raises(StoreError) as caught:
+                await (store.read_all() if query else store.append("x.1", {"type": "t"}))
+            assert str(caught.value) == newer
     connection = sqlite3.connect(path)
     try:
         assert connection.execute("SELECT count(*) FROM events").fetchone() == (1,)

@@ -465,13 +465,14 @@ def check_schema_version(path: str, version: int) -> None:
             "writable once (without mode=ro or immutable=1) to migrate it"
         )
     if version > current:
-        raise StoreError(_newer(version))
+        raise StoreError(_newer(path, version))
 
 
-def _newer(version: int) -> str:
+def _newer(path: str, version: int) -> str:
     return (
-        f"the store's file has schema version {version}, newer than this "
-        f"pepperpy-event knows ({len(MIGRATIONS)}): upgrade pepperpy-event to use it"
+        f"SQLite: {path!r} has schema version {version}, newer than this "
+        f"pepperpy-event knows ({len(MIGRATIONS)}): upgrade pepperpy-event to use it; "
+        "it was left as it is"
     )
 
 
@@ -479,12 +480,13 @@ def _not_a_store(path: str, why: str) -> NoReturn:
     raise StoreError(f"{path!r} is not an event store ({why}); it was left as it is")
 
 
-def migrate(connection: sqlite3.Connection) -> None:
+def migrate(connection: sqlite3.Connection, path: str) -> None:
+    """Bring the store's file at ``path`` (for messages) to the current schema."""
     connection.execute("BEGIN IMMEDIATE")  # one process at a time migrates
     try:
         (current,) = connection.execute("PRAGMA user_version").fetchone()
         if current > len(MIGRATIONS):
-            raise StoreError(_newer(current))
+            raise StoreError(_newer(path, current))
         for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
             for statement in script.split(";"):
                 if statement.strip():

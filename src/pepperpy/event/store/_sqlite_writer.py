@@ -291,7 +291,7 @@ class Writer(threading.Thread):
             connection = connect(self._path, self._synchronous, self._busy_timeout)
             try:
                 if self.identity is None:
-                    migrate(connection)
+                    migrate(connection, self.file)
                     self.identity = file_identity(self.file)
                 else:
                     check_file(self.file, self.identity)
