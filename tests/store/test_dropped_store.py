@@ -101,7 +101,12 @@ async def test_a_dropped_sqlite_store_is_collected_and_warns_and_its_threads_end
 
     holder: list[Any] = [store, backend]
     del store, backend
-    await _drop(holder, str(path))  # collected, with a warning naming the file
+    caught, _ = await _drop(holder, str(path))  # collected, with a warning naming the file
+    # in the words of every object dropped unclosed, saying what is released instead
+    assert _unclosed(caught, str(path)) == [
+        f"unclosed EventStore on SQLite file {str(path)!r} was dropped: await its close() "
+        "when done with it (its writer thread and connections are being released now)"
+    ]
     # the writer writes what it was handed before it ends, and answers
     results = await asyncio.wait_for(asyncio.gather(*handed), 30)
     assert [r.next_expected_version for r in results] == [0, 1, 2]

@@ -121,14 +121,18 @@ async def settled(operation: Coroutine[Any, Any, T]) -> T:
     raise interrupted from failure
 
 
-def warn_dropped(owner: str, parent: str) -> None:
+def warn_dropped(
+    owner: str,
+    parent: str,
+    released: str = "its connections are being closed on their event loops now",
+) -> None:
     """Warn (``ResourceWarning``) that ``owner`` was collected unclosed, naming ``parent``
-    (what the user made and should have closed) when it holds ``owner``. Called by the
-    finalizers that close what a dropped object left open on its event loops."""
+    (what the user made and should have closed) when it holds ``owner``, and saying what
+    is ``released`` instead. Called by the finalizers that close what a dropped object
+    left open (on its event loops, or in threads: the SQLite store's)."""
     what = f"{parent} was dropped while its {owner} was open" if parent else f"{owner} was dropped"
     warnings.warn(
-        f"unclosed {what}: await its close() when done with it "
-        "(its connections are being closed on their event loops now)",
+        f"unclosed {what}: await its close() when done with it ({released})",
         ResourceWarning,
         stacklevel=1,  # no caller's line to point at: this runs in the garbage collector
     )

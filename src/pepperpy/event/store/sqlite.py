@@ -26,7 +26,6 @@ import contextlib
 import os
 import sqlite3
 import threading
-import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +33,7 @@ from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
 from .._errors import ClosedError, ConfigurationError, StoreError
+from .._loops import warn_dropped
 from .._sqlite import abandon, check_busy_timeout, open_read_only, track_forks
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
@@ -298,11 +298,10 @@ def _dropped(held: _Held, path: str) -> None:
         daemon=True,  # never holds up the interpreter's exit
     ).start()
     # last: with warnings turned into errors this raises, after the release has begun
-    warnings.warn(
-        f"unclosed EventStore on SQLite file {path!r} was dropped: call await store.close() "
-        "when done with it (its writer thread and connections were released now)",
-        ResourceWarning,
-        stacklevel=1,  # no caller's line to point at: this runs in the garbage collector
+    warn_dropped(
+        f"EventStore on SQLite file {path!r}",
+        "",
+        "its writer thread and connections are being released now",
     )
 
 
