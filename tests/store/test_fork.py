@@ -249,32 +249,32 @@ def test_a_fork_waits_for_the_transaction_under_way(
 ) -> None:
     """A child forked mid-transaction would find the file locked for ever; fork waits."""
     inside = threading.Event()
-    original_commit = _sqlite_writer._commit
+    original_commit = _sqlite_writer.Writer._before_commit
 
-    def slow_commit(connection: sqlite3.Connection) -> None:
+    def slow_commit(writer: _sqlite_writer.Writer) -> None:
         inside.set()
         time.sleep(0.3)  # the write lock is held: the fork arrives now
-        original_commit(connection)
+        original_commit(writer)
 
     # a short busy timeout: without the wait, the child's append fails after 1 s
     store = EventStore(f"sqlite:///{store_path}?busy_timeout=1")
 
     async def parent() -> None:
         await store.append("warm", Event("warm", {}))
-        monkeypatch.setattr(_sqlite_writer, "_commit", slow_commit)
+        monkeypatch.setattr(_sqlite_writer.Writer, "_before_commit", slow_commit)
         inside.clear()
         appending = asyncio.ensure_future(store.append("parent", Event("parent", {})))
         assert await asyncio.to_thread(inside.wait, CALL_TIMEOUT)
 
         def child() -> int:
-            monkeypatch.setattr(_sqlite_writer, "_commit", original_commit)
+            monkeypatch.setattr(_sqlite_writer.Writer, "_before_commit", original_commit)
             return int(bounded(store.append("child", Event("child", {}))).global_position)
 
         assert in_child(child) == 2  # after the parent's commit, which the fork waited for
         assert (await asyncio.wait_for(appending, CALL_TIMEOUT)).global_position == 1
 
     asyncio.run(parent())
-    monkeypatch.setattr(_sqlite_writer, "_commit", original_commit)
+    monkeypatch.setattr(_sqlite_writer.Writer, "_before_commit", original_commit)
     assert [e.type for e in bounded(store.read_all())] == ["warm", "parent", "child"]
     bounded(store.close())
     assert integrity(store_path) == "ok"

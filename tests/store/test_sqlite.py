@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import pathlib
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -205,7 +207,7 @@ class TestSQLiteStore(StoreConformance):
         store = make_store()
         await store.append("warm.1", {"type": "t"})
         original_write = _sqlite_log.LogWriter.write_appends
-        original_commit = _sqlite_writer._commit
+        original_transaction = _sqlite_writer.write_transaction
         groups: list[int] = []
         durable: list[int] = []  # the log's last position after each commit
 
@@ -213,14 +215,17 @@ class TestSQLiteStore(StoreConformance):
             groups.append(len(appends))
             return original_write(self, connection, appends)
 
-        def commit(connection: sqlite3.Connection) -> None:
-            original_commit(connection)
+        @contextlib.contextmanager
+        def transaction(connection: sqlite3.Connection) -> Iterator[None]:
+            with original_transaction(connection):
+                yield
+            # committed
             durable.append(
                 connection.execute("SELECT max(global_position) FROM events").fetchone()[0]
             )
 
         monkeypatch.setattr(_sqlite_log.LogWriter, "write_appends", write)
-        monkeypatch.setattr(_sqlite_writer, "_commit", commit)
+        monkeypatch.setattr(_sqlite_writer, "write_transaction", transaction)
         seen: list[tuple[int, int]] = []
 
         async def append(n: int) -> None:

@@ -20,14 +20,14 @@ that holds connections is *tracked*, and Python's at-fork hooks do three things:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import Protocol
 
 from ._seconds import check_seconds
@@ -136,22 +136,40 @@ def roll_back(connection: sqlite3.Connection, *, quiet: bool = False) -> None:
                 raise
 
 
-@contextlib.contextmanager
-def write_transaction(connection: sqlite3.Connection) -> Iterator[None]:
+class write_transaction:  # named as the function it was: ``with write_transaction(c):``
     """The block in one write transaction: ``BEGIN IMMEDIATE`` (the write lock first, so
     writers sharing the file take turns), ``COMMIT`` once it is done.
 
     On any error, the block's or the ``COMMIT``'s, what is still open is rolled back
     quietly (:func:`roll_back`) and that error is raised as it was: a failed ``COMMIT``'s
     real error (a full disk), never one of the ``ROLLBACK`` after it.
+
+    A class rather than a generator: the store's group commit runs one per group, and
+    this costs it a third of ``contextlib.contextmanager``'s overhead.
     """
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        connection.execute("COMMIT")
-    except BaseException:
-        roll_back(connection, quiet=True)
-        raise
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> None:
+        self.connection.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            roll_back(self.connection, quiet=True)
+            return
+        try:
+            self.connection.execute("COMMIT")
+        except BaseException:
+            roll_back(self.connection, quiet=True)
+            raise
 
 
 def _enter_wal(connection: sqlite3.Connection, timeout: float) -> None:

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 import orjson
 
 from .._errors import StoreError
-from .._sqlite import open_read_only, open_wal, roll_back
+from .._sqlite import open_read_only, open_wal, write_transaction
 
 __all__ = [
     "ALL_STATES",
@@ -482,8 +482,7 @@ def _not_a_store(path: str, why: str) -> NoReturn:
 
 def migrate(connection: sqlite3.Connection, path: str) -> None:
     """Bring the store's file at ``path`` (for messages) to the current schema."""
-    connection.execute("BEGIN IMMEDIATE")  # one process at a time migrates
-    try:
+    with write_transaction(connection):  # BEGIN IMMEDIATE: one process at a time migrates
         (current,) = connection.execute("PRAGMA user_version").fetchone()
         if current > len(MIGRATIONS):
             raise StoreError(_newer(path, current))
@@ -492,7 +491,3 @@ def migrate(connection: sqlite3.Connection, path: str) -> None:
                 if statement.strip():
                     connection.execute(statement)
             connection.execute(f"PRAGMA user_version = {number}")
-        connection.execute("COMMIT")
-    except BaseException:
-        roll_back(connection)  # a failed COMMIT may have ended it (a full disk)
-        raise

@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
-from .._errors import ClosedError, StoreError
-from .._sqlite import roll_back
+from .._errors import ClosedError
+from .._sqlite import write_transaction
 from ._sqlite_log import LogWriter
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
@@ -104,13 +104,9 @@ def _busy(error: BaseException) -> bool:
     return isinstance(error, sqlite3.OperationalError) and code is not None and code & 0xFF == 5
 
 
-def _commit(connection: sqlite3.Connection) -> None:
-    """COMMIT; should it fail, roll back what is left of the transaction and re-raise."""
-    try:
-        connection.execute("COMMIT")
-    except BaseException:
-        roll_back(connection)
-        raise
+class _WriteAgain(Exception):
+    """The quick write of a group failed: it is rolled back and written again with each
+    append in a savepoint (never raised out of the writer)."""
 
 
 class Writer(threading.Thread):
@@ -387,39 +383,40 @@ class Writer(threading.Thread):
         if len(appends) == len(group):
             # the usual group, appends only: no savepoint; should the write fail, the
             # transaction is rolled back and the group written again the careful way
-            connection.execute("BEGIN IMMEDIATE")
             log = self.log
             head = log.head
             try:
-                log.revalidate(connection)
-                head = log.head
-                outcomes: list[Any] = log.write_appends(connection, appends)
-                log.index_tail(connection)
-            except BaseException as exc:
-                roll_back(connection)  # some errors end the transaction themselves
-                log.head = head
-                log.forget()
-                if not isinstance(exc, Exception):
-                    raise
+                with write_transaction(connection):
+                    try:
+                        log.revalidate(connection)
+                        head = log.head
+                        outcomes: list[Any] = log.write_appends(connection, appends)
+                        log.index_tail(connection)
+                    except BaseException as exc:
+                        log.head = head
+                        log.forget()
+                        if isinstance(exc, Exception):
+                            raise _WriteAgain from exc
+                        raise
+                    self._before_commit()
+            except _WriteAgain as again:
+                if connection.in_transaction:  # its ROLLBACK failed too: no second try
+                    assert again.__cause__ is not None
+                    raise again.__cause__ from None
             else:
-                self._check_file(connection)
-                self._answer_previous()
-                _commit(connection)
                 return outcomes
         return self._commit_carefully(connection, group)
 
-    def _check_file(self, connection: sqlite3.Connection) -> None:
-        """Before COMMIT: roll back and raise if our file was removed or replaced."""
-        try:
-            check_file(self.file, self.identity)
-        except StoreError:
-            roll_back(connection)
-            raise
+    def _before_commit(self) -> None:
+        """The last of a group's transaction: refuse to commit to a file removed or
+        replaced (raising rolls the transaction back), then answer the previous group,
+        whose callers go on while this COMMIT waits for the disk."""
+        check_file(self.file, self.identity)
+        self._answer_previous()
 
     def _commit_carefully(self, connection: sqlite3.Connection, group: list[_Job]) -> list[Any]:
         """Commit a group with each run of appends and each other job in a savepoint."""
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(connection):
             self.log.revalidate(connection)
             outcomes = []
             index = 0
@@ -436,12 +433,7 @@ class Writer(threading.Thread):
                 outcomes.extend(self._named(outcome) for outcome in ran)
                 index = end
             self.log.index_tail(connection)
-        except BaseException:
-            roll_back(connection)
-            raise
-        self._check_file(connection)
-        self._answer_previous()
-        _commit(connection)
+            self._before_commit()
         return outcomes
 
     def _named(self, outcome: Any) -> Any:
