@@ -249,6 +249,10 @@ class Writer(threading.Thread):
                 self.log.forget()
                 # rolled back whole: no append of the group is half written
                 failure = self._failure(exc)
+                if connection is not None and connection.in_transaction:
+                    # its ROLLBACK failed too: every later BEGIN would fail ("cannot start
+                    # a transaction within a transaction"); closing the connection ends it
+                    self._reopen = True
                 if carry and _busy(exc):
                     # the other half of the burst came in with this one and has waited
                     # the whole busy timeout already: it fails now too, not a timeout later
