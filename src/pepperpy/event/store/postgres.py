@@ -55,7 +55,6 @@ from .._loops import LoopShares
 from ._pg_connect import (
     Progress,
     Watchdog,
-    connection_lost,
     in_transaction,
     shielded_connect,
     tune_socket,
@@ -65,8 +64,6 @@ from ._pg_loops import CommitJobs, Job, OnLoop, Status, commit_loop, dropped
 from ._pg_options import (
     CLOSE_TIMEOUT,
     PostgresOptions,
-    connect_timed_out,
-    no_answer,
     parse_options,
     parse_url,
 )
@@ -105,9 +102,6 @@ __all__ = [
     "PostgresOptions",
     "Progress",
     "Watchdog",
-    "connect_timed_out",
-    "connection_lost",
-    "no_answer",
     "parse_options",
     "parse_url",
     "schema_change",
