@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..._errors import ConfigurationError
+from ..._seconds import check_seconds
 from ._subjects import check_prefix
 
 __all__ = ["NatsOptions", "parse_url"]
@@ -47,6 +48,11 @@ class NatsOptions:
       raising :class:`~pepperpy.event.TransportError` (later disconnects retry forever);
       also the longest ``close()`` waits for an unresponsive server at each step.
     * ``reconnect_wait``: seconds between connection attempts.
+    * ``ping_interval``: seconds between the client's pings to the server.
+    * ``max_outstanding_pings``: pings left unanswered before the connection counts as
+      dead and is replaced: a silent link (half-open, a partition without a reset) is
+      given up ``ping_interval * max_outstanding_pings`` to
+      ``ping_interval * (max_outstanding_pings + 1)`` seconds after it went silent.
     """
 
     stream: str = "PEPPERPY_EVENTS"
@@ -62,6 +68,8 @@ class NatsOptions:
     publish_timeout: float = 20.0
     connect_timeout: float = 5.0
     reconnect_wait: float = 0.5
+    ping_interval: float = 5.0
+    max_outstanding_pings: int = 2
 
     def __post_init__(self) -> None:
         if not isinstance(self.stream, str) or not _STREAM_NAME.fullmatch(self.stream):
@@ -79,11 +87,18 @@ class NatsOptions:
             "publish_timeout",
             "connect_timeout",
             "reconnect_wait",
+            "ping_interval",
         ):
-            _positive(name, getattr(self, name))
+            check_seconds(getattr(self, name), name)
         if self.max_age is not None:
-            _positive("max_age", self.max_age)
-        for name in ("replicas", "max_deliver", "max_ack_pending", "partitions"):
+            check_seconds(self.max_age, "max_age")
+        for name in (
+            "replicas",
+            "max_deliver",
+            "max_ack_pending",
+            "partitions",
+            "max_outstanding_pings",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
@@ -92,11 +107,6 @@ class NatsOptions:
                 f"partitions must be at most {MAX_PARTITIONS} (each is a consumer per group), "
                 f"got {self.partitions}"
             )
-
-
-def _positive(name: str, value: Any) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ConfigurationError(f"{name} must be a number > 0, got {value!r}")
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(NatsOptions)}

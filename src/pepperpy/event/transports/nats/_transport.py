@@ -10,6 +10,7 @@ import logging
 import re
 import secrets
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ..._deadletter import dead_letter_event, partition_key
@@ -41,9 +42,31 @@ logger = logging.getLogger("pepperpy.event.transports.nats")
 _PARTITIONS = re.compile(r"partitions=(\d+)")
 #: header JetStream uses to drop duplicates within the stream's duplicate window
 MSG_ID = "Nats-Msg-Id"
+#: while reconnecting fails, a warning this often (seconds); each attempt is debug
+STILL_DOWN_EVERY = 60.0
 #: what a message's headers take besides the id itself ("NATS/1.0\r\n", "Nats-Msg-Id: ",
 #: "\r\n\r\n"): the server's max_payload covers headers and payload together
 HEADER_BYTES = len("NATS/1.0\r\n") + len(MSG_ID) + len(": \r\n\r\n")
+
+
+@dataclass
+class Outage:
+    """A connection lost and not back yet: since when, and the attempts that failed."""
+
+    since: float
+    failures: int = 0
+    #: when the last warning about it was logged
+    warned: float | None = None
+
+
+def describe(exc: BaseException) -> str:
+    """The error's text, or what it means when it has none (a bare ``TimeoutError``)."""
+    text = str(exc)
+    if text:
+        return text
+    if isinstance(exc, TimeoutError):
+        return "the server did not answer in time"
+    return type(exc).__name__
 
 
 class NatsTransport(Transport):
@@ -80,6 +103,10 @@ class NatsTransport(Transport):
         self._replacing: asyncio.Task[None] | None = None
         #: why the server closed the client, until a new one is connected
         self._lost: str | None = None
+        #: the client's reconnecting, since it was disconnected until it is back
+        self._outage: Outage | None = None
+        #: the error that came with a connection being lost, for its warning
+        self._cause: str | None = None
         self._closed = False
 
     @property
@@ -124,6 +151,9 @@ class NatsTransport(Transport):
         nc = nats.NATS()  # Any: nats-py annotates float seconds as int
 
         # nats-py's callbacks do not say which client calls: one set per client
+        async def error(exc: Exception) -> None:
+            await self._on_error(nc, exc)
+
         async def disconnected() -> None:
             await self._on_disconnected(nc)
 
@@ -145,7 +175,14 @@ class NatsTransport(Transport):
                     # unbounded afterwards (set below), so a broker restart is survived
                     max_reconnect_attempts=attempts,
                     reconnect_time_wait=self.options.reconnect_wait,
-                    error_cb=self._on_error,
+                    # each attempt (TCP, then the server's INFO and PONG), never longer
+                    # than the whole
+                    connect_timeout=min(2.0, self.options.connect_timeout),
+                    # nats-py's own default (120 s, 2 unanswered) took 4 to 6 minutes to
+                    # notice a link gone silent, delivering nothing meanwhile
+                    ping_interval=self.options.ping_interval,
+                    max_outstanding_pings=self.options.max_outstanding_pings,
+                    error_cb=error,
                     disconnected_cb=disconnected,
                     reconnected_cb=reconnected,
                     closed_cb=closed,
@@ -220,18 +257,77 @@ class NatsTransport(Transport):
                 f"partitions={options.partitions}, which would break per-key order"
             )
 
-    async def _on_error(self, exc: Exception) -> None:
-        logger.warning("NATS connection error: %s", exc)
+    async def _on_error(self, nc: Client, exc: Exception) -> None:
+        """What nats-py reports: a lost connection, a failed attempt, a server error.
+
+        One warning says the connection was lost and why (:meth:`_on_disconnected`), one
+        that reconnecting fails and why, then one a minute while it still fails; each
+        attempt is logged at debug level. Errors on a working connection (a permission
+        the server refused, say) are warnings.
+        """
+        from nats.errors import StaleConnectionError
+
+        reason = describe(exc)
+        if self._closed or nc is not self._nc:  # closing, or connect() attempts: it raises
+            logger.debug("NATS client error at %s: %s", self.server, reason)
+            return
+        outage = self._outage
+        if outage is None:
+            if nc.is_connected and not isinstance(exc, OSError | StaleConnectionError):
+                logger.warning("NATS connection error at %s: %s", self.server, reason)
+                return
+            # the connection is being lost: _on_disconnected says so, with this reason
+            self._cause = reason
+            logger.debug("NATS connection to %s lost: %s", self.server, reason)
+            return
+        outage.failures += 1
+        _drop_attempt(nc)
+        now = time.monotonic()
+        if outage.warned is not None and now - outage.warned < STILL_DOWN_EVERY:
+            logger.debug("cannot reconnect to NATS at %s yet: %s", self.server, reason)
+            return
+        outage.warned = now
+        logger.warning(
+            "cannot reconnect to NATS at %s yet (%s); %d attempt(s) failed in %.0fs, "
+            "retrying every %ss",
+            self.server,
+            reason,
+            outage.failures,
+            now - outage.since,
+            self.options.reconnect_wait,
+        )
 
     async def _on_disconnected(self, nc: Client) -> None:
         # not a start() giving up, nor a client closed for good (see _replace)
-        if not self._closed and nc is self._nc and not nc.is_closed:
-            logger.warning("disconnected from NATS at %s; reconnecting", self.server)
+        if self._closed or nc is not self._nc or nc.is_closed:
+            return
+        cause, self._cause = self._cause, None
+        unanswered = getattr(nc, "_pings_outstanding", 0)  # nats-py's count; reset on PONG
+        if unanswered > self.options.max_outstanding_pings:
+            cause = (
+                f"{unanswered - 1} pings in a row went unanswered (ping_interval="
+                f"{self.options.ping_interval}s): the connection went silent"
+            )
+        self._outage = Outage(time.monotonic())
+        logger.warning(
+            "disconnected from NATS at %s (%s); reconnecting",
+            self.server,
+            cause or "connection lost",
+        )
 
     async def _on_reconnected(self, nc: Client) -> None:
         if nc is not self._nc:
             return
-        logger.info("reconnected to NATS at %s", self.server)
+        outage, self._outage, self._cause = self._outage, None, None
+        if outage is None:
+            logger.info("reconnected to NATS at %s", self.server)
+        else:
+            logger.info(
+                "reconnected to NATS at %s after %.1fs (%d failed attempt(s))",
+                self.server,
+                time.monotonic() - outage.since,
+                outage.failures,
+            )
         if self._restoring is None or self._restoring.done():
             loop = asyncio.get_running_loop()
             self._restoring = loop.create_task(self._restore_consumers())
@@ -288,6 +384,7 @@ class NatsTransport(Transport):
             return
         self._nc, self._js = nc, nc.jetstream()
         self._lost = None
+        self._outage = self._cause = None  # the closed client's
         logger.warning("connected a new client to NATS at %s; subscriptions resume", self.server)
         restoring = self._restoring  # one with the closed client: start over
         if restoring is not None and not restoring.done():
@@ -625,6 +722,19 @@ class NatsTransport(Transport):
             raise TransportError(f"cannot delete stream {self.stream!r}: {exc}") from exc
         finally:
             await nc.close()
+
+
+def _drop_attempt(nc: Client) -> None:
+    """Close the socket of a reconnect attempt that failed.
+
+    nats-py connects the next attempt through the same transport object, replacing the
+    socket without closing it: one that connected and then got no answer (a server that
+    hangs) stayed open until garbage-collected, with a ResourceWarning.
+    """
+    transport = getattr(nc, "_transport", None)
+    if transport is not None and not nc.is_connected:
+        with contextlib.suppress(Exception):
+            transport.close()
 
 
 async def _close_client(nc: Client, deadline: float) -> None:

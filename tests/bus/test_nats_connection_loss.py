@@ -1,0 +1,181 @@
+"""NATS under connection loss: a silent link is given up, and the log says what happened
+once, with a reason.
+
+The subscriber's connection goes through the fault proxy (fixtures of
+``test_nats_faults``); a publisher, where there is one, connects straight to the server.
+Every value that bounds a wait is set short, so no test waits for a default.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pepperpy.event import ConfigurationError, EventBus
+from pepperpy.event.transports.nats import NatsTransport
+from pepperpy.event.transports.nats import _transport as nats_transport
+from tests.bus.faultproxy import FaultProxy
+from tests.bus.test_nats_faults import names, proxy, through_proxy  # noqa: F401 (fixtures)
+from tests.faultproxy import Action, Link
+from tests.helpers import eventually
+
+LOGGER = "pepperpy.event.transports.nats"
+
+
+def nats_records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    """The transport's log messages at ``level`` or above."""
+    return [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno >= level]
+
+
+def failing(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The transport's warnings that reconnecting fails."""
+    return [m for m in nats_records(caplog, logging.WARNING) if m.startswith("cannot reconnect")]
+
+
+# -- options ----------------------------------------------------------------------------
+
+
+def test_ping_options_come_from_the_url_and_keywords() -> None:
+    options = NatsTransport("nats://h:1?ping_interval=2.5&max_outstanding_pings=3").options
+    assert (options.ping_interval, options.max_outstanding_pings) == (2.5, 3)
+    options = NatsTransport("nats://h:1?ping_interval=9", ping_interval=1).options
+    assert options.ping_interval == 1  # keywords win
+    defaults = NatsTransport("nats://h:1").options
+    assert (defaults.ping_interval, defaults.max_outstanding_pings) == (5.0, 2)
+
+
+@pytest.mark.parametrize(
+    ("url", "kwargs", "message"),
+    [
+        ("nats://h:1?ping_interval=0", {}, "ping_interval must be a finite number of seconds"),
+        ("nats://h:1?ping_interval=nan", {}, "ping_interval must be a finite number"),
+        ("nats://h:1", {"ping_interval": True}, "ping_interval must be a finite number"),
+        ("nats://h:1", {"ping_interval": "5"}, "ping_interval must be a finite number"),
+        ("nats://h:1?max_outstanding_pings=0", {}, "max_outstanding_pings must be an int >= 1"),
+        ("nats://h:1", {"max_outstanding_pings": 1.5}, "max_outstanding_pings must be an int"),
+        ("nats://h:1?max_outstanding_pings=two", {}, "not a number"),
+        # the seconds options there were take the same rule: infinity is no duration
+        ("nats://h:1?ack_wait=inf", {}, "ack_wait must be a finite number"),
+        ("nats://h:1?reconnect_wait=nan", {}, "reconnect_wait must be a finite number"),
+        ("nats://h:1", {"connect_timeout": True}, "connect_timeout must be a finite number"),
+    ],
+)
+def test_bad_ping_options_are_refused(url: str, kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        NatsTransport(url, **kwargs)
+
+
+# -- a silent connection ----------------------------------------------------------------
+
+
+def hold_first(links: list[Link]) -> Callable[[Link, bytes], Action]:
+    """An ``on_server`` hook: the first chunk the server sends goes through, then that
+    connection's server->client direction goes silent (client writes still pass)."""
+
+    def hook(link: Link, data: bytes) -> Action:
+        if not links:
+            links.append(link)
+            return "hold"
+        return None
+
+    return hook
+
+
+@pytest.mark.nats
+async def test_a_silent_connection_is_given_up_after_unanswered_pings(
+    proxy: FaultProxy,  # noqa: F811
+    through_proxy: Callable[..., NatsTransport],  # noqa: F811
+    names: dict[str, str],  # noqa: F811
+    nats_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    received: list[Any] = []
+    subscriber = EventBus(transport=through_proxy(ping_interval=0.2, max_outstanding_pings=2))
+    subscriber.subscribe("jobs.*", group="workers")(lambda event: received.append(event.data))
+    publisher = EventBus(transport=NatsTransport(nats_url, **names))
+    async with subscriber, publisher:
+        held: list[Link] = []
+        proxy.on_server = hold_first(held)  # the next PONG, say, is the last word
+        await eventually(lambda: bool(held))
+        # nats-py's defaults (ping every 120 s, 2 unanswered) took 240-360 s here
+        await eventually(lambda: held[0].closed, timeout=10)
+        proxy.on_server = None
+        await publisher.publish("jobs.run", "after", key="k")
+        await eventually(lambda: received == ["after"], timeout=10)
+    [warning] = [m for m in nats_records(caplog, logging.WARNING) if "disconnected" in m]
+    assert "2 pings in a row went unanswered (ping_interval=0.2s)" in warning
+
+
+# -- what the log says ------------------------------------------------------------------
+
+
+@pytest.mark.nats
+async def test_an_outage_is_one_warning_with_its_reason_not_one_per_attempt(
+    proxy: FaultProxy,  # noqa: F811
+    through_proxy: Callable[..., NatsTransport],  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    bus = EventBus(transport=through_proxy(connect_timeout=1.0))
+    bus.subscribe("jobs.*")(lambda event: None)
+    async with bus:
+        proxy.refuse()
+        accepted = proxy.accepted
+        proxy.drop()
+        await eventually(lambda: proxy.accepted >= accepted + 4, timeout=10)  # 4 refused
+        proxy.heal()
+        await eventually(lambda: "reconnected to NATS" in caplog.text, timeout=10)
+    warnings = nats_records(caplog, logging.WARNING)
+    assert len([m for m in warnings if m.startswith("disconnected from NATS")]) == 1
+    [warned] = failing(caplog)
+    assert "attempt(s) failed" in warned
+    debug = [m for m in nats_records(caplog, logging.DEBUG) if m not in warnings]
+    assert len([m for m in debug if m.startswith("cannot reconnect")]) >= 2  # the others
+    assert all(not m.rstrip().endswith(":") and "()" not in m for m in warnings)
+
+
+@pytest.mark.nats
+async def test_a_server_that_never_answers_is_named_in_the_warning(
+    proxy: FaultProxy,  # noqa: F811
+    through_proxy: Callable[..., NatsTransport],  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    bus = EventBus(transport=through_proxy(connect_timeout=1.0))  # 1 s per attempt
+    bus.subscribe("jobs.*")(lambda event: None)
+    async with bus:
+        proxy.blackhole()  # new connections are accepted and never answered
+        proxy.drop()
+
+        await eventually(lambda: bool(failing(caplog)), timeout=10)
+        proxy.heal()
+        await eventually(lambda: "reconnected to NATS" in caplog.text, timeout=10)
+    # was "NATS connection error: " (a bare TimeoutError) once per attempt
+    assert "(the server did not answer in time)" in failing(caplog)[0]
+    assert all(not m.rstrip().endswith(":") for m in nats_records(caplog, logging.WARNING))
+
+
+@pytest.mark.nats
+async def test_an_outage_that_lasts_is_warned_about_again(
+    proxy: FaultProxy,  # noqa: F811
+    through_proxy: Callable[..., NatsTransport],  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(nats_transport, "STILL_DOWN_EVERY", 0.0)  # a minute, really
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    bus = EventBus(transport=through_proxy(connect_timeout=1.0))
+    bus.subscribe("jobs.*")(lambda event: None)
+    async with bus:
+        proxy.refuse()
+        proxy.drop()
+
+        await eventually(lambda: len(failing(caplog)) >= 3, timeout=10)
+        proxy.heal()
+        await eventually(lambda: "reconnected to NATS" in caplog.text, timeout=10)
+    assert "; 1 attempt(s) failed" in failing(caplog)[0]
+    assert "; 3 attempt(s) failed" in failing(caplog)[2]
