@@ -10,8 +10,8 @@ the connection: about 5 KB per ungrouped subscription and 28 KB per group joined
 left, without bound on a bus whose subscriptions come and go.
 
 :func:`release_spent_observers` cancels the observers nobody can use any more, which is
-what unregisters them; :class:`Probe` asks whether queues exist on one long-lived plain
-aiormq channel instead of a channel each.
+what unregisters them; :class:`Probe` asks whether queues exist (and how many consumers
+they have) on one long-lived plain aiormq channel instead of a channel each.
 """
 
 from __future__ import annotations
@@ -87,16 +87,25 @@ class Probe:
 
     async def exists(self, connection: AbstractRobustConnection, queue: str) -> bool:
         """True when ``queue`` exists on the broker (asked, never from a cache)."""
+        return await self.consumers(connection, queue) is not None
+
+    async def consumers(self, connection: AbstractRobustConnection, queue: str) -> int | None:
+        """How many consumers ``queue`` has on the broker; None when it does not exist.
+
+        Asked here rather than on a channel that matters: the 404 closes only this one.
+        A robust channel closed so while its connection restores it fails the restore,
+        and aio-pika then drops the whole connection and reconnects (see Group).
+        """
         from aiormq.exceptions import ChannelNotFoundEntity
 
         async with self._lock:
             channel = await self._open(connection)
             try:
-                await channel.queue_declare(queue, passive=True)
+                answer = await channel.queue_declare(queue, passive=True)
             except ChannelNotFoundEntity:
                 self._channel = None  # the broker closed it
-                return False
-            return True
+                return None
+            return int(answer.consumer_count or 0)
 
     async def _open(self, connection: AbstractRobustConnection) -> RawChannel:
         transport = connection.transport

@@ -235,7 +235,7 @@ class Group:
                 # aiormq fails the requests of a connection that died this way
                 logger.debug("could not count the members of %s: connection lost", self.base)
                 continue
-            if members <= 1:
+            if members is None or members <= 1:  # None: no presence queue (restoring)
                 continue
             recent = time.monotonic() - 2 * interval
             active = [c for c in self.consumers if c.last_delivery >= recent]
@@ -251,13 +251,21 @@ class Group:
                             "could not hand a partition of %s over: %s", self.base, result
                         )
 
-    async def _count_members(self) -> int:
-        channel = self._control
-        assert channel is not None
-        # the robust channel answers passive declares from its cache: ask the broker
-        underlay = await channel.get_underlay_channel()
-        result = await underlay.queue_declare(self._presence, passive=True)
-        return int(result.consumer_count or 0)
+    async def _count_members(self) -> int | None:
+        """The group's member processes (its presence queue's consumers); None while
+        that queue is missing.
+
+        The presence queue is auto-delete: it is gone from the moment the last member's
+        connection dropped until a member declares it again, which its robust connection
+        does last when it restores the control channel (after the group's exchanges,
+        queues and bindings). So the count asks on the transport's probe channel, whose
+        404 harms nothing. Asked on the control channel, a count that fell inside that
+        restore (likely under a backlog, when restoring is slow) got the 404 there and
+        failed the restore: aio-pika dropped the connection and reconnected, and the next
+        restore could fail the same way (a reconnect storm, each round returning every
+        partition's prefetched messages to its queue).
+        """
+        return await self.transport._queue_consumers(self._presence)
 
 
 async def _ignore(message: AbstractIncomingMessage) -> None:

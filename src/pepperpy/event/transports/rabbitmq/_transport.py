@@ -613,6 +613,13 @@ class RabbitMQTransport(Transport):
             raise ClosedError("the RabbitMQ transport is closed")
         return await self._probe.exists(self._connection, name)
 
+    async def _queue_consumers(self, name: str) -> int | None:
+        """How many consumers queue ``name`` has; None when it does not exist (a passive
+        declare on the probe's channel, which its 404 closes, never on one of ours)."""
+        if self._connection is None:
+            raise ClosedError("the RabbitMQ transport is closed")
+        return await self._probe.consumers(self._connection, name)
+
     def _returned_unstarted(self, queue: str, message_ids: Iterable[str]) -> None:
         """Remember messages returned to ``queue`` without having been started."""
         returns = self._unstarted_returns
