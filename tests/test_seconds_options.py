@@ -120,3 +120,21 @@ def test_a_url_option_that_is_not_a_number_says_so() -> None:
     with pytest.raises(ConfigurationError) as caught:
         RedisIdempotencyStore("redis://127.0.0.1:6379/2?lease=soon")
     assert str(caught.value) == "lease must be a finite number of seconds > 0, got 'soon'"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda v: AuditLog(busy_timeout=v),
+        lambda v: SQLiteBackend("never-opened.db", busy_timeout=v),
+    ],
+    ids=["audit log", "sqlite store"],
+)
+def test_a_busy_timeout_sqlite_would_turn_into_zero_is_refused(
+    make: Callable[[Any], object],
+) -> None:
+    # Python's sqlite3 passes it on in milliseconds, in a C int: from about 2.1 million
+    # seconds on, a locked file would fail at once instead of waiting
+    with pytest.raises((ConfigurationError, ValueError), match="must be less than 1000000"):
+        make(3_000_000)
+    make(999_999)

@@ -135,6 +135,33 @@ async def test_a_checkpointed_replay_on_a_read_only_store_is_refused_before_any_
         assert (await replay.replay_all()).replayed == 1  # without a checkpoint it reads
 
 
+@pytest.mark.parametrize("method", ["run", "rebuild", "follow"])
+async def test_a_projection_on_a_read_only_state_store_is_refused_before_any_event(
+    method: str,
+) -> None:
+    store = EventStore()
+    await store.append("user.1", [Event("user.created", {})])
+    applied: list[Event] = []
+    archive = _Archive()
+    await archive.save("projection:users", 0, {"kept": True}, previous=None)
+    projection = Projection("users", store, state_store=archive)
+
+    @projection.on("user.*")
+    def count(state: dict[str, Any], event: Event) -> dict[str, Any]:
+        applied.append(event)
+        return state
+
+    with pytest.raises(ConfigurationError) as caught:
+        await asyncio.wait_for(getattr(projection, method)(), 5)
+    assert str(caught.value) == (
+        "projection 'users' cannot save its state: the state store _Archive is open "
+        "read-only, so nothing was applied; give state_store= a writable store"
+    )
+    assert applied == []
+    saved = await archive.load("projection:users")  # a rebuild deleted nothing either
+    assert saved is not None and saved.state == {"kept": True}
+
+
 async def test_state_must_be_json(factory: Factory) -> None:
     with pytest.raises(TypeError):
         await factory().save("bad", 1, {"x": object()}, previous=None)

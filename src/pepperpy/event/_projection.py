@@ -60,6 +60,7 @@ from ._patterns import PatternIndex, parse_pattern
 from ._replay import (
     Patterns,
     ReplayReport,
+    describe_checkpoints,
     handler_name,
     handlers_for,
     patterns_of,
@@ -105,7 +106,7 @@ class Projection:
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"a projection name must be a non-empty str, got {name!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigurationError(f"batch_size must be an int >= 1, got {batch_size!r}")
         self.name = name
         self.store = store
@@ -245,7 +246,18 @@ class Projection:
         async with self._turn():
             return await self._run()
 
+    def _check_writable(self) -> None:
+        """Refuse to apply events whose state could not be saved (before any is applied)."""
+        state_store = self.state_store
+        if state_store.read_only:
+            raise ConfigurationError(
+                f"projection {self.name!r} cannot save its state: the state store "
+                f"{describe_checkpoints(state_store)} is open read-only, so nothing was "
+                "applied; give state_store= a writable store"
+            )
+
     async def _run(self) -> ReplayReport:
+        self._check_writable()
         if not self._loaded:
             await self._load()
         start = 0 if self._position is None else self._position + 1
@@ -259,6 +271,7 @@ class Projection:
         derived from the stream's events.
         """
         async with self._turn():
+            self._check_writable()
             # settled: a delete cancelled half-way may still reach the disk (SQLite's
             # runs in a thread, PostgreSQL may commit a statement it received), and
             # state and position in memory must follow whatever did

@@ -430,7 +430,7 @@ def _start(start_pos: int) -> int:
     return start_pos
 
 
-def _describe(checkpoints: CheckpointStore) -> str:
+def describe_checkpoints(checkpoints: CheckpointStore) -> str:
     """A checkpoint store, for a message: an SQLite one's file and read-only option."""
     if isinstance(checkpoints, SQLiteCheckpointStore):
         mode = "immutable=1" if checkpoints.immutable else "mode=ro"
@@ -532,8 +532,9 @@ class _Run:
         if checkpoints.read_only:
             raise ConfigurationError(
                 f"replay checkpoint {self.checkpoint_name!r} cannot be saved: the checkpoint "
-                f"store {_describe(checkpoints)} is open read-only, so nothing was replayed; "
-                "replay without checkpoint=, or give checkpoints= a writable store"
+                f"store {describe_checkpoints(checkpoints)} is open read-only, so nothing "
+                "was replayed; replay without checkpoint=, or give checkpoints= a writable "
+                "store"
             )
         saved = await checkpoints.load(self.checkpoint)
         if saved is None:
