@@ -37,6 +37,7 @@ from ..._event import Event
 from ..._handlers import outcome, start
 from ..base import NotDelivered, Subscription, resume_cancellation
 from ._config import RedisOptions
+from ._outage import Outages
 from ._trimmed import CHECK_EVERY, CREATE_GROUP, GROUP_COUNTERS, GroupTally, id_text
 from ._wire import (
     Backoff,
@@ -169,6 +170,7 @@ class GroupMember:
         exceptions: Any,
         dead_letter: DeadLetterPublisher,
         new_reader: Callable[[], Redis],
+        outages: Outages,
     ) -> None:
         self.sub = sub
         self.group = group_name(sub.group or "", sub.pattern)
@@ -180,6 +182,7 @@ class GroupMember:
         self._pool_full = pool_errors(exceptions)
         self._dead_letter_publisher = dead_letter
         self._new_reader = new_reader
+        self._outages = outages
         gid = group_id(sub)
         self.members_key = options.group_key(gid, "members")
         self.lease_keys = [options.group_key(gid, f"lease:{p}") for p in range(options.partitions)]
@@ -296,8 +299,15 @@ class GroupMember:
 
     def _apply(self, held: set[int], target: set[int]) -> None:
         """Bring partition states in line with the leases held and the assignment."""
-        for p in (self._assigned | self._releasing) - held:
-            logger.warning("group %r lost its lease on partition %d", self.group, p)
+        lost = sorted((self._assigned | self._releasing) - held)
+        if lost:  # one line for all: a stall costs a member every lease at once
+            logger.warning(
+                "group %r lost its lease on partition%s %s",
+                self.group,
+                "s" if len(lost) > 1 else "",
+                ", ".join(map(str, lost)),
+            )
+        for p in lost:
             self._assigned.discard(p)
             self._releasing.discard(p)
             self._positions.pop(p, None)  # others read on: what we knew goes stale
@@ -353,16 +363,28 @@ class GroupMember:
 
     async def _heartbeat_loop(self) -> None:
         last_ok = time.monotonic()
-        while not self._stopping:
-            resume_cancellation()  # one the last renewal's driver call swallowed
-            await asyncio.sleep(self._options.heartbeat)
-            try:
-                await self._heartbeat()
-                last_ok = time.monotonic()
-            except (*self._unreachable, self._response_error) as exc:
-                logger.warning("group %r: lease renewal failed: %s", self.group, self._explain(exc))
-                if time.monotonic() - last_ok > self._options.lease_ttl:
-                    self._apply(set(), set())  # our leases have expired by now
+        key = (self, "leases")
+        try:
+            while not self._stopping:
+                resume_cancellation()  # one the last renewal's driver call swallowed
+                await asyncio.sleep(self._options.heartbeat)
+                try:
+                    await self._heartbeat()
+                    last_ok = time.monotonic()
+                    self._outages.reached(key)
+                except (*self._unreachable, self._response_error) as exc:
+                    if isinstance(exc, (*self._pool_full, self._response_error)):
+                        if isinstance(exc, self._response_error):
+                            self._outages.reached(key)  # refused, but answered
+                        logger.warning(
+                            "group %r: lease renewal failed: %s", self.group, self._explain(exc)
+                        )
+                    else:
+                        self._outages.lost(key, f"group {self.group!r} renewing its leases", exc)
+                    if time.monotonic() - last_ok > self._options.lease_ttl:
+                        self._apply(set(), set())  # our leases have expired by now
+        finally:
+            self._outages.forget(key)
 
     # -- consuming --------------------------------------------------------------------
 
@@ -400,6 +422,7 @@ class GroupMember:
                     del self._readers[p]
                 await self._close_reader(p, reader)
         finally:
+            self._outages.forget((self, p))
             # whatever the cleanup above did: close() waits until every worker got here
             await self._worker_done(p)
 
@@ -414,9 +437,15 @@ class GroupMember:
 
     async def _consume_assigned(self, p: int, reader: Redis) -> None:
         stream = self._streams[p]
+        key = (self, p)  # this worker, to the transport's outage log
         backoff = Backoff(self._options.max_backoff)
         failures = 0
         claim = True
+        # the next claim counts one more delivery of the oldest pending entry (see
+        # _claim): it may have been in progress when a previous owner went away, or our
+        # delivery of it failed. Not after a failed command of this worker: it was not
+        # delivering then, and a connection cut must not count towards dead letters
+        suspect = True
         reader_id: int | None = None
         refused: str | None = None  # the refusal last logged, until a round succeeds
         tally = GroupTally()  # entries trimmed before the group read them
@@ -430,7 +459,8 @@ class GroupMember:
                     located = True
                 if claim or p in self._reclaim:
                     self._reclaim.discard(p)
-                    done = await self._claim(p, reader)
+                    done = await self._claim(p, reader, suspect)
+                    suspect = not done
                 elif time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self._options.lease_ttl
                     done = await self._sweep(p, reader)
@@ -456,9 +486,11 @@ class GroupMember:
                     # cancelled as the read completed: leave what it read pending (claimed
                     # by whoever holds the partition next), deliver nothing more
                     resume_cancellation()
+                    self._outages.reached(key)
                     if reply and reply[0][1]:
                         self._read_to(p, parse_id(reply[0][1][-1][0]))
                     done = not reply or await self._run(p, reply[0][1], None)
+                self._outages.reached(key)
                 backoff = Backoff(self._options.max_backoff)
                 if refused is not None:
                     refused = None
@@ -469,7 +501,8 @@ class GroupMember:
                     claim = False
                     failures = 0
                     continue
-                claim = True  # a delivery failed: retry it (and what follows) after a pause
+                # a delivery failed: retry it (and what follows) after a pause
+                claim = suspect = True
                 failures += 1
                 delay = min(self._options.max_backoff, 0.05 * 2 ** (failures - 1))
             except self._pool_full as exc:  # the worker's own reader: one command at a time
@@ -482,9 +515,11 @@ class GroupMember:
                 )
                 claim, delay = True, backoff.next()
             except self._unreachable as exc:
-                logger.warning("group %r: Redis unreachable (%s); reconnecting", self.group, exc)
+                # what a lost reply carried is pending with us now: the claim delivers it
+                self._outages.lost(key, f"group {self.group!r} (partition {p})", exc)
                 claim, delay, reader_id = True, backoff.next(), None
             except self._response_error as exc:
+                self._outages.reached(key)  # refused, but answered
                 text = str(exc)
                 if text.startswith("NOGROUP"):  # destroyed, or the stream deleted
                     try:
@@ -645,7 +680,7 @@ class GroupMember:
             elif self._ours(p) and p not in self._workers:
                 self._spawn(p)
 
-    async def _claim(self, p: int, client: Redis) -> bool:
+    async def _claim(self, p: int, client: Redis, suspect: bool) -> bool:
         """Take over partition ``p``'s pending entries and handle them; True when all done.
 
         Taking an entry over does not count as a delivery of it (``XCLAIM ... JUSTID``):
@@ -657,12 +692,14 @@ class GroupMember:
         finished its event in progress and marked the handover, see ``_RELEASE``): a
         consumer that crashes the process on an event every time thus still has that
         event dead-lettered after ``max_deliveries`` tries, while members joining and
-        leaving count nothing. The same count applies when our own delivery failed.
+        leaving count nothing. The same count applies when our own delivery failed. Without
+        ``suspect`` (this worker claims after one of its own commands failed, or its acks
+        did: it was delivering nothing then) nothing is counted.
         """
         stream = self._streams[p]
         await self._flush_acks()
         clean: Any = await client.getdel(self.handover_keys[p])
-        count_oldest = clean is None
+        count_oldest = suspect and clean is None
         start = "-"
         while self._ours(p):
             resume_cancellation()
@@ -878,11 +915,15 @@ class GroupMember:
                 try:
                     await pipe.execute()
                 except (*self._unreachable, self._response_error) as exc:
-                    logger.warning(
-                        "group %r: acknowledgement failed (%s); will redeliver",
-                        self.group,
-                        self._explain(exc),
-                    )
+                    if isinstance(exc, (*self._pool_full, self._response_error)):
+                        logger.warning(
+                            "group %r: acknowledgement failed (%s); will redeliver",
+                            self.group,
+                            self._explain(exc),
+                        )
+                    else:
+                        who = f"group {self.group!r} acknowledging (will redeliver)"
+                        self._outages.lost(None, who, exc)
                     self._reclaim.update(batch)
         finally:
             self._ack_task = None

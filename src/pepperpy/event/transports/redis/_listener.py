@@ -41,6 +41,7 @@ from ..._handlers import outcome, start
 from ..._patterns import PatternIndex
 from ..base import NotDelivered, Subscription, resume_cancellation
 from ._config import RedisOptions
+from ._outage import Outages
 from ._trimmed import CHECK_EVERY, STREAM_COUNTERS, id_text, parse_counters, passed_count
 from ._wire import (
     Backoff,
@@ -74,8 +75,11 @@ Anchor = tuple[StreamId, int]
 class Listener:
     """Reads every partition from "now" on and fans entries out to the matching feeds."""
 
-    def __init__(self, client: Redis, options: RedisOptions, exceptions: Any) -> None:
+    def __init__(
+        self, client: Redis, options: RedisOptions, exceptions: Any, outages: Outages
+    ) -> None:
         self._client = client
+        self.outages = outages
         self._options = options
         self._unreachable = connection_errors(exceptions)
         self._pool_full = pool_errors(exceptions)
@@ -163,19 +167,22 @@ class Listener:
         pause that grows up to ``max_backoff`` (a lost connection, a refused command, a
         stream key another client replaced, a bug of ours)."""
         backoff = Backoff(self._options.max_backoff)
-        while not self.stopping:
-            resume_cancellation()  # one a backoff's driver call swallowed
-            try:
-                if await self._round():
-                    backoff = Backoff(self._options.max_backoff)
-                    continue
-            except Exception as exc:
-                await self._failed(exc)
-            self._idle = True  # a pause: close() may cancel it
-            try:
-                await asyncio.sleep(backoff.next())
-            finally:
-                self._idle = False
+        try:
+            while not self.stopping:
+                resume_cancellation()  # one a backoff's driver call swallowed
+                try:
+                    if await self._round():
+                        backoff = Backoff(self._options.max_backoff)
+                        continue
+                except Exception as exc:
+                    await self._failed(exc)
+                self._idle = True  # a pause: close() may cancel it
+                try:
+                    await asyncio.sleep(backoff.next())
+                finally:
+                    self._idle = False
+        finally:
+            self.outages.forget(self)
 
     async def _round(self) -> bool:
         """Read once and hand out what came; False when there was nothing to read from
@@ -200,6 +207,7 @@ class Listener:
             resume_cancellation()
         finally:
             self._idle = False
+        self.outages.reached(self)
         self._refused = None
         count = self._options.batch_size
         if counters is not None:
@@ -235,8 +243,9 @@ class Listener:
                 pool_exhausted(self._client),
             )
         elif isinstance(exc, self._unreachable):
-            logger.warning("listener: Redis unreachable (%s); reconnecting", exc)
+            self.outages.lost(self, "the listener", exc)
         elif isinstance(exc, self.response_error):
+            self.outages.reached(self)  # refused, but answered
             try:
                 found = await self.find_broken(self.streams)
             except (*self._unreachable, *self._pool_full, self.response_error):
@@ -592,10 +601,13 @@ class Feed:
                     await self._pause(asyncio.sleep(backoff.next()))
                     continue
                 except self._unreachable as exc:
-                    logger.warning("listener: Redis unreachable (%s); reconnecting", exc)
+                    listener.outages.lost(
+                        self, f"ungrouped subscription {self.sub.pattern!r} catching up", exc
+                    )
                     await self._pause(asyncio.sleep(backoff.next()))
                     continue
                 except self._listener.response_error as exc:
+                    listener.outages.reached(self)  # refused, but answered
                     await self._refused(list(streams), exc)
                     await self._pause(asyncio.sleep(backoff.next()))
                     continue
@@ -607,6 +619,7 @@ class Feed:
                     )
                     await self._pause(asyncio.sleep(backoff.next()))
                     continue
+                listener.outages.reached(self)
                 backoff = Backoff(self._options.max_backoff)
                 self._refusal = None
                 for name, entries in reply or ():
@@ -623,6 +636,7 @@ class Feed:
                         self._all_gone(p, mark)
         finally:
             self._catching_up = None
+            listener.outages.forget(self)
 
     async def _refused(self, streams: list[str], exc: Exception) -> None:
         """A catch-up read was refused: set aside the streams that are no streams any

@@ -15,6 +15,7 @@ from ..base import Subscription, Transport, check_key, resume_cancellation, shut
 from ._config import CLIENT_DEFAULTS, RedisOptions, client_options, parse_url, partition_of
 from ._group import GroupMember
 from ._listener import Listener
+from ._outage import Outages, server_of
 from ._wire import (
     EVENT_FIELD,
     TOPIC_FIELD,
@@ -93,6 +94,8 @@ class RedisTransport(Transport):
         self._unreachable = connection_errors(self._exceptions)
         self._pool_full = pool_errors(self._exceptions)
         self._streams = [self.options.stream(p) for p in range(self.options.partitions)]
+        #: connection loss as the consumers meet it: one warning per outage
+        self._outages = Outages(server_of(self._client_url), self.options.max_backoff)
         self._routes: dict[str, str] = {}
         self._queue: list[_Queued] = []  # publishes waiting for the next pipeline
         self._sender: asyncio.Task[None] | None = None  # ships the queue next iteration
@@ -144,17 +147,25 @@ class RedisTransport(Transport):
         settings = {
             name: value for name, value in CLIENT_DEFAULTS.items() if name not in self._url_options
         }
-        client: Redis = self._redis.Redis.from_url(
-            self._client_url,
-            retry=self._retry.Retry(self._backoff.NoBackoff(), 1),
-            socket_connect_timeout=min(5.0, self.options.connect_timeout),
-            **{**settings, **overrides},
-        )
+        settings["retry"] = self._retry.Retry(self._backoff.NoBackoff(), 1)
+        settings["socket_connect_timeout"] = min(5.0, self.options.connect_timeout)
+        client: Redis = self._redis.Redis.from_url(self._client_url, **{**settings, **overrides})
         return client
 
     def _reader_client(self) -> Redis:
-        """One connection outside the shared pool, for a group worker's blocking reads."""
-        return self._new_client(max_connections=1)
+        """One connection outside the shared pool, for a group worker's blocking reads.
+
+        redis-py does not send a command again on this one when its connection breaks:
+        ``XREADGROUP ... >`` is not idempotent. Its first run may have handed entries to
+        us (Redis moved them into our pending list) when the reply was lost; sent again,
+        it reads past them, and with no error reaching the worker they stayed pending
+        with a live member, never delivered while it held the partition. The worker sees
+        the error instead, and claims the partition's pending entries (its own included)
+        before it reads on.
+        """
+        return self._new_client(
+            max_connections=1, retry=self._retry.Retry(self._backoff.NoBackoff(), 0)
+        )
 
     async def _check_layout(self, client: Redis) -> None:
         """Record the partition count once per namespace; refuse a different one."""
@@ -507,7 +518,7 @@ class RedisTransport(Transport):
         client = self._require_client()
         if subscription.group is None:
             if self._listener is None:
-                self._listener = Listener(client, self.options, self._exceptions)
+                self._listener = Listener(client, self.options, self._exceptions, self._outages)
             listener = self._listener
             await self._retrying("subscribing", client, lambda: listener.add(subscription))
             return
@@ -518,6 +529,7 @@ class RedisTransport(Transport):
             self._exceptions,
             self._publish_dead_letter,
             self._reader_client,
+            self._outages,
         )
         await self._retrying(f"joining group {subscription.group!r}", client, member.start)
         self._members.append(member)
@@ -550,15 +562,21 @@ class RedisTransport(Transport):
                 return
             try:
                 removed = await self.trim()
-            except (*self._unreachable, self._exceptions.RedisError) as exc:
+            except self._unreachable as exc:
                 client = self._client
-                reason = str(exc) if client is None else explain(exc, self._pool_full, client)
-                logger.warning("trimming the streams failed (%s); will try again", reason)
+                if client is not None and isinstance(exc, self._pool_full):
+                    reason = explain(exc, self._pool_full, client)
+                    logger.warning("trimming the streams failed (%s); will try again", reason)
+                else:
+                    self._outages.lost(None, "the trimmer", exc)
+            except self._exceptions.RedisError as exc:
+                logger.warning("trimming the streams failed (%s); will try again", exc)
             except ClosedError:
                 return
             except Exception:  # a bug must not end trimming for the transport's life
                 logger.exception("trimming the streams failed; will try again")
             else:
+                self._outages.reached("trim")
                 if removed:
                     logger.debug("trimmed %d acknowledged entries", removed)
 

@@ -1,0 +1,107 @@
+"""Connection loss as a transport's consumers meet it, logged once per outage.
+
+Every consumer loop of a transport (each group partition worker, each member's lease
+renewal, the listener, a lane catching up) meets a lost connection on its own. Logged
+by each, one cut made a warning per partition worker: 707 warnings for 18 faults in a
+soak of one group and one listener. An :class:`Outages` per transport logs the first
+failure of an outage as a warning, the others at debug (naming the loop, the partition
+and the error), and the end of the outage at info, once every loop that failed has
+reached Redis again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable
+from urllib.parse import urlsplit
+
+from ._wire import logger
+
+__all__ = ["Outages", "server_of"]
+
+
+def server_of(url: str) -> str:
+    """Where a client URL points, without its credentials: ``host:port`` or a socket path."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path or url
+    host = parts.hostname or "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port or 6379}"
+
+
+class Outages:
+    """Whether the loops of one transport find Redis reachable, for logging only.
+
+    A loop names itself with a key (anything hashable, its own for its lifetime) and
+    reports each failure with :meth:`lost` and each success with :meth:`reached`; a loop
+    that ends calls :meth:`forget`. Failures of one-off commands (acks, a trim) pass no
+    key: they open an outage if none is open, and leave its end to the loops.
+
+    An outage opens with the first failure (a warning) and ends (an info) at the first
+    success once no loop that failed since it opened is still failing; a loop that never
+    failed ends it only when none is failing any more. So one cut, however many loops
+    meet it, is one warning and one info; a link that keeps breaking is one pair per
+    time it came back.
+    """
+
+    __slots__ = ("_failing", "_failures", "_since", "backoff", "where")
+
+    def __init__(self, where: str, backoff: float) -> None:
+        self.where = where
+        #: longest pause between reconnection attempts (``max_backoff``), for the warning
+        self.backoff = backoff
+        self._failing: set[Hashable] = set()
+        self._since: float | None = None  # monotonic time the open outage began
+        self._failures = 0
+
+    @property
+    def down(self) -> bool:
+        """True while an outage is open."""
+        return self._since is not None
+
+    def lost(self, key: Hashable | None, who: str, error: BaseException) -> None:
+        """``who`` (loop ``key``, or a one-off command) found Redis unreachable."""
+        if key is not None:
+            self._failing.add(key)
+        reason = str(error) or type(error).__name__
+        if self._since is not None:
+            self._failures += 1
+            logger.debug("%s: Redis unreachable (%s); reconnecting", who, reason)
+            return
+        self._since = time.monotonic()
+        self._failures = 1
+        logger.warning(
+            "Redis at %s is unreachable (%s, met by %s); the transport's consumers reconnect, "
+            "backing off up to %gs. Until Redis is reachable again, further failures are "
+            "logged at DEBUG",
+            self.where,
+            reason,
+            who,
+            self.backoff,
+        )
+
+    def reached(self, key: Hashable) -> None:
+        """The loop ``key`` has just had an answer from Redis (a refusal is one too)."""
+        if self._since is None:  # the common case: one attribute test per round
+            return
+        self._failing.discard(key)
+        if self._failing:
+            return
+        logger.info(
+            "Redis at %s is reachable again after %.1fs (%d failed attempt%s meanwhile)",
+            self.where,
+            time.monotonic() - self._since,
+            self._failures,
+            "" if self._failures == 1 else "s",
+        )
+        self._since = None
+
+    def forget(self, key: Hashable) -> None:
+        """The loop ``key`` ended: the outage's end no longer waits for it."""
+        self._failing.discard(key)
