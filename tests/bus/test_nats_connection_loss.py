@@ -1,5 +1,5 @@
-"""NATS under connection loss: a silent link is given up, and the log says what happened
-once, with a reason.
+"""NATS under connection loss: a silent link is given up, key lanes resume, and the log
+says what happened once, with a reason.
 
 The subscriber's connection goes through the fault proxy (fixtures of
 ``test_nats_faults``); a publisher, where there is one, connects straight to the server.
@@ -8,13 +8,14 @@ Every value that bounds a wait is set short, so no test waits for a default.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from pepperpy.event import ConfigurationError, EventBus
+from pepperpy.event import ConfigurationError, Event, EventBus
 from pepperpy.event.transports.nats import NatsTransport
 from pepperpy.event.transports.nats import _transport as nats_transport
 from tests.bus.faultproxy import FaultProxy
@@ -38,13 +39,21 @@ def failing(caplog: pytest.LogCaptureFixture) -> list[str]:
 # -- options ----------------------------------------------------------------------------
 
 
-def test_ping_options_come_from_the_url_and_keywords() -> None:
-    options = NatsTransport("nats://h:1?ping_interval=2.5&max_outstanding_pings=3").options
+def test_ping_and_lane_options_come_from_the_url_and_keywords() -> None:
+    options = NatsTransport(
+        "nats://h:1?ping_interval=2.5&max_outstanding_pings=3&lane_ack_wait=4"
+    ).options
     assert (options.ping_interval, options.max_outstanding_pings) == (2.5, 3)
+    assert (options.lane_ack_wait, options.lane_wait) == (4.0, 4.0)
     options = NatsTransport("nats://h:1?ping_interval=9", ping_interval=1).options
     assert options.ping_interval == 1  # keywords win
     defaults = NatsTransport("nats://h:1").options
     assert (defaults.ping_interval, defaults.max_outstanding_pings) == (5.0, 2)
+    assert (defaults.ack_wait, defaults.lane_ack_wait, defaults.lane_wait) == (30.0, None, 10.0)
+    # a shorter ack_wait stays the lanes' too; lane_ack_wait, given, is theirs
+    assert NatsTransport("nats://h:1", ack_wait=4.0).options.lane_wait == 4.0
+    assert NatsTransport("nats://h:1", ack_wait=4.0, lane_ack_wait=6.0).options.lane_wait == 6.0
+    assert NatsTransport("nats://h:1?lane_ack_wait=none").options.lane_ack_wait is None
 
 
 @pytest.mark.parametrize(
@@ -54,6 +63,8 @@ def test_ping_options_come_from_the_url_and_keywords() -> None:
         ("nats://h:1?ping_interval=nan", {}, "ping_interval must be a finite number"),
         ("nats://h:1", {"ping_interval": True}, "ping_interval must be a finite number"),
         ("nats://h:1", {"ping_interval": "5"}, "ping_interval must be a finite number"),
+        ("nats://h:1?lane_ack_wait=-1", {}, "lane_ack_wait must be a finite number"),
+        ("nats://h:1?lane_ack_wait=inf", {}, "lane_ack_wait must be a finite number"),
         ("nats://h:1?max_outstanding_pings=0", {}, "max_outstanding_pings must be an int >= 1"),
         ("nats://h:1", {"max_outstanding_pings": 1.5}, "max_outstanding_pings must be an int"),
         ("nats://h:1?max_outstanding_pings=two", {}, "not a number"),
@@ -63,7 +74,9 @@ def test_ping_options_come_from_the_url_and_keywords() -> None:
         ("nats://h:1", {"connect_timeout": True}, "connect_timeout must be a finite number"),
     ],
 )
-def test_bad_ping_options_are_refused(url: str, kwargs: dict[str, object], message: str) -> None:
+def test_bad_ping_and_lane_options_are_refused(
+    url: str, kwargs: dict[str, object], message: str
+) -> None:
     with pytest.raises(ConfigurationError, match=message):
         NatsTransport(url, **kwargs)
 
@@ -108,6 +121,82 @@ async def test_a_silent_connection_is_given_up_after_unanswered_pings(
         await eventually(lambda: received == ["after"], timeout=10)
     [warning] = [m for m in nats_records(caplog, logging.WARNING) if "disconnected" in m]
     assert "2 pings in a row went unanswered (ping_interval=0.2s)" in warning
+
+
+# -- key lanes --------------------------------------------------------------------------
+
+
+@pytest.mark.nats
+async def test_a_key_lane_whose_delivery_was_lost_resumes_after_lane_ack_wait(
+    proxy: FaultProxy,  # noqa: F811
+    through_proxy: Callable[..., NatsTransport],  # noqa: F811
+) -> None:
+    handled: list[Any] = []
+    bus = EventBus(transport=through_proxy(lane_ack_wait=1.0))  # ack_wait stays 30 s
+    bus.subscribe("jobs.*", group="workers")(lambda event: handled.append(event.data))
+    lost: list[Link] = []
+
+    def lose_a_lane_delivery(link: Link, data: bytes) -> Action:
+        if not lost and b"_k" in data and b" $JS.ACK." in data:  # a key lane's delivery
+            lost.append(link)
+            return "drop"  # reset instead of forwarding: the delivery dies with the link
+        return None
+
+    async with bus:
+        proxy.on_server = lose_a_lane_delivery
+        await bus.publish("jobs.run", 1, key="k")
+        await eventually(lambda: bool(lost))
+        proxy.on_server = None
+        await bus.publish("jobs.run", 2, key="k")  # waits behind 1 on its lane
+        # the client is back within reconnect_wait; the lane waited for ack_wait (30 s)
+        await eventually(lambda: handled == [1, 2], timeout=15)
+
+
+@pytest.mark.nats
+async def test_a_keyed_handler_slower_than_lane_ack_wait_is_not_redelivered(
+    nats_url: str,
+    names: dict[str, str],  # noqa: F811
+) -> None:
+    transport = NatsTransport(nats_url, **names, lane_ack_wait=1.0)
+    bus = EventBus(transport=transport)
+    handled: list[Any] = []
+
+    async def slow(event: Event) -> None:
+        handled.append(event.data)
+        await asyncio.sleep(2.5)  # the work: over twice lane_ack_wait
+
+    bus.subscribe("jobs.*", group="slow")(slow)
+    async with bus:
+        await bus.publish("jobs.run", 1, key="k")
+        await bus.publish("jobs.run", 2, key="k")
+        # a redelivery of 1 (unreported for lane_ack_wait) would queue behind it: 1, 1, 2
+        await eventually(lambda: len(handled) >= 2, timeout=15)
+    assert handled == [1, 2]
+
+
+@pytest.mark.nats
+@pytest.mark.parametrize(
+    ("options", "unkeyed", "lanes"),
+    [({}, 30.0, 10.0), ({"ack_wait": 4.0}, 4.0, 4.0), ({"lane_ack_wait": 2.0}, 30.0, 2.0)],
+)
+async def test_key_lanes_get_their_own_ack_wait(
+    nats_url: str,
+    names: dict[str, str],  # noqa: F811
+    options: dict[str, float],
+    unkeyed: float,
+    lanes: float,
+) -> None:
+    transport = NatsTransport(nats_url, **names, partitions=2, **options)
+    bus = EventBus(transport=transport)
+    bus.subscribe("jobs.*", group="workers")(lambda event: None)
+    async with bus:
+        [consumer] = transport._consumers.values()
+        assert transport._js is not None
+        waits = [
+            (await transport._js.consumer_info(names["stream"], lane.name)).config.ack_wait
+            for lane in consumer.lanes
+        ]
+    assert waits == [unkeyed, lanes, lanes]
 
 
 # -- what the log says ------------------------------------------------------------------

@@ -84,12 +84,14 @@ def stored_at(reply: str) -> datetime:
 
 @dataclass(frozen=True)
 class Lane:
-    """One JetStream consumer behind a subscription: a filter and an in-flight limit."""
+    """One JetStream consumer behind a subscription: a filter, an in-flight limit and
+    the seconds JetStream waits for an acknowledgement before it redelivers."""
 
     name: str
     subject_filter: SubjectFilter
     max_ack_pending: int
     deliver_subject: str
+    ack_wait: float
 
 
 class Consumer:
@@ -135,10 +137,17 @@ class Consumer:
                     subject_filter(prefix, UNKEYED_LANE, pattern),
                     options.max_ack_pending,
                     f"{root}.{UNKEYED_LANE}",
+                    options.ack_wait,
                 )
             ]
             lanes += [
-                Lane(f"{name}_k{i}", subject_filter(prefix, str(i), pattern), 1, f"{root}.{i}")
+                Lane(
+                    f"{name}_k{i}",
+                    subject_filter(prefix, str(i), pattern),
+                    1,
+                    f"{root}.{i}",
+                    options.lane_wait,
+                )
                 for i in range(options.partitions)
             ]
         else:
@@ -148,9 +157,13 @@ class Consumer:
                     subject_filter(prefix, ANY_LANE, pattern),
                     options.max_ack_pending,
                     nc.new_inbox(),
+                    options.ack_wait,
                 )
             ]
         self.lanes = tuple(lanes)
+        #: per JetStream consumer, how long a message may go unreported before an
+        #: in-progress ack keeps it from being redelivered: a third of its ack_wait
+        self._report_after = {lane.name: lane.ack_wait / 3 for lane in lanes}
         self._filter = lanes[0].subject_filter
         self._subs: list[NatsSubscription] = []
         self._turn = 0
@@ -161,7 +174,8 @@ class Consumer:
         #: the ack subject of the last first delivery per JetStream consumer: the newest
         #: event it received (to resume from)
         self._last_reply: dict[str, str] = {}
-        #: received and not yet settled: id(msg) -> [msg, when last reported alive]
+        #: received and not yet settled: id(msg) -> [msg, when last reported alive,
+        #: seconds after which to report it again]
         self._unsettled: dict[int, list[Any]] = {}
         #: partition key -> messages waiting for the one in progress with that key
         self._keyed: dict[str, deque[tuple[Msg, Event]]] = {}
@@ -172,14 +186,13 @@ class Consumer:
     def _config(self, lane: Lane, **resume: Any) -> Any:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-        options = self._options
         config = ConsumerConfig(
             name=lane.name,
             durable_name=lane.name,
             deliver_subject=lane.deliver_subject,
             deliver_policy=DeliverPolicy.NEW,
             ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=options.ack_wait,
+            ack_wait=lane.ack_wait,
             max_deliver=-1,  # the poison-message limit is enforced here, with a dead letter
             max_ack_pending=lane.max_ack_pending,
             filter_subject=lane.subject_filter.subject,
@@ -188,7 +201,7 @@ class Consumer:
             config.deliver_group = self.name
             config.description = f"pepperpy-event group {self.group!r}"
         else:
-            config.inactive_threshold = options.inactive_threshold
+            config.inactive_threshold = self._options.inactive_threshold
             config.description = "pepperpy-event subscriber (removed when idle)"
         if resume.get("opt_start_seq") is not None:
             config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
@@ -426,7 +439,8 @@ class Consumer:
                 return
             await self._settle(msg, ack=True)
             return
-        self._unsettled[id(msg)] = [msg, time.monotonic()]
+        report_after = self._report_after.get(consumer, self._options.ack_wait / 3)
+        self._unsettled[id(msg)] = [msg, time.monotonic(), report_after]
         key = event.metadata.get(PARTITION_KEY) if event._metadata else None
         if key is not None:
             if not isinstance(key, str):  # another publisher's: its text orders it
@@ -547,8 +561,9 @@ class Consumer:
         except self._nats_error as exc:  # the broker redelivers after ack_wait
             logger.warning("could not settle message on %s: %s", msg.subject, exc)
 
-    async def keep_alive(self, older_than: float) -> None:
-        """Tell JetStream that messages held longer than ``older_than`` s are in progress.
+    async def keep_alive(self) -> None:
+        """Tell JetStream that messages held longer than a third of their consumer's
+        ``ack_wait`` (since they came, or since the last report) are in progress.
 
         Keeps slow handlers (and messages queued behind one with the same key) from
         being redelivered to another member while they are still being worked on.
@@ -557,7 +572,7 @@ class Consumer:
 
         now = time.monotonic()
         for entry in list(self._unsettled.values()):
-            if now - entry[1] >= older_than:
+            if now - entry[1] >= entry[2]:
                 entry[1] = now
                 try:
                     await entry[0].in_progress()

@@ -17,6 +17,8 @@ _STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _RETENTIONS = ("interest", "limits")
 #: key lanes per stream at most: a group holds one JetStream consumer per lane
 MAX_PARTITIONS = 64
+#: default ack_wait of the key lanes (see ``NatsOptions.lane_ack_wait``)
+LANE_ACK_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class NatsOptions:
     * ``replicas``: stream replicas in a cluster.
     * ``ack_wait``: seconds before an unacknowledged delivery is redelivered (slow
       handlers are kept alive with in-progress acks, so this bounds crash recovery).
+    * ``lane_ack_wait``: the same for a group's key lanes (``None``: ``ack_wait`` or 10 s,
+      whichever is shorter). A lane has one event in flight, so this also bounds how
+      long a lane waits for an event lost with a connection before it moves on.
     * ``max_deliver``: deliveries without acknowledgement (crashed or stuck consumers)
       after which the event goes to ``deadletter.<topic>`` instead of the handler.
     * ``max_ack_pending``: unkeyed events in flight per subscription (across all group
@@ -61,6 +66,7 @@ class NatsOptions:
     max_age: float | None = None
     replicas: int = 1
     ack_wait: float = 30.0
+    lane_ack_wait: float | None = None
     max_deliver: int = 5
     max_ack_pending: int = 1000
     partitions: int = 8
@@ -90,8 +96,9 @@ class NatsOptions:
             "ping_interval",
         ):
             check_seconds(getattr(self, name), name)
-        if self.max_age is not None:
-            check_seconds(self.max_age, "max_age")
+        for name in ("max_age", "lane_ack_wait"):
+            if getattr(self, name) is not None:
+                check_seconds(getattr(self, name), name)
         for name in (
             "replicas",
             "max_deliver",
@@ -107,6 +114,13 @@ class NatsOptions:
                 f"partitions must be at most {MAX_PARTITIONS} (each is a consumer per group), "
                 f"got {self.partitions}"
             )
+
+    @property
+    def lane_wait(self) -> float:
+        """``ack_wait`` of the key lanes: ``lane_ack_wait``, by default ``min(ack_wait, 10)``."""
+        if self.lane_ack_wait is not None:
+            return self.lane_ack_wait
+        return min(self.ack_wait, LANE_ACK_WAIT)
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(NatsOptions)}

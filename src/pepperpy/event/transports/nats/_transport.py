@@ -134,7 +134,9 @@ class NatsTransport(Transport):
             return
         nc = await self._connect()
         self._nc, self._js = nc, nc.jetstream()
-        interval = self.options.ack_wait / 3
+        # a held message is due a report a third of its ack_wait after the last one;
+        # checked this often, it goes out at the latest half its ack_wait after
+        interval = min(self.options.ack_wait, self.options.lane_wait) / 6
         self._ticker = asyncio.get_running_loop().create_task(self._keep_alive(interval))
 
     async def _connect(self) -> Client:
@@ -430,13 +432,14 @@ class NatsTransport(Transport):
         logger.error("gave up restoring JetStream consumers on %s", self.stream)
 
     async def _keep_alive(self, interval: float) -> None:
-        """Every ``ack_wait / 3``: in-progress acks for events held that long."""
+        """Every ``interval``: in-progress acks for events held a third of their
+        consumer's ``ack_wait`` since they came or were last reported."""
         while True:
             resume_cancellation()  # one a publish of the last round lost
             await asyncio.sleep(interval)
             for consumer in list(self._consumers.values()):
                 try:
-                    await consumer.keep_alive(interval)
+                    await consumer.keep_alive()
                 except Exception:  # never let the ticker die: slow events would be redelivered
                     logger.exception("in-progress acks for %s failed", consumer.name)
 
