@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
+import weakref
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -38,6 +40,7 @@ from ._config import (
 )
 from ._consumer import Consumer, Members
 from ._group import Group, group_base
+from ._logs import quiet_channel_reopens
 
 #: most (queue, message) unstarted-return counts a transport remembers
 UNSTARTED_RETURNS_KEPT = 65536
@@ -146,6 +149,8 @@ class RabbitMQTransport(Transport):
         self._declared_exchanges: list[str] = [self.exchange_name]
         #: asks whether queues exist, on one channel for the transport's lifetime
         self._probe = Probe()
+        #: when the connection was lost (time.monotonic()); None while it is up
+        self._lost_at: float | None = None
         self._closed = False
 
     # -- lifecycle --------------------------------------------------------------------
@@ -208,6 +213,47 @@ class RabbitMQTransport(Transport):
             ) from exc
         self._connection = connection
         self._publisher = channel
+        self._watch(connection)
+
+    def _watch(self, connection: AbstractRobustConnection) -> None:
+        """Log once when ``connection`` is lost and once when it is back; demote aio-pika's
+        ERROR per channel meanwhile to DEBUG (see ``_logs``)."""
+        transport = weakref.ref(self)  # the connection's callbacks must not keep us alive
+
+        def lost(_: object, exc: BaseException | None = None) -> None:
+            me = transport()
+            if me is not None:
+                me._on_lost(exc)
+
+        def restored(_: object) -> None:
+            me = transport()
+            if me is not None:
+                me._on_restored()
+
+        connection.close_callbacks.add(lost)
+        connection.reconnect_callbacks.add(restored)
+        quiet_channel_reopens(connection)
+
+    def _on_lost(self, exc: BaseException | None) -> None:
+        """The connection dropped, or an attempt to restore it failed (logged once)."""
+        if self._closed or self._lost_at is not None:
+            return
+        self._lost_at = time.monotonic()
+        reason = (str(exc) or type(exc).__name__) if exc is not None else "closed"
+        logger.warning(
+            "lost the connection to RabbitMQ at %s (%s); reconnecting every %gs",
+            redact(self.url),
+            reason,
+            self.reconnect_interval,
+        )
+
+    def _on_restored(self) -> None:
+        """The robust connection is back, with every channel, queue and consumer."""
+        lost, self._lost_at = self._lost_at, None
+        if self._closed:
+            return
+        downtime = f" after {time.monotonic() - lost:.1f}s" if lost is not None else ""
+        logger.info("the connection to RabbitMQ at %s is back%s", redact(self.url), downtime)
 
     async def _discard(self, connection: AbstractRobustConnection) -> None:
         """Close a connection ``start()`` does not keep, within ``connect_timeout``.
