@@ -8,18 +8,27 @@ event twice and, because backends expose positions in order, never skips one. No
 moves past an event that fails to decode (an upcaster raising, an envelope refused): the
 error is raised, and the next read (or a subscription resumed from ``position``) tries
 that event again.
+
+A subscription rides out an outage of its backend (a lost connection, a server
+restarting): a read or wait failing with :class:`~pepperpy.event.StoreError` is tried
+again from the same position, with backoff, for up to ``retry_for`` seconds, the same
+rule on every backend. Only then is the error raised to the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import logging
+import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import TYPE_CHECKING
 
-from .._errors import ClosedError
+from .._errors import ClosedError, StoreError
 from .._event import Event
 from .._patterns import _match_tokens, parse_pattern, parse_topic
+from .._retry import RetryPolicy
 from ._waiters import LoopWaiters
 from .base import Row
 
@@ -36,6 +45,16 @@ FetchPage = Callable[[int | None, int], Awaitable[tuple[list[Row], int | None]]]
 _COLLECT_PAGE = 10_000
 #: pages fetched for ``async for``: bounded memory
 _ITERATE_PAGE = 500
+
+#: how long a subscription waits between tries while its backend fails: 0.1 s, doubling
+#: (with jitter) up to 1 s, so delivery resumes within about 1 s of the store's return,
+#: and each subscription tries at most about once a second meanwhile
+_BACKOFF = RetryPolicy.exponential(max_attempts=2, base_delay=0.1, max_delay=1.0)
+
+#: how long a subscription tries again by default before it raises (``retry_for``)
+RETRY_FOR = 60.0
+
+logger = logging.getLogger("pepperpy.event.store")
 
 
 class RowFilter:
@@ -211,6 +230,13 @@ class StoreSubscription:
     next event will be read from; it stays on an event whose decoding failed, so that
     event is read again, never skipped. Closing the subscription (or its store) ends the
     loop.
+
+    A read or wait that fails with :class:`~pepperpy.event.StoreError` (the backend lost
+    its connection, say) is tried again from ``position``, with backoff, until it works or
+    ``retry_for`` seconds (None: no limit) have passed since the first failure; a warning
+    is logged when such an outage begins, and an info record when it ends. Past the
+    bound a :class:`~pepperpy.event.StoreError` is raised, naming ``position``; iterating
+    the same subscription again (or a new one from ``position``) resumes there.
     """
 
     def __init__(
@@ -222,6 +248,7 @@ class StoreSubscription:
         is_closed: Callable[[], bool],
         *,
         prepare: Callable[[list[Row]], Awaitable[None]] | None = None,
+        retry_for: float | None = RETRY_FOR,
     ) -> None:
         self._prepare = prepare
         self._backend = backend
@@ -234,6 +261,10 @@ class StoreSubscription:
         self._index = 0
         self._page_end = from_position
         self._caught_up = False
+        self._retry_for = retry_for
+        #: when the current outage began (``time.monotonic()``), and its failed tries
+        self._failing_since: float | None = None
+        self._failures = 0
         #: woken by aclose() and by the store's close(), which may run on another loop
         self._stops = LoopWaiters()
 
@@ -257,16 +288,20 @@ class StoreSubscription:
                 return event
             # rows the filter dropped (and hidden ones) still move the checkpoint forward
             self.position = max(self.position, self._page_end)
-            if self._caught_up:
-                await self._wait_live()
-                self._caught_up = False
-                continue
+            tried = time.monotonic()
             try:
+                if self._caught_up:
+                    await self._wait_live()
+                    self._caught_up = False
+                    continue
                 page = await self._backend.read_all(self.position, _ITERATE_PAGE)
-            except ClosedError:
-                if self.closed:
-                    raise StopAsyncIteration from None
-                raise
+            except (ClosedError, StoreError) as exc:
+                # a failed read counts from when it began (it may have waited long for a
+                # connection), a failed wait from its end (it may have waited long for news)
+                began = time.monotonic() if self._caught_up else tried
+                await self._failed(exc, began)  # raises, or returns when it is time to try again
+                continue
+            self._recovered()
             rows = page.rows
             if self._accept is not None:
                 rows = [row for row in rows if self._accept(row)]
@@ -275,6 +310,63 @@ class StoreSubscription:
             self._buffer, self._index = rows, 0
             self._page_end = page.next_position
             self._caught_up = not page.more
+
+    async def _failed(self, error: ClosedError | StoreError, began: float) -> None:
+        """A read or wait failed: count it as a try of the current outage (which began
+        at its first failed try's ``began``) and wait the backoff (ended early by a
+        close), or raise.
+
+        Once the subscription or its store is closed, the iteration ends; a
+        :class:`ClosedError` of its own is raised as it is, and a :class:`StoreError`
+        when ``retry_for`` has passed since the outage began.
+        """
+        if self.closed:
+            raise StopAsyncIteration from None
+        if isinstance(error, ClosedError):
+            raise error
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since, self._failures = began, 0
+        self._failures += 1
+        elapsed = now - self._failing_since
+        bound = self._retry_for
+        if bound is not None and elapsed >= bound:
+            tries = self._failures
+            self._failing_since, self._failures = None, 0  # iterating again starts afresh
+            raise StoreError(
+                f"subscription at global position {self.position}: the store could not be "
+                f"read for {elapsed:.1f} s ({_tries(tries)}, retry_for={bound:g}): {error}; "
+                "nothing was skipped: iterate the subscription again, or subscribe again "
+                f"with from_position={self.position}, to resume"
+            ) from error
+        if self._failures == 1:
+            logger.warning(
+                "subscription at global position %d: %s; trying again %s",
+                self.position,
+                error,
+                "until it works" if bound is None else f"for up to {bound:g} s",
+            )
+        pause = _BACKOFF.delay(self._failures)
+        if bound is not None:
+            pause = min(pause, self._failing_since + bound - now)
+        stop = self._stops.register()
+        if self.closed:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(pause):
+                await stop.wait()
+
+    def _recovered(self) -> None:
+        """A read worked: an outage under way is over."""
+        if self._failing_since is None:
+            return
+        logger.info(
+            "subscription at global position %d: the store can be read again, after %.1f s and %s",
+            self.position,
+            time.monotonic() - self._failing_since,
+            _tries(self._failures),
+        )
+        self._failing_since, self._failures = None, 0
 
     async def _wait_live(self) -> None:
         """Wait for an append past ``position``, or for :meth:`aclose`."""
@@ -312,3 +404,7 @@ class StoreSubscription:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _tries(count: int) -> str:
+    return "1 failed try" if count == 1 else f"{count} failed tries"

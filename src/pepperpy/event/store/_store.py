@@ -32,8 +32,9 @@ from .._event import Event
 from .._frozen import check_json, freeze, freeze_parsed
 from .._loops import settled
 from .._patterns import parse_topic
+from .._seconds import check_seconds
 from ..security._principal import PRINCIPAL, current_principal
-from ._reader import EventReader, RowFilter, StoreSubscription
+from ._reader import RETRY_FOR, EventReader, RowFilter, StoreSubscription
 from ._records import event_records
 from .base import (
     ANY,
@@ -478,15 +479,24 @@ class EventStore:
         *,
         streams: str | Sequence[str] | None = None,
         types: str | Sequence[str] | None = None,
+        retry_for: float | None = RETRY_FOR,
     ) -> StoreSubscription:
         """Follow the global log: catch up from ``from_position``, then live appends.
 
         Never skips an event that commits late and never yields one twice; resume after
         a checkpoint with ``from_position=last.global_position + 1``. Closing the store
         ends the subscription.
+
+        An outage of the store (a lost connection, a server restarting) is ridden out: a
+        read that fails with :class:`~pepperpy.event.StoreError` is tried again, with
+        backoff, for up to ``retry_for`` seconds (60 by default; 0 raises the first
+        failure; None tries until the store is closed), then raised, saying where to
+        resume (``subscription.position``; iterating it again resumes there too).
         """
         self._check_open()
         _check_position(from_position)
+        if retry_for is not None:
+            retry_for = check_seconds(retry_for, "retry_for", zero=True, error=ValueError)
         self._check_read(streams)
         guard = self._read_guard(streams)
         decrypt = self._prepare if self.encryption is not None else None
@@ -505,6 +515,7 @@ class EventStore:
             RowFilter(streams, types),
             lambda: self._closed,
             prepare=prepare,
+            retry_for=retry_for,
         )
         self._subscriptions.add(subscription)
         return subscription
