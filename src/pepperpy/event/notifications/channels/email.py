@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..._deps import require
 from ..._errors import ConfigurationError, NotificationError, RecipientError
+from ..._redact import redact_url
 from ..._seconds import check_seconds
 from .._models import Notification, one_line
 from .._urls import query_options
@@ -95,11 +96,11 @@ class EmailChannel(Channel):
         """Build a channel from an ``smtp://`` or ``smtps://`` URL (keywords override it)."""
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps"):
-            raise ConfigurationError(f"not an smtp:// or smtps:// URL: {_redact(url)!r}")
+            raise ConfigurationError(f"not an smtp:// or smtps:// URL: {redact_url(url)!r}")
         try:
             port = parts.port
         except ValueError as exc:
-            raise ConfigurationError(f"bad port in {_redact(url)!r}") from exc
+            raise ConfigurationError(f"bad port in {redact_url(url)!r}") from exc
         query = query_options(parts.query)
         options: dict[str, Any] = {
             "host": parts.hostname or "localhost",
@@ -353,11 +354,3 @@ def _parse_one(text: str) -> tuple[str, str]:
 def _domain(sender: str) -> str | None:
     address = parseaddr(sender)[1]
     return address.rpartition("@")[2] or None
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url

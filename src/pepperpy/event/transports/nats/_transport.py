@@ -17,6 +17,7 @@ from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._event import Event
+from ..._redact import redact_url
 from ..base import (
     Subscription,
     Transport,
@@ -87,8 +88,8 @@ class NatsTransport(Transport):
 
     def __init__(self, url: str = "nats://127.0.0.1:4222", **options: Any) -> None:
         self.servers, self.options = parse_url(url, options)
-        #: the server URL(s), comma-separated, without options (for messages)
-        self.server = ",".join(self.servers)
+        #: the server URL(s), comma-separated, without options or passwords (for messages)
+        self.server = ",".join(redact_url(server) for server in self.servers)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._consumers: dict[str, Consumer] = {}

@@ -98,11 +98,3 @@ def check_options(options: dict[str, Any]) -> None:
                 f"{name} must be a finite number of seconds > 0, got {value!r}"
             )
         options[name] = float(value)
-
-
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -20,6 +20,7 @@ from ..._errors import ClosedError, PatternError, TransportError
 from ..._event import Event
 from ..._loops import settled
 from ..._patterns import parse_pattern
+from ..._redact import redact_url
 from ..base import (
     Subscription,
     Transport,
@@ -35,7 +36,6 @@ from ._config import (
     LANES,
     MAX_KEY_BYTES,
     PERSISTENT,
-    redact,
     split_options,
 )
 from ._consumer import Consumer, Members
@@ -190,7 +190,7 @@ class RabbitMQTransport(Transport):
             if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller(since):
                 raise
             raise TransportError(
-                f"cannot connect to RabbitMQ at {redact(self.url)}: {str(exc) or repr(exc)}"
+                f"cannot connect to RabbitMQ at {redact_url(self.url)}: {str(exc) or repr(exc)}"
             ) from exc
         try:
             async with asyncio.timeout_at(deadline):
@@ -209,7 +209,7 @@ class RabbitMQTransport(Transport):
             if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller(since):
                 raise
             raise TransportError(
-                f"RabbitMQ at {redact(self.url)} went away while starting: {exc!r}"
+                f"RabbitMQ at {redact_url(self.url)} went away while starting: {exc!r}"
             ) from exc
         self._connection = connection
         self._publisher = channel
@@ -242,7 +242,7 @@ class RabbitMQTransport(Transport):
         reason = (str(exc) or type(exc).__name__) if exc is not None else "closed"
         logger.warning(
             "lost the connection to RabbitMQ at %s (%s); reconnecting every %gs",
-            redact(self.url),
+            redact_url(self.url),
             reason,
             self.reconnect_interval,
         )
@@ -253,7 +253,7 @@ class RabbitMQTransport(Transport):
         if self._closed:
             return
         downtime = f" after {time.monotonic() - lost:.1f}s" if lost is not None else ""
-        logger.info("the connection to RabbitMQ at %s is back%s", redact(self.url), downtime)
+        logger.info("the connection to RabbitMQ at %s is back%s", redact_url(self.url), downtime)
 
     async def _discard(self, connection: AbstractRobustConnection) -> None:
         """Close a connection ``start()`` does not keep, within ``connect_timeout``.
@@ -362,7 +362,7 @@ class RabbitMQTransport(Transport):
             connection = await aio_pika.connect(self.url, timeout=self.connect_timeout)
         except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
             raise TransportError(
-                f"cannot connect to RabbitMQ at {redact(self.url)}: {exc}"
+                f"cannot connect to RabbitMQ at {redact_url(self.url)}: {exc}"
             ) from exc
         async with connection:
             channel = await connection.channel()
@@ -467,7 +467,7 @@ class RabbitMQTransport(Transport):
                 raise
             reason = f": {error!r}" if error is not None else ""
             raise TransportError(
-                f"RabbitMQ at {redact(self.url)} unreachable while publishing {event.type!r}"
+                f"RabbitMQ at {redact_url(self.url)} unreachable while publishing {event.type!r}"
                 f" ({event.id}); waited {self.connect_timeout}s for the connection{reason}"
             ) from (error or exc)
         if self._closed:
@@ -526,7 +526,7 @@ class RabbitMQTransport(Transport):
                 await connection.connected.wait()
         except TimeoutError as exc:
             raise TransportError(
-                f"RabbitMQ at {redact(self.url)} unreachable while {what};"
+                f"RabbitMQ at {redact_url(self.url)} unreachable while {what};"
                 f" waited {self.connect_timeout}s for the connection"
             ) from exc
         if self._closed:

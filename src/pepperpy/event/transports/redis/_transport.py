@@ -11,6 +11,7 @@ from ..._deadletter import DEAD_LETTER_PREFIX, dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._event import Event
+from ..._redact import redact_url
 from ..base import Subscription, Transport, check_key, resume_cancellation, shutdown_sockets
 from ._config import CLIENT_DEFAULTS, RedisOptions, client_options, parse_url, partition_of
 from ._group import GroupMember
@@ -108,7 +109,8 @@ class RedisTransport(Transport):
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"RedisTransport({self._client_url!r}, namespace={self.options.namespace!r})"
+        shown = redact_url(self._client_url)
+        return f"RedisTransport({shown!r}, namespace={self.options.namespace!r})"
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -174,7 +176,7 @@ class RedisTransport(Transport):
         stored = await client.hget(key, "partitions")
         if stored is not None and int(stored) != self.options.partitions:
             raise ConfigurationError(
-                f"namespace {self.options.namespace!r} on {self._client_url} uses "
+                f"namespace {self.options.namespace!r} on {redact_url(self._client_url)} uses "
                 f"{int(stored)} partitions, this transport was given {self.options.partitions}"
             )
 
@@ -480,7 +482,7 @@ class RedisTransport(Transport):
                 f"{self.options.connect_timeout}s): {pool_exhausted(client)}"
             )
         return TransportError(
-            f"Redis at {self._client_url} unreachable while {what} "
+            f"Redis at {redact_url(self._client_url)} unreachable while {what} "
             f"(gave up after {self.options.connect_timeout}s): {str(error) or 'no answer'}"
         )
 

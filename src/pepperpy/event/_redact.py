@@ -1,0 +1,50 @@
+"""Passwords out of URLs shown in reprs, logs and error messages.
+
+One copy for every URL the library prints: stores (SQLite, PostgreSQL), checkpoint
+stores, transports (Redis, NATS, RabbitMQ), the email channel and the command line.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote_plus
+
+__all__ = ["redact_url"]
+
+#: query options whose value is a secret: asyncpg and libpq take ``?password=`` (and
+#: ``?sslpassword=``, the client key's passphrase) as well as ``user:password@``
+_SECRET_OPTIONS = frozenset({"password", "sslpassword"})
+
+
+def redact_url(url: str) -> str:
+    """The URL with its passwords replaced by ``***`` (for reprs and error messages).
+
+    Hides the password of ``user:password@host`` and the value of a ``password=`` or
+    ``sslpassword=`` query option (matched in any case and percent-encoding, as a
+    driver decodes them); everything else is left exactly as given. The user part
+    ends at the last ``@`` before the path (``/``), the query (``?``) or a fragment,
+    or, for a password holding a raw ``/``, at the last ``@`` before the query.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    head = rest.split("?", 1)[0].split("#", 1)[0]  # authority and path
+    authority = head.split("/", 1)[0]
+    end = authority.rfind("@") if "@" in authority else head.rfind("@")
+    if end >= 0 and ":" in rest[:end]:
+        rest = rest[: rest.index(":")] + ":***" + rest[end:]
+        end = rest.index("@")
+    query_at = rest.find("?", max(end, 0))
+    if query_at >= 0:
+        query, hash_sign, fragment = rest[query_at + 1 :].partition("#")
+        rest = rest[: query_at + 1] + _redact_query(query) + hash_sign + fragment
+    return f"{scheme}{sep}{rest}"
+
+
+def _redact_query(query: str) -> str:
+    """``query`` with the values of its secret options replaced by ``***``."""
+    fields = query.split("&")
+    for index, field in enumerate(fields):
+        name, equals, _ = field.partition("=")
+        if equals and unquote_plus(name).strip().lower() in _SECRET_OPTIONS:
+            fields[index] = f"{name}=***"
+    return "&".join(fields)
