@@ -173,7 +173,8 @@ def test_options_come_from_the_url_and_keywords() -> None:
         "nats://user:pw@127.0.0.1:4222?stream=ORDERS&prefix=orders&ack_wait=2.5&max_age=60",
         max_deliver=3,
     )
-    assert transport.server == "nats://user:pw@127.0.0.1:4222"
+    assert transport.servers == ["nats://user:pw@127.0.0.1:4222"]  # what connects
+    assert transport.server == "nats://user:***@127.0.0.1:4222"  # what messages show
     assert transport.stream == "ORDERS"
     options = transport.options
     assert (options.prefix, options.ack_wait, options.max_age, options.max_deliver) == (
