@@ -1,8 +1,9 @@
 """NATS under connection loss: a silent link is given up, key lanes resume, and the log
 says what happened once, with a reason.
 
-The subscriber's connection goes through the fault proxy (fixtures of
-``test_nats_faults``); a publisher, where there is one, connects straight to the server.
+The subscriber's connection goes through the fault proxy (``proxy`` and
+``through_proxy`` of ``tests/bus/conftest.py``); a publisher, where there is one, connects
+straight to the server.
 Every value that bounds a wait is set short, so no test waits for a default.
 """
 
@@ -19,7 +20,6 @@ from pepperpy.event import ConfigurationError, Event, EventBus
 from pepperpy.event.transports.nats import NatsTransport
 from pepperpy.event.transports.nats import _transport as nats_transport
 from tests.bus.faultproxy import FaultProxy
-from tests.bus.test_nats_faults import names, proxy, through_proxy  # noqa: F401 (fixtures)
 from tests.faultproxy import Action, Link
 from tests.helpers import eventually
 
@@ -99,9 +99,9 @@ def hold_first(links: list[Link]) -> Callable[[Link, bytes], Action]:
 
 @pytest.mark.nats
 async def test_a_silent_connection_is_given_up_after_unanswered_pings(
-    proxy: FaultProxy,  # noqa: F811
-    through_proxy: Callable[..., NatsTransport],  # noqa: F811
-    names: dict[str, str],  # noqa: F811
+    proxy: FaultProxy,
+    through_proxy: Callable[..., NatsTransport],
+    names: dict[str, str],
     nats_url: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -128,8 +128,8 @@ async def test_a_silent_connection_is_given_up_after_unanswered_pings(
 
 @pytest.mark.nats
 async def test_a_key_lane_whose_delivery_was_lost_resumes_after_lane_ack_wait(
-    proxy: FaultProxy,  # noqa: F811
-    through_proxy: Callable[..., NatsTransport],  # noqa: F811
+    proxy: FaultProxy,
+    through_proxy: Callable[..., NatsTransport],
 ) -> None:
     handled: list[Any] = []
     bus = EventBus(transport=through_proxy(lane_ack_wait=1.0))  # ack_wait stays 30 s
@@ -155,7 +155,7 @@ async def test_a_key_lane_whose_delivery_was_lost_resumes_after_lane_ack_wait(
 @pytest.mark.nats
 async def test_a_keyed_handler_slower_than_lane_ack_wait_is_not_redelivered(
     nats_url: str,
-    names: dict[str, str],  # noqa: F811
+    names: dict[str, str],
 ) -> None:
     transport = NatsTransport(nats_url, **names, lane_ack_wait=1.0)
     bus = EventBus(transport=transport)
@@ -181,7 +181,7 @@ async def test_a_keyed_handler_slower_than_lane_ack_wait_is_not_redelivered(
 )
 async def test_key_lanes_get_their_own_ack_wait(
     nats_url: str,
-    names: dict[str, str],  # noqa: F811
+    names: dict[str, str],
     options: dict[str, float],
     unkeyed: float,
     lanes: float,
@@ -204,8 +204,8 @@ async def test_key_lanes_get_their_own_ack_wait(
 
 @pytest.mark.nats
 async def test_an_outage_is_one_warning_with_its_reason_not_one_per_attempt(
-    proxy: FaultProxy,  # noqa: F811
-    through_proxy: Callable[..., NatsTransport],  # noqa: F811
+    proxy: FaultProxy,
+    through_proxy: Callable[..., NatsTransport],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger=LOGGER)
@@ -229,8 +229,8 @@ async def test_an_outage_is_one_warning_with_its_reason_not_one_per_attempt(
 
 @pytest.mark.nats
 async def test_a_server_that_never_answers_is_named_in_the_warning(
-    proxy: FaultProxy,  # noqa: F811
-    through_proxy: Callable[..., NatsTransport],  # noqa: F811
+    proxy: FaultProxy,
+    through_proxy: Callable[..., NatsTransport],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
@@ -250,8 +250,8 @@ async def test_a_server_that_never_answers_is_named_in_the_warning(
 
 @pytest.mark.nats
 async def test_an_outage_that_lasts_is_warned_about_again(
-    proxy: FaultProxy,  # noqa: F811
-    through_proxy: Callable[..., NatsTransport],  # noqa: F811
+    proxy: FaultProxy,
+    through_proxy: Callable[..., NatsTransport],
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

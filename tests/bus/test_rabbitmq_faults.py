@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,40 +17,9 @@ import pytest
 from pepperpy.event import Event, EventBus, TransportError
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
 from tests.bus.faultproxy import FaultProxy, finishes, tasks_left
-from tests.conftest import unique_name
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.rabbitmq
-
-
-@pytest.fixture
-async def proxy(amqp_url: str) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(5672) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-async def through_proxy(
-    proxy: FaultProxy,
-) -> AsyncIterator[Callable[..., RabbitMQTransport]]:
-    """Transports connecting through the proxy, on one exchange of the test's own."""
-    exchange = unique_name("pep.fault")
-    made: list[RabbitMQTransport] = []
-
-    def make(query: str = "", **options: Any) -> RabbitMQTransport:
-        options.setdefault("exchange", exchange)
-        options.setdefault("reconnect_interval", 0.2)
-        url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/{query}"
-        transport = RabbitMQTransport(url, **options)
-        made.append(transport)
-        return transport
-
-    yield make
-    proxy.resume()
-    proxy.heal()
-    for transport in made:
-        await finishes(transport.close(), 15)
-        await finishes(transport.delete_topology(), 15)  # through the healed proxy
 
 
 class Runs:

@@ -36,7 +36,6 @@ from pepperpy.event.transports.rabbitmq._logs import (
     quiet_channel_reopens,
 )
 from tests.bus.faultproxy import FaultProxy
-from tests.bus.test_rabbitmq_faults import proxy, through_proxy  # noqa: F401 (fixtures)
 from tests.faultproxy import Link
 from tests.helpers import eventually
 
@@ -57,8 +56,8 @@ def messages(caplog: pytest.LogCaptureFixture, name: str, level: int) -> list[st
 
 
 async def test_a_member_count_during_the_restore_does_not_fail_it(
-    proxy: FaultProxy,  # noqa: F811
-    through_proxy: Callable[..., RabbitMQTransport],  # noqa: F811
+    proxy: FaultProxy,
+    through_proxy: Callable[..., RabbitMQTransport],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -129,8 +128,8 @@ async def test_a_member_count_during_the_restore_does_not_fail_it(
 
 
 async def test_a_lost_connection_logs_a_warning_then_an_info_and_no_errors(
-    proxy: FaultProxy,  # noqa: F811
-    through_proxy: Callable[..., RabbitMQTransport],  # noqa: F811
+    proxy: FaultProxy,
+    through_proxy: Callable[..., RabbitMQTransport],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Once per outage, however many reconnection attempts fail meanwhile."""
@@ -165,8 +164,8 @@ async def test_a_lost_connection_logs_a_warning_then_an_info_and_no_errors(
 
 
 async def test_the_channel_reopen_errors_are_debug_records(
-    proxy: FaultProxy,  # noqa: F811
-    through_proxy: Callable[..., RabbitMQTransport],  # noqa: F811
+    proxy: FaultProxy,
+    through_proxy: Callable[..., RabbitMQTransport],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger=CALLBACK_LOGGER)

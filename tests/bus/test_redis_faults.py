@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,39 +16,9 @@ import pytest
 from pepperpy.event import EventBus, TransportError
 from pepperpy.event.transports.redis import RedisTransport
 from tests.bus.faultproxy import FaultProxy, finishes
-from tests.conftest import unique_name
-from tests.helpers import delete_redis_keys, eventually
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-async def proxy(redis_url: str) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(6379) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-async def through_proxy(
-    proxy: FaultProxy, redis_url: str
-) -> AsyncIterator[Callable[..., RedisTransport]]:
-    """Transports connecting through the proxy, in a namespace of the test's own."""
-    namespace = unique_name("pep_fault")
-    made: list[RedisTransport] = []
-
-    def make(**options: Any) -> RedisTransport:
-        options.setdefault("namespace", namespace)
-        options.setdefault("trim_interval", None)
-        transport = RedisTransport(f"redis://127.0.0.1:{proxy.port}/0", **options)
-        made.append(transport)
-        return transport
-
-    yield make
-    proxy.resume()
-    proxy.heal()
-    for transport in made:
-        await finishes(transport.close(), 30)
-    await delete_redis_keys(redis_url, f"{namespace}:*")
 
 
 async def test_publish_during_a_partition_gives_up_after_connect_timeout(

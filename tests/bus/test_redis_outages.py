@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -29,12 +28,6 @@ pytestmark = pytest.mark.redis
 
 LOGGER = "pepperpy.event.transports.redis"
 GROUP = "workers:jobs.*"
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(6379) as proxy:
-        yield proxy
 
 
 def cut_reply_carrying(proxy: FaultProxy, needle: bytes) -> list[int]:
