@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..._errors import ConfigurationError, SerializationError
+from ..._errors import ClosedError, ConfigurationError, SerializationError
 from ..._event import Event
 from ..._handlers import start
 from ..._loops import settled
@@ -434,6 +434,14 @@ class Consumer:
                 await self._dead_letter(
                     event, reason, deliveries - 1, self.group, message_identity(reply)
                 )
+            except ClosedError:  # close() drains this consumer: nothing is lost
+                logger.debug(
+                    "%s (%s) not dead-lettered: the transport is closing; the server "
+                    "delivers it again after ack_wait",
+                    event.type,
+                    event.id,
+                )
+                return
             except Exception:  # the server is away, say: it comes again after ack_wait
                 logger.exception("could not dead-letter %s (%s)", event.type, event.id)
                 return
