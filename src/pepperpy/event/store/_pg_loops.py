@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +20,9 @@ from .._errors import ClosedError
 from .._loops import LoopShares, warn_dropped
 from .base import AppendResult, PendingAppend, settle
 
-__all__ = ["CommitJobs", "Job", "OnLoop", "Status", "commit_loop", "dropped"]
+__all__ = ["CommitJobs", "Job", "OnLoop", "Status", "commit_loop", "dropped", "listener_ended"]
+
+logger = logging.getLogger("pepperpy.event.store")
 
 #: most appends committed in one transaction
 _MAX_GROUP = 512
@@ -253,7 +256,10 @@ async def _close_connections(
     if on.listening is not None:
         on.listening.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await on.listening
+            try:
+                await on.listening
+            except Exception:  # it had failed before: say why, and close the rest
+                listener_ended(on.listening, closing=True)
     if on.listener is not None:
         try:
             await on.listener.close()
@@ -280,3 +286,23 @@ def _current_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
         return asyncio.current_task(loop)
     except RuntimeError:
         return None
+
+
+def listener_ended(task: asyncio.Future[None], *, closing: bool = False) -> None:
+    """Log why a loop's LISTEN task (``_pg_listen.listen``) ended while the store was open.
+
+    It reconnects after every connection error on its own, so it ends only by a bug (an
+    exception outside the driver's errors) or a cancellation from outside the store.
+    Until a new one listens, waiters fall back to re-reading every ``RECONNECT_INTERVAL``
+    seconds; the store's next wait starts a new one (unless ``closing``).
+    """
+    then = "" if closing else "; starting a new one"
+    if task.cancelled():
+        logger.warning("PostgreSQL: the LISTEN task was cancelled%s", then)
+        return
+    error = task.exception()
+    logger.error(
+        "PostgreSQL: the LISTEN task failed%s",
+        then,
+        exc_info=None if error is None else (type(error), error, error.__traceback__),
+    )

@@ -60,7 +60,7 @@ from ._pg_connect import (
     tune_socket,
 )
 from ._pg_listen import RECONNECT_INTERVAL, listen
-from ._pg_loops import CommitJobs, Job, OnLoop, Status, commit_loop, dropped
+from ._pg_loops import CommitJobs, Job, OnLoop, Status, commit_loop, dropped, listener_ended
 from ._pg_options import (
     CLOSE_TIMEOUT,
     PostgresOptions,
@@ -383,6 +383,9 @@ class PostgresBackend(StoreBackend):
         if self._closed or self._status.head > position:
             return
         on = self._here()
+        if on.listening is not None and on.listening.done():
+            listener_ended(on.listening)  # a bug, not an outage: say so, start anew
+            on.listening = None
         if on.listening is None:
             # start listening; events committed before LISTEN took effect are found by
             # the caller's next read, so return at once
