@@ -8,6 +8,7 @@ without a word: the store's next wait logs why it ended and starts a new one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from pepperpy.event import Event, EventStore
 from pepperpy.event.store import _pg_listen
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.postgres
 
@@ -70,3 +72,26 @@ async def test_a_listen_task_that_failed_is_logged_and_started_again(
         ("ERROR", "PostgreSQL: the LISTEN task failed; starting a new one")
     ]
     assert failed[0].exc_info is not None and "a bug in the listener" in str(failed[0].exc_info[1])
+
+
+async def test_closing_a_store_whose_listen_task_failed_reports_it_and_closes(
+    direct: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    failures: list[int] = []
+
+    def buggy(connection: Any, timeout: float) -> None:
+        failures.append(1)
+        raise RuntimeError("a bug in the listener")
+
+    monkeypatch.setattr(_pg_listen, "tune_socket", buggy)
+    caplog.set_level(logging.WARNING, logger="pepperpy.event.store")
+    store = EventStore(direct)
+    await store.append("live.1", Event("tick", {}))
+    await store.backend.wait(10**9)  # starts the listener, which fails; no wait follows
+    await eventually(lambda: bool(failures))
+    await asyncio.wait_for(store.close(), 10)  # not raising the listener's error
+    assert store.closed
+    failed = [r for r in caplog.records if "the LISTEN task" in r.getMessage()]
+    assert [(r.levelname, r.getMessage()) for r in failed] == [
+        ("ERROR", "PostgreSQL: the LISTEN task failed")
+    ]
