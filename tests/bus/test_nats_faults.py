@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,32 +18,9 @@ import pytest
 from pepperpy.event import EventBus, TransportError
 from pepperpy.event.transports.nats import NatsTransport
 from tests.bus.faultproxy import FaultProxy, finishes, tasks_left
-from tests.conftest import unique_name
 from tests.helpers import eventually, settle
 
 pytestmark = pytest.mark.nats
-
-
-@pytest.fixture
-async def proxy(nats_url: str) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(4222) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-async def names(nats_url: str) -> AsyncIterator[dict[str, str]]:
-    name = unique_name("pep_fault")
-    yield {"stream": name.upper(), "prefix": name}
-    await finishes(NatsTransport(nats_url, stream=name.upper()).delete_stream(), 15)
-
-
-@pytest.fixture
-def through_proxy(proxy: FaultProxy, names: dict[str, str]) -> Callable[..., NatsTransport]:
-    def make(**options: Any) -> NatsTransport:
-        options.setdefault("reconnect_wait", 0.2)
-        return NatsTransport(f"nats://127.0.0.1:{proxy.port}", **names, **options)
-
-    return make
 
 
 async def test_start_against_a_silent_server_gives_up_after_connect_timeout(

@@ -72,12 +72,6 @@ async def test_close_ends_a_rebalancer_whose_broker_call_lost_the_cancellation(
 # -- subscribing while the broker is away, or failing half-way --------------------------
 
 
-@pytest.fixture
-async def proxy(amqp_url: str) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(5672) as proxy:
-        yield proxy
-
-
 async def test_subscribe_while_the_broker_is_unreachable_raises_transport_error(
     proxy: FaultProxy,
 ) -> None:
