@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pepperpy.event import (
+    Checkpoint,
     CheckpointStore,
     ConcurrencyError,
     ConfigurationError,
@@ -160,6 +161,56 @@ async def test_a_projection_on_a_read_only_state_store_is_refused_before_any_eve
     assert applied == []
     saved = await archive.load("projection:users")  # a rebuild deleted nothing either
     assert saved is not None and saved.state == {"kept": True}
+
+
+class _FailsOnce(MemoryCheckpointStore):
+    """Fails its second save with ``error`` (having written nothing), counting loads."""
+
+    def __init__(self, error: StoreError) -> None:
+        super().__init__()
+        self.error = error
+        self.saves = self.loads = 0
+
+    async def save(self, name: str, position: int, state: Any, *, previous: int | None) -> None:
+        self.saves += 1
+        if self.saves == 2:
+            raise self.error
+        await super().save(name, position, state, previous=previous)
+
+    async def load(self, name: str) -> Checkpoint | None:
+        self.loads += 1
+        return await super().load(name)
+
+
+def _nothing_written() -> StoreError:
+    error = StoreError("checkpoint store 'x': disk I/O error; nothing of this call was written")
+    error.written = False
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "in_doubt"),
+    [(_nothing_written(), False), (StoreError("connection lost during COMMIT"), True)],
+    ids=["nothing written", "outcome unknown"],
+)
+async def test_a_failed_save_known_not_written_is_not_read_back_or_held_in_doubt(
+    error: StoreError, in_doubt: bool
+) -> None:
+    store = EventStore()
+    await store.append("user.1", [Event("user.created", {"n": n}) for n in range(4)])
+    checkpoints = _FailsOnce(error)
+    async with EventReplay(store, checkpoints=checkpoints) as replay:
+        replay.handle("#", lambda event: None)
+        with pytest.raises(StoreError) as caught:
+            await replay.replay_all(checkpoint="nightly", checkpoint_every=1)
+    notes = getattr(caught.value, "__notes__", [])
+    doubted = any("the failed save may still be written" in note for note in notes)
+    assert doubted is in_doubt, notes
+    assert checkpoints.loads == (2 if in_doubt else 1)  # the resume, and a read-back
+    saved = await checkpoints.load("replay:nightly")
+    # written=False: the run's final save still compares with what the checkpoint holds
+    # (position 0) and records how far it got; in doubt, it saves no more
+    assert saved is not None and saved.position == (0 if in_doubt else 1)
 
 
 async def test_state_must_be_json(factory: Factory) -> None:

@@ -144,3 +144,14 @@ async def test_a_store_opened_by_a_relative_path_names_the_absolute_one(
         with pytest.raises(StoreError) as caught:
             await store.get_stream("s")
     assert str(caught.value).startswith(f"SQLite: {absolute}: unable to open database file")
+
+
+def test_a_write_that_left_nothing_says_so_in_written() -> None:
+    from pepperpy.event.store._sqlite_schema import NOTHING_WRITTEN, named_error
+
+    failed = sqlite3.OperationalError("disk I/O error")
+    written = named_error(failed, "/x/events.db", NOTHING_WRITTEN)
+    assert isinstance(written, StoreError) and written.written is False
+    unknown = named_error(failed, "/x/events.db", "it could not be read")
+    assert isinstance(unknown, StoreError) and unknown.written is None
+    assert StoreError("lost").written is None

@@ -171,11 +171,21 @@ class ClosedError(EventError):
 
 
 class StoreError(EventError):
-    """An event store backend failed."""
+    """An event store backend failed.
+
+    ``written`` says what became of a write that failed: ``False`` when the backend knows
+    that nothing of the call was written (SQLite rolled its transaction back; a version
+    conflict), ``None`` when it cannot tell (a connection lost around a PostgreSQL
+    ``COMMIT``: read back to find out).
+    """
+
+    written: bool | None = None
 
 
 class ConcurrencyError(StoreError):
     """An append's ``expected_version`` did not match the stream's actual version."""
+
+    written = False
 
     def __init__(self, stream: str, expected: Any, actual: int | None) -> None:
         self.stream = stream

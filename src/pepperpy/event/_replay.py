@@ -713,6 +713,8 @@ class _Run:
         except ConcurrencyError:
             raise
         except StoreError as failure:
+            if failure.written is False:  # the checkpoint still holds saved_position
+                raise
             # the connection may have been lost after the server committed the save
             # (PostgreSQL then says the outcome is unknown): the checkpoint tells
             if not await self._holds(key, position, state, failure):

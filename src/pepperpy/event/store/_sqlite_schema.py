@@ -343,6 +343,8 @@ def named_error(
         parts.append(outcome)
     translated = kind("; ".join(parts))
     translated.__cause__ = error
+    if outcome == NOTHING_WRITTEN:
+        translated.written = False
     return translated
 
 
