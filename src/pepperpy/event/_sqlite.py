@@ -49,13 +49,16 @@ __all__ = [
 MAX_BUSY_TIMEOUT = 1e6
 
 
-def check_busy_timeout(value: object, name: str, error: type[Exception]) -> float:
+def check_busy_timeout(
+    value: object, name: str, error: type[Exception], *, zero: bool = True
+) -> float:
     """``value`` as a busy timeout in seconds, or ``error`` naming ``name``.
 
     A number of seconds as :func:`~pepperpy.event._seconds.check_seconds` takes it (0
-    allowed: a locked file fails at once), less than :data:`MAX_BUSY_TIMEOUT`.
+    allowed unless ``zero`` is False: a locked file fails at once), less than
+    :data:`MAX_BUSY_TIMEOUT`.
     """
-    seconds = check_seconds(value, name, zero=True, error=error)
+    seconds = check_seconds(value, name, zero=zero, error=error)
     if seconds >= MAX_BUSY_TIMEOUT:
         raise error(
             f"{name} must be less than {MAX_BUSY_TIMEOUT:.0f} seconds (SQLite counts it in "

@@ -41,7 +41,6 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from .._errors import ClosedError, ConfigurationError, StoreError
-from .._seconds import check_seconds
 from .._sqlite import OneConnection, check_busy_timeout, open_wal, roll_back, track_forks
 from ._audit_chain import Chain, anchor
 from ._audit_entries import (
@@ -96,8 +95,9 @@ class AuditLog(OneConnection):
         if key is not None and (not isinstance(key, bytes) or len(key) < 16):
             raise ConfigurationError("the audit key must be at least 16 bytes")
         # > 0 (an audit write never fails at once on a lock), and below SQLite's bound
-        busy_timeout = check_seconds(busy_timeout, "busy_timeout")
-        check_busy_timeout(busy_timeout, "busy_timeout", ConfigurationError)
+        busy_timeout = check_busy_timeout(
+            busy_timeout, "busy_timeout", ConfigurationError, zero=False
+        )
         self._chain = Chain(key)
         self._path = path
         self._read_only = read_only
