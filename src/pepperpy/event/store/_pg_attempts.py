@@ -64,15 +64,49 @@ class Failed:
     timed_out: bool = False
     #: lost once a statement that commits may have been sent: whether it did is unknown
     unknown: bool = False
+    #: a statement that commits (a ``COMMIT``, a write in autocommit) may have been sent
+    committing: bool = False
 
     @property
     def how(self) -> str:
         """How the connection went, in words (for a ``lost`` one)."""
         return "no answer came" if self.timed_out else "the connection was lost"
 
+    @property
+    def written(self) -> bool | None:
+        """What the store's error says of the work (:attr:`StoreError.written`).
+
+        ``False`` when nothing of it can have committed: no statement that commits was
+        sent (every attempt failed before: connecting, a statement refused, a connection
+        lost or silent before its ``COMMIT``), or the server answered that statement
+        with an error on a connection still open. asyncpg raises a server's error only
+        once the server says it is ready for the next statement, so the transaction was
+        rolled back by then (an error raised after the commit record turns into a
+        ``PANIC``, which ends the connection before that). ``None`` otherwise: the
+        statement that commits went to the socket and no answer saying it failed came
+        back, so it may have committed.
+        """
+        if not self.committing:
+            return False
+        if not self.lost and _refused_by_server(self.error):
+            return False
+        return None
+
 
 def _always() -> bool:
     return True
+
+
+def _refused_by_server(error: BaseException) -> bool:
+    """Whether ``error`` is the server's ``ERROR`` answer to a statement (asyncpg's
+    exception for it): the statement, and a ``COMMIT`` too, failed and was rolled back.
+
+    A ``FATAL`` (the session ends; a ``COMMIT`` may have committed before it) is not one,
+    nor is an error asyncpg made itself (it carries no severity), nor one whose severity
+    the server gave only in its own language (``severity_en`` came with PostgreSQL 9.6).
+    """
+    severity = getattr(error, "severity_en", None) or getattr(error, "severity", None)
+    return severity == "ERROR" and bool(getattr(error, "sqlstate", None))
 
 
 class Attempts:
@@ -116,7 +150,9 @@ class Attempts:
         where = redact_url(url)
         if isinstance(exc, self.asyncpg.ClientConfigurationError):
             return ConfigurationError(f"PostgreSQL URL {where}: {exc}")
-        return StoreError(f"{head} at {where}: {self.reason(exc)}")
+        error = StoreError(f"{head} at {where}: {self.reason(exc)}")
+        error.written = False  # no connection: nothing was sent
+        return error
 
     async def run(
         self,
@@ -130,16 +166,17 @@ class Attempts:
     ) -> T:
         """Run ``work(connection, progress)`` on a connection of ``lender``, bounded.
 
-        Every asyncpg error comes out as ``failure(failed)``, raised from it. Each attempt
-        waits at most ``command_timeout`` seconds for the server; a connection that did
-        not answer in time is treated as lost, and is cut off. If the connection breaks or
-        times out before anything could have committed (nothing was sent under
-        ``progress.commit()``), the work is done once more on a new connection, unless
-        ``may_retry()`` says no (the store is closing): nothing was written, so that is
-        safe for reads and writes alike; it is logged as a warning, saying ``what`` was
-        done and ``unsent``. Once ``work`` may have sent a statement that commits, a lost
-        or silent connection leaves the outcome unknown (``failed.unknown``): that is
-        never done again here.
+        Every asyncpg error comes out as ``failure(failed)``, raised from it
+        (``failed.written`` says whether the work may have committed: the store puts it on
+        its error). Each attempt waits at most ``command_timeout`` seconds for the server;
+        a connection that did not answer in time is treated as lost, and is cut off. If
+        the connection breaks or times out before anything could have committed (nothing
+        was sent under ``progress.commit()``), the work is done once more on a new
+        connection, unless ``may_retry()`` says no (the store is closing): nothing was
+        written, so that is safe for reads and writes alike; it is logged as a warning,
+        saying ``what`` was done and ``unsent``. Once ``work`` may have sent a statement
+        that commits, a lost or silent connection leaves the outcome unknown
+        (``failed.unknown``): that is never done again here.
 
         A caller cancelled mid-statement has its connection discarded (cut off) instead
         of released, so the cancellation takes effect at once: asyncpg would wait for a
@@ -177,6 +214,7 @@ class Attempts:
                 lost=lost,
                 timed_out=timed_out,
                 unknown=lost and progress.committing,
+                committing=progress.committing,
             )
             if not lost or retry or progress.committing or not may_retry():
                 raise failure(failed) from error
@@ -201,8 +239,9 @@ class Attempts:
         setup (a restart, a failover, an admin's ``pg_terminate_backend``), the setup is
         done once more on a new connection, as :meth:`run` does for other work, logged
         as a warning saying ``what`` failed: a setup must therefore be safe to repeat.
-        A failure that stays is raised as ``failure(reason)``, from asyncpg's exception.
-        On any failure the connection is discarded (cut off).
+        A failure that stays is raised as ``failure(reason)``, from asyncpg's exception,
+        with ``written`` False (the work the setup was for never started). On any failure
+        the connection is discarded (cut off).
         """
         for retry in (False, True):
             connection = await lender.acquire()
@@ -219,9 +258,16 @@ class Attempts:
                 if lost:  # asyncpg's own words may be about what failed after the loss
                     reason = f"the connection was lost ({reason})"
                 if retry or not (lost or watchdog.fired):
-                    raise failure(reason) from exc
+                    raise _nothing_written(failure(reason)) from exc
                 self._logger.warning("%s: %s; trying once more on a new connection", what, reason)
             except BaseException:
                 lender.discard(connection)
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _nothing_written(error: BaseException) -> BaseException:
+    """``error`` (a setup's failure: the caller's work never started) saying so."""
+    if isinstance(error, StoreError):
+        error.written = False
+    return error

@@ -172,6 +172,16 @@ class Pools:
     def _failure(
         self, what: str, failed: Failed, on: OnLoop, closing: bool
     ) -> StoreError | ClosedError:
+        """The error of ``what``, which failed as ``failed`` says; a :class:`StoreError`
+        says whether its work may have committed (``written``: ``failed.written``)."""
+        error = self._error(what, failed, on, closing)
+        if isinstance(error, StoreError):
+            error.written = failed.written
+        return error
+
+    def _error(
+        self, what: str, failed: Failed, on: OnLoop, closing: bool
+    ) -> StoreError | ClosedError:
         if failed.unknown:
             done, advice = UNKNOWN.get(what, ("it was done", "look before doing it again"))
             how = f"the store was closed ({on.aborted})" if on.aborted is not None else failed.how
