@@ -422,8 +422,10 @@ class PostgresCheckpointStore(CheckpointStore):
     (told as the event store tells a ``COMMIT`` never sent, by
     :class:`~pepperpy.event.store.postgres.Progress`). A ``save`` or ``delete`` whose
     statement was sent is not: it may have committed, so it fails with
-    :class:`StoreError` saying the outcome is unknown, and the caller decides (a replay
-    or projection loads the checkpoint again to see).
+    :class:`StoreError` saying the outcome is unknown (``written`` None), and the caller
+    decides (a replay or projection loads the checkpoint again to see). A failure whose
+    statement was never sent, or was answered with the server's error (autocommit rolled
+    it back), says ``written`` False.
 
     The URL's ``?schema=name`` puts the table in that schema, as it does the event
     store's. The table is created on first use under the event store's schema lock
@@ -477,12 +479,15 @@ class PostgresCheckpointStore(CheckpointStore):
 
         def failure(failed: Failed) -> StoreError:
             if failed.unknown and write:
-                return StoreError(
+                error = StoreError(
                     f"PostgreSQL checkpoint store: {failed.how} while it was {write}, so "
                     f"whether that happened is unknown ({failed.reason}); load the "
                     "checkpoint to see"
                 )
-            return StoreError(f"PostgreSQL checkpoint store failed: {failed.reason}")
+            else:
+                error = StoreError(f"PostgreSQL checkpoint store failed: {failed.reason}")
+            error.written = failed.written  # False: its statement cannot have committed
+            return error
 
         return await self._attempts().run(
             work, _Turns(self), what="PostgreSQL checkpoint store", failure=failure
