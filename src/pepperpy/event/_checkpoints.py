@@ -486,7 +486,7 @@ class PostgresCheckpointStore(CheckpointStore):
                 )
             else:
                 error = StoreError(f"PostgreSQL checkpoint store failed: {failed.reason}")
-            error.written = failed.written  # False: its statement cannot have committed
+            error.written = failed.written  # None only if its statement may have committed
             return error
 
         return await self._attempts().run(
