@@ -680,8 +680,10 @@ class StoreConformance:
         await store.append("doomed.1", batch(3))
         await store.delete_stream("doomed.1")
         for expected in (ANY, STREAM_EXISTS, 2):
-            with pytest.raises(StreamDeletedError):
+            with pytest.raises(StreamDeletedError) as refused:
                 await store.append("doomed.1", batch(1), expected_version=expected)
+            assert refused.value.written is False  # a refused append wrote nothing
+        assert await store.stream_version("doomed.1") is None
         result = await store.append("doomed.1", batch(2, again=True), expected_version=NO_STREAM)
         assert result.next_expected_version == 4  # positions are never reused
         events = await store.get_stream("doomed.1")

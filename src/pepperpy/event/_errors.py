@@ -175,8 +175,8 @@ class StoreError(EventError):
 
     ``written`` says what became of a write that failed: ``False`` when the backend knows
     that nothing of the call was written (SQLite rolled its transaction back; a version
-    conflict), ``None`` when it cannot tell (a connection lost around a PostgreSQL
-    ``COMMIT``: read back to find out).
+    conflict; an append to a deleted stream), ``None`` when it cannot tell (a connection
+    lost around a PostgreSQL ``COMMIT``: read back to find out).
     """
 
     written: bool | None = None
@@ -197,7 +197,9 @@ class ConcurrencyError(StoreError):
 
 
 class StreamDeletedError(StoreError):
-    """The stream was deleted."""
+    """The stream was deleted; an append refused for it wrote nothing."""
+
+    written = False
 
 
 class EncryptionError(StoreError):
