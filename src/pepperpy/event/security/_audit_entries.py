@@ -14,6 +14,9 @@ from typing import Any, Literal, TypeGuard
 
 import orjson
 
+from .._errors import SerializationError
+from .._json import _refuse_non_finite
+
 __all__ = [
     "GENESIS",
     "AuditEntry",
@@ -126,6 +129,27 @@ def check_entry(
         raise TypeError(f"audit principal must be a str or None, got {type(principal).__name__}")
     if details is not None and not isinstance(details, Mapping):
         raise TypeError(f"audit details must be a mapping, got {type(details).__name__}")
+    if details:
+        _check_details(details)
+
+
+def _check_details(details: Mapping[str, Any]) -> None:
+    """Refuse details the entry's JSON cannot hold as given: a value orjson cannot
+    encode, or a NaN or infinity, which it would write as ``null`` (the entry recorded,
+    and verified, would then hold something other than what was given).
+
+    Checked here, on the caller's thread, so that :meth:`AuditLog.record_off_loop` refuses
+    them at once too, instead of its writer thread logging the failure later.
+    """
+    try:
+        encoded = orjson.dumps(dict(details))
+    except TypeError as exc:  # orjson.JSONEncodeError
+        raise SerializationError(f"audit details must be JSON-able: {exc}") from exc
+    if encoded.find(b"null") >= 0:  # only then can a NaN or an infinity be in there
+        try:
+            _refuse_non_finite(dict(details))
+        except SerializationError as exc:
+            raise SerializationError(f"audit details: {exc}; nothing was recorded") from None
 
 
 def is_hex(value: object, digits: int) -> TypeGuard[str]:
