@@ -51,7 +51,7 @@ from ._audit_entries import (
     check_entry,
     decode,
 )
-from ._audit_file import append, mark, open_existing, paged, read_marker, reader
+from ._audit_file import append, check_not_foreign, mark, open_existing, paged, read_marker, reader
 
 __all__ = ["AuditEntry", "AuditFailure", "AuditLog", "AuditVerification"]
 
@@ -65,7 +65,9 @@ class AuditLog(OneConnection):
     """An append-only, hash-chained log of security-relevant actions.
 
     ``AuditLog()`` keeps entries in memory; ``AuditLog("path/audit.db")`` in an SQLite
-    file (synchronous=FULL, so a recorded entry survives a crash), created if missing.
+    file (synchronous=FULL, so a recorded entry survives a crash), created if missing;
+    a database holding other tables (the event store's file given by mistake) raises
+    ``ConfigurationError`` and is left as it is.
     ``key`` (bytes) turns the chain into an HMAC chain. Any number of writers, in this
     process or others, may record to one file; ``busy_timeout`` is how many seconds a
     record waits for the others before it fails with
@@ -125,6 +127,7 @@ class AuditLog(OneConnection):
         """A connection to the log file, checked against this log's key setting."""
         if self._read_only:
             return open_existing(path)
+        check_not_foreign(path)
         try:
             db = open_wal(path, timeout=self._busy_timeout)
         except sqlite3.Error as exc:

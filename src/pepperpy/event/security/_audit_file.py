@@ -25,6 +25,7 @@ __all__ = [
     "READ_PAGE",
     "SCHEMA",
     "append",
+    "check_not_foreign",
     "mark",
     "open_existing",
     "paged",
@@ -72,6 +73,41 @@ def mark(db: sqlite3.Connection, path: str, chain: Chain) -> str | None:
     except sqlite3.Error as exc:
         raise StoreError(f"could not open the audit log {path!r}: {exc}") from exc
     return marker
+
+
+def check_not_foreign(path: str) -> None:
+    """Refuse to make an audit log of a database that holds other tables (an event
+    store's, another application's), before anything writes to it.
+
+    A file that cannot be read here is left to the opening that follows, which names
+    what is wrong with it.
+    """
+    file = Path(path)
+    try:
+        if file.stat().st_size == 0:
+            return
+        connection = sqlite3.connect(f"{file.absolute().as_uri()}?mode=ro", uri=True)
+    except (OSError, sqlite3.Error):
+        return
+    try:
+        tables = {
+            name
+            for (name,) in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
+            )
+        }
+    except sqlite3.Error:
+        return
+    finally:
+        connection.close()
+    if not tables or "audit_log" in tables:
+        return
+    shown_tables = ", ".join(sorted(tables)[:4]) + (", ..." if len(tables) > 4 else "")
+    what = " (an event store)" if {"events", "streams"} <= tables else ""
+    raise ConfigurationError(
+        f"{path!r} is not an audit log: it holds other tables{what}: {shown_tables}; "
+        "nothing was added to it: give the audit log a file of its own"
+    )
 
 
 def append(
