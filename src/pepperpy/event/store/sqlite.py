@@ -106,7 +106,8 @@ def parse_url(url: str) -> SQLiteURL:
     """The file and options of an SQLite store URL; a bad one raises ``ConfigurationError``.
 
     ``sqlite:///events.db`` is relative to the working directory, ``sqlite:////abs/e.db``
-    absolute; the scheme may be in any case. Options: ``synchronous=FULL|EXTRA|NORMAL``,
+    absolute; the scheme may be in any case. ``sqlite://events.db`` (two slashes: a
+    host, to SQLAlchemy) is refused, naming both forms. Options: ``synchronous=FULL|EXTRA|NORMAL``,
     ``busy_timeout=<seconds>`` and ``create=1|0`` (also ``true``/``false``,
     ``yes``/``no``): with ``create=0`` the file must already be an event store (see
     :class:`SQLiteBackend`). ``mode=ro`` and ``immutable=1`` open it read-only (see
@@ -138,6 +139,12 @@ def _parse(url: str) -> tuple[SQLiteURL, SQLiteAccess]:
         raise ConfigurationError(
             f"{url!r}: give a file path (sqlite:///path/events.db); "
             "for a store in memory use memory://"
+        )
+    if not rest.startswith("/"):  # sqlite://events.db: a host, as SQLAlchemy reads it
+        raise ConfigurationError(
+            f"{url!r}: an SQLite URL has no host, so its path starts after three "
+            f"slashes: sqlite:///{path} for {path!r} relative to the working directory, "
+            "sqlite:////abs/path/events.db for an absolute path"
         )
     given: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
