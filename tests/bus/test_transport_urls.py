@@ -56,3 +56,41 @@ def test_amqp_seconds_must_be_finite_and_positive(value: str) -> None:
 
     with pytest.raises(ConfigurationError, match="connect_timeout must be a finite number"):
         RabbitMQTransport(f"amqp://guest:guest@127.0.0.1:5672/?connect_timeout={value}")
+
+
+@pytest.mark.parametrize("path", ["/abc", "/1/2", "/0x1", "/-1", "/%31%2F2"])
+def test_a_redis_path_that_is_no_database_number_is_refused(path: str) -> None:
+    # redis-py drops every "/" and ignores what is then no number: /abc was database 0,
+    # /1/2 database 12, without a word
+    pytest.importorskip("redis")
+    with pytest.raises(ConfigurationError, match="which is no database number") as caught:
+        EventBus(transport=f"redis://:s3cret@127.0.0.1:6379{path}?namespace=x")
+    assert "redis://:***@127.0.0.1:6379" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("path", ["", "/", "/0", "/15", "/3/"])
+def test_redis_database_paths_are_accepted(path: str) -> None:
+    pytest.importorskip("redis")
+    from pepperpy.event.transports.redis import RedisTransport
+
+    RedisTransport(f"redis://127.0.0.1:6379{path}")
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("redis://127.0.0.1:6379/0?partiton=8", "a redis-py connection option"),
+        ("amqp://guest:guest@127.0.0.1:5672/?partiton=8", "an aio-pika connection option"),
+    ],
+)
+def test_redis_and_rabbitmq_refuse_an_unknown_option_alike(url: str, driver: str) -> None:
+    pytest.importorskip("redis" if url.startswith("redis") else "aio_pika")
+    with pytest.raises(ConfigurationError) as caught:
+        EventBus(transport=url)
+    assert str(caught.value).startswith(
+        "unknown parameter 'partiton' in the "
+        f"{'Redis' if url.startswith('redis') else 'RabbitMQ'} URL "
+        "(did you mean 'partitions'?): neither a transport option ("
+    )
+    assert f") nor {driver}" in str(caught.value)

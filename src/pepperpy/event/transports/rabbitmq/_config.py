@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
+from collections.abc import Callable, Collection
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..._errors import ConfigurationError
+from ..._redact import redact_url
+from .._url_options import unknown_option
 
 #: content type of a structured-mode CloudEvent (CloudEvents AMQP binding)
 CONTENT_TYPE = "application/cloudevents+json"
@@ -40,15 +45,125 @@ _DEFAULTS: dict[str, Any] = {
 _SECONDS = ("rebalance_interval", "ungrouped_expiry", "connect_timeout", "reconnect_interval")
 
 
-def split_options(url: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Take our options out of the URL's query; merge them under ``given`` and defaults."""
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme.lower() not in ("amqp", "amqps"):
+def _whole(least: int, most: int | None = None) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        if (
+            re.fullmatch(r"[0-9]+", value)
+            and least <= int(value)
+            and (most is None or int(value) <= most)
+        ):
+            return None
+        upper = f" and <= {most}" if most is not None else ""
+        return f"must be a whole number >= {least}{upper}"
+
+    return check
+
+
+def _seconds(value: str) -> str | None:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if math.isfinite(number) and number >= 0:
+        return None
+    return "must be a finite number of seconds >= 0"
+
+
+def _one_of(*choices: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        if value.lower() in choices:
+            return None
+        return f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+def _base64(value: str) -> str | None:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return "must be base64 (of the CA certificates, in DER)"
+    return None
+
+
+def _text(value: str) -> str | None:
+    return None
+
+
+#: what aio-pika (9.4 to 10.x) and aiormq read from an AMQP URL's query, each with a check
+#: of its value: the driver reads a bad value silently as another one (``heartbeat=soon``
+#: as 0, which turns heartbeats off; ``fail_fast=yes please`` as false; any
+#: ``no_verify_ssl`` other than ``0``, ``no_verify_ssl=false`` included, as "do not
+#: verify the broker's certificate")
+DRIVER_OPTIONS: dict[str, Callable[[str], str | None]] = {
+    "heartbeat": _whole(0, 65534),  # seconds; 0: none
+    "timeout": _whole(0),
+    "name": _text,  # the connection's name in the broker (default: see the transport)
+    "auth": _one_of("plain", "external"),
+    "cafile": _text,
+    "capath": _text,
+    "cadata": _base64,
+    "keyfile": _text,
+    "certfile": _text,
+    "no_verify_ssl": _one_of("0", "1"),  # 1: do not verify the broker's certificate
+    "interleave": _whole(0),
+    "happy_eyeballs_delay": _seconds,
+    "fail_fast": _one_of(
+        "1",
+        "0",
+        "true",
+        "false",
+        "yes",
+        "no",
+        "y",
+        "n",
+        "on",
+        "off",
+        "enable",
+        "disable",
+        "enabled",
+        "disabled",
+    ),
+}
+
+
+def split_options(
+    url: str, given: dict[str, Any], driver_names: Collection[str] = ()
+) -> tuple[str, dict[str, Any]]:
+    """Take our options out of the URL's query; merge them under ``given`` and defaults.
+
+    The URL's address is checked here, and the rest of its query against
+    :data:`DRIVER_OPTIONS` (and ``driver_names``: further names the installed aio-pika
+    takes, passed on unchecked), so that a mistake is a :class:`ConfigurationError`
+    naming it when the transport is made, not a driver's error (or nothing) later.
+    """
+    if not isinstance(url, str):
         raise ConfigurationError(f"RabbitMQ needs an amqp:// or amqps:// URL, got {url!r}")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed IPv6 bracket
+        raise ConfigurationError(f"bad RabbitMQ URL {redact_url(url)}: {exc}") from None
+    if parts.scheme.lower() not in ("amqp", "amqps"):
+        raise ConfigurationError(
+            f"RabbitMQ needs an amqp:// or amqps:// URL, got {redact_url(url)!r}"
+        )
+    _check_port(parts.netloc, url)
     ours: dict[str, Any] = {}
     rest: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name not in _DEFAULTS:
+            check = DRIVER_OPTIONS.get(name)
+            if check is None and name not in driver_names:
+                raise unknown_option(
+                    name,
+                    where="the RabbitMQ URL",
+                    ours=_DEFAULTS,
+                    driver="an aio-pika connection option",
+                    theirs={*DRIVER_OPTIONS, *driver_names} - set(_DEFAULTS),
+                )
+            why = check(value) if check is not None else None
+            if why is not None:
+                raise ConfigurationError(f"URL option {name}={value!r} {why}")
             rest.append((name, value))
         elif name in ("exchange", "queue_type"):
             ours[name] = value
@@ -60,6 +175,16 @@ def split_options(url: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]
     options = {**_DEFAULTS, **ours, **given}
     check_options(options)
     return urlunsplit(parts._replace(query=urlencode(rest))), options
+
+
+def _check_port(netloc: str, url: str) -> None:
+    """Refuse a port the driver would fail on with a bare ``ValueError`` (or take as 0)."""
+    port = netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]  # [::1]:5672 too
+    if port and not (re.fullmatch(r"[0-9]{1,5}", port) and 1 <= int(port) <= 65535):
+        raise ConfigurationError(
+            f"bad port {port!r} in the RabbitMQ URL {redact_url(url)}: a port is a number "
+            "from 1 to 65535"
+        )
 
 
 def check_options(options: dict[str, Any]) -> None:

@@ -13,10 +13,11 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
 
 from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
-from ..._errors import ClosedError, PatternError, TransportError
+from ..._errors import ClosedError, ConfigurationError, PatternError, TransportError
 from ..._event import Event
 from ..._loops import settled
 from ..._patterns import parse_pattern
@@ -38,6 +39,7 @@ from ._config import (
     PERSISTENT,
     split_options,
 )
+from ._connect import connect_failure
 from ._consumer import Consumer, Members
 from ._group import Group, group_base
 from ._logs import quiet_channel_reopens
@@ -67,7 +69,9 @@ class RabbitMQTransport(Transport):
     ``url`` is an AMQP URL (``amqp://user:pass@host:5672/vhost``, ``amqps://`` for TLS).
     Every option below can also be given in its query string
     (``amqp://host/?exchange=shop&partitions=4``); a keyword argument wins over the URL.
-    Other query parameters (``heartbeat``, ``name``, TLS files) go to aio-pika.
+    Other query parameters (``heartbeat``, ``name``, TLS files) go to aio-pika; a name
+    neither takes, or a value aio-pika would misread, raises :class:`ConfigurationError`
+    here, as does a bad port (see ``_config.DRIVER_OPTIONS``).
 
     * ``exchange``: the topic exchange every event goes through (durable; created if
       missing; default ``pepperpy.events``). Applications that should see each other's
@@ -121,9 +125,20 @@ class RabbitMQTransport(Transport):
             "connect_timeout": connect_timeout,
             "reconnect_interval": reconnect_interval,
         }
-        self.url, options = split_options(url, {k: v for k, v in given.items() if v is not None})
         self._aio_pika = require("aio_pika", extra="rabbitmq", feature="the RabbitMQ transport")
         self._aiormq = require("aiormq", extra="rabbitmq", feature="the RabbitMQ transport")
+        self.url, options = split_options(
+            url,
+            {k: v for k, v in given.items() if v is not None},
+            # what the installed aio-pika reads from the query, besides what we know of
+            [p.name for p in getattr(self._aio_pika.RobustConnection, "PARAMETERS", ())],
+        )
+        from yarl import URL  # aio-pika's URL parser (a dependency of it)
+
+        try:  # as aio-pika will: a mistake our checks missed is refused now, not in start()
+            _ = URL(self.url).port  # the port is parsed when asked for
+        except ValueError as exc:
+            raise ConfigurationError(f"bad RabbitMQ URL {redact_url(self.url)}: {exc}") from None
         self.exchange_name: str = options["exchange"]
         self.prefetch: int = options["prefetch"]
         self.partitions: int = options["partitions"]
@@ -135,7 +150,10 @@ class RabbitMQTransport(Transport):
         self.reconnect_interval: float = options["reconnect_interval"]
         self._instance = uuid.uuid4().hex[:12]
         #: shown by ``rabbitmqctl list_connections client_properties`` and the management UI
-        self.connection_name = f"pepperpy-event {self.exchange_name} pid={os.getpid()}"
+        #: (``?name=`` in the URL names it instead, as it does for aio-pika)
+        self.connection_name = dict(parse_qsl(urlsplit(self.url).query)).get(
+            "name", f"pepperpy-event {self.exchange_name} pid={os.getpid()}"
+        )
         self._connection: AbstractRobustConnection | None = None
         self._publisher: AbstractChannel | None = None
         self._consumers: list[Consumer] = []
@@ -173,11 +191,14 @@ class RabbitMQTransport(Transport):
         # what connect_robust does, with the connection in hand: its connect() starts a
         # task that goes on connecting (and reconnecting) when the caller is cancelled,
         # and only the connection can stop it and close what it opened
-        connection = aio_pika.RobustConnection(
-            self.url,
-            reconnect_interval=self.reconnect_interval,
-            client_properties={"connection_name": self.connection_name},
-        )
+        try:
+            connection = aio_pika.RobustConnection(
+                self.url,
+                reconnect_interval=self.reconnect_interval,
+                client_properties={"connection_name": self.connection_name},
+            )
+        except ValueError as exc:  # the URL, which __init__ checked: not expected
+            raise ConfigurationError(f"bad RabbitMQ URL {redact_url(self.url)}: {exc}") from None
         try:
             await connection.connect(timeout=self.connect_timeout)
         except (
@@ -189,9 +210,7 @@ class RabbitMQTransport(Transport):
             await self._discard(connection)
             if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller(since):
                 raise
-            raise TransportError(
-                f"cannot connect to RabbitMQ at {redact_url(self.url)}: {str(exc) or repr(exc)}"
-            ) from exc
+            raise TransportError(connect_failure(self.url, exc)) from exc
         try:
             async with asyncio.timeout_at(deadline):
                 channel = await connection.channel(publisher_confirms=True)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
+import re
 import zlib
 from dataclasses import dataclass, fields, replace
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ..._errors import ConfigurationError
+from ..._redact import redact_url
+from .._url_options import unknown_option
 
 __all__ = ["CLIENT_DEFAULTS", "RedisOptions", "client_options", "parse_url", "partition_of"]
 
@@ -127,6 +129,10 @@ _CONVERTERS: dict[str, type] = {
 #: options that take ``none`` (or ``off``) in a URL to mean None
 _OPTIONAL = frozenset({"maxlen", "trim_interval"})
 
+#: the path of a ``redis://`` URL: none, or the database number (redis-py drops every
+#: ``/`` and ignores what is then no number: ``/abc`` was database 0, ``/1/2`` database 12)
+_DB_PATH = re.compile(r"/?|/[0-9]+/?")
+
 
 def parse_url(url: str, options: RedisOptions) -> tuple[str, RedisOptions]:
     """Split our options out of ``url``'s query string; the rest is for redis-py.
@@ -140,7 +146,16 @@ def parse_url(url: str, options: RedisOptions) -> tuple[str, RedisOptions]:
         raise ConfigurationError(f"the Redis URL must be a str, got {url!r}")
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigurationError(f"not a Redis URL: {url!r} (use redis://, rediss:// or unix://)")
+        raise ConfigurationError(
+            f"not a Redis URL: {redact_url(url)!r} (use redis://, rediss:// or unix://)"
+        )
+    path = unquote(parts.path)
+    if parts.scheme != "unix" and not _DB_PATH.fullmatch(path):
+        raise ConfigurationError(
+            f"the Redis URL {redact_url(url)} has the path {path!r}, which is no database "
+            "number: give the database as the path (redis://host:6379/0), or no path for "
+            "database 0"
+        )
     ours: dict[str, Any] = {}
     theirs: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
@@ -198,7 +213,14 @@ def client_options(client_url: str, connection: Any) -> dict[str, Any]:
         accepted |= _parameters(connection.ConnectionPool) - {"connection_class"}
         for name, _ in parse_qsl(urlsplit(client_url).query, keep_blank_values=True):
             if name not in accepted:
-                raise ConfigurationError(_unknown(name, accepted))
+                raise unknown_option(
+                    name,
+                    where="the Redis URL",
+                    ours=(f.name for f in fields(RedisOptions)),
+                    driver="a redis-py connection option",
+                    theirs=accepted,
+                    list_theirs=False,  # some 40, mostly redis-py's internals
+                )
     for name in ("socket_timeout", "socket_connect_timeout"):
         if name in parsed and (not _finite(parsed[name]) or parsed[name] <= 0):
             raise ConfigurationError(
@@ -218,16 +240,6 @@ def client_options(client_url: str, connection: Any) -> dict[str, Any]:
             f"max_connections in the Redis URL must be at least 1, got {limit!r}"
         )
     return parsed
-
-
-def _unknown(name: str, accepted: set[str]) -> str:
-    ours = sorted(f.name for f in fields(RedisOptions))
-    close = difflib.get_close_matches(name, [*ours, *accepted], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return (
-        f"unknown parameter {name!r} in the Redis URL{hint}: neither a transport option "
-        f"({', '.join(ours)}) nor a redis-py connection option"
-    )
 
 
 def _client_parameters(connection_class: type) -> set[str] | None:

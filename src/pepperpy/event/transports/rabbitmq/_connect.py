@@ -1,0 +1,65 @@
+"""Why a connection to RabbitMQ failed, in words: the broker's own reason where it gave one."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ..._redact import redact_url
+
+__all__ = ["connect_failure", "virtual_host"]
+
+
+def virtual_host(url: str) -> str:
+    """The virtual host ``url`` opens, as aiormq reads it (no path: ``/``)."""
+    path = urlsplit(url).path
+    return "/" if path in ("", "/") else unquote(path[1:])
+
+
+def connect_failure(url: str, exc: BaseException) -> str:
+    """The message of the TransportError for a failed connect to ``url`` (password hidden).
+
+    RabbitMQ refuses a virtual host (one that does not exist, or that the user has no
+    permission for) by closing the connection in reply to ``Connection.Open``, with a
+    reason (``NOT_ALLOWED - vhost shop not found``, ``ACCESS_REFUSED - access to vhost
+    'shop' refused for user 'app'``). aiormq reports that close only as
+    ``Expected one of ['Connection.OpenOk'], got <Connection.Close object at 0x...>``; the
+    frame, with the broker's reason, is still among the locals of the frames the
+    exception was raised through, so it is looked for there. Without it the message
+    says what the refusal can mean.
+    """
+    where = f"cannot connect to RabbitMQ at {redact_url(url)}"
+    text = str(exc) or repr(exc)
+    if "Connection.OpenOk" not in text or "Connection.Close" not in text:
+        return f"{where}: {text}"
+    vhost = virtual_host(url)
+    user = urlsplit(url).username
+    whose = f"user {unquote(user)!r}" if user else "the user"
+    close = _close_frame(exc)
+    if close is None:
+        return (
+            f"{where}: the broker refused to open virtual host {vhost!r} (it does not "
+            f"exist, or {whose} has no permission for it)"
+        )
+    code = getattr(close, "reply_code", "?")
+    reason = getattr(close, "reply_text", "") or "no reason given"
+    return (
+        f"{where}: the broker refused to open virtual host {vhost!r}: {reason} "
+        f"(reply code {code}); check that the virtual host exists (rabbitmqctl list_vhosts) "
+        f"and that {whose} has permissions for it (rabbitmqctl list_user_permissions)"
+    )
+
+
+def _close_frame(exc: BaseException) -> Any:
+    """The ``Connection.Close`` frame ``exc`` was raised over, if a frame still holds it."""
+    try:
+        from pamqp.commands import Connection
+    except ImportError:  # pragma: no cover - aiormq depends on pamqp
+        return None
+    traceback = exc.__traceback__
+    while traceback is not None:
+        for value in traceback.tb_frame.f_locals.values():
+            if isinstance(value, Connection.Close):
+                return value
+        traceback = traceback.tb_next
+    return None
