@@ -30,7 +30,7 @@ def test_a_key_store_that_cannot_open_its_file_says_which_and_why(tmp_path: Path
     message = str(caught.value)
     assert message.startswith(f"the key store {str(path)!r} failed: unable to open"), message
     assert "(SQLITE_CANTOPEN)" in message
-    assert "cannot be opened (missing, or no permission)" in message
+    assert f"its directory {str(path.parent)!r} does not exist" in message
     assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
 
 

@@ -11,6 +11,7 @@ import orjson
 
 from .._errors import StoreError
 from .._sqlite import open_read_only, open_wal, write_transaction
+from ._sqlite_causes import NOTHING_WRITTEN, named_error, read_only_file
 
 __all__ = [
     "ALL_STATES",
@@ -26,6 +27,7 @@ __all__ = [
     "MIGRATIONS",
     "NEXT_POSITION",
     "NOTHING_WRITTEN",
+    "READ_IT_IMMUTABLE",
     "READ_ALL",
     "READ_STREAM_BACKWARD",
     "READ_STREAM_FORWARD",
@@ -290,74 +292,6 @@ TAIL_IDS = (
 )
 
 
-#: what an SQLite primary result code means for the store's file, said in a StoreError
-_CAUSES = {
-    8: (  # SQLITE_READONLY
-        "the file or its directory cannot be written (permissions, a read-only mount), or "
-        "the -wal and -shm files SQLite keeps beside it in WAL mode (one left read-only "
-        "by a reader, say); without those a database in a read-only directory cannot "
-        "even be read (an event store can, with ?immutable=1, if nothing writes it)"
-    ),
-    10: (  # SQLITE_IOERR: EFBIG (a file size limit), a failing device
-        "the disk failed or the file reached a size limit (RLIMIT_FSIZE, the file system's)"
-    ),
-    13: "the disk is full",  # SQLITE_FULL
-    14: "the file or its directory cannot be opened (missing, or no permission)",
-}
-
-
-#: what a failed write tells its caller: its transaction was rolled back, and its file's
-#: owner opens a connection again if the file was read-only (see :func:`read_only_file`)
-NOTHING_WRITTEN = (
-    "nothing of this call was written; reads go on, and writes work again once the cause is gone"
-)
-
-
-def named_error(
-    error: BaseException,
-    path: str,
-    outcome: str = "",
-    *,
-    head: str | None = None,
-    kind: type[StoreError] = StoreError,
-) -> BaseException:
-    """A ``sqlite3`` error as a ``kind`` error naming ``path`` and the likely cause.
-
-    The message is ``<head>: <SQLite's message> (<its code>); <the likely cause>;
-    <outcome>``. ``head`` says which file it is, ``SQLite: 'path'`` unless given (the
-    key store's is ``the key store 'path' failed``); ``outcome`` is what became of the
-    call ("nothing was written"). The ``sqlite3`` error is kept as ``__cause__``. Other
-    errors are returned as is. Every SQLite file the library keeps (the store,
-    checkpoints, keys) names its errors so.
-    """
-    if not isinstance(error, sqlite3.Error):
-        return error
-    code = getattr(error, "sqlite_errorcode", None)
-    name = getattr(error, "sqlite_errorname", None)
-    lead = f"SQLite: {path!r}" if head is None else head
-    parts = [f"{lead}: {error}" + (f" ({name})" if name else "")]
-    cause = _CAUSES.get(code & 0xFF) if isinstance(code, int) else None
-    if cause is not None:
-        parts.append(cause)
-    if outcome:
-        parts.append(outcome)
-    translated = kind("; ".join(parts))
-    translated.__cause__ = error
-    if outcome == NOTHING_WRITTEN:
-        translated.written = False
-    return translated
-
-
-def read_only_file(error: BaseException) -> bool:
-    """Whether ``error`` is SQLite's "attempt to write a readonly database".
-
-    A connection that opened a file it could not write (SQLite then opens it read-only)
-    stays read-only after the file becomes writable: its owner opens a new one.
-    """
-    code = getattr(error, "sqlite_errorcode", None)
-    return isinstance(error, sqlite3.Error) and isinstance(code, int) and code & 0xFF == 8
-
-
 def json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -396,8 +330,12 @@ _MAGIC = b"SQLite format 3\x00"
 _TABLES = frozenset({"events", "streams", "snapshots"})
 
 
+#: what a store says to do when its file's directory cannot be written (see named_error)
+READ_IT_IMMUTABLE = "if nothing writes the file, open it with ?immutable=1 (read-only) to read it"
+
+
 def check_event_store(
-    path: str, busy_timeout: float = BUSY_TIMEOUT, immutable: bool = False
+    path: str, busy_timeout: float = BUSY_TIMEOUT, immutable: bool = False, hint: str = ""
 ) -> int:
     """Raise :class:`StoreError` unless ``path`` is an event store; return its schema version.
 
@@ -407,7 +345,9 @@ def check_event_store(
     log is empty is refused without SQLite opening it. Otherwise a read-only connection
     (:func:`~pepperpy.event._sqlite.open_read_only`, ``immutable`` as given) looks for the
     tables; SQLite may then add the ``-wal`` and ``-shm`` files beside a database in WAL
-    mode, but the database file itself is left as it is.
+    mode, but the database file itself is left as it is. ``hint`` ends the error of a
+    file whose directory cannot be written (see
+    :func:`~pepperpy.event.store._sqlite_causes.named_error`).
     """
     file = Path(path)
     try:
@@ -437,7 +377,7 @@ def check_event_store(
         finally:
             connection.close()
     except sqlite3.OperationalError as exc:  # locked, unreadable
-        raise named_error(exc, path, "it could not be read") from exc
+        raise named_error(exc, path, "it could not be read", hint=hint) from exc
     except sqlite3.DatabaseError:  # damaged, or not a database after all
         _not_a_store(path, "not a readable SQLite database")
     if version == 0 or not _TABLES <= tables:

@@ -31,6 +31,7 @@ from ._sqlite_log import LogWriter
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
     NOTHING_WRITTEN,
+    READ_IT_IMMUTABLE,
     check_file,
     connect,
     file_identity,
@@ -301,7 +302,7 @@ class Writer(threading.Thread):
             self.connection = connection
         except BaseException as exc:
             if not self.opened.done():
-                self.opened.set_exception(named_error(exc, self.file))
+                self.opened.set_exception(named_error(exc, self.file, hint=READ_IT_IMMUTABLE))
             raise
         if not self.opened.done():
             self.opened.set_result(None)

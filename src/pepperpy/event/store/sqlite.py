@@ -41,6 +41,7 @@ from ._sqlite_schema import (
     LIVE_STREAMS,
     NEXT_POSITION,
     READ_ALL,
+    READ_IT_IMMUTABLE,
     READ_STREAM_BACKWARD,
     READ_STREAM_FORWARD,
     check_event_store,
@@ -531,7 +532,7 @@ class SQLiteBackend(StoreBackend):
 
     def _check_event_store(self) -> None:
         with self._gate:
-            check_event_store(self.path, self._busy_timeout)
+            check_event_store(self.path, self._busy_timeout, hint=READ_IT_IMMUTABLE)
 
     def _check_read_only(self) -> None:
         """Before a read-only store's first read: an existing event store, of this schema.
@@ -547,16 +548,13 @@ class SQLiteBackend(StoreBackend):
                 )
             if self.immutable:
                 self._check_unwritten(file)
-            try:
-                version = check_event_store(file, self._busy_timeout, self.immutable)
-            except StoreError as exc:
-                cause = exc.__cause__
-                if getattr(cause, "sqlite_errorname", None) == "SQLITE_READONLY_DIRECTORY":
-                    raise StoreError(
-                        f"{exc}; mode=ro cannot make them in a read-only directory: if "
-                        "nothing writes the file, open it with immutable=1 instead"
-                    ) from cause
-                raise
+            version = check_event_store(
+                file,
+                self._busy_timeout,
+                self.immutable,
+                hint="mode=ro cannot make them in a read-only directory: if nothing writes "
+                "the file, open it with immutable=1 instead",
+            )
             check_schema_version(file, version)
             if self._identity is None:
                 self._identity = file_identity(file)
