@@ -41,7 +41,8 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from .._errors import ClosedError, ConfigurationError, StoreError
-from .._sqlite import OneConnection, check_busy_timeout, open_wal, roll_back, track_forks
+from .._sqlite import OneConnection, check_busy_timeout, open_wal, track_forks
+from ..store._sqlite_causes import named_error
 from ._audit_chain import Chain, anchor
 from ._audit_entries import (
     GENESIS,
@@ -51,7 +52,14 @@ from ._audit_entries import (
     check_entry,
     decode,
 )
-from ._audit_file import append, check_not_foreign, mark, open_existing, paged, read_marker, reader
+from ._audit_file import (
+    append,
+    check_not_foreign,
+    mark,
+    open_existing,
+    opening_error,
+    snapshot,
+)
 
 __all__ = ["AuditEntry", "AuditFailure", "AuditLog", "AuditVerification"]
 
@@ -78,7 +86,11 @@ class AuditLog(OneConnection):
 
     ``read_only=True`` opens an existing log file to verify or show it and never writes
     to it: a missing file raises ``FileNotFoundError``, a file that is not an audit log
-    ``ConfigurationError``, and :meth:`record` is refused.
+    ``ConfigurationError``, and :meth:`record` is refused. It also reads a log in a
+    directory SQLite cannot write (a read-only mount, an immutable directory, no
+    permission), where the ``-wal`` and ``-shm`` files WAL mode needs cannot be made: a
+    log there with no ``-wal`` holding entries is read as immutable (nothing can be
+    writing it), and a read that finds it changed meanwhile raises ``StoreError``.
 
     After :meth:`close` (or leaving a ``with``/``async with`` block) :meth:`record` and
     :meth:`arecord` raise :class:`~pepperpy.event.ClosedError`: an entry is never kept
@@ -103,6 +115,9 @@ class AuditLog(OneConnection):
         self._chain = Chain(key)
         self._path = path
         self._read_only = read_only
+        #: read-only, in a directory SQLite cannot make the -wal and -shm in: read as a
+        #: file nothing writes (see _audit_file.open_existing)
+        self._immutable = False
         self._busy_timeout = busy_timeout
         self._entries: list[AuditEntry] = []
         #: held around every use of the file (and of the entries), and by fork()
@@ -126,12 +141,13 @@ class AuditLog(OneConnection):
     def _open(self, path: str) -> sqlite3.Connection:
         """A connection to the log file, checked against this log's key setting."""
         if self._read_only:
-            return open_existing(path)
+            db, self._immutable = open_existing(path)
+            return db
         check_not_foreign(path)
         try:
             db = open_wal(path, timeout=self._busy_timeout)
         except sqlite3.Error as exc:
-            raise StoreError(f"could not open the audit log {path!r}: {exc}") from exc
+            raise opening_error(exc, path) from exc
         try:
             self._check_marker(mark(db, path, self._chain))
         except BaseException:
@@ -354,7 +370,7 @@ class AuditLog(OneConnection):
                         )
                     yield entry
         except sqlite3.Error as exc:
-            raise StoreError(f"could not read the audit log {self._path!r}: {exc}") from exc
+            raise self._reading_error(exc) from exc
 
     def verify(
         self, *, expect_count: int | None = None, expect_head: str | None = None
@@ -386,7 +402,7 @@ class AuditLog(OneConnection):
                     # marker both changed? A later entry that verifies says the latter.
                     keyed = self._chain.first_verifying(rows)
         except sqlite3.OperationalError as exc:  # locked, I/O: no verdict either way
-            raise StoreError(f"could not read the audit log {self._path!r}: {exc}") from exc
+            raise self._reading_error(exc) from exc
         except sqlite3.DatabaseError as exc:  # SQLite finds the file itself damaged
             return AuditVerification(False, 0, None, f"the file is damaged: {exc}", kind="damaged")
         if mismatch is None:
@@ -425,15 +441,12 @@ class AuditLog(OneConnection):
         if self._path is None:
             yield None, ((entry.sequence, entry.body(), entry.hash) for entry in entries)
             return
-        db = reader(self._path, self._read_only, self._busy_timeout)
-        try:
-            db.execute("BEGIN")  # one snapshot: the marker with the rows
-            marker = read_marker(db)
-            cursor = db.execute("SELECT sequence, body, hash FROM audit_log ORDER BY sequence")
-            yield marker, paged(cursor)
-        finally:
-            roll_back(db, quiet=True)  # it only read
-            db.close()
+        with snapshot(self._path, self._read_only, self._busy_timeout, self._immutable) as read:
+            yield read
+
+    def _reading_error(self, error: sqlite3.Error) -> BaseException:
+        path = str(self._path)
+        return named_error(error, path, head=f"could not read the audit log {path!r}")
 
     @property
     def closed(self) -> bool:
