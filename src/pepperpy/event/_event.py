@@ -16,14 +16,20 @@ from ._frozen import (
     _INT_MAX,
     _INT_MIN,
     MAX_DEPTH,
+    SHALLOW_JSON,
     FrozenDict,
     FrozenList,
     check_json,
     copy_nested,
     freeze,
+    freeze_parsed,
+    nested_too_deep,
     thaw,
+    too_deep,
+    too_deep_read,
 )
 from ._ids import CLOCK, format_uuid7, next_counter, now_ns
+from ._nested import flatten, nested_equal, nested_repr, unflatten
 from ._text import MAX_VERSION, shown, text_problem
 
 __all__ = ["Event", "make_event", "stored_identity"]
@@ -145,11 +151,14 @@ class Event:
         position: int | None = None,
         global_position: int | None = None,
         recorded_at: datetime | None = None,
+        *,
+        parsed: bool = False,
     ) -> Event:
-        """Rebuild an event read back from storage or the wire (no new id or time)."""
+        """Rebuild an event read back from storage or the wire (no new id or time);
+        ``parsed``: ``data`` is orjson's reading of JSON (see :func:`freeze_parsed`)."""
         event = _new(cls)
         event._type = type
-        event._data = freeze(data)
+        event._data = freeze_parsed(data) if parsed else freeze(data)
         event._metadata = metadata
         event._id = id
         event._ts = timestamp
@@ -287,15 +296,19 @@ class Event:
 
     # -- value semantics --------------------------------------------------------------
 
+    # Comparing, printing and pickling walk ``data`` (up to MAX_DEPTH levels) with stacks
+    # of their own (``_nested``) where Python's own recursion would run out of the
+    # caller's stack: the answer is the same from a handler deep in recursion.
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Event):
             return NotImplemented
-        return (
-            self.id == other.id
-            and self._type == other._type
-            and self._data == other._data
-            and self._version == other._version
-        )
+        if self.id != other.id or self._type != other._type or self._version != other._version:
+            return False
+        try:
+            return bool(self._data == other._data)
+        except RecursionError:
+            return nested_equal(self._data, other._data)
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -304,21 +317,49 @@ class Event:
         where = ""
         if self.stream is not None:
             where = f", stream={self.stream!r}, position={self.position!r}"
-        return f"Event(type={self._type!r}, data={self._data!r}, id={self.id!r}{where})"
+        try:
+            data = repr(self._data)
+        except RecursionError:
+            data = nested_repr(self._data)
+        return f"Event(type={self._type!r}, data={data}, id={self.id!r}{where})"
 
     def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (and copied by ``copy``) as flat lists: ``data`` and ``metadata`` taken
+        apart by :func:`~pepperpy.event._nested.flatten`, which pickle and deepcopy go
+        through without recursion. Metadata holding a reference cycle raises
+        :class:`SerializationError`, as in ``replace()``."""
+        metadata = self._metadata
         return (
-            Event._restore,
+            Event._unpickle,
             (
                 self._type,
-                thaw(self._data),
-                dict(self.metadata),
+                *flatten(self._data, "data"),
+                *((None, None) if metadata is None else flatten(metadata, "metadata")),
                 self.id,
                 self.timestamp,
                 self._version,
                 *(self._extra or (None,) * 6),
             ),
         )
+
+    @classmethod
+    def _unpickle(
+        cls,
+        type: str,
+        data_shape: list[int],
+        data_leaves: list[Any],
+        metadata_shape: list[int] | None,
+        metadata_leaves: list[Any] | None,
+        *rest: Any,
+    ) -> Event:
+        """An event from :meth:`__reduce__`'s flat form (``rest``: ``_restore``'s own)."""
+        data = unflatten(data_shape, data_leaves)
+        metadata = (
+            None
+            if metadata_shape is None or metadata_leaves is None
+            else unflatten(metadata_shape, metadata_leaves)
+        )
+        return cls._restore(type, data, metadata, *rest)
 
     # -- dict form --------------------------------------------------------------------
 
@@ -408,6 +449,13 @@ class Event:
         Malformed input, whatever it holds, raises :class:`SerializationError` only: a
         transport reading events written by any producer skips such a message and goes on.
         """
+        return cls._read_cloudevent(obj, parsed=False, shallow=False)
+
+    @classmethod
+    def _read_cloudevent(cls, obj: Mapping[str, Any], *, parsed: bool, shallow: bool) -> Event:
+        """:meth:`from_cloudevent`; ``parsed``: ``obj`` is orjson's reading of JSON, whose
+        data needs no checks but its depth (:func:`freeze_parsed`); ``shallow``: that
+        JSON was too short to nest anything too deep (:data:`SHALLOW_JSON`)."""
         if not isinstance(obj, Mapping):
             kind = type(obj).__name__
             raise SerializationError(f"a CloudEvent must be a JSON object, got {kind}")
@@ -437,6 +485,8 @@ class Event:
         for key, value in obj.items():
             if key not in _RESERVED:
                 metadata[key] = value
+        if not shallow and nested_too_deep(metadata):  # no transport writes it (data: _restore)
+            raise too_deep_read("metadata")
         raw_time = obj.get("time")
         timestamp = _parse_time(raw_time) if raw_time is not None else datetime.now(UTC)
         if "data_base64" in obj:
@@ -455,6 +505,7 @@ class Event:
             version,
             None if source == _DEFAULT_SOURCE else source,
             subject if isinstance(subject, str) and subject else None,
+            parsed=parsed,
         )
 
     def to_json(self) -> bytes:
@@ -464,7 +515,7 @@ class Event:
     @classmethod
     def from_json(cls, raw: bytes | bytearray | memoryview | str) -> Event:
         """Read a CloudEvents structured-mode JSON document."""
-        return cls.from_cloudevent(_json.loads(raw))
+        return cls._read_cloudevent(_json.loads(raw), parsed=True, shallow=len(raw) < SHALLOW_JSON)
 
 
 #: values that a JSON round trip gives back as they are
@@ -640,7 +691,7 @@ def _is_int32(value: Any) -> bool:
 
 
 def _too_deep() -> SerializationError:
-    return SerializationError("data contains a reference cycle or is nested too deeply for JSON")
+    return too_deep()
 
 
 def _aware(value: datetime, what: str) -> datetime:

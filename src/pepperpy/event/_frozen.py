@@ -25,8 +25,10 @@ __all__ = [
     "copy_nested",
     "freeze",
     "freeze_parsed",
+    "nested_too_deep",
     "thaw",
     "too_deep",
+    "too_deep_read",
 ]
 
 
@@ -51,9 +53,6 @@ class FrozenDict(dict[str, Any]):
     def __deepcopy__(self, memo: dict[int, Any]) -> FrozenDict:
         return self
 
-    def __repr__(self) -> str:
-        return dict.__repr__(self)
-
 
 class FrozenList(list[Any]):
     """A ``list`` whose contents cannot change."""
@@ -72,9 +71,6 @@ class FrozenList(list[Any]):
     def __deepcopy__(self, memo: dict[int, Any]) -> FrozenList:
         return self
 
-    def __repr__(self) -> str:
-        return list.__repr__(self)
-
     def __hash__(self) -> int:  # type: ignore[override]
         raise TypeError("unhashable type: 'FrozenList'")
 
@@ -82,9 +78,9 @@ class FrozenList(list[Any]):
 #: JSON encoders (orjson, msgspec) carry signed and unsigned 64-bit integers, no more
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
-_ATOMS: frozenset[type] = frozenset(
-    {str, bool, type(None), FrozenDict, FrozenList, datetime, date, time, UUID, bytes}
-)
+#: what event data holds as it is, needing no look: a read-only container already in
+#: event data is not one, as where it goes in new data decides whether that is too deep
+_ATOMS: frozenset[type] = frozenset({str, bool, type(None), datetime, date, time, UUID, bytes})
 
 
 def freeze(value: Any) -> Any:
@@ -102,6 +98,8 @@ def freeze(value: Any) -> Any:
         return value
     if cls is dict and _is_flat(value):  # the usual payload: nothing to walk into
         return FrozenDict(value)
+    if cls is FrozenDict or cls is FrozenList:  # event data, no deeper than MAX_DEPTH
+        return value
     try:
         return _freeze(value)
     except RecursionError:  # a converter's own (model_dump); the walk never recurses
@@ -116,9 +114,21 @@ def too_deep() -> SerializationError:
     )
 
 
+def too_deep_read(what: str = "data") -> SerializationError:
+    """The error for ``what`` read from JSON (a stored row, a message) nested deeper than
+    an event may be: the library never writes it, and could not write it again."""
+    return SerializationError(
+        f"{what} is nested more than {MAX_DEPTH} levels of lists and objects deep, "
+        f"deeper than an event's {what} may be"
+    )
+
+
 #: most lists and objects nested in event data: orjson writes documents nested at most 254
 #: deep, and the CloudEvents envelope around the data takes one level
 MAX_DEPTH = 253
+#: JSON text shorter than this (characters or bytes) cannot nest anything more than
+#: MAX_DEPTH levels deep: that takes an opening and a closing bracket per level
+SHALLOW_JSON = 2 * (MAX_DEPTH + 1)
 
 
 def _freeze(value: Any) -> Any:
@@ -168,8 +178,12 @@ def _freeze(value: Any) -> Any:
                         _check_float(item)
                 else:
                     if cls is not dict and cls is not list and cls is not tuple:
-                        item = _settle(item)
-                        cls = item.__class__
+                        if cls is FrozenDict or cls is FrozenList:  # kept, if it fits here
+                            if nested_too_deep(item, MAX_DEPTH - depth - 1):
+                                raise too_deep()
+                        else:
+                            item = _settle(item)
+                            cls = item.__class__
                     if cls is dict or cls is list or cls is tuple:
                         if depth + 1 >= MAX_DEPTH:
                             raise too_deep()
@@ -231,10 +245,14 @@ def _settle(value: Any) -> Any:
 
 
 def freeze_parsed(value: Any) -> Any:
-    """:func:`freeze` for a value straight from orjson's parser, which needs no checks.
+    """:func:`freeze` for a value straight from orjson's parser, which needs no checks
+    but the depth.
 
     orjson only makes str keys, finite floats and ints of 64 bits (it turns bigger ones
-    into floats), so only the containers need replacing.
+    into floats), so only the containers need replacing. It reads up to 1,024 levels of
+    lists and objects, which no event written by this library holds: data nested more
+    than :data:`MAX_DEPTH` levels deep raises :func:`too_deep_read`'s error, the same at
+    any depth of the caller's stack.
     """
     cls = value.__class__
     if cls is dict:
@@ -247,25 +265,72 @@ def freeze_parsed(value: Any) -> Any:
     elif cls is not list:
         return value
     try:
-        return _freeze_parsed(value)
-    except RecursionError:  # a caller deep in its stack, or 1,024 levels: the same copy
-        return copy_nested(value, frozen=True)
+        return _freeze_parsed(value, MAX_DEPTH)
+    except RecursionError:  # a caller deep in its stack: the same copy, or refusal
+        try:
+            return copy_nested(value, frozen=True, deepest=MAX_DEPTH)
+        except SerializationError:
+            raise too_deep_read() from None
 
 
-def _freeze_parsed(value: Any) -> Any:
-    """:func:`freeze_parsed`'s copy by recursion: the store's read path, and on nested
-    data twice as fast as :func:`copy_nested` (which makes the same copy whatever the
-    depth of the caller's stack)."""
-    cls = value.__class__
-    if cls is dict:
+def _freeze_parsed(value: Any, room: int) -> Any:
+    """:func:`freeze_parsed`'s copy of a dict or list by recursion (``room``: the levels
+    it may take, its own included): the store's read path, and on nested data twice as
+    fast as :func:`copy_nested` (which makes the same copy whatever the depth of the
+    caller's stack)."""
+    if value.__class__ is dict:
         for item in value.values():
             kind = item.__class__
             if kind is dict or kind is list:
-                return FrozenDict({key: _freeze_parsed(item) for key, item in value.items()})
+                if room <= 1:
+                    raise too_deep_read()
+                room -= 1
+                return FrozenDict({key: _freeze_parsed(item, room) for key, item in value.items()})
         return FrozenDict(value)
-    if cls is list:
-        return FrozenList([_freeze_parsed(item) for item in value])
+    if value.__class__ is list:
+        for item in value:
+            kind = item.__class__
+            if kind is dict or kind is list:
+                if room <= 1:
+                    raise too_deep_read()
+                room -= 1
+                return FrozenList([_freeze_parsed(item, room) for item in value])
+        return FrozenList(value)
     return value
+
+
+def nested_too_deep(value: Any, levels: int = MAX_DEPTH) -> bool:
+    """True if ``value`` nests more than ``levels`` dicts, lists and tuples (itself
+    included), or holds a cycle among them: what :func:`check_json` refuses for its depth
+    with ``MAX_DEPTH``. Looked into level by level, without recursion, each container
+    once (data may hold one many times); a dict of scalars costs one look at each value.
+    """
+    if isinstance(value, dict):
+        for item in value.values():
+            if isinstance(item, _NESTING):
+                break
+        else:
+            return levels < 1
+    elif not isinstance(value, _NESTING):
+        return False
+    level: Any = [value]
+    depth = 1  # the levels down to ``level``'s containers
+    while True:
+        if depth > levels:
+            return True
+        below: dict[int, Any] = {}  # the containers one level down
+        for container in level:
+            items = container.values() if isinstance(container, dict) else container
+            for item in items:
+                if isinstance(item, _NESTING):
+                    below[id(item)] = item
+        if not below:
+            return False
+        level = below.values()
+        depth += 1
+
+
+_NESTING = (dict, list, tuple)
 
 
 def check_json(value: Any, what: str = "data") -> None:
@@ -434,15 +499,21 @@ COPY_DEPTH = 10_000
 
 
 def copy_nested(
-    value: Any, *, frozen: bool, keep: frozenset[type] = frozenset(), what: str = "data"
+    value: Any,
+    *,
+    frozen: bool,
+    keep: frozenset[type] = frozenset(),
+    what: str = "data",
+    deepest: int = COPY_DEPTH,
 ) -> Any:
     """``value`` with each dict and list in it, however deep, copied into a new one: a
     :class:`FrozenDict` or :class:`FrozenList` if ``frozen``, else a plain one. Other
     values, and containers of a type in ``keep``, are shared.
 
     The walk keeps its own stack, as in :func:`freeze`, so it works at any depth of the
-    caller's stack. Data nested more than :data:`COPY_DEPTH` levels deep, which only a
-    reference cycle makes, raises :class:`SerializationError` (``what`` names it).
+    caller's stack. Data nested more than ``deepest`` levels deep (:data:`COPY_DEPTH`,
+    which only a reference cycle makes), raises :class:`SerializationError` (``what``
+    names it).
     """
     out: Any = []  # a box for the copy of ``value``, walked as its only item
     items: Any = iter((value,))
@@ -479,10 +550,10 @@ def copy_nested(
             else:
                 item = _DONE
         if item is not _DONE:  # copied first, then put in ``out`` (nothing comes between)
-            if len(stack) >= COPY_DEPTH:  # (the box is one)
+            if len(stack) >= deepest:  # (the box is one)
                 raise SerializationError(
                     f"{what} contains a reference cycle or is nested more than "
-                    f"{COPY_DEPTH} levels deep"
+                    f"{deepest} levels deep"
                 )
             stack.append((out, items, keyed, key))
             if isinstance(item, dict):
