@@ -29,7 +29,15 @@ from .._errors import (
     StoreError,
 )
 from .._event import Event
-from .._frozen import check_json, freeze, freeze_parsed
+from .._frozen import (
+    MAX_DEPTH,
+    SHALLOW_JSON,
+    check_json,
+    freeze,
+    freeze_parsed,
+    nested_too_deep,
+    too_deep_read,
+)
 from .._loops import settled
 from .._patterns import parse_topic
 from .._seconds import check_seconds
@@ -665,15 +673,14 @@ class EventStore:
         """Turn a stored row into an Event (upcast to the latest version): the read hot path."""
         event_type = row[4]
         version = row[5]
+        raw = row[7]
         try:
             data = _orjson_loads(row[6])
-            metadata = row[7]
-            if metadata is not None:
-                metadata = _orjson_loads(metadata)
+            metadata = None if raw is None else _orjson_loads(raw)
         except ValueError as exc:
-            raise SerializationError(
-                f"stored event {row[3]!r} in {row[1]!r} is not valid JSON: {exc}"
-            ) from exc
+            raise _unreadable(row, exc) from exc
+        if raw is not None and len(raw) >= SHALLOW_JSON and nested_too_deep(metadata):
+            raise _unreadable(row, too_deep_read("metadata"))
         if self.encryption is not None:
             data, metadata, extra = self._unseal(row, data, metadata)
         else:
@@ -681,7 +688,10 @@ class EventStore:
         if self._upcasters and (event_type, version) in self._upcasters:
             data, version = self._upcast(row, data)
         else:
-            data = freeze_parsed(data)
+            try:
+                data = freeze_parsed(data)
+            except SerializationError as exc:  # deeper than any event this library writes
+                raise _unreadable(row, exc) from None
         recorded = row[11]
         if recorded != self._last_recorded[0]:  # a batch shares one recorded_at
             self._last_recorded = (recorded, _fromtimestamp(recorded / 1e6, UTC))
@@ -805,6 +815,19 @@ class EventStore:
         """
         if self.audit is not None and self.audit.closed:
             raise ClosedError("the store's audit log is closed: nothing was written")
+
+
+def _unreadable(row: Row, exc: Exception) -> SerializationError:
+    """The error for a stored row that is no event this library writes, naming it."""
+    where = f"stored event {row[3]!r} in {row[1]!r} (position {row[2]})"
+    if isinstance(exc, SerializationError):
+        return SerializationError(f"{where}: {exc}")
+    if "depth limit" in str(exc):  # orjson reads at most 1,024 levels
+        return SerializationError(
+            f"{where} is nested too deeply to read (an event's data and metadata hold at "
+            f"most {MAX_DEPTH} levels of lists and objects): {exc}"
+        )
+    return SerializationError(f"{where} is not valid JSON: {exc}")
 
 
 _orjson_loads = orjson.loads
