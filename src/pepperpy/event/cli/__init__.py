@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from .._deps import require
 from .._errors import EventError
-from ._errors import CommandError, OutputClosed, scrub
+from ._errors import CommandError, NotPrinted, OutputClosed, discard_stdout, scrub
 
 __all__ = ["main"]
 
@@ -44,16 +44,8 @@ def _interrupted() -> None:
 
 
 def _pipe_closed() -> None:
-    """Exit quietly after stdout's reader went away.
-
-    stdout is pointed at /dev/null first, so flushing what is left in its buffer at exit
-    cannot raise again (the recipe in Python's ``signal`` module documentation).
-    """
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    finally:
-        os.close(devnull)
+    """Exit quietly after stdout's reader went away."""
+    discard_stdout()
     raise SystemExit(BROKEN_PIPE)
 
 
@@ -113,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         _interrupted()
     except OutputClosed:
         _pipe_closed()
+    except NotPrinted as exc:
+        discard_stdout()
+        _fail(str(exc))
     except SystemExit:
         raise
     except (CommandError, EventError) as exc:  # MissingDependencyError names its extra

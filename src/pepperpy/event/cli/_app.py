@@ -24,15 +24,17 @@ import click
 
 from .._event import Event
 from .._replay import EventReplay, ReplayProgress, ReplayReport
+from ..store import AppendResult
 from ._audit import audit
 from ._counts import stream_counts
-from ._errors import CommandError, OutputClosed
-from ._output import event_json, global_line, stream_line
+from ._errors import CommandError, NotPrinted, OutputClosed
+from ._output import event_json, field, global_line, stream_line
 from ._serve import serve
 from ._shell import (
     DEFAULT_STORE,
     LARGEST,
     POSITION,
+    confirm,
     emit,
     filter_options,
     json_option,
@@ -43,6 +45,7 @@ from ._shell import (
     patterns,
     run,
     store_option,
+    why_not_printed,
 )
 from ._tail import last_events
 from ._urls import shown
@@ -111,15 +114,15 @@ def append(
     except TypeError as exc:  # an empty TYPE, say: the user's mistake, not ours
         raise CommandError(f"cannot make the event: {exc}") from None
 
-    async def work() -> None:
+    async def work() -> AppendResult:
         async with open_store(store) as events:
-            result = await events.append(stream, event, expected_version=expected)
-        emit(
-            f"appended {stream}:{result.next_expected_version} {event_type} "
-            f"(global position {result.global_position})"
-        )
+            return await events.append(stream, event, expected_version=expected)
 
-    run(work)
+    result = run(work)
+    confirm(
+        f"appended {field(stream)}:{result.next_expected_version} {field(event_type)} "
+        f"(global position {result.global_position})"
+    )
 
 
 @app.command()
@@ -208,7 +211,7 @@ def list_streams(pattern: str, store: str) -> None:
     async def work() -> None:
         async with open_store(store, reading=True, must_exist=True) as events:
             for name, count in await stream_counts(events, pattern):
-                emit(f"{name} {count}")
+                emit(f"{field(name)} {count}")
 
     run(work)
 
@@ -245,7 +248,8 @@ def replay(
 ) -> None:
     """Replay stored events (printing them) within a time window, with a progress bar.
 
-    The summary (replayed, skipped, failed, duration) goes to stderr.
+    The summary (replayed, skipped, failed, duration) goes to stderr. An event that
+    cannot be printed stops the replay there (exit status 1), before its checkpoint.
     """
     if stream is not None and streams:
         raise CommandError("--stream and --streams cannot be combined")
@@ -254,8 +258,17 @@ def replay(
     stream_filter, type_filter = patterns(streams), patterns(types)
 
     def show(event: Event) -> None:
-        if not quiet:
+        if quiet:
+            return
+        try:
             emit(event_json(event) if as_json else global_line(event))
+        except Exception as exc:  # a full disk: stop here, not count it failed and go on
+            resumes = "" if checkpoint is None else f", and checkpoint {checkpoint!r} resumes at it"
+            raise NotPrinted(
+                f"could not print the event at global position {event.global_position} "
+                f"({field(event.stream)}:{event.position}) to stdout ({why_not_printed(exc)}); "
+                f"the replay stopped there{resumes}"
+            ) from exc
 
     async def work() -> ReplayReport:
         async with open_store(store, reading=True, must_exist=True) as events:
@@ -296,6 +309,8 @@ def replay(
         f"replayed {report.replayed}, skipped {report.skipped}, failed {report.failed} "
         f"in {report.duration:.3f}s{where}"
     )
+    if report.failed:  # a script reads the status, not the summary
+        raise SystemExit(1)
 
 
 @app.command()
@@ -327,9 +342,9 @@ def stats(store: str, streams: tuple[str, ...]) -> None:
         emit(f"events: {total}")
         if per_type:
             emit("events by type:")
-            width = max(len(name) for name in per_type)
+            width = max(len(field(name)) for name in per_type)
             for name, number in sorted(per_type.items(), key=lambda item: (-item[1], item[0])):
-                emit(f"  {name:<{width}} {number}")
+                emit(f"  {field(name):<{width}} {number}")
 
     run(work)
 

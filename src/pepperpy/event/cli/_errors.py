@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["CommandError", "OutputClosed", "redact_later", "scrub"]
+import os
+import sys
+
+__all__ = [
+    "CommandError",
+    "NotPrinted",
+    "OutputClosed",
+    "discard_stdout",
+    "redact_later",
+    "scrub",
+]
 
 
 class CommandError(Exception):
@@ -16,6 +26,30 @@ class OutputClosed(BaseException):
     failure by ``EventReplay`` (which isolates ``Exception``), so a replay stops at the
     event that could not be printed and its checkpoint stays before that event.
     """
+
+
+class NotPrinted(BaseException):
+    """An event could not be printed (stdout full or failing): the command stops there.
+
+    A ``BaseException`` for the reason :class:`OutputClosed` is one: a replay must stop
+    at the event rather than count it failed and go on, so its checkpoint stays before
+    it. The message is the one line ``main()`` prints.
+    """
+
+
+def discard_stdout() -> None:
+    """Point stdout at /dev/null after writing to it failed.
+
+    What is still in its buffer could only fail again when Python flushes it at exit
+    (the recipe in Python's ``signal`` module documentation, for a closed pipe).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no file descriptor (a test's stdout)
+        pass
+    finally:
+        os.close(devnull)
 
 
 #: store URLs seen in this run with a password, and how to print them (for ``scrub``)

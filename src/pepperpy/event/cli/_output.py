@@ -11,6 +11,9 @@ JSON string with every control, format and separator character escaped, so a val
 neither break a line in two, nor pass for several fields, nor reach the terminal as an
 invisible character, a C1 control or a bidi override (``role.gran\u200bted`` would
 otherwise print exactly like ``role.granted``).
+
+A character that stdout's encoding cannot hold (a Windows console, ``PYTHONIOENCODING=
+ascii``) is printed as a JSON escape (:func:`escaped`), never lost and never an error.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from .. import _json
 from .._event import Event
 from .._frozen import thaw
 
-__all__ = ["event_json", "field", "global_line", "stream_line"]
+__all__ = ["escaped", "event_json", "field", "global_line", "stream_line"]
 
 
 def _data(event: Event) -> str:
@@ -61,5 +64,25 @@ def field(text: str | None) -> str:
         return "-"
     if text and text != "-" and not any(c in ' "\\' or _unsafe(c) for c in text):
         return text
-    escaped = "".join(json.dumps(c)[1:-1] if c in '"\\' or _unsafe(c) else c for c in text)
-    return f'"{escaped}"'
+    quoted = "".join(json.dumps(c)[1:-1] if c in '"\\' or _unsafe(c) else c for c in text)
+    return f'"{quoted}"'
+
+
+def escaped(line: str, encoding: str | None) -> str:
+    """``line`` with each character ``encoding`` cannot hold written as a JSON escape.
+
+    ``\\u6ce8``, or a surrogate pair (``\\ud83d\\ude00``) past U+FFFF, as ``json.dumps``
+    writes them: ``DATA`` and ``--json`` output is still the same JSON (such characters
+    are only ever inside its strings), and in a name the escape cannot be taken for the
+    name's own text, since :func:`field` quotes any name that holds a backslash.
+    """
+    codec = encoding or "ascii"
+    out: list[str] = []
+    for char in line:
+        try:
+            char.encode(codec)
+        except UnicodeEncodeError:
+            out.append(json.dumps(char)[1:-1])
+        else:
+            out.append(char)
+    return "".join(out)

@@ -24,13 +24,15 @@ from .._errors import SerializationError
 from .._patterns import parse_pattern
 from ..store import ANY, NO_STREAM, STREAM_EXISTS, EventStore
 from ..store.base import ExpectedVersion
-from ._errors import CommandError, OutputClosed
+from ._errors import CommandError, OutputClosed, discard_stdout
+from ._output import escaped
 from ._urls import normalized
 
 __all__ = [
     "DEFAULT_STORE",
     "LARGEST",
     "POSITION",
+    "confirm",
     "emit",
     "filter_options",
     "json_option",
@@ -41,6 +43,7 @@ __all__ = [
     "patterns",
     "run",
     "store_option",
+    "why_not_printed",
 ]
 
 DEFAULT_STORE = "sqlite:///events.db"
@@ -89,13 +92,40 @@ def filter_options(function: F) -> F:
 def emit(line: str) -> None:
     """Print one line to stdout at once (a pipe or a test reads it while we run).
 
-    Raises :class:`OutputClosed` when the reader has closed the pipe.
+    A character stdout's encoding cannot hold is printed as a JSON escape (``\\u6ce8``,
+    see :func:`~._output.escaped`) rather than fail the command after its work is done.
+    Raises :class:`OutputClosed` when the reader has closed the pipe, and ``OSError``
+    when stdout cannot be written (a full disk).
     """
     try:
-        sys.stdout.write(line + "\n")
+        try:
+            sys.stdout.write(line + "\n")
+        except UnicodeEncodeError:  # raised before anything is written: the line is whole
+            sys.stdout.write(escaped(line, getattr(sys.stdout, "encoding", None)) + "\n")
         sys.stdout.flush()
     except BrokenPipeError:
         raise OutputClosed from None
+
+
+def confirm(line: str) -> None:
+    """Print what was done; a stdout that fails now says so (on stderr) but cannot undo it.
+
+    The exit status stays 0: a script that saw 1 would retry a write that was made, and
+    make it twice.
+    """
+    try:
+        emit(line)
+    except (OutputClosed, OSError) as exc:
+        discard_stdout()
+        reason = "its reader closed it" if isinstance(exc, OutputClosed) else why_not_printed(exc)
+        note(f"pepperpy-event: warning: {line}, but stdout could not print this ({reason})")
+
+
+def why_not_printed(exc: BaseException) -> str:
+    """Why printing failed, in a few words (``No space left on device``)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"
 
 
 def note(text: str) -> None:
