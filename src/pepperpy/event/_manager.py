@@ -17,6 +17,7 @@ from ._errors import BufferFullError, ClosedError, ListenerLimitError
 from ._event import Event, make_event
 from ._handlers import Handler, is_async_callable
 from ._loops import resolve, wake
+from ._options import check_count
 from ._patterns import PatternIndex, parse_pattern, parse_topic
 from ._retry import RetryPolicy
 
@@ -82,14 +83,10 @@ class EventManager:
         buffer_size: int | None = None,
         retry_policy: RetryPolicy = RetryPolicy.NONE,
     ) -> None:
-        if max_listeners is not None and max_listeners < 1:
-            raise ValueError(f"max_listeners must be >= 1 or None, got {max_listeners!r}")
-        if buffer_size is not None and buffer_size < 1:
-            raise ValueError(f"buffer_size must be >= 1 or None, got {buffer_size!r}")
+        self.max_listeners = check_count(max_listeners, "max_listeners", optional=True)
+        self.buffer_size = check_count(buffer_size, "buffer_size", optional=True)
         if not isinstance(retry_policy, RetryPolicy):
             raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
-        self.max_listeners = max_listeners
-        self.buffer_size = buffer_size
         self.retry_policy = retry_policy
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_LIMIT)
         self._index: PatternIndex[_Listener] = PatternIndex(order=_priority_first)

@@ -11,6 +11,8 @@ from math import inf
 
 from .._errors import ConfigurationError
 from .._loops import wake
+from .._options import check_count
+from .._seconds import check_seconds
 
 __all__ = ["RateLimit"]
 
@@ -70,14 +72,14 @@ class RateLimit:
     """
 
     def __init__(self, count: float, per: float = 1.0, *, burst: int = 1) -> None:
-        if count <= 0 or per <= 0:
-            raise ConfigurationError(f"a rate limit needs count > 0 and per > 0, got {count}/{per}")
-        if burst < 1:
-            raise ConfigurationError(f"burst must be >= 1, got {burst!r}")
-        self.count = count
-        self.per = per
-        self.burst = burst
-        self.interval = per / count
+        # NaN passed ``count <= 0``, and then no slot ever came due: the first send
+        # waited for ever; infinity is no pace (its interval is 0)
+        self.count = _finite_count(count)
+        self.per = check_seconds(per, "a rate limit's per")
+        self.burst = check_count(burst, "burst")
+        self.interval = self.per / self.count
+        if self.interval == inf:  # a count so small its interval overflows: never a send
+            raise ConfigurationError(f"a rate limit of {count!r} per {per!r}s is too slow")
         self._tolerance = (burst - 1) * self.interval
         self._lock = threading.Lock()  # loops in several threads share the schedule
         self._starts = _Slots()
@@ -91,7 +93,7 @@ class RateLimit:
         if isinstance(spec, bool):
             raise ConfigurationError(f"not a rate limit: {spec!r}")
         if isinstance(spec, int | float):
-            return cls(float(spec))
+            return cls(_finite_count(spec, "a rate limit of sends per second"))
         if isinstance(spec, str):
             match = _SPEC.match(spec.lower())
             if match and match.group(2) in _UNITS:
@@ -170,3 +172,15 @@ class RateLimit:
 
     def __repr__(self) -> str:
         return f"RateLimit({self.count:g}/{self.per:g}s, burst={self.burst})"
+
+
+def _finite_count(count: object, what: str = "a rate limit's count") -> float:
+    """``count`` as a float, finite and > 0 (never a bool), or a ConfigurationError."""
+    if not isinstance(count, bool) and isinstance(count, int | float):
+        try:
+            value = float(count)
+        except OverflowError:  # an int too large for a float
+            value = inf
+        if 0 < value < inf:  # NaN fails this too
+            return value
+    raise ConfigurationError(f"{what} must be a finite number > 0, got {count!r}")

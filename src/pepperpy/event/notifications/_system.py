@@ -20,6 +20,7 @@ from .._event import Event
 from .._handlers import is_async_callable
 from .._loops import settled
 from .._manager import EventManager
+from .._options import check_count
 from .._patterns import parse_pattern
 from .._retry import RetryPolicy
 from .._seconds import check_seconds
@@ -111,8 +112,7 @@ class NotificationSystem:
     ) -> None:
         if not isinstance(retry_policy, RetryPolicy):
             raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
-        if idempotency_size < 1:
-            raise ValueError(f"idempotency_size must be >= 1, got {idempotency_size!r}")
+        check_count(idempotency_size, "idempotency_size")
         self.templates = TemplateLibrary(template_dir, builtins=builtin_templates)
         self.retry_policy = retry_policy
         self.outbox: list[Notification] = []
@@ -150,15 +150,18 @@ class NotificationSystem:
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"channel name must be a non-empty str, got {name!r}")
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
+        try:  # before a channel is made from a URL, which would be left unused
+            limiter = RateLimit.parse(rate_limit) if rate_limit is not None else None
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"rate_limit of channel {name!r}: {exc}") from None
         if channel is None:
             resolved = self._default or self._outbox_channel
         else:
             resolved = _as_channel(channel, kind=kind)
         if resolved is not channel:  # made from a URL here, so closed by close()
             owned_by(resolved, "NotificationSystem")
-        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
-            raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
-        limiter = RateLimit.parse(rate_limit) if rate_limit is not None else None
         self._routes[name] = Route(
             name, resolved, kind or resolved.kind or name, limiter, retry_policy
         )
