@@ -22,7 +22,7 @@ from ._deadletter import (
 from ._errors import ClosedError, ConfigurationError, SerializationError, UnknownTopicError
 from ._event import Event, make_event
 from ._frozen import check_json
-from ._handlers import Handler, is_async_callable
+from ._handlers import Handler, check_handler, is_async_callable
 from ._json import dumps
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
@@ -205,8 +205,7 @@ class EventBus:
         principal = current_principal()
 
         def decorator(handler: H) -> H:
-            if not callable(handler):
-                raise TypeError(f"handler must be callable, got {handler!r}")
+            check_handler(handler)
             name = self._subscription_name(pattern, group, handler)
             registration = _Registration(handler, principal)
             deliver = self._deliverer(registration, pattern, group)
@@ -412,8 +411,7 @@ class EventBus:
         """
         if callback is None:
             return self.on_error
-        if not callable(callback):
-            raise TypeError(f"error callback must be callable, got {callback!r}")
+        check_handler(callback, "error callback")
         if self.access is not None:
             self.access.check(
                 "subscribe", "#", needed_by="on_error(): letters carry events of every topic"

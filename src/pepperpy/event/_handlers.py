@@ -10,7 +10,15 @@ from typing import Any
 
 from ._cancel import cancelling
 
-__all__ = ["Handler", "call", "is_async_callable", "outcome", "outcomes", "start"]
+__all__ = [
+    "Handler",
+    "call",
+    "check_handler",
+    "is_async_callable",
+    "outcome",
+    "outcomes",
+    "start",
+]
 
 Handler = Callable[[Any], Any]
 
@@ -23,6 +31,36 @@ def is_async_callable(handler: Callable[..., Any]) -> bool:
         return True
     call_method = getattr(handler, "__call__", None)  # noqa: B004
     return call_method is not None and inspect.iscoroutinefunction(call_method)
+
+
+def check_handler(handler: object, what: str = "handler") -> None:
+    """Refuse what cannot be a handler: a non-callable, or a generator function.
+
+    Calling a generator function (a ``def`` or ``async def`` with a stray ``yield``)
+    runs none of its body: it returns a generator, which nobody iterates. Such a handler
+    would be registered, "called" for every event, and do nothing, without an error, a
+    dead letter or a log line; so every registration (manager, bus, processor, replay,
+    projection, notifications) refuses it here. ``functools.partial`` and a callable
+    instance's ``__call__`` are looked through.
+    """
+    if not callable(handler):
+        raise TypeError(f"{what} must be callable, got {handler!r}")
+    function: Any = handler
+    while isinstance(function, functools.partial):
+        function = function.func
+    if not inspect.isfunction(function) and not inspect.ismethod(function):
+        function = getattr(type(function), "__call__", function)  # noqa: B004
+    kind = None
+    if inspect.isasyncgenfunction(function):
+        kind = "an async generator function"
+    elif inspect.isgeneratorfunction(function):
+        kind = "a generator function"
+    if kind is not None:
+        name = getattr(handler, "__qualname__", None) or repr(handler)
+        raise TypeError(
+            f"{what} {name} is {kind} (it contains a yield): calling it would run none "
+            "of its body, so it would never handle anything; remove the yield"
+        )
 
 
 def start(delivery: Awaitable[Any]) -> asyncio.Task[Any]:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar, overload
 
 from ._errors import BufferFullError, ClosedError, ListenerLimitError
 from ._event import Event, make_event
-from ._handlers import Handler, is_async_callable
+from ._handlers import Handler, check_handler, is_async_callable
 from ._loops import resolve, wake
 from ._options import check_count
 from ._patterns import PatternIndex, parse_pattern, parse_topic
@@ -122,9 +122,16 @@ class EventManager:
     ) -> H | Callable[[H], H]:
         """Register ``handler`` for ``event_type`` (a type or pattern); returns it unchanged.
 
-        Usable as ``@manager.on("user.*")`` or ``manager.on("user.*", handler)``.
+        Usable as ``@manager.on("user.*")`` or ``manager.on("user.*", handler)``. A
+        closed manager refuses it with :class:`ClosedError` (as a closed bus refuses
+        ``subscribe``): it would never run.
         """
         parse_pattern(event_type)
+        if not isinstance(once, bool):
+            raise TypeError(f"once must be a bool, got {once!r}")
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise TypeError(f"priority must be an int, got {priority!r}")
+        self._check_open()
         if handler is None:
 
             def decorator(func: H) -> H:
@@ -150,10 +157,8 @@ class EventManager:
         return self.on(event_type, handler, once=True, priority=priority)
 
     def _add(self, pattern: str, handler: Callable[..., Any], once: bool, priority: int) -> None:
-        if not callable(handler):
-            raise TypeError(f"handler must be callable, got {handler!r}")
-        if not isinstance(priority, int):
-            raise TypeError(f"priority must be an int, got {priority!r}")
+        check_handler(handler)
+        self._check_open()
         listener = _Listener(pattern, handler, once, priority)
         with self._lock:  # registrations from other threads count too
             if self.max_listeners is not None:
@@ -164,6 +169,10 @@ class EventManager:
                         f"(max_listeners={self.max_listeners})"
                     )
             listener.key = self._index.add(pattern, listener)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the EventManager is closed: a handler added now would never run")
 
     async def off(self, event_type: str, handler: Callable[..., Any]) -> bool:
         """Remove ``handler``'s registrations for ``event_type``; True if any was removed.
@@ -190,8 +199,7 @@ class EventManager:
         """Register a sync or async callback that receives each :class:`DeadLetter`."""
         if callback is None:
             return self.on_error  # @manager.on_error(): the same checks as the direct form
-        if not callable(callback):
-            raise TypeError(f"error callback must be callable, got {callback!r}")
+        check_handler(callback, "error callback")
         self._error_callbacks.append((callback, is_async_callable(callback)))
         return callback
 

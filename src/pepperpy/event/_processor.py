@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar, cast, overload, runtime_checkable
 
 from ._cancel import resume_cancellation
 from ._event import Event
-from ._handlers import is_async_callable
+from ._handlers import check_handler, is_async_callable
 from ._patterns import PatternIndex, parse_pattern
 
 __all__ = ["Attachment", "EventProcessor", "Middleware", "NextHandler"]
@@ -134,8 +134,7 @@ class EventProcessor:
         parse_pattern(pattern)
 
         def register(func: H) -> H:
-            if not callable(func):
-                raise TypeError(f"handler must be callable, got {func!r}")
+            check_handler(func)
             route = _Route(func)
             route.key = self._index.add(pattern, route)
             return func

@@ -54,7 +54,7 @@ from ._checkpoints import Checkpoint, CheckpointStore, open_checkpoint_store
 from ._errors import ConfigurationError, EncryptionError, ReplayError
 from ._event import Event
 from ._frozen import check_plain_json
-from ._handlers import is_async_callable
+from ._handlers import check_handler, is_async_callable
 from ._loops import resolve, settled, wake
 from ._patterns import PatternIndex, parse_pattern
 from ._replay import (
@@ -79,6 +79,7 @@ class _Apply:
     __slots__ = ("function", "is_async")
 
     def __init__(self, function: Callable[..., Any]) -> None:
+        check_handler(function)
         self.function = function
         self.is_async = is_async_callable(function)
 

@@ -43,7 +43,7 @@ from ._checkpoints import (
 )
 from ._errors import ConcurrencyError, ConfigurationError, PatternError, ReplayError, StoreError
 from ._event import Event
-from ._handlers import is_async_callable
+from ._handlers import check_handler, is_async_callable
 from ._loops import settled
 from ._patterns import PatternIndex, matches, parse_pattern
 from ._retry import RetryPolicy
@@ -198,6 +198,7 @@ class _Handler:
     __slots__ = ("function", "is_async", "pattern")
 
     def __init__(self, pattern: str, function: Callable[..., Any]) -> None:
+        check_handler(function)
         self.pattern = pattern
         self.function = function
         self.is_async = is_async_callable(function)

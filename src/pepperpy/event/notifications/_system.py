@@ -17,7 +17,7 @@ from typing import Any, TypeVar, overload
 from .._bus import EventBus
 from .._errors import ClosedError, ConfigurationError, NotificationError
 from .._event import Event
-from .._handlers import is_async_callable
+from .._handlers import check_handler, is_async_callable
 from .._loops import settled
 from .._manager import EventManager
 from .._options import check_count
@@ -226,8 +226,7 @@ class NotificationSystem:
         return handler
 
     def _register(self, pattern: str, handler: Callable[..., Any]) -> None:
-        if not callable(handler):
-            raise TypeError(f"handler must be callable, got {handler!r}")
+        check_handler(handler)
         wrapped = in_context(handler)
         self._registrations.append((pattern, wrapped))
         self._manager.on(pattern, wrapped)
@@ -271,12 +270,12 @@ class NotificationSystem:
         if callback is None:
 
             def decorator(func: H) -> H:
+                check_handler(func, "error callback")
                 self._deliveries.error_callbacks.append((func, is_async_callable(func)))
                 return func
 
             return decorator
-        if not callable(callback):
-            raise TypeError(f"error callback must be callable, got {callback!r}")
+        check_handler(callback, "error callback")
         self._deliveries.error_callbacks.append((callback, is_async_callable(callback)))
         return callback
 
