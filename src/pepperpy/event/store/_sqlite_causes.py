@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import struct
 import sys
 
 from .._errors import StoreError
@@ -43,8 +44,8 @@ NOTHING_WRITTEN = (
 #: the codes an opening refused for want of a writable directory comes with: EACCES on
 #: the directory gives READONLY_DIRECTORY, EROFS and EPERM (an immutable one) CANTOPEN
 _OPENING_CODES = frozenset({"SQLITE_CANTOPEN", "SQLITE_READONLY_DIRECTORY"})
-#: ``FS_IOC_GETFLAGS`` (Linux) and its ``FS_IMMUTABLE_FL``
-_GET_FLAGS = 0x80086601
+#: ``FS_IOC_GETFLAGS`` (Linux: ``_IOR('f', 1, long)``) and its ``FS_IMMUTABLE_FL``
+_GET_FLAGS = 0x80006601 | struct.calcsize("l") << 16
 _IMMUTABLE_FLAG = 0x10
 
 
