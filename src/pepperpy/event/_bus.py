@@ -25,6 +25,7 @@ from ._frozen import check_json
 from ._handlers import Handler, check_handler, is_async_callable
 from ._json import dumps
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
+from ._options import check_instance
 from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
 from ._retry import RetryPolicy
 from ._text import shown, text_problem
@@ -134,6 +135,10 @@ class EventBus:
         if not isinstance(retry_policy, RetryPolicy):
             raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
         self.retry_policy = retry_policy
+        if access is not None:
+            from .security import AccessControl
+
+            check_instance(access, AccessControl, "access", optional=True)
         self.access = access
         if isinstance(transport, Transport):
             if transport._owned:

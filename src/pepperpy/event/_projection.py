@@ -56,10 +56,13 @@ from ._event import Event
 from ._frozen import check_plain_json
 from ._handlers import check_handler, is_async_callable
 from ._loops import resolve, settled, wake
+from ._options import check_count
 from ._patterns import PatternIndex, parse_pattern
 from ._replay import (
     Patterns,
     ReplayReport,
+    check_name,
+    check_store,
     describe_checkpoints,
     handler_name,
     handlers_for,
@@ -105,13 +108,15 @@ class Projection:
         state_store: CheckpointStore | str | None = None,
         batch_size: int = 100,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ConfigurationError(f"a projection name must be a non-empty str, got {name!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigurationError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        check_name(name, "a projection name")
+        check_store(store)
+        if state_store is not None and not isinstance(state_store, CheckpointStore | str):
+            raise TypeError(
+                f"state_store must be a CheckpointStore, a URL or None, got {state_store!r}"
+            )
+        self.batch_size = check_count(batch_size, "batch_size")
         self.name = name
         self.store = store
-        self.batch_size = batch_size
         self._initial = initial
         self._streams = patterns_of(streams)
         self._types = patterns_of(types)

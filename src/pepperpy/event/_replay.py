@@ -45,9 +45,11 @@ from ._errors import ConcurrencyError, ConfigurationError, PatternError, ReplayE
 from ._event import Event
 from ._handlers import check_handler, is_async_callable
 from ._loops import settled
+from ._options import check_count, check_instance
 from ._patterns import PatternIndex, matches, parse_pattern
 from ._retry import RetryPolicy
 from ._seconds import check_seconds
+from ._text import shown, text_problem
 
 if TYPE_CHECKING:
     from .store import EventReader, EventStore
@@ -216,6 +218,11 @@ class EventReplay:
     def __init__(
         self, store: EventStore, *, checkpoints: CheckpointStore | str | None = None
     ) -> None:
+        check_store(store)
+        if checkpoints is not None and not isinstance(checkpoints, CheckpointStore | str):
+            raise TypeError(
+                f"checkpoints must be a CheckpointStore, a URL or None, got {checkpoints!r}"
+            )
         self.store = store
         self._checkpoints_given = checkpoints
         self._checkpoints: CheckpointStore | None = (
@@ -381,6 +388,13 @@ class EventReplay:
         return await run.execute(reader)
 
 
+def check_store(store: object) -> None:
+    """Refuse anything but an :class:`~pepperpy.event.EventStore` (a URL is told to open one)."""
+    from .store import EventStore
+
+    check_instance(store, EventStore, "store", from_url=True)
+
+
 def store_url(store: object) -> str | None:
     """The URL an event store was opened with, if it tells."""
     url = getattr(store, "url", None)
@@ -389,9 +403,23 @@ def store_url(store: object) -> str | None:
 
 
 def _checkpoint_key(name: str) -> str:
-    if not isinstance(name, str) or not name:
-        raise ConfigurationError(f"a checkpoint name must be a non-empty str, got {name!r}")
+    check_name(name, "a checkpoint name")
     return f"replay:{name}"
+
+
+def check_name(name: object, what: str) -> None:
+    """Refuse a checkpoint or projection name no backend can hold, as stream names are.
+
+    A NUL or a lone surrogate (a file name read with ``surrogateescape``) was taken by
+    the memory store, raised a bare ``UnicodeEncodeError`` on SQLite and a
+    ``StoreError`` reading like an outage on PostgreSQL; it is refused here, the same on
+    every backend, before a checkpoint is loaded or any handler runs.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"{what} must be a non-empty str, got {name!r}")
+    problem = text_problem(name)
+    if problem is not None:
+        raise ConfigurationError(f"{what} {shown(name)} {problem}")
 
 
 def patterns_of(value: Patterns) -> tuple[str, ...] | None:
@@ -485,12 +513,8 @@ class _Run:
     ) -> None:
         if on_error not in ("continue", "stop"):
             raise ConfigurationError(f"on_error must be 'continue' or 'stop', got {on_error!r}")
-        for name, every in (
-            ("progress_every", progress_every),
-            ("checkpoint_every", checkpoint_every),
-        ):
-            if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-                raise ConfigurationError(f"{name} must be an int >= 1, got {every!r}")
+        check_count(progress_every, "progress_every")
+        check_count(checkpoint_every, "checkpoint_every")
         if progress is not None and not callable(progress):
             raise TypeError(f"progress must be a callable or None, got {progress!r}")
         if not isinstance(retry_policy, RetryPolicy):

@@ -39,6 +39,7 @@ from .._frozen import (
     too_deep_read,
 )
 from .._loops import settled
+from .._options import check_instance
 from .._patterns import parse_topic
 from .._seconds import check_seconds
 from ..security._principal import PRINCIPAL, current_principal
@@ -139,6 +140,7 @@ class EventStore:
         access: AccessControl | None = None,
         audit: AuditLog | None = None,
     ) -> None:
+        _check_security(encryption, access, audit)
         self.encryption = encryption
         self.access = access
         self.audit = audit
@@ -845,6 +847,15 @@ def _unaudited(denied: AccessDenied, whose: str, closed: ClosedError) -> None:
     """Note on ``denied`` that ``whose`` closed audit log could not record it."""
     denied.add_note(f"the denial was not recorded: {whose} audit log is closed")
     denied.__cause__ = closed
+
+
+def _check_security(encryption: object, access: object, audit: object) -> None:
+    """Refuse a wrong-typed security option here, not by an AttributeError at first use."""
+    from ..security import AccessControl, AuditLog, StreamEncryption
+
+    check_instance(encryption, StreamEncryption, "encryption", optional=True)
+    check_instance(access, AccessControl, "access", optional=True)
+    check_instance(audit, AuditLog, "audit", optional=True)
 
 
 def _check_keys_apart(encryption: StreamEncryption, backend: StoreBackend) -> None:
