@@ -140,7 +140,7 @@ def test_a_recorded_head_still_verifies_after_the_log_grows(tmp_path: Path) -> N
     grown = run("audit", "verify", str(path), "--expect-count", count, "--expect-head", digest)
     assert head_of(grown)[0] == "2"
     bad = run("audit", "verify", str(path), "--expect-head", "xyz")
-    assert bad.returncode == 1 and "expect_head must be 64 hex digits" in bad.stderr
+    assert bad.returncode == 1 and "--expect-head must be 64 hex digits" in bad.stderr
 
 
 def test_show_prints_one_line_per_entry_whatever_its_text(tmp_path: Path) -> None:

@@ -276,7 +276,7 @@ BAD_INPUT: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("append", "u.1", "t", "{}", "--expected-version", "9" * 20), ("--expected-version", "0 to")),
     (("append", "user.1", "t", "{}", "--expected-version", "5"), ("expected version 5",)),
     (("append", "user.1", "t", "{}", "--expected-version", "no-stream"), ("actual version 0",)),
-    (("append", "a..b", "t", "{}"), ("invalid pattern",)),
+    (("append", "a..b", "t", "{}"), ("STREAM 'a..b' is not a stream name", "two dots")),
     (("append", "user.1", "t", "{}", "--store", "foo://bar"), ("unknown store URL",)),
     (("append", "user.1", "t", "{}", "--store", "events.db"), ("not a store URL",)),
     (("append", "u.1", "t", "{}", "--store", "sqlite:///no/such/dir/e.db"), ("does not exist",)),
@@ -291,7 +291,7 @@ BAD_INPUT: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("replay", "--types", "us*r"), ("invalid pattern",)),
     (("tail", "--store", "postgresql://postgres@127.0.0.1:1/nope"), ("PostgreSQL",)),
     # the user's mistakes, named as such (they were "unexpected TypeError/OverflowError")
-    (("append", "s.1", "", "{}"), ("cannot make the event", "event type", "''")),
+    (("append", "s.1", "", "{}"), ("TYPE is empty",)),
     (
         ("stats", "--store", "postgresql://postgres@127.0.0.1:99999/x"),
         ("port 99999 is out of range (1 to 65535)",),

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from .._deps import require
 from .._errors import EventError
-from ._errors import CommandError, NotPrinted, OutputClosed, discard_stdout, scrub
+from ._errors import CommandError, NotPrinted, OutputClosed, discard_stdout, scrub, short_paths
 
 __all__ = ["main"]
 
@@ -31,7 +31,7 @@ _UMBRELLA_EXTRAS = frozenset({"all", "dev", "bench"})
 
 
 def _fail(message: str, status: int = 1) -> None:
-    text = " ".join(scrub(message).split()) or "unknown error"
+    text = " ".join(short_paths(scrub(message)).split()) or "unknown error"
     sys.stderr.write(f"{PROGRAM}: error: {text}\n")
     sys.stderr.flush()
     raise SystemExit(status)

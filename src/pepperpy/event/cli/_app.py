@@ -24,6 +24,7 @@ import click
 
 from .._event import Event
 from .._replay import EventReplay, ReplayProgress, ReplayReport
+from .._seconds import check_seconds
 from ..store import AppendResult
 from ._audit import audit
 from ._counts import stream_counts
@@ -34,6 +35,7 @@ from ._shell import (
     DEFAULT_STORE,
     LARGEST,
     POSITION,
+    checked_name,
     confirm,
     emit,
     filter_options,
@@ -45,6 +47,7 @@ from ._shell import (
     patterns,
     run,
     store_option,
+    time_window,
     why_not_printed,
 )
 from ._tail import last_events
@@ -104,6 +107,8 @@ def append(
     metadata: str | None,
 ) -> None:
     """Append one event of TYPE with JSON data to STREAM."""
+    checked_name(stream, "STREAM", "stream")
+    checked_name(event_type, "TYPE", "type")
     payload = parse_json(data, "JSON data")
     meta = None if metadata is None else parse_json(metadata, "--metadata")
     if meta is not None and not isinstance(meta, dict):
@@ -111,7 +116,7 @@ def append(
     expected = parse_expected(expected_version)
     try:
         event = Event(event_type, payload, meta)
-    except TypeError as exc:  # an empty TYPE, say: the user's mistake, not ours
+    except TypeError as exc:  # data nested too deep, say: the user's mistake, not ours
         raise CommandError(f"cannot make the event: {exc}") from None
 
     async def work() -> AppendResult:
@@ -136,6 +141,7 @@ def read(
     stream: str, store: str, start: int | None, backwards: bool, limit: int | None, as_json: bool
 ) -> None:
     """Print the events of STREAM, one line each: POSITION TYPE DATA."""
+    checked_name(stream, "STREAM", "stream")
 
     async def work() -> None:
         async with open_store(store, reading=True, must_exist=True) as events:
@@ -255,6 +261,13 @@ def replay(
         raise CommandError("--stream and --streams cannot be combined")
     if max_gap is not None and speed is None:
         raise click.UsageError("--max-gap caps the pauses of --speed: give --speed too")
+    if stream is not None:
+        checked_name(stream, "--stream", "stream")
+    window = time_window(start_time, end_time)
+    if speed is not None and not speed > 0:  # NaN too
+        raise CommandError(f"--speed must be a number > 0 (2 = twice as fast), got {speed}")
+    if max_gap is not None:
+        check_seconds(max_gap, "--max-gap", zero=True, error=CommandError)
     stream_filter, type_filter = patterns(streams), patterns(types)
 
     def show(event: Event) -> None:
@@ -280,8 +293,7 @@ def replay(
                     if stream is not None:
                         return await replayer.replay_stream(
                             stream,
-                            start_time,
-                            end_time,
+                            *window,
                             start_pos,
                             types=type_filter,
                             speed=speed,
@@ -291,8 +303,7 @@ def replay(
                             checkpoint=checkpoint,
                         )
                     return await replayer.replay_all(
-                        start_time,
-                        end_time,
+                        *window,
                         start_pos,
                         streams=stream_filter,
                         types=type_filter,
@@ -431,14 +442,24 @@ def validate(
     "--events", default=10_000, show_default=True, type=click.IntRange(min=10), help="Events."
 )
 @click.option(
-    "--tasks", default=20, show_default=True, type=click.IntRange(min=1), help="Writer tasks."
+    "--tasks",
+    type=click.IntRange(min=1),
+    help="Writer tasks, at most --events.  [default: 20, or --events if fewer]",
 )
 @click.option(
     "--batch", default=100, show_default=True, type=click.IntRange(min=1), help="Batch size."
 )
-def bench(store: str, events: int, tasks: int, batch: int) -> None:
+def bench(store: str, events: int, tasks: int | None, batch: int) -> None:
     """Measure appends, reads and replay on the store (writes, then soft-deletes, bench.*)."""
     from ._bench import run_bench
+
+    if tasks is None:
+        tasks = min(20, events)
+    elif tasks > events:  # it wrote one event per task, --tasks events in all
+        raise click.UsageError(
+            f"--tasks {tasks} is more than --events {events}: each writer task appends "
+            "at least one of the events"
+        )
 
     async def work() -> None:
         async with open_store(store) as opened:

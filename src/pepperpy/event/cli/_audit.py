@@ -78,6 +78,12 @@ def audit_verify(path: str, expect_count: int | None, expect_head: str | None) -
     PEPPERPY_EVENT_AUDIT_KEY; a missing or wrong key is named as such (the log file
     records whether it is keyed, and the key's fingerprint).
     """
+    from ..security._audit_entries import is_hash
+
+    if expect_head is not None and not is_hash(expect_head.strip().lower()):
+        raise CommandError(
+            f"--expect-head must be 64 hex digits (the HASH of a head line), got {expect_head!r}"
+        )
     key = _audit_key()
     result = _verify_audit(path, key, expect_count=expect_count, expect_head=expect_head)
     if not result.ok:

@@ -25,7 +25,11 @@ PAYLOAD = {"user_id": "123", "name": "John", "email": "john@example.com", "age":
 async def run_bench(
     store: EventStore, events: int, tasks: int, batch: int, say: Callable[[str], None]
 ) -> None:
-    """Run the four measurements against ``store`` and report each through ``say``."""
+    """Run the four measurements against ``store`` and report each through ``say``.
+
+    ``events`` events are appended one per call by ``tasks`` concurrent tasks (at most
+    ``events`` of them), then again in batches of ``batch``.
+    """
     prefix = f"bench.{uuid.uuid4().hex[:8]}"
     made: set[str] = set()
 
@@ -37,21 +41,17 @@ async def run_bench(
         await store.append(f"{prefix}.warmup", Event("bench.warmup", {}))
         made.add(f"{prefix}.warmup")
 
-        per_task = max(1, events // tasks)
+        share, rest = divmod(events, tasks)  # every event once: the first tasks take the rest
 
         async def writer(number: int) -> None:
-            for i in range(per_task):
-                stream = f"{prefix}.s{(number * per_task + i) % 100}"
+            for i in range(share + (number < rest)):
+                stream = f"{prefix}.s{(i * tasks + number) % 100}"
                 made.add(stream)
                 await store.append(stream, Event("bench.single", PAYLOAD))
 
         began = time.perf_counter()
         await asyncio.gather(*(writer(n) for n in range(tasks)))
-        line(
-            f"append, 1 event per call, {tasks} tasks",
-            per_task * tasks,
-            time.perf_counter() - began,
-        )
+        line(f"append, 1 event per call, {tasks} tasks", events, time.perf_counter() - began)
 
         long_stream = f"{prefix}.long"
         made.add(long_stream)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "discard_stdout",
     "redact_later",
     "scrub",
+    "short_paths",
 ]
 
 
@@ -71,3 +73,23 @@ def scrub(text: str) -> str:
     for url, shown in _REDACTED.items():
         text = text.replace(url, shown)
     return text
+
+
+#: one step of a path into nested data, as errors write it: ``[0]`` or ``['key']``
+_STEP = r"\[(?:-?\d+|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\]"
+_LONG_PATH = re.compile(f"(?:{_STEP}){{9,}}")
+
+
+def short_paths(text: str) -> str:
+    """``text`` with each path of more than 8 steps cut to its ends.
+
+    A value nested a thousand levels deep is refused at ``data[0][0]...``: the path named
+    every level, a line of a kilobyte. It keeps its first 3 and last 2 steps:
+    ``data[0][0][0][...245 more...][0][0]``.
+    """
+
+    def cut(match: re.Match[str]) -> str:
+        steps = re.findall(_STEP, match.group())
+        return f"{''.join(steps[:3])}[...{len(steps) - 5} more...]{''.join(steps[-2:])}"
+
+    return _LONG_PATH.sub(cut, text)

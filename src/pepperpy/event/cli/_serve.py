@@ -46,6 +46,9 @@ def serve(store: str, host: str, port: int, allow_hosts: tuple[str, ...]) -> Non
     answered (421 otherwise): a web page that rebinds its own name to this machine
     cannot read the console.
     """
+    for name in allow_hosts:
+        if not name.strip():  # an unset shell variable, say: it adds no name at all
+            raise CommandError(f"--allow-host needs a host name (or '*' for any), got {name!r}")
     require("starlette", extra="web", feature="pepperpy-event serve")
     uvicorn = require("uvicorn", extra="web", feature="pepperpy-event serve")
     from ._console import LOOPBACK_HOSTS, console_app

@@ -14,14 +14,16 @@ import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any, Literal, TypeVar
 
 import click
 
 from .. import _json
 from .._checkpoints import sqlite_path
-from .._errors import SerializationError
-from .._patterns import parse_pattern
+from .._errors import ConfigurationError, PatternError, SerializationError
+from .._patterns import parse_pattern, parse_topic
+from .._replay import parse_time
 from ..store import ANY, NO_STREAM, STREAM_EXISTS, EventStore
 from ..store.base import ExpectedVersion
 from ._errors import CommandError, OutputClosed, discard_stdout
@@ -32,6 +34,7 @@ __all__ = [
     "DEFAULT_STORE",
     "LARGEST",
     "POSITION",
+    "checked_name",
     "confirm",
     "emit",
     "filter_options",
@@ -43,6 +46,7 @@ __all__ = [
     "patterns",
     "run",
     "store_option",
+    "time_window",
     "why_not_printed",
 ]
 
@@ -190,6 +194,31 @@ def patterns(values: tuple[str, ...]) -> list[str] | None:
     return list(values) if values else None
 
 
+#: what a name the user types is, and one that would do
+_NAMES = {"stream": ("a stream name", "orders.42"), "type": ("an event type", "order.placed")}
+
+
+def checked_name(text: str, what: str, kind: Literal["stream", "type"]) -> str:
+    """``text``, a stream name or event type (``kind``) typed as ``what``, checked now.
+
+    ``what`` is what the help calls it (``STREAM``, ``TYPE``, ``--stream``). The store
+    checks names too, but calls a bad one an invalid *pattern* and names no argument (a
+    bad TYPE was even reported as bad data).
+    """
+    noun, example = _NAMES[kind]
+    try:
+        parse_topic(text)
+    except PatternError as exc:
+        if not text:
+            raise CommandError(f"{what} is empty: give {noun}, such as {example}") from None
+        shown = text if len(text) <= 120 else f"{text[:60]}...{text[-20:]}"
+        raise CommandError(
+            f"{what} {shown!r} is not {noun}: {exc.reason} (at character {exc.position}); "
+            f"names are dot-separated tokens, such as {example}"
+        ) from None
+    return text
+
+
 @contextlib.asynccontextmanager
 async def open_store(
     url: str, *, reading: bool = False, must_exist: bool = False
@@ -237,6 +266,20 @@ def parse_expected(text: str | None) -> ExpectedVersion:
         f"--expected-version must be a position (0 to {LARGEST}), any, no-stream or exists; "
         f"got {text!r}"
     )
+
+
+def time_window(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:
+    """``--from`` and ``--to``, parsed and in order (the library would say start_time)."""
+    try:
+        window = parse_time(start, "--from"), parse_time(end, "--to")
+    except ConfigurationError as exc:
+        raise CommandError(str(exc)) from None
+    if window[0] is not None and window[1] is not None and window[0] > window[1]:
+        raise CommandError(
+            f"--from {window[0].isoformat()} is after --to {window[1].isoformat()}: "
+            "nothing could be replayed"
+        )
+    return window
 
 
 def parse_json(text: str, what: str) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .._event import Event
 from ..store import EventStore
 from ..validation import EventValidator
 from ._output import field
+from ._shell import checked_name
 
 __all__ = ["build_validator", "check_store"]
 
@@ -36,6 +38,15 @@ def _load_validator(spec: str) -> EventValidator:
         raise ConfigurationError(
             f"--validator {spec}: cannot import {module_name!r}: {exc}"
         ) from exc
+    except SyntaxError as exc:  # the user's code, not ours: say where, as Python would
+        raise ConfigurationError(
+            f"--validator {spec}: syntax error at {exc.filename}:{exc.lineno}: {exc.msg}"
+        ) from exc
+    except Exception as exc:  # the module raised while it was imported
+        raise ConfigurationError(
+            f"--validator {spec}: importing {module_name!r} raised {type(exc).__name__} "
+            f"at {_where(exc)}: {exc}"
+        ) from exc
     value = getattr(module, attribute, None)
     if not isinstance(value, EventValidator):
         found = "nothing" if value is None else type(value).__name__
@@ -43,13 +54,20 @@ def _load_validator(spec: str) -> EventValidator:
     return value
 
 
+def _where(exc: BaseException) -> str:
+    """``file:line`` of the innermost frame that raised ``exc``."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+
+
 def _register_file(validator: EventValidator, spec: str) -> None:
     target, sep, file_name = spec.partition("=")
     if not sep or not target or not file_name:
         raise ConfigurationError(f"--schema must look like TYPE=FILE.json, got {spec!r}")
     event_type, at, raw_version = target.partition("@")
-    if at and not raw_version.isdigit():
-        raise ConfigurationError(f"--schema {spec}: the version after @ must be a number")
+    if at and not (raw_version.isascii() and raw_version.isdigit() and int(raw_version) >= 1):
+        raise ConfigurationError(f"--schema {spec}: the version after @ must be a number >= 1")
+    checked_name(event_type, f"--schema {spec}: TYPE", "type")
     path = Path(file_name)
     try:
         schema = _json.loads(path.read_bytes())
@@ -61,7 +79,10 @@ def _register_file(validator: EventValidator, spec: str) -> None:
         raise ConfigurationError(f"--schema {spec}: {exc}") from exc
     if not isinstance(schema, dict):
         raise ConfigurationError(f"--schema {spec}: a JSON Schema must be an object")
-    validator.register(event_type, schema, version=int(raw_version) if at else 1)
+    try:
+        validator.register(event_type, schema, version=int(raw_version) if at else 1)
+    except ConfigurationError as exc:  # which of several --schema files is wrong
+        raise ConfigurationError(f"--schema {spec}: {exc}") from None
 
 
 def build_validator(schemas: Sequence[str], validator_spec: str | None) -> EventValidator:
