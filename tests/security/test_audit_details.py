@@ -11,6 +11,7 @@ queue the entry and have its writer thread log the failure later.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -79,3 +80,51 @@ async def test_record_off_loop_refuses_them_at_once(
         log.close()
     with AuditLog(str(tmp_path / "audit.db"), read_only=True) as reader:
         assert [entry.details for entry in reader.entries()] == [{"ratio": 0.25}]
+
+
+@dataclasses.dataclass
+class _Limits:
+    name: str
+    ratio: float
+
+
+@pytest.mark.parametrize("where", ["file", "memory"])
+def test_a_non_finite_number_inside_a_dataclass_is_refused_too(tmp_path: Path, where: str) -> None:
+    """orjson writes a dataclass as an object of its fields, NaN as null: looked into."""
+    log = AuditLog(str(tmp_path / "audit.db") if where == "file" else None)
+    try:
+        with pytest.raises(SerializationError, match=r"nan at \['rule'\]\['ratio'\]"):
+            log.record("export", "t", details={"rule": _Limits("cap", math.nan)})
+        assert log.entries() == []
+        entry = log.record("export", "t", details={"rule": _Limits("cap", 0.5)})
+        assert entry.details == {"rule": _Limits("cap", 0.5)}
+        assert [stored.details for stored in log.entries()] == [
+            {"rule": {"name": "cap", "ratio": 0.5}}
+        ]
+        assert log.verify().ok
+    finally:
+        log.close()
+
+
+async def test_record_off_loop_records_the_details_as_they_were_at_the_call(
+    tmp_path: Path,
+) -> None:
+    """The queued entry used to hold the caller's own dict: changed after the call
+    returned (a dict reused for the next request), the writer recorded the change."""
+    path = str(tmp_path / "audit.db")
+    log = AuditLog(path)
+    try:
+        details: dict[str, Any] = {"rule": {"allow": ["a.#"]}, "n": 1}
+        with log._lock:  # hold the writer back until the caller has moved on
+            log.record_off_loop("access.denied", "s.1", details=details)
+            details["n"] = 2
+            details["rule"]["allow"].append("b.#")
+            details["later"] = True
+        await asyncio.to_thread(log.close)  # waits for the queued entry
+    finally:
+        log.close()
+    with AuditLog(path, read_only=True) as reader:
+        assert [entry.details for entry in reader.entries()] == [
+            {"rule": {"allow": ["a.#"]}, "n": 1}
+        ]
+        assert reader.verify().ok

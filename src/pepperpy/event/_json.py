@@ -9,6 +9,7 @@ Besides JSON's own types, event data may hold ``datetime``/``date``/``time`` (IS
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from collections.abc import Iterator
 from datetime import date, datetime, time
@@ -92,7 +93,7 @@ def _dumps_temporal(value: Any) -> bytes:
 
 def _refuse_non_finite(value: Any) -> None:
     """Raise :class:`SerializationError` for the first NaN or infinity in ``value``
-    (dicts, lists and tuples looked into), named by its path.
+    (dicts, lists, tuples and dataclass instances looked into), named by its path.
 
     The containers being looked into wait on a list, not on the caller's stack (``value``
     was just encoded: it is acyclic and at most 254 levels deep).
@@ -114,6 +115,11 @@ def _refuse_non_finite(value: Any) -> None:
             path.append(None)
         elif isinstance(value, list | tuple):
             stack.append(enumerate(value))
+            path.append(None)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            # orjson writes a dataclass instance as an object of its fields
+            fields = [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+            stack.append(iter(fields))
             path.append(None)
         while stack:  # on to the next item, of the innermost container with one left
             step = next(stack[-1], None)

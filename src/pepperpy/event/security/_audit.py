@@ -215,12 +215,12 @@ class AuditLog(OneConnection):
         principal: str | None,
         outcome: str,
         details: Mapping[str, Any] | None,
-    ) -> None:
+    ) -> dict[str, Any] | None:
         """Refuse at once what no record can write: any entry to a log opened read-only,
-        an entry that is not well-formed."""
+        an entry that is not well-formed. Returns a copy of ``details`` in plain JSON."""
         if self._read_only:
             raise ConfigurationError(f"the audit log {self._path!r} was opened read-only")
-        check_entry(action, target, principal, outcome, details)
+        return check_entry(action, target, principal, outcome, details)
 
     def _record(
         self,
@@ -277,7 +277,7 @@ class AuditLog(OneConnection):
         Refused at once, like :meth:`record`: an entry that is not well-formed, a
         read-only log, a closed one (``ClosedError``).
         """
-        self._check_recordable(action, target, principal, outcome, details)
+        copied = self._check_recordable(action, target, principal, outcome, details)
         if self._path is None or not _on_a_running_loop():
             self.record(action, target, principal=principal, outcome=outcome, details=details)
             return
@@ -286,7 +286,9 @@ class AuditLog(OneConnection):
                 raise ClosedError(
                     f"the audit log {self._path!r} is closed: nothing more can be recorded"
                 )
-            queued = _Queued(action, target, principal, outcome, details, datetime.now(UTC))
+            # the copy, not the caller's mapping: changing it after this call returned
+            # must not change the entry the writer records later
+            queued = _Queued(action, target, principal, outcome, copied, datetime.now(UTC))
             self._queued.append(queued)
             if self._writer is not None:
                 return

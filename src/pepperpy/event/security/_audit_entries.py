@@ -120,8 +120,12 @@ def check_entry(
     principal: object,
     outcome: object,
     details: object,
-) -> None:
-    """Refuse, before anything is written, an entry no reader could decode."""
+) -> dict[str, Any] | None:
+    """Refuse, before anything is written, an entry no reader could decode.
+
+    Returns the details as the entry will hold them: a copy in plain JSON values (the
+    same JSON text), independent of the caller's mapping, which may change afterwards.
+    """
     for name, value in (("action", action), ("target", target), ("outcome", outcome)):
         if not isinstance(value, str):
             raise TypeError(f"audit {name} must be a str, got {type(value).__name__}")
@@ -130,10 +134,11 @@ def check_entry(
     if details is not None and not isinstance(details, Mapping):
         raise TypeError(f"audit details must be a mapping, got {type(details).__name__}")
     if details:
-        _check_details(details)
+        return _check_details(details)
+    return None
 
 
-def _check_details(details: Mapping[str, Any]) -> None:
+def _check_details(details: Mapping[str, Any]) -> dict[str, Any]:
     """Refuse details the entry's JSON cannot hold as given: a value orjson cannot
     encode, or a NaN or infinity, which it would write as ``null`` (the entry recorded,
     and verified, would then hold something other than what was given).
@@ -150,6 +155,8 @@ def _check_details(details: Mapping[str, Any]) -> None:
             _refuse_non_finite(dict(details))
         except SerializationError as exc:
             raise SerializationError(f"audit details: {exc}; nothing was recorded") from None
+    copied: dict[str, Any] = orjson.loads(encoded)
+    return copied
 
 
 def is_hex(value: object, digits: int) -> TypeGuard[str]:
