@@ -29,7 +29,7 @@ from ._node_base import (
     key_path,
 )
 from ._node_scalars import AnyNode
-from ._node_values import equality_key, json_key, lists
+from ._node_values import equality_key, json_key, lists, lone_surrogate
 
 __all__ = [
     "DictNode",
@@ -177,7 +177,10 @@ class DictNode(Node):
         ok = True
         for key, item in value.items():
             where = key_path(path, key)
-            converted_key = self.key.check(key, where, problems)
+            if key.__class__ is str and not key.isascii() and _bad_key(key, where, problems):
+                converted_key = INVALID
+            else:
+                converted_key = self.key.check(key, where, problems)
             converted = self.value.check(item, where, problems)
             if converted_key is INVALID or converted is INVALID:
                 ok = False
@@ -284,8 +287,9 @@ class ObjectNode(Node):
                 )
                 ok = False
             elif self.patterns and (matched := self._matching(key)):
+                bad_key = not key.isascii() and _bad_key(key, where, problems)
                 converted = _all_of(matched, value[key], where, problems)
-                if converted is INVALID:
+                if converted is INVALID or bad_key:
                     ok = False
                 else:
                     out[key] = converted
@@ -297,9 +301,10 @@ class ObjectNode(Node):
                 )
                 ok = False
             elif self.extra == "allow":
+                bad_key = not key.isascii() and _bad_key(key, where, problems)
                 node = self.extra_node or AnyNode()
                 converted = node.check(value[key], where, problems)
-                if converted is INVALID:
+                if converted is INVALID or bad_key:
                     ok = False
                 else:
                     out[key] = converted
@@ -311,6 +316,16 @@ class ObjectNode(Node):
         (A backtracking pattern can take long on a hostile key: it is not run twice.)
         """
         return [node for regex, node in self.patterns if regex.search(key)]
+
+
+def _bad_key(key: str, where: str, problems: Problems) -> bool:
+    """True (after recording it) when object key ``key``, at ``where``, holds a lone
+    surrogate, which the event's JSON cannot hold."""
+    why = lone_surrogate(key)
+    if why is None:
+        return False
+    problems.append(ValidationProblem(where, "str key", describe(key), f"the object key {why}"))
+    return True
 
 
 def _all_of(nodes: list[Node], item: Any, where: str, problems: Problems) -> Any:
@@ -345,6 +360,10 @@ class UnionNode(Node):
             if len(shaped) == 1:
                 problems.extend(shaped[0][1])
                 return INVALID
+        if isinstance(value, str):  # no option takes text that is not Unicode: say so
+            surrogate = lone_surrogate(value)
+            if surrogate is not None:
+                return self.fail(value, path, problems, surrogate)
         return self.fail(value, path, problems)
 
 

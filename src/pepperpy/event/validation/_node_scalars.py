@@ -29,6 +29,8 @@ from ._node_values import (
     json_problem,
     json_text,
     lists,
+    lone_surrogate,
+    surrogate_issue,
 )
 
 __all__ = [
@@ -53,6 +55,9 @@ class AnyNode(Node):
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         problem = json_problem(value)
         if problem is not None:
+            surrogate = surrogate_issue(value, path)  # named at its own string or key
+            if surrogate is not None:
+                return self.fail(value, surrogate[0], problems, surrogate[1])
             return self.fail(value, path, problems, f"not representable as JSON: {problem}")
         return value
 
@@ -192,6 +197,10 @@ class StrNode(Node):
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         if isinstance(value, str):
             text = value
+            if not text.isascii():  # the usual case costs only this
+                surrogate = lone_surrogate(text)
+                if surrogate is not None:
+                    return self.fail(value, path, problems, surrogate)
         elif self.json_text and isinstance(value, TEXT_ATOMS):
             text = json_text(value)
         else:

@@ -1,7 +1,8 @@
 """Event data as JSON sees it: what can travel, which values are equal, their text.
 
 The nodes judge converted values by the JSON the event will hold: integers in the 64-bit
-range, finite numbers, string keys (:func:`json_problem`); ``uniqueItems`` and ``enum``
+range, finite numbers, string keys, text without lone surrogates (:func:`json_problem`,
+:func:`json_issue`, :func:`lone_surrogate`); ``uniqueItems`` and ``enum``
 equality (:func:`json_key`, :func:`equality_key`); a datetime, date or UUID as its JSON
 string (:data:`TEXT_ATOMS`, :func:`json_text`); ``multipleOf`` in exact decimal
 arithmetic (:func:`decimal_ratio`, :func:`is_multiple`).
@@ -19,6 +20,7 @@ from typing import Any
 from .._errors import SerializationError
 from .._frozen import freeze
 from .._json import dumps
+from ._node_base import join_path, key_path
 
 __all__ = [
     "INT_MAX",
@@ -27,10 +29,13 @@ __all__ = [
     "decimal_ratio",
     "equality_key",
     "is_multiple",
+    "json_issue",
     "json_key",
     "json_problem",
     "json_text",
     "lists",
+    "lone_surrogate",
+    "surrogate_issue",
 ]
 
 
@@ -52,13 +57,37 @@ def json_text(value: Any) -> str:
     return dumps(value)[1:-1].decode()
 
 
+def lone_surrogate(text: str) -> str | None:
+    """Why ``text`` is no sequence of Unicode scalar values, or None when it is one.
+
+    A lone surrogate (``"\\ud800"``, as ``surrogateescape`` leaves in a file name) is no
+    character: UTF-8, and so the event's JSON, cannot hold it, and the event would fail
+    only when it is stored or published. ASCII text, the usual case, costs one
+    ``isascii()``; other text one encoding.
+    """
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"contains a lone surrogate ({text[exc.start]!r} at index {exc.start}), "
+            "which is not valid UTF-8"
+        )
+    return None
+
+
 def json_problem(value: Any) -> str | None:
     """Why ``value`` cannot travel as event data (JSON), or None when it can."""
     stack = [value]
     while stack:
         item = stack.pop()
         cls = item.__class__
-        if cls is str or cls is bool or item is None:
+        if cls is str:
+            if item.isascii() or lone_surrogate(item) is None:
+                continue
+            return _surrogate_problem(value)
+        if cls is bool or item is None:
             continue
         if isinstance(item, int):
             if not INT_MIN <= item <= INT_MAX:
@@ -70,6 +99,8 @@ def json_problem(value: Any) -> str | None:
             for key, sub in item.items():
                 if not isinstance(key, str):
                     return f"object keys must be str, got {type(key).__name__}"
+                if not key.isascii() and lone_surrogate(key) is not None:
+                    return _surrogate_problem(value)
                 stack.append(sub)
         elif isinstance(item, list | tuple):
             stack.extend(item)
@@ -81,6 +112,58 @@ def json_problem(value: Any) -> str | None:
                 freeze(item)
             except SerializationError as exc:
                 return str(exc)
+    return None
+
+
+def json_issue(value: Any, path: str = "") -> tuple[str, str] | None:
+    """Like :func:`json_problem`, with the path (``value`` being at ``path``) of the part
+    at fault: a lone surrogate's string or key; ``path`` for the other problems."""
+    why = json_problem(value)
+    if why is None:
+        return None
+    return surrogate_issue(value, path) or (path, why)
+
+
+def surrogate_issue(value: Any, path: str = "") -> tuple[str, str] | None:
+    """The path (``value`` being at ``path``) and problem of the first lone surrogate in
+    ``value``'s strings and keys, or None when it holds none."""
+    found = _first_surrogate(value, path)
+    if found is None:
+        return None
+    where, what, reason = found
+    return where, f"the {what} {reason}"
+
+
+def _surrogate_problem(value: Any) -> str:
+    """:func:`json_problem`'s message for the lone surrogate it found in ``value``."""
+    found = _first_surrogate(value, "")
+    if found is None:  # pragma: no cover - json_problem saw one
+        return "contains a lone surrogate, which is not valid UTF-8"
+    where, what, reason = found
+    return f"the {what}{f' at {where}' if where else ''} {reason}"
+
+
+def _first_surrogate(value: Any, path: str) -> tuple[str, str, str] | None:
+    """Where, in what (``"str"`` or ``"object key"``) and why ``value`` (at ``path``) first
+    holds a lone surrogate. :func:`json_problem` keeps no paths, so that valid data costs
+    none: this second look runs once it found one."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            why = lone_surrogate(item)
+            if why is not None:
+                return where, "str", why
+        elif isinstance(item, Mapping):
+            for key, sub in reversed(list(item.items())):
+                inner = key_path(where, key)
+                why = lone_surrogate(key) if isinstance(key, str) else None
+                if why is not None:
+                    return inner, "object key", why
+                stack.append((sub, inner))
+        elif isinstance(item, list | tuple):
+            items = list(enumerate(item))
+            stack.extend((sub, join_path(where, index)) for index, sub in reversed(items))
     return None
 
 

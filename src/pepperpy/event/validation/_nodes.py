@@ -59,10 +59,13 @@ from ._node_values import (
     decimal_ratio,
     equality_key,
     is_multiple,
+    json_issue,
     json_key,
     json_problem,
     json_text,
     lists,
+    lone_surrogate,
+    surrogate_issue,
 )
 
 __all__ = [
@@ -102,12 +105,15 @@ __all__ = [
     "equality_key",
     "is_multiple",
     "join_path",
+    "json_issue",
     "json_key",
     "json_problem",
     "json_text",
     "key_path",
     "length_problem",
     "lists",
+    "lone_surrogate",
+    "surrogate_issue",
     "walk",
 ]
 

@@ -36,11 +36,14 @@ from ._nodes import (
     contains,
     describe,
     enable_coercion,
+    json_issue,
     json_problem,
     lists,
+    surrogate_issue,
 )
 from ._python_schema import from_python_type
 from ._python_schema import is_pydantic_model as _is_pydantic
+from ._text_check import text_look, unencodable
 
 __all__ = ["EventValidator"]
 
@@ -70,6 +73,7 @@ class _Compiled:
         self.hook: Callable[[type, Any], Any] | None = None
         self.freeze: Callable[[Any], Any] = freeze_output
         self.any_inside = self.tuple_inside = False
+        self.look_for_text: Callable[[Any], Any] | None = None
         #: whether output must be measured against MAX_DEPTH (the schema does not bound it)
         self.unbounded = True
         if self.pydantic:
@@ -102,6 +106,10 @@ class _Compiled:
         self.any_inside = contains(self.node, AnyNode)
         # msgspec gives (and to_builtins keeps) tuples; data from the walk has lists
         self.tuple_inside = contains(self.node, TupleNode)
+        # msgspec passes strings as they are, lone surrogates too: output that can hold
+        # text given by the caller is encoded once, in C, to look for one (_text_check);
+        # with Any inside, the input's walk before msgspec (_is_json) looks already
+        self.look_for_text = None if self.any_inside else text_look(self.node, msgspec)
         self._convert = msgspec.convert
         self._to_builtins = msgspec.to_builtins
         self._fast_error = msgspec.ValidationError
@@ -140,6 +148,11 @@ class _Compiled:
     def _check(self, data: Any) -> Any:
         converted = self._fast(data)
         if converted is not _MISSED:
+            if self.look_for_text is not None:  # inline: this runs for every event
+                try:
+                    self.look_for_text(converted)
+                except Exception:  # noqa: BLE001 - a lone surrogate msgspec passed
+                    return self._bounded(self.explain(data))  # the walk names it
             plain = self._to_builtins(converted, builtin_types=_KEEP)
             return self._bounded(lists(plain) if self.tuple_inside else plain)
         if self.pydantic:
@@ -168,6 +181,11 @@ class _Compiled:
         try:
             if converted is not _MISSED:  # C to_builtins + a schema-guided freeze beat a
                 # Python walk over the Structs (measured)
+                if self.look_for_text is not None:  # as in _check()
+                    try:
+                        self.look_for_text(converted)
+                    except Exception:  # noqa: BLE001
+                        return self.freeze(self._bounded(self.explain(data)))
                 plain = self._to_builtins(converted, builtin_types=_KEEP)
                 return self.freeze(self._bounded(plain))
             return self.freeze(self._check(data))
@@ -225,9 +243,12 @@ class _Compiled:
                             str(key), "no such field", describe(data[key]), "unexpected field"
                         )
                     )
-        why = json_problem(data)  # orjson would write NaN as null: refuse it here
-        if why is not None:
-            problems.append(ValidationProblem("", "JSON-representable data", describe(data), why))
+        issue = json_issue(data)  # orjson would write NaN as null: refuse it here
+        if issue is not None:
+            where, why = issue
+            problems.append(
+                ValidationProblem(where, "JSON-representable data", describe(data), why)
+            )
             raise ValidationError(problems, event_type=self.event_type)
         if nested_deeper(data, _PYDANTIC_DEPTH):  # not the parser's message, nor orjson's
             raise ValidationError([_too_deep_problem(pydantic=True)], event_type=self.event_type)
@@ -313,6 +334,17 @@ def _json_key(key: Any) -> str:
 
     plain = to_jsonable_python(key)
     return plain if isinstance(plain, str) else json.dumps(plain)
+
+
+def _refuse_surrogates(data: Any, event_type: str) -> None:
+    """Raise ValidationError naming where ``data`` (of an unknown type let through) holds
+    a lone surrogate: ``Event()`` takes one, and the event fails when stored or sent."""
+    if not unencodable(data):  # C; data it cannot tell about goes to the walk
+        return
+    found = surrogate_issue(data)
+    if found is not None:
+        problem = ValidationProblem(found[0], "JSON-representable data", describe(data), found[1])
+        raise ValidationError([problem], event_type=event_type)
 
 
 def _is_json(data: Any) -> bool:
@@ -548,6 +580,7 @@ class EventValidator:
     ) -> Event:
         compiled = self._compiled(event_type, version)
         if compiled is None:  # unknown type, let through: its data must still be JSON
+            _refuse_surrogates(data, event_type)
             try:
                 return Event(event_type, data, metadata, version=version or 1)
             except SerializationError as exc:
@@ -567,10 +600,10 @@ class EventValidator:
             if compiled.version == reached:
                 data = compiled.check(data)
         if compiled.version != reached:  # no schema at the version reached: JSON only
-            why = json_problem(data)
-            if why is not None:
+            found = json_issue(data)
+            if found is not None:
                 actual = describe(data)
-                issue = ValidationProblem("", "JSON-representable data", actual, why)
+                issue = ValidationProblem(found[0], "JSON-representable data", actual, found[1])
                 raise ValidationError([issue], event_type=event_type)
             return Event(event_type, data, metadata, version=reached)
         return Event(event_type, compiled.frozen(data), metadata, version=reached)
@@ -609,6 +642,7 @@ class EventValidator:
         """
         compiled = self._compiled(event_type, version)
         if compiled is None:
+            _refuse_surrogates(data, event_type)
             try:
                 freeze(data)  # what Event() checks in validate()
             except SerializationError as exc:
