@@ -94,8 +94,20 @@ class StreamEncryption:
         on_shredded: str = "redact",
         key_cache_ttl: float = 1.0,
     ) -> None:
+        if not isinstance(keyring, KeyRing):
+            raise TypeError(
+                f"keyring must be a KeyRing (KeyRing.generate(), KeyRing({{...}})), "
+                f"got {type(keyring).__name__}"
+            )
+        if key_store is not None and not isinstance(key_store, KeyStore):
+            raise TypeError(
+                "key_store must be a KeyStore (MemoryKeyStore(), SQLiteKeyStore(path), or "
+                f"your own subclass) or None, got {type(key_store).__name__}"
+            )
         if on_shredded not in ("redact", "error"):
-            raise ConfigurationError("on_shredded must be 'redact' or 'error'")
+            raise ConfigurationError(
+                f"on_shredded must be 'redact' or 'error', got {on_shredded!r}"
+            )
         key_cache_ttl = check_seconds(key_cache_ttl, "key_cache_ttl", zero=True)
         self.keyring = keyring
         self.key_store = key_store or MemoryKeyStore()
