@@ -248,6 +248,9 @@ class NotificationSystem:
             raise ValueError(f"group must match [A-Za-z0-9_-]+, got {group!r}")
         if any(existing is target for existing, _ in self._attached):
             return
+        if target._closed:  # refused before it is kept: nothing would ever come from it
+            kind = type(target).__name__
+            raise ClosedError(f"attach(): the {kind} is closed, no event would come from it")
         self._attached.append((target, group))
         for pattern, wrapped in self._registrations:
             _subscribe(target, group, pattern, wrapped)
