@@ -8,6 +8,7 @@ every stream, payload and the live tail. It also set no security headers.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ import pytest
 from pepperpy.event import Event, EventStore
 from pepperpy.event.cli._console import console_app
 
-from .conftest import start_command
+from .conftest import Cli, start_command
 
 SECURE = {"x-content-type-options": "nosniff", "content-security-policy": "frame-ancestors 'none'"}
 FOREIGN = [
@@ -189,3 +190,67 @@ def test_serve_on_all_interfaces_says_which_hosts_it_answers(tmp_path: Path) -> 
             process.kill()
             process.communicate()
     assert "--allow-host NAME" in err.splitlines()[0], err
+
+
+async def test_a_host_with_a_port_answers_that_port_only(store: EventStore) -> None:
+    """An entry with a port (Django and Starlette compare hosts port aside) never matched."""
+    allowed = ["Proxy.Test:8443", "[::2]:9000", "lan.test", "::3"]
+    async with _client(console_app(store, allowed_hosts=allowed)) as http:
+        for host in ("proxy.test:8443", "PROXY.TEST:08443", "[::2]:9000", "[0:0::2]:9000"):
+            assert (await http.get("/", headers={"Host": host})).status_code == 200, host
+        for host in ("lan.test", "lan.test:1", "[::3]", "[::3]:8080"):  # a name alone: any port
+            assert (await http.get("/", headers={"Host": host})).status_code == 200, host
+        refused = ("proxy.test", "proxy.test:8444", "[::2]", "[::2]:9001", "::2", "127.0.0.1")
+        for host in refused:
+            assert (await http.get("/", headers={"Host": host})).status_code == 421, host
+        error = (await http.get("/", headers={"Host": "proxy.test"})).json()["error"]
+        assert "open it as one of ::3, [::2]:9000, lan.test, proxy.test:8443 " in error, error
+
+
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        ("proxy:http", "the port must be a number from 1 to 65535, got 'http'"),
+        ("proxy:", "the port must be a number from 1 to 65535, got ''"),
+        ("proxy:0", "the port must be a number from 1 to 65535, got '0'"),
+        ("proxy:65536", "the port must be a number from 1 to 65535, got '65536'"),
+        ("[::1]8080", "an IPv6 address is written [address] or [address]:port"),
+        ("[::1", "an IPv6 address is written [address] or [address]:port"),
+        ("http://proxy:8080", "give a host name (with a port if you like), not a URL"),
+        ("*.example.com", "'*' stands alone, for any host"),
+        ("*:8080", "'*' stands alone, for any host"),
+        (":8080", "the host name before the port is missing"),
+    ],
+)
+async def test_a_malformed_allowed_host_is_refused(
+    store: EventStore, entry: str, says: str
+) -> None:
+    with pytest.raises(ValueError, match="^" + re.escape(says)):
+        console_app(store, allowed_hosts=[entry])
+
+
+def test_serve_allow_host_with_a_port(tmp_path: Path) -> None:
+    """serve --allow-host proxy:8080 was taken, and the console answered 421 to the proxy."""
+    hosts = ("--allow-host", "proxy.test:8443", "--allow-host", "lan.test")
+    with serving(tmp_path, *hosts) as port:
+        assert _get(port, "proxy.test:8443").status_code == 200
+        assert _get(port, "lan.test:8443").status_code == 200
+        assert _get(port, f"lan.test:{port}").status_code == 200
+        for host in ("proxy.test", f"proxy.test:{port}", "proxy.test:8444"):
+            answer = _get(port, host)
+            assert answer.status_code == 421, (host, answer.text)
+            assert "proxy.test:8443" in answer.json()["error"]
+
+
+def test_serve_refuses_a_malformed_allow_host(cli: Cli) -> None:
+    """A port that is no port, or a URL, was taken as a name that matches nothing."""
+    for entry, says in [
+        ("proxy:http", "--allow-host 'proxy:http': the port must be a number from 1 to 65535"),
+        ("http://proxy:8080", "--allow-host 'http://proxy:8080': give a host name"),
+    ]:
+        done = cli(
+            "serve", "--port", "0", "--store", "memory://", "--allow-host", entry, timeout=20
+        )
+        assert done.code == 1 and done.out == "", (entry, done.out, done.err)
+        assert done.err.startswith(f"pepperpy-event: error: {says}"), done.err
+        assert len(done.err.splitlines()) == 1, done.err

@@ -27,7 +27,7 @@ JSON API (what the pages use, and what scripts can use):
   ``lines`` events (default 20).
 
 Only requests whose ``Host`` header names an allowed host are answered (a 421
-otherwise), so a web page cannot rebind its own name to 127.0.0.1 and read the console
+otherwise; ``_hosts``), so a web page cannot rebind its own name to 127.0.0.1 and read the console
 (DNS rebinding); every response says ``X-Content-Type-Options: nosniff`` and
 ``Content-Security-Policy: frame-ancestors 'none'``.
 
@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import html
-import ipaddress
 import logging
 import re
 import time
@@ -54,12 +53,10 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import _json
 from .._errors import (
@@ -76,6 +73,8 @@ from ..store import EventStore, StoreSubscription
 from ..store.base import MINUTE, from_micros, to_micros
 from ._counts import stream_length
 from ._errors import scrub
+from ._hosts import LOOPBACK_HOSTS, HostCheck
+from ._hosts import allowed_hosts as parse_hosts
 from ._tail import last_events
 
 __all__ = ["LOOPBACK_HOSTS", "console_app"]
@@ -89,13 +88,6 @@ MAX_MINUTES = 24 * 60
 HEARTBEAT_SECONDS = 15.0
 _DECIMAL = re.compile(r"[0-9]{1,19}")
 _FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
-#: the host names a console on loopback answers to (and the default of console_app)
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-#: on every response: no MIME sniffing, no framing by another site (inline scripts stay allowed)
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"content-security-policy", b"frame-ancestors 'none'"),
-]
 
 
 class BadRequest(Exception):
@@ -227,72 +219,6 @@ def _stream_name(request: Request) -> str:
     return name
 
 
-def _host_key(name: str) -> str:
-    """A host name as compared: lower case; an IP address in its short form (``::1``)."""
-    name = name.strip().lower()
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]
-    try:
-        return ipaddress.ip_address(name).compressed
-    except ValueError:
-        return name
-
-
-def _host_of(header: str) -> str | None:
-    """The host of a ``Host`` header without its port (``[::1]:8080``: ``::1``), or None.
-
-    Not Starlette's ``TrustedHostMiddleware``: it answers a plain-text 400 and keeps the
-    brackets of an IPv6 literal (``[::1]``), so its allowed names would have to as well.
-    """
-    if header.startswith("["):
-        end = header.find("]")
-        host, port = header[1:end], header[end + 1 :]
-        if end < 0 or ":" not in host:
-            return None
-    else:
-        host, colon, number = header.partition(":")
-        port = colon + number
-    if not host or (port and not (port[0] == ":" and port[1:].isascii() and port[1:].isdigit())):
-        return None
-    return _host_key(host)
-
-
-class _HostCheck:
-    """ASGI middleware: answer only requests for one of ``allowed_hosts``; secure headers.
-
-    A web page can rebind its own name to 127.0.0.1 (DNS rebinding) and then read a
-    console on loopback as if it were its own site: the browser sends that name in
-    ``Host``, which is refused here with a 421. ``None`` allows any host.
-    """
-
-    def __init__(self, app: ASGIApp, allowed_hosts: frozenset[str] | None) -> None:
-        self.app = app
-        self.allowed_hosts = allowed_hosts
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def secured(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *SECURITY_HEADERS]
-            await send(message)
-
-        header = Headers(scope=scope).get("host")
-        allowed = self.allowed_hosts
-        if allowed is not None and (header is None or _host_of(header) not in allowed):
-            shown = "(none)" if header is None else repr(header[:100])
-            names = ", ".join(sorted(allowed))
-            error = (
-                f"this console does not answer to Host {shown}: open it as one of {names} "
-                "(serve --allow-host NAME adds a name)"
-            )
-            await JSONResponse({"error": error}, status_code=421)(scope, receive, secured)
-            return
-        await self.app(scope, receive, secured)
-
-
 def console_app(
     store: EventStore,
     *,
@@ -302,15 +228,15 @@ def console_app(
     """The console's ASGI application over an open ``store`` (the caller closes it).
 
     Requests must name one of ``allowed_hosts`` (default :data:`LOOPBACK_HOSTS`) in
-    their ``Host`` header, port aside; ``"*"`` among them turns the check off. Setting
+    their ``Host`` header: a name alone allows any port, ``name:port`` (``[::1]:8080``)
+    that port only (``_hosts``); ``"*"`` among them turns the check off (a malformed
+    entry is a ``ValueError``). Setting
     ``stopping`` ends every live tail, so a server shutting down need not wait for them
     (close the store only once the server has stopped: requests in flight still use it).
     """
     if stopping is None:
         stopping = asyncio.Event()  # never set: tails end with the store or the client
-    if allowed_hosts is None:
-        allowed_hosts = LOOPBACK_HOSTS
-    hosts = None if "*" in allowed_hosts else frozenset(map(_host_key, allowed_hosts))
+    hosts = parse_hosts(LOOPBACK_HOSTS if allowed_hosts is None else allowed_hosts)
     stats = _ActivityCache(store)
 
     async def api_streams(request: Request) -> Response:
@@ -430,7 +356,7 @@ def console_app(
         Route("/api/tail", _guarded(api_tail)),
         Route("/api/stats", _guarded(api_stats)),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(_HostCheck, allowed_hosts=hosts)])
+    return Starlette(routes=routes, middleware=[Middleware(HostCheck, allowed_hosts=hosts)])
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,23 +35,32 @@ __all__ = ["GRACEFUL_SECONDS", "address", "listen", "serve"]
     "--allow-host",
     "allow_hosts",
     multiple=True,
-    metavar="NAME",
-    help="Also answer requests for this host name (a proxy's, a LAN name); repeatable. "
-    "'*' answers any (turns off the DNS-rebinding check).",
+    metavar="NAME[:PORT]",
+    help="Also answer requests for this host name (a proxy's, a LAN name), on any port or "
+    "only PORT ([::1]:8080 for IPv6); repeatable. '*' answers any (turns off the "
+    "DNS-rebinding check).",
 )
 def serve(store: str, host: str, port: int, allow_hosts: tuple[str, ...]) -> None:
     """Serve a web console: browse streams and events, follow the log live (SSE).
 
-    Only requests for 127.0.0.1, localhost, ::1, --host or an --allow-host name are
-    answered (421 otherwise): a web page that rebinds its own name to this machine
-    cannot read the console.
+    Only requests for 127.0.0.1, localhost, ::1, --host (on any port) or an
+    --allow-host name (on its port if it gives one) are answered (421 otherwise): a web
+    page that rebinds its own name to this machine cannot read the console.
     """
     for name in allow_hosts:
         if not name.strip():  # an unset shell variable, say: it adds no name at all
             raise CommandError(f"--allow-host needs a host name (or '*' for any), got {name!r}")
     require("starlette", extra="web", feature="pepperpy-event serve")
     uvicorn = require("uvicorn", extra="web", feature="pepperpy-event serve")
-    from ._console import LOOPBACK_HOSTS, console_app
+    from ._console import console_app
+    from ._hosts import LOOPBACK_HOSTS, allowed_host
+
+    for name in allow_hosts:
+        if name.strip() != "*":
+            try:
+                allowed_host(name)
+            except ValueError as exc:
+                raise CommandError(f"--allow-host {name!r}: {exc}") from None
 
     if host.startswith("[") and host.endswith("]"):  # an IPv6 address as a URL writes it
         host = host[1:-1]
