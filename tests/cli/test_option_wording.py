@@ -108,3 +108,12 @@ def test_short_paths_cuts_only_long_paths() -> None:
     assert short_paths("at data[0][1]['k']: bad") == "at data[0][1]['k']: bad"
     cut = short_paths("at data" + "[0]" * 250 + "['a]']['b']: too deep")
     assert cut == "at data[0][0][0][...247 more...]['a]']['b']: too deep"
+
+
+def test_validate_names_a_malformed_type(cli: Cli, tmp_path: Path) -> None:
+    """validate 'a..b' '{}' said no schema is registered for it, not what is wrong."""
+    (tmp_path / "good.json").write_text(json.dumps({"type": "object"}))
+    for event_type, says in [("a..b", "two dots"), ("", "TYPE is empty"), ("a.*", "wildcard")]:
+        result = cli("validate", event_type, "{}", "--schema", "t1=good.json")
+        one_line_error(result, "TYPE " if event_type else "", says)
+        assert "no schema" not in result.err, result.err

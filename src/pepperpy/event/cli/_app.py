@@ -419,6 +419,8 @@ def validate(
 
     if (event_type is None) != (data is None):
         raise CommandError("give both TYPE and JSON, or neither (to check the store)")
+    if event_type is not None:  # else a malformed TYPE read as one without a schema
+        checked_name(event_type, "TYPE", "type")
     validator = build_validator(schemas, validator_spec)
     if event_type is not None and data is not None:
         payload = parse_json(data, "JSON data")
