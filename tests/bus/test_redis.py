@@ -459,6 +459,9 @@ def test_options_come_from_keywords_and_the_url() -> None:
         ("redis://h/0?socket_connect_timeout=inf", {}, "socket_connect_timeout .* finite"),
         ("redis://h/0?socket_timeout=1", {}, "socket_timeout .* must be at least 2 s"),
         ("redis://h/0?max_connections=0", {}, "max_connections .* must be at least 1"),
+        # True passed isinstance(int): a flag meaning "wait for 1 replica", unasked
+        ("redis://h/0", {"replicas": True}, "replicas must be an int >= 0, got True"),
+        ("redis://h/0", {"replicas": 1.0}, "replicas must be an int >= 0, got 1.0"),
     ],
 )
 def test_bad_options_raise_configuration_error(

@@ -60,7 +60,7 @@ class RedisOptions:
         _positive_int("max_deliveries", self.max_deliveries, upper=1_000_000)
         if self.maxlen is not None:
             _positive_int("maxlen", self.maxlen, upper=None)
-        if not isinstance(self.replicas, int) or self.replicas < 0:
+        if type(self.replicas) is not int or self.replicas < 0:  # True is no count
             raise ConfigurationError(f"replicas must be an int >= 0, got {self.replicas!r}")
         if self.trim_interval is not None:
             _positive_number("trim_interval", self.trim_interval)
