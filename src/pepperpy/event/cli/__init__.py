@@ -7,6 +7,10 @@ status 1; usage mistakes get click's usage message and status 2. Ctrl-C prints
 command quietly with status 141 (128 + SIGPIPE, what ``yes | head`` reports). A package
 that cannot be imported is one line too: a missing extra names its ``pip install``. Set
 ``PEPPERPY_EVENT_DEBUG=1`` to see the traceback of an unexpected error.
+
+What the library logs (a checkpoint it could not save, a store outage a subscription
+waits out) is one line on stderr too, ``pepperpy-event: warning: ...`` (``_logs``);
+``-v`` (on the group or any subcommand) adds tracebacks and INFO records.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Sequence
 from .._deps import require
 from .._errors import EventError
 from ._errors import CommandError, NotPrinted, OutputClosed, discard_stdout, scrub, short_paths
+from ._logs import logging_to_stderr
 
 __all__ = ["main"]
 
@@ -100,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``)."""
     debug = os.environ.get("PEPPERPY_EVENT_DEBUG", "") not in ("", "0")
     try:
-        _run(list(sys.argv[1:] if argv is None else argv))
+        with logging_to_stderr(verbosity=2 if debug else 0):
+            _run(list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
         _interrupted()
     except OutputClosed:

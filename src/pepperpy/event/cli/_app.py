@@ -48,6 +48,7 @@ from ._shell import (
     run,
     store_option,
     time_window,
+    verbose_everywhere,
     why_not_printed,
 )
 from ._tail import last_events
@@ -473,3 +474,4 @@ def bench(store: str, events: int, tasks: int | None, batch: int) -> None:
 
 app.add_command(serve)
 app.add_command(audit)
+verbose_everywhere(app)

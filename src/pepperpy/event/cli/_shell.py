@@ -27,6 +27,7 @@ from .._replay import parse_time
 from ..store import ANY, NO_STREAM, STREAM_EXISTS, EventStore
 from ..store.base import ExpectedVersion
 from ._errors import CommandError, OutputClosed, discard_stdout
+from ._logs import more_verbose
 from ._output import escaped
 from ._urls import normalized
 
@@ -47,6 +48,7 @@ __all__ = [
     "run",
     "store_option",
     "time_window",
+    "verbose_everywhere",
     "why_not_printed",
 ]
 
@@ -91,6 +93,30 @@ def filter_options(function: F) -> F:
     return click.option(
         "--streams", multiple=True, help="Only streams matching this pattern (repeatable)."
     )(function)
+
+
+def _verbose(context: click.Context, parameter: click.Parameter, count: int) -> None:
+    more_verbose(count)
+
+
+def verbose_everywhere(command: click.Command) -> None:
+    """Give ``command`` and every subcommand under it ``-v/--verbose`` (``_logs``).
+
+    On each, as with ``--store``: ``pepperpy-event -v tail -f`` and ``pepperpy-event tail
+    -f -v`` both work, and the counts add up.
+    """
+    command.params.append(
+        click.Option(
+            ["-v", "--verbose"],
+            count=True,
+            expose_value=False,
+            callback=_verbose,
+            help="Show the tracebacks of logged failures, and INFO messages (-vv: DEBUG too).",
+        )
+    )
+    if isinstance(command, click.Group):
+        for subcommand in command.commands.values():
+            verbose_everywhere(subcommand)
 
 
 def emit(line: str) -> None:
