@@ -409,9 +409,9 @@ async def test_data_no_broker_can_encode_is_refused_on_every_transport(
     got: list[Event] = []
     bus.subscribe("s.*")(got.append)
     async with asyncio.timeout(30), bus:
-        with pytest.raises(SerializationError, match="surrogates not allowed"):
+        with pytest.raises(SerializationError, match="holds a lone surrogate"):
             await bus.publish("s.x", data)
-        with pytest.raises(SerializationError, match="surrogates not allowed"):
+        with pytest.raises(SerializationError, match="holds a lone surrogate"):
             await bus.publish("nobody.listens", data)  # a broker encodes it all the same
         with pytest.raises(SerializationError, match="lone surrogate"):
             await bus.publish("s.x", 1, key="k\ud800")  # the key travels in metadata

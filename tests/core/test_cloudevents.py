@@ -623,7 +623,7 @@ def test_metadata_keys_that_are_not_str_are_refused_naming_the_key(
 def test_text_that_is_not_utf8_is_refused_by_to_cloudevent_as_by_to_json(data: Any) -> None:
     # to_cloudevent() returned such data as it was, in a dict no UTF-8 JSON can hold
     event = Event("a.b", data)
-    with pytest.raises(SerializationError, match="surrogates not allowed"):
+    with pytest.raises(SerializationError, match="holds a lone surrogate"):
         event.to_json()
-    with pytest.raises(SerializationError, match="surrogates not allowed"):
+    with pytest.raises(SerializationError, match="holds a lone surrogate"):
         event.to_cloudevent()

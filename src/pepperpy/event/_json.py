@@ -58,6 +58,8 @@ def dumps(value: Any) -> bytes:
         cause = exc.__cause__
         if isinstance(cause, SerializationError):
             raise cause from None
+        if "surrogates" in str(exc):
+            raise SerializationError(f"cannot encode as JSON: {_lone_surrogate(value)}") from exc
         if "tzinfo" not in str(exc) and "timezone" not in str(exc):
             raise SerializationError(f"cannot encode as JSON: {exc}") from exc
         # orjson refuses a ``time`` with a UTC offset, which RFC 3339 (full-time) and
@@ -130,6 +132,51 @@ def _refuse_non_finite(value: Any) -> None:
             path.pop()
         else:
             return
+
+
+def _lone_surrogate(value: Any) -> str:
+    """Say where the first str or key of ``value`` holding a lone surrogate is.
+
+    Only on the failure path (orjson said "surrogates not allowed"): UTF-8, so JSON text,
+    cannot hold one, and a message naming the place saves the caller a search. Walked
+    with a list, not the caller's stack, as :func:`_refuse_non_finite`.
+    """
+    stack: list[tuple[list[Any], Any]] = [([], value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, dict):
+            entries = list(item.items())
+            for key, inner in reversed(entries):
+                stack.append(([*path, key], inner))
+            for key, _ in entries:
+                if isinstance(key, str) and _unencodable(key):
+                    return _surrogate_message(key, path, "key")
+        elif isinstance(item, list | tuple):
+            stack.extend(
+                ([*path, index], inner) for index, inner in reversed(list(enumerate(item)))
+            )
+        elif isinstance(item, str) and _unencodable(item):
+            return _surrogate_message(item, path, "str")
+    return "a str is not valid UTF-8 (it holds a lone surrogate)"
+
+
+def _unencodable(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _surrogate_message(text: str, path: list[Any], what: str) -> str:
+    where = "".join(f"[{key!r}]" for key in path)
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    return (
+        f"{what} {shown!r}{' at ' + where if where else ''} holds a lone surrogate, "
+        "which UTF-8 (and so JSON text) cannot hold"
+    )
 
 
 #: every ASCII digit as "0", the rest as is: a run of 19 "0"s in the translated text is a

@@ -169,7 +169,10 @@ def _plain_batch(items: Sequence[dict[str, Any]], now: int) -> list[NewRecord]:
 def _encode_metadata(metadata: dict[Any, Any]) -> bytes:
     """Metadata as JSON, under the rules for data: what is stored reads back the same."""
     check_json(metadata, "metadata")
-    return _json.dumps(metadata)
+    try:
+        return _json.dumps(metadata)
+    except SerializationError as exc:  # say it is the metadata, not the data
+        raise SerializationError(f"metadata: {exc}") from exc
 
 
 def _held(encoded: bytes) -> bytes:
