@@ -1,8 +1,9 @@
-"""Read-only JSON containers: ``event.data`` is deep-frozen on construction.
+"""Deep-freezing: ``event.data`` is checked and made read-only on construction.
 
-``FrozenDict`` and ``FrozenList`` subclass ``dict`` and ``list`` so that they compare
-equal to plain containers, serialize natively with orjson and pass ``isinstance``
-checks, while every mutating method raises ``TypeError``.
+:func:`freeze` turns JSON-able data into :class:`FrozenDict`/:class:`FrozenList`
+(``_frozen_types.py``) and refuses what JSON cannot carry; :func:`freeze_parsed` does it
+for data decoded from JSON; the checks name where a bad value is. The copies that work
+at any depth of the caller's stack are in ``_copy.py``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import math
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum
-from typing import Any, NoReturn
+from typing import Any
 from uuid import UUID
 
+from ._copy import COPY_DEPTH, copy_nested, thaw
 from ._errors import SerializationError
+from ._frozen_types import FrozenDict, FrozenList
 
 __all__ = [
+    "COPY_DEPTH",
     "FrozenDict",
     "FrozenList",
     "check_json",
@@ -30,49 +34,6 @@ __all__ = [
     "too_deep",
     "too_deep_read",
 ]
-
-
-def _readonly(self: object, *args: object, **kwargs: object) -> NoReturn:
-    raise TypeError(f"{type(self).__name__} is read-only: event data cannot be modified")
-
-
-class FrozenDict(dict[str, Any]):
-    """A ``dict`` whose contents cannot change."""
-
-    __slots__ = ()
-    __setitem__ = __delitem__ = _readonly
-    clear = pop = popitem = setdefault = update = _readonly
-    __ior__ = _readonly
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (FrozenDict, (dict(self),))
-
-    def __copy__(self) -> FrozenDict:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenDict:
-        return self
-
-
-class FrozenList(list[Any]):
-    """A ``list`` whose contents cannot change."""
-
-    __slots__ = ()
-    __setitem__ = __delitem__ = _readonly
-    append = extend = insert = pop = remove = clear = sort = reverse = _readonly
-    __iadd__ = __imul__ = _readonly
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (FrozenList, (list(self),))
-
-    def __copy__(self) -> FrozenList:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenList:
-        return self
-
-    def __hash__(self) -> int:  # type: ignore[override]
-        raise TypeError("unhashable type: 'FrozenList'")
 
 
 #: JSON encoders (orjson, msgspec) carry signed and unsigned 64-bit integers, no more
@@ -472,104 +433,3 @@ def _at(exc: SerializationError, path: list[Any]) -> SerializationError:
     if message.startswith("at data"):
         return SerializationError(f"at data{steps}{message[len('at data') :]}")
     return SerializationError(f"at data{steps}: {message}")
-
-
-def thaw(value: Any) -> Any:
-    """Return a mutable deep copy of frozen ``value`` (plain dicts and lists)."""
-    try:
-        return _thaw(value)
-    except RecursionError:  # a caller deep in its stack: the same copy (see freeze_parsed)
-        return copy_nested(value, frozen=False)
-
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _thaw(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_thaw(item) for item in value]
-    return value
-
-
-_DONE: Any = object()
-#: what :func:`copy_nested` shares without a second look: JSON's scalars, freeze()'s atoms
-_LEAVES = frozenset({str, int, float, bool, type(None), datetime, date, time, UUID, bytes, Decimal})
-_CONTAINERS = (dict, list)
-#: deeper than anything acyclic the library holds or reads (orjson reads 1,024 levels)
-COPY_DEPTH = 10_000
-
-
-def copy_nested(
-    value: Any,
-    *,
-    frozen: bool,
-    keep: frozenset[type] = frozenset(),
-    what: str = "data",
-    deepest: int = COPY_DEPTH,
-) -> Any:
-    """``value`` with each dict and list in it, however deep, copied into a new one: a
-    :class:`FrozenDict` or :class:`FrozenList` if ``frozen``, else a plain one. Other
-    values, and containers of a type in ``keep``, are shared.
-
-    The walk keeps its own stack, as in :func:`freeze`, so it works at any depth of the
-    caller's stack. Data nested more than ``deepest`` levels deep (:data:`COPY_DEPTH`,
-    which only a reference cycle makes), raises :class:`SerializationError` (``what``
-    names it).
-    """
-    out: Any = []  # a box for the copy of ``value``, walked as its only item
-    items: Any = iter((value,))
-    keyed = False
-    #: the containers around ``out``, each with the rest of its items and the key of the
-    #: one being copied
-    stack: list[tuple[Any, Any, bool, Any]] = []
-    key: Any = None
-    while True:
-        if keyed:
-            for key, item in items:
-                cls = item.__class__
-                if cls in _LEAVES or (
-                    cls is not dict
-                    and cls is not list
-                    and (cls in keep or not isinstance(item, _CONTAINERS))
-                ):
-                    out[key] = item
-                else:
-                    break
-            else:
-                item = _DONE
-        else:
-            for item in items:
-                cls = item.__class__
-                if cls in _LEAVES or (
-                    cls is not dict
-                    and cls is not list
-                    and (cls in keep or not isinstance(item, _CONTAINERS))
-                ):
-                    out.append(item)
-                else:
-                    break
-            else:
-                item = _DONE
-        if item is not _DONE:  # copied first, then put in ``out`` (nothing comes between)
-            if len(stack) >= deepest:  # (the box is one)
-                raise SerializationError(
-                    f"{what} contains a reference cycle or is nested more than "
-                    f"{deepest} levels deep"
-                )
-            stack.append((out, items, keyed, key))
-            if isinstance(item, dict):
-                keyed = True
-                items = iter(item.items())
-                out = {}
-            else:
-                keyed = False
-                items = iter(item)
-                out = []
-            continue
-        if not stack:  # the box
-            return out[0]
-        done = out if not frozen else FrozenDict(out) if keyed else FrozenList(out)
-        out, items, keyed, key = stack.pop()
-        if keyed:
-            out[key] = done
-        else:
-            out.append(done)
