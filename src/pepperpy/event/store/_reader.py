@@ -12,7 +12,9 @@ that event again.
 A subscription rides out an outage of its backend (a lost connection, a server
 restarting): a read or wait failing with :class:`~pepperpy.event.StoreError` is tried
 again from the same position, with backoff, for up to ``retry_for`` seconds, the same
-rule on every backend. Only then is the error raised to the caller.
+rule on every backend (:class:`Outage`). Only then is the error raised to the caller.
+Closing the subscription (or its store) ends a read under way too: nothing of it was
+handed out, so abandoning it loses nothing.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Generator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import ClosedError, StoreError
 from .._event import Event
@@ -35,7 +37,9 @@ from .base import Row
 if TYPE_CHECKING:
     from .base import StoreBackend
 
-__all__ = ["EventReader", "RowFilter", "StoreSubscription"]
+__all__ = ["RETRY_FOR", "EventReader", "Outage", "RowFilter", "StoreSubscription"]
+
+T = TypeVar("T")
 
 #: fetch(cursor, page_size) -> (rows, next cursor or None at the end); a cursor of None
 #: means "the natural start"
@@ -55,6 +59,52 @@ _BACKOFF = RetryPolicy.exponential(max_attempts=2, base_delay=0.1, max_delay=1.0
 RETRY_FOR = 60.0
 
 logger = logging.getLogger("pepperpy.event.store")
+
+
+class Outage:
+    """The clock of an outage being ridden out: tries again, with backoff, for up to
+    ``retry_for`` seconds (None: no limit) after the first failure.
+
+    The rule: 0.1 s after the first failed try, then about twice as long each time, up
+    to 1 s.
+    """
+
+    __slots__ = ("failures", "retry_for", "since")
+
+    def __init__(self, retry_for: float | None) -> None:
+        self.retry_for = retry_for
+        #: when the outage under way began (``time.monotonic()``), and its failed tries
+        self.since: float | None = None
+        self.failures = 0
+
+    @property
+    def plan(self) -> str:
+        """How long it goes on trying, for a log line: "for up to 60 s"."""
+        bound = self.retry_for
+        return "until it works" if bound is None else f"for up to {bound:g} s"
+
+    def failed(self, began: float) -> float | None:
+        """Count a failed try, begun at ``began`` (the outage's start if it is the first):
+        the seconds to wait before the next one, or None once ``retry_for`` has passed
+        (then :meth:`end` the outage, for its numbers)."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since, self.failures = began, 0
+        self.failures += 1
+        bound = self.retry_for
+        if bound is not None and now - self.since >= bound:
+            return None
+        pause = _BACKOFF.delay(self.failures)
+        return pause if bound is None else min(pause, self.since + bound - now)
+
+    def end(self) -> tuple[float, str] | None:
+        """End the outage under way: how long it lasted and its failed tries ("3 failed
+        tries"), or None if there was none. The next failure starts a new one."""
+        if self.since is None:
+            return None
+        ended = time.monotonic() - self.since, _tries(self.failures)
+        self.since, self.failures = None, 0
+        return ended
 
 
 class RowFilter:
@@ -261,10 +311,7 @@ class StoreSubscription:
         self._index = 0
         self._page_end = from_position
         self._caught_up = False
-        self._retry_for = retry_for
-        #: when the current outage began (``time.monotonic()``), and its failed tries
-        self._failing_since: float | None = None
-        self._failures = 0
+        self._outage = Outage(retry_for)
         #: woken by aclose() and by the store's close(), which may run on another loop
         self._stops = LoopWaiters()
 
@@ -291,16 +338,19 @@ class StoreSubscription:
             tried = time.monotonic()
             try:
                 if self._caught_up:
-                    await self._wait_live()
+                    await self._unless_stopped(self._backend.wait(self.position))
                     self._caught_up = False
                     continue
-                page = await self._backend.read_all(self.position, _ITERATE_PAGE)
+                read = self._backend.read_all(self.position, _ITERATE_PAGE)
+                page = await self._unless_stopped(read)
             except (ClosedError, StoreError) as exc:
                 # a failed read counts from when it began (it may have waited long for a
                 # connection), a failed wait from its end (it may have waited long for news)
                 began = time.monotonic() if self._caught_up else tried
                 await self._failed(exc, began)  # raises, or returns when it is time to try again
                 continue
+            if page is None:
+                continue  # stopped: the loop ends at its top
             self._recovered()
             rows = page.rows
             if self._accept is not None:
@@ -324,31 +374,23 @@ class StoreSubscription:
             raise StopAsyncIteration from None
         if isinstance(error, ClosedError):
             raise error
-        now = time.monotonic()
-        if self._failing_since is None:
-            self._failing_since, self._failures = began, 0
-        self._failures += 1
-        elapsed = now - self._failing_since
-        bound = self._retry_for
-        if bound is not None and elapsed >= bound:
-            tries = self._failures
-            self._failing_since, self._failures = None, 0  # iterating again starts afresh
+        outage = self._outage
+        pause = outage.failed(began)
+        if pause is None:
+            elapsed, tries = outage.end() or (0.0, "")  # iterating again starts afresh
             raise StoreError(
                 f"subscription at global position {self.position}: the store could not be "
-                f"read for {elapsed:.1f} s ({_tries(tries)}, retry_for={bound:g}): {error}; "
-                "nothing was skipped: iterate the subscription again, or subscribe again "
-                f"with from_position={self.position}, to resume"
+                f"read for {elapsed:.1f} s ({tries}, retry_for={outage.retry_for:g}): "
+                f"{error}; nothing was skipped: iterate the subscription again, or "
+                f"subscribe again with from_position={self.position}, to resume"
             ) from error
-        if self._failures == 1:
+        if outage.failures == 1:
             logger.warning(
                 "subscription at global position %d: %s; trying again %s",
                 self.position,
                 error,
-                "until it works" if bound is None else f"for up to {bound:g} s",
+                outage.plan,
             )
-        pause = _BACKOFF.delay(self._failures)
-        if bound is not None:
-            pause = min(pause, self._failing_since + bound - now)
         stop = self._stops.register()
         if self.closed:
             return
@@ -358,35 +400,46 @@ class StoreSubscription:
 
     def _recovered(self) -> None:
         """A read worked: an outage under way is over."""
-        if self._failing_since is None:
-            return
-        logger.info(
-            "subscription at global position %d: the store can be read again, after %.1f s and %s",
-            self.position,
-            time.monotonic() - self._failing_since,
-            _tries(self._failures),
-        )
-        self._failing_since, self._failures = None, 0
+        ended = self._outage.end()
+        if ended is not None:
+            logger.info(
+                "subscription at global position %d: the store can be read again, "
+                "after %.1f s and %s",
+                self.position,
+                *ended,
+            )
 
-    async def _wait_live(self) -> None:
-        """Wait for an append past ``position``, or for :meth:`aclose`."""
+    async def _unless_stopped(self, work: Coroutine[Any, Any, T]) -> T | None:
+        """Run ``work`` (a read, or a wait for live appends) until it is done or the
+        subscription is stopped (:meth:`aclose`, the store's close): then None.
+
+        A read abandoned this way is cancelled (the backend cuts a connection off rather
+        than wait for an answer that a partition may hold back for ``command_timeout``)
+        and awaited, so nothing of it is left running or unread. Its error, if it fails
+        as the subscription stops, is dropped: the iteration ends all the same.
+        """
         stop = self._stops.register()
         if self.closed:
-            return
-        waiter = asyncio.ensure_future(self._backend.wait(self.position))
+            work.close()
+            return None
+        worker = asyncio.ensure_future(work)
         stopper = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.wait((waiter, stopper), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((worker, stopper), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if not waiter.get_loop().is_closed():  # else this runs as it is collected
-                for task in (waiter, stopper):
+            if not worker.get_loop().is_closed():  # else this runs as it is collected
+                for task in (worker, stopper):
                     if not task.done():
                         task.cancel()
-                await asyncio.gather(waiter, stopper, return_exceptions=True)
-        if waiter.done() and not waiter.cancelled():
-            error = waiter.exception()
-            if error is not None and not self.closed:
-                raise error
+                await asyncio.gather(worker, stopper, return_exceptions=True)
+        if not worker.done() or worker.cancelled():
+            return None
+        error = worker.exception()
+        if error is None:
+            return worker.result()
+        if self.closed:
+            return None
+        raise error
 
     async def aclose(self) -> None:
         """Stop the subscription; a pending ``async for`` ends."""
