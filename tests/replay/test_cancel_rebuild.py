@@ -24,7 +24,8 @@ from pepperpy.event import (
     Projection,
     StoreError,
 )
-from pepperpy.event._checkpoints import _sqlite_delete, sqlite_path
+from pepperpy.event._checkpoints import sqlite_path
+from pepperpy.event._checkpoints_sqlite import _sqlite_delete
 from tests.replay.observed import ObservedCheckpoints
 
 EVENTS = 10

@@ -24,7 +24,8 @@ from pepperpy.event import (
     MemoryCheckpointStore,
     Projection,
 )
-from pepperpy.event._checkpoints import _sqlite_save, sqlite_path
+from pepperpy.event._checkpoints import sqlite_path
+from pepperpy.event._checkpoints_sqlite import _sqlite_save
 from pepperpy.event._loops import settled
 from tests.replay.observed import ObservedCheckpoints
 

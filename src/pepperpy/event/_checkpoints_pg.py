@@ -1,0 +1,430 @@
+"""The PostgreSQL checkpoint store: its own ``asyncpg`` connection to the event store's
+database, with the event store's bounded attempts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import weakref
+from collections.abc import Awaitable, Callable
+from contextvars import Context
+from typing import Any, TypeVar
+
+from . import _json
+from ._checkpoint_base import TABLE, Checkpoint, CheckpointStore, _conflict, _encode_state, logger
+from ._deps import require
+from ._errors import StoreError
+from ._loops import LoopShares, warn_dropped
+from .store._pg_attempts import Attempts, Failed
+from .store._pg_connect import cut
+from .store.base import redact_url
+from .store.postgres import (
+    Progress,
+    Watchdog,
+    parse_options,
+    schema_change,
+    shielded_connect,
+    tune_socket,
+)
+
+__all__ = ["PostgresCheckpointStore", "opened_by"]
+
+T = TypeVar("T")
+
+
+class _OnLoop:
+    """A PostgreSQL checkpoint store's connection on one event loop.
+
+    asyncpg connections work on the loop that opened them only. ``keeper`` is a task
+    that only waits: ``asyncio.run`` cancels it when its loop shuts down, and it then
+    drops the connection while the loop can still close the socket.
+    """
+
+    __slots__ = ("connection", "keeper", "lock", "loop", "openings")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = asyncio.Lock()
+        self.connection: Any = None
+        self.keeper: asyncio.Task[None] | None = None
+        #: connections being opened (see :func:`~pepperpy.event.store.postgres.shielded_connect`)
+        self.openings: set[asyncio.Future[Any]] = set()
+
+    def forget(self, connection: Any) -> None:
+        """Forget ``connection`` if it is still this loop's, and cut it off."""
+        if self.connection is connection:
+            self.connection = None
+        cut(connection)
+
+    def abandon(self) -> None:
+        """Drop the connection without awaiting anything (its loop ended, or is ending).
+
+        Best effort: on a closed loop the socket can no longer be closed cleanly.
+        """
+        connection, self.connection = self.connection, None
+        keeper, self.keeper = self.keeper, None
+        if keeper is not None and self.loop.is_closed():  # it will never run again
+            _KEEPERS.discard(keeper)
+        for task in (keeper, *self.openings):
+            if task is not None and not task.done():
+                with contextlib.suppress(RuntimeError):
+                    task.cancel()
+        if connection is not None:
+            cut(connection)
+
+
+class PostgresCheckpointStore(CheckpointStore):
+    """Checkpoints in a table of a PostgreSQL database, via its own asyncpg connection.
+
+    One connection per event loop using the store, opened on first use there: the store
+    keeps working after ``asyncio.run`` ends (the ended loop's connection is dropped as
+    the loop shuts down) and from loops in other threads. Statements on one loop take
+    turns on its connection.
+
+    The event store's URL options apply: each statement waits at most
+    ``command_timeout`` seconds for the server, then its connection is cut off as lost;
+    connecting takes at most ``connect_timeout``. A connection that was lost (the server
+    terminated its backend or restarted, a partition) is dropped, and the next statement
+    opens a new one. A call that finds its connection lost is tried once more on a new
+    one at once if nothing can have been written: a ``load``, the table setup of a
+    loop's first call, or a ``save`` or ``delete`` whose statement asyncpg never sent
+    (told as the event store tells a ``COMMIT`` never sent, by
+    :class:`~pepperpy.event.store.postgres.Progress`). A ``save`` or ``delete`` whose
+    statement was sent is not: it may have committed, so it fails with
+    :class:`StoreError` saying the outcome is unknown (``written`` None), and the caller
+    decides (a replay or projection loads the checkpoint again to see). A failure whose
+    statement was never sent, or was answered with the server's error (autocommit rolled
+    it back), says ``written`` False.
+
+    The URL's ``?schema=name`` puts the table in that schema, as it does the event
+    store's. The table is created on first use under the event store's schema lock
+    (:func:`~pepperpy.event.store.postgres.schema_change`), so stores opened at once in
+    several processes on a fresh database do not collide in PostgreSQL's catalog.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        # a bad port or host list is refused here, before connecting; like the event
+        # store, ?schema=name keeps the table in that PostgreSQL schema
+        self._dsn, self.options = parse_options(url)
+        self.schema = self.options.schema
+        self._settings = {} if self.schema is None else {"search_path": self.schema}
+        self._loops: LoopShares[_OnLoop] = LoopShares(_OnLoop)
+        #: the bounded attempts on asyncpg (see :meth:`_attempts`)
+        self._driver: Attempts | None = None
+        #: its repr, and what opened it (see :func:`opened_by`), for the warning given if
+        #: it is dropped with connections open (as text: the finalizer cannot reach it)
+        self._label = [repr(self), ""]
+        weakref.finalize(self, _dropped, self._loops, self._label).atexit = False
+
+    def __repr__(self) -> str:
+        return f"PostgresCheckpointStore({redact_url(self.url)!r})"
+
+    #: what a failure to open a connection (and set the table up on it) says first
+    _cannot_open = "cannot open PostgreSQL checkpoint store"
+
+    def _attempts(self) -> Attempts:
+        """The bounded attempts on asyncpg (shared with the event store), made on first
+        use: asyncpg is imported then."""
+        if self._driver is None:
+            asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
+            self._driver = Attempts(asyncpg, self.options, logger)
+        return self._driver
+
+    async def _run(self, work: Callable[[Any, Progress], Awaitable[T]], *, write: str = "") -> T:
+        """Run ``work(connection, progress)`` on this loop's connection, bounded, and
+        done once more where that is safe (:meth:`Attempts.run`); driver errors become
+        :class:`StoreError`.
+
+        A write sends its statement under ``progress.commit()``. A lost connection, or
+        one that did not answer within ``command_timeout``, is cut off (the next
+        statement opens a new one), and if nothing can have been written (a read, or a
+        write whose statement asyncpg never sent) the work is done once more on a new
+        connection right away. ``write`` names what a write was doing: if its statement
+        may have been sent, whether that happened is unknown, and the error says so. A
+        caller cancelled mid-statement has the connection cut off, so that takes effect
+        at once (asyncpg would otherwise wait for a cancel request first).
+        """
+
+        def failure(failed: Failed) -> StoreError:
+            if failed.unknown and write:
+                error = StoreError(
+                    f"PostgreSQL checkpoint store: {failed.how} while it was {write}, so "
+                    f"whether that happened is unknown ({failed.reason}); load the "
+                    "checkpoint to see"
+                )
+            else:
+                error = StoreError(f"PostgreSQL checkpoint store failed: {failed.reason}")
+            error.written = failed.written  # None only if its statement may have committed
+            return error
+
+        return await self._attempts().run(
+            work, _Turns(self), what="PostgreSQL checkpoint store", failure=failure
+        )
+
+    async def _open(self, on: _OnLoop) -> Any:
+        """A new connection for this loop, with the table set up on it.
+
+        If the connection breaks, or stays silent past ``command_timeout``, during the
+        setup (a restart, a failover, ``pg_terminate_backend``), the setup is done once
+        more on a new connection, as the event store does its own
+        (:meth:`Attempts.set_up`): creating the table if it is missing is safe to repeat.
+        """
+        where = redact_url(self.url)
+        return await self._attempts().set_up(
+            functools.partial(_set_up, schema=self.schema),
+            _Openings(self, on),
+            what="PostgreSQL checkpoint store setup",
+            failure=lambda reason: StoreError(f"{self._cannot_open} at {where}: {reason}"),
+        )
+
+    async def load(self, name: str) -> Checkpoint | None:
+        row = await self._run(
+            lambda connection, _: connection.fetchrow(
+                f"SELECT position, state::text AS state, updated_at FROM {TABLE} WHERE name = $1",
+                name,
+            )
+        )
+        if row is None:
+            return None
+        state = row["state"]
+        return Checkpoint(
+            name, row["position"], None if state is None else _json.loads(state), row["updated_at"]
+        )
+
+    async def save(
+        self, name: str, position: int, state: Any = None, *, previous: int | None
+    ) -> None:
+        text = None if state is None else _encode_state(state).decode()
+
+        async def compare_and_set(connection: Any, progress: Progress) -> tuple[bool, int | None]:
+            with progress.commit():
+                if previous is None:
+                    status = await connection.execute(
+                        f"INSERT INTO {TABLE} (name, position, state, updated_at) "
+                        "VALUES ($1, $2, $3::jsonb, now()) ON CONFLICT (name) DO NOTHING",
+                        name,
+                        position,
+                        text,
+                    )
+                else:
+                    status = await connection.execute(
+                        f"UPDATE {TABLE} SET position = $2, state = $3::jsonb, "
+                        "updated_at = now() WHERE name = $1 AND position = $4",
+                        name,
+                        position,
+                        text,
+                        previous,
+                    )
+            if status.endswith(" 1"):
+                return True, None
+            progress.committing = False  # it changed nothing: what follows only reads
+            actual = await connection.fetchval(
+                f"SELECT position FROM {TABLE} WHERE name = $1", name
+            )
+            return False, actual
+
+        saved, actual = await self._run(
+            compare_and_set, write=f"saving checkpoint {name!r} at position {position}"
+        )
+        if not saved:
+            raise _conflict(name, previous, actual)
+
+    async def delete(self, name: str) -> bool:
+        async def delete(connection: Any, progress: Progress) -> str:
+            with progress.commit():
+                status: str = await connection.execute(f"DELETE FROM {TABLE} WHERE name = $1", name)
+            return status
+
+        status = await self._run(delete, write=f"deleting checkpoint {name!r}")
+        return bool(status.endswith(" 1"))
+
+    async def close(self) -> None:
+        """Close this loop's connection; drop those of other loops (threadsafe).
+
+        Bounded: a statement under way may finish first (a save is not cut off unseen)
+        and the server may say goodbye, within ``options.close_timeout`` seconds (10, or
+        ``command_timeout`` if smaller) altogether; past that, or on a failure, the
+        connection is cut off (a save still under way then says its outcome is unknown).
+        A connection still being opened for a cancelled caller is waited for too, within
+        the same bound (it is cut off once open). Never raises for a connection that
+        cannot close; cancelled, it cuts it off at once. The store stays usable: its next
+        statement opens a connection again.
+        """
+        here = asyncio.get_running_loop()
+        with self._loops.lock:
+            shares = self._loops.take_all()
+        mine = None
+        for on in shares:
+            if on.loop is here:
+                mine = on
+                continue
+            try:  # dropped on its own loop, which closes the socket properly
+                on.loop.call_soon_threadsafe(on.abandon)
+            except RuntimeError:  # that loop is closed
+                on.abandon()
+        if mine is None:
+            return
+        keeper, mine.keeper = mine.keeper, None
+        if keeper is not None:
+            keeper.cancel()
+        try:
+            async with asyncio.timeout(self.options.close_timeout):
+                async with mine.lock:
+                    if mine.connection is not None:
+                        await mine.connection.close()
+                if mine.openings:  # callers gave up on them: each is cut off once open
+                    await asyncio.wait(set(mine.openings))
+        except Exception:  # it did not close in time, or failed to: cut off below
+            pass
+        finally:
+            connection, mine.connection = mine.connection, None
+            if connection is not None and not connection.is_closed():
+                connection.terminate()
+
+
+#: keepers under way: a task that only waits is otherwise referenced by its store alone,
+#: and a store dropped without close() would take it along, destroyed while pending
+_KEEPERS: set[asyncio.Task[None]] = set()
+
+
+def _start_keeper(loops: LoopShares[_OnLoop], on: _OnLoop) -> asyncio.Task[None]:
+    """Start ``on``'s keeper on the running loop; it holds ``loops``, not the store.
+
+    It runs in a context of its own: a copy of the caller's would keep whatever its
+    context variables hold for as long as the loop runs.
+    """
+    keeper = asyncio.get_running_loop().create_task(_keep(loops, on), context=Context())
+    _KEEPERS.add(keeper)
+    keeper.add_done_callback(_KEEPERS.discard)
+    return keeper
+
+
+async def _keep(loops: LoopShares[_OnLoop], on: _OnLoop) -> None:
+    """Wait until cancelled: by ``close()``, by the loop shutting down, or by the store
+    being dropped; then drop the connection (unless ``close()`` is closing it)."""
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        with loops.lock:
+            if on.keeper is asyncio.current_task():
+                on.keeper = None
+                loops.leave(on)
+        raise
+
+
+def _dropped(loops: LoopShares[_OnLoop], label: list[str]) -> None:
+    """A store was collected without ``close()``: drop its connections, and say so."""
+    with loops.lock:
+        shares = loops.take_all()
+    held = False
+    for on in shares:
+        held = held or on.connection is not None or on.keeper is not None
+        try:  # dropped on its own loop, which closes the socket properly
+            on.loop.call_soon_threadsafe(on.abandon)
+        except RuntimeError:  # that loop is closed
+            on.abandon()
+    if not held:
+        return
+    warn_dropped(*label)
+
+
+def opened_by(store: CheckpointStore, parent: str) -> None:
+    """Say that ``store`` is closed by ``parent`` (``"EventReplay"``), which opened it,
+    so the warning given if it is dropped open names what the user should have closed."""
+    if isinstance(store, PostgresCheckpointStore):
+        store._label[1] = parent
+
+
+async def _set_up(connection: Any, schema: str | None) -> None:
+    """Create the checkpoint table if it is missing."""
+    if await connection.fetchval("SELECT to_regclass($1) IS NULL", TABLE):
+        # other stores may be creating it right now: take turns (schema_change)
+        async with schema_change(connection, schema):
+            await connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
+                "position BIGINT NOT NULL, state JSONB, updated_at TIMESTAMPTZ NOT NULL)"
+            )
+
+
+class _Turns:
+    """The running loop's connection, lent to one attempt at a time (a
+    :class:`~pepperpy.event.store._pg_attempts.Lender`): opened and set up on first use,
+    and again once it was lost. Attempts take turns on it, holding its lock."""
+
+    __slots__ = ("_on", "_store")
+
+    def __init__(self, store: PostgresCheckpointStore) -> None:
+        self._store = store
+        self._on: _OnLoop | None = None
+
+    async def acquire(self) -> Any:
+        store = self._store
+        on = store._loops.here()
+        await on.lock.acquire()
+        try:
+            if on.connection is not None and on.connection.is_closed():
+                on.forget(on.connection)
+            if on.connection is None:
+                on.connection = await store._open(on)
+                if on.keeper is None:
+                    on.keeper = _start_keeper(store._loops, on)
+        except BaseException:
+            on.lock.release()
+            raise
+        self._on = on
+        return on.connection
+
+    def _give_back(self) -> _OnLoop:
+        """The loop whose connection was lent, its turn over."""
+        on, self._on = self._on, None
+        assert on is not None, "nothing was lent"
+        on.lock.release()
+        return on
+
+    async def release(self, connection: Any, watchdog: Watchdog) -> None:
+        self._give_back()
+
+    def discard(self, connection: Any) -> None:
+        self._give_back().forget(connection)
+
+    async def renew(self, timed_out: bool) -> None:
+        """Nothing to do: the next attempt opens a new connection."""
+
+
+class _Openings:
+    """New connections for one loop's table setup (a
+    :class:`~pepperpy.event.store._pg_attempts.Lender`): the one set up is kept as the
+    loop's connection, one that failed is cut off."""
+
+    __slots__ = ("_on", "_store")
+
+    def __init__(self, store: PostgresCheckpointStore, on: _OnLoop) -> None:
+        self._store = store
+        self._on = on
+
+    async def acquire(self) -> Any:
+        store = self._store
+        attempts = store._attempts()
+        try:
+            connection = await shielded_connect(
+                self._on.openings,
+                attempts.asyncpg.connect,
+                store._dsn,
+                server_settings=store._settings,
+                timeout=store.options.connect_timeout,
+            )
+        except attempts.connect_errors as exc:
+            raise attempts.cannot_connect(exc, store.url, store._cannot_open) from exc
+        tune_socket(connection, store.options.command_timeout)
+        return connection
+
+    async def release(self, connection: Any, watchdog: Watchdog) -> None:
+        """Nothing to do: the connection is kept, as the loop's."""
+
+    def discard(self, connection: Any) -> None:
+        cut(connection)
+
+    async def renew(self, timed_out: bool) -> None:
+        """Nothing to do: the next attempt opens a new connection."""

@@ -1,0 +1,217 @@
+"""The SQLite checkpoint store: its own ``sqlite3`` connection to the event store's file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import _json
+from ._checkpoint_base import TABLE, Checkpoint, CheckpointStore, _conflict, _encode_state
+from ._errors import StoreError
+from ._sqlite import OneConnection, open_read_only, open_wal, track_forks, write_transaction
+from .store._sqlite_schema import (
+    NOTHING_WRITTEN,
+    check_event_store,
+    named_error,
+    read_only_file,
+    wal_size,
+)
+from .store.sqlite import parse_url as parse_sqlite_url
+
+__all__ = ["SQLiteCheckpointStore", "sqlite_path"]
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a ``sqlite:///relative/path`` or ``sqlite:////absolute/path`` URL.
+
+    Parsed by the event store's own parser, so checkpoints land in the same file (and a
+    URL the store refuses is refused here too).
+    """
+    return Path(parse_sqlite_url(url).path)
+
+
+class SQLiteCheckpointStore(OneConnection, CheckpointStore):
+    """Checkpoints in a table of an SQLite file, written with its own connection.
+
+    The connection runs in a worker thread (``sqlite3`` blocks); WAL mode and
+    ``synchronous=FULL`` make a returned ``save`` survive a crash. A child made by
+    ``os.fork()`` leaves the parent's connection alone and opens its own on first use.
+
+    With ``create=False`` (a store URL's ``?create=0``) the file must already be an
+    event store: anything else raises :class:`StoreError` on first use and is left as it
+    is, as :class:`~pepperpy.event.store.sqlite.SQLiteBackend` does with the option.
+    With ``read_only=True`` (``?mode=ro``; ``immutable=True`` for ``?immutable=1``) it
+    is only read, as the event store is then: ``load`` works (None if the table is not
+    there), ``save`` and ``delete`` raise :class:`StoreError` saying it is read-only.
+
+    A failure of SQLite's raises :class:`StoreError` naming the file, SQLite's error and
+    code, and the likely cause (a ``save`` or ``delete`` also says nothing was written).
+    A file found read-only by a write has its connection opened again before every write
+    until one succeeds: SQLite opened it read-only, and it would stay so after the file
+    became writable.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        create: bool = True,
+        read_only: bool = False,
+        immutable: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.create = create
+        self.read_only = read_only or immutable
+        self.immutable = immutable
+        self._db: sqlite3.Connection | None = None
+        #: a write found the file read-only: each write opens the connection again,
+        #: until one succeeds
+        self._reopen = False
+        #: held around every use of the connection, and by fork() (``._sqlite``)
+        self._lock = threading.Lock()
+        track_forks(self)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None and self.read_only:
+            if self.immutable and wal_size(str(self.path)) > 0:
+                raise StoreError(
+                    f"checkpoint store {str(self.path.absolute())!r} has a non-empty "
+                    "write-ahead log, which immutable=1 would not read: open it with mode=ro"
+                )
+            check_event_store(str(self.path), immutable=self.immutable)
+            self._db = open_read_only(self.path, timeout=30.0, immutable=self.immutable)
+        if self._db is None:
+            if not self.create:
+                check_event_store(str(self.path))
+            self._db = open_wal(
+                self.path,
+                timeout=30.0,
+                schema=f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
+                "position INTEGER NOT NULL, state TEXT, updated_at TEXT NOT NULL)",
+            )
+            # a state replaced or deleted is zeroed where it was, not left in free space
+            # (a projection's state is derived from event data: a rebuild after a shred
+            # must not leave the old one in the file)
+            self._db.execute("PRAGMA secure_delete=ON")
+        return self._db
+
+    async def _run(self, work: Any, *args: Any) -> Any:
+        """Run ``work(connection, *args)`` on a worker thread, under the lock.
+
+        A failure of SQLite's is raised named (see the class); one of a write (any work
+        but a load) also says nothing of it was written. After a write found the file
+        read-only, every write opens the connection again, until one succeeds.
+        """
+        writes = work not in _READS
+
+        def locked() -> Any:
+            with self._lock:
+                try:
+                    if writes and self._reopen and self._db is not None:
+                        db, self._db = self._db, None
+                        db.close()
+                    result = work(self._connect(), *args)
+                except sqlite3.Error as exc:
+                    self._reopen = self._reopen or read_only_file(exc)
+                    path = str(self.path.absolute())
+                    raise named_error(
+                        exc,
+                        path,
+                        NOTHING_WRITTEN if writes else "",
+                        head=f"checkpoint store {path!r}",
+                    ) from exc
+                if writes:
+                    self._reopen = False
+                return result
+
+        return await asyncio.to_thread(locked)
+
+    def _refuse_writes(self) -> None:
+        if self.read_only:
+            mode = "immutable=1" if self.immutable else "mode=ro"
+            raise StoreError(
+                f"checkpoint store {str(self.path.absolute())!r} is open read-only ({mode}): "
+                f"checkpoints are not saved or deleted; open the store without {mode} to "
+                "write them"
+            )
+
+    async def load(self, name: str) -> Checkpoint | None:
+        row = await self._run(_sqlite_load_read_only if self.read_only else _sqlite_load, name)
+        if row is None:
+            return None
+        position, state, updated_at = row
+        return Checkpoint(
+            name,
+            position,
+            None if state is None else _json.loads(state),
+            datetime.fromisoformat(updated_at),
+        )
+
+    async def save(
+        self, name: str, position: int, state: Any = None, *, previous: int | None
+    ) -> None:
+        self._refuse_writes()
+        text = None if state is None else _encode_state(state).decode()
+        actual = await self._run(_sqlite_save, name, position, text, previous)
+        if actual != previous:
+            raise _conflict(name, previous, actual)
+
+    async def delete(self, name: str) -> bool:
+        self._refuse_writes()
+        return bool(await self._run(_sqlite_delete, name))
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+def _sqlite_load(connection: sqlite3.Connection, name: str) -> tuple[Any, ...] | None:
+    row = connection.execute(
+        f"SELECT position, state, updated_at FROM {TABLE} WHERE name = ?", (name,)
+    ).fetchone()
+    return None if row is None else tuple(row)
+
+
+def _sqlite_load_read_only(connection: sqlite3.Connection, name: str) -> tuple[Any, ...] | None:
+    """``_sqlite_load`` on a file that may not have the table (read-only: not made)."""
+    if connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+    ).fetchone():
+        return _sqlite_load(connection, name)
+    return None
+
+
+#: the work that only reads (a failure of any other says nothing of it was written)
+_READS = frozenset({_sqlite_load, _sqlite_load_read_only})
+
+
+def _sqlite_save(
+    connection: sqlite3.Connection,
+    name: str,
+    position: int,
+    state: str | None,
+    previous: int | None,
+) -> int | None:
+    """Compare-and-set in one immediate transaction; return the position found."""
+    now = datetime.now(UTC).isoformat()
+    with write_transaction(connection):
+        row = connection.execute(f"SELECT position FROM {TABLE} WHERE name = ?", (name,)).fetchone()
+        actual = None if row is None else int(row[0])
+        if actual == previous:
+            connection.execute(
+                f"INSERT INTO {TABLE} (name, position, state, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
+                "state = excluded.state, updated_at = excluded.updated_at",
+                (name, position, state, now),
+            )
+    return actual
+
+
+def _sqlite_delete(connection: sqlite3.Connection, name: str) -> int:
+    return connection.execute(f"DELETE FROM {TABLE} WHERE name = ?", (name,)).rowcount
