@@ -1,13 +1,15 @@
-"""Why a connection to RabbitMQ failed, in words: the broker's own reason where it gave one."""
+"""Why a connection to RabbitMQ failed or was lost, in words: the broker's own reason
+where it gave one, the heartbeat timeout where the connection went silent."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..._redact import redact_url
 
-__all__ = ["connect_failure", "virtual_host"]
+__all__ = ["connect_failure", "lost_reason", "virtual_host"]
 
 
 def virtual_host(url: str) -> str:
@@ -48,6 +50,39 @@ def connect_failure(url: str, exc: BaseException) -> str:
         f"(reply code {code}); check that the virtual host exists (rabbitmqctl list_vhosts) "
         f"and that {whose} has permissions for it (rabbitmqctl list_user_permissions)"
     )
+
+
+def lost_reason(connection: Any, exc: BaseException | None) -> str:
+    """Why the robust ``connection`` lost its connection, for the transport's warning.
+
+    aiormq gives a connection up with a bare ``CancelledError`` when no frame came from
+    the broker within its heartbeat timeout, ``(heartbeat + 1) * 3`` seconds: the link
+    went silent (a network partition, a half-open connection) or this process's event
+    loop was blocked that long. Logged as such a ``CancelledError`` read like a bug or a
+    shutdown; aiormq's own record of it ("was stuck") is on another logger. Asked while
+    the close callbacks run, the lost aiormq connection is still the robust one's.
+    """
+    if exc is None:
+        return "closed"
+    if not isinstance(exc, asyncio.CancelledError):
+        return str(exc) or type(exc).__name__
+    underlay = getattr(getattr(connection, "transport", None), "connection", None)
+    heartbeat = getattr(underlay, "heartbeat_timeout", None)
+    multiplier = getattr(underlay, "HEARTBEAT_GRACE_MULTIPLIER", None)
+    if (
+        isinstance(heartbeat, int)
+        and heartbeat > 0
+        and isinstance(multiplier, int | float)
+        and getattr(underlay, "is_connection_was_stuck", False) is True
+    ):
+        timeout = (heartbeat + 1) * multiplier
+        return (
+            f"no frame from the broker within the heartbeat timeout, {timeout:g}s"
+            f" ((heartbeat + 1) * {multiplier:g} with heartbeat={heartbeat}): the connection "
+            "went silent (a network partition or a half-open connection), or this "
+            "process's event loop was blocked that long"
+        )
+    return "given up by the driver without a reason (CancelledError)"
 
 
 def _close_frame(exc: BaseException) -> Any:

@@ -39,7 +39,7 @@ from ._config import (
     PERSISTENT,
     split_options,
 )
-from ._connect import connect_failure
+from ._connect import connect_failure, lost_reason
 from ._consumer import Consumer, Members
 from ._group import Group, group_base
 from ._logs import quiet_channel_reopens
@@ -239,10 +239,10 @@ class RabbitMQTransport(Transport):
         ERROR per channel meanwhile to DEBUG (see ``_logs``)."""
         transport = weakref.ref(self)  # the connection's callbacks must not keep us alive
 
-        def lost(_: object, exc: BaseException | None = None) -> None:
+        def lost(sender: object, exc: BaseException | None = None) -> None:
             me = transport()
-            if me is not None:
-                me._on_lost(exc)
+            if me is not None:  # sender: the robust connection, with the lost one in it
+                me._on_lost(lost_reason(sender, exc))
 
         def restored(_: object) -> None:
             me = transport()
@@ -253,12 +253,11 @@ class RabbitMQTransport(Transport):
         connection.reconnect_callbacks.add(restored)
         quiet_channel_reopens(connection)
 
-    def _on_lost(self, exc: BaseException | None) -> None:
+    def _on_lost(self, reason: str) -> None:
         """The connection dropped, or an attempt to restore it failed (logged once)."""
         if self._closed or self._lost_at is not None:
             return
         self._lost_at = time.monotonic()
-        reason = (str(exc) or type(exc).__name__) if exc is not None else "closed"
         logger.warning(
             "lost the connection to RabbitMQ at %s (%s); reconnecting every %gs",
             redact_url(self.url),
