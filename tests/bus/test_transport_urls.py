@@ -94,3 +94,78 @@ def test_redis_and_rabbitmq_refuse_an_unknown_option_alike(url: str, driver: str
         "(did you mean 'partitions'?): neither a transport option ("
     )
     assert f") nor {driver}" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:s3cret@[::1/0",
+        "rediss://:s3cret@[::1:6379/0",
+        "nats://user:s3cret@[::1:4222",
+        "tls://user:s3cret@h]:4222",
+        "amqp://guest:s3cret@[::1/",
+        "amqps://guest:s3cret@[::1:5671/",
+        "memory://user:s3cret@[x",
+        "foo://user:s3cret@[::1",
+    ],
+)
+def test_an_unclosed_ipv6_bracket_is_a_configuration_error_naming_the_url(url: str) -> None:
+    # urllib's bare ValueError("Invalid IPv6 URL") escaped from EventBus(transport=...)
+    with pytest.raises(ConfigurationError, match="Invalid IPv6 URL") as caught:
+        EventBus(transport=url)
+    assert f"bad transport URL '{url.replace('s3cret', '***')}'" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_a_nats_url_with_an_unclosed_bracket_is_refused_by_the_transport_too() -> None:
+    pytest.importorskip("nats")
+    from pepperpy.event.transports.nats import NatsTransport
+
+    with pytest.raises(ConfigurationError, match="Invalid IPv6 URL") as caught:
+        NatsTransport("nats://a:4222,nats://user:s3cret@[::1:4222")
+    assert "s3cret" not in str(caught.value)
+    assert "user:***@" in str(caught.value)
+
+
+def test_nats_refuses_an_unknown_option_as_the_others_do_without_the_password() -> None:
+    # the NATS message quoted the whole URL, password included
+    pytest.importorskip("nats")
+    with pytest.raises(ConfigurationError) as caught:
+        EventBus(transport="nats://user:s3cret@127.0.0.1:4222?ack_wiat=3")
+    message = str(caught.value)
+    assert message.startswith(
+        "unknown parameter 'ack_wiat' in the NATS URL (did you mean 'ack_wait'?): "
+        "not a transport option (ack_wait, connect_timeout, "
+    )
+    assert "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:s3cret@127.0.0.1:4222",  # not a NATS URL
+        "nats://user:s3cret@127.0.0.1:4222,http://127.0.0.1:4223",
+    ],
+)
+def test_a_url_nats_cannot_take_is_named_without_its_password(url: str) -> None:
+    pytest.importorskip("nats")
+    from pepperpy.event.transports.nats import NatsTransport
+
+    with pytest.raises(ConfigurationError, match="not a NATS URL") as caught:
+        NatsTransport(url)
+    assert "user:***@127.0.0.1" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://user:s3cret@host/", "unknown transport URL 'ftp://user:***@host/'"),
+        ("memory://user:s3cret@host", "takes no address: 'memory://user:***@host'"),
+    ],
+)
+def test_a_refused_transport_url_hides_its_password(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        EventBus(transport=url)
+    assert message in str(caught.value)
+    assert "s3cret" not in str(caught.value)

@@ -6,6 +6,7 @@ import importlib
 from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError
+from .._redact import redact_url
 from .base import NotDelivered, Subscription, Transport
 from .memory import MemoryTransport
 
@@ -37,15 +38,19 @@ def transport_from_url(url: str) -> Transport:
     """
     if not isinstance(url, str):
         raise TypeError(f"transport must be a URL or a Transport, got {url!r}")
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:  # urllib's "Invalid IPv6 URL": an unclosed or stray bracket
+        raise ConfigurationError(f"bad transport URL {redact_url(url)!r}: {exc}") from None
     if scheme in ("memory", ""):
         if url.lower() not in ("memory", "memory://", "memory:"):
-            raise ConfigurationError(f"the memory transport takes no address: {url!r}")
+            raise ConfigurationError(f"the memory transport takes no address: {redact_url(url)!r}")
         return MemoryTransport()
     target = _SCHEMES.get(scheme)
     if target is None:
         raise ConfigurationError(
-            f"unknown transport URL {url!r}: use memory://, redis://, nats:// or amqp://"
+            f"unknown transport URL {redact_url(url)!r}: use memory://, redis://, nats://"
+            " or amqp://"
         )
     module, name = target
     transport_class = getattr(importlib.import_module(module), name)

@@ -22,20 +22,27 @@ def unknown_option(
     *,
     where: str,
     ours: Iterable[str],
-    driver: str,
-    theirs: Collection[str],
+    driver: str | None = None,
+    theirs: Collection[str] = (),
     list_theirs: bool = True,
 ) -> ConfigurationError:
     """The error for query parameter ``name``, which neither the transport nor its driver takes.
 
-    ``where`` names the URL (``"the Redis URL"``), ``ours`` the transport's options and
-    ``driver`` what the driver's are (``"a redis-py connection option"``); ``theirs``
-    are their names, listed in the message unless ``list_theirs`` is False (redis-py's
-    are many, and mostly internal). The closest known name is suggested.
+    ``where`` names the URL (``"the Redis URL"``; never the URL itself, which may hold a
+    password), ``ours`` the transport's options and ``driver`` what the driver's are
+    (``"a redis-py connection option"``; None when the driver reads nothing from the
+    query, as nats-py); ``theirs`` are their names, listed in the message unless
+    ``list_theirs`` is False (redis-py's are many, and mostly internal). The closest
+    known name is suggested.
     """
     ours = sorted(ours)
     close = difflib.get_close_matches(name, [*ours, *theirs], n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
+    if driver is None:
+        return ConfigurationError(
+            f"unknown parameter {name!r} in {where}{hint}: not a transport option "
+            f"({', '.join(ours)})"
+        )
     listed = f" ({', '.join(sorted(theirs))})" if list_theirs and theirs else ""
     return ConfigurationError(
         f"unknown parameter {name!r} in {where}{hint}: neither a transport option "

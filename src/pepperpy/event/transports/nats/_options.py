@@ -8,7 +8,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..._errors import ConfigurationError
+from ..._redact import redact_url
 from ..._seconds import check_seconds
+from .._url_options import unknown_option
 from ._subjects import check_prefix
 
 __all__ = ["NatsOptions", "parse_url"]
@@ -138,22 +140,29 @@ def parse_url(url: str, overrides: dict[str, Any]) -> tuple[list[str], NatsOptio
     servers: list[str] = []
     values: dict[str, Any] = {}
     for text in url.split(","):
-        parts = urlsplit(text.strip())
+        try:
+            parts = urlsplit(text.strip())
+        except ValueError as exc:  # an unclosed IPv6 bracket
+            raise ConfigurationError(f"bad NATS URL {_shown(url)!r}: {exc}") from None
         if parts.scheme not in ("nats", "tls") or not parts.hostname:
-            raise ConfigurationError(f"not a NATS URL: {url!r} (expected nats://host:port)")
+            raise ConfigurationError(f"not a NATS URL: {_shown(url)!r} (expected nats://host:port)")
         servers.append(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
         for name, raw in parse_qsl(parts.query, keep_blank_values=True):
             kind = _FIELD_TYPES.get(name)
-            if kind is None:
-                raise ConfigurationError(
-                    f"unknown option {name!r} in {url!r}; known: {sorted(_FIELD_TYPES)}"
-                )
+            if kind is None:  # nats-py takes nothing from the query: all of it is ours
+                raise unknown_option(name, where="the NATS URL", ours=_FIELD_TYPES)
             values[name] = _convert(name, raw, str(kind))
     for name, value in overrides.items():
         if name not in _FIELD_TYPES:
             raise TypeError(f"NatsTransport() got an unexpected keyword argument {name!r}")
         values[name] = value
     return servers, NatsOptions(**values)
+
+
+def _shown(url: str) -> str:
+    """``url`` for an error message: each server's password hidden (a cluster's URL is a
+    comma-separated list, which ``redact_url`` would read as one URL)."""
+    return ",".join(redact_url(server) for server in url.split(","))
 
 
 def _convert(name: str, raw: str, kind: str) -> Any:
