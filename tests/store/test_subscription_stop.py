@@ -46,12 +46,17 @@ async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
 
 
 def silence_reads(proxy: PgFaultProxy) -> list[Link]:
-    """From now on every pool connection goes silent when the client sends on it (the
-    listener's is left alone, so NOTIFY still arrives); returns the links silenced."""
+    """The next pool connection to send a statement with parameters (a read: Parse or
+    Bind, not the simple query a release resets a connection with) goes silent; the
+    listener's is left alone, so NOTIFY still arrives, and so are the others, whose
+    graceful close at the store's close() is another matter. Returns [the link
+    silenced] once it is."""
     silenced: list[Link] = []
 
     def client(link: Link, data: bytes) -> str | None:
-        if link.application == LISTENER:
+        if silenced:
+            return "pause" if link is silenced[0] else None
+        if link.application == LISTENER or data[:1] not in (b"P", b"B"):
             return None
         silenced.append(link)
         return "pause"
@@ -89,17 +94,19 @@ async def timed(stop: Callable[[], Any]) -> float:
 async def after_stop(
     proxy: PgFaultProxy, reader: EventStore, writer: EventStore, silenced: list[Link]
 ) -> None:
-    """The abandoned read's connection is closed, not held; the store still reads."""
+    """The abandoned read's connection was cut off, not kept; once the partition is
+    over the store still reads, and closing it leaves no connection open."""
     proxy.on_client = None
     for link in silenced:
         link.resume()
-    # the connection the read was on was cut off: its link ends (a released one would stay)
     await eventually(lambda: all(link.closed for link in silenced), timeout=10)
     if not reader.closed:
         async with asyncio.timeout(10):
             events = await reader.read_all(0)
         assert [event.global_position for event in events] == [0, 1]
+    async with asyncio.timeout(15):
         await reader.close()
+    await eventually(lambda: proxy.open_connections == 0, timeout=10)
     await writer.close()
 
 
