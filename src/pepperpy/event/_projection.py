@@ -22,6 +22,8 @@ takes values a commit wrote. A handler that raises aborts the run with
 commit (a handler error, a lost connection, a :class:`ConcurrencyError` from another
 runner, a cancellation) state and position are loaded from disk again: a failed commit
 may still have reached it, and only the disk knows which state goes with the position.
+``follow`` goes on from there after a failure that an outage caused, as a subscription
+rides one out (the same backoff and ``retry_for``).
 
 Over a store with encryption the state (derived from decrypted data) is saved sealed
 under a data key of its own in the store's key store, bound to the projection's name and
@@ -42,20 +44,26 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import threading
+import logging
 import time
-from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from collections.abc import AsyncIterable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, overload
 
 from . import _json
 from ._checkpoints import Checkpoint, CheckpointStore, open_checkpoint_store
-from ._errors import ConfigurationError, EncryptionError, ReplayError
+from ._errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    EncryptionError,
+    ReplayError,
+    StoreError,
+    StreamDeletedError,
+)
 from ._event import Event
 from ._frozen import check_plain_json
 from ._handlers import check_handler, is_async_callable
-from ._loops import resolve, settled, wake
+from ._loops import settled
 from ._options import check_count
 from ._patterns import PatternIndex, parse_pattern
 from ._replay import (
@@ -69,11 +77,16 @@ from ._replay import (
     patterns_of,
     store_url,
 )
+from ._seconds import check_seconds
+from ._turns import Turns
+from .store._reader import RETRY_FOR, Outage
 
 if TYPE_CHECKING:
     from .store import EventStore
 
 __all__ = ["Projection"]
+
+logger = logging.getLogger("pepperpy.event.replay")
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -128,7 +141,7 @@ class Projection:
         self._state: Any = self._fresh_state()
         self._position: int | None = None  # last applied global position (committed)
         self._loaded = False
-        self._turns = _Turns(on_abandoned=self._forget_loaded)
+        self._turns = Turns(on_abandoned=self._forget_loaded)
 
     # -- registration ---------------------------------------------------------------
 
@@ -303,16 +316,93 @@ class Projection:
             raise
         self._state, self._position, self._loaded = self._fresh_state(), None, True
 
-    async def follow(self) -> None:
-        """Catch up, then apply live appends as they commit, until cancelled.
+    async def follow(self, *, retry_for: float | None = RETRY_FOR) -> None:
+        """Catch up, then apply live appends as they commit, until cancelled (or the
+        store is closed).
 
         Live events are committed one by one (there is no batch to wait for), so the
         saved state never lags more than the event being applied. The lock is taken per
         live event, so a :meth:`run` called meanwhile gets its turn between two of them.
+
+        An outage is ridden out as a subscription rides one out, with the same backoff:
+        a load, catch-up read or commit failing with :class:`~pepperpy.event.StoreError`
+        (state and position are then reloaded from disk, as after any failed commit) is
+        followed by a catch-up from the position on disk, tried again until it works or
+        ``retry_for`` seconds (None: no limit) have passed since the first failure; the
+        live subscription gets the same ``retry_for``. Past it the error is raised; the
+        state on disk is consistent, and calling ``follow()`` again resumes from it.
+        Handler errors (:class:`ReplayError`), a :class:`ConcurrencyError` from another
+        runner and encryption errors are raised at once.
         """
-        await self.run()
-        start = 0 if self._position is None else self._position + 1
-        await self._follow_live(self.store.subscribe(start, **self._filters()))
+        if retry_for is not None:
+            retry_for = check_seconds(retry_for, "retry_for", zero=True, error=ValueError)
+        outage = Outage(retry_for)
+        while True:
+            try:
+                await self.run()
+            except StoreError as exc:
+                if not _is_outage(exc):
+                    raise
+                if await self._ride_out(outage, exc):
+                    continue
+                return
+            self._recovered(outage)
+            start = 0 if self._position is None else self._position + 1
+            live = self.store.subscribe(start, retry_for=retry_for, **self._filters())
+            try:
+                failure = await self._follow_live(live, outage)
+            except StoreError as exc:
+                if _is_outage(exc):  # the subscription's own outage outlasted retry_for
+                    exc.add_note(f"projection {self.name!r}: call follow() again to resume")
+                raise
+            finally:
+                await live.aclose()
+            if failure is None or not await self._ride_out(outage, failure):
+                return  # the subscription ended: it, or the store, was closed
+
+    async def _ride_out(self, outage: Outage, error: StoreError) -> bool:
+        """A step of :meth:`follow` failed with ``error`` in an outage: wait the backoff
+        and say whether to go on (False: the store was closed meanwhile), or raise once
+        ``retry_for`` has passed since the outage began."""
+        pause = outage.failed(time.monotonic())
+        where = self._where()
+        if pause is None:
+            elapsed, tries = outage.end() or (0.0, "")
+            raise StoreError(
+                f"projection {self.name!r} {where}: the store could not be reached for "
+                f"{elapsed:.1f} s ({tries}, retry_for={outage.retry_for:g}): {error}; "
+                "state and position are as last saved, nothing was applied twice or "
+                "skipped: call follow() again to resume from there"
+            ) from error
+        if outage.failures == 1:
+            logger.warning(
+                "projection %r %s: %s; trying again %s", self.name, where, error, outage.plan
+            )
+        await asyncio.sleep(pause)
+        return not self.store.closed
+
+    def _where(self) -> str:
+        """Where the projection stands, for an error or log line."""
+        position = self._position
+        if self._loaded:
+            return (
+                "before its first event" if position is None else f"at global position {position}"
+            )
+        if position is None:
+            return "(its saved position could not be loaded)"
+        return f"at global position {position}, or later if its last save went through"
+
+    def _recovered(self, outage: Outage) -> None:
+        """A step of :meth:`follow` worked: an outage under way is over."""
+        ended = outage.end()
+        if ended is not None:
+            logger.info(
+                "projection %r: the store can be reached again, after %.1f s and %s; "
+                "following from global position %s",
+                self.name,
+                *ended,
+                self._position,
+            )
 
     def _filters(self) -> dict[str, Any]:
         return {
@@ -357,8 +447,10 @@ class Projection:
             checkpoint=self.name,
         )
 
-    async def _follow_live(self, reader: AsyncIterable[Event]) -> None:
-        """Apply and commit each event ``reader`` yields, taking the lock for each."""
+    async def _follow_live(self, reader: AsyncIterable[Event], outage: Outage) -> StoreError | None:
+        """Apply and commit each event ``reader`` yields, taking the lock for each, until
+        it ends (None) or a commit fails in an outage: then its error is returned, with
+        state and position reloaded from disk (if that worked: else the next run loads)."""
         state: Any = None
         basis: Any = _NOTHING  # the committed state ``state`` was copied from
         async for event in reader:
@@ -375,8 +467,12 @@ class Projection:
                     await self._commit(state, position)
                 except BaseException as exc:
                     await self._reload_after(exc)
+                    if _is_outage(exc):
+                        return exc
                     raise
                 basis = self._state
+            self._recovered(outage)
+        return None
 
     async def _apply(self, chosen: tuple[_Apply, ...], state: Any, event: Event) -> Any:
         for handler in chosen:
@@ -433,100 +529,14 @@ class Projection:
 
 _NOTHING = object()
 
-#: seconds between two looks, by a call waiting for its turn, for a holder whose event
-#: loop was closed while it held the turn
-CLOSED_LOOP_CHECK = 1.0
 
-
-class _Turn:
-    """One call's claim on a :class:`_Turns`: holding it, or waiting on ``loop``."""
-
-    __slots__ = ("granted", "loop", "wake")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.wake: asyncio.Future[None] | None = None
-        self.granted = False
-
-    def wake_up(self) -> bool:
-        """Resolve ``wake`` on its own loop, from any thread; False if that loop is closed."""
-        assert self.wake is not None
-        return wake(self.loop, self.wake)
-
-
-class _Turns:
-    """A first come, first served lock for calls on any event loop, in any thread.
-
-    The turn passes straight to the first call in line, woken on its own loop. A turn
-    held on a loop that was closed without finishing its task is abandoned: the next
-    call takes it (one already waiting looks every :data:`CLOSED_LOOP_CHECK` seconds),
-    after ``on_abandoned()``.
-    """
-
-    def __init__(self, *, on_abandoned: Callable[[], None]) -> None:
-        self._on_abandoned = on_abandoned
-        self._lock = threading.Lock()
-        self._holder: _Turn | None = None
-        self._line: deque[_Turn] = deque()
-
-    @asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        turn = await self._acquire()
-        try:
-            yield
-        finally:
-            with self._lock:
-                if self._holder is turn:  # not if taken over after its loop closed
-                    self._pass_on()
-
-    async def _acquire(self) -> _Turn:
-        loop = asyncio.get_running_loop()
-        turn = _Turn(loop)
-        with self._lock:
-            self._drop_abandoned()
-            if self._holder is None:
-                self._holder = turn
-                return turn
-            turn.wake = loop.create_future()
-            self._line.append(turn)
-        try:
-            while True:
-                timer = loop.call_later(CLOSED_LOOP_CHECK, resolve, turn.wake)
-                try:
-                    await turn.wake
-                finally:
-                    timer.cancel()
-                with self._lock:
-                    if not turn.granted:
-                        self._drop_abandoned()  # woken to look: may hand the turn here
-                    if turn.granted:
-                        return turn
-                    turn.wake = loop.create_future()
-        except BaseException:
-            with self._lock:
-                if turn.granted:
-                    if self._holder is turn:
-                        self._pass_on()
-                elif turn in self._line:
-                    self._line.remove(turn)
-            raise
-
-    def _drop_abandoned(self) -> None:
-        """Take the turn from a holder whose loop was closed (call with the lock)."""
-        if self._holder is not None and self._holder.loop.is_closed():
-            self._on_abandoned()
-            self._pass_on()
-
-    def _pass_on(self) -> None:
-        """Hand the turn to the first call in line, or free it (call with the lock)."""
-        self._holder = None
-        while self._line:
-            turn = self._line.popleft()
-            if turn.wake_up():
-                turn.granted = True
-                self._holder = turn
-                return
-            # its loop is closed: it will never run again
+def _is_outage(error: BaseException) -> TypeGuard[StoreError]:
+    """True for a store failure that trying again may cure (a lost connection, a server
+    restarting), not for a verdict that stays: another runner's commit, a deleted stream,
+    a key that is missing or wrong."""
+    return isinstance(error, StoreError) and not isinstance(
+        error, ConcurrencyError | StreamDeletedError | EncryptionError
+    )
 
 
 def _global_position(event: Event) -> int:

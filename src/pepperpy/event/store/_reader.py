@@ -66,7 +66,7 @@ class Outage:
     ``retry_for`` seconds (None: no limit) after the first failure.
 
     The rule: 0.1 s after the first failed try, then about twice as long each time, up
-    to 1 s.
+    to 1 s. A projection's ``follow()`` keeps its own by the same rule.
     """
 
     __slots__ = ("failures", "retry_for", "since")
