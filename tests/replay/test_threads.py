@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pepperpy.event import Event, EventStore, Projection
-from pepperpy.event import _projection as projection_module
+from pepperpy.event import _turns as turns_module
 from tests.helpers import LoopThread
 
 EVENTS = 12
@@ -114,7 +114,7 @@ def test_a_turn_held_on_a_loop_closed_without_shutdown_is_taken_over(
 ) -> None:
     """A call in line when the holder's loop closes gets the turn; so does a later one.
     What the dead call applied but did not commit is applied again, once."""
-    monkeypatch.setattr(projection_module, "CLOSED_LOOP_CHECK", 0.05, raising=False)
+    monkeypatch.setattr(turns_module, "CLOSED_LOOP_CHECK", 0.05)
     store = EventStore()
     asyncio.run(_append(store))
     applied: list[int] = []
