@@ -207,7 +207,19 @@ class EncryptionError(StoreError):
 
 
 class TransportError(EventError):
-    """A bus transport or its broker failed."""
+    """A bus transport or its broker failed.
+
+    ``stored`` says what became of an event whose publish failed, as
+    :attr:`StoreError.written` does for a store: ``False`` when the transport knows the
+    broker cannot have it (it was never sent: the broker refused every connection, or the
+    event was too large; or the broker answered that it did not store it), ``None`` when
+    it cannot tell (the publish went out and no answer came back: publishing the event
+    again may deliver it twice), ``True`` when the broker stored it but something asked
+    of it besides failed (Redis's ``replicas``). Errors other than a failed publish keep
+    ``None``.
+    """
+
+    stored: bool | None = None
 
 
 class NotificationError(EventError):

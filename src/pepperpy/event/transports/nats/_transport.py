@@ -29,6 +29,7 @@ from ..base import (
 )
 from ._consumer import Consumer
 from ._options import parse_url
+from ._outcome import NotConnected, failed, may_be_stored
 from ._subjects import ANY_LANE, key_lane, subject_filter, topic_subject
 
 if TYPE_CHECKING:
@@ -454,16 +455,20 @@ class NatsTransport(Transport):
         counter), not the event's id: JetStream drops a message whose id it saw within
         its duplicate window, and the same event may rightly be published more than once.
         Only this call's own retries reuse it, so one whose PubAck was lost is not
-        stored twice.
+        stored twice; a new call after a failure is not deduplicated. The error's
+        ``stored`` says whether the event may be in the stream (``None``: a try went out
+        and got no answer; ``False``: none was sent, or JetStream refused it).
         """
         msg_id = f"{self._publisher}.{next(self._publish_count)}"
         subject, payload = self.subject(event.type, key), event.to_json()
         if self._too_large(payload, msg_id):
-            raise TransportError(
+            error = TransportError(
                 f"cannot publish {event.type!r} ({event.id}): {self._size(payload, msg_id)}; "
                 "keep large data out of events (store it elsewhere and send a reference) "
                 "or raise max_payload in the server's configuration"
             )
+            error.stored = False
+            raise error
         await self._publish(subject, payload, msg_id)
 
     def _too_large(self, payload: bytes, msg_id: str) -> bool:
@@ -494,6 +499,8 @@ class NatsTransport(Transport):
         # published in a finally:): only one that comes during this call stops it
         since = cancelling()
         try:
+            if not nc.is_connected:
+                raise NotConnected
             await _store(nc, subject, payload, msg_id, min(5.0, self.options.publish_timeout))
         except Exception as exc:  # sorted out below, off the hot path
             deadline = started + self.options.publish_timeout
@@ -515,12 +522,17 @@ class NatsTransport(Transport):
         replaced. The message id makes a retry of an event that JetStream did store
         (only its PubAck was lost) a no-op. ``since`` is the task's count of
         cancellations when the publish began (see ``resume_cancellation``).
+
+        The :class:`TransportError` raised says whether the event may be stored
+        (``stored``): not if no attempt was sent, or each one sent was answered with a
+        refusal; unknown once one went out and got no answer.
         """
         from nats.errors import ConnectionClosedError, NoRespondersError
         from nats.errors import TimeoutError as NatsTimeout
         from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
         retryable = (
+            NotConnected,
             TimeoutError,
             NatsTimeout,
             NoRespondersError,
@@ -529,34 +541,44 @@ class NatsTransport(Transport):
             ConnectionClosedError,  # by the server: a new client is on its way
         )
         delay = 0.05
+        unknown = False  # an attempt went out and got no answer: it may be stored
         while True:
             # the caller is cancelled: the last try lost it (nats-py's request waits
             # with asyncio.wait_for), or it came between tries; do not try again
             resume_cancellation(since)
+            unknown = unknown or may_be_stored(error)
             if not isinstance(error, retryable):
-                raise TransportError(f"JetStream refused an event on {subject}: {error}") from error
+                raise failed(
+                    f"JetStream refused an event on {subject}: {error}", unknown=unknown
+                ) from error
             nc = self._nc
             if self._closed or nc is None:
-                raise TransportError(f"could not publish to {subject}: {error}") from error
+                raise failed(f"could not publish to {subject}: {error}", unknown=unknown) from error
             if nc.is_closed:
                 self._replace(nc)  # in case nats-py has not reported the close yet
                 if self._replacing is None or self._replacing.done():
-                    raise TransportError(
-                        f"could not publish to {subject}: {self._lost_connection()}"
+                    raise failed(
+                        f"could not publish to {subject}: {self._lost_connection()}",
+                        unknown=unknown,
                     ) from error
-            if time.monotonic() + delay > deadline:
+            # reconnecting: look again soon, rather than backing off
+            pause = min(delay, 0.1) if isinstance(error, NotConnected) else delay
+            if time.monotonic() + pause > deadline:
                 lost = f"; {self._lost_connection()}" if self._lost is not None else ""
-                raise TransportError(
+                raise failed(
                     f"JetStream did not accept an event on {subject} within "
-                    f"{self.options.publish_timeout}s: {error!r}{lost}"
+                    f"{self.options.publish_timeout}s: {error!r}{lost}",
+                    unknown=unknown,
                 ) from error
-            await asyncio.sleep(delay)
+            await asyncio.sleep(pause)
             delay = min(delay * 2, 1.0)
             remaining = deadline - time.monotonic()
             nc = self._nc
             if remaining <= 0.01 or nc is None:
                 continue  # no time left for a try, or closed: raises above
             try:
+                if not nc.is_connected:
+                    raise NotConnected
                 await _store(nc, subject, payload, msg_id, min(5.0, remaining))
                 return
             except Exception as exc:  # classified at the top of the loop

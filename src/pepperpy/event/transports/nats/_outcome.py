@@ -1,0 +1,69 @@
+"""What a failed NATS publish says about its event: stored, not stored, or unknown.
+
+nats-py sends a request made while it reconnects once the connection is back, however
+long that takes; a publish that gave up meanwhile could then be stored after its caller
+was told it failed. So the transport never hands a message to a client that is not
+connected (:class:`NotConnected`), and a publish that never found a connection knows
+that its event was not stored.
+"""
+
+from __future__ import annotations
+
+from ..._errors import TransportError
+
+__all__ = ["UNKNOWN", "NotConnected", "failed", "may_be_stored"]
+
+
+#: what a publish error adds when the event may have been stored
+UNKNOWN = (
+    "whether it was stored is unknown (publishing it again may deliver it twice: "
+    "JetStream deduplicates only the retries within one publish() call)"
+)
+
+
+class NotConnected(Exception):
+    """A publish attempt not made: the client is reconnecting (or closed).
+
+    nats-py would buffer the message and send it once it reconnects, even after the
+    publish gave up and the caller was told so; the transport waits for the connection
+    instead, so that a publish that never found one can say the event was not stored.
+    """
+
+    def __str__(self) -> str:
+        return "not connected to NATS"
+
+
+def failed(message: str, *, unknown: bool) -> TransportError:
+    """A publish's :class:`TransportError`, saying whether the event may be stored."""
+    error = TransportError(f"{message}; {UNKNOWN if unknown else 'it was not stored'}")
+    error.stored = None if unknown else False
+    return error
+
+
+def may_be_stored(error: Exception) -> bool:
+    """Whether the attempt that failed with ``error`` may have stored the message.
+
+    Not if nothing was sent (no connection; nats-py refused it before sending), nor if
+    the server answered with a refusal (no JetStream stream for the subject, or a
+    JetStream error); anything else (no answer in time, above all) may have.
+    """
+    from nats.errors import (
+        ConnectionClosedError,
+        ConnectionDrainingError,
+        MaxPayloadError,
+        NoRespondersError,
+        OutboundBufferLimitError,
+    )
+    from nats.js.errors import APIError
+
+    not_sent = (
+        NotConnected,
+        ConnectionClosedError,
+        ConnectionDrainingError,
+        MaxPayloadError,
+        OutboundBufferLimitError,
+    )
+    if isinstance(error, (*not_sent, NoRespondersError)):
+        return False
+    # a reply _store could not read (code None) says nothing about the message
+    return not (isinstance(error, APIError) and error.code is not None)
