@@ -17,6 +17,7 @@ from ._config import CLIENT_DEFAULTS, RedisOptions, client_options, parse_url, p
 from ._group import GroupMember
 from ._listener import Listener
 from ._outage import Outages, server_of
+from ._outcome import ON_PRIMARY, sent, with_outcome
 from ._wire import (
     EVENT_FIELD,
     TOPIC_FIELD,
@@ -257,9 +258,18 @@ class RedisTransport(Transport):
         network partition); while every connection of the pool is in use, waits as long
         for one to come free, then raises :class:`TransportError` naming the pool's
         ``max_connections``. With ``replicas`` set, also waits for that many replicas.
+
+        The error's ``stored`` says whether the event may be in Redis: ``False`` when no
+        ``XADD`` was sent (Redis refused every connection, the pool had none free) or
+        Redis answered it with an error; ``None`` when one went out and got no answer;
+        ``True`` when Redis has it but the replicas did not confirm it.
         """
         if self._client is None:
-            await self.start()
+            try:
+                await self.start()
+            except TransportError as exc:
+                exc.stored = False  # nothing was sent
+                raise
         client = self._require_client()
         stream = self.stream_for(event.type, key)
         fields: dict[Any, Any] = {TOPIC_FIELD: event.type, EVENT_FIELD: event.to_json()}
@@ -276,9 +286,11 @@ class RedisTransport(Transport):
                 lambda: self._append(client, stream, fields, deadline),
                 deadline=deadline,
                 error=exc,
+                publishing=True,
             )
         except self._exceptions.RedisError as exc:
-            raise TransportError(f"Redis refused to publish {event.type!r}: {exc}") from exc
+            refused = TransportError(f"Redis refused to publish {event.type!r}: {exc}")
+            raise with_outcome(refused, unknown=False) from exc
 
     async def _append(
         self, client: Redis, stream: str, fields: dict[Any, Any], deadline: float
@@ -387,10 +399,16 @@ class RedisTransport(Transport):
                 until = await append()
         except self._unreachable as exc:
             until = await self._retrying(
-                f"publishing {event.type!r}", client, append, deadline=deadline, error=exc
+                f"publishing {event.type!r}",
+                client,
+                append,
+                deadline=deadline,
+                error=exc,
+                publishing=True,
             )
         except self._exceptions.RedisError as exc:
-            raise TransportError(f"Redis refused to publish {event.type!r}: {exc}") from exc
+            refused = TransportError(f"Redis refused to publish {event.type!r}: {exc}")
+            raise with_outcome(refused, unknown=False) from exc
         replicated = held[0]
         broken = True
         try:
@@ -425,15 +443,19 @@ class RedisTransport(Transport):
                     command = connection.pack_commands([self._wait_command(until)])
                     await connection.send_packed_command(command, check_health=False)
         except (*self._unreachable, self._exceptions.RedisError) as exc:
-            raise TransportError(
+            error = TransportError(
                 f"could not learn whether replicas have {event.type!r} ({event.id}): "
-                f"{str(exc) or 'no answer'}"
-            ) from exc
-        if confirmed < self.options.replicas:
-            raise TransportError(
-                f"only {confirmed} of {self.options.replicas} replicas confirmed {event.type!r} "
-                f"({event.id}) within {self.options.connect_timeout}s"
+                f"{str(exc) or 'no answer'}; {ON_PRIMARY}"
             )
+            error.stored = True
+            raise error from exc
+        if confirmed < self.options.replicas:
+            error = TransportError(
+                f"only {confirmed} of {self.options.replicas} replicas confirmed {event.type!r} "
+                f"({event.id}) within {self.options.connect_timeout}s; {ON_PRIMARY}"
+            )
+            error.stored = True
+            raise error
 
     async def _retrying(
         self,
@@ -443,6 +465,7 @@ class RedisTransport(Transport):
         *,
         deadline: float | None = None,
         error: BaseException | None = None,
+        publishing: bool = False,
     ) -> Any:
         """Run ``operation()`` until Redis answers or ``deadline`` (loop time) has passed.
 
@@ -452,28 +475,39 @@ class RedisTransport(Transport):
         command in flight returns, so that wait polls every few milliseconds rather than
         backing off like a reconnect. Each attempt is cut off at the deadline, so a
         silent Redis (a network partition) fails as fast as an unreachable one.
+
+        ``publishing``: the operation is a publish, and the error raised says whether
+        its event may be stored (see :func:`~._outcome.sent`).
         """
         loop = asyncio.get_running_loop()
         if deadline is None:
             deadline = loop.time() + self.options.connect_timeout
         backoff = Backoff(self.options.max_backoff)
         pool_wait = Backoff(_POOL_POLL, first=0.001)
+        unknown = error is not None and sent(error)  # an attempt may have reached Redis
         while True:
             if error is not None:
                 pool_full = isinstance(error, self._pool_full)
                 pause = pool_wait.next() if pool_full else backoff.next()
                 if loop.time() + min(pause, 0.001 if pool_full else 0.05) >= deadline:
-                    raise self._gave_up(what, client, error) from error
+                    failure = self._gave_up(what, client, error)
+                    if publishing:
+                        failure = with_outcome(failure, unknown=unknown)
+                    raise failure from error
                 await asyncio.sleep(min(pause, deadline - loop.time()))
             try:
                 async with asyncio.timeout_at(deadline):
                     return await operation()
             except self._unreachable as exc:  # the pool's limit included; TimeoutError too
+                unknown = unknown or sent(exc)
                 # an attempt cut off at the deadline says less than the error before it
                 if error is None or type(exc) is not TimeoutError:
                     error = exc
             except self._exceptions.RedisError as exc:
-                raise TransportError(f"Redis refused {what}: {exc}") from exc
+                failure = TransportError(f"Redis refused {what}: {exc}")
+                if publishing:
+                    failure = with_outcome(failure, unknown=unknown)
+                raise failure from exc
 
     def _gave_up(self, what: str, client: Redis, error: BaseException) -> TransportError:
         if isinstance(error, self._pool_full):
