@@ -84,3 +84,18 @@ async def test_a_publish_redis_answers_with_an_error_was_not_stored(
             await bus.publish("outcome.refused", {"n": 1})
     assert raised.value.stored is False
     assert "it was not stored" in str(raised.value)
+
+
+async def test_a_publish_the_replicas_did_not_confirm_is_stored(
+    redis_url: str, namespace: str, client: Any
+) -> None:
+    """``replicas=1`` on a Redis without replicas: Redis has the event, ``stored`` is True."""
+    transport = RedisTransport(
+        redis_url, namespace=namespace, partitions=1, replicas=1, connect_timeout=0.5
+    )
+    async with EventBus(transport=transport) as bus:
+        with pytest.raises(TransportError, match="only 0 of 1 replicas") as raised:
+            await bus.publish("outcome.unconfirmed", {"n": 1})
+        assert raised.value.stored is True
+        assert "Redis has it" in str(raised.value)
+        assert await entries(client, transport) == 1
