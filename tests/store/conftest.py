@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -29,3 +30,14 @@ async def proxy() -> AsyncIterator[PgFaultProxy]:
     """A fault proxy in front of the PostgreSQL server (tests/faultproxy.py)."""
     async with PgFaultProxy() as started:
         yield started
+
+
+@pytest.fixture
+async def admin(database: str) -> AsyncIterator[Any]:
+    """A plain asyncpg connection to the module's database, to look at or edit rows."""
+    asyncpg = pytest.importorskip("asyncpg")
+    connection = await asyncpg.connect(database)
+    try:
+        yield connection
+    finally:
+        await connection.close()

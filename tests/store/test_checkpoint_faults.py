@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -29,15 +28,6 @@ from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
 pytestmark = pytest.mark.postgres
 
 LOGGER = "pepperpy.event.replay"
-
-
-@pytest.fixture
-async def admin(database: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(database)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 def server_pid(checkpoints: PostgresCheckpointStore) -> int:

@@ -10,7 +10,7 @@ proxy (tests/store/pgfaultproxy.py) and with triggers in the test's own schema.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -67,15 +67,6 @@ class Cut:
         if self.at == "ran" or (self.at == "committed" and b"COMMIT\x00" in data):
             return self._fire(link)
         return None
-
-
-@pytest.fixture
-async def admin(database: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(database)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 def schema_of(direct: str) -> str:

@@ -45,15 +45,6 @@ async def position(direct: str, name: str) -> int | None:
 
 
 @pytest.fixture
-async def admin(database: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(database)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-
-
-@pytest.fixture
 async def checkpoints(proxy: PgFaultProxy, direct: str) -> AsyncIterator[PostgresCheckpointStore]:
     """A checkpoint store through the proxy, holding checkpoint ``c`` at position 1."""
     store = PostgresCheckpointStore(proxied(direct, proxy.port, connect_timeout=1))
