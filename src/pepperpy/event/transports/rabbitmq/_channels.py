@@ -107,6 +107,20 @@ class Probe:
                 return None
             return int(answer.consumer_count or 0)
 
+    async def take(self, connection: AbstractRobustConnection, queue: str) -> bool:
+        """Delete ``queue`` if it exists; True if it did (one caller at a time takes it)."""
+        from aiormq.exceptions import ChannelNotFoundEntity
+
+        async with self._lock:
+            channel = await self._open(connection)
+            try:
+                await channel.queue_declare(queue, passive=True)
+            except ChannelNotFoundEntity:
+                self._channel = None  # the broker closed it
+                return False
+            await channel.queue_delete(queue)
+            return True
+
     async def _open(self, connection: AbstractRobustConnection) -> RawChannel:
         transport = connection.transport
         if transport is None:  # away, reconnecting: never wait for it here

@@ -28,6 +28,11 @@ AMQP_NAME = re.compile(r"[a-zA-Z0-9_.:@#,/+ -]*")
 MAX_EXCHANGE_NAME = 127
 #: how long a finished delivery's ack may wait to share a frame with others (seconds)
 ACK_DELAY = 0.001
+#: a group partition's release mark: queue ``<partition queue>.released``, declared by a
+#: member that hands the partition over with nothing in progress (see _handover), and
+#: expiring this many seconds after that when nobody took it
+RELEASED = ".released"
+RELEASE_MARK_EXPIRY = 30.0
 PERSISTENT = 2
 
 
@@ -41,8 +46,17 @@ _DEFAULTS: dict[str, Any] = {
     "ungrouped_expiry": 60.0,
     "connect_timeout": 10.0,
     "reconnect_interval": 1.0,
+    "handover_grace": 5.0,
 }
-_SECONDS = ("rebalance_interval", "ungrouped_expiry", "connect_timeout", "reconnect_interval")
+_SECONDS = (
+    "rebalance_interval",
+    "ungrouped_expiry",
+    "connect_timeout",
+    "reconnect_interval",
+    "handover_grace",
+)
+#: seconds options that may be 0 (to turn something off)
+_MAY_BE_ZERO = ("handover_grace",)
 
 
 def _whole(least: int, most: int | None = None) -> Callable[[str], str | None]:
@@ -213,13 +227,16 @@ def check_options(options: dict[str, Any]) -> None:
         )
     for name in _SECONDS:
         value = options[name]
+        zero = name in _MAY_BE_ZERO
         if (
             not isinstance(value, int | float)
             or isinstance(value, bool)
             or not math.isfinite(value)
-            or value <= 0
+            or value < 0
+            or (value == 0 and not zero)
         ):
+            bound = ">= 0" if zero else "> 0"
             raise ConfigurationError(
-                f"{name} must be a finite number of seconds > 0, got {value!r}"
+                f"{name} must be a finite number of seconds {bound}, got {value!r}"
             )
         options[name] = float(value)

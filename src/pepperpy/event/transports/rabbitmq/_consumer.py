@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -16,6 +16,7 @@ from ..._handlers import start
 from ..._patterns import matches
 from ..base import NotDelivered, Subscription, cancelled_by_caller, cancelling, quietly
 from ._config import ACK_DELAY
+from ._handover import Grace, mark_released
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractQueue
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from ._transport import RabbitMQTransport
 
 logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
+
+#: most message ids a consumer remembers as handled here without an acknowledgement
+HANDLED_UNACKED_KEPT = 1024
 
 
 class Members:
@@ -67,13 +71,16 @@ class _Acks:
     covers a message left unacknowledged on purpose.
     """
 
-    __slots__ = ("channel", "done", "flushing", "outstanding")
+    __slots__ = ("channel", "done", "flushing", "grace", "outstanding")
 
     def __init__(self, channel: Any) -> None:
         self.channel = channel  # the aiormq channel the tags belong to
         self.outstanding: set[int] = set()
         self.done: list[int] = []
         self.flushing: asyncio.Task[None] | None = None
+        #: the hand-over grace of a group consumer whose first delivery here was a
+        #: redelivery (see _handover)
+        self.grace: Grace | None = None
 
     def ack(self, tag: int) -> None:
         self.done.append(tag)
@@ -156,6 +163,9 @@ class Consumer:
         #: delivery tag -> message id of messages received but not started (paused, or
         #: waiting in a lane): a graceful close returns them unstarted
         self._unstarted: dict[int, str | None] = {}
+        #: ids of messages whose handler ended here after their channel died, so that
+        #: the acknowledgement never left: their redelivery runs nowhere else (no grace)
+        self._handled_unacked: OrderedDict[str, None] = OrderedDict()
         self.last_delivery = 0.0
         self.queue_name: str | None = None  # known once open() declared it
 
@@ -191,6 +201,7 @@ class Consumer:
                     return  # from before a reconnect: the broker delivers it again
                 acks = self._acks = _Acks(message.channel)  # first message, or reconnected
                 self._unstarted.clear()  # tags of a channel that is gone
+                self._took_over(acks, message)
             acks.outstanding.add(_tag(message))
             if self._paused:  # left unacknowledged: requeued, unstarted, when the channel closes
                 self._unstarted[_tag(message)] = message.header.properties.message_id
@@ -224,15 +235,29 @@ class Consumer:
         if acks is not None and acks.channel is not underlay:
             self._acks = None
             self._unstarted.clear()
+            if acks.grace is not None:
+                acks.grace.end()
+
+    def _took_over(self, acks: _Acks, message: DeliveredMessage) -> None:
+        """The first delivery on a channel: a group's partition became ours. Look for a
+        release mark; a redelivery first means the member before had not acknowledged
+        everything: without a mark, the grace starts (see ``_handover``)."""
+        grace = self.transport.handover_grace
+        if self.group is None or not grace or self.queue_name is None:
+            return
+        delivery = cast("Basic.Deliver", message.delivery)
+        acks.grace = Grace(self.transport, self.queue_name, grace, bool(delivery.redelivered))
 
     def retire(self) -> None:
         """Stop for good: start no further deliveries and never consume again."""
         self.retired = True
-        self._paused = True
+        self.pause()
 
     def pause(self) -> None:
         """Start no further deliveries (the unstarted ones return to the queue later)."""
         self._paused = True
+        if self._acks is not None and self._acks.grace is not None:
+            self._acks.grace.end()  # what waits for it returns unstarted
 
     async def finish_running(self) -> None:
         """Wait for the deliveries in progress and for their acknowledgements.
@@ -277,7 +302,33 @@ class Consumer:
         if channel is not None:
             if deadline is None:
                 deadline = self.transport._deadline()
+            grace = self._acks.grace if self._acks is not None else None
+            if grace is not None:  # the partition was ours: did the one before leave in order?
+                await quietly(
+                    grace.looked(), "looking for a release mark", logger, deadline=deadline
+                )
+            if self._released_in_order():
+                assert self.queue_name is not None
+                await quietly(
+                    mark_released(channel, self.queue_name),
+                    f"marking {self.queue_name} released",
+                    logger,
+                    deadline=deadline,
+                )
             await self.transport._close_channel(channel, deadline)
+
+    def _released_in_order(self) -> bool:
+        """True when the next member of this group partition needs no grace: the partition
+        was ours on this channel (we received from it), nothing of ours runs, and what the
+        member before us may have had running is over (see ``Grace.clear``)."""
+        acks = self._acks
+        return (
+            acks is not None
+            and acks.grace is not None
+            and acks.grace.clear
+            and not self._running
+            and self.transport._connected()
+        )
 
     async def _on_message(self, message: DeliveredMessage, acks: _Acks) -> None:
         """Decide what a received message needs; start its delivery in a task of ours.
@@ -327,12 +378,23 @@ class Consumer:
             return
         key = str(key)
         lane = self._lanes.get(key)
-        if lane is not None:
+        if lane is not None:  # behind the key's event in progress here, whatever came first
             lane.append((event, tag, acks))
             self._unstarted[tag] = message.header.properties.message_id
             return
         self._lanes[key] = lane = deque()
-        self._spawn(self._run_lane(key, lane, event, tag, acks))
+        grace = acks.grace
+        if grace is not None and grace.over.done():
+            grace = None
+        held = False
+        if grace is not None:  # it waits for the grace (or its check), unstarted
+            self._unstarted[tag] = message.header.properties.message_id
+            # an event whose handler ended here runs nowhere else: no need to wait
+            ours = event.id in self._handled_unacked
+            if ours:
+                del self._handled_unacked[event.id]
+            held = bool(delivery.redelivered) and not ours
+        self._spawn(self._run_lane(key, lane, event, tag, acks, grace, held))
 
     def _spawn(self, delivery: Awaitable[None]) -> None:
         task = start(delivery)
@@ -340,7 +402,14 @@ class Consumer:
         task.add_done_callback(self._running.discard)
 
     async def _run_lane(
-        self, key: str, lane: deque[tuple[Event, int, _Acks]], event: Event, tag: int, acks: _Acks
+        self,
+        key: str,
+        lane: deque[tuple[Event, int, _Acks]],
+        event: Event,
+        tag: int,
+        acks: _Acks,
+        grace: Grace | None = None,
+        held: bool = False,
     ) -> None:
         """Deliver ``event``, then the events queued behind it with the same key.
 
@@ -354,6 +423,8 @@ class Consumer:
         """
         since = cancelling()
         try:
+            if grace is not None:  # taken over from another member (see _handover)
+                await grace.wait(held, key)
             await self._run(event, tag, acks, since)
             while lane and not self._paused:
                 if cancelled_by_caller(since):  # a handler swallowed our cancellation
@@ -404,6 +475,11 @@ class Consumer:
         acks.ack(tag)
         if self.group is not None and self.queue_name is not None:
             self.transport._settled(self.queue_name, event.id)
+            if acks.channel.is_closed:  # the acknowledgement cannot leave any more
+                handled = self._handled_unacked
+                handled[event.id] = None
+                while len(handled) > HANDLED_UNACKED_KEPT:
+                    handled.popitem(last=False)
 
     def _not_started(self, tag: int, event: Event) -> None:
         """Leave a message our removed subscription did not start unacknowledged.
@@ -412,7 +488,8 @@ class Consumer:
         close_channel) when the unsubscription closes the channel; an ungrouped queue is
         deleted with it. Pausing keeps the key's lane from starting what follows it.
         """
-        self._paused = self.stalled = True
+        self.pause()
+        self.stalled = True
         self._unstarted[tag] = event.id
 
 

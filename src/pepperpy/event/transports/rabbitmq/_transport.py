@@ -37,6 +37,7 @@ from ._config import (
     LANES,
     MAX_KEY_BYTES,
     PERSISTENT,
+    RELEASED,
     split_options,
 )
 from ._connect import connect_failure, lost_reason
@@ -98,6 +99,11 @@ class RabbitMQTransport(Transport):
       ``start()``, ``publish()`` and ``subscribe()`` wait at most ``connect_timeout``
       for an unreachable broker before raising :class:`TransportError`; ``close()``
       waits at most that long for it once the deliveries in progress finished.
+    * ``handover_grace``: seconds a group member that takes a partition over from a
+      member that lost its connection (or crashed) waits before it handles the keys that
+      member had not acknowledged, whose handler may still run there (default 5; ``0``:
+      no wait). Other keys, and partitions handed over in good order, do not wait; see
+      ``docs/transport-rabbitmq.md``, "Per-key order across a connection loss".
     """
 
     def __init__(
@@ -113,6 +119,7 @@ class RabbitMQTransport(Transport):
         ungrouped_expiry: float | None = None,
         connect_timeout: float | None = None,
         reconnect_interval: float | None = None,
+        handover_grace: float | None = None,
     ) -> None:
         given = {
             "exchange": exchange,
@@ -124,6 +131,7 @@ class RabbitMQTransport(Transport):
             "ungrouped_expiry": ungrouped_expiry,
             "connect_timeout": connect_timeout,
             "reconnect_interval": reconnect_interval,
+            "handover_grace": handover_grace,
         }
         self._aio_pika = require("aio_pika", extra="rabbitmq", feature="the RabbitMQ transport")
         self._aiormq = require("aiormq", extra="rabbitmq", feature="the RabbitMQ transport")
@@ -148,6 +156,7 @@ class RabbitMQTransport(Transport):
         self.ungrouped_expiry: float = options["ungrouped_expiry"]
         self.connect_timeout: float = options["connect_timeout"]
         self.reconnect_interval: float = options["reconnect_interval"]
+        self.handover_grace: float = options["handover_grace"]
         self._instance = uuid.uuid4().hex[:12]
         #: shown by ``rabbitmqctl list_connections client_properties`` and the management UI
         #: (``?name=`` in the URL names it instead, as it does for aio-pika)
@@ -386,6 +395,7 @@ class RabbitMQTransport(Transport):
             channel = await connection.channel()
             for queue in self._declared_queues:
                 await channel.queue_delete(queue)
+                await channel.queue_delete(queue + RELEASED)  # if one is left (it expires)
             for exchange in reversed(self._declared_exchanges):
                 await channel.exchange_delete(exchange)
 
@@ -676,6 +686,12 @@ class RabbitMQTransport(Transport):
         if self._connection is None:
             raise ClosedError("the RabbitMQ transport is closed")
         return await self._probe.exists(self._connection, name)
+
+    async def _take_release_mark(self, name: str) -> bool:
+        """Delete the release mark ``name`` if it exists; True if it did (see _handover)."""
+        if self._connection is None:
+            raise ClosedError("the RabbitMQ transport is closed")
+        return await self._probe.take(self._connection, name)
 
     async def _queue_consumers(self, name: str) -> int | None:
         """How many consumers queue ``name`` has; None when it does not exist (a passive
