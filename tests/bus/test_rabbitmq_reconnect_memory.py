@@ -84,7 +84,7 @@ async def test_reconnects_leave_at_most_one_dead_connection_alive(
                 await handled(bus, f"jobs.p{n}", key_for(n), grouped)
                 await handled(bus, f"r{n}.x", "x", ungrouped)
                 # every channel restored (the transport logged the connection back)
-                await eventually(lambda: transport._lost_at is None)
+                await eventually(lambda: transport._outages.lost_at is None)
                 counts.append(dead_connections(proxy.port))
         finally:
             logging.disable(logging.NOTSET)

@@ -15,7 +15,8 @@ from ..._event import Event
 from ..._handlers import start
 from ..._patterns import matches
 from ..base import NotDelivered, Subscription, cancelled_by_caller, cancelling, quietly
-from ._config import ACK_DELAY
+from ._acks import Acks
+from ._deliveries import give_up
 from ._handover import Grace, mark_released
 
 if TYPE_CHECKING:
@@ -61,67 +62,6 @@ class Members:
 Declare = Callable[["AbstractChannel", str], Awaitable["AbstractQueue"]]
 
 
-class _Acks:
-    """Acknowledges one channel's deliveries in as few frames as possible.
-
-    Acks that complete within ``ACK_DELAY`` of each other go out together: one ``multiple`` ack
-    when no earlier delivery is still unsettled, else one frame each. Each frame is a
-    syscall and a broker round of work, so under load this halves the frames a consumer
-    sends. Every delivered tag is tracked until settled, so a ``multiple`` ack never
-    covers a message left unacknowledged on purpose.
-    """
-
-    __slots__ = ("channel", "done", "flushing", "grace", "outstanding")
-
-    def __init__(self, channel: Any) -> None:
-        self.channel = channel  # the aiormq channel the tags belong to
-        self.outstanding: set[int] = set()
-        self.done: list[int] = []
-        self.flushing: asyncio.Task[None] | None = None
-        #: the hand-over grace of a group consumer whose first delivery here was a
-        #: redelivery (see _handover)
-        self.grace: Grace | None = None
-
-    def ack(self, tag: int) -> None:
-        self.done.append(tag)
-        if self.flushing is None:
-            self.flushing = asyncio.get_running_loop().create_task(self._flush())
-
-    async def settled(self, tag: int, settle: Awaitable[None]) -> None:
-        """Nack/reject ``tag`` individually, then stop tracking it."""
-        await _settle(settle)
-        self.outstanding.discard(tag)
-
-    async def drain(self) -> None:
-        """Wait until every ack requested so far was written."""
-        while self.flushing is not None:
-            await asyncio.shield(self.flushing)
-
-    async def _flush(self) -> None:
-        try:
-            await asyncio.sleep(ACK_DELAY)  # let the acks of a burst gather
-            while self.done:
-                done, self.done = sorted(self.done), []
-                self.outstanding.difference_update(done)
-                lowest = min(self.outstanding, default=None)
-                together = done if lowest is None else [t for t in done if t < lowest]
-                single = done[len(together) :]
-                if together:
-                    await self.channel.basic_ack(together[-1], multiple=True)
-                for tag in single:
-                    await self.channel.basic_ack(tag)
-        except asyncio.CancelledError:
-            if cancelled_by_caller():
-                raise
-            logger.debug("could not acknowledge: the connection was lost")
-            self.done.clear()
-        except Exception as exc:
-            logger.debug("could not acknowledge (the channel closed): %s", exc)
-            self.done.clear()
-        finally:
-            self.flushing = None
-
-
 class Consumer:
     """One AMQP consumer on one queue over its own channel.
 
@@ -150,14 +90,14 @@ class Consumer:
         self.group = group
         self._declare = declare
         self._channel: AbstractChannel | None = None
-        self._acks: _Acks | None = None
+        self._acks: Acks | None = None
         self._generation = 0
         self._paused = False
         #: closed for good (its subscription left, or the transport closed): never reopens
         self.retired = False
         #: paused because every member of its subscription was being removed
         self.stalled = False
-        self._lanes: dict[str, deque[tuple[Event, int, _Acks]]] = {}
+        self._lanes: dict[str, deque[tuple[Event, int, Acks]]] = {}
         #: our delivery tasks (a message's, or a key's lane), started or about to start
         self._running: set[asyncio.Future[Any]] = set()
         #: delivery tag -> message id of messages received but not started (paused, or
@@ -199,7 +139,7 @@ class Consumer:
             if acks is None or acks.channel is not message.channel:
                 if message.channel.is_closed:
                     return  # from before a reconnect: the broker delivers it again
-                acks = self._acks = _Acks(message.channel)  # first message, or reconnected
+                acks = self._acks = Acks(message.channel)  # first message, or reconnected
                 self._unstarted.clear()  # tags of a channel that is gone
                 self._took_over(acks, message)
             acks.outstanding.add(_tag(message))
@@ -238,7 +178,7 @@ class Consumer:
             if acks.grace is not None:
                 acks.grace.end()
 
-    def _took_over(self, acks: _Acks, message: DeliveredMessage) -> None:
+    def _took_over(self, acks: Acks, message: DeliveredMessage) -> None:
         """The first delivery on a channel: a group's partition became ours. Look for a
         release mark; a redelivery first means the member before had not acknowledged
         everything: without a mark, the grace starts (see ``_handover``)."""
@@ -298,7 +238,7 @@ class Consumer:
         unstarted, self._unstarted = self._unstarted, {}
         if self.group is not None and self.queue_name is not None and unstarted:
             ids = [message_id for message_id in unstarted.values() if message_id]
-            self.transport._returned_unstarted(self.queue_name, ids)
+            self.transport._returns.returned(self.queue_name, ids)
         if channel is not None:
             if deadline is None:
                 deadline = self.transport._deadline()
@@ -330,7 +270,7 @@ class Consumer:
             and self.transport._connected()
         )
 
-    async def _on_message(self, message: DeliveredMessage, acks: _Acks) -> None:
+    async def _on_message(self, message: DeliveredMessage, acks: Acks) -> None:
         """Decide what a received message needs; start its delivery in a task of ours.
 
         Runs in aiormq's task for the message (cancelled if the connection drops, which
@@ -359,13 +299,13 @@ class Consumer:
         if limit and delivery.redelivered:
             deliveries = _delivery_count(message.header.properties.headers)
             if self.queue_name is not None:  # returns of ours it never started do not count
-                free = self.transport._free_returns(
+                free = self.transport._returns.free(
                     self.queue_name, message.header.properties.message_id
                 )
                 deliveries = max(1, deliveries - free)
             if deliveries > limit:
                 try:
-                    await self.transport._give_up(event, deliveries, self.group)
+                    await give_up(self.transport, event, deliveries, self.group)
                 except Exception:
                     logger.exception("could not dead-letter %s (%s)", event.type, event.id)
                     await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
@@ -404,10 +344,10 @@ class Consumer:
     async def _run_lane(
         self,
         key: str,
-        lane: deque[tuple[Event, int, _Acks]],
+        lane: deque[tuple[Event, int, Acks]],
         event: Event,
         tag: int,
-        acks: _Acks,
+        acks: Acks,
         grace: Grace | None = None,
         held: bool = False,
     ) -> None:
@@ -435,17 +375,17 @@ class Consumer:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
 
-    async def _requeue(self, lane: deque[tuple[Event, int, _Acks]]) -> None:
+    async def _requeue(self, lane: deque[tuple[Event, int, Acks]]) -> None:
         """Return the unstarted events of ``lane`` to their queue, uncounted, at once."""
         held = list(lane)
         lane.clear()
         ids = [self._unstarted.pop(tag, None) for _, tag, _ in held]
         if self.group is not None and self.queue_name is not None:  # as close_channel does
-            self.transport._returned_unstarted(self.queue_name, [i for i in ids if i])
+            self.transport._returns.returned(self.queue_name, [i for i in ids if i])
         for _, tag, acks in held:
             await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
 
-    async def _run(self, event: Event, tag: int, acks: _Acks, since: int = 0) -> None:
+    async def _run(self, event: Event, tag: int, acks: Acks, since: int = 0) -> None:
         if acks.channel.is_closed:
             return  # its connection dropped: the broker gives it to a consumer again
         if self._paused:  # paused after it arrived, before its task ran: not started
@@ -474,7 +414,7 @@ class Consumer:
             return
         acks.ack(tag)
         if self.group is not None and self.queue_name is not None:
-            self.transport._settled(self.queue_name, event.id)
+            self.transport._returns.settled(self.queue_name, event.id)
             if acks.channel.is_closed:  # the acknowledgement cannot leave any more
                 handled = self._handled_unacked
                 handled[event.id] = None
@@ -491,11 +431,6 @@ class Consumer:
         self.pause()
         self.stalled = True
         self._unstarted[tag] = event.id
-
-
-async def _settle(acknowledgement: Awaitable[None]) -> None:
-    """Ack/nack/reject; a closed channel already returned the message to its queue."""
-    await quietly(acknowledgement, "settling a message", logger, deadline=None)
 
 
 def _tag(message: DeliveredMessage) -> int:

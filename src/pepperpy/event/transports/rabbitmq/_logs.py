@@ -12,20 +12,28 @@ a channel per partition, so every network blip logged a dozen or more ERRORs.
 a robust channel of one of the transport's connections, logged while that connection is
 away. Such a record about another connection, or logged while ours is up (the broker
 closed a channel and reopening it failed: a real error), is left as it is. What the
-transport logs instead (``pepperpy.event.transports.rabbitmq``): a WARNING when the
-connection is lost, an INFO when it is back, once per outage whatever the retries.
+transport logs instead (:class:`Outages`, logger ``pepperpy.event.transports.rabbitmq``):
+a WARNING when the connection is lost, an INFO when it is back, once per outage whatever
+the retries.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from ..._redact import redact_url
+from ._connect import lost_reason
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustConnection
 
-__all__ = ["QuietChannelReopens", "quiet_channel_reopens"]
+__all__ = ["Outages", "QuietChannelReopens", "quiet_channel_reopens"]
+
+logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
 
 #: aio-pika's logger for callbacks that failed, and the message it logs them with
 CALLBACK_LOGGER = "aio_pika.tools"
@@ -87,3 +95,55 @@ def quiet_channel_reopens(connection: AbstractRobustConnection) -> None:
         _filter = QuietChannelReopens()
         logging.getLogger(CALLBACK_LOGGER).addFilter(_filter)
     _filter.connections.add(connection)
+
+
+class Outages:
+    """One WARNING when a transport's connection is lost and one INFO when it is back,
+    once per outage however many attempts to restore it fail meanwhile; nothing once
+    ``closed()`` says the transport is closed."""
+
+    def __init__(self, url: str, reconnect_interval: float, closed: Callable[[], bool]) -> None:
+        self.url = url
+        self.reconnect_interval = reconnect_interval
+        self._closed = closed
+        #: when the connection was lost (time.monotonic()); None while it is up
+        self.lost_at: float | None = None
+
+    def watch(self, connection: AbstractRobustConnection) -> None:
+        """Log the outages of ``connection``; demote aio-pika's ERROR per channel meanwhile
+        to DEBUG (see :func:`quiet_channel_reopens`)."""
+        outages = weakref.ref(self)  # the connection's callbacks must not keep us alive
+
+        def lost(sender: object, exc: BaseException | None = None) -> None:
+            me = outages()
+            if me is not None:  # sender: the robust connection, with the lost one in it
+                me.lost(lost_reason(sender, exc))
+
+        def restored(_: object) -> None:
+            me = outages()
+            if me is not None:
+                me.restored()
+
+        connection.close_callbacks.add(lost)
+        connection.reconnect_callbacks.add(restored)
+        quiet_channel_reopens(connection)
+
+    def lost(self, reason: str) -> None:
+        """The connection dropped, or an attempt to restore it failed (logged once)."""
+        if self._closed() or self.lost_at is not None:
+            return
+        self.lost_at = time.monotonic()
+        logger.warning(
+            "lost the connection to RabbitMQ at %s (%s); reconnecting every %gs",
+            redact_url(self.url),
+            reason,
+            self.reconnect_interval,
+        )
+
+    def restored(self) -> None:
+        """The robust connection is back, with every channel, queue and consumer."""
+        lost, self.lost_at = self.lost_at, None
+        if self._closed():
+            return
+        downtime = f" after {time.monotonic() - lost:.1f}s" if lost is not None else ""
+        logger.info("the connection to RabbitMQ at %s is back%s", redact_url(self.url), downtime)

@@ -1,25 +1,21 @@
-"""RabbitMQTransport: connection, publishing, and setting up subscriptions."""
+"""RabbitMQTransport: the connection, its lifecycle, and the transport's entry points.
+
+Publishing is in ``_publish``, setting subscriptions up and down in ``_subscribe``,
+consuming in ``_consumer`` (with ``_acks``, ``_handover`` and ``_deliveries``), groups in
+``_group``, and what a lost connection logs in ``_logs``."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import time
 import uuid
-import weakref
-import zlib
-from collections import OrderedDict
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, PatternError, TransportError
 from ..._event import Event
-from ..._loops import settled
 from ..._patterns import parse_pattern
 from ..._redact import redact_url
 from ..base import (
@@ -31,35 +27,23 @@ from ..base import (
     shutdown_sockets,
 )
 from ._channels import Probe, release_spent_observers
-from ._config import (
-    CONTENT_TYPE,
-    LANE_HEADER,
-    LANES,
-    MAX_KEY_BYTES,
-    PERSISTENT,
-    RELEASED,
-    split_options,
-)
-from ._connect import connect_failure, lost_reason
-from ._consumer import Consumer, Members
-from ._group import Group, group_base
-from ._logs import quiet_channel_reopens
-
-#: most (queue, message) unstarted-return counts a transport remembers
-UNSTARTED_RETURNS_KEPT = 65536
+from ._config import MAX_KEY_BYTES, RELEASED, split_options
+from ._connect import connect_failure
+from ._consumer import Consumer
+from ._deliveries import UnstartedReturns
+from ._group import Group
+from ._logs import Outages
+from ._publish import publish
+from ._subscribe import join_alone, join_group, leave_alone, leave_group
 
 if TYPE_CHECKING:
     from aio_pika.abc import (
         AbstractChannel,
-        AbstractQueue,
         AbstractRobustChannel,
         AbstractRobustConnection,
     )
 
 __all__ = ["RabbitMQTransport"]
-
-#: RabbitMQ's default ``max_message_size``; larger messages make it close the channel
-DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 
 logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
 
@@ -167,17 +151,15 @@ class RabbitMQTransport(Transport):
         self._publisher: AbstractChannel | None = None
         self._consumers: list[Consumer] = []
         self._groups: dict[str, Group] = {}
-        #: (queue, message id) -> times this process returned the message to its group queue
-        #: unstarted (a graceful leave or handover); the quorum queue counted those
-        #: returns as deliveries, the delivery limit does not (see Consumer._on_message)
-        self._unstarted_returns: OrderedDict[tuple[str, str], int] = OrderedDict()
+        #: messages this process returned to their group queue unstarted (see _deliveries)
+        self._returns = UnstartedReturns()
         self._declared_queues: list[str] = []
         self._private_queues: list[str] = []
         self._declared_exchanges: list[str] = [self.exchange_name]
         #: asks whether queues exist, on one channel for the transport's lifetime
         self._probe = Probe()
-        #: when the connection was lost (time.monotonic()); None while it is up
-        self._lost_at: float | None = None
+        #: logs once per outage (while not closed)
+        self._outages = Outages(self.url, self.reconnect_interval, lambda: self._closed)
         self._closed = False
 
     # -- lifecycle --------------------------------------------------------------------
@@ -241,46 +223,7 @@ class RabbitMQTransport(Transport):
             ) from exc
         self._connection = connection
         self._publisher = channel
-        self._watch(connection)
-
-    def _watch(self, connection: AbstractRobustConnection) -> None:
-        """Log once when ``connection`` is lost and once when it is back; demote aio-pika's
-        ERROR per channel meanwhile to DEBUG (see ``_logs``)."""
-        transport = weakref.ref(self)  # the connection's callbacks must not keep us alive
-
-        def lost(sender: object, exc: BaseException | None = None) -> None:
-            me = transport()
-            if me is not None:  # sender: the robust connection, with the lost one in it
-                me._on_lost(lost_reason(sender, exc))
-
-        def restored(_: object) -> None:
-            me = transport()
-            if me is not None:
-                me._on_restored()
-
-        connection.close_callbacks.add(lost)
-        connection.reconnect_callbacks.add(restored)
-        quiet_channel_reopens(connection)
-
-    def _on_lost(self, reason: str) -> None:
-        """The connection dropped, or an attempt to restore it failed (logged once)."""
-        if self._closed or self._lost_at is not None:
-            return
-        self._lost_at = time.monotonic()
-        logger.warning(
-            "lost the connection to RabbitMQ at %s (%s); reconnecting every %gs",
-            redact_url(self.url),
-            reason,
-            self.reconnect_interval,
-        )
-
-    def _on_restored(self) -> None:
-        """The robust connection is back, with every channel, queue and consumer."""
-        lost, self._lost_at = self._lost_at, None
-        if self._closed:
-            return
-        downtime = f" after {time.monotonic() - lost:.1f}s" if lost is not None else ""
-        logger.info("the connection to RabbitMQ at %s is back%s", redact_url(self.url), downtime)
+        self._outages.watch(connection)
 
     async def _discard(self, connection: AbstractRobustConnection) -> None:
         """Close a connection ``start()`` does not keep, within ``connect_timeout``.
@@ -408,98 +351,7 @@ class RabbitMQTransport(Transport):
         connection to come back and sends once more; a confirm lost with the connection
         can so make a duplicate, which at-least-once delivery allows.
         """
-        # a last event published in the cleanup of a cancelled task: its count of
-        # cancellations stays up, so only one that comes during this call stops it
-        since = cancelling()
-        channel = self._publisher
-        if channel is None:
-            if self._closed:
-                raise ClosedError("the RabbitMQ transport is closed")
-            await self.start()
-            channel = self._publisher
-            assert channel is not None
-        if not self._connected():  # away: wait (at most connect_timeout) for it to return
-            await self._reconnected(channel, event, None, since)
-        topic = event.type
-        if len(topic.encode()) > MAX_KEY_BYTES:
-            raise TransportError(
-                f"topic {topic[:40]!r}... is longer than AMQP's {MAX_KEY_BYTES}-byte routing key"
-            )
-        lane = zlib.crc32((key if key is not None else event.id).encode()) % LANES
-        properties = self._aiormq.spec.Basic.Properties(
-            content_type=CONTENT_TYPE,
-            delivery_mode=PERSISTENT,
-            message_id=event.id,
-            headers={LANE_HEADER: lane},
-        )
-        body = event.to_json()
-        errors = self._aiormq.exceptions
-        for attempt in (1, 2):
-            try:
-                # aio-pika's Message adds nothing we need; publish on the raw channel
-                underlay = await channel.get_underlay_channel()
-                await underlay.basic_publish(
-                    body,
-                    exchange=self.exchange_name,
-                    routing_key=topic,
-                    properties=properties,
-                    mandatory=False,
-                )
-                return
-            except asyncio.CancelledError as exc:
-                if cancelled_by_caller(since):
-                    raise
-                # aiormq fails the confirmations of a connection that died (a heartbeat
-                # timeout) with CancelledError: a lost connection, not our cancellation
-                error: BaseException = exc
-            except (errors.AMQPError, errors.ChannelInvalidStateError, ConnectionError) as exc:
-                error = exc
-            if len(body) > DEFAULT_MAX_MESSAGE_BYTES:  # the broker closed the channel
-                # reopened for the next publish
-                await quietly(channel.ready(), "reopening", logger, deadline=self._deadline())  # type: ignore[attr-defined]
-                raise TransportError(
-                    f"RabbitMQ did not accept {topic!r} ({event.id}): the event is "
-                    f"{len(body):,} bytes on the wire, over the broker's max_message_size "
-                    f"({DEFAULT_MAX_MESSAGE_BYTES:,} bytes by default): {error!r}"
-                ) from error
-            if attempt == 2 or self._closed or isinstance(error, errors.DeliveryError):
-                raise TransportError(
-                    f"RabbitMQ did not accept {topic!r} ({event.id}): {error!r}"
-                ) from error
-            await self._reconnected(channel, event, error, since)
-
-    async def _reconnected(
-        self, channel: AbstractChannel, event: Event, error: BaseException | None, since: int
-    ) -> None:
-        """Wait for the robust connection and ``channel`` to be back, at most connect_timeout.
-
-        Raises :class:`TransportError` if they are not (aio-pika's own wait has no
-        bound), or if the transport closed meanwhile. ``since``: the task's count of
-        cancellations when the publish began (see ``cancelled_by_caller``).
-        """
-        errors = self._aiormq.exceptions
-        pause = 0.01
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                while True:
-                    await channel.ready()  # type: ignore[attr-defined]
-                    # right after a drop the robust channel may not know yet that its
-                    # connection died: wait until it has a live one again
-                    with contextlib.suppress(errors.ChannelInvalidStateError):
-                        if not (await channel.get_underlay_channel()).is_closed:
-                            break
-                    await asyncio.sleep(pause)
-                    pause = min(2 * pause, 0.2)
-        except (TimeoutError, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller(since):
-                raise
-            reason = f": {error!r}" if error is not None else ""
-            raise TransportError(
-                f"RabbitMQ at {redact_url(self.url)} unreachable while publishing {event.type!r}"
-                f" ({event.id}); waited {self.connect_timeout}s for the connection{reason}"
-            ) from (error or exc)
-        if self._closed:
-            raise ClosedError("the RabbitMQ transport is closed")
+        await publish(self, event, key)
 
     # -- subscribing ------------------------------------------------------------------
 
@@ -530,9 +382,9 @@ class RabbitMQTransport(Transport):
         errors = self._aiormq.exceptions
         try:
             if subscription.group is None:
-                await self._subscribe_alone(subscription)
+                await join_alone(self, subscription)
             else:
-                await self._subscribe_in_group(subscription)
+                await join_group(self, subscription)
         except (
             self._aio_pika.exceptions.AMQPError,
             errors.ChannelInvalidStateError,  # the connection went away meanwhile
@@ -560,50 +412,6 @@ class RabbitMQTransport(Transport):
         if self._closed:
             raise ClosedError("the RabbitMQ transport is closed")
 
-    async def _subscribe_alone(self, subscription: Subscription) -> None:
-        # named per subscription and per transport instance, so a consumer that
-        # reconnects finds its queue (and what arrived meanwhile) again; ``x-expires``
-        # deletes it once nobody consumed from it for ``ungrouped_expiry`` seconds
-        name = f"{self.exchange_name}.sub.{subscription.name}.{self._instance}"
-        arguments: dict[str, Any] = {"x-expires": int(self.ungrouped_expiry * 1000)}
-
-        async def declare(channel: AbstractChannel, pattern: str) -> AbstractQueue:
-            queue = await channel.declare_queue(name, arguments=arguments)
-            await queue.bind(self.exchange_name, routing_key=pattern)
-            return queue
-
-        consumer = Consumer(self, Members([subscription]), subscription.pattern, None, declare)
-        self._consumers.append(consumer)
-        self._declared(queue=name)
-        if name not in self._private_queues:
-            self._private_queues.append(name)
-        try:
-            await consumer.open()
-        except BaseException:  # not subscribed: nothing of it may go on consuming
-            self._consumers.remove(consumer)
-            consumer.retire()
-            await consumer.close_channel()
-            raise
-
-    async def _subscribe_in_group(self, subscription: Subscription) -> None:
-        group = self._groups.get(subscription.name)
-        if group is not None:  # another member in this process: share its consumers
-            group.members.add(subscription)
-            for consumer in group.consumers:
-                if consumer.stalled and not consumer.retired:  # all members had left:
-                    await consumer.rejoin()  # return what it held, consume again
-            return
-        assert subscription.group is not None
-        base = group_base(self.exchange_name, subscription.group, subscription.name)
-        group = Group(self, base, subscription)
-        try:
-            await group.open()
-        except BaseException:  # not subscribed: leave no consumer or channel of it behind
-            self._consumers = [c for c in self._consumers if c not in group.consumers]
-            await group.close()
-            raise
-        self._groups[subscription.name] = group
-
     async def unsubscribe(self, subscription: Subscription) -> None:
         """Stop delivering to ``subscription`` once its deliveries in progress are done.
 
@@ -619,34 +427,9 @@ class RabbitMQTransport(Transport):
         (to another member, for a group).
         """
         if subscription.group is not None:
-            group = self._groups.get(subscription.name)
-            if group is None or subscription not in group.members.subscriptions:
-                return
-            if len(group.members.subscriptions) > 1:
-                group.members.remove(subscription)
-                return
-            del self._groups[subscription.name]
-            for consumer in group.consumers:
-                self._consumers.remove(consumer)
-            await group.close()
-            return
-        for consumer in self._consumers:
-            if consumer.members.subscriptions == [subscription]:
-                break
+            await leave_group(self, subscription)
         else:
-            return
-        self._consumers.remove(consumer)
-        consumer.retire()
-        try:
-            await consumer.finish_running()
-        finally:  # cancelled too: no longer listed, it must not stay open (see Group.close)
-            deadline = self._deadline()
-            await settled(consumer.close_channel(deadline))
-        name = consumer.queue_name
-        if name is not None and name in self._private_queues:
-            self._private_queues.remove(name)
-            self._declared_queues.remove(name)
-            await self._delete_private_queue(name, deadline)
+            await leave_alone(self, subscription)
 
     def _declared(self, *, queue: str | None = None, exchanges: tuple[str, ...] = ()) -> None:
         """Remember a queue or exchanges for :meth:`delete_topology` (once each: a group
@@ -700,48 +483,8 @@ class RabbitMQTransport(Transport):
             raise ClosedError("the RabbitMQ transport is closed")
         return await self._probe.consumers(self._connection, name)
 
-    def _returned_unstarted(self, queue: str, message_ids: Iterable[str]) -> None:
-        """Remember messages returned to ``queue`` without having been started."""
-        returns = self._unstarted_returns
-        for message_id in message_ids:
-            key = (queue, message_id)
-            returns[key] = returns.pop(key, 0) + 1
-        while len(returns) > UNSTARTED_RETURNS_KEPT:
-            returns.popitem(last=False)
-
-    def _free_returns(self, queue: str, message_id: str | None) -> int:
-        """How many of a message's counted deliveries were unstarted returns of ours."""
-        if message_id is None or not self._unstarted_returns:
-            return 0
-        return self._unstarted_returns.get((queue, message_id), 0)
-
-    def _settled(self, queue: str, message_id: str) -> None:
-        """Forget a message that was acknowledged (it will not come back)."""
-        if self._unstarted_returns:
-            self._unstarted_returns.pop((queue, message_id), None)
-
     def _group_queue_arguments(self) -> dict[str, Any]:
         arguments: dict[str, Any] = {"x-single-active-consumer": True}
         if self.queue_type == "quorum":
             arguments["x-queue-type"] = "quorum"
         return arguments
-
-    async def _give_up(self, event: Event, deliveries: int, group: str | None) -> None:
-        """Move a message its consumers never acknowledged to ``deadletter.<topic>``."""
-        logger.error(
-            "%s (%s) was delivered %d times without an acknowledgement; dead-lettering it",
-            event.type,
-            event.id,
-            deliveries,
-        )
-        dead = dead_letter_event(
-            event,
-            reason=(
-                f"delivered {deliveries} times without an acknowledgement"
-                " (consumer crashed or failed)"
-            ),
-            attempts=deliveries,
-            group=group,
-        )
-        if dead is not None:
-            await self.publish(dead, key=partition_key(dead))

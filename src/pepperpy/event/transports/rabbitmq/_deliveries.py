@@ -1,0 +1,82 @@
+"""The delivery limit: counting a message's deliveries, and dead-lettering it past the limit.
+
+Quorum queues count every return of a message to its queue as a delivery
+(``x-delivery-count``), including the messages a member had prefetched but not started
+when it left gracefully or handed a partition over. The transport remembers those returns
+(per queue and message id, in this process), so that they do not bring a message closer
+to ``delivery_limit``; a crash leaves no such record, which is what stops a poison
+message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from ..._deadletter import dead_letter_event, partition_key
+from ..._event import Event
+
+if TYPE_CHECKING:
+    from ._transport import RabbitMQTransport
+
+__all__ = ["UnstartedReturns", "give_up"]
+
+#: most (queue, message) unstarted-return counts a transport remembers
+UNSTARTED_RETURNS_KEPT = 65536
+
+logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
+
+
+class UnstartedReturns:
+    """(queue, message id) -> times this process returned the message to its group queue
+    unstarted (a graceful leave or hand-over); the delivery limit does not count them
+    (see ``Consumer._on_message``)."""
+
+    __slots__ = ("_counts",)
+
+    def __init__(self) -> None:
+        self._counts: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    def returned(self, queue: str, message_ids: Iterable[str]) -> None:
+        """Remember messages returned to ``queue`` without having been started."""
+        counts = self._counts
+        for message_id in message_ids:
+            key = (queue, message_id)
+            counts[key] = counts.pop(key, 0) + 1
+        while len(counts) > UNSTARTED_RETURNS_KEPT:
+            counts.popitem(last=False)
+
+    def free(self, queue: str, message_id: str | None) -> int:
+        """How many of a message's counted deliveries were unstarted returns of ours."""
+        if message_id is None or not self._counts:
+            return 0
+        return self._counts.get((queue, message_id), 0)
+
+    def settled(self, queue: str, message_id: str) -> None:
+        """Forget a message that was acknowledged (it will not come back)."""
+        if self._counts:
+            self._counts.pop((queue, message_id), None)
+
+
+async def give_up(
+    transport: RabbitMQTransport, event: Event, deliveries: int, group: str | None
+) -> None:
+    """Move a message its consumers never acknowledged to ``deadletter.<topic>``."""
+    logger.error(
+        "%s (%s) was delivered %d times without an acknowledgement; dead-lettering it",
+        event.type,
+        event.id,
+        deliveries,
+    )
+    dead = dead_letter_event(
+        event,
+        reason=(
+            f"delivered {deliveries} times without an acknowledgement (consumer crashed or failed)"
+        ),
+        attempts=deliveries,
+        group=group,
+    )
+    if dead is not None:
+        await transport.publish(dead, key=partition_key(dead))

@@ -1,0 +1,129 @@
+"""Publishing to RabbitMQ: one confirmed message per event, once more after a reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from typing import TYPE_CHECKING
+
+from ..._errors import ClosedError, TransportError
+from ..._event import Event
+from ..._redact import redact_url
+from ..base import cancelled_by_caller, cancelling, quietly
+from ._config import CONTENT_TYPE, LANE_HEADER, LANES, MAX_KEY_BYTES, PERSISTENT
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractChannel
+
+    from ._transport import RabbitMQTransport
+
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "publish", "reconnected"]
+
+#: RabbitMQ's default ``max_message_size``; larger messages make it close the channel
+DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+
+logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
+
+
+async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -> None:
+    """``transport.publish``: send ``event`` to the exchange, return once the broker
+    confirmed it (see :meth:`RabbitMQTransport.publish`)."""
+    # a last event published in the cleanup of a cancelled task: its count of
+    # cancellations stays up, so only one that comes during this call stops it
+    since = cancelling()
+    channel = transport._publisher
+    if channel is None:
+        if transport._closed:
+            raise ClosedError("the RabbitMQ transport is closed")
+        await transport.start()
+        channel = transport._publisher
+        assert channel is not None
+    if not transport._connected():  # away: wait (at most connect_timeout) for it to return
+        await reconnected(transport, channel, event, None, since)
+    topic = event.type
+    if len(topic.encode()) > MAX_KEY_BYTES:
+        raise TransportError(
+            f"topic {topic[:40]!r}... is longer than AMQP's {MAX_KEY_BYTES}-byte routing key"
+        )
+    lane = zlib.crc32((key if key is not None else event.id).encode()) % LANES
+    properties = transport._aiormq.spec.Basic.Properties(
+        content_type=CONTENT_TYPE,
+        delivery_mode=PERSISTENT,
+        message_id=event.id,
+        headers={LANE_HEADER: lane},
+    )
+    body = event.to_json()
+    errors = transport._aiormq.exceptions
+    for attempt in (1, 2):
+        try:
+            # aio-pika's Message adds nothing we need; publish on the raw channel
+            underlay = await channel.get_underlay_channel()
+            await underlay.basic_publish(
+                body,
+                exchange=transport.exchange_name,
+                routing_key=topic,
+                properties=properties,
+                mandatory=False,
+            )
+            return
+        except asyncio.CancelledError as exc:
+            if cancelled_by_caller(since):
+                raise
+            # aiormq fails the confirmations of a connection that died (a heartbeat
+            # timeout) with CancelledError: a lost connection, not our cancellation
+            error: BaseException = exc
+        except (errors.AMQPError, errors.ChannelInvalidStateError, ConnectionError) as exc:
+            error = exc
+        if len(body) > DEFAULT_MAX_MESSAGE_BYTES:  # the broker closed the channel
+            # reopened for the next publish
+            await quietly(channel.ready(), "reopening", logger, deadline=transport._deadline())  # type: ignore[attr-defined]
+            raise TransportError(
+                f"RabbitMQ did not accept {topic!r} ({event.id}): the event is "
+                f"{len(body):,} bytes on the wire, over the broker's max_message_size "
+                f"({DEFAULT_MAX_MESSAGE_BYTES:,} bytes by default): {error!r}"
+            ) from error
+        if attempt == 2 or transport._closed or isinstance(error, errors.DeliveryError):
+            raise TransportError(
+                f"RabbitMQ did not accept {topic!r} ({event.id}): {error!r}"
+            ) from error
+        await reconnected(transport, channel, event, error, since)
+
+
+async def reconnected(
+    transport: RabbitMQTransport,
+    channel: AbstractChannel,
+    event: Event,
+    error: BaseException | None,
+    since: int,
+) -> None:
+    """Wait for the robust connection and ``channel`` to be back, at most connect_timeout.
+
+    Raises :class:`TransportError` if they are not (aio-pika's own wait has no
+    bound), or if the transport closed meanwhile. ``since``: the task's count of
+    cancellations when the publish began (see ``cancelled_by_caller``).
+    """
+    errors = transport._aiormq.exceptions
+    pause = 0.01
+    try:
+        async with asyncio.timeout(transport.connect_timeout):
+            while True:
+                await channel.ready()  # type: ignore[attr-defined]
+                # right after a drop the robust channel may not know yet that its
+                # connection died: wait until it has a live one again
+                with contextlib.suppress(errors.ChannelInvalidStateError):
+                    if not (await channel.get_underlay_channel()).is_closed:
+                        break
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, 0.2)
+    except (TimeoutError, asyncio.CancelledError) as exc:
+        if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller(since):
+            raise
+        reason = f": {error!r}" if error is not None else ""
+        raise TransportError(
+            f"RabbitMQ at {redact_url(transport.url)} unreachable while publishing {event.type!r}"
+            f" ({event.id}); waited {transport.connect_timeout}s for the connection{reason}"
+        ) from (error or exc)
+    if transport._closed:
+        raise ClosedError("the RabbitMQ transport is closed")
