@@ -74,13 +74,14 @@ def member(
 ) -> RabbitMQTransport:
     """The first member's transport (through the ``proxy`` fixture), or another one's,
     through ``proxy``, on the first one's exchange."""
+    query = options.pop("query", "")
     options.setdefault("partitions", 1)  # one queue: the first member is its active one
     options.setdefault("queue_type", "classic")
     options.setdefault("reconnect_interval", 0.2)
     if first is None:
-        return through_proxy(**options)
+        return through_proxy(query, **options)
     assert proxy is not None
-    url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
+    url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/{query}"
     return RabbitMQTransport(url, exchange=first.exchange_name, **options)
 
 
@@ -116,6 +117,41 @@ async def test_the_key_of_an_event_in_progress_on_a_lost_member_waits_the_grace(
     k_events = {f"k{n}" for n in range(6)}
     assert log.overlaps(k_events) == []
     assert log.started("b") == ["j0", *[f"k{n}" for n in range(6)]]  # j did not wait
+
+
+async def test_a_member_whose_link_went_silent_starts_nothing_the_next_one_gets(
+    proxy: FaultProxy,
+    second_proxy: FaultProxy,
+    through_proxy: Callable[..., RabbitMQTransport],
+) -> None:
+    """A partition, not a reset: a's link stops moving while it works through 30 events
+    of key k (0.3 s each). The broker gives a up after its heartbeat timeout (about 3 s
+    with heartbeat=1) and b takes over (after a 1-s grace); aiormq gives the connection
+    up only after (1 + 1) * 3 = 6 s, and a went on starting its prefetched events until
+    then, while b ran them too. A member now starts nothing once it heard nothing from
+    the broker for a heartbeat interval."""
+    log = Log()
+    a = member(through_proxy, query="?heartbeat=1", handover_grace=1)
+    b = member(through_proxy, a, second_proxy, handover_grace=1)
+    bus_a, bus_b = EventBus(transport=a), EventBus(transport=b)
+    bus_a.subscribe("jobs.*", group="workers")(log.handler("a", {f"k{n}": 0.3 for n in range(30)}))
+    bus_b.subscribe("jobs.*", group="workers")(log.handler("b", {}))
+    try:
+        async with bus_a:
+            async with bus_b:
+                for n in range(30):
+                    await bus_b.publish("jobs.run", f"k{n}", key="k")
+                await eventually(lambda: log.started("a") == ["k0"])
+                proxy.pause()  # a's link only: silent both ways, nothing reset
+                started = len(log.started("a"))
+                await eventually(lambda: len(log.started("b")) >= 30 - started, timeout=30)
+                proxy.resume()
+    finally:
+        proxy.resume()
+        await finishes(b.close(), 15)
+    assert log.overlaps({f"k{n}" for n in range(30)}) == []
+    handled_by_b = log.started("b")
+    assert handled_by_b == sorted(handled_by_b, key=lambda e: int(e[1:]))  # in order
 
 
 async def test_without_a_grace_the_new_member_overlaps_the_old_one(

@@ -17,7 +17,7 @@ from ..._patterns import matches
 from ..base import NotDelivered, Subscription, cancelled_by_caller, cancelling, quietly
 from ._acks import Acks
 from ._deliveries import give_up
-from ._handover import Grace, mark_released
+from ._handover import Grace, mark_released, until_heard
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractQueue
@@ -386,6 +386,8 @@ class Consumer:
             await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
 
     async def _run(self, event: Event, tag: int, acks: Acks, since: int = 0) -> None:
+        if self.group is not None:  # not while the broker may have handed the partition on
+            await until_heard(acks.channel, lambda: self._paused)
         if acks.channel.is_closed:
             return  # its connection dropped: the broker gives it to a consumer again
         if self._paused:  # paused after it arrived, before its task ran: not started

@@ -26,13 +26,23 @@ for; found, nothing is held: a graceful hand-over costs one round trip on the pr
 channel, not the grace. Keys this process had itself (a lane still running on the old
 channel, or an event whose handler ended here after its channel died) are not held
 either: the lane keeps them in order, or nothing runs them any more.
+
+A link that goes silent (a partition, no reset) is the other way to lose a partition:
+the broker hands it on once its heartbeat timeout noticed (measured: after about three
+heartbeat intervals), while aiormq gives the connection up only after ``(heartbeat + 1)
+* 3`` seconds. Meanwhile the member would go on starting the events it had prefetched,
+events the next member gets too: so a group member starts no delivery while it has
+heard nothing from the broker for a heartbeat interval (:func:`until_heard`), which a
+live broker never lets happen (it sends a heartbeat every half interval). The events
+then wait until the link speaks again, or come back to the group when it is given up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..base import cancelled_by_caller
 from ._config import RELEASE_MARK_EXPIRY, RELEASED
@@ -42,7 +52,7 @@ if TYPE_CHECKING:
 
     from ._transport import RabbitMQTransport
 
-__all__ = ["Grace", "mark_released"]
+__all__ = ["Grace", "mark_released", "until_heard"]
 
 logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
 
@@ -160,3 +170,29 @@ async def mark_released(channel: AbstractChannel, queue: str) -> None:
     await underlay.queue_declare(
         queue + RELEASED, arguments={"x-expires": int(RELEASE_MARK_EXPIRY * 1000)}
     )
+
+
+def _silent_for(channel: Any) -> float:
+    """Seconds the aiormq connection of ``channel`` heard nothing beyond its heartbeat
+    interval (0 when it heard from the broker within it, or has no heartbeats)."""
+    connection = getattr(channel, "connection", None)
+    heartbeat = getattr(connection, "heartbeat_timeout", 0)
+    last = getattr(connection, "_Connection__last_frame_time", None)  # aiormq's reader
+    if not isinstance(heartbeat, int | float) or heartbeat <= 0 or not isinstance(last, float):
+        return 0.0
+    return max(0.0, asyncio.get_running_loop().time() - last - heartbeat)
+
+
+async def until_heard(channel: Any, stopped: Callable[[], bool]) -> None:
+    """Wait while nothing came from the broker on ``channel``'s connection for a heartbeat
+    interval: the broker may have given this member up and handed its partition on.
+
+    Returns once a frame came (the link speaks again), the channel closed (aiormq gave
+    the connection up: the event goes back to the group) or ``stopped()`` (a pause). One
+    attribute read per delivery while the link is healthy.
+    """
+    if not _silent_for(channel):
+        return
+    logger.debug("holding a delivery: nothing heard from RabbitMQ for a heartbeat interval")
+    while _silent_for(channel) and not channel.is_closed and not stopped():  # noqa: ASYNC110
+        await asyncio.sleep(0.1)  # (aiormq has no hook for a frame arriving)
