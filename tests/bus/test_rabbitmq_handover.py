@@ -25,6 +25,7 @@ import pytest
 from pepperpy.event import ConfigurationError, Event, EventBus
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
 from tests.bus.faultproxy import FaultProxy, finishes
+from tests.faultproxy import Action, Link
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.rabbitmq
@@ -266,6 +267,40 @@ async def test_a_members_own_redeliveries_do_not_wait_the_grace(
     assert log.started("a")[:1] == ["k0"]
     assert [e for e in log.started("a") if e != "k0"] == ["k1", "k2", "k3"]
     assert log.overlaps({f"k{n}" for n in range(4)}) == []
+
+
+#: an AMQP basic.ack method frame's class and method ids (60, 80)
+BASIC_ACK = b"\x00\x3c\x00\x50"
+
+
+async def test_events_whose_acknowledgement_was_lost_are_known_as_the_members_own(
+    proxy: FaultProxy, through_proxy: Callable[..., RabbitMQTransport]
+) -> None:
+    """A lone member handles k0..k2; the first acknowledgement it sends is lost with its
+    connection (reset instead of forwarded), after the handlers ended. The broker gives
+    the events back: handled here, they run nowhere else, so they do not wait the grace
+    (60 s): an acknowledgement gets no answer, and the member remembers what it handled."""
+    log = Log()
+    lost: list[bytes] = []
+
+    def lose_the_first_ack(link: Link, data: bytes) -> Action:
+        if BASIC_ACK in data and not lost:
+            lost.append(data)
+            return "drop"
+        return None
+
+    transport = member(through_proxy, handover_grace=60)
+    bus = EventBus(transport=transport)
+    bus.subscribe("jobs.*", group="workers")(log.handler("a", {}))
+    async with bus:
+        await eventually(lambda: transport._connected())
+        proxy.on_client = lose_the_first_ack
+        for n in range(3):
+            await bus.publish("jobs.run", f"k{n}", key="k")
+        await eventually(lambda: bool(lost))
+        await eventually(lambda: log.started("a").count("k0") == 2, timeout=15)
+        await eventually(lambda: "k2" in log.started("a"), timeout=15)
+    assert log.overlaps({"k0", "k1", "k2"}) == []
 
 
 @pytest.mark.parametrize("value", [-1, float("nan"), float("inf"), True, "5"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,9 @@ if TYPE_CHECKING:
     from ._handover import Grace
 
 __all__ = ["Acks", "settle"]
+
+#: message ids an acknowledger keeps of the last messages handled on its channel
+RECENTLY_HANDLED = 256
 
 logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
 
@@ -28,7 +32,7 @@ class Acks:
     covers a message left unacknowledged on purpose.
     """
 
-    __slots__ = ("channel", "done", "flushing", "grace", "outstanding")
+    __slots__ = ("channel", "done", "flushing", "grace", "handled", "outstanding")
 
     def __init__(self, channel: Any) -> None:
         self.channel = channel  # the aiormq channel the tags belong to
@@ -38,6 +42,9 @@ class Acks:
         #: a group consumer's hand-over from the member before, on this channel (see
         #: _handover)
         self.grace: Grace | None = None
+        #: ids of the last messages handled here: an acknowledgement has no answer, so
+        #: any of them may come back if the channel dies (see Consumer._forget_channel)
+        self.handled: deque[str] = deque(maxlen=RECENTLY_HANDLED)
 
     def ack(self, tag: int) -> None:
         self.done.append(tag)

@@ -7,7 +7,7 @@ import itertools
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from ..._errors import EventError
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
 
-#: most message ids a consumer remembers as handled here without an acknowledgement
-HANDLED_UNACKED_KEPT = 1024
+#: most message ids a consumer remembers as its own after its channel died
+OURS_KEPT = 1024
 
 
 class Members:
@@ -103,9 +103,10 @@ class Consumer:
         #: delivery tag -> message id of messages received but not started (paused, or
         #: waiting in a lane): a graceful close returns them unstarted
         self._unstarted: dict[int, str | None] = {}
-        #: ids of messages whose handler ended here after their channel died, so that
-        #: the acknowledgement never left: their redelivery runs nowhere else (no grace)
-        self._handled_unacked: OrderedDict[str, None] = OrderedDict()
+        #: ids of messages of a channel that died which no other member can be running:
+        #: their handler ended here (the acknowledgement never left), or they were
+        #: received here and never started; their redelivery waits no grace
+        self._ours: OrderedDict[str, None] = OrderedDict()
         self.last_delivery = 0.0
         self.queue_name: str | None = None  # known once open() declared it
 
@@ -174,9 +175,23 @@ class Consumer:
         acks = self._acks
         if acks is not None and acks.channel is not underlay:
             self._acks = None
+            if self.group is not None:
+                # handled here, their acknowledgement perhaps lost with the channel
+                self._remember_ours(acks.handled)
+                # received here and never started, and not held for another member's
+                # sake (whose handler may still run them): nobody else runs them either
+                if acks.grace is None or acks.grace.clear:
+                    self._remember_ours(i for i in self._unstarted.values() if i)
             self._unstarted.clear()
             if acks.grace is not None:
                 acks.grace.end()
+
+    def _remember_ours(self, message_ids: Iterable[str]) -> None:
+        ours = self._ours
+        for message_id in message_ids:
+            ours[message_id] = None
+        while len(ours) > OURS_KEPT:
+            ours.popitem(last=False)
 
     def _took_over(self, acks: Acks, message: DeliveredMessage) -> None:
         """The first delivery on a channel: a group's partition became ours. Look for a
@@ -329,10 +344,10 @@ class Consumer:
         held = False
         if grace is not None:  # it waits for the grace (or its check), unstarted
             self._unstarted[tag] = message.header.properties.message_id
-            # an event whose handler ended here runs nowhere else: no need to wait
-            ours = event.id in self._handled_unacked
+            # a message of ours from before the channel died runs nowhere else: no wait
+            ours = event.id in self._ours
             if ours:
-                del self._handled_unacked[event.id]
+                del self._ours[event.id]
             held = bool(delivery.redelivered) and not ours
         self._spawn(self._run_lane(key, lane, event, tag, acks, grace, held))
 
@@ -388,8 +403,10 @@ class Consumer:
     async def _run(self, event: Event, tag: int, acks: Acks, since: int = 0) -> None:
         if self.group is not None:  # not while the broker may have handed the partition on
             await until_heard(acks.channel, lambda: self._paused)
-        if acks.channel.is_closed:
-            return  # its connection dropped: the broker gives it to a consumer again
+        if acks.channel.is_closed:  # its connection dropped: the broker gives it again
+            if self.group is not None and (acks.grace is None or acks.grace.clear):
+                self._remember_ours((event.id,))  # received here, started nowhere
+            return
         if self._paused:  # paused after it arrived, before its task ran: not started
             self._unstarted[tag] = event.id
             return
@@ -418,10 +435,9 @@ class Consumer:
         if self.group is not None and self.queue_name is not None:
             self.transport._returns.settled(self.queue_name, event.id)
             if acks.channel.is_closed:  # the acknowledgement cannot leave any more
-                handled = self._handled_unacked
-                handled[event.id] = None
-                while len(handled) > HANDLED_UNACKED_KEPT:
-                    handled.popitem(last=False)
+                self._remember_ours((event.id,))
+            else:
+                acks.handled.append(event.id)
 
     def _not_started(self, tag: int, event: Event) -> None:
         """Leave a message our removed subscription did not start unacknowledged.
