@@ -104,7 +104,7 @@ class Consumer:
         #: waiting in a lane): a graceful close returns them unstarted
         self._unstarted: dict[int, str | None] = {}
         #: ids of messages of a channel that died which no other member can be running:
-        #: their handler ended here (the acknowledgement never left), or they were
+        #: their handler ended here (the acknowledgement may have been lost), or they were
         #: received here and never started; their redelivery waits no grace
         self._ours: OrderedDict[str, None] = OrderedDict()
         self.last_delivery = 0.0

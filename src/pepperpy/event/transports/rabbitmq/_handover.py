@@ -23,9 +23,11 @@ declared before its channel closes, with ``x-expires``. The next member looks fo
 its first delivery, whatever that is, and takes it (a passive declare, then a delete)
 before it starts any keyed event, so a mark never outlives the hand-over it was made
 for; found, nothing is held: a graceful hand-over costs one round trip on the probe
-channel, not the grace. Keys this process had itself (a lane still running on the old
-channel, or an event whose handler ended here after its channel died) are not held
-either: the lane keeps them in order, or nothing runs them any more.
+channel, not the grace. Keys this process had itself are not held either: a lane still
+running on the old channel keeps them in order, and events it received on a channel that
+died, handled (their acknowledgement may have been lost with it) or never started, run
+nowhere else (``Consumer._ours``). Events that were on their way when the connection
+dropped, never received, cannot be told apart from another member's.
 
 A link that goes silent (a partition, no reset) is the other way to lose a partition:
 the broker hands it on once its heartbeat timeout noticed (measured: after about three
