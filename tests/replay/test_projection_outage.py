@@ -17,35 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from pepperpy.event import Event, EventStore, Projection, ReplayError, StoreError
-from tests.conftest import fresh_postgres_database, unique_name
 from tests.helpers import eventually
+from tests.store import conftest as store_fixtures
 from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
 
 LOGGER = "pepperpy.event.replay"
 
-
-@pytest.fixture(scope="module")
-def database(postgres_server: str) -> Iterator[str]:
-    with fresh_postgres_database(postgres_server, prefix="pepperpy_projection_outage") as url:
-        yield url
-
-
-@pytest.fixture
-def direct(database: str) -> str:
-    """This test's store URL, straight to the server: a schema of its own."""
-    return f"{database}?schema={unique_name('s')}"
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[PgFaultProxy]:
-    async with PgFaultProxy() as started:
-        yield started
+#: the store tests' PostgreSQL fixtures: a database for the module, a schema per test
+#: (``direct``), the fault proxy
+database, direct, proxy = store_fixtures.database, store_fixtures.direct, store_fixtures.proxy
 
 
 @pytest.fixture
