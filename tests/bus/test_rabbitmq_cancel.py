@@ -13,6 +13,7 @@ deletes what it declared.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,8 +21,10 @@ import pytest
 
 from pepperpy.event import Event, TransportError
 from pepperpy.event.transports import Subscription
-from pepperpy.event.transports.rabbitmq import RabbitMQTransport
+from pepperpy.event.transports.rabbitmq import RabbitMQTransport, _config
+from pepperpy.event.transports.rabbitmq._config import PRESENCE
 from pepperpy.event.transports.rabbitmq._consumer import Consumer
+from pepperpy.event.transports.rabbitmq._group import group_base
 from tests.bus.faultproxy import FaultProxy, finishes, tasks_left
 from tests.conftest import unique_name
 from tests.helpers import LosesCancellation, eventually
@@ -155,6 +158,38 @@ async def test_an_ungrouped_subscription_whose_queue_is_refused_leaves_no_channe
             assert channels_open(transport) <= before
         finally:
             await channel.queue_delete(name)
+
+
+async def test_a_presence_queue_declared_but_never_consumed_expires(
+    transport: RabbitMQTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member that failed between declaring its group's presence queue and consuming
+    from it (or whose reconnect's restore was cut short there) left that queue for good:
+    auto-delete only deletes a queue that had a consumer. The CI runs found such
+    ``.members`` queues left behind. Now the broker deletes it ``x-expires`` later."""
+    from aio_pika.robust_queue import RobustQueue
+    from aiormq.exceptions import ChannelInvalidStateError
+
+    monkeypatch.setattr(_config, "PRESENCE_EXPIRY", 0.5)
+    original = RobustQueue.consume
+
+    async def presence_fails(self: RobustQueue, *args: Any, **kwargs: Any) -> Any:
+        if self.name.endswith(PRESENCE):
+            raise ChannelInvalidStateError("injected: the connection went away")
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RobustQueue, "consume", presence_fails)
+    subscription = Subscription("cancel.*", _ignore, "workers", "unconsumed")
+    with pytest.raises(TransportError, match="injected"):
+        await transport.subscribe(subscription)
+    assert transport._groups == {}
+    presence = group_base(transport.exchange_name, "workers", "unconsumed") + PRESENCE
+    assert await transport._queue_exists(presence)  # declared, never consumed
+    # a passive declare is a use, which restarts the expiry: look less often than that
+    deadline = time.monotonic() + 15
+    while await transport._queue_exists(presence):
+        assert time.monotonic() < deadline, f"{presence} did not expire"
+        await asyncio.sleep(1.0)
 
 
 # -- unsubscribing cancelled while a handler runs ---------------------------------------

@@ -49,7 +49,7 @@ def test_groups_that_made_valid_names_keep_them(group: str) -> None:
 @pytest.mark.parametrize("group", [*ODD_GROUPS, "\ud800", "x" * 82])
 def test_any_group_gets_a_valid_base_with_room_for_every_suffix(group: str) -> None:
     base = group_base("pepperpy.events", group, NAME)
-    for queue in (f"{base}.p63", f"{base}.members"):
+    for queue in (f"{base}.p63", f"{base}.presence", f"{base}.p63.released"):
         assert AMQP_NAME.fullmatch(queue) and len(queue) <= 255, queue
     for exchange in (f"{base}.lanes", f"{base}.nolane"):
         assert AMQP_NAME.fullmatch(exchange) and len(exchange) <= 127, exchange

@@ -30,6 +30,7 @@ from aio_pika.tools import OneShotCallback
 
 from pepperpy.event import EventBus
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
+from pepperpy.event.transports.rabbitmq._config import PRESENCE
 from pepperpy.event.transports.rabbitmq._logs import (
     CALLBACK_FAILED,
     CALLBACK_LOGGER,
@@ -68,7 +69,7 @@ async def test_a_member_count_during_the_restore_does_not_fail_it(
     real_declare = aiormq.Channel.queue_declare
 
     async def queue_declare(self: aiormq.Channel, queue: str = "", **kwargs: Any) -> Any:
-        if not (kwargs.get("passive") and queue.endswith(".members")):
+        if not (kwargs.get("passive") and queue.endswith(PRESENCE)):
             return await real_declare(self, queue, **kwargs)
         if not self.is_closed:
             asked.set()

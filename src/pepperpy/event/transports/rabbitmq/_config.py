@@ -33,6 +33,14 @@ ACK_DELAY = 0.001
 #: expiring this many seconds after that when nobody took it
 RELEASED = ".released"
 RELEASE_MARK_EXPIRY = 30.0
+#: a group's presence queue, ``<base>.presence``: each member process holds a consumer on
+#: it, so its consumer count is the number of members (see ``Group``). It is auto-delete,
+#: which only deletes a queue that had a consumer: declared by a member that failed or
+#: closed before it consumed (a subscribe failing half-way, a reconnect's restore cut
+#: short), it stayed for good. ``x-expires`` deletes it this many seconds after its last
+#: use; a queue that has a consumer never expires.
+PRESENCE = ".presence"
+PRESENCE_EXPIRY = 60.0
 PERSISTENT = 2
 
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from ..._errors import ConfigurationError
 from ..._loops import settled
 from ..base import Subscription, cancelled_by_caller, cancelling, resume_cancellation
-from ._config import AMQP_NAME, LANE_HEADER, LANES, MAX_EXCHANGE_NAME
+from . import _config
+from ._config import AMQP_NAME, LANE_HEADER, LANES, MAX_EXCHANGE_NAME, PRESENCE
 from ._consumer import Consumer, Declare, Members
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class Group:
             Consumer(transport, self.members, self.pattern, self.group, self._declarer(name))
             for name in self.queue_names
         ]
-        self._presence = f"{base}.members"
+        self._presence = base + PRESENCE
         self._control: AbstractChannel | None = None
         self._rebalancer: asyncio.Task[None] | None = None
 
@@ -155,7 +156,12 @@ class Group:
                 if index == 0:
                     await queue.bind(fallback)
             await lanes.bind(transport.exchange_name, routing_key=self.pattern)
-            presence = await channel.declare_queue(self._presence, auto_delete=True)
+            presence = await channel.declare_queue(
+                self._presence,
+                auto_delete=True,
+                arguments={"x-expires": int(_config.PRESENCE_EXPIRY * 1000)},
+            )
+            transport._declared(queue=self._presence)
             await presence.consume(_ignore, no_ack=True)
         transport._consumers.extend(self.consumers)
         order = list(self.consumers)
