@@ -23,10 +23,10 @@ from ..base import (
     Transport,
     cancelled_by_caller,
     cancelling,
-    quietly,
     resume_cancellation,
     shutdown_sockets,
 )
+from ._client import close_client, drop_attempt
 from ._consumer import Consumer
 from ._options import parse_url
 from ._outcome import NotConnected, failed, may_be_stored
@@ -194,7 +194,7 @@ class NatsTransport(Transport):
                 nc.options["max_reconnect_attempts"] = -1
                 await self._ensure_stream(nc.jetstream())
         except BaseException as exc:
-            await _close_client(nc, self._deadline())
+            await close_client(nc, self._deadline())
             if isinstance(exc, TimeoutError):
                 reason = str(nc.last_error or "") or "no answer"
                 raise TransportError(
@@ -285,7 +285,7 @@ class NatsTransport(Transport):
             logger.debug("NATS connection to %s lost: %s", self.server, reason)
             return
         outage.failures += 1
-        _drop_attempt(nc)
+        drop_attempt(nc)
         now = time.monotonic()
         if outage.warned is not None and now - outage.warned < STILL_DOWN_EVERY:
             logger.debug("cannot reconnect to NATS at %s yet: %s", self.server, reason)
@@ -383,7 +383,7 @@ class NatsTransport(Transport):
                 logger.error("cannot replace the NATS connection, publishing fails: %s", exc)
                 return
         if self._closed or cancelled_by_caller():  # close() ran meanwhile, or a shutdown
-            await _close_client(nc, self._deadline())
+            await close_client(nc, self._deadline())
             resume_cancellation()
             return
         self._nc, self._js = nc, nc.jetstream()
@@ -713,7 +713,7 @@ class NatsTransport(Transport):
         finally:  # cancelled too: nothing of the connection keeps running
             self._nc = self._js = None
             if nc is not None:
-                await _close_client(nc, self._deadline())
+                await close_client(nc, self._deadline())
 
     def abandon(self) -> None:
         """Drop the connection of an event loop that ended; shut its socket down."""
@@ -748,51 +748,6 @@ class NatsTransport(Transport):
             raise TransportError(f"cannot delete stream {self.stream!r}: {exc}") from exc
         finally:
             await nc.close()
-
-
-def _drop_attempt(nc: Client) -> None:
-    """Close the socket of a reconnect attempt that failed.
-
-    nats-py connects the next attempt through the same transport object, replacing the
-    socket without closing it: one that connected and then got no answer (a server that
-    hangs) stayed open until garbage-collected, with a ResourceWarning.
-    """
-    transport = getattr(nc, "_transport", None)
-    if transport is not None and not nc.is_connected:
-        with contextlib.suppress(Exception):
-            transport.close()
-
-
-async def _close_client(nc: Client, deadline: float) -> None:
-    """Close a nats-py client for good, also when its connection is broken.
-
-    ``Client.close()`` first writes out what it buffered while reconnecting; on a socket
-    the server reset, that raises, and close() stops half-way, leaving its subscription
-    tasks running and the socket open (a later close() returns at once, as the client
-    counts as closed). So this finishes the job where close() gave up. It never raises
-    (only the caller's own cancellation propagates) and waits at most until ``deadline``.
-    """
-    completed = await quietly(nc.close(), "closing the NATS connection", logger, deadline=deadline)
-    if completed:
-        return
-    # nats-py has no public way to finish a close that failed: use its internals
-    subscriptions = getattr(nc, "_subs", {})
-    tasks = [getattr(sub, "_wait_for_msgs_task", None) for sub in subscriptions.values()]
-    subscriptions.clear()
-    pending = [task for task in tasks if task is not None and not task.done()]
-    for task in pending:
-        task.cancel()
-    for name in ("_reading_task", "_ping_interval_task", "_flusher_task", "_reconnection_task"):
-        task = getattr(nc, name, None)
-        if task is not None and not task.done():
-            task.cancel()
-            pending.append(task)
-    transport = getattr(nc, "_transport", None)
-    if transport is not None:
-        with contextlib.suppress(Exception):
-            transport.close()
-    if pending:
-        await asyncio.wait(pending, timeout=1.0)
 
 
 async def _store(nc: Client, subject: str, payload: bytes, msg_id: str, wait: float) -> None:
