@@ -19,10 +19,26 @@ if TYPE_CHECKING:
 
     from ._transport import RabbitMQTransport
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "publish", "reconnected"]
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "UNKNOWN", "publish", "reconnected"]
 
 #: RabbitMQ's default ``max_message_size``; larger messages make it close the channel
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+#: what a publish error adds when the event may have been stored
+UNKNOWN = (
+    "whether it was stored is unknown (publishing it again may deliver it twice: "
+    "the broker took each message it got as a new one)"
+)
+
+
+def _failed(message: str, *, sent: bool) -> TransportError:
+    """A publish's :class:`TransportError`, with ``stored`` and its message saying
+    whether the event may be stored: not if no attempt handed it to the driver (the
+    connection was away, or came back too late), perhaps if one did and no confirm
+    came (or a nack: with a message routed to several queues, some may have it)."""
+    error = TransportError(f"{message}; {UNKNOWN if sent else 'it was not stored'}")
+    error.stored = None if sent else False
+    return error
+
 
 logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
 
@@ -41,7 +57,7 @@ async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -
         channel = transport._publisher
         assert channel is not None
     if not transport._connected():  # away: wait (at most connect_timeout) for it to return
-        await reconnected(transport, channel, event, None, since)
+        await reconnected(transport, channel, event, None, since, sent=False)
     topic = event.type
     if len(topic.encode()) > MAX_KEY_BYTES:
         raise TransportError(
@@ -56,10 +72,12 @@ async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -
     )
     body = event.to_json()
     errors = transport._aiormq.exceptions
+    sent = False  # whether an attempt handed the event to aiormq (it may have gone out)
     for attempt in (1, 2):
         try:
             # aio-pika's Message adds nothing we need; publish on the raw channel
             underlay = await channel.get_underlay_channel()
+            sent = True
             await underlay.basic_publish(
                 body,
                 exchange=transport.exchange_name,
@@ -79,16 +97,17 @@ async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -
         if len(body) > DEFAULT_MAX_MESSAGE_BYTES:  # the broker closed the channel
             # reopened for the next publish
             await quietly(channel.ready(), "reopening", logger, deadline=transport._deadline())  # type: ignore[attr-defined]
-            raise TransportError(
+            raise _failed(
                 f"RabbitMQ did not accept {topic!r} ({event.id}): the event is "
                 f"{len(body):,} bytes on the wire, over the broker's max_message_size "
-                f"({DEFAULT_MAX_MESSAGE_BYTES:,} bytes by default): {error!r}"
+                f"({DEFAULT_MAX_MESSAGE_BYTES:,} bytes by default): {error!r}",
+                sent=False,  # the broker closes the channel instead of routing it
             ) from error
         if attempt == 2 or transport._closed or isinstance(error, errors.DeliveryError):
-            raise TransportError(
-                f"RabbitMQ did not accept {topic!r} ({event.id}): {error!r}"
+            raise _failed(
+                f"RabbitMQ did not confirm {topic!r} ({event.id}): {error!r}", sent=sent
             ) from error
-        await reconnected(transport, channel, event, error, since)
+        await reconnected(transport, channel, event, error, since, sent=sent)
 
 
 async def reconnected(
@@ -97,12 +116,15 @@ async def reconnected(
     event: Event,
     error: BaseException | None,
     since: int,
+    *,
+    sent: bool,
 ) -> None:
     """Wait for the robust connection and ``channel`` to be back, at most connect_timeout.
 
     Raises :class:`TransportError` if they are not (aio-pika's own wait has no
     bound), or if the transport closed meanwhile. ``since``: the task's count of
-    cancellations when the publish began (see ``cancelled_by_caller``).
+    cancellations when the publish began (see ``cancelled_by_caller``); ``sent``: whether
+    an attempt before handed the event to aiormq (``TransportError.stored``).
     """
     errors = transport._aiormq.exceptions
     pause = 0.01
@@ -121,9 +143,10 @@ async def reconnected(
         if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller(since):
             raise
         reason = f": {error!r}" if error is not None else ""
-        raise TransportError(
+        raise _failed(
             f"RabbitMQ at {redact_url(transport.url)} unreachable while publishing {event.type!r}"
-            f" ({event.id}); waited {transport.connect_timeout}s for the connection{reason}"
+            f" ({event.id}); waited {transport.connect_timeout}s for the connection{reason}",
+            sent=sent,
         ) from (error or exc)
     if transport._closed:
         raise ClosedError("the RabbitMQ transport is closed")
