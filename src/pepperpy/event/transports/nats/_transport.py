@@ -7,7 +7,6 @@ import contextlib
 import itertools
 import json
 import logging
-import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from ._client import close_client, drop_attempt
 from ._consumer import Consumer
 from ._options import parse_url
 from ._outcome import NotConnected, failed, may_be_stored
+from ._stream import ensure_stream
 from ._subjects import ANY_LANE, key_lane, subject_filter, topic_subject
 
 if TYPE_CHECKING:
@@ -40,8 +40,6 @@ __all__ = ["NatsTransport"]
 
 logger = logging.getLogger("pepperpy.event.transports.nats")
 
-#: how the stream's description records the number of key lanes
-_PARTITIONS = re.compile(r"partitions=(\d+)")
 #: header JetStream uses to drop duplicates within the stream's duplicate window
 MSG_ID = "Nats-Msg-Id"
 #: while reconnecting fails, a warning this often (seconds); each attempt is debug
@@ -215,51 +213,8 @@ class NatsTransport(Transport):
         return asyncio.get_running_loop().time() + self.options.connect_timeout
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
-        from nats.errors import Error as NatsError
-        from nats.js.api import RetentionPolicy, StorageType, StreamConfig
-        from nats.js.errors import NotFoundError
-
-        options = self.options
-        wanted = f"{options.prefix}.>"
-        try:
-            try:
-                info = await js.stream_info(options.stream)
-            except NotFoundError:
-                config = StreamConfig(
-                    name=options.stream,
-                    subjects=[wanted],
-                    retention=RetentionPolicy(options.retention),
-                    storage=StorageType.FILE,
-                    max_age=options.max_age,
-                    num_replicas=options.replicas,
-                    description=f"pepperpy-event bus (partitions={options.partitions})",
-                )
-                try:
-                    await js.add_stream(config)
-                    return
-                except NatsError as exc:
-                    try:  # another process may have created it at the same moment
-                        info = await js.stream_info(options.stream)
-                    except NotFoundError:
-                        raise ConfigurationError(
-                            f"cannot create JetStream stream {options.stream!r} for subjects "
-                            f"{wanted!r}: {exc} (does another stream cover them already?)"
-                        ) from exc
-        except NatsError as exc:
-            raise TransportError(f"JetStream is not available at {self.server}: {exc}") from exc
-        subjects = info.config.subjects or []
-        if wanted not in subjects and ">" not in subjects:
-            raise ConfigurationError(
-                f"JetStream stream {options.stream!r} exists but covers {subjects}, "
-                f"not {wanted!r}; pick another stream name or prefix"
-            )
-        recorded = _PARTITIONS.search(info.config.description or "")
-        if recorded is not None and int(recorded.group(1)) != options.partitions:
-            raise ConfigurationError(
-                f"JetStream stream {options.stream!r} was created with "
-                f"partitions={recorded.group(1)}; this program uses "
-                f"partitions={options.partitions}, which would break per-key order"
-            )
+        """Create the stream, or check the one there fits (see :func:`ensure_stream`)."""
+        await ensure_stream(js, self.options, self.server)
 
     async def _on_error(self, nc: Client, exc: Exception) -> None:
         """What nats-py reports: a lost connection, a failed attempt, a server error.

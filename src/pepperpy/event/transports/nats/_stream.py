@@ -1,0 +1,74 @@
+"""The JetStream stream a bus lives on: created on the first start, and checked on
+every start and reconnect against what this program expects of it (the subjects under
+its prefix, the number of key lanes)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from ..._errors import ConfigurationError, TransportError
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
+
+    from ._options import NatsOptions
+
+__all__ = ["ensure_stream"]
+
+#: how the stream's description records the number of key lanes
+_PARTITIONS = re.compile(r"partitions=(\d+)")
+
+
+async def ensure_stream(js: JetStreamContext, options: NatsOptions, server: str) -> None:
+    """Create the bus's stream, or check that the one there fits this program.
+
+    A stream another process creates at the same moment is fine; one that does not
+    cover ``<prefix>.>``, or was created with another number of key lanes, raises
+    :class:`ConfigurationError`. Any other error of nats-py's (JetStream not enabled
+    on the server, say) raises :class:`TransportError` naming ``server``.
+    """
+    from nats.errors import Error as NatsError
+    from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+    from nats.js.errors import NotFoundError
+
+    wanted = f"{options.prefix}.>"
+    try:
+        try:
+            info = await js.stream_info(options.stream)
+        except NotFoundError:
+            config = StreamConfig(
+                name=options.stream,
+                subjects=[wanted],
+                retention=RetentionPolicy(options.retention),
+                storage=StorageType.FILE,
+                max_age=options.max_age,
+                num_replicas=options.replicas,
+                description=f"pepperpy-event bus (partitions={options.partitions})",
+            )
+            try:
+                await js.add_stream(config)
+                return
+            except NatsError as exc:
+                try:  # another process may have created it at the same moment
+                    info = await js.stream_info(options.stream)
+                except NotFoundError:
+                    raise ConfigurationError(
+                        f"cannot create JetStream stream {options.stream!r} for subjects "
+                        f"{wanted!r}: {exc} (does another stream cover them already?)"
+                    ) from exc
+    except NatsError as exc:
+        raise TransportError(f"JetStream is not available at {server}: {exc}") from exc
+    subjects = info.config.subjects or []
+    if wanted not in subjects and ">" not in subjects:
+        raise ConfigurationError(
+            f"JetStream stream {options.stream!r} exists but covers {subjects}, "
+            f"not {wanted!r}; pick another stream name or prefix"
+        )
+    recorded = _PARTITIONS.search(info.config.description or "")
+    if recorded is not None and int(recorded.group(1)) != options.partitions:
+        raise ConfigurationError(
+            f"JetStream stream {options.stream!r} was created with "
+            f"partitions={recorded.group(1)}; this program uses "
+            f"partitions={options.partitions}, which would break per-key order"
+        )
