@@ -24,6 +24,7 @@ __all__ = [
     "Backoff",
     "connection_errors",
     "TopicFilter",
+    "as_text",
     "decode_event",
     "entry_topic",
     "explain",
@@ -31,6 +32,7 @@ __all__ = [
     "parse_id",
     "pool_errors",
     "pool_exhausted",
+    "stream_names",
     "unreadable",
 ]
 
@@ -167,3 +169,15 @@ def pool_exhausted(client: Redis) -> str:
 def explain(exc: BaseException, pool: tuple[type[BaseException], ...], client: Redis) -> str:
     """The text to log for a failed command: the pool limit when that was the cause."""
     return pool_exhausted(client) if isinstance(exc, pool) else str(exc)
+
+
+def as_text(value: bytes | str) -> str:
+    """A reply value (an entry id, a key type) as text: redis-py returns bytes."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def stream_names(streams: list[str]) -> str:
+    """Stream names for a log line: all of a few, the first and last of many."""
+    if len(streams) <= 3:
+        return ", ".join(streams)
+    return f"{streams[0]} .. {streams[-1]} ({len(streams)} streams)"
