@@ -18,7 +18,7 @@ import pytest
 
 from pepperpy.event import ConfigurationError, Event, EventBus
 from pepperpy.event.transports.nats import NatsTransport
-from pepperpy.event.transports.nats import _transport as nats_transport
+from pepperpy.event.transports.nats import _outage as nats_transport
 from tests.bus.faultproxy import FaultProxy
 from tests.faultproxy import Action, Link
 from tests.helpers import eventually

@@ -9,7 +9,6 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ..._deadletter import dead_letter_event, partition_key
@@ -25,9 +24,10 @@ from ..base import (
     resume_cancellation,
     shutdown_sockets,
 )
-from ._client import close_client, drop_attempt
+from ._client import close_client
 from ._consumer import Consumer
 from ._options import parse_url
+from ._outage import Outages, describe
 from ._outcome import NotConnected, failed, may_be_stored
 from ._stream import ensure_stream
 from ._subjects import ANY_LANE, key_lane, subject_filter, topic_subject
@@ -42,31 +42,9 @@ logger = logging.getLogger("pepperpy.event.transports.nats")
 
 #: header JetStream uses to drop duplicates within the stream's duplicate window
 MSG_ID = "Nats-Msg-Id"
-#: while reconnecting fails, a warning this often (seconds); each attempt is debug
-STILL_DOWN_EVERY = 60.0
 #: what a message's headers take besides the id itself ("NATS/1.0\r\n", "Nats-Msg-Id: ",
 #: "\r\n\r\n"): the server's max_payload covers headers and payload together
 HEADER_BYTES = len("NATS/1.0\r\n") + len(MSG_ID) + len(": \r\n\r\n")
-
-
-@dataclass
-class Outage:
-    """A connection lost and not back yet: since when, and the attempts that failed."""
-
-    since: float
-    failures: int = 0
-    #: when the last warning about it was logged
-    warned: float | None = None
-
-
-def describe(exc: BaseException) -> str:
-    """The error's text, or what it means when it has none (a bare ``TimeoutError``)."""
-    text = str(exc)
-    if text:
-        return text
-    if isinstance(exc, TimeoutError):
-        return "the server did not answer in time"
-    return type(exc).__name__
 
 
 class NatsTransport(Transport):
@@ -103,10 +81,8 @@ class NatsTransport(Transport):
         self._replacing: asyncio.Task[None] | None = None
         #: why the server closed the client, until a new one is connected
         self._lost: str | None = None
-        #: the client's reconnecting, since it was disconnected until it is back
-        self._outage: Outage | None = None
-        #: the error that came with a connection being lost, for its warning
-        self._cause: str | None = None
+        #: what the log says while the connection is lost
+        self._outages = Outages(self.server, self.options)
         self._closed = False
 
     @property
@@ -217,76 +193,22 @@ class NatsTransport(Transport):
         await ensure_stream(js, self.options, self.server)
 
     async def _on_error(self, nc: Client, exc: Exception) -> None:
-        """What nats-py reports: a lost connection, a failed attempt, a server error.
-
-        One warning says the connection was lost and why (:meth:`_on_disconnected`), one
-        that reconnecting fails and why, then one a minute while it still fails; each
-        attempt is logged at debug level. Errors on a working connection (a permission
-        the server refused, say) are warnings.
-        """
-        from nats.errors import StaleConnectionError
-
-        reason = describe(exc)
+        """What nats-py reports (logged by :meth:`Outages.error`)."""
         if self._closed or nc is not self._nc:  # closing, or connect() attempts: it raises
-            logger.debug("NATS client error at %s: %s", self.server, reason)
+            logger.debug("NATS client error at %s: %s", self.server, describe(exc))
             return
-        outage = self._outage
-        if outage is None:
-            if nc.is_connected and not isinstance(exc, OSError | StaleConnectionError):
-                logger.warning("NATS connection error at %s: %s", self.server, reason)
-                return
-            # the connection is being lost: _on_disconnected says so, with this reason
-            self._cause = reason
-            logger.debug("NATS connection to %s lost: %s", self.server, reason)
-            return
-        outage.failures += 1
-        drop_attempt(nc)
-        now = time.monotonic()
-        if outage.warned is not None and now - outage.warned < STILL_DOWN_EVERY:
-            logger.debug("cannot reconnect to NATS at %s yet: %s", self.server, reason)
-            return
-        outage.warned = now
-        logger.warning(
-            "cannot reconnect to NATS at %s yet (%s); %d attempt(s) failed in %.0fs, "
-            "retrying every %ss",
-            self.server,
-            reason,
-            outage.failures,
-            now - outage.since,
-            self.options.reconnect_wait,
-        )
+        self._outages.error(nc, exc)
 
     async def _on_disconnected(self, nc: Client) -> None:
         # not a start() giving up, nor a client closed for good (see _replace)
         if self._closed or nc is not self._nc or nc.is_closed:
             return
-        cause, self._cause = self._cause, None
-        unanswered = getattr(nc, "_pings_outstanding", 0)  # nats-py's count; reset on PONG
-        if unanswered > self.options.max_outstanding_pings:
-            cause = (
-                f"{unanswered - 1} pings in a row went unanswered (ping_interval="
-                f"{self.options.ping_interval}s): the connection went silent"
-            )
-        self._outage = Outage(time.monotonic())
-        logger.warning(
-            "disconnected from NATS at %s (%s); reconnecting",
-            self.server,
-            cause or "connection lost",
-        )
+        self._outages.disconnected(nc)
 
     async def _on_reconnected(self, nc: Client) -> None:
         if nc is not self._nc:
             return
-        outage, self._outage, self._cause = self._outage, None, None
-        if outage is None:
-            logger.info("reconnected to NATS at %s", self.server)
-        else:
-            logger.info(
-                "reconnected to NATS at %s after %.1fs (%d failed attempt(s))",
-                self.server,
-                time.monotonic() - outage.since,
-                outage.failures,
-            )
+        self._outages.reconnected()
         if self._restoring is None or self._restoring.done():
             loop = asyncio.get_running_loop()
             self._restoring = loop.create_task(self._restore_consumers())
@@ -343,7 +265,7 @@ class NatsTransport(Transport):
             return
         self._nc, self._js = nc, nc.jetstream()
         self._lost = None
-        self._outage = self._cause = None  # the closed client's
+        self._outages.forget()  # the closed client's outage
         logger.warning("connected a new client to NATS at %s; subscriptions resume", self.server)
         restoring = self._restoring  # one with the closed client: start over
         if restoring is not None and not restoring.done():

@@ -1,0 +1,139 @@
+"""What the log says while the connection to NATS is lost: why it was lost, that
+reconnecting fails (once, then once a minute), and when it is back.
+
+nats-py reports each failed reconnect attempt as an error of its own, a bare
+``TimeoutError`` among them: logged as they came, an outage was one warning per attempt,
+some of them with no reason at all. An :class:`Outages` per transport turns a client's
+reports into a warning when the connection is lost, one when reconnecting keeps failing
+and an info when it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ._client import drop_attempt
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+    from ._options import NatsOptions
+
+__all__ = ["STILL_DOWN_EVERY", "Outage", "Outages", "describe"]
+
+logger = logging.getLogger("pepperpy.event.transports.nats")
+
+#: while reconnecting fails, a warning this often (seconds); each attempt is debug
+STILL_DOWN_EVERY = 60.0
+
+
+@dataclass
+class Outage:
+    """A connection lost and not back yet: since when, and the attempts that failed."""
+
+    since: float
+    failures: int = 0
+    #: when the last warning about it was logged
+    warned: float | None = None
+
+
+def describe(exc: BaseException) -> str:
+    """The error's text, or what it means when it has none (a bare ``TimeoutError``)."""
+    text = str(exc)
+    if text:
+        return text
+    if isinstance(exc, TimeoutError):
+        return "the server did not answer in time"
+    return type(exc).__name__
+
+
+class Outages:
+    """The state of the transport's current client, as far as logging it goes.
+
+    The transport passes on the reports of its current client only (not those of a
+    client it is closing, nor of a ``start()`` that raises anyway), and calls
+    :meth:`forget` when it replaces the client.
+    """
+
+    def __init__(self, server: str, options: NatsOptions) -> None:
+        #: the server URL(s), without passwords
+        self.server = server
+        self.options = options
+        #: the client's reconnecting, since it was disconnected until it is back
+        self.outage: Outage | None = None
+        #: the error that came with a connection being lost, for its warning
+        self.cause: str | None = None
+
+    def error(self, nc: Client, exc: Exception) -> None:
+        """What nats-py reports: a lost connection, a failed attempt, a server error.
+
+        One warning says the connection was lost and why (:meth:`disconnected`), one
+        that reconnecting fails and why, then one a minute while it still fails; each
+        attempt is logged at debug level. Errors on a working connection (a permission
+        the server refused, say) are warnings.
+        """
+        from nats.errors import StaleConnectionError
+
+        reason = describe(exc)
+        outage = self.outage
+        if outage is None:
+            if nc.is_connected and not isinstance(exc, OSError | StaleConnectionError):
+                logger.warning("NATS connection error at %s: %s", self.server, reason)
+                return
+            # the connection is being lost: disconnected() says so, with this reason
+            self.cause = reason
+            logger.debug("NATS connection to %s lost: %s", self.server, reason)
+            return
+        outage.failures += 1
+        drop_attempt(nc)
+        now = time.monotonic()
+        if outage.warned is not None and now - outage.warned < STILL_DOWN_EVERY:
+            logger.debug("cannot reconnect to NATS at %s yet: %s", self.server, reason)
+            return
+        outage.warned = now
+        logger.warning(
+            "cannot reconnect to NATS at %s yet (%s); %d attempt(s) failed in %.0fs, "
+            "retrying every %ss",
+            self.server,
+            reason,
+            outage.failures,
+            now - outage.since,
+            self.options.reconnect_wait,
+        )
+
+    def disconnected(self, nc: Client) -> None:
+        """``nc`` lost its connection and reconnects: a warning saying why."""
+        cause, self.cause = self.cause, None
+        unanswered = getattr(nc, "_pings_outstanding", 0)  # nats-py's count; reset on PONG
+        if unanswered > self.options.max_outstanding_pings:
+            cause = (
+                f"{unanswered - 1} pings in a row went unanswered (ping_interval="
+                f"{self.options.ping_interval}s): the connection went silent"
+            )
+        self.outage = Outage(time.monotonic())
+        logger.warning(
+            "disconnected from NATS at %s (%s); reconnecting",
+            self.server,
+            cause or "connection lost",
+        )
+
+    def reconnected(self) -> None:
+        """The client is connected again: an info saying after how long."""
+        outage = self.outage
+        self.forget()
+        if outage is None:
+            logger.info("reconnected to NATS at %s", self.server)
+        else:
+            logger.info(
+                "reconnected to NATS at %s after %.1fs (%d failed attempt(s))",
+                self.server,
+                time.monotonic() - outage.since,
+                outage.failures,
+            )
+
+    def forget(self) -> None:
+        """Drop what was known of the client's outage (it is back, or replaced)."""
+        self.outage = self.cause = None
