@@ -1,11 +1,10 @@
 """One member of a consumer group: partition leases, claims, ordered delivery, acks.
 
 A group (group name + pattern) is a Redis consumer group on every partition stream.
-Its members agree through a sorted set of live members (each renewed every heartbeat)
-on who should own which partition: member ``i`` of ``n`` (sorted by id) owns the
-partitions ``p`` with ``p % n == i``. Ownership is a lease key per partition (``SET NX
-PX``); a member reads only the partitions it holds, so each partition is consumed by
-one member at a time and events of one key (one partition) are handled in order.
+Its members share the partitions out through a member set and a lease per partition
+(see ``_leases``); a member reads only the partitions it holds, so each partition is
+consumed by one member at a time and events of one key (one partition) are handled in
+order.
 
 Each held partition has a worker task of its own: it first claims the partition's
 pending entries (read by a previous owner that died or gave the partition away before
@@ -25,10 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import os
-import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -37,6 +32,7 @@ from ..._event import Event
 from ..._handlers import outcome, start
 from ..base import NotDelivered, Subscription, resume_cancellation
 from ._config import RedisOptions
+from ._leases import Leases, group_id, group_name, member_id
 from ._outage import Outages
 from ._trimmed import CHECK_EVERY, CREATE_GROUP, GROUP_COUNTERS, GroupTally, id_text
 from ._wire import (
@@ -57,66 +53,6 @@ if TYPE_CHECKING:
 
 __all__ = ["GroupMember", "group_name", "member_id"]
 
-#: join/refresh the member set, renew held leases, take free partitions that are ours.
-#: KEYS[1] = member set, KEYS[2..] = lease keys (partition p at KEYS[p + 2]);
-#: ARGV = member id, lease TTL in ms. Returns {held partitions, target partitions}.
-_HEARTBEAT = """
-local me = ARGV[1]
-local ttl = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], now + ttl, me)
-redis.call('PEXPIRE', KEYS[1], ttl * 2)
-local members = redis.call('ZRANGE', KEYS[1], 0, -1)
-table.sort(members)
-local index = 0
-for i, member in ipairs(members) do
-  if member == me then index = i - 1 end
-end
-local held, target = {}, {}
-for p = 0, #KEYS - 2 do
-  local key = KEYS[p + 2]
-  local ours = (p % #members) == index
-  if ours then target[#target + 1] = p end
-  local owner = redis.call('GET', key)
-  if owner == me then
-    redis.call('PEXPIRE', key, ttl)
-    held[#held + 1] = p
-  elseif ours and not owner then
-    redis.call('SET', key, me, 'PX', ttl)
-    held[#held + 1] = p
-  end
-end
-return {held, target}
-"""
-
-#: give back leases (only those still ours), marking each partition that has pending
-#: entries as handed over cleanly, and, with ARGV[2] == '1', leave the group.
-#: KEYS[1] = member set, then the n lease keys, the n handover keys, the n streams;
-#: ARGV = member id, leave flag, how long a handover mark lasts (ms), group name.
-_RELEASE = """
-local n = (#KEYS - 1) / 3
-local released = 0
-for i = 2, n + 1 do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then
-    redis.call('DEL', KEYS[i])
-    local ok, summary = pcall(redis.call, 'XPENDING', KEYS[i + 2 * n], ARGV[4])
-    if ok and tonumber(summary[1]) > 0 then
-      redis.call('SET', KEYS[i + n], '1', 'PX', ARGV[3])
-    else
-      redis.call('DEL', KEYS[i + n])
-    end
-    released = released + 1
-  end
-end
-if ARGV[2] == '1' then redis.call('ZREM', KEYS[1], ARGV[1]) end
-return released
-"""
-
-#: how long (ms) a clean-handover mark waits for the partition's next owner
-HANDOVER_MARK_TTL_MS = 7 * 24 * 3600 * 1000
-
 StreamId = tuple[int, int]
 
 DeadLetterPublisher = Callable[[Event, str, int], Awaitable[None]]
@@ -124,39 +60,6 @@ DeadLetterPublisher = Callable[[Event, str, int], Awaitable[None]]
 #: longest time (seconds) a worker holds a finished entry's ack before handing it to the
 #: background sender, even in the middle of a batch (see GroupMember._run)
 ACK_HOLD = 0.005
-
-
-def member_id() -> str:
-    """A consumer name unique to this subscription in this process: host, pid, random."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def group_name(group: str, pattern: str) -> str:
-    """The Redis consumer-group name of ``group`` on ``pattern``; distinct pairs never share one.
-
-    It is ``"<group>:<pattern>"`` when neither part contains ``:`` (the name earlier
-    versions used for every pair), else ``"<len(group)>:<group>:<pattern>"``: that has at
-    least three colons, so it can equal neither a plain name nor another pair's.
-    """
-    if ":" not in group and ":" not in pattern:
-        return f"{group}:{pattern}"
-    return f"{len(group)}:{group}:{pattern}"
-
-
-def group_id(sub: Subscription) -> str:
-    """The stable identity of a group in key names (leases, member set).
-
-    The bus's subscription digest of ``"<group>|<pattern>"`` where that is unambiguous
-    (neither part contains ``|``), else a digest of the length-prefixed pair.
-    """
-    group = sub.group or ""
-    if "|" not in group and "|" not in sub.pattern:
-        if sub.name:
-            return sub.name
-        text = f"{group}|{sub.pattern}"
-    else:
-        text = f"{len(group)}|{group}|{sub.pattern}"
-    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 class GroupMember:
@@ -183,17 +86,15 @@ class GroupMember:
         self._dead_letter_publisher = dead_letter
         self._new_reader = new_reader
         self._outages = outages
-        gid = group_id(sub)
-        self.members_key = options.group_key(gid, "members")
-        self.lease_keys = [options.group_key(gid, f"lease:{p}") for p in range(options.partitions)]
-        #: set when a member gives a partition back gracefully (see _claim)
-        self.handover_keys = [
-            options.group_key(gid, f"handover:{p}") for p in range(options.partitions)
-        ]
         self._streams = [options.stream(p) for p in range(options.partitions)]
+        self._leases = Leases(
+            client, options, group_id(sub), self.group, self.consumer, self._streams
+        )
+        #: the group's keys in Redis: member set, a lease and a handover mark per partition
+        self.members_key = self._leases.members_key
+        self.lease_keys = self._leases.lease_keys
+        self.handover_keys = self._leases.handover_keys
         self._filter = TopicFilter(sub.pattern)
-        self._heartbeat_script = client.register_script(_HEARTBEAT)
-        self._release_script = client.register_script(_RELEASE)
         self._counters = client.register_script(GROUP_COUNTERS)
         self._create_script = client.register_script(CREATE_GROUP)
         self._counters_loaded = False
@@ -253,32 +154,13 @@ class GroupMember:
             await asyncio.wait(list(self._workers.values()), timeout=0.1)
         await self._flush_acks()
         try:
-            keys = [self.members_key, *self.lease_keys, *self.handover_keys, *self._streams]
-            args: list[str | int] = [self.consumer, "1", HANDOVER_MARK_TTL_MS, self.group]
-            await self._release_script(keys=keys, args=args)
-            await self._forget_consumer()
+            await self._leases.leave()
         except (*self._unreachable, self._response_error) as exc:
             logger.warning(
                 "group %r: could not leave cleanly (%s); leases expire",
                 self.group,
                 self._explain(exc),
             )
-
-    async def _forget_consumer(self) -> None:
-        """Delete our consumer entry where it holds no pending event (deleting would drop them)."""
-        pipe = self._client.pipeline(transaction=False)
-        for stream in self._streams:
-            pipe.xpending(stream, self.group)
-        summaries = await pipe.execute(raise_on_error=False)
-        pipe = self._client.pipeline(transaction=False)
-        me = self.consumer.encode()
-        for stream, summary in zip(self._streams, summaries, strict=True):
-            if isinstance(summary, Exception):
-                continue
-            mine = [c for c in summary.get("consumers") or () if c["name"] == me and c["pending"]]
-            if not mine:
-                pipe.xgroup_delconsumer(stream, self.group, self.consumer)
-        await pipe.execute(raise_on_error=False)
 
     def _explain(self, exc: BaseException) -> str:
         return explain(exc, self._pool_full, self._client)
@@ -290,12 +172,9 @@ class GroupMember:
             sent = time.monotonic()
             if sent >= self._lease_deadline:  # our leases may have lapsed meanwhile, and
                 self._positions.clear()  # another member read on: what we knew is stale
-            held_raw, target_raw = await self._heartbeat_script(
-                keys=[self.members_key, *self.lease_keys],
-                args=[self.consumer, self._options.lease_ttl_ms],
-            )
+            held, target = await self._leases.renew(self._options.lease_ttl_ms)
             self._lease_deadline = sent + self._options.lease_ttl * 0.95
-            self._apply({int(p) for p in held_raw}, {int(p) for p in target_raw})
+            self._apply(held, target)
 
     def _apply(self, held: set[int], target: set[int]) -> None:
         """Bring partition states in line with the leases held and the assignment."""
@@ -659,14 +538,7 @@ class GroupMember:
             if p in self._releasing:
                 try:
                     await self._flush_acks()  # the next owner must not see them as pending
-                    keys = [
-                        self.members_key,
-                        self.lease_keys[p],
-                        self.handover_keys[p],
-                        self._streams[p],
-                    ]
-                    args: list[str | int] = [self.consumer, "0", HANDOVER_MARK_TTL_MS, self.group]
-                    await self._release_script(keys=keys, args=args)
+                    await self._leases.give_back(p)
                 except (*self._unreachable, self._response_error) as exc:
                     logger.warning(
                         "group %r: could not give back partition %d: %s",
@@ -689,7 +561,7 @@ class GroupMember:
         A partition's entries are handled one at a time, oldest first, so at most one of
         them (the oldest pending) may have been in progress when its owner went away. That
         one is counted, unless the previous owner handed the partition over cleanly (it
-        finished its event in progress and marked the handover, see ``_RELEASE``): a
+        finished its event in progress and marked the handover, see ``_leases.RELEASE``): a
         consumer that crashes the process on an event every time thus still has that
         event dead-lettered after ``max_deliveries`` tries, while members joining and
         leaving count nothing. The same count applies when our own delivery failed. Without

@@ -1,0 +1,198 @@
+"""How a group's members share its partitions through Redis: names, member set, leases.
+
+A group (group name + pattern) is a Redis consumer group on every partition stream.
+Its members agree through a sorted set of live members (each renewed every heartbeat)
+on who should own which partition: member ``i`` of ``n`` (sorted by id) owns the
+partitions ``p`` with ``p % n == i``. Ownership is a lease key per partition (``SET NX
+PX``). A member that gives a partition back with entries still pending marks the
+handover as clean (it finished its event in progress), which tells the next owner how to
+count their deliveries (see ``GroupMember._claim``).
+
+This module holds the names (of the consumer group, of a member, of the group's keys),
+the Lua scripts that renew and give back leases atomically, and :class:`Leases`, which
+runs them for one member. What a member does with the partitions it holds is
+``_group``'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import socket
+from typing import TYPE_CHECKING
+
+from ..base import Subscription
+from ._config import RedisOptions
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = [
+    "HANDOVER_MARK_TTL_MS",
+    "HEARTBEAT",
+    "RELEASE",
+    "Leases",
+    "group_id",
+    "group_name",
+    "member_id",
+]
+
+#: join/refresh the member set, renew held leases, take free partitions that are ours.
+#: KEYS[1] = member set, KEYS[2..] = lease keys (partition p at KEYS[p + 2]);
+#: ARGV = member id, lease TTL in ms. Returns {held partitions, target partitions}.
+HEARTBEAT = """
+local me = ARGV[1]
+local ttl = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + ttl, me)
+redis.call('PEXPIRE', KEYS[1], ttl * 2)
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+table.sort(members)
+local index = 0
+for i, member in ipairs(members) do
+  if member == me then index = i - 1 end
+end
+local held, target = {}, {}
+for p = 0, #KEYS - 2 do
+  local key = KEYS[p + 2]
+  local ours = (p % #members) == index
+  if ours then target[#target + 1] = p end
+  local owner = redis.call('GET', key)
+  if owner == me then
+    redis.call('PEXPIRE', key, ttl)
+    held[#held + 1] = p
+  elseif ours and not owner then
+    redis.call('SET', key, me, 'PX', ttl)
+    held[#held + 1] = p
+  end
+end
+return {held, target}
+"""
+
+#: give back leases (only those still ours), marking each partition that has pending
+#: entries as handed over cleanly, and, with ARGV[2] == '1', leave the group.
+#: KEYS[1] = member set, then the n lease keys, the n handover keys, the n streams;
+#: ARGV = member id, leave flag, how long a handover mark lasts (ms), group name.
+RELEASE = """
+local n = (#KEYS - 1) / 3
+local released = 0
+for i = 2, n + 1 do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+    local ok, summary = pcall(redis.call, 'XPENDING', KEYS[i + 2 * n], ARGV[4])
+    if ok and tonumber(summary[1]) > 0 then
+      redis.call('SET', KEYS[i + n], '1', 'PX', ARGV[3])
+    else
+      redis.call('DEL', KEYS[i + n])
+    end
+    released = released + 1
+  end
+end
+if ARGV[2] == '1' then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return released
+"""
+
+#: how long (ms) a clean-handover mark waits for the partition's next owner
+HANDOVER_MARK_TTL_MS = 7 * 24 * 3600 * 1000
+
+
+def member_id() -> str:
+    """A consumer name unique to this subscription in this process: host, pid, random."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def group_name(group: str, pattern: str) -> str:
+    """The Redis consumer-group name of ``group`` on ``pattern``; distinct pairs never share one.
+
+    It is ``"<group>:<pattern>"`` when neither part contains ``:`` (the name earlier
+    versions used for every pair), else ``"<len(group)>:<group>:<pattern>"``: that has at
+    least three colons, so it can equal neither a plain name nor another pair's.
+    """
+    if ":" not in group and ":" not in pattern:
+        return f"{group}:{pattern}"
+    return f"{len(group)}:{group}:{pattern}"
+
+
+def group_id(sub: Subscription) -> str:
+    """The stable identity of a group in key names (leases, member set).
+
+    The bus's subscription digest of ``"<group>|<pattern>"`` where that is unambiguous
+    (neither part contains ``|``), else a digest of the length-prefixed pair.
+    """
+    group = sub.group or ""
+    if "|" not in group and "|" not in sub.pattern:
+        if sub.name:
+            return sub.name
+        text = f"{group}|{sub.pattern}"
+    else:
+        text = f"{len(group)}|{group}|{sub.pattern}"
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+class Leases:
+    """One member's part in its group's shared state: its place in the member set, the
+    partition leases it renews and gives back, its consumer entries on the streams."""
+
+    def __init__(
+        self,
+        client: Redis,
+        options: RedisOptions,
+        gid: str,
+        group: str,
+        consumer: str,
+        streams: list[str],
+    ) -> None:
+        self._client = client
+        self._group = group
+        self._consumer = consumer
+        self._streams = streams
+        self.members_key = options.group_key(gid, "members")
+        self.lease_keys = [options.group_key(gid, f"lease:{p}") for p in range(options.partitions)]
+        #: set when a member gives a partition back gracefully (see GroupMember._claim)
+        self.handover_keys = [
+            options.group_key(gid, f"handover:{p}") for p in range(options.partitions)
+        ]
+        self._heartbeat_script = client.register_script(HEARTBEAT)
+        self._release_script = client.register_script(RELEASE)
+
+    async def renew(self, ttl_ms: int) -> tuple[set[int], set[int]]:
+        """Join or stay in the member set, renew our leases, take the free partitions
+        assigned to us; return the partitions held and those assigned to us."""
+        held_raw, target_raw = await self._heartbeat_script(
+            keys=[self.members_key, *self.lease_keys],
+            args=[self._consumer, ttl_ms],
+        )
+        return {int(p) for p in held_raw}, {int(p) for p in target_raw}
+
+    async def give_back(self, p: int) -> None:
+        """Give partition ``p``'s lease back (if still ours), marking a clean handover."""
+        keys = [self.members_key, self.lease_keys[p], self.handover_keys[p], self._streams[p]]
+        args: list[str | int] = [self._consumer, "0", HANDOVER_MARK_TTL_MS, self._group]
+        await self._release_script(keys=keys, args=args)
+
+    async def leave(self) -> None:
+        """Give every lease back (marking clean handovers), leave the member set, and
+        delete our consumer entries where they hold nothing pending."""
+        keys = [self.members_key, *self.lease_keys, *self.handover_keys, *self._streams]
+        args: list[str | int] = [self._consumer, "1", HANDOVER_MARK_TTL_MS, self._group]
+        await self._release_script(keys=keys, args=args)
+        await self._forget_consumer()
+
+    async def _forget_consumer(self) -> None:
+        """Delete our consumer entry where it holds no pending event (deleting would drop them)."""
+        pipe = self._client.pipeline(transaction=False)
+        for stream in self._streams:
+            pipe.xpending(stream, self._group)
+        summaries = await pipe.execute(raise_on_error=False)
+        pipe = self._client.pipeline(transaction=False)
+        me = self._consumer.encode()
+        for stream, summary in zip(self._streams, summaries, strict=True):
+            if isinstance(summary, Exception):
+                continue
+            mine = [c for c in summary.get("consumers") or () if c["name"] == me and c["pending"]]
+            if not mine:
+                pipe.xgroup_delconsumer(stream, self._group, self._consumer)
+        await pipe.execute(raise_on_error=False)
