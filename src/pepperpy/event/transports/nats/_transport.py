@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
-from ..._errors import ClosedError, ConfigurationError, TransportError
+from ..._errors import ClosedError, TransportError
 from ..._event import Event
 from ..._redact import redact_url
 from ..base import (
@@ -29,6 +29,7 @@ from ._consumer import Consumer
 from ._options import parse_url
 from ._outage import Outages, describe
 from ._outcome import NotConnected, failed, may_be_stored
+from ._recovery import replace_client, restore_consumers
 from ._stream import ensure_stream
 from ._subjects import ANY_LANE, key_lane, subject_filter, topic_subject
 
@@ -242,35 +243,7 @@ class NatsTransport(Transport):
 
     async def _replace_client(self) -> None:
         """Connect a new client in place of the one the server closed; resubscribe."""
-        delay = self.options.reconnect_wait
-        failures = 0
-        while True:
-            try:
-                nc = await self._connect()
-                break
-            except TransportError as exc:
-                resume_cancellation()  # one nats-py's connect lost: not a reason to retry
-                failures += 1
-                level = logging.WARNING if failures == 1 else logging.DEBUG
-                logger.log(level, "cannot connect a new NATS client yet (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            except ConfigurationError as exc:
-                self._lost = f"{self._lost}; then a new client could not use the stream: {exc}"
-                logger.error("cannot replace the NATS connection, publishing fails: %s", exc)
-                return
-        if self._closed or cancelled_by_caller():  # close() ran meanwhile, or a shutdown
-            await close_client(nc, self._deadline())
-            resume_cancellation()
-            return
-        self._nc, self._js = nc, nc.jetstream()
-        self._lost = None
-        self._outages.forget()  # the closed client's outage
-        logger.warning("connected a new client to NATS at %s; subscriptions resume", self.server)
-        restoring = self._restoring  # one with the closed client: start over
-        if restoring is not None and not restoring.done():
-            restoring.cancel()
-        self._restoring = asyncio.get_running_loop().create_task(self._restore_consumers())
+        await replace_client(self)
 
     def _lost_connection(self) -> str:
         """Why publishing cannot use the client now: it was closed, and by what."""
@@ -279,36 +252,8 @@ class NatsTransport(Transport):
         return f"the NATS server closed the connection ({self._lost})"
 
     async def _restore_consumers(self) -> None:
-        """Recreate what a restarted server lost: the stream, then consumers.
-
-        A server restarted from its store keeps both; one that lost its store (or a
-        stream deleted by hand) gets them back, so publishing and consuming resume.
-        JetStream may need a moment after a restart, hence the retries. After a client
-        was replaced, the consumers first listen through the new one.
-        """
-        from nats.errors import Error as NatsError
-
-        delay = self.options.reconnect_wait
-        for _ in range(30):
-            resume_cancellation()  # one a JetStream request of the last round lost
-            nc, js = self._nc, self._js
-            if self._closed or nc is None or js is None:
-                return
-            try:
-                await self._ensure_stream(js)
-                for consumer in list(self._consumers.values()):
-                    resume_cancellation()
-                    await consumer.attach(nc, js)
-                    await consumer.restore()
-                return
-            except (TimeoutError, NatsError, TransportError) as exc:
-                logger.info("JetStream not ready after reconnect (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            except ConfigurationError:
-                logger.exception("cannot restore the JetStream stream %s", self.stream)
-                return
-        logger.error("gave up restoring JetStream consumers on %s", self.stream)
+        """Recreate what a restarted server lost (see :func:`restore_consumers`)."""
+        await restore_consumers(self)
 
     async def _keep_alive(self, interval: float) -> None:
         """Every ``interval``: in-progress acks for events held a third of their
