@@ -18,7 +18,7 @@ import pytest
 
 from pepperpy.event import ConfigurationError, Event, EventBus
 from pepperpy.event.transports.nats import NatsTransport
-from pepperpy.event.transports.nats import _outage as nats_transport
+from pepperpy.event.transports.nats import _outage as nats_outage
 from tests.bus.faultproxy import FaultProxy
 from tests.faultproxy import Action, Link
 from tests.helpers import eventually
@@ -255,7 +255,7 @@ async def test_an_outage_that_lasts_is_warned_about_again(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(nats_transport, "STILL_DOWN_EVERY", 0.0)  # a minute, really
+    monkeypatch.setattr(nats_outage, "STILL_DOWN_EVERY", 0.0)  # a minute, really
     caplog.set_level(logging.INFO, logger=LOGGER)
     bus = EventBus(transport=through_proxy(connect_timeout=1.0))
     bus.subscribe("jobs.*")(lambda event: None)
