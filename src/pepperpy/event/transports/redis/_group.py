@@ -12,6 +12,7 @@ acknowledging them) and handles those, oldest first, then reads new ones with a 
 ``XREADGROUP`` and handles them one after another. Partitions never wait for each other:
 a slow handler holds up only its own partition. An entry delivered more than
 ``max_deliveries`` times is published to ``deadletter.<topic>`` and acknowledged.
+Acknowledgements leave in the background, batched over all partitions (see ``_acks``).
 
 Entries that ``maxlen`` trims before the group read them are reported: every
 ``CHECK_EVERY`` seconds a worker's read carries a snapshot of the stream's and the
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ..._event import Event
 from ..._handlers import outcome, start
 from ..base import NotDelivered, Subscription, resume_cancellation
+from ._acks import Acks
 from ._config import RedisOptions
 from ._leases import Leases, group_id, group_name, member_id
 from ._outage import Outages
@@ -110,9 +112,15 @@ class GroupMember:
         self._blocked: dict[int, int] = {}  # partition -> Redis client id of its blocked read
         self._sleeping: set[int] = set()  # partitions whose worker pauses (safe to cancel)
         self._unblocking: set[asyncio.Task[None]] = set()
-        self._reclaim: set[int] = set()  # acks failed: claim pending again before reading
-        self._acks: dict[int, list[bytes]] = {}  # done, acknowledgement not sent yet
-        self._ack_task: asyncio.Task[None] | None = None
+        self._acks = Acks(
+            client,
+            self._streams,
+            self.group,
+            self._unreachable,
+            self._pool_full,
+            self._response_error,
+            outages,
+        )
         self._lock = asyncio.Lock()
         self._stopping = False
         #: our subscription is being removed: deliver nothing more, keep the leases until
@@ -152,7 +160,7 @@ class GroupMember:
             for p in list(self._workers):
                 self._interrupt(p)
             await asyncio.wait(list(self._workers.values()), timeout=0.1)
-        await self._flush_acks()
+        await self._acks.flush()
         try:
             await self._leases.leave()
         except (*self._unreachable, self._response_error) as exc:
@@ -336,8 +344,8 @@ class GroupMember:
                 if not located:
                     await self._locate(p, reader)
                     located = True
-                if claim or p in self._reclaim:
-                    self._reclaim.discard(p)
+                if claim or p in self._acks.reclaim:
+                    self._acks.reclaim.discard(p)
                     done = await self._claim(p, reader, suspect)
                     suspect = not done
                 elif time.monotonic() >= next_sweep:
@@ -537,7 +545,7 @@ class GroupMember:
                 return
             if p in self._releasing:
                 try:
-                    await self._flush_acks()  # the next owner must not see them as pending
+                    await self._acks.flush()  # the next owner must not see them as pending
                     await self._leases.give_back(p)
                 except (*self._unreachable, self._response_error) as exc:
                     logger.warning(
@@ -569,7 +577,7 @@ class GroupMember:
         did: it was delivering nothing then) nothing is counted.
         """
         stream = self._streams[p]
-        await self._flush_acks()
+        await self._acks.flush()
         clean: Any = await client.getdel(self.handover_keys[p])
         count_oldest = suspect and clean is None
         start = "-"
@@ -614,7 +622,7 @@ class GroupMember:
                 else:
                     gone.append(entry_id)
             if gone:
-                self._ack_later(p, gone)
+                self._acks.later(p, gone)
             if gone or dropped:
                 self._trimmed_pending(p, gone + dropped)
             if entries and not await self._run(p, entries, deliveries):
@@ -675,7 +683,7 @@ class GroupMember:
             found: list[Any] = await pipe.execute()
             gone = [entry_id for entry_id, rows in zip(missing, found, strict=True) if not rows]
             if gone:
-                self._ack_later(p, gone)  # still pending where Redis returned them empty
+                self._acks.later(p, gone)  # still pending where Redis returned them empty
                 self._trimmed_pending(p, gone)
         return await self._run(p, entries, deliveries)
 
@@ -715,7 +723,7 @@ class GroupMember:
         def hand_over() -> None:
             nonlocal timer
             timer = None
-            self._ack_later(p, done)
+            self._acks.later(p, done)
             done.clear()
 
         try:
@@ -770,40 +778,6 @@ class GroupMember:
             )
             return False
         return True
-
-    def _ack_later(self, p: int, entry_ids: list[bytes]) -> None:
-        """Queue acknowledgements; one background round trip sends all queued ones."""
-        self._acks.setdefault(p, []).extend(entry_ids)
-        if self._ack_task is None:
-            self._ack_task = asyncio.get_running_loop().create_task(self._send_acks())
-
-    async def _send_acks(self) -> None:
-        try:
-            while self._acks:
-                batch, self._acks = self._acks, {}
-                pipe = self._client.pipeline(transaction=False)
-                for p, ids in batch.items():
-                    pipe.xack(self._streams[p], self.group, *ids)
-                try:
-                    await pipe.execute()
-                except (*self._unreachable, self._response_error) as exc:
-                    if isinstance(exc, (*self._pool_full, self._response_error)):
-                        logger.warning(
-                            "group %r: acknowledgement failed (%s); will redeliver",
-                            self.group,
-                            self._explain(exc),
-                        )
-                    else:
-                        who = f"group {self.group!r} acknowledging (will redeliver)"
-                        self._outages.lost(None, who, exc)
-                    self._reclaim.update(batch)
-        finally:
-            self._ack_task = None
-
-    async def _flush_acks(self) -> None:
-        """Wait until every queued acknowledgement has reached Redis (or failed)."""
-        while self._ack_task is not None:
-            await asyncio.shield(self._ack_task)
 
 
 def _text(entry_id: bytes | str) -> str:

@@ -1,0 +1,81 @@
+"""A group member's acknowledgements: queued as entries finish, sent in the background.
+
+Finished entries are queued per partition; one background task sends every queued
+acknowledgement in one pipelined round trip (``XACK`` per partition), and whatever was
+queued meanwhile in the next. An acknowledgement that fails leaves its entries pending
+with the member: their partitions are marked for a new claim, which delivers them again
+before the worker reads on (see ``GroupMember._consume_assigned``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ._outage import Outages
+from ._wire import explain, logger
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["Acks"]
+
+
+class Acks:
+    """Acknowledges a group member's finished entries, all partitions in one round trip."""
+
+    def __init__(
+        self,
+        client: Redis,
+        streams: list[str],
+        group: str,
+        unreachable: tuple[type[BaseException], ...],
+        pool_full: tuple[type[BaseException], ...],
+        response_error: type[Exception],
+        outages: Outages,
+    ) -> None:
+        self._client = client
+        self._streams = streams
+        self._group = group
+        self._unreachable = unreachable
+        self._pool_full = pool_full
+        self._response_error = response_error
+        self._outages = outages
+        #: partitions whose acks failed: claim what is pending again before reading
+        self.reclaim: set[int] = set()
+        self._queued: dict[int, list[bytes]] = {}  # done, acknowledgement not sent yet
+        self._task: asyncio.Task[None] | None = None
+
+    def later(self, p: int, entry_ids: list[bytes]) -> None:
+        """Queue acknowledgements; one background round trip sends all queued ones."""
+        self._queued.setdefault(p, []).extend(entry_ids)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, {}
+                pipe = self._client.pipeline(transaction=False)
+                for p, ids in batch.items():
+                    pipe.xack(self._streams[p], self._group, *ids)
+                try:
+                    await pipe.execute()
+                except (*self._unreachable, self._response_error) as exc:
+                    if isinstance(exc, (*self._pool_full, self._response_error)):
+                        logger.warning(
+                            "group %r: acknowledgement failed (%s); will redeliver",
+                            self._group,
+                            explain(exc, self._pool_full, self._client),
+                        )
+                    else:
+                        who = f"group {self._group!r} acknowledging (will redeliver)"
+                        self._outages.lost(None, who, exc)
+                    self.reclaim.update(batch)
+        finally:
+            self._task = None
+
+    async def flush(self) -> None:
+        """Wait until every queued acknowledgement has reached Redis (or failed)."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
