@@ -243,14 +243,16 @@ class PostgresCheckpointStore(CheckpointStore):
     async def close(self) -> None:
         """Close this loop's connection; drop those of other loops (threadsafe).
 
-        Bounded: a statement under way may finish first (a save is not cut off unseen)
-        and the server may say goodbye, within ``options.close_timeout`` seconds (10, or
-        ``command_timeout`` if smaller) altogether; past that, or on a failure, the
-        connection is cut off (a save still under way then says its outcome is unknown).
-        A connection still being opened for a cancelled caller is waited for too, within
-        the same bound (it is cut off once open). Never raises for a connection that
-        cannot close; cancelled, it cuts it off at once. The store stays usable: its next
-        statement opens a connection again.
+        Bounded: a statement under way may finish first (a save is not cut off unseen),
+        within ``options.close_timeout`` seconds (10, or ``command_timeout`` if smaller);
+        past that, or on a failure, the connection is cut off (a save still under way
+        then says its outcome is unknown). The idle connection is then closed as libpq
+        closes one: the Terminate message sent, the socket closed, no wait for the
+        server's answer, which a partition holds back (this waited the whole bound for
+        it). A connection still being opened for a cancelled caller is waited for too,
+        within the same bound (it is cut off once open). Never raises for a connection
+        that cannot close; cancelled, it cuts it off at once. The store stays usable:
+        its next statement opens a connection again.
         """
         here = asyncio.get_running_loop()
         with self._loops.lock:
@@ -271,9 +273,9 @@ class PostgresCheckpointStore(CheckpointStore):
             keeper.cancel()
         try:
             async with asyncio.timeout(self.options.close_timeout):
-                async with mine.lock:
+                async with mine.lock:  # a statement under way finishes first
                     if mine.connection is not None:
-                        await mine.connection.close()
+                        mine.connection.terminate()  # it sends Terminate, then lets go
                 if mine.openings:  # callers gave up on them: each is cut off once open
                     await asyncio.wait(set(mine.openings))
         except Exception:  # it did not close in time, or failed to: cut off below

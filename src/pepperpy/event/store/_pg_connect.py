@@ -26,6 +26,7 @@ __all__ = [
     "Watchdog",
     "connection_lost",
     "cut",
+    "goodbye_class",
     "in_transaction",
     "pool_takes_hooks",
     "reset",
@@ -188,6 +189,36 @@ def cut(connection: Any) -> None:
     """Terminate ``connection`` (pooled or not) without waiting for anything."""
     with contextlib.suppress(Exception):  # a pooled one the pool already let go
         connection.terminate()
+
+
+async def _goodbye(connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109 - asyncpg's
+    """Close ``connection`` as libpq does: send the Terminate message, close the socket,
+    and wait for nothing (``timeout`` is asyncpg's, and has nothing to bound).
+
+    asyncpg's own ``close()`` then waits for the server to close its end; behind a
+    partition that never comes, and a store's ``close()`` waited its whole bound on
+    connections that held nothing. The server ends the session on the Terminate message,
+    or, if the network lost it, when it notices the client gone (as for any cut-off
+    connection): a connection closed here is idle, with nothing to commit or roll back.
+    """
+    connection.terminate()  # asyncpg sends Terminate before it drops the transport
+
+
+@functools.cache
+def goodbye_class(connection_class: type) -> type:
+    """``connection_class`` (asyncpg's ``Connection``) with ``close()`` that waits for
+    nothing (:func:`_goodbye`): the pools' connections.
+
+    A pool closes a connection only once it is idle: ``Pool.close()`` waits for every
+    connection lent out to come back first (a call under way finishes), then closes
+    the rest; one it retires as it is given back (expired, used up) is done with its
+    work. Terminating one then loses nothing, and no close waits on the network.
+    """
+    return type(
+        "GoodbyeConnection",
+        (connection_class,),
+        {"__slots__": (), "__module__": __name__, "close": _goodbye},
+    )
 
 
 async def reset(connection: Any) -> None:

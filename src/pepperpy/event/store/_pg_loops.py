@@ -85,8 +85,9 @@ class OnLoop:
     def stop(self, bound: float) -> None:
         """On close: wake the waiters, and the committer, which closes the connections.
 
-        If that takes more than ``bound`` seconds (queued appends and the goodbye wait on
-        a server that does not answer), :meth:`abort` cuts everything off.
+        If that takes more than ``bound`` seconds (queued appends, calls holding a
+        connection, connections being opened wait on a server that does not answer),
+        :meth:`abort` cuts everything off.
         """
         self.wake()
         self.work.set()
@@ -250,7 +251,11 @@ async def _close_connections(
 ) -> None:
     """Close the loop's connections gracefully (the committer's last act).
 
-    Bounded by ``on.deadline`` (see ``close``), which cuts them off instead.
+    Idle connections are closed without waiting for the server (the Terminate message
+    is sent, the socket closed: the pool's ``goodbye_class``, ``terminate`` for the
+    listener), so a partition costs nothing here; what waits is work under way (a
+    connection lent out, one being opened). Bounded by ``on.deadline`` (see ``close``),
+    which cuts everything off instead.
     """
     on.wake()
     if on.listening is not None:
@@ -260,11 +265,8 @@ async def _close_connections(
                 await on.listening
             except Exception:  # it had failed before: say why, and close the rest
                 listener_ended(on.listening, closing=True)
-    if on.listener is not None:
-        try:
-            await on.listener.close()
-        except errors:
-            on.listener.terminate()
+    if on.listener is not None:  # it holds nothing: a goodbye, no wait for the answer
+        on.listener.terminate()
     if on.ready is not None and not on.ready.done():
         await asyncio.wait((on.ready,))  # an open in progress finishes, then closes
     if on.openings:  # connections callers gave up on, ended within connect_timeout
@@ -272,7 +274,7 @@ async def _close_connections(
     if on.pool is not None:
         try:
             await on.pool.close()
-        except errors:  # a connection the server dropped may fail to say goodbye
+        except errors:  # a failure closing one: cut off the rest
             on.pool.terminate()
     if on.deadline is not None:
         on.deadline.cancel()

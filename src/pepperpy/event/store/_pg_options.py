@@ -30,8 +30,8 @@ __all__ = [
     "parse_url",
 ]
 
-#: seconds ``close`` waits at most (or ``command_timeout`` if smaller) for queued appends
-#: and the server's goodbye before it cuts the connections off
+#: seconds ``close`` waits at most (or ``command_timeout`` if smaller) for work under way
+#: (queued appends, calls holding a connection) before it cuts the connections off
 CLOSE_TIMEOUT = 10.0
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")

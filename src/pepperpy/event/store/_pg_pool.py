@@ -24,6 +24,7 @@ from ._pg_connect import (
     Progress,
     Watchdog,
     cut,
+    goodbye_class,
     pool_takes_hooks,
     reset,
     shielded_connect,
@@ -230,7 +231,10 @@ class Pools:
 
         Its connections are opened through :func:`~._pg_connect.shielded_connect` and reset by
         :func:`~._pg_connect.reset` (asyncpg 0.30 and later take both functions), so a caller
-        cancelled while its connection is opened or released leaves nothing unread.
+        cancelled while its connection is opened or released leaves nothing unread. They
+        close without waiting for the server's answer (:func:`~._pg_connect.goodbye_class`):
+        ``Pool.close()`` still waits for those lent out, then closes the idle ones at once,
+        where it waited for a partitioned server until ``close()`` gave up on it.
         """
         asyncpg = self._asyncpg
         hooks: dict[str, Any] = {}
@@ -245,6 +249,7 @@ class Pools:
                 server_settings=self._settings,
                 timeout=self.options.connect_timeout,
                 init=functools.partial(tune, self.options.command_timeout),
+                connection_class=goodbye_class(asyncpg.Connection),
                 **hooks,
             )
         except self._attempts.connect_errors as exc:
