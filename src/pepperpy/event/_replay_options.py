@@ -1,0 +1,200 @@
+"""What a replay or a projection is given, checked: the store, names, filters, pacing.
+
+Both front ends (:class:`~pepperpy.event.EventReplay` and
+:class:`~pepperpy.event.Projection`) check their arguments here, before a checkpoint
+loads or a handler runs: the time window (:func:`parse_time`, :class:`TimeWindow`),
+``types``/``streams`` patterns and how a stored type is matched against them (a stored
+type that is not a valid topic matches nothing), checkpoint and projection names, the
+start position and ``speed``. Here too: how a store, a checkpoint store and a handler
+are named in messages.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from ._checkpoints import CheckpointStore, SQLiteCheckpointStore
+from ._errors import ConfigurationError, PatternError
+from ._options import check_instance
+from ._patterns import PatternIndex, matches, parse_pattern
+from ._text import shown, text_problem
+
+__all__ = [
+    "Patterns",
+    "TimeWindow",
+    "check_name",
+    "check_speed",
+    "check_start_pos",
+    "check_store",
+    "checkpoint_key",
+    "describe_checkpoints",
+    "handler_name",
+    "handlers_for",
+    "parse_time",
+    "patterns_of",
+    "store_url",
+    "type_matches",
+]
+
+T = TypeVar("T")
+Patterns = str | Sequence[str] | None
+
+
+# -- time windows ------------------------------------------------------------------------
+
+
+def parse_time(value: datetime | str | None, what: str = "time") -> datetime | None:
+    """An aware ``datetime`` from a datetime or an ISO-8601 string; None stays None.
+
+    Naive values (no UTC offset) are refused with :class:`ValueError`, because guessing
+    a timezone would silently shift the window by hours.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"{what} {value!r} is not an ISO-8601 date-time (e.g. 2023-01-01T00:00:00Z)"
+            ) from exc
+    elif isinstance(value, datetime):
+        parsed = value
+    else:
+        raise TypeError(
+            f"{what} must be a datetime or an ISO-8601 string, got {type(value).__name__}"
+        )
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ConfigurationError(
+            f"{what} {parsed.isoformat()} is naive: give a timezone (e.g. a trailing Z for UTC)"
+        )
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """``start`` inclusive, ``end`` exclusive, either open; compared to ``event.timestamp``."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @classmethod
+    def of(cls, start: datetime | str | None, end: datetime | str | None) -> TimeWindow:
+        """Parse both bounds (see :func:`parse_time`) and check that they are in order."""
+        window = cls(parse_time(start, "start_time"), parse_time(end, "end_time"))
+        if window.start is not None and window.end is not None and window.start > window.end:
+            raise ConfigurationError(
+                f"start_time {window.start.isoformat()} is after end_time {window.end.isoformat()}"
+            )
+        return window
+
+    def __contains__(self, moment: datetime) -> bool:
+        if self.start is not None and moment < self.start:
+            return False
+        return self.end is None or moment < self.end
+
+
+# -- the store, names and patterns -------------------------------------------------------
+
+
+def check_store(store: object) -> None:
+    """Refuse anything but an :class:`~pepperpy.event.EventStore` (a URL is told to open one)."""
+    from .store import EventStore
+
+    check_instance(store, EventStore, "store", from_url=True)
+
+
+def store_url(store: object) -> str | None:
+    """The URL an event store was opened with, if it tells."""
+    url = getattr(store, "url", None)
+    # a store built on a backend object reports "<BackendName>": no URL to share
+    return url if isinstance(url, str) and "://" in url else None
+
+
+def checkpoint_key(name: str) -> str:
+    check_name(name, "a checkpoint name")
+    return f"replay:{name}"
+
+
+def check_name(name: object, what: str) -> None:
+    """Refuse a checkpoint or projection name no backend can hold, as stream names are.
+
+    A NUL or a lone surrogate (a file name read with ``surrogateescape``) was taken by
+    the memory store, raised a bare ``UnicodeEncodeError`` on SQLite and a
+    ``StoreError`` reading like an outage on PostgreSQL; it is refused here, the same on
+    every backend, before a checkpoint is loaded or any handler runs.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"{what} must be a non-empty str, got {name!r}")
+    problem = text_problem(name)
+    if problem is not None:
+        raise ConfigurationError(f"{what} {shown(name)} {problem}")
+
+
+def patterns_of(value: Patterns) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray | memoryview) or not isinstance(value, str | Iterable):
+        raise TypeError(f"patterns must be a str or a list of str, got {value!r}")
+    items = (value,) if isinstance(value, str) else tuple(value)
+    for item in items:
+        parse_pattern(item)
+    return items
+
+
+def handlers_for(index: PatternIndex[T], event_type: str) -> tuple[T, ...]:
+    """What ``index`` holds for a stored event's type; nothing if it is not a valid topic.
+
+    Older stores may hold such types; like the store's read filters, replay and
+    projections let them match no pattern rather than fail on them.
+    """
+    try:
+        return index.match(event_type)
+    except PatternError:
+        return ()
+
+
+def type_matches(patterns: tuple[str, ...], event_type: str) -> bool:
+    """True when a stored event's type matches one of ``patterns`` (already validated)."""
+    try:
+        return any(matches(pattern, event_type) for pattern in patterns)
+    except PatternError:  # the type is not a valid topic: it matches no pattern
+        return False
+
+
+# -- positions and pacing ----------------------------------------------------------------
+
+
+def check_start_pos(start_pos: int) -> int:
+    if not isinstance(start_pos, int) or isinstance(start_pos, bool) or start_pos < 0:
+        raise ConfigurationError(f"start_pos must be an int >= 0, got {start_pos!r}")
+    return start_pos
+
+
+def check_speed(speed: object) -> float:
+    """A replay's ``speed``: a factor > 0 (not seconds), never a bool (``True`` is 1)."""
+    if not isinstance(speed, bool) and isinstance(speed, int | float) and speed > 0:
+        try:
+            return float(speed)
+        except OverflowError:  # an int past a float's range: as fast as can be
+            return math.inf
+    raise ConfigurationError(f"speed must be a number > 0 or None, got {speed!r}")
+
+
+# -- naming things in messages -----------------------------------------------------------
+
+
+def describe_checkpoints(checkpoints: CheckpointStore) -> str:
+    """A checkpoint store, for a message: an SQLite one's file and read-only option."""
+    if isinstance(checkpoints, SQLiteCheckpointStore):
+        mode = "immutable=1" if checkpoints.immutable else "mode=ro"
+        return f"{str(checkpoints.path.absolute())!r} ({mode})"
+    return type(checkpoints).__name__
+
+
+def handler_name(function: Callable[..., Any]) -> str:
+    return getattr(function, "__qualname__", None) or repr(function)

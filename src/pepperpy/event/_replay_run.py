@@ -1,0 +1,364 @@
+"""One replay call at work: each event through its handlers, paced, checkpointed, reported.
+
+:class:`~pepperpy.event.EventReplay` checks a call's arguments, resumes it from its
+checkpoint and opens the reader; a :class:`ReplayRun` does the rest: it sends each event
+that passes the filters to its handlers in order (retrying a failing one per the
+``retry_policy``, recording or stopping on a final failure), keeps the original pace
+under ``speed``, saves the checkpoint every ``checkpoint_every`` events and when the
+run ends (a save of unknown outcome is read back, never guessed), and calls
+``progress``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._errors import ConcurrencyError, ConfigurationError, ReplayError, StoreError
+from ._event import Event
+from ._handlers import check_handler, is_async_callable
+from ._loops import settled
+from ._options import check_count
+from ._replay_options import (
+    TimeWindow,
+    check_speed,
+    checkpoint_key,
+    describe_checkpoints,
+    handler_name,
+    handlers_for,
+    type_matches,
+)
+from ._replay_report import ReplayFailure, ReplayProgress, ReplayReport, ReplayStopped
+from ._retry import RetryPolicy
+from ._seconds import check_seconds
+
+if TYPE_CHECKING:
+    from ._replay import EventReplay
+    from .store import EventReader
+
+__all__ = ["FAILURES_KEPT", "OnError", "ProgressCallback", "ReplayHandler", "ReplayRun"]
+
+logger = logging.getLogger("pepperpy.event.replay")
+
+ProgressCallback = Callable[[ReplayProgress], Any]
+OnError = Literal["continue", "stop"]
+
+FAILURES_KEPT = 100
+
+
+class ReplayHandler:
+    """A registered handler: its pattern, and whether calling it gives a coroutine."""
+
+    __slots__ = ("function", "is_async", "pattern")
+
+    def __init__(self, pattern: str, function: Callable[..., Any]) -> None:
+        check_handler(function)
+        self.pattern = pattern
+        self.function = function
+        self.is_async = is_async_callable(function)
+
+
+class ReplayRun:
+    """The state of one replay call: counters, pacing, checkpointing, progress."""
+
+    def __init__(
+        self,
+        replay: EventReplay,
+        *,
+        scope: str,
+        window: TimeWindow,
+        types: tuple[str, ...] | None,
+        speed: float | None,
+        max_gap: float | None,
+        progress: ProgressCallback | None,
+        progress_every: int,
+        checkpoint: str | None,
+        checkpoint_every: int,
+        on_error: OnError,
+        retry_policy: RetryPolicy,
+        position_of: Callable[[Event], int],
+    ) -> None:
+        if on_error not in ("continue", "stop"):
+            raise ConfigurationError(f"on_error must be 'continue' or 'stop', got {on_error!r}")
+        check_count(progress_every, "progress_every")
+        check_count(checkpoint_every, "checkpoint_every")
+        if progress is not None and not callable(progress):
+            raise TypeError(f"progress must be a callable or None, got {progress!r}")
+        if not isinstance(retry_policy, RetryPolicy):
+            raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
+        self.replay = replay
+        self.scope = scope
+        self.window = window
+        self.types = types
+        self.speed = None if speed is None else check_speed(speed)
+        self.max_gap = None if max_gap is None else check_seconds(max_gap, "max_gap", zero=True)
+        self.progress = progress
+        self.progress_every = progress_every
+        self.checkpoint = None if checkpoint is None else checkpoint_key(checkpoint)
+        self.checkpoint_name = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.on_error = on_error
+        self.retry_policy = retry_policy
+        self.position_of = position_of
+        self.total: int | None = None
+        self.replayed = self.skipped = self.failed = 0
+        self.failures: list[ReplayFailure] = []
+        self.last_position: int | None = None
+        self.saved_position: int | None = None
+        #: a save failed and reading the checkpoint back did not show it: it may still
+        #: land, so no further save of this run may compare against ``saved_position``
+        self.in_doubt = False
+        self.reported: int | None = None  # events read at the last progress call
+        self.started = time.perf_counter()
+        self.pace_anchor: tuple[float, datetime] | None = None
+
+    async def resume_from(self, start: int) -> int:
+        """The first position to read: ``start``, or after the saved checkpoint.
+
+        A checkpoint store that only reads is refused here, before any event is handled:
+        the replay would handle them all, then fail to save how far it got.
+        """
+        if self.checkpoint is None:
+            return start
+        checkpoints = self.replay.checkpoints
+        if checkpoints.read_only:
+            raise ConfigurationError(
+                f"replay checkpoint {self.checkpoint_name!r} cannot be saved: the checkpoint "
+                f"store {describe_checkpoints(checkpoints)} is open read-only, so nothing "
+                "was replayed; replay without checkpoint=, or give checkpoints= a writable "
+                "store"
+            )
+        saved = await checkpoints.load(self.checkpoint)
+        if saved is None:
+            return start
+        state = saved.state if isinstance(saved.state, dict) else {}
+        if state.get("scope") != self.scope:
+            raise ReplayError(
+                f"checkpoint {self.checkpoint_name!r} belongs to a replay of "
+                f"{state.get('scope')!r}, not {self.scope!r}: use another name or reset it"
+            )
+        self.saved_position = saved.position
+        return max(start, saved.position + 1)
+
+    async def execute(self, reader: EventReader) -> ReplayReport:
+        self.started = time.perf_counter()
+        index = self.replay._handlers
+        types, window, position_of = self.types, self.window, self.position_of
+        isawaitable = inspect.isawaitable
+        windowed = window.start is not None or window.end is not None
+        # 0 disables a periodic duty: no modulo on the hot path when it is off
+        save_every = self.checkpoint_every if self.checkpoint is not None else 0
+        report_every = self.progress_every if self.progress is not None else 0
+        try:
+            async for event in reader:
+                chosen: tuple[ReplayHandler, ...] = ()
+                if (types is None or type_matches(types, event.type)) and (
+                    not windowed or event.timestamp in window
+                ):
+                    chosen = handlers_for(index, event.type)
+                if chosen:
+                    if self.speed is not None:
+                        await self._pace(event.timestamp)
+                    failed = False
+                    for handler in chosen:  # inline: no coroutine per event on the hot path
+                        try:
+                            if handler.is_async:
+                                await handler.function(event)
+                            else:
+                                result = handler.function(event)
+                                if result is not None and isawaitable(result):
+                                    await result
+                        except Exception as exc:
+                            if not await self._recover(handler, event, exc):
+                                failed = True
+                    if failed:
+                        self.failed += 1
+                    else:
+                        self.replayed += 1
+                else:
+                    self.skipped += 1
+                self.last_position = position_of(event)
+                read = self.replayed + self.skipped + self.failed
+                if save_every and read % save_every == 0:
+                    await self._save_checkpoint()
+                if report_every and read % report_every == 0:
+                    await self._report_progress()
+        except BaseException as exc:
+            await self._save_checkpoint_after(exc)
+            raise
+        await self._save_checkpoint()
+        if report_every and self.reported != self.read:
+            await self._report_progress()  # the end, unless the last periodic call was it
+        return self.report()
+
+    @property
+    def read(self) -> int:
+        return self.replayed + self.skipped + self.failed
+
+    def report(self) -> ReplayReport:
+        return ReplayReport(
+            replayed=self.replayed,
+            skipped=self.skipped,
+            failed=self.failed,
+            duration=time.perf_counter() - self.started,
+            last_position=self.last_position,
+            checkpoint=self.checkpoint_name,
+            failures=tuple(self.failures),
+        )
+
+    async def _recover(self, handler: ReplayHandler, event: Event, exc: Exception) -> bool:
+        """After ``handler`` raised ``exc``: retry per policy; True if a retry succeeded.
+
+        A final failure is recorded, and raises :class:`ReplayStopped` under
+        ``on_error="stop"``.
+        """
+        attempt = 1
+        while self.retry_policy.should_retry(exc, attempt):
+            await self.retry_policy.sleep(attempt)
+            attempt += 1
+            try:
+                result = handler.function(event)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+                return True
+            except Exception as again:
+                exc = again
+        self._record_failure(ReplayFailure(event, handler.function, exc, attempt))
+        if self.on_error == "stop":
+            self.failed += 1
+            raise ReplayStopped(
+                f"replay stopped: handler {handler_name(handler.function)} failed on "
+                f"event {event.type!r} at position {self.position_of(event)}: {exc}",
+                self.report(),
+            ) from exc
+        return False
+
+    def _record_failure(self, failure: ReplayFailure) -> None:
+        logger.error(
+            "replay handler %s failed on %r (attempt %d)",
+            handler_name(failure.handler),
+            failure.event,
+            failure.attempts,
+            exc_info=failure.exception,
+        )
+        if len(self.failures) < FAILURES_KEPT:
+            self.failures.append(failure)
+
+    async def _pace(self, timestamp: datetime) -> None:
+        """Wait until ``timestamp``'s place on the original schedule, scaled by speed.
+
+        The schedule is anchored at the first paced event, so a slow handler shortens
+        the next pause instead of delaying everything after it. ``max_gap`` caps a single
+        pause (long quiet periods are cut short) by moving the anchor forward.
+        """
+        assert self.speed is not None
+        loop = asyncio.get_running_loop()
+        if self.pace_anchor is None:
+            self.pace_anchor = (loop.time(), timestamp)
+            return
+        wall_start, first = self.pace_anchor
+        due = wall_start + (timestamp - first).total_seconds() / self.speed
+        delay = due - loop.time()
+        if self.max_gap is not None and delay > self.max_gap:
+            self.pace_anchor = (wall_start - (delay - self.max_gap), first)
+            delay = self.max_gap
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _save_checkpoint(self) -> None:
+        if self.checkpoint is None or self.last_position is None or self.in_doubt:
+            return
+        if self.last_position == self.saved_position:
+            return
+        # settled: a save cancelled half-way may still commit, and the next save's
+        # compare-and-set must know whether it did
+        await settled(self._save(self.checkpoint, self.last_position))
+
+    async def _save_checkpoint_after(self, failure: BaseException) -> None:
+        """Save the checkpoint of a run that ``failure`` ends (a cancellation included).
+
+        ``failure`` is what the caller must see: a save that fails too (another runner
+        moved the checkpoint, a lost connection) is logged and noted on it, never raised
+        in its place, so a cancelled replay still ends with ``CancelledError`` (or
+        ``TimeoutError`` under ``asyncio.timeout``). A cancellation arriving during the
+        save itself still propagates.
+        """
+        try:
+            await self._save_checkpoint()
+        except Exception as error:
+            logger.error(
+                "replay: saving checkpoint %r at position %s failed while the replay ended with %s",
+                self.checkpoint_name,
+                self.last_position,
+                type(failure).__name__,
+                exc_info=error,
+            )
+            failure.add_note(
+                f"saving checkpoint {self.checkpoint_name!r} at position {self.last_position} "
+                f"failed too: {error!r}"
+            )
+
+    async def _save(self, key: str, position: int) -> None:
+        state = {"scope": self.scope}
+        try:
+            await self.replay.checkpoints.save(key, position, state, previous=self.saved_position)
+        except ConcurrencyError:
+            raise
+        except StoreError as failure:
+            if failure.written is False:  # the checkpoint still holds saved_position
+                raise
+            # the connection may have been lost after the server committed the save
+            # (PostgreSQL then says the outcome is unknown): the checkpoint tells
+            if not await self._holds(key, position, state, failure):
+                self.in_doubt = True
+                raise
+        self.saved_position = position
+
+    async def _holds(self, key: str, position: int, state: Any, failure: StoreError) -> bool:
+        """Whether checkpoint ``key`` holds exactly ``position`` and ``state`` (a save
+        that failed with ``failure`` was written after all)."""
+        name = self.checkpoint_name
+        try:
+            saved = await self.replay.checkpoints.load(key)
+        except StoreError as exc:
+            failure.add_note(f"reading checkpoint {name!r} back failed too: {exc}")
+        else:
+            if saved is not None and saved.position == position and saved.state == state:
+                logger.warning(
+                    "replay: saving checkpoint %r at position %d failed (%s), but the "
+                    "checkpoint holds it: it was saved",
+                    name,
+                    position,
+                    failure,
+                )
+                return True
+            found = None if saved is None else saved.position
+            failure.add_note(
+                f"checkpoint {name!r} read back holds position {found}, not {position}"
+            )
+        failure.add_note(
+            "the failed save may still be written, so this run saves no more; the next run "
+            "resumes after whatever position the checkpoint then holds"
+        )
+        return False
+
+    async def _report_progress(self) -> None:
+        assert self.progress is not None
+        snapshot = ReplayProgress(
+            read=self.read,
+            replayed=self.replayed,
+            skipped=self.skipped,
+            failed=self.failed,
+            position=self.last_position,
+            total=self.total,
+            elapsed=time.perf_counter() - self.started,
+        )
+        self.reported = snapshot.read
+        result = self.progress(snapshot)
+        if isinstance(result, Awaitable):
+            await result
