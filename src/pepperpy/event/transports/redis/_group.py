@@ -17,8 +17,8 @@ Acknowledgements leave in the background, batched over all partitions (see ``_ac
 Entries that ``maxlen`` trims before the group read them are reported: every
 ``CHECK_EVERY`` seconds a worker's read carries a snapshot of the stream's and the
 group's counters, which tell how many entries the group passed without reading them
-(see ``_trimmed``). Pending entries trimmed before they were handled are reported when
-they are claimed.
+(see ``_trimmed`` and ``_positions``). Pending entries trimmed before they were handled
+are reported when they are claimed.
 """
 
 from __future__ import annotations
@@ -36,10 +36,12 @@ from ._acks import Acks
 from ._config import RedisOptions
 from ._leases import Leases, group_id, group_name, member_id
 from ._outage import Outages
-from ._trimmed import CHECK_EVERY, CREATE_GROUP, GROUP_COUNTERS, GroupTally, id_text
+from ._positions import GroupPositions
+from ._trimmed import GroupTally
 from ._wire import (
     Backoff,
     TopicFilter,
+    as_text,
     connection_errors,
     decode_event,
     entry_topic,
@@ -54,8 +56,6 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = ["GroupMember", "group_name", "member_id"]
-
-StreamId = tuple[int, int]
 
 DeadLetterPublisher = Callable[[Event, str, int], Awaitable[None]]
 
@@ -97,14 +97,14 @@ class GroupMember:
         self.lease_keys = self._leases.lease_keys
         self.handover_keys = self._leases.handover_keys
         self._filter = TopicFilter(sub.pattern)
-        self._counters = client.register_script(GROUP_COUNTERS)
-        self._create_script = client.register_script(CREATE_GROUP)
-        self._counters_loaded = False
-        #: per partition held, how far the group has read it, as far as this member knows
-        #: (the group's position when the partition was taken, then its reads and counter
-        #: snapshots): where a vanished group is made anew. Dropped when the partition
-        #: goes to another member, whose reads would leave it behind
-        self._positions: dict[int, StreamId] = {}
+        self._positions = GroupPositions(
+            client,
+            self._streams,
+            self.group,
+            self.consumer,
+            options.batch_size,
+            self._response_error,
+        )
         self._assigned: set[int] = set()  # held and ours: a worker consumes each
         self._releasing: set[int] = set()  # held but assigned elsewhere: give back
         self._workers: dict[int, asyncio.Task[None]] = {}
@@ -129,10 +129,6 @@ class GroupMember:
         self._beater: asyncio.Task[None] | None = None
         #: monotonic time until which our leases are surely valid (renewal sent + TTL)
         self._lease_deadline = 0.0
-        #: how many times entries were trimmed before the group read or handled them
-        #: (each logged), and how many entries that was
-        self.trimmed_unread = 0
-        self.lost_entries = 0
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -147,7 +143,7 @@ class GroupMember:
     async def create_groups(self) -> None:
         """``XGROUP CREATE ... $ MKSTREAM`` on each partition, with the group's count of
         entries read (see ``CREATE_GROUP``); existing groups keep their place."""
-        await self._create_script(keys=self._streams, args=[self.group, "$"])
+        await self._positions.create_groups()
 
     async def close(self) -> None:
         """Finish the events in progress, acknowledge, give the partitions back, leave."""
@@ -173,13 +169,24 @@ class GroupMember:
     def _explain(self, exc: BaseException) -> str:
         return explain(exc, self._pool_full, self._client)
 
+    @property
+    def trimmed_unread(self) -> int:
+        """How many times entries were trimmed before the group read or handled them
+        (each logged)."""
+        return self._positions.trimmed_unread
+
+    @property
+    def lost_entries(self) -> int:
+        """How many entries were trimmed before the group read or handled them."""
+        return self._positions.lost_entries
+
     # -- leases -----------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
         async with self._lock:
             sent = time.monotonic()
             if sent >= self._lease_deadline:  # our leases may have lapsed meanwhile, and
-                self._positions.clear()  # another member read on: what we knew is stale
+                self._positions.forget_all()  # another member read on: what we knew is stale
             held, target = await self._leases.renew(self._options.lease_ttl_ms)
             self._lease_deadline = sent + self._options.lease_ttl * 0.95
             self._apply(held, target)
@@ -197,7 +204,7 @@ class GroupMember:
         for p in lost:
             self._assigned.discard(p)
             self._releasing.discard(p)
-            self._positions.pop(p, None)  # others read on: what we knew goes stale
+            self._positions.forget(p)  # others read on: what we knew goes stale
             self._interrupt(p)
         for p in held:
             if p in target:
@@ -342,7 +349,7 @@ class GroupMember:
             resume_cancellation()  # one a driver call of the last round swallowed
             try:
                 if not located:
-                    await self._locate(p, reader)
+                    await self._positions.locate(p, reader)
                     located = True
                 if claim or p in self._acks.reclaim:
                     self._acks.reclaim.discard(p)
@@ -359,7 +366,7 @@ class GroupMember:
                     self._blocked[p] = reader_id
                     try:
                         if tally.due():
-                            reply: Any = await self._read_counted(p, reader, tally)
+                            reply: Any = await self._positions.read_counted(p, reader, tally)
                         else:
                             reply = await reader.xreadgroup(
                                 self.group,
@@ -375,7 +382,7 @@ class GroupMember:
                     resume_cancellation()
                     self._outages.reached(key)
                     if reply and reply[0][1]:
-                        self._read_to(p, parse_id(reply[0][1][-1][0]))
+                        self._positions.read_to(p, parse_id(reply[0][1][-1][0]))
                     done = not reply or await self._run(p, reply[0][1], None)
                 self._outages.reached(key)
                 backoff = Backoff(self._options.max_backoff)
@@ -410,11 +417,11 @@ class GroupMember:
                 text = str(exc)
                 if text.startswith("NOGROUP"):  # destroyed, or the stream deleted
                     try:
-                        await self._recreate(p, reader)
+                        await self._positions.recreate(p, reader)
                     except (*self._unreachable, self._response_error) as failure:
                         text = f"{text}; recreating the group failed: {failure}"
                     else:
-                        text = ""  # logged by _recreate
+                        text = ""  # logged by recreate
                 if text and text != refused:  # once, not at every retry
                     logger.error(
                         "group %r: Redis refused a command on stream %s (partition %d): %s; "
@@ -443,99 +450,6 @@ class GroupMember:
             finally:
                 self._sleeping.discard(p)
 
-    async def _locate(self, p: int, client: Redis) -> None:
-        """Learn where the group stands on partition ``p``, which we have just taken.
-
-        Another member may have read (and acknowledged) up to anywhere since we last
-        held it, so what we knew then was dropped (``_apply``, ``_worker_done``,
-        ``_heartbeat``): made anew there, the group would deliver those entries again.
-        A group (or stream) already gone leaves us knowing nothing: it is then made anew
-        at ``$``.
-        """
-        stream = self._streams[p]
-        try:
-            groups: Any = await client.xinfo_groups(stream)
-        except self._response_error:
-            return  # no stream (or not a stream): the claim that follows says what is wrong
-        for info in groups:
-            name = info["name"]
-            if (name.decode() if isinstance(name, bytes) else str(name)) == self.group:
-                self._read_to(p, parse_id(info["last-delivered-id"]))
-                return
-
-    def _read_to(self, p: int, position: StreamId) -> None:
-        """Remember that the group has read partition ``p`` up to ``position`` (or further)."""
-        known = self._positions.get(p)
-        if known is None or position > known:
-            self._positions[p] = position
-
-    async def _recreate(self, p: int, client: Redis) -> None:
-        """Make the consumer group on partition ``p``'s stream anew (it is gone: destroyed
-        with ``XGROUP DESTROY``, or the stream deleted) where this member knows the group
-        had read up to, so that what was published since is delivered; at ``$`` if it
-        knows nothing. An existing group (made anew by another member) is left alone."""
-        stream = self._streams[p]
-        known = self._positions.get(p)
-        start = "$" if known is None else id_text(known)
-        made: Any = await self._create_script(
-            keys=[stream], args=[self.group, start], client=client
-        )
-        if not made[0]:
-            return
-        logger.error(
-            "group %r: the consumer group on stream %s (partition %d) was gone (destroyed "
-            "with XGROUP DESTROY, or the stream deleted); made it anew at %s (%s). Entries "
-            "it had pending are no longer tracked by Redis",
-            self.group,
-            stream,
-            p,
-            start,
-            "where the group had read up to, as far as this member knows"
-            if known is not None
-            else "the end of the stream: the group was gone when this member took the "
-            "partition, and it has read nothing there since",
-        )
-
-    async def _read_counted(self, p: int, reader: Redis, tally: GroupTally) -> Any:
-        """Read partition ``p`` behind a snapshot of its counters; log what was trimmed
-        before the group read it (the snapshot rides in the read's round trip)."""
-        stream = self._streams[p]
-        tally.next_check = time.monotonic() + CHECK_EVERY
-        if not self._counters_loaded:  # first use, or Redis's script cache was flushed
-            await reader.script_load(GROUP_COUNTERS)
-            self._counters_loaded = True
-        pipe = reader.pipeline(transaction=False)
-        pipe.evalsha(self._counters.sha, 1, stream, self.group)
-        pipe.xreadgroup(
-            self.group, self.consumer, {stream: ">"}, count=self._options.batch_size, block=1000
-        )
-        counters, reply = await pipe.execute(raise_on_error=False)
-        if counters and not isinstance(counters, Exception):
-            self._read_to(p, parse_id(counters[5]))  # before a refused read too
-        if isinstance(reply, Exception):
-            raise reply
-        if isinstance(counters, Exception):
-            self._counters_loaded = "NOSCRIPT" not in str(counters)
-            logger.debug("group %r: no stream counters: %s", self.group, counters)
-        elif counters:
-            read = len(reply[0][1]) if reply else 0
-            lost, after, before = tally.check(counters, read, read >= self._options.batch_size)
-            if lost:
-                self.trimmed_unread += 1
-                self.lost_entries += lost
-                logger.warning(
-                    "group %r: %d entries of stream %s (%sbefore %s) were trimmed before the "
-                    "group read them, and are lost to it. Only maxlen (or a trim outside the "
-                    "transport) does that: raise maxlen or leave it unset, the transport's "
-                    "own trimming keeps what groups have not read",
-                    self.group,
-                    lost,
-                    stream,
-                    "" if after is None else f"after {id_text(after)}, ",
-                    id_text(before),
-                )
-        return reply
-
     async def _worker_done(self, p: int) -> None:
         """Give a partition back once its worker stopped; restart it if it is ours again."""
         async with self._lock:
@@ -556,7 +470,7 @@ class GroupMember:
                     )
                     return  # the lease expires by itself
                 self._releasing.discard(p)
-                self._positions.pop(p, None)  # the next owner reads on: ours goes stale
+                self._positions.forget(p)  # the next owner reads on: ours goes stale
             elif self._ours(p) and p not in self._workers:
                 self._spawn(p)
 
@@ -624,30 +538,14 @@ class GroupMember:
             if gone:
                 self._acks.later(p, gone)
             if gone or dropped:
-                self._trimmed_pending(p, gone + dropped)
+                self._positions.trimmed_pending(p, gone + dropped)
             if entries and not await self._run(p, entries, deliveries):
                 return False
             if len(rows) < self._options.batch_size:
                 await self._prune_consumers(p, client)
                 return True
-            start = "(" + _text(ids[-1])
+            start = "(" + as_text(ids[-1])
         return False
-
-    def _trimmed_pending(self, p: int, gone: list[bytes]) -> None:
-        self.trimmed_unread += 1
-        self.lost_entries += len(gone)
-        shown = ", ".join(_text(entry_id) for entry_id in gone[:5])
-        logger.warning(
-            "group %r: %d entries of stream %s were trimmed while pending (read by a member "
-            "that went away or gave the partition up, never acknowledged) before they were "
-            "handled: %s%s; they are skipped. Only maxlen (or a trim outside the transport) "
-            "does that: raise maxlen or leave it unset",
-            self.group,
-            len(gone),
-            self._streams[p],
-            shown,
-            ", ..." if len(gone) > 5 else "",
-        )
 
     async def _sweep(self, p: int, client: Redis) -> bool:
         """Claim entries pending with *other* consumers of a partition we hold, and handle them.
@@ -684,7 +582,7 @@ class GroupMember:
             gone = [entry_id for entry_id, rows in zip(missing, found, strict=True) if not rows]
             if gone:
                 self._acks.later(p, gone)  # still pending where Redis returned them empty
-                self._trimmed_pending(p, gone)
+                self._positions.trimmed_pending(p, gone)
         return await self._run(p, entries, deliveries)
 
     async def _prune_consumers(self, p: int, client: Redis) -> None:
@@ -778,7 +676,3 @@ class GroupMember:
             )
             return False
         return True
-
-
-def _text(entry_id: bytes | str) -> str:
-    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
