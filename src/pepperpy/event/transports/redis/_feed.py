@@ -31,6 +31,7 @@ from ._config import RedisOptions
 from ._trimmed import id_text
 from ._wire import (
     Backoff,
+    Entries,
     TopicFilter,
     as_text,
     decode_event,
@@ -47,14 +48,13 @@ if TYPE_CHECKING:
 
     from ._listener import Listener
 
-__all__ = ["ROOM_WAIT", "Anchor", "Entries", "Feed", "StreamId"]
+__all__ = ["ROOM_WAIT", "Anchor", "Feed", "StreamId"]
 
 #: longest time (seconds) the shared reader waits for a full lane to free a slot before
 #: letting it fall behind: a handler that keeps up frees one within microseconds (no
 #: re-reading then), while a slow one delays the other subscriptions by this much at most
 ROOM_WAIT = 0.02
 
-Entries = list[tuple[bytes, dict[bytes, bytes]]]
 StreamId = tuple[int, int]
 #: an entry known to exist, with the reader's number for it
 Anchor = tuple[StreamId, int]

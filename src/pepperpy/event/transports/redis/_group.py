@@ -36,6 +36,7 @@ from ._acks import Acks
 from ._config import RedisOptions
 from ._leases import Leases, group_id, group_name, member_id
 from ._outage import Outages
+from ._pending import PendingEntries
 from ._positions import GroupPositions
 from ._trimmed import GroupTally
 from ._wire import (
@@ -96,6 +97,7 @@ class GroupMember:
         self.members_key = self._leases.members_key
         self.lease_keys = self._leases.lease_keys
         self.handover_keys = self._leases.handover_keys
+        self._pending = PendingEntries(self._streams, self.group, self.consumer, self.members_key)
         self._filter = TopicFilter(sub.pattern)
         self._positions = GroupPositions(
             client,
@@ -503,48 +505,18 @@ class GroupMember:
             if not rows:
                 await self._prune_consumers(p, client)
                 return True
-            ids = [row["message_id"] for row in rows]
-            deliveries = {row["message_id"]: row["times_delivered"] for row in rows}
-            pipe = client.pipeline(transaction=False)
-            pipe.xclaim(stream, self.group, self.consumer, 0, ids, justid=True)
-            if count_oldest:  # one more delivery of the one that may have been in progress
-                pipe.xclaim(
-                    stream,
-                    self.group,
-                    self.consumer,
-                    0,
-                    ids[:1],
-                    justid=True,
-                    retrycount=deliveries[ids[0]] + 1,
-                )
-                deliveries[ids[0]] += 1
-                count_oldest = False
-            for entry_id in ids:
-                pipe.xrange(stream, entry_id, entry_id, count=1)
-            results: Any = await pipe.execute()
-            claimed = set(results[0])
-            entries = []
-            gone = []  # trimmed away while pending: nothing to deliver
-            dropped = []  # the same, already taken off the pending list by XCLAIM (Redis 7)
-            for entry_id, found in zip(ids, results[-len(ids) :], strict=True):
-                present = bool(found) and found[0][1] is not None
-                if entry_id not in claimed:
-                    if not present:
-                        dropped.append(entry_id)
-                elif present:
-                    entries.append((entry_id, found[0][1]))
-                else:
-                    gone.append(entry_id)
-            if gone:
-                self._acks.later(p, gone)
-            if gone or dropped:
-                self._positions.trimmed_pending(p, gone + dropped)
-            if entries and not await self._run(p, entries, deliveries):
+            taken = await self._pending.take(p, client, rows, count_oldest)
+            count_oldest = False  # counted (with the first page) or not, once
+            if taken.gone:  # trimmed away while pending: nothing to deliver
+                self._acks.later(p, taken.gone)
+            if taken.gone or taken.dropped:
+                self._positions.trimmed_pending(p, taken.gone + taken.dropped)
+            if taken.entries and not await self._run(p, taken.entries, taken.deliveries):
                 return False
             if len(rows) < self._options.batch_size:
                 await self._prune_consumers(p, client)
                 return True
-            start = "(" + as_text(ids[-1])
+            start = "(" + as_text(rows[-1]["message_id"])
         return False
 
     async def _sweep(self, p: int, client: Redis) -> bool:
@@ -554,48 +526,22 @@ class GroupMember:
         member that lost its lease while a read of its was under way). Rare, so this
         runs every ``lease_ttl`` seconds and only takes entries idle that long.
         """
-        stream = self._streams[p]
         idle_ms = self._options.lease_ttl_ms
-        rows: Any = await client.xpending_range(
-            stream, self.group, "-", "+", self._options.batch_size, idle=idle_ms
-        )
-        me = self.consumer.encode()
-        orphans = {
-            row["message_id"]: row["times_delivered"] for row in rows if row["consumer"] != me
-        }
+        orphans = await self._pending.orphans(p, client, idle_ms, self._options.batch_size)
         if not orphans:
             return True
         logger.warning(
             "group %r: claiming %d orphaned entries of partition %d", self.group, len(orphans), p
         )
-        entries: Any = await client.xclaim(
-            stream, self.group, self.consumer, idle_ms, list(orphans)
-        )
-        entries = [(entry_id, fields) for entry_id, fields in entries if fields is not None]
-        deliveries = {entry_id: orphans[entry_id] + 1 for entry_id, _ in entries}
-        missing = [entry_id for entry_id in orphans if entry_id not in deliveries]
-        if missing:  # trimmed (XCLAIM drops those, or returns them empty), or taken meanwhile
-            pipe = client.pipeline(transaction=False)
-            for entry_id in missing:
-                pipe.xrange(stream, entry_id, entry_id, count=1)
-            found: list[Any] = await pipe.execute()
-            gone = [entry_id for entry_id, rows in zip(missing, found, strict=True) if not rows]
-            if gone:
-                self._acks.later(p, gone)  # still pending where Redis returned them empty
-                self._positions.trimmed_pending(p, gone)
-        return await self._run(p, entries, deliveries)
+        taken = await self._pending.take_orphans(p, client, orphans, idle_ms)
+        if taken.gone:
+            self._acks.later(p, taken.gone)  # still pending where Redis returned them empty
+            self._positions.trimmed_pending(p, taken.gone)
+        return await self._run(p, taken.entries, taken.deliveries)
 
     async def _prune_consumers(self, p: int, client: Redis) -> None:
         """Delete consumers of dead members that hold nothing (killed processes leave them)."""
-        stream = self._streams[p]
-        consumers = await client.xinfo_consumers(stream, self.group)
-        members: Any = await client.zrange(self.members_key, 0, -1)
-        live = {m.decode() for m in members}
-        for consumer in consumers:
-            name = consumer["name"]
-            name = name.decode() if isinstance(name, bytes) else str(name)
-            if not consumer["pending"] and name not in live and name != self.consumer:
-                await client.xgroup_delconsumer(stream, self.group, name)
+        await self._pending.prune_consumers(p, client)
 
     async def _run(
         self,

@@ -37,11 +37,12 @@ from typing import TYPE_CHECKING, Any
 from ..._patterns import PatternIndex
 from ..base import Subscription, resume_cancellation
 from ._config import RedisOptions
-from ._feed import ROOM_WAIT, Entries, Feed, StreamId
+from ._feed import ROOM_WAIT, Feed, StreamId
 from ._outage import Outages
 from ._trimmed import CHECK_EVERY, STREAM_COUNTERS, id_text, parse_counters, passed_count
 from ._wire import (
     Backoff,
+    Entries,
     as_text,
     connection_errors,
     decode_event,

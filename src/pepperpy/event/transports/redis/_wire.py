@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENT_FIELD",
     "TOPIC_FIELD",
+    "Entries",
     "Backoff",
     "connection_errors",
     "TopicFilter",
@@ -44,6 +45,8 @@ _TOPIC = TOPIC_FIELD.encode()
 _EVENT = EVENT_FIELD.encode()
 
 Fields = dict[bytes, bytes]
+#: entries as redis-py returns them: (entry id, fields)
+Entries = list[tuple[bytes, Fields]]
 
 
 def entry_topic(fields: Fields) -> str:
