@@ -1,10 +1,11 @@
 """One ungrouped subscription's side of the shared reader: its :class:`Feed`.
 
-The :class:`~._listener.Listener` reads every partition once for all ungrouped
-subscriptions and hands each entry to the feed of every matching subscription. A feed
-keeps a lane per partition, at most ``batch_size`` events each, delivered one after
-another by a worker of the lane's own; lanes and feeds run concurrently, so a slow
-handler holds up only its own subscription (and within it only its partition).
+The shared reader (``Listener``, in ``_listener``) reads every partition once for all
+ungrouped subscriptions and hands each entry to the feed of every matching
+subscription. A feed keeps a lane per partition, at most ``batch_size`` events each,
+delivered one after another by a worker of the lane's own; lanes and feeds run
+concurrently, so a slow handler holds up only its own subscription (and within it only
+its partition).
 
 When a lane is full the reader waits at most ``ROOM_WAIT`` seconds for it, then lets it
 *fall behind*: the feed catches up by itself, reading that partition from the last entry
