@@ -1,10 +1,14 @@
-"""EventBus: topic pub/sub, in process or over a broker, with one API."""
+"""EventBus: topic pub/sub, in process or over a broker, with one API.
+
+Delivering to a handler (retries, the principal it runs as, what ``close()`` and
+``unsubscribe()`` wait for) is in ``_bus_delivery.py``; the checks on headers, metadata
+and the dead letters a pattern receives are in ``_bus_checks.py``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import hashlib
 import logging
 from collections import deque
@@ -12,25 +16,25 @@ from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from ._cancel import cancelled_by_caller, cancelling
+from ._bus_checks import check_headers, check_metadata
+from ._bus_checks import dead_letter_sources as _dead_letter_sources  # tests import it here
+from ._bus_delivery import DELIVERY, Registration, deliverer
 from ._deadletter import (
     DEAD_LETTER_PREFIX,
     PARTITION_KEY,
     dead_letter_event,
     partition_key,
 )
-from ._errors import ClosedError, ConfigurationError, SerializationError, UnknownTopicError
+from ._errors import ClosedError, ConfigurationError, UnknownTopicError
 from ._event import Event, make_event
-from ._frozen import check_json
-from ._handlers import Handler, check_handler, is_async_callable
-from ._json import dumps
+from ._handlers import Handler, check_handler
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._options import check_instance
 from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
 from ._retry import RetryPolicy
 from ._text import shown, text_problem
 from .security._principal import PRINCIPAL, current_principal
-from .transports import NotDelivered, Subscription, Transport, transport_from_url
+from .transports import Subscription, Transport, transport_from_url
 from .transports.base import check_key
 
 if TYPE_CHECKING:
@@ -43,56 +47,6 @@ logger = logging.getLogger("pepperpy.event.bus")
 _DEAD_LETTER_TOKEN = DEAD_LETTER_PREFIX.rstrip(".")
 
 H = TypeVar("H", bound=Callable[..., Any])
-
-
-class _Delivery:
-    """Marks the handler call in progress in this context (see :meth:`EventBus.close`).
-
-    A flag, not just a context variable value: a delivery started eagerly in a
-    transport's task may finish in another context, where the variable cannot be reset;
-    clearing the flag still tells ``close()`` the delivery is over.
-    """
-
-    __slots__ = ("active", "bus", "registration")
-
-    def __init__(self, bus: EventBus, registration: _Registration) -> None:
-        self.bus = bus
-        self.registration = registration
-        self.active = True
-
-
-class _Registration:
-    """A subscribed handler and its deliveries in progress (see :meth:`EventBus.unsubscribe`).
-
-    ``principal`` is who subscribed it: the handler runs as that principal.
-    """
-
-    __slots__ = ("handler", "idle", "principal", "removed", "running")
-
-    def __init__(self, handler: Handler, principal: str | None) -> None:
-        self.handler = handler
-        self.principal = principal
-        self.removed = False  # unsubscribe() began: start no further delivery
-        self.running = 0
-        self.idle: asyncio.Future[None] | None = None  # set when running drops to 0
-
-    def finished_one(self) -> None:
-        self.running -= 1
-        idle = self.idle
-        if not self.running and idle is not None and not idle.done():
-            idle.set_result(None)
-
-    async def wait_idle(self) -> None:
-        """Return once no delivery to this handler is in progress."""
-        while self.running:
-            self.idle = asyncio.get_running_loop().create_future()
-            await self.idle
-        self.idle = None
-
-
-_delivery: contextvars.ContextVar[_Delivery | None] = contextvars.ContextVar(
-    "pepperpy_bus_delivery", default=None
-)
 
 
 class EventBus:
@@ -156,7 +110,7 @@ class EventBus:
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_LIMIT)
         self._subscriptions: list[Subscription] = []
         self._unregistered: list[Subscription] = []
-        self._registrations: dict[Subscription, _Registration] = {}
+        self._registrations: dict[Subscription, Registration] = {}
         self._name_counts: dict[str, int] = {}
         self._removing: set[asyncio.Task[None]] = set()
         #: the loop the bus started on: its connections and consumers live there
@@ -212,8 +166,8 @@ class EventBus:
         def decorator(handler: H) -> H:
             check_handler(handler)
             name = self._subscription_name(pattern, group, handler)
-            registration = _Registration(handler, principal)
-            deliver = self._deliverer(registration, pattern, group)
+            registration = Registration(handler, principal)
+            deliver = deliverer(self, registration, pattern, group)
             sub = Subscription(pattern, deliver, group, name)
             self._registrations[sub] = registration
             self._subscriptions.append(sub)
@@ -295,7 +249,7 @@ class EventBus:
             for sub in removed:
                 self._forget(sub)
             return True
-        current = _delivery.get()
+        current = DELIVERY.get()
         if (
             current is not None
             and current.active
@@ -350,55 +304,6 @@ class EventBus:
         self._name_counts[digest] = same + 1
         suffix = f"-{same}" if same and group is None else ""
         return digest + suffix
-
-    def _deliverer(
-        self, registration: _Registration, pattern: str, group: str | None
-    ) -> Callable[[Event], Any]:
-        handler = registration.handler
-        is_async = is_async_callable(handler)
-        policy = self.retry_policy
-
-        async def deliver(event: Event) -> None:
-            if registration.removed:  # the transport must give it to another member
-                raise NotDelivered(f"{pattern!r} is being unsubscribed")
-            attempt = 1
-            since = cancelling()  # a cancellation under way before it is not its own
-            marker = _Delivery(self, registration)
-            token = _delivery.set(marker)
-            acting = PRINCIPAL.set(registration.principal)  # not the publisher's
-            registration.running += 1
-            try:
-                while True:
-                    try:
-                        if is_async:
-                            await handler(event)
-                        else:
-                            result = handler(event)
-                            if result is not None and hasattr(result, "__await__"):
-                                await result
-                        return
-                    except asyncio.CancelledError as exc:
-                        if cancelled_by_caller(since):
-                            raise  # our own shutdown (or the caller's): not a failure
-                        error: BaseException = exc  # the handler awaited something cancelled
-                    except Exception as exc:
-                        error = exc
-                    if policy.should_retry(error, attempt):
-                        await policy.sleep(attempt)
-                        attempt += 1
-                        continue
-                    await self._dead_letter(DeadLetter(event, handler, error, attempt), group)
-                    return
-            finally:
-                marker.active = False
-                registration.finished_one()
-                try:
-                    _delivery.reset(token)
-                    PRINCIPAL.reset(acting)
-                except ValueError:  # finished in another context than it started in
-                    pass
-
-        return deliver
 
     @overload
     def on_error(self, callback: None = None) -> Callable[[H], H]: ...
@@ -479,10 +384,10 @@ class EventBus:
         if key is not None:
             check_key(key)
         if headers:
-            _check_headers(headers)
+            check_headers(headers)
         if isinstance(message, Event):
             if message.metadata:
-                _check_metadata(message.metadata)
+                check_metadata(message.metadata)
             if message.type == topic and not headers and key is None:
                 event = message
             else:  # a copy (same id), so the caller's event keeps its own metadata
@@ -577,7 +482,7 @@ class EventBus:
             self._closed = True
             closing = self._closing = asyncio.get_running_loop().create_task(self._shutdown())
             closing.add_done_callback(_retrieve)
-        current = _delivery.get()
+        current = DELIVERY.get()
         if current is not None and current.active and current.bus is self:
             return
         await asyncio.shield(closing)
@@ -660,68 +565,11 @@ class EventBus:
         await self.close()
 
 
-def _check_headers(headers: Mapping[str, Any]) -> None:
-    """Refuse headers no transport can carry: the same rule on memory as on a broker."""
-    if not isinstance(headers, Mapping):
-        raise TypeError(
-            f"headers must be a mapping of str to JSON-able values, got {type(headers).__name__}"
-        )
-    for name in headers:
-        if not isinstance(name, str):
-            raise TypeError(f"headers keys must be str, got {name!r} ({type(name).__name__})")
-    try:
-        check_json(dict(headers), "headers")
-        dumps(dict(headers))
-    except SerializationError as exc:
-        raise SerializationError(f"headers must hold JSON-able values: {exc}") from exc
-
-
 def _retrieve(task: asyncio.Task[None]) -> None:
     """Log a failed shutdown nobody awaited (close() called from a handler)."""
     if not task.cancelled() and task.exception() is not None:
         logger.error("closing the EventBus failed", exc_info=task.exception())
 
 
-def _dead_letter_sources(pattern: str) -> list[str]:
-    """The patterns of the topics whose dead letters ``pattern`` matches.
-
-    ``deadletter.T`` matches ``pattern`` exactly when ``T`` matches one of them (none
-    when the pattern matches no dead letter): ``deadletter.#`` and ``#`` carry ``#``,
-    ``*.orders.*`` carries ``orders.*``, ``#.refund.#`` carries ``#.refund.#``.
-    """
-    prefix = DEAD_LETTER_PREFIX.rstrip(".")
-
-    def sources(tokens: tuple[str, ...]) -> list[tuple[str, ...]]:
-        if not tokens:
-            return []
-        head, rest = tokens[0], tokens[1:]
-        if head == "#":  # it covers "deadletter" and part of T, or nothing
-            return [tokens, *sources(rest)]
-        if head in ("*", prefix) and rest:
-            return [rest]
-        return []
-
-    found: list[str] = []
-    for tokens in sources(parse_pattern(pattern)):
-        carried = ".".join(tokens)
-        if carried not in found:
-            found.append(carried)
-    return found
-
-
 def _digest(text: str) -> str:
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
-
-
-def _check_metadata(metadata: Mapping[str, Any]) -> None:
-    """Refuse an event whose metadata no transport can carry (memory:// included)."""
-    for name in metadata:
-        if not isinstance(name, str):
-            raise TypeError(
-                f"event metadata keys must be str, got {name!r} ({type(name).__name__})"
-            )
-    try:
-        check_json(dict(metadata), "metadata")
-        dumps(metadata)
-    except SerializationError as exc:
-        raise SerializationError(f"event metadata must hold JSON-able values: {exc}") from exc

@@ -1,0 +1,77 @@
+"""What the bus checks in what it is given, beyond topics and patterns.
+
+Headers and event metadata must be JSON that every transport can carry (memory://
+included, so a program that works in process works over a broker). A subscription
+pattern that matches dead letters receives the data of the topics they came from:
+:func:`dead_letter_sources` names those topics, for the access check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._deadletter import DEAD_LETTER_PREFIX
+from ._errors import SerializationError
+from ._frozen import check_json
+from ._json import dumps
+from ._patterns import parse_pattern
+
+__all__ = ["check_headers", "check_metadata", "dead_letter_sources"]
+
+
+def check_headers(headers: Mapping[str, Any]) -> None:
+    """Refuse headers no transport can carry: the same rule on memory as on a broker."""
+    if not isinstance(headers, Mapping):
+        raise TypeError(
+            f"headers must be a mapping of str to JSON-able values, got {type(headers).__name__}"
+        )
+    for name in headers:
+        if not isinstance(name, str):
+            raise TypeError(f"headers keys must be str, got {name!r} ({type(name).__name__})")
+    try:
+        check_json(dict(headers), "headers")
+        dumps(dict(headers))
+    except SerializationError as exc:
+        raise SerializationError(f"headers must hold JSON-able values: {exc}") from exc
+
+
+def check_metadata(metadata: Mapping[str, Any]) -> None:
+    """Refuse an event whose metadata no transport can carry (memory:// included)."""
+    for name in metadata:
+        if not isinstance(name, str):
+            raise TypeError(
+                f"event metadata keys must be str, got {name!r} ({type(name).__name__})"
+            )
+    try:
+        check_json(dict(metadata), "metadata")
+        dumps(metadata)
+    except SerializationError as exc:
+        raise SerializationError(f"event metadata must hold JSON-able values: {exc}") from exc
+
+
+def dead_letter_sources(pattern: str) -> list[str]:
+    """The patterns of the topics whose dead letters ``pattern`` matches.
+
+    ``deadletter.T`` matches ``pattern`` exactly when ``T`` matches one of them (none
+    when the pattern matches no dead letter): ``deadletter.#`` and ``#`` carry ``#``,
+    ``*.orders.*`` carries ``orders.*``, ``#.refund.#`` carries ``#.refund.#``.
+    """
+    prefix = DEAD_LETTER_PREFIX.rstrip(".")
+
+    def sources(tokens: tuple[str, ...]) -> list[tuple[str, ...]]:
+        if not tokens:
+            return []
+        head, rest = tokens[0], tokens[1:]
+        if head == "#":  # it covers "deadletter" and part of T, or nothing
+            return [tokens, *sources(rest)]
+        if head in ("*", prefix) and rest:
+            return [rest]
+        return []
+
+    found: list[str] = []
+    for tokens in sources(parse_pattern(pattern)):
+        carried = ".".join(tokens)
+        if carried not in found:
+            found.append(carried)
+    return found

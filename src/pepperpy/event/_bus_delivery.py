@@ -1,0 +1,134 @@
+"""Delivering events to a bus handler: who is running, retries, dead letters.
+
+A :class:`Registration` is a subscribed handler and its deliveries in progress, which
+``EventBus.unsubscribe()`` waits for. :data:`DELIVERY` marks the handler call under way
+in a context, so that ``close()`` and ``unsubscribe()`` called from a handler do not wait
+for that handler itself. :func:`deliverer` builds what a transport calls for each event:
+the handler runs as the principal that subscribed it, a failure is retried per the bus's
+policy, and an event that fails every attempt goes to the bus as a dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._cancel import cancelled_by_caller, cancelling
+from ._event import Event
+from ._handlers import Handler, is_async_callable
+from ._manager import DeadLetter
+from .security._principal import PRINCIPAL
+from .transports import NotDelivered
+
+if TYPE_CHECKING:
+    from ._bus import EventBus
+
+__all__ = ["DELIVERY", "Delivery", "Registration", "deliverer"]
+
+
+class Delivery:
+    """Marks the handler call in progress in this context (see :meth:`EventBus.close`).
+
+    A flag, not just a context variable value: a delivery started eagerly in a
+    transport's task may finish in another context, where the variable cannot be reset;
+    clearing the flag still tells ``close()`` the delivery is over.
+    """
+
+    __slots__ = ("active", "bus", "registration")
+
+    def __init__(self, bus: EventBus, registration: Registration) -> None:
+        self.bus = bus
+        self.registration = registration
+        self.active = True
+
+
+class Registration:
+    """A subscribed handler and its deliveries in progress (see :meth:`EventBus.unsubscribe`).
+
+    ``principal`` is who subscribed it: the handler runs as that principal.
+    """
+
+    __slots__ = ("handler", "idle", "principal", "removed", "running")
+
+    def __init__(self, handler: Handler, principal: str | None) -> None:
+        self.handler = handler
+        self.principal = principal
+        self.removed = False  # unsubscribe() began: start no further delivery
+        self.running = 0
+        self.idle: asyncio.Future[None] | None = None  # set when running drops to 0
+
+    def finished_one(self) -> None:
+        self.running -= 1
+        idle = self.idle
+        if not self.running and idle is not None and not idle.done():
+            idle.set_result(None)
+
+    async def wait_idle(self) -> None:
+        """Return once no delivery to this handler is in progress."""
+        while self.running:
+            self.idle = asyncio.get_running_loop().create_future()
+            await self.idle
+        self.idle = None
+
+
+DELIVERY: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar(
+    "pepperpy_bus_delivery", default=None
+)
+
+
+def deliverer(
+    bus: EventBus, registration: Registration, pattern: str, group: str | None
+) -> Callable[[Event], Any]:
+    """The function the transport calls with each event for ``registration``'s handler.
+
+    The handler runs as the principal that subscribed it; a failure is retried per the
+    bus's ``retry_policy``, then handed to the bus as a dead letter. A cancellation of
+    the delivery itself (the bus or the caller shutting down) is not a failure.
+    """
+    handler = registration.handler
+    is_async = is_async_callable(handler)
+    policy = bus.retry_policy
+
+    async def deliver(event: Event) -> None:
+        if registration.removed:  # the transport must give it to another member
+            raise NotDelivered(f"{pattern!r} is being unsubscribed")
+        attempt = 1
+        since = cancelling()  # a cancellation under way before it is not its own
+        marker = Delivery(bus, registration)
+        token = DELIVERY.set(marker)
+        acting = PRINCIPAL.set(registration.principal)  # not the publisher's
+        registration.running += 1
+        try:
+            while True:
+                try:
+                    if is_async:
+                        await handler(event)
+                    else:
+                        result = handler(event)
+                        if result is not None and hasattr(result, "__await__"):
+                            await result
+                    return
+                except asyncio.CancelledError as exc:
+                    if cancelled_by_caller(since):
+                        raise  # our own shutdown (or the caller's): not a failure
+                    error: BaseException = exc  # the handler awaited something cancelled
+                except Exception as exc:
+                    error = exc
+                if policy.should_retry(error, attempt):
+                    await policy.sleep(attempt)
+                    attempt += 1
+                    continue
+                await bus._dead_letter(DeadLetter(event, handler, error, attempt), group)
+                return
+        finally:
+            marker.active = False
+            registration.finished_one()
+            try:
+                DELIVERY.reset(token)
+                PRINCIPAL.reset(acting)
+            except ValueError:  # finished in another context than it started in
+                pass
+
+    return deliver
