@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import Event, EventManager, PatternIndex
-from pepperpy.event import _manager as manager_module
+from pepperpy.event import Event, EventManager, PatternIndex, _backpressure
 from tests.helpers import LoopThread
 
 
@@ -274,7 +273,7 @@ def test_slots_held_on_a_loop_closed_without_shutdown_are_given_back(
 def test_an_emit_already_waiting_when_the_slot_holders_loop_closes_gets_the_slot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(manager_module, "CLOSED_LOOP_CHECK", 0.05, raising=False)
+    monkeypatch.setattr(_backpressure, "CLOSED_LOOP_CHECK", 0.05)
     manager = EventManager(buffer_size=1)
     manager.on("a.*", _hang)
     manager.on("b.*", lambda event: None)

@@ -1,4 +1,9 @@
-"""EventManager: in-process events with patterns, priorities, retries and backpressure."""
+"""EventManager: in-process events with patterns, priorities, retries and backpressure.
+
+Backpressure (buffer slots, the events ``emit_nowait`` scheduled, ``drain()``) is the
+mixin in :mod:`._backpressure`; waiting for several handlers of one event, and calling
+them off when the emit is cancelled, is in :mod:`._fanout`.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
+from ._backpressure import Backpressure, _Waiter
 from ._errors import BufferFullError, ClosedError, ListenerLimitError
 from ._event import Event, make_event
+from ._fanout import _all_settled, _call_sync, _cancel_all, _cancellation
 from ._handlers import Handler, check_handler, is_async_callable
-from ._loops import resolve, wake
 from ._options import check_count
 from ._patterns import PatternIndex, parse_pattern, parse_topic
 from ._retry import RetryPolicy
@@ -29,13 +35,6 @@ H = TypeVar("H", bound=Callable[..., Any])
 ErrorCallback = Callable[["DeadLetter"], Any]
 
 DEAD_LETTER_LIMIT = 1000
-
-#: most events a warning about abandoned deliveries names one by one
-_NAMED = 20
-
-#: seconds between two looks, by a caller waiting for a buffer slot or a drain, for
-#: deliveries abandoned on an event loop that was closed while they ran
-CLOSED_LOOP_CHECK = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +64,7 @@ def _priority_first(listener: _Listener) -> int:
     return -listener.priority
 
 
-class EventManager:
+class EventManager(Backpressure):
     """Dispatches events to the handlers registered for their type (or a pattern).
 
     ``await emit(...)`` returns once every matching handler has finished, retries
@@ -301,27 +300,6 @@ class EventManager:
         await self._dispatch(event, 0)  # a task of its own: never cancelled before this
         return event
 
-    def _unschedule(self, task: asyncio.Future[Event]) -> None:
-        with self._lock:
-            event = self._scheduled.pop(task, None)
-            if event is None:
-                return  # abandoned with its loop (see _reap)
-            if self.buffer_size is not None:
-                self._release(task.get_loop())
-            if not self._scheduled:
-                for drainer in self._drainers:
-                    drainer.wake_up()
-        if task.cancelled():
-            # asyncio.run() cancels what is left when its main coroutine returns: an
-            # emit_nowait nobody drained ends here, and must not end unseen
-            logger.warning(
-                "EventManager: event %s (%s) scheduled with emit_nowait was cancelled before "
-                "it was handled (its handlers had not finished): its event loop ended "
-                "without drain() or close(), or its future was cancelled",
-                event.type,
-                event.id,
-            )
-
     @staticmethod
     def _ready_event(event: Any, data: Any, metadata: Any) -> Event:
         if not isinstance(event, Event):
@@ -488,135 +466,7 @@ class EventManager:
             except Exception:
                 logger.exception("on_error callback %r failed", callback)
 
-    # -- backpressure -----------------------------------------------------------------
-    #
-    # A slot given back goes straight to the first emit in line (no barging), which is
-    # woken on its own loop, thread-safely. Slots are counted per event loop (``_held``):
-    # a loop closed without shutting its tasks down never finishes the deliveries it
-    # held, so ``_reap`` gives their slots back (and drain() stops waiting for them)
-    # rather than letting every later emit wait forever.
-
-    async def _enter(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Take a buffer slot, first come, first served among the emits that wait."""
-        with self._lock:
-            if not self._space_waiters and self._has_space():
-                self._take_slot(loop)
-                return
-            waiter = _Waiter(loop)
-            self._space_waiters.append(waiter)
-        try:
-            while True:
-                await waiter.wait()
-                with self._lock:
-                    if waiter.granted:
-                        return
-                    self._reap()  # woken to look for closed loops: may grant this one
-                    if waiter.granted:
-                        return
-                    waiter.wake = loop.create_future()
-        except BaseException:
-            with self._lock:
-                if waiter.granted:
-                    self._release(loop)  # pass the slot on
-                elif waiter in self._space_waiters:
-                    self._space_waiters.remove(waiter)
-            raise
-
-    def _has_space(self) -> bool:
-        """True when a slot is free (call with the lock)."""
-        assert self.buffer_size is not None
-        if self._in_flight >= self.buffer_size:
-            self._reap()
-        return self._in_flight < self.buffer_size
-
-    def _take_slot(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._in_flight += 1
-        self._held[loop] = self._held.get(loop, 0) + 1
-
-    def _leave(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
-            self._release(loop)
-
-    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Give back a slot ``loop`` held, to the next emit in line (call with the lock)."""
-        held = self._held.get(loop)
-        if held is None:
-            return  # given back already, when its loop was found closed
-        if held == 1:
-            del self._held[loop]
-        else:
-            self._held[loop] = held - 1
-        self._in_flight -= 1
-        self._grant_next()
-
-    def _grant_next(self) -> None:
-        """Hand free slots to the emits first in line (call with the lock)."""
-        assert self.buffer_size is not None
-        while self._space_waiters and self._in_flight < self.buffer_size:
-            waiter = self._space_waiters.popleft()
-            if waiter.wake_up():
-                waiter.granted = True
-                self._take_slot(waiter.loop)
-            # else its loop is closed: it will never run again
-
-    def _reap(self) -> None:
-        """Give back what deliveries on closed event loops held (call with the lock)."""
-        closed = [loop for loop in self._held if loop.is_closed()]
-        abandoned = [task for task in self._scheduled if task.get_loop().is_closed()]
-        if not closed and not abandoned:
-            return
-        freed = sum(self._held.pop(loop) for loop in closed)
-        self._in_flight -= freed
-        events = [self._scheduled.pop(task) for task in abandoned]
-        named = ", ".join(f"{event.type} ({event.id})" for event in events[:_NAMED])
-        if len(events) > _NAMED:
-            named += f" and {len(events) - _NAMED} more"
-        logger.warning(
-            "EventManager: deliveries abandoned on an event loop that was closed while they "
-            "ran (%d scheduled event(s) no longer drained%s, %d buffer slot(s) given back)",
-            len(abandoned),
-            f": {named}" if named else "",
-            freed,
-        )
-        if not self._scheduled:
-            for drainer in self._drainers:
-                drainer.wake_up()
-        if self.buffer_size is not None:
-            self._grant_next()
-
-    @property
-    def in_flight(self) -> int:
-        """Events scheduled or being dispatched that count against ``buffer_size``."""
-        with self._lock:
-            self._reap()
-            return self._in_flight
-
     # -- lifecycle --------------------------------------------------------------------
-
-    async def drain(self) -> None:
-        """Wait until every event scheduled with :meth:`emit_nowait` has been handled.
-
-        Events scheduled on an event loop that was closed while they ran are not waited
-        for: they will never finish.
-        """
-        loop = asyncio.get_running_loop()
-        drainer: _Waiter | None = None
-        try:
-            while True:
-                with self._lock:
-                    self._reap()
-                    if not self._scheduled:
-                        return
-                    if drainer is None:
-                        drainer = _Waiter(loop)
-                        self._drainers.append(drainer)
-                    elif drainer.wake.done():
-                        drainer.wake = loop.create_future()
-                await drainer.wait()
-        finally:
-            if drainer is not None:
-                with self._lock:
-                    self._drainers.remove(drainer)
 
     async def close(self) -> None:
         """Drain scheduled events, then refuse new ones."""
@@ -634,97 +484,3 @@ class EventManager:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-class _Waiter:
-    """A call waiting on ``loop``; ``wake`` resolves when it should look again."""
-
-    __slots__ = ("granted", "loop", "wake")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.wake: asyncio.Future[None] = loop.create_future()
-        self.granted = False  # a buffer slot was handed to it
-
-    async def wait(self) -> None:
-        """Wait for ``wake``, or :data:`CLOSED_LOOP_CHECK` seconds at most."""
-        timer = self.loop.call_later(CLOSED_LOOP_CHECK, resolve, self.wake)
-        try:
-            await self.wake
-        finally:
-            timer.cancel()
-
-    def wake_up(self) -> bool:
-        """Resolve ``wake`` on its own loop, from any thread; False if that loop is closed."""
-        return wake(self.loop, self.wake)
-
-
-def _cancellation(task: asyncio.Future[Any]) -> asyncio.CancelledError:
-    """The CancelledError a cancelled handler task ended with."""
-    try:
-        task.result()
-    except asyncio.CancelledError as exc:
-        return exc
-    return asyncio.CancelledError()
-
-
-async def _cancel_all(
-    loop: asyncio.AbstractEventLoop,
-    event: Event,
-    running: list[tuple[_Listener, asyncio.Future[Any]]],
-    failed: list[tuple[_Listener, BaseException]],
-) -> None:
-    """Cancel a cancelled emit's handlers and wait until each has finished, cleanup included.
-
-    Until then the emit holds its buffer slot, so ``buffer_size`` still bounds what runs.
-    Cancelled again meanwhile, it keeps waiting (the handlers are cancelled already) and
-    its caller re-raises the cancellation afterwards, as ``settled`` does for a save.
-    Failures are logged with their traceback, neither retried nor dead-lettered: the
-    emit did not finish, it was called off.
-    """
-    tasks = [task for _, task in running]
-    for task in tasks:
-        task.cancel()
-    pending = tasks
-    while pending:
-        try:
-            await _all_settled(loop, pending)
-        except asyncio.CancelledError:
-            pass
-        pending = [task for task in pending if not task.done()]
-    failures = list(failed)
-    for listener, task in running:
-        error = None if task.cancelled() else task.exception()
-        if error is not None:
-            failures.append((listener, error))
-    for listener, error in failures:
-        logger.error(
-            "handler %s failed for event %s (%s) while its emit was cancelled; "
-            "not retried or dead-lettered",
-            getattr(listener.handler, "__qualname__", listener.handler),
-            event.type,
-            event.id,
-            exc_info=error,
-        )
-
-
-async def _call_sync(listener: _Listener, event: Event) -> None:
-    result = listener.handler(event)
-    if result is not None and inspect.isawaitable(result):
-        await result
-
-
-async def _all_settled(loop: asyncio.AbstractEventLoop, tasks: list[asyncio.Future[Any]]) -> None:
-    """Wait until every task is done, whatever its outcome (a leaner ``asyncio.wait``)."""
-    waiter: asyncio.Future[None] = loop.create_future()
-    left = len(tasks)
-
-    def settled(_: asyncio.Future[Any]) -> None:
-        nonlocal left
-        left -= 1
-        if not left and not waiter.done():
-            waiter.set_result(None)
-
-    for task in tasks:
-        task.add_done_callback(settled)
-    await waiter
