@@ -349,7 +349,11 @@ class Event:
     # -- dict form --------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain JSON-able dict of the event's attributes (the library's own form)."""
+        """A plain, mutable dict of the event's attributes (the library's own form).
+
+        ``data`` and ``metadata`` are mutable copies holding the values the event holds
+        (a ``Decimal`` or ``datetime`` stays one); :meth:`to_json` gives JSON.
+        """
         out: dict[str, Any] = {
             "id": self.id,
             "type": self._type,
