@@ -1,0 +1,223 @@
+"""Stored rows back into events, for :class:`~pepperpy.event.store.EventStore`, as a mixin.
+
+The read hot path: a row's JSON parsed and checked (a row no event of this library could
+have been is named in a :class:`~pepperpy.event.SerializationError`), an encrypted row
+unsealed and checked, its data run through the registered upcasters, and an
+:class:`~pepperpy.event.Event` built. Also :meth:`StoreDecoding.upcaster`, which
+registers those functions. The keys a page needs are loaded before it is decoded
+(:mod:`._store_security`), so decoding stays synchronous.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+
+from .._errors import (
+    ConfigurationError,
+    EncryptionError,
+    PatternError,
+    SerializationError,
+    StoreError,
+)
+from .._event import Event
+from .._frozen import MAX_DEPTH, SHALLOW_JSON, freeze, freeze_parsed, nested_too_deep, too_deep_read
+from .._patterns import parse_topic
+from .base import Row
+
+if TYPE_CHECKING:
+    from ..security import StreamEncryption
+
+Upcaster = Callable[[Any], Any]
+F = TypeVar("F", bound=Upcaster)
+
+_orjson_loads = orjson.loads
+_new_event = object.__new__
+_fromtimestamp = datetime.fromtimestamp
+
+
+class StoreDecoding:
+    """Upcaster registration and row decoding for :class:`~pepperpy.event.store.EventStore`."""
+
+    encryption: StreamEncryption | None
+    _upcasters: dict[tuple[str, int], Upcaster]
+    _last_recorded: tuple[int, datetime]
+
+    def upcaster(self, event_type: str, *, from_version: int = 1) -> Callable[[F], F]:
+        """Register ``f(old_data) -> new_data`` turning ``from_version`` into the next.
+
+        Applied on read and chained, so readers see the latest version (with
+        ``event.version`` updated). Stored events are never rewritten.
+
+        ``event_type`` is one exact type: a pattern (``order.*``) raises
+        :class:`~pepperpy.event.PatternError`. The function must be synchronous (reads
+        decode whole pages in one pass): an ``async def`` raises ``TypeError``. Should
+        it raise on read, the read fails with :class:`~pepperpy.event.StoreError`
+        naming the event, its type and version, with the original as ``__cause__``.
+        """
+        if not isinstance(event_type, str) or not event_type:
+            raise TypeError(f"event_type must be a non-empty str, got {event_type!r}")
+        wildcard = next((i for i, char in enumerate(event_type) if char in "*#"), None)
+        if wildcard is not None:
+            raise PatternError(
+                event_type,
+                wildcard,
+                "upcaster(event_type=...) takes one exact event type, not a pattern; "
+                "register the function for each type it upgrades",
+            )
+        parse_topic(event_type)  # a type no event can have would never be upcast
+        if from_version.__class__ is not int or from_version < 1:
+            raise ValueError(f"from_version must be an int >= 1, got {from_version!r}")
+        key = (event_type, from_version)
+
+        def register(function: F) -> F:
+            if not callable(function):
+                raise TypeError(f"an upcaster must be callable, got {function!r}")
+            if _is_async(function):
+                raise TypeError(
+                    f"store upcasters must be synchronous functions, got the async "
+                    f"{getattr(function, '__qualname__', function)!r} for {event_type!r} "
+                    f"version {from_version}: an upcaster only reshapes the stored data"
+                )
+            if key in self._upcasters:
+                raise ConfigurationError(
+                    f"an upcaster for {event_type!r} version {from_version} already exists"
+                )
+            self._upcasters[key] = function
+            return function
+
+        return register
+
+    def _decode(self, row: Row) -> Event:
+        """Turn a stored row into an Event (upcast to the latest version): the read hot path."""
+        event_type = row[4]
+        version = row[5]
+        raw = row[7]
+        try:
+            data = _orjson_loads(row[6])
+            metadata = None if raw is None else _orjson_loads(raw)
+        except ValueError as exc:
+            raise _unreadable(row, exc) from exc
+        if raw is not None and len(raw) >= SHALLOW_JSON and nested_too_deep(metadata):
+            raise _unreadable(row, too_deep_read("metadata"))
+        if self.encryption is not None:
+            data, metadata, extra = self._unseal(row, data, metadata)
+        else:
+            extra = row[9], row[10]
+        if self._upcasters and (event_type, version) in self._upcasters:
+            data, version = self._upcast(row, data)
+        else:
+            try:
+                data = freeze_parsed(data)
+            except SerializationError as exc:  # deeper than any event this library writes
+                raise _unreadable(row, exc) from None
+        recorded = row[11]
+        if recorded != self._last_recorded[0]:  # a batch shares one recorded_at
+            self._last_recorded = (recorded, _fromtimestamp(recorded / 1e6, UTC))
+        # Event._restore, inlined (the read hot path); the timestamp stays integer
+        # nanoseconds until read, as for a new Event
+        event: Event = _new_event(Event)
+        event._type = event_type
+        event._data = data
+        event._metadata = metadata
+        event._id = row[3]
+        event._ts = row[8] * 1000
+        event._version = version
+        event._extra = (*extra, row[1], row[2], row[0], self._last_recorded[1])
+        return event
+
+    def _unseal(
+        self, row: Row, envelope: Any, metadata: Any
+    ) -> tuple[Any, Any, tuple[str | None, str | None]]:
+        """An encrypted row's ``(data, metadata, (source, subject))``, checked.
+
+        Refuses (:class:`EncryptionError`) what an encrypted store never writes: data
+        that is not an envelope, and a source or subject in clear text. A shredded
+        event reads with data, source and subject None and is marked in its metadata.
+        """
+        assert self.encryption is not None
+        if row[9] is not None or row[10] is not None:
+            raise EncryptionError(
+                f"event {row[3]} of {row[1]!r} has its source or subject in clear text, where"
+                " an encrypted store keeps them inside the envelope: refused as tampered"
+            )
+        plaintext = self.encryption.decrypt_loaded(
+            row[1], row[3], envelope, context=(row[4], row[5], row[8], row[7])
+        )
+        if plaintext is None:
+            return None, dict(metadata or {}, pepperpyshredded=True), (None, None)
+        try:
+            sealed = _orjson_loads(plaintext)
+        except ValueError:
+            sealed = None
+        if sealed.__class__ is not list or len(sealed) != 3:  # authentic, not the store's
+            raise EncryptionError(
+                f"event {row[3]} of {row[1]!r} decrypted to something this store never"
+                " writes (not [data, source, subject])"
+            )
+        return sealed[0], metadata, (sealed[1], sealed[2])
+
+    def _upcast(self, row: Row, data: Any) -> tuple[Any, int]:
+        """Run a stored event's data through its upcasters: (frozen data, final version).
+
+        A failure names the event, its type and the version whose upcaster failed.
+        """
+        event_type, version = row[4], row[5]
+        upcast = self._upcasters.get((event_type, version))
+        while upcast is not None:
+            try:
+                data = upcast(data)
+            except Exception as exc:
+                raise StoreError(
+                    f"{_upcasting(row, version)} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            if inspect.isawaitable(data):
+                if inspect.iscoroutine(data):
+                    data.close()  # never awaited: say so here, not in a warning later
+                raise StoreError(
+                    f"{_upcasting(row, version)} failed: it returned "
+                    f"{type(data).__name__}; store upcasters must be synchronous"
+                )
+            version += 1
+            upcast = self._upcasters.get((event_type, version))
+        try:
+            return freeze(data), version  # an upcaster's output gets the full check
+        except SerializationError as exc:
+            raise SerializationError(
+                f"{_upcasting(row, version - 1)} failed: the upcaster returned data "
+                f"that is not JSON: {exc}"
+            ) from exc
+
+
+def _unreadable(row: Row, exc: Exception) -> SerializationError:
+    """The error for a stored row that is no event this library writes, naming it."""
+    where = f"stored event {row[3]!r} in {row[1]!r} (position {row[2]})"
+    if isinstance(exc, SerializationError):
+        return SerializationError(f"{where}: {exc}")
+    if "depth limit" in str(exc):  # orjson reads at most 1,024 levels
+        return SerializationError(
+            f"{where} is nested too deeply to read (an event's data and metadata hold at "
+            f"most {MAX_DEPTH} levels of lists and objects): {exc}"
+        )
+    return SerializationError(f"{where} is not valid JSON: {exc}")
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
+    """Whether calling ``function`` gives a coroutine or async generator (also for an
+    object whose ``__call__`` is ``async def``)."""
+    for candidate in (function, type(function).__call__):
+        if inspect.iscoroutinefunction(candidate) or inspect.isasyncgenfunction(candidate):
+            return True
+    return False
+
+
+def _upcasting(row: Row, version: int) -> str:
+    """``upcasting event 'id' (type 't', version 1) in 's' at position 3``, for errors."""
+    return (
+        f"upcasting event {row[3]!r} (type {row[4]!r}, version {version}) "
+        f"in {row[1]!r} at position {row[2]}"
+    )
