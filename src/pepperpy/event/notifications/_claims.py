@@ -84,12 +84,21 @@ def delivery_key(
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def in_context(handler: Callable[..., Any]) -> Callable[[Event], Any]:
-    """Wrap a handler so ``notify`` calls inside it know which event they serve."""
+def in_context(
+    handler: Callable[..., Any], *, refuse: Callable[[str], Exception | None] | None = None
+) -> Callable[[Event], Any]:
+    """Wrap a handler so ``notify`` calls inside it know which event they serve.
+
+    ``refuse``, if given, is asked (with the handler's name) before each call: an
+    exception it returns is raised instead of calling the handler.
+    """
     is_async = is_async_callable(handler)
     name = f"{getattr(handler, '__module__', '')}.{getattr(handler, '__qualname__', handler)}"
+    qualname = getattr(handler, "__qualname__", None) or repr(handler)
 
     async def handle(event: Event) -> None:
+        if refuse is not None and (refused := refuse(qualname)) is not None:
+            raise refused
         token = _handling.set((event, name))
         try:
             await call(handler, is_async, event)

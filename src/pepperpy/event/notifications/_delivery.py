@@ -20,17 +20,21 @@ from typing import Any
 
 from .._errors import ClosedError, EventError, NotificationError
 from .._handlers import call as call_handler
+from .._manager import DeadLetter
 from .._retry import RetryPolicy
 from ._models import ChannelResult, Notification, NotificationDeadLetter
 from ._ratelimit import RateLimit
 from .channels import Channel
 from .channels.base import TURN
 
-__all__ = ["CLOSE_GRACE", "Call", "Deliveries", "Route"]
+__all__ = ["CLOSE_GRACE", "Call", "Deliveries", "Failure", "Route"]
 
 logger = logging.getLogger("pepperpy.event.notifications")
 
-ErrorCallback = Callable[[NotificationDeadLetter], Any]
+#: what ``dead_letters`` keeps and ``on_error`` callbacks get: a delivery that failed for
+#: good, or an ``on`` handler that did (run by the system's own ``emit``)
+Failure = NotificationDeadLetter | DeadLetter
+ErrorCallback = Callable[[Failure], Any]
 
 DEAD_LETTER_LIMIT = 1000
 #: seconds ``close()`` gives, by default, for deliveries under way before closing channels
@@ -147,11 +151,13 @@ class Deliveries:
 
     A delivery is tried, and retried by its policy, until it is sent or fails for good:
     then it is kept in :attr:`dead_letters` with the reason, logged, and passed to the
-    ``error_callbacks``. :meth:`stop` (the system's ``close()``) ends them all.
+    ``error_callbacks``. The system's ``on`` handlers that fail for good go the same
+    way, through :meth:`report`. :meth:`stop` (the system's ``close()``) ends them all,
+    and the handlers' retry waits, which take part as calls (see ``_handler_failures``).
     """
 
     def __init__(self) -> None:
-        self.dead_letters: deque[NotificationDeadLetter] = deque(maxlen=DEAD_LETTER_LIMIT)
+        self.dead_letters: deque[Failure] = deque(maxlen=DEAD_LETTER_LIMIT)
         self.error_callbacks: list[tuple[ErrorCallback, bool]] = []
         self.closed = False
         self.grace = CLOSE_GRACE
@@ -268,7 +274,6 @@ class Deliveries:
             notification=notification,
             template=template,
         )
-        self.dead_letters.append(letter)
         logger.error(
             "notification on channel %r failed after %d attempt(s): %s",
             route.name,
@@ -276,12 +281,17 @@ class Deliveries:
             letter.reason,
             exc_info=error if attempts else None,
         )
+        await self.report(letter)
+        return ChannelResult(route.name, "failed", notification, error, attempts)
+
+    async def report(self, letter: Failure) -> None:
+        """Keep ``letter`` in :attr:`dead_letters` and pass it to every error callback."""
+        self.dead_letters.append(letter)
         for callback, is_async in list(self.error_callbacks):
             try:
                 await call_handler(callback, is_async, letter)
             except Exception:
                 logger.exception("notification on_error callback %r failed", callback)
-        return ChannelResult(route.name, "failed", notification, error, attempts)
 
     async def stop(self, grace: float) -> bool:
         """No try starts from here on; end the calls under way (False: already stopped).

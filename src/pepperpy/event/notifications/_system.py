@@ -25,13 +25,13 @@ from .._patterns import parse_pattern
 from .._retry import RetryPolicy
 from .._seconds import check_seconds
 from ._claims import KeyBase, claim_key, delivery_key, end_claim, hold_claim, in_context, key_base
-from ._delivery import CLOSE_GRACE, Call, Deliveries, Route
+from ._delivery import CLOSE_GRACE, Call, Deliveries, Failure, Route
+from ._handler_failures import HandlerFailures
 from ._idempotency import IdempotencyStore, store_from
 from ._loopclients import owned_by
 from ._models import (
     ChannelResult,
     Notification,
-    NotificationDeadLetter,
     NotificationResult,
     one_line,
 )
@@ -91,7 +91,11 @@ class NotificationSystem:
     Every ``notify`` delivers to its channels concurrently; one channel's failure never
     blocks another. Failed deliveries are retried (unless the failure is permanent: a
     bad address, a broken template, an SMTP 5xx or HTTP 4xx answer), then kept in
-    :attr:`dead_letters` with the reason, logged, and passed to ``on_error`` callbacks.
+    :attr:`dead_letters` with the reason, logged, and passed to ``on_error`` callbacks,
+    as :class:`NotificationDeadLetter` records. An ``on`` handler that raises when
+    :meth:`emit` runs it is retried per ``handler_retry_policy`` (default: none, as on
+    :class:`~pepperpy.event.EventManager`), then goes the same way as a
+    :class:`~pepperpy.event.DeadLetter`.
 
     :meth:`close` (or leaving ``async with``) ends the system: no try starts after it,
     deliveries waiting to retry or for a rate limit stop waiting and are dead-lettered,
@@ -109,12 +113,18 @@ class NotificationSystem:
         builtin_templates: bool = True,
         idempotency: IdempotencyStore | str | None = None,
         idempotency_size: int = 10_000,
+        handler_retry_policy: RetryPolicy = RetryPolicy.NONE,
     ) -> None:
         if not isinstance(retry_policy, RetryPolicy):
             raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
+        if not isinstance(handler_retry_policy, RetryPolicy):
+            raise TypeError(
+                f"handler_retry_policy must be a RetryPolicy, got {handler_retry_policy!r}"
+            )
         check_count(idempotency_size, "idempotency_size")
         self.templates = TemplateLibrary(template_dir, builtins=builtin_templates)
         self.retry_policy = retry_policy
+        self.handler_retry_policy = handler_retry_policy
         self.outbox: list[Notification] = []
         self._deliveries = Deliveries()
         self._default = _as_channel(default_channel) if default_channel is not None else None
@@ -122,7 +132,11 @@ class NotificationSystem:
             owned_by(self._default, "NotificationSystem")
         self._outbox_channel = _Outbox(self.outbox)
         self._routes: dict[str, Route] = {}
-        self._manager = EventManager()
+        # emit() runs the handlers here; their failures are this system's
+        self._failures = HandlerFailures(self._deliveries)
+        self._manager = EventManager(retry_policy=self._failures.policy(handler_retry_policy))
+        self._manager.dead_letters = deque(maxlen=0)  # kept in self.dead_letters instead
+        self._manager.on_error(self._failures.failed)
         self._registrations: list[tuple[str, Callable[[Event], Any]]] = []
         self._attached: list[tuple[EventManager | EventBus, str | None]] = []
         self.idempotency = store_from(idempotency, idempotency_size)
@@ -212,7 +226,11 @@ class NotificationSystem:
         """Run ``handler`` for events matching ``event_type`` (a type or pattern).
 
         Events come from :meth:`emit` and from every manager or bus this system is
-        :meth:`attach`-ed to. Returns the handler unchanged.
+        :meth:`attach`-ed to. Returns the handler unchanged. When :meth:`emit` runs it and
+        it raises, it is retried per ``handler_retry_policy``, then becomes a
+        :class:`~pepperpy.event.DeadLetter` in :attr:`dead_letters`, passed to the
+        ``on_error`` callbacks; a manager or bus it is attached to runs it under its own
+        retry policy and dead letters.
         """
         parse_pattern(event_type)
         if handler is None:
@@ -228,8 +246,10 @@ class NotificationSystem:
     def _register(self, pattern: str, handler: Callable[..., Any]) -> None:
         check_handler(handler)
         wrapped = in_context(handler)
+        own = in_context(handler, refuse=self._failures.refuse)
+        self._failures.add(own, handler)
         self._registrations.append((pattern, wrapped))
-        self._manager.on(pattern, wrapped)
+        self._manager.on(pattern, own)
         for target, group in self._attached:
             _subscribe(target, group, pattern, wrapped)
 
@@ -269,7 +289,9 @@ class NotificationSystem:
     def on_error(self, callback: H) -> H: ...
 
     def on_error(self, callback: H | None = None) -> H | Callable[[H], H]:
-        """Register a sync or async callback receiving each :class:`NotificationDeadLetter`."""
+        """Register a sync or async callback receiving each failure :attr:`dead_letters`
+        keeps: a :class:`NotificationDeadLetter` (a delivery) or a
+        :class:`~pepperpy.event.DeadLetter` (an ``on`` handler run by :meth:`emit`)."""
         if callback is None:
 
             def decorator(func: H) -> H:
@@ -409,8 +431,10 @@ class NotificationSystem:
         return self._deliveries.closed
 
     @property
-    def dead_letters(self) -> deque[NotificationDeadLetter]:
-        """The deliveries that failed for good, oldest first (the last 1000 kept)."""
+    def dead_letters(self) -> deque[Failure]:
+        """What failed for good, oldest first (the last 1000 kept): deliveries, as
+        :class:`NotificationDeadLetter`, and ``on`` handlers :meth:`emit` ran, as
+        :class:`~pepperpy.event.DeadLetter`."""
         return self._deliveries.dead_letters
 
     async def _detach(self, grace: float) -> None:
