@@ -27,6 +27,23 @@ def test_a_memory_url_with_an_address_is_still_refused() -> None:
         EventBus(transport="MEMORY://somewhere")
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis", "transport 'redis' is not a URL: write redis://host"),
+        ("AMQP", "transport 'AMQP' is not a URL: write amqp://host"),
+        ("orders", "transport 'orders' is not a URL: use memory://, redis://host:6379"),
+    ],
+)
+def test_a_transport_that_is_no_url_is_named_as_such(url: str, message: str) -> None:
+    """``EventBus(transport="redis")`` said "the memory transport takes no address": a
+    transport the user never named."""
+    with pytest.raises(ConfigurationError) as raised:
+        EventBus(transport=url)
+    assert str(raised.value).startswith(message)
+    assert "memory transport" not in str(raised.value)
+
+
 def test_redis_urls_in_any_case() -> None:
     pytest.importorskip("redis")
     for url in ("REDIS://127.0.0.1:6379/0", "Rediss://127.0.0.1:6379/0"):

@@ -115,6 +115,40 @@ def test_topics_may_not_hold_wildcards_or_be_malformed(topic: str) -> None:
         PatternIndex[int]().match(topic)
 
 
+async def test_errors_name_what_the_text_was_meant_to_be() -> None:
+    """An event type or a stream name was reported as an "invalid pattern": the caller
+    had passed no pattern, so the message pointed at the wrong argument."""
+    from pepperpy.event import EventManager, EventStore
+
+    with pytest.raises(PatternError, match=r"^invalid topic ' user' at position 0"):
+        await EventManager().emit(" user", {})
+    async with EventStore() as store:
+        with pytest.raises(PatternError, match=r"^invalid stream name '' at position 0: empty"):
+            await store.append("", [{"type": "a.b", "data": {}}])
+        with pytest.raises(PatternError, match=r"^invalid stream name 'a\.\*'") as caught:
+            await store.get_stream("a.*")
+    assert caught.value.kind == "stream name" and caught.value.position == 2
+    with pytest.raises(PatternError, match=r"^invalid pattern 'us\*r'"):
+        parse_pattern("us*r")
+
+
+def test_a_pattern_error_survives_pickling() -> None:
+    """It could not be unpickled before (its constructor takes four arguments), so it
+    could not cross a process boundary."""
+    import pickle
+
+    with pytest.raises(PatternError) as caught:
+        parse_topic("a..b")
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert (copy.pattern, copy.position, copy.reason, copy.kind) == (
+        "a..b",
+        2,
+        caught.value.reason,
+        "topic",
+    )
+    assert str(copy) == str(caught.value)
+
+
 @pytest.mark.parametrize("value", [None, 1, b"users", ["users"]])
 def test_non_strings_are_type_errors(value: Any) -> None:
     with pytest.raises(TypeError):

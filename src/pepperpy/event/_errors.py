@@ -65,15 +65,20 @@ class PatternError(EventError, ValueError):
     """A topic pattern (or topic) is malformed.
 
     ``pattern`` is the offending text, ``position`` the 0-based character index of the
-    problem and ``reason`` a short explanation.
+    problem and ``reason`` a short explanation; ``kind`` what the text was meant to be
+    (``"pattern"``, ``"topic"``, ``"stream name"``), which the message names.
     """
 
-    def __init__(self, pattern: str, position: int, reason: str) -> None:
+    def __init__(self, pattern: str, position: int, reason: str, kind: str = "pattern") -> None:
         self.pattern = pattern
         self.position = position
         self.reason = reason
+        self.kind = kind
         shown = pattern if len(pattern) <= 120 else f"{pattern[:60]}...{pattern[-20:]}"
-        super().__init__(f"invalid pattern {shown!r} at position {position}: {reason}")
+        super().__init__(f"invalid {kind} {shown!r} at position {position}: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.pattern, self.position, self.reason, self.kind))
 
 
 class SerializationError(EventError, TypeError):

@@ -27,7 +27,14 @@ from typing import Any, Generic, TypeVar
 from ._errors import PatternError
 from ._text import MAX_NAME_BYTES, name_limit, overflow_index
 
-__all__ = ["PatternIndex", "could_overlap", "matches", "parse_pattern", "parse_topic"]
+__all__ = [
+    "PatternIndex",
+    "could_overlap",
+    "matches",
+    "parse_name",
+    "parse_pattern",
+    "parse_topic",
+]
 
 T = TypeVar("T")
 
@@ -39,8 +46,9 @@ _WILDCARDS = frozenset((ONE, ANY))
 def _tokens(text: str, *, wildcards: bool) -> tuple[str, ...]:
     if not isinstance(text, str):
         raise TypeError(f"a pattern or topic must be a str, got {type(text).__name__}")
+    kind = "pattern" if wildcards else "topic"
     if not text:
-        raise PatternError(text, 0, "empty pattern")
+        raise PatternError(text, 0, "empty", kind)
     if len(text) > MAX_NAME_BYTES // 4:
         limit = name_limit(text)  # a dead-letter topic may exceed it by its prefix
         overflow = overflow_index(text, limit)
@@ -49,6 +57,7 @@ def _tokens(text: str, *, wildcards: bool) -> tuple[str, ...]:
                 text,
                 overflow,
                 f"longer than {limit} bytes in UTF-8 ({len(text)} characters)",
+                kind,
             )
     tokens = tuple(text.split("."))
     position = 0
@@ -61,7 +70,7 @@ def _tokens(text: str, *, wildcards: bool) -> tuple[str, ...]:
                 position -= 1
             else:
                 reason = "empty token (two dots in a row)"
-            raise PatternError(text, position, reason)
+            raise PatternError(text, position, reason, kind)
         if token not in _WILDCARDS:
             for offset, char in enumerate(token):
                 if char in "*#":
@@ -69,19 +78,21 @@ def _tokens(text: str, *, wildcards: bool) -> tuple[str, ...]:
                         reason = f"wildcard {char!r} is not allowed in a topic"
                     else:
                         reason = f"wildcard {char!r} must be a whole token, not part of {token!r}"
-                    raise PatternError(text, position + offset, reason)
+                    raise PatternError(text, position + offset, reason, kind)
                 if char.isspace():
-                    raise PatternError(text, position + offset, "whitespace is not allowed")
+                    raise PatternError(text, position + offset, "whitespace is not allowed", kind)
                 if char < " " or char == "\x7f":
                     raise PatternError(
-                        text, position + offset, f"control character {char!r} is not allowed"
+                        text, position + offset, f"control character {char!r} is not allowed", kind
                     )
                 if "\ud800" <= char <= "\udfff":
                     raise PatternError(
-                        text, position + offset, f"lone surrogate {char!r} is not valid UTF-8"
+                        text, position + offset, f"lone surrogate {char!r} is not valid UTF-8", kind
                     )
         elif not wildcards:
-            raise PatternError(text, position, f"wildcard {token!r} is not allowed in a topic")
+            raise PatternError(
+                text, position, f"wildcard {token!r} is not allowed in a topic", kind
+            )
         position += len(token) + 1
     return tokens
 
@@ -96,6 +107,15 @@ def parse_pattern(pattern: str) -> tuple[str, ...]:
 def parse_topic(topic: str) -> tuple[str, ...]:
     """Split and validate a concrete topic (no wildcards)."""
     return _tokens(topic, wildcards=False)
+
+
+def parse_name(text: str, kind: str) -> tuple[str, ...]:
+    """Check a name that has a topic's form but is another thing (``kind``: "stream
+    name"), so that an error says what the caller passed."""
+    try:
+        return parse_topic(text)
+    except PatternError as exc:
+        raise PatternError(exc.pattern, exc.position, exc.reason, kind) from None
 
 
 def is_literal(pattern: str) -> bool:

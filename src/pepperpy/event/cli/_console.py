@@ -68,7 +68,7 @@ from .._errors import (
     StreamDeletedError,
 )
 from .._event import Event
-from .._patterns import parse_pattern, parse_topic
+from .._patterns import parse_name, parse_pattern
 from ..store import EventStore, StoreSubscription
 from ..store.base import MINUTE, from_micros, to_micros
 from ._counts import stream_length
@@ -213,9 +213,9 @@ def _stream_name(request: Request) -> str:
     """The stream named in the path, checked (a name no stream can have is a 400)."""
     name: str = request.path_params["name"]
     try:
-        parse_topic(name)
+        parse_name(name, "stream name")
     except PatternError as exc:
-        raise BadRequest(f"stream name: {exc}") from None
+        raise BadRequest(str(exc)) from None
     return name
 
 

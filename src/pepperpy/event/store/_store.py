@@ -20,7 +20,7 @@ from .. import _json
 from .._errors import ClosedError, ConfigurationError
 from .._event import Event
 from .._frozen import check_json
-from .._patterns import parse_topic
+from .._patterns import parse_name
 from .._seconds import check_seconds
 from ._reader import RETRY_FOR, EventReader, RowFilter, StoreSubscription
 from ._records import event_records
@@ -50,6 +50,8 @@ __all__ = ["EventStore", "open_backend"]
 #: the greatest position or global position a store can hold (SQLite's and PostgreSQL's
 #: 64-bit integers): larger ones are refused up front, the same on every backend
 MAX_POSITION = 2**63 - 1
+#: what a stream name is called in errors (it has a topic's form)
+STREAM_NAME = "stream name"
 
 
 def open_backend(url: str | None) -> StoreBackend:
@@ -164,7 +166,7 @@ class EventStore(StoreSecurity, StoreDecoding):
         if self._closed:
             raise ClosedError("the event store is closed")
         self._check_audit_open()
-        parse_topic(stream)
+        parse_name(stream, STREAM_NAME)
         if expected_version is not ANY:
             _check_expected(expected_version)
         if self.access is not None:
@@ -195,7 +197,7 @@ class EventStore(StoreSecurity, StoreDecoding):
         """
         self._check_open()
         self._check_audit_open()
-        parse_topic(stream)
+        parse_name(stream, STREAM_NAME)
         if self.access is not None:
             await self._acheck_access("delete", stream)
         if self.audit is None:
@@ -215,7 +217,7 @@ class EventStore(StoreSecurity, StoreDecoding):
         """
         self._check_open()
         self._check_audit_open()
-        parse_topic(stream)
+        parse_name(stream, STREAM_NAME)
         if self.encryption is None:
             raise ConfigurationError("shred_stream needs a store opened with encryption=")
         if self.access is not None:
@@ -246,7 +248,7 @@ class EventStore(StoreSecurity, StoreDecoding):
         reads as empty.
         """
         self._check_open()
-        parse_topic(stream)
+        parse_name(stream, STREAM_NAME)
         if start_pos is not None and (
             start_pos.__class__ is not int or not 0 <= start_pos <= MAX_POSITION
         ):
@@ -368,7 +370,7 @@ class EventStore(StoreSecurity, StoreDecoding):
     async def stream_version(self, stream: str) -> int | None:
         """The stream's last position (what ``expected_version`` compares to), or None."""
         self._check_open()
-        parse_topic(stream)
+        parse_name(stream, STREAM_NAME)
         await self._acheck_read(stream)
         state = await self._backend.stream_state(stream)
         return None if state is None else state.version
@@ -407,7 +409,7 @@ class EventStore(StoreSecurity, StoreDecoding):
         """
         self._check_open()
         self._check_audit_open()
-        parse_topic(stream)
+        parse_name(stream, STREAM_NAME)
         if version.__class__ is not int or not 0 <= version <= MAX_POSITION:
             raise ValueError(
                 f"snapshot version must be a stream position, an int from 0 to {MAX_POSITION}, "
@@ -436,7 +438,7 @@ class EventStore(StoreSecurity, StoreDecoding):
         stream, version and time raises :class:`~pepperpy.event.EncryptionError`.
         """
         self._check_open()
-        parse_topic(stream)
+        parse_name(stream, STREAM_NAME)
         await self._acheck_read(stream)
         row = await self._backend.load_snapshot(stream)
         if row is None:

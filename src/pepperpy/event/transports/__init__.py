@@ -30,6 +30,9 @@ _SCHEMES: dict[str, tuple[str, str]] = {
 }
 
 
+_KNOWN = "use memory://, redis://host:6379, nats://host:4222 or amqp://user:password@host/"
+
+
 def transport_from_url(url: str) -> Transport:
     """Build the transport a URL names: ``memory://``, ``redis://``, ``nats://``, ``amqp://``.
 
@@ -42,16 +45,17 @@ def transport_from_url(url: str) -> Transport:
         scheme = urlsplit(url).scheme.lower()
     except ValueError as exc:  # urllib's "Invalid IPv6 URL": an unclosed or stray bracket
         raise ConfigurationError(f"bad transport URL {redact_url(url)!r}: {exc}") from None
+    if scheme == "" and url.lower() != "memory":  # no scheme: not a URL at all
+        bare = url.strip().rstrip(":/").lower()
+        hint = f"write {bare}://host" if bare in _SCHEMES else _KNOWN
+        raise ConfigurationError(f"transport {redact_url(url)!r} is not a URL: {hint}")
     if scheme in ("memory", ""):
         if url.lower() not in ("memory", "memory://", "memory:"):
             raise ConfigurationError(f"the memory transport takes no address: {redact_url(url)!r}")
         return MemoryTransport()
     target = _SCHEMES.get(scheme)
     if target is None:
-        raise ConfigurationError(
-            f"unknown transport URL {redact_url(url)!r}: use memory://, redis://, nats://"
-            " or amqp://"
-        )
+        raise ConfigurationError(f"unknown transport URL {redact_url(url)!r}: {_KNOWN}")
     module, name = target
     transport_class = getattr(importlib.import_module(module), name)
     transport: Transport = transport_class(url)
