@@ -24,6 +24,7 @@ from ._cancel import resume_cancellation
 from ._event import Event
 from ._handlers import check_handler, is_async_callable
 from ._patterns import PatternIndex, parse_pattern
+from ._unmatched import Unmatched, UnmatchedMode, check_mode, check_overlap
 
 __all__ = ["Attachment", "EventProcessor", "Middleware", "NextHandler"]
 
@@ -68,12 +69,13 @@ class MiddlewareSource(Protocol):
 
 
 class _Route:
-    __slots__ = ("handler", "is_async", "key")
+    __slots__ = ("handler", "is_async", "key", "pattern")
 
-    def __init__(self, handler: Callable[[Event], Any]) -> None:
+    def __init__(self, handler: Callable[[Event], Any], pattern: str) -> None:
         self.handler = handler
         self.is_async = is_async_callable(handler)
         self.key = 0
+        self.pattern = pattern
 
 
 class EventProcessor:
@@ -135,7 +137,7 @@ class EventProcessor:
 
         def register(func: H) -> H:
             check_handler(func)
-            route = _Route(func)
+            route = _Route(func, pattern)
             route.key = self._index.add(pattern, route)
             return func
 
@@ -154,6 +156,10 @@ class EventProcessor:
     def handlers(self, event_type: str) -> list[Callable[..., Any]]:
         """The handlers an event of type ``event_type`` reaches, in registration order."""
         return [route.handler for route in self._index.match(event_type)]
+
+    def _patterns(self) -> list[str]:
+        """The patterns handlers are registered under, sorted, each once."""
+        return sorted({route.pattern for route in self._index})
 
     # -- processing -------------------------------------------------------------------
 
@@ -239,10 +245,11 @@ class EventProcessor:
         from_position: int = 0,
         streams: str | list[str] | None = None,
         types: str | list[str] | None = None,
+        unmatched: UnmatchedMode = "warn",
     ) -> Attachment:
         """Feed this processor from a manager, a bus or an event store.
 
-        * ``attach(manager, "user.*")`` registers :meth:`process` as a manager handler;
+        * ``attach(manager, "user.*")`` registers the processor as a manager handler;
           the manager's retry policy and ``on_error`` see what ``process`` raises.
         * ``attach(bus, "orders.*", group="billing")`` subscribes to the bus (with a
           group, processors in many processes share the work).
@@ -250,11 +257,22 @@ class EventProcessor:
           follows ``store.subscribe(...)``; ``pattern`` filters by event type when
           ``types`` is not given. ``await attachment.stop()`` ends it.
 
+        When the processor has handlers, a pattern (or ``types`` pattern) that can
+        match none of theirs raises :class:`ConfigurationError`: every event it took
+        would be consumed without a handler. An event that still reaches no handler
+        (handlers added later or removed, a pattern broader than the handlers) is
+        counted in ``attachment.unmatched`` and, per ``unmatched``: ``"warn"`` logs a
+        WARNING (once per event type per minute) and lets it through the middleware,
+        ``"error"`` raises :class:`UnknownTopicError` to the source instead (a bus
+        retries and dead-letters it, a manager's ``on_error`` sees it, a store
+        attachment stops), ``"ignore"`` lets it through quietly.
+
         Returns an :class:`Attachment`; ``await attachment.stop()`` detaches.
         """
         from ._bus import EventBus
         from ._manager import EventManager
 
+        mode = check_mode(unmatched)
         is_bus = isinstance(source, EventBus)
         if group is not None and not is_bus:
             raise TypeError("group= applies to an EventBus only")
@@ -263,20 +281,37 @@ class EventProcessor:
             raise TypeError("from_position=, streams= and types= apply to an event store only")
         if isinstance(source, EventManager):
             topic = "#" if pattern is None else pattern
-            source.on(topic, self.process)
-            return Attachment(self, _ManagerLink(source, topic, self.process))
+            what = f"manager subscription {topic!r}"
+            check_overlap(what, [topic], self._patterns())
+            manager_link = _ManagerLink(self, Unmatched(mode, what, self._patterns), source, topic)
+            source.on(topic, manager_link.deliver)
+            return Attachment(self, manager_link)
         if is_bus:
             topic = "#" if pattern is None else pattern
-            link = _BusLink(source, topic, group, self.process)
-            source.subscribe(topic, group=group)(link.deliver)
-            return Attachment(self, link)
+            what = f"bus subscription {topic!r}" + ("" if group is None else f" (group {group!r})")
+            check_overlap(what, [topic], self._patterns())
+            outcome = "acknowledged without a handler" + (
+                "" if group is None else f": group {group!r} will not get it again"
+            )
+            policy = Unmatched(mode, what, self._patterns, outcome)
+            bus_link = _BusLink(self, policy, source, topic, group)
+            source.subscribe(topic, group=group)(bus_link.deliver)
+            return Attachment(self, bus_link)
         if callable(getattr(source, "subscribe", None)) and callable(
             getattr(source, "append", None)
         ):
             if types is None and pattern is not None:
                 types = pattern
+            filters = [types] if isinstance(types, str) else types
+            what = "store subscription " + (
+                "(every type)" if types is None else f"(types {types!r})"
+            )
+            if isinstance(filters, list | tuple) and all(isinstance(t, str) for t in filters):
+                check_overlap(what, filters, self._patterns())
             events = source.subscribe(from_position, streams=streams, types=types)
-            return self.run_in_background(events)
+            outcome = "passed over without a handler (the subscription moves past it)"
+            policy = Unmatched(mode, what, self._patterns, outcome)
+            return Attachment(self, _TaskLink(self, policy, events))
         raise TypeError(
             "attach() takes an EventManager, an EventBus or an event store, "
             f"got {type(source).__name__}"
@@ -294,29 +329,59 @@ class EventProcessor:
             count += 1
         return count
 
-    def run_in_background(self, events: AsyncIterable[Event]) -> Attachment:
-        """Like :meth:`run`, in a task; the returned attachment stops or awaits it."""
-        link = _TaskLink(self, events)
-        return Attachment(self, link)
+    def run_in_background(
+        self, events: AsyncIterable[Event], *, unmatched: UnmatchedMode = "warn"
+    ) -> Attachment:
+        """Like :meth:`run`, in a task; the returned attachment stops or awaits it.
+
+        ``unmatched`` is what to do with an event no handler matches, as for
+        :meth:`attach`.
+        """
+        policy = Unmatched(check_mode(unmatched), "background run", self._patterns)
+        return Attachment(self, _TaskLink(self, policy, events))
 
 
-class _ManagerLink:
-    def __init__(self, manager: Any, pattern: str, handler: Callable[..., Any]) -> None:
+class _Link:
+    """What every attachment does with an event it takes: count it, and apply its
+    ``unmatched`` policy when no handler of the processor matches it."""
+
+    def __init__(self, processor: EventProcessor, unmatched: Unmatched) -> None:
+        self.processor = processor
+        self.unmatched = unmatched
+        self.processed = 0
+        self.open = True
+
+    async def deliver(self, event: Event) -> None:
+        """Run ``event`` through the processor (the handler a manager or bus calls)."""
+        processor = self.processor
+        if processor._index.match(event.type):
+            await processor.process(event)
+            self.processed += 1
+        else:
+            self.unmatched.taken(event)  # raises when the attachment refuses it
+            await processor.process(event)  # the middleware still see it
+
+
+class _ManagerLink(_Link):
+    """A manager handler feeding a processor; stopping removes it."""
+
+    def __init__(
+        self, processor: EventProcessor, unmatched: Unmatched, manager: Any, pattern: str
+    ) -> None:
+        super().__init__(processor, unmatched)
         self.manager = manager
         self.pattern = pattern
-        self.handler = handler
-        self.open = True
 
     async def stop(self) -> None:
         if self.open:
             self.open = False
-            await self.manager.off(self.pattern, self.handler)
+            await self.manager.off(self.pattern, self.deliver)
 
     async def wait(self) -> None:
         return None
 
 
-class _BusLink:
+class _BusLink(_Link):
     """A bus subscription feeding a processor; stopping unsubscribes it.
 
     The subscribed handler is this link's own ``deliver`` (not ``process`` itself), so
@@ -326,19 +391,16 @@ class _BusLink:
 
     def __init__(
         self,
+        processor: EventProcessor,
+        unmatched: Unmatched,
         bus: Any,
         pattern: str,
         group: str | None,
-        process: Callable[[Event], Awaitable[None]],
     ) -> None:
+        super().__init__(processor, unmatched)
         self.bus = bus
         self.pattern = pattern
         self.group = group
-        self.process = process
-        self.open = True
-
-    async def deliver(self, event: Event) -> None:
-        await self.process(event)
 
     async def stop(self) -> None:
         """Unsubscribe: a group member leaves its group, whose other members get the rest."""
@@ -350,19 +412,19 @@ class _BusLink:
         return None
 
 
-class _TaskLink:
-    def __init__(self, processor: EventProcessor, events: AsyncIterable[Event]) -> None:
-        self.processor = processor
+class _TaskLink(_Link):
+    def __init__(
+        self, processor: EventProcessor, unmatched: Unmatched, events: AsyncIterable[Event]
+    ) -> None:
+        super().__init__(processor, unmatched)
         self.events = events
-        self.processed = 0
         self.last_global_position: int | None = None
         self.task = asyncio.get_running_loop().create_task(self._consume())
 
     async def _consume(self) -> None:
         try:
             async for event in self.events:
-                await self.processor.process(event)
-                self.processed += 1
+                await self.deliver(event)
                 if event.global_position is not None:
                     self.last_global_position = event.global_position
                 # a handler runs inline here: one that caught this task's cancellation
@@ -400,10 +462,11 @@ class _TaskLink:
 class Attachment:
     """A processor fed from a source; ``await stop()`` detaches it.
 
-    For a store subscription, ``processed`` counts handled events,
-    ``last_global_position`` is the checkpoint to resume from (pass it ``+ 1`` as
-    ``from_position``), ``await wait()`` waits until the subscription ends, and
-    ``stop()``/``wait()`` re-raise the error that stopped it, if any.
+    ``processed`` counts the events that reached a handler and ``unmatched`` those
+    that matched none (see :meth:`EventProcessor.attach`'s ``unmatched``). For a store
+    subscription, ``last_global_position`` is the checkpoint to resume from (pass it
+    ``+ 1`` as ``from_position``), ``await wait()`` waits until the subscription ends,
+    and ``stop()``/``wait()`` re-raise the error that stopped it, if any.
     """
 
     def __init__(
@@ -414,12 +477,21 @@ class Attachment:
 
     @property
     def processed(self) -> int:
-        """Events handled so far (store subscriptions only; 0 otherwise)."""
-        return self._link.processed if isinstance(self._link, _TaskLink) else 0
+        """Events that matched a handler and were processed without an error."""
+        return self._link.processed
+
+    @property
+    def unmatched(self) -> int:
+        """Events taken that matched none of the processor's handlers.
+
+        Each delivery counts: an event a bus redelivers after ``unmatched="error"``
+        refused it counts once per try.
+        """
+        return self._link.unmatched.count
 
     @property
     def last_global_position(self) -> int | None:
-        """Global position of the last event handled from a store, if any."""
+        """Global position of the last event taken from a store, if any."""
         return self._link.last_global_position if isinstance(self._link, _TaskLink) else None
 
     @property
