@@ -405,10 +405,32 @@ def test_ctrl_c_stops_tail_follow_quietly(store_url: str, tmp_path: Path) -> Non
     assert follower.returncode == 0 and "Traceback" not in err and "Aborted" not in err
 
 
+def test_bench_refuses_a_store_that_holds_events_without_force(cli: Cli, store_url: str) -> None:
+    """bench wrote its events into whatever store it was pointed at, the default one
+    included: live followers received them and their soft-deleted rows stayed."""
+    seed(store_url, [("user.1", Event("user.created", {}))])
+    refused = cli("bench", "--events", "20", "--tasks", "2", "--store", store_url)
+    one_line_error(refused, "already holds events", "--force")
+    # nothing written, not even soft-deleted: the next event gets the next position
+    appended = ok(cli("append", "user.2", "user.created", "{}", "--store", store_url))
+    assert appended.out.strip().endswith("(global position 1)"), appended.out
+
+
 def test_bench_measures_and_cleans_up(cli: Cli, store_url: str) -> None:
     seed(store_url, [("user.1", Event("user.created", {}))])
     result = ok(
-        cli("bench", "--events", "200", "--tasks", "4", "--batch", "50", "--store", store_url)
+        cli(
+            "bench",
+            "--events",
+            "200",
+            "--tasks",
+            "4",
+            "--batch",
+            "50",
+            "--force",
+            "--store",
+            store_url,
+        )
     )
     lines = result.lines
     assert lines[0] == f"store: {store_url}"
@@ -733,7 +755,7 @@ def test_store_passwords_are_never_printed(cli: Cli, postgres_server: str, tmp_p
             ok(cli("append", "a.1", "t.x", "{}", *s)),
             ok(cli("stats", *s)),
             ok(cli("demo", *s)),
-            ok(cli("bench", "--events", "20", "--tasks", "2", "--batch", "10", *s)),
+            ok(cli("bench", "--events", "20", "--tasks", "2", "--batch", "10", "--force", *s)),
             cli("read", "nope.x", *s),
             cli("replay", "--stream", "nope.x", *s),
             cli("stats", "--store", secret.replace(":5432/", ":1/")),

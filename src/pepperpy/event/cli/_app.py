@@ -452,7 +452,13 @@ def validate(
 @click.option(
     "--batch", default=100, show_default=True, type=click.IntRange(min=1), help="Batch size."
 )
-def bench(store: str, events: int, tasks: int | None, batch: int) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Run on a store that already holds events (its live followers see the bench's"
+    " events, and their soft-deleted rows stay in it).",
+)
+def bench(store: str, events: int, tasks: int | None, batch: int, force: bool) -> None:
     """Measure appends, reads and replay on the store (writes, then soft-deletes, bench.*)."""
     from ._bench import run_bench
 
@@ -466,6 +472,14 @@ def bench(store: str, events: int, tasks: int | None, batch: int) -> None:
 
     async def work() -> None:
         async with open_store(store) as opened:
+            if not force and await opened.read_all(0, limit=1):
+                raise CommandError(
+                    f"the store at {shown(store)} already holds events: bench appends"
+                    f" {2 * events:,} events to it, which its live followers (tail -f,"
+                    " projections, subscriptions) receive, and whose soft-deleted rows"
+                    " stay in it; pass --force to run it there anyway, or measure a scratch"
+                    " store (--store sqlite:///bench.db)"
+                )
             emit(f"store: {shown(store)}")
             await run_bench(opened, events, tasks, batch, emit)
 
