@@ -128,7 +128,7 @@ class PostgresCheckpointStore(CheckpointStore):
         """The bounded attempts on asyncpg (shared with the event store), made on first
         use: asyncpg is imported then."""
         if self._driver is None:
-            asyncpg = require("asyncpg", extra="postgres", feature="PostgreSQL checkpoints")
+            asyncpg = require("asyncpg", extra="postgres", feature="a PostgreSQL checkpoint store")
             self._driver = Attempts(asyncpg, self.options, logger)
         return self._driver
 

@@ -106,7 +106,9 @@ def prometheus_collector(collector: Source, registry: Any) -> Any:
 
 def opentelemetry_instruments(collector: Source, meter_provider: Any) -> OpenTelemetryInstruments:
     """The four observable OpenTelemetry instruments reporting ``collector``."""
-    metrics = require("opentelemetry.metrics", extra="otel", feature="OpenTelemetry metrics")
+    metrics = require(
+        "opentelemetry.metrics", extra="otel", feature="exporting OpenTelemetry metrics"
+    )
     meter = metrics.get_meter("pepperpy.event", meter_provider=meter_provider)
     prefix = collector.namespace.replace("_", ".")
     observation = metrics.Observation

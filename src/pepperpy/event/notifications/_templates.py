@@ -168,9 +168,13 @@ class TemplateLibrary:
 
     def _environments(self) -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
         if self._text_env is None or self._html_env is None:
-            jinja2 = require("jinja2", extra="templates", feature="notification templates")
+            jinja2 = require(
+                "jinja2", extra="templates", feature="rendering notification templates"
+            )
             _check_jinja2_version(str(getattr(jinja2, "__version__", "")))
-            sandbox = require("jinja2.sandbox", extra="templates", feature="notification templates")
+            sandbox = require(
+                "jinja2.sandbox", extra="templates", feature="rendering notification templates"
+            )
             loader = jinja2.FileSystemLoader(str(self._dir)) if self._dir is not None else None
             common: dict[str, Any] = {"undefined": jinja2.StrictUndefined, "loader": loader}
             self._text_env = sandbox.SandboxedEnvironment(autoescape=False, **common)
@@ -319,7 +323,7 @@ class OutdatedDependencyError(MissingDependencyError):
     def __init__(self, feature: str, extra: str, module: str, installed: str, minimum: str) -> None:
         super().__init__(feature, extra, module)
         self.msg = (
-            f"{feature} need {module} >= {minimum}, but {installed} is installed "
+            f"{feature} needs {module} >= {minimum}, but {installed} is installed "
             f"(older versions let templates escape the sandbox): "
             f"pip install -U '{module}>={minimum}'"
         )
@@ -335,7 +339,7 @@ def _check_jinja2_version(version: str) -> None:
     if found < MIN_JINJA2:
         minimum = ".".join(map(str, MIN_JINJA2))
         raise OutdatedDependencyError(
-            "notification templates", "templates", "jinja2", version, minimum
+            "rendering notification templates", "templates", "jinja2", version, minimum
         )
 
 

@@ -48,7 +48,7 @@ class AppriseChannel(Channel):
         self.kind = kind
         self.needs_recipient = any(PLACEHOLDER in url for url in self.urls)
         self._fixed: Any = None
-        apprise = require("apprise", extra="apprise", feature="apprise channels")
+        apprise = require("apprise", extra="apprise", feature="an apprise channel")
         for url in self.urls:
             if PLACEHOLDER in url:
                 continue
@@ -58,7 +58,7 @@ class AppriseChannel(Channel):
                 raise ConfigurationError(f"apprise does not understand {_scheme(url)}:// URLs")
 
     def _target(self, recipient: str | None) -> Any:
-        apprise = require("apprise", extra="apprise", feature="apprise channels")
+        apprise = require("apprise", extra="apprise", feature="an apprise channel")
         if not self.needs_recipient and self._fixed is not None:
             return self._fixed
         if self.needs_recipient:
