@@ -2,29 +2,8 @@
 
 Every error the library raises derives from :class:`EventError`, so one ``except``
 clause catches them all. Driver errors (asyncpg, redis, nats, aio-pika, SMTP, HTTP)
-are re-raised as the library's own errors ``from`` the original::
-
-    EventError
-    ├── PatternError (ValueError)          a topic pattern or topic is malformed
-    ├── SerializationError (TypeError)     data that cannot travel as JSON
-    ├── ValidationError (ValueError)       data that does not match its schema
-    ├── ListenerLimitError                 more handlers than ``max_listeners``
-    ├── BufferFullError                    ``emit_nowait`` on a full buffer
-    ├── UnknownTopicError (LookupError)    a topic no declared pattern matches
-    ├── AccessDenied (PermissionError)     an access-control rule refused the operation
-    ├── ConfigurationError (ValueError)    a bad URL, option or combination of options
-    ├── MissingDependencyError (ImportError)  an optional extra is not installed
-    ├── ClosedError                        the object was closed
-    ├── StoreError                         an event store backend failed
-    │   ├── ConcurrencyError               ``expected_version`` did not hold
-    │   ├── StreamDeletedError             the stream was (soft-)deleted
-    │   └── EncryptionError                a key is missing, shredded or wrong
-    ├── TransportError                     a bus transport / broker failed
-    ├── NotificationError                  a channel failed to deliver
-    │   ├── TemplateNotFound (LookupError)
-    │   ├── TemplateError                  a template failed to render
-    │   └── RecipientError (ValueError)    no address for a channel
-    └── ReplayError                        a replay was misconfigured or failed
+are re-raised as the library's own errors ``from`` the original. The tree is drawn in
+docs/errors.md (a test keeps the drawing true to these classes).
 """
 
 from __future__ import annotations

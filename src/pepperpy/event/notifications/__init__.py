@@ -6,7 +6,7 @@ from ._idempotency import IdempotencyStore, MemoryIdempotencyStore, RedisIdempot
 from ._models import ChannelResult, Notification, NotificationDeadLetter, NotificationResult
 from ._ratelimit import RateLimit
 from ._system import NotificationSystem
-from ._templates import Rendered, TemplateLibrary
+from ._templates import OutdatedDependencyError, Rendered, TemplateLibrary
 from .channels import (
     AppriseChannel,
     Channel,
@@ -30,6 +30,7 @@ __all__ = [
     "NotificationDeadLetter",
     "NotificationResult",
     "NotificationSystem",
+    "OutdatedDependencyError",
     "RateLimit",
     "RedisIdempotencyStore",
     "Rendered",
