@@ -33,8 +33,15 @@ def is_async_callable(handler: Callable[..., Any]) -> bool:
     return call_method is not None and inspect.iscoroutinefunction(call_method)
 
 
-def check_handler(handler: object, what: str = "handler") -> None:
-    """Refuse what cannot be a handler: a non-callable, or a generator function.
+# what each kind of registration is called with, for each event (or dead letter)
+_ARGUMENTS = {"handler": ("event",), "error callback": ("dead_letter",)}
+
+
+def check_handler(
+    handler: object, what: str = "handler", takes: tuple[str, ...] | None = None
+) -> None:
+    """Refuse what cannot be a handler: a non-callable, a generator function, or a
+    callable that cannot be called with the arguments ``takes`` names.
 
     Calling a generator function (a ``def`` or ``async def`` with a stray ``yield``)
     runs none of its body: it returns a generator, which nobody iterates. Such a handler
@@ -42,6 +49,11 @@ def check_handler(handler: object, what: str = "handler") -> None:
     dead letter or a log line; so every registration (manager, bus, processor, replay,
     projection, notifications) refuses it here. ``functools.partial`` and a callable
     instance's ``__call__`` are looked through.
+
+    ``takes`` names the positional arguments each call passes: ``("event",)`` for a
+    handler, ``("dead_letter",)`` for an error callback (the defaults, from ``what``),
+    ``("state", "event")`` for a projection's. A handler with no parameter, or with a
+    second required one, would otherwise be taken and fail at every event.
     """
     if not callable(handler):
         raise TypeError(f"{what} must be callable, got {handler!r}")
@@ -56,11 +68,47 @@ def check_handler(handler: object, what: str = "handler") -> None:
     elif inspect.isgeneratorfunction(function):
         kind = "a generator function"
     if kind is not None:
-        name = getattr(handler, "__qualname__", None) or repr(handler)
         raise TypeError(
-            f"{what} {name} is {kind} (it contains a yield): calling it would run none "
-            "of its body, so it would never handle anything; remove the yield"
+            f"{what} {_name(handler)} is {kind} (it contains a yield): calling it would run "
+            "none of its body, so it would never handle anything; remove the yield"
         )
+    _check_arguments(handler, what, takes or _ARGUMENTS.get(what, ("event",)))
+
+
+def _check_arguments(handler: Callable[..., Any], what: str, takes: tuple[str, ...]) -> None:
+    """Refuse ``handler`` when its signature cannot bind ``len(takes)`` positional values.
+
+    The signature is the one of what is called: a ``functools.partial`` without what it
+    binds, a bound method or a callable instance without ``self``, a decorator's wrapper
+    as written (not the function it wraps: ``__wrapped__`` is not followed, since a
+    decorator may change the arguments). ``*args`` and defaults count. A callable whose
+    signature cannot be read (some builtins, C extensions) is taken: nothing to go by.
+    """
+    try:
+        signature = inspect.signature(handler, follow_wrapped=False)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*(object() for _ in takes))
+    except TypeError as exc:
+        call = f"{what.rsplit(' ', 1)[-1]}({', '.join(takes)})"
+        raise TypeError(
+            f"{what} {_name(handler)} cannot be called as {call}: it takes "
+            f"{_parameters(signature)} ({exc})"
+        ) from None
+
+
+def _parameters(signature: inspect.Signature) -> inspect.Signature:
+    """``signature`` without its annotations: ``(event, extra)`` reads better in a message."""
+    empty = inspect.Parameter.empty
+    return signature.replace(
+        parameters=[p.replace(annotation=empty) for p in signature.parameters.values()],
+        return_annotation=empty,
+    )
+
+
+def _name(handler: object) -> str:
+    return getattr(handler, "__qualname__", None) or repr(handler)
 
 
 def start(delivery: Awaitable[Any]) -> asyncio.Task[Any]:

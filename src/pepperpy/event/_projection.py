@@ -95,7 +95,7 @@ class _Apply:
     __slots__ = ("function", "is_async")
 
     def __init__(self, function: Callable[..., Any]) -> None:
-        check_handler(function)
+        check_handler(function, takes=("state", "event"))
         self.function = function
         self.is_async = is_async_callable(function)
 
