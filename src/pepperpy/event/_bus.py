@@ -35,7 +35,7 @@ from ._retry import RetryPolicy
 from ._text import shown, text_problem
 from .security._principal import PRINCIPAL, current_principal
 from .transports import Subscription, Transport, transport_from_url
-from .transports.base import check_key
+from .transports.base import NotDelivered, check_key
 
 if TYPE_CHECKING:
     from .security import AccessControl
@@ -149,11 +149,7 @@ class EventBus:
         if self.access is not None:
             self._check_subscribe(pattern)
         if group is not None:
-            if not isinstance(group, str) or not group:
-                raise ValueError(f"group must be a non-empty str or None, got {group!r}")
-            problem = text_problem(group)
-            if problem is not None:  # a lone surrogate no broker can carry, a NUL, too long
-                raise ValueError(f"group {shown(group)} {problem}")
+            _check_group(group, optional=True)
         if self.topics is not None and not any(
             could_overlap(pattern, t) or could_overlap(pattern, DEAD_LETTER_PREFIX + t)
             for t in self.topics
@@ -288,6 +284,53 @@ class EventBus:
         self._removing.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("unsubscribing failed", exc_info=task.exception())
+
+    async def delete_group(self, pattern: str, group: str) -> None:
+        """Retire ``group`` on ``pattern``: delete it from the broker, with its backlog.
+
+        ``pattern`` and ``group`` name the group as ``subscribe(pattern, group=group)``
+        does: a group is its name *and* its pattern, so renaming a group or changing its
+        pattern makes a new one, and the old one keeps every matching event (on a broker)
+        until it is deleted. Its unhandled events are dropped. A group that does not
+        exist is no error. A later ``subscribe`` of the same group starts it afresh,
+        with only the events published after it.
+
+        Refused with :class:`ConfigurationError` while a subscription of this bus is in
+        the group (unsubscribe it first). Members in other processes cannot be seen
+        from here: stop them first (each transport's page says what becomes of those
+        still running). The pattern need not be among declared ``topics`` (the group may
+        come from an earlier version of the program). With ``access``, needs ``delete``
+        on ``pattern``. Connects (starts the bus) if it is not started.
+        """
+        if not isinstance(pattern, str):
+            raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+        parse_pattern(pattern)
+        self.transport.check_pattern(pattern)
+        _check_group(group)
+        if self.access is not None:
+            await self.access.acheck("delete", pattern)
+        self._check_not_in(pattern, group)
+        await self.start()
+        assert self._start_lock is not None
+        async with self._start_lock:  # no registration runs meanwhile
+            if self._closed:
+                raise ClosedError(self._closed_reason)
+            self._check_not_in(pattern, group)
+            name = _digest(f"{group}|{pattern}")  # what _subscription_name gives a group
+            await self.transport.delete_group(Subscription(pattern, _refuse, group, name))
+
+    def _check_not_in(self, pattern: str, group: str) -> None:
+        """Refuse to delete a group one of this bus's subscriptions is in (or leaving)."""
+        for sub, registration in self._registrations.items():
+            if sub.group == group and sub.pattern == pattern:
+                handler = registration.handler
+                shown_handler = getattr(handler, "__qualname__", None) or repr(handler)
+                leaving = " (being unsubscribed)" if sub.removed else ""
+                raise ConfigurationError(
+                    f"cannot delete group {group!r} on {pattern!r}: this bus has a "
+                    f"subscription in it{leaving}, handler {shown_handler}; unsubscribe it "
+                    "(and wait for unsubscribe() to return) before deleting the group"
+                )
 
     def _subscription_name(self, pattern: str, group: str | None, handler: Handler) -> str:
         if group is not None:
@@ -569,6 +612,21 @@ def _retrieve(task: asyncio.Task[None]) -> None:
     """Log a failed shutdown nobody awaited (close() called from a handler)."""
     if not task.cancelled() and task.exception() is not None:
         logger.error("closing the EventBus failed", exc_info=task.exception())
+
+
+def _check_group(group: object, *, optional: bool = False) -> None:
+    """Refuse a group name no broker can carry (``ValueError``)."""
+    if not isinstance(group, str) or not group:
+        alternative = " or None" if optional else ""
+        raise ValueError(f"group must be a non-empty str{alternative}, got {group!r}")
+    problem = text_problem(group)
+    if problem is not None:  # a lone surrogate no broker can carry, a NUL, too long
+        raise ValueError(f"group {shown(group)} {problem}")
+
+
+async def _refuse(event: Event) -> None:
+    """The ``deliver`` of a subscription that only names a group (see delete_group)."""
+    raise NotDelivered
 
 
 def _digest(text: str) -> str:

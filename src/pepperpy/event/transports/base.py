@@ -26,6 +26,12 @@ Contract, checked by the bus conformance suite (``tests/bus/conformance.py``):
   and returns once its deliveries in progress have finished. A group member leaves the
   group, so the broker hands its share to the remaining members; the group itself (its
   queue, consumer group or durable consumer) stays for them.
+* ``delete_group(sub)`` deletes what the broker keeps for the group ``sub`` names (its
+  ``group`` and ``pattern``, with the ``name`` a subscription of that group gets):
+  consumer groups, durable consumers, queues and exchanges, with the backlog they hold.
+  ``sub`` is never registered; the bus calls it only while none of its own subscriptions
+  is in that group. A group that does not exist is no error. A subscription of the group
+  made afterwards starts it afresh: it gets only events published after it subscribed.
 * ``close()`` stops consuming, waits for deliveries in progress, and releases resources.
   It never raises a driver error and bounds every wait for the broker (an unreachable
   one is simply not told); a second call returns at once.
@@ -129,6 +135,17 @@ class Transport(abc.ABC):
         it; a custom transport that does not cannot have subscriptions removed.
         """
         raise TransportError(f"{type(self).__name__} does not implement unsubscribe()")
+
+    async def delete_group(self, subscription: Subscription) -> None:
+        """Delete the group ``subscription`` names, and its backlog, from the broker.
+
+        ``subscription`` is never registered: its ``group``, ``pattern`` and ``name`` (as
+        ``subscribe`` would get them) name the group. Returns normally when there is no
+        such group. Members in other processes are not asked: each shipped transport's
+        page says what becomes of them. A custom transport that does not implement it
+        cannot retire groups.
+        """
+        raise TransportError(f"{type(self).__name__} does not implement delete_group()")
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -187,6 +187,15 @@ class MemoryTransport(Transport):
             del self._groups[group_key]
             self._index.remove(subscription.pattern, group.key)
 
+    async def delete_group(self, subscription: Subscription) -> None:
+        """Forget the group: its members get nothing more. A group with no member holds
+        nothing here (events published while it had none reached nobody)."""
+        group_key = (subscription.group or "", subscription.pattern)
+        group = self._groups.pop(group_key, None)
+        if group is None:
+            return
+        self._index.remove(subscription.pattern, group.key)
+
     def abandon(self) -> None:
         self._in_progress.clear()  # tasks of a loop that ended: nothing to wait for
         self._tails.clear()
