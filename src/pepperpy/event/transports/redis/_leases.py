@@ -9,9 +9,9 @@ handover as clean (it finished its event in progress), which tells the next owne
 count their deliveries (see ``GroupMember._claim``).
 
 This module holds the names (of the consumer group, of a member, of the group's keys),
-the Lua scripts that renew and give back leases atomically, and :class:`Leases`, which
-runs them for one member. What a member does with the partitions it holds is
-``_group``'s.
+the Lua scripts that renew and give back leases atomically (and the one that deletes a
+group), and :class:`Leases`, which runs them for one member. What a member does with the
+partitions it holds is ``_group``'s.
 """
 
 from __future__ import annotations
@@ -29,11 +29,14 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = [
+    "DELETE_GROUP",
     "HANDOVER_MARK_TTL_MS",
     "HEARTBEAT",
     "RELEASE",
     "Leases",
+    "delete_group",
     "group_id",
+    "group_keys",
     "group_name",
     "member_id",
 ]
@@ -98,6 +101,22 @@ return released
 #: how long (ms) a clean-handover mark waits for the partition's next owner
 HANDOVER_MARK_TTL_MS = 7 * 24 * 3600 * 1000
 
+#: delete a group: ``XGROUP DESTROY`` on each partition stream (a missing key, or one
+#: another client replaced with something else, has no group of ours), then its keys.
+#: KEYS = the n streams, then the group's keys; ARGV = group name, n. Returns on how many
+#: streams the consumer group existed.
+DELETE_GROUP = """
+local n = tonumber(ARGV[2])
+local destroyed = 0
+for i = 1, n do
+  if redis.call('TYPE', KEYS[i])['ok'] == 'stream' then
+    destroyed = destroyed + redis.call('XGROUP', 'DESTROY', KEYS[i], ARGV[1])
+  end
+end
+for i = n + 1, #KEYS do redis.call('DEL', KEYS[i]) end
+return destroyed
+"""
+
 
 def member_id() -> str:
     """A consumer name unique to this subscription in this process: host, pid, random."""
@@ -132,6 +151,29 @@ def group_id(sub: Subscription) -> str:
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
+def group_keys(options: RedisOptions, gid: str) -> tuple[str, list[str], list[str]]:
+    """A group's keys: its member set, a lease and a handover mark per partition."""
+    partitions = range(options.partitions)
+    return (
+        options.group_key(gid, "members"),
+        [options.group_key(gid, f"lease:{p}") for p in partitions],
+        [options.group_key(gid, f"handover:{p}") for p in partitions],
+    )
+
+
+async def delete_group(client: Redis, options: RedisOptions, sub: Subscription) -> int:
+    """Destroy the consumer group ``sub`` names on every partition stream (with what it
+    has pending) and delete its keys, in one step; returns on how many streams it was."""
+    members, leases, handovers = group_keys(options, group_id(sub))
+    streams = [options.stream(p) for p in range(options.partitions)]
+    script = client.register_script(DELETE_GROUP)
+    destroyed = await script(
+        keys=[*streams, members, *leases, *handovers],
+        args=[group_name(sub.group or "", sub.pattern), len(streams)],
+    )
+    return int(destroyed)
+
+
 class Leases:
     """One member's part in its group's shared state: its place in the member set, the
     partition leases it renews and gives back, its consumer entries on the streams."""
@@ -149,12 +191,9 @@ class Leases:
         self._group = group
         self._consumer = consumer
         self._streams = streams
-        self.members_key = options.group_key(gid, "members")
-        self.lease_keys = [options.group_key(gid, f"lease:{p}") for p in range(options.partitions)]
-        #: set when a member gives a partition back gracefully (see GroupMember._claim)
-        self.handover_keys = [
-            options.group_key(gid, f"handover:{p}") for p in range(options.partitions)
-        ]
+        #: the handover keys are set when a member gives a partition back gracefully
+        #: (see GroupMember._claim)
+        self.members_key, self.lease_keys, self.handover_keys = group_keys(options, gid)
         self._heartbeat_script = client.register_script(HEARTBEAT)
         self._release_script = client.register_script(RELEASE)
 

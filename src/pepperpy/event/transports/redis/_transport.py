@@ -15,6 +15,7 @@ from ..._redact import redact_url
 from ..base import Subscription, Transport, check_key, resume_cancellation, shutdown_sockets
 from ._config import CLIENT_DEFAULTS, RedisOptions, client_options, parse_url, partition_of
 from ._group import GroupMember
+from ._leases import delete_group
 from ._listener import Listener
 from ._outage import Outages, server_of
 from ._outcome import ON_PRIMARY, sent, with_outcome
@@ -586,6 +587,32 @@ class RedisTransport(Transport):
                 self._members.remove(member)
                 await member.close()
                 return
+
+    async def delete_group(self, subscription: Subscription) -> None:
+        """Destroy the group's consumer group on every partition stream (dropping what it
+        had not read, and what it had pending) and delete its member set, leases and
+        handover marks; the next :meth:`trim` no longer keeps entries for it.
+
+        A member still running in another process finds its consumer group gone at its
+        next read and makes it anew where it had read up to (logging an error), and its
+        next heartbeat adds it to a new member set: the group lives on from there.
+        """
+        if self._client is None:
+            await self.start()
+        client = self._require_client()
+        group = subscription.group
+        destroyed = await self._retrying(
+            f"deleting group {group!r}",
+            client,
+            lambda: delete_group(client, self.options, subscription),
+        )
+        logger.info(
+            "deleted group %r on %r (its consumer group was on %d of %d streams)",
+            group,
+            subscription.pattern,
+            destroyed,
+            self.options.partitions,
+        )
 
     # -- housekeeping -----------------------------------------------------------------
 
