@@ -505,6 +505,45 @@ class NatsTransport(Transport):
         await consumer.close()  # delivers what it received to its last member first
         consumer.members.remove(subscription)
 
+    async def delete_group(self, subscription: Subscription) -> None:
+        """Delete the group's durable consumers (unkeyed events, and one per key lane):
+        what they had not delivered goes, and with ``retention=interest`` the stream
+        drops the messages no other consumer wants.
+
+        Members running in other processes are not told: their consumers are gone, so
+        they receive nothing more, until a reconnect or a restart makes the group anew.
+        """
+        js = self._js
+        if self._closed:
+            raise ClosedError("the NATS transport is closed")
+        if js is None:
+            raise TransportError("start() the NATS transport before deleting a group")
+        from nats.errors import Error as NatsError
+        from nats.js.errors import NotFoundError
+
+        name = f"g_{subscription.name}"
+        names = [name, *(f"{name}_k{i}" for i in range(self.options.partitions))]
+        deleted = 0
+        for consumer in names:
+            try:
+                async with asyncio.timeout(self.options.connect_timeout):
+                    await js.delete_consumer(self.stream, consumer)
+                deleted += 1
+            except NotFoundError:
+                pass
+            except (NatsError, TimeoutError) as exc:
+                raise TransportError(
+                    f"cannot delete consumer {consumer!r} of group {subscription.group!r} "
+                    f"on stream {self.stream!r}: {str(exc) or repr(exc)}"
+                ) from exc
+        logger.info(
+            "deleted group %r on %r (%d of its %d consumers existed)",
+            subscription.group,
+            subscription.pattern,
+            deleted,
+            len(names),
+        )
+
     # -- shutdown ---------------------------------------------------------------------
 
     async def close(self) -> None:
