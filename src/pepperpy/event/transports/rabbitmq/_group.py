@@ -17,7 +17,7 @@ from ..._errors import ConfigurationError
 from ..._loops import settled
 from ..base import Subscription, cancelled_by_caller, cancelling, resume_cancellation
 from . import _config
-from ._config import AMQP_NAME, LANE_HEADER, LANES, MAX_EXCHANGE_NAME, PRESENCE
+from ._config import AMQP_NAME, LANE_HEADER, LANES, MAX_EXCHANGE_NAME, PRESENCE, RELEASED
 from ._consumer import Consumer, Declare, Members
 
 if TYPE_CHECKING:
@@ -57,6 +57,36 @@ def group_base(exchange: str, group: str, name: str) -> str:
     return f"{readable[: MAX_BASE - 1 - _DIGEST_LENGTH]}+{digest}"
 
 
+def queue_names(base: str, partitions: int) -> list[str]:
+    """A group's partition queues: ``<base>`` alone, or ``<base>.p0`` .. ``.p<n-1>``."""
+    return [base] if partitions == 1 else [f"{base}.p{i}" for i in range(partitions)]
+
+
+async def delete_group(transport: RabbitMQTransport, subscription: Subscription) -> None:
+    """Delete a group's partition queues (with their backlog) and release marks, its
+    presence queue and its lanes exchanges (see ``RabbitMQTransport.delete_group``).
+
+    Besides the layout of this transport's ``partitions``, a layout made with another
+    count is deleted too (its queues are looked for one by one): that is the group a
+    member with a new count refuses to join.
+    """
+    assert subscription.group is not None
+    base = group_base(transport.exchange_name, subscription.group, subscription.name)
+    queues = [base, *queue_names(base, max(2, transport.partitions))]
+    while len(queues) <= LANES and await transport._queue_exists(f"{base}.p{len(queues) - 1}"):
+        queues.append(f"{base}.p{len(queues) - 1}")
+    channel = await transport._channel(consuming=False)
+    try:
+        for queue in queues:
+            await channel.queue_delete(queue)
+            await channel.queue_delete(queue + RELEASED)
+        await channel.queue_delete(base + PRESENCE)
+        await channel.exchange_delete(f"{base}.lanes")
+        await channel.exchange_delete(f"{base}.nolane")
+    finally:
+        await transport._close_channel(channel, transport._deadline())
+
+
 class Group:
     """A group's partition queues, its consumers in this process, and their balancing.
 
@@ -75,8 +105,7 @@ class Group:
         self.pattern = first.pattern
         self.group = first.group
         self.members = Members([first])
-        count = transport.partitions
-        self.queue_names = [base] if count == 1 else [f"{base}.p{i}" for i in range(count)]
+        self.queue_names = queue_names(base, transport.partitions)
         self.consumers = [
             Consumer(transport, self.members, self.pattern, self.group, self._declarer(name))
             for name in self.queue_names
@@ -86,10 +115,21 @@ class Group:
         self._rebalancer: asyncio.Task[None] | None = None
 
     def _declarer(self, name: str) -> Declare:
+        """Declare a partition queue on its consumer's channel, which declares it again
+        when the connection comes back. The one queue of a one-partition group is bound
+        there too (the lanes of a partitioned group are bound on the control channel,
+        which stays open): if the group was deleted meanwhile (``delete_group``), it
+        comes back bound to the exchange, not as a queue nothing routes to."""
+        transport = self.transport
+        single = len(self.queue_names) == 1
+
         async def declare(channel: AbstractChannel, pattern: str) -> AbstractQueue:
-            return await channel.declare_queue(
-                name, durable=True, arguments=self.transport._group_queue_arguments()
+            queue = await channel.declare_queue(
+                name, durable=True, arguments=transport._group_queue_arguments()
             )
+            if single:
+                await queue.bind(transport.exchange_name, routing_key=pattern)
+            return queue
 
         return declare
 

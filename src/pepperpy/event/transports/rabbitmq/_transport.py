@@ -31,7 +31,7 @@ from ._config import MAX_KEY_BYTES, RELEASED, split_options
 from ._connect import connect_failure
 from ._consumer import Consumer
 from ._deliveries import UnstartedReturns
-from ._group import Group
+from ._group import Group, delete_group
 from ._logs import Outages
 from ._publish import publish
 from ._subscribe import join_alone, join_group, leave_alone, leave_group
@@ -430,6 +430,34 @@ class RabbitMQTransport(Transport):
             await leave_group(self, subscription)
         else:
             await leave_alone(self, subscription)
+
+    async def delete_group(self, subscription: Subscription) -> None:
+        """Delete the group's partition queues, with the messages in them, its release
+        marks, presence queue and lanes exchanges, which unbinds it from the exchange.
+
+        The broker cancels the consumers that members in other processes hold on them
+        (see ``docs/transport-rabbitmq.md``, "Retiring a group", for what they do then).
+        """
+        if self._closed:
+            raise ClosedError("the RabbitMQ transport is closed")
+        if self._connection is None:
+            await self.start()
+        if not self._connected():
+            await self._until_connected(f"deleting group {subscription.group!r}")
+        errors = self._aiormq.exceptions
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await delete_group(self, subscription)
+        except (
+            self._aio_pika.exceptions.AMQPError,
+            errors.ChannelInvalidStateError,
+            TimeoutError,
+        ) as exc:
+            raise TransportError(
+                f"cannot delete group {subscription.group!r} on {subscription.pattern!r}: "
+                f"{str(exc) or repr(exc)}"
+            ) from exc
+        logger.info("deleted group %r on %r", subscription.group, subscription.pattern)
 
     def _declared(self, *, queue: str | None = None, exchanges: tuple[str, ...] = ()) -> None:
         """Remember a queue or exchanges for :meth:`delete_topology` (once each: a group
