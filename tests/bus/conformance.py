@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pepperpy.event import (
+    ConfigurationError,
     Event,
     EventBus,
     MemoryTransport,
@@ -531,3 +532,102 @@ class BusConformance:
         assert took < 1.0, f"unsubscribe() took {took:.2f}s: it ran the backlog first"
         assert len(calls) == handled_during
         assert len(calls) < 10
+
+    # -- retiring a group ----------------------------------------------------------------
+
+    async def test_a_deleted_group_keeps_nothing_and_starts_afresh(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        """A group nobody consumes any more (renamed, or its pattern changed) kept every
+        matching event on a broker, for ever; nothing could remove it."""
+        bus = make_bus()
+        pattern, topic = f"{root}.orders.*", f"{root}.orders.placed"
+        before: list[int] = []
+
+        async def billing(event: Event) -> None:
+            before.append(event.data)
+
+        bus.subscribe(pattern, group="billing")(billing)
+        await bus.start()
+        await bus.publish(topic, 0)
+        await eventually(lambda: before == [0])
+        assert await bus.unsubscribe(pattern, billing, group="billing") is True
+        for n in range(1, 11):  # a broker keeps these for the group, member or not
+            await bus.publish(topic, n, key=f"k{n}")
+        await bus.delete_group(pattern, "billing")
+        for n in range(11, 16):  # no group: kept for nobody
+            await bus.publish(topic, n, key=f"k{n}")
+        after: list[int] = []
+        bus.subscribe(pattern, group="billing")(lambda e: after.append(e.data))
+        await bus.start()
+        for n in range(16, 21):
+            await bus.publish(topic, n, key=f"k{n}")
+        await eventually(lambda: len(after) >= 5, timeout=20)
+        await settle(0.5)
+        assert sorted(after) == list(range(16, 21)), "the deleted group's backlog came back"
+        assert before == [0]
+
+    async def test_deleting_a_group_leaves_every_other_group_alone(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        """A group is its name and its pattern: the same name on another pattern, and
+        another name on the same pattern, are other groups and keep their backlog."""
+        bus = make_bus()
+        pattern, topic = f"{root}.a.*", f"{root}.a.b"
+        groups = [(pattern, "old"), (f"{root}.a.#", "old"), (pattern, "keep")]
+        got: dict[tuple[str, str], list[int]] = {g: [] for g in groups}
+        handlers: dict[tuple[str, str], Callable[[Event], Any]] = {}
+        for where in groups:
+
+            async def handler(event: Event, where: tuple[str, str] = where) -> None:
+                got[where].append(event.data)
+
+            handlers[where] = handler
+            bus.subscribe(where[0], group=where[1])(handler)
+        await bus.start()
+        await bus.publish(topic, 0)
+        await eventually(lambda: all(seen == [0] for seen in got.values()))
+        for where, handler in handlers.items():
+            assert await bus.unsubscribe(where[0], handler, group=where[1]) is True
+        for n in range(1, 6):
+            await bus.publish(topic, n, key=f"k{n}")
+        await bus.delete_group(pattern, "old")
+        for where, handler in handlers.items():
+            bus.subscribe(where[0], group=where[1])(handler)
+        await bus.start()
+        for n in range(6, 9):
+            await bus.publish(topic, n, key=f"k{n}")
+        # on a broker the other groups kept what came while they had no member
+        kept = list(range(9)) if bus.transport.distributed else [0, 6, 7, 8]
+        others = [g for g in groups if g != (pattern, "old")]
+        await eventually(lambda: all(len(got[g]) >= len(kept) for g in others), timeout=20)
+        await eventually(lambda: len(got[(pattern, "old")]) >= 4, timeout=20)
+        await settle(0.5)
+        assert {g: sorted(got[g]) for g in others} == {g: kept for g in others}
+        assert sorted(got[(pattern, "old")]) == [0, 6, 7, 8]
+
+    async def test_a_group_of_this_bus_cannot_be_deleted_and_no_group_is_no_error(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        bus = make_bus()
+        pattern = f"{root}.live.*"
+        got: list[int] = []
+
+        async def member(event: Event) -> None:
+            got.append(event.data)
+
+        bus.subscribe(pattern, group="live")(member)
+        with pytest.raises(ConfigurationError, match=r"group 'live' .*unsubscribe it"):
+            await bus.delete_group(pattern, "live")  # registered at start(): refused too
+        await bus.start()
+        with pytest.raises(ConfigurationError, match=r"handler \S*member"):
+            await bus.delete_group(pattern, "live")
+        await bus.publish(f"{root}.live.x", 1)
+        await eventually(lambda: got == [1])  # the group works on
+        await bus.delete_group(f"{root}.live.#", "live")  # another pattern: another group
+        await bus.delete_group(pattern, "never-made")
+        await bus.delete_group(pattern, "never-made")  # twice: still nothing to do
+        await bus.publish(f"{root}.live.x", 2)
+        await eventually(lambda: got == [1, 2])
+        assert await bus.unsubscribe(pattern, member, group="live") is True
+        await bus.delete_group(pattern, "live")  # left: now it may go
