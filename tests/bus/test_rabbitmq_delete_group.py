@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import Event, EventBus
+from pepperpy.event import ConfigurationError, Event, EventBus
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
 from tests.conftest import unique_name
 from tests.helpers import eventually, settle
@@ -113,14 +113,23 @@ async def test_a_deleted_group_leaves_no_queue_or_exchange_of_any_layout(
     exchanges = [base + ".lanes", base + ".nolane"]
     assert all([await _exchange_exists(broker, name) for name in exchanges])
 
+    joining = EventBus(transport=make_transport(partitions=2))
+    joined: list[int] = []
+    joining.subscribe("orders.*", group="billing")(lambda e: joined.append(e.data))
+    with pytest.raises(ConfigurationError, match=r"bus\.delete_group\('orders\.\*', 'billing'\)"):
+        await joining.start()  # the refusal names the way out
+
     deleting = EventBus(transport=make_transport(partitions=2))
     await deleting.delete_group("orders.*", "billing")
     for queue in [*queues, *marks, base + ".presence"]:
         assert await _messages(broker, queue) is None, f"{queue} is left"
     for name in exchanges:
         assert not await _exchange_exists(broker, name), f"exchange {name} is left"
-    await left.close()
-    await deleting.close()
+    await joining.start()  # nothing to refuse any more: the group is made anew
+    await deleting.publish("orders.placed", 99)
+    await eventually(lambda: joined == [99])
+    for bus in (left, joining, deleting):
+        await bus.close()
 
 
 @pytest.mark.parametrize("partitions", [1, 2])

@@ -158,7 +158,8 @@ class Group:
             raise ConfigurationError(
                 f"group {self.group!r} on {self.pattern!r} already exists with another"
                 f" partition count than {count}: every process of a group must use the"
-                " same 'partitions'"
+                " same 'partitions' (or, if the group's backlog may go, delete it first:"
+                f" bus.delete_group({self.pattern!r}, {self.group!r}))"
             )
 
     async def open(self) -> None:
