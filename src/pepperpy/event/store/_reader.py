@@ -204,7 +204,16 @@ class EventReader:
 
 
 class _ReaderIterator:
-    __slots__ = ("_buffer", "_cursor", "_done", "_index", "_page_size", "_reader", "_remaining")
+    __slots__ = (
+        "_buffer",
+        "_cursor",
+        "_done",
+        "_index",
+        "_page_size",
+        "_reader",
+        "_remaining",
+        "_scan",
+    )
 
     def __init__(self, reader: EventReader, page_size: int) -> None:
         self._reader = reader
@@ -214,6 +223,8 @@ class _ReaderIterator:
         self._done = False
         self._buffer: list[Event] = []
         self._index = 0
+        #: the least a limited, unfiltered page scans: doubled while pages come back short
+        self._scan = 0
 
     def __aiter__(self) -> _ReaderIterator:
         return self
@@ -238,8 +249,12 @@ class _ReaderIterator:
                 break
             size = self._page_size
             if remaining is not None and accept is None:
-                size = min(size, remaining)
+                size = min(size, max(remaining, self._scan))
             rows, cursor = await reader._fetch(self._cursor, size)
+            if len(rows) < size and cursor is not None:
+                # hidden events (of deleted streams) filled part of the page: scan more at
+                # a time, or a run of them costs a read per ``remaining`` rows
+                self._scan = 2 * size
             if accept is not None:
                 rows = [row for row in rows if accept(row)]
             if remaining is not None:
