@@ -41,6 +41,7 @@ from pepperpy.event.store import MemoryBackend
 from pepperpy.event.store.base import MINUTE, MinuteCount, from_micros
 from pepperpy.event.store.sqlite import SQLiteBackend
 from tests.helpers import eventually
+from tests.store.conformance_head import HeadConformance
 
 MakeStore = Callable[[], EventStore]
 
@@ -128,7 +129,7 @@ async def record_at(store: EventStore, times: Mapping[int, int]) -> None:
             await connection.close()
 
 
-class StoreConformance:
+class StoreConformance(HeadConformance):
     @pytest.fixture
     async def make_store(self, store_url: str) -> AsyncIterator[MakeStore]:
         stores: list[EventStore] = []

@@ -208,17 +208,26 @@ class Model:
 
     def read_all(
         self,
-        from_position: int,
+        from_position: int | None,
         streams: str | tuple[str, ...] | None,
         types: str | tuple[str, ...] | None,
         limit: int | None,
+        backwards: bool = False,
     ) -> list[MEvent]:
+        if backwards:
+            scanned = self.log[: None if from_position is None else from_position + 1][::-1]
+        else:
+            scanned = self.log[from_position or 0 :]
         events = [
             e
-            for e in self.log[from_position:]
+            for e in scanned
             if self.visible(e) and matches(streams, e.stream) and matches(types, e.type)
         ]
         return events if limit is None else events[:limit]
+
+    def head(self) -> int | None:
+        """The newest event's global position, hidden (deleted) ones included."""
+        return len(self.log) - 1 if self.log else None
 
     def stream_names(self, pattern: str | tuple[str, ...] | None) -> list[str]:
         return sorted(
@@ -689,7 +698,8 @@ class StoreMachine(RuleBasedStateMachine):
         self.check_events(got, self.model.get_stream(stream, start, backwards, limit), call)
 
     @rule(
-        from_position=st.one_of(st.integers(0, 12), st.just(MAX)),
+        from_position=st.one_of(st.none(), st.integers(0, 12), st.just(MAX)),
+        backwards=st.booleans(),
         streams=st.sampled_from(STREAM_PATTERNS),
         types=st.sampled_from(TYPE_PATTERNS),
         limit=st.one_of(st.none(), st.integers(0, 5)),
@@ -698,7 +708,8 @@ class StoreMachine(RuleBasedStateMachine):
     )
     def read_all(
         self,
-        from_position: int,
+        from_position: int | None,
+        backwards: bool,
         streams: str | tuple[str, ...] | None,
         types: str | tuple[str, ...] | None,
         limit: int | None,
@@ -706,18 +717,20 @@ class StoreMachine(RuleBasedStateMachine):
         handle: int,
     ) -> None:
         call = (
-            f"{self.name(handle)}.read_all({from_position}, streams={streams!r}, "
-            f"types={types!r}, limit={limit})"
+            f"{self.name(handle)}.read_all({from_position}, backwards={backwards}, "
+            f"streams={streams!r}, types={types!r}, limit={limit})"
         )
         note(call)
         reader = self.store(handle).read_all(
             from_position,
+            backwards=backwards,
             streams=list(streams) if isinstance(streams, tuple) else streams,
             types=list(types) if isinstance(types, tuple) else types,
             limit=limit,
         )
         got = self.run(self._read(reader, iterate))
-        self.check_events(got, self.model.read_all(from_position, streams, types, limit), call)
+        wanted = self.model.read_all(from_position, streams, types, limit, backwards)
+        self.check_events(got, wanted, call)
 
     @rule(
         from_position=st.one_of(st.integers(0, 12), st.just(MAX)),
@@ -848,6 +861,7 @@ class StoreMachine(RuleBasedStateMachine):
         got = self.run(self._read(store.read_all(), False))
         self.check_events(got, self.model.read_all(0, None, None, None), "read_all()")
         assert self.run(store.streams()) == self.model.stream_names(None), "streams()"
+        assert self.run(store.head()) == self.model.head(), "head()"
 
 
 # -- running it on every backend --------------------------------------------------------

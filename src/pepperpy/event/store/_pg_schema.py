@@ -19,7 +19,9 @@ from .base import AppendResult, FreshRecord, PendingAppend, StreamState, plan_gr
 
 __all__ = [
     "COUNT_BY_MINUTE",
+    "HEAD",
     "READ_ALL",
+    "READ_ALL_BACKWARDS",
     "READ_STREAM_BACKWARD",
     "READ_STREAM_FORWARD",
     "SCHEMA_LOCK",
@@ -105,12 +107,25 @@ WITH head AS (
 SELECT head.first, pg_notify($14, (head.first + $1)::text) FROM head
 """
 
-# the 13th column says whether the row is visible (its stream was not deleted past it)
-READ_ALL = f"""
+
+def _read_all(compare: str, order: str) -> str:
+    """A page of the log from global position ``$1`` on, at most ``$2`` rows, forwards
+    (``>=``) or backwards (``<=``, ``DESC``); the 13th column says whether the row is
+    visible (its stream was not deleted past it)."""
+    return f"""
 SELECT {", ".join("e." + name for name in COLUMNS.split(", "))}, e.position >= s.first_visible
 FROM pepperpy_events e JOIN pepperpy_streams s ON s.name = e.stream
-WHERE e.global_position >= $1 ORDER BY e.global_position LIMIT $2
+WHERE e.global_position {compare} $1 ORDER BY e.global_position {order} LIMIT $2
 """
+
+
+READ_ALL = _read_all(">=", "")
+READ_ALL_BACKWARDS = _read_all("<=", "DESC")
+
+#: the newest committed event's global position, hidden ones included (NULL: none). A
+#: writer takes positions under the ``pepperpy_head`` row lock, held until its commit, so
+#: the positions of transactions in flight are all above it: none can commit below it
+HEAD = "SELECT max(global_position) FROM pepperpy_events"
 
 
 #: the visible events recorded at or after ``$1``, counted by (minute, type), in code point

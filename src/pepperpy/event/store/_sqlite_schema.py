@@ -18,6 +18,7 @@ __all__ = [
     "COLUMNS",
     "COUNT_BY_MINUTE",
     "GREATEST_INDEXED_ID",
+    "HEAD",
     "INDEX_TAIL",
     "INSERT",
     "INSERT_PLAIN",
@@ -29,6 +30,7 @@ __all__ = [
     "NOTHING_WRITTEN",
     "READ_IT_IMMUTABLE",
     "READ_ALL",
+    "READ_ALL_BACKWARDS",
     "READ_STREAM_BACKWARD",
     "READ_STREAM_FORWARD",
     "STATES",
@@ -170,12 +172,22 @@ MIGRATIONS: tuple[str, ...] = (
 #: events at or past this global position (the tail) are not in stream_index and id_index yet
 TAIL_START = "(SELECT indexed_before FROM index_state)"
 
-# the 13th column says whether the row is visible (its stream was not deleted past it)
-READ_ALL = (
-    f"SELECT {', '.join('e.' + name for name in COLUMNS.split(', '))}, "
-    "e.position >= s.first_visible FROM events e JOIN streams s ON s.name = e.stream "
-    "WHERE e.global_position >= ? ORDER BY e.global_position LIMIT ?"
-)
+
+def _read_all(compare: str, order: str) -> str:
+    """A page of the log from a global position on, forwards (``>=``) or backwards
+    (``<=``, ``DESC``); the 13th column says whether the row is visible (its stream was
+    not deleted past it)."""
+    return (
+        f"SELECT {', '.join('e.' + name for name in COLUMNS.split(', '))}, "
+        "e.position >= s.first_visible FROM events e JOIN streams s ON s.name = e.stream "
+        f"WHERE e.global_position {compare} ? ORDER BY e.global_position {order} LIMIT ?"
+    )
+
+
+READ_ALL = _read_all(">=", "ASC")
+READ_ALL_BACKWARDS = _read_all("<=", "DESC")
+#: the newest event's global position, hidden ones included (NULL: none)
+HEAD = "SELECT max(global_position) FROM events"
 
 
 def _read_stream(order: str, compare: str) -> str:

@@ -278,18 +278,26 @@ class EventStore(StoreSecurity, StoreDecoding):
 
     def read_all(
         self,
-        from_position: int = 0,
+        from_position: int | None = None,
         *,
+        backwards: bool = False,
         streams: str | Sequence[str] | None = None,
         types: str | Sequence[str] | None = None,
         limit: int | None = None,
     ) -> EventReader:
         """The global log from ``from_position`` (inclusive), optionally filtered.
 
-        ``streams`` and ``types`` take one pattern or a list of patterns.
+        Forwards from ``from_position`` (default: the first event); backwards from
+        ``from_position`` (default: the newest event) down, newest first, as
+        ``get_stream`` reads a stream: ``read_all(backwards=True, limit=5)`` is the last
+        five events (one query, unless deleted streams' events are in the way).
+        ``streams`` and ``types`` take one pattern or a list of patterns; ``limit``
+        counts the events that pass them. Either way the log is read in pages, so memory
+        stays bounded and events of deleted streams are skipped.
         """
         self._check_open()
-        _check_position(from_position)
+        if from_position is not None:
+            _check_position(from_position)
         self._check_read(streams)
         backend = self._backend
         prepare = self._prepare if self.encryption is not None else None
@@ -299,7 +307,11 @@ class EventStore(StoreSecurity, StoreDecoding):
             self._check_open()
             if guard is not None:
                 await guard()
-            page = await backend.read_all(cursor or 0, size)
+            if backwards:
+                at = MAX_POSITION if cursor is None else cursor
+                page = await backend.read_all_backwards(at, size)
+            else:
+                page = await backend.read_all(cursor or 0, size)
             if prepare is not None:
                 await prepare(page.rows)
             return page.rows, (page.next_position if page.more else None)
@@ -323,7 +335,13 @@ class EventStore(StoreSecurity, StoreDecoding):
         """Follow the global log: catch up from ``from_position``, then live appends.
 
         Never skips an event that commits late and never yields one twice; resume after
-        a checkpoint with ``from_position=last.global_position + 1``. Closing the store
+        a checkpoint with ``from_position=last.global_position + 1``. To follow only the
+        events appended from now on, start past the head::
+
+            head = await store.head()
+            subscription = store.subscribe(0 if head is None else head + 1)
+
+        Every event appended after ``head()`` returned is delivered. Closing the store
         ends the subscription.
 
         An outage of the store (a lost connection, a server restarting) is ridden out: a
@@ -333,7 +351,7 @@ class EventStore(StoreSecurity, StoreDecoding):
         resume (``subscription.position``; iterating it again resumes there too).
         """
         self._check_open()
-        _check_position(from_position)
+        _check_position(from_position, _FROM_NOW_ON)
         if retry_for is not None:
             retry_for = check_seconds(retry_for, "retry_for", zero=True, error=ValueError)
         self._check_read(streams)
@@ -358,6 +376,21 @@ class EventStore(StoreSecurity, StoreDecoding):
         )
         self._subscriptions.add(subscription)
         return subscription
+
+    async def head(self) -> int | None:
+        """The global position of the newest event in the log, or None while it is empty.
+
+        One query on the built-in backends. Every event at or below it can be read now (unless
+        its stream was deleted: the head counts hidden events too, so it never moves
+        back), and none can appear below it later, on PostgreSQL too while other
+        transactions are in flight. So ``subscribe(head + 1)`` follows exactly the
+        events appended after this call, and ``read_all(head, backwards=True)`` reads
+        back from a fixed point. Needs ``read`` on the whole log (``#``), as
+        ``read_all()`` does: the head tells how busy every stream is.
+        """
+        self._check_open()
+        await self._acheck_read(None)
+        return await self._backend.head()
 
     async def streams(self, pattern: str = "#") -> list[str]:
         """Names of the streams (with visible events) matching ``pattern``, sorted."""
@@ -502,6 +535,19 @@ def _check_expected(expected: ExpectedVersion) -> None:
         )
 
 
-def _check_position(position: int) -> None:
+#: what a subscription given no usable position is told
+_FROM_NOW_ON = (
+    "; to follow only the events appended from now on, subscribe past the head: "
+    "head = await store.head(); store.subscribe(0 if head is None else head + 1)"
+)
+
+
+def _check_position(position: int, hint: str = "") -> None:
+    """Refuse a ``from_position`` no store holds; ``hint`` ends the error unless the
+    position is only too large."""
     if position.__class__ is not int or not 0 <= position <= MAX_POSITION:
-        raise ValueError(f"from_position must be an int from 0 to {MAX_POSITION}, got {position!r}")
+        if position.__class__ is int and position > MAX_POSITION:
+            hint = ""
+        raise ValueError(
+            f"from_position must be an int from 0 to {MAX_POSITION}, got {position!r}{hint}"
+        )

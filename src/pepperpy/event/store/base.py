@@ -16,14 +16,21 @@ Contract, checked by the store conformance suite (``tests/store/conformance.py``
 * ``read_stream`` / ``read_all`` return one page of :data:`Row` tuples, hiding events of
   deleted streams (positions below the stream's ``first_visible``). ``read_all`` scans
   ``limit`` rows of the log and says where the scan ended (:class:`LogPage`), so readers
-  move past hidden events instead of reading them again.
+  move past hidden events instead of reading them again; ``read_all_backwards`` scans
+  down from a position, newest first, the same way.
+* ``head()`` is the global position of the newest event written (hidden ones included),
+  None for an empty log: every event at or below it is committed, and none can appear
+  below it later.
 * ``wait(position)`` returns once an event at ``position`` or later may exist (it may
   return early; callers re-read), so live subscriptions need no busy polling.
 * ``close()`` releases connections and makes pending ``wait`` calls return.
 * ``count_by_minute(since)`` counts the visible events recorded since then by (minute,
-  type), exactly, from columns and indexes (no event decoded). It is the one method with
-  a default: a scan of the log through ``read_all``, so that a backend written before it
-  existed keeps working (exact, if slow); the built-in backends answer it from an index.
+  type), exactly, from columns and indexes (no event decoded). It has a default: a scan
+  of the log through ``read_all``, so that a backend written before it existed keeps
+  working (exact, if slow); the built-in backends answer it from an index. ``head`` and
+  ``read_all_backwards`` came later and have defaults built on ``read_all`` for the same
+  reason (a bisection, and windows read forwards); the built-in backends answer each
+  with one query.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ __all__ = [
     "check_snapshot_version",
     "from_micros",
     "log_page",
+    "log_page_backwards",
     "minute_counts",
     "plan_append",
     "plan_group",
@@ -147,7 +155,10 @@ class LogPage(NamedTuple):
     """A page of the global log: the visible rows among the next ``limit`` scanned.
 
     ``next_position`` is where the scan stopped (one past the last row scanned, visible
-    or not); ``more`` is False when the scan reached the end of the log.
+    or not); ``more`` is False when the scan reached the end of the log. Scanning
+    backwards (``read_all_backwards``), the rows come newest first, ``next_position`` is
+    one below the last row scanned and ``more`` is False when the scan reached the
+    log's first event.
     """
 
     rows: list[Row]
@@ -417,6 +428,15 @@ def log_page(scanned: Sequence[Row], from_position: int, limit: int) -> LogPage:
     return LogPage(rows, next_position, len(scanned) == limit)
 
 
+def log_page_backwards(scanned: Sequence[Row], from_position: int, limit: int) -> LogPage:
+    """:func:`log_page` for rows scanned downwards (newest first) from ``from_position``."""
+    rows = list(scanned)
+    next_position = rows[-1][0] - 1 if rows else -1
+    if not all(row[12] for row in rows):
+        rows = [row for row in rows if row[12]]
+    return LogPage(rows, next_position, len(scanned) == limit and next_position >= 0)
+
+
 def tally_minutes(rows: Iterable[Row], since: int, counts: dict[tuple[int, str], int]) -> None:
     """Add the ``rows`` recorded at or after ``since`` to ``counts`` by (minute, type).
 
@@ -458,6 +478,8 @@ _fromtimestamp = datetime.fromtimestamp
 
 #: rows a page of :meth:`StoreBackend.count_by_minute`'s fallback scan reads
 _SCAN_PAGE = 1000
+#: the greatest global position a store can hold (64-bit integers in SQL)
+_LAST_POSITION = 2**63 - 1
 
 
 class StoreBackend(abc.ABC):
@@ -481,6 +503,61 @@ class StoreBackend(abc.ABC):
     @abc.abstractmethod
     async def read_all(self, from_position: int, limit: int) -> LogPage:
         """Scan ``limit`` rows from ``from_position`` on, keeping the visible ones, in order."""
+
+    async def read_all_backwards(self, from_position: int, limit: int) -> LogPage:
+        """Scan ``limit`` rows at or below ``from_position`` downwards, keeping the visible
+        ones, newest first (see :class:`LogPage`).
+
+        The built-in backends answer with one query; this default, for backends written
+        before it existed, reads the window of ``limit`` positions below ``from_position``
+        forwards with :meth:`read_all` and turns it round. It is exact, and as cheap as a
+        forward page while positions are dense; across a wide gap in the positions it
+        reads one empty window per ``limit`` positions missing.
+        """
+        if limit <= 0:
+            return LogPage([], from_position, False)
+        low = max(0, from_position - limit + 1)
+        page = await self.read_all(low, from_position - low + 1)
+        if page.next_position == low and low > 0:  # nothing at or past low: from the head
+            head = await self.head()
+            if head is None:
+                return LogPage([], -1, False)
+            return await self.read_all_backwards(min(from_position, head), limit)
+        rows = [row for row in reversed(page.rows) if row[0] <= from_position]
+        return LogPage(rows, low - 1, low > 0)
+
+    async def head(self) -> int | None:
+        """The global position of the newest event written, hidden ones included (None:
+        the log is empty).
+
+        Every event at or below it is committed and readable (or hidden, if its stream was
+        deleted), and no event can appear below it later: the positions above it are
+        those of events appended after. The built-in backends answer with one query;
+        this default, for backends written before it existed, gallops then bisects with
+        one-row :meth:`read_all` scans (whose ``more`` says whether any event, visible or
+        not, is at or past a position): O(log n) reads.
+        """
+        page = await self.read_all(0, 1)
+        if not page.more:
+            return None
+        low, step = page.next_position - 1, 1  # an event is at low
+        while True:  # gallop: find a position with nothing at or past it
+            probe = min(low + step, _LAST_POSITION)
+            if probe <= low:
+                return low
+            page = await self.read_all(probe, 1)
+            if not page.more:
+                high = probe
+                break
+            low, step = page.next_position - 1, step * 2
+        while high - low > 1:  # an event is at low, none at or past high
+            middle = (low + high) // 2
+            page = await self.read_all(middle, 1)
+            if page.more:
+                low = page.next_position - 1
+            else:
+                high = middle
+        return low
 
     @abc.abstractmethod
     async def stream_state(self, stream: str) -> StreamState | None:

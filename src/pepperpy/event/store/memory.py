@@ -113,6 +113,24 @@ class MemoryBackend(StoreBackend):
         rows = [row for row in scanned if row[2] >= streams[row[1]].state.first_visible]
         return LogPage(rows, from_position + len(scanned), len(scanned) == limit)
 
+    async def read_all_backwards(self, from_position: int, limit: int) -> LogPage:
+        self._check_open()
+        top = min(from_position, len(self._log) - 1)
+        if top < 0 or limit <= 0:
+            return LogPage([], -1 if top < 0 else from_position, False)
+        bottom = max(0, top - limit + 1)
+        streams = self._streams
+        rows = [
+            row
+            for row in reversed(self._log[bottom : top + 1])
+            if row[2] >= streams[row[1]].state.first_visible
+        ]
+        return LogPage(rows, bottom - 1, bottom > 0)
+
+    async def head(self) -> int | None:
+        self._check_open()
+        return len(self._log) - 1 if self._log else None
+
     async def count_by_minute(self, since: int) -> list[MinuteCountRow]:
         """A pass over the whole log: memory holds no index on ``recorded_at``."""
         self._check_open()

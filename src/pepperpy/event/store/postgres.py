@@ -70,7 +70,9 @@ from ._pg_options import (
 from ._pg_pool import UNKNOWN, Pools
 from ._pg_schema import (
     COUNT_BY_MINUTE,
+    HEAD,
     READ_ALL,
+    READ_ALL_BACKWARDS,
     READ_STREAM_BACKWARD,
     READ_STREAM_FORWARD,
     SCHEMA_LOCK,
@@ -90,6 +92,7 @@ from .base import (
     StreamState,
     check_snapshot_version,
     log_page,
+    log_page_backwards,
     redact_url,
     settle,
 )
@@ -295,6 +298,19 @@ class PostgresBackend(StoreBackend):
             "read_all", lambda connection, _: connection.fetch(READ_ALL, from_position, limit)
         )
         return log_page(scanned, from_position, limit)
+
+    async def read_all_backwards(self, from_position: int, limit: int) -> LogPage:
+        scanned = await self._run(
+            "read_all",
+            lambda connection, _: connection.fetch(READ_ALL_BACKWARDS, from_position, limit),
+        )
+        return log_page_backwards(scanned, from_position, limit)
+
+    async def head(self) -> int | None:
+        """The newest committed event: positions are taken under a lock held until commit
+        (see the module), so a transaction in flight holds only positions above it."""
+        last: int | None = await self._run("head", lambda connection, _: connection.fetchval(HEAD))
+        return last
 
     async def count_by_minute(self, since: int) -> list[MinuteCountRow]:
         rows = await self._run(

@@ -38,9 +38,11 @@ from .._sqlite import abandon, check_busy_timeout, open_read_only, track_forks
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
     COUNT_BY_MINUTE,
+    HEAD,
     LIVE_STREAMS,
     NEXT_POSITION,
     READ_ALL,
+    READ_ALL_BACKWARDS,
     READ_IT_IMMUTABLE,
     READ_STREAM_BACKWARD,
     READ_STREAM_FORWARD,
@@ -67,6 +69,7 @@ from .base import (
     StreamState,
     check_snapshot_version,
     log_page,
+    log_page_backwards,
 )
 
 __all__ = ["SQLiteAccess", "SQLiteBackend", "SQLiteURL", "parse_access", "parse_url"]
@@ -597,6 +600,21 @@ class SQLiteBackend(StoreBackend):
             lambda connection: connection.execute(READ_ALL, (from_position, limit)).fetchall()
         )
         return log_page(scanned, from_position, limit)
+
+    async def read_all_backwards(self, from_position: int, limit: int) -> LogPage:
+        scanned = await self._read(
+            lambda connection: connection.execute(
+                READ_ALL_BACKWARDS, (from_position, limit)
+            ).fetchall()
+        )
+        return log_page_backwards(scanned, from_position, limit)
+
+    async def head(self) -> int | None:
+        """One committed snapshot's newest event: SQLite has one writer, which assigns
+        positions inside its transaction, so none can commit below it later."""
+        row = await self._read(lambda connection: connection.execute(HEAD).fetchone())
+        last: int | None = row[0]
+        return last
 
     async def count_by_minute(self, since: int) -> list[MinuteCountRow]:
         rows = await self._read(
