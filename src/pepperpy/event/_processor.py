@@ -18,13 +18,16 @@ import contextvars
 import inspect
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable
-from typing import Any, Protocol, TypeVar, cast, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload, runtime_checkable
 
 from ._cancel import resume_cancellation
 from ._event import Event
 from ._handlers import check_handler, is_async_callable
 from ._patterns import PatternIndex, parse_pattern
 from ._unmatched import Unmatched, UnmatchedMode, check_mode, check_overlap
+
+if TYPE_CHECKING:
+    from ._checkpoints import CheckpointStore
 
 __all__ = ["Attachment", "EventProcessor", "Middleware", "NextHandler"]
 
@@ -246,6 +249,10 @@ class EventProcessor:
         streams: str | list[str] | None = None,
         types: str | list[str] | None = None,
         unmatched: UnmatchedMode = "warn",
+        checkpoint: str | None = None,
+        checkpoints: CheckpointStore | str | None = None,
+        checkpoint_every: int = 100,
+        checkpoint_interval: float = 1.0,
     ) -> Attachment:
         """Feed this processor from a manager, a bus or an event store.
 
@@ -256,6 +263,12 @@ class EventProcessor:
         * ``attach(store, from_position=..., streams=..., types=...)`` starts a task that
           follows ``store.subscribe(...)``; ``pattern`` filters by event type when
           ``types`` is not given. ``await attachment.stop()`` ends it.
+        * ``attach(store, checkpoint="name")`` also resumes after the position saved
+          under that name (or at ``from_position``, if later), and saves the position of
+          each event once the processor is done with it: every ``checkpoint_every``
+          events, ``checkpoint_interval`` seconds after the first unsaved one, and when
+          the attachment ends. ``checkpoints`` is where (a :class:`CheckpointStore` or
+          URL; by default the event store's own database, as for ``EventReplay``).
 
         When the processor has handlers, a pattern (or ``types`` pattern) that can
         match none of theirs raises :class:`ConfigurationError`: every event it took
@@ -277,8 +290,24 @@ class EventProcessor:
         if group is not None and not is_bus:
             raise TypeError("group= applies to an EventBus only")
         is_store = not is_bus and not isinstance(source, EventManager)
-        if not is_store and (from_position != 0 or streams is not None or types is not None):
-            raise TypeError("from_position=, streams= and types= apply to an event store only")
+        if not is_store and (
+            from_position != 0
+            or streams is not None
+            or types is not None
+            or checkpoint is not None
+            or checkpoints is not None
+        ):
+            raise TypeError(
+                "from_position=, streams=, types=, checkpoint= and checkpoints= apply to "
+                "an event store only"
+            )
+        if checkpoint is None and (
+            checkpoints is not None or checkpoint_every != 100 or checkpoint_interval != 1.0
+        ):
+            raise TypeError(
+                "checkpoints=, checkpoint_every= and checkpoint_interval= apply with "
+                "checkpoint= only"
+            )
         if isinstance(source, EventManager):
             topic = "#" if pattern is None else pattern
             what = f"manager subscription {topic!r}"
@@ -311,11 +340,49 @@ class EventProcessor:
             events = source.subscribe(from_position, streams=streams, types=types)
             outcome = "passed over without a handler (the subscription moves past it)"
             policy = Unmatched(mode, what, self._patterns, outcome)
-            return Attachment(self, _TaskLink(self, policy, events))
+            if checkpoint is None:
+                return Attachment(self, _TaskLink(self, policy, events))
+            from ._processor_checkpoint import CheckpointedLink
+
+            # a refused checkpoint drops ``events`` unread: it holds nothing until iterated
+            link = CheckpointedLink.attach(
+                self,
+                policy,
+                source,
+                events,
+                checkpoint,
+                from_position=from_position,
+                streams=streams,
+                types=types,
+                checkpoints=checkpoints,
+                every=checkpoint_every,
+                interval=checkpoint_interval,
+            )
+            return Attachment(self, link)
         raise TypeError(
             "attach() takes an EventManager, an EventBus or an event store, "
             f"got {type(source).__name__}"
         )
+
+    async def reset_checkpoint(
+        self, store: Any, checkpoint: str, *, checkpoints: CheckpointStore | str | None = None
+    ) -> bool:
+        """Forget the checkpoint ``attach(store, checkpoint=...)`` saved; True if there was one.
+
+        The next attachment with that name starts at its ``from_position``. Reset a
+        checkpoint only while no attachment uses it.
+        """
+        from ._processor_checkpoint import checkpoint_key, checkpoints_for
+        from ._replay_options import check_store
+
+        check_store(store)
+        key = checkpoint_key(checkpoint)
+        where, owned = checkpoints_for(store, checkpoints)
+        try:
+            return await where.delete(key)
+        finally:
+            if owned:
+                await where.close()
 
     async def run(self, events: AsyncIterable[Event]) -> int:
         """Process every event of an async iterable in order; return how many ran.
@@ -493,6 +560,13 @@ class Attachment:
     def last_global_position(self) -> int | None:
         """Global position of the last event taken from a store, if any."""
         return self._link.last_global_position if isinstance(self._link, _TaskLink) else None
+
+    @property
+    def checkpoint_position(self) -> int | None:
+        """The global position the attachment's checkpoint holds, as this attachment last
+        loaded or saved it (None without ``checkpoint=``, or before any save)."""
+        saves = getattr(self._link, "saves", None)  # a CheckpointedLink's
+        return None if saves is None else cast("int | None", saves.saved)
 
     @property
     def running(self) -> bool:
