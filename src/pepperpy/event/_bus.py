@@ -126,8 +126,21 @@ class EventBus:
 
     # -- subscribing ------------------------------------------------------------------
 
-    def subscribe(self, pattern: str, *, group: str | None = None) -> Callable[[H], H]:
-        """Decorator: deliver events whose topic matches ``pattern`` to the handler.
+    @overload
+    def subscribe(
+        self, pattern: str, handler: None = None, *, group: str | None = None
+    ) -> Callable[[H], H]: ...
+
+    @overload
+    def subscribe(self, pattern: str, handler: H, *, group: str | None = None) -> H: ...
+
+    def subscribe(
+        self, pattern: str, handler: H | None = None, *, group: str | None = None
+    ) -> H | Callable[[H], H]:
+        """Deliver events whose topic matches ``pattern`` to the handler; returns it unchanged.
+
+        Usable as ``@bus.subscribe("orders.*")`` or ``bus.subscribe("orders.*", handler)``,
+        as ``manager.on`` is; both forms check the pattern and the handler alike.
 
         Handlers sharing a ``group`` (and pattern) share the work: each event reaches one
         of them, across processes on a distributed transport. The handler runs as the
@@ -144,6 +157,11 @@ class EventBus:
             self._check_caller_loop()  # registering it would need the bus's own loop
         if not isinstance(pattern, str):
             raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+        if isinstance(handler, str):  # subscribe(pattern, "billing"): a group meant
+            raise TypeError(
+                f"handler must be callable, got the str {handler!r}; group is keyword-only: "
+                f"subscribe({pattern!r}, group={handler!r})"
+            )
         parse_pattern(pattern)
         self.transport.check_pattern(pattern)
         if self.access is not None:
@@ -159,10 +177,10 @@ class EventBus:
             )
         principal = current_principal()
 
-        def decorator(handler: H) -> H:
-            check_handler(handler)
-            name = self._subscription_name(pattern, group, handler)
-            registration = Registration(handler, principal)
+        def decorator(func: H) -> H:
+            check_handler(func)
+            name = self._subscription_name(pattern, group, func)
+            registration = Registration(func, principal)
             deliver = deliverer(self, registration, pattern, group)
             sub = Subscription(pattern, deliver, group, name)
             self._registrations[sub] = registration
@@ -170,9 +188,11 @@ class EventBus:
             self._unregistered.append(sub)
             if self._started:
                 self._register_late()
-            return handler
+            return func
 
-        return decorator
+        if handler is None:
+            return decorator
+        return decorator(handler)
 
     def _check_subscribe(self, pattern: str) -> None:
         """Refuse a subscription that could receive data its principal may not see.
