@@ -143,7 +143,7 @@ async def test_a_dead_letter_that_cannot_be_published_leaves_the_event_for_later
         group="workers",
         pattern="jobs.*",
         prefix="p",
-        options=NatsOptions(max_deliver=2, partitions=1),
+        options=NatsOptions(max_deliveries=2, partitions=1),
         dead_letter=dead_letter,
     )
     poison = FakeMsg(Event("jobs.run", 1).to_json(), deliveries=3)

@@ -1,20 +1,31 @@
-"""The query options of a transport URL: one refusal of an unknown name for every transport.
+"""The options of a transport, from its URL's query or its keywords, checked alike everywhere.
 
 A transport's URL carries its own options and its driver's (``?partitions=8`` beside
 redis-py's ``socket_timeout``, ``?exchange=shop`` beside aio-pika's ``heartbeat``). A name
 that is neither (a typo: ``?exchnage=shop``) must be refused when the transport is made:
 passed on, the driver ignores it or fails later with its own error, and the option
-the user meant silently keeps its default.
+the user meant silently keeps its default. A keyword argument no transport takes is
+refused the same way, with the closest name suggested (Python 3.11 suggests none).
+
+One concept has one name on every transport (``max_deliveries``); a broker's own name for
+it (NATS's ``max_deliver``, RabbitMQ's ``delivery_limit``) is a synonym, accepted by
+keyword and in the URL, and giving both is refused.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection, Iterable
+import functools
+import inspect
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any, ParamSpec, TypeVar
 
 from .._errors import ConfigurationError
 
-__all__ = ["unknown_option"]
+__all__ = ["checked_keywords", "common_names", "unknown_option"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 def unknown_option(
@@ -48,3 +59,74 @@ def unknown_option(
         f"unknown parameter {name!r} in {where}{hint}: neither a transport option "
         f"({', '.join(ours)}) nor {driver}{listed}"
     )
+
+
+def common_names(
+    given: Mapping[str, Any], synonyms: Mapping[str, str], *, where: str
+) -> dict[str, Any]:
+    """``given`` with each synonym under its common name (``{"max_deliver": 3}`` gives
+    ``{"max_deliveries": 3}``, with ``synonyms`` ``{"max_deliver": "max_deliveries"}``).
+
+    Both names of one option in ``given`` raise :class:`ConfigurationError` naming both
+    (``where`` says where they were given), even when their values agree.
+    """
+    names = dict(given)
+    for synonym, common in synonyms.items():
+        if synonym in names:
+            if common in names:
+                raise both_names(common, synonym, where)
+            names[common] = names.pop(synonym)
+    return names
+
+
+def both_names(common: str, synonym: str, where: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{common!r} and {synonym!r} are one option ({synonym!r} is the broker's name for "
+        f"it), given twice in {where}: give {common!r} only"
+    )
+
+
+def checked_keywords(
+    synonyms: Mapping[str, str] | None = None,
+) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Refuse, before a transport's ``__init__`` runs, a keyword it does not take and a
+    keyword given under both its names.
+
+    An unknown keyword raises :class:`TypeError`, as Python's own check would, but naming
+    the closest option and listing them all (``RedisTransport(max_deliverys=3)``); a
+    synonym given with its common name (``max_deliveries=3, max_deliver=3``) raises
+    :class:`ConfigurationError` naming both. The signature stays the decorated one (for
+    ``inspect.signature``, type checkers and IDEs).
+    """
+    pairs = dict(synonyms or {})
+
+    def decorate(init: Callable[_P, _R]) -> Callable[_P, _R]:
+        parameters = inspect.signature(init).parameters.values()
+        known = [
+            p.name
+            for p in parameters
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"
+        ]
+        # suggested and listed by their common names only
+        shown = [name for name in known if name not in pairs and name != "url"]
+        owner = init.__qualname__.rpartition(".")[0] or init.__qualname__
+
+        @functools.wraps(init)
+        def checked(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            for name in kwargs:
+                if name not in known:
+                    close = difflib.get_close_matches(name, shown, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    options = ", ".join(sorted(shown))
+                    raise TypeError(
+                        f"{owner}() got an unexpected keyword argument {name!r}{hint}; "
+                        f"its options are {options}"
+                    )
+            for synonym, common in pairs.items():
+                if synonym in kwargs and common in kwargs:
+                    raise both_names(common, synonym, f"the keyword arguments of {owner}()")
+            return init(*args, **kwargs)
+
+        return checked
+
+    return decorate

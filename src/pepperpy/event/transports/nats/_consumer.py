@@ -425,7 +425,7 @@ class Consumer:
             )
             await self._settle(msg, ack=False, term=True)
             return
-        if deliveries > self._options.max_deliver:
+        if deliveries > self._options.max_deliveries:
             reason = (
                 f"delivered {deliveries - 1} times without being acknowledged "
                 "(its consumer crashed or exceeded ack_wait)"

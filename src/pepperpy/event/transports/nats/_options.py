@@ -1,19 +1,23 @@
-"""Settings of the NATS transport, from keyword arguments and the URL's query string."""
+"""Settings of the NATS transport, from keyword arguments and the URL's query string.
+
+:class:`NatsOptions` is the one list of the options and their defaults: the URL's query
+takes its field names, and ``NatsTransport``'s keyword arguments are its fields.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..._errors import ConfigurationError
 from ..._redact import redact_url
 from ..._seconds import check_seconds
-from .._url_options import unknown_option
+from .._url_options import common_names, unknown_option
 from ._subjects import check_prefix
 
-__all__ = ["NatsOptions", "parse_url"]
+__all__ = ["SYNONYMS", "NatsOptions", "parse_url"]
 
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _RETENTIONS = ("interest", "limits")
@@ -21,6 +25,9 @@ _RETENTIONS = ("interest", "limits")
 MAX_PARTITIONS = 64
 #: default ack_wait of the key lanes (see ``NatsOptions.lane_ack_wait``)
 LANE_ACK_WAIT = 10.0
+#: JetStream's names of options that have a common name on every transport: accepted
+#: as keywords and in the URL, meaning the same
+SYNONYMS = {"max_deliver": "max_deliveries"}
 
 
 @dataclass(frozen=True)
@@ -39,8 +46,10 @@ class NatsOptions:
     * ``lane_ack_wait``: the same for a group's key lanes (``None``: ``ack_wait`` or 10 s,
       whichever is shorter). A lane has one event in flight, so this also bounds how
       long a lane waits for an event lost with a connection before it moves on.
-    * ``max_deliver``: deliveries without acknowledgement (crashed or stuck consumers)
-      after which the event goes to ``deadletter.<topic>`` instead of the handler.
+    * ``max_deliveries``: deliveries without acknowledgement (crashed or stuck consumers,
+      failed deliveries) after which the event goes to ``deadletter.<topic>`` instead of
+      the handler; the name every transport uses. ``max_deliver``, JetStream's name, is
+      accepted too (and read back as a property).
     * ``max_ack_pending``: unkeyed events in flight per subscription (across all group
       members); keyed events of a group are in flight one per lane.
     * ``partitions``: key lanes: events with a key go to lane ``crc32(key) % partitions``,
@@ -69,7 +78,7 @@ class NatsOptions:
     replicas: int = 1
     ack_wait: float = 30.0
     lane_ack_wait: float | None = None
-    max_deliver: int = 5
+    max_deliveries: int = 5
     max_ack_pending: int = 1000
     partitions: int = 8
     inactive_threshold: float = 30.0
@@ -103,19 +112,25 @@ class NatsOptions:
                 check_seconds(getattr(self, name), name)
         for name in (
             "replicas",
-            "max_deliver",
+            "max_deliveries",
             "max_ack_pending",
             "partitions",
             "max_outstanding_pings",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
+                shown = " (or max_deliver)" if name == "max_deliveries" else ""
+                raise ConfigurationError(f"{name}{shown} must be an int >= 1, got {value!r}")
         if self.partitions > MAX_PARTITIONS:
             raise ConfigurationError(
                 f"partitions must be at most {MAX_PARTITIONS} (each is a consumer per group), "
                 f"got {self.partitions}"
             )
+
+    @property
+    def max_deliver(self) -> int:
+        """``max_deliveries`` under JetStream's name (for code written before it had one)."""
+        return self.max_deliveries
 
     @property
     def lane_wait(self) -> float:
@@ -128,12 +143,13 @@ class NatsOptions:
 _FIELD_TYPES = {f.name: f.type for f in fields(NatsOptions)}
 
 
-def parse_url(url: str, overrides: dict[str, Any]) -> tuple[list[str], NatsOptions]:
+def parse_url(url: str, keywords: NatsOptions) -> tuple[list[str], NatsOptions]:
     """Split ``nats://host:port?stream=S&prefix=P`` into server URLs and options.
 
     A cluster is a comma-separated list (``nats://a:4222,nats://b:4222?stream=S``); the
-    client picks any and fails over. Keyword ``overrides`` win over query parameters;
-    unknown names are refused.
+    client picks any and fails over. The options of ``keywords`` (the transport's keyword
+    arguments) that differ from the defaults win over query parameters, as on Redis;
+    unknown names are refused, and one option given under both its names.
     """
     if not isinstance(url, str):
         raise ConfigurationError(f"the NATS transport needs a URL string, got {url!r}")
@@ -148,15 +164,17 @@ def parse_url(url: str, overrides: dict[str, Any]) -> tuple[list[str], NatsOptio
             raise ConfigurationError(f"not a NATS URL: {_shown(url)!r} (expected nats://host:port)")
         servers.append(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
         for name, raw in parse_qsl(parts.query, keep_blank_values=True):
-            kind = _FIELD_TYPES.get(name)
+            kind = _FIELD_TYPES.get(SYNONYMS.get(name, name))
             if kind is None:  # nats-py takes nothing from the query: all of it is ours
                 raise unknown_option(name, where="the NATS URL", ours=_FIELD_TYPES)
             values[name] = _convert(name, raw, str(kind))
-    for name, value in overrides.items():
-        if name not in _FIELD_TYPES:
-            raise TypeError(f"NatsTransport() got an unexpected keyword argument {name!r}")
-        values[name] = value
-    return servers, NatsOptions(**values)
+    values = common_names(values, SYNONYMS, where="the NATS URL")
+    defaults = NatsOptions()
+    for field in fields(NatsOptions):
+        value = getattr(keywords, field.name)
+        if value != getattr(defaults, field.name):
+            values[field.name] = value
+    return servers, replace(defaults, **values)
 
 
 def _shown(url: str) -> str:

@@ -9,13 +9,14 @@ import json
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError, TransportError
 from ..._event import Event
 from ..._redact import redact_url
+from .._url_options import checked_keywords
 from ..base import (
     Subscription,
     Transport,
@@ -26,7 +27,7 @@ from ..base import (
 )
 from ._client import close_client
 from ._consumer import Consumer
-from ._options import parse_url
+from ._options import SYNONYMS, NatsOptions, parse_url
 from ._outage import Outages, describe
 from ._outcome import NotConnected, failed, may_be_stored
 from ._recovery import replace_client, restore_consumers
@@ -53,9 +54,11 @@ class NatsTransport(Transport):
 
     ``url`` is ``nats://[user:pass@]host:port`` (or a comma-separated list of them for a
     cluster) and may carry the options below in its query string
-    (``nats://127.0.0.1:4222?stream=ORDERS&prefix=orders``); keyword arguments win over
-    the query string. See :class:`NatsOptions` for each option and
-    ``docs/transport-nats.md`` for how the bus's semantics map onto JetStream.
+    (``nats://127.0.0.1:4222?stream=ORDERS&prefix=orders``); keyword arguments that
+    differ from the defaults win over the query string. See :class:`NatsOptions` for each
+    option (the keywords are its fields) and ``docs/transport-nats.md`` for how the bus's
+    semantics map onto JetStream. ``max_deliver``, JetStream's name for
+    ``max_deliveries``, is accepted too; giving both raises :class:`ConfigurationError`.
 
     ``publish`` returns once JetStream acknowledged the event (stored durably). Each
     ``publish`` call sends a ``Nats-Msg-Id`` of its own, which its retries reuse: a
@@ -64,8 +67,48 @@ class NatsTransport(Transport):
     acknowledge only after the subscription's handler finished.
     """
 
-    def __init__(self, url: str = "nats://127.0.0.1:4222", **options: Any) -> None:
-        self.servers, self.options = parse_url(url, options)
+    @checked_keywords(SYNONYMS)
+    def __init__(
+        self,
+        url: str = "nats://127.0.0.1:4222",
+        *,
+        stream: str = NatsOptions.stream,
+        prefix: str = NatsOptions.prefix,
+        retention: str = NatsOptions.retention,
+        max_age: float | None = NatsOptions.max_age,
+        replicas: int = NatsOptions.replicas,
+        ack_wait: float = NatsOptions.ack_wait,
+        lane_ack_wait: float | None = NatsOptions.lane_ack_wait,
+        max_deliveries: int = NatsOptions.max_deliveries,
+        max_deliver: int | None = None,
+        max_ack_pending: int = NatsOptions.max_ack_pending,
+        partitions: int = NatsOptions.partitions,
+        inactive_threshold: float = NatsOptions.inactive_threshold,
+        publish_timeout: float = NatsOptions.publish_timeout,
+        connect_timeout: float = NatsOptions.connect_timeout,
+        reconnect_wait: float = NatsOptions.reconnect_wait,
+        ping_interval: float = NatsOptions.ping_interval,
+        max_outstanding_pings: int = NatsOptions.max_outstanding_pings,
+    ) -> None:
+        keywords = NatsOptions(
+            stream=stream,
+            prefix=prefix,
+            retention=retention,
+            max_age=max_age,
+            replicas=replicas,
+            ack_wait=ack_wait,
+            lane_ack_wait=lane_ack_wait,
+            max_deliveries=max_deliveries if max_deliver is None else max_deliver,
+            max_ack_pending=max_ack_pending,
+            partitions=partitions,
+            inactive_threshold=inactive_threshold,
+            publish_timeout=publish_timeout,
+            connect_timeout=connect_timeout,
+            reconnect_wait=reconnect_wait,
+            ping_interval=ping_interval,
+            max_outstanding_pings=max_outstanding_pings,
+        )
+        self.servers, self.options = parse_url(url, keywords)
         #: the server URL(s), comma-separated, without options or passwords (for messages)
         self.server = ",".join(redact_url(server) for server in self.servers)
         self._nc: Client | None = None

@@ -18,7 +18,7 @@ How the bus's semantics map onto AMQP 0-9-1 (the full story is in
   balance the active partitions between them (see :class:`_Group`).
 * Messages are acknowledged only after ``sub.deliver`` returned; a consumer that dies
   leaves them unacknowledged and the broker redelivers them. A message redelivered
-  ``delivery_limit`` times (its consumer keeps crashing) is moved to ``deadletter.<topic>``.
+  ``max_deliveries`` times (its consumer keeps crashing) is moved to ``deadletter.<topic>``.
 """
 
 from ._transport import RabbitMQTransport

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..._errors import ConfigurationError
 from ..._redact import redact_url
-from .._url_options import unknown_option
+from .._url_options import common_names, unknown_option
 
 #: content type of a structured-mode CloudEvent (CloudEvents AMQP binding)
 CONTENT_TYPE = "application/cloudevents+json"
@@ -49,13 +49,18 @@ _DEFAULTS: dict[str, Any] = {
     "prefetch": 128,
     "partitions": 12,
     "queue_type": "quorum",
-    "delivery_limit": 10,
+    # well above the deliveries a group's rebalancing between processes can cause (see
+    # docs/transport-rabbitmq.md, "Poison messages")
+    "max_deliveries": 10,
     "rebalance_interval": 1.0,
     "ungrouped_expiry": 60.0,
     "connect_timeout": 10.0,
     "reconnect_interval": 1.0,
     "handover_grace": 5.0,
 }
+#: RabbitMQ's names of options that have a common name on every transport: accepted
+#: as keywords and in the URL, meaning the same
+SYNONYMS = {"delivery_limit": "max_deliveries"}
 _SECONDS = (
     "rebalance_interval",
     "ungrouped_expiry",
@@ -173,7 +178,7 @@ def split_options(
     ours: dict[str, Any] = {}
     rest: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name not in _DEFAULTS:
+        if SYNONYMS.get(name, name) not in _DEFAULTS:
             check = DRIVER_OPTIONS.get(name)
             if check is None and name not in driver_names:
                 raise unknown_option(
@@ -194,6 +199,7 @@ def split_options(
                 ours[name] = float(value) if name in _SECONDS else int(value)
             except ValueError as exc:
                 raise ConfigurationError(f"URL option {name}={value!r} is not a number") from exc
+    ours = common_names(ours, SYNONYMS, where="the RabbitMQ URL")
     options = {**_DEFAULTS, **ours, **given}
     check_options(options)
     return urlunsplit(parts._replace(query=urlencode(rest))), options
@@ -223,10 +229,11 @@ def check_options(options: dict[str, Any]) -> None:
         )
     if exchange.startswith("amq."):
         raise ConfigurationError(f"exchange names starting with 'amq.' are reserved: {exchange!r}")
-    for name, least in (("prefetch", 1), ("partitions", 1), ("delivery_limit", 0)):
+    for name, least in (("prefetch", 1), ("partitions", 1), ("max_deliveries", 0)):
         value = options[name]
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ConfigurationError(f"{name} must be an int >= {least}, got {value!r}")
+            shown = " (or delivery_limit)" if name == "max_deliveries" else ""
+            raise ConfigurationError(f"{name}{shown} must be an int >= {least}, got {value!r}")
     if options["partitions"] > LANES:
         raise ConfigurationError(f"partitions must be at most {LANES}, got {options['partitions']}")
     if options["queue_type"] not in ("quorum", "classic"):

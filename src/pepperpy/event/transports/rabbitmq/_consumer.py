@@ -244,7 +244,7 @@ class Consumer:
         Call it once the deliveries in progress finished (:meth:`finish_running`): the
         messages still unacknowledged then were never started, and the transport
         remembers them as such, so that the quorum queue counting their return as a
-        delivery does not bring them closer to ``delivery_limit``. Waits for the broker
+        delivery does not bring them closer to ``max_deliveries``. Waits for the broker
         until ``deadline`` (loop time; default: ``connect_timeout`` from now) and never
         raises: a channel of a lost connection is gone already.
         """
@@ -310,7 +310,7 @@ class Consumer:
         if delivery.routing_key != event.type and not matches(self.pattern, event.type):
             acks.ack(tag)  # routed by a key that disagrees with its type
             return
-        limit = self.transport.delivery_limit
+        limit = self.transport.max_deliveries
         if limit and delivery.redelivered:
             deliveries = _delivery_count(message.header.properties.headers)
             if self.queue_name is not None:  # returns of ours it never started do not count

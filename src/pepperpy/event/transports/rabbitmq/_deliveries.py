@@ -4,7 +4,7 @@ Quorum queues count every return of a message to its queue as a delivery
 (``x-delivery-count``), including the messages a member had prefetched but not started
 when it left gracefully or handed a partition over. The transport remembers those returns
 (per queue and message id, in this process), so that they do not bring a message closer
-to ``delivery_limit``; a crash leaves no such record, which is what stops a poison
+to ``max_deliveries``; a crash leaves no such record, which is what stops a poison
 message.
 """
 

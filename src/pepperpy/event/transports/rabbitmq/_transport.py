@@ -18,6 +18,7 @@ from ..._errors import ClosedError, ConfigurationError, PatternError, TransportE
 from ..._event import Event
 from ..._patterns import parse_pattern
 from ..._redact import redact_url
+from .._url_options import checked_keywords
 from ..base import (
     Subscription,
     Transport,
@@ -27,7 +28,7 @@ from ..base import (
     shutdown_sockets,
 )
 from ._channels import Probe, release_spent_observers
-from ._config import MAX_KEY_BYTES, RELEASED, split_options
+from ._config import MAX_KEY_BYTES, RELEASED, SYNONYMS, split_options
 from ._connect import connect_failure
 from ._consumer import Consumer
 from ._deliveries import UnstartedReturns
@@ -69,10 +70,12 @@ class RabbitMQTransport(Transport):
       partition, so its order holds. 12 splits evenly over 1, 2, 3, 4, 6 or 12 members.
     * ``queue_type``: ``"quorum"`` (replicated, the default) or ``"classic"`` for the
       group queues.
-    * ``delivery_limit``: once one message was delivered this many times without an
-      acknowledgement (its consumer crashed each time), the next delivery moves it to
-      ``deadletter.<topic>`` instead of handling it again (default 10; ``0`` disables
-      it). Counted by quorum queues only.
+    * ``max_deliveries`` (the name every transport uses; ``delivery_limit``, RabbitMQ's,
+      is accepted too, and giving both raises :class:`ConfigurationError`): once one
+      message was delivered this many times without an acknowledgement (its consumer
+      crashed each time), the next delivery moves it to ``deadletter.<topic>`` instead
+      of handling it again (default 10; ``0`` disables it). Counted by quorum queues
+      only.
     * ``rebalance_interval``: seconds between checks that balance a group's active
       partitions over its member processes (default 1).
     * ``ungrouped_expiry``: seconds an ungrouped subscription's queue outlives its
@@ -90,6 +93,7 @@ class RabbitMQTransport(Transport):
       ``docs/transport-rabbitmq.md``, "Per-key order across a connection loss".
     """
 
+    @checked_keywords(SYNONYMS)
     def __init__(
         self,
         url: str = "amqp://guest:guest@localhost:5672/",
@@ -98,6 +102,7 @@ class RabbitMQTransport(Transport):
         prefetch: int | None = None,
         partitions: int | None = None,
         queue_type: str | None = None,
+        max_deliveries: int | None = None,
         delivery_limit: int | None = None,
         rebalance_interval: float | None = None,
         ungrouped_expiry: float | None = None,
@@ -110,7 +115,7 @@ class RabbitMQTransport(Transport):
             "prefetch": prefetch,
             "partitions": partitions,
             "queue_type": queue_type,
-            "delivery_limit": delivery_limit,
+            "max_deliveries": max_deliveries if delivery_limit is None else delivery_limit,
             "rebalance_interval": rebalance_interval,
             "ungrouped_expiry": ungrouped_expiry,
             "connect_timeout": connect_timeout,
@@ -135,7 +140,7 @@ class RabbitMQTransport(Transport):
         self.prefetch: int = options["prefetch"]
         self.partitions: int = options["partitions"]
         self.queue_type: str = options["queue_type"]
-        self.delivery_limit: int = options["delivery_limit"]
+        self.max_deliveries: int = options["max_deliveries"]
         self.rebalance_interval: float = options["rebalance_interval"]
         self.ungrouped_expiry: float = options["ungrouped_expiry"]
         self.connect_timeout: float = options["connect_timeout"]
@@ -161,6 +166,11 @@ class RabbitMQTransport(Transport):
         #: logs once per outage (while not closed)
         self._outages = Outages(self.url, self.reconnect_interval, lambda: self._closed)
         self._closed = False
+
+    @property
+    def delivery_limit(self) -> int:
+        """``max_deliveries`` under RabbitMQ's name (for code written before it had one)."""
+        return self.max_deliveries
 
     # -- lifecycle --------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._event import Event
 from ..._redact import redact_url
+from .._url_options import checked_keywords
 from ..base import Subscription, Transport, check_key, resume_cancellation, shutdown_sockets
 from ._config import CLIENT_DEFAULTS, RedisOptions, client_options, parse_url, partition_of
 from ._group import GroupMember
@@ -57,6 +58,7 @@ class RedisTransport(Transport):
     (``redis://host/0?namespace=orders&partitions=32``); see :class:`RedisOptions`.
     """
 
+    @checked_keywords()
     def __init__(
         self,
         url: str = "redis://127.0.0.1:6379/0",
