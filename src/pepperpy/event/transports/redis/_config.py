@@ -169,7 +169,9 @@ def parse_url(url: str, options: RedisOptions) -> tuple[str, RedisOptions]:
         try:
             ours[name] = convert(value)
         except ValueError as exc:
-            raise ConfigurationError(f"bad {name}={value!r} in Redis URL {url!r}") from exc
+            raise ConfigurationError(
+                f"bad {name}={value!r} in the Redis URL {redact_url(url)!r}"
+            ) from exc
     known = {f.name for f in fields(RedisOptions)}
     defaults = RedisOptions()
     explicit = {
