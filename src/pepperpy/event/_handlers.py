@@ -12,6 +12,7 @@ from ._cancel import cancelling
 
 __all__ = [
     "Handler",
+    "binds",
     "call",
     "check_handler",
     "is_async_callable",
@@ -34,11 +35,19 @@ def is_async_callable(handler: Callable[..., Any]) -> bool:
 
 
 # what each kind of registration is called with, for each event (or dead letter)
-_ARGUMENTS = {"handler": ("event",), "error callback": ("dead_letter",)}
+_ARGUMENTS = {
+    "handler": ("event",),
+    "error callback": ("dead_letter",),
+    "middleware": ("event", "next_handler"),
+}
 
 
 def check_handler(
-    handler: object, what: str = "handler", takes: tuple[str, ...] | None = None
+    handler: object,
+    what: str = "handler",
+    takes: tuple[str, ...] | None = None,
+    *,
+    name: str | None = None,
 ) -> None:
     """Refuse what cannot be a handler: a non-callable, a generator function, or a
     callable that cannot be called with the arguments ``takes`` names.
@@ -52,8 +61,10 @@ def check_handler(
 
     ``takes`` names the positional arguments each call passes: ``("event",)`` for a
     handler, ``("dead_letter",)`` for an error callback (the defaults, from ``what``),
-    ``("state", "event")`` for a projection's. A handler with no parameter, or with a
-    second required one, would otherwise be taken and fail at every event.
+    ``("state", "event")`` for a projection's, ``("event", "next_handler")`` for a
+    middleware. A handler with no parameter, or with a second required one, would
+    otherwise be taken and fail at every event. ``name`` replaces the handler's own
+    name in the messages (say, to tell where a middleware came from).
     """
     if not callable(handler):
         raise TypeError(f"{what} must be callable, got {handler!r}")
@@ -69,13 +80,40 @@ def check_handler(
         kind = "a generator function"
     if kind is not None:
         raise TypeError(
-            f"{what} {_name(handler)} is {kind} (it contains a yield): calling it would run "
-            "none of its body, so it would never handle anything; remove the yield"
+            f"{what} {name or _name(handler)} is {kind} (it contains a yield): calling it "
+            "would run none of its body, so it would never handle anything; remove the yield"
         )
-    _check_arguments(handler, what, takes or _ARGUMENTS.get(what, ("event",)))
+    _check_arguments(handler, what, takes or _ARGUMENTS.get(what, ("event",)), name)
 
 
-def _check_arguments(handler: Callable[..., Any], what: str, takes: tuple[str, ...]) -> None:
+def binds(handler: object, takes: tuple[str, ...]) -> bool | None:
+    """Whether ``handler`` can be called with ``len(takes)`` positional values.
+
+    The same signature :func:`check_handler` reads; None when it cannot be read, False
+    when ``handler`` is not callable.
+    """
+    if not callable(handler):
+        return False
+    signature = _signature(handler)
+    if signature is None:
+        return None
+    try:
+        signature.bind(*(object() for _ in takes))
+    except TypeError:
+        return False
+    return True
+
+
+def _signature(handler: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(handler, follow_wrapped=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_arguments(
+    handler: Callable[..., Any], what: str, takes: tuple[str, ...], name: str | None = None
+) -> None:
     """Refuse ``handler`` when its signature cannot bind ``len(takes)`` positional values.
 
     The signature is the one of what is called: a ``functools.partial`` without what it
@@ -84,16 +122,15 @@ def _check_arguments(handler: Callable[..., Any], what: str, takes: tuple[str, .
     decorator may change the arguments). ``*args`` and defaults count. A callable whose
     signature cannot be read (some builtins, C extensions) is taken: nothing to go by.
     """
-    try:
-        signature = inspect.signature(handler, follow_wrapped=False)
-    except (TypeError, ValueError):
+    signature = _signature(handler)
+    if signature is None:
         return
     try:
         signature.bind(*(object() for _ in takes))
     except TypeError as exc:
         call = f"{what.rsplit(' ', 1)[-1]}({', '.join(takes)})"
         raise TypeError(
-            f"{what} {_name(handler)} cannot be called as {call}: it takes "
+            f"{what} {name or _name(handler)} cannot be called as {call}: it takes "
             f"{_parameters(signature)} ({exc})"
         ) from None
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload, runtim
 
 from ._cancel import resume_cancellation
 from ._event import Event
-from ._handlers import check_handler, is_async_callable
+from ._handlers import binds, check_handler, is_async_callable
 from ._patterns import PatternIndex, parse_pattern
 from ._unmatched import Unmatched, UnmatchedMode, check_mode, check_overlap
 
@@ -627,57 +627,29 @@ def _link(step: Middleware, inner: NextHandler) -> NextHandler:
     return run_sync
 
 
+_MIDDLEWARE_ARGUMENTS = ("event", "next_handler")
+
+
 def _as_step(func: Any) -> Middleware:
-    """The chain step ``func`` registers as, or a ``TypeError`` saying why it cannot be one."""
+    """The chain step ``func`` registers as, or a ``TypeError`` saying why it cannot be one.
+
+    The check is the one every registration uses (``check_handler``), for the call
+    ``middleware(event, next_handler)``: a generator function, or a callable whose
+    signature cannot take those two arguments, is refused here rather than failing (or
+    silently doing nothing) at every event.
+    """
     if inspect.isclass(func):
         # a class is callable, but calling it with (event, next_handler) constructs it
         raise TypeError(
             f"middleware must be an instance, not the class {func.__qualname__}: "
             f"pass {func.__name__}(...)"
         )
-    if isinstance(func, MiddlewareSource) and not _takes_two_args(func):
+    if isinstance(func, MiddlewareSource) and not binds(func, _MIDDLEWARE_ARGUMENTS):
         step = func.as_middleware()
-        _check_signature(step, f"{func!r}.as_middleware()")
+        source = f"{func!r}.as_middleware()"
+        if not callable(step) or inspect.isclass(step):
+            raise TypeError(f"{source} must return a middleware instance, got {step!r}")
+        check_handler(step, "middleware", _MIDDLEWARE_ARGUMENTS, name=f"from {source}")
         return step
-    if not callable(func):
-        raise TypeError(f"middleware must be callable, got {func!r}")
-    _check_signature(func, repr(func))
+    check_handler(func, "middleware", _MIDDLEWARE_ARGUMENTS)
     return cast(Middleware, func)
-
-
-def _check_signature(func: Any, what: str) -> None:
-    """Refuse a callable whose signature cannot take ``(event, next_handler)``.
-
-    Positional parameters, ``*args`` and defaults count; ``self`` of a bound method or of
-    a callable instance's ``__call__``, and what a ``functools.partial`` binds, do not.
-    A callable whose signature cannot be read (some builtins) is given the benefit of
-    the doubt.
-    """
-    if not callable(func) or inspect.isclass(func):
-        raise TypeError(f"middleware must be a callable instance, got {what}")
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):
-        return
-    try:
-        signature.bind(None, None)
-    except TypeError:
-        raise TypeError(
-            "middleware must be callable as func(event, next_handler), but "
-            f"{what} takes {signature}"
-        ) from None
-
-
-def _takes_two_args(func: Any) -> bool:
-    """True when ``func`` is itself a ``(event, next_handler)`` middleware."""
-    if not callable(func):
-        return False
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):
-        return False
-    try:
-        signature.bind(None, None)
-    except TypeError:
-        return False
-    return True
