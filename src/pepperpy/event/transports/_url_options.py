@@ -10,6 +10,10 @@ refused the same way, with the closest name suggested (Python 3.11 suggests none
 One concept has one name on every transport (``max_deliveries``); a broker's own name for
 it (NATS's ``max_deliver``, RabbitMQ's ``delivery_limit``) is a synonym, accepted by
 keyword and in the URL, and giving both is refused.
+
+A keyword argument given explicitly wins over the URL, whatever its value: its default in
+the signature is :func:`default` of the options class's field, which reads (and compares)
+as that value but tells :func:`given_keywords` that the keyword was not passed.
 """
 
 from __future__ import annotations
@@ -18,14 +22,50 @@ import difflib
 import functools
 import inspect
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from .._errors import ConfigurationError
 
-__all__ = ["checked_keywords", "common_names", "unknown_option"]
+__all__ = ["checked_keywords", "common_names", "default", "given_keywords", "unknown_option"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+_T = TypeVar("_T")
+
+
+class _Default:
+    """A keyword's default that was not overridden: shown, and equal, as its value."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:  # what help() and inspect.signature show
+        return repr(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _Default):
+            other = other.value
+        return bool(self.value == other)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+def default(value: _T) -> _T:
+    """The default of a transport keyword, ``value`` (an options class's field default).
+
+    Type checkers, ``help()`` and ``inspect.signature`` see ``value``; at run time it is a
+    marker, so that :func:`given_keywords` tells a keyword passed with the default's value
+    (``ack_wait=30.0``, which must win over ``?ack_wait=5`` in the URL) from one not passed.
+    """
+    return cast(_T, _Default(value))
+
+
+def given_keywords(keywords: Mapping[str, Any]) -> dict[str, Any]:
+    """The keywords of ``keywords`` that the caller passed (those not left at :func:`default`)."""
+    return {name: value for name, value in keywords.items() if not isinstance(value, _Default)}
 
 
 def unknown_option(

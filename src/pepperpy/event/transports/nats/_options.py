@@ -7,6 +7,7 @@ takes its field names, and ``NatsTransport``'s keyword arguments are its fields.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -143,12 +144,12 @@ class NatsOptions:
 _FIELD_TYPES = {f.name: f.type for f in fields(NatsOptions)}
 
 
-def parse_url(url: str, keywords: NatsOptions) -> tuple[list[str], NatsOptions]:
+def parse_url(url: str, given: Mapping[str, Any]) -> tuple[list[str], NatsOptions]:
     """Split ``nats://host:port?stream=S&prefix=P`` into server URLs and options.
 
     A cluster is a comma-separated list (``nats://a:4222,nats://b:4222?stream=S``); the
-    client picks any and fails over. The options of ``keywords`` (the transport's keyword
-    arguments) that differ from the defaults win over query parameters, as on Redis;
+    client picks any and fails over. ``given``, the keyword arguments the transport was
+    given explicitly, win over query parameters whatever their values, as on Redis;
     unknown names are refused, and one option given under both its names.
     """
     if not isinstance(url, str):
@@ -169,12 +170,7 @@ def parse_url(url: str, keywords: NatsOptions) -> tuple[list[str], NatsOptions]:
                 raise unknown_option(name, where="the NATS URL", ours=_FIELD_TYPES)
             values[name] = _convert(name, raw, str(kind))
     values = common_names(values, SYNONYMS, where="the NATS URL")
-    defaults = NatsOptions()
-    for field in fields(NatsOptions):
-        value = getattr(keywords, field.name)
-        if value != getattr(defaults, field.name):
-            values[field.name] = value
-    return servers, replace(defaults, **values)
+    return servers, replace(NatsOptions(), **{**values, **given})
 
 
 def _shown(url: str) -> str:

@@ -16,7 +16,7 @@ from ..._deps import require
 from ..._errors import ClosedError, TransportError
 from ..._event import Event
 from ..._redact import redact_url
-from .._url_options import checked_keywords
+from .._url_options import checked_keywords, default, given_keywords
 from ..base import (
     Subscription,
     Transport,
@@ -54,11 +54,12 @@ class NatsTransport(Transport):
 
     ``url`` is ``nats://[user:pass@]host:port`` (or a comma-separated list of them for a
     cluster) and may carry the options below in its query string
-    (``nats://127.0.0.1:4222?stream=ORDERS&prefix=orders``); keyword arguments that
-    differ from the defaults win over the query string. See :class:`NatsOptions` for each
-    option (the keywords are its fields) and ``docs/transport-nats.md`` for how the bus's
-    semantics map onto JetStream. ``max_deliver``, JetStream's name for
-    ``max_deliveries``, is accepted too; giving both raises :class:`ConfigurationError`.
+    (``nats://127.0.0.1:4222?stream=ORDERS&prefix=orders``); a keyword argument given
+    explicitly wins over the query string, even one equal to the default. See
+    :class:`NatsOptions` for each option (the keywords are its fields) and
+    ``docs/transport-nats.md`` for how the bus's semantics map onto JetStream.
+    ``max_deliver``, JetStream's name for ``max_deliveries``, is accepted too; giving both
+    raises :class:`ConfigurationError`.
 
     ``publish`` returns once JetStream acknowledged the event (stored durably). Each
     ``publish`` call sends a ``Nats-Msg-Id`` of its own, which its retries reuse: a
@@ -72,43 +73,47 @@ class NatsTransport(Transport):
         self,
         url: str = "nats://127.0.0.1:4222",
         *,
-        stream: str = NatsOptions.stream,
-        prefix: str = NatsOptions.prefix,
-        retention: str = NatsOptions.retention,
-        max_age: float | None = NatsOptions.max_age,
-        replicas: int = NatsOptions.replicas,
-        ack_wait: float = NatsOptions.ack_wait,
-        lane_ack_wait: float | None = NatsOptions.lane_ack_wait,
-        max_deliveries: int = NatsOptions.max_deliveries,
+        stream: str = default(NatsOptions.stream),
+        prefix: str = default(NatsOptions.prefix),
+        retention: str = default(NatsOptions.retention),
+        max_age: float | None = default(NatsOptions.max_age),
+        replicas: int = default(NatsOptions.replicas),
+        ack_wait: float = default(NatsOptions.ack_wait),
+        lane_ack_wait: float | None = default(NatsOptions.lane_ack_wait),
+        max_deliveries: int = default(NatsOptions.max_deliveries),
         max_deliver: int | None = None,
-        max_ack_pending: int = NatsOptions.max_ack_pending,
-        partitions: int = NatsOptions.partitions,
-        inactive_threshold: float = NatsOptions.inactive_threshold,
-        publish_timeout: float = NatsOptions.publish_timeout,
-        connect_timeout: float = NatsOptions.connect_timeout,
-        reconnect_wait: float = NatsOptions.reconnect_wait,
-        ping_interval: float = NatsOptions.ping_interval,
-        max_outstanding_pings: int = NatsOptions.max_outstanding_pings,
+        max_ack_pending: int = default(NatsOptions.max_ack_pending),
+        partitions: int = default(NatsOptions.partitions),
+        inactive_threshold: float = default(NatsOptions.inactive_threshold),
+        publish_timeout: float = default(NatsOptions.publish_timeout),
+        connect_timeout: float = default(NatsOptions.connect_timeout),
+        reconnect_wait: float = default(NatsOptions.reconnect_wait),
+        ping_interval: float = default(NatsOptions.ping_interval),
+        max_outstanding_pings: int = default(NatsOptions.max_outstanding_pings),
     ) -> None:
-        keywords = NatsOptions(
-            stream=stream,
-            prefix=prefix,
-            retention=retention,
-            max_age=max_age,
-            replicas=replicas,
-            ack_wait=ack_wait,
-            lane_ack_wait=lane_ack_wait,
-            max_deliveries=max_deliveries if max_deliver is None else max_deliver,
-            max_ack_pending=max_ack_pending,
-            partitions=partitions,
-            inactive_threshold=inactive_threshold,
-            publish_timeout=publish_timeout,
-            connect_timeout=connect_timeout,
-            reconnect_wait=reconnect_wait,
-            ping_interval=ping_interval,
-            max_outstanding_pings=max_outstanding_pings,
+        given = given_keywords(
+            {
+                "stream": stream,
+                "prefix": prefix,
+                "retention": retention,
+                "max_age": max_age,
+                "replicas": replicas,
+                "ack_wait": ack_wait,
+                "lane_ack_wait": lane_ack_wait,
+                "max_deliveries": max_deliveries,
+                "max_ack_pending": max_ack_pending,
+                "partitions": partitions,
+                "inactive_threshold": inactive_threshold,
+                "publish_timeout": publish_timeout,
+                "connect_timeout": connect_timeout,
+                "reconnect_wait": reconnect_wait,
+                "ping_interval": ping_interval,
+                "max_outstanding_pings": max_outstanding_pings,
+            }
         )
-        self.servers, self.options = parse_url(url, keywords)
+        if max_deliver is not None:  # checked_keywords refused it given with max_deliveries
+            given["max_deliveries"] = max_deliver
+        self.servers, self.options = parse_url(url, given)
         #: the server URL(s), comma-separated, without options or passwords (for messages)
         self.server = ",".join(redact_url(server) for server in self.servers)
         self._nc: Client | None = None

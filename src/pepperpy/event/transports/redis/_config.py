@@ -6,6 +6,7 @@ import inspect
 import math
 import re
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -134,13 +135,14 @@ _OPTIONAL = frozenset({"maxlen", "trim_interval"})
 _DB_PATH = re.compile(r"/?|/[0-9]+/?")
 
 
-def parse_url(url: str, options: RedisOptions) -> tuple[str, RedisOptions]:
+def parse_url(url: str, given: Mapping[str, Any]) -> tuple[str, RedisOptions]:
     """Split our options out of ``url``'s query string; the rest is for redis-py.
 
     ``redis://host:6379/0?namespace=orders&partitions=32`` gives redis-py
     ``redis://host:6379/0`` and options with that namespace and partition count.
-    Keyword arguments given to the transport win over the URL where they differ from
-    the defaults.
+    ``given``, the keyword arguments the transport was given explicitly, win over the
+    URL, whatever their values (``partitions=16`` over ``?partitions=8``, though 16 is
+    the default).
     """
     if not isinstance(url, str):
         raise ConfigurationError(f"the Redis URL must be a str, got {url!r}")
@@ -172,14 +174,7 @@ def parse_url(url: str, options: RedisOptions) -> tuple[str, RedisOptions]:
             raise ConfigurationError(
                 f"bad {name}={value!r} in the Redis URL {redact_url(url)!r}"
             ) from exc
-    known = {f.name for f in fields(RedisOptions)}
-    defaults = RedisOptions()
-    explicit = {
-        name: getattr(options, name)
-        for name in known
-        if getattr(options, name) != getattr(defaults, name)
-    }
-    merged = replace(defaults, **{**ours, **explicit})
+    merged = replace(RedisOptions(), **{**ours, **given})
     client_url = urlunsplit(parts._replace(query=urlencode(theirs)))
     if not parts.netloc:  # unix:///path: urlunsplit drops the "//" redis-py requires
         client_url = f"{parts.scheme}://{client_url[len(parts.scheme) + 1 :]}"

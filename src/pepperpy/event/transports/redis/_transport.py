@@ -12,7 +12,7 @@ from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._event import Event
 from ..._redact import redact_url
-from .._url_options import checked_keywords
+from .._url_options import checked_keywords, default, given_keywords
 from ..base import Subscription, Transport, check_key, resume_cancellation, shutdown_sockets
 from ._config import CLIENT_DEFAULTS, RedisOptions, client_options, parse_url, partition_of
 from ._group import GroupMember
@@ -55,7 +55,8 @@ class RedisTransport(Transport):
     partition count, so one key's events stay in one stream, in order. Groups are Redis
     consumer groups whose members lease partitions; ungrouped subscribers read live with
     ``XREAD``. Options may also be given in the URL's query string
-    (``redis://host/0?namespace=orders&partitions=32``); see :class:`RedisOptions`.
+    (``redis://host/0?namespace=orders&partitions=32``); see :class:`RedisOptions`. A
+    keyword argument given explicitly wins over the URL, even one equal to the default.
     """
 
     @checked_keywords()
@@ -63,36 +64,38 @@ class RedisTransport(Transport):
         self,
         url: str = "redis://127.0.0.1:6379/0",
         *,
-        namespace: str = RedisOptions.namespace,
-        partitions: int = RedisOptions.partitions,
-        batch_size: int = RedisOptions.batch_size,
-        lease_ttl: float = RedisOptions.lease_ttl,
-        max_deliveries: int = RedisOptions.max_deliveries,
-        maxlen: int | None = RedisOptions.maxlen,
-        replicas: int = RedisOptions.replicas,
-        connect_timeout: float = RedisOptions.connect_timeout,
-        max_backoff: float = RedisOptions.max_backoff,
-        trim_interval: float | None = RedisOptions.trim_interval,
-        retention: float = RedisOptions.retention,
+        namespace: str = default(RedisOptions.namespace),
+        partitions: int = default(RedisOptions.partitions),
+        batch_size: int = default(RedisOptions.batch_size),
+        lease_ttl: float = default(RedisOptions.lease_ttl),
+        max_deliveries: int = default(RedisOptions.max_deliveries),
+        maxlen: int | None = default(RedisOptions.maxlen),
+        replicas: int = default(RedisOptions.replicas),
+        connect_timeout: float = default(RedisOptions.connect_timeout),
+        max_backoff: float = default(RedisOptions.max_backoff),
+        trim_interval: float | None = default(RedisOptions.trim_interval),
+        retention: float = default(RedisOptions.retention),
     ) -> None:
         self._redis = require("redis.asyncio", extra="redis", feature=_FEATURE)
         self._exceptions = require("redis.exceptions", extra="redis", feature=_FEATURE)
         self._retry = require("redis.asyncio.retry", extra="redis", feature=_FEATURE)
         self._backoff = require("redis.backoff", extra="redis", feature=_FEATURE)
-        options = RedisOptions(
-            namespace=namespace,
-            partitions=partitions,
-            batch_size=batch_size,
-            lease_ttl=lease_ttl,
-            max_deliveries=max_deliveries,
-            maxlen=maxlen,
-            replicas=replicas,
-            connect_timeout=connect_timeout,
-            max_backoff=max_backoff,
-            trim_interval=trim_interval,
-            retention=retention,
+        given = given_keywords(
+            {
+                "namespace": namespace,
+                "partitions": partitions,
+                "batch_size": batch_size,
+                "lease_ttl": lease_ttl,
+                "max_deliveries": max_deliveries,
+                "maxlen": maxlen,
+                "replicas": replicas,
+                "connect_timeout": connect_timeout,
+                "max_backoff": max_backoff,
+                "trim_interval": trim_interval,
+                "retention": retention,
+            }
         )
-        self._client_url, self.options = parse_url(url, options)
+        self._client_url, self.options = parse_url(url, given)
         # refuse a bad URL here, not at the first publish
         self._url_options = client_options(self._client_url, self._redis.connection)
         self.url = url
