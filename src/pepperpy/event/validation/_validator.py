@@ -41,6 +41,7 @@ from ._nodes import (
     lists,
     surrogate_issue,
 )
+from ._pydantic_expected import pydantic_expected
 from ._python_schema import from_python_type
 from ._python_schema import is_pydantic_model as _is_pydantic
 from ._text_check import text_look, unencodable
@@ -268,10 +269,11 @@ class _Compiled:
         except PydanticError as exc:
             for error in exc.errors(include_url=False):
                 path = _pydantic_path(error.get("loc", ()))
+                # a missing field's input is the object it is missing from
+                missing = error.get("type") == "missing"
+                actual = "missing" if missing else describe(error.get("input"))
                 problems.append(
-                    ValidationProblem(
-                        path, str(error.get("type", "")), describe(error.get("input")), error["msg"]
-                    )
+                    ValidationProblem(path, pydantic_expected(error), actual, error["msg"])
                 )
         if problems:
             raise ValidationError(problems, event_type=self.event_type)
