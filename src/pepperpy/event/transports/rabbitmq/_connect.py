@@ -9,13 +9,32 @@ from urllib.parse import unquote, urlsplit
 
 from ..._redact import redact_url
 
-__all__ = ["connect_failure", "lost_reason", "virtual_host"]
+__all__ = ["connect_failure", "lost_reason", "may_come_up", "virtual_host"]
 
 
 def virtual_host(url: str) -> str:
     """The virtual host ``url`` opens, as aiormq reads it (no path: ``/``)."""
     path = urlsplit(url).path
     return "/" if path in ("", "/") else unquote(path[1:])
+
+
+def may_come_up(exc: BaseException, aiormq: Any) -> bool:
+    """Whether a first connection that failed with ``exc`` is worth trying again.
+
+    True when the broker could not be reached or dropped the connection before it
+    answered: refused (not running yet, as in a docker-compose start-up race), reset,
+    unreachable, a name that does not resolve yet. False when the broker answered and
+    said no (bad credentials: ``ACCESS_REFUSED``; a virtual host it refuses:
+    ``NOT_ALLOWED``, which aiormq raises as a frame error), which no retry changes, and
+    for a timeout (the time is up). ``aiormq`` is the module.
+    """
+    errors = aiormq.exceptions
+    if isinstance(exc, TimeoutError) or not isinstance(exc, OSError):
+        return False
+    return not isinstance(
+        exc,
+        errors.AuthenticationError | errors.ProbableAuthenticationError | errors.ConnectionClosed,
+    )
 
 
 def connect_failure(url: str, exc: BaseException) -> str:

@@ -15,14 +15,22 @@ closed a channel and reopening it failed: a real error), is left as it is. What 
 transport logs instead (:class:`Outages`, logger ``pepperpy.event.transports.rabbitmq``):
 a WARNING when the connection is lost, an INFO when it is back, once per outage whatever
 the retries.
+
+:func:`quiet_failed_connects` does the same for aiormq's own ERROR (logger
+``aiormq.connection``, unprefixed: ``error when creating transport: <AMQPConnectionError:
+(111, "Connect call failed ...")>``) on each first connection ``start()`` tries while the
+broker refuses: ``start()`` retries, and raises a :class:`TransportError` with that very
+error if it never gets through, so the line said nothing new, once per try.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..._redact import redact_url
@@ -31,7 +39,13 @@ from ._connect import lost_reason
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustConnection
 
-__all__ = ["Outages", "QuietChannelReopens", "quiet_channel_reopens"]
+__all__ = [
+    "Outages",
+    "QuietChannelReopens",
+    "QuietFailedConnects",
+    "quiet_channel_reopens",
+    "quiet_failed_connects",
+]
 
 logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
 
@@ -95,6 +109,66 @@ def quiet_channel_reopens(connection: AbstractRobustConnection) -> None:
         _filter = QuietChannelReopens()
         logging.getLogger(CALLBACK_LOGGER).addFilter(_filter)
     _filter.connections.add(connection)
+
+
+#: aiormq's logger, and the message it logs each failed TCP connect with
+CONNECT_LOGGER = "aiormq.connection"
+CONNECT_FAILED = "error when creating transport: %r"
+
+
+class _Attempt:
+    """A ``start()`` trying to connect; ``active`` until that try is over."""
+
+    __slots__ = ("active",)
+
+    def __init__(self) -> None:
+        self.active = True
+
+
+#: the try under way in this context. aiormq logs from tasks the connection starts, and a
+#: task starts with a copy of its creator's context: they see the try that made them, and
+#: its ``active`` turns False once the try is over (the connection's reconnection task,
+#: made then, lives on)
+_attempt: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
+    "pepperpy_rabbitmq_connect_attempt", default=None
+)
+
+
+class QuietFailedConnects(logging.Filter):
+    """Demotes aiormq's ERROR ``error when creating transport`` to DEBUG when it comes
+    from a first connection ``start()`` is trying (see :func:`quiet_failed_connects`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        attempt = _attempt.get()
+        if record.msg != CONNECT_FAILED or attempt is None or not attempt.active:
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        text = record.getMessage()
+        record.msg, record.args = f"{text} (start() retries, or raises it)", ()
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return True
+
+
+_connect_filter: QuietFailedConnects | None = None
+
+
+@contextlib.contextmanager
+def quiet_failed_connects() -> Iterator[None]:
+    """Within it, aiormq's ERROR for a connection that could not be made is DEBUG: the
+    caller (``start()``) retries or raises the error itself. Connections made elsewhere,
+    and this one's reconnections after the block, log as before."""
+    global _connect_filter
+    if _connect_filter is None:
+        _connect_filter = QuietFailedConnects()
+        logging.getLogger(CONNECT_LOGGER).addFilter(_connect_filter)
+    attempt = _Attempt()
+    token = _attempt.set(attempt)
+    try:
+        yield
+    finally:
+        attempt.active = False
+        _attempt.reset(token)
 
 
 class Outages:

@@ -7,6 +7,7 @@ consuming in ``_consumer`` (with ``_acks``, ``_handover`` and ``_deliveries``), 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import uuid
@@ -29,11 +30,11 @@ from ..base import (
 )
 from ._channels import Probe, release_spent_observers
 from ._config import MAX_KEY_BYTES, RELEASED, SYNONYMS, split_options
-from ._connect import connect_failure
+from ._connect import connect_failure, may_come_up
 from ._consumer import Consumer
 from ._deliveries import UnstartedReturns
 from ._group import Group, delete_group
-from ._logs import Outages
+from ._logs import Outages, quiet_failed_connects
 from ._publish import publish
 from ._subscribe import join_alone, join_group, leave_alone, leave_group
 
@@ -82,7 +83,8 @@ class RabbitMQTransport(Transport):
       consumer (default 60): a reconnect within it loses nothing; after it the broker
       deletes the queue, so an exited process leaves no backlog behind.
     * ``connect_timeout``, ``reconnect_interval``: seconds to wait for the broker
-      (default 10), and between reconnection attempts after it went away (default 1).
+      (default 10), and between connection attempts, at start and after it went away
+      (default 1).
       ``start()``, ``publish()`` and ``subscribe()`` wait at most ``connect_timeout``
       for an unreachable broker before raising :class:`TransportError`; ``close()``
       waits at most that long for it once the deliveries in progress finished.
@@ -166,6 +168,9 @@ class RabbitMQTransport(Transport):
         #: logs once per outage (while not closed)
         self._outages = Outages(self.url, self.reconnect_interval, lambda: self._closed)
         self._closed = False
+        #: set by close(): ends start()'s pause between tries to reach the broker (made by
+        #: each start(), in its event loop)
+        self._closing: asyncio.Event | None = None
 
     @property
     def delivery_limit(self) -> int:
@@ -176,6 +181,12 @@ class RabbitMQTransport(Transport):
 
     async def start(self) -> None:
         """Connect and declare the exchange, within ``connect_timeout``.
+
+        A broker that cannot be reached yet (connection refused or reset, as while it
+        starts up) is tried again every ``reconnect_interval`` until ``connect_timeout``
+        is up, then :class:`TransportError` is raised with the last failure; one that
+        answers and refuses (bad credentials, a virtual host it does not open) fails at
+        once. ``close()`` meanwhile ends the tries with :class:`ClosedError`.
 
         The connection then reconnects by itself (every ``reconnect_interval``) after a
         network failure or broker restart. Cancelled or failing half-way, ``start()``
@@ -189,29 +200,7 @@ class RabbitMQTransport(Transport):
         aio_pika = self._aio_pika
         deadline = self._deadline()
         since = cancelling()  # it may run in the cleanup of a cancelled task
-        # what connect_robust does, with the connection in hand: its connect() starts a
-        # task that goes on connecting (and reconnecting) when the caller is cancelled,
-        # and only the connection can stop it and close what it opened
-        try:
-            connection = aio_pika.RobustConnection(
-                self.url,
-                reconnect_interval=self.reconnect_interval,
-                client_properties={"connection_name": self.connection_name},
-            )
-        except ValueError as exc:  # the URL, which __init__ checked: not expected
-            raise ConfigurationError(f"bad RabbitMQ URL {redact_url(self.url)}: {exc}") from None
-        try:
-            await connection.connect(timeout=self.connect_timeout)
-        except (
-            TimeoutError,
-            OSError,
-            aio_pika.exceptions.AMQPError,
-            asyncio.CancelledError,
-        ) as exc:
-            await self._discard(connection)
-            if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller(since):
-                raise
-            raise TransportError(connect_failure(self.url, exc)) from exc
+        connection = await self._first_connection(deadline, since)
         try:
             async with asyncio.timeout_at(deadline):
                 channel = await connection.channel(publisher_confirms=True)
@@ -231,9 +220,74 @@ class RabbitMQTransport(Transport):
             raise TransportError(
                 f"RabbitMQ at {redact_url(self.url)} went away while starting: {exc!r}"
             ) from exc
+        if self._closed:  # close() ran meanwhile: it had no connection to close
+            await self._discard(connection)
+            raise ClosedError("the RabbitMQ transport was closed while it started")
         self._connection = connection
         self._publisher = channel
         self._outages.watch(connection)
+
+    async def _first_connection(self, deadline: float, since: int) -> AbstractRobustConnection:
+        """A connected robust connection, tried until ``deadline`` while the broker cannot
+        be reached (see :meth:`start`); ``since`` is the caller's :func:`cancelling`."""
+        aio_pika = self._aio_pika
+        loop = asyncio.get_running_loop()
+        closing = self._closing = asyncio.Event()
+        began = loop.time()
+        tries = 0
+        #: the last failure other than running out of time, the one worth reporting
+        last: BaseException | None = None
+        while True:
+            tries += 1
+            # what connect_robust does, with the connection in hand: its connect() starts
+            # a task that goes on connecting (and reconnecting) when the caller is
+            # cancelled, and only the connection can stop it and close what it opened
+            try:
+                connection: AbstractRobustConnection = aio_pika.RobustConnection(
+                    self.url,
+                    reconnect_interval=self.reconnect_interval,
+                    client_properties={"connection_name": self.connection_name},
+                )
+            except ValueError as exc:  # the URL, which __init__ checked: not expected
+                raise ConfigurationError(
+                    f"bad RabbitMQ URL {redact_url(self.url)}: {exc}"
+                ) from None
+            try:
+                with quiet_failed_connects():
+                    # the whole of it, even with ?fail_fast=0 (aio-pika then retries
+                    # within connect(), which its timeout does not bound)
+                    async with asyncio.timeout_at(deadline):
+                        await connection.connect(timeout=max(deadline - loop.time(), 0.001))
+                return connection
+            except (
+                TimeoutError,
+                OSError,
+                aio_pika.exceptions.AMQPError,
+                asyncio.CancelledError,
+            ) as exc:
+                await self._discard(connection)
+                if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller(since):
+                    raise
+                pause = min(self.reconnect_interval, deadline - loop.time())
+                if self._closed:
+                    raise ClosedError("the RabbitMQ transport was closed while it started") from exc
+                if not may_come_up(exc, self._aiormq) or pause <= 0:
+                    # a try cut short by the deadline says less than the one before it
+                    shown = last if isinstance(exc, TimeoutError) and last else exc
+                    waited = (
+                        f" (tried {tries} times in {loop.time() - began:.1f}s; "
+                        f"connect_timeout is {self.connect_timeout:g}s)"
+                    )
+                    raise TransportError(
+                        connect_failure(self.url, shown) + (waited if tries > 1 else "")
+                    ) from shown
+                last = exc
+                logger.debug("RabbitMQ at %s not reachable yet: %r", redact_url(self.url), exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await closing.wait()
+            if self._closed:
+                raise ClosedError("the RabbitMQ transport was closed while it started")
 
     async def _discard(self, connection: AbstractRobustConnection) -> None:
         """Close a connection ``start()`` does not keep, within ``connect_timeout``.
@@ -282,6 +336,8 @@ class RabbitMQTransport(Transport):
         if self._closed:
             return
         self._closed = True
+        if self._closing is not None:
+            self._closing.set()
         connection = self._connection
         try:
             await self._stop_consuming()
