@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import sys
 import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
@@ -530,6 +531,22 @@ def test_a_schema_nested_too_deeply_to_compile_is_a_configuration_error() -> Non
     with pytest.raises(ConfigurationError, match="nested too deeply"):
         validator.register("user.created", schema)
     assert "user.created" not in validator
+
+
+def test_too_deep_a_schema_is_refused_whatever_the_recursion_limit() -> None:
+    """The refusal came from a RecursionError while compiling, so it depended on the
+    process-wide recursion limit, which validation raises while any thread walks deep
+    data: a CI run registered this 400-level schema instead of refusing it."""
+    schema: dict[str, Any] = {"type": "integer"}
+    for _ in range(400):
+        schema = {"type": "object", "properties": {"a": schema}}
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(50_000)
+    try:
+        with pytest.raises(ConfigurationError, match="nested too deeply to compile \\(more than"):
+            EventValidator().register("user.created", schema)
+    finally:
+        sys.setrecursionlimit(before)
 
 
 # -- versions and upcasters -----------------------------------------------------------

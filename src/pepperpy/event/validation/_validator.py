@@ -290,6 +290,9 @@ class _Compiled:
 
 #: most lists and objects pydantic's JSON parser (jiter) reads, fixed in pydantic-core
 _PYDANTIC_DEPTH = 201
+#: the deepest JSON Schema document registered: a schema for data MAX_DEPTH levels deep
+#: nests about two levels (the schema, its ``properties``) per level of data
+MAX_SCHEMA_NESTING = 2 * MAX_DEPTH + 2
 
 
 def _too_deep_problem(*, pydantic: bool = False) -> ValidationProblem:
@@ -495,6 +498,13 @@ class EventValidator:
         if version in self._schemas.get(event_type, {}):
             raise ConfigurationError(f"{event_type!r} version {version} already has a schema")
         lax = self.coerce if coerce is None else bool(coerce)
+        if isinstance(schema, Mapping) and nested_deeper(dict(schema), MAX_SCHEMA_NESTING):
+            # measured, not left to a RecursionError, which comes sooner or later with the
+            # caller's depth and with the recursion limit another thread may have raised
+            raise ConfigurationError(
+                f"the schema of {event_type!r} version {version} is nested too deeply to"
+                f" compile (more than {MAX_SCHEMA_NESTING} levels of objects and lists)"
+            )
         try:  # compiled before anything is recorded: a refused schema leaves no trace
             compiled = _Compiled(event_type, version, schema, extra, lax)
         except RecursionError:
