@@ -62,6 +62,10 @@ class View:
         self.counts = {key: bytearray() for key in keys}  # deliveries per seq (saturating)
         self.first_order = {key: array("I") for key in keys}  # seqs in first-delivery order
         self.max_first = dict.fromkeys(keys, -1)
+        #: seqs below ``checked`` were looked at; those not delivered then are in ``gaps``
+        #: (so a live count of what is missing costs the new seqs, not the whole run)
+        self.checked = dict.fromkeys(keys, 0)
+        self.gaps: dict[str, set[int]] = {key: set() for key in keys}
         self.delivered = 0
         self.repeats: list[str] = []  # the first deliveries past the first, with when
         self.late_firsts = 0  # first deliveries of a seq below one already delivered
@@ -256,23 +260,26 @@ class BusSoak:
     # -- checking -----------------------------------------------------------------
 
     def missing(self, view: View, older_than: float | None = None) -> int:
-        """Acknowledged publishes ``view`` never got (all of them, or, with
+        """Acknowledged publishes ``view`` has not got (all of them, or, with
         ``older_than``, those published before the last ``older_than`` seconds: a rough
-        live figure, since seqs are published at a steady pace)."""
+        live figure, since seqs are published at a steady pace). Incremental: each call
+        looks at the seqs published since the last one and at the gaps it left."""
         total = 0
         for key in self.keys:
-            status, counts = self.status[key], self.counts_of(view, key)
-            end = len(status)
+            status, counts, gaps = self.status[key], view.counts[key], view.gaps[key]
+            end = self.next_seq[key]
             if older_than is not None:
-                end = max(0, self.next_seq[key] - int(older_than * self.rate / len(self.keys)))
-            for seq in range(min(end, self.next_seq[key])):
-                if status[seq] == OK and (seq >= len(counts) or counts[seq] == 0):
+                end = max(0, end - int(older_than * self.rate / len(self.keys)))
+            for seq in range(view.checked[key], end):
+                if status[seq] in (OK, PENDING) and (seq >= len(counts) or counts[seq] == 0):
+                    gaps.add(seq)
+            view.checked[key] = max(view.checked[key], end)
+            for seq in list(gaps):
+                if (seq < len(counts) and counts[seq]) or status[seq] not in (OK, PENDING):
+                    gaps.discard(seq)
+                elif status[seq] == OK and seq < end:
                     total += 1
         return total
-
-    @staticmethod
-    def counts_of(view: View, key: str) -> bytearray:
-        return view.counts[key]
 
     def view_report(self, view: View) -> dict[str, Any]:
         missing: list[str] = []

@@ -377,6 +377,8 @@ class Soak:
                 self.drain_buses(), *(s.drain(DRAIN_LIMIT) for s in self.stores)
             )
             sampler.take()
+            for task in background:  # the checks below take the loop for a while
+                task.cancel()
             self.logs.phase = "close"
             report = await self.finish()
             report["drain_s"] = drained[0]
