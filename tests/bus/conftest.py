@@ -153,3 +153,22 @@ def nats_through_proxy(proxy: FaultProxy, names: dict[str, str]) -> Callable[...
         return NatsTransport(f"nats://127.0.0.1:{proxy.port}", **names, **options)
 
     return make
+
+
+@pytest.fixture
+async def rabbitmq_transports(amqp_url: str) -> AsyncIterator[Callable[..., RabbitMQTransport]]:
+    """RabbitMQ transports on one exchange unique to the test; their topology is deleted
+    after it."""
+    exchange = unique_name("pep.x")
+    made: list[RabbitMQTransport] = []
+
+    def make(**options: Any) -> RabbitMQTransport:
+        options.setdefault("exchange", exchange)
+        transport = RabbitMQTransport(amqp_url, **options)
+        made.append(transport)
+        return transport
+
+    yield make
+    for transport in made:
+        await transport.close()
+        await transport.delete_topology()

@@ -39,30 +39,12 @@ from tests.helpers import eventually, settle
 pytestmark = pytest.mark.rabbitmq
 
 
-@pytest.fixture
-async def make_transport(amqp_url: str) -> AsyncIterator[Callable[..., RabbitMQTransport]]:
-    """Transports on one exchange unique to the test; their topology is deleted after it."""
-    exchange = unique_name("pep.x")
-    made: list[RabbitMQTransport] = []
-
-    def make(**options: Any) -> RabbitMQTransport:
-        options.setdefault("exchange", exchange)
-        transport = RabbitMQTransport(amqp_url, **options)
-        made.append(transport)
-        return transport
-
-    yield make
-    for transport in made:
-        await transport.close()
-        await transport.delete_topology()
-
-
 class TestRabbitMQBus(BusConformance):
     @pytest.fixture
     def transport_factory(
-        self, make_transport: Callable[..., RabbitMQTransport]
+        self, rabbitmq_transports: Callable[..., RabbitMQTransport]
     ) -> Callable[[], RabbitMQTransport]:
-        return make_transport
+        return rabbitmq_transports
 
 
 class TestRabbitMQBusOnePartitionClassic(BusConformance):
@@ -70,9 +52,9 @@ class TestRabbitMQBusOnePartitionClassic(BusConformance):
 
     @pytest.fixture
     def transport_factory(
-        self, make_transport: Callable[..., RabbitMQTransport]
+        self, rabbitmq_transports: Callable[..., RabbitMQTransport]
     ) -> Callable[[], RabbitMQTransport]:
-        return lambda: make_transport(partitions=1, queue_type="classic")
+        return lambda: rabbitmq_transports(partitions=1, queue_type="classic")
 
 
 # -- helpers for the multi-process tests ----------------------------------------------
@@ -147,11 +129,11 @@ async def join_to_clean_up(transport: RabbitMQTransport, pattern: str, group: st
 @pytest.mark.slow
 async def test_three_workers_one_killed_midway_every_event_is_processed(
     amqp_url: str,
-    make_transport: Callable[..., RabbitMQTransport],
+    rabbitmq_transports: Callable[..., RabbitMQTransport],
     workers: list[Worker],
     tmp_path: Path,
 ) -> None:
-    publisher = make_transport()
+    publisher = rabbitmq_transports()
     exchange, root, group = publisher.exchange_name, unique_name("t"), unique_name("g")
     pattern, count = f"{root}.jobs.*", 10_000
     for i in range(3):
@@ -188,17 +170,17 @@ async def test_three_workers_one_killed_midway_every_event_is_processed(
     for worker in survivors:
         await worker.stop()
     await bus.close()
-    await join_to_clean_up(make_transport(), pattern, group)
+    await join_to_clean_up(rabbitmq_transports(), pattern, group)
 
 
 @pytest.mark.slow
 async def test_event_whose_consumer_dies_mid_handler_is_redelivered_to_another(
     amqp_url: str,
-    make_transport: Callable[..., RabbitMQTransport],
+    rabbitmq_transports: Callable[..., RabbitMQTransport],
     workers: list[Worker],
     tmp_path: Path,
 ) -> None:
-    publisher = make_transport()
+    publisher = rabbitmq_transports()
     exchange, root, group = publisher.exchange_name, unique_name("t"), unique_name("g")
     pattern = f"{root}.jobs.*"
     first = await spawn(amqp_url, exchange, pattern, group, tmp_path / "first", "7")
@@ -219,17 +201,17 @@ async def test_event_whose_consumer_dies_mid_handler_is_redelivered_to_another(
     assert set(first.handled()) | set(resumed) == set(range(10))
     await second.stop()
     await bus.close()
-    await join_to_clean_up(make_transport(), pattern, group)
+    await join_to_clean_up(rabbitmq_transports(), pattern, group)
 
 
 @pytest.mark.slow
 async def test_event_that_keeps_killing_consumers_goes_to_the_dead_letter_topic(
     amqp_url: str,
-    make_transport: Callable[..., RabbitMQTransport],
+    rabbitmq_transports: Callable[..., RabbitMQTransport],
     workers: list[Worker],
     tmp_path: Path,
 ) -> None:
-    publisher = make_transport()
+    publisher = rabbitmq_transports()
     exchange, root, group = publisher.exchange_name, unique_name("t"), unique_name("g")
     pattern = f"{root}.jobs.*"
     bus = EventBus(transport=publisher)
@@ -252,14 +234,17 @@ async def test_event_that_keeps_killing_consumers_goes_to_the_dead_letter_topic(
     assert second.lines() == [], "the second worker never ran the poisonous event"
     await second.stop()
     await bus.close()
-    await join_to_clean_up(make_transport(), pattern, group)
+    await join_to_clean_up(rabbitmq_transports(), pattern, group)
 
 
 async def test_graceful_close_hands_the_rest_of_a_key_to_the_next_member_in_order(
-    make_transport: Callable[..., RabbitMQTransport],
+    rabbitmq_transports: Callable[..., RabbitMQTransport],
 ) -> None:
     root = unique_name("t")
-    first, second = EventBus(transport=make_transport()), EventBus(transport=make_transport())
+    first, second = (
+        EventBus(transport=rabbitmq_transports()),
+        EventBus(transport=rabbitmq_transports()),
+    )
     got: dict[str, list[int]] = {"first": [], "second": []}
 
     @first.subscribe(f"{root}.acct.*", group="ledger")
@@ -288,12 +273,12 @@ async def test_graceful_close_hands_the_rest_of_a_key_to_the_next_member_in_orde
 
 
 async def test_plain_client_reads_what_we_publish_as_cloudevents(
-    amqp_url: str, make_transport: Callable[..., RabbitMQTransport]
+    amqp_url: str, rabbitmq_transports: Callable[..., RabbitMQTransport]
 ) -> None:
     import aio_pika
     from cloudevents.core.bindings.rabbitmq import RabbitMQMessage, from_rabbitmq_event
 
-    transport = make_transport()
+    transport = rabbitmq_transports()
     root = unique_name("t")
     bus = EventBus(transport=transport)
     await bus.start()
@@ -328,13 +313,13 @@ async def test_plain_client_reads_what_we_publish_as_cloudevents(
 
 
 async def test_cloudevents_from_a_plain_client_reach_our_subscribers(
-    amqp_url: str, make_transport: Callable[..., RabbitMQTransport], caplog: Any
+    amqp_url: str, rabbitmq_transports: Callable[..., RabbitMQTransport], caplog: Any
 ) -> None:
     import aio_pika
     from cloudevents.core.bindings.rabbitmq import to_structured_event
     from cloudevents.core.v1.event import CloudEvent
 
-    transport = make_transport()
+    transport = rabbitmq_transports()
     root = unique_name("t")
     bus = EventBus(transport=transport)
     alone: list[Event] = []
@@ -426,20 +411,20 @@ async def test_unreachable_broker_is_a_transport_error_without_the_password() ->
 
 
 async def test_topic_longer_than_an_amqp_routing_key_is_refused(
-    make_transport: Callable[..., RabbitMQTransport],
+    rabbitmq_transports: Callable[..., RabbitMQTransport],
 ) -> None:
-    bus = EventBus(transport=make_transport())
+    bus = EventBus(transport=rabbitmq_transports())
     with pytest.raises(TransportError, match="255-byte"):
         await bus.publish("a." + "x" * 300, None)
     await bus.close()
 
 
 async def test_exchange_of_another_type_is_a_clear_error(
-    amqp_url: str, make_transport: Callable[..., RabbitMQTransport]
+    amqp_url: str, rabbitmq_transports: Callable[..., RabbitMQTransport]
 ) -> None:
     import aio_pika
 
-    transport = make_transport()
+    transport = rabbitmq_transports()
     async with await aio_pika.connect(amqp_url) as connection:
         channel = await connection.channel()
         await channel.declare_exchange(
@@ -486,9 +471,9 @@ async def close_connections_named(name: str) -> int:
 
 @pytest.mark.slow
 async def test_publishing_and_consuming_resume_after_the_connection_drops(
-    make_transport: Callable[..., RabbitMQTransport],
+    rabbitmq_transports: Callable[..., RabbitMQTransport],
 ) -> None:
-    transport = make_transport()
+    transport = rabbitmq_transports()
     root = unique_name("t")
     bus = EventBus(transport=transport)
     alone: list[Any] = []
@@ -507,10 +492,10 @@ async def test_publishing_and_consuming_resume_after_the_connection_drops(
 
 @pytest.mark.parametrize(("first", "second"), [(4, 12), (12, 4), (1, 4), (4, 1)])
 async def test_group_members_with_different_partition_counts_are_refused(
-    make_transport: Callable[..., RabbitMQTransport], first: int, second: int
+    rabbitmq_transports: Callable[..., RabbitMQTransport], first: int, second: int
 ) -> None:
     root = unique_name("t")
-    buses = [EventBus(transport=make_transport(partitions=n)) for n in (first, second)]
+    buses = [EventBus(transport=rabbitmq_transports(partitions=n)) for n in (first, second)]
     for bus in buses:
         bus.subscribe(f"{root}.jobs.*", group="workers")(lambda event: None)
     await buses[0].start()
@@ -540,9 +525,9 @@ def test_the_examples_in_the_docs_run(amqp_url: str) -> None:
 
 
 async def test_a_closed_transport_refuses_work(
-    make_transport: Callable[..., RabbitMQTransport],
+    rabbitmq_transports: Callable[..., RabbitMQTransport],
 ) -> None:
-    transport = make_transport()
+    transport = rabbitmq_transports()
     await transport.start()
     await transport.close()
     await transport.close()  # idempotent
@@ -670,10 +655,10 @@ def test_a_missing_driver_names_the_extra_to_install(monkeypatch: pytest.MonkeyP
 
 
 async def test_a_handover_under_way_when_the_group_closes_never_consumes_again(
-    make_transport: Callable[..., RabbitMQTransport],
+    rabbitmq_transports: Callable[..., RabbitMQTransport],
 ) -> None:
-    transport = make_transport(partitions=2, rebalance_interval=60)
-    publisher = EventBus(transport=make_transport())
+    transport = rabbitmq_transports(partitions=2, rebalance_interval=60)
+    publisher = EventBus(transport=rabbitmq_transports())
     bus = EventBus(transport=transport)
     root = unique_name("t")
     pattern = f"{root}.jobs.*"

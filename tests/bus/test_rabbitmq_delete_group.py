@@ -11,28 +11,9 @@ import pytest
 
 from pepperpy.event import ConfigurationError, Event, EventBus
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
-from tests.conftest import unique_name
 from tests.helpers import eventually, settle
 
 pytestmark = pytest.mark.rabbitmq
-
-
-@pytest.fixture
-async def make_transport(amqp_url: str) -> AsyncIterator[Callable[..., RabbitMQTransport]]:
-    """Transports on one exchange unique to the test; their topology is deleted after it."""
-    exchange = unique_name("pep.dg")
-    made: list[RabbitMQTransport] = []
-
-    def make(**options: Any) -> RabbitMQTransport:
-        options.setdefault("exchange", exchange)
-        transport = RabbitMQTransport(amqp_url, **options)
-        made.append(transport)
-        return transport
-
-    yield make
-    for transport in made:
-        await transport.close()
-        await transport.delete_topology()
 
 
 @pytest.fixture
@@ -81,12 +62,12 @@ async def _until(condition: Callable[[], Any], what: str, timeout: float = 10.0)
 
 
 async def test_a_deleted_group_leaves_no_queue_or_exchange_of_any_layout(
-    make_transport: Callable[..., RabbitMQTransport], broker: Any
+    rabbitmq_transports: Callable[..., RabbitMQTransport], broker: Any
 ) -> None:
     """Its partition queues held every event published after its members left, until a
     disk alarm. Deleted here by a transport with another partition count: the group a
     member with the new count refuses to join goes whole."""
-    left = EventBus(transport=make_transport(partitions=3))
+    left = EventBus(transport=rabbitmq_transports(partitions=3))
     handled: list[int] = []
 
     async def billing(event: Event) -> None:
@@ -113,13 +94,13 @@ async def test_a_deleted_group_leaves_no_queue_or_exchange_of_any_layout(
     exchanges = [base + ".lanes", base + ".nolane"]
     assert all([await _exchange_exists(broker, name) for name in exchanges])
 
-    joining = EventBus(transport=make_transport(partitions=2))
+    joining = EventBus(transport=rabbitmq_transports(partitions=2))
     joined: list[int] = []
     joining.subscribe("orders.*", group="billing")(lambda e: joined.append(e.data))
     with pytest.raises(ConfigurationError, match=r"bus\.delete_group\('orders\.\*', 'billing'\)"):
         await joining.start()  # the refusal names the way out
 
-    deleting = EventBus(transport=make_transport(partitions=2))
+    deleting = EventBus(transport=rabbitmq_transports(partitions=2))
     await deleting.delete_group("orders.*", "billing")
     for queue in [*queues, *marks, base + ".presence"]:
         assert await _messages(broker, queue) is None, f"{queue} is left"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -41,3 +43,30 @@ async def admin(database: str) -> AsyncIterator[Any]:
         yield connection
     finally:
         await connection.close()
+
+
+@pytest.fixture
+async def loop_errors() -> AsyncIterator[list[str]]:
+    """Every call of the running loop's exception handler ('Task was destroyed but it is
+    pending', an exception never retrieved), as 'message: exception'."""
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+
+    def record(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        seen.append(f"{context.get('message')}: {context.get('exception')!r}")
+
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(record)
+    try:
+        yield seen
+    finally:
+        loop.set_exception_handler(previous)
+
+
+async def unread_errors(seen: list[str]) -> list[str]:
+    """What the loop reported once every finished task and future was collected (an
+    exception nobody read is reported when its future is destroyed)."""
+    for _ in range(3):
+        gc.collect()
+        await asyncio.sleep(0.01)
+    return seen

@@ -16,8 +16,7 @@ partition healed).
 from __future__ import annotations
 
 import asyncio
-import gc
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ import pytest
 from pepperpy.event import Event, EventStore
 from pepperpy.event._checkpoints import PostgresCheckpointStore
 from tests.helpers import eventually
+from tests.store.conftest import unread_errors
 from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
 
 pytestmark = pytest.mark.postgres
@@ -34,32 +34,6 @@ LISTENER = "pepperpy-event-listener"
 TERMINATE = b"X\x00\x00\x00\x04"
 #: how long a close may take here: the old code took close_timeout (10 s)
 DEADLINE = 5.0
-
-
-@pytest.fixture
-async def loop_errors() -> AsyncIterator[list[str]]:
-    """Every call of the running loop's exception handler ('Task was destroyed but it is
-    pending', an exception never retrieved), as 'message: exception'."""
-    loop = asyncio.get_running_loop()
-    seen: list[str] = []
-
-    def record(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        seen.append(f"{context.get('message')}: {context.get('exception')!r}")
-
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(record)
-    try:
-        yield seen
-    finally:
-        loop.set_exception_handler(previous)
-
-
-async def unread_errors(seen: list[str]) -> list[str]:
-    """What the loop reported once every finished task and future was collected."""
-    for _ in range(3):
-        gc.collect()
-        await asyncio.sleep(0.01)
-    return seen
 
 
 async def before_deadline(awaitable: Awaitable[Any]) -> Any:

@@ -13,8 +13,7 @@ exception handler.
 from __future__ import annotations
 
 import asyncio
-import gc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -25,37 +24,12 @@ from pepperpy.event import EventStore
 from pepperpy.event._checkpoints import PostgresCheckpointStore
 from pepperpy.event.store.postgres import PostgresBackend
 from tests.helpers import eventually
+from tests.store.conftest import unread_errors
 from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
 
 pytestmark = pytest.mark.postgres
 
 LISTENER = "pepperpy-event-listener"
-
-
-@pytest.fixture
-async def loop_errors() -> AsyncIterator[list[str]]:
-    """Every call of the running loop's exception handler, as 'message: exception'."""
-    loop = asyncio.get_running_loop()
-    seen: list[str] = []
-
-    def record(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        seen.append(f"{context.get('message')}: {context.get('exception')!r}")
-
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(record)
-    try:
-        yield seen
-    finally:
-        loop.set_exception_handler(previous)
-
-
-async def unread_errors(seen: list[str]) -> list[str]:
-    """What the loop reported once every finished task and future was collected (an
-    exception nobody read is reported when its future is destroyed)."""
-    for _ in range(3):
-        gc.collect()
-        await asyncio.sleep(0.01)
-    return seen
 
 
 def pool_of(store: EventStore) -> Any:
