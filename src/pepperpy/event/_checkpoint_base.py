@@ -20,7 +20,6 @@ TABLE = "pepperpy_checkpoints"
 logger = logging.getLogger("pepperpy.event.replay")
 
 
-
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """The last position a named consumer finished, and its state (JSON-able or None)."""
