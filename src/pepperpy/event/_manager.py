@@ -25,6 +25,7 @@ from ._fanout import _all_settled, _call_sync, _cancel_all, _cancellation
 from ._handlers import Handler, check_handler, is_async_callable
 from ._options import check_count
 from ._patterns import PatternIndex, parse_pattern, parse_topic
+from ._removal import check_removal, remove_last
 from ._retry import RetryPolicy
 
 __all__ = ["DeadLetter", "EventManager"]
@@ -62,6 +63,10 @@ class _Listener:
 
 def _priority_first(listener: _Listener) -> int:
     return -listener.priority
+
+
+def _first(entry: tuple[ErrorCallback, bool]) -> ErrorCallback:
+    return entry[0]
 
 
 class EventManager(Backpressure):
@@ -177,7 +182,10 @@ class EventManager(Backpressure):
         """Remove ``handler``'s registrations for ``event_type``; True if any was removed.
 
         Safe from inside a handler: an emit already running keeps its handler list.
+        ``event_type`` that is not a str, or a ``handler`` that is not callable, is a
+        ``TypeError`` (no registration can have been made with it).
         """
+        check_removal("off", event_type, handler, pattern_name="event_type")
         removed = False
         for key, listener in self._index.items_for(event_type):
             if listener.handler == handler:
@@ -201,6 +209,18 @@ class EventManager(Backpressure):
         check_handler(callback, "error callback")
         self._error_callbacks.append((callback, is_async_callable(callback)))
         return callback
+
+    def off_error(self, callback: Callable[..., Any]) -> bool:
+        """Undo one :meth:`on_error` of ``callback``: True if it was registered.
+
+        A callback registered twice is called twice per dead letter; each ``off_error``
+        removes one registration, the most recent first. Callbacks compare with ``==``
+        (a bound method taken again matches). Safe from inside an error callback: the
+        dead letter being dispatched still reaches every callback registered when its
+        dispatch began; the next one does not reach ``callback``. A ``callback`` that
+        is not callable is a ``TypeError``.
+        """
+        return remove_last("off_error", self._error_callbacks, callback, _first)
 
     # -- emitting ---------------------------------------------------------------------
 

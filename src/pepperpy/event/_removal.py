@@ -1,0 +1,50 @@
+"""Undoing registrations: the argument checks and the one-callback removal they share.
+
+Every registration has its removal, named after it: ``on``/``off``,
+``handle``/``remove_handler``, ``subscribe``/``unsubscribe``, ``on_error``/``off_error``.
+A removal returns True when it removed a registration and False when there was none;
+what it is given is checked as the registration checks it, so a pattern or a handler
+passed the wrong way round is a ``TypeError`` naming it, not a quiet ``False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ._patterns import parse_pattern
+
+__all__ = ["check_removal", "remove_last"]
+
+T = TypeVar("T")
+
+
+def check_removal(
+    method: str, pattern: object, handler: object, *, pattern_name: str = "pattern"
+) -> None:
+    """Refuse what no registration can have been made with: a pattern that is not a str
+    or not a valid pattern (:class:`PatternError`), a handler that is not callable."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"{method}(): {pattern_name} must be a str, got {pattern!r}")
+    parse_pattern(pattern)
+    if not callable(handler):
+        raise TypeError(f"{method}(): the handler to remove must be callable, got {handler!r}")
+
+
+def remove_last(
+    method: str, entries: list[T], callback: object, callback_of: Callable[[T], Any]
+) -> bool:
+    """Remove the most recent entry of ``entries`` whose callback equals ``callback``.
+
+    ``==`` as the registrations compare (a bound method taken again, ``obj.method``, is
+    a new object that equals the one registered). One entry: a callback registered
+    twice is called twice, and each removal undoes one registration, the last first.
+    The list is changed in place; a dispatch that copied it first is not affected.
+    """
+    if not callable(callback):
+        raise TypeError(f"{method}(): the callback to remove must be callable, got {callback!r}")
+    for index in range(len(entries) - 1, -1, -1):
+        if callback_of(entries[index]) == callback:
+            del entries[index]
+            return True
+    return False
