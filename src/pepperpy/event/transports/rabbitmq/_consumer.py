@@ -319,8 +319,8 @@ class Consumer:
                 )
                 deliveries = max(1, deliveries - free)
             if deliveries > limit:
-                try:
-                    await give_up(self.transport, event, deliveries, self.group)
+                try:  # counted: the deliveries before this one, which no handler gets
+                    await give_up(self.transport, event, deliveries - 1, self.group)
                 except Exception:
                     logger.exception("could not dead-letter %s (%s)", event.type, event.id)
                     await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))

@@ -63,7 +63,13 @@ class UnstartedReturns:
 async def give_up(
     transport: RabbitMQTransport, event: Event, deliveries: int, group: str | None
 ) -> None:
-    """Move a message its consumers never acknowledged to ``deadletter.<topic>``."""
+    """Move a message its consumers never acknowledged to ``deadletter.<topic>``.
+
+    ``deliveries``: the deliveries that reached a consumer before this one, the broker's
+    ``x-delivery-count`` less this process's unstarted returns; not the one that
+    dead-letters it, which no handler sees. That is what Redis and NATS count, so a
+    message dead-lettered after ``max_deliveries`` says ``max_deliveries`` on all three.
+    """
     logger.error(
         "%s (%s) was delivered %d times without an acknowledgement; dead-lettering it",
         event.type,
