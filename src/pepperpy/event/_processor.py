@@ -24,6 +24,7 @@ from ._cancel import resume_cancellation
 from ._event import Event
 from ._handlers import binds, check_handler, is_async_callable
 from ._patterns import PatternIndex, parse_pattern
+from ._removal import check_removal
 from ._unmatched import Unmatched, UnmatchedMode, check_mode, check_overlap
 
 if TYPE_CHECKING:
@@ -149,7 +150,13 @@ class EventProcessor:
         return register(handler)
 
     def remove_handler(self, pattern: str, handler: Callable[..., Any]) -> bool:
-        """Remove ``handler``'s registrations under ``pattern``; True if any was removed."""
+        """Remove ``handler``'s registrations under exactly ``pattern``; True if any was.
+
+        Safe from inside a handler: the event being processed keeps its handlers. A
+        ``pattern`` that is not a str, or a ``handler`` that is not callable, is a
+        ``TypeError``.
+        """
+        check_removal("remove_handler", pattern, handler)
         removed = False
         for key, route in self._index.items_for(pattern):
             if route.handler == handler:

@@ -45,9 +45,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import threading
 import time
-from collections.abc import AsyncIterable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, overload
 
 from . import _json
@@ -66,6 +67,7 @@ from ._handlers import check_handler, is_async_callable
 from ._loops import settled
 from ._options import check_count
 from ._patterns import PatternIndex, parse_pattern
+from ._removal import check_removal
 from ._replay import (
     Patterns,
     ReplayReport,
@@ -142,6 +144,8 @@ class Projection:
         self._position: int | None = None  # last applied global position (committed)
         self._loaded = False
         self._turns = Turns(on_abandoned=self._forget_loaded)
+        self._active = 0  # runs, rebuilds and follows under way, in any thread
+        self._active_lock = threading.Lock()
 
     # -- registration ---------------------------------------------------------------
 
@@ -163,6 +167,50 @@ class Projection:
             return function
 
         return decorator
+
+    def off(self, pattern: str, handler: Callable[..., Any]) -> bool:
+        """Remove ``handler``'s registrations under exactly ``pattern``; True if any was.
+
+        The committed state keeps what ``handler`` did to it: removing a handler only
+        changes how later events are applied (``off`` then :meth:`rebuild` folds the
+        whole log without it). Refused with :class:`ReplayError` while a ``run``,
+        ``rebuild`` or ``follow`` of this projection is under way (from a handler too):
+        the state would be folded partly with the handler and partly without. A
+        ``pattern`` that is not a str, or a ``handler`` that is not callable, is a
+        ``TypeError``.
+        """
+        check_removal("off", pattern, handler)
+        with self._active_lock:  # held so that no run starts while the index changes
+            if self._active:
+                raise ReplayError(
+                    f"projection {self.name!r}: off() refused while a run, rebuild or "
+                    "follow is under way (the state would be folded partly with the "
+                    "handler and partly without); call it when they have returned or "
+                    "been cancelled"
+                )
+            removed = False
+            for key, registered in self._handlers.items_for(pattern):
+                if registered.function == handler:
+                    removed = self._handlers.remove(pattern, key) or removed
+            return removed
+
+    def handlers(self, event_type: str) -> list[Callable[..., Any]]:
+        """The handlers an event of ``event_type`` is applied with, in call order.
+
+        Empty for a type that is not a valid topic: such stored events are skipped.
+        """
+        return [apply.function for apply in handlers_for(self._handlers, event_type)]
+
+    @contextmanager
+    def _applying(self) -> Iterator[None]:
+        """Mark a ``run``, ``rebuild`` or ``follow`` as under way (``off`` is refused)."""
+        with self._active_lock:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._active_lock:
+                self._active -= 1
 
     # -- state ----------------------------------------------------------------------
 
@@ -262,8 +310,9 @@ class Projection:
         A call made while another ``run`` (or ``rebuild``, or a live event of
         ``follow``) is under way on this object waits for it, then applies what is left.
         """
-        async with self._turn():
-            return await self._run()
+        with self._applying():
+            async with self._turn():
+                return await self._run()
 
     def _check_writable(self) -> None:
         """Refuse to apply events whose state could not be saved (before any is applied)."""
@@ -289,13 +338,14 @@ class Projection:
         after shredding a stream this projection reads: its state still holds what it
         derived from the stream's events.
         """
-        async with self._turn():
-            self._check_writable()
-            # settled: a delete cancelled half-way may still reach the disk (SQLite's
-            # runs in a thread, PostgreSQL may commit a statement it received), and
-            # state and position in memory must follow whatever did
-            await settled(self._forget_saved())
-            return await self._run()
+        with self._applying():
+            async with self._turn():
+                self._check_writable()
+                # settled: a delete cancelled half-way may still reach the disk (SQLite's
+                # runs in a thread, PostgreSQL may commit a statement it received), and
+                # state and position in memory must follow whatever did
+                await settled(self._forget_saved())
+                return await self._run()
 
     async def _forget_saved(self) -> None:
         """Delete the saved state and checkpoint, then start afresh in memory.
@@ -336,7 +386,10 @@ class Projection:
         """
         if retry_for is not None:
             retry_for = check_seconds(retry_for, "retry_for", zero=True, error=ValueError)
-        outage = Outage(retry_for)
+        with self._applying():
+            await self._follow(Outage(retry_for), retry_for)
+
+    async def _follow(self, outage: Outage, retry_for: float | None) -> None:
         while True:
             try:
                 await self.run()

@@ -37,6 +37,7 @@ from ._checkpoints import CheckpointStore, open_checkpoint_store, opened_by
 from ._errors import ReplayError
 from ._event import Event
 from ._patterns import PatternIndex, parse_pattern
+from ._removal import check_removal
 
 # re-exported with ``as``: _projection.py imports these from here
 from ._replay_options import Patterns as Patterns
@@ -116,6 +117,20 @@ class EventReplay:
             return function
 
         return decorator
+
+    def remove_handler(self, pattern: str, handler: Callable[..., Any]) -> bool:
+        """Remove ``handler``'s registrations under exactly ``pattern``; True if any was.
+
+        Safe during a replay, from a handler too: the event being replayed keeps its
+        handlers, the next event does not reach ``handler``. A ``pattern`` that is not a
+        str, or a ``handler`` that is not callable, is a ``TypeError``.
+        """
+        check_removal("remove_handler", pattern, handler)
+        removed = False
+        for key, registered in self._handlers.items_for(pattern):
+            if registered.function == handler:
+                removed = self._handlers.remove(pattern, key) or removed
+        return removed
 
     def handlers(self, event_type: str) -> list[Callable[..., Any]]:
         """The handlers an event of ``event_type`` goes to, in call order.

@@ -17,6 +17,7 @@ from .._event import Event
 from .._loops import LoopShares
 from .._manager import DEAD_LETTER_LIMIT, DeadLetter
 from .._processor import NextHandler, _completed, failed_handlers
+from .._removal import remove_last
 from .._retry import RetryPolicy
 from .._seconds import check_seconds
 
@@ -267,6 +268,12 @@ class DeadLetterMiddleware:
         self._callbacks.append(callback)
         return callback
 
+    def off_error(self, callback: Callable[[DeadLetter], Any]) -> bool:
+        """Undo one :meth:`on_error` of ``callback`` (the most recent first): True if it
+        was registered. From inside a callback: the letter being recorded still reaches
+        every callback registered when its recording began; the next one does not."""
+        return remove_last("off_error", self._callbacks, callback, _itself)
+
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
         counter = [1]
         token = _attempts.set((_completed.get(), counter))
@@ -315,6 +322,10 @@ class DeadLetterMiddleware:
                 logger.exception(
                     "could not publish the dead letter of %s (%s)", event.type, event.id
                 )
+
+
+def _itself(callback: Callable[[DeadLetter], Any]) -> Callable[[DeadLetter], Any]:
+    return callback
 
 
 def _letters(
