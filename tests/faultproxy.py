@@ -23,7 +23,10 @@ break the network the way real networks break, without touching the shared serve
 Only loopback: it listens on 127.0.0.1 and forwards to a loopback address. At most
 ``max_connections`` links are open at once (more are reset). ``async with
 FaultProxy(port) as proxy`` starts it and, on exit, resets every connection and waits for
-its tasks.
+its tasks, quietly: the proxy runs each connection in a task of its own, not in the one
+asyncio's stream server would make (on Python 3.11 that one, cancelled, makes the server
+log ``Exception in callback StreamReaderProtocol.connection_made.<locals>.callback`` at
+ERROR).
 """
 
 from __future__ import annotations
@@ -101,27 +104,39 @@ class FaultProxy:
         self._flowing.set()
         self._links: list[Link] = []
         self._server: asyncio.AbstractServer | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        #: each connection's task, and the client end it serves
+        self._tasks: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> int:
         """Listen on a free loopback port; returns it (also in ``self.port``)."""
+        self._closing = False
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
     async def close(self) -> None:
-        """Stop listening, reset every connection, and wait for the proxy's tasks."""
+        """Stop listening, reset every connection, and wait for the proxy's tasks.
+
+        The tasks are the proxy's own (see :meth:`_accept`): cancelled here and gathered,
+        they end without anything logged, even those that had not started yet or were
+        still connecting upstream. A connection the server hands over after this point
+        is reset at once."""
+        self._closing = True
         server, self._server = self._server, None
         if server is not None:
             server.close()
         self.on_client = self.on_server = None
         self._flowing.set()
         self.drop()
-        for task in list(self._tasks):
+        tasks = dict(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for writer in tasks.values():  # a task cancelled before it started reset nothing
+            _reset(writer)
         if server is not None:
             await server.wait_closed()
 
@@ -184,25 +199,46 @@ class FaultProxy:
 
     # -- plumbing ---------------------------------------------------------------------
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The stream server's callback: a plain function, so that the server makes no
+        task of its own; the connection runs in a task the proxy keeps and
+        :meth:`close` cancels and awaits."""
         self.accepted += 1
+        if self._closing:
+            _reset(writer)
+            return
+        task = asyncio.ensure_future(self._serve(reader, writer))
+        self._tasks[task] = writer
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # a bug of the proxy: say so where a test sees it, as asyncio would have
+            asyncio.get_running_loop().call_exception_handler(
+                {"message": "fault proxy connection failed", "exception": error, "task": task}
+            )
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             if self._mode == "refuse" or len(self.links()) >= self.max_connections:
                 return
             if self._mode == "blackhole":
                 link = Link(self.accepted, writer, None)
                 self._links = [*self.links(), link]
-                with contextlib.suppress(OSError, asyncio.CancelledError):
-                    while await reader.read(CHUNK):  # swallow, never answer
-                        pass
-                link.closed = True
+                try:
+                    with contextlib.suppress(OSError):
+                        while await reader.read(CHUNK):  # swallow, never answer
+                            pass
+                finally:
+                    link.closed = True
                 return
             try:
                 upstream_reader, upstream_writer = await asyncio.open_connection(*self.upstream)
             except OSError:
+                return
+            if self._closing:  # connected while close() ran: it dropped the links already
+                _reset(upstream_writer)
                 return
             link = Link(self.accepted, writer, upstream_writer)
             self._links = [*self.links(), link]
@@ -212,8 +248,6 @@ class FaultProxy:
             ]
             try:
                 await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
-            except asyncio.CancelledError:
-                pass  # closing: asyncio's stream server logs a handler ending cancelled
             finally:
                 for pipe in pipes:
                     pipe.cancel()
@@ -222,7 +256,6 @@ class FaultProxy:
                 _reset(upstream_writer)
         finally:
             _reset(writer)
-            self._tasks.discard(task)
 
     async def _pipe(
         self,
