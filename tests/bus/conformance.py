@@ -21,6 +21,7 @@ from pepperpy.event import (
     EventBus,
     MemoryTransport,
     RetryPolicy,
+    SerializationError,
     Transport,
     UnknownTopicError,
 )
@@ -631,3 +632,77 @@ class BusConformance:
         await eventually(lambda: got == [1, 2])
         assert await bus.unsubscribe(pattern, member, group="live") is True
         await bus.delete_group(pattern, "live")  # left: now it may go
+
+    # -- publish_many -----------------------------------------------------------------
+
+    async def test_publish_many_delivers_every_event_in_each_keys_order(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        """A batch goes out concurrently; events of one key still reach a group one at a
+        time in batch order (a window of concurrent publishes of one key reordered them
+        on Redis: pipelines on several connections), and unkeyed events all arrive."""
+        bus = make_bus(retry_policy=RetryPolicy.NONE)
+        by_key: dict[str, list[int]] = {}
+        everything: list[int] = []
+
+        def member(name: str) -> Callable[[Event], Any]:
+            async def work(event: Event) -> None:
+                by_key.setdefault(event.metadata["partitionkey"], []).append(event.data["n"])
+                await asyncio.sleep(0.001 if event.data["n"] % 3 else 0.005)
+
+            work.__qualname__ = f"work_{name}"
+            return work
+
+        for name in ("a", "b"):
+            bus.subscribe(f"{root}.acct.*", group="ledger")(member(name))
+        bus.subscribe(f"{root}.#")(lambda e: everything.append(e.data["n"]))
+        await bus.start()
+        count = 300
+        published = await bus.publish_many(
+            f"{root}.acct.moved",
+            ({"n": n} for n in range(count)),  # any iterable, a generator too
+            key=lambda message: f"account-{message['n'] % 7}",
+            headers={"batch": "b1"},
+        )
+        assert [e.data["n"] for e in published] == list(range(count))
+        assert all(e.metadata["batch"] == "b1" for e in published)
+        loose = await bus.publish_many(f"{root}.loose.x", [{"n": n} for n in range(count, 400)])
+        assert [e.type for e in loose] == [f"{root}.loose.x"] * 100
+        assert await bus.publish_many(f"{root}.acct.moved", []) == []
+        await eventually(lambda: len(everything) == 400, timeout=30)
+        await eventually(lambda: sum(map(len, by_key.values())) == count, timeout=30)
+        assert by_key == {f"account-{k}": [n for n in range(count) if n % 7 == k] for k in range(7)}
+        assert sorted(everything) == list(range(400))
+        await settle()
+        assert len(everything) == 400, "each event published once"
+
+    async def test_publish_many_refuses_a_bad_batch_before_sending_anything(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        bus = make_bus([f"{root}.orders.*"])
+        got: list[Any] = []
+        bus.subscribe(f"{root}.#")(lambda e: got.append(e.data))
+        await bus.start()
+        topic = f"{root}.orders.placed"
+        with pytest.raises(SerializationError, match=r"messages\[2\] refused.*not JSON"):
+            await bus.publish_many(topic, [1, 2, {"at": object()}, 4])
+        with pytest.raises(SerializationError, match=r"messages\[1\] .*lone surrogate"):
+            await bus.publish_many(topic, ["ok", "\ud800"])
+        with pytest.raises(TypeError, match=r"messages\[1\] .*key\(2\) returned int"):
+            await bus.publish_many(topic, ["1", 2], key=lambda m: m)
+        with pytest.raises(TypeError, match=r"messages\[0\] .*metadata keys must be str"):
+            await bus.publish_many(topic, [Event(topic, 1, {1: "x"}), 2])  # type: ignore[dict-item]
+        with pytest.raises(UnknownTopicError, match="billing"):
+            await bus.publish_many(f"{root}.billing.paid", [1, 2])
+        with pytest.raises(TypeError, match="key must be a str"):
+            await bus.publish_many(topic, [1, 2], key=7)  # type: ignore[arg-type]
+        with pytest.raises(SerializationError, match="headers must hold JSON"):
+            await bus.publish_many(topic, [1, 2], headers={"h": object()})
+        with pytest.raises(TypeError, match="an iterable of messages"):
+            await bus.publish_many(topic, {"n": 1})
+        with pytest.raises(TypeError, match="an iterable of messages"):
+            await bus.publish_many(topic, "abc")
+        await bus.publish(topic, "sentinel")
+        await eventually(lambda: got == ["sentinel"])
+        await settle()
+        assert got == ["sentinel"], "no event of a refused batch was published"

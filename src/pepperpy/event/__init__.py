@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     "RetryPolicy": "._retry",
     # errors
     "AccessDenied": "._errors",
+    "BatchPublishError": "._errors",
     "BufferFullError": "._errors",
     "ClosedError": "._errors",
     "ConcurrencyError": "._errors",
@@ -120,6 +121,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from ._checkpoints import PostgresCheckpointStore as PostgresCheckpointStore
     from ._checkpoints import SQLiteCheckpointStore as SQLiteCheckpointStore
     from ._errors import AccessDenied as AccessDenied
+    from ._errors import BatchPublishError as BatchPublishError
     from ._errors import BufferFullError as BufferFullError
     from ._errors import ClosedError as ClosedError
     from ._errors import ConcurrencyError as ConcurrencyError

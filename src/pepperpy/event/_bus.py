@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from ._bus_batch import Key
+from ._bus_batch import publish_many as _publish_many
 from ._bus_checks import check_headers, check_metadata
 from ._bus_checks import dead_letter_sources as _dead_letter_sources  # tests import it here
 from ._bus_delivery import DELIVERY, Registration, deliverer
@@ -392,6 +394,27 @@ class EventBus:
         self._error_callbacks.append((callback, current_principal()))
         return callback
 
+    def off_error(self, callback: Callable[..., Any]) -> bool:
+        """Undo one :meth:`on_error` of ``callback``: True if it was registered.
+
+        A callback registered twice is called twice per dead letter; each ``off_error``
+        removes one registration, the most recent first. Callbacks compare with ``==``
+        (a bound method taken again matches). Safe from inside an error callback: the
+        dead letter being dispatched still reaches every callback registered when its
+        dispatch began; the next one does not reach ``callback``. A ``callback`` that
+        is not callable is a ``TypeError``.
+        """
+        if not callable(callback):
+            raise TypeError(
+                f"off_error(): the callback to remove must be callable, got {callback!r}"
+            )
+        callbacks = self._error_callbacks
+        for index in range(len(callbacks) - 1, -1, -1):
+            if callbacks[index][0] == callback:
+                del callbacks[index]
+                return True
+        return False
+
     async def _dead_letter(self, letter: DeadLetter, group: str | None) -> None:
         self.dead_letters.append(letter)
         event = letter.event
@@ -469,6 +492,27 @@ class EventBus:
             self._check_loop()
         await self.transport.publish(event, key=key)
         return event
+
+    async def publish_many(
+        self,
+        topic: str,
+        messages: Iterable[Any],
+        *,
+        key: Key = None,
+        headers: Mapping[str, Any] | None = None,
+    ) -> list[Event]:
+        """Publish every message of ``messages`` to ``topic``, as a batch; returns the events.
+
+        What a loop of :meth:`publish` does, in far fewer round trips: the events go out
+        concurrently, except that events with one key are published in batch order.
+        ``key`` is one key for every message, or a function of the message returning its
+        key (or None); ``headers`` are added to every event's metadata. Every event is
+        built and checked before any is sent: one the bus refuses refuses the batch,
+        naming its index, and nothing is published. If some could not be published,
+        :class:`~pepperpy.event.BatchPublishError` says which were stored (``outcomes``);
+        those stay published.
+        """
+        return await _publish_many(self, topic, messages, key, headers)
 
     def _check_topic(self, topic: str) -> None:
         if topic.__class__ is not str:

@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "AccessDenied",
+    "BatchPublishError",
     "BufferFullError",
     "ClosedError",
     "ConcurrencyError",
@@ -204,6 +205,34 @@ class TransportError(EventError):
     """
 
     stored: bool | None = None
+
+
+class BatchPublishError(TransportError):
+    """Some events of a ``publish_many`` batch could not be published.
+
+    ``outcomes[i]`` says what became of the batch's ``i``-th event, with ``stored``'s
+    meaning: ``True`` stored (it stays published), ``False`` not stored (never sent once
+    a publish had failed, or refused), ``None`` unknown (sent, no answer: publishing it
+    again may deliver it twice). ``errors`` maps the index of each event whose publish
+    failed to its error; ``events`` are the batch's events, to publish again those not
+    stored. ``stored`` is ``False`` when no event of the batch can be stored, else ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        events: tuple[Any, ...],
+        outcomes: tuple[bool | None, ...],
+        errors: dict[int, BaseException],
+    ) -> None:
+        super().__init__(message)
+        self.events = events
+        self.outcomes = outcomes
+        self.errors = errors
+        self.stored = False if not any(o is not False for o in outcomes) else None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.args[0], self.events, self.outcomes, self.errors))
 
 
 class NotificationError(EventError):

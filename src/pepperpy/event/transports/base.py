@@ -13,6 +13,11 @@ Contract, checked by the bus conformance suite (``tests/bus/conformance.py``):
 * ``publish(event, key=...)`` returns once the event is durably accepted (on ``memory://``:
   once matching subscriptions have handled it). Events with the same ``key`` reach a
   group in publish order.
+* ``publish_many(events, keys)`` publishes ``events[i]`` with ``keys[i]``, keeping each
+  key's order, and returns once every event is accepted; if some could not be, it raises
+  :class:`~pepperpy.event.BatchPublishError` saying which were stored. The default
+  publishes concurrently (different keys and unkeyed events), one key at a time, in a
+  bounded window; a transport may do better if it keeps those promises.
 * ``sub.deliver(event)`` is called for each delivery. It returns normally when the event is
   done with (handled, or dead-lettered by the bus); if it raises, or the process dies
   before it returns, the transport must deliver the event again (at-least-once).
@@ -49,7 +54,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +62,7 @@ from .._cancel import cancelled_by_caller, cancelling, resume_cancellation
 from .._errors import SerializationError, TransportError
 from .._event import Event
 from .._text import shown
+from ._batch import publish_concurrently
 
 __all__ = [
     "NotDelivered",
@@ -122,6 +128,19 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def publish(self, event: Event, *, key: str | None = None) -> None:
         """Hand ``event`` (whose ``type`` is its topic) to the broker."""
+
+    async def publish_many(self, events: Sequence[Event], keys: Sequence[str | None]) -> None:
+        """Publish ``events[i]`` with ``keys[i]``; return once all were accepted.
+
+        Events with one key are published one after the other, in batch order, each
+        once the previous one was accepted; different keys and unkeyed events go
+        concurrently, at most 256 publishes in flight (Redis pipelines them, NATS and
+        RabbitMQ await their acks together). Once a publish fails no other starts; those
+        in flight finish, then :class:`~pepperpy.event.BatchPublishError` says which
+        events were stored (``outcomes``). A transport may override it (``memory://``
+        publishes one event after the other, so handlers run in batch order).
+        """
+        await publish_concurrently(self, events, keys)
 
     @abc.abstractmethod
     async def subscribe(self, subscription: Subscription) -> None:

@@ -7,11 +7,13 @@ import contextvars
 import functools
 import itertools
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from .._event import Event, json_native
 from .._handlers import outcomes, start
 from .._patterns import PatternIndex
+from ._batch import batch_error
 from .base import Subscription, Transport
 
 __all__ = ["MemoryTransport"]
@@ -101,6 +103,18 @@ class MemoryTransport(Transport):
         for failure in failures:
             if failure is not None:  # the bus turned Exceptions into retries/dead letters
                 logger.error("delivery of %s (%s) failed", event.type, event.id, exc_info=failure)
+
+    async def publish_many(self, events: Sequence[Event], keys: Sequence[str | None]) -> None:
+        """Publish one event after the other, as a loop of ``publish`` would: each
+        returns after the local subscribers ran, so handlers see the batch in order."""
+        if len(events) != len(keys):
+            raise ValueError(f"{len(events)} events but {len(keys)} keys: give one key per event")
+        for index, (event, key) in enumerate(zip(events, keys, strict=True)):
+            try:
+                await self.publish(event, key=key)
+            except Exception as exc:  # nothing after it was published
+                stored: Sequence[bool | None] = [True] * index + [False] * (len(events) - index)
+                raise batch_error(events, stored, {index: exc}) from exc
 
     def _start_keyed(
         self,

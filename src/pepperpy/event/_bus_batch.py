@@ -1,0 +1,114 @@
+"""``EventBus.publish_many``: check a whole batch, then hand it to the transport at once.
+
+Every event of the batch is built and checked before any is sent (topic, access, keys,
+headers, metadata, JSON), so a bad one refuses the batch with an error naming its index
+and nothing is published. The transport then publishes the batch concurrently, keeping
+each key's order (``Transport.publish_many``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._bus_checks import check_headers, check_metadata
+from ._deadletter import PARTITION_KEY
+from ._errors import ClosedError, SerializationError
+from ._event import Event, json_native, make_event
+from .transports.base import check_key
+
+if TYPE_CHECKING:
+    from ._bus import EventBus
+
+__all__ = ["Key", "publish_many"]
+
+#: ``publish_many``'s ``key``: one for every message, or a function of the message
+Key = str | Callable[[Any], str | None] | None
+
+
+async def publish_many(
+    bus: EventBus,
+    topic: str,
+    messages: Iterable[Any],
+    key: Key,
+    headers: Mapping[str, Any] | None,
+) -> list[Event]:
+    """See :meth:`EventBus.publish_many`."""
+    bus._check_topic(topic)
+    if isinstance(messages, str | bytes | bytearray | Mapping) or not isinstance(
+        messages, Iterable
+    ):
+        raise TypeError(
+            "messages must be an iterable of messages (a list, a generator), got "
+            f"{type(messages).__name__}: to publish one message, use publish()"
+        )
+    if key is not None and not callable(key):
+        check_key(key)  # TypeError, or SerializationError for text no broker carries
+    if headers:
+        check_headers(headers)
+    if bus.access is not None:  # a refusal is audited off the loop, then raised
+        await bus.access.acheck("publish", topic)
+    events: list[Event] = []
+    keys: list[str | None] = []
+    for index, message in enumerate(messages):
+        try:
+            event_key = key(message) if callable(key) else key
+            if event_key is not None and callable(key):
+                if not isinstance(event_key, str):
+                    raise TypeError(
+                        f"key({_shown(message)}) returned {type(event_key).__name__} "
+                        f"{event_key!r}: a key function must return a str or None"
+                    )
+                check_key(event_key)
+            events.append(_event(topic, message, event_key, headers))
+        except Exception as exc:
+            named = _at(index, exc)
+            if named is exc:
+                raise
+            raise named from exc
+        keys.append(event_key)
+    if bus._closed:
+        raise ClosedError(bus._closed_reason)
+    if not bus._started or bus._unregistered:
+        await bus.start()
+    elif bus._loop is not asyncio.get_running_loop():
+        bus._check_loop()
+    if events:
+        await bus.transport.publish_many(events, keys)
+    return events
+
+
+def _event(topic: str, message: Any, key: str | None, headers: Mapping[str, Any] | None) -> Event:
+    """What ``EventBus.publish`` builds, refused here if no transport could carry it."""
+    if isinstance(message, Event):
+        if message.metadata:
+            check_metadata(message.metadata)
+        if message.type == topic and not headers and key is None:
+            event = message
+        else:  # a copy (same id), so the caller's event keeps its own metadata
+            event = message.replace(type=topic)
+            if headers:
+                event.metadata.update(headers)
+    else:
+        event = make_event(topic, message, headers)
+    if key is not None:
+        event.metadata[PARTITION_KEY] = key
+    if not (json_native(event.data) and json_native(event.metadata)):
+        event.to_json()  # what a broker refuses (a lone surrogate), memory:// too
+    return event
+
+
+def _at(index: int, error: Exception) -> Exception:
+    """``error`` naming the message it is about: ``messages[index]``."""
+    where = f"publish_many(): messages[{index}] refused, nothing was published"
+    kind = type(error)
+    if kind in (TypeError, ValueError, SerializationError):
+        return kind(f"{where}: {error}")
+    error.add_note(where)
+    return error
+
+
+def _shown(message: Any) -> str:
+    text = repr(message)
+    return text if len(text) <= 60 else f"{text[:45]}...{text[-10:]}"
