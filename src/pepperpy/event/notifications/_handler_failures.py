@@ -15,6 +15,7 @@ system dropped without ``close()`` is freed (and warns) at once, as before.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -78,8 +79,11 @@ class HandlerFailures:
 
     def __init__(self, deliveries: Deliveries) -> None:
         self._deliveries = deliveries
-        #: the wrapper the manager runs -> the handler registered
-        self._handlers: dict[Callable[..., Any], Callable[..., Any]] = {}
+        #: the wrapper the manager runs -> the handler registered; weak, so a handler
+        #: removed with ``off`` is forgotten once no dispatch holds its wrapper
+        self._handlers: weakref.WeakKeyDictionary[Callable[..., Any], Callable[..., Any]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def policy(self, policy: RetryPolicy) -> HandlerRetry:
         """``policy``, ended by the system's ``close()``."""

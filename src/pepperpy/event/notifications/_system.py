@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from math import isfinite
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, NamedTuple, TypeVar, overload
 
 from .._bus import EventBus
 from .._errors import ClosedError, ConfigurationError, NotificationError
@@ -22,6 +22,7 @@ from .._loops import settled
 from .._manager import EventManager
 from .._options import check_count
 from .._patterns import parse_pattern
+from .._removal import check_removal, remove_last
 from .._retry import RetryPolicy
 from .._seconds import check_seconds
 from ._claims import KeyBase, claim_key, delivery_key, end_claim, hold_claim, in_context, key_base
@@ -137,7 +138,7 @@ class NotificationSystem:
         self._manager = EventManager(retry_policy=self._failures.policy(handler_retry_policy))
         self._manager.dead_letters = deque(maxlen=0)  # kept in self.dead_letters instead
         self._manager.on_error(self._failures.failed)
-        self._registrations: list[tuple[str, Callable[[Event], Any]]] = []
+        self._registrations: list[_Registration] = []
         self._attached: list[tuple[EventManager | EventBus, str | None]] = []
         self.idempotency = store_from(idempotency, idempotency_size)
         if not isinstance(idempotency, IdempotencyStore):  # made here, so closed by close()
@@ -248,7 +249,7 @@ class NotificationSystem:
         wrapped = in_context(handler)
         own = in_context(handler, refuse=self._failures.refuse)
         self._failures.add(own, handler)
-        self._registrations.append((pattern, wrapped))
+        self._registrations.append(_Registration(pattern, handler, wrapped, own))
         self._manager.on(pattern, own)
         for target, group in self._attached:
             _subscribe(target, group, pattern, wrapped)
@@ -272,8 +273,40 @@ class NotificationSystem:
             kind = type(target).__name__
             raise ClosedError(f"attach(): the {kind} is closed, no event would come from it")
         self._attached.append((target, group))
-        for pattern, wrapped in self._registrations:
-            _subscribe(target, group, pattern, wrapped)
+        for registration in self._registrations:
+            _subscribe(target, group, registration.pattern, registration.wrapped)
+
+    async def off(self, event_type: str, handler: Callable[..., Any]) -> bool:
+        """Remove ``handler``'s registrations under exactly ``event_type``; True if any was.
+
+        Removed from :meth:`emit` and from every manager and bus this system is attached
+        to, so ``off`` is async like ``manager.off`` and ``bus.unsubscribe``: it returns
+        once they have removed it (a bus waits for the handler's deliveries in progress,
+        except the one ``off`` is called from). Safe from inside a handler: the event
+        being handled keeps its handlers, the next one does not reach ``handler``. An
+        ``event_type`` that is not a str, or a ``handler`` that is not callable, is a
+        ``TypeError``.
+        """
+        check_removal("off", event_type, handler, pattern_name="event_type")
+        removed: list[_Registration] = []
+        kept: list[_Registration] = []
+        for each in self._registrations:
+            chosen = each.pattern == event_type and each.handler == handler
+            (removed if chosen else kept).append(each)
+        if not removed:
+            return False
+        self._registrations = kept  # before any await: an attach() meanwhile skips them
+        for registration in removed:
+            await self._manager.off(registration.pattern, registration.own)
+            for target, group in list(self._attached):
+                await _unsubscribe(target, group, registration.pattern, registration.wrapped)
+        return True
+
+    def handlers(self, event_type: str) -> list[Callable[..., Any]]:
+        """The handlers an event of ``event_type`` reaches through :meth:`emit`, in
+        call order (the functions registered, not their wrappers)."""
+        registered = {each.own: each.handler for each in self._registrations}
+        return [registered[own] for own in self._manager.handlers(event_type)]
 
     async def emit(
         self, event_type: str | Event, data: Any = None, metadata: Mapping[str, Any] | None = None
@@ -303,6 +336,16 @@ class NotificationSystem:
         check_handler(callback, "error callback")
         self._deliveries.error_callbacks.append((callback, is_async_callable(callback)))
         return callback
+
+    def off_error(self, callback: Callable[..., Any]) -> bool:
+        """Undo one :meth:`on_error` of ``callback``: True if it was registered.
+
+        As on :meth:`EventManager.off_error <pepperpy.event.EventManager.off_error>`:
+        one registration, the most recent first; callbacks compare with ``==``; from
+        inside a callback, the failure being reported still reaches every callback
+        registered when its report began, the next one does not reach ``callback``.
+        """
+        return remove_last("off_error", self._deliveries.error_callbacks, callback, _first)
 
     # -- notifying ------------------------------------------------------------------------
 
@@ -440,9 +483,9 @@ class NotificationSystem:
     async def _detach(self, grace: float) -> None:
         """Leave every manager and bus ``attach`` joined (their handlers get nothing more)."""
         detaching = [
-            _unsubscribe(target, group, pattern, wrapped)
+            _unsubscribe(target, group, each.pattern, each.wrapped)
             for target, group in self._attached
-            for pattern, wrapped in self._registrations
+            for each in self._registrations
         ]
         self._attached.clear()
         if detaching:
@@ -488,6 +531,19 @@ class NotificationSystem:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+class _Registration(NamedTuple):
+    """One ``on``: the handler, and the wrappers that run it."""
+
+    pattern: str
+    handler: Callable[..., Any]
+    wrapped: Callable[[Event], Any]  # what attached managers and buses run
+    own: Callable[[Event], Any]  # what emit()'s manager runs (refused once closed)
+
+
+def _first(entry: tuple[Callable[..., Any], bool]) -> Callable[..., Any]:
+    return entry[0]
 
 
 def _as_channel(channel: str | Channel, *, kind: str | None = None) -> Channel:
