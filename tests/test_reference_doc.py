@@ -34,8 +34,9 @@ DOC = DOCS / "reference.md"
 
 HEADING = re.compile(r"^(#{1,6}) (.+?)\s*$")
 ENTRY = re.compile(r"^### `(\w+)`$")
-#: a member line: ``- `name(...)...``` or ``- `name```, the code span's text in group 2
-MEMBER = re.compile(r"^- `(?:async )?(\w+)([^`]*)`", re.MULTILINE)
+#: a member line: ``- `name(...) -> T` (async): ...`` or ``- `name```: the name, the rest
+#: of the code span, and the parenthesised note after it (``async`` marks a coroutine)
+MEMBER = re.compile(r"^- `(?:async )?(\w+)([^`]*)`( \([^)]*\))?", re.MULTILINE)
 #: another member named in running text ("Fields: `a` (`int`), `b` ...")
 NAMED = re.compile(r"`(\w+)(?=[`(: ])")
 LINK = re.compile(r"\]\(([\w.-]+\.md)(?:#([\w-]+))?\)")
@@ -135,6 +136,36 @@ def split_parameters(shown: str) -> list[str] | None:
     return parts
 
 
+def shown_return(shown: str) -> str | None:
+    """The annotation after ``-> `` following the parameter list, if shown."""
+    depth, quote = 0, ""
+    for index, char in enumerate(shown):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth == 0:
+                rest = shown[index + 1 :].strip()
+                return rest[3:].strip() if rest.startswith("->") else None
+    return None
+
+
+def real_return(signature: inspect.Signature) -> str | None:
+    annotation = signature.return_annotation
+    if annotation is inspect.Signature.empty:
+        return None
+    return annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+
+
+def awaited(function: Any) -> bool:
+    function = inspect.unwrap(function)
+    return inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
+
+
 def shown_shape(shown: str) -> list[str] | None:
     """``f(a: int, /, b=1, *, c, **kw) -> X`` -> ``['a', '/', 'b', '*', 'c', '**kw']``."""
     parts = split_parameters(shown)
@@ -185,18 +216,24 @@ def signature_problems(name: str, value: Any, section: str) -> list[str]:
     fence = re.search(r"^```text\n(.*?)\n```", section, re.MULTILINE | re.DOTALL)
     shown = fence.group(1).strip() if fence else None
     if shown is not None:
+        marked_async = shown.startswith("async ")
         shown = re.sub(r"^async ", "", shown)
         if not shown.startswith(f"{name}("):
             problems.append(f"{name}: the signature block shows {shown[:40]!r}")
         elif not (inspect.isclass(value) or callable(value)):
             problems.append(f"{name}: a signature is shown, but it is not callable")
         else:
-            real = real_shape(inspect.signature(value))
+            signature = inspect.signature(value)
+            real = real_shape(signature)
             if shown_shape(shown) != real:
                 problems.append(f"{name}: shows {shown_shape(shown)}, the code takes {real}")
+            if not inspect.isclass(value):
+                problems += return_problems(name, shown, signature)
+                if marked_async != awaited(value):
+                    problems.append(f"{name}: 'async' shown {marked_async}, is {awaited(value)}")
     if inspect.isclass(value):
         for match in MEMBER.finditer(section):
-            member, rest = match.groups()
+            member, rest, note = match.groups()
             if not hasattr(value, member):
                 problems.append(f"{name}.{member} is documented but does not exist")
                 continue
@@ -204,13 +241,29 @@ def signature_problems(name: str, value: Any, section: str) -> list[str]:
             if rest.startswith("("):
                 if real_member is None:
                     problems.append(f"{name}.{member} is shown as a method but is not one")
-                elif shown_shape(rest) != real_member:
+                    continue
+                if shown_shape(rest) != real_member:
                     problems.append(
                         f"{name}.{member}: shows {shown_shape(rest)}, the code takes {real_member}"
+                    )
+                function = getattr(value, member)
+                problems += return_problems(f"{name}.{member}", rest, inspect.signature(function))
+                marked_async = note is not None and "async" in note
+                if marked_async != awaited(function):
+                    problems.append(
+                        f"{name}.{member}: '(async)' shown {marked_async}, is {awaited(function)}"
                     )
             elif real_member is not None:
                 problems.append(f"{name}.{member} is a method: show its signature")
     return problems
+
+
+def return_problems(name: str, shown: str, signature: inspect.Signature) -> list[str]:
+    """A shown ``-> T`` must be the real annotation (spaces aside); one must be shown."""
+    real, written = real_return(signature), shown_return(shown)
+    if real is None or (written is not None and written.split() == real.split()):
+        return []
+    return [f"{name}: shows -> {written}, the code returns {real}"]
 
 
 # --- members ----------------------------------------------------------------------------
@@ -367,15 +420,20 @@ def test_a_wrong_parameter_list_is_reported() -> None:
     class Fake:
         def send(self, item: int, /, *rest: Any, flag: bool = False, **extra: Any) -> None: ...
 
-    good = "```text\nemit(event_type: str, data: Any = None, *, key: str | None = None)\n```\n"
+    good = (
+        "```text\nemit(event_type: str, data: Any = None, *, key: str | None = None) -> None\n```\n"
+    )
     assert signature_problems("emit", emit, good) == []
-    bad = "```text\nemit(event_type: str, data: Any = None, key: str | None = None)\n```\n"
+    bad = "```text\nemit(event_type: str, data: Any = None, key: str | None = None) -> None\n```\n"
     assert signature_problems("emit", emit, bad) != []  # key shown as positional
     fake = "- `send(item: int, /, *rest: Any, flag: bool = False, **extra: Any) -> None`: x\n"
     assert signature_problems("Fake", Fake, fake) == []
     assert signature_problems("Fake", Fake, fake.replace("flag", "flags")) != []
     assert signature_problems("Fake", Fake, "- `gone()`: removed\n") != []
     assert signature_problems("Fake", Fake, "- `send`: no signature\n") != []
+    assert signature_problems("Fake", Fake, fake.replace("-> None", "-> int")) != []
+    assert signature_problems("Fake", Fake, fake.replace("`: x", "` (async): x")) != []
+    assert signature_problems("emit", emit, good.replace("emit(", "async emit(")) != []
 
 
 def test_an_undocumented_member_is_reported() -> None:
