@@ -25,7 +25,7 @@ from ._fanout import _all_settled, _call_sync, _cancel_all, _cancellation
 from ._handlers import Handler, check_handler, is_async_callable
 from ._options import check_count
 from ._patterns import PatternIndex, parse_pattern, parse_topic
-from ._removal import check_removal, remove_last
+from ._removal import Removed, check_removal, remove_last
 from ._retry import RetryPolicy
 
 __all__ = ["DeadLetter", "EventManager"]
@@ -178,10 +178,13 @@ class EventManager(Backpressure):
         if self._closed:
             raise ClosedError("the EventManager is closed: a handler added now would never run")
 
-    async def off(self, event_type: str, handler: Callable[..., Any]) -> bool:
-        """Remove ``handler``'s registrations for ``event_type``; True if any was removed.
+    def off(self, event_type: str, handler: Callable[..., Any]) -> Removed:
+        """Remove ``handler``'s registrations for ``event_type``; ``await`` it for True if
+        any was removed.
 
-        Safe from inside a handler: an emit already running keeps its handler list.
+        The removal is done when ``off`` returns: awaiting the result only reads it (it
+        never suspends), and a forgotten ``await`` still removes the handler. Safe from
+        inside a handler: an emit already running keeps its handler list.
         ``event_type`` that is not a str, or a ``handler`` that is not callable, is a
         ``TypeError`` (no registration can have been made with it).
         """
@@ -190,7 +193,7 @@ class EventManager(Backpressure):
         for key, listener in self._index.items_for(event_type):
             if listener.handler == handler:
                 removed = self._index.remove(event_type, key) or removed
-        return removed
+        return Removed(removed)
 
     def handlers(self, event_type: str) -> list[Callable[..., Any]]:
         """The handlers an event of type ``event_type`` would reach, in call order."""

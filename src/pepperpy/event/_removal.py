@@ -9,12 +9,12 @@ passed the wrong way round is a ``TypeError`` naming it, not a quiet ``False``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
 from ._patterns import parse_pattern
 
-__all__ = ["check_removal", "remove_last"]
+__all__ = ["Removed", "check_removal", "remove_last"]
 
 T = TypeVar("T")
 
@@ -48,3 +48,29 @@ def remove_last(
             del entries[index]
             return True
     return False
+
+
+class Removed:
+    """What :meth:`EventManager.off` returns: the removal, already done.
+
+    ``await manager.off(...)`` gives True when a registration was removed (the contract's
+    form). The removal itself happens in the call, not when the result is awaited, so
+    ``manager.off(...)`` without ``await`` (pyee's and blinker's habit) removes the handler
+    all the same instead of leaving it registered behind a never-awaited coroutine; the
+    result is truthy exactly when something was removed, awaited or not.
+    """
+
+    __slots__ = ("removed",)
+
+    def __init__(self, removed: bool) -> None:
+        self.removed = removed
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        return self.removed
+        yield  # pragma: no cover - makes this a generator: awaiting never suspends
+
+    def __bool__(self) -> bool:
+        return self.removed
+
+    def __repr__(self) -> str:
+        return f"<Removed {self.removed}>"
