@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import click
@@ -262,11 +263,14 @@ async def open_store(
         path = sqlite_path(url)
         if must_exist and not path.exists():
             raise CommandError(
-                f"no event store at {str(path)!r} (run 'pepperpy-event demo' or "
-                "'pepperpy-event append' first, or pass --store)"
+                f"no event store at {str(path)!r}{_relative_hint(path)} (run 'pepperpy-event "
+                "demo' or 'pepperpy-event append' first, or pass --store)"
             )
         if not path.parent.exists():
-            raise CommandError(f"directory {str(path.parent)!r} does not exist (from --store)")
+            raise CommandError(
+                f"directory {str(path.parent)!r} does not exist (from --store"
+                f"{_relative_hint(path)})"
+            )
     async with EventStore(url) as store:
         if reading and path is not None and path.exists():
             from ..store.sqlite import SQLiteBackend
@@ -275,6 +279,21 @@ async def open_store(
                 store.backend.create = False
                 await store.read_all(0, limit=1)  # refuses a file that is not a store
         yield store
+
+
+def _relative_hint(path: Path) -> str:
+    """For a relative SQLite path: where it points, and the URL of the absolute path.
+
+    ``sqlite:///tmp/e.db`` (three slashes) is ``tmp/e.db`` in the working directory, the
+    classic slip for ``sqlite:////tmp/e.db``; an error that showed only ``'tmp/e.db'``
+    left the user to work that out.
+    """
+    if path.is_absolute():
+        return ""
+    return (
+        f", relative to the working directory {str(Path.cwd())!r}; for the absolute path "
+        f"use sqlite:////{path.as_posix()}"
+    )
 
 
 def parse_expected(text: str | None) -> ExpectedVersion:
