@@ -150,7 +150,13 @@ class StreamEncryption:
         except EncryptionError:
             raise
         except Exception as exc:
-            raise EncryptionError(f"cannot unwrap data key {version} of {stream!r}") from exc
+            raise EncryptionError(
+                f"cannot unwrap data key {version} of {stream!r} with master key"
+                f" {master_id!r}: the key ring's {master_id!r} is probably not the key that"
+                " wrapped it (KeyRing.generate() makes a new random key on every run: load"
+                " the same master key each time, see 'Keeping the master key' in"
+                " docs/security.md), or the stored data key was altered"
+            ) from exc
         return key
 
     def _wrap(self, stream: str, version: int, key: bytes) -> tuple[str, bytes]:
