@@ -8,6 +8,7 @@ in a namespace or stream of the test's own, deleted afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -15,13 +16,17 @@ from typing import Any
 import pytest
 
 from pepperpy.event import (
+    AccessDenied,
     BatchPublishError,
     ClosedError,
     Event,
     EventBus,
     SerializationError,
+    Subscription,
+    Transport,
     TransportError,
 )
+from pepperpy.event.security import AccessControl, acting_as
 from pepperpy.event.transports.nats import NatsTransport
 from pepperpy.event.transports.redis import RedisTransport
 from tests.bus.faultproxy import FaultProxy, finishes
@@ -61,6 +66,20 @@ async def test_a_ready_event_in_a_batch_keeps_its_id_and_the_callers_copy_is_unt
     assert [e.id for e in got] == [original.id, published[1].id]
     assert got[0].metadata == {"origin": "test", "h": 1, "partitionkey": "user-1"}
     assert original.metadata == {"origin": "test"}
+
+
+async def test_a_batch_to_a_topic_the_principal_may_not_publish_to_is_refused_whole() -> None:
+    acl = AccessControl(default="allow")
+    acl.deny("svc.shop", "publish", "orders.refund.#")
+    bus = EventBus(access=acl)
+    got: list[Any] = []
+    bus.subscribe("#", got.append)
+    async with bus:
+        with acting_as("svc.shop"):
+            with pytest.raises(AccessDenied, match="orders.refund.issued"):
+                await bus.publish_many("orders.refund.issued", [1, 2, 3])
+            await bus.publish_many("orders.placed", [4])
+    assert [e.data for e in got] == [4]
 
 
 async def test_a_closed_bus_refuses_a_batch() -> None:
@@ -228,3 +247,72 @@ async def test_nats_refusing_one_event_stops_the_batch_there(
         await eventually(lambda: got == [0, 1])
         await settle()
         assert got == [0, 1]
+
+
+# -- the default Transport.publish_many, on a transport that records what it is asked ----
+
+
+class Recording(Transport):
+    """Takes a little while per publish and records what overlapped: the contract's
+    default ``publish_many`` is what runs (this transport does not override it)."""
+
+    def __init__(self, refuse: int | None = None) -> None:
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.most_tasks = 0
+        self.keys_in_flight: set[str] = set()
+        self.order: dict[str | None, list[int]] = {}
+        self.refuse = refuse
+
+    async def publish(self, event: Event, *, key: str | None = None) -> None:
+        n = event.data
+        if key is not None:
+            assert key not in self.keys_in_flight, f"two events of {key} at once"
+            self.keys_in_flight.add(key)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        self.most_tasks = max(self.most_tasks, len(asyncio.all_tasks()))
+        try:
+            await asyncio.sleep(0.001 * (n % 3))
+            if n == self.refuse:
+                error = TransportError(f"refused {n}")
+                error.stored = False
+                raise error
+            self.order.setdefault(key, []).append(n)
+        finally:
+            self.in_flight -= 1
+            self.keys_in_flight.discard(key)  # type: ignore[arg-type]
+
+    async def subscribe(self, subscription: Subscription) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_large_batch_has_at_most_256_publishes_in_flight_and_keys_in_order() -> None:
+    transport = Recording()
+    async with EventBus(transport=transport) as bus:
+        tasks_before = len(asyncio.all_tasks())
+        await bus.publish_many("a.b", range(5000), key=lambda n: f"k{n % 50}" if n % 2 else None)
+    assert transport.most_in_flight == 256
+    assert transport.most_tasks <= tasks_before + 256
+    assert transport.order.pop(None) is not None
+    assert transport.order == {
+        f"k{k}": [n for n in range(5000) if n % 2 and n % 50 == k] for k in range(1, 50, 2)
+    }
+
+
+async def test_after_a_failure_no_publish_starts_and_in_flight_ones_finish() -> None:
+    transport = Recording(refuse=10)
+    async with EventBus(transport=transport) as bus:
+        with pytest.raises(BatchPublishError, match=r"events\[10\].*refused 10") as raised:
+            await bus.publish_many("a.b", range(1000), key=lambda n: f"k{n % 4}")
+    outcomes = raised.value.outcomes
+    assert outcomes[10] is False and list(raised.value.errors) == [10]
+    assert all(outcomes[n] is False for n in range(14, 1000, 4)), "its key stopped there"
+    # the other keys' publishes in flight finished, and no more started: a few each
+    assert outcomes.count(True) < 100
+    published = sorted(n for ns in transport.order.values() for n in ns)
+    assert published == [n for n, ok in enumerate(outcomes) if ok]
+    assert raised.value.stored is None

@@ -64,7 +64,8 @@ async def publish_concurrently(
         raise ValueError(f"{len(events)} events but {len(keys)} keys: give one key per event")
     outcomes: list[bool | None] = [False] * len(events)
     errors: dict[int, BaseException] = {}
-    pending: Iterator[list[int]] = iter(chains(keys))
+    found = chains(keys)
+    pending: Iterator[list[int]] = iter(found)
 
     async def worker() -> None:
         for chain in pending:  # shared: each chain goes to the next free worker
@@ -79,7 +80,7 @@ async def publish_concurrently(
                     return
                 outcomes[index] = True
 
-    workers = min(window, len(events))
+    workers = min(window, len(found))  # one key: one worker, no idle tasks
     if workers == 1:
         await worker()
     elif workers:
