@@ -13,6 +13,7 @@ import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from operator import itemgetter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -33,6 +34,7 @@ from ._handlers import Handler, check_handler
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._options import check_instance
 from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
+from ._removal import remove_last
 from ._retry import RetryPolicy
 from ._text import shown, text_problem
 from .security._principal import PRINCIPAL, current_principal
@@ -404,16 +406,7 @@ class EventBus:
         dispatch began; the next one does not reach ``callback``. A ``callback`` that
         is not callable is a ``TypeError``.
         """
-        if not callable(callback):
-            raise TypeError(
-                f"off_error(): the callback to remove must be callable, got {callback!r}"
-            )
-        callbacks = self._error_callbacks
-        for index in range(len(callbacks) - 1, -1, -1):
-            if callbacks[index][0] == callback:
-                del callbacks[index]
-                return True
-        return False
+        return remove_last("off_error", self._error_callbacks, callback, itemgetter(0))
 
     async def _dead_letter(self, letter: DeadLetter, group: str | None) -> None:
         self.dead_letters.append(letter)
