@@ -17,6 +17,7 @@ from operator import itemgetter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from ._blame import blamed
 from ._bus_batch import Key
 from ._bus_batch import publish_many as _publish_many
 from ._bus_checks import check_headers, check_metadata
@@ -409,11 +410,12 @@ class EventBus:
         return remove_last("off_error", self._error_callbacks, callback, itemgetter(0))
 
     async def _dead_letter(self, letter: DeadLetter, group: str | None) -> None:
+        letter, name = blamed(letter)  # an attached processor names its own handler
         self.dead_letters.append(letter)
         event = letter.event
         logger.error(
             "bus handler %s failed for %s (%s) after %d attempt(s)",
-            getattr(letter.handler, "__qualname__", letter.handler),
+            name,
             event.type,
             event.id,
             letter.attempts,

@@ -13,6 +13,8 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ._blame import named
+
 if TYPE_CHECKING:
     from ._event import Event
     from ._manager import _Listener
@@ -64,7 +66,7 @@ async def _cancel_all(
         logger.error(
             "handler %s failed for event %s (%s) while its emit was cancelled; "
             "not retried or dead-lettered",
-            getattr(listener.handler, "__qualname__", listener.handler),
+            named(listener.handler, event, error),
             event.type,
             event.id,
             exc_info=error,

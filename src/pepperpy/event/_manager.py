@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from ._backpressure import Backpressure, _Waiter
+from ._blame import blamed
 from ._errors import BufferFullError, ClosedError, ListenerLimitError
 from ._event import Event, make_event
 from ._fanout import _all_settled, _call_sync, _cancel_all, _cancellation
@@ -472,10 +473,11 @@ class EventManager(Backpressure):
         await self._dead_letter(DeadLetter(event, listener.handler, exc, attempt))
 
     async def _dead_letter(self, letter: DeadLetter) -> None:
+        letter, name = blamed(letter)  # an attached processor names its own handler
         self.dead_letters.append(letter)
         logger.error(
             "handler %s failed for event %s (%s) after %d attempt(s)",
-            getattr(letter.handler, "__qualname__", letter.handler),
+            name,
             letter.event.type,
             letter.event.id,
             letter.attempts,

@@ -20,10 +20,10 @@ import logging
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload, runtime_checkable
 
-from ._cancel import resume_cancellation
 from ._event import Event
 from ._handlers import binds, check_handler, is_async_callable
 from ._patterns import PatternIndex, parse_pattern
+from ._processor_links import ATTACHED, _BusLink, _ManagerLink, _TaskLink
 from ._removal import check_removal
 from ._unmatched import Unmatched, UnmatchedMode, check_mode, check_overlap
 
@@ -239,10 +239,20 @@ class EventProcessor:
             raise ExceptionGroup(f"{len(errors)} handlers failed for {event.type!r}", errors)
 
     def _blame(self, exc: BaseException, *routes: _Route) -> None:
-        """Remember that ``exc`` stopped the handlers of ``routes`` (for dead letters)."""
+        """Remember that ``exc`` stopped the handlers of ``routes`` (for dead letters).
+
+        For a ``DeadLetterMiddleware`` in the chain, and for the attachment running this
+        call, whose source (a manager, a bus) dead-letters what ``process`` raises.
+        """
+        if not routes:
+            return
+        handlers = tuple(route.handler for route in routes)
         record = _completed.get()
-        if routes and record is not None and record[0] is self:
-            record[2][id(exc)] = (exc, tuple(route.handler for route in routes))
+        if record is not None and record[0] is self:
+            record[2][id(exc)] = (exc, handlers)
+        attached = ATTACHED.get()
+        if attached is not None and attached[0] is self:
+            attached[1][id(exc)] = (exc, handlers)
 
     # -- sources ----------------------------------------------------------------------
 
@@ -413,124 +423,6 @@ class EventProcessor:
         """
         policy = Unmatched(check_mode(unmatched), "background run", self._patterns)
         return Attachment(self, _TaskLink(self, policy, events))
-
-
-class _Link:
-    """What every attachment does with an event it takes: count it, and apply its
-    ``unmatched`` policy when no handler of the processor matches it."""
-
-    def __init__(self, processor: EventProcessor, unmatched: Unmatched) -> None:
-        self.processor = processor
-        self.unmatched = unmatched
-        self.processed = 0
-        self.open = True
-
-    async def deliver(self, event: Event) -> None:
-        """Run ``event`` through the processor (the handler a manager or bus calls)."""
-        processor = self.processor
-        if processor._index.match(event.type):
-            await processor.process(event)
-            self.processed += 1
-        else:
-            self.unmatched.taken(event)  # raises when the attachment refuses it
-            await processor.process(event)  # the middleware still see it
-
-
-class _ManagerLink(_Link):
-    """A manager handler feeding a processor; stopping removes it."""
-
-    def __init__(
-        self, processor: EventProcessor, unmatched: Unmatched, manager: Any, pattern: str
-    ) -> None:
-        super().__init__(processor, unmatched)
-        self.manager = manager
-        self.pattern = pattern
-
-    async def stop(self) -> None:
-        if self.open:
-            self.open = False
-            await self.manager.off(self.pattern, self.deliver)
-
-    async def wait(self) -> None:
-        return None
-
-
-class _BusLink(_Link):
-    """A bus subscription feeding a processor; stopping unsubscribes it.
-
-    The subscribed handler is this link's own ``deliver`` (not ``process`` itself), so
-    two attachments of one processor to one pattern are two subscriptions, and stopping
-    one leaves the other in place.
-    """
-
-    def __init__(
-        self,
-        processor: EventProcessor,
-        unmatched: Unmatched,
-        bus: Any,
-        pattern: str,
-        group: str | None,
-    ) -> None:
-        super().__init__(processor, unmatched)
-        self.bus = bus
-        self.pattern = pattern
-        self.group = group
-
-    async def stop(self) -> None:
-        """Unsubscribe: a group member leaves its group, whose other members get the rest."""
-        if self.open:
-            self.open = False
-            await self.bus.unsubscribe(self.pattern, self.deliver, group=self.group)
-
-    async def wait(self) -> None:
-        return None
-
-
-class _TaskLink(_Link):
-    def __init__(
-        self, processor: EventProcessor, unmatched: Unmatched, events: AsyncIterable[Event]
-    ) -> None:
-        super().__init__(processor, unmatched)
-        self.events = events
-        self.last_global_position: int | None = None
-        self.task = asyncio.get_running_loop().create_task(self._consume())
-
-    async def _consume(self) -> None:
-        try:
-            async for event in self.events:
-                await self.deliver(event)
-                if event.global_position is not None:
-                    self.last_global_position = event.global_position
-                # a handler runs inline here: one that caught this task's cancellation
-                # (stop() cancels it when the source cannot be closed) must not keep
-                # the loop reading, or stop() would wait for ever
-                resume_cancellation()
-        except Exception:
-            logger.exception("processor stopped: processing a store event failed")
-            raise
-        finally:
-            closer = getattr(self.events, "aclose", None)
-            if closer is not None:
-                await closer()
-
-    async def stop(self) -> None:
-        me = asyncio.current_task()
-        before = 0 if me is None else me.cancelling()  # cleanup code may start at 1
-        closer = getattr(self.events, "aclose", None)
-        if closer is not None and not self.task.done():
-            await closer()  # graceful: the event in progress finishes first
-        else:
-            self.task.cancel()
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            # the consumer ended cancelled, as stopping it does; but a cancellation of
-            # stop()'s caller (which also cancels the awaited consumer) is passed on
-            if not self.task.cancelled() or (me is not None and me.cancelling() > before):
-                raise
-
-    async def wait(self) -> None:
-        await self.task
 
 
 class Attachment:

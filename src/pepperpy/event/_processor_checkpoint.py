@@ -43,7 +43,8 @@ from ._checkpoints import (
 from ._errors import ConcurrencyError, ConfigurationError, StoreError
 from ._loops import settled
 from ._options import check_count
-from ._processor import EventProcessor, _TaskLink
+from ._processor import EventProcessor
+from ._processor_links import _TaskLink
 from ._replay_options import check_name, check_store, describe_checkpoints, store_url
 from ._seconds import check_seconds
 from ._unmatched import Unmatched
