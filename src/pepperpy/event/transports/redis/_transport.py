@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..._deadletter import DEAD_LETTER_PREFIX, dead_letter_event, partition_key
@@ -15,11 +16,12 @@ from ..._redact import redact_url
 from .._url_options import checked_keywords, default, given_keywords
 from ..base import Subscription, Transport, check_key, resume_cancellation, shutdown_sockets
 from ._config import CLIENT_DEFAULTS, RedisOptions, client_options, parse_url, partition_of
+from ._dedupe import Publication, already_stored, identify, send_xadds
 from ._group import GroupMember
 from ._leases import delete_group
 from ._listener import Listener
 from ._outage import Outages, server_of
-from ._outcome import ON_PRIMARY, sent, with_outcome
+from ._outcome import ON_PRIMARY, with_outcome
 from ._wire import (
     EVENT_FIELD,
     TOPIC_FIELD,
@@ -44,7 +46,7 @@ _POOL_POLL = 0.02
 #: seconds a ``WAIT`` reply may take beyond the server-side timeout it was given
 _WAIT_MARGIN = 1.0
 
-_Queued = tuple[str, dict[Any, Any], "asyncio.Future[None]"]
+_Queued = tuple[Publication, "asyncio.Future[None]"]
 
 
 class RedisTransport(Transport):
@@ -132,7 +134,8 @@ class RedisTransport(Transport):
             if self._client is not None:
                 return
             try:
-                client = self._new_client()
+                # identified connections: what a publish whose reply was lost needs
+                client = self._new_client(redis_connect_func=identify)
             except ValueError as exc:
                 raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from exc
             try:
@@ -278,29 +281,39 @@ class RedisTransport(Transport):
                 raise
         client = self._require_client()
         stream = self.stream_for(event.type, key)
-        fields: dict[Any, Any] = {TOPIC_FIELD: event.type, EVENT_FIELD: event.to_json()}
+        payload = event.to_json()
+        fields: dict[Any, Any] = {TOPIC_FIELD: event.type, EVENT_FIELD: payload}
+        publication = Publication(stream, fields, event.id, payload)
         deadline = asyncio.get_running_loop().time() + self.options.connect_timeout
         if self.options.replicas:
-            await self._publish_replicated(client, event, stream, fields, deadline)
+            await self._publish_replicated(client, event, publication, deadline)
             return
+
+        async def again() -> None:
+            """Append it, unless a copy sent earlier with no reply is there (or can still
+            get there: :func:`~._dedupe.already_stored` makes sure it cannot)."""
+            if publication.appended:  # answered, before the pipeline it was in broke
+                return
+            if publication.unknown and await already_stored(client, publication):
+                return
+            await self._append(client, publication, deadline)
+
         try:
-            await self._append(client, stream, fields, deadline)
+            await self._append(client, publication, deadline)
         except self._unreachable as exc:
             await self._retrying(
                 f"publishing {event.type!r}",
                 client,
-                lambda: self._append(client, stream, fields, deadline),
+                again,
                 deadline=deadline,
                 error=exc,
-                publishing=True,
+                unknown=lambda: publication.unknown,
             )
         except self._exceptions.RedisError as exc:
             refused = TransportError(f"Redis refused to publish {event.type!r}: {exc}")
-            raise with_outcome(refused, unknown=False) from exc
+            raise with_outcome(refused, unknown=publication.unknown) from exc
 
-    async def _append(
-        self, client: Redis, stream: str, fields: dict[Any, Any], deadline: float
-    ) -> None:
+    async def _append(self, client: Redis, publication: Publication, deadline: float) -> None:
         """``XADD``, coalescing concurrent publishes into pipelined round trips.
 
         With nothing in flight the command goes out at once (a publisher awaiting each
@@ -309,18 +322,22 @@ class RedisTransport(Transport):
         the next loop iteration, so a burst of 100 concurrent publishes costs about one
         round trip, not 100. Either way the round trip ends by ``deadline`` (loop time)
         with :class:`TimeoutError` if Redis has not answered: redis-py's own socket
-        timeouts and retry would take longer than ``connect_timeout``.
+        timeouts and retry would take longer than ``connect_timeout``. Sent by
+        :func:`~._dedupe.send_xadds`: never twice by redis-py, and recorded in
+        ``publication`` when it went out and no reply came.
         """
         if not self._in_flight:
             self._in_flight += 1
             try:
                 async with asyncio.timeout_at(deadline):
-                    await client.xadd(stream, fields, maxlen=self.options.maxlen, approximate=True)
+                    (result,) = await send_xadds(client, [publication], self.options.maxlen)
             finally:
                 self._in_flight -= 1
+            if result is not None:
+                raise result
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((stream, fields, future))
+        self._queue.append((publication, future))
         if self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._send_queued(client))
         await future
@@ -329,25 +346,24 @@ class RedisTransport(Transport):
         batch, self._queue, self._sender = self._queue, [], None
         self._in_flight += 1
         try:
-            pipe = client.pipeline(transaction=False)
-            for stream, fields, _ in batch:
-                pipe.xadd(stream, fields, maxlen=self.options.maxlen, approximate=True)
             # one timer per pipeline, not per publish: queued publishers waited no more
             # than a loop iteration for it
             async with asyncio.timeout(self.options.connect_timeout):
-                results: list[Any] = await pipe.execute(raise_on_error=False)
+                results: list[Exception | None] = await send_xadds(
+                    client, [publication for publication, _ in batch], self.options.maxlen
+                )
         except Exception as exc:
             results = [exc] * len(batch)
         except BaseException:
-            for _, _, future in batch:
+            for _, future in batch:
                 future.cancel()
             raise
         finally:
             self._in_flight -= 1
-        for (_, _, future), result in zip(batch, results, strict=True):
+        for (publication, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue
-            if isinstance(result, Exception):
+            if result is not None and not publication.appended:
                 future.set_exception(result)
             else:
                 future.set_result(None)
@@ -356,8 +372,7 @@ class RedisTransport(Transport):
         self,
         client: Redis,
         event: Event,
-        stream: str,
-        fields: dict[Any, Any],
+        publication: Publication,
         deadline: float,
     ) -> None:
         """``XADD`` and ``WAIT`` for the replicas, both on one connection held throughout.
@@ -375,25 +390,40 @@ class RedisTransport(Transport):
         unreachable, within ``deadline``); after it, a failure means the replicas' answer
         is unknown, and is never asked on another connection (nor a reconnected one: a
         fresh connection has written nothing, so ``WAIT`` there confirms at once).
+        An ``XADD`` sent with no reply is not sent again before the transport has made
+        sure it is not in Redis (:func:`~._dedupe.already_stored`); if it is, the
+        replicas cannot be asked about it (its connection is gone) and the publish
+        raises with ``stored=True``.
         """
         loop = asyncio.get_running_loop()
-        xadd: list[Any] = ["XADD", stream]
-        if self.options.maxlen is not None:
-            xadd += ["MAXLEN", "~", self.options.maxlen]
-        xadd.append("*")
-        for pair in fields.items():
-            xadd.extend(pair)
+        xadd = publication.command(self.options.maxlen)
         held: list[Any] = []  # the client holding the connection, once XADD got its reply
 
         async def append() -> float:
+            if publication.unknown and await already_stored(client, publication):
+                error = TransportError(
+                    f"{event.type!r} ({event.id}) reached Redis on a connection that was then "
+                    f"lost, so its replicas could not be asked about it; {ON_PRIMARY}"
+                )
+                error.stored = True
+                raise error
             replicated = client.client()  # one connection of the pool, kept until aclose
             try:
                 await replicated.initialize()
                 connection: Any = replicated.connection
+                if not connection.is_connected:  # sending would connect it, unidentified
+                    await connection.connect()
                 until = loop.time() + self.options.connect_timeout
                 commands = [xadd, self._wait_command(until)]
-                await connection.send_packed_command(connection.pack_commands(commands))
-                await connection.read_response()  # XADD's; WAIT's follows
+                packed = connection.pack_commands(commands)
+                publication.sending(connection, time.monotonic())
+                await connection.send_packed_command(packed, check_health=False)
+                try:
+                    await connection.read_response()  # XADD's; WAIT's follows
+                except self._exceptions.ResponseError:
+                    publication.answered(appended=False)
+                    raise
+                publication.answered(appended=True)
             except BaseException:
                 await _give_back(replicated, broken=True)
                 raise
@@ -410,11 +440,11 @@ class RedisTransport(Transport):
                 append,
                 deadline=deadline,
                 error=exc,
-                publishing=True,
+                unknown=lambda: publication.unknown,
             )
         except self._exceptions.RedisError as exc:
             refused = TransportError(f"Redis refused to publish {event.type!r}: {exc}")
-            raise with_outcome(refused, unknown=False) from exc
+            raise with_outcome(refused, unknown=publication.unknown) from exc
         replicated = held[0]
         broken = True
         try:
@@ -471,7 +501,7 @@ class RedisTransport(Transport):
         *,
         deadline: float | None = None,
         error: BaseException | None = None,
-        publishing: bool = False,
+        unknown: Callable[[], bool] | None = None,
     ) -> Any:
         """Run ``operation()`` until Redis answers or ``deadline`` (loop time) has passed.
 
@@ -482,37 +512,35 @@ class RedisTransport(Transport):
         backing off like a reconnect. Each attempt is cut off at the deadline, so a
         silent Redis (a network partition) fails as fast as an unreachable one.
 
-        ``publishing``: the operation is a publish, and the error raised says whether
-        its event may be stored (see :func:`~._outcome.sent`).
+        ``unknown``: the operation is a publish, and tells whether its event may be
+        stored (a copy went out and got no reply): the error raised says so.
         """
         loop = asyncio.get_running_loop()
         if deadline is None:
             deadline = loop.time() + self.options.connect_timeout
         backoff = Backoff(self.options.max_backoff)
         pool_wait = Backoff(_POOL_POLL, first=0.001)
-        unknown = error is not None and sent(error)  # an attempt may have reached Redis
         while True:
             if error is not None:
                 pool_full = isinstance(error, self._pool_full)
                 pause = pool_wait.next() if pool_full else backoff.next()
                 if loop.time() + min(pause, 0.001 if pool_full else 0.05) >= deadline:
                     failure = self._gave_up(what, client, error)
-                    if publishing:
-                        failure = with_outcome(failure, unknown=unknown)
+                    if unknown is not None:
+                        failure = with_outcome(failure, unknown=unknown())
                     raise failure from error
                 await asyncio.sleep(min(pause, deadline - loop.time()))
             try:
                 async with asyncio.timeout_at(deadline):
                     return await operation()
             except self._unreachable as exc:  # the pool's limit included; TimeoutError too
-                unknown = unknown or sent(exc)
                 # an attempt cut off at the deadline says less than the error before it
                 if error is None or type(exc) is not TimeoutError:
                     error = exc
             except self._exceptions.RedisError as exc:
                 failure = TransportError(f"Redis refused {what}: {exc}")
-                if publishing:
-                    failure = with_outcome(failure, unknown=unknown)
+                if unknown is not None:
+                    failure = with_outcome(failure, unknown=unknown())
                 raise failure from exc
 
     def _gave_up(self, what: str, client: Redis, error: BaseException) -> TransportError:
