@@ -103,10 +103,16 @@ class ValidationProblem:
 class ValidationError(EventError, ValueError):
     """Data did not match its schema. ``errors`` lists every problem found."""
 
-    def __init__(self, errors: list[ValidationProblem], *, event_type: str | None = None) -> None:
+    def __init__(
+        self,
+        errors: list[ValidationProblem],
+        *,
+        event_type: str | None = None,
+        subject: str = "data",
+    ) -> None:
         self.errors = list(errors)
         self.event_type = event_type
-        head = f"invalid {event_type!r} event" if event_type else "invalid data"
+        head = f"invalid {event_type!r} event" if event_type else f"invalid {subject}"
         count = len(self.errors)
         lines = "; ".join(str(p) for p in self.errors)
         plural = "s" if count != 1 else ""
@@ -176,9 +182,8 @@ class ConcurrencyError(StoreError):
         self.stream = stream
         self.expected = expected
         self.actual = actual
-        super().__init__(
-            f"stream {stream!r}: expected version {expected!r}, actual version {actual!r}"
-        )
+        found = "the stream does not exist" if actual is None else f"actual version {actual!r}"
+        super().__init__(f"stream {stream!r}: expected version {expected!r}, {found}")
 
 
 class StreamDeletedError(StoreError):

@@ -49,7 +49,7 @@ def event_records(
         single = False
     else:
         raise _invalid(
-            "$", "an Event, a dict or a list of them", event_or_events, "nothing to append"
+            "$", "an Event, a dict or a list of them", repr(event_or_events), "not an event"
         )
     if not items:
         raise _invalid("$", "at least one event", items, "nothing to append")
@@ -271,4 +271,6 @@ def _invalid(path: str, expected: str, actual: Any, message: str) -> ValidationE
     shown = actual if isinstance(actual, str) else repr(actual)
     if len(shown) > 80:
         shown = shown[:77] + "..."
-    return ValidationError([ValidationProblem(path, expected, shown, message)])
+    return ValidationError(
+        [ValidationProblem(path, expected, shown, message)], subject="event to append"
+    )
