@@ -281,7 +281,8 @@ class Recording(Transport):
             self.order.setdefault(key, []).append(n)
         finally:
             self.in_flight -= 1
-            self.keys_in_flight.discard(key)  # type: ignore[arg-type]
+            if key is not None:
+                self.keys_in_flight.discard(key)
 
     async def subscribe(self, subscription: Subscription) -> None:
         pass
@@ -316,3 +317,18 @@ async def test_after_a_failure_no_publish_starts_and_in_flight_ones_finish() -> 
     published = sorted(n for ns in transport.order.values() for n in ns)
     assert published == [n for n, ok in enumerate(outcomes) if ok]
     assert raised.value.stored is None
+
+
+async def test_a_cancelled_batch_leaves_no_publish_running() -> None:
+    transport = Recording()
+    async with EventBus(transport=transport) as bus:
+        before = asyncio.all_tasks()
+        batch = asyncio.ensure_future(bus.publish_many("a.b", range(5000), key=str))
+        await asyncio.sleep(0.01)
+        assert transport.in_flight > 1  # under way, concurrently
+        batch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+        assert transport.in_flight == 0
+        assert asyncio.all_tasks() - before == set()
+        assert sum(map(len, transport.order.values())) < 5000
