@@ -274,13 +274,16 @@ class Deliveries:
             notification=notification,
             template=template,
         )
-        logger.error(
-            "notification on channel %r failed after %d attempt(s): %s",
-            route.name,
-            attempts,
-            letter.reason,
-            exc_info=error if attempts else None,
-        )
+        if attempts:
+            logger.error(
+                "notification on channel %r failed after %d attempt(s): %s",
+                route.name,
+                attempts,
+                letter.reason,
+                exc_info=error,
+            )
+        else:  # refused before any send (no recipient, a template that cannot render)
+            logger.error("notification on channel %r not sent: %s", route.name, letter.reason)
         await self.report(letter)
         return ChannelResult(route.name, "failed", notification, error, attempts)
 
