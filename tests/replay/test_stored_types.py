@@ -73,7 +73,12 @@ async def test_replay_stream_and_its_types_filter_skip_it(
         report = await replay.replay_stream("order.1", types=types)
         expected = [3] if types == ["Order", "order.paid"] else [1, 3]
         assert seen == expected
-        assert report.read == 3 and report.skipped == 3 - len(expected)
+        if types is None or types == ["#"]:  # every type: read, no handler takes it: skipped
+            assert report.read == 3 and report.skipped == 1
+        else:  # no other types pattern matches it: not read, as replay_all's store filter
+            assert report.read == len(expected) and report.skipped == 0
+        whole = await replay.replay_all(types=types)
+        assert (whole.read, whole.skipped) == (report.read, report.skipped)
         assert report.last_position == 2
 
 

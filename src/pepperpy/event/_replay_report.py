@@ -33,7 +33,8 @@ class ReplayProgress:
 
     ``total`` is how many events a stream replay can read: the stream's visible events
     from its start position (0 for a missing or deleted stream), counted when it starts.
-    It is ``None`` for ``replay_all``, whose length is not known in advance.
+    It is ``None`` for ``replay_all``, and for ``replay_stream`` with ``types=``, whose
+    length is not known in advance.
     """
 
     read: int
@@ -51,9 +52,10 @@ class ReplayReport:
 
     ``replayed``: events every matching handler handled; ``skipped``: events read but
     outside the time window or matched by no handler; ``failed``: events on which a
-    handler raised. ``duration`` is in seconds; ``last_position`` is the position of the
-    last event read (stream position for ``replay_stream``, global position for
-    ``replay_all``), None if nothing was read. ``failures`` keeps the first 100.
+    handler raised. An event ``types=`` leaves out is not read, so it is in no count.
+    ``duration`` is in seconds; ``last_position`` is the position of the last event read
+    (stream position for ``replay_stream``, global position for ``replay_all``), None if
+    nothing was read. ``failures`` keeps the first 100.
     """
 
     replayed: int

@@ -156,10 +156,12 @@ class ReplayRun:
         report_every = self.progress_every if self.progress is not None else 0
         try:
             async for event in reader:
+                if types is not None and not type_matches(types, event.type):
+                    # not selected: neither read nor skipped, as when the store filters
+                    # by type (replay_all), so both count the same events the same way
+                    continue
                 chosen: tuple[ReplayHandler, ...] = ()
-                if (types is None or type_matches(types, event.type)) and (
-                    not windowed or event.timestamp in window
-                ):
+                if not windowed or event.timestamp in window:
                     chosen = handlers_for(index, event.type)
                 if chosen:
                     if self.speed is not None:
