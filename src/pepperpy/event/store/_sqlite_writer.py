@@ -145,7 +145,7 @@ class Writer(threading.Thread):
         #: called after each durable commit, with the next global position, on the loop
         #: of every caller the commit answers (thread-safe: callers may use several loops).
         #: Never a method of the backend: this thread would keep a backend dropped without
-        #: close() alive for ever (``sqlite._Commits``)
+        #: close() alive for ever (``_sqlite_held.Commits``)
         self._on_commit = on_commit
         self.jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._batch: list[_Job] | None = None

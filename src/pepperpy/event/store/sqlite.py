@@ -29,12 +29,11 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import NamedTuple, TypeVar
-from urllib.parse import parse_qsl
+from typing import TypeVar
 
-from .._errors import ClosedError, ConfigurationError, StoreError
-from .._loops import warn_dropped
+from .._errors import ClosedError, StoreError
 from .._sqlite import abandon, check_busy_timeout, open_read_only, track_forks
+from ._sqlite_held import Commits, Held, dropped, release
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
     COUNT_BY_MINUTE,
@@ -54,8 +53,8 @@ from ._sqlite_schema import (
     named_error,
     wal_size,
 )
+from ._sqlite_url import SQLiteAccess, SQLiteURL, parse_access, parse_url, parse_url_and_access
 from ._sqlite_writer import Writer
-from ._waiters import LoopWaiters
 from .base import (
     AppendResult,
     ExpectedVersion,
@@ -82,128 +81,6 @@ _READERS = 2
 
 _new_tuple = tuple.__new__
 
-#: the values a yes/no URL option takes (any case), as the console's query flags
-_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
-_URL_OPTIONS = ("synchronous", "busy_timeout", "create", "mode", "immutable")
-
-
-class SQLiteURL(NamedTuple):
-    """What a ``sqlite:///path?option=value`` URL says (see :func:`parse_url`); how it
-    opens the file (read-only or not) is :class:`SQLiteAccess` (:func:`parse_access`)."""
-
-    path: str
-    synchronous: str = "FULL"
-    busy_timeout: float = BUSY_TIMEOUT
-    create: bool = True
-
-
-class SQLiteAccess(NamedTuple):
-    """How a store URL opens its file: read-write (the default) or only for reading."""
-
-    #: ``mode=ro``: reads only; appends, deletes and snapshots are refused
-    read_only: bool = False
-    #: ``immutable=1`` (read-only too): nothing writes the file, not even another process
-    immutable: bool = False
-
-
-def parse_url(url: str) -> SQLiteURL:
-    """The file and options of an SQLite store URL; a bad one raises ``ConfigurationError``.
-
-    ``sqlite:///events.db`` is relative to the working directory, ``sqlite:////abs/e.db``
-    absolute; the scheme may be in any case. ``sqlite://events.db`` (two slashes: a
-    host, to SQLAlchemy) is refused, naming both forms. Options: ``synchronous=FULL|EXTRA|NORMAL``,
-    ``busy_timeout=<seconds>`` and ``create=1|0`` (also ``true``/``false``,
-    ``yes``/``no``): with ``create=0`` the file must already be an event store (see
-    :class:`SQLiteBackend`). ``mode=ro`` and ``immutable=1`` open it read-only (see
-    :func:`parse_access`). An unknown or repeated option, or a bad value, is refused with
-    a message naming it.
-    """
-    return _parse(url)[0]
-
-
-def parse_access(url: str) -> SQLiteAccess:
-    """Whether an SQLite store URL opens its file read-only (refused as :func:`parse_url`).
-
-    ``mode=ro`` opens an existing store for reading only: nothing is written to the
-    file, a missing file is an error, and an older schema is not migrated. ``immutable=1``
-    (``mode=ro`` implied) also tells SQLite that nothing writes the file, so that a store
-    in a read-only directory can be read (see :class:`SQLiteBackend`). ``mode`` takes
-    ``ro`` only (a store is read-write without it); ``immutable`` takes 1 or 0 as
-    ``create`` does; ``create=1`` cannot go with either.
-    """
-    return _parse(url)[1]
-
-
-def _parse(url: str) -> tuple[SQLiteURL, SQLiteAccess]:
-    scheme, sep, rest = url.partition("://")
-    if scheme.lower() != "sqlite" or not sep:
-        raise ConfigurationError(f"not an SQLite file URL (want sqlite:///path/file.db): {url!r}")
-    path, _, query = (rest[1:] if rest.startswith("/") else rest).partition("?")
-    if not path or path == ":memory:":
-        raise ConfigurationError(
-            f"{url!r}: give a file path (sqlite:///path/events.db); "
-            "for a store in memory use memory://"
-        )
-    if not rest.startswith("/"):  # sqlite://events.db: a host, as SQLAlchemy reads it
-        raise ConfigurationError(
-            f"{url!r}: an SQLite URL has no host, so its path starts after three "
-            f"slashes: sqlite:///{path} for {path!r} relative to the working directory, "
-            "sqlite:////abs/path/events.db for an absolute path"
-        )
-    given: dict[str, str] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        if name not in _URL_OPTIONS:
-            raise ConfigurationError(
-                f"{url!r}: unknown SQLite URL option {name!r} (the options are "
-                "synchronous, busy_timeout, create, mode and immutable)"
-            )
-        if name in given:
-            raise ConfigurationError(f"{url!r}: the option {name!r} is given twice")
-        given[name] = value
-    synchronous = given.get("synchronous", "FULL").upper()
-    if synchronous not in ("FULL", "EXTRA", "NORMAL"):
-        raise ConfigurationError(
-            f"{url!r}: synchronous={given['synchronous']!r}: use FULL, EXTRA or NORMAL"
-        )
-    busy_timeout = BUSY_TIMEOUT
-    if "busy_timeout" in given:
-        text = given["busy_timeout"]
-        try:
-            number: object = float(text)
-        except ValueError:
-            number = text  # refused below, as the text it is
-        busy_timeout = check_busy_timeout(number, f"{url!r}: busy_timeout", ConfigurationError)
-    create = _flag(url, given, "create", True)
-    immutable = _flag(url, given, "immutable", False)
-    mode = given.get("mode")
-    if mode is not None and mode.lower() != "ro":
-        raise ConfigurationError(
-            f"{url!r}: mode={mode!r}: the only mode is ro (read-only); "
-            "leave it out to read and write"
-        )
-    read_only = mode is not None or immutable
-    if read_only and create and "create" in given:
-        raise ConfigurationError(
-            f"{url!r}: create={given['create']!r} with "
-            f"{'mode=ro' if mode is not None else 'immutable=1'}: a read-only store is "
-            "never created"
-        )
-    return (
-        SQLiteURL(path, synchronous, busy_timeout, create and not read_only),
-        SQLiteAccess(read_only, immutable),
-    )
-
-
-def _flag(url: str, given: dict[str, str], name: str, default: bool) -> bool:
-    if name not in given:
-        return default
-    value = _FLAGS.get(given[name].lower())
-    if value is None:
-        raise ConfigurationError(
-            f"{url!r}: {name}={given[name]!r}: use 1 or 0 (or true/false, yes/no)"
-        )
-    return value
-
 
 def _retrieved(future: asyncio.Future[None]) -> None:
     """Mark an opening job's outcome as seen: its callers read it from ``opened``."""
@@ -213,107 +90,6 @@ def _retrieved(future: asyncio.Future[None]) -> None:
 
 def _nothing(connection: sqlite3.Connection) -> None:
     """The writer's first job: it opens (and migrates) the file, then does nothing."""
-
-
-class _Commits:
-    """How far this process has committed, and the tasks waiting for news of it.
-
-    The writer thread reports each commit here (on the committing callers' loops). It
-    holds no reference to the backend, so the thread does not keep a backend that was
-    dropped unclosed alive: that one is collected and its finalizer stops the thread.
-    """
-
-    __slots__ = ("head", "lock", "waiters")
-
-    def __init__(self, head: int = 0) -> None:
-        self.head = head  # next global position, as far as this process has committed
-        self.lock = threading.Lock()  # the writer reports commits on callers' loops
-        self.waiters = LoopWaiters()
-
-    def wake(self, head: int = 0) -> None:
-        """Note a commit up to ``head`` and wake the waiters."""
-        with self.lock:
-            if head > self.head:
-                self.head = head
-        self.waiters.wake()
-
-
-class _Held:
-    """The threads and connections a backend holds, for whoever releases them.
-
-    That is ``close()``, or the finalizer of a backend dropped without it (see
-    :func:`_dropped`); nothing here refers to the backend itself.
-    """
-
-    __slots__ = ("closed", "connections", "connections_lock", "pool", "writer")
-
-    def __init__(self) -> None:
-        self.writer: Writer | None = None
-        self.pool: ThreadPoolExecutor | None = None
-        #: the read connections, each with the lock held while it is used
-        self.connections: list[tuple[sqlite3.Connection, threading.Lock]] = []
-        self.connections_lock = threading.Lock()
-        #: close() began: the backend's release is under way or done
-        self.closed = False
-
-
-def _release(
-    held: _Held, writer: Writer | None, pool: ThreadPoolExecutor | None, closing: Future[None]
-) -> None:
-    """The release of the file, in a thread of its own: wait for the writer (it writes what
-    is queued first) and the read threads, then close the read connections."""
-    try:
-        if writer is not None:
-            writer.join()
-        if pool is not None:
-            pool.shutdown(wait=True)
-        with held.connections_lock:
-            readers = list(held.connections)
-        for connection, gate in readers:  # under its lock: a fork waits for the close
-            with gate:
-                connection.close()
-        with held.connections_lock:
-            held.connections.clear()
-    except BaseException as exc:
-        closing.set_exception(exc)
-    else:
-        closing.set_result(None)
-
-
-def _dropped(held: _Held, path: str) -> None:
-    """A backend was collected without ``close()``: release what it held, and say so.
-
-    Its writer writes what it was handed and ends; the read threads end and the
-    connections close, in a daemon thread, since this runs wherever the garbage
-    collector happens to run (on an event loop, or in a read thread letting go of its
-    last work item). Appends still batched on a loop go in if this runs on that loop,
-    else they fail with ClosedError, unwritten (``Writer.stop``); only callers of the
-    backend itself can have any, as ``EventStore.append`` keeps the store alive until
-    answered. Every append acknowledged so far was committed before it was acknowledged.
-    A backend that never opened its file holds nothing, and is not warned about.
-    """
-    writer, pool = held.writer, held.pool
-    if held.closed or (writer is None and pool is None):
-        return
-    held.closed = True
-    if writer is not None:
-        writer.stop()
-    if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=False)
-    closing: Future[None] = Future()
-    closing.set_running_or_notify_cancel()
-    threading.Thread(
-        target=_release,
-        args=(held, writer, pool, closing),
-        name="pepperpy-sqlite-close",
-        daemon=True,  # never holds up the interpreter's exit
-    ).start()
-    # last: with warnings turned into errors this raises, after the release has begun
-    warn_dropped(
-        f"EventStore on SQLite file {path!r}",
-        "",
-        "its writer thread and connections are being released now",
-    )
 
 
 class SQLiteBackend(StoreBackend):
@@ -343,14 +119,15 @@ class SQLiteBackend(StoreBackend):
     @classmethod
     def from_url(cls, url: str) -> SQLiteBackend:
         """The backend a ``sqlite:///path?options`` URL describes (see :func:`parse_url`)."""
-        (path, synchronous, busy_timeout, create), (read_only, immutable) = _parse(url)
+        url_says, access = parse_url_and_access(url)
+        path, synchronous, busy_timeout, create = url_says
         return cls(
             path,
             synchronous=synchronous,
             busy_timeout=busy_timeout,
             create=create,
-            read_only=read_only,
-            immutable=immutable,
+            read_only=access.read_only,
+            immutable=access.immutable,
         )
 
     def __init__(
@@ -377,14 +154,14 @@ class SQLiteBackend(StoreBackend):
         self._identity: tuple[int, int] | None = None
         self._synchronous = synchronous.upper()
         self._busy_timeout = busy_timeout
-        #: the writer, the read threads and their connections (see _Held)
-        self._held = _Held()
+        #: the writer, the read threads and their connections (see Held)
+        self._held = Held()
         self._local = threading.local()
         #: held while a connection opens (and by fork(), with the others: see _fork_hold)
         self._gate = threading.Lock()
         #: held by the writer thread around each transaction, opening and closing its file
         self._writer_gate = threading.Lock()
-        self._commits = _Commits()
+        self._commits = Commits()
         self._open = False  # the writer runs and the schema is in place
         self._checked = False  # read-only: the file is an event store of this schema
         self._closed = False
@@ -396,7 +173,7 @@ class SQLiteBackend(StoreBackend):
         # dropped without close(): release the threads and connections, with a warning;
         # not at exit (the writer is a daemon thread, and every acknowledged append is
         # committed already)
-        weakref.finalize(self, _dropped, self._held, path).atexit = False
+        weakref.finalize(self, dropped, self._held, path).atexit = False
 
     # what it holds, for inspection (tests)
     @property
@@ -458,7 +235,7 @@ class SQLiteBackend(StoreBackend):
                 raise ClosedError("the event store is closed")
         writer = held.writer
         if writer is None:
-            # it reports commits to _commits, never to the backend (see _Commits)
+            # it reports commits to _commits, never to the backend (see Commits)
             writer = held.writer = Writer(
                 self.path,
                 self._synchronous,
@@ -694,7 +471,7 @@ class SQLiteBackend(StoreBackend):
                 # running: a cancelled wait (wrap_future cancels its source) leaves it be
                 closing.set_running_or_notify_cancel()
                 threading.Thread(
-                    target=_release,
+                    target=release,
                     args=(held, writer, pool, closing),
                     name="pepperpy-sqlite-close",
                 ).start()
@@ -732,7 +509,7 @@ class SQLiteBackend(StoreBackend):
         self._writer_gate = threading.Lock()
         self._local = threading.local()
         held.pool = None  # its threads are gone; never shut down (that would join them)
-        self._commits = _Commits(self._commits.head)
+        self._commits = Commits(self._commits.head)
         self._close_lock = threading.Lock()
         self._closing = None  # a release under way in the parent is the parent's
         self._open = False  # the next call starts a writer, which opens the file
