@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import orjson
 
@@ -47,8 +47,21 @@ class StoreDecoding:
     _upcasters: dict[tuple[str, int], Upcaster]
     _last_recorded: tuple[int, datetime]
 
-    def upcaster(self, event_type: str, *, from_version: int = 1) -> Callable[[F], F]:
+    @overload
+    def upcaster(
+        self, event_type: str, from_version: int = 1, func: None = None
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def upcaster(self, event_type: str, from_version: int, func: F) -> F: ...
+
+    def upcaster(
+        self, event_type: str, from_version: int = 1, func: F | None = None
+    ) -> F | Callable[[F], F]:
         """Register ``f(old_data) -> new_data`` turning ``from_version`` into the next.
+
+        A decorator (``@store.upcaster("order.placed", 1)``) or a direct call
+        (``store.upcaster("order.placed", 1, func)``), as the validator's upcasters.
 
         Applied on read and chained, so readers see the latest version (with
         ``event.version`` updated). Stored events are never rewritten.
@@ -71,7 +84,7 @@ class StoreDecoding:
             )
         parse_topic(event_type)  # a type no event can have would never be upcast
         if from_version.__class__ is not int or from_version < 1:
-            raise ValueError(f"from_version must be an int >= 1, got {from_version!r}")
+            raise ConfigurationError(f"from_version must be an int >= 1, got {from_version!r}")
         key = (event_type, from_version)
 
         def register(function: F) -> F:
@@ -90,7 +103,7 @@ class StoreDecoding:
             self._upcasters[key] = function
             return function
 
-        return register
+        return register if func is None else register(func)
 
     def _decode(self, row: Row) -> Event:
         """Turn a stored row into an Event (upcast to the latest version): the read hot path."""
