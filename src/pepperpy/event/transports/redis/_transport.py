@@ -21,7 +21,8 @@ from ._group import GroupMember
 from ._leases import delete_group
 from ._listener import Listener
 from ._outage import Outages, server_of
-from ._outcome import ON_PRIMARY, with_outcome
+from ._outcome import with_outcome
+from ._replicas import Replicas
 from ._wire import (
     EVENT_FIELD,
     TOPIC_FIELD,
@@ -43,8 +44,6 @@ _FEATURE = "the Redis transport"
 
 #: longest pause (seconds) between two looks for a free connection of an exhausted pool
 _POOL_POLL = 0.02
-#: seconds a ``WAIT`` reply may take beyond the server-side timeout it was given
-_WAIT_MARGIN = 1.0
 
 _Queued = tuple[Publication, "asyncio.Future[None]"]
 
@@ -103,6 +102,8 @@ class RedisTransport(Transport):
         self.url = url
         self._unreachable = connection_errors(self._exceptions)
         self._pool_full = pool_errors(self._exceptions)
+        socket_timeout = self._url_options.get("socket_timeout", CLIENT_DEFAULTS["socket_timeout"])
+        self._replicas = Replicas(self.options, socket_timeout, self._exceptions, self._unreachable)
         self._streams = [self.options.stream(p) for p in range(self.options.partitions)]
         #: connection loss as the consumers meet it: one warning per outage
         self._outages = Outages(server_of(self._client_url), self.options.max_backoff)
@@ -268,9 +269,15 @@ class RedisTransport(Transport):
         for one to come free, then raises :class:`TransportError` naming the pool's
         ``max_connections``. With ``replicas`` set, also waits for that many replicas.
 
+        A publish that returns normally stored the event exactly once: an ``XADD`` that
+        got no reply is not sent again before the transport has made sure it is not in
+        the stream and can no longer arrive (docs/transport-redis.md, "Each publish
+        stores its event once").
+
         The error's ``stored`` says whether the event may be in Redis: ``False`` when no
-        ``XADD`` was sent (Redis refused every connection, the pool had none free) or
-        Redis answered it with an error; ``None`` when one went out and got no answer;
+        ``XADD`` was sent (Redis refused every connection, the pool had none free), Redis
+        answered it with an error, or the transport found it had not arrived; ``None``
+        when one went out, got no answer, and Redis could not be asked whether it came;
         ``True`` when Redis has it but the replicas did not confirm it.
         """
         if self._client is None:
@@ -286,7 +293,7 @@ class RedisTransport(Transport):
         publication = Publication(stream, fields, event.id, payload)
         deadline = asyncio.get_running_loop().time() + self.options.connect_timeout
         if self.options.replicas:
-            await self._publish_replicated(client, event, publication, deadline)
+            await self._replicas.publish(client, event, publication, deadline, self._retrying)
             return
 
         async def again() -> None:
@@ -367,131 +374,6 @@ class RedisTransport(Transport):
                 future.set_exception(result)
             else:
                 future.set_result(None)
-
-    async def _publish_replicated(
-        self,
-        client: Redis,
-        event: Event,
-        publication: Publication,
-        deadline: float,
-    ) -> None:
-        """``XADD`` and ``WAIT`` for the replicas, both on one connection held throughout.
-
-        ``WAIT`` counts the replicas that have every write made *on its own connection*:
-        sent on any other pooled connection it says nothing about this event (it may
-        confirm at once, for writes of others or for none). So the publish takes one
-        connection of the pool, sends ``XADD`` and the first ``WAIT`` in one write (one
-        round trip, as a pipeline would) and sends further ``WAIT`` slices on it until
-        the replicas confirm or ``connect_timeout`` has passed; only then does the
-        connection go back to the pool. Concurrent replicated publishes are not
-        coalesced: each holds its own connection while it waits, as ``WAIT`` did before.
-
-        Until ``XADD``'s reply is in, failures are the publish's (retried while Redis is
-        unreachable, within ``deadline``); after it, a failure means the replicas' answer
-        is unknown, and is never asked on another connection (nor a reconnected one: a
-        fresh connection has written nothing, so ``WAIT`` there confirms at once).
-        An ``XADD`` sent with no reply is not sent again before the transport has made
-        sure it is not in Redis (:func:`~._dedupe.already_stored`); if it is, the
-        replicas cannot be asked about it (its connection is gone) and the publish
-        raises with ``stored=True``.
-        """
-        loop = asyncio.get_running_loop()
-        xadd = publication.command(self.options.maxlen)
-        held: list[Any] = []  # the client holding the connection, once XADD got its reply
-
-        async def append() -> float:
-            if publication.unknown and await already_stored(client, publication):
-                error = TransportError(
-                    f"{event.type!r} ({event.id}) reached Redis on a connection that was then "
-                    f"lost, so its replicas could not be asked about it; {ON_PRIMARY}"
-                )
-                error.stored = True
-                raise error
-            replicated = client.client()  # one connection of the pool, kept until aclose
-            try:
-                await replicated.initialize()
-                connection: Any = replicated.connection
-                if not connection.is_connected:  # sending would connect it, unidentified
-                    await connection.connect()
-                until = loop.time() + self.options.connect_timeout
-                commands = [xadd, self._wait_command(until)]
-                packed = connection.pack_commands(commands)
-                publication.sending(connection, time.monotonic())
-                await connection.send_packed_command(packed, check_health=False)
-                try:
-                    await connection.read_response()  # XADD's; WAIT's follows
-                except self._exceptions.ResponseError:
-                    publication.answered(appended=False)
-                    raise
-                publication.answered(appended=True)
-            except BaseException:
-                await _give_back(replicated, broken=True)
-                raise
-            held.append(replicated)
-            return until
-
-        try:
-            async with asyncio.timeout_at(deadline):
-                until = await append()
-        except self._unreachable as exc:
-            until = await self._retrying(
-                f"publishing {event.type!r}",
-                client,
-                append,
-                deadline=deadline,
-                error=exc,
-                unknown=lambda: publication.unknown,
-            )
-        except self._exceptions.RedisError as exc:
-            refused = TransportError(f"Redis refused to publish {event.type!r}: {exc}")
-            raise with_outcome(refused, unknown=publication.unknown) from exc
-        replicated = held[0]
-        broken = True
-        try:
-            await self._wait_for_replicas(replicated.connection, event, until)
-            broken = False
-        finally:
-            await _give_back(replicated, broken=broken)
-
-    def _wait_command(self, until: float) -> list[Any]:
-        """``WAIT`` for the replicas up to half the socket timeout, and not past ``until``.
-
-        ``WAIT`` blocks on the server: one longer than the socket timeout would be taken
-        by redis-py for a silent server, and fail the publish before ``connect_timeout``.
-        """
-        step = self._url_options.get("socket_timeout", CLIENT_DEFAULTS["socket_timeout"]) / 2
-        left = min(step, until - asyncio.get_running_loop().time())
-        # at least 1 ms: WAIT with a timeout of 0 waits for ever
-        return ["WAIT", self.options.replicas, max(1, int(left * 1000))]
-
-    async def _wait_for_replicas(self, connection: Any, event: Event, until: float) -> None:
-        """Read the ``WAIT`` sent with the ``XADD``; ask again on ``connection`` until
-        the replicas confirm or ``until`` (loop time)."""
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout_at(until + _WAIT_MARGIN):
-                while True:
-                    confirmed = int(await connection.read_response())
-                    if confirmed >= self.options.replicas or loop.time() >= until:
-                        break
-                    if not connection.is_connected:  # sending would connect a new socket
-                        raise self._exceptions.ConnectionError("the connection was closed")
-                    command = connection.pack_commands([self._wait_command(until)])
-                    await connection.send_packed_command(command, check_health=False)
-        except (*self._unreachable, self._exceptions.RedisError) as exc:
-            error = TransportError(
-                f"could not learn whether replicas have {event.type!r} ({event.id}): "
-                f"{str(exc) or 'no answer'}; {ON_PRIMARY}"
-            )
-            error.stored = True
-            raise error from exc
-        if confirmed < self.options.replicas:
-            error = TransportError(
-                f"only {confirmed} of {self.options.replicas} replicas confirmed {event.type!r} "
-                f"({event.id}) within {self.options.connect_timeout}s; {ON_PRIMARY}"
-            )
-            error.stored = True
-            raise error
 
     async def _retrying(
         self,
@@ -707,16 +589,6 @@ class RedisTransport(Transport):
                     floor = min(floor, (ms, seq + 1))
             removed += await client.xtrim(stream, minid=f"{floor[0]}-{floor[1]}", approximate=False)
         return removed
-
-
-async def _give_back(held: Redis, *, broken: bool) -> None:
-    """Return a connection taken with ``client()`` to its pool; after a failure (or a
-    cancellation) mid-command, disconnect it first: a reply may still be on its way."""
-    try:
-        if broken and held.connection is not None:
-            await held.connection.disconnect(nowait=True)
-    finally:
-        await held.aclose()
 
 
 def _text(value: bytes | str) -> str:
