@@ -66,7 +66,7 @@ async def test_python_multiple_of_constraints_are_exact(marker: Any) -> None:
 
 
 async def test_multiple_of_keeps_the_fast_path_for_the_rest_of_the_data() -> None:
-    validator = EventValidator()
+    validator = EventValidator(extra_fields="forbid")  # keeping extras has no fast path
     validator.register(
         "price",
         {

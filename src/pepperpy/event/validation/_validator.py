@@ -61,12 +61,19 @@ class _Compiled:
     """One registered schema, compiled once."""
 
     def __init__(
-        self, event_type: str, version: int, schema: Any, extra: Extra, coerce: bool = False
+        self,
+        event_type: str,
+        version: int,
+        schema: Any,
+        extra: Extra | None,
+        coerce: bool = False,
     ) -> None:
+        if extra is None:  # the schema kind's own rule (see EventValidator)
+            extra = "allow" if isinstance(schema, Mapping) else "forbid"
         self.event_type = event_type
         self.version = version
         self.schema = schema
-        self.extra = extra
+        self.extra: Extra = extra
         self.strict = not coerce
         self.pydantic = _is_pydantic(schema)
         self.node: Node | None = None
@@ -416,8 +423,12 @@ class EventValidator:
 
     * ``unknown_types``: ``"error"`` (default) refuses event types without a schema;
       ``"pass"`` lets them through unchecked (their data must still be JSON-able).
-    * ``extra_fields``: ``"forbid"`` (default) reports unknown keys as problems,
-      ``"ignore"`` drops them, ``"allow"`` keeps them. A schema can override it.
+    * ``extra_fields``: keys a schema does not declare. By default (``None``) each
+      schema's own rule: a class refuses them, a JSON Schema follows its
+      ``additionalProperties`` (absent: kept, as JSON Schema says). ``"forbid"`` reports
+      them as problems, ``"ignore"`` drops them, ``"allow"`` keeps them, for every
+      schema. A schema that says what it wants (``additionalProperties``, a msgspec
+      Struct's ``forbid_unknown_fields``, a pydantic model's ``extra``) overrides it.
     * ``coerce``: ``False`` (default) converts nothing silently; ``True`` opts in to
       msgspec's lax rules (numeric strings for numbers, integral floats for ints,
       ``"true"``/``"false"``/``"1"``/``"0"``/``1``/``0`` for bools, ``"null"`` for
@@ -433,19 +444,20 @@ class EventValidator:
         self,
         *,
         unknown_types: UnknownTypes = "error",
-        extra_fields: Extra = "forbid",
+        extra_fields: Extra | None = None,
         coerce: bool = False,
     ) -> None:
         if unknown_types not in ("error", "pass"):
             raise ConfigurationError(
                 f"unknown_types must be 'error' or 'pass', got {unknown_types!r}"
             )
-        if extra_fields not in _EXTRA:
+        if extra_fields is not None and extra_fields not in _EXTRA:
             raise ConfigurationError(
-                f"extra_fields must be 'forbid', 'ignore' or 'allow', got {extra_fields!r}"
+                "extra_fields must be 'forbid', 'ignore', 'allow' or None (each schema's "
+                f"own rule), got {extra_fields!r}"
             )
         self.unknown_types: UnknownTypes = unknown_types
-        self.extra_fields: Extra = extra_fields
+        self.extra_fields: Extra | None = extra_fields
         self.coerce = bool(coerce)
         self._schemas: dict[str, dict[int, _Compiled]] = {}
         self._latest: dict[str, _Compiled] = {}
@@ -493,7 +505,7 @@ class EventValidator:
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise ConfigurationError(f"version must be an int >= 1, got {version!r}")
         extra = self.extra_fields if extra_fields is None else extra_fields
-        if extra not in _EXTRA:
+        if extra is not None and extra not in _EXTRA:
             raise ConfigurationError(f"extra_fields must be one of {_EXTRA}, got {extra!r}")
         if version in self._schemas.get(event_type, {}):
             raise ConfigurationError(f"{event_type!r} version {version} already has a schema")
