@@ -207,7 +207,7 @@ class FaultProxy:
         if self._closing:
             _reset(writer)
             return
-        task = asyncio.ensure_future(self._serve(reader, writer))
+        task = asyncio.ensure_future(self._serve(self.accepted, reader, writer))
         self._tasks[task] = writer
         task.add_done_callback(self._forget)
 
@@ -219,12 +219,14 @@ class FaultProxy:
                 {"message": "fault proxy connection failed", "exception": error, "task": task}
             )
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             if self._mode == "refuse" or len(self.links()) >= self.max_connections:
                 return
             if self._mode == "blackhole":
-                link = Link(self.accepted, writer, None)
+                link = Link(number, writer, None)
                 self._links = [*self.links(), link]
                 try:
                     with contextlib.suppress(OSError):
@@ -240,7 +242,7 @@ class FaultProxy:
             if self._closing:  # connected while close() ran: it dropped the links already
                 _reset(upstream_writer)
                 return
-            link = Link(self.accepted, writer, upstream_writer)
+            link = Link(number, writer, upstream_writer)
             self._links = [*self.links(), link]
             pipes = [
                 asyncio.ensure_future(self._pipe(link, reader, upstream_writer, client=True)),
