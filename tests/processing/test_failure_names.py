@@ -244,3 +244,36 @@ async def test_a_plain_handler_is_named_as_before(caplog: pytest.LogCaptureFixtu
     assert manager.dead_letters[0].handler is boom
     [logged] = errors_logged(caplog, MANAGER_LOG)
     assert logged.startswith("handler boom failed for event order.placed")
+
+
+async def test_a_failure_during_a_cancelled_emit_is_logged_with_the_handler_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger=MANAGER_LOG)
+    failed = asyncio.Event()
+
+    async def fails_at_once(event: Event) -> None:
+        failed.set()
+        raise RuntimeError("at once")
+
+    async def waits(event: Event) -> None:
+        await asyncio.sleep(10)
+
+    processor = EventProcessor()
+    processor.handle("order.*", fails_at_once)
+    manager = EventManager()
+    manager.on("order.placed", waits)  # a second handler: each runs in a task of its own
+    processor.attach(manager, "order.*")
+    emit = asyncio.ensure_future(manager.emit("order.placed"))
+    await failed.wait()
+    await asyncio.sleep(0)  # the processor's task finishes with its error
+    emit.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await emit
+    [logged] = errors_logged(caplog, MANAGER_LOG)
+    assert logged.startswith(
+        "handler test_a_failure_during_a_cancelled_emit_is_logged_with_the_handler_name."
+        "<locals>.fails_at_once (processor attached as manager subscription 'order.*') "
+        "failed for event order.placed"
+    )
+    assert "while its emit was cancelled" in logged and not manager.dead_letters
