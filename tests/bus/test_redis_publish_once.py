@@ -159,17 +159,27 @@ async def test_pipelined_publishes_whose_replies_were_lost_are_each_stored_once(
 ) -> None:
     """Concurrent publishes share pipelines; the connections carrying the first two
     rounds of replies are reset. Every publish returns, every event is in its stream
-    once."""
+    once; the publishes of the broken pipeline looked for their entries together (one
+    ``CLIENT KILL`` each look, not one per publish)."""
     transport = make(partitions=4)
+    kills: list[int] = []
+
+    def count_kills(link: Link, data: bytes) -> Action:
+        kills.append(data.count(b"\r\nKILL\r\n"))
+        return None
+
     async with transport:
         await transport.publish(Event("once.warm", {"n": -1}))  # connected, identified
         proxy.on_server = hook = first_replies(2, "drop")
+        proxy.on_client = count_kills
         events = [Event("once.pipelined", {"n": n}) for n in range(40)]
         await finishes(asyncio.gather(*(transport.publish(e, key=str(e.data)) for e in events)), 20)
         assert len(hook.links) == 2, "fewer replies were lost than the test means to lose"
         await settle(0.3)
         counted = await copies(client, transport)
         assert {e.id: counted[e.id] for e in events} == {e.id: 1 for e in events}
+        # the first publish went alone, the 39 others in one pipeline: two looks
+        assert 1 <= sum(kills) <= 4, f"{sum(kills)} looks for 2 lost rounds of replies"
 
 
 async def test_pipelined_publishes_through_a_partition_are_each_stored_once(

@@ -10,27 +10,29 @@ So the transport sends ``XADD`` itself, on a connection taken from the pool, wit
 redis-py's retry (:func:`send_xadds`), and records each copy that went out with no reply:
 the monotonic time it left and the server-side id and address of the connection that
 carried it, learnt when that connection was made (:func:`identify`). Before it sends the
-event again, :func:`already_stored`:
+event again, :meth:`Lookout.already_stored`:
 
 1. kills those connections on the server (``CLIENT KILL ID <id> ADDR <addr>``): a copy
    still on its way (in a socket buffer, held by a stalled link or middlebox) can no
    longer be executed once Redis has dropped its connection; and asks ``TIME``, in the
    same round trip, after the kills;
 2. reads the stream from ``TIME - (time since the first copy left) - margin`` (stream ids
-   are the server's milliseconds) to its end, in pages, for an entry whose ``event``
-   field is byte for byte the event's JSON.
+   are the server's milliseconds) to its last entry at that moment (read in the same
+   round trip), in pages, for an entry whose ``event`` field is byte for byte the
+   event's JSON. The publishes of a burst look together (:class:`Lookout`).
 
 Found: the publish succeeded. Not found: no copy is in Redis and none can land any more,
-so sending it again stores it once. What is left (docs/transport-redis.md, "Was it
-stored?"): a server that refuses ``CLIENT KILL`` (ACLs) or ``CLIENT INFO``/``CLIENT ID``
-leaves the copy in flight unfenced; an entry trimmed before the check (``maxlen`` far
-smaller than the publishes of the window, a ``trim`` with ``retention`` near 0) is not
-found; a forward step of the server's clock larger than the margin between the append
-and the check hides it.
+so sending it again stores it once. What is left (docs/transport-redis.md, "Each
+publish stores its event once"): a server that refuses ``CLIENT KILL`` (ACLs) or
+``CLIENT INFO``/``CLIENT ID`` leaves the copy in flight unfenced; an entry trimmed before
+the look (``maxlen`` far smaller than the publishes of the window, a ``trim`` with
+``retention`` near 0) is not found; a forward step of the server's clock larger than the
+margin between the append and the look hides it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -40,15 +42,18 @@ from ._wire import EVENT_FIELD, as_text, logger, parse_id
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["Publication", "already_stored", "identify", "send_xadds"]
+__all__ = ["Lookout", "Publication", "identify", "send_xadds"]
 
 #: attribute of a redis-py connection holding its (id, address) on the server, or None
 _SERVER_SIDE = "_pepperpy_server_side"
 #: milliseconds the search for an earlier copy starts before the first copy can have
-#: been appended: the two clocks' rates, rounding, small steps of the server's clock
-MARGIN_MS = 2000
+#: been appended: the two clocks' rates and rounding, small steps of the server's clock
+MARGIN_MS = 500
 #: entries read per ``XRANGE`` while looking for an earlier copy
 PAGE = 500
+#: seconds a look waits for the other publishes of its burst to join it: the publishes
+#: of a pipeline that broke fail together and retry after a jittered 25 to 50 ms
+GATHER = 0.03
 
 _EVENT = EVENT_FIELD.encode()
 _unfenced_logged = False
@@ -57,7 +62,7 @@ _unfenced_logged = False
 async def identify(connection: Any) -> None:
     """The publishing client's ``redis_connect_func``: redis-py's handshake, then learn
     the connection's id and address on the server (``CLIENT INFO``, Redis 6.2; ``CLIENT
-    ID`` alone before), which :func:`already_stored` needs to kill it. A server that
+    ID`` alone before), which :class:`Lookout` needs to kill it. A server that
     refuses both leaves them unknown: its lost copies cannot be fenced."""
     from redis.exceptions import ResponseError
 
@@ -188,28 +193,87 @@ async def send_xadds(
             await pool.release(connection)
 
 
-async def already_stored(client: Redis, publication: Publication) -> bool:
-    """Whether a copy of ``publication`` sent earlier, with no reply, is in its stream.
-
-    Kills the connections that carried those copies first (see the module's doc), so that
-    once this returns False none of them can be appended any more; the publication then
-    counts as not sent. Raises what the client raises while Redis is unreachable.
+class Lookout:
+    """Looks for earlier copies (:meth:`already_stored`), once for every publication of a
+    burst: the publishes of a pipeline that broke all look within a few milliseconds, for
+    copies that went out on the same connection, in the same window of the same streams.
+    One look, made ``GATHER`` seconds after the first of them asked, kills that connection
+    once and reads each stream's window once for all of them, where a look each would
+    read it as many times as they are.
     """
+
+    __slots__ = ("_batch",)
+
+    def __init__(self) -> None:
+        self._batch: _Batch | None = None
+
+    async def already_stored(self, client: Redis, publication: Publication) -> bool:
+        """Whether a copy of ``publication`` sent earlier, with no reply, is in its stream.
+
+        Kills the connections that carried those copies first (see the module's doc), so
+        that once this returns False none of them can be appended any more; the
+        publication then counts as not sent. Raises what the client raises while Redis is
+        unreachable (a publication that joined another's look: a ``ConnectionError`` if
+        that publish was cancelled before its look was done).
+        """
+        from redis.exceptions import ConnectionError as Unreachable
+
+        if publication.first_sent is None:
+            return False
+        loop = asyncio.get_running_loop()
+        batch = self._batch
+        if batch is not None and batch.loop is loop:  # a look about to start: join it
+            batch.members.append(publication)
+            return publication in await asyncio.shield(batch.found)
+        batch = self._batch = _Batch(loop, publication)
+        try:
+            await asyncio.sleep(GATHER)  # the other publishes of the burst join
+            if self._batch is batch:
+                self._batch = None
+            found = await _look(client, batch.members)
+        except BaseException as exc:
+            if self._batch is batch:
+                self._batch = None
+            if not batch.found.done():
+                shared = exc if isinstance(exc, Exception) else Unreachable("look cut off")
+                batch.found.set_exception(shared)
+                batch.found.exception()  # retrieved: the members that joined get it
+            raise
+        batch.found.set_result(found)
+        return publication in found
+
+
+class _Batch:
+    __slots__ = ("found", "loop", "members")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, first: Publication) -> None:
+        self.loop = loop
+        self.members = [first]
+        self.found: asyncio.Future[set[Publication]] = loop.create_future()
+
+
+async def _look(client: Redis, members: list[Publication]) -> set[Publication]:
+    """Kill the connections that carried ``members``' unanswered copies, then read each
+    stream from the earliest moment one of them can have been appended to the stream's
+    last entry at that point; returns the members found (the others are settled as not
+    stored)."""
     global _unfenced_logged
-    if publication.first_sent is None:
-        return False
+    sides = {side for member in members for side in member.unanswered if side is not None}
+    unknown_side = any(side is None for member in members for side in member.unanswered)
+    streams = sorted({member.stream for member in members})
     pipe = client.pipeline(transaction=False)
-    fenced = [side for side in publication.unanswered if side is not None]
-    for client_id, address in fenced:
+    for client_id, address in sorted(sides):
         pipe.execute_command(
             "CLIENT", "KILL", "ID", client_id, *(("ADDR", address) if address else ())
         )
     pipe.execute_command("TIME")
+    for stream in streams:  # after the kills: no copy can land past these entries
+        pipe.xrevrange(stream, count=1)
     replies: list[Any] = await pipe.execute(raise_on_error=False)
-    elapsed_ms = int((time.monotonic() - publication.first_sent) * 1000)
-    refused = [reply for reply in replies[:-1] if isinstance(reply, Exception)]
-    unfenced = bool(refused) or len(fenced) < len(publication.unanswered)
-    if unfenced and not _unfenced_logged:
+    looked = time.monotonic()
+    kills, now, lasts = replies[: len(sides)], replies[len(sides)], replies[len(sides) + 1 :]
+    refused = [reply for reply in kills if isinstance(reply, Exception)]
+    if (refused or unknown_side) and not _unfenced_logged:
         _unfenced_logged = True
         reason = str(refused[0]) if refused else "its id on the server is unknown"
         logger.warning(
@@ -218,36 +282,58 @@ async def already_stored(client: Redis, publication: Publication) -> bool:
             "so a publish sent again may be stored twice (logged once)",
             reason,
         )
-    now = replies[-1]
-    if isinstance(now, Exception):
-        raise now
-    seconds, micros = (int(part) for part in now)
-    start = max(0, seconds * 1000 + micros // 1000 - elapsed_ms - MARGIN_MS)
-    found = await _find(client, publication, (start, 0))
-    if not found:
-        publication.unanswered.clear()
-        publication.first_sent = None
-    else:
-        logger.debug(
-            "event %s had reached Redis before its connection was lost; not appending it again",
-            publication.event_id,
+    for reply in (now, *lasts):
+        if isinstance(reply, Exception):
+            raise reply
+    now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
+    found: set[Publication] = set()
+    for stream, last in zip(streams, lasts, strict=True):
+        if not last:
+            continue  # no entry at all
+        wanted = [member for member in members if member.stream == stream]
+        start = min(
+            now_ms - int((looked - (member.first_sent or looked)) * 1000) - MARGIN_MS
+            for member in wanted
         )
+        found |= await _scan(client, stream, wanted, (max(0, start), 0), parse_id(last[0][0]))
+    for member in members:
+        if member in found:
+            logger.debug(
+                "event %s had reached Redis before its connection was lost; not appending it again",
+                member.event_id,
+            )
+        else:
+            member.unanswered.clear()
+            member.first_sent = None
     return found
 
 
-async def _find(client: Redis, publication: Publication, start: tuple[int, int]) -> bool:
-    """Read ``publication``'s stream from ``start`` to its end for the event's entry."""
-    text = publication.payload.decode()
-    while True:
+async def _scan(
+    client: Redis,
+    stream: str,
+    wanted: list[Publication],
+    start: tuple[int, int],
+    end: tuple[int, int],
+) -> set[Publication]:
+    """Read ``stream`` from ``start`` to ``end`` (entry ids, both included) for the
+    entries of ``wanted``, a page at a time, until all are found or ``end`` is passed."""
+    payloads: dict[bytes | str, Publication] = {}
+    for publication in wanted:
+        payloads[publication.payload] = payloads[publication.payload.decode()] = publication
+    found: set[Publication] = set()
+    while start <= end:
         reply = await client.xrange(
-            publication.stream, min=f"{start[0]}-{start[1]}", max="+", count=PAGE
+            stream, min=f"{start[0]}-{start[1]}", max=f"{end[0]}-{end[1]}", count=PAGE
         )
         entries: list[Any] = list(reply or [])
         for _, fields in entries:
-            raw = fields.get(_EVENT, fields.get(EVENT_FIELD))
-            if raw == publication.payload or raw == text:
-                return True
+            match = payloads.get(fields.get(_EVENT, fields.get(EVENT_FIELD)))
+            if match is not None:
+                found.add(match)
+                if len(found) == len(wanted):
+                    return found
         if len(entries) < PAGE:
-            return False
+            break
         ms, seq = parse_id(entries[-1][0])
         start = (ms, seq + 1)
+    return found

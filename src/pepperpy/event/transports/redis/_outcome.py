@@ -3,7 +3,7 @@
 A publish is one ``XADD``, sent by :func:`~._dedupe.send_xadds` once it has a connected
 connection from the pool: an error before that (a connection refused, a full pool) comes
 before anything was sent. An error after it (no reply, a reset) leaves unknown whether
-Redis appended the entry, until :func:`~._dedupe.already_stored` has looked (and made
+Redis appended the entry, until :class:`~._dedupe.Lookout` has looked (and made
 sure no copy can still arrive): the :class:`~._dedupe.Publication` knows which.
 """
 

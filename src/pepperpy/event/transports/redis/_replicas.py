@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..._errors import TransportError
 from ..._event import Event
 from ._config import RedisOptions
-from ._dedupe import Publication, already_stored
+from ._dedupe import Lookout, Publication
 from ._outcome import ON_PRIMARY, with_outcome
 
 if TYPE_CHECKING:
@@ -34,11 +34,13 @@ class Replicas:
         socket_timeout: float,
         exceptions: Any,
         unreachable: tuple[type[BaseException], ...],
+        lookout: Lookout,
     ) -> None:
         self.options = options
         self.socket_timeout = socket_timeout
         self.exceptions = exceptions
         self.unreachable = unreachable
+        self.lookout = lookout
 
     async def publish(
         self,
@@ -64,7 +66,7 @@ class Replicas:
         is unknown, and is never asked on another connection (nor a reconnected one: a
         fresh connection has written nothing, so ``WAIT`` there confirms at once).
         An ``XADD`` sent with no reply is not sent again before the transport has made
-        sure it is not in Redis (:func:`~._dedupe.already_stored`); if it is, the
+        sure it is not in Redis (:class:`~._dedupe.Lookout`); if it is, the
         replicas cannot be asked about it (its connection is gone) and the publish
         raises with ``stored=True``.
         """
@@ -73,7 +75,7 @@ class Replicas:
         held: list[Any] = []  # the client holding the connection, once XADD got its reply
 
         async def append() -> float:
-            if publication.unknown and await already_stored(client, publication):
+            if publication.unknown and await self.lookout.already_stored(client, publication):
                 error = TransportError(
                     f"{event.type!r} ({event.id}) reached Redis on a connection that was then "
                     f"lost, so its replicas could not be asked about it; {ON_PRIMARY}"

@@ -16,7 +16,7 @@ from ..._redact import redact_url
 from .._url_options import checked_keywords, default, given_keywords
 from ..base import Subscription, Transport, check_key, resume_cancellation, shutdown_sockets
 from ._config import CLIENT_DEFAULTS, RedisOptions, client_options, parse_url, partition_of
-from ._dedupe import Publication, already_stored, identify, send_xadds
+from ._dedupe import Lookout, Publication, identify, send_xadds
 from ._group import GroupMember
 from ._leases import delete_group
 from ._listener import Listener
@@ -103,7 +103,11 @@ class RedisTransport(Transport):
         self._unreachable = connection_errors(self._exceptions)
         self._pool_full = pool_errors(self._exceptions)
         socket_timeout = self._url_options.get("socket_timeout", CLIENT_DEFAULTS["socket_timeout"])
-        self._replicas = Replicas(self.options, socket_timeout, self._exceptions, self._unreachable)
+        #: looks for copies of an XADD sent with no reply, before it is sent again
+        self._lookout = Lookout()
+        self._replicas = Replicas(
+            self.options, socket_timeout, self._exceptions, self._unreachable, self._lookout
+        )
         self._streams = [self.options.stream(p) for p in range(self.options.partitions)]
         #: connection loss as the consumers meet it: one warning per outage
         self._outages = Outages(server_of(self._client_url), self.options.max_backoff)
@@ -298,10 +302,10 @@ class RedisTransport(Transport):
 
         async def again() -> None:
             """Append it, unless a copy sent earlier with no reply is there (or can still
-            get there: :func:`~._dedupe.already_stored` makes sure it cannot)."""
+            get there: :class:`~._dedupe.Lookout` makes sure it cannot)."""
             if publication.appended:  # answered, before the pipeline it was in broke
                 return
-            if publication.unknown and await already_stored(client, publication):
+            if publication.unknown and await self._lookout.already_stored(client, publication):
                 return
             await self._append(client, publication, deadline)
 
