@@ -20,6 +20,7 @@ import datetime as dt
 import decimal
 import keyword
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from .._deps import require
@@ -227,6 +228,10 @@ class _FastBuilder:
                 # msgspec 0.23 crashes (segfault) converting to a union of a constrained
                 # scalar and a fixed-length tuple; such unions are left to the walk
                 raise NoFastPath("fixed-length tuples in a union")
+            if _order_matters(node.options):
+                # the walk gives a value to the first option taking it, msgspec picks by
+                # the value's type: 1.5 would come out a Decimal one way, a float the other
+                raise NoFastPath("a union whose order msgspec does not follow")
             return Union[tuple(self.build(n) for n in node.options)]  # noqa: UP007
         if isinstance(node, ObjectNode):
             return self.object(node)
@@ -335,3 +340,21 @@ def _all_literal(node: AllNode) -> tuple[Any, ...]:
         else:
             kept.append(value)
     return tuple(kept)
+
+
+def _order_matters(options: Sequence[Node]) -> bool:
+    """Whether the walk, which gives a value to the first of ``options`` taking it, and
+    msgspec, which picks an option by the value's type, could convert it differently.
+
+    A decimal takes ints and floats before a later int or float option would; any
+    option before an ``Any`` takes (and may convert) what msgspec leaves as it is.
+    """
+    seen_decimal = False
+    for index, option in enumerate(options):
+        if isinstance(option, AnyNode) and index:
+            return True
+        if isinstance(option, DecimalNode):
+            seen_decimal = True
+        elif seen_decimal and isinstance(option, NumberNode):
+            return True
+    return False
