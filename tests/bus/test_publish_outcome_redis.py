@@ -53,8 +53,10 @@ async def test_a_publish_while_redis_refuses_connections_was_not_stored(
 async def test_a_publish_whose_reply_was_lost_may_be_stored(
     proxy: FaultProxy, redis_through_proxy: Callable[..., RedisTransport], client: Any
 ) -> None:
-    """The XADD reached Redis and its reply never came: ``stored`` is None and the
-    message says so. (Redis did append it.)"""
+    """The XADD reached Redis and its reply never came before ``connect_timeout`` (the
+    link stays silent), so no time was left to look for it: ``stored`` is None and the
+    message says so. (Redis did append it.) A look that can be made settles it:
+    tests/bus/test_redis_publish_once.py."""
 
     def hold_the_reply(link: Link, data: bytes) -> str | None:
         return "pause" if ENTRY_ID.match(data) else None

@@ -26,6 +26,7 @@ import pytest
 from pepperpy.event import Event, TransportError
 from pepperpy.event.transports.redis import RedisTransport
 from tests.bus.faultproxy import FaultProxy, finishes
+from tests.conftest import unique_name
 from tests.faultproxy import Action, Link
 from tests.helpers import settle
 
@@ -51,12 +52,12 @@ async def make(proxy: FaultProxy, namespace: str) -> AsyncIterator[Callable[...,
     """Transports through the proxy with a 2-s socket timeout; closed after the test."""
     made: list[RedisTransport] = []
 
-    def transport(**options: Any) -> RedisTransport:
+    def transport(*, user: str = "", **options: Any) -> RedisTransport:
         options.setdefault("partitions", 1)
         options.setdefault("connect_timeout", 10.0)
         made.append(
             RedisTransport(
-                f"redis://127.0.0.1:{proxy.port}/0?socket_timeout=2",
+                f"redis://{user}127.0.0.1:{proxy.port}/0?socket_timeout=2",
                 namespace=namespace,
                 trim_interval=None,
                 **options,
@@ -241,3 +242,32 @@ async def test_a_publish_that_cannot_look_for_its_first_copy_says_unknown(
         assert "whether it was stored is unknown" in str(raised.value)
         proxy.heal()
         assert await copies(client, transport) == {event.id: 1}
+
+
+async def test_without_client_kill_the_look_still_finds_the_copy_and_says_it_is_unfenced(
+    proxy: FaultProxy,
+    make: Callable[..., RedisTransport],
+    client: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis user denied ``CLIENT KILL`` (an ACL, as on managed services): the look
+    cannot close the lost copy's connection. It still finds the copy (the publish
+    returns, the event is stored once), and a warning says copies are unfenced."""
+    user = unique_name("pep_nokill")
+    await client.execute_command(
+        "ACL", "SETUSER", user, "on", ">secret", "~*", "&*", "+@all", "-client|kill"
+    )
+    try:
+        transport = make(user=f"{user}:secret@")
+        async with transport:
+            proxy.on_server = hook = first_replies(1, "drop")
+            event = Event("once.nokill", {"n": 1})
+            await finishes(transport.publish(event), 15)
+            assert hook.links
+            await settle(0.3)
+            assert await copies(client, transport) == {event.id: 1}
+    finally:
+        await client.execute_command("ACL", "DELUSER", user)
+    warnings = [r.getMessage() for r in caplog.records if "could not close" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "NOPERM" in warnings[0] or "permission" in warnings[0].lower()

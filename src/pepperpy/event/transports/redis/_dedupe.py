@@ -56,7 +56,6 @@ PAGE = 500
 GATHER = 0.03
 
 _EVENT = EVENT_FIELD.encode()
-_unfenced_logged = False
 
 
 async def identify(connection: Any) -> None:
@@ -202,10 +201,11 @@ class Lookout:
     read it as many times as they are.
     """
 
-    __slots__ = ("_batch",)
+    __slots__ = ("_batch", "_warned")
 
     def __init__(self) -> None:
         self._batch: _Batch | None = None
+        self._warned = False  # that a copy could not be fenced: once per transport
 
     async def already_stored(self, client: Redis, publication: Publication) -> bool:
         """Whether a copy of ``publication`` sent earlier, with no reply, is in its stream.
@@ -230,7 +230,7 @@ class Lookout:
             await asyncio.sleep(GATHER)  # the other publishes of the burst join
             if self._batch is batch:
                 self._batch = None
-            found = await _look(client, batch.members)
+            found = await self._look(client, batch.members)
         except BaseException as exc:
             if self._batch is batch:
                 self._batch = None
@@ -242,6 +242,61 @@ class Lookout:
         batch.found.set_result(found)
         return publication in found
 
+    async def _look(self, client: Redis, members: list[Publication]) -> set[Publication]:
+        """Kill the connections that carried ``members``' unanswered copies, then read each
+        stream from the earliest moment one of them can have been appended to the stream's
+        last entry at that point; returns the members found (the others are settled as not
+        stored)."""
+        sides = {side for member in members for side in member.unanswered if side is not None}
+        unknown_side = any(side is None for member in members for side in member.unanswered)
+        streams = sorted({member.stream for member in members})
+        pipe = client.pipeline(transaction=False)
+        for client_id, address in sorted(sides):
+            pipe.execute_command(
+                "CLIENT", "KILL", "ID", client_id, *(("ADDR", address) if address else ())
+            )
+        pipe.execute_command("TIME")
+        for stream in streams:  # after the kills: no copy can land past these entries
+            pipe.xrevrange(stream, count=1)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        looked = time.monotonic()
+        kills, now, lasts = replies[: len(sides)], replies[len(sides)], replies[len(sides) + 1 :]
+        refused = [reply for reply in kills if isinstance(reply, Exception)]
+        if (refused or unknown_side) and not self._warned:
+            self._warned = True
+            reason = str(refused[0]) if refused else "its id on the server is unknown"
+            logger.warning(
+                "could not close a Redis connection that carried an XADD with no reply (%s): "
+                "a copy still on its way may be appended after the transport looked for it, "
+                "so a publish sent again may be stored twice (logged once per transport)",
+                reason,
+            )
+        for reply in (now, *lasts):
+            if isinstance(reply, Exception):
+                raise reply
+        now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
+        found: set[Publication] = set()
+        for stream, last in zip(streams, lasts, strict=True):
+            if not last:
+                continue  # no entry at all
+            wanted = [member for member in members if member.stream == stream]
+            start = min(
+                now_ms - int((looked - (member.first_sent or looked)) * 1000) - MARGIN_MS
+                for member in wanted
+            )
+            found |= await _scan(client, stream, wanted, (max(0, start), 0), parse_id(last[0][0]))
+        for member in members:
+            if member in found:
+                logger.debug(
+                    "event %s had reached Redis before its connection was lost; not "
+                    "appending it again",
+                    member.event_id,
+                )
+            else:
+                member.unanswered.clear()
+                member.first_sent = None
+        return found
+
 
 class _Batch:
     __slots__ = ("found", "loop", "members")
@@ -250,62 +305,6 @@ class _Batch:
         self.loop = loop
         self.members = [first]
         self.found: asyncio.Future[set[Publication]] = loop.create_future()
-
-
-async def _look(client: Redis, members: list[Publication]) -> set[Publication]:
-    """Kill the connections that carried ``members``' unanswered copies, then read each
-    stream from the earliest moment one of them can have been appended to the stream's
-    last entry at that point; returns the members found (the others are settled as not
-    stored)."""
-    global _unfenced_logged
-    sides = {side for member in members for side in member.unanswered if side is not None}
-    unknown_side = any(side is None for member in members for side in member.unanswered)
-    streams = sorted({member.stream for member in members})
-    pipe = client.pipeline(transaction=False)
-    for client_id, address in sorted(sides):
-        pipe.execute_command(
-            "CLIENT", "KILL", "ID", client_id, *(("ADDR", address) if address else ())
-        )
-    pipe.execute_command("TIME")
-    for stream in streams:  # after the kills: no copy can land past these entries
-        pipe.xrevrange(stream, count=1)
-    replies: list[Any] = await pipe.execute(raise_on_error=False)
-    looked = time.monotonic()
-    kills, now, lasts = replies[: len(sides)], replies[len(sides)], replies[len(sides) + 1 :]
-    refused = [reply for reply in kills if isinstance(reply, Exception)]
-    if (refused or unknown_side) and not _unfenced_logged:
-        _unfenced_logged = True
-        reason = str(refused[0]) if refused else "its id on the server is unknown"
-        logger.warning(
-            "could not close a Redis connection that carried an XADD with no reply (%s): "
-            "a copy still on its way may be appended after the transport looked for it, "
-            "so a publish sent again may be stored twice (logged once)",
-            reason,
-        )
-    for reply in (now, *lasts):
-        if isinstance(reply, Exception):
-            raise reply
-    now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
-    found: set[Publication] = set()
-    for stream, last in zip(streams, lasts, strict=True):
-        if not last:
-            continue  # no entry at all
-        wanted = [member for member in members if member.stream == stream]
-        start = min(
-            now_ms - int((looked - (member.first_sent or looked)) * 1000) - MARGIN_MS
-            for member in wanted
-        )
-        found |= await _scan(client, stream, wanted, (max(0, start), 0), parse_id(last[0][0]))
-    for member in members:
-        if member in found:
-            logger.debug(
-                "event %s had reached Redis before its connection was lost; not appending it again",
-                member.event_id,
-            )
-        else:
-            member.unanswered.clear()
-            member.first_sent = None
-    return found
 
 
 async def _scan(
