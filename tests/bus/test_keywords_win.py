@@ -16,6 +16,7 @@ import pytest
 
 from pepperpy.event.transports.nats import NatsOptions, NatsTransport
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
+from pepperpy.event.transports.rabbitmq._config import RabbitMQOptions
 from pepperpy.event.transports.redis import RedisOptions, RedisTransport
 
 
@@ -65,10 +66,36 @@ def test_rabbitmq_keywords_equal_to_the_default_win_over_the_url() -> None:
         3.0,
         2,
     )
+    # RabbitMQ's name for max_deliveries wins over the URL too, and neither: the default
+    assert RabbitMQTransport(url, delivery_limit=10).max_deliveries == 10
+    assert RabbitMQTransport("amqp://h/", delivery_limit=3).max_deliveries == 3
+    assert RabbitMQTransport("amqp://h/").max_deliveries == 10
+
+
+def test_rabbitmq_shows_its_real_defaults() -> None:
+    """help() showed ``partitions=None, max_deliveries=None``, which reads as "no limit"
+    where the defaults are 12 and 10 (user audit finding 19)."""
+    shown = inspect.signature(RabbitMQTransport).parameters
+    assert (
+        repr(shown["partitions"].default),
+        repr(shown["max_deliveries"].default),
+        repr(shown["connect_timeout"].default),
+    ) == ("12", "10", "10.0")
+    transport = RabbitMQTransport("amqp://h/")
+    assert (transport.partitions, transport.max_deliveries, transport.connect_timeout) == (
+        12,
+        10,
+        10.0,
+    )
 
 
 @pytest.mark.parametrize(
-    ("cls", "options"), [(RedisTransport, RedisOptions), (NatsTransport, NatsOptions)]
+    ("cls", "options"),
+    [
+        (RedisTransport, RedisOptions),
+        (NatsTransport, NatsOptions),
+        (RabbitMQTransport, RabbitMQOptions),
+    ],
 )
 def test_the_signature_still_shows_the_options_defaults(cls: Any, options: Any) -> None:
     """help() and IDEs show each keyword's real default, the options class's."""
@@ -87,3 +114,5 @@ def test_a_bad_keyword_still_fails_when_the_url_has_the_option() -> None:
         _redis("partitions=8", partitions=0)
     with pytest.raises(ConfigurationError, match="ack_wait"):
         _nats("ack_wait=5", ack_wait=-1.0)
+    with pytest.raises(ConfigurationError, match="partitions"):
+        RabbitMQTransport("amqp://h/?partitions=4", partitions=0)

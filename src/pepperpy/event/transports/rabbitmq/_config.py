@@ -7,6 +7,7 @@ import binascii
 import math
 import re
 from collections.abc import Callable, Collection
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -44,20 +45,27 @@ PRESENCE_EXPIRY = 60.0
 PERSISTENT = 2
 
 
-_DEFAULTS: dict[str, Any] = {
-    "exchange": "pepperpy.events",
-    "prefetch": 128,
-    "partitions": 12,
-    "queue_type": "quorum",
+@dataclass(frozen=True)
+class RabbitMQOptions:
+    """The RabbitMQ transport's options and their defaults, the one source of them (the
+    transport's keywords show them, through ``default(RabbitMQOptions.<field>)``, and the
+    URL's query overrides them). What each means: see :class:`RabbitMQTransport`."""
+
+    exchange: str = "pepperpy.events"
+    prefetch: int = 128
+    partitions: int = 12
+    queue_type: str = "quorum"
     # well above the deliveries a group's rebalancing between processes can cause (see
     # docs/transport-rabbitmq.md, "Poison messages")
-    "max_deliveries": 10,
-    "rebalance_interval": 1.0,
-    "ungrouped_expiry": 60.0,
-    "connect_timeout": 10.0,
-    "reconnect_interval": 1.0,
-    "handover_grace": 5.0,
-}
+    max_deliveries: int = 10
+    rebalance_interval: float = 1.0
+    ungrouped_expiry: float = 60.0
+    connect_timeout: float = 10.0
+    reconnect_interval: float = 1.0
+    handover_grace: float = 5.0
+
+
+_DEFAULTS: dict[str, Any] = asdict(RabbitMQOptions())
 #: RabbitMQ's names of options that have a common name on every transport: accepted
 #: as keywords and in the URL, meaning the same
 SYNONYMS = {"delivery_limit": "max_deliveries"}

@@ -19,7 +19,7 @@ from ..._errors import ClosedError, ConfigurationError, PatternError, TransportE
 from ..._event import Event
 from ..._patterns import parse_pattern
 from ..._redact import redact_url
-from .._url_options import checked_keywords
+from .._url_options import checked_keywords, default, given_keywords
 from ..base import (
     Subscription,
     Transport,
@@ -29,7 +29,7 @@ from ..base import (
     shutdown_sockets,
 )
 from ._channels import Probe, release_spent_observers
-from ._config import MAX_KEY_BYTES, RELEASED, SYNONYMS, split_options
+from ._config import MAX_KEY_BYTES, RELEASED, SYNONYMS, RabbitMQOptions, split_options
 from ._connect import connect_failure, may_come_up
 from ._consumer import Consumer
 from ._deliveries import UnstartedReturns
@@ -100,35 +100,39 @@ class RabbitMQTransport(Transport):
         self,
         url: str = "amqp://guest:guest@localhost:5672/",
         *,
-        exchange: str | None = None,
-        prefetch: int | None = None,
-        partitions: int | None = None,
-        queue_type: str | None = None,
-        max_deliveries: int | None = None,
+        exchange: str = default(RabbitMQOptions.exchange),
+        prefetch: int = default(RabbitMQOptions.prefetch),
+        partitions: int = default(RabbitMQOptions.partitions),
+        queue_type: str = default(RabbitMQOptions.queue_type),
+        max_deliveries: int = default(RabbitMQOptions.max_deliveries),
         delivery_limit: int | None = None,
-        rebalance_interval: float | None = None,
-        ungrouped_expiry: float | None = None,
-        connect_timeout: float | None = None,
-        reconnect_interval: float | None = None,
-        handover_grace: float | None = None,
+        rebalance_interval: float = default(RabbitMQOptions.rebalance_interval),
+        ungrouped_expiry: float = default(RabbitMQOptions.ungrouped_expiry),
+        connect_timeout: float = default(RabbitMQOptions.connect_timeout),
+        reconnect_interval: float = default(RabbitMQOptions.reconnect_interval),
+        handover_grace: float = default(RabbitMQOptions.handover_grace),
     ) -> None:
-        given = {
-            "exchange": exchange,
-            "prefetch": prefetch,
-            "partitions": partitions,
-            "queue_type": queue_type,
-            "max_deliveries": max_deliveries if delivery_limit is None else delivery_limit,
-            "rebalance_interval": rebalance_interval,
-            "ungrouped_expiry": ungrouped_expiry,
-            "connect_timeout": connect_timeout,
-            "reconnect_interval": reconnect_interval,
-            "handover_grace": handover_grace,
-        }
+        given = given_keywords(
+            {
+                "exchange": exchange,
+                "prefetch": prefetch,
+                "partitions": partitions,
+                "queue_type": queue_type,
+                "max_deliveries": max_deliveries,
+                "rebalance_interval": rebalance_interval,
+                "ungrouped_expiry": ungrouped_expiry,
+                "connect_timeout": connect_timeout,
+                "reconnect_interval": reconnect_interval,
+                "handover_grace": handover_grace,
+            }
+        )
+        if delivery_limit is not None:  # checked_keywords refused it given with max_deliveries
+            given["max_deliveries"] = delivery_limit
         self._aio_pika = require("aio_pika", extra="rabbitmq", feature="the RabbitMQ transport")
         self._aiormq = require("aiormq", extra="rabbitmq", feature="the RabbitMQ transport")
         self.url, options = split_options(
             url,
-            {k: v for k, v in given.items() if v is not None},
+            given,
             # what the installed aio-pika reads from the query, besides what we know of
             [p.name for p in getattr(self._aio_pika.RobustConnection, "PARAMETERS", ())],
         )
