@@ -127,6 +127,22 @@ def lose(proxy: PgFaultProxy, reply: bytes, *, marked_by: bytes = b"") -> list[L
     return fired
 
 
+def mark_listening(proxy: PgFaultProxy) -> Callable[[], list[Link]]:
+    """Mark each LISTEN connection once the server has answered its ``LISTEN``; returns
+    a function giving the open ones so marked.
+
+    The proxy names a link from the connection's first bytes, while it still connects:
+    a listener paused then is not a silent LISTEN connection but a connect that gets no
+    answer, and that takes ``connect_timeout`` (10 s) and a retry to end."""
+
+    def server(link: Link, data: bytes) -> None:
+        if link.application == LISTENER and b"LISTEN\x00" in data:  # its CommandComplete
+            link.marks.add("listening")
+
+    proxy.on_server = server
+    return lambda: [link for link in proxy.links(LISTENER) if "listening" in link.marks]
+
+
 # -- partitions: every call ends within its bound ----------------------------------------
 
 
@@ -256,6 +272,7 @@ async def test_live_delivery_resumes_when_the_listen_connection_goes_silent(
     reader = EventStore(via(proxy, direct, listener_ping=0.5, command_timeout=2))
     writer = EventStore(direct)
     seen: list[int] = []
+    listening = mark_listening(proxy)
 
     async def follow() -> None:
         async for event in reader.subscribe(0):
@@ -265,8 +282,8 @@ async def test_live_delivery_resumes_when_the_listen_connection_goes_silent(
     follower = asyncio.ensure_future(follow())
     try:
         await writer.append("s.1", {"type": "t.x"})
-        await eventually(lambda: seen == [0] and bool(proxy.links(LISTENER)))
-        (listener,) = proxy.links(LISTENER)
+        await eventually(lambda: seen == [0] and bool(listening()))
+        (listener,) = listening()
         listener.pause()
         await asyncio.sleep(0.2)
         await writer.append("s.1", {"type": "t.x"})
