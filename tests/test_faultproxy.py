@@ -82,7 +82,8 @@ async def connect(proxy: FaultProxy, count: int, *, echo: bool) -> list[Streams]
 
 
 async def connecting(proxy: FaultProxy) -> list[Streams]:
-    """One connection whose handler has started and is still connecting upstream."""
+    """One connection just accepted: its upstream connection is not open yet (the old
+    proxy's handler was then waiting in ``open_connection``)."""
     clients = await connect(proxy, 1, echo=False)
     while proxy.accepted < 1:
         await asyncio.sleep(0)
