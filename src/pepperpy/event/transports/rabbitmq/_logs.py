@@ -20,7 +20,11 @@ the retries.
 ``aiormq.connection``, unprefixed: ``error when creating transport: <AMQPConnectionError:
 (111, "Connect call failed ...")>``) on each first connection ``start()`` tries while the
 broker refuses: ``start()`` retries, and raises a :class:`TransportError` with that very
-error if it never gets through, so the line said nothing new, once per try.
+error if it never gets through, so the line said nothing new, once per try. The same
+ERROR comes from each attempt of the robust connection to reconnect while the broker is
+down (nothing listens on its port, as while it restarts), once every
+``reconnect_interval``: it is demoted too while the transport logs that outage (its
+WARNING said it, once), when the broker could not be reached (not a TLS failure).
 
 :class:`QuietOutageWarnings` does it for the WARNINGs the drivers add to the transport's
 own per lost connection, which repeat it: aiormq's as it gives the connection up
@@ -46,6 +50,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import ssl
 import sys
 import time
 import weakref
@@ -137,12 +142,19 @@ CONNECT_FAILED = "error when creating transport: %r"
 
 
 class _Attempt:
-    """A ``start()`` trying to connect; ``active`` until that try is over."""
+    """A ``start()`` trying to connect; ``active`` until that try is over. ``outages``
+    (weakly) is the transport's, whose outages the connection made then logs."""
 
-    __slots__ = ("active",)
+    __slots__ = ("active", "outages")
 
-    def __init__(self) -> None:
+    def __init__(self, outages: Outages | None) -> None:
         self.active = True
+        self.outages = None if outages is None else weakref.ref(outages)
+
+    def in_outage(self) -> bool:
+        """Whether the transport of this try's connection has an outage to log now."""
+        outages = None if self.outages is None else self.outages()
+        return outages is not None and outages.lost_at is not None and not outages.closed()
 
 
 #: the try under way in this context. aiormq logs from tasks the connection starts, and a
@@ -156,16 +168,29 @@ _attempt: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
 
 class QuietFailedConnects(logging.Filter):
     """Demotes aiormq's ERROR ``error when creating transport`` to DEBUG when it comes
-    from a first connection ``start()`` is trying (see :func:`quiet_failed_connects`)."""
+    from a first connection ``start()`` is trying, or from the reconnection of such a
+    connection, made by a transport, while the transport logs its outage and the broker
+    cannot be reached (see :func:`quiet_failed_connects`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         attempt = _attempt.get()
-        if record.msg != CONNECT_FAILED or attempt is None or not attempt.active:
+        if record.msg != CONNECT_FAILED or attempt is None:
+            return True
+        if attempt.active:
+            note = "start() retries, or raises it"
+        elif (
+            isinstance(record.args, tuple)
+            and record.args
+            and _refused_socket(record.args[0])
+            and attempt.in_outage()
+        ):
+            note = "the transport logged this outage, and logs when the connection is back"
+        else:
             return True
         if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
             return False
         text = record.getMessage()
-        record.msg, record.args = f"{text} (start() retries, or raises it)", ()
+        record.msg, record.args = f"{text} ({note})", ()
         record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
         return True
 
@@ -173,16 +198,29 @@ class QuietFailedConnects(logging.Filter):
 _connect_filter: QuietFailedConnects | None = None
 
 
+def _refused_socket(error: object) -> bool:
+    """Whether aiormq's ``error`` (it failed to open a socket) says the broker could not
+    be reached (refused, unreachable, timed out), not that TLS failed (a certificate the
+    client refused: news, shown)."""
+    if not _unreachable(error):
+        return False
+    cause = getattr(error, "__cause__", None)
+    return not isinstance(error, ssl.SSLError) and not isinstance(cause, ssl.SSLError)
+
+
 @contextlib.contextmanager
-def quiet_failed_connects() -> Iterator[None]:
+def quiet_failed_connects(outages: Outages | None = None) -> Iterator[None]:
     """Within it, aiormq's ERROR for a connection that could not be made is DEBUG: the
-    caller (``start()``) retries or raises the error itself. Connections made elsewhere,
-    and this one's reconnections after the block, log as before."""
+    caller (``start()``) retries or raises the error itself. The connection made within
+    it reconnects (by itself, later) in a task made within it too: its ERRORs for a
+    broker it cannot reach are DEBUG while ``outages`` has an outage to log, whose
+    WARNING says so once. Connections made elsewhere, and this one's reconnections
+    outside an outage of ``outages`` (or failing otherwise: TLS), log as before."""
     global _connect_filter
     if _connect_filter is None:
         _connect_filter = QuietFailedConnects()
         logging.getLogger(CONNECT_LOGGER).addFilter(_connect_filter)
-    attempt = _Attempt()
+    attempt = _Attempt(outages)
     token = _attempt.set(attempt)
     try:
         yield

@@ -257,7 +257,7 @@ class RabbitMQTransport(Transport):
                     f"bad RabbitMQ URL {redact_url(self.url)}: {exc}"
                 ) from None
             try:
-                with quiet_failed_connects():
+                with quiet_failed_connects(self._outages):
                     # the whole of it, even with ?fail_fast=0 (aio-pika then retries
                     # within connect(), which its timeout does not bound)
                     async with asyncio.timeout_at(deadline):
