@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
@@ -23,6 +24,7 @@ from ._bus_batch import publish_many as _publish_many
 from ._bus_checks import check_headers, check_metadata
 from ._bus_checks import dead_letter_sources as _dead_letter_sources  # tests import it here
 from ._bus_delivery import DELIVERY, Registration, deliverer
+from ._bus_serve import serve as _serve
 from ._deadletter import (
     DEAD_LETTER_PREFIX,
     PARTITION_KEY,
@@ -35,6 +37,7 @@ from ._handlers import Handler, check_handler
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._options import check_instance
 from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
+from ._redact import redact_url
 from ._removal import remove_last
 from ._retry import RetryPolicy
 from ._text import shown, text_problem
@@ -86,7 +89,13 @@ class EventBus:
         access: AccessControl | None = None,
     ) -> None:
         if isinstance(topics, str):
-            raise TypeError("topics must be a list of patterns, not a single string")
+            url = (  # EventBus("redis://..."): the URL given where the topics go
+                f" (a transport URL goes in transport=...: "
+                f"EventBus(transport={redact_url(topics)!r}))"
+                if "://" in topics
+                else ""
+            )
+            raise TypeError(f"topics must be a list of patterns, not a single string{url}")
         self.topics: tuple[str, ...] | None = None
         if topics is not None:
             self.topics = tuple(topics)
@@ -128,6 +137,9 @@ class EventBus:
         self._closing: asyncio.Task[None] | None = None
         self._registering: asyncio.Task[None] | None = None
         self._topic_ok: dict[str, bool] = {}
+        #: called when the shutdown begins (serve() waits for it); set by _bus_serve
+        self._on_close: list[Callable[[], None]] = []
+        self._serving = False
 
     # -- subscribing ------------------------------------------------------------------
 
@@ -584,10 +596,29 @@ class EventBus:
             self._closed = True
             closing = self._closing = asyncio.get_running_loop().create_task(self._shutdown())
             closing.add_done_callback(_retrieve)
+            for notify in self._on_close:
+                notify()
         current = DELIVERY.get()
         if current is not None and current.active and current.bus is self:
             return
         await asyncio.shield(closing)
+
+    async def serve(
+        self, *, signals: Iterable[signal.Signals | int] = (signal.SIGINT, signal.SIGTERM)
+    ) -> None:
+        """Run as a consumer service: start, wait for a signal or :meth:`close`, then close.
+
+        Starts the bus if needed, logs what it serves, and waits until one of ``signals``
+        arrives (handled for that time only; the handlers in place before are put back
+        when it arrives, so a second one acts as without ``serve()``) or until
+        ``close()`` is called elsewhere (a handler, another task). Then it closes the bus
+        as ``close()`` does, letting the events in progress finish, and returns.
+        Cancelled, it closes the bus too and propagates the cancellation. Where signals
+        cannot be handled (a thread other than the main one, Windows), or with
+        ``signals=()``, only ``close()`` ends it. Raises :class:`ClosedError` on a
+        closed bus.
+        """
+        await _serve(self, signals)
 
     def _check_caller_loop(self) -> None:
         """:meth:`_check_loop` for a synchronous call, which may run outside any loop."""
