@@ -12,7 +12,7 @@ import inspect
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import copy_context
 from dataclasses import dataclass
 from types import TracebackType
@@ -179,7 +179,7 @@ class EventManager(Backpressure):
         if self._closed:
             raise ClosedError("the EventManager is closed: a handler added now would never run")
 
-    def off(self, event_type: str, handler: Callable[..., Any]) -> Removed:
+    def off(self, event_type: str, handler: Callable[..., Any]) -> Awaitable[bool]:
         """Remove ``handler``'s registrations for ``event_type``; ``await`` it for True if
         any was removed.
 
