@@ -264,7 +264,7 @@ async def test_one_serve_at_a_time() -> None:
 
 async def test_sigterm_lets_the_handler_in_flight_finish_on_memory(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    async with _Service("memory://", "-", gate) as service:
+    async with _Service(WORKER, "memory://", "-", str(gate)) as service:
         await service.wait_for("EventBus serving on memory://", "handling 1")
         service.process.send_signal(signal.SIGTERM)
         await service.wait_for("SIGTERM received")
@@ -280,7 +280,7 @@ async def test_sigterm_on_redis_finishes_and_acknowledges_the_event(
     namespace = unique_name("pepserve")
     gate = tmp_path / "gate"
     try:
-        async with _Service(redis_url, namespace, gate) as service:
+        async with _Service(WORKER, redis_url, namespace, str(gate)) as service:
             await service.wait_for("EventBus serving on RedisTransport")
             async with _bus(redis_url, namespace) as producer:
                 await producer.publish("orders.placed", {"n": 1}, key="customer-1")
@@ -316,7 +316,7 @@ async def test_a_second_sigterm_ends_the_process_and_redis_keeps_the_event(
     namespace = unique_name("pepserve")
     gate = tmp_path / "gate"
     try:
-        async with _Service(redis_url, namespace, gate) as service:
+        async with _Service(WORKER, redis_url, namespace, str(gate)) as service:
             await service.wait_for("EventBus serving on RedisTransport")
             async with _bus(redis_url, namespace) as producer:
                 await producer.publish("orders.placed", {"n": 1}, key="customer-1")
@@ -339,6 +339,35 @@ async def test_a_second_sigterm_ends_the_process_and_redis_keeps_the_event(
             await member.start()
             await asyncio.wait_for(arrived.wait(), DEADLINE)
         assert received == [1]
+    finally:
+        await delete_redis_keys(redis_url, f"{namespace}:*")
+
+
+@pytest.mark.redis
+async def test_the_docs_consumer_serves_until_sigterm(redis_url: str, tmp_path: Path) -> None:
+    """docs/manager.md's producer and consumer files, as two processes (the consumer
+    block is marked as a fragment there: test_docs_blocks cannot signal it)."""
+    from tests.test_docs_blocks import DOCS, parse
+
+    blocks = parse((DOCS / "manager.md").read_text())
+    [consumer] = [block for block in blocks if "await bus.serve()" in block.code]
+    [producer] = [block for block in blocks if block.number == consumer.number - 1]
+    assert consumer.fragment and "orders.placed" in producer.code
+    namespace = unique_name("pepservedocs")
+    for block, name in ((consumer, "billing.py"), (producer, "shop.py")):
+        (tmp_path / name).write_text(block.code.replace("docs_example", namespace))
+    try:
+        async with _Service(tmp_path / "billing.py") as service:
+            await service.wait_for("EventBus serving on RedisTransport")
+            shop = await asyncio.create_subprocess_exec(
+                sys.executable, "-W", "error", str(tmp_path / "shop.py")
+            )
+            assert await asyncio.wait_for(shop.wait(), DEADLINE) == 0
+            await service.wait_for(*(f"billing order {n}" for n in (1, 2, 3)))
+            service.process.send_signal(signal.SIGTERM)
+            assert await service.exit_code() == 0
+            assert service.saw("SIGTERM received")
+        assert await _pending(redis_url, namespace) == 0
     finally:
         await delete_redis_keys(redis_url, f"{namespace}:*")
 
@@ -374,10 +403,10 @@ async def _pending(url: str, namespace: str) -> int:
 
 
 class _Service:
-    """``serve_worker.py`` in a process of its own; its output read line by line."""
+    """A script (``serve_worker.py``) in a process of its own; its output read line by line."""
 
-    def __init__(self, url: str, namespace: str, gate: Path) -> None:
-        self.args = [url, namespace, str(gate)]
+    def __init__(self, script: Path, *args: str) -> None:
+        self.args = [str(script), *args]
         self.lines: list[str] = []
         self.process: asyncio.subprocess.Process
 
@@ -386,7 +415,6 @@ class _Service:
             sys.executable,
             "-W",
             "error",
-            str(WORKER),
             *self.args,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
