@@ -9,6 +9,8 @@ a shared broker never see each other's events.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -51,6 +53,56 @@ def live_subscriptions(transport: Transport) -> int:
         # a group's durable queues stay declared for its other members (not counted)
         return len(t._consumers) + members + len(t._private_queues)
     raise AssertionError(f"no subscription count for {kind}")
+
+
+async def leftovers(transport: Transport) -> list[str]:
+    """What is on the broker of what ``transport`` made there, as the broker's own client
+    (or tool) lists it: Redis keys under its namespace, its NATS stream, RabbitMQ queues
+    and exchanges named after its exchange. ``memory://`` has no broker: nothing."""
+    t: Any = transport
+    if isinstance(transport, MemoryTransport):
+        return []
+    kind = type(transport).__name__
+    if kind == "RedisTransport":
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(t._client_url)
+        try:
+            match = f"{t.options.namespace}:*"
+            return sorted([key.decode() async for key in client.scan_iter(match=match)])
+        finally:
+            await client.aclose()
+    if kind == "NatsTransport":
+        import nats
+
+        nc = await nats.connect(t.servers)
+        try:
+            streams = await nc.jetstream().streams_info()
+            return [s.config.name for s in streams if s.config.name == t.stream]
+        finally:
+            await nc.close()
+    if kind == "RabbitMQTransport":
+        command = shutil.which("rabbitmqctl")
+        if command is None:
+            pytest.skip("rabbitmqctl is not installed")
+        exchange = t.exchange_name
+
+        def listed(what: str) -> list[str]:
+            done = subprocess.run(
+                [command, what, "-q", "--no-table-headers", "name"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            if done.returncode != 0:
+                pytest.skip(f"rabbitmqctl cannot reach the broker: {done.stderr.strip()[:200]}")
+            names = done.stdout.splitlines()
+            return [n for n in names if n == exchange or n.startswith(f"{exchange}.")]
+
+        return [*await asyncio.to_thread(listed, "list_queues")] + [
+            *await asyncio.to_thread(listed, "list_exchanges")
+        ]
+    raise AssertionError(f"no leftovers probe for {kind}")
 
 
 class BusConformance:
@@ -706,3 +758,30 @@ class BusConformance:
         await eventually(lambda: got == ["sentinel"])
         await settle()
         assert got == ["sentinel"], "no event of a refused batch was published"
+
+    async def test_delete_topology_leaves_nothing_on_the_broker(
+        self, transport_factory: Callable[[], Transport | str], root: str
+    ) -> None:
+        """One method, one name, on every transport deletes what it made on the broker
+        (user audit finding 13: RabbitMQ had delete_topology(), NATS delete_stream() and
+        Redis nothing, so the Redis and NATS doc examples left data behind). After two
+        members of a group and an ungrouped subscriber handled events and closed, it
+        leaves nothing, and a second call is no error."""
+        first = EventBus(transport=transport_factory(), retry_policy=FAST_RETRY)
+        second = EventBus(transport=transport_factory(), retry_policy=FAST_RETRY)
+        grouped: list[Any] = []
+        everything: list[Any] = []
+        for bus in (first, second):
+            bus.subscribe(f"{root}.jobs.*", group="workers")(lambda e: grouped.append(e.data))
+        first.subscribe(f"{root}.jobs.*")(lambda e: everything.append(e.data))
+        async with first, second:
+            for n in range(6):
+                await first.publish(f"{root}.jobs.run", n, key=f"k{n % 3}")
+            await eventually(lambda: set(grouped) == set(everything) == set(range(6)))
+        transport = first.transport
+        if transport.distributed:  # the probe sees what the transport made
+            assert await leftovers(transport)
+        await transport.delete_topology()
+        assert await leftovers(transport) == []
+        await transport.delete_topology()  # nothing left to delete: no error
+        assert await leftovers(transport) == []

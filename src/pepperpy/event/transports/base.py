@@ -37,6 +37,11 @@ Contract, checked by the bus conformance suite (``tests/bus/conformance.py``):
   ``sub`` is never registered; the bus calls it only while none of its own subscriptions
   is in that group. A group that does not exist is no error. A subscription of the group
   made afterwards starts it afresh: it gets only events published after it subscribed.
+* ``delete_topology()`` (optional) deletes from the broker everything the transport made
+  there (streams, consumer groups, queues, exchanges, leases), with the events they hold:
+  for tests, examples and throw-away environments. It works after ``close()``, and a
+  second call, or one with nothing to delete, is no error. Each shipped transport's page
+  says what it covers; ``memory://`` has nothing to delete.
 * ``close()`` stops consuming, waits for deliveries in progress, and releases resources.
   It never raises a driver error and bounds every wait for the broker (an unreachable
   one is simply not told); a second call returns at once.
@@ -165,6 +170,17 @@ class Transport(abc.ABC):
         cannot retire groups.
         """
         raise TransportError(f"{type(self).__name__} does not implement delete_group()")
+
+    async def delete_topology(self) -> None:
+        """Delete from the broker everything this transport made there, events included.
+
+        For tests, examples and throw-away environments: what goes is each shipped
+        transport's (its page says; ``memory://`` keeps nothing outside the process).
+        Works after :meth:`close`; a second call, or one with nothing to delete, is no
+        error. A custom transport that does not implement it raises
+        :class:`~pepperpy.event.TransportError`.
+        """
+        raise TransportError(f"{type(self).__name__} does not implement delete_topology()")
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -210,6 +210,9 @@ class MemoryTransport(Transport):
             return
         self._index.remove(subscription.pattern, group.key)
 
+    async def delete_topology(self) -> None:
+        """Nothing to delete: ``memory://`` keeps nothing outside the process (a no-op)."""
+
     def abandon(self) -> None:
         self._in_progress.clear()  # tasks of a loop that ended: nothing to wait for
         self._tails.clear()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from ..._deps import require
 from ..._errors import ConfigurationError, TransportError
 
 if TYPE_CHECKING:
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
     from ._options import NatsOptions
 
-__all__ = ["ensure_stream"]
+__all__ = ["delete_stream", "ensure_stream"]
 
 #: how the stream's description records the number of key lanes
 _PARTITIONS = re.compile(r"partitions=(\d+)")
@@ -72,3 +73,25 @@ async def ensure_stream(js: JetStreamContext, options: NatsOptions, server: str)
             f"partitions={recorded.group(1)}; this program uses "
             f"partitions={options.partitions}, which would break per-key order"
         )
+
+
+async def delete_stream(servers: list[str], server: str, stream: str) -> bool:
+    """Delete ``stream`` with every event and consumer on it, on a connection of its
+    own to ``servers`` (``server``: how errors name them); False if it did not exist."""
+    nats = require("nats", extra="nats", feature="the nats:// transport")
+    from nats.errors import Error as NatsError
+    from nats.js.errors import NotFoundError
+
+    try:
+        nc = await nats.connect(servers, name="pepperpy-event", allow_reconnect=False)
+    except (NatsError, OSError) as exc:
+        raise TransportError(f"cannot connect to NATS at {server}: {exc}") from exc
+    try:
+        await nc.jetstream().delete_stream(stream)
+        return True
+    except NotFoundError:
+        return False
+    except NatsError as exc:
+        raise TransportError(f"cannot delete stream {stream!r}: {exc}") from exc
+    finally:
+        await nc.close()

@@ -31,7 +31,7 @@ from ._options import SYNONYMS, NatsOptions, parse_url
 from ._outage import Outages, describe
 from ._outcome import NotConnected, failed, may_be_stored
 from ._recovery import replace_client, restore_consumers
-from ._stream import ensure_stream
+from ._stream import delete_stream, ensure_stream
 from ._subjects import ANY_LANE, key_lane, subject_filter, topic_subject
 
 if TYPE_CHECKING:
@@ -634,29 +634,24 @@ class NatsTransport(Transport):
             transport = getattr(nc, "_transport", None)
             shutdown_sockets([getattr(transport, "_io_writer", None)])
 
+    async def delete_topology(self) -> None:
+        """Delete the stream with every event and consumer on it (durable groups too):
+        all the transport makes on the server. The name every transport has for this;
+        :meth:`delete_stream` is the same, and says whether the stream existed.
+
+        For tests, examples and tear-down scripts; works before ``start()`` and after
+        ``close()`` (it connects briefly). No stream is no error.
+        """
+        await self.delete_stream()
+
     async def delete_stream(self) -> bool:
         """Delete the stream with every event and consumer on it (durable groups too).
 
-        For tests and tear-down scripts; works before ``start()`` and after ``close()``
-        (it connects briefly). Returns False when the stream did not exist.
+        :meth:`delete_topology` under its older, NATS-specific name. For tests and
+        tear-down scripts; works before ``start()`` and after ``close()`` (it connects
+        briefly). Returns False when the stream did not exist.
         """
-        nats = require("nats", extra="nats", feature="the nats:// transport")
-        from nats.errors import Error as NatsError
-        from nats.js.errors import NotFoundError
-
-        try:
-            nc = await nats.connect(self.servers, name="pepperpy-event", allow_reconnect=False)
-        except (NatsError, OSError) as exc:
-            raise TransportError(f"cannot connect to NATS at {self.server}: {exc}") from exc
-        try:
-            await nc.jetstream().delete_stream(self.stream)
-            return True
-        except NotFoundError:
-            return False
-        except NatsError as exc:
-            raise TransportError(f"cannot delete stream {self.stream!r}: {exc}") from exc
-        finally:
-            await nc.close()
+        return await delete_stream(self.servers, self.server, self.stream)
 
 
 async def _store(nc: Client, subject: str, payload: bytes, msg_id: str, wait: float) -> None:

@@ -23,6 +23,7 @@ from ._listener import Listener
 from ._outage import Outages, server_of
 from ._outcome import with_outcome
 from ._replicas import Replicas
+from ._topology import check_layout, delete_namespace
 from ._wire import (
     EVENT_FIELD,
     TOPIC_FIELD,
@@ -144,7 +145,11 @@ class RedisTransport(Transport):
             except ValueError as exc:
                 raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from exc
             try:
-                await self._retrying("connecting", client, lambda: self._check_layout(client))
+                await self._retrying(
+                    "connecting",
+                    client,
+                    lambda: check_layout(client, self.options, self._client_url),
+                )
             except BaseException:
                 await client.aclose()
                 raise
@@ -183,17 +188,6 @@ class RedisTransport(Transport):
         return self._new_client(
             max_connections=1, retry=self._retry.Retry(self._backoff.NoBackoff(), 0)
         )
-
-    async def _check_layout(self, client: Redis) -> None:
-        """Record the partition count once per namespace; refuse a different one."""
-        key = f"{self.options.namespace}:meta"
-        await client.hsetnx(key, "partitions", self.options.partitions)
-        stored = await client.hget(key, "partitions")
-        if stored is not None and int(stored) != self.options.partitions:
-            raise ConfigurationError(
-                f"namespace {self.options.namespace!r} on {redact_url(self._client_url)} uses "
-                f"{int(stored)} partitions, this transport was given {self.options.partitions}"
-            )
 
     async def close(self) -> None:
         """Stop consuming after the events in progress, leave groups, disconnect."""
@@ -532,6 +526,19 @@ class RedisTransport(Transport):
             destroyed,
             self.options.partitions,
         )
+
+    async def delete_topology(self) -> None:
+        """Delete every key under ``<namespace>:``, of every process using it: the
+        partition streams with their events and consumer groups, the partition count,
+        every group's members, leases and handover marks. For tests and throw-away
+        environments; works after :meth:`close` (with a client of its own), and again."""
+        client = self._new_client()
+        namespace = self.options.namespace
+        try:
+            deleting = lambda: delete_namespace(client, namespace)  # noqa: E731
+            await self._retrying(f"deleting namespace {namespace!r}", client, deleting)
+        finally:
+            await client.aclose()
 
     # -- housekeeping -----------------------------------------------------------------
 
