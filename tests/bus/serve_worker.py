@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 
 from pepperpy.event import Event, EventBus, RetryPolicy
@@ -46,5 +47,8 @@ async def main(url: str, namespace: str, gate: str) -> None:
 
 
 if __name__ == "__main__":
+    # Ctrl-C as in a terminal, even when started where SIGINT is ignored (a background
+    # job of a non-interactive shell): serve() leaves an ignored signal ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
     asyncio.run(main(*sys.argv[1:4]))

@@ -273,6 +273,36 @@ async def test_sigterm_lets_the_handler_in_flight_finish_on_memory(tmp_path: Pat
         assert service.saw("finished 1") and service.saw("exited")
 
 
+async def test_a_second_ctrl_c_interrupts_the_program_as_asyncio_run_does(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"  # never made: the handler is in flight until interrupted
+    async with _Service(WORKER, "memory://", "-", str(gate)) as service:
+        await service.wait_for("EventBus serving on memory://", "handling 1")
+        service.process.send_signal(signal.SIGINT)
+        await service.wait_for("SIGINT received")
+        service.process.send_signal(signal.SIGINT)  # asyncio.run's handler is back
+        assert await service.exit_code(traceback=True) != 0
+        assert service.lines[-1] == "KeyboardInterrupt"
+        assert not service.saw("finished 1")
+
+
+async def test_a_signal_ignored_before_serve_stays_ignored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "pepperpy.event.bus")
+    before = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    try:
+        bus = EventBus()
+        serving = asyncio.create_task(bus.serve(signals=(signal.SIGUSR1, signal.SIGUSR2)))
+        await _until(lambda: "EventBus serving" in caplog.text)
+        assert signal.getsignal(signal.SIGUSR1) is signal.SIG_IGN
+        assert "until SIGUSR2, or close() (SIGUSR1 ignored, as before serve())" in caplog.text
+        os.kill(os.getpid(), signal.SIGUSR2)
+        await asyncio.wait_for(serving, DEADLINE)
+        assert signal.getsignal(signal.SIGUSR1) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+
+
 @pytest.mark.redis
 async def test_sigterm_on_redis_finishes_and_acknowledges_the_event(
     redis_url: str, tmp_path: Path
@@ -441,12 +471,14 @@ class _Service:
                     )
                 self.lines.append(line.decode().rstrip("\n"))
 
-    async def exit_code(self) -> int:
+    async def exit_code(self, *, traceback: bool = False) -> int:
+        """Wait for the process to end; its output must hold a traceback if ``traceback``,
+        else none."""
         assert self.process.stdout is not None
         async with asyncio.timeout(DEADLINE):
             rest = await self.process.stdout.read()
             self.lines += rest.decode().splitlines()
             code = await self.process.wait()
-        leaks = [line for line in self.lines if line.startswith(("Traceback", "Exception"))]
-        assert not leaks, "\n".join(self.lines)
+        tracebacks = [line for line in self.lines if line.startswith(("Traceback", "Exception"))]
+        assert bool(tracebacks) == traceback, "\n".join(self.lines)
         return code

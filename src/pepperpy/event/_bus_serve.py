@@ -10,6 +10,7 @@ during the graceful close acts as it would without serve(): under ``asyncio.run`
 second Ctrl-C cancels the program (``KeyboardInterrupt``), and a second SIGTERM with
 Python's default handler ends the process at once. Handlers still running then do not
 finish; a broker delivers their events again (at-least-once), ``memory://`` loses them.
+A signal ignored when serve() begins stays ignored.
 """
 
 from __future__ import annotations
@@ -80,14 +81,7 @@ async def _serve(bus: EventBus, wanted: tuple[signal.Signals, ...]) -> None:
     try:
         if bus._closed:  # closed while start() returned: nothing to wait for
             stop("close() was called")
-        names = " or ".join(sig.name for sig in wanted)
-        why_not = _install(loop, wanted, stop, previous) if wanted else ""
-        if not wanted:
-            until = "close() (signals=())"
-        elif why_not:
-            until = f"close() ({names} not handled: {why_not})"
-        else:
-            until = f"{names}, or close()"
+        until = _install(loop, wanted, stop, previous)
         logger.info("EventBus serving on %s: %s; until %s", where, _subscriptions(bus), until)
         try:
             reason = await stopped
@@ -130,18 +124,31 @@ def _install(
     stop: Callable[[str], None],
     previous: list[_Previous],
 ) -> str:
-    """Handle ``wanted`` with ``stop``; return why they cannot be ("" when they are)."""
+    """Handle ``wanted`` with ``stop``; return what ends serve() now, for the log.
+
+    A signal ignored when serve() begins (``SIG_IGN``: a background job of a shell, a
+    supervisor's choice) stays ignored.
+    """
+    if not wanted:
+        return "close() (signals=())"
+    names = " or ".join(sig.name for sig in wanted)
     if threading.current_thread() is not threading.main_thread():
-        return "not the main thread"
-    for sig in wanted:
+        return f"close() ({names} not handled: not the main thread)"
+    ignored = [sig for sig in wanted if signal.getsignal(sig) is signal.SIG_IGN]
+    handled = [sig for sig in wanted if sig not in ignored]
+    for sig in handled:
         before = _Previous(sig, signal.getsignal(sig), _loop_handler(loop, sig))
         try:
             loop.add_signal_handler(sig, stop, f"{sig.name} received")
         except (NotImplementedError, RuntimeError, ValueError, OSError) as exc:
             _restore(loop, previous)  # all or none
-            return f"{type(loop).__name__} cannot: {exc}" if str(exc) else type(loop).__name__
+            why = f"{type(loop).__name__} cannot: {exc}" if str(exc) else type(loop).__name__
+            return f"close() ({names} not handled: {why})"
         previous.append(before)
-    return ""
+    until = " or ".join(sig.name for sig in handled) + ", or close()" if handled else "close()"
+    if ignored:
+        until += f" ({' and '.join(sig.name for sig in ignored)} ignored, as before serve())"
+    return until
 
 
 def _loop_handler(
