@@ -34,7 +34,7 @@ from ..._handlers import outcome, start
 from ..base import NotDelivered, Subscription, resume_cancellation
 from ._acks import Acks
 from ._config import RedisOptions
-from ._leases import Leases, group_id, group_name, member_id
+from ._leases import REBALANCE_POLL, Leases, group_id, group_name, member_id
 from ._outage import Outages
 from ._pending import PendingEntries
 from ._positions import GroupPositions
@@ -258,12 +258,18 @@ class GroupMember:
         )
 
     async def _heartbeat_loop(self) -> None:
+        """A heartbeat every ``heartbeat`` seconds, and one as soon as the group's epoch
+        moved (a member joined or left, a lease was given back): see ``_leases``."""
         last_ok = time.monotonic()
         key = (self, "leases")
+        due = time.monotonic() + self._options.heartbeat
         try:
             while not self._stopping:
                 resume_cancellation()  # one the last renewal's driver call swallowed
-                await asyncio.sleep(self._options.heartbeat)
+                await asyncio.sleep(max(0.0, min(REBALANCE_POLL, due - time.monotonic())))
+                if time.monotonic() < due and not await self._rebalance_asked():
+                    continue
+                due = time.monotonic() + self._options.heartbeat
                 try:
                     await self._heartbeat()
                     last_ok = time.monotonic()
@@ -281,6 +287,14 @@ class GroupMember:
                         self._apply(set(), set())  # our leases have expired by now
         finally:
             self._outages.forget(key)
+
+    async def _rebalance_asked(self) -> bool:
+        """Whether the group's epoch moved since our last heartbeat. A failure says no:
+        the heartbeat, when due, meets it and reports it."""
+        try:
+            return await self._leases.moved()
+        except (*self._unreachable, self._response_error):
+            return False
 
     # -- consuming --------------------------------------------------------------------
 

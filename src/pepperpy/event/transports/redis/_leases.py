@@ -8,6 +8,14 @@ PX``). A member that gives a partition back with entries still pending marks the
 handover as clean (it finished its event in progress), which tells the next owner how to
 count their deliveries (see ``GroupMember._claim``).
 
+The assignment is computed at each heartbeat, every ``lease_ttl / 3`` seconds. So that a
+member joining does not wait for two of them (the holder's, to give its share back, then
+its own, to take it), the group has an epoch key, a counter bumped whenever the member
+set changes (a member joins, leaves or expires) and whenever a lease is given back.
+Every member reads it between heartbeats (``REBALANCE_POLL``) and runs a heartbeat at
+once when it moved: the holder gives back what is no longer its share (once its
+deliveries in progress finished, as at any heartbeat), the joiner takes it.
+
 This module holds the names (of the consumer group, of a member, of the group's keys),
 the Lua scripts that renew and give back leases atomically (and the one that deletes a
 group), and :class:`Leases`, which runs them for one member. What a member does with the
@@ -32,6 +40,7 @@ __all__ = [
     "DELETE_GROUP",
     "HANDOVER_MARK_TTL_MS",
     "HEARTBEAT",
+    "REBALANCE_POLL",
     "RELEASE",
     "Leases",
     "delete_group",
@@ -41,17 +50,25 @@ __all__ = [
     "member_id",
 ]
 
-#: join/refresh the member set, renew held leases, take free partitions that are ours.
-#: KEYS[1] = member set, KEYS[2..] = lease keys (partition p at KEYS[p + 2]);
-#: ARGV = member id, lease TTL in ms. Returns {held partitions, target partitions}.
+#: seconds between two looks of a member at its group's epoch (see the module's docstring)
+REBALANCE_POLL = 0.25
+
+#: join/refresh the member set, renew held leases, take free partitions that are ours;
+#: bump the epoch when a member joined or expired.
+#: KEYS[1] = member set, KEYS[2] = epoch, KEYS[3..] = lease keys (partition p at
+#: KEYS[p + 3]); ARGV = member id, lease TTL in ms.
+#: Returns {held partitions, target partitions, epoch ('' when there is none)}.
 HEARTBEAT = """
 local me = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], now + ttl, me)
+local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local joined = redis.call('ZADD', KEYS[1], now + ttl, me)
 redis.call('PEXPIRE', KEYS[1], ttl * 2)
+if expired > 0 or joined > 0 then redis.call('INCR', KEYS[2]) end
+redis.call('PEXPIRE', KEYS[2], ttl * 2)
+local epoch = redis.call('GET', KEYS[2]) or ''
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
 table.sort(members)
 local index = 0
@@ -59,8 +76,8 @@ for i, member in ipairs(members) do
   if member == me then index = i - 1 end
 end
 local held, target = {}, {}
-for p = 0, #KEYS - 2 do
-  local key = KEYS[p + 2]
+for p = 0, #KEYS - 3 do
+  local key = KEYS[p + 3]
   local ours = (p % #members) == index
   if ours then target[#target + 1] = p end
   local owner = redis.call('GET', key)
@@ -72,15 +89,16 @@ for p = 0, #KEYS - 2 do
     held[#held + 1] = p
   end
 end
-return {held, target}
+return {held, target, epoch}
 """
 
 #: give back leases (only those still ours), marking each partition that has pending
-#: entries as handed over cleanly, and, with ARGV[2] == '1', leave the group.
-#: KEYS[1] = member set, then the n lease keys, the n handover keys, the n streams;
-#: ARGV = member id, leave flag, how long a handover mark lasts (ms), group name.
+#: entries as handed over cleanly, and, with ARGV[2] == '1', leave the group; bump the
+#: epoch if either happened (deleted with the member set once no member is left).
+#: KEYS[1] = member set, then the n lease keys, the n handover keys, the n streams, and
+#: the epoch; ARGV = member id, leave flag, how long a handover mark lasts (ms), group name.
 RELEASE = """
-local n = (#KEYS - 1) / 3
+local n = (#KEYS - 2) / 3
 local released = 0
 for i = 2, n + 1 do
   if redis.call('GET', KEYS[i]) == ARGV[1] then
@@ -95,6 +113,15 @@ for i = 2, n + 1 do
   end
 end
 if ARGV[2] == '1' then redis.call('ZREM', KEYS[1], ARGV[1]) end
+if released > 0 or ARGV[2] == '1' then
+  local left = redis.call('PTTL', KEYS[1])
+  if left > 0 then
+    redis.call('INCR', KEYS[#KEYS])
+    redis.call('PEXPIRE', KEYS[#KEYS], left)
+  else
+    redis.call('DEL', KEYS[#KEYS])
+  end
+end
 return released
 """
 
@@ -151,24 +178,26 @@ def group_id(sub: Subscription) -> str:
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
-def group_keys(options: RedisOptions, gid: str) -> tuple[str, list[str], list[str]]:
-    """A group's keys: its member set, a lease and a handover mark per partition."""
+def group_keys(options: RedisOptions, gid: str) -> tuple[str, list[str], list[str], str]:
+    """A group's keys: its member set, a lease and a handover mark per partition, and
+    its epoch."""
     partitions = range(options.partitions)
     return (
         options.group_key(gid, "members"),
         [options.group_key(gid, f"lease:{p}") for p in partitions],
         [options.group_key(gid, f"handover:{p}") for p in partitions],
+        options.group_key(gid, "epoch"),
     )
 
 
 async def delete_group(client: Redis, options: RedisOptions, sub: Subscription) -> int:
     """Destroy the consumer group ``sub`` names on every partition stream (with what it
     has pending) and delete its keys, in one step; returns on how many streams it was."""
-    members, leases, handovers = group_keys(options, group_id(sub))
+    members, leases, handovers, epoch = group_keys(options, group_id(sub))
     streams = [options.stream(p) for p in range(options.partitions)]
     script = client.register_script(DELETE_GROUP)
     destroyed = await script(
-        keys=[*streams, members, *leases, *handovers],
+        keys=[*streams, members, *leases, *handovers, epoch],
         args=[group_name(sub.group or "", sub.pattern), len(streams)],
     )
     return int(destroyed)
@@ -193,29 +222,53 @@ class Leases:
         self._streams = streams
         #: the handover keys are set when a member gives a partition back gracefully
         #: (see GroupMember._claim)
-        self.members_key, self.lease_keys, self.handover_keys = group_keys(options, gid)
+        self.members_key, self.lease_keys, self.handover_keys, self.epoch_key = group_keys(
+            options, gid
+        )
+        #: the group's epoch as this member last saw it (see the module's docstring)
+        self.epoch = ""
         self._heartbeat_script = client.register_script(HEARTBEAT)
         self._release_script = client.register_script(RELEASE)
 
     async def renew(self, ttl_ms: int) -> tuple[set[int], set[int]]:
         """Join or stay in the member set, renew our leases, take the free partitions
         assigned to us; return the partitions held and those assigned to us."""
-        held_raw, target_raw = await self._heartbeat_script(
-            keys=[self.members_key, *self.lease_keys],
+        held_raw, target_raw, epoch = await self._heartbeat_script(
+            keys=[self.members_key, self.epoch_key, *self.lease_keys],
             args=[self._consumer, ttl_ms],
         )
+        self.epoch = _text(epoch)
         return {int(p) for p in held_raw}, {int(p) for p in target_raw}
+
+    async def moved(self) -> bool:
+        """Whether the group's epoch moved since we last saw it: a member joined, left or
+        expired, or a lease was given back, since our last heartbeat (one ``GET``)."""
+        epoch = _text(await self._client.get(self.epoch_key))
+        moved, self.epoch = epoch != self.epoch, epoch
+        return moved
 
     async def give_back(self, p: int) -> None:
         """Give partition ``p``'s lease back (if still ours), marking a clean handover."""
-        keys = [self.members_key, self.lease_keys[p], self.handover_keys[p], self._streams[p]]
+        keys = [
+            self.members_key,
+            self.lease_keys[p],
+            self.handover_keys[p],
+            self._streams[p],
+            self.epoch_key,
+        ]
         args: list[str | int] = [self._consumer, "0", HANDOVER_MARK_TTL_MS, self._group]
         await self._release_script(keys=keys, args=args)
 
     async def leave(self) -> None:
         """Give every lease back (marking clean handovers), leave the member set, and
         delete our consumer entries where they hold nothing pending."""
-        keys = [self.members_key, *self.lease_keys, *self.handover_keys, *self._streams]
+        keys = [
+            self.members_key,
+            *self.lease_keys,
+            *self.handover_keys,
+            *self._streams,
+            self.epoch_key,
+        ]
         args: list[str | int] = [self._consumer, "1", HANDOVER_MARK_TTL_MS, self._group]
         await self._release_script(keys=keys, args=args)
         await self._forget_consumer()
@@ -235,3 +288,12 @@ class Leases:
             if not mine:
                 pipe.xgroup_delconsumer(stream, self._group, self._consumer)
         await pipe.execute(raise_on_error=False)
+
+
+def _text(value: object) -> str:
+    """A reply of Redis's (bytes, str, a number, or None for no key) as text."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)
