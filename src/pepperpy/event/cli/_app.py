@@ -9,7 +9,7 @@ every invocation; rich is imported only to draw a progress bar on a terminal.
 
 Beside this module: what the subcommands share (``_shell``: the --store option, the
 arguments, the output and the event loop a command runs on), and the commands ``serve``
-(``_serve``) and ``audit`` (``_audit``).
+(``_serve``), ``audit`` (``_audit``) and ``bus`` (``_bus``: a broker's topics, not the store).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .._replay import EventReplay, ReplayProgress, ReplayReport
 from .._seconds import check_seconds
 from ..store import AppendResult
 from ._audit import audit
+from ._bus import bus
 from ._counts import stream_counts
 from ._errors import CommandError, NotPrinted, OutputClosed
 from ._output import event_json, field, global_line, stream_line
@@ -73,7 +74,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 )
 @click.pass_context
 def app(context: click.Context, group_store: str | None) -> None:
-    """Inspect and drive a pepperpy-event store from the shell (--store URL on every command)."""
+    """Drive a pepperpy-event store (--store URL) and a broker's topics (bus) from the shell."""
     context.obj = group_store
 
 
@@ -488,4 +489,5 @@ def bench(store: str, events: int, tasks: int | None, batch: int, force: bool) -
 
 app.add_command(serve)
 app.add_command(audit)
+app.add_command(bus)
 verbose_everywhere(app)

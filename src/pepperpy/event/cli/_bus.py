@@ -1,0 +1,263 @@
+"""``pepperpy-event bus``: publish to a broker's topic, and watch what flows, from the shell.
+
+``bus publish TOPIC JSON`` publishes one event and prints its id; ``bus tail PATTERN``
+prints the events published to matching topics from the moment it listens (ungrouped by
+default: it takes no work from the consumers; ``--group`` consumes as a member). Both
+take ``--transport URL`` or ``PEPPERPY_EVENT_TRANSPORT``: a broker's URL, since
+``memory://`` lives and dies with the command's own process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from datetime import UTC
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .. import _json
+from .._deadletter import partition_key
+from .._errors import PatternError
+from .._event import Event
+from .._frozen import thaw
+from .._patterns import parse_pattern, parse_topic
+from ._errors import CommandError, NotPrinted, OutputClosed
+from ._output import field
+from ._shell import LARGEST, confirm, emit, note, parse_json, run, why_not_printed
+from ._urls import normalized, shown
+
+if TYPE_CHECKING:
+    from ..transports import Transport
+
+__all__ = ["bus", "event_line"]
+
+#: the broker schemes a command can use (memory:// is refused: see :func:`_transport`)
+_BROKERS = {
+    "redis": "redis",
+    "rediss": "redis",
+    "nats": "nats",
+    "tls": "nats",
+    "amqp": "amqp",
+    "amqps": "amqp",
+}
+_EXAMPLES = "redis://host:6379, nats://host:4222 or amqp://user:password@host/"
+#: ``DATA`` longer than this is cut (``...``) in the one-line form; ``--json`` keeps it all
+DATA_WIDTH = 200
+
+
+@click.group()
+def bus() -> None:
+    """Publish to a broker's topics and watch them (--transport URL on every command)."""
+
+
+def _transport_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--transport",
+        envvar="PEPPERPY_EVENT_TRANSPORT",
+        metavar="URL",
+        help=f"The broker: {_EXAMPLES} (env PEPPERPY_EVENT_TRANSPORT).",
+    )(function)
+
+
+def _transport(url: str | None) -> tuple[Transport, str]:
+    """The transport ``url`` names, made (not connected), and the URL fit to print."""
+    if url is None or not url.strip():
+        raise CommandError(
+            f"no transport: pass --transport URL ({_EXAMPLES}) or set PEPPERPY_EVENT_TRANSPORT"
+        )
+    url = normalized(url)  # an error quoting it shows no password from here on
+    printable = shown(url)
+    scheme = url.partition("://")[0].lower() if "://" in url else url.strip().rstrip(":/").lower()
+    if scheme == "memory":
+        raise CommandError(
+            f"--transport {printable}: the memory transport lives inside one process, so "
+            "nothing another program publishes or consumes could meet this command there; "
+            f"give the broker your services share ({_EXAMPLES})"
+        )
+    if scheme not in _BROKERS:
+        raise CommandError(f"--transport {printable!r} is not a broker URL: use {_EXAMPLES}")
+    from ..transports import transport_from_url  # the bus is loaded by bus commands only
+
+    return transport_from_url(url), printable
+
+
+def _checked(text: str, what: str, *, pattern: bool) -> str:
+    """``text``, a topic (or with ``pattern`` a topic pattern) typed as ``what``."""
+    noun, example = ("a topic pattern", "orders.#") if pattern else ("a topic", "orders.placed")
+    try:
+        (parse_pattern if pattern else parse_topic)(text)
+    except PatternError as exc:
+        if not text:
+            raise CommandError(f"{what} is empty: give {noun}, such as {example}") from None
+        cut = text if len(text) <= 120 else f"{text[:60]}...{text[-20:]}"
+        raise CommandError(
+            f"{what} {cut!r} is not {noun}: {exc.reason} (at character {exc.position}); "
+            f"topics are dot-separated tokens, such as {example}"
+        ) from None
+    return text
+
+
+def _payload(text: str) -> Any:
+    """The JSON argument: the text itself, ``@FILE`` (a file's content) or ``@-`` (stdin)."""
+    if not text.startswith("@"):  # JSON never starts with "@"
+        return parse_json(text, "JSON data")
+    source = text[1:]
+    try:
+        if source == "-":
+            raw = sys.stdin.read()
+        else:
+            raw = Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = why_not_printed(exc) if isinstance(exc, OSError) else str(exc)
+        raise CommandError(f"JSON {text}: cannot read {source!r}: {reason}") from None
+    return parse_json(raw, f"JSON {text}")
+
+
+def _headers(values: tuple[str, ...]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for value in values:
+        name, equals, text = value.partition("=")
+        if not equals or not name.strip():
+            raise CommandError(f"--header {value!r} is not NAME=VALUE (such as source=shell)")
+        if name in headers:
+            raise CommandError(f"--header {name!r} is given twice")
+        headers[name] = text
+    return headers
+
+
+@bus.command()
+@click.argument("topic")
+@click.argument("data", metavar="JSON")
+@_transport_option
+@click.option("--key", help="Partition key: events with one key reach a group in order.")
+@click.option(
+    "--header",
+    "header_values",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Add NAME to the event's metadata, its value a string (repeatable).",
+)
+def publish(
+    topic: str, data: str, transport: str | None, key: str | None, header_values: tuple[str, ...]
+) -> None:
+    """Publish one event with JSON data to TOPIC, and print its id.
+
+    JSON may be @FILE to read it from a file, or @- to read it from stdin.
+    """
+    _checked(topic, "TOPIC", pattern=False)
+    headers = _headers(header_values)
+    payload = _payload(data)
+    made, _ = _transport(transport)
+
+    from .._bus import EventBus
+
+    async def work() -> Event:
+        async with EventBus(transport=made) as opened:
+            return await opened.publish(topic, payload, key=key, headers=headers or None)
+
+    event = run(work)
+    confirm(f"published {event.id} to {field(topic)}")
+
+
+def event_line(event: Event) -> str:
+    """``TIME TOPIC KEY ID DATA``: DATA compact JSON, cut at :data:`DATA_WIDTH` (``...``)."""
+    when = event.timestamp.astimezone(UTC).isoformat(timespec="milliseconds")
+    data = _json.dumps(thaw(event.data)).decode()
+    if len(data) > DATA_WIDTH:
+        data = data[: DATA_WIDTH - 3] + "..."
+    key = partition_key(event)
+    return f"{when.replace('+00:00', 'Z')} {field(event.type)} {field(key)} {event.id} {data}"
+
+
+@bus.command()
+@click.argument("pattern")
+@_transport_option
+@click.option(
+    "--group",
+    help="Consume as a member of this group: take a share of its events and acknowledge "
+    "them once printed (they are gone for the group's other members). Without it the "
+    "tail sees every new event and takes nothing from anyone.",
+)
+@click.option("--count", type=click.IntRange(1, LARGEST), help="Stop after N events.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print each event as a CloudEvents JSON document."
+)
+def tail(
+    pattern: str, transport: str | None, group: str | None, count: int | None, as_json: bool
+) -> None:
+    """Print the events published to topics matching PATTERN, as they arrive.
+
+    One line each, TIME TOPIC KEY ID DATA (DATA cut at 200 characters), or with --json
+    one CloudEvents document per line. Only events published after the tail started
+    listening are shown (it says so on stderr): 'bus tail deadletter.#' shows new dead
+    letters. Ctrl-C or SIGTERM stops it (exit status 0), as does --count N.
+    """
+    from .._bus import EventBus, _check_group
+    from .._retry import RetryPolicy
+
+    _checked(pattern, "PATTERN", pattern=True)
+    if group is not None:
+        try:
+            _check_group(group)
+        except ValueError as exc:
+            raise CommandError(f"--group: {exc}") from None
+    made, printable = _transport(transport)
+    # a group's event that could not be printed is dead-lettered at once, not retried
+    opened = EventBus(transport=made, retry_policy=RetryPolicy.NONE)
+    stop = asyncio.Event()
+    listening = False
+    seen = 0
+    failure: list[BaseException] = []
+
+    def on_signal(signum: int) -> bool:
+        """A first Ctrl-C or SIGTERM while listening stops gracefully; a second at once."""
+        if not listening or stop.is_set():
+            return False
+        stop.set()
+        return True
+
+    async def show(event: Event) -> None:
+        nonlocal seen
+        try:
+            emit(event.to_json().decode() if as_json else event_line(event))
+        except (OutputClosed, OSError) as exc:
+            failure.append(exc)
+            stop.set()
+            await opened.unsubscribe(pattern, show, group=group)  # marks it removed at once
+            if group is not None:  # not acknowledged: the bus dead-letters it
+                raise RuntimeError(f"stdout could not print the event ({_reason(exc)})") from None
+            return
+        seen += 1
+        if count is not None and seen >= count:
+            stop.set()
+            await opened.unsubscribe(pattern, show, group=group)  # no event past the count
+
+    async def work() -> None:
+        nonlocal listening
+        opened.subscribe(pattern, show, group=group)
+        async with opened:
+            how = (
+                f"as a member of group {group!r}, taking its share of the events"
+                if group is not None
+                else "ungrouped: every new event, taking none from the consumers"
+            )
+            note(f"listening to {field(pattern)} on {printable}, {how} (Ctrl-C to stop)")
+            listening = True
+            await stop.wait()
+
+    try:
+        run(work, on_signal=on_signal)
+    except KeyboardInterrupt:  # stopped before it listened, or a second Ctrl-C
+        pass
+    if failure:
+        if isinstance(failure[0], OutputClosed):
+            raise OutputClosed
+        why = _reason(failure[0])
+        raise NotPrinted(f"could not print an event to stdout ({why}); the tail stopped")
+
+
+def _reason(exc: BaseException) -> str:
+    return "its reader closed it" if isinstance(exc, OutputClosed) else why_not_printed(exc)
