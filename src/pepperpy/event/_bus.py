@@ -21,18 +21,17 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from ._blame import blamed
 from ._bus_batch import Key
 from ._bus_batch import publish_many as _publish_many
-from ._bus_checks import check_headers, check_metadata
+from ._bus_checks import check_headers, published_event
 from ._bus_checks import dead_letter_sources as _dead_letter_sources  # tests import it here
 from ._bus_delivery import DELIVERY, Registration, deliverer
 from ._bus_serve import serve as _serve
 from ._deadletter import (
     DEAD_LETTER_PREFIX,
-    PARTITION_KEY,
     dead_letter_event,
     partition_key,
 )
 from ._errors import ClosedError, ConfigurationError, UnknownTopicError
-from ._event import Event, make_event
+from ._event import Event
 from ._handlers import Handler, check_handler
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._options import check_instance
@@ -478,19 +477,7 @@ class EventBus:
             check_key(key)
         if headers:
             check_headers(headers)
-        if isinstance(message, Event):
-            if message.metadata:
-                check_metadata(message.metadata)
-            if message.type == topic and not headers and key is None:
-                event = message
-            else:  # a copy (same id), so the caller's event keeps its own metadata
-                event = message.replace(type=topic)
-                if headers:
-                    event.metadata.update(headers)
-        else:
-            event = make_event(topic, message, headers)
-        if key is not None:
-            event.metadata[PARTITION_KEY] = key
+        event = published_event(topic, message, key, headers)
         if self._closed:
             raise ClosedError(self._closed_reason)
         if not self._started or self._unregistered:

@@ -12,10 +12,9 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._bus_checks import check_headers, check_metadata
-from ._deadletter import PARTITION_KEY
+from ._bus_checks import check_headers, published_event
 from ._errors import ClosedError, SerializationError
-from ._event import Event, json_native, make_event
+from ._event import Event, json_native
 from .transports.base import check_key
 
 if TYPE_CHECKING:
@@ -81,19 +80,7 @@ async def publish_many(
 
 def _event(topic: str, message: Any, key: str | None, headers: Mapping[str, Any] | None) -> Event:
     """What ``EventBus.publish`` builds, refused here if no transport could carry it."""
-    if isinstance(message, Event):
-        if message.metadata:
-            check_metadata(message.metadata)
-        if message.type == topic and not headers and key is None:
-            event = message
-        else:  # a copy (same id), so the caller's event keeps its own metadata
-            event = message.replace(type=topic)
-            if headers:
-                event.metadata.update(headers)
-    else:
-        event = make_event(topic, message, headers)
-    if key is not None:
-        event.metadata[PARTITION_KEY] = key
+    event = published_event(topic, message, key, headers)
     if not (json_native(event.data) and json_native(event.metadata)):
         event.to_json()  # what a broker refuses (a lone surrogate), memory:// too
     return event

@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._deadletter import DEAD_LETTER_PREFIX
+from ._deadletter import DEAD_LETTER_PREFIX, PARTITION_KEY
 from ._errors import SerializationError
+from ._event import Event, make_event
 from ._frozen import check_json
 from ._json import dumps
 from ._patterns import parse_pattern
 
-__all__ = ["check_headers", "check_metadata", "dead_letter_sources"]
+__all__ = ["check_headers", "check_metadata", "dead_letter_sources", "published_event"]
 
 
 def check_headers(headers: Mapping[str, Any]) -> None:
@@ -75,3 +76,28 @@ def dead_letter_sources(pattern: str) -> list[str]:
         if carried not in found:
             found.append(carried)
     return found
+
+
+def published_event(
+    topic: str, message: Any, key: str | None, headers: Mapping[str, Any] | None
+) -> Event:
+    """The event ``publish(topic, message, key=, headers=)`` sends (key and headers checked).
+
+    A ready :class:`Event` whose type is ``topic``, with no headers or key to add, is
+    sent as it is; otherwise a copy (same id), so the caller's event keeps its own
+    metadata. ``key`` is recorded in the metadata, where consumers find it.
+    """
+    if isinstance(message, Event):
+        if message.metadata:
+            check_metadata(message.metadata)
+        if message.type == topic and not headers and key is None:
+            event = message
+        else:
+            event = message.replace(type=topic)
+            if headers:
+                event.metadata.update(headers)
+    else:
+        event = make_event(topic, message, headers)
+    if key is not None:
+        event.metadata[PARTITION_KEY] = key
+    return event
