@@ -190,11 +190,9 @@ class EventManager(Backpressure):
         ``TypeError`` (no registration can have been made with it).
         """
         check_removal("off", event_type, handler, pattern_name="event_type")
-        removed = False
-        for key, listener in self._index.items_for(event_type):
-            if listener.handler == handler:
-                removed = self._index.remove(event_type, key) or removed
-        return Removed(removed)
+        return Removed(
+            self._index.remove_where(event_type, lambda listener: listener.handler == handler)
+        )
 
     def handlers(self, event_type: str) -> list[Callable[..., Any]]:
         """The handlers an event of type ``event_type`` would reach, in call order."""

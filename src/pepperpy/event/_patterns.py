@@ -274,6 +274,15 @@ class PatternIndex(Generic[T]):
         self._cache = {}  # after the trie changed: see match()
         return True
 
+    def remove_where(self, pattern: str, registered: Callable[[T], bool]) -> bool:
+        """Remove every registration under exactly ``pattern`` whose item ``registered``
+        accepts (one handler's, say); True if any was removed."""
+        removed = False
+        for key, item in self.items_for(pattern):
+            if registered(item):
+                removed = self.remove(pattern, key) or removed
+        return removed
+
     def items_for(self, pattern: str) -> list[tuple[int, T]]:
         """The ``(key, item)`` pairs registered under exactly ``pattern``."""
         node: _Node[T] | None = self._root

@@ -157,11 +157,7 @@ class EventProcessor:
         ``TypeError``.
         """
         check_removal("remove_handler", pattern, handler)
-        removed = False
-        for key, route in self._index.items_for(pattern):
-            if route.handler == handler:
-                removed = self._index.remove(pattern, key) or removed
-        return removed
+        return self._index.remove_where(pattern, lambda route: route.handler == handler)
 
     def handlers(self, event_type: str) -> list[Callable[..., Any]]:
         """The handlers an event of type ``event_type`` reaches, in registration order."""

@@ -188,11 +188,7 @@ class Projection:
                     "handler and partly without); call it when they have returned or "
                     "been cancelled"
                 )
-            removed = False
-            for key, registered in self._handlers.items_for(pattern):
-                if registered.function == handler:
-                    removed = self._handlers.remove(pattern, key) or removed
-            return removed
+            return self._handlers.remove_where(pattern, lambda apply: apply.function == handler)
 
     def handlers(self, event_type: str) -> list[Callable[..., Any]]:
         """The handlers an event of ``event_type`` is applied with, in call order.

@@ -126,11 +126,7 @@ class EventReplay:
         str, or a ``handler`` that is not callable, is a ``TypeError``.
         """
         check_removal("remove_handler", pattern, handler)
-        removed = False
-        for key, registered in self._handlers.items_for(pattern):
-            if registered.function == handler:
-                removed = self._handlers.remove(pattern, key) or removed
-        return removed
+        return self._handlers.remove_where(pattern, lambda apply: apply.function == handler)
 
     def handlers(self, event_type: str) -> list[Callable[..., Any]]:
         """The handlers an event of ``event_type`` goes to, in call order.
