@@ -1,6 +1,6 @@
 """A started bus used from an event loop running in another thread.
 
-docs/manager.md: from a loop in another thread, ``close()`` runs on the bus's own loop and
+docs/bus.md: from a loop in another thread, ``close()`` runs on the bus's own loop and
 any other use raises ClosedError. Refused means refused: nothing about the bus changes.
 """
 

@@ -375,11 +375,11 @@ async def test_a_second_sigterm_ends_the_process_and_redis_keeps_the_event(
 
 @pytest.mark.redis
 async def test_the_docs_consumer_serves_until_sigterm(redis_url: str, tmp_path: Path) -> None:
-    """docs/manager.md's producer and consumer files, as two processes (the consumer
+    """docs/bus.md's producer and consumer files, as two processes (the consumer
     block is marked as a fragment there: test_docs_blocks cannot signal it)."""
     from tests.test_docs_blocks import DOCS, parse
 
-    blocks = parse((DOCS / "manager.md").read_text())
+    blocks = parse((DOCS / "bus.md").read_text())
     [consumer] = [block for block in blocks if "await bus.serve()" in block.code]
     [producer] = [block for block in blocks if block.number == consumer.number - 1]
     assert consumer.fragment and "orders.placed" in producer.code

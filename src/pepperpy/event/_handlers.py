@@ -154,7 +154,7 @@ def start(delivery: Awaitable[Any]) -> asyncio.Task[Any]:
     Transports start every delivery this way. A handler must never run (even its first
     step) in the transport's task: whatever captures the current task (``asyncio.timeout``,
     ``TaskGroup``, ``current_task().cancel()``) or sets a context variable would then act
-    on the publisher or on a reader loop shared by all subscriptions (docs/manager.md,
+    on the publisher or on a reader loop shared by all subscriptions (docs/bus.md,
     "How handlers run"). CPython 3.11 has no correct eager start, so this costs one Task.
     """
     coro = delivery if inspect.iscoroutine(delivery) else _wait(delivery)

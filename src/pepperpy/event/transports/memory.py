@@ -86,7 +86,7 @@ class MemoryTransport(Transport):
         elif event._extra is not None and event._extra[2] is not None:
             event = event.replace()  # read from a store: no stream or positions on a wire
         # each delivery in a Task of its own, so a handler's asyncio.timeout, TaskGroup or
-        # context variables never touch the publisher (docs/manager.md, "How handlers run")
+        # context variables never touch the publisher (docs/bus.md, "How handlers run")
         running: list[asyncio.Task[Any]] = []
         if key is None:
             for target in targets:
