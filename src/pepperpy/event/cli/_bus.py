@@ -20,13 +20,11 @@ import click
 
 from .. import _json
 from .._deadletter import partition_key
-from .._errors import PatternError
 from .._event import Event
 from .._frozen import thaw
-from .._patterns import parse_pattern, parse_topic
 from ._errors import CommandError, NotPrinted, OutputClosed
 from ._output import field
-from ._shell import LARGEST, confirm, emit, note, parse_json, run, why_not_printed
+from ._shell import LARGEST, checked_name, confirm, emit, note, parse_json, run, why_not_printed
 from ._urls import normalized, shown
 
 if TYPE_CHECKING:
@@ -84,22 +82,6 @@ def _transport(url: str | None) -> tuple[Transport, str]:
     return transport_from_url(url), printable
 
 
-def _checked(text: str, what: str, *, pattern: bool) -> str:
-    """``text``, a topic (or with ``pattern`` a topic pattern) typed as ``what``."""
-    noun, example = ("a topic pattern", "orders.#") if pattern else ("a topic", "orders.placed")
-    try:
-        (parse_pattern if pattern else parse_topic)(text)
-    except PatternError as exc:
-        if not text:
-            raise CommandError(f"{what} is empty: give {noun}, such as {example}") from None
-        cut = text if len(text) <= 120 else f"{text[:60]}...{text[-20:]}"
-        raise CommandError(
-            f"{what} {cut!r} is not {noun}: {exc.reason} (at character {exc.position}); "
-            f"topics are dot-separated tokens, such as {example}"
-        ) from None
-    return text
-
-
 def _payload(text: str) -> Any:
     """The JSON argument: the text itself, ``@FILE`` (a file's content) or ``@-`` (stdin)."""
     if not text.startswith("@"):  # JSON never starts with "@"
@@ -147,7 +129,7 @@ def publish(
 
     JSON may be @FILE to read it from a file, or @- to read it from stdin.
     """
-    _checked(topic, "TOPIC", pattern=False)
+    checked_name(topic, "TOPIC", "topic")
     headers = _headers(header_values)
     payload = _payload(data)
     made, _ = _transport(transport)
@@ -198,7 +180,7 @@ def tail(
     from .._bus import EventBus, _check_group
     from .._retry import RetryPolicy
 
-    _checked(pattern, "PATTERN", pattern=True)
+    checked_name(pattern, "PATTERN", "pattern")
     if group is not None:
         try:
             _check_group(group)

@@ -221,27 +221,33 @@ def patterns(values: tuple[str, ...]) -> list[str] | None:
     return list(values) if values else None
 
 
-#: what a name the user types is, and one that would do
-_NAMES = {"stream": ("a stream name", "orders.42"), "type": ("an event type", "order.placed")}
+#: what a name the user types is, one that would do, and whether it may hold wildcards
+_NAMES = {
+    "stream": ("a stream name", "orders.42", "names"),
+    "type": ("an event type", "order.placed", "names"),
+    "topic": ("a topic", "orders.placed", "topics"),
+    "pattern": ("a topic pattern", "orders.#", "topics"),
+}
 
 
-def checked_name(text: str, what: str, kind: Literal["stream", "type"]) -> str:
-    """``text``, a stream name or event type (``kind``) typed as ``what``, checked now.
+def checked_name(text: str, what: str, kind: Literal["stream", "type", "topic", "pattern"]) -> str:
+    """``text``, a stream name, event type, topic or topic pattern (``kind``) typed as
+    ``what``, checked now.
 
     ``what`` is what the help calls it (``STREAM``, ``TYPE``, ``--stream``). The store
     checks names too, but calls a bad one an invalid *pattern* and names no argument (a
     bad TYPE was even reported as bad data).
     """
-    noun, example = _NAMES[kind]
+    noun, example, plural = _NAMES[kind]
     try:
-        parse_topic(text)
+        (parse_pattern if kind == "pattern" else parse_topic)(text)
     except PatternError as exc:
         if not text:
             raise CommandError(f"{what} is empty: give {noun}, such as {example}") from None
         shown = text if len(text) <= 120 else f"{text[:60]}...{text[-20:]}"
         raise CommandError(
             f"{what} {shown!r} is not {noun}: {exc.reason} (at character {exc.position}); "
-            f"names are dot-separated tokens, such as {example}"
+            f"{plural} are dot-separated tokens, such as {example}"
         ) from None
     return text
 
