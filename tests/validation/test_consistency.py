@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pepperpy.event import ConfigurationError, EventValidator, ValidationError
+from pepperpy.event.validation._compiled import _KEEP as KEEP
 from pepperpy.event.validation._fast import dec_hook
 from pepperpy.event.validation._nodes import lists
-from pepperpy.event.validation._validator import _KEEP as KEEP
 
 REJECTED = object()
 

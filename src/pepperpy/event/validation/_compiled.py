@@ -1,0 +1,401 @@
+"""One registered schema, compiled once: how data is checked against it.
+
+:class:`Compiled` holds a schema's three ways to check data: msgspec's fast path (C,
+for valid data), the node walk (every problem, named), and pydantic for pydantic
+models (run on the event's JSON form), plus the freeze that makes the result event
+data. It is kept apart from ``_validator.py``, which holds the registry around it
+(event types, versions, upcasters): which schema applies is the validator's concern,
+how one schema checks data is this module's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from enum import Enum
+from typing import Any
+
+from .._errors import ConfigurationError, SerializationError, ValidationError, ValidationProblem
+from .._frozen import MAX_DEPTH
+from .._json import dumps
+from ._fast import NoFastPath, dec_hook, fast_type
+from ._fast import msgspec_module as _msgspec
+from ._freeze import (
+    FRAMES_PER_LEVEL,
+    compile_freezer,
+    freeze_output,
+    nested_deeper,
+    schema_depth,
+    stack_room,
+)
+from ._json_schema import from_json_schema
+from ._nodes import (
+    INVALID,
+    AnyNode,
+    Extra,
+    Node,
+    TupleNode,
+    contains,
+    describe,
+    enable_coercion,
+    json_issue,
+    json_problem,
+    lists,
+)
+from ._pydantic_expected import pydantic_expected
+from ._python_schema import from_python_type
+from ._python_schema import is_pydantic_model as _is_pydantic
+from ._text_check import text_look
+
+__all__ = ["Compiled"]
+
+_KEEP = (dt.datetime, dt.date, dt.time, uuid.UUID, decimal.Decimal, bytes)
+_MISSED: Any = object()  # the fast path did not apply or the data failed it
+
+
+class Compiled:
+    """One registered schema, compiled once."""
+
+    def __init__(
+        self,
+        event_type: str,
+        version: int,
+        schema: Any,
+        extra: Extra | None,
+        coerce: bool = False,
+    ) -> None:
+        if extra is None:  # the schema kind's own rule (see EventValidator)
+            extra = "allow" if isinstance(schema, Mapping) else "forbid"
+        self.event_type = event_type
+        self.version = version
+        self.schema = schema
+        self.extra: Extra = extra
+        self.strict = not coerce
+        self.pydantic = _is_pydantic(schema)
+        self.node: Node | None = None
+        self.fast: Any = None
+        self.hook: Callable[[type, Any], Any] | None = None
+        self.freeze: Callable[[Any], Any] = freeze_output
+        self.any_inside = self.tuple_inside = False
+        self.look_for_text: Callable[[Any], Any] | None = None
+        #: whether output must be measured against MAX_DEPTH (the schema does not bound it)
+        self.unbounded = True
+        if self.pydantic:
+            _check_pydantic_bytes(schema)
+            self.adapter = schema.__pydantic_validator__
+            self.names = _pydantic_names(schema)
+            return
+        if isinstance(schema, Mapping):
+            self.node = from_json_schema(schema, extra)
+        elif isinstance(schema, type) or hasattr(schema, "__origin__"):
+            self.node = from_python_type(schema, extra)
+        else:
+            raise TypeError(
+                "a schema is an annotated class, dataclass, TypedDict, pydantic model, "
+                f"msgspec Struct or JSON Schema dict, got {schema!r}"
+            )
+        if coerce:
+            enable_coercion(self.node)
+        self.freeze = compile_freezer(self.node)
+        depth = schema_depth(self.node)
+        self.unbounded = depth is None or depth > MAX_DEPTH
+        msgspec = _msgspec()
+        try:
+            self.fast, hooked = fast_type(self.node)
+        except NoFastPath:
+            self.fast, hooked = None, False
+        self.hook = dec_hook if hooked else None
+        # msgspec passes Any-typed values through and to_builtins would turn a set into a
+        # list: check such data is JSON first, so nothing is coerced silently
+        self.any_inside = contains(self.node, AnyNode)
+        # msgspec gives (and to_builtins keeps) tuples; data from the walk has lists
+        self.tuple_inside = contains(self.node, TupleNode)
+        # msgspec passes strings as they are, lone surrogates too: output that can hold
+        # text given by the caller is encoded once, in C, to look for one (_text_check);
+        # with Any inside, the input's walk before msgspec (_is_json) looks already
+        self.look_for_text = None if self.any_inside else text_look(self.node, msgspec)
+        self._convert = msgspec.convert
+        self._to_builtins = msgspec.to_builtins
+        self._fast_error = msgspec.ValidationError
+
+    def check(self, data: Any) -> Any:
+        """Return the validated, converted data or raise ValidationError with every problem."""
+        try:
+            return self._check(data)
+        except RecursionError:  # deep data, from a deep caller maybe: try again with room
+            pass
+        return self._with_room(self._check, data)
+
+    def _with_room(self, run: Callable[[Any], Any], data: Any) -> Any:
+        """``run(data)`` once more, with stack for any data an Event holds.
+
+        The first try ran out of Python's recursion limit: a recursive schema's walk takes
+        several frames per level of the data, on top of the caller's. Data nested deeper
+        than an Event holds is refused first, so only bounded data gets the extra room.
+        """
+        if nested_deeper(data, MAX_DEPTH):
+            raise ValidationError([_too_deep_problem()], event_type=self.event_type)
+        with stack_room(MAX_DEPTH + 2):
+            try:
+                return run(data)
+            except RecursionError:
+                pass
+        problem = ValidationProblem(
+            "",
+            "a schema checked in fewer steps per level",
+            describe(data),
+            f"the schema takes more than {FRAMES_PER_LEVEL} nested checks per level of lists "
+            "and objects: data this deep cannot be checked against it",
+        )
+        raise ValidationError([problem], event_type=self.event_type)
+
+    def _check(self, data: Any) -> Any:
+        converted = self._fast(data)
+        if converted is not _MISSED:
+            if self.look_for_text is not None:  # inline: this runs for every event
+                try:
+                    self.look_for_text(converted)
+                except Exception:  # noqa: BLE001 - a lone surrogate msgspec passed
+                    return self._bounded(self.explain(data))  # the walk names it
+            plain = self._to_builtins(converted, builtin_types=_KEEP)
+            return self._bounded(lists(plain) if self.tuple_inside else plain)
+        if self.pydantic:
+            return self._bounded(self._check_pydantic(data))
+        return self._bounded(self.explain(data))
+
+    def _bounded(self, result: Any) -> Any:
+        """``result``, unless it nests deeper than event data may (what Event refuses).
+
+        Both ``check()`` and ``validate()`` pass here, so they agree on deep data.
+        """
+        if self.unbounded and nested_deeper(result, MAX_DEPTH):
+            raise ValidationError([_too_deep_problem()], event_type=self.event_type)
+        return result
+
+    def frozen(self, data: Any) -> Any:
+        """Like :meth:`check`, but the data comes back deep-frozen, ready for an Event."""
+        try:
+            return self._frozen(data)
+        except RecursionError:  # as in check()
+            pass
+        return self._with_room(self._frozen, data)
+
+    def _frozen(self, data: Any) -> Any:
+        converted = self._fast(data)
+        try:
+            if converted is not _MISSED:  # C to_builtins + a schema-guided freeze beat a
+                # Python walk over the Structs (measured)
+                if self.look_for_text is not None:  # as in _check()
+                    try:
+                        self.look_for_text(converted)
+                    except Exception:  # noqa: BLE001
+                        return self.freeze(self._bounded(self.explain(data)))
+                plain = self._to_builtins(converted, builtin_types=_KEEP)
+                return self.freeze(self._bounded(plain))
+            return self.freeze(self._check(data))
+        except SerializationError as exc:  # NaN and the like, which msgspec lets through
+            if self.node is not None and converted is not _MISSED:
+                result = self.explain(data, fallback=str(exc))  # names the culprits
+                try:
+                    return self.freeze(result)
+                except SerializationError:
+                    pass
+            # a pydantic model produced it (a default, a validator), or the walk missed it
+            actual = describe(data)
+            problem = ValidationProblem("", "JSON-representable data", actual, str(exc))
+            raise ValidationError([problem], event_type=self.event_type) from None
+
+    def _fast(self, data: Any) -> Any:
+        """msgspec's output (generated Structs) for valid data, else ``_MISSED``."""
+        if self.fast is None or (self.any_inside and not _is_json(data)):
+            return _MISSED
+        try:
+            if self.hook is None:
+                return self._convert(data, self.fast, strict=self.strict)
+            return self._convert(data, self.fast, strict=self.strict, dec_hook=self.hook)
+        except self._fast_error:
+            return _MISSED
+        except (TypeError, ValueError, OverflowError, RecursionError):
+            return _MISSED
+
+    def explain(self, data: Any, fallback: str | None = None) -> Any:
+        """The complete (slower) walk: the converted data, or every problem found."""
+        assert self.node is not None
+        problems: list[ValidationProblem] = []
+        result = self.node.check(data, "", problems)  # RecursionError: see check()
+        if problems or result is INVALID:
+            if not problems:
+                message = fallback or "does not match the schema"
+                problems.append(ValidationProblem("", self.node.expected, describe(data), message))
+            raise ValidationError(problems, event_type=self.event_type)
+        return result
+
+    def _check_pydantic(self, data: Any) -> Any:
+        problems: list[ValidationProblem] = []
+        if not isinstance(data, Mapping):
+            problems.append(
+                ValidationProblem(
+                    "", f"object {self.schema.__name__}", describe(data), "expected an object"
+                )
+            )
+            raise ValidationError(problems, event_type=self.event_type)
+        if self.extra == "forbid" and self.schema.model_config.get("extra") is None:
+            for key in data:
+                if key not in self.names:
+                    problems.append(
+                        ValidationProblem(
+                            str(key), "no such field", describe(data[key]), "unexpected field"
+                        )
+                    )
+        issue = json_issue(data)  # orjson would write NaN as null: refuse it here
+        if issue is not None:
+            where, why = issue
+            problems.append(
+                ValidationProblem(where, "JSON-representable data", describe(data), why)
+            )
+            raise ValidationError(problems, event_type=self.event_type)
+        if nested_deeper(data, _PYDANTIC_DEPTH):  # not the parser's message, nor orjson's
+            raise ValidationError([_too_deep_problem(pydantic=True)], event_type=self.event_type)
+        try:
+            raw = dumps(data)  # JSON mode: ISO datetimes accepted, "1" is not an int
+        except SerializationError as exc:
+            problems.append(
+                ValidationProblem("", "JSON-representable data", describe(data), str(exc))
+            )
+            raise ValidationError(problems, event_type=self.event_type) from None
+        from pydantic import ValidationError as PydanticError
+
+        try:
+            # JSON mode in both: what pydantic checks is the event's JSON form, which is
+            # also what a stored or delivered copy of the event holds (bytes as base64)
+            model = self.adapter.validate_json(raw, strict=self.strict)
+        except PydanticError as exc:
+            for error in exc.errors(include_url=False):
+                path = _pydantic_path(error.get("loc", ()))
+                # a missing field's input is the object it is missing from
+                missing = error.get("type") == "missing"
+                actual = "missing" if missing else describe(error.get("input"))
+                problems.append(
+                    ValidationProblem(path, pydantic_expected(error), actual, error["msg"])
+                )
+        if problems:
+            raise ValidationError(problems, event_type=self.event_type)
+        from pydantic_core import PydanticSerializationError
+
+        try:
+            # by alias: the names the model reads, so the output validates again
+            return _json_compatible(model.model_dump(by_alias=True))
+        except PydanticSerializationError as exc:  # a type pydantic cannot write as JSON
+            actual = describe(data)
+            problem = ValidationProblem("", "JSON-representable data", actual, str(exc))
+            raise ValidationError([problem], event_type=self.event_type) from None
+
+
+#: most lists and objects pydantic's JSON parser (jiter) reads, fixed in pydantic-core
+_PYDANTIC_DEPTH = 201
+
+
+def _too_deep_problem(*, pydantic: bool = False) -> ValidationProblem:
+    if pydantic and _PYDANTIC_DEPTH < MAX_DEPTH:
+        why = (
+            f"data nested too deeply for a pydantic model (at most {_PYDANTIC_DEPTH} levels "
+            f"of lists and objects, which pydantic's JSON parser reads; an Event holds "
+            f"{MAX_DEPTH})"
+        )
+    else:
+        why = f"data nested too deeply (at most {MAX_DEPTH} levels of lists and objects)"
+    return ValidationProblem("", "data of bounded depth", "too deeply nested", why)
+
+
+def _json_compatible(value: Any) -> Any:
+    """A pydantic ``model_dump()`` in the form the other schema kinds give their data.
+
+    JSON's own types, with enum members as their values, sets and tuples as lists and
+    keys as strings; datetimes, dates, times, UUIDs, decimals and bytes are kept (as
+    for every schema kind); any other value (a ``timedelta``, a URL) as pydantic writes
+    it in JSON.
+    """
+    cls = value.__class__
+    if cls is str or cls is int or cls is float or cls is bool or value is None:
+        return value
+    if isinstance(value, Enum):
+        return _json_compatible(value.value)
+    if isinstance(value, _KEEP):
+        return value
+    if isinstance(value, Mapping):
+        return {_json_key(key): _json_compatible(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_compatible(item) for item in value]
+    from pydantic_core import to_jsonable_python
+
+    return to_jsonable_python(value)
+
+
+def _json_key(key: Any) -> str:
+    """An object key as JSON writes it (``1`` as ``"1"``, an enum member as its value)."""
+    if key.__class__ is str:
+        return key
+    from pydantic_core import to_jsonable_python
+
+    plain = to_jsonable_python(key)
+    return plain if isinstance(plain, str) else json.dumps(plain)
+
+
+def _is_json(data: Any) -> bool:
+    try:
+        return json_problem(data) is None
+    except RecursionError:
+        return False
+
+
+def _check_pydantic_bytes(model: Any) -> None:
+    """Refuse a model whose ``bytes`` fields read JSON text as UTF-8 (pydantic's default).
+
+    Event data writes bytes as base64 text, and the model is run on that JSON form: such
+    a field would turn ``"aGk="`` into ``b"aGk="`` instead of ``b"hi"``. pydantic's JSON
+    Schema shows every such field as ``format: binary`` (``base64url`` once the model
+    reads base64).
+    """
+    try:
+        schema = model.model_json_schema()
+    except Exception:  # noqa: BLE001 - a model pydantic cannot describe: nothing to learn
+        return
+    if _mentions_binary(schema):
+        raise ConfigurationError(
+            f"pydantic model {model.__name__} has bytes fields that read JSON text as UTF-8, "
+            "but event data holds bytes as base64 text: give the model (and any nested "
+            "model with bytes) model_config = ConfigDict(val_json_bytes='base64', "
+            "ser_json_bytes='base64')"
+        )
+
+
+def _mentions_binary(schema: Any) -> bool:
+    if isinstance(schema, Mapping):
+        if schema.get("format") == "binary" and schema.get("type") == "string":
+            return True
+        return any(_mentions_binary(item) for item in schema.values())
+    if isinstance(schema, list):
+        return any(_mentions_binary(item) for item in schema)
+    return False
+
+
+def _pydantic_names(model: Any) -> set[str]:
+    names = set()
+    for name, field in model.model_fields.items():
+        names.add(name)
+        if field.alias:
+            names.add(field.alias)
+    return names
+
+
+def _pydantic_path(loc: Any) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path
