@@ -2,14 +2,14 @@
 
 Delivering to a handler (retries, the principal it runs as, what ``close()`` and
 ``unsubscribe()`` wait for) is in ``_bus_delivery.py``; the checks on headers, metadata
-and the dead letters a pattern receives are in ``_bus_checks.py``.
+and the dead letters a pattern receives are in ``_bus_checks.py``; subscription names,
+late registration, ``unsubscribe()`` and ``delete_group()`` in ``_bus_subscriptions.py``;
+the event loop a bus belongs to and ``close()`` in ``_bus_loop.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
 import signal
 from collections import deque
@@ -23,8 +23,13 @@ from ._bus_batch import Key
 from ._bus_batch import publish_many as _publish_many
 from ._bus_checks import check_headers, published_event
 from ._bus_checks import dead_letter_sources as _dead_letter_sources  # tests import it here
-from ._bus_delivery import DELIVERY, Registration, deliverer
+from ._bus_delivery import Registration, deliverer
+from ._bus_loop import check_caller_loop, check_loop
+from ._bus_loop import close as _close
 from ._bus_serve import serve as _serve
+from ._bus_subscriptions import check_group, register_late, subscription_name
+from ._bus_subscriptions import delete_group as _delete_group
+from ._bus_subscriptions import unsubscribe as _unsubscribe
 from ._deadletter import (
     DEAD_LETTER_PREFIX,
     dead_letter_event,
@@ -32,17 +37,16 @@ from ._deadletter import (
 )
 from ._errors import ClosedError, ConfigurationError, UnknownTopicError
 from ._event import Event
-from ._handlers import Handler, check_handler
+from ._handlers import check_handler
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._options import check_instance
 from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
 from ._redact import redact_url
 from ._removal import remove_last
 from ._retry import RetryPolicy
-from ._text import shown, text_problem
 from .security._principal import PRINCIPAL, current_principal
 from .transports import Subscription, Transport, transport_from_url
-from .transports.base import NotDelivered, check_key
+from .transports.base import check_key
 
 if TYPE_CHECKING:
     from .security import AccessControl
@@ -170,7 +174,7 @@ class EventBus:
         if self._closed:
             raise ClosedError(self._closed_reason)
         if self._started:
-            self._check_caller_loop()  # registering it would need the bus's own loop
+            check_caller_loop(self)  # registering it would need the bus's own loop
         if not isinstance(pattern, str):
             raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
         if isinstance(handler, str):  # subscribe(pattern, "billing"): a group meant
@@ -183,7 +187,7 @@ class EventBus:
         if self.access is not None:
             self._check_subscribe(pattern)
         if group is not None:
-            _check_group(group, optional=True)
+            check_group(group, optional=True)
         if self.topics is not None and not any(
             could_overlap(pattern, t) or could_overlap(pattern, DEAD_LETTER_PREFIX + t)
             for t in self.topics
@@ -195,7 +199,7 @@ class EventBus:
 
         def decorator(func: H) -> H:
             check_handler(func)
-            name = self._subscription_name(pattern, group, func)
+            name = subscription_name(self, pattern, group, func)
             registration = Registration(func, principal)
             deliver = deliverer(self, registration, pattern, group)
             sub = Subscription(pattern, deliver, group, name)
@@ -203,7 +207,7 @@ class EventBus:
             self._subscriptions.append(sub)
             self._unregistered.append(sub)
             if self._started:
-                self._register_late()
+                register_late(self)
             return func
 
         if handler is None:
@@ -226,27 +230,6 @@ class EventBus:
                     needed_by=f"subscribe({pattern!r}): dead letters carry their topic's data",
                 )
 
-    def _register_late(self) -> None:
-        """Register subscriptions added after start() without waiting for a publish."""
-        if self._registering is not None and not self._registering.done():
-            return  # the running registration drains every subscription added meanwhile
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (subscribe from a sync context): the next await does it
-            return
-        self._registering = loop.create_task(self._register_pending())
-
-    async def _register_pending(self) -> None:
-        try:
-            await self.start()
-        except ClosedError:
-            pass
-        except Exception:
-            logger.exception(
-                "could not register a subscription added after start(); "
-                "the next start() or publish() raises this again"
-            )
-
     async def unsubscribe(
         self, pattern: str, handler: Callable[..., Any], *, group: str | None = None
     ) -> bool:
@@ -260,66 +243,7 @@ class EventBus:
         them. Called from the handler being removed, it returns at once and the removal
         completes after that handler returns (waiting would wait for the caller itself).
         """
-        if not isinstance(pattern, str):
-            raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
-        if not self._closed:
-            self._check_loop()  # before removing anything: refused means nothing changed
-        removed = [
-            sub
-            for sub in self._subscriptions
-            if sub.pattern == pattern
-            and sub.group == group
-            and self._registrations[sub].handler == handler
-        ]
-        if not removed:
-            return False
-        for sub in removed:  # at once: no delivery starts from here on, even before the
-            self._subscriptions.remove(sub)  # transport hears of it (see deliver)
-            self._registrations[sub].removed = True
-            sub.mark_removed()
-        if self._closed:  # the broker side went (or goes) with close()
-            for sub in removed:
-                self._forget(sub)
-            return True
-        current = DELIVERY.get()
-        if (
-            current is not None
-            and current.active
-            and current.bus is self
-            and any(self._registrations[sub] is current.registration for sub in removed)
-        ):
-            task = asyncio.get_running_loop().create_task(self._remove(removed))
-            self._removing.add(task)
-            task.add_done_callback(self._removed)
-            return True
-        await self._remove(removed)
-        return True
-
-    async def _remove(self, subs: list[Subscription]) -> None:
-        if self._start_lock is None:
-            self._start_lock = asyncio.Lock()
-        try:
-            async with self._start_lock:  # a registration under way finishes first
-                for sub in subs:
-                    if sub in self._unregistered:
-                        self._unregistered.remove(sub)
-                    elif self._started and not self._closed:
-                        await self.transport.unsubscribe(sub)
-            for sub in subs:
-                await self._registrations[sub].wait_idle()
-        finally:
-            for sub in subs:
-                self._forget(sub)
-
-    def _forget(self, sub: Subscription) -> None:
-        self._registrations.pop(sub, None)
-        if sub in self._unregistered:
-            self._unregistered.remove(sub)
-
-    def _removed(self, task: asyncio.Task[None]) -> None:
-        self._removing.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("unsubscribing failed", exc_info=task.exception())
+        return await _unsubscribe(self, pattern, handler, group)
 
     async def delete_group(self, pattern: str, group: str) -> None:
         """Retire ``group`` on ``pattern``: delete it from the broker, with its backlog.
@@ -338,51 +262,7 @@ class EventBus:
         come from an earlier version of the program). With ``access``, needs ``delete``
         on ``pattern``. Connects (starts the bus) if it is not started.
         """
-        if not isinstance(pattern, str):
-            raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
-        parse_pattern(pattern)
-        self.transport.check_pattern(pattern)
-        _check_group(group)
-        if self.access is not None:
-            await self.access.acheck("delete", pattern)
-        self._check_not_in(pattern, group)
-        await self.start()
-        assert self._start_lock is not None
-        async with self._start_lock:  # no registration runs meanwhile
-            if self._closed:
-                raise ClosedError(self._closed_reason)
-            self._check_not_in(pattern, group)
-            name = _digest(f"{group}|{pattern}")  # what _subscription_name gives a group
-            await self.transport.delete_group(Subscription(pattern, _refuse, group, name))
-
-    def _check_not_in(self, pattern: str, group: str) -> None:
-        """Refuse to delete a group one of this bus's subscriptions is in (or leaving)."""
-        for sub, registration in self._registrations.items():
-            if sub.group == group and sub.pattern == pattern:
-                handler = registration.handler
-                shown_handler = getattr(handler, "__qualname__", None) or repr(handler)
-                leaving = " (being unsubscribed)" if sub.removed else ""
-                raise ConfigurationError(
-                    f"cannot delete group {group!r} on {pattern!r}: this bus has a "
-                    f"subscription in it{leaving}, handler {shown_handler}; unsubscribe it "
-                    "(and wait for unsubscribe() to return) before deleting the group"
-                )
-
-    def _subscription_name(self, pattern: str, group: str | None, handler: Handler) -> str:
-        if group is not None:
-            base = f"{group}|{pattern}"
-        else:
-            qualname = getattr(handler, "__qualname__", type(handler).__qualname__)
-            module = getattr(handler, "__module__", "")
-            base = f"{module}.{qualname}|{pattern}"
-        digest = _digest(base)
-        # counted over the bus's life, not over the subscriptions left: a name that an
-        # unsubscribed handler had is never given to another one (brokers may still hold
-        # its queue or consumer)
-        same = self._name_counts.get(digest, 0)
-        self._name_counts[digest] = same + 1
-        suffix = f"-{same}" if same and group is None else ""
-        return digest + suffix
+        await _delete_group(self, pattern, group)
 
     @overload
     def on_error(self, callback: None = None) -> Callable[[H], H]: ...
@@ -572,23 +452,7 @@ class EventBus:
         The shutdown then completes after that handler returns; a later ``close()`` (or
         the end of ``async with``) waits for it.
         """
-        loop = self._loop
-        if loop is not None and loop is not asyncio.get_running_loop():
-            if loop.is_running():  # a loop in another thread: close there
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.close(), loop))
-                return
-            self._drop_loop()  # that loop has ended: nothing of it can be awaited
-        closing = self._closing
-        if closing is None:
-            self._closed = True
-            closing = self._closing = asyncio.get_running_loop().create_task(self._shutdown())
-            closing.add_done_callback(_retrieve)
-            for notify in self._on_close:
-                notify()
-        current = DELIVERY.get()
-        if current is not None and current.active and current.bus is self:
-            return
-        await asyncio.shield(closing)
+        await _close(self)
 
     async def serve(
         self, *, signals: Iterable[signal.Signals | int] = (signal.SIGINT, signal.SIGTERM)
@@ -607,66 +471,9 @@ class EventBus:
         """
         await _serve(self, signals)
 
-    def _check_caller_loop(self) -> None:
-        """:meth:`_check_loop` for a synchronous call, which may run outside any loop."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # a sync context: the next await on the bus checks its loop
-            return
-        self._check_loop()
-
     def _check_loop(self) -> None:
-        """Refuse to work from another event loop than the one the bus started on.
-
-        Broker connections, consumer tasks and futures belong to that loop. If it has
-        ended (a second ``asyncio.run``), the bus is dropped and closed for good.
-        """
-        loop = self._loop
-        if loop is None or loop is asyncio.get_running_loop():
-            return
-        if loop.is_running():
-            raise ClosedError(
-                "this EventBus was started on an event loop running in another thread; "
-                "use it from that loop (asyncio.run_coroutine_threadsafe), or give this "
-                "loop an EventBus of its own"
-            )
-        self._drop_loop()
-        raise ClosedError(self._closed_reason)
-
-    def _drop_loop(self) -> None:
-        """Forget the connections and consumers of the loop the bus started on, which ended.
-
-        They cannot be closed gracefully (closing awaits that loop); the transport drops
-        them. The bus is closed from then on: its subscriptions stopped with that loop.
-        """
-        self._closed = True
-        self._closed_reason = (
-            "this EventBus was started on an event loop that has ended (a previous "
-            "asyncio.run); its broker connections and consumers ended with that loop. "
-            "Create the EventBus inside the asyncio.run that uses it, or keep one loop; "
-            "close() it before its loop ends"
-        )
-        self._loop = None
-        self._started = False
-        self._start_lock = None
-        self._closing = self._registering = None
-        self._removing.clear()
-        try:
-            self.transport.abandon()
-        except Exception:
-            logger.exception("dropping the connections of an ended event loop failed")
-
-    async def _shutdown(self) -> None:
-        registering = self._registering
-        if registering is not None and not registering.done():
-            registering.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await registering
-        if self._start_lock is not None:
-            async with self._start_lock:  # a start() in progress finishes first
-                pass
-        if self._started:
-            await self.transport.close()
+        """Refuse work from another event loop than the bus's (``_bus_loop.check_loop``)."""
+        check_loop(self)
 
     async def __aenter__(self) -> EventBus:
         try:
@@ -683,28 +490,3 @@ class EventBus:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-def _retrieve(task: asyncio.Task[None]) -> None:
-    """Log a failed shutdown nobody awaited (close() called from a handler)."""
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("closing the EventBus failed", exc_info=task.exception())
-
-
-def _check_group(group: object, *, optional: bool = False) -> None:
-    """Refuse a group name no broker can carry (``ValueError``)."""
-    if not isinstance(group, str) or not group:
-        alternative = " or None" if optional else ""
-        raise ValueError(f"group must be a non-empty str{alternative}, got {group!r}")
-    problem = text_problem(group)
-    if problem is not None:  # a lone surrogate no broker can carry, a NUL, too long
-        raise ValueError(f"group {shown(group)} {problem}")
-
-
-async def _refuse(event: Event) -> None:
-    """The ``deliver`` of a subscription that only names a group (see delete_group)."""
-    raise NotDelivered
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]

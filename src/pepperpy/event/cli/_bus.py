@@ -177,13 +177,14 @@ def tail(
     listening are shown (it says so on stderr): 'bus tail deadletter.#' shows new dead
     letters. Ctrl-C or SIGTERM stops it (exit status 0), as does --count N.
     """
-    from .._bus import EventBus, _check_group
+    from .._bus import EventBus
+    from .._bus_subscriptions import check_group
     from .._retry import RetryPolicy
 
     checked_name(pattern, "PATTERN", "pattern")
     if group is not None:
         try:
-            _check_group(group)
+            check_group(group)
         except ValueError as exc:
             raise CommandError(f"--group: {exc}") from None
     made, printable = _transport(transport)

@@ -1,0 +1,119 @@
+"""The event loop an EventBus belongs to, and closing the bus, on that loop or without it.
+
+A bus's broker connections, consumer tasks and futures belong to the loop it started
+on. :func:`check_loop` refuses work from any other loop; when that loop has ended (a
+second ``asyncio.run``), :func:`drop_loop` forgets what lived there and closes the bus
+for good, since nothing of it can be awaited any more. :func:`close` runs the shutdown
+on the bus's own loop (from another thread too) and does not wait for it from one of
+the bus's own handlers. Kept apart from ``_bus.py``, which holds the public methods and
+their docstrings; this is how the bus stays on its one loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from ._bus_delivery import DELIVERY
+from ._errors import ClosedError
+
+if TYPE_CHECKING:
+    from ._bus import EventBus
+
+__all__ = ["check_caller_loop", "check_loop", "close"]
+
+logger = logging.getLogger("pepperpy.event.bus")
+
+
+def check_caller_loop(bus: EventBus) -> None:
+    """:func:`check_loop` for a synchronous call, which may run outside any loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # a sync context: the next await on the bus checks its loop
+        return
+    check_loop(bus)
+
+
+def check_loop(bus: EventBus) -> None:
+    """Refuse to work from another event loop than the one the bus started on.
+
+    Broker connections, consumer tasks and futures belong to that loop. If it has
+    ended (a second ``asyncio.run``), the bus is dropped and closed for good.
+    """
+    loop = bus._loop
+    if loop is None or loop is asyncio.get_running_loop():
+        return
+    if loop.is_running():
+        raise ClosedError(
+            "this EventBus was started on an event loop running in another thread; "
+            "use it from that loop (asyncio.run_coroutine_threadsafe), or give this "
+            "loop an EventBus of its own"
+        )
+    _drop_loop(bus)
+    raise ClosedError(bus._closed_reason)
+
+
+def _drop_loop(bus: EventBus) -> None:
+    """Forget the connections and consumers of the loop the bus started on, which ended.
+
+    They cannot be closed gracefully (closing awaits that loop); the transport drops
+    them. The bus is closed from then on: its subscriptions stopped with that loop.
+    """
+    bus._closed = True
+    bus._closed_reason = (
+        "this EventBus was started on an event loop that has ended (a previous "
+        "asyncio.run); its broker connections and consumers ended with that loop. "
+        "Create the EventBus inside the asyncio.run that uses it, or keep one loop; "
+        "close() it before its loop ends"
+    )
+    bus._loop = None
+    bus._started = False
+    bus._start_lock = None
+    bus._closing = bus._registering = None
+    bus._removing.clear()
+    try:
+        bus.transport.abandon()
+    except Exception:
+        logger.exception("dropping the connections of an ended event loop failed")
+
+
+async def close(bus: EventBus) -> None:
+    """See :meth:`EventBus.close`."""
+    loop = bus._loop
+    if loop is not None and loop is not asyncio.get_running_loop():
+        if loop.is_running():  # a loop in another thread: close there
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(bus.close(), loop))
+            return
+        _drop_loop(bus)  # that loop has ended: nothing of it can be awaited
+    closing = bus._closing
+    if closing is None:
+        bus._closed = True
+        closing = bus._closing = asyncio.get_running_loop().create_task(_shutdown(bus))
+        closing.add_done_callback(_retrieve)
+        for notify in bus._on_close:
+            notify()
+    current = DELIVERY.get()
+    if current is not None and current.active and current.bus is bus:
+        return
+    await asyncio.shield(closing)
+
+
+async def _shutdown(bus: EventBus) -> None:
+    registering = bus._registering
+    if registering is not None and not registering.done():
+        registering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await registering
+    if bus._start_lock is not None:
+        async with bus._start_lock:  # a start() in progress finishes first
+            pass
+    if bus._started:
+        await bus.transport.close()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Log a failed shutdown nobody awaited (close() called from a handler)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("closing the EventBus failed", exc_info=task.exception())

@@ -1,0 +1,197 @@
+"""EventBus subscriptions after their checks: broker names, late registration, removal.
+
+What becomes of a subscription once ``EventBus.subscribe()`` has checked it: the name
+the broker knows it by, its registration when the bus has already started,
+``unsubscribe()`` (at once for deliveries, then with the broker, then waiting for the
+deliveries in progress) and ``delete_group()``. Kept apart from ``_bus.py``, which holds
+the public methods and their docstrings: this is the bookkeeping behind them, on the
+bus's ``_subscriptions``, ``_unregistered``, ``_registrations`` and ``_removing``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._bus_delivery import DELIVERY
+from ._errors import ClosedError, ConfigurationError
+from ._event import Event
+from ._handlers import Handler
+from ._patterns import parse_pattern
+from ._text import shown, text_problem
+from .transports import Subscription
+from .transports.base import NotDelivered
+
+if TYPE_CHECKING:
+    from ._bus import EventBus
+
+__all__ = ["check_group", "delete_group", "register_late", "subscription_name", "unsubscribe"]
+
+logger = logging.getLogger("pepperpy.event.bus")
+
+
+def subscription_name(bus: EventBus, pattern: str, group: str | None, handler: Handler) -> str:
+    """The name a new subscription has on the broker: a group's, or the handler's."""
+    if group is not None:
+        base = f"{group}|{pattern}"
+    else:
+        qualname = getattr(handler, "__qualname__", type(handler).__qualname__)
+        module = getattr(handler, "__module__", "")
+        base = f"{module}.{qualname}|{pattern}"
+    digest = _digest(base)
+    # counted over the bus's life, not over the subscriptions left: a name that an
+    # unsubscribed handler had is never given to another one (brokers may still hold
+    # its queue or consumer)
+    same = bus._name_counts.get(digest, 0)
+    bus._name_counts[digest] = same + 1
+    suffix = f"-{same}" if same and group is None else ""
+    return digest + suffix
+
+
+def register_late(bus: EventBus) -> None:
+    """Register subscriptions added after start() without waiting for a publish."""
+    if bus._registering is not None and not bus._registering.done():
+        return  # the running registration drains every subscription added meanwhile
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no loop (subscribe from a sync context): the next await does it
+        return
+    bus._registering = loop.create_task(_register_pending(bus))
+
+
+async def _register_pending(bus: EventBus) -> None:
+    try:
+        await bus.start()
+    except ClosedError:
+        pass
+    except Exception:
+        logger.exception(
+            "could not register a subscription added after start(); "
+            "the next start() or publish() raises this again"
+        )
+
+
+async def unsubscribe(
+    bus: EventBus, pattern: str, handler: Callable[..., Any], group: str | None
+) -> bool:
+    """See :meth:`EventBus.unsubscribe`."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+    if not bus._closed:
+        bus._check_loop()  # before removing anything: refused means nothing changed
+    removed = [
+        sub
+        for sub in bus._subscriptions
+        if sub.pattern == pattern
+        and sub.group == group
+        and bus._registrations[sub].handler == handler
+    ]
+    if not removed:
+        return False
+    for sub in removed:  # at once: no delivery starts from here on, even before the
+        bus._subscriptions.remove(sub)  # transport hears of it (see deliver)
+        bus._registrations[sub].removed = True
+        sub.mark_removed()
+    if bus._closed:  # the broker side went (or goes) with close()
+        for sub in removed:
+            _forget(bus, sub)
+        return True
+    current = DELIVERY.get()
+    if (
+        current is not None
+        and current.active
+        and current.bus is bus
+        and any(bus._registrations[sub] is current.registration for sub in removed)
+    ):
+        task = asyncio.get_running_loop().create_task(_remove(bus, removed))
+        bus._removing.add(task)
+        task.add_done_callback(functools.partial(_removed, bus))
+        return True
+    await _remove(bus, removed)
+    return True
+
+
+async def _remove(bus: EventBus, subs: list[Subscription]) -> None:
+    if bus._start_lock is None:
+        bus._start_lock = asyncio.Lock()
+    try:
+        async with bus._start_lock:  # a registration under way finishes first
+            for sub in subs:
+                if sub in bus._unregistered:
+                    bus._unregistered.remove(sub)
+                elif bus._started and not bus._closed:
+                    await bus.transport.unsubscribe(sub)
+        for sub in subs:
+            await bus._registrations[sub].wait_idle()
+    finally:
+        for sub in subs:
+            _forget(bus, sub)
+
+
+def _forget(bus: EventBus, sub: Subscription) -> None:
+    bus._registrations.pop(sub, None)
+    if sub in bus._unregistered:
+        bus._unregistered.remove(sub)
+
+
+def _removed(bus: EventBus, task: asyncio.Task[None]) -> None:
+    bus._removing.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("unsubscribing failed", exc_info=task.exception())
+
+
+async def delete_group(bus: EventBus, pattern: str, group: str) -> None:
+    """See :meth:`EventBus.delete_group`."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+    parse_pattern(pattern)
+    bus.transport.check_pattern(pattern)
+    check_group(group)
+    if bus.access is not None:
+        await bus.access.acheck("delete", pattern)
+    _check_not_in(bus, pattern, group)
+    await bus.start()
+    assert bus._start_lock is not None
+    async with bus._start_lock:  # no registration runs meanwhile
+        if bus._closed:
+            raise ClosedError(bus._closed_reason)
+        _check_not_in(bus, pattern, group)
+        name = _digest(f"{group}|{pattern}")  # what subscription_name gives a group
+        await bus.transport.delete_group(Subscription(pattern, _refuse, group, name))
+
+
+def _check_not_in(bus: EventBus, pattern: str, group: str) -> None:
+    """Refuse to delete a group one of this bus's subscriptions is in (or leaving)."""
+    for sub, registration in bus._registrations.items():
+        if sub.group == group and sub.pattern == pattern:
+            handler = registration.handler
+            shown_handler = getattr(handler, "__qualname__", None) or repr(handler)
+            leaving = " (being unsubscribed)" if sub.removed else ""
+            raise ConfigurationError(
+                f"cannot delete group {group!r} on {pattern!r}: this bus has a "
+                f"subscription in it{leaving}, handler {shown_handler}; unsubscribe it "
+                "(and wait for unsubscribe() to return) before deleting the group"
+            )
+
+
+def check_group(group: object, *, optional: bool = False) -> None:
+    """Refuse a group name no broker can carry (``ValueError``)."""
+    if not isinstance(group, str) or not group:
+        alternative = " or None" if optional else ""
+        raise ValueError(f"group must be a non-empty str{alternative}, got {group!r}")
+    problem = text_problem(group)
+    if problem is not None:  # a lone surrogate no broker can carry, a NUL, too long
+        raise ValueError(f"group {shown(group)} {problem}")
+
+
+async def _refuse(event: Event) -> None:
+    """The ``deliver`` of a subscription that only names a group (see delete_group)."""
+    raise NotDelivered
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
