@@ -77,7 +77,7 @@ def test_every_error_class_is_exported() -> None:
     errors = importlib.import_module("pepperpy.event._errors")
     exported = _exported_objects()
     for name, value in vars(errors).items():
-        if inspect.isclass(value) and value.__module__ == errors.__name__:
+        if inspect.isclass(value) and value.__module__ in (errors.__name__, package.__name__):
             assert id(value) in exported, f"{name} is part of the error tree but not exported"
             if name != "ValidationProblem":
                 assert issubclass(value, EventError)

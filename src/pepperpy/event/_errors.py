@@ -8,6 +8,7 @@ docs/errors.md (a test keeps the drawing true to these classes).
 
 from __future__ import annotations
 
+import copyreg
 from typing import Any
 
 __all__ = [
@@ -40,6 +41,13 @@ __all__ = [
 class EventError(Exception):
     """Root of every error raised by pepperpy-event."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle and copy rebuild an error from its state instead of calling the class
+        # with ``args`` as Exception's own __reduce__ does: most errors take other
+        # parameters than their message (ConcurrencyError(stream, expected, actual))
+        rebuild = copyreg.__newobj__  # type: ignore[attr-defined]  # typeshed omits it
+        return (rebuild, (type(self),), {"args": self.args, **vars(self)})
+
 
 class PatternError(EventError, ValueError):
     """A topic pattern (or topic) is malformed.
@@ -56,9 +64,6 @@ class PatternError(EventError, ValueError):
         self.kind = kind
         shown = pattern if len(pattern) <= 120 else f"{pattern[:60]}...{pattern[-20:]}"
         super().__init__(f"invalid {kind} {shown!r} at position {position}: {reason}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.pattern, self.position, self.reason, self.kind))
 
 
 class SerializationError(EventError, TypeError):
@@ -94,6 +99,9 @@ class ValidationProblem:
 
     def __hash__(self) -> int:
         return hash((self.path, self.expected, self.actual, self.message))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # protocols 0 and 1 refuse bare __slots__
+        return (type(self), (self.path, self.expected, self.actual, self.message))
 
     def __str__(self) -> str:
         where = self.path or "$"
@@ -155,6 +163,11 @@ class MissingDependencyError(EventError, ImportError):
             f"{feature} needs the {module!r} package: pip install 'pepperpy-event[{extra}]'",
             name=module,
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        rebuild, args, state = super().__reduce__()
+        # ImportError keeps these outside __dict__
+        return (rebuild, args, {**state, "name": self.name, "path": self.path, "msg": self.msg})
 
 
 class ClosedError(EventError):
@@ -236,9 +249,6 @@ class BatchPublishError(TransportError):
         self.errors = errors
         self.stored = False if not any(o is not False for o in outcomes) else None
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.args[0], self.events, self.outcomes, self.errors))
-
 
 class NotificationError(EventError):
     """A notification channel failed to deliver."""
@@ -258,3 +268,12 @@ class RecipientError(NotificationError, ValueError):
 
 class ReplayError(EventError):
     """A replay was misconfigured or failed."""
+
+
+# Tracebacks, reprs and pickles name these classes where users import them from
+# (``pepperpy.event.ConcurrencyError``), not by this private module. Class-level
+# annotations here must therefore resolve in that package's namespace too
+# (typing.get_type_hints looks them up in sys.modules[cls.__module__]): builtins only.
+for _name in __all__:
+    globals()[_name].__module__ = "pepperpy.event"
+del _name

@@ -75,6 +75,8 @@ class ReplayReport:
 class ReplayStopped(ReplayError):
     """A handler failed and ``on_error="stop"`` ended the replay; ``report`` says how far it got."""
 
+    __module__ = "pepperpy.event"  # where it is imported from (and shown in tracebacks)
+
     def __init__(self, message: str, report: ReplayReport) -> None:
         super().__init__(message)
         self.report = report

@@ -320,6 +320,8 @@ class TemplateLibrary:
 class OutdatedDependencyError(MissingDependencyError):
     """An optional dependency is installed but too old to be used safely."""
 
+    __module__ = "pepperpy.event.notifications"  # where it is imported from
+
     def __init__(self, feature: str, extra: str, module: str, installed: str, minimum: str) -> None:
         super().__init__(feature, extra, module)
         self.msg = (
