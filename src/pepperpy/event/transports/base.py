@@ -86,6 +86,9 @@ class NotDelivered(Exception):  # noqa: N818 - a signal, not an error
     """``sub.deliver`` refused: the subscription is being removed; the event was not started."""
 
 
+NotDelivered.__module__ = "pepperpy.event.transports"  # where docs/reference.md imports it
+
+
 @dataclass(frozen=True, eq=False)
 class Subscription:
     """One registration of a handler with a transport.
