@@ -45,10 +45,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import threading
 import time
-from collections.abc import AsyncIterable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import AsyncIterable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, overload
 
 from . import _json
@@ -63,11 +62,10 @@ from ._errors import (
 )
 from ._event import Event
 from ._frozen import check_plain_json
-from ._handlers import check_handler, is_async_callable
 from ._loops import settled
 from ._options import check_count
-from ._patterns import PatternIndex, parse_pattern
-from ._removal import check_removal
+from ._patterns import parse_pattern
+from ._projection_handlers import Apply, ProjectionHandlers
 from ._replay import (
     Patterns,
     ReplayReport,
@@ -75,7 +73,6 @@ from ._replay import (
     check_store,
     describe_checkpoints,
     handler_name,
-    handlers_for,
     patterns_of,
     store_url,
 )
@@ -91,15 +88,6 @@ __all__ = ["Projection"]
 logger = logging.getLogger("pepperpy.event.replay")
 
 H = TypeVar("H", bound=Callable[..., Any])
-
-
-class _Apply:
-    __slots__ = ("function", "is_async")
-
-    def __init__(self, function: Callable[..., Any]) -> None:
-        check_handler(function, takes=("state", "event"))
-        self.function = function
-        self.is_async = is_async_callable(function)
 
 
 class Projection:
@@ -139,13 +127,11 @@ class Projection:
         self._state_store: CheckpointStore | None = (
             state_store if isinstance(state_store, CheckpointStore) else None
         )
-        self._handlers: PatternIndex[_Apply] = PatternIndex()
+        self._handlers = ProjectionHandlers(name)
         self._state: Any = self._fresh_state()
         self._position: int | None = None  # last applied global position (committed)
         self._loaded = False
         self._turns = Turns(on_abandoned=self._forget_loaded)
-        self._active = 0  # runs, rebuilds and follows under way, in any thread
-        self._active_lock = threading.Lock()
 
     # -- registration ---------------------------------------------------------------
 
@@ -156,14 +142,21 @@ class Projection:
     def on(self, pattern: str, handler: H) -> H: ...
 
     def on(self, pattern: str, handler: H | None = None) -> H | Callable[[H], H]:
-        """Register ``handler(state, event)`` (sync or async) for types matching ``pattern``."""
+        """Register ``handler(state, event)`` (sync or async) for types matching ``pattern``.
+
+        Refused with :class:`ReplayError` while a ``run``, ``rebuild`` or ``follow`` of
+        this projection is under way (from a handler too; with the decorator, when it is
+        applied): events applied before would have gone without the handler, later ones
+        with it. Register handlers before running (then :meth:`rebuild` to fold the whole
+        log with one added later).
+        """
         parse_pattern(pattern)
         if handler is not None:
-            self._handlers.add(pattern, _Apply(handler))
+            self._handlers.add(pattern, handler)
             return handler
 
         def decorator(function: H) -> H:
-            self._handlers.add(pattern, _Apply(function))
+            self._handlers.add(pattern, function)
             return function
 
         return decorator
@@ -179,34 +172,14 @@ class Projection:
         ``pattern`` that is not a str, or a ``handler`` that is not callable, is a
         ``TypeError``.
         """
-        check_removal("off", pattern, handler)
-        with self._active_lock:  # held so that no run starts while the index changes
-            if self._active:
-                raise ReplayError(
-                    f"projection {self.name!r}: off() refused while a run, rebuild or "
-                    "follow is under way (the state would be folded partly with the "
-                    "handler and partly without); call it when they have returned or "
-                    "been cancelled"
-                )
-            return self._handlers.remove_where(pattern, lambda apply: apply.function == handler)
+        return self._handlers.remove(pattern, handler)
 
     def handlers(self, event_type: str) -> list[Callable[..., Any]]:
         """The handlers an event of ``event_type`` is applied with, in call order.
 
         Empty for a type that is not a valid topic: such stored events are skipped.
         """
-        return [apply.function for apply in handlers_for(self._handlers, event_type)]
-
-    @contextmanager
-    def _applying(self) -> Iterator[None]:
-        """Mark a ``run``, ``rebuild`` or ``follow`` as under way (``off`` is refused)."""
-        with self._active_lock:
-            self._active += 1
-        try:
-            yield
-        finally:
-            with self._active_lock:
-                self._active -= 1
+        return [apply.function for apply in self._handlers.chosen(event_type)]
 
     # -- state ----------------------------------------------------------------------
 
@@ -306,7 +279,7 @@ class Projection:
         A call made while another ``run`` (or ``rebuild``, or a live event of
         ``follow``) is under way on this object waits for it, then applies what is left.
         """
-        with self._applying():
+        with self._handlers.applying():  # on/off refused meanwhile
             async with self._turn():
                 return await self._run()
 
@@ -334,7 +307,7 @@ class Projection:
         after shredding a stream this projection reads: its state still holds what it
         derived from the stream's events.
         """
-        with self._applying():
+        with self._handlers.applying():  # on/off refused meanwhile
             async with self._turn():
                 self._check_writable()
                 # settled: a delete cancelled half-way may still reach the disk (SQLite's
@@ -382,7 +355,7 @@ class Projection:
         """
         if retry_for is not None:
             retry_for = check_seconds(retry_for, "retry_for", zero=True, error=ValueError)
-        with self._applying():
+        with self._handlers.applying():  # on/off refused meanwhile
             await self._follow(Outage(retry_for), retry_for)
 
     async def _follow(self, outage: Outage, retry_for: float | None) -> None:
@@ -471,7 +444,7 @@ class Projection:
                 position = _global_position(event)
                 if last is not None and position <= last:
                     continue
-                chosen = handlers_for(self._handlers, event.type)
+                chosen = self._handlers.chosen(event.type)
                 if chosen:
                     state = await self._apply(chosen, state, event)
                     applied += 1
@@ -510,7 +483,7 @@ class Projection:
                 if self._state is not basis:  # first event, or a run committed meanwhile
                     state = copy.deepcopy(self._state)
                 try:
-                    chosen = handlers_for(self._handlers, event.type)
+                    chosen = self._handlers.chosen(event.type)
                     if chosen:
                         state = await self._apply(chosen, state, event)
                     await self._commit(state, position)
@@ -523,7 +496,7 @@ class Projection:
             self._recovered(outage)
         return None
 
-    async def _apply(self, chosen: tuple[_Apply, ...], state: Any, event: Event) -> Any:
+    async def _apply(self, chosen: tuple[Apply, ...], state: Any, event: Event) -> Any:
         for handler in chosen:
             try:
                 result = handler.function(state, event)
