@@ -25,11 +25,10 @@ from pepperpy.event import Event, EventStore
 from pepperpy.event._checkpoints import PostgresCheckpointStore
 from tests.helpers import eventually
 from tests.store.conftest import unread_errors
-from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
+from tests.store.pgfaultproxy import LISTENER, Link, PgFaultProxy, mark_listening, proxied
 
 pytestmark = pytest.mark.postgres
 
-LISTENER = "pepperpy-event-listener"
 #: PostgreSQL's Terminate message: 'X' and its length, nothing else
 TERMINATE = b"X\x00\x00\x00\x04"
 #: how long a close may take here: the old code took close_timeout (10 s)
@@ -63,6 +62,9 @@ async def test_closing_the_store_during_a_partition_does_not_wait_on_idle_connec
     store = EventStore(proxied(direct, proxy.port))
     events = [Event("t.x") for _ in range(6)]
     seen: list[Event] = []
+    # the partition must find the listener listening: one that still connects is an
+    # open under way, which close() waits for (up to connect_timeout, 10 s)
+    listening = mark_listening(proxy)
 
     async def follow() -> None:  # a live subscription: the LISTEN connection
         async for event in store.subscribe(0):
@@ -73,7 +75,7 @@ async def test_closing_the_store_during_a_partition_does_not_wait_on_idle_connec
         await asyncio.gather(*(store.append(f"s.{n}", e) for n, e in enumerate(events)))
         # reads at once, so the pool opens several connections; idle once answered
         await asyncio.gather(*(store.get_stream(f"s.{n}") for n in range(len(events))))
-        await eventually(lambda: len(seen) == len(events) and bool(proxy.links(LISTENER)))
+        await eventually(lambda: len(seen) == len(events) and bool(listening()))
         pooled = [link for link in proxy.links() if link.application != LISTENER]
         assert len(pooled) > 1
         said = goodbyes(proxy)

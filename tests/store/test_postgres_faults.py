@@ -34,10 +34,7 @@ from pepperpy.event import (
 from pepperpy.event._checkpoints import PostgresCheckpointStore
 from pepperpy.event.store.postgres import PostgresBackend, PostgresOptions, parse_options
 from tests.helpers import eventually
-from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
-
-LISTENER = "pepperpy-event-listener"
-
+from tests.store.pgfaultproxy import LISTENER, Link, PgFaultProxy, mark_listening, proxied
 
 # -- URL options (no server) ----------------------------------------------------------
 
@@ -125,22 +122,6 @@ def lose(proxy: PgFaultProxy, reply: bytes, *, marked_by: bytes = b"") -> list[L
     proxy.on_client = client
     proxy.on_server = server  # type: ignore[assignment]
     return fired
-
-
-def mark_listening(proxy: PgFaultProxy) -> Callable[[], list[Link]]:
-    """Mark each LISTEN connection once the server has answered its ``LISTEN``; returns
-    a function giving the open ones so marked.
-
-    The proxy names a link from the connection's first bytes, while it still connects:
-    a listener paused then is not a silent LISTEN connection but a connect that gets no
-    answer, and that takes ``connect_timeout`` (10 s) and a retry to end."""
-
-    def server(link: Link, data: bytes) -> None:
-        if link.application == LISTENER and b"LISTEN\x00" in data:  # its CommandComplete
-            link.marks.add("listening")
-
-    proxy.on_server = server
-    return lambda: [link for link in proxy.links(LISTENER) if "listening" in link.marks]
 
 
 # -- partitions: every call ends within its bound ----------------------------------------
