@@ -272,7 +272,9 @@ async def test_a_huge_answer_is_not_read_into_memory(http_server: HttpSink) -> N
 
 async def test_an_error_answer_quotes_only_the_start_of_its_body(http_server: HttpSink) -> None:
     written = [0]
-    http_server.reply = _huge(written, status=500, size=2**22)
+    # far more than loopback socket buffers hold (several MB once autotuned): what the
+    # receiver manages to write is bounded by those buffers, not by the answer's size
+    http_server.reply = _huge(written, status=500, size=64 * 2**20)
     notifications = _system(http_server.url)
     notifications.retry_policy = RetryPolicy.NONE
 
@@ -281,7 +283,7 @@ async def test_an_error_answer_quotes_only_the_start_of_its_body(http_server: Ht
 
     message = str(result.error)
     assert "answered 500: 'xxxx" in message and len(message) < 400
-    assert written[0] < 3 * 2**20
+    assert written[0] < 32 * 2**20
 
 
 async def test_a_refused_connection_does_not_use_a_rate_limit_slot() -> None:
