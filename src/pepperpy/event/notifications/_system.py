@@ -282,10 +282,13 @@ class NotificationSystem:
         Removed from :meth:`emit` and from every manager and bus this system is attached
         to, so ``off`` is async like ``manager.off`` and ``bus.unsubscribe``: it returns
         once they have removed it (a bus waits for the handler's deliveries in progress,
-        except the one ``off`` is called from). Safe from inside a handler: the event
-        being handled keeps its handlers, the next one does not reach ``handler``. An
-        ``event_type`` that is not a str, or a ``handler`` that is not callable, is a
-        ``TypeError``.
+        except the one ``off`` is called from; handlers :meth:`emit` is running are not
+        waited for, as ``manager.off`` does not wait). A second call for the same
+        registration made meanwhile returns False at once, as a second
+        ``bus.unsubscribe`` does: the call that returned True is the one to await. Safe
+        from inside a handler: the event being handled keeps its handlers, the next one
+        does not reach ``handler``. An ``event_type`` that is not a str, or a ``handler``
+        that is not callable, is a ``TypeError``.
         """
         check_removal("off", event_type, handler, pattern_name="event_type")
         removed: list[_Registration] = []
