@@ -13,7 +13,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from ._outage import Outages
-from ._wire import explain, logger
+from ._wire import logger
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -62,11 +62,12 @@ class Acks:
                 try:
                     await pipe.execute()
                 except (*self._unreachable, self._response_error) as exc:
-                    if isinstance(exc, (*self._pool_full, self._response_error)):
+                    pool = self._outages.pool_blamed(exc, self._pool_full)
+                    if pool or isinstance(exc, self._response_error):
                         logger.warning(
                             "group %r: acknowledgement failed (%s); will redeliver",
                             self._group,
-                            explain(exc, self._pool_full, self._client),
+                            self._outages.explain(exc, self._pool_full, self._client),
                         )
                     else:
                         who = f"group {self._group!r} acknowledging (will redeliver)"
@@ -79,3 +80,12 @@ class Acks:
         """Wait until every queued acknowledgement has reached Redis (or failed)."""
         while self._task is not None:
             await asyncio.shield(self._task)
+
+    async def cancel(self) -> None:
+        """Stop sending (the member's close() gave up waiting for Redis); what was not
+        acknowledged stays pending, and the partition's next owner delivers it again."""
+        self._queued = {}
+        task = self._task
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -234,17 +234,16 @@ class Feed:
                     count = min(ready.values())
                     # one entry more than it takes: that one is the next it must find
                     reply: Any = await self._client.xread(streams, count=count + 1)
-                except self._pool_full:
-                    logger.warning(
-                        "listener: no free Redis connection to catch up with: %s; backing off",
-                        pool_exhausted(self._client),
-                    )
-                    await self._pause(asyncio.sleep(backoff.next()))
-                    continue
-                except self._unreachable as exc:
-                    listener.outages.lost(
-                        self, f"ungrouped subscription {self.sub.pattern!r} catching up", exc
-                    )
+                except self._unreachable as exc:  # a full pool too: the outage's doing if one
+                    if listener.outages.pool_blamed(exc, self._pool_full):
+                        logger.warning(
+                            "listener: no free Redis connection to catch up with: %s; backing off",
+                            pool_exhausted(self._client),
+                        )
+                    else:
+                        listener.outages.lost(
+                            self, f"ungrouped subscription {self.sub.pattern!r} catching up", exc
+                        )
                     await self._pause(asyncio.sleep(backoff.next()))
                     continue
                 except self._listener.response_error as exc:

@@ -39,6 +39,7 @@ from ._outage import Outages
 from ._pending import PendingEntries
 from ._positions import GroupPositions
 from ._trimmed import GroupTally
+from ._unblock import Unblocks
 from ._wire import (
     Backoff,
     TopicFilter,
@@ -46,7 +47,6 @@ from ._wire import (
     connection_errors,
     decode_event,
     entry_topic,
-    explain,
     logger,
     parse_id,
     pool_errors,
@@ -113,7 +113,13 @@ class GroupMember:
         self._readers: dict[int, Redis] = {}  # each worker's connection for blocking reads
         self._blocked: dict[int, int] = {}  # partition -> Redis client id of its blocked read
         self._sleeping: set[int] = set()  # partitions whose worker pauses (safe to cancel)
-        self._unblocking: set[asyncio.Task[None]] = set()
+        #: the CLIENT UNBLOCKs that wake blocked workers: one in flight per partition
+        self._unblocks = Unblocks(
+            client,
+            options.connect_timeout,
+            (*self._unreachable, self._response_error),
+            self.group,
+        )
         self._acks = Acks(
             client,
             self._streams,
@@ -148,28 +154,48 @@ class GroupMember:
         await self._positions.create_groups()
 
     async def close(self) -> None:
-        """Finish the events in progress, acknowledge, give the partitions back, leave."""
+        """Finish the events in progress, acknowledge, give the partitions back, leave.
+
+        Against a silent Redis (a network partition) this takes at most the socket
+        timeout (the workers' blocking reads end by then) plus ``connect_timeout`` (the
+        acknowledgements and the leave are cut off after that, and the leases expire by
+        themselves); it leaves no task behind.
+        """
         self._stopping = True
         if self._beater is not None:
             self._beater.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._beater
-        while self._workers:  # wake waiting workers; busy ones finish their event first
-            for p in list(self._workers):
-                self._interrupt(p)
-            await asyncio.wait(list(self._workers.values()), timeout=0.1)
-        await self._acks.flush()
         try:
-            await self._leases.leave()
+            while self._workers:  # wake waiting workers; busy ones finish their event first
+                for p in list(self._workers):
+                    self._interrupt(p)
+                await asyncio.wait(list(self._workers.values()), timeout=0.1)
+        finally:
+            await self._unblocks.cancel()
+        try:
+            async with asyncio.timeout(self._options.connect_timeout):
+                await self._acks.flush()
+                await self._leases.leave()
         except (*self._unreachable, self._response_error) as exc:
             logger.warning(
-                "group %r: could not leave cleanly (%s); leases expire",
+                "group %r: could not leave cleanly (%s); its leases expire within %gs, and "
+                "the other members take its partitions then",
                 self.group,
-                self._explain(exc),
+                self._leave_failure(exc),
+                self._options.lease_ttl,
             )
+        finally:
+            await self._acks.cancel()
+
+    def _leave_failure(self, exc: BaseException) -> str:
+        if isinstance(exc, (*self._pool_full, self._response_error)):
+            return self._explain(exc)
+        reason = str(exc) or f"no answer within {self._options.connect_timeout:g}s"
+        return f"Redis at {self._outages.where} is unreachable: {reason}"
 
     def _explain(self, exc: BaseException) -> str:
-        return explain(exc, self._pool_full, self._client)
+        return self._outages.explain(exc, self._pool_full, self._client)
 
     @property
     def trimmed_unread(self) -> int:
@@ -236,14 +262,8 @@ class GroupMember:
             return
         if p in self._sleeping:
             worker.cancel()
-        elif p in self._blocked:
-            task = asyncio.get_running_loop().create_task(self._unblock(self._blocked[p]))
-            self._unblocking.add(task)
-            task.add_done_callback(self._unblocking.discard)
-
-    async def _unblock(self, client_id: int) -> None:
-        with contextlib.suppress(*self._unreachable, self._response_error):
-            await self._client.client_unblock(client_id)
+        elif p in self._blocked:  # at most one CLIENT UNBLOCK in flight for it (_unblock)
+            self._unblocks.send(p, self._blocked[p])
 
     def abandon(self) -> list[Redis]:
         """Forget the workers (their loop ended); return the reader clients they held."""
@@ -275,7 +295,8 @@ class GroupMember:
                     last_ok = time.monotonic()
                     self._outages.reached(key)
                 except (*self._unreachable, self._response_error) as exc:
-                    if isinstance(exc, (*self._pool_full, self._response_error)):
+                    pool = self._outages.pool_blamed(exc, self._pool_full)
+                    if pool or isinstance(exc, self._response_error):
                         if isinstance(exc, self._response_error):
                             self._outages.reached(key)  # refused, but answered
                         logger.warning(

@@ -226,7 +226,7 @@ class Listener:
 
     async def _failed(self, exc: Exception) -> None:
         """Log why a round failed (the pause follows); find the streams it could not read."""
-        if isinstance(exc, self._pool_full):
+        if self.outages.pool_blamed(exc, self._pool_full):
             logger.warning(
                 "listener: no free Redis connection to read with: %s; backing off",
                 pool_exhausted(self._client),

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Hashable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ._wire import logger
+from ._wire import logger, pool_exhausted
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 __all__ = ["Outages", "server_of"]
 
@@ -101,6 +105,33 @@ class Outages:
             "" if self._failures == 1 else "s",
         )
         self._since = None
+
+    def pool_blamed(self, exc: BaseException, pool_full: tuple[type[BaseException], ...]) -> bool:
+        """True if ``exc`` is a full pool (one of ``pool_full``) and no outage is open.
+
+        During an outage a full pool is the outage's doing (see :meth:`explain`): the
+        loops report it as the outage, not as the pool's limit.
+        """
+        return isinstance(exc, pool_full) and not self.down
+
+    def explain(
+        self, exc: BaseException, pool_full: tuple[type[BaseException], ...], client: Redis
+    ) -> str:
+        """The text to log for a command of ``client`` that failed with ``exc``.
+
+        A pool with no free connection is named with its limit and how to raise it,
+        unless an outage is open: a silent Redis holds every command's connection until
+        the socket timeout, so the outage fills the pool, and a larger pool would change
+        nothing (operations audit, finding 2).
+        """
+        if not isinstance(exc, pool_full):
+            return str(exc) or type(exc).__name__
+        if self.down:
+            return (
+                f"no free connection: Redis at {self.where} is unreachable, and the "
+                f"transport's connections wait for its answers until they time out"
+            )
+        return pool_exhausted(client)
 
     def forget(self, key: Hashable) -> None:
         """The loop ``key`` ended: the outage's end no longer waits for it."""

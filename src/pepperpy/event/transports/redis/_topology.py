@@ -3,27 +3,83 @@ checked by every process) and, for tests and throw-away environments, its deleti
 
 Every key the transport makes is under ``<namespace>:``: the partition streams
 (``<namespace>:stream:<n>``, with their consumer groups), ``<namespace>:meta``, and per
-group its member set, leases and handover marks (``<namespace>:group:...``)."""
+group its member set, leases and handover marks (``<namespace>:group:...``).
+
+:func:`connect` is the start-up check, with the errors that no retry mends named for
+what they are."""
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+import socket
+from typing import TYPE_CHECKING, Any
 
-from ..._errors import ConfigurationError
+from ..._errors import ConfigurationError, TransportError
 from ..._redact import redact_url
+from ._outage import server_of
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from ._config import RedisOptions
 
-__all__ = ["check_layout", "delete_namespace"]
+__all__ = ["check_layout", "connect", "delete_namespace"]
 
 #: keys deleted per UNLINK
 _BATCH = 500
 #: what SCAN's MATCH reads as a pattern, escaped in a namespace to match it literally
 _GLOB = re.compile(r"([\\*?\[\]^])")
+
+
+#: resolver errors that say the host name does not exist (``EAI_AGAIN``, a resolver
+#: that does not answer, is retried like an unreachable server)
+_NO_SUCH_HOST = {
+    code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) if code is not None
+}
+
+
+async def connect(client: Redis, options: RedisOptions, url: str, exceptions: Any) -> None:
+    """The first command at start (:func:`check_layout`), its failures named for what
+    they are (operations audit, finding 12).
+
+    A refusal names the server and the database (``DB index is out of range`` said
+    neither); a server that is no Redis server (``Protocol error, got "I"``: a NATS port)
+    is called that; a host name that does not resolve fails at once, naming the host,
+    rather than being retried for ``connect_timeout`` as if Redis were starting.
+    Anything else propagates, to be retried or reported by the caller.
+    """
+    where = server_of(url)
+    try:
+        await check_layout(client, options, url)
+    except exceptions.ConnectionError as exc:
+        failure = _no_such_host(exc)
+        if failure is None:
+            raise
+        host = client.connection_pool.connection_kwargs.get("host", where)
+        raise TransportError(
+            f"cannot connect to Redis at {where}: the host name {host!r} does not resolve "
+            f"({failure.strerror}); check the host in the transport's URL"
+        ) from exc
+    except exceptions.InvalidResponse as exc:
+        raise TransportError(
+            f"the server at {where} does not speak the Redis protocol ({exc}): check the "
+            f"host and port in the transport's URL"
+        ) from exc
+    except exceptions.ResponseError as exc:
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        raise TransportError(f"Redis at {where} (database {db}) refused connecting: {exc}") from exc
+
+
+def _no_such_host(exc: BaseException) -> socket.gaierror | None:
+    """The resolver's "no such host" error behind ``exc`` (redis-py wraps it), if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain; never loop on a cycle
+        if seen is None:
+            return None
+        if isinstance(seen, socket.gaierror) and seen.errno in _NO_SUCH_HOST:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 async def check_layout(client: Redis, options: RedisOptions, url: str) -> None:

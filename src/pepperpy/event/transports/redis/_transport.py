@@ -23,13 +23,12 @@ from ._listener import Listener
 from ._outage import Outages, server_of
 from ._outcome import with_outcome
 from ._replicas import Replicas
-from ._topology import check_layout, delete_namespace
+from ._topology import connect, delete_namespace
 from ._wire import (
     EVENT_FIELD,
     TOPIC_FIELD,
     Backoff,
     connection_errors,
-    explain,
     logger,
     parse_id,
     pool_errors,
@@ -148,7 +147,7 @@ class RedisTransport(Transport):
                 await self._retrying(
                     "connecting",
                     client,
-                    lambda: check_layout(client, self.options, self._client_url),
+                    lambda: connect(client, self.options, self._client_url, self._exceptions),
                 )
             except BaseException:
                 await client.aclose()
@@ -427,7 +426,8 @@ class RedisTransport(Transport):
         if isinstance(error, self._pool_full):
             return TransportError(
                 f"no free Redis connection while {what} (waited "
-                f"{self.options.connect_timeout}s): {pool_exhausted(client)}"
+                f"{self.options.connect_timeout}s): "
+                f"{self._outages.explain(error, self._pool_full, client)}"
             )
         return TransportError(
             f"Redis at {redact_url(self._client_url)} unreachable while {what} "
@@ -553,8 +553,8 @@ class RedisTransport(Transport):
                 removed = await self.trim()
             except self._unreachable as exc:
                 client = self._client
-                if client is not None and isinstance(exc, self._pool_full):
-                    reason = explain(exc, self._pool_full, client)
+                if client is not None and self._outages.pool_blamed(exc, self._pool_full):
+                    reason = pool_exhausted(client)
                     logger.warning("trimming the streams failed (%s); will try again", reason)
                 else:
                     self._outages.lost(None, "the trimmer", exc)

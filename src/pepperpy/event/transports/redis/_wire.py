@@ -28,7 +28,6 @@ __all__ = [
     "as_text",
     "decode_event",
     "entry_topic",
-    "explain",
     "logger",
     "parse_id",
     "pool_errors",
@@ -167,11 +166,6 @@ def pool_exhausted(client: Redis) -> str:
         f"(redis-py max_connections={limit}); raise the limit with "
         f"max_connections=<n> in the transport's URL (redis://host:6379/0?max_connections=<n>)"
     )
-
-
-def explain(exc: BaseException, pool: tuple[type[BaseException], ...], client: Redis) -> str:
-    """The text to log for a failed command: the pool limit when that was the cause."""
-    return pool_exhausted(client) if isinstance(exc, pool) else str(exc)
 
 
 def as_text(value: bytes | str) -> str:

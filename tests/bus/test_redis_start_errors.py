@@ -1,0 +1,91 @@
+"""Redis: what ``start()`` says when it cannot run the bus where it was pointed.
+
+Operations audit, finding 12: a database number the server does not have was refused
+without naming the server or the number; a server that is no Redis server (a NATS port)
+gave redis-py's "Protocol error" with no address; a host name that does not resolve was
+retried for the whole ``connect_timeout``, as if Redis were starting. Each error now
+names the address and says what is wrong; the last fails at once. Nothing is written to
+Redis (the start fails before the first command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from pepperpy.event import EventBus, TransportError
+from pepperpy.event.transports.redis import RedisTransport
+from tests.bus.faultproxy import finishes
+
+
+async def start_failure(transport: RedisTransport) -> str:
+    """What ``start()`` raised (a ``TransportError``), well before ``connect_timeout``."""
+    bus = EventBus(transport=transport)
+    try:
+        with pytest.raises(TransportError) as raised:
+            await finishes(bus.start(), 20)
+    finally:
+        await bus.close()
+    return str(raised.value)
+
+
+@pytest.mark.redis
+async def test_a_database_the_server_lacks_is_refused_naming_server_and_database(
+    redis_url: str,
+) -> None:
+    message = await start_failure(RedisTransport("redis://127.0.0.1:6379/99", connect_timeout=60))
+    assert message == (
+        "Redis at 127.0.0.1:6379 (database 99) refused connecting: DB index is out of range"
+    )
+
+
+@pytest.fixture
+async def nats_like_server() -> AsyncIterator[int]:
+    """A loopback server that greets every connection as NATS does (``INFO {...}``), then
+    waits; yields its port."""
+
+    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b'INFO {"server_id":"not-redis"}\r\n')
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(greet, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_server_that_is_not_redis_is_called_that(nats_like_server: int) -> None:
+    port = nats_like_server
+    message = await start_failure(RedisTransport(f"redis://127.0.0.1:{port}/0", connect_timeout=60))
+    assert message.startswith(
+        f"the server at 127.0.0.1:{port} does not speak the Redis protocol (Protocol error"
+    ), message
+    assert message.endswith("check the host and port in the transport's URL"), message
+
+
+async def test_a_host_name_that_does_not_resolve_fails_at_once_naming_the_host() -> None:
+    """``.invalid`` never resolves (RFC 6761). Retried, the start took ``connect_timeout``
+    (60 s here, past ``start_failure``'s 20-s bound)."""
+    message = await start_failure(
+        RedisTransport("redis://nosuchhost.invalid:6379/0", connect_timeout=60)
+    )
+    assert message.startswith(
+        "cannot connect to Redis at nosuchhost.invalid:6379: the host name "
+        "'nosuchhost.invalid' does not resolve ("
+    ), message
+    assert message.endswith("check the host in the transport's URL"), message
+
+
+def test_the_repr_shows_each_setting_once_and_hides_the_password() -> None:
+    """``serve()``'s banner and logs show the transport: the namespace given in the URL
+    is shown once (operations audit, finding 17), the password never."""
+    transport = RedisTransport("redis://:secret@127.0.0.1:6379/0?namespace=orders&partitions=4")
+    assert repr(transport) == "RedisTransport('redis://:***@127.0.0.1:6379/0', namespace='orders')"
+    keyword = RedisTransport("redis://127.0.0.1:6379/0", namespace="orders")
+    assert repr(keyword) == "RedisTransport('redis://127.0.0.1:6379/0', namespace='orders')"
