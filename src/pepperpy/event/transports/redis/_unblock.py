@@ -56,11 +56,6 @@ class Unblocks:
             if self._tasks.get(p) is asyncio.current_task():
                 del self._tasks[p]
 
-    @property
-    def in_flight(self) -> int:
-        """How many ``CLIENT UNBLOCK`` commands are under way."""
-        return len(self._tasks)
-
     async def cancel(self) -> None:
         """End the unblocks still under way (their workers have ended); wait for them."""
         tasks = list(self._tasks.values())
