@@ -6,12 +6,16 @@ nats-py reports each failed reconnect attempt as an error of its own, a bare
 some of them with no reason at all. An :class:`Outages` per transport turns a client's
 reports into a warning when the connection is lost, one when reconnecting keeps failing
 and an info when it is back.
+
+Also why ``start()`` could not connect: the last attempt's error, or that the server
+there did not answer the NATS handshake (something else listens on that port).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,7 +26,15 @@ if TYPE_CHECKING:
 
     from ._options import NatsOptions
 
-__all__ = ["STILL_DOWN_EVERY", "Outage", "Outages", "describe"]
+__all__ = [
+    "STILL_DOWN_EVERY",
+    "Outage",
+    "Outages",
+    "attempted",
+    "describe",
+    "handshake_failure",
+    "not_connected",
+]
 
 logger = logging.getLogger("pepperpy.event.transports.nats")
 
@@ -48,6 +60,58 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "the server did not answer in time"
     return type(exc).__name__
+
+
+def handshake_failure(exc: BaseException, server: str | None, waited: float) -> str | None:
+    """What to say of an attempt whose TCP connection was accepted but which got no
+    NATS greeting (the ``INFO`` line a NATS server sends first); None for other errors.
+
+    ``exc`` is the error of an attempt to connect to ``server`` (``host:port``, see
+    :func:`attempted`), or the ``TimeoutError`` of a deadline that cut the
+    attempt short (its cause, the cancellation, shows where the attempt was); the
+    attempt waited ``waited`` seconds for the greeting. A server of another protocol on
+    the port (Redis, a web server) either says nothing, so the wait times out, or sends
+    something else (nats-py: "empty response from server when expecting INFO message").
+    nats-py's wait for the TCP connection raises the same bare ``TimeoutError``: only the
+    traceback tells the two apart.
+    """
+    from nats.errors import Error as NatsError
+
+    if isinstance(exc, NatsError) and "expecting INFO" in str(exc):
+        heard = "it closed the connection or sent something other than an INFO line"
+    elif isinstance(exc, TimeoutError) and any(
+        frame.f_code.co_name == "_process_connect_init"
+        for error in (exc, exc.__cause__)
+        if error is not None
+        for frame, _ in traceback.walk_tb(error.__traceback__)
+    ):
+        heard = f"it accepted the connection but sent nothing within {waited}s"
+    else:
+        return None
+    where = f" at {server}" if server else ""
+    return f"the server{where} did not answer the NATS handshake ({heard}); is it a NATS server?"
+
+
+def attempted(nc: Client) -> str | None:
+    """``host:port`` of the server ``nc`` connects to (or last connected to), if known."""
+    uri = getattr(getattr(nc, "_current_server", None), "uri", None)  # nats-py's Srv
+    return f"{uri.hostname}:{uri.port}" if uri is not None and uri.hostname else None
+
+
+def not_connected(
+    nc: Client,
+    last: tuple[Exception, str | None] | None,
+    gave_up: BaseException,
+    connect_timeout: float,
+) -> str:
+    """Why ``start()`` could not connect within ``connect_timeout``: the ``last``
+    failed attempt's error and server, or how its one attempt was cut short
+    (``gave_up``, the deadline's ``TimeoutError``)."""
+    if last is None:  # the one attempt lasted until the deadline
+        return handshake_failure(gave_up, attempted(nc), connect_timeout) or "no answer"
+    error, server = last
+    waited = nc.options["connect_timeout"]  # each attempt's, as nats-py was given it
+    return handshake_failure(error, server, waited) or str(error) or "no answer"
 
 
 class Outages:

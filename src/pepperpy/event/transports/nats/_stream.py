@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..._deps import require
 from ..._errors import ConfigurationError, TransportError
+from ._subjects import check_prefix
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -54,10 +55,8 @@ async def ensure_stream(js: JetStreamContext, options: NatsOptions, server: str)
                 try:  # another process may have created it at the same moment
                     info = await js.stream_info(options.stream)
                 except NotFoundError:
-                    raise ConfigurationError(
-                        f"cannot create JetStream stream {options.stream!r} for subjects "
-                        f"{wanted!r}: {exc} (does another stream cover them already?)"
-                    ) from exc
+                    refused = await _refusal(js, options, server, exc)
+                    raise ConfigurationError(refused) from exc
     except NatsError as exc:
         raise TransportError(f"JetStream is not available at {server}: {exc}") from exc
     subjects = info.config.subjects or []
@@ -73,6 +72,36 @@ async def ensure_stream(js: JetStreamContext, options: NatsOptions, server: str)
             f"partitions={recorded.group(1)}; this program uses "
             f"partitions={options.partitions}, which would break per-key order"
         )
+
+
+async def _refusal(js: JetStreamContext, options: NatsOptions, server: str, exc: Exception) -> str:
+    """Why the stream could not be created, naming the stream that already covers its
+    subjects if there is one (JetStream refuses streams whose subjects overlap)."""
+    wanted = f"{options.prefix}.>"
+    refused = f"cannot create JetStream stream {options.stream!r} for subjects {wanted!r}"
+    try:
+        other = await js.find_stream_name_by_subject(wanted)
+        covers = (await js.stream_info(other)).config.subjects or []
+    except Exception:  # none overlaps (another refusal), or no answer: say what is known
+        return f"{refused}: {exc} (does another stream cover them already?)"
+    said = getattr(exc, "description", None) or exc  # JetStream's words, without the codes
+    example = f"{server.split(',')[0]}?stream={options.stream}&prefix={_own_prefix(options)}"
+    return (
+        f"{refused}: stream {other!r} (subjects {covers}) already covers them (JetStream: "
+        f"{said}). To share that bus's events, use stream={other!r}; for a bus of its own, "
+        f"give each stream its own prefix= as well as its own stream=, e.g. {example}"
+    )
+
+
+def _own_prefix(options: NatsOptions) -> str:
+    """A prefix to suggest for a stream of its own: its name in lower case if valid."""
+    suggested = options.stream.lower().replace("-", "_")
+    if suggested == options.prefix:
+        return "myapp"
+    try:
+        return check_prefix(suggested)
+    except ConfigurationError:
+        return "myapp"
 
 
 async def delete_stream(servers: list[str], server: str, stream: str) -> bool:

@@ -28,7 +28,7 @@ from ..base import (
 from ._client import close_client
 from ._consumer import Consumer
 from ._options import SYNONYMS, NatsOptions, parse_url
-from ._outage import Outages, describe
+from ._outage import Outages, attempted, describe, not_connected
 from ._outcome import NotConnected, failed, may_be_stored
 from ._recovery import replace_client, restore_consumers
 from ._stream import delete_stream, ensure_stream
@@ -134,6 +134,12 @@ class NatsTransport(Transport):
         self._outages = Outages(self.server, self.options)
         self._closed = False
 
+    def __repr__(self) -> str:  # the prefix too: it decides which events the bus sees
+        options = self.options
+        return (
+            f"NatsTransport({self.server!r}, stream={options.stream!r}, prefix={options.prefix!r})"
+        )
+
     @property
     def stream(self) -> str:
         """The JetStream stream holding this bus's events."""
@@ -172,13 +178,18 @@ class NatsTransport(Transport):
         """
         nats = require("nats", extra="nats", feature="the nats:// transport")
         from nats.errors import Error as NatsError
+        from nats.errors import NoServersError
 
         attempts = max(1, round(self.options.connect_timeout / self.options.reconnect_wait))
         since = cancelling()  # start() may run in the cleanup of a cancelled task
         nc = nats.NATS()  # Any: nats-py annotates float seconds as int
 
+        #: the last failed attempt's error and server (for the error start() raises)
+        failures: list[tuple[Exception, str | None]] = []
+
         # nats-py's callbacks do not say which client calls: one set per client
         async def error(exc: Exception) -> None:
+            failures[:] = [(exc, attempted(nc))]
             await self._on_error(nc, exc)
 
         async def disconnected() -> None:
@@ -218,8 +229,11 @@ class NatsTransport(Transport):
                 await self._ensure_stream(nc.jetstream())
         except BaseException as exc:
             await close_client(nc, self._deadline())
-            if isinstance(exc, TimeoutError):
-                reason = str(nc.last_error or "") or "no answer"
+            # nats-py gives up with NoServersError once its attempts (as many as fit
+            # in connect_timeout) failed: that says nothing of why, the last failure does
+            if isinstance(exc, TimeoutError | NoServersError):
+                last = failures[0] if failures else None
+                reason = not_connected(nc, last, exc, self.options.connect_timeout)
                 raise TransportError(
                     f"cannot connect to NATS at {self.server} within "
                     f"{self.options.connect_timeout}s: {reason}"
