@@ -4,12 +4,23 @@ where it gave one, the heartbeat timeout where the connection went silent."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ..._redact import redact_url
 
-__all__ = ["connect_failure", "lost_reason", "may_come_up", "virtual_host"]
+if TYPE_CHECKING:
+    from yarl import URL
+
+__all__ = [
+    "Handshake",
+    "connect_failure",
+    "handshake_failure",
+    "lost_reason",
+    "may_come_up",
+    "not_amqp",
+    "virtual_host",
+]
 
 
 def virtual_host(url: str) -> str:
@@ -34,6 +45,79 @@ def may_come_up(exc: BaseException, aiormq: Any) -> bool:
     return not isinstance(
         exc,
         errors.AuthenticationError | errors.ProbableAuthenticationError | errors.ConnectionClosed,
+    )
+
+
+class Handshake:
+    """aiormq's transport factory for the connection of one ``start()`` try: makes the
+    TCP (or TLS) connection as aiormq would, and records that it was made, to tell a
+    server that accepted the connection but never answered the AMQP handshake (another
+    service on that port: Redis, PostgreSQL, HTTP) from a host that could not be reached.
+    It puts itself in the robust ``connection``'s ``kwargs``, which aio-pika passes to
+    aiormq, which takes a ``transport_factory``."""
+
+    def __init__(self, connection: Any, url: str) -> None:
+        from aiormq.connection import TCPTransportFactory, TLSTransportFactory
+
+        secure = urlsplit(url).scheme == "amqps"
+        self._factory = TLSTransportFactory() if secure else TCPTransportFactory()
+        #: whether the last connection made through it got as far as an open socket
+        self.connected = False
+        connection.kwargs["transport_factory"] = self
+
+    async def create(self, url: URL, **kwargs: Any) -> tuple[Any, Any]:
+        self.connected = False
+        made = await self._factory.create(url, **kwargs)
+        self.connected = True
+        return made
+
+
+def not_amqp(exc: BaseException, handshake: Handshake, aiormq: Any) -> bool:
+    """Whether a first connection failed with ``exc`` because the server it reached
+    (``handshake`` says the socket was open) does not speak AMQP 0-9-1: it said nothing
+    until the time was up, or answered bytes that are not AMQP's ``Connection.Start``
+    (the answer of another protocol, or of another AMQP version). A server that closed
+    the connection without a byte (a broker starting up, a proxy with nothing behind it)
+    is not counted: that may come up. ``aiormq`` is the module."""
+    if not handshake.connected:
+        return False
+    if isinstance(exc, TimeoutError):
+        return True  # the socket was open, and the handshake never ended
+    if _started(exc):  # it answered Connection.Start: RabbitMQ, refusing (a vhost, say)
+        return False
+    if isinstance(exc, aiormq.exceptions.ProtocolSyntaxError):
+        return True  # bytes that are no AMQP frame, or another AMQP version's header
+    cause = exc.__cause__
+    return isinstance(exc, aiormq.exceptions.AMQPConnectionError) and (
+        isinstance(cause, asyncio.IncompleteReadError)
+        and (bool(cause.partial) or cause.expected != 1)  # not the very first byte
+    )
+
+
+def _started(exc: BaseException) -> bool:
+    """Whether aiormq had the broker's ``Connection.Start`` when ``exc`` was raised: its
+    ``connect()``, among the frames ``exc`` went through, holds ``server_properties``."""
+    traceback = exc.__traceback__
+    while traceback is not None:
+        if "server_properties" in traceback.tb_frame.f_locals:
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+def handshake_failure(url: str, exc: BaseException, waited: float) -> str:
+    """The message of the TransportError for a server that does not speak AMQP (see
+    :func:`not_amqp`), which ``exc`` shows and which ``start()`` waited ``waited`` s for."""
+    parts = urlsplit(url)
+    secure = parts.scheme == "amqps"
+    where = f"{parts.hostname}:{parts.port or (5671 if secure else 5672)}"
+    if isinstance(exc, TimeoutError):
+        how = f"it accepted the connection but sent no AMQP frame in {waited:.1f}s"
+    else:
+        how = f"it answered with bytes that are not AMQP 0-9-1 ({str(exc) or repr(exc)})"
+    return (
+        f"cannot connect to RabbitMQ at {redact_url(url)}: the server at {where} did not"
+        f" answer the AMQP handshake (is it RabbitMQ?); {how}"
     )
 
 

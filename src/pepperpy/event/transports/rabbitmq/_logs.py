@@ -25,6 +25,10 @@ ERROR comes from each attempt of the robust connection to reconnect while the br
 down (nothing listens on its port, as while it restarts), once every
 ``reconnect_interval``: it is demoted too while the transport logs that outage (its
 WARNING said it, once), when the broker could not be reached (not a TLS failure).
+:class:`QuietReconnectInfo` does the same, in the same two cases, for aio-pika's INFO
+(logger ``aio_pika.robust_connection``: ``Connection to <url> closed. Reconnecting after
+N seconds.``), logged as each try closes: one a second for the whole of an outage at the
+default ``reconnect_interval`` (audit 3 finding 6).
 
 :class:`QuietOutageWarnings` does it for the WARNINGs the drivers add to the transport's
 own per lost connection, which repeat it: aiormq's as it gives the connection up
@@ -68,6 +72,7 @@ __all__ = [
     "QuietChannelReopens",
     "QuietFailedConnects",
     "QuietOutageWarnings",
+    "QuietReconnectInfo",
     "quiet_channel_reopens",
     "quiet_failed_connects",
 ]
@@ -208,18 +213,62 @@ def _refused_socket(error: object) -> bool:
     return not isinstance(error, ssl.SSLError) and not isinstance(cause, ssl.SSLError)
 
 
+#: aio-pika's INFO (on ROBUST_LOGGER) each time a connection of its closes, every failed
+#: attempt to restore it included: one every ``reconnect_interval`` while the broker is away
+CLOSED_RECONNECTING = "Connection to %s closed. Reconnecting after %r seconds."
+
+
+class QuietReconnectInfo(logging.Filter):
+    """Demotes aio-pika's INFO ``Connection to <url> closed. Reconnecting after N seconds.``
+    to DEBUG for a connection ``start()`` is trying (start() retries, or raises the error
+    itself), and for the reconnection of such a connection while its transport logs the
+    outage (its WARNING said it, its INFO says when it is over); see
+    :func:`quiet_failed_connects`. Other connections' records, and this one's outside an
+    outage the transport logs (a closed transport, say), stay INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        attempt = _attempt.get()
+        if record.msg != CLOSED_RECONNECTING or attempt is None:
+            return True
+        if attempt.active:
+            return _demote(record, "start() retries, or raises the error")
+        if attempt.in_outage():
+            return _demote(
+                record, "the transport logged this outage, and logs when the connection is back"
+            )
+        return True
+
+
+def _demote(record: logging.LogRecord, note: str) -> bool:
+    """Make ``record`` a DEBUG record ending in ``(note)``; False (drop it) when its
+    logger does not log DEBUG records (the handlers would show it at its old level)."""
+    if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+        return False
+    record.msg, record.args = f"{record.getMessage()} ({note})", ()
+    record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+    return True
+
+
+_info_filter: QuietReconnectInfo | None = None
+
+
 @contextlib.contextmanager
 def quiet_failed_connects(outages: Outages | None = None) -> Iterator[None]:
-    """Within it, aiormq's ERROR for a connection that could not be made is DEBUG: the
-    caller (``start()``) retries or raises the error itself. The connection made within
+    """Within it, aiormq's ERROR for a connection that could not be made is DEBUG, and so
+    is aio-pika's INFO per closed try (:class:`QuietReconnectInfo`): the caller
+    (``start()``) retries or raises the error itself. The connection made within
     it reconnects (by itself, later) in a task made within it too: its ERRORs for a
     broker it cannot reach are DEBUG while ``outages`` has an outage to log, whose
-    WARNING says so once. Connections made elsewhere, and this one's reconnections
+    WARNING says so once (and so is aio-pika's INFO per failed attempt). Connections
+    made elsewhere, and this one's reconnections
     outside an outage of ``outages`` (or failing otherwise: TLS), log as before."""
-    global _connect_filter
+    global _connect_filter, _info_filter
     if _connect_filter is None:
         _connect_filter = QuietFailedConnects()
         logging.getLogger(CONNECT_LOGGER).addFilter(_connect_filter)
+    if _info_filter is None:
+        _info_filter = QuietReconnectInfo()
+        logging.getLogger(ROBUST_LOGGER).addFilter(_info_filter)
     attempt = _Attempt(outages)
     token = _attempt.set(attempt)
     try:

@@ -2,7 +2,8 @@
 
 Publishing is in ``_publish``, setting subscriptions up and down in ``_subscribe``,
 consuming in ``_consumer`` (with ``_acks``, ``_handover`` and ``_deliveries``), groups in
-``_group``, and what a lost connection logs in ``_logs``."""
+``_group``, what a lost connection logs in ``_logs``, a silent broker at close in
+``_closing``."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ from ..base import (
     shutdown_sockets,
 )
 from ._channels import Probe, release_spent_observers
+from ._closing import quiet_closing_channels, silent_broker
 from ._config import MAX_KEY_BYTES, RELEASED, SYNONYMS, RabbitMQOptions, split_options
-from ._connect import connect_failure, may_come_up
+from ._connect import Handshake, connect_failure, handshake_failure, may_come_up, not_amqp
 from ._consumer import Consumer
 from ._deliveries import UnstartedReturns
 from ._group import Group, delete_group
@@ -256,6 +258,8 @@ class RabbitMQTransport(Transport):
                 raise ConfigurationError(
                     f"bad RabbitMQ URL {redact_url(self.url)}: {exc}"
                 ) from None
+            handshake = Handshake(connection, self.url)  # tells a server that is not AMQP
+            tried = loop.time()
             try:
                 with quiet_failed_connects(self._outages):
                     # the whole of it, even with ?fail_fast=0 (aio-pika then retries
@@ -275,6 +279,10 @@ class RabbitMQTransport(Transport):
                 pause = min(self.reconnect_interval, deadline - loop.time())
                 if self._closed:
                     raise ClosedError("the RabbitMQ transport was closed while it started") from exc
+                if not_amqp(exc, handshake, self._aiormq):  # no use trying again
+                    raise TransportError(
+                        handshake_failure(self.url, exc, loop.time() - tried)
+                    ) from exc
                 if not may_come_up(exc, self._aiormq) or pause <= 0:
                     # a try cut short by the deadline says less than the one before it
                     shown = last if isinstance(exc, TimeoutError) and last else exc
@@ -334,8 +342,8 @@ class RabbitMQTransport(Transport):
         driver error, and the connection never comes back after it: a broker that is
         unreachable meanwhile is simply not told (an ungrouped queue it could not delete
         expires after ``ungrouped_expiry``; unacknowledged messages return to their
-        queues when the broker notices the connection is gone). Later calls return at
-        once.
+        queues when the broker notices the connection is gone; a broker that let the
+        time pass is logged once, a WARNING). Later calls return at once.
         """
         if self._closed:
             return
@@ -343,16 +351,22 @@ class RabbitMQTransport(Transport):
         if self._closing is not None:
             self._closing.set()
         connection = self._connection
+        # the calls given up below log DEBUG records: the WARNING is ours (_closing)
+        quiet_closing_channels(connection)
         try:
-            await self._stop_consuming()
+            deadline = await self._stop_consuming()
         finally:
             self._connection = self._publisher = None
             self._probe.forget()
             if connection is not None:  # closing it for good: the robust connection no
                 # longer reconnects, even when the broker could not be told
                 await quietly(connection.close(), "closing", logger, deadline=self._deadline())
+        if self._outages.lost_at is None:  # an outage logged said it already
+            silent_broker(self.url, deadline, self.connect_timeout)
 
-    async def _stop_consuming(self) -> None:
+    async def _stop_consuming(self) -> float:
+        """Stop the consumers and close their channels; returns the deadline the broker
+        had (``connect_timeout`` from when the handlers were done)."""
         for consumer in self._consumers:
             consumer.retire()
         for group in list(self._groups.values()):
@@ -365,6 +379,7 @@ class RabbitMQTransport(Transport):
         await asyncio.gather(*(consumer.close_channel(deadline) for consumer in self._consumers))
         for name in self._private_queues:
             await self._delete_private_queue(name, deadline)
+        return deadline
 
     async def _delete_private_queue(self, name: str, deadline: float) -> None:
         """Delete an ungrouped subscription's queue, if the broker can be reached now.
