@@ -1,4 +1,8 @@
-"""Every ``python`` block in docs/replay.md runs as written (each block is a script)."""
+"""Every ``python`` block in docs/replay.md runs as written (each block is a script).
+
+A block marked ``<!-- fragment -->`` on the line before its fence (a service that runs
+until a signal) is run elsewhere: tests/replay/test_projection_service.py.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,16 @@ import pytest
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "replay.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+FRAGMENT = "<!-- fragment -->\n"
 
 
 def _blocks() -> list[tuple[int, str]]:
     text = DOC.read_text()
-    return [(text.count("\n", 0, m.start()) + 2, m.group(1)) for m in BLOCK.finditer(text)]
+    return [
+        (text.count("\n", 0, m.start()) + 2, m.group(1))
+        for m in BLOCK.finditer(text)
+        if not text[: m.start()].endswith(FRAGMENT)
+    ]
 
 
 def test_the_doc_has_examples() -> None:

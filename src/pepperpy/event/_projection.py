@@ -45,10 +45,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import signal
 import time
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _json
 from ._checkpoints import Checkpoint, CheckpointStore, open_checkpoint_store
@@ -58,14 +59,15 @@ from ._errors import (
     EncryptionError,
     ReplayError,
     StoreError,
-    StreamDeletedError,
 )
 from ._event import Event
 from ._frozen import check_plain_json
 from ._loops import settled
 from ._options import check_count
 from ._patterns import parse_pattern
+from ._projection_follow import is_outage, standing, taken_over
 from ._projection_handlers import Apply, ProjectionHandlers
+from ._projection_serve import serve as serve_projection
 from ._replay import (
     Patterns,
     ReplayReport,
@@ -132,6 +134,7 @@ class Projection:
         self._position: int | None = None  # last applied global position (committed)
         self._loaded = False
         self._turns = Turns(on_abandoned=self._forget_loaded)
+        self._serving = False
 
     # -- registration ---------------------------------------------------------------
 
@@ -342,43 +345,86 @@ class Projection:
         Live events are committed one by one (there is no batch to wait for), so the
         saved state never lags more than the event being applied. The lock is taken per
         live event, so a :meth:`run` called meanwhile gets its turn between two of them.
+        Logs (INFO) the position it follows from, then once that it has caught up.
 
         An outage is ridden out as a subscription rides one out, with the same backoff:
-        a load, catch-up read or commit failing with :class:`~pepperpy.event.StoreError`
-        (state and position are then reloaded from disk, as after any failed commit) is
-        followed by a catch-up from the position on disk, tried again until it works or
-        ``retry_for`` seconds (None: no limit) have passed since the first failure; the
-        live subscription gets the same ``retry_for``. Past it the error is raised; the
-        state on disk is consistent, and calling ``follow()`` again resumes from it.
-        Handler errors (:class:`ReplayError`), a :class:`ConcurrencyError` from another
-        runner and encryption errors are raised at once.
+        a load, catch-up read, live read or commit failing with
+        :class:`~pepperpy.event.StoreError` (state and position are then reloaded from
+        disk, as after any failed commit) is followed by a catch-up from the position
+        on disk, tried again until it works or ``retry_for`` seconds (None: no limit)
+        have passed since the first failure; the WARNING and INFO lines name the
+        projection. Past it the error is raised; the state on disk is consistent, and
+        calling ``follow()`` again resumes from it. Handler errors
+        (:class:`ReplayError`) and encryption errors are raised at once, and so is
+        another follower's commit: a :class:`ReplayError` (from the
+        :class:`ConcurrencyError`) saying that one follower per projection must run.
         """
         if retry_for is not None:
             retry_for = check_seconds(retry_for, "retry_for", zero=True, error=ValueError)
         with self._handlers.applying():  # on/off refused meanwhile
-            await self._follow(Outage(retry_for), retry_for)
+            try:
+                await self._follow(Outage(retry_for))
+            except ConcurrencyError as exc:
+                raise ReplayError(taken_over(self.name, exc)) from exc
 
-    async def _follow(self, outage: Outage, retry_for: float | None) -> None:
+    async def serve(
+        self,
+        *,
+        signals: Iterable[signal.Signals | int] = (signal.SIGINT, signal.SIGTERM),
+        retry_for: float | None = RETRY_FOR,
+    ) -> None:
+        """Run :meth:`follow` as a service: until one of ``signals`` arrives (or the store
+        is closed), then stop following and :meth:`close` the projection.
+
+        Logs (INFO) what ends it, where it starts and catches up, and where it stopped.
+        The signals are handled as :meth:`EventBus.serve` handles them (a second one
+        acts as without serve()). Stopping cancels ``follow()``: a commit in flight
+        finishes, what was applied but not committed is applied again after a restart.
+        ``follow()``'s errors end it (an outage past ``retry_for``, a handler error,
+        another follower): the process should end, and its supervisor restart it.
+        """
+        await serve_projection(self, signals, retry_for)
+
+    async def _follow(self, outage: Outage) -> None:
+        started = live = False
         while True:
             try:
+                if not started:  # the position it follows from, once known
+                    async with self._turn():
+                        self._check_writable()
+                        if not self._loaded:
+                            await self._load()
+                    start = 0 if self._position is None else self._position + 1
+                    logger.info("projection %r following from global position %d", self.name, start)
+                    started = True
                 await self.run()
             except StoreError as exc:
-                if not _is_outage(exc):
+                if not is_outage(exc):
                     raise
                 if await self._ride_out(outage, exc):
                     continue
                 return
             self._recovered(outage)
+            if not live:
+                logger.info(
+                    "projection %r caught up at global position %s; applying live events",
+                    self.name,
+                    self._position,
+                )
+                live = True
             start = 0 if self._position is None else self._position + 1
-            live = self.store.subscribe(start, retry_for=retry_for, **self._filters())
+            # retry_for=0: an outage of the live read ends it at once, to be ridden out
+            # here, where the log lines name the projection
+            events = self.store.subscribe(start, retry_for=0, **self._filters())
             try:
-                failure = await self._follow_live(live, outage)
+                failure = await self._follow_live(events, outage)
             except StoreError as exc:
-                if _is_outage(exc):  # the subscription's own outage outlasted retry_for
-                    exc.add_note(f"projection {self.name!r}: call follow() again to resume")
-                raise
+                if not is_outage(exc):
+                    raise
+                cause = exc.__cause__  # the subscription's words wrap the backend's
+                failure = cause if isinstance(cause, StoreError) else exc
             finally:
-                await live.aclose()
+                await events.aclose()
             if failure is None or not await self._ride_out(outage, failure):
                 return  # the subscription ended: it, or the store, was closed
 
@@ -405,14 +451,7 @@ class Projection:
 
     def _where(self) -> str:
         """Where the projection stands, for an error or log line."""
-        position = self._position
-        if self._loaded:
-            return (
-                "before its first event" if position is None else f"at global position {position}"
-            )
-        if position is None:
-            return "(its saved position could not be loaded)"
-        return f"at global position {position}, or later if its last save went through"
+        return standing(self._loaded, self._position)
 
     def _recovered(self, outage: Outage) -> None:
         """A step of :meth:`follow` worked: an outage under way is over."""
@@ -489,7 +528,7 @@ class Projection:
                     await self._commit(state, position)
                 except BaseException as exc:
                     await self._reload_after(exc)
-                    if _is_outage(exc):
+                    if is_outage(exc):
                         return exc
                     raise
                 basis = self._state
@@ -550,15 +589,6 @@ class Projection:
 
 
 _NOTHING = object()
-
-
-def _is_outage(error: BaseException) -> TypeGuard[StoreError]:
-    """True for a store failure that trying again may cure (a lost connection, a server
-    restarting), not for a verdict that stays: another runner's commit, a deleted stream,
-    a key that is missing or wrong."""
-    return isinstance(error, StoreError) and not isinstance(
-        error, ConcurrencyError | StreamDeletedError | EncryptionError
-    )
 
 
 def _global_position(event: Event) -> int:
