@@ -23,8 +23,8 @@ from ._bus_batch import Key
 from ._bus_batch import publish_many as _publish_many
 from ._bus_checks import check_headers, published_event
 from ._bus_checks import dead_letter_sources as _dead_letter_sources  # tests import it here
-from ._bus_delivery import Registration, deliverer
-from ._bus_loop import check_caller_loop, check_loop
+from ._bus_delivery import Delivery, Registration, deliverer
+from ._bus_loop import check_caller_loop, check_loop, connect
 from ._bus_loop import close as _close
 from ._bus_serve import serve as _serve
 from ._bus_subscriptions import check_group, register_late, subscription_name
@@ -143,6 +143,10 @@ class EventBus:
         #: called when the shutdown begins (serve() waits for it); set by _bus_serve
         self._on_close: list[Callable[[], None]] = []
         self._serving = False
+        #: the handler calls in progress (``_bus_delivery``), for serve()'s shutdown
+        self._deliveries: set[Delivery] = set()
+        #: serve()'s shutdown_timeout passed: no further delivery starts
+        self._cut_off = False
 
     # -- subscribing ------------------------------------------------------------------
 
@@ -304,12 +308,25 @@ class EventBus:
         letter, name = blamed(letter)  # an attached processor names its own handler
         self.dead_letters.append(letter)
         event = letter.event
+        dead = dead_letter_event(
+            event,
+            reason=f"{type(letter.exception).__name__}: {letter.exception}",
+            attempts=letter.attempts,
+            group=group,
+        )
+        if dead is None:
+            where = "not dead-lettered again: it is a dead letter"
+        else:
+            where = f"dead-lettering it to {dead.type} as {dead.id}"
+            if group is not None:
+                where += f" (group {group})"
         logger.error(
-            "bus handler %s failed for %s (%s) after %d attempt(s)",
+            "bus handler %s failed for %s (%s) after %d attempt(s); %s",
             name,
             event.type,
             event.id,
             letter.attempts,
+            where,
             exc_info=letter.exception,
         )
         for callback, principal in list(self._error_callbacks):
@@ -322,18 +339,18 @@ class EventBus:
                 logger.exception("bus on_error callback %r failed", callback)
             finally:
                 PRINCIPAL.reset(acting)
-        dead = dead_letter_event(
-            event,
-            reason=f"{type(letter.exception).__name__}: {letter.exception}",
-            attempts=letter.attempts,
-            group=group,
-        )
         if dead is None:
             return
         try:
             await self.transport.publish(dead, key=partition_key(dead))
         except Exception:
-            logger.exception("could not publish dead letter for %s (%s)", event.type, event.id)
+            logger.exception(
+                "could not publish dead letter %s for %s (%s) to %s",
+                dead.id,
+                event.type,
+                event.id,
+                dead.type,
+            )
 
     # -- publishing -------------------------------------------------------------------
 
@@ -424,7 +441,9 @@ class EventBus:
         """Connect and register every subscription; returns once all are registered.
 
         Called implicitly by the first :meth:`publish`; call it (or use ``async with``)
-        to consume without publishing.
+        to consume without publishing. A connection still not made after a second and a
+        half is logged (a WARNING naming the broker and the transport's
+        ``connect_timeout``), once.
         """
         if self._closed:
             raise ClosedError(self._closed_reason)
@@ -435,7 +454,7 @@ class EventBus:
             if self._closed:
                 raise ClosedError(self._closed_reason)
             if not self._started:
-                await self.transport.start()
+                await connect(self)  # transport.start(), logging a slow connection
                 self._loop = asyncio.get_running_loop()
                 self._started = True
             while self._unregistered:
@@ -455,21 +474,31 @@ class EventBus:
         await _close(self)
 
     async def serve(
-        self, *, signals: Iterable[signal.Signals | int] = (signal.SIGINT, signal.SIGTERM)
+        self,
+        *,
+        signals: Iterable[signal.Signals | int] = (signal.SIGINT, signal.SIGTERM),
+        shutdown_timeout: float | None = None,
     ) -> None:
         """Run as a consumer service: start, wait for a signal or :meth:`close`, then close.
 
         Starts the bus if needed, logs what it serves, and waits until one of ``signals``
-        arrives (handled for that time only; the handlers in place before are put back
-        when it arrives, so a second one acts as without ``serve()``) or until
-        ``close()`` is called elsewhere (a handler, another task). Then it closes the bus
-        as ``close()`` does, letting the events in progress finish, and returns.
-        Cancelled, it closes the bus too and propagates the cancellation. Where signals
-        cannot be handled (a thread other than the main one, Windows), or with
-        ``signals=()``, only ``close()`` ends it. Raises :class:`ClosedError` on a
+        arrives (handled from the start on, connecting included, and for that time
+        only; the handlers in place before are put back when it arrives, so a second one
+        acts as without ``serve()``) or until ``close()`` is called elsewhere (a
+        handler, another task). Then it closes the bus as ``close()`` does, letting the
+        deliveries in progress finish (logged at once and every few seconds), and
+        returns. A signal while still connecting gives the connection up, closes the bus
+        and returns. Cancelled, it closes the bus too and propagates the cancellation.
+        Where signals cannot be handled (a thread other than the main one, Windows), or
+        with ``signals=()``, only ``close()`` ends it. Raises :class:`ClosedError` on a
         closed bus.
+
+        ``shutdown_timeout`` (seconds, None: no limit) bounds the wait for the
+        deliveries in progress once closing began: then they are cancelled (a broker
+        delivers their events again, ``memory://`` loses them), the bus closes and
+        ``serve()`` raises ``TimeoutError``.
         """
-        await _serve(self, signals)
+        await _serve(self, signals, shutdown_timeout)
 
     def _check_loop(self) -> None:
         """Refuse work from another event loop than the bus's (``_bus_loop.check_loop``)."""

@@ -5,20 +5,26 @@ A :class:`Registration` is a subscribed handler and its deliveries in progress, 
 in a context, so that ``close()`` and ``unsubscribe()`` called from a handler do not wait
 for that handler itself. :func:`deliverer` builds what a transport calls for each event:
 the handler runs as the principal that subscribed it, a failure is retried per the bus's
-policy, and an event that fails every attempt goes to the bus as a dead letter.
+policy (each retried failure logged as a WARNING), and an event that fails every attempt
+goes to the bus as a dead letter. The bus keeps its deliveries in progress
+(``bus._deliveries``), which ``serve()`` logs while it closes and cancels at its
+``shutdown_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._blame import named
 from ._cancel import cancelled_by_caller, cancelling
 from ._event import Event
 from ._handlers import Handler, is_async_callable
 from ._manager import DeadLetter
+from ._retry import describe_delay
 from .security._principal import PRINCIPAL
 from .transports import NotDelivered
 
@@ -27,20 +33,26 @@ if TYPE_CHECKING:
 
 __all__ = ["DELIVERY", "Delivery", "Registration", "deliverer"]
 
+logger = logging.getLogger("pepperpy.event.bus")
+
 
 class Delivery:
     """Marks the handler call in progress in this context (see :meth:`EventBus.close`).
 
     A flag, not just a context variable value: a delivery started eagerly in a
     transport's task may finish in another context, where the variable cannot be reset;
-    clearing the flag still tells ``close()`` the delivery is over.
+    clearing the flag still tells ``close()`` the delivery is over. ``event``, ``task``
+    and ``began`` (event loop time) say what runs where, for ``serve()``'s shutdown.
     """
 
-    __slots__ = ("active", "bus", "registration")
+    __slots__ = ("active", "began", "bus", "event", "registration", "task")
 
-    def __init__(self, bus: EventBus, registration: Registration) -> None:
+    def __init__(self, bus: EventBus, registration: Registration, event: Event) -> None:
         self.bus = bus
         self.registration = registration
+        self.event = event
+        self.task = asyncio.current_task()
+        self.began = asyncio.get_running_loop().time()
         self.active = True
 
 
@@ -94,12 +106,15 @@ def deliverer(
     async def deliver(event: Event) -> None:
         if registration.removed:  # the transport must give it to another member
             raise NotDelivered(f"{pattern!r} is being unsubscribed")
+        if bus._cut_off:  # serve()'s shutdown_timeout passed: start nothing more
+            raise NotDelivered("the EventBus is closing and its shutdown_timeout has passed")
         attempt = 1
         since = cancelling()  # a cancellation under way before it is not its own
-        marker = Delivery(bus, registration)
+        marker = Delivery(bus, registration, event)
         token = DELIVERY.set(marker)
         acting = PRINCIPAL.set(registration.principal)  # not the publisher's
         registration.running += 1
+        bus._deliveries.add(marker)
         try:
             while True:
                 try:
@@ -117,6 +132,18 @@ def deliverer(
                 except Exception as exc:
                     error = exc
                 if policy.should_retry(error, attempt):
+                    logger.warning(
+                        "bus handler %s failed for %s (%s) on attempt %d of %d (%s: %s); "
+                        "retrying in %s",
+                        named(handler, event, error),
+                        event.type,
+                        event.id,
+                        attempt,
+                        policy.max_attempts,
+                        type(error).__name__,
+                        error,
+                        describe_delay(policy, attempt),
+                    )
                     await policy.sleep(attempt)
                     attempt += 1
                     continue
@@ -124,6 +151,7 @@ def deliverer(
                 return
         finally:
             marker.active = False
+            bus._deliveries.discard(marker)
             registration.finished_one()
             try:
                 DELIVERY.reset(token)

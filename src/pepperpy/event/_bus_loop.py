@@ -5,7 +5,8 @@ on. :func:`check_loop` refuses work from any other loop; when that loop has ende
 second ``asyncio.run``), :func:`drop_loop` forgets what lived there and closes the bus
 for good, since nothing of it can be awaited any more. :func:`close` runs the shutdown
 on the bus's own loop (from another thread too) and does not wait for it from one of
-the bus's own handlers. Kept apart from ``_bus.py``, which holds the public methods and
+the bus's own handlers; :func:`connect` starts the transport and says so when that takes
+long. Kept apart from ``_bus.py``, which holds the public methods and
 their docstrings; this is how the bus stays on its one loop.
 """
 
@@ -17,14 +18,53 @@ import logging
 from typing import TYPE_CHECKING
 
 from ._bus_delivery import DELIVERY
+from ._bus_serve import where
 from ._errors import ClosedError
 
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["check_caller_loop", "check_loop", "close"]
+__all__ = ["check_caller_loop", "check_loop", "close", "connect"]
 
 logger = logging.getLogger("pepperpy.event.bus")
+
+#: seconds ``start()`` waits for the transport before it logs that it is still connecting
+STILL_CONNECTING_AFTER = 1.5
+
+
+async def connect(bus: EventBus) -> None:
+    """``bus.transport.start()``, logging once if it takes more than a moment.
+
+    A broker that is down or unreachable keeps ``start()`` retrying for the transport's
+    ``connect_timeout``; without a word the worker would look hung. One WARNING after
+    :data:`STILL_CONNECTING_AFTER` seconds names the broker and when it gives up; the
+    same for every transport.
+    """
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    note = loop.call_later(STILL_CONNECTING_AFTER, _still_connecting, bus, loop, began)
+    try:
+        await bus.transport.start()
+    finally:
+        note.cancel()
+
+
+def _still_connecting(bus: EventBus, loop: asyncio.AbstractEventLoop, began: float) -> None:
+    transport = bus.transport
+    limit = getattr(transport, "connect_timeout", None)
+    if limit is None:
+        limit = getattr(getattr(transport, "options", None), "connect_timeout", None)
+    giving_up = (
+        f"; giving up after {limit:g} s (connect_timeout)"
+        if isinstance(limit, int | float) and not isinstance(limit, bool)
+        else ""
+    )
+    logger.warning(
+        "EventBus: still connecting to %s after %.1f s%s",
+        where(transport),
+        loop.time() - began,
+        giving_up,
+    )
 
 
 def check_caller_loop(bus: EventBus) -> None:
@@ -73,6 +113,7 @@ def _drop_loop(bus: EventBus) -> None:
     bus._start_lock = None
     bus._closing = bus._registering = None
     bus._removing.clear()
+    bus._deliveries.clear()  # their tasks ended with that loop
     try:
         bus.transport.abandon()
     except Exception:

@@ -11,6 +11,16 @@ second Ctrl-C cancels the program (``KeyboardInterrupt``), and a second SIGTERM 
 Python's default handler ends the process at once. Handlers still running then do not
 finish; a broker delivers their events again (at-least-once), ``memory://`` loses them.
 A signal ignored when serve() begins stays ignored.
+
+The signals are handled from before ``start()``: one that arrives while the bus is still
+connecting (a broker down, retried for ``connect_timeout``) gives the start up, and
+serve() closes the bus and returns, as after a signal later on. While it closes it logs
+the deliveries it waits for (how many, which handler, which event, for how long) at once
+and every :data:`PROGRESS_EVERY` seconds. With ``shutdown_timeout`` the wait is bounded:
+at that deadline the deliveries still running are cancelled (a broker delivers their
+events again: they were not acknowledged), none starts any more, and once the bus is
+closed serve() raises ``TimeoutError``, so that the process ends, non-zero, before the
+orchestrator's SIGKILL.
 """
 
 from __future__ import annotations
@@ -20,18 +30,26 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+from urllib.parse import parse_qs, urlsplit
 
+from ._blame import handler_name
 from ._errors import ClosedError
 from ._redact import redact_url
+from ._seconds import check_seconds
 from .transports import MemoryTransport, Transport
 
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["serve"]
+__all__ = ["in_progress", "serve", "where"]
 
 logger = logging.getLogger("pepperpy.event.bus")
+
+#: seconds between the log lines saying what a closing serve() still waits for
+PROGRESS_EVERY = 5.0
+#: deliveries named in such a line (the oldest); the rest are counted
+_SHOWN = 5
 
 
 class _Previous(NamedTuple):
@@ -42,28 +60,25 @@ class _Previous(NamedTuple):
     loop_callback: tuple[Callable[..., Any], tuple[Any, ...]] | None  # add_signal_handler's
 
 
-async def serve(bus: EventBus, signals: Iterable[signal.Signals | int]) -> None:
+async def serve(
+    bus: EventBus, signals: Iterable[signal.Signals | int], shutdown_timeout: float | None
+) -> None:
     """See :meth:`EventBus.serve`."""
     wanted = _check_signals(signals)
+    if shutdown_timeout is not None:
+        check_seconds(shutdown_timeout, "shutdown_timeout", zero=True)
     if bus._serving:
         raise RuntimeError("serve() is already running on this EventBus")
     if bus._closed:
         raise ClosedError(bus._closed_reason)
     bus._serving = True
     try:
-        await _serve(bus, wanted)
+        await _serve(bus, wanted, shutdown_timeout)
     finally:
         bus._serving = False
 
 
-async def _serve(bus: EventBus, wanted: tuple[signal.Signals, ...]) -> None:
-    try:
-        await bus.start()
-    except ClosedError:
-        raise
-    except BaseException:  # a broker not reachable, or serve() cancelled meanwhile
-        await bus.close()  # what start() opened, as ``async with`` does
-        raise
+async def _serve(bus: EventBus, wanted: tuple[signal.Signals, ...], grace: float | None) -> None:
     loop = asyncio.get_running_loop()
     stopped: asyncio.Future[str] = loop.create_future()
     previous: list[_Previous] = []
@@ -77,27 +92,153 @@ async def _serve(bus: EventBus, wanted: tuple[signal.Signals, ...]) -> None:
         stop("close() was called")
 
     bus._on_close.append(closing)
-    where = _where(bus.transport)
+    at = where(bus.transport)
     try:
-        if bus._closed:  # closed while start() returned: nothing to wait for
-            stop("close() was called")
-        until = _install(loop, wanted, stop, previous)
-        logger.info("EventBus serving on %s: %s; until %s", where, _subscriptions(bus), until)
         try:
+            # before start(): a signal while connecting gives the connection up
+            until = _install(loop, wanted, stop, previous)
+            if not await _start(bus, stopped):
+                logger.info("EventBus on %s: %s while connecting; closing", at, stopped.result())
+                await bus.close()
+                logger.info("EventBus on %s: closed", at)
+                return
+            if bus._closed:  # closed while start() returned: nothing to wait for
+                stop("close() was called")
+            if grace is not None:
+                until += f"; shutdown_timeout {grace:g} s"
+            logger.info("EventBus serving on %s: %s; until %s", at, _subscriptions(bus), until)
             reason = await stopped
         finally:
             _restore(loop, previous)
     except asyncio.CancelledError:
-        logger.info(
-            "EventBus on %s: serve() cancelled; closing after the events in progress", where
-        )
-        await bus.close()
+        await _close(bus, at, "serve() cancelled", grace)
         raise
     finally:
         bus._on_close.remove(closing)
-    logger.info("EventBus on %s: %s; closing after the events in progress", where, reason)
-    await bus.close()
-    logger.info("EventBus on %s: closed", where)
+    await _close(bus, at, reason, grace)
+
+
+async def _start(bus: EventBus, stopped: asyncio.Future[str]) -> bool:
+    """Start the bus, unless ``stopped`` comes first: then give the start up, False.
+
+    A start that fails closes what it opened (as ``async with`` does) and raises; so
+    does one whose serve() is cancelled meanwhile.
+    """
+    starting = asyncio.ensure_future(bus.start())
+    try:
+        await asyncio.wait((starting, stopped), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        await _give_up(starting)
+        await bus.close()
+        raise
+    if not starting.done():  # a signal, or close(), while connecting
+        await _give_up(starting)
+        return False
+    try:
+        starting.result()
+    except ClosedError:
+        raise
+    except BaseException:  # a broker not reachable
+        await bus.close()
+        raise
+    return True
+
+
+async def _give_up(starting: asyncio.Future[None]) -> None:
+    """Cancel ``starting`` and wait until it has ended, whatever it raised."""
+    starting.cancel()
+    await asyncio.wait((starting,))
+    if not starting.cancelled():
+        starting.exception()  # retrieved: a start that failed meanwhile is not logged
+
+
+async def _close(bus: EventBus, at: str, reason: str, grace: float | None) -> None:
+    """Close ``bus``, logging what it waits for; cancel it at ``grace`` (TimeoutError)."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    running = in_progress(bus, began)
+    after = f"after the {running}" if bus._deliveries else f"({running})"
+    logger.info("EventBus on %s: %s; closing %s", at, reason, after)
+    closing = asyncio.ensure_future(bus.close())
+    deadline = None if grace is None else began + grace
+    try:
+        while True:
+            wait = PROGRESS_EVERY
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - loop.time()))
+            await asyncio.wait((closing,), timeout=wait)
+            if closing.done():
+                break
+            now = loop.time()
+            if grace is not None and deadline is not None and now >= deadline:
+                await _cut_off(bus, at, closing, began, grace)
+            left = "" if deadline is None else f"; shutdown_timeout in {deadline - now:.0f} s"
+            logger.info(
+                "EventBus on %s: still closing after %.0f s, waiting for %s%s",
+                at,
+                now - began,
+                in_progress(bus, now),
+                left,
+            )
+    except asyncio.CancelledError:
+        closing.cancel()  # the shutdown itself goes on (close() shields it)
+        raise
+    closing.result()
+    logger.info("EventBus on %s: closed in %.1f s", at, loop.time() - began)
+
+
+async def _cut_off(
+    bus: EventBus, at: str, closing: asyncio.Future[None], began: float, grace: float
+) -> NoReturn:
+    """Cancel the deliveries still in progress at ``shutdown_timeout``; raise TimeoutError."""
+    loop = asyncio.get_running_loop()
+    bus._cut_off = True  # no delivery starts from now on
+    running = list(bus._deliveries)
+    fate = (
+        "memory:// loses their events"
+        if isinstance(bus.transport, MemoryTransport)
+        else "the broker delivers their events again (they were not acknowledged)"
+    )
+    logger.warning(
+        "EventBus on %s: shutdown_timeout (%g s) passed; cancelling %s; %s",
+        at,
+        grace,
+        in_progress(bus, loop.time(), "still in progress"),
+        fate,
+    )
+    for delivery in running:
+        if delivery.task is not None:
+            delivery.task.cancel()
+    await closing  # a handler that swallows its cancellation keeps it waiting
+    logger.info(
+        "EventBus on %s: closed in %.1f s; %s cancelled at shutdown_timeout",
+        at,
+        loop.time() - began,
+        _deliveries(len(running)),
+    )
+    raise TimeoutError(
+        f"EventBus.serve(): shutdown_timeout ({grace:g} s) passed with "
+        f"{_deliveries(len(running))} in progress; they were cancelled and {fate}"
+    )
+
+
+def in_progress(bus: EventBus, now: float, state: str = "in progress") -> str:
+    """The bus's deliveries in progress, for a log line: how many, which handler, which
+    event, for how long (the first few, the oldest first)."""
+    running = sorted(bus._deliveries, key=lambda delivery: delivery.began)
+    if not running:
+        return f"no delivery {state}"
+    shown = ", ".join(
+        f"{handler_name(d.registration.handler)} on {d.event.type} {d.event.id} "
+        f"({now - d.began:.1f} s)"
+        for d in running[:_SHOWN]
+    )
+    more = f" and {len(running) - _SHOWN} more" if len(running) > _SHOWN else ""
+    return f"{_deliveries(len(running))} {state}: {shown}{more}"
+
+
+def _deliveries(count: int) -> str:
+    return f"{count} delivery" if count == 1 else f"{count} deliveries"
 
 
 def _check_signals(signals: object) -> tuple[signal.Signals, ...]:
@@ -147,7 +288,9 @@ def _install(
         previous.append(before)
     until = " or ".join(sig.name for sig in handled) + ", or close()" if handled else "close()"
     if ignored:
-        until += f" ({' and '.join(sig.name for sig in ignored)} ignored, as before serve())"
+        names = " and ".join(sig.name for sig in ignored)
+        verb = "is" if len(ignored) == 1 else "are"
+        until += f"; {names} {verb} ignored in this process (it was started in the background)"
     return until
 
 
@@ -184,7 +327,7 @@ def _subscriptions(bus: EventBus) -> str:
     return ", ".join(shown) if shown else "no subscriptions (it receives nothing)"
 
 
-def _where(transport: Transport) -> str:
+def where(transport: Transport) -> str:
     """The transport, for the log: its kind and server, without passwords."""
     if isinstance(transport, MemoryTransport):
         return "memory://"
@@ -192,12 +335,13 @@ def _where(transport: Transport) -> str:
     url = getattr(transport, "url", None)
     server = redact_url(url) if isinstance(url, str) else getattr(transport, "server", None)
     parts = [server] if isinstance(server, str) else []
+    in_url = parse_qs(urlsplit(server).query) if isinstance(server, str) else {}
     options = getattr(transport, "options", None)
     for label, value in (
         ("namespace", getattr(options, "namespace", None)),
         ("stream", getattr(options, "stream", None)),
         ("exchange", getattr(transport, "exchange_name", None)),
     ):
-        if isinstance(value, str):
+        if isinstance(value, str) and in_url.get(label) != [value]:  # not twice
             parts.append(f"{label}={value}")
     return f"{name}({', '.join(parts)})" if parts else name

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from ._backpressure import Backpressure, _Waiter
-from ._blame import blamed
+from ._blame import blamed, named
 from ._eager import start_task, starts_eagerly
 from ._errors import BufferFullError, ClosedError, ListenerLimitError
 from ._event import Event, make_event
@@ -28,7 +28,7 @@ from ._handlers import Handler, check_handler, is_async_callable
 from ._options import check_count
 from ._patterns import PatternIndex, parse_pattern, parse_topic
 from ._removal import Removed, check_removal, remove_last
-from ._retry import RetryPolicy
+from ._retry import RetryPolicy, describe_delay
 
 __all__ = ["DeadLetter", "EventManager"]
 
@@ -460,6 +460,17 @@ class EventManager(Backpressure):
         policy = self.retry_policy
         attempt = 1
         while policy.should_retry(exc, attempt):
+            logger.warning(  # a flapping handler shows, not only one that runs out
+                "handler %s failed for event %s (%s) on attempt %d of %d (%s: %s); retrying in %s",
+                named(listener.handler, event, exc),
+                event.type,
+                event.id,
+                attempt,
+                policy.max_attempts,
+                type(exc).__name__,
+                exc,
+                describe_delay(policy, attempt),
+            )
             await policy.sleep(attempt)
             attempt += 1
             try:

@@ -128,6 +128,15 @@ class RetryPolicy:
         await asyncio.sleep(seconds)
 
 
+def describe_delay(policy: RetryPolicy, attempt: int) -> str:
+    """The wait after failed try ``attempt``, for a log line (a range when jittered)."""
+    if policy.kind == "exponential" and policy.jitter:
+        ceiling = min(policy.max_delay, math.ldexp(policy.base_delay, min(attempt - 1, 512)))
+        if ceiling > policy.base_delay:
+            return f"{policy.base_delay:.3g} to {ceiling:.3g} s"
+    return f"{policy.delay(attempt):.3g} s"
+
+
 def _types(retry_on: ExceptionTypes | type[BaseException]) -> ExceptionTypes:
     """``retry_on`` as a tuple of exception classes; anything else is refused clearly."""
     types = (retry_on,) if isinstance(retry_on, type) else retry_on
