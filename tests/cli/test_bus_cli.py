@@ -50,7 +50,8 @@ async def transport_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 
 
 async def command(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
-    """Run ``python -m pepperpy.event ARGS`` to its end without blocking the loop."""
+    """Run ``python -m pepperpy.event ARGS`` to its end without blocking the loop (stdin
+    is no terminal, even when pytest's is)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -58,6 +59,7 @@ async def command(*args: str, cwd: Path, env: dict[str, str] | None = None) -> R
         *args,
         cwd=cwd,
         env=command_env(env),
+        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -314,6 +316,16 @@ async def test_a_group_tail_whose_stdout_is_gone_dead_letters_the_event(
             ("publish", "a.b", "{}", "--transport", "redis://127.0.0.1:6379/0?namespce=x"),
             ("unknown parameter 'namespce'",),
         ),
+        (("delete-group", "a.*", "g", "--yes"), ("no transport", "PEPPERPY_EVENT_TRANSPORT")),
+        (
+            ("delete-group", "a..*", "g", "--transport", "redis://h"),
+            ("PATTERN 'a..*' is not a topic pattern",),
+        ),
+        (("delete-group", "a.*", "", "--transport", "redis://h"), ("GROUP: group must be",)),
+        (
+            ("delete-group", "a.*", "g", "--yes", "--transport", "memory://"),
+            ("memory://", "inside one process"),
+        ),
     ],
 )
 def test_bad_input_is_one_line(cli: Cli, args: tuple[str, ...], fragments: tuple[str, ...]) -> None:
@@ -324,7 +336,8 @@ def test_every_bus_command_takes_transport_from_option_or_environment(cli: Cli) 
     from pepperpy.event.cli._app import app
 
     group = app.commands["bus"]
-    assert isinstance(group, click.Group) and set(group.commands) == {"publish", "tail"}
+    assert isinstance(group, click.Group)
+    assert set(group.commands) == {"publish", "tail", "delete-group"}
     for name, command_ in group.commands.items():
         options = [p for p in command_.params if p.name == "transport"]
         assert options and options[0].envvar == "PEPPERPY_EVENT_TRANSPORT", name
@@ -332,11 +345,13 @@ def test_every_bus_command_takes_transport_from_option_or_environment(cli: Cli) 
     assert "bus" in cli("--help").out
 
 
-@pytest.mark.parametrize("command_name", ["publish", "tail"])
+@pytest.mark.parametrize("command_name", ["publish", "tail", "delete-group"])
 def test_a_password_in_the_transport_url_is_never_printed(cli: Cli, command_name: str) -> None:
     """An unreachable broker (nothing listens on port 1): the error shows the URL redacted."""
     url = "redis://ops:hunter2@127.0.0.1:1/0?connect_timeout=1"
-    args = ("a.b", "{}") if command_name == "publish" else ("a.#",)
+    args = {"publish": ("a.b", "{}"), "tail": ("a.#",), "delete-group": ("a.*", "g", "--yes")}[
+        command_name
+    ]
     result = cli("bus", command_name, *args, "--transport", url)
     one_line_error(result, "redis://ops:***@127.0.0.1:1/0")
     assert "hunter2" not in result.err + result.out

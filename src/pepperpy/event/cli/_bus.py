@@ -2,8 +2,9 @@
 
 ``bus publish TOPIC JSON`` publishes one event and prints its id; ``bus tail PATTERN``
 prints the events published to matching topics from the moment it listens (ungrouped by
-default: it takes no work from the consumers; ``--group`` consumes as a member). Both
-take ``--transport URL`` or ``PEPPERPY_EVENT_TRANSPORT``: a broker's URL, since
+default: it takes no work from the consumers; ``--group`` consumes as a member);
+``bus delete-group PATTERN GROUP`` retires a group (``EventBus.delete_group``). Each
+takes ``--transport URL`` or ``PEPPERPY_EVENT_TRANSPORT``: a broker's URL, since
 ``memory://`` lives and dies with the command's own process.
 """
 
@@ -19,9 +20,17 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import _json
-from .._deadletter import partition_key
+from .._deadletter import (
+    DEAD_LETTER_PREFIX,
+    DL_ATTEMPTS,
+    DL_GROUP,
+    DL_ORIGINAL_ID,
+    DL_REASON,
+    partition_key,
+)
 from .._event import Event
 from .._frozen import thaw
+from ._bus_logs import recoveries_shown
 from ._errors import CommandError, NotPrinted, OutputClosed
 from ._output import field
 from ._shell import LARGEST, checked_name, confirm, emit, note, parse_json, run, why_not_printed
@@ -144,14 +153,36 @@ def publish(
     confirm(f"published {event.id} to {field(topic)}")
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= DATA_WIDTH else text[: DATA_WIDTH - 3] + "..."
+
+
 def event_line(event: Event) -> str:
-    """``TIME TOPIC KEY ID DATA``: DATA compact JSON, cut at :data:`DATA_WIDTH` (``...``)."""
+    """``TIME TOPIC KEY ID DATA``: DATA compact JSON, cut at :data:`DATA_WIDTH` (``...``).
+
+    A dead letter (topic ``deadletter.*``) gets why and whence after DATA:
+    ``dlreason=R dlid=ID dlgroup=G dlattempts=N`` (``-`` for one it does not carry),
+    each value one :func:`~._output.field` (a reason with spaces is a quoted JSON
+    string), the reason cut at :data:`DATA_WIDTH` too.
+    """
     when = event.timestamp.astimezone(UTC).isoformat(timespec="milliseconds")
-    data = _json.dumps(thaw(event.data)).decode()
-    if len(data) > DATA_WIDTH:
-        data = data[: DATA_WIDTH - 3] + "..."
+    data = _cut(_json.dumps(thaw(event.data)).decode())
     key = partition_key(event)
-    return f"{when.replace('+00:00', 'Z')} {field(event.type)} {field(key)} {event.id} {data}"
+    line = f"{when.replace('+00:00', 'Z')} {field(event.type)} {field(key)} {event.id} {data}"
+    if event.type.startswith(DEAD_LETTER_PREFIX):
+        line += "".join(
+            f" {name}={_metadata_field(event, name)}"
+            for name in (DL_REASON, DL_ORIGINAL_ID, DL_GROUP, DL_ATTEMPTS)
+        )
+    return line
+
+
+def _metadata_field(event: Event, name: str) -> str:
+    value = event.metadata.get(name)
+    if value is None:
+        return "-"
+    text = value if isinstance(value, str) else _json.dumps(thaw(value)).decode()
+    return field(_cut(text))
 
 
 @bus.command()
@@ -232,7 +263,8 @@ def tail(
             await stop.wait()
 
     try:
-        run(work, on_signal=on_signal)
+        with recoveries_shown():  # an outage's end, when its warning was shown
+            run(work, on_signal=on_signal)
     except KeyboardInterrupt:  # stopped before it listened, or a second Ctrl-C
         pass
     if failure:
@@ -240,6 +272,48 @@ def tail(
             raise OutputClosed
         why = _reason(failure[0])
         raise NotPrinted(f"could not print an event to stdout ({why}); the tail stopped")
+
+
+@bus.command("delete-group")
+@click.argument("pattern")
+@click.argument("group")
+@_transport_option
+@click.option(
+    "--yes", is_flag=True, help="Delete without asking (needed when stdin is no terminal)."
+)
+def delete_group(pattern: str, group: str, transport: str | None, yes: bool) -> None:
+    """Retire GROUP on PATTERN: delete it from the broker, with the events it has not handled.
+
+    PATTERN and GROUP name the group as the services' subscribe(PATTERN, group=GROUP)
+    does. Stop its members first. A group that does not exist is no error, so the
+    command can stay in a deployment script (with --yes). Asks first unless --yes.
+    """
+    from .._bus import EventBus
+    from .._bus_subscriptions import check_group
+
+    checked_name(pattern, "PATTERN", "pattern")
+    try:
+        check_group(group)
+    except ValueError as exc:
+        raise CommandError(f"GROUP: {exc}") from None
+    made, printable = _transport(transport)
+    what = f"group {field(group)} on {field(pattern)} at {printable}"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise CommandError(
+                f"not deleting {what}: it drops the events the group has not handled, and "
+                "stdin is not a terminal to ask on; pass --yes to delete it"
+            )
+        question = f"Delete {what}, with the events it has not handled?"
+        if not click.confirm(question, default=False, err=True):
+            raise CommandError(f"not deleted: {what} is left as it was")
+
+    async def work() -> None:
+        async with EventBus(transport=made) as opened:
+            await opened.delete_group(pattern, group)
+
+    run(work)
+    confirm(f"deleted {what} (nothing to delete if it did not exist)")
 
 
 def _reason(exc: BaseException) -> str:
