@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 from pepperpy.event import Event, EventStore
@@ -92,7 +93,8 @@ def test_verify_refuses_what_is_not_an_audit_log_and_leaves_it_alone(tmp_path: P
                 f"pepperpy-event: error: {str(path)!r} is not an audit log (no audit_log table)"
             )
         assert fingerprint(path) == before, path
-    tables = sqlite3.connect(store).execute("SELECT name FROM sqlite_master").fetchall()
+    with closing(sqlite3.connect(store)) as raw:
+        tables = raw.execute("SELECT name FROM sqlite_master").fetchall()
     assert ("audit_log",) not in tables
 
 

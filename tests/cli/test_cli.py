@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,7 @@ def test_stats_of_the_whole_log_counts_without_decoding(cli: Cli, store_url: str
     # the store counts by type from its index (count_by_minute): an event whose data
     # no longer decodes is still counted; reading the events, as --streams does, fails
     seed(store_url, [("a.1", Event("a.made", {})), ("a.1", Event("a.made", {}))])
-    with sqlite3.connect(store_url.removeprefix("sqlite:///")) as raw:
+    with closing(sqlite3.connect(store_url.removeprefix("sqlite:///"))) as raw, raw:
         raw.execute("UPDATE events SET data = X'FF00' WHERE global_position = 1")
     s = ("--store", store_url)
     stats = ok(cli("stats", *s)).lines
@@ -629,9 +630,11 @@ def test_reading_commands_leave_a_file_that_is_not_a_store_alone(cli: Cli, tmp_p
             raise AssertionError(f"{' '.join(args)} on {path.name}: {exc}") from None
     for path, _ in cases:
         assert sha256(path) == before[path][0], path.name
-    assert sqlite3.connect(audit).execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-    ).fetchall() == [("audit_log",), ("audit_meta",)]
+    with closing(sqlite3.connect(audit)) as raw:
+        tables = raw.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+        ).fetchall()
+    assert tables == [("audit_log",), ("audit_meta",)]
     assert empty.stat().st_size == 0
     serve = cli("serve", "--port", "0", "--store", f"sqlite:///{audit}")
     one_line_error(serve, "is not an event store")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +236,7 @@ async def test_async_context_manager_closes(tmp_path: Path) -> None:
     async with SQLiteCheckpointStore(tmp_path / "c.db") as store:
         saved = await store.load("a")
         assert saved is not None and saved.position == 0
-    with sqlite3.connect(tmp_path / "c.db") as raw:
+    with closing(sqlite3.connect(tmp_path / "c.db")) as raw, raw:
         assert raw.execute("SELECT name, position FROM pepperpy_checkpoints").fetchall() == [
             ("a", 0)
         ]

@@ -102,9 +102,10 @@ async def test_state_lives_in_the_event_store_database(store: EventStore, url: s
         await projection.run()
     if url.startswith("sqlite"):
         import sqlite3
+        from contextlib import closing
 
         path = url[len("sqlite:///") :]
-        with sqlite3.connect(path) as raw:
+        with closing(sqlite3.connect(path)) as raw, raw:
             row = raw.execute(
                 "SELECT position FROM pepperpy_checkpoints WHERE name = 'projection:ledger'"
             ).fetchone()

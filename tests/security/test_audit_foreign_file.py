@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ async def test_an_event_store_file_is_refused_and_left_as_it_is(tmp_path: Path) 
     assert "(an event store)" in message and "events" in message, message
     assert "nothing was added to it: give the audit log a file of its own" in message
     assert sha256(path) == before
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
     assert not tables & {"audit_log", "audit_meta"}, tables
     async with EventStore(f"sqlite:///{path}?mode=ro") as store:  # still a store
@@ -46,7 +47,7 @@ def test_another_applications_database_is_refused_before_its_journal_mode_change
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "app.db"
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
         db.execute("INSERT INTO users (name) VALUES ('ada')")
     db.close()
@@ -54,7 +55,7 @@ def test_another_applications_database_is_refused_before_its_journal_mode_change
     with pytest.raises(ConfigurationError, match=r"holds other tables: users; nothing was added"):
         AuditLog(str(path), key=b"k" * 32)
     assert sha256(path) == before
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # not WAL
     db.close()
 

@@ -12,6 +12,7 @@ import hmac
 import re
 import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def make_log(path: Path, key: bytes | None, entries: int = 2) -> None:
 
 
 def marker_of(path: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         rows: list[tuple[str, str]] = db.execute("SELECT name, value FROM audit_meta").fetchall()
     return rows
 
@@ -137,7 +138,7 @@ def test_writers_making_one_file_at_once_agree_on_its_key(tmp_path: Path) -> Non
 
 
 def edit(path: Path, sql: str, *parameters: object) -> None:
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute(sql, parameters)
     db.close()
 

@@ -8,6 +8,7 @@ import sqlite3
 import sys
 import tracemalloc
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def build(path: Path, count: int) -> str:
         ).body()
         previous = hashlib.sha256(previous.encode() + body).hexdigest()
         rows.append((sequence, body, previous))
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.executemany("INSERT INTO audit_log (sequence, body, hash) VALUES (?, ?, ?)", rows)
     db.close()
     return previous
@@ -157,7 +158,7 @@ def keyed_log(path: Path, key: bytes = KEY) -> None:
 
 def tamper(path: Path, *, sequence: int = 0, marker: str | None = "0123456789abcdef") -> None:
     """Edit one entry's body, as someone without the key would, and maybe the marker."""
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         (body,) = db.execute(
             "SELECT body FROM audit_log WHERE sequence = ?", (sequence,)
         ).fetchone()
@@ -185,7 +186,7 @@ def test_a_tampered_first_entry_with_a_rewritten_marker_is_tampering(tmp_path: P
 def test_a_deleted_first_entry_with_a_rewritten_marker_is_tampering(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
     keyed_log(path)
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute("DELETE FROM audit_log WHERE sequence = 0")
         db.execute("UPDATE audit_meta SET value = '0123456789abcdef'")
     db.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -113,7 +114,7 @@ def _prepare(tmp_path: Path) -> tuple[Path, Path, str]:
             for n in range(3):
                 log.record("append", f"orders.{n}", principal="svc.orders")
             heads.append(log.verify().head)
-    with sqlite3.connect(tampered) as db:
+    with closing(sqlite3.connect(tampered)) as db, db:
         db.execute(
             "UPDATE audit_log SET body = CAST(replace(body, 'orders.1', 'orders.9') AS BLOB) "
             "WHERE sequence = 1"

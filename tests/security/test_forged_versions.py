@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,10 @@ async def test_an_envelope_naming_a_version_never_stored_is_refused(
     async with EventStore(f"sqlite:///{db}", encryption=crypto) as store:
         await store.append("account.1", {"type": "account.opened", "data": {"owner": "ann"}})
         await store.append("account.1", {"type": "account.credited", "data": {"amount": 5}})
-    with sqlite3.connect(db) as attacker:  # no key: relabels event 1, points it at key 7
+    with (
+        closing(sqlite3.connect(db)) as attacker,
+        attacker,
+    ):  # no key: relabels event 1, points it at key 7
         attacker.execute(
             "UPDATE events SET type = 'account.closed', metadata = ?, data = ? WHERE position = 1",
             (b'{"approved_by":"cfo"}', json.dumps(FORGED).encode()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from pepperpy.event.security import (
 
 
 def _rows(path: Path) -> int:
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         count: int = db.execute("SELECT count(*) FROM audit_log").fetchone()[0]
     return count
 

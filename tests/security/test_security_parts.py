@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,8 @@ async def test_master_key_rotation_rewraps_data_keys(tmp_path: Path) -> None:
     envelope = await crypto.encrypt("orders.9", "e1", b"secret")
     ring.add("new", os.urandom(32), primary=True)
     assert await crypto.rotate() == 1
-    rows = sqlite3.connect(tmp_path / "keys.db").execute("SELECT master_key FROM data_keys")
+    with closing(sqlite3.connect(tmp_path / "keys.db")) as raw:
+        rows = raw.execute("SELECT master_key FROM data_keys").fetchall()
     assert [r[0] for r in rows] == ["new"]
     only_new = KeyRing({"new": ring.key("new")})
     fresh = StreamEncryption(only_new, store)
@@ -324,7 +326,7 @@ def _tampered_log(tmp_path: Path, sql: str, key: bytes | None = None) -> str:
     with AuditLog(path, key=key) as log:
         for n in range(3):
             log.record("append", f"orders.{n}", principal="svc", details={"n": n})
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute(f"{sql} WHERE sequence = 1")
     return path
 
@@ -366,7 +368,10 @@ def test_the_cli_reports_a_malformed_row_in_one_line(
 
 def test_verify_reports_a_row_moved_to_another_sequence(tmp_path: Path) -> None:
     path = _tampered_log(tmp_path, "UPDATE audit_log SET sequence = 1")  # a no-op edit
-    with sqlite3.connect(path) as db:  # the newest row moved on: the order is unchanged
+    with (
+        closing(sqlite3.connect(path)) as db,
+        db,
+    ):  # the newest row moved on: the order is unchanged
         db.execute("UPDATE audit_log SET sequence = 12 WHERE sequence = 2")
     with AuditLog(path, read_only=True) as log:
         result = log.verify()
@@ -393,7 +398,7 @@ def test_a_record_after_a_tampered_head_still_links_and_verify_names_the_row(
     tmp_path: Path,
 ) -> None:
     path = _tampered_log(tmp_path, "UPDATE audit_log SET sequence = 1")  # a no-op edit
-    with sqlite3.connect(path) as db:  # the newest row's hash replaced by garbage
+    with closing(sqlite3.connect(path)) as db, db:  # the newest row's hash replaced by garbage
         db.execute("UPDATE audit_log SET hash = CAST('garbage' AS BLOB) WHERE sequence = 2")
     with AuditLog(path) as log:
         entry = log.record("append", "orders.3")  # neither raises nor hides the edit

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def on_disk(directory: Path, *, but: str = "keys.db") -> bytes:
 
 
 def saved_row(db: Path) -> tuple[int, str]:
-    with sqlite3.connect(db) as connection:
+    with closing(sqlite3.connect(db)) as connection, connection:
         position, state = connection.execute(
             "SELECT position, state FROM pepperpy_checkpoints WHERE name = ?", (ROW,)
         ).fetchone()
@@ -49,7 +50,10 @@ def saved_row(db: Path) -> tuple[int, str]:
 
 
 def write_row(db: Path, position: int, state: str, name: str = ROW) -> None:
-    with sqlite3.connect(db) as connection:  # someone with write access, no key
+    with (
+        closing(sqlite3.connect(db)) as connection,
+        connection,
+    ):  # someone with write access, no key
         connection.execute(
             "UPDATE pepperpy_checkpoints SET position = ?, state = ? WHERE name = ?",
             (position, state, name),
@@ -119,7 +123,7 @@ async def test_an_edited_state_is_refused(
             write_row(db, position, json.dumps({"user.9": "forged"}))
             match = "not sealed, but this projection has sealed its state before"
         else:  # another projection's sealed state moved here
-            with sqlite3.connect(db) as connection:
+            with closing(sqlite3.connect(db)) as connection, connection:
                 [(theirs,)] = connection.execute(
                     "SELECT state FROM pepperpy_checkpoints WHERE name = 'projection:others'"
                 )

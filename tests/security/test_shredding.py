@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -182,7 +183,7 @@ async def test_a_master_key_rotation_keeps_a_preloaded_page_readable(tmp_path: P
 async def test_a_failing_key_store_names_its_file(tmp_path: Path) -> None:
     path = str(tmp_path / "keys.db")
     keys = SQLiteKeyStore(path)
-    with sqlite3.connect(path) as other:
+    with closing(sqlite3.connect(path)) as other, other:
         other.execute("DROP TABLE data_keys")
     with pytest.raises(EncryptionError, match=rf"the key store '{path}' failed: no such table"):
         await keys.load("user.1")

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,7 @@ def bounded(awaitable: Any) -> Any:
 
 
 def integrity(path: Path) -> str:
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection, connection:
         (result,) = connection.execute("PRAGMA integrity_check").fetchone()
     connection.close()
     return str(result)
@@ -209,7 +210,7 @@ def test_the_parents_appends_still_batched_at_the_fork_are_written_by_the_parent
     pending = [Event("pending", {"n": n}) for n in range(3)]
 
     def unwritten_in_file() -> int:
-        with sqlite3.connect(store_path) as connection:
+        with closing(sqlite3.connect(store_path)) as connection, connection:
             (count,) = connection.execute(
                 "SELECT count(*) FROM events WHERE type = 'pending'"
             ).fetchone()
