@@ -487,3 +487,13 @@ class _Service:
         tracebacks = [line for line in self.lines if line.startswith(("Traceback", "Exception"))]
         assert bool(tracebacks) == traceback, "\n".join(self.lines)
         return code
+
+
+def test_the_banner_names_a_nats_transport_s_stream_and_prefix_once_each() -> None:
+    from pepperpy.event._bus_serve import where
+    from pepperpy.event.transports.nats import NatsTransport
+
+    shown = where(NatsTransport("nats://127.0.0.1:4222?prefix=shop", stream="SHOP"))
+    assert shown == "NatsTransport(nats://127.0.0.1:4222, stream=SHOP, prefix=shop)"
+    shown = where(NatsTransport("nats://u:secret@127.0.0.1:4222", stream="S", prefix="p"))
+    assert "secret" not in shown and shown.endswith(", stream=S, prefix=p)")

@@ -340,6 +340,7 @@ def where(transport: Transport) -> str:
     for label, value in (
         ("namespace", getattr(options, "namespace", None)),
         ("stream", getattr(options, "stream", None)),
+        ("prefix", getattr(options, "prefix", None)),  # NATS: which subjects it sees
         ("exchange", getattr(transport, "exchange_name", None)),
     ):
         if isinstance(value, str) and in_url.get(label) != [value]:  # not twice
