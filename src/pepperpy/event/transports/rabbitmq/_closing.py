@@ -24,6 +24,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from ..._redact import redact_url
+from ._logs import demote
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustConnection
@@ -62,11 +63,7 @@ class QuietClosingChannels(logging.Filter):
             ours = False
         if not ours:
             return True
-        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
-            return False
-        record.msg, record.args = f"{record.getMessage()} ({NOTE})", ()
-        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
-        return True
+        return demote(record, NOTE)
 
 
 _filter: QuietClosingChannels | None = None

@@ -231,15 +231,15 @@ class QuietReconnectInfo(logging.Filter):
         if record.msg != CLOSED_RECONNECTING or attempt is None:
             return True
         if attempt.active:
-            return _demote(record, "start() retries, or raises the error")
+            return demote(record, "start() retries, or raises the error")
         if attempt.in_outage():
-            return _demote(
+            return demote(
                 record, "the transport logged this outage, and logs when the connection is back"
             )
         return True
 
 
-def _demote(record: logging.LogRecord, note: str) -> bool:
+def demote(record: logging.LogRecord, note: str) -> bool:
     """Make ``record`` a DEBUG record ending in ``(note)``; False (drop it) when its
     logger does not log DEBUG records (the handlers would show it at its old level)."""
     if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
