@@ -44,9 +44,11 @@ def starts_eagerly(loop: asyncio.AbstractEventLoop) -> bool:
 def start_task(
     loop: asyncio.AbstractEventLoop,
     coro: Coroutine[Any, Any, Any],
+    eager: bool,
     context: Context | None = None,
 ) -> asyncio.Task[Any]:
-    """A Task running ``coro``, its first step already taken where :func:`starts_eagerly`."""
-    if EAGER_TASKS and loop.get_task_factory() is None:
+    """A Task running ``coro``; ``eager`` (:func:`starts_eagerly` of ``loop``, asked once
+    per dispatch): its first step already taken."""
+    if eager:
         return asyncio.Task(coro, loop=loop, context=context, eager_start=True)  # type: ignore[call-arg,unused-ignore]
     return loop.create_task(coro, context=context)

@@ -377,7 +377,7 @@ class EventManager(Backpressure):
                 continue
             try:
                 if listener.is_async:
-                    running.append((listener, start_task(loop, listener.handler(event))))
+                    running.append((listener, start_task(loop, listener.handler(event), eager)))
                     continue
                 if running and not eager:  # an earlier handler waits to start: keep the order
                     running.append((listener, loop.create_task(_call_sync(listener, event))))
@@ -387,7 +387,7 @@ class EventManager(Backpressure):
                 if result is not None and inspect.isawaitable(result):
                     # a sync callable that returned an awaitable: finish it like a handler
                     if inspect.iscoroutine(result):
-                        pending = start_task(loop, result, context)
+                        pending = start_task(loop, result, eager, context)
                     else:
                         pending = asyncio.ensure_future(result)
                     running.append((listener, pending))

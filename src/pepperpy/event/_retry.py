@@ -108,10 +108,14 @@ class RetryPolicy:
             return self.base_delay
         if self.kind == "linear":
             return min(self.max_delay, self.base_delay * attempt)
-        ceiling = min(self.max_delay, math.ldexp(self.base_delay, min(attempt - 1, 512)))
+        ceiling = self._ceiling(attempt)
         if self.jitter and ceiling > self.base_delay:
             return random.uniform(self.base_delay, ceiling)
         return ceiling
+
+    def _ceiling(self, attempt: int) -> float:
+        """The exponential delay after try ``attempt``, before jitter."""
+        return min(self.max_delay, math.ldexp(self.base_delay, min(attempt - 1, 512)))
 
     def delays(self) -> Iterator[float]:
         """The waits between tries: ``max_attempts - 1`` values."""
@@ -131,7 +135,7 @@ class RetryPolicy:
 def describe_delay(policy: RetryPolicy, attempt: int) -> str:
     """The wait after failed try ``attempt``, for a log line (a range when jittered)."""
     if policy.kind == "exponential" and policy.jitter:
-        ceiling = min(policy.max_delay, math.ldexp(policy.base_delay, min(attempt - 1, 512)))
+        ceiling = policy._ceiling(attempt)
         if ceiling > policy.base_delay:
             return f"{policy.base_delay:.3g} to {ceiling:.3g} s"
     return f"{policy.delay(attempt):.3g} s"
