@@ -87,8 +87,9 @@ async def test_closing_with_nothing_in_progress_says_so(caplog: pytest.LogCaptur
     )
 
 
+@pytest.mark.parametrize("key", [None, "customer-1"])
 async def test_shutdown_timeout_cancels_the_deliveries_still_running(
-    caplog: pytest.LogCaptureFixture,
+    key: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "pepperpy.event.bus")
     bus = EventBus(retry_policy=RetryPolicy.NONE)
@@ -105,7 +106,7 @@ async def test_shutdown_timeout_cancels_the_deliveries_still_running(
             raise
 
     serving = asyncio.create_task(bus.serve(signals=(), shutdown_timeout=0.2))
-    publishing = asyncio.create_task(bus.publish("orders.placed", 7))
+    publishing = asyncio.create_task(bus.publish("orders.placed", 7, key=key))
     await asyncio.wait_for(started.wait(), DEADLINE)
     await _until(lambda: bus._serving)
     closing = asyncio.create_task(bus.close())
@@ -123,6 +124,8 @@ async def test_shutdown_timeout_cancels_the_deliveries_still_running(
     )
     assert warning.endswith("; memory:// loses their events")
     assert "1 delivery cancelled at shutdown_timeout" in _messages(caplog)[-1]
+    # the transport does not report the cancellation again, as an ERROR with a traceback
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_no_delivery_starts_once_the_shutdown_timeout_passed() -> None:

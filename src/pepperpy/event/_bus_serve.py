@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ._blame import handler_name
 from ._errors import ClosedError
+from ._handlers import CUT_OFF
 from ._redact import redact_url
 from ._seconds import check_seconds
 from .transports import MemoryTransport, Transport
@@ -208,7 +209,7 @@ async def _cut_off(
     )
     for delivery in running:
         if delivery.task is not None:
-            delivery.task.cancel()
+            delivery.task.cancel(CUT_OFF)
     await closing  # a handler that swallows its cancellation keeps it waiting
     logger.info(
         "EventBus on %s: closed in %.1f s; %s cancelled at shutdown_timeout",

@@ -11,10 +11,12 @@ from typing import Any
 from ._cancel import cancelling
 
 __all__ = [
+    "CUT_OFF",
     "Handler",
     "binds",
     "call",
     "check_handler",
+    "cut_off",
     "is_async_callable",
     "outcome",
     "outcomes",
@@ -22,6 +24,16 @@ __all__ = [
 ]
 
 Handler = Callable[[Any], Any]
+
+#: the message of the ``CancelledError`` with which ``EventBus.serve()`` cancels the
+#: deliveries still running at its ``shutdown_timeout`` (it logs them itself)
+CUT_OFF = "cancelled at EventBus.serve()'s shutdown_timeout"
+
+
+def cut_off(failure: BaseException | None) -> bool:
+    """Whether ``failure`` ended a delivery that serve()'s ``shutdown_timeout`` cancelled:
+    not a failure for a transport to log again (with a traceback) as an ERROR."""
+    return isinstance(failure, asyncio.CancelledError) and failure.args[:1] == (CUT_OFF,)
 
 
 def is_async_callable(handler: Callable[..., Any]) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._event import Event, json_native
-from .._handlers import outcomes, start
+from .._handlers import cut_off, outcomes, start
 from .._patterns import PatternIndex
 from ._batch import batch_error
 from .base import Subscription, Transport
@@ -101,7 +101,8 @@ class MemoryTransport(Transport):
         finally:
             self._in_progress.difference_update(running)
         for failure in failures:
-            if failure is not None:  # the bus turned Exceptions into retries/dead letters
+            # the bus turned Exceptions into retries/dead letters; serve() logs its cut-off
+            if failure is not None and not cut_off(failure):
                 logger.error("delivery of %s (%s) failed", event.type, event.id, exc_info=failure)
 
     async def publish_many(self, events: Sequence[Event], keys: Sequence[str | None]) -> None:
