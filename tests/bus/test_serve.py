@@ -22,9 +22,9 @@ import pytest
 from pepperpy.event import ClosedError, Event, EventBus, RetryPolicy, TransportError
 from tests.conftest import unique_name
 from tests.helpers import delete_redis_keys
+from tests.script_process import DEADLINE, ScriptProcess
 
 WORKER = Path(__file__).with_name("serve_worker.py")
-DEADLINE = 30.0
 
 
 # -- the misplaced URL ----------------------------------------------------------------------
@@ -266,7 +266,7 @@ async def test_one_serve_at_a_time() -> None:
 
 async def test_sigterm_lets_the_handler_in_flight_finish_on_memory(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    async with _Service(WORKER, "memory://", "-", str(gate)) as service:
+    async with ScriptProcess(WORKER, "memory://", "-", str(gate)) as service:
         await service.wait_for("EventBus serving on memory://", "handling 1")
         service.process.send_signal(signal.SIGTERM)
         await service.wait_for("SIGTERM received")
@@ -277,7 +277,7 @@ async def test_sigterm_lets_the_handler_in_flight_finish_on_memory(tmp_path: Pat
 
 async def test_a_second_ctrl_c_interrupts_the_program_as_asyncio_run_does(tmp_path: Path) -> None:
     gate = tmp_path / "gate"  # never made: the handler is in flight until interrupted
-    async with _Service(WORKER, "memory://", "-", str(gate)) as service:
+    async with ScriptProcess(WORKER, "memory://", "-", str(gate)) as service:
         await service.wait_for("EventBus serving on memory://", "handling 1")
         service.process.send_signal(signal.SIGINT)
         await service.wait_for("SIGINT received")
@@ -315,7 +315,7 @@ async def test_sigterm_on_redis_finishes_and_acknowledges_the_event(
     namespace = unique_name("pepserve")
     gate = tmp_path / "gate"
     try:
-        async with _Service(WORKER, redis_url, namespace, str(gate)) as service:
+        async with ScriptProcess(WORKER, redis_url, namespace, str(gate)) as service:
             await service.wait_for("EventBus serving on RedisTransport")
             async with _bus(redis_url, namespace) as producer:
                 await producer.publish("orders.placed", {"n": 1}, key="customer-1")
@@ -351,7 +351,7 @@ async def test_a_second_sigterm_ends_the_process_and_redis_keeps_the_event(
     namespace = unique_name("pepserve")
     gate = tmp_path / "gate"
     try:
-        async with _Service(WORKER, redis_url, namespace, str(gate)) as service:
+        async with ScriptProcess(WORKER, redis_url, namespace, str(gate)) as service:
             await service.wait_for("EventBus serving on RedisTransport")
             async with _bus(redis_url, namespace) as producer:
                 await producer.publish("orders.placed", {"n": 1}, key="customer-1")
@@ -392,7 +392,7 @@ async def test_the_docs_consumer_serves_until_sigterm(redis_url: str, tmp_path: 
     for block, name in ((consumer, "billing.py"), (producer, "shop.py")):
         (tmp_path / name).write_text(block.code.replace("docs_example", namespace))
     try:
-        async with _Service(tmp_path / "billing.py") as service:
+        async with ScriptProcess(tmp_path / "billing.py") as service:
             await service.wait_for("EventBus serving on RedisTransport")
             shop = await asyncio.create_subprocess_exec(
                 sys.executable, "-W", "error", str(tmp_path / "shop.py")
@@ -435,58 +435,6 @@ async def _pending(url: str, namespace: str) -> int:
         return total
     finally:
         await client.aclose()
-
-
-class _Service:
-    """A script (``serve_worker.py``) in a process of its own; its output read line by line."""
-
-    def __init__(self, script: Path, *args: str) -> None:
-        self.args = [str(script), *args]
-        self.lines: list[str] = []
-        self.process: asyncio.subprocess.Process
-
-    async def __aenter__(self) -> _Service:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-W",
-            "error",
-            *self.args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-
-    def saw(self, text: str) -> bool:
-        return any(text in line for line in self.lines)
-
-    async def wait_for(self, *texts: str) -> None:
-        """Read output until every one of ``texts`` was seen (in any order)."""
-        assert self.process.stdout is not None
-        async with asyncio.timeout(DEADLINE):
-            while not all(self.saw(text) for text in texts):
-                line = await self.process.stdout.readline()
-                if not line:
-                    raise AssertionError(
-                        f"the service ended before printing {texts}:\n" + "\n".join(self.lines)
-                    )
-                self.lines.append(line.decode().rstrip("\n"))
-
-    async def exit_code(self, *, traceback: bool = False) -> int:
-        """Wait for the process to end; its output must hold a traceback if ``traceback``,
-        else none."""
-        assert self.process.stdout is not None
-        async with asyncio.timeout(DEADLINE):
-            rest = await self.process.stdout.read()
-            self.lines += rest.decode().splitlines()
-            code = await self.process.wait()
-        tracebacks = [line for line in self.lines if line.startswith(("Traceback", "Exception"))]
-        assert bool(tracebacks) == traceback, "\n".join(self.lines)
-        return code
 
 
 def test_the_banner_names_a_nats_transport_s_stream_and_prefix_once_each() -> None:

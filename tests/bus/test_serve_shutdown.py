@@ -21,9 +21,10 @@ import pytest
 
 from pepperpy.event import Event, EventBus, EventManager, RetryPolicy, _bus_loop, _bus_serve
 from pepperpy.event.transports import MemoryTransport
-from tests.bus.test_serve import DEADLINE, _pending, _Service, _until
+from tests.bus.test_serve import _pending, _until
 from tests.conftest import unique_name
 from tests.helpers import delete_redis_keys
+from tests.script_process import DEADLINE, ScriptProcess
 
 WORKER = Path(__file__).with_name("serve_shutdown_worker.py")
 
@@ -153,7 +154,7 @@ async def test_a_bad_shutdown_timeout_is_refused() -> None:
 
 
 async def test_sigterm_past_the_shutdown_timeout_ends_the_process_non_zero() -> None:
-    async with _Service(WORKER, "memory://", "-", "0.5") as service:
+    async with ScriptProcess(WORKER, "memory://", "-", "0.5") as service:
         await service.wait_for("EventBus serving on memory://", "handling 1")
         assert service.saw("; shutdown_timeout 0.5 s")
         service.process.send_signal(signal.SIGTERM)
@@ -170,7 +171,7 @@ async def test_sigterm_past_the_shutdown_timeout_ends_the_process_non_zero() -> 
 async def test_past_the_shutdown_timeout_redis_keeps_the_event(redis_url: str) -> None:
     namespace = unique_name("pepserveto")
     try:
-        async with _Service(WORKER, redis_url, namespace, "0.5") as service:
+        async with ScriptProcess(WORKER, redis_url, namespace, "0.5") as service:
             await service.wait_for("EventBus serving on RedisTransport")
             producer = EventBus(transport=f"{redis_url}?namespace={namespace}")
             async with producer:
@@ -255,7 +256,7 @@ async def test_start_on_an_unreachable_redis_says_where_and_until_when(
 async def test_sigterm_while_connecting_ends_serve_with_one_line_and_exit_0() -> None:
     pytest.importorskip("redis")
     url = f"redis://127.0.0.1:{_closed_port()}/0?connect_timeout=60"
-    async with _Service(WORKER, url, "pepnowhere", "-") as service:
+    async with ScriptProcess(WORKER, url, "pepnowhere", "-") as service:
         await service.wait_for("still connecting to RedisTransport")  # serve() is in start()
         service.process.send_signal(signal.SIGTERM)
         assert await service.exit_code() == 0

@@ -34,12 +34,12 @@ from pepperpy.event import (
 from tests.conftest import unique_name
 from tests.faultproxy import FaultProxy
 from tests.helpers import delete_redis_keys, eventually
+from tests.script_process import DEADLINE, ScriptProcess
 from tests.store import conftest as store_fixtures
 from tests.store.pgfaultproxy import PgFaultProxy, proxied
 
 LOGGER = "pepperpy.event.replay"
 WORKER = Path(__file__).with_name("serve_projection_worker.py")
-DEADLINE = 30.0
 
 #: the store tests' PostgreSQL fixtures: a database for the module, a schema per test
 #: (``direct``), the fault proxy
@@ -286,54 +286,6 @@ async def test_bad_arguments_are_refused() -> None:
 # -- serve() in a process of its own, signalled -----------------------------------------------
 
 
-class _Service:
-    """``serve_projection_worker.py`` (or, with ``cwd``, the script given) in a process of
-    its own; its output read line by line."""
-
-    def __init__(self, *args: str, cwd: Path | None = None) -> None:
-        self.args = [str(WORKER), *args] if cwd is None else list(args)
-        self.cwd = cwd
-        self.lines: list[str] = []
-        self.process: asyncio.subprocess.Process
-
-    async def __aenter__(self) -> _Service:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-W",
-            "error",
-            *self.args,
-            cwd=self.cwd,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-
-    def saw(self, text: str) -> bool:
-        return any(text in line for line in self.lines)
-
-    async def wait_for(self, text: str) -> None:
-        assert self.process.stdout is not None
-        async with asyncio.timeout(DEADLINE):
-            while not self.saw(text):
-                line = await self.process.stdout.readline()
-                if not line:
-                    raise AssertionError(f"ended before {text!r}:\n" + "\n".join(self.lines))
-                self.lines.append(line.decode().rstrip("\n"))
-
-    async def exit_code(self) -> int:
-        assert self.process.stdout is not None
-        async with asyncio.timeout(DEADLINE):
-            self.lines += (await self.process.stdout.read()).decode().splitlines()
-            code = await self.process.wait()
-        assert not any(line.startswith("Traceback") for line in self.lines), self.lines
-        return code
-
-
 async def on_disk(url: str, name: str = "tally") -> tuple[int | None, dict[str, Any]]:
     async with EventStore(url) as store:
         projection = Projection(name, store)
@@ -350,7 +302,7 @@ async def test_sigterm_mid_batch_exits_0_and_a_restart_applies_each_event_once(
     async with EventStore(url) as store:
         await store.append("acc.1", [Event("acc.add", {"n": n}) for n in range(250)])
     # held at n=150: the batch of 100..199 is half-applied, in memory only
-    async with _Service(url, "150", str(gate)) as service:
+    async with ScriptProcess(WORKER, url, "150", str(gate)) as service:
         await service.wait_for("holding 150")
         service.process.send_signal(signal.SIGTERM)
         assert await service.exit_code() == 0
@@ -362,7 +314,7 @@ async def test_sigterm_mid_batch_exits_0_and_a_restart_applies_each_event_once(
     position, state = await on_disk(url)
     assert position == 99 and state == {"count": 100, "applied": list(range(100))}
 
-    async with _Service(url, "-1", str(gate)) as service:  # a restart
+    async with ScriptProcess(WORKER, url, "-1", str(gate)) as service:  # a restart
         await service.wait_for("following from global position 100")
         await service.wait_for("caught up at global position 249")
         async with EventStore(url) as store:  # live appends, committed one by one
@@ -453,7 +405,7 @@ async def test_the_docs_relay_rides_out_a_broker_outage_and_stops_on_sigterm(
 
             await consumer.start()
             await store.append("order.1", [Event("order.placed"), Event("order.paid")])
-            async with _Service(str(tmp_path / "relay.py"), cwd=tmp_path) as relay:
+            async with ScriptProcess(str(tmp_path / "relay.py"), cwd=tmp_path) as relay:
                 await eventually(lambda: len(received) == 2, timeout=DEADLINE)
                 fault.refuse()
                 fault.drop()
