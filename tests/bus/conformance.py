@@ -785,3 +785,53 @@ class BusConformance:
         assert await leftovers(transport) == []
         await transport.delete_topology()  # nothing left to delete: no error
         assert await leftovers(transport) == []
+
+    async def test_health_follows_the_bus_through_its_life(
+        self, make_bus: MakeBus, root: str
+    ) -> None:
+        """health() answers a readiness probe from what the bus knows: not ready before
+        start() or once closing, the handler calls in progress and how long the oldest
+        has run, the dead letters so far; the broker is reachable throughout."""
+        bus = make_bus()
+        release = asyncio.Event()
+        started = asyncio.Event()
+
+        @bus.subscribe(f"{root}.jobs.*", group="workers")
+        async def slow(event: Event) -> None:
+            started.set()
+            await release.wait()
+
+        @bus.subscribe(f"{root}.bad.*")
+        def fails(event: Event) -> None:
+            raise ValueError("never")
+
+        before = bus.health()
+        assert (before.state, before.ready) == ("new", False)
+        assert (before.subscriptions, before.unregistered) == (0, 2)
+        assert before.outage is None and before.transport
+
+        await bus.start()
+        running = bus.health()
+        assert (running.state, running.ready, running.outage) == ("running", True, None)
+        assert (running.subscriptions, running.unregistered) == (2, 0)
+        assert (running.in_progress, running.longest_in_progress) == (0, None)
+
+        await bus.publish(f"{root}.bad.x", 1)
+        await eventually(lambda: bus.health().dead_letters == 1)
+
+        publishing = asyncio.create_task(bus.publish(f"{root}.jobs.run", 1))
+        await asyncio.wait_for(started.wait(), 10)
+        await asyncio.sleep(0.05)
+        busy = bus.health()
+        assert busy.in_progress == 1 and busy.ready
+        assert busy.longest_in_progress is not None and busy.longest_in_progress >= 0.05
+
+        closing = asyncio.create_task(bus.close())
+        await eventually(lambda: bus.health().state == "closing")
+        assert not bus.health().ready
+        release.set()
+        await closing
+        await publishing
+        after = bus.health()
+        assert (after.state, after.ready, after.in_progress) == ("closed", False, 0)
+        assert after.dead_letters == 1

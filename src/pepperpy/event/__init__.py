@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "DeadLetter": "._manager",
     "EventManager": "._manager",
     # bus
+    "BusHealth": "._bus_health",
     "EventBus": "._bus",
     "MemoryTransport": ".transports.memory",
     "NatsTransport": ".transports.nats",
@@ -115,6 +116,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers
     from ._bus import EventBus as EventBus
+    from ._bus_health import BusHealth as BusHealth
     from ._checkpoints import Checkpoint as Checkpoint
     from ._checkpoints import CheckpointStore as CheckpointStore
     from ._checkpoints import MemoryCheckpointStore as MemoryCheckpointStore

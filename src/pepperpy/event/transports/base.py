@@ -189,6 +189,14 @@ class Transport(abc.ABC):
     async def close(self) -> None:
         """Stop consuming, finish deliveries in progress, release connections."""
 
+    def outage(self) -> float | None:
+        """Seconds since this transport found its broker unreachable, or None while it
+        is reachable as far as the transport knows (from its own connections' failures
+        and successes; nothing is sent to ask). For :meth:`EventBus.health`; the
+        default, for a transport that does not track it, is None.
+        """
+        return None
+
     def abandon(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Drop the connections of the event loop this transport started on, which ended.
 
