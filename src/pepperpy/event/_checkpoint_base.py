@@ -6,10 +6,10 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 from . import _json
+from ._closing import AsyncClosing
 from ._errors import ConcurrencyError
 from ._frozen import check_json
 
@@ -30,7 +30,7 @@ class Checkpoint:
     updated_at: datetime
 
 
-class CheckpointStore(ABC):
+class CheckpointStore(AsyncClosing, ABC):
     """Named checkpoints, each saved atomically together with its state."""
 
     #: the store only reads: ``load`` works, ``save`` and ``delete`` are refused (an
@@ -60,17 +60,6 @@ class CheckpointStore(ABC):
     async def close(self) -> None:
         """Release connections (the memory backend holds none)."""
         return None
-
-    async def __aenter__(self) -> CheckpointStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 def _encode_state(state: Any) -> bytes:

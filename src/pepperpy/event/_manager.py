@@ -15,11 +15,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import copy_context
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from ._backpressure import Backpressure, _Waiter
 from ._blame import blamed, named
+from ._closing import AsyncClosing
 from ._eager import start_task, starts_eagerly
 from ._errors import BufferFullError, ClosedError, ListenerLimitError
 from ._event import Event, make_event
@@ -71,7 +71,7 @@ def _first(entry: tuple[ErrorCallback, bool]) -> ErrorCallback:
     return entry[0]
 
 
-class EventManager(Backpressure):
+class EventManager(Backpressure, AsyncClosing):
     """Dispatches events to the handlers registered for their type (or a pattern).
 
     ``await emit(...)`` returns once every matching handler has finished, retries
@@ -512,14 +512,3 @@ class EventManager(Backpressure):
         await self.drain()
         self._closed = True
         self._direct = False
-
-    async def __aenter__(self) -> EventManager:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._checkpoints import CheckpointStore, open_checkpoint_store, opened_by
+from ._closing import AsyncClosing
 from ._errors import ReplayError
 from ._event import Event
 from ._patterns import PatternIndex, parse_pattern
@@ -69,7 +70,7 @@ __all__ = [
 H = TypeVar("H", bound=Callable[..., Any])
 
 
-class EventReplay:
+class EventReplay(AsyncClosing):
     """Replays stored events through handlers registered with :meth:`handle`.
 
     ``store`` is an :class:`~pepperpy.event.EventStore`. ``checkpoints`` holds resumable
@@ -156,12 +157,6 @@ class EventReplay:
         if self._checkpoints is not None and self._checkpoints is not self._checkpoints_given:
             await self._checkpoints.close()
             self._checkpoints = None
-
-    async def __aenter__(self) -> EventReplay:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     # -- replays --------------------------------------------------------------------
 

@@ -11,10 +11,10 @@ import re
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from math import isfinite
-from types import TracebackType
 from typing import Any, NamedTuple, TypeVar, overload
 
 from .._bus import EventBus
+from .._closing import AsyncClosing
 from .._errors import ClosedError, ConfigurationError, NotificationError
 from .._event import Event
 from .._handlers import check_handler, is_async_callable
@@ -78,7 +78,7 @@ class _Outbox(Channel):
         )
 
 
-class NotificationSystem:
+class NotificationSystem(AsyncClosing):
     """Subscribes to events and delivers templated notifications through channels.
 
     ``template_dir`` holds template files (see :class:`TemplateLibrary` for the naming
@@ -523,17 +523,6 @@ class NotificationSystem:
                     await route.channel.close()
                 except Exception:
                     logger.exception("closing channel %r failed", route.name)
-
-    async def __aenter__(self) -> NotificationSystem:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 class _Registration(NamedTuple):
