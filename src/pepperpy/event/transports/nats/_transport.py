@@ -1,18 +1,21 @@
-"""The ``nats://`` transport: the bus over NATS JetStream."""
+"""The ``nats://`` transport: the bus over NATS JetStream.
+
+Its client (connecting one, what nats-py reports about it, replacing one the server
+closed) is in ``_connection``, setting subscriptions up and down in ``_subscribe``; this
+module has the transport's entry points, its publish path and its shutdown.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from ..._deadletter import dead_letter_event, partition_key
-from ..._deps import require
 from ..._errors import ClosedError, TransportError
 from ..._event import Event
 from ..._redact import redact_url
@@ -20,19 +23,19 @@ from .._url_options import checked_keywords, default, given_keywords
 from ..base import (
     Subscription,
     Transport,
-    cancelled_by_caller,
     cancelling,
     resume_cancellation,
     shutdown_sockets,
 )
 from ._client import close_client
+from ._connection import Connection
 from ._consumer import Consumer
 from ._options import SYNONYMS, NatsOptions, parse_url
-from ._outage import Outages, attempted, describe, not_connected
+from ._outage import Outages
 from ._outcome import NotConnected, failed, may_be_stored
-from ._recovery import replace_client, restore_consumers
-from ._stream import delete_stream, ensure_stream
+from ._stream import delete_stream
 from ._subjects import ANY_LANE, key_lane, subject_filter, topic_subject
+from ._subscribe import delete_group, join, leave
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -49,7 +52,7 @@ MSG_ID = "Nats-Msg-Id"
 HEADER_BYTES = len("NATS/1.0\r\n") + len(MSG_ID) + len(": \r\n\r\n")
 
 
-class NatsTransport(Transport):
+class NatsTransport(Connection, Transport):
     """Events on a NATS JetStream stream; groups are durable queue consumers.
 
     ``url`` is ``nats://[user:pass@]host:port`` (or a comma-separated list of them for a
@@ -169,153 +172,6 @@ class NatsTransport(Transport):
         # checked this often, it goes out at the latest half its ack_wait after
         interval = min(self.options.ack_wait, self.options.lane_wait) / 6
         self._ticker = asyncio.get_running_loop().create_task(self._keep_alive(interval))
-
-    async def _connect(self) -> Client:
-        """A new client, connected and with the stream checked, within ``connect_timeout``.
-
-        Raises :class:`TransportError` when the server cannot be reached (or
-        :class:`ConfigurationError` for a stream that does not fit this program).
-        """
-        nats = require("nats", extra="nats", feature="the nats:// transport")
-        from nats.errors import Error as NatsError
-        from nats.errors import NoServersError
-
-        attempts = max(1, round(self.options.connect_timeout / self.options.reconnect_wait))
-        since = cancelling()  # start() may run in the cleanup of a cancelled task
-        nc = nats.NATS()  # Any: nats-py annotates float seconds as int
-
-        #: the last failed attempt's error and server (for the error start() raises)
-        failures: list[tuple[Exception, str | None]] = []
-
-        # nats-py's callbacks do not say which client calls: one set per client
-        async def error(exc: Exception) -> None:
-            failures[:] = [(exc, attempted(nc))]
-            await self._on_error(nc, exc)
-
-        async def disconnected() -> None:
-            await self._on_disconnected(nc)
-
-        async def reconnected() -> None:
-            await self._on_reconnected(nc)
-
-        async def closed() -> None:
-            await self._on_closed(nc)
-
-        try:
-            # nats-py bounds each attempt (its own connect_timeout) but not the whole, and
-            # waits for JetStream's answers separately: one deadline for all of it
-            async with asyncio.timeout(self.options.connect_timeout):
-                await nc.connect(
-                    self.servers,
-                    name="pepperpy-event",
-                    allow_reconnect=True,
-                    # bounded for the first connection, so a wrong URL fails start();
-                    # unbounded afterwards (set below), so a broker restart is survived
-                    max_reconnect_attempts=attempts,
-                    reconnect_time_wait=self.options.reconnect_wait,
-                    # each attempt (TCP, then the server's INFO and PONG), never longer
-                    # than the whole
-                    connect_timeout=min(2.0, self.options.connect_timeout),
-                    # nats-py's own default (120 s, 2 unanswered) took 4 to 6 minutes to
-                    # notice a link gone silent, delivering nothing meanwhile
-                    ping_interval=self.options.ping_interval,
-                    max_outstanding_pings=self.options.max_outstanding_pings,
-                    error_cb=error,
-                    disconnected_cb=disconnected,
-                    reconnected_cb=reconnected,
-                    closed_cb=closed,
-                )
-                nc.options["max_reconnect_attempts"] = -1
-                await self._ensure_stream(nc.jetstream())
-        except BaseException as exc:
-            await close_client(nc, self._deadline())
-            # nats-py gives up with NoServersError once its attempts (as many as fit
-            # in connect_timeout) failed: that says nothing of why, the last failure does
-            if isinstance(exc, TimeoutError | NoServersError):
-                last = failures[0] if failures else None
-                reason = not_connected(nc, last, exc, self.options.connect_timeout)
-                raise TransportError(
-                    f"cannot connect to NATS at {self.server} within "
-                    f"{self.options.connect_timeout}s: {reason}"
-                ) from exc
-            if isinstance(exc, NatsError | OSError) or (
-                isinstance(exc, asyncio.CancelledError) and not cancelled_by_caller(since)
-            ):
-                raise TransportError(
-                    f"cannot connect to NATS at {self.server}: {str(exc) or repr(exc)}"
-                ) from exc
-            raise
-        return cast("Client", nc)
-
-    def _deadline(self) -> float:
-        """``connect_timeout`` from now, in event loop time (for bounded server calls)."""
-        return asyncio.get_running_loop().time() + self.options.connect_timeout
-
-    async def _ensure_stream(self, js: JetStreamContext) -> None:
-        """Create the stream, or check the one there fits (see :func:`ensure_stream`)."""
-        await ensure_stream(js, self.options, self.server)
-
-    async def _on_error(self, nc: Client, exc: Exception) -> None:
-        """What nats-py reports (logged by :meth:`Outages.error`)."""
-        if self._closed or nc is not self._nc:  # closing, or connect() attempts: it raises
-            logger.debug("NATS client error at %s: %s", self.server, describe(exc))
-            return
-        self._outages.error(nc, exc)
-
-    async def _on_disconnected(self, nc: Client) -> None:
-        # not a start() giving up, nor a client closed for good (see _replace)
-        if self._closed or nc is not self._nc or nc.is_closed:
-            return
-        self._outages.disconnected(nc)
-
-    async def _on_reconnected(self, nc: Client) -> None:
-        if nc is not self._nc:
-            return
-        self._outages.reconnected()
-        if self._restoring is None or self._restoring.done():
-            loop = asyncio.get_running_loop()
-            self._restoring = loop.create_task(self._restore_consumers())
-
-    async def _on_closed(self, nc: Client) -> None:
-        self._replace(nc)
-
-    def _replace(self, nc: Client) -> None:
-        """Replace ``nc`` if the server closed it for good (once per client).
-
-        nats-py closes its client for good, without reconnecting, when the server sends
-        ``-ERR`` (a protocol line or a message over the server's limits, for one; the
-        transport refuses beforehand what it knows would cause one). Left so, every later
-        publish would fail and the subscriptions would stop receiving while the log said
-        nothing. Instead the reason is logged once, at error level, and a new client
-        connects (retrying like a reconnect); the subscriptions move to it, and publishes
-        wait for it up to ``publish_timeout``, then raise :class:`TransportError` saying
-        why.
-        """
-        if self._closed or nc is not self._nc or self._replaced is nc:
-            return  # our own close(), a start() that gave up, or already under way
-        self._replaced = nc
-        self._lost = str(nc.last_error or "") or "no reason given"
-        logger.error(
-            "the NATS server at %s closed the connection for good (%s); nats-py does not "
-            "reconnect after that, so the transport connects a new client",
-            self.server,
-            self._lost,
-        )
-        self._replacing = asyncio.get_running_loop().create_task(self._replace_client())
-
-    async def _replace_client(self) -> None:
-        """Connect a new client in place of the one the server closed; resubscribe."""
-        await replace_client(self)
-
-    def _lost_connection(self) -> str:
-        """Why publishing cannot use the client now: it was closed, and by what."""
-        if self._replacing is not None and not self._replacing.done():
-            return f"the NATS server closed the connection ({self._lost}); reconnecting"
-        return f"the NATS server closed the connection ({self._lost})"
-
-    async def _restore_consumers(self) -> None:
-        """Recreate what a restarted server lost (see :func:`restore_consumers`)."""
-        await restore_consumers(self)
 
     async def _keep_alive(self, interval: float) -> None:
         """Every ``interval``: in-progress acks for events held a third of their
@@ -501,49 +357,7 @@ class NatsTransport(Transport):
         subject_filter(self.options.prefix, ANY_LANE, pattern)  # '>' is a NATS wildcard
 
     async def subscribe(self, subscription: Subscription) -> None:
-        if self._closed:
-            raise ClosedError("the NATS transport is closed")
-        nc, js = self._nc, self._js
-        if nc is None or js is None:
-            raise TransportError("start() the NATS transport before subscribing")
-        if nc.is_closed:
-            raise TransportError(
-                f"cannot subscribe {subscription.pattern!r} now: {self._lost_connection()}"
-            )
-        from nats.errors import Error as NatsError
-
-        if subscription.group is not None:
-            name = f"g_{subscription.name}"
-            consumer = self._consumers.get(name)
-            if consumer is not None:  # another member of the group in this process
-                consumer.members.append(subscription)
-                return
-        else:
-            name = f"u_{subscription.name}_{self._instance}"
-        consumer = Consumer(
-            nc=nc,
-            js=js,
-            stream=self.options.stream,
-            name=name,
-            group=subscription.group,
-            pattern=subscription.pattern,
-            prefix=self.options.prefix,
-            options=self.options,
-            dead_letter=self._dead_letter,
-        )
-        consumer.members.append(subscription)
-        try:
-            await consumer.start()
-        except BaseException as exc:  # cancelled too: a half-made consumer must not
-            # go on receiving for a subscription nobody knows of (never unsubscribed)
-            with contextlib.suppress(NatsError, TimeoutError):
-                await consumer.close()
-            if isinstance(exc, TimeoutError | NatsError):
-                raise TransportError(
-                    f"cannot subscribe {subscription.pattern!r} on stream {self.stream!r}: {exc}"
-                ) from exc
-            raise
-        self._consumers[name] = consumer
+        await join(self, subscription)
 
     async def unsubscribe(self, subscription: Subscription) -> None:
         """Stop delivering to ``subscription`` once what it received is done.
@@ -553,19 +367,7 @@ class NatsTransport(Transport):
         in other processes) but leaves the durable consumers in place for them; an
         ungrouped subscription's consumer is deleted.
         """
-        if subscription.group is not None:
-            name = f"g_{subscription.name}"
-        else:
-            name = f"u_{subscription.name}_{self._instance}"
-        consumer = self._consumers.get(name)
-        if consumer is None or subscription not in consumer.members:
-            return
-        if len(consumer.members) > 1:
-            consumer.members.remove(subscription)
-            return
-        del self._consumers[name]
-        await consumer.close()  # delivers what it received to its last member first
-        consumer.members.remove(subscription)
+        await leave(self, subscription)
 
     async def delete_group(self, subscription: Subscription) -> None:
         """Delete the group's durable consumers (unkeyed events, and one per key lane):
@@ -575,36 +377,7 @@ class NatsTransport(Transport):
         Members running in other processes are not told: their consumers are gone, so
         they receive nothing more, until a reconnect or a restart makes the group anew.
         """
-        js = self._js
-        if self._closed:
-            raise ClosedError("the NATS transport is closed")
-        if js is None:
-            raise TransportError("start() the NATS transport before deleting a group")
-        from nats.errors import Error as NatsError
-        from nats.js.errors import NotFoundError
-
-        name = f"g_{subscription.name}"
-        names = [name, *(f"{name}_k{i}" for i in range(self.options.partitions))]
-        deleted = 0
-        for consumer in names:
-            try:
-                async with asyncio.timeout(self.options.connect_timeout):
-                    await js.delete_consumer(self.stream, consumer)
-                deleted += 1
-            except NotFoundError:
-                pass
-            except (NatsError, TimeoutError) as exc:
-                raise TransportError(
-                    f"cannot delete consumer {consumer!r} of group {subscription.group!r} "
-                    f"on stream {self.stream!r}: {str(exc) or repr(exc)}"
-                ) from exc
-        logger.info(
-            "deleted group %r on %r (%d of its %d consumers existed)",
-            subscription.group,
-            subscription.pattern,
-            deleted,
-            len(names),
-        )
+        await delete_group(self, subscription)
 
     # -- shutdown ---------------------------------------------------------------------
 

@@ -1,0 +1,125 @@
+"""Setting subscriptions up and taking them down: a JetStream consumer of its own for
+an ungrouped subscription, one for a group, shared by its members in this process; and
+deleting a group's durable consumers.
+
+The transport's ``subscribe``, ``unsubscribe`` and ``delete_group`` (which say what each
+does for the caller) run these; ``_consumer`` is the consumer itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from ..._errors import ClosedError, TransportError
+from ._consumer import Consumer
+
+if TYPE_CHECKING:
+    from ..base import Subscription
+    from ._transport import NatsTransport
+
+__all__ = ["delete_group", "join", "leave"]
+
+logger = logging.getLogger("pepperpy.event.transports.nats")
+
+
+async def join(transport: NatsTransport, subscription: Subscription) -> None:
+    """Deliver to ``subscription``: through its group's consumer when another member in
+    this process has one, else through a new consumer, started before this returns."""
+    if transport._closed:
+        raise ClosedError("the NATS transport is closed")
+    nc, js = transport._nc, transport._js
+    if nc is None or js is None:
+        raise TransportError("start() the NATS transport before subscribing")
+    if nc.is_closed:
+        raise TransportError(
+            f"cannot subscribe {subscription.pattern!r} now: {transport._lost_connection()}"
+        )
+    from nats.errors import Error as NatsError
+
+    if subscription.group is not None:
+        name = f"g_{subscription.name}"
+        consumer = transport._consumers.get(name)
+        if consumer is not None:  # another member of the group in this process
+            consumer.members.append(subscription)
+            return
+    else:
+        name = f"u_{subscription.name}_{transport._instance}"
+    consumer = Consumer(
+        nc=nc,
+        js=js,
+        stream=transport.options.stream,
+        name=name,
+        group=subscription.group,
+        pattern=subscription.pattern,
+        prefix=transport.options.prefix,
+        options=transport.options,
+        dead_letter=transport._dead_letter,
+    )
+    consumer.members.append(subscription)
+    try:
+        await consumer.start()
+    except BaseException as exc:  # cancelled too: a half-made consumer must not
+        # go on receiving for a subscription nobody knows of (never unsubscribed)
+        with contextlib.suppress(NatsError, TimeoutError):
+            await consumer.close()
+        if isinstance(exc, TimeoutError | NatsError):
+            raise TransportError(
+                f"cannot subscribe {subscription.pattern!r} on stream {transport.stream!r}: {exc}"
+            ) from exc
+        raise
+    transport._consumers[name] = consumer
+
+
+async def leave(transport: NatsTransport, subscription: Subscription) -> None:
+    """Stop delivering to ``subscription``; close its consumer if it was the last member
+    (see ``NatsTransport.unsubscribe``)."""
+    if subscription.group is not None:
+        name = f"g_{subscription.name}"
+    else:
+        name = f"u_{subscription.name}_{transport._instance}"
+    consumer = transport._consumers.get(name)
+    if consumer is None or subscription not in consumer.members:
+        return
+    if len(consumer.members) > 1:
+        consumer.members.remove(subscription)
+        return
+    del transport._consumers[name]
+    await consumer.close()  # delivers what it received to its last member first
+    consumer.members.remove(subscription)
+
+
+async def delete_group(transport: NatsTransport, subscription: Subscription) -> None:
+    """Delete the group's durable consumers (see ``NatsTransport.delete_group``)."""
+    js = transport._js
+    if transport._closed:
+        raise ClosedError("the NATS transport is closed")
+    if js is None:
+        raise TransportError("start() the NATS transport before deleting a group")
+    from nats.errors import Error as NatsError
+    from nats.js.errors import NotFoundError
+
+    name = f"g_{subscription.name}"
+    names = [name, *(f"{name}_k{i}" for i in range(transport.options.partitions))]
+    deleted = 0
+    for consumer in names:
+        try:
+            async with asyncio.timeout(transport.options.connect_timeout):
+                await js.delete_consumer(transport.stream, consumer)
+            deleted += 1
+        except NotFoundError:
+            pass
+        except (NatsError, TimeoutError) as exc:
+            raise TransportError(
+                f"cannot delete consumer {consumer!r} of group {subscription.group!r} "
+                f"on stream {transport.stream!r}: {str(exc) or repr(exc)}"
+            ) from exc
+    logger.info(
+        "deleted group %r on %r (%d of its %d consumers existed)",
+        subscription.group,
+        subscription.pattern,
+        deleted,
+        len(names),
+    )
