@@ -31,19 +31,21 @@ Contract, checked by the store conformance suite (``tests/store/conformance.py``
   ``read_all_backwards`` came later and have defaults built on ``read_all`` for the same
   reason (a bisection, and windows read forwards); the built-in backends answer each
   with one query.
+
+The decisions every backend takes under its write lock (:func:`check_snapshot_version`,
+:func:`plan_append`, :func:`plan_group` for group commits) are in ``_plan``; they are
+imported from here.
 """
 
 from __future__ import annotations
 
 import abc
-import asyncio
 import enum
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from .._errors import ConcurrencyError, StreamDeletedError
 from .._redact import redact_url
 
 __all__ = [
@@ -222,198 +224,6 @@ class StreamState:
         if self.deleted or self.next_position <= self.first_visible:
             return None
         return self.next_position - 1
-
-
-def check_snapshot_version(stream: str, state: StreamState | None, version: int) -> None:
-    """Refuse a snapshot at a position ``stream`` does not have (``ValueError``).
-
-    Every backend calls this under the lock its appends and deletes take, in the write
-    that saves the snapshot, so a saved snapshot's version is always a visible position
-    of its stream: rehydrating from ``version + 1`` can never skip events.
-    """
-    last = None if state is None else state.version
-    if state is None or last is None:
-        missing = "is deleted" if state is not None and state.deleted else "has no events"
-        raise ValueError(f"cannot snapshot {stream!r} at version {version}: the stream {missing}")
-    if not state.first_visible <= version <= last:
-        raise ValueError(
-            f"cannot snapshot {stream!r} at version {version}: the stream's positions "
-            f"are {state.first_visible} to {last}"
-        )
-
-
-def plan_append(
-    stream: str,
-    state: StreamState,
-    expected: ExpectedVersion,
-    ids: Sequence[str],
-    existing: dict[str, tuple[int, int]],
-) -> AppendResult | list[int]:
-    """Decide an append; every backend calls this under its write lock.
-
-    ``existing`` maps the ids of this batch that are already visible in the stream to
-    their (position, global_position). When every id is there, the batch is a retry:
-    the original :class:`AppendResult` comes back (that of its event with the greatest
-    position, which the original append wrote last, whatever the order of the ids in
-    the batch) and nothing is written. Otherwise the
-    expectation is checked (raising :class:`ConcurrencyError` or
-    :class:`StreamDeletedError`) and the indexes of the records still to write come
-    back; the caller writes them from ``state.next_position`` on and, when
-    ``state.deleted`` (a restart with ``NO_STREAM``), clears the deleted mark.
-    """
-    if existing and len(existing) == len(ids):
-        # positions are unique in a stream: the greatest is the one written last
-        position, global_position = max(existing.values())
-        return AppendResult(position, global_position)
-    actual = state.version
-    if state.deleted and expected is not NO_STREAM:
-        raise StreamDeletedError(
-            f"stream {stream!r} was deleted; append with expected_version=NO_STREAM "
-            "to start it again"
-        )
-    if expected is NO_STREAM:
-        ok = actual is None
-    elif expected is STREAM_EXISTS:
-        ok = actual is not None
-    elif expected is ANY:
-        ok = True
-    else:
-        ok = actual == expected
-    if not ok:
-        raise ConcurrencyError(stream, expected, actual)
-    return [index for index, event_id in enumerate(ids) if event_id not in existing]
-
-
-class PendingAppend(NamedTuple):
-    """One caller's append waiting in a group commit."""
-
-    stream: str
-    records: Sequence[NewRecord]
-    expected_version: ExpectedVersion
-
-
-class GroupPlan:
-    """The decisions for a group of appends committed in one transaction.
-
-    :func:`plan_group` fills it: ``spans`` are (offset, stream, position, records), one per
-    accepted append, whose records are written in order from stream ``position`` on, the
-    record at group offset ``offset`` getting global position ``first + offset`` (``rows``
-    lists them one by one);
-    ``next_positions`` the streams' new counters; ``count`` how many rows. After the
-    write, :meth:`outcomes` gives each caller its :class:`AppendResult` or exception.
-    """
-
-    __slots__ = ("_outcomes", "count", "next_positions", "spans")
-
-    def __init__(self) -> None:
-        #: (offset, stream, first position, records) per accepted append
-        self.spans: list[tuple[int, str, int, Sequence[NewRecord]]] = []
-        self.next_positions: dict[str, int] = {}
-        self.count = 0
-        # per caller: an exception, or (position, global position or -(offset + 1))
-        self._outcomes: list[BaseException | tuple[int, int]] = []
-
-    @property
-    def rows(self) -> list[tuple[int, str, int, NewRecord]]:
-        """(offset, stream, position, record) for every row to write, in order."""
-        return [
-            (offset + index, stream, position + index, record)
-            for offset, stream, position, records in self.spans
-            for index, record in enumerate(records)
-        ]
-
-    def outcomes(self, first: int) -> list[AppendResult | BaseException]:
-        """Each caller's result, once the group's rows got positions from ``first`` on."""
-        out: list[AppendResult | BaseException] = []
-        for outcome in self._outcomes:
-            if isinstance(outcome, BaseException):
-                out.append(outcome)
-            else:
-                position, global_position = outcome
-                if global_position < 0:
-                    global_position = first - global_position - 1
-                out.append(append_result(position, global_position))
-        return out
-
-
-_new_object = object.__new__
-_set_field = object.__setattr__
-
-
-def append_result(next_expected_version: int, global_position: int) -> AppendResult:
-    """``AppendResult(...)`` without the frozen dataclass's slower ``__init__`` (hot path)."""
-    result: AppendResult = _new_object(AppendResult)
-    _set_field(result, "next_expected_version", next_expected_version)
-    _set_field(result, "global_position", global_position)
-    return result
-
-
-def plan_group(
-    appends: Sequence[PendingAppend],
-    states: dict[str, StreamState],
-    known: dict[tuple[str, str], tuple[int, int]],
-) -> GroupPlan:
-    """Decide a group of appends in order, as if each ran in its own transaction.
-
-    ``states`` holds the (locked) state of every stream involved, ``known`` the visible
-    (stream, id) pairs of the group's ids with their (position, global_position). A
-    caller whose expectation fails gets its exception and changes nothing; later callers
-    see the effect of earlier ones (states and ids are updated as the plan goes).
-    """
-    plan = GroupPlan()
-    spans = plan.spans
-    outcomes = plan._outcomes
-    next_positions = plan.next_positions
-    count = 0
-    for stream, records, expected in appends:
-        state = states.get(stream)
-        if state is None:
-            state = states[stream] = StreamState()
-        existing: dict[str, tuple[int, int]] = {}
-        if known:
-            for record in records:
-                hit = known.get((stream, record.id))
-                if hit is not None:
-                    existing[record.id] = hit
-        chosen: Sequence[NewRecord] = records
-        if existing or expected is not ANY or state.deleted:
-            try:
-                decision = plan_append(
-                    stream, state, expected, [record.id for record in records], existing
-                )
-            except (ConcurrencyError, StreamDeletedError) as exc:
-                outcomes.append(exc)
-                continue
-            if isinstance(decision, AppendResult):
-                outcomes.append((decision.next_expected_version, decision.global_position))
-                continue
-            chosen = [records[index] for index in decision]
-        position = state.next_position
-        spans.append((count, stream, position, chosen))
-        for index, record in enumerate(chosen):
-            if record.__class__ is not FreshRecord:  # a later retry in the group finds it
-                known[(stream, record.id)] = (position + index, -(count + index + 1))
-        count += len(chosen)
-        position += len(chosen)
-        state.next_position = position
-        state.deleted = False
-        next_positions[stream] = position
-        outcomes.append((position - 1, -count))
-    plan.count = count
-    return plan
-
-
-def settle(future: asyncio.Future[Any], outcome: Any) -> None:
-    """Resolve ``future`` with ``outcome`` (a result, or the exception a write failed with).
-
-    A future already done (its caller was cancelled) is left alone.
-    """
-    if future.done():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
 
 
 def log_page(scanned: Sequence[Row], from_position: int, limit: int) -> LogPage:
@@ -607,3 +417,18 @@ class StoreBackend(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release connections and threads; wake pending ``wait`` calls."""
+
+
+# the decisions taken under a backend's write lock live in ``_plan``, which builds on the
+# types above: imported last, so that they are defined when it imports them
+from ._plan import (  # noqa: E402
+    GroupPlan,
+    PendingAppend,
+    check_snapshot_version,
+    plan_append,
+    plan_group,
+    settle,
+)
+
+# not in __all__ (the SQLite backend's hot path imports it from here)
+from ._plan import append_result as append_result  # noqa: E402
