@@ -23,6 +23,8 @@ from ._bus_batch import publish_many as _publish_many
 from ._bus_checks import check_headers, published_event
 from ._bus_checks import dead_letter_sources as _dead_letter_sources  # tests import it here
 from ._bus_delivery import Delivery, Registration, deliverer
+from ._bus_health import BusHealth
+from ._bus_health import health as _health
 from ._bus_loop import check_caller_loop, check_loop, connect
 from ._bus_loop import close as _close
 from ._bus_serve import serve as _serve
@@ -125,6 +127,7 @@ class EventBus(AsyncClosing):
             self.transport = transport_from_url(transport)
         self.transport._owned = True
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_LIMIT)
+        self._dead_letter_count = 0  # all of them, for health()
         self._subscriptions: list[Subscription] = []
         self._unregistered: list[Subscription] = []
         self._registrations: dict[Subscription, Registration] = {}
@@ -307,6 +310,7 @@ class EventBus(AsyncClosing):
     async def _dead_letter(self, letter: DeadLetter, group: str | None) -> None:
         letter, name = blamed(letter)  # an attached processor names its own handler
         self.dead_letters.append(letter)
+        self._dead_letter_count += 1
         event = letter.event
         dead = dead_letter_event(
             event,
@@ -472,6 +476,14 @@ class EventBus(AsyncClosing):
         the end of ``async with``) waits for it.
         """
         await _close(self)
+
+    def health(self) -> BusHealth:
+        """A snapshot of this bus for a readiness or liveness check: its state, whether
+        its broker is reachable, its subscriptions, the handler calls in progress and how
+        long the oldest has run, and how many events it dead-lettered. Asks nothing of
+        the broker, so it is cheap to call often; ``.ready`` says whether the bus runs
+        with its broker reachable and every subscription registered."""
+        return _health(self)
 
     async def serve(
         self,
