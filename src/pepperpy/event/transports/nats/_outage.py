@@ -131,6 +131,11 @@ class Outages:
         #: the error that came with a connection being lost, for its warning
         self.cause: str | None = None
 
+    def down_for(self) -> float | None:
+        """Seconds since the connection was lost; None while it is up."""
+        outage = self.outage
+        return None if outage is None else time.monotonic() - outage.since
+
     def error(self, nc: Client, exc: Exception) -> None:
         """What nats-py reports: a lost connection, a failed attempt, a server error.
 

@@ -411,6 +411,10 @@ class NatsTransport(Connection, Transport):
             if nc is not None:
                 await close_client(nc, self._deadline())
 
+    def outage(self) -> float | None:
+        """Seconds since the connection to NATS was lost; None while it is up."""
+        return self._outages.down_for()
+
     def abandon(self) -> None:
         """Drop the connection of an event loop that ended; shut its socket down."""
         self._closed = True
