@@ -1,6 +1,7 @@
 """RabbitMQTransport: the connection, its lifecycle, and the transport's entry points.
 
-Publishing is in ``_publish``, setting subscriptions up and down in ``_subscribe``,
+Starting (the first connection, retried while the broker comes up) is in ``_starting``,
+publishing in ``_publish``, setting subscriptions up and down in ``_subscribe``,
 consuming in ``_consumer`` (with ``_acks``, ``_handover`` and ``_deliveries``), groups in
 ``_group``, what a lost connection logs in ``_logs``, a silent broker at close in
 ``_closing``."""
@@ -8,7 +9,6 @@ consuming in ``_consumer`` (with ``_acks``, ``_handover`` and ``_deliveries``), 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import uuid
@@ -32,12 +32,12 @@ from ..base import (
 from ._channels import Probe, release_spent_observers
 from ._closing import quiet_closing_channels, silent_broker
 from ._config import MAX_KEY_BYTES, RELEASED, SYNONYMS, RabbitMQOptions, split_options
-from ._connect import Handshake, connect_failure, handshake_failure, may_come_up, not_amqp
 from ._consumer import Consumer
 from ._deliveries import UnstartedReturns
 from ._group import Group, delete_group
-from ._logs import Outages, quiet_failed_connects
+from ._logs import Outages
 from ._publish import publish
+from ._starting import start
 from ._subscribe import join_alone, join_group, leave_alone, leave_group
 
 if TYPE_CHECKING:
@@ -199,126 +199,7 @@ class RabbitMQTransport(Transport):
         first closes the connection it was making (within ``connect_timeout``, even if
         cancelled again), so nothing of it keeps running or reconnecting.
         """
-        if self._closed:
-            raise ClosedError("the RabbitMQ transport is closed")
-        if self._connection is not None:
-            return
-        aio_pika = self._aio_pika
-        deadline = self._deadline()
-        since = cancelling()  # it may run in the cleanup of a cancelled task
-        connection = await self._first_connection(deadline, since)
-        try:
-            async with asyncio.timeout_at(deadline):
-                channel = await connection.channel(publisher_confirms=True)
-                await channel.declare_exchange(
-                    self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-                )
-        except aio_pika.exceptions.AMQPError as exc:
-            await self._discard(connection)
-            raise TransportError(
-                f"cannot declare topic exchange {self.exchange_name!r}: {exc}"
-                " (does an exchange of another type or durability have that name?)"
-            ) from exc
-        except (TimeoutError, OSError, asyncio.CancelledError) as exc:
-            await self._discard(connection)
-            if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller(since):
-                raise
-            raise TransportError(
-                f"RabbitMQ at {redact_url(self.url)} went away while starting: {exc!r}"
-            ) from exc
-        if self._closed:  # close() ran meanwhile: it had no connection to close
-            await self._discard(connection)
-            raise ClosedError("the RabbitMQ transport was closed while it started")
-        self._connection = connection
-        self._publisher = channel
-        self._outages.watch(connection)
-
-    async def _first_connection(self, deadline: float, since: int) -> AbstractRobustConnection:
-        """A connected robust connection, tried until ``deadline`` while the broker cannot
-        be reached (see :meth:`start`); ``since`` is the caller's :func:`cancelling`."""
-        aio_pika = self._aio_pika
-        loop = asyncio.get_running_loop()
-        closing = self._closing = asyncio.Event()
-        began = loop.time()
-        tries = 0
-        #: the last failure other than running out of time, the one worth reporting
-        last: BaseException | None = None
-        while True:
-            tries += 1
-            # what connect_robust does, with the connection in hand: its connect() starts
-            # a task that goes on connecting (and reconnecting) when the caller is
-            # cancelled, and only the connection can stop it and close what it opened
-            try:
-                connection: AbstractRobustConnection = aio_pika.RobustConnection(
-                    self.url,
-                    reconnect_interval=self.reconnect_interval,
-                    client_properties={"connection_name": self.connection_name},
-                )
-            except ValueError as exc:  # the URL, which __init__ checked: not expected
-                raise ConfigurationError(
-                    f"bad RabbitMQ URL {redact_url(self.url)}: {exc}"
-                ) from None
-            handshake = Handshake(connection, self.url)  # tells a server that is not AMQP
-            tried = loop.time()
-            try:
-                with quiet_failed_connects(self._outages):
-                    # the whole of it, even with ?fail_fast=0 (aio-pika then retries
-                    # within connect(), which its timeout does not bound)
-                    async with asyncio.timeout_at(deadline):
-                        await connection.connect(timeout=max(deadline - loop.time(), 0.001))
-                return connection
-            except (
-                TimeoutError,
-                OSError,
-                aio_pika.exceptions.AMQPError,
-                asyncio.CancelledError,
-            ) as exc:
-                await self._discard(connection)
-                if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller(since):
-                    raise
-                pause = min(self.reconnect_interval, deadline - loop.time())
-                if self._closed:
-                    raise ClosedError("the RabbitMQ transport was closed while it started") from exc
-                if not_amqp(exc, handshake, self._aiormq):  # no use trying again
-                    raise TransportError(
-                        handshake_failure(self.url, exc, loop.time() - tried)
-                    ) from exc
-                if not may_come_up(exc, self._aiormq) or pause <= 0:
-                    # a try cut short by the deadline says less than the one before it
-                    shown = last if isinstance(exc, TimeoutError) and last else exc
-                    waited = (
-                        f" (tried {tries} times in {loop.time() - began:.1f}s; "
-                        f"connect_timeout is {self.connect_timeout:g}s)"
-                    )
-                    raise TransportError(
-                        connect_failure(self.url, shown) + (waited if tries > 1 else "")
-                    ) from shown
-                last = exc
-                logger.debug("RabbitMQ at %s not reachable yet: %r", redact_url(self.url), exc)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(pause):
-                    await closing.wait()
-            if self._closed:
-                raise ClosedError("the RabbitMQ transport was closed while it started")
-
-    async def _discard(self, connection: AbstractRobustConnection) -> None:
-        """Close a connection ``start()`` does not keep, within ``connect_timeout``.
-
-        Its reconnection task stops and its socket, reader, writer and heartbeat go,
-        even if the caller is cancelled (again) meanwhile: the close runs to its end in
-        a task of its own, then that cancellation propagates.
-        """
-        closing = asyncio.ensure_future(
-            quietly(connection.close(), "closing", logger, deadline=self._deadline())
-        )
-        interrupted: asyncio.CancelledError | None = None
-        while not closing.done():
-            try:
-                await asyncio.wait((closing,))
-            except asyncio.CancelledError as exc:
-                interrupted = exc
-        if interrupted is not None:
-            raise interrupted
+        await start(self)
 
     def _deadline(self) -> float:
         """``connect_timeout`` from now, in event loop time (for bounded broker calls)."""
