@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -14,9 +12,10 @@ from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._event import Event
 from ..._redact import redact_url
 from .._url_options import checked_keywords, default, given_keywords
-from ..base import Subscription, Transport, check_key, resume_cancellation, shutdown_sockets
+from ..base import Subscription, Transport, check_key, shutdown_sockets
+from ._appends import Appends
 from ._config import CLIENT_DEFAULTS, RedisOptions, client_options, parse_url, partition_of
-from ._dedupe import Lookout, Publication, identify, send_xadds
+from ._dedupe import Lookout, Publication, identify
 from ._group import GroupMember
 from ._leases import delete_group
 from ._listener import Listener
@@ -24,16 +23,8 @@ from ._outage import Outages, server_of
 from ._outcome import with_outcome
 from ._replicas import Replicas
 from ._topology import connect, delete_namespace
-from ._wire import (
-    EVENT_FIELD,
-    TOPIC_FIELD,
-    Backoff,
-    connection_errors,
-    logger,
-    parse_id,
-    pool_errors,
-    pool_exhausted,
-)
+from ._trimming import trim_acknowledged, trim_periodically
+from ._wire import EVENT_FIELD, TOPIC_FIELD, Backoff, connection_errors, logger, pool_errors
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -44,8 +35,6 @@ _FEATURE = "the Redis transport"
 
 #: longest pause (seconds) between two looks for a free connection of an exhausted pool
 _POOL_POLL = 0.02
-
-_Queued = tuple[Publication, "asyncio.Future[None]"]
 
 
 class RedisTransport(Transport):
@@ -112,9 +101,8 @@ class RedisTransport(Transport):
         #: connection loss as the consumers meet it: one warning per outage
         self._outages = Outages(server_of(self._client_url), self.options.max_backoff)
         self._routes: dict[str, str] = {}
-        self._queue: list[_Queued] = []  # publishes waiting for the next pipeline
-        self._sender: asyncio.Task[None] | None = None  # ships the queue next iteration
-        self._in_flight = 0  # publish round trips under way
+        #: the XADDs: concurrent publishes share a pipeline
+        self._appends = Appends(self.options)
         self._client: Redis | None = None
         self._listener: Listener | None = None
         self._members: list[GroupMember] = []
@@ -155,7 +143,7 @@ class RedisTransport(Transport):
             self._client = client
             if self.options.trim_interval is not None:
                 self._trimmer = asyncio.get_running_loop().create_task(
-                    self._trim_periodically(self.options.trim_interval),
+                    trim_periodically(self, self.options.trim_interval),
                     name="pepperpy-redis-trim",
                 )
 
@@ -216,9 +204,9 @@ class RedisTransport(Transport):
         clients: list[Any] = [self._client]
         for member in self._members:
             clients += member.abandon()
-        self._client = self._listener = self._trimmer = self._sender = None
+        self._client = self._listener = self._trimmer = None
+        self._appends.abandon()
         self._members = []
-        self._queue = []
         writers: list[Any] = []
         for client in clients:
             pool = getattr(client, "connection_pool", None)
@@ -300,10 +288,10 @@ class RedisTransport(Transport):
                 return
             if publication.unknown and await self._lookout.already_stored(client, publication):
                 return
-            await self._append(client, publication, deadline)
+            await self._appends.send(client, publication, deadline)
 
         try:
-            await self._append(client, publication, deadline)
+            await self._appends.send(client, publication, deadline)
         except self._unreachable as exc:
             await self._retrying(
                 f"publishing {event.type!r}",
@@ -316,61 +304,6 @@ class RedisTransport(Transport):
         except self._exceptions.RedisError as exc:
             refused = TransportError(f"Redis refused to publish {event.type!r}: {exc}")
             raise with_outcome(refused, unknown=publication.unknown) from exc
-
-    async def _append(self, client: Redis, publication: Publication, deadline: float) -> None:
-        """``XADD``, coalescing concurrent publishes into pipelined round trips.
-
-        With nothing in flight the command goes out at once (a publisher awaiting each
-        publish pays one round trip, nothing more). Publishes that arrive while another
-        is in flight queue up; a sender task ships everything queued in one pipeline on
-        the next loop iteration, so a burst of 100 concurrent publishes costs about one
-        round trip, not 100. Either way the round trip ends by ``deadline`` (loop time)
-        with :class:`TimeoutError` if Redis has not answered: redis-py's own socket
-        timeouts and retry would take longer than ``connect_timeout``. Sent by
-        :func:`~._dedupe.send_xadds`: never twice by redis-py, and recorded in
-        ``publication`` when it went out and no reply came.
-        """
-        if not self._in_flight:
-            self._in_flight += 1
-            try:
-                async with asyncio.timeout_at(deadline):
-                    (result,) = await send_xadds(client, [publication], self.options.maxlen)
-            finally:
-                self._in_flight -= 1
-            if result is not None:
-                raise result
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((publication, future))
-        if self._sender is None:
-            self._sender = asyncio.get_running_loop().create_task(self._send_queued(client))
-        await future
-
-    async def _send_queued(self, client: Redis) -> None:
-        batch, self._queue, self._sender = self._queue, [], None
-        self._in_flight += 1
-        try:
-            # one timer per pipeline, not per publish: queued publishers waited no more
-            # than a loop iteration for it
-            async with asyncio.timeout(self.options.connect_timeout):
-                results: list[Exception | None] = await send_xadds(
-                    client, [publication for publication, _ in batch], self.options.maxlen
-                )
-        except Exception as exc:
-            results = [exc] * len(batch)
-        except BaseException:
-            for _, future in batch:
-                future.cancel()
-            raise
-        finally:
-            self._in_flight -= 1
-        for (publication, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if result is not None and not publication.appended:
-                future.set_exception(result)
-            else:
-                future.set_result(None)
 
     async def _retrying(
         self,
@@ -542,33 +475,6 @@ class RedisTransport(Transport):
 
     # -- housekeeping -----------------------------------------------------------------
 
-    async def _trim_periodically(self, interval: float) -> None:
-        """Run :meth:`trim` every ``interval`` seconds (jittered, so processes spread out)."""
-        while not self._closed:
-            resume_cancellation()  # one the last trim's driver calls swallowed
-            await asyncio.sleep(interval * random.uniform(0.75, 1.25))
-            if self._closed:
-                return
-            try:
-                removed = await self.trim()
-            except self._unreachable as exc:
-                client = self._client
-                if client is not None and self._outages.pool_blamed(exc, self._pool_full):
-                    reason = pool_exhausted(client)
-                    logger.warning("trimming the streams failed (%s); will try again", reason)
-                else:
-                    self._outages.lost(None, "the trimmer", exc)
-            except self._exceptions.RedisError as exc:
-                logger.warning("trimming the streams failed (%s); will try again", exc)
-            except ClosedError:
-                return
-            except Exception:  # a bug must not end trimming for the transport's life
-                logger.exception("trimming the streams failed; will try again")
-            else:
-                self._outages.reached("trim")
-                if removed:
-                    logger.debug("trimmed %d acknowledged entries", removed)
-
     async def trim(self, *, older_than: float | None = None) -> int:
         """Delete entries every consumer group has acknowledged; returns how many went.
 
@@ -580,27 +486,5 @@ class RedisTransport(Transport):
         client replaced it; its readers log that) is skipped, the others are trimmed.
         """
         client = self._require_client()
-        removed = 0
         keep = self.options.retention if older_than is None else older_than
-        horizon = int((time.time() - keep) * 1000)
-        for stream in self._streams:
-            if _text(await client.type(stream)) != "stream":
-                continue  # none, or replaced by another client: nothing of ours to trim
-            floor = (horizon, 0)
-            for group in await client.xinfo_groups(stream):
-                oldest = None
-                if group["pending"]:
-                    summary = await client.xpending(stream, group["name"])
-                    # acks may have emptied the pending list since XINFO: min is None then
-                    oldest = summary["min"]
-                if oldest is not None:
-                    floor = min(floor, parse_id(oldest))
-                else:
-                    ms, seq = parse_id(group["last-delivered-id"])
-                    floor = min(floor, (ms, seq + 1))
-            removed += await client.xtrim(stream, minid=f"{floor[0]}-{floor[1]}", approximate=False)
-        return removed
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        return await trim_acknowledged(client, self._streams, keep)
