@@ -6,12 +6,12 @@ Its members share the partitions out through a member set and a lease per partit
 consumed by one member at a time and events of one key (one partition) are handled in
 order.
 
-Each held partition has a worker task of its own: it first claims the partition's
-pending entries (read by a previous owner that died or gave the partition away before
-acknowledging them) and handles those, oldest first, then reads new ones with a blocking
-``XREADGROUP`` and handles them one after another. Partitions never wait for each other:
-a slow handler holds up only its own partition. An entry delivered more than
-``max_deliveries`` times is published to ``deadletter.<topic>`` and acknowledged.
+Each held partition has a worker task of its own (see ``_worker``): it first claims the
+partition's pending entries (read by a previous owner that died or gave the partition
+away before acknowledging them) and handles those, oldest first, then reads new ones
+with a blocking ``XREADGROUP`` and handles them one after another. Partitions never wait
+for each other: a slow handler holds up only its own partition. An entry delivered more
+than ``max_deliveries`` times is published to ``deadletter.<topic>`` and acknowledged.
 Acknowledgements leave in the background, batched over all partitions (see ``_acks``).
 
 Entries that ``maxlen`` trims before the group read them are reported: every
@@ -38,20 +38,18 @@ from ._leases import REBALANCE_POLL, Leases, group_id, group_name, member_id
 from ._outage import Outages
 from ._pending import PendingEntries
 from ._positions import GroupPositions
-from ._trimmed import GroupTally
 from ._unblock import Unblocks
 from ._wire import (
-    Backoff,
     TopicFilter,
     as_text,
     connection_errors,
     decode_event,
     entry_topic,
     logger,
-    parse_id,
     pool_errors,
     unreadable,
 )
+from ._worker import PartitionWorkers
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -65,7 +63,7 @@ DeadLetterPublisher = Callable[[Event, str, int], Awaitable[None]]
 ACK_HOLD = 0.005
 
 
-class GroupMember:
+class GroupMember(PartitionWorkers):
     """Consumes one group subscription: leases, claims, delivers in order, acknowledges."""
 
     def __init__(
@@ -332,160 +330,6 @@ class GroupMember:
             and p in self._assigned
             and time.monotonic() < self._lease_deadline
         )
-
-    async def _consume(self, p: int) -> None:
-        """A partition's worker: claim what is pending, then read and deliver, in order."""
-        # a connection of its own for blocking reads, outside the shared pool: pinning one
-        # of the shared pool's per held partition would let a few group subscriptions use
-        # up its limit (docs/transport-redis.md, "Connections")
-        reader = self._readers[p] = self._new_reader()
-        try:
-            try:
-                if p in self._assigned:
-                    await self._consume_assigned(p, reader)
-            except asyncio.CancelledError:
-                if not self._stopping and p in self._assigned:
-                    raise  # cancelled from outside while still ours: let it propagate
-            finally:
-                self._sleeping.discard(p)
-                self._blocked.pop(p, None)
-                if self._readers.get(p) is reader:
-                    del self._readers[p]
-                await self._close_reader(p, reader)
-        finally:
-            self._outages.forget((self, p))
-            # whatever the cleanup above did: close() waits until every worker got here
-            await self._worker_done(p)
-
-    async def _close_reader(self, p: int, reader: Redis) -> None:
-        """Disconnect a worker's reader; a failure is logged, the worker ends all the same."""
-        try:
-            await reader.aclose()
-        except (*self._unreachable, self._response_error):
-            pass  # its connection is gone or going: nothing is left to release
-        except Exception:
-            logger.exception("group %r: closing partition %d's reader failed", self.group, p)
-
-    async def _consume_assigned(self, p: int, reader: Redis) -> None:
-        stream = self._streams[p]
-        key = (self, p)  # this worker, to the transport's outage log
-        backoff = Backoff(self._options.max_backoff)
-        failures = 0
-        claim = True
-        # the next claim counts one more delivery of the oldest pending entry (see
-        # _claim): it may have been in progress when a previous owner went away, or our
-        # delivery of it failed. Not after a failed command of this worker: it was not
-        # delivering then, and a connection cut must not count towards dead letters
-        suspect = True
-        reader_id: int | None = None
-        refused: str | None = None  # the refusal last logged, until a round succeeds
-        tally = GroupTally()  # entries trimmed before the group read them
-        next_sweep = time.monotonic() + self._options.lease_ttl
-        located = False  # the group's position on the partition is learnt
-        while self._ours(p):
-            resume_cancellation()  # one a driver call of the last round swallowed
-            try:
-                if not located:
-                    await self._positions.locate(p, reader)
-                    located = True
-                if claim or p in self._acks.reclaim:
-                    self._acks.reclaim.discard(p)
-                    done = await self._claim(p, reader, suspect)
-                    suspect = not done
-                elif time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + self._options.lease_ttl
-                    done = await self._sweep(p, reader)
-                else:
-                    if reader_id is None:
-                        reader_id = int(await reader.client_id())
-                    if not self._ours(p):
-                        break
-                    self._blocked[p] = reader_id
-                    try:
-                        if tally.due():
-                            reply: Any = await self._positions.read_counted(p, reader, tally)
-                        else:
-                            reply = await reader.xreadgroup(
-                                self.group,
-                                self.consumer,
-                                {stream: ">"},
-                                count=self._options.batch_size,
-                                block=1000,
-                            )
-                    finally:
-                        self._blocked.pop(p, None)
-                    # cancelled as the read completed: leave what it read pending (claimed
-                    # by whoever holds the partition next), deliver nothing more
-                    resume_cancellation()
-                    self._outages.reached(key)
-                    if reply and reply[0][1]:
-                        self._positions.read_to(p, parse_id(reply[0][1][-1][0]))
-                    done = not reply or await self._run(p, reply[0][1], None)
-                self._outages.reached(key)
-                backoff = Backoff(self._options.max_backoff)
-                if refused is not None:
-                    refused = None
-                    logger.warning(
-                        "group %r: stream %s (partition %d) is read again", self.group, stream, p
-                    )
-                if done:
-                    claim = False
-                    failures = 0
-                    continue
-                # a delivery failed: retry it (and what follows) after a pause
-                claim = suspect = True
-                failures += 1
-                delay = min(self._options.max_backoff, 0.05 * 2 ** (failures - 1))
-            except self._pool_full as exc:  # the worker's own reader: one command at a time
-                logger.warning(
-                    "group %r: partition %d's reader has no free connection (%s: its pool's"
-                    " max_connections is reached); backing off",
-                    self.group,
-                    p,
-                    exc,
-                )
-                claim, delay = True, backoff.next()
-            except self._unreachable as exc:
-                # what a lost reply carried is pending with us now: the claim delivers it
-                self._outages.lost(key, f"group {self.group!r} (partition {p})", exc)
-                claim, delay, reader_id = True, backoff.next(), None
-            except self._response_error as exc:
-                self._outages.reached(key)  # refused, but answered
-                text = str(exc)
-                if text.startswith("NOGROUP"):  # destroyed, or the stream deleted
-                    try:
-                        await self._positions.recreate(p, reader)
-                    except (*self._unreachable, self._response_error) as failure:
-                        text = f"{text}; recreating the group failed: {failure}"
-                    else:
-                        text = ""  # logged by recreate
-                if text and text != refused:  # once, not at every retry
-                    logger.error(
-                        "group %r: Redis refused a command on stream %s (partition %d): %s; "
-                        "retrying, backing off up to %gs",
-                        self.group,
-                        stream,
-                        p,
-                        text,
-                        self._options.max_backoff,
-                    )
-                refused = text or refused
-                claim, delay = True, backoff.next()
-            except Exception:
-                logger.exception(
-                    "group %r: unexpected error while consuming stream %s (partition %d)",
-                    self.group,
-                    stream,
-                    p,
-                )
-                claim, delay = True, backoff.next()
-            if not self._ours(p):
-                return
-            self._sleeping.add(p)
-            try:
-                await asyncio.sleep(delay)
-            finally:
-                self._sleeping.discard(p)
 
     async def _worker_done(self, p: int) -> None:
         """Give a partition back once its worker stopped; restart it if it is ours again."""
