@@ -432,6 +432,11 @@ class Outages:
         """Whether the transport is closed (its outages are no longer logged)."""
         return self._closed()
 
+    def down_for(self) -> float | None:
+        """Seconds since the connection was lost; None while it is up."""
+        lost = self.lost_at
+        return None if lost is None else time.monotonic() - lost
+
     def lost(self, reason: str) -> None:
         """The connection dropped, or an attempt to restore it failed (logged once)."""
         if self._closed() or self.lost_at is not None:

@@ -275,6 +275,10 @@ class RabbitMQTransport(Transport):
             return
         await quietly(publisher.queue_delete(name), f"deleting {name}", logger, deadline=deadline)
 
+    def outage(self) -> float | None:
+        """Seconds since the connection to RabbitMQ was lost; None while it is up."""
+        return self._outages.down_for()
+
     def abandon(self) -> None:
         """Drop the connection of an event loop that ended; shut its socket down."""
         self._closed = True

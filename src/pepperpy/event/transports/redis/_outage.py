@@ -69,6 +69,11 @@ class Outages:
         """True while an outage is open."""
         return self._since is not None
 
+    def down_for(self) -> float | None:
+        """Seconds since the open outage began; None while none is open."""
+        since = self._since
+        return None if since is None else time.monotonic() - since
+
     def lost(self, key: Hashable | None, who: str, error: BaseException) -> None:
         """``who`` (loop ``key``, or a one-off command) found Redis unreachable."""
         if key is not None:

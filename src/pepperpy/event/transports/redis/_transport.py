@@ -198,6 +198,11 @@ class RedisTransport(Transport):
         if self._client is not None:
             await self._client.aclose()
 
+    def outage(self) -> float | None:
+        """Seconds since a consumer (or a publish) found Redis unreachable; None while
+        every loop that failed since has had an answer again."""
+        return self._outages.down_for()
+
     def abandon(self) -> None:
         """Drop the clients of an event loop that ended; shut their sockets down."""
         self._closed = True
