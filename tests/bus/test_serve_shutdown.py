@@ -129,6 +129,42 @@ async def test_shutdown_timeout_cancels_the_deliveries_still_running(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+@pytest.mark.redis
+@pytest.mark.parametrize("group", [None, "billing"])
+async def test_past_the_shutdown_timeout_redis_logs_no_error_of_its_own(
+    redis_url: str, group: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """serve() logs the cut-off as a WARNING; the Redis group worker (or listener)
+    whose delivery it cancelled no longer logs it again as an ERROR with a traceback."""
+    from pepperpy.event.transports.redis import RedisTransport
+
+    namespace = unique_name("pepcutoff")
+    bus = EventBus(
+        transport=RedisTransport(redis_url, namespace=namespace, partitions=1),
+        retry_policy=RetryPolicy.NONE,
+    )
+    started = asyncio.Event()
+
+    @bus.subscribe("orders.*", group=group)
+    async def stuck(event: Event) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    try:
+        serving = asyncio.create_task(bus.serve(signals=(), shutdown_timeout=0.2))
+        await _until(lambda: bus._serving)
+        await bus.publish("orders.placed", 1)
+        await asyncio.wait_for(started.wait(), DEADLINE)
+        closing = asyncio.create_task(bus.close())
+        with pytest.raises(TimeoutError, match="shutdown_timeout"):
+            await asyncio.wait_for(serving, DEADLINE)
+        await asyncio.wait_for(closing, DEADLINE)
+        assert any("cancelling 1 delivery" in m for m in _messages(caplog, logging.WARNING))
+        assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    finally:
+        await delete_redis_keys(redis_url, f"{namespace}:*")
+
+
 async def test_no_delivery_starts_once_the_shutdown_timeout_passed() -> None:
     bus = EventBus(retry_policy=RetryPolicy.NONE)
     ran: list[int] = []

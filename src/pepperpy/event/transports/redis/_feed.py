@@ -26,7 +26,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from ..._event import Event
-from ..._handlers import outcome, start
+from ..._handlers import cut_off, outcome, start
 from ..base import NotDelivered, Subscription, resume_cancellation
 from ._config import RedisOptions
 from ._trimmed import id_text
@@ -180,7 +180,7 @@ class Feed:
         try:
             while True:
                 failure = running if isinstance(running, Exception) else await outcome(running)
-                if failure is not None and not isinstance(failure, NotDelivered):
+                if not (failure is None or isinstance(failure, NotDelivered) or cut_off(failure)):
                     logger.error(
                         "listener: delivery of %s (%s) failed",
                         event.type,

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..._event import Event
-from ..._handlers import outcome, start
+from ..._handlers import cut_off, outcome, start
 from ..base import NotDelivered, Subscription, resume_cancellation
 from ._acks import Acks
 from ._config import RedisOptions
@@ -490,6 +490,11 @@ class GroupMember(PartitionWorkers):
         failure = await outcome(start(self.sub.deliver(event)))
         if isinstance(failure, NotDelivered):
             self._leaving = True
+            return False
+        if cut_off(failure):  # serve()'s shutdown_timeout: it logged that
+            logger.debug(
+                "group %r: delivery of %s (%s) cancelled", self.group, event.type, event.id
+            )
             return False
         if failure is not None:
             logger.error(
