@@ -30,13 +30,16 @@ $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[all,dev,bench]'
 	touch $(VENV)/.bench
 
-# CPython 3.13, when that Python is here: the in-process tests (the manager starts handler
-# Tasks eagerly on 3.12+, a path 3.11 never takes) and the dispatch benchmark again
+# CPython 3.13, when that Python is here: every test but the broker ones in tests/bus (the
+# manager starts handler Tasks eagerly on 3.12+, a path 3.11 never takes; the store, replay,
+# CLI, security and notification tests run on PostgreSQL, SQLite and loopback servers) and
+# the dispatch benchmark again
 # (a pyenv shim answers to python3.13 even when that version is not selected: try it)
 PYTHON313 ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python3.13; do \
   "$$p" -c '' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 VENV313 := .venv-3.13
-TESTS313 := tests/core tests/processing tests/validation tests/metrics $(wildcard tests/test_*.py)
+TESTS313 := tests/core tests/processing tests/validation tests/metrics tests/store tests/replay \
+  tests/cli tests/security tests/notifications $(wildcard tests/test_*.py)
 
 $(VENV313)/.installed: pyproject.toml
 	$(PYTHON313) -m venv $(VENV313)
