@@ -5,8 +5,9 @@ keyword arguments and the URL, ``_stream`` creates and checks the JetStream stre
 ``_consumer`` runs one JetStream consumer, ``_outcome`` says whether a failed publish
 stored its event, ``_outage`` logs a lost connection, ``_recovery`` replaces a client the
 server closed and restores what a restarted server lost, ``_client`` works around
-nats-py's client, and ``_transport`` ties them to the :class:`~pepperpy.event.Transport`
-contract.
+nats-py's client, ``_connection`` connects it and handles what it reports, ``_subscribe``
+sets subscriptions up and down, and ``_transport`` ties them to the
+:class:`~pepperpy.event.Transport` contract.
 """
 
 from __future__ import annotations
