@@ -177,7 +177,7 @@ async def test_the_sealed_state_round_trips_through_postgres(
         connection = await asyncpg.connect(postgres_url)
         try:
             state = await connection.fetchval(
-                "SELECT state::text FROM pepperpy_checkpoints WHERE name = $1", ROW
+                "SELECT convert_from(state, 'UTF8') FROM pepperpy_checkpoints WHERE name = $1", ROW
             )
             assert SSN not in state and "$pepperpy.encrypted" in state
             async with users(store) as projection:

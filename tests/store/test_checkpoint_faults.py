@@ -169,7 +169,7 @@ async def test_a_read_whose_connection_is_lost_is_still_done_again(
     dropped: list[Link] = []
 
     def lose_the_read(link: Link, data: bytes) -> str | None:
-        if not dropped and b"state::text" in data:  # the statement of the load
+        if not dropped and b"SELECT position, state" in data:  # the statement of the load
             dropped.append(link)
             return "drop"
         return None

@@ -101,6 +101,11 @@ class PostgresCheckpointStore(CheckpointStore):
     store's. The table is created on first use under the event store's schema lock
     (:func:`~pepperpy.event.store.postgres.schema_change`), so stores opened at once in
     several processes on a fresh database do not collide in PostgreSQL's catalog.
+
+    A state is kept as the JSON text the library wrote (``bytea``, as event data is) and
+    decoded as on SQLite, so it loads back exactly as saved: key order, ``-0.0``, floats
+    and big integers. A table from before, whose state is ``jsonb`` (which reorders keys),
+    is converted on first use under the same lock (see :func:`_set_up`).
     """
 
     def __init__(self, url: str) -> None:
@@ -182,13 +187,12 @@ class PostgresCheckpointStore(CheckpointStore):
     async def load(self, name: str) -> Checkpoint | None:
         row = await self._run(
             lambda connection, _: connection.fetchrow(
-                f"SELECT position, state::text AS state, updated_at FROM {TABLE} WHERE name = $1",
-                name,
+                f"SELECT position, state, updated_at FROM {TABLE} WHERE name = $1", name
             )
         )
         if row is None:
             return None
-        state = row["state"]
+        state = row["state"]  # the JSON text saved, byte for byte, decoded as on SQLite
         return Checkpoint(
             name, row["position"], None if state is None else _json.loads(state), row["updated_at"]
         )
@@ -196,25 +200,27 @@ class PostgresCheckpointStore(CheckpointStore):
     async def save(
         self, name: str, position: int, state: Any = None, *, previous: int | None
     ) -> None:
-        text = None if state is None else _encode_state(state).decode()
+        # the JSON text itself (bytea), not jsonb: jsonb would reorder the keys and drop a
+        # float's sign or form, so the state would not load back as it was committed
+        data = None if state is None else _encode_state(state)
 
         async def compare_and_set(connection: Any, progress: Progress) -> tuple[bool, int | None]:
             with progress.commit():
                 if previous is None:
                     status = await connection.execute(
                         f"INSERT INTO {TABLE} (name, position, state, updated_at) "
-                        "VALUES ($1, $2, $3::jsonb, now()) ON CONFLICT (name) DO NOTHING",
+                        "VALUES ($1, $2, $3, now()) ON CONFLICT (name) DO NOTHING",
                         name,
                         position,
-                        text,
+                        data,
                     )
                 else:
                     status = await connection.execute(
-                        f"UPDATE {TABLE} SET position = $2, state = $3::jsonb, "
+                        f"UPDATE {TABLE} SET position = $2, state = $3, "
                         "updated_at = now() WHERE name = $1 AND position = $4",
                         name,
                         position,
-                        text,
+                        data,
                         previous,
                     )
             if status.endswith(" 1"):
@@ -340,14 +346,37 @@ def opened_by(store: CheckpointStore, parent: str) -> None:
 
 
 async def _set_up(connection: Any, schema: str | None) -> None:
-    """Create the checkpoint table if it is missing."""
-    if await connection.fetchval("SELECT to_regclass($1) IS NULL", TABLE):
-        # other stores may be creating it right now: take turns (schema_change)
-        async with schema_change(connection, schema):
+    """Create the checkpoint table if it is missing, or bring an older one up to date.
+
+    The state is ``bytea`` holding the JSON text the library wrote, as event data is.
+    Tables made before held it as ``jsonb``, which reorders an object's keys (by length,
+    then bytes) and turns ``-0.0`` into ``0``: such a column is converted on first use,
+    once, keeping jsonb's text of each state (the order a row was saved in is lost
+    already). One round trip when the table is up to date; changes take turns with every
+    other starter's under the schema lock (:func:`schema_change`), and are checked again
+    once it is held, since another store may have made them meanwhile.
+    """
+    if await connection.fetchval(_STATE_TYPE, TABLE) == "bytea":
+        return
+    # other stores may be creating or converting it right now: take turns (schema_change)
+    async with schema_change(connection, schema):
+        await connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
+            "position BIGINT NOT NULL, state BYTEA, updated_at TIMESTAMPTZ NOT NULL)"
+        )
+        if await connection.fetchval(_STATE_TYPE, TABLE) != "bytea":
             await connection.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
-                "position BIGINT NOT NULL, state JSONB, updated_at TIMESTAMPTZ NOT NULL)"
+                f"ALTER TABLE {TABLE} ALTER COLUMN state TYPE BYTEA "
+                "USING convert_to(state::text, 'UTF8')"
             )
+
+
+#: the type of the checkpoint table's ``state`` column, as ``format_type`` names it (None
+#: if the table does not exist); found as the statements find the table (search_path)
+_STATE_TYPE = (
+    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+    "WHERE attrelid = to_regclass($1) AND attname = 'state' AND NOT attisdropped"
+)
 
 
 class _Turns:
