@@ -2,7 +2,7 @@
 are converted.
 
 The checkpoint table kept the state as ``jsonb``, which reorders an object's keys (by
-length, then bytes) and turns ``-0.0`` into ``0``: a read model that evicts its oldest
+length, then bytes) and turns ``-0.0`` into ``0.0``: a read model that evicts its oldest
 entry (``next(iter(state))``) evicted another one after a restart on PostgreSQL, while
 SQLite and memory keep the order. The state is now the JSON text itself (``bytea``, as
 event data is), and a ``jsonb`` column of an older table is converted on first use,
@@ -56,7 +56,7 @@ async def test_a_projection_restarted_between_events_keeps_its_order_on_postgres
 
 
 async def restart_between_events(url: str) -> None:
-    ids = ["o-100", "o-2", "o-30000", "o-4"]  # jsonb would order them o-2, o-4, o-100, ...
+    ids = ["o-100", "o-2", "o-30000", "o-4"]  # jsonb orders keys by length: o-2 first
     async with EventStore(url) as store:
         for n, order in enumerate(ids[:3]):
             await store.append(f"order.{n}", Event("order.placed", {"id": order, "amount": n}))

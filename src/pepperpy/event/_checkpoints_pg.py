@@ -350,7 +350,7 @@ async def _set_up(connection: Any, schema: str | None) -> None:
 
     The state is ``bytea`` holding the JSON text the library wrote, as event data is.
     Tables made before held it as ``jsonb``, which reorders an object's keys (by length,
-    then bytes) and turns ``-0.0`` into ``0``: such a column is converted on first use,
+    then bytes) and turns ``-0.0`` into ``0.0``: such a column is converted on first use,
     once, keeping jsonb's text of each state (the order a row was saved in is lost
     already). One round trip when the table is up to date; changes take turns with every
     other starter's under the schema lock (:func:`schema_change`), and are checked again
