@@ -44,6 +44,9 @@ __all__ = ["Event", "json_native", "make_event", "stored_identity"]  # json_nati
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 _ONE_US = timedelta(microseconds=1)
+#: the metadata keys of :meth:`Event.caused` (CloudEvents extension attribute names)
+CORRELATION_ID = "correlationid"
+CAUSATION_ID = "causationid"
 _REPLACEABLE = frozenset(
     {"type", "data", "metadata", "id", "timestamp", "version", "source", "subject"}
 )
@@ -197,6 +200,29 @@ class Event:
             else (source, subject, None, None, None, None)
         )
         return event
+
+    def caused(
+        self,
+        type: str,
+        data: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Event:
+        """A new event that this one caused: ``Event(type, data, metadata, **options)``
+        whose metadata also says so. ``causationid`` is this event's id;
+        ``correlationid`` is this event's own ``correlationid``, or its id when it has
+        none, so every event of one chain carries the id of the first. Keys given in
+        ``metadata`` win. Both names are CloudEvents extension attributes on the wire.
+        """
+        own = self._metadata
+        correlation = None if own is None else own.get(CORRELATION_ID)
+        links: dict[str, Any] = {
+            CORRELATION_ID: correlation if isinstance(correlation, str) else self.id,
+            CAUSATION_ID: self.id,
+        }
+        if metadata is not None:
+            links.update(_metadata_dict(metadata))
+        return Event(type, data, links, **options)
 
     # -- read-only attributes ---------------------------------------------------------
 
