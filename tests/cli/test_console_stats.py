@@ -47,14 +47,14 @@ async def test_every_event_is_counted_none_read() -> None:
     """More events than the old cap (100,000), each of which would fail to decode: all
     counted, none read."""
     store = CountingStore()
-
-    @store.upcaster("t.x")
-    def broken(data: Any) -> Any:
-        raise RuntimeError("never called: counting decodes nothing")
-
     for _ in range(10):
         await store.append("a.1", [{"type": "t.x"}] * 10_000)
     await store.append("b.1", {"type": "t.y"})
+
+    @store.upcaster("t.x")  # after the appends: the store refuses t.x at version 1 now
+    def broken(data: Any) -> Any:
+        raise RuntimeError("never called: counting decodes nothing")
+
     async with _client(store) as http:
         answer = await http.get("/api/stats")
         index = (await http.get("/")).text

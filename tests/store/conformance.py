@@ -989,6 +989,12 @@ class StoreConformance(HeadConformance):
     # -- upcasting ------------------------------------------------------------------
 
     async def test_upcasters_chain_on_every_read_path(self, store: EventStore) -> None:
+        # versions 1 and 2 are old once the upcasters exist: written before they are
+        await store.append("user.1", {"type": "user.created", "data": {"name": "Ada Lovelace"}})
+        await store.append(
+            "user.2", {"type": "user.created", "version": 2, "data": {"first": "X", "last": "Y"}}
+        )
+
         @store.upcaster("user.created", from_version=1)
         def split_name(data: dict[str, Any]) -> dict[str, Any]:
             first, last = data.pop("name").split(" ")
@@ -999,10 +1005,6 @@ class StoreConformance(HeadConformance):
             return {**data, "country": "BR"}
 
         assert split_name({"name": "A B"}) == {"first": "A", "last": "B"}  # returned unchanged
-        await store.append("user.1", {"type": "user.created", "data": {"name": "Ada Lovelace"}})
-        await store.append(
-            "user.2", {"type": "user.created", "version": 2, "data": {"first": "X", "last": "Y"}}
-        )
         await store.append(
             "user.3", {"type": "user.created", "version": 3, "data": {"country": "PT"}}
         )
@@ -1057,11 +1059,12 @@ class StoreConformance(HeadConformance):
     async def test_a_failing_upcaster_names_the_event_on_every_read_path(
         self, store: EventStore
     ) -> None:
+        await store.append("user.1", {"type": "user.created", "id": "u-1", "data": {}})
+
         @store.upcaster("user.created", from_version=1)
         def rename(data: dict[str, Any]) -> dict[str, Any]:
             return {**data, "full_name": data["name"]}
 
-        await store.append("user.1", {"type": "user.created", "id": "u-1", "data": {}})
         reads: list[Callable[[], Awaitable[Any]]] = [
             lambda: store.get_stream("user.1"),
             lambda: store.read_all(),
@@ -1083,6 +1086,7 @@ class StoreConformance(HeadConformance):
         iterating again, or resuming from ``position`` once the upcaster was fixed,
         silently skipped that event."""
         broken = {1}
+        await store.append("order.1", batch(3, "order.placed"))
 
         @store.upcaster("order.placed", from_version=1)
         def upcast(data: dict[str, Any]) -> dict[str, Any]:
@@ -1090,7 +1094,6 @@ class StoreConformance(HeadConformance):
                 raise RuntimeError("upcaster bug")
             return {**data, "v": 2}
 
-        await store.append("order.1", batch(3, "order.placed"))
         subscription = store.subscribe(0)
         assert (await anext(subscription)).global_position == 0
         assert subscription.position == 1
@@ -1117,6 +1120,7 @@ class StoreConformance(HeadConformance):
         before decoding it: once an upcaster raised there, the next step ended the
         iteration or read the next page, and the page's events were never yielded."""
         broken = {0, 599}
+        await store.append("order.1", batch(600, "order.placed"))  # two pages of 500
 
         @store.upcaster("order.placed", from_version=1)
         def upcast(data: dict[str, Any]) -> dict[str, Any]:
@@ -1124,7 +1128,6 @@ class StoreConformance(HeadConformance):
                 raise RuntimeError("upcaster bug")
             return data
 
-        await store.append("order.1", batch(600, "order.placed"))  # two pages of 500
         readers = {
             "get_stream": lambda: store.get_stream("order.1"),
             "get_stream_limit": lambda: store.get_stream("order.1", limit=600),
@@ -1152,15 +1155,110 @@ class StoreConformance(HeadConformance):
         async def later(data: Any) -> Any:
             return data
 
-        store.upcaster("t.async", from_version=1)(lambda data: later(data))
-        store.upcaster("t.set", from_version=1)(lambda data: {"tags": {1, 2}})
         await store.append(
             "t.1", [{"type": "t.async", "id": "a-1"}, {"type": "t.set", "id": "s-1"}]
         )
+        store.upcaster("t.async", from_version=1)(lambda data: later(data))
+        store.upcaster("t.set", from_version=1)(lambda data: {"tags": {1, 2}})
         with pytest.raises(StoreError, match="'a-1'.*must be synchronous"):
             await store.get_stream("t.1", limit=1)
         with pytest.raises(SerializationError, match="'s-1'.*'t.set'.*version 1.*not JSON"):
             await store.get_stream("t.1", 1)
+
+    # -- appending next to upcasters ------------------------------------------------
+
+    @staticmethod
+    def _deposits_upcast(store: EventStore) -> None:
+        """Release 1's ``account.deposited`` said ``value``; version 2 says ``amount_cents``."""
+
+        @store.upcaster("account.deposited", from_version=1)
+        def value_to_cents(data: dict[str, Any]) -> dict[str, Any]:
+            return {"amount_cents": round(data["value"] * 100)}
+
+    async def test_an_event_older_than_its_types_upcasters_is_refused(
+        self, store: EventStore
+    ) -> None:
+        """New code that forgot ``version=2`` stored a version-1 event that its upcaster
+        then failed on (KeyError 'value') on every read, subscriptions included, for
+        good: the store now refuses it, saying which version to build it with."""
+        self._deposits_upcast(store)
+        for stale in (
+            Event("account.deposited", {"amount_cents": 300}),  # Event's default version
+            {"type": "account.deposited", "data": {"amount_cents": 300}},  # the dict form's
+            {"type": "account.deposited", "version": 1, "data": {"amount_cents": 300}},
+        ):
+            with pytest.raises(ValidationError) as caught:
+                await store.append("account.a", stale)
+            message = str(caught.value)
+            assert "'account.deposited'" in message and "version=2" in message
+            assert "version-1 event" in message and "no upcasters" in message
+            assert caught.value.event_type == "account.deposited"
+            assert [(p.path, p.actual) for p in caught.value.errors] == [("$.version", "1")]
+        assert await store.stream_version("account.a") is None
+        assert await store.head() is None
+
+    async def test_a_batch_with_one_old_event_writes_nothing(self, store: EventStore) -> None:
+        self._deposits_upcast(store)
+        await store.append("account.a", Event("account.opened", {}))
+        good = Event("account.deposited", {"amount_cents": 1}, version=2)
+        events = [
+            good,
+            Event("account.noted", {"text": "no upcasters: version 1 is current"}),
+            Event("account.deposited", {"amount_cents": 2}),  # the stale one
+            Event("account.deposited", {"amount_cents": 3}, version=3),
+        ]
+        for expected in (ANY, 0):
+            with pytest.raises(ValidationError) as caught:
+                await store.append("account.a", events, expected_version=expected)
+            assert [(p.path, p.actual) for p in caught.value.errors] == [("$[2].version", "1")]
+        assert await store.stream_version("account.a") == 0
+        assert await store.head() == 0
+        assert [e.type for e in await store.get_stream("account.a")] == ["account.opened"]
+        # several stale events, of several types: all named
+        store.upcaster("account.noted", 1, lambda data: data)
+        with pytest.raises(ValidationError) as caught:
+            await store.append("account.a", events)
+        assert caught.value.event_type is None
+        assert [p.path for p in caught.value.errors] == ["$[1].version", "$[2].version"]
+        assert await store.head() == 0
+
+    async def test_current_and_newer_versions_and_types_without_upcasters_are_accepted(
+        self, store: EventStore
+    ) -> None:
+        self._deposits_upcast(store)
+        await store.append("account.a", Event("account.deposited", {"amount_cents": 1}, version=2))
+        await store.append(  # a newer producer than this reader: stored and read as it is
+            "account.a", {"type": "account.deposited", "version": 3, "data": {"cents": 2}}
+        )
+        await store.append(
+            "account.a", [Event("account.opened", {}), {"type": "account.noted", "data": {}}]
+        )
+        read = [(e.type, e.version, dict(e.data)) for e in await store.get_stream("account.a")]
+        assert read == [
+            ("account.deposited", 2, {"amount_cents": 1}),
+            ("account.deposited", 3, {"cents": 2}),
+            ("account.opened", 1, {}),
+            ("account.noted", 1, {}),
+        ]
+
+    async def test_old_events_are_imported_through_a_store_without_upcasters(
+        self, store: EventStore, store_url: str, make_store: MakeStore
+    ) -> None:
+        """The legitimate ways to write old versions: before the upcasters are
+        registered, or through a store that has none (on the same URL; on the same
+        backend object for ``memory://``, whose data is the object's)."""
+        await store.append("account.a", Event("account.deposited", {"value": 1.5}))
+        self._deposits_upcast(store)
+        shared = store_url != "memory://"
+        importer = make_store() if shared else EventStore(store.backend)  # closed with it
+        await importer.append("account.b", Event("account.deposited", {"value": 2.25}))
+        await store.append("account.b", Event("account.deposited", {"amount_cents": 5}, version=2))
+        read = [(e.stream, e.version, dict(e.data)) for e in await store.read_all()]
+        assert read == [
+            ("account.a", 2, {"amount_cents": 150}),
+            ("account.b", 2, {"amount_cents": 225}),
+            ("account.b", 2, {"amount_cents": 5}),
+        ]
 
     # -- concurrency ----------------------------------------------------------------
 

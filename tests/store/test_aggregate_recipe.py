@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import ConcurrencyError, Event, EventStore
+from pepperpy.event import ConcurrencyError, Event, EventStore, ValidationError
 from tests.conftest import unique_name
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "store.md"
@@ -150,12 +150,29 @@ async def test_load_starts_from_the_snapshot_and_reads_the_events_after_it(
     assert (account.balance, account.version) == (145, 6)
 
 
+async def append_as_release_1(store: EventStore, stream: str, events: list[Event]) -> None:
+    """Write ``events`` as release 1 did: through a store with no upcasters (``store``
+    has them, and refuses a version-1 deposit). ``memory://`` keeps its data in the
+    backend object: there it is a second store over that object, left open (closing it
+    would close the backend under ``store``)."""
+    if store.url == "memory://":
+        await EventStore(store.backend).append(stream, events)
+        return
+    async with EventStore(store.url) as release_1:
+        await release_1.append(stream, events)
+
+
 async def test_old_events_are_upcast_so_apply_sees_only_the_latest_shape(
     store: EventStore, account_id: str
 ) -> None:
     stream = stream_of(account_id)
-    await store.append(stream, Event("account.opened", {"owner": "Ada"}))
-    await store.append(stream, Event("account.deposited", {"value": 100}))  # release 1's
+    await append_as_release_1(
+        store,
+        stream,
+        [Event("account.opened", {"owner": "Ada"}), Event("account.deposited", {"value": 100})],
+    )
+    with pytest.raises(ValidationError, match=r"version=2"):
+        await store.append(stream, Event("account.deposited", {"amount": 1}))
     repository = AccountRepository(store)
     await run_command(repository, account_id, lambda account: account.deposit(50))
     assert (await repository.load(account_id)).balance == 150

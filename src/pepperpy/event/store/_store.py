@@ -131,6 +131,7 @@ class EventStore(StoreSecurity, StoreDecoding):
         if encryption is not None:
             _check_keys_apart(encryption, self._backend)
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        self._current_versions: dict[str, int] = {}
         self._last_recorded: tuple[int, datetime] = (-1, from_micros(0))
         self._subscriptions: weakref.WeakSet[StoreSubscription] = weakref.WeakSet()
         self._closed = False
@@ -160,6 +161,10 @@ class EventStore(StoreSecurity, StoreDecoding):
         :class:`~pepperpy.event.ConcurrencyError`. Events whose id is already in the
         stream are skipped, so retrying a batch is safe and returns the same result.
 
+        An event whose type has upcasters registered must be at that type's current
+        version or higher (see :meth:`upcaster`): an older one raises
+        :class:`~pepperpy.event.ValidationError` and nothing of the call is written.
+
         With an audit log, a call cancelled once the backend has its events lets them be
         written and audited, then raises ``CancelledError`` (see :meth:`_audited`).
         """
@@ -172,6 +177,8 @@ class EventStore(StoreSecurity, StoreDecoding):
         if self.access is not None:
             await self._acheck_access("append", stream)
         records = event_records(event_or_events)
+        if self._current_versions:
+            self._refuse_old_versions(records, isinstance(event_or_events, list | tuple))
         if self.encryption is not None:
             records = await self._encrypt(stream, records)
         if self.audit is None:

@@ -4,14 +4,16 @@ The read hot path: a row's JSON parsed and checked (a row no event of this libra
 have been is named in a :class:`~pepperpy.event.SerializationError`), an encrypted row
 unsealed and checked, its data run through the registered upcasters, and an
 :class:`~pepperpy.event.Event` built. Also :meth:`StoreDecoding.upcaster`, which
-registers those functions. The keys a page needs are loaded before it is decoded
-(:mod:`._store_security`), so decoding stays synchronous.
+registers those functions, and the append-side check that follows from them: an event
+appended at a version its type's upcasters treat as old is refused. The keys a page
+needs are loaded before it is decoded (:mod:`._store_security`), so decoding stays
+synchronous.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -23,11 +25,13 @@ from .._errors import (
     PatternError,
     SerializationError,
     StoreError,
+    ValidationError,
+    ValidationProblem,
 )
 from .._event import Event
 from .._frozen import MAX_DEPTH, SHALLOW_JSON, freeze, freeze_parsed, nested_too_deep, too_deep_read
 from .._patterns import parse_topic
-from .base import Row
+from .base import NewRecord, Row
 
 if TYPE_CHECKING:
     from ..security import StreamEncryption
@@ -45,6 +49,8 @@ class StoreDecoding:
 
     encryption: StreamEncryption | None
     _upcasters: dict[tuple[str, int], Upcaster]
+    #: each upcast type's current version: one past the highest ``from_version`` registered
+    _current_versions: dict[str, int]
     _last_recorded: tuple[int, datetime]
 
     @overload
@@ -65,6 +71,12 @@ class StoreDecoding:
 
         Applied on read and chained, so readers see the latest version (with
         ``event.version`` updated). Stored events are never rewritten.
+
+        The type's current version is then one past the highest ``from_version``
+        registered for it, and :meth:`append` refuses (``ValidationError``, nothing
+        written) an event of that type at a lower version: read back, it would be taken
+        for old data and upcast. Build new events with ``version=`` the current version;
+        old events being imported go through a store with no upcasters registered.
 
         ``event_type`` is one exact type: a pattern (``order.*``) raises
         :class:`~pepperpy.event.PatternError`. The function must be synchronous (reads
@@ -101,9 +113,48 @@ class StoreDecoding:
                     f"an upcaster for {event_type!r} version {from_version} already exists"
                 )
             self._upcasters[key] = function
+            current = self._current_versions.get(event_type, 1)
+            self._current_versions[event_type] = max(current, from_version + 1)
             return function
 
         return register if func is None else register(func)
+
+    def _refuse_old_versions(self, records: Sequence[NewRecord], batch: bool) -> None:
+        """Refuse an append holding an event older than its type's current version.
+
+        Such an event (typically new code that left ``version`` at its default, 1) would
+        be read as the old data its upcasters convert, and they would fail on it or
+        corrupt it on every read, for good: stored events are never rewritten. Raises
+        :class:`ValidationError` listing every such event (``$`` or ``$[i]``), before
+        anything is written. A version above the current one is accepted (a newer
+        producer than this reader: it reads back as stored).
+        """
+        current = self._current_versions
+        problems: list[ValidationProblem] = []
+        types: set[str] = set()
+        for index, record in enumerate(records):
+            latest = current.get(record.type)
+            if latest is None or record.version >= latest:
+                continue
+            types.add(record.type)
+            where = f"$[{index}]" if batch else "$"
+            problems.append(
+                ValidationProblem(
+                    f"{where}.version",
+                    f"version {latest} or higher",
+                    str(record.version),
+                    f"this store's upcasters bring {record.type!r} up to version {latest}, "
+                    f"so a version-{record.version} event would be read back as old data "
+                    f"and upcast; build it with version={latest} (to import old events as "
+                    "they are, append them through a store with no upcasters registered)",
+                )
+            )
+        if problems:
+            raise ValidationError(
+                problems,
+                event_type=next(iter(types)) if len(types) == 1 else None,
+                subject="events to append",
+            )
 
     def _decode(self, row: Row) -> Event:
         """Turn a stored row into an Event (upcast to the latest version): the read hot path."""
