@@ -191,4 +191,7 @@ def test_the_store_still_tells_its_own_errors_by_their_module() -> None:
     assert not isinstance(caught.value, ValidationError)
     with pytest.raises(ValidationError, match="event version") as wrapped:
         _from_mapping({"type": "x", "version": "a"}, "$[0]")
-    assert type(wrapped.value.__cause__) is ValueError
+    assert type(wrapped.value.__cause__) is TypeError  # a version that is no int
+    with pytest.raises(ValidationError, match="event version") as wrapped:
+        _from_mapping({"type": "x", "version": 0}, "$[0]")
+    assert type(wrapped.value.__cause__) is ValueError  # an int out of range

@@ -1,12 +1,13 @@
 """Every option of the library's that takes seconds follows one rule (``_seconds.py``).
 
 A number of seconds is an int or float, never a bool, finite, and > 0 (>= 0 where 0
-means "at once"); anything else is refused with the error its owner raises for bad
-options, naming the option. The checks were written apart and had drifted: a webhook's
-timeout took ``True``, NaN, infinity (and ``"5"`` raised a bare ``TypeError``), an
-e-mail channel's and a Redis idempotency store's took ``True`` (one second), and an audit
-log's ``busy_timeout``, the timeout middleware's seconds and the dedupe middleware's ttl
-took infinity.
+means "at once"); anything else is refused naming the option: a value that is no number
+with ``TypeError`` (docs/errors.md: wrong argument types stay ``TypeError``), a number
+not finite or out of range with the error its owner raises for bad options. The checks
+were written apart and had drifted: a webhook's timeout took ``True``, NaN, infinity
+(and ``"5"`` raised a bare ``TypeError`` naming nothing), an e-mail channel's and a Redis
+idempotency store's took ``True`` (one second), and an audit log's ``busy_timeout``, the
+timeout middleware's seconds and the dedupe middleware's ttl took infinity.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ OPTIONS: list[tuple[str, Callable[[Any], object], type[Exception], bool]] = [
         True,
     ),
 ]
-BAD = [True, False, math.nan, math.inf, -math.inf, -1, "5", None, 10**400]
+BAD = [math.nan, math.inf, -math.inf, -1, 10**400]
+WRONG_TYPE = [True, False, "5", None, b"5", [5]]
 
 
 @pytest.mark.parametrize("bad", BAD, ids=repr)
@@ -91,6 +93,18 @@ def test_a_bad_number_of_seconds_is_refused_naming_the_option(
 ) -> None:
     with pytest.raises(error) as caught:
         make(bad)
+    bound = ">= 0" if zero else "> 0"
+    assert str(caught.value) == f"{name} must be a finite number of seconds {bound}, got {bad!r}"
+
+
+@pytest.mark.parametrize("bad", WRONG_TYPE, ids=repr)
+@pytest.mark.parametrize(("name", "make", "error", "zero"), OPTIONS, ids=[o[0] for o in OPTIONS])
+def test_seconds_of_a_wrong_type_are_a_type_error_naming_the_option(
+    name: str, make: Callable[[Any], object], error: type[Exception], zero: bool, bad: Any
+) -> None:
+    with pytest.raises(TypeError) as caught:
+        make(bad)
+    assert type(caught.value) is TypeError
     bound = ">= 0" if zero else "> 0"
     assert str(caught.value) == f"{name} must be a finite number of seconds {bound}, got {bad!r}"
 

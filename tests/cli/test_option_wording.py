@@ -16,11 +16,18 @@ DEEP = "[" * 1000 + "]" * 1000
 WORDING: list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = [
     (("replay", "--from", "yesterday", *MEMORY), ("--from 'yesterday'", "ISO-8601"), ("start_",)),
     (("replay", "--to", "soon", *MEMORY), ("--to 'soon'",), ("end_time",)),
-    (("replay", "--from", "2024-01-01T00:00:00", *MEMORY), ("--from", "naive"), ("start_",)),
     (
-        ("replay", "--from", "2024-02-01T00:00:00Z", "--to", "2024-01-01T00:00:00Z", *MEMORY),
-        ("--from 2024-02-01T00:00:00+00:00 is after --to 2024-01-01T00:00:00+00:00",),
-        ("start_time",),
+        ("replay", "--from", "2024-01-01T00:00:00", *MEMORY),
+        ("--from '2024-01-01T00:00:00' is naive",),
+        ("start_",),
+    ),
+    # a date alone is quoted as typed, not as the midnight it parses to
+    (("replay", "--from", "2020-01-01", *MEMORY), ("--from '2020-01-01' is naive",), ("T00",)),
+    (("replay", "--to", " 2020-01-01 ", *MEMORY), ("--to ' 2020-01-01 ' is naive",), ("T00",)),
+    (
+        ("replay", "--from", "2024-02-01T00:00Z", "--to", "2024-01-01T00:00:00Z", *MEMORY),
+        ("--from '2024-02-01T00:00Z' is after --to '2024-01-01T00:00:00Z'",),
+        ("start_time", "+00:00"),
     ),
     (("replay", "--speed", "0", *MEMORY), ("--speed must be a number > 0",), ("None",)),
     (("replay", "--speed", "nan", *MEMORY), ("--speed must be a number > 0",), ()),

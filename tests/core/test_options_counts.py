@@ -1,7 +1,9 @@
 """Count options (sizes, bounds, batches) follow one rule (``_options.check_count``).
 
 A count is an int (never a bool, a float, NaN or a str) at least its least value, and
-anything else is refused where it is given, naming the option. ``EventManager`` took
+anything else is refused where it is given, naming the option: a value of another type
+with ``TypeError`` (docs/errors.md: wrong argument types stay ``TypeError``), an int out
+of range with ``ConfigurationError``. ``EventManager`` took
 ``buffer_size=nan`` (and every emit then waited for ever), ``1.5``, ``True``, and a str
 read from the environment failed with a bare ``'<' not supported``; a notification
 channel's ``rate_limit=nan`` made the first ``notify()`` wait for ever.
@@ -51,12 +53,25 @@ COUNTS: list[tuple[str, Callable[[Any], object], bool]] = [
     ("checkpoint_every", lambda v: _replay(checkpoint_every=v), False),
 ]
 
-BAD = [True, False, 1.0, 1.5, math.nan, math.inf, "10", b"10", 0, -1, [1]]
+#: values of a wrong type (TypeError) and ints out of range (ConfigurationError)
+WRONG_TYPE = [True, False, 1.0, 1.5, math.nan, math.inf, "10", b"10", [1]]
+OUT_OF_RANGE = [0, -1, -(10**400)]
 
 
 @pytest.mark.parametrize(("name", "make", "none_ok"), COUNTS, ids=[c[0] for c in COUNTS])
-@pytest.mark.parametrize("value", BAD, ids=repr)
-def test_a_count_that_is_not_an_int_of_at_least_1_is_refused_naming_it(
+@pytest.mark.parametrize("value", WRONG_TYPE, ids=repr)
+def test_a_count_that_is_not_an_int_is_a_type_error_naming_it(
+    name: str, make: Callable[[Any], object], none_ok: bool, value: Any
+) -> None:
+    with pytest.raises(TypeError, match=rf"^{name} must be an int >= 1") as caught:
+        make(value)
+    assert not isinstance(caught.value, ValueError)
+    assert repr(value) in str(caught.value)
+
+
+@pytest.mark.parametrize(("name", "make", "none_ok"), COUNTS, ids=[c[0] for c in COUNTS])
+@pytest.mark.parametrize("value", OUT_OF_RANGE, ids=repr)
+def test_an_int_count_below_1_is_a_configuration_error_naming_it(
     name: str, make: Callable[[Any], object], none_ok: bool, value: Any
 ) -> None:
     with pytest.raises(ConfigurationError, match=rf"^{name} must be an int >= 1") as caught:
@@ -73,13 +88,15 @@ def test_a_count_takes_ints_and_none_where_it_means_no_bound(
     if none_ok:
         make(None)
     else:
-        with pytest.raises(ConfigurationError, match=rf"^{name} must be an int >= 1, got None"):
+        with pytest.raises(TypeError, match=rf"^{name} must be an int >= 1, got None"):
             make(None)
 
 
 def test_the_managers_message_says_none_means_unbounded() -> None:
-    with pytest.raises(ConfigurationError, match=r"buffer_size must be an int >= 1 or None"):
+    with pytest.raises(TypeError, match=r"buffer_size must be an int >= 1 or None"):
         EventManager(buffer_size="100")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"buffer_size must be an int >= 1 or None"):
+        EventManager(buffer_size=0)
     with pytest.raises(ValueError):  # ConfigurationError is a ValueError, as it was
         EventManager(max_listeners=0)
 
@@ -93,28 +110,45 @@ def test_max_listeners_1_lets_one_handler_in() -> None:
 
 # -- rate limits: counts and seconds --------------------------------------------------
 
-BAD_RATES = [math.nan, math.inf, -math.inf, -1, 0, 0.0, True, 10**400]
+BAD_RATES = [math.nan, math.inf, -math.inf, -1, 0, 0.0, 10**400]
 
 
-@pytest.mark.parametrize("rate", BAD_RATES, ids=repr)
+@pytest.mark.parametrize(
+    ("rate", "error"),
+    [(rate, ConfigurationError) for rate in BAD_RATES] + [(True, TypeError), (b"1", TypeError)],
+    ids=repr,
+)
 def test_a_channels_rate_limit_that_paces_nothing_is_refused_naming_the_channel(
-    rate: Any,
+    rate: Any, error: type[Exception]
 ) -> None:
     notifications = NotificationSystem()
-    with pytest.raises(ConfigurationError, match=r"^rate_limit of channel 'sms': "):
+    with pytest.raises(error, match=r"^rate_limit of channel 'sms': ") as caught:
         notifications.add_channel("sms", MemoryChannel(), rate_limit=rate)
+    assert type(caught.value) is error
     assert "sms" not in notifications.channels
 
 
-@pytest.mark.parametrize("count", [*BAD_RATES, "10", None, 5e-324], ids=repr)
+@pytest.mark.parametrize("count", [*BAD_RATES, 5e-324], ids=repr)
 def test_a_rate_limit_count_must_be_a_finite_number_above_0(count: Any) -> None:
     with pytest.raises(ConfigurationError, match=r"rate limit"):
         RateLimit(count)
 
 
-@pytest.mark.parametrize("per", [math.nan, math.inf, 0, -1, True, "1", None], ids=repr)
+@pytest.mark.parametrize("count", [True, "10", None], ids=repr)
+def test_a_rate_limit_count_that_is_no_number_is_a_type_error(count: Any) -> None:
+    with pytest.raises(TypeError, match=r"^a rate limit's count must be a finite number > 0"):
+        RateLimit(count)
+
+
+@pytest.mark.parametrize("per", [math.nan, math.inf, 0, -1], ids=repr)
 def test_a_rate_limit_per_is_seconds(per: Any) -> None:
     with pytest.raises(ConfigurationError, match=r"per must be a finite number of seconds > 0"):
+        RateLimit(1, per)
+
+
+@pytest.mark.parametrize("per", [True, "1", None], ids=repr)
+def test_a_rate_limit_per_that_is_no_number_is_a_type_error(per: Any) -> None:
+    with pytest.raises(TypeError, match=r"per must be a finite number of seconds > 0"):
         RateLimit(1, per)
 
 

@@ -130,7 +130,7 @@ def test_default_retry_on_is_every_exception() -> None:
     [
         (lambda: RetryPolicy.fixed(max_attempts=0), ValueError),
         (lambda: RetryPolicy.fixed(max_attempts=-1), ValueError),
-        (lambda: RetryPolicy.fixed(max_attempts=2.5), ValueError),
+        (lambda: RetryPolicy.fixed(max_attempts=2.5), TypeError),  # no int: a wrong type
         (lambda: RetryPolicy.fixed(base_delay=-1), ValueError),
         (lambda: RetryPolicy.linear(max_delay=-1, base_delay=0), ValueError),
         (lambda: RetryPolicy.linear(base_delay=5, max_delay=1), ValueError),
@@ -145,19 +145,24 @@ def test_invalid_policies_are_refused(build: Any, error: type[Exception]) -> Non
 
 
 @pytest.mark.parametrize(
-    "changes",
+    ("changes", "error"),
     [
-        {"max_attempts": True},
-        {"base_delay": float("nan")},
-        {"max_delay": float("inf")},
-        {"base_delay": "1"},
-        {"base_delay": None},
+        # a wrong type is a TypeError (docs/errors.md), a number out of range a ValueError
+        ({"max_attempts": True}, TypeError),
+        ({"max_attempts": 2.0}, TypeError),
+        ({"max_attempts": 0}, ValueError),
+        ({"base_delay": float("nan")}, ValueError),
+        ({"max_delay": float("inf")}, ValueError),
+        ({"base_delay": "1"}, TypeError),
+        ({"base_delay": None}, TypeError),
     ],
 )
-def test_nonsense_numbers_are_refused(changes: dict[str, Any]) -> None:
+def test_nonsense_numbers_are_refused(changes: dict[str, Any], error: type[Exception]) -> None:
     fields: dict[str, Any] = {"kind": "fixed", "max_attempts": 2, "base_delay": 1.0}
-    with pytest.raises(ValueError):
+    with pytest.raises(error) as caught:
         RetryPolicy(**{**fields, **changes})
+    assert type(caught.value) is error
+    assert next(iter(changes)) in str(caught.value)
 
 
 @pytest.mark.parametrize(

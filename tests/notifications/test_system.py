@@ -474,9 +474,12 @@ def test_rate_limit_specs() -> None:
     assert RateLimit.parse(4).interval == pytest.approx(0.25)
     limit = RateLimit(5, 1, burst=3)
     assert RateLimit.parse(limit) is limit
-    for bad in ("10", "10/fortnight", "-1/s", "0/s", True):
+    for bad in ("10", "10/fortnight", "-1/s", "0/s"):
         with pytest.raises(ConfigurationError):
-            RateLimit.parse(bad)  # type: ignore[arg-type]
+            RateLimit.parse(bad)
+    for wrong in (True, b"10/s", None):  # a wrong type (docs/errors.md)
+        with pytest.raises(TypeError):
+            RateLimit.parse(wrong)  # type: ignore[arg-type]
 
 
 async def test_slots_with_a_burst() -> None:

@@ -144,9 +144,11 @@ async def test_retry_around_timeout_retries_timeouts() -> None:
     assert len(attempts) == 2
 
 
-@pytest.mark.parametrize("bad", [0, -1, True, "1"])
-def test_timeout_rejects_bad_seconds(bad: Any) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("bad", "error"), [(0, ValueError), (-1, ValueError), (True, TypeError), ("1", TypeError)]
+)
+def test_timeout_rejects_bad_seconds(bad: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match="seconds must be"):
         TimeoutMiddleware(bad)
 
 
@@ -213,9 +215,12 @@ async def test_deduplicate_skips_a_concurrent_duplicate() -> None:
     assert runs == [1]
 
 
-@pytest.mark.parametrize("kwargs", [{"ttl": 0}, {"max_size": 0}, {"ttl": "1"}])
-def test_deduplicate_rejects_bad_options(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [({"ttl": 0}, ValueError), ({"max_size": 0}, ValueError), ({"ttl": "1"}, TypeError)],
+)
+def test_deduplicate_rejects_bad_options(kwargs: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error, match=next(iter(kwargs))):
         DeduplicateMiddleware(**kwargs)
 
 

@@ -30,6 +30,11 @@ BAD_NAMES: list[tuple[Any, str]] = [
 IDS = ["nul", "surrogate", "long", "long-utf8", "empty", "bytes", "int"]
 
 
+def _error(name: Any) -> type[Exception]:
+    """A name that is no str is a wrong type (docs/errors.md), the others bad values."""
+    return ConfigurationError if isinstance(name, str) else TypeError
+
+
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "memory":
@@ -51,11 +56,11 @@ async def test_a_bad_checkpoint_name_is_refused_before_any_handler_runs(
         async with EventReplay(store) as replay:
             ran: list[Event] = []
             replay.handle("#", ran.append)
-            with pytest.raises(ConfigurationError, match=rf"^a checkpoint name .*{problem}"):
+            with pytest.raises(_error(name), match=rf"^a checkpoint name .*{problem}"):
                 await replay.replay_stream("s", checkpoint=name)
-            with pytest.raises(ConfigurationError, match=rf"^a checkpoint name .*{problem}"):
+            with pytest.raises(_error(name), match=rf"^a checkpoint name .*{problem}"):
                 await replay.replay_all(checkpoint=name)
-            with pytest.raises(ConfigurationError, match=rf"^a checkpoint name .*{problem}"):
+            with pytest.raises(_error(name), match=rf"^a checkpoint name .*{problem}"):
                 await replay.reset(name)
             assert ran == []
             # nothing was written under any name
@@ -67,7 +72,7 @@ async def test_a_bad_projection_name_is_refused_at_construction(
     url: str, name: Any, problem: str
 ) -> None:
     async with EventStore(url) as store:
-        with pytest.raises(ConfigurationError, match=rf"^a projection name .*{problem}"):
+        with pytest.raises(_error(name), match=rf"^a projection name .*{problem}"):
             Projection(name, store)
 
 

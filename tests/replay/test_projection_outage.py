@@ -240,8 +240,11 @@ async def test_handler_errors_are_not_tried_again() -> None:
         assert projection.position is None
 
 
-@pytest.mark.parametrize("bad", [-1, float("nan"), True, "5"])
-async def test_a_bad_retry_for_is_refused_naming_it(bad: object) -> None:
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [(-1, ValueError), (float("nan"), ValueError), (True, TypeError), ("5", TypeError)],
+)
+async def test_a_bad_retry_for_is_refused_naming_it(bad: object, error: type[Exception]) -> None:
     async with EventStore() as store:
-        with pytest.raises(ValueError, match="retry_for must be a finite number of seconds"):
+        with pytest.raises(error, match="retry_for must be a finite number of seconds"):
             await Projection("p", store).follow(retry_for=bad)  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ from pepperpy.event import (
     ReplayStopped,
     RetryPolicy,
 )
-from tests.test_seconds_options import BAD
+from tests.test_seconds_options import BAD, WRONG_TYPE
 
 T0 = datetime(2023, 1, 1, tzinfo=UTC)
 
@@ -220,19 +220,31 @@ async def test_no_speed_means_as_fast_as_possible() -> None:
     assert report.replayed == 3
 
 
-@pytest.mark.parametrize("speed", [0, -1.0, "fast", float("nan"), True, False])
-async def test_bad_speed_is_refused(speed: Any) -> None:
+@pytest.mark.parametrize(
+    ("speed", "error"),
+    [
+        (0, ConfigurationError),
+        (-1.0, ConfigurationError),
+        (float("nan"), ConfigurationError),
+        # no number: a wrong type (docs/errors.md)
+        ("fast", TypeError),
+        (True, TypeError),
+        (False, TypeError),
+    ],
+)
+async def test_bad_speed_is_refused(speed: Any, error: type[Exception]) -> None:
     replay = EventReplay(EventStore())
-    with pytest.raises(ConfigurationError) as caught:
+    with pytest.raises(error) as caught:
         await replay.replay_all(speed=speed)
     # True was taken as a speed of 1 (an int to Python)
     assert str(caught.value) == f"speed must be a number > 0 or None, got {speed!r}"
 
 
-@pytest.mark.parametrize("max_gap", [b for b in BAD if b is not None], ids=repr)
+@pytest.mark.parametrize("max_gap", [b for b in [*BAD, *WRONG_TYPE] if b is not None], ids=repr)
 async def test_a_bad_max_gap_is_refused_as_seconds_are(max_gap: Any) -> None:
     replay = EventReplay(EventStore())
-    with pytest.raises(ConfigurationError) as caught:
+    number = not isinstance(max_gap, bool) and isinstance(max_gap, int | float)
+    with pytest.raises(ConfigurationError if number else TypeError) as caught:
         await replay.replay_all(speed=1.0, max_gap=max_gap)
     # True was taken as a one-second cap, and 10**400 raised OverflowError
     assert str(caught.value) == f"max_gap must be a finite number of seconds >= 0, got {max_gap!r}"
@@ -504,7 +516,8 @@ async def test_max_gap_cuts_long_pauses_short() -> None:
     ("options", "error", "message"),
     [
         ({"progress": 5}, TypeError, "progress must be a callable"),
-        ({"progress_every": "10"}, ConfigurationError, "progress_every must be an int"),
+        ({"progress_every": "10"}, TypeError, "progress_every must be an int"),
+        ({"progress_every": 0}, ConfigurationError, "progress_every must be an int"),
         ({"checkpoint_every": 0}, ConfigurationError, "checkpoint_every must be an int"),
     ],
 )

@@ -205,9 +205,20 @@ def test_bad_entries_are_refused_before_anything_is_written(tmp_path: Path) -> N
     log.close()
 
 
-@pytest.mark.parametrize("timeout", [0, -1, "5", True, float("nan")])
-def test_busy_timeout_must_be_positive_seconds(tmp_path: Path, timeout: object) -> None:
-    with pytest.raises(ConfigurationError, match="busy_timeout"):
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [
+        (0, ConfigurationError),
+        (-1, ConfigurationError),
+        (float("nan"), ConfigurationError),
+        ("5", TypeError),  # no number: a wrong type
+        (True, TypeError),
+    ],
+)
+def test_busy_timeout_must_be_positive_seconds(
+    tmp_path: Path, timeout: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="busy_timeout"):
         AuditLog(str(tmp_path / "audit.db"), busy_timeout=timeout)  # type: ignore[arg-type]
 
 

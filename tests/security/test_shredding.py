@@ -212,7 +212,16 @@ async def test_a_batch_is_checked_once_and_reads_back() -> None:
     ]
 
 
-@pytest.mark.parametrize("ttl", [-1, float("nan"), float("inf"), True, "1"])
-def test_the_cache_ttl_is_checked(ttl: object) -> None:
-    with pytest.raises(ConfigurationError, match="key_cache_ttl"):
+@pytest.mark.parametrize(
+    ("ttl", "error"),
+    [
+        (-1, ConfigurationError),
+        (float("nan"), ConfigurationError),
+        (float("inf"), ConfigurationError),
+        (True, TypeError),  # no number: a wrong type
+        ("1", TypeError),
+    ],
+)
+def test_the_cache_ttl_is_checked(ttl: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="key_cache_ttl"):
         StreamEncryption(KeyRing.generate(), key_cache_ttl=ttl)  # type: ignore[arg-type]

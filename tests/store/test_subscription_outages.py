@@ -145,10 +145,19 @@ async def test_closing_the_store_ends_a_subscription_that_is_trying_again() -> N
             await pending
 
 
-@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), True, "5"])
-async def test_a_bad_retry_for_is_refused_naming_it(bad: object) -> None:
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (-1, ValueError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        (True, TypeError),  # no number: a wrong type
+        ("5", TypeError),
+    ],
+)
+async def test_a_bad_retry_for_is_refused_naming_it(bad: object, error: type[Exception]) -> None:
     async with EventStore() as store:
-        with pytest.raises(ValueError, match="retry_for must be a finite number of seconds"):
+        with pytest.raises(error, match="retry_for must be a finite number of seconds"):
             store.subscribe(0, retry_for=bad)  # type: ignore[arg-type]
 
 

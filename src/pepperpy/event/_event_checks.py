@@ -81,8 +81,13 @@ def _check_optional_text(value: Any, what: str) -> None:
     _check_text(value, what)
 
 
-def _bad_version(version: Any) -> ValueError:
-    return ValueError(f"event version must be an int from 1 to {MAX_VERSION}, got {version!r}")
+def _bad_version(version: Any) -> ValueError | TypeError:
+    """The error for a version that is no int (a bool included: ``TypeError``) or an int
+    outside 1..MAX_VERSION (``ValueError``)."""
+    message = f"event version must be an int from 1 to {MAX_VERSION}, got {version!r}"
+    if version.__class__ is not int:
+        return TypeError(message)
+    return ValueError(message)
 
 
 def _too_deep() -> SerializationError:

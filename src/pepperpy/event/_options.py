@@ -4,7 +4,9 @@ A count (a size, a bound, a batch) is an ``int``, never a ``bool`` (``True`` is 
 ``int`` to Python, and would pass as 1), nor a ``float`` (NaN compares false with
 everything and slipped through ``< 1`` checks, after which a buffer never had room;
 ``1.5`` let two handlers in under a limit of "1.5"), nor a ``str`` (a value read from
-the environment, which failed later with a bare ``'<' not supported``).
+the environment, which failed later with a bare ``'<' not supported``). A value of
+another type is a :class:`TypeError`, as docs/errors.md promises for every wrong
+argument type; an ``int`` out of range raises the caller's error for bad options.
 
 A collaborator (an event store, an access control, an encryption) is an instance of its
 class. A URL or a word in its place was taken, and failed at first use with an
@@ -53,15 +55,19 @@ def check_count(
 ) -> int | None:
     """``value`` as a count >= ``least`` (None too if ``optional``).
 
-    Anything else raises ``error`` saying ``"<name> must be an int >= <least>[ or None],
-    got <value>"``.
+    Anything else raises an error saying ``"<name> must be an int >= <least>[ or None],
+    got <value>"``: a :class:`TypeError` for a value that is no ``int`` (a ``bool``
+    included), ``error`` for an ``int`` below ``least``.
     """
     if value is None and optional:
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= least:
-        return value
     alternative = " or None" if optional else ""
-    raise error(f"{name} must be an int >= {least}{alternative}, got {value!r}")
+    message = f"{name} must be an int >= {least}{alternative}, got {value!r}"
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(message)
+    if value < least:
+        raise error(message)
+    return value
 
 
 def check_instance(

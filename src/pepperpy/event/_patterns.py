@@ -44,9 +44,9 @@ _WILDCARDS = frozenset((ONE, ANY))
 
 
 def _tokens(text: str, *, wildcards: bool) -> tuple[str, ...]:
-    if not isinstance(text, str):
-        raise TypeError(f"a pattern or topic must be a str, got {type(text).__name__}")
     kind = "pattern" if wildcards else "topic"
+    if not isinstance(text, str):
+        raise TypeError(f"a {kind} must be a str, got {type(text).__name__}")
     if not text:
         raise PatternError(text, 0, "empty", kind)
     if len(text) > MAX_NAME_BYTES // 4:
@@ -112,6 +112,8 @@ def parse_topic(topic: str) -> tuple[str, ...]:
 def parse_name(text: str, kind: str) -> tuple[str, ...]:
     """Check a name that has a topic's form but is another thing (``kind``: "stream
     name"), so that an error says what the caller passed."""
+    if not isinstance(text, str):  # before the cache, which would call a list unhashable
+        raise TypeError(f"a {kind} must be a str, got {type(text).__name__} {text!r:.100}")
     try:
         return parse_topic(text)
     except PatternError as exc:

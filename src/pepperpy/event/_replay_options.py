@@ -69,8 +69,11 @@ def parse_time(value: datetime | str | None, what: str = "time") -> datetime | N
             f"{what} must be a datetime or an ISO-8601 string, got {type(value).__name__}"
         )
     if parsed.tzinfo is None or parsed.utcoffset() is None:
+        # a string is quoted as it was given (not as its parse would print it: a date alone
+        # would read back with a time nobody typed)
+        given = repr(value) if isinstance(value, str) else parsed.isoformat()
         raise ConfigurationError(
-            f"{what} {parsed.isoformat()} is naive: give a timezone (e.g. a trailing Z for UTC)"
+            f"{what} {given} is naive: give a timezone (e.g. a trailing Z for UTC)"
         )
     return parsed
 
@@ -128,7 +131,9 @@ def check_name(name: object, what: str) -> None:
     ``StoreError`` reading like an outage on PostgreSQL; it is refused here, the same on
     every backend, before a checkpoint is loaded or any handler runs.
     """
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a non-empty str, got {name!r}")
+    if not name:
         raise ConfigurationError(f"{what} must be a non-empty str, got {name!r}")
     problem = text_problem(name)
     if problem is not None:
@@ -170,19 +175,31 @@ def type_matches(patterns: tuple[str, ...], event_type: str) -> bool:
 
 
 def check_start_pos(start_pos: int) -> int:
-    if not isinstance(start_pos, int) or isinstance(start_pos, bool) or start_pos < 0:
-        raise ConfigurationError(f"start_pos must be an int >= 0, got {start_pos!r}")
+    """A replay's ``start_pos``: an int >= 0; a value of another type (a bool included)
+    is a ``TypeError``, a negative int a :class:`ConfigurationError`."""
+    message = f"start_pos must be an int >= 0, got {start_pos!r}"
+    if not isinstance(start_pos, int) or isinstance(start_pos, bool):
+        raise TypeError(message)
+    if start_pos < 0:
+        raise ConfigurationError(message)
     return start_pos
 
 
 def check_speed(speed: object) -> float:
-    """A replay's ``speed``: a factor > 0 (not seconds), never a bool (``True`` is 1)."""
-    if not isinstance(speed, bool) and isinstance(speed, int | float) and speed > 0:
-        try:
-            return float(speed)
-        except OverflowError:  # an int past a float's range: as fast as can be
-            return math.inf
-    raise ConfigurationError(f"speed must be a number > 0 or None, got {speed!r}")
+    """A replay's ``speed``: a factor > 0 (not seconds), never a bool (``True`` is 1).
+
+    A value that is no number is a ``TypeError``; a number not > 0 (NaN included) a
+    :class:`ConfigurationError`.
+    """
+    message = f"speed must be a number > 0 or None, got {speed!r}"
+    if isinstance(speed, bool) or not isinstance(speed, int | float):
+        raise TypeError(message)
+    if not speed > 0:
+        raise ConfigurationError(message)
+    try:
+        return float(speed)
+    except OverflowError:  # an int past a float's range: as fast as can be
+        return math.inf
 
 
 # -- naming things in messages -----------------------------------------------------------

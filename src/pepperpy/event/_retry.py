@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from ._options import check_count
 from ._seconds import check_seconds
 
 __all__ = ["RetryPolicy"]
@@ -51,9 +52,7 @@ class RetryPolicy:
             raise ValueError(f"kind must be one of {', '.join(_KINDS)}, got {self.kind!r}")
         if not isinstance(self.jitter, bool):
             raise TypeError(f"jitter must be a bool, got {self.jitter!r}")
-        attempts = self.max_attempts
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            raise ValueError(f"max_attempts must be an int >= 1, got {attempts!r}")
+        check_count(self.max_attempts, "max_attempts", error=ValueError)
         for name in ("base_delay", "max_delay"):
             check_seconds(getattr(self, name), name, zero=True, error=ValueError)
         if self.kind != "fixed" and self.max_delay < self.base_delay:

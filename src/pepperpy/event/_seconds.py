@@ -5,7 +5,9 @@ A number of seconds is an ``int`` or a ``float``, never a ``bool`` (``True`` is 
 everything, so it slipped through ``<= 0`` checks; infinity is no duration, and
 overflows the timers it reaches), and greater than 0, or at least 0 where 0 means
 "at once". Every option of the library's own that takes seconds is checked here, and
-refused with the error its caller raises for bad options, naming the option.
+refused naming the option: a value that is no number (a ``bool`` included) with a
+:class:`TypeError`, as docs/errors.md promises for every wrong argument type; a number
+that is not finite or out of range with the error its caller raises for bad options.
 """
 
 from __future__ import annotations
@@ -26,15 +28,18 @@ def check_seconds(
 ) -> float:
     """``value`` as a float number of seconds, > 0 (>= 0 if ``zero``).
 
-    Anything else raises ``error`` saying ``"<name> must be a finite number of seconds
-    > 0, got <value>"``.
+    Anything else raises an error saying ``"<name> must be a finite number of seconds
+    > 0, got <value>"``: a :class:`TypeError` for a value that is neither an ``int`` nor a
+    ``float`` (a ``bool`` included), ``error`` for a number that is not finite or out of
+    range.
     """
-    if not isinstance(value, bool) and isinstance(value, int | float):
-        try:
-            seconds = float(value)
-        except OverflowError:  # an int too large for a float: not finite either
-            seconds = math.inf
-        if math.isfinite(seconds) and (seconds >= 0 if zero else seconds > 0):
-            return seconds
     bound = ">= 0" if zero else "> 0"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float: not finite either
+        seconds = math.inf
+    if math.isfinite(seconds) and (seconds >= 0 if zero else seconds > 0):
+        return seconds
     raise error(f"{name} must be a finite number of seconds {bound}, got {value!r}")

@@ -326,9 +326,8 @@ def time_window(start: str | None, end: str | None) -> tuple[datetime | None, da
     except ConfigurationError as exc:
         raise CommandError(str(exc)) from None
     if window[0] is not None and window[1] is not None and window[0] > window[1]:
-        raise CommandError(
-            f"--from {window[0].isoformat()} is after --to {window[1].isoformat()}: "
-            "nothing could be replayed"
+        raise CommandError(  # as the user typed them
+            f"--from {start!r} is after --to {end!r}: nothing could be replayed"
         )
     return window
 

@@ -7,6 +7,7 @@ import time
 from collections import OrderedDict
 
 from .._event import Event
+from .._options import check_count
 from .._processor import NextHandler
 from .._seconds import check_seconds
 
@@ -29,8 +30,7 @@ class DeduplicateMiddleware:
 
     def __init__(self, *, ttl: float = 3600.0, max_size: int = 100_000) -> None:
         ttl = check_seconds(ttl, "ttl", error=ValueError)
-        if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
-            raise ValueError(f"max_size must be an int >= 1, got {max_size!r}")
+        check_count(max_size, "max_size", error=ValueError)
         self.ttl = ttl
         self.max_size = max_size
         self.skipped = 0

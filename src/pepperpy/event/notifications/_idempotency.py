@@ -192,8 +192,10 @@ class RedisIdempotencyStore(IdempotencyStore):
         prefix = query.pop("prefix", prefix)
         # checked after the URL's values are read: a ttl of 0 (or NaN) from the URL became
         # a 1 ms expiry, and the store forgot every key at once (idempotency off)
-        ttl = check_seconds(_number(query.pop("ttl")) if "ttl" in query else ttl, "ttl")
-        lease = check_seconds(_number(query.pop("lease")) if "lease" in query else lease, "lease")
+        ttl = check_seconds(_number(query.pop("ttl"), "ttl") if "ttl" in query else ttl, "ttl")
+        lease = check_seconds(
+            _number(query.pop("lease"), "lease") if "lease" in query else lease, "lease"
+        )
         if query:
             raise ConfigurationError(f"unknown idempotency store option(s): {sorted(query)}")
         self.url = urlunsplit(parts._replace(query=""))
@@ -297,9 +299,12 @@ def store_from(spec: IdempotencyStore | str | None, size: int) -> IdempotencySto
     )
 
 
-def _number(text: str) -> float | str:
-    """A URL option's text as the number it spells, if it spells one."""
+def _number(text: str, name: str) -> float:
+    """A URL option's text as the number of seconds it spells; text that spells none is a
+    bad URL (:class:`ConfigurationError`), not a wrong type."""
     try:
         return float(text)
     except ValueError:
-        return text
+        raise ConfigurationError(
+            f"{name} must be a finite number of seconds > 0, got {text!r}"
+        ) from None

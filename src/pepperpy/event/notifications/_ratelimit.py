@@ -90,15 +90,15 @@ class RateLimit:
         """A :class:`RateLimit` from ``"N/unit"``, a per-second number or a ready one."""
         if isinstance(spec, RateLimit):
             return spec
-        if isinstance(spec, bool):
-            raise ConfigurationError(f"not a rate limit: {spec!r}")
+        if isinstance(spec, bool):  # a wrong type (True would be 1 per second)
+            raise TypeError(f"not a rate limit: {spec!r}")
         if isinstance(spec, int | float):
             return cls(_finite_count(spec, "a rate limit of sends per second"))
         if isinstance(spec, str):
             match = _SPEC.match(spec.lower())
             if match and match.group(2) in _UNITS:
                 return cls(float(match.group(1)), _UNITS[match.group(2)])
-        raise ConfigurationError(
+        raise (ConfigurationError if isinstance(spec, str) else TypeError)(
             f"a rate limit looks like '10/s', '100/min' or '1000/hour', got {spec!r}"
         )
 
@@ -175,12 +175,15 @@ class RateLimit:
 
 
 def _finite_count(count: object, what: str = "a rate limit's count") -> float:
-    """``count`` as a float, finite and > 0 (never a bool), or a ConfigurationError."""
-    if not isinstance(count, bool) and isinstance(count, int | float):
-        try:
-            value = float(count)
-        except OverflowError:  # an int too large for a float
-            value = inf
-        if 0 < value < inf:  # NaN fails this too
-            return value
-    raise ConfigurationError(f"{what} must be a finite number > 0, got {count!r}")
+    """``count`` as a float, finite and > 0: a value that is no number (a bool included)
+    is a ``TypeError``, a number out of range a ConfigurationError."""
+    message = f"{what} must be a finite number > 0, got {count!r}"
+    if isinstance(count, bool) or not isinstance(count, int | float):
+        raise TypeError(message)
+    try:
+        value = float(count)
+    except OverflowError:  # an int too large for a float
+        value = inf
+    if 0 < value < inf:  # NaN fails this too
+        return value
+    raise ConfigurationError(message)

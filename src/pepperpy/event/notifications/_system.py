@@ -169,8 +169,8 @@ class NotificationSystem(AsyncClosing):
             raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
         try:  # before a channel is made from a URL, which would be left unused
             limiter = RateLimit.parse(rate_limit) if rate_limit is not None else None
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"rate_limit of channel {name!r}: {exc}") from None
+        except (ConfigurationError, TypeError) as exc:  # a bad rate, or one of a wrong type
+            raise type(exc)(f"rate_limit of channel {name!r}: {exc}") from None
         if channel is None:
             resolved = self._default or self._outbox_channel
         else:

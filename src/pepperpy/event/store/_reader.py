@@ -180,7 +180,9 @@ class EventReader:
         accept: RowFilter | None = None,
     ) -> None:
         if limit is not None and (limit.__class__ is not int or limit < 0):
-            raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
+            message = f"limit must be an int >= 0 or None, got {limit!r}"
+            # an int subclass (a bool, an IntEnum) is refused too: a wrong type
+            raise TypeError(message) if limit.__class__ is not int else ValueError(message)
         self._fetch = fetch
         self._decode = decode
         self._start = start

@@ -102,9 +102,11 @@ def parse_url_and_access(url: str) -> tuple[SQLiteURL, SQLiteAccess]:
     if "busy_timeout" in given:
         text = given["busy_timeout"]
         try:
-            number: object = float(text)
-        except ValueError:
-            number = text  # refused below, as the text it is
+            number = float(text)
+        except ValueError:  # a bad URL, not a wrong type: refused as the text it is
+            raise ConfigurationError(
+                f"{url!r}: busy_timeout must be a finite number of seconds >= 0, got {text!r}"
+            ) from None
         busy_timeout = check_busy_timeout(number, f"{url!r}: busy_timeout", ConfigurationError)
     create = _flag(url, given, "create", True)
     immutable = _flag(url, given, "immutable", False)

@@ -140,6 +140,10 @@ class SQLiteBackend(StoreBackend):
         read_only: bool = False,
         immutable: bool = False,
     ) -> None:
+        if not isinstance(synchronous, str):
+            raise TypeError(
+                f"synchronous must be a str (FULL, EXTRA, NORMAL or OFF), got {synchronous!r}"
+            )
         if synchronous.upper() not in ("FULL", "EXTRA", "NORMAL", "OFF"):
             raise ValueError(f"unknown SQLite synchronous mode {synchronous!r}")
         busy_timeout = check_busy_timeout(busy_timeout, "busy_timeout", ValueError)
