@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import ConfigurationError, Event, EventReplay, EventStore, Projection
+from pepperpy.event import (
+    ConfigurationError,
+    Event,
+    EventReplay,
+    EventStore,
+    EventValidator,
+    Projection,
+)
 from pepperpy.event.store.sqlite import SQLiteBackend
 
 
@@ -242,3 +249,28 @@ def test_sqlite_backend_options_of_a_wrong_type_are_type_errors() -> None:
         SQLiteBackend("never-opened.db", synchronous="FAST")
     with pytest.raises(ValueError, match=r"^busy_timeout must be a finite number"):
         SQLiteBackend("never-opened.db", busy_timeout=-1)
+
+
+# -- versions of schemas and upcasters ---------------------------------------------------
+
+
+@pytest.mark.parametrize("wrong", ["2", True, 2.0], ids=repr)
+def test_a_schema_or_upcaster_version_of_a_wrong_type_is_a_type_error(wrong: Any) -> None:
+    validator = EventValidator()
+    with pytest.raises(TypeError, match=rf"^version must be an int >= 1, got {wrong!r}$"):
+        validator.register("t.a", {"type": "object"}, version=wrong)
+    with pytest.raises(TypeError, match=rf"^from_version must be an int >= 1, got {wrong!r}$"):
+        validator.upcaster("t.a", wrong, lambda data: data)
+    with pytest.raises(TypeError, match=rf"^from_version must be an int >= 1, got {wrong!r}$"):
+        EventStore().upcaster("t.a", wrong, lambda data: data)
+    assert validator._upcasters == {}  # True was registered as version 1
+
+
+def test_a_schema_or_upcaster_version_below_1_is_a_configuration_error() -> None:
+    validator = EventValidator()
+    with pytest.raises(ConfigurationError, match=r"^version must be an int >= 1, got 0$"):
+        validator.register("t.a", {"type": "object"}, version=0)
+    with pytest.raises(ConfigurationError, match=r"^from_version must be an int >= 1, got 0$"):
+        validator.upcaster("t.a", 0, lambda data: data)
+    with pytest.raises(ConfigurationError, match=r"^from_version must be an int >= 1, got 0$"):
+        EventStore().upcaster("t.a", 0, lambda data: data)

@@ -36,6 +36,9 @@ async def test_the_same_checks_in_every_form() -> None:
         store.upcaster("a.b", 0, _v2)
     with pytest.raises(ValueError):  # ConfigurationError is a ValueError, as before
         store.upcaster("a.b", -1)
+    for wrong in ("2", True, 2.0):  # a wrong type (docs/errors.md)
+        with pytest.raises(TypeError, match=f"from_version must be an int >= 1, got {wrong!r}"):
+            store.upcaster("a.b", wrong, _v2)  # type: ignore[arg-type]
 
     async def later(data: Any) -> Any:
         return data

@@ -96,7 +96,11 @@ class StoreDecoding:
             )
         parse_topic(event_type)  # a type no event can have would never be upcast
         if from_version.__class__ is not int or from_version < 1:
-            raise ConfigurationError(f"from_version must be an int >= 1, got {from_version!r}")
+            message = f"from_version must be an int >= 1, got {from_version!r}"
+            # a version that is no int (a bool, "2") is a wrong type (docs/errors.md)
+            if from_version.__class__ is not int:
+                raise TypeError(message)
+            raise ConfigurationError(message)
         key = (event_type, from_version)
 
         def register(function: F) -> F:

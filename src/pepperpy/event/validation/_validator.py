@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar, overload
 from .._errors import ConfigurationError, SerializationError, ValidationError, ValidationProblem
 from .._event import Event
 from .._frozen import MAX_DEPTH, freeze
+from .._options import check_count
 from .._patterns import parse_topic
 from ._compiled import Compiled
 from ._freeze import nested_deeper
@@ -128,8 +129,7 @@ class EventValidator:
         here with :class:`~pepperpy.event.ConfigurationError`, not at validation time.
         """
         parse_topic(event_type)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ConfigurationError(f"version must be an int >= 1, got {version!r}")
+        check_count(version, "version")  # TypeError for no int, ConfigurationError for < 1
         extra = self.extra_fields if extra_fields is None else extra_fields
         if extra is not None and extra not in _EXTRA:
             raise ConfigurationError(f"extra_fields must be one of {_EXTRA}, got {extra!r}")
@@ -170,8 +170,7 @@ class EventValidator:
         latest registered version, and the result is validated against that version.
         """
         parse_topic(event_type)
-        if not isinstance(from_version, int) or from_version < 1:
-            raise ConfigurationError(f"from_version must be an int >= 1, got {from_version!r}")
+        check_count(from_version, "from_version")  # a bool is no version: TypeError
 
         def register(function: F) -> F:
             if not callable(function):
