@@ -386,9 +386,12 @@ async def test_rate_limit_burst_passes_at_once() -> None:
     assert len(calls) == 5
 
 
-@pytest.mark.parametrize("kwargs", [{"rate": 0}, {"rate": 1, "burst": 0}, {"rate": "x"}])
-def test_rate_limit_rejects_bad_options(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [({"rate": 0}, ValueError), ({"rate": 1, "burst": 0}, ValueError), ({"rate": "x"}, TypeError)],
+)
+def test_rate_limit_rejects_bad_options(kwargs: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error):
         RateLimitMiddleware(**kwargs)
 
 

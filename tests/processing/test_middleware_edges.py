@@ -93,6 +93,28 @@ def test_bad_middleware_options_fail_at_construction(
         make()
 
 
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        # a wrong type is a TypeError (docs/errors.md), a value out of range a ValueError
+        (lambda: RateLimitMiddleware("10"), TypeError, "rate must be"),
+        (lambda: RateLimitMiddleware(True), TypeError, "rate must be"),
+        (lambda: RateLimitMiddleware(0), ValueError, "rate must be"),
+        (lambda: RateLimitMiddleware(10, burst=2.0), TypeError, "burst must be an int >= 1"),
+        (lambda: RateLimitMiddleware(10, burst=True), TypeError, "burst must be an int >= 1"),
+        (lambda: RateLimitMiddleware(10, burst=0), ValueError, "burst must be an int >= 1"),
+        (lambda: DeadLetterMiddleware(maxlen="10"), TypeError, "maxlen must be an int >= 0"),
+        (lambda: DeadLetterMiddleware(maxlen=-1), ValueError, "maxlen must be an int >= 0"),
+    ],
+)
+def test_middleware_options_tell_a_wrong_type_from_a_bad_value(
+    make: Callable[[], object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message) as caught:
+        make()
+    assert type(caught.value) is error
+
+
 # -- logging never changes the outcome ---------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from .._event import Event
 from .._loops import LoopShares
 from .._manager import DEAD_LETTER_LIMIT, DeadLetter
+from .._options import check_count
 from .._processor import NextHandler, _completed, failed_handlers
 from .._removal import remove_last
 from .._retry import RetryPolicy
@@ -189,11 +190,13 @@ class RateLimitMiddleware:
     """
 
     def __init__(self, rate: float, *, burst: int | None = None) -> None:
-        if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate < math.inf:
-            raise ValueError(f"rate must be a finite number of events/s > 0, got {rate!r}")
+        message = f"rate must be a finite number of events/s > 0, got {rate!r}"
+        if not isinstance(rate, int | float) or isinstance(rate, bool):
+            raise TypeError(message)  # a wrong type (docs/errors.md)
+        if not 0 < rate < math.inf:
+            raise ValueError(message)
         capacity = max(1, int(rate)) if burst is None else burst
-        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
-            raise ValueError(f"burst must be an int >= 1, got {burst!r}")
+        check_count(capacity, "burst", error=ValueError)
         self.rate = float(rate)
         self.burst = capacity
         self._tokens = float(capacity)
@@ -251,8 +254,7 @@ class DeadLetterMiddleware:
         bus: Any = None,
         maxlen: int = DEAD_LETTER_LIMIT,
     ) -> None:
-        if not isinstance(maxlen, int) or isinstance(maxlen, bool) or maxlen < 0:
-            raise ValueError(f"maxlen must be an int >= 0, got {maxlen!r}")
+        check_count(maxlen, "maxlen", least=0, error=ValueError)
         if bus is not None and not callable(getattr(bus, "publish", None)):
             raise TypeError(f"bus must have a publish(topic, event) method, got {bus!r}")
         self.dead_letters: deque[DeadLetter] = deque(maxlen=maxlen)
