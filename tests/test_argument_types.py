@@ -22,11 +22,18 @@ import pytest
 from pepperpy.event import (
     ConfigurationError,
     Event,
+    EventBus,
     EventReplay,
     EventStore,
     EventValidator,
+    MemoryChannel,
+    MetricsCollector,
+    NotificationSystem,
     Projection,
 )
+from pepperpy.event._patterns import PatternIndex
+from pepperpy.event.notifications import TemplateLibrary
+from pepperpy.event.security import AuditLog, acting_as
 from pepperpy.event.store.sqlite import SQLiteBackend
 
 
@@ -274,3 +281,57 @@ def test_a_schema_or_upcaster_version_below_1_is_a_configuration_error() -> None
         validator.upcaster("t.a", 0, lambda data: data)
     with pytest.raises(ConfigurationError, match=r"^from_version must be an int >= 1, got 0$"):
         EventStore().upcaster("t.a", 0, lambda data: data)
+
+
+# -- names and counts elsewhere ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("wrong", [5, None, b"x"], ids=repr)
+async def test_names_that_are_no_str_are_type_errors(wrong: Any) -> None:
+    calls: list[tuple[str, Callable[[Any], object]]] = [
+        ("group must be a non-empty str", lambda v: EventBus().subscribe("a.*", group=v)),
+        ("channel name must be a non-empty str", lambda v: NotificationSystem().add_channel(v)),
+        ("template name must be a non-empty str", lambda v: TemplateLibrary().add(v, "hi")),
+        (
+            "channel must be a non-empty str or None",
+            lambda v: TemplateLibrary().add("t", "hi", channel=v),
+        ),
+        ("principal must be a non-empty str", lambda v: acting_as(v).__enter__()),
+        ("metric name must be a non-empty str", lambda v: MetricsCollector().record(v, 1.0)),
+    ]
+    for message, call in calls:
+        if wrong is None and message.startswith(("channel must", "group")):
+            continue  # None is the generic variant, or no group
+        with pytest.raises(TypeError) as caught:
+            call(wrong)
+        _only(caught.value, TypeError)
+        assert str(caught.value).startswith(message), str(caught.value)
+    # an empty str is the right type: a bad value
+    for message, call in calls:
+        with pytest.raises(ValueError, match=f"^{message}") as refused:
+            call("")
+        _only(refused.value, ValueError)
+
+
+def test_counts_and_seconds_elsewhere_tell_a_wrong_type_from_a_bad_value() -> None:
+    with pytest.raises(TypeError, match=r"^limit must be an int >= 1 or None, got '5'$"):
+        MemoryChannel(limit="5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^limit must be an int >= 1 or None, got 0$"):
+        MemoryChannel(limit=0)
+    with pytest.raises(TypeError, match=r"^cache_size must be an int >= 0, got True$"):
+        PatternIndex(cache_size=True)
+    with pytest.raises(TypeError, match=r"^seconds must be a finite number from 0"):
+        MetricsCollector().record("m", "1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^seconds must be a finite number from 0"):
+        MetricsCollector().record("m", -1)
+
+
+def test_an_audit_anchor_count_of_a_wrong_type_is_a_type_error(tmp_path: Path) -> None:
+    log = AuditLog(str(tmp_path / "audit.db"))
+    try:
+        with pytest.raises(TypeError, match=r"^expect_count must be an int >= 0, got '1'$"):
+            log.verify(expect_count="1")  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match=r"^expect_count must be an int >= 0"):
+            log.verify(expect_count=-1)
+    finally:
+        log.close()

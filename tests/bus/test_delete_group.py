@@ -34,7 +34,7 @@ from tests.helpers import eventually
     [
         (b"orders.*", "g", TypeError, "pattern must be a str, got bytes"),
         ("orders..*", "g", PatternError, "invalid pattern 'orders..\\*'"),
-        ("orders.*", None, ValueError, "group must be a non-empty str, got None"),
+        ("orders.*", None, TypeError, "group must be a non-empty str, got None"),
         ("orders.*", "", ValueError, "group must be a non-empty str, got ''"),
         ("orders.*", "bill\x00ing", ValueError, "group 'bill\\\\x00ing'"),
     ],

@@ -108,10 +108,12 @@ def test_a_group_name_no_broker_can_carry_is_refused_when_subscribing(group: str
 # -- subscribe and publish arguments ------------------------------------------------------
 
 
-@pytest.mark.parametrize("group", ["", 5, b"g"])
-def test_bad_group_is_refused(group: Any) -> None:
-    with pytest.raises(ValueError, match="group"):
+@pytest.mark.parametrize(("group", "error"), [("", ValueError), (5, TypeError), (b"g", TypeError)])
+def test_bad_group_is_refused(group: Any, error: type[Exception]) -> None:
+    # a group that is no str is a wrong type (docs/errors.md)
+    with pytest.raises(error, match="group must be a non-empty str") as caught:
         EventBus().subscribe("a.*", group=group)
+    assert type(caught.value) is error
 
 
 def test_subscribe_validates_pattern_and_handler() -> None:

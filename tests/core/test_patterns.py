@@ -415,7 +415,12 @@ def test_cache_size_zero_turns_caching_off() -> None:
     assert index._cache == {}
 
 
-@pytest.mark.parametrize("size", [-1, 1.5, "10", None, True])
-def test_bad_cache_sizes_are_refused(size: Any) -> None:
-    with pytest.raises(ValueError, match="cache_size"):
+@pytest.mark.parametrize(
+    ("size", "error"),
+    [(-1, ValueError), (1.5, TypeError), ("10", TypeError), (None, TypeError), (True, TypeError)],
+)
+def test_bad_cache_sizes_are_refused(size: Any, error: type[Exception]) -> None:
+    # a size that is no int is a wrong type (docs/errors.md), a negative one a bad value
+    with pytest.raises(error, match="cache_size must be an int >= 0") as caught:
         PatternIndex(cache_size=size)
+    assert type(caught.value) is error

@@ -215,10 +215,21 @@ async def test_an_object_with_async_call_is_measured_as_async() -> None:
     assert snapshot.avg_latency >= 15  # ms: the await was measured, not the coroutine creation
 
 
-@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "1", True, 1e300])
-def test_record_rejects_bad_durations(bad: Any) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (-1.0, ValueError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        (1e300, ValueError),
+        ("1", TypeError),  # no number: a wrong type (docs/errors.md)
+        (True, TypeError),
+    ],
+)
+def test_record_rejects_bad_durations(bad: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match="seconds must be a finite number") as caught:
         MetricsCollector().record("a", bad)
+    assert type(caught.value) is error
 
 
 def test_bad_options_and_names_are_rejected() -> None:

@@ -179,10 +179,12 @@ def _check_not_in(bus: EventBus, pattern: str, group: str) -> None:
 
 
 def check_group(group: object, *, optional: bool = False) -> None:
-    """Refuse a group name no broker can carry (``ValueError``)."""
+    """Refuse a group name no broker can carry (``ValueError``; ``TypeError`` for a
+    group that is no str)."""
     if not isinstance(group, str) or not group:
         alternative = " or None" if optional else ""
-        raise ValueError(f"group must be a non-empty str{alternative}, got {group!r}")
+        message = f"group must be a non-empty str{alternative}, got {group!r}"
+        raise TypeError(message) if not isinstance(group, str) else ValueError(message)
     problem = text_problem(group)
     if problem is not None:  # a lone surrogate no broker can carry, a NUL, too long
         raise ValueError(f"group {shown(group)} {problem}")

@@ -111,7 +111,8 @@ class MetricsCollector:
         series = self._series.get(name)
         if series is None:
             if not isinstance(name, str) or not name:
-                raise ValueError(f"metric name must be a non-empty str, got {name!r}")
+                message = f"metric name must be a non-empty str, got {name!r}"
+                raise TypeError(message) if not isinstance(name, str) else ValueError(message)
             series = Series(self._slot_ns)
             with self._lock:
                 self._series[name] = series
@@ -137,9 +138,10 @@ class MetricsCollector:
             or not math.isfinite(seconds)
             or not 0 <= seconds <= _MAX_SECONDS
         ):
-            raise ValueError(
-                f"seconds must be a finite number from 0 to {_MAX_SECONDS:g}, got {seconds!r}"
-            )
+            message = f"seconds must be a finite number from 0 to {_MAX_SECONDS:g}, got {seconds!r}"
+            if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+                raise TypeError(message)  # a wrong type (docs/errors.md)
+            raise ValueError(message)
         self._get(name).observe(int(seconds * 1e9), time.perf_counter_ns(), error)
 
     def reset(self, name: str | None = None) -> None:

@@ -25,6 +25,7 @@ from functools import cache, lru_cache
 from typing import Any, Generic, TypeVar
 
 from ._errors import PatternError
+from ._options import check_count
 from ._text import MAX_NAME_BYTES, name_limit, overflow_index
 
 __all__ = [
@@ -198,8 +199,7 @@ class PatternIndex(Generic[T]):
     """
 
     def __init__(self, *, cache_size: int = 4096, order: Callable[[T], Any] | None = None) -> None:
-        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-            raise ValueError(f"cache_size must be an int >= 0, got {cache_size!r}")
+        check_count(cache_size, "cache_size", least=0, error=ValueError)
         self._order = order
         self._root: _Node[T] = _Node()
         self._cache: dict[str, tuple[T, ...]] = {}

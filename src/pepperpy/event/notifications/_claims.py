@@ -61,7 +61,8 @@ class KeyBase:
 def key_base(explicit: str | None, template: str | None) -> KeyBase | None:
     if explicit is not None:
         if not isinstance(explicit, str) or not explicit:
-            raise ValueError(f"idempotency_key must be a non-empty str, got {explicit!r}")
+            message = f"idempotency_key must be a non-empty str, got {explicit!r}"
+            raise TypeError(message) if not isinstance(explicit, str) else ValueError(message)
         return KeyBase(f"key:{explicit}", by_content=False)
     handling = _handling.get()
     if handling is None:

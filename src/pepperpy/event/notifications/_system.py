@@ -164,7 +164,8 @@ class NotificationSystem(AsyncClosing):
         ``sms`` or ``push``. ``rate_limit`` paces this channel (``"10/s"``).
         """
         if not isinstance(name, str) or not name:
-            raise ValueError(f"channel name must be a non-empty str, got {name!r}")
+            message = f"channel name must be a non-empty str, got {name!r}"
+            raise TypeError(message) if not isinstance(name, str) else ValueError(message)
         if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
             raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
         try:  # before a channel is made from a URL, which would be left unused

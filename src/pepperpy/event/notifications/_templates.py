@@ -204,9 +204,11 @@ class TemplateLibrary:
     ) -> None:
         """Add (or replace) the variant of ``name`` for ``channel`` (None: generic)."""
         if not isinstance(name, str) or not name:
-            raise ValueError(f"template name must be a non-empty str, got {name!r}")
+            message = f"template name must be a non-empty str, got {name!r}"
+            raise TypeError(message) if not isinstance(name, str) else ValueError(message)
         if channel is not None and (not isinstance(channel, str) or not channel):
-            raise ValueError(f"channel must be a non-empty str or None, got {channel!r}")
+            message = f"channel must be a non-empty str or None, got {channel!r}"
+            raise TypeError(message) if not isinstance(channel, str) else ValueError(message)
         if body is None and html is None:
             raise ValueError(f"template {name!r} needs a body (text) or html")
         variant = _Variant()

@@ -190,7 +190,10 @@ class Chain:
 def anchor(expect_count: int | None, expect_head: str | None) -> str | None:
     """Check a recorded head; returns ``expect_head`` normalised (lower-case hex)."""
     if expect_count is not None and (expect_count.__class__ is not int or expect_count < 0):
-        raise ConfigurationError(f"expect_count must be an int >= 0, got {expect_count!r}")
+        message = f"expect_count must be an int >= 0, got {expect_count!r}"
+        if expect_count.__class__ is not int:  # a bool, a str: a wrong type
+            raise TypeError(message)
+        raise ConfigurationError(message)
     if expect_head is None:
         return None
     head = expect_head.strip().lower() if isinstance(expect_head, str) else ""

@@ -32,10 +32,12 @@ def acting_as(principal: str) -> Iterator[str]:
 
     A principal is a name like a topic: dot-separated tokens, without wildcards or
     whitespace (``svc.billing``). Anything else raises ``ValueError`` here, at once,
-    rather than failing each later check: rules match principals as topics.
+    rather than failing each later check: rules match principals as topics (a principal
+    that is no str, ``TypeError``).
     """
     if not isinstance(principal, str) or not principal:
-        raise ValueError(f"principal must be a non-empty str, got {principal!r}")
+        message = f"principal must be a non-empty str, got {principal!r}"
+        raise TypeError(message) if not isinstance(principal, str) else ValueError(message)
     try:
         parse_topic(principal)
     except PatternError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..._options import check_count
 from .._models import Notification
 from .base import Channel
 
@@ -16,8 +17,7 @@ class MemoryChannel(Channel):
     """
 
     def __init__(self, *, kind: str | None = None, limit: int | None = 10_000) -> None:
-        if limit is not None and limit < 1:
-            raise ValueError(f"limit must be >= 1 or None, got {limit!r}")
+        check_count(limit, "limit", optional=True, error=ValueError)
         self.kind = kind
         self.limit = limit
         self.outbox: list[Notification] = []
