@@ -391,12 +391,24 @@ class StoreConformance(HeadConformance):
         await store.append("acct.1", batch(1), expected_version=ANY)
         assert await store.stream_version("acct.1") == 2
 
-    @pytest.mark.parametrize("expected", [-1, True, "1", 1.0, None])
+    @pytest.mark.parametrize(
+        ("expected", "error"),
+        [
+            (-1, ValueError),
+            (2**63, ValueError),
+            # no int: a wrong type (docs/errors.md)
+            (True, TypeError),
+            ("1", TypeError),
+            (1.0, TypeError),
+            (None, TypeError),
+        ],
+    )
     async def test_a_malformed_expected_version_is_refused(
-        self, store: EventStore, expected: Any
+        self, store: EventStore, expected: Any, error: type[Exception]
     ) -> None:
-        with pytest.raises(ValueError, match="expected_version"):
+        with pytest.raises(error, match="^expected_version must be a stream position") as caught:
             await store.append("acct.1", batch(1), expected_version=expected)
+        assert type(caught.value) is error
 
     async def test_a_failed_check_writes_nothing(self, store: EventStore) -> None:
         await store.append("acct.1", batch(1))

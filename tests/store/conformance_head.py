@@ -153,10 +153,22 @@ class HeadConformance:
         assert [e.type for e in events][:2] == ["user.renamed", "order.placed"]
         assert [e.id for e in events] == [e.id for e in reversed(await store.read_all())]
 
-    @pytest.mark.parametrize("position", [-1, 2**63, 1.5, "3", True])
-    async def test_backwards_refuses_a_bad_position(self, store: EventStore, position: Any) -> None:
-        with pytest.raises(ValueError, match="from_position"):
+    @pytest.mark.parametrize(
+        ("position", "error"),
+        [
+            (-1, ValueError),
+            (2**63, ValueError),
+            (1.5, TypeError),
+            ("3", TypeError),
+            (True, TypeError),
+        ],
+    )
+    async def test_backwards_refuses_a_bad_position(
+        self, store: EventStore, position: Any, error: type[Exception]
+    ) -> None:
+        with pytest.raises(error, match="from_position") as caught:
             store.read_all(position, backwards=True)
+        assert type(caught.value) is error
 
     async def test_backwards_refuses_a_bad_limit_or_pattern(self, store: EventStore) -> None:
         with pytest.raises(ValueError, match="limit"):

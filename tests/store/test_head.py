@@ -217,12 +217,15 @@ async def test_upcasters_apply_to_backwards_reads() -> None:
 # -- subscribing from now on ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("position", [None, -1, "end", "$"])
+@pytest.mark.parametrize(
+    ("position", "error"),
+    [(None, TypeError), (-1, ValueError), ("end", TypeError), ("$", TypeError)],
+)
 def test_a_subscription_with_no_position_is_told_how_to_start_at_the_head(
-    position: Any,
+    position: Any, error: type[Exception]
 ) -> None:
     store = EventStore()
-    with pytest.raises(ValueError, match=r"from_position .* subscribe past the head: head ="):
+    with pytest.raises(error, match=r"from_position .* subscribe past the head: head ="):
         store.subscribe(position)
 
 

@@ -259,8 +259,9 @@ class EventStore(StoreSecurity, StoreDecoding):
         if start_pos is not None and (
             start_pos.__class__ is not int or not 0 <= start_pos <= MAX_POSITION
         ):
-            raise ValueError(
-                f"start_pos must be an int from 0 to {MAX_POSITION} or None, got {start_pos!r}"
+            raise _refused(
+                start_pos,
+                f"start_pos must be an int from 0 to {MAX_POSITION} or None, got {start_pos!r}",
             )
         self._check_read(stream)
         backend = self._backend
@@ -451,9 +452,10 @@ class EventStore(StoreSecurity, StoreDecoding):
         self._check_audit_open()
         parse_name(stream, STREAM_NAME)
         if version.__class__ is not int or not 0 <= version <= MAX_POSITION:
-            raise ValueError(
+            raise _refused(
+                version,
                 f"snapshot version must be a stream position, an int from 0 to {MAX_POSITION}, "
-                f"got {version!r}"
+                f"got {version!r}",
             )
         if self.access is not None:
             await self._acheck_access("append", stream)
@@ -536,9 +538,10 @@ def _check_expected(expected: ExpectedVersion) -> None:
     if isinstance(expected, StreamExpectation):
         return
     if expected.__class__ is not int or not 0 <= expected <= MAX_POSITION:
-        raise ValueError(
+        raise _refused(
+            expected,
             f"expected_version must be a stream position (an int from 0 to {MAX_POSITION}), "
-            f"NO_STREAM, STREAM_EXISTS or ANY; got {expected!r}"
+            f"NO_STREAM, STREAM_EXISTS or ANY; got {expected!r}",
         )
 
 
@@ -555,6 +558,14 @@ def _check_position(position: int, hint: str = "") -> None:
     if position.__class__ is not int or not 0 <= position <= MAX_POSITION:
         if position.__class__ is int and position > MAX_POSITION:
             hint = ""
-        raise ValueError(
-            f"from_position must be an int from 0 to {MAX_POSITION}, got {position!r}{hint}"
+        raise _refused(
+            position,
+            f"from_position must be an int from 0 to {MAX_POSITION}, got {position!r}{hint}",
         )
+
+
+def _refused(value: object, message: str) -> TypeError | ValueError:
+    """The error for a position or version refused: a value that is no int (a bool, a
+    float, a str, None) is a wrong type, a ``TypeError`` as docs/errors.md promises; an
+    int out of range, a ``ValueError``."""
+    return TypeError(message) if value.__class__ is not int else ValueError(message)
