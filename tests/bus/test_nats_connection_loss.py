@@ -64,7 +64,6 @@ def test_ping_and_lane_options_come_from_the_url_and_keywords() -> None:
         ("nats://h:1?lane_ack_wait=-1", {}, "lane_ack_wait must be a finite number"),
         ("nats://h:1?lane_ack_wait=inf", {}, "lane_ack_wait must be a finite number"),
         ("nats://h:1?max_outstanding_pings=0", {}, "max_outstanding_pings must be an int >= 1"),
-        ("nats://h:1", {"max_outstanding_pings": 1.5}, "max_outstanding_pings must be an int"),
         ("nats://h:1?max_outstanding_pings=two", {}, "not a number"),
         # the seconds options there were take the same rule: infinity is no duration
         ("nats://h:1?ack_wait=inf", {}, "ack_wait must be a finite number"),
@@ -76,6 +75,11 @@ def test_bad_ping_and_lane_options_are_refused(
 ) -> None:
     with pytest.raises(ConfigurationError, match=message):
         NatsTransport(url, **kwargs)
+
+
+def test_a_ping_count_of_a_wrong_type_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="max_outstanding_pings must be an int >= 1, got 1.5"):
+        NatsTransport("nats://h:1", max_outstanding_pings=1.5)
 
 
 @pytest.mark.parametrize(

@@ -453,15 +453,12 @@ def test_options_come_from_keywords_and_the_url() -> None:
         ("redis://h/0?retention=inf", {}, "retention must be a finite number"),
         ("redis://h/0", {"lease_ttl": float("nan")}, "lease_ttl must be a finite number"),
         ("redis://h/0", {"retention": float("nan")}, "retention must be a finite number"),
-        ("redis://h/0", {"retention": True}, "retention must be a finite number"),
         ("redis://h/0?socket_timeout=nan", {}, "socket_timeout .* must be a finite number"),
         ("redis://h/0?socket_timeout=-1", {}, "socket_timeout .* must be a finite number"),
         ("redis://h/0?socket_connect_timeout=inf", {}, "socket_connect_timeout .* finite"),
         ("redis://h/0?socket_timeout=1", {}, "socket_timeout .* must be at least 2 s"),
         ("redis://h/0?max_connections=0", {}, "max_connections .* must be at least 1"),
-        # True passed isinstance(int): a flag meaning "wait for 1 replica", unasked
-        ("redis://h/0", {"replicas": True}, "replicas must be an int >= 0, got True"),
-        ("redis://h/0", {"replicas": 1.0}, "replicas must be an int >= 0, got 1.0"),
+        ("redis://h/0", {"replicas": -1}, "replicas must be an int >= 0, got -1"),
     ],
 )
 def test_bad_options_raise_configuration_error(
@@ -469,6 +466,20 @@ def test_bad_options_raise_configuration_error(
 ) -> None:
     with pytest.raises(ConfigurationError, match=message):
         RedisTransport(url, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"retention": True}, "retention must be a finite number"),
+        # True passed isinstance(int): a flag meaning "wait for 1 replica", unasked
+        ({"replicas": True}, "replicas must be an int >= 0, got True"),
+        ({"replicas": 1.0}, "replicas must be an int >= 0, got 1.0"),
+    ],
+)
+def test_options_of_a_wrong_type_raise_type_error(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        RedisTransport("redis://h/0", **kwargs)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError
 from .._redact import redact_url
+from ._url_options import not_a_url
 from .base import NotDelivered, Subscription, Transport
 from .memory import MemoryTransport
 
@@ -40,7 +41,7 @@ def transport_from_url(url: str) -> Transport:
     ``REDIS://host`` work as their lower-case forms do.
     """
     if not isinstance(url, str):
-        raise TypeError(f"transport must be a URL or a Transport, got {url!r}")
+        raise TypeError(f"transport must be a URL or a Transport, got {not_a_url(url)}")
     try:
         scheme = urlsplit(url).scheme.lower()
     except ValueError as exc:  # urllib's "Invalid IPv6 URL": an unclosed or stray bracket

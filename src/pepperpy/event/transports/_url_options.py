@@ -25,8 +25,16 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast
 
 from .._errors import ConfigurationError
+from .._redact import redact_url
 
-__all__ = ["checked_keywords", "common_names", "default", "given_keywords", "unknown_option"]
+__all__ = [
+    "checked_keywords",
+    "common_names",
+    "default",
+    "given_keywords",
+    "not_a_url",
+    "unknown_option",
+]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -66,6 +74,14 @@ def default(value: _T) -> _T:
 def given_keywords(keywords: Mapping[str, Any]) -> dict[str, Any]:
     """The keywords of ``keywords`` that the caller passed (those not left at :func:`default`)."""
     return {name: value for name, value in keywords.items() if not isinstance(value, _Default)}
+
+
+def not_a_url(value: object) -> str:
+    """``value``, given where a URL ``str`` belongs, for the :class:`TypeError` refusing it:
+    its repr, the password of a URL in ``bytes`` hidden."""
+    if isinstance(value, bytes | bytearray):
+        return f"{type(value).__name__} {redact_url(value.decode('utf-8', 'replace'))!r}"
+    return repr(value)
 
 
 def unknown_option(

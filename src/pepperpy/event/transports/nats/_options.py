@@ -13,9 +13,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..._errors import ConfigurationError
+from ..._options import check_count
 from ..._redact import redact_url
 from ..._seconds import check_seconds
-from .._url_options import common_names, unknown_option
+from .._url_options import common_names, not_a_url, unknown_option
 from ._subjects import check_prefix
 
 __all__ = ["SYNONYMS", "NatsOptions", "parse_url"]
@@ -90,15 +91,18 @@ class NatsOptions:
     max_outstanding_pings: int = 2
 
     def __post_init__(self) -> None:
-        if not isinstance(self.stream, str) or not _STREAM_NAME.fullmatch(self.stream):
-            raise ConfigurationError(
-                f"invalid JetStream stream name {self.stream!r}: use letters, digits, '-' or '_'"
-            )
+        # a value of the wrong type is a TypeError, a str that is no name a ConfigurationError
+        stream = f"invalid JetStream stream name {self.stream!r}: use letters, digits, '-' or '_'"
+        if not isinstance(self.stream, str):
+            raise TypeError(stream)
+        if not _STREAM_NAME.fullmatch(self.stream):
+            raise ConfigurationError(stream)
         check_prefix(self.prefix)
+        retention = f"retention must be one of {_RETENTIONS}, got {self.retention!r}"
+        if not isinstance(self.retention, str):
+            raise TypeError(retention)
         if self.retention not in _RETENTIONS:
-            raise ConfigurationError(
-                f"retention must be one of {_RETENTIONS}, got {self.retention!r}"
-            )
+            raise ConfigurationError(retention)
         for name in (
             "ack_wait",
             "inactive_threshold",
@@ -118,10 +122,8 @@ class NatsOptions:
             "partitions",
             "max_outstanding_pings",
         ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                shown = " (or max_deliver)" if name == "max_deliveries" else ""
-                raise ConfigurationError(f"{name}{shown} must be an int >= 1, got {value!r}")
+            shown = " (or max_deliver)" if name == "max_deliveries" else ""
+            check_count(getattr(self, name), f"{name}{shown}")
         if self.partitions > MAX_PARTITIONS:
             raise ConfigurationError(
                 f"partitions must be at most {MAX_PARTITIONS} (each is a consumer per group), "
@@ -153,7 +155,7 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[list[str], NatsOption
     unknown names are refused, and one option given under both its names.
     """
     if not isinstance(url, str):
-        raise ConfigurationError(f"the NATS transport needs a URL string, got {url!r}")
+        raise TypeError(f"the NATS transport needs a URL string, got {not_a_url(url)}")
     servers: list[str] = []
     values: dict[str, Any] = {}
     for text in url.split(","):

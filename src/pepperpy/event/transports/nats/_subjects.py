@@ -61,7 +61,12 @@ _LANE_BYTES = 2
 
 
 def check_prefix(prefix: str) -> str:
-    """Validate a subject prefix: dot-separated literal tokens, no wildcards."""
+    """Validate a subject prefix: dot-separated literal tokens, no wildcards.
+
+    A prefix that is no ``str`` raises :class:`TypeError`, one that is no subject prefix
+    :class:`ConfigurationError`."""
+    if not isinstance(prefix, str):  # parse_topic's TypeError named "a topic"
+        raise TypeError(f"the NATS subject prefix must be a str, got {prefix!r}")
     try:
         tokens = parse_topic(prefix)
     except PatternError as exc:

@@ -12,8 +12,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..._errors import ConfigurationError
+from ..._options import check_count
 from ..._redact import redact_url
-from .._url_options import common_names, unknown_option
+from ..._seconds import check_seconds
+from .._url_options import common_names, not_a_url, unknown_option
 
 #: content type of a structured-mode CloudEvent (CloudEvents AMQP binding)
 CONTENT_TYPE = "application/cloudevents+json"
@@ -173,7 +175,7 @@ def split_options(
     naming it when the transport is made, not a driver's error (or nothing) later.
     """
     if not isinstance(url, str):
-        raise ConfigurationError(f"RabbitMQ needs an amqp:// or amqps:// URL, got {url!r}")
+        raise TypeError(f"RabbitMQ needs an amqp:// or amqps:// URL, got {not_a_url(url)}")
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # an unclosed IPv6 bracket
@@ -224,42 +226,29 @@ def _check_port(netloc: str, url: str) -> None:
 
 
 def check_options(options: dict[str, Any]) -> None:
+    """Check the merged ``options`` (seconds made floats): a value of the wrong type (a
+    ``bool`` for a count or seconds included) raises :class:`TypeError`, a value of the
+    right type that is not allowed :class:`ConfigurationError`, with one message each."""
     exchange = options["exchange"]
-    if (
-        not isinstance(exchange, str)
-        or not exchange
-        or len(exchange) > MAX_EXCHANGE_NAME
-        or not AMQP_NAME.fullmatch(exchange)
-    ):
-        raise ConfigurationError(
-            f"exchange must be a non-empty name of at most {MAX_EXCHANGE_NAME} characters"
-            f" among ASCII letters, digits and '-_.:@#,/+ ', got {exchange!r}"
-        )
+    refused = (
+        f"exchange must be a non-empty name of at most {MAX_EXCHANGE_NAME} characters"
+        f" among ASCII letters, digits and '-_.:@#,/+ ', got {exchange!r}"
+    )
+    if not isinstance(exchange, str):
+        raise TypeError(refused)
+    if not exchange or len(exchange) > MAX_EXCHANGE_NAME or not AMQP_NAME.fullmatch(exchange):
+        raise ConfigurationError(refused)
     if exchange.startswith("amq."):
         raise ConfigurationError(f"exchange names starting with 'amq.' are reserved: {exchange!r}")
     for name, least in (("prefetch", 1), ("partitions", 1), ("max_deliveries", 0)):
-        value = options[name]
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            shown = " (or delivery_limit)" if name == "max_deliveries" else ""
-            raise ConfigurationError(f"{name}{shown} must be an int >= {least}, got {value!r}")
+        shown = " (or delivery_limit)" if name == "max_deliveries" else ""
+        check_count(options[name], f"{name}{shown}", least=least)
     if options["partitions"] > LANES:
         raise ConfigurationError(f"partitions must be at most {LANES}, got {options['partitions']}")
+    queue_type = f"queue_type must be 'quorum' or 'classic', got {options['queue_type']!r}"
+    if not isinstance(options["queue_type"], str):
+        raise TypeError(queue_type)
     if options["queue_type"] not in ("quorum", "classic"):
-        raise ConfigurationError(
-            f"queue_type must be 'quorum' or 'classic', got {options['queue_type']!r}"
-        )
+        raise ConfigurationError(queue_type)
     for name in _SECONDS:
-        value = options[name]
-        zero = name in _MAY_BE_ZERO
-        if (
-            not isinstance(value, int | float)
-            or isinstance(value, bool)
-            or not math.isfinite(value)
-            or value < 0
-            or (value == 0 and not zero)
-        ):
-            bound = ">= 0" if zero else "> 0"
-            raise ConfigurationError(
-                f"{name} must be a finite number of seconds {bound}, got {value!r}"
-            )
-        options[name] = float(value)
+        options[name] = check_seconds(options[name], name, zero=name in _MAY_BE_ZERO)

@@ -12,8 +12,10 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ..._errors import ConfigurationError
+from ..._options import check_count
 from ..._redact import redact_url
-from .._url_options import unknown_option
+from ..._seconds import check_seconds
+from .._url_options import not_a_url, unknown_option
 
 __all__ = ["CLIENT_DEFAULTS", "RedisOptions", "client_options", "parse_url", "partition_of"]
 
@@ -54,23 +56,24 @@ class RedisOptions:
     retention: float = 60.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.namespace, str) or not self.namespace or " " in self.namespace:
-            raise ConfigurationError(f"namespace must be a non-empty word, got {self.namespace!r}")
+        # a value of the wrong type (True for a count included) is a TypeError, a value of
+        # the right type out of range a ConfigurationError
+        namespace = f"namespace must be a non-empty word, got {self.namespace!r}"
+        if not isinstance(self.namespace, str):
+            raise TypeError(namespace)
+        if not self.namespace or " " in self.namespace:
+            raise ConfigurationError(namespace)
         _positive_int("partitions", self.partitions, upper=1024)
         _positive_int("batch_size", self.batch_size, upper=100_000)
         _positive_int("max_deliveries", self.max_deliveries, upper=1_000_000)
         if self.maxlen is not None:
             _positive_int("maxlen", self.maxlen, upper=None)
-        if type(self.replicas) is not int or self.replicas < 0:  # True is no count
-            raise ConfigurationError(f"replicas must be an int >= 0, got {self.replicas!r}")
+        check_count(self.replicas, "replicas", least=0)
         if self.trim_interval is not None:
-            _positive_number("trim_interval", self.trim_interval)
-        if not _finite(self.retention) or self.retention < 0:
-            raise ConfigurationError(
-                f"retention must be a finite number of seconds >= 0, got {self.retention!r}"
-            )
+            check_seconds(self.trim_interval, "trim_interval")
+        check_seconds(self.retention, "retention", zero=True)
         for name in ("lease_ttl", "connect_timeout", "max_backoff"):
-            _positive_number(name, getattr(self, name))
+            check_seconds(getattr(self, name), name)
         if self.lease_ttl < 0.3:
             raise ConfigurationError(f"lease_ttl must be at least 0.3 s, got {self.lease_ttl!r}")
 
@@ -100,14 +103,8 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int) or math.isfinite(value)
 
 
-def _positive_number(name: str, value: Any) -> None:
-    if not _finite(value) or value <= 0:
-        raise ConfigurationError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-
-
 def _positive_int(name: str, value: Any, *, upper: int | None) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
+    check_count(value, name)
     if upper is not None and value > upper:
         raise ConfigurationError(f"{name} must be at most {upper}, got {value!r}")
 
@@ -145,7 +142,7 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[str, RedisOptions]:
     the default).
     """
     if not isinstance(url, str):
-        raise ConfigurationError(f"the Redis URL must be a str, got {url!r}")
+        raise TypeError(f"the Redis URL must be a str, got {not_a_url(url)}")
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigurationError(
