@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -155,3 +156,37 @@ async def test_handlers_publishing_to_each_others_key_concurrently_do_not_deadlo
         )
         await eventually(lambda: len(handled) == 4)
     assert sorted(handled) == ["a.first", "a.second", "b.first", "b.second"]
+
+
+async def test_health_can_be_asked_from_another_thread_while_deliveries_come_and_go() -> None:
+    """A probe served by another thread (prometheus_client's, say) calls health() while
+    the bus's loop adds and removes deliveries: it never fails on the set changing."""
+    bus = EventBus()
+
+    @bus.subscribe("jobs.*")
+    async def handle(event: Event) -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)  # many deliveries in progress at once, all the time
+
+    stop = threading.Event()
+    seen: list[int] = []
+    errors: list[BaseException] = []
+
+    def probe() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(bus.health().in_progress)
+            except BaseException as exc:  # what the old comprehension raised
+                errors.append(exc)
+                return
+
+    async with bus:
+        thread = threading.Thread(target=probe)
+        thread.start()
+        try:
+            for _ in range(100):
+                await asyncio.gather(*(bus.publish("jobs.run", n) for n in range(50)))
+        finally:
+            stop.set()
+            thread.join(10)
+    assert errors == [] and seen

@@ -3,7 +3,8 @@ liveness check.
 
 It asks nothing of the broker: it reads the state the bus and its transport already
 keep (whether the bus runs, whether the transport's connections currently fail, the
-handler calls in progress), so a probe can call it every second at no cost.
+handler calls in progress), so a probe can call it every second at no cost, from the
+bus's loop or from another thread.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def health(bus: EventBus) -> BusHealth:
         state = "starting"
     else:
         state = "new"
-    running = [d for d in bus._deliveries if d.active]
+    # tuple() copies the set in one step under the GIL: a probe's thread (an HTTP
+    # server's) may ask while the bus's loop adds and removes deliveries
+    running = [d for d in tuple(bus._deliveries) if d.active]
     longest = None
     if running:  # loop.time() is time.monotonic(): the same clock from any thread
         longest = max(0.0, time.monotonic() - min(d.began for d in running))
