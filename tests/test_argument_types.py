@@ -193,38 +193,30 @@ OUT_OF_RANGE: list[tuple[dict[str, Any], str]] = [
 ]
 
 
+#: each case: the options, the error they raise (and not the other of TypeError and
+#: ValueError: ConfigurationError is a ValueError), the start of its message
+REPLAY_CASES = [(o, TypeError, m) for o, m in WRONG_TYPES] + [
+    (o, ConfigurationError, m) for o, m in OUT_OF_RANGE
+]
+
+
 @pytest.mark.parametrize("replay_call", REPLAYS.values(), ids=REPLAYS.keys())
-@pytest.mark.parametrize(("options", "message"), WRONG_TYPES, ids=[m for _, m in WRONG_TYPES])
-async def test_a_replay_option_of_a_wrong_type_is_a_type_error(
+@pytest.mark.parametrize(
+    ("options", "error", "message"), REPLAY_CASES, ids=[m for _, _, m in REPLAY_CASES]
+)
+async def test_a_replay_option_of_a_wrong_type_or_out_of_range_is_refused_as_such(
     store: EventStore,
     replay_call: Callable[[EventReplay, Any], Awaitable[object]],
     options: dict[str, Any],
+    error: type[Exception],
     message: str,
 ) -> None:
     ran: list[Event] = []
     async with EventReplay(store) as replay:
         replay.handle("#", ran.append)
-        with pytest.raises(TypeError) as caught:
+        with pytest.raises(error) as caught:
             await replay_call(replay, options)
-    _only(caught.value, TypeError)
-    assert str(caught.value).startswith(message)
-    assert ran == []
-
-
-@pytest.mark.parametrize("replay_call", REPLAYS.values(), ids=REPLAYS.keys())
-@pytest.mark.parametrize(("options", "message"), OUT_OF_RANGE, ids=[m for _, m in OUT_OF_RANGE])
-async def test_a_replay_option_out_of_range_is_a_configuration_error(
-    store: EventStore,
-    replay_call: Callable[[EventReplay, Any], Awaitable[object]],
-    options: dict[str, Any],
-    message: str,
-) -> None:
-    ran: list[Event] = []
-    async with EventReplay(store) as replay:
-        replay.handle("#", ran.append)
-        with pytest.raises(ConfigurationError) as caught:
-            await replay_call(replay, options)
-    _only(caught.value, ValueError)  # ConfigurationError is a ValueError
+    _only(caught.value, TypeError if error is TypeError else ValueError)
     assert str(caught.value).startswith(message)
     assert ran == []
 
