@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from ._checkpoints import CheckpointStore, SQLiteCheckpointStore
 from ._errors import ConfigurationError, PatternError
-from ._options import check_instance
+from ._options import check_count, check_instance
 from ._patterns import PatternIndex, matches, parse_pattern
 from ._text import shown, text_problem
 
@@ -177,12 +177,9 @@ def type_matches(patterns: tuple[str, ...], event_type: str) -> bool:
 def check_start_pos(start_pos: int) -> int:
     """A replay's ``start_pos``: an int >= 0; a value of another type (a bool included)
     is a ``TypeError``, a negative int a :class:`ConfigurationError`."""
-    message = f"start_pos must be an int >= 0, got {start_pos!r}"
-    if not isinstance(start_pos, int) or isinstance(start_pos, bool):
-        raise TypeError(message)
-    if start_pos < 0:
-        raise ConfigurationError(message)
-    return start_pos
+    checked = check_count(start_pos, "start_pos", least=0)
+    assert checked is not None  # not optional
+    return checked
 
 
 def check_speed(speed: object) -> float:
