@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import ClosedError, StoreError
 from .._event import Event
-from .._patterns import _match_tokens, parse_pattern, parse_topic
+from .._patterns import ANY, ONE, _match_tokens, parse_pattern, parse_topic
 from .._retry import RetryPolicy
 from ._waiters import LoopWaiters
 from .base import Row
@@ -124,6 +124,24 @@ class RowFilter:
     def __call__(self, row: Row) -> bool:
         return self._ok(0, self._streams, row[1]) and self._ok(1, self._types, row[4])
 
+    @property
+    def index_keys(self) -> tuple[str, tuple[str, ...]] | None:
+        """What a backend's index can look up for this filter: ("type", prefixes) or
+        ("stream", prefixes), or None when only a scan finds the matches.
+
+        A pattern's prefix is its leading literal tokens (``order.*``: ``order``); a
+        pattern that starts with a wildcard (``*.created``) has none, and then neither
+        has its list. The types are used when their patterns all have a prefix, else the
+        streams'; the rows found are a superset of the matches, filtered by ``__call__``.
+        """
+        for column, patterns in (("type", self._types), ("stream", self._streams)):
+            if patterns is None:
+                continue
+            prefixes = [_literal_prefix(pattern) for pattern in patterns]
+            if all(prefixes):
+                return column, tuple(sorted(set(prefixes)))
+        return None
+
     def stream_matches(self, name: str) -> bool:
         """True when the stream name passes the ``streams`` patterns."""
         return self._ok(0, self._streams, name)
@@ -143,6 +161,16 @@ class RowFilter:
             if len(self._cache) < 65_536:
                 self._cache[key] = hit
         return hit
+
+
+def _literal_prefix(pattern: tuple[str, ...]) -> str:
+    """The pattern's tokens before its first wildcard, joined ("" if it starts with one)."""
+    literal: list[str] = []
+    for token in pattern:
+        if token == ONE or token == ANY:
+            break
+        literal.append(token)
+    return ".".join(literal)
 
 
 def _compile(patterns: str | Sequence[str] | None, what: str) -> list[tuple[str, ...]] | None:
@@ -321,6 +349,7 @@ class StoreSubscription:
         self._backend = backend
         self._decode = decode
         self._accept = None if accept.passes_everything else accept
+        self._keys = accept.index_keys
         self._store_closed = is_closed
         self._closed = False
         self.position = from_position
@@ -358,7 +387,12 @@ class StoreSubscription:
                     await self._unless_stopped(self._backend.wait(self.position))
                     self._caught_up = False
                     continue
-                read = self._backend.read_all(self.position, _ITERATE_PAGE)
+                keys = self._keys
+                read = (
+                    self._backend.read_all(self.position, _ITERATE_PAGE)
+                    if keys is None
+                    else self._backend.read_all_matching(self.position, _ITERATE_PAGE, *keys)
+                )
                 page = await self._unless_stopped(read)
             except (ClosedError, StoreError) as exc:
                 # a failed read counts from when it began (it may have waited long for a

@@ -36,7 +36,11 @@ __all__ = [
     "STATES",
     "START_STREAM",
     "TAIL_IDS",
+    "TAIL_START",
     "BUSY_TIMEOUT",
+    "CATEGORY",
+    "MATCHING_FROM",
+    "READABLE_FROM",
     "check_event_store",
     "check_file",
     "check_schema_version",
@@ -56,6 +60,9 @@ COLUMNS = (
     "global_position, stream, position, id, type, version, data, metadata, "
     "timestamp, source, subject, recorded_at"
 )
+
+#: a stream's category: its name's first token (the whole name if it has one token)
+CATEGORY = "substr(stream, 1, instr(stream || '.', '.') - 1)"
 
 #: schema migrations, applied in order; ``PRAGMA user_version`` records how many ran
 MIGRATIONS: tuple[str, ...] = (
@@ -166,7 +173,39 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE global_position < (SELECT indexed_before FROM index_state)
         ORDER BY recorded_at, global_position;
     """,
+    # type_index and category_index (the stream name's first token), filled in bulk with
+    # the others, so a read of some types or stream categories reads their entries, not
+    # the whole log (see _sqlite_matching). category_index carries the stream name, so a
+    # longer prefix (tenant.a.*) is narrowed in the index, without reading events rows.
+    # Idempotent, as migration 5 is
+    """
+    CREATE TABLE IF NOT EXISTS type_index (
+        type TEXT NOT NULL,
+        global_position INTEGER NOT NULL,
+        PRIMARY KEY (type, global_position)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO type_index (type, global_position)
+        SELECT type, global_position FROM events
+        WHERE global_position < (SELECT indexed_before FROM index_state)
+        ORDER BY type, global_position;
+    CREATE TABLE IF NOT EXISTS category_index (
+        category TEXT NOT NULL,
+        global_position INTEGER NOT NULL,
+        stream TEXT NOT NULL,
+        PRIMARY KEY (category, global_position)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO category_index (category, global_position, stream)
+        SELECT CATEGORY, global_position, stream FROM events
+        WHERE global_position < (SELECT indexed_before FROM index_state)
+        ORDER BY 1, 2;
+    """.replace("CATEGORY", CATEGORY),
 )
+
+#: the first schema version readers can use as it is: a read-only store of version 5
+#: (before type_index and category_index) is read, its filtered reads by a scan
+READABLE_FROM = 5
+#: the first schema version with type_index and category_index
+MATCHING_FROM = 6
 
 
 #: events at or past this global position (the tail) are not in stream_index and id_index yet
@@ -223,7 +262,7 @@ INSERT_PLAIN = (
 )
 #: a stream (re)started by an append: the only appends that write a streams row
 START_STREAM = "INSERT INTO streams (name) VALUES (?) ON CONFLICT (name) DO UPDATE SET deleted = 0"
-#: the tail, from the given global position, into the three indexes (each in key order)
+#: the tail, from the given global position, into the five indexes (each in key order)
 INDEX_TAIL = (
     "INSERT INTO stream_index (stream, position, global_position) "
     "SELECT stream, position, global_position FROM events WHERE global_position >= ? "
@@ -234,6 +273,12 @@ INDEX_TAIL = (
     "INSERT INTO time_index (recorded_at, global_position) "
     "SELECT recorded_at, global_position FROM events WHERE global_position >= ? "
     "ORDER BY recorded_at, global_position",
+    "INSERT INTO type_index (type, global_position) "
+    "SELECT type, global_position FROM events WHERE global_position >= ? "
+    "ORDER BY type, global_position",
+    "INSERT INTO category_index (category, global_position, stream) "
+    f"SELECT {CATEGORY}, global_position, stream FROM events WHERE global_position >= ? "
+    "ORDER BY 1, 2",
 )
 #: the visible events recorded at or after ``:since``, counted by (minute, type): the
 #: indexed ones found in time_index, the tail's by a scan of it. Each event's row is read
@@ -406,13 +451,15 @@ def wal_size(path: str) -> int:
 
 
 def check_schema_version(path: str, version: int) -> None:
-    """Raise :class:`StoreError` unless schema ``version`` is the one this library writes.
+    """Raise :class:`StoreError` unless schema ``version`` can be read as it is.
 
-    For a store opened read-only, which cannot be migrated: an older version needs one
-    writable open first, a newer one a newer pepperpy-event.
+    For a store opened read-only, which cannot be migrated: a version before
+    :data:`READABLE_FROM` needs one writable open first, a newer one than this library
+    writes a newer pepperpy-event. Versions from :data:`READABLE_FROM` on lack only
+    indexes that reads can do without.
     """
     current = len(MIGRATIONS)
-    if version < current:
+    if version < READABLE_FROM:
         raise StoreError(
             f"SQLite: {path!r} has schema version {version} and needs migration to "
             f"version {current}, which a read-only store (mode=ro) never does: open it "

@@ -310,6 +310,9 @@ class EventStore(StoreSecurity, StoreDecoding):
         backend = self._backend
         prepare = self._prepare if self.encryption is not None else None
         guard = self._read_guard(streams)
+        accept = RowFilter(streams, types)
+        # forwards, the rows of some types or stream categories are found by an index
+        keys = None if backwards else accept.index_keys
 
         async def fetch(cursor: int | None, size: int) -> tuple[list[Row], int | None]:
             self._check_open()
@@ -318,6 +321,8 @@ class EventStore(StoreSecurity, StoreDecoding):
             if backwards:
                 at = MAX_POSITION if cursor is None else cursor
                 page = await backend.read_all_backwards(at, size)
+            elif keys is not None:
+                page = await backend.read_all_matching(cursor or 0, size, *keys)
             else:
                 page = await backend.read_all(cursor or 0, size)
             if prepare is not None:
@@ -329,7 +334,7 @@ class EventStore(StoreSecurity, StoreDecoding):
             self._decode,
             start=from_position,
             limit=limit,
-            accept=RowFilter(streams, types),
+            accept=accept,
         )
 
     def subscribe(

@@ -18,6 +18,8 @@ Contract, checked by the store conformance suite (``tests/store/conformance.py``
   ``limit`` rows of the log and says where the scan ended (:class:`LogPage`), so readers
   move past hidden events instead of reading them again; ``read_all_backwards`` scans
   down from a position, newest first, the same way.
+* ``read_all_matching`` reads a page of the rows of some types or stream categories
+  (:meth:`StoreBackend.read_all_matching`); its default scans with ``read_all``.
 * ``head()`` is the global position of the newest event written (hidden ones included),
   None for an empty log: every event at or below it is committed, and none can appear
   below it later.
@@ -313,6 +315,27 @@ class StoreBackend(abc.ABC):
     @abc.abstractmethod
     async def read_all(self, from_position: int, limit: int) -> LogPage:
         """Scan ``limit`` rows from ``from_position`` on, keeping the visible ones, in order."""
+
+    async def read_all_matching(
+        self, from_position: int, limit: int, column: str, prefixes: Sequence[str]
+    ) -> LogPage:
+        """A page of the log's rows whose ``column`` ("type" or "stream") has one of
+        ``prefixes``, found through an index where the backend has one.
+
+        A value has prefix ``p`` when it is ``p`` or starts with ``p + "."`` (a pattern's
+        leading literal tokens: ``order.*`` has ``order``). The page holds, in order, every
+        visible such row from ``from_position`` to ``next_position`` (exclusive), and may
+        hold other rows too: the caller filters them with the patterns themselves. At
+        most ``limit`` rows are returned; when fewer are, ``more`` is False and
+        ``next_position`` is one past the newest event of the log as the read saw it, so
+        a subscription waits from there (no event can commit below it later).
+
+        This default scans, through :meth:`read_all`, as a backend written before it
+        existed does: exact, at the cost of every row read. The SQLite and PostgreSQL
+        backends answer from an index on (type, global position) and on (the stream
+        name's first token, global position), so the cost follows the rows found.
+        """
+        return await self.read_all(from_position, limit)
 
     async def read_all_backwards(self, from_position: int, limit: int) -> LogPage:
         """Scan ``limit`` rows at or below ``from_position`` downwards, keeping the visible

@@ -34,11 +34,13 @@ from typing import TypeVar
 from .._errors import ClosedError, StoreError
 from .._sqlite import abandon, check_busy_timeout, open_read_only, track_forks
 from ._sqlite_held import Commits, Held, dropped, release
+from ._sqlite_matching import read_matching
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
     COUNT_BY_MINUTE,
     HEAD,
     LIVE_STREAMS,
+    MATCHING_FROM,
     NEXT_POSITION,
     READ_ALL,
     READ_ALL_BACKWARDS,
@@ -168,6 +170,9 @@ class SQLiteBackend(StoreBackend):
         self._commits = Commits()
         self._open = False  # the writer runs and the schema is in place
         self._checked = False  # read-only: the file is an event store of this schema
+        #: the file has type_index and category_index (False: a read-only store of the
+        #: schema before them, whose filtered reads scan)
+        self._matching = True
         self._closed = False
         #: the release of the file once close() began (its thread sets it): every close()
         #: waits for it, on any loop, and cancelling one does not stop it
@@ -340,6 +345,7 @@ class SQLiteBackend(StoreBackend):
                 "the file, open it with immutable=1 instead",
             )
             check_schema_version(file, version)
+            self._matching = version >= MATCHING_FROM
             if self._identity is None:
                 self._identity = file_identity(file)
 
@@ -381,6 +387,20 @@ class SQLiteBackend(StoreBackend):
             lambda connection: connection.execute(READ_ALL, (from_position, limit)).fetchall()
         )
         return log_page(scanned, from_position, limit)
+
+    async def read_all_matching(
+        self, from_position: int, limit: int, column: str, prefixes: Sequence[str]
+    ) -> LogPage:
+        """Through type_index or category_index (see ``_sqlite_matching``); by a scan on
+        a read-only store of the schema before them."""
+        keys = tuple(prefixes)
+        if not (self._open or self._checked):
+            await self._opened()  # a read-only store's version is known from here on
+        if not self._matching:
+            return await self.read_all(from_position, limit)
+        return await self._read(
+            lambda connection: read_matching(connection, from_position, limit, column, keys)
+        )
 
     async def read_all_backwards(self, from_position: int, limit: int) -> LogPage:
         scanned = await self._read(
