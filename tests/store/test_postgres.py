@@ -169,7 +169,7 @@ class TestPostgresStore(StoreConformance):
             versions = await admin.fetch("SELECT version FROM public.pepperpy_schema_version")
         finally:
             await admin.close()
-        assert [row[0] for row in versions] == [1, 2]
+        assert [row[0] for row in versions] == [1, 2, 3]
 
     async def test_an_unreachable_server_raises_store_error(self) -> None:
         store = EventStore("postgresql://postgres@127.0.0.1:1/nowhere")

@@ -22,8 +22,10 @@ __all__ = [
     "HEAD",
     "READ_ALL",
     "READ_ALL_BACKWARDS",
+    "READ_CATEGORIES",
     "READ_STREAM_BACKWARD",
     "READ_STREAM_FORWARD",
+    "READ_TYPES",
     "SCHEMA_LOCK",
     "migrate",
     "schema_change",
@@ -82,6 +84,17 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX IF NOT EXISTS pepperpy_events_recorded_at ON pepperpy_events (recorded_at);
     """,
+    # reads of some types or stream categories (READ_TYPES, READ_CATEGORIES) read their
+    # index entries, not the whole log: (type, global_position), in code point order
+    # (COLLATE "C") so that a prefix's types are a range; and (the stream name's first
+    # token, global_position). IF NOT EXISTS, as above: indexes built beforehand with
+    # CREATE INDEX CONCURRENTLY under these names are kept
+    """
+    CREATE INDEX IF NOT EXISTS pepperpy_events_type
+        ON pepperpy_events (type COLLATE "C", global_position);
+    CREATE INDEX IF NOT EXISTS pepperpy_events_category
+        ON pepperpy_events (split_part(stream, '.', 1), global_position);
+    """,
 )
 
 # Everything after the group's stream checks, in one round trip: take positions from the
@@ -121,6 +134,55 @@ WHERE e.global_position {compare} $1 ORDER BY e.global_position {order} LIMIT $2
 
 READ_ALL = _read_all(">=", "")
 READ_ALL_BACKWARDS = _read_all("<=", "DESC")
+
+
+def _read_matching(keys: str, match: str) -> str:
+    """A page of the log from ``$1`` on, at most ``$2`` rows, of the rows ``match``
+    finds for each of ``keys`` (``k``): each key's rows come from its index in order, up
+    to ``$2``, and the page is the first ``$2`` of them all. Every result row starts with
+    the head (the newest position, NULL: none) as of the same snapshot; an empty page is
+    one row with the head alone."""
+    columns = ", ".join("e." + name for name in COLUMNS.split(", "))
+    return f"""
+WITH RECURSIVE {keys}, page AS (
+    SELECT DISTINCT f.global_position FROM keys k CROSS JOIN LATERAL (
+        SELECT global_position FROM pepperpy_events
+        WHERE {match} AND global_position >= $1 ORDER BY global_position LIMIT $2
+    ) f ORDER BY 1 LIMIT $2
+)
+SELECT h.head, {columns}, e.position >= s.first_visible
+FROM (SELECT max(global_position) AS head FROM pepperpy_events) h
+LEFT JOIN (page p JOIN pepperpy_events e ON e.global_position = p.global_position
+           JOIN pepperpy_streams s ON s.name = e.stream) ON true
+ORDER BY e.global_position
+"""
+
+
+#: rows whose type is one of ``$3`` or lies in one of the ranges ``$4`` to ``$5``
+#: (exclusive): each range's types are listed first, an index seek each (a skip scan)
+READ_TYPES = _read_matching(
+    """named (type, high) AS (
+    SELECT (SELECT min(type COLLATE "C") FROM pepperpy_events
+            WHERE type COLLATE "C" >= r.low AND type COLLATE "C" < r.high), r.high
+    FROM unnest($4::text[], $5::text[]) AS r (low, high)
+    UNION ALL
+    SELECT (SELECT min(type COLLATE "C") FROM pepperpy_events
+            WHERE type COLLATE "C" > n.type AND type COLLATE "C" < n.high), n.high
+    FROM named n WHERE n.type IS NOT NULL
+), keys AS (
+    SELECT unnest($3::text[]) COLLATE "C" AS type
+    UNION SELECT type FROM named WHERE type IS NOT NULL
+)""",
+    'type COLLATE "C" = k.type',
+)
+#: rows of the categories ``$3`` (a stream name's first token) whose stream is ``$4``
+#: or lies in the range ``$5`` to ``$6`` (exclusive)
+READ_CATEGORIES = _read_matching(
+    "keys AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) "
+    "AS k (category, exact, low, high))",
+    "split_part(stream, '.', 1) = k.category AND (stream = k.exact "
+    'OR (stream COLLATE "C" >= k.low AND stream COLLATE "C" < k.high))',
+)
 
 #: the newest committed event's global position, hidden ones included (NULL: none). A
 #: writer takes positions under the ``pepperpy_head`` row lock, held until its commit, so

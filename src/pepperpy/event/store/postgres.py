@@ -73,8 +73,10 @@ from ._pg_schema import (
     HEAD,
     READ_ALL,
     READ_ALL_BACKWARDS,
+    READ_CATEGORIES,
     READ_STREAM_BACKWARD,
     READ_STREAM_FORWARD,
+    READ_TYPES,
     SCHEMA_LOCK,
     schema_change,
     write_group,
@@ -298,6 +300,36 @@ class PostgresBackend(StoreBackend):
             "read_all", lambda connection, _: connection.fetch(READ_ALL, from_position, limit)
         )
         return log_page(scanned, from_position, limit)
+
+    async def read_all_matching(
+        self, from_position: int, limit: int, column: str, prefixes: Sequence[str]
+    ) -> LogPage:
+        """Through pepperpy_events_type or pepperpy_events_category, in one statement
+        (one snapshot): each key's rows in order up to ``limit``, then the first
+        ``limit`` of them all. A prefix ``p`` stands for ``p`` and the names from
+        ``p + "."`` up to ``p + "/"`` (``/`` follows ``.``)."""
+        if limit <= 0:
+            return LogPage([], from_position, True)
+        keys = sorted(set(prefixes))
+        lows = [prefix + "." for prefix in keys]
+        highs = [prefix + "/" for prefix in keys]
+        if column == "type":
+            sql, arguments = READ_TYPES, [keys, lows, highs]
+        elif column == "stream":
+            categories = [prefix.split(".", 1)[0] for prefix in keys]
+            sql, arguments = READ_CATEGORIES, [categories, keys, lows, highs]
+        else:
+            raise ValueError(f"column must be 'type' or 'stream', got {column!r}")
+        found = await self._run(
+            "read_all",
+            lambda connection, _: connection.fetch(sql, from_position, limit, *arguments),
+        )
+        head = found[0][0]
+        scanned = [tuple(row)[1:] for row in found if row[1] is not None]
+        if len(scanned) == limit:
+            return log_page(scanned, from_position, limit)
+        end = from_position if head is None else max(from_position, head + 1)
+        return LogPage([row for row in scanned if row[12]], end, False)
 
     async def read_all_backwards(self, from_position: int, limit: int) -> LogPage:
         scanned = await self._run(
