@@ -110,6 +110,7 @@ _EXPORTS: dict[str, str] = {
     "ReplayReport": "._replay",
     "ReplayStopped": "._replay",
     "SQLiteCheckpointStore": "._checkpoints",
+    "TableProjection": "._projection_tables",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -158,6 +159,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from ._processor import Attachment as Attachment
     from ._processor import EventProcessor as EventProcessor
     from ._projection import Projection as Projection
+    from ._projection_tables import TableProjection as TableProjection
     from ._replay import EventReplay as EventReplay
     from ._replay import ReplayFailure as ReplayFailure
     from ._replay import ReplayProgress as ReplayProgress

@@ -206,30 +206,11 @@ class PostgresCheckpointStore(CheckpointStore):
 
         async def compare_and_set(connection: Any, progress: Progress) -> tuple[bool, int | None]:
             with progress.commit():
-                if previous is None:
-                    status = await connection.execute(
-                        f"INSERT INTO {TABLE} (name, position, state, updated_at) "
-                        "VALUES ($1, $2, $3, now()) ON CONFLICT (name) DO NOTHING",
-                        name,
-                        position,
-                        data,
-                    )
-                else:
-                    status = await connection.execute(
-                        f"UPDATE {TABLE} SET position = $2, state = $3, "
-                        "updated_at = now() WHERE name = $1 AND position = $4",
-                        name,
-                        position,
-                        data,
-                        previous,
-                    )
-            if status.endswith(" 1"):
+                saved = await _set_position(connection, name, position, data, previous)
+            if saved:
                 return True, None
             progress.committing = False  # it changed nothing: what follows only reads
-            actual = await connection.fetchval(
-                f"SELECT position FROM {TABLE} WHERE name = $1", name
-            )
-            return False, actual
+            return False, await _position_of(connection, name)
 
         saved, actual = await self._run(
             compare_and_set, write=f"saving checkpoint {name!r} at position {position}"
@@ -245,6 +226,71 @@ class PostgresCheckpointStore(CheckpointStore):
 
         status = await self._run(delete, write=f"deleting checkpoint {name!r}")
         return bool(status.endswith(" 1"))
+
+    # -- tables of your own, committed with a checkpoint (TableProjection's) ------------
+
+    async def save_within(
+        self,
+        name: str,
+        position: int,
+        *,
+        previous: int | None,
+        work: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        """Save ``position`` for ``name`` (no state) in one transaction with your writes.
+
+        The compare-and-set of :meth:`save` comes first, and takes the checkpoint's row
+        lock, so a second runner waits there rather than in your tables; only if it
+        holds is ``await work(connection)`` run with this loop's asyncpg connection,
+        inside the transaction. Your rows and the checkpoint commit together or not at
+        all. An error of ``work``'s rolls everything back and is raised as it is; a
+        connection lost before the ``COMMIT`` was sent has the whole transaction done
+        once more on a new connection (so ``work`` may run twice, its first effects
+        rolled back), and one lost after raises :class:`StoreError` with ``written``
+        None, as :meth:`save` does. ``work`` must not ``COMMIT`` or ``ROLLBACK``.
+        """
+
+        async def transact(connection: Any, progress: Progress) -> tuple[bool, int | None]:
+            async def both() -> tuple[bool, tuple[bool, int | None]]:
+                if not await _set_position(connection, name, position, None, previous):
+                    return False, (False, await _position_of(connection, name))
+                await work(connection)
+                return True, (True, None)
+
+            return await _in_transaction(connection, progress, both)
+
+        saved, actual = await self._run(
+            transact, write=f"saving checkpoint {name!r} at position {position}"
+        )
+        if not saved:
+            raise _conflict(name, previous, actual)
+
+    async def delete_within(self, name: str, work: Callable[[Any], Awaitable[None]]) -> bool:
+        """:meth:`delete` with ``await work(connection)`` in the same transaction (emptying
+        the tables a checkpoint was for, say); True if there was a checkpoint."""
+
+        async def transact(connection: Any, progress: Progress) -> bool:
+            async def both() -> tuple[bool, bool]:
+                status: str = await connection.execute(f"DELETE FROM {TABLE} WHERE name = $1", name)
+                await work(connection)
+                return True, status.endswith(" 1")
+
+            return await _in_transaction(connection, progress, both)
+
+        return await self._run(transact, write=f"deleting checkpoint {name!r}")
+
+    async def prepare(self, work: Callable[[Any], Awaitable[None]]) -> None:
+        """Run ``await work(connection)`` in a transaction of its own: for ``CREATE TABLE
+        IF NOT EXISTS`` and the like (PostgreSQL's DDL is transactional)."""
+
+        async def transact(connection: Any, progress: Progress) -> None:
+            async def alone() -> tuple[bool, None]:
+                await work(connection)
+                return True, None
+
+            await _in_transaction(connection, progress, alone)
+
+        await self._run(transact, write="setting up")
 
     async def close(self) -> None:
         """Close this loop's connection; drop those of other loops (threadsafe).
@@ -290,6 +336,65 @@ class PostgresCheckpointStore(CheckpointStore):
             connection, mine.connection = mine.connection, None
             if connection is not None and not connection.is_closed():
                 connection.terminate()
+
+
+async def _set_position(
+    connection: Any, name: str, position: int, data: bytes | None, previous: int | None
+) -> bool:
+    """Move checkpoint ``name`` from ``previous`` (None: none yet) to ``position`` with
+    ``data``; False if it was not at ``previous``, and nothing was written."""
+    if previous is None:
+        status = await connection.execute(
+            f"INSERT INTO {TABLE} (name, position, state, updated_at) "
+            "VALUES ($1, $2, $3, now()) ON CONFLICT (name) DO NOTHING",
+            name,
+            position,
+            data,
+        )
+    else:
+        status = await connection.execute(
+            f"UPDATE {TABLE} SET position = $2, state = $3, "
+            "updated_at = now() WHERE name = $1 AND position = $4",
+            name,
+            position,
+            data,
+            previous,
+        )
+    return bool(status.endswith(" 1"))
+
+
+async def _position_of(connection: Any, name: str) -> int | None:
+    position: int | None = await connection.fetchval(
+        f"SELECT position FROM {TABLE} WHERE name = $1", name
+    )
+    return position
+
+
+async def _in_transaction(
+    connection: Any, progress: Progress, work: Callable[[], Awaitable[tuple[bool, T]]]
+) -> T:
+    """``await work()`` in a transaction on ``connection``, which returns ``(commit,
+    value)``: committed (under ``progress.commit()``: only the ``COMMIT`` may commit) or
+    rolled back as it says, and ``value`` returned. An error of ``work``'s rolls back on
+    a connection still open (a lost one is the attempt's to handle, and a cancelled
+    caller's is cut off: the server rolls back either way), and is raised.
+    """
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
+        commit, value = await work()
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        if not connection.is_closed():
+            await transaction.rollback()
+        raise
+    if not commit:
+        await transaction.rollback()
+        return value
+    with progress.commit():
+        await transaction.commit()
+    return value
 
 
 #: keepers under way: a task that only waits is otherwise referenced by its store alone,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,38 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         self._refuse_writes()
         return bool(await self._run(_sqlite_delete, name))
 
+    # -- tables of your own, committed with a checkpoint (TableProjection's) ------------
+
+    async def save_within(
+        self, name: str, position: int, *, previous: int | None, work: Callable[[Any], None]
+    ) -> None:
+        """Save ``position`` for ``name`` (no state) in one transaction with your writes.
+
+        The compare-and-set of :meth:`save` comes first; only if it holds does
+        ``work(connection)`` run, on the store's worker thread with its ``sqlite3``
+        connection, inside the ``BEGIN IMMEDIATE`` transaction that then writes the
+        position: your rows and the checkpoint commit together or not at all. An error
+        of ``work``'s rolls everything back and is raised as it is. ``work`` must not
+        commit (``commit()``, ``executescript``): that would end the transaction.
+        """
+        self._refuse_writes()
+        actual = await self._run(_sqlite_save, name, position, None, previous, work)
+        if actual != previous:
+            raise _conflict(name, previous, actual)
+
+    async def delete_within(self, name: str, work: Callable[[Any], None]) -> bool:
+        """:meth:`delete` with ``work(connection)`` in the same transaction (emptying the
+        tables a checkpoint was for, say); True if there was a checkpoint."""
+        self._refuse_writes()
+        return bool(await self._run(_sqlite_delete_within, name, work))
+
+    async def prepare(self, work: Callable[[Any], None]) -> None:
+        """Run ``work(connection)`` on the worker thread in autocommit, outside any
+        transaction of the store's (``executescript`` works): for ``CREATE TABLE IF NOT
+        EXISTS`` and the like."""
+        self._refuse_writes()
+        await self._run(_sqlite_prepare, work)
+
     async def close(self) -> None:
         with self._lock:
             if self._db is not None:
@@ -197,13 +230,17 @@ def _sqlite_save(
     position: int,
     state: str | None,
     previous: int | None,
+    work: Callable[[sqlite3.Connection], None] | None = None,
 ) -> int | None:
-    """Compare-and-set in one immediate transaction; return the position found."""
+    """Compare-and-set in one immediate transaction, after ``work`` if it holds; return
+    the position found."""
     now = datetime.now(UTC).isoformat()
     with write_transaction(connection):
         row = connection.execute(f"SELECT position FROM {TABLE} WHERE name = ?", (name,)).fetchone()
         actual = None if row is None else int(row[0])
         if actual == previous:
+            if work is not None:
+                work(connection)
             connection.execute(
                 f"INSERT INTO {TABLE} (name, position, state, updated_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
@@ -215,3 +252,18 @@ def _sqlite_save(
 
 def _sqlite_delete(connection: sqlite3.Connection, name: str) -> int:
     return connection.execute(f"DELETE FROM {TABLE} WHERE name = ?", (name,)).rowcount
+
+
+def _sqlite_delete_within(
+    connection: sqlite3.Connection, name: str, work: Callable[[sqlite3.Connection], None]
+) -> int:
+    with write_transaction(connection):
+        deleted = _sqlite_delete(connection, name)
+        work(connection)
+    return deleted
+
+
+def _sqlite_prepare(
+    connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], None]
+) -> None:
+    work(connection)

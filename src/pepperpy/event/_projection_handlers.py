@@ -84,6 +84,11 @@ class ProjectionHandlers:
         """What an event of ``event_type`` is applied with (nothing: not a valid topic)."""
         return handlers_for(self._index, event_type)
 
+    def every(self) -> tuple[Apply, ...]:
+        """Every registration, in the order made."""
+        with self._lock:
+            return tuple(self._index)
+
     @contextmanager
     def applying(self) -> Iterator[None]:
         """Mark a ``run``, ``rebuild`` or ``follow`` as under way (``on``/``off`` refused)."""

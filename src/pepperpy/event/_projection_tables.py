@@ -1,0 +1,289 @@
+"""Table projections: read models kept in tables of your own, exactly once per event.
+
+A :class:`Projection` keeps its state as one JSON document, rewritten at every commit:
+right for counters and small read models, too slow for one of many thousand rows. A
+:class:`TableProjection` hands its handlers the database connection instead, inside the
+transaction that also moves its checkpoint: each batch of events changes the user's
+tables and the position *together*, so a crash, a lost connection or a failing handler
+leaves tables and position consistent, and a resumed run applies exactly the events
+whose effect was not committed (what eventsourcing calls tracking records, and Marten
+inline projections).
+
+The connection is the state store's own: on SQLite a ``sqlite3.Connection`` (handlers
+are plain functions, run on the store's worker thread inside ``BEGIN IMMEDIATE``), on
+PostgreSQL an ``asyncpg`` connection (handlers are ``async``, inside a transaction). The
+SQL is the user's, in their database's dialect. Everything else (turns, batches,
+``follow``, outages, ``serve``) is :class:`Projection`'s, unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ._checkpoints_pg import PostgresCheckpointStore
+from ._checkpoints_sqlite import SQLiteCheckpointStore
+from ._errors import ConfigurationError, ReplayError
+from ._event import Event
+from ._handlers import check_handler, is_async_callable
+from ._loops import settled
+from ._projection import Projection
+from ._projection_handlers import Apply
+from ._replay import Patterns, describe_checkpoints, handler_name
+
+if TYPE_CHECKING:
+    from ._checkpoints import CheckpointStore
+    from .store import EventStore
+
+__all__ = ["TableProjection"]
+
+#: a batch waiting for its commit: each event with the handlers it is applied with
+Pending = list[tuple[tuple[Apply, ...], Event]]
+#: a batch being committed
+Batch = tuple[tuple[tuple[Apply, ...], Event], ...]
+
+
+class TableProjection(Projection):
+    """A read model in tables of your own, changed with its position in one transaction.
+
+    Handlers are ``handler(db, event)``: ``db`` is the state store's connection inside
+    the batch's transaction (``sqlite3.Connection`` on SQLite, plain functions; an
+    ``asyncpg`` connection on PostgreSQL, ``async`` functions). ``setup(db)`` runs once
+    per object before its first batch, in a transaction of its own on PostgreSQL and in
+    autocommit on SQLite (``executescript`` works): make it idempotent (``CREATE TABLE
+    IF NOT EXISTS``). ``reset(db)`` empties the tables for :meth:`rebuild`, in one
+    transaction with forgetting the position. The state store must be SQLite or
+    PostgreSQL (by default the event store's own database).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        store: EventStore,
+        *,
+        setup: Callable[[Any], Any] | None = None,
+        reset: Callable[[Any], Any] | None = None,
+        streams: Patterns = None,
+        types: Patterns = None,
+        state_store: CheckpointStore | str | None = None,
+        batch_size: int = 100,
+    ) -> None:
+        super().__init__(
+            name,
+            store,
+            initial=list,
+            streams=streams,
+            types=types,
+            state_store=state_store,
+            batch_size=batch_size,
+        )
+        for what, function in (("setup", setup), ("reset", reset)):
+            if function is not None:
+                check_handler(function, what, takes=("db",))
+        self._setup = setup
+        self._reset = reset
+        self._set_up = False
+
+    # -- what differs from Projection ------------------------------------------------
+
+    @property
+    def state(self) -> None:
+        """Always None: the state is in your tables."""
+        return None
+
+    @property
+    def _key(self) -> str:
+        return f"tables:{self.name}"
+
+    async def load(self) -> int | None:
+        """Load the committed position (None: nothing applied yet) and return it."""
+        async with self._turn():
+            await self._load()
+            return self._position
+
+    async def _load(self) -> Any:
+        saved = await self.state_store.load(self._key)
+        self._state, self._position = [], None if saved is None else saved.position
+        self._loaded = True
+        return None
+
+    def _check_writable(self) -> None:
+        super()._check_writable()
+        self._database()
+
+    def _database(self) -> SQLiteCheckpointStore | PostgresCheckpointStore:
+        """The state store, which must keep tables; on SQLite nothing may be async."""
+        state_store = self.state_store
+        if isinstance(state_store, PostgresCheckpointStore):
+            return state_store
+        if not isinstance(state_store, SQLiteCheckpointStore):
+            raise ConfigurationError(
+                f"table projection {self.name!r} needs a database for its tables, but its "
+                f"state store {describe_checkpoints(state_store)} is not SQLite or "
+                "PostgreSQL: give state_store= an sqlite:/// or postgresql:// URL"
+            )
+        for what, function in self._callables():
+            if is_async_callable(function):
+                raise ConfigurationError(
+                    f"table projection {self.name!r}: {what} {handler_name(function)} is "
+                    "async, but on SQLite it runs on the database's thread with a "
+                    "sqlite3 connection: make it a plain function (nothing was applied)"
+                )
+        return state_store
+
+    def _callables(self) -> Iterable[tuple[str, Callable[..., Any]]]:
+        if self._setup is not None:
+            yield "setup", self._setup
+        if self._reset is not None:
+            yield "reset", self._reset
+        for apply in self._handlers.every():
+            yield "handler", apply.function
+
+    async def _apply(self, chosen: tuple[Apply, ...], state: Any, event: Event) -> Any:
+        pending: Pending = state
+        pending.append((chosen, event))  # applied in the commit's transaction
+        return pending
+
+    async def _commit(self, state: Any, position: int | None) -> None:
+        if position is None:
+            return
+        pending: Pending = state
+        # settled: a commit cancelled half-way may still reach the disk, and the
+        # position in memory must follow whatever did
+        await settled(self._save_batch(tuple(pending), position))
+        pending.clear()
+
+    async def _save_batch(self, batch: Batch, position: int) -> None:
+        database = self._database()
+        await self._prepare(database)
+        if isinstance(database, SQLiteCheckpointStore):
+            await database.save_within(
+                self._key, position, previous=self._position, work=self._sqlite_batch(batch)
+            )
+        else:
+            await database.save_within(
+                self._key, position, previous=self._position, work=self._postgres_batch(batch)
+            )
+        self._position = position
+
+    async def _prepare(self, database: SQLiteCheckpointStore | PostgresCheckpointStore) -> None:
+        """Run ``setup`` once for this object, before its first write."""
+        if self._set_up or self._setup is None:
+            return
+        setup = self._setup
+        if isinstance(database, SQLiteCheckpointStore):
+            await database.prepare(lambda db: self._call_sync("setup", setup, db))
+        else:
+            await database.prepare(lambda db: self._call_async("setup", setup, db))
+        self._set_up = True
+
+    async def _forget_saved(self) -> None:
+        """Empty the tables (``reset``) and forget the position, in one transaction."""
+        reset = self._reset
+        if reset is None:
+            raise ConfigurationError(
+                f"table projection {self.name!r} cannot rebuild without reset=: a function "
+                "that empties its tables (in the same transaction that forgets its "
+                "position); nothing was changed"
+            )
+        database = self._database()
+        try:
+            await self._prepare(database)
+            if isinstance(database, SQLiteCheckpointStore):
+                await database.delete_within(
+                    self._key, lambda db: self._call_sync("reset", reset, db)
+                )
+            else:
+                await database.delete_within(
+                    self._key, lambda db: self._call_async("reset", reset, db)
+                )
+        except BaseException as exc:
+            await self._reload_after(exc)
+            raise
+        self._state, self._position, self._loaded = [], None, True
+
+    # -- calling the user's code inside the transaction ------------------------------
+
+    def _sqlite_batch(self, batch: Batch) -> Callable[[Any], None]:
+        def work(db: Any) -> None:
+            for chosen, event in batch:
+                for apply in chosen:
+                    self._call_sync("handler", apply.function, db, event)
+
+        return work
+
+    def _postgres_batch(self, batch: Batch) -> Callable[[Any], Awaitable[None]]:
+        async def work(db: Any) -> None:
+            for chosen, event in batch:
+                for apply in chosen:
+                    await self._call_async("handler", apply.function, db, event)
+
+        return work
+
+    def _call_sync(
+        self, what: str, function: Callable[..., Any], db: Any, event: Event | None = None
+    ) -> None:
+        """Call ``function`` on SQLite's worker thread; its error is a ReplayError."""
+        arguments = (db,) if event is None else (db, event)
+        try:
+            result = function(*arguments)
+        except Exception as exc:
+            raise self._failed(what, function, event, exc) from exc
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise self._failed(
+                what,
+                function,
+                event,
+                TypeError("it returned an awaitable; on SQLite it must be a plain function"),
+            )
+        if what != "setup" and not db.in_transaction:
+            raise self._ended(what, function, event, "commit() or executescript()")
+
+    async def _call_async(
+        self, what: str, function: Callable[..., Any], db: Any, event: Event | None = None
+    ) -> None:
+        """Call and await ``function`` on PostgreSQL; its error is a ReplayError, unless
+        the connection is gone (an outage: the store's to handle)."""
+        arguments = (db,) if event is None else (db, event)
+        try:
+            result = function(*arguments)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            if db.is_closed():
+                raise
+            raise self._failed(what, function, event, exc) from exc
+        if not db.is_in_transaction():
+            raise self._ended(what, function, event, "COMMIT or ROLLBACK")
+
+    def _failed(
+        self, what: str, function: Callable[..., Any], event: Event | None, exc: BaseException
+    ) -> ReplayError:
+        where = (
+            ""
+            if event is None
+            else f" on {event.type!r} at global position {event.global_position}"
+        )
+        return ReplayError(
+            f"table projection {self.name!r}: {what} {handler_name(function)} failed{where}: "
+            f"{exc}; the batch was rolled back (tables and position as last committed)"
+        )
+
+    def _ended(
+        self, what: str, function: Callable[..., Any], event: Event | None, how: str
+    ) -> ReplayError:
+        where = (
+            ""
+            if event is None
+            else f" on {event.type!r} at global position {event.global_position}"
+        )
+        return ReplayError(
+            f"table projection {self.name!r}: {what} {handler_name(function)} ended the "
+            f"projection's transaction{where} ({how}): what it wrote before that may be "
+            "committed without the position, and is applied again on the next run; its "
+            "statements must run inside the transaction, so that tables and position "
+            "commit together (then rebuild() to be sure the tables are right)"
+        )
