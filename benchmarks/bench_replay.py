@@ -10,7 +10,13 @@ say what it costs to rebuild state from the log:
   time-window checks;
 - pepperpy ``Projection.rebuild``: the same fold, exactly-once (state and checkpoint
   committed together every 100 events, fsync'ed);
+- pepperpy ``TableProjection.rebuild``: the same fold into a table of its own (an
+  upsert per event), rows and checkpoint committed together every 100 events;
 - eventsourcing ``repository.get``: rebuilding a 10,000-event aggregate (decode, mutate).
+
+A second part measures what a *large* read model costs per live event (each committed
+alone, as ``follow()`` commits live events): a ``Projection`` rewrites its whole JSON state
+at every commit, a ``TableProjection`` writes one row.
 
 Run: ``python -m benchmarks.bench_replay`` (``--quick`` for a short run).
 """
@@ -30,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._harness import Result, Runner, compare, machine, table
-from pepperpy.event import Event, EventReplay, EventStore, Projection
+from pepperpy.event import Event, EventReplay, EventStore, Projection, TableProjection
 
 LENGTH = 10_000
 NAMES = ("John", "Jane", "Ann", "Bob")
@@ -130,6 +136,96 @@ def _projection_fold(url: str) -> Runner:
     return run
 
 
+def _count_names(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS names (name TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+
+
+def _forget_names(db: sqlite3.Connection) -> None:
+    db.execute("DELETE FROM names")
+
+
+def _count(db: sqlite3.Connection, event: Event) -> None:
+    db.execute(
+        "INSERT INTO names VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET n = n + 1",
+        (event.data["name"],),
+    )
+
+
+def _table_projection(store: EventStore, name: str, **options: Any) -> TableProjection:
+    projection = TableProjection(
+        name, store, setup=_count_names, reset=_forget_names, streams="user.*", **options
+    )
+    projection.on("user.renamed", _count)
+    return projection
+
+
+def _table_fold(url: str) -> Runner:
+    async def run(n: int) -> float:
+        async with EventStore(url) as store:
+            await store.stream_version("user.1")
+            projection = _table_projection(store, "names-table", batch_size=100)
+            await projection.load()  # open the state store's connection first
+            start = time.perf_counter()
+            report = await projection.rebuild()
+            elapsed = time.perf_counter() - start
+            await projection.close()
+        assert report.replayed == n
+        return elapsed
+
+    return run
+
+
+#: the large read model: this many keys (one per user), then live events on top
+KEYS = 20_000
+LIVE = 100
+
+
+async def _many_users(keys: int) -> str:
+    """An SQLite store of ``keys`` users' first events; returns its URL."""
+    url = f"sqlite:///{_fresh_db()}"
+    async with EventStore(url) as store:
+        for start in range(0, keys, 1000):
+            await store.append(
+                f"user.{start}",
+                [Event("user.renamed", {"name": f"user{i}"}) for i in range(start, start + 1000)],
+            )
+    return url
+
+
+def _live_events(url: str, tables: bool) -> Runner:
+    """Per live event: append ``n`` events (untimed), then time a run that commits each
+    alone (``batch_size=1``, as ``follow()`` does live), on a read model of KEYS keys."""
+
+    def model(store: EventStore, batch_size: int) -> Projection:
+        if tables:
+            return _table_projection(store, "users-table", batch_size=batch_size)
+        projection = Projection("users-json", store, streams="user.*", batch_size=batch_size)
+
+        @projection.on("user.renamed")
+        def fold(state: dict[str, int], event: Event) -> None:
+            name = event.data["name"]
+            state[name] = state.get(name, 0) + 1
+
+        return projection
+
+    async def run(n: int) -> float:
+        async with EventStore(url) as store:
+            async with model(store, batch_size=10_000) as catching_up:
+                await catching_up.run()  # the model as it stands (built in the first pass)
+            await store.append(
+                "user.live", [Event("user.renamed", {"name": f"user{i}"}) for i in range(n)]
+            )
+            async with model(store, batch_size=1) as live:
+                await live.load()
+                start = time.perf_counter()
+                report = await live.run()
+                elapsed = time.perf_counter() - start
+        assert report.replayed == n
+        return elapsed
+
+    return run
+
+
 @functools.cache
 def _user_aggregate() -> Any:
     from eventsourcing.domain import Aggregate, event
@@ -182,6 +278,7 @@ async def main(quick: bool) -> str:
     reader = "pepperpy get_stream (async for) + fold"
     replay = "pepperpy EventReplay.replay_stream"
     projection = "pepperpy Projection.rebuild (exactly-once)"
+    tables = "pepperpy TableProjection.rebuild (exactly-once, a row upsert per event)"
     theirs = "eventsourcing repository.get (10k-event aggregate)"
     results = await compare(
         {
@@ -189,12 +286,24 @@ async def main(quick: bool) -> str:
             reader: _reader_fold(url),
             replay: _replay_fold(url),
             projection: _projection_fold(url),
+            tables: _table_fold(url),
             theirs: _eventsourcing_get(LENGTH),
         },
         operations=LENGTH,
         passes=passes,
     )
     overhead = _rate(results, reader) / _rate(results, replay)
+    users = await _many_users(KEYS)
+    json_state = f"Projection, one {KEYS:,}-key JSON state"
+    own_table = f"TableProjection, a {KEYS:,}-row table"
+    live = await compare(
+        {
+            json_state: _live_events(users, tables=False),
+            own_table: _live_events(users, tables=True),
+        },
+        operations=LIVE,
+        passes=passes,
+    )
     return (
         f"## Replay and projections\n\nMachine: {machine()}; SQLite {sqlite3.sqlite_version}.\n\n"
         f"### Rebuilding state from one {LENGTH:,}-event stream (events/s)\n\n"
@@ -203,7 +312,11 @@ async def main(quick: bool) -> str:
         f"{_rate(results, replay) / _rate(results, theirs):.2f}x; "
         f"replay machinery on top of the plain reader: {overhead:.2f}x the reader's time; "
         f"exactly-once projection vs plain replay: "
-        f"{_rate(results, projection) / _rate(results, replay):.2f}x.\n"
+        f"{_rate(results, projection) / _rate(results, replay):.2f}x.\n\n"
+        f"### A large read model, live events committed one by one (events/s)\n\n"
+        + table(live, baseline=json_state)
+        + f"\n\nPer live event: {1000 / _rate(live, json_state):.1f} ms with the JSON state, "
+        f"{1000 / _rate(live, own_table):.2f} ms with the table.\n"
     )
 
 
