@@ -1,0 +1,117 @@
+"""A TableProjection's ``follow()`` rides out a COMMIT lost in flight, exactly once.
+
+The batch's rows and its position go in one transaction; a connection lost as its
+``COMMIT`` goes out (the server rolls back) or as the answer comes back (it committed)
+leaves the outcome unknown to the projection. It loads the position from disk again and
+catches up from there, so each event's row is written once: a second insert of one
+would fail on the table's primary key, and one skipped would be missing.
+
+PostgreSQL, the state store reached through the fault proxy (the events straight from
+the server), so that each fault hits the projection's transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from pepperpy.event import Event, EventStore, TableProjection
+from tests.helpers import eventually
+from tests.store import conftest as store_fixtures
+from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
+
+#: the store tests' PostgreSQL fixtures: a database for the module, a schema per test
+#: (``direct``), the fault proxy, a plain connection
+database, direct, proxy = store_fixtures.database, store_fixtures.direct, store_fixtures.proxy
+admin = store_fixtures.admin
+
+
+@pytest.fixture
+async def store(direct: str) -> AsyncIterator[EventStore]:
+    async with EventStore(direct) as events:
+        await events.append("acc.1", [Event("acc.add", {"n": n}) for n in range(5)])
+        yield events
+
+
+def ledger(store: EventStore, state_store: str) -> TableProjection:
+    async def setup(db: Any) -> None:
+        await db.execute("CREATE TABLE IF NOT EXISTS applied (position bigint PRIMARY KEY)")
+
+    projection = TableProjection(
+        "ledger", store, setup=setup, state_store=state_store, batch_size=3
+    )
+
+    @projection.on("acc.#")
+    async def record(db: Any, event: Event) -> None:
+        await db.execute("INSERT INTO applied VALUES ($1)", event.global_position)
+
+    return projection
+
+
+class LoseNextCommit:
+    """Reset the state store's connection at its next ``COMMIT`` (once armed): as it goes
+    out (``sent``: the server never gets it and rolls back) or as the server answers it
+    (``answer``: it committed, the answer is lost)."""
+
+    def __init__(self, proxy: PgFaultProxy) -> None:
+        self.armed: str | None = None
+        self.fired = 0
+        proxy.on_client = self._client  # type: ignore[assignment]
+        proxy.on_server = self._server  # type: ignore[assignment]
+
+    def _client(self, link: Link, data: bytes) -> str | None:
+        if self.armed is None or not (data[:1] == b"Q" and b"COMMIT" in data):
+            return None
+        at, self.armed = self.armed, None
+        if at == "sent":
+            self.fired += 1
+            return "drop"
+        link.marks.add("lose-answer")
+        return None
+
+    def _server(self, link: Link, data: bytes) -> str | None:
+        if "lose-answer" in link.marks:
+            link.marks.discard("lose-answer")
+            self.fired += 1
+            return "drop"
+        return None
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("at", ["sent", "answer"])
+async def test_follow_rides_out_commits_lost_in_flight_and_writes_each_row_once(
+    proxy: PgFaultProxy, direct: str, store: EventStore, admin: Any, at: str
+) -> None:
+    state_url = proxied(direct, proxy.port, command_timeout=3, connect_timeout=2)
+    projection = ledger(store, state_url)
+    cut = LoseNextCommit(proxy)
+    follower = asyncio.ensure_future(projection.follow())
+    try:
+        await eventually(lambda: projection.position == 4, timeout=15)
+        for fired in range(1, 4):
+            cut.armed = at
+            for _ in range(50):  # appended one by one: each is a transaction of its own
+                await store.append("acc.1", Event("acc.add"))
+                await asyncio.sleep(0.02)
+                if cut.fired == fired:
+                    break
+            assert cut.fired == fired
+            await asyncio.sleep(0.2)
+            assert not follower.done(), follower.exception()
+        await store.append("acc.2", [Event("acc.add") for _ in range(3)])
+        head = (await store.read_all())[-1].global_position
+        await eventually(lambda: projection.position == head, timeout=15)
+        assert not follower.done()
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        await projection.close()
+    schema = parse_qs(urlsplit(direct).query)["schema"][0]
+    rows = [r[0] for r in await admin.fetch(f'SELECT position FROM "{schema}".applied ORDER BY 1')]
+    assert rows == [event.global_position async for event in store.read_all()]
+    async with ledger(store, direct) as fresh:
+        assert await fresh.load() == head
