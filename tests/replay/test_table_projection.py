@@ -304,20 +304,30 @@ async def test_a_handler_that_commits_itself_is_caught(store: EventStore, url: s
     await projection.close()
 
 
-async def test_async_code_on_sqlite_is_refused_before_anything_is_applied(
+async def test_code_not_suited_to_the_driver_is_refused_before_anything_is_applied(
+    store: EventStore, url: str
+) -> None:
+    async def on_pg(db: Any, event: Event) -> None:
+        pass
+
+    def on_sqlite(db: Any, event: Event) -> None:
+        pass
+
+    sqlite = url.startswith("sqlite")
+    async with TableProjection("wrong", store) as projection:
+        projection.on("account.credited", on_pg if sqlite else on_sqlite)
+        expected = r"handler .*on_pg is async" if sqlite else r"handler .*on_sqlite is not async"
+        with pytest.raises(ConfigurationError, match=expected):
+            await projection.run()
+        assert await projection.load() is None
+
+
+def test_a_handler_that_cannot_take_db_and_event_is_refused_naming_them(
     sqlite_url: str,
 ) -> None:
-    async with EventStore(sqlite_url) as store:
-        await append(store, 3)
-
-        async def credit(db: Any, event: Event) -> None:
-            pass
-
-        async with TableProjection("async", store) as projection:
-            projection.on("account.credited", credit)
-            with pytest.raises(ConfigurationError, match=r"handler .*credit is async"):
-                await projection.run()
-            assert await projection.load() is None
+    projection = TableProjection("arity", EventStore(sqlite_url))
+    with pytest.raises(TypeError, match=r"\(db, event\)"):
+        projection.on("account.credited", lambda event: None)
 
 
 async def test_a_state_store_without_tables_is_refused() -> None:

@@ -31,8 +31,10 @@ class Apply:
 
     __slots__ = ("function", "is_async")
 
-    def __init__(self, function: Callable[..., Any]) -> None:
-        check_handler(function, takes=("state", "event"))
+    def __init__(
+        self, function: Callable[..., Any], takes: tuple[str, ...] = ("state", "event")
+    ) -> None:
+        check_handler(function, takes=takes)
         self.function = function
         self.is_async = is_async_callable(function)
 
@@ -40,10 +42,12 @@ class Apply:
 class ProjectionHandlers:
     """The handlers of the projection called ``name``, and how many runs are under way."""
 
-    __slots__ = ("_active", "_index", "_lock", "_name")
+    __slots__ = ("_active", "_index", "_lock", "_name", "_takes")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, takes: tuple[str, ...] = ("state", "event")) -> None:
         self._name = name
+        #: what a handler is called with (a table projection's get ``(db, event)``)
+        self._takes = takes
         self._index: PatternIndex[Apply] = PatternIndex()
         self._active = 0  # runs, rebuilds and follows under way, in any thread
         self._lock = threading.Lock()
@@ -51,7 +55,7 @@ class ProjectionHandlers:
     def add(self, pattern: str, function: Callable[..., Any]) -> None:
         """Register ``function`` under ``pattern`` (what ``on`` does), unless refused."""
         parse_pattern(pattern)
-        apply = Apply(function)
+        apply = Apply(function, self._takes)
         with self._lock:
             self._refuse_while_applying(
                 "on",

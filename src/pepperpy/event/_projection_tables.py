@@ -29,7 +29,7 @@ from ._event import Event
 from ._handlers import check_handler, is_async_callable
 from ._loops import settled
 from ._projection import Projection
-from ._projection_handlers import Apply
+from ._projection_handlers import Apply, ProjectionHandlers
 from ._replay import Patterns, describe_checkpoints, handler_name
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ class TableProjection(Projection):
             state_store=state_store,
             batch_size=batch_size,
         )
+        self._handlers = ProjectionHandlers(name, takes=("db", "event"))
         for what, function in (("setup", setup), ("reset", reset)):
             if function is not None:
                 check_handler(function, what, takes=("db",))
@@ -113,22 +114,28 @@ class TableProjection(Projection):
         self._database()
 
     def _database(self) -> SQLiteCheckpointStore | PostgresCheckpointStore:
-        """The state store, which must keep tables; on SQLite nothing may be async."""
+        """The state store, which must keep tables; what runs there must suit its driver:
+        plain functions on SQLite, ``async`` ones on PostgreSQL."""
         state_store = self.state_store
-        if isinstance(state_store, PostgresCheckpointStore):
-            return state_store
-        if not isinstance(state_store, SQLiteCheckpointStore):
+        if not isinstance(state_store, SQLiteCheckpointStore | PostgresCheckpointStore):
             raise ConfigurationError(
                 f"table projection {self.name!r} needs a database for its tables, but its "
                 f"state store {describe_checkpoints(state_store)} is not SQLite or "
                 "PostgreSQL: give state_store= an sqlite:/// or postgresql:// URL"
             )
+        sqlite = isinstance(state_store, SQLiteCheckpointStore)
         for what, function in self._callables():
-            if is_async_callable(function):
+            if is_async_callable(function) == sqlite:
                 raise ConfigurationError(
-                    f"table projection {self.name!r}: {what} {handler_name(function)} is "
-                    "async, but on SQLite it runs on the database's thread with a "
-                    "sqlite3 connection: make it a plain function (nothing was applied)"
+                    f"table projection {self.name!r}: {what} {handler_name(function)} "
+                    + (
+                        "is async, but on SQLite it runs on the database's thread with a "
+                        "sqlite3 connection: make it a plain function"
+                        if sqlite
+                        else "is not async, but on PostgreSQL it gets an asyncpg "
+                        "connection, whose statements must be awaited: make it an async def"
+                    )
+                    + " (nothing was applied)"
                 )
         return state_store
 
