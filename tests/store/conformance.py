@@ -643,6 +643,116 @@ class StoreConformance(HeadConformance):
         found = [e.stream async for e in store.read_all(streams="signal.*")]
         assert found == ["signal.1", "signal.1"]
 
+    #: every pattern shape a filtered read takes: exact and prefixed ones (found by an
+    #: index on SQLite and PostgreSQL), ones starting with a wildcard (a scan), and lists
+    #: mixing them (one that starts with a wildcard makes its list a scan)
+    FILTERS: tuple[dict[str, Any], ...] = (
+        {"types": "order.placed"},
+        {"types": "order"},
+        {"types": "order.*"},
+        {"types": "order.#"},
+        {"types": "*.placed"},
+        {"types": "#.placed"},
+        {"types": ["order.paid", "user.*"]},
+        {"types": ["order.paid", "*.created"]},
+        {"types": ["order.#", "order.placed"]},
+        {"types": "nothing.here"},
+        {"streams": "order.*"},
+        {"streams": "order.#"},
+        {"streams": "order"},
+        {"streams": "order.eu.1"},
+        {"streams": "order.eu.*"},
+        {"streams": "*.1"},
+        {"streams": ["user.*", "order.eu.*"]},
+        {"streams": ["user.*", "#.3"]},
+        {"streams": "order.#", "types": "*.placed"},
+        {"streams": "*.2", "types": "order.*"},
+        {"streams": "user.#", "types": "order.placed"},
+    )
+
+    async def _filter_log(self, store: EventStore) -> list[Event]:
+        """A log of about 1000 events (some hidden) over streams and types whose names
+        neighbour each other (order, order.eu, orders, order-x: prefixes and near
+        prefixes), with deleted streams (one restarted), in batches that interleave them."""
+        streams = [
+            "order",
+            *(f"order.{n}" for n in range(6)),
+            *(f"order.eu.{n}" for n in range(4)),
+            *(f"orders.{n}" for n in range(3)),
+            *(f"order-x.{n}" for n in range(2)),
+            *(f"user.{n}" for n in range(4)),
+            "audit.order.3",
+        ]
+        types = [
+            "order.placed",
+            "order.paid",
+            "order.placed.v2",
+            "order",
+            "orders.placed",
+            "order-x.placed",
+            "user.created",
+            "audit.order.placed",
+            "ünï.code",
+        ]
+        deleted: set[str] = set()
+        for round in range(3):
+            for offset, stream in enumerate(streams):
+                if stream in deleted:
+                    continue
+                records = [
+                    {"type": types[(round * 7 + offset * 3 + n) % len(types)], "data": {"n": n}}
+                    for n in range(offset % 5 + 14)
+                ]
+                await store.append(stream, records)
+            for stream in {0: ["order.2", "user.1"], 1: ["order.eu.3"]}.get(round, []):
+                await store.delete_stream(stream)
+                deleted.add(stream)
+        await store.append("user.1", {"type": "user.created"}, expected_version=NO_STREAM)
+        return await store.read_all()
+
+    async def test_filtered_reads_give_what_a_filter_over_the_whole_log_gives(
+        self, store: EventStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from pepperpy.event import _patterns
+        from pepperpy.event.store import _reader
+
+        log = await self._filter_log(store)
+        assert len({e.global_position for e in log}) == len(log) > 700
+        # small pages: many pages per read, and pages that end inside a key's run
+        monkeypatch.setattr(_reader, "_COLLECT_PAGE", 13)
+        monkeypatch.setattr(_reader, "_ITERATE_PAGE", 7)
+
+        def matching(patterns: str | list[str] | None, name: str) -> bool:
+            if patterns is None:
+                return True
+            listed = [patterns] if isinstance(patterns, str) else patterns
+            return any(_patterns.matches(pattern, name) for pattern in listed)
+
+        head = log[-1].global_position
+        for filters in self.FILTERS:
+            wanted = [
+                e
+                for e in log
+                if matching(filters.get("streams"), e.stream or "")
+                and matching(filters.get("types"), e.type)
+            ]
+            for start in (0, 1, 137, 300, head, head + 1):
+                for limit in (None, 1, 5, 40):
+                    expected = [e.id for e in wanted if e.global_position >= start][:limit]
+                    read = await store.read_all(start, limit=limit, **filters)
+                    assert [e.id for e in read] == expected, (filters, start, limit)
+                    paged = [e.id async for e in store.read_all(start, limit=limit, **filters)]
+                    assert paged == expected, (filters, start, limit)
+            # a subscription catches up on the same events
+            subscription = store.subscribe(137, **filters)
+            expected = [e.id for e in wanted if e.global_position >= 137]
+            caught: list[str] = []
+            async with asyncio.timeout(10):
+                while len(caught) < len(expected):
+                    caught.append((await anext(subscription)).id)
+            assert caught == expected, filters
+            await subscription.aclose()
+
     async def test_streams_lists_names_by_pattern_and_stream_version(
         self, store: EventStore
     ) -> None:
@@ -865,13 +975,23 @@ class StoreConformance(HeadConformance):
             await asyncio.wait_for(waiting, 5)
         assert subscription.closed
 
+    @pytest.mark.parametrize(
+        "filters",
+        [
+            {},
+            {"types": "tick"},  # exact type: an index on SQLite and PostgreSQL
+            {"types": "tick.#"},  # a prefix
+            {"streams": "w.*"},  # a category
+            {"streams": ["w.*", "*.never"]},  # a scan
+        ],
+    )
     async def test_a_subscriber_sees_every_concurrent_append_once_in_order(
-        self, store: EventStore
+        self, store: EventStore, filters: dict[str, Any]
     ) -> None:
         seen: list[Event] = []
 
         async def follow() -> None:
-            async for event in store.subscribe():
+            async for event in store.subscribe(**filters):
                 seen.append(event)
 
         follower = asyncio.create_task(follow())
@@ -879,11 +999,14 @@ class StoreConformance(HeadConformance):
         async def writer(worker: int) -> None:
             for n in range(25):
                 await store.append(f"w.{worker}", {"type": "tick", "data": {"n": n}})
+                # others' events between: a filter has something to leave out
+                await store.append(f"noise.{worker}", {"type": "tock", "data": {"n": n}})
 
         await asyncio.gather(*(writer(worker) for worker in range(8)))
-        await eventually(lambda: len(seen) >= 200)
+        wanted = 400 if not filters else 200
+        await eventually(lambda: len(seen) >= wanted)
         await asyncio.sleep(0.05)
-        assert len(seen) == 200
+        assert len(seen) == wanted
         assert [e.global_position for e in seen] == sorted({e.global_position for e in seen})
         for worker in range(8):
             mine = [e.data["n"] for e in seen if e.stream == f"w.{worker}"]

@@ -136,24 +136,42 @@ READ_ALL = _read_all(">=", "")
 READ_ALL_BACKWARDS = _read_all("<=", "DESC")
 
 
-def _read_matching(keys: str, match: str) -> str:
-    """A page of the log from ``$1`` on, at most ``$2`` rows, of the rows ``match``
-    finds for each of ``keys`` (``k``): each key's rows come from its index in order, up
-    to ``$2``, and the page is the first ``$2`` of them all. Every result row starts with
-    the head (the newest position, NULL: none) as of the same snapshot; an empty page is
-    one row with the head alone."""
+def _read_matching(keys: str, *arms: tuple[str, str, str]) -> str:
+    """A page of the log from ``$1`` on, at most ``$2`` rows, of the rows each arm
+    ``(table, key, match)`` finds for each key ``k.key`` of ``table`` (a CTE of ``keys``),
+    narrowed by ``match`` (``" AND ..."``, or ""): each key's rows come from its index on
+    (``key``, global_position) in order, up to ``$2``, and the page is the first ``$2``
+    of them all.
+
+    ``key = k.key AND global_position >= $1`` is written as a row comparison and a bound
+    (the same rows): PostgreSQL would see the key as one value, drop it from the order,
+    and could then walk the log by position filtering on the key, at the cost of the
+    whole log when the key's rows are few or late. Ordered by the index's two columns,
+    only that index gives the order: a seek to (key, $1), then the key's rows.
+
+    Every result row starts with the head (the newest position, NULL: none) as of the
+    same snapshot; an empty page is one row with the head alone. The page's rows are
+    fetched by their positions as an array (``= ANY``), and their streams' visibility by
+    name: a lookup each, where a join could merge along the whole log between the first
+    and the last, or hash every stream."""
     columns = ", ".join("e." + name for name in COLUMNS.split(", "))
+    found = " UNION ".join(
+        f"""SELECT f.global_position FROM {table} k CROSS JOIN LATERAL (
+        SELECT global_position FROM pepperpy_events
+        WHERE ({key}, global_position) >= (k.key, $1) AND {key} <= k.key{match}
+        ORDER BY {key}, global_position LIMIT $2
+    ) f"""
+        for table, key, match in arms
+    )
     return f"""
 WITH RECURSIVE {keys}, page AS (
-    SELECT DISTINCT f.global_position FROM keys k CROSS JOIN LATERAL (
-        SELECT global_position FROM pepperpy_events
-        WHERE {match} AND global_position >= $1 ORDER BY global_position LIMIT $2
-    ) f ORDER BY 1 LIMIT $2
+    {found} ORDER BY 1 LIMIT $2
 )
-SELECT h.head, {columns}, e.position >= s.first_visible
+SELECT h.head, {columns},
+       e.position >= (SELECT first_visible FROM pepperpy_streams WHERE name = e.stream)
 FROM (SELECT max(global_position) AS head FROM pepperpy_events) h
-LEFT JOIN (page p JOIN pepperpy_events e ON e.global_position = p.global_position
-           JOIN pepperpy_streams s ON s.name = e.stream) ON true
+LEFT JOIN pepperpy_events e
+    ON e.global_position = ANY (ARRAY(SELECT global_position FROM page))
 ORDER BY e.global_position
 """
 
@@ -170,18 +188,25 @@ READ_TYPES = _read_matching(
             WHERE type COLLATE "C" > n.type AND type COLLATE "C" < n.high), n.high
     FROM named n WHERE n.type IS NOT NULL
 ), keys AS (
-    SELECT unnest($3::text[]) COLLATE "C" AS type
+    SELECT unnest($3::text[]) COLLATE "C" AS key
     UNION SELECT type FROM named WHERE type IS NOT NULL
 )""",
-    'type COLLATE "C" = k.type',
+    ("keys", 'type COLLATE "C"', ""),
 )
-#: rows of the categories ``$3`` (a stream name's first token) whose stream is ``$4``
-#: or lies in the range ``$5`` to ``$6`` (exclusive)
+#: rows of the categories ``$3`` (a stream name's first token: the whole category), and
+#: of the categories ``$4`` whose stream is ``$5`` or lies in the range ``$6`` to ``$7``
+#: (exclusive). The whole categories have an arm of their own: a filter there, even one
+#: that keeps every row, makes PostgreSQL expect few rows and sort them all
 READ_CATEGORIES = _read_matching(
-    "keys AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) "
-    "AS k (category, exact, low, high))",
-    "split_part(stream, '.', 1) = k.category AND (stream = k.exact "
-    'OR (stream COLLATE "C" >= k.low AND stream COLLATE "C" < k.high))',
+    "whole AS (SELECT unnest($3::text[]) AS key), "
+    "narrowed AS (SELECT * FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) "
+    "AS k (key, exact, low, high))",
+    ("whole", "split_part(stream, '.', 1)", ""),
+    (
+        "narrowed",
+        "split_part(stream, '.', 1)",
+        ' AND (stream = k.exact OR (stream COLLATE "C" >= k.low AND stream COLLATE "C" < k.high))',
+    ),
 )
 
 #: the newest committed event's global position, hidden ones included (NULL: none). A

@@ -313,11 +313,28 @@ class PostgresBackend(StoreBackend):
         keys = sorted(set(prefixes))
         lows = [prefix + "." for prefix in keys]
         highs = [prefix + "/" for prefix in keys]
+        arguments: list[list[str]]
         if column == "type":
             sql, arguments = READ_TYPES, [keys, lows, highs]
         elif column == "stream":
-            categories = [prefix.split(".", 1)[0] for prefix in keys]
-            sql, arguments = READ_CATEGORIES, [categories, keys, lows, highs]
+            # a one-token prefix is its whole category; a longer one narrows its category
+            whole = [prefix for prefix in keys if "." not in prefix]
+            narrowed = [index for index, prefix in enumerate(keys) if "." in prefix]
+            sql, arguments = (
+                READ_CATEGORIES,
+                [
+                    whole,
+                    *(
+                        [bounds[index] for index in narrowed]
+                        for bounds in (
+                            [prefix.split(".", 1)[0] for prefix in keys],
+                            keys,
+                            lows,
+                            highs,
+                        )
+                    ),
+                ],
+            )
         else:
             raise ValueError(f"column must be 'type' or 'stream', got {column!r}")
         found = await self._run(
