@@ -19,6 +19,10 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+class Crash(BaseException):
+    """Stands for the process dying: not an Exception, so nothing handles it."""
+
+
 async def eventually(
     condition: Callable[[], bool], *, timeout: float = 10.0, interval: float = 0.01
 ) -> None:

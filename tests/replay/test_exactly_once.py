@@ -26,20 +26,9 @@ from pepperpy.event import (
     SQLiteCheckpointStore,
     StoreError,
 )
+from tests.helpers import Crash
 
 EVENTS = 50
-
-
-class Crash(BaseException):
-    """Stands for the process dying: not an Exception, so nothing handles it."""
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    if request.param == "sqlite":
-        return sqlite_url
-    value: str = request.getfixturevalue("postgres_url")
-    return value
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import pytest
 
 from pepperpy.event import Event, EventStore, Projection, ReplayError, StoreError
 from tests.helpers import eventually
+from tests.replay.faults import append_until_fired
 from tests.store import conftest as store_fixtures
 from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
 
@@ -119,14 +120,7 @@ async def test_follow_rides_out_saves_lost_in_flight_and_applies_each_event_once
             # the answer lost (the save went through), then the statement lost (it did not)
             for fired, at in enumerate(["answer", "sent", "answer", "sent"], start=1):
                 cut.arm(at)
-                for _ in range(50):  # appended one by one: each is a save of its own
-                    await store.append("acc.1", Event("acc.add"))
-                    await asyncio.sleep(0.02)
-                    if cut.fired == fired:
-                        break
-                assert cut.fired == fired
-                await asyncio.sleep(0.2)
-                assert not follower.done(), follower.exception()
+                await append_until_fired(store, cut, fired, follower)
             await store.append("acc.2", [Event("acc.add") for _ in range(3)])
             head = (await store.read_all())[-1].global_position
             await eventually(lambda: projection.position == head, timeout=15)

@@ -27,6 +27,7 @@ from pepperpy.event import (
     ReplayError,
     TableProjection,
 )
+from tests.helpers import Crash
 
 EVENTS = 30
 
@@ -38,18 +39,6 @@ PG_TABLES = (
     "CREATE TABLE IF NOT EXISTS credits (position bigint PRIMARY KEY, amount bigint);"
     "CREATE TABLE IF NOT EXISTS balance (account text PRIMARY KEY, total bigint NOT NULL);"
 )
-
-
-class Crash(BaseException):
-    """Stands for the process dying: not an Exception, so nothing handles it."""
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    if request.param == "sqlite":
-        return sqlite_url
-    value: str = request.getfixturevalue("postgres_url")
-    return value
 
 
 @pytest.fixture
@@ -373,7 +362,8 @@ async def test_a_connection_lost_mid_batch_is_tried_once_more_and_applies_each_o
 CHILD = textwrap.dedent(
     """
     import asyncio, os, signal, sys
-    sys.path.insert(0, sys.argv[3])
+    from pathlib import Path
+    sys.path[:0] = [sys.argv[3], str(Path(sys.argv[3]).parents[1])]  # the module, tests.*
     from pepperpy.event import EventStore
     from test_table_projection import ledger
 

@@ -21,6 +21,7 @@ import pytest
 
 from pepperpy.event import Event, EventStore, TableProjection
 from tests.helpers import eventually
+from tests.replay.faults import append_until_fired
 from tests.store import conftest as store_fixtures
 from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
 
@@ -94,14 +95,7 @@ async def test_follow_rides_out_commits_lost_in_flight_and_writes_each_row_once(
         await eventually(lambda: projection.position == 4, timeout=15)
         for fired in range(1, 4):
             cut.armed = at
-            for _ in range(50):  # appended one by one: each is a transaction of its own
-                await store.append("acc.1", Event("acc.add"))
-                await asyncio.sleep(0.02)
-                if cut.fired == fired:
-                    break
-            assert cut.fired == fired
-            await asyncio.sleep(0.2)
-            assert not follower.done(), follower.exception()
+            await append_until_fired(store, cut, fired, follower)
         await store.append("acc.2", [Event("acc.add") for _ in range(3)])
         head = (await store.read_all())[-1].global_position
         await eventually(lambda: projection.position == head, timeout=15)

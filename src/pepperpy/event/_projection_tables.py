@@ -269,28 +269,26 @@ class TableProjection(Projection):
     def _failed(
         self, what: str, function: Callable[..., Any], event: Event | None, exc: BaseException
     ) -> ReplayError:
-        where = (
-            ""
-            if event is None
-            else f" on {event.type!r} at global position {event.global_position}"
-        )
         return ReplayError(
-            f"table projection {self.name!r}: {what} {handler_name(function)} failed{where}: "
-            f"{exc}; the batch was rolled back (tables and position as last committed)"
+            f"table projection {self.name!r}: {what} {handler_name(function)} failed"
+            f"{_on(event)}: {exc}; the batch was rolled back (tables and position as last "
+            "committed)"
         )
 
     def _ended(
         self, what: str, function: Callable[..., Any], event: Event | None, how: str
     ) -> ReplayError:
-        where = (
-            ""
-            if event is None
-            else f" on {event.type!r} at global position {event.global_position}"
-        )
         return ReplayError(
             f"table projection {self.name!r}: {what} {handler_name(function)} ended the "
-            f"projection's transaction{where} ({how}): what it wrote before that may be "
+            f"projection's transaction{_on(event)} ({how}): what it wrote before that may be "
             "committed without the position, and is applied again on the next run; its "
             "statements must run inside the transaction, so that tables and position "
             "commit together (then rebuild() to be sure the tables are right)"
         )
+
+
+def _on(event: Event | None) -> str:
+    """Which event a call was for, for a message (nothing for setup and reset)."""
+    if event is None:
+        return ""
+    return f" on {event.type!r} at global position {event.global_position}"
