@@ -6,6 +6,7 @@ import asyncio
 from typing import Any, Protocol
 
 from pepperpy.event import Event, EventStore
+from tests.store.pgfaultproxy import Link, PgFaultProxy
 
 
 class Fault(Protocol):
@@ -27,3 +28,50 @@ async def append_until_fired(
     assert fault.fired == fired
     await asyncio.sleep(0.2)
     assert not follower.done(), follower.exception()
+
+
+class LoseNextSave:
+    """Reset the state store's connection at its next statement (once armed), either as
+    the statement goes out (it never reaches the server: nothing is saved) or as the
+    server answers it (it ran and was saved; the answer is lost). Both leave the save's
+    outcome unknown to the projection (``written=None``)."""
+
+    def __init__(self, proxy: PgFaultProxy) -> None:
+        self.armed: str | None = None
+        self.fired = 0
+        proxy.on_client = self._client  # type: ignore[assignment]
+        proxy.on_server = self._server  # type: ignore[assignment]
+
+    def arm(self, at: str) -> None:
+        """``"sent"``: lose the next statement; ``"answer"``: lose the answer to it."""
+        self.armed = at
+
+    def aimed_at(self, data: bytes) -> bool:
+        """Whether the chunk ``data`` from the client is the statement to lose."""
+        return data[:1] == b"B"  # a statement's execution (Bind)
+
+    def _client(self, link: Link, data: bytes) -> str | None:
+        if self.armed is None or not self.aimed_at(data):
+            return None
+        at, self.armed = self.armed, None
+        if at == "sent":
+            self.fired += 1
+            return "drop"
+        link.marks.add("lose-answer")
+        return None
+
+    def _server(self, link: Link, data: bytes) -> str | None:
+        if "lose-answer" in link.marks:
+            link.marks.discard("lose-answer")
+            self.fired += 1
+            return "drop"
+        return None
+
+
+class LoseNextCommit(LoseNextSave):
+    """:class:`LoseNextSave` aimed at the next ``COMMIT`` (a transaction's last statement,
+    sent as a simple query): lost as it goes out the server rolls back; lost as the
+    answer comes back it has committed."""
+
+    def aimed_at(self, data: bytes) -> bool:
+        return data[:1] == b"Q" and b"COMMIT" in data

@@ -24,9 +24,9 @@ import pytest
 
 from pepperpy.event import Event, EventStore, Projection, ReplayError, StoreError
 from tests.helpers import eventually
-from tests.replay.faults import append_until_fired
+from tests.replay.faults import LoseNextSave, append_until_fired
 from tests.store import conftest as store_fixtures
-from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
+from tests.store.pgfaultproxy import PgFaultProxy, proxied
 
 LOGGER = "pepperpy.event.replay"
 
@@ -62,40 +62,6 @@ def ledger(store: EventStore, state_store: Any) -> Projection:
 
 def state_url(direct: str, proxy: PgFaultProxy) -> str:
     return proxied(direct, proxy.port, command_timeout=3, connect_timeout=2)
-
-
-class LoseNextSave:
-    """Reset the state store's connection at its next statement (once armed), either as
-    the statement goes out (it never reaches the server: nothing is saved) or as the
-    server answers it (it ran and was saved; the answer is lost). Both leave the save's
-    outcome unknown to the projection (``written=None``)."""
-
-    def __init__(self, proxy: PgFaultProxy) -> None:
-        self.armed: str | None = None
-        self.fired = 0
-        proxy.on_client = self._client  # type: ignore[assignment]
-        proxy.on_server = self._server  # type: ignore[assignment]
-
-    def arm(self, at: str) -> None:
-        self.armed = at
-
-    def _client(self, link: Link, data: bytes) -> str | None:
-        if self.armed is None or data[:1] != b"B":  # a statement's execution (Bind)
-            return None
-        if self.armed == "sent":
-            self.armed = None
-            self.fired += 1
-            return "drop"
-        self.armed = None
-        link.marks.add("lose-answer")
-        return None
-
-    def _server(self, link: Link, data: bytes) -> str | None:
-        if "lose-answer" in link.marks:
-            link.marks.discard("lose-answer")
-            self.fired += 1
-            return "drop"
-        return None
 
 
 async def expect_each_event_once(store: EventStore, projection: Projection) -> None:

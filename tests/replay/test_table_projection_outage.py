@@ -21,9 +21,9 @@ import pytest
 
 from pepperpy.event import Event, EventStore, TableProjection
 from tests.helpers import eventually
-from tests.replay.faults import append_until_fired
+from tests.replay.faults import LoseNextCommit, append_until_fired
 from tests.store import conftest as store_fixtures
-from tests.store.pgfaultproxy import Link, PgFaultProxy, proxied
+from tests.store.pgfaultproxy import PgFaultProxy, proxied
 
 #: the store tests' PostgreSQL fixtures: a database for the module, a schema per test
 #: (``direct``), the fault proxy, a plain connection
@@ -53,35 +53,6 @@ def ledger(store: EventStore, state_store: str) -> TableProjection:
     return projection
 
 
-class LoseNextCommit:
-    """Reset the state store's connection at its next ``COMMIT`` (once armed): as it goes
-    out (``sent``: the server never gets it and rolls back) or as the server answers it
-    (``answer``: it committed, the answer is lost)."""
-
-    def __init__(self, proxy: PgFaultProxy) -> None:
-        self.armed: str | None = None
-        self.fired = 0
-        proxy.on_client = self._client  # type: ignore[assignment]
-        proxy.on_server = self._server  # type: ignore[assignment]
-
-    def _client(self, link: Link, data: bytes) -> str | None:
-        if self.armed is None or not (data[:1] == b"Q" and b"COMMIT" in data):
-            return None
-        at, self.armed = self.armed, None
-        if at == "sent":
-            self.fired += 1
-            return "drop"
-        link.marks.add("lose-answer")
-        return None
-
-    def _server(self, link: Link, data: bytes) -> str | None:
-        if "lose-answer" in link.marks:
-            link.marks.discard("lose-answer")
-            self.fired += 1
-            return "drop"
-        return None
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize("at", ["sent", "answer"])
 async def test_follow_rides_out_commits_lost_in_flight_and_writes_each_row_once(
@@ -94,7 +65,7 @@ async def test_follow_rides_out_commits_lost_in_flight_and_writes_each_row_once(
     try:
         await eventually(lambda: projection.position == 4, timeout=15)
         for fired in range(1, 4):
-            cut.armed = at
+            cut.arm(at)
             await append_until_fired(store, cut, fired, follower)
         await store.append("acc.2", [Event("acc.add") for _ in range(3)])
         head = (await store.read_all())[-1].global_position
