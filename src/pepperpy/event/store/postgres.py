@@ -124,6 +124,13 @@ _REFUSALS = frozenset({"22", "23", "54"})
 _ABORT_GRACE = 1.0
 
 
+#: for a filtered read's statement: PostgreSQL estimates its cost as if every key read
+#: a whole page (keys x limit rows, the keys of a prefix guessed at a hundred), which
+#: passes ``jit_above_cost``; compiling the plan then took 250 ms (measured on 200,000
+#: events) for a read of 10 rows that runs in 1 ms
+_NO_JIT = "SET LOCAL jit = off"
+
+
 class PostgresBackend(StoreBackend):
     """Events in PostgreSQL tables, written in commit order, followed via NOTIFY."""
 
@@ -307,7 +314,8 @@ class PostgresBackend(StoreBackend):
         """Through pepperpy_events_type or pepperpy_events_category, in one statement
         (one snapshot): each key's rows in order up to ``limit``, then the first
         ``limit`` of them all. A prefix ``p`` stands for ``p`` and the names from
-        ``p + "."`` up to ``p + "/"`` (``/`` follows ``.``)."""
+        ``p + "."`` up to ``p + "/"`` (``/`` follows ``.``). Without JIT (see
+        :data:`_NO_JIT`)."""
         if limit <= 0:
             return LogPage([], from_position, True)
         keys = sorted(set(prefixes))
@@ -337,9 +345,15 @@ class PostgresBackend(StoreBackend):
             )
         else:
             raise ValueError(f"column must be 'type' or 'stream', got {column!r}")
+
+        async def read(connection: Any) -> list[Any]:
+            await connection.execute(_NO_JIT)
+            rows: list[Any] = await connection.fetch(sql, from_position, limit, *arguments)
+            return rows
+
         found = await self._run(
             "read_all",
-            lambda connection, _: connection.fetch(sql, from_position, limit, *arguments),
+            lambda connection, progress: in_transaction(connection, progress, read),
         )
         head = found[0][0]
         scanned = [tuple(row)[1:] for row in found if row[1] is not None]
