@@ -346,15 +346,22 @@ class PostgresBackend(StoreBackend):
         else:
             raise ValueError(f"column must be 'type' or 'stream', got {column!r}")
 
-        async def read(connection: Any) -> list[Any]:
-            await connection.execute(_NO_JIT)
-            rows: list[Any] = await connection.fetch(sql, from_position, limit, *arguments)
+        async def read(connection: Any, _: Progress) -> list[Any]:
+            # a read-only transaction of its own, for SET LOCAL; nothing to commit, so a
+            # connection lost at any point leaves a read to try again (no Progress.commit)
+            transaction = connection.transaction(readonly=True)
+            await transaction.start()
+            try:
+                await connection.execute(_NO_JIT)
+                rows: list[Any] = await connection.fetch(sql, from_position, limit, *arguments)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()
+                raise
+            await transaction.commit()
             return rows
 
-        found = await self._run(
-            "read_all",
-            lambda connection, progress: in_transaction(connection, progress, read),
-        )
+        found = await self._run("read_all", read)
         head = found[0][0]
         scanned = [tuple(row)[1:] for row in found if row[1] is not None]
         if len(scanned) == limit:
