@@ -718,7 +718,8 @@ async def test_three_workers_one_killed_midway_process_every_event(
 class PrivateNats:
     """A nats-server of this test's own (JetStream on disk), to kill and restart."""
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, *options: str) -> None:
+        self.options = options  # more nats-server flags (--auth TOKEN)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -729,7 +730,7 @@ class PrivateNats:
     def start(self) -> None:
         command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js"]
         self.process = subprocess.Popen(
-            [*command, "-sd", str(self.store)],
+            [*command, "-sd", str(self.store), *self.options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -10,17 +10,24 @@ from urllib.parse import unquote_plus
 
 __all__ = ["redact_url"]
 
+#: schemes whose user part, given without a password, is a secret: nats-py sends
+#: ``nats://TOKEN@host`` as the server's auth token (a user name needs a password there)
+_TOKEN_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
+
 #: query options whose value is a secret: asyncpg and libpq take ``?password=`` (and
-#: ``?sslpassword=``, the client key's passphrase) as well as ``user:password@``
-_SECRET_OPTIONS = frozenset({"password", "sslpassword"})
+#: ``?sslpassword=``, the client key's passphrase) as well as ``user:password@``; the
+#: NATS transport takes ``?token=`` as well as ``nats://TOKEN@host``
+_SECRET_OPTIONS = frozenset({"password", "sslpassword", "token"})
 
 
 def redact_url(url: str) -> str:
     """The URL with its passwords replaced by ``***`` (for reprs and error messages).
 
-    Hides the password of ``user:password@host`` and the value of a ``password=`` or
-    ``sslpassword=`` query option (matched in any case and percent-encoding, as a
-    driver decodes them); everything else is left exactly as given. The user part
+    Hides the password of ``user:password@host``, the token of a NATS URL
+    (``nats://TOKEN@host``, and its ``tls://``, ``ws://`` and ``wss://`` forms) and the
+    value of a ``password=``, ``sslpassword=`` or ``token=`` query option (matched in any
+    case and percent-encoding, as a driver decodes them); everything else is left exactly
+    as given. The user part
     ends at the last ``@`` before the path (``/``), the query (``?``) or a fragment,
     or, for a password holding a raw ``/``, at the last ``@`` before the query.
     """
@@ -32,6 +39,9 @@ def redact_url(url: str) -> str:
     end = authority.rfind("@") if "@" in authority else head.rfind("@")
     if end >= 0 and ":" in rest[:end]:
         rest = rest[: rest.index(":")] + ":***" + rest[end:]
+        end = rest.index("@")
+    elif end > 0 and scheme.lower() in _TOKEN_SCHEMES:
+        rest = "***" + rest[end:]
         end = rest.index("@")
     query_at = rest.find("?", max(end, 0))
     if query_at >= 0:

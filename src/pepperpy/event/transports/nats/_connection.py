@@ -44,6 +44,7 @@ class Connection:
     servers: list[str]
     server: str
     options: NatsOptions
+    _token: str | None
     _nc: Client | None
     _restoring: asyncio.Task[None] | None
     _replaced: Client | None
@@ -90,6 +91,7 @@ class Connection:
                 await nc.connect(
                     self.servers,
                     name="pepperpy-event",
+                    token=self._token,  # ?token=; a token@host nats-py reads itself
                     allow_reconnect=True,
                     # bounded for the first connection, so a wrong URL fails start();
                     # unbounded afterwards (set below), so a broker restart is survived

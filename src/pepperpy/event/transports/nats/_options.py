@@ -146,18 +146,25 @@ class NatsOptions:
 _FIELD_TYPES = {f.name: f.type for f in fields(NatsOptions)}
 
 
-def parse_url(url: str, given: Mapping[str, Any]) -> tuple[list[str], NatsOptions]:
-    """Split ``nats://host:port?stream=S&prefix=P`` into server URLs and options.
+def parse_url(url: str, given: Mapping[str, Any]) -> tuple[list[str], NatsOptions, str | None]:
+    """Split ``nats://host:port?stream=S&prefix=P`` into server URLs, options and token.
 
     A cluster is a comma-separated list (``nats://a:4222,nats://b:4222?stream=S``); the
     client picks any and fails over. ``given``, the keyword arguments the transport was
     given explicitly, win over query parameters whatever their values, as on Redis;
     unknown names are refused, and one option given under both its names.
+
+    ``?token=`` is the server's auth token, sent to every server of the list: the other
+    way to give one than ``nats://TOKEN@host`` (both are secrets, shown as ``***``). It
+    is no :class:`NatsOptions` field, so the options' repr never holds it; giving it in
+    both forms is refused rather than one silently ignored (nats-py would send the
+    query's).
     """
     if not isinstance(url, str):
         raise TypeError(f"the NATS transport needs a URL string, got {not_a_url(url)}")
     servers: list[str] = []
     values: dict[str, Any] = {}
+    token: str | None = None
     for text in url.split(","):
         try:
             parts = urlsplit(text.strip())
@@ -167,12 +174,22 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[list[str], NatsOption
             raise ConfigurationError(f"not a NATS URL: {_shown(url)!r} (expected nats://host:port)")
         servers.append(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
         for name, raw in parse_qsl(parts.query, keep_blank_values=True):
+            if name == "token":
+                if not raw:
+                    raise ConfigurationError("the NATS URL's token= is empty")
+                token = raw
+                continue
             kind = _FIELD_TYPES.get(SYNONYMS.get(name, name))
             if kind is None:  # nats-py takes nothing from the query: all of it is ours
                 raise unknown_option(name, where="the NATS URL", ours=_FIELD_TYPES)
             values[name] = _convert(name, raw, str(kind))
     values = common_names(values, SYNONYMS, where="the NATS URL")
-    return servers, replace(NatsOptions(), **{**values, **given})
+    if token is not None and any(urlsplit(server).username for server in servers):
+        raise ConfigurationError(
+            f"the NATS URL {_shown(url)!r} gives credentials twice, as token= and as "
+            "user@host: give the token one way"
+        )
+    return servers, replace(NatsOptions(), **{**values, **given}), token
 
 
 def _shown(url: str) -> str:

@@ -104,15 +104,18 @@ def _own_prefix(options: NatsOptions) -> str:
         return "myapp"
 
 
-async def delete_stream(servers: list[str], server: str, stream: str) -> bool:
+async def delete_stream(
+    servers: list[str], server: str, stream: str, token: str | None = None
+) -> bool:
     """Delete ``stream`` with every event and consumer on it, on a connection of its
-    own to ``servers`` (``server``: how errors name them); False if it did not exist."""
+    own to ``servers`` (``server``: how errors name them; ``token``: the URL's
+    ``?token=``); False if it did not exist."""
     nats = require("nats", extra="nats", feature="the nats:// transport")
     from nats.errors import Error as NatsError
     from nats.js.errors import NotFoundError
 
     try:
-        nc = await nats.connect(servers, name="pepperpy-event", allow_reconnect=False)
+        nc = await nats.connect(servers, name="pepperpy-event", token=token, allow_reconnect=False)
     except (NatsError, OSError) as exc:
         raise TransportError(f"cannot connect to NATS at {server}: {exc}") from exc
     try:

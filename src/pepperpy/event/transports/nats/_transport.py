@@ -116,7 +116,7 @@ class NatsTransport(Connection, Transport):
         )
         if max_deliver is not None:  # checked_keywords refused it given with max_deliveries
             given["max_deliveries"] = max_deliver
-        self.servers, self.options = parse_url(url, given)
+        self.servers, self.options, self._token = parse_url(url, given)
         #: the server URL(s), comma-separated, without options or passwords (for messages)
         self.server = ",".join(redact_url(server) for server in self.servers)
         self._nc: Client | None = None
@@ -442,7 +442,7 @@ class NatsTransport(Connection, Transport):
         tear-down scripts; works before ``start()`` and after ``close()`` (it connects
         briefly). Returns False when the stream did not exist.
         """
-        return await delete_stream(self.servers, self.server, self.stream)
+        return await delete_stream(self.servers, self.server, self.stream, self._token)
 
 
 async def _store(nc: Client, subject: str, payload: bytes, msg_id: str, wait: float) -> None:
