@@ -9,12 +9,13 @@ and the bus is ready again, and it consumes what is published after.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from pepperpy.event import EventBus, Transport
+from pepperpy.event import EventBus, Transport, TransportError
 from tests.bus.faultproxy import FaultProxy
 from tests.helpers import eventually
 
@@ -51,3 +52,53 @@ async def test_health_reports_a_broker_outage_while_it_lasts(
         assert bus.health().outage is None
         await bus.publish("jobs.run", 1)
         await eventually(lambda: got == [1], timeout=20)
+
+
+#: a publish gives up quickly: each broker's bound on a publish to an unreachable broker
+PUBLISH_BOUND = {
+    "redis": {"max_backoff": 0.2, "connect_timeout": 1.0},
+    "nats": {"publish_timeout": 1.0},
+    "rabbitmq": {"connect_timeout": 1.0},
+}
+
+
+@pytest.mark.parametrize("broker", BROKERS)
+async def test_a_bus_that_only_publishes_reports_an_outage_until_a_publish_succeeds(
+    broker: str,
+    proxy: FaultProxy,
+    through_proxy: Callable[..., Transport],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # an HTTP app's bus: no subscription, so no consumer loop meets the outage; its
+    # publishes must report it (health(), the WARNING) and a later success its end
+    caplog.set_level(logging.INFO, logger="pepperpy.event")
+    bus = EventBus(transport=through_proxy(**PUBLISH_BOUND[broker]))
+    async with bus:
+        await bus.publish("jobs.run", 0)
+        assert bus.health().ready
+        proxy.refuse()
+        proxy.drop()
+        with pytest.raises(TransportError):
+            await bus.publish("jobs.run", 1)
+        down = bus.health()
+        assert not down.ready and down.outage is not None
+        ours = f"pepperpy.event.transports.{broker}"
+        warned = [r for r in caplog.records if r.name == ours and r.levelno == logging.WARNING]
+        assert warned, "the outage is logged as a WARNING"
+        proxy.heal()
+
+        async def published() -> bool:
+            try:
+                await bus.publish("jobs.run", 2)
+            except TransportError:
+                return False
+            return True
+
+        for _ in range(30):
+            if await published():
+                break
+        else:
+            raise AssertionError("no publish got through after the proxy healed")
+        await eventually(lambda: bus.health().ready, timeout=10)
+        assert bus.health().outage is None
+        assert any(r.name == ours and r.levelno == logging.INFO for r in caplog.records)

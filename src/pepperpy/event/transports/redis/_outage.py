@@ -1,4 +1,4 @@
-"""Connection loss as a transport's consumers meet it, logged once per outage.
+"""Connection loss as a transport's consumers and publishes meet it, logged once per outage.
 
 Every consumer loop of a transport (each group partition worker, each member's lease
 renewal, the listener, a lane catching up) meets a lost connection on its own. Logged
@@ -6,7 +6,9 @@ by each, one cut made a warning per partition worker: 707 warnings for 18 faults
 soak of one group and one listener. An :class:`Outages` per transport logs the first
 failure of an outage as a warning, the others at debug (naming the loop, the partition
 and the error), and the end of the outage at info, once every loop that failed has
-reached Redis again.
+reached Redis again. A publish reports its failures as a one-off command and its
+success as a loop that never failed: on a bus that only publishes, the next publish
+that gets through ends the outage.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class Outages:
         self._since = time.monotonic()
         self._failures = 1
         logger.warning(
-            "Redis at %s is unreachable (%s, met by %s); the transport's consumers reconnect, "
+            "Redis at %s is unreachable (%s, met by %s); the transport reconnects, "
             "backing off up to %gs. Until Redis is reachable again, further failures are "
             "logged at DEBUG",
             self.where,

@@ -35,6 +35,9 @@ _FEATURE = "the Redis transport"
 
 #: longest pause (seconds) between two looks for a free connection of an exhausted pool
 _POOL_POLL = 0.02
+#: how publishes name themselves to the outages: a success ends an outage no consumer
+#: loop is still failing (on a bus that only publishes, the only way one ends)
+_PUBLISHING = "publish"
 
 
 class RedisTransport(Transport):
@@ -284,6 +287,7 @@ class RedisTransport(Transport):
         deadline = asyncio.get_running_loop().time() + self.options.connect_timeout
         if self.options.replicas:
             await self._replicas.publish(client, event, publication, deadline, self._retrying)
+            self._outages.reached(_PUBLISHING)
             return
 
         async def again() -> None:
@@ -309,6 +313,8 @@ class RedisTransport(Transport):
         except self._exceptions.RedisError as exc:
             refused = TransportError(f"Redis refused to publish {event.type!r}: {exc}")
             raise with_outcome(refused, unknown=publication.unknown) from exc
+        # a bus that only publishes has no consumer loop to notice Redis coming back
+        self._outages.reached(_PUBLISHING)
 
     async def _retrying(
         self,
@@ -330,7 +336,10 @@ class RedisTransport(Transport):
         silent Redis (a network partition) fails as fast as an unreachable one.
 
         ``unknown``: the operation is a publish, and tells whether its event may be
-        stored (a copy went out and got no reply): the error raised says so.
+        stored (a copy went out and got no reply): the error raised says so. A publish's
+        failed attempts are reported to the transport's outages (as the consumer loops
+        report theirs), so a bus that only publishes shows an outage in ``health()`` and
+        the log; :meth:`publish` reports its success.
         """
         loop = asyncio.get_running_loop()
         if deadline is None:
@@ -340,6 +349,8 @@ class RedisTransport(Transport):
         while True:
             if error is not None:
                 pool_full = isinstance(error, self._pool_full)
+                if unknown is not None and not pool_full:
+                    self._outages.lost(None, what, error)  # one-off: never holds it open
                 pause = pool_wait.next() if pool_full else backoff.next()
                 if loop.time() + min(pause, 0.001 if pool_full else 0.05) >= deadline:
                     failure = self._gave_up(what, client, error)
