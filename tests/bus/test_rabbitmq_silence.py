@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import pytest
 
-from pepperpy.event import EventBus
+from pepperpy.event import EventBus, TransportError
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
 from pepperpy.event.transports.rabbitmq._connect import lost_reason
-from tests.bus.faultproxy import FaultProxy
+from tests.bus.faultproxy import FaultProxy, finishes
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.rabbitmq
@@ -66,3 +66,25 @@ def test_other_losses_keep_their_reason() -> None:
     assert lost_reason(None, asyncio.CancelledError()) == (
         "given up by the driver without a reason (CancelledError)"
     )
+
+
+async def test_a_publish_on_a_silent_link_ends_within_connect_timeout(
+    proxy: FaultProxy, through_proxy: Callable[..., RabbitMQTransport]
+) -> None:
+    # the broker's default heartbeat (60 s) gives a silent connection up after 183 s; the
+    # publish waited for its confirm that long, although connect_timeout is its bound
+    transport = through_proxy(connect_timeout=1.0)
+    async with EventBus(transport=transport) as bus:
+        await bus.publish("jobs.run", 0)
+        proxy.pause()  # a partition: nothing moves, nothing is reset
+        try:
+            with pytest.raises(TransportError) as caught:
+                await finishes(bus.publish("jobs.run", 1), 30)
+        finally:
+            proxy.resume()
+    error = caught.value
+    assert error.stored is None  # it went out; no confirm came
+    message = str(error)
+    assert "did not confirm 'jobs.run'" in message and "within connect_timeout" in message
+    assert "went silent" in message
+    assert "CancelledError" not in message and "guest:***@" in message

@@ -45,7 +45,14 @@ logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
 
 async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -> None:
     """``transport.publish``: send ``event`` to the exchange, return once the broker
-    confirmed it (see :meth:`RabbitMQTransport.publish`)."""
+    confirmed it (see :meth:`RabbitMQTransport.publish`).
+
+    After ``start()``, the whole call (waiting for a lost connection to come back, the
+    broker's confirm, the one try again after a reconnect) ends within
+    ``connect_timeout``, as on Redis: a silent connection (a network partition, a
+    half-open socket) is noticed by heartbeats only after ``(heartbeat + 1) * 3``
+    seconds, 183 with the broker's default, and the confirm waited that long.
+    """
     # a last event published in the cleanup of a cancelled task: its count of
     # cancellations stays up, so only one that comes during this call stops it
     since = cancelling()
@@ -56,8 +63,11 @@ async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -
         await transport.start()
         channel = transport._publisher
         assert channel is not None
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    deadline = began + transport.connect_timeout
     if not transport._connected():  # away: wait (at most connect_timeout) for it to return
-        await reconnected(transport, channel, event, None, since, sent=False)
+        await reconnected(transport, channel, event, None, since, sent=False, began=began)
     topic = event.type
     if len(topic.encode()) > MAX_KEY_BYTES:
         raise TransportError(
@@ -75,17 +85,25 @@ async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -
     sent = False  # whether an attempt handed the event to aiormq (it may have gone out)
     for attempt in (1, 2):
         try:
-            # aio-pika's Message adds nothing we need; publish on the raw channel
-            underlay = await channel.get_underlay_channel()
-            sent = True
-            await underlay.basic_publish(
-                body,
-                exchange=transport.exchange_name,
-                routing_key=topic,
-                properties=properties,
-                mandatory=False,
-            )
+            async with asyncio.timeout_at(deadline):
+                # aio-pika's Message adds nothing we need; publish on the raw channel
+                underlay = await channel.get_underlay_channel()
+                sent = True
+                await underlay.basic_publish(
+                    body,
+                    exchange=transport.exchange_name,
+                    routing_key=topic,
+                    properties=properties,
+                    mandatory=False,
+                )
             return
+        except TimeoutError as exc:
+            raise _failed(
+                f"RabbitMQ at {redact_url(transport.url)} did not confirm {topic!r} "
+                f"({event.id}) within connect_timeout ({loop.time() - began:.1f}s): "
+                f"{_silence(transport, sent)}",
+                sent=sent,
+            ) from exc
         except asyncio.CancelledError as exc:
             if cancelled_by_caller(since):
                 raise
@@ -105,9 +123,30 @@ async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -
             ) from error
         if attempt == 2 or transport._closed or isinstance(error, errors.DeliveryError):
             raise _failed(
-                f"RabbitMQ did not confirm {topic!r} ({event.id}): {error!r}", sent=sent
+                f"RabbitMQ did not confirm {topic!r} ({event.id}): {_reason(error)}", sent=sent
             ) from error
-        await reconnected(transport, channel, event, error, since, sent=sent)
+        await reconnected(transport, channel, event, error, since, sent=sent, began=began)
+
+
+def _reason(error: BaseException) -> str:
+    """What ``error``, met by a publish, says: aiormq fails the confirms of a connection
+    that died with a bare ``CancelledError``, which says nothing by itself."""
+    if isinstance(error, asyncio.CancelledError):
+        return "the connection was lost before the broker confirmed it"
+    return repr(error)
+
+
+def _silence(transport: RabbitMQTransport, sent: bool) -> str:
+    """Why a publish got no confirm in time, for its error."""
+    if not sent:
+        return "no channel to publish on came back"
+    if not transport._connected():
+        return "the connection was lost and did not come back in time"
+    return (
+        "the connection went silent (a network partition, a half-open connection) or the "
+        "broker held the publisher back (a memory or disk alarm); the connection itself "
+        "is given up only after heartbeats fail, (heartbeat + 1) * 3 seconds"
+    )
 
 
 async def reconnected(
@@ -118,8 +157,10 @@ async def reconnected(
     since: int,
     *,
     sent: bool,
+    began: float | None = None,
 ) -> None:
-    """Wait for the robust connection and ``channel`` to be back, at most connect_timeout.
+    """Wait for the robust connection and ``channel`` to be back, until connect_timeout
+    after ``began`` (loop time; default: now).
 
     Raises :class:`TransportError` if they are not (aio-pika's own wait has no
     bound), or if the transport closed meanwhile. ``since``: the task's count of
@@ -127,9 +168,12 @@ async def reconnected(
     an attempt before handed the event to aiormq (``TransportError.stored``).
     """
     errors = transport._aiormq.exceptions
+    loop = asyncio.get_running_loop()
+    if began is None:
+        began = loop.time()
     pause = 0.01
     try:
-        async with asyncio.timeout(transport.connect_timeout):
+        async with asyncio.timeout_at(began + transport.connect_timeout):
             while True:
                 await channel.ready()  # type: ignore[attr-defined]
                 # right after a drop the robust channel may not know yet that its
@@ -142,10 +186,11 @@ async def reconnected(
     except (TimeoutError, asyncio.CancelledError) as exc:
         if isinstance(exc, asyncio.CancelledError) and cancelled_by_caller(since):
             raise
-        reason = f": {error!r}" if error is not None else ""
+        reason = f" ({_reason(error)})" if error is not None else ""
         raise _failed(
             f"RabbitMQ at {redact_url(transport.url)} unreachable while publishing {event.type!r}"
-            f" ({event.id}); waited {transport.connect_timeout}s for the connection{reason}",
+            f" ({event.id}); gave up after {loop.time() - began:.1f}s (connect_timeout "
+            f"{transport.connect_timeout}s) waiting for the connection to come back{reason}",
             sent=sent,
         ) from (error or exc)
     if transport._closed:

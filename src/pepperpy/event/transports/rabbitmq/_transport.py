@@ -87,8 +87,9 @@ class RabbitMQTransport(Transport):
     * ``connect_timeout``, ``reconnect_interval``: seconds to wait for the broker
       (default 10), and between connection attempts, at start and after it went away
       (default 1).
-      ``start()``, ``publish()`` and ``subscribe()`` wait at most ``connect_timeout``
-      for an unreachable broker before raising :class:`TransportError`; ``close()``
+      ``start()`` and ``subscribe()`` wait at most ``connect_timeout`` for an
+      unreachable broker before raising :class:`TransportError`, and ``publish()``
+      takes at most that long in all, the broker's confirm included; ``close()``
       waits at most that long for it once the deliveries in progress finished.
     * ``handover_grace``: seconds a group member that takes a partition over from a
       member that lost its connection (or crashed) waits before it handles the keys that
@@ -317,9 +318,12 @@ class RabbitMQTransport(Transport):
     async def publish(self, event: Event, *, key: str | None = None) -> None:
         """Send ``event`` to the exchange; returns once the broker confirmed it.
 
-        If the connection is down, waits (up to ``connect_timeout``) for the robust
-        connection to come back and sends once more; a confirm lost with the connection
-        can so make a duplicate, which at-least-once delivery allows.
+        If the connection is down, waits for the robust connection to come back and
+        sends once more; a confirm lost with the connection can so make a duplicate,
+        which at-least-once delivery allows. The whole call ends within
+        ``connect_timeout``: a confirm that does not come (a silent connection, which
+        heartbeats give up only after ``(heartbeat + 1) * 3`` seconds) raises
+        :class:`TransportError` with ``stored=None``.
         """
         await publish(self, event, key)
 
