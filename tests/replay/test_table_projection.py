@@ -278,21 +278,6 @@ async def test_follow_applies_live_events_each_once(store: EventStore, url: str)
     assert await rows(url) == expected(EVENTS + 5)
 
 
-async def test_a_handler_that_commits_itself_is_caught(store: EventStore, url: str) -> None:
-    projection = TableProjection("sneaky", store)
-
-    def commits(db: sqlite3.Connection, event: Event) -> None:
-        db.commit()
-
-    async def pg_commits(db: Any, event: Event) -> None:
-        await db.execute("COMMIT")
-
-    projection.on("account.credited", commits if url.startswith("sqlite") else pg_commits)
-    with pytest.raises(ReplayError, match=r"ended the projection's transaction"):
-        await projection.run()
-    await projection.close()
-
-
 async def test_code_not_suited_to_the_driver_is_refused_before_anything_is_applied(
     store: EventStore, url: str
 ) -> None:

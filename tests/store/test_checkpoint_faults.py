@@ -129,7 +129,7 @@ async def test_a_write_lost_while_asyncpg_prepares_it_is_done_again(
     try:
         async with asyncio.timeout(30):
             await checkpoints.save("c", 1, None, previous=None)
-            text = b"UPDATE pepperpy_checkpoints" if what == "save" else b"DELETE FROM pepperpy"
+            text = b"pepperpy_checkpoints SET" if what == "save" else b"DELETE FROM "
             fired = drop_when_sent(proxy, text)
             await write(checkpoints, what)
             assert len(fired) == 1, "the fault was not injected"

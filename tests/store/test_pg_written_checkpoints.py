@@ -98,7 +98,7 @@ async def test_a_write_cut_off_before_it_was_sent_says_nothing_was_written(
 ) -> None:
     """The connection is reset as asyncpg prepares the statement (its text goes out, it
     does not run), on the first connection and on the one it is tried again on."""
-    text = b"UPDATE pepperpy_checkpoints" if what == "save" else b"DELETE FROM pepperpy"
+    text = b"pepperpy_checkpoints SET" if what == "save" else b"DELETE FROM "
     cut = Cut(proxy, text, "sent", times=2)
     with pytest.raises(StoreError) as caught:
         async with asyncio.timeout(30):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from contextvars import Context
@@ -18,6 +18,7 @@ from ._errors import StoreError
 from ._loops import LoopShares, warn_dropped
 from .store._pg_attempts import Attempts, Failed
 from .store._pg_connect import cut
+from .store._pg_schema import SCHEMA_LOCK
 from .store.base import redact_url
 from .store.postgres import (
     Progress,
@@ -31,6 +32,9 @@ from .store.postgres import (
 __all__ = ["PostgresCheckpointStore", "opened_by"]
 
 T = TypeVar("T")
+
+#: the lock ``save_within`` and ``delete_within`` take for one checkpoint name
+_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 
 
 class _OnLoop:
@@ -116,6 +120,10 @@ class PostgresCheckpointStore(CheckpointStore):
         self.schema = self.options.schema
         self._settings = {} if self.schema is None else {"search_path": self.schema}
         self._loops: LoopShares[_OnLoop] = LoopShares(_OnLoop)
+        #: the table, qualified with the schema it was found in when the first connection
+        #: was set up: statements never depend on a search_path that a table projection's
+        #: own SQL may have changed on the connection (see :func:`_set_up`)
+        self._table = TABLE
         #: the bounded attempts on asyncpg (see :meth:`_attempts`)
         self._driver: Attempts | None = None
         #: its repr, and what opened it (see :func:`opened_by`), for the warning given if
@@ -137,7 +145,13 @@ class PostgresCheckpointStore(CheckpointStore):
             self._driver = Attempts(asyncpg, self.options, logger)
         return self._driver
 
-    async def _run(self, work: Callable[[Any, Progress], Awaitable[T]], *, write: str = "") -> T:
+    async def _run(
+        self,
+        work: Callable[[Any, Progress], Awaitable[T]],
+        *,
+        write: str = "",
+        may_retry: Callable[[], bool] | None = None,
+    ) -> T:
         """Run ``work(connection, progress)`` on this loop's connection, bounded, and
         done once more where that is safe (:meth:`Attempts.run`); driver errors become
         :class:`StoreError`.
@@ -165,7 +179,11 @@ class PostgresCheckpointStore(CheckpointStore):
             return error
 
         return await self._attempts().run(
-            work, _Turns(self), what="PostgreSQL checkpoint store", failure=failure
+            work,
+            _Turns(self),
+            what="PostgreSQL checkpoint store",
+            failure=failure,
+            may_retry=may_retry or _always,
         )
 
     async def _open(self, on: _OnLoop) -> Any:
@@ -177,8 +195,12 @@ class PostgresCheckpointStore(CheckpointStore):
         (:meth:`Attempts.set_up`): creating the table if it is missing is safe to repeat.
         """
         where = redact_url(self.url)
+
+        async def set_up(connection: Any) -> None:
+            self._table = await _set_up(connection, self.schema)
+
         return await self._attempts().set_up(
-            functools.partial(_set_up, schema=self.schema),
+            set_up,
             _Openings(self, on),
             what="PostgreSQL checkpoint store setup",
             failure=lambda reason: StoreError(f"{self._cannot_open} at {where}: {reason}"),
@@ -187,7 +209,7 @@ class PostgresCheckpointStore(CheckpointStore):
     async def load(self, name: str) -> Checkpoint | None:
         row = await self._run(
             lambda connection, _: connection.fetchrow(
-                f"SELECT position, state, updated_at FROM {TABLE} WHERE name = $1", name
+                f"SELECT position, state, updated_at FROM {self._table} WHERE name = $1", name
             )
         )
         if row is None:
@@ -206,11 +228,11 @@ class PostgresCheckpointStore(CheckpointStore):
 
         async def compare_and_set(connection: Any, progress: Progress) -> tuple[bool, int | None]:
             with progress.commit():
-                saved = await _set_position(connection, name, position, data, previous)
+                saved = await _set_position(connection, self._table, name, position, data, previous)
             if saved:
                 return True, None
             progress.committing = False  # it changed nothing: what follows only reads
-            return False, await _position_of(connection, name)
+            return False, await _position_of(connection, self._table, name)
 
         saved, actual = await self._run(
             compare_and_set, write=f"saving checkpoint {name!r} at position {position}"
@@ -221,7 +243,9 @@ class PostgresCheckpointStore(CheckpointStore):
     async def delete(self, name: str) -> bool:
         async def delete(connection: Any, progress: Progress) -> str:
             with progress.commit():
-                status: str = await connection.execute(f"DELETE FROM {TABLE} WHERE name = $1", name)
+                status: str = await connection.execute(
+                    f"DELETE FROM {self._table} WHERE name = $1", name
+                )
             return status
 
         status = await self._run(delete, write=f"deleting checkpoint {name!r}")
@@ -239,58 +263,100 @@ class PostgresCheckpointStore(CheckpointStore):
     ) -> None:
         """Save ``position`` for ``name`` (no state) in one transaction with your writes.
 
-        The compare-and-set of :meth:`save` comes first, and takes the checkpoint's row
-        lock, so a second runner waits there rather than in your tables; only if it
-        holds is ``await work(connection)`` run with this loop's asyncpg connection,
-        inside the transaction. Your rows and the checkpoint commit together or not at
-        all. An error of ``work``'s rolls everything back and is raised as it is; a
-        connection lost before the ``COMMIT`` was sent has the whole transaction done
-        once more on a new connection (so ``work`` may run twice, its first effects
-        rolled back), and one lost after raises :class:`StoreError` with ``written``
-        None, as :meth:`save` does. ``work`` must not ``COMMIT`` or ``ROLLBACK``.
+        The transaction first takes a lock of ``name``'s own (an advisory transaction
+        lock: a second runner waits there, not in your tables) and compares the saved
+        position with ``previous``, as :meth:`save` does; only if it holds is ``await
+        work(connection)`` run, with this loop's asyncpg connection, and the position
+        written after it. Your rows and the checkpoint commit together or not at all.
+
+        What your writes cause is raised as asyncpg raised it, nothing written: an error
+        of ``work``'s; a constraint checked at ``COMMIT`` (a deferred foreign key); and
+        ``InFailedSQLTransactionError`` when ``work`` caught a statement's error (which
+        aborts a PostgreSQL transaction: wrap such a statement in ``async with
+        connection.transaction():``, a savepoint). ``work`` outlasting the URL's
+        ``command_timeout`` (the transaction's bound) raises :class:`TimeoutError`. A
+        connection lost before the ``COMMIT`` was sent has it all done once more on a new
+        connection (``work`` runs again, its first effects rolled back); one lost after
+        raises :class:`StoreError` with ``written`` None, as :meth:`save` does. ``work``
+        must not ``COMMIT`` or ``ROLLBACK``: that raises :class:`RuntimeError`, and what
+        it committed stays, without the position.
         """
+        yours = _Yours(self.options.command_timeout)
 
         async def transact(connection: Any, progress: Progress) -> tuple[bool, int | None]:
             async def both() -> tuple[bool, tuple[bool, int | None]]:
-                if not await _set_position(connection, name, position, None, previous):
-                    return False, (False, await _position_of(connection, name))
-                await work(connection)
-                return True, (True, None)
+                await connection.execute(_LOCK, f"{self._table}:{name}")
+                actual = await _position_of(connection, self._table, name)
+                if actual != previous:
+                    return False, (False, actual)
+                await yours.run(work, connection)
+                try:
+                    saved = await _set_position(
+                        connection, self._table, name, position, None, previous
+                    )
+                except self._attempts().asyncpg.InFailedSQLTransactionError as exc:
+                    raise yours.caught(exc) from None
+                return saved, (
+                    saved,
+                    None if saved else await _position_of(connection, self._table, name),
+                )
 
-            return await _in_transaction(connection, progress, both)
+            return await _in_transaction(connection, progress, both, yours)
 
-        saved, actual = await self._run(
-            transact, write=f"saving checkpoint {name!r} at position {position}"
+        saved, actual = await yours.outcome(
+            self._run(
+                transact,
+                write=f"saving checkpoint {name!r} at position {position}",
+                may_retry=yours.may_retry,
+            )
         )
         if not saved:
             raise _conflict(name, previous, actual)
 
     async def delete_within(self, name: str, work: Callable[[Any], Awaitable[None]]) -> bool:
         """:meth:`delete` with ``await work(connection)`` in the same transaction (emptying
-        the tables a checkpoint was for, say); True if there was a checkpoint."""
+        the tables a checkpoint was for, say), under the lock :meth:`save_within` takes;
+        True if there was a checkpoint. Errors as :meth:`save_within`'s."""
+        yours = _Yours(self.options.command_timeout)
 
         async def transact(connection: Any, progress: Progress) -> bool:
             async def both() -> tuple[bool, bool]:
-                status: str = await connection.execute(f"DELETE FROM {TABLE} WHERE name = $1", name)
-                await work(connection)
+                await connection.execute(_LOCK, f"{self._table}:{name}")
+                await yours.run(work, connection)
+                try:
+                    status: str = await connection.execute(
+                        f"DELETE FROM {self._table} WHERE name = $1", name
+                    )
+                except self._attempts().asyncpg.InFailedSQLTransactionError as exc:
+                    raise yours.caught(exc) from None
                 return True, status.endswith(" 1")
 
-            return await _in_transaction(connection, progress, both)
+            return await _in_transaction(connection, progress, both, yours)
 
-        return await self._run(transact, write=f"deleting checkpoint {name!r}")
+        return await yours.outcome(
+            self._run(transact, write=f"deleting checkpoint {name!r}", may_retry=yours.may_retry)
+        )
 
     async def prepare(self, work: Callable[[Any], Awaitable[None]]) -> None:
-        """Run ``await work(connection)`` in a transaction of its own: for ``CREATE TABLE
-        IF NOT EXISTS`` and the like (PostgreSQL's DDL is transactional)."""
+        """Run ``await work(connection)`` in a transaction of its own, for ``CREATE TABLE
+        IF NOT EXISTS`` and the like (PostgreSQL's DDL is transactional). Stores set up at
+        once in several processes take turns (under the event store's schema lock):
+        ``IF NOT EXISTS`` alone is not safe against a concurrent creator. Settings the
+        work changes with ``SET`` are reset afterwards, so they never last past it on
+        the store's connection (use ``SET LOCAL`` in the transactions that need them).
+        Errors as :meth:`save_within`'s."""
+        yours = _Yours(self.options.command_timeout)
 
         async def transact(connection: Any, progress: Progress) -> None:
             async def alone() -> tuple[bool, None]:
-                await work(connection)
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+                await yours.run(work, connection)
                 return True, None
 
-            await _in_transaction(connection, progress, alone)
+            await _in_transaction(connection, progress, alone, yours)
+            await connection.execute("RESET ALL")
 
-        await self._run(transact, write="setting up")
+        await yours.outcome(self._run(transact, write="setting up", may_retry=yours.may_retry))
 
     async def close(self) -> None:
         """Close this loop's connection; drop those of other loops (threadsafe).
@@ -339,13 +405,18 @@ class PostgresCheckpointStore(CheckpointStore):
 
 
 async def _set_position(
-    connection: Any, name: str, position: int, data: bytes | None, previous: int | None
+    connection: Any,
+    table: str,
+    name: str,
+    position: int,
+    data: bytes | None,
+    previous: int | None,
 ) -> bool:
     """Move checkpoint ``name`` from ``previous`` (None: none yet) to ``position`` with
     ``data``; False if it was not at ``previous``, and nothing was written."""
     if previous is None:
         status = await connection.execute(
-            f"INSERT INTO {TABLE} (name, position, state, updated_at) "
+            f"INSERT INTO {table} (name, position, state, updated_at) "
             "VALUES ($1, $2, $3, now()) ON CONFLICT (name) DO NOTHING",
             name,
             position,
@@ -353,7 +424,7 @@ async def _set_position(
         )
     else:
         status = await connection.execute(
-            f"UPDATE {TABLE} SET position = $2, state = $3, "
+            f"UPDATE {table} SET position = $2, state = $3, "
             "updated_at = now() WHERE name = $1 AND position = $4",
             name,
             position,
@@ -363,21 +434,25 @@ async def _set_position(
     return bool(status.endswith(" 1"))
 
 
-async def _position_of(connection: Any, name: str) -> int | None:
+async def _position_of(connection: Any, table: str, name: str) -> int | None:
     position: int | None = await connection.fetchval(
-        f"SELECT position FROM {TABLE} WHERE name = $1", name
+        f"SELECT position FROM {table} WHERE name = $1", name
     )
     return position
 
 
 async def _in_transaction(
-    connection: Any, progress: Progress, work: Callable[[], Awaitable[tuple[bool, T]]]
+    connection: Any,
+    progress: Progress,
+    work: Callable[[], Awaitable[tuple[bool, T]]],
+    yours: _Yours | None = None,
 ) -> T:
     """``await work()`` in a transaction on ``connection``, which returns ``(commit,
     value)``: committed (under ``progress.commit()``: only the ``COMMIT`` may commit) or
     rolled back as it says, and ``value`` returned. An error of ``work``'s rolls back on
     a connection still open (a lost one is the attempt's to handle, and a cancelled
-    caller's is cut off: the server rolls back either way), and is raised.
+    caller's is cut off: the server rolls back either way), and is raised. With
+    ``yours``, a constraint the caller's rows break at ``COMMIT`` is raised as theirs.
     """
     transaction = connection.transaction()
     await transaction.start()
@@ -386,15 +461,99 @@ async def _in_transaction(
     except asyncio.CancelledError:
         raise
     except BaseException:
-        if not connection.is_closed():
+        if not connection.is_closed() and connection.is_in_transaction():
             await transaction.rollback()
         raise
     if not commit:
         await transaction.rollback()
         return value
     with progress.commit():
-        await transaction.commit()
+        try:
+            await transaction.commit()
+        except Exception as exc:
+            if yours is not None and _integrity(exc):
+                raise yours.caught(exc) from None
+            raise
     return value
+
+
+def _always() -> bool:
+    return True
+
+
+def _integrity(error: BaseException) -> bool:
+    """Whether ``error`` is PostgreSQL refusing data for a constraint (SQLSTATE class 23)."""
+    return str(getattr(error, "sqlstate", "") or "").startswith("23")
+
+
+class _Yours:
+    """What the work of a ``save_within``, ``delete_within`` or ``prepare`` caused, told
+    apart from an outage: its own errors, a transaction it aborted, its data refused at
+    ``COMMIT``, its running past ``command_timeout``. Those are raised as they are (never
+    tried again, never worded as the store's failure); the rest is the store's."""
+
+    __slots__ = ("error", "overran", "timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.error: BaseException | None = None
+        self.overran: float | None = None
+
+    async def run(self, work: Callable[[Any], Awaitable[None]], connection: Any) -> None:
+        started = time.monotonic()
+        try:
+            await work(connection)
+        except Exception as exc:
+            self._timed(started)
+            if connection.is_closed():
+                raise  # the connection is gone (or was cut off): the store's to handle
+            raise self.caught(exc) from None
+        except BaseException:
+            self._timed(started)
+            raise
+        self._timed(started)
+        if connection.is_closed():
+            return  # cut off meanwhile: the next statement fails, and the store handles it
+        if not connection.is_in_transaction():
+            raise self.caught(
+                RuntimeError(
+                    "the work ended the transaction (COMMIT or ROLLBACK): what it committed "
+                    "stays, without the position; its statements must run inside it"
+                )
+            )
+
+    def _timed(self, started: float) -> None:
+        spent = time.monotonic() - started
+        if spent >= self.timeout:
+            self.overran = spent
+
+    def caught(self, error: BaseException) -> _TheirError:
+        self.error = error
+        return _TheirError()
+
+    def may_retry(self) -> bool:
+        return self.overran is None and self.error is None
+
+    async def outcome(self, attempt: Awaitable[T]) -> T:
+        """``attempt``'s result, or the error that is the work's, raised as it is."""
+        try:
+            return await attempt
+        except _TheirError:
+            assert self.error is not None
+            raise self.error from None
+        except StoreError as exc:
+            if self.overran is not None:
+                raise TimeoutError(
+                    f"the work took {self.overran:.1f} s, past the transaction's bound "
+                    f"(command_timeout={self.timeout:g} s in the URL), so the connection "
+                    "was cut off and nothing was written"
+                ) from exc
+            raise
+
+
+class _TheirError(Exception):
+    """Carries a work's own error out of an attempt, which would word it as the store's
+    (never raised to callers: :meth:`_Yours.outcome` raises the error itself)."""
 
 
 #: keepers under way: a task that only waits is otherwise referenced by its store alone,
@@ -450,8 +609,10 @@ def opened_by(store: CheckpointStore, parent: str) -> None:
         store._label[1] = parent
 
 
-async def _set_up(connection: Any, schema: str | None) -> None:
-    """Create the checkpoint table if it is missing, or bring an older one up to date.
+async def _set_up(connection: Any, schema: str | None) -> str:
+    """Create the checkpoint table if it is missing, or bring an older one up to date;
+    return its name qualified with the schema it is in (the connection's current schema,
+    as the URL's ``?schema=`` or the server's search_path make it).
 
     The state is ``bytea`` holding the JSON text the library wrote, as event data is.
     Tables made before held it as ``jsonb``, which reorders an object's keys (by length,
@@ -461,26 +622,31 @@ async def _set_up(connection: Any, schema: str | None) -> None:
     other starter's under the schema lock (:func:`schema_change`), and are checked again
     once it is held, since another store may have made them meanwhile.
     """
-    if await connection.fetchval(_STATE_TYPE, TABLE) == "bytea":
-        return
+    current, state_type = await connection.fetchrow(_STATE_TYPE, TABLE)
+    # no current schema (a search_path naming none that exists): as the statements find it
+    table = TABLE if current is None else f'"{current.replace(chr(34), chr(34) * 2)}".{TABLE}'
+    if state_type == "bytea":
+        return table
     # other stores may be creating or converting it right now: take turns (schema_change)
     async with schema_change(connection, schema):
         await connection.execute(
-            f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
+            f"CREATE TABLE IF NOT EXISTS {table} (name TEXT PRIMARY KEY, "
             "position BIGINT NOT NULL, state BYTEA, updated_at TIMESTAMPTZ NOT NULL)"
         )
-        if await connection.fetchval(_STATE_TYPE, TABLE) != "bytea":
+        if (await connection.fetchrow(_STATE_TYPE, table))[1] != "bytea":
             await connection.execute(
-                f"ALTER TABLE {TABLE} ALTER COLUMN state TYPE BYTEA "
+                f"ALTER TABLE {table} ALTER COLUMN state TYPE BYTEA "
                 "USING convert_to(state::text, 'UTF8')"
             )
+    return table
 
 
-#: the type of the checkpoint table's ``state`` column, as ``format_type`` names it (None
-#: if the table does not exist); found as the statements find the table (search_path)
+#: the connection's current schema, and the type of the checkpoint table's ``state``
+#: column as ``format_type`` names it (None if the table does not exist), found as
+#: statements find the table (search_path) or by its qualified name
 _STATE_TYPE = (
-    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-    "WHERE attrelid = to_regclass($1) AND attname = 'state' AND NOT attisdropped"
+    "SELECT current_schema(), (SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+    "WHERE attrelid = to_regclass($1) AND attname = 'state' AND NOT attisdropped)"
 )
 
 

@@ -175,27 +175,39 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         The compare-and-set of :meth:`save` comes first; only if it holds does
         ``work(connection)`` run, on the store's worker thread with its ``sqlite3``
         connection, inside the ``BEGIN IMMEDIATE`` transaction that then writes the
-        position: your rows and the checkpoint commit together or not at all. An error
-        of ``work``'s rolls everything back and is raised as it is. ``work`` must not
-        commit (``commit()``, ``executescript``): that would end the transaction.
+        position: your rows and the checkpoint commit together or not at all. What your
+        writes cause is raised as it is, nothing written: an error of ``work``'s, and a
+        constraint checked at ``COMMIT`` (a deferred foreign key, as ``sqlite3``'s
+        ``IntegrityError``). ``work`` must not commit (``commit()``, ``executescript``, a
+        ``with connection:`` block): that raises :class:`RuntimeError`, and what it
+        committed stays, without the position.
         """
         self._refuse_writes()
-        actual = await self._run(_sqlite_save, name, position, None, previous, work)
+        actual = await self._theirs(_sqlite_save, name, position, None, previous, _inside(work))
         if actual != previous:
             raise _conflict(name, previous, actual)
 
     async def delete_within(self, name: str, work: Callable[[Any], None]) -> bool:
         """:meth:`delete` with ``work(connection)`` in the same transaction (emptying the
-        tables a checkpoint was for, say); True if there was a checkpoint."""
+        tables a checkpoint was for, say); True if there was a checkpoint. Errors as
+        :meth:`save_within`'s."""
         self._refuse_writes()
-        return bool(await self._run(_sqlite_delete_within, name, work))
+        return bool(await self._theirs(_sqlite_delete_within, name, _inside(work)))
 
     async def prepare(self, work: Callable[[Any], None]) -> None:
         """Run ``work(connection)`` on the worker thread in autocommit, outside any
         transaction of the store's (``executescript`` works): for ``CREATE TABLE IF NOT
-        EXISTS`` and the like."""
+        EXISTS`` and the like. Its error is raised as it is; what it did before stays."""
         self._refuse_writes()
-        await self._run(_sqlite_prepare, work)
+        await self._theirs(_sqlite_prepare, _theirs(work))
+
+    async def _theirs(self, work: Any, *args: Any) -> Any:
+        """:meth:`_run`, raising the caller's work's own error as it is (not worded as
+        the store's failure)."""
+        try:
+            return await self._run(work, *args)
+        except _Theirs as carried:
+            raise carried.error from None
 
     async def close(self) -> None:
         with self._lock:
@@ -235,7 +247,7 @@ def _sqlite_save(
     """Compare-and-set in one immediate transaction, after ``work`` if it holds; return
     the position found."""
     now = datetime.now(UTC).isoformat()
-    with write_transaction(connection):
+    with _theirs_at_commit(work is not None), write_transaction(connection):
         row = connection.execute(f"SELECT position FROM {TABLE} WHERE name = ?", (name,)).fetchone()
         actual = None if row is None else int(row[0])
         if actual == previous:
@@ -257,7 +269,7 @@ def _sqlite_delete(connection: sqlite3.Connection, name: str) -> int:
 def _sqlite_delete_within(
     connection: sqlite3.Connection, name: str, work: Callable[[sqlite3.Connection], None]
 ) -> int:
-    with write_transaction(connection):
+    with _theirs_at_commit(True), write_transaction(connection):
         deleted = _sqlite_delete(connection, name)
         work(connection)
     return deleted
@@ -267,3 +279,59 @@ def _sqlite_prepare(
     connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], None]
 ) -> None:
     work(connection)
+
+
+class _Theirs(Exception):
+    """Carries the caller's work's own error out of :meth:`SQLiteCheckpointStore._run`,
+    which would word an ``sqlite3`` error as the store's failure."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
+def _theirs(work: Callable[[sqlite3.Connection], None]) -> Callable[[sqlite3.Connection], None]:
+    """``work``, its exceptions carried as :class:`_Theirs`."""
+
+    def carried(connection: sqlite3.Connection) -> None:
+        try:
+            work(connection)
+        except Exception as exc:
+            raise _Theirs(exc) from None
+
+    return carried
+
+
+def _inside(work: Callable[[sqlite3.Connection], None]) -> Callable[[sqlite3.Connection], None]:
+    """:func:`_theirs` for work inside the store's transaction, which it must not end."""
+
+    def carried(connection: sqlite3.Connection) -> None:
+        _theirs(work)(connection)
+        if not connection.in_transaction:
+            raise _Theirs(
+                RuntimeError(
+                    "the work ended the transaction (commit(), executescript() or a with "
+                    "block on the connection): what it committed stays, without the "
+                    "position; its statements must run inside it"
+                )
+            )
+
+    return carried
+
+
+class _theirs_at_commit:  # noqa: N801 (used as ``with``, like write_transaction)
+    """A constraint checked at ``COMMIT`` (deferred) refusing the caller's rows is theirs."""
+
+    __slots__ = ("_on",)
+
+    def __init__(self, on: bool) -> None:
+        self._on = on
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if self._on and isinstance(exc, sqlite3.IntegrityError):
+            raise _Theirs(exc) from None

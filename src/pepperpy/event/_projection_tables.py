@@ -6,8 +6,9 @@ right for counters and small read models, too slow for one of many thousand rows
 transaction that also moves its checkpoint: each batch of events changes the user's
 tables and the position *together*, so a crash, a lost connection or a failing handler
 leaves tables and position consistent, and a resumed run applies exactly the events
-whose effect was not committed (what eventsourcing calls tracking records, and Marten
-inline projections).
+whose effect was not committed (what eventsourcing calls tracking records; Marten's
+async daemon keeps its progress the same way. Not Marten's *inline* projections, which
+commit with the append: a table projection lags the log, as any subscriber does).
 
 The connection is the state store's own: on SQLite a ``sqlite3.Connection`` (handlers
 are plain functions, run on the store's worker thread inside ``BEGIN IMMEDIATE``), on
@@ -19,6 +20,7 @@ SQL is the user's, in their database's dialect. Everything else (turns, batches,
 from __future__ import annotations
 
 import inspect
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +32,7 @@ from ._handlers import check_handler, is_async_callable
 from ._loops import settled
 from ._projection import Projection
 from ._projection_handlers import Apply, ProjectionHandlers
-from ._replay import Patterns, describe_checkpoints, handler_name
+from ._replay import Patterns, ReplayReport, describe_checkpoints, handler_name
 
 if TYPE_CHECKING:
     from ._checkpoints import CheckpointStore
@@ -161,21 +163,59 @@ class TableProjection(Projection):
         await settled(self._save_batch(tuple(pending), position))
         pending.clear()
 
+    async def _run(self) -> ReplayReport:
+        # the tables exist once a run has started, even with nothing to apply yet
+        self._check_writable()
+        await self._prepare(self._database())
+        return await super()._run()
+
     async def _save_batch(self, batch: Batch, position: int) -> None:
         database = self._database()
         await self._prepare(database)
-        if isinstance(database, SQLiteCheckpointStore):
-            await database.save_within(
-                self._key, position, previous=self._position, work=self._sqlite_batch(batch)
-            )
-        else:
-            await database.save_within(
-                self._key, position, previous=self._position, work=self._postgres_batch(batch)
-            )
+        try:
+            if isinstance(database, SQLiteCheckpointStore):
+                await database.save_within(
+                    self._key, position, previous=self._position, work=self._sqlite_batch(batch)
+                )
+            else:
+                await database.save_within(
+                    self._key, position, previous=self._position, work=self._postgres_batch(batch)
+                )
+        except TimeoutError as exc:
+            raise ReplayError(
+                f"table projection {self.name!r}: the batch of global positions "
+                f"{_span(batch, position)} outlasted its transaction's bound ({exc}); make "
+                "batch_size= smaller or raise ?command_timeout= in the state store's URL"
+            ) from exc
+        except Exception as exc:
+            if _refused_data(exc):
+                raise self._refused(batch, position, exc) from exc
+            raise
         self._position = position
 
+    def _refused(self, batch: Batch, position: int, exc: BaseException) -> ReplayError:
+        """The database refused what the batch's handlers did, without a handler raising:
+        a PostgreSQL transaction a caught error aborted, a constraint checked at COMMIT."""
+        span = _span(batch, position)
+        if getattr(exc, "sqlstate", None) == _ABORTED:
+            return self._aborted(f"at the commit of global positions {span}")
+        return ReplayError(
+            f"table projection {self.name!r}: the database refused the rows of the batch "
+            f"of global positions {span} when it committed them ({exc}): a constraint "
+            "checked at COMMIT (a deferred foreign key, say); nothing of the batch was "
+            "written (tables and position as last committed)"
+        )
+
+    def _aborted(self, noticed: str) -> ReplayError:
+        return ReplayError(
+            f"table projection {self.name!r}: a handler caught the error of one of its "
+            f"statements, which aborts a PostgreSQL transaction (noticed {noticed}), so "
+            "nothing of the batch was written; wrap a statement whose error you catch in "
+            "`async with db.transaction():` (a savepoint)"
+        )
+
     async def _prepare(self, database: SQLiteCheckpointStore | PostgresCheckpointStore) -> None:
-        """Run ``setup`` once for this object, before its first write."""
+        """Run ``setup`` once for this object, before it writes or reads the log."""
         if self._set_up or self._setup is None:
             return
         setup = self._setup
@@ -198,9 +238,7 @@ class TableProjection(Projection):
         try:
             await self._prepare(database)
             if isinstance(database, SQLiteCheckpointStore):
-                await database.delete_within(
-                    self._key, lambda db: self._call_sync("reset", reset, db)
-                )
+                await database.delete_within(self._key, self._sqlite_guarded("reset", reset))
             else:
                 await database.delete_within(
                     self._key, lambda db: self._call_async("reset", reset, db)
@@ -214,9 +252,17 @@ class TableProjection(Projection):
 
     def _sqlite_batch(self, batch: Batch) -> Callable[[Any], None]:
         def work(db: Any) -> None:
-            for chosen, event in batch:
-                for apply in chosen:
-                    self._call_sync("handler", apply.function, db, event)
+            with _Guard(db) as guard:
+                for chosen, event in batch:
+                    for apply in chosen:
+                        self._call_sync("handler", apply.function, db, event, guard)
+
+        return work
+
+    def _sqlite_guarded(self, what: str, function: Callable[..., Any]) -> Callable[[Any], None]:
+        def work(db: Any) -> None:
+            with _Guard(db) as guard:
+                self._call_sync(what, function, db, guard=guard)
 
         return work
 
@@ -229,13 +275,20 @@ class TableProjection(Projection):
         return work
 
     def _call_sync(
-        self, what: str, function: Callable[..., Any], db: Any, event: Event | None = None
+        self,
+        what: str,
+        function: Callable[..., Any],
+        db: Any,
+        event: Event | None = None,
+        guard: _Guard | None = None,
     ) -> None:
         """Call ``function`` on SQLite's worker thread; its error is a ReplayError."""
         arguments = (db,) if event is None else (db, event)
         try:
             result = function(*arguments)
         except Exception as exc:
+            if guard is not None and guard.denied:
+                raise self._refused_end(what, function, event) from exc
             raise self._failed(what, function, event, exc) from exc
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):
@@ -262,17 +315,40 @@ class TableProjection(Projection):
         except Exception as exc:
             if db.is_closed():
                 raise
+            if getattr(exc, "sqlstate", None) == _ABORTED:  # by an error caught before
+                raise self._aborted(_on(event).strip() or f"in {what}") from exc
             raise self._failed(what, function, event, exc) from exc
+        if db.is_closed():
+            return  # cut off meanwhile (command_timeout, an outage): the store's to handle
         if not db.is_in_transaction():
             raise self._ended(what, function, event, "COMMIT or ROLLBACK")
 
     def _failed(
         self, what: str, function: Callable[..., Any], event: Event | None, exc: BaseException
     ) -> ReplayError:
+        if what != "setup":
+            outcome = "the batch was rolled back (tables and position as last committed)"
+        elif isinstance(self.state_store, SQLiteCheckpointStore):
+            outcome = (
+                "setup runs in autocommit on SQLite, so what it did before the error stays: "
+                "make each of its statements idempotent (IF NOT EXISTS)"
+            )
+        else:
+            outcome = "its transaction was rolled back"
         return ReplayError(
             f"table projection {self.name!r}: {what} {handler_name(function)} failed"
-            f"{_on(event)}: {exc}; the batch was rolled back (tables and position as last "
-            "committed)"
+            f"{_on(event)}: {exc}; {outcome}"
+        )
+
+    def _refused_end(
+        self, what: str, function: Callable[..., Any], event: Event | None
+    ) -> ReplayError:
+        return ReplayError(
+            f"table projection {self.name!r}: {what} {handler_name(function)} tried to end "
+            f"the projection's transaction{_on(event)} (commit(), rollback(), "
+            "executescript() or a `with db:` block), which is refused: its statements run "
+            "inside the projection's transaction, which commits them with the position; "
+            "nothing of the batch was written"
         )
 
     def _ended(
@@ -287,8 +363,54 @@ class TableProjection(Projection):
         )
 
 
+class _Guard:
+    """While a handler or ``reset`` runs on SQLite, statements that would end the
+    projection's transaction (``COMMIT``, ``ROLLBACK``, ``BEGIN``, and so what
+    ``commit()``, ``rollback()``, ``executescript()`` and ``with db:`` send) are refused
+    by an authorizer, so the mistake commits nothing; savepoints stay allowed."""
+
+    __slots__ = ("db", "denied")
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.denied = False
+
+    def __enter__(self) -> _Guard:
+        self.db.set_authorizer(self._authorize)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.db.set_authorizer(None)
+
+    def _authorize(self, action: int, *_: object) -> int:
+        if action == sqlite3.SQLITE_TRANSACTION:
+            self.denied = True
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+
+#: SQLSTATE in_failed_sql_transaction: a statement in a transaction an error aborted
+_ABORTED = "25P02"
+
+
 def _on(event: Event | None) -> str:
     """Which event a call was for, for a message (nothing for setup and reset)."""
     if event is None:
         return ""
     return f" on {event.type!r} at global position {event.global_position}"
+
+
+def _span(batch: Batch, position: int) -> str:
+    """The global positions a batch covers, for a message."""
+    first = batch[0][1].global_position if batch else position
+    return f"{first}..{position}"
+
+
+def _refused_data(error: BaseException) -> bool:
+    """Whether ``error`` (raised as the driver raised it by ``save_within``) is the
+    database refusing the batch's data: an integrity error at COMMIT, or a PostgreSQL
+    transaction that a caught error aborted."""
+    if isinstance(error, sqlite3.IntegrityError):
+        return True
+    sqlstate = str(getattr(error, "sqlstate", "") or "")
+    return sqlstate.startswith("23") or sqlstate == _ABORTED
