@@ -33,7 +33,7 @@ position: a reader of the database sees no plaintext, and an edited state raises
 rebuild also shreds the keys of the states saved before).
 
 Calls on one projection object take turns: ``run``, ``rebuild`` and ``load`` hold a
-lock for their whole duration, ``follow`` for each live event, so overlapping runs (a
+lock for their whole duration, ``follow`` for each live commit, so overlapping runs (a
 periodic catch-up and a manual one, say) never fold one event twice or commit each
 other's uncommitted effects. The lock serves every event loop (thread) that uses the
 projection: an ``asyncio.Lock`` belongs to one loop, and calls running at once on two
@@ -47,8 +47,8 @@ import copy
 import logging
 import signal
 import time
-from collections.abc import AsyncIterable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _json
@@ -342,9 +342,11 @@ class Projection:
         """Catch up, then apply live appends as they commit, until cancelled (or the
         store is closed).
 
-        Live events are committed one by one (there is no batch to wait for), so the
-        saved state never lags more than the event being applied. The lock is taken per
-        live event, so a :meth:`run` called meanwhile gets its turn between two of them.
+        Live events are committed as they come, each commit taking those already read
+        and waiting (up to ``batch_size``: one when they come one at a time, batches
+        after a burst), so the saved state never lags more than the events being
+        applied. The lock is taken per commit, so a :meth:`run` called meanwhile gets its
+        turn between two of them.
         Logs (INFO) the position it follows from, then once that it has caught up.
 
         An outage is ridden out as a subscription rides one out, with the same backoff:
@@ -509,30 +511,41 @@ class Projection:
         )
 
     async def _follow_live(self, reader: AsyncIterable[Event], outage: Outage) -> StoreError | None:
-        """Apply and commit each event ``reader`` yields, taking the lock for each, until
+        """Apply and commit what ``reader`` yields, taking the lock for each commit, until
         it ends (None) or a commit fails in an outage: then its error is returned, with
-        state and position reloaded from disk (if that worked: else the next run loads)."""
+        state and position reloaded from disk (if that worked: else the next run loads).
+
+        Each commit takes the live events already read and waiting (up to
+        ``batch_size``), not one event: after a burst of appends the follower catches up
+        in batches, as a run does, instead of paying a transaction per event; when the
+        events come one at a time, each is committed as it comes.
+        """
         state: Any = None
         basis: Any = _NOTHING  # the committed state ``state`` was copied from
-        async for event in reader:
-            async with self._turn():
-                position = _global_position(event)
-                if self._position is not None and position <= self._position:
-                    continue  # applied already (by the catch-up, or by a run meanwhile)
-                if self._state is not basis:  # first event, or a run committed meanwhile
-                    state = copy.deepcopy(self._state)
-                try:
-                    chosen = self._handlers.chosen(event.type)
-                    if chosen:
-                        state = await self._apply(chosen, state, event)
-                    await self._commit(state, position)
-                except BaseException as exc:
-                    await self._reload_after(exc)
-                    if is_outage(exc):
-                        return exc
-                    raise
-                basis = self._state
-            self._recovered(outage)
+        async with aclosing(_waiting(reader, self.batch_size)) as batches:
+            async for batch in batches:
+                async with self._turn():
+                    if self._state is not basis:  # first batch, or a run committed meanwhile
+                        state = copy.deepcopy(self._state)
+                    last = self._position
+                    try:
+                        for event in batch:
+                            position = _global_position(event)
+                            if last is not None and position <= last:
+                                continue  # applied already (by the catch-up, or a run meanwhile)
+                            chosen = self._handlers.chosen(event.type)
+                            if chosen:
+                                state = await self._apply(chosen, state, event)
+                            last = position
+                        if last != self._position:
+                            await self._commit(state, last)
+                    except BaseException as exc:
+                        await self._reload_after(exc)
+                        if is_outage(exc):
+                            return exc
+                        raise
+                    basis = self._state
+                self._recovered(outage)
         return None
 
     async def _apply(self, chosen: tuple[Apply, ...], state: Any, event: Event) -> Any:
@@ -589,6 +602,35 @@ class Projection:
 
 
 _NOTHING = object()
+
+
+async def _waiting(reader: AsyncIterable[Event], most: int) -> AsyncIterator[list[Event]]:
+    """The events of ``reader`` in lists: each the next event, with those that follow it
+    at once (already read, so a step of the loop gives them), up to ``most``.
+
+    One read is always under way, as a task of its own, and is looked at after the loop
+    has run a step: a read served from what the reader holds is done by then, one that
+    must wait for the database or for news is not, and the list so far is given out.
+    """
+    iterator = aiter(reader)
+    reading: asyncio.Future[Event] = asyncio.ensure_future(anext(iterator))
+    try:
+        while True:
+            try:
+                batch = [await reading]
+            except StopAsyncIteration:
+                return
+            reading = asyncio.ensure_future(anext(iterator))
+            while len(batch) < most:
+                await asyncio.sleep(0)
+                if not reading.done() or reading.exception() is not None:
+                    break  # waiting (or ended, or failed): given out with the next batch
+                batch.append(reading.result())
+                reading = asyncio.ensure_future(anext(iterator))
+            yield batch
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
 
 
 def _global_position(event: Event) -> int:

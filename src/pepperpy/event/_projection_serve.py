@@ -9,7 +9,7 @@ would without serve(); a signal ignored when serve() begins stays ignored).
 
 Stopping cancels ``follow()``. Nothing is lost or applied twice: a commit in flight
 finishes first, and what was applied but not committed yet (part of a catch-up batch,
-the live event being applied) is thrown away and applied again after a restart, which
+the live events being applied) is thrown away and applied again after a restart, which
 resumes from the position on disk.
 """
 
