@@ -743,6 +743,14 @@ class StoreConformance(HeadConformance):
                     assert [e.id for e in read] == expected, (filters, start, limit)
                     paged = [e.id async for e in store.read_all(start, limit=limit, **filters)]
                     assert paged == expected, (filters, start, limit)
+                    if limit not in (None, 5):
+                        continue
+                    # backwards from the same position, newest first
+                    newest = [e.id for e in reversed(wanted) if e.global_position <= start]
+                    down = store.read_all(start, backwards=True, limit=limit, **filters)
+                    assert [e.id for e in await down] == newest[:limit], (filters, start, limit)
+            last = await store.read_all(backwards=True, limit=3, **filters)  # from the head
+            assert [e.id for e in last] == [e.id for e in reversed(wanted)][:3], filters
             # a subscription catches up on the same events
             subscription = store.subscribe(137, **filters)
             expected = [e.id for e in wanted if e.global_position >= 137]

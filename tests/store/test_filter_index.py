@@ -12,6 +12,7 @@ conformance suite's ``test_filtered_reads_give_what_a_filter_over_the_whole_log_
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -115,7 +116,16 @@ async def test_sqlite_filtered_reads_search_the_index_and_the_tail_only(
         async with asyncio.timeout(10):
             followed = [await anext(subscription) for _ in events]
         await subscription.aclose()
+        forwards = list(plans)
+        plans.clear()
+        last = await store.read_all(backwards=True, limit=5, **filters)
+        backwards = list(plans)
     assert events and [e.id for e in followed] == [e.id for e in events]
+    assert [e.id for e in last] == [e.id for e in reversed(events)][:5]
+    # backwards: the same ranges, downwards
+    assert index.replace("global_position>?", "global_position<?") in backwards, backwards
+    assert "SEARCH events USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in backwards
+    plans = forwards
     assert index in plans, plans
     # the tail is a range of rowids from where it starts, each page's rows by rowid
     assert "SEARCH events USING INTEGER PRIMARY KEY (rowid>?)" in plans, plans
@@ -125,7 +135,7 @@ async def test_sqlite_filtered_reads_search_the_index_and_the_tail_only(
         "SCAN json_each VIRTUAL TABLE INDEX 1:",
         "SCAN index_state",
     }, plans
-    assert not [step for step in plans if "TEMP B-TREE" in step], plans
+    assert not [step for step in plans + backwards if "TEMP B-TREE" in step], plans
 
 
 async def test_sqlite_a_prefix_of_many_types_is_read_as_one_range(
@@ -232,10 +242,11 @@ async def admin(database: str, direct: str) -> AsyncIterator[Any]:
     ("column", "index"),
     [("type", "pepperpy_events_type"), ("stream", "pepperpy_events_category")],
 )
+@pytest.mark.parametrize("backwards", [False, True], ids=["forwards", "backwards"])
 async def test_postgres_filtered_reads_use_the_index(
-    direct: str, admin: Any, column: str, index: str
+    direct: str, admin: Any, column: str, index: str, backwards: bool
 ) -> None:
-    from pepperpy.event.store._pg_schema import READ_CATEGORIES, READ_TYPES
+    from pepperpy.event.store import _pg_schema
 
     async with EventStore(direct) as store:
         for round in range(10):
@@ -246,13 +257,16 @@ async def test_postgres_filtered_reads_use_the_index(
                 )
             )
     await admin.execute("ANALYZE pepperpy_events")
-    if column == "type":
-        sql, arguments = READ_TYPES, [["t3"], ["t3."], ["t3/"]]
-    else:
-        sql, arguments = READ_CATEGORIES, [["c3"], [], [], [], []]
-    # a page of 20 from a key of 250 rows
-    plan = "\n".join(row[0] for row in await admin.fetch(f"EXPLAIN {sql}", 0, 20, *arguments))
-    assert f"Index Only Scan using {index}" in plan or f"Index Scan using {index}" in plan, plan
+    name = ("READ_TYPES" if column == "type" else "READ_CATEGORIES") + (
+        "_BACKWARDS" if backwards else ""
+    )
+    sql = getattr(_pg_schema, name)
+    arguments = [["t3"], ["t3."], ["t3/"]] if column == "type" else [["c3"], [], [], [], []]
+    # a page of 20 from a key of 250 rows, from the first position or down from the last
+    start = 4999 if backwards else 0
+    explained = await admin.fetch(f"EXPLAIN {sql}", start, 20, *arguments)
+    plan = "\n".join(row[0] for row in explained)
+    assert re.search(f"Index (Only )?Scan (Backward )?using {index} ", plan), plan
     # the page's rows are looked up by position: no scan, nor a merge along the log
     assert "Index Cond: (global_position = ANY ($" in plan, plan
     assert "Seq Scan" not in plan and "Merge Join" not in plan, plan

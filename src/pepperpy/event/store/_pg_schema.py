@@ -23,9 +23,11 @@ __all__ = [
     "READ_ALL",
     "READ_ALL_BACKWARDS",
     "READ_CATEGORIES",
+    "READ_CATEGORIES_BACKWARDS",
     "READ_STREAM_BACKWARD",
     "READ_STREAM_FORWARD",
     "READ_TYPES",
+    "READ_TYPES_BACKWARDS",
     "SCHEMA_LOCK",
     "migrate",
     "schema_change",
@@ -136,7 +138,7 @@ READ_ALL = _read_all(">=", "")
 READ_ALL_BACKWARDS = _read_all("<=", "DESC")
 
 
-def _read_matching(keys: str, *arms: tuple[str, str, str]) -> str:
+def _read_matching(keys: str, *arms: tuple[str, str, str], backwards: bool = False) -> str:
     """A page of the log from ``$1`` on, at most ``$2`` rows, of the rows each arm
     ``(table, key, match)`` finds for each key ``k.key`` of ``table`` (a CTE of ``keys``),
     narrowed by ``match`` (``" AND ..."``, or ""): each key's rows come from its index on
@@ -148,6 +150,7 @@ def _read_matching(keys: str, *arms: tuple[str, str, str]) -> str:
     and could then walk the log by position filtering on the key, at the cost of the
     whole log when the key's rows are few or late. Ordered by the index's two columns,
     only that index gives the order: a seek to (key, $1), then the key's rows.
+    ``backwards``: the same downwards from ``$1`` (``<=``, descending), newest first.
 
     Every result row starts with the head (the newest position, NULL: none) as of the
     same snapshot; an empty page is one row with the head alone. The page's rows are
@@ -155,31 +158,31 @@ def _read_matching(keys: str, *arms: tuple[str, str, str]) -> str:
     name: a lookup each, where a join could merge along the whole log between the first
     and the last, or hash every stream."""
     columns = ", ".join("e." + name for name in COLUMNS.split(", "))
+    past, within, order = ("<=", ">=", " DESC") if backwards else (">=", "<=", "")
     found = " UNION ".join(
         f"""SELECT f.global_position FROM {table} k CROSS JOIN LATERAL (
         SELECT global_position FROM pepperpy_events
-        WHERE ({key}, global_position) >= (k.key, $1) AND {key} <= k.key{match}
-        ORDER BY {key}, global_position LIMIT $2
+        WHERE ({key}, global_position) {past} (k.key, $1) AND {key} {within} k.key{match}
+        ORDER BY {key}{order}, global_position{order} LIMIT $2
     ) f"""
         for table, key, match in arms
     )
     return f"""
 WITH RECURSIVE {keys}, page AS (
-    {found} ORDER BY 1 LIMIT $2
+    {found} ORDER BY 1{order} LIMIT $2
 )
 SELECT h.head, {columns},
        e.position >= (SELECT first_visible FROM pepperpy_streams WHERE name = e.stream)
 FROM (SELECT max(global_position) AS head FROM pepperpy_events) h
 LEFT JOIN pepperpy_events e
     ON e.global_position = ANY (ARRAY(SELECT global_position FROM page))
-ORDER BY e.global_position
+ORDER BY e.global_position{order}
 """
 
 
 #: rows whose type is one of ``$3`` or lies in one of the ranges ``$4`` to ``$5``
 #: (exclusive): each range's types are listed first, an index seek each (a skip scan)
-READ_TYPES = _read_matching(
-    """named (type, high) AS (
+_TYPE_KEYS = """named (type, high) AS (
     SELECT (SELECT min(type COLLATE "C") FROM pepperpy_events
             WHERE type COLLATE "C" >= r.low AND type COLLATE "C" < r.high), r.high
     FROM unnest($4::text[], $5::text[]) AS r (low, high)
@@ -190,17 +193,20 @@ READ_TYPES = _read_matching(
 ), keys AS (
     SELECT unnest($3::text[]) COLLATE "C" AS key
     UNION SELECT type FROM named WHERE type IS NOT NULL
-)""",
-    ("keys", 'type COLLATE "C"', ""),
-)
+)"""
+_TYPE_ARM = ("keys", 'type COLLATE "C"', "")
+READ_TYPES = _read_matching(_TYPE_KEYS, _TYPE_ARM)
+READ_TYPES_BACKWARDS = _read_matching(_TYPE_KEYS, _TYPE_ARM, backwards=True)
 #: rows of the categories ``$3`` (a stream name's first token: the whole category), and
 #: of the categories ``$4`` whose stream is ``$5`` or lies in the range ``$6`` to ``$7``
 #: (exclusive). The whole categories have an arm of their own: a filter there, even one
 #: that keeps every row, makes PostgreSQL expect few rows and sort them all
-READ_CATEGORIES = _read_matching(
+_CATEGORY_KEYS = (
     "whole AS (SELECT unnest($3::text[]) AS key), "
     "narrowed AS (SELECT * FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) "
-    "AS k (key, exact, low, high))",
+    "AS k (key, exact, low, high))"
+)
+_CATEGORY_ARMS = (
     ("whole", "split_part(stream, '.', 1)", ""),
     (
         "narrowed",
@@ -208,6 +214,8 @@ READ_CATEGORIES = _read_matching(
         ' AND (stream = k.exact OR (stream COLLATE "C" >= k.low AND stream COLLATE "C" < k.high))',
     ),
 )
+READ_CATEGORIES = _read_matching(_CATEGORY_KEYS, *_CATEGORY_ARMS)
+READ_CATEGORIES_BACKWARDS = _read_matching(_CATEGORY_KEYS, *_CATEGORY_ARMS, backwards=True)
 
 #: the newest committed event's global position, hidden ones included (NULL: none). A
 #: writer takes positions under the ``pepperpy_head`` row lock, held until its commit, so

@@ -311,8 +311,7 @@ class EventStore(StoreSecurity, StoreDecoding):
         prepare = self._prepare if self.encryption is not None else None
         guard = self._read_guard(streams)
         accept = RowFilter(streams, types)
-        # forwards, the rows of some types or stream categories are found by an index
-        keys = None if backwards else accept.index_keys
+        keys = accept.index_keys  # the rows of some types or categories: by an index
 
         async def fetch(cursor: int | None, size: int) -> tuple[list[Row], int | None]:
             self._check_open()
@@ -320,7 +319,10 @@ class EventStore(StoreSecurity, StoreDecoding):
                 await guard()
             if backwards:
                 at = MAX_POSITION if cursor is None else cursor
-                page = await backend.read_all_backwards(at, size)
+                if keys is not None:
+                    page = await backend.read_all_matching(at, size, *keys, backwards=True)
+                else:
+                    page = await backend.read_all_backwards(at, size)
             elif keys is not None:
                 page = await backend.read_all_matching(cursor or 0, size, *keys)
             else:

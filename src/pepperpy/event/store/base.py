@@ -317,7 +317,12 @@ class StoreBackend(abc.ABC):
         """Scan ``limit`` rows from ``from_position`` on, keeping the visible ones, in order."""
 
     async def read_all_matching(
-        self, from_position: int, limit: int, column: str, prefixes: Sequence[str]
+        self,
+        from_position: int,
+        limit: int,
+        column: str,
+        prefixes: Sequence[str],
+        backwards: bool = False,
     ) -> LogPage:
         """A page of the log's rows whose ``column`` ("type" or "stream") has one of
         ``prefixes``, found through an index where the backend has one.
@@ -329,12 +334,17 @@ class StoreBackend(abc.ABC):
         most ``limit`` rows are returned; when fewer are, ``more`` is False and
         ``next_position`` is one past the newest event of the log as the read saw it, so
         a subscription waits from there (no event can commit below it later).
+        ``backwards``: the rows at or below ``from_position``, newest first, as
+        :meth:`read_all_backwards` pages them; a short page ends at -1 (``more`` False).
 
-        This default scans, through :meth:`read_all`, as a backend written before it
-        existed does: exact, at the cost of every row read. The SQLite and PostgreSQL
-        backends answer from an index on (type, global position) and on (the stream
-        name's first token, global position), so the cost follows the rows found.
+        This default scans, through :meth:`read_all` (:meth:`read_all_backwards`), as a
+        backend written before it existed does: exact, at the cost of every row read.
+        The SQLite and PostgreSQL backends answer from an index on (type, global
+        position) and on (the stream name's first token, global position), so the cost
+        follows the rows found.
         """
+        if backwards:
+            return await self.read_all_backwards(from_position, limit)
         return await self.read_all(from_position, limit)
 
     async def read_all_backwards(self, from_position: int, limit: int) -> LogPage:

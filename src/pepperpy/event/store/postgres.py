@@ -74,9 +74,11 @@ from ._pg_schema import (
     READ_ALL,
     READ_ALL_BACKWARDS,
     READ_CATEGORIES,
+    READ_CATEGORIES_BACKWARDS,
     READ_STREAM_BACKWARD,
     READ_STREAM_FORWARD,
     READ_TYPES,
+    READ_TYPES_BACKWARDS,
     SCHEMA_LOCK,
     schema_change,
     write_group,
@@ -309,7 +311,12 @@ class PostgresBackend(StoreBackend):
         return log_page(scanned, from_position, limit)
 
     async def read_all_matching(
-        self, from_position: int, limit: int, column: str, prefixes: Sequence[str]
+        self,
+        from_position: int,
+        limit: int,
+        column: str,
+        prefixes: Sequence[str],
+        backwards: bool = False,
     ) -> LogPage:
         """Through pepperpy_events_type or pepperpy_events_category, in one statement
         (one snapshot): each key's rows in order up to ``limit``, then the first
@@ -323,13 +330,14 @@ class PostgresBackend(StoreBackend):
         highs = [prefix + "/" for prefix in keys]
         arguments: list[list[str]]
         if column == "type":
-            sql, arguments = READ_TYPES, [keys, lows, highs]
+            sql = READ_TYPES_BACKWARDS if backwards else READ_TYPES
+            arguments = [keys, lows, highs]
         elif column == "stream":
             # a one-token prefix is its whole category; a longer one narrows its category
             whole = [prefix for prefix in keys if "." not in prefix]
             narrowed = [index for index, prefix in enumerate(keys) if "." in prefix]
             sql, arguments = (
-                READ_CATEGORIES,
+                READ_CATEGORIES_BACKWARDS if backwards else READ_CATEGORIES,
                 [
                     whole,
                     *(
@@ -364,6 +372,10 @@ class PostgresBackend(StoreBackend):
         found = await self._run("read_all", read)
         head = found[0][0]
         scanned = [tuple(row)[1:] for row in found if row[1] is not None]
+        if backwards:
+            if len(scanned) == limit:
+                return log_page_backwards(scanned, from_position, limit)
+            return LogPage([row for row in scanned if row[12]], -1, False)  # to the first
         if len(scanned) == limit:
             return log_page(scanned, from_position, limit)
         end = from_position if head is None else max(from_position, head + 1)

@@ -389,7 +389,12 @@ class SQLiteBackend(StoreBackend):
         return log_page(scanned, from_position, limit)
 
     async def read_all_matching(
-        self, from_position: int, limit: int, column: str, prefixes: Sequence[str]
+        self,
+        from_position: int,
+        limit: int,
+        column: str,
+        prefixes: Sequence[str],
+        backwards: bool = False,
     ) -> LogPage:
         """Through type_index or category_index (see ``_sqlite_matching``); by a scan on
         a read-only store of the schema before them."""
@@ -397,9 +402,11 @@ class SQLiteBackend(StoreBackend):
         if not (self._open or self._checked):
             await self._opened()  # a read-only store's version is known from here on
         if not self._matching:
-            return await self.read_all(from_position, limit)
+            return await super().read_all_matching(from_position, limit, column, keys, backwards)
         return await self._read(
-            lambda connection: read_matching(connection, from_position, limit, column, keys)
+            lambda connection: read_matching(
+                connection, from_position, limit, column, keys, backwards
+            )
         )
 
     async def read_all_backwards(self, from_position: int, limit: int) -> LogPage:
