@@ -605,3 +605,16 @@ def test_copies_do_not_share_nested_metadata_with_the_original() -> None:
     copy.metadata["ctx"]["tenant"] = "copy"
     assert event.metadata == {"ctx": {"tenant": "a", "tags": ["x"]}, "n": 1}
     assert copy.metadata["ctx"] == {"tenant": "copy", "tags": ["x"]}
+
+
+def test_a_uuid_id_is_kept_as_its_canonical_text() -> None:
+    import uuid
+
+    from pepperpy.event import Event
+
+    given = uuid.UUID("0190b0c4-6a5e-7c3d-9f10-2b3c4d5e6f70")
+    event = Event("order.placed", {}, id=given)
+    assert event.id == "0190b0c4-6a5e-7c3d-9f10-2b3c4d5e6f70"
+    assert event.replace(id=uuid.UUID(int=1)).id == "00000000-0000-0000-0000-000000000001"
+    with pytest.raises(TypeError, match=r"a non-empty str or a UUID, got 7"):
+        Event("order.placed", {}, id=7)  # type: ignore[arg-type]

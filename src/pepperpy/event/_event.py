@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from . import _json
 from ._cloudevents import read_cloudevent, write_cloudevent
@@ -82,7 +83,7 @@ class Event:
         data: Any = None,
         metadata: Mapping[str, Any] | None = None,
         *,
-        id: str | None = None,
+        id: str | UUID | None = None,
         timestamp: datetime | None = None,
         version: int = 1,
         source: str | None = None,
@@ -107,7 +108,10 @@ class Event:
                 self._ts = _aware(timestamp, "timestamp")
                 self._id = format_uuid7(now_ns() // 1_000_000, counter)
         elif id.__class__ is not str or not id:
-            raise TypeError(f"event id must be a non-empty str, got {id!r}")
+            if not isinstance(id, UUID):
+                raise TypeError(f"event id must be a non-empty str or a UUID, got {id!r}")
+            self._id = str(id)  # its canonical text, as a store and the wire keep it
+            self._ts = now_ns() if timestamp is None else _aware(timestamp, "timestamp")
         else:
             _check_text(id, "event id")
             self._id = id
@@ -186,7 +190,7 @@ class Event:
             event._data = self._data
         meta = changes.get("metadata", self._metadata)
         event._metadata = None if meta is None else _copy_metadata(_metadata_dict(meta))
-        event._id = changes["id"] if "id" in changes else self.id
+        event._id = _id_text(changes["id"]) if "id" in changes else self.id
         if "timestamp" in changes:
             event._ts = _aware(changes["timestamp"], "timestamp")
         else:
@@ -492,3 +496,8 @@ def _freeze_nested(data: Any) -> Any:
 
 
 _time_ns = time.time_ns
+
+
+def _id_text(event_id: Any) -> str:
+    """An id given to ``replace()`` (checked already), as the constructor keeps it."""
+    return str(event_id) if isinstance(event_id, UUID) else event_id

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from ._errors import SerializationError
 from ._frozen import FrozenDict, FrozenList, copy_nested, too_deep
@@ -31,8 +32,10 @@ def _check_identity(changes: Mapping[str, Any]) -> None:
         raise TypeError(f"event type must be a non-empty str, got {kind!r}")
     _check_text(kind, "event type")
     event_id = changes.get("id", "x")
+    if isinstance(event_id, UUID):
+        event_id = str(event_id)
     if event_id.__class__ is not str or not event_id:
-        raise TypeError(f"event id must be a non-empty str, got {event_id!r}")
+        raise TypeError(f"event id must be a non-empty str or a UUID, got {event_id!r}")
     _check_text(event_id, "event id")
     version = changes.get("version", 1)
     if version.__class__ is not int or not 1 <= version <= MAX_VERSION:

@@ -47,7 +47,7 @@ import copy
 import logging
 import signal
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -604,7 +604,7 @@ class Projection:
 _NOTHING = object()
 
 
-async def _waiting(reader: AsyncIterable[Event], most: int) -> AsyncIterator[list[Event]]:
+async def _waiting(reader: AsyncIterable[Event], most: int) -> AsyncGenerator[list[Event], None]:
     """The events of ``reader`` in lists: each the next event, with those that follow it
     at once (already read, so a step of the loop gives them), up to ``most``.
 
