@@ -42,21 +42,18 @@ loops each took a lock of their own.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import signal
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from . import _json
 from ._checkpoints import Checkpoint, CheckpointStore, open_checkpoint_store
 from ._errors import (
     ConcurrencyError,
     ConfigurationError,
-    EncryptionError,
     ReplayError,
     StoreError,
 )
@@ -65,8 +62,17 @@ from ._frozen import check_plain_json
 from ._loops import settled
 from ._options import check_count
 from ._patterns import parse_pattern
-from ._projection_follow import is_outage, standing, taken_over
+from ._projection_follow import (
+    is_outage,
+    reached,
+    recovered,
+    ride_out,
+    standing,
+    taken_over,
+    waiting,
+)
 from ._projection_handlers import Apply, ProjectionHandlers
+from ._projection_seal import seal, unseal
 from ._projection_serve import serve as serve_projection
 from ._replay import (
     Patterns,
@@ -81,6 +87,7 @@ from ._replay import (
 from ._seconds import check_seconds
 from ._turns import Turns
 from .store._reader import RETRY_FOR, Outage
+from .store._waiters import LoopWaiters
 
 if TYPE_CHECKING:
     from .store import EventStore
@@ -131,7 +138,9 @@ class Projection:
         )
         self._handlers = ProjectionHandlers(name)
         self._state: Any = self._fresh_state()
-        self._position: int | None = None  # last applied global position (committed)
+        #: woken whenever the position changes (see :meth:`wait_until`)
+        self._moved = LoopWaiters()
+        self._at: int | None = None  # last applied global position (committed)
         self._loaded = False
         self._turns = Turns(on_abandoned=self._forget_loaded)
         self._serving = False
@@ -197,6 +206,32 @@ class Projection:
         return self._position
 
     @property
+    def _position(self) -> int | None:
+        return self._at
+
+    @_position.setter
+    def _position(self, position: int | None) -> None:
+        self._at = position
+        self._moved.wake()
+
+    async def wait_until(self, global_position: int) -> int:
+        """Wait until the projection has committed ``global_position`` (the event
+        appended there is in its state or tables), and return the position it is at.
+
+        For read-your-writes: append, then wait for the append's ``global_position``
+        before reading the read model (bound it with ``asyncio.timeout``). Commits of
+        this object (its ``follow()`` or ``run()``) wake it at once; the position saved
+        by another process (the projection served elsewhere) is read from the state
+        store meanwhile, every 10 ms at first, backing off to every 0.5 s.
+        """
+        check_count(global_position, "global_position", least=0, error=ValueError)
+        return await reached(global_position, self._moved, lambda: self._at, self._saved_position)
+
+    async def _saved_position(self) -> int | None:
+        saved = await self.state_store.load(self._key)
+        return None if saved is None else saved.position
+
+    @property
     def state_store(self) -> CheckpointStore:
         """Where state and checkpoint are saved (opened on first use)."""
         if self._state_store is None:
@@ -242,28 +277,8 @@ class Projection:
         return self._state
 
     async def _unseal(self, saved: Checkpoint) -> tuple[Any, bool]:
-        """The state of ``saved``, and whether it has to be sealed (saved in clear).
-
-        Without encryption the state is as saved. With it, the state must be what
-        :meth:`~pepperpy.event.security.StreamEncryption.encrypt_state` sealed for this
-        projection at this position: anything else raises :class:`EncryptionError`. The
-        one exception is a state in clear text of a projection that never sealed one
-        (no key for it in the key store): saved before the store had encryption, it is
-        taken once and sealed at once.
-        """
-        encryption = self.store.encryption
-        if encryption is None:
-            return saved.state, False
-        if encryption.is_encrypted(saved.state):
-            plaintext = await encryption.decrypt_state(self.name, saved.position, saved.state)
-            return _json.loads(plaintext), False
-        if await encryption.has_state_keys(self.name):
-            raise EncryptionError(
-                f"projection {self.name!r}: the state saved at position {saved.position} is"
-                " not sealed, but this projection has sealed its state before: written"
-                " around the library, refused as tampered; rebuild() the projection"
-            )
-        return saved.state, True
+        """The state of ``saved``, and whether it has to be sealed (see :func:`unseal`)."""
+        return await unseal(self.store.encryption, self.name, saved)
 
     async def _reload_after(self, failure: BaseException) -> None:
         """Take state and position from disk again after ``failure`` ended a run."""
@@ -434,21 +449,7 @@ class Projection:
         """A step of :meth:`follow` failed with ``error`` in an outage: wait the backoff
         and say whether to go on (False: the store was closed meanwhile), or raise once
         ``retry_for`` has passed since the outage began."""
-        pause = outage.failed(time.monotonic())
-        where = self._where()
-        if pause is None:
-            elapsed, tries = outage.end() or (0.0, "")
-            raise StoreError(
-                f"projection {self.name!r} {where}: the store could not be reached for "
-                f"{elapsed:.1f} s ({tries}, retry_for={outage.retry_for:g}): {error}; "
-                "state and position are as last saved, nothing was applied twice or "
-                "skipped: call follow() again to resume from there"
-            ) from error
-        if outage.failures == 1:
-            logger.warning(
-                "projection %r %s: %s; trying again %s", self.name, where, error, outage.plan
-            )
-        await asyncio.sleep(pause)
+        await ride_out(outage, error, self.name, self._where())
         return not self.store.closed
 
     def _where(self) -> str:
@@ -457,15 +458,7 @@ class Projection:
 
     def _recovered(self, outage: Outage) -> None:
         """A step of :meth:`follow` worked: an outage under way is over."""
-        ended = outage.end()
-        if ended is not None:
-            logger.info(
-                "projection %r: the store can be reached again, after %.1f s and %s; "
-                "following from global position %s",
-                self.name,
-                *ended,
-                self._position,
-            )
+        recovered(outage, self.name, self._position)
 
     def _filters(self) -> dict[str, Any]:
         return {
@@ -522,7 +515,7 @@ class Projection:
         """
         state: Any = None
         basis: Any = _NOTHING  # the committed state ``state`` was copied from
-        async with aclosing(_waiting(reader, self.batch_size)) as batches:
+        async with aclosing(waiting(reader, self.batch_size)) as batches:
             async for batch in batches:
                 async with self._turn():
                     if self._state is not basis:  # first batch, or a run committed meanwhile
@@ -571,15 +564,7 @@ class Projection:
         # state is stored as JSON; keep the in-memory copy identical to what a reload gives
         # (and the working copy too: only JSON's own types, which read back as they are)
         check_plain_json(state, f"projection {self.name!r} state")
-        serialized = _json.dumps(state)
-        stored = _json.loads(serialized)
-        encryption = self.store.encryption
-        # with encryption the state (derived from decrypted data) is saved sealed
-        saved = (
-            stored
-            if encryption is None
-            else await encryption.encrypt_state(self.name, position, serialized)
-        )
+        stored, saved = await seal(self.store.encryption, self.name, position, state)
         # settled: a save cancelled half-way may still commit; state and position in
         # memory must follow whatever reached the disk
         await settled(self._save(stored, saved, position))
@@ -602,35 +587,6 @@ class Projection:
 
 
 _NOTHING = object()
-
-
-async def _waiting(reader: AsyncIterable[Event], most: int) -> AsyncGenerator[list[Event], None]:
-    """The events of ``reader`` in lists: each the next event, with those that follow it
-    at once (already read, so a step of the loop gives them), up to ``most``.
-
-    One read is always under way, as a task of its own, and is looked at after the loop
-    has run a step: a read served from what the reader holds is done by then, one that
-    must wait for the database or for news is not, and the list so far is given out.
-    """
-    iterator = aiter(reader)
-    reading: asyncio.Future[Event] = asyncio.ensure_future(anext(iterator))
-    try:
-        while True:
-            try:
-                batch = [await reading]
-            except StopAsyncIteration:
-                return
-            reading = asyncio.ensure_future(anext(iterator))
-            while len(batch) < most:
-                await asyncio.sleep(0)
-                if not reading.done() or reading.exception() is not None:
-                    break  # waiting (or ended, or failed): given out with the next batch
-                batch.append(reading.result())
-                reading = asyncio.ensure_future(anext(iterator))
-            yield batch
-    finally:
-        reading.cancel()
-        await asyncio.gather(reading, return_exceptions=True)
 
 
 def _global_position(event: Event) -> int:

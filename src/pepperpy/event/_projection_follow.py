@@ -1,13 +1,24 @@
-"""What ``Projection.follow()`` tells apart and says: outages to ride out, another
-follower's commit, where the projection stands."""
+"""What ``Projection.follow()`` tells apart and says (outages to ride out, another
+follower's commit, where the projection stands), how it takes live events in batches,
+and how ``wait_until`` waits for a position."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from typing import TypeGuard
 
 from ._errors import ConcurrencyError, EncryptionError, StoreError, StreamDeletedError
+from ._event import Event
+from .store._reader import Outage
+from .store._waiters import LoopWaiters
 
-__all__ = ["is_outage", "standing", "taken_over"]
+logger = logging.getLogger("pepperpy.event.replay")
+
+__all__ = ["is_outage", "reached", "recovered", "ride_out", "standing", "taken_over", "waiting"]
 
 
 def is_outage(error: BaseException) -> TypeGuard[StoreError]:
@@ -38,3 +49,86 @@ def standing(loaded: bool, position: int | None) -> str:
     if position is None:
         return "(its saved position could not be loaded)"
     return f"at global position {position}, or later if its last save went through"
+
+
+async def waiting(reader: AsyncIterable[Event], most: int) -> AsyncGenerator[list[Event], None]:
+    """The events of ``reader`` in lists: each the next event, with those that follow it
+    at once (already read, so a step of the loop gives them), up to ``most``.
+
+    One read is always under way, as a task of its own, and is looked at after the loop
+    has run a step: a read served from what the reader holds is done by then, one that
+    must wait for the database or for news is not, and the list so far is given out.
+    """
+    iterator = aiter(reader)
+    reading: asyncio.Future[Event] = asyncio.ensure_future(anext(iterator))
+    try:
+        while True:
+            try:
+                batch = [await reading]
+            except StopAsyncIteration:
+                return
+            reading = asyncio.ensure_future(anext(iterator))
+            while len(batch) < most:
+                await asyncio.sleep(0)
+                if not reading.done() or reading.exception() is not None:
+                    break  # waiting (or ended, or failed): given out with the next batch
+                batch.append(reading.result())
+                reading = asyncio.ensure_future(anext(iterator))
+            yield batch
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+
+
+async def reached(
+    position: int,
+    moved: LoopWaiters,
+    at: Callable[[], int | None],
+    saved: Callable[[], Awaitable[int | None]],
+) -> int:
+    """Wait until ``at()`` (woken through ``moved``) or ``saved()`` (polled, 10 ms
+    doubling to 0.5 s) is at least ``position``; return it."""
+    pause = 0.01
+    while True:
+        woken = moved.register()  # before looking: no wake-up falls between the two
+        here = at()
+        if here is not None and here >= position:
+            return here
+        there = await saved()
+        if there is not None and there >= position:
+            return there
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(pause):
+                await woken.wait()
+        pause = min(pause * 2, 0.5)
+
+
+async def ride_out(outage: Outage, error: StoreError, name: str, where: str) -> None:
+    """A step of projection ``name``'s ``follow()`` failed with ``error`` in an outage:
+    wait the backoff (logging a warning as the outage begins), or raise once
+    ``retry_for`` has passed since it began, saying ``where`` the projection stands."""
+    pause = outage.failed(time.monotonic())
+    if pause is None:
+        elapsed, tries = outage.end() or (0.0, "")
+        raise StoreError(
+            f"projection {name!r} {where}: the store could not be reached for "
+            f"{elapsed:.1f} s ({tries}, retry_for={outage.retry_for:g}): {error}; "
+            "state and position are as last saved, nothing was applied twice or "
+            "skipped: call follow() again to resume from there"
+        ) from error
+    if outage.failures == 1:
+        logger.warning("projection %r %s: %s; trying again %s", name, where, error, outage.plan)
+    await asyncio.sleep(pause)
+
+
+def recovered(outage: Outage, name: str, position: int | None) -> None:
+    """A step of projection ``name``'s ``follow()`` worked: an outage under way is over."""
+    ended = outage.end()
+    if ended is not None:
+        logger.info(
+            "projection %r: the store can be reached again, after %.1f s and %s; "
+            "following from global position %s",
+            name,
+            *ended,
+            position,
+        )
