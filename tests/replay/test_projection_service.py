@@ -423,3 +423,20 @@ async def test_the_docs_relay_rides_out_a_broker_outage_and_stops_on_sigterm(
             await consumer.close()
             await store.close()
             await delete_redis_keys(redis_url, f"{namespace}:*")
+
+
+async def test_following_an_empty_store_logs_it_caught_up_before_its_first_event(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    async with EventStore(f"sqlite:///{tmp_path / 'empty.db'}") as store:
+        projection = ledger(store)
+        with caplog.at_level(logging.INFO, logger=LOGGER):
+            follower = asyncio.ensure_future(projection.follow())
+            try:
+                await eventually(lambda: bool(messages(caplog, logging.INFO)[1:]), timeout=15)
+            finally:
+                await stop(follower)
+        assert messages(caplog, logging.INFO)[1] == (
+            "projection 'ledger' caught up before its first event; applying live events"
+        )  # it said "at global position None"
+        await projection.close()

@@ -424,9 +424,9 @@ class Projection:
             self._recovered(outage)
             if not live:
                 logger.info(
-                    "projection %r caught up at global position %s; applying live events",
+                    "projection %r caught up %s; applying live events",
                     self.name,
-                    self._position,
+                    standing(True, self._position),  # "before its first event" if none
                 )
                 live = True
             start = 0 if self._position is None else self._position + 1
