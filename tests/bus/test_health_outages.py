@@ -85,6 +85,8 @@ async def test_a_bus_that_only_publishes_reports_an_outage_until_a_publish_succe
         ours = f"pepperpy.event.transports.{broker}"
         warned = [r for r in caplog.records if r.name == ours and r.levelno == logging.WARNING]
         assert warned, "the outage is logged as a WARNING"
+        assert vars(warned[0])["kind"] == "outage"  # a field for JSON logs (test_log_fields)
+        assert "127.0.0.1" in vars(warned[0])["transport"]
         proxy.heal()
 
         async def published() -> bool:
@@ -101,4 +103,6 @@ async def test_a_bus_that_only_publishes_reports_an_outage_until_a_publish_succe
             raise AssertionError("no publish got through after the proxy healed")
         await eventually(lambda: bus.health().ready, timeout=10)
         assert bus.health().outage is None
-        assert any(r.name == ours and r.levelno == logging.INFO for r in caplog.records)
+        [over] = [r for r in caplog.records if vars(r).get("kind") == "outage_over"]
+        assert over.name == ours and over.levelno == logging.INFO
+        assert vars(over)["outage_s"] >= 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import sys
 import textwrap
 from dataclasses import fields
@@ -190,6 +191,19 @@ async def dead_letter_of_a_failing_event(transport: Transport) -> tuple[int, Eve
     return len(calls), sent, dead[0]
 
 
+def check_logged(caplog: pytest.LogCaptureFixture, sent: Event) -> None:
+    """The transport's ERROR for the event it dead-lettered carries its fields (for JSON
+    logs: docs/bus.md, "Log records and their fields")."""
+    [record] = [r for r in caplog.records if vars(r).get("kind") == "broker_dead_letter"]
+    assert record.levelno == logging.ERROR
+    fields = vars(record)
+    assert (fields["event_id"], fields["event_type"]) == (sent.id, "jobs.poison")
+    assert (fields["group"], fields["deliveries"]) == ("workers", 2)
+    assert "127.0.0.1" in fields["transport"] and "guest:guest" not in fields["transport"]
+    failed = [vars(r) for r in caplog.records if vars(r).get("kind") == "delivery_failed"]
+    assert [(f["event_id"], f["group"]) for f in failed] == [(sent.id, "workers")] * 2
+
+
 def check_dead_letter(result: tuple[int, Event, Event]) -> None:
     """Handled twice, then dead-lettered; the letter's ``dlattempts`` counts the two
     deliveries the handler had, on every transport (RabbitMQ said 3, counting the
@@ -207,12 +221,16 @@ HOW = ["keyword", "url"]
 
 @pytest.mark.redis
 @pytest.mark.parametrize("how", HOW)
-async def test_redis_dead_letters_after_max_deliveries(redis_url: str, how: str) -> None:
+async def test_redis_dead_letters_after_max_deliveries(
+    redis_url: str, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
     namespace = unique_name("pepopts")
     url, keywords = given_as(redis_url, "max_deliveries", how)
     transport = RedisTransport(url, namespace=namespace, partitions=1, max_backoff=0.05, **keywords)
     try:
-        check_dead_letter(await dead_letter_of_a_failing_event(transport))
+        result = await dead_letter_of_a_failing_event(transport)
+        check_dead_letter(result)
+        check_logged(caplog, result[1])
     finally:
         await delete_redis_keys(redis_url, f"{namespace}:*")
 
@@ -220,12 +238,16 @@ async def test_redis_dead_letters_after_max_deliveries(redis_url: str, how: str)
 @pytest.mark.nats
 @pytest.mark.parametrize("name", ["max_deliveries", "max_deliver"])
 @pytest.mark.parametrize("how", HOW)
-async def test_nats_dead_letters_after_max_deliveries(nats_url: str, name: str, how: str) -> None:
+async def test_nats_dead_letters_after_max_deliveries(
+    nats_url: str, name: str, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
     stream = unique_name("pep_opts")
     url, keywords = given_as(nats_url, name, how)
     transport = NatsTransport(url, stream=stream.upper(), prefix=stream, partitions=1, **keywords)
     try:
-        check_dead_letter(await dead_letter_of_a_failing_event(transport))
+        result = await dead_letter_of_a_failing_event(transport)
+        check_dead_letter(result)
+        check_logged(caplog, result[1])
     finally:
         await NatsTransport(nats_url, stream=stream.upper()).delete_stream()
 
@@ -234,12 +256,14 @@ async def test_nats_dead_letters_after_max_deliveries(nats_url: str, name: str, 
 @pytest.mark.parametrize("name", ["max_deliveries", "delivery_limit"])
 @pytest.mark.parametrize("how", HOW)
 async def test_rabbitmq_dead_letters_after_max_deliveries(
-    amqp_url: str, name: str, how: str
+    amqp_url: str, name: str, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     url, keywords = given_as(amqp_url, name, how)
     transport = RabbitMQTransport(url, exchange=unique_name("pep.opts"), partitions=1, **keywords)
     try:
-        check_dead_letter(await dead_letter_of_a_failing_event(transport))
+        result = await dead_letter_of_a_failing_event(transport)
+        check_dead_letter(result)
+        check_logged(caplog, result[1])
     finally:
         await transport.delete_topology()
 

@@ -25,9 +25,11 @@ from ._bus_checks import dead_letter_sources as _dead_letter_sources  # tests im
 from ._bus_delivery import Delivery, Registration, deliverer
 from ._bus_health import BusHealth
 from ._bus_health import health as _health
+from ._bus_logging import Repeats, log_fields, logged_shorter
 from ._bus_loop import check_caller_loop, check_loop, connect
 from ._bus_loop import close as _close
 from ._bus_serve import serve as _serve
+from ._bus_serve import where
 from ._bus_subscriptions import check_group, register_late, subscription_name
 from ._bus_subscriptions import delete_group as _delete_group
 from ._bus_subscriptions import unsubscribe as _unsubscribe
@@ -128,6 +130,10 @@ class EventBus(AsyncClosing):
         self.transport._owned = True
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_LIMIT)
         self._dead_letter_count = 0  # all of them, for health()
+        #: which dead letters are logged with their traceback, and which retries at
+        #: WARNING: one per handler and exception type a minute (see _bus_logging)
+        self._tracebacks = Repeats()
+        self._retry_warnings = Repeats()
         self._subscriptions: list[Subscription] = []
         self._unregistered: list[Subscription] = []
         self._registrations: dict[Subscription, Registration] = {}
@@ -319,20 +325,54 @@ class EventBus(AsyncClosing):
             group=group,
         )
         if dead is None:
-            where = "not dead-lettered again: it is a dead letter"
+            fate = "not dead-lettered again: it is a dead letter"
         else:
-            where = f"dead-lettering it to {dead.type} as {dead.id}"
+            fate = f"dead-lettering it to {dead.type} as {dead.id}"
             if group is not None:
-                where += f" (group {group})"
-        logger.error(
-            "bus handler %s failed for %s (%s) after %d attempt(s); %s",
-            name,
-            event.type,
-            event.id,
-            letter.attempts,
-            where,
-            exc_info=letter.exception,
+                fate += f" (group {group})"
+        error = letter.exception
+        seen = self._tracebacks.check(name, error)
+        fields = log_fields(
+            "dead_letter",
+            event_id=event.id,
+            event_type=event.type,
+            handler=name,
+            group=group,
+            attempt=letter.attempts,
+            error_type=type(error).__name__,
+            dead_letter_id=None if dead is None else dead.id,
+            dead_letter_topic=None if dead is None else dead.type,
+            transport=where(self.transport),
+            traceback_logged=seen.full,
         )
+        if seen.full:
+            logger.error(
+                "bus handler %s failed for %s (%s) after %d attempt(s); %s%s",
+                name,
+                event.type,
+                event.id,
+                letter.attempts,
+                fate,
+                logged_shorter(seen, "without a traceback"),
+                exc_info=error,
+                extra=fields,
+            )
+        else:  # its traceback is the one logged with the first like it
+            logger.error(
+                "bus handler %s failed for %s (%s) after %d attempt(s) (%s: %s); %s; "
+                "traceback not repeated: %d such failure(s) of this handler since the "
+                "one logged with it %.0f s ago",
+                name,
+                event.type,
+                event.id,
+                letter.attempts,
+                type(error).__name__,
+                error,
+                fate,
+                seen.repeats,
+                seen.since,
+                extra={**fields, "repeats": seen.repeats},
+            )
         for callback, principal in list(self._error_callbacks):
             acting = PRINCIPAL.set(principal)
             try:

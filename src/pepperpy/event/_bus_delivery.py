@@ -20,6 +20,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._blame import named
+from ._bus_logging import log_fields, logged_shorter
+from ._bus_serve import where
 from ._cancel import cancelled_by_caller, cancelling
 from ._event import Event
 from ._handlers import Handler, is_async_callable
@@ -102,6 +104,7 @@ def deliverer(
     handler = registration.handler
     is_async = is_async_callable(handler)
     policy = bus.retry_policy
+    transport = where(bus.transport)  # for the log records' fields
 
     async def deliver(event: Event) -> None:
         if registration.removed:  # the transport must give it to another member
@@ -132,10 +135,14 @@ def deliverer(
                 except Exception as exc:
                     error = exc
                 if policy.should_retry(error, attempt):
-                    logger.warning(
+                    name = named(handler, event, error)
+                    # one WARNING per handler and error type a minute, the rest at DEBUG
+                    seen = bus._retry_warnings.check(name, error)
+                    logger.log(
+                        logging.WARNING if seen.full else logging.DEBUG,
                         "bus handler %s failed for %s (%s) on attempt %d of %d (%s: %s); "
-                        "retrying in %s",
-                        named(handler, event, error),
+                        "retrying in %s%s",
+                        name,
                         event.type,
                         event.id,
                         attempt,
@@ -143,6 +150,18 @@ def deliverer(
                         type(error).__name__,
                         error,
                         describe_delay(policy, attempt),
+                        logged_shorter(seen, "at DEBUG") if seen.full else "",
+                        extra=log_fields(
+                            "retry",
+                            event_id=event.id,
+                            event_type=event.type,
+                            handler=name,
+                            group=group,
+                            attempt=attempt,
+                            max_attempts=policy.max_attempts,
+                            error_type=type(error).__name__,
+                            transport=transport,
+                        ),
                     )
                     await policy.sleep(attempt)
                     attempt += 1

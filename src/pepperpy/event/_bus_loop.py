@@ -18,6 +18,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ._bus_delivery import DELIVERY
+from ._bus_logging import log_fields
 from ._bus_serve import where
 from ._errors import ClosedError
 
@@ -59,11 +60,14 @@ def _still_connecting(bus: EventBus, loop: asyncio.AbstractEventLoop, began: flo
         if isinstance(limit, int | float) and not isinstance(limit, bool)
         else ""
     )
+    shown = where(transport)
+    waited = loop.time() - began
     logger.warning(
         "EventBus: still connecting to %s after %.1f s%s",
-        where(transport),
-        loop.time() - began,
+        shown,
+        waited,
         giving_up,
+        extra=log_fields("still_connecting", transport=shown, connecting_s=round(waited, 1)),
     )
 
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 from urllib.parse import parse_qs, urlsplit
 
 from ._blame import handler_name
+from ._bus_logging import log_fields
 from ._errors import ClosedError
 from ._handlers import CUT_OFF
 from ._redact import redact_url
@@ -99,15 +100,28 @@ async def _serve(bus: EventBus, wanted: tuple[signal.Signals, ...], grace: float
             # before start(): a signal while connecting gives the connection up
             until = _install(loop, wanted, stop, previous)
             if not await _start(bus, stopped):
-                logger.info("EventBus on %s: %s while connecting; closing", at, stopped.result())
+                logger.info(
+                    "EventBus on %s: %s while connecting; closing",
+                    at,
+                    stopped.result(),
+                    extra=log_fields("serve_closing", transport=at),
+                )
                 await bus.close()
-                logger.info("EventBus on %s: closed", at)
+                logger.info(
+                    "EventBus on %s: closed", at, extra=log_fields("serve_closed", transport=at)
+                )
                 return
             if bus._closed:  # closed while start() returned: nothing to wait for
                 stop("close() was called")
             if grace is not None:
                 until += f"; shutdown_timeout {grace:g} s"
-            logger.info("EventBus serving on %s: %s; until %s", at, _subscriptions(bus), until)
+            logger.info(
+                "EventBus serving on %s: %s; until %s",
+                at,
+                _subscriptions(bus),
+                until,
+                extra=log_fields("serving", transport=at),
+            )
             reason = await stopped
         finally:
             _restore(loop, previous)
@@ -159,7 +173,13 @@ async def _close(bus: EventBus, at: str, reason: str, grace: float | None) -> No
     began = loop.time()
     running = in_progress(bus, began)
     after = f"after the {running}" if bus._deliveries else f"({running})"
-    logger.info("EventBus on %s: %s; closing %s", at, reason, after)
+    logger.info(
+        "EventBus on %s: %s; closing %s",
+        at,
+        reason,
+        after,
+        extra=log_fields("serve_closing", transport=at, in_progress=len(bus._deliveries)),
+    )
     closing = asyncio.ensure_future(bus.close())
     deadline = None if grace is None else began + grace
     try:
@@ -180,12 +200,24 @@ async def _close(bus: EventBus, at: str, reason: str, grace: float | None) -> No
                 now - began,
                 in_progress(bus, now),
                 left,
+                extra=log_fields(
+                    "serve_closing",
+                    transport=at,
+                    closing_s=round(now - began, 1),
+                    in_progress=len(bus._deliveries),
+                ),
             )
     except asyncio.CancelledError:
         closing.cancel()  # the shutdown itself goes on (close() shields it)
         raise
     closing.result()
-    logger.info("EventBus on %s: closed in %.1f s", at, loop.time() - began)
+    took = loop.time() - began
+    logger.info(
+        "EventBus on %s: closed in %.1f s",
+        at,
+        took,
+        extra=log_fields("serve_closed", transport=at, closing_s=round(took, 1)),
+    )
 
 
 async def _cut_off(
@@ -206,6 +238,7 @@ async def _cut_off(
         grace,
         in_progress(bus, loop.time(), "still in progress"),
         fate,
+        extra=log_fields("shutdown_timeout", transport=at, in_progress=len(running)),
     )
     for delivery in running:
         if delivery.task is not None:
@@ -216,6 +249,7 @@ async def _cut_off(
         at,
         loop.time() - began,
         _deliveries(len(running)),
+        extra=log_fields("serve_closed", transport=at, closing_s=round(loop.time() - began, 1)),
     )
     raise TimeoutError(
         f"EventBus.serve(): shutdown_timeout ({grace:g} s) passed with "

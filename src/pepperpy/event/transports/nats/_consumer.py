@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..._bus_logging import log_fields
 from ..._errors import ClosedError, ConfigurationError, SerializationError
 from ..._event import Event
 from ..._handlers import start
@@ -486,7 +487,17 @@ class Consumer:
                 await self._not_started(msg, key)
                 return
             except Exception:
-                logger.exception("delivery of %s (%s) failed; redelivering", event.type, event.id)
+                logger.exception(
+                    "delivery of %s (%s) failed; redelivering",
+                    event.type,
+                    event.id,
+                    extra=log_fields(
+                        "delivery_failed",
+                        event_id=event.id,
+                        event_type=event.type,
+                        group=self.group,
+                    ),
+                )
                 await self._settle(msg, ack=False)
             except asyncio.CancelledError:
                 # this runs in its own delivery task (see start()): unless that task is

@@ -19,6 +19,7 @@ import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..._bus_logging import log_fields
 from ._client import drop_attempt
 
 if TYPE_CHECKING:
@@ -171,6 +172,13 @@ class Outages:
             outage.failures,
             now - outage.since,
             self.options.reconnect_wait,
+            extra=log_fields(
+                "outage_ongoing",
+                transport=self.server,
+                reason=reason,
+                outage_s=round(now - outage.since, 1),
+                failed_attempts=outage.failures,
+            ),
         )
 
     def disconnected(self, nc: Client) -> None:
@@ -187,6 +195,7 @@ class Outages:
             "disconnected from NATS at %s (%s); reconnecting",
             self.server,
             cause or "connection lost",
+            extra=log_fields("outage", transport=self.server, reason=cause or "connection lost"),
         )
 
     def reconnected(self) -> None:
@@ -194,13 +203,24 @@ class Outages:
         outage = self.outage
         self.forget()
         if outage is None:
-            logger.info("reconnected to NATS at %s", self.server)
+            logger.info(
+                "reconnected to NATS at %s",
+                self.server,
+                extra=log_fields("outage_over", transport=self.server),
+            )
         else:
+            lasted = time.monotonic() - outage.since
             logger.info(
                 "reconnected to NATS at %s after %.1fs (%d failed attempt(s))",
                 self.server,
-                time.monotonic() - outage.since,
+                lasted,
                 outage.failures,
+                extra=log_fields(
+                    "outage_over",
+                    transport=self.server,
+                    outage_s=round(lasted, 1),
+                    failed_attempts=outage.failures,
+                ),
             )
 
     def forget(self) -> None:

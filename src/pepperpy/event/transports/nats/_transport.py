@@ -15,6 +15,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
+from ..._bus_logging import log_fields
 from ..._deadletter import dead_letter_event, partition_key
 from ..._errors import ClosedError, TransportError
 from ..._event import Event
@@ -334,7 +335,21 @@ class NatsTransport(Connection, Transport):
         consumer, even if this runs twice for it, but one for each publication of an
         event published more than once.
         """
-        logger.error("%s (%s) on %s: %s", event.type, event.id, self.stream, reason)
+        logger.error(
+            "%s (%s) on %s: %s",
+            event.type,
+            event.id,
+            self.stream,
+            reason,
+            extra=log_fields(
+                "broker_dead_letter",
+                event_id=event.id,
+                event_type=event.type,
+                group=group,
+                deliveries=deliveries,
+                transport=self.server,
+            ),
+        )
         dead = dead_letter_event(event, reason=reason, attempts=deliveries, group=group)
         if dead is None:
             return  # never dead-letter a dead letter

@@ -10,6 +10,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
+from ..._bus_logging import log_fields
 from ..._errors import EventError
 from ..._event import Event
 from ..._handlers import start
@@ -421,7 +422,14 @@ class Consumer:
             self._not_started(tag, event)
             return
         except Exception:
-            logger.exception("delivery of %s (%s) failed; requeueing it", event.type, event.id)
+            logger.exception(
+                "delivery of %s (%s) failed; requeueing it",
+                event.type,
+                event.id,
+                extra=log_fields(
+                    "delivery_failed", event_id=event.id, event_type=event.type, group=self.group
+                ),
+            )
             await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
             return
         except asyncio.CancelledError:

@@ -15,8 +15,10 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ..._bus_logging import log_fields
 from ..._deadletter import dead_letter_event, partition_key
 from ..._event import Event
+from ..._redact import redact_url
 
 if TYPE_CHECKING:
     from ._transport import RabbitMQTransport
@@ -75,6 +77,14 @@ async def give_up(
         event.type,
         event.id,
         deliveries,
+        extra=log_fields(
+            "broker_dead_letter",
+            event_id=event.id,
+            event_type=event.type,
+            group=group,
+            deliveries=deliveries,
+            transport=redact_url(transport.url),
+        ),
     )
     dead = dead_letter_event(
         event,

@@ -61,6 +61,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from ..._bus_logging import log_fields
 from ..._redact import redact_url
 from ._connect import lost_reason
 
@@ -442,11 +443,13 @@ class Outages:
         if self._closed() or self.lost_at is not None:
             return
         self.lost_at = time.monotonic()
+        shown = redact_url(self.url)
         logger.warning(
             "lost the connection to RabbitMQ at %s (%s); reconnecting every %gs",
-            redact_url(self.url),
+            shown,
             reason,
             self.reconnect_interval,
+            extra=log_fields("outage", transport=shown, reason=reason),
         )
 
     def restored(self) -> None:
@@ -454,5 +457,16 @@ class Outages:
         lost, self.lost_at = self.lost_at, None
         if self._closed():
             return
-        downtime = f" after {time.monotonic() - lost:.1f}s" if lost is not None else ""
-        logger.info("the connection to RabbitMQ at %s is back%s", redact_url(self.url), downtime)
+        lasted = None if lost is None else time.monotonic() - lost
+        downtime = f" after {lasted:.1f}s" if lasted is not None else ""
+        shown = redact_url(self.url)
+        logger.info(
+            "the connection to RabbitMQ at %s is back%s",
+            shown,
+            downtime,
+            extra=log_fields(
+                "outage_over",
+                transport=shown,
+                outage_s=None if lasted is None else round(lasted, 1),
+            ),
+        )

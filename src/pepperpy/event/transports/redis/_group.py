@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ..._bus_logging import log_fields
 from ..._event import Event
 from ..._handlers import cut_off, outcome, start
 from ..base import NotDelivered, Subscription, resume_cancellation
@@ -503,6 +504,12 @@ class GroupMember(PartitionWorkers):
                 event.type,
                 event.id,
                 exc_info=failure,
+                extra=log_fields(
+                    "delivery_failed",
+                    event_id=event.id,
+                    event_type=event.type,
+                    group=self.sub.group,
+                ),
             )
             return False
         return True

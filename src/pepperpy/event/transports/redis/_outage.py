@@ -18,6 +18,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from ..._bus_logging import log_fields
 from ._wire import logger, pool_exhausted
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class Outages:
             reason,
             who,
             self.backoff,
+            extra=log_fields("outage", transport=self.where, met_by=who, reason=reason),
         )
 
     def reached(self, key: Hashable) -> None:
@@ -104,12 +106,19 @@ class Outages:
         self._failing.discard(key)
         if self._failing:
             return
+        lasted = time.monotonic() - self._since
         logger.info(
             "Redis at %s is reachable again after %.1fs (%d failed attempt%s meanwhile)",
             self.where,
-            time.monotonic() - self._since,
+            lasted,
             self._failures,
             "" if self._failures == 1 else "s",
+            extra=log_fields(
+                "outage_over",
+                transport=self.where,
+                outage_s=round(lasted, 1),
+                failed_attempts=self._failures,
+            ),
         )
         self._since = None
 

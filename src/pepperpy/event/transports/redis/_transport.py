@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..._bus_logging import log_fields
 from ..._deadletter import DEAD_LETTER_PREFIX, dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
@@ -383,11 +384,25 @@ class RedisTransport(Transport):
             f"(gave up after {self.options.connect_timeout}s): {str(error) or 'no answer'}"
         )
 
+    def _dead_letter_fields(self, event: Event, group: str, deliveries: int) -> dict[str, Any]:
+        """The log record fields of an event the broker side dead-letters."""
+        return log_fields(
+            "broker_dead_letter",
+            event_id=event.id,
+            event_type=event.type,
+            group=group,
+            deliveries=deliveries,
+            transport=self._outages.where,
+        )
+
     async def _publish_dead_letter(self, event: Event, group: str, deliveries: int) -> None:
         """Move an event that kept failing delivery to ``deadletter.<topic>``."""
         if event.type.startswith(DEAD_LETTER_PREFIX):
             logger.error(
-                "dropping dead letter %s (%s): its delivery kept failing", event.type, event.id
+                "dropping dead letter %s (%s): its delivery kept failing",
+                event.type,
+                event.id,
+                extra=self._dead_letter_fields(event, group, deliveries),
             )
             return
         logger.error(
@@ -398,6 +413,7 @@ class RedisTransport(Transport):
             deliveries,
             group,
             DEAD_LETTER_PREFIX + event.type,
+            extra=self._dead_letter_fields(event, group, deliveries),
         )
         dead = dead_letter_event(
             event,
