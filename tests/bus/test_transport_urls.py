@@ -9,6 +9,7 @@ import pytest
 
 from pepperpy.event import ConfigurationError, EventBus
 from pepperpy.event.transports import MemoryTransport
+from pepperpy.event.transports.redis import RedisTransport
 
 
 @pytest.mark.parametrize("url", ["MEMORY://", "Memory://", "MEMORY:", "MEMORY", "memory"])
@@ -186,3 +187,31 @@ def test_a_refused_transport_url_hides_its_password(url: str, message: str) -> N
         EventBus(transport=url)
     assert message in str(caught.value)
     assert "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0?namespace=a&namespace=b",
+        "redis://127.0.0.1:6379/0?socket_timeout=1&socket_timeout=2",  # redis-py's too
+        "amqp://guest:guest@127.0.0.1:5672/?partitions=4&partitions=6",
+        "amqp://guest:guest@127.0.0.1:5672/?heartbeat=5&heartbeat=10",  # aio-pika's too
+        "nats://127.0.0.1:4222?stream=A&stream=B",
+        "nats://127.0.0.1:4222?stream=A,nats://127.0.0.1:4223?stream=B",  # across a cluster
+    ],
+)
+def test_a_parameter_given_twice_with_two_values_is_refused_naming_it(url: str) -> None:
+    # two processes' query strings merged: the last one no longer wins silently
+    name = url.rsplit("&", 1)[-1].split("=")[0] if "&" in url else "stream"
+    with pytest.raises(ConfigurationError, match=f"parameter {name!r} is given twice") as caught:
+        EventBus(transport=url)
+    assert "guest:guest" not in str(caught.value)
+
+
+def test_a_parameter_repeated_with_its_value_is_taken_once() -> None:
+    transport = RedisTransport("redis://127.0.0.1:6379/0?namespace=a&namespace=a")
+    assert transport.options.namespace == "a"
+    secret = "redis://127.0.0.1:6379/0?password=s3cret&password=other"
+    with pytest.raises(ConfigurationError) as caught:
+        RedisTransport(secret)
+    assert "s3cret" not in str(caught.value) and "other" not in str(caught.value)

@@ -23,6 +23,7 @@ import functools
 import inspect
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast
+from urllib.parse import parse_qsl
 
 from .._errors import ConfigurationError
 from .._redact import redact_url
@@ -33,6 +34,7 @@ __all__ = [
     "default",
     "given_keywords",
     "not_a_url",
+    "query_options",
     "unknown_option",
 ]
 
@@ -74,6 +76,27 @@ def default(value: _T) -> _T:
 def given_keywords(keywords: Mapping[str, Any]) -> dict[str, Any]:
     """The keywords of ``keywords`` that the caller passed (those not left at :func:`default`)."""
     return {name: value for name, value in keywords.items() if not isinstance(value, _Default)}
+
+
+def query_options(queries: Iterable[str], *, where: str) -> list[tuple[str, str]]:
+    """The ``(name, value)`` pairs of URL query strings, each name once.
+
+    A name given twice with different values (``?namespace=a&namespace=b``, as two
+    merged environment-provided query strings make) is refused with
+    :class:`ConfigurationError` naming it, not settled by the last one silently; given
+    twice with one value, it is kept once. ``queries``: one query, or those of a
+    cluster's server list, which configure one transport together. The values are not
+    shown: one may be a password.
+    """
+    pairs: dict[str, str] = {}
+    for query in queries:
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if pairs.setdefault(name, value) != value:
+                raise ConfigurationError(
+                    f"the parameter {name!r} is given twice in {where}, with different "
+                    "values: give it once"
+                )
+    return list(pairs.items())
 
 
 def not_a_url(value: object) -> str:

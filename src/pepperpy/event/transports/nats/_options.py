@@ -10,13 +10,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ..._errors import ConfigurationError
 from ..._options import check_count
 from ..._redact import redact_url
 from ..._seconds import check_seconds
-from .._url_options import common_names, not_a_url, unknown_option
+from .._url_options import common_names, not_a_url, query_options, unknown_option
 from ._subjects import check_prefix
 
 __all__ = ["SYNONYMS", "NatsOptions", "parse_url"]
@@ -165,6 +165,7 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[list[str], NatsOption
     servers: list[str] = []
     values: dict[str, Any] = {}
     token: str | None = None
+    queries: list[str] = []
     for text in url.split(","):
         try:
             parts = urlsplit(text.strip())
@@ -173,16 +174,17 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[list[str], NatsOption
         if parts.scheme not in ("nats", "tls") or not parts.hostname:
             raise ConfigurationError(f"not a NATS URL: {_shown(url)!r} (expected nats://host:port)")
         servers.append(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
-        for name, raw in parse_qsl(parts.query, keep_blank_values=True):
-            if name == "token":
-                if not raw:
-                    raise ConfigurationError("the NATS URL's token= is empty")
-                token = raw
-                continue
-            kind = _FIELD_TYPES.get(SYNONYMS.get(name, name))
-            if kind is None:  # nats-py takes nothing from the query: all of it is ours
-                raise unknown_option(name, where="the NATS URL", ours=_FIELD_TYPES)
-            values[name] = _convert(name, raw, str(kind))
+        queries.append(parts.query)
+    for name, raw in query_options(queries, where="the NATS URL"):
+        if name == "token":
+            if not raw:
+                raise ConfigurationError("the NATS URL's token= is empty")
+            token = raw
+            continue
+        kind = _FIELD_TYPES.get(SYNONYMS.get(name, name))
+        if kind is None:  # nats-py takes nothing from the query: all of it is ours
+            raise unknown_option(name, where="the NATS URL", ours=_FIELD_TYPES)
+        values[name] = _convert(name, raw, str(kind))
     values = common_names(values, SYNONYMS, where="the NATS URL")
     if token is not None and any(urlsplit(server).username for server in servers):
         raise ConfigurationError(

@@ -9,13 +9,13 @@ import re
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ..._errors import ConfigurationError
 from ..._options import check_count
 from ..._redact import redact_url
 from ..._seconds import check_seconds
-from .._url_options import common_names, not_a_url, unknown_option
+from .._url_options import common_names, not_a_url, query_options, unknown_option
 
 #: content type of a structured-mode CloudEvent (CloudEvents AMQP binding)
 CONTENT_TYPE = "application/cloudevents+json"
@@ -187,7 +187,7 @@ def split_options(
     _check_port(parts.netloc, url)
     ours: dict[str, Any] = {}
     rest: list[tuple[str, str]] = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+    for name, value in query_options([parts.query], where="the RabbitMQ URL"):
         if SYNONYMS.get(name, name) not in _DEFAULTS:
             check = DRIVER_OPTIONS.get(name)
             if check is None and name not in driver_names:

@@ -15,7 +15,7 @@ from ..._errors import ConfigurationError
 from ..._options import check_count
 from ..._redact import redact_url
 from ..._seconds import check_seconds
-from .._url_options import not_a_url, unknown_option
+from .._url_options import not_a_url, query_options, unknown_option
 
 __all__ = ["CLIENT_DEFAULTS", "RedisOptions", "client_options", "parse_url", "partition_of"]
 
@@ -157,7 +157,7 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[str, RedisOptions]:
         )
     ours: dict[str, Any] = {}
     theirs: list[tuple[str, str]] = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+    for name, value in query_options([parts.query], where="the Redis URL"):
         convert = _CONVERTERS.get(name)
         if convert is None:
             theirs.append((name, value))
