@@ -82,6 +82,21 @@ async def test_a_host_name_that_does_not_resolve_fails_at_once_naming_the_host()
     assert message.endswith("check the host in the transport's URL"), message
 
 
+@pytest.mark.redis
+async def test_credentials_redis_refuses_fail_at_once_as_refused_not_unreachable(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a user Redis does not know: it answers "invalid username-password pair", which
+    # redis-py raises as a ConnectionError; it was retried for connect_timeout (60 s
+    # here) and reported as "unreachable", like an outage
+    url = "redis://nosuchuser:wr0ngpass@127.0.0.1:6379/0"
+    message = await start_failure(RedisTransport(url, connect_timeout=60))
+    assert message.startswith("Redis at 127.0.0.1:6379 refused connecting: ")
+    assert "check the user and password" in message
+    assert "unreachable" not in message and "wr0ngpass" not in message
+    assert "unreachable" not in caplog.text
+
+
 def test_the_repr_shows_each_setting_once_and_hides_the_password() -> None:
     """``serve()``'s banner and logs show the transport: the namespace given in the URL
     is shown once (operations audit, finding 17), the password never."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..._errors import ConfigurationError, TransportError
 from ..._redact import redact_url
 from ._outage import server_of
+from ._wire import refusals
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -51,6 +52,11 @@ async def connect(client: Redis, options: RedisOptions, url: str, exceptions: An
     where = server_of(url)
     try:
         await check_layout(client, options, url)
+    except refusals(exceptions) as exc:  # answered, and no: retrying changes nothing
+        raise TransportError(
+            f"Redis at {where} refused connecting: {exc} (check the user and password in "
+            "the transport's URL)"
+        ) from exc
     except exceptions.ConnectionError as exc:
         failure = _no_such_host(exc)
         if failure is None:

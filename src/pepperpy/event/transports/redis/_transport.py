@@ -25,7 +25,15 @@ from ._outcome import with_outcome
 from ._replicas import Replicas
 from ._topology import connect, delete_namespace
 from ._trimming import trim_acknowledged, trim_periodically
-from ._wire import EVENT_FIELD, TOPIC_FIELD, Backoff, connection_errors, logger, pool_errors
+from ._wire import (
+    EVENT_FIELD,
+    TOPIC_FIELD,
+    Backoff,
+    connection_errors,
+    logger,
+    pool_errors,
+    refusals,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -94,6 +102,7 @@ class RedisTransport(Transport):
         self._url_options = client_options(self._client_url, self._redis.connection)
         self.url = url
         self._unreachable = connection_errors(self._exceptions)
+        self._refused = refusals(self._exceptions)  # subclasses of the above: caught first
         self._pool_full = pool_errors(self._exceptions)
         socket_timeout = self._url_options.get("socket_timeout", CLIENT_DEFAULTS["socket_timeout"])
         #: looks for copies of an XADD sent with no reply, before it is sent again
@@ -302,6 +311,9 @@ class RedisTransport(Transport):
 
         try:
             await self._appends.send(client, publication, deadline)
+        except self._refused as exc:  # credentials refused on a new connection
+            refused = TransportError(f"Redis refused to publish {event.type!r}: {exc}")
+            raise with_outcome(refused, unknown=publication.unknown) from exc
         except self._unreachable as exc:
             await self._retrying(
                 f"publishing {event.type!r}",
@@ -362,6 +374,11 @@ class RedisTransport(Transport):
             try:
                 async with asyncio.timeout_at(deadline):
                     return await operation()
+            except self._refused as exc:  # Redis answered: trying again changes nothing
+                failure = TransportError(f"Redis refused {what}: {exc}")
+                if unknown is not None:
+                    failure = with_outcome(failure, unknown=unknown())
+                raise failure from exc
             except self._unreachable as exc:  # the pool's limit included; TimeoutError too
                 # an attempt cut off at the deadline says less than the error before it
                 if error is None or type(exc) is not TimeoutError:

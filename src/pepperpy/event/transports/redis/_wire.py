@@ -24,6 +24,7 @@ __all__ = [
     "Entries",
     "Backoff",
     "connection_errors",
+    "refusals",
     "TopicFilter",
     "as_text",
     "decode_event",
@@ -145,6 +146,14 @@ class Backoff:
 def connection_errors(exceptions: Any) -> tuple[type[BaseException], ...]:
     """The driver errors that mean "Redis is (momentarily) unreachable"."""
     return (exceptions.ConnectionError, exceptions.TimeoutError, OSError)
+
+
+def refusals(exceptions: Any) -> tuple[type[BaseException], ...]:
+    """redis-py's errors for credentials Redis refused (a wrong password, a disabled user,
+    no permission): they derive from ``ConnectionError``, but Redis answered, and trying
+    again changes nothing. Caught before :func:`connection_errors`."""
+    names = ("AuthenticationError", "AuthorizationError")
+    return tuple(error for name in names if (error := getattr(exceptions, name, None)))
 
 
 def pool_errors(exceptions: Any) -> tuple[type[BaseException], ...]:
