@@ -196,7 +196,7 @@ def _compile(patterns: str | Sequence[str] | None, what: str) -> list[tuple[str,
 class EventReader:
     """Events read from a store: ``await`` it for a list, or ``async for`` over it."""
 
-    __slots__ = ("_accept", "_decode", "_fetch", "_limit", "_start")
+    __slots__ = ("_accept", "_decode", "_dense", "_fetch", "_limit", "_start")
 
     def __init__(
         self,
@@ -206,7 +206,11 @@ class EventReader:
         start: int | None,
         limit: int | None,
         accept: RowFilter | None = None,
+        dense: bool = False,
     ) -> None:
+        """``dense``: the pages ``fetch`` gives hold (mostly) rows that ``accept`` keeps,
+        as an index finds them; a limited read then asks for pages of about ``limit``
+        rows, as an unfiltered one does, instead of full pages."""
         if limit is not None and (limit.__class__ is not int or limit < 0):
             message = f"limit must be an int >= 0 or None, got {limit!r}"
             # an int subclass (a bool, an IntEnum) is refused too: a wrong type
@@ -216,6 +220,7 @@ class EventReader:
         self._start = start
         self._limit = limit
         self._accept = None if accept is None or accept.passes_everything else accept
+        self._dense = dense or self._accept is None
 
     def __await__(self) -> Generator[object, None, list[Event]]:
         return self._collect().__await__()
@@ -253,7 +258,8 @@ class _ReaderIterator:
         self._done = False
         self._buffer: list[Event] = []
         self._index = 0
-        #: the least a limited, unfiltered page scans: doubled while pages come back short
+        #: the least a limited, unfiltered (or dense) page scans: doubled while pages come
+        #: back short
         self._scan = 0
 
     def __aiter__(self) -> _ReaderIterator:
@@ -278,15 +284,16 @@ class _ReaderIterator:
             if remaining is not None and remaining <= 0:
                 break
             size = self._page_size
-            if remaining is not None and accept is None:
+            if remaining is not None and reader._dense:
                 size = min(size, max(remaining, self._scan))
             rows, cursor = await reader._fetch(self._cursor, size)
-            if len(rows) < size and cursor is not None:
-                # hidden events (of deleted streams) filled part of the page: scan more at
-                # a time, or a run of them costs a read per ``remaining`` rows
-                self._scan = 2 * size
             if accept is not None:
                 rows = [row for row in rows if accept(row)]
+            if len(rows) < size and cursor is not None:
+                # hidden events (of deleted streams), or rows the filter left out, filled
+                # part of the page: scan more at a time, or a run of them costs a read per
+                # ``remaining`` rows
+                self._scan = 2 * size
             if remaining is not None:
                 rows = rows[:remaining]
             # decoded before the cursor moves: a page that fails is read again next time
