@@ -405,3 +405,39 @@ async def test_a_jittered_retry_logs_the_range_of_its_delay(
         "on attempt 1 of 3 (ZeroDivisionError: division by zero); retrying in 0.001 s"
     )
     assert second.endswith("retrying in 0.001 to 0.002 s")
+
+
+class _SlowToClose(MemoryTransport):
+    """A transport whose close() waits for its broker, which has been gone 7 s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    def outage(self) -> float | None:
+        return 7.0
+
+    async def close(self) -> None:
+        await self.release.wait()
+        await super().close()
+
+
+async def test_closing_with_the_deliveries_done_says_it_waits_for_the_transport(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # it said "waiting for no delivery in progress" while the broker held it up
+    monkeypatch.setattr(_bus_serve, "PROGRESS_EVERY", 0.01)
+    caplog.set_level(logging.INFO, "pepperpy.event.bus")
+    transport = _SlowToClose()
+    bus = EventBus(transport=transport)
+    serving = asyncio.create_task(bus.serve(signals=()))
+    await _until(lambda: bus._serving and bus._started)
+    closing = asyncio.create_task(bus.close())
+    await _until(lambda: any("still closing" in m for m in _messages(caplog)))
+    transport.release.set()
+    await asyncio.wait_for(serving, DEADLINE)
+    await closing
+    [still, *_] = [line for line in _messages(caplog) if "still closing" in line]
+    assert "waiting for the transport to close (the deliveries are done;" in still
+    assert still.endswith("; the broker has been unreachable for 7 s")
+    assert "no delivery in progress" not in still

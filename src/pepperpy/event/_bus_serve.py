@@ -198,7 +198,7 @@ async def _close(bus: EventBus, at: str, reason: str, grace: float | None) -> No
                 "EventBus on %s: still closing after %.0f s, waiting for %s%s",
                 at,
                 now - began,
-                in_progress(bus, now),
+                _waiting_for(bus, now),
                 left,
                 extra=log_fields(
                     "serve_closing",
@@ -270,6 +270,25 @@ def in_progress(bus: EventBus, now: float, state: str = "in progress") -> str:
     )
     more = f" and {len(running) - _SHOWN} more" if len(running) > _SHOWN else ""
     return f"{_deliveries(len(running))} {state}: {shown}{more}"
+
+
+def _waiting_for(bus: EventBus, now: float) -> str:
+    """What a closing bus still waits for, for its progress line: the deliveries in
+    progress, or, once they are done, the transport (its acks, leaving its groups,
+    closing its connection), with how long its broker has been unreachable if it is."""
+    if bus._deliveries:
+        return in_progress(bus, now)
+    waiting = (
+        "the transport to close (the deliveries are done; acknowledging, leaving its "
+        "groups and closing its connection need the broker)"
+    )
+    try:
+        outage = bus.transport.outage()
+    except Exception:  # a transport's own report must not break the shutdown's log
+        outage = None
+    if outage is not None:
+        waiting += f"; the broker has been unreachable for {outage:.0f} s"
+    return waiting
 
 
 def _deliveries(count: int) -> str:
