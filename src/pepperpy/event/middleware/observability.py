@@ -15,7 +15,9 @@ from .._processor import NextHandler
 __all__ = ["LogMiddleware", "TraceMiddleware", "trace_headers"]
 
 #: W3C Trace Context keys carried in ``event.metadata`` (also valid CloudEvents
-#: extension names, so they travel as the CloudEvents distributed-tracing extension)
+#: extension names, so they travel as the CloudEvents distributed-tracing extension);
+#: read whatever the configured propagators are, beside the keys those propagators use
+#: (``baggage`` with OpenTelemetry's default ones)
 TRACE_KEYS = ("traceparent", "tracestate")
 
 
@@ -154,9 +156,12 @@ class LogMiddleware:
 class TraceMiddleware:
     """Wrap processing in an OpenTelemetry span that continues the producer's trace.
 
-    The parent context is read from W3C Trace Context entries (``traceparent``,
-    ``tracestate``) in ``event.metadata``, so a trace started by whoever published the
-    event continues across a bus or store hop. Producers add those entries with
+    The parent context is read from ``event.metadata`` with the application's
+    configured propagators (OpenTelemetry's global text map: W3C Trace Context
+    ``traceparent``/``tracestate`` and W3C ``baggage`` by default, B3 or Jaeger where
+    ``OTEL_PROPAGATORS`` or ``set_global_textmap`` says so), so a trace started by
+    whoever published the event continues across a bus or store hop, and the handler
+    runs with the publisher's baggage current. Producers add those entries with
     :func:`trace_headers` (``bus.publish(topic, data, headers=trace_headers())``).
     Without them, or when they are malformed (ignored, as W3C Trace Context says), the
     span is a child of the current span, or the root of a new trace when there is none.
@@ -168,27 +173,40 @@ class TraceMiddleware:
 
     def __init__(self, tracer_provider: Any = None, *, name: str = "pepperpy.event") -> None:
         trace = require("opentelemetry.trace", extra="otel", feature="TraceMiddleware")
-        propagate = require(
-            "opentelemetry.trace.propagation.tracecontext", extra="otel", feature="TraceMiddleware"
-        )
         self._trace = trace
         self._context = require("opentelemetry.context", extra="otel", feature="TraceMiddleware")
-        self._propagator = propagate.TraceContextTextMapPropagator()
+        # the global text map is looked up per event: an application may configure it
+        # after making the middleware
+        self._propagate = require(
+            "opentelemetry.propagate", extra="otel", feature="TraceMiddleware"
+        )
         self._tracer = trace.get_tracer(name, tracer_provider=tracer_provider)
         self._consumer = trace.SpanKind.CONSUMER
         status = require("opentelemetry.trace.status", extra="otel", feature="TraceMiddleware")
         self._cancelled = status.Status(status.StatusCode.ERROR, "cancelled")
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
-        carrier = _carrier(event.metadata)
+        textmap = self._propagate.get_global_textmap()
+        carrier = _carrier(event.metadata, textmap)
         parent = None
         if carrier:
             try:
                 # extracted into the current context: an invalid traceparent is ignored
                 # (W3C Trace Context), which leaves the caller's span, if any, the parent
-                parent = self._propagator.extract(carrier, context=self._context.get_current())
+                parent = textmap.extract(carrier, context=self._context.get_current())
             except Exception:  # a malformed carrier must not fail processing
                 parent = None
+        if parent is None:
+            await self._process(event, next_handler)
+            return
+        # current while the handler runs, not only the span's parent: baggage with it
+        token = self._context.attach(parent)
+        try:
+            await self._process(event, next_handler)
+        finally:
+            self._context.detach(token)
+
+    async def _process(self, event: Event, next_handler: NextHandler) -> None:
         attributes = {
             "messaging.operation": "process",
             "messaging.destination.name": event.type,
@@ -198,7 +216,6 @@ class TraceMiddleware:
         }
         with self._tracer.start_as_current_span(
             f"process {event.type}",
-            context=parent,
             kind=self._consumer,
             attributes=attributes,
         ) as span:
@@ -212,11 +229,16 @@ class TraceMiddleware:
                 raise
 
 
-def _carrier(metadata: Mapping[str, Any]) -> dict[str, str]:
-    """The W3C Trace Context entries of ``metadata`` as text (bytes from broker headers
-    are decoded); anything else is not a trace context and is left out."""
+def _carrier(metadata: Mapping[str, Any], textmap: Any) -> dict[str, str]:
+    """The entries of ``metadata`` the propagators of ``textmap`` read (and the W3C
+    Trace Context ones), as text (bytes from broker headers are decoded); anything else
+    is no context to propagate and is left out."""
+    try:
+        keys = {*TRACE_KEYS, *textmap.fields}
+    except Exception:  # a propagator's fields property failing must not fail processing
+        keys = set(TRACE_KEYS)
     carrier: dict[str, str] = {}
-    for key in TRACE_KEYS:
+    for key in sorted(keys):
         value = metadata.get(key)
         if isinstance(value, bytes | bytearray):
             value = bytes(value).decode("ascii", "replace")
@@ -226,15 +248,16 @@ def _carrier(metadata: Mapping[str, Any]) -> dict[str, str]:
 
 
 def trace_headers() -> dict[str, str]:
-    """W3C Trace Context entries for the current span, to put in event metadata.
+    """The current context's propagation entries, to put in event metadata.
 
-    ``await bus.publish("orders.paid", data, headers=trace_headers())`` lets the
-    consumer's :class:`TraceMiddleware` continue this trace. Empty when no span is
-    active. Needs ``opentelemetry-api`` (extra ``otel``).
+    Written by the application's configured propagators (OpenTelemetry's global text
+    map: W3C ``traceparent``/``tracestate`` and ``baggage`` by default; B3 or Jaeger
+    headers where configured). ``await bus.publish("orders.paid", data,
+    headers=trace_headers())`` lets the consumer's :class:`TraceMiddleware` continue
+    this trace, with this baggage. Empty when no span is active and no baggage is set.
+    Needs ``opentelemetry-api`` (extra ``otel``).
     """
-    propagate = require(
-        "opentelemetry.trace.propagation.tracecontext", extra="otel", feature="trace_headers"
-    )
+    propagate = require("opentelemetry.propagate", extra="otel", feature="trace_headers")
     carrier: dict[str, str] = {}
-    propagate.TraceContextTextMapPropagator().inject(carrier)
+    propagate.inject(carrier)
     return carrier
