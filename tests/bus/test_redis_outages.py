@@ -234,6 +234,28 @@ def test_an_outage_ends_once_every_loop_that_failed_has_had_an_answer(
     assert "2 failed attempts" in caplog.records[2].getMessage()
 
 
+def test_credentials_refused_at_run_time_are_an_error_not_unreachable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # a password rotated under a running consumer: redis-py raises AuthenticationError,
+    # a ConnectionError, and it was logged as "Redis ... is unreachable"
+    from redis.exceptions import AuthenticationError
+
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    outages = Outages("example.com:6379", 2.0, (AuthenticationError,))
+    refused = AuthenticationError("invalid username-password pair or user is disabled.")
+    outages.lost("worker 0", "group 'workers:jobs.*' (partition 0)", refused)
+    assert outages.down  # nothing is consumed meanwhile: health() says so
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR
+    assert record.getMessage().startswith(
+        "Redis at example.com:6379 refuses the transport's credentials (invalid "
+        "username-password pair or user is disabled., met by group 'workers:jobs.*' "
+        "(partition 0)): check the user and password in its URL"
+    )
+    assert "unreachable" not in record.getMessage()
+
+
 @pytest.mark.parametrize(
     ("url", "logged"),
     [

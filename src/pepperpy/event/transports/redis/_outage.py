@@ -57,12 +57,17 @@ class Outages:
     time it came back.
     """
 
-    __slots__ = ("_failing", "_failures", "_since", "backoff", "where")
+    __slots__ = ("_failing", "_failures", "_since", "backoff", "refusals", "where")
 
-    def __init__(self, where: str, backoff: float) -> None:
+    def __init__(
+        self, where: str, backoff: float, refusals: tuple[type[BaseException], ...] = ()
+    ) -> None:
         self.where = where
         #: longest pause between reconnection attempts (``max_backoff``), for the warning
         self.backoff = backoff
+        #: errors of credentials Redis refuses (``_wire.refusals``): an outage all the
+        #: same (nothing is consumed), but an ERROR that says so, not "unreachable"
+        self.refusals = refusals
         self._failing: set[Hashable] = set()
         self._since: float | None = None  # monotonic time the open outage began
         self._failures = 0
@@ -88,6 +93,18 @@ class Outages:
             return
         self._since = time.monotonic()
         self._failures = 1
+        if isinstance(error, self.refusals):  # a password rotated under a running service
+            logger.error(
+                "Redis at %s refuses the transport's credentials (%s, met by %s): check the "
+                "user and password in its URL; the transport's consumers keep trying, "
+                "backing off up to %gs. Further failures are logged at DEBUG",
+                self.where,
+                reason,
+                who,
+                self.backoff,
+                extra=log_fields("outage", transport=self.where, met_by=who, reason=reason),
+            )
+            return
         logger.warning(
             "Redis at %s is unreachable (%s, met by %s); the transport reconnects, "
             "backing off up to %gs. Until Redis is reachable again, further failures are "

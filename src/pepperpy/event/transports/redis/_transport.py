@@ -112,7 +112,9 @@ class RedisTransport(Transport):
         )
         self._streams = [self.options.stream(p) for p in range(self.options.partitions)]
         #: connection loss as the consumers meet it: one warning per outage
-        self._outages = Outages(server_of(self._client_url), self.options.max_backoff)
+        self._outages = Outages(
+            server_of(self._client_url), self.options.max_backoff, refusals(self._exceptions)
+        )
         self._routes: dict[str, str] = {}
         #: the XADDs: concurrent publishes share a pipeline
         self._appends = Appends(self.options)
