@@ -106,6 +106,43 @@ class TestPostgresStore(StoreConformance):
         await follower_store.close()
         await asyncio.wait_for(follower, 5)
 
+    @pytest.mark.slow
+    @pytest.mark.parametrize("filters", [{"types": "tick"}, {"streams": "w.#"}])
+    async def test_eight_stores_appending_while_a_filtered_subscriber_follows_through_an_index(
+        self, make_store: MakeStore, filters: dict[str, Any]
+    ) -> None:
+        """Eight connections commit interleaved; a subscriber reading through the type
+        (or category) index sees every matching event once, in global order: the page
+        that comes back short ends at its snapshot's head, below which nothing commits
+        later."""
+        follower_store = make_store()
+        seen: list[Event] = []
+
+        async def follow() -> None:
+            async for event in follower_store.subscribe(**filters):
+                seen.append(event)
+
+        follower = asyncio.create_task(follow())
+        writers = [make_store() for _ in range(8)]
+
+        async def write(number: int, store: EventStore) -> None:
+            for n in range(100):
+                await store.append(f"w.{number}.{n % 3}", {"type": "tick", "data": {"n": n}})
+                await store.append(f"other.{number}", {"type": "tock", "data": {"n": n}})
+
+        await asyncio.gather(*(write(number, store) for number, store in enumerate(writers)))
+        await eventually(lambda: len(seen) >= 800, timeout=30)
+        await asyncio.sleep(0.1)
+        everything = await follower_store.read_all()
+        expected = [e.global_position for e in everything if e.type == "tick"]
+        assert [e.global_position for e in seen] == expected and len(expected) == 800
+        for number in range(8):
+            prefix = f"w.{number}."
+            mine = [e.data["n"] for e in seen if (e.stream or "").startswith(prefix)]
+            assert mine == list(range(100))
+        await follower_store.close()
+        await asyncio.wait_for(follower, 5)
+
     async def test_two_stores_racing_on_one_expected_version_exactly_one_wins(
         self, make_store: MakeStore
     ) -> None:
