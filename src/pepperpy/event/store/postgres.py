@@ -326,31 +326,22 @@ class PostgresBackend(StoreBackend):
         if limit <= 0:
             return LogPage([], from_position, True)
         keys = sorted(set(prefixes))
-        lows = [prefix + "." for prefix in keys]
-        highs = [prefix + "/" for prefix in keys]
         arguments: list[list[str]]
         if column == "type":
             sql = READ_TYPES_BACKWARDS if backwards else READ_TYPES
-            arguments = [keys, lows, highs]
+            arguments = [keys, [key + "." for key in keys], [key + "/" for key in keys]]
         elif column == "stream":
             # a one-token prefix is its whole category; a longer one narrows its category
-            whole = [prefix for prefix in keys if "." not in prefix]
-            narrowed = [index for index, prefix in enumerate(keys) if "." in prefix]
-            sql, arguments = (
-                READ_CATEGORIES_BACKWARDS if backwards else READ_CATEGORIES,
-                [
-                    whole,
-                    *(
-                        [bounds[index] for index in narrowed]
-                        for bounds in (
-                            [prefix.split(".", 1)[0] for prefix in keys],
-                            keys,
-                            lows,
-                            highs,
-                        )
-                    ),
-                ],
-            )
+            whole = [key for key in keys if "." not in key]
+            longer = [key for key in keys if "." in key]
+            sql = READ_CATEGORIES_BACKWARDS if backwards else READ_CATEGORIES
+            arguments = [
+                whole,
+                [key.split(".", 1)[0] for key in longer],
+                longer,
+                [key + "." for key in longer],
+                [key + "/" for key in longer],
+            ]
         else:
             raise ValueError(f"column must be 'type' or 'stream', got {column!r}")
 
