@@ -206,11 +206,7 @@ class EventReader:
         start: int | None,
         limit: int | None,
         accept: RowFilter | None = None,
-        dense: bool = False,
     ) -> None:
-        """``dense``: the pages ``fetch`` gives hold (mostly) rows that ``accept`` keeps,
-        as an index finds them; a limited read then asks for pages of about ``limit``
-        rows, as an unfiltered one does, instead of full pages."""
         if limit is not None and (limit.__class__ is not int or limit < 0):
             message = f"limit must be an int >= 0 or None, got {limit!r}"
             # an int subclass (a bool, an IntEnum) is refused too: a wrong type
@@ -220,7 +216,10 @@ class EventReader:
         self._start = start
         self._limit = limit
         self._accept = None if accept is None or accept.passes_everything else accept
-        self._dense = dense or self._accept is None
+        # the rows a store reads through an index (a filter with index_keys) are mostly
+        # rows the filter keeps: a limited read asks for pages of about ``limit`` rows,
+        # as an unfiltered one does, instead of full pages
+        self._dense = self._accept is None or self._accept.index_keys is not None
 
     def __await__(self) -> Generator[object, None, list[Event]]:
         return self._collect().__await__()

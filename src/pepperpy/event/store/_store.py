@@ -337,7 +337,6 @@ class EventStore(StoreSecurity, StoreDecoding):
             start=from_position,
             limit=limit,
             accept=accept,
-            dense=keys is not None,
         )
 
     def subscribe(
