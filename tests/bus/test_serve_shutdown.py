@@ -441,3 +441,39 @@ async def test_closing_with_the_deliveries_done_says_it_waits_for_the_transport(
     assert "waiting for the transport to close (the deliveries are done;" in still
     assert still.endswith("; the broker has been unreachable for 7 s")
     assert "no delivery in progress" not in still
+
+
+@pytest.mark.redis
+async def test_closing_counts_the_events_read_ahead_it_still_handles(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # an ungrouped Redis subscription reads up to batch_size events ahead, and close()
+    # handles them all: the line said only "closing after the 1 delivery in progress"
+    caplog.set_level(logging.INFO, "pepperpy.event.bus")
+    namespace = unique_name("pepahead")
+    bus = EventBus(transport=f"{redis_url}?namespace={namespace}&partitions=1")
+    gate = asyncio.Event()
+    handled: list[int] = []
+
+    @bus.subscribe("jobs.*")
+    async def slow(event: Event) -> None:
+        await gate.wait()
+        handled.append(event.data)
+
+    try:
+        serving = asyncio.create_task(bus.serve(signals=()))
+        await _until(lambda: bus._serving and bus._started)
+        for n in range(6):
+            await bus.publish("jobs.run", n)
+        await _until(lambda: bus.transport._read_ahead() == 5)  # one is being handled
+        closing = asyncio.create_task(bus.close())
+        await _until(lambda: any("close() was called" in m for m in _messages(caplog)))
+        gate.set()
+        await asyncio.wait_for(serving, DEADLINE)
+        await closing
+    finally:
+        await delete_redis_keys(redis_url, f"{namespace}:*")
+    assert handled == list(range(6))
+    [first] = [line for line in _messages(caplog) if "close() was called" in line]
+    assert "closing after the 1 delivery in progress: " in first
+    assert first.endswith("; 5 more events already read are handled before it closes")

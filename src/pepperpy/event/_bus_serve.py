@@ -173,6 +173,15 @@ async def _close(bus: EventBus, at: str, reason: str, grace: float | None) -> No
     began = loop.time()
     running = in_progress(bus, began)
     after = f"after the {running}" if bus._deliveries else f"({running})"
+    try:
+        ahead = bus.transport._read_ahead()
+    except Exception:  # a count for the log must never stop the shutdown
+        ahead = 0
+    if ahead:
+        after += (
+            f"; {ahead} more event{'' if ahead == 1 else 's'} already read "
+            f"{'is' if ahead == 1 else 'are'} handled before it closes"
+        )
     logger.info(
         "EventBus on %s: %s; closing %s",
         at,

@@ -197,6 +197,12 @@ class Transport(abc.ABC):
         """
         return None
 
+    def _read_ahead(self) -> int:
+        """Events this transport read from its broker ahead of their handlers, which
+        :meth:`close` still delivers: what ``serve()``'s shutdown line adds to the
+        deliveries in progress. Private, for the bus's log; 0 by default."""
+        return 0
+
     def abandon(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Drop the connections of the event loop this transport started on, which ended.
 

@@ -413,6 +413,10 @@ class Feed:
                 )
             self.take(p, position, entry_id, event, number + i)
 
+    def read_ahead(self) -> int:
+        """Events read and queued in the lanes, not yet handed to the handler."""
+        return sum(len(lane) for lane in self._lanes)
+
     async def close(self) -> None:
         """Stop catching up; deliver every event already read (the listener stopped)."""
         task = self._catching_up

@@ -140,6 +140,11 @@ class Listener:
             self.ids[p] = self._checked_at[p] = counters.last
             self._offset[p] = counters.added
 
+    def read_ahead(self) -> int:
+        """Events read for the feeds and not yet handed to a handler (close() delivers
+        them before it returns)."""
+        return sum(feed.read_ahead() for feed in self._feeds)
+
     async def close(self) -> None:
         """Stop reading; deliver every event already read, then return."""
         self.stopping = True

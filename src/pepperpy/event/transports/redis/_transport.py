@@ -445,6 +445,11 @@ class RedisTransport(Transport):
 
     # -- subscribing ------------------------------------------------------------------
 
+    def _read_ahead(self) -> int:
+        """The ungrouped subscriptions' events read and queued (up to ``batch_size``
+        per partition each), which close() delivers before it returns."""
+        return 0 if self._listener is None else self._listener.read_ahead()
+
     async def subscribe(self, subscription: Subscription) -> None:
         """Register with Redis; events published after this returns are not missed."""
         if self._client is None:
