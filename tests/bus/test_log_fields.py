@@ -18,7 +18,10 @@ import pytest
 
 from pepperpy.event import Event, EventBus, RetryPolicy
 from pepperpy.event._bus_logging import Repeats, Seen, logged_shorter
-from tests.helpers import eventually
+from pepperpy.event.transports import Subscription
+from pepperpy.event.transports.redis import RedisTransport
+from tests.conftest import unique_name
+from tests.helpers import delete_redis_keys, eventually
 
 BUS = "pepperpy.event.bus"
 
@@ -115,3 +118,26 @@ async def test_serve_lines_name_their_transport(caplog: pytest.LogCaptureFixture
     for kind in ("serving", "serve_closing", "serve_closed"):
         [record] = records(caplog, kind)
         assert vars(record)["transport"] == "memory://"
+
+
+@pytest.mark.redis
+async def test_a_failed_ungrouped_redis_delivery_carries_its_fields(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    namespace = unique_name("peplogf")
+    transport = RedisTransport(redis_url, namespace=namespace, partitions=1)
+
+    async def fail(event: Event) -> None:
+        raise RuntimeError("broken")
+
+    try:
+        await transport.start()
+        await transport.subscribe(Subscription("jobs.*", fail, name="s"))
+        sent = Event("jobs.run", 1)
+        await transport.publish(sent)
+        await eventually(lambda: bool(records(caplog, "delivery_failed")))
+    finally:
+        await transport.close()
+        await delete_redis_keys(redis_url, f"{namespace}:*")
+    [record] = records(caplog, "delivery_failed")
+    assert (vars(record)["event_id"], vars(record)["event_type"]) == (sent.id, "jobs.run")

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from ..._bus_logging import log_fields
 from ..._event import Event
 from ..._handlers import cut_off, outcome, start
 from ..base import NotDelivered, Subscription, resume_cancellation
@@ -186,6 +187,9 @@ class Feed:
                         event.type,
                         event.id,
                         exc_info=failure,
+                        extra=log_fields(
+                            "delivery_failed", event_id=event.id, event_type=event.type
+                        ),
                     )
                 if self.sub.removed:  # unsubscribed: drop what it did not start
                     lane.clear()
