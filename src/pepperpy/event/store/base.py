@@ -339,9 +339,9 @@ class StoreBackend(abc.ABC):
 
         This default scans, through :meth:`read_all` (:meth:`read_all_backwards`), as a
         backend written before it existed does: exact, at the cost of every row read.
-        The SQLite and PostgreSQL backends answer from an index on (type, global
-        position) and on (the stream name's first token, global position), so the cost
-        follows the rows found.
+        The built-in backends answer from an index on (type, global position) and on
+        (the stream name's first token, global position) (the memory backend: a list of
+        positions per type and per category), so the cost follows the rows found.
         """
         if backwards:
             return await self.read_all_backwards(from_position, limit)

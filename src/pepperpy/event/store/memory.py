@@ -8,6 +8,7 @@ an append whose caller is cancelled is either done or not started: there is no w
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Sequence
 
@@ -46,6 +47,10 @@ class MemoryBackend(StoreBackend):
 
     def __init__(self) -> None:
         self._log: list[Row] = []  # index == global position
+        #: the global positions of each type's events, and of each category's (a stream
+        #: name's first token), in order: filtered reads look them up
+        self._by_type: dict[str, list[int]] = {}
+        self._by_category: dict[str, list[int]] = {}
         self._streams: dict[str, _Stream] = {}
         self._snapshots: dict[str, SnapshotRow] = {}
         self._waiters = LoopWaiters()
@@ -76,9 +81,12 @@ class MemoryBackend(StoreBackend):
         recorded_at = time.time_ns() // 1000
         log = self._log
         position = entry.state.next_position
+        by_category = self._by_category.setdefault(stream.split(".", 1)[0], [])
         for index in plan:
             record = records[index]
             row = (len(log), stream, position, *record, recorded_at)
+            self._by_type.setdefault(record.type, []).append(len(log))
+            by_category.append(len(log))
             log.append(row)
             entry.rows.append(row)
             entry.ids[record.id] = position
@@ -112,6 +120,52 @@ class MemoryBackend(StoreBackend):
         streams = self._streams
         rows = [row for row in scanned if row[2] >= streams[row[1]].state.first_visible]
         return LogPage(rows, from_position + len(scanned), len(scanned) == limit)
+
+    async def read_all_matching(
+        self,
+        from_position: int,
+        limit: int,
+        column: str,
+        prefixes: Sequence[str],
+        backwards: bool = False,
+    ) -> LogPage:
+        """From the positions of each type (or category) with one of ``prefixes``: up to
+        ``limit`` of each from ``from_position`` on (or down), the first ``limit`` of
+        them all. A category holds every stream under its first token; the caller's
+        patterns narrow a longer prefix."""
+        self._check_open()
+        if limit <= 0:
+            return LogPage([], from_position, True)
+        if column == "type":
+            index = self._by_type
+            wanted = [(prefix, prefix + ".") for prefix in prefixes]
+            keys = [key for key in index if any(key == p or key.startswith(d) for p, d in wanted)]
+        elif column == "stream":
+            index = self._by_category
+            keys = sorted({prefix.split(".", 1)[0] for prefix in prefixes})
+        else:
+            raise ValueError(f"column must be 'type' or 'stream', got {column!r}")
+        found: list[int] = []
+        for key in keys:
+            positions = index.get(key, [])
+            if backwards:
+                end = bisect.bisect_right(positions, from_position)
+                found += positions[max(0, end - limit) : end]
+            else:
+                begin = bisect.bisect_left(positions, from_position)
+                found += positions[begin : begin + limit]
+        page = sorted(found, reverse=backwards)[:limit]
+        streams = self._streams
+        rows = [
+            row
+            for row in (self._log[position] for position in page)
+            if row[2] >= streams[row[1]].state.first_visible
+        ]
+        if len(page) == limit:
+            if backwards:
+                return LogPage(rows, page[-1] - 1, page[-1] > 0)
+            return LogPage(rows, page[-1] + 1, True)
+        return LogPage(rows, -1 if backwards else max(from_position, len(self._log)), False)
 
     async def read_all_backwards(self, from_position: int, limit: int) -> LogPage:
         self._check_open()
