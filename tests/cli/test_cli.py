@@ -694,6 +694,9 @@ class _SavesTogether(CheckpointStore):
     async def delete(self, name: str) -> bool:
         return await self.inner.delete(name)
 
+    async def names(self) -> list[str]:
+        return await self.inner.names()
+
     async def close(self) -> None:
         await self.inner.close()
 

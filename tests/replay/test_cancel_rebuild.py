@@ -65,6 +65,9 @@ class LateDeletes(CheckpointStore):
 
         return await asyncio.shield(asyncio.ensure_future(delete()))
 
+    async def names(self) -> list[str]:
+        return await self.inner.names()
+
 
 @pytest.fixture
 async def store(sqlite_url: str) -> AsyncIterator[EventStore]:

@@ -52,6 +52,9 @@ class LateCommits(CheckpointStore):
     async def delete(self, name: str) -> bool:
         return await self.inner.delete(name)
 
+    async def names(self) -> list[str]:
+        return await self.inner.names()
+
     async def save(
         self, name: str, position: int, state: Any = None, *, previous: int | None
     ) -> None:

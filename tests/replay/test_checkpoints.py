@@ -98,6 +98,16 @@ async def test_save_load_and_compare_and_set(factory: Factory) -> None:
     assert await store.load("p") is None
 
 
+async def test_names_lists_every_checkpoint_sorted_by_code_point(factory: Factory) -> None:
+    store = factory()
+    assert await store.names() == []
+    for name in ("projection:sales", "Zed", "nightly", "tables:ledger", "é"):
+        await store.save(name, 1, None, previous=None)
+    assert await factory().names() == ["Zed", "nightly", "projection:sales", "tables:ledger", "é"]
+    await store.delete("nightly")
+    assert await store.names() == ["Zed", "projection:sales", "tables:ledger", "é"]
+
+
 async def test_a_second_connection_sees_what_the_first_saved(factory: Factory) -> None:
     first, second = factory(), factory()
     await first.save("shared", 1, {"x": 1}, previous=None)

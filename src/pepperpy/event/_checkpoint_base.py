@@ -57,6 +57,10 @@ class CheckpointStore(AsyncClosing, ABC):
     async def delete(self, name: str) -> bool:
         """Forget the checkpoint ``name``; True if there was one."""
 
+    @abstractmethod
+    async def names(self) -> list[str]:
+        """The names of the checkpoints saved, sorted (by code point)."""
+
     async def close(self) -> None:
         """Release connections (the memory backend holds none)."""
         return None
@@ -95,3 +99,6 @@ class MemoryCheckpointStore(CheckpointStore):
 
     async def delete(self, name: str) -> bool:
         return self._rows.pop(name, None) is not None
+
+    async def names(self) -> list[str]:
+        return sorted(self._rows)

@@ -251,6 +251,12 @@ class PostgresCheckpointStore(CheckpointStore):
         status = await self._run(delete, write=f"deleting checkpoint {name!r}")
         return bool(status.endswith(" 1"))
 
+    async def names(self) -> list[str]:
+        rows = await self._run(
+            lambda connection, _: connection.fetch(f"SELECT name FROM {self._table}")
+        )
+        return sorted(row["name"] for row in rows)
+
     # -- tables of your own, committed with a checkpoint (TableProjection's) ------------
 
     async def save_within(

@@ -165,6 +165,10 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         self._refuse_writes()
         return bool(await self._run(_sqlite_delete, name))
 
+    async def names(self) -> list[str]:
+        found: list[str] = await self._run(_sqlite_names)
+        return sorted(found)
+
     # -- tables of your own, committed with a checkpoint (TableProjection's) ------------
 
     async def save_within(
@@ -232,8 +236,17 @@ def _sqlite_load_read_only(connection: sqlite3.Connection, name: str) -> tuple[A
     return None
 
 
+def _sqlite_names(connection: sqlite3.Connection) -> list[str]:
+    """Every checkpoint's name (none on a file without the table: a read-only store's)."""
+    if not connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+    ).fetchone():
+        return []
+    return [name for (name,) in connection.execute(f"SELECT name FROM {TABLE}")]
+
+
 #: the work that only reads (a failure of any other says nothing of it was written)
-_READS = frozenset({_sqlite_load, _sqlite_load_read_only})
+_READS = frozenset({_sqlite_load, _sqlite_load_read_only, _sqlite_names})
 
 
 def _sqlite_save(

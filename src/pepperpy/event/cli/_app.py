@@ -28,6 +28,7 @@ from .._seconds import check_seconds
 from ..store import AppendResult
 from ._audit import audit
 from ._bus import bus
+from ._checkpoints import checkpoints
 from ._counts import stream_counts
 from ._errors import CommandError, NotPrinted, OutputClosed
 from ._output import event_json, field, global_line, stream_line
@@ -490,4 +491,5 @@ def bench(store: str, events: int, tasks: int | None, batch: int, force: bool) -
 app.add_command(serve)
 app.add_command(audit)
 app.add_command(bus)
+app.add_command(checkpoints)
 verbose_everywhere(app)
