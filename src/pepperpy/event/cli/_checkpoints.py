@@ -1,9 +1,9 @@
 """``pepperpy-event checkpoints``: where each consumer of the store stands.
 
 Replays with ``--checkpoint`` (``replay:NAME``), projections (``projection:NAME``), table
-projections (``tables:NAME``) and processor attachments (``processor:NAME``) keep their positions in the
-store's own database; this lists them with how far each is behind the log's head, the
-first thing to look at when a read model seems stale.
+projections (``tables:NAME``) and processor attachments (``processor:NAME``) keep their
+positions in the store's own database; this lists them with how far each is behind the
+log's head, the first thing to look at when a read model seems stale.
 """
 
 from __future__ import annotations
