@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -127,7 +128,7 @@ async def rows(url: str) -> tuple[list[int], dict[str, int]]:
     """The positions in ``credits`` and the balances, read with a connection of the
     test's own (not the projection's)."""
     if url.startswith("sqlite"):
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
             exists = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'credits'").fetchone()
             if not exists:
                 return [], {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -89,7 +90,7 @@ async def test_on_sqlite_a_with_block_on_the_connection_commits_nothing(sqlite_u
         for _ in range(3):  # a supervisor restarting it would add nothing each time
             with pytest.raises(ReplayError, match=r"a `with db:` block"):
                 await projection.run()
-        with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as db:
+        with closing(sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))) as db:
             assert db.execute("SELECT count(*) FROM seen").fetchone() == (0,)
         assert await projection.load() is None
         await projection.close()
@@ -308,7 +309,7 @@ async def test_setup_runs_when_a_run_starts_even_with_nothing_to_apply(tmp_path:
         projection = ledger(store)
         assert (await projection.run()).replayed == 0
         await projection.close()
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as db:  # the tables are there
+    with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:  # the tables are there
         assert db.execute("SELECT count(*) FROM credits").fetchone() == (0,)
 
 
