@@ -8,7 +8,9 @@ docs/errors.md (a test keeps the drawing true to these classes).
 
 from __future__ import annotations
 
+import ast
 import copyreg
+import re
 from typing import Any
 
 __all__ = [
@@ -107,6 +109,49 @@ class ValidationProblem:
         where = self.path or "$"
         return f"{where}: {self.message} (expected {self.expected}, got {self.actual})"
 
+    @property
+    def loc(self) -> tuple[str | int, ...]:
+        """Where, as keys and indexes (``("addresses", 0, "zip")`` for
+        ``addresses[0].zip``; empty for the whole), as pydantic's ``loc`` gives it."""
+        return _location(self.path)
+
+    def to_dict(self, *, actual: bool = False) -> dict[str, Any]:
+        """The problem as JSON-able data for an API's error response: ``loc`` (a list),
+        ``path``, ``message`` and ``expected``. ``actual`` (which shows the value
+        refused, a password as well) is left out unless asked for."""
+        shown: dict[str, Any] = {
+            "loc": list(self.loc),
+            "path": self.path,
+            "message": self.message,
+            "expected": self.expected,
+        }
+        if actual:
+            shown["actual"] = self.actual
+        return shown
+
+
+#: one step of a problem's path: ``.name``/``name``, ``[3]`` or ``['a key']``
+_STEP = re.compile(r"""\.?([^\W\d]\w*)|\[(-?\d+)\]|\[('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\]""")
+
+
+def _location(path: str) -> tuple[str | int, ...]:
+    """A problem's ``path`` back as keys and indexes (see ``join_path`` in validation)."""
+    steps: list[str | int] = []
+    at = 0
+    while at < len(path):
+        match = _STEP.match(path, at)
+        if match is None or match.end() == at:  # not a path this library wrote: as it is
+            return (path,)
+        name, index, quoted = match.groups()
+        if name is not None:
+            steps.append(name)
+        elif index is not None:
+            steps.append(int(index))
+        else:
+            steps.append(ast.literal_eval(quoted))
+        at = match.end()
+    return tuple(steps)
+
 
 class ValidationError(EventError, ValueError):
     """Data did not match its schema. ``errors`` lists every problem found."""
@@ -125,6 +170,11 @@ class ValidationError(EventError, ValueError):
         lines = "; ".join(str(p) for p in self.errors)
         plural = "s" if count != 1 else ""
         super().__init__(f"{head}: {count} problem{plural}: {lines}")
+
+    def to_dicts(self, *, actual: bool = False) -> list[dict[str, Any]]:
+        """Every problem as :meth:`ValidationProblem.to_dict` gives it: the body of an
+        API's 422 response, without the values refused unless ``actual``."""
+        return [problem.to_dict(actual=actual) for problem in self.errors]
 
 
 class ListenerLimitError(EventError):

@@ -298,7 +298,15 @@ class EventManager(Backpressure, AsyncClosing):
         if self._closed:
             raise ClosedError("the EventManager is closed")
         parse_topic(event._type)  # a bad type fails here, not inside the future
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "emit_nowait() needs an event loop running in this thread (it schedules "
+                "the delivery on it); from a worker thread or sync code, hand the emit "
+                "to the loop the manager runs on: "
+                "asyncio.run_coroutine_threadsafe(manager.emit(...), loop)"
+            ) from None
         if self.buffer_size is not None:
             with self._lock:
                 if not self._has_space():

@@ -19,8 +19,13 @@ logger = logging.getLogger("pepperpy.event.processor")
 class DeduplicateMiddleware:
     """Skip events whose id was processed successfully in the last ``ttl`` seconds.
 
-    At-least-once sources (brokers, store subscriptions after a restart) redeliver; this
-    makes handlers see each id once. The ``ttl`` counts from the moment processing
+    At-least-once sources (brokers, store subscriptions) redeliver; this makes handlers
+    see each id once *within this process's lifetime*: the ids are kept in memory, so a
+    restart (or another consumer process) starts with none, and what a crashed process
+    handled but did not checkpoint runs again. Across restarts and processes, make the
+    handler idempotent (an upsert, the notification system's ``idempotency=`` store) or
+    keep its effect with its position (a ``TableProjection``). The ``ttl`` counts from
+    the moment processing
     succeeded. At most ``max_size`` processed ids are remembered (the oldest are
     forgotten first), so memory stays bounded; ids still being processed are kept apart
     and never forgotten, so a duplicate that arrives while the first copy is still being

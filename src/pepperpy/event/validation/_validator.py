@@ -5,6 +5,7 @@ How one registered schema checks data (fast path, walk, pydantic) is in ``_compi
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, overload
@@ -213,7 +214,7 @@ class EventValidator:
         every problem) for bad data of any shape.
         """
         try:
-            return await self._validate(event_type, data, version, metadata)
+            return await self._validate(event_type, _plain(data, event_type), version, metadata)
         except RecursionError:
             problem = ValidationProblem(
                 "", "data of bounded depth", "deeply nested data", "data nested too deeply"
@@ -247,7 +248,7 @@ class EventValidator:
             reached += 1
             compiled = self._schemas[event_type].get(reached, compiled)
             if compiled.version == reached:
-                data = compiled.check(data)
+                data = _upcast_checked(compiled, data, reached - 1, event_type)
         if compiled.version != reached:  # no schema at the version reached: JSON only
             found = json_issue(data)
             if found is not None:
@@ -290,6 +291,7 @@ class EventValidator:
         through by ``unknown_types="pass"`` must still be event data (JSON) here too.
         """
         compiled = self._compiled(event_type, version)
+        data = _plain(data, event_type)
         if compiled is None:
             _refuse_surrogates(data, event_type)
             try:
@@ -322,3 +324,41 @@ class EventValidator:
             )
             raise ValidationError([problem], event_type=event_type) from exc
         return result
+
+
+def _plain(data: Any, event_type: str) -> Any:
+    """``data`` as validation reads it: a dataclass, pydantic model or msgspec Struct
+    instance (as ``Event`` takes them) converted to its JSON form first, nested ones
+    included; anything else as it is."""
+    if not _is_model_instance(data):
+        return data
+    try:
+        return freeze(data)
+    except SerializationError as exc:
+        problem = ValidationProblem("", "JSON-representable data", describe(data), str(exc))
+        raise ValidationError([problem], event_type=event_type) from None
+
+
+def _is_model_instance(data: Any) -> bool:
+    if isinstance(data, type) or isinstance(data, Mapping | list | tuple | str):
+        return False
+    return (
+        dataclasses.is_dataclass(data)
+        or callable(getattr(data, "model_dump", None))
+        or getattr(data, "__struct_fields__", None) is not None
+    )
+
+
+def _upcast_checked(compiled: Compiled, data: Any, upcaster: int, event_type: str) -> Any:
+    """``compiled.check(data)`` for data the version ``upcaster`` upcaster returned: its
+    problems say they are the upcaster's output, not the producer's payload (which was
+    valid at its own version)."""
+    try:
+        return compiled.check(data)
+    except ValidationError as exc:
+        after = f"in what the version {upcaster} upcaster returned"
+        problems = [
+            ValidationProblem(p.path, p.expected, p.actual, f"{p.message} ({after})")
+            for p in exc.errors
+        ]
+        raise ValidationError(problems, event_type=event_type) from exc
