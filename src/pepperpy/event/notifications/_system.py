@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -15,7 +16,7 @@ from typing import Any, NamedTuple, TypeVar, overload
 
 from .._bus import EventBus
 from .._closing import AsyncClosing
-from .._errors import ClosedError, ConfigurationError, NotificationError
+from .._errors import ClosedError, ConfigurationError, NotificationError, TemplateError
 from .._event import Event
 from .._handlers import check_handler, is_async_callable
 from .._loops import settled
@@ -38,6 +39,7 @@ from ._models import (
 )
 from ._ratelimit import RateLimit
 from ._recipients import resolve_recipient
+from ._sandbox import RENDER_TIMEOUT, in_thread
 from ._templates import Rendered, TemplateLibrary
 from .channels import Channel, channel_from_url
 
@@ -431,7 +433,7 @@ class NotificationSystem(AsyncClosing):
             )
             if template is not None:
                 values = {"channel": route.name, "recipient": recipient, **context}
-                rendered = self.templates.render(template, (route.name, route.kind), values)
+                rendered = await _render_off_loop(self.templates, template, route, values)
             else:  # the subject flattened as templates do: one header line
                 flat = one_line(subject) if subject is not None else None
                 rendered = Rendered(subject=flat, body=body or "", html=None)
@@ -533,6 +535,22 @@ class _Registration(NamedTuple):
     handler: Callable[..., Any]
     wrapped: Callable[[Event], Any]  # what attached managers and buses run
     own: Callable[[Event], Any]  # what emit()'s manager runs (refused once closed)
+
+
+async def _render_off_loop(
+    templates: TemplateLibrary, template: str, route: Route, values: Mapping[str, Any]
+) -> Rendered:
+    """Render in a thread of its own: a slow template must not stall the event loop (and
+    with it every handler, timer and ``close()``). The sandbox stops a render at its
+    deadline; one that reaches no check point is given up here a second later."""
+    lookup = (route.name, route.kind)
+    try:
+        return await in_thread(functools.partial(templates.render, template, lookup, values))
+    except TimeoutError:
+        raise TemplateError(
+            f"template {template!r} for channel {route.name!r} was still rendering after "
+            f"{RENDER_TIMEOUT + 1:g}s; given up (its thread stops at its next check)"
+        ) from None
 
 
 def _first(entry: tuple[Callable[..., Any], bool]) -> Callable[..., Any]:

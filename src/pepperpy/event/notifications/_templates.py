@@ -5,10 +5,11 @@ subject. A variant is either generic or for one channel (by the name it was adde
 or its kind such as ``email``/``sms``/``push``); the most specific variant that has a
 body wins, and the subject comes from the most specific variant that has one.
 
-Rendering runs in Jinja2's ``SandboxedEnvironment`` with ``StrictUndefined``: templates
-cannot reach Python internals (``__class__``, ``__globals__``, ...), and a missing
-variable is an error naming it instead of an empty string in a customer's inbox. HTML
-parts are autoescaped; text parts are not (they are not HTML).
+Rendering runs in Jinja2's ``SandboxedEnvironment``, bounded in size and time (see
+``_sandbox``), with ``StrictUndefined``: templates cannot reach Python internals
+(``__class__``, ``__globals__``, ...) nor compute without limit, and a missing variable
+is an error naming it instead of an empty string in a customer's inbox. HTML parts are
+autoescaped; text parts are not (they are not HTML).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .._errors import (
     TemplateNotFound,
 )
 from ._models import one_line
+from ._sandbox import bounded_environment, render_bounded, rendering
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -177,8 +179,9 @@ class TemplateLibrary:
             )
             loader = jinja2.FileSystemLoader(str(self._dir)) if self._dir is not None else None
             common: dict[str, Any] = {"undefined": jinja2.StrictUndefined, "loader": loader}
-            self._text_env = sandbox.SandboxedEnvironment(autoescape=False, **common)
-            self._html_env = sandbox.SandboxedEnvironment(autoescape=True, **common)
+            environment = bounded_environment(sandbox)
+            self._text_env = environment(autoescape=False, **common)
+            self._html_env = environment(autoescape=True, **common)
         return self._text_env, self._html_env
 
     def _compile(self, source: str, part: str, name: str, channel: str | None) -> Template:
@@ -310,9 +313,10 @@ class TemplateLibrary:
         """
         choice = self._resolve(name, tuple(lookup))
         chosen, body_key = choice.variant, choice.body_key
-        text = _render(chosen.text, name, body_key, "text", context)
-        html = _render(chosen.html, name, body_key, "html", context)
-        subject = _render(choice.subject, name, choice.subject_key, "subject", context)
+        with rendering():
+            text = _render(chosen.text, name, body_key, "text", context)
+            html = _render(chosen.html, name, body_key, "html", context)
+            subject = _render(choice.subject, name, choice.subject_key, "subject", context)
         if subject is not None:
             subject = one_line(subject)  # one header line, never an injected one
         body = text if text is not None else _html_to_text(html or "")
@@ -357,10 +361,18 @@ def _render(
     if template is None:
         return None
     try:
-        return template.render(context)
+        if isinstance(template, _Plain):
+            return template.render(context)
+        return render_bounded(template, context, _security_error())
     except Exception as exc:
         kind = _describe(exc)
         raise TemplateError(f"template {_label(name, channel, part)} failed: {kind}{exc}") from exc
+
+
+def _security_error() -> type[Exception]:
+    from jinja2.exceptions import SecurityError  # loaded already: a template exists
+
+    return SecurityError
 
 
 def _describe(exc: Exception) -> str:
