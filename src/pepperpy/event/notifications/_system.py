@@ -377,6 +377,7 @@ class NotificationSystem(AsyncClosing):
         different messages sent for one event all go out.
         """
         self._deliveries.check_open()
+        _check_notify_arguments(to, subject, body)
         routes = [self._route(name) for name in self._channel_names(channels)]
         if template is not None:
             if body is not None or subject is not None:
@@ -551,6 +552,25 @@ async def _render_off_loop(
             f"template {template!r} for channel {route.name!r} was still rendering after "
             f"{RENDER_TIMEOUT + 1:g}s; given up (its thread stops at its next check)"
         ) from None
+
+
+def _check_notify_arguments(to: object, subject: object, body: object) -> None:
+    """Wrong types are the caller's bug: a ``TypeError`` now, not a failed delivery."""
+    for name, value in (("subject", subject), ("body", body)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"notify() {name} must be a str or None, got {value!r}")
+    if to is None or isinstance(to, str):
+        return
+    if not isinstance(to, Mapping):
+        raise TypeError(
+            f"notify() to must be a str, a mapping of channel name to str, or None, got {to!r}"
+        )
+    for channel, address in to.items():
+        if not isinstance(channel, str) or not (address is None or isinstance(address, str)):
+            raise TypeError(
+                f"notify() to must map channel names (str) to addresses (str), "
+                f"got {channel!r}: {address!r}"
+            )
 
 
 def _first(entry: tuple[Callable[..., Any], bool]) -> Callable[..., Any]:
