@@ -238,6 +238,18 @@ class Deliveries:
             )
             if not retry:
                 return await fail(error, attempt)
+            delay = policy.delay(attempt)
+            asked = _asked_delay(error)
+            if asked is not None:  # the receiver said when (Retry-After)
+                ceiling = max(policy.max_delay, delay)
+                if asked > ceiling:
+                    late = NotificationError(
+                        f"{error}; it asked to be tried again in {asked:g}s, later than the "
+                        f"retry policy's max_delay ({ceiling:g}s) allows: not retried"
+                    )
+                    late.__cause__ = error
+                    return await fail(late, attempt)
+                delay = max(delay, asked)
             logger.info(
                 "channel %r failed (try %d of %d), retrying: %s",
                 route.name,
@@ -245,7 +257,6 @@ class Deliveries:
                 policy.max_attempts,
                 error,
             )
-            delay = policy.delay(attempt)
             if delay > 0:  # close() ends the wait at once (and the next round stops)
                 await asyncio.wait((call.stop,), timeout=delay)
 
@@ -357,6 +368,16 @@ def _causes(error: BaseException) -> list[BaseException]:
         chain.append(current)
         current = current.__cause__
     return chain
+
+
+def _asked_delay(error: BaseException) -> float | None:
+    """The seconds a receiver asked to wait before the next try (a webhook's
+    ``Retry-After``, kept as ``retry_after`` on the error or one of its causes), if any."""
+    for cause in _causes(error):
+        asked = getattr(cause, "retry_after", None)
+        if isinstance(asked, int | float) and not isinstance(asked, bool) and asked >= 0:
+            return float(asked)
+    return None
 
 
 def _as_notification_error(name: str, exc: Exception) -> Exception:

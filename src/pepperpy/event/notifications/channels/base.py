@@ -64,7 +64,7 @@ class Channel(ABC):
 
         The default retries everything except a bad address or template and a
         configuration problem (a bad URL, a missing extra); protocol channels also
-        refuse to retry permanent answers (SMTP 5xx, HTTP 4xx).
+        refuse to retry permanent answers (SMTP 5xx, HTTP 3xx and 4xx).
         """
         return not isinstance(error, _PERMANENT)
 

@@ -11,6 +11,11 @@ Body: :meth:`Notification.to_dict` as JSON. Headers:
 
 Receivers check a request with :meth:`WebhookChannel.verify_signature`.
 
+Redirects are not followed (a POST must not be re-sent to an address nobody configured):
+a 3xx answer is a permanent failure whose message names its ``Location``. A 429 or 503
+answer's ``Retry-After`` (seconds or an HTTP date) is kept on the error as
+``retry_after`` (seconds), and the system waits at least that long before the next try.
+
 The answer's body is read as a stream and only its first :data:`RESPONSE_LIMIT` bytes are
 kept (an error message quotes the start of them), so a receiver answering with a huge
 body cannot fill our memory. ``timeout`` bounds the whole request, however slowly the
@@ -28,12 +33,15 @@ import hmac
 import re
 import time
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from ... import __version__
 from ..._deps import require
 from ..._errors import ConfigurationError, NotificationError
 from ..._json import dumps
+from ..._redact import redact_url
 from ..._seconds import check_seconds
 from .._loopclients import LoopClients
 from .._models import Notification
@@ -46,6 +54,10 @@ TIMESTAMP_HEADER = "X-Pepperpy-Timestamp"
 #: bytes of an answer's body read at most; the rest is dropped with the connection
 RESPONSE_LIMIT = 64 * 1024
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
+#: answers whose ``Retry-After`` says when to try again
+_RETRY_AFTER_STATUS = frozenset({429, 503})
+#: whitespace and control characters: never part of a URL (they would end a header line)
+_UNSAFE_URL = re.compile(r"[\x00-\x20\x7f]")
 #: a timestamp header: Unix seconds, as :meth:`WebhookChannel.sign` callers write them
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 #: how much of an error answer's body an error message quotes
@@ -54,7 +66,9 @@ _QUOTED = 200
 
 class WebhookChannel(Channel):
     """POSTs notifications to ``url`` with httpx; 5xx, 408, 425, 429 and network errors
-    are retried by the system, other 4xx answers are permanent failures.
+    are retried by the system, redirects (3xx, not followed) and other 4xx answers are
+    permanent failures. ``url`` is checked here: no host, a bad port, whitespace or a
+    control character in it is a :class:`~pepperpy.event.ConfigurationError`.
 
     ``secret`` (str or bytes) turns on the signature headers; ``timeout`` bounds each
     request as a whole (connecting, sending, and reading the answer; not the wait for a
@@ -78,10 +92,10 @@ class WebhookChannel(Channel):
         timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"webhook URL must start with http:// or https://: {url!r}")
+        _check_url(url)
         self.timeout = check_seconds(timeout, "timeout")
         self.url = url
+        self._shown = redact_url(url)  # for messages and the repr: no password
         self._secret = secret.encode() if isinstance(secret, str) else secret
         self.headers = dict(headers or {})
         self._clients: LoopClients[Any] = LoopClients(self._new_client, _close_client, owner=self)
@@ -162,17 +176,28 @@ class WebhookChannel(Channel):
                     start = await _read_start(response)
         except TimeoutError as exc:
             raise NotificationError(
-                f"webhook {self.url} did not answer within {self.timeout}s"
+                f"webhook {self._shown} did not answer within {self.timeout}s"
             ) from exc
         except httpx.HTTPError as exc:
-            raise NotificationError(f"webhook {self.url} failed: {exc!r}") from _builtin_cause(
+            raise NotificationError(f"webhook {self._shown} failed: {exc!r}") from _builtin_cause(
                 exc, httpx
             )
         if not response.is_success:
             quoted = start[:_QUOTED].decode("utf-8", "replace")
-            error = NotificationError(
-                f"webhook {self.url} answered {response.status_code}: {quoted!r}"
-            )
+            status = response.status_code
+            if 300 <= status < 400:
+                location = response.headers.get("location", "")[:_QUOTED]
+                error = NotificationError(
+                    f"webhook {self._shown} answered {status}, a redirect to {location!r}; "
+                    "webhooks do not follow redirects (a POST is not re-sent to an address "
+                    "nobody configured): configure the final URL"
+                )
+            else:
+                error = NotificationError(f"webhook {self._shown} answered {status}: {quoted!r}")
+            if status in _RETRY_AFTER_STATUS:
+                wait = _retry_after(response.headers.get("retry-after"))
+                if wait is not None:
+                    error.retry_after = wait  # type: ignore[attr-defined]
             try:
                 response.raise_for_status()
             except httpx.HTTPStatusError as status_error:
@@ -183,7 +208,7 @@ class WebhookChannel(Channel):
             return False
         response = getattr(error.__cause__, "response", None)
         status = getattr(response, "status_code", None)
-        if isinstance(status, int) and 400 <= status < 500:
+        if isinstance(status, int) and 300 <= status < 500:  # a redirect, or a 4xx
             return status in _RETRYABLE_STATUS
         return True
 
@@ -193,7 +218,44 @@ class WebhookChannel(Channel):
 
     def __repr__(self) -> str:
         signed = ", signed" if self._secret is not None else ""
-        return f"WebhookChannel({self.url}{signed})"
+        return f"WebhookChannel({self._shown}{signed})"
+
+
+def _check_url(url: object) -> None:
+    """Refuse a URL no request could go to, now rather than at the first delivery."""
+    if not isinstance(url, str):
+        raise ConfigurationError(f"webhook URL must be a str, got {url!r}")
+    shown = redact_url(url)
+    if not url.lower().startswith(("http://", "https://")):
+        raise ConfigurationError(f"webhook URL must start with http:// or https://: {shown!r}")
+    if _UNSAFE_URL.search(url):
+        raise ConfigurationError(
+            f"webhook URL {shown!r} contains whitespace or a control character "
+            "(percent-encode it: %20 for a space)"
+        )
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - parsed for its ValueError
+    except ValueError as exc:
+        raise ConfigurationError(f"bad port in webhook URL {shown!r}") from exc
+    if not parts.hostname:
+        raise ConfigurationError(f"webhook URL {shown!r} has no host")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or an HTTP date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(int(value[:12]))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None  # malformed: as if absent
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 async def _close_client(client: Any) -> None:
