@@ -29,3 +29,20 @@ def test_doc_example_runs(line: int, code: str) -> None:
     compiled = compile("\n" * (line - 1) + code, str(DOC), "exec")
     with contextlib.redirect_stdout(io.StringIO()):
         exec(compiled, {"__name__": "__main__"})
+
+
+def test_names_not_in_pepperpy_event_are_given_their_import_path() -> None:
+    """The page's names come from ``pepperpy.event``; one that only
+    ``pepperpy.event.notifications`` exports is given with that import path."""
+    import pepperpy.event
+    import pepperpy.event.notifications as notifications
+
+    paragraphs = DOC.read_text().split("\n\n")
+    for name in notifications.__all__:
+        if hasattr(pepperpy.event, name):
+            continue
+        mentioned = any(re.search(rf"`{name}\b", p) for p in paragraphs)
+        if mentioned:
+            assert any(name in p and "pepperpy.event.notifications" in p for p in paragraphs), (
+                f"docs/notifications.md never says where {name} is imported from"
+            )
