@@ -42,6 +42,7 @@ from pepperpy.event.store.base import MINUTE, MinuteCount, from_micros
 from pepperpy.event.store.sqlite import SQLiteBackend
 from tests.helpers import eventually
 from tests.store.conformance_head import HeadConformance
+from tests.store.conformance_multi import MultiConformance
 
 MakeStore = Callable[[], EventStore]
 
@@ -129,7 +130,7 @@ async def record_at(store: EventStore, times: Mapping[int, int]) -> None:
             await connection.close()
 
 
-class StoreConformance(HeadConformance):
+class StoreConformance(HeadConformance, MultiConformance):
     @pytest.fixture
     async def make_store(self, store_url: str) -> AsyncIterator[MakeStore]:
         stores: list[EventStore] = []

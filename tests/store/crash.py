@@ -77,3 +77,70 @@ async def assert_survives_sigkill(url: str) -> None:
     assert not missing, f"acknowledged but lost: {sorted(missing)}"
     for event in events:
         assert event.type == "crash.tick"
+
+
+#: the child for :func:`assert_multi_survives_sigkill`: transfers between four streams
+CHILD_MULTI = """
+import asyncio, sys
+from pepperpy.event import EventStore
+
+async def main() -> None:
+    store = EventStore(sys.argv[1])
+    number = 0
+    while True:
+        source, target = f"crash.s{number % 4}", f"crash.s{(number + 1) % 4}"
+        await store.append_streams({
+            source: [{"type": "crash.debit", "data": {"batch": number, "n": n}} for n in range(3)],
+            target: [{"type": "crash.credit", "data": {"batch": number, "n": n}} for n in range(3)],
+        })
+        print(number, flush=True)
+        number += 1
+
+asyncio.run(main())
+"""
+
+
+async def assert_multi_survives_sigkill(url: str) -> None:
+    """:func:`assert_survives_sigkill` for ``append_streams``: no call is half-written
+    (each has its three events on each of its two streams, consecutive in the log), and
+    every acknowledged one is there."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}"}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD_MULTI,
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert child.stdout is not None
+    acknowledged: list[int] = []
+    try:
+        async with asyncio.timeout(60):
+            while len(acknowledged) < ACKS_BEFORE_KILL:
+                line = await child.stdout.readline()
+                if not line:
+                    assert child.stderr is not None
+                    error = await child.stderr.read()
+                    raise AssertionError(f"writer died early: {error.decode()}")
+                acknowledged.append(int(line))
+    finally:
+        child.send_signal(signal.SIGKILL)
+        await child.wait()
+    rest = await child.stdout.read()
+    acknowledged.extend(int(line) for line in rest.split())
+    assert child.returncode == -signal.SIGKILL
+
+    async with EventStore(url) as store:
+        events = await store.read_all()
+    calls: dict[int, list[int]] = {}
+    for event in events:
+        calls.setdefault(event.data["batch"], []).append(event.global_position)
+        expected = f"crash.s{(event.data['batch'] + (event.type == 'crash.credit')) % 4}"
+        assert event.stream == expected, event
+    for number, positions in calls.items():
+        assert positions == list(range(positions[0], positions[0] + 2 * BATCH)), number
+    missing = set(acknowledged) - set(calls)
+    assert not missing, f"acknowledged but lost: {sorted(missing)}"

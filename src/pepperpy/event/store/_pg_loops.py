@@ -18,7 +18,7 @@ from typing import Any
 
 from .._errors import ClosedError
 from .._loops import LoopShares, warn_dropped
-from .base import AppendResult, PendingAppend, settle
+from .base import MultiAppend, PendingAppend, settle
 
 __all__ = ["CommitJobs", "Job", "OnLoop", "Status", "commit_loop", "dropped", "listener_ended"]
 
@@ -27,8 +27,9 @@ logger = logging.getLogger("pepperpy.event.store")
 #: most appends committed in one transaction
 _MAX_GROUP = 512
 
-#: one caller's append waiting for its group commit, and the future it waits on
-Job = tuple[PendingAppend, "asyncio.Future[AppendResult]"]
+#: one caller's append (or appends to several streams, all or none) waiting for its group
+#: commit, and the future it waits on
+Job = tuple[PendingAppend | MultiAppend, "asyncio.Future[Any]"]
 
 
 class OnLoop:

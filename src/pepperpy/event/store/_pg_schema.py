@@ -15,7 +15,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._pg_connect import Progress, in_transaction
-from .base import AppendResult, FreshRecord, PendingAppend, StreamState, plan_group
+from .base import (
+    FreshRecord,
+    MultiAppend,
+    PendingAppend,
+    StreamState,
+    parts,
+    plan_group,
+)
 
 __all__ = [
     "COUNT_BY_MINUTE",
@@ -262,11 +269,17 @@ WHERE e.position >= s.first_visible
 
 
 async def write_group(
-    channel: str, appends: list[PendingAppend], connection: Any
-) -> list[AppendResult | BaseException]:
+    channel: str, appends: list[PendingAppend | MultiAppend], connection: Any
+) -> list[Any]:
     """Write ``appends`` in ``connection``'s transaction, which notifies ``channel`` on
-    commit: each append's outcome, in order, decided by :func:`~.base.plan_group`."""
-    names = sorted({append.stream for append in appends})
+    commit: each append's outcome, in order, decided by :func:`~.base.plan_group` (a
+    :class:`~.base.MultiAppend`'s, a list of results).
+
+    Every stream of the group is locked in one statement, in name order, whichever
+    appends (one stream or several) name it: two groups crossing the same streams take
+    their locks in the same order and cannot deadlock."""
+    singles = parts(appends)
+    names = sorted({append.stream for append in singles})
     await connection.execute(
         "INSERT INTO pepperpy_streams (name, next_position) "
         "SELECT unnest($1::text[]), 0 ON CONFLICT DO NOTHING",
@@ -280,7 +293,7 @@ async def write_group(
     # ids the store has just minted cannot be stored yet: look up only the others
     pairs = [
         (append.stream, record.id)
-        for append in appends
+        for append in singles
         if states[append.stream].next_position > states[append.stream].first_visible
         for record in append.records
         if record.__class__ is not FreshRecord

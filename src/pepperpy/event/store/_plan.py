@@ -31,6 +31,7 @@ from .base import (
 
 __all__ = [
     "GroupPlan",
+    "MultiAppend",
     "PendingAppend",
     "append_result",
     "check_snapshot_version",
@@ -108,6 +109,29 @@ class PendingAppend(NamedTuple):
     expected_version: ExpectedVersion
 
 
+class MultiAppend(NamedTuple):
+    """One caller's appends to several streams (``append_streams``): all or none.
+
+    In a group commit it is one unit: its expectations are all checked before any of
+    its records is placed, a failure of one fails it alone (nothing of it written, the
+    rest of the group untouched), and its records get consecutive global positions, its
+    appends in order. Its streams are distinct.
+    """
+
+    appends: tuple[PendingAppend, ...]
+
+
+def parts(appends: Sequence[PendingAppend | MultiAppend]) -> list[PendingAppend]:
+    """Every single-stream append of a group, a :class:`MultiAppend`'s in its place."""
+    out: list[PendingAppend] = []
+    for append in appends:
+        if append.__class__ is MultiAppend:
+            out.extend(append.appends)
+        else:
+            out.append(append)  # type: ignore[arg-type]
+    return out
+
+
 class GroupPlan:
     """The decisions for a group of appends committed in one transaction.
 
@@ -126,8 +150,9 @@ class GroupPlan:
         self.spans: list[tuple[int, str, int, Sequence[NewRecord]]] = []
         self.next_positions: dict[str, int] = {}
         self.count = 0
-        # per caller: an exception, or (position, global position or -(offset + 1))
-        self._outcomes: list[BaseException | tuple[int, int]] = []
+        # per caller: an exception, or (position, global position or -(offset + 1)), or
+        # for a MultiAppend a list of those, one per stream
+        self._outcomes: list[BaseException | tuple[int, int] | list[tuple[int, int]]] = []
 
     @property
     def rows(self) -> list[tuple[int, str, int, NewRecord]]:
@@ -138,18 +163,62 @@ class GroupPlan:
             for index, record in enumerate(records)
         ]
 
-    def outcomes(self, first: int) -> list[AppendResult | BaseException]:
-        """Each caller's result, once the group's rows got positions from ``first`` on."""
-        out: list[AppendResult | BaseException] = []
+    def outcomes(self, first: int) -> list[Any]:
+        """Each caller's result, once the group's rows got positions from ``first`` on:
+        an :class:`AppendResult` or exception, a list of results for a
+        :class:`MultiAppend`."""
+        out: list[Any] = []
         for outcome in self._outcomes:
             if isinstance(outcome, BaseException):
                 out.append(outcome)
+            elif isinstance(outcome, list):
+                out.append([_result(first, *one) for one in outcome])
             else:
-                position, global_position = outcome
-                if global_position < 0:
-                    global_position = first - global_position - 1
-                out.append(append_result(position, global_position))
+                out.append(_result(first, *outcome))
         return out
+
+    def _place(
+        self,
+        stream: str,
+        state: StreamState,
+        records: Sequence[NewRecord],
+        known: dict[tuple[str, str], tuple[int, int]],
+    ) -> tuple[int, int]:
+        """Put ``records`` at the stream's next positions and the group's next offsets."""
+        count = self.count
+        position = state.next_position
+        self.spans.append((count, stream, position, records))
+        for index, record in enumerate(records):
+            if record.__class__ is not FreshRecord:  # a later retry in the group finds it
+                known[(stream, record.id)] = (position + index, -(count + index + 1))
+        count += len(records)
+        position += len(records)
+        state.next_position = position
+        state.deleted = False
+        self.next_positions[stream] = position
+        self.count = count
+        return (position - 1, -count)
+
+
+def _result(first: int, position: int, global_position: int) -> AppendResult:
+    if global_position < 0:
+        global_position = first - global_position - 1
+    return append_result(position, global_position)
+
+
+def _existing(
+    stream: str,
+    records: Sequence[NewRecord],
+    known: dict[tuple[str, str], tuple[int, int]],
+) -> dict[str, tuple[int, int]]:
+    """The records' ids already visible in ``stream``, with (position, global position)."""
+    existing: dict[str, tuple[int, int]] = {}
+    if known:
+        for record in records:
+            hit = known.get((stream, record.id))
+            if hit is not None:
+                existing[record.id] = hit
+    return existing
 
 
 _new_object = object.__new__
@@ -165,7 +234,7 @@ def append_result(next_expected_version: int, global_position: int) -> AppendRes
 
 
 def plan_group(
-    appends: Sequence[PendingAppend],
+    appends: Sequence[PendingAppend | MultiAppend],
     states: dict[str, StreamState],
     known: dict[tuple[str, str], tuple[int, int]],
 ) -> GroupPlan:
@@ -174,23 +243,24 @@ def plan_group(
     ``states`` holds the (locked) state of every stream involved, ``known`` the visible
     (stream, id) pairs of the group's ids with their (position, global_position). A
     caller whose expectation fails gets its exception and changes nothing; later callers
-    see the effect of earlier ones (states and ids are updated as the plan goes).
+    see the effect of earlier ones (states and ids are updated as the plan goes). A
+    :class:`MultiAppend` has every stream decided before any is placed: one failure
+    fails it whole.
     """
     plan = GroupPlan()
-    spans = plan.spans
     outcomes = plan._outcomes
-    next_positions = plan.next_positions
-    count = 0
-    for stream, records, expected in appends:
+    for append in appends:
+        if append.__class__ is MultiAppend:
+            try:
+                outcomes.append(_plan_multi(plan, append, states, known))
+            except (ConcurrencyError, StreamDeletedError) as exc:
+                outcomes.append(exc)
+            continue
+        stream, records, expected = append  # type: ignore[misc]
         state = states.get(stream)
         if state is None:
             state = states[stream] = StreamState()
-        existing: dict[str, tuple[int, int]] = {}
-        if known:
-            for record in records:
-                hit = known.get((stream, record.id))
-                if hit is not None:
-                    existing[record.id] = hit
+        existing = _existing(stream, records, known)
         chosen: Sequence[NewRecord] = records
         if existing or expected is not ANY or state.deleted:
             try:
@@ -204,19 +274,33 @@ def plan_group(
                 outcomes.append((decision.next_expected_version, decision.global_position))
                 continue
             chosen = [records[index] for index in decision]
-        position = state.next_position
-        spans.append((count, stream, position, chosen))
-        for index, record in enumerate(chosen):
-            if record.__class__ is not FreshRecord:  # a later retry in the group finds it
-                known[(stream, record.id)] = (position + index, -(count + index + 1))
-        count += len(chosen)
-        position += len(chosen)
-        state.next_position = position
-        state.deleted = False
-        next_positions[stream] = position
-        outcomes.append((position - 1, -count))
-    plan.count = count
+        outcomes.append(plan._place(stream, state, chosen, known))
     return plan
+
+
+def _plan_multi(
+    plan: GroupPlan,
+    multi: MultiAppend,
+    states: dict[str, StreamState],
+    known: dict[tuple[str, str], tuple[int, int]],
+) -> list[tuple[int, int]]:
+    """Decide every stream of ``multi`` (raising the first failure, nothing placed),
+    then place the records of those that are not retries, in order."""
+    decisions: list[AppendResult | list[int]] = []
+    for stream, records, expected in multi.appends:
+        state = states.get(stream) or StreamState()
+        ids = [record.id for record in records]
+        decisions.append(
+            plan_append(stream, state, expected, ids, _existing(stream, records, known))
+        )
+    placed: list[tuple[int, int]] = []
+    for (stream, records, _), decision in zip(multi.appends, decisions, strict=True):
+        if isinstance(decision, AppendResult):
+            placed.append((decision.next_expected_version, decision.global_position))
+            continue
+        chosen = [records[index] for index in decision]
+        placed.append(plan._place(stream, states.setdefault(stream, StreamState()), chosen, known))
+    return placed
 
 
 def settle(future: asyncio.Future[Any], outcome: Any) -> None:

@@ -28,11 +28,12 @@ from ._sqlite_schema import (
 )
 from .base import (
     ANY,
-    AppendResult,
     FreshRecord,
+    MultiAppend,
     PendingAppend,
     StreamState,
     append_result,
+    parts,
     plan_group,
 )
 
@@ -219,8 +220,8 @@ class LogWriter:
             self.states[name] = StreamState(next_position, first_visible, bool(deleted))
 
     def append_run(
-        self, connection: sqlite3.Connection, appends: list[PendingAppend]
-    ) -> list[AppendResult | BaseException]:
+        self, connection: sqlite3.Connection, appends: list[PendingAppend | MultiAppend]
+    ) -> list[Any]:
         """Write consecutive appends with a few statements for all of them.
 
         Every expectation and idempotency check is decided in Python by
@@ -246,20 +247,23 @@ class LogWriter:
         return outcomes
 
     def write_appends(
-        self, connection: sqlite3.Connection, appends: list[PendingAppend]
-    ) -> list[AppendResult | BaseException]:
+        self, connection: sqlite3.Connection, appends: list[PendingAppend | MultiAppend]
+    ) -> list[Any]:
+        """Write a run of appends: each one's :class:`AppendResult` or exception (a
+        :class:`MultiAppend`'s list of results), decided by :func:`plan_group`."""
         fresh = self._write_fresh(connection, appends)
         if fresh is not None:
             return fresh
+        singles = parts(appends)
         states = self.states
         if not self.complete:
-            missing = {append.stream for append in appends} - states.keys()
+            missing = {append.stream for append in singles} - states.keys()
             if missing:
                 self.read_states(connection, sorted(missing))
         # ids the store has just minted cannot be stored yet: look up only the others
         pairs = [
             (append.stream, record.id)
-            for append in appends
+            for append in singles
             for record in append.records
             if record.__class__ is not FreshRecord
             and (state := states.get(append.stream)) is not None
@@ -286,7 +290,7 @@ class LogWriter:
         # streams without a row, or deleted: an append (re)starts them and writes their row
         starting = [
             append.stream
-            for append in appends
+            for append in singles
             if (state := states.get(append.stream)) is None
             or state.next_position == 0
             or state.deleted
@@ -310,8 +314,8 @@ class LogWriter:
         return plan.outcomes(first)
 
     def _write_fresh(
-        self, connection: sqlite3.Connection, appends: list[PendingAppend]
-    ) -> list[AppendResult | BaseException] | None:
+        self, connection: sqlite3.Connection, appends: list[PendingAppend | MultiAppend]
+    ) -> list[Any] | None:
         """Write the usual group in one pass: None when it is not one, nothing written.
 
         The usual group holds appends with ``ANY`` to streams whose state is known and
@@ -319,7 +323,8 @@ class LogWriter:
         just minted, or ids that are neither in the tail (known in memory) nor at or
         below the greatest id in id_index (a new ``Event``'s UUIDv7), each once in the
         group. Nothing can fail then, so :func:`plan_group` has nothing to decide: each
-        append goes at its stream's next position, and no id needs looking up in SQL.
+        append goes at its stream's next position, and no id needs looking up in SQL. A
+        :class:`MultiAppend` in the group sends it down the general path.
         """
         states = self.states
         complete = self.complete
@@ -332,7 +337,10 @@ class LogWriter:
         tail: dict[tuple[str, str], tuple[int, int]] | None = None
         greatest: str | None = None
         brought: set[tuple[str, str]] = set()  # the group's (stream, id) given by callers
-        for stream, records, expected in appends:
+        for append in appends:
+            if append.__class__ is MultiAppend:
+                return None
+            stream, records, expected = append  # type: ignore[misc]
             if expected is not ANY:
                 return None
             position = moved.get(stream)

@@ -39,7 +39,7 @@ from ._sqlite_schema import (
     named_error,
     read_only_file,
 )
-from .base import PendingAppend, settle
+from .base import MultiAppend, PendingAppend, parts, settle
 
 __all__ = ["Writer"]
 
@@ -59,7 +59,8 @@ class _Job(NamedTuple):
     """A queued write: an append (planned together with its neighbours) or any other work."""
 
     work: Callable[[sqlite3.Connection], Any] | None
-    append: PendingAppend | None
+    #: an append, or one caller's appends to several streams (all or none)
+    append: PendingAppend | MultiAppend | None
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     #: the stream whose state a non-append job changes (the writer re-reads it)
@@ -96,7 +97,8 @@ def _uncancelled(group: list[_Job]) -> list[_Job]:
 
 def _rows(group: list[_Job]) -> int:
     """How many events the group appends."""
-    return sum(len(job.append.records) for job in group if job.append is not None)
+    appends = [job.append for job in group if job.append is not None]
+    return sum(len(append.records) for append in parts(appends))
 
 
 def _busy(error: BaseException) -> bool:
@@ -163,7 +165,7 @@ class Writer(threading.Thread):
     def submit(
         self,
         work: Callable[[sqlite3.Connection], T] | None,
-        append: PendingAppend | None = None,
+        append: PendingAppend | MultiAppend | None = None,
         changes: str | None = None,
     ) -> asyncio.Future[T]:
         """Queue ``work`` (or an append); ``changes`` names a stream whose state it alters."""

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import _json
-from .._errors import ClosedError, ConfigurationError
+from .._errors import ClosedError, ConfigurationError, SerializationError, ValidationError
 from .._event import Event
 from .._frozen import check_json
 from .._patterns import parse_name
@@ -32,6 +32,8 @@ from .base import (
     AppendResult,
     ExpectedVersion,
     MinuteCount,
+    NewRecord,
+    PendingAppend,
     Row,
     Snapshot,
     SnapshotRow,
@@ -176,23 +178,110 @@ class EventStore(StoreSecurity, StoreDecoding):
             _check_expected(expected_version)
         if self.access is not None:
             await self._acheck_access("append", stream)
-        records = event_records(event_or_events)
-        if self._current_versions:
-            self._refuse_old_versions(records, isinstance(event_or_events, list | tuple))
-        if self.encryption is not None:
-            records = await self._encrypt(stream, records)
+        records = await self._records(stream, event_or_events)
         if self.audit is None:
             return await self._backend.append(stream, records, expected_version)
         return await self._audited(
             self._backend.append(stream, records, expected_version),
             "append",
             stream,
-            lambda result: {
-                "events": len(records),
-                "ids": [record.id for record in records][:100],
-                "global_position": result.global_position,
-            },
+            lambda result: _append_details(records, result),
         )
+
+    async def append_streams(
+        self,
+        events: Mapping[str, Event | Mapping[str, Any] | Sequence[Event | Mapping[str, Any]]],
+        *,
+        expected_versions: Mapping[str, ExpectedVersion] | None = None,
+    ) -> dict[str, AppendResult]:
+        """Append to several streams at once: every event of every stream, or none.
+
+        ``events`` maps each stream to what :meth:`append` takes (one event or a batch);
+        ``expected_versions`` gives a stream's expected version (``ANY`` for a stream it
+        does not name). Every stream's expectation is checked before anything is
+        written: a mismatch raises :class:`~pepperpy.event.ConcurrencyError` for that
+        stream, a deleted one :class:`~pepperpy.event.StreamDeletedError`, and nothing
+        of the call is written. Each stream is otherwise appended to as :meth:`append`
+        does (names, event forms, ``append`` permission, encryption, upcasters' current
+        versions; a stream whose ids are all stored already is a retry: its original
+        result, nothing written), and the events written get consecutive global
+        positions, the streams' in the mapping's order. Returns each stream's
+        :class:`AppendResult`, in the mapping's order.
+
+        With an audit log, each stream gets its own ``append`` entry (as :meth:`append`
+        records it, plus the names of every stream of the call), so a stream's history
+        in the log reads the same however it was appended to.
+        """
+        if self._closed:
+            raise ClosedError("the event store is closed")
+        self._check_audit_open()
+        if not isinstance(events, Mapping):
+            raise TypeError(
+                "append_streams takes a mapping of stream name to event(s), got "
+                f"{type(events).__name__}"
+            )
+        if not events:
+            raise ValueError("append_streams needs at least one stream, got an empty mapping")
+        expected = {} if expected_versions is None else expected_versions
+        if not isinstance(expected, Mapping):
+            raise TypeError(
+                "expected_versions must be a mapping of stream name to expected version, "
+                f"got {type(expected).__name__}"
+            )
+        for stream in events:
+            parse_name(stream, STREAM_NAME)
+        for stream, version in expected.items():
+            if stream not in events:
+                raise ValueError(
+                    f"expected_versions names {stream!r}, which is not one of the streams "
+                    f"appended to ({', '.join(map(repr, events))})"
+                )
+            if version is not ANY:
+                _check_expected(version)
+        for stream, event_or_events in events.items():
+            if isinstance(event_or_events, list | tuple) and not event_or_events:
+                raise ValueError(f"append_streams got no events for stream {stream!r}")
+        if self.access is not None:  # every stream, before any is sealed
+            for stream in events:
+                await self._acheck_access("append", stream)
+        appends: list[PendingAppend] = []
+        for stream, event_or_events in events.items():
+            try:
+                records = await self._records(stream, event_or_events)
+            except (ValidationError, SerializationError) as exc:
+                exc.add_note(f"in the events for stream {stream!r} (nothing was written)")
+                raise
+            appends.append(PendingAppend(stream, records, expected.get(stream, ANY)))
+        names = list(events)
+        if self.audit is None:
+            results = await self._backend.append_streams(appends)
+        else:
+            results = await self._audited_each(
+                self._backend.append_streams(appends),
+                "append",
+                lambda written: [
+                    (
+                        append.stream,
+                        {**_append_details(append.records, result), "streams": names},
+                    )
+                    for append, result in zip(appends, written, strict=True)
+                ],
+            )
+        return dict(zip(names, results, strict=True))
+
+    async def _records(
+        self,
+        stream: str,
+        event_or_events: Event | Mapping[str, Any] | Sequence[Event | Mapping[str, Any]],
+    ) -> list[NewRecord]:
+        """What ``append`` writes to ``stream``: the events as records, refused if older
+        than their upcasters, sealed if encrypted."""
+        records = event_records(event_or_events)
+        if self._current_versions:
+            self._refuse_old_versions(records, isinstance(event_or_events, list | tuple))
+        if self.encryption is not None:
+            records = await self._encrypt(stream, records)
+        return records
 
     async def delete_stream(self, stream: str) -> bool:
         """Soft-delete ``stream``: its events and snapshot disappear from every read.
@@ -539,6 +628,15 @@ class EventStore(StoreSecurity, StoreDecoding):
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError("the event store is closed")
+
+
+def _append_details(records: Sequence[NewRecord], result: AppendResult) -> dict[str, Any]:
+    """An ``append`` audit entry's details."""
+    return {
+        "events": len(records),
+        "ids": [record.id for record in records][:100],
+        "global_position": result.global_position,
+    }
 
 
 def _check_expected(expected: ExpectedVersion) -> None:

@@ -65,6 +65,26 @@ class StoreSecurity:
 
         return await settled(change_and_record())
 
+    async def _audited_each(
+        self,
+        change: Awaitable[T],
+        action: str,
+        entries: Callable[[T], list[tuple[str, dict[str, Any]]]],
+    ) -> T:
+        """:meth:`_audited` for a change to several targets: one entry per (target,
+        details) that ``entries`` lists, recorded in order, all or none by cancellation."""
+        audit = self.audit
+        assert audit is not None
+        principal = current_principal()
+
+        async def change_and_record() -> T:
+            result = await change
+            for target, details in entries(result):
+                await audit.arecord(action, target, principal=principal, details=details)
+            return result
+
+        return await settled(change_and_record())
+
     async def _encrypt(self, stream: str, records: list[NewRecord]) -> list[NewRecord]:
         """The records sealed: one key store check for the whole batch.
 

@@ -13,6 +13,8 @@ Contract, checked by the store conformance suite (``tests/store/conformance.py``
   gives them consecutive stream positions and increasing global positions, and returns
   only once the write is durable. Global positions become visible to readers in order:
   a reader that has seen position ``n`` never later sees a new event below ``n``.
+* ``append_streams(appends)`` writes several streams' appends as one atomic unit
+  (:meth:`StoreBackend.append_streams`); a backend without it refuses the call.
 * ``read_stream`` / ``read_all`` return one page of :data:`Row` tuples, hiding events of
   deleted streams (positions below the stream's ``first_visible``). ``read_all`` scans
   ``limit`` rows of the log and says where the scan ended (:class:`LogPage`), so readers
@@ -48,6 +50,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+from .._errors import ConfigurationError
 from .._redact import redact_url
 
 __all__ = [
@@ -62,6 +65,7 @@ __all__ = [
     "MINUTE",
     "MinuteCount",
     "MinuteCountRow",
+    "MultiAppend",
     "NewRecord",
     "PendingAppend",
     "Row",
@@ -306,6 +310,25 @@ class StoreBackend(abc.ABC):
         Usually an ``async def``; a backend may return any awaitable (a future, say).
         """
 
+    async def append_streams(self, appends: Sequence[PendingAppend]) -> list[AppendResult]:
+        """Write each of ``appends`` (to distinct streams) as ``append`` would, all in one
+        atomic, durable write: every expectation is checked first, and one failing
+        (``ConcurrencyError``, ``StreamDeletedError``) writes nothing of any. Returns one
+        :class:`AppendResult` per append, in order; the records written get consecutive
+        global positions, the appends' in order.
+
+        A :class:`MultiAppend` is the unit :func:`plan_group` decides this way. This
+        default refuses with :class:`~pepperpy.event.ConfigurationError`: a backend
+        written before the method existed has no transaction over several streams, and
+        appending them one by one would not be atomic. The built-in backends implement
+        it.
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} does not implement append_streams (atomic appends to "
+            "several streams); append to each stream separately, or implement "
+            "StoreBackend.append_streams"
+        )
+
     @abc.abstractmethod
     async def read_stream(
         self, stream: str, start: int | None, backwards: bool, limit: int
@@ -456,6 +479,7 @@ class StoreBackend(abc.ABC):
 # types above: imported last, so that they are defined when it imports them
 from ._plan import (  # noqa: E402
     GroupPlan,
+    MultiAppend,
     PendingAppend,
     check_snapshot_version,
     plan_append,
@@ -465,3 +489,4 @@ from ._plan import (  # noqa: E402
 
 # not in __all__ (the SQLite backend's hot path imports it from here)
 from ._plan import append_result as append_result  # noqa: E402
+from ._plan import parts as parts  # noqa: E402

@@ -19,7 +19,9 @@ from .base import (
     ExpectedVersion,
     LogPage,
     MinuteCountRow,
+    MultiAppend,
     NewRecord,
+    PendingAppend,
     Row,
     SnapshotRow,
     StoreBackend,
@@ -27,6 +29,7 @@ from .base import (
     check_snapshot_version,
     minute_counts,
     plan_append,
+    plan_group,
     tally_minutes,
 )
 
@@ -95,6 +98,47 @@ class MemoryBackend(StoreBackend):
         entry.state.deleted = False
         self._waiters.wake()
         return AppendResult(position - 1, len(log) - 1)
+
+    async def append_streams(self, appends: Sequence[PendingAppend]) -> list[AppendResult]:
+        """Decided whole by :func:`plan_group` (one :class:`MultiAppend`), then written
+        without awaiting: atomic on the event loop, as ``append`` is."""
+        self._check_open()
+        states: dict[str, StreamState] = {}
+        known: dict[tuple[str, str], tuple[int, int]] = {}
+        for stream, records, _ in appends:
+            entry = self._streams.get(stream)
+            if entry is None:
+                continue
+            state = entry.state
+            states[stream] = StreamState(state.next_position, state.first_visible, state.deleted)
+            for record in records:
+                position = entry.ids.get(record.id)
+                if position is not None:
+                    known[(stream, record.id)] = (position, entry.rows[position][0])
+        plan = plan_group([MultiAppend(tuple(appends))], states, known)
+        first = len(self._log)
+        (outcome,) = plan.outcomes(first)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        recorded_at = time.time_ns() // 1000
+        log = self._log
+        for offset, stream, position, record in plan.rows:
+            entry = self._streams.get(stream)
+            if entry is None:
+                entry = self._streams[stream] = _Stream()
+            row = (first + offset, stream, position, *record, recorded_at)
+            self._by_type.setdefault(record.type, []).append(len(log))
+            self._by_category.setdefault(stream.split(".", 1)[0], []).append(len(log))
+            log.append(row)
+            entry.rows.append(row)
+            entry.ids[record.id] = position
+        for stream, next_position in plan.next_positions.items():
+            self._streams[stream].state.next_position = next_position
+            self._streams[stream].state.deleted = False
+        if plan.count:
+            self._waiters.wake()
+        results: list[AppendResult] = outcome
+        return results
 
     async def read_stream(
         self, stream: str, start: int | None, backwards: bool, limit: int

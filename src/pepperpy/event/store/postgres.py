@@ -88,6 +88,7 @@ from .base import (
     ExpectedVersion,
     LogPage,
     MinuteCountRow,
+    MultiAppend,
     NewRecord,
     PendingAppend,
     Row,
@@ -215,6 +216,17 @@ class PostgresBackend(StoreBackend):
         on.work.set()
         return await future
 
+    async def append_streams(self, appends: Sequence[PendingAppend]) -> list[AppendResult]:
+        """Queued as one job of the loop's next group commit (see
+        :class:`~.base.MultiAppend`): decided and written whole in its transaction."""
+        if self._closed:
+            raise ClosedError("the event store is closed")
+        on = self._here()
+        future: asyncio.Future[list[AppendResult]] = on.loop.create_future()
+        on.pending.append((MultiAppend(tuple(appends)), future))
+        on.work.set()
+        return await future
+
     async def _commit_jobs(self, on: OnLoop, jobs: list[Job]) -> None:
         """Commit a group of appends and resolve every caller's future."""
         try:
@@ -274,11 +286,11 @@ class PostgresBackend(StoreBackend):
         return str(getattr(cause, "sqlstate", ""))[:2] in _REFUSALS
 
     async def _commit_group(
-        self, on: OnLoop, appends: list[PendingAppend]
-    ) -> list[AppendResult | BaseException]:
+        self, on: OnLoop, appends: list[PendingAppend | MultiAppend]
+    ) -> list[Any]:
         write = functools.partial(write_group, self.channel, appends)
 
-        async def work(connection: Any, progress: Progress) -> list[AppendResult | BaseException]:
+        async def work(connection: Any, progress: Progress) -> list[Any]:
             return await in_transaction(connection, progress, write)
 
         for attempt in range(_DEADLOCK_RETRIES):

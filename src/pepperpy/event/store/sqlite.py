@@ -62,6 +62,7 @@ from .base import (
     ExpectedVersion,
     LogPage,
     MinuteCountRow,
+    MultiAppend,
     NewRecord,
     PendingAppend,
     Row,
@@ -202,7 +203,7 @@ class SQLiteBackend(StoreBackend):
     async def _write(
         self,
         work: Callable[[sqlite3.Connection], T] | None,
-        append: PendingAppend | None = None,
+        append: PendingAppend | MultiAppend | None = None,
         changes: str | None = None,
     ) -> T:
         if self.read_only and not self._closed:
@@ -371,6 +372,12 @@ class SQLiteBackend(StoreBackend):
             assert writer is not None
             return writer.submit(None, append)
         return self._write(None, append)
+
+    async def append_streams(self, appends: Sequence[PendingAppend]) -> list[AppendResult]:
+        """One job for the writer: decided and written whole inside its group's
+        transaction (see :class:`~.base.MultiAppend`); a failure fails it alone."""
+        results: list[AppendResult] = await self._write(None, MultiAppend(tuple(appends)))
+        return results
 
     async def read_stream(
         self, stream: str, start: int | None, backwards: bool, limit: int
