@@ -124,3 +124,17 @@ async def test_close_does_not_wait_for_a_render_under_way() -> None:
     outcome = result["email"]  # type: ignore[index]
     assert not outcome.ok
     assert isinstance(outcome.error, ClosedError)  # rendered after close(): not sent
+
+
+async def test_a_render_still_running_does_not_hold_up_the_next_one() -> None:
+    first_system, second_system = _system(), _system()
+    first, _, first_gate, _ = await _gated_render(first_system)
+
+    # entered while the first render still waits at its gate: not queued behind it
+    second, _, second_gate, _ = await _gated_render(second_system)
+
+    second_gate.set()
+    first_gate.set()
+    assert (await first).ok and (await second).ok  # type: ignore[attr-defined]
+    await first_system.close()
+    await second_system.close()

@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
+import queue
 import re
 import threading
 import time
@@ -267,11 +269,56 @@ def render_bounded(template: Any, context: Any, security_error: type[Exception])
     return "".join(parts)
 
 
-async def in_thread(function: Callable[[], T]) -> T:
-    """``function()`` run in a thread of its own, so the event loop keeps running.
+class _Workers:
+    """Daemon threads that render, started as needed and kept for the next render.
 
-    The thread is a daemon: a render that never reaches a deadline check is given up
-    :data:`RENDER_TIMEOUT` plus a second (``TimeoutError``) and cannot hold the interpreter's exit.
+    Daemons, so a render that reaches no deadline check cannot hold the interpreter's
+    exit; a new thread starts whenever none is idle (up to :data:`WORKERS`), so renders
+    given up as still running do not queue the next ones behind them.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._count = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle == 0 and self._count < WORKERS:
+                self._count += 1
+                name = f"pepperpy-template-render-{self._count}"
+                threading.Thread(target=self._work, name=name, daemon=True).start()
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            job = self._jobs.get()
+            with self._lock:
+                self._idle -= 1
+            job()
+
+
+#: threads rendering templates at most (renders past that wait for one to be free)
+WORKERS = 32
+_workers = _Workers()
+
+
+def _forked() -> None:  # the child has none of the parent's threads
+    global _workers
+    _workers = _Workers()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+async def in_thread(function: Callable[[], T]) -> T:
+    """``function()`` run in a render thread, so the event loop keeps running meanwhile.
+
+    Given up after :data:`RENDER_TIMEOUT` plus a second (``TimeoutError``), for a render
+    that reaches no deadline check; its thread goes on until the render ends.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
@@ -295,6 +342,6 @@ async def in_thread(function: Callable[[], T]) -> T:
         with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
             loop.call_soon_threadsafe(settle, result, error)
 
-    threading.Thread(target=run, name="pepperpy-template-render", daemon=True).start()
+    _workers.submit(run)
     async with asyncio.timeout(RENDER_TIMEOUT + 1.0):
         return await future

@@ -541,7 +541,7 @@ class _Registration(NamedTuple):
 async def _render_off_loop(
     templates: TemplateLibrary, template: str, route: Route, values: Mapping[str, Any]
 ) -> Rendered:
-    """Render in a thread of its own: a slow template must not stall the event loop (and
+    """Render in a worker thread: a slow template must not stall the event loop (and
     with it every handler, timer and ``close()``). The sandbox stops a render at its
     deadline; one that reaches no check point is given up here a second later."""
     lookup = (route.name, route.kind)
