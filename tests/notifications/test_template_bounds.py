@@ -138,3 +138,19 @@ async def test_a_render_still_running_does_not_hold_up_the_next_one() -> None:
     assert (await first).ok and (await second).ok  # type: ignore[attr-defined]
     await first_system.close()
     await second_system.close()
+
+
+async def test_a_render_that_reaches_no_check_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pepperpy.event.notifications import _sandbox
+
+    monkeypatch.setattr(_sandbox, "RENDER_TIMEOUT", 0.1)
+    notifications = _system()
+    task, _, gate, _ = await _gated_render(notifications)  # blocks inside one call
+
+    result = await task
+    gate.set()
+
+    outcome = result["email"]  # type: ignore[index]
+    assert isinstance(outcome.error, TemplateError)
+    assert "'gated' for channel 'email' was still rendering after 1.1s" in str(outcome.error)
+    await notifications.close()

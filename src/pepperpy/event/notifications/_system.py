@@ -26,6 +26,7 @@ from .._patterns import parse_pattern
 from .._removal import check_removal, remove_last
 from .._retry import RetryPolicy
 from .._seconds import check_seconds
+from . import _sandbox
 from ._claims import KeyBase, claim_key, delivery_key, end_claim, hold_claim, in_context, key_base
 from ._delivery import CLOSE_GRACE, Call, Deliveries, Failure, Route
 from ._handler_failures import HandlerFailures
@@ -39,7 +40,6 @@ from ._models import (
 )
 from ._ratelimit import RateLimit
 from ._recipients import resolve_recipient
-from ._sandbox import RENDER_TIMEOUT, in_thread
 from ._templates import Rendered, TemplateLibrary
 from .channels import Channel, channel_from_url
 
@@ -546,11 +546,13 @@ async def _render_off_loop(
     deadline; one that reaches no check point is given up here a second later."""
     lookup = (route.name, route.kind)
     try:
-        return await in_thread(functools.partial(templates.render, template, lookup, values))
+        return await _sandbox.in_thread(
+            functools.partial(templates.render, template, lookup, values)
+        )
     except TimeoutError:
         raise TemplateError(
             f"template {template!r} for channel {route.name!r} was still rendering after "
-            f"{RENDER_TIMEOUT + 1:g}s; given up (its thread stops at its next check)"
+            f"{_sandbox.RENDER_TIMEOUT + 1:g}s; given up (its thread stops at its next check)"
         ) from None
 
 
