@@ -20,7 +20,8 @@ from pepperpy.event.security import (
     acting_as,
 )
 from pepperpy.event.store import MemoryBackend
-from pepperpy.event.store.base import StoreBackend
+from pepperpy.event.store._records import event_records
+from pepperpy.event.store.base import ANY, PendingAppend, StoreBackend
 from tests.conftest import unique_name
 from tests.store.conformance_multi import moved, run_transfers
 from tests.store.crash import assert_multi_survives_sigkill
@@ -80,6 +81,18 @@ async def test_no_sqlite_call_is_half_written_after_sigkill(sqlite_url: str) -> 
 @pytest.mark.postgres
 async def test_no_postgres_call_is_half_written_after_sigkill(postgres_url: str) -> None:
     await assert_multi_survives_sigkill(postgres_url)
+
+
+async def test_backends_refuse_two_appends_to_one_stream(store_url: str) -> None:
+    """The store passes distinct streams; a backend called directly checks it too, as
+    two appends to one stream planned against one state could both pass one check."""
+    async with EventStore(store_url) as store:
+        records = event_records(moved(1))
+        twice = [PendingAppend("a.1", records, 0), PendingAppend("a.1", records, ANY)]
+        for appends in (twice, []):
+            with pytest.raises(ValueError, match="one append per stream"):
+                await store.backend.append_streams(appends)
+        assert await store.head() is None
 
 
 # -- a backend written before append_streams ------------------------------------------

@@ -120,6 +120,18 @@ class MultiAppend(NamedTuple):
 
     appends: tuple[PendingAppend, ...]
 
+    @classmethod
+    def of(cls, appends: Sequence[PendingAppend]) -> MultiAppend:
+        """The unit for ``appends``, refused (``ValueError``) unless their streams are
+        distinct and there is one at least: planned against each stream's state once,
+        two appends to one stream could both pass a check only one of them meets."""
+        names = [append.stream for append in appends]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(
+                f"append_streams needs one append per stream, at least one; got {names!r}"
+            )
+        return cls(tuple(appends))
+
 
 def parts(appends: Sequence[PendingAppend | MultiAppend]) -> list[PendingAppend]:
     """Every single-stream append of a group, a :class:`MultiAppend`'s in its place."""

@@ -115,7 +115,7 @@ class MemoryBackend(StoreBackend):
                 position = entry.ids.get(record.id)
                 if position is not None:
                     known[(stream, record.id)] = (position, entry.rows[position][0])
-        plan = plan_group([MultiAppend(tuple(appends))], states, known)
+        plan = plan_group([MultiAppend.of(appends)], states, known)
         first = len(self._log)
         (outcome,) = plan.outcomes(first)
         if isinstance(outcome, BaseException):

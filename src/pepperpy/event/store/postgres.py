@@ -221,9 +221,10 @@ class PostgresBackend(StoreBackend):
         :class:`~.base.MultiAppend`): decided and written whole in its transaction."""
         if self._closed:
             raise ClosedError("the event store is closed")
+        unit = MultiAppend.of(appends)
         on = self._here()
         future: asyncio.Future[list[AppendResult]] = on.loop.create_future()
-        on.pending.append((MultiAppend(tuple(appends)), future))
+        on.pending.append((unit, future))
         on.work.set()
         return await future
 

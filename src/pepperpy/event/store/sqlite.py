@@ -376,7 +376,7 @@ class SQLiteBackend(StoreBackend):
     async def append_streams(self, appends: Sequence[PendingAppend]) -> list[AppendResult]:
         """One job for the writer: decided and written whole inside its group's
         transaction (see :class:`~.base.MultiAppend`); a failure fails it alone."""
-        results: list[AppendResult] = await self._write(None, MultiAppend(tuple(appends)))
+        results: list[AppendResult] = await self._write(None, MultiAppend.of(appends))
         return results
 
     async def read_stream(
