@@ -4,9 +4,11 @@ process killed mid-call, a backend written before the method, and the security o
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +72,71 @@ async def test_transfers_across_two_sqlite_stores_conserve_the_total(sqlite_url:
     finally:
         for store in stores:
             await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_postgres_call_committing_late_is_not_skipped(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ``append_streams`` holding its commit keeps the head below its events, a second
+    writer waits behind it, and a subscription started past that head gets the call's
+    events, then the other's, once each, in order (docs/store.md, "PostgreSQL: ordering,
+    the hard promise")."""
+    asyncpg = pytest.importorskip("asyncpg")
+    writer, reader = EventStore(postgres_url), EventStore(postgres_url)
+    admin = await asyncpg.connect(postgres_url)
+    commit = asyncpg.transaction.Transaction.commit
+    committing, release = asyncio.Event(), asyncio.Event()
+    commits = 0
+
+    async def held_commit(transaction: Any) -> None:
+        nonlocal commits
+        commits += 1
+        if commits == 1:  # the writer's call: hold it before its COMMIT
+            committing.set()
+            await release.wait()
+        await commit(transaction)
+
+    async def waiting_for_a_lock() -> int:
+        found: int = await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        )
+        return found
+
+    try:
+        async with asyncio.timeout(30):
+            await writer.append("a.1", moved(1))
+            monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", held_commit)
+            in_flight = asyncio.ensure_future(
+                writer.append_streams({"a.1": moved(-1), "c.1": moved(1)})
+            )
+            await committing.wait()  # positions 1 and 2 taken, not committed
+            head = await reader.head()
+            assert head == 0
+            subscription = reader.subscribe(head + 1)
+            later = asyncio.ensure_future(reader.append("b.1", moved(0)))
+            while await waiting_for_a_lock() < 1:  # it waits for the head row's lock
+                await asyncio.sleep(0.01)
+            assert not later.done()
+            assert await reader.head() == 0
+            release.set()
+            results = await in_flight
+            assert [r.global_position for r in results.values()] == [1, 2]
+            assert (await later).global_position == 3
+            async with subscription:
+                seen = [await anext(subscription) for _ in range(3)]
+            assert [(e.global_position, e.stream) for e in seen] == [
+                (1, "a.1"),
+                (2, "c.1"),
+                (3, "b.1"),
+            ]
+    finally:
+        release.set()
+        monkeypatch.undo()
+        await admin.close()
+        await writer.close()
+        await reader.close()
 
 
 @pytest.mark.slow
