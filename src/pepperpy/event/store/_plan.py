@@ -5,7 +5,9 @@ and deletes take: whether a snapshot's version is a visible position of its stre
 (:func:`check_snapshot_version`), whether an append is a retry or meets its expected
 version (:func:`plan_append`), and, for the durable backends that commit several
 callers' appends in one transaction, the plan of that group (:func:`plan_group`,
-:class:`GroupPlan`) and how each caller's future is resolved (:func:`settle`).
+:class:`GroupPlan`) and how each caller's future is resolved (:func:`settle`). A
+caller's appends to several streams (``append_streams``) are one :class:`MultiAppend`
+in that plan, all or none; the memory backend plans one alone.
 
 The types these decisions take and give are the backend contract's (:mod:`.base`),
 which re-exports every name here: backends import them from there.
