@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -80,7 +81,8 @@ def test_a_render_past_its_deadline_is_stopped(monkeypatch: pytest.MonkeyPatch) 
 async def _gated_render(
     notifications: NotificationSystem,
 ) -> tuple[asyncio.Task[object], asyncio.Event, threading.Event, threading.Event]:
-    """A notify whose template blocks in ``gate()`` until the test opens it."""
+    """A notify whose template blocks in ``gate()`` until the test opens it: in a render
+    thread, since its first steps take longer than the inline budget."""
     loop = asyncio.get_running_loop()
     entered = asyncio.Event()
     gate = threading.Event()
@@ -92,9 +94,15 @@ async def _gated_render(
         left.set()
         return "opened" if opened else "timed out"
 
-    notifications.add_template("gated", "{{ gate() }}")
+    def tick() -> str:  # slow enough steps that the render leaves the loop for a thread
+        time.sleep(0.002)
+        return ""
+
+    notifications.add_template(
+        "gated", "{% for i in range(30) %}{{ tick() }}{% endfor %}{{ gate() }}"
+    )
     task = asyncio.ensure_future(
-        notifications.notify(template="gated", to="a@example.com", gate=wait_at_gate)
+        notifications.notify(template="gated", to="a@example.com", gate=wait_at_gate, tick=tick)
     )
     await asyncio.wait_for(entered.wait(), timeout=10)
     return task, entered, gate, left
@@ -153,4 +161,20 @@ async def test_a_render_that_reaches_no_check_is_given_up(monkeypatch: pytest.Mo
     outcome = result["email"]  # type: ignore[index]
     assert isinstance(outcome.error, TemplateError)
     assert "'gated' for channel 'email' was still rendering after 1.1s" in str(outcome.error)
+    await notifications.close()
+
+
+async def test_a_quick_template_renders_on_the_loop_without_a_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pepperpy.event.notifications import _sandbox
+
+    async def no_thread(function: object) -> object:
+        raise AssertionError("a quick render was handed to a thread")
+
+    monkeypatch.setattr(_sandbox, "in_thread", no_thread)
+    notifications = _system()
+    notifications.add_template("hello", "Hello {{ name }}!")
+    result = await notifications.notify(template="hello", to="a@example.com", name="Ann")
+    assert result["email"].notification.body == "Hello Ann!"  # type: ignore[index]
     await notifications.close()

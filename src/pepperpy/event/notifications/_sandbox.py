@@ -41,8 +41,11 @@ __all__ = [
     "OUTPUT_LIMIT",
     "RENDER_TIMEOUT",
     "bounded_environment",
+    "INLINE_BUDGET",
+    "OutOfTime",
     "in_thread",
     "render_bounded",
+    "rendered",
     "rendering",
 ]
 
@@ -74,7 +77,9 @@ class rendering:  # noqa: N801 - a context manager used like a function
 
     def __enter__(self) -> None:
         self._previous = getattr(_state, "deadline", None)
-        _state.deadline = time.monotonic() + self._timeout
+        deadline = time.monotonic() + self._timeout
+        # nested (a render inside an inline attempt): the earlier deadline holds
+        _state.deadline = deadline if self._previous is None else min(deadline, self._previous)
 
     def __exit__(self, *exc: object) -> None:
         _state.deadline = self._previous
@@ -133,6 +138,7 @@ def bounded_environment(sandbox: Any) -> type[Any]:
     def on_time() -> None:
         deadline: float | None = getattr(_state, "deadline", None)
         if deadline is not None and time.monotonic() > deadline:
+            late()
             refuse(f"the template took over {RENDER_TIMEOUT:g}s to render")
 
     def check_size(value: Any, what: str) -> Any:
@@ -264,9 +270,41 @@ def render_bounded(template: Any, context: Any, security_error: type[Exception])
         if size > OUTPUT_LIMIT:
             raise security_error(f"the output would be longer than {OUTPUT_LIMIT} characters")
         if deadline is not None and time.monotonic() > deadline:
+            late()
             raise security_error(f"the template took over {RENDER_TIMEOUT:g}s to render")
         parts.append(chunk)
     return "".join(parts)
+
+
+#: seconds a render may take on the event loop before it is done again in a thread
+INLINE_BUDGET = 0.02
+
+
+class OutOfTime(BaseException):  # noqa: N818 - a signal, not an error: no ``except Exception``
+    """An inline render passed :data:`INLINE_BUDGET`: it is done again off the loop."""
+
+
+def late() -> None:
+    """The deadline has passed: in an inline attempt, hand the render to a thread."""
+    if getattr(_state, "inline", False):
+        raise OutOfTime
+
+
+async def rendered(function: Callable[[], T]) -> T:
+    """``function()`` (a render): first on the event loop, within :data:`INLINE_BUDGET`
+    seconds, which nearly every template keeps to at no cost; one that takes longer is
+    stopped at its next deadline check and rendered again in a render thread
+    (:func:`in_thread`), so a slow template holds the loop up for the budget at most,
+    give or take one step that reaches no check."""
+    _state.inline = True
+    try:
+        with rendering(INLINE_BUDGET):
+            return function()
+    except OutOfTime:
+        pass
+    finally:
+        _state.inline = False
+    return await in_thread(function)
 
 
 class _Workers:

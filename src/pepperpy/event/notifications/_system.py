@@ -541,12 +541,14 @@ class _Registration(NamedTuple):
 async def _render_off_loop(
     templates: TemplateLibrary, template: str, route: Route, values: Mapping[str, Any]
 ) -> Rendered:
-    """Render in a worker thread: a slow template must not stall the event loop (and
-    with it every handler, timer and ``close()``). The sandbox stops a render at its
-    deadline; one that reaches no check point is given up here a second later."""
+    """Render without stalling the event loop (and with it every handler, timer and
+    ``close()``) for longer than :data:`~._sandbox.INLINE_BUDGET`: on the loop first,
+    then, if that is not enough, in a worker thread (:func:`~._sandbox.rendered`). The
+    sandbox stops a render at its deadline; one that reaches no check point is given up
+    here a second later."""
     lookup = (route.name, route.kind)
     try:
-        return await _sandbox.in_thread(
+        return await _sandbox.rendered(
             functools.partial(templates.render, template, lookup, values)
         )
     except TimeoutError:
