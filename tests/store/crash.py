@@ -38,13 +38,15 @@ asyncio.run(main())
 """
 
 
-async def assert_survives_sigkill(url: str) -> None:
+async def _acknowledged_before_sigkill(child_source: str, url: str) -> list[int]:
+    """Run ``child_source`` as a writer on ``url``, SIGKILL it after
+    :data:`ACKS_BEFORE_KILL` acknowledgements and return every batch number it printed."""
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}"}
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        CHILD,
+        child_source,
         url,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -68,6 +70,11 @@ async def assert_survives_sigkill(url: str) -> None:
     rest = await child.stdout.read()
     acknowledged.extend(int(line) for line in rest.split())
     assert child.returncode == -signal.SIGKILL
+    return acknowledged
+
+
+async def assert_survives_sigkill(url: str) -> None:
+    acknowledged = await _acknowledged_before_sigkill(CHILD, url)
 
     async with EventStore(url) as store:
         events = await store.read_all()
@@ -104,34 +111,7 @@ async def assert_multi_survives_sigkill(url: str) -> None:
     """:func:`assert_survives_sigkill` for ``append_streams``: no call is half-written
     (each has its three events on each of its two streams, consecutive in the log), and
     every acknowledged one is there."""
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}"}
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        CHILD_MULTI,
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    assert child.stdout is not None
-    acknowledged: list[int] = []
-    try:
-        async with asyncio.timeout(60):
-            while len(acknowledged) < ACKS_BEFORE_KILL:
-                line = await child.stdout.readline()
-                if not line:
-                    assert child.stderr is not None
-                    error = await child.stderr.read()
-                    raise AssertionError(f"writer died early: {error.decode()}")
-                acknowledged.append(int(line))
-    finally:
-        child.send_signal(signal.SIGKILL)
-        await child.wait()
-    rest = await child.stdout.read()
-    acknowledged.extend(int(line) for line in rest.split())
-    assert child.returncode == -signal.SIGKILL
+    acknowledged = await _acknowledged_before_sigkill(CHILD_MULTI, url)
 
     async with EventStore(url) as store:
         events = await store.read_all()
