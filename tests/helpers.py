@@ -13,8 +13,12 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
+
+import pytest
+
+from tests.conftest import unique_name
 
 T = TypeVar("T")
 
@@ -228,3 +232,27 @@ async def delete_redis_keys(url: str, pattern: str) -> None:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+async def store_urls(
+    request: pytest.FixtureRequest, tmp_path: pathlib.Path, prefix: str
+) -> AsyncIterator[str]:
+    """The URL of a new store of the kind ``request.param`` names (``memory``, ``sqlite``
+    or ``postgres``): PostgreSQL in a schema named after ``prefix``, dropped after. For a
+    fixture parametrized over the backends: ``async for url in store_urls(...): yield url``."""
+    if request.param == "memory":
+        yield "memory://"
+        return
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/events.db"
+        return
+    server = request.getfixturevalue("postgres_server")
+    schema = unique_name(prefix)
+    yield f"{server}/postgres?schema={schema}"
+    import asyncpg
+
+    connection = await asyncpg.connect(f"{server}/postgres")
+    try:
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await connection.close()

@@ -19,7 +19,7 @@ import pytest
 
 from pepperpy.event import EncryptionError, Event, EventStore
 from pepperpy.event.security import KeyRing, MemoryKeyStore, StreamEncryption
-from tests.conftest import unique_name
+from tests.helpers import store_urls
 from tests.security.test_store_security import raw_contents
 
 
@@ -56,36 +56,16 @@ class Raw:
             await conn.close()
 
 
-async def store_urls(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """The URL of a new store of the kind ``request.param`` names; dropped after."""
-    if request.param == "memory":
-        yield "memory://"
-        return
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/events.db"
-        return
-    server = request.getfixturevalue("postgres_server")
-    schema = unique_name("bind")
-    yield f"{server}/postgres?schema={schema}"
-    import asyncpg
-
-    conn = await asyncpg.connect(f"{server}/postgres")
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 async def on_disk(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A store URL whose tables the test can rewrite between two openings."""
-    async for url in store_urls(request, tmp_path):
+    async for url in store_urls(request, tmp_path, "bind"):
         yield url
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    async for url in store_urls(request, tmp_path):
+    async for url in store_urls(request, tmp_path, "bind"):
         yield url
 
 

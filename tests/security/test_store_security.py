@@ -18,28 +18,15 @@ from pepperpy.event.security import (
     StreamEncryption,
     acting_as,
 )
-from tests.conftest import unique_name
+from tests.helpers import store_urls
 
 SECRET = "078-05-1120"
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "memory":
-        yield "memory://"
-    elif request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/events.db"
-    else:
-        server = request.getfixturevalue("postgres_server")
-        schema = unique_name("sec")
-        yield f"{server}/postgres?schema={schema}"
-        import asyncpg
-
-        conn = await asyncpg.connect(f"{server}/postgres")
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
+    async for url in store_urls(request, tmp_path, "sec"):
+        yield url
 
 
 async def raw_contents(url: str) -> str:

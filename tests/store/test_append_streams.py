@@ -24,7 +24,7 @@ from pepperpy.event.security import (
 from pepperpy.event.store import MemoryBackend
 from pepperpy.event.store._records import event_records
 from pepperpy.event.store.base import ANY, PendingAppend, StoreBackend
-from tests.conftest import unique_name
+from tests.helpers import store_urls
 from tests.store.conformance_multi import moved, run_transfers
 from tests.store.crash import assert_multi_survives_sigkill
 
@@ -33,21 +33,8 @@ SECRET = "078-05-1120"
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "memory":
-        yield "memory://"
-    elif request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/events.db"
-    else:
-        server = request.getfixturevalue("postgres_server")
-        schema = unique_name("multi")
-        yield f"{server}/postgres?schema={schema}"
-        import asyncpg
-
-        connection = await asyncpg.connect(f"{server}/postgres")
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await connection.close()
+    async for url in store_urls(request, tmp_path, "multi"):
+        yield url
 
 
 # -- several stores, crashes ------------------------------------------------------------
