@@ -21,6 +21,7 @@ def consumers(url: str) -> None:
             replay = EventReplay(store)
             replay.handle("order.*")(lambda event: None)
             await replay.replay_all(checkpoint="nightly")
+            await replay.close()  # its checkpoint store's connection
             for n in range(2):
                 await store.append("order.2", Event("order.placed", {"n": n}))
             async with Projection("sales", store) as sales:
