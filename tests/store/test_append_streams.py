@@ -8,7 +8,6 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,6 +26,7 @@ from pepperpy.event.store.base import ANY, PendingAppend, StoreBackend
 from tests.helpers import store_urls
 from tests.store.conformance_multi import moved, run_transfers
 from tests.store.crash import assert_multi_survives_sigkill
+from tests.store.held_commit import HeldCommit, until_one_waits_for_a_lock
 
 SECRET = "078-05-1120"
 
@@ -69,45 +69,25 @@ async def test_a_postgres_call_committing_late_is_not_skipped(
     writer waits behind it, and a subscription started past that head gets the call's
     events, then the other's, once each, in order (docs/store.md, "PostgreSQL: ordering,
     the hard promise")."""
-    asyncpg = pytest.importorskip("asyncpg")
+    held = HeldCommit(monkeypatch)
     writer, reader = EventStore(postgres_url), EventStore(postgres_url)
-    admin = await asyncpg.connect(postgres_url)
-    commit = asyncpg.transaction.Transaction.commit
-    committing, release = asyncio.Event(), asyncio.Event()
-    commits = 0
-
-    async def held_commit(transaction: Any) -> None:
-        nonlocal commits
-        commits += 1
-        if commits == 1:  # the writer's call: hold it before its COMMIT
-            committing.set()
-            await release.wait()
-        await commit(transaction)
-
-    async def waiting_for_a_lock() -> int:
-        found: int = await admin.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock'"
-        )
-        return found
-
+    admin = await held.asyncpg.connect(postgres_url)
     try:
         async with asyncio.timeout(30):
             await writer.append("a.1", moved(1))
-            monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", held_commit)
+            held.hold()  # the writer's call: held before its COMMIT
             in_flight = asyncio.ensure_future(
                 writer.append_streams({"a.1": moved(-1), "c.1": moved(1)})
             )
-            await committing.wait()  # positions 1 and 2 taken, not committed
+            await held.committing.wait()  # positions 1 and 2 taken, not committed
             head = await reader.head()
             assert head == 0
             subscription = reader.subscribe(head + 1)
             later = asyncio.ensure_future(reader.append("b.1", moved(0)))
-            while await waiting_for_a_lock() < 1:  # it waits for the head row's lock
-                await asyncio.sleep(0.01)
+            await until_one_waits_for_a_lock(admin)  # it waits for the head row's lock
             assert not later.done()
             assert await reader.head() == 0
-            release.set()
+            held.release.set()
             results = await in_flight
             assert [r.global_position for r in results.values()] == [1, 2]
             assert (await later).global_position == 3
@@ -119,7 +99,7 @@ async def test_a_postgres_call_committing_late_is_not_skipped(
                 (3, "b.1"),
             ]
     finally:
-        release.set()
+        held.release.set()
         monkeypatch.undo()
         await admin.close()
         await writer.close()

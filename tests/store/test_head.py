@@ -32,6 +32,7 @@ from pepperpy.event.store.base import (
     StreamState,
 )
 from tests.store.conformance_head import HeadConformance, MakeStore
+from tests.store.held_commit import HeldCommit, until_one_waits_for_a_lock
 
 # -- the contract's defaults ----------------------------------------------------------
 
@@ -270,45 +271,25 @@ async def test_postgres_head_stays_below_a_transaction_in_flight(
     also for a second writer that waits behind it; a subscription started past that
     head gets 3 and 4 once they commit, nothing skipped (docs/store.md, "PostgreSQL:
     ordering, the hard promise")."""
-    asyncpg = pytest.importorskip("asyncpg")
+    held = HeldCommit(monkeypatch)
     writer, reader = EventStore(postgres_url), EventStore(postgres_url)
-    admin = await asyncpg.connect(postgres_url)
-    commit = asyncpg.transaction.Transaction.commit
-    committing, release = asyncio.Event(), asyncio.Event()
-    commits = 0
-
-    async def held_commit(transaction: Any) -> None:
-        nonlocal commits
-        commits += 1
-        if commits == 1:  # the writer's append: hold it before its COMMIT
-            committing.set()
-            await release.wait()
-        await commit(transaction)
-
-    async def waiting_for_a_lock() -> int:
-        found: int = await admin.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock'"
-        )
-        return found
-
+    admin = await held.asyncpg.connect(postgres_url)
     try:
         async with asyncio.timeout(30):
             await writer.append("a.1", [{"type": "t.x"}] * 3)
             assert await reader.head() == 2
-            monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", held_commit)
+            held.hold()  # the writer's append: held before its COMMIT
             in_flight = asyncio.ensure_future(writer.append("a.1", {"type": "in.flight"}))
-            await committing.wait()  # position 3 is taken, its row inserted, not committed
+            await held.committing.wait()  # position 3 is taken, its row inserted, not committed
             assert await reader.head() == 2
             head = await reader.head()
             assert head is not None
             subscription = reader.subscribe(head + 1)
             later = asyncio.ensure_future(reader.append("b.1", {"type": "later"}))
-            while await waiting_for_a_lock() < 1:  # it waits for the head row's lock
-                await asyncio.sleep(0.01)
+            await until_one_waits_for_a_lock(admin)  # it waits for the head row's lock
             assert await reader.head() == 2
             assert [e.global_position for e in await reader.read_all(backwards=True)] == [2, 1, 0]
-            release.set()
+            held.release.set()
             assert (await in_flight).global_position == 3
             assert (await later).global_position == 4
             assert await reader.head() == 4
@@ -316,7 +297,7 @@ async def test_postgres_head_stays_below_a_transaction_in_flight(
                 seen = [await anext(subscription) for _ in range(2)]
             assert [(e.global_position, e.type) for e in seen] == [(3, "in.flight"), (4, "later")]
     finally:
-        release.set()
+        held.release.set()
         monkeypatch.undo()
         await admin.close()
         await writer.close()
