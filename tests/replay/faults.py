@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
+
+import pytest
 
 from pepperpy.event import Event, EventStore
 from tests.store.pgfaultproxy import Link, PgFaultProxy
+
+
+@pytest.fixture
+async def store(direct: str) -> AsyncIterator[EventStore]:
+    """The followed store, straight to the server in this test's schema (the store tests'
+    ``direct`` fixture), holding five ``acc.add`` events in ``acc.1``."""
+    async with EventStore(direct) as events:
+        await events.append("acc.1", [Event("acc.add", {"n": n}) for n in range(5)])
+        yield events
 
 
 class Fault(Protocol):

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from pepperpy.event import Event, EventStore, Projection, ReplayError, StoreError
 from tests.helpers import eventually
+from tests.replay import faults
 from tests.replay.faults import LoseNextSave, append_until_fired
 from tests.store import conftest as store_fixtures
 from tests.store.pgfaultproxy import PgFaultProxy, proxied
@@ -33,13 +33,8 @@ LOGGER = "pepperpy.event.replay"
 #: the store tests' PostgreSQL fixtures: a database for the module, a schema per test
 #: (``direct``), the fault proxy
 database, direct, proxy = store_fixtures.database, store_fixtures.direct, store_fixtures.proxy
-
-
-@pytest.fixture
-async def store(direct: str) -> AsyncIterator[EventStore]:
-    async with EventStore(direct) as events:
-        await events.append("acc.1", [Event("acc.add", {"n": n}) for n in range(5)])
-        yield events
+#: the followed store, five events in (tests/replay/faults.py)
+store = faults.store
 
 
 def ledger(store: EventStore, state_store: Any) -> Projection:

@@ -13,7 +13,6 @@ the server), so that each fault hits the projection's transaction.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,6 +20,7 @@ import pytest
 
 from pepperpy.event import Event, EventStore, TableProjection
 from tests.helpers import eventually
+from tests.replay import faults
 from tests.replay.faults import LoseNextCommit, append_until_fired
 from tests.store import conftest as store_fixtures
 from tests.store.pgfaultproxy import PgFaultProxy, proxied
@@ -29,13 +29,8 @@ from tests.store.pgfaultproxy import PgFaultProxy, proxied
 #: (``direct``), the fault proxy, a plain connection
 database, direct, proxy = store_fixtures.database, store_fixtures.direct, store_fixtures.proxy
 admin = store_fixtures.admin
-
-
-@pytest.fixture
-async def store(direct: str) -> AsyncIterator[EventStore]:
-    async with EventStore(direct) as events:
-        await events.append("acc.1", [Event("acc.add", {"n": n}) for n in range(5)])
-        yield events
+#: the followed store, five events in (tests/replay/faults.py)
+store = faults.store
 
 
 def ledger(store: EventStore, state_store: str) -> TableProjection:
