@@ -46,6 +46,24 @@ async def admin(database: str) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
+async def schema_admin(database: str, direct: str) -> AsyncIterator[Any]:
+    """A connection to the test's own schema (made here, ahead of any store, so that the
+    test can lay out old tables), dropped after the test."""
+    asyncpg = pytest.importorskip("asyncpg")
+    schema = direct.rsplit("schema=", 1)[1]
+    connection = await asyncpg.connect(database)
+    await connection.execute(f'CREATE SCHEMA "{schema}"')
+    await connection.execute(f'SET search_path = "{schema}"')
+    try:
+        yield connection
+    finally:
+        try:
+            await connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        finally:
+            await connection.close()
+
+
+@pytest.fixture
 async def loop_errors() -> AsyncIterator[list[str]]:
     """Every call of the running loop's exception handler ('Task was destroyed but it is
     pending', an exception never retrieved), as 'message: exception'."""

@@ -12,7 +12,6 @@ log, and reads no event's data (an encrypted store needs no key for it).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,24 +142,9 @@ async def test_sqlite_migration_5_indexes_the_events_of_an_older_store(
 # -- PostgreSQL ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def admin(database: str, direct: str) -> AsyncIterator[Any]:
-    """A connection to the test's own schema (made here), dropped after the test."""
-    asyncpg = pytest.importorskip("asyncpg")
-    schema = direct.rsplit("schema=", 1)[1]
-    connection = await asyncpg.connect(database)
-    await connection.execute(f'CREATE SCHEMA "{schema}"')
-    await connection.execute(f'SET search_path = "{schema}"')
-    try:
-        yield connection
-    finally:
-        await connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await connection.close()
-
-
 @pytest.mark.postgres
 async def test_postgres_counts_the_hour_through_the_recorded_at_index(
-    direct: str, admin: Any
+    direct: str, schema_admin: Any
 ) -> None:
     from pepperpy.event.store._pg_schema import COUNT_BY_MINUTE as PG_COUNT
 
@@ -168,13 +152,13 @@ async def test_postgres_counts_the_hour_through_the_recorded_at_index(
         for _ in range(6):
             await store.append("bulk.1", [{"type": "t.x"}] * 500)
         # one event a minute, for 3,000 minutes: the hour is 2% of the log
-        await admin.execute(
+        await schema_admin.execute(
             f"UPDATE pepperpy_events SET recorded_at = {START} + global_position * {MINUTE}"
         )
-        await admin.execute("ANALYZE pepperpy_events")
-        await admin.execute("ANALYZE pepperpy_streams")
+        await schema_admin.execute("ANALYZE pepperpy_events")
+        await schema_admin.execute("ANALYZE pepperpy_streams")
         since = START + 3000 * MINUTE - HOUR
-        rows = await admin.fetch(f"EXPLAIN {PG_COUNT}", since)
+        rows = await schema_admin.fetch(f"EXPLAIN {PG_COUNT}", since)
         plan = "\n".join(row[0] for row in rows)
         assert "pepperpy_events_recorded_at" in plan, plan
         assert "Seq Scan on pepperpy_events" not in plan, plan
@@ -185,14 +169,14 @@ async def test_postgres_counts_the_hour_through_the_recorded_at_index(
 @pytest.mark.postgres
 @pytest.mark.parametrize("premade_index", [False, True])
 async def test_postgres_migration_2_indexes_an_older_schema(
-    direct: str, admin: Any, premade_index: bool
+    direct: str, schema_admin: Any, premade_index: bool
 ) -> None:
     """A schema of version 1 gets the index; one made beforehand by hand (CONCURRENTLY,
     so as not to block appends while it builds) is kept under its name."""
     from pepperpy.event.store._pg_schema import _MIGRATIONS
 
-    await admin.execute(_MIGRATIONS[0])
-    await admin.execute(
+    await schema_admin.execute(_MIGRATIONS[0])
+    await schema_admin.execute(
         "CREATE TABLE pepperpy_schema_version (version integer PRIMARY KEY, "
         "applied_at timestamptz NOT NULL DEFAULT now()); "
         "INSERT INTO pepperpy_schema_version (version) VALUES (1); "
@@ -203,7 +187,7 @@ async def test_postgres_migration_2_indexes_an_older_schema(
         f"{START + MINUTE}); UPDATE pepperpy_head SET next_position = 3"
     )
     if premade_index:
-        await admin.execute(
+        await schema_admin.execute(
             "CREATE INDEX CONCURRENTLY pepperpy_events_recorded_at ON pepperpy_events (recorded_at)"
         )
     async with EventStore(direct) as store:
@@ -213,9 +197,9 @@ async def test_postgres_migration_2_indexes_an_older_schema(
         MinuteCount(from_micros(START), "t.a", 1),
         MinuteCount(from_micros(START + MINUTE), "t.b", 1),
     ]
-    versions = await admin.fetch("SELECT version FROM pepperpy_schema_version ORDER BY 1")
+    versions = await schema_admin.fetch("SELECT version FROM pepperpy_schema_version ORDER BY 1")
     assert [row[0] for row in versions] == [1, 2, 3]
-    indexes = await admin.fetch(
+    indexes = await schema_admin.fetch(
         "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
         "AND tablename = 'pepperpy_events' AND indexdef LIKE '%(recorded_at)%'"
     )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -220,23 +219,6 @@ async def test_sqlite_a_store_of_schema_5_reads_the_same_read_only_then_migrated
 # -- PostgreSQL ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def admin(database: str, direct: str) -> AsyncIterator[Any]:
-    """A connection to the test's own schema (made here), dropped after the test."""
-    asyncpg = pytest.importorskip("asyncpg")
-    schema = direct.rsplit("schema=", 1)[1]
-    connection = await asyncpg.connect(database)
-    await connection.execute(f'CREATE SCHEMA "{schema}"')
-    await connection.execute(f'SET search_path = "{schema}"')
-    try:
-        yield connection
-    finally:
-        try:
-            await connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        finally:
-            await connection.close()
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize(
     ("column", "index"),
@@ -244,7 +226,7 @@ async def admin(database: str, direct: str) -> AsyncIterator[Any]:
 )
 @pytest.mark.parametrize("backwards", [False, True], ids=["forwards", "backwards"])
 async def test_postgres_filtered_reads_use_the_index(
-    direct: str, admin: Any, column: str, index: str, backwards: bool
+    direct: str, schema_admin: Any, column: str, index: str, backwards: bool
 ) -> None:
     from pepperpy.event.store import _pg_schema
 
@@ -256,7 +238,7 @@ async def test_postgres_filtered_reads_use_the_index(
                     for n in range(100)
                 )
             )
-    await admin.execute("ANALYZE pepperpy_events")
+    await schema_admin.execute("ANALYZE pepperpy_events")
     name = ("READ_TYPES" if column == "type" else "READ_CATEGORIES") + (
         "_BACKWARDS" if backwards else ""
     )
@@ -264,7 +246,7 @@ async def test_postgres_filtered_reads_use_the_index(
     arguments = [["t3"], ["t3."], ["t3/"]] if column == "type" else [["c3"], [], [], [], []]
     # a page of 20 from a key of 250 rows, from the first position or down from the last
     start = 4999 if backwards else 0
-    explained = await admin.fetch(f"EXPLAIN {sql}", start, 20, *arguments)
+    explained = await schema_admin.fetch(f"EXPLAIN {sql}", start, 20, *arguments)
     plan = "\n".join(row[0] for row in explained)
     assert re.search(f"Index (Only )?Scan (Backward )?using {index} ", plan), plan
     # the page's rows are looked up by position: no scan, nor a merge along the log
@@ -274,13 +256,13 @@ async def test_postgres_filtered_reads_use_the_index(
 
 @pytest.mark.postgres
 async def test_postgres_a_schema_of_version_2_gains_the_indexes_and_reads_the_same(
-    direct: str, admin: Any
+    direct: str, schema_admin: Any
 ) -> None:
     from pepperpy.event.store._pg_schema import _MIGRATIONS
 
-    await admin.execute(_MIGRATIONS[0])
-    await admin.execute(_MIGRATIONS[1])
-    await admin.execute(
+    await schema_admin.execute(_MIGRATIONS[0])
+    await schema_admin.execute(_MIGRATIONS[1])
+    await schema_admin.execute(
         "CREATE TABLE pepperpy_schema_version (version integer PRIMARY KEY, "
         "applied_at timestamptz NOT NULL DEFAULT now()); "
         "INSERT INTO pepperpy_schema_version (version) VALUES (1), (2)"
@@ -288,7 +270,7 @@ async def test_postgres_a_schema_of_version_2_gains_the_indexes_and_reads_the_sa
     counts: dict[str, int] = {}
     for position, (stream, type) in enumerate(OLD_LOG):
         counts[stream] = counts.get(stream, 0) + 1
-        await admin.execute(
+        await schema_admin.execute(
             "INSERT INTO pepperpy_events VALUES ($1, $2, $3, $4, $5, 1, 'null', NULL, 0, "
             "NULL, NULL, 0)",
             position,
@@ -297,14 +279,14 @@ async def test_postgres_a_schema_of_version_2_gains_the_indexes_and_reads_the_sa
             f"id-{position}",
             type,
         )
-    await admin.executemany(
+    await schema_admin.executemany(
         "INSERT INTO pepperpy_streams VALUES ($1, $2, $3, $4)",
         [
             (name, count, count if name.startswith("gone.") else 0, name.startswith("gone."))
             for name, count in counts.items()
         ],
     )
-    await admin.execute("UPDATE pepperpy_head SET next_position = $1", len(OLD_LOG))
+    await schema_admin.execute("UPDATE pepperpy_head SET next_position = $1", len(OLD_LOG))
     stores = [EventStore(direct) for _ in range(2)]  # both migrate at once: they take turns
     try:
         reads = await asyncio.gather(*(_positions(store, SHAPES[1]) for store in stores))
@@ -318,9 +300,9 @@ async def test_postgres_a_schema_of_version_2_gains_the_indexes_and_reads_the_sa
     finally:
         for store in stores:
             await store.close()
-    versions = await admin.fetch("SELECT version FROM pepperpy_schema_version ORDER BY 1")
+    versions = await schema_admin.fetch("SELECT version FROM pepperpy_schema_version ORDER BY 1")
     assert [row[0] for row in versions] == [1, 2, 3]
-    indexes = await admin.fetch(
+    indexes = await schema_admin.fetch(
         "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
         "AND tablename = 'pepperpy_events' ORDER BY 1"
     )
