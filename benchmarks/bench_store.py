@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,17 @@ PAYLOAD = {"user_id": "123", "name": "John", "email": "john@example.com", "age":
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
 _SCRATCH = Path(tempfile.mkdtemp(prefix="pepperpy-bench-store-"))
+
+
+def run_as_script(main: Callable[[bool], Coroutine[Any, Any, str]]) -> None:
+    """Print the report of ``main`` (shortened by ``--quick`` on the command line), then
+    remove the scratch files of this run: a store benchmark's ``__main__``."""
+    try:
+        print(asyncio.run(main("--quick" in sys.argv)))
+    finally:
+        for leftover in _SCRATCH.glob("*"):
+            os.unlink(leftover)
+        _SCRATCH.rmdir()
 
 
 def _fresh_db() -> str:
@@ -643,9 +655,4 @@ async def main(quick: bool) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        print(asyncio.run(main("--quick" in sys.argv)))
-    finally:
-        for leftover in _SCRATCH.glob("*"):
-            os.unlink(leftover)
-        _SCRATCH.rmdir()
+    run_as_script(main)

@@ -21,14 +21,12 @@ import functools
 import os
 import sqlite3
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from benchmarks._harness import Runner, compare, machine, table
 from benchmarks.bench_store import (
-    _SCRATCH,
     TASKS,
     _drop_postgres_databases,
     _fresh_db,
@@ -37,6 +35,7 @@ from benchmarks.bench_store import (
     _postgres_up,
     _postgres_url,
     _sqlite_url,
+    run_as_script,
 )
 from pepperpy.event import EventStore
 from pepperpy.event.store import _sqlite_log
@@ -342,9 +341,4 @@ def _has_dbstat(connection: sqlite3.Connection) -> bool:
 
 
 if __name__ == "__main__":
-    try:
-        print(asyncio.run(main("--quick" in sys.argv)))
-    finally:
-        for leftover in _SCRATCH.glob("*"):
-            os.unlink(leftover)
-        _SCRATCH.rmdir()
+    run_as_script(main)
