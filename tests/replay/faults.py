@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import pytest
 
 from pepperpy.event import Event, EventStore
+from tests.helpers import eventually
 from tests.store.pgfaultproxy import Link, PgFaultProxy
 
 
@@ -40,6 +41,16 @@ async def append_until_fired(
     assert fault.fired == fired
     await asyncio.sleep(0.2)
     assert not follower.done(), follower.exception()
+
+
+async def catches_up(store: EventStore, follower: Any) -> int:
+    """Append three more events (no fault armed) and wait until the projection
+    ``follower`` has applied up to the head: it rode out the faults and goes on. Returns
+    that head's global position."""
+    await store.append("acc.2", [Event("acc.add") for _ in range(3)])
+    head = (await store.read_all())[-1].global_position
+    await eventually(lambda: follower.position == head, timeout=15)
+    return head
 
 
 class LoseNextSave:

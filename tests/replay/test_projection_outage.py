@@ -24,7 +24,7 @@ import pytest
 from pepperpy.event import Event, EventStore, Projection, ReplayError, StoreError
 from tests.helpers import eventually
 from tests.replay import faults
-from tests.replay.faults import LoseNextSave, append_until_fired
+from tests.replay.faults import LoseNextSave, append_until_fired, catches_up
 from tests.store import conftest as store_fixtures
 from tests.store.pgfaultproxy import PgFaultProxy, proxied
 
@@ -82,9 +82,7 @@ async def test_follow_rides_out_saves_lost_in_flight_and_applies_each_event_once
             for fired, at in enumerate(["answer", "sent", "answer", "sent"], start=1):
                 cut.arm(at)
                 await append_until_fired(store, cut, fired, follower)
-            await store.append("acc.2", [Event("acc.add") for _ in range(3)])
-            head = (await store.read_all())[-1].global_position
-            await eventually(lambda: projection.position == head, timeout=15)
+            await catches_up(store, projection)
         assert not follower.done()
         await expect_each_event_once(store, projection)
         warnings = [

@@ -21,7 +21,7 @@ import pytest
 from pepperpy.event import Event, EventStore, TableProjection
 from tests.helpers import eventually
 from tests.replay import faults
-from tests.replay.faults import LoseNextCommit, append_until_fired
+from tests.replay.faults import LoseNextCommit, append_until_fired, catches_up
 from tests.store import conftest as store_fixtures
 from tests.store.pgfaultproxy import PgFaultProxy, proxied
 
@@ -62,9 +62,7 @@ async def test_follow_rides_out_commits_lost_in_flight_and_writes_each_row_once(
         for fired in range(1, 4):
             cut.arm(at)
             await append_until_fired(store, cut, fired, follower)
-        await store.append("acc.2", [Event("acc.add") for _ in range(3)])
-        head = (await store.read_all())[-1].global_position
-        await eventually(lambda: projection.position == head, timeout=15)
+        head = await catches_up(store, projection)
         assert not follower.done()
     finally:
         follower.cancel()
