@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.conftest import unique_name
+from tests.conftest import fresh_postgres_database, unique_name
 
 T = TypeVar("T")
 
@@ -256,3 +256,18 @@ async def store_urls(
         await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await connection.close()
+
+
+def database_store_urls(
+    request: pytest.FixtureRequest, tmp_path: pathlib.Path, prefix: str = "pepperpy"
+) -> Iterator[str]:
+    """:func:`store_urls` with PostgreSQL in a database of its own, made and dropped on
+    loops of their own: for a sync fixture (``yield from``), which sync tests can take."""
+    if request.param == "memory":
+        yield "memory://"
+    elif request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/events.db"
+    else:
+        server = request.getfixturevalue("postgres_server")
+        with fresh_postgres_database(server, prefix) as url:
+            yield url

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pepperpy.event import ConfigurationError, Event, EventReplay, EventStore, Projection
-from tests.conftest import fresh_postgres_database
+from tests.helpers import database_store_urls
 
 BAD_NAMES: list[tuple[Any, str]] = [
     ("nightly\x00", r"contains a NUL character"),
@@ -37,14 +37,7 @@ def _error(name: Any) -> type[Exception]:
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "memory":
-        yield "memory://"
-    elif request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/events.db"
-    else:
-        server = request.getfixturevalue("postgres_server")
-        with fresh_postgres_database(server, "pepperpy_names") as database:
-            yield database
+    yield from database_store_urls(request, tmp_path, "pepperpy_names")
 
 
 @pytest.mark.parametrize(("name", "problem"), BAD_NAMES, ids=IDS)

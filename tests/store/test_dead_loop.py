@@ -20,20 +20,12 @@ from typing import Any
 import pytest
 
 from pepperpy.event import Event, EventStore
-from tests.conftest import fresh_postgres_database
-from tests.helpers import LoopThread
+from tests.helpers import LoopThread, database_store_urls
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "memory":
-        yield "memory://"
-    elif request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'events.db'}"
-    else:
-        server = request.getfixturevalue("postgres_server")
-        with fresh_postgres_database(server) as url:
-            yield url
+    yield from database_store_urls(request, tmp_path)
 
 
 def _follow(store: EventStore, seen: threading.Event) -> Coroutine[Any, Any, None]:
