@@ -112,20 +112,11 @@ class TableProjection(Projection):
         return None
 
     def _check_writable(self) -> None:
+        """Refuse, before anything is applied, a state store that keeps no tables and
+        code that does not suit its driver (handlers cannot change while a run is under
+        way, so a commit need not check again)."""
         super()._check_writable()
-        self._database()
-
-    def _database(self) -> SQLiteCheckpointStore | PostgresCheckpointStore:
-        """The state store, which must keep tables; what runs there must suit its driver:
-        plain functions on SQLite, ``async`` ones on PostgreSQL."""
-        state_store = self.state_store
-        if not isinstance(state_store, SQLiteCheckpointStore | PostgresCheckpointStore):
-            raise ConfigurationError(
-                f"table projection {self.name!r} needs a database for its tables, but its "
-                f"state store {describe_checkpoints(state_store)} is not SQLite or "
-                "PostgreSQL: give state_store= an sqlite:/// or postgresql:// URL"
-            )
-        sqlite = isinstance(state_store, SQLiteCheckpointStore)
+        sqlite = isinstance(self._database(), SQLiteCheckpointStore)
         for what, function in self._callables():
             if is_async_callable(function) == sqlite:
                 raise ConfigurationError(
@@ -139,6 +130,16 @@ class TableProjection(Projection):
                     )
                     + " (nothing was applied)"
                 )
+
+    def _database(self) -> SQLiteCheckpointStore | PostgresCheckpointStore:
+        """The state store, which must keep tables."""
+        state_store = self.state_store
+        if not isinstance(state_store, SQLiteCheckpointStore | PostgresCheckpointStore):
+            raise ConfigurationError(
+                f"table projection {self.name!r} needs a database for its tables, but its "
+                f"state store {describe_checkpoints(state_store)} is not SQLite or "
+                "PostgreSQL: give state_store= an sqlite:/// or postgresql:// URL"
+            )
         return state_store
 
     def _callables(self) -> Iterable[tuple[str, Callable[..., Any]]]:
