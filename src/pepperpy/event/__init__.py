@@ -58,6 +58,8 @@ _EXPORTS: dict[str, str] = {
     # event store
     "ANY": ".store",
     "AppendResult": ".store",
+    "CopyProgress": ".store",
+    "CopyReport": ".store",
     "EventReader": ".store",
     "EventStore": ".store",
     "NO_STREAM": ".store",
@@ -65,6 +67,9 @@ _EXPORTS: dict[str, str] = {
     "Snapshot": ".store",
     "StoreBackend": ".store",
     "StoreSubscription": ".store",
+    "copy_store": ".store",
+    "export_store": ".store",
+    "import_store": ".store",
     # notifications
     "AppriseChannel": ".notifications",
     "Channel": ".notifications",
@@ -193,11 +198,16 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from .store import NO_STREAM as NO_STREAM
     from .store import STREAM_EXISTS as STREAM_EXISTS
     from .store import AppendResult as AppendResult
+    from .store import CopyProgress as CopyProgress
+    from .store import CopyReport as CopyReport
     from .store import EventReader as EventReader
     from .store import EventStore as EventStore
     from .store import Snapshot as Snapshot
     from .store import StoreBackend as StoreBackend
     from .store import StoreSubscription as StoreSubscription
+    from .store import copy_store as copy_store
+    from .store import export_store as export_store
+    from .store import import_store as import_store
     from .transports.base import Subscription as Subscription
     from .transports.base import Transport as Transport
     from .transports.memory import MemoryTransport as MemoryTransport

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from ._reader import EventReader, StoreSubscription
 from ._store import EventStore
+from ._store_copy import CopyProgress, CopyReport, copy_store
+from ._store_export import export_store, import_store
 from .base import (
     ANY,
     NO_STREAM,
@@ -25,6 +27,8 @@ __all__ = [
     "NO_STREAM",
     "STREAM_EXISTS",
     "AppendResult",
+    "CopyProgress",
+    "CopyReport",
     "EventReader",
     "EventStore",
     "MemoryBackend",
@@ -33,4 +37,7 @@ __all__ = [
     "StoreBackend",
     "StreamExpectation",
     "StoreSubscription",
+    "copy_store",
+    "export_store",
+    "import_store",
 ]

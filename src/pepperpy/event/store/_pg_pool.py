@@ -56,6 +56,10 @@ UNKNOWN = {
         "the snapshot was saved",
         "load_snapshot tells, and saving the same snapshot again is harmless",
     ),
+    "write_stored": (
+        "the batch of copied events was written",
+        "run the copy again: it goes on after the destination's newest event",
+    ),
 }
 
 

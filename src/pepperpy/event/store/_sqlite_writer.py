@@ -63,8 +63,9 @@ class _Job(NamedTuple):
     append: PendingAppend | MultiAppend | None
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
-    #: the stream whose state a non-append job changes (the writer re-reads it)
-    changes: str | None
+    #: the stream whose state a non-append job changes (the writer re-reads it); True:
+    #: the job wrote events and streams of its own (``write_stored``), all is re-read
+    changes: str | bool | None
 
 
 _new_job = tuple.__new__  # a _Job without NamedTuple's slower ``__new__`` (hot path)
@@ -166,7 +167,7 @@ class Writer(threading.Thread):
         self,
         work: Callable[[sqlite3.Connection], T] | None,
         append: PendingAppend | MultiAppend | None = None,
-        changes: str | None = None,
+        changes: str | bool | None = None,
     ) -> asyncio.Future[T]:
         """Queue ``work`` (or an append); ``changes`` names a stream whose state it alters."""
         loop = asyncio.get_running_loop()
@@ -472,6 +473,9 @@ class Writer(threading.Thread):
             connection.execute("RELEASE job")
             return self._failure(exc)
         connection.execute("RELEASE job")
-        if job.changes is not None:  # a delete: what we know of that stream is stale
+        if job.changes is True:  # stored events written: the head and every state moved
+            self.log.forget()
+            self.log.revalidate(connection)
+        elif isinstance(job.changes, str):  # a delete: what we know of that stream is stale
             self.log.reread(connection, job.changes)
         return result

@@ -35,6 +35,13 @@ Contract, checked by the store conformance suite (``tests/store/conformance.py``
   ``read_all_backwards`` came later and have defaults built on ``read_all`` for the same
   reason (a bisection, and windows read forwards); the built-in backends answer each
   with one query.
+* ``read_stored(from_position, limit)`` and ``write_stored(rows, after, visible_from)``
+  move stored records between stores as they are (``copy_store``, export and import:
+  see :mod:`._store_copy`): every event, hidden ones included, at its own global
+  position, its data untouched (ciphertext stays ciphertext, no upcaster runs). Their
+  defaults refuse with :class:`~pepperpy.event.ConfigurationError`; the built-in
+  backends implement them. ``write_stored`` takes the lock appends take and refuses,
+  writing nothing, unless the log's head is still ``after``.
 
 The decisions every backend takes under its write lock (:func:`check_snapshot_version`,
 :func:`plan_append`, :func:`plan_group` for group commits) are in ``_plan``; they are
@@ -45,12 +52,12 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, StoreError
 from .._redact import redact_url
 
 __all__ = [
@@ -73,8 +80,10 @@ __all__ = [
     "SnapshotRow",
     "StoreBackend",
     "StreamExpectation",
+    "StoredRow",
     "StreamState",
     "check_snapshot_version",
+    "check_stored",
     "from_micros",
     "log_page",
     "log_page_backwards",
@@ -158,6 +167,10 @@ class FreshRecord(NewRecord):
 #: version, data, metadata, timestamp_us, source, subject, recorded_at_us)
 Row = tuple[Any, ...]
 
+#: a :data:`Row` as ``read_stored`` returns it: its twelve columns, then whether it is
+#: visible (False: its stream was deleted past it)
+StoredRow = tuple[Any, ...]
+
 
 class LogPage(NamedTuple):
     """A page of the global log: the visible rows among the next ``limit`` scanned.
@@ -230,6 +243,50 @@ class StreamState:
         if self.deleted or self.next_position <= self.first_visible:
             return None
         return self.next_position - 1
+
+
+def check_stored(
+    rows: Sequence[Row],
+    head: int | None,
+    after: int | None,
+    next_positions: Callable[[str], int],
+) -> dict[str, int]:
+    """Check ``write_stored``'s input against the store, under its write lock: the head
+    must be ``after``, global positions past it and increasing, and each stream's rows
+    must continue it (``next_positions(stream)``: its next position now). Returns each
+    stream's next position once ``rows`` are written. Raises :class:`StoreError`.
+    """
+    if head != after:
+        raise StoreError(
+            f"the destination's newest event is {_at(head)}, not {_at(after)} as the copy "
+            "found it: something else wrote to it meanwhile; nothing of this batch was "
+            "written (run the copy again, with nothing else writing to the destination)"
+        )
+    last = -1 if after is None else after
+    following: dict[str, int] = {}
+    for row in rows:
+        position, stream, stream_position = row[0], row[1], row[2]
+        if position <= last:
+            raise StoreError(
+                f"stored events must come in increasing global positions: {position} "
+                f"follows {last}; nothing of this batch was written"
+            )
+        expected = following.get(stream)
+        if expected is None:
+            expected = next_positions(stream)
+        if stream_position != expected:
+            raise StoreError(
+                f"the event at global position {position} is at position {stream_position} "
+                f"of stream {stream!r}, whose next position is {expected}: the destination "
+                "is not a copy of the source; nothing of this batch was written"
+            )
+        following[stream] = stream_position + 1
+        last = position
+    return following
+
+
+def _at(position: int | None) -> str:
+    return "none (it is empty)" if position is None else f"at global position {position}"
 
 
 def log_page(scanned: Sequence[Row], from_position: int, limit: int) -> LogPage:
@@ -465,6 +522,42 @@ class StoreBackend(abc.ABC):
             tally_minutes(page.rows, since, counts)
             position, more = page.next_position, page.more
         return minute_counts(counts)
+
+    async def read_stored(self, from_position: int, limit: int) -> list[StoredRow]:
+        """Up to ``limit`` stored events at or after global position ``from_position``,
+        in order, hidden ones included: :data:`StoredRow` tuples (a row and whether it is
+        visible), for copies of the store (``copy_store``, ``export_store``).
+
+        This default refuses: a backend written before it existed cannot be copied from.
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} does not implement read_stored, so it cannot be copied "
+            "or exported from; implement StoreBackend.read_stored"
+        )
+
+    async def write_stored(
+        self, rows: Sequence[Row], after: int | None, visible_from: Mapping[str, int]
+    ) -> None:
+        """Write stored events ``rows`` (twelve columns each, global positions increasing,
+        all past ``after``) as they are, in one transaction, under the lock appends take:
+        each row at its own global position, id, ``recorded_at`` and data (a copy keeps
+        its checkpoints' positions, gaps included).
+
+        Refused with :class:`~pepperpy.event.StoreError`, writing nothing, when the
+        log's head is not ``after`` (the store changed since the caller looked), or a
+        row does not continue its stream (``position`` is not the stream's next). Then
+        each stream of ``visible_from`` has its ``first_visible`` raised to the value
+        given (a deletion the source made; its snapshot goes, as ``delete_stream``'s
+        does), and each stream written or named there is deleted when no event of it is
+        visible (``first_visible >= next_position``). Appends made afterwards get global
+        positions past every row written. See :func:`check_stored`.
+
+        This default refuses: a backend written before it existed cannot be copied into.
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} does not implement write_stored, so it cannot be "
+            "copied or imported into; implement StoreBackend.write_stored"
+        )
 
     @abc.abstractmethod
     async def wait(self, position: int) -> None:

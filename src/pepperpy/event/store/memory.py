@@ -1,7 +1,8 @@
 """The in-memory backend: first-class, used by tests and the default ``EventStore()``.
 
 It keeps the same serialized rows as the durable backends (so events read back look
-exactly alike on every backend) in a list indexed by global position. Every method runs
+exactly alike on every backend) in a list indexed by global position; a position no event
+holds (a gap a copy of another store brought, see ``write_stored``) holds None. Every method runs
 without awaiting in the middle, which makes each append atomic on the event loop (and
 an append whose caller is cancelled is either done or not started: there is no window).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .._errors import ClosedError
 from ._waiters import LoopWaiters
@@ -25,8 +26,10 @@ from .base import (
     Row,
     SnapshotRow,
     StoreBackend,
+    StoredRow,
     StreamState,
     check_snapshot_version,
+    check_stored,
     minute_counts,
     plan_append,
     plan_group,
@@ -49,7 +52,7 @@ class MemoryBackend(StoreBackend):
     """Streams and the global log in process memory (lost when the process ends)."""
 
     def __init__(self) -> None:
-        self._log: list[Row] = []  # index == global position
+        self._log: list[Row | None] = []  # index == global position (None: a gap)
         #: the global positions of each type's events, and of each category's (a stream
         #: name's first token), in order: filtered reads look them up
         self._by_type: dict[str, list[int]] = {}
@@ -162,7 +165,11 @@ class MemoryBackend(StoreBackend):
         self._check_open()
         scanned = self._log[from_position : from_position + limit]
         streams = self._streams
-        rows = [row for row in scanned if row[2] >= streams[row[1]].state.first_visible]
+        rows = [
+            row
+            for row in scanned
+            if row is not None and row[2] >= streams[row[1]].state.first_visible
+        ]
         return LogPage(rows, from_position + len(scanned), len(scanned) == limit)
 
     async def read_all_matching(
@@ -200,10 +207,11 @@ class MemoryBackend(StoreBackend):
                 found += positions[begin : begin + limit]
         page = sorted(found, reverse=backwards)[:limit]
         streams = self._streams
+        log = self._log
         rows = [
             row
-            for row in (self._log[position] for position in page)
-            if row[2] >= streams[row[1]].state.first_visible
+            for row in (log[position] for position in page)
+            if row is not None and row[2] >= streams[row[1]].state.first_visible
         ]
         if len(page) == limit:
             if backwards:
@@ -221,7 +229,7 @@ class MemoryBackend(StoreBackend):
         rows = [
             row
             for row in reversed(self._log[bottom : top + 1])
-            if row[2] >= streams[row[1]].state.first_visible
+            if row is not None and row[2] >= streams[row[1]].state.first_visible
         ]
         return LogPage(rows, bottom - 1, bottom > 0)
 
@@ -238,12 +246,68 @@ class MemoryBackend(StoreBackend):
             (
                 row
                 for row in self._log
-                if row[11] >= since and row[2] >= streams[row[1]].state.first_visible
+                if row is not None
+                and row[11] >= since
+                and row[2] >= streams[row[1]].state.first_visible
             ),
             since,
             counts,
         )
         return minute_counts(counts)
+
+    async def read_stored(self, from_position: int, limit: int) -> list[StoredRow]:
+        self._check_open()
+        log, streams = self._log, self._streams
+        found: list[StoredRow] = []
+        position = max(from_position, 0)
+        while len(found) < limit and position < len(log):
+            row = log[position]
+            if row is not None:
+                found.append((*row, row[2] >= streams[row[1]].state.first_visible))
+            position += 1
+        return found
+
+    async def write_stored(
+        self, rows: Sequence[Row], after: int | None, visible_from: Mapping[str, int]
+    ) -> None:
+        """Checked whole first, then written without awaiting (atomic on the loop)."""
+        self._check_open()
+
+        def next_position(stream: str) -> int:
+            entry = self._streams.get(stream)
+            return 0 if entry is None else entry.state.next_position
+
+        following = check_stored(rows, await self.head(), after, next_position)
+        log = self._log
+        for row in rows:
+            row = tuple(row[:12])
+            stream = row[1]
+            entry = self._streams.get(stream)
+            if entry is None:
+                entry = self._streams[stream] = _Stream()
+            log.extend([None] * (row[0] - len(log)))  # the source's gap, kept
+            self._by_type.setdefault(row[4], []).append(row[0])
+            self._by_category.setdefault(stream.split(".", 1)[0], []).append(row[0])
+            log.append(row)
+            entry.rows.append(row)
+            entry.ids[row[3]] = row[2]
+        for stream, position in following.items():
+            self._streams[stream].state.next_position = position
+        for stream in {*following, *visible_from}:
+            entry = self._streams.get(stream)
+            if entry is None:
+                entry = self._streams[stream] = _Stream()
+            state = entry.state
+            if visible_from.get(stream, 0) > state.first_visible:
+                state.first_visible = visible_from[stream]
+                self._snapshots.pop(stream, None)
+                # hidden events' ids are not looked up by appends (as after delete_stream)
+                hidden = [key for key, at in entry.ids.items() if at < state.first_visible]
+                for event_id in hidden:
+                    del entry.ids[event_id]
+            state.deleted = state.next_position <= state.first_visible > 0
+        if rows:
+            self._waiters.wake()
 
     async def stream_state(self, stream: str) -> StreamState | None:
         self._check_open()

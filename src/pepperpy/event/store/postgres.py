@@ -45,7 +45,7 @@ import asyncio
 import contextlib
 import functools
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .._cancel import cancelling
@@ -83,6 +83,7 @@ from ._pg_schema import (
     schema_change,
     write_group,
 )
+from ._pg_stored import read_stored, write_stored
 from .base import (
     AppendResult,
     ExpectedVersion,
@@ -94,6 +95,7 @@ from .base import (
     Row,
     SnapshotRow,
     StoreBackend,
+    StoredRow,
     StreamState,
     check_snapshot_version,
     log_page,
@@ -404,6 +406,24 @@ class PostgresBackend(StoreBackend):
             lambda connection, _: connection.fetch(COUNT_BY_MINUTE, since),
         )
         return [MinuteCountRow(row[0], row[1], row[2]) for row in rows]
+
+    async def read_stored(self, from_position: int, limit: int) -> list[StoredRow]:
+        return await self._run(
+            "read_stored",
+            lambda connection, _: read_stored(connection, from_position, limit),
+        )
+
+    async def write_stored(
+        self, rows: Sequence[Row], after: int | None, visible_from: Mapping[str, int]
+    ) -> None:
+        """In one transaction holding the lock appends take (see ``_pg_stored``)."""
+        write = functools.partial(
+            write_stored, self.channel, [tuple(row[:12]) for row in rows], after, visible_from
+        )
+        await self._run(
+            "write_stored",
+            lambda connection, progress: in_transaction(connection, progress, write),
+        )
 
     async def stream_state(self, stream: str) -> StreamState | None:
         row = await self._run(

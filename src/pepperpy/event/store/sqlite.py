@@ -27,13 +27,14 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from .._errors import ClosedError, StoreError
 from .._sqlite import abandon, check_busy_timeout, open_read_only, track_forks
 from ._sqlite_held import Commits, Held, dropped, release
+from ._sqlite_log import insert_rows
 from ._sqlite_matching import read_matching
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
@@ -68,8 +69,10 @@ from .base import (
     Row,
     SnapshotRow,
     StoreBackend,
+    StoredRow,
     StreamState,
     check_snapshot_version,
+    check_stored,
     log_page,
     log_page_backwards,
 )
@@ -204,7 +207,7 @@ class SQLiteBackend(StoreBackend):
         self,
         work: Callable[[sqlite3.Connection], T] | None,
         append: PendingAppend | MultiAppend | None = None,
-        changes: str | None = None,
+        changes: str | bool | None = None,
     ) -> T:
         if self.read_only and not self._closed:
             raise StoreError(
@@ -436,6 +439,49 @@ class SQLiteBackend(StoreBackend):
             lambda connection: connection.execute(COUNT_BY_MINUTE, {"since": since}).fetchall()
         )
         return [MinuteCountRow(*row) for row in rows]
+
+    async def read_stored(self, from_position: int, limit: int) -> list[StoredRow]:
+        scanned = await self._read(
+            lambda connection: connection.execute(READ_ALL, (from_position, limit)).fetchall()
+        )
+        return [(*row[:12], bool(row[12])) for row in scanned]
+
+    async def write_stored(
+        self, rows: Sequence[Row], after: int | None, visible_from: Mapping[str, int]
+    ) -> None:
+        """One job of the writer (the single writer appends go through too), in its
+        transaction; the writer then reads the head and the streams' states again."""
+        written = [tuple(row[:12]) for row in rows]
+        raised = dict(visible_from)
+
+        def work(connection: sqlite3.Connection) -> None:
+            (head,) = connection.execute(HEAD).fetchone()
+
+            def next_position(stream: str) -> int:
+                state = _stream_state(connection, stream)
+                return 0 if state is None else state.next_position
+
+            following = check_stored(written, head, after, next_position)
+            insert_rows(connection, written)
+            for stream in sorted({*following, *raised}):
+                connection.execute(
+                    "INSERT INTO streams (name) VALUES (?) ON CONFLICT (name) DO NOTHING",
+                    (stream,),
+                )
+                if stream in raised:
+                    cursor = connection.execute(
+                        "UPDATE streams SET first_visible = ? WHERE name = ? AND first_visible < ?",
+                        (raised[stream], stream, raised[stream]),
+                    )
+                    if cursor.rowcount:
+                        connection.execute("DELETE FROM snapshots WHERE stream = ?", (stream,))
+                connection.execute(
+                    f"UPDATE streams AS s SET deleted = ({NEXT_POSITION} <= s.first_visible "
+                    "AND s.first_visible > 0) WHERE s.name = ?",
+                    (stream,),
+                )
+
+        await self._write(work, changes=True)
 
     async def stream_state(self, stream: str) -> StreamState | None:
         return await self._read(lambda connection: _stream_state(connection, stream))

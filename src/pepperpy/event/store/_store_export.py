@@ -1,0 +1,385 @@
+"""A store's log as a JSON Lines file, and back (:func:`export_store`, :func:`import_store`).
+
+The file is a backup of the stored records, as :func:`~._store_copy.copy_store` moves
+them: its first line is a header (``{"format": "pepperpy-event-export", "version": 1}``),
+then one JSON object per event, in global position order, with every stored column
+(``data`` and ``metadata`` in base64: they are stored bytes, ciphertext when the store
+encrypts) and whether the event is visible (False: its stream was deleted past it).
+An import is a copy from the file: it resumes after the destination's newest event, and
+refuses a destination that does not hold a copy of the file's start. See ``docs/store.md``,
+"Moving a store".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
+
+import orjson
+
+from .._errors import PatternError, StoreError
+from .._patterns import parse_name
+from ._store import EventStore
+from ._store_copy import (
+    DEFAULT_BATCH,
+    CopyProgress,
+    CopyReport,
+    check_batch,
+    check_progress,
+    hidden_from,
+    opened_backend,
+)
+from .base import Row, StoredRow
+
+__all__ = ["FORMAT", "export_store", "import_store"]
+
+#: the header line's ``format``
+FORMAT = "pepperpy-event-export"
+_VERSION = 1
+_HEADER = orjson.dumps({"format": FORMAT, "version": _VERSION}).decode() + "\n"
+#: an event line's keys, in the order of a stored row's columns
+_FIELDS = (
+    "global_position",
+    "stream",
+    "position",
+    "id",
+    "type",
+    "version",
+    "data",
+    "metadata",
+    "timestamp",
+    "source",
+    "subject",
+    "recorded_at",
+    "visible",
+)
+_LARGEST = 2**63 - 1
+
+File = str | os.PathLike[str] | IO[str]
+
+
+def _line(row: StoredRow) -> str:
+    values = list(row[:13])
+    values[6] = binascii.b2a_base64(bytes(row[6]), newline=False).decode()
+    if row[7] is not None:
+        values[7] = binascii.b2a_base64(bytes(row[7]), newline=False).decode()
+    values[12] = bool(row[12])
+    return orjson.dumps(dict(zip(_FIELDS, values, strict=True))).decode() + "\n"
+
+
+async def export_store(
+    source: EventStore | str,
+    file: File,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Callable[[CopyProgress], object] | None = None,
+) -> CopyReport:
+    """Write every event of ``source`` (an :class:`EventStore`, or a URL opened and closed
+    here), as stored, to ``file`` as JSON Lines, up to its newest event as the export
+    starts.
+
+    ``file`` is a path, written whole or not at all (to ``PATH.partial``, renamed when
+    complete), or a text stream open for writing (left open). Deleted streams' events
+    are written too, marked invisible; snapshots and checkpoints are not. ``progress``
+    gets a :class:`CopyProgress` after each batch. Read it back with
+    :func:`import_store`.
+    """
+    size = check_batch(batch_size)
+    report = check_progress(progress)
+    started = time.monotonic()
+    path = _path(file)
+    async with opened_backend(source, "source", reading=True) as reading:
+        target = await reading.head()
+        if path is None:
+            assert not isinstance(file, (str, os.PathLike))
+            stream = file
+        else:
+            partial = f"{path}.partial"
+            stream = await asyncio.to_thread(open, partial, "w", encoding="utf-8")
+        copied, last = 0, None
+        try:
+            await asyncio.to_thread(stream.write, _HEADER)
+            while target is not None and (last is None or last < target):
+                page = await reading.read_stored(0 if last is None else last + 1, size)
+                page = [row for row in page if row[0] <= target]
+                if not page:
+                    break
+                await asyncio.to_thread(stream.writelines, [_line(row) for row in page])
+                copied += len(page)
+                last = page[-1][0]
+                if report is not None:
+                    report(CopyProgress(copied, last, target, time.monotonic() - started))
+            await asyncio.to_thread(stream.flush)
+        except BaseException:
+            if path is not None:
+                await asyncio.to_thread(_discard, stream, partial)
+            raise
+        if path is not None:
+            await asyncio.to_thread(_finish, stream, partial, path)
+    return CopyReport(copied, None, last, 0, time.monotonic() - started)
+
+
+def _path(file: object) -> str | None:
+    """``file`` as a path, or None for a stream; anything else is refused."""
+    if isinstance(file, (str, os.PathLike)):
+        return os.fspath(file)
+    if hasattr(file, "write") or hasattr(file, "readline"):
+        return None
+    raise TypeError(f"file must be a path or a text stream, got {type(file).__name__}")
+
+
+def _finish(stream: IO[str], partial: str, path: str) -> None:
+    os.fsync(stream.fileno())
+    stream.close()
+    os.replace(partial, path)
+
+
+def _discard(stream: IO[str], partial: str) -> None:
+    stream.close()
+    with contextlib.suppress(OSError):
+        os.remove(partial)
+
+
+async def import_store(
+    destination: EventStore | str,
+    file: File,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Callable[[CopyProgress], object] | None = None,
+) -> CopyReport:
+    """Write the events of an :func:`export_store` file to ``destination``, as stored.
+
+    As :func:`~pepperpy.event.copy_store` does from a store: the destination must be
+    empty or hold a copy of the start of the file (checked before anything is
+    written), the import goes on after its newest event, in batches of ``batch_size``,
+    each one transaction. ``file`` is a path or a text stream open for reading. A bad
+    line raises :class:`~pepperpy.event.StoreError` naming the line and what is wrong
+    with it; a path is read through once first, so a bad file writes nothing at all (a
+    stream is read once: the batches before the bad line's are written, and an import
+    run again goes on after them).
+    """
+    size = check_batch(batch_size)
+    report = check_progress(progress)
+    started = time.monotonic()
+    path = _path(file)
+    name = str(getattr(file, "name", "<stream>")) if path is None else path
+    if path is not None:
+        await asyncio.to_thread(_check_file, path)
+    async with opened_backend(destination, "destination") as writing:
+        head = await writing.head()
+        checks: dict[int, str] = {}
+        if head is not None:
+            for row in (await writing.read_stored(0, 1)) + (await writing.read_stored(head, 1)):
+                checks[row[0]] = row[3]
+        hidden: dict[str, int] = {}  # deletions among the events the destination holds
+        batch: list[StoredRow] = []
+        after, copied = head, 0
+
+        async def flush() -> None:
+            nonlocal after, copied, hidden
+            for stream, position in hidden_from(batch).items():
+                hidden[stream] = max(position, hidden.get(stream, 0))
+            rows: list[Row] = [tuple(row[:12]) for row in batch]
+            await writing.write_stored(rows, after, hidden)
+            hidden = {}
+            if rows:
+                copied += len(rows)
+                after = rows[-1][0]
+            batch.clear()
+            if report is not None:
+                report(CopyProgress(copied, after, None, time.monotonic() - started))
+
+        with _opened(file, path) as lines:
+            rows = _rows(lines, name)
+            while True:
+                chunk = await asyncio.to_thread(_take, rows, size)
+                for number, row in chunk:
+                    if head is not None and row[0] <= head:
+                        _check_held(checks, row, number, name)
+                        for stream, position in hidden_from([row]).items():
+                            hidden[stream] = max(position, hidden.get(stream, 0))
+                        continue
+                    _check_all_held(checks, name)
+                    batch.append(row)
+                    if len(batch) == size:
+                        await flush()
+                if len(chunk) < size:
+                    break
+        _check_all_held(checks, name)
+        if batch or hidden:
+            await flush()
+    return CopyReport(copied, head, after, 0, time.monotonic() - started)
+
+
+def _check_file(path: str) -> None:
+    """Read the whole file at ``path`` once: a bad line is found before anything is written."""
+    with open(path, encoding="utf-8", errors="strict") as lines:
+        try:
+            for _ in _rows(lines, path):
+                pass
+        except StoreError as exc:
+            raise _bad_file(exc) from None
+
+
+@contextlib.contextmanager
+def _opened(file: File, path: str | None) -> Iterator[Iterable[str]]:
+    if path is None:
+        assert not isinstance(file, (str, os.PathLike))
+        yield file
+        return
+    with open(path, encoding="utf-8", errors="strict") as lines:
+        yield lines
+
+
+def _take(rows: Iterator[tuple[int, StoredRow]], size: int) -> list[tuple[int, StoredRow]]:
+    taken: list[tuple[int, StoredRow]] = []
+    for item in rows:
+        taken.append(item)
+        if len(taken) == size:
+            break
+    return taken
+
+
+def _check_held(checks: dict[int, str], row: StoredRow, number: int, name: str) -> None:
+    """An event of the file at or below the destination's head: if it is at one of the
+    positions checked, it must be the destination's event there."""
+    expected = checks.pop(row[0], None)
+    if expected is not None and expected != row[3]:
+        raise StoreError(
+            f"{name} line {number}: the destination is not a copy of the start of this "
+            f"file: its event at global position {row[0]} is {expected!r}, the file's is "
+            f"{row[3]!r}; nothing was written (import into an empty store)"
+        )
+
+
+def _check_all_held(checks: dict[int, str], name: str) -> None:
+    if checks:
+        position = min(checks)
+        raise StoreError(
+            f"{name}: the destination is not a copy of the start of this file: the file "
+            f"has no event at global position {position}, where the destination holds "
+            f"{checks[position]!r}; nothing was written (import into an empty store)"
+        )
+
+
+def _rows(lines: Iterable[str], name: str) -> Iterator[tuple[int, StoredRow]]:
+    """Each event line of ``lines`` as (line number, stored row), checked."""
+    number, previous = 0, -1
+    try:
+        for number, text in enumerate(lines, start=1):  # noqa: B007 (read after the loop)
+            if number == 1:
+                _check_header(text, name)
+                continue
+            if not text.strip():
+                raise _bad(name, number, "an empty line")
+            row = _parse(text, name, number)
+            if row[0] <= previous:
+                raise _bad(
+                    name,
+                    number,
+                    f"global_position {row[0]} does not follow {previous} (the events must "
+                    "be in increasing global positions)",
+                )
+            previous = row[0]
+            yield number, row
+    except UnicodeDecodeError as exc:
+        raise StoreError(f"{name} line {number + 1}: not UTF-8 text ({exc.reason})") from None
+    if number == 0:
+        raise StoreError(f"{name} is empty: an export starts with its header line")
+
+
+def _check_header(text: str, name: str) -> None:
+    try:
+        header = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise _bad(
+            name, 1, f"not a pepperpy-event export (its first line must be {_HEADER.strip()})"
+        )
+    if header.get("version") != _VERSION:
+        raise _bad(
+            name,
+            1,
+            f"export format version {header.get('version')!r}, this pepperpy-event reads "
+            f"version {_VERSION}",
+        )
+
+
+def _bad(name: str, number: int, why: str) -> StoreError:
+    return StoreError(f"{name} line {number}: {why}; nothing of its batch was written")
+
+
+def _bad_file(exc: StoreError) -> StoreError:
+    """A bad line found by the read through a file before the import: nothing at all
+    was written."""
+    return StoreError(str(exc).replace("nothing of its batch was written", "nothing was written"))
+
+
+def _parse(text: str, name: str, number: int) -> StoredRow:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise _bad(name, number, f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise _bad(name, number, f"not a JSON object but {type(value).__name__}")
+    missing = [key for key in _FIELDS if key not in value]
+    if missing:
+        raise _bad(name, number, f"missing {', '.join(missing)}")
+    extra = sorted(set(value) - set(_FIELDS))
+    if extra:
+        raise _bad(name, number, f"unknown field {', '.join(map(repr, extra))}")
+
+    def number_of(key: str, low: int, high: int = _LARGEST) -> int:
+        found = value[key]
+        if isinstance(found, bool) or not isinstance(found, int) or not low <= found <= high:
+            raise _bad(name, number, f"{key} must be an integer from {low} to {high}: {found!r}")
+        return found
+
+    def text_of(key: str, *, optional: bool = False, named: bool = False) -> Any:
+        found = value[key]
+        if found is None and optional:
+            return None
+        if not isinstance(found, str) or not found:
+            raise _bad(name, number, f"{key} must be a non-empty string, got {found!r}")
+        if named:
+            try:
+                parse_name(found, key)
+            except PatternError as exc:
+                raise _bad(name, number, f"{key} {found!r}: {exc}") from None
+        return found
+
+    def bytes_of(key: str, *, optional: bool = False) -> bytes | None:
+        found = value[key]
+        if found is None and optional:
+            return None
+        if not isinstance(found, str):
+            raise _bad(name, number, f"{key} must be a base64 string, got {found!r}")
+        try:
+            return binascii.a2b_base64(found, strict_mode=True)
+        except binascii.Error as exc:
+            raise _bad(name, number, f"{key} is not base64 ({exc})") from None
+
+    visible = value["visible"]
+    if not isinstance(visible, bool):
+        raise _bad(name, number, f"visible must be true or false, got {visible!r}")
+    return (
+        number_of("global_position", 0),
+        text_of("stream", named=True),
+        number_of("position", 0),
+        text_of("id"),
+        text_of("type", named=True),
+        number_of("version", 0, 2**31 - 1),
+        bytes_of("data"),
+        bytes_of("metadata", optional=True),
+        number_of("timestamp", -_LARGEST),
+        text_of("source", optional=True),
+        text_of("subject", optional=True),
+        number_of("recorded_at", 0),
+        visible,
+    )
