@@ -29,6 +29,7 @@ from ..store import AppendResult
 from ._audit import audit
 from ._bus import bus
 from ._checkpoints import checkpoints
+from ._copy import COMMANDS as COPY_COMMANDS
 from ._counts import stream_counts
 from ._errors import CommandError, NotPrinted, OutputClosed
 from ._output import event_json, field, global_line, stream_line
@@ -492,4 +493,6 @@ app.add_command(serve)
 app.add_command(audit)
 app.add_command(bus)
 app.add_command(checkpoints)
+for command in COPY_COMMANDS:  # export, import, copy
+    app.add_command(command)
 verbose_everywhere(app)

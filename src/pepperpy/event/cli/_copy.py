@@ -1,0 +1,170 @@
+"""``pepperpy-event export``, ``import`` and ``copy``: move a store's log, as stored.
+
+``export`` writes the store's events to a JSON Lines file (or stdout), ``import`` reads
+one back into a store, ``copy`` copies one store into another (SQLite to PostgreSQL,
+say). Every event keeps its global position, so checkpoints hold on the copy; a copy or
+import run again goes on after the destination's newest event (see ``docs/store.md``,
+"Moving a store"). Summaries and the progress bar go to stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from ..store._store_copy import DEFAULT_BATCH, MAX_BATCH, CopyProgress, CopyReport, copy_store
+from ..store._store_export import export_store, import_store
+from ._errors import CommandError
+from ._shell import note, open_store, run, store_option
+from ._urls import normalized, shown
+
+__all__ = ["COMMANDS", "copy", "export", "import_"]
+
+
+def _batch_option(function: Callable[..., None]) -> Callable[..., None]:
+    return click.option(
+        "--batch-size",
+        type=click.IntRange(1, MAX_BATCH),
+        default=DEFAULT_BATCH,
+        show_default=True,
+        help="Events written per transaction.",
+    )(function)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[CopyProgress], None]]:
+    """A rich progress bar on stderr when it is a terminal (global positions done of the
+    source's newest); a no-op callback otherwise."""
+    if not sys.stderr.isatty():
+        yield lambda progress: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.fields[copied]} events"),
+        TimeElapsedColumn(),
+    )
+    with Progress(
+        *columns,
+        console=Console(stderr=True),
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    ) as bar:
+        task = bar.add_task(label, total=None, copied=0)
+
+        def advance(progress: CopyProgress) -> None:
+            total = None if progress.head is None else progress.head + 1
+            done = 0 if progress.position is None else progress.position + 1
+            bar.update(task, completed=done, total=total, copied=progress.copied)
+
+        yield advance
+
+
+def _summary(verb: str, report: CopyReport, where: str) -> str:
+    line = f"{verb} {report.copied} event{'' if report.copied == 1 else 's'} {where}"
+    if report.resumed_after is not None:
+        line += f" (it held those up to global position {report.resumed_after} already)"
+    if report.last_position is not None:
+        line += f"; its newest event is at global position {report.last_position}"
+    if report.deletions:
+        line += f"; {report.deletions} stream deletion(s) carried over"
+    return line
+
+
+@click.command("export")
+@click.argument("file", metavar="FILE|-")
+@store_option
+@_batch_option
+def export(file: str, store: str, batch_size: int) -> None:
+    """Write every stored event to FILE (- for stdout) as JSON Lines, for a backup.
+
+    Events are written as stored, with their global positions (encrypted data stays
+    encrypted); deleted streams' events are kept, marked invisible. A FILE is written
+    whole or not at all. Read it back with 'pepperpy-event import'.
+    """
+    target = None if file == "-" else Path(file)
+    if target is not None and not target.parent.exists():
+        raise CommandError(f"directory {str(target.parent)!r} does not exist (from FILE)")
+
+    async def work() -> CopyReport:
+        async with open_store(store, reading=True, must_exist=True) as events:
+            with _progress("exporting") as advance:
+                return await export_store(
+                    events,
+                    sys.stdout if target is None else target,
+                    batch_size=batch_size,
+                    progress=advance,
+                )
+
+    report = run(work)
+    note(_summary("exported", report, f"to {'stdout' if target is None else str(target)}"))
+
+
+@click.command("import")
+@click.argument("file", metavar="FILE|-")
+@store_option
+@_batch_option
+def import_(file: str, store: str, batch_size: int) -> None:
+    """Write the events of an export FILE (- for stdin) to the store, as stored.
+
+    The store must be empty, or hold a copy of the start of FILE (an import run again
+    goes on after its newest event). A bad line is named, with what is wrong with it;
+    a FILE is checked whole before anything is written.
+    """
+    source = None if file == "-" else Path(file)
+    if source is not None and not source.is_file():
+        raise CommandError(f"no export file at {str(source)!r}")
+
+    async def work() -> CopyReport:
+        async with open_store(store) as events:
+            with _progress("importing") as advance:
+                return await import_store(
+                    events,
+                    sys.stdin if source is None else source,
+                    batch_size=batch_size,
+                    progress=advance,
+                )
+
+    report = run(work)
+    note(_summary("imported", report, f"into {shown(store)}"))
+
+
+@click.command("copy")
+@click.argument("source_url")
+@click.argument("destination_url")
+@_batch_option
+def copy(source_url: str, destination_url: str, batch_size: int) -> None:
+    """Copy the events of the store at SOURCE_URL to the store at DESTINATION_URL.
+
+    As stored: global positions (checkpoints hold), ids, times and data (encrypted data
+    stays encrypted) are kept, and deleted streams stay deleted. The destination must be
+    empty or an earlier copy of the source: a copy run again goes on after its newest
+    event. Nothing else may write to the destination meanwhile.
+    """
+    source = normalized(source_url)
+    destination = normalized(destination_url)
+    if source == destination:
+        raise CommandError("SOURCE_URL and DESTINATION_URL are the same store")
+
+    async def work() -> CopyReport:
+        async with (
+            open_store(source, reading=True, must_exist=True) as reading,
+            open_store(destination) as writing,
+        ):
+            with _progress("copying") as advance:
+                return await copy_store(reading, writing, batch_size=batch_size, progress=advance)
+
+    report = run(work)
+    note(_summary("copied", report, f"into {shown(destination)}"))
+
+
+#: the commands this module adds to ``pepperpy-event``
+COMMANDS = (export, import_, copy)
