@@ -348,3 +348,15 @@ async def test_bad_arguments_are_refused(open_store: Opener) -> None:
     guarded = await open_store("memory", access=AccessControl())
     with pytest.raises(ConfigurationError, match="access= or audit="):
         await copy_store(guarded, "memory://")
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_copied_events_wake_the_destination_s_waiters_at_once(
+    open_store: Opener, kind: str
+) -> None:
+    """A live subscriber of the copy is told of each batch when it commits (SQLite: the
+    writer's head moves past the copied rows), not a poll interval later."""
+    store = await open_store(kind)
+    await store.backend.write_stored([_row(0, "a.1", 0), _row(7, "a.1", 1)], None, {})
+    async with asyncio.timeout(0.3):  # SQLite polls every 0.5 s otherwise
+        await store.backend.wait(7)
