@@ -12,7 +12,7 @@ import orjson
 
 from pepperpy.event import EventStore
 
-from .conftest import Cli, command_env
+from .conftest import Cli, command_env, run_with_terminal_stderr
 
 
 def _stored(url: str) -> list[tuple[Any, ...]]:
@@ -159,3 +159,18 @@ def test_copy_from_sqlite_to_postgresql_and_back(
     back = cli("copy", postgres_url, f"sqlite:///{tmp_path}/back.db")
     assert back.code == 0, back.err
     assert _stored(f"sqlite:///{tmp_path}/back.db") == stored
+
+
+def test_a_terminal_shows_the_progress_and_the_summary(cli: Cli, tmp_path: Path) -> None:
+    source = f"sqlite:///{tmp_path}/source.db"
+    stored = _demo(cli, source)
+    for bar, argv in (
+        ("copying", ["copy", source, f"sqlite:///{tmp_path}/copy.db", "--batch-size", "1"]),
+        ("exporting", ["export", "--store", source, "backup.jsonl", "--batch-size", "1"]),
+        ("importing", ["import", "--store", f"sqlite:///{tmp_path}/restored.db", "backup.jsonl"]),
+    ):
+        result = run_with_terminal_stderr(*argv, cwd=tmp_path)
+        assert result.code == 0, result.terminal
+        assert "Traceback" not in result.terminal
+        assert bar in result.terminal and f" {len(stored)} events" in result.terminal
+    assert _stored(f"sqlite:///{tmp_path}/restored.db") == stored
