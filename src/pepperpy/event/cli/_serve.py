@@ -154,10 +154,15 @@ def listen(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port``, or a one-line error (busy port, unknown host).
 
     Bound here rather than by uvicorn, which reports these failures with ``sys.exit``.
+    The socket says it is TCP (``proto``): asyncio turns Nagle's algorithm off only for
+    such sockets' connections, and ``socket.create_server`` leaves ``proto`` 0, so each
+    keep-alive request (and each small Server-Sent Event after another) waited ~40 ms
+    for the client's delayed ACK.
     """
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((host, port), family=family)
+        created = socket.create_server((host, port), family=family)
+        return socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, created.detach())
     except socket.gaierror as exc:  # an unknown host
         raise CommandError(f"could not listen on {address(host, port)}: {exc.strerror}") from None
     except OSError as exc:  # a busy port, an address not on this machine, no permission
