@@ -360,3 +360,61 @@ async def test_copied_events_wake_the_destination_s_waiters_at_once(
     await store.backend.write_stored([_row(0, "a.1", 0), _row(7, "a.1", 1)], None, {})
     async with asyncio.timeout(0.3):  # SQLite polls every 0.5 s otherwise
         await store.backend.wait(7)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_append_to_the_destination_during_a_copy_stops_it(
+    open_store: Opener, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy keeps positions for the source's events: a destination appended to
+    between two batches refuses the next one whole, and a later copy refuses the
+    diverged destination."""
+    source = await open_store("memory")
+    await _fill(source)
+    destination = await open_store(kind)
+    backend = destination.backend
+    write_stored = backend.write_stored
+    appended: list[int] = []
+
+    async def append_between_batches(*arguments: Any) -> None:
+        if arguments[1] is not None and not appended:  # before the second batch
+            result = await destination.append("local.1", Event(type="local", data={}))
+            appended.append(result.global_position)
+        await write_stored(*arguments)
+
+    monkeypatch.setattr(backend, "write_stored", append_between_batches)
+    with pytest.raises(StoreError, match="something else wrote to it meanwhile; nothing"):
+        await copy_store(source, destination, batch_size=3)
+    assert appended == [10]  # the first free position after the first batch
+    assert [row[0] for row in await _stored(destination)] == [0, 4, 9, 10]
+    monkeypatch.undo()
+    with pytest.raises(StoreError, match="not a copy of the start of the source"):
+        await copy_store(source, destination)
+
+
+async def test_a_failed_export_leaves_no_file(open_store: Opener, tmp_path: Path) -> None:
+    source = await open_store("sqlite")
+    await _fill(source)
+
+    def fail(progress: CopyProgress) -> None:
+        raise RuntimeError("disk gone")
+
+    with pytest.raises(RuntimeError, match="disk gone"):
+        await export_store(source, tmp_path / "backup.jsonl", batch_size=2, progress=fail)
+    assert list(tmp_path.glob("backup.jsonl*")) == []
+
+
+async def test_an_import_line_with_a_bad_stream_name_is_named(
+    open_store: Opener, tmp_path: Path
+) -> None:
+    source = await open_store("memory")
+    await _fill(source)
+    stream = io.StringIO()
+    await export_store(source, stream)
+    lines = stream.getvalue().splitlines(keepends=True)
+    lines[2] = lines[2].replace('"stream":"order.1"', '"stream":"order..1"')
+    (tmp_path / "bad.jsonl").write_text("".join(lines))
+    destination = await open_store("sqlite")
+    with pytest.raises(StoreError, match=r"bad.jsonl line 3: stream 'order..1': .*nothing was"):
+        await import_store(destination, tmp_path / "bad.jsonl")
+    assert await destination.head() is None
