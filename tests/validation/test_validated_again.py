@@ -229,13 +229,9 @@ def test_validated_data_of_python_schemas_validates_again_unchanged(
     assert validator.check("x", first)[0] == first
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, found by the property test above on 2026-12-06: with "
-    "extra_fields='ignore' the undeclared key is dropped after the oneOf branches were "
-    "judged on it, so the output ({}) matches both branches and validates no more",
-)
 def test_ignored_keys_do_not_change_which_oneof_branches_match() -> None:
+    """Found by the property test above: the key "a" the branches ignore decided that
+    only the first matched, and the result ({}) matched both."""
     validator = EventValidator(extra_fields="ignore")
     schema = {
         "oneOf": [
@@ -244,6 +240,6 @@ def test_ignored_keys_do_not_change_which_oneof_branches_match() -> None:
         ]
     }
     validator.register("x", schema)
-    first, _ = validator.check("x", {"a": None})
-    again, _ = validator.check("x", first)
-    assert again == first
+    for data in ({"a": None}, {}):  # without "a" it matches both branches
+        with pytest.raises(ValidationError, match="matches 2 oneOf branches"):
+            validator.check("x", data)

@@ -14,7 +14,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._errors import ValidationProblem
-from ._nodes import INVALID, TEXT_ATOMS, DictNode, Node, ObjectNode, Problems, join_path
+from ._nodes import (
+    INVALID,
+    TEXT_ATOMS,
+    DictNode,
+    Node,
+    ObjectNode,
+    Problems,
+    describe,
+    join_path,
+)
 
 __all__ = ["ContainsNode", "IfNode", "NotNode", "OneOfNode", "PropertyNamesNode"]
 
@@ -49,9 +58,11 @@ class OneOfNode(Node):
             else:
                 matched.append((pointer, converted))
         if len(matched) == 1:
-            converted = matched[0][1]
+            pointer, converted = matched[0]
             if isinstance(converted, TEXT_ATOMS) and isinstance(value, str):
                 return self._converted_or_given(value, converted, path)
+            if converted is not value and isinstance(converted, dict | list):
+                return self._kept_alone(value, pointer, converted, path, problems)
             return converted
         if matched:
             names = ", ".join(pointer for pointer, _ in matched)
@@ -64,6 +75,33 @@ class OneOfNode(Node):
                 return INVALID
         names = ", ".join(self.pointers)
         return self.fail(value, path, problems, f"matches none of the oneOf branches ({names})")
+
+    def _kept_alone(
+        self, value: Any, pointer: str, converted: Any, path: str, problems: Problems
+    ) -> Any:
+        """``converted`` (the only matching branch's result) if no other branch takes it.
+
+        A branch's result may differ from the value given: keys its objects ignore
+        (``extra_fields="ignore"``) are dropped, defaults filled in, strings converted.
+        Another branch may accept what is left (a key only it declares, of the wrong
+        type, was what refused it): the data, validated again, would match two
+        branches, so it is refused now.
+        """
+        if converted == value:  # nothing changed: the other branches refused this
+            return converted
+        others = [
+            at
+            for at, option in zip(self.pointers, self.options, strict=True)
+            if at != pointer and _accepts(option, converted, path)[0] is not INVALID
+        ]
+        if not others:
+            return converted
+        message = (
+            f"matches {pointer} only, but what it keeps ({describe(converted)}) also matches "
+            f"{', '.join(others)}: validated again it would match several oneOf branches "
+            "(keys a branch ignores are dropped, defaults filled in)"
+        )
+        return self.fail(value, path, problems, message)
 
     def _converted_or_given(self, given: str, converted: Any, path: str) -> Any:
         """``converted`` (a ``format`` converted the string) if no other branch takes it.

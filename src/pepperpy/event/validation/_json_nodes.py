@@ -86,11 +86,15 @@ class AllNode(Node):
         return (self.main, *self.checks)
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
+        if self.extra == "ignore" and isinstance(value, Mapping):
+            value = self._without_ignored(value)
         found: Problems = []
         out = self.main.check(value, path, found)
         if (found or out is INVALID) and self.typed:
             problems.extend(found)  # the type is wrong: the other parts add nothing
             return INVALID
+        if isinstance(out, dict) and isinstance(value, Mapping):
+            value = _kept_of(value, out)  # the parts judge what is kept
         if found or out is INVALID:  # no type keywords: every part explains
             for part in self.checks:
                 part.check(value, path, found)
@@ -99,6 +103,21 @@ class AllNode(Node):
             return INVALID
         if isinstance(out, dict) and (self.extra is not None or any(self.owned)):
             out = dict(out)  # main may have given the input itself (AnyNode)
+        ok = self._parts(value, out, path, problems)
+        if ok and isinstance(out, dict) and isinstance(value, Mapping):
+            filled = _kept_of(value, out)
+            if len(filled) != len(value):  # a part filled in a default: judged with it too
+                ok = self._parts(filled, out, path, problems)
+        if ok and self.extra is not None and isinstance(out, dict):
+            ok = self._apply_extra(out, path, problems)
+        if not ok:
+            return INVALID
+        if isinstance(out, TEXT_ATOMS) and isinstance(value, str):
+            return self._converted_or_given(value, out, path)
+        return out
+
+    def _parts(self, value: Any, out: Any, path: str, problems: Problems) -> bool:
+        """Every part judges ``value``; the keys a part owns take its values in ``out``."""
         ok = True
         for part, keys in zip(self.checks, self.owned, strict=True):
             converted = part.check(value, path, problems)
@@ -107,13 +126,17 @@ class AllNode(Node):
             elif keys and isinstance(out, dict) and isinstance(converted, Mapping):
                 for key in keys & converted.keys():
                     out[key] = converted[key]
-        if ok and self.extra is not None and isinstance(out, dict):
-            ok = self._apply_extra(out, path, problems)
-        if not ok:
-            return INVALID
-        if isinstance(out, TEXT_ATOMS) and isinstance(value, str):
-            return self._converted_or_given(value, out, path)
-        return out
+        return ok
+
+    def _without_ignored(self, value: Mapping[Any, Any]) -> Mapping[Any, Any]:
+        """``value`` without the keys no part declares, dropped before the parts judge."""
+        kept = {k: v for k, v in value.items() if not self._undeclared(k)}
+        return value if len(kept) == len(value) else kept
+
+    def _undeclared(self, key: Any) -> bool:
+        return key not in self.declared and not (
+            isinstance(key, str) and any(p.search(key) for p in self.patterns)
+        )
 
     def _converted_or_given(self, given: str, out: Any, path: str) -> Any:
         """``out``, the string converted by a ``format``, if every part accepts it too.
@@ -133,9 +156,7 @@ class AllNode(Node):
         """The ``extra_fields`` policy on keys no part declares; False if one is refused."""
         ok = True
         for key in list(out):
-            if key in self.declared or (
-                isinstance(key, str) and any(p.search(key) for p in self.patterns)
-            ):
+            if not self._undeclared(key):
                 continue
             if self.extra == "ignore":
                 del out[key]
@@ -148,6 +169,22 @@ class AllNode(Node):
                 )
                 ok = False
         return ok
+
+
+def _kept_of(value: Mapping[Any, Any], out: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    """``value`` as its object node keeps it: the keys of ``out``, with their values given.
+
+    With ``extra_fields="ignore"`` an object node drops the keys it does not declare, and
+    it fills in the defaults of absent properties. The keywords beside it
+    (``maxProperties``, ``not``, a ``oneOf`` branch, ...) judge the object so too, as
+    validating the result again will: a key that is not kept must not decide whether
+    the data is valid, nor may a default make the result invalid.
+    """
+    if len(out) == len(value) and all(key in out for key in value):
+        return value
+    kept = {key: item for key, item in value.items() if key in out}
+    kept.update((key, item) for key, item in out.items() if key not in value)  # defaults
+    return kept
 
 
 class ArrayNode(Node):

@@ -349,10 +349,12 @@ class UnionNode(Node):
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         attempts: list[tuple[Node, Problems]] = []
-        for option in self.options:
+        for index, option in enumerate(self.options):
             found: Problems = []
             converted = option.check(value, path, found)
             if not found and converted is not INVALID:
+                if index and converted is not value and isinstance(converted, dict | list):
+                    return self._kept_again(value, index, converted, path, problems)
                 return converted
             attempts.append((option, found))
         if isinstance(value, Mapping):  # explain against the object-shaped options
@@ -365,6 +367,34 @@ class UnionNode(Node):
             if surrogate is not None:
                 return self.fail(value, path, problems, surrogate)
         return self.fail(value, path, problems)
+
+    def _kept_again(
+        self, value: Any, index: int, converted: Any, path: str, problems: Problems
+    ) -> Any:
+        """``converted`` (option ``index``'s result) if validating it again keeps it.
+
+        An option's result may differ from the value given (keys it ignores dropped,
+        defaults filled in, strings converted); an earlier option, which refused the
+        value, may take the result and change it (fill in its own defaults, convert a
+        string): the data would not validate again unchanged, so it is refused now.
+        """
+        if converted == value:  # nothing changed: the earlier options refused this
+            return converted
+        for number, option in enumerate(self.options[:index], 1):
+            found: Problems = []
+            again = option.check(converted, path, found)
+            if found or again is INVALID:
+                continue
+            if again == converted:
+                return converted
+            message = (
+                f"option {index + 1} ({self.options[index].expected}) takes it, but what "
+                f"that keeps ({describe(converted)}) option {number} ({option.expected}) "
+                "would take and change when validated again (keys an option ignores are "
+                "dropped, defaults filled in)"
+            )
+            return self.fail(value, path, problems, message)
+        return converted
 
 
 class LazyNode(Node):
