@@ -52,12 +52,12 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from .._errors import ConfigurationError, StoreError
+from .._errors import ConfigurationError
 from .._redact import redact_url
 
 __all__ = [
@@ -243,50 +243,6 @@ class StreamState:
         if self.deleted or self.next_position <= self.first_visible:
             return None
         return self.next_position - 1
-
-
-def check_stored(
-    rows: Sequence[Row],
-    head: int | None,
-    after: int | None,
-    next_positions: Callable[[str], int],
-) -> dict[str, int]:
-    """Check ``write_stored``'s input against the store, under its write lock: the head
-    must be ``after``, global positions past it and increasing, and each stream's rows
-    must continue it (``next_positions(stream)``: its next position now). Returns each
-    stream's next position once ``rows`` are written. Raises :class:`StoreError`.
-    """
-    if head != after:
-        raise StoreError(
-            f"the destination's newest event is {_at(head)}, not {_at(after)} as the copy "
-            "found it: something else wrote to it meanwhile; nothing of this batch was "
-            "written (run the copy again, with nothing else writing to the destination)"
-        )
-    last = -1 if after is None else after
-    following: dict[str, int] = {}
-    for row in rows:
-        position, stream, stream_position = row[0], row[1], row[2]
-        if position <= last:
-            raise StoreError(
-                f"stored events must come in increasing global positions: {position} "
-                f"follows {last}; nothing of this batch was written"
-            )
-        expected = following.get(stream)
-        if expected is None:
-            expected = next_positions(stream)
-        if stream_position != expected:
-            raise StoreError(
-                f"the event at global position {position} is at position {stream_position} "
-                f"of stream {stream!r}, whose next position is {expected}: the destination "
-                "is not a copy of the source; nothing of this batch was written"
-            )
-        following[stream] = stream_position + 1
-        last = position
-    return following
-
-
-def _at(position: int | None) -> str:
-    return "none (it is empty)" if position is None else f"at global position {position}"
 
 
 def log_page(scanned: Sequence[Row], from_position: int, limit: int) -> LogPage:
@@ -583,3 +539,4 @@ from ._plan import (  # noqa: E402
 # not in __all__ (the SQLite backend's hot path imports it from here)
 from ._plan import append_result as append_result  # noqa: E402
 from ._plan import parts as parts  # noqa: E402
+from ._stored import check_stored  # noqa: E402

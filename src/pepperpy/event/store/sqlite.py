@@ -34,7 +34,6 @@ from typing import TypeVar
 from .._errors import ClosedError, StoreError
 from .._sqlite import abandon, check_busy_timeout, open_read_only, track_forks
 from ._sqlite_held import Commits, Held, dropped, release
-from ._sqlite_log import insert_rows
 from ._sqlite_matching import read_matching
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
@@ -56,6 +55,7 @@ from ._sqlite_schema import (
     named_error,
     wal_size,
 )
+from ._sqlite_stored import write_stored
 from ._sqlite_url import SQLiteAccess, SQLiteURL, parse_access, parse_url, parse_url_and_access
 from ._sqlite_writer import Writer
 from .base import (
@@ -72,7 +72,6 @@ from .base import (
     StoredRow,
     StreamState,
     check_snapshot_version,
-    check_stored,
     log_page,
     log_page_backwards,
 )
@@ -455,31 +454,7 @@ class SQLiteBackend(StoreBackend):
         raised = dict(visible_from)
 
         def work(connection: sqlite3.Connection) -> None:
-            (head,) = connection.execute(HEAD).fetchone()
-
-            def next_position(stream: str) -> int:
-                state = _stream_state(connection, stream)
-                return 0 if state is None else state.next_position
-
-            following = check_stored(written, head, after, next_position)
-            insert_rows(connection, written)
-            for stream in sorted({*following, *raised}):
-                connection.execute(
-                    "INSERT INTO streams (name) VALUES (?) ON CONFLICT (name) DO NOTHING",
-                    (stream,),
-                )
-                if stream in raised:
-                    cursor = connection.execute(
-                        "UPDATE streams SET first_visible = ? WHERE name = ? AND first_visible < ?",
-                        (raised[stream], stream, raised[stream]),
-                    )
-                    if cursor.rowcount:
-                        connection.execute("DELETE FROM snapshots WHERE stream = ?", (stream,))
-                connection.execute(
-                    f"UPDATE streams AS s SET deleted = ({NEXT_POSITION} <= s.first_visible "
-                    "AND s.first_visible > 0) WHERE s.name = ?",
-                    (stream,),
-                )
+            write_stored(connection, written, after, raised, _stream_state)
 
         await self._write(work, changes=True)
 
