@@ -406,26 +406,55 @@ def _stream_href(name: str) -> str:
 
 
 STATS_SECONDS = 5.0  # how long a count is reused: reloading / does not count again
+STATS_KEPT = 8  # windows whose counts are kept (the most recently asked for)
 
 
 class _ActivityCache:
-    """``_activity`` per window, each reused for ``STATS_SECONDS``.
+    """``_activity`` per window, each reused for ``STATS_SECONDS``, counted once at a time.
 
     A count is an indexed query, but over a busy hour (or day) still one index entry per
-    event: reloading ``/`` need not repeat it. At most ``MAX_MINUTES`` entries.
+    event: reloading ``/`` need not repeat it. Requests for a window arriving while its
+    count runs wait for that count rather than starting one each (thirty browsers
+    reloading ``/`` as a count expires made thirty counts, queued in the store's read
+    threads before every other request). The last ``STATS_KEPT`` windows asked for are
+    kept, so asking for every window from 1 to 1440 minutes does not keep 1440 counts.
     """
 
     def __init__(self, store: EventStore) -> None:
         self._store = store
-        self._counted: dict[int, tuple[float, dict[str, Any]]] = {}  # minutes: (when, value)
+        # minutes: (when, value), the most recently asked for last
+        self._counted: dict[int, tuple[float, dict[str, Any]]] = {}
+        self._counting: dict[int, asyncio.Future[dict[str, Any]]] = {}  # minutes: count
 
     async def get(self, minutes: int) -> dict[str, Any]:
-        counted = self._counted.get(minutes)
+        counted = self._counted.pop(minutes, None)
         if counted is not None and time.monotonic() - counted[0] < STATS_SECONDS:
+            self._counted[minutes] = counted  # moved to the end: asked for most recently
             return counted[1]
-        value = await _activity(self._store, minutes)
+        running = self._counting.get(minutes)
+        if running is None:
+            running = self._counting[minutes] = asyncio.ensure_future(self._count(minutes))
+            running.add_done_callback(_retrieved)  # when every request waiting left
+        # shielded: a client that leaves does not cancel the count the others wait for
+        return await asyncio.shield(running)
+
+    async def _count(self, minutes: int) -> dict[str, Any]:
+        try:
+            value = await _activity(self._store, minutes)
+        finally:
+            del self._counting[minutes]
+        self._counted.pop(minutes, None)
         self._counted[minutes] = (time.monotonic(), value)
+        while len(self._counted) > STATS_KEPT:
+            del self._counted[next(iter(self._counted))]
         return value
+
+
+def _retrieved(done: asyncio.Future[Any]) -> None:
+    """Take a finished count's outcome, so that a failure nobody waited for is not
+    logged as "exception was never retrieved" (the requests that did wait got it)."""
+    if not done.cancelled():
+        done.exception()
 
 
 def _now() -> int:
