@@ -4,10 +4,12 @@ where it gave one, the heartbeat timeout where the connection went silent."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ..._redact import redact_url
+from ._heartbeat import grace_of
 
 if TYPE_CHECKING:
     from yarl import URL
@@ -19,6 +21,7 @@ __all__ = [
     "lost_reason",
     "may_come_up",
     "not_amqp",
+    "vhost_refusal",
     "virtual_host",
 ]
 
@@ -134,22 +137,36 @@ def connect_failure(url: str, exc: BaseException) -> str:
     says what the refusal can mean.
     """
     where = f"cannot connect to RabbitMQ at {redact_url(url)}"
+    refused = vhost_refusal(url, exc)
+    if refused is not None:
+        return f"{where}: {refused}"
+    errors = sys.modules.get("aiormq.exceptions")
+    if errors is not None and isinstance(
+        exc, errors.AuthenticationError | errors.ProbableAuthenticationError
+    ):
+        return f"{where}: {exc}; check the user and password in the URL"
+    return f"{where}: {str(exc) or repr(exc)}"
+
+
+def vhost_refusal(url: str, exc: BaseException) -> str | None:
+    """What the broker said in refusing to open ``url``'s virtual host, which aiormq
+    raised as ``exc`` (see :func:`connect_failure`); None if ``exc`` is no such refusal."""
     text = str(exc) or repr(exc)
     if "Connection.OpenOk" not in text or "Connection.Close" not in text:
-        return f"{where}: {text}"
+        return None
     vhost = virtual_host(url)
     user = urlsplit(url).username
     whose = f"user {unquote(user)!r}" if user else "the user"
     close = _close_frame(exc)
     if close is None:
         return (
-            f"{where}: the broker refused to open virtual host {vhost!r} (it does not "
+            f"the broker refused to open virtual host {vhost!r} (it does not "
             f"exist, or {whose} has no permission for it)"
         )
     code = getattr(close, "reply_code", "?")
     reason = getattr(close, "reply_text", "") or "no reason given"
     return (
-        f"{where}: the broker refused to open virtual host {vhost!r}: {reason} "
+        f"the broker refused to open virtual host {vhost!r}: {reason} "
         f"(reply code {code}); check that the virtual host exists (rabbitmqctl list_vhosts) "
         f"and that {whose} has permissions for it (rabbitmqctl list_user_permissions)"
     )
@@ -159,7 +176,8 @@ def lost_reason(connection: Any, exc: BaseException | None) -> str:
     """Why the robust ``connection`` lost its connection, for the transport's warning.
 
     aiormq gives a connection up with a bare ``CancelledError`` when no frame came from
-    the broker within its heartbeat timeout, ``(heartbeat + 1) * 3`` seconds: the link
+    the broker within its heartbeat grace (``2 * heartbeat`` seconds as ``_heartbeat``
+    sets it, aiormq's own ``(heartbeat + 1) * 3`` otherwise): the link
     went silent (a network partition, a half-open connection) or this process's event
     loop was blocked that long. Logged as such a ``CancelledError`` read like a bug or a
     shutdown; aiormq's own record of it ("was stuck") is on another logger. Asked while
@@ -170,20 +188,13 @@ def lost_reason(connection: Any, exc: BaseException | None) -> str:
     if not isinstance(exc, asyncio.CancelledError):
         return str(exc) or type(exc).__name__
     underlay = getattr(getattr(connection, "transport", None), "connection", None)
-    heartbeat = getattr(underlay, "heartbeat_timeout", None)
-    multiplier = getattr(underlay, "HEARTBEAT_GRACE_MULTIPLIER", None)
-    if (
-        isinstance(heartbeat, int)
-        and heartbeat > 0
-        and isinstance(multiplier, int | float)
-        and getattr(underlay, "is_connection_was_stuck", False) is True
-    ):
-        timeout = (heartbeat + 1) * multiplier
+    grace = grace_of(underlay)
+    if grace is not None and getattr(underlay, "is_connection_was_stuck", False) is True:
+        timeout, reckoned = grace
         return (
             f"no frame from the broker within the heartbeat timeout, {timeout:g}s"
-            f" ((heartbeat + 1) * {multiplier:g} with heartbeat={heartbeat}): the connection "
-            "went silent (a network partition or a half-open connection), or this "
-            "process's event loop was blocked that long"
+            f" ({reckoned}): the connection went silent (a network partition or a "
+            "half-open connection), or this process's event loop was blocked that long"
         )
     return "given up by the driver without a reason (CancelledError)"
 

@@ -31,12 +31,13 @@ dropped, never received, cannot be told apart from another member's.
 
 A link that goes silent (a partition, no reset) is the other way to lose a partition:
 the broker hands it on once its heartbeat timeout noticed (measured: after about three
-heartbeat intervals), while aiormq gives the connection up only after ``(heartbeat + 1)
-* 3`` seconds. Meanwhile the member would go on starting the events it had prefetched,
-events the next member gets too: so a group member starts no delivery while it has
-heard nothing from the broker for a heartbeat interval (:func:`until_heard`), which a
-live broker never lets happen (it sends a heartbeat every half interval). The events
-then wait until the link speaks again, or come back to the group when it is given up.
+heartbeat intervals), while the connection is given up after ``2 * heartbeat``
+seconds (see ``_heartbeat``), checked every half interval. Meanwhile the member would
+go on starting the events it had prefetched, events the next member gets too: so a
+group member starts no delivery while it has heard nothing from the broker for a
+heartbeat interval (:func:`until_heard`), which a live broker never lets happen (it
+sends a heartbeat every half interval). The events then wait until the link speaks
+again, or come back to the group when it is given up.
 """
 
 from __future__ import annotations

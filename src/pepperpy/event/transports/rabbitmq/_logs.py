@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING
 from ..._bus_logging import log_fields
 from ..._redact import redact_url
 from ._connect import lost_reason
+from ._refusals import Refusals, refusal
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustConnection
@@ -319,11 +320,13 @@ class QuietOutageWarnings(logging.Filter):
         """What to add to a record to demote, None for a record to leave as it is."""
         args = record.args if isinstance(record.args, tuple) else ()
         if record.name == ROBUST_LOGGER and record.msg in (ATTEMPT_FAILED, ATTEMPT_CANCELLED):
-            if record.msg == ATTEMPT_FAILED and not (len(args) > 1 and _unreachable(args[1])):
-                return None  # the broker said no, or restoring failed: news, shown
             outages = self._outages(args[0] if args else None)
             if outages is None or outages.lost_at is None or outages.closed():
                 return None
+            if record.msg == ATTEMPT_FAILED and not (len(args) > 1 and _unreachable(args[1])):
+                if outages.refusals.reason is None or refusal(outages.url, args[1]) is None:
+                    return None  # the broker said no, or restoring failed: news, shown
+                return "the transport logged the refusal as an ERROR"
             return "the transport logged this outage, and logs when the connection is back"
         if record.name != CONNECT_LOGGER:
             return None
@@ -407,6 +410,8 @@ class Outages:
         self._closed = closed
         #: when the connection was lost (time.monotonic()); None while it is up
         self.lost_at: float | None = None
+        #: the broker refusing the reconnections (see _refusals)
+        self.refusals = Refusals(url, reconnect_interval)
 
     def watch(self, connection: AbstractRobustConnection) -> None:
         """Log the outages of ``connection``; demote aio-pika's ERROR per channel meanwhile
@@ -417,12 +422,16 @@ class Outages:
         def lost(sender: object, exc: BaseException | None = None) -> None:
             me = outages()
             if me is not None:  # sender: the robust connection, with the lost one in it
-                me.lost(lost_reason(sender, exc))
+                refused = refusal(me.url, exc)
+                if refused is not None:  # an attempt to reconnect, refused
+                    me.refused(refused, sender)
+                else:
+                    me.lost(lost_reason(sender, exc))
 
-        def restored(_: object) -> None:
+        def restored(sender: object) -> None:
             me = outages()
             if me is not None:
-                me.restored()
+                me.restored(sender)
 
         connection.close_callbacks.add(lost)
         connection.reconnect_callbacks.add(restored)
@@ -452,13 +461,24 @@ class Outages:
             extra=log_fields("outage", transport=shown, reason=reason),
         )
 
-    def restored(self) -> None:
+    def refused(self, reason: str, connection: object) -> None:
+        """The broker refused an attempt to reconnect (an ERROR once per outage)."""
+        if self._closed():
+            return
+        if self.lost_at is None:
+            self.lost_at = time.monotonic()
+        self.refusals.refused(reason, connection, redact_url(self.url))
+
+    def restored(self, connection: object = None) -> None:
         """The robust connection is back, with every channel, queue and consumer."""
         lost, self.lost_at = self.lost_at, None
+        refused = self.refusals.over(connection)
         if self._closed():
             return
         lasted = None if lost is None else time.monotonic() - lost
         downtime = f" after {lasted:.1f}s" if lasted is not None else ""
+        if refused:
+            downtime += f" (the broker had refused {refused} attempt(s))"
         shown = redact_url(self.url)
         logger.info(
             "the connection to RabbitMQ at %s is back%s",

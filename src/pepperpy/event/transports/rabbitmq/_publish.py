@@ -50,8 +50,9 @@ async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -
     After ``start()``, the whole call (waiting for a lost connection to come back, the
     broker's confirm, the one try again after a reconnect) ends within
     ``connect_timeout``, as on Redis: a silent connection (a network partition, a
-    half-open socket) is noticed by heartbeats only after ``(heartbeat + 1) * 3``
-    seconds, 183 with the broker's default, and the confirm waited that long.
+    half-open socket) is noticed by heartbeats only after ``2 * heartbeat`` seconds
+    (30 with the transport's default, see ``_heartbeat``), and the confirm waited that
+    long.
     """
     # a last event published in the cleanup of a cancelled task: its count of
     # cancellations stays up, so only one that comes during this call stops it
@@ -145,7 +146,7 @@ def _silence(transport: RabbitMQTransport, sent: bool) -> str:
     return (
         "the connection went silent (a network partition, a half-open connection) or the "
         "broker held the publisher back (a memory or disk alarm); the connection itself "
-        "is given up only after heartbeats fail, (heartbeat + 1) * 3 seconds"
+        "is given up only after heartbeats fail, 2 * heartbeat seconds"
     )
 
 
@@ -190,7 +191,8 @@ async def reconnected(
         raise _failed(
             f"RabbitMQ at {redact_url(transport.url)} unreachable while publishing {event.type!r}"
             f" ({event.id}); gave up after {loop.time() - began:.1f}s (connect_timeout "
-            f"{transport.connect_timeout}s) waiting for the connection to come back{reason}",
+            f"{transport.connect_timeout}s) waiting for the connection to come back{reason}"
+            f"{transport._outages.refusals.note()}",
             sent=sent,
         ) from (error or exc)
     if transport._closed:

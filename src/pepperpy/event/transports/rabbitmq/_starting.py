@@ -17,6 +17,7 @@ from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._redact import redact_url
 from ..base import cancelled_by_caller, cancelling, quietly
 from ._connect import Handshake, connect_failure, handshake_failure, may_come_up, not_amqp
+from ._heartbeat import watch_heartbeats
 from ._logs import quiet_failed_connects
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ async def start(transport: RabbitMQTransport) -> None:
     transport._connection = connection
     transport._publisher = channel
     transport._outages.watch(connection)
+    watch_heartbeats(connection)
 
 
 async def first_connection(
@@ -87,7 +89,7 @@ async def first_connection(
         # cancelled, and only the connection can stop it and close what it opened
         try:
             connection: AbstractRobustConnection = aio_pika.RobustConnection(
-                transport.url,
+                transport._driver_url,
                 reconnect_interval=transport.reconnect_interval,
                 client_properties={"connection_name": transport.connection_name},
             )

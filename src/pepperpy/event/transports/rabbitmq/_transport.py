@@ -35,6 +35,7 @@ from ._config import MAX_KEY_BYTES, RELEASED, SYNONYMS, RabbitMQOptions, split_o
 from ._consumer import Consumer
 from ._deliveries import UnstartedReturns
 from ._group import Group, delete_group
+from ._heartbeat import with_heartbeat
 from ._logs import Outages
 from ._publish import publish
 from ._starting import start
@@ -60,7 +61,10 @@ class RabbitMQTransport(Transport):
     (``amqp://host/?exchange=shop&partitions=4``); a keyword argument wins over the URL.
     Other query parameters (``heartbeat``, ``name``, TLS files) go to aio-pika; a name
     neither takes, or a value aio-pika would misread, raises :class:`ConfigurationError`
-    here, as does a bad port (see ``_config.DRIVER_OPTIONS``).
+    here, as does a bad port (see ``_config.DRIVER_OPTIONS``). Without ``heartbeat`` in
+    the URL the transport asks for 15 s (aio-pika's default is 60), and a connection that
+    heard nothing from the broker for two heartbeat timeouts is given up (see
+    ``_heartbeat``).
 
     * ``exchange``: the topic exchange every event goes through (durable; created if
       missing; default ``pepperpy.events``). Applications that should see each other's
@@ -145,6 +149,9 @@ class RabbitMQTransport(Transport):
             _ = URL(self.url).port  # the port is parsed when asked for
         except ValueError as exc:
             raise ConfigurationError(f"bad RabbitMQ URL {redact_url(self.url)}: {exc}") from None
+        #: the URL aio-pika connects with: ``self.url`` with the transport's default
+        #: heartbeat unless it names one (see _heartbeat)
+        self._driver_url, self._heartbeat = with_heartbeat(self.url)
         self.exchange_name: str = options["exchange"]
         self.prefetch: int = options["prefetch"]
         self.partitions: int = options["partitions"]
@@ -300,7 +307,7 @@ class RabbitMQTransport(Transport):
         """
         aio_pika = self._aio_pika
         try:
-            connection = await aio_pika.connect(self.url, timeout=self.connect_timeout)
+            connection = await aio_pika.connect(self._driver_url, timeout=self.connect_timeout)
         except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
             raise TransportError(
                 f"cannot connect to RabbitMQ at {redact_url(self.url)}: {exc}"
@@ -322,7 +329,7 @@ class RabbitMQTransport(Transport):
         sends once more; a confirm lost with the connection can so make a duplicate,
         which at-least-once delivery allows. The whole call ends within
         ``connect_timeout``: a confirm that does not come (a silent connection, which
-        heartbeats give up only after ``(heartbeat + 1) * 3`` seconds) raises
+        heartbeats give up only after ``2 * heartbeat`` seconds) raises
         :class:`TransportError` with ``stored=None``.
         """
         await publish(self, event, key)
@@ -382,6 +389,7 @@ class RabbitMQTransport(Transport):
             raise TransportError(
                 f"RabbitMQ at {redact_url(self.url)} unreachable while {what};"
                 f" waited {self.connect_timeout}s for the connection"
+                f"{self._outages.refusals.note()}"
             ) from exc
         if self._closed:
             raise ClosedError("the RabbitMQ transport is closed")

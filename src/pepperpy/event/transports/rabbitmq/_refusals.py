@@ -1,0 +1,93 @@
+"""The broker refusing the transport's reconnections: its credentials (a password changed
+under a running service, a user deleted) or its virtual host (permissions taken away).
+
+``start()`` fails at once on such a refusal (``_connect.may_come_up``). Once running, the
+robust connection retries it every ``reconnect_interval`` after the connection was lost,
+and each refused attempt was a WARNING of aio-pika's (``Connection attempt to ... failed:
+ACCESS_REFUSED ...``), once a second for as long as it lasted, beside the transport's
+"lost the connection" WARNING that said nothing of credentials. Now the first refusal is
+one ERROR of the transport's saying so (the URL's password hidden), the outage stays
+open (``health()`` is not ready; ``outage()`` counts from the loss), the drivers'
+records of the refused attempts are DEBUG, and the attempts back off, doubling from
+``reconnect_interval`` up to :data:`REFUSED_BACKOFF_MAX` seconds between two, until
+one is let in: the usual INFO then says the connection is back, and the interval is
+``reconnect_interval`` again.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from ..._bus_logging import log_fields
+from ._connect import vhost_refusal
+
+__all__ = ["REFUSED_BACKOFF_MAX", "Refusals", "refusal"]
+
+logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
+
+#: the longest pause (seconds) between two reconnection attempts the broker refuses
+REFUSED_BACKOFF_MAX = 15.0
+
+
+def refusal(url: str, error: object) -> str | None:
+    """What the broker said in refusing a connection attempt that failed with ``error``
+    (bad credentials: ``ACCESS_REFUSED``; a virtual host it does not open); None for
+    any other failure (the broker could not be reached, say)."""
+    errors = sys.modules.get("aiormq.exceptions")
+    if errors is None or not isinstance(error, BaseException):
+        return None
+    if isinstance(error, errors.AuthenticationError | errors.ProbableAuthenticationError):
+        return f"{str(error) or type(error).__name__}; check the user and password in its URL"
+    return vhost_refusal(url, error)
+
+
+class Refusals:
+    """The refusals of one transport's reconnections (see the module): logs the first of
+    an outage, and sets how long the robust connection waits before the next attempt."""
+
+    def __init__(self, url: str, reconnect_interval: float) -> None:
+        self.url = url
+        self.reconnect_interval = reconnect_interval
+        #: what the broker said at the first refusal of the open outage; None: none
+        self.reason: str | None = None
+        #: refused attempts in the open outage
+        self.attempts = 0
+
+    def refused(self, reason: str, connection: Any, shown: str) -> None:
+        """An attempt of the robust ``connection`` was refused for ``reason``; ``shown``:
+        the URL without its password."""
+        self.attempts += 1
+        interval = getattr(connection, "reconnect_interval", None)
+        if isinstance(interval, int | float):  # aio-pika reads it before each pause
+            connection.reconnect_interval = min(
+                max(interval * 2, self.reconnect_interval), REFUSED_BACKOFF_MAX
+            )
+        if self.reason is not None:
+            logger.debug("RabbitMQ at %s refused a reconnection again: %s", shown, reason)
+            return
+        self.reason = reason
+        logger.error(
+            "RabbitMQ at %s refuses the transport's connection: %s. The transport keeps "
+            "trying, backing off up to %gs; further refusals are logged at DEBUG",
+            shown,
+            reason,
+            REFUSED_BACKOFF_MAX,
+            extra=log_fields("outage", transport=shown, reason=reason),
+        )
+
+    def note(self) -> str:
+        """What an error about waiting for the connection adds while the broker refuses
+        it (empty otherwise)."""
+        if self.reason is None:
+            return ""
+        return f"; the broker refuses the transport's connection: {self.reason}"
+
+    def over(self, connection: Any) -> int:
+        """The robust ``connection`` is back: reconnect every ``reconnect_interval``
+        again; returns how many attempts the broker had refused."""
+        refused, self.reason, self.attempts = self.attempts, None, 0
+        if refused and hasattr(connection, "reconnect_interval"):
+            connection.reconnect_interval = self.reconnect_interval
+        return refused
