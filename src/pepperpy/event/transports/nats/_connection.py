@@ -17,7 +17,7 @@ from ..._deps import require
 from ..._errors import TransportError
 from ..base import cancelled_by_caller, cancelling
 from ._client import close_client
-from ._outage import attempted, describe, not_connected
+from ._outage import attempted, describe, not_connected, refused_credentials
 from ._recovery import replace_client, restore_consumers
 from ._stream import ensure_stream
 
@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 __all__ = ["Connection"]
 
 logger = logging.getLogger("pepperpy.event.transports.nats")
+
+
+class CredentialsRefused(Exception):
+    """Raised by a connecting client's error callback, out of ``nc.connect()``, when the
+    server refuses the credentials: ``start()`` fails at once instead of trying again
+    until ``connect_timeout``."""
 
 
 class Connection:
@@ -69,10 +75,13 @@ class Connection:
 
         #: the last failed attempt's error and server (for the error start() raises)
         failures: list[tuple[Exception, str | None]] = []
+        connecting = True  # until nc.connect() returns
 
         # nats-py's callbacks do not say which client calls: one set per client
         async def error(exc: Exception) -> None:
             failures[:] = [(exc, attempted(nc))]
+            if connecting and refused_credentials(exc):  # no use trying again: raised
+                raise CredentialsRefused(describe(exc))  # out of nc.connect()
             await self._on_error(nc, exc)
 
         async def disconnected() -> None:
@@ -109,10 +118,16 @@ class Connection:
                     reconnected_cb=reconnected,
                     closed_cb=closed,
                 )
+                connecting = False
                 nc.options["max_reconnect_attempts"] = -1
                 await self._ensure_stream(nc.jetstream())
         except BaseException as exc:
             await close_client(nc, self._deadline())
+            if isinstance(exc, CredentialsRefused):
+                raise TransportError(
+                    f"cannot connect to NATS at {self.server}: the server refuses the "
+                    f"credentials ({exc}); check the user and password (or token) in the URL"
+                ) from None
             # nats-py gives up with NoServersError once its attempts (as many as fit
             # in connect_timeout) failed: that says nothing of why, the last failure does
             if isinstance(exc, TimeoutError | NoServersError):
@@ -155,7 +170,7 @@ class Connection:
     async def _on_reconnected(self, nc: Client) -> None:
         if nc is not self._nc:
             return
-        self._outages.reconnected()
+        self._outages.reconnected(nc)
         if self._restoring is None or self._restoring.done():
             loop = asyncio.get_running_loop()
             self._restoring = loop.create_task(self._restore_consumers())

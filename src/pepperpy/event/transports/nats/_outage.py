@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ._options import NatsOptions
 
 __all__ = [
+    "REFUSED_BACKOFF_MAX",
     "STILL_DOWN_EVERY",
     "Outage",
     "Outages",
@@ -35,12 +36,17 @@ __all__ = [
     "describe",
     "handshake_failure",
     "not_connected",
+    "refused_credentials",
 ]
 
 logger = logging.getLogger("pepperpy.event.transports.nats")
 
 #: while reconnecting fails, a warning this often (seconds); each attempt is debug
 STILL_DOWN_EVERY = 60.0
+#: the longest pause (seconds) between two reconnection attempts the server refuses
+REFUSED_BACKOFF_MAX = 15.0
+#: what the server's ``-ERR`` says when it refuses a client's credentials (lower case)
+_REFUSALS = ("authorization violation", "authentication expired", "authentication revoked")
 
 
 @dataclass
@@ -51,6 +57,20 @@ class Outage:
     failures: int = 0
     #: when the last warning about it was logged
     warned: float | None = None
+    #: whether the server refused the credentials of an attempt (logged once, an ERROR)
+    refused: bool = False
+
+
+def refused_credentials(exc: BaseException) -> bool:
+    """Whether ``exc`` is the server refusing the client's credentials (user and
+    password, token, or an expired or revoked one): nats-py raises a bare
+    ``nats: 'Authorization Violation'`` error for it while connecting."""
+    from nats.errors import AuthorizationError
+    from nats.errors import Error as NatsError
+
+    if isinstance(exc, AuthorizationError):
+        return True
+    return isinstance(exc, NatsError) and any(words in str(exc).lower() for words in _REFUSALS)
 
 
 def describe(exc: BaseException) -> str:
@@ -159,6 +179,9 @@ class Outages:
             return
         outage.failures += 1
         drop_attempt(nc)
+        if refused_credentials(exc):
+            self._refused(nc, outage, reason)
+            return
         now = time.monotonic()
         if outage.warned is not None and now - outage.warned < STILL_DOWN_EVERY:
             logger.debug("cannot reconnect to NATS at %s yet: %s", self.server, reason)
@@ -181,6 +204,29 @@ class Outages:
             ),
         )
 
+    def _refused(self, nc: Client, outage: Outage, reason: str) -> None:
+        """The server refused an attempt's credentials (a password changed under a running
+        service): an ERROR the first time in an outage, and the attempts back off,
+        doubling up to :data:`REFUSED_BACKOFF_MAX` (nats-py reads the pause before each)."""
+        wait = nc.options.get("reconnect_time_wait")
+        if isinstance(wait, int | float):
+            nc.options["reconnect_time_wait"] = min(
+                max(wait * 2, self.options.reconnect_wait), REFUSED_BACKOFF_MAX
+            )
+        if outage.refused:
+            logger.debug("NATS at %s refused the credentials again: %s", self.server, reason)
+            return
+        outage.refused = True
+        logger.error(
+            "NATS at %s refuses the transport's credentials (%s): check the user and "
+            "password (or token) in its URL; the transport keeps trying, backing off up "
+            "to %gs. Further refusals are logged at DEBUG",
+            self.server,
+            reason,
+            REFUSED_BACKOFF_MAX,
+            extra=log_fields("outage", transport=self.server, reason=reason),
+        )
+
     def disconnected(self, nc: Client) -> None:
         """``nc`` lost its connection and reconnects: a warning saying why."""
         cause, self.cause = self.cause, None
@@ -198,10 +244,12 @@ class Outages:
             extra=log_fields("outage", transport=self.server, reason=cause or "connection lost"),
         )
 
-    def reconnected(self) -> None:
+    def reconnected(self, nc: Client | None = None) -> None:
         """The client is connected again: an info saying after how long."""
         outage = self.outage
         self.forget()
+        if nc is not None and outage is not None and outage.refused:  # no backing off now
+            nc.options["reconnect_time_wait"] = self.options.reconnect_wait
         if outage is None:
             logger.info(
                 "reconnected to NATS at %s",
