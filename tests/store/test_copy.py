@@ -418,3 +418,25 @@ async def test_an_import_line_with_a_bad_stream_name_is_named(
     with pytest.raises(StoreError, match=r"bad.jsonl line 3: stream 'order..1': .*nothing was"):
         await import_store(destination, tmp_path / "bad.jsonl")
     assert await destination.head() is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_retried_appends_on_the_copy_are_idempotent_as_on_the_source(
+    open_store: Opener, kind: str
+) -> None:
+    """An append retried with a copied event's id is a no-op on the copy, as it is on the
+    source; the id of a deleted stream's hidden event is not found there (nor on the
+    source), so appending it again writes it."""
+    source = await open_store("memory")
+    await source.append("s.1", Event(type="t", data={}, id="01a00000-0000-7000-8000-00000000000a"))
+    await source.delete_stream("s.1")
+    visible = Event(type="t", data={}, id="01a00000-0000-7000-8000-00000000000b")
+    await source.append("s.1", visible, expected_version=NO_STREAM)
+    destination = await open_store(kind)
+    await copy_store(source, destination)
+    again = await destination.append("s.1", visible)
+    assert (again.global_position, again.next_expected_version) == (1, 1)
+    assert await destination.head() == 1
+    hidden = Event(type="t", data={}, id="01a00000-0000-7000-8000-00000000000a")
+    written = await destination.append("s.1", hidden)
+    assert (written.global_position, written.next_expected_version) == (2, 2)

@@ -290,7 +290,8 @@ class MemoryBackend(StoreBackend):
             self._by_category.setdefault(stream.split(".", 1)[0], []).append(row[0])
             log.append(row)
             entry.rows.append(row)
-            entry.ids[row[3]] = row[2]
+            if row[2] >= entry.state.first_visible:  # appends look up visible ids only
+                entry.ids[row[3]] = row[2]
         for stream, position in following.items():
             self._streams[stream].state.next_position = position
         for stream in {*following, *visible_from}:
