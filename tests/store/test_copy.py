@@ -26,6 +26,8 @@ from pepperpy.event import (
     import_store,
 )
 from pepperpy.event.security import KeyRing, MemoryKeyStore, StreamEncryption
+from pepperpy.event.store import MemoryBackend, StoreBackend
+from pepperpy.event.store.base import StreamState
 from tests.conftest import unique_name
 
 KINDS = ("memory", "sqlite", "postgres")
@@ -440,3 +442,30 @@ async def test_retried_appends_on_the_copy_are_idempotent_as_on_the_source(
     hidden = Event(type="t", data={}, id="01a00000-0000-7000-8000-00000000000a")
     written = await destination.append("s.1", hidden)
     assert (written.global_position, written.next_expected_version) == (2, 2)
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "default"])
+async def test_stream_states_reads_the_states_of_the_streams_named(
+    open_store: Opener, kind: str
+) -> None:
+    """In one read on the built-in backends (copies compare their streams with it); the
+    contract's default, for backends written before it, looks each stream up."""
+    if kind == "default":
+
+        class Earlier(MemoryBackend):
+            stream_states = StoreBackend.stream_states
+
+        store = EventStore(Earlier())
+    else:
+        store = await open_store(kind)
+    await store.append("a.1", [Event(type="t", data={}), Event(type="t", data={})])
+    await store.append("b.1", Event(type="t", data={}))
+    await store.delete_stream("b.1")
+    states = await store.backend.stream_states(["b.1", "a.1", "never.1"])
+    assert states == {
+        "a.1": StreamState(2, 0, False),
+        "b.1": StreamState(1, 1, True),
+    }
+    assert await store.backend.stream_states([]) == {}
+    if kind == "default":
+        await store.close()

@@ -44,8 +44,8 @@ __all__ = [
 DEFAULT_BATCH = 1000
 #: the largest batch_size taken
 MAX_BATCH = 100_000
-#: stream states looked up at once when deletions are carried over
-_LOOKUPS = 64
+#: stream states read at once (one query each store) when deletions are carried over
+_LOOKUPS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,15 +235,12 @@ async def _carry_deletions(
     for start in range(0, len(names), _LOOKUPS):
         chunk = names[start : start + _LOOKUPS]
         theirs, ours = await asyncio.gather(
-            asyncio.gather(*(source.stream_state(name) for name in chunk)),
-            asyncio.gather(*(destination.stream_state(name) for name in chunk)),
+            source.stream_states(chunk), destination.stream_states(chunk)
         )
         raised = {
-            name: source_state.first_visible
-            for name, source_state, state in zip(chunk, theirs, ours, strict=True)
-            if source_state is not None
-            and state is not None
-            and source_state.first_visible > state.first_visible
+            name: state.first_visible
+            for name, state in theirs.items()
+            if name in ours and state.first_visible > ours[name].first_visible
         }
         if raised:
             await destination.write_stored([], after, raised)

@@ -442,6 +442,20 @@ class StoreBackend(abc.ABC):
     async def stream_state(self, stream: str) -> StreamState | None:
         """The stream's bookkeeping, or None when it was never written."""
 
+    async def stream_states(self, streams: Sequence[str]) -> dict[str, StreamState]:
+        """The bookkeeping of each of ``streams`` that was ever written, in one read where
+        the backend can (a copy compares its streams' states on both stores with it).
+
+        This default, for backends written before it existed, looks each stream up with
+        :meth:`stream_state`; the built-in backends answer with one query.
+        """
+        found: dict[str, StreamState] = {}
+        for stream in streams:
+            state = await self.stream_state(stream)
+            if state is not None:
+                found[stream] = state
+        return found
+
     @abc.abstractmethod
     async def stream_names(self) -> list[str]:
         """Every stream with visible events, sorted."""

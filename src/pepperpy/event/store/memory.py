@@ -318,6 +318,16 @@ class MemoryBackend(StoreBackend):
         state = entry.state
         return StreamState(state.next_position, state.first_visible, state.deleted)
 
+    async def stream_states(self, streams: Sequence[str]) -> dict[str, StreamState]:
+        self._check_open()
+        found: dict[str, StreamState] = {}
+        for stream in streams:
+            entry = self._streams.get(stream)
+            if entry is not None:
+                state = entry.state
+                found[stream] = StreamState(state.next_position, state.first_visible, state.deleted)
+        return found
+
     async def stream_names(self) -> list[str]:
         self._check_open()
         return sorted(

@@ -436,6 +436,17 @@ class PostgresBackend(StoreBackend):
         )
         return None if row is None else StreamState(row[0], row[1], row[2])
 
+    async def stream_states(self, streams: Sequence[str]) -> dict[str, StreamState]:
+        rows = await self._run(
+            "stream_states",
+            lambda connection, _: connection.fetch(
+                "SELECT name, next_position, first_visible, deleted FROM pepperpy_streams "
+                "WHERE name = any($1::text[])",
+                list(streams),
+            ),
+        )
+        return {row[0]: StreamState(row[1], row[2], row[3]) for row in rows}
+
     async def stream_names(self) -> list[str]:
         rows = await self._run(
             "stream_names",

@@ -47,11 +47,13 @@ from ._sqlite_schema import (
     READ_IT_IMMUTABLE,
     READ_STREAM_BACKWARD,
     READ_STREAM_FORWARD,
+    STATES,
     check_event_store,
     check_file,
     check_schema_version,
     connect,
     file_identity,
+    json_text,
     named_error,
     wal_size,
 )
@@ -460,6 +462,12 @@ class SQLiteBackend(StoreBackend):
 
     async def stream_state(self, stream: str) -> StreamState | None:
         return await self._read(lambda connection: _stream_state(connection, stream))
+
+    async def stream_states(self, streams: Sequence[str]) -> dict[str, StreamState]:
+        """One read: the names go in as one JSON array (``STATES``)."""
+        names = json_text(list(streams))
+        rows = await self._read(lambda connection: connection.execute(STATES, (names,)).fetchall())
+        return {row[0]: StreamState(row[1], row[2], bool(row[3])) for row in rows}
 
     async def stream_names(self) -> list[str]:
         rows = await self._read(lambda connection: connection.execute(LIVE_STREAMS).fetchall())
