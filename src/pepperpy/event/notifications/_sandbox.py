@@ -1,26 +1,27 @@
-"""Bounds on what a notification template may compute: size and time.
+"""Bounds on what a notification template may compute: size, time and work in all.
 
 Jinja2's sandbox keeps templates away from Python internals and caps ``range``, but
-``*``, ``**`` and ``%`` run as they are: ``{{ 9 ** 9999999 }}`` computes for seconds
-and ``{{ 'a' * 10**9 }}`` allocates a gigabyte, and the operands may come from event
-data. The environment made here refuses such work before it starts, with Jinja2's
-``SecurityError``:
+the rest runs as it is: ``{{ 9 ** 9999999 }}`` computes for seconds, ``{{ 'a' * 10**9 }}``
+allocates a gigabyte, and fifty ``{% set s = s ~ s %}`` double a string fifty times. The
+environment made by :func:`~._environment.bounded_environment` refuses such work before
+it is done, with Jinja2's ``SecurityError``:
 
-* ``**`` whose integer result would pass :data:`INT_BITS` bits;
-* ``*`` repeating a string, list or tuple past :data:`OUTPUT_LIMIT` characters or items;
-* ``%`` formatting with a field width or precision past :data:`OUTPUT_LIMIT`;
-* str methods (``center``, ``ljust``, ``zfill``, ``replace`` ...) and the filters built
-  on them (``center``, ``indent``, ``format``, ``replace``) asked to grow a string past
-  :data:`OUTPUT_LIMIT`, and any value read or computed that is already longer;
-* output past :data:`OUTPUT_LIMIT` characters per part;
-* a render still running after :data:`RENDER_TIMEOUT` seconds: the deadline is checked
-  at every attribute or item read, call, intercepted operator, loop step over
-  ``range`` and output chunk, which is where a template spends its time.
+* every value a template computes (by an operator, ``~``, a filter, a call, a block of
+  output captured by ``{% set %}``, a macro or a ``{% filter %}``) may be at most
+  :data:`OUTPUT_LIMIT` characters long written out (:func:`~._measure.measure`), and the
+  operators, filters and str methods that make long values from short ones are refused
+  before they run when their result would be longer; ``**`` whose integer result would
+  pass :data:`INT_BITS` bits is refused;
+* all the values one render computes add up to at most :data:`WORK_LIMIT` characters,
+  so a loop cannot keep what each step makes (``list.append``), nor recursion, nor a
+  long template source, fill memory with values each under the limit;
+* each rendered part may be at most :data:`OUTPUT_LIMIT` characters;
+* a render still running after :data:`RENDER_TIMEOUT` seconds stops: the deadline is
+  checked at every loop step, attribute or item read, call, filter, operator and piece
+  of output.
 
-What this does not bound: a template's own source can still build a large value out of
-operations that touch none of those points (``{% set s = s ~ s %}`` written out fifty
-times). Templates are the application's code; the bounds are there for the values that
-reach them.
+A single step bounded by those sizes still runs to its end (a sort of a list of a
+million items): a render overruns its deadline by that step at most.
 """
 
 from __future__ import annotations
@@ -30,36 +31,34 @@ import contextlib
 import contextvars
 import os
 import queue
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 __all__ = [
+    "INLINE_BUDGET",
     "INT_BITS",
     "OUTPUT_LIMIT",
     "RENDER_TIMEOUT",
-    "bounded_environment",
-    "INLINE_BUDGET",
+    "WORK_LIMIT",
     "OutOfTime",
     "in_thread",
+    "past_deadline",
     "render_bounded",
     "rendered",
     "rendering",
+    "spend",
 ]
 
-#: characters a rendered part, or a string, list or tuple a template computes, may have
+#: characters a rendered part, or any value a template computes, may have written out
 OUTPUT_LIMIT = 1_000_000
+#: characters all the values one render computes may have in all
+WORK_LIMIT = 32 * OUTPUT_LIMIT
 #: bits an integer a template computes with ``**`` may have (about 4900 decimal digits)
 INT_BITS = 16_384
 #: seconds one template part may take to render
 RENDER_TIMEOUT = 5.0
-
-#: str methods whose result can be much longer than the string
-_GROWING = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "replace", "join"})
-#: a width or precision in a ``%`` or ``format`` spec, with enough digits to matter
-_WIDE = re.compile(r"\d{7,}")
 
 T = TypeVar("T")
 
@@ -67,196 +66,46 @@ _state = threading.local()
 
 
 class rendering:  # noqa: N801 - a context manager used like a function
-    """Within it, this thread's renders stop at ``time.monotonic() + timeout``."""
+    """Within it, this thread's renders stop at ``time.monotonic() + timeout`` and may
+    compute :data:`WORK_LIMIT` characters in all."""
 
-    __slots__ = ("_previous", "_timeout")
+    __slots__ = ("_previous", "_spent", "_timeout")
 
     def __init__(self, timeout: float | None = None) -> None:
         self._timeout = RENDER_TIMEOUT if timeout is None else timeout
         self._previous: float | None = None
+        self._spent = 0
 
     def __enter__(self) -> None:
         self._previous = getattr(_state, "deadline", None)
+        self._spent = getattr(_state, "spent", 0)
         deadline = time.monotonic() + self._timeout
-        # nested (a render inside an inline attempt): the earlier deadline holds
+        # nested (a render inside an inline attempt): the earlier deadline holds, and
+        # the work done counts against one budget
         _state.deadline = deadline if self._previous is None else min(deadline, self._previous)
+        if self._previous is None:
+            _state.spent = 0
 
     def __exit__(self, *exc: object) -> None:
         _state.deadline = self._previous
+        if self._previous is None:
+            _state.spent = self._spent
 
 
-class _Range:
-    """A ``range`` whose iteration checks the render's deadline at every step."""
-
-    __slots__ = ("_check", "_range")
-
-    def __init__(self, numbers: range, check: Callable[[], None]) -> None:
-        self._range = numbers
-        self._check = check
-
-    def __iter__(self) -> Iterator[int]:
-        for number in self._range:
-            self._check()
-            yield number
-
-    def __reversed__(self) -> Iterator[int]:
-        for number in reversed(self._range):
-            self._check()
-            yield number
-
-    def __len__(self) -> int:
-        return len(self._range)
-
-    def __contains__(self, value: object) -> bool:
-        return value in self._range
-
-    def __getitem__(self, index: Any) -> Any:
-        return self._range[index]
-
-    def __repr__(self) -> str:
-        return repr(self._range)
+def past_deadline() -> bool:
+    """True once this thread's render is past its deadline (never outside a render)."""
+    deadline: float | None = getattr(_state, "deadline", None)
+    return deadline is not None and time.monotonic() > deadline
 
 
-def _sized(value: Any) -> int:
-    if isinstance(value, str | list | tuple | bytes):
-        return len(value)
-    return 0
-
-
-def bounded_environment(sandbox: Any) -> type[Any]:
-    """The sandboxed environment class with these bounds, built on ``sandbox``
-    (the ``jinja2.sandbox`` module, imported by the caller: Jinja2 is optional)."""
-    cached: type[Any] | None = getattr(sandbox, "_pepperpy_bounded", None)
-    if cached is not None:
-        return cached
-    security_error: type[Exception] = sandbox.SecurityError
-    base: type[Any] = sandbox.SandboxedEnvironment
-
-    def refuse(message: str) -> None:
-        raise security_error(message)
-
-    def on_time() -> None:
-        deadline: float | None = getattr(_state, "deadline", None)
-        if deadline is not None and time.monotonic() > deadline:
-            late()
-            refuse(f"the template took over {RENDER_TIMEOUT:g}s to render")
-
-    def check_size(value: Any, what: str) -> Any:
-        if _sized(value) > OUTPUT_LIMIT:
-            refuse(f"{what} would be longer than {OUTPUT_LIMIT} characters or items")
-        return value
-
-    def check_spec(spec: Any, what: str) -> None:
-        if isinstance(spec, str) and (_WIDE.search(spec) or "*" in spec and what == "%"):
-            refuse(f"a {what} format with a width over {OUTPUT_LIMIT - 1} (or '*') is refused")
-
-    def bounded_range(*args: int) -> _Range:
-        return _Range(sandbox.safe_range(*args), on_time)
-
-    def grows(name: str, text: str, args: tuple[Any, ...]) -> int:
-        """A bound on the length of ``text.<name>(*args)``."""
-        if name == "replace" and len(args) >= 2:
-            old, new = args[0], args[1]
-            if isinstance(old, str) and isinstance(new, str):
-                count = len(text) + 1 if old == "" else text.count(old)
-                return len(text) + count * len(new)
-        if name == "join" and args:
-            return 0  # bounded by its argument, checked once built
-        widths = [arg for arg in args if isinstance(arg, int)]
-        return max([len(text), *widths]) * (8 if name == "expandtabs" else 1)
-
-    class BoundedSandboxedEnvironment(base):  # type: ignore[misc]
-        """``SandboxedEnvironment`` that refuses work past the bounds of this module."""
-
-        intercepted_binops = frozenset({"*", "**", "%"})
-
-        def __init__(self, **options: Any) -> None:
-            super().__init__(finalize=self._finalize, **options)
-            self.globals["range"] = bounded_range
-            for name in ("center", "indent", "format", "replace"):
-                self.filters[name] = self._bounded_filter(self.filters[name], name)
-
-        @staticmethod
-        def _finalize(value: Any) -> Any:
-            on_time()
-            return check_size(value, "an output value")
-
-        @staticmethod
-        def _bounded_filter(function: Callable[..., Any], name: str) -> Callable[..., Any]:
-            def bounded(*args: Any, **kwargs: Any) -> Any:
-                on_time()
-                texts = [value for value in args if isinstance(value, str)]
-                widths = [v for v in (*args, *kwargs.values()) if isinstance(v, int)]
-                text = texts[0] if texts else ""
-                if name == "format":
-                    check_spec(text, "%")
-                elif name == "replace" and len(texts) >= 3:
-                    size = grows("replace", text, tuple(texts[1:3]))
-                    if size > OUTPUT_LIMIT:
-                        refuse(f"the replace filter would give over {OUTPUT_LIMIT} characters")
-                elif name == "indent":
-                    lines = text.count("\n") + 1
-                    if len(text) + lines * max([0, *widths]) > OUTPUT_LIMIT:
-                        refuse(f"the indent filter would give over {OUTPUT_LIMIT} characters")
-                elif any(width > OUTPUT_LIMIT for width in widths):
-                    refuse(f"the {name} filter's width is over {OUTPUT_LIMIT}")
-                return check_size(function(*args, **kwargs), f"the {name} filter's result")
-
-            if hasattr(function, "jinja_pass_arg"):  # it takes the eval context first
-                bounded.jinja_pass_arg = function.jinja_pass_arg  # type: ignore[attr-defined]
-            return bounded
-
-        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-            on_time()
-            if operator == "**":
-                if isinstance(left, int) and isinstance(right, int) and right > 0:
-                    bits = max(left.bit_length(), 1) * right
-                    if abs(left) > 1 and bits > INT_BITS:
-                        refuse(f"{left} ** {right} would have over {INT_BITS} bits")
-            elif operator == "*":
-                for sequence, count in ((left, right), (right, left)):
-                    if isinstance(count, int) and _sized(sequence) * count > OUTPUT_LIMIT:
-                        kind = type(sequence).__name__
-                        refuse(
-                            f"repeating a {kind} of {_sized(sequence)} {count} times would "
-                            f"give over {OUTPUT_LIMIT} characters or items"
-                        )
-            elif operator == "%" and isinstance(left, str):
-                check_spec(left, "%")
-            result = super().call_binop(context, operator, left, right)
-            if isinstance(result, int) and result.bit_length() > INT_BITS:
-                refuse(f"the result of {operator} has over {INT_BITS} bits")
-            return check_size(result, f"the result of {operator}")
-
-        def wrap_str_format(self, value: Any) -> Any:
-            wrapped = super().wrap_str_format(value)
-            if wrapped is not None:  # str.format or format_map, of this str
-                check_spec(value.__self__, "format")
-            return wrapped
-
-        def getattr(self, obj: Any, attribute: str) -> Any:
-            on_time()
-            return check_size(super().getattr(obj, attribute), f"attribute {attribute!r}")
-
-        def getitem(self, obj: Any, argument: Any) -> Any:
-            on_time()
-            return check_size(super().getitem(obj, argument), "an item")
-
-        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-            on_time()
-            owner = getattr(__obj, "__self__", None)
-            name = getattr(__obj, "__name__", "")
-            if isinstance(owner, str):
-                if name in ("format", "format_map"):
-                    check_spec(owner, "format")
-                elif name in _GROWING and grows(name, owner, args) > OUTPUT_LIMIT:
-                    refuse(f"str.{name}() would be longer than {OUTPUT_LIMIT} characters")
-            result = super().call(__context, __obj, *args, **kwargs)
-            return check_size(result, f"the result of {name or 'a call'}()")
-
-    BoundedSandboxedEnvironment.__module__ = __name__
-    sandbox._pepperpy_bounded = BoundedSandboxedEnvironment
-    return BoundedSandboxedEnvironment
+def spend(size: int) -> bool:
+    """Count ``size`` characters computed against this render's :data:`WORK_LIMIT`;
+    False once it is spent (always True outside a render: compiling folds constants)."""
+    if getattr(_state, "deadline", None) is None:
+        return True
+    spent: int = getattr(_state, "spent", 0) + size
+    _state.spent = spent
+    return spent <= WORK_LIMIT
 
 
 def render_bounded(template: Any, context: Any, security_error: type[Exception]) -> str:

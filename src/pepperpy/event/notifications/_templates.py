@@ -29,8 +29,9 @@ from .._errors import (
     TemplateError,
     TemplateNotFound,
 )
+from ._environment import bounded_environment
 from ._models import one_line
-from ._sandbox import bounded_environment, render_bounded, rendering
+from ._sandbox import render_bounded, rendering
 
 if TYPE_CHECKING:
     from jinja2 import Template
