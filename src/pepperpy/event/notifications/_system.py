@@ -19,7 +19,6 @@ from .._closing import AsyncClosing
 from .._errors import ClosedError, ConfigurationError, NotificationError, TemplateError
 from .._event import Event
 from .._handlers import check_handler, is_async_callable
-from .._loops import settled
 from .._manager import EventManager
 from .._options import check_count
 from .._patterns import parse_pattern
@@ -27,7 +26,16 @@ from .._removal import check_removal, remove_last
 from .._retry import RetryPolicy
 from .._seconds import check_seconds
 from . import _sandbox
-from ._claims import KeyBase, claim_key, delivery_key, end_claim, hold_claim, in_context, key_base
+from ._claims import (
+    KeyBase,
+    claim_key,
+    delivery_key,
+    end_claim,
+    hold_claim,
+    in_context,
+    key_base,
+    settled_soon,
+)
 from ._delivery import CLOSE_GRACE, Call, Deliveries, Failure, Route
 from ._handler_failures import HandlerFailures
 from ._idempotency import IdempotencyStore, store_from
@@ -466,11 +474,11 @@ class NotificationSystem(AsyncClosing):
         except BaseException:
             # the claim is given up even if cancelled again meanwhile (a claim left
             # pending blocks every retry until its lease ends: for ever in memory)
-            await settled(end_claim(store, key, keeper, delivered=False))
+            await settled_soon(end_claim(store, key, keeper, delivered=False))
             raise
         # recorded even if the caller is cancelled now: the message went out (a pending
         # claim would make the retry wait for the lease, then send it again)
-        await settled(end_claim(store, key, keeper, delivered=result.ok))
+        await settled_soon(end_claim(store, key, keeper, delivered=result.ok))
         return result
 
     # -- lifecycle ------------------------------------------------------------------------
