@@ -344,7 +344,7 @@ def console_app(
         return HTMLResponse(_page(f"Stream {name}", body))
 
     async def tail_page(request: Request) -> Response:
-        _tail_parameters(request)  # checked here: EventSource retries a 400 forever
+        _tail_parameters(request)  # checked here: the page's EventSource would get a 400
         return HTMLResponse(_page("Live tail", _TAIL_BODY))
 
     routes = [
@@ -608,26 +608,50 @@ _STYLE = (
     ".chart{background:#f6f6f6;fill:#3b6ea8;margin-bottom:1em}h2{font-size:1em}"
 )
 
-_TAIL_BODY = """
+TAIL_RETRY_MS = 3000  # how long the tail page waits before asking again after a refusal
+
+# A browser's EventSource reconnects by itself only when a stream ends or the network
+# fails; an answer other than 200 (a 503 while the store cannot answer, at the first
+# request or after a subscription gave up) closes it for good. The page then opens a
+# new one itself, after the last event it showed (``from``), until the console answers.
+_TAIL_BODY = (
+    """
 <p><a href="/">all streams</a> &middot; <span id="state">connecting...</span></p>
 <div id="log"></div>
 <script>
 const log = document.getElementById("log");
 const state = document.getElementById("state");
-const source = new EventSource("/api/tail" + window.location.search);
 let problem = "";  // the server's own "event: error" message, if it sent one
-source.onopen = () => { problem = ""; state.textContent = "live"; };
-source.onerror = (message) => {
-  if (message.data) problem = JSON.parse(message.data).error + "; ";
-  state.textContent = problem + "reconnecting...";
-};
-source.addEventListener("event", (message) => {
-  const e = JSON.parse(message.data);
-  const line = document.createElement("div");
-  line.textContent = `${e.global_position} ${e.stream}:${e.position} ${e.type} `
-    + JSON.stringify(e.data);
-  log.prepend(line);
-  while (log.childElementCount > 500) log.lastChild.remove();
-});
+let last = null;  // the id (global position) of the last event shown
+function connect() {
+  const query = new URLSearchParams(window.location.search);
+  if (last !== null) {  // go on after it, whatever the page's own from or lines said
+    query.delete("lines");
+    query.set("from", (BigInt(last) + 1n).toString());
+  }
+  const search = query.toString();
+  const source = new EventSource("/api/tail" + (search ? "?" + search : ""));
+  source.onopen = () => { problem = ""; state.textContent = "live"; };
+  source.onerror = (message) => {
+    if (message.data) problem = JSON.parse(message.data).error + "; ";
+    if (source.readyState === EventSource.CLOSED) {  // refused: the browser gives up
+      state.textContent = problem + "unavailable, trying again...";
+      setTimeout(connect, RETRY_MS);
+    } else {
+      state.textContent = problem + "reconnecting...";
+    }
+  };
+  source.addEventListener("event", (message) => {
+    last = message.lastEventId;
+    const e = JSON.parse(message.data);
+    const line = document.createElement("div");
+    line.textContent = `${e.global_position} ${e.stream}:${e.position} ${e.type} `
+      + JSON.stringify(e.data);
+    log.prepend(line);
+    while (log.childElementCount > 500) log.lastChild.remove();
+  });
+}
+connect();
 </script>
 """
+).replace("RETRY_MS", str(TAIL_RETRY_MS))
