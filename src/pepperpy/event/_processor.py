@@ -424,8 +424,9 @@ class EventProcessor:
 class Attachment:
     """A processor fed from a source; ``await stop()`` detaches it.
 
-    ``processed`` counts the events that reached a handler and ``unmatched`` those
-    that matched none (see :meth:`EventProcessor.attach`'s ``unmatched``). For a store
+    ``processed`` counts the events that matched a handler (as they arrived, before
+    the middleware, which may still have stopped them) and were processed without an
+    error, and ``unmatched`` those that matched none (see :meth:`EventProcessor.attach`'s ``unmatched``). For a store
     subscription, ``last_global_position`` is where it got to (pass it ``+ 1`` as
     ``from_position`` to resume, or attach with ``checkpoint=`` to have the position
     saved and resumed, see ``checkpoint_position``), ``await wait()`` waits until the
