@@ -48,3 +48,25 @@ def test_a_histogram_refuses_a_float_duration_that_is_not_finite(value: float) -
     with pytest.raises(ValueError, match=r"nanoseconds must be finite, got"):
         histogram.record(value)
     assert histogram.count == 0
+
+
+@pytest.mark.parametrize("name", ["bad\udcff", "\ud800"])
+def test_a_name_with_a_lone_surrogate_is_refused_before_it_breaks_every_scrape(
+    name: str,
+) -> None:
+    """A name that cannot be written as UTF-8 (a lone surrogate, as ``surrogateescape``
+    leaves in decoded file names) made every Prometheus scrape of the collector fail with
+    a UnicodeEncodeError, every other name's metrics with it."""
+    prometheus_client = pytest.importorskip("prometheus_client")
+    collector = MetricsCollector()
+    collector.record("ok", 0.001)
+    with pytest.raises(ValueError, match="surrogate"):
+        collector.record(name, 0.001)
+    with pytest.raises(ValueError, match="surrogate"):
+        collector.measure(name)
+    assert collector.names() == ["ok"]
+    registry = prometheus_client.CollectorRegistry()
+    collector.register_prometheus(registry)
+    assert b'pepperpy_event_calls_total{name="ok"} 1.0' in prometheus_client.generate_latest(
+        registry
+    )

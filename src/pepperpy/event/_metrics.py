@@ -113,6 +113,12 @@ class MetricsCollector:
             if not isinstance(name, str) or not name:
                 message = f"metric name must be a non-empty str, got {name!r}"
                 raise TypeError(message) if not isinstance(name, str) else ValueError(message)
+            try:
+                name.encode("utf-8")  # every exporter writes it so: one that cannot be
+            except UnicodeEncodeError:  # broke every scrape, other names' metrics with it
+                raise ValueError(
+                    f"metric name must be text UTF-8 can encode (no lone surrogate), got {name!r}"
+                ) from None
             series = Series(self._slot_ns)
             with self._lock:
                 self._series[name] = series

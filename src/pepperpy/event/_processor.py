@@ -426,12 +426,12 @@ class Attachment:
 
     ``processed`` counts the events that matched a handler (as they arrived, before
     the middleware, which may still have stopped them) and were processed without an
-    error, and ``unmatched`` those that matched none (see :meth:`EventProcessor.attach`'s ``unmatched``). For a store
-    subscription, ``last_global_position`` is where it got to (pass it ``+ 1`` as
-    ``from_position`` to resume, or attach with ``checkpoint=`` to have the position
-    saved and resumed, see ``checkpoint_position``), ``await wait()`` waits until the
-    subscription ends, and ``stop()``/``wait()`` re-raise the error that stopped it, if
-    any.
+    error, and ``unmatched`` those that matched none (see
+    :meth:`EventProcessor.attach`'s ``unmatched``). For a store subscription,
+    ``last_global_position`` is where it got to (pass it ``+ 1`` as ``from_position``
+    to resume, or attach with ``checkpoint=`` to have the position saved and resumed,
+    see ``checkpoint_position``), ``await wait()`` waits until the subscription ends,
+    and ``stop()``/``wait()`` re-raise the error that stopped it, if any.
     """
 
     def __init__(
