@@ -315,7 +315,7 @@ class DeadLetterMiddleware:
         if self.bus is not None and not event.type.startswith("deadletter."):
             metadata = dict(event.metadata)
             exc = letter.exception
-            metadata["dlreason"] = f"{type(exc).__name__}: {exc}"
+            metadata["dlreason"] = _reason(exc)
             metadata["dlattempts"] = letter.attempts
             metadata["dlid"] = event.id
             dead = Event(
@@ -333,6 +333,16 @@ class DeadLetterMiddleware:
                     "could not publish the dead letter of %s (%s)", event.type, event.id
                 )
         _release_locals(letter.exception)
+
+
+def _reason(exc: BaseException) -> str:
+    """``Type: message`` for the republished letter's ``dlreason``; an exception whose
+    ``__str__`` fails (it made the middleware raise, failing the event it was to keep)
+    gives its type alone."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return f"{type(exc).__name__} (its message could not be read)"
 
 
 def _release_locals(exc: BaseException) -> None:
