@@ -73,3 +73,36 @@ async def test_kept_letters_hold_no_handler_variables(caplog: pytest.LogCaptureF
         lines = traceback.format_exception(letter.exception)
         assert letter.exception.__traceback__ is not None
         assert any(line.lstrip().startswith('File "') for line in lines)
+
+
+SHARED = ConnectionError("the database is down")  # one instance, raised in two places
+
+
+async def test_a_task_paused_while_handling_the_same_exception_goes_on() -> None:
+    """One exception object raised in two tasks carries both tasks' frames: the one
+    still paused in its ``except`` block must be left alone. Clearing its frame (as
+    ``traceback.clear_frames`` does) closed its coroutine on Python 3.11 and 3.12, and
+    that task never resumed."""
+    resumed = asyncio.Event()
+
+    async def reconnect() -> None:
+        try:
+            raise SHARED
+        except ConnectionError:
+            await asyncio.sleep(0.1)  # paused here while the handler below fails
+            resumed.set()
+
+    other = asyncio.create_task(reconnect())
+    await asyncio.sleep(0.01)
+    dead = DeadLetterMiddleware()
+    processor = EventProcessor().use(dead)
+
+    @processor.handle("order.*")
+    async def charge(event: Event) -> None:
+        raise SHARED
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(logging.getLogger("pepperpy.event.processor"), "disabled", True)
+        await processor.process(Event("order.placed", {}))
+    await asyncio.wait_for(other, 5)
+    assert resumed.is_set() and len(dead.dead_letters) == 1

@@ -9,7 +9,6 @@ import itertools
 import logging
 import math
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ from .._processor import NextHandler, _completed, failed_handlers
 from .._removal import remove_last
 from .._retry import RetryPolicy
 from .._seconds import check_seconds
+from ._frames import release_locals
 
 __all__ = ["DeadLetterMiddleware", "RateLimitMiddleware", "RetryMiddleware", "TimeoutMiddleware"]
 
@@ -332,7 +332,7 @@ class DeadLetterMiddleware:
                 logger.exception(
                     "could not publish the dead letter of %s (%s)", event.type, event.id
                 )
-        _release_locals(letter.exception)
+        release_locals(letter.exception)
 
 
 def _reason(exc: BaseException) -> str:
@@ -343,31 +343,6 @@ def _reason(exc: BaseException) -> str:
         return f"{type(exc).__name__}: {exc}"
     except Exception:
         return f"{type(exc).__name__} (its message could not be read)"
-
-
-def _release_locals(exc: BaseException) -> None:
-    """Free the local variables of the finished frames in ``exc``'s traceback.
-
-    A kept letter's exception held every frame it passed through, and so whatever the
-    handler had in hand when it failed (a downloaded file, a page of rows): a 1 MB local
-    made 1,000 letters (the default ``maxlen``) hold 1 GB. Logging and the callbacks
-    have seen the whole exception by now; the traceback stays (file, line, function),
-    only the frames' variables go. Followed through ``__cause__`` and the members of an
-    ``ExceptionGroup``, not ``__context__``, which may be an exception of the caller's.
-    A frame still running (where the error was caught) cannot be cleared and is left.
-    """
-    seen: set[int] = set()
-    pending = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        traceback.clear_frames(current.__traceback__)
-        if current.__cause__ is not None:
-            pending.append(current.__cause__)
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
 
 
 def _itself(callback: Callable[[DeadLetter], Any]) -> Callable[[DeadLetter], Any]:
