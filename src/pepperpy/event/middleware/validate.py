@@ -17,8 +17,9 @@ class ValidateMiddleware:
     """Validate ``event.data`` against the schema registered for ``event.type``.
 
     Handlers receive the event with validated data (defaults filled in, datetimes
-    parsed) and, when upcasters are registered, upgraded to the latest version; id,
-    timestamp and metadata are kept. Invalid data raises
+    parsed) and, when upcasters are registered, upgraded to the latest version; id and
+    timestamp are kept, and metadata is shared: what a handler writes in
+    ``event.metadata`` is seen by the middleware further out. Invalid data raises
     :class:`~pepperpy.event.ValidationError` outwards (a dead-letter middleware further
     out records it). Types without a schema follow the validator's ``unknown_types``.
     """
@@ -31,6 +32,10 @@ class ValidateMiddleware:
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
         checked = await self.validator.validate(event.type, event.data, version=event.version)
         upgraded = event.replace(data=checked.data, version=checked.version)
+        # one event, one metadata: what the handlers write there (the one mutable part)
+        # reaches the middleware further out, a LogMiddleware's fields() say; replace()
+        # gave the upgraded event a copy, and those writes were lost outside
+        upgraded._metadata = event.metadata
         if event.stream is not None:  # keep where a stored event came from
             assert event.position is not None and event.global_position is not None
             recorded_at = event.recorded_at or event.timestamp
