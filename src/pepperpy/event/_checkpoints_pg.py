@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import weakref
 from collections.abc import Awaitable, Callable
 from contextvars import Context
@@ -13,6 +12,7 @@ from typing import Any, TypeVar
 
 from . import _json
 from ._checkpoint_base import TABLE, Checkpoint, CheckpointStore, _conflict, _encode_state, logger
+from ._checkpoints_pg_work import Yours, always, in_transaction, position_of, set_position
 from ._deps import require
 from ._errors import StoreError
 from ._loops import LoopShares, warn_dropped
@@ -183,7 +183,7 @@ class PostgresCheckpointStore(CheckpointStore):
             _Turns(self),
             what="PostgreSQL checkpoint store",
             failure=failure,
-            may_retry=may_retry or _always,
+            may_retry=may_retry or always,
         )
 
     async def _open(self, on: _OnLoop) -> Any:
@@ -228,11 +228,11 @@ class PostgresCheckpointStore(CheckpointStore):
 
         async def compare_and_set(connection: Any, progress: Progress) -> tuple[bool, int | None]:
             with progress.commit():
-                saved = await _set_position(connection, self._table, name, position, data, previous)
+                saved = await set_position(connection, self._table, name, position, data, previous)
             if saved:
                 return True, None
             progress.committing = False  # it changed nothing: what follows only reads
-            return False, await _position_of(connection, self._table, name)
+            return False, await position_of(connection, self._table, name)
 
         saved, actual = await self._run(
             compare_and_set, write=f"saving checkpoint {name!r} at position {position}"
@@ -287,27 +287,27 @@ class PostgresCheckpointStore(CheckpointStore):
         must not ``COMMIT`` or ``ROLLBACK``: that raises :class:`RuntimeError`, and what
         it committed stays, without the position.
         """
-        yours = _Yours(self.options.command_timeout)
+        yours = Yours(self.options.command_timeout)
 
         async def transact(connection: Any, progress: Progress) -> tuple[bool, int | None]:
             async def both() -> tuple[bool, tuple[bool, int | None]]:
                 await connection.execute(_LOCK, f"{self._table}:{name}")
-                actual = await _position_of(connection, self._table, name)
+                actual = await position_of(connection, self._table, name)
                 if actual != previous:
                     return False, (False, actual)
                 await yours.run(work, connection)
                 try:
-                    saved = await _set_position(
+                    saved = await set_position(
                         connection, self._table, name, position, None, previous
                     )
                 except self._attempts().asyncpg.InFailedSQLTransactionError as exc:
                     raise yours.caught(exc) from None
                 return saved, (
                     saved,
-                    None if saved else await _position_of(connection, self._table, name),
+                    None if saved else await position_of(connection, self._table, name),
                 )
 
-            return await _in_transaction(connection, progress, both, yours)
+            return await in_transaction(connection, progress, both, yours)
 
         saved, actual = await yours.outcome(
             self._run(
@@ -323,7 +323,7 @@ class PostgresCheckpointStore(CheckpointStore):
         """:meth:`delete` with ``await work(connection)`` in the same transaction (emptying
         the tables a checkpoint was for, say), under the lock :meth:`save_within` takes;
         True if there was a checkpoint. Errors as :meth:`save_within`'s."""
-        yours = _Yours(self.options.command_timeout)
+        yours = Yours(self.options.command_timeout)
 
         async def transact(connection: Any, progress: Progress) -> bool:
             async def both() -> tuple[bool, bool]:
@@ -337,7 +337,7 @@ class PostgresCheckpointStore(CheckpointStore):
                     raise yours.caught(exc) from None
                 return True, status.endswith(" 1")
 
-            return await _in_transaction(connection, progress, both, yours)
+            return await in_transaction(connection, progress, both, yours)
 
         return await yours.outcome(
             self._run(transact, write=f"deleting checkpoint {name!r}", may_retry=yours.may_retry)
@@ -351,7 +351,7 @@ class PostgresCheckpointStore(CheckpointStore):
         work changes with ``SET`` are reset afterwards, so they never last past it on
         the store's connection (use ``SET LOCAL`` in the transactions that need them).
         Errors as :meth:`save_within`'s."""
-        yours = _Yours(self.options.command_timeout)
+        yours = Yours(self.options.command_timeout)
 
         async def transact(connection: Any, progress: Progress) -> None:
             async def alone() -> tuple[bool, None]:
@@ -359,7 +359,7 @@ class PostgresCheckpointStore(CheckpointStore):
                 await yours.run(work, connection)
                 return True, None
 
-            await _in_transaction(connection, progress, alone, yours)
+            await in_transaction(connection, progress, alone, yours)
             await connection.execute("RESET ALL")
 
         await yours.outcome(self._run(transact, write="setting up", may_retry=yours.may_retry))
@@ -408,158 +408,6 @@ class PostgresCheckpointStore(CheckpointStore):
             connection, mine.connection = mine.connection, None
             if connection is not None and not connection.is_closed():
                 connection.terminate()
-
-
-async def _set_position(
-    connection: Any,
-    table: str,
-    name: str,
-    position: int,
-    data: bytes | None,
-    previous: int | None,
-) -> bool:
-    """Move checkpoint ``name`` from ``previous`` (None: none yet) to ``position`` with
-    ``data``; False if it was not at ``previous``, and nothing was written."""
-    if previous is None:
-        status = await connection.execute(
-            f"INSERT INTO {table} (name, position, state, updated_at) "
-            "VALUES ($1, $2, $3, now()) ON CONFLICT (name) DO NOTHING",
-            name,
-            position,
-            data,
-        )
-    else:
-        status = await connection.execute(
-            f"UPDATE {table} SET position = $2, state = $3, "
-            "updated_at = now() WHERE name = $1 AND position = $4",
-            name,
-            position,
-            data,
-            previous,
-        )
-    return bool(status.endswith(" 1"))
-
-
-async def _position_of(connection: Any, table: str, name: str) -> int | None:
-    position: int | None = await connection.fetchval(
-        f"SELECT position FROM {table} WHERE name = $1", name
-    )
-    return position
-
-
-async def _in_transaction(
-    connection: Any,
-    progress: Progress,
-    work: Callable[[], Awaitable[tuple[bool, T]]],
-    yours: _Yours | None = None,
-) -> T:
-    """``await work()`` in a transaction on ``connection``, which returns ``(commit,
-    value)``: committed (under ``progress.commit()``: only the ``COMMIT`` may commit) or
-    rolled back as it says, and ``value`` returned. An error of ``work``'s rolls back on
-    a connection still open (a lost one is the attempt's to handle, and a cancelled
-    caller's is cut off: the server rolls back either way), and is raised. With
-    ``yours``, a constraint the caller's rows break at ``COMMIT`` is raised as theirs.
-    """
-    transaction = connection.transaction()
-    await transaction.start()
-    try:
-        commit, value = await work()
-    except asyncio.CancelledError:
-        raise
-    except BaseException:
-        if not connection.is_closed() and connection.is_in_transaction():
-            await transaction.rollback()
-        raise
-    if not commit:
-        await transaction.rollback()
-        return value
-    with progress.commit():
-        try:
-            await transaction.commit()
-        except Exception as exc:
-            if yours is not None and _integrity(exc):
-                raise yours.caught(exc) from None
-            raise
-    return value
-
-
-def _always() -> bool:
-    return True
-
-
-def _integrity(error: BaseException) -> bool:
-    """Whether ``error`` is PostgreSQL refusing data for a constraint (SQLSTATE class 23)."""
-    return str(getattr(error, "sqlstate", "") or "").startswith("23")
-
-
-class _Yours:
-    """What the work of a ``save_within``, ``delete_within`` or ``prepare`` caused, told
-    apart from an outage: its own errors, a transaction it aborted, its data refused at
-    ``COMMIT``, its running past ``command_timeout``. Those are raised as they are (never
-    tried again, never worded as the store's failure); the rest is the store's."""
-
-    __slots__ = ("error", "overran", "timeout")
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.error: BaseException | None = None
-        self.overran: float | None = None
-
-    async def run(self, work: Callable[[Any], Awaitable[None]], connection: Any) -> None:
-        started = time.monotonic()
-        try:
-            await work(connection)
-        except Exception as exc:
-            self._timed(started)
-            if connection.is_closed():
-                raise  # the connection is gone (or was cut off): the store's to handle
-            raise self.caught(exc) from None
-        except BaseException:
-            self._timed(started)
-            raise
-        self._timed(started)
-        if connection.is_closed():
-            return  # cut off meanwhile: the next statement fails, and the store handles it
-        if not connection.is_in_transaction():
-            raise self.caught(
-                RuntimeError(
-                    "the work ended the transaction (COMMIT or ROLLBACK): what it committed "
-                    "stays, without the position; its statements must run inside it"
-                )
-            )
-
-    def _timed(self, started: float) -> None:
-        spent = time.monotonic() - started
-        if spent >= self.timeout:
-            self.overran = spent
-
-    def caught(self, error: BaseException) -> _TheirError:
-        self.error = error
-        return _TheirError()
-
-    def may_retry(self) -> bool:
-        return self.overran is None and self.error is None
-
-    async def outcome(self, attempt: Awaitable[T]) -> T:
-        """``attempt``'s result, or the error that is the work's, raised as it is."""
-        try:
-            return await attempt
-        except _TheirError:
-            assert self.error is not None
-            raise self.error from None
-        except StoreError as exc:
-            if self.overran is not None:
-                raise TimeoutError(
-                    f"the work took {self.overran:.1f} s, past the transaction's bound "
-                    f"(command_timeout={self.timeout:g} s in the URL), so the connection "
-                    "was cut off and nothing was written"
-                ) from exc
-            raise
-
-
-class _TheirError(Exception):
-    """Carries a work's own error out of an attempt, which would word it as the store's
-    (never raised to callers: :meth:`_Yours.outcome` raises the error itself)."""
 
 
 #: keepers under way: a task that only waits is otherwise referenced by its store alone,
