@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._event import Event
+from .._frames import release_locals
 from .._loops import LoopShares
 from .._manager import DEAD_LETTER_LIMIT, DeadLetter
 from .._options import check_count
@@ -21,7 +22,6 @@ from .._processor import NextHandler, _completed, failed_handlers
 from .._removal import remove_last
 from .._retry import RetryPolicy
 from .._seconds import check_seconds
-from ._frames import release_locals
 
 __all__ = ["DeadLetterMiddleware", "RateLimitMiddleware", "RetryMiddleware", "TimeoutMiddleware"]
 
