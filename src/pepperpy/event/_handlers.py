@@ -143,8 +143,26 @@ def _check_arguments(
         call = f"{what.rsplit(' ', 1)[-1]}({', '.join(takes)})"
         raise TypeError(
             f"{what} {name or _name(handler)} cannot be called as {call}: it takes "
-            f"{_parameters(signature)} ({exc})"
+            f"{_parameters(signature)} ({exc}){_unbound_hint(handler, signature)}"
         ) from None
+
+
+def _unbound_hint(handler: Callable[..., Any], signature: inspect.Signature) -> str:
+    """What to do when ``handler`` is a method taken from its class, without an instance.
+
+    ``@manager.on("x")`` above a ``def handle(self, event)`` in a class body (as blinker's
+    ``@signal.connect`` and pyee's ``@ee.on`` are often written) registers the plain
+    function: nothing would pass ``self``.
+    """
+    first = next(iter(signature.parameters), None)
+    if not inspect.isfunction(handler) or first not in ("self", "cls"):
+        return ""
+    return (
+        f"; it looks like a method taken from its class (a decorator in the class body "
+        f"gets the plain function, with no instance to pass as {first!r}): register the "
+        f"bound method instead ({first}.{handler.__name__}, in __init__ or once the "
+        f"instance exists)"
+    )
 
 
 def _parameters(signature: inspect.Signature) -> inspect.Signature:

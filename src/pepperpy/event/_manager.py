@@ -12,7 +12,8 @@ import inspect
 import logging
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import copy_context
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -133,12 +134,7 @@ class EventManager(Backpressure, AsyncClosing):
         closed manager refuses it with :class:`ClosedError` (as a closed bus refuses
         ``subscribe``): it would never run.
         """
-        parse_pattern(event_type)
-        if not isinstance(once, bool):
-            raise TypeError(f"once must be a bool, got {once!r}")
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise TypeError(f"priority must be an int, got {priority!r}")
-        self._check_open()
+        self._check_options(event_type, once, priority)
         if handler is None:
 
             def decorator(func: H) -> H:
@@ -163,7 +159,40 @@ class EventManager(Backpressure, AsyncClosing):
         """Like :meth:`on`, but the handler runs for the first matching event only."""
         return self.on(event_type, handler, once=True, priority=priority)
 
-    def _add(self, pattern: str, handler: Callable[..., Any], once: bool, priority: int) -> None:
+    def listening(
+        self, event_type: str, handler: H, *, once: bool = False, priority: int = 0
+    ) -> AbstractContextManager[H]:
+        """Register ``handler`` for the ``with`` block only (blinker's ``connected_to``).
+
+        ``with manager.listening("user.*", seen.append): ...`` registers as :meth:`on`
+        does and, on leaving the block (an exception included), removes that one
+        registration: the handler's other registrations, made before or inside the
+        block, stay. ``as`` gives ``handler``. What :meth:`on` refuses is refused here,
+        at the call.
+        """
+        self._check_options(event_type, once, priority)
+        check_handler(handler)
+        return self._listening(event_type, handler, once, priority)
+
+    @contextmanager
+    def _listening(self, pattern: str, handler: H, once: bool, priority: int) -> Iterator[H]:
+        listener = self._add(pattern, handler, once, priority)
+        try:
+            yield handler
+        finally:
+            self._index.remove(listener.pattern, listener.key)
+
+    def _check_options(self, event_type: str, once: bool, priority: int) -> None:
+        parse_pattern(event_type)
+        if not isinstance(once, bool):
+            raise TypeError(f"once must be a bool, got {once!r}")
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise TypeError(f"priority must be an int, got {priority!r}")
+        self._check_open()
+
+    def _add(
+        self, pattern: str, handler: Callable[..., Any], once: bool, priority: int
+    ) -> _Listener:
         check_handler(handler)
         self._check_open()
         listener = _Listener(pattern, handler, once, priority)
@@ -176,6 +205,7 @@ class EventManager(Backpressure, AsyncClosing):
                         f"(max_listeners={self.max_listeners})"
                     )
             listener.key = self._index.add(pattern, listener)
+        return listener
 
     def _check_open(self) -> None:
         if self._closed:
@@ -306,13 +336,16 @@ class EventManager(Backpressure, AsyncClosing):
                 "emit_nowait() needs an event loop running in this thread (it schedules "
                 "the delivery on it); from a worker thread or sync code, hand the emit "
                 "to the loop the manager runs on: "
-                "asyncio.run_coroutine_threadsafe(manager.emit(...), loop)"
+                "asyncio.run_coroutine_threadsafe(manager.emit(...), loop); with no "
+                "loop running anywhere (a script, a sync test), asyncio.run(manager.emit(...))"
             ) from None
         if self.buffer_size is not None:
             with self._lock:
                 if not self._has_space():
                     raise BufferFullError(
-                        f"{self._in_flight} events in flight (buffer_size={self.buffer_size})"
+                        f"{self._in_flight} events in flight (buffer_size={self.buffer_size}): "
+                        "emit_nowait does not wait; await emit(...) to wait for a slot, "
+                        "or await drain() before scheduling more"
                     )
                 self._take_slot(loop)
         try:
