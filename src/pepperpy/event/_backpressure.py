@@ -13,6 +13,7 @@ import asyncio
 import logging
 import threading
 from collections import deque
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from ._loops import resolve, wake
@@ -20,7 +21,7 @@ from ._loops import resolve, wake
 if TYPE_CHECKING:
     from ._event import Event
 
-__all__ = ["CLOSED_LOOP_CHECK", "Backpressure"]
+__all__ = ["CLOSED_LOOP_CHECK", "DELIVERING", "Backpressure"]
 
 logger = logging.getLogger("pepperpy.event")
 
@@ -30,6 +31,10 @@ _NAMED = 20
 #: seconds between two looks, by a caller waiting for a buffer slot or a drain, for
 #: deliveries abandoned on an event loop that was closed while they ran
 CLOSED_LOOP_CHECK = 1.0
+
+#: the event an ``emit_nowait`` delivery is handling, in its context (and so in its
+#: handlers' Tasks): ``drain()`` called from there does not wait for that delivery
+DELIVERING: ContextVar[Event | None] = ContextVar("pepperpy_event_delivering", default=None)
 
 
 class Backpressure:
@@ -152,7 +157,7 @@ class Backpressure:
                 return  # abandoned with its loop (see _reap)
             if self.buffer_size is not None:
                 self._release(task.get_loop())
-            if not self._scheduled:
+            if len(self._scheduled) <= 1:  # a drain() called by the one left may return
                 for drainer in self._drainers:
                     drainer.wake_up()
         if task.cancelled():
@@ -170,15 +175,18 @@ class Backpressure:
         """Wait until every event scheduled with :meth:`emit_nowait` has been handled.
 
         Events scheduled on an event loop that was closed while they ran are not waited
-        for: they will never finish.
+        for: they will never finish. Called from a handler of a scheduled event (an
+        ``app.stopping`` handler that closes the manager), it does not wait for that
+        event's own delivery, which cannot finish before it returns.
         """
         loop = asyncio.get_running_loop()
+        own = DELIVERING.get()
         drainer: _Waiter | None = None
         try:
             while True:
                 with self._lock:
                     self._reap()
-                    if not self._scheduled:
+                    if not self._scheduled or (own is not None and self._only(own)):
                         return
                     if drainer is None:
                         drainer = _Waiter(loop)
@@ -190,6 +198,10 @@ class Backpressure:
             if drainer is not None:
                 with self._lock:
                     self._drainers.remove(drainer)
+
+    def _only(self, own: Event) -> bool:
+        """Whether every scheduled delivery left handles ``own`` (call with the lock)."""
+        return all(event is own for event in self._scheduled.values())
 
 
 class _Waiter:

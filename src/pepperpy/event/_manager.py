@@ -18,7 +18,7 @@ from contextvars import copy_context
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from ._backpressure import Backpressure, _Waiter
+from ._backpressure import DELIVERING, Backpressure, _Waiter
 from ._blame import blamed, named
 from ._closing import AsyncClosing
 from ._eager import start_task, starts_eagerly
@@ -362,6 +362,7 @@ class EventManager(Backpressure, AsyncClosing):
         return task
 
     async def _deliver_scheduled(self, event: Event) -> Event:
+        DELIVERING.set(event)  # in this Task's own context: drain() from a handler
         await self._dispatch(event, 0)  # a task of its own: never cancelled before this
         return event
 
