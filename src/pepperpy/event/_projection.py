@@ -228,6 +228,7 @@ class Projection:
         return await reached(global_position, self._moved, lambda: self._at, self._saved_position)
 
     async def _saved_position(self) -> int | None:
+        await self._check_read()
         saved = await self.state_store.load(self._key)
         return None if saved is None else saved.position
 
@@ -263,7 +264,14 @@ class Projection:
         async with self._turn():
             return await self._load()
 
+    async def _check_read(self) -> None:
+        """Refuse (``AccessDenied``, audited) a principal the store's ``access`` does not
+        let read the projection's streams: the state is derived from their events, so
+        loading it, waiting on it or forgetting it needs what reading them needs."""
+        await self.store._acheck_read(self._filters()["streams"])
+
     async def _load(self) -> Any:
+        await self._check_read()
         saved = await self.state_store.load(self._key)
         unsealed = False
         if saved is None:
@@ -343,6 +351,7 @@ class Projection:
         fail, it may have happened all the same: state and position are loaded from disk
         again before the error propagates.
         """
+        await self._check_read()  # before anything is shredded or deleted
         encryption = self.store.encryption
         try:
             if encryption is not None:
