@@ -27,6 +27,7 @@ from ._checkpoint_base import Checkpoint, CheckpointStore, MemoryCheckpointStore
 from ._checkpoints_pg import PostgresCheckpointStore, opened_by
 from ._checkpoints_sqlite import SQLiteCheckpointStore, sqlite_path
 from ._errors import ConfigurationError
+from ._redact import redact_url
 from .store.sqlite import parse_access
 from .store.sqlite import parse_url as parse_sqlite_url
 
@@ -61,5 +62,5 @@ def open_checkpoint_store(url: str | None) -> CheckpointStore:
     if scheme in ("postgresql", "postgres"):
         return PostgresCheckpointStore(url)
     raise ConfigurationError(
-        f"no checkpoint store for {url!r} (use memory://, sqlite:///file.db or postgresql://...)"
+        f"no checkpoint store for {redact_url(url)!r} (use memory://, sqlite:///file.db or postgresql://...)"
     )

@@ -9,6 +9,7 @@ from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from .._errors import ConfigurationError
+from .._redact import redact_url
 from .._sqlite import check_busy_timeout
 from ._sqlite_schema import BUSY_TIMEOUT
 
@@ -68,18 +69,20 @@ def parse_access(url: str) -> SQLiteAccess:
 
 def parse_url_and_access(url: str) -> tuple[SQLiteURL, SQLiteAccess]:
     """:func:`parse_url` and :func:`parse_access` at once (one parse of ``url``)."""
+    shown = redact_url(url)  # a password given in it never reaches an error
     scheme, sep, rest = url.partition("://")
     if scheme.lower() != "sqlite" or not sep:
-        raise ConfigurationError(f"not an SQLite file URL (want sqlite:///path/file.db): {url!r}")
+        raise ConfigurationError(f"not an SQLite file URL (want sqlite:///path/file.db): {shown!r}")
     path, _, query = (rest[1:] if rest.startswith("/") else rest).partition("?")
     if not path or path == ":memory:":
         raise ConfigurationError(
-            f"{url!r}: give a file path (sqlite:///path/events.db); "
+            f"{shown!r}: give a file path (sqlite:///path/events.db); "
             "for a store in memory use memory://"
         )
     if not rest.startswith("/"):  # sqlite://events.db: a host, as SQLAlchemy reads it
+        path = shown.partition("://")[2].partition("?")[0]
         raise ConfigurationError(
-            f"{url!r}: an SQLite URL has no host, so its path starts after three "
+            f"{shown!r}: an SQLite URL has no host, so its path starts after three "
             f"slashes: sqlite:///{path} for {path!r} relative to the working directory, "
             "sqlite:////abs/path/events.db for an absolute path"
         )
@@ -87,16 +90,16 @@ def parse_url_and_access(url: str) -> tuple[SQLiteURL, SQLiteAccess]:
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name not in _URL_OPTIONS:
             raise ConfigurationError(
-                f"{url!r}: unknown SQLite URL option {name!r} (the options are "
+                f"{shown!r}: unknown SQLite URL option {name!r} (the options are "
                 "synchronous, busy_timeout, create, mode and immutable)"
             )
         if name in given:
-            raise ConfigurationError(f"{url!r}: the option {name!r} is given twice")
+            raise ConfigurationError(f"{shown!r}: the option {name!r} is given twice")
         given[name] = value
     synchronous = given.get("synchronous", "FULL").upper()
     if synchronous not in ("FULL", "EXTRA", "NORMAL"):
         raise ConfigurationError(
-            f"{url!r}: synchronous={given['synchronous']!r}: use FULL, EXTRA or NORMAL"
+            f"{shown!r}: synchronous={given['synchronous']!r}: use FULL, EXTRA or NORMAL"
         )
     busy_timeout = BUSY_TIMEOUT
     if "busy_timeout" in given:
@@ -105,21 +108,21 @@ def parse_url_and_access(url: str) -> tuple[SQLiteURL, SQLiteAccess]:
             number = float(text)
         except ValueError:  # a bad URL, not a wrong type: refused as the text it is
             raise ConfigurationError(
-                f"{url!r}: busy_timeout must be a finite number of seconds >= 0, got {text!r}"
+                f"{shown!r}: busy_timeout must be a finite number of seconds >= 0, got {text!r}"
             ) from None
-        busy_timeout = check_busy_timeout(number, f"{url!r}: busy_timeout", ConfigurationError)
+        busy_timeout = check_busy_timeout(number, f"{shown!r}: busy_timeout", ConfigurationError)
     create = _flag(url, given, "create", True)
     immutable = _flag(url, given, "immutable", False)
     mode = given.get("mode")
     if mode is not None and mode.lower() != "ro":
         raise ConfigurationError(
-            f"{url!r}: mode={mode!r}: the only mode is ro (read-only); "
+            f"{shown!r}: mode={mode!r}: the only mode is ro (read-only); "
             "leave it out to read and write"
         )
     read_only = mode is not None or immutable
     if read_only and create and "create" in given:
         raise ConfigurationError(
-            f"{url!r}: create={given['create']!r} with "
+            f"{shown!r}: create={given['create']!r} with "
             f"{'mode=ro' if mode is not None else 'immutable=1'}: a read-only store is "
             "never created"
         )
@@ -135,6 +138,6 @@ def _flag(url: str, given: dict[str, str], name: str, default: bool) -> bool:
     value = _FLAGS.get(given[name].lower())
     if value is None:
         raise ConfigurationError(
-            f"{url!r}: {name}={given[name]!r}: use 1 or 0 (or true/false, yes/no)"
+            f"{redact_url(url)!r}: {name}={given[name]!r}: use 1 or 0 (or true/false, yes/no)"
         )
     return value
