@@ -36,6 +36,7 @@ from pepperpy.event import (
     StreamDeletedError,
     ValidationError,
 )
+from pepperpy.event._patterns import matches
 from pepperpy.event._text import MAX_NAME_BYTES
 from pepperpy.event.store import MemoryBackend
 from pepperpy.event.store.base import MINUTE, MinuteCount, from_micros
@@ -772,6 +773,65 @@ class StoreConformance(HeadConformance, MultiConformance):
         assert await store.streams("user.#") == ["user.1", "user.1.audit", "user.2"]
         assert await store.streams("nothing.*") == []
         assert await store.stream_version("user.1") == 0
+
+    async def test_streams_gives_what_matching_each_name_gives(self, store: EventStore) -> None:
+        # names are matched split, not parsed again, and past a literal prefix only:
+        # the same names as the pattern matcher's, for every shape of pattern
+        names = [
+            "order",
+            "order.1",
+            "order.1.audit",
+            "orders.1",
+            "order-x.1",
+            "user.order.1",
+            "user.1.order",
+            "a.b.c.d",
+            "a.b",
+            "é.1",
+        ]
+        for name in names:
+            await store.append(name, {"type": "x"})
+        for pattern in [
+            "order",
+            "order.*",
+            "order.#",
+            "order.*.audit",
+            "orders.#",
+            "*.1",
+            "#.order",
+            "#.1.#",
+            "*.*",
+            "a.#.d",
+            "a.b.#",
+            "é.*",
+            "#.nomatch",
+        ]:
+            expected = sorted(name for name in names if matches(pattern, name))
+            assert await store.streams(pattern) == expected, pattern
+
+    async def test_streams_lets_the_loop_serve_others_over_many_names(
+        self, store: EventStore
+    ) -> None:
+        for start in range(0, 10_000, 1_000):
+            await store.append_streams(
+                {f"tenant.{n}.account": [{"type": "x"}] for n in range(start, start + 1_000)}
+            )
+        turns = 0
+
+        async def count_turns() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        counter = asyncio.create_task(count_turns())
+        await asyncio.sleep(0)
+        try:
+            before = turns
+            assert await store.streams("*.nomatch") == []  # no literal prefix: every name
+            assert turns - before >= 2
+        finally:
+            counter.cancel()
 
     @pytest.mark.parametrize("shape", ["deep-dict", "deep-list", "cycle"])
     async def test_data_too_deep_or_cyclic_is_refused_clearly_and_nothing_written(

@@ -146,6 +146,16 @@ class RowFilter:
         """True when the stream name passes the ``streams`` patterns."""
         return self._ok(0, self._streams, name)
 
+    def stored_stream_matches(self, name: str) -> bool:
+        """:meth:`stream_matches` for a name read from the store, checked when it was
+        appended: split, not checked again (checking is most of the cost, and a cache
+        would not hold the names of a large store)."""
+        patterns = self._streams
+        if patterns is None:
+            return True
+        tokens = tuple(name.split("."))
+        return any(_match_tokens(pattern, tokens) for pattern in patterns)
+
     def _ok(self, kind: int, patterns: list[tuple[str, ...]] | None, name: str) -> bool:
         if patterns is None:
             return True

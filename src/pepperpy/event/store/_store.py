@@ -10,6 +10,7 @@ decoding rows and upcasting, from the one in :mod:`._store_decoding`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -54,6 +55,8 @@ __all__ = ["EventStore", "open_backend"]
 MAX_POSITION = 2**63 - 1
 #: what a stream name is called in errors (it has a topic's form)
 STREAM_NAME = "stream name"
+#: stream names ``streams()`` matches against its pattern between two turns of the loop
+_NAMES_AT_ONCE = 4096
 
 
 def open_backend(url: str | None) -> StoreBackend:
@@ -504,7 +507,22 @@ class EventStore(StoreSecurity, StoreDecoding):
         await self._acheck_read(pattern)
         accept = RowFilter(pattern, None)
         names = await self._backend.stream_names()
-        return [name for name in names if accept.stream_matches(name)]
+        if accept.passes_everything:
+            return names
+        keys = accept.index_keys
+        if keys is not None and len(keys[1]) == 1:  # a match starts with its literal tokens
+            (prefix,) = keys[1]
+            below = prefix + "."
+            names = [name for name in names if name.startswith(below) or name == prefix]
+        # matched a slice at a time, the loop serving others between (200,000 names
+        # under a leading wildcard took the loop for 0.6 s in one go)
+        matching: list[str] = []
+        for start in range(0, len(names), _NAMES_AT_ONCE):
+            if start:
+                await asyncio.sleep(0)
+            matches = accept.stored_stream_matches
+            matching.extend(name for name in names[start : start + _NAMES_AT_ONCE] if matches(name))
+        return matching
 
     async def stream_version(self, stream: str) -> int | None:
         """The stream's last position (what ``expected_version`` compares to), or None."""
