@@ -70,6 +70,7 @@ class SQLiteKeyStore(OneConnection, KeyStore):
         )
 
     def _open(self) -> sqlite3.Connection:
+        _create_private(self.path)
         connection = open_wal(
             self.path,
             schema="CREATE TABLE IF NOT EXISTS data_keys (stream TEXT NOT NULL, version INTEGER"
@@ -263,3 +264,20 @@ class SQLiteKeyStore(OneConnection, KeyStore):
 
     def __exit__(self, *exc_info: object) -> None:
         self._close()
+
+
+def _create_private(path: str) -> None:
+    """Make the key file, if it does not exist yet, readable and writable by its owner
+    only (0600): SQLite gives its ``-wal`` and ``-shm`` files the same mode.
+
+    Wrapped keys are safe only while the master key is; a copy of the file taken before
+    a shred lets whoever later gets the master key read the shredded data, so other
+    users of the machine get no copy. A file that exists keeps its mode (the owner's
+    choice), and a path that cannot be made here is left to SQLite to report.
+    """
+    if path in ("", ":memory:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        pass  # it exists (kept as it is), or SQLite names the failure when opening it
