@@ -224,6 +224,10 @@ def bounded_environment(sandbox: Any) -> type[Any]:
         loop_step = staticmethod(bounds.on_time)
 
         @staticmethod
+        def bounded_literal(value: Any) -> Any:
+            return bounds.computed(value, f"a {type(value).__name__}")
+
+        @staticmethod
         def _finalize(value: Any) -> Any:
             bounds.on_time()
             if type(value) is not str or len(value) > OUTPUT_LIMIT:

@@ -40,6 +40,27 @@ def code_generator() -> type[Any]:
                 self.writeline("environment.loop_step()")
             super().blockvisit(body, frame)
 
+        # a list, tuple or dict display is measured as it is made: nested displays
+        # ([l, l] fifty times) take no memory but make values no comparison, hash or
+        # sort could get through
+        def visit_List(self, node: nodes.List, frame: Frame) -> None:  # noqa: N802
+            self.write("environment.bounded_literal(")
+            super().visit_List(node, frame)
+            self.write(")")
+
+        def visit_Dict(self, node: nodes.Dict, frame: Frame) -> None:  # noqa: N802
+            self.write("environment.bounded_literal(")
+            super().visit_Dict(node, frame)
+            self.write(")")
+
+        def visit_Tuple(self, node: nodes.Tuple, frame: Frame) -> None:  # noqa: N802
+            if node.ctx != "load":  # assigned to: names, not a value
+                super().visit_Tuple(node, frame)
+                return
+            self.write("environment.bounded_literal(")
+            super().visit_Tuple(node, frame)
+            self.write(")")
+
         @optimizeconst
         def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:  # noqa: N802
             if frame.eval_ctx.volatile:

@@ -6,8 +6,9 @@ allocates a gigabyte, and fifty ``{% set s = s ~ s %}`` double a string fifty ti
 environment made by :func:`~._environment.bounded_environment` refuses such work before
 it is done, with Jinja2's ``SecurityError``:
 
-* every value a template computes (by an operator, ``~``, a filter, a call, a block of
-  output captured by ``{% set %}``, a macro or a ``{% filter %}``) may be at most
+* every value a template computes (by an operator, ``~``, a filter, a call, a list,
+  tuple or dict display, a block of output captured by ``{% set %}``, a macro or a
+  ``{% filter %}``) may be at most
   :data:`OUTPUT_LIMIT` characters long written out (:func:`~._measure.measure`), and the
   operators, filters and str methods that make long values from short ones are refused
   before they run when their result would be longer; ``**`` whose integer result would
