@@ -83,6 +83,19 @@ async def test_loading_the_state_needs_read_on_the_projections_streams(
     assert denials(log)[0] == ("svc.intruder", "read", target)
 
 
+async def test_waiting_is_refused_even_when_the_position_is_reached_in_memory(url: str) -> None:
+    acl, log = policy()
+    async with EventStore(url, access=acl, audit=log) as store:
+        with acting_as("svc.admin"):
+            await store.append("user.9", {"type": "user.created", "data": {"ssn": SSN}})
+            projection = users(store)
+            await projection.run()
+            assert await projection.wait_until(0) == 0
+        with acting_as("svc.intruder"), pytest.raises(AccessDenied):
+            await projection.wait_until(0)  # the same object: no read of the disk needed
+        await projection.close()
+
+
 async def test_a_rebuild_refused_leaves_the_saved_state_as_it_was(url: str) -> None:
     acl, log = policy()
     async with EventStore(url, access=acl, audit=log) as store:

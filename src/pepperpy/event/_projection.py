@@ -225,10 +225,10 @@ class Projection:
         store meanwhile, every 10 ms at first, backing off to every 0.5 s.
         """
         check_count(global_position, "global_position", least=0, error=ValueError)
+        await self._check_read()  # once, whether the position is reached here or on disk
         return await reached(global_position, self._moved, lambda: self._at, self._saved_position)
 
     async def _saved_position(self) -> int | None:
-        await self._check_read()
         saved = await self.state_store.load(self._key)
         return None if saved is None else saved.position
 
