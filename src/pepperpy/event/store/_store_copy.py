@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from .._errors import ConfigurationError, StoreError
 from ._store import EventStore
+from ._store_security import refuse_plain, sealed_destination
 from .base import Row, StoreBackend, StoredRow
 
 __all__ = [
@@ -183,6 +184,7 @@ async def copy_store(
     ):
         if reading is writing:
             raise ConfigurationError("the source and the destination are the same store")
+        sealed = sealed_destination(destination)
         head = await writing.head()
         await _check_prefix(reading, writing, head)
         target = await reading.head()
@@ -193,6 +195,8 @@ async def copy_store(
             if not page:
                 break
             rows: list[Row] = [tuple(row[:12]) for row in page]
+            if sealed:
+                refuse_plain(rows)
             await writing.write_stored(rows, after, hidden_from(page))
             copied += len(rows)
             after = rows[-1][0]

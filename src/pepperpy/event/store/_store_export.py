@@ -34,6 +34,7 @@ from ._store_copy import (
     hidden_from,
     opened_backend,
 )
+from ._store_security import refuse_plain, sealed_destination
 from .base import Row, StoredRow
 
 __all__ = ["FORMAT", "export_store", "import_store"]
@@ -170,6 +171,7 @@ async def import_store(
     name = str(getattr(file, "name", "<stream>")) if path is None else path
     if path is not None:
         await asyncio.to_thread(_check_file, path)
+    sealed = sealed_destination(destination)
     async with opened_backend(destination, "destination") as writing:
         head = await writing.head()
         checks: dict[int, str] = {}
@@ -185,6 +187,8 @@ async def import_store(
             for stream, position in hidden_from(batch).items():
                 hidden[stream] = max(position, hidden.get(stream, 0))
             rows: list[Row] = [tuple(row[:12]) for row in batch]
+            if sealed:
+                refuse_plain(rows)
             await writing.write_stored(rows, after, hidden)
             hidden = {}
             if rows:

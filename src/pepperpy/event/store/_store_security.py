@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from .. import _json
-from .._errors import AccessDenied, ClosedError, ConfigurationError
+from .._errors import AccessDenied, ClosedError, ConfigurationError, EncryptionError
 from .._loops import settled
 from .._options import check_instance
 from ..security._principal import PRINCIPAL, current_principal
@@ -236,6 +236,41 @@ def _check_security(encryption: object, access: object, audit: object) -> None:
     check_instance(encryption, StreamEncryption, "encryption", optional=True)
     check_instance(access, AccessControl, "access", optional=True)
     check_instance(audit, AuditLog, "audit", optional=True)
+
+
+def sealed_destination(destination: object) -> bool:
+    """Whether a copy or import writes to a store opened with ``encryption=``."""
+    from ._store import EventStore
+
+    return isinstance(destination, EventStore) and destination.encryption is not None
+
+
+def refuse_plain(rows: Sequence[Row]) -> None:
+    """For a copy or import into a store with ``encryption=``: refuse, before the batch
+    is written, a record that is not sealed (data that is no envelope, or a ``source``
+    or ``subject`` in clear).
+
+    A copy writes stored records as they are, so a plain store's events would be kept in
+    clear in the store meant to encrypt them (its file, WAL and backups), where every
+    read then refuses them.
+    """
+    from ..security._envelope import is_envelope
+
+    for row in rows:
+        try:
+            value = orjson.loads(row[6])
+        except orjson.JSONDecodeError:
+            value = None
+        if is_envelope(value) and row[9] is None and row[10] is None:
+            continue
+        what = "its data" if not is_envelope(value) else "its source or subject"
+        raise EncryptionError(
+            f"event {row[3]} of {row[1]!r} (global position {row[0]}) is not encrypted "
+            f"({what} in clear), and the destination store has encryption=: a copy writes "
+            "stored records as they are, so it would be kept there in clear; nothing of "
+            "this batch was written. To encrypt a plain store's events, append them to "
+            "the encrypted store (docs/security.md, switching a plain store to encryption)"
+        )
 
 
 def _check_keys_apart(encryption: StreamEncryption, backend: StoreBackend) -> None:
