@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import ClosedError, EventError, NotificationError
+from .._frames import release_locals
 from .._handlers import call as call_handler
 from .._manager import DeadLetter
 from .._retry import RetryPolicy
@@ -296,6 +297,9 @@ class Deliveries:
         else:  # refused before any send (no recipient, a template that cannot render)
             logger.error("notification on channel %r not sent: %s", route.name, letter.reason)
         await self.report(letter)
+        # logged and seen by every callback: the kept letter keeps its traceback's lines,
+        # not the variables of the channel's frames (a request body, a client's buffers)
+        release_locals(error)
         return ChannelResult(route.name, "failed", notification, error, attempts)
 
     async def report(self, letter: Failure) -> None:
