@@ -22,19 +22,21 @@ writer, so positions become visible in order: a subscription that has read posit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import TypeVar
 
 from .._errors import ClosedError, StoreError
 from .._sqlite import abandon, check_busy_timeout, open_read_only, track_forks
 from ._sqlite_held import Commits, Held, dropped, release
 from ._sqlite_matching import read_matching
+from ._sqlite_probe import HeadProbe, answer
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
     COUNT_BY_MINUTE,
@@ -173,6 +175,7 @@ class SQLiteBackend(StoreBackend):
         #: held by the writer thread around each transaction, opening and closing its file
         self._writer_gate = threading.Lock()
         self._commits = Commits()
+        self._probe = HeadProbe()
         self._open = False  # the writer runs and the schema is in place
         self._checked = False  # read-only: the file is an event store of this schema
         #: the file has type_index and category_index (False: a read-only store of the
@@ -506,13 +509,31 @@ class SQLiteBackend(StoreBackend):
         return None if row is None else SnapshotRow(*row)
 
     async def wait(self, position: int) -> None:
-        """Wake on this process's commits at once, on other processes' within a poll."""
-        commits = self._commits
-        woken = commits.waiters.register()
-        if self._closed or commits.head > position:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(woken.wait(), POLL_INTERVAL)
+        """Wake on this process's commits at once, on other processes' within a poll or
+        two: a poll reads the head, once for every waiter of this store (see
+        ``_sqlite_probe``), and returns when it is at ``position`` or past it."""
+        while True:
+            began = time.monotonic()
+            commits = self._commits
+            woken = commits.waiters.register()
+            if self._closed or commits.head > position:
+                return
+            try:
+                await asyncio.wait_for(woken.wait(), POLL_INTERVAL)
+            except TimeoutError:
+                pass
+            else:
+                return  # a commit of this process, or close()
+            pool = self._held.pool
+            if self._closed or pool is None:
+                return  # the caller's read says what there is
+            try:
+                probe = self._probe.since(began, partial(pool.submit, self._run_read, _head))
+            except RuntimeError:  # the read threads were shut down: closing
+                return
+            head = await answer(probe)
+            if head is not None and head >= position:
+                return
 
     async def close(self) -> None:
         """Release the file: the writer writes what is queued and ends, the read threads
@@ -577,9 +598,15 @@ class SQLiteBackend(StoreBackend):
         self._local = threading.local()
         held.pool = None  # its threads are gone; never shut down (that would join them)
         self._commits = Commits(self._commits.head)
+        self._probe = HeadProbe()  # a read under way in the parent never ends here
         self._close_lock = threading.Lock()
         self._closing = None  # a release under way in the parent is the parent's
         self._open = False  # the next call starts a writer, which opens the file
+
+
+def _head(connection: sqlite3.Connection) -> int | None:
+    last: int | None = connection.execute(HEAD).fetchone()[0]
+    return last
 
 
 def _stream_state(connection: sqlite3.Connection, stream: str) -> StreamState | None:
