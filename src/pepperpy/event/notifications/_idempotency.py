@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .._deps import require
 from .._errors import ConfigurationError, NotificationError
 from .._loops import resolve, wake
+from .._redact import redact_url
 from .._seconds import check_seconds
 from ._loopclients import LoopClients
 from ._urls import query_options
@@ -216,7 +217,9 @@ class RedisIdempotencyStore(IdempotencyStore):
         try:
             return await getattr(self._clients.here(), what)(*args, **kwargs)
         except Exception as exc:
-            raise NotificationError(f"idempotency store {self.url} failed: {exc!r}") from exc
+            raise NotificationError(
+                f"idempotency store {redact_url(self.url)} failed: {exc!r}"
+            ) from exc
 
     async def claim(self, key: str) -> Claim:
         name = self.prefix + key
@@ -252,7 +255,7 @@ class RedisIdempotencyStore(IdempotencyStore):
         await self._clients.close()
 
     def __repr__(self) -> str:
-        return f"RedisIdempotencyStore({self.url!r}, prefix={self.prefix!r})"
+        return f"RedisIdempotencyStore({redact_url(self.url)!r}, prefix={self.prefix!r})"
 
 
 _PENDING = b"pending:"

@@ -145,7 +145,7 @@ class RedisTransport(Transport):
                 # identified connections: what a publish whose reply was lost needs
                 client = self._new_client(redis_connect_func=identify)
             except ValueError as exc:
-                raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from exc
+                raise ConfigurationError(f"bad Redis URL {redact_url(self.url)!r}: {exc}") from exc
             try:
                 await self._retrying(
                     "connecting",
