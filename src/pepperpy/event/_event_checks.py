@@ -48,7 +48,12 @@ def _metadata_dict(metadata: Any) -> dict[str, Any]:
     """A copy of ``metadata`` as a dict; anything but a mapping is refused clearly."""
     if metadata.__class__ is dict or isinstance(metadata, Mapping):
         return dict(metadata)
-    raise TypeError(f"metadata must be a mapping (dict) or None, got {metadata!r}")
+    raise TypeError(
+        f"metadata must be a mapping (dict) or None, got {type(metadata).__name__} "
+        f"{metadata!r:.100} (in emit() and Event() it is the argument after data: an event "
+        "carries one data value, so pass several values in one dict, such as "
+        "{'a': 1, 'b': 2})"
+    )
 
 
 def _copy_metadata(metadata: dict[str, Any]) -> dict[str, Any]:

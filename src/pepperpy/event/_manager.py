@@ -22,7 +22,7 @@ from ._backpressure import DELIVERING, Backpressure, _Waiter
 from ._blame import blamed, named
 from ._closing import AsyncClosing
 from ._eager import start_task, starts_eagerly
-from ._errors import BufferFullError, ClosedError, ListenerLimitError
+from ._errors import BufferFullError, ClosedError, ListenerLimitError, PatternError
 from ._event import Event, make_event
 from ._fanout import _all_settled, _call_sync, _cancel_all, _cancellation
 from ._frames import release_locals
@@ -228,7 +228,17 @@ class EventManager(Backpressure, AsyncClosing):
 
     def handlers(self, event_type: str) -> list[Callable[..., Any]]:
         """The handlers an event of type ``event_type`` would reach, in call order."""
-        return [listener.handler for listener in self._index.match(event_type)]
+        try:
+            listeners = self._index.match(event_type)
+        except PatternError as exc:  # a pattern given: say what the argument is
+            raise PatternError(
+                exc.pattern,
+                exc.position,
+                f"{exc.reason} (handlers() takes an event's type, such as 'order.placed', "
+                "and gives the handlers an event of that type would reach)",
+                "event type",
+            ) from None
+        return [listener.handler for listener in listeners]
 
     @overload
     def on_error(self, callback: None = None) -> Callable[[H], H]: ...
