@@ -18,7 +18,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import _json
-from .._errors import ClosedError, ConfigurationError, SerializationError, ValidationError
+from .._errors import (
+    ClosedError,
+    ConcurrencyError,
+    ConfigurationError,
+    SerializationError,
+    ValidationError,
+)
 from .._event import Event
 from .._frozen import check_json
 from .._patterns import parse_name
@@ -184,14 +190,18 @@ class EventStore(StoreSecurity, StoreDecoding):
         if self.access is not None:
             await self._acheck_access("append", stream)
         records = await self._records(stream, event_or_events)
-        if self.audit is None:
-            return await self._backend.append(stream, records, expected_version)
-        return await self._audited(
-            self._backend.append(stream, records, expected_version),
-            "append",
-            stream,
-            lambda result: _append_details(records, result),
-        )
+        try:
+            if self.audit is None:
+                return await self._backend.append(stream, records, expected_version)
+            return await self._audited(
+                self._backend.append(stream, records, expected_version),
+                "append",
+                stream,
+                lambda result: _append_details(records, result),
+            )
+        except ConcurrencyError as conflict:
+            self._withhold_version(conflict)  # from a principal that may not read it
+            raise
 
     async def append_streams(
         self,
@@ -258,20 +268,24 @@ class EventStore(StoreSecurity, StoreDecoding):
                 raise
             appends.append(PendingAppend(stream, records, expected.get(stream, ANY)))
         names = list(events)
-        if self.audit is None:
-            results = await self._backend.append_streams(appends)
-        else:
-            results = await self._audited_each(
-                self._backend.append_streams(appends),
-                "append",
-                lambda written: [
-                    (
-                        append.stream,
-                        {**_append_details(append.records, result), "streams": names},
-                    )
-                    for append, result in zip(appends, written, strict=True)
-                ],
-            )
+        try:
+            if self.audit is None:
+                results = await self._backend.append_streams(appends)
+            else:
+                results = await self._audited_each(
+                    self._backend.append_streams(appends),
+                    "append",
+                    lambda written: [
+                        (
+                            append.stream,
+                            {**_append_details(append.records, result), "streams": names},
+                        )
+                        for append, result in zip(appends, written, strict=True)
+                    ],
+                )
+        except ConcurrencyError as conflict:
+            self._withhold_version(conflict)  # from a principal that may not read it
+            raise
         return dict(zip(names, results, strict=True))
 
     async def _records(

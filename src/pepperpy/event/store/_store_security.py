@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from .. import _json
-from .._errors import AccessDenied, ClosedError, ConfigurationError, EncryptionError
+from .._errors import (
+    AccessDenied,
+    ClosedError,
+    ConcurrencyError,
+    ConfigurationError,
+    EncryptionError,
+)
 from .._loops import settled
 from .._options import check_instance
 from ..security._principal import PRINCIPAL, current_principal
@@ -110,6 +116,27 @@ class StoreSecurity:
             for record, envelope in zip(records, envelopes, strict=True)
         ]
 
+    def _withhold_version(self, conflict: ConcurrencyError) -> None:
+        """Hide a conflict's actual version from a principal that may not read its stream.
+
+        The conflict itself is still reported (the append wrote nothing, and its writer
+        must know), but the stream's version, or whether it exists at all, is what
+        reading it tells: ``conflict.actual`` becomes None and the message says it is
+        withheld. Not a denial, so nothing is audited for it.
+        """
+        access = self.access
+        if access is None:
+            return
+        who = current_principal()
+        if access.is_allowed(who, "read", conflict.stream):
+            return
+        conflict.actual = None
+        conflict.args = (
+            f"stream {conflict.stream!r}: expected version {conflict.expected!r}, not met "
+            f"(the actual version is withheld: principal {who or 'anonymous'!r} may not "
+            "read the stream)",
+        )
+
     def _check_read(self, streams: str | Sequence[str] | None) -> None:
         """Check ``read`` on each pattern, for a reader made synchronously.
 
@@ -146,9 +173,11 @@ class StoreSecurity:
         assert self.access is not None
         await self._adenied(self.access, action, target)
 
-    async def _adenied(self, access: AccessControl, action: str, target: str) -> None:
+    async def _adenied(
+        self, access: AccessControl, action: str, target: str, needed_by: str | None = None
+    ) -> None:
         """Raise ``AccessDenied``, recorded first, if ``access`` refuses the action."""
-        refusal = access._refusal(action, target)
+        refusal = access._refusal(action, target, needed_by=needed_by)
         if refusal is None:
             return
         for log, whose in self._denial_logs(access):
@@ -157,6 +186,36 @@ class StoreSecurity:
             except ClosedError as exc:
                 _unaudited(refusal.error, whose, exc)
         raise refusal.error
+
+    async def _forget_checkpoint(
+        self,
+        delete: Callable[[], Awaitable[bool]],
+        key: str,
+        streams: Sequence[str] | None,
+        needed_by: str,
+    ) -> bool:
+        """Delete a consumer's checkpoint (``key``) with what running the consumer needs.
+
+        The consumer reads ``streams`` (``#`` when None): deleting where it got to makes
+        its next run read them all again, so it needs ``read`` on each, checked (a
+        refusal audited as any denial, its message saying what ``needed_by`` it) before
+        ``delete`` is called. With ``audit=``, the deletion is recorded as a
+        ``checkpoint.delete`` entry on ``key`` (details: ``deleted``, ``streams``), as
+        :meth:`delete_stream` records its own.
+        """
+        self._check_audit_open()
+        if self.access is not None:
+            for pattern in _read_patterns(streams):
+                await self._adenied(self.access, "read", pattern, needed_by)
+        if self.audit is None:
+            return await delete()
+        patterns = list(_read_patterns(streams))
+        return await self._audited(
+            delete(),
+            "checkpoint.delete",
+            key,
+            lambda deleted: {"deleted": deleted, "streams": patterns},
+        )
 
     def _denial_logs(self, access: AccessControl | None = None) -> list[tuple[AuditLog, str]]:
         """Where a denial is recorded, each log once: the ``AccessControl``'s, the store's."""
