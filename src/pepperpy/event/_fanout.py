@@ -17,7 +17,7 @@ from ._blame import named
 
 if TYPE_CHECKING:
     from ._event import Event
-    from ._manager import _Listener
+    from ._listeners import _Listener
 
 __all__: list[str] = []  # private helpers of _manager, imported by name
 

@@ -26,9 +26,11 @@ from ._errors import BufferFullError, ClosedError, ListenerLimitError, PatternEr
 from ._event import Event, make_event
 from ._fanout import _all_settled, _call_sync, _cancel_all, _cancellation
 from ._frames import release_locals
-from ._handlers import Handler, check_handler, is_async_callable
+from ._handlers import check_handler, is_async_callable
+from ._listeners import WeakListener, _Listener
 from ._options import check_count
 from ._patterns import PatternIndex, parse_pattern, parse_topic
+from ._registrations import Registrations
 from ._removal import Removed, check_removal, remove_last
 from ._retry import RetryPolicy, describe_delay
 
@@ -52,19 +54,6 @@ class DeadLetter:
     attempts: int
 
 
-class _Listener:
-    __slots__ = ("fired", "handler", "is_async", "key", "once", "pattern", "priority")
-
-    def __init__(self, pattern: str, handler: Handler, once: bool, priority: int) -> None:
-        self.pattern = pattern
-        self.handler = handler
-        self.is_async = is_async_callable(handler)
-        self.once = once
-        self.priority = priority
-        self.fired = False
-        self.key = 0
-
-
 def _priority_first(listener: _Listener) -> int:
     return -listener.priority
 
@@ -73,7 +62,7 @@ def _first(entry: tuple[ErrorCallback, bool]) -> ErrorCallback:
     return entry[0]
 
 
-class EventManager(Backpressure, AsyncClosing):
+class EventManager(Backpressure, Registrations, AsyncClosing):
     """Dispatches events to the handlers registered for their type (or a pattern).
 
     ``await emit(...)`` returns once every matching handler has finished, retries
@@ -109,16 +98,32 @@ class EventManager(Backpressure, AsyncClosing):
         self._drainers: list[_Waiter] = []  # drain() calls waiting for _scheduled to empty
         self._closed = False
         self._direct = buffer_size is None  # emit may skip buffer and closed checks
+        #: weak registrations whose handler was collected, to remove (see ._listeners)
+        self._dead: deque[_Listener] = deque()
 
     # -- registration -----------------------------------------------------------------
 
     @overload
     def on(
-        self, event_type: str, handler: None = None, *, once: bool = False, priority: int = 0
+        self,
+        event_type: str,
+        handler: None = None,
+        *,
+        once: bool = False,
+        priority: int = 0,
+        weak: bool = False,
     ) -> Callable[[H], H]: ...
 
     @overload
-    def on(self, event_type: str, handler: H, *, once: bool = False, priority: int = 0) -> H: ...
+    def on(
+        self,
+        event_type: str,
+        handler: H,
+        *,
+        once: bool = False,
+        priority: int = 0,
+        weak: bool = False,
+    ) -> H: ...
 
     def on(
         self,
@@ -127,40 +132,61 @@ class EventManager(Backpressure, AsyncClosing):
         *,
         once: bool = False,
         priority: int = 0,
+        weak: bool = False,
     ) -> H | Callable[[H], H]:
         """Register ``handler`` for ``event_type`` (a type or pattern); returns it unchanged.
 
         Usable as ``@manager.on("user.*")`` or ``manager.on("user.*", handler)``. A
         closed manager refuses it with :class:`ClosedError` (as a closed bus refuses
         ``subscribe``): it would never run.
+
+        ``weak=True`` holds the handler weakly (blinker's default): a bound method
+        through :class:`weakref.WeakMethod`, so the registration does not keep its
+        object alive, any other callable through :class:`weakref.ref`. Once the handler
+        (or the method's object) is collected, it is no longer called, nor listed by
+        :meth:`handlers`; its registration is removed lazily (see docs/manager.md). A
+        lambda or ``functools.partial`` made in the call, held nowhere else, is gone
+        as soon as the caller drops what ``on`` returned. A handler that cannot be
+        weakly referenced (``list.append``) is a ``TypeError``.
         """
-        self._check_options(event_type, once, priority)
+        self._check_options(event_type, once, priority, weak)
         if handler is None:
 
             def decorator(func: H) -> H:
-                self._add(event_type, func, once, priority)
+                self._add(event_type, func, once, priority, weak)
                 return func
 
             return decorator
-        self._add(event_type, handler, once, priority)
+        self._add(event_type, handler, once, priority, weak)
         return handler
 
     @overload
     def once(
-        self, event_type: str, handler: None = None, *, priority: int = 0
+        self, event_type: str, handler: None = None, *, priority: int = 0, weak: bool = False
     ) -> Callable[[H], H]: ...
 
     @overload
-    def once(self, event_type: str, handler: H, *, priority: int = 0) -> H: ...
+    def once(self, event_type: str, handler: H, *, priority: int = 0, weak: bool = False) -> H: ...
 
     def once(
-        self, event_type: str, handler: H | None = None, *, priority: int = 0
+        self,
+        event_type: str,
+        handler: H | None = None,
+        *,
+        priority: int = 0,
+        weak: bool = False,
     ) -> H | Callable[[H], H]:
         """Like :meth:`on`, but the handler runs for the first matching event only."""
-        return self.on(event_type, handler, once=True, priority=priority)
+        return self.on(event_type, handler, once=True, priority=priority, weak=weak)
 
     def listening(
-        self, event_type: str, handler: H, *, once: bool = False, priority: int = 0
+        self,
+        event_type: str,
+        handler: H,
+        *,
+        once: bool = False,
+        priority: int = 0,
+        weak: bool = False,
     ) -> AbstractContextManager[H]:
         """Register ``handler`` for the ``with`` block only (blinker's ``connected_to``).
 
@@ -170,32 +196,42 @@ class EventManager(Backpressure, AsyncClosing):
         block, stay. ``as`` gives ``handler``. What :meth:`on` refuses is refused here,
         at the call.
         """
-        self._check_options(event_type, once, priority)
+        self._check_options(event_type, once, priority, weak)
         check_handler(handler)
-        return self._listening(event_type, handler, once, priority)
+        return self._listening(event_type, handler, once, priority, weak)
 
     @contextmanager
-    def _listening(self, pattern: str, handler: H, once: bool, priority: int) -> Iterator[H]:
-        listener = self._add(pattern, handler, once, priority)
+    def _listening(
+        self, pattern: str, handler: H, once: bool, priority: int, weak: bool
+    ) -> Iterator[H]:
+        listener = self._add(pattern, handler, once, priority, weak)
         try:
             yield handler
         finally:
             self._index.remove(listener.pattern, listener.key)
 
-    def _check_options(self, event_type: str, once: bool, priority: int) -> None:
+    def _check_options(self, event_type: str, once: bool, priority: int, weak: bool) -> None:
         parse_pattern(event_type)
         if not isinstance(once, bool):
             raise TypeError(f"once must be a bool, got {once!r}")
+        if not isinstance(weak, bool):
+            raise TypeError(f"weak must be a bool, got {weak!r}")
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise TypeError(f"priority must be an int, got {priority!r}")
         self._check_open()
 
     def _add(
-        self, pattern: str, handler: Callable[..., Any], once: bool, priority: int
+        self, pattern: str, handler: Callable[..., Any], once: bool, priority: int, weak: bool
     ) -> _Listener:
         check_handler(handler)
         self._check_open()
-        listener = _Listener(pattern, handler, once, priority)
+        self._prune()  # dead weak registrations do not count against max_listeners
+        if weak:
+            listener: _Listener = WeakListener(
+                pattern, handler, once, priority, self._dead, self._prune
+            )
+        else:
+            listener = _Listener(pattern, handler, once, priority)
         with self._lock:  # registrations from other threads count too
             if self.max_listeners is not None:
                 count = len(self._index.items_for(pattern))
@@ -205,6 +241,8 @@ class EventManager(Backpressure, AsyncClosing):
                         f"(max_listeners={self.max_listeners})"
                     )
             listener.key = self._index.add(pattern, listener)
+        if listener.target() is None:  # a weak one collected before it had its key
+            self._index.remove(pattern, listener.key)
         return listener
 
     def _check_open(self) -> None:
@@ -222,12 +260,17 @@ class EventManager(Backpressure, AsyncClosing):
         ``TypeError`` (no registration can have been made with it).
         """
         check_removal("off", event_type, handler, pattern_name="event_type")
+        self._prune()
         return Removed(
-            self._index.remove_where(event_type, lambda listener: listener.handler == handler)
+            self._index.remove_where(event_type, lambda listener: listener.target() == handler)
         )
 
     def handlers(self, event_type: str) -> list[Callable[..., Any]]:
-        """The handlers an event of type ``event_type`` would reach, in call order."""
+        """The handlers an event of type ``event_type`` would reach, in call order.
+
+        A weak handler that was collected is not among them.
+        """
+        self._prune()
         try:
             listeners = self._index.match(event_type)
         except PatternError as exc:  # a pattern given: say what the argument is
@@ -238,7 +281,8 @@ class EventManager(Backpressure, AsyncClosing):
                 "and gives the handlers an event of that type would reach)",
                 "event type",
             ) from None
-        return [listener.handler for listener in listeners]
+        found = (listener.target() for listener in listeners)
+        return [handler for handler in found if handler is not None]
 
     @overload
     def on_error(self, callback: None = None) -> Callable[[H], H]: ...
