@@ -234,3 +234,24 @@ async def test_gc_from_another_thread_while_emitting() -> None:
     assert manager.patterns() == ["a.b"]
     assert list(manager.dead_letters) == []
     assert len(manager._index) == 1
+
+
+def test_collected_while_the_managers_locks_are_held() -> None:
+    # the garbage collector can run anywhere, also inside the manager's own critical
+    # sections (an allocation in index.add): its callback must not take those locks
+    manager = EventManager()
+    holder = [Receiver([])]
+    manager.on("a.b", holder[0].handle, weak=True)
+    done = threading.Event()
+
+    def drop() -> None:
+        with manager._index._lock, manager._lock:
+            holder.clear()  # the last reference: the weakref callback runs here
+        done.set()
+
+    thread = threading.Thread(target=drop, daemon=True)  # a deadlock must not hang the run
+    thread.start()
+    thread.join(5)
+    assert done.is_set(), "the weakref callback waited for a lock its own thread held"
+    assert manager.handlers("a.b") == []
+    assert len(manager._index) == 0
