@@ -385,14 +385,14 @@ class EventProcessor:
         The next attachment with that name starts at its ``from_position``. Reset a
         checkpoint only while no attachment uses it.
         """
-        from ._processor_checkpoint import checkpoint_key, checkpoints_for
+        from ._processor_checkpoint import checkpoint_key, checkpoints_for, forget
         from ._replay_options import check_store
 
         check_store(store)
-        key = checkpoint_key(checkpoint)
+        checkpoint_key(checkpoint)  # the name refused before anything is opened
         where, owned = checkpoints_for(store, checkpoints)
         try:
-            return await where.delete(key)
+            return await forget(store, where, checkpoint)
         finally:
             if owned:
                 await where.close()

@@ -88,6 +88,31 @@ def checkpoints_for(
     return opened, True
 
 
+async def forget(store: Any, where: CheckpointStore, name: str) -> bool:
+    """Delete processor checkpoint ``name`` from ``where``, as ``reset_checkpoint`` does.
+
+    Over a store with ``access=`` it needs ``read`` on the streams the attachment that
+    saved it reads (on ``#`` when it reads them all, or when no checkpoint is saved),
+    as attaching does; with the store's ``audit=`` the deletion is recorded.
+    """
+    key = checkpoint_key(name)
+    streams: list[str] | None = None
+    if store.access is not None:
+        saved = await where.load(key)
+        state = saved.state if saved is not None else None
+        if isinstance(state, dict) and state.get("scope") == "processor":
+            patterns = state.get("streams")
+            if isinstance(patterns, list) and all(isinstance(p, str) for p in patterns):
+                streams = patterns
+    forgetting: bool = await store._forget_checkpoint(
+        lambda: where.delete(key),
+        key,
+        streams,
+        f"resetting processor checkpoint {name!r}",
+    )
+    return forgetting
+
+
 def _patterns(value: str | Sequence[str] | None) -> list[str] | None:
     """Patterns as saved in a checkpoint: sorted and unique (None: every one)."""
     if value is None:

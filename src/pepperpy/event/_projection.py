@@ -46,7 +46,7 @@ import copy
 import logging
 import signal
 import time
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -353,14 +353,25 @@ class Projection:
         """
         await self._check_read()  # before anything is shredded or deleted
         encryption = self.store.encryption
-        try:
+
+        async def forget() -> bool:
             if encryption is not None:
                 await encryption.shred_state(self.name)
-            await self.state_store.delete(self._key)
+            return await self.state_store.delete(self._key)
+
+        try:  # audited (checkpoint.delete) with the store's audit=
+            await self._forget_checkpoint(forget)
         except BaseException as exc:
             await self._reload_after(exc)
             raise
         self._state, self._position, self._loaded = self._fresh_state(), None, True
+
+    async def _forget_checkpoint(self, forget: Callable[[], Awaitable[bool]]) -> bool:
+        """Run ``forget`` (which deletes the saved state), checked and audited by the
+        store as any consumer's checkpoint deletion."""
+        return await self.store._forget_checkpoint(
+            forget, self._key, self._filters()["streams"], f"rebuilding projection {self.name!r}"
+        )
 
     async def follow(self, *, retry_for: float | None = RETRY_FOR) -> None:
         """Catch up, then apply live appends as they commit, until cancelled (or the

@@ -106,6 +106,7 @@ class TableProjection(Projection):
             return self._position
 
     async def _load(self) -> Any:
+        await self._check_read()
         saved = await self.state_store.load(self._key)
         self._state, self._position = [], None if saved is None else saved.position
         self._loaded = True
@@ -235,15 +236,19 @@ class TableProjection(Projection):
                 "that empties its tables (in the same transaction that forgets its "
                 "position); nothing was changed"
             )
+        await self._check_read()  # before the tables are emptied
         database = self._database()
+
+        async def forget() -> bool:
+            if isinstance(database, SQLiteCheckpointStore):
+                return await database.delete_within(self._key, self._sqlite_guarded("reset", reset))
+            return await database.delete_within(
+                self._key, lambda db: self._call_async("reset", reset, db)
+            )
+
         try:
             await self._prepare(database)
-            if isinstance(database, SQLiteCheckpointStore):
-                await database.delete_within(self._key, self._sqlite_guarded("reset", reset))
-            else:
-                await database.delete_within(
-                    self._key, lambda db: self._call_async("reset", reset, db)
-                )
+            await self._forget_checkpoint(forget)  # audited with the store's audit=
         except BaseException as exc:
             await self._reload_after(exc)
             raise

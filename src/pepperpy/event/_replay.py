@@ -149,8 +149,28 @@ class EventReplay(AsyncClosing):
         return self._checkpoints
 
     async def reset(self, checkpoint: str) -> bool:
-        """Forget a checkpoint, so the next run with that name starts from the beginning."""
-        return await self.checkpoints.delete(checkpoint_key(checkpoint))
+        """Forget a checkpoint, so the next run with that name starts from the beginning.
+
+        Over a store with ``access=``, resetting needs what the replay that saved it
+        needs: ``read`` on its stream (a ``replay_stream`` checkpoint), on ``#`` for a
+        ``replay_all`` one, or for a name with no checkpoint saved (a denial is audited,
+        and nothing is deleted). With the store's ``audit=``, the deletion is recorded
+        (``checkpoint.delete``).
+        """
+        key = checkpoint_key(checkpoint)
+        checkpoints = self.checkpoints
+        streams: list[str] | None = None  # the whole log, unless it is one stream's
+        if self.store.access is not None:
+            saved = await checkpoints.load(key)
+            scope = saved.state.get("scope") if saved and isinstance(saved.state, dict) else None
+            if isinstance(scope, str) and scope.startswith("stream:"):
+                streams = [scope.removeprefix("stream:")]
+        return await self.store._forget_checkpoint(
+            lambda: checkpoints.delete(key),
+            key,
+            streams,
+            f"resetting replay checkpoint {checkpoint!r}",
+        )
 
     async def close(self) -> None:
         """Close the checkpoint store if this replay opened it."""
