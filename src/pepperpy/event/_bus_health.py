@@ -37,6 +37,13 @@ class BusHealth:
     oldest of them has run (None if none), to spot a handler that hangs.
     ``dead_letters``: events this bus dead-lettered since it was made (its handlers
     failed them after the retries; ``EventBus.dead_letters`` keeps the latest ones).
+    ``outage_reason``: why the broker is out of reach while ``outage`` is not None,
+    from the transport's latest failure: ``"credentials refused"`` (the broker answered
+    and refused the user and password or token), ``"access refused"`` (RabbitMQ: the
+    virtual host) or ``"unreachable"`` (the connection lost, refused, timed out or
+    silent); None while reachable, or from a transport that does not say.
+    ``outage_message``: the same for a person (the server, without its password, and
+    what the broker or the network said).
     """
 
     state: BusState
@@ -47,6 +54,8 @@ class BusHealth:
     in_progress: int
     longest_in_progress: float | None
     dead_letters: int
+    outage_reason: str | None = None
+    outage_message: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -75,6 +84,7 @@ def health(bus: EventBus) -> BusHealth:
         longest = max(0.0, time.monotonic() - min(d.began for d in running))
     unregistered = len(bus._unregistered)
     outage = bus.transport.outage() if state in ("running", "closing") else None
+    why = bus.transport.outage_reason() if outage is not None else None
     return BusHealth(
         state=state,
         transport=where(bus.transport),
@@ -84,4 +94,6 @@ def health(bus: EventBus) -> BusHealth:
         in_progress=len(running),
         longest_in_progress=longest,
         dead_letters=bus._dead_letter_count,
+        outage_reason=None if why is None else why[0],
+        outage_message=None if why is None else why[1],
     )

@@ -81,6 +81,15 @@ __all__ = [
     "shutdown_sockets",
 ]
 
+# Why a transport's broker is out of reach (``Transport.outage_reason``, ``BusHealth``):
+# a small, stable vocabulary for probes and dashboards to tell apart.
+#: the broker answered and refused the transport's credentials (user and password, token)
+CREDENTIALS_REFUSED = "credentials refused"
+#: the broker took the credentials but refused access (RabbitMQ: the virtual host)
+ACCESS_REFUSED = "access refused"
+#: anything else: the connection was lost, refused, reset, timed out or went silent
+UNREACHABLE = "unreachable"
+
 
 class NotDelivered(Exception):  # noqa: N818 - a signal, not an error
     """``sub.deliver`` refused: the subscription is being removed; the event was not started."""
@@ -194,6 +203,15 @@ class Transport(abc.ABC):
         is reachable as far as the transport knows (from its own connections' failures
         and successes; nothing is sent to ask). For :meth:`EventBus.health`; the
         default, for a transport that does not track it, is None.
+        """
+        return None
+
+    def outage_reason(self) -> tuple[str, str] | None:
+        """Why the broker is out of reach while :meth:`outage` is not None: a short,
+        stable reason (``"credentials refused"``, ``"access refused"`` or
+        ``"unreachable"``) and a message for a person, without passwords (what the broker
+        or the network said, from the latest failure). None while reachable, and by
+        default, for a transport that does not tell.
         """
         return None
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..._bus_logging import log_fields
+from ..base import CREDENTIALS_REFUSED, UNREACHABLE
 from ._client import drop_attempt
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ class Outage:
     warned: float | None = None
     #: whether the server refused the credentials of an attempt (logged once, an ERROR)
     refused: bool = False
+    #: why it goes on, from the latest failure (``Transport.outage_reason``)
+    reason: tuple[str, str] = (UNREACHABLE, "the connection to NATS was lost")
 
 
 def refused_credentials(exc: BaseException) -> bool:
@@ -157,6 +160,11 @@ class Outages:
         outage = self.outage
         return None if outage is None else time.monotonic() - outage.since
 
+    def reason(self) -> tuple[str, str] | None:
+        """Why the connection is not back (the latest failure); None while it is up."""
+        outage = self.outage
+        return None if outage is None else outage.reason
+
     def error(self, nc: Client, exc: Exception) -> None:
         """What nats-py reports: a lost connection, a failed attempt, a server error.
 
@@ -180,8 +188,13 @@ class Outages:
         outage.failures += 1
         drop_attempt(nc)
         if refused_credentials(exc):
+            outage.reason = (
+                CREDENTIALS_REFUSED,
+                f"NATS at {self.server} refuses the transport's credentials ({reason})",
+            )
             self._refused(nc, outage, reason)
             return
+        outage.reason = (UNREACHABLE, f"cannot reconnect to NATS at {self.server} ({reason})")
         now = time.monotonic()
         if outage.warned is not None and now - outage.warned < STILL_DOWN_EVERY:
             logger.debug("cannot reconnect to NATS at %s yet: %s", self.server, reason)
@@ -236,7 +249,13 @@ class Outages:
                 f"{unanswered - 1} pings in a row went unanswered (ping_interval="
                 f"{self.options.ping_interval}s): the connection went silent"
             )
-        self.outage = Outage(time.monotonic())
+        self.outage = Outage(
+            time.monotonic(),
+            reason=(
+                UNREACHABLE,
+                f"disconnected from NATS at {self.server} ({cause or 'connection lost'})",
+            ),
+        )
         logger.warning(
             "disconnected from NATS at %s (%s); reconnecting",
             self.server,

@@ -430,6 +430,11 @@ class NatsTransport(Connection, Transport):
         """Seconds since the connection to NATS was lost; None while it is up."""
         return self._outages.down_for()
 
+    def outage_reason(self) -> tuple[str, str] | None:
+        """Why the connection to NATS is not back (the latest failure): ``"credentials
+        refused"`` or ``"unreachable"``, with what the server or the network said."""
+        return self._outages.reason()
+
     def abandon(self) -> None:
         """Drop the connection of an event loop that ended; shut its socket down."""
         self._closed = True

@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING
 
 from ..._bus_logging import log_fields
 from ..._redact import redact_url
+from ..base import UNREACHABLE
 from ._connect import lost_reason
 from ._refusals import Refusals, refusal
 
@@ -412,6 +413,8 @@ class Outages:
         self.lost_at: float | None = None
         #: the broker refusing the reconnections (see _refusals)
         self.refusals = Refusals(url, reconnect_interval)
+        #: why the open outage goes on, from its latest failure (``outage_reason``)
+        self.why: tuple[str, str] | None = None
 
     def watch(self, connection: AbstractRobustConnection) -> None:
         """Log the outages of ``connection``; demote aio-pika's ERROR per channel meanwhile
@@ -447,12 +450,19 @@ class Outages:
         lost = self.lost_at
         return None if lost is None else time.monotonic() - lost
 
+    def reason(self) -> tuple[str, str] | None:
+        """Why the connection is not back (the latest failure); None while it is up."""
+        return None if self.lost_at is None else self.why
+
     def lost(self, reason: str) -> None:
         """The connection dropped, or an attempt to restore it failed (logged once)."""
-        if self._closed() or self.lost_at is not None:
+        if self._closed():
+            return
+        shown = redact_url(self.url)
+        self.why = (UNREACHABLE, f"lost the connection to RabbitMQ at {shown} ({reason})")
+        if self.lost_at is not None:
             return
         self.lost_at = time.monotonic()
-        shown = redact_url(self.url)
         logger.warning(
             "lost the connection to RabbitMQ at %s (%s); reconnecting every %gs",
             shown,
@@ -468,10 +478,11 @@ class Outages:
         if self.lost_at is None:
             self.lost_at = time.monotonic()
         self.refusals.refused(reason, connection, redact_url(self.url))
+        self.why = self.refusals.latest
 
     def restored(self, connection: object = None) -> None:
         """The robust connection is back, with every channel, queue and consumer."""
-        lost, self.lost_at = self.lost_at, None
+        lost, self.lost_at, self.why = self.lost_at, None, None
         refused = self.refusals.over(connection)
         if self._closed():
             return

@@ -21,6 +21,7 @@ import sys
 from typing import Any
 
 from ..._bus_logging import log_fields
+from ..base import ACCESS_REFUSED, CREDENTIALS_REFUSED
 from ._connect import vhost_refusal
 
 __all__ = ["REFUSED_BACKOFF_MAX", "Refusals", "refusal"]
@@ -54,6 +55,8 @@ class Refusals:
         self.reason: str | None = None
         #: refused attempts in the open outage
         self.attempts = 0
+        #: the latest refusal's reason (``Transport.outage_reason``) and message
+        self.latest: tuple[str, str] | None = None
 
     def refused(self, reason: str, connection: Any, shown: str) -> None:
         """An attempt of the robust ``connection`` was refused for ``reason``; ``shown``:
@@ -64,6 +67,12 @@ class Refusals:
             connection.reconnect_interval = min(
                 max(interval * 2, self.reconnect_interval), REFUSED_BACKOFF_MAX
             )
+        kind = (
+            ACCESS_REFUSED
+            if reason.startswith("the broker refused to open virtual host")
+            else (CREDENTIALS_REFUSED)
+        )
+        self.latest = (kind, f"RabbitMQ at {shown} refuses the transport's connection: {reason}")
         if self.reason is not None:
             logger.debug("RabbitMQ at %s refused a reconnection again: %s", shown, reason)
             return
@@ -87,7 +96,7 @@ class Refusals:
     def over(self, connection: Any) -> int:
         """The robust ``connection`` is back: reconnect every ``reconnect_interval``
         again; returns how many attempts the broker had refused."""
-        refused, self.reason, self.attempts = self.attempts, None, 0
+        refused, self.reason, self.attempts, self.latest = self.attempts, None, 0, None
         if refused and hasattr(connection, "reconnect_interval"):
             connection.reconnect_interval = self.reconnect_interval
         return refused

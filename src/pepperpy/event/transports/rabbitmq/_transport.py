@@ -287,6 +287,11 @@ class RabbitMQTransport(Transport):
         """Seconds since the connection to RabbitMQ was lost; None while it is up."""
         return self._outages.down_for()
 
+    def outage_reason(self) -> tuple[str, str] | None:
+        """Why the connection to RabbitMQ is not back (the latest failure): ``"credentials
+        refused"``, ``"access refused"`` (the virtual host) or ``"unreachable"``."""
+        return self._outages.reason()
+
     def abandon(self) -> None:
         """Drop the connection of an event loop that ended; shut its socket down."""
         self._closed = True

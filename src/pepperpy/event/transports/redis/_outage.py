@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..._bus_logging import log_fields
+from ..base import CREDENTIALS_REFUSED, UNREACHABLE
 from ._wire import logger, pool_exhausted
 
 if TYPE_CHECKING:
@@ -57,7 +58,16 @@ class Outages:
     time it came back.
     """
 
-    __slots__ = ("_failing", "_failures", "_since", "backoff", "refusals", "where")
+    __slots__ = (
+        "_failing",
+        "_failures",
+        "_reason",
+        "_refused",
+        "_since",
+        "backoff",
+        "refusals",
+        "where",
+    )
 
     def __init__(
         self, where: str, backoff: float, refusals: tuple[type[BaseException], ...] = ()
@@ -71,6 +81,10 @@ class Outages:
         self._failing: set[Hashable] = set()
         self._since: float | None = None  # monotonic time the open outage began
         self._failures = 0
+        #: why the open outage goes on (its latest failure), for ``health()``
+        self._reason: tuple[str, str] | None = None
+        #: whether Redis refused the credentials in the open outage (its ERROR logged)
+        self._refused = False
 
     @property
     def down(self) -> bool:
@@ -82,18 +96,37 @@ class Outages:
         since = self._since
         return None if since is None else time.monotonic() - since
 
+    def reason(self) -> tuple[str, str] | None:
+        """Why the open outage goes on, from its latest failure: ``("credentials
+        refused", ...)`` or ``("unreachable", ...)`` and what Redis or the network said;
+        None while none is open."""
+        return self._reason if self._since is not None else None
+
     def lost(self, key: Hashable | None, who: str, error: BaseException) -> None:
         """``who`` (loop ``key``, or a one-off command) found Redis unreachable."""
         if key is not None:
             self._failing.add(key)
         reason = str(error) or type(error).__name__
+        refused = isinstance(error, self.refusals)
+        if refused:
+            self._reason = (
+                CREDENTIALS_REFUSED,
+                f"Redis at {self.where} refuses the transport's credentials ({reason})",
+            )
+        else:
+            self._reason = (UNREACHABLE, f"Redis at {self.where} is unreachable ({reason})")
         if self._since is not None:
             self._failures += 1
-            logger.debug("%s: Redis unreachable (%s); reconnecting", who, reason)
-            return
-        self._since = time.monotonic()
-        self._failures = 1
-        if isinstance(error, self.refusals):  # a password rotated under a running service
+            if not refused or self._refused:
+                logger.debug("%s: Redis unreachable (%s); reconnecting", who, reason)
+                return
+        else:
+            self._since = time.monotonic()
+            self._failures = 1
+        if refused:  # a password rotated under a running service
+            # the ERROR once per outage, also when the outage began as a cut connection
+            # (the usual way: the reconnections after it are the ones refused)
+            self._refused = True
             logger.error(
                 "Redis at %s refuses the transport's credentials (%s, met by %s): check the "
                 "user and password in its URL; the transport's consumers keep trying, "
@@ -137,7 +170,8 @@ class Outages:
                 failed_attempts=self._failures,
             ),
         )
-        self._since = None
+        self._since = self._reason = None
+        self._refused = False
 
     def pool_blamed(self, exc: BaseException, pool_full: tuple[type[BaseException], ...]) -> bool:
         """True if ``exc`` is a full pool (one of ``pool_full``) and no outage is open.

@@ -218,6 +218,11 @@ class RedisTransport(Transport):
         every loop that failed since has had an answer again."""
         return self._outages.down_for()
 
+    def outage_reason(self) -> tuple[str, str] | None:
+        """Why Redis is out of reach (the latest failure): ``"credentials refused"`` or
+        ``"unreachable"``, with what Redis or the network said; None while reachable."""
+        return self._outages.reason()
+
     def abandon(self) -> None:
         """Drop the clients of an event loop that ended; shut their sockets down."""
         self._closed = True
