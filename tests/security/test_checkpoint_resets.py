@@ -183,3 +183,22 @@ async def test_a_rebuild_is_audited_as_a_checkpoint_deletion(tmp_path: Path) -> 
         ("tables:ledger", {"deleted": True, "streams": ["user.*"]}),
         ("projection:users", {"deleted": True, "streams": ["user.*"]}),
     ]
+
+
+# -- running a replay with a checkpoint ---------------------------------------------------
+
+
+async def test_a_refused_replay_tells_nothing_of_the_checkpoint_it_names(url: str) -> None:
+    log = AuditLog()
+    async with EventStore(url, access=policy(), audit=log) as store:
+        await seed(store)
+        async with EventReplay(store) as replay:
+            with acting_as("svc.admin"):
+                await replay.replay_all(checkpoint="everything")
+            with acting_as("svc.orders"):
+                # the checkpoint's scope ('all') is not told: read is refused first
+                with pytest.raises(AccessDenied, match=r"'user\.1'"):
+                    await replay.replay_stream("user.1", checkpoint="everything")
+                with pytest.raises(AccessDenied, match=r"'user\.#'"):
+                    await replay.replay_all(streams="user.#", checkpoint="everything")
+    assert ("svc.orders", "read", "user.1", "denied") in entries(log)

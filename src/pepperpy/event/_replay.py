@@ -37,7 +37,7 @@ from ._checkpoints import CheckpointStore, open_checkpoint_store, opened_by
 from ._closing import AsyncClosing
 from ._errors import ReplayError
 from ._event import Event
-from ._patterns import PatternIndex, parse_pattern
+from ._patterns import PatternIndex, parse_name, parse_pattern
 from ._removal import check_removal
 
 # re-exported with ``as``: _projection.py imports these from here
@@ -220,6 +220,9 @@ class EventReplay(AsyncClosing):
             retry_policy=retry_policy,
             position_of=_stream_position,
         )
+        # read first: a checkpoint is loaded only for a principal that may read the stream
+        parse_name(stream, "stream name")
+        await self.store._acheck_read(stream)
         start = await run.resume_from(check_start_pos(start_pos))
         if run.types is not None:  # how many of its events match is not known in advance
             return await run.execute(self.store.get_stream(stream, start))
@@ -272,10 +275,12 @@ class EventReplay(AsyncClosing):
             retry_policy=retry_policy,
             position_of=_global_position,
         )
+        selected_streams = list(stream_patterns) if stream_patterns else None
+        await self.store._acheck_read(selected_streams)  # before a checkpoint is loaded
         start = await run.resume_from(check_start_pos(start_pos))
         reader = self.store.read_all(
             start,
-            streams=list(stream_patterns) if stream_patterns else None,
+            streams=selected_streams,
             types=list(type_patterns) if type_patterns else None,
         )
         return await run.execute(reader)
