@@ -443,6 +443,32 @@ async def test_closing_with_the_deliveries_done_says_it_waits_for_the_transport(
     assert "no delivery in progress" not in still
 
 
+class _RefusedWhileClosing(_SlowToClose):
+    def outage_reason(self) -> tuple[str, str] | None:
+        return "credentials refused", "the broker refuses the transport's credentials"
+
+
+async def test_closing_says_the_broker_refuses_rather_than_is_unreachable(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a refused password is not a network outage: the progress line said "unreachable"
+    monkeypatch.setattr(_bus_serve, "PROGRESS_EVERY", 0.01)
+    caplog.set_level(logging.INFO, "pepperpy.event.bus")
+    transport = _RefusedWhileClosing()
+    bus = EventBus(transport=transport)
+    serving = asyncio.create_task(bus.serve(signals=()))
+    await _until(lambda: bus._serving and bus._started)
+    closing = asyncio.create_task(bus.close())
+    await _until(lambda: any("still closing" in m for m in _messages(caplog)))
+    transport.release.set()
+    await asyncio.wait_for(serving, DEADLINE)
+    await closing
+    [still, *_] = [line for line in _messages(caplog) if "still closing" in line]
+    assert still.endswith(
+        "; the broker has refused the connection for 7 s (credentials refused)"
+    ), still
+
+
 @pytest.mark.redis
 async def test_closing_counts_the_events_read_ahead_it_still_handles(
     redis_url: str, caplog: pytest.LogCaptureFixture

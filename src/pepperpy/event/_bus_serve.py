@@ -40,6 +40,7 @@ from ._handlers import CUT_OFF
 from ._redact import redact_url
 from ._seconds import check_seconds
 from .transports import MemoryTransport, Transport
+from .transports.base import UNREACHABLE
 
 if TYPE_CHECKING:
     from ._bus import EventBus
@@ -293,10 +294,14 @@ def _waiting_for(bus: EventBus, now: float) -> str:
     )
     try:
         outage = bus.transport.outage()
+        why = None if outage is None else bus.transport.outage_reason()
     except Exception:  # a transport's own report must not break the shutdown's log
-        outage = None
+        outage = why = None
     if outage is not None:
-        waiting += f"; the broker has been unreachable for {outage:.0f} s"
+        if why is None or why[0] == UNREACHABLE:
+            waiting += f"; the broker has been unreachable for {outage:.0f} s"
+        else:  # it answers, and refuses: not a network outage
+            waiting += f"; the broker has refused the connection for {outage:.0f} s ({why[0]})"
     return waiting
 
 
