@@ -36,6 +36,7 @@ from ._replay_options import (
 from ._replay_report import ReplayFailure, ReplayProgress, ReplayReport, ReplayStopped
 from ._retry import RetryPolicy
 from ._seconds import check_seconds
+from .security._principal import current_principal
 
 if TYPE_CHECKING:
     from ._replay import EventReplay
@@ -138,12 +139,31 @@ class ReplayRun:
             return start
         state = saved.state if isinstance(saved.state, dict) else {}
         if state.get("scope") != self.scope:
+            theirs = state.get("scope")
+            if not self._may_read_scope(theirs):
+                raise ReplayError(
+                    f"checkpoint {self.checkpoint_name!r} belongs to another replay, not one "
+                    f"of {self.scope!r} (which one is withheld: principal "
+                    f"{current_principal() or 'anonymous'!r} may not read what it "
+                    "replayed): use another name"
+                )
             raise ReplayError(
                 f"checkpoint {self.checkpoint_name!r} belongs to a replay of "
-                f"{state.get('scope')!r}, not {self.scope!r}: use another name or reset it"
+                f"{theirs!r}, not {self.scope!r}: use another name or reset it"
             )
         self.saved_position = saved.position
         return max(start, saved.position + 1)
+
+    def _may_read_scope(self, scope: object) -> bool:
+        """Whether this principal may read what a replay of ``scope`` read (always, on a
+        store without ``access=``): else a checkpoint's scope is not told."""
+        access = self.replay.store.access
+        if access is None:
+            return True
+        target = "#"
+        if isinstance(scope, str) and scope.startswith("stream:"):
+            target = scope.removeprefix("stream:")
+        return access.is_allowed(current_principal(), "read", target)
 
     async def execute(self, reader: EventReader) -> ReplayReport:
         self.started = time.perf_counter()
