@@ -1,29 +1,181 @@
-"""EventManager's "every registration" operations, as a mixin (:class:`Registrations`).
+"""EventManager's registration bookkeeping, as a mixin (:class:`Registrations`).
 
-``off_all`` (pyee's ``remove_all_listeners``) and ``patterns`` (pyee's ``event_names``),
-and the removal of weak registrations whose handler was collected (see
-:mod:`._listeners` for why that removal is lazy).
+Adding a registration (what :meth:`~pepperpy.event.EventManager.on` and ``once`` call),
+``listening`` (a registration for a ``with`` block), ``off``, ``handlers``, ``off_all``
+(pyee's ``remove_all_listeners``), ``patterns`` (pyee's ``event_names``),
+``on_error``/``off_error``, and the removal of weak registrations whose handler was
+collected (see :mod:`._listeners` for why that removal is lazy). Nothing here is on
+the emit path: an emit reads the index directly.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from ._errors import ClosedError, ListenerLimitError, PatternError
+from ._handlers import check_handler, is_async_callable
+from ._listeners import WeakListener, _Listener
 from ._patterns import PatternIndex, parse_pattern
+from ._removal import Removed, check_removal, remove_last
 
 if TYPE_CHECKING:
-    from ._listeners import _Listener
+    from ._manager import DeadLetter
 
-__all__ = ["Registrations"]
+__all__ = ["ErrorCallback", "Registrations"]
+
+H = TypeVar("H", bound=Callable[..., Any])
+ErrorCallback = Callable[["DeadLetter"], Any]
+
+
+def _first(entry: tuple[ErrorCallback, bool]) -> ErrorCallback:
+    return entry[0]
 
 
 class Registrations:
     """The registration bookkeeping :class:`~pepperpy.event.EventManager` shares; it
     sets the attributes below."""
 
+    max_listeners: int | None
     _index: PatternIndex[_Listener]
     _dead: deque[_Listener]
+    _lock: threading.Lock
+    _closed: bool
+    _error_callbacks: list[tuple[ErrorCallback, bool]]
+
+    def listening(
+        self,
+        event_type: str,
+        handler: H,
+        *,
+        once: bool = False,
+        priority: int = 0,
+        weak: bool = False,
+    ) -> AbstractContextManager[H]:
+        """Register ``handler`` for the ``with`` block only (blinker's ``connected_to``).
+
+        ``with manager.listening("user.*", seen.append): ...`` registers as :meth:`on`
+        does and, on leaving the block (an exception included), removes that one
+        registration: the handler's other registrations, made before or inside the
+        block, stay. ``as`` gives ``handler``. What :meth:`on` refuses is refused here,
+        at the call.
+        """
+        self._check_options(event_type, once, priority, weak)
+        check_handler(handler)
+        return self._listening(event_type, handler, once, priority, weak)
+
+    @contextmanager
+    def _listening(
+        self, pattern: str, handler: H, once: bool, priority: int, weak: bool
+    ) -> Iterator[H]:
+        listener = self._add(pattern, handler, once, priority, weak)
+        try:
+            yield handler
+        finally:
+            self._index.remove(listener.pattern, listener.key)
+
+    def _check_options(self, event_type: str, once: bool, priority: int, weak: bool) -> None:
+        parse_pattern(event_type)
+        if not isinstance(once, bool):
+            raise TypeError(f"once must be a bool, got {once!r}")
+        if not isinstance(weak, bool):
+            raise TypeError(f"weak must be a bool, got {weak!r}")
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise TypeError(f"priority must be an int, got {priority!r}")
+        self._check_open()
+
+    def _add(
+        self, pattern: str, handler: Callable[..., Any], once: bool, priority: int, weak: bool
+    ) -> _Listener:
+        check_handler(handler)
+        self._check_open()
+        self._prune()  # dead weak registrations do not count against max_listeners
+        if weak:
+            listener: _Listener = WeakListener(
+                pattern, handler, once, priority, self._dead, self._prune
+            )
+        else:
+            listener = _Listener(pattern, handler, once, priority)
+        with self._lock:  # registrations from other threads count too
+            if self.max_listeners is not None:
+                count = len(self._index.items_for(pattern))
+                if count >= self.max_listeners:
+                    raise ListenerLimitError(
+                        f"{pattern!r} already has {count} handlers "
+                        f"(max_listeners={self.max_listeners})"
+                    )
+            listener.key = self._index.add(pattern, listener)
+        if listener.target() is None:  # a weak one collected before it had its key
+            self._index.remove(pattern, listener.key)
+        return listener
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the EventManager is closed: a handler added now would never run")
+
+    def off(self, event_type: str, handler: Callable[..., Any]) -> Awaitable[bool]:
+        """Remove ``handler``'s registrations for ``event_type``; ``await`` it for True if
+        any was removed.
+
+        The removal is done when ``off`` returns: awaiting the result only reads it (it
+        never suspends), and a forgotten ``await`` still removes the handler. Safe from
+        inside a handler: an emit already running keeps its handler list.
+        ``event_type`` that is not a str, or a ``handler`` that is not callable, is a
+        ``TypeError`` (no registration can have been made with it).
+        """
+        check_removal("off", event_type, handler, pattern_name="event_type")
+        self._prune()
+        return Removed(
+            self._index.remove_where(event_type, lambda listener: listener.target() == handler)
+        )
+
+    def handlers(self, event_type: str) -> list[Callable[..., Any]]:
+        """The handlers an event of type ``event_type`` would reach, in call order.
+
+        A weak handler that was collected is not among them.
+        """
+        self._prune()
+        try:
+            listeners = self._index.match(event_type)
+        except PatternError as exc:  # a pattern given: say what the argument is
+            raise PatternError(
+                exc.pattern,
+                exc.position,
+                f"{exc.reason} (handlers() takes an event's type, such as 'order.placed', "
+                "and gives the handlers an event of that type would reach)",
+                "event type",
+            ) from None
+        found = (listener.target() for listener in listeners)
+        return [handler for handler in found if handler is not None]
+
+    @overload
+    def on_error(self, callback: None = None) -> Callable[[H], H]: ...
+
+    @overload
+    def on_error(self, callback: H) -> H: ...
+
+    def on_error(self, callback: H | None = None) -> H | Callable[[H], H]:
+        """Register a sync or async callback that receives each :class:`DeadLetter`."""
+        if callback is None:
+            return self.on_error  # @manager.on_error(): the same checks as the direct form
+        check_handler(callback, "error callback")
+        self._error_callbacks.append((callback, is_async_callable(callback)))
+        return callback
+
+    def off_error(self, callback: Callable[..., Any]) -> bool:
+        """Undo one :meth:`on_error` of ``callback``: True if it was registered.
+
+        A callback registered twice is called twice per dead letter; each ``off_error``
+        removes one registration, the most recent first. Callbacks compare with ``==``
+        (a bound method taken again matches). Safe from inside an error callback: the
+        dead letter being dispatched still reaches every callback registered when its
+        dispatch began; the next one does not reach ``callback``. A ``callback`` that
+        is not callable is a ``TypeError``.
+        """
+        return remove_last("off_error", self._error_callbacks, callback, _first)
 
     def off_all(self, pattern: str | None = None) -> int:
         """Remove every registration made under exactly ``pattern``, or every
