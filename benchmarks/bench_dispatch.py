@@ -254,6 +254,15 @@ def _routing_workload(count: int, seed: int = 7) -> tuple[list[str], list[str]]:
     return patterns, topics
 
 
+def _id_topics(count: int, seed: int = 11) -> list[str]:
+    """``count`` distinct topics ``<word>.<id>.<word>`` (``w3.d0001f2.w7``) over the words of
+    :func:`_routing_workload`, the first of 10, the last of 30: every lookup is a topic
+    never seen, of one of 300 shapes (an entity's events: ``orders.<id>.created``)."""
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(30)]
+    return [f"{rng.choice(words[:10])}.d{n:07x}.{rng.choice(words)}" for n in range(count)]
+
+
 def _routing(kind: str, patterns: list[str], topics: list[str]) -> Runner:
     if kind == "paho":
         matcher = MQTTMatcher()
@@ -354,6 +363,18 @@ async def main(quick: bool = False) -> str:
             "pepperpy PatternIndex (cache of 4,096 topics)": _routing("cached", patterns, topics),
             "pepperpy PatternIndex (cache disabled: trie walk)": _routing(
                 "uncached", patterns, topics
+            ),
+        },
+        n // 4,
+    )
+    id_topics = _id_topics(n // 4)
+    await section(
+        "Routing: 1,000 wildcard subscriptions, topics carrying ids (each topic new)",
+        "paho MQTTMatcher.iter_match",
+        {
+            "paho MQTTMatcher.iter_match": _routing("paho", patterns, id_topics),
+            "pepperpy PatternIndex (cache of 4,096 topics)": _routing(
+                "cached", patterns, id_topics
             ),
         },
         n // 4,

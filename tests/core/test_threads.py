@@ -56,6 +56,8 @@ def test_two_threads_evicting_the_same_cached_topic_both_succeed() -> None:
     index: PatternIndex[str] = PatternIndex(cache_size=2)
     index.add("a.*", "one")
     index.add("a.#", "two")
+    # topics of named tokens only are cached by topic (an unnamed one, by shape)
+    index.add("1.2.3.4", "names")
     index.match("a.1")
     index.match("a.2")  # the cache is full
     cache = _EvictionRace(index._cache)

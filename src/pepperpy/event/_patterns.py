@@ -19,9 +19,11 @@ a cache nobody reads any more, never in the current one.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from functools import cache, lru_cache
+from itertools import islice
 from typing import Any, Generic, TypeVar
 
 from ._errors import PatternError
@@ -43,14 +45,31 @@ ONE = "*"
 ANY = "#"
 _WILDCARDS = frozenset((ONE, ANY))
 
+# a valid topic, checked in C (str methods for ASCII, this for the rest): tokens of anything
+# but dots, wildcards, whitespace (``\s`` is ``str.isspace()``), control characters and
+# lone surrogates; _tokens() walks the text character by character only to name what is
+# wrong
+_TOPIC_TOKEN = r"[^.*#\s\x00-\x1f\x7f\ud800-\udfff]+"
+_valid_topic = re.compile(rf"{_TOPIC_TOKEN}(?:\.{_TOPIC_TOKEN})*").fullmatch
+_CHECK_BYTES_FROM = MAX_NAME_BYTES // 4  # shorter texts cannot exceed the byte limit
+
 
 def _tokens(text: str, *, wildcards: bool) -> tuple[str, ...]:
+    if not wildcards and text.__class__ is str and len(text) <= _CHECK_BYTES_FROM:
+        if text.isascii():
+            # ASCII: printable leaves out control characters and every whitespace but " "
+            if text.isprintable() and " " not in text and "*" not in text and "#" not in text:
+                tokens = tuple(text.split("."))
+                if "" not in tokens:
+                    return tokens
+        elif _valid_topic(text) is not None:
+            return tuple(text.split("."))
     kind = "pattern" if wildcards else "topic"
     if not isinstance(text, str):
         raise TypeError(f"a {kind} must be a str, got {type(text).__name__}")
     if not text:
         raise PatternError(text, 0, "empty", kind)
-    if len(text) > MAX_NAME_BYTES // 4:
+    if len(text) > _CHECK_BYTES_FROM:
         limit = name_limit(text)  # a dead-letter topic may exceed it by its prefix
         overflow = overflow_index(text, limit)
         if overflow is not None:
@@ -203,6 +222,11 @@ class PatternIndex(Generic[T]):
         self._order = order
         self._root: _Node[T] = _Node()
         self._cache: dict[str, tuple[T, ...]] = {}
+        #: results by shape: a topic with tokens no pattern names literally (ids, say)
+        #: matches as the topic with each of those tokens replaced by "" (no pattern's)
+        self._shapes: dict[tuple[str, ...], tuple[T, ...]] = {}
+        #: how many registrations name each literal token
+        self._literals: dict[str, int] = {}
         self._cache_size = cache_size
         self._sequence = 0
         self._count = 0
@@ -231,11 +255,17 @@ class PatternIndex(Generic[T]):
                 if nxt is None:
                     nxt = node.children[token] = _Node()
                 node = nxt
+                self._literals[token] = self._literals.get(token, 0) + 1
         self._sequence += 1
         node.entries[self._sequence] = item
         self._count += 1
-        self._cache = {}  # after the trie changed: see match()
+        self._forget_results()
         return self._sequence
+
+    def _forget_results(self) -> None:
+        """Start both caches afresh, after the trie changed (see :meth:`match`)."""
+        self._cache = {}
+        self._shapes = {}
 
     def remove(self, pattern: str, key: int) -> bool:
         """Remove the registration ``key`` made under ``pattern``; False if absent."""
@@ -261,6 +291,13 @@ class PatternIndex(Generic[T]):
         if node.entries.pop(key, None) is None:
             return False
         self._count -= 1
+        for token in tokens:
+            if token not in _WILDCARDS:
+                left = self._literals[token] - 1
+                if left:
+                    self._literals[token] = left
+                else:
+                    del self._literals[token]
         for parent, token in reversed(path):  # prune empty branches
             child = parent.any if token == ANY else parent.one if token == ONE else None
             if child is None:
@@ -273,7 +310,7 @@ class PatternIndex(Generic[T]):
                 parent.one = None
             else:
                 del parent.children[token]
-        self._cache = {}  # after the trie changed: see match()
+        self._forget_results()
         return True
 
     def remove_where(self, pattern: str, registered: Callable[[T], bool]) -> bool:
@@ -306,59 +343,71 @@ class PatternIndex(Generic[T]):
         cached = self._cache.get(topic)
         if cached is not None:
             return cached
-        # the cache as it is before the walk: a change meanwhile replaces it, so a result
-        # found in an index that changed under the walk is stored where nobody reads it
-        # (not named ``cache``: CPython 3.11 compiles ``cache.get()`` as a call on the
-        # module imported under that name, unspecialised, 30 ns slower)
+        # the caches as they are before the walk: a change meanwhile replaces them, so a
+        # result found in an index that changed under the walk is stored where nobody
+        # reads it (not named ``cache``: CPython 3.11 compiles ``cache.get()`` as a call
+        # on the module imported under that name, unspecialised, 30 ns slower)
         results = self._cache
-        found = self._lookup(parse_topic(topic))
-        if len(results) >= self._cache_size:
-            if not self._cache_size:  # caching is off
+        shapes = self._shapes
+        # not parse_topic(): its cache would only churn with topics the caches here miss
+        tokens = _tokens(topic, wildcards=False)
+        literals = self._literals
+        for token in tokens:
+            if token not in literals:
+                # a token no pattern names (an id): topics differing only there match
+                # alike, so they share one result, kept apart from the by-topic cache
+                # that such topics, often each seen once, would otherwise flush
+                shape = tuple([token if token in literals else "" for token in tokens])
+                found = shapes.get(shape)
+                if found is None:
+                    found = self._lookup(shape)
+                    _remember(shapes, shape, found, self._cache_size)
                 return found
-            try:
-                results.pop(next(iter(results)), None)
-            except (RuntimeError, StopIteration):  # another thread changed it meanwhile
-                pass
-        results[topic] = found
+        found = self._lookup(tokens)
+        _remember(results, topic, found, self._cache_size)
         return found
 
     def _lookup(self, tokens: tuple[str, ...]) -> tuple[T, ...]:
         found: dict[int, T] = {}
         last = len(tokens)
+        # (node, token index) still to walk: literal tokens are followed in place, '*'
+        # and '#' branches wait here (a loop, not recursion: no call per branch)
+        branches: list[tuple[_Node[T], int]] = [(self._root, 0)]
+        branch, later = branches.pop, branches.append
         # only '#' nodes can be reached twice at one position; remembering those keeps
         # patterns with several '#' polynomial
-        seen: set[tuple[int, int]] = set()
-
-        def walk(node: _Node[T], i: int) -> None:
-            while True:  # follow literal tokens iteratively, branch recursively
+        seen: set[tuple[int, int]] | None = None
+        while branches:
+            node, i = branch()
+            while True:
                 rest = node.any
                 if rest is not None:
                     if rest.entries:  # a trailing '#' matches whatever remains
                         found.update(rest.entries)
                     if rest.children or rest.one is not None or rest.any is not None:
+                        if seen is None:
+                            seen = set()
                         ident = id(rest)
                         for k in range(i, last + 1):
                             if (ident, k) not in seen:
                                 seen.add((ident, k))
-                                walk(rest, k)
+                                later((rest, k))
                 if i == last:
                     if node.entries:
                         found.update(node.entries)
-                    return
+                    break
                 if node.one is not None:
-                    walk(node.one, i + 1)
+                    later((node.one, i + 1))
                 child = node.children.get(tokens[i])
                 if child is None:
-                    return
+                    break
                 node = child
                 i += 1
-
-        walk(self._root, 0)
         if not found:
             return ()
         if len(found) == 1:
             return tuple(found.values())
-        ordered = [found[key] for key in sorted(found)]
+        ordered = list(map(found.__getitem__, sorted(found)))  # registration order
         if self._order is not None:
             ordered.sort(key=self._order)
         return tuple(ordered)
@@ -372,6 +421,22 @@ class PatternIndex(Generic[T]):
             stack.extend(node.children.values())
             stack.extend(n for n in (node.one, node.any) if n is not None)
         return iter([entries[key] for key in sorted(entries)])
+
+
+def _remember(results: dict[Any, Any], key: Any, found: Any, size: int) -> None:
+    """Keep ``found`` under ``key`` in a cache of at most ``size`` entries (the oldest go)."""
+    if len(results) >= size:
+        if not size:  # caching is off
+            return
+        # the oldest quarter at once: finding the oldest entry walks past the slots of
+        # those removed before it, so removing one at a time would cost O(size) a miss
+        try:
+            oldest = list(islice(results, max(1, size // 4)))
+        except RuntimeError:  # another thread changed it meanwhile
+            oldest = []
+        for old in oldest:
+            results.pop(old, None)
+    results[key] = found
 
 
 def validate_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
