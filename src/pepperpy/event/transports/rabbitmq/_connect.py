@@ -150,20 +150,30 @@ def connect_failure(url: str, exc: BaseException) -> str:
 
 def vhost_refusal(url: str, exc: BaseException) -> str | None:
     """What the broker said in refusing to open ``url``'s virtual host, which aiormq
-    raised as ``exc`` (see :func:`connect_failure`); None if ``exc`` is no such refusal."""
-    text = str(exc) or repr(exc)
-    if "Connection.OpenOk" not in text or "Connection.Close" not in text:
+    raised as ``exc`` (see :func:`connect_failure`); None if ``exc`` is no such refusal.
+
+    Told by class: aiormq's ``InvalidFrameError`` raised over the ``Connection.Close``
+    the broker answered ``Connection.Open`` with (its reply code and text are the
+    frame's). Only when that frame is no longer among the locals (another aiormq
+    release, a traceback cleared) is aiormq's wording of the error looked at, and the
+    message then says what the refusal can mean.
+    """
+    errors = sys.modules.get("aiormq.exceptions")
+    if errors is None or not isinstance(exc, errors.InvalidFrameError):
         return None
     vhost = virtual_host(url)
     user = urlsplit(url).username
     whose = f"user {unquote(user)!r}" if user else "the user"
     close = _close_frame(exc)
     if close is None:
+        text = str(exc) or repr(exc)
+        if "Connection.OpenOk" not in text or "Connection.Close" not in text:
+            return None
         return (
             f"the broker refused to open virtual host {vhost!r} (it does not "
             f"exist, or {whose} has no permission for it)"
         )
-    code = getattr(close, "reply_code", "?")
+    code = getattr(close, "reply_code", None) or "?"
     reason = getattr(close, "reply_text", "") or "no reason given"
     return (
         f"the broker refused to open virtual host {vhost!r}: {reason} "

@@ -65,7 +65,7 @@ from ..._bus_logging import log_fields
 from ..._redact import redact_url
 from ..base import UNREACHABLE
 from ._connect import lost_reason
-from ._refusals import Refusals, refusal
+from ._refusals import Refusal, Refusals, refusal
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustConnection
@@ -471,13 +471,13 @@ class Outages:
             extra=log_fields("outage", transport=shown, reason=reason),
         )
 
-    def refused(self, reason: str, connection: object) -> None:
+    def refused(self, refused: Refusal, connection: object) -> None:
         """The broker refused an attempt to reconnect (an ERROR once per outage)."""
         if self._closed():
             return
         if self.lost_at is None:
             self.lost_at = time.monotonic()
-        self.refusals.refused(reason, connection, redact_url(self.url))
+        self.refusals.refused(refused, connection, redact_url(self.url))
         self.why = self.refusals.latest
 
     def restored(self, connection: object = None) -> None:

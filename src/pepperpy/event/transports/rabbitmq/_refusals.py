@@ -1,5 +1,6 @@
 """The broker refusing the transport's reconnections: its credentials (a password changed
-under a running service, a user deleted) or its virtual host (permissions taken away).
+under a running service, a user deleted), its virtual host (permissions taken away), or
+the exchanges and queues it restores (their configure permission taken away).
 
 ``start()`` fails at once on such a refusal (``_connect.may_come_up``). Once running, the
 robust connection retries it every ``reconnect_interval`` after the connection was lost,
@@ -12,19 +13,28 @@ records of the refused attempts are DEBUG, and the attempts back off, doubling f
 ``reconnect_interval`` up to :data:`REFUSED_BACKOFF_MAX` seconds between two, until
 one is let in: the usual INFO then says the connection is back, and the interval is
 ``reconnect_interval`` again.
+
+A refusal is told by the driver's exception class and the reply code the broker closed
+with, never by the wording of its reply (which changes between releases): aiormq's
+``AuthenticationError`` (no common login mechanism) and ``ProbableAuthenticationError``
+(a ``Connection.Close`` with reply code 403 in reply to the login) are the credentials;
+``ChannelAccessRefused`` (a ``Channel.Close`` with reply code 403: an exchange or queue
+the user may not declare) and the ``Connection.Close`` in reply to ``Connection.Open``
+(see ``_connect.vhost_refusal``) are access.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
 
 from ..._bus_logging import log_fields
 from ..base import ACCESS_REFUSED, CREDENTIALS_REFUSED
 from ._connect import vhost_refusal
 
-__all__ = ["REFUSED_BACKOFF_MAX", "Refusals", "refusal"]
+__all__ = ["REFUSED_BACKOFF_MAX", "Refusal", "Refusals", "entity_refusal", "refusal"]
 
 logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
 
@@ -32,16 +42,45 @@ logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
 REFUSED_BACKOFF_MAX = 15.0
 
 
-def refusal(url: str, error: object) -> str | None:
-    """What the broker said in refusing a connection attempt that failed with ``error``
-    (bad credentials: ``ACCESS_REFUSED``; a virtual host it does not open); None for
-    any other failure (the broker could not be reached, say)."""
+class Refusal(NamedTuple):
+    """The broker said no: ``kind`` is ``Transport.outage_reason``'s (credentials or
+    access refused), ``reason`` what it said, with what to check."""
+
+    kind: str
+    reason: str
+
+
+def refusal(url: str, error: object) -> Refusal | None:
+    """The broker's refusal a connection attempt (or the restore of its channels) to
+    ``url`` failed with, as ``error``; None for any other failure (the broker could not
+    be reached, say)."""
     errors = sys.modules.get("aiormq.exceptions")
     if errors is None or not isinstance(error, BaseException):
         return None
     if isinstance(error, errors.AuthenticationError | errors.ProbableAuthenticationError):
-        return f"{str(error) or type(error).__name__}; check the user and password in its URL"
-    return vhost_refusal(url, error)
+        said = str(error) or type(error).__name__
+        return Refusal(CREDENTIALS_REFUSED, f"{said}; check the user and password in its URL")
+    entity = entity_refusal(url, error)
+    if entity is not None:
+        return Refusal(ACCESS_REFUSED, f"restoring the channels: {entity}")
+    vhost = vhost_refusal(url, error)
+    return None if vhost is None else Refusal(ACCESS_REFUSED, vhost)
+
+
+def entity_refusal(url: str, error: BaseException) -> str | None:
+    """What the broker said in refusing ``url``'s user an exchange or queue (a channel
+    closed with reply code 403, aiormq's ``ChannelAccessRefused``: no configure, write or
+    read permission that matches it); None if ``error`` is no such refusal."""
+    errors = sys.modules.get("aiormq.exceptions")
+    if errors is None or not isinstance(error, errors.ChannelAccessRefused):
+        return None
+    said = str(error.args[0]) if error.args else "no reason given"
+    user = urlsplit(url).username
+    whose = f"user {unquote(user)!r}" if user else "the user"
+    return (
+        f"the broker refuses {whose} access: {said} (reply code 403); check the "
+        f"permissions of {whose} (rabbitmqctl list_user_permissions)"
+    )
 
 
 class Refusals:
@@ -58,20 +97,16 @@ class Refusals:
         #: the latest refusal's reason (``Transport.outage_reason``) and message
         self.latest: tuple[str, str] | None = None
 
-    def refused(self, reason: str, connection: Any, shown: str) -> None:
-        """An attempt of the robust ``connection`` was refused for ``reason``; ``shown``:
-        the URL without its password."""
+    def refused(self, refused: Refusal, connection: Any, shown: str) -> None:
+        """An attempt of the robust ``connection`` was ``refused``; ``shown``: the URL
+        without its password."""
+        kind, reason = refused
         self.attempts += 1
         interval = getattr(connection, "reconnect_interval", None)
         if isinstance(interval, int | float):  # aio-pika reads it before each pause
             connection.reconnect_interval = min(
                 max(interval * 2, self.reconnect_interval), REFUSED_BACKOFF_MAX
             )
-        kind = (
-            ACCESS_REFUSED
-            if reason.startswith("the broker refused to open virtual host")
-            else (CREDENTIALS_REFUSED)
-        )
         self.latest = (kind, f"RabbitMQ at {shown} refuses the transport's connection: {reason}")
         if self.reason is not None:
             logger.debug("RabbitMQ at %s refused a reconnection again: %s", shown, reason)

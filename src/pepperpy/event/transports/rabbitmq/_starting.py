@@ -19,6 +19,7 @@ from ..base import cancelled_by_caller, cancelling, quietly
 from ._connect import Handshake, connect_failure, handshake_failure, may_come_up, not_amqp
 from ._heartbeat import watch_heartbeats
 from ._logs import quiet_failed_connects
+from ._refusals import entity_refusal
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustConnection
@@ -49,9 +50,10 @@ async def start(transport: RabbitMQTransport) -> None:
             )
     except aio_pika.exceptions.AMQPError as exc:
         await discard(transport, connection)
+        refused = entity_refusal(transport.url, exc)  # by class: a 403, no permission
         raise TransportError(
-            f"cannot declare topic exchange {transport.exchange_name!r}: {exc}"
-            " (does an exchange of another type or durability have that name?)"
+            f"cannot declare topic exchange {transport.exchange_name!r}: "
+            + (refused or f"{exc} (does an exchange of another type or durability have that name?)")
         ) from exc
     except (TimeoutError, OSError, asyncio.CancelledError) as exc:
         await discard(transport, connection)
