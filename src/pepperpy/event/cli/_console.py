@@ -37,20 +37,21 @@ pattern or stream name gets a 400 with ``{"error": message}`` (a short page for 
 routes). A store that cannot answer (closed, its database unreachable) gets a 503 with
 ``Retry-After: 1``, an access-control refusal a 403; any other failure is a bug of the
 console: a 500 with ``{"error": "internal error"}``, its traceback logged once.
+
+Here: the routes and the activity counts (``/api/stats``; tests set ``_now`` and
+``STATS_SECONDS`` here). The checks of a request and
+the answer to a failure are in :mod:`._console_requests`, the stream list's paging in
+:mod:`._console_streams`, the HTML in :mod:`._console_pages`, the live tail's
+Server-Sent Events in :mod:`._console_tail`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import html
-import logging
-import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
-from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -58,166 +59,32 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .. import _json
-from .._errors import (
-    AccessDenied,
-    ClosedError,
-    EncryptionError,
-    PatternError,
-    StoreError,
-    StreamDeletedError,
-)
 from .._event import Event
-from .._patterns import parse_name, parse_pattern
-from ..store import EventStore, StoreSubscription
+from ..store import EventStore
 from ..store.base import MINUTE, from_micros, to_micros
+from ._console_pages import _TAIL_BODY, _chart, _event_row, _page, _stream_href
+from ._console_requests import (
+    _DECIMAL,
+    MAX_MINUTES,
+    MAX_POSITION,
+    _flag,
+    _guarded,
+    _int,
+    _json_response,
+    _known,
+    _limit,
+    _patterns,
+    _stream_name,
+    _tail_parameters,
+)
+from ._console_streams import _page_url, _streams_page
+from ._console_tail import _sse
 from ._counts import stream_length
-from ._errors import scrub
 from ._hosts import LOOPBACK_HOSTS, HostCheck
 from ._hosts import allowed_hosts as parse_hosts
 from ._tail import last_events
 
 __all__ = ["LOOPBACK_HOSTS", "console_app"]
-
-logger = logging.getLogger("pepperpy.event.console")
-
-PAGE_LIMIT = 100
-MAX_LIMIT = 1000
-MAX_POSITION = 2**63 - 1  # the store's largest position (signed 64-bit)
-MAX_MINUTES = 24 * 60
-HEARTBEAT_SECONDS = 15.0
-BACKLOG_CHUNK = 64 * 1024  # bytes of a tail's backlog sent in one write
-_DECIMAL = re.compile(r"[0-9]{1,19}")
-_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
-
-
-class BadRequest(Exception):
-    """A query parameter the console cannot use; answered with status 400."""
-
-
-def _known(request: Request, *names: str, repeatable: tuple[str, ...] = ()) -> None:
-    """Refuse a parameter the route does not take, or a single one given twice."""
-    for name in request.query_params:
-        if name not in names:
-            known = ", ".join(names) if names else "none"
-            raise BadRequest(f"unknown query parameter {name!r} (this page takes: {known})")
-        if name not in repeatable and len(request.query_params.getlist(name)) > 1:
-            raise BadRequest(f"{name} given more than once")
-
-
-def _int(
-    request: Request, name: str, default: int | None, *, lower: int = 0, upper: int = MAX_POSITION
-) -> Any:
-    """A whole number from ``lower`` to ``upper``, written as plain ASCII digits."""
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    value = int(raw) if _DECIMAL.fullmatch(raw) else None
-    if value is None or not lower <= value <= upper:
-        raise BadRequest(f"{name} must be a whole number from {lower} to {upper}, got {raw!r}")
-    return value
-
-
-def _limit(request: Request) -> int:
-    value: int = _int(request, "limit", PAGE_LIMIT, lower=1, upper=MAX_LIMIT)
-    return value
-
-
-def _flag(request: Request, name: str) -> bool:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return False
-    value = _FLAGS.get(raw.lower())
-    if value is None:
-        raise BadRequest(f"{name} must be 1, 0, true, false, yes or no, got {raw!r}")
-    return value
-
-
-def _pattern(request: Request, name: str) -> str:
-    """One pattern (default ``#``, every stream), checked."""
-    value = request.query_params.get(name) or "#"
-    parse_pattern(value)  # PatternError (an EventError): a 400
-    return value
-
-
-def _patterns(request: Request, name: str) -> list[str] | None:
-    """A repeatable pattern filter (``streams=a.*&streams=b.*``), checked; None: all."""
-    values = [v for v in request.query_params.getlist(name) if v]
-    for value in values:
-        parse_pattern(value)
-    return values or None
-
-
-def _tail_parameters(request: Request) -> tuple[list[str] | None, list[str] | None, Any, int]:
-    """What ``/tail`` and ``/api/tail`` take: streams, types, from, lines."""
-    _known(request, "from", "lines", "streams", "types", repeatable=("streams", "types"))
-    streams, types = _patterns(request, "streams"), _patterns(request, "types")
-    start = _int(request, "from", None)
-    lines: int = _int(request, "lines", 20, upper=MAX_LIMIT)
-    return streams, types, start, lines
-
-
-def _json_response(value: Any, status: int = 200) -> Response:
-    return Response(_json.dumps(value), status_code=status, media_type="application/json")
-
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-_TITLES = {400: "Bad request", 403: "Forbidden", 404: "Not found", 500: "Internal error"}
-_TITLES[503] = "Store unavailable"
-
-
-def _failure(exc: Exception) -> tuple[int, str]:
-    """The status and message that answer ``exc``, raised while serving a request.
-
-    400 is for what the client sent (a query parameter, a pattern or a stream name);
-    a store that cannot answer now (closed, its database unreachable) is a 503 worth
-    retrying; anything else is the console's fault, a 500 whose details stay in the log.
-    """
-    message = " ".join(scrub(str(exc)).split()) or type(exc).__name__
-    if isinstance(exc, BadRequest | PatternError):
-        return 400, message
-    if isinstance(exc, AccessDenied):
-        return 403, message
-    if isinstance(exc, StreamDeletedError):
-        return 404, message
-    if isinstance(exc, ClosedError) or (
-        isinstance(exc, StoreError) and not isinstance(exc, EncryptionError)
-    ):
-        return 503, message
-    return 500, "internal error"
-
-
-def _guarded(endpoint: Endpoint) -> Endpoint:
-    """Answer a failure with its status (JSON for the API, a short page otherwise)."""
-
-    async def guarded(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except Exception as exc:
-            status, message = _failure(exc)
-            if status == 500:
-                logger.error(
-                    "console: %s %s failed", request.method, request.url.path, exc_info=exc
-                )
-            headers = {"Retry-After": "1"} if status == 503 else None
-            if request.url.path.startswith("/api/"):
-                return JSONResponse({"error": message}, status_code=status, headers=headers)
-            body = _page(_TITLES[status], f"<p>{html.escape(message)}</p>")
-            return HTMLResponse(body, status_code=status, headers=headers)
-
-    return guarded
-
-
-def _stream_name(request: Request) -> str:
-    """The stream named in the path, checked (a name no stream can have is a 400)."""
-    name: str = request.path_params["name"]
-    try:
-        parse_name(name, "stream name")
-    except PatternError as exc:
-        raise BadRequest(str(exc)) from None
-    return name
 
 
 def console_app(
@@ -360,52 +227,6 @@ def console_app(
     return Starlette(routes=routes, middleware=[Middleware(HostCheck, allowed_hosts=hosts)])
 
 
-@dataclass(frozen=True, slots=True)
-class StreamsPage:
-    """One page of the stream list: what ``/`` and ``/api/streams`` show."""
-
-    pattern: str
-    after: str | None  # the cursor this page starts after (None: the first page)
-    limit: int
-    streams: list[dict[str, Any]]  # {"name", "events"}, in name order
-    matching: int  # streams matching the pattern, on every page
-    skipped: int  # matching streams before this page
-    next_after: str | None  # the cursor of the next page (None: this is the last)
-
-
-async def _streams_page(store: EventStore, request: Request) -> StreamsPage:
-    """The page a request asks for: names are listed whole (cheap), counted per page."""
-    _known(request, "pattern", "after", "limit")
-    pattern = _pattern(request, "pattern")
-    after = request.query_params.get("after") or None
-    limit = _limit(request)
-    names = sorted(await store.streams(pattern))
-    start = 0 if after is None else bisect.bisect_right(names, after)
-    chosen = names[start : start + limit]
-    counted = [{"name": name, "events": await stream_length(store, name)} for name in chosen]
-    more = start + limit < len(names)
-    return StreamsPage(
-        pattern, after, limit, counted, len(names), start, chosen[-1] if more else None
-    )
-
-
-def _page_url(path: str, page: StreamsPage, after: str | None) -> str:
-    """The URL of a page of the stream list, keeping the request's pattern and limit."""
-    query: dict[str, str | int] = {}
-    if page.pattern != "#":
-        query["pattern"] = page.pattern
-    if after is not None:
-        query["after"] = after
-    if page.limit != PAGE_LIMIT:
-        query["limit"] = page.limit
-    return f"{path}?{urlencode(query)}" if query else path
-
-
-def _stream_href(name: str) -> str:
-    """The page of stream ``name``, percent-encoded (names may hold ``/ ? % #``)."""
-    return "/streams/" + quote(name, safe="")
-
-
 STATS_SECONDS = 5.0  # how long a count is reused: reloading / does not count again
 STATS_KEPT = 8  # windows whose counts are kept (the most recently asked for)
 
@@ -485,173 +306,3 @@ async def _activity(store: EventStore, minutes: int) -> dict[str, Any]:
         "per_minute": per_minute,
         "by_type": dict(sorted(by_type.items())),
     }
-
-
-def _chart(activity: dict[str, Any]) -> str:
-    """An inline SVG bar chart (no JavaScript, no external assets)."""
-    values: list[int] = activity["per_minute"]
-    width, height = 4 * len(values), 60
-    peak = max(values) or 1
-    bars = "".join(
-        f'<rect x="{4 * i}" y="{height - round(height * v / peak)}" width="3" '
-        f'height="{round(height * v / peak)}"><title>{v}</title></rect>'
-        for i, v in enumerate(values)
-        if v
-    )
-    chart = f'<svg class="chart" width="{width}" height="{height}" role="img" '
-    return f'{chart}aria-label="appends per minute, peak {peak}">{bars}</svg>'
-
-
-async def _sse(
-    backlog: list[Event], live: StoreSubscription, stopping: asyncio.Event
-) -> AsyncIterator[bytes]:
-    """Server-Sent Events: the backlog, then live events, with heartbeats when idle.
-
-    The stream ends when ``stopping`` is set (the server is shutting down). A
-    subscription that fails (its database went away) ends the stream properly with an
-    ``event: error`` message and one WARNING in the log; either way the browser's
-    ``EventSource`` reconnects with ``Last-Event-ID`` and misses nothing.
-    """
-    for chunk in _backlog_chunks(backlog):
-        yield chunk
-        await asyncio.sleep(0)  # a turn for the loop: a client that has left is noticed
-    iterator = live.__aiter__()
-    pending: asyncio.Task[Event] | None = None
-    stopped = asyncio.ensure_future(stopping.wait())
-    try:
-        while not stopping.is_set():
-            if pending is None:
-                pending = asyncio.ensure_future(iterator.__anext__())
-            await asyncio.wait(
-                {pending, stopped}, timeout=HEARTBEAT_SECONDS, return_when=asyncio.FIRST_COMPLETED
-            )
-            if stopping.is_set():
-                return
-            if not pending.done():
-                yield b": heartbeat\n\n"
-                continue
-            try:
-                event = pending.result()
-            except StopAsyncIteration:
-                return
-            except Exception as exc:
-                yield _sse_error(exc)
-                return
-            finally:
-                pending = None
-            yield _sse_event(event)
-    finally:
-        stopped.cancel()
-        if pending is not None:
-            pending.cancel()
-        await live.aclose()
-
-
-def _backlog_chunks(backlog: list[Event]) -> Iterator[bytes]:
-    """The start of a tail in writes of about ``BACKLOG_CHUNK`` bytes: a comment that
-    sends the headers at once, then the backlog's events.
-
-    A write per event (up to 1,000 of them), with no turn of the event loop between,
-    went on after the client had left, and asyncio logged "socket.send() raised
-    exception." on the server's stderr for each client that did.
-    """
-    chunk, size = [b": pepperpy-event tail\n\n"], 0
-    for event in backlog:
-        message = _sse_event(event)
-        chunk.append(message)
-        size += len(message)
-        if size >= BACKLOG_CHUNK:
-            yield b"".join(chunk)
-            chunk, size = [], 0
-    if chunk:
-        yield b"".join(chunk)
-
-
-def _sse_error(exc: Exception) -> bytes:
-    """The message that ends a live tail whose subscription failed, logged once."""
-    status, message = _failure(exc)
-    if status == 500:
-        logger.error("console: live tail failed", exc_info=exc)
-    else:
-        logger.warning("console: live tail ended: %s", message)
-    return b"event: error\ndata: %s\n\n" % _json.dumps({"error": message})
-
-
-def _sse_event(event: Event) -> bytes:
-    return b"id: %d\nevent: event\ndata: %s\n\n" % (
-        event.global_position or 0,
-        _json.dumps(event.to_dict()),
-    )
-
-
-def _event_row(event: Event, position: int | None) -> str:
-    data = html.escape(_json.dumps(event.to_dict()["data"]).decode())
-    when = event.timestamp.isoformat(timespec="seconds")
-    return (
-        f"<tr><td>{position}</td><td>{html.escape(event.type)}</td>"
-        f"<td>{when}</td><td><code>{data}</code></td></tr>"
-    )
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)} - pepperpy-event</title><style>{_STYLE}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
-
-
-_STYLE = (
-    "body{font:14px system-ui,sans-serif;margin:2em;color:#222}"
-    "table{border-collapse:collapse}td,th{padding:.25em .75em;border-bottom:1px solid #ddd;"
-    "text-align:left;vertical-align:top}code{font-size:12px}#log{font:12px monospace}"
-    ".chart{background:#f6f6f6;fill:#3b6ea8;margin-bottom:1em}h2{font-size:1em}"
-)
-
-TAIL_RETRY_MS = 3000  # how long the tail page waits before asking again after a refusal
-
-# A browser's EventSource reconnects by itself only when a stream ends or the network
-# fails; an answer other than 200 (a 503 while the store cannot answer, at the first
-# request or after a subscription gave up) closes it for good. The page then opens a
-# new one itself, after the last event it showed (``from``), until the console answers.
-_TAIL_BODY = (
-    """
-<p><a href="/">all streams</a> &middot; <span id="state">connecting...</span></p>
-<div id="log"></div>
-<script>
-const log = document.getElementById("log");
-const state = document.getElementById("state");
-let problem = "";  // the server's own "event: error" message, if it sent one
-let last = null;  // the id (global position) of the last event shown
-function connect() {
-  const query = new URLSearchParams(window.location.search);
-  if (last !== null) {  // go on after it, whatever the page's own from or lines said
-    query.delete("lines");
-    query.set("from", (BigInt(last) + 1n).toString());
-  }
-  const search = query.toString();
-  const source = new EventSource("/api/tail" + (search ? "?" + search : ""));
-  source.onopen = () => { problem = ""; state.textContent = "live"; };
-  source.onerror = (message) => {
-    if (message.data) problem = JSON.parse(message.data).error + "; ";
-    if (source.readyState === EventSource.CLOSED) {  // refused: the browser gives up
-      state.textContent = problem + "unavailable, trying again...";
-      setTimeout(connect, RETRY_MS);
-    } else {
-      state.textContent = problem + "reconnecting...";
-    }
-  };
-  source.addEventListener("event", (message) => {
-    last = message.lastEventId;
-    const e = JSON.parse(message.data);
-    const line = document.createElement("div");
-    line.textContent = `${e.global_position} ${e.stream}:${e.position} ${e.type} `
-      + JSON.stringify(e.data);
-    log.prepend(line);
-    while (log.childElementCount > 500) log.lastChild.remove();
-  });
-}
-connect();
-</script>
-"""
-).replace("RETRY_MS", str(TAIL_RETRY_MS))

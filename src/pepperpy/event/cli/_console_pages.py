@@ -1,0 +1,106 @@
+"""The web console's HTML: the page frame, its style, a table row per event, the chart
+of appends per minute, and the live tail's page (its script reconnects by itself)."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+from urllib.parse import quote
+
+from .. import _json
+from .._event import Event
+
+__all__ = ["TAIL_RETRY_MS"]
+
+
+def _chart(activity: dict[str, Any]) -> str:
+    """An inline SVG bar chart (no JavaScript, no external assets)."""
+    values: list[int] = activity["per_minute"]
+    width, height = 4 * len(values), 60
+    peak = max(values) or 1
+    bars = "".join(
+        f'<rect x="{4 * i}" y="{height - round(height * v / peak)}" width="3" '
+        f'height="{round(height * v / peak)}"><title>{v}</title></rect>'
+        for i, v in enumerate(values)
+        if v
+    )
+    chart = f'<svg class="chart" width="{width}" height="{height}" role="img" '
+    return f'{chart}aria-label="appends per minute, peak {peak}">{bars}</svg>'
+
+
+def _stream_href(name: str) -> str:
+    """The page of stream ``name``, percent-encoded (names may hold ``/ ? % #``)."""
+    return "/streams/" + quote(name, safe="")
+
+
+def _event_row(event: Event, position: int | None) -> str:
+    data = html.escape(_json.dumps(event.to_dict()["data"]).decode())
+    when = event.timestamp.isoformat(timespec="seconds")
+    return (
+        f"<tr><td>{position}</td><td>{html.escape(event.type)}</td>"
+        f"<td>{when}</td><td><code>{data}</code></td></tr>"
+    )
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)} - pepperpy-event</title><style>{_STYLE}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+
+
+_STYLE = (
+    "body{font:14px system-ui,sans-serif;margin:2em;color:#222}"
+    "table{border-collapse:collapse}td,th{padding:.25em .75em;border-bottom:1px solid #ddd;"
+    "text-align:left;vertical-align:top}code{font-size:12px}#log{font:12px monospace}"
+    ".chart{background:#f6f6f6;fill:#3b6ea8;margin-bottom:1em}h2{font-size:1em}"
+)
+
+TAIL_RETRY_MS = 3000  # how long the tail page waits before asking again after a refusal
+
+# A browser's EventSource reconnects by itself only when a stream ends or the network
+# fails; an answer other than 200 (a 503 while the store cannot answer, at the first
+# request or after a subscription gave up) closes it for good. The page then opens a
+# new one itself, after the last event it showed (``from``), until the console answers.
+_TAIL_BODY = (
+    """
+<p><a href="/">all streams</a> &middot; <span id="state">connecting...</span></p>
+<div id="log"></div>
+<script>
+const log = document.getElementById("log");
+const state = document.getElementById("state");
+let problem = "";  // the server's own "event: error" message, if it sent one
+let last = null;  // the id (global position) of the last event shown
+function connect() {
+  const query = new URLSearchParams(window.location.search);
+  if (last !== null) {  // go on after it, whatever the page's own from or lines said
+    query.delete("lines");
+    query.set("from", (BigInt(last) + 1n).toString());
+  }
+  const search = query.toString();
+  const source = new EventSource("/api/tail" + (search ? "?" + search : ""));
+  source.onopen = () => { problem = ""; state.textContent = "live"; };
+  source.onerror = (message) => {
+    if (message.data) problem = JSON.parse(message.data).error + "; ";
+    if (source.readyState === EventSource.CLOSED) {  // refused: the browser gives up
+      state.textContent = problem + "unavailable, trying again...";
+      setTimeout(connect, RETRY_MS);
+    } else {
+      state.textContent = problem + "reconnecting...";
+    }
+  };
+  source.addEventListener("event", (message) => {
+    last = message.lastEventId;
+    const e = JSON.parse(message.data);
+    const line = document.createElement("div");
+    line.textContent = `${e.global_position} ${e.stream}:${e.position} ${e.type} `
+      + JSON.stringify(e.data);
+    log.prepend(line);
+    while (log.childElementCount > 500) log.lastChild.remove();
+  });
+}
+connect();
+</script>
+"""
+).replace("RETRY_MS", str(TAIL_RETRY_MS))
