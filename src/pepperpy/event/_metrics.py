@@ -25,7 +25,9 @@ import math
 import re
 import threading
 import time
+from asyncio import isfuture
 from collections.abc import Callable
+from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._event import Event
@@ -356,6 +358,10 @@ class Measure:
                 end = clock()
                 record(end - start, end, True)
                 raise
+            if result is not None and isawaitable(result):
+                # a sync function handing back the real work (``lambda e: charge(e)``):
+                # the call is what that work takes, and fails when it fails
+                return _measured_result(result, start, record, clock)
             end = clock()
             record(end - start, end, False)
             return result
@@ -388,3 +394,41 @@ class MeasureMiddleware:
             raise
         end = clock()
         self._record(end - start, end, False)
+
+
+def _measured_result(
+    result: Any, start: int, record: Callable[[int, int, bool], None], clock: Callable[[], int]
+) -> Any:
+    """``result`` (an awaitable a measured sync call returned), recorded once it is done:
+    a future (a Task, say) stays itself and records when done, anything else comes back
+    as a coroutine that awaits it and records."""
+    if isfuture(result):
+
+        def done(future: Any) -> None:
+            end = clock()
+            record(end - start, end, future.cancelled() or _raised(future))
+
+        result.add_done_callback(done)
+        return result
+
+    async def awaited() -> Any:
+        try:
+            value = await result
+        except BaseException:
+            end = clock()
+            record(end - start, end, True)
+            raise
+        end = clock()
+        record(end - start, end, False)
+        return value
+
+    return awaited()
+
+
+def _raised(future: Any) -> bool:
+    """Whether done ``future`` ended in an exception, read without retrieving it:
+    ``exception()`` would mark it retrieved, and asyncio would no longer log a failed
+    Task that nobody awaited ("exception was never retrieved")."""
+    if hasattr(future, "_exception"):  # asyncio's futures and Tasks, C and Python
+        return future._exception is not None
+    return future.exception() is not None

@@ -73,9 +73,10 @@ def prometheus_text(ns: str, rows: list[Exported]) -> str:
     for row in rows:
         label, snap = _label(row.name), row.snapshot
         for quantile, value in (("0.5", snap.p50), ("0.95", snap.p95), ("0.99", snap.p99)):
-            latency_lines.append(
-                f'{latency}{{name={label},quantile="{quantile}"}} {_number(value / 1000)}'
-            )
+            # nothing recorded since a reset: no quantile, NaN as Prometheus' own clients
+            # write it (0 would chart as a latency that fell to nothing)
+            shown = _number(value / 1000) if snap.count else "NaN"
+            latency_lines.append(f'{latency}{{name={label},quantile="{quantile}"}} {shown}')
         latency_lines.append(f"{latency}_sum{{name={label}}} {_number(row.latency_ns / 1e9)}")
         latency_lines.append(f"{latency}_count{{name={label}}} {row.calls}")
     samples = (
@@ -126,6 +127,8 @@ def opentelemetry_instruments(collector: Source, meter_provider: Any) -> OpenTel
     def latency(options: Any) -> Iterator[Any]:
         for row in handle._exported():
             name, snap = row.name, row.snapshot
+            if not snap.count:  # nothing recorded since a reset: no latency to report
+                continue
             for label, value in (
                 ("avg", snap.avg_latency),
                 ("p50", snap.p50),
