@@ -3,22 +3,10 @@ but the stream's version (or whether it exists) is withheld from it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from pepperpy.event import NO_STREAM, ConcurrencyError, EventStore
 from pepperpy.event.security import AccessControl, AuditLog, acting_as
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'events.db'}"
-    postgres: str = request.getfixturevalue("postgres_url")
-    return postgres
 
 
 def policy() -> AccessControl:

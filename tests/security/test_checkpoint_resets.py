@@ -23,16 +23,6 @@ from pepperpy.event.security import AccessControl, AuditLog, acting_as
 from tests.helpers import eventually
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'events.db'}"
-    postgres: str = request.getfixturevalue("postgres_url")
-    return postgres
-
-
 def policy() -> AccessControl:
     acl = AccessControl(default="deny")
     acl.allow("svc.admin", "*", "#")
