@@ -21,7 +21,7 @@ import pytest
 
 from pepperpy.event import EventBus, TransportError
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
-from pepperpy.event.transports.rabbitmq._logs import quiet_failed_connects
+from pepperpy.event.transports.rabbitmq._quiet_connects import quiet_failed_connects
 from tests.bus.faultproxy import FaultProxy, finishes
 from tests.helpers import eventually
 

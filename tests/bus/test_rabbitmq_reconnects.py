@@ -31,7 +31,7 @@ from aio_pika.tools import OneShotCallback
 from pepperpy.event import EventBus
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
 from pepperpy.event.transports.rabbitmq._config import PRESENCE
-from pepperpy.event.transports.rabbitmq._logs import (
+from pepperpy.event.transports.rabbitmq._quiet_reopens import (
     CALLBACK_FAILED,
     CALLBACK_LOGGER,
     quiet_channel_reopens,

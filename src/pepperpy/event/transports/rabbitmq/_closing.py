@@ -24,7 +24,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from ..._redact import redact_url
-from ._logs import demote
+from ._quiet_connects import demote
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustConnection

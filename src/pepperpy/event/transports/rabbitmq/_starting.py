@@ -3,7 +3,7 @@ cannot be reached yet (as while it starts up) until ``connect_timeout`` is up, t
 exchange declared on it, and a connection ``start()`` does not keep closed for good.
 
 ``RabbitMQTransport.start`` (which says what the caller can expect) runs :func:`start`;
-``_connect`` words why a connection failed, ``_logs`` keeps the failed tries quiet.
+``_connect`` words why a connection failed, ``_quiet_connects`` keeps the failed tries quiet.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..._redact import redact_url
 from ..base import cancelled_by_caller, cancelling, quietly
 from ._connect import Handshake, connect_failure, handshake_failure, may_come_up, not_amqp
 from ._heartbeat import watch_heartbeats
-from ._logs import quiet_failed_connects
+from ._quiet_connects import quiet_failed_connects
 from ._refusals import entity_refusal
 
 if TYPE_CHECKING:
