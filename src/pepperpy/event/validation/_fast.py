@@ -189,7 +189,7 @@ class _FastBuilder:
             return Union[integer, self.meta(float, **bounds)]  # noqa: UP007
         if isinstance(node, StrNode):
             return self.meta(
-                str, min_length=node.min_length, max_length=node.max_length, pattern=node.pattern
+                str, min_length=node.min_length, max_length=node.max_length, pattern=node.source
             )
         if isinstance(node, BytesNode):
             return bytes

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from .._errors import ConfigurationError
+from ._ecma_regex import compile_ecma
 
 __all__ = [
     "ANNOTATIONS",
@@ -227,7 +228,7 @@ def check_values(schema: Mapping[str, Any], where: str) -> None:
 
 def _check_regex(regex: str, keyword: str, at: str) -> None:
     try:
-        re.compile(regex)
+        compile_ecma(regex)
     except (re.error, RecursionError, OverflowError) as exc:
         raise ConfigurationError(
             f"JSON Schema keyword {keyword!r} at {at} is not a valid regular expression "

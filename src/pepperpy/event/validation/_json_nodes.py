@@ -18,6 +18,7 @@ from itertools import chain, repeat
 from typing import Any
 
 from .._errors import ValidationProblem
+from ._ecma_regex import compile_ecma
 from ._nodes import (
     FULL_TIME,
     INVALID,
@@ -76,7 +77,7 @@ class AllNode(Node):
         self.owned = tuple(owned) or tuple(frozenset() for _ in self.checks)
         self.extra: Extra | None = extra
         self.declared = declared
-        self.patterns = tuple(re.compile(p) for p in patterns)
+        self.patterns = tuple(compile_ecma(p) for p in patterns)
 
     @property
     def expected(self) -> str:  # type: ignore[override]

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import copy
 import functools
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from .._errors import ConfigurationError, ValidationProblem
+from ._ecma_regex import compile_ecma
 from ._json_applicators import ContainsNode, IfNode, NotNode, OneOfNode, PropertyNamesNode
 from ._json_keywords import (
     ANNOTATIONS,
@@ -254,9 +254,11 @@ class _JsonSchemaCompiler:
                 declared = set().union(*(declared_keys(p.declares, self.root) for p in parts))
                 for name in sorted(declared - target.fields.keys()):
                     target.fields[name] = Field(name, AnyNode(), required=False)
-                known = {regex.pattern for regex, _ in target.patterns}
-                for regex in sorted(self.patterns(parts) - known):
-                    target.patterns += ((re.compile(regex), AnyNode()),)
+                known = {regex for regex, _ in target.patterns}
+                for source in sorted(self.patterns(parts)):
+                    regex = compile_ecma(source)
+                    if regex not in known:
+                        target.patterns += ((regex, AnyNode()),)
         owned = []
         for part in rest:  # a key's value comes from the first part giving it a schema
             keys = declared_keys(part.declares, self.root, properties_of) - taken
@@ -316,6 +318,7 @@ class _JsonSchemaCompiler:
                 max_length=_count(schema.get("maxLength")),
                 pattern=schema.get("pattern"),
                 json_text=True,
+                ecma=True,
             )
             kind = FORMATS.get(schema.get("format", "")) if formats else None
             converted: Node | None = None
@@ -362,7 +365,7 @@ class _JsonSchemaCompiler:
         ]
 
         def by_patterns(name: str) -> list[Node]:
-            return [node for regex, node in patterns if re.search(regex, name)]
+            return [node for regex, node in patterns if compile_ecma(regex).search(name)]
 
         missing = required - set(properties)
         if schema.get("additionalProperties", True) is False and missing:
@@ -406,7 +409,7 @@ class _JsonSchemaCompiler:
         """
         parts = {k: schema[k] for k in _DECLARING if k in schema}
         declared = declared_keys(parts, self.root)
-        patterns = [re.compile(p) for p in declared_keys(parts, self.root, patterns_of)]
+        patterns = [compile_ecma(p) for p in declared_keys(parts, self.root, patterns_of)]
         undefined = [
             name
             for name in names

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
@@ -17,6 +16,7 @@ from itertools import repeat
 from typing import Any
 
 from .._errors import ValidationProblem
+from ._ecma_regex import compile_ecma
 from ._node_base import (
     INVALID,
     MISSING,
@@ -253,7 +253,7 @@ class ObjectNode(Node):
         self.fields = {f.name: f for f in fields}
         self.extra: Extra = extra
         self.extra_node = extra_node
-        self.patterns = tuple((re.compile(p), node) for p, node in patterns)
+        self.patterns = tuple((compile_ecma(p), node) for p, node in patterns)
         self.expected = f"object {name}" if name else "object"
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:

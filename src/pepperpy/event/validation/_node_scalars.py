@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import Any, Literal
 
+from ._ecma_regex import ecma_to_python
 from ._node_base import Node, Problems
 from ._node_values import (
     INT_MAX,
@@ -181,9 +182,13 @@ class StrNode(Node):
         max_length: int | None = None,
         pattern: str | None = None,
         json_text: bool = False,
+        ecma: bool = False,
     ) -> None:
         self.min_length, self.max_length, self.pattern = min_length, max_length, pattern
-        self.regex = re.compile(pattern) if pattern is not None else None
+        #: the Python regex run (what msgspec's fast path runs too): ``pattern`` itself,
+        #: or for JSON Schema (``ecma``) its ECMA-262 meaning (see ``_ecma_regex``)
+        self.source = pattern if pattern is None or not ecma else ecma_to_python(pattern)
+        self.regex = re.compile(self.source) if self.source is not None else None
         self.json_text = json_text
         extras = []
         if min_length is not None:
