@@ -32,6 +32,7 @@ from ._freeze import (
     stack_room,
 )
 from ._json_schema import from_json_schema
+from ._node_values import base_scalar, plain_json
 from ._nodes import (
     INVALID,
     AnyNode,
@@ -160,11 +161,29 @@ class Compiled:
                     self.look_for_text(converted)
                 except Exception:  # noqa: BLE001 - a lone surrogate msgspec passed
                     return self._bounded(self.explain(data))  # the walk names it
-            plain = self._to_builtins(converted, builtin_types=_KEEP)
+            plain = self._builtins(converted, data)
             return self._bounded(lists(plain) if self.tuple_inside else plain)
         if self.pydantic:
             return self._bounded(self._check_pydantic(data))
         return self._bounded(self.explain(data))
+
+    def _builtins(self, converted: Any, data: Any) -> Any:
+        """msgspec's output (generated Structs) for ``data`` as plain data.
+
+        msgspec passes a ``str`` subclass (``markupsafe.Markup``) through as it is,
+        which ``to_builtins`` cannot write: such values, rare, are written as their base
+        type on a second try, so valid data costs nothing more. Anything else it cannot
+        write is left to the walk, which names it (a ``ValidationError``, never a
+        ``TypeError``).
+        """
+        try:
+            return self._to_builtins(converted, builtin_types=_KEEP)
+        except TypeError:
+            pass
+        try:
+            return self._to_builtins(converted, builtin_types=_KEEP, enc_hook=_base_value)
+        except TypeError:
+            return self.explain(data)
 
     def _bounded(self, result: Any) -> Any:
         """``result``, unless it nests deeper than event data may (what Event refuses).
@@ -193,7 +212,7 @@ class Compiled:
                         self.look_for_text(converted)
                     except Exception:  # noqa: BLE001
                         return self.freeze(self._bounded(self.explain(data)))
-                plain = self._to_builtins(converted, builtin_types=_KEEP)
+                plain = self._builtins(converted, data)
                 return self.freeze(self._bounded(plain))
             return self.freeze(self._check(data))
         except SerializationError as exc:  # NaN and the like, which msgspec lets through
@@ -261,6 +280,10 @@ class Compiled:
             raise ValidationError([_too_deep_problem(pydantic=True)], event_type=self.event_type)
         try:
             raw = dumps(data)  # JSON mode: ISO datetimes accepted, "1" is not an int
+        except SerializationError:  # a float subclass, which orjson refuses: as a float
+            raw = None
+        try:
+            raw = dumps(plain_json(data)) if raw is None else raw
         except SerializationError as exc:
             problems.append(
                 ValidationProblem("", "JSON-representable data", describe(data), str(exc))
@@ -342,6 +365,15 @@ def _json_key(key: Any) -> str:
 
     plain = to_jsonable_python(key)
     return plain if isinstance(plain, str) else json.dumps(plain)
+
+
+def _base_value(value: Any) -> Any:
+    """``to_builtins``' hook: a ``str``, ``int`` or ``float`` subclass instance as its base
+    type; any other value is refused (the fast path then gives way to the walk)."""
+    plain = base_scalar(value)
+    if plain is value:
+        raise TypeError(f"value of type {type(value).__name__} is not JSON-serialisable")
+    return plain
 
 
 def _is_json(data: Any) -> bool:

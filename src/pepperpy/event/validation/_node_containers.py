@@ -29,7 +29,7 @@ from ._node_base import (
     key_path,
 )
 from ._node_scalars import AnyNode
-from ._node_values import equality_key, json_key, lists, lone_surrogate
+from ._node_values import base_scalar, equality_key, json_key, lists, lone_surrogate
 
 __all__ = [
     "DictNode",
@@ -292,7 +292,7 @@ class ObjectNode(Node):
                 if converted is INVALID or bad_key:
                     ok = False
                 else:
-                    out[key] = converted
+                    out[base_scalar(key)] = converted  # a str subclass as a str
             elif self.extra == "forbid":
                 problems.append(
                     ValidationProblem(
@@ -307,7 +307,7 @@ class ObjectNode(Node):
                 if converted is INVALID or bad_key:
                     ok = False
                 else:
-                    out[key] = converted
+                    out[base_scalar(key)] = converted  # a str subclass as a str
         return out if ok else INVALID
 
     def _matching(self, key: str) -> list[Node]:

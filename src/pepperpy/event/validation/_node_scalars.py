@@ -24,6 +24,7 @@ from ._node_values import (
     INT_MAX,
     INT_MIN,
     TEXT_ATOMS,
+    base_scalar,
     decimal_ratio,
     is_multiple,
     json_key,
@@ -31,6 +32,7 @@ from ._node_values import (
     json_text,
     lists,
     lone_surrogate,
+    plain_json,
     surrogate_issue,
 )
 
@@ -60,7 +62,7 @@ class AnyNode(Node):
             if surrogate is not None:
                 return self.fail(value, surrogate[0], problems, surrogate[1])
             return self.fail(value, path, problems, f"not representable as JSON: {problem}")
-        return value
+        return plain_json(value)  # str, int and float subclasses as their base type
 
 
 _JSON_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
@@ -201,6 +203,8 @@ class StrNode(Node):
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         if isinstance(value, str):
+            if value.__class__ is not str:  # a subclass (markupsafe.Markup): kept as a str
+                value = str.__str__(value)
             text = value
             if not text.isascii():  # the usual case costs only this
                 surrogate = lone_surrogate(text)
@@ -394,11 +398,12 @@ class LiteralNode(Node):
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         if self.json_equality:
             if json_problem(value) is None and json_key(value) in self.keys:
-                return lists(value)  # tuples as lists, as every other node gives them
+                return lists(plain_json(value))  # tuples as lists, as other nodes give them
             return self.fail(value, path, problems)
+        plain = base_scalar(value)  # a str, int or float subclass as its base type
         for allowed in self.values:
-            if type(allowed) is type(value) and allowed == value:
-                return value
+            if type(allowed) is type(plain) and allowed == plain:
+                return plain
         return self.fail(value, path, problems)
 
 
@@ -414,7 +419,8 @@ class EnumNode(Node):
         if isinstance(value, self.cls):
             return value.value
         try:
-            member = self.by_value.get((type(value), value))
+            plain = base_scalar(value)  # a str, int or float subclass as its base type
+            member = self.by_value.get((type(plain), plain))
         except TypeError:  # unhashable
             member = None
         if member is None:

@@ -15,10 +15,11 @@ import math
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 from .._errors import SerializationError
-from .._frozen import freeze
+from .._frozen import MAX_DEPTH, freeze
 from .._json import dumps
 from ._node_base import join_path, key_path
 
@@ -26,6 +27,7 @@ __all__ = [
     "INT_MAX",
     "INT_MIN",
     "TEXT_ATOMS",
+    "base_scalar",
     "decimal_ratio",
     "equality_key",
     "is_multiple",
@@ -35,6 +37,7 @@ __all__ = [
     "json_text",
     "lists",
     "lone_surrogate",
+    "plain_json",
     "surrogate_issue",
 ]
 
@@ -55,6 +58,44 @@ def json_text(value: Any) -> str:
     hyphenated form. (Neither needs an escape, so the quotes are all there is to drop.)
     """
     return dumps(value)[1:-1].decode()
+
+
+def base_scalar(value: Any) -> Any:
+    """``value`` as a plain ``str``, ``int`` or ``float`` when it is an instance of a
+    subclass of one (``markupsafe.Markup``, a ``str`` subclass of an ORM or i18n
+    library), else ``value`` itself.
+
+    Such a value is valid where its base type is, and event data holds the base type:
+    that is what its JSON reads back as. A bool and an ``Enum`` member are no such
+    value (a bool is no number here; a member is the enum's).
+    """
+    cls = value.__class__
+    if cls is str or cls is int or cls is float or isinstance(value, bool | Enum):
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    return value
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` (data :func:`json_problem` accepts) with every ``str``, ``int`` and
+    ``float`` subclass instance in it, object keys too, as its base type
+    (:func:`base_scalar`); ``value`` itself when it holds none."""
+    if isinstance(value, Mapping):
+        items = [(base_scalar(k), plain_json(v)) for k, v in value.items()]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):
+            return value
+        return dict(items)
+    if isinstance(value, list | tuple):
+        plain = [plain_json(item) for item in value]
+        if all(a is b for a, b in zip(plain, value, strict=True)):
+            return value
+        return plain
+    return base_scalar(value)
 
 
 def lone_surrogate(text: str) -> str | None:
@@ -121,7 +162,31 @@ def json_issue(value: Any, path: str = "") -> tuple[str, str] | None:
     why = json_problem(value)
     if why is None:
         return None
-    return surrogate_issue(value, path) or (path, why)
+    return surrogate_issue(value, path) or (_culprit(value, path), why)
+
+
+def _culprit(value: Any, path: str) -> str:
+    """The path (``value`` being at ``path``) of the innermost part of ``value`` that
+    :func:`json_problem` refuses: the value itself, an item or a key's value."""
+    for _ in range(MAX_DEPTH + 1):  # data deeper than that is refused as a whole
+        if isinstance(value, Mapping):
+            found = [(k, v) for k, v in value.items() if not isinstance(k, str)]
+            if found:
+                return path  # a key that is no str: the object is at fault
+            found = [(k, v) for k, v in value.items() if json_problem(v) is not None]
+            if not found:
+                return path
+            key, value = found[0]
+            path = key_path(path, key)
+        elif isinstance(value, list | tuple):
+            inner = [(i, v) for i, v in enumerate(value) if json_problem(v) is not None]
+            if not inner:
+                return path
+            index, value = inner[0]
+            path = join_path(path, index)
+        else:
+            return path
+    return path
 
 
 def surrogate_issue(value: Any, path: str = "") -> tuple[str, str] | None:
@@ -203,6 +268,7 @@ def equality_key(value: Any) -> Any:
         return ("object", frozenset((key, equality_key(item)) for key, item in value.items()))
     if isinstance(value, list | tuple):
         return ("array", tuple(equality_key(item) for item in value))
+    value = base_scalar(value)  # a str subclass equals the str
     try:
         hash(value)
     except TypeError:
