@@ -93,12 +93,7 @@ class QuietFailedConnects(logging.Filter):
             note = "the transport logged this outage, and logs when the connection is back"
         else:
             return True
-        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
-            return False
-        text = record.getMessage()
-        record.msg, record.args = f"{text} ({note})", ()
-        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
-        return True
+        return demote(record, note)
 
 
 _connect_filter: QuietFailedConnects | None = None

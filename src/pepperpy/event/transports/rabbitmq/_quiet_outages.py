@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ._quiet_connects import CONNECT_LOGGER, ROBUST_LOGGER, unreachable
+from ._quiet_connects import CONNECT_LOGGER, ROBUST_LOGGER, demote, unreachable
 from ._refusals import refusal
 
 if TYPE_CHECKING:
@@ -64,11 +64,7 @@ class QuietOutageWarnings(logging.Filter):
         note = self._note(record)
         if note is None:
             return True
-        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
-            return False
-        record.msg, record.args = f"{record.getMessage()} ({note})", ()
-        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
-        return True
+        return demote(record, note)
 
     def _note(self, record: logging.LogRecord) -> str | None:
         """What to add to a record to demote, None for a record to leave as it is."""

@@ -23,6 +23,8 @@ import logging
 import weakref
 from typing import TYPE_CHECKING
 
+from ._quiet_connects import demote
+
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustConnection
 
@@ -60,11 +62,7 @@ class QuietChannelReopens(logging.Filter):
             return True
         if record.msg != CALLBACK_FAILED:
             return True
-        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
-            return False
-        record.msg, record.args = f"{text} (its connection is away; it reopens with it)", ()
-        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
-        return True
+        return demote(record, "its connection is away; it reopens with it")
 
     def _reopening_while_away(self, callback: object) -> bool:
         """True for a OneShotCallback reopening a robust channel of one of our
