@@ -8,30 +8,66 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pepperpy.event import EventBus
+from pepperpy.event.transports.base import Transport
+from pepperpy.event.transports.rabbitmq import RabbitMQTransport
 from tests.bus.faultproxy import FaultProxy
 from tests.conftest import unique_name
 from tests.helpers import eventually
+from tests.notifications.servers import free_port
 
 __all__ = [
     "NATS_SERVER",
     "RABBITMQ_CHANGES",
+    "ROBUST_LOGGER",
     "AuthServer",
+    "backing_off",
+    "demoted_attempts",
+    "error_records",
+    "jobs_bus",
     "nats_server",
     "network_outage",
+    "rabbitmq_change",
+    "rabbitmq_refusal",
+    "rabbitmq_through",
     "rabbitmq_user",
     "rabbitmqctl",
 ]
+
+
+# -- a bus whose broker refuses it ----------------------------------------------------------
+
+
+def jobs_bus(transport: Transport) -> tuple[EventBus, list[Any]]:
+    """A bus on ``transport`` whose subscription to ``jobs.*`` keeps each event's data."""
+    got: list[Any] = []
+    bus = EventBus(transport=transport)
+    bus.subscribe("jobs.*")(lambda event: got.append(event.data))
+    return bus, got
+
+
+def error_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def backing_off(proxy: FaultProxy, refused_at: float, attempts: int) -> None:
+    """Wait until 4 s after ``refused_at``, when ``proxy`` had accepted ``attempts``
+    connections: refused attempts back off (0.4, 0.8, 1.6, 3.2 s...), so at most 5 more
+    came meanwhile, not one every 0.2 s (20)."""
+    await asyncio.sleep(4 - (time.monotonic() - refused_at))
+    assert proxy.accepted - attempts <= 5, proxy.accepted - attempts
+
 
 # -- RabbitMQ -----------------------------------------------------------------------------
 
@@ -79,16 +115,51 @@ def rabbitmq_change(
     return [part.format(**names) for part in take], [part.format(**names) for part in give]
 
 
+def rabbitmq_through(proxy: FaultProxy, user: str, password: str, prefix: str) -> RabbitMQTransport:
+    """A RabbitMQTransport of ``user`` (with ``password``) reaching the broker through
+    ``proxy``: one partition, reconnecting every 0.2 s, waiting at most 1 s for the
+    connection, on an exchange of its own named from ``prefix``."""
+    return RabbitMQTransport(
+        f"amqp://{user}:{password}@127.0.0.1:{proxy.port}/",
+        exchange=unique_name(prefix),
+        partitions=1,
+        reconnect_interval=0.2,
+        connect_timeout=1.0,
+    )
+
+
+#: aio-pika's logger for its robust connection's reconnection attempts
+ROBUST_LOGGER = "aio_pika.robust_connection"
+
+
+def demoted_attempts(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """aio-pika's records of the refused attempts to reconnect (``Connection attempt to
+    ...``): there are some, and each is DEBUG (not the WARNING per attempt it was)."""
+    attempts = [
+        r
+        for r in caplog.records
+        if r.name == ROBUST_LOGGER and r.getMessage().startswith("Connection attempt to")
+    ]
+    assert attempts
+    assert {r.levelno for r in attempts} == {logging.DEBUG}
+    return attempts
+
+
+def rabbitmq_refusal(bus: EventBus, shown: str) -> str:
+    """``bus``'s ``health()`` while RabbitMQ at ``shown`` (the URL as the transport shows
+    it, password hidden) refuses the transport: not ready, an outage, and a message
+    saying so, which is returned."""
+    health = bus.health()
+    assert not health.ready and health.outage is not None
+    message = health.outage_message
+    assert message is not None
+    assert message.startswith(f"RabbitMQ at {shown} refuses the transport's connection: "), message
+    return message
+
+
 # -- NATS ---------------------------------------------------------------------------------
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class AuthServer:

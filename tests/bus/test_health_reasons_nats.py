@@ -7,7 +7,7 @@ message for a person (``outage_message``, the URL's password hidden), and both a
 again once the connection is back.
 
 The credentials test starts a nats-server of its own with a user and password (see
-``test_nats_credentials``); the transport reaches it through the fault proxy.
+``tests/bus/credentials.py``); the transport reaches it through the fault proxy.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 
 from pepperpy.event import EventBus
 from pepperpy.event.transports.nats import NatsTransport
+from tests.bus.credentials import AuthServer, nats_server, network_outage
 from tests.bus.faultproxy import FaultProxy, finishes
-from tests.bus.test_nats_credentials import NATS_SERVER, AuthServer
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.nats
@@ -28,14 +28,8 @@ pytestmark = pytest.mark.nats
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[AuthServer]:
-    if not Path(NATS_SERVER).exists():
-        pytest.skip("nats-server is not installed")
-    made = AuthServer(tmp_path)
-    try:
-        await made.start("s3cret-one")
+    async with nats_server(tmp_path, "s3cret-one") as made:
         yield made
-    finally:
-        made.stop()
 
 
 @pytest.mark.flaky(reruns=2)
@@ -76,19 +70,10 @@ async def test_a_network_outage_is_unreachable_until_the_connection_is_back(
     transport = nats_through_proxy()
     bus = EventBus(transport=transport)
     bus.subscribe("jobs.*")(lambda event: None)
+    shown = f"NATS at nats://127.0.0.1:{proxy.port}"
     try:
         async with bus:
-            proxy.refuse()
-            proxy.drop()
-            await eventually(lambda: bus.health().outage is not None, timeout=15)
-            health = bus.health()
-            assert health.outage_reason == "unreachable"
-            assert health.outage_message is not None
-            assert f"NATS at nats://127.0.0.1:{proxy.port}" in health.outage_message
-            assert not health.ready
-            proxy.heal()
-            await eventually(lambda: bus.health().ready, timeout=15)
-            assert bus.health().outage_reason is None
+            await network_outage(bus, proxy, lambda message: shown in message)
     finally:
         proxy.heal()
         await finishes(transport.close(), 15)

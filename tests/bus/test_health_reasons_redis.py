@@ -23,6 +23,7 @@ import pytest
 from pepperpy.event import EventBus
 from pepperpy.event.transports.redis import RedisTransport
 from pepperpy.event.transports.redis._outage import Outages
+from tests.bus.credentials import network_outage
 from tests.bus.faultproxy import FaultProxy, finishes
 from tests.conftest import unique_name
 from tests.helpers import eventually
@@ -110,18 +111,15 @@ async def test_a_network_outage_is_unreachable_until_redis_is_back(
     )
     bus = EventBus(transport=transport)
     bus.subscribe("jobs.*", group="workers")(lambda event: None)
+    shown = f"Redis at 127.0.0.1:{proxy.port} is unreachable ("
     try:
         async with bus:
-            proxy.refuse()
-            proxy.drop()
-            await eventually(lambda: bus.health().outage_reason == "unreachable", timeout=15)
-            message = bus.health().outage_message
-            assert message is not None
-            assert message.startswith(f"Redis at 127.0.0.1:{proxy.port} is unreachable (")
-            assert not bus.health().ready
-            proxy.heal()
-            await eventually(lambda: bus.health().ready, timeout=15)
-            assert bus.health().outage_reason is None
+            await network_outage(
+                bus,
+                proxy,
+                lambda message: message.startswith(shown),
+                until=lambda bus: bus.health().outage_reason == "unreachable",
+            )
     finally:
         proxy.heal()
         await finishes(transport.close(), 15)

@@ -15,17 +15,26 @@ Each test makes a user of its own (``rabbitmqctl``) and deletes it after.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 import pytest
 
-from pepperpy.event import EventBus, TransportError
+from pepperpy.event import TransportError
 from pepperpy.event.transports.base import ACCESS_REFUSED
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
 from pepperpy.event.transports.rabbitmq._refusals import refusal
-from tests.bus.credentials import rabbitmq_user, rabbitmqctl
+from tests.bus.credentials import (
+    ROBUST_LOGGER,
+    backing_off,
+    demoted_attempts,
+    error_records,
+    jobs_bus,
+    rabbitmq_refusal,
+    rabbitmq_through,
+    rabbitmq_user,
+    rabbitmqctl,
+)
 from tests.bus.faultproxy import FaultProxy, finishes
 from tests.conftest import unique_name
 from tests.helpers import eventually
@@ -33,7 +42,6 @@ from tests.helpers import eventually
 pytestmark = pytest.mark.rabbitmq
 
 LOGGER = "pepperpy.event.transports.rabbitmq"
-ROBUST_LOGGER = "aio_pika.robust_connection"
 PASSWORD = "s3cret-one"
 
 
@@ -88,16 +96,8 @@ async def test_a_reconnection_refused_the_exchange_is_access_refused_until_it_is
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger=ROBUST_LOGGER)
     with rabbitmq_user(PASSWORD) as user:
-        transport = RabbitMQTransport(
-            f"amqp://{user}:{PASSWORD}@127.0.0.1:{proxy.port}/",
-            exchange=unique_name("pep.noconf"),
-            partitions=1,
-            reconnect_interval=0.2,
-            connect_timeout=1.0,
-        )
-        got: list[int] = []
-        bus = EventBus(transport=transport)
-        bus.subscribe("jobs.*")(lambda event: got.append(event.data))
+        transport = rabbitmq_through(proxy, user, PASSWORD, "pep.noconf")
+        bus, got = jobs_bus(transport)
         try:
             async with bus:
                 await bus.publish("jobs.run", 0)
@@ -106,19 +106,14 @@ async def test_a_reconnection_refused_the_exchange_is_access_refused_until_it_is
                 proxy.drop()  # each reconnection gets in, and is refused the exchange
                 await eventually(lambda: bus.health().outage_reason == ACCESS_REFUSED, timeout=20)
                 refused_at, attempts = time.monotonic(), proxy.accepted
-                health = bus.health()
-                assert not health.ready and health.outage is not None
-                message = health.outage_message
-                assert message is not None
+                shown = f"amqp://{user}:***@127.0.0.1:{proxy.port}/"
+                message = rabbitmq_refusal(bus, shown)
                 assert message.startswith(
-                    f"RabbitMQ at amqp://{user}:***@127.0.0.1:{proxy.port}/ refuses the "
-                    "transport's connection: restoring the channels: the broker refuses "
-                    f"user {user!r} access: "
+                    f"RabbitMQ at {shown} refuses the transport's connection: restoring the "
+                    f"channels: the broker refuses user {user!r} access: "
                 )
                 assert "ACCESS_REFUSED" in message and PASSWORD not in message
-                await asyncio.sleep(4 - (time.monotonic() - refused_at))
-                # backing off (0.4, 0.8, 1.6, 3.2 s...), not every 0.2 s (20 attempts)
-                assert proxy.accepted - attempts <= 5, proxy.accepted - attempts
+                await backing_off(proxy, refused_at, attempts)
                 rabbitmqctl(*every_permission(user))
                 await eventually(lambda: bus.health().ready, timeout=30)
                 assert bus.health().outage_reason is None
@@ -128,14 +123,8 @@ async def test_a_reconnection_refused_the_exchange_is_access_refused_until_it_is
             rabbitmqctl(*every_permission(user))  # again: delete_topology() declares nothing
             await finishes(transport.close(), 15)
             await finishes(transport.delete_topology(), 15)
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = error_records(caplog)
     assert [r.name for r in errors] == [LOGGER], [r.getMessage() for r in errors]
     assert "rabbitmqctl list_user_permissions" in errors[0].getMessage()
     # aio-pika's WARNING per refused attempt is DEBUG, with a note saying why
-    attempts_logged = [
-        r
-        for r in caplog.records
-        if r.name == ROBUST_LOGGER and r.getMessage().startswith("Connection attempt to")
-    ]
-    assert attempts_logged
-    assert {r.levelno for r in attempts_logged} == {logging.DEBUG}
+    assert all("logged the refusal as an ERROR" in r.getMessage() for r in demoted_attempts(caplog))
