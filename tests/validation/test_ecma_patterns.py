@@ -7,6 +7,7 @@ ASCII, ``\\s`` is ECMA-262's Unicode whitespace, ``.`` no line terminator; the f
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, Any
 
 import msgspec
@@ -68,6 +69,14 @@ CASES = [
     (r"^\u00e9$", "é", True),
     ("^(?:ab)+$", "abab", True),
     ("^(?=a).{2}$", "ab", True),
+    ("^[+--]$", ",", True),  # a range from + to -, no Python set difference
+    ("^[+--]$", "a", False),
+    ("^[a&&b]$", "&", True),  # literal in ECMA-262; a future set operation to Python
+    ("^[|~]+$", "|~", True),
+    (r"^(?<y>[0-9]{4})-\k<y>$", "2024-2024", True),  # named group and backreference
+    (r"^(?<y>[0-9]{4})-\k<y>$", "2024-2025", False),
+    ("(?<=a)b", "ab", True),
+    ("(?<!a)b", "ab", False),
 ]
 
 
@@ -142,6 +151,14 @@ def test_pattern_properties_keys_have_ecma_meaning() -> None:
         assert caught.value.errors[0].message == "unexpected field"
 
 
+def test_property_names_pattern_has_ecma_meaning() -> None:
+    validator = EventValidator()
+    validator.register("names", {"type": "object", "propertyNames": {"pattern": "^[a-z]+$"}})
+    assert validator.check("names", {"ab": 1})[0] == {"ab": 1}
+    with pytest.raises(ValidationError):
+        validator.check("names", {"ab\n": 1})
+
+
 def test_pattern_properties_beside_allof_and_extra_policy() -> None:
     """The patterns a combined schema declares decide what the policy calls extra."""
     validator = EventValidator(extra_fields="forbid")
@@ -172,6 +189,16 @@ def test_required_key_matched_only_by_a_python_reading_is_refused_at_registratio
                 "additionalProperties": False,
             },
         )
+
+
+def test_ecma_class_syntax_registers_without_a_python_warning() -> None:
+    """``[`` and doubled ``&``, ``|``, ``~``, ``-`` in a class are literal in ECMA-262;
+    Python would warn of a future set operation (an error under -W error)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validator = EventValidator()
+        validator.register("x", {"type": "string", "pattern": "^[[&&||~~+--]+$"})
+    assert validator.check("x", "[&|~,")[0] == "[&|~,"
 
 
 def test_invalid_pattern_still_refused_at_registration() -> None:

@@ -13,7 +13,10 @@ text would accept more:
 - ``.`` matches any character but a line terminator (``\\n``, ``\\r``, ``\\u2028``,
   ``\\u2029``); Python's only refuses ``\\n``.
 - ``[]`` matches nothing and ``[^]`` any character; in Python ``]`` first in a class is
-  a literal. A ``[`` inside a class is a literal (Python warns of a future nested set).
+  a literal. A ``[`` inside a class is a literal (Python warns of a future nested set),
+  and so are ``&&``, ``||``, ``~~`` and ``--`` (a set operation to come, to Python).
+- A named group is ``(?<name>...)`` and its backreference ``\\k<name>``, which Python
+  spells ``(?P<name>...)`` and ``(?P=name)``.
 
 Everything else is passed on as written (escapes like ``\\.``, ``\\$``, ``\\\\``,
 ``\\x41``, groups, lookarounds, quantifiers), so a pattern that uses Python-only syntax
@@ -60,8 +63,19 @@ def ecma_to_python(pattern: str) -> str:
                 out.append(_BOUNDARY)
             elif escaped == "B":
                 out.append(_NOT_BOUNDARY)
+            elif escaped == "k" and pattern.startswith("<", index) and ">" in pattern[index:]:
+                close = pattern.index(">", index)  # \k<name>: a named backreference
+                out.append(f"(?P={pattern[index + 1 : close]})")
+                index = close + 1
             else:
                 out.append(char + escaped)
+        elif (
+            char == "("
+            and pattern.startswith("?<", index + 1)
+            and (not pattern.startswith(("?<=", "?<!"), index + 1))
+        ):  # (?<name>...): a named group, which Python spells (?P<name>...)
+            out.append("(?P<")
+            index += 3
         elif char == "[":
             text, index = _class(pattern, index + 1)
             out.append(text)
@@ -105,6 +119,9 @@ def _class(pattern: str, index: int) -> tuple[str, int]:
                     items.append(_CLASSES[lower])
             else:
                 items.append(char + escaped)
+        elif char == "-" and items and items[-1] == "-":  # Python warns of a set difference
+            items.append("\\-")
+            index += 1
         else:
             items.append("\\" + char if char in _SET_OPERATORS else char)
             index += 1
