@@ -15,20 +15,32 @@ dead listener. Until then a dead listener stays in the index, and an emit that r
 it calls a no-op in the handler's place (sync or async like the handler was), which
 also does that removal: the hot path for strong listeners reads ``listener.handler`` as
 before, with no check added.
+
+A weak handler that is a function (a lambda, a closure) or a ``functools.partial`` and
+is gone before any event reached it was almost certainly held by nothing else: made in
+the ``on()`` call, collected as soon as it returned, it never ran. Removing such a
+registration logs one WARNING naming it (:meth:`WeakListener.removed`), in ordinary
+code, never in the collector's callback. A bound method (or a callable object) whose
+object went away before any event is what ``weak=True`` is for: no word about it.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import weakref
 from collections import deque
 from collections.abc import Callable
-from types import MethodType
+from functools import partial
+from types import FunctionType, MethodType
 from typing import Any
 
+from ._blame import handler_name
 from ._handlers import Handler, is_async_callable
 
 __all__ = ["WeakListener", "_Listener", "weak_reference"]
+
+logger = logging.getLogger("pepperpy.event")
 
 #: what a plain weak reference returns when called, also for a WeakMethod (its object)
 _referent = weakref.ref.__call__
@@ -80,10 +92,20 @@ def weak_reference(handler: Handler, callback: Callable[[Any], object]) -> weakr
         ) from None
 
 
+def _made_in_the_call(handler: Handler) -> str | None:
+    """The name to report ``handler`` by if it is gone before it ever ran: a function or
+    a ``functools.partial`` (what a call makes and drops); None for anything else."""
+    if isinstance(handler, FunctionType):
+        return handler_name(handler)
+    if isinstance(handler, partial):
+        return f"functools.partial({handler_name(handler.func)}, ...)"
+    return None
+
+
 class WeakListener(_Listener):
     """A listener holding its handler weakly (see the module's docstring)."""
 
-    __slots__ = ("_dead", "_function", "_prune", "_ref")
+    __slots__ = ("_dead", "_function", "_prune", "_ref", "_unrun")
 
     def __init__(
         self,
@@ -91,7 +113,7 @@ class WeakListener(_Listener):
         handler: Handler,
         once: bool,
         priority: int,
-        dead: deque[_Listener],
+        dead: deque[WeakListener],
         prune: Callable[[], None],
     ) -> None:
         self._dead = dead
@@ -102,6 +124,9 @@ class WeakListener(_Listener):
         self._function: weakref.ref[Any] | None = None
         if isinstance(handler, MethodType):  # what weak_reference held with a WeakMethod
             self._function = weakref.ref(handler.__func__)
+        #: the handler's name while no event has reached it, if it is reported when it
+        #: is gone by then (see the module's docstring); None once it ran
+        self._unrun = _made_in_the_call(handler)
         self.pattern = pattern
         self.is_async = is_async_callable(handler)
         self.once = once
@@ -116,6 +141,7 @@ class WeakListener(_Listener):
         if target is not None:
             function = self._function
             if function is None:
+                self._unrun = None  # it ran (a bound method is never reported)
                 return target  # type: ignore[no-any-return,unused-ignore]
             method = function()
             if method is not None:
@@ -128,6 +154,26 @@ class WeakListener(_Listener):
 
     def target(self) -> Handler | None:
         return self._ref()
+
+    def removed(self) -> None:
+        """This registration was removed because its handler was collected: log it if
+        the handler was made in the call (see the module's docstring) and never ran.
+
+        Called once per registration, by the code that removed it from the index.
+        """
+        name = self._unrun
+        if name is None:
+            return
+        self._unrun = None
+        logger.warning(
+            "weak handler %s registered for %r was collected before any event reached it, "
+            "so it never ran: weak=True holds only a weak reference, and a lambda, a "
+            "closure or a functools.partial made in the on() call is gone as soon as on() "
+            "returns; keep a reference to it for as long as it should run, or register it "
+            "with weak=False (the default)",
+            name,
+            self.pattern,
+        )
 
     def _died(self, _: object) -> None:
         # called by the garbage collector, in any thread: one atomic append, no lock

@@ -27,7 +27,7 @@ from ._errors import BufferFullError, ClosedError
 from ._event import Event, make_event
 from ._fanout import _all_settled, _call_sync, _cancel_all, _cancellation
 from ._frames import release_locals
-from ._listeners import _Listener
+from ._listeners import WeakListener, _Listener
 from ._options import check_count
 from ._patterns import PatternIndex, parse_topic
 from ._registrations import ErrorCallback, Registrations
@@ -93,7 +93,7 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         self._closed = False
         self._direct = buffer_size is None  # emit may skip buffer and closed checks
         #: weak registrations whose handler was collected, to remove (see ._listeners)
-        self._dead: deque[_Listener] = deque()
+        self._dead: deque[WeakListener] = deque()
 
     # -- registration -----------------------------------------------------------------
 
@@ -140,8 +140,9 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         (or the method's object) is collected, it is no longer called, nor listed by
         :meth:`handlers`; its registration is removed lazily (see docs/manager.md). A
         lambda or ``functools.partial`` made in the call, held nowhere else, is gone
-        as soon as the caller drops what ``on`` returned. A handler that cannot be
-        weakly referenced (``list.append``) is a ``TypeError``.
+        as soon as the caller drops what ``on`` returned: it never runs, and removing
+        its registration logs a WARNING saying so. A handler that cannot be weakly
+        referenced (``list.append``) is a ``TypeError``.
         """
         self._check_options(event_type, once, priority, weak)
         if handler is None:

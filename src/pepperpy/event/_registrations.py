@@ -41,7 +41,7 @@ class Registrations:
 
     max_listeners: int | None
     _index: PatternIndex[_Listener]
-    _dead: deque[_Listener]
+    _dead: deque[WeakListener]
     _lock: threading.Lock
     _closed: bool
     _error_callbacks: list[tuple[ErrorCallback, bool]]
@@ -228,4 +228,5 @@ class Registrations:
                 listener = dead.popleft()
             except IndexError:  # another thread took the last one
                 return
-            self._index.remove(listener.pattern, listener.key)
+            if self._index.remove(listener.pattern, listener.key):  # once per registration
+                listener.removed()
