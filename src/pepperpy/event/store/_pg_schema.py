@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._pg_connect import Progress, in_transaction
+from ._time_blocks import BLOCK
 from .base import (
     FreshRecord,
     MultiAppend,
@@ -36,6 +37,7 @@ __all__ = [
     "READ_TYPES",
     "READ_TYPES_BACKWARDS",
     "SCHEMA_LOCK",
+    "TIME_BLOCKS",
     "migrate",
     "schema_change",
     "write_group",
@@ -49,6 +51,17 @@ COLUMNS = (
     "global_position, stream, position, id, type, version, data, metadata, "
     "timestamp, source, subject, recorded_at"
 )
+
+
+def _summarize(rows: str) -> str:
+    """Widen pepperpy_time_blocks by the events in table ``rows`` (see ``_time_blocks``)."""
+    return (
+        "INSERT INTO pepperpy_time_blocks AS b (block, low, high) "
+        f"SELECT global_position / {BLOCK}, min(timestamp), max(timestamp) FROM {rows} "
+        "GROUP BY 1 ON CONFLICT (block) DO UPDATE SET "
+        "low = least(b.low, excluded.low), high = greatest(b.high, excluded.high)"
+    )
+
 
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -103,6 +116,29 @@ _MIGRATIONS: tuple[str, ...] = (
         ON pepperpy_events (type COLLATE "C", global_position);
     CREATE INDEX IF NOT EXISTS pepperpy_events_category
         ON pepperpy_events (split_part(stream, '.', 1), global_position);
+    """,
+    # pepperpy_time_blocks: the least and greatest timestamp of each block of BLOCK global
+    # positions (see _time_blocks), so a replay with a time window reads the blocks that
+    # can hold its events, not the whole log. Kept by a statement-level trigger: one
+    # upsert per insert statement (a group commit's, a copy's batch), in its transaction,
+    # whichever version of this library runs it. Filled here for the rows stored, in SQL
+    f"""
+    CREATE TABLE IF NOT EXISTS pepperpy_time_blocks (
+        block bigint PRIMARY KEY,
+        low bigint NOT NULL,
+        high bigint NOT NULL
+    );
+    CREATE OR REPLACE FUNCTION pepperpy_note_time_blocks() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    BEGIN
+        {_summarize("pepperpy_inserted")};
+        RETURN NULL;
+    END $$;
+    DROP TRIGGER IF EXISTS pepperpy_events_time_blocks ON pepperpy_events;
+    CREATE TRIGGER pepperpy_events_time_blocks AFTER INSERT ON pepperpy_events
+        REFERENCING NEW TABLE AS pepperpy_inserted
+        FOR EACH STATEMENT EXECUTE FUNCTION pepperpy_note_time_blocks();
+    {_summarize("pepperpy_events")};
     """,
 )
 
@@ -223,6 +259,13 @@ _CATEGORY_ARMS = (
 )
 READ_CATEGORIES = _read_matching(_CATEGORY_KEYS, *_CATEGORY_ARMS)
 READ_CATEGORIES_BACKWARDS = _read_matching(_CATEGORY_KEYS, *_CATEGORY_ARMS, backwards=True)
+
+#: the blocks from ``$1`` on whose timestamps may fall in [``$2``, ``$3``), each with the
+#: last block there is (one snapshot for both)
+TIME_BLOCKS = """
+SELECT block, (SELECT max(block) FROM pepperpy_time_blocks) FROM pepperpy_time_blocks
+WHERE block >= $1 AND high >= $2 AND low < $3 ORDER BY block
+"""
 
 #: the newest committed event's global position, hidden ones included (NULL: none). A
 #: writer takes positions under the ``pepperpy_head`` row lock, held until its commit, so

@@ -23,6 +23,7 @@ from ._sqlite_schema import (
     KNOWN_INDEXED_IDS,
     START_STREAM,
     STATES,
+    SUMMARIZE,
     TAIL_IDS,
     json_text,
 )
@@ -208,6 +209,13 @@ class LogWriter:
         self._indexed_before = self.head
         self._tail_ids, self._tail_rows = {}, []  # the tail is empty now
         self._greatest_known = False
+
+    def summarize(self, connection: sqlite3.Connection, since: int) -> None:
+        """In the group's transaction: widen time_blocks by the rows written from global
+        position ``since`` (the head when the transaction began) on: one statement per
+        group commit, none when nothing was written (see ``_time_blocks``)."""
+        if self.head > since:
+            connection.execute(SUMMARIZE, (since,))
 
     def read_states(self, connection: sqlite3.Connection, names: list[str] | None) -> None:
         """Read the named streams' states (None: every stream's) into the cache."""

@@ -12,6 +12,7 @@ import orjson
 from .._errors import StoreError
 from .._sqlite import open_read_only, open_wal, write_transaction
 from ._sqlite_causes import NOTHING_WRITTEN, named_error, read_only_file
+from ._time_blocks import BLOCK
 
 __all__ = [
     "ALL_STATES",
@@ -35,6 +36,9 @@ __all__ = [
     "READ_STREAM_FORWARD",
     "STATES",
     "START_STREAM",
+    "SUMMARIZE",
+    "TIMED_FROM",
+    "TIME_BLOCKS",
     "TAIL_IDS",
     "TAIL_START",
     "BUSY_TIMEOUT",
@@ -63,6 +67,17 @@ COLUMNS = (
 
 #: a stream's category: its name's first token (the whole name if it has one token)
 CATEGORY = "substr(stream, 1, instr(stream || '.', '.') - 1)"
+
+
+def _summarize(where: str) -> str:
+    """Widen time_blocks by the events rows ``where`` selects (see ``_time_blocks``)."""
+    return (
+        "INSERT INTO time_blocks (block, low, high) "
+        f"SELECT global_position / {BLOCK}, min(timestamp), max(timestamp) FROM events "
+        f"WHERE {where} GROUP BY 1 ON CONFLICT (block) DO UPDATE SET "
+        "low = min(low, excluded.low), high = max(high, excluded.high)"
+    )
+
 
 #: schema migrations, applied in order; ``PRAGMA user_version`` records how many ran
 MIGRATIONS: tuple[str, ...] = (
@@ -199,6 +214,19 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE global_position < (SELECT indexed_before FROM index_state)
         ORDER BY 1, 2;
     """.replace("CATEGORY", CATEGORY),
+    # time_blocks: the least and greatest timestamp of each block of BLOCK global
+    # positions (see _time_blocks), so a replay with a time window reads the blocks that
+    # can hold its events, not the whole log. Filled here for the rows stored, in SQL;
+    # the writer keeps it from then on (SUMMARIZE, once per group commit). Idempotent: a
+    # table made beforehand is kept and widened
+    """
+    CREATE TABLE IF NOT EXISTS time_blocks (
+        block INTEGER PRIMARY KEY,
+        low INTEGER NOT NULL,
+        high INTEGER NOT NULL
+    );
+    SUMMARIZE_ALL
+    """.replace("SUMMARIZE_ALL", _summarize("true")),
 )
 
 #: the first schema version readers can use as it is: a read-only store of version 5
@@ -206,6 +234,16 @@ MIGRATIONS: tuple[str, ...] = (
 READABLE_FROM = 5
 #: the first schema version with type_index and category_index
 MATCHING_FROM = 6
+#: the first schema version with time_blocks
+TIMED_FROM = 7
+#: the rows written from global position ``?`` on, into time_blocks: once per group commit
+SUMMARIZE = _summarize("global_position >= ?")
+#: the blocks from ``:block`` on whose timestamps may fall in [``:start``, ``:end``), each
+#: with the last block there is (one snapshot for both)
+TIME_BLOCKS = (
+    "SELECT block, (SELECT max(block) FROM time_blocks) FROM time_blocks "
+    "WHERE block >= :block AND high >= :start AND low < :end ORDER BY block"
+)
 
 
 #: events at or past this global position (the tail) are not in stream_index and id_index yet

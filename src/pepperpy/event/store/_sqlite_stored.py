@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 
 from ._sqlite_log import insert_rows
-from ._sqlite_schema import HEAD, NEXT_POSITION
+from ._sqlite_schema import HEAD, NEXT_POSITION, SUMMARIZE
 from .base import Row, StreamState, check_stored
 
 __all__ = ["write_stored"]
@@ -32,6 +32,8 @@ def write_stored(
 
     following = check_stored(rows, head, after, next_position)
     insert_rows(connection, list(rows))
+    if rows:  # the copy's time summary, as appends keep it (see _time_blocks)
+        connection.execute(SUMMARIZE, (rows[0][0],))
     for stream in sorted({*following, *visible_from}):
         connection.execute(
             "INSERT INTO streams (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (stream,)

@@ -400,6 +400,7 @@ class Writer(threading.Thread):
                         head = log.head
                         outcomes: list[Any] = log.write_appends(connection, appends)
                         log.index_tail(connection)
+                        log.summarize(connection, head)
                     except BaseException as exc:
                         log.head = head
                         log.forget()
@@ -426,6 +427,7 @@ class Writer(threading.Thread):
         """Commit a group with each run of appends and each other job in a savepoint."""
         with write_transaction(connection):
             self.log.revalidate(connection)
+            began = self.log.head
             outcomes = []
             index = 0
             while index < len(group):
@@ -441,6 +443,7 @@ class Writer(threading.Thread):
                 outcomes.extend(self._named(outcome) for outcome in ran)
                 index = end
             self.log.index_tail(connection)
+            self.log.summarize(connection, began)
             self._before_commit()
         return outcomes
 

@@ -33,6 +33,7 @@ from ._reader import RETRY_FOR, EventReader, RowFilter, StoreSubscription
 from ._records import event_records
 from ._store_decoding import StoreDecoding, Upcaster
 from ._store_security import StoreSecurity, _check_keys_apart, _check_security
+from ._time_blocks import EARLIEST, LATEST, PositionRange
 from .base import (
     ANY,
     MINUTE,
@@ -499,6 +500,19 @@ class EventStore(StoreSecurity, StoreDecoding):
         )
         self._subscriptions.add(subscription)
         return subscription
+
+    async def _time_ranges(
+        self, start: datetime | None, end: datetime | None, from_position: int
+    ) -> list[PositionRange] | None:
+        """Where events with a timestamp in [``start``, ``end``) can be, from
+        ``from_position`` on: the backend's :meth:`~.base.StoreBackend.time_ranges`
+        (None: anywhere). For ``replay_all``, which checked ``read`` first."""
+        self._check_open()
+        low = EARLIEST if start is None else to_micros(start)
+        high = LATEST if end is None else to_micros(end)
+        if low >= high:  # an empty window: nothing to read
+            return []
+        return await self._backend.time_ranges(low, high, from_position)
 
     async def head(self) -> int | None:
         """The global position of the newest event in the log, or None while it is empty.

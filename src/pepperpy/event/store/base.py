@@ -35,6 +35,12 @@ Contract, checked by the store conformance suite (``tests/store/conformance.py``
   ``read_all_backwards`` came later and have defaults built on ``read_all`` for the same
   reason (a bisection, and windows read forwards); the built-in backends answer each
   with one query.
+* ``time_ranges(start, end, from_position)`` says where in the log events with a
+  timestamp in a window can be (:meth:`StoreBackend.time_ranges`), so that ``replay_all``
+  with ``start_time``/``end_time`` reads those positions only. Its default, None, means
+  "no summary kept": every position may hold one, and the replay reads the whole log from
+  its start, as before the method existed. The built-in backends keep a per-block time
+  summary (:mod:`._time_blocks`).
 * ``read_stored(from_position, limit)`` and ``write_stored(rows, after, visible_from)``
   move stored records between stores as they are (``copy_store``, export and import:
   see :mod:`._store_copy`): every event, hidden ones included, at its own global
@@ -59,6 +65,7 @@ from typing import Any, NamedTuple
 
 from .._errors import ConfigurationError
 from .._redact import redact_url
+from ._time_blocks import PositionRange
 
 __all__ = [
     "ANY",
@@ -75,6 +82,7 @@ __all__ = [
     "MultiAppend",
     "NewRecord",
     "PendingAppend",
+    "PositionRange",
     "Row",
     "Snapshot",
     "SnapshotRow",
@@ -492,6 +500,23 @@ class StoreBackend(abc.ABC):
             tally_minutes(page.rows, since, counts)
             position, more = page.next_position, page.more
         return minute_counts(counts)
+
+    async def time_ranges(
+        self, start: int, end: int, from_position: int
+    ) -> list[PositionRange] | None:
+        """Where, at or after global position ``from_position``, the events whose
+        ``timestamp`` is at or after ``start`` and before ``end`` (microseconds since the
+        epoch; an open bound is ``-2**63`` or ``2**63 - 1``) can be: global position
+        ranges ``(low, high)``, ``high`` exclusive or None (to the end of the log, appends
+        to come included), in order and disjoint. Every such event, hidden or not, is in
+        one of them, whatever the order of the timestamps; other events may be too.
+
+        None, this default: the backend keeps no summary of its timestamps, so any
+        position may hold such an event (a reader reads the whole log from
+        ``from_position``). The built-in backends answer from a summary of each block of
+        positions (:mod:`._time_blocks`), kept as rows are written.
+        """
+        return None
 
     async def read_stored(self, from_position: int, limit: int) -> list[StoredRow]:
         """Up to ``limit`` stored events at or after global position ``from_position``,

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from .._errors import ClosedError
+from ._time_blocks import BLOCK, PositionRange, note_rows, ranges_of
 from ._waiters import LoopWaiters
 from .base import (
     AppendResult,
@@ -59,6 +60,8 @@ class MemoryBackend(StoreBackend):
         self._by_category: dict[str, list[int]] = {}
         self._streams: dict[str, _Stream] = {}
         self._snapshots: dict[str, SnapshotRow] = {}
+        #: block -> [least, greatest] timestamp of the rows written in it (see _time_blocks)
+        self._time_blocks: dict[int, list[int]] = {}
         self._waiters = LoopWaiters()
         self._closed = False
 
@@ -97,6 +100,7 @@ class MemoryBackend(StoreBackend):
             entry.rows.append(row)
             entry.ids[record.id] = position
             position += 1
+        note_rows(self._time_blocks, entry.rows[len(entry.rows) - len(plan) :])
         entry.state.next_position = position
         entry.state.deleted = False
         self._waiters.wake()
@@ -135,6 +139,7 @@ class MemoryBackend(StoreBackend):
             log.append(row)
             entry.rows.append(row)
             entry.ids[record.id] = position
+        note_rows(self._time_blocks, [row for row in log[first:] if row is not None])
         for stream, next_position in plan.next_positions.items():
             self._streams[stream].state.next_position = next_position
             self._streams[stream].state.deleted = False
@@ -255,6 +260,19 @@ class MemoryBackend(StoreBackend):
         )
         return minute_counts(counts)
 
+    async def time_ranges(
+        self, start: int, end: int, from_position: int
+    ) -> list[PositionRange] | None:
+        self._check_open()
+        blocks = self._time_blocks
+        first = max(from_position, 0) // BLOCK
+        matching = sorted(
+            block
+            for block, (low, high) in blocks.items()
+            if block >= first and high >= start and low < end
+        )
+        return ranges_of(matching, max(blocks, default=None), from_position)
+
     async def read_stored(self, from_position: int, limit: int) -> list[StoredRow]:
         self._check_open()
         log, streams = self._log, self._streams
@@ -292,6 +310,7 @@ class MemoryBackend(StoreBackend):
             entry.rows.append(row)
             if row[2] >= entry.state.first_visible:  # appends look up visible ids only
                 entry.ids[row[3]] = row[2]
+        note_rows(self._time_blocks, rows)
         for stream, position in following.items():
             self._streams[stream].state.next_position = position
         for stream in {*following, *visible_from}:

@@ -80,10 +80,12 @@ from ._pg_schema import (
     READ_TYPES,
     READ_TYPES_BACKWARDS,
     SCHEMA_LOCK,
+    TIME_BLOCKS,
     schema_change,
     write_group,
 )
 from ._pg_stored import read_stored, write_stored
+from ._time_blocks import BLOCK, PositionRange, ranges_of
 from .base import (
     AppendResult,
     ExpectedVersion,
@@ -406,6 +408,18 @@ class PostgresBackend(StoreBackend):
             lambda connection, _: connection.fetch(COUNT_BY_MINUTE, since),
         )
         return [MinuteCountRow(row[0], row[1], row[2]) for row in rows]
+
+    async def time_ranges(
+        self, start: int, end: int, from_position: int
+    ) -> list[PositionRange] | None:
+        """From pepperpy_time_blocks, which a trigger keeps (see ``_pg_schema``)."""
+        block = max(from_position, 0) // BLOCK
+        rows = await self._run(
+            "time_ranges",
+            lambda connection, _: connection.fetch(TIME_BLOCKS, block, start, end),
+        )
+        last = rows[0][1] if rows else None
+        return ranges_of((row[0] for row in rows), last, from_position)
 
     async def read_stored(self, from_position: int, limit: int) -> list[StoredRow]:
         return await self._run(

@@ -50,6 +50,8 @@ from ._sqlite_schema import (
     READ_STREAM_BACKWARD,
     READ_STREAM_FORWARD,
     STATES,
+    TIME_BLOCKS,
+    TIMED_FROM,
     check_event_store,
     check_file,
     check_schema_version,
@@ -62,6 +64,7 @@ from ._sqlite_schema import (
 from ._sqlite_stored import write_stored
 from ._sqlite_url import SQLiteAccess, SQLiteURL, parse_access, parse_url, parse_url_and_access
 from ._sqlite_writer import Writer
+from ._time_blocks import BLOCK, PositionRange, ranges_of
 from .base import (
     AppendResult,
     ExpectedVersion,
@@ -181,6 +184,7 @@ class SQLiteBackend(StoreBackend):
         #: the file has type_index and category_index (False: a read-only store of the
         #: schema before them, whose filtered reads scan)
         self._matching = True
+        self._timed = True  #: the file has time_blocks (False: a read-only older schema)
         self._closed = False
         #: the release of the file once close() began (its thread sets it): every close()
         #: waits for it, on any loop, and cancelling one does not stop it
@@ -354,6 +358,7 @@ class SQLiteBackend(StoreBackend):
             )
             check_schema_version(file, version)
             self._matching = version >= MATCHING_FROM
+            self._timed = version >= TIMED_FROM
             if self._identity is None:
                 self._identity = file_identity(file)
 
@@ -443,6 +448,22 @@ class SQLiteBackend(StoreBackend):
             lambda connection: connection.execute(COUNT_BY_MINUTE, {"since": since}).fetchall()
         )
         return [MinuteCountRow(*row) for row in rows]
+
+    async def time_ranges(
+        self, start: int, end: int, from_position: int
+    ) -> list[PositionRange] | None:
+        """From time_blocks (see ``_time_blocks``); None on a read-only store of the
+        schema before it."""
+        if not (self._open or self._checked):
+            await self._opened()  # a read-only store's version is known from here on
+        if not self._timed:
+            return None
+        parameters = {"block": max(from_position, 0) // BLOCK, "start": start, "end": end}
+        rows = await self._read(
+            lambda connection: connection.execute(TIME_BLOCKS, parameters).fetchall()
+        )
+        last = rows[0][1] if rows else None
+        return ranges_of((row[0] for row in rows), last, from_position)
 
     async def read_stored(self, from_position: int, limit: int) -> list[StoredRow]:
         scanned = await self._read(
