@@ -6,6 +6,12 @@ passes the filters (the time window, ``types``/``streams`` patterns) goes to eve
 handler whose pattern matches its type, one handler after another in registration
 order, one event after another in log order: a replay is deterministic.
 
+``replay_all`` with a time window seeks: it reads only the ranges of the log the store's
+time summary says can hold events of the window (``StoreBackend.time_ranges``: blocks
+judged by their least and greatest timestamp, so a late event with an old timestamp is
+found), from ``start_pos`` or the checkpoint on; a backend without a summary is read
+whole, the window filtering. ``replay_stream`` reads its stream whole and filters.
+
 Handler failures are isolated: with ``on_error="continue"`` (the default) the event is
 counted as failed, the failure is logged and recorded in the report, and the replay
 moves on; with ``on_error="stop"`` the replay stops at that event and raises
@@ -29,7 +35,8 @@ checkpoints, progress) in ``_replay_run.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -278,12 +285,61 @@ class EventReplay(AsyncClosing):
         selected_streams = list(stream_patterns) if stream_patterns else None
         await self.store._acheck_read(selected_streams)  # before a checkpoint is loaded
         start = await run.resume_from(check_start_pos(start_pos))
-        reader = self.store.read_all(
-            start,
-            streams=selected_streams,
-            types=list(type_patterns) if type_patterns else None,
-        )
-        return await run.execute(reader)
+        selected_types = list(type_patterns) if type_patterns else None
+        ranges = None
+        if window.start is not None or window.end is not None:
+            # seek: only the blocks of positions whose timestamps can be in the window
+            ranges = await self.store._time_ranges(window.start, window.end, start)
+        if ranges is None:  # a backend without a time summary: the window is a filter
+            reader = self.store.read_all(start, streams=selected_streams, types=selected_types)
+            return await run.execute(reader)
+        return await run.execute(_InRanges(self.store, ranges, selected_streams, selected_types))
+
+
+class _InRanges:
+    """``read_all``'s events in each of ``ranges`` of global positions, one range after
+    another (see :meth:`~pepperpy.event.store.base.StoreBackend.time_ranges`)."""
+
+    __slots__ = ("_events", "_high", "_ranges", "_store", "_streams", "_types")
+
+    def __init__(
+        self,
+        store: EventStore,
+        ranges: list[tuple[int, int | None]],
+        streams: list[str] | None,
+        types: list[str] | None,
+    ) -> None:
+        self._store = store
+        self._ranges = deque(ranges)
+        self._streams = streams
+        self._types = types
+        self._events: AsyncIterator[Event] | None = None
+        self._high: int | None = None
+
+    def __aiter__(self) -> _InRanges:
+        return self
+
+    async def __anext__(self) -> Event:
+        while True:
+            if self._events is None:
+                if not self._ranges:
+                    raise StopAsyncIteration
+                low, self._high = self._ranges.popleft()
+                # at most high - low events lie in the range: a limit keeps pages that size
+                limit = None if self._high is None else self._high - low
+                reader = self._store.read_all(
+                    low, streams=self._streams, types=self._types, limit=limit
+                )
+                self._events = aiter(reader)
+            try:
+                event = await anext(self._events)
+            except StopAsyncIteration:
+                self._events = None
+                continue
+            if self._high is not None and _global_position(event) >= self._high:
+                self._events = None  # past the range: on to the next one
+                continue
+            return event
 
 
 def _stream_position(event: Event) -> int:

@@ -52,7 +52,9 @@ class ReplayReport:
 
     ``replayed``: events every matching handler handled; ``skipped``: events read but
     outside the time window or matched by no handler; ``failed``: events on which a
-    handler raised. An event ``types=`` leaves out is not read, so it is in no count.
+    handler raised. An event ``types=`` leaves out is not read, so it is in no count; nor
+    is one ``replay_all`` never reads because its block of the log cannot hold an event
+    of the time window.
     ``duration`` is in seconds; ``last_position`` is the position of the last event read
     (stream position for ``replay_stream``, global position for ``replay_all``), None if
     nothing was read. ``failures`` keeps the first 100.

@@ -15,7 +15,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -40,7 +40,6 @@ from .security._principal import current_principal
 
 if TYPE_CHECKING:
     from ._replay import EventReplay
-    from .store import EventReader
 
 __all__ = ["FAILURES_KEPT", "OnError", "ProgressCallback", "ReplayHandler", "ReplayRun"]
 
@@ -165,7 +164,7 @@ class ReplayRun:
             target = scope.removeprefix("stream:")
         return access.is_allowed(current_principal(), "read", target)
 
-    async def execute(self, reader: EventReader) -> ReplayReport:
+    async def execute(self, reader: AsyncIterable[Event]) -> ReplayReport:
         self.started = time.perf_counter()
         index = self.replay._handlers
         types, window, position_of = self.types, self.window, self.position_of
