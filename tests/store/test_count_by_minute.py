@@ -198,7 +198,7 @@ async def test_postgres_migration_2_indexes_an_older_schema(
         MinuteCount(from_micros(START + MINUTE), "t.b", 1),
     ]
     versions = await schema_admin.fetch("SELECT version FROM pepperpy_schema_version ORDER BY 1")
-    assert [row[0] for row in versions] == [1, 2, 3]
+    assert [row[0] for row in versions] == [1, 2, 3, 4]
     indexes = await schema_admin.fetch(
         "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
         "AND tablename = 'pepperpy_events' AND indexdef LIKE '%(recorded_at)%'"

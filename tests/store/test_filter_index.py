@@ -301,7 +301,7 @@ async def test_postgres_a_schema_of_version_2_gains_the_indexes_and_reads_the_sa
         for store in stores:
             await store.close()
     versions = await schema_admin.fetch("SELECT version FROM pepperpy_schema_version ORDER BY 1")
-    assert [row[0] for row in versions] == [1, 2, 3]
+    assert [row[0] for row in versions] == [1, 2, 3, 4]
     indexes = await schema_admin.fetch(
         "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
         "AND tablename = 'pepperpy_events' ORDER BY 1"

@@ -206,7 +206,7 @@ class TestPostgresStore(StoreConformance):
             versions = await admin.fetch("SELECT version FROM public.pepperpy_schema_version")
         finally:
             await admin.close()
-        assert [row[0] for row in versions] == [1, 2, 3]
+        assert [row[0] for row in versions] == [1, 2, 3, 4]
 
     async def test_an_unreachable_server_raises_store_error(self) -> None:
         store = EventStore("postgresql://postgres@127.0.0.1:1/nowhere")

@@ -131,7 +131,7 @@ class TestSQLiteStore(StoreConformance):
         connection = sqlite3.connect(path)
         try:
             assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert connection.execute("PRAGMA user_version").fetchone() == (6,)
+            assert connection.execute("PRAGMA user_version").fetchone() == (7,)
         finally:
             connection.close()
 
@@ -318,7 +318,7 @@ class TestSQLiteStore(StoreConformance):
             assert [e.position for e in await store.get_stream("gone.1")] == [2]
         connection = sqlite3.connect(path)
         try:
-            assert connection.execute("PRAGMA user_version").fetchone() == (6,)
+            assert connection.execute("PRAGMA user_version").fetchone() == (7,)
             indexes = {row[1] for row in connection.execute("PRAGMA index_list(events)")}
             assert indexes == set()  # (stream, position) and ids live in their own indexes
             assert connection.execute("SELECT id FROM id_index ORDER BY 1").fetchall()[:3] == [
