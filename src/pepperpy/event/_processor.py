@@ -14,16 +14,27 @@ or an event store subscription, each with one call.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload, runtime_checkable
+from collections.abc import AsyncIterable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._event import Event
-from ._handlers import binds, check_handler, is_async_callable
+from ._handlers import check_handler, is_async_callable
 from ._patterns import PatternIndex, parse_pattern
-from ._processor_links import ATTACHED, _BusLink, _ManagerLink, _TaskLink
+from ._processor_cancel import caller_cancelled, handler_cancelled
+from ._processor_chain import Middleware, MiddlewareSource, NextHandler, as_step, link
+from ._processor_links import (
+    ATTACHED,
+    Attachment,
+    Done,
+    Lone,
+    _BusLink,
+    _completed,
+    _ManagerLink,
+    _TaskLink,
+    settled,
+)
 from ._removal import check_removal
 from ._unmatched import Unmatched, UnmatchedMode, check_mode, check_overlap
 
@@ -34,22 +45,8 @@ __all__ = ["Attachment", "EventProcessor", "Middleware", "NextHandler"]
 
 logger = logging.getLogger("pepperpy.event.processor")
 
-NextHandler = Callable[[Event], Awaitable[None]]
-Middleware = Callable[[Event, NextHandler], Any]
 H = TypeVar("H", bound=Callable[..., Any])
 M = TypeVar("M", bound=Callable[..., Any])
-
-#: The processor whose ``process`` call is running here, with the (event id, handler
-#: key) of its handlers that already succeeded in that call, so that a retry further out
-#: re-runs only the handlers that failed, and the handler that raised each exception
-#: (by ``id``; the exception is kept alongside), so that a dead letter names the handler
-#: that failed. The owner is recorded because the variable is inherited by everything
-#: the handlers call: another processor run from inside a handler must neither read nor
-#: write this record (its handler keys are its own).
-_Failures = dict[int, tuple[BaseException, tuple[Callable[..., Any], ...]]]
-_completed: contextvars.ContextVar[
-    tuple[EventProcessor, set[tuple[str, int]], _Failures] | None
-] = contextvars.ContextVar("pepperpy_event_completed_handlers", default=None)
 
 
 def failed_handlers(exc: BaseException) -> tuple[Callable[..., Any], ...]:
@@ -63,13 +60,6 @@ def failed_handlers(exc: BaseException) -> tuple[Callable[..., Any], ...]:
         return ()
     hit = record[2].get(id(exc))
     return hit[1] if hit is not None and hit[0] is exc else ()
-
-
-@runtime_checkable
-class MiddlewareSource(Protocol):
-    """An object that can produce a middleware (``collector.measure(name)`` is one)."""
-
-    def as_middleware(self) -> Middleware: ...
 
 
 class _Route:
@@ -95,7 +85,7 @@ class EventProcessor:
     def __init__(self) -> None:
         self._middleware: list[Middleware] = []
         self._index: PatternIndex[_Route] = PatternIndex()
-        self._chain: NextHandler = self._run_handlers
+        self._chain: NextHandler = self._run_recorded
 
     # -- registration -----------------------------------------------------------------
 
@@ -115,7 +105,7 @@ class EventProcessor:
         function, ``collector.measure`` without its name - is a ``TypeError`` here,
         rather than a failure of every event later.
         """
-        self._middleware.append(_as_step(func))
+        self._middleware.append(as_step(func))
         self._chain = self._build_chain()
         return func
 
@@ -124,7 +114,7 @@ class EventProcessor:
 
         All or nothing: when one of them is refused (``TypeError``), none is registered.
         """
-        steps = [_as_step(each) for each in middleware]
+        steps = [as_step(each) for each in middleware]
         self._middleware.extend(steps)
         self._chain = self._build_chain()
         return self
@@ -185,16 +175,17 @@ class EventProcessor:
     __call__ = process
 
     def _build_chain(self) -> NextHandler:
-        chain: NextHandler = self._run_handlers
+        chain: NextHandler = self._run_recorded
         for step in reversed(self._middleware):
-            chain = _link(step, chain)
+            chain = link(step, chain)
         return chain
 
     async def _run_handlers(self, event: Event) -> None:
+        """The handlers of a ``process`` call that nothing can retry: none recorded."""
         routes = self._index.match(event.type)
         if not routes:
             return
-        if len(routes) == 1:  # nothing to remember: a retry re-runs the one handler
+        if len(routes) == 1:
             route = routes[0]
             try:
                 if route.is_async:
@@ -204,11 +195,47 @@ class EventProcessor:
                     if result is not None and inspect.isawaitable(result):
                         await result
             except BaseException as exc:  # a cancellation too: a timeout names the handler
-                self._blame(exc, route)
-                raise
+                failure = self._failure(exc, route, event)
+                if failure is exc:
+                    raise
+                raise failure from exc
             return
+        await self._run_many(event, routes, set())
+
+    async def _run_recorded(self, event: Event) -> None:
+        """The innermost step of the chain: the handlers not yet recorded as succeeded
+        for ``event`` in this ``process`` call's record (so a retry, by a middleware or
+        by the attachment's source, re-runs only the ones that failed), each recorded as
+        it succeeds."""
         record = _completed.get()
-        done = record[1] if record is not None and record[0] is self else set()
+        if record is None or record[0] is not self:  # a step ran it outside process()
+            await self._run_handlers(event)
+            return
+        routes = self._index.match(event.type)
+        if not routes:
+            return
+        if len(routes) == 1:
+            route = routes[0]
+            if record[1] and (event.id, route.key) in settled(record[1]):
+                return  # it succeeded in an earlier try; what failed was elsewhere
+            try:
+                if route.is_async:
+                    await route.handler(event)
+                else:
+                    result = route.handler(event)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
+            except BaseException as exc:
+                failure = self._failure(exc, route, event)
+                if failure is exc:
+                    raise
+                raise failure from exc
+            record[1].add(Lone(event, route.key))  # its id is read if a retry asks
+            return
+        await self._run_many(event, routes, settled(record[1]))
+
+    async def _run_many(self, event: Event, routes: Sequence[_Route], done: Done) -> None:
+        """Run the handlers of ``routes`` not in ``done`` concurrently, each in a task."""
         event_id = event.id
         pending = [route for route in routes if (event_id, route.key) not in done]
         # each handler is marked done as it succeeds, not after the gather: a timeout or
@@ -225,7 +252,11 @@ class EventProcessor:
         errors: list[Exception] = []
         for route, result in zip(pending, results, strict=True):
             if isinstance(result, BaseException):
-                if not isinstance(result, Exception):
+                if isinstance(result, asyncio.CancelledError):
+                    # the gather was not cancelled (that raised above): the handler's own
+                    # await was, in its task, so it failed
+                    result = handler_cancelled(route.handler, event, result)
+                elif not isinstance(result, Exception):
                     raise result
                 self._blame(result, route)
                 errors.append(result)
@@ -233,6 +264,18 @@ class EventProcessor:
             raise errors[0]
         if errors:
             raise ExceptionGroup(f"{len(errors)} handlers failed for {event.type!r}", errors)
+
+    def _failure(self, exc: BaseException, route: _Route, event: Event) -> BaseException:
+        """What ``exc``, raised by the one handler of ``route`` run inline, fails with.
+
+        ``exc`` itself, unless it is a ``CancelledError`` that is not a cancellation of
+        the caller's task: then the handler's own await was cancelled, and it failed
+        with :class:`HandlerCancelledError`. Either is blamed on the handler.
+        """
+        if isinstance(exc, asyncio.CancelledError) and not caller_cancelled():
+            exc = handler_cancelled(route.handler, event, exc)
+        self._blame(exc, route)
+        return exc
 
     def _blame(self, exc: BaseException, *routes: _Route) -> None:
         """Remember that ``exc`` stopped the handlers of ``routes`` (for dead letters).
@@ -270,7 +313,10 @@ class EventProcessor:
         """Feed this processor from a manager, a bus or an event store.
 
         * ``attach(manager, "user.*")`` registers the processor as a manager handler;
-          the manager's retry policy and ``on_error`` see what ``process`` raises.
+          the manager's retry policy and ``on_error`` see what ``process`` raises. A retry
+          by the manager (or by a bus) runs only the handlers that failed: the
+          attachment remembers, per event id, the ones that succeeded, until the event
+          succeeds or its source gives up (at most 256 events at once).
         * ``attach(bus, "orders.*", group="billing")`` subscribes to the bus (with a
           group, processors in many processes share the work).
         * ``attach(store, from_position=..., streams=..., types=...)`` starts a task that
@@ -421,69 +467,7 @@ class EventProcessor:
         return Attachment(self, _TaskLink(self, policy, events))
 
 
-class Attachment:
-    """A processor fed from a source; ``await stop()`` detaches it.
-
-    ``processed`` counts the events that matched a handler (as they arrived, before
-    the middleware, which may still have stopped them) and were processed without an
-    error, and ``unmatched`` those that matched none (see
-    :meth:`EventProcessor.attach`'s ``unmatched``). For a store subscription,
-    ``last_global_position`` is where it got to (pass it ``+ 1`` as ``from_position``
-    to resume, or attach with ``checkpoint=`` to have the position saved and resumed,
-    see ``checkpoint_position``), ``await wait()`` waits until the subscription ends,
-    and ``stop()``/``wait()`` re-raise the error that stopped it, if any.
-    """
-
-    def __init__(
-        self, processor: EventProcessor, link: _ManagerLink | _BusLink | _TaskLink
-    ) -> None:
-        self.processor = processor
-        self._link = link
-
-    @property
-    def processed(self) -> int:
-        """Events that matched a handler and were processed without an error."""
-        return self._link.processed
-
-    @property
-    def unmatched(self) -> int:
-        """Events taken that matched none of the processor's handlers.
-
-        Each delivery counts: an event a bus redelivers after ``unmatched="error"``
-        refused it counts once per try.
-        """
-        return self._link.unmatched.count
-
-    @property
-    def last_global_position(self) -> int | None:
-        """Global position of the last event taken from a store, if any."""
-        return self._link.last_global_position if isinstance(self._link, _TaskLink) else None
-
-    @property
-    def checkpoint_position(self) -> int | None:
-        """The global position the attachment's checkpoint holds, as this attachment last
-        loaded or saved it (None without ``checkpoint=``, or before any save)."""
-        saves = getattr(self._link, "saves", None)  # a CheckpointedLink's
-        return None if saves is None else cast("int | None", saves.saved)
-
-    @property
-    def running(self) -> bool:
-        """False once stopped (or, for a store, once the subscription ended)."""
-        link = self._link
-        if isinstance(link, _TaskLink):
-            return not link.task.done()
-        return link.open
-
-    async def stop(self) -> None:
-        """Detach the processor from its source."""
-        await self._link.stop()
-
-    async def wait(self) -> None:
-        """Wait until a store subscription ends (returns at once for other sources)."""
-        await self._link.wait()
-
-
-async def _call_marking(route: _Route, event: Event, done: set[tuple[str, int]]) -> None:
+async def _call_marking(route: _Route, event: Event, done: Done) -> None:
     """Run one handler and, once it has succeeded, record it in ``done``."""
     await _call(route, event)
     done.add((event.id, route.key))
@@ -496,56 +480,3 @@ async def _call(route: _Route, event: Event) -> None:
     result = route.handler(event)
     if result is not None and inspect.isawaitable(result):
         await result
-
-
-class _Next:
-    """``next_handler`` for an async middleware: no extra coroutine frame per step."""
-
-    __slots__ = ("inner", "step")
-
-    def __init__(self, step: Middleware, inner: NextHandler) -> None:
-        self.step = step
-        self.inner = inner
-
-    def __call__(self, event: Event) -> Awaitable[None]:
-        return self.step(event, self.inner)  # type: ignore[no-any-return]
-
-
-def _link(step: Middleware, inner: NextHandler) -> NextHandler:
-    if is_async_callable(step):
-        return _Next(step, inner)
-
-    async def run_sync(event: Event) -> None:
-        result = step(event, inner)
-        if result is not None and inspect.isawaitable(result):
-            await result
-
-    return run_sync
-
-
-_MIDDLEWARE_ARGUMENTS = ("event", "next_handler")
-
-
-def _as_step(func: Any) -> Middleware:
-    """The chain step ``func`` registers as, or a ``TypeError`` saying why it cannot be one.
-
-    The check is the one every registration uses (``check_handler``), for the call
-    ``middleware(event, next_handler)``: a generator function, or a callable whose
-    signature cannot take those two arguments, is refused here rather than failing (or
-    silently doing nothing) at every event.
-    """
-    if inspect.isclass(func):
-        # a class is callable, but calling it with (event, next_handler) constructs it
-        raise TypeError(
-            f"middleware must be an instance, not the class {func.__qualname__}: "
-            f"pass {func.__name__}(...)"
-        )
-    if isinstance(func, MiddlewareSource) and not binds(func, _MIDDLEWARE_ARGUMENTS):
-        step = func.as_middleware()
-        source = f"{func!r}.as_middleware()"
-        if not callable(step) or inspect.isclass(step):
-            raise TypeError(f"{source} must return a middleware instance, got {step!r}")
-        check_handler(step, "middleware", _MIDDLEWARE_ARGUMENTS, name=f"from {source}")
-        return step
-    check_handler(func, "middleware", _MIDDLEWARE_ARGUMENTS)
-    return cast(Middleware, func)

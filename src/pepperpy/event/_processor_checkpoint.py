@@ -33,7 +33,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
-from ._cancel import resume_cancellation
+from ._cancel import cancelled_by_caller, resume_cancellation
 from ._checkpoints import (
     CheckpointStore,
     MemoryCheckpointStore,
@@ -44,6 +44,7 @@ from ._errors import ConcurrencyError, ConfigurationError, StoreError
 from ._loops import settled
 from ._options import check_count
 from ._processor import EventProcessor
+from ._processor_cancel import stray_cancellation
 from ._processor_links import _TaskLink
 from ._replay_options import check_name, check_store, describe_checkpoints, store_url
 from ._seconds import check_seconds
@@ -464,8 +465,15 @@ class CheckpointedLink(_TaskLink):
                 if saves.failure is not None:
                     raise saves.failure
             except BaseException as exc:
-                await saves.finish(exc)
-                raise
+                failure = exc
+                if isinstance(exc, asyncio.CancelledError) and not cancelled_by_caller():
+                    # not stop(): something the source or a middleware awaited was
+                    # cancelled, a failure (as in _TaskLink._consume)
+                    failure = stray_cancellation("processing a store event", exc)
+                await saves.finish(failure)
+                if failure is exc:
+                    raise
+                raise failure from exc
             await saves.finish(None)
         except Exception:
             logger.exception("processor stopped: checkpoint %r, store attachment", saves.name)

@@ -11,6 +11,10 @@ handler raised (a middleware refused the event, or the attachment did, per
 To know which handler raised, ``deliver`` gives the processor a place to record it for
 the call (:data:`ATTACHED`; the processor's ``_blame`` writes there), and keeps what it
 learnt per event until the source asks (a retry may run first) or the event succeeds.
+
+A manager or a bus retries a failed ``deliver`` itself, by calling it again: the link
+keeps, per event id, which of the processor's handlers succeeded, so that the retry runs
+only the ones that failed, until the event succeeds or the source's policy gives up.
 """
 
 from __future__ import annotations
@@ -19,17 +23,19 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import AsyncIterable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._blame import Delegating, handler_name
-from ._cancel import resume_cancellation
+from ._cancel import cancelled_by_caller, resume_cancellation
 from ._event import Event
+from ._processor_cancel import stray_cancellation
+from ._retry import RetryPolicy
 from ._unmatched import Unmatched
 
 if TYPE_CHECKING:
     from ._processor import EventProcessor
 
-__all__ = ["ATTACHED", "Failures", "_BusLink", "_Link", "_ManagerLink", "_TaskLink"]
+__all__ = ["ATTACHED", "Attachment", "Failures", "_BusLink", "_Link", "_ManagerLink", "_TaskLink"]
 
 logger = logging.getLogger("pepperpy.event.processor")
 
@@ -43,6 +49,45 @@ Failures = dict[int, tuple[BaseException, tuple[Callable[..., Any], ...]]]
 ATTACHED: contextvars.ContextVar[tuple[EventProcessor, Failures] | None] = contextvars.ContextVar(
     "pepperpy_event_attached_processor", default=None
 )
+
+#: The processor whose ``process`` call is running here, with the (event id, handler
+#: key) of its handlers that already succeeded in that call (or, for an attachment whose
+#: source retries, in the earlier tries of the event), so that a retry further out
+#: re-runs only the handlers that failed, and the handler that raised each exception
+#: (by ``id``; the exception is kept alongside), so that a dead letter names the handler
+#: that failed. The owner is recorded because the variable is inherited by everything
+#: the handlers call: another processor run from inside a handler must neither read nor
+#: write this record (its handler keys are its own). An attachment whose source retries
+#: sets it itself, with the record it keeps for the event.
+Done = set["tuple[str, int] | Lone"]
+_completed: contextvars.ContextVar[tuple[EventProcessor, Done, Failures] | None] = (
+    contextvars.ContextVar("pepperpy_event_completed_handlers", default=None)
+)
+
+
+class Lone:
+    """A lone handler's success, recorded by the event itself rather than its id.
+
+    Reading the id of an event made in this process formats it, which costs as much as
+    running a handler; a retry reads it (:func:`settled`), which is rare. Hashed by
+    identity (an event's own hash reads its id).
+    """
+
+    __slots__ = ("event", "key")
+
+    def __init__(self, event: Event, key: int) -> None:
+        self.event = event
+        self.key = key
+
+
+def settled(done: Done) -> Done:
+    """``done`` with each :class:`Lone` success turned into its (event id, handler key)."""
+    lone = [item for item in done if item.__class__ is Lone]
+    for item in lone:
+        done.discard(item)
+        done.add((item.event.id, item.key))
+    return done
+
 
 #: failed events a link remembers the handlers of, until asked (beyond: the oldest are
 #: forgotten and a dead letter for them names the processor)
@@ -76,6 +121,10 @@ class _Link(Delegating):
     """What every attachment does with an event it takes: count it, and apply its
     ``unmatched`` policy when no handler of the processor matches it."""
 
+    #: the manager or bus whose ``retry_policy`` retries a failed ``deliver``: the link
+    #: then keeps which handlers of the event succeeded until the retries are over
+    source: Any = None
+
     def __init__(self, processor: EventProcessor, unmatched: Unmatched) -> None:
         self.processor = processor
         self.unmatched = unmatched
@@ -83,6 +132,9 @@ class _Link(Delegating):
         self.open = True
         # event id -> (its last failure, the handlers that raised it), for failed()
         self._failed: dict[str, tuple[BaseException, list[Callable[..., Any]]]] = {}
+        # event id -> (the handlers that succeeded, and the failed tries), while the
+        # source may still retry the event
+        self._retrying: dict[str, tuple[Done, int]] = {}
 
     async def deliver(self, event: Event) -> None:
         """Run ``event`` through the processor (the handler a manager or bus calls)."""
@@ -91,7 +143,26 @@ class _Link(Delegating):
             failures: Failures = {}
             token = ATTACHED.set((processor, failures))
             try:
-                await processor.process(event)
+                source = self.source
+                if source is None or source.retry_policy.max_attempts < 2:
+                    await processor.process(event)  # no retry will come
+                else:
+                    # the source retries a failed delivery by calling this again: the
+                    # handlers that succeeded in an earlier try are skipped
+                    retrying = self._retrying
+                    kept = retrying.pop(event.id, None) if retrying else None
+                    if kept is None:
+                        kept = (set(), 0)
+                    record = _completed.set((processor, kept[0], {}))
+                    try:
+                        await processor._chain(event)
+                    except BaseException:
+                        if len(retrying) >= _REMEMBERED:  # the oldest re-runs every handler
+                            del retrying[next(iter(retrying))]
+                        retrying[event.id] = (kept[0], kept[1] + 1)
+                        raise
+                    finally:
+                        _completed.reset(record)
             except BaseException as exc:
                 self._remember(event, exc, stopped_by(exc, failures))
                 raise
@@ -113,6 +184,17 @@ class _Link(Delegating):
             del failed[next(iter(failed))]
         failed[event.id] = (exc, handlers)
 
+    def _gave_up(self, event: Event, exc: BaseException) -> None:
+        """Forget the handlers that succeeded for ``event`` once its source will not
+        retry it after ``exc`` (asked from :meth:`failed`, for a retry's log line or for
+        the dead letter): a later delivery of the event runs every handler again."""
+        kept = self._retrying.get(event.id) if self._retrying else None
+        if kept is None:
+            return
+        policy = getattr(self.source, "retry_policy", None)
+        if not isinstance(policy, RetryPolicy) or not policy.should_retry(exc, kept[1]):
+            del self._retrying[event.id]
+
     def failed(self, event: Event, exc: BaseException) -> tuple[Callable[..., Any], str]:
         """The processor's handler that raised ``exc`` for ``event``, else the processor.
 
@@ -121,6 +203,7 @@ class _Link(Delegating):
         ``process``; the name says which handlers, or that none raised, and always the
         subscription the processor was attached with.
         """
+        self._gave_up(event, exc)
         hit = self._failed.pop(event.id, None)  # asked about once, for its last failure
         handlers = hit[1] if hit is not None and hit[0] is exc else []
         where = f"attached as {self.unmatched.source}"
@@ -141,7 +224,7 @@ class _ManagerLink(_Link):
         self, processor: EventProcessor, unmatched: Unmatched, manager: Any, pattern: str
     ) -> None:
         super().__init__(processor, unmatched)
-        self.manager = manager
+        self.manager = self.source = manager
         self.pattern = pattern
 
     async def stop(self) -> None:
@@ -170,7 +253,7 @@ class _BusLink(_Link):
         group: str | None,
     ) -> None:
         super().__init__(processor, unmatched)
-        self.bus = bus
+        self.bus = self.source = bus
         self.pattern = pattern
         self.group = group
 
@@ -195,14 +278,21 @@ class _TaskLink(_Link):
 
     async def _consume(self) -> None:
         try:
-            async for event in self.events:
-                await self.deliver(event)
-                if event.global_position is not None:
-                    self.last_global_position = event.global_position
-                # a handler runs inline here: one that caught this task's cancellation
-                # (stop() cancels it when the source cannot be closed) must not keep
-                # the loop reading, or stop() would wait for ever
-                resume_cancellation()
+            try:
+                async for event in self.events:
+                    await self.deliver(event)
+                    if event.global_position is not None:
+                        self.last_global_position = event.global_position
+                    # a handler runs inline here: one that caught this task's
+                    # cancellation (stop() cancels it when the source cannot be closed)
+                    # must not keep the loop reading, or stop() would wait for ever
+                    resume_cancellation()
+            except asyncio.CancelledError as exc:
+                if cancelled_by_caller():  # stop(), or the event loop shutting down
+                    raise
+                # something the source or a middleware awaited was cancelled: a failure,
+                # or the attachment would end as cancelled without a word
+                raise stray_cancellation("processing a store event", exc) from exc
         except Exception:
             logger.exception("processor stopped: processing a store event failed")
             raise
@@ -229,3 +319,65 @@ class _TaskLink(_Link):
 
     async def wait(self) -> None:
         await self.task
+
+
+class Attachment:
+    """A processor fed from a source; ``await stop()`` detaches it.
+
+    ``processed`` counts the events that matched a handler (as they arrived, before
+    the middleware, which may still have stopped them) and were processed without an
+    error, and ``unmatched`` those that matched none (see
+    :meth:`EventProcessor.attach`'s ``unmatched``). For a store subscription,
+    ``last_global_position`` is where it got to (pass it ``+ 1`` as ``from_position``
+    to resume, or attach with ``checkpoint=`` to have the position saved and resumed,
+    see ``checkpoint_position``), ``await wait()`` waits until the subscription ends,
+    and ``stop()``/``wait()`` re-raise the error that stopped it, if any.
+    """
+
+    def __init__(
+        self, processor: EventProcessor, link: _ManagerLink | _BusLink | _TaskLink
+    ) -> None:
+        self.processor = processor
+        self._link = link
+
+    @property
+    def processed(self) -> int:
+        """Events that matched a handler and were processed without an error."""
+        return self._link.processed
+
+    @property
+    def unmatched(self) -> int:
+        """Events taken that matched none of the processor's handlers.
+
+        Each delivery counts: an event a bus redelivers after ``unmatched="error"``
+        refused it counts once per try.
+        """
+        return self._link.unmatched.count
+
+    @property
+    def last_global_position(self) -> int | None:
+        """Global position of the last event taken from a store, if any."""
+        return self._link.last_global_position if isinstance(self._link, _TaskLink) else None
+
+    @property
+    def checkpoint_position(self) -> int | None:
+        """The global position the attachment's checkpoint holds, as this attachment last
+        loaded or saved it (None without ``checkpoint=``, or before any save)."""
+        saves = getattr(self._link, "saves", None)  # a CheckpointedLink's
+        return None if saves is None else cast("int | None", saves.saved)
+
+    @property
+    def running(self) -> bool:
+        """False once stopped (or, for a store, once the subscription ended)."""
+        link = self._link
+        if isinstance(link, _TaskLink):
+            return not link.task.done()
+        return link.open
+
+    async def stop(self) -> None:
+        """Detach the processor from its source."""
+        await self._link.stop()
+
+    async def wait(self) -> None:
+        """Wait until a store subscription ends (returns at once for other sources)."""
+        await self._link.wait()

@@ -18,7 +18,8 @@ from .._frames import release_locals
 from .._loops import LoopShares
 from .._manager import DEAD_LETTER_LIMIT, DeadLetter
 from .._options import check_count
-from .._processor import NextHandler, _completed, failed_handlers
+from .._processor import NextHandler, failed_handlers
+from .._processor_links import _completed
 from .._removal import remove_last
 from .._retry import RetryPolicy
 from .._seconds import check_seconds
@@ -40,8 +41,11 @@ class RetryMiddleware:
     """Run the rest of the chain again when it fails, per a :class:`RetryPolicy`.
 
     Exceptions outside ``policy.retry_on`` and the last failure propagate unchanged.
-    When the processor has several handlers for the event, only the ones that failed run
-    again; their ``ExceptionGroup`` is retried when every error in it is retryable.
+    Only the handlers that failed run again (a handler that succeeded, alone or beside
+    others, is skipped when something else failed); the ``ExceptionGroup`` of several
+    failed handlers is retried when every error in it is retryable. A handler whose own
+    ``await`` was cancelled failed with ``HandlerCancelledError``, retried like any
+    ``Exception``.
     """
 
     def __init__(self, policy: RetryPolicy = RetryPolicy.EXPONENTIAL) -> None:
