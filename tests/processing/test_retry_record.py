@@ -218,3 +218,26 @@ async def test_two_attachments_keep_their_own_records() -> None:
     event = Event("order.placed", {})
     await asyncio.gather(first.emit(event), second.emit(event))
     assert runs["charge"] == 2  # once per attachment
+
+
+async def test_a_bus_that_gives_up_drops_the_record() -> None:
+    processor = EventProcessor()
+    runs = {"charge": 0, "email": 0}
+
+    @processor.handle("order.placed")
+    async def charge(event: Event) -> None:
+        runs["charge"] += 1
+
+    @processor.handle("order.placed")
+    async def email(event: Event) -> None:
+        runs["email"] += 1
+        raise ConnectionError("smtp down")
+
+    bus = EventBus(retry_policy=quick())
+    attachment = processor.attach(bus, "order.*")
+    async with bus:
+        await bus.publish("order.placed", {"id": 3})
+    assert runs == {"charge": 1, "email": 3}
+    [letter] = bus.dead_letters
+    assert letter.handler is email
+    assert not attachment._link._retrying  # type: ignore[union-attr]
