@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "BatchPublishError": "._errors",
     "BufferFullError": "._errors",
     "ClosedError": "._errors",
+    "HandlerCancelledError": "._errors",
     "ConcurrencyError": "._errors",
     "ConfigurationError": "._errors",
     "EncryptionError": "._errors",
@@ -136,6 +137,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from ._errors import ConfigurationError as ConfigurationError
     from ._errors import EncryptionError as EncryptionError
     from ._errors import EventError as EventError
+    from ._errors import HandlerCancelledError as HandlerCancelledError
     from ._errors import ListenerLimitError as ListenerLimitError
     from ._errors import MissingDependencyError as MissingDependencyError
     from ._errors import NotificationError as NotificationError

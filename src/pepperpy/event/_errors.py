@@ -17,6 +17,7 @@ __all__ = [
     "AccessDenied",
     "BatchPublishError",
     "BufferFullError",
+    "HandlerCancelledError",
     "ClosedError",
     "ConcurrencyError",
     "ConfigurationError",
@@ -183,6 +184,15 @@ class ListenerLimitError(EventError):
 
 class BufferFullError(EventError):
     """The manager's buffer is full; ``emit_nowait`` cannot schedule another event."""
+
+
+class HandlerCancelledError(EventError):
+    """A processor handler's own ``await`` was cancelled while nothing cancelled its caller.
+
+    Raised from the ``CancelledError`` (its ``__cause__``). It is an ``Exception``, so the
+    middleware see a failure: ``RetryMiddleware`` retries it per its policy's
+    ``retry_on`` and ``DeadLetterMiddleware`` records it.
+    """
 
 
 class UnknownTopicError(EventError, LookupError):

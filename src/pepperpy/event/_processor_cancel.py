@@ -19,19 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ._blame import handler_name
-from ._errors import EventError
+from ._errors import HandlerCancelledError
 from ._event import Event
 
 __all__ = ["HandlerCancelledError", "caller_cancelled", "handler_cancelled"]
-
-
-class HandlerCancelledError(EventError):
-    """A handler's own ``await`` was cancelled while nothing cancelled its caller.
-
-    Raised from the ``CancelledError`` (its ``__cause__``). It is an ``Exception``, so the
-    middleware see a failure: ``RetryMiddleware`` retries it per its policy's
-    ``retry_on`` and ``DeadLetterMiddleware`` records it.
-    """
 
 
 def caller_cancelled() -> bool:
