@@ -85,7 +85,8 @@ __all__ = [
 # a small, stable vocabulary for probes and dashboards to tell apart.
 #: the broker answered and refused the transport's credentials (user and password, token)
 CREDENTIALS_REFUSED = "credentials refused"
-#: the broker took the credentials but refused access (RabbitMQ: the virtual host)
+#: the broker took the credentials but refused access (RabbitMQ: the virtual host, or an
+#: exchange or queue the user may not declare)
 ACCESS_REFUSED = "access refused"
 #: anything else: the connection was lost, refused, reset, timed out or went silent
 UNREACHABLE = "unreachable"
