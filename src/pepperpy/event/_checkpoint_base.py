@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,12 @@ from ._frozen import check_json
 __all__ = ["TABLE", "Checkpoint", "CheckpointStore", "MemoryCheckpointStore"]
 
 TABLE = "pepperpy_checkpoints"
+
+#: the rows where projections record what their saved states were derived from
+#: (``scope:projection:NAME``, ``scope:tables:NAME``; see ``_projection_scope``): kept
+#: beside the states they describe, not consumers' checkpoints, so ``names()`` leaves
+#: them out
+SCOPE_RECORDS = ("scope:projection:", "scope:tables:")
 
 logger = logging.getLogger("pepperpy.event.replay")
 
@@ -59,7 +66,11 @@ class CheckpointStore(AsyncClosing, ABC):
 
     @abstractmethod
     async def names(self) -> list[str]:
-        """The names of the checkpoints saved, sorted (by code point)."""
+        """The names of the checkpoints saved, sorted (by code point).
+
+        The rows where projections record the scope of their states
+        (``scope:projection:NAME``, ``scope:tables:NAME``) are not listed.
+        """
 
     async def close(self) -> None:
         """Release connections (the memory backend holds none)."""
@@ -71,6 +82,12 @@ def _encode_state(state: Any) -> bytes:
     sets or NaN: what is saved loads back the same)."""
     check_json(state, "checkpoint state")
     return _json.dumps(state)
+
+
+def _listed(names: Iterable[str]) -> list[str]:
+    """``names`` as :meth:`CheckpointStore.names` gives them: sorted, without the rows
+    of projections' scopes."""
+    return sorted(name for name in names if not name.startswith(SCOPE_RECORDS))
 
 
 def _conflict(name: str, previous: int | None, actual: int | None) -> ConcurrencyError:
@@ -101,4 +118,4 @@ class MemoryCheckpointStore(CheckpointStore):
         return self._rows.pop(name, None) is not None
 
     async def names(self) -> list[str]:
-        return sorted(self._rows)
+        return _listed(self._rows)

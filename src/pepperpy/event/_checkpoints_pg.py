@@ -11,7 +11,15 @@ from contextvars import Context
 from typing import Any, TypeVar
 
 from . import _json
-from ._checkpoint_base import TABLE, Checkpoint, CheckpointStore, _conflict, _encode_state, logger
+from ._checkpoint_base import (
+    TABLE,
+    Checkpoint,
+    CheckpointStore,
+    _conflict,
+    _encode_state,
+    _listed,
+    logger,
+)
 from ._checkpoints_pg_work import Yours, always, in_transaction, position_of, set_position
 from ._deps import require
 from ._errors import StoreError
@@ -255,7 +263,7 @@ class PostgresCheckpointStore(CheckpointStore):
         rows = await self._run(
             lambda connection, _: connection.fetch(f"SELECT name FROM {self._table}")
         )
-        return sorted(row["name"] for row in rows)
+        return _listed(row["name"] for row in rows)
 
     # -- tables of your own, committed with a checkpoint (TableProjection's) ------------
 

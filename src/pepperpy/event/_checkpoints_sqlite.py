@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from . import _json
-from ._checkpoint_base import TABLE, Checkpoint, CheckpointStore, _conflict, _encode_state
+from ._checkpoint_base import (
+    TABLE,
+    Checkpoint,
+    CheckpointStore,
+    _conflict,
+    _encode_state,
+    _listed,
+)
 from ._errors import StoreError
 from ._sqlite import OneConnection, open_read_only, open_wal, track_forks, write_transaction
 from .store._sqlite_schema import (
@@ -167,7 +174,7 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
 
     async def names(self) -> list[str]:
         found: list[str] = await self._run(_sqlite_names)
-        return sorted(found)
+        return _listed(found)
 
     # -- tables of your own, committed with a checkpoint (TableProjection's) ------------
 

@@ -32,6 +32,12 @@ position: a reader of the database sees no plaintext, and an edited state raises
 ``shred_stream``, :meth:`Projection.rebuild` the projections reading that stream (a
 rebuild also shreds the keys of the states saved before).
 
+A saved state remembers its scope (the ``streams`` and ``types`` it was folded from),
+recorded beside it before its first save: loading, waiting on or running a projection
+whose filters differ from the saved state's is refused (see :mod:`._projection_scope`),
+so neither a changed filter nor another service's projection of the same name resumes a
+state derived from other events.
+
 Calls on one projection object take turns: ``run``, ``rebuild`` and ``load`` hold a
 lock for their whole duration, ``follow`` for each live commit, so overlapping runs (a
 periodic catch-up and a manual one, say) never fold one event twice or commit each
@@ -72,6 +78,7 @@ from ._projection_follow import (
     waiting,
 )
 from ._projection_handlers import Apply, ProjectionHandlers
+from ._projection_scope import check_scope, record_scope, scope_of
 from ._projection_seal import seal, unseal
 from ._projection_serve import serve as serve_projection
 from ._replay import (
@@ -132,6 +139,11 @@ class Projection:
         self._initial = initial
         self._streams = patterns_of(streams)
         self._types = patterns_of(types)
+        #: what the saved state is derived from, recorded beside it (see _projection_scope)
+        self._scope = scope_of(self._streams, self._types)
+        #: the scope record on disk as last seen: "ours", "other" (a rebuild replaces
+        #: it), "absent" (none yet, or a state saved before scopes were recorded)
+        self._scope_disk = "absent"
         self._state_store_given = state_store
         self._state_store: CheckpointStore | None = (
             state_store if isinstance(state_store, CheckpointStore) else None
@@ -226,6 +238,7 @@ class Projection:
         """
         check_count(global_position, "global_position", least=0, error=ValueError)
         await self._check_read()  # once, whether the position is reached here or on disk
+        await self._check_scope(f"waiting on {self._what}")
         return await reached(global_position, self._moved, lambda: self._at, self._saved_position)
 
     async def _saved_position(self) -> int | None:
@@ -244,6 +257,11 @@ class Projection:
     @property
     def _key(self) -> str:
         return f"projection:{self.name}"
+
+    @property
+    def _what(self) -> str:
+        """The projection in words, for an error."""
+        return f"projection {self.name!r}"
 
     def _fresh_state(self) -> Any:
         initial = self._initial
@@ -270,8 +288,19 @@ class Projection:
         loading it, waiting on it or forgetting it needs what reading them needs."""
         await self.store._acheck_read(self._filters()["streams"])
 
+    async def _check_scope(self, needed_by: str, *, rebuilding: bool = False) -> None:
+        """Refuse a state saved by a projection of other streams or types (see
+        :func:`check_scope`); ``rebuilding`` lets a principal that may read it start over."""
+        await check_scope(self, needed_by, rebuilding=rebuilding)
+
+    async def _record_scope(self) -> None:
+        """Record this projection's scope beside its state unless it is there already."""
+        if self._scope_disk != "ours":
+            await record_scope(self)
+
     async def _load(self) -> Any:
         await self._check_read()
+        await self._check_scope(f"loading {self._what}")
         saved = await self.state_store.load(self._key)
         unsealed = False
         if saved is None:
@@ -323,6 +352,9 @@ class Projection:
         self._check_writable()
         if not self._loaded:
             await self._load()
+        # before any event is applied (a state saved without one is adopted here), so
+        # commits save the state alone
+        await self._record_scope()
         start = 0 if self._position is None else self._position + 1
         return await self._catch_up(self.store.read_all(start, **self._filters()))
 
@@ -352,6 +384,7 @@ class Projection:
         again before the error propagates.
         """
         await self._check_read()  # before anything is shredded or deleted
+        await self._check_scope(f"rebuilding {self._what}", rebuilding=True)
         encryption = self.store.encryption
 
         async def forget() -> bool:
@@ -365,6 +398,7 @@ class Projection:
             await self._reload_after(exc)
             raise
         self._state, self._position, self._loaded = self._fresh_state(), None, True
+        await self._record_scope()  # the state to come is this projection's
 
     async def _forget_checkpoint(self, forget: Callable[[], Awaitable[bool]]) -> bool:
         """Run ``forget`` (which deletes the saved state), checked and audited by the
@@ -585,6 +619,7 @@ class Projection:
         # (and the working copy too: only JSON's own types, which read back as they are)
         check_plain_json(state, f"projection {self.name!r} state")
         stored, saved = await seal(self.store.encryption, self.name, position, state)
+        await self._record_scope()  # (a run records it first: no await here then)
         # settled: a save cancelled half-way may still commit; state and position in
         # memory must follow whatever reached the disk
         await settled(self._save(stored, saved, position))

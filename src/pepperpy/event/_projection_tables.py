@@ -99,6 +99,10 @@ class TableProjection(Projection):
     def _key(self) -> str:
         return f"tables:{self.name}"
 
+    @property
+    def _what(self) -> str:
+        return f"table projection {self.name!r}"
+
     async def load(self) -> int | None:
         """Load the committed position (None: nothing applied yet) and return it."""
         async with self._turn():
@@ -107,6 +111,7 @@ class TableProjection(Projection):
 
     async def _load(self) -> Any:
         await self._check_read()
+        await self._check_scope(f"loading {self._what}")
         saved = await self.state_store.load(self._key)
         self._state, self._position = [], None if saved is None else saved.position
         self._loaded = True
@@ -160,6 +165,7 @@ class TableProjection(Projection):
         if position is None:
             return
         pending: Pending = state
+        await self._record_scope()  # (a run records it first: no await here then)
         # settled: a commit cancelled half-way may still reach the disk, and the
         # position in memory must follow whatever did
         await settled(self._save_batch(tuple(pending), position))
@@ -237,6 +243,7 @@ class TableProjection(Projection):
                 "position); nothing was changed"
             )
         await self._check_read()  # before the tables are emptied
+        await self._check_scope(f"rebuilding {self._what}", rebuilding=True)
         database = self._database()
 
         async def forget() -> bool:
@@ -253,6 +260,7 @@ class TableProjection(Projection):
             await self._reload_after(exc)
             raise
         self._state, self._position, self._loaded = [], None, True
+        await self._record_scope()  # the tables to come are this projection's
 
     # -- calling the user's code inside the transaction ------------------------------
 
