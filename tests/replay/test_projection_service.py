@@ -286,9 +286,11 @@ async def test_bad_arguments_are_refused() -> None:
 # -- serve() in a process of its own, signalled -----------------------------------------------
 
 
-async def on_disk(url: str, name: str = "tally") -> tuple[int | None, dict[str, Any]]:
+async def on_disk(
+    url: str, name: str = "tally", streams: str = "acc.*"
+) -> tuple[int | None, dict[str, Any]]:
     async with EventStore(url) as store:
-        projection = Projection(name, store)
+        projection = Projection(name, store, streams=streams)  # as the service saved it
         state = await projection.load()
         await projection.close()
         return projection.position, state
@@ -368,7 +370,7 @@ async def test_the_docs_service_logs_what_the_docs_show_and_exits_0(tmp_path: Pa
             process.kill()
             await process.wait()
     assert lines == shown.splitlines()
-    position, state = await on_disk(f"sqlite:///{tmp_path / 'shop.db'}", "sales")
+    position, state = await on_disk(f"sqlite:///{tmp_path / 'shop.db'}", "sales", "order.*")
     assert position == 2 and state == {"ann": 22, "bob": 11}
 
 
