@@ -110,7 +110,7 @@ def test_html_only_template_gets_a_text_body() -> None:
 
     rendered = notifications.render("t", "sms", name="Bo")
 
-    assert rendered.body == "Hi & welcome\nBo"
+    assert rendered.body == "Hi & welcome\n\nBo"  # a heading, then a paragraph
 
 
 def test_subject_is_one_line() -> None:

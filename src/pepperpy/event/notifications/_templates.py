@@ -14,7 +14,6 @@ autoescaped; text parts are not (they are not HTML).
 
 from __future__ import annotations
 
-import html as html_lib
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -30,8 +29,9 @@ from .._errors import (
     TemplateNotFound,
 )
 from ._environment import bounded_environment
+from ._html_text import html_to_text
 from ._models import one_line
-from ._sandbox import render_bounded, rendering
+from ._sandbox import RENDER_TIMEOUT, late, past_deadline, render_bounded, rendering
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -318,9 +318,10 @@ class TemplateLibrary:
             text = _render(chosen.text, name, body_key, "text", context)
             html = _render(chosen.html, name, body_key, "html", context)
             subject = _render(choice.subject, name, choice.subject_key, "subject", context)
+            # an HTML-only variant's text is derived within the same deadline
+            body = text if text is not None else _plain_text(html or "", name, body_key)
         if subject is not None:
             subject = one_line(subject)  # one header line, never an injected one
-        body = text if text is not None else _html_to_text(html or "")
         return Rendered(subject=subject, body=body, html=html)
 
 
@@ -390,11 +391,17 @@ def _label(name: str, channel: str | None, part: str) -> str:
     return f"{name!r} ({variant}, {part})"
 
 
-_TAG = re.compile(r"<[^>]+>")
-_BLANKS = re.compile(r"\n\s*\n+")
+def _plain_text(markup: str, name: str, channel: str | None) -> str:
+    """The plain text of an HTML part (for SMS, push, the email text part), derived
+    within the render's deadline: on the event loop, past its budget, the render is
+    done again in a thread (:func:`~._sandbox.late`)."""
 
+    def check() -> None:
+        if past_deadline():
+            late()
+            raise TemplateError(
+                f"template {_label(name, channel, 'html')}: deriving its plain text took "
+                f"over {RENDER_TIMEOUT:g}s"
+            )
 
-def _html_to_text(markup: str) -> str:
-    """A plain-text stand-in for an HTML-only template (for SMS, push, text parts)."""
-    text = html_lib.unescape(_TAG.sub("", markup))
-    return _BLANKS.sub("\n\n", text).strip()
+    return html_to_text(markup, check)
