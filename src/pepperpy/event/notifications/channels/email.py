@@ -10,6 +10,7 @@ Query values are percent-decoded only: ``+`` is a plus sign (``from=alerts+ops@e
 from __future__ import annotations
 
 import asyncio
+import encodings.idna
 import re
 import ssl
 import threading
@@ -44,6 +45,11 @@ class EmailChannel(Channel):
     notification traffic is bursty and rare enough that pooling buys little and stale
     pooled SMTP sessions cost a failed try.
 
+    A non-ASCII domain (of the recipient or the sender) is sent IDNA-encoded, which
+    every server takes; a non-ASCII local part needs a server offering SMTPUTF8, and one
+    that does not is a permanent failure (:class:`RecipientError` for the recipient,
+    :class:`ConfigurationError` for the sender), found before anything is written.
+
     ``sender`` and ``reply_to`` are configuration, written into every message's headers,
     so one containing a line break or other control character is a
     :class:`ConfigurationError` here rather than a broken header block later. Subjects are
@@ -72,6 +78,7 @@ class EmailChannel(Channel):
         if not sender or not isinstance(sender, str):
             raise ConfigurationError("EmailChannel needs a sender address (from=)")
         _check_header_address(sender, "sender (from=)")
+        _ascii_sender(sender)  # a domain that cannot be IDNA-encoded is refused here
         if reply_to is not None:
             _check_header_address(reply_to, "reply_to")
         if tls and starttls:
@@ -138,7 +145,7 @@ class EmailChannel(Channel):
             _check_header_address(self.reply_to, "reply_to")
         message = EmailMessage()
         try:
-            message["From"] = self.sender
+            message["From"] = _ascii_sender(self.sender)
             message["To"] = to
             if self.reply_to:
                 message["Reply-To"] = self.reply_to
@@ -146,7 +153,7 @@ class EmailChannel(Channel):
         except (ValueError, TypeError) as exc:
             raise RecipientError(f"email channel: bad header value: {exc}") from exc
         message["Date"] = format_datetime(notification.created_at)
-        message["Message-ID"] = make_msgid(domain=_domain(self.sender))
+        message["Message-ID"] = make_msgid(domain=_domain(_ascii_sender(self.sender)))
         message["X-Notification-Id"] = notification.id
         message.set_content(notification.body)
         if notification.html is not None:
@@ -176,6 +183,10 @@ class EmailChannel(Channel):
                 await client.connect()
                 sock = client.get_transport_info("socket")
                 await _greet(client, aiosmtplib)
+                refusal = self._needs_smtputf8(message, client)
+                if refusal is not None:
+                    await _quit(client, aiosmtplib)
+                    raise refusal
                 await self.ready_to_write()  # the rate limit's slot, once the session is ready
                 if sending.cut:
                     raise aiosmtplib.SMTPServerDisconnected("the channel was closed")
@@ -197,6 +208,27 @@ class EmailChannel(Channel):
                 self._sending.discard(sending)
             if sock is not None:
                 await _socket_closed(sock)
+
+    def _needs_smtputf8(self, message: EmailMessage, client: Any) -> Exception | None:
+        """The permanent failure of a message whose envelope has a non-ASCII address
+        (a local part: domains are sent IDNA-encoded) when the server does not offer
+        SMTPUTF8, which such an address needs; None when it can be sent."""
+        senders, recipients = (
+            "".join(address.addr_spec for address in message[header].addresses)
+            for header in ("From", "To")
+        )
+        if (senders + recipients).isascii() or client.supports_extension("smtputf8"):
+            return None
+        server = f"{self.host}:{self.port or 'default'}"
+        if not recipients.isascii():
+            return RecipientError(
+                f"email channel: {recipients!r} has non-ASCII characters before the @, which "
+                f"need the SMTPUTF8 extension, and the server {server} does not offer it"
+            )
+        return ConfigurationError(
+            f"EmailChannel sender {senders!r} has non-ASCII characters before the @, which "
+            f"need the SMTPUTF8 extension, and the server {server} does not offer it"
+        )
 
     def is_retryable(self, error: Exception) -> bool:
         """Transient failures (network, 4xx replies) are retried; 5xx replies are not."""
@@ -317,12 +349,63 @@ def _single_address(recipient: str | None) -> Address:
     if not recipient or not isinstance(recipient, str):
         raise RecipientError(f"email channel: {recipient!r} is not an email address")
     name, addr = _parse_one(recipient)
+    local, _, domain = addr.partition("@")
     try:
-        return Address(display_name=name, addr_spec=addr)
+        domain = _idna(domain)
+    except ValueError as exc:
+        raise RecipientError(
+            f"email channel: {recipient!r} is not an email address: {exc}"
+        ) from exc
+    try:
+        if local.isascii():
+            return Address(display_name=name, addr_spec=f"{local}@{domain}")
+        # the standard library refuses a non-ASCII local part outright; it is valid
+        # (RFC 6531) for a server offering SMTPUTF8, which send() checks
+        if not _UTF8_LOCAL.fullmatch(local):
+            raise ValueError("its non-ASCII local part (before the @) is not dot-separated words")
+        return Address(display_name=name, username=local, domain=domain)
     except (ValueError, IndexError, HeaderParseError) as exc:
         raise RecipientError(
             f"email channel: {recipient!r} is not an email address: {exc}"
         ) from exc
+
+
+#: a local part as dot-separated words of ASCII atext and non-ASCII characters (not
+#: the C1 controls)
+_UTF8_LOCAL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u00a0-\U0010ffff]+"
+    r"(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u00a0-\U0010ffff]+)*"
+)
+#: an IDNA-encoded domain: letters, digits, hyphens (and the underscores some use)
+_ASCII_DOMAIN = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
+
+
+def _idna(domain: str) -> str:
+    """``domain`` as every SMTP server takes it: a non-ASCII one IDNA-encoded
+    (``exämple.com`` is ``xn--exmple-cua.com``), ValueError when it cannot be."""
+    if domain.isascii():
+        return domain
+    try:
+        encoded = encodings.idna.Codec().encode(domain)[0].decode("ascii")
+    except UnicodeError as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise ValueError(f"its domain {domain!r} is not a valid domain name ({reason})") from exc
+    if not _ASCII_DOMAIN.fullmatch(encoded):  # a character that NFKC maps to "@", ",", ...
+        raise ValueError(f"its domain {domain!r} is not a valid domain name ({encoded!r})")
+    return encoded
+
+
+def _ascii_sender(sender: str) -> str | Address:
+    """The sender for the From: header: as configured, unless its domain is not ASCII,
+    then rebuilt with the domain IDNA-encoded (ConfigurationError if it cannot be)."""
+    name, addr = parseaddr(sender)
+    local, at, domain = addr.rpartition("@")
+    if not at or domain.isascii():
+        return sender
+    try:
+        return Address(display_name=name, username=local, domain=_idna(domain))
+    except ValueError as exc:
+        raise ConfigurationError(f"EmailChannel sender (from=) {sender!r}: {exc}") from exc
 
 
 def _parse_one(text: str) -> tuple[str, str]:
@@ -351,6 +434,8 @@ def _parse_one(text: str) -> tuple[str, str]:
     return name, addr
 
 
-def _domain(sender: str) -> str | None:
+def _domain(sender: str | Address) -> str | None:
+    if isinstance(sender, Address):
+        return sender.domain or None
     address = parseaddr(sender)[1]
     return address.rpartition("@")[2] or None
