@@ -1,0 +1,188 @@
+"""How a :class:`~pepperpy.event.Projection` follows the log: ``follow()``, riding out
+outages, and the live loop that commits what the store's subscription yields
+(a mixin, :class:`Following`, so that ``_projection`` keeps loading, running and
+committing)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import AsyncIterable
+from contextlib import AbstractAsyncContextManager, aclosing
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ConcurrencyError, ReplayError, StoreError
+from ._event import Event
+from ._projection_follow import is_outage, recovered, ride_out, standing, taken_over, waiting
+from ._seconds import check_seconds
+from .store._reader import RETRY_FOR, Outage
+
+if TYPE_CHECKING:
+    from ._projection_handlers import Apply, ProjectionHandlers
+    from ._replay import ReplayReport
+    from .store import EventStore
+
+__all__ = ["Following", "global_position"]
+
+logger = logging.getLogger("pepperpy.event.replay")
+
+_NOTHING = object()
+
+
+def global_position(event: Event) -> int:
+    """``event``'s position in the global log (it was read from the store)."""
+    position = event.global_position
+    if position is None:
+        raise ReplayError(f"event {event.id} read from the store has no position")
+    return position
+
+
+class Following:
+    """What :class:`~pepperpy.event.Projection` does to follow the log live."""
+
+    name: str
+    store: EventStore
+    batch_size: int
+    _handlers: ProjectionHandlers
+    _state: Any
+    _loaded: bool
+
+    if TYPE_CHECKING:  # the projection's own, which following uses
+
+        @property
+        def _position(self) -> int | None: ...
+        def _turn(self) -> AbstractAsyncContextManager[None]: ...
+        def _check_writable(self) -> None: ...
+        def _filters(self) -> dict[str, Any]: ...
+        async def _load(self) -> Any: ...
+        async def run(self) -> ReplayReport: ...
+        async def _apply(self, chosen: tuple[Apply, ...], state: Any, event: Event) -> Any: ...
+        async def _commit(self, state: Any, position: int | None) -> None: ...
+        async def _reload_after(self, failure: BaseException) -> None: ...
+
+    async def follow(self, *, retry_for: float | None = RETRY_FOR) -> None:
+        """Catch up, then apply live appends as they commit, until cancelled (or the
+        store is closed).
+
+        Live events are committed as they come, each commit taking those already read
+        and waiting (up to ``batch_size``: one when they come one at a time, batches
+        after a burst), so the saved state never lags more than the events being
+        applied. The lock is taken per commit, so a :meth:`run` called meanwhile gets its
+        turn between two of them.
+        Logs (INFO) the position it follows from, then once that it has caught up.
+
+        An outage is ridden out as a subscription rides one out, with the same backoff:
+        a load, catch-up read, live read or commit failing with
+        :class:`~pepperpy.event.StoreError` (state and position are then reloaded from
+        disk, as after any failed commit) is followed by a catch-up from the position
+        on disk, tried again until it works or ``retry_for`` seconds (None: no limit)
+        have passed since the first failure; the WARNING and INFO lines name the
+        projection. Past it the error is raised; the state on disk is consistent, and
+        calling ``follow()`` again resumes from it. Handler errors
+        (:class:`ReplayError`) and encryption errors are raised at once, and so is
+        another follower's commit: a :class:`ReplayError` (from the
+        :class:`ConcurrencyError`) saying that one follower per projection must run.
+        """
+        if retry_for is not None:
+            retry_for = check_seconds(retry_for, "retry_for", zero=True, error=ValueError)
+        with self._handlers.applying():  # on/off refused meanwhile
+            try:
+                await self._follow(Outage(retry_for))
+            except ConcurrencyError as exc:
+                raise ReplayError(taken_over(self.name, exc)) from exc
+
+    async def _follow(self, outage: Outage) -> None:
+        started = live = False
+        while True:
+            try:
+                if not started:  # the position it follows from, once known
+                    async with self._turn():
+                        self._check_writable()
+                        if not self._loaded:
+                            await self._load()
+                    start = 0 if self._position is None else self._position + 1
+                    logger.info("projection %r following from global position %d", self.name, start)
+                    started = True
+                await self.run()
+            except StoreError as exc:
+                if not is_outage(exc):
+                    raise
+                if await self._ride_out(outage, exc):
+                    continue
+                return
+            self._recovered(outage)
+            if not live:
+                logger.info(
+                    "projection %r caught up %s; applying live events",
+                    self.name,
+                    standing(True, self._position),  # "before its first event" if none
+                )
+                live = True
+            start = 0 if self._position is None else self._position + 1
+            # retry_for=0: an outage of the live read ends it at once, to be ridden out
+            # here, where the log lines name the projection
+            events = self.store.subscribe(start, retry_for=0, **self._filters())
+            try:
+                failure = await self._follow_live(events, outage)
+            except StoreError as exc:
+                if not is_outage(exc):
+                    raise
+                cause = exc.__cause__  # the subscription's words wrap the backend's
+                failure = cause if isinstance(cause, StoreError) else exc
+            finally:
+                await events.aclose()
+            if failure is None or not await self._ride_out(outage, failure):
+                return  # the subscription ended: it, or the store, was closed
+
+    async def _ride_out(self, outage: Outage, error: StoreError) -> bool:
+        """A step of :meth:`follow` failed with ``error`` in an outage: wait the backoff
+        and say whether to go on (False: the store was closed meanwhile), or raise once
+        ``retry_for`` has passed since the outage began."""
+        await ride_out(outage, error, self.name, self._where())
+        return not self.store.closed
+
+    def _where(self) -> str:
+        """Where the projection stands, for an error or log line."""
+        return standing(self._loaded, self._position)
+
+    def _recovered(self, outage: Outage) -> None:
+        """A step of :meth:`follow` worked: an outage under way is over."""
+        recovered(outage, self.name, self._position)
+
+    async def _follow_live(self, reader: AsyncIterable[Event], outage: Outage) -> StoreError | None:
+        """Apply and commit what ``reader`` yields, taking the lock for each commit, until
+        it ends (None) or a commit fails in an outage: then its error is returned, with
+        state and position reloaded from disk (if that worked: else the next run loads).
+
+        Each commit takes the live events already read and waiting (up to
+        ``batch_size``), not one event: after a burst of appends the follower catches up
+        in batches, as a run does, instead of paying a transaction per event; when the
+        events come one at a time, each is committed as it comes.
+        """
+        state: Any = None
+        basis: Any = _NOTHING  # the committed state ``state`` was copied from
+        async with aclosing(waiting(reader, self.batch_size)) as batches:
+            async for batch in batches:
+                async with self._turn():
+                    if self._state is not basis:  # first batch, or a run committed meanwhile
+                        state = copy.deepcopy(self._state)
+                    last = self._position
+                    try:
+                        for event in batch:
+                            position = global_position(event)
+                            if last is not None and position <= last:
+                                continue  # applied already (by the catch-up, or a run meanwhile)
+                            chosen = self._handlers.chosen(event.type)
+                            if chosen:
+                                state = await self._apply(chosen, state, event)
+                            last = position
+                        if last != self._position:
+                            await self._commit(state, last)
+                    except BaseException as exc:
+                        await self._reload_after(exc)
+                        if is_outage(exc):
+                            return exc
+                        raise
+                    basis = self._state
+                self._recovered(outage)
+        return None
