@@ -42,7 +42,9 @@ def _refused(source: str, refused: str, *, html: bool = False, **context: object
     finally:
         tracemalloc.stop()
     assert refused in str(caught.value)
-    assert elapsed < 3.0, f"took {elapsed:.1f}s"
+    # not a speed check (refusals take milliseconds): a bound that only an unbounded
+    # render can pass, loose enough for a loaded machine (3 s was passed under load)
+    assert elapsed < 20.0, f"took {elapsed:.1f}s"
     assert peak < 100_000_000, f"allocated {peak / 1e6:.0f} MB"
 
 
