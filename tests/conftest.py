@@ -153,3 +153,15 @@ def amqp_url() -> str:
 @pytest.fixture
 def sqlite_url(tmp_path: object) -> Iterator[str]:
     yield f"sqlite:///{tmp_path}/events.db"
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def any_store_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """An event store URL of each backend: in memory, a SQLite file of the test's own, and
+    a fresh PostgreSQL database (``postgres_url``, dropped after the test)."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return sqlite_url
+    postgres: str = request.getfixturevalue("postgres_url")
+    return postgres

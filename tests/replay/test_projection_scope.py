@@ -25,14 +25,9 @@ from pepperpy.event import (
 )
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'events.db'}"
-    value: str = request.getfixturevalue("postgres_url")
-    return value
+@pytest.fixture
+def url(any_store_url: str) -> str:
+    return any_store_url  # every backend, not only the SQL ones of replay/conftest.py
 
 
 @pytest.fixture
