@@ -15,6 +15,7 @@ waits out) is one line on stderr too, ``pepperpy-event: warning: ...`` (``_logs`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -23,7 +24,16 @@ from collections.abc import Sequence
 
 from .._deps import require
 from .._errors import EventError
-from ._errors import CommandError, NotPrinted, OutputClosed, discard_stdout, scrub, short_paths
+from ._errors import (
+    ClosedOutput,
+    CommandError,
+    NotPrinted,
+    OutputClosed,
+    discard_stdout,
+    replace_missing_outputs,
+    scrub,
+    short_paths,
+)
 from ._logs import logging_to_stderr
 
 __all__ = ["main"]
@@ -35,16 +45,21 @@ BROKEN_PIPE = 141
 _UMBRELLA_EXTRAS = frozenset({"all", "dev", "bench"})
 
 
+def _say(line: str) -> None:
+    """``line`` on stderr, if stderr can take it: the exit status says the rest."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
 def _fail(message: str, status: int = 1) -> None:
     text = " ".join(short_paths(scrub(message)).split()) or "unknown error"
-    sys.stderr.write(f"{PROGRAM}: error: {text}\n")
-    sys.stderr.flush()
+    _say(f"{PROGRAM}: error: {text}")
     raise SystemExit(status)
 
 
 def _interrupted() -> None:
-    sys.stderr.write("interrupted\n")
-    sys.stderr.flush()
+    _say("interrupted")
     raise SystemExit(INTERRUPTED)
 
 
@@ -56,6 +71,9 @@ def _pipe_closed() -> None:
 
 def _stdout_reader_gone() -> bool:
     """True if stdout is a pipe whose reader has closed it (poll reports an error)."""
+    # click wraps stdout (PacifyFlushWrapper) after a broken pipe
+    if isinstance(getattr(sys.stdout, "wrapped", sys.stdout), ClosedOutput):
+        return True
     try:
         poller = select.poll()
         poller.register(sys.stdout.fileno(), select.POLLOUT)
@@ -104,6 +122,7 @@ def _import_failure(exc: ImportError) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``)."""
     debug = os.environ.get("PEPPERPY_EVENT_DEBUG", "") not in ("", "0")
+    replace_missing_outputs()
     try:
         with logging_to_stderr(verbosity=2 if debug else 0):
             _run(list(sys.argv[1:] if argv is None else argv))
@@ -148,7 +167,8 @@ def _run(args: list[str]) -> None:
     except click.Abort:
         raise KeyboardInterrupt from None
     except click.ClickException as exc:
-        exc.show()
+        with contextlib.suppress(OSError, ValueError):  # stderr closed: the status says it
+            exc.show()
         raise SystemExit(exc.exit_code) from None
     except SystemExit as exc:
         # click answers a closed pipe while it prints (--help, --version) with status 1

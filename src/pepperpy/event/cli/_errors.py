@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import re
 import sys
 
 __all__ = [
+    "ClosedOutput",
     "CommandError",
     "NotPrinted",
     "OutputClosed",
     "discard_stdout",
+    "replace_missing_outputs",
     "redact_later",
     "scrub",
     "short_paths",
@@ -37,6 +41,44 @@ class NotPrinted(BaseException):
     at the event rather than count it failed and go on, so its checkpoint stays before
     it. The message is the one line ``main()`` prints.
     """
+
+
+class ClosedOutput(io.TextIOBase):
+    """The stdout or stderr of a command started without one (``>&-``, ``exec 2>&-``).
+
+    Python then sets ``sys.stdout`` (or ``sys.stderr``) to ``None``; this stands in for
+    it, a stream that is a closed pipe: every write raises ``BrokenPipeError``, so the
+    command follows the closed pipe's rules (``append`` exits 0 once its event is
+    written, a reading command stops with status 141, and lines meant for stderr are
+    lost without changing the outcome). Nothing is ever buffered, so ``flush`` has
+    nothing to fail on at exit.
+    """
+
+    encoding = "utf-8"
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(errno.EPIPE, f"{self.name} is closed")
+
+    def flush(self) -> None:
+        return None
+
+
+def replace_missing_outputs() -> None:
+    """Give a command started with stdout or stderr closed a :class:`ClosedOutput`."""
+    if sys.stdout is None:
+        sys.stdout = ClosedOutput("<stdout>")
+    if sys.stderr is None:
+        sys.stderr = ClosedOutput("<stderr>")
 
 
 def discard_stdout() -> None:

@@ -27,7 +27,7 @@ from .._patterns import parse_pattern, parse_topic
 from .._replay import parse_time
 from ..store import ANY, NO_STREAM, STREAM_EXISTS, EventStore
 from ..store.base import ExpectedVersion
-from ._errors import CommandError, OutputClosed, discard_stdout
+from ._errors import ClosedOutput, CommandError, OutputClosed, discard_stdout
 from ._logs import more_verbose
 from ._output import escaped
 from ._urls import normalized
@@ -148,7 +148,12 @@ def confirm(line: str) -> None:
         emit(line)
     except (OutputClosed, OSError) as exc:
         discard_stdout()
-        reason = "its reader closed it" if isinstance(exc, OutputClosed) else why_not_printed(exc)
+        reason = why_not_printed(exc)
+        if isinstance(exc, OutputClosed):
+            closed = isinstance(sys.stdout, ClosedOutput)
+            reason = (
+                "the command was started with stdout closed" if closed else "its reader closed it"
+            )
         note(f"pepperpy-event: warning: {line}, but stdout could not print this ({reason})")
 
 
@@ -160,9 +165,14 @@ def why_not_printed(exc: BaseException) -> str:
 
 
 def note(text: str) -> None:
-    """A remark for the person at the terminal (stderr)."""
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
+    """A remark for the person at the terminal (stderr).
+
+    A stderr that cannot take it (closed, its reader gone, a full disk) loses the remark
+    but changes nothing else: the work is done, and its exit status says so.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 def run(work: Callable[[], Awaitable[T]], *, on_signal: Callable[[int], bool] | None = None) -> T:
