@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from .._errors import ValidationProblem
+from .._frozen_types import FrozenDict, FrozenList
 
 __all__ = [
     "INVALID",
@@ -53,14 +54,24 @@ MISSING: Any = _Invalid()
 
 
 def describe(value: Any) -> str:
-    """A short description of a value for the ``actual`` of a problem."""
+    """A short description of a value for the ``actual`` of a problem.
+
+    Stored events' data is frozen (``FrozenDict``, ``FrozenList``):
+    it is named ``dict`` and ``list``, as a payload given as it is, not by the
+    library's internal type.
+    """
+    name = _SHOWN_NAMES.get(type(value)) or type(value).__name__
     try:
         text = repr(value)
     except RecursionError:  # data nested too deeply (its problem says so)
-        return f"{type(value).__name__} nested too deeply to show"
+        return f"{name} nested too deeply to show"
     if len(text) > 60:
         text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
+    return f"{name} {text}"
+
+
+#: the name a problem shows for the library's own containers
+_SHOWN_NAMES: dict[type, str] = {FrozenDict: "dict", FrozenList: "list"}
 
 
 def join_path(path: str, key: str | int) -> str:
