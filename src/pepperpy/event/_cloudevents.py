@@ -121,9 +121,7 @@ def read_cloudevent(
     metadata: dict[str, Any] = {}
     packed = obj.get(_METADATA_EXTENSION)
     if packed is not None:
-        restored = _json.loads(packed) if isinstance(packed, str) else packed
-        if not isinstance(restored, dict):
-            raise SerializationError(f"{_METADATA_EXTENSION} must hold a JSON object")
+        restored = _read_packed_metadata(packed)
         metadata.update(restored)
     for key, value in obj.items():
         if key not in _RESERVED:
@@ -133,6 +131,11 @@ def read_cloudevent(
     raw_time = obj.get("time")
     timestamp = _parse_time(raw_time) if raw_time is not None else datetime.now(UTC)
     if "data_base64" in obj:
+        if "data" in obj:  # CloudEvents: "MUST NOT be present when data_base64 is present"
+            raise SerializationError(
+                "CloudEvent has both 'data' and 'data_base64' (mutually exclusive: "
+                "'data_base64' carries binary data, 'data' JSON data)"
+            )
         data: Any = _decode_base64(obj["data_base64"])
     else:
         data = obj.get("data")  # a JSON string stays a string (CloudEvents JSON format)
@@ -150,6 +153,26 @@ def read_cloudevent(
         subject if isinstance(subject, str) and subject else None,
         parsed=parsed,
     )
+
+
+def _read_packed_metadata(packed: Any) -> dict[str, Any]:
+    """The ``pepperpymetadata`` extension's object (JSON text, or an object as given);
+    anything else raises :class:`SerializationError` naming the attribute."""
+    if isinstance(packed, str):
+        try:
+            restored = _json.loads(packed)
+        except SerializationError as exc:
+            raise SerializationError(
+                f"CloudEvent attribute {_METADATA_EXTENSION!r} is not valid JSON: {exc}"
+            ) from None
+    else:
+        restored = packed
+    if not isinstance(restored, dict):
+        raise SerializationError(
+            f"CloudEvent attribute {_METADATA_EXTENSION!r} must hold a JSON object, "
+            f"got {_quoted(restored)}"
+        )
+    return restored
 
 
 def _is_int32(value: Any) -> bool:
