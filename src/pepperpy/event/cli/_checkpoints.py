@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC
+from typing import Any
 
 import click
 
@@ -26,20 +27,31 @@ __all__ = ["checkpoints"]
 def checkpoints(store: str, as_json: bool) -> None:
     """List the saved checkpoints: NAME POSITION BEHIND UPDATED.
 
-    BEHIND is how many global positions the log's head is past the checkpoint (0: caught
-    up); UPDATED is when it was last saved (UTC). With --json, one object per line.
+    BEHIND is how many positions the checkpoint is short of what it follows (0: caught
+    up): for a replay of one stream (``replay --stream S --checkpoint N``), whose
+    checkpoint holds a stream position, the stream's last position; for every other
+    checkpoint, which holds a global position, the log's head. UPDATED is when it was
+    last saved (UTC). With --json, one object per line.
     """
 
     async def work() -> None:
         async with open_store(store, reading=True, must_exist=True) as events:
             head = await events.head()
+            versions: dict[str, int | None] = {}  # each replayed stream's last position
             saved = open_checkpoint_store(events.url)
             try:
                 for name in await saved.names():
                     checkpoint = await saved.load(name)
                     if checkpoint is None:  # deleted between the two reads
                         continue
-                    behind = 0 if head is None else max(head - checkpoint.position, 0)
+                    stream = _replayed_stream(checkpoint.state)
+                    if stream is None:
+                        last = head
+                    else:
+                        if stream not in versions:
+                            versions[stream] = await events.stream_version(stream)
+                        last = versions[stream]
+                    behind = 0 if last is None else max(last - checkpoint.position, 0)
                     updated = checkpoint.updated_at.astimezone(UTC).isoformat(timespec="seconds")
                     if as_json:
                         emit(
@@ -59,3 +71,13 @@ def checkpoints(store: str, as_json: bool) -> None:
                 await saved.close()
 
     run(work)
+
+
+def _replayed_stream(state: Any) -> str | None:
+    """The stream a replay checkpoint's positions are in, from the scope its state
+    records (``{"scope": "stream:NAME"}``, see ``_replay_run``); None for a checkpoint
+    holding global positions (a replay of the whole log, projections, processors)."""
+    scope = state.get("scope") if isinstance(state, dict) else None
+    if isinstance(scope, str) and scope.startswith("stream:"):
+        return scope.removeprefix("stream:") or None
+    return None
