@@ -21,7 +21,16 @@ from .._ids import format_uuid7, new_uuid7_texts, next_counter, now_ns
 from .._patterns import parse_topic
 from .base import FreshRecord, NewRecord
 
-__all__ = ["encode_data", "event_records"]
+__all__ = ["BYTES_MARKER", "encode_data", "event_records"]
+
+#: the stored-metadata key marking a whole-bytes payload, which is stored as its base64
+#: text (a JSON string): reads strip it and give the bytes back (``_store_decoding``).
+#: It lives in the stored record, so copies, exports and imports keep it, and over an
+#: encrypted store it is bound to the envelope with the rest of the metadata. Reserved:
+#: metadata given with this key is refused.
+BYTES_MARKER = "pepperpybytes"
+_MARK = b'"pepperpybytes":true}'
+_BINARY = (bytes, bytearray, memoryview)
 
 _DICT_KEYS = frozenset(
     {"type", "data", "metadata", "id", "timestamp", "version", "source", "subject"}
@@ -84,6 +93,8 @@ def _event_record(event: Event, where: str) -> NewRecord:
     try:
         data = _held(_json.dumps(event.data))
         metadata = _encode_metadata(event.metadata) if event.metadata else None
+        if event.data.__class__ is bytes:  # frozen: bytes, whatever the payload was given as
+            metadata = _marked(metadata)
     except SerializationError as exc:
         raise SerializationError(f"event {where} ({event.type!r}): {exc}") from exc
     return _new_record(
@@ -119,6 +130,8 @@ def _plain_record(item: dict[str, Any], index: int, single: bool, now: int) -> N
         else:
             where = "$" if single else f"$[{index}]"
             raise _invalid(f"{where}.metadata", "a dict", metadata, "metadata must be a dict")
+        if isinstance(data, _BINARY):
+            encoded_metadata = _marked(encoded_metadata)
     except SerializationError as exc:
         where = "$" if single else f"$[{index}]"
         raise SerializationError(f"event {where} ({event_type!r}): {exc}") from exc
@@ -156,10 +169,19 @@ def _plain_batch(items: Sequence[dict[str, Any]], now: int) -> list[NewRecord]:
             record = _plain_record(item, index, False, now)
             append(record._replace(id=ids[index]))
             continue
+        data = item.get("data")
         try:
-            encoded = _held(encode_data(item.get("data")))
+            encoded = _held(encode_data(data))
         except SerializationError as exc:
             raise SerializationError(f"event $[{index}] ({event_type!r}): {exc}") from exc
+        if encoded[0] == 0x22 and isinstance(data, _BINARY):  # a JSON string: bytes?
+            append(
+                _new_record(
+                    FreshRecord,
+                    (ids[index], event_type, 1, encoded, _marked(None), micros, None, None),
+                )
+            )
+            continue
         append(
             _new_record(FreshRecord, (ids[index], event_type, 1, encoded, None, micros, None, None))
         )
@@ -169,10 +191,22 @@ def _plain_batch(items: Sequence[dict[str, Any]], now: int) -> list[NewRecord]:
 def _encode_metadata(metadata: dict[Any, Any]) -> bytes:
     """Metadata as JSON, under the rules for data: what is stored reads back the same."""
     check_json(metadata, "metadata")
+    if BYTES_MARKER in metadata:
+        raise SerializationError(
+            f"metadata: the key {BYTES_MARKER!r} is reserved (the store marks a bytes "
+            "payload with it in the metadata it stores)"
+        )
     try:
         return _json.dumps(metadata)
     except SerializationError as exc:  # say it is the metadata, not the data
         raise SerializationError(f"metadata: {exc}") from exc
+
+
+def _marked(metadata: bytes | None) -> bytes:
+    """Stored metadata (a JSON object, or None) with :data:`BYTES_MARKER` added."""
+    if metadata is None:
+        return b"{" + _MARK
+    return metadata[:-1] + b"," + _MARK  # a non-empty object: ``{...}``
 
 
 def _held(encoded: bytes) -> bytes:

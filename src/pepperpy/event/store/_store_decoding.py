@@ -13,6 +13,7 @@ synchronous.
 from __future__ import annotations
 
 import inspect
+from base64 import b64decode
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -31,6 +32,7 @@ from .._errors import (
 from .._event import Event
 from .._frozen import MAX_DEPTH, SHALLOW_JSON, freeze, freeze_parsed, nested_too_deep, too_deep_read
 from .._patterns import parse_topic
+from ._records import BYTES_MARKER
 from .base import NewRecord, Row
 
 if TYPE_CHECKING:
@@ -176,6 +178,8 @@ class StoreDecoding:
             data, metadata, extra = self._unseal(row, data, metadata)
         else:
             extra = row[9], row[10]
+        if raw is not None and metadata.__class__ is dict and BYTES_MARKER in metadata:
+            data, metadata = _unmark(row, data, metadata)
         if self._upcasters and (event_type, version) in self._upcasters:
             data, version = self._upcast(row, data)
         else:
@@ -259,6 +263,36 @@ class StoreDecoding:
                 f"{_upcasting(row, version - 1)} failed: the upcaster returned data "
                 f"that is not JSON: {exc}"
             ) from exc
+
+
+def _unmark(row: Row, data: Any, metadata: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+    """A whole-bytes payload's ``(bytes, metadata)``: its base64 text decoded and the
+    :data:`~._records.BYTES_MARKER` taken out of the metadata (None when it was all).
+
+    Shredded data (None) stays None. A marked row whose data is not base64 text is no
+    record this library writes, and is named as such.
+    """
+    rest = {key: value for key, value in metadata.items() if key != BYTES_MARKER}
+    if data is not None:
+        if metadata[BYTES_MARKER] is not True or data.__class__ is not str:
+            raise _unreadable(
+                row,
+                SerializationError(
+                    f"its metadata marks its data as bytes ({BYTES_MARKER!r}), but it "
+                    f"holds {type(data).__name__}, not base64 text"
+                ),
+            )
+        try:
+            data = b64decode(data, validate=True)
+        except ValueError as exc:
+            raise _unreadable(
+                row,
+                SerializationError(
+                    f"its metadata marks its data as bytes ({BYTES_MARKER!r}), but it is "
+                    f"not valid base64: {exc}"
+                ),
+            ) from None
+    return data, rest or None
 
 
 def _unreadable(row: Row, exc: Exception) -> SerializationError:
