@@ -19,7 +19,7 @@ import click
 from ..store._store_copy import DEFAULT_BATCH, MAX_BATCH, CopyProgress, CopyReport, copy_store
 from ..store._store_export import export_store, import_store
 from ._errors import CommandError
-from ._shell import note, open_store, run, store_option
+from ._shell import note, open_store, run, store_option, why_not_printed
 from ._urls import normalized, shown
 
 __all__ = ["COMMANDS", "copy", "export", "import_"]
@@ -88,11 +88,14 @@ def export(file: str, store: str, batch_size: int) -> None:
 
     Events are written as stored, with their global positions (encrypted data stays
     encrypted); deleted streams' events are kept, marked invisible. A FILE is written
-    whole or not at all. Read it back with 'pepperpy-event import'.
+    whole or not at all (a FIFO or a device is written as a stream). Read it back with
+    'pepperpy-event import'.
     """
     target = None if file == "-" else Path(file)
     if target is not None and not target.parent.exists():
         raise CommandError(f"directory {str(target.parent)!r} does not exist (from FILE)")
+    if target is not None and target.is_dir():
+        raise CommandError(f"FILE {file!r} is a directory: give the path of a file to export to")
 
     async def work() -> CopyReport:
         async with open_store(store, reading=True, must_exist=True) as events:
@@ -104,7 +107,12 @@ def export(file: str, store: str, batch_size: int) -> None:
                     progress=advance,
                 )
 
-    report = run(work)
+    try:
+        report = run(work)
+    except OSError as exc:
+        if target is None or isinstance(exc, ConnectionError):
+            raise
+        raise CommandError(f"could not export to {file!r}: {why_not_printed(exc)}") from exc
     note(_summary("exported", report, f"to {'stdout' if target is None else str(target)}"))
 
 

@@ -16,6 +16,7 @@ import asyncio
 import binascii
 import contextlib
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
@@ -85,22 +86,29 @@ async def export_store(
     starts.
 
     ``file`` is a path, written whole or not at all (to ``PATH.partial``, renamed when
-    complete), or a text stream open for writing (left open). Deleted streams' events
-    are written too, marked invisible; snapshots and checkpoints are not. ``progress``
-    gets a :class:`CopyProgress` after each batch. Read it back with
-    :func:`import_store`.
+    complete), or a text stream open for writing (left open). A symbolic link is
+    followed: its target is written (through ``TARGET.partial``, beside it). A path that
+    is not a regular file (a FIFO, a device, ``/dev/fd/N`` of a shell's process
+    substitution) is written directly, as a stream: there, a failed export leaves what
+    it wrote. A directory is refused (``IsADirectoryError``) before anything is read.
+    Deleted streams' events are written too, marked invisible; snapshots and
+    checkpoints are not. ``progress`` gets a :class:`CopyProgress` after each batch.
+    Read it back with :func:`import_store`.
     """
     size = check_batch(batch_size)
     report = check_progress(progress)
     started = time.monotonic()
     path = _path(file)
+    direct = False
+    if path is not None:
+        path, direct = await asyncio.to_thread(_destination, path)
     async with opened_backend(source, "source", reading=True) as reading:
         target = await reading.head()
         if path is None:
             assert not isinstance(file, (str, os.PathLike))
             stream = file
         else:
-            partial = f"{path}.partial"
+            partial = path if direct else f"{path}.partial"
             stream = await asyncio.to_thread(open, partial, "w", encoding="utf-8")
         copied, last = 0, None
         try:
@@ -118,10 +126,10 @@ async def export_store(
             await asyncio.to_thread(stream.flush)
         except BaseException:
             if path is not None:
-                await asyncio.to_thread(_discard, stream, partial)
+                await asyncio.to_thread(_discard, stream, None if direct else partial)
             raise
         if path is not None:
-            await asyncio.to_thread(_finish, stream, partial, path)
+            await asyncio.to_thread(_finish, stream, None if direct else partial, path)
     return CopyReport(copied, None, last, 0, time.monotonic() - started)
 
 
@@ -134,16 +142,45 @@ def _path(file: object) -> str | None:
     raise TypeError(f"file must be a path or a text stream, got {type(file).__name__}")
 
 
-def _finish(stream: IO[str], partial: str, path: str) -> None:
-    os.fsync(stream.fileno())
-    stream.close()
-    os.replace(partial, path)
+def _destination(path: str) -> tuple[str, bool]:
+    """Where an export to ``path`` writes, and whether directly (not through a partial).
+
+    A regular file (or a new one) is written through ``.partial`` and renamed, beside
+    the file a symbolic link points to, so the link stays a link; anything else that is
+    not a directory (a FIFO, a device, a pipe's ``/dev/fd/N``) is written directly, as
+    renaming over it would replace it with a regular file.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:  # a new file, or a link to one
+        return os.path.realpath(path), False
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{path!r} is a directory: give the path of a file to export to")
+    if stat.S_ISREG(mode):
+        return os.path.realpath(path), False
+    return path, True
 
 
-def _discard(stream: IO[str], partial: str) -> None:
-    stream.close()
+def _finish(stream: IO[str], partial: str | None, path: str) -> None:
+    """Close the written file; a partial one is synced, then renamed over ``path``."""
+    if partial is None:
+        stream.close()
+        return
+    try:
+        os.fsync(stream.fileno())
+        stream.close()
+        os.replace(partial, path)
+    except BaseException:
+        _discard(stream, partial)
+        raise
+
+
+def _discard(stream: IO[str], partial: str | None) -> None:
     with contextlib.suppress(OSError):
-        os.remove(partial)
+        stream.close()
+    if partial is not None:
+        with contextlib.suppress(OSError):
+            os.remove(partial)
 
 
 async def import_store(
