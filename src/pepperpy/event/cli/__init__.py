@@ -3,9 +3,10 @@
 ``main()`` turns every expected failure (bad JSON, an unknown store URL, a version
 conflict, a missing stream, an unreachable server) into one line on stderr and exit
 status 1; usage mistakes get click's usage message and status 2. Ctrl-C prints
-``interrupted`` and exits 130; a reader that closes the pipe (``| head``) stops the
-command quietly with status 141 (128 + SIGPIPE, what ``yes | head`` reports). A package
-that cannot be imported is one line too: a missing extra names its ``pip install``. Set
+``interrupted`` and exits 130 (SIGTERM, after the same cleanup: ``terminated``, 143);
+a reader that closes the pipe (``| head``) stops the command quietly with status 141
+(128 + SIGPIPE, what ``yes | head`` reports). A package that cannot be imported is
+one line too: a missing extra names its ``pip install``. Set
 ``PEPPERPY_EVENT_DEBUG=1`` to see the traceback of an unexpected error.
 
 What the library logs (a checkpoint it could not save, a store outage a subscription
@@ -29,6 +30,7 @@ from ._errors import (
     CommandError,
     NotPrinted,
     OutputClosed,
+    Terminated,
     discard_stdout,
     replace_missing_outputs,
     scrub,
@@ -40,6 +42,7 @@ __all__ = ["main"]
 
 PROGRAM = "pepperpy-event"
 INTERRUPTED = 130
+TERMINATED = 143  # 128 + SIGTERM
 BROKEN_PIPE = 141
 #: extras that only gather others (or serve development), never the one to suggest
 _UMBRELLA_EXTRAS = frozenset({"all", "dev", "bench"})
@@ -61,6 +64,11 @@ def _fail(message: str, status: int = 1) -> None:
 def _interrupted() -> None:
     _say("interrupted")
     raise SystemExit(INTERRUPTED)
+
+
+def _terminated() -> None:
+    _say("terminated")
+    raise SystemExit(TERMINATED)
 
 
 def _pipe_closed() -> None:
@@ -126,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         with logging_to_stderr(verbosity=2 if debug else 0):
             _run(list(sys.argv[1:] if argv is None else argv))
+    except Terminated:
+        _terminated()
     except KeyboardInterrupt:
         _interrupted()
     except OutputClosed:
@@ -164,7 +174,9 @@ def _run(args: list[str]) -> None:
     try:
         # not standalone: click would answer Ctrl-C with "Aborted!" and status 1
         status = app.main(args=args, prog_name=PROGRAM, standalone_mode=False)
-    except click.Abort:
+    except click.Abort as exc:  # click's answer to KeyboardInterrupt (SIGTERM's too)
+        if isinstance(exc.__cause__, Terminated):
+            raise Terminated from None
         raise KeyboardInterrupt from None
     except click.ClickException as exc:
         with contextlib.suppress(OSError, ValueError):  # stderr closed: the status says it

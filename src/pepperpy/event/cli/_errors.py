@@ -13,6 +13,7 @@ __all__ = [
     "CommandError",
     "NotPrinted",
     "OutputClosed",
+    "Terminated",
     "discard_stdout",
     "replace_missing_outputs",
     "redact_later",
@@ -31,6 +32,15 @@ class OutputClosed(BaseException):
     A ``BaseException``, like ``KeyboardInterrupt``: it must not be taken for a handler
     failure by ``EventReplay`` (which isolates ``Exception``), so a replay stops at the
     event that could not be printed and its checkpoint stays before that event.
+    """
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, ``docker stop``, systemd) stopped the command.
+
+    A ``KeyboardInterrupt``, so it is cleaned up after exactly as Ctrl-C is (``bench``
+    soft-deletes its streams, ``export`` removes ``FILE.partial``, ``replay --checkpoint``
+    saves its checkpoint, ``tail -f`` exits 0); only the exit status differs, 143.
     """
 
 

@@ -27,7 +27,7 @@ from .._patterns import parse_pattern, parse_topic
 from .._replay import parse_time
 from ..store import ANY, NO_STREAM, STREAM_EXISTS, EventStore
 from ..store.base import ExpectedVersion
-from ._errors import ClosedOutput, CommandError, OutputClosed, discard_stdout
+from ._errors import ClosedOutput, CommandError, OutputClosed, Terminated, discard_stdout
 from ._logs import more_verbose
 from ._output import escaped
 from ._urls import normalized
@@ -178,6 +178,9 @@ def note(text: str) -> None:
 def run(work: Callable[[], Awaitable[T]], *, on_signal: Callable[[int], bool] | None = None) -> T:
     """Run one subcommand's coroutine on a fresh event loop; Ctrl-C raises KeyboardInterrupt.
 
+    SIGTERM cancels the work the same way, so the same cleanup runs, and raises
+    :class:`Terminated` (a ``KeyboardInterrupt``: exit status 143 instead of 130).
+
     Ctrl-C cancels the work from a loop callback (``loop.add_signal_handler``), not from
     ``asyncio.run``'s own SIGINT handler: that one cancels the task from inside the signal
     handler, which can land in the middle of another callback (such as the one handing a
@@ -190,17 +193,18 @@ def run(work: Callable[[], Awaitable[T]], *, on_signal: Callable[[int], bool] | 
     async def main() -> T:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
-        interrupted = False
+        interrupted: int | None = None  # the signal that cancelled the work
 
         def interrupt(signum: int) -> None:
             nonlocal interrupted
             if on_signal is not None and on_signal(signum):
                 return
-            interrupted = True
+            if interrupted is None:
+                interrupted = signum
             if task is not None:
                 task.cancel()
 
-        signals = [signal.SIGINT] if on_signal is None else [signal.SIGINT, signal.SIGTERM]
+        signals = [signal.SIGINT, signal.SIGTERM]
         installed: list[int] = []
         if threading.current_thread() is threading.main_thread():
             for signum in signals:
@@ -210,7 +214,9 @@ def run(work: Callable[[], Awaitable[T]], *, on_signal: Callable[[int], bool] | 
         try:
             return await work()
         except asyncio.CancelledError:
-            if interrupted:
+            if interrupted == signal.SIGTERM:
+                raise Terminated from None
+            if interrupted is not None:
                 raise KeyboardInterrupt from None
             raise
         finally:
