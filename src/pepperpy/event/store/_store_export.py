@@ -311,6 +311,7 @@ def _check_all_held(checks: dict[int, str], name: str) -> None:
 def _rows(lines: Iterable[str], name: str) -> Iterator[tuple[int, StoredRow]]:
     """Each event line of ``lines`` as (line number, stored row), checked."""
     number, previous = 0, -1
+    following: dict[str, int] = {}  # each stream's next position, as the file goes
     try:
         for number, text in enumerate(lines, start=1):  # noqa: B007 (read after the loop)
             if number == 1:
@@ -326,6 +327,16 @@ def _rows(lines: Iterable[str], name: str) -> Iterator[tuple[int, StoredRow]]:
                     f"global_position {row[0]} does not follow {previous} (the events must "
                     "be in increasing global positions)",
                 )
+            expected = following.get(row[1], 0)
+            if row[2] != expected:
+                raise _bad(
+                    name,
+                    number,
+                    f"the event at global position {row[0]} is at position {row[2]} of stream "
+                    f"{row[1]!r}, whose next position in this file is {expected} (an export "
+                    "holds each stream's events from position 0, one after another)",
+                )
+            following[row[1]] = expected + 1
             previous = row[0]
             yield number, row
     except UnicodeDecodeError as exc:
@@ -395,6 +406,17 @@ def _parse(text: str, name: str, number: int) -> StoredRow:
                 raise _bad(name, number, f"{key} {found!r}: {exc}") from None
         return found
 
+    def json_of(key: str, *, optional: bool = False) -> bytes | None:
+        """A base64 field that holds JSON, as every event's data and metadata do (an
+        encrypted event's data too: its envelope is JSON)."""
+        found = bytes_of(key, optional=optional)
+        if found is not None:
+            try:
+                orjson.loads(found)
+            except orjson.JSONDecodeError as exc:
+                raise _bad(name, number, f"{key} is base64 but not of JSON ({exc})") from None
+        return found
+
     def bytes_of(key: str, *, optional: bool = False) -> bytes | None:
         found = value[key]
         if found is None and optional:
@@ -415,9 +437,9 @@ def _parse(text: str, name: str, number: int) -> StoredRow:
         number_of("position", 0),
         text_of("id"),
         text_of("type", named=True),
-        number_of("version", 0, 2**31 - 1),
-        bytes_of("data"),
-        bytes_of("metadata", optional=True),
+        number_of("version", 1, 2**31 - 1),
+        json_of("data"),
+        json_of("metadata", optional=True),
         number_of("timestamp", -_LARGEST),
         text_of("source", optional=True),
         text_of("subject", optional=True),
