@@ -430,6 +430,8 @@ class Event:
 
         Malformed input, whatever it holds, raises :class:`SerializationError` only: a
         transport reading events written by any producer skips such a message and goes on.
+        That includes ``data`` and ``data_base64`` together (CloudEvents allows one) and a
+        ``pepperpymetadata`` attribute that is not a JSON object (the error names it).
         """
         return cls._read_cloudevent(obj, parsed=False, shallow=False)
 
