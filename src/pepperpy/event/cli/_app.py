@@ -267,6 +267,8 @@ def replay(
         raise click.UsageError("--max-gap caps the pauses of --speed: give --speed too")
     if stream is not None:
         checked_name(stream, "--stream", "stream")
+    if checkpoint is not None and not checkpoint:
+        raise CommandError("--checkpoint is empty: give the checkpoint's name, such as nightly")
     window = time_window(start_time, end_time)
     if speed is not None and not speed > 0:  # NaN too
         raise CommandError(f"--speed must be a number > 0 (2 = twice as fast), got {speed}")

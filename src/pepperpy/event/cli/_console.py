@@ -108,7 +108,7 @@ def console_app(
     stats = _ActivityCache(store)
 
     async def api_streams(request: Request) -> Response:
-        page = await _streams_page(store, request)
+        page = await _streams_page(store, request, api=True)
         response = _json_response(page.streams)
         if page.next_after is not None:
             next_url = _page_url("/api/streams", page, page.next_after)
@@ -128,12 +128,12 @@ def console_app(
 
     async def api_events(request: Request) -> Response:
         _known(request, "from", "limit", "streams", "types", repeatable=("streams", "types"))
-        start = _int(request, "from", 0)
+        start = _int(request, "from", 0, empty=False)
         limit = _limit(request)
         reader = store.read_all(
             start,
-            streams=_patterns(request, "streams"),
-            types=_patterns(request, "types"),
+            streams=_patterns(request, "streams", empty=False),
+            types=_patterns(request, "types", empty=False),
             limit=limit,
         )
         return _json_response([event.to_dict() for event in await reader])

@@ -64,10 +64,19 @@ def _known(request: Request, *names: str, repeatable: tuple[str, ...] = ()) -> N
 
 
 def _int(
-    request: Request, name: str, default: int | None, *, lower: int = 0, upper: int = MAX_POSITION
+    request: Request,
+    name: str,
+    default: int | None,
+    *,
+    lower: int = 0,
+    upper: int = MAX_POSITION,
+    empty: bool = True,
 ) -> Any:
-    """A whole number from ``lower`` to ``upper``, written as plain ASCII digits."""
+    """A whole number from ``lower`` to ``upper``, written as plain ASCII digits; an
+    empty value is the default, or (``empty=False``, the API) refused."""
     raw = request.query_params.get(name)
+    if raw == "" and not empty:
+        raise _empty(name)
     if raw is None or raw == "":
         return default
     value = int(raw) if _DECIMAL.fullmatch(raw) else None
@@ -91,16 +100,28 @@ def _flag(request: Request, name: str) -> bool:
     return value
 
 
-def _pattern(request: Request, name: str) -> str:
-    """One pattern (default ``#``, every stream), checked."""
-    value = request.query_params.get(name) or "#"
+def _empty(name: str) -> BadRequest:
+    return BadRequest(f"{name} is empty: give a value, or leave {name} out")
+
+
+def _pattern(request: Request, name: str, *, empty: bool = True) -> str:
+    """One pattern (default ``#``, every stream), checked; an empty one is the default,
+    or (``empty=False``, the API) refused: the empty pattern is no pattern (SPEC §2)."""
+    raw = request.query_params.get(name)
+    if raw == "" and not empty:
+        raise _empty(name)
+    value = raw or "#"
     parse_pattern(value)  # PatternError (an EventError): a 400
     return value
 
 
-def _patterns(request: Request, name: str) -> list[str] | None:
-    """A repeatable pattern filter (``streams=a.*&streams=b.*``), checked; None: all."""
-    values = [v for v in request.query_params.getlist(name) if v]
+def _patterns(request: Request, name: str, *, empty: bool = True) -> list[str] | None:
+    """A repeatable pattern filter (``streams=a.*&streams=b.*``), checked; None: all.
+    An empty value is skipped, or (``empty=False``, the API) refused."""
+    given = request.query_params.getlist(name)
+    if not empty and "" in given:
+        raise _empty(name)
+    values = [v for v in given if v]
     for value in values:
         parse_pattern(value)
     return values or None

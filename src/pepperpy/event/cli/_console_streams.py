@@ -29,10 +29,11 @@ class StreamsPage:
     next_after: str | None  # the cursor of the next page (None: this is the last)
 
 
-async def _streams_page(store: EventStore, request: Request) -> StreamsPage:
-    """The page a request asks for: names are listed whole (cheap), counted per page."""
+async def _streams_page(store: EventStore, request: Request, *, api: bool = False) -> StreamsPage:
+    """The page a request asks for: names are listed whole (cheap), counted per page.
+    The API (``api``) refuses an empty pattern, which a page takes for every stream."""
     _known(request, "pattern", "after", "limit")
-    pattern = _pattern(request, "pattern")
+    pattern = _pattern(request, "pattern", empty=not api)
     after = request.query_params.get("after") or None
     limit = _limit(request)
     names = sorted(await store.streams(pattern))
