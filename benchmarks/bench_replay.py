@@ -18,6 +18,10 @@ A second part measures what a *large* read model costs per live event (each comm
 alone, as ``follow()`` commits live events): a ``Projection`` rewrites its whole JSON state
 at every commit, a ``TableProjection`` writes one row.
 
+A third replays the last hour of a 200,000-event log (one event a second): ``replay_all``
+with ``start_time``/``end_time``, which reads only the blocks of the log whose timestamps
+meet the window, against reading the whole log and keeping that hour in the handler.
+
 Run: ``python -m benchmarks.bench_replay`` (``--quick`` for a short run).
 """
 
@@ -32,6 +36,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +271,53 @@ def _eventsourcing_get(length: int) -> Runner:
     return run
 
 
+WINDOW_LOG = 200_000  # events, one a second
+WINDOW = 3_600  # the last hour of them
+_T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def _timed_log(length: int) -> str:
+    """An SQLite store of ``length`` events, the n-th stamped ``_T0 + n`` seconds."""
+    url = f"sqlite:///{_fresh_db()}"
+    async with EventStore(url) as store:
+        for start in range(0, length, 2000):
+            await store.append(
+                f"sensor.{start // 2000}",
+                [
+                    Event("sensor.read", {"n": n}, timestamp=_T0 + timedelta(seconds=n))
+                    for n in range(start, min(length, start + 2000))
+                ],
+            )
+    return url
+
+
+def _window_replay(url: str, length: int, *, seek: bool) -> Runner:
+    start, end = _T0 + timedelta(seconds=length - WINDOW), _T0 + timedelta(seconds=length)
+
+    async def run(n: int) -> float:
+        async with EventStore(url) as store:
+            await store.stream_version("sensor.0")  # open the connection first
+            seen = 0
+            replay = EventReplay(store)
+
+            @replay.handle("sensor.*")
+            def count(event: Event) -> None:
+                nonlocal seen
+                if seek or start <= event.timestamp < end:
+                    seen += 1
+
+            began = time.perf_counter()
+            if seek:
+                await replay.replay_all(start_time=start, end_time=end)
+            else:
+                await replay.replay_all()
+            elapsed = time.perf_counter() - began
+        assert seen == n, (seen, n)
+        return elapsed
+
+    return run
+
+
 def _rate(results: list[Result], name: str) -> float:
     return next(r.ops_per_sec for r in results if r.name == name)
 
@@ -304,6 +356,18 @@ async def main(quick: bool) -> str:
         operations=LIVE,
         passes=passes,
     )
+    log_length = WINDOW_LOG // 4 if quick else WINDOW_LOG
+    timed = await _timed_log(log_length)
+    seeking = "replay_all(start_time=, end_time=): seeks to the window's blocks"
+    filtering = "replay_all() over the whole log, the hour kept by the handler"
+    window = await compare(
+        {
+            seeking: _window_replay(timed, log_length, seek=True),
+            filtering: _window_replay(timed, log_length, seek=False),
+        },
+        operations=WINDOW,
+        passes=passes,
+    )
     return (
         f"## Replay and projections\n\nMachine: {machine()}; SQLite {sqlite3.sqlite_version}.\n\n"
         f"### Rebuilding state from one {LENGTH:,}-event stream (events/s)\n\n"
@@ -316,7 +380,11 @@ async def main(quick: bool) -> str:
         f"### A large read model, live events committed one by one (events/s)\n\n"
         + table(live, baseline=json_state)
         + f"\n\nPer live event: {1000 / _rate(live, json_state):.1f} ms with the JSON state, "
-        f"{1000 / _rate(live, own_table):.2f} ms with the table.\n"
+        f"{1000 / _rate(live, own_table):.2f} ms with the table.\n\n"
+        f"### The last hour of a {log_length:,}-event log (window events/s)\n\n"
+        + table(window, baseline=filtering, unit="window events/s")
+        + f"\n\nOne replay of the hour: {WINDOW / _rate(window, seeking) * 1000:.0f} ms seeking, "
+        f"{WINDOW / _rate(window, filtering) * 1000:.0f} ms reading the whole log.\n"
     )
 
 
