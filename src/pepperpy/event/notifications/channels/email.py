@@ -45,10 +45,12 @@ class EmailChannel(Channel):
     notification traffic is bursty and rare enough that pooling buys little and stale
     pooled SMTP sessions cost a failed try.
 
-    A non-ASCII domain (of the recipient or the sender) is sent IDNA-encoded, which
+    A non-ASCII domain (of the recipient, the sender or reply_to) is sent IDNA-encoded, which
     every server takes; a non-ASCII local part needs a server offering SMTPUTF8, and one
     that does not is a permanent failure (:class:`RecipientError` for the recipient,
     :class:`ConfigurationError` for the sender), found before anything is written.
+    A server lacking STARTTLS (``starttls=True``) or AUTH (with a username) is a
+    permanent :class:`ConfigurationError` naming the server and what it lacks.
 
     ``sender`` and ``reply_to`` are configuration, written into every message's headers,
     so one containing a line break or other control character is a
@@ -78,9 +80,12 @@ class EmailChannel(Channel):
         if not sender or not isinstance(sender, str):
             raise ConfigurationError("EmailChannel needs a sender address (from=)")
         _check_header_address(sender, "sender (from=)")
-        _ascii_sender(sender)  # a domain that cannot be IDNA-encoded is refused here
+        _ascii_address(
+            sender, "sender (from=)"
+        )  # a domain that cannot be IDNA-encoded is refused here
         if reply_to is not None:
             _check_header_address(reply_to, "reply_to")
+            _ascii_address(reply_to, "reply_to")  # as for the sender
         if tls and starttls:
             raise ConfigurationError("choose implicit TLS (tls/smtps) or STARTTLS, not both")
         timeout = check_seconds(timeout, "timeout")
@@ -145,15 +150,17 @@ class EmailChannel(Channel):
             _check_header_address(self.reply_to, "reply_to")
         message = EmailMessage()
         try:
-            message["From"] = _ascii_sender(self.sender)
+            message["From"] = _ascii_address(self.sender, "sender (from=)")
             message["To"] = to
             if self.reply_to:
-                message["Reply-To"] = self.reply_to
+                message["Reply-To"] = _ascii_address(self.reply_to, "reply_to")
             message["Subject"] = one_line(notification.subject or "")
         except (ValueError, TypeError) as exc:
             raise RecipientError(f"email channel: bad header value: {exc}") from exc
         message["Date"] = format_datetime(notification.created_at)
-        message["Message-ID"] = make_msgid(domain=_domain(_ascii_sender(self.sender)))
+        message["Message-ID"] = make_msgid(
+            domain=_domain(_ascii_address(self.sender, "sender (from=)"))
+        )
         message["X-Notification-Id"] = notification.id
         message.set_content(notification.body)
         if notification.html is not None:
@@ -180,7 +187,7 @@ class EmailChannel(Channel):
         sock = None
         try:
             try:
-                await client.connect()
+                await self._connect(client, aiosmtplib)
                 sock = client.get_transport_info("socket")
                 await _greet(client, aiosmtplib)
                 refusal = self._needs_smtputf8(message, client)
@@ -208,6 +215,28 @@ class EmailChannel(Channel):
                 self._sending.discard(sending)
             if sock is not None:
                 await _socket_closed(sock)
+
+    async def _connect(self, client: Any, aiosmtplib: Any) -> None:
+        """Connect (STARTTLS and login included); a server lacking the STARTTLS or AUTH
+        extension this channel needs is a permanent ConfigurationError naming both."""
+        try:
+            await client.connect()
+        except aiosmtplib.SMTPResponseException:
+            raise
+        except aiosmtplib.SMTPException as exc:
+            text = str(exc)
+            if "not supported" not in text:
+                raise
+            if "STARTTLS" in text and self.starttls:
+                lacking = "STARTTLS, which starttls=true requires"
+            elif "AUTH" in text and self.username is not None:
+                lacking = "AUTH, which logging in with the configured username needs"
+            else:
+                raise
+            raise ConfigurationError(
+                f"EmailChannel: the server {self.host}:{self.port or 'default'} does not "
+                f"offer {lacking} ({text})"
+            ) from exc
 
     def _needs_smtputf8(self, message: EmailMessage, client: Any) -> Exception | None:
         """The permanent failure of a message whose envelope has a non-ASCII address
@@ -337,6 +366,8 @@ def _flag(raw: str, name: str) -> bool:
 #: except ``.`` which real names use): group syntax, comments, a second address
 _SPECIALS = frozenset('()<>[]:;@\\,"')
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+#: an empty quoted word in a local part (``""@b.com``, ``a.""@b.com``)
+_EMPTY_WORD = re.compile(r'(?:^|\.)""(?:\.|$)')
 
 
 def _single_address(recipient: str | None) -> Address:
@@ -395,17 +426,18 @@ def _idna(domain: str) -> str:
     return encoded
 
 
-def _ascii_sender(sender: str) -> str | Address:
-    """The sender for the From: header: as configured, unless its domain is not ASCII,
-    then rebuilt with the domain IDNA-encoded (ConfigurationError if it cannot be)."""
-    name, addr = parseaddr(sender)
+def _ascii_address(value: str, what: str) -> str | Address:
+    """A configured address (``what``: the sender, reply_to) for its header: as
+    configured, unless its domain is not ASCII, then rebuilt with the domain
+    IDNA-encoded (ConfigurationError naming ``what`` if it cannot be)."""
+    name, addr = parseaddr(value)
     local, at, domain = addr.rpartition("@")
     if not at or domain.isascii():
-        return sender
+        return value
     try:
         return Address(display_name=name, username=local, domain=_idna(domain))
     except ValueError as exc:
-        raise ConfigurationError(f"EmailChannel sender (from=) {sender!r}: {exc}") from exc
+        raise ConfigurationError(f"EmailChannel {what} {value!r}: {exc}") from exc
 
 
 def _parse_one(text: str) -> tuple[str, str]:
@@ -423,6 +455,8 @@ def _parse_one(text: str) -> tuple[str, str]:
     local, at, domain = addr.partition("@")
     if not local or not at or not domain or "@" in domain or any(c.isspace() for c in addr):
         raise refuse("it has no user@domain part")
+    if _EMPTY_WORD.search(local) or not local.replace('"', "").replace(".", "").strip():
+        raise refuse("its local part (before the @) is empty")
     stripped = text.strip()
     if stripped == addr:
         return name, addr
