@@ -25,6 +25,7 @@ import orjson
 
 from .._errors import PatternError, StoreError
 from .._patterns import parse_name
+from .._text import shown, text_problem
 from ._store import EventStore
 from ._store_copy import (
     DEFAULT_BATCH,
@@ -399,6 +400,9 @@ def _parse(text: str, name: str, number: int) -> StoredRow:
             return None
         if not isinstance(found, str) or not found:
             raise _bad(name, number, f"{key} must be a non-empty string, got {found!r}")
+        problem = None if named else text_problem(found)  # as an Event checks it
+        if problem is not None:
+            raise _bad(name, number, f"{key} {shown(found)} {problem}")
         if named:
             try:
                 parse_name(found, key)
