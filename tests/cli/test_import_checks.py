@@ -15,7 +15,7 @@ import pytest
 
 from pepperpy.event import Event
 
-from .conftest import Cli
+from .conftest import Cli, Result
 from .test_cli import ok, one_line_error, seed
 
 
@@ -24,6 +24,16 @@ def exported(cli: Cli, store_url: str, tmp_path: Path) -> tuple[str, list[dict[s
     ok(cli("export", "ok.jsonl", "--store", store_url))
     header, *rows = (tmp_path / "ok.jsonl").read_text(encoding="utf-8").splitlines()
     return header, [json.loads(row) for row in rows]
+
+
+def import_changed(cli: Cli, store_url: str, tmp_path: Path, change: dict[str, object]) -> Result:
+    """Import an export of two events whose second line got ``change``, into a new
+    SQLite file (``copy.db``); what the command did."""
+    header, rows = exported(cli, store_url, tmp_path)
+    rows[1].update(change)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join([header, *map(json.dumps, rows)]) + "\n", encoding="utf-8")
+    return cli("import", "bad.jsonl", "--store", f"sqlite:///{tmp_path}/copy.db")
 
 
 def b64(raw: bytes) -> str:
@@ -42,12 +52,7 @@ def b64(raw: bytes) -> str:
 def test_a_line_no_append_could_write_is_refused(
     change: dict[str, object], said: str, cli: Cli, store_url: str, tmp_path: Path
 ) -> None:
-    header, rows = exported(cli, store_url, tmp_path)
-    rows[1].update(change)
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text("\n".join([header, *map(json.dumps, rows)]) + "\n", encoding="utf-8")
-    destination = f"sqlite:///{tmp_path}/copy.db"
-    done = cli("import", "bad.jsonl", "--store", destination)
+    done = import_changed(cli, store_url, tmp_path, change)
     one_line_error(done, said, "nothing was written")
     assert "empty" not in done.err
     assert not (tmp_path / "copy.db").exists()  # the file is checked before the store opens

@@ -13,14 +13,8 @@ import pytest
 from pepperpy.event import Event, EventStore, StoreError, import_store
 
 from .conftest import Cli
-from .test_cli import ok, one_line_error, seed
-
-
-def exported(cli: Cli, store_url: str, tmp_path: Path) -> tuple[str, list[dict[str, object]]]:
-    seed(store_url, [("a.1", Event("t.x", {"k": i})) for i in range(2)])
-    ok(cli("export", "ok.jsonl", "--store", store_url))
-    header, *rows = (tmp_path / "ok.jsonl").read_text(encoding="utf-8").splitlines()
-    return header, [json.loads(row) for row in rows]
+from .test_cli import ok, one_line_error
+from .test_import_checks import exported, import_changed
 
 
 def test_append_refuses_such_an_id() -> None:  # the limit import now applies
@@ -41,12 +35,7 @@ def test_append_refuses_such_an_id() -> None:  # the limit import now applies
 def test_an_identity_append_refuses_is_refused_at_its_line(
     change: dict[str, object], said: str, cli: Cli, store_url: str, tmp_path: Path
 ) -> None:
-    header, rows = exported(cli, store_url, tmp_path)
-    rows[1].update(change)
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text("\n".join([header, *map(json.dumps, rows)]) + "\n", encoding="utf-8")
-    destination = f"sqlite:///{tmp_path}/copy.db"
-    done = cli("import", "bad.jsonl", "--store", destination)
+    done = import_changed(cli, store_url, tmp_path, change)
     one_line_error(done, said, "nothing was written")
     if "x00" not in said:
         assert "is longer than 1024 bytes in UTF-8" in done.err

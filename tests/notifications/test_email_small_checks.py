@@ -4,8 +4,6 @@ recipients with an empty local part."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from pepperpy.event import (
@@ -20,25 +18,10 @@ from tests.notifications.servers import MailSink, free_port
 THREE_TRIES = RetryPolicy.fixed(max_attempts=3, base_delay=0.0)
 
 
-@pytest.fixture
-def plain_server() -> Iterator[tuple[MailSink, int]]:
-    """A server offering neither STARTTLS nor AUTH."""
-    from aiosmtpd.controller import Controller
-
-    sink = MailSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
-
-
 async def test_a_reply_to_with_a_non_ascii_domain_is_sent_idna_encoded(
-    plain_server: tuple[MailSink, int],
+    smtp_server: tuple[MailSink, int],
 ) -> None:
-    sink, port = plain_server
+    sink, port = smtp_server
     notifications = NotificationSystem(retry_policy=THREE_TRIES)
     channel = EmailChannel(
         "127.0.0.1",
@@ -84,9 +67,9 @@ def test_a_reply_to_from_a_url_is_checked_the_same_way() -> None:
     ],
 )
 async def test_a_server_lacking_starttls_or_auth_fails_for_good_naming_it(
-    plain_server: tuple[MailSink, int], options: dict[str, object], lacking: str
+    smtp_server: tuple[MailSink, int], options: dict[str, object], lacking: str
 ) -> None:
-    sink, port = plain_server
+    sink, port = smtp_server
     notifications = NotificationSystem(retry_policy=THREE_TRIES)
     notifications.add_channel(
         "email", EmailChannel("127.0.0.1", port, sender="no-reply@example.com", **options)
@@ -136,9 +119,9 @@ async def test_a_recipient_with_an_empty_local_part_is_refused(to: str) -> None:
 
 
 async def test_a_quoted_local_part_with_text_is_still_sent(
-    plain_server: tuple[MailSink, int],
+    smtp_server: tuple[MailSink, int],
 ) -> None:
-    sink, port = plain_server
+    sink, port = smtp_server
     notifications = NotificationSystem(retry_policy=THREE_TRIES)
     notifications.add_channel(
         "email", EmailChannel("127.0.0.1", port, sender="a@example.com", starttls=False)
