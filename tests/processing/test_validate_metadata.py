@@ -54,3 +54,33 @@ async def test_what_a_handler_writes_in_metadata_reaches_the_middleware_outside(
     assert seen == {"tenant": "acme", "charged": "ch_1"}
     [record] = [r for r in caplog.records if r.getMessage().startswith("processed")]
     assert record.charged == "ch_1"  # type: ignore[attr-defined]
+
+
+async def test_a_stored_event_shares_its_metadata_with_the_handlers_too() -> None:
+    # an event read from a store (every event a store attachment delivers) keeps its
+    # position in the upgraded copy; that step copied the metadata again
+    from pepperpy.event import EventStore
+
+    validator = EventValidator()
+    validator.register("order.placed", {"type": "object"})
+    store = EventStore()
+    await store.append("order.1", Event("order.placed", {"n": 1}))
+    (stored,) = await store.get_stream("order.1")
+    seen: dict[str, Any] = {}
+
+    async def outer(event: Event, next_handler: NextHandler) -> None:
+        await next_handler(event)
+        seen.update(event.metadata)
+
+    processor = EventProcessor().use(outer, ValidateMiddleware(validator))
+    got: list[Event] = []
+
+    @processor.handle("order.placed")
+    def handle(event: Event) -> None:
+        event.metadata["handled_by"] = "handler"
+        got.append(event)
+
+    await processor.process(stored)
+    assert seen == {"handled_by": "handler"}
+    assert (got[0].stream, got[0].position) == ("order.1", 0)
+    await store.close()

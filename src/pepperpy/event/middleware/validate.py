@@ -32,14 +32,14 @@ class ValidateMiddleware:
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
         checked = await self.validator.validate(event.type, event.data, version=event.version)
         upgraded = event.replace(data=checked.data, version=checked.version)
-        # one event, one metadata: what the handlers write there (the one mutable part)
-        # reaches the middleware further out, a LogMiddleware's fields() say; replace()
-        # gave the upgraded event a copy, and those writes were lost outside
-        upgraded._metadata = event.metadata
         if event.stream is not None:  # keep where a stored event came from
             assert event.position is not None and event.global_position is not None
             recorded_at = event.recorded_at or event.timestamp
             upgraded = upgraded._with_position(
                 event.stream, event.position, event.global_position, recorded_at
             )
+        # one event, one metadata: what the handlers write there (the one mutable part)
+        # reaches the middleware further out, a LogMiddleware's fields() say; replace()
+        # and _with_position() give the upgraded event a copy, so it is shared last
+        upgraded._metadata = event.metadata
         await next_handler(upgraded)
