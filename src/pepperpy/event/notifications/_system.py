@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import hashlib
 import logging
 import os
 import re
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from math import isfinite
-from typing import Any, NamedTuple, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from .._bus import EventBus
 from .._closing import AsyncClosing
@@ -32,7 +30,6 @@ from ._claims import (
     delivery_key,
     end_claim,
     hold_claim,
-    in_context,
     key_base,
     settled_soon,
 )
@@ -46,10 +43,12 @@ from ._models import (
     NotificationResult,
     one_line,
 )
+from ._outbox import Outbox, as_channel
 from ._ratelimit import RateLimit
 from ._recipients import resolve_recipient
+from ._subscriptions import Subscriptions
 from ._templates import Rendered, TemplateLibrary
-from .channels import Channel, channel_from_url
+from .channels import Channel
 
 __all__ = ["DEFAULT_RETRY", "NotificationSystem"]
 
@@ -59,33 +58,7 @@ H = TypeVar("H", bound=Callable[..., Any])
 
 #: three tries, waiting 0.5 s then 0.5-1 s (jittered): rides out a blip, never stalls a handler
 DEFAULT_RETRY = RetryPolicy.exponential(max_attempts=3, base_delay=0.5, max_delay=5.0)
-OUTBOX_LIMIT = 10_000
 _GROUP = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-class _Outbox(Channel):
-    """Stands in for a channel added without a transport: records and logs messages."""
-
-    def __init__(self, outbox: list[Notification]) -> None:
-        self._outbox = outbox
-        self._warned: set[str] = set()
-
-    async def send(self, notification: Notification) -> None:
-        name = notification.channel
-        if name not in self._warned:
-            self._warned.add(name)
-            logger.warning(
-                "notification channel %r has no transport; its messages go to "
-                "notifications.outbox (add_channel(%r, URL_OR_CHANNEL) to deliver them)",
-                name,
-                name,
-            )
-        self._outbox.append(notification)
-        if len(self._outbox) > OUTBOX_LIMIT:
-            del self._outbox[0]
-        logger.info(
-            "outbox [%s] to %s: %s", name, notification.recipient or "-", notification.subject
-        )
 
 
 class NotificationSystem(AsyncClosing):
@@ -138,18 +111,17 @@ class NotificationSystem(AsyncClosing):
         self.handler_retry_policy = handler_retry_policy
         self.outbox: list[Notification] = []
         self._deliveries = Deliveries()
-        self._default = _as_channel(default_channel) if default_channel is not None else None
+        self._default = as_channel(default_channel) if default_channel is not None else None
         if isinstance(default_channel, str):  # made here, so closed by close()
             owned_by(self._default, "NotificationSystem")
-        self._outbox_channel = _Outbox(self.outbox)
+        self._outbox_channel = Outbox(self.outbox)
         self._routes: dict[str, Route] = {}
         # emit() runs the handlers here; their failures are this system's
         self._failures = HandlerFailures(self._deliveries)
         self._manager = EventManager(retry_policy=self._failures.policy(handler_retry_policy))
         self._manager.dead_letters = deque(maxlen=0)  # kept in self.dead_letters instead
         self._manager.on_error(self._failures.failed)
-        self._registrations: list[_Registration] = []
-        self._attached: list[tuple[EventManager | EventBus, str | None]] = []
+        self._subscriptions = Subscriptions(self._manager, self._failures)
         self.idempotency = store_from(idempotency, idempotency_size)
         if not isinstance(idempotency, IdempotencyStore):  # made here, so closed by close()
             owned_by(self.idempotency, "NotificationSystem")
@@ -185,7 +157,7 @@ class NotificationSystem(AsyncClosing):
         if channel is None:
             resolved = self._default or self._outbox_channel
         else:
-            resolved = _as_channel(channel, kind=kind)
+            resolved = as_channel(channel, kind=kind)
         if resolved is not channel:  # made from a URL here, so closed by close()
             owned_by(resolved, "NotificationSystem")
         self._routes[name] = Route(
@@ -248,22 +220,12 @@ class NotificationSystem(AsyncClosing):
         if handler is None:
 
             def decorator(func: H) -> H:
-                self._register(event_type, func)
+                self._subscriptions.register(event_type, func)
                 return func
 
             return decorator
-        self._register(event_type, handler)
+        self._subscriptions.register(event_type, handler)
         return handler
-
-    def _register(self, pattern: str, handler: Callable[..., Any]) -> None:
-        check_handler(handler)
-        wrapped = in_context(handler)
-        own = in_context(handler, refuse=self._failures.refuse)
-        self._failures.add(own, handler)
-        self._registrations.append(_Registration(pattern, handler, wrapped, own))
-        self._manager.on(pattern, own)
-        for target, group in self._attached:
-            _subscribe(target, group, pattern, wrapped)
 
     def attach(
         self, target: EventManager | EventBus, *, group: str | None = "notifications"
@@ -278,14 +240,12 @@ class NotificationSystem(AsyncClosing):
             raise TypeError(f"attach() takes an EventManager or EventBus, got {target!r}")
         if group is not None and not _GROUP.match(group):
             raise ValueError(f"group must match [A-Za-z0-9_-]+, got {group!r}")
-        if any(existing is target for existing, _ in self._attached):
+        if self._subscriptions.is_attached(target):
             return
         if target._closed:  # refused before it is kept: nothing would ever come from it
             kind = type(target).__name__
             raise ClosedError(f"attach(): the {kind} is closed, no event would come from it")
-        self._attached.append((target, group))
-        for registration in self._registrations:
-            _subscribe(target, group, registration.pattern, registration.wrapped)
+        self._subscriptions.attach(target, group)
 
     async def off(self, event_type: str, handler: Callable[..., Any]) -> bool:
         """Remove ``handler``'s registrations under exactly ``event_type``; True if any was.
@@ -302,25 +262,12 @@ class NotificationSystem(AsyncClosing):
         that is not callable, is a ``TypeError``.
         """
         check_removal("off", event_type, handler, pattern_name="event_type")
-        removed: list[_Registration] = []
-        kept: list[_Registration] = []
-        for each in self._registrations:
-            chosen = each.pattern == event_type and each.handler == handler
-            (removed if chosen else kept).append(each)
-        if not removed:
-            return False
-        self._registrations = kept  # before any await: an attach() meanwhile skips them
-        for registration in removed:
-            await self._manager.off(registration.pattern, registration.own)
-            for target, group in list(self._attached):
-                await _unsubscribe(target, group, registration.pattern, registration.wrapped)
-        return True
+        return await self._subscriptions.off(event_type, handler)
 
     def handlers(self, event_type: str) -> list[Callable[..., Any]]:
         """The handlers an event of ``event_type`` reaches through :meth:`emit`, in
         call order (the functions registered, not their wrappers)."""
-        registered = {each.own: each.handler for each in self._registrations}
-        return [registered[own] for own in self._manager.handlers(event_type)]
+        return self._subscriptions.handlers(event_type)
 
     async def emit(
         self, event_type: str | Event, data: Any = None, metadata: Mapping[str, Any] | None = None
@@ -495,21 +442,6 @@ class NotificationSystem(AsyncClosing):
         :class:`~pepperpy.event.DeadLetter`."""
         return self._deliveries.dead_letters
 
-    async def _detach(self, grace: float) -> None:
-        """Leave every manager and bus ``attach`` joined (their handlers get nothing more)."""
-        detaching = [
-            _unsubscribe(target, group, each.pattern, each.wrapped)
-            for target, group in self._attached
-            for each in self._registrations
-        ]
-        self._attached.clear()
-        if detaching:
-            try:
-                async with asyncio.timeout(grace):
-                    await asyncio.gather(*detaching)
-            except TimeoutError:
-                logger.warning("close(): leaving the attached buses took over %ss", grace)
-
     async def close(self, *, grace: float = CLOSE_GRACE) -> None:
         """Stop retries, let tries under way finish (or cut them off), then release every
         channel.
@@ -525,7 +457,7 @@ class NotificationSystem(AsyncClosing):
         grace = check_seconds(grace, "grace", zero=True, error=ValueError)
         if not await self._deliveries.stop(grace):
             return
-        await self._detach(grace)
+        await self._subscriptions.detach(grace)
         await self.idempotency.close()
         seen: set[int] = set()
         for route in self._routes.values():
@@ -535,15 +467,6 @@ class NotificationSystem(AsyncClosing):
                     await route.channel.close()
                 except Exception:
                     logger.exception("closing channel %r failed", route.name)
-
-
-class _Registration(NamedTuple):
-    """One ``on``: the handler, and the wrappers that run it."""
-
-    pattern: str
-    handler: Callable[..., Any]
-    wrapped: Callable[[Event], Any]  # what attached managers and buses run
-    own: Callable[[Event], Any]  # what emit()'s manager runs (refused once closed)
 
 
 async def _render_off_loop(
@@ -587,38 +510,3 @@ def _check_notify_arguments(to: object, subject: object, body: object) -> None:
 
 def _first(entry: tuple[Callable[..., Any], bool]) -> Callable[..., Any]:
     return entry[0]
-
-
-def _as_channel(channel: str | Channel, *, kind: str | None = None) -> Channel:
-    if isinstance(channel, Channel):
-        return channel
-    if isinstance(channel, str):
-        return channel_from_url(channel, kind=kind)
-    raise TypeError(f"a channel is a Channel or a URL string, got {channel!r}")
-
-
-def _bus_group(group: str | None, pattern: str, handler: Callable[..., Any]) -> str | None:
-    """The consumer group of ``handler`` on a bus: one per handler and pattern."""
-    if group is None:
-        return None
-    name = f"{handler.__module__}.{handler.__qualname__}|{pattern}"
-    return f"{group}-{hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:12]}"
-
-
-def _subscribe(
-    target: EventManager | EventBus, group: str | None, pattern: str, handler: Callable[..., Any]
-) -> None:
-    if isinstance(target, EventManager):
-        target.on(pattern, handler)
-        return
-    target.subscribe(pattern, group=_bus_group(group, pattern, handler))(handler)
-
-
-async def _unsubscribe(
-    target: EventManager | EventBus, group: str | None, pattern: str, handler: Callable[..., Any]
-) -> None:
-    if isinstance(target, EventManager):
-        await target.off(pattern, handler)
-        return
-    with contextlib.suppress(ClosedError):  # a bus closed, or started on an ended loop
-        await target.unsubscribe(pattern, handler, group=_bus_group(group, pattern, handler))
