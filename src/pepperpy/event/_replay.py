@@ -45,6 +45,7 @@ from ._closing import AsyncClosing
 from ._errors import ReplayError
 from ._event import Event
 from ._patterns import PatternIndex, parse_name, parse_pattern
+from ._projection_scope import scope_of
 from ._removal import check_removal
 
 # re-exported with ``as``: _projection.py imports these from here
@@ -159,9 +160,10 @@ class EventReplay(AsyncClosing):
         """Forget a checkpoint, so the next run with that name starts from the beginning.
 
         Over a store with ``access=``, resetting needs what the replay that saved it
-        needs: ``read`` on its stream (a ``replay_stream`` checkpoint), on ``#`` for a
-        ``replay_all`` one, or for a name with no checkpoint saved (a denial is audited,
-        and nothing is deleted). With the store's ``audit=``, the deletion is recorded
+        needs: ``read`` on its stream (a ``replay_stream`` checkpoint), on the ``streams``
+        patterns a ``replay_all`` one recorded (``#`` when it had none, or recorded none),
+        or on ``#`` for a name with no checkpoint saved (a denial is audited, and nothing
+        is deleted). With the store's ``audit=``, the deletion is recorded
         (``checkpoint.delete``).
         """
         key = checkpoint_key(checkpoint)
@@ -169,9 +171,14 @@ class EventReplay(AsyncClosing):
         streams: list[str] | None = None  # the whole log, unless it is one stream's
         if self.store.access is not None:
             saved = await checkpoints.load(key)
-            scope = saved.state.get("scope") if saved and isinstance(saved.state, dict) else None
+            state = saved.state if saved and isinstance(saved.state, dict) else {}
+            scope, recorded = state.get("scope"), state.get("streams")
             if isinstance(scope, str) and scope.startswith("stream:"):
                 streams = [scope.removeprefix("stream:")]
+            elif scope == "all" and isinstance(recorded, list) and recorded:
+                # the streams it was filtered to, if recorded (else the whole log)
+                if all(isinstance(item, str) for item in recorded):
+                    streams = recorded
         return await self.store._forget_checkpoint(
             lambda: checkpoints.delete(key),
             key,
@@ -215,6 +222,7 @@ class EventReplay(AsyncClosing):
         run = ReplayRun(
             self,
             scope=f"stream:{stream}",
+            filters=scope_of(None, selected),
             window=window,
             types=selected,
             speed=speed,
@@ -270,6 +278,7 @@ class EventReplay(AsyncClosing):
         run = ReplayRun(
             self,
             scope="all",
+            filters=scope_of(_every(stream_patterns), _every(type_patterns)),
             window=window,
             types=None,
             speed=speed,
@@ -340,6 +349,11 @@ class _InRanges:
                 self._events = None  # past the range: on to the next one
                 continue
             return event
+
+
+def _every(patterns: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Filter patterns as a checkpoint records them: None where they select everything."""
+    return None if not patterns or "#" in patterns else patterns
 
 
 def _stream_position(event: Event) -> int:

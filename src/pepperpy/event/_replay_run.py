@@ -24,6 +24,7 @@ from ._event import Event
 from ._handlers import check_handler, is_async_callable
 from ._loops import settled
 from ._options import check_count
+from ._projection_scope import Scope, describe, may_read
 from ._replay_options import (
     TimeWindow,
     check_speed,
@@ -71,6 +72,7 @@ class ReplayRun:
         replay: EventReplay,
         *,
         scope: str,
+        filters: Scope,
         window: TimeWindow,
         types: tuple[str, ...] | None,
         speed: float | None,
@@ -93,6 +95,7 @@ class ReplayRun:
             raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
         self.replay = replay
         self.scope = scope
+        self.filters = filters
         self.window = window
         self.types = types
         self.speed = None if speed is None else check_speed(speed)
@@ -150,8 +153,32 @@ class ReplayRun:
                 f"checkpoint {self.checkpoint_name!r} belongs to a replay of "
                 f"{theirs!r}, not {self.scope!r}: use another name or reset it"
             )
+        if "streams" in state or "types" in state:  # else saved before filters were recorded
+            self._check_filters({"streams": state.get("streams"), "types": state.get("types")})
         self.saved_position = saved.position
         return max(start, saved.position + 1)
+
+    def _check_filters(self, theirs: Scope) -> None:
+        """Refuse a checkpoint saved by a replay of the same scope with other ``streams``
+        or ``types``: resuming after its position would silently pass over the events the
+        new filters select before it. The saved filters are told only to a principal that
+        may read what they selected."""
+        if theirs == self.filters:
+            return
+        store = self.replay.store
+        readable = self.scope.startswith("stream:") or may_read(store, theirs)
+        if not readable:
+            raise ReplayError(
+                f"checkpoint {self.checkpoint_name!r} belongs to a replay with other "
+                f"filters than {describe(self.filters)} (which ones is withheld: principal "
+                f"{current_principal() or 'anonymous'!r} may not read what it replayed): "
+                "use another name"
+            )
+        raise ReplayError(
+            f"checkpoint {self.checkpoint_name!r} was saved by a replay of {describe(theirs)}, "
+            f"not {describe(self.filters)}: resuming after its position would pass over "
+            "the events these filters add before it; use another name or reset it"
+        )
 
     def _may_read_scope(self, scope: object) -> bool:
         """Whether this principal may read what a replay of ``scope`` read (always, on a
@@ -325,7 +352,7 @@ class ReplayRun:
             )
 
     async def _save(self, key: str, position: int) -> None:
-        state = {"scope": self.scope}
+        state = {"scope": self.scope, **self.filters}
         try:
             await self.replay.checkpoints.save(key, position, state, previous=self.saved_position)
         except ConcurrencyError:
