@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
 import pytest
@@ -475,6 +476,10 @@ async def test_bad_options_are_refused() -> None:
         await replay.replay_all(on_error="ignore")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         await replay.replay_all(start_pos=-1)
+    # past the largest position a store holds: named start_pos (it said from_position)
+    for replay_some in (replay.replay_all, partial(replay.replay_stream, "user.1")):
+        with pytest.raises(ConfigurationError, match=r"^start_pos must be an int from 0 to "):
+            await replay_some(start_pos=2**63)
     with pytest.raises(ValueError):
         await replay.replay_all(checkpoint="")
     with pytest.raises(ValueError):

@@ -22,6 +22,7 @@ from ._errors import ConfigurationError, PatternError
 from ._options import check_count, check_instance
 from ._patterns import PatternIndex, matches, parse_pattern
 from ._text import shown, text_problem
+from .store._store import MAX_POSITION
 
 __all__ = [
     "Patterns",
@@ -175,10 +176,14 @@ def type_matches(patterns: tuple[str, ...], event_type: str) -> bool:
 
 
 def check_start_pos(start_pos: int) -> int:
-    """A replay's ``start_pos``: an int >= 0; a value of another type (a bool included)
-    is a ``TypeError``, a negative int a :class:`ConfigurationError`."""
+    """A replay's ``start_pos``: an int from 0 to the largest position a store holds; a
+    value of another type (a bool included) is a ``TypeError``, an int out of range a
+    :class:`ConfigurationError` (named ``start_pos``, not the store's ``from_position``)."""
     checked = check_count(start_pos, "start_pos", least=0)
-    assert checked is not None  # not optional
+    if checked > MAX_POSITION:
+        raise ConfigurationError(
+            f"start_pos must be an int from 0 to {MAX_POSITION}, got {start_pos!r}"
+        )
     return checked
 
 
