@@ -270,6 +270,25 @@ def test_names_no_store_can_hold_are_refused(field: str, text: str, reason: str)
         Event("t").replace(**{field: text})
 
 
+def test_a_long_ascii_type_is_refused_by_the_constructor_and_make_event() -> None:
+    # the constructor measured a type only when it held a NUL or non-ASCII, so a long
+    # ASCII type was taken, and the event then failed its own replace() and JSON round trip
+    from pepperpy.event import PatternError
+    from pepperpy.event._event import make_event
+
+    too_long = "order." + "x" * 1100
+    for build in (lambda: Event(too_long), lambda: Event("t").replace(type=too_long)):
+        with pytest.raises(ValueError, match="event type .* is longer than 1024 bytes in UTF-8"):
+            build()
+    with pytest.raises(PatternError, match="longer than 1024 bytes in UTF-8"):  # emit's error
+        make_event(too_long, {"n": 1}, None)
+    longest = "order." + "x" * 1018  # 1,024 bytes: taken, and survives its round trip
+    for event in (Event(longest, {"n": 1}), make_event(longest, {"n": 1}, None)):
+        assert Event.from_json(event.to_json()).type == event.replace(type=longest).type
+    dead = "deadletter." + longest  # a dead letter may pass it by its prefix, as elsewhere
+    assert Event(dead).type == make_event(dead, None, None).type == dead
+
+
 def test_non_ascii_names_are_fine() -> None:
     event = Event("caf\xe9.cr\xe9\xe9", id="\u2603", source="\U0001f600", subject="\xfc")
     assert (event.type, event.id, event.source, event.subject) == (

@@ -16,9 +16,11 @@ from . import _json
 from ._cloudevents import read_cloudevent, write_cloudevent
 from ._event_checks import (
     _IDENTITY,
+    LONG_TYPE,
     _aware,
     _bad_version,
     _check_identity,
+    _check_long_type,
     _check_optional_text,
     _check_text,
     _copy_metadata,
@@ -91,8 +93,8 @@ class Event:
     ) -> None:
         if type.__class__ is not str or not type:
             raise TypeError(f"event type must be a non-empty str, got {type!r}")
-        if "\x00" in type or not type.isascii():
-            _check_text(type, "event type")
+        if "\x00" in type or not type.isascii() or len(type) > LONG_TYPE:
+            _check_text(type, "event type")  # a NUL, a lone surrogate, over 1,024 bytes
         self._type = type
         try:
             self._data = freeze(data)
@@ -461,6 +463,8 @@ def make_event(type: str, data: Any, metadata: Mapping[str, Any] | None) -> Even
     event: Event = _new(Event)
     if type.__class__ is not str or not type:
         raise TypeError(f"event type must be a non-empty str, got {type!r}")
+    if len(type) > LONG_TYPE:  # may pass the byte limit (the rest is the emit path's check)
+        _check_long_type(type)
     event._type = type
     if data.__class__ is dict:
         # freeze()'s flat-dict fast path, inlined: the common payload costs one call less

@@ -16,10 +16,15 @@ from uuid import UUID
 from ._errors import SerializationError
 from ._frozen import FrozenDict, FrozenList, copy_nested, too_deep
 from ._json_native import _SCALARS
-from ._text import MAX_VERSION, shown, text_problem
+from ._patterns import parse_topic
+from ._text import MAX_NAME_BYTES, MAX_VERSION, name_limit, overflow_index, shown, text_problem
 
 __all__: list[str] = []  # private helpers of _event and _cloudevents, imported by name
 
+
+#: a type up to this many characters cannot pass the byte limit (4 bytes a character at
+#: most), so only a longer one is measured: one len() on the hot path
+LONG_TYPE = MAX_NAME_BYTES // 4
 
 #: the attributes whose ``replace()`` runs the constructor's checks
 _IDENTITY = frozenset({"type", "id", "version", "source", "subject"})
@@ -78,6 +83,14 @@ def _check_text(text: str, what: str) -> None:
     problem = text_problem(text)
     if problem is not None:
         raise ValueError(f"{what} {shown(text)} {problem}")
+
+
+def _check_long_type(kind: str) -> None:
+    """Refuse an emitted type past the byte limit as the emit path refuses it: with
+    :class:`~pepperpy.event.PatternError` (a ``ValueError``) naming the limit and where
+    the type passes it (``make_event``, for types longer than :data:`LONG_TYPE`)."""
+    if overflow_index(kind, name_limit(kind)) is not None:
+        parse_topic(kind)  # raises: it measures the length first
 
 
 def _check_optional_text(value: Any, what: str) -> None:
