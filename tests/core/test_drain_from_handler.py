@@ -73,3 +73,49 @@ async def test_a_drain_outside_any_delivery_waits_for_all_of_them() -> None:
     release.set()
     await asyncio.wait_for(drain, 5)
     assert sorted(handled) == [1, 2]
+
+
+@pytest.mark.parametrize("how", ["drain", "close"])
+async def test_handlers_of_two_scheduled_events_that_drain_both_return(how: str) -> None:
+    """Each drain waited for the other event, whose handler was waiting in its own drain:
+    both hung forever (``app.stopping`` emitted twice, or two flushes that drain)."""
+    manager = EventManager()
+    finished: list[int] = []
+
+    @manager.on("app.stopping")
+    async def stop(event: Event) -> None:
+        await (manager.close() if how == "close" else manager.drain())
+        finished.append(event.data)
+
+    for n in range(3):
+        manager.emit_nowait("app.stopping", n)
+    await asyncio.wait_for(manager.drain(), 5)
+    assert sorted(finished) == [0, 1, 2]
+    assert manager._stuck == {}
+
+
+async def test_drains_in_handlers_still_wait_for_a_scheduled_event_doing_work() -> None:
+    manager = EventManager()
+    release = asyncio.Event()
+    order: list[str] = []
+
+    @manager.on("cache.flush")
+    async def flush(event: Event) -> None:
+        await release.wait()
+        order.append("flushed")
+
+    @manager.on("app.stopping")
+    async def stop(event: Event) -> None:
+        await manager.drain()
+        order.append(f"drained {event.data}")
+
+    manager.emit_nowait("cache.flush")
+    manager.emit_nowait("app.stopping", 1)
+    manager.emit_nowait("app.stopping", 2)
+    for _ in range(20):  # both stopping handlers reach drain() and wait there
+        await asyncio.sleep(0)
+    assert order == []
+    release.set()
+    await asyncio.wait_for(manager.drain(), 5)
+    assert order[0] == "flushed"
+    assert sorted(order[1:]) == ["drained 1", "drained 2"]

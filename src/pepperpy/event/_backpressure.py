@@ -48,6 +48,8 @@ class Backpressure:
     _space_waiters: deque[_Waiter]  # emits waiting for a slot, in order
     _scheduled: dict[asyncio.Future[Event], Event]  # emit_nowait's tasks -> their events
     _drainers: list[_Waiter]  # drain() calls waiting for _scheduled to empty
+    #: id() of each scheduled event with a handler waiting in drain() -> how many wait
+    _stuck: dict[int, int]
 
     # A slot given back goes straight to the first emit in line (no barging), which is
     # woken on its own loop, thread-safely. Slots are counted per event loop (``_held``):
@@ -157,9 +159,8 @@ class Backpressure:
                 return  # abandoned with its loop (see _reap)
             if self.buffer_size is not None:
                 self._release(task.get_loop())
-            if len(self._scheduled) <= 1:  # a drain() called by the one left may return
-                for drainer in self._drainers:
-                    drainer.wake_up()
+            for drainer in self._drainers:  # what is left may be theirs or stuck
+                drainer.wake_up()
         if task.cancelled():
             # asyncio.run() cancels what is left when its main coroutine returns: an
             # emit_nowait nobody drained ends here, and must not end unseen
@@ -177,7 +178,10 @@ class Backpressure:
         Events scheduled on an event loop that was closed while they ran are not waited
         for: they will never finish. Called from a handler of a scheduled event (an
         ``app.stopping`` handler that closes the manager), it does not wait for that
-        event's own delivery, which cannot finish before it returns.
+        event's own delivery, which cannot finish before it returns, nor for a scheduled
+        event one of whose handlers is itself waiting in ``drain()`` or ``close()``: that
+        delivery cannot finish before that drain returns, and two such drains would each
+        wait for the other forever.
         """
         loop = asyncio.get_running_loop()
         own = DELIVERING.get()
@@ -191,6 +195,11 @@ class Backpressure:
                     if drainer is None:
                         drainer = _Waiter(loop)
                         self._drainers.append(drainer)
+                        if own is not None:
+                            self._stuck[id(own)] = self._stuck.get(id(own), 0) + 1
+                            for other in self._drainers:  # what they wait for may be stuck
+                                if other is not drainer:
+                                    other.wake_up()
                     elif drainer.wake.done():
                         drainer.wake = loop.create_future()
                 await drainer.wait()
@@ -198,10 +207,22 @@ class Backpressure:
             if drainer is not None:
                 with self._lock:
                     self._drainers.remove(drainer)
+                    if own is not None:
+                        self._unstick(own)
 
     def _only(self, own: Event) -> bool:
-        """Whether every scheduled delivery left handles ``own`` (call with the lock)."""
-        return all(event is own for event in self._scheduled.values())
+        """Whether every scheduled delivery left handles ``own`` or has a handler waiting
+        in drain() (call with the lock)."""
+        stuck = self._stuck
+        return all(event is own or id(event) in stuck for event in self._scheduled.values())
+
+    def _unstick(self, own: Event) -> None:
+        """A drain() from a handler of ``own`` ended (call with the lock)."""
+        left = self._stuck[id(own)] - 1
+        if left:
+            self._stuck[id(own)] = left
+        else:
+            del self._stuck[id(own)]
 
 
 class _Waiter:

@@ -90,6 +90,7 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         #: what emit_nowait scheduled and is not done yet: its task -> its event
         self._scheduled: dict[asyncio.Future[Event], Event] = {}
         self._drainers: list[_Waiter] = []  # drain() calls waiting for _scheduled to empty
+        self._stuck: dict[int, int] = {}  # scheduled events with a handler in drain()
         self._closed = False
         self._direct = buffer_size is None  # emit may skip buffer and closed checks
         #: weak registrations whose handler was collected, to remove (see ._listeners)
@@ -193,12 +194,14 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         else:
             event = self._ready_event(event_type, data, metadata)
         if self._direct:
-            # the hot path, inlined: no buffer, not closed, one plain listener
+            # the hot path, inlined: no buffer, not closed, one listener
             listeners = self._index._cache.get(event._type)
             if listeners is None:
                 listeners = self._index.match(event._type)
-            if len(listeners) == 1 and not listeners[0].once:
+            if len(listeners) == 1:
                 listener = listeners[0]
+                if listener.once and not self._claim(listener):
+                    return event  # another emit ran it
                 try:
                     if listener.is_async:
                         await listener.handler(event)
