@@ -486,7 +486,7 @@ def test_options_of_a_wrong_type_raise_type_error(kwargs: dict[str, Any], messag
     "url",
     [
         "redis://h/0?client_name=shop&socket_timeout=2.5&max_connections=7&health_check_interval=5",
-        "redis://h/0?socket_keepalive=true&retry_on_timeout=false&db=2&namespace=n",
+        "redis://h?socket_keepalive=true&retry_on_timeout=false&db=2&namespace=n",
         "rediss://h/0?ssl_ca_certs=ca.pem&ssl_cert_reqs=required",
         "unix:///tmp/redis.sock?db=1&path=/tmp/other.sock",
     ],

@@ -143,7 +143,10 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[str, RedisOptions]:
     """
     if not isinstance(url, str):
         raise TypeError(f"the Redis URL must be a str, got {not_a_url(url)}")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed IPv6 bracket: "redis://[::1/0"
+        raise ConfigurationError(f"bad Redis URL {redact_url(url)!r}: {exc}") from exc
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigurationError(
             f"not a Redis URL: {redact_url(url)!r} (use redis://, rediss:// or unix://)"
@@ -171,11 +174,38 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[str, RedisOptions]:
             raise ConfigurationError(
                 f"bad {name}={value!r} in the Redis URL {redact_url(url)!r}"
             ) from exc
+    _check_db(url, parts.scheme, path, theirs)
     merged = replace(RedisOptions(), **{**ours, **given})
     client_url = urlunsplit(parts._replace(query=urlencode(theirs)))
     if not parts.netloc:  # unix:///path: urlunsplit drops the "//" redis-py requires
         client_url = f"{parts.scheme}://{client_url[len(parts.scheme) + 1 :]}"
     return client_url, merged
+
+
+def _check_db(url: str, scheme: str, path: str, query: list[tuple[str, str]]) -> None:
+    """Refuse a ``redis://`` (``rediss://``) URL naming two databases, ``/1?db=2``.
+
+    redis-py takes the query's ``db`` over the path's, so the transport read and wrote
+    another database than the path says. ``?db=`` alone (no path, or ``/``) is redis-py's
+    own way to name it and stays accepted, as does the same number given twice; a
+    ``unix://`` URL's path is the socket, its database only ever ``?db=``.
+    """
+    digits = path.strip("/")
+    if scheme == "unix" or not digits:
+        return
+    for name, value in query:
+        if name != "db":
+            continue
+        try:
+            same = int(value) == int(digits)
+        except ValueError:
+            return  # no number: client_options refuses it, naming db
+        if not same:
+            raise ConfigurationError(
+                f"the Redis URL {redact_url(url)} names two databases, {int(digits)} (its "
+                f"path) and {value} (?db=): give the database once, as the path "
+                f"(redis://host:6379/{int(digits)})"
+            )
 
 
 #: what the transport's clients get unless the URL sets it: redis-py's own defaults changed
@@ -196,7 +226,9 @@ def client_options(client_url: str, connection: Any) -> dict[str, Any]:
     reach redis-py's connection class and fail at start() with a bare TypeError; a value
     the transport's bounds rest on that is not a positive finite number (``nan``) would
     fail later still, or never time out. Both raise :class:`ConfigurationError` here,
-    naming the parameter. Returns redis-py's keyword arguments for the URL.
+    naming the parameter, as does what redis-py refuses when it makes a connection object
+    (``protocol=5``): at start() that came as a ``ConnectionError`` before any socket
+    I/O, retried as if Redis were down. Returns redis-py's keyword arguments for the URL.
     """
     try:
         parsed: dict[str, Any] = dict(connection.parse_url(client_url))
@@ -233,6 +265,18 @@ def client_options(client_url: str, connection: Any) -> dict[str, Any]:
         raise ConfigurationError(
             f"max_connections in the Redis URL must be at least 1, got {limit!r}"
         )
+    protocol = parsed.get("protocol")
+    if protocol is not None and protocol not in (2, 3):
+        raise ConfigurationError(
+            f"protocol in the Redis URL must be 2 or 3 (RESP2 or RESP3), got {protocol!r}"
+        )
+    # what redis-py checks when it makes a connection object (before any socket I/O)
+    # raises there, every time, as a ConnectionError the transport cannot tell from Redis
+    # being down: make one now, unconnected, so that such a value is refused here
+    try:
+        connection.ConnectionPool.from_url(client_url).make_connection()
+    except Exception as exc:
+        raise ConfigurationError(f"bad Redis URL {redact_url(client_url)!r}: {exc}") from exc
     return parsed
 
 

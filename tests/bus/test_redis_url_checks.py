@@ -1,0 +1,84 @@
+"""Redis URLs the transport refuses when it is made (audit 13, finding 5, finding 6 and
+the IPv6 remark).
+
+A database in both the path and ``?db=`` was accepted, the query silently winning; a
+redis-py option redis-py itself refuses (``?protocol=5``) passed, and start() then took
+redis-py's error for Redis being unreachable, for the whole ``connect_timeout``; an
+unclosed IPv6 bracket raised urllib's bare ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from pepperpy.event import ConfigurationError, EventBus
+from pepperpy.event.transports.redis import RedisTransport
+
+
+@pytest.mark.parametrize("query", ["db=2", "namespace=x&db=0"])
+def test_a_database_in_both_path_and_query_that_differ_is_refused(query: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"names two databases, 1 \(its path\)"):
+        RedisTransport(f"redis://127.0.0.1:6379/1?{query}")
+    with pytest.raises(ConfigurationError, match="names two databases"):
+        EventBus(transport=f"rediss://127.0.0.1:6379/1/?{query}")
+
+
+@pytest.mark.parametrize(
+    ("url", "db"),
+    [
+        ("redis://127.0.0.1:6379/1?db=1", 1),  # the same number twice: no conflict
+        ("redis://127.0.0.1:6379?db=2", 2),  # redis-py's own way, with no path
+        ("redis://127.0.0.1:6379/?db=3", 3),
+        ("unix:///run/redis.sock?db=4", 4),  # the path is the socket
+    ],
+)
+def test_a_database_given_once_is_taken(url: str, db: int) -> None:
+    assert RedisTransport(url)._url_options["db"] == db
+
+
+@pytest.mark.redis
+async def test_the_same_database_in_path_and_query_is_the_one_written(
+    redis_url: str, namespace: str
+) -> None:
+    import redis.asyncio as aioredis
+
+    url = f"redis://127.0.0.1:6379/1?db=1&namespace={namespace}&partitions=1"
+    bus = EventBus(transport=url)
+    other: Any = aioredis.Redis(db=1)
+    try:
+        async with asyncio.timeout(15), bus:
+            await bus.publish("urls.db", {"n": 1})
+        assert await other.xlen(f"{namespace}:stream:0") == 1
+    finally:
+        await bus.transport.delete_topology()  # in database 1
+        await other.aclose()
+
+
+@pytest.mark.parametrize("protocol", ["5", "0", "1", "-3"])
+def test_a_protocol_other_than_2_or_3_is_refused_when_made(protocol: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"protocol .* must be 2 or 3.*got {protocol}"):
+        RedisTransport(f"redis://127.0.0.1:6379/0?protocol={protocol}")
+
+
+def test_what_redis_py_refuses_in_a_connection_is_refused_when_made() -> None:
+    # redis-py checks this when it makes a connection object: at start() it was taken
+    # for an unreachable Redis (a TransportError after connect_timeout)
+    with pytest.raises(ConfigurationError, match="Invalid SSL Certificate Requirements"):
+        RedisTransport("rediss://127.0.0.1:6379/0?ssl_cert_reqs=bogus")
+
+
+@pytest.mark.parametrize("protocol", ["2", "3"])
+def test_protocol_2_and_3_are_accepted(protocol: str) -> None:
+    assert RedisTransport(f"redis://h/0?protocol={protocol}")._url_options["protocol"] == int(
+        protocol
+    )
+
+
+@pytest.mark.parametrize("url", ["redis://[::1/0", "redis://u:secret@[::1:6379/0"])
+def test_an_unclosed_ipv6_bracket_is_a_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="bad Redis URL.*Invalid IPv6 URL") as raised:
+        RedisTransport(url)
+    assert "secret" not in str(raised.value)
