@@ -124,6 +124,12 @@ class RedisTransport(Transport):
         self._start_lock: asyncio.Lock | None = None
         self._trimmer: asyncio.Task[None] | None = None
         self._closed = False
+        #: publishes under way: close() waits for them before it closes the client
+        self._publishing = 0
+        #: set by the last publish to end once close() waits for them
+        self._settled: asyncio.Event | None = None
+        #: close() has closed the client: a publish it gave up waiting for closes it again
+        self._disconnected = False
 
     def __repr__(self) -> str:
         shown = redact_url(self._client_url)
@@ -141,6 +147,8 @@ class RedisTransport(Transport):
         async with self._start_lock:
             if self._client is not None:
                 return
+            if self._closed:  # closed while this start waited for another one
+                raise ClosedError("the Redis transport is closed")
             try:
                 # identified connections: what a publish whose reply was lost needs
                 client = self._new_client(redis_connect_func=identify)
@@ -155,6 +163,9 @@ class RedisTransport(Transport):
             except BaseException:
                 await client.aclose()
                 raise
+            if self._closed:  # close() came meanwhile: it saw no client to close
+                await client.aclose()
+                raise ClosedError("the Redis transport was closed while connecting")
             self._client = client
             if self.options.trim_interval is not None:
                 self._trimmer = asyncio.get_running_loop().create_task(
@@ -192,7 +203,12 @@ class RedisTransport(Transport):
         )
 
     async def close(self) -> None:
-        """Stop consuming after the events in progress, leave groups, disconnect."""
+        """Stop consuming after the events in progress, leave groups, disconnect.
+
+        Publishes under way finish first (within ``connect_timeout``), making no new
+        attempt once close() began; later ones raise :class:`ClosedError`. Nothing of the
+        client is left connected afterwards.
+        """
         if self._closed:
             return
         self._closed = True
@@ -207,11 +223,37 @@ class RedisTransport(Transport):
         closing = [member.close() for member in self._members]
         if self._listener is not None:
             closing.append(self._listener.close())
+        closing.append(self._publishes_settled())
         for outcome in await asyncio.gather(*closing, return_exceptions=True):
             if isinstance(outcome, Exception):
                 logger.error("closing a Redis consumer failed", exc_info=outcome)
+        self._disconnected = True
         if self._client is not None:
             await self._client.aclose()
+
+    async def _publishes_settled(self) -> None:
+        """Wait for the publishes under way, at most ``connect_timeout`` seconds.
+
+        Closing the client under them cut their ``XADD`` replies, and a publish whose
+        reply was lost looks for its event on a new connection (``Lookout``), which
+        nothing closed after close() had returned (audit 13, finding 3). Each publish
+        gives up by its own ``connect_timeout``, and makes no new attempt once the
+        transport is closing (``_retrying``), so the wait is short but for a silent Redis;
+        one still running after it closes the client again when it ends (:meth:`publish`).
+        """
+        if not self._publishing:
+            return
+        self._settled = settled = asyncio.Event()
+        try:
+            async with asyncio.timeout(self.options.connect_timeout):
+                await settled.wait()
+        except TimeoutError:
+            logger.warning(
+                "closing the Redis transport with %d publish(es) still under way after %gs "
+                "(connect_timeout): closing their connections",
+                self._publishing,
+                self.options.connect_timeout,
+            )
 
     def outage(self) -> float | None:
         """Seconds since a consumer (or a publish) found Redis unreachable; None while
@@ -289,13 +331,41 @@ class RedisTransport(Transport):
         answered it with an error, or the transport found it had not arrived; ``None``
         when one went out, got no answer, and Redis could not be asked whether it came;
         ``True`` when Redis has it but the replicas did not confirm it.
+
+        Once :meth:`close` has begun, raises :class:`ClosedError` (``stored`` False);
+        a publish already under way then finishes, but makes no new attempt.
         """
+        if self._closed:
+            raise _closed_error(f"cannot publish {event.type!r}: the Redis transport is closed")
+        self._publishing += 1
+        try:
+            await self._publish(event, key)
+        finally:
+            self._publishing -= 1
+            if self._closed and not self._publishing:
+                await self._publishes_ended()
+
+    async def _publishes_ended(self) -> None:
+        """The last publish under way ended after close() began: tell close(), or, if it
+        gave up waiting, close the client again (an attempt it cut off may have
+        reconnected it)."""
+        if self._settled is not None:
+            self._settled.set()
+        if self._disconnected and self._client is not None:
+            try:
+                await self._client.aclose()
+            except Exception:  # the publish's own outcome is what its caller gets
+                logger.exception("closing the Redis client after the last publish failed")
+
+    async def _publish(self, event: Event, key: str | None) -> None:
         if self._client is None:
             try:
                 await self.start()
             except TransportError as exc:
                 exc.stored = False  # nothing was sent
                 raise
+            except ClosedError as exc:  # close() came while it connected
+                raise _closed_error(str(exc)) from exc
         client = self._require_client()
         stream = self.stream_for(event.type, key)
         payload = event.to_json()
@@ -345,6 +415,7 @@ class RedisTransport(Transport):
         deadline: float | None = None,
         error: BaseException | None = None,
         unknown: Callable[[], bool] | None = None,
+        after_close: bool = False,
     ) -> Any:
         """Run ``operation()`` until Redis answers or ``deadline`` (loop time) has passed.
 
@@ -360,6 +431,10 @@ class RedisTransport(Transport):
         failed attempts are reported to the transport's outages (as the consumer loops
         report theirs), so a bus that only publishes shows an outage in ``health()`` and
         the log; :meth:`publish` reports its success.
+
+        No attempt starts once :meth:`close` has begun (unless ``after_close``: an
+        operation with a client of its own): a publish raises :class:`TransportError`
+        saying whether its event may be stored, anything else :class:`ClosedError`.
         """
         loop = asyncio.get_running_loop()
         if deadline is None:
@@ -367,6 +442,8 @@ class RedisTransport(Transport):
         backoff = Backoff(self.options.max_backoff)
         pool_wait = Backoff(_POOL_POLL, first=0.001)
         while True:
+            if self._closed and not after_close:
+                raise self._closing(what, error, unknown) from error
             if error is not None:
                 pool_full = isinstance(error, self._pool_full)
                 if unknown is not None and not pool_full:
@@ -395,6 +472,18 @@ class RedisTransport(Transport):
                 if unknown is not None:
                     failure = with_outcome(failure, unknown=unknown())
                 raise failure from exc
+
+    def _closing(
+        self, what: str, error: BaseException | None, unknown: Callable[[], bool] | None
+    ) -> Exception:
+        """What ``_retrying`` raises instead of an attempt once the transport is closing."""
+        after = f" after: {str(error) or type(error).__name__}" if error is not None else ""
+        if unknown is None:
+            return ClosedError(f"the Redis transport was closed while {what}{after}")
+        failure = TransportError(
+            f"the Redis transport was closed while {what}; not tried again{after}"
+        )
+        return with_outcome(failure, unknown=unknown())
 
     def _gave_up(self, what: str, client: Redis, error: BaseException) -> TransportError:
         if isinstance(error, self._pool_full):
@@ -530,7 +619,9 @@ class RedisTransport(Transport):
         namespace = self.options.namespace
         try:
             deleting = lambda: delete_namespace(client, namespace)  # noqa: E731
-            await self._retrying(f"deleting namespace {namespace!r}", client, deleting)
+            await self._retrying(
+                f"deleting namespace {namespace!r}", client, deleting, after_close=True
+            )
         finally:
             await client.aclose()
 
@@ -549,3 +640,11 @@ class RedisTransport(Transport):
         client = self._require_client()
         keep = self.options.retention if older_than is None else older_than
         return await trim_acknowledged(client, self._streams, keep)
+
+
+def _closed_error(message: str) -> ClosedError:
+    """A publish refused because the transport is closed: nothing was sent (``stored``
+    False, as a :class:`TransportError` would say)."""
+    error = ClosedError(message)
+    error.stored = False  # type: ignore[attr-defined]  # ClosedError declares no stored
+    return error
