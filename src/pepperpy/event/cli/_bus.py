@@ -150,7 +150,7 @@ def publish(
             return await opened.publish(topic, payload, key=key, headers=headers or None)
 
     event = run(work)
-    confirm(f"published {event.id} to {field(topic)}")
+    confirm(f"published {field(event.id)} to {field(topic)}")
 
 
 def _cut(text: str) -> str:
@@ -168,7 +168,9 @@ def event_line(event: Event) -> str:
     when = event.timestamp.astimezone(UTC).isoformat(timespec="milliseconds")
     data = _cut(_json.dumps(thaw(event.data)).decode())
     key = partition_key(event)
-    line = f"{when.replace('+00:00', 'Z')} {field(event.type)} {field(key)} {event.id} {data}"
+    line = (
+        f"{when.replace('+00:00', 'Z')} {field(event.type)} {field(key)} {field(event.id)} {data}"
+    )
     if event.type.startswith(DEAD_LETTER_PREFIX):
         line += "".join(
             f" {name}={_metadata_field(event, name)}"
