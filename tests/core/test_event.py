@@ -396,6 +396,68 @@ def test_the_serializer_types_are_accepted() -> None:
     assert decoded["point"] == {"x": 1, "y": 2}
 
 
+class Limit(Enum):
+    NONE = math.inf
+
+
+class Period(Enum):
+    DAY = timedelta(days=1)
+
+
+class Wide(int, Enum):
+    BIG = 2**70
+
+
+class Plan(Enum):
+    BASIC = {"seats": [1]}  # mutable, the point of the test
+
+
+class Planet(Enum):
+    EARTH = (5.97e24, 6.37e6)
+
+
+@pytest.mark.parametrize(
+    ("member", "reason"),
+    [
+        (Limit.NONE, "the value of Limit.NONE: inf is not a finite number"),
+        (Period.DAY, "the value of Period.DAY: value of type timedelta is not JSON"),
+        (Wide.BIG, "the value of Wide.BIG: integer 1180591620717411303424 does not fit"),
+    ],
+)
+def test_an_enum_members_value_is_checked_when_the_event_is_built(
+    member: Enum, reason: str
+) -> None:
+    # a member was kept unchecked: inf went out as null, a timedelta failed only in
+    # to_json(), an int past 64 bits was taken
+    for build in (
+        lambda: Event("t", {"x": member}),
+        lambda: Event("t", [member]),
+        lambda: Event("t").replace(data={"x": member}),
+    ):
+        with pytest.raises(SerializationError, match=re.escape(reason)):
+            build()
+    from pepperpy.event._event import make_event
+
+    with pytest.raises(SerializationError, match=re.escape(f"at data['x']: {reason}")):
+        make_event("t", {"x": member}, None)
+
+
+def test_an_enum_member_holding_a_container_is_stored_as_its_value_frozen() -> None:
+    event = Event("t", {"plan": Plan.BASIC, "planet": Planet.EARTH, "color": Color.RED})
+    assert event.data["color"] is Color.RED  # a scalar value: the member is kept
+    assert event.data["plan"] == {"seats": [1]}
+    assert event.data["planet"] == [5.97e24, 6.37e6]
+    before = event.to_json()
+    Plan.BASIC.value["seats"].append(2)  # the member's own value is still mutable
+    try:
+        assert event.to_json() == before
+        assert event.data["plan"] == {"seats": [1]}
+        with pytest.raises(TypeError):
+            event.data["plan"]["seats"].append(3)
+    finally:
+        Plan.BASIC.value["seats"].pop()
+
+
 # -- replace, pickling, equality, dict form ---------------------------------------------
 
 

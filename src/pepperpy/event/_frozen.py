@@ -401,7 +401,9 @@ def _convert(value: Any) -> tuple[Any, bool]:
     if isinstance(value, int) and not isinstance(value, bool | Enum):
         _check_int(int(value))
         return value, False
-    if isinstance(value, bool | int | str | datetime | date | time | UUID | bytes | Enum):
+    if isinstance(value, Enum):
+        return _enum_member(value)
+    if isinstance(value, bool | int | str | datetime | date | time | UUID | bytes):
         return value, False
     if isinstance(value, float):
         return float(value), True
@@ -422,6 +424,27 @@ def _convert(value: Any) -> tuple[Any, bool]:
     if struct_fields is not None:
         return {name: getattr(value, name) for name in struct_fields}, True
     raise SerializationError(f"value of type {type(value).__name__} is not JSON-serialisable")
+
+
+def _enum_member(member: Enum) -> tuple[Any, bool]:
+    """:func:`_convert` for an Enum member, which the wire carries as its value: that
+    value is checked by the rules of data, when the event is built. A member whose value
+    is a scalar that passes (a str, an int of 64 bits, a finite float, a datetime, ...)
+    is kept as it is; one whose value is a container (a dict, list or tuple) or another
+    convertible value gives way to that value, frozen, since the member's own value stays
+    mutable and would change the event after it was built."""
+    value = member.value
+    try:
+        settled = _settle(value)  # a non-finite or non-JSON value is refused here
+    except SerializationError as exc:
+        name = f"{type(member).__name__}.{member.name}"
+        raise SerializationError(f"the value of {name}: {exc}") from None
+    if settled is value and settled.__class__ not in _WALKED:
+        return member, False
+    return settled, True
+
+
+_WALKED = frozenset({dict, list, tuple})
 
 
 def _at(exc: SerializationError, path: list[Any]) -> SerializationError:
