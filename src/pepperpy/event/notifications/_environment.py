@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from . import _sandbox
 from ._filters import bounded_filters, bounded_lipsum
 from ._hooks import code_generator, formatters
-from ._measure import grows, measure, percent_bound
+from ._measure import _children, _leaf, grows, measure, percent_bound
 from ._sandbox import INT_BITS, OUTPUT_LIMIT, WORK_LIMIT, late, past_deadline, spend
 
 __all__ = ["TRANSIENT_LIMIT", "Bounds", "bounded_environment"]
@@ -40,8 +40,39 @@ _ADDING = frozenset({"append", "extend", "insert", "update", "setdefault", "add"
 class Bounds:
     """The checks, raising the sandbox's ``SecurityError`` (Jinja2 is imported late)."""
 
-    def __init__(self, security_error: type[Exception]) -> None:
+    def __init__(self, security_error: type[Exception], undefined: type[Any]) -> None:
         self.security_error = security_error
+        self.undefined = undefined  # jinja2.Undefined
+
+    def defined(self, value: Any) -> None:
+        """Raise Jinja2's ``UndefinedError`` (naming the variable) for the first undefined
+        value in ``value``, itself or inside its lists, tuples, sets, dicts (keys and
+        values), their views and namespaces: written out, it would read ``Undefined``.
+
+        Called where a value is written out, after it was measured within the limit: the
+        walk visits each container once.
+        """
+        undefined = self.undefined
+        if isinstance(value, undefined):
+            value._fail_with_undefined_error()
+        if type(value) is str or _leaf(value) is not None:
+            return
+        seen = {id(value)}
+        pending = [value]
+        steps = 0
+        while pending:
+            _, items, pairs = _children(pending.pop())
+            for item in items:
+                steps += 1
+                if not steps % 1024:
+                    self.on_time()
+                for part in item if pairs else (item,):
+                    if isinstance(part, undefined):
+                        part._fail_with_undefined_error()
+                    if type(part) is not str and id(part) not in seen:
+                        if _leaf(part) is None:
+                            seen.add(id(part))
+                            pending.append(part)
 
     def refuse(self, message: str) -> NoReturn:
         raise self.security_error(message)
@@ -89,12 +120,14 @@ class Bounds:
             self.refuse(f"a format with a width over {OUTPUT_LIMIT - 1} is refused")
 
     def percent(self, template: str, values: Any) -> None:
-        """Refuse ``template % values`` whose result would pass the limit."""
+        """Refuse ``template % values`` whose result would pass the limit, or that would
+        write out an undefined value."""
         if percent_bound(template, values, OUTPUT_LIMIT) > OUTPUT_LIMIT:
             self.refuse(
                 f"formatting with % would give over {OUTPUT_LIMIT} characters "
                 "(counting each width and value)"
             )
+        self.defined(values)
 
     def joined(self, parts: Iterable[Any], what: str) -> str:
         """``parts`` (strings) joined, refused as soon as they pass the limit."""
@@ -155,10 +188,10 @@ def bounded_environment(sandbox: Any) -> type[Any]:
     cached: type[Any] | None = getattr(sandbox, "_pepperpy_bounded", None)
     if cached is not None:
         return cached
-    from jinja2.runtime import markup_join
+    from jinja2.runtime import Undefined, markup_join
     from markupsafe import Markup
 
-    bounds = Bounds(sandbox.SecurityError)
+    bounds = Bounds(sandbox.SecurityError, Undefined)
     generator = code_generator()
     formatter, escape_formatter = formatters(sandbox, bounds)
     base: type[Any] = sandbox.SandboxedEnvironment
@@ -198,6 +231,8 @@ def bounded_environment(sandbox: Any) -> type[Any]:
         total = 0
         for part in parts:
             size = measure(part, OUTPUT_LIMIT)
+            if type(part) is not str:
+                bounds.defined(part)  # written out, it would read "Undefined"
             total += size if not escaping or hasattr(part, "__html__") else 5 * size
         if total > (TRANSIENT_LIMIT if escaping else OUTPUT_LIMIT):
             bounds.refuse(f"the result of ~ would be longer than {OUTPUT_LIMIT} characters")
@@ -232,6 +267,7 @@ def bounded_environment(sandbox: Any) -> type[Any]:
             bounds.on_time()
             if type(value) is not str or len(value) > OUTPUT_LIMIT:
                 bounds.size(value, "an output value")
+                bounds.defined(value)  # [missing] would print as "[Undefined]"
             return value
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:

@@ -114,6 +114,7 @@ def _before(name: str, call: _Call, bounds: Bounds, transient: int) -> None:
                 f"the {name} filter's value would be longer than {OUTPUT_LIMIT} "
                 "characters written out"
             )
+        bounds.defined(value)  # written out, a missing variable would read "Undefined"
     size = _text_size(value)
     if name == "center" and _count(call.arg(0, "width")) > OUTPUT_LIMIT:
         bounds.refuse(f"the center filter's width is over {OUTPUT_LIMIT}")

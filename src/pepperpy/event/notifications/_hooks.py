@@ -93,6 +93,7 @@ def formatters(sandbox: Any, bounds: Bounds) -> tuple[type[Any], type[Any]]:
             bounds.on_time()
             bounds.check_spec(format_spec)
             bounds.size(value, "a formatted value")
+            bounds.defined(value)
             result: str = super().format_field(value, format_spec)  # type: ignore[misc]
             self._written += len(result)
             if self._written > OUTPUT_LIMIT:
