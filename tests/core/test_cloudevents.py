@@ -149,7 +149,7 @@ def test_other_metadata_travels_packed_and_comes_back_as_it_was() -> None:
         "id": "not the event id",  # a context attribute name
         "data": "not the data",
         "time": "never",
-        "datacontenttype": "text/plain",
+        "datacontenttype": "",  # CloudEvents requires a non-empty one
         "dataschema": 5,  # optional attribute with a non-string value
         "ok": "plain",
     }
@@ -168,6 +168,30 @@ def test_dataschema_with_a_string_passes_through_as_the_attribute() -> None:
     ce = Event("t", {"a": 1}, {"dataschema": "https://example.com/s.json"}).to_cloudevent()
     assert ce["dataschema"] == "https://example.com/s.json"
     assert Event.from_cloudevent(ce).metadata == {"dataschema": "https://example.com/s.json"}
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [
+        ({"a": 1}, "application/json"),  # the type written for JSON data anyway
+        (b"\x00", "application/octet-stream"),  # ... and for bytes
+        ({"a": 1}, "application/json; charset=utf-8"),
+        ("<a/>", "application/xml"),
+        (None, "text/plain"),
+    ],
+)
+def test_a_datacontenttype_in_metadata_is_written_as_the_attribute(
+    data: Any, content_type: str
+) -> None:
+    event = Event("t", data, {"datacontenttype": content_type})
+    ce = json.loads(event.to_json())
+    assert ce["datacontenttype"] == content_type
+    assert "pepperpymetadata" not in ce or content_type in (
+        "application/json",
+        "application/octet-stream",
+    )
+    back = Event.from_json(event.to_json())
+    assert back.metadata == {"datacontenttype": content_type} and back.data == data
 
 
 # -- interop with the official SDK -------------------------------------------------------
@@ -257,6 +281,44 @@ def test_we_read_sdk_binary_data_and_plain_text() -> None:
         {"id": "j", "source": "s", "type": "note", "datacontenttype": "application/json"}, "42"
     )
     assert Event.from_json(SDK_JSON.write(json_string)).data == "42", "a JSON string stays one"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "data"),
+    [
+        ("text/plain", "hello"),
+        ("application/xml", "<order id='7'/>"),
+        ("text/csv", "a,b\n1,2"),
+        ("application/cloudevents+json", {"a": 1}),
+        ("application/json", b'{"a": 1}'),  # JSON sent as data_base64
+        ("application/vnd.apache.thrift.binary", b"\x80\x01"),
+        ("text/plain", None),  # a type with no data
+    ],
+)
+def test_a_producers_datacontenttype_is_kept_and_written_back(content_type: str, data: Any) -> None:
+    # it was dropped on reading: a relay relabelled text as application/json, and JSON
+    # sent as data_base64 as application/octet-stream
+    attributes = {"id": "1", "source": "/shop", "type": "order.placed"}
+    sdk = CloudEvent({**attributes, "datacontenttype": content_type}, data)
+    event = Event.from_json(SDK_JSON.write(sdk))
+    assert event.metadata == {"datacontenttype": content_type}
+    assert event.data == data
+    again = _sdk_read(event.to_json())
+    assert again.get_datacontenttype() == content_type
+    assert again.get_data() == data
+    assert Event.from_json(event.to_json()).metadata == {"datacontenttype": content_type}
+
+
+def test_without_a_datacontenttype_the_default_is_written_and_none_kept() -> None:
+    # CloudEvents: data with no datacontenttype is JSON; bytes are written as octet-stream
+    for data, written in (({"a": 1}, "application/json"), (b"\x01", "application/octet-stream")):
+        event = Event.from_json(
+            SDK_JSON.write(CloudEvent({"id": "1", "source": "s", "type": "t"}, data))
+        )
+        assert event.metadata == {}
+        assert _sdk_read(event.to_json()).get_datacontenttype() == written
+    no_data = Event.from_json(SDK_JSON.write(CloudEvent({"id": "1", "source": "s", "type": "t"})))
+    assert "datacontenttype" not in json.loads(no_data.to_json())
 
 
 def test_sdk_written_event_without_time_gets_one() -> None:

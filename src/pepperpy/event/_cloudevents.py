@@ -49,7 +49,10 @@ _RESERVED = frozenset(
     }
 )
 #: optional attributes that metadata may carry through as themselves
-_PASSTHROUGH = frozenset({"dataschema"})
+_PASSTHROUGH = frozenset({"dataschema", "datacontenttype"})
+#: what ``datacontenttype`` is written as when metadata gives none: JSON data, or bytes
+_JSON_TYPE = "application/json"
+_BYTES_TYPE = "application/octet-stream"
 
 
 def write_cloudevent(event: Event) -> dict[str, Any]:
@@ -65,14 +68,15 @@ def write_cloudevent(event: Event) -> dict[str, Any]:
         ce["subject"] = event.subject
     if event._version != 1:
         ce[_VERSION_EXTENSION] = event._version
+    data = event._data
     rest: dict[Any, Any] = {}
     for key, value in (event._metadata or {}).items():
         if (
             key.__class__ is str
-            and key not in _RESERVED
+            and (key not in _RESERVED or key == "datacontenttype")
             and _EXTENSION_NAME.fullmatch(key)
             and (value.__class__ in (str, bool) or _is_int32(value))
-            and (key not in _PASSTHROUGH or (value.__class__ is str and value != ""))
+            and (key not in _PASSTHROUGH or _passes_through(key, value, data))
         ):
             ce[key] = value
         else:
@@ -82,14 +86,33 @@ def write_cloudevent(event: Event) -> dict[str, Any]:
         # non-str key would come back as text, or merged with the key it turns into)
         check_json(rest, "metadata")
         ce[_METADATA_EXTENSION] = _json.dumps(rest).decode()
-    data = event._data
     if isinstance(data, bytes):
-        ce["datacontenttype"] = "application/octet-stream"
+        if "datacontenttype" not in ce:
+            ce["datacontenttype"] = _BYTES_TYPE
         ce["data_base64"] = base64.b64encode(data).decode("ascii")
     elif data is not None:
-        ce["datacontenttype"] = "application/json"
+        if "datacontenttype" not in ce:
+            ce["datacontenttype"] = _JSON_TYPE
         ce["data"] = data
     return ce
+
+
+def _passes_through(key: str, value: Any, data: Any) -> bool:
+    """Whether metadata ``key`` (``dataschema``, ``datacontenttype``) is written as the
+    attribute: a non-empty str (CloudEvents requires one), and for ``datacontenttype``
+    not the type written for ``data`` anyway, which travels packed so that reading it
+    back (where the attribute holding that type is left out) restores it."""
+    if value.__class__ is not str or value == "":
+        return False
+    return key != "datacontenttype" or value != _default_type(data)
+
+
+def _default_type(data: Any) -> str | None:
+    """The ``datacontenttype`` written for ``data`` when metadata gives none (none for
+    no data)."""
+    if data is None:
+        return None
+    return _BYTES_TYPE if isinstance(data, bytes) else _JSON_TYPE
 
 
 def read_cloudevent(
@@ -126,6 +149,14 @@ def read_cloudevent(
     for key, value in obj.items():
         if key not in _RESERVED:
             metadata[key] = value
+    content_type = obj.get("datacontenttype")
+    if content_type is not None:
+        # a producer's own type is kept, so that it is written back out: what a relay
+        # sends on still says what its payload is; the type written for such data
+        # anyway (an absent one reads as application/json, CloudEvents says) is not
+        payload = b"" if "data_base64" in obj else obj.get("data")
+        if content_type != _default_type(payload):
+            metadata["datacontenttype"] = content_type
     if not shallow and nested_too_deep(metadata):  # no transport writes it (data: _restore)
         raise too_deep_read("metadata")
     raw_time = obj.get("time")
