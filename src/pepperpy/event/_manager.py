@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from contextvars import copy_context
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar, overload
 
 from ._backpressure import DELIVERING, Backpressure, _Waiter
@@ -27,6 +28,7 @@ from ._errors import BufferFullError, ClosedError
 from ._event import Event, make_event
 from ._fanout import _all_settled, _call_sync, _cancel_all, _cancellation
 from ._frames import release_locals
+from ._guarded import guarded
 from ._listeners import WeakListener, _Listener
 from ._options import check_count
 from ._patterns import PatternIndex, parse_topic
@@ -450,13 +452,15 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
                     raise  # the emit itself is being cancelled
                 exc = again  # the handler's own await was cancelled: this try failed
             tries.append(exc)
-        await self._dead_letter(DeadLetter(event, listener.handler, exc, attempt))
+        await self._dead_letter(DeadLetter(event, listener.handler, exc, attempt), since)
         # logged and seen by every callback: the kept letter keeps its traceback's lines,
         # not the variables of the handler's frames (1 MB in hand, 1 GB in 1,000 letters)
         for failure in tries:
             release_locals(failure)
 
-    async def _dead_letter(self, letter: DeadLetter) -> None:
+    async def _dead_letter(self, letter: DeadLetter, since: int) -> None:
+        """Keep, log and pass on ``letter``; a callback's failure (a CancelledError of its
+        own too) is logged; a cancellation of the task after ``since`` propagates."""
         letter, name = blamed(letter)  # an attached processor names its own handler
         self.dead_letters.append(letter)
         logger.error(
@@ -468,12 +472,14 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
             exc_info=letter.exception,
         )
         for callback, is_async in list(self._error_callbacks):
-            try:
-                result = callback(letter)
-                if is_async or (result is not None and inspect.isawaitable(result)):
-                    await result
-            except Exception:
-                logger.exception("on_error callback %r failed", callback)
+            await guarded(
+                partial(callback, letter),
+                since,
+                logger,
+                "on_error callback %r failed",
+                callback,
+                awaits=is_async,
+            )
 
     # -- lifecycle --------------------------------------------------------------------
 

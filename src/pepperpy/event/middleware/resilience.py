@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import inspect
 import itertools
 import logging
 import math
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+from .._cancel import cancelling
 from .._event import Event
 from .._frames import release_locals
+from .._guarded import guarded
 from .._loops import LoopShares
 from .._manager import DEAD_LETTER_LIMIT, DeadLetter
 from .._options import check_count
@@ -255,7 +257,10 @@ class DeadLetterMiddleware:
     The failure is logged with its traceback, kept in the bounded ``dead_letters``
     deque, passed to ``on_error`` callbacks (sync or async) and, with ``bus=``,
     republished to ``deadletter.<type>``. Processing then continues with the next event:
-    this is the one middleware that stops an error, and it never does so silently.
+    this is the one middleware that stops an error, and it never does so silently. A
+    callback or republish that fails, with a ``CancelledError`` of its own too (it awaited
+    something cancelled elsewhere), is logged and the rest goes on; a cancellation of the
+    task running ``process`` propagates.
     Put it outside :class:`RetryMiddleware` so it only sees failures retries did not fix.
     """
 
@@ -294,12 +299,13 @@ class DeadLetterMiddleware:
         try:
             await next_handler(event)
         except Exception as exc:
+            since = cancelling()  # only a cancellation after it is this task's own
             for letter in _letters(event, exc, next_handler, counter[0]):
-                await self._record(letter)
+                await self._record(letter, since)
         finally:
             _attempts.reset(token)
 
-    async def _record(self, letter: DeadLetter) -> None:
+    async def _record(self, letter: DeadLetter, since: int) -> None:
         self.dead_letters.append(letter)
         event = letter.event
         logger.error(
@@ -309,13 +315,12 @@ class DeadLetterMiddleware:
             letter.attempts,
             exc_info=letter.exception,
         )
+        # a callback or the republish that fails, a CancelledError of its own too, is
+        # logged and the rest goes on; a cancellation of this task propagates
         for callback in list(self._callbacks):
-            try:
-                result = callback(letter)
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("dead-letter callback %r failed", callback)
+            await guarded(
+                partial(callback, letter), since, logger, "dead-letter callback %r failed", callback
+            )
         if self.bus is not None and not event.type.startswith("deadletter."):
             metadata = dict(event.metadata)
             exc = letter.exception
@@ -330,12 +335,15 @@ class DeadLetterMiddleware:
                 source=event.source,
                 subject=event.subject,
             )
-            try:
-                await self.bus.publish(dead.type, dead)
-            except Exception:
-                logger.exception(
-                    "could not publish the dead letter of %s (%s)", event.type, event.id
-                )
+            await guarded(
+                partial(self.bus.publish, dead.type, dead),
+                since,
+                logger,
+                "could not publish the dead letter of %s (%s)",
+                event.type,
+                event.id,
+                awaits=True,
+            )
         release_locals(letter.exception)
 
 
