@@ -26,6 +26,9 @@ _RESERVED = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
 )
 
+#: where LogMiddleware reports a record it could not log (its logger or adapter failed)
+_fallback = logging.getLogger(__name__)
+
 
 class LogMiddleware:
     """Log one structured record per processed event: type, id, outcome, duration.
@@ -43,7 +46,9 @@ class LogMiddleware:
     without a traceback, and the cancellation goes on.
 
     ``logger`` is a logger, a logger name or a ``logging.LoggerAdapter``: the adapter's
-    ``process`` runs and its own fields are kept beside these (which win on a clash).
+    ``process`` runs and its own fields are kept beside these (which win on a clash),
+    renamed as ``fields`` are. A log call that fails anyway (a raising filter) is
+    reported on this module's logger, and the event keeps its outcome.
     """
 
     def __init__(
@@ -113,21 +118,38 @@ class LogMiddleware:
         ``LoggerAdapter.process`` replaces ``extra`` with the adapter's own dict (unless
         ``merge_extra``), which dropped every structured field. Each adapter's
         ``process`` still runs (nested ones in turn, outermost first), and what it
-        returns is merged under what is there already: the adapters' own fields stay,
-        ours win, and an outer adapter's win over an inner one's.
+        returns is merged under what is there already: the adapters' own fields stay
+        (one named like a ``LogRecord`` attribute as ``field_<name>``, as ``fields=``
+        gives it: ``makeRecord`` raised KeyError on it), ours win, and an outer
+        adapter's win over an inner one's.
+
+        Logging never changes the outcome: anything that fails here (an adapter's
+        ``process``, a logger's filter) is reported through this module's logger and
+        the event's outcome stays what it was.
         """
-        kwargs: MutableMapping[str, Any] = {"extra": extra}
-        if exc is not None:
-            kwargs["exc_info"] = exc
-        target: logging.Logger | logging.LoggerAdapter[Any] = self.logger
-        while isinstance(target, logging.LoggerAdapter):
-            if not target.isEnabledFor(level):
-                return
-            msg, kwargs = target.process(msg, kwargs)
-            extra = {**(kwargs.get("extra") or {}), **extra}
-            kwargs["extra"] = extra
-            target = target.logger
-        target.log(level, msg, *args, **kwargs)
+        try:
+            kwargs: MutableMapping[str, Any] = {"extra": extra}
+            if exc is not None:
+                kwargs["exc_info"] = exc
+            target: logging.Logger | logging.LoggerAdapter[Any] = self.logger
+            while isinstance(target, logging.LoggerAdapter):
+                if not target.isEnabledFor(level):
+                    return
+                msg, kwargs = target.process(msg, kwargs)
+                extra = {**_renamed(kwargs.get("extra") or {}), **extra}
+                kwargs["extra"] = extra
+                target = target.logger
+            target.log(level, msg, *args, **kwargs)
+        except Exception:
+            try:
+                _fallback.exception(
+                    "LogMiddleware could not log %s (%s) through %r",
+                    extra.get("event_type"),
+                    extra.get("event_id"),
+                    self.logger,
+                )
+            except Exception:  # nowhere left to report it; the outcome stands
+                pass
 
     def _extra(self, event: Event, outcome: str, elapsed_ms: float) -> dict[str, Any]:
         extra: dict[str, Any] = {
@@ -143,14 +165,22 @@ class LogMiddleware:
             try:
                 custom = dict(self.fields(event))
             except Exception:  # a log field must never turn processing into a failure
-                logging.getLogger(__name__).exception(
+                _fallback.exception(
                     "LogMiddleware fields() failed for %s (%s)", event.type, event.id
                 )
                 return extra
-            for key, value in custom.items():
-                name = str(key)
-                extra["field_" + name if name in _RESERVED else name] = value
+            extra.update(_renamed(custom))
         return extra
+
+
+def _renamed(fields: Mapping[Any, Any]) -> dict[str, Any]:
+    """``fields`` with string keys, one named like a ``LogRecord`` attribute (``name``,
+    ``module``, ...) as ``field_<name>``: ``extra`` may not set those."""
+    renamed: dict[str, Any] = {}
+    for key, value in fields.items():
+        name = str(key)
+        renamed["field_" + name if name in _RESERVED else name] = value
+    return renamed
 
 
 class TraceMiddleware:
