@@ -8,6 +8,7 @@ file. :class:`StreamKeys` is what one load of a stream's rows gave, as
 from __future__ import annotations
 
 import abc
+import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,11 +41,24 @@ class KeyRing:
         return cls({key_id: os.urandom(32)})
 
     def add(self, key_id: str, key: bytes, *, primary: bool = False) -> None:
-        """Add a master key (32 bytes); make it the primary when asked."""
+        """Add a master key (32 bytes); make it the primary when asked.
+
+        An id already in the ring is refused with :class:`ConfigurationError` if ``key``
+        is another key: wrapped data keys name their master key by id, so an id that
+        stood for two keys would leave some of them unreadable by any ring. The same key
+        again is accepted (and made the primary, if asked).
+        """
         if not isinstance(key, bytes) or len(key) != 32:
             raise ConfigurationError(f"master key {key_id!r} must be 32 bytes (AES-256)")
-        if not key_id or "." in key_id:
+        if not isinstance(key_id, str) or not key_id or "." in key_id:
             raise ConfigurationError(f"invalid master key id {key_id!r}")
+        known = self._keys.get(key_id)
+        if known is not None and not hmac.compare_digest(known, key):
+            raise ConfigurationError(
+                f"master key {key_id!r} is already in the key ring, as another key: data "
+                f"keys wrapped under {key_id!r} need that one; give the new key an id of "
+                "its own"
+            )
         self._keys[key_id] = key
         if primary or getattr(self, "primary", None) is None:
             self.primary = key_id
