@@ -30,6 +30,12 @@ LANE_ACK_WAIT = 10.0
 #: JetStream's names of options that have a common name on every transport: accepted
 #: as keywords and in the URL, meaning the same
 SYNONYMS = {"max_deliver": "max_deliveries"}
+#: the longest duration JetStream takes, in whole seconds: it holds durations as int64
+#: nanoseconds (2**63 - 1 of them, about 292 years); nats-server answers a longer one
+#: with an error that names something else ("consumer not found", "invalid JSON")
+MAX_DURATION = (2**63 - 1) // 10**9
+#: the options that JetStream holds as such a duration
+_NANOSECOND_OPTIONS = ("ack_wait", "lane_ack_wait", "inactive_threshold", "max_age")
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,9 @@ class NatsOptions:
       also the longest ``close()`` waits for an unresponsive server at each step.
     * ``reconnect_wait``: seconds between connection attempts.
     * ``ping_interval``: seconds between the client's pings to the server.
+
+    ``ack_wait``, ``lane_ack_wait``, ``inactive_threshold`` and ``max_age`` take at most
+    :data:`MAX_DURATION` seconds (JetStream's int64 nanoseconds).
     * ``max_outstanding_pings``: pings left unanswered before the connection counts as
       dead and is replaced: a silent link (half-open, a partition without a reset) is
       given up ``ping_interval * max_outstanding_pings`` to
@@ -115,6 +124,13 @@ class NatsOptions:
         for name in ("max_age", "lane_ack_wait"):
             if getattr(self, name) is not None:
                 check_seconds(getattr(self, name), name)
+        for name in _NANOSECOND_OPTIONS:
+            value = getattr(self, name)
+            if value is not None and value > MAX_DURATION:
+                raise ConfigurationError(
+                    f"{name} must be at most {MAX_DURATION:,} seconds (JetStream holds it "
+                    f"as int64 nanoseconds), got {value!r}"
+                )
         for name in (
             "replicas",
             "max_deliveries",

@@ -15,6 +15,7 @@ from ..._errors import ConfigurationError
 from ..._options import check_count
 from ..._redact import redact_url
 from ..._seconds import check_seconds
+from ..._text import DEAD_LETTER_PREFIX
 from .._url_options import common_names, not_a_url, query_options, unknown_option
 
 #: content type of a structured-mode CloudEvent (CloudEvents AMQP binding)
@@ -24,6 +25,14 @@ LANE_HEADER = "pepperpy-lane"
 LANES = 64
 #: AMQP limits routing and binding keys to 255 bytes (a short string)
 MAX_KEY_BYTES = 255
+#: the longest topic, in UTF-8 bytes: its dead letter, ``deadletter.<topic>``, is
+#: published with a routing key too, so the prefix must fit in the 255 bytes
+MAX_TOPIC_BYTES = MAX_KEY_BYTES - len(DEAD_LETTER_PREFIX)
+#: AMQP's prefetch-count is a 16-bit number
+MAX_PREFETCH = 65535
+#: the longest ``x-expires`` RabbitMQ takes, in milliseconds (ten years); a longer one
+#: fails the queue's declaration with ``PRECONDITION_FAILED ... value_too_large``
+MAX_EXPIRES_MS = 315_360_000_000
 #: what aio-pika's AMQP codec (pamqp) accepts in queue and exchange names; anything else
 #: raises a bare ValueError when the name is sent
 AMQP_NAME = re.compile(r"[a-zA-Z0-9_.:@#,/+ -]*")
@@ -243,6 +252,11 @@ def check_options(options: dict[str, Any]) -> None:
     for name, least in (("prefetch", 1), ("partitions", 1), ("max_deliveries", 0)):
         shown = " (or delivery_limit)" if name == "max_deliveries" else ""
         check_count(options[name], f"{name}{shown}", least=least)
+    if options["prefetch"] > MAX_PREFETCH:
+        raise ConfigurationError(
+            f"prefetch must be at most {MAX_PREFETCH} (AMQP's prefetch-count is 16-bit), "
+            f"got {options['prefetch']}"
+        )
     if options["partitions"] > LANES:
         raise ConfigurationError(f"partitions must be at most {LANES}, got {options['partitions']}")
     queue_type = f"queue_type must be 'quorum' or 'classic', got {options['queue_type']!r}"
@@ -252,3 +266,37 @@ def check_options(options: dict[str, Any]) -> None:
         raise ConfigurationError(queue_type)
     for name in _SECONDS:
         options[name] = check_seconds(options[name], name, zero=name in _MAY_BE_ZERO)
+    expiry = options["ungrouped_expiry"]
+    if not 1 <= expiry_ms(expiry) <= MAX_EXPIRES_MS:  # RabbitMQ's range of x-expires
+        raise ConfigurationError(
+            f"ungrouped_expiry must be from 0.001 to {MAX_EXPIRES_MS // 1000:,} seconds "
+            f"(RabbitMQ's x-expires takes 1 ms to ten years), got {expiry!r}"
+        )
+
+
+def key_limit(text: str) -> int:
+    """The most UTF-8 bytes of a topic or pattern: :data:`MAX_TOPIC_BYTES`, so that its
+    dead letter's routing key fits too, or the whole :data:`MAX_KEY_BYTES` for what may
+    be a dead letter's (a dead letter is never dead-lettered again): a topic starting
+    with ``deadletter.``, a pattern whose first token is ``deadletter`` or a wildcard."""
+    head = text.partition(".")[0]
+    if text.startswith(DEAD_LETTER_PREFIX) or head in ("*", "#"):
+        return MAX_KEY_BYTES
+    return MAX_TOPIC_BYTES
+
+
+def too_long(text: str, what: str) -> str | None:
+    """Why the topic or pattern ``text`` is too long for RabbitMQ, or None if it fits."""
+    limit, size = key_limit(text), len(text.encode("utf-8", "surrogatepass"))
+    if size <= limit:
+        return None
+    room = f", less the {DEAD_LETTER_PREFIX!r} of its dead letter" if limit < MAX_KEY_BYTES else ""
+    return (
+        f"{what} is {size} bytes long; RabbitMQ takes at most {limit} (AMQP's "
+        f"{MAX_KEY_BYTES}-byte routing and binding keys{room})"
+    )
+
+
+def expiry_ms(seconds: float) -> int:
+    """``ungrouped_expiry`` as the queue's ``x-expires``: whole milliseconds."""
+    return int(seconds * 1000)

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 from ..._errors import ClosedError, TransportError
 from ..._event import Event
 from ..._redact import redact_url
+from ..._text import shown
 from ..base import cancelled_by_caller, cancelling, quietly
-from ._config import CONTENT_TYPE, LANE_HEADER, LANES, MAX_KEY_BYTES, PERSISTENT
+from ._config import CONTENT_TYPE, LANE_HEADER, LANES, PERSISTENT, too_long
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel
@@ -57,6 +58,10 @@ async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -
     # a last event published in the cleanup of a cancelled task: its count of
     # cancellations stays up, so only one that comes during this call stops it
     since = cancelling()
+    topic = event.type
+    problem = too_long(topic, f"topic {shown(topic)}")
+    if problem is not None:  # refused before anything is sent
+        raise _failed(f"cannot publish {event.id}: {problem}", sent=False)
     channel = transport._publisher
     if channel is None:
         if transport._closed:
@@ -69,11 +74,6 @@ async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -
     deadline = began + transport.connect_timeout
     if not transport._connected():  # away: wait (at most connect_timeout) for it to return
         await reconnected(transport, channel, event, None, since, sent=False, began=began)
-    topic = event.type
-    if len(topic.encode()) > MAX_KEY_BYTES:
-        raise TransportError(
-            f"topic {topic[:40]!r}... is longer than AMQP's {MAX_KEY_BYTES}-byte routing key"
-        )
     lane = zlib.crc32((key if key is not None else event.id).encode()) % LANES
     properties = transport._aiormq.spec.Basic.Properties(
         content_type=CONTENT_TYPE,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._loops import settled
 from ..base import Subscription
+from ._config import expiry_ms
 from ._consumer import Consumer, Members
 from ._group import Group, group_base
 
@@ -24,7 +25,7 @@ async def join_alone(transport: RabbitMQTransport, subscription: Subscription) -
     # reconnects finds its queue (and what arrived meanwhile) again; ``x-expires``
     # deletes it once nobody consumed from it for ``ungrouped_expiry`` seconds
     name = f"{transport.exchange_name}.sub.{subscription.name}.{transport._instance}"
-    arguments: dict[str, Any] = {"x-expires": int(transport.ungrouped_expiry * 1000)}
+    arguments: dict[str, Any] = {"x-expires": expiry_ms(transport.ungrouped_expiry)}
 
     async def declare(channel: AbstractChannel, pattern: str) -> AbstractQueue:
         queue = await channel.declare_queue(name, arguments=arguments)

@@ -20,6 +20,7 @@ from ..._errors import ClosedError, ConfigurationError, PatternError, TransportE
 from ..._event import Event
 from ..._patterns import parse_pattern
 from ..._redact import redact_url
+from ..._text import overflow_index, shown
 from .._url_options import checked_keywords, default, given_keywords
 from ..base import (
     Subscription,
@@ -31,7 +32,14 @@ from ..base import (
 )
 from ._channels import Probe, release_spent_observers
 from ._closing import quiet_closing_channels, silent_broker
-from ._config import MAX_KEY_BYTES, RELEASED, SYNONYMS, RabbitMQOptions, split_options
+from ._config import (
+    RELEASED,
+    SYNONYMS,
+    RabbitMQOptions,
+    key_limit,
+    split_options,
+    too_long,
+)
 from ._consumer import Consumer
 from ._deliveries import UnstartedReturns
 from ._group import Group, delete_group
@@ -69,8 +77,9 @@ class RabbitMQTransport(Transport):
     * ``exchange``: the topic exchange every event goes through (durable; created if
       missing; default ``pepperpy.events``). Applications that should see each other's
       events share it.
-    * ``prefetch``: unacknowledged messages per consumer (default 128); events without a
-      key are handled concurrently up to this many, events with one key one after another.
+    * ``prefetch``: unacknowledged messages per consumer (default 128, at most 65535);
+      events without a key are handled concurrently up to this many, events with one
+      key one after another.
     * ``partitions``: durable queues per group (default 12). A group's members split the
       partitions between them (a member takes at most ``ceil(partitions / members)``), so
       this bounds how many processes share one group's work; each key stays in one
@@ -87,7 +96,8 @@ class RabbitMQTransport(Transport):
       partitions over its member processes (default 1).
     * ``ungrouped_expiry``: seconds an ungrouped subscription's queue outlives its
       consumer (default 60): a reconnect within it loses nothing; after it the broker
-      deletes the queue, so an exited process leaves no backlog behind.
+      deletes the queue, so an exited process leaves no backlog behind. 0.001 to
+      315,360,000 (ten years): what the queue's ``x-expires`` takes, in milliseconds.
     * ``connect_timeout``, ``reconnect_interval``: seconds to wait for the broker
       (default 10), and between connection attempts, at start and after it went away
       (default 1).
@@ -185,6 +195,12 @@ class RabbitMQTransport(Transport):
         #: set by close(): ends start()'s pause between tries to reach the broker (made by
         #: each start(), in its event loop)
         self._closing: asyncio.Event | None = None
+        #: publishes under way, which close() lets finish before it closes the channel
+        #: they wait on (see ``_finish_publishing``); set by it once it waits for them,
+        #: after which a publish is refused with ClosedError
+        self._publishing = 0
+        self._published: asyncio.Event | None = None
+        self._publishes_refused = False
 
     @property
     def delivery_limit(self) -> int:
@@ -225,9 +241,12 @@ class RabbitMQTransport(Transport):
         group's queue (in order) when the connection closes, for another member to take.
         The queues of ungrouped subscriptions are deleted: nobody else reads them.
 
-        Handlers in progress always finish, whatever the network does. After them,
-        close() waits at most ``connect_timeout`` for the broker (channels, queue
-        deletion) and as long again for the connection to close; it never raises a
+        Handlers in progress always finish, whatever the network does, and so do the
+        events they publish. After them, publishes under way get their confirms (within
+        ``connect_timeout``) before the connection closes, and later ones raise
+        :class:`ClosedError`. close() waits at most ``connect_timeout`` for the broker
+        (channels, queue deletion) and as long again for the connection to close; it
+        never raises a
         driver error, and the connection never comes back after it: a broker that is
         unreachable meanwhile is simply not told (an ungrouped queue it could not delete
         expires after ``ungrouped_expiry``; unacknowledged messages return to their
@@ -244,7 +263,9 @@ class RabbitMQTransport(Transport):
         quiet_closing_channels(connection)
         try:
             deadline = await self._stop_consuming()
-        finally:
+            await self._finish_publishing()
+        finally:  # cancelled too: nothing publishes on the connection closed below
+            self._publishes_refused = True
             self._connection = self._publisher = None
             self._probe.forget()
             if connection is not None:  # closing it for good: the robust connection no
@@ -252,6 +273,24 @@ class RabbitMQTransport(Transport):
                 await quietly(connection.close(), "closing", logger, deadline=self._deadline())
         if self._outages.lost_at is None:  # an outage logged said it already
             silent_broker(self.url, deadline, self.connect_timeout)
+
+    async def _finish_publishing(self) -> None:
+        """Refuse new publishes, and wait (at most ``connect_timeout``) for those under
+        way to get the broker's confirm: closing their channel would fail them with
+        ``stored=None`` though the broker may be about to confirm them.
+
+        Runs once the handlers finished: the events they publish (dead letters
+        included) go out as usual until then.
+        """
+        self._publishes_refused = True
+        if not self._publishing:
+            return
+        self._published = published = asyncio.Event()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await published.wait()
+        except TimeoutError:  # each publish gives up within connect_timeout by itself
+            logger.debug("closing with %d publishes unconfirmed", self._publishing)
 
     async def _stop_consuming(self) -> float:
         """Stop the consumers and close their channels; returns the deadline the broker
@@ -338,17 +377,25 @@ class RabbitMQTransport(Transport):
         heartbeats give up only after ``2 * heartbeat`` seconds) raises
         :class:`TransportError` with ``stored=None``.
         """
-        await publish(self, event, key)
+        if self._publishes_refused:  # close() is past waiting for publishes
+            raise ClosedError("the RabbitMQ transport is closed")
+        self._publishing += 1
+        try:
+            await publish(self, event, key)
+        finally:
+            self._publishing -= 1
+            if not self._publishing and self._published is not None:
+                self._published.set()
 
     # -- subscribing ------------------------------------------------------------------
 
     def check_pattern(self, pattern: str) -> None:
-        """A pattern is a binding key, which AMQP limits to 255 bytes."""
-        if len(pattern.encode()) > MAX_KEY_BYTES:
-            position = len(pattern.encode()[:MAX_KEY_BYTES].decode(errors="ignore"))
-            raise PatternError(
-                pattern, position, f"longer than AMQP's {MAX_KEY_BYTES}-byte binding key"
-            )
+        """A pattern is a binding key, which AMQP limits to 255 bytes; the topics it
+        matches leave room for their dead letter's prefix (see ``_config.key_limit``)."""
+        problem = too_long(pattern, "the pattern")
+        if problem is not None:
+            position = overflow_index(pattern, key_limit(pattern))
+            raise PatternError(pattern, position or 0, problem)
 
     async def subscribe(self, subscription: Subscription) -> None:
         """Declare and bind the subscription's queue(s) and start consuming from them."""
@@ -359,11 +406,9 @@ class RabbitMQTransport(Transport):
             await self.start()
         pattern = subscription.pattern
         parse_pattern(pattern)
-        if len(pattern.encode()) > MAX_KEY_BYTES:
-            raise TransportError(
-                f"pattern {pattern[:40]!r}... is longer than AMQP's"
-                f" {MAX_KEY_BYTES}-byte binding key"
-            )
+        problem = too_long(pattern, f"pattern {shown(pattern)}")
+        if problem is not None:
+            raise TransportError(f"cannot subscribe: {problem}")
         if not self._connected():  # away: wait (at most connect_timeout) for it to return
             await self._until_connected(f"subscribing to {pattern!r}")
         errors = self._aiormq.exceptions

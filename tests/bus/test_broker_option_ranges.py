@@ -1,0 +1,90 @@
+"""RabbitMQ and NATS: an option the broker cannot take is refused when the transport is
+made, naming the option and its range.
+
+They were taken, and failed later, at connect or subscribe, with a driver's error
+(pamqp's ``TypeError: Short unsigned integer range``) or the broker's
+(``PRECONDITION_FAILED ... x-expires``, "consumer not found", "invalid JSON"), none
+naming the option (audit 14, finding 3). Each bound is also shown to be what the real
+broker takes: the largest value allowed works there. On an exchange, or a stream and
+subject prefix, of the test's own, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from pepperpy.event import ConfigurationError, Event, EventBus
+from pepperpy.event.transports.nats import NatsTransport
+from pepperpy.event.transports.rabbitmq import RabbitMQTransport
+from tests.helpers import eventually
+
+#: the longest JetStream duration in whole seconds: int64 nanoseconds
+NATS_MOST = 9_223_372_036
+
+
+@pytest.mark.parametrize(
+    ("options", "query", "message"),
+    [
+        ({"prefetch": 65536}, "", "prefetch must be at most 65535"),
+        ({}, "prefetch=70000", "prefetch must be at most 65535"),
+        ({"ungrouped_expiry": 0.0001}, "", "ungrouped_expiry must be from 0.001 to 315,360,000"),
+        ({"ungrouped_expiry": 1e10}, "", "ungrouped_expiry must be from 0.001 to 315,360,000"),
+        ({}, "ungrouped_expiry=315360001", "ungrouped_expiry must be from 0.001"),
+    ],
+)
+def test_rabbitmq_refuses_what_amqp_cannot_carry(
+    options: dict[str, Any], query: str, message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        RabbitMQTransport(f"amqp://guest:guest@127.0.0.1/?{query}", **options)
+
+
+@pytest.mark.parametrize("name", ["ack_wait", "lane_ack_wait", "inactive_threshold", "max_age"])
+@pytest.mark.parametrize("value", [NATS_MOST + 1, 1e10, 1e300])
+def test_nats_refuses_durations_jetstream_cannot_hold(name: str, value: float) -> None:
+    message = f"{name} must be at most 9,223,372,036 seconds"
+    with pytest.raises(ConfigurationError, match=message):
+        NatsTransport("nats://127.0.0.1:4222", **{name: value})
+    with pytest.raises(ConfigurationError, match=message):
+        NatsTransport(f"nats://127.0.0.1:4222?{name}={quote(str(value))}")
+
+
+@pytest.mark.rabbitmq
+async def test_rabbitmq_takes_the_largest_values_allowed(
+    rabbitmq_transports: Callable[..., RabbitMQTransport],
+) -> None:
+    bus = EventBus(transport=rabbitmq_transports(prefetch=65535, ungrouped_expiry=315_360_000))
+    got: list[Event] = []
+    bus.subscribe("range.*")(got.append)
+    bus.subscribe("range.*", group="g")(got.append)
+    async with asyncio.timeout(30), bus:
+        await bus.publish("range.x", 1)
+        await eventually(lambda: len(got) == 2)
+
+
+@pytest.mark.nats
+async def test_nats_takes_the_longest_durations_allowed(
+    nats_url: str, names: dict[str, str]
+) -> None:
+    transport = NatsTransport(
+        nats_url,
+        **names,
+        retention="limits",
+        max_age=NATS_MOST,
+        ack_wait=NATS_MOST,
+        lane_ack_wait=NATS_MOST,
+        inactive_threshold=NATS_MOST,
+    )
+    bus = EventBus(transport=transport)
+    got: list[Event] = []
+    bus.subscribe("range.*")(got.append)
+    bus.subscribe("range.*", group="g")(got.append)
+    async with asyncio.timeout(30), bus:
+        await bus.publish("range.x", 1)
+        await bus.publish("range.x", 2, key="k")
+        await eventually(lambda: len(got) == 4)
