@@ -34,12 +34,14 @@ def dead_letter_event(
     """The dead-letter copy of ``event``, or None if it already is a dead letter.
 
     Dead letters are never dead-lettered again, so a failing ``deadletter.#`` handler
-    cannot loop.
+    cannot loop. What no UTF-8 encoder takes in ``reason`` (a lone surrogate, as in an
+    error naming a file whose name ``os.fsdecode`` decoded) is escaped as ``\\udcff``:
+    unescaped, no transport could publish the dead letter, and it would be lost.
     """
     if event.type.startswith(DEAD_LETTER_PREFIX):
         return None
     metadata = dict(event.metadata)
-    metadata[DL_REASON] = reason
+    metadata[DL_REASON] = reason.encode("utf-8", "backslashreplace").decode("utf-8")
     metadata[DL_ATTEMPTS] = attempts
     metadata[DL_ORIGINAL_ID] = event.id
     if group is not None:
