@@ -14,7 +14,7 @@ from .._event import Event, json_native
 from .._handlers import cut_off, outcomes, start
 from .._patterns import PatternIndex
 from ._batch import batch_error
-from .base import Subscription, Transport
+from .base import NotDelivered, Subscription, Transport
 
 __all__ = ["MemoryTransport"]
 
@@ -89,10 +89,7 @@ class MemoryTransport(Transport):
         # context variables never touch the publisher (docs/bus.md, "How handlers run")
         running: list[asyncio.Task[Any]] = []
         if key is None:
-            for target in targets:
-                sub = target.next_member() if isinstance(target, _Group) else target
-                if sub is not None and not sub.removed:  # being unsubscribed: skip it
-                    running.append(start(sub.deliver(event)))
+            running.extend(start(self._deliver(target, event)) for target in targets)
         else:
             self._start_keyed(targets, event, key, running)
         self._in_progress.update(running)
@@ -153,11 +150,31 @@ class MemoryTransport(Transport):
         _in_keyed_delivery.set(True)  # this task's own context copy
         if previous is not None:
             await asyncio.wait((previous,))  # its outcome is its own publisher's business
-        # chosen now: a member that left meanwhile gets nothing; an ungrouped subscription
-        # being removed drops what it had not started, as on a broker
-        sub = target.next_member() if isinstance(target, _Group) else target
-        if sub is not None and not sub.removed:
-            await sub.deliver(event)
+        await self._deliver(target, event)
+
+    async def _deliver(self, target: Subscription | _Group, event: Event) -> None:
+        """Deliver ``event`` to ``target``: a subscription, or a group's next member.
+
+        The member is chosen when the delivery starts, not when ``publish`` was called:
+        one that began leaving the group meanwhile gets nothing, and the event goes to
+        another member (docs/bus.md, "unsubscribe"). An ungrouped subscription being
+        removed drops what it had not started, as on a broker; so does every
+        subscription once ``serve()``'s ``shutdown_timeout`` has passed. Neither is a
+        failure to log.
+        """
+        while True:
+            sub = target.next_member() if isinstance(target, _Group) else target
+            if sub is None or sub.removed:
+                return
+            try:
+                await sub.deliver(event)
+            except NotDelivered:
+                # refused before its handler started: a member that began leaving right
+                # now gets nothing and the next one is asked; anything else drops it
+                if isinstance(target, _Group) and sub.removed:
+                    continue
+                logger.debug("%s (%s) not delivered to %s", event.type, event.id, sub.name)
+            return
 
     def _chain_moved(
         self, chain: tuple[Subscription | _Group, str], done: asyncio.Task[Any]
