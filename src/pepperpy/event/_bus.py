@@ -26,7 +26,7 @@ from ._bus_delivery import Delivery, Registration, deliverer
 from ._bus_health import BusHealth
 from ._bus_health import health as _health
 from ._bus_logging import Repeats, log_fields, logged_shorter
-from ._bus_loop import check_caller_loop, check_loop, connect
+from ._bus_loop import check_caller_loop, check_loop, connect, refuse_publish
 from ._bus_loop import close as _close
 from ._bus_serve import serve as _serve
 from ._bus_serve import where
@@ -420,8 +420,8 @@ class EventBus(AsyncClosing):
             check_headers(headers)
         event = published_event(topic, message, key, headers)
         if self._closed:
-            raise ClosedError(self._closed_reason)
-        if not self._started or self._unregistered:
+            refuse_publish(self)  # a handler finishing during close() may still publish
+        elif not self._started or self._unregistered:
             await self.start()
         elif self._loop is not asyncio.get_running_loop():
             self._check_loop()
@@ -510,10 +510,13 @@ class EventBus(AsyncClosing):
         """Stop consuming, finishing events in progress, and disconnect.
 
         Every call returns only once the shutdown is complete (concurrent calls share
-        it). Called from one of this bus's own handlers, ``close()`` starts the shutdown
-        and returns at once: waiting for it would wait for the calling handler itself.
-        The shutdown then completes after that handler returns; a later ``close()`` (or
-        the end of ``async with``) waits for it.
+        it). Meanwhile the bus's handlers in progress may still publish (their follow-up
+        events), until the transport has closed; any other publish is refused with
+        :class:`ClosedError` from the moment ``close()`` is called. Called from one of
+        this bus's own handlers, ``close()`` starts the shutdown and returns at once:
+        waiting for it would wait for the calling handler itself. The shutdown then
+        completes after that handler returns; a later ``close()`` (or the end of
+        ``async with``) waits for it.
         """
         await _close(self)
 

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._bus_checks import check_headers, published_event
-from ._errors import ClosedError, SerializationError
+from ._bus_loop import refuse_publish
+from ._errors import SerializationError
 from ._event import Event, json_native
 from .transports.base import check_key
 
@@ -68,8 +69,8 @@ async def publish_many(
             raise named from exc
         keys.append(event_key)
     if bus._closed:
-        raise ClosedError(bus._closed_reason)
-    if not bus._started or bus._unregistered:
+        refuse_publish(bus)  # a handler finishing during close() may still publish
+    elif not bus._started or bus._unregistered:
         await bus.start()
     elif bus._loop is not asyncio.get_running_loop():
         bus._check_loop()

@@ -25,7 +25,7 @@ from ._errors import ClosedError
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["check_caller_loop", "check_loop", "close", "connect"]
+__all__ = ["check_caller_loop", "check_loop", "close", "connect", "refuse_publish"]
 
 logger = logging.getLogger("pepperpy.event.bus")
 
@@ -122,6 +122,28 @@ def _drop_loop(bus: EventBus) -> None:
         bus.transport.abandon()
     except Exception:
         logger.exception("dropping the connections of an ended event loop failed")
+
+
+def refuse_publish(bus: EventBus) -> None:
+    """Raise :class:`ClosedError` for a publish on the closed ``bus``, unless it comes from
+    one of the bus's own deliveries still in progress while the bus closes.
+
+    ``close()`` (and ``serve()``'s shutdown) let the deliveries in progress finish, and
+    a handler among them may publish its follow-up events until the transport has
+    closed: refusing them would fail the handler, dead-letter its event and lose the
+    follow-up (a broker acknowledges the original). Any other publish is refused.
+    """
+    closing = bus._closing
+    current = DELIVERY.get()
+    if (
+        closing is None  # closed for good (its event loop ended), or never shut down
+        or closing.done()  # the transport is closed
+        or current is None
+        or not current.active
+        or current.bus is not bus
+        or bus._loop is not asyncio.get_running_loop()
+    ):
+        raise ClosedError(bus._closed_reason)
 
 
 async def close(bus: EventBus) -> None:
