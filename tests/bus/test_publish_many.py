@@ -256,13 +256,14 @@ class Recording(Transport):
     """Takes a little while per publish and records what overlapped: the contract's
     default ``publish_many`` is what runs (this transport does not override it)."""
 
-    def __init__(self, refuse: int | None = None) -> None:
+    def __init__(self, refuse: int | None = None, *, closing: bool = False) -> None:
         self.in_flight = 0
         self.most_in_flight = 0
         self.most_tasks = 0
         self.keys_in_flight: set[str] = set()
         self.order: dict[str | None, list[int]] = {}
         self.refuse = refuse
+        self.closing = closing  # refuse as a transport closing meanwhile does
 
     async def publish(self, event: Event, *, key: str | None = None) -> None:
         n = event.data
@@ -274,6 +275,8 @@ class Recording(Transport):
         self.most_tasks = max(self.most_tasks, len(asyncio.all_tasks()))
         try:
             await asyncio.sleep(0.001 * (n % 3))
+            if n == self.refuse and self.closing:
+                raise ClosedError(f"closed before {n} was sent", stored=False)
             if n == self.refuse:
                 error = TransportError(f"refused {n}")
                 error.stored = False
@@ -317,6 +320,21 @@ async def test_after_a_failure_no_publish_starts_and_in_flight_ones_finish() -> 
     published = sorted(n for ns in transport.order.values() for n in ns)
     assert published == [n for n, ok in enumerate(outcomes) if ok]
     assert raised.value.stored is None
+
+
+async def test_a_publish_a_closing_transport_refused_counts_as_not_stored() -> None:
+    """A transport closing meanwhile refuses a publish before sending it with
+    ``ClosedError(stored=False)``: the batch said "unknown" for it, as for any error
+    but a TransportError."""
+    transport = Recording(refuse=3, closing=True)
+    async with EventBus(transport=transport) as bus:
+        with pytest.raises(BatchPublishError, match=r"closed before 3 was sent") as raised:
+            await bus.publish_many("a.b", range(6), key=lambda n: "k")
+    assert isinstance(raised.value.errors[3], ClosedError)
+    assert raised.value.outcomes == (True, True, True, False, False, False)
+    copy = pickle.loads(pickle.dumps(raised.value.errors[3]))
+    assert isinstance(copy, ClosedError) and copy.stored is False
+    assert ClosedError("closed").stored is None
 
 
 async def test_a_cancelled_batch_leaves_no_publish_running() -> None:

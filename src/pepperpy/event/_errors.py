@@ -231,7 +231,19 @@ class MissingDependencyError(EventError, ImportError):
 
 
 class ClosedError(EventError):
-    """The manager, bus, store or subscription was closed."""
+    """The manager, bus, store or subscription was closed.
+
+    ``stored`` has :attr:`TransportError.stored`'s meaning on a publish refused because
+    its bus or transport is closed or closing: ``False`` when the refusal came before
+    anything was sent, ``None`` (the default, and everywhere else) when it cannot tell.
+    """
+
+    stored: bool | None = None
+
+    def __init__(self, *args: object, stored: bool | None = None) -> None:
+        super().__init__(*args)
+        if stored is not None:
+            self.stored = stored
 
 
 class StoreError(EventError):

@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from .._errors import BatchPublishError, TransportError
+from .._errors import BatchPublishError, ClosedError, TransportError
 from .._event import Event
 
 if TYPE_CHECKING:
@@ -76,7 +76,9 @@ async def publish_concurrently(
                     await transport.publish(events[index], key=keys[index])
                 except Exception as exc:
                     errors[index] = exc
-                    outcomes[index] = exc.stored if isinstance(exc, TransportError) else None
+                    outcomes[index] = (
+                        exc.stored if isinstance(exc, TransportError | ClosedError) else None
+                    )
                     return
                 outcomes[index] = True
 

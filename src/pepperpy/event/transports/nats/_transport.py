@@ -234,7 +234,7 @@ class NatsTransport(Connection, Transport):
     async def _publish(self, subject: str, payload: bytes, msg_id: str) -> None:
         nc = self._nc
         if nc is None:
-            raise ClosedError("the NATS transport is closed or not started")
+            raise ClosedError("the NATS transport is closed or not started", stored=False)
         started = time.monotonic()
         # the caller's task may be cleaning up after its cancellation (a last event
         # published in a finally:): only one that comes during this call stops it

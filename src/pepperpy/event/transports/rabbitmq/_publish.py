@@ -64,8 +64,8 @@ async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -
         raise _failed(f"cannot publish {event.id}: {problem}", sent=False)
     channel = transport._publisher
     if channel is None:
-        if transport._closed:
-            raise ClosedError("the RabbitMQ transport is closed")
+        if transport._closed:  # nothing sent
+            raise ClosedError("the RabbitMQ transport is closed", stored=False)
         await transport.start()
         channel = transport._publisher
         assert channel is not None

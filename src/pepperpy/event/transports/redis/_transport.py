@@ -336,7 +336,9 @@ class RedisTransport(Transport):
         a publish already under way then finishes, but makes no new attempt.
         """
         if self._closed:
-            raise _closed_error(f"cannot publish {event.type!r}: the Redis transport is closed")
+            raise ClosedError(
+                f"cannot publish {event.type!r}: the Redis transport is closed", stored=False
+            )
         self._publishing += 1
         try:
             await self._publish(event, key)
@@ -365,7 +367,7 @@ class RedisTransport(Transport):
                 exc.stored = False  # nothing was sent
                 raise
             except ClosedError as exc:  # close() came while it connected
-                raise _closed_error(str(exc)) from exc
+                raise ClosedError(str(exc), stored=False) from exc
         client = self._require_client()
         stream = self.stream_for(event.type, key)
         payload = event.to_json()
@@ -640,11 +642,3 @@ class RedisTransport(Transport):
         client = self._require_client()
         keep = self.options.retention if older_than is None else older_than
         return await trim_acknowledged(client, self._streams, keep)
-
-
-def _closed_error(message: str) -> ClosedError:
-    """A publish refused because the transport is closed: nothing was sent (``stored``
-    False, as a :class:`TransportError` would say)."""
-    error = ClosedError(message)
-    error.stored = False  # type: ignore[attr-defined]  # ClosedError declares no stored
-    return error
