@@ -14,6 +14,7 @@ import logging
 import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -33,6 +34,7 @@ from ._bus_serve import where
 from ._bus_subscriptions import check_group, register_late, subscription_name
 from ._bus_subscriptions import delete_group as _delete_group
 from ._bus_subscriptions import unsubscribe as _unsubscribe
+from ._cancel import cancelling
 from ._closing import AsyncClosing
 from ._deadletter import (
     DEAD_LETTER_PREFIX,
@@ -41,6 +43,7 @@ from ._deadletter import (
 )
 from ._errors import ClosedError, ConfigurationError, UnknownTopicError
 from ._event import Event
+from ._guarded import guarded
 from ._handlers import check_handler
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._options import check_instance
@@ -373,28 +376,32 @@ class EventBus(AsyncClosing):
                 seen.since,
                 extra={**fields, "repeats": seen.repeats},
             )
+        since = cancelling()  # only a cancellation after it is this task's own
         for callback, principal in list(self._error_callbacks):
             acting = PRINCIPAL.set(principal)
             try:
-                result = callback(letter)
-                if result is not None and hasattr(result, "__await__"):
-                    await result
-            except Exception:
-                logger.exception("bus on_error callback %r failed", callback)
+                await guarded(
+                    partial(callback, letter),
+                    since,
+                    logger,
+                    "bus on_error callback %r failed",
+                    callback,
+                )
             finally:
                 PRINCIPAL.reset(acting)
         if dead is None:
             return
-        try:
-            await self.transport.publish(dead, key=partition_key(dead))
-        except Exception:
-            logger.exception(
-                "could not publish dead letter %s for %s (%s) to %s",
-                dead.id,
-                event.type,
-                event.id,
-                dead.type,
-            )
+        await guarded(
+            partial(self.transport.publish, dead, key=partition_key(dead)),
+            since,
+            logger,
+            "could not publish dead letter %s for %s (%s) to %s",
+            dead.id,
+            event.type,
+            event.id,
+            dead.type,
+            awaits=True,
+        )
 
     # -- publishing -------------------------------------------------------------------
 
