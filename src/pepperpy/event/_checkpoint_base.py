@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,7 +16,14 @@ from ._closing import AsyncClosing
 from ._errors import ConcurrencyError
 from ._frozen import check_json
 
-__all__ = ["TABLE", "Checkpoint", "CheckpointStore", "MemoryCheckpointStore"]
+__all__ = [
+    "TABLE",
+    "Checkpoint",
+    "CheckpointStore",
+    "MemoryCheckpointStore",
+    "new_revision",
+    "save_checkpoint",
+]
 
 TABLE = "pepperpy_checkpoints"
 
@@ -29,12 +38,19 @@ logger = logging.getLogger("pepperpy.event.replay")
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """The last position a named consumer finished, and its state (JSON-able or None)."""
+    """The last position a named consumer finished, and its state (JSON-able or None).
+
+    ``revision`` tells this save from every other one of the name, even one at the same
+    position: each save writes a new one (random), so a checkpoint deleted and saved
+    again (a rebuild, a reset) never has the revision it had before. None for a
+    checkpoint saved before revisions were kept, or by a store that keeps none.
+    """
 
     name: str
     position: int
     state: Any
     updated_at: datetime
+    revision: str | None = None
 
 
 class CheckpointStore(AsyncClosing, ABC):
@@ -51,13 +67,24 @@ class CheckpointStore(AsyncClosing, ABC):
 
     @abstractmethod
     async def save(
-        self, name: str, position: int, state: Any = None, *, previous: int | None
-    ) -> None:
-        """Record ``position`` and ``state`` for ``name`` in one transaction.
+        self,
+        name: str,
+        position: int,
+        state: Any = None,
+        *,
+        previous: int | None,
+        revision: str | None = None,
+    ) -> str | None:
+        """Record ``position`` and ``state`` for ``name`` in one transaction; return the
+        revision written (see :class:`Checkpoint`).
 
-        ``previous`` is the position loaded before (None: no checkpoint existed). If the
-        stored checkpoint has moved on since, nothing is written and
-        :class:`ConcurrencyError` is raised.
+        ``previous`` is the position loaded before (None: no checkpoint existed), and
+        ``revision`` the revision loaded with it (or the one the last save returned). If
+        the stored checkpoint has moved on since, nothing is written and
+        :class:`ConcurrencyError` is raised. With ``revision`` the stored checkpoint must
+        also still be that save, so one deleted and saved again at the same position (a
+        rebuild by another process) is noticed; without it (None) only the position is
+        compared.
         """
 
     @abstractmethod
@@ -90,8 +117,62 @@ def _listed(names: Iterable[str]) -> list[str]:
     return sorted(name for name in names if not name.startswith(SCOPE_RECORDS))
 
 
+def new_revision() -> str:
+    """A revision for a save: random, so no save of a name ever repeats another's."""
+    return uuid.uuid4().hex
+
+
+def matches(
+    previous: int | None,
+    revision: str | None,
+    actual: int | None,
+    actual_revision: str | None,
+) -> bool:
+    """Whether a checkpoint stored at ``actual`` (with ``actual_revision``) is the one a
+    save expecting ``previous`` (and ``revision``, if given) may replace."""
+    if actual != previous:
+        return False
+    return previous is None or revision is None or actual_revision == revision
+
+
 def _conflict(name: str, previous: int | None, actual: int | None) -> ConcurrencyError:
-    return ConcurrencyError(f"checkpoint {name}", previous, actual)
+    error = ConcurrencyError(f"checkpoint {name}", previous, actual)
+    if previous is not None and actual == previous:  # the same position, another save
+        error.args = (
+            f"checkpoint {name!r}: expected the save at position {previous} loaded before, "
+            f"but it was saved again since (deleted and saved anew, by a rebuild or a "
+            f"reset, say), at position {actual} again: nothing was written",
+        )
+    return error
+
+
+def _takes_revision(store: CheckpointStore) -> bool:
+    """Whether ``store.save`` takes ``revision=`` (a store of one's own written before
+    revisions were kept may not)."""
+    try:
+        parameters = inspect.signature(store.save).parameters
+    except (TypeError, ValueError):
+        return False
+    return "revision" in parameters or any(
+        parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()
+    )
+
+
+async def save_checkpoint(
+    store: CheckpointStore,
+    name: str,
+    position: int,
+    state: Any = None,
+    *,
+    previous: int | None,
+    revision: str | None,
+) -> str | None:
+    """``store.save(...)`` with ``revision`` when the store takes it; the revision written
+    (None from a store that keeps none: its next save compares the position alone)."""
+    if _takes_revision(store):
+        return await store.save(name, position, state, previous=previous, revision=revision)
+    await store.save(name, position, state, previous=previous)
+    return None
 
 
 class MemoryCheckpointStore(CheckpointStore):
@@ -104,15 +185,23 @@ class MemoryCheckpointStore(CheckpointStore):
         return self._rows.get(name)
 
     async def save(
-        self, name: str, position: int, state: Any = None, *, previous: int | None
-    ) -> None:
+        self,
+        name: str,
+        position: int,
+        state: Any = None,
+        *,
+        previous: int | None,
+        revision: str | None = None,
+    ) -> str:
         current = self._rows.get(name)
         actual = None if current is None else current.position
-        if actual != previous:
+        if not matches(previous, revision, actual, None if current is None else current.revision):
             raise _conflict(name, previous, actual)
         # round-trip through JSON so the memory backend accepts exactly what the others do
         stored = None if state is None else _json.loads(_encode_state(state))
-        self._rows[name] = Checkpoint(name, position, stored, datetime.now(UTC))
+        written = new_revision()
+        self._rows[name] = Checkpoint(name, position, stored, datetime.now(UTC), written)
+        return written
 
     async def delete(self, name: str) -> bool:
         return self._rows.pop(name, None) is not None

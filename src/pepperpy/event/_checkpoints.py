@@ -5,9 +5,12 @@ the state together in one transaction, which is what makes projections exactly-o
 SQLite and PostgreSQL: after a crash the state on disk always matches the position on
 disk, so resuming neither loses nor repeats an event's effect.
 
-Every save is a compare-and-set on the position last loaded (``previous``), so two
+Every save is a compare-and-set on the position last loaded (``previous``) and on the
+revision of that save (``revision``: each save writes a new random one), so two
 runners of the same projection cannot silently overwrite each other: the slower one
-gets a :class:`ConcurrencyError`.
+gets a :class:`ConcurrencyError`. The revision catches what the position alone cannot:
+a checkpoint deleted and saved again at the same position (a rebuild or a reset by
+another process) is not the save a runner loaded, so that runner is refused too.
 
 Backends live side by side and have the same shape: :class:`MemoryCheckpointStore`,
 :class:`SQLiteCheckpointStore` (its own ``sqlite3`` connection to the event store's

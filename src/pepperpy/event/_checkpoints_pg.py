@@ -19,8 +19,10 @@ from ._checkpoint_base import (
     _encode_state,
     _listed,
     logger,
+    matches,
+    new_revision,
 )
-from ._checkpoints_pg_work import Yours, always, in_transaction, position_of, set_position
+from ._checkpoints_pg_work import Yours, always, in_transaction, row_of, set_position
 from ._deps import require
 from ._errors import StoreError
 from ._loops import LoopShares, warn_dropped
@@ -217,36 +219,51 @@ class PostgresCheckpointStore(CheckpointStore):
     async def load(self, name: str) -> Checkpoint | None:
         row = await self._run(
             lambda connection, _: connection.fetchrow(
-                f"SELECT position, state, updated_at FROM {self._table} WHERE name = $1", name
+                f"SELECT position, state, updated_at, revision FROM {self._table} WHERE name = $1",
+                name,
             )
         )
         if row is None:
             return None
         state = row["state"]  # the JSON text saved, byte for byte, decoded as on SQLite
         return Checkpoint(
-            name, row["position"], None if state is None else _json.loads(state), row["updated_at"]
+            name,
+            row["position"],
+            None if state is None else _json.loads(state),
+            row["updated_at"],
+            row["revision"],
         )
 
     async def save(
-        self, name: str, position: int, state: Any = None, *, previous: int | None
-    ) -> None:
+        self,
+        name: str,
+        position: int,
+        state: Any = None,
+        *,
+        previous: int | None,
+        revision: str | None = None,
+    ) -> str:
         # the JSON text itself (bytea), not jsonb: jsonb would reorder the keys and drop a
         # float's sign or form, so the state would not load back as it was committed
         data = None if state is None else _encode_state(state)
+        written = new_revision()
 
         async def compare_and_set(connection: Any, progress: Progress) -> tuple[bool, int | None]:
             with progress.commit():
-                saved = await set_position(connection, self._table, name, position, data, previous)
+                saved = await set_position(
+                    connection, self._table, name, position, data, previous, revision, written
+                )
             if saved:
                 return True, None
             progress.committing = False  # it changed nothing: what follows only reads
-            return False, await position_of(connection, self._table, name)
+            return False, (await row_of(connection, self._table, name))[0]
 
         saved, actual = await self._run(
             compare_and_set, write=f"saving checkpoint {name!r} at position {position}"
         )
         if not saved:
             raise _conflict(name, previous, actual)
+        return written
 
     async def delete(self, name: str) -> bool:
         async def delete(connection: Any, progress: Progress) -> str:
@@ -274,12 +291,15 @@ class PostgresCheckpointStore(CheckpointStore):
         *,
         previous: int | None,
         work: Callable[[Any], Awaitable[None]],
-    ) -> None:
-        """Save ``position`` for ``name`` (no state) in one transaction with your writes.
+        revision: str | None = None,
+    ) -> str:
+        """Save ``position`` for ``name`` (no state) in one transaction with your writes;
+        return the revision written.
 
         The transaction first takes a lock of ``name``'s own (an advisory transaction
         lock: a second runner waits there, not in your tables) and compares the saved
-        position with ``previous``, as :meth:`save` does; only if it holds is ``await
+        position with ``previous`` (and the revision with ``revision``, if given), as
+        :meth:`save` does; only if it holds is ``await
         work(connection)`` run, with this loop's asyncpg connection, and the position
         written after it. Your rows and the checkpoint commit together or not at all.
 
@@ -296,23 +316,24 @@ class PostgresCheckpointStore(CheckpointStore):
         it committed stays, without the position.
         """
         yours = Yours(self.options.command_timeout)
+        written = new_revision()
 
         async def transact(connection: Any, progress: Progress) -> tuple[bool, int | None]:
             async def both() -> tuple[bool, tuple[bool, int | None]]:
                 await connection.execute(_LOCK, f"{self._table}:{name}")
-                actual = await position_of(connection, self._table, name)
-                if actual != previous:
+                actual, actual_revision = await row_of(connection, self._table, name)
+                if not matches(previous, revision, actual, actual_revision):
                     return False, (False, actual)
                 await yours.run(work, connection)
                 try:
                     saved = await set_position(
-                        connection, self._table, name, position, None, previous
+                        connection, self._table, name, position, None, previous, revision, written
                     )
                 except self._attempts().asyncpg.InFailedSQLTransactionError as exc:
                     raise yours.caught(exc) from None
                 return saved, (
                     saved,
-                    None if saved else await position_of(connection, self._table, name),
+                    None if saved else (await row_of(connection, self._table, name))[0],
                 )
 
             return await in_transaction(connection, progress, both, yours)
@@ -326,6 +347,7 @@ class PostgresCheckpointStore(CheckpointStore):
         )
         if not saved:
             raise _conflict(name, previous, actual)
+        return written
 
     async def delete_within(self, name: str, work: Callable[[Any], Awaitable[None]]) -> bool:
         """:meth:`delete` with ``await work(connection)`` in the same transaction (emptying
@@ -480,35 +502,49 @@ async def _set_up(connection: Any, schema: str | None) -> str:
     Tables made before held it as ``jsonb``, which reorders an object's keys (by length,
     then bytes) and turns ``-0.0`` into ``0.0``: such a column is converted on first use,
     once, keeping jsonb's text of each state (the order a row was saved in is lost
-    already). One round trip when the table is up to date; changes take turns with every
-    other starter's under the schema lock (:func:`schema_change`), and are checked again
-    once it is held, since another store may have made them meanwhile.
+    already). A table without the ``revision`` column (made before revisions were kept)
+    gets it, each row a random revision; rows a version keeping none writes later have
+    none, and saves over them compare the position alone. One round trip when the table
+    is up to date; changes take turns with every other starter's under the schema lock
+    (:func:`schema_change`), and are checked again once it is held, since another store
+    may have made them meanwhile.
     """
-    current, state_type = await connection.fetchrow(_STATE_TYPE, TABLE)
+    current, state_type, revisions = await connection.fetchrow(_STATE_TYPE, TABLE)
     # no current schema (a search_path naming none that exists): as the statements find it
     table = TABLE if current is None else f'"{current.replace(chr(34), chr(34) * 2)}".{TABLE}'
-    if state_type == "bytea":
+    if state_type == "bytea" and revisions:
         return table
     # other stores may be creating or converting it right now: take turns (schema_change)
     async with schema_change(connection, schema):
         await connection.execute(
             f"CREATE TABLE IF NOT EXISTS {table} (name TEXT PRIMARY KEY, "
-            "position BIGINT NOT NULL, state BYTEA, updated_at TIMESTAMPTZ NOT NULL)"
+            "position BIGINT NOT NULL, state BYTEA, updated_at TIMESTAMPTZ NOT NULL, "
+            "revision TEXT)"
         )
-        if (await connection.fetchrow(_STATE_TYPE, table))[1] != "bytea":
+        _, state_type, revisions = await connection.fetchrow(_STATE_TYPE, table)
+        if state_type != "bytea":
             await connection.execute(
                 f"ALTER TABLE {table} ALTER COLUMN state TYPE BYTEA "
                 "USING convert_to(state::text, 'UTF8')"
             )
+        if not revisions:  # a table from before revisions were kept: each row gets one
+            await connection.execute(f"ALTER TABLE {table} ADD COLUMN revision TEXT")
+            await connection.execute(
+                f"UPDATE {table} SET revision = md5(random()::text || clock_timestamp()::text "
+                "|| name) WHERE revision IS NULL"
+            )
     return table
 
 
-#: the connection's current schema, and the type of the checkpoint table's ``state``
-#: column as ``format_type`` names it (None if the table does not exist), found as
-#: statements find the table (search_path) or by its qualified name
+#: the connection's current schema, the type of the checkpoint table's ``state`` column
+#: as ``format_type`` names it (None if the table does not exist), and whether it has
+#: the ``revision`` column, found as statements find the table (search_path) or by its
+#: qualified name
 _STATE_TYPE = (
     "SELECT current_schema(), (SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-    "WHERE attrelid = to_regclass($1) AND attname = 'state' AND NOT attisdropped)"
+    "WHERE attrelid = to_regclass($1) AND attname = 'state' AND NOT attisdropped), "
+    "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) "
+    "AND attname = 'revision' AND NOT attisdropped)"
 )
 
 

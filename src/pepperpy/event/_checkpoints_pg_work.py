@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from ._errors import StoreError
 from .store.postgres import Progress
 
-__all__ = ["Yours", "always", "in_transaction", "position_of", "set_position"]
+__all__ = ["Yours", "always", "in_transaction", "row_of", "set_position"]
 
 T = TypeVar("T")
 
@@ -24,34 +24,40 @@ async def set_position(
     position: int,
     data: bytes | None,
     previous: int | None,
+    revision: str | None,
+    written: str,
 ) -> bool:
     """Move checkpoint ``name`` from ``previous`` (None: none yet) to ``position`` with
-    ``data``; False if it was not at ``previous``, and nothing was written."""
+    ``data``, writing revision ``written``; False if it was not at ``previous`` (or, with
+    ``revision``, not that save), and nothing was written."""
     if previous is None:
         status = await connection.execute(
-            f"INSERT INTO {table} (name, position, state, updated_at) "
-            "VALUES ($1, $2, $3, now()) ON CONFLICT (name) DO NOTHING",
+            f"INSERT INTO {table} (name, position, state, updated_at, revision) "
+            "VALUES ($1, $2, $3, now(), $4) ON CONFLICT (name) DO NOTHING",
             name,
             position,
             data,
+            written,
         )
     else:
         status = await connection.execute(
-            f"UPDATE {table} SET position = $2, state = $3, "
-            "updated_at = now() WHERE name = $1 AND position = $4",
+            f"UPDATE {table} SET position = $2, state = $3, updated_at = now(), "
+            "revision = $6 WHERE name = $1 AND position = $4 "
+            "AND ($5::text IS NULL OR revision = $5::text)",
             name,
             position,
             data,
             previous,
+            revision,
+            written,
         )
     return bool(status.endswith(" 1"))
 
 
-async def position_of(connection: Any, table: str, name: str) -> int | None:
-    position: int | None = await connection.fetchval(
-        f"SELECT position FROM {table} WHERE name = $1", name
-    )
-    return position
+async def row_of(connection: Any, table: str, name: str) -> tuple[int | None, str | None]:
+    """The position and revision checkpoint ``name`` holds (None, None: there is none)."""
+    row = await connection.fetchrow(f"SELECT position, revision FROM {table} WHERE name = $1", name)
+    return (None, None) if row is None else (row["position"], row["revision"])
 
 
 async def in_transaction(

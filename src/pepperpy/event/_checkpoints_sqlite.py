@@ -18,6 +18,8 @@ from ._checkpoint_base import (
     _conflict,
     _encode_state,
     _listed,
+    matches,
+    new_revision,
 )
 from ._errors import StoreError
 from ._sqlite import OneConnection, open_read_only, open_wal, track_forks, write_transaction
@@ -99,8 +101,15 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
                 self.path,
                 timeout=30.0,
                 schema=f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
-                "position INTEGER NOT NULL, state TEXT, updated_at TEXT NOT NULL)",
+                "position INTEGER NOT NULL, state TEXT, updated_at TEXT NOT NULL, "
+                "revision TEXT)",
             )
+            try:
+                _add_revisions(self._db)
+            except BaseException:
+                self._db.close()
+                self._db = None
+                raise
             # a state replaced or deleted is zeroed where it was, not left in free space
             # (a projection's state is derived from event data: a rebuild after a shred
             # must not leave the old one in the file)
@@ -151,22 +160,33 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         row = await self._run(_sqlite_load_read_only if self.read_only else _sqlite_load, name)
         if row is None:
             return None
-        position, state, updated_at = row
+        position, state, updated_at, revision = row
         return Checkpoint(
             name,
             position,
             None if state is None else _json.loads(state),
             datetime.fromisoformat(updated_at),
+            revision,
         )
 
     async def save(
-        self, name: str, position: int, state: Any = None, *, previous: int | None
-    ) -> None:
+        self,
+        name: str,
+        position: int,
+        state: Any = None,
+        *,
+        previous: int | None,
+        revision: str | None = None,
+    ) -> str:
         self._refuse_writes()
         text = None if state is None else _encode_state(state).decode()
-        actual = await self._run(_sqlite_save, name, position, text, previous)
-        if actual != previous:
+        written = new_revision()
+        actual, saved = await self._run(
+            _sqlite_save, name, position, text, previous, revision, written
+        )
+        if not saved:
             raise _conflict(name, previous, actual)
+        return written
 
     async def delete(self, name: str) -> bool:
         self._refuse_writes()
@@ -179,11 +199,19 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
     # -- tables of your own, committed with a checkpoint (TableProjection's) ------------
 
     async def save_within(
-        self, name: str, position: int, *, previous: int | None, work: Callable[[Any], None]
-    ) -> None:
-        """Save ``position`` for ``name`` (no state) in one transaction with your writes.
+        self,
+        name: str,
+        position: int,
+        *,
+        previous: int | None,
+        work: Callable[[Any], None],
+        revision: str | None = None,
+    ) -> str:
+        """Save ``position`` for ``name`` (no state) in one transaction with your writes;
+        return the revision written.
 
-        The compare-and-set of :meth:`save` comes first; only if it holds does
+        The compare-and-set of :meth:`save` comes first (``previous``, and ``revision``
+        if given); only if it holds does
         ``work(connection)`` run, on the store's worker thread with its ``sqlite3``
         connection, inside the ``BEGIN IMMEDIATE`` transaction that then writes the
         position: your rows and the checkpoint commit together or not at all. What your
@@ -194,9 +222,13 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         committed stays, without the position.
         """
         self._refuse_writes()
-        actual = await self._theirs(_sqlite_save, name, position, None, previous, _inside(work))
-        if actual != previous:
+        written = new_revision()
+        actual, saved = await self._theirs(
+            _sqlite_save, name, position, None, previous, revision, written, _inside(work)
+        )
+        if not saved:
             raise _conflict(name, previous, actual)
+        return written
 
     async def delete_within(self, name: str, work: Callable[[Any], None]) -> bool:
         """:meth:`delete` with ``work(connection)`` in the same transaction (emptying the
@@ -227,20 +259,49 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
                 self._db = None
 
 
+def _has_revisions(connection: sqlite3.Connection) -> bool:
+    """Whether the checkpoint table has its ``revision`` column (one made by a version
+    before revisions were kept has not, until a writer adds it)."""
+    return any(row[1] == "revision" for row in connection.execute(f"PRAGMA table_info({TABLE})"))
+
+
+def _add_revisions(connection: sqlite3.Connection) -> None:
+    """Add the ``revision`` column to a table made before revisions were kept, giving
+    each row one (a random one each), once: a writer that finds it missing adds it in an
+    immediate transaction, looking again once that is held (another process may have
+    added it meanwhile). Rows written later by a version that keeps none have None, and
+    saves over them compare the position alone, as that version does."""
+    if _has_revisions(connection):
+        return
+    with write_transaction(connection):
+        if _has_revisions(connection):
+            return
+        connection.execute(f"ALTER TABLE {TABLE} ADD COLUMN revision TEXT")
+        connection.execute(
+            f"UPDATE {TABLE} SET revision = lower(hex(randomblob(16))) WHERE revision IS NULL"
+        )
+
+
 def _sqlite_load(connection: sqlite3.Connection, name: str) -> tuple[Any, ...] | None:
     row = connection.execute(
-        f"SELECT position, state, updated_at FROM {TABLE} WHERE name = ?", (name,)
+        f"SELECT position, state, updated_at, revision FROM {TABLE} WHERE name = ?", (name,)
     ).fetchone()
     return None if row is None else tuple(row)
 
 
 def _sqlite_load_read_only(connection: sqlite3.Connection, name: str) -> tuple[Any, ...] | None:
-    """``_sqlite_load`` on a file that may not have the table (read-only: not made)."""
-    if connection.execute(
+    """``_sqlite_load`` on a file that may not have the table (read-only: not made), or
+    have it without revisions (read-only: not added)."""
+    if not connection.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
     ).fetchone():
+        return None
+    if _has_revisions(connection):
         return _sqlite_load(connection, name)
-    return None
+    row = connection.execute(
+        f"SELECT position, state, updated_at, NULL FROM {TABLE} WHERE name = ?", (name,)
+    ).fetchone()
+    return None if row is None else tuple(row)
 
 
 def _sqlite_names(connection: sqlite3.Connection) -> list[str]:
@@ -262,24 +323,31 @@ def _sqlite_save(
     position: int,
     state: str | None,
     previous: int | None,
+    revision: str | None,
+    written: str,
     work: Callable[[sqlite3.Connection], None] | None = None,
-) -> int | None:
+) -> tuple[int | None, bool]:
     """Compare-and-set in one immediate transaction, after ``work`` if it holds; return
-    the position found."""
+    the position found, and whether ``position`` was saved (with revision ``written``)."""
     now = datetime.now(UTC).isoformat()
     with _theirs_at_commit(work is not None), write_transaction(connection):
-        row = connection.execute(f"SELECT position FROM {TABLE} WHERE name = ?", (name,)).fetchone()
+        row = connection.execute(
+            f"SELECT position, revision FROM {TABLE} WHERE name = ?", (name,)
+        ).fetchone()
         actual = None if row is None else int(row[0])
-        if actual == previous:
-            if work is not None:
-                work(connection)
-            connection.execute(
-                f"INSERT INTO {TABLE} (name, position, state, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
-                "state = excluded.state, updated_at = excluded.updated_at",
-                (name, position, state, now),
-            )
-    return actual
+        if not matches(previous, revision, actual, None if row is None else row[1]):
+            return actual, False
+        if work is not None:
+            work(connection)
+        connection.execute(
+            f"INSERT INTO {TABLE} (name, position, state, updated_at, revision) "
+            "VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
+            "state = excluded.state, updated_at = excluded.updated_at, "
+            "revision = excluded.revision",
+            (name, position, state, now, written),
+        )
+    return actual, True
 
 
 def _sqlite_delete(connection: sqlite3.Connection, name: str) -> int:

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 from ._cancel import cancelled_by_caller, resume_cancellation
+from ._checkpoint_base import _conflict, save_checkpoint
 from ._checkpoints import (
     CheckpointStore,
     MemoryCheckpointStore,
@@ -154,6 +155,8 @@ class StoreCheckpoint:
         }
         #: the position the checkpoint holds (what the next save's compare-and-set expects)
         self.saved: int | None = None
+        #: the revision of the save that holds it (compared with it: see CheckpointStore.save)
+        self.revision: str | None = None
         #: the global position of the last event the processor finished with
         self.done: int | None = None
         self.unsaved = 0  # events finished since the last save began
@@ -208,6 +211,7 @@ class StoreCheckpoint:
                 "with processor.reset_checkpoint()"
             )
         self.saved = self.done = saved.position
+        self.revision = saved.revision
         return max(from_position, saved.position + 1)
 
     # -- saving -------------------------------------------------------------------------
@@ -285,11 +289,22 @@ class StoreCheckpoint:
         if self.in_doubt:
             current = await self.store.load(self.key)
             found = None if current is None else current.position
-            if found != self.saved and found not in self.in_doubt:
-                raise ConcurrencyError(f"checkpoint {self.key}", self.saved, found)
-            self.saved = found
+            found_revision = None if current is None else current.revision
+            ours = found == self.saved and (
+                self.revision is None or found is None or found_revision == self.revision
+            )
+            if not ours and found not in self.in_doubt:
+                raise _conflict(self.key, self.saved, found)
+            self.saved, self.revision = found, found_revision
             self.in_doubt.clear()
-        await self.store.save(self.key, position, self.state, previous=self.saved)
+        self.revision = await save_checkpoint(
+            self.store,
+            self.key,
+            position,
+            self.state,
+            previous=self.saved,
+            revision=self.revision,
+        )
         self.saved = position
 
     def _failed(self, exc: StoreError, began: float, final: bool) -> None:

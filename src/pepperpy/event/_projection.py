@@ -55,6 +55,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from ._checkpoint_base import save_checkpoint
 from ._checkpoints import Checkpoint, CheckpointStore, open_checkpoint_store
 from ._errors import (
     ConfigurationError,
@@ -142,6 +143,11 @@ class Projection(Following):
         #: woken whenever the position changes (see :meth:`wait_until`)
         self._moved = LoopWaiters()
         self._at: int | None = None  # last applied global position (committed)
+        #: the revision of the save that committed it (what the next save's
+        #: compare-and-set expects with the position: see CheckpointStore.save)
+        self._revision: str | None = None
+        #: the revision of the scope record as last loaded or saved (see _projection_scope)
+        self._scope_revision: str | None = None
         self._loaded = False
         self._turns = Turns(on_abandoned=self._forget_loaded)
         self._serving = False
@@ -293,10 +299,10 @@ class Projection(Following):
         saved = await self.state_store.load(self._key)
         unsealed = False
         if saved is None:
-            self._state, self._position = self._fresh_state(), None
+            self._state, self._position, self._revision = self._fresh_state(), None, None
         else:
             state, unsealed = await self._unseal(saved)
-            self._state, self._position = state, saved.position
+            self._state, self._position, self._revision = state, saved.position, saved.revision
         self._loaded = True
         if unsealed:  # saved before the store had encryption: sealed from now on
             await self._commit(self._state, self._position)
@@ -387,6 +393,7 @@ class Projection(Following):
             await self._reload_after(exc)
             raise
         self._state, self._position, self._loaded = self._fresh_state(), None, True
+        self._revision = None
         await self._record_scope()  # the state to come is this projection's
 
     async def _forget_checkpoint(self, forget: Callable[[], Awaitable[bool]]) -> bool:
@@ -487,8 +494,15 @@ class Projection(Following):
         await settled(self._save(stored, saved, position))
 
     async def _save(self, stored: Any, saved: Any, position: int) -> None:
-        await self.state_store.save(self._key, position, saved, previous=self._position)
-        self._state, self._position = stored, position
+        revision = await save_checkpoint(
+            self.state_store,
+            self._key,
+            position,
+            saved,
+            previous=self._position,
+            revision=self._revision,
+        )
+        self._state, self._position, self._revision = stored, position, revision
 
     async def close(self) -> None:
         """Close the state store if this projection opened it."""

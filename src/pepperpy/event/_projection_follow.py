@@ -32,12 +32,22 @@ def is_outage(error: BaseException) -> TypeGuard[StoreError]:
 
 def taken_over(name: str, conflict: ConcurrencyError) -> str:
     """What a follower that lost the compare-and-set of its save to another says."""
+    if conflict.actual is not None and conflict.actual == conflict.expected:
+        saved = (
+            f"its state was saved again since this follower loaded it (global position "
+            f"{conflict.actual} on disk, as expected, but by another save: it was rebuilt, "
+            "say, by another process or Projection object of that name)"
+        )
+    else:
+        saved = (
+            f"another follower of this projection saved its state first (global position "
+            f"{conflict.actual} on disk, {conflict.expected} expected): another process is "
+            "running it, or another Projection object of that name"
+        )
     return (
-        f"projection {name!r}: another follower of this projection saved its state first "
-        f"(global position {conflict.actual} on disk, {conflict.expected} expected): "
-        "another process is running it, or another Projection object of that name; "
-        "state and position are now as that one saved them. Run one follower per "
-        "projection: one replica, or a leader lock that one process holds at a time"
+        f"projection {name!r}: {saved}; state and position are now as that one saved "
+        "them. Run one follower per projection: one replica, or a leader lock that one "
+        "process holds at a time"
     )
 
 

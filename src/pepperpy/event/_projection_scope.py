@@ -24,16 +24,15 @@ code names, not event data.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from ._checkpoint_base import SCOPE_RECORDS
+from ._checkpoint_base import SCOPE_RECORDS, save_checkpoint
 from ._errors import AccessDenied, ClosedError, ConcurrencyError, ConfigurationError
 from ._loops import settled
 from .security._principal import current_principal
 from .store._store_security import _unaudited
 
 if TYPE_CHECKING:
-    from ._checkpoints import CheckpointStore
     from ._projection import Projection
     from .store import EventStore
 
@@ -131,18 +130,14 @@ def scope_key(key: str) -> str:
     return record
 
 
-async def load_scope(state_store: CheckpointStore, key: str) -> tuple[bool, Any]:
-    """Whether a scope is recorded for ``key``, and which."""
-    record = await state_store.load(scope_key(key))
-    return (False, None) if record is None else (True, record.state)
-
-
 async def check_scope(projection: Projection, needed_by: str, *, rebuilding: bool) -> None:
     """Compare the scope recorded for ``projection``'s state with its own, noting what is
     on disk in ``projection._scope_disk``: raise (see :func:`refuse_other_scope`) for
     another scope, unless ``rebuilding`` and the principal may read what that one read
     (the record is replaced once the state is forgotten)."""
-    found, theirs = await load_scope(projection.state_store, projection._key)
+    record = await projection.state_store.load(scope_key(projection._key))
+    found, theirs = (False, None) if record is None else (True, record.state)
+    projection._scope_revision = None if record is None else record.revision
     if not found:
         projection._scope_disk = "absent"  # none yet, or saved before scopes were recorded
     elif theirs == projection._scope:
@@ -163,11 +158,22 @@ async def check_scope(projection: Projection, needed_by: str, *, rebuilding: boo
 async def record_scope(projection: Projection) -> None:
     """Record ``projection``'s scope beside its state: before its first save, and once a
     rebuild has forgotten a state of another scope (whose record it replaces)."""
-    previous = 0 if projection._scope_disk == "other" else None
+    other = projection._scope_disk == "other"
     record = scope_key(projection._key)
     try:
-        # settled: a save cancelled half-way may still reach the disk
-        await settled(projection.state_store.save(record, 0, projection._scope, previous=previous))
+        # settled: a save cancelled half-way may still reach the disk. Replacing another
+        # scope's record compares its revision too: a record saved again since (another
+        # rebuild) is not overwritten unseen
+        projection._scope_revision = await settled(
+            save_checkpoint(
+                projection.state_store,
+                record,
+                0,
+                projection._scope,
+                previous=0 if other else None,
+                revision=projection._scope_revision if other else None,
+            )
+        )
     except ConcurrencyError:
         # another object of this name recorded one meanwhile: it must be this scope
         await check_scope(projection, f"saving {projection._what}", rebuilding=False)

@@ -114,6 +114,7 @@ class TableProjection(Projection):
         await self._check_scope(f"loading {self._what}")
         saved = await self.state_store.load(self._key)
         self._state, self._position = [], None if saved is None else saved.position
+        self._revision = None if saved is None else saved.revision
         self._loaded = True
         return None
 
@@ -182,12 +183,20 @@ class TableProjection(Projection):
         await self._prepare(database)
         try:
             if isinstance(database, SQLiteCheckpointStore):
-                await database.save_within(
-                    self._key, position, previous=self._position, work=self._sqlite_batch(batch)
+                revision = await database.save_within(
+                    self._key,
+                    position,
+                    previous=self._position,
+                    revision=self._revision,
+                    work=self._sqlite_batch(batch),
                 )
             else:
-                await database.save_within(
-                    self._key, position, previous=self._position, work=self._postgres_batch(batch)
+                revision = await database.save_within(
+                    self._key,
+                    position,
+                    previous=self._position,
+                    revision=self._revision,
+                    work=self._postgres_batch(batch),
                 )
         except TimeoutError as exc:
             raise ReplayError(
@@ -199,7 +208,7 @@ class TableProjection(Projection):
             if _refused_data(exc):
                 raise self._refused(batch, position, exc) from exc
             raise
-        self._position = position
+        self._position, self._revision = position, revision
 
     def _refused(self, batch: Batch, position: int, exc: BaseException) -> ReplayError:
         """The database refused what the batch's handlers did, without a handler raising:
@@ -260,6 +269,7 @@ class TableProjection(Projection):
             await self._reload_after(exc)
             raise
         self._state, self._position, self._loaded = [], None, True
+        self._revision = None
         await self._record_scope()  # the tables to come are this projection's
 
     # -- calling the user's code inside the transaction ------------------------------

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._checkpoint_base import save_checkpoint
 from ._errors import ConcurrencyError, ConfigurationError, ReplayError, StoreError
 from ._event import Event
 from ._handlers import check_handler, is_async_callable
@@ -113,6 +114,8 @@ class ReplayRun:
         self.failures: list[ReplayFailure] = []
         self.last_position: int | None = None
         self.saved_position: int | None = None
+        #: the revision of the save that holds it (compared with it: see CheckpointStore.save)
+        self.saved_revision: str | None = None
         #: a save failed and reading the checkpoint back did not show it: it may still
         #: land, so no further save of this run may compare against ``saved_position``
         self.in_doubt = False
@@ -155,7 +158,7 @@ class ReplayRun:
             )
         if "streams" in state or "types" in state:  # else saved before filters were recorded
             self._check_filters({"streams": state.get("streams"), "types": state.get("types")})
-        self.saved_position = saved.position
+        self.saved_position, self.saved_revision = saved.position, saved.revision
         return max(start, saved.position + 1)
 
     def _check_filters(self, theirs: Scope) -> None:
@@ -354,7 +357,14 @@ class ReplayRun:
     async def _save(self, key: str, position: int) -> None:
         state = {"scope": self.scope, **self.filters}
         try:
-            await self.replay.checkpoints.save(key, position, state, previous=self.saved_position)
+            revision = await save_checkpoint(
+                self.replay.checkpoints,
+                key,
+                position,
+                state,
+                previous=self.saved_position,
+                revision=self.saved_revision,
+            )
         except ConcurrencyError:
             raise
         except StoreError as failure:
@@ -362,14 +372,19 @@ class ReplayRun:
                 raise
             # the connection may have been lost after the server committed the save
             # (PostgreSQL then says the outcome is unknown): the checkpoint tells
-            if not await self._holds(key, position, state, failure):
+            held = await self._holds(key, position, state, failure)
+            if held is False:
                 self.in_doubt = True
                 raise
-        self.saved_position = position
+            revision = held
+        self.saved_position, self.saved_revision = position, revision
 
-    async def _holds(self, key: str, position: int, state: Any, failure: StoreError) -> bool:
+    async def _holds(
+        self, key: str, position: int, state: Any, failure: StoreError
+    ) -> str | None | Literal[False]:
         """Whether checkpoint ``key`` holds exactly ``position`` and ``state`` (a save
-        that failed with ``failure`` was written after all)."""
+        that failed with ``failure`` was written after all): its revision if so, else
+        False."""
         name = self.checkpoint_name
         try:
             saved = await self.replay.checkpoints.load(key)
@@ -384,7 +399,7 @@ class ReplayRun:
                     position,
                     failure,
                 )
-                return True
+                return saved.revision
             found = None if saved is None else saved.position
             failure.add_note(
                 f"checkpoint {name!r} read back holds position {found}, not {position}"
