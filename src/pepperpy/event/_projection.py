@@ -230,11 +230,39 @@ class Projection(Following):
         this object (its ``follow()`` or ``run()``) wake it at once; the position saved
         by another process (the projection served elsewhere) is read from the state
         store meanwhile, every 10 ms at first, backing off to every 0.5 s.
+
+        A projection with ``streams=`` or ``types=`` only moves with the events it
+        reads, so the event at ``global_position`` may be one it never reaches: it is
+        done once ``global_position`` is in the log and every event it reads up to there
+        is committed (none lies between its position and ``global_position``), and then
+        ``global_position`` is returned.
         """
         check_count(global_position, "global_position", least=0, error=ValueError)
         await self._check_read()  # once, whether the position is reached here or on disk
         await self._check_scope(f"waiting on {self._what}")
-        return await reached(global_position, self._moved, lambda: self._at, self._saved_position)
+        through = self._read_through if self._streams or self._types else None
+        return await reached(
+            global_position, self._moved, lambda: self._at, self._saved_position, through
+        )
+
+    async def _read_through(self, target: int, at: int | None) -> bool:
+        """Whether this projection (with filters) has every event it reads up to
+        ``target`` committed, being at ``at``: ``target`` is in the log, and the newest
+        event the filters select at or below it is at or below ``at`` (or there is none).
+
+        The head is the backend's (``EventStore.head()`` needs ``read`` on every stream):
+        it is only compared with ``target``, a position the caller was given.
+        """
+        # made first: it checks that the store is open and the filters may be read
+        reader = self.store.read_all(target, backwards=True, limit=1, **self._filters())
+        head = await self.store.backend.head()
+        if head is None or head < target:
+            return False
+        newest = await reader
+        if not newest:
+            return True
+        found = newest[0].global_position
+        return at is not None and found is not None and found <= at
 
     async def _saved_position(self) -> int | None:
         saved = await self.state_store.load(self._key)

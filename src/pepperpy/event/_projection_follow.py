@@ -95,9 +95,16 @@ async def reached(
     moved: LoopWaiters,
     at: Callable[[], int | None],
     saved: Callable[[], Awaitable[int | None]],
+    through: Callable[[int, int | None], Awaitable[bool]] | None = None,
 ) -> int:
     """Wait until ``at()`` (woken through ``moved``) or ``saved()`` (polled, 10 ms
-    doubling to 0.5 s) is at least ``position``; return it."""
+    doubling to 0.5 s) is at least ``position``; return it.
+
+    ``through(position, known)``, if given, says whether nothing the projection reads
+    lies after ``known`` (the further of the two, None if neither has a position) up to
+    ``position``: a projection with filters only moves with the events it reads, so an
+    event it does not read may hold ``position``. When it says so, ``position`` is
+    returned."""
     pause = 0.01
     while True:
         woken = moved.register()  # before looking: no wake-up falls between the two
@@ -107,6 +114,10 @@ async def reached(
         there = await saved()
         if there is not None and there >= position:
             return there
+        if through is not None:
+            known = max((p for p in (here, there) if p is not None), default=None)
+            if await through(position, known):
+                return position
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(pause):
                 await woken.wait()
