@@ -4,7 +4,9 @@ Delivering to a handler (retries, the principal it runs as, what ``close()`` and
 ``unsubscribe()`` wait for) is in ``_bus_delivery.py``; the checks on headers, metadata
 and the dead letters a pattern receives are in ``_bus_checks.py``; subscription names,
 late registration, ``unsubscribe()`` and ``delete_group()`` in ``_bus_subscriptions.py``;
-the event loop a bus belongs to and ``close()`` in ``_bus_loop.py``.
+the event loop a bus belongs to and ``close()`` in ``_bus_loop.py``; what becomes of an
+event a handler failed on (logs, ``on_error`` callbacks, ``deadletter.<topic>``) in
+``_bus_dead_letters.py``.
 """
 
 from __future__ import annotations
@@ -14,36 +16,28 @@ import logging
 import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from ._blame import blamed
 from ._bus_batch import Key
 from ._bus_batch import publish_many as _publish_many
 from ._bus_checks import check_headers, published_event
 from ._bus_checks import dead_letter_sources as _dead_letter_sources  # tests import it here
+from ._bus_dead_letters import dead_letter
 from ._bus_delivery import Delivery, Registration, deliverer
 from ._bus_health import BusHealth
 from ._bus_health import health as _health
-from ._bus_logging import Repeats, log_fields, logged_shorter
+from ._bus_logging import Repeats
 from ._bus_loop import check_caller_loop, check_loop, connect, refuse_publish
 from ._bus_loop import close as _close
 from ._bus_serve import serve as _serve
-from ._bus_serve import where
 from ._bus_subscriptions import check_group, register_late, subscription_name
 from ._bus_subscriptions import delete_group as _delete_group
 from ._bus_subscriptions import unsubscribe as _unsubscribe
-from ._cancel import cancelling
 from ._closing import AsyncClosing
-from ._deadletter import (
-    DEAD_LETTER_PREFIX,
-    dead_letter_event,
-    partition_key,
-)
+from ._deadletter import DEAD_LETTER_PREFIX
 from ._errors import ClosedError, ConfigurationError, UnknownTopicError
 from ._event import Event
-from ._guarded import guarded
 from ._handlers import check_handler
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._options import check_instance
@@ -51,7 +45,7 @@ from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
 from ._redact import redact_url
 from ._removal import remove_last
 from ._retry import RetryPolicy
-from .security._principal import PRINCIPAL, current_principal
+from .security._principal import current_principal
 from .transports import Subscription, Transport, transport_from_url
 from .transports.base import check_key
 
@@ -317,91 +311,7 @@ class EventBus(AsyncClosing):
         return remove_last("off_error", self._error_callbacks, callback, itemgetter(0))
 
     async def _dead_letter(self, letter: DeadLetter, group: str | None) -> None:
-        letter, name = blamed(letter)  # an attached processor names its own handler
-        self.dead_letters.append(letter)
-        self._dead_letter_count += 1
-        event = letter.event
-        dead = dead_letter_event(
-            event,
-            reason=f"{type(letter.exception).__name__}: {letter.exception}",
-            attempts=letter.attempts,
-            group=group,
-        )
-        if dead is None:
-            fate = "not dead-lettered again: it is a dead letter"
-        else:
-            fate = f"dead-lettering it to {dead.type} as {dead.id}"
-            if group is not None:
-                fate += f" (group {group})"
-        error = letter.exception
-        seen = self._tracebacks.check(name, error)
-        fields = log_fields(
-            "dead_letter",
-            event_id=event.id,
-            event_type=event.type,
-            handler=name,
-            group=group,
-            attempt=letter.attempts,
-            error_type=type(error).__name__,
-            dead_letter_id=None if dead is None else dead.id,
-            dead_letter_topic=None if dead is None else dead.type,
-            transport=where(self.transport),
-            traceback_logged=seen.full,
-        )
-        if seen.full:
-            logger.error(
-                "bus handler %s failed for %s (%s) after %d attempt(s); %s%s",
-                name,
-                event.type,
-                event.id,
-                letter.attempts,
-                fate,
-                logged_shorter(seen, "without a traceback"),
-                exc_info=error,
-                extra=fields,
-            )
-        else:  # its traceback is the one logged with the first like it
-            logger.error(
-                "bus handler %s failed for %s (%s) after %d attempt(s) (%s: %s); %s; "
-                "traceback not repeated: %d such failure(s) of this handler since the "
-                "one logged with it %.0f s ago",
-                name,
-                event.type,
-                event.id,
-                letter.attempts,
-                type(error).__name__,
-                error,
-                fate,
-                seen.repeats,
-                seen.since,
-                extra={**fields, "repeats": seen.repeats},
-            )
-        since = cancelling()  # only a cancellation after it is this task's own
-        for callback, principal in list(self._error_callbacks):
-            acting = PRINCIPAL.set(principal)
-            try:
-                await guarded(
-                    partial(callback, letter),
-                    since,
-                    logger,
-                    "bus on_error callback %r failed",
-                    callback,
-                )
-            finally:
-                PRINCIPAL.reset(acting)
-        if dead is None:
-            return
-        await guarded(
-            partial(self.transport.publish, dead, key=partition_key(dead)),
-            since,
-            logger,
-            "could not publish dead letter %s for %s (%s) to %s",
-            dead.id,
-            event.type,
-            event.id,
-            dead.type,
-            awaits=True,
-        )
+        await dead_letter(self, letter, group)
 
     # -- publishing -------------------------------------------------------------------
 

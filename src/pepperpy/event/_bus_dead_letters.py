@@ -1,0 +1,119 @@
+"""What the bus does with an event a handler failed on after every retry: keep it in
+``bus.dead_letters``, log it (its traceback once per handler and error, then counted),
+pass it to the ``on_error`` callbacks, each as the principal that registered it, and
+republish it to ``deadletter.<topic>``.
+
+A callback or the republish that fails, a ``CancelledError`` of its own included, is
+logged and the rest still run (:mod:`._guarded`).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import TYPE_CHECKING
+
+from ._blame import blamed
+from ._bus_logging import log_fields, logged_shorter
+from ._bus_serve import where
+from ._cancel import cancelling
+from ._deadletter import dead_letter_event, partition_key
+from ._guarded import guarded
+from .security._principal import PRINCIPAL
+
+if TYPE_CHECKING:
+    from ._bus import EventBus
+    from ._manager import DeadLetter
+
+__all__ = ["dead_letter"]
+
+logger = logging.getLogger("pepperpy.event.bus")
+
+
+async def dead_letter(bus: EventBus, letter: DeadLetter, group: str | None) -> None:
+    """Handle ``letter``, of a delivery to ``group`` (None: no group)."""
+    letter, name = blamed(letter)  # an attached processor names its own handler
+    bus.dead_letters.append(letter)
+    bus._dead_letter_count += 1
+    event = letter.event
+    dead = dead_letter_event(
+        event,
+        reason=f"{type(letter.exception).__name__}: {letter.exception}",
+        attempts=letter.attempts,
+        group=group,
+    )
+    if dead is None:
+        fate = "not dead-lettered again: it is a dead letter"
+    else:
+        fate = f"dead-lettering it to {dead.type} as {dead.id}"
+        if group is not None:
+            fate += f" (group {group})"
+    error = letter.exception
+    seen = bus._tracebacks.check(name, error)
+    fields = log_fields(
+        "dead_letter",
+        event_id=event.id,
+        event_type=event.type,
+        handler=name,
+        group=group,
+        attempt=letter.attempts,
+        error_type=type(error).__name__,
+        dead_letter_id=None if dead is None else dead.id,
+        dead_letter_topic=None if dead is None else dead.type,
+        transport=where(bus.transport),
+        traceback_logged=seen.full,
+    )
+    if seen.full:
+        logger.error(
+            "bus handler %s failed for %s (%s) after %d attempt(s); %s%s",
+            name,
+            event.type,
+            event.id,
+            letter.attempts,
+            fate,
+            logged_shorter(seen, "without a traceback"),
+            exc_info=error,
+            extra=fields,
+        )
+    else:  # its traceback is the one logged with the first like it
+        logger.error(
+            "bus handler %s failed for %s (%s) after %d attempt(s) (%s: %s); %s; "
+            "traceback not repeated: %d such failure(s) of this handler since the "
+            "one logged with it %.0f s ago",
+            name,
+            event.type,
+            event.id,
+            letter.attempts,
+            type(error).__name__,
+            error,
+            fate,
+            seen.repeats,
+            seen.since,
+            extra={**fields, "repeats": seen.repeats},
+        )
+    since = cancelling()  # only a cancellation after it is this task's own
+    for callback, principal in list(bus._error_callbacks):
+        acting = PRINCIPAL.set(principal)
+        try:
+            await guarded(
+                partial(callback, letter),
+                since,
+                logger,
+                "bus on_error callback %r failed",
+                callback,
+            )
+        finally:
+            PRINCIPAL.reset(acting)
+    if dead is None:
+        return
+    await guarded(
+        partial(bus.transport.publish, dead, key=partition_key(dead)),
+        since,
+        logger,
+        "could not publish dead letter %s for %s (%s) to %s",
+        dead.id,
+        event.type,
+        event.id,
+        dead.type,
+        awaits=True,
+    )
