@@ -6,6 +6,11 @@ client (CLIENT KILL, XRANGE), opened after close() had returned and never closed
 close() waits for them (within connect_timeout) before it closes the client, they make
 no new attempt once it began, and a publish made after it began raises ClosedError with
 ``stored`` False.
+
+Audit 13, finding 1: that refusal came as soon as close() began, so the handlers close()
+waits for could not publish their follow-up events (nor their dead letters). Publishes
+now go through until those handlers finished; then they are refused, and close() waits
+for those under way as above. A cancelled close() refuses them at once.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 import pytest
 
 from pepperpy.event import ClosedError, Event, EventBus
+from pepperpy.event.transports import Subscription
 from pepperpy.event.transports.redis import RedisTransport
 
 pytestmark = pytest.mark.redis
@@ -104,3 +110,92 @@ async def test_close_during_a_silent_redis_makes_no_new_attempt_and_leaves_nothi
                 break
             await asyncio.sleep(0.1)
     assert proxy.open_connections == 0
+
+
+async def test_a_handler_publishes_while_close_waits_for_it_and_nothing_stays_open(
+    redis_url: str, namespace: str, client: Any
+) -> None:
+    transport = RedisTransport(
+        f"{redis_url}?client_name={namespace}", namespace=namespace, trim_interval=None
+    )
+    started, go_on = asyncio.Event(), asyncio.Event()
+    published: list[str] = []
+
+    async def bill(event: Event) -> None:
+        started.set()
+        await go_on.wait()  # close() begins meanwhile
+        await transport.publish(Event("payments.requested", event.data))
+        published.append(event.type)
+
+    await transport.start()
+    try:
+        await transport.subscribe(Subscription("orders.*", bill, "billing", "bill"))
+        await transport.publish(Event("orders.placed", {"order": 1}))
+        async with asyncio.timeout(30):
+            await started.wait()
+            closing = asyncio.create_task(transport.close())
+            await asyncio.sleep(0.2)  # close() waits for bill
+            assert not closing.done()
+            go_on.set()
+            await closing
+        assert published == ["orders.placed"]
+        with pytest.raises(ClosedError) as raised:
+            await transport.publish(Event("payments.requested", {"order": 2}))
+        assert raised.value.stored is False
+        left = await connections_named(client, namespace)
+        for _ in range(50):
+            if not left:
+                break
+            await asyncio.sleep(0.1)
+            left = await connections_named(client, namespace)
+        assert left == []
+        assert sum([await client.xlen(f"{namespace}:stream:{p}") for p in range(16)]) == 2
+    finally:
+        go_on.set()
+        await transport.close()
+        await transport.delete_topology()
+
+
+async def test_a_cancelled_close_refuses_publishes_at_once_and_closes_the_client(
+    redis_url: str, namespace: str, client: Any
+) -> None:
+    transport = RedisTransport(
+        f"{redis_url}?client_name={namespace}", namespace=namespace, trim_interval=None
+    )
+    started, go_on = asyncio.Event(), asyncio.Event()
+
+    async def hold(event: Event) -> None:
+        started.set()
+        await go_on.wait()
+
+    await transport.start()
+    try:
+        await transport.subscribe(Subscription("orders.*", hold, "holders", "hold"))
+        await transport.publish(Event("orders.placed", {"order": 1}))
+        async with asyncio.timeout(30):
+            await started.wait()
+            closing = asyncio.create_task(transport.close())
+            await asyncio.sleep(0.2)  # close() waits for hold
+            closing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await closing
+            with pytest.raises(ClosedError) as raised:
+                await transport.publish(Event("payments.requested", {"order": 1}))
+            assert raised.value.stored is False
+            go_on.set()  # hold ends, is acknowledged; then the client closes
+            assert transport._finishing is not None
+            await transport._finishing
+        stream = transport.stream_for("orders.placed")
+        assert (await client.xpending(stream, "holders:orders.*"))["pending"] == 0
+        # the worker's reader closed as it ended, the client after it
+        left = await connections_named(client, namespace)
+        for _ in range(50):
+            if not left:
+                break
+            await asyncio.sleep(0.1)
+            left = await connections_named(client, namespace)
+        assert left == []
+    finally:
+        go_on.set()
+        await transport.close()
+        await transport.delete_topology()

@@ -137,6 +137,14 @@ class NatsTransport(Connection, Transport):
         #: what the log says while the connection is lost
         self._outages = Outages(self.server, self.options)
         self._closed = False
+        #: set by close() once its consumers' handlers have finished (at once if it is
+        #: cancelled): publishes are refused from then on, those of the handlers it
+        #: waits for (dead letters included) go through until then
+        self._publishes_refused = False
+        #: publishes under way: close() waits for them before it closes the client
+        self._publishing = 0
+        #: set by the last publish to end once close() waits for them
+        self._settled: asyncio.Event | None = None
 
     def __repr__(self) -> str:  # the prefix too: it decides which events the bus sees
         options = self.options
@@ -199,6 +207,10 @@ class NatsTransport(Connection, Transport):
         stored twice; a new call after a failure is not deduplicated. The error's
         ``stored`` says whether the event may be in the stream (``None``: a try went out
         and got no answer; ``False``: none was sent, or JetStream refused it).
+
+        While :meth:`close` waits for the handlers in progress, publishes go through as
+        usual (a handler's follow-up event); once they have finished, a publish raises
+        :class:`ClosedError` (``stored`` False).
         """
         msg_id = f"{self._publisher}.{next(self._publish_count)}"
         subject, payload = self.subject(event.type, key), event.to_json()
@@ -232,9 +244,20 @@ class NatsTransport(Connection, Transport):
         )
 
     async def _publish(self, subject: str, payload: bytes, msg_id: str) -> None:
+        if self._publishes_refused:
+            raise ClosedError("the NATS transport is closed", stored=False)
         nc = self._nc
         if nc is None:
             raise ClosedError("the NATS transport is closed or not started", stored=False)
+        self._publishing += 1
+        try:
+            await self._publish_on(nc, subject, payload, msg_id)
+        finally:
+            self._publishing -= 1
+            if not self._publishing and self._settled is not None:
+                self._settled.set()
+
+    async def _publish_on(self, nc: Client, subject: str, payload: bytes, msg_id: str) -> None:
         started = time.monotonic()
         # the caller's task may be cleaning up after its cancellation (a last event
         # published in a finally:): only one that comes during this call stops it
@@ -293,7 +316,7 @@ class NatsTransport(Connection, Transport):
                     f"JetStream refused an event on {subject}: {error}", unknown=unknown
                 ) from error
             nc = self._nc
-            if self._closed or nc is None:
+            if self._publishes_refused or nc is None:  # close() is past the handlers
                 raise failed(f"could not publish to {subject}: {error}", unknown=unknown) from error
             if nc.is_closed:
                 self._replace(nc)  # in case nats-py has not reported the close yet
@@ -315,7 +338,7 @@ class NatsTransport(Connection, Transport):
             delay = min(delay * 2, 1.0)
             remaining = deadline - time.monotonic()
             nc = self._nc
-            if remaining <= 0.01 or nc is None:
+            if remaining <= 0.01 or nc is None or self._publishes_refused:
                 continue  # no time left for a try, or closed: raises above
             try:
                 if not nc.is_connected:
@@ -400,12 +423,16 @@ class NatsTransport(Connection, Transport):
         """Stop receiving, finish the deliveries in progress, delete ungrouped consumers,
         disconnect.
 
-        Handlers in progress always finish. Each step that needs the server waits for it
-        at most ``connect_timeout`` seconds, and none raises: while the server is
-        unreachable, what it would have been told happens on its own (unacknowledged
-        events are redelivered after ``ack_wait``; an ungrouped consumer is deleted after
-        ``inactive_threshold``). Nothing of the connection is left running afterwards;
-        later calls return at once.
+        Handlers in progress always finish, and what they publish (their follow-up
+        events, dead letters) goes out as usual meanwhile. Then publishes are refused with
+        :class:`ClosedError` (``stored`` False), and those under way get JetStream's
+        answer (within ``connect_timeout``) before the connection closes; a cancelled
+        close() refuses publishes at once and waits for none. Each step that needs the
+        server waits for it at most ``connect_timeout`` seconds, and none raises: while
+        the server is unreachable, what it would have been told happens on its own
+        (unacknowledged events are redelivered after ``ack_wait``; an ungrouped consumer
+        is deleted after ``inactive_threshold``). Nothing of the connection is left
+        running afterwards; later calls return at once.
         """
         if self._closed:
             return
@@ -413,18 +440,40 @@ class NatsTransport(Connection, Transport):
         tasks = [t for t in (self._replacing, self._restoring, self._ticker) if t is not None]
         consumers = list(self._consumers.values())
         self._consumers.clear()
+        self._publishes_refused = not consumers  # no handler to wait for
         nc = self._nc
         try:
             for task in tasks:
                 task.cancel()
             if tasks:  # raises only if close() itself is cancelled meanwhile
                 await asyncio.wait(tasks)
-            nc, self._nc, self._js = self._nc, None, None
+            nc = self._nc  # a replacing task may have put in another one
             await asyncio.gather(*(consumer.close() for consumer in consumers))
+            self._publishes_refused = True
+            await self._publishes_settled()
         finally:  # cancelled too: nothing of the connection keeps running
-            self._nc = self._js = None
+            self._publishes_refused = True
+            nc, self._nc, self._js = self._nc or nc, None, None
             if nc is not None:
                 await close_client(nc, self._deadline())
+
+    async def _publishes_settled(self) -> None:
+        """Wait (at most ``connect_timeout``) for the publishes under way: closing the
+        client under them would fail them with ``stored=None`` though JetStream may be
+        about to acknowledge them. They make no new attempt meanwhile."""
+        if not self._publishing:
+            return
+        self._settled = settled = asyncio.Event()
+        try:
+            async with asyncio.timeout(self.options.connect_timeout):
+                await settled.wait()
+        except TimeoutError:  # each publish gives up within publish_timeout by itself
+            logger.warning(
+                "closing the NATS connection with %d publish(es) unanswered after %gs "
+                "(connect_timeout)",
+                self._publishing,
+                self.options.connect_timeout,
+            )
 
     def outage(self) -> float | None:
         """Seconds since the connection to NATS was lost; None while it is up."""
@@ -437,7 +486,7 @@ class NatsTransport(Connection, Transport):
 
     def abandon(self) -> None:
         """Drop the connection of an event loop that ended; shut its socket down."""
-        self._closed = True
+        self._closed = self._publishes_refused = True
         self._consumers.clear()
         nc, self._nc, self._js = self._nc, None, None
         self._ticker = self._restoring = self._replacing = None

@@ -124,12 +124,18 @@ class RedisTransport(Transport):
         self._start_lock: asyncio.Lock | None = None
         self._trimmer: asyncio.Task[None] | None = None
         self._closed = False
+        #: set by close() once its consumers' handlers have finished (at once if it is
+        #: cancelled): publishes are refused from then on, those of the handlers it
+        #: waits for (dead letters included) go through until then
+        self._publishes_refused = False
         #: publishes under way: close() waits for them before it closes the client
         self._publishing = 0
         #: set by the last publish to end once close() waits for them
         self._settled: asyncio.Event | None = None
         #: close() has closed the client: a publish it gave up waiting for closes it again
         self._disconnected = False
+        #: what a cancelled close() left to do: wait for the consumers, then disconnect
+        self._finishing: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         shown = redact_url(self._client_url)
@@ -205,13 +211,50 @@ class RedisTransport(Transport):
     async def close(self) -> None:
         """Stop consuming after the events in progress, leave groups, disconnect.
 
-        Publishes under way finish first (within ``connect_timeout``), making no new
-        attempt once close() began; later ones raise :class:`ClosedError`. Nothing of the
+        The handlers in progress finish first, and what they publish (their follow-up
+        events, dead letters) goes out as usual meanwhile. Then publishes are refused
+        with :class:`ClosedError` (``stored`` False), and those under way finish
+        (within ``connect_timeout``), making no new attempt. A cancelled close()
+        refuses publishes at once and waits for none; the consumers still finish their
+        handlers in the background, and the client closes after them. Nothing of the
         client is left connected afterwards.
         """
         if self._closed:
             return
         self._closed = True
+        # no handler to wait for: refused from now
+        self._publishes_refused = not self._members and self._listener is None
+        stopped = False
+        try:
+            await self._stop_consuming()
+            stopped = True
+            self._publishes_refused = True
+            await self._publishes_settled()
+        finally:  # cancelled too: no publish starts on the client closed below
+            self._publishes_refused = True
+            self._disconnected = True
+            if stopped:
+                if self._client is not None:
+                    await self._client.aclose()
+            else:  # the handlers' acknowledgements would reconnect a client closed now
+                self._finishing = asyncio.get_running_loop().create_task(
+                    self._disconnect_after_consumers(), name="pepperpy-redis-close"
+                )
+
+    async def _disconnect_after_consumers(self) -> None:
+        """The rest of a cancelled close(): the consumers' handlers finish and are
+        acknowledged, the groups are left, then the client closes."""
+        try:
+            await self._stop_consuming()
+        finally:
+            if self._client is not None:
+                try:
+                    await self._client.aclose()
+                except Exception:  # nobody awaits this task: say it here
+                    logger.exception("closing the Redis client after a cancelled close failed")
+
+    async def _stop_consuming(self) -> None:
+        """Stop trimming; close the consumers once their handlers in progress finished."""
         if self._trimmer is not None:
             self._trimmer.cancel()
             try:
@@ -223,13 +266,9 @@ class RedisTransport(Transport):
         closing = [member.close() for member in self._members]
         if self._listener is not None:
             closing.append(self._listener.close())
-        closing.append(self._publishes_settled())
         for outcome in await asyncio.gather(*closing, return_exceptions=True):
             if isinstance(outcome, Exception):
                 logger.error("closing a Redis consumer failed", exc_info=outcome)
-        self._disconnected = True
-        if self._client is not None:
-            await self._client.aclose()
 
     async def _publishes_settled(self) -> None:
         """Wait for the publishes under way, at most ``connect_timeout`` seconds.
@@ -237,8 +276,8 @@ class RedisTransport(Transport):
         Closing the client under them cut their ``XADD`` replies, and a publish whose
         reply was lost looks for its event on a new connection (``Lookout``), which
         nothing closed after close() had returned (audit 13, finding 3). Each publish
-        gives up by its own ``connect_timeout``, and makes no new attempt once the
-        transport is closing (``_retrying``), so the wait is short but for a silent Redis;
+        gives up by its own ``connect_timeout``, and makes no new attempt once publishes
+        are refused (``_retrying``), so the wait is short but for a silent Redis;
         one still running after it closes the client again when it ends (:meth:`publish`).
         """
         if not self._publishing:
@@ -267,11 +306,11 @@ class RedisTransport(Transport):
 
     def abandon(self) -> None:
         """Drop the clients of an event loop that ended; shut their sockets down."""
-        self._closed = True
+        self._closed = self._publishes_refused = True
         clients: list[Any] = [self._client]
         for member in self._members:
             clients += member.abandon()
-        self._client = self._listener = self._trimmer = None
+        self._client = self._listener = self._trimmer = self._finishing = None
         self._appends.abandon()
         self._members = []
         writers: list[Any] = []
@@ -332,10 +371,12 @@ class RedisTransport(Transport):
         when one went out, got no answer, and Redis could not be asked whether it came;
         ``True`` when Redis has it but the replicas did not confirm it.
 
-        Once :meth:`close` has begun, raises :class:`ClosedError` (``stored`` False);
-        a publish already under way then finishes, but makes no new attempt.
+        While :meth:`close` waits for the handlers in progress, publishes go through as
+        usual (a handler's follow-up event, a dead letter). Once they have finished,
+        raises :class:`ClosedError` (``stored`` False); a publish already under way
+        then finishes, but makes no new attempt.
         """
-        if self._closed:
+        if self._publishes_refused:
             raise ClosedError(
                 f"cannot publish {event.type!r}: the Redis transport is closed", stored=False
             )
@@ -344,13 +385,13 @@ class RedisTransport(Transport):
             await self._publish(event, key)
         finally:
             self._publishing -= 1
-            if self._closed and not self._publishing:
+            if self._publishes_refused and not self._publishing:
                 await self._publishes_ended()
 
     async def _publishes_ended(self) -> None:
-        """The last publish under way ended after close() began: tell close(), or, if it
-        gave up waiting, close the client again (an attempt it cut off may have
-        reconnected it)."""
+        """The last publish under way ended after close() refused publishes: tell
+        close(), or, if it gave up waiting (or was cancelled), close the client again (an
+        attempt it cut off may have reconnected it)."""
         if self._settled is not None:
             self._settled.set()
         if self._disconnected and self._client is not None:
@@ -368,7 +409,11 @@ class RedisTransport(Transport):
                 raise
             except ClosedError as exc:  # close() came while it connected
                 raise ClosedError(str(exc), stored=False) from exc
-        client = self._require_client()
+        client = self._client
+        if client is None or self._publishes_refused:  # close() came meanwhile
+            raise ClosedError(
+                f"cannot publish {event.type!r}: the Redis transport is closed", stored=False
+            )
         stream = self.stream_for(event.type, key)
         payload = event.to_json()
         fields: dict[Any, Any] = {TOPIC_FIELD: event.type, EVENT_FIELD: payload}
@@ -435,7 +480,8 @@ class RedisTransport(Transport):
         the log; :meth:`publish` reports its success.
 
         No attempt starts once :meth:`close` has begun (unless ``after_close``: an
-        operation with a client of its own): a publish raises :class:`TransportError`
+        operation with a client of its own), nor, for a publish, once close() refuses
+        publishes (its handlers finished): a publish raises :class:`TransportError`
         saying whether its event may be stored, anything else :class:`ClosedError`.
         """
         loop = asyncio.get_running_loop()
@@ -444,7 +490,8 @@ class RedisTransport(Transport):
         backoff = Backoff(self.options.max_backoff)
         pool_wait = Backoff(_POOL_POLL, first=0.001)
         while True:
-            if self._closed and not after_close:
+            stopped = self._closed if unknown is None else self._publishes_refused
+            if stopped and not after_close:
                 raise self._closing(what, error, unknown) from error
             if error is not None:
                 pool_full = isinstance(error, self._pool_full)
