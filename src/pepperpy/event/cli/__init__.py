@@ -19,14 +19,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import select
 import sys
 from collections.abc import Sequence
 
 from .._deps import require
 from .._errors import EventError
 from ._errors import (
-    ClosedOutput,
     CommandError,
     NotPrinted,
     OutputClosed,
@@ -36,6 +34,7 @@ from ._errors import (
     scrub,
     short_paths,
 )
+from ._errors import stdout_reader_gone as _stdout_reader_gone
 from ._logs import logging_to_stderr
 
 __all__ = ["main"]
@@ -75,19 +74,6 @@ def _pipe_closed() -> None:
     """Exit quietly after stdout's reader went away."""
     discard_stdout()
     raise SystemExit(BROKEN_PIPE)
-
-
-def _stdout_reader_gone() -> bool:
-    """True if stdout is a pipe whose reader has closed it (poll reports an error)."""
-    # click wraps stdout (PacifyFlushWrapper) after a broken pipe
-    if isinstance(getattr(sys.stdout, "wrapped", sys.stdout), ClosedOutput):
-        return True
-    try:
-        poller = select.poll()
-        poller.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(flags & select.POLLERR for _, flags in poller.poll(0))
-    except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor
-        return False
 
 
 def _extra_for(module: str) -> str | None:

@@ -206,8 +206,8 @@ def tail(
                     if count is not None and seen >= count:
                         break
 
-    try:
-        run(work)
+    try:  # following, it may print nothing for long: it watches for the reader leaving
+        run(work, watch_stdout=follow)
     except KeyboardInterrupt:  # Ctrl-C is how tail -f is meant to stop
         pass
 
@@ -320,7 +320,7 @@ def replay(
                         checkpoint=checkpoint,
                     )
 
-    report = run(work)
+    report = run(work, watch_stdout=speed is not None)  # its pauses print nothing
     where = "" if report.last_position is None else f", last position {report.last_position}"
     note(
         f"replayed {report.replayed}, skipped {report.skipped}, failed {report.failed} "

@@ -6,6 +6,7 @@ import errno
 import io
 import os
 import re
+import select
 import sys
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "redact_later",
     "scrub",
     "short_paths",
+    "stdout_reader_gone",
 ]
 
 
@@ -81,6 +83,23 @@ class ClosedOutput(io.TextIOBase):
 
     def flush(self) -> None:
         return None
+
+
+def stdout_reader_gone() -> bool:
+    """True if stdout is a pipe whose reader has closed it (poll reports an error).
+
+    Asks without writing, so a command that has nothing to print for a while (``tail
+    -f`` on an idle store, ``replay --speed`` in a pause) can notice it too.
+    """
+    # click wraps stdout (PacifyFlushWrapper) after a broken pipe
+    if isinstance(getattr(sys.stdout, "wrapped", sys.stdout), ClosedOutput):
+        return True
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(flags & select.POLLERR for _, flags in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor
+        return False
 
 
 def replace_missing_outputs() -> None:

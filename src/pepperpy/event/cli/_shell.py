@@ -27,7 +27,14 @@ from .._patterns import parse_pattern, parse_topic
 from .._replay import parse_time
 from ..store import ANY, NO_STREAM, STREAM_EXISTS, EventStore
 from ..store.base import ExpectedVersion
-from ._errors import ClosedOutput, CommandError, OutputClosed, Terminated, discard_stdout
+from ._errors import (
+    ClosedOutput,
+    CommandError,
+    OutputClosed,
+    Terminated,
+    discard_stdout,
+    stdout_reader_gone,
+)
 from ._logs import more_verbose
 from ._output import escaped
 from ._urls import normalized
@@ -56,6 +63,8 @@ __all__ = [
 DEFAULT_STORE = "sqlite:///events.db"
 LARGEST = 2**63 - 1  # positions and counts: the store's largest position (signed 64-bit)
 POSITION = click.IntRange(0, LARGEST)
+#: how often a command that may print nothing for a while asks whether stdout's reader left
+READER_CHECK = 0.25
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -175,7 +184,12 @@ def note(text: str) -> None:
         sys.stderr.flush()
 
 
-def run(work: Callable[[], Awaitable[T]], *, on_signal: Callable[[int], bool] | None = None) -> T:
+def run(
+    work: Callable[[], Awaitable[T]],
+    *,
+    on_signal: Callable[[int], bool] | None = None,
+    watch_stdout: bool = False,
+) -> T:
     """Run one subcommand's coroutine on a fresh event loop; Ctrl-C raises KeyboardInterrupt.
 
     SIGTERM cancels the work the same way, so the same cleanup runs, and raises
@@ -188,12 +202,19 @@ def run(work: Callable[[], Awaitable[T]], *, on_signal: Callable[[int], bool] | 
 
     With ``on_signal`` (``serve``), SIGINT and SIGTERM go to it first: when it returns
     True it has taken care of the signal (a graceful stop) and the work runs on.
+
+    With ``watch_stdout`` (``tail -f``, ``replay --speed``: commands that may print
+    nothing for a long while), stdout is checked every :data:`READER_CHECK` seconds
+    without writing to it: once its reader has gone, the work is cancelled (its cleanup
+    runs, as for Ctrl-C) and :class:`OutputClosed` raised, exit status 141, as GNU
+    ``tail -f`` does. Otherwise a closed pipe is noticed only at the next line printed.
     """
 
     async def main() -> T:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         interrupted: int | None = None  # the signal that cancelled the work
+        reader_gone = False  # the watcher cancelled the work: stdout's reader left
 
         def interrupt(signum: int) -> None:
             nonlocal interrupted
@@ -211,6 +232,16 @@ def run(work: Callable[[], Awaitable[T]], *, on_signal: Callable[[int], bool] | 
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(signum, interrupt, signum)
                     installed.append(signum)
+
+        async def watch() -> None:
+            nonlocal reader_gone
+            while not stdout_reader_gone():  # noqa: ASYNC110 - poll has no callback
+                await asyncio.sleep(READER_CHECK)
+            if interrupted is None and task is not None:
+                reader_gone = True
+                task.cancel()
+
+        watcher = asyncio.create_task(watch()) if watch_stdout else None
         try:
             return await work()
         except asyncio.CancelledError:
@@ -218,8 +249,14 @@ def run(work: Callable[[], Awaitable[T]], *, on_signal: Callable[[int], bool] | 
                 raise Terminated from None
             if interrupted is not None:
                 raise KeyboardInterrupt from None
+            if reader_gone:
+                raise OutputClosed from None
             raise
         finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             for handled in installed:
                 loop.remove_signal_handler(handled)
 
