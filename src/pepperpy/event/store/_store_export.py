@@ -87,11 +87,12 @@ async def export_store(
     starts.
 
     ``file`` is a path, written whole or not at all (to ``PATH.partial``, renamed when
-    complete), or a text stream open for writing (left open). A symbolic link is
-    followed: its target is written (through ``TARGET.partial``, beside it). A path that
-    is not a regular file (a FIFO, a device, ``/dev/fd/N`` of a shell's process
-    substitution) is written directly, as a stream: there, a failed export leaves what
-    it wrote. A directory is refused (``IsADirectoryError``) before anything is read.
+    complete), or a text stream open for writing (left open). A new file gets mode
+    0600; one replaced keeps its mode (and owner and group where allowed). A symbolic
+    link is followed: its target is written (through ``TARGET.partial``, beside it). A
+    path that is not a regular file (a FIFO, a device, ``/dev/fd/N`` of a shell's
+    process substitution) is written directly, as a stream: there, a failed export
+    leaves what it wrote. A directory is refused (``IsADirectoryError``) before anything is read.
     Deleted streams' events are written too, marked invisible; snapshots and
     checkpoints are not. ``progress`` gets a :class:`CopyProgress` after each batch.
     Read it back with :func:`import_store`.
@@ -110,7 +111,8 @@ async def export_store(
             stream = file
         else:
             partial = path if direct else f"{path}.partial"
-            stream = await asyncio.to_thread(open, partial, "w", encoding="utf-8")
+            opening = open if direct else _open_partial
+            stream = await asyncio.to_thread(opening, partial, "w", encoding="utf-8")
         copied, last = 0, None
         try:
             await asyncio.to_thread(stream.write, _HEADER)
@@ -168,12 +170,49 @@ def _finish(stream: IO[str], partial: str | None, path: str) -> None:
         stream.close()
         return
     try:
+        _keep_mode(stream.fileno(), path)
         os.fsync(stream.fileno())
         stream.close()
         os.replace(partial, path)
     except BaseException:
         _discard(stream, partial)
         raise
+
+
+def _open_partial(partial: str, mode: str, *, encoding: str) -> IO[str]:
+    """``FILE.partial``, open for writing (``mode``), readable by its owner only (0600),
+    whatever the umask: the export is every event's data, and a new file keeps that mode.
+
+    A partial file left by an export that was killed is truncated and its mode reset; a
+    symbolic link there is refused (``O_NOFOLLOW``) rather than followed.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    descriptor = os.open(partial, flags, 0o600)
+    try:
+        if hasattr(os, "fchmod"):  # not on Windows before Python 3.13
+            os.fchmod(descriptor, 0o600)
+        return open(descriptor, mode, encoding=encoding)
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _keep_mode(descriptor: int, path: str) -> None:
+    """Give the partial file (``descriptor``) the mode of the file at ``path`` it is
+    about to replace, and its owner and group where allowed (root; a group of ours): an
+    export over a 0600 backup must not leave a 0644 one. A new file stays 0600."""
+    try:
+        kept = os.stat(path)
+    except FileNotFoundError:
+        return
+    if hasattr(os, "fchown"):
+        if os.geteuid() == 0:
+            os.fchown(descriptor, kept.st_uid, kept.st_gid)
+        elif kept.st_gid != os.fstat(descriptor).st_gid:
+            with contextlib.suppress(PermissionError):  # not a group of ours: ours stays
+                os.fchown(descriptor, -1, kept.st_gid)
+    if hasattr(os, "fchmod"):  # after fchown, which may clear the set-id bits
+        os.fchmod(descriptor, stat.S_IMODE(kept.st_mode))
 
 
 def _discard(stream: IO[str], partial: str | None) -> None:
