@@ -17,6 +17,7 @@ import binascii
 import contextlib
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
@@ -247,7 +248,11 @@ async def import_store(
     path = _path(file)
     name = str(getattr(file, "name", "<stream>")) if path is None else path
     if path is not None:
-        await asyncio.to_thread(_check_file, path)
+        stop = threading.Event()  # set when the import is cancelled: the thread stops too
+        try:
+            await asyncio.to_thread(_check_file, path, stop)
+        finally:
+            stop.set()
     sealed = sealed_destination(destination)
     async with opened_backend(destination, "destination") as writing:
         head = await writing.head()
@@ -297,12 +302,18 @@ async def import_store(
     return CopyReport(copied, head, after, 0, time.monotonic() - started)
 
 
-def _check_file(path: str) -> None:
-    """Read the whole file at ``path`` once: a bad line is found before anything is written."""
+def _check_file(path: str, stop: threading.Event) -> None:
+    """Read the whole file at ``path`` once: a bad line is found before anything is written.
+
+    Runs in a thread, which cancelling the import cannot interrupt (and ``asyncio.run``
+    waits for before it returns): it stops, between lines, once ``stop`` is set, so
+    Ctrl-C does not wait for the rest of a file of gigabytes to be read.
+    """
     with open(path, encoding="utf-8", errors="strict") as lines:
         try:
             for _ in _rows(lines, path):
-                pass
+                if stop.is_set():
+                    return
         except StoreError as exc:
             raise _bad_file(exc) from None
 
