@@ -37,6 +37,18 @@ CLOSE_TIMEOUT = 10.0
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 _IPV6_HOST = re.compile(r"\[[^\]]+\](?::(.*))?")
 
+#: a host part with more than one '@' (nothing of it is shown: it holds a password)
+_RAW_AT = (
+    "more than one '@' before the host (not shown: it holds the password); "
+    "percent-encode '@' in the user name or password as %40"
+)
+#: a bad host or port when the URL holds an '@' after its host part (nothing is shown)
+_QUIET = (
+    "the host part is not host[:port] (not shown: it may hold the password); "
+    "percent-encode '@', '/', '?', '#', '[' and ']' in the user name or password "
+    "(%40, %2F, %3F, %23, %5B, %5D)"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class PostgresOptions:
@@ -83,7 +95,11 @@ def parse_options(url: str) -> tuple[str, PostgresOptions]:
     its password hidden): a port that is not 1 to 5 ASCII digits or is out of 1..65535
     (in the host list or a ``?port=`` option), an empty entry in a host list, a bad
     IPv6 address, a query field that is not ``name=value``, a bad schema name, a
-    timeout that is not a number of seconds > 0 or is given twice.
+    timeout that is not a number of seconds > 0 or is given twice. A host part with
+    more than one ``@`` (a password holding a raw ``@``, which asyncpg would split at
+    the first one) is refused too; when the URL holds an ``@`` after its host part (a
+    password holding a raw ``/``, ``?`` or ``#``), a bad host or port is refused
+    without showing it, since it may be part of the password.
     """
     where = redact_url(url)
 
@@ -98,15 +114,21 @@ def parse_options(url: str) -> tuple[str, PostgresOptions]:
         raise refuse("each query field must be name=value, the fields joined by '&'")
     query = parse_qsl(parts.query, keep_blank_values=True)
     netloc = parts.netloc
+    if netloc.count("@") > 1:  # asyncpg would take the password's rest for the host
+        raise refuse(_RAW_AT)
+    # an '@' after the host part: a password holding a raw '/', '?' or '#' ended the host
+    # part early, and what looks like a host or port is the user name and password
+    # (which the messages must not echo)
+    quiet = "@" in url.partition("//")[2][len(netloc) :]
     hosts = netloc.partition("@")[2] if "@" in netloc else netloc  # as asyncpg splits it
     if hosts:
-        _check_hosts(hosts, refuse)
+        _check_hosts(hosts, refuse, quiet)
     for name, value in query:
         if name == "host" and value:
-            _check_hosts(value, refuse)
+            _check_hosts(value, refuse, quiet)
         elif name == "port" and value:
             for port in value.split(","):
-                _check_port(port, refuse)
+                _check_port(port, refuse, quiet)
     found: dict[str, Any] = {}
     schemas = [value for name, value in query if name == "schema"]
     if len(schemas) > 1:
@@ -157,27 +179,36 @@ def explain(options: PostgresOptions, exc: BaseException, *, timed_out: bool = F
     return str(exc) or type(exc).__name__
 
 
-def _check_hosts(hosts: str, refuse: Callable[[str], ConfigurationError]) -> None:
-    """Check a host list (``host1:5432,[::1]:5433,/var/run/postgresql``) as asyncpg reads it."""
+def _check_hosts(
+    hosts: str, refuse: Callable[[str], ConfigurationError], quiet: bool = False
+) -> None:
+    """Check a host list (``host1:5432,[::1]:5433,/var/run/postgresql``) as asyncpg reads it.
+
+    ``quiet``: the list may be a user name and password, so the error shows nothing of it.
+    """
     for host in hosts.split(","):
         if not host:
-            raise refuse(f"the host list {hosts!r} has an empty entry")
+            raise refuse(_QUIET if quiet else f"the host list {hosts!r} has an empty entry")
         if host.startswith("/"):  # a Unix socket's directory
             continue
         if host.startswith("["):
             ipv6 = _IPV6_HOST.fullmatch(host)
             if ipv6 is None:
+                if quiet:
+                    raise refuse(_QUIET)
                 raise refuse(f"{host!r} is not an IPv6 address in brackets, optionally with :port")
             port = ipv6.group(1) or ""
         else:
             port = host.partition(":")[2]
         if port:  # host: alone means the default port
-            _check_port(unquote(port), refuse)
+            _check_port(unquote(port), refuse, quiet)
 
 
-def _check_port(port: str, refuse: Callable[[str], ConfigurationError]) -> None:
+def _check_port(
+    port: str, refuse: Callable[[str], ConfigurationError], quiet: bool = False
+) -> None:
     shown = port if len(port) <= 12 else port[:12] + "..."
     if not (port.isascii() and port.isdigit()):
-        raise refuse(f"port {shown!r} is not a number")
+        raise refuse(_QUIET if quiet else f"port {shown!r} is not a number")
     if len(port) > 5 or not 1 <= int(port) <= 65535:
-        raise refuse(f"port {shown} is out of range (1 to 65535)")
+        raise refuse(_QUIET if quiet else f"port {shown} is out of range (1 to 65535)")
