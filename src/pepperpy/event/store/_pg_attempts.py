@@ -12,19 +12,28 @@ when the work is done once more and what is logged then, are decided here, once.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from .._errors import ConfigurationError, StoreError
 from ._pg_connect import Progress, Watchdog, connection_lost
-from ._pg_options import PostgresOptions, explain
+from ._pg_options import SECONDS, PostgresOptions, explain
 from .base import redact_url
 
 __all__ = ["Attempts", "Failed", "Lender"]
 
 T = TypeVar("T")
+
+#: the SQLSTATEs of a server refusing a setting as a connection opens: an unrecognized
+#: parameter, an invalid value, an invalid name
+_REFUSED_SETTING = frozenset({"42704", "22023", "42602"})
+#: the store's own URL options, which a misspelt option may have meant
+_OWN_OPTIONS = ("schema", *SECONDS)
+_QUOTED = re.compile(r'"([^"]+)"')
 
 
 class Lender(Protocol):
@@ -143,16 +152,41 @@ class Attempts:
     ) -> StoreError | ConfigurationError:
         """Why connecting to ``url`` failed with ``exc`` (one of :attr:`connect_errors`).
 
-        An option asyncpg refused (``sslmode=bogus``) is a :class:`ConfigurationError`;
+        An option asyncpg refused (``sslmode=bogus``), or one the server refused as a
+        setting (:meth:`misconfigured`), is a :class:`ConfigurationError`;
         anything else a :class:`StoreError` saying ``{head} at {url}`` and why. The URL's
         password is never shown.
         """
         where = redact_url(url)
         if isinstance(exc, self.asyncpg.ClientConfigurationError):
             return ConfigurationError(f"PostgreSQL URL {where}: {exc}")
+        refused = self.misconfigured(exc, url)
+        if refused is not None:
+            return refused
         error = StoreError(f"{head} at {where}: {self.reason(exc)}")
         error.written = False  # no connection: nothing was sent
         return error
+
+    def misconfigured(self, exc: BaseException, url: str) -> ConfigurationError | None:
+        """The :class:`ConfigurationError` for a server refusing, as a connection opens, a
+        setting the URL passed on to it (``None`` if ``exc`` is something else).
+
+        An option the store does not know goes to the server as a setting: a typo
+        (``?command_timout=5``) is then an unrecognized parameter (42704), a bad value
+        (``?lock_timeout=abc``) an invalid one (22023), a bad name 42602. Trying again
+        cannot help, so this is no outage to wait out.
+        """
+        if not isinstance(exc, self.asyncpg.PostgresError):
+            return None
+        if getattr(exc, "sqlstate", None) not in _REFUSED_SETTING:
+            return None
+        problem = f"the server refused an option of the URL: {exc}"
+        named = _QUOTED.search(str(exc))
+        if named is not None:
+            close = difflib.get_close_matches(named.group(1), _OWN_OPTIONS, n=1, cutoff=0.8)
+            if close and close[0] != named.group(1):
+                problem += f" (did you mean ?{close[0]}=?)"
+        return ConfigurationError(f"PostgreSQL URL {redact_url(url)}: {problem}")
 
     async def run(
         self,

@@ -22,6 +22,7 @@ from .base import redact_url
 
 __all__ = [
     "CLOSE_TIMEOUT",
+    "SECONDS",
     "PostgresOptions",
     "connect_timed_out",
     "explain",
@@ -72,7 +73,7 @@ class PostgresOptions:
 
 
 #: the options of :class:`PostgresOptions` that take seconds
-_SECONDS = ("command_timeout", "connect_timeout", "listener_ping")
+SECONDS = ("command_timeout", "connect_timeout", "listener_ping")
 
 
 def parse_url(url: str) -> tuple[str, str | None]:
@@ -139,13 +140,13 @@ def parse_options(url: str) -> tuple[str, PostgresOptions]:
             raise refuse(f"schema={schema!r}: use lower-case letters, digits and '_' (at most 40)")
         found["schema"] = schema
     for name, value in query:
-        if name in _SECONDS:
+        if name in SECONDS:
             if name in found:
                 raise refuse(f"{name} is given twice")
             found[name] = _seconds(name, value, refuse)
     if not found:
         return url, PostgresOptions()
-    ours = ("schema", *_SECONDS)
+    ours = ("schema", *SECONDS)
     rest = urlencode([(name, value) for name, value in query if name not in ours])
     return urlunsplit(parts._replace(query=rest)), PostgresOptions(**found)
 

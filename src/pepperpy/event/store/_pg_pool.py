@@ -142,10 +142,15 @@ class Pools:
         def failure(failed: Failed) -> StoreError | ClosedError:
             return self._failure(what, failed, on, closing)
 
+        def refused(exc: Exception) -> BaseException:
+            """No pooled connection could be had (a new one failed to open)."""
+            misconfigured = self._attempts.misconfigured(exc, self.url)
+            return misconfigured or failure(self._attempts.failed(exc))
+
         pool = await self._pool(on)
         return await self._attempts.run(
             work,
-            _Loans(self, pool, lambda exc: failure(self._attempts.failed(exc))),
+            _Loans(self, pool, refused),
             what=f"PostgreSQL {what}",
             failure=failure,
             unsent="no COMMIT was sent",
