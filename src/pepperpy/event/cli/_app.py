@@ -220,8 +220,9 @@ def list_streams(pattern: str, store: str) -> None:
 
     async def work() -> None:
         async with open_store(store, reading=True, must_exist=True) as events:
-            for name, count in await stream_counts(events, pattern):
-                emit(f"{field(name)} {count}")
+            async for page in stream_counts(events, pattern):  # printed as each is counted
+                for name, count in page:
+                    emit(f"{field(name)} {count}")
 
     run(work)
 

@@ -8,9 +8,21 @@ first_visible``, one indexed row per stream, no event read or decoded.
 
 from __future__ import annotations
 
-from ..store import EventStore
+from collections.abc import AsyncIterator
 
-__all__ = ["stream_counts", "stream_length"]
+from ..store import EventStore
+from ..store.base import StreamState
+
+__all__ = ["COUNTED_AT_ONCE", "stream_counts", "stream_length"]
+
+#: names counted with one backend read (``StoreBackend.stream_states``), as a copy does
+COUNTED_AT_ONCE = 1000
+
+
+def _visible(state: StreamState | None) -> int:
+    if state is None or state.version is None:
+        return 0
+    return state.next_position - state.first_visible
 
 
 async def stream_length(store: EventStore, stream: str) -> int:
@@ -19,12 +31,21 @@ async def stream_length(store: EventStore, stream: str) -> int:
     Goes to the backend directly: call it for a name that ``store.streams()`` or
     ``store.stream_version()`` has just accepted (they check the name and read access).
     """
-    state = await store.backend.stream_state(stream)
-    if state is None or state.version is None:
-        return 0
-    return state.next_position - state.first_visible
+    return _visible(await store.backend.stream_state(stream))
 
 
-async def stream_counts(store: EventStore, pattern: str = "#") -> list[tuple[str, int]]:
-    """``(name, visible events)`` of every stream matching ``pattern``, sorted by name."""
-    return [(name, await stream_length(store, name)) for name in await store.streams(pattern)]
+async def stream_counts(
+    store: EventStore, pattern: str = "#"
+) -> AsyncIterator[list[tuple[str, int]]]:
+    """``(name, visible events)`` of every stream matching ``pattern``, sorted by name, a
+    page of :data:`COUNTED_AT_ONCE` at a time.
+
+    Each page is counted with one backend read (``stream_states``), not a query per
+    stream (20,000 streams took 10 s), and handed out as soon as it is counted, so
+    ``streams | head -1`` prints at once. A stream deleted meanwhile counts 0.
+    """
+    names = await store.streams(pattern)
+    for start in range(0, len(names), COUNTED_AT_ONCE):
+        page = names[start : start + COUNTED_AT_ONCE]
+        states = await store.backend.stream_states(page)
+        yield [(name, _visible(states.get(name))) for name in page]
