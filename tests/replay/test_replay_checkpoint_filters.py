@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from pepperpy.event import Event, EventReplay, EventStore, ReplayError
-from pepperpy.event.security import AccessControl, acting_as
+from pepperpy.event.security import acting_as
+from tests.security.test_replay_checkpoint_scope import _policy
 
 
 async def _fill(store: EventStore) -> None:
@@ -90,14 +91,6 @@ async def test_a_checkpoint_saved_before_filters_were_recorded_is_adopted(
             assert saved.state == {"scope": "all", "streams": None, "types": ["order.*"]}
             with pytest.raises(ReplayError, match="refund"):
                 await replay.replay_all(types="refund.*", checkpoint="old")
-
-
-def _policy() -> AccessControl:
-    access = AccessControl(default="deny")
-    access.allow("admin", "read", "#")
-    access.allow("admin", "append", "#")
-    access.allow("svc.orders", "read", "orders.#")
-    return access
 
 
 async def test_filters_are_told_only_to_who_may_read_them_and_guard_reset() -> None:
