@@ -19,6 +19,7 @@ import pytest
 from pepperpy.event import ClosedError, Event
 from pepperpy.event.transports import Subscription
 from pepperpy.event.transports.nats import NatsTransport
+from tests.bus.closing import publish_while_close_waits
 from tests.bus.faultproxy import finishes
 
 pytestmark = pytest.mark.nats
@@ -38,30 +39,8 @@ async def test_a_handler_publishes_while_close_waits_for_it(
     nats_url: str, names: dict[str, str]
 ) -> None:
     transport = NatsTransport(nats_url, retention="limits", **names)
-    started, go_on = asyncio.Event(), asyncio.Event()
-    published: list[str] = []
-
-    async def bill(event: Event) -> None:
-        started.set()
-        await go_on.wait()  # close() begins meanwhile
-        await transport.publish(Event("payments.requested", event.data))
-        published.append(event.type)
-
-    await transport.start()
     try:
-        await transport.subscribe(Subscription("orders.*", bill, "billing", "bill"))
-        await transport.publish(Event("orders.placed", {"order": 1}))
-        async with asyncio.timeout(30):
-            await started.wait()
-            closing = asyncio.create_task(transport.close())
-            await asyncio.sleep(0.2)  # close() waits for bill
-            assert not closing.done()
-            go_on.set()
-            await closing
-        assert published == ["orders.placed"]
-        with pytest.raises(ClosedError) as raised:
-            await transport.publish(Event("payments.requested", {"order": 2}))
-        assert raised.value.stored is False
+        await publish_while_close_waits(transport)
     finally:
         await finishes(transport.close(), 15)
     assert await stored(nats_url, names["stream"]) == 2

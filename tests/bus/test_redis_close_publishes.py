@@ -23,6 +23,7 @@ import pytest
 from pepperpy.event import ClosedError, Event, EventBus
 from pepperpy.event.transports import Subscription
 from pepperpy.event.transports.redis import RedisTransport
+from tests.bus.closing import publish_while_close_waits
 
 pytestmark = pytest.mark.redis
 
@@ -118,30 +119,8 @@ async def test_a_handler_publishes_while_close_waits_for_it_and_nothing_stays_op
     transport = RedisTransport(
         f"{redis_url}?client_name={namespace}", namespace=namespace, trim_interval=None
     )
-    started, go_on = asyncio.Event(), asyncio.Event()
-    published: list[str] = []
-
-    async def bill(event: Event) -> None:
-        started.set()
-        await go_on.wait()  # close() begins meanwhile
-        await transport.publish(Event("payments.requested", event.data))
-        published.append(event.type)
-
-    await transport.start()
     try:
-        await transport.subscribe(Subscription("orders.*", bill, "billing", "bill"))
-        await transport.publish(Event("orders.placed", {"order": 1}))
-        async with asyncio.timeout(30):
-            await started.wait()
-            closing = asyncio.create_task(transport.close())
-            await asyncio.sleep(0.2)  # close() waits for bill
-            assert not closing.done()
-            go_on.set()
-            await closing
-        assert published == ["orders.placed"]
-        with pytest.raises(ClosedError) as raised:
-            await transport.publish(Event("payments.requested", {"order": 2}))
-        assert raised.value.stored is False
+        await publish_while_close_waits(transport)
         left = await connections_named(client, namespace)
         for _ in range(50):
             if not left:
@@ -151,7 +130,6 @@ async def test_a_handler_publishes_while_close_waits_for_it_and_nothing_stays_op
         assert left == []
         assert sum([await client.xlen(f"{namespace}:stream:{p}") for p in range(16)]) == 2
     finally:
-        go_on.set()
         await transport.close()
         await transport.delete_topology()
 
