@@ -21,18 +21,9 @@ from pepperpy.event.transports import Subscription
 from pepperpy.event.transports.nats import NatsTransport
 from tests.bus.closing import publish_while_close_waits
 from tests.bus.faultproxy import finishes
+from tests.bus.test_nats_publish import stored
 
 pytestmark = pytest.mark.nats
-
-
-async def stored(url: str, stream: str) -> int:
-    import nats
-
-    nc = await nats.connect(url)
-    try:
-        return int((await nc.jetstream().stream_info(stream)).state.messages)
-    finally:
-        await nc.close()
 
 
 async def test_a_handler_publishes_while_close_waits_for_it(

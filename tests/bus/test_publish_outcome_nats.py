@@ -14,21 +14,11 @@ import pytest
 from pepperpy.event import EventBus, TransportError
 from pepperpy.event.transports.nats import NatsTransport
 from tests.bus.faultproxy import FaultProxy, finishes
+from tests.bus.test_nats_publish import stored
 from tests.faultproxy import Link
 from tests.helpers import eventually, settle
 
 pytestmark = pytest.mark.nats
-
-
-async def stored(url: str, stream: str) -> int:
-    """How many messages ``stream`` holds."""
-    import nats
-
-    nc = await nats.connect(url)
-    try:
-        return int((await nc.jetstream().stream_info(stream)).state.messages)
-    finally:
-        await nc.close()
 
 
 async def test_a_publish_that_never_found_a_connection_was_not_stored(
