@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from ._sqlite import OneConnection, open_read_only, open_wal, track_forks, write
 from .store._sqlite_schema import (
     NOTHING_WRITTEN,
     check_event_store,
+    check_file,
+    file_identity,
     named_error,
     read_only_file,
     wal_size,
@@ -63,6 +66,12 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
     A file found read-only by a write has its connection opened again before every write
     until one succeeds: SQLite opened it read-only, and it would stay so after the file
     became writable.
+
+    Like the event store, it keeps the file it opened: should the path be deleted or
+    another file be renamed over it (a restore), every call raises :class:`StoreError`
+    ("removed or replaced") instead of going on with the old file, and the old file's
+    write-ahead log is emptied into it, so that the ``-wal`` left at the path holds
+    nothing SQLite would apply to the new file. Close the store and open it again.
     """
 
     def __init__(
@@ -81,6 +90,9 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         #: a write found the file read-only: each write opens the connection again,
         #: until one succeeds
         self._reopen = False
+        #: the file first opened, as (device, inode): every call checks the path still
+        #: names it (None: not opened yet)
+        self._identity: tuple[int, int] | None = None
         #: held around every use of the connection, and by fork() (``._sqlite``)
         self._lock = threading.Lock()
         track_forks(self)
@@ -114,6 +126,8 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
             # (a projection's state is derived from event data: a rebuild after a shred
             # must not leave the old one in the file)
             self._db.execute("PRAGMA secure_delete=ON")
+        if self._identity is None:
+            self._identity = file_identity(str(self.path.absolute()))
         return self._db
 
     async def _run(self, work: Any, *args: Any) -> Any:
@@ -129,9 +143,19 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
             with self._lock:
                 try:
                     if writes and self._reopen and self._db is not None:
+                        self._let_go_if_moved()
                         db, self._db = self._db, None
                         db.close()
-                    result = work(self._connect(), *args)
+                    connection = self._connect()
+                    self._check_file(connection)
+                    _checking.file = self._check_file
+                    try:
+                        result = work(connection, *args)
+                    finally:
+                        _checking.file = None
+                except StoreError:
+                    self._let_go_if_moved()  # "removed or replaced": rolled back first
+                    raise
                 except sqlite3.Error as exc:
                     self._reopen = self._reopen or read_only_file(exc)
                     path = str(self.path.absolute())
@@ -146,6 +170,18 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
                 return result
 
         return await asyncio.to_thread(locked)
+
+    def _check_file(self, connection: sqlite3.Connection) -> None:
+        """Refuse to go on with a file removed or replaced since it was opened."""
+        check_file(str(self.path.absolute()), self._identity)
+
+    def _let_go_if_moved(self) -> None:
+        """Under the lock, outside a transaction: if the file was removed or replaced,
+        empty the old file's write-ahead log (see :func:`_let_go`)."""
+        db = self._db
+        if db is not None and self._identity is not None:
+            if file_identity(str(self.path.absolute())) != self._identity:
+                _let_go(db)
 
     def _refuse_writes(self) -> None:
         if self.read_only:
@@ -255,8 +291,36 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
     async def close(self) -> None:
         with self._lock:
             if self._db is not None:
+                self._let_go_if_moved()
                 self._db.close()
                 self._db = None
+
+
+#: the check of the current call's file, for work that runs a transaction of its own to
+#: call just before its ``COMMIT`` (set by ``SQLiteCheckpointStore._run``, per thread)
+_checking = threading.local()
+
+
+def _before_commit(connection: sqlite3.Connection) -> None:
+    """Inside a write transaction, last: refuse to commit to a file removed or replaced
+    (raising rolls the transaction back)."""
+    check = getattr(_checking, "file", None)
+    if check is not None:
+        check(connection)
+
+
+def _let_go(connection: sqlite3.Connection) -> None:
+    """Empty the write-ahead log of a file removed or replaced, into that old file.
+
+    SQLite finds the ``-wal`` by the file's name: the old file's would otherwise stay at
+    the path, and the next connection to open it would apply its frames to the new file
+    (see ``store/_sqlite_writer.py``, ``Writer._let_go``). Not inside a transaction (the
+    caller's was rolled back first); a failure (busy, read-only) is left for the next call.
+    """
+    if connection.in_transaction:
+        return
+    with contextlib.suppress(sqlite3.Error):
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 def _has_revisions(connection: sqlite3.Connection) -> bool:
@@ -347,6 +411,7 @@ def _sqlite_save(
             "revision = excluded.revision",
             (name, position, state, now, written),
         )
+        _before_commit(connection)
     return actual, True
 
 
@@ -360,6 +425,7 @@ def _sqlite_delete_within(
     with _theirs_at_commit(True), write_transaction(connection):
         deleted = _sqlite_delete(connection, name)
         work(connection)
+        _before_commit(connection)
     return deleted
 
 

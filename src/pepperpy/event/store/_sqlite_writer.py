@@ -145,6 +145,9 @@ class Writer(threading.Thread):
         #: a write found the file read-only: the connection is opened again before the
         #: next group (SQLite opened it read-only, and it stays so once the file is not)
         self._reopen = False
+        #: the old file's write-ahead log was emptied once the file was found removed or
+        #: replaced (see ``_let_go``)
+        self._let_go_of_log = False
         #: called after each durable commit, with the next global position, on the loop
         #: of every caller the commit answers (thread-safe: callers may use several loops).
         #: Never a method of the backend: this thread would keep a backend dropped without
@@ -240,6 +243,7 @@ class Writer(threading.Thread):
             try:
                 with self._gate:
                     if self._reopen and connection is not None:
+                        self._let_go(connection)
                         self._reopen = False
                         self.connection = None
                         connection.close()
@@ -257,6 +261,9 @@ class Writer(threading.Thread):
                     # its ROLLBACK failed too: every later BEGIN would fail ("cannot start
                     # a transaction within a transaction"); closing the connection ends it
                     self._reopen = True
+                if connection is not None:
+                    with self._gate:
+                        self._let_go(connection)
                 if carry and _busy(exc):
                     # the other half of the burst came in with this one and has waited
                     # the whole busy timeout already: it fails now too, not a timeout later
@@ -270,6 +277,7 @@ class Writer(threading.Thread):
         self._answer_previous()
         if connection is not None:
             with self._gate:
+                self._let_go(connection)
                 connection.close()
         if not self.opened.done():  # stopped before anything asked for the file
             self.opened.set_exception(ClosedError("the event store is closed"))
@@ -310,6 +318,29 @@ class Writer(threading.Thread):
         if not self.opened.done():
             self.opened.set_result(None)
         return connection
+
+    def _let_go(self, connection: sqlite3.Connection) -> None:
+        """If the file was removed or replaced (a restore renamed over it): empty the old
+        file's write-ahead log, through this connection, before it is closed.
+
+        SQLite finds the ``-wal`` and ``-shm`` by the file's name, not by the file: the
+        old file's ``-wal`` stays at the path (SQLite neither checkpoints nor deletes it on
+        close once the file moved), and the next connection to open the path would apply
+        its frames to the new file, undoing the restore or corrupting it.
+        ``wal_checkpoint(TRUNCATE)`` copies them into the old file (an orphan, or the copy
+        moved aside) under SQLite's own locks, and truncates the ``-wal`` to nothing. Done
+        at the first failure after the change and when the writer ends; should another
+        connection hold a read of the log meanwhile (busy), it is tried again then.
+        """
+        if self._let_go_of_log or self.identity is None or connection.in_transaction:
+            return
+        if file_identity(self.file) == self.identity:
+            return
+        try:
+            busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:  # a read-only connection, say: tried again with the next
+            return
+        self._let_go_of_log = not busy
 
     def _next(self) -> list[_Job] | None:
         """The next item of the queue; the last group is answered before any wait."""
