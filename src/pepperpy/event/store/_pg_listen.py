@@ -17,6 +17,7 @@ from typing import Any
 from ._pg_connect import Watchdog, shielded_connect, tune_socket
 from ._pg_loops import OnLoop, Status
 from ._pg_options import PostgresOptions, explain
+from ._pg_schema import LISTEN_CHANNEL
 
 __all__ = ["RECONNECT_INTERVAL", "listen"]
 
@@ -27,12 +28,10 @@ RECONNECT_INTERVAL = 0.5
 _LISTENER_NAME = "pepperpy-event-listener"
 
 
-def _notified(
-    status: Status, on: OnLoop, connection: Any, pid: int, channel: str, payload: str
-) -> None:
-    with contextlib.suppress(ValueError):
-        status.head = max(status.head, int(payload))
-    on.wake()
+def _notified(on: OnLoop, connection: Any, pid: int, channel: str, payload: str) -> None:
+    # only a wake-up: the payload (a head) is not trusted, as a channel named after the
+    # URL may be shared by stores in other schemas (see LISTEN_CHANNEL); waiters re-read
+    on.notified()
 
 
 async def listen(
@@ -42,16 +41,24 @@ async def listen(
     dsn: str,
     options: PostgresOptions,
     errors: tuple[type[Exception], ...],
-    channel: str,
+    legacy: str,
 ) -> None:
     """Keep one LISTEN connection up for the loop; wake every waiter after each
     (re)connect.
+
+    It listens on the channel of the tables its session finds (read with
+    :data:`LISTEN_CHANNEL`, in the same search_path as the pool's), and on ``legacy``,
+    the channel named after the URL that earlier versions notify; a notification on
+    either only wakes the waiters, who re-read.
 
     A connection that goes silent (a partition, a NAT box that forgot it) would
     never say so: it is pinged after every ``listener_ping`` seconds and replaced if
     the answer takes as long again. Until a new one listens, waiters re-read every
     ``RECONNECT_INTERVAL`` seconds. It never holds the backend (see ``Status``).
     """
+    settings = {"application_name": _LISTENER_NAME}
+    if options.schema is not None:
+        settings["search_path"] = options.schema  # as the pool's connections
     while not status.closed:
         dropped = asyncio.Event()
         try:
@@ -60,7 +67,7 @@ async def listen(
                 asyncpg.connect,
                 dsn,
                 timeout=options.connect_timeout,
-                server_settings={"application_name": _LISTENER_NAME},
+                server_settings=settings,
             )
         except errors:
             await asyncio.sleep(RECONNECT_INTERVAL)
@@ -69,10 +76,19 @@ async def listen(
             tune_socket(connection, options.command_timeout)
             connection.add_termination_listener(_on_drop(dropped))
             with Watchdog(connection, options.command_timeout):
-                await connection.add_listener(channel, functools.partial(_notified, status, on))
+                channel = await connection.fetchval(LISTEN_CHANNEL)
+                if channel is not None:
+                    for name in (channel, legacy):
+                        await connection.add_listener(name, functools.partial(_notified, on))
+            if channel is None:  # no tables (dropped by hand?): waiters re-read meanwhile
+                logger.warning(
+                    "PostgreSQL: the LISTEN connection finds no pepperpy_events table; trying again"
+                )
+                await asyncio.sleep(RECONNECT_INTERVAL)
+                continue
             on.listener = connection
             on.connected = True
-            on.wake()  # anything committed while not listening is re-read now
+            on.notified()  # anything committed while not listening is re-read now
             await _watch(connection, dropped, options.listener_ping)
         except errors as exc:
             if not status.closed:

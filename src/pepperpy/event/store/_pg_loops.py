@@ -51,6 +51,7 @@ class OnLoop:
         "listener",
         "listening",
         "loop",
+        "missed",
         "openings",
         "pending",
         "pool",
@@ -69,6 +70,9 @@ class OnLoop:
         self.listening: asyncio.Task[None] | None = None
         self.changed: asyncio.Event | None = None
         self.connected = False
+        #: news came (a notification, a reconnect) while no ``wait`` waited on this loop:
+        #: a caller between its read and its wait may not have seen it
+        self.missed = False
         #: why the connections were cut off on close (``abort``), once they were
         self.aborted: str | None = None
         #: the timer that aborts a close taking too long
@@ -82,6 +86,14 @@ class OnLoop:
         if changed is not None:
             self.changed = None
             changed.set()
+
+    def notified(self) -> None:
+        """News came (see :attr:`missed`): wake every ``wait``, or remember that none
+        waited. Only a wake-up: a notification's payload is never taken as the head (a
+        channel earlier versions named may be shared by other stores)."""
+        if self.changed is None:
+            self.missed = True
+        self.wake()
 
     def stop(self, bound: float) -> None:
         """On close: wake the waiters, and the committer, which closes the connections.
@@ -165,7 +177,7 @@ class Status:
 
     def __init__(self) -> None:
         self.closed = False
-        #: next global position, as far as notifications told us
+        #: next global position, as read from the tables (the least it can be)
         self.head = 0
         #: some loop has used the store (it may hold connections there)
         self.used = False

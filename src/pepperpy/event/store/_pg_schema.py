@@ -26,8 +26,10 @@ from .base import (
 )
 
 __all__ = [
+    "CHANNEL_OF_TABLES",
     "COUNT_BY_MINUTE",
     "HEAD",
+    "LISTEN_CHANNEL",
     "READ_ALL",
     "READ_ALL_BACKWARDS",
     "READ_CATEGORIES",
@@ -142,6 +144,17 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+#: the NOTIFY channel of the store whose tables the session finds, as a SQL expression:
+#: named after the OID of its ``pepperpy_events`` table, not after the URL, so every URL
+#: reaching one store's tables (``?schema=``, ``?search_path=``, the role's search_path)
+#: shares it, and no other store's ever does (a channel is per database). At most 26
+#: bytes, well under PostgreSQL's 63. Writers also notify the channel named after the URL
+#: (``pepperpy_events`` or ``pepperpy_events_<schema>``), which earlier versions listen on
+CHANNEL_OF_TABLES = "'pepperpy_events:' || 'pepperpy_events'::regclass::oid"
+
+#: the listener's channel (see :data:`CHANNEL_OF_TABLES`); NULL when there are no tables
+LISTEN_CHANNEL = "SELECT 'pepperpy_events:' || to_regclass('pepperpy_events')::oid"
+
 # Everything after the group's stream checks, in one round trip: take positions from the
 # head row (its lock is held until commit), insert, move the streams on, notify on commit.
 _WRITE = f"""
@@ -162,7 +175,9 @@ WITH head AS (
     FROM unnest($12::text[], $13::bigint[]) AS m(name, next_position)
     WHERE s.name = m.name
 )
-SELECT head.first, pg_notify($14, (head.first + $1)::text) FROM head
+SELECT head.first, pg_notify({CHANNEL_OF_TABLES}, (head.first + $1)::text),
+       pg_notify($14, (head.first + $1)::text)
+FROM head
 """
 
 
@@ -314,8 +329,9 @@ WHERE e.position >= s.first_visible
 async def write_group(
     channel: str, appends: list[PendingAppend | MultiAppend], connection: Any
 ) -> list[Any]:
-    """Write ``appends`` in ``connection``'s transaction, which notifies ``channel`` on
-    commit: each append's outcome, in order, decided by :func:`~.base.plan_group` (a
+    """Write ``appends`` in ``connection``'s transaction, which notifies on commit (the
+    tables' channel, :data:`CHANNEL_OF_TABLES`, and ``channel``, named after the URL):
+    each append's outcome, in order, decided by :func:`~.base.plan_group` (a
     :class:`~.base.MultiAppend`'s, a list of results).
 
     Every stream of the group is locked in one statement, in name order, whichever

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._pg_schema import COLUMNS, HEAD, READ_ALL
+from ._pg_schema import CHANNEL_OF_TABLES, COLUMNS, HEAD, READ_ALL
 from .base import Row, StoredRow, check_stored
 
 __all__ = ["read_stored", "write_stored"]
@@ -50,11 +50,11 @@ UPDATE pepperpy_streams SET deleted = (next_position <= first_visible AND first_
 WHERE name = any($1::text[])
 """
 
-_MOVE_HEAD = """
+_MOVE_HEAD = f"""
 WITH moved AS (
     UPDATE pepperpy_head SET next_position = greatest(next_position, $1) RETURNING 1
 )
-SELECT pg_notify($2, $1::text) FROM moved
+SELECT pg_notify({CHANNEL_OF_TABLES}, $1::text), pg_notify($2, $1::text) FROM moved
 """
 
 

@@ -146,7 +146,9 @@ class PostgresBackend(StoreBackend):
         self.url = url
         self._dsn, self.options = parse_options(url)
         self.schema = self.options.schema
-        #: the NOTIFY channel: one per schema, so stores in other schemas do not wake us
+        #: the NOTIFY channel earlier versions named after the URL (``?schema=``), which
+        #: writers still notify and the listener still hears, beside the tables' own
+        #: (``_pg_schema.CHANNEL_OF_TABLES``); only ever a wake-up (see ``wait``)
         self.channel = CHANNEL if self.schema is None else f"{CHANNEL}_{self.schema}"
         #: connections, tasks and waiters of each loop using the store (see ``OnLoop``)
         self._loops: LoopShares[OnLoop] = LoopShares(OnLoop)
@@ -527,9 +529,26 @@ class PostgresBackend(StoreBackend):
     # -- live wake-ups ----------------------------------------------------------------
 
     async def wait(self, position: int) -> None:
+        """Return once an event at ``position`` or later may exist.
+
+        A notification only wakes the waiters, who re-read: its payload is never taken
+        as the head, since a channel named after the URL may be another store's too.
+        One that came while nobody waited (the caller was reading) is not lost: the
+        head is then read from the tables, and the caller returns at once if it moved
+        past ``position``; other waiters that came meanwhile are woken to re-read.
+        """
         if self._closed or self._status.head > position:
             return
         on = self._here()
+        if on.missed:
+            on.missed = False
+            before = self._status.head
+            last = await self.head()
+            self._status.head = max(self._status.head, 0 if last is None else last + 1)
+            if self._status.head > before:
+                on.wake()
+            if self._status.head > position:
+                return
         if on.listening is not None and on.listening.done():
             listener_ended(on.listening)  # a bug, not an outage: say so, start anew
             on.listening = None
