@@ -38,7 +38,7 @@ from .base import (
     plan_group,
 )
 
-__all__ = ["INDEX_EVERY", "LogWriter", "insert_rows"]
+__all__ = ["INDEX_EVERY", "LogWriter", "TransactionLost", "insert_rows"]
 
 #: most stream states the writer keeps between transactions
 MAX_CACHED_STREAMS = 65_536
@@ -74,6 +74,18 @@ def insert_rows(connection: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> 
         connection.executemany(INSERT_PLAIN, plain)
     if full:
         connection.executemany(INSERT, full)
+
+
+class TransactionLost(Exception):
+    """SQLite rolled back the whole transaction of a group (``error``: a full disk, an I/O
+    error met in the middle of a statement), so no savepoint is left to roll back to.
+
+    Raised out of the group's transaction for the writer, which writes the group's jobs
+    again, each in a transaction of its own, so that only the culprit fails."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class LogWriter:
@@ -237,13 +249,20 @@ class LogWriter:
         ``ConcurrencyError`` never touches the others. Should the write itself fail, the
         run is rolled back to its savepoint and each append retried alone, so only the
         culprit fails: its outcome is the error as raised (a ``sqlite3`` error is named,
-        with the file and its cause, by the writer, which knows the file).
+        with the file and its cause, by the writer, which knows the file). An error that
+        made SQLite roll back the whole transaction (a full disk or an I/O error met in
+        the middle of a statement) leaves no savepoint to go back to: it is raised as
+        :class:`TransactionLost`, for the writer to retry the group's jobs one by one.
         """
         head = self.head
         connection.execute("SAVEPOINT run")
         try:
             outcomes = self.write_appends(connection, appends)
         except Exception as exc:
+            if not connection.in_transaction:  # SQLite rolled back the whole transaction
+                self.head = head
+                self.forget()
+                raise TransactionLost(exc) from exc
             connection.execute("ROLLBACK TO run")
             connection.execute("RELEASE run")
             self.head = head

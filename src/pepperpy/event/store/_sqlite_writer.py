@@ -27,7 +27,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from .._errors import ClosedError
 from .._sqlite import write_transaction
-from ._sqlite_log import LogWriter
+from ._sqlite_log import LogWriter, TransactionLost
 from ._sqlite_schema import (
     BUSY_TIMEOUT,
     NOTHING_WRITTEN,
@@ -250,8 +250,7 @@ class Writer(threading.Thread):
                         connection = None
                     if connection is None:
                         connection = self._open()
-                    outcomes = self._commit_group(connection, group)
-                committed: int | None = self.log.head
+                    outcomes, committed = self._commit_group(connection, group)
             except BaseException as exc:  # the whole group failed (BEGIN or COMMIT)
                 self._answer_previous()
                 self.log.forget()
@@ -417,7 +416,11 @@ class Writer(threading.Thread):
             group.extend(more)
         return group, False
 
-    def _commit_group(self, connection: sqlite3.Connection, group: list[_Job]) -> list[Any]:
+    def _commit_group(
+        self, connection: sqlite3.Connection, group: list[_Job]
+    ) -> tuple[list[Any], int | None]:
+        """Write and commit a group: its outcomes, and the head its commit reached (None:
+        nothing committed)."""
         appends = [job.append for job in group if job.append is not None]
         if len(appends) == len(group):
             # the usual group, appends only: no savepoint; should the write fail, the
@@ -444,8 +447,42 @@ class Writer(threading.Thread):
                     assert again.__cause__ is not None
                     raise again.__cause__ from None
             else:
-                return outcomes
-        return self._commit_carefully(connection, group)
+                return outcomes, self.log.head
+        try:
+            return self._commit_carefully(connection, group), self.log.head
+        except TransactionLost as lost:
+            self.log.forget()
+            if len(group) == 1:
+                raise lost.error from None  # the real cause (SQLITE_FULL, SQLITE_IOERR_...)
+            return self._commit_one_by_one(connection, group)
+
+    def _commit_one_by_one(
+        self, connection: sqlite3.Connection, group: list[_Job]
+    ) -> tuple[list[Any], int | None]:
+        """Commit each job of a group in a transaction of its own, after SQLite rolled
+        back the whole group's (a full disk, an I/O error met in the middle of a
+        statement: nothing of the group was written, and no savepoint was left to retry
+        each job in). The job that meets the error again fails with it, the others are
+        written. Should a transaction fail at ``BEGIN`` or ``COMMIT`` (not a job's own
+        doing: the lock, a disk that filled up meanwhile), that job and the rest of the
+        group fail with that error, nothing of theirs written.
+        """
+        outcomes: list[Any] = []
+        committed: int | None = None
+        for index, job in enumerate(group):
+            try:
+                outcomes.extend(self._commit_carefully(connection, [job]))
+            except TransactionLost as lost:
+                self.log.forget()
+                outcomes.append(self._failure(lost.error))
+                continue
+            except BaseException as exc:
+                self.log.forget()
+                failure = self._failure(exc)
+                outcomes.extend([failure] * (len(group) - index))
+                break
+            committed = self.log.head
+        return outcomes, committed
 
     def _before_commit(self) -> None:
         """The last of a group's transaction: refuse to commit to a file removed or
@@ -503,6 +540,10 @@ class Writer(threading.Thread):
         try:
             result = job.work(connection)
         except BaseException as exc:
+            if not connection.in_transaction and isinstance(exc, Exception):
+                # SQLite rolled back the whole transaction: no savepoint left (see
+                # ``LogWriter.append_run``)
+                raise TransactionLost(exc) from exc
             connection.execute("ROLLBACK TO job")
             connection.execute("RELEASE job")
             return self._failure(exc)
