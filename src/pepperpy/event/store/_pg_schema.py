@@ -14,6 +14,7 @@ import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
+from .._errors import StoreError
 from ._pg_connect import Progress, in_transaction
 from ._time_blocks import BLOCK
 from .base import (
@@ -410,7 +411,8 @@ async def migrate(connection: Any, schema: str | None) -> None:
     at the end; if anything fails, it is not: the caller cuts the connection off, and
     the lock goes with the session (an unlock on a lost connection would only fail in
     turn and hide why). A migration commits with the row recording it, so running this
-    again after a failure is safe.
+    again after a failure is safe. A schema version newer than this library's is refused
+    (:class:`StoreError`, ``written`` False), and the store left as it is.
     """
     await connection.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
     if schema is not None:
@@ -422,12 +424,28 @@ async def migrate(connection: Any, schema: str | None) -> None:
     current = await connection.fetchval(
         "SELECT coalesce(max(version), 0) FROM pepperpy_schema_version"
     )
+    if current > len(_MIGRATIONS):
+        raise _newer(current, schema)
     for number, script in enumerate(_MIGRATIONS[current:], start=current + 1):
         # not ``async with connection.transaction()``: on a lost connection its ROLLBACK
         # fails, and that error would replace the one that says what happened
         migration = functools.partial(_apply_migration, number, script)
         await in_transaction(connection, Progress(connection), migration)
     await connection.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
+
+
+def _newer(version: int, schema: str | None) -> StoreError:
+    """The refusal of a store whose schema a newer pepperpy-event made: this one would
+    write through tables it does not know (a rolled-back deployment, an old worker next
+    to an upgraded one)."""
+    where = "" if schema is None else f" (schema {schema!r})"
+    error = StoreError(
+        f"PostgreSQL: the store{where} has schema version {version}, newer than this "
+        f"pepperpy-event knows ({len(_MIGRATIONS)}): upgrade pepperpy-event to use it; "
+        "it was left as it is"
+    )
+    error.written = False
+    return error
 
 
 async def _apply_migration(number: int, script: str, connection: Any) -> None:
