@@ -562,7 +562,7 @@ class _Turns:
     async def acquire(self) -> Any:
         store = self._store
         on = store._loops.here()
-        await on.lock.acquire()
+        await _take_turn(on.lock, store.options.connect_timeout)
         try:
             if on.connection is not None and on.connection.is_closed():
                 on.forget(on.connection)
@@ -591,6 +591,24 @@ class _Turns:
 
     async def renew(self, timed_out: bool) -> None:
         """Nothing to do: the next attempt opens a new connection."""
+
+
+async def _take_turn(lock: asyncio.Lock, bound: float) -> None:
+    """Wait for ``lock`` (the loop's one connection) at most ``bound`` seconds
+    (``connect_timeout``), as the event store waits for a pooled connection: a call's
+    first attempt then ends within about ``connect_timeout + command_timeout`` however
+    many callers take turns before it (each used to wait for all of them)."""
+    try:
+        async with asyncio.timeout(bound):
+            await lock.acquire()
+    except TimeoutError:
+        error = StoreError(
+            f"PostgreSQL checkpoint store failed: its connection did not become free within "
+            f"{bound:g} s (connect_timeout): the calls on one event loop take turns on one "
+            "connection, and those before this one held it"
+        )
+        error.written = False
+        raise error from None
 
 
 class _Openings:

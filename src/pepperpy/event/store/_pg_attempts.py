@@ -44,7 +44,9 @@ class Lender(Protocol):
     """
 
     async def acquire(self) -> Any:
-        """A connection for one attempt; raises the store's own error if there is none."""
+        """A connection for one attempt; raises the store's own error if there is none.
+
+        Bounded by the store (``connect_timeout``), waiting for a busy connection too."""
 
     async def release(self, connection: Any, watchdog: Watchdog) -> None:
         """The attempt is over and ``connection`` still works: give it back (bounded by
@@ -216,8 +218,12 @@ class Attempts:
         of released, so the cancellation takes effect at once: asyncpg would wait for a
         cancel request first, made on a new connection to a server that may be silent.
         """
+        clock = asyncio.get_running_loop().time
+        waited = 0.0  # for connections, over both attempts
         for retry in (False, True):
+            asked = clock()
             connection = await lender.acquire()
+            waited += clock() - asked
             progress = Progress(connection)
             watchdog = Watchdog(connection, self.options.command_timeout)
             timed_out = lost = False
@@ -242,9 +248,12 @@ class Attempts:
                     return result
             if lost:
                 lender.discard(connection)
+            reason = self.reason(error, timed_out=timed_out)
+            if timed_out and waited >= 1.0:  # the call took longer than the bound it names
+                reason += f", after the call waited {waited:.1f} s for a free connection"
             failed = Failed(
                 error,
-                self.reason(error, timed_out=timed_out),
+                reason,
                 lost=lost,
                 timed_out=timed_out,
                 unknown=lost and progress.committing,

@@ -31,7 +31,7 @@ from ._pg_connect import (
     tune,
 )
 from ._pg_loops import OnLoop, Status
-from ._pg_options import PostgresOptions
+from ._pg_options import PostgresOptions, connect_timed_out
 from ._pg_schema import migrate
 
 __all__ = ["UNKNOWN", "Pools"]
@@ -150,7 +150,7 @@ class Pools:
         pool = await self._pool(on)
         return await self._attempts.run(
             work,
-            _Loans(self, pool, refused),
+            _Loans(self, pool, refused, waits=True),
             what=f"PostgreSQL {what}",
             failure=failure,
             unsent="no COMMIT was sent",
@@ -273,9 +273,15 @@ class _Loans:
 
     ``refused`` is the error when no connection can be had: a failure of the work's
     own (a :meth:`Pools.run`), or that the server cannot be reached (the first one).
+
+    Getting a connection, a free one or a new one, takes at most ``connect_timeout``
+    seconds, so a call's first attempt ends within about ``connect_timeout +
+    command_timeout`` however many callers wait for the pool's connections (each used to
+    wait for all those before it). ``waits``: callers may queue for a busy pool (a
+    :meth:`Pools.run`), and the error of one that waited too long says so.
     """
 
-    __slots__ = ("_errors", "_pool", "_pools", "_refused")
+    __slots__ = ("_errors", "_pool", "_pools", "_refused", "_waits")
 
     def __init__(
         self,
@@ -283,15 +289,27 @@ class _Loans:
         pool: Any,
         refused: Callable[[Exception], BaseException],
         errors: tuple[type[Exception], ...] | None = None,
+        *,
+        waits: bool = False,
     ) -> None:
         self._pools = pools
         self._pool = pool
         self._refused = refused
         self._errors = pools.errors if errors is None else errors
+        self._waits = waits
 
     async def acquire(self) -> Any:
+        # asyncio.timeout, not acquire(timeout=...): asyncpg would bound the release's
+        # reset by the same number, which the watchdog bounds already
+        bound = self._pools.options.connect_timeout
         try:
-            return await self._pool.acquire()
+            async with asyncio.timeout(bound):
+                return await self._pool.acquire()
+        except TimeoutError as exc:
+            if not self._waits:
+                raise self._refused(exc) from exc  # connecting timed out
+            busy = _busy(self._pool, self._pools.options)
+            raise self._refused(TimeoutError(busy)) from exc
         except self._errors as exc:
             raise self._refused(exc) from exc
 
@@ -304,6 +322,21 @@ class _Loans:
     async def renew(self, timed_out: bool) -> None:
         if not timed_out:  # a drop: the server may have dropped the others too
             await self._pool.expire_connections()
+
+
+def _busy(pool: Any, options: PostgresOptions) -> str:
+    """What to say when no pooled connection could be had within ``connect_timeout``:
+    all of them were busy, or the ones being opened did not open in time."""
+    connected = pool.get_size()
+    if connected >= _POOL_SIZE:
+        return (
+            f"no pooled connection became free within {options.connect_timeout:g} s "
+            f"(connect_timeout): all {_POOL_SIZE} connections of the pool were busy"
+        )
+    said = connect_timed_out(options)
+    if connected:
+        said += f" (the {connected} other connections open were busy)"
+    return said
 
 
 def _read_open(ready: asyncio.Future[Any]) -> None:
