@@ -147,7 +147,7 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
                         db, self._db = self._db, None
                         db.close()
                     connection = self._connect()
-                    self._check_file(connection)
+                    self._check_file(writes)
                     _checking.file = self._check_file
                     try:
                         result = work(connection, *args)
@@ -171,9 +171,10 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
 
         return await asyncio.to_thread(locked)
 
-    def _check_file(self, connection: sqlite3.Connection) -> None:
-        """Refuse to go on with a file removed or replaced since it was opened."""
-        check_file(str(self.path.absolute()), self._identity)
+    def _check_file(self, write: bool = True) -> None:
+        """Refuse to go on with a file removed or replaced since it was opened (a
+        ``write`` refused that way wrote nothing: ``written=False``)."""
+        check_file(str(self.path.absolute()), self._identity, write=write)
 
     def _let_go_if_moved(self) -> None:
         """Under the lock, outside a transaction: if the file was removed or replaced,
@@ -301,12 +302,12 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
 _checking = threading.local()
 
 
-def _before_commit(connection: sqlite3.Connection) -> None:
+def _before_commit() -> None:
     """Inside a write transaction, last: refuse to commit to a file removed or replaced
     (raising rolls the transaction back)."""
     check = getattr(_checking, "file", None)
     if check is not None:
-        check(connection)
+        check()
 
 
 def _let_go(connection: sqlite3.Connection) -> None:
@@ -411,7 +412,7 @@ def _sqlite_save(
             "revision = excluded.revision",
             (name, position, state, now, written),
         )
-        _before_commit(connection)
+        _before_commit()
     return actual, True
 
 
@@ -425,7 +426,7 @@ def _sqlite_delete_within(
     with _theirs_at_commit(True), write_transaction(connection):
         deleted = _sqlite_delete(connection, name)
         work(connection)
-        _before_commit(connection)
+        _before_commit()
     return deleted
 
 

@@ -404,19 +404,24 @@ def file_identity(path: str) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-def check_file(path: str, identity: tuple[int, int] | None) -> None:
+def check_file(path: str, identity: tuple[int, int] | None, *, write: bool = False) -> None:
     """Raise :class:`StoreError` if ``path`` is no longer the file opened as ``identity``.
 
     A connection keeps writing to the file it opened even after that file is deleted
     or replaced (a restore renamed over it): commits would go to an inode nobody can
-    open any more, and be lost.
+    open any more, and be lost. ``write``: the check of a write, refused before its
+    ``COMMIT`` (its transaction is rolled back), so the error says nothing of it was
+    written (``written=False``).
     """
     if identity is not None and file_identity(path) != identity:
-        raise StoreError(
+        refused = StoreError(
             f"SQLite: {path!r} was removed or replaced since the store opened it; "
             "nothing more is written to (or read from) the old file: close the store "
-            "and open it again"
+            "and open it again" + ("; nothing of this call was written" if write else "")
         )
+        if write:
+            refused.written = False
+        raise refused
 
 
 #: how every SQLite database file starts

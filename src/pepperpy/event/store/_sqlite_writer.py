@@ -488,7 +488,7 @@ class Writer(threading.Thread):
         """The last of a group's transaction: refuse to commit to a file removed or
         replaced (raising rolls the transaction back), then answer the previous group,
         whose callers go on while this COMMIT waits for the disk."""
-        check_file(self.file, self.identity)
+        check_file(self.file, self.identity, write=True)
         self._answer_previous()
 
     def _commit_carefully(self, connection: sqlite3.Connection, group: list[_Job]) -> list[Any]:

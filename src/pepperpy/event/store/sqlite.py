@@ -104,6 +104,20 @@ def _nothing(connection: sqlite3.Connection) -> None:
     """The writer's first job: it opens (and migrates) the file, then does nothing."""
 
 
+def _unwritten(error: StoreError) -> StoreError:
+    """The failure to open (or migrate) the file, said to a write that waited for it:
+    nothing of that call was written (``written=False``); SQLite's error (the lock held
+    by another process, a full disk) says so in words too, a refusal of the file ("left
+    as it is") already does. The error itself is shared by every caller that waited,
+    reads included, and is left as it is."""
+    if error.written is not None or type(error) is not StoreError:
+        return error
+    said = isinstance(error.__cause__, sqlite3.Error)
+    unwritten = StoreError(f"{error}; nothing of this call was written" if said else str(error))
+    unwritten.written = False
+    return unwritten
+
+
 class SQLiteBackend(StoreBackend):
     """Events in one SQLite file: WAL, ``synchronous=FULL`` and group commit.
 
@@ -223,7 +237,13 @@ class SQLiteBackend(StoreBackend):
                 "deletes and snapshots are refused; open it without "
                 f"{self._mode()} to write"
             )
-        writer = self._held.writer if self._open else await self._opened()
+        if self._open:
+            writer = self._held.writer
+        else:
+            try:
+                writer = await self._opened()
+            except StoreError as exc:
+                raise _unwritten(exc) from exc.__cause__
         if self._closed or writer is None:
             raise ClosedError("the event store is closed")
         return await writer.submit(work, append, changes)
