@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from ._checkpoint_base import Checkpoint, CheckpointStore, MemoryCheckpointStore
 from ._checkpoints_pg import PostgresCheckpointStore, opened_by
-from ._checkpoints_sqlite import SQLiteCheckpointStore, sqlite_path
+from ._checkpoints_sqlite import SQLiteCheckpointStore, of_url, sqlite_path
 from ._errors import ConfigurationError
 from ._redact import redact_url
 from .store.sqlite import parse_access
@@ -55,13 +55,7 @@ def open_checkpoint_store(url: str | None) -> CheckpointStore:
         return MemoryCheckpointStore()
     scheme = url.partition("://")[0].lower()
     if scheme == "sqlite":
-        options, access = parse_sqlite_url(url), parse_access(url)
-        return SQLiteCheckpointStore(
-            options.path,
-            create=options.create,
-            read_only=access.read_only,
-            immutable=access.immutable,
-        )
+        return of_url(parse_sqlite_url(url), parse_access(url))
     if scheme in ("postgresql", "postgres"):
         return PostgresCheckpointStore(url)
     raise ConfigurationError(

@@ -25,6 +25,7 @@ from ._checkpoint_base import (
 from ._errors import StoreError
 from ._sqlite import OneConnection, open_read_only, open_wal, track_forks, write_transaction
 from .store._sqlite_schema import (
+    BUSY_TIMEOUT,
     NOTHING_WRITTEN,
     check_event_store,
     check_file,
@@ -33,9 +34,10 @@ from .store._sqlite_schema import (
     read_only_file,
     wal_size,
 )
+from .store._sqlite_url import SQLiteAccess, SQLiteURL
 from .store.sqlite import parse_url as parse_sqlite_url
 
-__all__ = ["SQLiteCheckpointStore", "sqlite_path"]
+__all__ = ["SQLiteCheckpointStore", "of_url", "sqlite_path"]
 
 
 def sqlite_path(url: str) -> Path:
@@ -45,6 +47,21 @@ def sqlite_path(url: str) -> Path:
     URL the store refuses is refused here too).
     """
     return Path(parse_sqlite_url(url).path)
+
+
+def of_url(options: SQLiteURL, access: SQLiteAccess) -> SQLiteCheckpointStore:
+    """The checkpoint store of an event store URL's file, with its options: ``create``,
+    ``mode=ro``, ``immutable=1``, and ``busy_timeout`` and ``synchronous`` as the event
+    store of that URL takes them (default 10 seconds, ``FULL``)."""
+    store = SQLiteCheckpointStore(
+        options.path,
+        create=options.create,
+        read_only=access.read_only,
+        immutable=access.immutable,
+    )
+    store._busy_timeout = options.busy_timeout
+    store._synchronous = options.synchronous
+    return store
 
 
 class SQLiteCheckpointStore(OneConnection, CheckpointStore):
@@ -67,6 +84,11 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
     until one succeeds: SQLite opened it read-only, and it would stay so after the file
     became writable.
 
+    A write waits up to 10 seconds for another connection's lock, as the event store's
+    do; one opened from a store URL (:func:`of_url`, which
+    :func:`~pepperpy.event._checkpoints.open_checkpoint_store` uses) takes the URL's
+    ``busy_timeout`` and ``synchronous``, as the event store of that URL does.
+
     Like the event store, it keeps the file it opened: should the path be deleted or
     another file be renamed over it (a restore), every call raises :class:`StoreError`
     ("removed or replaced") instead of going on with the old file, and the old file's
@@ -86,6 +108,10 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         self.create = create
         self.read_only = read_only or immutable
         self.immutable = immutable
+        #: how long a call waits for another connection's lock (seconds), and the
+        #: connection's ``PRAGMA synchronous``: a store URL's (see :func:`of_url`)
+        self._busy_timeout = BUSY_TIMEOUT
+        self._synchronous = "FULL"
         self._db: sqlite3.Connection | None = None
         #: a write found the file read-only: each write opens the connection again,
         #: until one succeeds
@@ -104,14 +130,19 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
                     f"checkpoint store {str(self.path.absolute())!r} has a non-empty "
                     "write-ahead log, which immutable=1 would not read: open it with mode=ro"
                 )
-            check_event_store(str(self.path), immutable=self.immutable)
-            self._db = open_read_only(self.path, timeout=30.0, immutable=self.immutable)
+            check_event_store(
+                str(self.path), busy_timeout=self._busy_timeout, immutable=self.immutable
+            )
+            self._db = open_read_only(
+                self.path, timeout=self._busy_timeout, immutable=self.immutable
+            )
         if self._db is None:
             if not self.create:
-                check_event_store(str(self.path))
+                check_event_store(str(self.path), busy_timeout=self._busy_timeout)
             self._db = open_wal(
                 self.path,
-                timeout=30.0,
+                synchronous=self._synchronous,
+                timeout=self._busy_timeout,
                 schema=f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
                 "position INTEGER NOT NULL, state TEXT, updated_at TEXT NOT NULL, "
                 "revision TEXT)",
