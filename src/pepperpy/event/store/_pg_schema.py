@@ -403,8 +403,19 @@ async def schema_change(connection: Any, schema: str | None) -> AsyncIterator[No
     await transaction.commit()
 
 
+#: whether the version table is there (in the session's search_path), read without DDL
+_HAS_VERSIONS = "SELECT to_regclass('pepperpy_schema_version') IS NOT NULL"
+_VERSION = "SELECT coalesce(max(version), 0) FROM pepperpy_schema_version"
+
+
 async def migrate(connection: Any, schema: str | None) -> None:
     """Create or upgrade the schema; concurrent starters queue on :data:`SCHEMA_LOCK`.
+
+    The version is read first, without DDL or lock: a store already up to date costs
+    two reads, and a role without CREATE rights (DML only, the DDL run by the owner)
+    can use it, where PostgreSQL checks the privilege of a ``CREATE ... IF NOT EXISTS``
+    before it checks whether the object exists. Only when something is missing or
+    behind is the lock taken, and the version read again under it.
 
     A session lock, not :func:`schema_change`'s: each migration is a transaction of its
     own, and the version check before them must not race either. The lock is released
@@ -414,6 +425,12 @@ async def migrate(connection: Any, schema: str | None) -> None:
     again after a failure is safe. A schema version newer than this library's is refused
     (:class:`StoreError`, ``written`` False), and the store left as it is.
     """
+    if await connection.fetchval(_HAS_VERSIONS):
+        current = await connection.fetchval(_VERSION)
+        if current > len(_MIGRATIONS):
+            raise _newer(current, schema)
+        if current == len(_MIGRATIONS):
+            return
     await connection.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
     if schema is not None:
         await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
@@ -421,9 +438,7 @@ async def migrate(connection: Any, schema: str | None) -> None:
         "CREATE TABLE IF NOT EXISTS pepperpy_schema_version ("
         "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
     )
-    current = await connection.fetchval(
-        "SELECT coalesce(max(version), 0) FROM pepperpy_schema_version"
-    )
+    current = await connection.fetchval(_VERSION)
     if current > len(_MIGRATIONS):
         raise _newer(current, schema)
     for number, script in enumerate(_MIGRATIONS[current:], start=current + 1):
