@@ -24,7 +24,7 @@ from ._pg_connect import Progress, Watchdog, connection_lost
 from ._pg_options import SECONDS, PostgresOptions, explain
 from .base import redact_url
 
-__all__ = ["Attempts", "Failed", "Lender"]
+__all__ = ["Attempts", "Failed", "Lender", "SetupWatchdog"]
 
 T = TypeVar("T")
 
@@ -118,6 +118,36 @@ def _refused_by_server(error: BaseException) -> bool:
     """
     severity = getattr(error, "severity_en", None) or getattr(error, "severity", None)
     return severity == "ERROR" and bool(getattr(error, "sqlstate", None))
+
+
+class SetupWatchdog(Watchdog):
+    """A setup's :class:`Watchdog`, whose bound the setup may lift for work that takes
+    as long as it takes (a schema migration building an index over the whole log).
+
+    ``doing`` says what that work is while the bound is lifted; a failure meanwhile is
+    worded with it.
+    """
+
+    __slots__ = ("doing",)
+
+    def __init__(self, connection: Any, seconds: float) -> None:
+        super().__init__(connection, seconds)
+        #: the work under way with the bound lifted, in words (None: bounded)
+        self.doing: str | None = None
+
+    def lift(self, doing: str) -> None:
+        """No bound from now on, while ``doing`` runs: a connection that died is still
+        noticed (TCP keepalive, ``TCP_USER_TIMEOUT``), a slow server is waited for."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self.doing = doing
+
+    def restore(self) -> None:
+        """``seconds`` from now on, as when the setup started."""
+        self.doing = None
+        if self._handle is None and not self.fired:
+            self._handle = asyncio.get_running_loop().call_later(self.seconds, self._fire)
 
 
 class Attempts:
@@ -274,9 +304,14 @@ class Attempts:
         *,
         what: str,
         failure: Callable[[str], BaseException],
+        watch: Callable[[Any, SetupWatchdog], Any] | None = None,
     ) -> Any:
         """Run ``setup(connection)`` on a connection of ``lender``, bounded, and return
         that connection, given back to ``lender`` (released).
+
+        ``watch(connection, watchdog)``, if given, is what ``setup`` gets instead of the
+        connection (one that may lift the bound for long work: see
+        :class:`SetupWatchdog`); a failure during such work says what it was.
 
         If the connection breaks, or stays silent past ``command_timeout``, during the
         setup (a restart, a failover, an admin's ``pg_terminate_backend``), the setup is
@@ -288,10 +323,11 @@ class Attempts:
         """
         for retry in (False, True):
             connection = await lender.acquire()
-            watchdog = Watchdog(connection, self.options.command_timeout)
+            watchdog = SetupWatchdog(connection, self.options.command_timeout)
+            given = connection if watch is None else watch(connection, watchdog)
             try:
                 with watchdog:
-                    await setup(connection)
+                    await setup(given)
                     await lender.release(connection, watchdog)
                 return connection
             except self.errors as exc:
@@ -300,6 +336,8 @@ class Attempts:
                 reason = self.reason(exc, timed_out=watchdog.fired)
                 if lost:  # asyncpg's own words may be about what failed after the loss
                     reason = f"the connection was lost ({reason})"
+                if watchdog.doing is not None:
+                    reason += f", during {watchdog.doing}"
                 if retry or not (lost or watchdog.fired):
                     raise _nothing_written(failure(reason)) from exc
                 self._logger.warning("%s: %s; trying once more on a new connection", what, reason)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from .._cancel import cancelling
 from .._errors import ClosedError, ConfigurationError, StoreError
-from ._pg_attempts import Attempts, Failed
+from ._pg_attempts import Attempts, Failed, SetupWatchdog
 from ._pg_connect import (
     Progress,
     Watchdog,
@@ -32,7 +32,7 @@ from ._pg_connect import (
 )
 from ._pg_loops import OnLoop, Status
 from ._pg_options import PostgresOptions, connect_timed_out
-from ._pg_schema import migrate
+from ._pg_schema import _MIGRATIONS, SCHEMA_LOCK, migrate
 
 __all__ = ["UNKNOWN", "Pools"]
 
@@ -220,6 +220,9 @@ class Pools:
         done once more on a new connection (:meth:`Attempts.set_up`). That is always
         safe: each migration commits with the row recording it, so one that did commit
         is skipped the second time.
+
+        A migration's own statements, and the wait for the schema lock while another
+        process migrates, are not bounded by ``command_timeout`` (see :class:`_Migrating`).
         """
         pool = await self._connect(on)
         try:
@@ -228,6 +231,7 @@ class Pools:
                 _Loans(self, pool, self._cannot_connect, self._attempts.connect_errors),
                 what="PostgreSQL schema setup",
                 failure=lambda reason: StoreError(f"PostgreSQL schema setup failed: {reason}"),
+                watch=_Migrating,
             )
         except BaseException:
             pool.terminate()  # nothing worth a goodbye, and the server may not answer
@@ -322,6 +326,51 @@ class _Loans:
     async def renew(self, timed_out: bool) -> None:
         if not timed_out:  # a drop: the server may have dropped the others too
             await self._pool.expire_connections()
+
+
+#: each migration's script, and its number
+_NUMBERS = {script: number for number, script in enumerate(_MIGRATIONS, start=1)}
+
+
+class _Migrating:
+    """The schema setup's connection (:func:`~._pg_schema.migrate` gets it), which lifts
+    the setup's ``command_timeout`` bound while a migration's script runs, and while the
+    setup waits for the schema lock another process holds as it migrates.
+
+    ``command_timeout`` is there to notice a silent network; a migration on a big store
+    (an index built over the whole log) may take far longer than one statement, and was
+    cut off, done again and cut off again, every time, with an error blaming a silent
+    server. A dead connection is still noticed meanwhile: TCP keepalive and
+    ``TCP_USER_TIMEOUT`` drop it. Each migration is logged at INFO as it starts and ends.
+    """
+
+    __slots__ = ("_connection", "_watchdog")
+
+    def __init__(self, connection: Any, watchdog: SetupWatchdog) -> None:
+        self._connection = connection
+        self._watchdog = watchdog
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    async def execute(self, query: str, *args: Any, **options: Any) -> Any:
+        number = _NUMBERS.get(query)
+        if number is not None:
+            doing = f"schema migration {number} of {len(_MIGRATIONS)}"
+        elif args == (SCHEMA_LOCK,) and "pg_advisory_lock(" in query:
+            doing = "the wait for the schema lock (another process may be migrating)"
+        else:
+            return await self._connection.execute(query, *args, **options)
+        if number is not None:
+            logger.info("PostgreSQL: %s started (it may take long on a big store)", doing)
+        started = asyncio.get_running_loop().time()
+        self._watchdog.lift(doing)
+        result = await self._connection.execute(query, *args, **options)
+        self._watchdog.restore()
+        if number is not None:
+            took = asyncio.get_running_loop().time() - started
+            logger.info("PostgreSQL: %s finished in %.1f s", doing, took)
+        return result
 
 
 def _busy(pool: Any, options: PostgresOptions) -> str:
