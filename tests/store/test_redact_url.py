@@ -32,6 +32,10 @@ from pepperpy.event.store.base import redact_url
         # raw @ and / in a password
         ("postgresql://app:s3@cret@db/e", "postgresql://app:***@db/e"),
         ("postgresql://app:s3/cret@db/e", "postgresql://app:***@db/e"),
+        # raw ? and # in a password (no parser takes them as one; shown in full before)
+        ("postgresql://app:p?hunter2xyz@db/e", "postgresql://app:***@db/e"),
+        ("postgresql://app:p#hunter2xyz@db/e?x=1", "postgresql://app:***@db/e?x=1"),
+        ("nats://tok?en@h:4222", "nats://***@h:4222"),
         (
             "postgresql://app:s3cret@h1:5432,h2:5433/e?password=s3cret#frag",
             "postgresql://app:***@h1:5432,h2:5433/e?password=***#frag",

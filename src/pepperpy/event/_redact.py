@@ -29,7 +29,8 @@ def redact_url(url: str) -> str:
     case and percent-encoding, as a driver decodes them); everything else is left exactly
     as given. The user part
     ends at the last ``@`` before the path (``/``), the query (``?``) or a fragment,
-    or, for a password holding a raw ``/``, at the last ``@`` before the query.
+    or, for a password holding a raw ``/``, at the last ``@`` before the query; for one
+    holding a raw ``?`` or ``#``, at the last ``@`` before the path.
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
@@ -37,6 +38,11 @@ def redact_url(url: str) -> str:
     head = rest.split("?", 1)[0].split("#", 1)[0]  # authority and path
     authority = head.split("/", 1)[0]
     end = authority.rfind("@") if "@" in authority else head.rfind("@")
+    if end < 0 and (":" in authority or scheme.lower() in _TOKEN_SCHEMES):
+        # a password holding a raw "?" or "#" (which no parser reads as the password):
+        # the user part may run to the last "@" before the path, query signs included
+        # (a query holding an "@" without a path is hidden too: never too little)
+        end = rest.split("/", 1)[0].rfind("@")
     if end >= 0 and ":" in rest[:end]:
         rest = rest[: rest.index(":")] + ":***" + rest[end:]
         end = rest.index("@")
