@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import os
 import queue
 import sqlite3
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
-from .._errors import ClosedError
+from .._errors import ClosedError, StoreError
 from .._sqlite import write_transaction
 from ._sqlite_log import LogWriter, TransactionLost
 from ._sqlite_schema import (
@@ -42,6 +43,8 @@ from ._sqlite_schema import (
 from .base import MultiAppend, PendingAppend, parts, settle
 
 __all__ = ["Writer"]
+
+logger = logging.getLogger("pepperpy.event.store")
 
 T = TypeVar("T")
 
@@ -158,6 +161,12 @@ class Writer(threading.Thread):
         self._batch_loop: asyncio.AbstractEventLoop | None = None
         self._stop_lock = threading.Lock()
         self._stopped = False
+        #: what every later job is refused with once the thread died of an unexpected
+        #: error (see ``_died``)
+        self.dead: StoreError | None = None
+        #: the jobs taken from the queue and neither committed nor answered yet: those
+        #: a death of the thread fails
+        self._taken: list[_Job] = []
         #: what we know of the log between transactions, and the appends it writes
         self.log = LogWriter()
         #: the group committed last, answered only once the next one is written
@@ -183,7 +192,7 @@ class Writer(threading.Thread):
                 if not self._stopped:
                     self.jobs.put([job])
                     return future
-            future.set_exception(ClosedError("the event store is closed"))
+            future.set_exception(self._refusal())
             return future
         batch = self._batch
         if batch is None:
@@ -201,9 +210,13 @@ class Writer(threading.Thread):
             if not self._stopped:
                 self.jobs.put(batch)
                 return
-        closed = ClosedError("the event store is closed")
+        closed = self._refusal()
         for job in batch:  # stopped meanwhile (from another thread): never leave one hanging
             settle(job.future, closed)
+
+    def _refusal(self) -> BaseException:
+        """What a job submitted after the stop (or the thread's death) is refused with."""
+        return ClosedError("the event store is closed") if self.dead is None else self.dead
 
     def stop(self) -> None:
         """Finish what is queued, then end; later jobs fail with ClosedError."""
@@ -218,6 +231,55 @@ class Writer(threading.Thread):
             self.jobs.put(None)
 
     def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:
+            self._died(exc)
+
+    def _died(self, error: BaseException) -> None:
+        """The thread met an unexpected error outside a commit (a ``MemoryError``, a
+        bug): answer the group committed last, fail the jobs taken and everything queued
+        with :class:`StoreError` (none of them was written), and refuse every later job
+        with it, rather than leave their callers waiting for ever. The store must be
+        closed and opened again (its next writer is a new thread).
+        """
+        dead = StoreError(
+            f"SQLite: {self.file!r}: the store's writer thread died of an unexpected error "
+            f"({type(error).__name__}: {error}); nothing of this call was written; close "
+            "the store and open it again"
+        )
+        dead.written = False
+        dead.__cause__ = error
+        with contextlib.suppress(BaseException):
+            logger.error("SQLite: %r: the writer thread died", self.file, exc_info=error)
+        with self._stop_lock:
+            self.dead = dead
+            self._stopped = True
+        try:
+            self._answer_previous()  # committed: their callers learn it
+        except BaseException:
+            pass
+        refused = list(self._taken)
+        while True:  # nothing is queued after _stopped was set
+            try:
+                late = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            refused.extend(late or ())
+        for job in refused:  # one by one: a loop that is gone does not stop the others
+            with contextlib.suppress(BaseException):
+                job.loop.call_soon_threadsafe(settle, job.future, dead)
+        if not self.opened.done():
+            self.opened.set_exception(dead)
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            with contextlib.suppress(BaseException), self._gate:
+                if connection.in_transaction:
+                    connection.rollback()
+                self._let_go(connection)
+                connection.close()
+
+    def _run(self) -> None:
         connection: sqlite3.Connection | None = None
         stopping = False
         last_size, last_commit = 1, 0.0
@@ -229,9 +291,11 @@ class Writer(threading.Thread):
                 first = self._next()
                 if first is None:
                     break
+                self._taken = first
                 group, stopping = self._gather(first, last_size, last_commit)
             group = _uncancelled(group)
             if not group:
+                self._taken = []
                 continue
             if self._unanswered is None:
                 if len(group) >= SPLIT_AT:
@@ -269,10 +333,12 @@ class Writer(threading.Thread):
                     group, carry = group + carry, []
                 # a failed group is answered at once: there is no commit to overlap
                 self._answer(group, [failure] * len(group), None)
+                self._taken = carry
                 last_size, last_commit = len(group), time.monotonic() - started
                 continue
-            last_size, last_commit = len(group), time.monotonic() - started
             self._unanswered = (group, outcomes, committed)
+            self._taken = carry
+            last_size, last_commit = len(group), time.monotonic() - started
         self._answer_previous()
         if connection is not None:
             with self._gate:
@@ -352,7 +418,7 @@ class Writer(threading.Thread):
 
     def _take(self, carry: list[_Job]) -> list[_Job]:
         """``carry`` and whatever else is queued (no waiting); a stop is queued again."""
-        group = list(carry)
+        group = self._taken = list(carry)
         while len(group) < MAX_GROUP:
             try:
                 more = self.jobs.get_nowait()
@@ -396,7 +462,7 @@ class Writer(threading.Thread):
         two. The wait is bounded by a fraction of the last commit's duration (the idea of
         PostgreSQL's ``commit_delay``), and a lone sequential caller never waits.
         """
-        group = list(first)
+        group = self._taken = list(first)
         if self._unanswered is not None:  # the stragglers may be the unanswered callers
             last_size = 0
         deadline = time.monotonic() + min(MAX_GATHER_WAIT, last_commit / 2)
