@@ -94,3 +94,20 @@ async def test_the_checkpoint_store_refuses_a_replaced_file_and_lets_go_of_its_l
         await reopened.close()
     async with EventStore(url) as store:
         assert [e.stream for e in await store.read_all(0)] == ["kept.1"] * 3
+
+
+async def test_the_old_file_moved_aside_gets_the_old_log_and_stays_whole(
+    tmp_path: pathlib.Path,
+) -> None:
+    path, backup, aside = tmp_path / "events.db", tmp_path / "backup.db", tmp_path / "aside.db"
+    await _backup_of_three(path, backup)
+    async with EventStore(f"sqlite:///{path}") as store:
+        for n in range(20):
+            await store.append("later.1", Event("t.x", {"n": n}))
+        path.replace(aside)  # the old file kept, under another name
+        backup.replace(path)
+    assert _integrity(aside) == [("ok",)]
+    async with EventStore(f"sqlite:///{aside}") as old:
+        assert [e.stream for e in await old.read_all(0)] == ["kept.1"] * 3 + ["later.1"] * 20
+    async with EventStore(f"sqlite:///{path}") as restored:
+        assert [e.stream for e in await restored.read_all(0)] == ["kept.1"] * 3
