@@ -431,10 +431,15 @@ class Writer(threading.Thread):
         return group
 
     def _answer_previous(self) -> None:
-        """Answer the group committed last, if not done yet (its commit is durable)."""
-        unanswered, self._unanswered = self._unanswered, None
+        """Answer the group committed last, if not done yet (its commit is durable).
+
+        Forgotten only once answered: should answering fail (the thread dying), ``_died``
+        answers it again (a future already resolved is left alone).
+        """
+        unanswered = self._unanswered
         if unanswered is not None:
             self._answer(*unanswered)
+            self._unanswered = None
 
     def _answer(self, group: list[_Job], outcomes: list[Any], committed: int | None) -> None:
         """Resolve the group's futures and report the commit: one wake-up per event loop."""
