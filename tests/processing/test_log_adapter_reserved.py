@@ -7,34 +7,13 @@ raising filter) is reported through the module's fallback logger (audit 20)."""
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from pepperpy.event import Event, EventProcessor, LogMiddleware
+from tests.processing.conftest import Capture
 
 FALLBACK = "pepperpy.event.middleware.observability"
-
-
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def captured() -> Iterator[tuple[logging.Logger, Capture]]:
-    logger = logging.getLogger(f"test.reserved.{uuid.uuid4().hex}")
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    capture = Capture()
-    logger.addHandler(capture)
-    yield logger, capture
-    logger.removeHandler(capture)
 
 
 def processor_with(log: LogMiddleware, runs: list[str], fail: bool = False) -> EventProcessor:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -23,29 +22,9 @@ from pepperpy.event import (
     TimeoutMiddleware,
     TraceMiddleware,
 )
+from tests.processing.conftest import Capture
 
 FIELDS = ("event_type", "event_id", "outcome", "duration_ms")
-
-
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def captured() -> Iterator[tuple[logging.Logger, Capture]]:
-    """A logger of its own (unique name) and what it logged."""
-    logger = logging.getLogger(f"test.outcomes.{uuid.uuid4().hex}")
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    capture = Capture()
-    logger.addHandler(capture)
-    yield logger, capture
-    logger.removeHandler(capture)
 
 
 def failing_processor(log: LogMiddleware) -> EventProcessor:
