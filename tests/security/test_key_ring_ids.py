@@ -43,15 +43,15 @@ def test_a_bad_key_id_is_a_configuration_error(key_id: object) -> None:
 async def test_events_written_after_a_refused_add_read_with_the_first_key(
     tmp_path: Path,
 ) -> None:
-    keys = SQLiteKeyStore(str(tmp_path / "keys.db"))
     ring = KeyRing({"k1": OLD}, primary="k1")
     url = f"sqlite:///{tmp_path / 'events.db'}"
-    async with EventStore(url, encryption=StreamEncryption(ring, keys)) as store:
-        await store.append("user.1", {"type": "a", "data": {"n": 1}})
-        with pytest.raises(ConfigurationError, match="'k1'"):
-            ring.add("k1", os.urandom(32), primary=True)
-        await store.append("user.2", {"type": "a", "data": {"n": 2}})
-    reader = StreamEncryption(KeyRing({"k1": OLD}, primary="k1"), keys)
-    async with EventStore(url, encryption=reader) as store:
-        for stream, n in (("user.1", 1), ("user.2", 2)):
-            assert [e.data for e in await store.get_stream(stream)] == [{"n": n}]
+    async with SQLiteKeyStore(str(tmp_path / "keys.db")) as keys:
+        async with EventStore(url, encryption=StreamEncryption(ring, keys)) as store:
+            await store.append("user.1", {"type": "a", "data": {"n": 1}})
+            with pytest.raises(ConfigurationError, match="'k1'"):
+                ring.add("k1", os.urandom(32), primary=True)
+            await store.append("user.2", {"type": "a", "data": {"n": 2}})
+        reader = StreamEncryption(KeyRing({"k1": OLD}, primary="k1"), keys)
+        async with EventStore(url, encryption=reader) as store:
+            for stream, n in (("user.1", 1), ("user.2", 2)):
+                assert [e.data for e in await store.get_stream(stream)] == [{"n": n}]
