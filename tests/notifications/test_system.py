@@ -7,7 +7,9 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -15,6 +17,7 @@ from pepperpy.event import (
     Channel,
     ConfigurationError,
     ConsoleChannel,
+    EmailChannel,
     Event,
     EventBus,
     EventManager,
@@ -27,6 +30,7 @@ from pepperpy.event import (
     PatternError,
     RecipientError,
     RetryPolicy,
+    WebhookChannel,
 )
 from pepperpy.event.notifications import MemoryIdempotencyStore, RateLimit
 
@@ -647,21 +651,35 @@ async def test_configuration_problems_inside_a_channel_are_not_retried() -> None
     assert result["chat"].attempts == 1 and misconfigured.calls == 1
 
 
+@pytest.mark.parametrize(
+    ("module", "make", "extra"),
+    [
+        ("aiosmtplib", lambda: EmailChannel("127.0.0.1", 25, sender="a@b.c"), "email"),
+        ("aiosmtplib", lambda: "smtp://127.0.0.1:25?from=a@b.c", "email"),
+        ("httpx", lambda: WebhookChannel("http://127.0.0.1:9/hook"), "webhook"),
+        ("httpx", lambda: "https://example.com/hook", "webhook"),
+    ],
+)
+def test_a_channel_without_its_driver_is_refused_when_added(
+    monkeypatch: pytest.MonkeyPatch, module: str, make: Callable[[], Any], extra: str
+) -> None:
+    """Not at its first message: a channel that could never send fails where it is
+    configured, naming the install command (as an apprise channel always did)."""
+    import sys
+
+    from pepperpy.event import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, module, None)
+    notifications = NotificationSystem(retry_policy=FAST_RETRY)
+    with pytest.raises(MissingDependencyError, match=rf"pip install 'pepperpy-event\[{extra}\]'"):
+        notifications.add_channel("out", make())
+    assert "out" not in notifications.channels
+
+
 async def test_missing_extras_name_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from pepperpy.event import EmailChannel, MissingDependencyError
-
-    monkeypatch.setitem(sys.modules, "aiosmtplib", None)
-    notifications = NotificationSystem(retry_policy=FAST_RETRY)
-    notifications.add_channel("email", EmailChannel("127.0.0.1", 25, sender="a@b.c"))
-
-    result = await notifications.notify(body="x", to="x@y.z")
-
-    error = result["email"].error
-    assert isinstance(error, MissingDependencyError)
-    assert "pip install 'pepperpy-event[email]'" in str(error)
-    assert result["email"].attempts == 1  # installing a package is not a retry
+    from pepperpy.event import MissingDependencyError
 
     monkeypatch.setitem(sys.modules, "jinja2", None)
     with pytest.raises(MissingDependencyError, match=r"pepperpy-event\[templates\]"):

@@ -89,6 +89,8 @@ class EmailChannel(Channel):
         if tls and starttls:
             raise ConfigurationError("choose implicit TLS (tls/smtps) or STARTTLS, not both")
         timeout = check_seconds(timeout, "timeout")
+        # a channel that could never send is refused now, not at its first message
+        require("aiosmtplib", extra="email", feature="the email channel")
         self.host = host
         self.port = port
         self.sender = sender

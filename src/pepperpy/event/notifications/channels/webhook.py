@@ -94,6 +94,8 @@ class WebhookChannel(Channel):
     ) -> None:
         _check_url(url)
         self.timeout = check_seconds(timeout, "timeout")
+        # a channel that could never send is refused now, not at its first message
+        require("httpx", extra="webhook", feature="the webhook channel")
         self.url = url
         self._shown = redact_url(url)  # for messages and the repr: no password
         self._secret = secret.encode() if isinstance(secret, str) else secret
