@@ -151,9 +151,11 @@ class Chain:
                         " (this file does not record whether it is HMAC-keyed: a missing "
                         "or wrong key looks the same)"
                     )
-                return AuditVerification(
-                    False, checked, entry.sequence, problem, previous, kind="tampered"
-                )
+                # the first row that fails: the one in entry ``expected_sequence``'s
+                # place, or the entry moved away from it (stored elsewhere, or the
+                # first after a gap), as its own sequence says
+                bad = stored_at if stored_at == expected_sequence else entry.sequence
+                return AuditVerification(False, checked, bad, problem, previous, kind="tampered")
             previous = entry.hash
             checked += 1
             if entry.hash == expect_head:
@@ -164,6 +166,11 @@ class Chain:
         self, stored_at: int, body: bytes, entry: AuditEntry, expected_sequence: int, previous: str
     ) -> str | None:
         if entry.sequence != expected_sequence:
+            if stored_at == expected_sequence:  # the row is there, holding another entry
+                return (
+                    f"the row stored as entry {stored_at} is entry {entry.sequence} "
+                    "(entries were swapped, moved or copied)"
+                )
             return f"entry {expected_sequence} is missing"
         if stored_at != entry.sequence:
             return f"entry is stored under sequence {stored_at}"
