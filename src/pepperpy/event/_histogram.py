@@ -1,8 +1,8 @@
 """LatencyHistogram: a mergeable, fixed-size log-linear histogram of durations.
 
 HDR style: 32 exact values, then 16 linear sub-buckets per power of two, so any
-percentile is within ~3% of the true value, memory stays bounded however many durations
-are recorded, and histograms merge by adding bucket counts.
+(nearest-rank) percentile is within 1/32 (3.125%) of the true value, memory stays bounded
+however many durations are recorded, and histograms merge by adding bucket counts.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ class LatencyHistogram:
     """A mergeable, fixed-size log-linear histogram of nanosecond durations.
 
     Recording is O(1); percentiles are reported as the midpoint of the bucket holding
-    the rank (clamped to the exact minimum and maximum seen), within ~3% of the truth.
+    the rank (clamped to the exact minimum and maximum seen), within 1/32 (3.125%) of
+    the truth.
     """
 
     __slots__ = ("count", "counts", "max", "min", "total")
