@@ -131,10 +131,13 @@ class MetricsCollector:
     def measure(self, name: str) -> Measure:
         """Measure calls under ``name``: a decorator, or middleware for a processor.
 
-        ``@collector.measure("x")`` wraps sync and async callables: every call is
-        counted, failed ones (any exception, cancellation included) also as errors, and
-        its duration recorded. ``processor.middleware(collector.measure("x"))`` measures
-        the rest of the processing chain.
+        ``@collector.measure("x")`` wraps sync and async callables (functions, methods,
+        also above ``@staticmethod`` or ``@classmethod``): every call is counted, failed
+        ones (any exception, ``BaseException`` such as cancellation and
+        ``KeyboardInterrupt`` included) also as errors, and its duration recorded.
+        Generator functions, sync or async, are refused with ``TypeError``.
+        ``processor.middleware(collector.measure("x"))`` measures the rest of the
+        processing chain.
         """
         return Measure(self, name)
 
@@ -321,6 +324,10 @@ class Measure:
 
     def __call__(self, func: F) -> F:
         """Wrap a sync or async callable so each call is measured."""
+        if isinstance(func, staticmethod | classmethod):
+            # above ``@staticmethod``/``@classmethod``: the wrapper, a plain function,
+            # would bind as a method and hand the function a stray ``self``
+            return cast(F, type(func)(self(func.__func__)))
         if not callable(func):
             raise TypeError(f"measure() decorates callables, got {func!r}")
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
