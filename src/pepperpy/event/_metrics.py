@@ -121,9 +121,9 @@ class MetricsCollector:
                 raise ValueError(
                     f"metric name must be text UTF-8 can encode (no lone surrogate), got {name!r}"
                 ) from None
-            series = Series(self._slot_ns)
-            with self._lock:
-                self._series[name] = series
+            created = Series(self._slot_ns)
+            with self._lock:  # two threads' first calls: both record into one series
+                series = self._series.setdefault(name, created)
         elif self._forgotten:
             self._forgotten.discard(name)
         return series

@@ -108,6 +108,12 @@ class Series(LatencyHistogram):
             self._roll(end_ns)
 
     def _roll(self, end_ns: int) -> None:
+        if end_ns < self.slot_end:
+            # another thread rolled since this one's ``observe`` compared (the GIL may
+            # switch threads as this call starts, not between here and the writes
+            # below): rolling again would overwrite its slot and lose its count
+            self.slot_count += 1
+            return
         if self.slot >= 0:
             position = self.slot % SLOTS
             self.ring_ids[position] = self.slot
