@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .._errors import AccessDenied, ClosedError, ConfigurationError, PatternError
+from .._options import check_instance
 from .._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
 from ._audit import AuditLog
 from ._principal import current_principal
@@ -123,11 +124,23 @@ class AccessControl:
         self, *, default: Literal["allow", "deny"] = "deny", audit: AuditLog | None = None
     ) -> None:
         self._default = _checked_default(default)
-        self.audit = audit
+        self.audit = audit  # checked by the setter
         self._rules: list[AccessRule] = []
         #: bumped by every change of the rules or the default: readers made under the old
         #: rules check again (a revoked right stops an open reader or subscription)
         self._version = 0
+
+    @property
+    def audit(self) -> AuditLog | None:
+        """The log rule changes and denials are recorded in (None: not recorded)."""
+        return self._audit
+
+    @audit.setter
+    def audit(self, log: AuditLog | None) -> None:
+        """Anything but an :class:`AuditLog` or None raises ``TypeError`` here, not an
+        ``AttributeError`` at the first denial or rule change (a path given, say)."""
+        check_instance(log, AuditLog, "audit", optional=True)
+        self._audit = log
 
     @property
     def default(self) -> Literal["allow", "deny"]:

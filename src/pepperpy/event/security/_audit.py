@@ -106,8 +106,7 @@ class AuditLog(OneConnection):
         read_only: bool = False,
         busy_timeout: float = BUSY_TIMEOUT,
     ) -> None:
-        if key is not None and (not isinstance(key, bytes) or len(key) < 16):
-            raise ConfigurationError("the audit key must be at least 16 bytes")
+        _check_key(key)
         # > 0 (an audit write never fails at once on a lock), and below SQLite's bound
         busy_timeout = check_busy_timeout(
             busy_timeout, "busy_timeout", ConfigurationError, zero=False
@@ -505,6 +504,24 @@ class _Queued(NamedTuple):
     details: Mapping[str, Any] | None
     #: when it was asked for: the entry's time, whenever the writer gets to it
     at: datetime
+
+
+def _check_key(key: object) -> None:
+    """Refuse an HMAC key that is not bytes (a wrong type: ``TypeError``, saying how to
+    make bytes of it), or is shorter than 16 bytes (``ConfigurationError``)."""
+    if key is None:
+        return
+    if not isinstance(key, bytes):
+        how = (
+            "key.encode() for a passphrase, bytes.fromhex(key) for a hex key"
+            if isinstance(key, str)
+            else "bytes(key)"
+            if isinstance(key, bytearray | memoryview)
+            else "16 or more random bytes, os.urandom(32) say"
+        )
+        raise TypeError(f"the audit key must be bytes, got {type(key).__name__}: pass {how}")
+    if len(key) < 16:
+        raise ConfigurationError(f"the audit key must be at least 16 bytes, got {len(key)}")
 
 
 def _on_a_running_loop() -> bool:
