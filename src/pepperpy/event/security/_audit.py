@@ -118,7 +118,9 @@ class AuditLog(OneConnection):
         #: file nothing writes (see _audit_file.open_existing)
         self._immutable = False
         self._busy_timeout = busy_timeout
-        self._entries: list[AuditEntry] = []
+        #: a memory log's entries as a file stores them: (sequence, body, hash), the body
+        #: the bytes the hash covers, so no object a caller holds can change them
+        self._entries: list[tuple[int, bytes, str]] = []
         #: held around every use of the file (and of the entries), and by fork()
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
@@ -235,11 +237,11 @@ class AuditLog(OneConnection):
             db = self._file()
             if db is None:
                 last = self._entries[-1] if self._entries else None
-                head = (-1, GENESIS) if last is None else (last.sequence, last.hash)
-                entry, _ = self._chain.entry_after(
+                head = (-1, GENESIS) if last is None else (last[0], last[2])
+                entry, body = self._chain.entry_after(
                     head, action, target, principal, outcome, details, at
                 )
-                self._entries.append(entry)
+                self._entries.append((entry.sequence, body, entry.hash))
                 return entry
             return append(
                 db, self._path, self._chain, action, target, principal, outcome, details, at
@@ -440,7 +442,7 @@ class AuditLog(OneConnection):
             if self._path is None:
                 entries = list(self._entries)
         if self._path is None:
-            yield None, ((entry.sequence, entry.body(), entry.hash) for entry in entries)
+            yield None, iter(entries)
             return
         with snapshot(self._path, self._read_only, self._busy_timeout, self._immutable) as read:
             yield read
