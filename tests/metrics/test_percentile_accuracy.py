@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pepperpy.event import MetricsCollector
+from pepperpy.event import LatencyHistogram, MetricsCollector
 
 QUANTILES = {"p50": Fraction(50, 100), "p95": Fraction(95, 100), "p99": Fraction(99, 100)}
 NS_PER_MS = 1_000_000
@@ -119,3 +119,16 @@ def test_a_broken_clock_duration_is_refused_and_records_nothing(bad: float) -> N
         collector.record("clock", bad)
     assert collector.get_metrics("clock").count == 0
     assert collector.names() == []
+
+
+def test_any_percent_of_exact_durations_is_the_nearest_rank_one() -> None:
+    # below 32 ns every duration has its own bucket: percentiles are exact, so the rank
+    # shows; 0.07 * 100 is 7.000000000000001 in floats, which ranked the 8th of 100
+    histogram = LatencyHistogram()
+    for _ in range(4):
+        for ns in range(1, 26):  # 100 durations: 1..25 ns, four times each
+            histogram.record(ns)
+    ordered = sorted(ns for _ in range(4) for ns in range(1, 26))
+    for percent in range(0, 101):
+        rank = max(1, math.ceil(Fraction(percent, 100) * len(ordered)))
+        assert histogram.percentile(percent / 100) == ordered[rank - 1], percent

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import operator
+from fractions import Fraction
 
 __all__ = ["BUCKETS", "LINEAR", "SUB_BITS", "LatencyHistogram"]
 
@@ -105,12 +106,18 @@ class LatencyHistogram:
         return LatencyHistogram().merge(self)
 
     def percentile(self, fraction: float) -> float:
-        """The duration (ns) below which ``fraction`` (0..1) of the records fall."""
+        """The duration (ns) below which ``fraction`` (0..1) of the records fall.
+
+        The nearest-rank percentile: the ``ceil(fraction * count)``-th smallest duration
+        (at least the first), as the midpoint of its bucket clamped to the min and max.
+        """
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"fraction must be within [0, 1], got {fraction!r}")
         if self.count == 0:
             return 0.0
-        rank = max(1, math.ceil(fraction * self.count))
+        # the rank of the decimal ``fraction`` prints as: 0.07 is 0.07000000000000000666
+        # as a float, and 0.07 * 100 is 7.000000000000001, which would rank 8th of 100
+        rank = max(1, math.ceil(Fraction(repr(float(fraction))) * self.count))
         seen = 0
         for index, n in enumerate(self.counts):
             if n:
