@@ -23,8 +23,10 @@ stream, or one whose clear labels were changed, fails authentication.
   stop decrypting within ``key_cache_ttl`` seconds.
 
 Data keys live in a :class:`KeyStore` kept apart from the events: memory, or an SQLite
-file (``SQLiteKeyStore``). Metadata, types and stream names stay in clear text, so
-stores can still filter and route.
+file (``SQLiteKeyStore``). A memory key store (the default) forgets them when its process
+ends: events written to a store that outlives the process are unreadable after it.
+Metadata, types and stream names stay in clear text, so stores can still filter and
+route.
 
 Only one envelope format is read: ``{MARKER: FORMAT, "key": version, "blob": ...}``.
 Anything else where an envelope belongs (plain data, another format) raises
@@ -71,6 +73,10 @@ _ATTEMPTS = 10
 
 class StreamEncryption:
     """Encrypts event data per stream; plug into ``EventStore(url, encryption=...)``.
+
+    ``key_store`` holds the data keys: without one, a :class:`MemoryKeyStore`, which
+    forgets them when the process ends (for tests, and stores that do not outlive the
+    process); give an ``SQLiteKeyStore(path)`` for a store on disk.
 
     ``on_shredded="redact"`` (the default) reads events of a shredded stream with
     ``data=None`` and ``metadata["pepperpyshredded"] = True``, so projections over the
@@ -401,6 +407,7 @@ class StreamEncryption:
                     f"{describe(kind, name)} of {stream!r} names data key {version}, which the"
                     " key store never held for this stream (neither a live key nor a shredded"
                     " one): refused as tampered (or its key store rows were deleted)"
+                    + self._forgetful_store()
                 )
             if self.on_shredded == "redact":
                 return None
@@ -417,8 +424,25 @@ class StreamEncryption:
             raise EncryptionError(
                 f"{describe(kind, name)} of {stream!r} failed authentication (tampered or moved):"
                 " its ciphertext, or a value it is bound to, is not what was encrypted"
+                + self._forgetful_store()
             ) from exc
         return plaintext
+
+    def _forgetful_store(self) -> str:
+        """Why an envelope may name a key the key store does not have, or another key
+        under its version, without anyone tampering: a :class:`MemoryKeyStore` (the
+        default) forgets its keys when its process ends, so events written by an earlier
+        process name keys it never held, or versions it has since given to new keys.
+        Empty for any other key store."""
+        if self.key_store.__class__ is not MemoryKeyStore:
+            return ""
+        return (
+            "; or the events were written by another process: this"
+            " StreamEncryption keeps its data keys in a MemoryKeyStore (the default"
+            " without key_store=), which forgets them when its process ends, so they are"
+            " lost for good; keep data keys that must outlive the process in an"
+            " SQLiteKeyStore(path) (see 'Encryption at rest' in docs/security.md)"
+        )
 
     async def rotate(self) -> int:
         """Re-wrap every live data key under the primary master key; return how many.
