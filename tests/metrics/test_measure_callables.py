@@ -146,3 +146,14 @@ def test_generator_functions_are_refused_with_a_clear_error() -> None:
     for generator in (numbers, stream):
         with pytest.raises(TypeError, match="cannot time generator"):
             collector.measure("gen")(generator)
+
+
+@pytest.mark.parametrize("bad", [b"work", ["work"], 1])
+def test_reading_or_resetting_a_name_that_is_no_str_is_refused(bad: object) -> None:
+    # b"work" read as a name never measured (zeros) and reset nothing, silently
+    collector = MetricsCollector()
+    collector.record("work", 0.001)
+    for query in (collector.get_metrics, collector.histogram, collector.reset):
+        with pytest.raises(TypeError, match="metric name must be a str"):
+            query(bad)  # type: ignore[arg-type]
+    assert collector.get_metrics("work").count == 1

@@ -169,6 +169,7 @@ class MetricsCollector:
         that goes down breaks rates in Prometheus and OpenTelemetry; exported quantiles
         and throughput cover what was recorded since.
         """
+        _check_query(name)
         with self._lock:
             self._reset(name)
 
@@ -212,6 +213,7 @@ class MetricsCollector:
     # -- reading ----------------------------------------------------------------------
 
     def _selected(self, name: str | None) -> list[Series]:
+        _check_query(name)
         if name is None:
             return [series for _, series in self._listed()]
         series = self._series.get(name)
@@ -310,6 +312,13 @@ class MetricsCollector:
         ``close()`` (or leaving ``with``) detaches them from this collector.
         """
         return opentelemetry_instruments(self, meter_provider)
+
+
+def _check_query(name: object) -> None:
+    """Refuse a name to read or reset that no measured name can equal: ``b"x"`` gave a
+    snapshot of zeros (or reset nothing) without a word, a list an unhashable-type error."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"metric name must be a str (or None for every name), got {name!r}")
 
 
 class Measure:
