@@ -23,6 +23,7 @@ from ..store._sqlite_causes import named_error, unwritable_directory
 from ..store._sqlite_schema import wal_size
 from ._audit_chain import Chain
 from ._audit_entries import GENESIS, AuditEntry
+from ._own_file import other_tables, shown_tables
 
 __all__ = [
     "META_SCHEMA",
@@ -99,32 +100,12 @@ def check_not_foreign(path: str) -> None:
     A file that cannot be read here is left to the opening that follows, which names
     what is wrong with it.
     """
-    file = Path(path)
-    try:
-        if file.stat().st_size == 0:
-            return
-        connection = sqlite3.connect(f"{file.absolute().as_uri()}?mode=ro", uri=True)
-    except (OSError, sqlite3.Error):
-        return
-    try:
-        tables = {
-            name
-            for (name,) in connection.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
-            )
-        }
-    except sqlite3.Error:
-        return
-    finally:
-        connection.close()
-    if not tables or "audit_log" in tables:
-        return
-    shown_tables = ", ".join(sorted(tables)[:4]) + (", ..." if len(tables) > 4 else "")
-    what = " (an event store)" if {"events", "streams"} <= tables else ""
-    raise ConfigurationError(
-        f"{path!r} is not an audit log: it holds other tables{what}: {shown_tables}; "
-        "nothing was added to it: give the audit log a file of its own"
-    )
+    tables = other_tables(path, "audit_log")
+    if tables:
+        raise ConfigurationError(
+            f"{path!r} is not an audit log: it holds other tables{shown_tables(tables)}; "
+            "nothing was added to it: give the audit log a file of its own"
+        )
 
 
 def append(

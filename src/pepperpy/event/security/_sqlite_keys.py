@@ -9,10 +9,11 @@ import sqlite3
 import threading
 from typing import Any, Self
 
-from .._errors import ClosedError, EncryptionError
+from .._errors import ClosedError, ConfigurationError, EncryptionError
 from .._sqlite import OneConnection, open_wal, track_forks
 from ..store._sqlite_schema import NOTHING_WRITTEN, named_error, read_only_file
 from ._keys import SHREDDED, KeyStore
+from ._own_file import other_tables, shown_tables
 
 __all__ = ["SQLiteKeyStore"]
 
@@ -22,7 +23,9 @@ logger = logging.getLogger("pepperpy.event.security")
 class SQLiteKeyStore(OneConnection, KeyStore):
     """Data keys in an SQLite file (WAL, synchronous=FULL), apart from the events.
 
-    Every query runs on a worker thread (``asyncio.to_thread``), never on the event loop.
+    The file is the key store's own: a database holding other tables (an audit log, the
+    event store's file given by mistake) raises ``ConfigurationError`` and is left as it
+    is. Every query runs on a worker thread (``asyncio.to_thread``), never on the event loop.
     ``async with`` or ``with`` closes the file on exit; a closed key store raises
     :class:`~pepperpy.event.ClosedError`. A child made by ``os.fork()`` leaves the
     parent's connection alone and opens its own on first use.
@@ -54,6 +57,7 @@ class SQLiteKeyStore(OneConnection, KeyStore):
         #: one succeeds
         self._reopen = False
         track_forks(self)
+        _check_own_file(path)
         with self._lock:
             try:
                 self._db = self._open()
@@ -264,6 +268,26 @@ class SQLiteKeyStore(OneConnection, KeyStore):
 
     def __exit__(self, *exc_info: object) -> None:
         self._close()
+
+
+def _check_own_file(path: str) -> None:
+    """Refuse to make a key store of a database that holds other tables (an audit log,
+    an event store, another application's), before anything writes to it.
+
+    Wrapped keys kept there would go wherever that file goes (an audit log handed to
+    auditors, archived, backed up for years), beyond the reach of a shred, and whoever
+    gets the master key later could read what was shredded. A file that holds data keys
+    already is left as it is.
+    """
+    if path in ("", ":memory:"):
+        return
+    tables = other_tables(path, "data_keys")
+    if tables:
+        raise ConfigurationError(
+            f"{path!r} is not a key store: it holds other tables{shown_tables(tables)}; "
+            "nothing was added to it: give the data keys a file of their own, kept apart "
+            "from the events and the audit log (every copy of that file would carry them)"
+        )
 
 
 def _create_private(path: str) -> None:
