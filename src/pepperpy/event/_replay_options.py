@@ -12,9 +12,10 @@ are named in messages.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from ._checkpoints import CheckpointStore, SQLiteCheckpointStore
@@ -57,12 +58,7 @@ def parse_time(value: datetime | str | None, what: str = "time") -> datetime | N
     if value is None:
         return None
     if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip())
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"{what} {value!r} is not an ISO-8601 date-time (e.g. 2023-01-01T00:00:00Z)"
-            ) from exc
+        parsed = _parse_iso(value, what)
     elif isinstance(value, datetime):
         parsed = value
     else:
@@ -77,6 +73,50 @@ def parse_time(value: datetime | str | None, what: str = "time") -> datetime | N
             f"{what} {given} is naive: give a timezone (e.g. a trailing Z for UTC)"
         )
     return parsed
+
+
+#: the seconds' fraction of an ISO-8601 time (its first, and only, decimal fraction)
+_FRACTION = re.compile(r"(?<=\d)[.,](\d+)")
+
+
+def _parse_iso(value: str, what: str) -> datetime:
+    """An ISO-8601 / RFC 3339 string as a datetime (naive if it has no offset).
+
+    ``fromisoformat`` alone refused RFC 3339's lowercase ``t`` and ``z``, read a NUL before
+    the offset as nothing (``"...00\\x00Z"`` was taken), and cut a fraction of more than
+    six digits (nanoseconds, as Go and Java print them) down to microseconds: a start of
+    ``.1234567`` then let in an event of ``.123456``, which is before it, and an end of
+    ``.1234567`` left out that event, which is before it too. The fraction is now rounded
+    *up* to the microsecond, which for timestamps in whole microseconds (all a datetime
+    holds) keeps exactly the events of the window the string gives.
+    """
+    text = value.strip()
+    if not text.isprintable() or not text.isascii():
+        raise ConfigurationError(
+            f"{what} {value!r} is not an ISO-8601 date-time: it holds a character no "
+            "date-time has (e.g. 2023-01-01T00:00:00Z)"
+        )
+    text = text.upper()  # RFC 3339: "t" and "z" may be lowercase (as week dates' "w")
+    late = False  # digits past the microsecond, not all zero: round up
+    fraction = _FRACTION.search(text)
+    if fraction is not None and len(fraction.group(1)) > 6:
+        digits = fraction.group(1)
+        late = digits[6:].strip("0") != ""
+        text = text[: fraction.start(1) + 6] + text[fraction.end(1) :]
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"{what} {value!r} is not an ISO-8601 date-time (e.g. 2023-01-01T00:00:00Z)"
+        ) from exc
+    if not late:
+        return parsed
+    if parsed.replace(tzinfo=None) == datetime.max:  # no microsecond after it: none to round to
+        raise ConfigurationError(f"{what} {value!r} is past the last time a datetime holds")
+    return parsed + _MICROSECOND
+
+
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
