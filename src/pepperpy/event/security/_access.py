@@ -103,6 +103,23 @@ def _checked_default(value: object) -> Literal["allow", "deny"]:
     raise ConfigurationError(f"default must be 'allow' or 'deny', got {value!r}")
 
 
+#: the actions a request names: one each (a rule's ``*`` stands for any of them)
+_REQUESTED = ACTIONS - {"*"}
+
+
+def _check_request(action: object, target: object) -> None:
+    """Refuse a request no rule can be read for: an action that is not one of
+    :data:`ACTIONS` (a typo would otherwise be decided by the default alone, so
+    ``check("pubish", ...)`` passed under ``default="allow"`` whatever a deny rule for
+    ``publish`` said), or ``*``, or a target that is not a str."""
+    if action.__class__ is not str or action not in _REQUESTED:
+        raise ConfigurationError(
+            f"unknown action {action!r} to check; use one of {sorted(_REQUESTED)}"
+        )
+    if not isinstance(target, str):
+        raise TypeError(f"the target to check must be a str, got {type(target).__name__}")
+
+
 def _invalid_principal(who: str) -> str | None:
     """What is wrong with a principal name, or None when it is one (a topic-like name)."""
     try:
@@ -224,6 +241,7 @@ class AccessControl:
         A principal that is not a valid name (``"John Smith"``, ``"svc.*"``) is refused:
         no rule can name it, and a wildcard must not pass for many principals.
         """
+        _check_request(action, target)
         if _invalid_principal(who) is not None:
             return False, None
         allowed = self._default == "allow"
