@@ -1,39 +1,32 @@
-"""The :class:`RedisTransport`: publish with ``XADD``, consume with consumer groups."""
+"""The :class:`RedisTransport`: publish with ``XADD``, consume with consumer groups.
+
+This module holds the transport's options, clients, lifecycle (start, close, abandon)
+and subscriptions; publishing and dead letters come from the mixin in
+:mod:`._publishing`, bounded attempts against Redis from the one in :mod:`._retrying`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..._bus_logging import log_fields
-from ..._deadletter import DEAD_LETTER_PREFIX, dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
-from ..._event import Event
 from ..._redact import redact_url
 from .._url_options import checked_keywords, default, given_keywords
-from ..base import Subscription, Transport, check_key, shutdown_sockets
+from ..base import Subscription, Transport, shutdown_sockets
 from ._appends import Appends
-from ._config import CLIENT_DEFAULTS, RedisOptions, client_options, parse_url, partition_of
-from ._dedupe import Lookout, Publication, identify
+from ._config import CLIENT_DEFAULTS, RedisOptions, client_options, parse_url
+from ._dedupe import Lookout, identify
 from ._group import GroupMember
 from ._leases import delete_group
 from ._listener import Listener
 from ._outage import Outages, server_of
-from ._outcome import with_outcome
+from ._publishing import RedisPublishing
 from ._replicas import Replicas
 from ._topology import connect, delete_namespace
 from ._trimming import trim_acknowledged, trim_periodically
-from ._wire import (
-    EVENT_FIELD,
-    TOPIC_FIELD,
-    Backoff,
-    connection_errors,
-    logger,
-    pool_errors,
-    refusals,
-)
+from ._wire import connection_errors, logger, pool_errors, refusals
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -42,14 +35,8 @@ __all__ = ["RedisTransport"]
 
 _FEATURE = "the Redis transport"
 
-#: longest pause (seconds) between two looks for a free connection of an exhausted pool
-_POOL_POLL = 0.02
-#: how publishes name themselves to the outages: a success ends an outage no consumer
-#: loop is still failing (on a bus that only publishes, the only way one ends)
-_PUBLISHING = "publish"
 
-
-class RedisTransport(Transport):
+class RedisTransport(RedisPublishing, Transport):
     """Redis Streams under :class:`~pepperpy.event.EventBus` (``redis://`` URLs).
 
     Events are appended to ``partitions`` streams named ``<namespace>:stream:<n>``; the
@@ -336,255 +323,6 @@ class RedisTransport(Transport):
         if self._client is None:
             raise TransportError("the Redis transport is not started: call start() first")
         return self._client
-
-    # -- publishing -------------------------------------------------------------------
-
-    def stream_for(self, topic: str, key: str | None = None) -> str:
-        """The stream an event of ``topic`` with ``key`` is appended to."""
-        routing = topic if key is None else key
-        stream = self._routes.get(routing)
-        if stream is None:
-            if key is not None:
-                check_key(key)  # once per key routed, not per publish
-            stream = self._streams[partition_of(routing, self.options.partitions)]
-            if len(self._routes) < 8192:
-                self._routes[routing] = stream
-        return stream
-
-    async def publish(self, event: Event, *, key: str | None = None) -> None:
-        """``XADD`` the event's CloudEvents JSON; returns once Redis has it.
-
-        Raises :class:`TransportError` once ``connect_timeout`` seconds have passed
-        without Redis taking the event: unreachable (retried meanwhile) or silent (a
-        network partition); while every connection of the pool is in use, waits as long
-        for one to come free, then raises :class:`TransportError` naming the pool's
-        ``max_connections``. With ``replicas`` set, also waits for that many replicas.
-
-        A publish that returns normally stored the event exactly once: an ``XADD`` that
-        got no reply is not sent again before the transport has made sure it is not in
-        the stream and can no longer arrive (docs/transport-redis.md, "Each publish
-        stores its event once").
-
-        The error's ``stored`` says whether the event may be in Redis: ``False`` when no
-        ``XADD`` was sent (Redis refused every connection, the pool had none free), Redis
-        answered it with an error, or the transport found it had not arrived; ``None``
-        when one went out, got no answer, and Redis could not be asked whether it came;
-        ``True`` when Redis has it but the replicas did not confirm it.
-
-        While :meth:`close` waits for the handlers in progress, publishes go through as
-        usual (a handler's follow-up event, a dead letter). Once they have finished,
-        raises :class:`ClosedError` (``stored`` False); a publish already under way
-        then finishes, but makes no new attempt.
-        """
-        if self._publishes_refused:
-            raise ClosedError(
-                f"cannot publish {event.type!r}: the Redis transport is closed", stored=False
-            )
-        self._publishing += 1
-        try:
-            await self._publish(event, key)
-        finally:
-            self._publishing -= 1
-            if self._publishes_refused and not self._publishing:
-                await self._publishes_ended()
-
-    async def _publishes_ended(self) -> None:
-        """The last publish under way ended after close() refused publishes: tell
-        close(), or, if it gave up waiting (or was cancelled), close the client again (an
-        attempt it cut off may have reconnected it)."""
-        if self._settled is not None:
-            self._settled.set()
-        if self._disconnected and self._client is not None:
-            try:
-                await self._client.aclose()
-            except Exception:  # the publish's own outcome is what its caller gets
-                logger.exception("closing the Redis client after the last publish failed")
-
-    async def _publish(self, event: Event, key: str | None) -> None:
-        if self._client is None:
-            try:
-                await self.start()
-            except TransportError as exc:
-                exc.stored = False  # nothing was sent
-                raise
-            except ClosedError as exc:  # close() came while it connected
-                raise ClosedError(str(exc), stored=False) from exc
-        client = self._client
-        if client is None or self._publishes_refused:  # close() came meanwhile
-            raise ClosedError(
-                f"cannot publish {event.type!r}: the Redis transport is closed", stored=False
-            )
-        stream = self.stream_for(event.type, key)
-        payload = event.to_json()
-        fields: dict[Any, Any] = {TOPIC_FIELD: event.type, EVENT_FIELD: payload}
-        publication = Publication(stream, fields, event.id, payload)
-        deadline = asyncio.get_running_loop().time() + self.options.connect_timeout
-        if self.options.replicas:
-            await self._replicas.publish(client, event, publication, deadline, self._retrying)
-            self._outages.reached(_PUBLISHING)
-            return
-
-        async def again() -> None:
-            """Append it, unless a copy sent earlier with no reply is there (or can still
-            get there: :class:`~._dedupe.Lookout` makes sure it cannot)."""
-            if publication.appended:  # answered, before the pipeline it was in broke
-                return
-            if publication.unknown and await self._lookout.already_stored(client, publication):
-                return
-            await self._appends.send(client, publication, deadline)
-
-        try:
-            await self._appends.send(client, publication, deadline)
-        except self._refused as exc:  # credentials refused on a new connection
-            refused = TransportError(f"Redis refused to publish {event.type!r}: {exc}")
-            raise with_outcome(refused, unknown=publication.unknown) from exc
-        except self._unreachable as exc:
-            await self._retrying(
-                f"publishing {event.type!r}",
-                client,
-                again,
-                deadline=deadline,
-                error=exc,
-                unknown=lambda: publication.unknown,
-            )
-        except self._exceptions.RedisError as exc:
-            refused = TransportError(f"Redis refused to publish {event.type!r}: {exc}")
-            raise with_outcome(refused, unknown=publication.unknown) from exc
-        # a bus that only publishes has no consumer loop to notice Redis coming back
-        self._outages.reached(_PUBLISHING)
-
-    async def _retrying(
-        self,
-        what: str,
-        client: Redis,
-        operation: Any,
-        *,
-        deadline: float | None = None,
-        error: BaseException | None = None,
-        unknown: Callable[[], bool] | None = None,
-        after_close: bool = False,
-    ) -> Any:
-        """Run ``operation()`` until Redis answers or ``deadline`` (loop time) has passed.
-
-        The deadline defaults to ``connect_timeout`` from now; ``error`` is what a first
-        attempt, made by the caller, raised. Retries while Redis is unreachable, and
-        while ``client``'s pool has no free connection: one comes back as soon as a
-        command in flight returns, so that wait polls every few milliseconds rather than
-        backing off like a reconnect. Each attempt is cut off at the deadline, so a
-        silent Redis (a network partition) fails as fast as an unreachable one.
-
-        ``unknown``: the operation is a publish, and tells whether its event may be
-        stored (a copy went out and got no reply): the error raised says so. A publish's
-        failed attempts are reported to the transport's outages (as the consumer loops
-        report theirs), so a bus that only publishes shows an outage in ``health()`` and
-        the log; :meth:`publish` reports its success.
-
-        No attempt starts once :meth:`close` has begun (unless ``after_close``: an
-        operation with a client of its own), nor, for a publish, once close() refuses
-        publishes (its handlers finished): a publish raises :class:`TransportError`
-        saying whether its event may be stored, anything else :class:`ClosedError`.
-        """
-        loop = asyncio.get_running_loop()
-        if deadline is None:
-            deadline = loop.time() + self.options.connect_timeout
-        backoff = Backoff(self.options.max_backoff)
-        pool_wait = Backoff(_POOL_POLL, first=0.001)
-        while True:
-            stopped = self._closed if unknown is None else self._publishes_refused
-            if stopped and not after_close:
-                raise self._closing(what, error, unknown) from error
-            if error is not None:
-                pool_full = isinstance(error, self._pool_full)
-                if unknown is not None and not pool_full:
-                    self._outages.lost(None, what, error)  # one-off: never holds it open
-                pause = pool_wait.next() if pool_full else backoff.next()
-                if loop.time() + min(pause, 0.001 if pool_full else 0.05) >= deadline:
-                    failure = self._gave_up(what, client, error)
-                    if unknown is not None:
-                        failure = with_outcome(failure, unknown=unknown())
-                    raise failure from error
-                await asyncio.sleep(min(pause, deadline - loop.time()))
-            try:
-                async with asyncio.timeout_at(deadline):
-                    return await operation()
-            except self._refused as exc:  # Redis answered: trying again changes nothing
-                failure = TransportError(f"Redis refused {what}: {exc}")
-                if unknown is not None:
-                    failure = with_outcome(failure, unknown=unknown())
-                raise failure from exc
-            except self._unreachable as exc:  # the pool's limit included; TimeoutError too
-                # an attempt cut off at the deadline says less than the error before it
-                if error is None or type(exc) is not TimeoutError:
-                    error = exc
-            except self._exceptions.RedisError as exc:
-                failure = TransportError(f"Redis refused {what}: {exc}")
-                if unknown is not None:
-                    failure = with_outcome(failure, unknown=unknown())
-                raise failure from exc
-
-    def _closing(
-        self, what: str, error: BaseException | None, unknown: Callable[[], bool] | None
-    ) -> Exception:
-        """What ``_retrying`` raises instead of an attempt once the transport is closing."""
-        after = f" after: {str(error) or type(error).__name__}" if error is not None else ""
-        if unknown is None:
-            return ClosedError(f"the Redis transport was closed while {what}{after}")
-        failure = TransportError(
-            f"the Redis transport was closed while {what}; not tried again{after}"
-        )
-        return with_outcome(failure, unknown=unknown())
-
-    def _gave_up(self, what: str, client: Redis, error: BaseException) -> TransportError:
-        if isinstance(error, self._pool_full):
-            return TransportError(
-                f"no free Redis connection while {what} (waited "
-                f"{self.options.connect_timeout}s): "
-                f"{self._outages.explain(error, self._pool_full, client)}"
-            )
-        return TransportError(
-            f"Redis at {redact_url(self._client_url)} unreachable while {what} "
-            f"(gave up after {self.options.connect_timeout}s): {str(error) or 'no answer'}"
-        )
-
-    def _dead_letter_fields(self, event: Event, group: str, deliveries: int) -> dict[str, Any]:
-        """The log record fields of an event the broker side dead-letters."""
-        return log_fields(
-            "broker_dead_letter",
-            event_id=event.id,
-            event_type=event.type,
-            group=group,
-            deliveries=deliveries,
-            transport=self._outages.where,
-        )
-
-    async def _publish_dead_letter(self, event: Event, group: str, deliveries: int) -> None:
-        """Move an event that kept failing delivery to ``deadletter.<topic>``."""
-        if event.type.startswith(DEAD_LETTER_PREFIX):
-            logger.error(
-                "dropping dead letter %s (%s): its delivery kept failing",
-                event.type,
-                event.id,
-                extra=self._dead_letter_fields(event, group, deliveries),
-            )
-            return
-        logger.error(
-            "event %s (%s) was delivered %d times to group %r without being acknowledged; "
-            "moving it to %s",
-            event.type,
-            event.id,
-            deliveries,
-            group,
-            DEAD_LETTER_PREFIX + event.type,
-            extra=self._dead_letter_fields(event, group, deliveries),
-        )
-        dead = dead_letter_event(
-            event,
-            reason=f"delivered {deliveries} times without acknowledgement",
-            attempts=deliveries,
-            group=group,
-        )
-        if dead is not None:
-            await self.publish(dead, key=partition_key(dead))
 
     # -- subscribing ------------------------------------------------------------------
 
