@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast, runtime_checkable
 
+from ._blame import handler_name
 from ._event import Event
 from ._handlers import binds, check_handler, is_async_callable
 
@@ -41,11 +42,43 @@ def link(step: Middleware, inner: NextHandler) -> NextHandler:
         return _Next(step, inner)
 
     async def run_sync(event: Event) -> None:
-        result = step(event, inner)
-        if result is not None and inspect.isawaitable(result):
-            await result
+        made: list[Awaitable[None]] = []  # what the step's calls of next_handler returned
+
+        def next_handler(event: Event) -> Awaitable[None]:
+            awaitable = inner(event)
+            made.append(awaitable)
+            return awaitable
+
+        try:
+            result = step(event, next_handler)
+            if result is not None and inspect.isawaitable(result):
+                await result
+        finally:
+            dropped = _close_unstarted(made)
+        if dropped:
+            raise TypeError(
+                f"sync middleware {handler_name(step)} called next_handler(event) but did "
+                "not return what it returned, so the rest of the chain and the handlers "
+                "did not run: return next_handler(event), or make it an async def that "
+                "awaits next_handler(event)"
+            )
 
     return run_sync
+
+
+def _close_unstarted(made: list[Awaitable[None]]) -> bool:
+    """Close the coroutines in ``made`` that never started; True if there was one.
+
+    Closed, a dropped coroutine does not warn "never awaited" later, far from its cause.
+    """
+    dropped = False
+    for awaitable in made:
+        if inspect.iscoroutine(awaitable) and inspect.getcoroutinestate(awaitable) == (
+            inspect.CORO_CREATED
+        ):
+            awaitable.close()
+            dropped = True
+    return dropped
 
 
 _MIDDLEWARE_ARGUMENTS = ("event", "next_handler")
