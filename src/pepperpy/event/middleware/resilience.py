@@ -207,10 +207,12 @@ class RateLimitMiddleware:
         message = f"rate must be a finite number of events/s > 0, got {rate!r}"
         if not isinstance(rate, int | float) or isinstance(rate, bool):
             raise TypeError(message)  # a wrong type (docs/errors.md)
-        if not 0 < rate < math.inf:
+        if not 0 < _as_float(rate) < math.inf:  # an int too large for a float too
             raise ValueError(message)
         capacity = max(1, int(rate)) if burst is None else burst
         check_count(capacity, "burst", error=ValueError)
+        if _as_float(capacity) == math.inf:  # the bucket is counted in floats
+            raise ValueError(f"burst must be an int a float can hold, got {capacity!r}")
         self.rate = float(rate)
         self.burst = capacity
         self._tokens = float(capacity)
@@ -245,6 +247,14 @@ class RateLimitMiddleware:
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
         await self.acquire()
         await next_handler(event)
+
+
+def _as_float(number: float) -> float:
+    """``number`` as a float: infinity for an int too large for one."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf
 
 
 class DeadLetterMiddleware:
