@@ -245,7 +245,9 @@ class AccessControl:
         if _invalid_principal(who) is not None:
             return False, None
         allowed = self._default == "allow"
-        for rule in self._rules:
+        # a copy (one C call, atomic): a rule removed meanwhile by another thread would
+        # shift the list under the loop, which then skipped the rule after it
+        for rule in tuple(self._rules):
             if rule.applies(who, action, target):
                 if rule.effect == "deny":
                     return False, rule
