@@ -130,16 +130,35 @@ class TimeWindow:
     def of(cls, start: datetime | str | None, end: datetime | str | None) -> TimeWindow:
         """Parse both bounds (see :func:`parse_time`) and check that they are in order."""
         window = cls(parse_time(start, "start_time"), parse_time(end, "end_time"))
-        if window.start is not None and window.end is not None and window.start > window.end:
+        if (
+            window.start is not None
+            and window.end is not None
+            and _instant(window.start) > _instant(window.end)
+        ):
             raise ConfigurationError(
                 f"start_time {window.start.isoformat()} is after end_time {window.end.isoformat()}"
             )
         return window
 
     def __contains__(self, moment: datetime) -> bool:
+        # events read from a store are in UTC: a comparison across zones, by instant
         if self.start is not None and moment < self.start:
             return False
         return self.end is None or moment < self.end
+
+
+def _instant(moment: datetime) -> timedelta:
+    """An aware datetime's instant, as the time since ``datetime.min`` in UTC.
+
+    Python compares two datetimes of the *same* tzinfo by their wall clocks, offsets
+    and ``fold`` ignored: two bounds in one ``ZoneInfo`` around a fall-back hour
+    (01:30 EDT, then 01:10 EST, forty minutes later) compared as "start after end" and
+    were refused, while the reverse, a start after its end, was taken and replayed
+    nothing. A timedelta, not ``astimezone(UTC)``, which overflows in the years 1 and 9999.
+    """
+    offset = moment.utcoffset()
+    assert offset is not None  # parse_time refused naive bounds
+    return moment.replace(tzinfo=None) - datetime.min - offset
 
 
 # -- the store, names and patterns -------------------------------------------------------
