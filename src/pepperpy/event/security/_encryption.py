@@ -149,12 +149,18 @@ class StreamEncryption:
 
     def _unwrap(self, stream: str, version: int, master_id: str, wrapped: bytes) -> bytes:
         nonce, sealed = wrapped[:NONCE], wrapped[NONCE:]
+        if not self.keyring._has(master_id):
+            raise EncryptionError(
+                f"cannot unwrap data key {version} of {stream!r}: it is wrapped under master"
+                f" key {master_id!r}, which is not in the key ring (it holds"
+                f" {self.keyring._ids()!r}); add that key to the ring (ring.add({master_id!r},"
+                " key)): retire a master key only once rotate() re-wrapped every data key"
+                " under its successor (see 'Keeping the master key' in docs/security.md)"
+            )
         try:
             key: bytes = aesgcm(self.keyring.key(master_id)).decrypt(
                 nonce, sealed, f"{stream}#{version}".encode()
             )
-        except EncryptionError:
-            raise
         except Exception as exc:
             raise EncryptionError(
                 f"cannot unwrap data key {version} of {stream!r} with master key"

@@ -69,6 +69,14 @@ class KeyRing:
         except KeyError:
             raise EncryptionError(f"master key {key_id!r} is not in the key ring") from None
 
+    def _has(self, key_id: str) -> bool:
+        """Whether the ring holds a master key named ``key_id``."""
+        return key_id in self._keys
+
+    def _ids(self) -> list[str]:
+        """The ids of the ring's master keys, in the order they were added."""
+        return list(self._keys)
+
     def primary_key(self) -> tuple[str, bytes]:
         if self.primary is None:
             raise EncryptionError("the key ring has no master key")
