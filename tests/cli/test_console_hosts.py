@@ -19,10 +19,11 @@ import pytest
 
 from pepperpy.event import Event, EventStore
 from pepperpy.event.cli._console import console_app
+from pepperpy.event.cli._console_pages import CONTENT_SECURITY_POLICY
 
 from .conftest import Cli, start_command
 
-SECURE = {"x-content-type-options": "nosniff", "content-security-policy": "frame-ancestors 'none'"}
+SECURE = {"x-content-type-options": "nosniff", "content-security-policy": CONTENT_SECURITY_POLICY}
 FOREIGN = [
     "evil.example",
     "evil.example:8080",
@@ -78,8 +79,9 @@ async def test_every_response_carries_the_security_headers(store: EventStore) ->
             assert answer.status_code in (200, 400, 404), path
             assert {k: answer.headers[k] for k in SECURE} == SECURE, path
         tail = await http.get("/tail")
-        assert "<script>" in tail.text  # its inline script: the policy only forbids framing
-        assert "script-src" not in tail.headers["content-security-policy"]
+        assert "<script>" in tail.text  # its inline script, allowed by its hash alone
+        assert "'sha256-" in tail.headers["content-security-policy"]
+        assert "unsafe-inline" not in tail.headers["content-security-policy"]
 
 
 async def test_named_hosts_and_the_wildcard(store: EventStore) -> None:
@@ -158,7 +160,7 @@ def test_serve_refuses_a_foreign_host_over_http(tmp_path: Path) -> None:
         for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
             answer = _get(port, host)
             assert answer.status_code == 200, (host, answer.text)
-            assert answer.headers["content-security-policy"] == "frame-ancestors 'none'"
+            assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
             assert answer.headers["x-content-type-options"] == "nosniff"
 
 

@@ -28,8 +28,10 @@ JSON API (what the pages use, and what scripts can use):
 
 Only requests whose ``Host`` header names an allowed host are answered (a 421
 otherwise; ``_hosts``), so a web page cannot rebind its own name to 127.0.0.1 and read the console
-(DNS rebinding); every response says ``X-Content-Type-Options: nosniff`` and
-``Content-Security-Policy: frame-ancestors 'none'``.
+(DNS rebinding); every response says ``X-Content-Type-Options: nosniff``,
+``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer`` and a
+``Content-Security-Policy`` that runs only the pages' own inline script and style
+(``_console_pages.CONTENT_SECURITY_POLICY``).
 
 Every query parameter is checked: an unknown one, one given twice, a number that is not
 a plain decimal in its range, a flag other than ``1/0/true/false/yes/no``, an invalid

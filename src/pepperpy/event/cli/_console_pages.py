@@ -3,6 +3,8 @@ of appends per minute, and the live tail's page (its script reconnects by itself
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 from typing import Any
 from urllib.parse import quote
@@ -10,7 +12,7 @@ from urllib.parse import quote
 from .. import _json
 from .._event import Event
 
-__all__ = ["TAIL_RETRY_MS"]
+__all__ = ["CONTENT_SECURITY_POLICY", "TAIL_RETRY_MS"]
 
 
 def _chart(activity: dict[str, Any]) -> str:
@@ -63,11 +65,8 @@ TAIL_RETRY_MS = 3000  # how long the tail page waits before asking again after a
 # fails; an answer other than 200 (a 503 while the store cannot answer, at the first
 # request or after a subscription gave up) closes it for good. The page then opens a
 # new one itself, after the last event it showed (``from``), until the console answers.
-_TAIL_BODY = (
+_TAIL_SCRIPT = (
     """
-<p><a href="/">all streams</a> &middot; <span id="state">connecting...</span></p>
-<div id="log"></div>
-<script>
 const log = document.getElementById("log");
 const state = document.getElementById("state");
 let problem = "";  // the server's own "event: error" message, if it sent one
@@ -101,6 +100,24 @@ function connect() {
   });
 }
 connect();
-</script>
 """
 ).replace("RETRY_MS", str(TAIL_RETRY_MS))
+_TAIL_BODY = (
+    '<p><a href="/">all streams</a> &middot; <span id="state">connecting...</span></p>'
+    f'<div id="log"></div><script>{_TAIL_SCRIPT}</script>'
+)
+
+
+def _sha256(text: str) -> str:
+    """The CSP source that allows one inline ``<script>`` or ``<style>``: its hash."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+#: on every response (``_hosts``): the pages' own inline script and style run, and
+#: nothing else: no other script (an event's text that slipped through unescaped stays
+#: inert), no plugin, no form, no ``<base>``, no fetch but to the console itself, no
+#: framing by another site
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; script-src {_sha256(_TAIL_SCRIPT)}; style-src {_sha256(_STYLE)}; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)

@@ -18,14 +18,20 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._console_pages import CONTENT_SECURITY_POLICY
+
 __all__ = ["LOOPBACK_HOSTS", "SECURITY_HEADERS", "HostCheck", "allowed_host", "allowed_hosts"]
 
 #: the host names a console on loopback answers to (and the default of console_app)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-#: on every response: no MIME sniffing, no framing by another site (inline scripts stay allowed)
+#: on every response: no MIME sniffing; no script or style but the pages' own, no framing
+#: by another site (``X-Frame-Options`` for browsers without CSP's ``frame-ancestors``);
+#: no ``Referer`` sent from a page (its URL names streams) to a link elsewhere
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
-    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
 ]
 
 #: a host as compared: its name (lower case; an IP address in its short form) and the
