@@ -25,6 +25,7 @@ from pepperpy.event import (
     StoreError,
     StreamDeletedError,
 )
+from pepperpy.event.store import _sqlite_connections
 from pepperpy.event.store import sqlite as sqlite_backend
 from pepperpy.event.store._sqlite_writer import Writer
 from tests.store.conformance import MakeStore, StoreConformance, announce_waits, first_done
@@ -427,7 +428,7 @@ async def test_a_failed_first_open_is_tried_again_by_the_next_call(
             started.append(self)
             super().start()
 
-    monkeypatch.setattr(sqlite_backend, "Writer", RecordingWriter)
+    monkeypatch.setattr(_sqlite_connections, "Writer", RecordingWriter)
     directory = tmp_path / "not-yet"
     store = EventStore(f"sqlite:///{directory}/events.db")
     try:

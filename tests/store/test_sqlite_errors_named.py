@@ -133,14 +133,14 @@ async def test_a_store_opened_by_a_relative_path_names_the_absolute_one(
     assert "(SQLITE_NOTADB)" in str(caught.value)
     (tmp_path / "events.db").unlink()
 
-    from pepperpy.event.store import sqlite as sqlite_module
+    from pepperpy.event.store import _sqlite_connections
 
     def refused(*args: Any) -> sqlite3.Connection:
         raise sqlite3.OperationalError("unable to open database file")
 
     async with EventStore("sqlite:///events.db") as store:
         await store.append("s", {"type": "t"})  # the writer is open
-        monkeypatch.setattr(sqlite_module, "connect", refused)  # read connections fail
+        monkeypatch.setattr(_sqlite_connections, "connect", refused)  # read connections fail
         with pytest.raises(StoreError) as caught:
             await store.get_stream("s")
     assert str(caught.value).startswith(f"SQLite: {absolute}: unable to open database file")
