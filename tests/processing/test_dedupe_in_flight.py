@@ -7,6 +7,7 @@ passed by a store attachment) while the first copy might still fail or never fin
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -118,3 +119,43 @@ async def test_several_waiting_duplicates_of_a_failed_event_run_it_once_more() -
     await asyncio.gather(*others)
     assert runs == ["run", "run"]  # one of them ran it; the others saw it succeed
     assert dedupe.skipped == 2
+
+
+def test_a_duplicate_on_another_event_loop_waits_for_the_first_copy_too() -> None:
+    dedupe = DeduplicateMiddleware()
+    processor = EventProcessor().use(dedupe)
+    runs: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    @processor.handle("job")
+    async def handler(event: Event) -> None:
+        runs.append(threading.current_thread().name)
+        if len(runs) == 1:
+            started.set()
+            await asyncio.to_thread(release.wait, 30)
+            raise ConnectionError("first copy failed")
+
+    event = Event("job")
+    outcomes: dict[str, BaseException | None] = {}
+
+    def process(name: str) -> None:
+        try:
+            asyncio.run(processor.process(event))
+            outcomes[name] = None
+        except BaseException as exc:  # recorded for the assertions below
+            outcomes[name] = exc
+
+    first = threading.Thread(target=process, args=("first",), name="first")
+    first.start()
+    assert started.wait(30)
+    second = threading.Thread(target=process, args=("second",), name="second")
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # waiting for the first copy (which cannot end before release)
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert isinstance(outcomes["first"], ConnectionError)
+    assert outcomes["second"] is None
+    assert runs == ["first", "second"]
+    assert not dedupe._running
