@@ -58,7 +58,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .._event import Event
@@ -80,7 +80,7 @@ from ._console_requests import (
     _tail_parameters,
 )
 from ._console_streams import _page_url, _streams_page
-from ._console_tail import _sse
+from ._console_tail import TailResponse, _sse
 from ._counts import stream_length
 from ._hosts import LOOPBACK_HOSTS, HostCheck
 from ._hosts import allowed_hosts as parse_hosts
@@ -149,11 +149,7 @@ def console_app(
         if start is None:
             backlog, start = await last_events(store, lines, streams, types)
         subscription = store.subscribe(start, streams=streams, types=types)
-        return StreamingResponse(
-            _sse(backlog, subscription, stopping),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return TailResponse(_sse(backlog, subscription, stopping), stopping)
 
     async def api_stats(request: Request) -> Response:
         _known(request, "minutes")

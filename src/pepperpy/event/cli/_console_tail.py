@@ -2,25 +2,77 @@
 
 Each event is sent with ``id: <global position>``, so a browser that reconnects resumes
 after the last one it saw (``Last-Event-ID``); heartbeats keep an idle connection open.
+A stop of the server ends every tail (:class:`TailResponse`), even one whose client
+stopped reading.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from .. import _json
 from .._event import Event
 from ..store import StoreSubscription
 from ._console_requests import _failure
 
-__all__ = ["BACKLOG_CHUNK", "HEARTBEAT_SECONDS"]
+__all__ = ["BACKLOG_CHUNK", "HEARTBEAT_SECONDS", "STOP_GRACE_SECONDS", "UNFINISHED", "TailResponse"]
 
 logger = logging.getLogger("pepperpy.event.console")
 
 HEARTBEAT_SECONDS = 15.0
 BACKLOG_CHUNK = 64 * 1024  # bytes of a tail's backlog sent in one write
+#: how long a tail may take to end once the server stops (its client reading)
+STOP_GRACE_SECONDS = 1.0
+#: what uvicorn logs (an ERROR) for a response cut short: a stalled tail ended at a stop
+UNFINISHED = "ASGI callable returned without completing response."
+
+
+class TailResponse(StreamingResponse):
+    """A live tail's answer, ended when ``stopping`` is set, however its client reads.
+
+    A tail ends by itself at a stop (``_sse`` returns), unless a write is waiting for
+    a client that stopped reading (a suspended laptop, a stuck proxy): that write
+    waited until uvicorn's graceful timeout (``serve``: 10 s), which then logged the
+    tail's cancellation with a traceback. Such a tail is given ``STOP_GRACE_SECONDS``,
+    then cut off (uvicorn closes its connection, and logs :data:`UNFINISHED`).
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], stopping: asyncio.Event) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._stopping = stopping
+        self._content = content
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streaming = asyncio.ensure_future(super().__call__(scope, receive, send))
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({streaming, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not streaming.done():
+                await asyncio.wait({streaming}, timeout=STOP_GRACE_SECONDS)
+            if not streaming.done():
+                logger.info("console: a live tail's client is not reading; cut off at the stop")
+                streaming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await streaming
+                return
+            streaming.result()
+        finally:
+            stopped.cancel()
+            if not streaming.done():  # this task was cancelled: so is the response
+                streaming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await streaming
+            await _closed(self._content)  # its subscription closed now, not when collected
 
 
 async def _sse(
@@ -33,9 +85,20 @@ async def _sse(
     ``event: error`` message and one WARNING in the log; either way the browser's
     ``EventSource`` reconnects with ``Last-Event-ID`` and misses nothing.
     """
-    for chunk in _backlog_chunks(backlog):
-        yield chunk
-        await asyncio.sleep(0)  # a turn for the loop: a client that has left is noticed
+    try:
+        for chunk in _backlog_chunks(backlog):
+            if stopping.is_set():
+                return
+            yield chunk
+            await asyncio.sleep(0)  # a turn for the loop: a client that has left is noticed
+        async for message in _live(live, stopping):
+            yield message
+    finally:
+        await live.aclose()  # also when the client left mid-backlog
+
+
+async def _live(live: StoreSubscription, stopping: asyncio.Event) -> AsyncIterator[bytes]:
+    """The live part of :func:`_sse`: events as they come, heartbeats when idle."""
     iterator = live.__aiter__()
     pending: asyncio.Task[Event] | None = None
     stopped = asyncio.ensure_future(stopping.wait())
@@ -65,7 +128,12 @@ async def _sse(
         stopped.cancel()
         if pending is not None:
             pending.cancel()
-        await live.aclose()
+
+
+async def _closed(content: AsyncIterator[bytes]) -> None:
+    close = getattr(content, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def _backlog_chunks(backlog: list[Event]) -> Iterator[bytes]:

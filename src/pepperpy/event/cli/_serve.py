@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import signal
 import socket
@@ -80,7 +81,7 @@ def serve(store: str, host: str, port: int, allow_hosts: tuple[str, ...]) -> Non
         return True
 
     async def work() -> None:
-        with listen(host, port) as listener:
+        with listen(host, port) as listener, _quiet_cut_tails(stopping):
             async with open_store(store, reading=True) as events:
                 config = uvicorn.Config(
                     console_app(events, allowed_hosts=hosts, stopping=stopping),
@@ -135,6 +136,23 @@ def _server(config: Any) -> Any:
             yield
 
     return Server(config)
+
+
+@contextlib.contextmanager
+def _quiet_cut_tails(stopping: asyncio.Event) -> Iterator[None]:
+    """Keep uvicorn from logging as an ERROR the live tails cut off on purpose at a stop
+    (their clients had stopped reading: ``_console_tail.TailResponse``)."""
+    from ._console_tail import UNFINISHED
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not (stopping.is_set() and record.getMessage() == UNFINISHED)
+
+    errors = logging.getLogger("uvicorn.error")
+    errors.addFilter(keep)
+    try:
+        yield
+    finally:
+        errors.removeFilter(keep)
 
 
 def _is_loopback(host: str) -> bool:
