@@ -12,7 +12,7 @@ from urllib.parse import quote
 from .. import _json
 from .._event import Event
 
-__all__ = ["CONTENT_SECURITY_POLICY", "TAIL_RETRY_MS"]
+__all__ = ["CONTENT_SECURITY_POLICY", "DATA_SHOWN", "TAIL_RETRY_MS"]
 
 
 def _chart(activity: dict[str, Any]) -> str:
@@ -35,12 +35,22 @@ def _stream_href(name: str) -> str:
     return "/streams/" + quote(name, safe="")
 
 
+#: characters of an event's data shown in a stream page's row: a page of 1,000 events of
+#: megabytes each was a page of gigabytes, built whole in memory (the API has it all)
+DATA_SHOWN = 2_000
+
+
 def _event_row(event: Event, position: int | None) -> str:
-    data = html.escape(_json.dumps(event.to_dict()["data"]).decode())
+    text = _json.dumps(event.to_dict()["data"]).decode()
+    data = f"<code>{html.escape(text[:DATA_SHOWN])}</code>"
+    if len(text) > DATA_SHOWN:  # the rest: the event alone, from the API
+        whole = f"/api{_stream_href(event.stream or '')}?from={position}&limit=1"
+        more = f"... {len(text) - DATA_SHOWN} more characters"
+        data += f' <a href="{html.escape(whole)}">{more}</a>'
     when = event.timestamp.isoformat(timespec="seconds")
     return (
         f"<tr><td>{position}</td><td>{html.escape(event.type)}</td>"
-        f"<td>{when}</td><td><code>{data}</code></td></tr>"
+        f"<td>{when}</td><td>{data}</td></tr>"
     )
 
 
