@@ -1,13 +1,16 @@
 """The PostgreSQL checkpoint store: its own ``asyncpg`` connection to the event store's
-database, with the event store's bounded attempts."""
+database, with the event store's bounded attempts.
+
+Its connections, one per event loop, and what lends them to the attempts are in
+:mod:`._checkpoints_pg_loops`; the table's setup in :mod:`._checkpoints_pg_table`; the
+work done inside its transactions in :mod:`._checkpoints_pg_work`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
 from collections.abc import Awaitable, Callable
-from contextvars import Context
 from typing import Any, TypeVar
 
 from . import _json
@@ -22,22 +25,16 @@ from ._checkpoint_base import (
     matches,
     new_revision,
 )
+from ._checkpoints_pg_loops import _dropped, _OnLoop, _Openings, _Turns
+from ._checkpoints_pg_table import _set_up
 from ._checkpoints_pg_work import Yours, always, in_transaction, row_of, set_position
 from ._deps import require
 from ._errors import StoreError
-from ._loops import LoopShares, warn_dropped
+from ._loops import LoopShares
 from .store._pg_attempts import Attempts, Failed
-from .store._pg_connect import cut
 from .store._pg_schema import SCHEMA_LOCK
 from .store.base import redact_url
-from .store.postgres import (
-    Progress,
-    Watchdog,
-    parse_options,
-    schema_change,
-    shielded_connect,
-    tune_socket,
-)
+from .store.postgres import Progress, parse_options
 
 __all__ = ["PostgresCheckpointStore", "opened_by"]
 
@@ -45,47 +42,6 @@ T = TypeVar("T")
 
 #: the lock ``save_within`` and ``delete_within`` take for one checkpoint name
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
-
-
-class _OnLoop:
-    """A PostgreSQL checkpoint store's connection on one event loop.
-
-    asyncpg connections work on the loop that opened them only. ``keeper`` is a task
-    that only waits: ``asyncio.run`` cancels it when its loop shuts down, and it then
-    drops the connection while the loop can still close the socket.
-    """
-
-    __slots__ = ("connection", "keeper", "lock", "loop", "openings")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.lock = asyncio.Lock()
-        self.connection: Any = None
-        self.keeper: asyncio.Task[None] | None = None
-        #: connections being opened (see :func:`~pepperpy.event.store.postgres.shielded_connect`)
-        self.openings: set[asyncio.Future[Any]] = set()
-
-    def forget(self, connection: Any) -> None:
-        """Forget ``connection`` if it is still this loop's, and cut it off."""
-        if self.connection is connection:
-            self.connection = None
-        cut(connection)
-
-    def abandon(self) -> None:
-        """Drop the connection without awaiting anything (its loop ended, or is ending).
-
-        Best effort: on a closed loop the socket can no longer be closed cleanly.
-        """
-        connection, self.connection = self.connection, None
-        keeper, self.keeper = self.keeper, None
-        if keeper is not None and self.loop.is_closed():  # it will never run again
-            _KEEPERS.discard(keeper)
-        for task in (keeper, *self.openings):
-            if task is not None and not task.done():
-                with contextlib.suppress(RuntimeError):
-                    task.cancel()
-        if connection is not None:
-            cut(connection)
 
 
 class PostgresCheckpointStore(CheckpointStore):
@@ -119,7 +75,8 @@ class PostgresCheckpointStore(CheckpointStore):
     A state is kept as the JSON text the library wrote (``bytea``, as event data is) and
     decoded as on SQLite, so it loads back exactly as saved: key order, ``-0.0``, floats
     and big integers. A table from before, whose state is ``jsonb`` (which reorders keys),
-    is converted on first use under the same lock (see :func:`_set_up`).
+    is converted on first use under the same lock (see
+    :func:`~._checkpoints_pg_table._set_up`).
     """
 
     def __init__(self, url: str) -> None:
@@ -132,7 +89,8 @@ class PostgresCheckpointStore(CheckpointStore):
         self._loops: LoopShares[_OnLoop] = LoopShares(_OnLoop)
         #: the table, qualified with the schema it was found in when the first connection
         #: was set up: statements never depend on a search_path that a table projection's
-        #: own SQL may have changed on the connection (see :func:`_set_up`)
+        #: own SQL may have changed on the connection (see
+        #: :func:`~._checkpoints_pg_table._set_up`)
         self._table = TABLE
         #: the bounded attempts on asyncpg (see :meth:`_attempts`)
         self._driver: Attempts | None = None
@@ -440,209 +398,8 @@ class PostgresCheckpointStore(CheckpointStore):
                 connection.terminate()
 
 
-#: keepers under way: a task that only waits is otherwise referenced by its store alone,
-#: and a store dropped without close() would take it along, destroyed while pending
-_KEEPERS: set[asyncio.Task[None]] = set()
-
-
-def _start_keeper(loops: LoopShares[_OnLoop], on: _OnLoop) -> asyncio.Task[None]:
-    """Start ``on``'s keeper on the running loop; it holds ``loops``, not the store.
-
-    It runs in a context of its own: a copy of the caller's would keep whatever its
-    context variables hold for as long as the loop runs.
-    """
-    keeper = asyncio.get_running_loop().create_task(_keep(loops, on), context=Context())
-    _KEEPERS.add(keeper)
-    keeper.add_done_callback(_KEEPERS.discard)
-    return keeper
-
-
-async def _keep(loops: LoopShares[_OnLoop], on: _OnLoop) -> None:
-    """Wait until cancelled: by ``close()``, by the loop shutting down, or by the store
-    being dropped; then drop the connection (unless ``close()`` is closing it)."""
-    try:
-        await asyncio.Event().wait()
-    except asyncio.CancelledError:
-        with loops.lock:
-            if on.keeper is asyncio.current_task():
-                on.keeper = None
-                loops.leave(on)
-        raise
-
-
-def _dropped(loops: LoopShares[_OnLoop], label: list[str]) -> None:
-    """A store was collected without ``close()``: drop its connections, and say so."""
-    with loops.lock:
-        shares = loops.take_all()
-    held = False
-    for on in shares:
-        held = held or on.connection is not None or on.keeper is not None
-        try:  # dropped on its own loop, which closes the socket properly
-            on.loop.call_soon_threadsafe(on.abandon)
-        except RuntimeError:  # that loop is closed
-            on.abandon()
-    if not held:
-        return
-    warn_dropped(*label)
-
-
 def opened_by(store: CheckpointStore, parent: str) -> None:
     """Say that ``store`` is closed by ``parent`` (``"EventReplay"``), which opened it,
     so the warning given if it is dropped open names what the user should have closed."""
     if isinstance(store, PostgresCheckpointStore):
         store._label[1] = parent
-
-
-async def _set_up(connection: Any, schema: str | None) -> str:
-    """Create the checkpoint table if it is missing, or bring an older one up to date;
-    return its name qualified with the schema it is in (the connection's current schema,
-    as the URL's ``?schema=`` or the server's search_path make it).
-
-    The state is ``bytea`` holding the JSON text the library wrote, as event data is.
-    Tables made before held it as ``jsonb``, which reorders an object's keys (by length,
-    then bytes) and turns ``-0.0`` into ``0.0``: such a column is converted on first use,
-    once, keeping jsonb's text of each state (the order a row was saved in is lost
-    already). A table without the ``revision`` column (made before revisions were kept)
-    gets it, each row a random revision; rows a version keeping none writes later have
-    none, and saves over them compare the position alone. One round trip when the table
-    is up to date; changes take turns with every other starter's under the schema lock
-    (:func:`schema_change`), and are checked again once it is held, since another store
-    may have made them meanwhile.
-    """
-    current, state_type, revisions = await connection.fetchrow(_STATE_TYPE, TABLE)
-    # no current schema (a search_path naming none that exists): as the statements find it
-    table = TABLE if current is None else f'"{current.replace(chr(34), chr(34) * 2)}".{TABLE}'
-    if state_type == "bytea" and revisions:
-        return table
-    # other stores may be creating or converting it right now: take turns (schema_change)
-    async with schema_change(connection, schema):
-        await connection.execute(
-            f"CREATE TABLE IF NOT EXISTS {table} (name TEXT PRIMARY KEY, "
-            "position BIGINT NOT NULL, state BYTEA, updated_at TIMESTAMPTZ NOT NULL, "
-            "revision TEXT)"
-        )
-        _, state_type, revisions = await connection.fetchrow(_STATE_TYPE, table)
-        if state_type != "bytea":
-            await connection.execute(
-                f"ALTER TABLE {table} ALTER COLUMN state TYPE BYTEA "
-                "USING convert_to(state::text, 'UTF8')"
-            )
-        if not revisions:  # a table from before revisions were kept: each row gets one
-            await connection.execute(f"ALTER TABLE {table} ADD COLUMN revision TEXT")
-            await connection.execute(
-                f"UPDATE {table} SET revision = md5(random()::text || clock_timestamp()::text "
-                "|| name) WHERE revision IS NULL"
-            )
-    return table
-
-
-#: the connection's current schema, the type of the checkpoint table's ``state`` column
-#: as ``format_type`` names it (None if the table does not exist), and whether it has
-#: the ``revision`` column, found as statements find the table (search_path) or by its
-#: qualified name
-_STATE_TYPE = (
-    "SELECT current_schema(), (SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-    "WHERE attrelid = to_regclass($1) AND attname = 'state' AND NOT attisdropped), "
-    "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) "
-    "AND attname = 'revision' AND NOT attisdropped)"
-)
-
-
-class _Turns:
-    """The running loop's connection, lent to one attempt at a time (a
-    :class:`~pepperpy.event.store._pg_attempts.Lender`): opened and set up on first use,
-    and again once it was lost. Attempts take turns on it, holding its lock."""
-
-    __slots__ = ("_on", "_store")
-
-    def __init__(self, store: PostgresCheckpointStore) -> None:
-        self._store = store
-        self._on: _OnLoop | None = None
-
-    async def acquire(self) -> Any:
-        store = self._store
-        on = store._loops.here()
-        await _take_turn(on.lock, store.options.connect_timeout)
-        try:
-            if on.connection is not None and on.connection.is_closed():
-                on.forget(on.connection)
-            if on.connection is None:
-                on.connection = await store._open(on)
-                if on.keeper is None:
-                    on.keeper = _start_keeper(store._loops, on)
-        except BaseException:
-            on.lock.release()
-            raise
-        self._on = on
-        return on.connection
-
-    def _give_back(self) -> _OnLoop:
-        """The loop whose connection was lent, its turn over."""
-        on, self._on = self._on, None
-        assert on is not None, "nothing was lent"
-        on.lock.release()
-        return on
-
-    async def release(self, connection: Any, watchdog: Watchdog) -> None:
-        self._give_back()
-
-    def discard(self, connection: Any) -> None:
-        self._give_back().forget(connection)
-
-    async def renew(self, timed_out: bool) -> None:
-        """Nothing to do: the next attempt opens a new connection."""
-
-
-async def _take_turn(lock: asyncio.Lock, bound: float) -> None:
-    """Wait for ``lock`` (the loop's one connection) at most ``bound`` seconds
-    (``connect_timeout``), as the event store waits for a pooled connection: a call's
-    first attempt then ends within about ``connect_timeout + command_timeout`` however
-    many callers take turns before it (each used to wait for all of them)."""
-    try:
-        async with asyncio.timeout(bound):
-            await lock.acquire()
-    except TimeoutError:
-        error = StoreError(
-            f"PostgreSQL checkpoint store failed: its connection did not become free within "
-            f"{bound:g} s (connect_timeout): the calls on one event loop take turns on one "
-            "connection, and those before this one held it"
-        )
-        error.written = False
-        raise error from None
-
-
-class _Openings:
-    """New connections for one loop's table setup (a
-    :class:`~pepperpy.event.store._pg_attempts.Lender`): the one set up is kept as the
-    loop's connection, one that failed is cut off."""
-
-    __slots__ = ("_on", "_store")
-
-    def __init__(self, store: PostgresCheckpointStore, on: _OnLoop) -> None:
-        self._store = store
-        self._on = on
-
-    async def acquire(self) -> Any:
-        store = self._store
-        attempts = store._attempts()
-        try:
-            connection = await shielded_connect(
-                self._on.openings,
-                attempts.asyncpg.connect,
-                store._dsn,
-                server_settings=store._settings,
-                timeout=store.options.connect_timeout,
-            )
-        except attempts.connect_errors as exc:
-            raise attempts.cannot_connect(exc, store.url, store._cannot_open) from exc
-        tune_socket(connection, store.options.command_timeout)
-        return connection
-
-    async def release(self, connection: Any, watchdog: Watchdog) -> None:
-        """Nothing to do: the connection is kept, as the loop's."""
-
-    def discard(self, connection: Any) -> None:
-        cut(connection)
-
-    async def renew(self, timed_out: bool) -> None:
-        """Nothing to do: the next attempt opens a new connection."""
