@@ -195,11 +195,17 @@ def console_app(
         events = await store.get_stream(name, start, limit=limit)
         rows = "".join(_event_row(event, event.position) for event in events)
         following = (events[-1].position or 0) + 1 if events else start
-        more = (
-            f'<p><a href="?from={following}&limit={limit}">next {limit}</a></p>'
-            if events and following <= version
-            else ""
-        )
+        newest = max(version - limit + 1, 0)  # the last page: a long stream's newest events
+        links = []
+        if start > 0:
+            links.append(f'<a href="?from=0&limit={limit}">first {limit}</a>')
+            earlier = max(min(start, version + 1) - limit, 0)
+            links.append(f'<a href="?from={earlier}&limit={limit}">previous {limit}</a>')
+        if events and following <= version:
+            links.append(f'<a href="?from={following}&limit={limit}">next {limit}</a>')
+        if newest > start:
+            links.append(f'<a href="?from={newest}&limit={limit}">newest {limit}</a>')
+        more = f"<p>{' &middot; '.join(links)}</p>" if links else ""
         count = await stream_length(store, name)
         body = (
             f"<p><a href='/'>all streams</a> &middot; {count} events</p>"
