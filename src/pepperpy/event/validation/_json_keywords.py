@@ -155,6 +155,14 @@ def _is_schema_map(value: Any) -> bool:
     )
 
 
+def _is_definitions(value: Any) -> bool:
+    """``$defs``: schemas by name; an array of schemas too (``#/$defs/pair/0``)."""
+    return isinstance(value, Mapping) and all(
+        isinstance(key, str) and (_is_schema(schema) or _is_schemas(schema))
+        for key, schema in value.items()
+    )
+
+
 def _is_schemas(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(_is_schema(v) for v in value)
 
@@ -162,6 +170,9 @@ def _is_schemas(value: Any) -> bool:
 def _is_type(value: Any) -> bool:
     return isinstance(value, str) or _is_strings(value, non_empty=True)
 
+
+#: the annotations whose value is a bool
+_FLAGS = ("deprecated", "readOnly", "writeOnly")
 
 #: what each keyword's value must be: a test and its description for the error
 _VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -171,8 +182,17 @@ _VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "anyOf": (_is_schemas, "a non-empty array of schemas"),
     "oneOf": (_is_schemas, "a non-empty array of schemas"),
     "$ref": (lambda v: isinstance(v, str), "a string"),
-    "$defs": (lambda v: isinstance(v, Mapping), "an object"),
-    "definitions": (lambda v: isinstance(v, Mapping), "an object"),
+    **{
+        name: (_is_definitions, "an object whose values are schemas (or arrays of them)")
+        for name in ("$defs", "definitions")
+    },
+    # annotations are ignored, but a malformed one is refused as 2020-12's metaschema does
+    **{
+        name: (lambda v: isinstance(v, str), "a string")
+        for name in ("$schema", "$id", "$comment", "title", "description")
+    },
+    "examples": (lambda v: isinstance(v, list), "an array"),
+    **{name: (lambda v: isinstance(v, bool), "a bool") for name in _FLAGS},
     "format": (lambda v: isinstance(v, str), "a string"),
     "properties": (_is_schema_map, "an object whose values are schemas"),
     "required": (_is_strings, "an array of unique strings"),
@@ -205,14 +225,36 @@ _VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+#: what each member of a keyword's object or array must be, to point at the one that is not
+_MEMBERS: dict[str, Callable[[Any], bool]] = {
+    **dict.fromkeys(("properties", "patternProperties", "allOf", "anyOf", "oneOf"), _is_schema),
+    "prefixItems": _is_schema,
+    **dict.fromkeys(("$defs", "definitions"), lambda v: _is_schema(v) or _is_schemas(v)),
+    "dependentRequired": _is_strings,
+    "required": lambda v: isinstance(v, str),
+}
+
+
+def _culprit(keyword: str, value: Any) -> tuple[str | int, ...]:
+    """The JSON Pointer tokens of the member of ``value`` that is malformed, if one is."""
+    test = _MEMBERS.get(keyword)
+    if test is None:
+        return ()
+    if isinstance(value, Mapping):
+        return next(((key,) for key, member in value.items() if not test(member)), ())
+    if isinstance(value, list):
+        return next(((i,) for i, member in enumerate(value) if not test(member)), ())
+    return ()
+
+
 def check_values(schema: Mapping[str, Any], where: str) -> None:
     """Refuse a keyword whose value is of the wrong type or out of range."""
     for keyword, value in schema.items():
         test, expected = _VALUES.get(keyword, (None, ""))
         if test is not None and not test(value):
+            at = pointer(where, keyword, *_culprit(keyword, value))
             raise ConfigurationError(
-                f"JSON Schema keyword {keyword!r} at {pointer(where, keyword)} must be "
-                f"{expected}, got {value!r}"
+                f"JSON Schema keyword {keyword!r} at {at} must be {expected}, got {value!r}"
             )
     for keyword, needed in _NEEDS.items():
         if keyword in schema and needed not in schema:
@@ -277,16 +319,28 @@ def resolve(root: Mapping[str, Any], ref: Any) -> Any:
     return target
 
 
+# These read schemas not compiled yet (the parts beside a schema's type keywords are
+# scanned first): a malformed value declares nothing here, and is refused with its
+# JSON Pointer when its own schema is compiled.
+
+
+def _names(value: Any) -> set[str]:
+    """The strings among the keys of an object or the items of an array."""
+    if not isinstance(value, (Mapping, list)):
+        return set()
+    return {name for name in value if isinstance(name, str)}
+
+
 def names_of(schema: Mapping[str, Any]) -> set[str]:
-    return set(schema.get("properties", {})) | set(schema.get("required", []))
+    return _names(schema.get("properties")) | _names(schema.get("required"))
 
 
 def properties_of(schema: Mapping[str, Any]) -> set[str]:
-    return set(schema.get("properties", {}))
+    return _names(schema.get("properties"))
 
 
 def patterns_of(schema: Mapping[str, Any]) -> set[str]:
-    return set(schema.get("patternProperties", {}))
+    return _names(schema.get("patternProperties"))
 
 
 def declared_keys(
@@ -306,7 +360,8 @@ def declared_keys(
     names = pick(schema)
     seen = seen | {id(schema)}
     for keyword in _COMBINATORS:
-        for option in schema.get(keyword, []):
+        options = schema.get(keyword)
+        for option in options if isinstance(options, list) else ():
             names |= declared_keys(option, root, pick, seen=seen)
     for keyword in _CONDITIONALS:
         names |= declared_keys(schema.get(keyword), root, pick, seen=seen)

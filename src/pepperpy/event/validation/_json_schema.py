@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from .._errors import ConfigurationError, ValidationProblem
@@ -94,6 +95,9 @@ class _JsonSchemaCompiler:
         self.refs: dict[tuple[str, bool], Node] = {}
         #: (field, JSON Pointer) of every property default, checked (and converted) at the end
         self.defaults: list[tuple[Field, str]] = []
+        #: (schema, JSON Pointer) of every ``$defs``/``definitions`` entry met, compiled
+        #: at the end whether a ``$ref`` uses it or not (see ``check_definitions``)
+        self.definitions: list[tuple[Any, str]] = []
 
     def node(self, schema: Any, where: str, open_: bool = False) -> Node:
         """The node for ``schema``; ``open_``: its own object keeps undeclared keys.
@@ -110,6 +114,13 @@ class _JsonSchemaCompiler:
         if not isinstance(schema, Mapping):
             raise ConfigurationError(f"JSON Schema at {where} must be an object, got {schema!r}")
         check_values(schema, where)
+        for keyword in ("$defs", "definitions"):
+            for name, sub in schema.get(keyword, {}).items():
+                at = pointer(where, keyword, name)
+                if isinstance(sub, list):  # an array of schemas (``#/$defs/pair/0``)
+                    self.definitions.extend((s, pointer(at, i)) for i, s in enumerate(sub))
+                else:
+                    self.definitions.append((sub, at))
         unknown = sorted(set(schema) - ANNOTATIONS - GENERIC - TYPE_KEYWORDS)
         if unknown:
             raise ConfigurationError(
@@ -255,8 +266,7 @@ class _JsonSchemaCompiler:
                 for name in sorted(declared - target.fields.keys()):
                     target.fields[name] = Field(name, AnyNode(), required=False)
                 known = {regex for regex, _ in target.patterns}
-                for source in sorted(self.patterns(parts)):
-                    regex = compile_ecma(source)
+                for regex in _compiled_patterns(sorted(self.patterns(parts))):
                     if regex not in known:
                         target.patterns += ((regex, AnyNode()),)
         owned = []
@@ -383,9 +393,6 @@ class _JsonSchemaCompiler:
                 self.defaults.append((field, pointer(where, "properties", name, "default")))
             else:
                 fields.append(Field(name, node, required=False))
-        for name in sorted(missing):
-            first, *rest = by_patterns(name) or [AnyNode()]
-            fields.append(Field(name, AllNode(first, rest) if rest else first))
         extra: Extra = "allow" if open_ else self.extra
         extra_node: Node | None = None
         additional = schema.get("additionalProperties")
@@ -396,6 +403,14 @@ class _JsonSchemaCompiler:
         elif additional is not None:
             extra = "allow"
             extra_node = self.node(additional, pointer(where, "additionalProperties"))
+        # a required key that neither properties nor patternProperties declares is an
+        # additional property: additionalProperties judges it (unless a part beside
+        # declares it, see ``combined``)
+        beside = self.declared_beside(schema) if missing and extra_node is not None else set()
+        for name in sorted(missing):
+            additional_node = extra_node if name not in beside else None
+            first, *rest = by_patterns(name) or [additional_node or AnyNode()]
+            fields.append(Field(name, AllNode(first, rest) if rest else first))
         title = str(schema.get("title", ""))
         return ObjectNode(title, fields, extra=extra, extra_node=extra_node, patterns=patterns)
 
@@ -407,20 +422,27 @@ class _JsonSchemaCompiler:
         ``patternProperties``) is let through (see ``combined``); any other could never
         be present, so no object would be valid.
         """
-        parts = {k: schema[k] for k in _DECLARING if k in schema}
-        declared = declared_keys(parts, self.root)
-        patterns = [compile_ecma(p) for p in declared_keys(parts, self.root, patterns_of)]
-        undefined = [
-            name
-            for name in names
-            if name not in declared and not any(p.search(name) for p in patterns)
-        ]
+        declared = self.declared_beside(schema)
+        undefined = [name for name in names if name not in declared]
         if undefined:
             raise ConfigurationError(
                 f"JSON Schema at {where} requires {', '.join(map(repr, undefined))}, which "
                 "additionalProperties: false forbids (no properties, patternProperties or "
                 "part beside them declares it): no object could be valid"
             )
+
+    def declared_beside(self, schema: Mapping[str, Any]) -> set[str]:
+        """The keys that the parts beside ``schema``'s type keywords declare (``$ref``,
+        ``allOf``, ``anyOf``, ``oneOf``, ``if``/``then``/``else``, by ``properties``,
+        ``required`` or ``patternProperties``), of those its ``required`` names."""
+        parts = {k: schema[k] for k in _DECLARING if k in schema}
+        declared = declared_keys(parts, self.root)
+        patterns = _compiled_patterns(declared_keys(parts, self.root, patterns_of))
+        return {
+            name
+            for name in schema.get("required", [])
+            if name in declared or any(p.search(name) for p in patterns)
+        }
 
     def ref(self, ref: Any, where: str, open_: bool = False) -> Node:
         if pointer_tokens(ref) is None:
@@ -436,6 +458,21 @@ class _JsonSchemaCompiler:
         self.refs[ref, open_] = lazy
         lazy.target = self.node(target, ref, open_)
         return lazy
+
+    def check_definitions(self) -> None:
+        """Compile every definition, used or not: one no ``$ref`` reaches is refused
+        like any other part of the schema when malformed (``{"$defs": {"a": {"type":
+        "strnig"}}}``), never accepted silently. Each is compiled apart (a scratch
+        compiler), so an unused one changes nothing that is used."""
+        done: set[int] = set()
+        scratch = _JsonSchemaCompiler(self.root, self.extra)
+        scratch.definitions = self.definitions  # the definitions inside them come next
+        while self.definitions:
+            schema, where = self.definitions.pop()
+            if id(schema) not in done:
+                done.add(id(schema))
+                scratch.node(schema, where)
+        scratch.check_defaults()
 
     def check_defaults(self) -> None:
         """Refuse a ``default`` its own schema refuses (it would be put into the data).
@@ -460,6 +497,18 @@ class _JsonSchemaCompiler:
                     f"({why or 'too deeply nested'}): {default!r}"
                 )
             field.default = result
+
+
+def _compiled_patterns(sources: Iterable[str]) -> list[re.Pattern[str]]:
+    """The ``patternProperties`` patterns of parts not compiled yet, those that compile:
+    an invalid one is refused with its JSON Pointer when its own schema is compiled."""
+    compiled = []
+    for source in sources:
+        try:
+            compiled.append(compile_ecma(source))
+        except (re.error, RecursionError, OverflowError):
+            continue
+    return compiled
 
 
 def _built(node: Node, open_: bool) -> Node:
@@ -531,4 +580,5 @@ def from_json_schema(schema: Mapping[str, Any], extra: Extra) -> Node:
     node = compiler.node(schema, "#")
     _refuse_empty_cycles(compiler.refs)
     compiler.check_defaults()
+    compiler.check_definitions()
     return node
