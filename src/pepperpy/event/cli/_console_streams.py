@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from ..store import EventStore
 from ._console_requests import PAGE_LIMIT, _known, _limit, _pattern
-from ._counts import stream_length
+from ._counts import _visible
 
 __all__ = ["StreamsPage"]
 
@@ -30,7 +30,8 @@ class StreamsPage:
 
 
 async def _streams_page(store: EventStore, request: Request, *, api: bool = False) -> StreamsPage:
-    """The page a request asks for: names are listed whole (cheap), counted per page.
+    """The page a request asks for: names are listed whole (cheap), counted per page
+    with one backend read (1,000 streams were 1,000 queries: half a second on PostgreSQL).
     The API (``api``) refuses an empty pattern, which a page takes for every stream."""
     _known(request, "pattern", "after", "limit")
     pattern = _pattern(request, "pattern", empty=not api)
@@ -39,7 +40,8 @@ async def _streams_page(store: EventStore, request: Request, *, api: bool = Fals
     names = sorted(await store.streams(pattern))
     start = 0 if after is None else bisect.bisect_right(names, after)
     chosen = names[start : start + limit]
-    counted = [{"name": name, "events": await stream_length(store, name)} for name in chosen]
+    states = await store.backend.stream_states(chosen)  # one read, not one per stream
+    counted = [{"name": name, "events": _visible(states.get(name))} for name in chosen]
     more = start + limit < len(names)
     return StreamsPage(
         pattern, after, limit, counted, len(names), start, chosen[-1] if more else None
