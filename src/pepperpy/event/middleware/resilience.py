@@ -7,6 +7,7 @@ import contextvars
 import itertools
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -196,11 +197,28 @@ class TimeoutMiddleware:
                 task.uncancel()
 
 
+class _Line:
+    """One event loop's waiting line for tokens: only that loop's tasks touch it."""
+
+    __slots__ = ("lock", "loop", "waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = asyncio.Lock()  # FIFO: waiters are served first come, first served
+        self.waiting = 0  # tasks in the line, served or waiting to be
+
+    def abandon(self) -> None:
+        """Nothing to drop: the line's waiters went with their loop."""
+
+
 class RateLimitMiddleware:
     """Let at most ``rate`` events per second through (token bucket of size ``burst``).
 
     Events over the limit wait for a token rather than being dropped: the limit slows
-    the source down (backpressure), it never loses events.
+    the source down (backpressure), it never loses events. One middleware may serve
+    processors on several event loops (threads) at once: the bucket, and so the rate,
+    is shared by all of them; each loop has a waiting line of its own, first come,
+    first served.
     """
 
     def __init__(self, rate: float, *, burst: int | None = None) -> None:
@@ -217,32 +235,42 @@ class RateLimitMiddleware:
         self.burst = capacity
         self._tokens = float(capacity)
         self._stamp = time.monotonic()
-        self._lock: asyncio.Lock | None = None
-        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        # held for the bucket's arithmetic only, never across an await: threads running
+        # other event loops take tokens from the same bucket
+        self._bucket_lock = threading.Lock()
+        self._lines: LoopShares[_Line] = LoopShares(_Line)
+        self._last: _Line | None = None  # the last one used: most calls need no lookup
 
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
+    def _take(self) -> float:
+        """Take a token if one is free (0.0), else how many seconds until one is."""
+        with self._bucket_lock:
+            now = time.monotonic()
+            tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if tokens >= 1:
+                self._tokens = tokens - 1
+                return 0.0
+            self._tokens = tokens
+            return (1 - tokens) / self.rate
 
     async def acquire(self) -> None:
         """Wait until a token is free and take it."""
         loop = asyncio.get_running_loop()
-        if self._lock_loop is not loop:  # an asyncio.Lock serves one event loop only
-            self._lock = None
-            self._lock_loop = loop
-        self._refill()
-        if self._tokens >= 1 and (self._lock is None or not self._lock.locked()):
-            self._tokens -= 1
+        line = self._last
+        if line is None or line.loop is not loop:
+            line = self._last = self._lines.here()
+        if not line.waiting and not self._take():
             return
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:  # waiters are served first come, first served
-            self._refill()
-            while self._tokens < 1:
-                await asyncio.sleep((1 - self._tokens) / self.rate)
-                self._refill()
-            self._tokens -= 1
+        line.waiting += 1
+        try:
+            async with line.lock:  # waiters are served first come, first served
+                while True:
+                    wait = self._take()
+                    if not wait:
+                        return
+                    await asyncio.sleep(wait)
+        finally:
+            line.waiting -= 1
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
         await self.acquire()
