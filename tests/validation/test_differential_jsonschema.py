@@ -96,7 +96,7 @@ def schemas(draw: st.DrawFn, depth: int = 3, refs: tuple[str, ...] = ()) -> Any:
         schema.update(draw(_number_keywords()))
     if "array" in types and draw(st.booleans()):
         schema.update(draw(_array_keywords(sub)))
-    schema.update(draw(_generic_keywords(sub, refs, "additionalProperties" not in schema)))
+    schema.update(draw(_generic_keywords(sub, refs)))
     return schema
 
 
@@ -199,15 +199,9 @@ def _object_keywords(draw: st.DrawFn, sub: st.SearchStrategy[Any]) -> dict[str, 
 
 @st.composite
 def _generic_keywords(
-    draw: st.DrawFn, sub: st.SearchStrategy[Any], refs: tuple[str, ...], declaring: bool
+    draw: st.DrawFn, sub: st.SearchStrategy[Any], refs: tuple[str, ...]
 ) -> dict[str, Any]:
-    """``enum``, ``const``, combinators, ``not``, ``if``, ``$ref``.
-
-    ``declaring`` is false beside ``additionalProperties``: docs/validation.md says
-    "`additionalProperties` beside `properties` also lets keys declared by such parts
-    through (2020-12 would apply it to them)", for `allOf`, `anyOf`, `oneOf`,
-    `if`/`then`/`else` and `$ref`; only `not` (which "declares nothing") goes there.
-    """
+    """``enum``, ``const``, combinators, ``not``, ``if``, ``$ref``."""
     out: dict[str, Any] = {}
     if draw(st.integers(0, 5)) == 0:
         out["enum"] = draw(st.lists(json_values, min_size=1, max_size=3))
@@ -215,8 +209,6 @@ def _generic_keywords(
         out["const"] = draw(json_values)
     if draw(st.integers(0, 5)) == 0:
         out["not"] = draw(sub)
-    if not declaring:
-        return out
     for name in ("allOf", "anyOf", "oneOf"):
         if draw(st.integers(0, 4)) == 0:
             out[name] = draw(st.lists(sub, min_size=1, max_size=3))
@@ -251,7 +243,7 @@ def root_schemas(draw: st.DrawFn) -> Any:
     return root
 
 
-def reference_schema(schema: Any) -> Any:
+def reference_schema(schema: Any, root: Any = None) -> Any:
     """``schema`` as 2020-12 says what we do with it.
 
     docs/validation.md: "A schema with `properties` or `required` and no `type` is an
@@ -259,7 +251,7 @@ def reference_schema(schema: Any) -> Any:
     them)": such a schema gets its `type: object`.
     """
     if isinstance(schema, list):
-        return [reference_schema(item) for item in schema]
+        return [reference_schema(item, root) for item in schema]
     if not isinstance(schema, dict):
         return schema
     out: dict[str, Any] = {}
@@ -267,12 +259,53 @@ def reference_schema(schema: Any) -> Any:
         if key in ("enum", "const"):
             out[key] = value
         elif key in ("properties", "patternProperties", "$defs", "dependentRequired"):
-            out[key] = {k: reference_schema(v) for k, v in value.items()}
+            out[key] = {k: reference_schema(v, root) for k, v in value.items()}
         else:
-            out[key] = reference_schema(value)
+            out[key] = reference_schema(value, root)
     if "type" not in out and ("properties" in out or "required" in out):
         out["type"] = "object"
+    if "additionalProperties" in schema and root is not None:
+        # docs/validation.md: "`additionalProperties` beside `properties` also lets keys
+        # declared by such parts through (2020-12 would apply it to them)": those keys
+        # get a schema of their own here, so that additionalProperties leaves them alone
+        names, patterns = _declared_by_parts(schema, root)
+        if names:
+            out["properties"] = {**dict.fromkeys(names, True), **out.get("properties", {})}
+        if patterns:
+            out["patternProperties"] = {
+                **dict.fromkeys(patterns, True),
+                **out.get("patternProperties", {}),
+            }
     return out
+
+
+_PARTS = ("$ref", "allOf", "anyOf", "oneOf", "if", "then", "else")
+
+
+def _declared_by_parts(schema: dict[str, Any], root: Any) -> tuple[set[str], set[str]]:
+    """The keys and patterns the parts beside ``schema``'s type keywords declare (by
+    ``properties``, ``required`` or ``patternProperties``, followed through ``$ref``,
+    ``allOf``, ``anyOf``, ``oneOf``, ``if``/``then``/``else``; not ``not``)."""
+    names: set[str] = set()
+    patterns: set[str] = set()
+    seen: set[int] = set()
+    stack = [schema[k] for k in _PARTS if k in schema and k != "$ref"]
+    if "$ref" in schema:
+        stack.append(_resolve(root, {"$ref": schema["$ref"]}))
+    while stack:
+        part = stack.pop()
+        if isinstance(part, list):
+            stack.extend(part)
+            continue
+        if not isinstance(part, dict) or id(part) in seen:
+            continue
+        seen.add(id(part))
+        names |= set(part.get("properties", {})) | set(part.get("required", []))
+        patterns |= set(part.get("patternProperties", {}))
+        stack.extend(part[k] for k in _PARTS if k in part and k != "$ref")
+        if "$ref" in part:
+            stack.append(_resolve(root, {"$ref": part["$ref"]}))
+    return names, patterns
 
 
 def _resolve(root: Any, schema: Any) -> Any:
@@ -385,7 +418,7 @@ def _check_problems(exc: ValidationError) -> None:
 
 
 def _reference_verdict(schema: Any, instance: Any) -> bool:
-    reference = reference_schema(schema)
+    reference = reference_schema(schema, schema)
     return bool(jsonschema.Draft202012Validator(reference).is_valid(instance))
 
 
@@ -609,7 +642,50 @@ def test_invalid_schemas_name_the_keyword_and_its_place(schema: Any, message: st
 
 def test_unused_definitions_that_could_never_decide_are_still_accepted() -> None:
     # a valid schema (jsonschema agrees): only a $ref that is used is refused for looping
-    schema = {"$defs": {"a": {"$ref": "#/$defs/a"}}, "type": "integer"}
-    jsonschema.Draft202012Validator.check_schema(schema)
-    assert _our_verdict(schema, 1) is True
-    assert _our_verdict(schema, "1") is False
+    for defs in ({"a": {"$ref": "#/$defs/a"}}, {"a": {"items": {"$ref": "#/$defs/a/items"}}}):
+        schema = {"$defs": defs, "type": "integer"}
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert _our_verdict(schema, 1) is True
+        assert _our_verdict(schema, "1") is False
+        with pytest.raises(ConfigurationError, match="refers back to itself"):
+            _register({**schema, "$ref": "#/$defs/a"})
+
+
+#: schemas that are no JSON (Python objects in a schema dict), refused at registration
+NOT_JSON_SCHEMAS = [
+    ({1: {}}, "JSON Schema at # has a key that is no string: 1"),
+    ({"properties": {"a": {2: 3}}}, "at #/properties/a has a key that is no string: 2"),
+    ({"enum": [1, float("nan")]}, "'enum' at #/enum/1 must be a non-empty array of JSON values"),
+    ({"enum": [{1: 2}]}, "'enum' at #/enum/0"),
+    ({"const": float("inf")}, "'const' at #/const must be a JSON value"),
+    ({"const": {"a": {1, 2}}}, "'const' at #/const must be a JSON value"),
+    ({"dependentRequired": {1: ["a"]}}, "'dependentRequired' at #/dependentRequired"),
+]
+
+
+@pytest.mark.parametrize(("schema", "message"), NOT_JSON_SCHEMAS)
+def test_schemas_that_are_no_json_are_refused(schema: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        _register(schema)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"items": {"$ref": "#/items"}},
+        {"type": "object", "properties": {"x": {"$ref": "#/properties/x"}}},
+        {
+            "type": "object",
+            "properties": {"x": {"anyOf": [{"type": "null"}, {"$ref": "#/properties/x"}]}},
+        },
+        {
+            "items": {"$ref": "#/$defs/a"},
+            "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"allOf": [{"$ref": "#/$defs/a"}]}},
+        },
+    ],
+)
+def test_a_ref_looping_inside_items_or_properties_is_named(schema: Any) -> None:
+    # was "nested too deeply to compile" (a RecursionError caught), not the loop
+    with pytest.raises(ConfigurationError, match="refers back to itself without descending"):
+        _register(schema)

@@ -155,6 +155,20 @@ def _is_schema_map(value: Any) -> bool:
     )
 
 
+def _is_json(value: Any) -> bool:
+    """A JSON value: no NaN or infinity, no set or other object, string keys only
+    (an ``enum`` or ``const`` holding anything else could never match event data)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_is_json(item) for item in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    return False
+
+
 def _is_definitions(value: Any) -> bool:
     """``$defs``: schemas by name; an array of schemas too (``#/$defs/pair/0``)."""
     return isinstance(value, Mapping) and all(
@@ -177,7 +191,11 @@ _FLAGS = ("deprecated", "readOnly", "writeOnly")
 #: what each keyword's value must be: a test and its description for the error
 _VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "type": (_is_type, "a type name or a non-empty array of unique type names"),
-    "enum": (lambda v: isinstance(v, list) and bool(v), "a non-empty array"),
+    "enum": (
+        lambda v: isinstance(v, list) and bool(v) and _is_json(v),
+        "a non-empty array of JSON values",
+    ),
+    "const": (_is_json, "a JSON value"),
     "allOf": (_is_schemas, "a non-empty array of schemas"),
     "anyOf": (_is_schemas, "a non-empty array of schemas"),
     "oneOf": (_is_schemas, "a non-empty array of schemas"),
@@ -214,7 +232,10 @@ _VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "patternProperties": (_is_schema_map, "an object mapping regular expressions to schemas"),
     "propertyNames": (_is_schema, "a schema or a bool"),
     "dependentRequired": (
-        lambda v: isinstance(v, Mapping) and all(_is_strings(names) for names in v.values()),
+        lambda v: (
+            isinstance(v, Mapping)
+            and all(isinstance(key, str) and _is_strings(names) for key, names in v.items())
+        ),
         "an object whose values are arrays of unique strings",
     ),
     "contains": (_is_schema, "a schema or a bool"),
@@ -232,6 +253,7 @@ _MEMBERS: dict[str, Callable[[Any], bool]] = {
     **dict.fromkeys(("$defs", "definitions"), lambda v: _is_schema(v) or _is_schemas(v)),
     "dependentRequired": _is_strings,
     "required": lambda v: isinstance(v, str),
+    "enum": _is_json,
 }
 
 
@@ -249,6 +271,9 @@ def _culprit(keyword: str, value: Any) -> tuple[str | int, ...]:
 
 def check_values(schema: Mapping[str, Any], where: str) -> None:
     """Refuse a keyword whose value is of the wrong type or out of range."""
+    odd = next((key for key in schema if not isinstance(key, str)), None)
+    if odd is not None:
+        raise ConfigurationError(f"JSON Schema at {where} has a key that is no string: {odd!r}")
     for keyword, value in schema.items():
         test, expected = _VALUES.get(keyword, (None, ""))
         if test is not None and not test(value):

@@ -98,6 +98,8 @@ class _JsonSchemaCompiler:
         #: (schema, JSON Pointer) of every ``$defs``/``definitions`` entry met, compiled
         #: at the end whether a ``$ref`` uses it or not (see ``check_definitions``)
         self.definitions: list[tuple[Any, str]] = []
+        #: whether a $ref looping back without descending is refused (not in unused $defs)
+        self.refuse_loops = True
 
     def node(self, schema: Any, where: str, open_: bool = False) -> Node:
         """The node for ``schema``; ``open_``: its own object keeps undeclared keys.
@@ -457,6 +459,13 @@ class _JsonSchemaCompiler:
         lazy = LazyNode()
         self.refs[ref, open_] = lazy
         lazy.target = self.node(target, ref, open_)
+        # at once: the node that holds this one may ask for its ``expected`` (a loop)
+        try:
+            _refuse_empty_cycles({(ref, open_): lazy})
+        except ConfigurationError:
+            if self.refuse_loops:
+                raise
+            lazy.target = AnyNode()  # in a definition no $ref uses: never run
         return lazy
 
     def check_definitions(self) -> None:
@@ -467,6 +476,7 @@ class _JsonSchemaCompiler:
         done: set[int] = set()
         scratch = _JsonSchemaCompiler(self.root, self.extra)
         scratch.definitions = self.definitions  # the definitions inside them come next
+        scratch.refuse_loops = False
         while self.definitions:
             schema, where = self.definitions.pop()
             if id(schema) not in done:
