@@ -44,6 +44,7 @@ from pepperpy.event.store.sqlite import SQLiteBackend
 from tests.helpers import eventually
 from tests.store.conformance_head import HeadConformance
 from tests.store.conformance_multi import MultiConformance
+from tests.store.conformance_stream_pages import StreamPagesConformance
 
 MakeStore = Callable[[], EventStore]
 
@@ -131,7 +132,7 @@ async def record_at(store: EventStore, times: Mapping[int, int]) -> None:
             await connection.close()
 
 
-class StoreConformance(HeadConformance, MultiConformance):
+class StoreConformance(HeadConformance, MultiConformance, StreamPagesConformance):
     @pytest.fixture
     async def make_store(self, store_url: str) -> AsyncIterator[MakeStore]:
         stores: list[EventStore] = []

@@ -40,12 +40,22 @@ async def stream_counts(
     """``(name, visible events)`` of every stream matching ``pattern``, sorted by name, a
     page of :data:`COUNTED_AT_ONCE` at a time.
 
-    Each page is counted with one backend read (``stream_states``), not a query per
-    stream (20,000 streams took 10 s), and handed out as soon as it is counted, so
-    ``streams | head -1`` prints at once. A stream deleted meanwhile counts 0.
+    Names are read a page at a time too (``EventStore.iter_streams``), so memory stays
+    bounded however many streams there are. Each page is counted with one backend read
+    (``stream_states``), not a query per stream (20,000 streams took 10 s), and handed out
+    as soon as it is counted, so ``streams | head -1`` prints at once. A stream deleted
+    meanwhile counts 0.
     """
-    names = await store.streams(pattern)
-    for start in range(0, len(names), COUNTED_AT_ONCE):
-        page = names[start : start + COUNTED_AT_ONCE]
-        states = await store.backend.stream_states(page)
-        yield [(name, _visible(states.get(name))) for name in page]
+    page: list[str] = []
+    async for name in store.iter_streams(pattern, page_size=COUNTED_AT_ONCE):
+        page.append(name)
+        if len(page) == COUNTED_AT_ONCE:
+            yield await _counted(store, page)
+            page = []
+    if page:
+        yield await _counted(store, page)
+
+
+async def _counted(store: EventStore, names: list[str]) -> list[tuple[str, int]]:
+    states = await store.backend.stream_states(names)
+    return [(name, _visible(states.get(name))) for name in names]

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from .._errors import ConfigurationError
 from .._patterns import parse_name
 from .._seconds import check_seconds
 from ._reader import RETRY_FOR, EventReader, RowFilter, StoreSubscription
@@ -26,6 +27,32 @@ from .base import MINUTE, MinuteCount, Row, StoreBackend, from_micros, to_micros
 
 #: stream names ``streams()`` matches against its pattern between two turns of the loop
 _NAMES_AT_ONCE = 4096
+
+
+#: the largest ``iter_streams`` page: names are up to 1 KiB each
+_MAX_PAGE_SIZE = 100_000
+
+
+def _name_prefix(accept: RowFilter) -> str | None:
+    """The literal tokens every matching stream name starts with (``order.*``:
+    ``order``), or None when the pattern has none (``*.placed``, ``#``)."""
+    keys = accept.index_keys
+    if keys is not None and len(keys[1]) == 1:
+        return keys[1][0]
+    return None
+
+
+async def _matching(accept: RowFilter, names: list[str]) -> list[str]:
+    """The ``names`` that match ``accept``'s pattern, matched a slice at a time, the loop
+    serving others between (200,000 names under a leading wildcard took the loop for
+    0.6 s in one go)."""
+    matching: list[str] = []
+    matches = accept.stored_stream_matches
+    for start in range(0, len(names), _NAMES_AT_ONCE):
+        if start:
+            await asyncio.sleep(0)
+        matching.extend(name for name in names[start : start + _NAMES_AT_ONCE] if matches(name))
+    return matching
 
 
 class StoreReading(StoreSecurity, StoreDecoding):
@@ -220,27 +247,66 @@ class StoreReading(StoreSecurity, StoreDecoding):
         return await self._backend.head()
 
     async def streams(self, pattern: str = "#") -> list[str]:
-        """Names of the streams (with visible events) matching ``pattern``, sorted."""
+        """Names of the streams (with visible events) matching ``pattern``, sorted.
+
+        Every name is read at once: :meth:`iter_streams` gives the same names a page at
+        a time, in bounded memory."""
         self._check_open()
         await self._acheck_read(pattern)
         accept = RowFilter(pattern, None)
         names = await self._backend.stream_names()
         if accept.passes_everything:
             return names
-        keys = accept.index_keys
-        if keys is not None and len(keys[1]) == 1:  # a match starts with its literal tokens
-            (prefix,) = keys[1]
+        prefix = _name_prefix(accept)
+        if prefix is not None:  # a match starts with its literal tokens
             below = prefix + "."
             names = [name for name in names if name.startswith(below) or name == prefix]
-        # matched a slice at a time, the loop serving others between (200,000 names
-        # under a leading wildcard took the loop for 0.6 s in one go)
-        matching: list[str] = []
-        for start in range(0, len(names), _NAMES_AT_ONCE):
-            if start:
-                await asyncio.sleep(0)
-            matches = accept.stored_stream_matches
-            matching.extend(name for name in names[start : start + _NAMES_AT_ONCE] if matches(name))
-        return matching
+        return await _matching(accept, names)
+
+    def iter_streams(
+        self, pattern: str = "#", *, page_size: int = 1000, after: str | None = None
+    ) -> AsyncIterator[str]:
+        """The names :meth:`streams` gives (same check, order and names), read from the
+        backend ``page_size`` at a time (``StoreBackend.stream_names_page``), so memory
+        stays bounded however many streams there are: ``async for name in
+        store.iter_streams("order.#")``. A pattern with leading literal tokens
+        (``order.*``) reads only the names under them. ``after``: only the names after
+        it, in that order (the last name of a page resumes there).
+
+        ``read`` on ``pattern`` is checked at once (:class:`~pepperpy.event.AccessDenied`
+        raised here, as for a reader) and again before each page if the rules changed.
+        """
+        self._check_open()
+        if isinstance(page_size, bool) or not isinstance(page_size, int):
+            raise TypeError(f"page_size must be an int, got {type(page_size).__name__}")
+        if not 1 <= page_size <= _MAX_PAGE_SIZE:
+            raise ConfigurationError(
+                f"page_size must be from 1 to {_MAX_PAGE_SIZE}, got {page_size}"
+            )
+        if after is not None and not isinstance(after, str):
+            raise TypeError(f"after must be a str or None, got {type(after).__name__}")
+        self._check_read(pattern)
+        accept = RowFilter(pattern, None)
+        return self._names_pages(accept, page_size, after, self._read_guard(pattern))
+
+    async def _names_pages(
+        self,
+        accept: RowFilter,
+        page_size: int,
+        after: str | None,
+        guard: Callable[[], Awaitable[None]] | None,
+    ) -> AsyncIterator[str]:
+        prefix = _name_prefix(accept)
+        while True:
+            self._check_open()
+            if guard is not None:
+                await guard()
+            page = await self._backend.stream_names_page(after, page_size, prefix)
+            for name in page if accept.passes_everything else await _matching(accept, page):
+                yield name
+            if len(page) < page_size:
+                return
+            after = page[-1]
 
     async def stream_version(self, stream: str) -> int | None:
         """The stream's last position (what ``expected_version`` compares to), or None."""

@@ -65,6 +65,7 @@ from typing import Any, NamedTuple
 
 from .._errors import ConfigurationError
 from .._redact import redact_url
+from ._names_page import names_page
 from ._time_blocks import PositionRange
 
 __all__ = [
@@ -467,6 +468,25 @@ class StoreBackend(abc.ABC):
     @abc.abstractmethod
     async def stream_names(self) -> list[str]:
         """Every stream with visible events, sorted."""
+
+    async def stream_names_page(
+        self, after: str | None, limit: int, prefix: str | None = None
+    ) -> list[str]:
+        """Up to ``limit`` of the names :meth:`stream_names` gives, in its order, that
+        come strictly after ``after`` (None: from the first), keyset-paged: the last
+        name of a page is the next page's ``after``, and a page shorter than ``limit``
+        is the last. With ``prefix``, only the names equal to it or starting with
+        ``prefix + "."`` (a pattern's leading literal tokens, as in
+        :meth:`read_all_matching`).
+
+        Names are in code-point order (Python's ``str`` order, which is UTF-8 byte
+        order): SQLite's default ``BINARY`` collation, ``COLLATE "C"`` on PostgreSQL.
+        This default, for backends written before it existed, reads every name with
+        :meth:`stream_names` and slices it: exact, at the cost of the whole list per
+        page. The built-in backends read one page through their index on the name (the
+        memory backend: one pass over its streams, keeping ``limit`` names).
+        """
+        return names_page(await self.stream_names(), after, limit, prefix)
 
     @abc.abstractmethod
     async def delete_stream(self, stream: str) -> bool:

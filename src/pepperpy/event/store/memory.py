@@ -10,10 +10,12 @@ an append whose caller is cancelled is either done or not started: there is no w
 from __future__ import annotations
 
 import bisect
+import heapq
 import time
 from collections.abc import Mapping, Sequence
 
 from .._errors import ClosedError
+from ._names_page import in_prefix
 from ._time_blocks import BLOCK, PositionRange, note_rows, ranges_of
 from ._waiters import LoopWaiters
 from .base import (
@@ -352,6 +354,23 @@ class MemoryBackend(StoreBackend):
         return sorted(
             name for name, entry in self._streams.items() if entry.state.version is not None
         )
+
+    async def stream_names_page(
+        self, after: str | None, limit: int, prefix: str | None = None
+    ) -> list[str]:
+        """One pass over the streams keeping the ``limit`` smallest names that qualify
+        (``heapq``): no sorted copy of every name per page."""
+        self._check_open()
+        if limit <= 0:
+            return []
+        wanted = (
+            name
+            for name, entry in self._streams.items()
+            if (after is None or name > after)
+            and in_prefix(name, prefix)
+            and entry.state.version is not None
+        )
+        return heapq.nsmallest(limit, wanted)
 
     async def delete_stream(self, stream: str) -> bool:
         self._check_open()

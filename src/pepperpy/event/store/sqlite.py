@@ -30,6 +30,7 @@ import time
 from collections.abc import Awaitable, Mapping, Sequence
 from functools import partial
 
+from ._names_page import prefix_bounds
 from ._sqlite_connections import SQLiteConnections
 from ._sqlite_matching import read_matching
 from ._sqlite_probe import answer
@@ -68,6 +69,15 @@ from .base import (
 )
 
 __all__ = ["SQLiteAccess", "SQLiteBackend", "SQLiteURL", "parse_access", "parse_url"]
+
+#: a page of the names LIVE_STREAMS lists: after a cursor, optionally under a prefix (a
+#: range of the primary key, then the prefix itself or its names past ``prefix.``)
+_LIVE = LIVE_STREAMS.removesuffix(" ORDER BY s.name")  # the tests fail if it has none
+_NAMES_AFTER = f"{_LIVE} AND s.name > ? ORDER BY s.name LIMIT ?"
+_NAMES_UNDER = (
+    f"{_LIVE} AND s.name > ? AND s.name >= ? AND s.name < ? AND (s.name = ? OR s.name >= ?) "
+    "ORDER BY s.name LIMIT ?"
+)
 
 #: how long an idle subscription waits before re-reading (catches other processes' writes)
 POLL_INTERVAL = 0.5
@@ -235,6 +245,23 @@ class SQLiteBackend(SQLiteConnections, StoreBackend):
 
     async def stream_names(self) -> list[str]:
         rows = await self._read(lambda connection: connection.execute(LIVE_STREAMS).fetchall())
+        return [name for (name,) in rows]
+
+    async def stream_names_page(
+        self, after: str | None, limit: int, prefix: str | None = None
+    ) -> list[str]:
+        """One query, a range of the streams table's primary key (``BINARY``: code-point
+        order, as Python sorts): the page's rows are read, not every name."""
+        if limit <= 0:
+            return []
+        parameters: tuple[str | int, ...]
+        if prefix is None:  # every name is past "" (names are not empty)
+            query, parameters = _NAMES_AFTER, (after or "", limit)
+        else:
+            low, high = prefix_bounds(prefix)
+            query = _NAMES_UNDER
+            parameters = (after or "", low, high, prefix, prefix + ".", limit)
+        rows = await self._read(lambda connection: connection.execute(query, parameters).fetchall())
         return [name for (name,) in rows]
 
     async def delete_stream(self, stream: str) -> bool:
