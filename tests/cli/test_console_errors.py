@@ -55,6 +55,12 @@ class FailingBackend(MemoryBackend):
         self._fail()
         return await super().stream_names()
 
+    async def stream_names_page(
+        self, after: str | None, limit: int, prefix: str | None = None
+    ) -> list[str]:
+        self._fail()
+        return await super().stream_names_page(after, limit, prefix)
+
     async def count_by_minute(self, since: int) -> list[MinuteCountRow]:
         self._fail()
         return await super().count_by_minute(since)
