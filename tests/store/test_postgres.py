@@ -18,6 +18,7 @@ from pepperpy.event import (
     EventStore,
     StoreError,
 )
+from pepperpy.event.store import _pg_schema
 from pepperpy.event.store.base import ANY, NewRecord
 from pepperpy.event.store.postgres import PostgresBackend
 from tests.conftest import fresh_postgres_database, unique_name
@@ -206,7 +207,7 @@ class TestPostgresStore(StoreConformance):
             versions = await admin.fetch("SELECT version FROM public.pepperpy_schema_version")
         finally:
             await admin.close()
-        assert [row[0] for row in versions] == [1, 2, 3, 4]
+        assert [row[0] for row in versions] == list(range(1, len(_pg_schema._MIGRATIONS) + 1))
 
     async def test_an_unreachable_server_raises_store_error(self) -> None:
         store = EventStore("postgresql://postgres@127.0.0.1:1/nowhere")

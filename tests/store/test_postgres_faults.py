@@ -32,6 +32,7 @@ from pepperpy.event import (
     StoreError,
 )
 from pepperpy.event._checkpoints import PostgresCheckpointStore
+from pepperpy.event.store import _pg_schema
 from pepperpy.event.store.postgres import PostgresBackend, PostgresOptions, parse_options
 from tests.helpers import eventually
 from tests.store.pgfaultproxy import LISTENER, Link, PgFaultProxy, mark_listening, proxied
@@ -548,7 +549,8 @@ async def test_a_connection_lost_while_a_store_sets_itself_up_is_set_up_again(
             assert "PostgreSQL schema setup: the connection was lost" in caplog.text
             assert "trying once more on a new connection" in caplog.text
             await store.append("s.1", {"type": "t.after"})
-        assert await schema_versions(database, direct) == [1, 2, 3, 4]  # each migration once
+        migrations = len(_pg_schema._MIGRATIONS)
+        assert await schema_versions(database, direct) == list(range(1, migrations + 1))  # once
     finally:
         await store.close()
 

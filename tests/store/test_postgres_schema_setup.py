@@ -77,7 +77,9 @@ async def test_a_role_without_create_rights_uses_a_store_already_up_to_date(
             assert [e.type for e in await store.get_stream("a.1")] == ["by.owner", "by.role"]
         # a store behind is still refused clearly: migrating needs the owner
         await _admin(
-            postgres_url, f'DELETE FROM "{where}".pepperpy_schema_version WHERE version = 4'
+            postgres_url,
+            f'DELETE FROM "{where}".pepperpy_schema_version '
+            f"WHERE version = {len(_pg_schema._MIGRATIONS)}",
         )
         async with EventStore(url) as store:
             with pytest.raises(StoreError, match="schema setup failed: permission denied"):

@@ -143,6 +143,14 @@ _MIGRATIONS: tuple[str, ...] = (
         FOR EACH STATEMENT EXECUTE FUNCTION pepperpy_note_time_blocks();
     {_summarize("pepperpy_events")};
     """,
+    # stream names a page at a time (stream_names_page: the console, `streams`) in code
+    # point order, COLLATE "C" as Python sorts: the primary key is in the database's
+    # collation, which that order cannot use, so each page was a scan of every stream
+    # and a sort. IF NOT EXISTS, as above (CREATE INDEX CONCURRENTLY beforehand is kept)
+    """
+    CREATE INDEX IF NOT EXISTS pepperpy_streams_name_c
+        ON pepperpy_streams (name COLLATE "C");
+    """,
 )
 
 #: the NOTIFY channel of the store whose tables the session finds, as a SQL expression:
