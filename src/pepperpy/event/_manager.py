@@ -359,6 +359,11 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
                     running.append((listener, pending))
             except Exception as exc:
                 failed.append((listener, exc))
+            except asyncio.CancelledError as exc:
+                # raised by a sync call (it read a cancelled future's result): the
+                # handler's own, since the task's cancellation only lands at an await;
+                # a failure like in the one-handler path, not the emit's cancellation
+                failed.append((listener, exc))
         if running:
             tasks = [task for _, task in running if not task.done()]
             if tasks:
