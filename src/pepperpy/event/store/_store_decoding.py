@@ -180,7 +180,7 @@ class StoreDecoding:
             extra = row[9], row[10]
         if raw is not None and metadata.__class__ is dict and BYTES_MARKER in metadata:
             data, metadata = _unmark(row, data, metadata)
-        if self._upcasters and (event_type, version) in self._upcasters:
+        if self._current_versions and version < self._current_versions.get(event_type, 0):
             data, version = self._upcast(row, data)
         else:
             try:
@@ -236,11 +236,21 @@ class StoreDecoding:
     def _upcast(self, row: Row, data: Any) -> tuple[Any, int]:
         """Run a stored event's data through its upcasters: (frozen data, final version).
 
-        A failure names the event, its type and the version whose upcaster failed.
+        A failure names the event, its type and the version whose upcaster failed; so
+        does a chain with a gap (an upcaster missing below the type's current version),
+        rather than handing readers an event at a version between the two.
         """
         event_type, version = row[4], row[5]
-        upcast = self._upcasters.get((event_type, version))
-        while upcast is not None:
+        current = self._current_versions[event_type]
+        while version < current:
+            upcast = self._upcasters.get((event_type, version))
+            if upcast is None:
+                raise StoreError(
+                    f"{_upcasting(row, version)} failed: no upcaster is registered for "
+                    f"{event_type!r} from version {version}, and the type's upcasters bring "
+                    f"it up to version {current}; register one for version {version} "
+                    f"(the chain has a gap)"
+                )
             try:
                 data = upcast(data)
             except Exception as exc:
@@ -255,7 +265,6 @@ class StoreDecoding:
                     f"{type(data).__name__}; store upcasters must be synchronous"
                 )
             version += 1
-            upcast = self._upcasters.get((event_type, version))
         try:
             return freeze(data), version  # an upcaster's output gets the full check
         except SerializationError as exc:
