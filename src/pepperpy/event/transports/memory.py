@@ -66,8 +66,9 @@ class MemoryTransport(Transport):
         self._groups: dict[tuple[str, str], _Group] = {}
         self._keys: dict[Subscription, int] = {}  # ungrouped subscription -> its index key
         self._in_progress: set[asyncio.Future[Any]] = set()
-        #: (subscription or group, key) -> the last delivery of that key to it
-        self._tails: dict[tuple[Subscription | _Group, str], asyncio.Task[Any]] = {}
+        #: (subscription or group, key) -> the turn of the last delivery of that key to
+        #: it: done once that delivery and every earlier one of the key are done
+        self._tails: dict[tuple[Subscription | _Group, str], asyncio.Future[None]] = {}
         self._closed = False
 
     async def publish(self, event: Event, *, key: str | None = None) -> None:
@@ -130,14 +131,20 @@ class MemoryTransport(Transport):
         their predecessors, as on a broker, while ``publish`` returns.
         """
         detach = _in_keyed_delivery.get()
+        loop = asyncio.get_running_loop()
         for target in targets:
             chain = (target, key)
             previous = self._tails.get(chain)
             if previous is not None and previous.done():
                 previous = None
             task = start(self._deliver_keyed(target, event, previous))
-            self._tails[chain] = task
-            task.add_done_callback(functools.partial(self._chain_moved, chain))
+            # the next one of the key waits for this turn, not for the task: a task
+            # cancelled while waiting for its predecessor (its publish was cancelled) is
+            # done at once, and the next must still wait for that predecessor
+            turn: asyncio.Future[None] = loop.create_future()
+            task.add_done_callback(functools.partial(_turn_over, turn, previous))
+            self._tails[chain] = turn
+            turn.add_done_callback(functools.partial(self._chain_moved, chain))
             if previous is not None and detach:
                 self._in_progress.add(task)  # close() waits for it
                 task.add_done_callback(functools.partial(self._detached_done, event))
@@ -145,7 +152,7 @@ class MemoryTransport(Transport):
                 running.append(task)
 
     async def _deliver_keyed(
-        self, target: Subscription | _Group, event: Event, previous: asyncio.Task[Any] | None
+        self, target: Subscription | _Group, event: Event, previous: asyncio.Future[None] | None
     ) -> None:
         _in_keyed_delivery.set(True)  # this task's own context copy
         if previous is not None:
@@ -177,7 +184,7 @@ class MemoryTransport(Transport):
             return
 
     def _chain_moved(
-        self, chain: tuple[Subscription | _Group, str], done: asyncio.Task[Any]
+        self, chain: tuple[Subscription | _Group, str], done: asyncio.Future[None]
     ) -> None:
         if self._tails.get(chain) is done:
             del self._tails[chain]
@@ -239,3 +246,14 @@ class MemoryTransport(Transport):
         self._closed = True
         while self._in_progress:
             await asyncio.wait(list(self._in_progress))
+
+
+def _turn_over(
+    turn: asyncio.Future[None], previous: asyncio.Future[None] | None, _: asyncio.Future[Any]
+) -> None:
+    """A keyed delivery is done: its turn is over once its predecessor's is too."""
+    if previous is None or previous.done():
+        if not turn.done():
+            turn.set_result(None)
+    else:
+        previous.add_done_callback(functools.partial(_turn_over, turn, None))
