@@ -42,7 +42,9 @@ def is_async_callable(handler: Callable[..., Any]) -> bool:
         handler = handler.func
     if inspect.iscoroutinefunction(handler):
         return True
-    call_method = getattr(handler, "__call__", None)  # noqa: B004
+    # what a call runs is the type's __call__: a class's own __call__ attribute is its
+    # instances' (an async one there makes calling the class build an instance, no coroutine)
+    call_method = getattr(type(handler), "__call__", None)  # noqa: B004
     return call_method is not None and inspect.iscoroutinefunction(call_method)
 
 
