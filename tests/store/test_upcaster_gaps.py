@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import Event, EventStore, StoreError
+from pepperpy.event import ConfigurationError, Event, EventStore, StoreError
 from tests.helpers import store_urls
 
 
@@ -60,3 +60,14 @@ async def test_the_chain_completed_later_reads_every_version(store: EventStore) 
         ["n", "v4"],
         ["n"],
     ]
+
+
+def test_an_upcaster_past_the_largest_event_version_is_refused() -> None:
+    """An upcaster from version 2**31 - 1 (the largest an event can have) was taken: it
+    made the type's current version 2**31, so every append of the type was refused for
+    good, and reads built events at a version no event can have."""
+    store = EventStore()
+    for version in (2**31 - 1, 2**40):
+        with pytest.raises(ConfigurationError, match=r"must be below 2147483647"):
+            store.upcaster("user.created", version, _add("next"))
+    store.upcaster("user.created", 2**31 - 2, _add("last"))  # to 2**31 - 1: taken

@@ -32,6 +32,7 @@ from .._errors import (
 from .._event import Event
 from .._frozen import MAX_DEPTH, SHALLOW_JSON, freeze, freeze_parsed, nested_too_deep, too_deep_read
 from .._patterns import parse_topic
+from .._text import MAX_VERSION
 from ._records import BYTES_MARKER
 from .base import NewRecord, Row
 
@@ -103,6 +104,11 @@ class StoreDecoding:
             if from_version.__class__ is not int:
                 raise TypeError(message)
             raise ConfigurationError(message)
+        if from_version >= MAX_VERSION:  # its output, from_version + 1, is no event's version
+            raise ConfigurationError(
+                f"from_version must be below {MAX_VERSION}, the largest version an event "
+                f"can have, got {from_version!r}"
+            )
         key = (event_type, from_version)
 
         def register(function: F) -> F:
