@@ -76,10 +76,8 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         buffer_size: int | None = None,
         retry_policy: RetryPolicy = RetryPolicy.NONE,
     ) -> None:
-        self.max_listeners = check_count(max_listeners, "max_listeners", optional=True)
-        self.buffer_size = check_count(buffer_size, "buffer_size", optional=True)
-        if not isinstance(retry_policy, RetryPolicy):
-            raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
+        self.max_listeners = max_listeners  # checked by the setters below
+        self._buffer_size = check_count(buffer_size, "buffer_size", optional=True)
         self.retry_policy = retry_policy
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_LIMIT)
         self._index: PatternIndex[_Listener] = PatternIndex(order=_priority_first)
@@ -97,6 +95,43 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         self._direct = buffer_size is None  # emit may skip buffer and closed checks
         #: weak registrations whose handler was collected, to remove (see ._listeners)
         self._dead: deque[WeakListener] = deque()
+
+    # -- settings ---------------------------------------------------------------------
+
+    @property
+    def max_listeners(self) -> int | None:
+        """Most registrations one type or pattern may have (None: no limit)."""
+        return self._max_listeners
+
+    @max_listeners.setter
+    def max_listeners(self, value: int | None) -> None:
+        self._max_listeners = check_count(value, "max_listeners", optional=True)
+
+    @property
+    def buffer_size(self) -> int | None:
+        """Most events in flight at once (None: no limit); fixed at construction."""
+        return self._buffer_size
+
+    @buffer_size.setter
+    def buffer_size(self, value: int | None) -> None:
+        # the emits running hold slots counted against it, and an unbuffered manager
+        # (the one-handler fast path) counts none: a new value would corrupt the count
+        raise AttributeError(
+            "EventManager.buffer_size is fixed at construction: the emits in flight hold "
+            "slots counted against it (none are counted without a buffer_size); make a "
+            f"new EventManager(buffer_size={value!r}) instead"
+        )
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How failed handlers are tried again; a new one applies to the next failure."""
+        return self._retry_policy
+
+    @retry_policy.setter
+    def retry_policy(self, value: RetryPolicy) -> None:
+        if not isinstance(value, RetryPolicy):
+            raise TypeError(f"retry_policy must be a RetryPolicy, got {value!r}")
+        self._retry_policy = value
 
     # -- registration -----------------------------------------------------------------
 
@@ -262,11 +297,11 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
                 "asyncio.run_coroutine_threadsafe(manager.emit(...), loop); with no "
                 "loop running anywhere (a script, a sync test), asyncio.run(manager.emit(...))"
             ) from None
-        if self.buffer_size is not None:
+        if self._buffer_size is not None:
             with self._lock:
                 if not self._has_space():
                     raise BufferFullError(
-                        f"{self._in_flight} events in flight (buffer_size={self.buffer_size}): "
+                        f"{self._in_flight} events in flight (buffer_size={self._buffer_size}): "
                         "emit_nowait does not wait; await emit(...) to wait for a slot, "
                         "or await drain() before scheduling more"
                     )
@@ -274,7 +309,7 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         try:
             task = loop.create_task(self._deliver_scheduled(event))
         except BaseException:
-            if self.buffer_size is not None:
+            if self._buffer_size is not None:
                 self._leave(loop)
             raise
         with self._lock:
@@ -428,7 +463,7 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         task = asyncio.current_task()
         if since is None:
             since = 0 if task is None else task.cancelling()
-        policy = self.retry_policy
+        policy = self._retry_policy
         attempt = 1
         tries = [exc]  # each try's exception: the last one's __context__ holds the others
         while policy.should_retry(exc, attempt):
