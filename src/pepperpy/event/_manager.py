@@ -314,9 +314,15 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
             raise
         with self._lock:
             self._scheduled[task] = event
-        # a done-callback runs exactly once, also when the future is cancelled before its
-        # task ever started (a ``finally`` inside it would never run)
-        task.add_done_callback(self._unschedule)
+        if task.done():
+            # an eager task factory (asyncio.eager_task_factory) ran the delivery to its
+            # end already: give its slot back now, not on a later loop iteration, or an
+            # ``await`` of the (done) future, which never suspends, finds it still held
+            self._unschedule(task)
+        else:
+            # a done-callback runs exactly once, also when the future is cancelled before
+            # its task ever started (a ``finally`` inside it would never run)
+            task.add_done_callback(self._unschedule)
         return task
 
     async def _deliver_scheduled(self, event: Event) -> Event:
