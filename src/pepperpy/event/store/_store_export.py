@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import orjson
 
-from .._errors import PatternError, StoreError
+from .._errors import EncryptionError, PatternError, StoreError
 from .._patterns import parse_name
 from .._text import shown, text_problem
 from ._store import EventStore
@@ -247,13 +247,13 @@ async def import_store(
     started = time.monotonic()
     path = _path(file)
     name = str(getattr(file, "name", "<stream>")) if path is None else path
+    sealed = sealed_destination(destination)
     if path is not None:
         stop = threading.Event()  # set when the import is cancelled: the thread stops too
         try:
-            await asyncio.to_thread(_check_file, path, stop)
+            await asyncio.to_thread(_check_file, path, stop, sealed)
         finally:
             stop.set()
-    sealed = sealed_destination(destination)
     async with opened_backend(destination, "destination") as writing:
         head = await writing.head()
         checks: dict[int, str] = {}
@@ -302,8 +302,9 @@ async def import_store(
     return CopyReport(copied, head, after, 0, time.monotonic() - started)
 
 
-def _check_file(path: str, stop: threading.Event) -> None:
-    """Read the whole file at ``path`` once: a bad line is found before anything is written.
+def _check_file(path: str, stop: threading.Event, sealed: bool) -> None:
+    """Read the whole file at ``path`` once: a bad line is found before anything is written,
+    and so is, for a destination with ``encryption=`` (``sealed``), an event not sealed.
 
     Runs in a thread, which cancelling the import cannot interrupt (and ``asyncio.run``
     waits for before it returns): it stops, between lines, once ``stop`` is set, so
@@ -311,11 +312,27 @@ def _check_file(path: str, stop: threading.Event) -> None:
     """
     with open(path, encoding="utf-8", errors="strict") as lines:
         try:
-            for _ in _rows(lines, path):
+            for number, row in _rows(lines, path):
                 if stop.is_set():
                     return
+                if sealed:
+                    _check_sealed(row, number, path)
+        except EncryptionError:
+            raise  # named and worded for the whole file already
         except StoreError as exc:
             raise _bad_file(exc) from None
+
+
+def _check_sealed(row: StoredRow, number: int, name: str) -> None:
+    """Refuse, as the import's batch would, an event of the file not sealed: found by the
+    read through the file, nothing is written (not the batches before its own)."""
+    try:
+        refuse_plain([row])
+    except EncryptionError as exc:
+        message = str(exc).replace(
+            "nothing of this batch was written", "nothing of the file was written"
+        )
+        raise EncryptionError(f"{name} line {number}: {message}") from None
 
 
 @contextlib.contextmanager
