@@ -251,7 +251,9 @@ class EventBus(AsyncClosing):
         leaves the group: its share of later events goes to the remaining members, in
         this process or others, and nothing is lost; the group stays on the broker for
         them. Called from the handler being removed, it returns at once and the removal
-        completes after that handler returns (waiting would wait for the caller itself).
+        completes after that handler returns (waiting would wait for the caller itself);
+        likewise from a handler the one being removed waits for (on ``memory://`` its
+        ``publish`` waits for the handlers it reaches).
         """
         return await _unsubscribe(self, pattern, handler, group)
 

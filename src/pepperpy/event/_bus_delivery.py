@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from ._blame import named
@@ -34,7 +34,7 @@ from .transports import NotDelivered
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["DELIVERY", "Delivery", "Registration", "deliverer"]
+__all__ = ["DELIVERY", "Delivery", "Registration", "deliverer", "delivering"]
 
 logger = logging.getLogger("pepperpy.event.bus")
 
@@ -46,9 +46,11 @@ class Delivery:
     transport's task may finish in another context, where the variable cannot be reset;
     clearing the flag still tells ``close()`` the delivery is over. ``event``, ``task``
     and ``began`` (event loop time) say what runs where, for ``serve()``'s shutdown.
+    ``parent`` is the delivery in progress this one was started from (a handler's
+    ``publish`` on ``memory://`` waits for it), None once either is over.
     """
 
-    __slots__ = ("active", "began", "bus", "event", "registration", "task")
+    __slots__ = ("active", "began", "bus", "event", "parent", "registration", "task")
 
     def __init__(self, bus: EventBus, registration: Registration, event: Event) -> None:
         self.bus = bus
@@ -57,6 +59,28 @@ class Delivery:
         self.task = asyncio.current_task()
         self.began = asyncio.get_running_loop().time()
         self.active = True
+        parent = DELIVERY.get()
+        self.parent = parent if parent is not None and parent.active else None
+
+    def finish(self) -> None:
+        self.active = False
+        self.parent = None  # what it waited for is over: hold none of it
+
+
+def delivering(bus: EventBus, registrations: Collection[Registration] | None = None) -> bool:
+    """Whether this context runs inside a delivery of ``bus`` in progress (to one of
+    ``registrations`` if given), or inside a delivery started from one, however deep.
+
+    Such a delivery cannot finish before the caller returns: a handler's ``publish`` on
+    ``memory://`` waits for the handlers it reaches. ``close()`` and ``unsubscribe()``
+    called there must not wait for it.
+    """
+    marker = DELIVERY.get()
+    while marker is not None and marker.active:
+        if marker.bus is bus and (registrations is None or marker.registration in registrations):
+            return True
+        marker = marker.parent
+    return False
 
 
 class Registration:
@@ -174,7 +198,7 @@ def deliverer(
                 release_locals(error)
                 return
         finally:
-            marker.active = False
+            marker.finish()
             bus._deliveries.discard(marker)
             registration.finished_one()
             try:

@@ -17,7 +17,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from ._bus_delivery import DELIVERY
+from ._bus_delivery import DELIVERY, delivering
 from ._bus_logging import log_fields
 from ._bus_serve import where
 from ._errors import ClosedError
@@ -161,8 +161,7 @@ async def close(bus: EventBus) -> None:
         closing.add_done_callback(_retrieve)
         for notify in bus._on_close:
             notify()
-    current = DELIVERY.get()
-    if current is not None and current.active and current.bus is bus:
+    if delivering(bus):  # the shutdown waits for the caller: it cannot wait for it
         return
     await asyncio.shield(closing)
 

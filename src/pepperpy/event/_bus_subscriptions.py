@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._bus_delivery import DELIVERY
+from ._bus_delivery import delivering
 from ._errors import ClosedError, ConfigurationError
 from ._event import Event
 from ._handlers import Handler
@@ -100,13 +100,8 @@ async def unsubscribe(
         for sub in removed:
             _forget(bus, sub)
         return True
-    current = DELIVERY.get()
-    if (
-        current is not None
-        and current.active
-        and current.bus is bus
-        and any(bus._registrations[sub] is current.registration for sub in removed)
-    ):
+    # from the handler being removed, or from a handler its publish waits for (memory://)
+    if delivering(bus, [bus._registrations[sub] for sub in removed]):
         task = asyncio.get_running_loop().create_task(_remove(bus, removed))
         bus._removing.add(task)
         task.add_done_callback(functools.partial(_removed, bus))
