@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from pepperpy.event import ConfigurationError, EventValidator, ValidationError
@@ -31,7 +31,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-KEYS = ["a", "b", "c", "ab", "x1"]
+KEYS = ["a", "b", "c", "ab", "x1", "", "ba"]
 TYPES = ["null", "boolean", "integer", "number", "string", "array", "object"]
 # ECMA-262 and Python's re (which jsonschema uses) read these alike on the strings drawn
 # below. docs/validation.md: "`pattern` ... are ECMA-262 regular expressions ...: `$` is
@@ -111,7 +111,9 @@ def _leaf(refs: tuple[str, ...]) -> st.SearchStrategy[Any]:
     ]
     if refs:
         leaves.append(st.sampled_from(refs).map(lambda r: {"$ref": f"#/$defs/{r}"}))
-    return st.one_of(leaves)
+    # the whole schema again: fine inside items or properties, refused where it would loop
+    recursive = st.integers(0, 9).map(lambda i: {"$ref": "#"} if i == 0 else {})
+    return st.one_of(*leaves, recursive)
 
 
 @st.composite
@@ -309,8 +311,11 @@ def _declared_by_parts(schema: dict[str, Any], root: Any) -> tuple[set[str], set
 
 
 def _resolve(root: Any, schema: Any) -> Any:
-    while isinstance(schema, dict) and "$ref" in schema and len(schema) == 1:
-        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+    for _ in range(5):  # $defs refer to earlier ones only, but "#" may loop
+        if not (isinstance(schema, dict) and "$ref" in schema and len(schema) == 1):
+            break
+        ref = schema["$ref"]
+        schema = root if ref == "#" else root["$defs"][ref.rsplit("/", 1)[1]]
     return schema
 
 
@@ -423,6 +428,13 @@ def _reference_verdict(schema: Any, instance: Any) -> bool:
 
 
 def _compare(schema: Any, instance: Any) -> None:
+    try:
+        _register(schema)
+    except ConfigurationError as exc:
+        # docs/validation.md: "a `$ref` that leads back to itself without descending into
+        # the value, like `{"$ref": "#"}` ..., could never decide a value and is refused"
+        assert "refers back to itself without descending" in str(exc)
+        reject()
     expected = _reference_verdict(schema, instance)
     assert _our_verdict(schema, instance) == expected, (schema, instance, expected)
 
@@ -570,7 +582,7 @@ def corrupted(draw: st.DrawFn) -> tuple[Any, str, str]:
     return schema, keyword, at
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=max(1, EXAMPLES * 2 // 3))  # check_schema is slow
 @given(corrupted())
 def test_invalid_schemas_are_refused_at_registration(case: tuple[Any, str, str]) -> None:
     """What 2020-12's metaschema refuses, we refuse too, with a ConfigurationError."""
