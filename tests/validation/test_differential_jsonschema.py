@@ -605,7 +605,10 @@ INVALID_SCHEMAS = [
     ({"minimum": "x"}, "'minimum' at #/minimum"),
     ({"type": "strnig"}, "type 'strnig' at #/type"),
     ({"properties": {"a": {"type": ["string", "strnig"]}}}, "at #/properties/a/type"),
-    ({"properties": {"a": 3}}, "'properties' at #/properties/a"),
+    (
+        {"properties": {"a": 3}},
+        "'properties' at #/properties/a must be a schema (an object or a bool), got 3",
+    ),
     ({"allOf": [{}, None]}, "'allOf' at #/allOf/1"),
     ({"required": ["a", 1]}, "'required' at #/required/1"),
     ({"dependentRequired": {"a": "b"}}, "'dependentRequired' at #/dependentRequired/a"),
@@ -667,7 +670,7 @@ def test_unused_definitions_that_could_never_decide_are_still_accepted() -> None
 NOT_JSON_SCHEMAS = [
     ({1: {}}, "JSON Schema at # has a key that is no string: 1"),
     ({"properties": {"a": {2: 3}}}, "at #/properties/a has a key that is no string: 2"),
-    ({"enum": [1, float("nan")]}, "'enum' at #/enum/1 must be a non-empty array of JSON values"),
+    ({"enum": [1, float("nan")]}, "'enum' at #/enum/1 must be a JSON value, got nan"),
     ({"enum": [{1: 2}]}, "'enum' at #/enum/0"),
     ({"const": float("inf")}, "'const' at #/const must be a JSON value"),
     ({"const": {"a": {1, 2}}}, "'const' at #/const must be a JSON value"),

@@ -247,26 +247,32 @@ _VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 #: what each member of a keyword's object or array must be, to point at the one that is not
-_MEMBERS: dict[str, Callable[[Any], bool]] = {
-    **dict.fromkeys(("properties", "patternProperties", "allOf", "anyOf", "oneOf"), _is_schema),
-    "prefixItems": _is_schema,
-    **dict.fromkeys(("$defs", "definitions"), lambda v: _is_schema(v) or _is_schemas(v)),
-    "dependentRequired": _is_strings,
-    "required": lambda v: isinstance(v, str),
-    "enum": _is_json,
+_SCHEMA = (_is_schema, "a schema (an object or a bool)")
+_MEMBERS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **dict.fromkeys(
+        ("properties", "patternProperties", "allOf", "anyOf", "oneOf", "prefixItems"), _SCHEMA
+    ),
+    **dict.fromkeys(
+        ("$defs", "definitions"),
+        (lambda v: _is_schema(v) or _is_schemas(v), "a schema or a non-empty array of schemas"),
+    ),
+    "dependentRequired": (_is_strings, "an array of unique strings"),
+    "required": (lambda v: isinstance(v, str), "a string"),
+    "enum": (_is_json, "a JSON value"),
 }
 
 
-def _culprit(keyword: str, value: Any) -> tuple[str | int, ...]:
-    """The JSON Pointer tokens of the member of ``value`` that is malformed, if one is."""
-    test = _MEMBERS.get(keyword)
-    if test is None:
-        return ()
+def _culprit(keyword: str, value: Any) -> tuple[str | int, Any] | None:
+    """The key or index of the member of ``value`` that is malformed, and that member."""
+    if keyword not in _MEMBERS:
+        return None
+    test = _MEMBERS[keyword][0]
+    members: Any = ()
     if isinstance(value, Mapping):
-        return next(((key,) for key, member in value.items() if not test(member)), ())
-    if isinstance(value, list):
-        return next(((i,) for i, member in enumerate(value) if not test(member)), ())
-    return ()
+        members = value.items()
+    elif isinstance(value, list):
+        members = enumerate(value)
+    return next(((token, member) for token, member in members if not test(member)), None)
 
 
 def check_values(schema: Mapping[str, Any], where: str) -> None:
@@ -277,7 +283,12 @@ def check_values(schema: Mapping[str, Any], where: str) -> None:
     for keyword, value in schema.items():
         test, expected = _VALUES.get(keyword, (None, ""))
         if test is not None and not test(value):
-            at = pointer(where, keyword, *_culprit(keyword, value))
+            culprit = _culprit(keyword, value)
+            if culprit is not None:  # name the member, and what it must be
+                token, value = culprit
+                at, expected = pointer(where, keyword, token), _MEMBERS[keyword][1]
+            else:
+                at = pointer(where, keyword)
             raise ConfigurationError(
                 f"JSON Schema keyword {keyword!r} at {at} must be {expected}, got {value!r}"
             )
