@@ -17,7 +17,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from ._bus_delivery import DELIVERY, delivering
+from ._bus_delivery import delivering
 from ._bus_logging import log_fields
 from ._bus_serve import where
 from ._errors import ClosedError
@@ -134,14 +134,12 @@ def refuse_publish(bus: EventBus) -> None:
     follow-up (a broker acknowledges the original). Any other publish is refused.
     """
     closing = bus._closing
-    current = DELIVERY.get()
     if (
         closing is None  # closed for good (its event loop ended), or never shut down
         or closing.done()  # the transport is closed
-        or current is None
-        or not current.active
-        or current.bus is not bus
         or bus._loop is not asyncio.get_running_loop()
+        # a delivery of the bus, or a handler one awaits (another memory:// bus's)
+        or not delivering(bus)
     ):
         raise ClosedError(bus._closed_reason)
 
