@@ -530,7 +530,14 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
     # -- lifecycle --------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Drain scheduled events, then refuse new ones."""
-        await self.drain()
-        self._closed = True
-        self._direct = False
+        """Drain scheduled events, then refuse new ones.
+
+        Cancelled while it drains (``asyncio.timeout`` around it at shutdown), it still
+        closes: new events and handlers are refused; the deliveries in progress go on,
+        and ``drain()`` can still wait for them.
+        """
+        try:
+            await self.drain()
+        finally:
+            self._closed = True
+            self._direct = False
