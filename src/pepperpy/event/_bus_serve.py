@@ -309,6 +309,12 @@ def _deliveries(count: int) -> str:
     return f"{count} delivery" if count == 1 else f"{count} deliveries"
 
 
+#: signals no process can handle
+_UNCATCHABLE = frozenset(
+    getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name)
+)
+
+
 def _check_signals(signals: object) -> tuple[signal.Signals, ...]:
     """``signals`` as a tuple of :class:`signal.Signals` (``TypeError``/``ValueError``)."""
     if isinstance(signals, int | str) or not isinstance(signals, Iterable):
@@ -324,6 +330,13 @@ def _check_signals(signals: object) -> tuple[signal.Signals, ...]:
             checked.append(signal.Signals(sig))
         except ValueError:
             raise ValueError(f"{sig!r} in signals is no signal of this platform") from None
+        if checked[-1] in _UNCATCHABLE:
+            # asyncio would refuse it later, and serve() then handled none of the others
+            # either (a SIGTERM would end the process without the graceful close)
+            raise ValueError(
+                f"{checked[-1].name} in signals cannot be caught by any process; "
+                "give the signals that ask for a graceful stop (SIGINT, SIGTERM)"
+            )
     return tuple(dict.fromkeys(checked))
 
 
