@@ -33,7 +33,7 @@ from ._listeners import WeakListener, _Listener
 from ._options import check_count
 from ._patterns import PatternIndex, parse_topic
 from ._registrations import ErrorCallback, Registrations
-from ._retry import RetryPolicy, describe_delay
+from ._retry import RetryPolicy, describe_delay, follow
 
 __all__ = ["DeadLetter", "EventManager"]
 
@@ -471,7 +471,7 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
             since = 0 if task is None else task.cancelling()
         policy = self._retry_policy
         attempt = 1
-        tries = [exc]  # each try's exception: the last one's __context__ holds the others
+        tries = [exc]  # each try's exception: the last one's __context__ holds the others (follow)
         while policy.should_retry(exc, attempt):
             logger.warning(  # a flapping handler shows, not only one that runs out
                 "handler %s failed for event %s (%s) on attempt %d of %d (%s: %s); retrying in %s",
@@ -497,6 +497,7 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
                 if task is None or task.cancelling() > since:
                     raise  # the emit itself is being cancelled
                 exc = again  # the handler's own await was cancelled: this try failed
+            follow(exc, tries)
             tries.append(exc)
         await self._dead_letter(DeadLetter(event, listener.handler, exc, attempt), since)
         # logged and seen by every callback: the kept letter keeps its traceback's lines,

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 from ._options import check_count
 from ._seconds import check_seconds
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryPolicy", "follow"]
 
 Kind = Literal["none", "fixed", "linear", "exponential"]
 _KINDS: tuple[Kind, ...] = ("none", "fixed", "linear", "exponential")
@@ -158,3 +158,42 @@ RetryPolicy.NONE = RetryPolicy()
 RetryPolicy.FIXED = RetryPolicy.fixed()
 RetryPolicy.LINEAR = RetryPolicy.linear(max_attempts=3, base_delay=1.0, max_delay=2.0)
 RetryPolicy.EXPONENTIAL = RetryPolicy.exponential()
+
+
+def follow(failure: BaseException, earlier: list[BaseException]) -> None:
+    """Chain a retry's ``failure`` to the try before it, so that a dead letter's
+    traceback shows every try, the last first: the end of ``failure``'s own chain of
+    ``__context__`` gets the previous try's failure as its context.
+
+    Python chains what a retry raises to the exception being handled around it: the
+    first try's on the one-handler path (so the tries between were missing), none where
+    the retries run in a Task of their own. A context of the handler's own (raised in
+    its ``except``) stays, before the previous try; nothing that makes a loop is set.
+    """
+    previous = earlier[-1]
+    link = failure
+    for _ in range(_LINKS):
+        if any(link is e for e in earlier):
+            return  # chained to a try already (or that try's exception raised again)
+        context = link.__context__
+        if context is None or context is earlier[0]:
+            if not _reaches(previous, link):
+                link.__context__ = previous
+            return
+        link = context
+
+
+#: most links :func:`follow` walks in a chain (a chain built by hand may loop)
+_LINKS = 1000
+
+
+def _reaches(error: BaseException, target: BaseException) -> bool:
+    """Whether ``target`` is in ``error``'s chain of ``__context__``."""
+    link: BaseException | None = error
+    for _ in range(_LINKS):
+        if link is None:
+            return False
+        if link is target:
+            return True
+        link = link.__context__
+    return True  # too long to tell: set nothing
