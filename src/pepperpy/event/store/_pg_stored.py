@@ -12,15 +12,24 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._pg_schema import CHANNEL_OF_TABLES, COLUMNS, HEAD, READ_ALL
-from .base import Row, StoredRow, check_stored
+from .base import Row, StoredRow, check_ids, check_stored
 
 __all__ = ["read_stored", "write_stored"]
 
 _LOCK_HEAD = "SELECT next_position FROM pepperpy_head FOR UPDATE"
 
 _LOCK_STREAMS = """
-SELECT name, next_position FROM pepperpy_streams
+SELECT name, next_position, first_visible FROM pepperpy_streams
 WHERE name = any($1::text[]) ORDER BY name FOR UPDATE
+"""
+
+#: which (stream, id) pairs are stored visible, and at which position
+_KNOWN_IDS = """
+SELECT e.stream, e.id, e.position
+FROM unnest($1::text[], $2::text[]) AS k(stream, id)
+JOIN pepperpy_events e ON e.stream = k.stream AND e.id = k.id
+JOIN pepperpy_streams s ON s.name = e.stream
+WHERE e.position >= s.first_visible
 """
 
 _INSERT = f"""
@@ -79,8 +88,16 @@ async def write_stored(
         "SELECT unnest($1::text[]), 0 ON CONFLICT DO NOTHING",
         names,
     )
-    states = {row[0]: row[1] for row in await connection.fetch(_LOCK_STREAMS, names)}
+    locked = await connection.fetch(_LOCK_STREAMS, names)
+    states = {row[0]: row[1] for row in locked}
     following = check_stored(rows, head, after, states.__getitem__)
+    if rows:
+        found = await connection.fetch(
+            _KNOWN_IDS, [row[1] for row in rows], [row[3] for row in rows]
+        )
+        visible = {row[0]: row[2] for row in locked}
+        known = {(row[0], row[1]): row[2] for row in found}
+        check_ids(rows, visible_from, visible.__getitem__, known)
     if rows:
         await connection.execute(_INSERT, *[list(column) for column in zip(*rows, strict=True)])
         await connection.execute(_MOVE_STREAMS, list(following), list(following.values()))

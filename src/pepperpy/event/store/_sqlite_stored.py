@@ -10,8 +10,8 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 
 from ._sqlite_log import insert_rows
-from ._sqlite_schema import HEAD, NEXT_POSITION, SUMMARIZE
-from .base import Row, StreamState, check_stored
+from ._sqlite_schema import HEAD, KNOWN_IDS, NEXT_POSITION, SUMMARIZE, json_text
+from .base import Row, StreamState, check_ids, check_stored
 
 __all__ = ["write_stored"]
 
@@ -31,6 +31,17 @@ def write_stored(
         return 0 if state is None else state.next_position
 
     following = check_stored(rows, head, after, next_position)
+
+    def first_visible(stream: str) -> int:
+        state = stream_state(connection, stream)
+        return 0 if state is None else state.first_visible
+
+    known: dict[tuple[str, str], int] = {}
+    if rows:
+        pairs = json_text([(row[1], row[3]) for row in rows])
+        for stream, event_id, position, _ in connection.execute(KNOWN_IDS, (pairs,)):
+            known[(stream, event_id)] = position
+    check_ids(rows, visible_from, first_visible, known)
     insert_rows(connection, list(rows))
     if rows:  # the copy's time summary, as appends keep it (see _time_blocks)
         connection.execute(SUMMARIZE, (rows[0][0],))

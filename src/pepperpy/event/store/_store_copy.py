@@ -188,7 +188,7 @@ async def copy_store(
         head = await writing.head()
         await _check_prefix(reading, writing, head)
         target = await reading.head()
-        after, copied = head, 0
+        after, copied, deletions = head, 0, 0
         while target is not None and (after is None or after < target):
             page = await reading.read_stored(0 if after is None else after + 1, size)
             page = [row for row in page if row[0] <= target]
@@ -197,13 +197,48 @@ async def copy_store(
             rows: list[Row] = [tuple(row[:12]) for row in page]
             if sealed:
                 refuse_plain(rows)
-            await writing.write_stored(rows, after, hidden_from(page))
+            visible_from, carried = await _deletions(reading, writing, page)
+            await writing.write_stored(rows, after, visible_from)
+            deletions += carried
             copied += len(rows)
             after = rows[-1][0]
             if report is not None:
                 report(CopyProgress(copied, after, target, time.monotonic() - started))
-        deletions = await _carry_deletions(reading, writing, after) if head is not None else 0
+        if head is not None:
+            deletions += await _carry_deletions(reading, writing, after)
     return CopyReport(copied, head, after, deletions, time.monotonic() - started)
+
+
+async def _deletions(
+    source: StoreBackend, destination: StoreBackend, page: Sequence[StoredRow]
+) -> tuple[dict[str, int], int]:
+    """``write_stored``'s ``visible_from`` for a page: its hidden events, and the
+    deletions the source made of its streams since (their first visible position now);
+    with how many streams whose events the destination holds already that deletes.
+
+    A stream deleted and started again past the rows the destination holds gets its
+    deletion with the page's rows, not after the copy: the destination never shows
+    its old events beside the new ones (an id in both, say), even when the copy is
+    interrupted.
+    """
+    found = hidden_from(page)
+    names = sorted({row[1] for row in page})
+    raised: list[str] = []
+    for start in range(0, len(names), _LOOKUPS):
+        states = await source.stream_states(names[start : start + _LOOKUPS])
+        for name, state in states.items():
+            if state.first_visible > found.get(name, 0):
+                found[name] = state.first_visible
+                raised.append(name)
+    carried = 0
+    for start in range(0, len(raised), _LOOKUPS):
+        ours = await destination.stream_states(raised[start : start + _LOOKUPS])
+        carried += sum(
+            1
+            for name, state in ours.items()
+            if state.next_position > state.first_visible < found[name]
+        )
+    return found, carried
 
 
 async def _check_prefix(source: StoreBackend, destination: StoreBackend, head: int | None) -> None:

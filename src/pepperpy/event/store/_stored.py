@@ -5,12 +5,12 @@ Imported by ``base`` once its types are defined, as ``_plan`` is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .._errors import StoreError
 from .base import Row
 
-__all__ = ["check_stored"]
+__all__ = ["check_ids", "check_stored"]
 
 
 def check_stored(
@@ -51,6 +51,42 @@ def check_stored(
         following[stream] = stream_position + 1
         last = position
     return following
+
+
+def check_ids(
+    rows: Sequence[Row],
+    visible_from: Mapping[str, int],
+    first_visible: Callable[[str], int],
+    known: Mapping[tuple[str, str], int],
+) -> None:
+    """Refuse a row that would be visible with an id its stream holds visible already (a
+    stored one, ``known``: (stream, id) -> position, as the backend looked up the rows'
+    pairs, or an earlier row): appends rely on a stream's ids being unique to skip
+    retried events. ``first_visible(stream)``: the stream's first visible position now,
+    raised by ``visible_from``. Raises :class:`StoreError`.
+    """
+    floors: dict[str, int] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for row in rows:
+        stream = row[1]
+        floor = floors.get(stream)
+        if floor is None:
+            floor = floors[stream] = max(first_visible(stream), visible_from.get(stream, 0))
+        if row[2] < floor:
+            continue  # hidden once written: a deleted stream's ids may come back
+        key = (stream, row[3])
+        held = known.get(key)
+        if held is None or held < floor:
+            held = seen.get(key)
+        if held is not None:
+            raise StoreError(
+                f"the event at global position {row[0]} (position {row[2]} of stream "
+                f"{stream!r}) has id {row[3]!r}, which the stream holds already at position "
+                f"{held}: a stream's ids are unique (appends skip a retried event by its id); "
+                "the destination is not a copy of the source; nothing of this batch was "
+                "written"
+            )
+        seen[key] = row[2]
 
 
 def _at(position: int | None) -> str:

@@ -92,6 +92,7 @@ __all__ = [
     "StoredRow",
     "StreamState",
     "check_snapshot_version",
+    "check_ids",
     "check_stored",
     "from_micros",
     "log_page",
@@ -560,7 +561,9 @@ class StoreBackend(abc.ABC):
 
         Refused with :class:`~pepperpy.event.StoreError`, writing nothing, when the
         log's head is not ``after`` (the store changed since the caller looked), or a
-        row does not continue its stream (``position`` is not the stream's next). Then
+        row does not continue its stream (``position`` is not the stream's next), or a
+        row that stays visible has an id its stream holds visible already (see
+        :func:`check_ids`). Then
         each stream of ``visible_from`` has its ``first_visible`` raised to the value
         given (a deletion the source made; its snapshot goes, as ``delete_stream``'s
         does), and each stream written or named there is deleted when no event of it is
@@ -598,4 +601,4 @@ from ._plan import (  # noqa: E402
 # not in __all__ (the SQLite backend's hot path imports it from here)
 from ._plan import append_result as append_result  # noqa: E402
 from ._plan import parts as parts  # noqa: E402
-from ._stored import check_stored  # noqa: E402
+from ._stored import check_ids, check_stored  # noqa: E402

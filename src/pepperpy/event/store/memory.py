@@ -31,6 +31,7 @@ from .base import (
     StoreBackend,
     StoredRow,
     StreamState,
+    check_ids,
     check_snapshot_version,
     check_stored,
     minute_counts,
@@ -298,6 +299,18 @@ class MemoryBackend(StoreBackend):
             return 0 if entry is None else entry.state.next_position
 
         following = check_stored(rows, await self.head(), after, next_position)
+
+        def first_visible(stream: str) -> int:
+            entry = self._streams.get(stream)
+            return 0 if entry is None else entry.state.first_visible
+
+        known: dict[tuple[str, str], int] = {}
+        for row in rows:
+            entry = self._streams.get(row[1])
+            held = None if entry is None else entry.ids.get(row[3])
+            if held is not None:
+                known[(row[1], row[3])] = held
+        check_ids(rows, visible_from, first_visible, known)
         log = self._log
         for row in rows:
             row = tuple(row[:12])
