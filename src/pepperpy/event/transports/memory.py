@@ -28,9 +28,10 @@ _in_keyed_delivery: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 
 class _Group:
-    __slots__ = ("key", "members", "turn")
+    __slots__ = ("ident", "key", "members", "turn")
 
-    def __init__(self) -> None:
+    def __init__(self, ident: tuple[str, str]) -> None:
+        self.ident = ident  # (group, pattern): what the group is, across its lives here
         self.members: list[Subscription] = []
         self.turn = itertools.count()
         self.key = 0  # its key in the pattern index
@@ -43,6 +44,10 @@ class _Group:
             if not sub.removed:
                 return sub
         return None
+
+
+#: what a keyed delivery's order is kept for: an ungrouped subscription, or a group's ident
+_Chain = Subscription | tuple[str, str]
 
 
 class MemoryTransport(Transport):
@@ -66,9 +71,11 @@ class MemoryTransport(Transport):
         self._groups: dict[tuple[str, str], _Group] = {}
         self._keys: dict[Subscription, int] = {}  # ungrouped subscription -> its index key
         self._in_progress: set[asyncio.Future[Any]] = set()
-        #: (subscription or group, key) -> the turn of the last delivery of that key to
-        #: it: done once that delivery and every earlier one of the key are done
-        self._tails: dict[tuple[Subscription | _Group, str], asyncio.Future[None]] = {}
+        #: (subscription or group's ident, key) -> the turn of the last delivery of that
+        #: key to it: done once that delivery and every earlier one of the key are done.
+        #: A group by its ident: one left by its last member and joined again here is the
+        #: same group, as on a broker, and its key order goes on
+        self._tails: dict[tuple[_Chain, str], asyncio.Future[None]] = {}
         self._closed = False
 
     async def publish(self, event: Event, *, key: str | None = None) -> None:
@@ -133,7 +140,7 @@ class MemoryTransport(Transport):
         detach = _in_keyed_delivery.get()
         loop = asyncio.get_running_loop()
         for target in targets:
-            chain = (target, key)
+            chain = (target.ident if isinstance(target, _Group) else target, key)
             previous = self._tails.get(chain)
             if previous is not None and previous.done():
                 previous = None
@@ -183,9 +190,7 @@ class MemoryTransport(Transport):
                 logger.debug("%s (%s) not delivered to %s", event.type, event.id, sub.name)
             return
 
-    def _chain_moved(
-        self, chain: tuple[Subscription | _Group, str], done: asyncio.Future[None]
-    ) -> None:
+    def _chain_moved(self, chain: tuple[_Chain, str], done: asyncio.Future[None]) -> None:
         if self._tails.get(chain) is done:
             del self._tails[chain]
 
@@ -203,7 +208,7 @@ class MemoryTransport(Transport):
         group_key = (subscription.group, subscription.pattern)
         group = self._groups.get(group_key)
         if group is None:
-            group = self._groups[group_key] = _Group()
+            group = self._groups[group_key] = _Group(group_key)
             group.key = self._index.add(subscription.pattern, group)
         group.members.append(subscription)
 
