@@ -119,12 +119,32 @@ async def _remove(bus: EventBus, subs: list[Subscription]) -> None:
                 if sub in bus._unregistered:
                     bus._unregistered.remove(sub)
                 elif bus._started and not bus._closed:
+                    await _register_successors(bus, sub)
                     await bus.transport.unsubscribe(sub)
         for sub in subs:
             await bus._registrations[sub].wait_idle()
     finally:
         for sub in subs:
             _forget(bus, sub)
+
+
+async def _register_successors(bus: EventBus, leaving: Subscription) -> None:
+    """Register the members of ``leaving``'s group not registered yet, before it leaves
+    (call with the start lock): what it had not started goes to them, and on
+    ``memory://`` the group is not left empty and forgotten meanwhile. One that fails
+    stays unregistered, for the next ``start()`` or ``publish()`` to raise."""
+    if leaving.group is None:
+        return
+    for sub in list(bus._unregistered):
+        if sub.group != leaving.group or sub.pattern != leaving.pattern or sub.removed:
+            continue
+        try:
+            await bus.transport.subscribe(sub)
+        except Exception:
+            logger.debug("registering %s before a member left failed", sub.name, exc_info=True)
+            continue
+        if sub in bus._unregistered:
+            bus._unregistered.remove(sub)
 
 
 def _forget(bus: EventBus, sub: Subscription) -> None:
