@@ -51,4 +51,10 @@ def start_task(
     per dispatch): its first step already taken."""
     if eager:
         return asyncio.Task(coro, loop=loop, context=context, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-    return loop.create_task(coro, context=context)
+    if context is not None:
+        # not create_task(coro, context=...): a task factory written as (loop, coro), as
+        # asyncio documented it before 3.11 and tracing libraries still have it, refuses
+        # the keyword; a Task made in ``context`` runs in a copy of it, which is the same
+        # to the handler (nothing else uses ``context`` after it)
+        return context.run(loop.create_task, coro)
+    return loop.create_task(coro)
