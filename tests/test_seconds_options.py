@@ -71,7 +71,12 @@ OPTIONS: list[tuple[str, Callable[[Any], object], type[Exception], bool]] = [
     ),
     ("seconds", TimeoutMiddleware, ValueError, False),
     ("ttl", lambda v: DeduplicateMiddleware(ttl=v), ValueError, False),
-    ("base_delay", lambda v: RetryPolicy(base_delay=v, max_delay=10), ValueError, True),
+    (
+        "base_delay",
+        lambda v: RetryPolicy(kind="linear", base_delay=v, max_delay=10),
+        ValueError,
+        True,
+    ),
     ("max_delay", lambda v: RetryPolicy(kind="fixed", max_delay=v), ValueError, True),
     # a file never opened: the check is the constructor's
     ("busy_timeout", lambda v: SQLiteBackend("never-opened.db", busy_timeout=v), ValueError, True),

@@ -145,6 +145,22 @@ def test_invalid_policies_are_refused(build: Any, error: type[Exception]) -> Non
 
 
 @pytest.mark.parametrize(
+    "fields",
+    [
+        {"max_attempts": 3, "base_delay": 2.0},  # read as 3 tries 2 s apart: made 3 at once
+        {"max_attempts": 3},
+        {"base_delay": 1.0, "max_delay": 5.0},
+        {"max_delay": 5.0},
+    ],
+)
+def test_a_policy_of_kind_none_with_a_schedule_is_refused(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"kind 'none' makes one try .* use RetryPolicy\.fixed"):
+        RetryPolicy(**fields)
+    assert RetryPolicy().delays() is not None  # the default itself is fine
+    assert RetryPolicy.NONE.max_attempts == 1
+
+
+@pytest.mark.parametrize(
     ("changes", "error"),
     [
         # a wrong type is a TypeError (docs/errors.md), a number out of range a ValueError

@@ -55,6 +55,17 @@ class RetryPolicy:
         check_count(self.max_attempts, "max_attempts", error=ValueError)
         for name in ("base_delay", "max_delay"):
             check_seconds(getattr(self, name), name, zero=True, error=ValueError)
+        if self.kind == "none" and (
+            self.max_attempts != 1 or self.base_delay != 0 or self.max_delay != 0
+        ):
+            # RetryPolicy(max_attempts=3, base_delay=2.0) read as 3 tries 2 s apart, and
+            # silently made 3 tries at once: kind "none" has no schedule to follow
+            raise ValueError(
+                "a policy of kind 'none' makes one try and waits for nothing (got "
+                f"max_attempts={self.max_attempts}, base_delay={self.base_delay}, "
+                f"max_delay={self.max_delay}): use RetryPolicy.fixed(), .linear() or "
+                ".exponential() for retries"
+            )
         if self.kind != "fixed" and self.max_delay < self.base_delay:
             raise ValueError(
                 f"max_delay ({self.max_delay}) must be >= base_delay ({self.base_delay})"
