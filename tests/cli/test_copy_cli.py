@@ -48,8 +48,9 @@ def test_export_import_and_copy_keep_the_stored_events(cli: Cli, tmp_path: Path)
         f"exported {count} events to backup.jsonl; its newest event is at global position {last}"
     )
     lines = (tmp_path / "backup.jsonl").read_text().splitlines()
-    assert orjson.loads(lines[0]) == {"format": "pepperpy-event-export", "version": 1}
-    assert [orjson.loads(line)["global_position"] for line in lines[1:]] == [r[0] for r in stored]
+    assert orjson.loads(lines[0]) == {"format": "pepperpy-event-export", "version": 2}
+    assert [orjson.loads(line)["global_position"] for line in lines[1:-1]] == [r[0] for r in stored]
+    assert orjson.loads(lines[-1]) == {"end": True, "events": count}
 
     restored = f"sqlite:///{tmp_path}/restored.db"
     imported = cli("import", "--store", restored, "backup.jsonl", "--batch-size", "3")
@@ -68,7 +69,7 @@ def test_export_to_stdout_imports_from_stdin(cli: Cli, tmp_path: Path) -> None:
     source = f"sqlite:///{tmp_path}/source.db"
     stored = _demo(cli, source)
     exported = cli("export", "--store", source, "-")
-    assert exported.code == 0 and exported.out.count("\n") == len(stored) + 1
+    assert exported.code == 0 and exported.out.count("\n") == len(stored) + 2
     done = subprocess.run(
         [sys.executable, "-m", "pepperpy.event", "import", "--store", "sqlite:///piped.db", "-"],
         cwd=tmp_path,

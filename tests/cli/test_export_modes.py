@@ -50,7 +50,7 @@ def test_an_existing_file_keeps_its_mode(seeded: str, tmp_path: Path, kept: int)
     backup.chmod(kept)
     export(tmp_path, seeded, "backup.jsonl")
     assert mode(backup) == kept
-    assert len(backup.read_text(encoding="utf-8").splitlines()) == 4  # it was replaced
+    assert len(backup.read_text(encoding="utf-8").splitlines()) == 5  # it was replaced
     assert sorted(os.listdir(tmp_path)) == ["backup.jsonl", "store.db"]
 
 

@@ -37,7 +37,7 @@ def test_a_symlink_is_followed_and_stays_a_link(cli: Cli, store_url: str, tmp_pa
     link.symlink_to(tmp_path / "real" / "backup.jsonl")
     ok(cli("export", "backup.jsonl", "--store", store_url))
     assert link.is_symlink()
-    assert len(lines_of(tmp_path / "real" / "backup.jsonl")) == 4  # the header and 3 events
+    assert len(lines_of(tmp_path / "real" / "backup.jsonl")) == 5  # header, 3 events, end line
     assert sorted(os.listdir(tmp_path / "real")) == ["backup.jsonl"]
     ok(cli("export", "backup.jsonl", "--store", store_url))  # replaces the target again
     assert link.is_symlink()
@@ -62,7 +62,7 @@ def test_a_fifo_is_written_as_a_stream_and_stays_a_fifo(
         ok(cli("export", "pipe", "--store", store_url))
     finally:
         thread.join(timeout=30)
-    assert len(read) == 4
+    assert len(read) == 5  # header, 3 events, end line
     assert fifo.is_fifo()
     assert not (tmp_path / "pipe.partial").exists()
 
@@ -81,7 +81,7 @@ def test_a_process_substitution_is_written(store_url: str, tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stderr
     assert "exported 1 event to /dev/fd/" in done.stderr
-    assert len(lines_of(tmp_path / "got.jsonl")) == 2
+    assert len(lines_of(tmp_path / "got.jsonl")) == 3  # header, the event, end line
 
 
 def test_a_directory_is_refused_and_nothing_is_left(

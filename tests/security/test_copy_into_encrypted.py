@@ -54,9 +54,9 @@ async def test_a_subject_in_clear_beside_an_envelope_is_refused(tmp_path: Path) 
             await store.append("user.9", Event("user.created", {"ssn": SSN}, subject="u9"))
         export = tmp_path / "export.jsonl"
         await export_store(source, export)
-        header, line = export.read_text().splitlines()
+        header, line, end = export.read_text().splitlines()
         edited = {**orjson.loads(line), "subject": "alice@example.com"}  # put in clear
-        export.write_text(f"{header}\n{orjson.dumps(edited).decode()}\n")
+        export.write_text(f"{header}\n{orjson.dumps(edited).decode()}\n{end}\n")
         async with EventStore(f"sqlite:///{tmp_path / 'copy.db'}", encryption=crypto) as copy:
             with pytest.raises(EncryptionError, match="its source or subject in clear"):
                 await import_store(copy, export)

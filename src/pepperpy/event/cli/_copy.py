@@ -88,8 +88,8 @@ def export(file: str, store: str, batch_size: int) -> None:
 
     Events are written as stored, with their global positions (encrypted data stays
     encrypted); deleted streams' events are kept, marked invisible. A FILE is written
-    whole or not at all (a FIFO or a device is written as a stream). Read it back with
-    'pepperpy-event import'.
+    whole or not at all (a FIFO or a device is written as a stream); its last line
+    marks it complete. Read it back with 'pepperpy-event import'.
     """
     target = None if file == "-" else Path(file)
     if target is not None and not target.parent.exists():
@@ -124,8 +124,9 @@ def import_(file: str, store: str, batch_size: int) -> None:
     """Write the events of an export FILE (- for stdin) to the store, as stored.
 
     The store must be empty, or hold a copy of the start of FILE (an import run again
-    goes on after its newest event). A bad line is named, with what is wrong with it;
-    a FILE is checked whole before anything is written.
+    goes on after its newest event). A bad line is named, with what is wrong with it,
+    and a FILE cut off (without its end line) is refused; a FILE is checked whole
+    before anything is written.
     """
     source = None if file == "-" else Path(file)
     if source is not None and not source.is_file():

@@ -1,10 +1,12 @@
 """A store's log as a JSON Lines file, and back (:func:`export_store`, :func:`import_store`).
 
 The file is a backup of the stored records, as :func:`~._store_copy.copy_store` moves
-them: its first line is a header (``{"format": "pepperpy-event-export", "version": 1}``),
+them: its first line is a header (``{"format": "pepperpy-event-export", "version": 2}``),
 then one JSON object per event, in global position order, with every stored column
 (``data`` and ``metadata`` in base64: they are stored bytes, ciphertext when the store
-encrypts) and whether the event is visible (False: its stream was deleted past it).
+encrypts) and whether the event is visible (False: its stream was deleted past it), then
+an end line (``{"end": true, "events": N}``), without which a file is cut off. The lines
+themselves are :mod:`._export_lines`.
 An import is a copy from the file: it resumes after the destination's newest event, and
 refuses a destination that does not hold a copy of the file's start. See ``docs/store.md``,
 "Moving a store".
@@ -13,20 +15,24 @@ refuses a destination that does not hold a copy of the file's start. See ``docs/
 from __future__ import annotations
 
 import asyncio
-import binascii
 import contextlib
 import os
 import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any
+from typing import IO
 
-import orjson
-
-from .._errors import EncryptionError, PatternError, StoreError
-from .._patterns import parse_name
-from .._text import shown, text_problem
+from .._errors import EncryptionError, StoreError
+from ._export_lines import (
+    FORMAT,
+    CutOff,
+    bad_file,
+    end_line,
+    event_line,
+    event_rows,
+    header_line,
+)
 from ._store import EventStore
 from ._store_copy import (
     DEFAULT_BATCH,
@@ -42,38 +48,7 @@ from .base import Row, StoredRow
 
 __all__ = ["FORMAT", "export_store", "import_store"]
 
-#: the header line's ``format``
-FORMAT = "pepperpy-event-export"
-_VERSION = 1
-_HEADER = orjson.dumps({"format": FORMAT, "version": _VERSION}).decode() + "\n"
-#: an event line's keys, in the order of a stored row's columns
-_FIELDS = (
-    "global_position",
-    "stream",
-    "position",
-    "id",
-    "type",
-    "version",
-    "data",
-    "metadata",
-    "timestamp",
-    "source",
-    "subject",
-    "recorded_at",
-    "visible",
-)
-_LARGEST = 2**63 - 1
-
 File = str | os.PathLike[str] | IO[str]
-
-
-def _line(row: StoredRow) -> str:
-    values = list(row[:13])
-    values[6] = binascii.b2a_base64(bytes(row[6]), newline=False).decode()
-    if row[7] is not None:
-        values[7] = binascii.b2a_base64(bytes(row[7]), newline=False).decode()
-    values[12] = bool(row[12])
-    return orjson.dumps(dict(zip(_FIELDS, values, strict=True))).decode() + "\n"
 
 
 async def export_store(
@@ -96,7 +71,9 @@ async def export_store(
     leaves what it wrote. A directory is refused (``IsADirectoryError``) before anything is read.
     Deleted streams' events are written too, marked invisible; snapshots and
     checkpoints are not. ``progress`` gets a :class:`CopyProgress` after each batch.
-    Read it back with :func:`import_store`.
+    The file's last line says it is complete (``{"end": true, "events": N}``): one cut
+    off (an interrupted copy, ``head -n``, a killed export to a pipe) is refused by
+    :func:`import_store`, which reads it back.
     """
     size = check_batch(batch_size)
     report = check_progress(progress)
@@ -116,17 +93,18 @@ async def export_store(
             stream = await asyncio.to_thread(opening, partial, "w", encoding="utf-8")
         copied, last = 0, None
         try:
-            await asyncio.to_thread(stream.write, _HEADER)
+            await asyncio.to_thread(stream.write, header_line())
             while target is not None and (last is None or last < target):
                 page = await reading.read_stored(0 if last is None else last + 1, size)
                 page = [row for row in page if row[0] <= target]
                 if not page:
                     break
-                await asyncio.to_thread(stream.writelines, [_line(row) for row in page])
+                await asyncio.to_thread(stream.writelines, [event_line(row) for row in page])
                 copied += len(page)
                 last = page[-1][0]
                 if report is not None:
                     report(CopyProgress(copied, last, target, time.monotonic() - started))
+            await asyncio.to_thread(stream.write, end_line(copied))  # written: not cut off
             await asyncio.to_thread(stream.flush)
         except BaseException:
             if path is not None:
@@ -238,9 +216,11 @@ async def import_store(
     written), the import goes on after its newest event, in batches of ``batch_size``,
     each one transaction. ``file`` is a path or a text stream open for reading. A bad
     line raises :class:`~pepperpy.event.StoreError` naming the line and what is wrong
-    with it; a path is read through once first, so a bad file writes nothing at all (a
+    with it, and so does a file cut off (in version 2, the format written, its end line is
+    missing); a path is read through once first, so a bad file writes nothing at all (a
     stream is read once: the batches before the bad line's are written, and an import
-    run again goes on after them).
+    run again goes on after them). A version 1 file has no end line: a cut in it cannot
+    be seen.
     """
     size = check_batch(batch_size)
     report = check_progress(progress)
@@ -281,9 +261,12 @@ async def import_store(
                 report(CopyProgress(copied, after, None, time.monotonic() - started))
 
         with _opened(file, path) as lines:
-            rows = _rows(lines, name)
+            rows = event_rows(lines, name)
             while True:
-                chunk = await asyncio.to_thread(_take, rows, size)
+                try:
+                    chunk = await asyncio.to_thread(_take, rows, size)
+                except CutOff as exc:  # a stream (a path's was read through first)
+                    raise StoreError(f"{exc}; {_written(copied, after)}") from None
                 for number, row in chunk:
                     if head is not None and row[0] <= head:
                         _check_held(checks, row, number, name)
@@ -312,15 +295,28 @@ def _check_file(path: str, stop: threading.Event, sealed: bool) -> None:
     """
     with open(path, encoding="utf-8", errors="strict") as lines:
         try:
-            for number, row in _rows(lines, path):
+            for number, row in event_rows(lines, path):
                 if stop.is_set():
                     return
                 if sealed:
                     _check_sealed(row, number, path)
         except EncryptionError:
             raise  # named and worded for the whole file already
+        except CutOff as exc:
+            raise StoreError(f"{exc}; nothing was written") from None
         except StoreError as exc:
-            raise _bad_file(exc) from None
+            raise bad_file(exc) from None
+
+
+def _written(copied: int, after: int | None) -> str:
+    """What an import from a stream cut off had written: the batches before the cut."""
+    if not copied:
+        return "nothing was written"
+    return (
+        f"{copied} event{'' if copied == 1 else 's'} of it {'was' if copied == 1 else 'were'} "
+        f"written (up to global position {after}): import the whole file to go on after "
+        "them (an import resumes after the destination's newest event)"
+    )
 
 
 def _check_sealed(row: StoredRow, number: int, name: str) -> None:
@@ -374,146 +370,3 @@ def _check_all_held(checks: dict[int, str], name: str) -> None:
             f"has no event at global position {position}, where the destination holds "
             f"{checks[position]!r}; nothing was written (import into an empty store)"
         )
-
-
-def _rows(lines: Iterable[str], name: str) -> Iterator[tuple[int, StoredRow]]:
-    """Each event line of ``lines`` as (line number, stored row), checked."""
-    number, previous = 0, -1
-    following: dict[str, int] = {}  # each stream's next position, as the file goes
-    try:
-        for number, text in enumerate(lines, start=1):  # noqa: B007 (read after the loop)
-            if number == 1:
-                _check_header(text, name)
-                continue
-            if not text.strip():
-                raise _bad(name, number, "an empty line")
-            row = _parse(text, name, number)
-            if row[0] <= previous:
-                raise _bad(
-                    name,
-                    number,
-                    f"global_position {row[0]} does not follow {previous} (the events must "
-                    "be in increasing global positions)",
-                )
-            expected = following.get(row[1], 0)
-            if row[2] != expected:
-                raise _bad(
-                    name,
-                    number,
-                    f"the event at global position {row[0]} is at position {row[2]} of stream "
-                    f"{row[1]!r}, whose next position in this file is {expected} (an export "
-                    "holds each stream's events from position 0, one after another)",
-                )
-            following[row[1]] = expected + 1
-            previous = row[0]
-            yield number, row
-    except UnicodeDecodeError as exc:
-        raise StoreError(f"{name} line {number + 1}: not UTF-8 text ({exc.reason})") from None
-    if number == 0:
-        raise StoreError(f"{name} is empty: an export starts with its header line")
-
-
-def _check_header(text: str, name: str) -> None:
-    try:
-        header = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        header = None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise _bad(
-            name, 1, f"not a pepperpy-event export (its first line must be {_HEADER.strip()})"
-        )
-    if header.get("version") != _VERSION:
-        raise _bad(
-            name,
-            1,
-            f"export format version {header.get('version')!r}, this pepperpy-event reads "
-            f"version {_VERSION}",
-        )
-
-
-def _bad(name: str, number: int, why: str) -> StoreError:
-    return StoreError(f"{name} line {number}: {why}; nothing of its batch was written")
-
-
-def _bad_file(exc: StoreError) -> StoreError:
-    """A bad line found by the read through a file before the import: nothing at all
-    was written."""
-    return StoreError(str(exc).replace("nothing of its batch was written", "nothing was written"))
-
-
-def _parse(text: str, name: str, number: int) -> StoredRow:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise _bad(name, number, f"not JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise _bad(name, number, f"not a JSON object but {type(value).__name__}")
-    missing = [key for key in _FIELDS if key not in value]
-    if missing:
-        raise _bad(name, number, f"missing {', '.join(missing)}")
-    extra = sorted(set(value) - set(_FIELDS))
-    if extra:
-        raise _bad(name, number, f"unknown field {', '.join(map(repr, extra))}")
-
-    def number_of(key: str, low: int, high: int = _LARGEST) -> int:
-        found = value[key]
-        if isinstance(found, bool) or not isinstance(found, int) or not low <= found <= high:
-            raise _bad(name, number, f"{key} must be an integer from {low} to {high}: {found!r}")
-        return found
-
-    def text_of(key: str, *, optional: bool = False, named: bool = False) -> Any:
-        found = value[key]
-        if found is None and optional:
-            return None
-        if not isinstance(found, str) or not found:
-            raise _bad(name, number, f"{key} must be a non-empty string, got {found!r}")
-        problem = None if named else text_problem(found)  # as an Event checks it
-        if problem is not None:
-            raise _bad(name, number, f"{key} {shown(found)} {problem}")
-        if named:
-            try:
-                parse_name(found, key)
-            except PatternError as exc:
-                raise _bad(name, number, f"{key} {found!r}: {exc}") from None
-        return found
-
-    def json_of(key: str, *, optional: bool = False) -> bytes | None:
-        """A base64 field that holds JSON, as every event's data and metadata do (an
-        encrypted event's data too: its envelope is JSON)."""
-        found = bytes_of(key, optional=optional)
-        if found is not None:
-            try:
-                orjson.loads(found)
-            except orjson.JSONDecodeError as exc:
-                raise _bad(name, number, f"{key} is base64 but not of JSON ({exc})") from None
-        return found
-
-    def bytes_of(key: str, *, optional: bool = False) -> bytes | None:
-        found = value[key]
-        if found is None and optional:
-            return None
-        if not isinstance(found, str):
-            raise _bad(name, number, f"{key} must be a base64 string, got {found!r}")
-        try:
-            return binascii.a2b_base64(found, strict_mode=True)
-        except binascii.Error as exc:
-            raise _bad(name, number, f"{key} is not base64 ({exc})") from None
-
-    visible = value["visible"]
-    if not isinstance(visible, bool):
-        raise _bad(name, number, f"visible must be true or false, got {visible!r}")
-    return (
-        number_of("global_position", 0),
-        text_of("stream", named=True),
-        number_of("position", 0),
-        text_of("id"),
-        text_of("type", named=True),
-        number_of("version", 1, 2**31 - 1),
-        json_of("data"),
-        json_of("metadata", optional=True),
-        number_of("timestamp", -_LARGEST),
-        text_of("source", optional=True),
-        text_of("subject", optional=True),
-        number_of("recorded_at", 0),
-        visible,
-    )

@@ -1,0 +1,280 @@
+"""The lines of an export file (:mod:`._store_export`): written, and read back checked.
+
+Format version 2: a header line (``{"format":"pepperpy-event-export","version":2}``),
+one JSON object per event, in global position order, then an end line
+(``{"end":true,"events":N}``, N the event lines before it). The end line is what tells a
+whole file from one cut off at a line break (an interrupted copy, ``head -n``, an export
+killed while writing to a pipe): without it such a file would import without an error,
+short of the events after the cut. Version 1 files (no end line) are still read; a cut
+in one cannot be seen.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+from .._errors import PatternError, StoreError
+from .._patterns import parse_name
+from .._text import shown, text_problem
+from .base import StoredRow
+
+__all__ = [
+    "FORMAT",
+    "CutOff",
+    "bad",
+    "bad_file",
+    "end_line",
+    "event_line",
+    "event_rows",
+    "header_line",
+]
+
+#: the header line's ``format``
+FORMAT = "pepperpy-event-export"
+#: the version written; versions read: 1 (no end line) and 2
+VERSION = 2
+_READ = (1, 2)
+#: an event line's keys, in the order of a stored row's columns
+_FIELDS = (
+    "global_position",
+    "stream",
+    "position",
+    "id",
+    "type",
+    "version",
+    "data",
+    "metadata",
+    "timestamp",
+    "source",
+    "subject",
+    "recorded_at",
+    "visible",
+)
+_LARGEST = 2**63 - 1
+
+
+class CutOff(StoreError):
+    """A version 2 file that ends without its end line: cut off at a line break.
+
+    Its message says where; the import adds what was written (nothing, from a path).
+    """
+
+    def __init__(self, name: str, line: int, events: int) -> None:
+        super().__init__(
+            f"{name}: the file ends after line {line} without its end line: it was cut "
+            f"off ({events} event{'' if events == 1 else 's'} read)"
+        )
+
+
+def header_line() -> str:
+    return orjson.dumps({"format": FORMAT, "version": VERSION}).decode() + "\n"
+
+
+def event_line(row: StoredRow) -> str:
+    values = list(row[:13])
+    values[6] = binascii.b2a_base64(bytes(row[6]), newline=False).decode()
+    if row[7] is not None:
+        values[7] = binascii.b2a_base64(bytes(row[7]), newline=False).decode()
+    values[12] = bool(row[12])
+    return orjson.dumps(dict(zip(_FIELDS, values, strict=True))).decode() + "\n"
+
+
+def end_line(events: int) -> str:
+    """The last line of a file of ``events`` event lines."""
+    return orjson.dumps({"end": True, "events": events}).decode() + "\n"
+
+
+def event_rows(lines: Iterable[str], name: str) -> Iterator[tuple[int, StoredRow]]:
+    """Each event line of ``lines`` as (line number, stored row), checked; then, for a
+    version 2 file, its end line (:class:`CutOff` when there is none)."""
+    number, previous, version = 0, -1, 0
+    end = 0  # the end line's number, once read
+    events = 0
+    following: dict[str, int] = {}  # each stream's next position, as the file goes
+    try:
+        for number, text in enumerate(lines, start=1):  # noqa: B007 (read after the loop)
+            if number == 1:
+                version = _check_header(text, name)
+                continue
+            if end:
+                raise bad(
+                    name,
+                    number,
+                    f"a line after the end line (line {end}): an export ends with its end line",
+                )
+            if not text.strip():
+                raise bad(name, number, "an empty line")
+            value = _object(text, name, number)
+            if version >= 2 and "end" in value:
+                _check_end(value, events, name, number)
+                end = number
+                continue
+            row = _parse(value, name, number)
+            if row[0] <= previous:
+                raise bad(
+                    name,
+                    number,
+                    f"global_position {row[0]} does not follow {previous} (the events must "
+                    "be in increasing global positions)",
+                )
+            expected = following.get(row[1], 0)
+            if row[2] != expected:
+                raise bad(
+                    name,
+                    number,
+                    f"the event at global position {row[0]} is at position {row[2]} of stream "
+                    f"{row[1]!r}, whose next position in this file is {expected} (an export "
+                    "holds each stream's events from position 0, one after another)",
+                )
+            following[row[1]] = expected + 1
+            previous = row[0]
+            events += 1
+            yield number, row
+    except UnicodeDecodeError as exc:
+        raise StoreError(f"{name} line {number + 1}: not UTF-8 text ({exc.reason})") from None
+    if number == 0:
+        raise StoreError(f"{name} is empty: an export starts with its header line")
+    if version >= 2 and not end:
+        raise CutOff(name, number, events)
+
+
+def _check_header(text: str, name: str) -> int:
+    """The version of the file whose first line is ``text``."""
+    try:
+        header = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise bad(
+            name, 1, f"not a pepperpy-event export (its first line must be {header_line().strip()})"
+        )
+    version = header.get("version")
+    if isinstance(version, bool) or version not in _READ:
+        raise bad(
+            name,
+            1,
+            f"export format version {version!r}, this pepperpy-event reads versions "
+            f"{' and '.join(map(str, _READ))}",
+        )
+    assert isinstance(version, int)
+    return version
+
+
+def _check_end(value: dict[str, Any], events: int, name: str, number: int) -> None:
+    """The end line (``value``, line ``number``), after ``events`` event lines."""
+    claimed = value.get("events")
+    if (
+        set(value) != {"end", "events"}
+        or value["end"] is not True
+        or isinstance(claimed, bool)
+        or not isinstance(claimed, int)
+    ):
+        raise bad(
+            name,
+            number,
+            f"an end line must be {end_line(events).strip()} (with its count of event "
+            f"lines), got {shown(orjson.dumps(value).decode())}",
+        )
+    if claimed != events:
+        raise bad(
+            name,
+            number,
+            f"the end line counts {claimed} event lines, the file has {events} before it "
+            "(lines were removed or added)",
+        )
+
+
+def bad(name: str, number: int, why: str) -> StoreError:
+    return StoreError(f"{name} line {number}: {why}; nothing of its batch was written")
+
+
+def bad_file(exc: StoreError) -> StoreError:
+    """A bad line found by the read through a file before the import: nothing at all
+    was written."""
+    return StoreError(str(exc).replace("nothing of its batch was written", "nothing was written"))
+
+
+def _object(text: str, name: str, number: int) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise bad(name, number, f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise bad(name, number, f"not a JSON object but {type(value).__name__}")
+    return value
+
+
+def _parse(value: dict[str, Any], name: str, number: int) -> StoredRow:
+    missing = [key for key in _FIELDS if key not in value]
+    if missing:
+        raise bad(name, number, f"missing {', '.join(missing)}")
+    extra = sorted(set(value) - set(_FIELDS))
+    if extra:
+        raise bad(name, number, f"unknown field {', '.join(map(repr, extra))}")
+
+    def number_of(key: str, low: int, high: int = _LARGEST) -> int:
+        found = value[key]
+        if isinstance(found, bool) or not isinstance(found, int) or not low <= found <= high:
+            raise bad(name, number, f"{key} must be an integer from {low} to {high}: {found!r}")
+        return found
+
+    def text_of(key: str, *, optional: bool = False, named: bool = False) -> Any:
+        found = value[key]
+        if found is None and optional:
+            return None
+        if not isinstance(found, str) or not found:
+            raise bad(name, number, f"{key} must be a non-empty string, got {found!r}")
+        problem = None if named else text_problem(found)  # as an Event checks it
+        if problem is not None:
+            raise bad(name, number, f"{key} {shown(found)} {problem}")
+        if named:
+            try:
+                parse_name(found, key)
+            except PatternError as exc:
+                raise bad(name, number, f"{key} {found!r}: {exc}") from None
+        return found
+
+    def json_of(key: str, *, optional: bool = False) -> bytes | None:
+        """A base64 field that holds JSON, as every event's data and metadata do (an
+        encrypted event's data too: its envelope is JSON)."""
+        found = bytes_of(key, optional=optional)
+        if found is not None:
+            try:
+                orjson.loads(found)
+            except orjson.JSONDecodeError as exc:
+                raise bad(name, number, f"{key} is base64 but not of JSON ({exc})") from None
+        return found
+
+    def bytes_of(key: str, *, optional: bool = False) -> bytes | None:
+        found = value[key]
+        if found is None and optional:
+            return None
+        if not isinstance(found, str):
+            raise bad(name, number, f"{key} must be a base64 string, got {found!r}")
+        try:
+            return binascii.a2b_base64(found, strict_mode=True)
+        except binascii.Error as exc:
+            raise bad(name, number, f"{key} is not base64 ({exc})") from None
+
+    visible = value["visible"]
+    if not isinstance(visible, bool):
+        raise bad(name, number, f"visible must be true or false, got {visible!r}")
+    return (
+        number_of("global_position", 0),
+        text_of("stream", named=True),
+        number_of("position", 0),
+        text_of("id"),
+        text_of("type", named=True),
+        number_of("version", 1, 2**31 - 1),
+        json_of("data"),
+        json_of("metadata", optional=True),
+        number_of("timestamp", -_LARGEST),
+        text_of("source", optional=True),
+        text_of("subject", optional=True),
+        number_of("recorded_at", 0),
+        visible,
+    )
