@@ -26,6 +26,9 @@ whether the checkpoint moved.
 
 from __future__ import annotations
 
+import weakref
+from typing import Any
+
 from ._checkpoint_base import Checkpoint, CheckpointStore, MemoryCheckpointStore
 from ._checkpoints_pg import PostgresCheckpointStore, opened_by
 from ._checkpoints_sqlite import SQLiteCheckpointStore, of_url, sqlite_path
@@ -42,8 +45,25 @@ __all__ = [
     "SQLiteCheckpointStore",
     "open_checkpoint_store",
     "opened_by",
+    "shared_in_memory",
     "sqlite_path",
 ]
+
+#: one memory checkpoint store per event store (object): what a projection or an
+#: attachment saves in memory is found by the next one of that name in the process (a
+#: fresh store each would always start over, and never see another's commits)
+_in_memory: weakref.WeakKeyDictionary[Any, MemoryCheckpointStore] = weakref.WeakKeyDictionary()
+
+
+def shared_in_memory(store: object, opened: CheckpointStore) -> CheckpointStore:
+    """``opened``, or if it is a memory checkpoint store, the one shared by everything
+    that keeps its checkpoints in memory beside event store ``store``."""
+    if not isinstance(opened, MemoryCheckpointStore):
+        return opened
+    try:
+        return _in_memory.setdefault(store, opened)
+    except TypeError:  # an event store that cannot be weakly referenced
+        return opened
 
 
 def open_checkpoint_store(url: str | None) -> CheckpointStore:

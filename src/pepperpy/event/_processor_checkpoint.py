@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
@@ -40,6 +39,7 @@ from ._checkpoints import (
     MemoryCheckpointStore,
     open_checkpoint_store,
     opened_by,
+    shared_in_memory,
 )
 from ._errors import ConcurrencyError, ConfigurationError, StoreError
 from ._loops import settled
@@ -55,10 +55,6 @@ from .store._reader import RETRY_FOR, Outage, StoreSubscription
 __all__ = ["CheckpointedLink", "StoreCheckpoint", "checkpoint_key", "checkpoints_for"]
 
 logger = logging.getLogger("pepperpy.event.processor")
-
-#: one memory checkpoint store per memory event store (object), so that attaching again
-#: in the same process resumes (a fresh one per attachment would always start over)
-_in_memory: weakref.WeakKeyDictionary[Any, MemoryCheckpointStore] = weakref.WeakKeyDictionary()
 
 
 def checkpoint_key(name: str) -> str:
@@ -82,10 +78,8 @@ def checkpoints_for(
         raise TypeError(f"checkpoints must be a CheckpointStore, a URL or None, got {given!r}")
     opened = open_checkpoint_store(given if given is not None else store_url(store))
     if isinstance(opened, MemoryCheckpointStore):
-        try:
-            return _in_memory.setdefault(store, opened), False
-        except TypeError:  # an event store that cannot be weakly referenced
-            return opened, False
+        # one per event store, so that attaching again in the same process resumes
+        return shared_in_memory(store, opened), False
     opened_by(opened, "EventProcessor.attach")
     return opened, True
 

@@ -56,7 +56,12 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._checkpoint_base import save_checkpoint
-from ._checkpoints import Checkpoint, CheckpointStore, open_checkpoint_store
+from ._checkpoints import (
+    Checkpoint,
+    CheckpointStore,
+    open_checkpoint_store,
+    shared_in_memory,
+)
 from ._errors import (
     ConfigurationError,
     ReplayError,
@@ -274,7 +279,10 @@ class Projection(Following):
         if self._state_store is None:
             given = self._state_store_given
             url = given if isinstance(given, str) else store_url(self.store)
-            self._state_store = open_checkpoint_store(url)
+            # in memory: the one store of this event store's, so that Projection objects
+            # of one name share state and position as on disk (load, wait_until, the
+            # compare-and-set that keeps two runners apart)
+            self._state_store = shared_in_memory(self.store, open_checkpoint_store(url))
         return self._state_store
 
     @property
