@@ -11,7 +11,7 @@ from collections.abc import AsyncIterable
 from contextlib import AbstractAsyncContextManager, aclosing
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConcurrencyError, ReplayError, StoreError
+from ._errors import ClosedError, ConcurrencyError, ReplayError, StoreError
 from ._event import Event
 from ._projection_follow import is_outage, recovered, ride_out, standing, taken_over, waiting
 from ._seconds import check_seconds
@@ -62,7 +62,8 @@ class Following:
 
     async def follow(self, *, retry_for: float | None = RETRY_FOR) -> None:
         """Catch up, then apply live appends as they commit, until cancelled (or the
-        store is closed).
+        store is closed: then it returns, whether it was live or still catching up;
+        what was applied and not committed is applied again by the next run).
 
         Live events are committed as they come, each commit taking those already read
         and waiting (up to ``batch_size``: one when they come one at a time, batches
@@ -104,6 +105,10 @@ class Following:
                     logger.info("projection %r following from global position %d", self.name, start)
                     started = True
                 await self.run()
+            except ClosedError:
+                if self.store.closed:
+                    return  # closed while it loaded or caught up: as when closed while live
+                raise
             except StoreError as exc:
                 if not is_outage(exc):
                     raise
@@ -121,6 +126,8 @@ class Following:
             start = 0 if self._position is None else self._position + 1
             # retry_for=0: an outage of the live read ends it at once, to be ridden out
             # here, where the log lines name the projection
+            if self.store.closed:
+                return  # closed as the catch-up ended: subscribing would raise ClosedError
             events = self.store.subscribe(start, retry_for=0, **self._filters())
             try:
                 failure = await self._follow_live(events, outage)
