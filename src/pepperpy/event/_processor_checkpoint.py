@@ -428,7 +428,9 @@ class CheckpointedLink(_TaskLink):
             interval=interval,
         )
 
-        def resubscribe(start: int) -> StoreSubscription:
+        def resubscribe(start: int) -> StoreSubscription | None:
+            if store.closed:  # closed while the checkpoint loaded: subscribe() would raise
+                return None
             return cast("StoreSubscription", store.subscribe(start, streams=streams, types=types))
 
         return cls(processor, unmatched, events, saves, from_position, resubscribe)
@@ -440,7 +442,7 @@ class CheckpointedLink(_TaskLink):
         events: StoreSubscription,
         saves: StoreCheckpoint,
         from_position: int,
-        resubscribe: Callable[[int], StoreSubscription],
+        resubscribe: Callable[[int], StoreSubscription | None],
     ) -> None:
         self.saves = saves
         self.from_position = from_position
@@ -459,7 +461,11 @@ class CheckpointedLink(_TaskLink):
                 start = await saves.start(self.from_position, lambda: self.stopping)
                 # stopped meanwhile: stop() closed ``events``, and the loop below ends
                 if start != self.from_position and not self.stopping:
-                    unread, self.events = self.events, self.resubscribe(start)
+                    unread = self.events
+                    # the store closed meanwhile: nothing to subscribe to, and the
+                    # subscription made at from_position (before the checkpoint) is
+                    # closed unread, so the loop below ends as when closed while live
+                    self.events = self.resubscribe(start) or unread
                     await unread.aclose()
                 async for event in self.events:
                     await self.deliver(event)
