@@ -188,6 +188,11 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
                     self._let_go_if_moved()  # "removed or replaced": rolled back first
                     raise
                 except sqlite3.Error as exc:
+                    carried = exc.__context__
+                    if isinstance(carried, _Theirs) and _is_closed(connection):
+                        # the caller's work closed the connection, and the rollback that
+                        # followed its error failed on it: the work's error is the one
+                        raise carried from None
                     self._reopen = self._reopen or read_only_file(exc)
                     path = str(self.path.absolute())
                     raise named_error(
@@ -196,6 +201,11 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
                         NOTHING_WRITTEN if writes else "",
                         head=f"checkpoint store {path!r}",
                     ) from exc
+                finally:
+                    if self._db is not None and _is_closed(self._db):
+                        # closed by the caller's work (a TableProjection handler): open a
+                        # new one next time, instead of failing every call from now on
+                        self._db = None
                 if writes:
                     self._reopen = False
                 return result
@@ -326,6 +336,15 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
                 self._let_go_if_moved()
                 self._db.close()
                 self._db = None
+
+
+def _is_closed(connection: sqlite3.Connection) -> bool:
+    """Whether ``connection`` was closed (sqlite3 has no attribute that says so)."""
+    try:
+        connection.total_changes  # noqa: B018 (raises on a closed connection)
+    except sqlite3.ProgrammingError:
+        return True
+    return False
 
 
 #: the check of the current call's file, for work that runs a transaction of its own to

@@ -313,7 +313,11 @@ class TableProjection(Projection):
         except Exception as exc:
             if guard is not None and guard.denied:
                 raise self._refused_end(what, function, event) from exc
+            if _closed(db):
+                raise self._closed_it(what, function, event) from exc
             raise self._failed(what, function, event, exc) from exc
+        if _closed(db):
+            raise self._closed_it(what, function, event)
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()
@@ -375,6 +379,20 @@ class TableProjection(Projection):
             "nothing of the batch was written"
         )
 
+    def _closed_it(
+        self, what: str, function: Callable[..., Any], event: Event | None
+    ) -> ReplayError:
+        return ReplayError(
+            f"table projection {self.name!r}: {what} {handler_name(function)} closed the "
+            f"state store's connection{_on(event)}, which the projection owns: "
+            + (
+                "what it did before stays (setup runs in autocommit)"
+                if what == "setup"
+                else "nothing of the batch was written (tables and position as last committed)"
+            )
+            + "; the next call opens a new connection. Do not close the connection given"
+        )
+
     def _ended(
         self, what: str, function: Callable[..., Any], event: Event | None, how: str
     ) -> ReplayError:
@@ -404,13 +422,23 @@ class _Guard:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.db.set_authorizer(None)
+        if not _closed(self.db):  # closed by the handler: its error says so
+            self.db.set_authorizer(None)
 
     def _authorize(self, action: int, *_: object) -> int:
         if action == sqlite3.SQLITE_TRANSACTION:
             self.denied = True
             return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
+
+
+def _closed(db: sqlite3.Connection) -> bool:
+    """Whether a handler closed SQLite connection ``db``."""
+    try:
+        db.total_changes  # noqa: B018 (raises on a closed connection)
+    except sqlite3.ProgrammingError:
+        return True
+    return False
 
 
 #: SQLSTATE in_failed_sql_transaction: a statement in a transaction an error aborted
