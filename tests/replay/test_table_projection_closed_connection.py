@@ -54,3 +54,33 @@ async def test_a_handler_closing_the_connection_is_named_and_the_next_run_recove
     finally:
         connection.close()
     assert rows == [(0,), (1,), (2,)]  # each event once
+
+
+async def test_a_reset_closing_the_connection_forgets_nothing(tmp_path: Path) -> None:
+    closes = [True]
+
+    def setup(db: Any) -> None:
+        db.execute("CREATE TABLE IF NOT EXISTS seen (pos INTEGER PRIMARY KEY)")
+
+    def reset(db: Any) -> None:
+        db.execute("DELETE FROM seen")
+        if closes:
+            closes.clear()
+            db.close()
+
+    async with EventStore(f"sqlite:///{tmp_path / 'events.db'}") as store:
+        await store.append("s", [Event("n.added") for _ in range(2)])
+        projection = TableProjection("seen", store, setup=setup, reset=reset)
+        projection.on(
+            "n.added",
+            lambda db, event: db.execute("INSERT INTO seen VALUES (?)", (event.global_position,)),
+        )
+        try:
+            await projection.run()
+            with pytest.raises(ReplayError, match=r"reset .*closed .*nothing was emptied"):
+                await projection.rebuild()
+            assert await projection.load() == 1  # the position was not forgotten
+            report = await projection.rebuild()  # a new connection
+            assert (report.replayed, projection.position) == (2, 1)
+        finally:
+            await projection.close()

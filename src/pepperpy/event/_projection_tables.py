@@ -385,10 +385,8 @@ class TableProjection(Projection):
         return ReplayError(
             f"table projection {self.name!r}: {what} {handler_name(function)} closed the "
             f"state store's connection{_on(event)}, which the projection owns: "
-            + (
-                "what it did before stays (setup runs in autocommit)"
-                if what == "setup"
-                else "nothing of the batch was written (tables and position as last committed)"
+            + _CLOSED_OUTCOME.get(
+                what, "nothing of the batch was written (tables and position as last committed)"
             )
             + "; the next call opens a new connection. Do not close the connection given"
         )
@@ -440,6 +438,12 @@ def _closed(db: sqlite3.Connection) -> bool:
         return True
     return False
 
+
+#: what a ``setup`` or ``reset`` that closed the connection leaves (a handler: nothing)
+_CLOSED_OUTCOME = {
+    "setup": "what it did before stays (setup runs in autocommit)",
+    "reset": "nothing was emptied or forgotten (tables and position as before)",
+}
 
 #: SQLSTATE in_failed_sql_transaction: a statement in a transaction an error aborted
 _ABORTED = "25P02"
