@@ -16,6 +16,9 @@ from typing import Annotated, Any, Literal, Union
 
 from .._errors import ConfigurationError
 from ._fast import msgspec_module
+from ._markers import CONSTRAINTS as _CONSTRAINTS
+from ._markers import constraints as _constraints
+from ._markers import field_info_default
 from ._nodes import (
     AnyNode,
     BoolNode,
@@ -56,33 +59,6 @@ def _is_class_schema(schema: Any) -> bool:
     if is_pydantic_model(schema) or hasattr(schema, "__struct_fields__"):
         return False
     return not issubclass(schema, tuple)  # NamedTuples are read by msgspec
-
-
-_CONSTRAINTS = ("gt", "ge", "lt", "le", "multiple_of", "min_length", "max_length", "pattern")
-
-
-def _constraints(marker: Any) -> dict[str, Any] | None:
-    """msgspec.Meta arguments for an annotated-types or pydantic ``Field`` marker.
-
-    None for markers that are not constraints (docs, strings); a constraint that cannot
-    be enforced raises, so nothing is silently left unchecked.
-    """
-    module = type(marker).__module__ or ""
-    if not module.startswith(("annotated_types", "pydantic")):
-        return None
-    found: dict[str, Any] = {}
-    inner = getattr(marker, "metadata", None)  # pydantic FieldInfo
-    if isinstance(inner, list):
-        for item in inner:
-            found.update(_constraints(item) or {})
-        return found
-    for name in _CONSTRAINTS:
-        value = getattr(marker, name, None)
-        if value is not None:
-            found[name] = value
-    if not found and module.startswith("annotated_types"):
-        raise ConfigurationError(f"the constraint {marker!r} cannot be enforced by the validator")
-    return found
 
 
 class _PythonCompiler:
@@ -181,18 +157,31 @@ class _PythonCompiler:
         defaults = _dataclass_defaults(cls) if dataclasses.is_dataclass(cls) else None
         required_keys = getattr(cls, "__required_keys__", None)
         fields = []
-        for name, annotation in hints.items():
+        for name, hint in hints.items():
+            annotation = hint
             if typing.get_origin(annotation) is typing.ClassVar or annotation is typing.ClassVar:
                 continue
             if isinstance(annotation, dataclasses.InitVar):
                 continue
-            node = self.annotation(_strip_required(annotation))
+            annotation = _strip_required(annotation)
+            default = defaults.get(name) if defaults is not None else getattr(cls, name, None)
+            if _is_field_info(default[0] if isinstance(default, tuple) else default):
+                # x: int = pydantic.Field(gt=0): its constraints, and its default if any
+                info = default[0] if isinstance(default, tuple) else default
+                pair, marker = field_info_default(info)
+                annotation = Annotated[annotation, marker]
+                if defaults is not None:
+                    defaults[name] = pair
+                else:
+                    fields.append(_field(name, self.annotation(annotation), pair))
+                    continue
+            node = self.annotation(annotation)
             if defaults is not None:
                 if name not in defaults:
                     continue  # init=False fields are not part of the data
                 fields.append(_field(name, node, defaults[name]))
             elif required_keys is not None:
-                marker = typing.get_origin(annotation)
+                marker = typing.get_origin(hint)
                 required = (
                     marker is not typing.NotRequired
                     if marker in (typing.Required, typing.NotRequired)
@@ -301,6 +290,12 @@ def _with_lengths(node: Node, constraints: dict[str, Any], annotation: Any) -> N
     if "max_length" in constraints:
         node.max_length = constraints["max_length"]
     return node
+
+
+def _is_field_info(value: Any) -> bool:
+    """True for a ``pydantic.Field(...)`` (given as a field's value)."""
+    cls = type(value)
+    return cls.__name__ == "FieldInfo" and (cls.__module__ or "").startswith("pydantic")
 
 
 def _dataclass_defaults(cls: Any) -> dict[str, Any]:
