@@ -70,8 +70,9 @@ class OnLoop:
         self.listening: asyncio.Task[None] | None = None
         self.changed: asyncio.Event | None = None
         self.connected = False
-        #: news came (a notification, a reconnect) while no ``wait`` waited on this loop:
-        #: a caller between its read and its wait may not have seen it
+        #: news came (a notification, a reconnect) since a ``wait`` last read the head: a
+        #: caller between its read and its wait may not have seen it, whether or not other
+        #: callers were waiting (they are woken; this one was reading)
         self.missed = False
         #: why the connections were cut off on close (``abort``), once they were
         self.aborted: str | None = None
@@ -88,11 +89,11 @@ class OnLoop:
             changed.set()
 
     def notified(self) -> None:
-        """News came (see :attr:`missed`): wake every ``wait``, or remember that none
-        waited. Only a wake-up: a notification's payload is never taken as the head (a
-        channel earlier versions named may be shared by other stores)."""
-        if self.changed is None:
-            self.missed = True
+        """News came (see :attr:`missed`): wake every ``wait``, and remember it for the
+        callers not waiting now (reading, or reading the head in ``wait``). Only a
+        wake-up: a notification's payload is never taken as the head (a channel earlier
+        versions named may be shared by other stores)."""
+        self.missed = True
         self.wake()
 
     def stop(self, bound: float) -> None:

@@ -565,14 +565,16 @@ class PostgresBackend(StoreBackend):
 
         A notification only wakes the waiters, who re-read: its payload is never taken
         as the head, since a channel named after the URL may be another store's too.
-        One that came while nobody waited (the caller was reading) is not lost: the
-        head is then read from the tables, and the caller returns at once if it moved
-        past ``position``; other waiters that came meanwhile are woken to re-read.
+        One that came since the head was last read here is not lost for a caller that
+        was reading meanwhile (while others waited, or while this very call read the
+        head): the head is then read from the tables (again, until no news came during
+        the read), and the caller returns at once if it moved past ``position``; other
+        waiters that came meanwhile are woken to re-read.
         """
         if self._closed or self._status.head > position:
             return
         on = self._here()
-        if on.missed:
+        while on.missed:
             on.missed = False
             before = self._status.head
             last = await self.head()
