@@ -202,8 +202,8 @@ class _FastBuilder:
             return self.hooked(node) if node.rfc else uuid.UUID
         if isinstance(node, TimeTextNode):
             return self.hooked(node)
-        if isinstance(node, DecimalNode):
-            return decimal.Decimal
+        if isinstance(node, DecimalNode):  # msgspec has no bounds for a Decimal
+            return self.hooked(node) if node.bounds else decimal.Decimal
         if isinstance(node, EnumNode):
             return node.cls
         if isinstance(node, LiteralNode):

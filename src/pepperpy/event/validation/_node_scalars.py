@@ -360,7 +360,19 @@ _HYPHENATED = len("2eb8aa08-aa98-11ea-b4aa-73b441d16380")
 
 
 class DecimalNode(Node):
+    """A Decimal, from a number or numeric text, with optional bounds (annotated-types
+    or ``msgspec.Meta`` markers), compared exactly (a float bound as the decimal JSON
+    writes for it)."""
+
     expected = "decimal (number or numeric str)"
+
+    def __init__(self, **bounds: float | None) -> None:
+        self.bounds = {k: _exact(v) for k, v in bounds.items() if v is not None}
+        shown = [f"{_SYMBOLS[k]} {bounds[k]}" for k in self.bounds if k != "multiple_of"]
+        if "multiple_of" in self.bounds:
+            shown.append(f"multiple of {bounds['multiple_of']}")
+        if shown:
+            self.expected = f"decimal ({', '.join(shown)})"
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         if value.__class__ is bool:
@@ -378,7 +390,26 @@ class DecimalNode(Node):
             return self.fail(value, path, problems, "not a decimal number")
         if not number.is_finite():
             return self.fail(value, path, problems, "expected a finite number")
+        for name, bound in self.bounds.items():
+            if not _DECIMAL_TESTS[name](number, bound):
+                what = "a multiple of" if name == "multiple_of" else _SYMBOLS[name]
+                return self.fail(value, path, problems, f"must be {what} {bound}")
         return number
+
+
+def _exact(bound: Any) -> Decimal:
+    """A bound as a Decimal: a float as the decimal its repr (its JSON) writes."""
+    return bound if isinstance(bound, Decimal) else Decimal(repr(bound))
+
+
+_SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+_DECIMAL_TESTS: dict[str, Any] = {
+    "gt": lambda n, b: n > b,
+    "ge": lambda n, b: n >= b,
+    "lt": lambda n, b: n < b,
+    "le": lambda n, b: n <= b,
+    "multiple_of": lambda n, b: n % b == 0,
+}
 
 
 class LiteralNode(Node):

@@ -12,6 +12,7 @@ import types
 import typing
 from collections import abc
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
 from .._errors import ConfigurationError
@@ -80,6 +81,8 @@ class _PythonCompiler:
         args = typing.get_args(annotation)
         if origin is Union or isinstance(annotation, types.UnionType):
             return UnionNode([self.annotation(arg) for arg in args])
+        if origin is Annotated and args[0] is Decimal:  # msgspec.Meta takes no bounds there
+            return _decimal(self.markers(args[1:]), annotation)
         if origin is Annotated and typing.get_origin(args[0]) not in (None, Literal):
             return _with_lengths(self.annotation(args[0]), self.markers(args[1:]), annotation)
         if origin in _SEQUENCES or (origin is tuple and len(args) == 2 and args[1] is ...):
@@ -276,6 +279,14 @@ class _PythonCompiler:
 
 _SEQUENCES = (list, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Set, abc.MutableSet)
 _MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
+
+
+def _decimal(constraints: dict[str, Any], annotation: Any) -> Node:
+    """A Decimal with bounds (``gt``, ``ge``, ``lt``, ``le``, ``multiple_of``)."""
+    other = set(constraints) - {"gt", "ge", "lt", "le", "multiple_of"}
+    if other:
+        raise ConfigurationError(f"{annotation!r}: {sorted(other)} cannot constrain a Decimal")
+    return DecimalNode(**constraints)
 
 
 def _with_lengths(node: Node, constraints: dict[str, Any], annotation: Any) -> Node:
