@@ -40,7 +40,13 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from ._checkpoints import CheckpointStore, open_checkpoint_store, opened_by
+from ._checkpoints import (
+    CheckpointStore,
+    MemoryCheckpointStore,
+    open_checkpoint_store,
+    opened_by,
+    shared_in_memory,
+)
 from ._closing import AsyncClosing
 from ._errors import ReplayError
 from ._event import Event
@@ -100,6 +106,8 @@ class EventReplay(AsyncClosing):
         self._checkpoints: CheckpointStore | None = (
             checkpoints if isinstance(checkpoints, CheckpointStore) else None
         )
+        #: the checkpoint store is the one shared beside a memory event store (not ours)
+        self._shared = False
         self._handlers: PatternIndex[ReplayHandler] = PatternIndex()
 
     # -- registration ---------------------------------------------------------------
@@ -152,8 +160,16 @@ class EventReplay(AsyncClosing):
         if self._checkpoints is None:
             given = self._checkpoints_given
             url = given if isinstance(given, str) else store_url(self.store)
-            self._checkpoints = open_checkpoint_store(url)
-            opened_by(self._checkpoints, "EventReplay")  # closed by close()
+            opened = open_checkpoint_store(url)
+            if given is None and isinstance(opened, MemoryCheckpointStore):
+                # beside a memory event store: the one checkpoint store of that store's,
+                # so that a new EventReplay of it resumes a checkpoint in this process,
+                # as projections and attachments do (it is never closed by a replay)
+                self._checkpoints = shared_in_memory(self.store, opened)
+                self._shared = True
+            else:
+                self._checkpoints = opened
+                opened_by(opened, "EventReplay")  # closed by close()
         return self._checkpoints
 
     async def reset(self, checkpoint: str) -> bool:
@@ -188,7 +204,9 @@ class EventReplay(AsyncClosing):
 
     async def close(self) -> None:
         """Close the checkpoint store if this replay opened it."""
-        if self._checkpoints is not None and self._checkpoints is not self._checkpoints_given:
+        if self._shared:
+            self._checkpoints = None
+        elif self._checkpoints is not None and self._checkpoints is not self._checkpoints_given:
             await self._checkpoints.close()
             self._checkpoints = None
 
