@@ -142,12 +142,36 @@ async def test_a_bad_end_line_is_refused(tmp_path: Path, how: str, said: str) ->
     assert not (tmp_path / "copy.db").exists()
 
 
-async def test_an_unknown_version_is_refused(tmp_path: Path) -> None:
+#: the header's version as JSON, each refused: only the integers 1 and 2 are versions.
+#: true and 1.0 equal 1 in Python (and 2.0 equals 2): they were taken for versions
+NOT_VERSIONS = ["3", "0", "true", "false", "1.0", "2.0", '"2"', "null", "[2]", None]
+
+
+@pytest.mark.parametrize("version", NOT_VERSIONS)
+async def test_a_header_version_not_the_integer_1_or_2_is_refused(
+    tmp_path: Path, any_store_url: str, version: str | None
+) -> None:
     lines = await exported()
-    newer = tmp_path / "newer.jsonl"
-    newer.write_text(lines[0].replace('"version":2', '"version":3') + "".join(lines[1:]))
-    with pytest.raises(StoreError, match="line 1: export format version 3, this pepperpy-event"):
-        await import_store("memory://", newer)
+    header = '{"format":"pepperpy-event-export"}\n'
+    if version is not None:  # None: no version field at all
+        header = lines[0].replace('"version":2', f'"version":{version}')
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text(header + "".join(lines[1:]), encoding="utf-8")
+    got = "no such field" if version is None else version
+    said = (
+        f'{odd} line 1: the header\'s "version" must be the integer 1 or 2 (the export '
+        f"format versions this pepperpy-event reads), got {got}; "
+    )
+    async with EventStore(any_store_url) as store:
+        with pytest.raises(StoreError) as raised:
+            await import_store(store, odd, batch_size=1)
+        assert str(raised.value) == said + "nothing was written"
+        with pytest.raises(StoreError) as raised:  # a stream: read once, batch by batch
+            await import_store(store, io.StringIO(odd.read_text()), batch_size=1)
+        assert str(raised.value).startswith(said.replace(str(odd), "<stream>"))
+        assert await store.backend.read_stored(0, 10) == []
+        await import_store(store, io.StringIO("".join(lines)))  # the file as exported
+        assert len(await store.backend.read_stored(0, 10)) == 4
 
 
 async def test_the_command_refuses_a_cut_file_in_one_line(tmp_path: Path) -> None:
@@ -168,3 +192,26 @@ async def test_the_command_refuses_a_cut_file_in_one_line(tmp_path: Path) -> Non
         "it was cut off (2 events read); nothing was written"
     ]
     assert not (tmp_path / "copy.db").exists()
+
+
+async def test_the_command_refuses_a_float_version_in_one_line(tmp_path: Path) -> None:
+    lines = await exported()  # 1.0 was taken for 1 (a failed assertion, or, with -O, read)
+    header = lines[0].replace('"version":2', '"version":1.0')
+    (tmp_path / "odd.jsonl").write_text(header + "".join(lines[1:]), encoding="utf-8")
+    for optimized in ([], ["-O"]):
+        done = subprocess.run(
+            [sys.executable, *optimized, "-m", "pepperpy.event", "import", "odd.jsonl"]
+            + ["--store", "sqlite:///copy.db"],
+            cwd=tmp_path,
+            env=command_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.splitlines() == [
+            'pepperpy-event: error: odd.jsonl line 1: the header\'s "version" must be the '
+            "integer 1 or 2 (the export format versions this pepperpy-event reads), got 1.0; "
+            "nothing was written"
+        ]
+        assert not (tmp_path / "copy.db").exists()

@@ -55,6 +55,7 @@ _FIELDS = (
     "visible",
 )
 _LARGEST = 2**63 - 1
+_MISSING = object()
 
 
 class CutOff(StoreError):
@@ -152,15 +153,17 @@ def _check_header(text: str, name: str) -> int:
         raise bad(
             name, 1, f"not a pepperpy-event export (its first line must be {header_line().strip()})"
         )
-    version = header.get("version")
-    if isinstance(version, bool) or version not in _READ:
+    # an int exactly: JSON's true and 1.0 are equal to 1 in Python, and were taken for it
+    version = header.get("version", _MISSING)
+    if type(version) is not int or version not in _READ:
+        got = "no such field" if version is _MISSING else orjson.dumps(version).decode()
+        got = got if len(got) <= 40 else f"{got[:30]}... ({len(got)} characters)"
         raise bad(
             name,
             1,
-            f"export format version {version!r}, this pepperpy-event reads versions "
-            f"{' and '.join(map(str, _READ))}",
+            f'the header\'s "version" must be the integer {" or ".join(map(str, _READ))} '
+            f"(the export format versions this pepperpy-event reads), got {got}",
         )
-    assert isinstance(version, int)
     return version
 
 
