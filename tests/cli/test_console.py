@@ -313,7 +313,7 @@ async def test_streams_are_paged(client: httpx.AsyncClient, store: EventStore) -
     assert "252 streams (198 to 252 below)" in last and "next 100" not in last
     assert 'href="/">first page</a>' in last
     single = (await client.get("/", params={"pattern": "user.*"})).text
-    assert "1 streams, 2 events." in single and "first page" not in single
+    assert "1 stream, 2 events." in single and "first page" not in single
 
 
 def test_serve_prints_an_ipv6_url_in_brackets(tmp_path: Path) -> None:

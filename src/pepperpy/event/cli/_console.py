@@ -3,7 +3,8 @@
 Pages (server-rendered HTML, no JavaScript framework):
 
 - ``/``: streams with their event counts, a page at a time (``?pattern=&after=&limit=``),
-  and store totals;
+  and the number of matching streams (counted up to ``COUNTED_NAMES``, "more than"
+  past them: ``_console_streams``), with the store totals when they all fit on the page;
 - ``/streams/{name}``: the events of one stream, paged (``?from=&limit=``); any stream
   name, percent-encoded (``/streams/tenant%2Fa.1``), here and in ``/api/streams/{name}``;
 - ``/tail``: the global log live, fed by Server-Sent Events.
@@ -79,7 +80,7 @@ from ._console_requests import (
     _stream_name,
     _tail_parameters,
 )
-from ._console_streams import _page_url, _streams_page
+from ._console_streams import COUNTED_NAMES, StreamsPage, _page_url, _streams_page
 from ._console_tail import TailResponse, _sse
 from ._counts import stream_length
 from ._hosts import LOOPBACK_HOSTS, HostCheck
@@ -164,13 +165,7 @@ def console_app(
             f"{html.escape(item['name'])}</a></td><td>{item['events']}</td></tr>"
             for item in page.streams
         )
-        if page.after is None and page.next_after is None:  # every stream is on this page
-            total = sum(item["events"] for item in page.streams)
-            summary = f"{page.matching} streams, {total} events."
-        else:
-            first = page.skipped + 1
-            shown = f"{first} to {page.skipped + len(page.streams)}" if page.streams else "none"
-            summary = f"{page.matching} streams ({shown} below)."
+        summary = _streams_summary(page)
         links = [f'<a href="{html.escape(_page_url("/", page, None))}">first page</a>']
         if page.next_after is not None:
             following = _page_url("/", page, page.next_after)
@@ -229,6 +224,29 @@ def console_app(
         Route("/api/stats", _guarded(api_stats)),
     ]
     return Starlette(routes=routes, middleware=[Middleware(HostCheck, allowed_hosts=hosts)])
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def _streams_summary(page: StreamsPage) -> str:
+    """The index's line about the matching streams: the totals when every stream is on
+    the page; else how many match (past ``COUNTED_NAMES``: "more than") and which of
+    them the page shows (when the names counted reach its cursor)."""
+    if page.counted_all and page.after is None and page.next_after is None:
+        total = sum(item["events"] for item in page.streams)
+        return f"{_plural(page.matching, 'stream')}, {_plural(total, 'event')}."
+    if page.counted_all:
+        streams = _plural(page.matching, "stream")
+    else:
+        streams = f"More than {COUNTED_NAMES:,} streams"
+    if not page.streams:
+        return f"{streams} (none below)."
+    if page.skipped is None:
+        return f"{streams} ({len(page.streams):,} below, after the first {COUNTED_NAMES:,})."
+    first, last = page.skipped + 1, page.skipped + len(page.streams)
+    return f"{streams} ({first:,} to {last:,} below)."
 
 
 STATS_SECONDS = 5.0  # how long a count is reused: reloading / does not count again

@@ -12,10 +12,14 @@ from ..store import EventStore
 from ._console_requests import PAGE_LIMIT, _known, _limit, _pattern
 from ._counts import _visible
 
-__all__ = ["StreamsPage"]
+__all__ = ["COUNTED_NAMES", "StreamsPage"]
 
 #: names read from the store at a time while the HTML page counts the matching streams
 _NAMES_READ = 1000
+#: matching stream names the HTML page counts at most, for its totals: past them it says
+#: "more than 10,000 streams". Counting them all walked every name of the store at each
+#: view, so a store of millions of streams made every reload of ``/`` a full walk.
+COUNTED_NAMES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,46 +30,62 @@ class StreamsPage:
     after: str | None  # the cursor this page starts after (None: the first page)
     limit: int
     streams: list[dict[str, Any]]  # {"name", "events"}, in name order
-    matching: int  # streams matching the pattern, on every page (0 from the API)
-    skipped: int  # matching streams before this page (0 from the API)
+    #: streams matching the pattern, counted up to COUNTED_NAMES (0 from the API)
+    matching: int
+    #: False when more than COUNTED_NAMES match: ``matching`` is then that bound
+    counted_all: bool
+    #: matching streams before this page (0 from the API); None when the cursor is past
+    #: the names counted
+    skipped: int | None
     next_after: str | None  # the cursor of the next page (None: this is the last)
 
 
 async def _streams_page(store: EventStore, request: Request, *, api: bool = False) -> StreamsPage:
     """The page a request asks for. Names are read from the store a page at a time
-    (``EventStore.iter_streams``), never all at once, and the page's are counted with one
-    backend read (1,000 streams were 1,000 queries: half a second on PostgreSQL). The
-    API (``api``) reads only the page's names after the cursor (and one more, to know
-    whether another page follows) and shows no totals: ``matching`` and ``skipped`` are
-    0. The HTML page counts the matching streams before and after the page too, going
-    through their names without keeping them. The API refuses an empty pattern, which a
-    page takes for every stream."""
+    (``EventStore.iter_streams``), never all at once: the page's names after the cursor
+    (and one more, to know whether another page follows), counted with one backend read
+    (1,000 streams were 1,000 queries: half a second on PostgreSQL). The API (``api``)
+    shows no totals: ``matching`` and ``skipped`` are 0. The HTML page also counts the
+    matching streams, and those before the page, going through their names without
+    keeping them, but no further than :data:`COUNTED_NAMES`: its cost per view is bounded
+    however many streams the store holds. The API refuses an empty pattern, which a page
+    takes for every stream."""
     _known(request, "pattern", "after", "limit")
     pattern = _pattern(request, "pattern", empty=not api)
     after = request.query_params.get("after") or None
     limit = _limit(request)
     chosen: list[str] = []
-    matching = skipped = 0
     more = False
-    if api:
-        async for name in store.iter_streams(pattern, page_size=limit + 1, after=after):
-            if len(chosen) == limit:
-                more = True
-                break
-            chosen.append(name)
-    else:
+    async for name in store.iter_streams(pattern, page_size=limit + 1, after=after):
+        if len(chosen) == limit:
+            more = True
+            break
+        chosen.append(name)
+    matching = skipped = 0
+    counted_all = past_cursor = True
+    if not api:
+        past_cursor = after is None
         async for name in store.iter_streams(pattern, page_size=_NAMES_READ):
+            if matching == COUNTED_NAMES:
+                counted_all = False
+                break
             matching += 1
-            if after is not None and name <= after:
-                skipped += 1
-            elif len(chosen) < limit:
-                chosen.append(name)
-            else:
-                more = True
+            if after is not None and not past_cursor:
+                if name <= after:
+                    skipped += 1
+                else:
+                    past_cursor = True
     states = await store.backend.stream_states(chosen)  # one read, not one per stream
     counted = [{"name": name, "events": _visible(states.get(name))} for name in chosen]
     return StreamsPage(
-        pattern, after, limit, counted, matching, skipped, chosen[-1] if more else None
+        pattern,
+        after,
+        limit,
+        counted,
+        matching,
+        counted_all,
+        skipped if counted_all or past_cursor else None,
+        chosen[-1] if more else None,
     )
 
 
