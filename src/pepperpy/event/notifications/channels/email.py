@@ -368,6 +368,9 @@ def _flag(raw: str, name: str) -> bool:
 #: except ``.`` which real names use): group syntax, comments, a second address
 _SPECIALS = frozenset('()<>[]:;@\\,"')
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+#: a local part with quoted strings: dot-separated atoms and quoted strings
+_LOCAL_WORD = r'(?:[^\s."()<>\[\]:;@\\,]+|"(?:[^"\\]|\\.)*")'
+_QUOTED_LOCAL = re.compile(rf"{_LOCAL_WORD}(?:\.{_LOCAL_WORD})*")
 #: an empty quoted word in a local part (``""@b.com``, ``a.""@b.com``)
 _EMPTY_WORD = re.compile(r'(?:^|\.)""(?:\.|$)')
 
@@ -382,7 +385,7 @@ def _single_address(recipient: str | None) -> Address:
     if not recipient or not isinstance(recipient, str):
         raise RecipientError(f"email channel: {recipient!r} is not an email address")
     name, addr = _parse_one(recipient)
-    local, _, domain = addr.partition("@")
+    local, _, domain = addr.rpartition("@")  # a quoted local part may hold an @
     try:
         domain = _idna(domain)
     except ValueError as exc:
@@ -437,8 +440,11 @@ def _ascii_address(value: str, what: str) -> str | Address:
     if not at or domain.isascii():
         return value
     try:
-        return Address(display_name=name, username=local, domain=_idna(domain))
-    except ValueError as exc:
+        domain = _idna(domain)
+        if '"' in local:  # a quoted local part ("no reply"@...): Address unquotes it
+            return Address(display_name=name, addr_spec=f"{local}@{domain}")
+        return Address(display_name=name, username=local, domain=domain)
+    except (ValueError, IndexError, HeaderParseError) as exc:
         raise ConfigurationError(f"EmailChannel {what} {value!r}: {exc}") from exc
 
 
@@ -454,9 +460,14 @@ def _parse_one(text: str) -> tuple[str, str]:
     if len(pairs) != 1:
         raise refuse(f"it parses as {len(pairs)} addresses")
     name, addr = pairs[0]
-    local, at, domain = addr.partition("@")
-    if not local or not at or not domain or "@" in domain or any(c.isspace() for c in addr):
+    local, at, domain = addr.rpartition("@")
+    # outside its quoted strings ("john doe"@b.com, "a@b"@b.com) a local part has
+    # neither spaces nor an @
+    bare = _QUOTED.sub('""', local)
+    if not local or not at or not domain or "@" in bare or any(c.isspace() for c in bare + domain):
         raise refuse("it has no user@domain part")
+    if '"' in bare and not _QUOTED_LOCAL.fullmatch(local):
+        raise refuse("its local part (before the @) is not dot-separated words or quoted strings")
     if _EMPTY_WORD.search(local) or not local.replace('"', "").replace(".", "").strip():
         raise refuse("its local part (before the @) is empty")
     stripped = text.strip()

@@ -1,0 +1,174 @@
+"""Addresses with a quoted local part (RFC 5321/5322: ``"john doe"@example.com``), against
+a real SMTP server (aiosmtpd on loopback) that records the MAIL FROM and RCPT TO command
+lines exactly as they arrived."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pepperpy.event import (
+    ConfigurationError,
+    EmailChannel,
+    NotificationSystem,
+    RecipientError,
+    RetryPolicy,
+)
+from tests.notifications.servers import MailSink, free_port
+
+THREE_TRIES = RetryPolicy.fixed(max_attempts=3, base_delay=0.0)
+
+
+class CommandLog:
+    """The arguments of every MAIL and RCPT command, as the client wrote them."""
+
+    def __init__(self) -> None:
+        self.mail: list[str] = []
+        self.rcpt: list[str] = []
+
+
+@pytest.fixture
+def recording_server() -> Iterator[tuple[MailSink, CommandLog, int]]:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP
+
+    sink = MailSink()
+    log = CommandLog()
+
+    class RecordingSMTP(SMTP):
+        async def smtp_MAIL(self, arg: str | None) -> None:
+            log.mail.append(arg or "")
+            await super().smtp_MAIL(arg)
+
+        async def smtp_RCPT(self, arg: str | None) -> None:
+            log.rcpt.append(arg or "")
+            await super().smtp_RCPT(arg)
+
+    class RecordingController(Controller):
+        def factory(self) -> Any:
+            return RecordingSMTP(self.handler, **self.SMTP_kwargs)
+
+    port = free_port()
+    controller = RecordingController(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, log, port
+    finally:
+        controller.stop()
+
+
+def _system(port: int, sender: str = "no-reply@example.com") -> NotificationSystem:
+    notifications = NotificationSystem(retry_policy=THREE_TRIES)
+    notifications.add_channel(
+        "email", EmailChannel("127.0.0.1", port, sender=sender, starttls=False)
+    )
+    return notifications
+
+
+@pytest.mark.parametrize(
+    ("to", "envelope", "header"),
+    [
+        ('"john doe"@example.com', '"john doe"@example.com', '"john doe"@example.com'),
+        ('"a@b"@example.com', '"a@b"@example.com', '"a@b"@example.com'),
+        ('"a\\"b"@example.com', '"a\\"b"@example.com', '"a\\"b"@example.com'),
+        ('"a,b"@example.com', '"a,b"@example.com', '"a,b"@example.com'),
+        (
+            'John Doe <"john doe"@example.com>',
+            '"john doe"@example.com',
+            'John Doe <"john doe"@example.com>',
+        ),
+        (
+            '"Doe, John" <"john doe"@example.com>',
+            '"john doe"@example.com',
+            '"Doe, John" <"john doe"@example.com>',
+        ),
+        (
+            '"john doe"@exämple.com',
+            '"john doe"@xn--exmple-cua.com',
+            '"john doe"@xn--exmple-cua.com',
+        ),
+        # quotes that are not needed are dropped, as RFC 5321 asks: the same mailbox
+        ('"ana"@example.com', "ana@example.com", "ana@example.com"),
+    ],
+)
+async def test_a_quoted_local_part_reaches_the_server_quoted(
+    recording_server: tuple[MailSink, CommandLog, int], to: str, envelope: str, header: str
+) -> None:
+    sink, log, port = recording_server
+    notifications = _system(port)
+
+    result = await notifications.notify(channels=["email"], subject="s", body="b", to=to)
+
+    assert result.ok, result["email"].error
+    assert log.rcpt == [f"TO:<{envelope}>"]
+    [mail] = sink.messages
+    assert mail.recipients == [envelope]
+    assert str(mail.message["To"]) == header
+    assert mail.message["To"].addresses[0].addr_spec == envelope
+    await notifications.close()
+
+
+@pytest.mark.parametrize(
+    ("sender", "envelope", "header"),
+    [
+        ('"no reply"@example.com', '"no reply"@example.com', '"no reply"@example.com'),
+        (
+            'Alerts <"no reply"@example.com>',
+            '"no reply"@example.com',
+            'Alerts <"no reply"@example.com>',
+        ),
+        (
+            '"no reply"@exämple.com',
+            '"no reply"@xn--exmple-cua.com',
+            '"no reply"@xn--exmple-cua.com',
+        ),
+        ('"a@b"@exämple.com', '"a@b"@xn--exmple-cua.com', '"a@b"@xn--exmple-cua.com'),
+        ('"no.reply"@exämple.com', "no.reply@xn--exmple-cua.com", "no.reply@xn--exmple-cua.com"),
+    ],
+)
+async def test_a_quoted_sender_reaches_the_server_quoted(
+    recording_server: tuple[MailSink, CommandLog, int], sender: str, envelope: str, header: str
+) -> None:
+    sink, log, port = recording_server
+    notifications = _system(port, sender=sender)
+
+    result = await notifications.notify(
+        channels=["email"], subject="s", body="b", to="ana@example.com"
+    )
+
+    assert result.ok, result["email"].error
+    assert (log.mail[0] + " ").startswith(f"FROM:<{envelope}> ")  # then SIZE=, BODY=
+    [mail] = sink.messages
+    assert mail.sender == envelope
+    assert str(mail.message["From"]) == header
+    await notifications.close()
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        '"john doe" @example.com',  # a space outside the quotes
+        "john doe@example.com",
+        '"a"b@example.com',  # a quoted word glued to an atom
+        '"unterminated@example.com',
+        "victim@shop.example@evil.example",
+        '"a"@b"@example.com',
+    ],
+)
+async def test_a_malformed_quoted_local_part_is_refused_before_connecting(to: str) -> None:
+    notifications = _system(free_port())  # nothing listens: a refused address never connects
+
+    result = await notifications.notify(channels=["email"], subject="s", body="b", to=to)
+
+    error = result["email"].error
+    assert isinstance(error, RecipientError), error
+    assert repr(to) in str(error)
+    assert result["email"].attempts == 1
+    await notifications.close()
+
+
+def test_a_malformed_quoted_sender_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="sender"):
+        EmailChannel("127.0.0.1", 25, sender='"a"b@exämple.com')
