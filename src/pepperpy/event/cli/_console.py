@@ -17,7 +17,9 @@ JSON API (what the pages use, and what scripts can use):
   the next page's URL. Only the page's streams are counted, so a store with many
   streams answers as fast as one with a few;
 - ``GET /api/streams/{name}?from=&limit=&backwards=``: events (404 for a missing stream);
-- ``GET /api/events?from=&limit=&streams=&types=``: a page of the global log;
+- ``GET /api/events?from=&limit=&streams=&types=``: a page of the global log; a page
+  of events ends early at ``MAX_RESPONSE_BYTES`` of JSON, and a full or cut page has a
+  ``Link: <...>; rel="next"`` header (:mod:`._console_json`);
 - ``GET /api/stats?minutes=60``: appends per minute (oldest first) and per event type
   over the last minutes, by ``recorded_at`` (charted on ``/``): every event, counted
   by the store from an index (``EventStore.count_by_minute``), none read or decoded;
@@ -65,6 +67,7 @@ from starlette.routing import Route
 from .._event import Event
 from ..store import EventStore
 from ..store.base import MINUTE, from_micros, to_micros
+from ._console_json import EventsPage, events_page, next_link
 from ._console_pages import _TAIL_BODY, _chart, _event_row, _page, _stream_href
 from ._console_requests import (
     _DECIMAL,
@@ -124,22 +127,38 @@ def console_app(
         limit = _limit(request)
         backwards = _flag(request, "backwards")
         name = _stream_name(request)
-        if await store.stream_version(name) is None:
+        version = await store.stream_version(name)
+        if version is None:
             return JSONResponse({"error": f"stream {name!r} does not exist"}, status_code=404)
-        events = await store.get_stream(name, start, backwards=backwards, limit=limit)
-        return _json_response([event.to_dict() for event in events])
+
+        async def read(cursor: int | None, count: int) -> list[Event]:
+            return await store.get_stream(name, cursor, backwards=backwards, limit=count)
+
+        def after(event: Event) -> int | None:
+            position = event.position or 0
+            if backwards:
+                return position - 1 if position > 0 else None
+            return position + 1 if position < version else None
+
+        page = await events_page(read, after, start, limit)
+        return _events_response(request, "/api" + _stream_href(name), page)
 
     async def api_events(request: Request) -> Response:
         _known(request, "from", "limit", "streams", "types", repeatable=("streams", "types"))
         start = _int(request, "from", 0, empty=False)
         limit = _limit(request)
-        reader = store.read_all(
-            start,
-            streams=_patterns(request, "streams", empty=False),
-            types=_patterns(request, "types", empty=False),
-            limit=limit,
-        )
-        return _json_response([event.to_dict() for event in await reader])
+        streams = _patterns(request, "streams", empty=False)
+        types = _patterns(request, "types", empty=False)
+
+        async def read(cursor: int | None, count: int) -> list[Event]:
+            return await store.read_all(cursor, streams=streams, types=types, limit=count)
+
+        def after(event: Event) -> int | None:
+            position = event.global_position or 0
+            return position + 1 if position < MAX_POSITION else None
+
+        page = await events_page(read, after, start, limit)
+        return _events_response(request, "/api/events", page)
 
     async def api_tail(request: Request) -> Response:
         streams, types, start, lines = _tail_parameters(request)
@@ -224,6 +243,15 @@ def console_app(
         Route("/api/stats", _guarded(api_stats)),
     ]
     return Starlette(routes=routes, middleware=[Middleware(HostCheck, allowed_hosts=hosts)])
+
+
+def _events_response(request: Request, path: str, page: EventsPage) -> Response:
+    """A page of events as JSON, with a ``Link`` to the next when it is full or was cut
+    short by :data:`MAX_RESPONSE_BYTES`."""
+    response = Response(page.body, media_type="application/json")
+    if page.next_from is not None:
+        response.headers["Link"] = next_link(request, path, page.next_from)
+    return response
 
 
 def _plural(count: int, noun: str) -> str:
