@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import encodings.idna
+import hashlib
 import re
 import ssl
 import threading
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
+from email.utils import format_datetime, getaddresses, parseaddr
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -160,8 +161,8 @@ class EmailChannel(Channel):
         except (ValueError, TypeError) as exc:
             raise RecipientError(f"email channel: bad header value: {exc}") from exc
         message["Date"] = format_datetime(notification.created_at)
-        message["Message-ID"] = make_msgid(
-            domain=_domain(_ascii_address(self.sender, "sender (from=)"))
+        message["Message-ID"] = _message_id(
+            notification, _domain(_ascii_address(self.sender, "sender (from=)"))
         )
         message["X-Notification-Id"] = notification.id
         message.set_content(notification.body)
@@ -479,6 +480,20 @@ def _parse_one(text: str) -> tuple[str, str]:
     if display and not _QUOTED.fullmatch(display) and _SPECIALS & set(display):
         raise refuse('the name has special characters (write "Name, Quoted" <user@domain>)')
     return name, addr
+
+
+def _message_id(notification: Notification, domain: str | None) -> str:
+    """The Message-ID of ``notification``: the same on every try (a retry after an answer
+    that never came is a copy receivers can recognise), from its idempotency key when it
+    has one (a delivery taken over by another process after a crash too), else its id."""
+    unique = notification.key or notification.id
+    if not _ID_LEFT.fullmatch(unique):  # a Channel subclass's own key or id: hashed
+        unique = hashlib.sha256(unique.encode()).hexdigest()[:32]
+    return f"<{unique}@{domain or 'localhost'}>"
+
+
+#: what may stand left of the @ in a Message-ID as it is (a dot-atom's characters)
+_ID_LEFT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 
 
 def _domain(sender: str | Address) -> str | None:
