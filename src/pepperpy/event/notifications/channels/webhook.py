@@ -60,6 +60,11 @@ _RETRY_AFTER_STATUS = frozenset({429, 503})
 _UNSAFE_URL = re.compile(r"[\x00-\x20\x7f]")
 #: a timestamp header: Unix seconds, as :meth:`WebhookChannel.sign` callers write them
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
+#: an HTTP header name (RFC 9110 token) and value (printable ASCII, inner spaces and tabs)
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"(?:[\x21-\x7e](?:[ \t]*[\x21-\x7e])*)?")
+#: headers that frame the body, which the channel writes itself
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
 #: how much of an error answer's body an error message quotes
 _QUOTED = 200
 
@@ -72,7 +77,9 @@ class WebhookChannel(Channel):
 
     ``secret`` (str or bytes) turns on the signature headers; ``timeout`` bounds each
     request as a whole (connecting, sending, and reading the answer; not the wait for a
-    rate limit's slot); ``headers`` are added to every request. The webhook's address is
+    rate limit's slot); ``headers`` are added to every request (each checked here: an
+    HTTP token as its name, printable ASCII as its value, not ``Content-Length`` or
+    ``Transfer-Encoding``). The webhook's address is
     its URL, so it needs no recipient (a resolved one is still included in the body).
 
     Each event loop sending through the channel gets its own httpx client (connections
@@ -99,7 +106,7 @@ class WebhookChannel(Channel):
         self.url = url
         self._shown = redact_url(url)  # for messages and the repr: no password
         self._secret = secret.encode() if isinstance(secret, str) else secret
-        self.headers = dict(headers or {})
+        self.headers = _checked_headers(headers)
         self._clients: LoopClients[Any] = LoopClients(self._new_client, _close_client, owner=self)
 
     @staticmethod
@@ -242,6 +249,34 @@ def _check_url(url: object) -> None:
         raise ConfigurationError(f"bad port in webhook URL {shown!r}") from exc
     if not parts.hostname:
         raise ConfigurationError(f"webhook URL {shown!r} has no host")
+
+
+def _checked_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """``headers`` as a dict, each one refused now (ConfigurationError) if no request
+    could carry it: httpx and h11 refuse it at every send, which the system took for a
+    transient failure and retried."""
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise ConfigurationError(f"webhook headers must be a mapping, got {headers!r}")
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ConfigurationError(
+                f"webhook header name {name!r} is not an HTTP token (letters, digits and "
+                "!#$%&'*+-.^_`|~, no spaces or colons)"
+            )
+        if name.lower() in _FRAMING:
+            raise ConfigurationError(
+                f"webhook header {name!r} is set by the channel (it frames the body)"
+            )
+        if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+            raise ConfigurationError(
+                f"webhook header {name!r} value {value!r} must be a str of printable ASCII "
+                "(tabs inside allowed), without line breaks or leading or trailing spaces"
+            )
+        checked[name] = value
+    return checked
 
 
 def _retry_after(value: str | None) -> float | None:
