@@ -82,7 +82,7 @@ def _pydantic(marker: Any) -> dict[str, Any]:
     name = type(marker).__name__
     if name == "FieldInfo":
         for attribute, hint in _FIELD_REFUSED.items():
-            if attribute in marker._attributes_set:
+            if _field_sets(marker, attribute):
                 raise ConfigurationError(f"{marker!r}: {hint}")
         found: dict[str, Any] = {}
         for item in marker.metadata:
@@ -119,6 +119,18 @@ def _pydantic(marker: Any) -> dict[str, Any]:
     )
 
 
+def _field_sets(info: Any, attribute: str) -> bool:
+    """Whether the ``pydantic.Field(...)`` ``info`` sets ``attribute`` (one of
+    ``_FIELD_REFUSED``), read from its public attributes (pydantic >= 2.0): an alias or
+    default that changes nothing (``alias=None``, ``default=...``) is not set."""
+    from pydantic_core import PydanticUndefined  # present: pydantic made ``info``
+
+    value = getattr(info, attribute)
+    if attribute == "default":
+        return value is not PydanticUndefined
+    return value is not None
+
+
 def _has(marker: Any, name: str) -> bool:
     return getattr(marker, name, None) is not None
 
@@ -138,12 +150,13 @@ def field_info_default(info: Any) -> tuple[Any, Any]:
 
     default = info.default
     factory = info.default_factory
-    if "default" not in info._attributes_set or default is PydanticUndefined:
+    if default is PydanticUndefined:
         default = dataclasses.MISSING
     if factory is None:
         factory = dataclasses.MISSING
+    # the marker keeps the constraints only: its default is the field's, not a default
+    # given inside Annotated (which _pydantic refuses)
     marker = copy.copy(info)
-    marker._attributes_set = {
-        k: v for k, v in info._attributes_set.items() if k not in ("default", "default_factory")
-    }
+    marker.default = PydanticUndefined
+    marker.default_factory = None
     return (default, factory), marker
