@@ -67,8 +67,8 @@ from starlette.routing import Route
 from .._event import Event
 from ..store import EventStore
 from ..store.base import MINUTE, from_micros, to_micros
-from ._console_json import EventsPage, events_page, next_link
-from ._console_pages import _TAIL_BODY, _chart, _event_row, _page, _stream_href
+from ._console_json import EventBatches, EventsPage, events_page, next_link
+from ._console_pages import _TAIL_BODY, _chart, _data_text, _event_row, _page, _stream_href
 from ._console_requests import (
     _DECIMAL,
     MAX_MINUTES,
@@ -206,16 +206,33 @@ def console_app(
         if version is None:
             body = f"<p>Stream {html.escape(name)!s} does not exist.</p>"
             return HTMLResponse(_page("Not found", body), status_code=404)
-        events = await store.get_stream(name, start, limit=limit)
-        rows = "".join(_event_row(event, event.position) for event in events)
-        following = (events[-1].position or 0) + 1 if events else start
+
+        async def read(cursor: int | None, count: int) -> list[Event]:
+            return await store.get_stream(name, cursor, limit=count)
+
+        def after(event: Event) -> int | None:
+            position = event.position or 0
+            return position + 1 if position < version else None
+
+        # read in batches sized by the largest event seen: a page of 1,000 events of
+        # megabytes each was read whole into memory to show 2,000 characters of each
+        batches = EventBatches(read, after, start, limit)
+        rows: list[str] = []
+        last: Event | None = None
+        while events := await batches.next():
+            for event in events:
+                text = _data_text(event)
+                batches.largest = max(batches.largest, len(text))
+                rows.append(_event_row(event, event.position, text))
+            last = events[-1]
+        following = (last.position or 0) + 1 if last is not None else start
         newest = max(version - limit + 1, 0)  # the last page: a long stream's newest events
         links = []
         if start > 0:
             links.append(f'<a href="?from=0&limit={limit}">first {limit}</a>')
             earlier = max(min(start, version + 1) - limit, 0)
             links.append(f'<a href="?from={earlier}&limit={limit}">previous {limit}</a>')
-        if events and following <= version:
+        if last is not None and following <= version:
             links.append(f'<a href="?from={following}&limit={limit}">next {limit}</a>')
         if newest > start:
             links.append(f'<a href="?from={newest}&limit={limit}">newest {limit}</a>')
@@ -223,7 +240,7 @@ def console_app(
         count = await stream_length(store, name)
         body = (
             f"<p><a href='/'>all streams</a> &middot; {count} events</p>"
-            f"<table><tr><th>#</th><th>type</th><th>time</th><th>data</th></tr>{rows}</table>"
+            f"<table><tr><th>#</th><th>type</th><th>time</th><th>data</th></tr>{''.join(rows)}</table>"
             + more
         )
         return HTMLResponse(_page(f"Stream {name}", body))

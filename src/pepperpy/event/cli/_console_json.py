@@ -20,7 +20,7 @@ from starlette.requests import Request
 from .. import _json
 from .._event import Event
 
-__all__ = ["MAX_RESPONSE_BYTES", "EventsPage"]
+__all__ = ["MAX_RESPONSE_BYTES", "EventBatches", "EventsPage"]
 
 #: the bytes of one page of events from the JSON API, at most (unless its first event
 #: alone is larger): the page ends early, its ``Link`` header continues from there
@@ -47,34 +47,60 @@ class EventsPage:
     cut: bool
 
 
+class EventBatches:
+    """Up to ``limit`` events read from ``start``, a batch at a time: the first of
+    ``_FIRST_READ`` events, each later one at most 4 times the previous and no more than
+    the bytes left of :data:`MAX_RESPONSE_BYTES` would hold at the largest size seen
+    (reported by the caller: ``largest``, and ``used`` when the bytes add up to one
+    response). An empty batch: the end."""
+
+    def __init__(self, read: ReadEvents, after: After, start: int | None, limit: int) -> None:
+        self._read, self._after = read, after
+        self._cursor, self._remaining = start, limit
+        self._wanted = 0
+        self._done = False
+        self.largest = 1  # the largest event seen, in bytes (as the caller measures)
+        self.used = 0  # bytes of the response so far
+
+    async def next(self) -> list[Event]:
+        if self._done or self._remaining <= 0:
+            return []
+        if self._wanted == 0:
+            wanted = _FIRST_READ
+        else:
+            room = max(1, (MAX_RESPONSE_BYTES - self.used) // self.largest)
+            wanted = min(room, 4 * self._wanted)
+        wanted = min(wanted, self._remaining)
+        self._wanted = wanted
+        events = await self._read(self._cursor, wanted)
+        self._remaining -= len(events)
+        if len(events) < wanted or not events:
+            self._done = True
+        else:
+            cursor = self._after(events[-1])
+            self._done = cursor is None
+            self._cursor = cursor
+        return events
+
+
 async def events_page(read: ReadEvents, after: After, start: int | None, limit: int) -> EventsPage:
     """Up to ``limit`` events read from ``start``, at most :data:`MAX_RESPONSE_BYTES` of
     JSON (the first event always included)."""
     parts: list[bytes] = []
-    size = 2  # the list's brackets
-    largest = 1
-    cursor = start
-    wanted = min(limit, _FIRST_READ)
+    batches = EventBatches(read, after, start, limit)
+    batches.used = 2  # the list's brackets
     last: Event | None = None
-    while True:
-        events = await read(cursor, wanted)
+    while events := await batches.next():
         for event in events:
             encoded = _json.dumps(event.to_dict())
-            if parts and size + 1 + len(encoded) > MAX_RESPONSE_BYTES:
-                return _page(parts, after(last) if last is not None else None, cut=True)
+            if last is not None and batches.used + 1 + len(encoded) > MAX_RESPONSE_BYTES:
+                return _page(parts, after(last), cut=True)
+            batches.used += len(encoded) + (1 if parts else 0)
+            batches.largest = max(batches.largest, len(encoded))
             parts.append(encoded)
-            size += len(encoded) + (1 if len(parts) > 1 else 0)
-            largest = max(largest, len(encoded))
             last = event
-        if len(events) < wanted or last is None:
-            return _page(parts, None, cut=False)
-        cursor = after(last)
-        if cursor is None:
-            return _page(parts, None, cut=False)
-        if len(parts) >= limit:
-            return _page(parts, cursor, cut=False)
-        room = max(1, (MAX_RESPONSE_BYTES - size) // largest)
-        wanted = min(limit - len(parts), room, 4 * wanted)
+    full = last is not None and len(parts) == limit
+    return _page(parts, after(last) if full and last is not None else None, cut=False)
 
 
 def _page(parts: list[bytes], next_from: int | None, *, cut: bool) -> EventsPage:

@@ -40,8 +40,14 @@ def _stream_href(name: str) -> str:
 DATA_SHOWN = 2_000
 
 
-def _event_row(event: Event, position: int | None) -> str:
-    text = _json.dumps(event.to_dict()["data"]).decode()
+def _data_text(event: Event) -> str:
+    """The event's data as JSON text: what a row shows the start of."""
+    return _json.dumps(event.to_dict()["data"]).decode()
+
+
+def _event_row(event: Event, position: int | None, text: str) -> str:
+    """A stream page's row for ``event``, its data ``text`` (``_data_text``) cut at
+    :data:`DATA_SHOWN` characters."""
     data = f"<code>{html.escape(text[:DATA_SHOWN])}</code>"
     if len(text) > DATA_SHOWN:  # the rest: the event alone, from the API
         whole = f"/api{_stream_href(event.stream or '')}?from={position}&limit=1"
