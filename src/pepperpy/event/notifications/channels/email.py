@@ -54,8 +54,10 @@ class EmailChannel(Channel):
     permanent :class:`ConfigurationError` naming the server and what it lacks.
 
     ``sender`` and ``reply_to`` are configuration, written into every message's headers,
-    so one containing a line break or other control character is a
-    :class:`ConfigurationError` here rather than a broken header block later. Subjects are
+    so one that is not exactly one address (``user@domain`` or ``Name <user@domain>``,
+    a name with commas quoted), or that contains a line break or other control
+    character, is a :class:`ConfigurationError` here rather than a broken header block
+    or envelope later. Subjects are
     flattened to one line. :meth:`close` cuts off the messages being sent at that moment
     (on every event loop); the channel stays usable.
     """
@@ -81,11 +83,13 @@ class EmailChannel(Channel):
         if not sender or not isinstance(sender, str):
             raise ConfigurationError("EmailChannel needs a sender address (from=)")
         _check_header_address(sender, "sender (from=)")
+        _one_configured(sender, "sender (from=)")
         _ascii_address(
             sender, "sender (from=)"
         )  # a domain that cannot be IDNA-encoded is refused here
         if reply_to is not None:
             _check_header_address(reply_to, "reply_to")
+            _one_configured(reply_to, "reply_to")
             _ascii_address(reply_to, "reply_to")  # as for the sender
         if tls and starttls:
             raise ConfigurationError("choose implicit TLS (tls/smtps) or STARTTLS, not both")
@@ -354,6 +358,18 @@ def _check_header_address(value: str, what: str) -> None:
         raise ConfigurationError(
             f"EmailChannel {what} must be one line without control characters, got {value!r}"
         )
+
+
+def _one_configured(value: str, what: str) -> None:
+    """Refuse a configured address (``what``: the sender, reply_to) that is not exactly
+    one ``user@domain`` (``Name <user@domain>``), as a recipient would be: ``Acme, Inc.
+    <a@b.com>`` went out as two From addresses and ``MAIL FROM:<Acme>``, ``alerts`` or
+    ``a@`` failed at every send."""
+    try:
+        _single_address(value)
+    except RecipientError as exc:
+        problem = str(exc).removeprefix("email channel: ")
+        raise ConfigurationError(f"EmailChannel {what} {problem}") from exc
 
 
 def _flag(raw: str, name: str) -> bool:
