@@ -12,6 +12,7 @@ import pytest
 from pepperpy.event import EventValidator, ValidationError
 
 pydantic = pytest.importorskip("pydantic")
+pydantic_core = pytest.importorskip("pydantic_core")
 
 
 def _verdicts(cls: Any, data: Any) -> tuple[bool, bool]:
@@ -37,3 +38,65 @@ def test_a_field_with_alias_none_is_no_alias(value: int, valid: bool) -> None:
     # private _attributes_set lists "alias": registration refused it as an alias
     cls = dataclasses.make_dataclass("A", [("a", Annotated[int, pydantic.Field(alias=None, gt=0)])])
     assert _verdicts(cls, {"a": value}) == (valid, valid)
+
+
+def _field(marker: Any) -> Any:
+    return dataclasses.make_dataclass("P", [("a", Annotated[str, marker])])
+
+
+@pytest.mark.parametrize(
+    ("marker", "value"),
+    [
+        # pydantic (Rust regex): $ is the end of the text; Python's re.search let the
+        # final newline through, so these were accepted where pydantic refuses them
+        (pydantic.Field(pattern="^abc$"), "abc\n"),
+        (pydantic.Field(pattern="^abc$"), "abc"),
+        (pydantic.StringConstraints(pattern="^a$"), "a\n"),
+        (pydantic.Field(pattern="^[ab]+$", min_length=1), "ab\n"),
+        # Rust syntax Python's re reads otherwise (a nested set warning, then a
+        # different class) or not at all (\pL: re.error escaped registration)
+        (pydantic.Field(pattern="^[[:alpha:]]$"), ":"),
+        (pydantic.Field(pattern="^[[:alpha:]]$"), "a"),
+        (pydantic.Field(pattern=r"^\pL$"), "a"),
+        (pydantic.Field(pattern=r"^\pL$"), "1"),
+        (pydantic.Field(pattern=r"^abc\z"), "abc\n"),
+        # Unicode classes: Rust's \s is not Python's (\x1c), nor its \w (U+00B2)
+        (pydantic.Field(pattern=r"^\s$"), "\x1c"),
+        (pydantic.Field(pattern=r"^\w$"), "\u00b2"),
+    ],
+)
+def test_a_pydantic_pattern_has_pydantics_meaning(marker: Any, value: str) -> None:
+    ours, theirs = _verdicts(_field(marker), {"a": value})
+    assert ours == theirs
+
+
+def test_a_pydantic_pattern_given_as_the_default_has_pydantics_meaning() -> None:
+    @dataclasses.dataclass
+    class P:
+        a: str = pydantic.Field(pattern="^abc$")  # type: ignore[assignment]
+
+    assert _verdicts(P, {"a": "abc\n"}) == (False, False)
+    assert _verdicts(P, {"a": "abc"}) == (True, True)
+
+
+def test_a_compiled_pattern_is_run_by_re_as_pydantic_does() -> None:
+    # pydantic runs a compiled re.Pattern with Python's re (there $ takes a final
+    # newline); registration refused it (msgspec.Meta takes only a str)
+    import re
+
+    cls = _field(pydantic.Field(pattern=re.compile("^abc$")))
+    assert _verdicts(cls, {"a": "abc\n"}) == (True, True)
+    assert _verdicts(cls, {"a": "abd"}) == (False, False)
+
+
+@pytest.mark.parametrize("pattern", [r"^a(?=b)", r"^(a)\1$"])
+def test_a_pattern_pydantic_refuses_is_refused_at_registration(pattern: str) -> None:
+    # Rust's regex has no lookaround or backreference: pydantic refuses the schema;
+    # the validator ran the pattern with Python's re instead
+    from pepperpy.event import ConfigurationError
+
+    cls = _field(pydantic.Field(pattern=pattern))
+    with pytest.raises(pydantic_core.SchemaError):
+        pydantic.TypeAdapter(cls)
+    with pytest.raises(ConfigurationError, match="pydantic refuses the pattern"):
+        EventValidator().register("x", cls)

@@ -5,9 +5,10 @@ data is checked and converted in C by ``msgspec.convert(..., strict=True)``; the
 then only run to describe what is wrong.
 
 A node msgspec cannot check exactly (an exact ``multipleOf``, the RFC forms of JSON
-Schema's ``uuid``, ``date-time`` and ``time``, keywords combined by AND) becomes a
-*hooked* type: msgspec hands such a value to :func:`dec_hook`, which checks and converts
-it with the node itself, so the rest of the data stays on the fast path. msgspec then
+Schema's ``uuid``, ``date-time`` and ``time``, keywords combined by AND, a pydantic
+pattern) becomes a *hooked* type: msgspec hands such a value to :func:`dec_hook`, which
+checks and converts it with the node itself, so the rest of the data stays on the fast
+path. msgspec then
 checks that the result is an instance of the type: the value the hook has just returned
 is one (``_HookedMeta``). Unions may hold no hooked type besides ``None`` (msgspec's
 rule): such a schema has no fast path.
@@ -188,6 +189,8 @@ class _FastBuilder:
                 return self.meta(float, **bounds)
             return Union[integer, self.meta(float, **bounds)]  # noqa: UP007
         if isinstance(node, StrNode):
+            if node.matcher is not None:  # a pydantic pattern: pydantic-core runs it
+                return self.hooked(node)
             return self.meta(
                 str, min_length=node.min_length, max_length=node.max_length, pattern=node.source
             )

@@ -15,10 +15,15 @@ from typing import Any
 
 from .._errors import ConfigurationError
 
-__all__ = ["CONSTRAINTS", "constraints", "field_info_default"]
+__all__ = ["CONSTRAINTS", "PYDANTIC_PATTERN", "constraints", "field_info_default"]
 
 
 CONSTRAINTS = ("gt", "ge", "lt", "le", "multiple_of", "min_length", "max_length", "pattern")
+
+#: the key of a pydantic marker's pattern among the constraints found: it is judged as
+#: pydantic judges it (see ``_pydantic_regex``), not as ``msgspec.Meta(pattern=...)``
+#: (Python's ``re``), so it never goes into a ``msgspec.Meta``
+PYDANTIC_PATTERN = "pydantic_pattern"
 
 #: pydantic markers that do not judge a value (docs, JSON Schema, serialization, the
 #: union discriminator, whose tags pick the option the value's own check picks)
@@ -98,7 +103,7 @@ def _pydantic(marker: Any) -> dict[str, Any]:
         found = {}
         for key, value in vars(marker).items():
             if key == "pattern" and value is not None:
-                found[key] = value
+                found[PYDANTIC_PATTERN] = value  # pydantic's meaning, not re's
             elif key != "pattern" and value not in _GENERAL_NEUTRAL.get(key, (None,)):
                 raise ConfigurationError(
                     f"the pydantic constraint {key}={value!r} cannot be enforced by the "

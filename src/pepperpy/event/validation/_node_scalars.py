@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import Any, Literal
 
+from .._errors import ConfigurationError
 from ._ecma_regex import ecma_to_python
 from ._node_base import Node, Problems
 from ._node_values import (
@@ -35,6 +36,7 @@ from ._node_values import (
     plain_json,
     surrogate_issue,
 )
+from ._pydantic_regex import pydantic_matcher, pydantic_pattern_text
 
 __all__ = [
     "FULL_TIME",
@@ -185,11 +187,24 @@ class StrNode(Node):
         pattern: str | None = None,
         json_text: bool = False,
         ecma: bool = False,
+        pydantic_pattern: Any = None,
     ) -> None:
+        if pydantic_pattern is not None:
+            if pattern is not None:
+                raise ConfigurationError(
+                    f"two patterns on one str ({pattern!r} and the pydantic "
+                    f"{pydantic_pattern_text(pydantic_pattern)!r}): give one"
+                )
+            pattern = pydantic_pattern_text(pydantic_pattern)
         self.min_length, self.max_length, self.pattern = min_length, max_length, pattern
         #: the Python regex run (what msgspec's fast path runs too): ``pattern`` itself,
-        #: or for JSON Schema (``ecma``) its ECMA-262 meaning (see ``_ecma_regex``)
+        #: or for JSON Schema (``ecma``) its ECMA-262 meaning (see ``_ecma_regex``); None
+        #: for a pydantic pattern, which pydantic-core runs (``matcher``)
         self.source = pattern if pattern is None or not ecma else ecma_to_python(pattern)
+        self.matcher = None
+        if pydantic_pattern is not None:
+            self.source = None
+            self.matcher = pydantic_matcher(pydantic_pattern)
         self.regex = re.compile(self.source) if self.source is not None else None
         self.json_text = json_text
         extras = []
@@ -228,6 +243,8 @@ class StrNode(Node):
         if self.max_length is not None and len(text) > self.max_length:
             return f"must have length <= {self.max_length}"
         if self.regex is not None and self.regex.search(text) is None:
+            return f"must match {self.pattern!r}"
+        if self.matcher is not None and not self.matcher(text):
             return f"must match {self.pattern!r}"
         return None
 

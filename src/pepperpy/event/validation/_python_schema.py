@@ -18,8 +18,8 @@ from typing import Annotated, Any, Literal, Union
 from .._errors import ConfigurationError
 from ._fast import msgspec_module
 from ._markers import CONSTRAINTS as _CONSTRAINTS
+from ._markers import PYDANTIC_PATTERN, field_info_default
 from ._markers import constraints as _constraints
-from ._markers import field_info_default
 from ._nodes import (
     AnyNode,
     BoolNode,
@@ -133,6 +133,9 @@ class _PythonCompiler:
                     kept.append(marker)
                 else:
                     merged.update(found)
+            pattern = merged.pop(PYDANTIC_PATTERN, None)
+            if pattern is not None:  # carried to ``info`` beside msgspec's constraints
+                kept.append(self.msgspec.Meta(extra={PYDANTIC_PATTERN: pattern}))
             if merged:
                 kept.append(self.msgspec.Meta(**merged))
             rebuilt = self.rewrite(base)
@@ -208,7 +211,21 @@ class _PythonCompiler:
     def info(self, info: Any) -> Node:
         inspect = self.msgspec.inspect
         if isinstance(info, inspect.Metadata):
-            return self.info(info.type)
+            node = self.info(info.type)
+            pattern = (info.extra or {}).get(PYDANTIC_PATTERN)
+            if pattern is None:
+                return node
+            if not isinstance(node, StrNode):
+                raise ConfigurationError(
+                    f"a pydantic pattern constrains a str, not {node.expected} "
+                    f"(pattern {pattern!r})"
+                )
+            return StrNode(
+                min_length=node.min_length,
+                max_length=node.max_length,
+                pattern=node.pattern,
+                pydantic_pattern=pattern,
+            )
         simple = _SIMPLE.get(type(info).__name__)
         if simple is not None:
             built: Node = simple(info)
