@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import click
 
+from .._errors import StreamDeletedError
 from .._event import Event
 from .._replay import EventReplay, ReplayProgress, ReplayReport
 from .._seconds import check_seconds
@@ -125,7 +126,13 @@ def append(
 
     async def work() -> AppendResult:
         async with open_store(store) as events:
-            return await events.append(stream, event, expected_version=expected)
+            try:
+                return await events.append(stream, event, expected_version=expected)
+            except StreamDeletedError:  # its hint names the Python API's NO_STREAM
+                raise CommandError(
+                    f"stream {stream!r} was deleted; append with --expected-version no-stream"
+                    " to start it again"
+                ) from None
 
     result = run(work)
     confirm(
