@@ -15,6 +15,7 @@ import logging
 import pytest
 
 from pepperpy.event import EventStore
+from pepperpy.event.store import _pg_schema
 from pepperpy.event.store._pg_schema import _MIGRATIONS
 
 asyncpg = pytest.importorskip("asyncpg")
@@ -127,4 +128,62 @@ async def test_a_connection_lost_during_a_migration_is_said_so(
             await store.close()
     finally:
         await blocker.close()
+        await admin.close()
+
+
+async def test_a_migration_is_unbounded_as_a_step_not_by_its_sql_text(
+    postgres_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The setup lifted command_timeout for a statement whose text was one of the
+    migrations' scripts, as they were when the pool module was imported: a migration
+    added since (here, one that sleeps past command_timeout) ran bounded, and was cut
+    off at every open. migrate() now says which steps may take long."""
+    async with EventStore(postgres_url) as store:  # at the current version, LAST
+        await store.append("s.1", {"type": "t", "data": {}})
+    slow = "SELECT pg_sleep(2.5)"  # no DDL: a stand-in for a long index build
+    monkeypatch.setattr(_pg_schema, "_MIGRATIONS", (*_MIGRATIONS, slow))
+    with caplog.at_level(logging.INFO, logger="pepperpy.event.store"):
+        async with EventStore(postgres_url + "?command_timeout=1") as store:
+            async with asyncio.timeout(60):
+                assert await store.head() == 0
+            await store.append("s.1", {"type": "t", "data": {}})
+    assert f"schema migration {LAST + 1} of {LAST + 1} started" in caplog.text
+    assert f"schema migration {LAST + 1} of {LAST + 1} finished" in caplog.text
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        rows = await admin.fetch("SELECT version FROM pepperpy_schema_version ORDER BY 1")
+    finally:
+        await admin.close()
+    assert [row[0] for row in rows] == list(range(1, LAST + 2))
+
+
+async def test_a_store_made_by_the_scripts_as_they_are_opens_without_migrating(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database at the current schema, laid out as every earlier version of this code
+    did (each script, then its version row), opens and works: no step is run again."""
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(
+            "CREATE TABLE pepperpy_schema_version (version integer PRIMARY KEY, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for number, script in enumerate(_MIGRATIONS, start=1):
+            async with admin.transaction():
+                await admin.execute(script)
+                await admin.execute(
+                    "INSERT INTO pepperpy_schema_version (version) VALUES ($1)", number
+                )
+        with caplog.at_level(logging.INFO, logger="pepperpy.event.store"):
+            async with EventStore(postgres_url) as store:
+                await store.append("s.1", [{"type": "t", "data": {"n": n}} for n in range(3)])
+                assert [event.data async for event in store.get_stream("s.1")] == [
+                    {"n": 0},
+                    {"n": 1},
+                    {"n": 2},
+                ]
+        assert "migration" not in caplog.text
+        rows = await admin.fetch("SELECT version FROM pepperpy_schema_version ORDER BY 1")
+        assert [row[0] for row in rows] == list(range(1, LAST + 1))
+    finally:
         await admin.close()

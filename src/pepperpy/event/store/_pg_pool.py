@@ -12,9 +12,10 @@ which the checkpoint store shares; the pool and the words of the errors are this
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from .._cancel import cancelling
@@ -32,7 +33,7 @@ from ._pg_connect import (
 )
 from ._pg_loops import OnLoop, Status
 from ._pg_options import PostgresOptions, connect_timed_out
-from ._pg_schema import _MIGRATIONS, SCHEMA_LOCK, migrate
+from ._pg_schema import LongStep, migrate
 
 __all__ = ["UNKNOWN", "Pools"]
 
@@ -328,14 +329,11 @@ class _Loans:
             await self._pool.expire_connections()
 
 
-#: each migration's script, and its number
-_NUMBERS = {script: number for number, script in enumerate(_MIGRATIONS, start=1)}
-
-
 class _Migrating:
     """The schema setup's connection (:func:`~._pg_schema.migrate` gets it), which lifts
-    the setup's ``command_timeout`` bound while a migration's script runs, and while the
-    setup waits for the schema lock another process holds as it migrates.
+    the setup's ``command_timeout`` bound for each step ``migrate`` says may take long
+    (:class:`~._pg_schema.LongStep`): a migration's script, and the wait for the schema
+    lock another process holds as it migrates.
 
     ``command_timeout`` is there to notice a silent network; a migration on a big store
     (an index built over the whole log) may take far longer than one statement, and was
@@ -353,24 +351,18 @@ class _Migrating:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection, name)
 
-    async def execute(self, query: str, *args: Any, **options: Any) -> Any:
-        number = _NUMBERS.get(query)
-        if number is not None:
-            doing = f"schema migration {number} of {len(_MIGRATIONS)}"
-        elif args == (SCHEMA_LOCK,) and "pg_advisory_lock(" in query:
-            doing = "the wait for the schema lock (another process may be migrating)"
-        else:
-            return await self._connection.execute(query, *args, **options)
-        if number is not None:
+    @contextlib.asynccontextmanager
+    async def long_step(self, step: LongStep) -> AsyncIterator[None]:
+        doing = str(step)
+        if step.migration is not None:
             logger.info("PostgreSQL: %s started (it may take long on a big store)", doing)
         started = asyncio.get_running_loop().time()
         self._watchdog.lift(doing)
-        result = await self._connection.execute(query, *args, **options)
+        yield  # a failure propagates with the bound lifted: the setup names the step
         self._watchdog.restore()
-        if number is not None:
+        if step.migration is not None:
             took = asyncio.get_running_loop().time() - started
             logger.info("PostgreSQL: %s finished in %.1f s", doing, took)
-        return result
 
 
 def _busy(pool: Any, options: PostgresOptions) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from .._errors import StoreError
@@ -41,6 +42,7 @@ __all__ = [
     "READ_TYPES_BACKWARDS",
     "SCHEMA_LOCK",
     "TIME_BLOCKS",
+    "LongStep",
     "migrate",
     "schema_change",
     "write_group",
@@ -411,6 +413,39 @@ async def schema_change(connection: Any, schema: str | None) -> AsyncIterator[No
     await transaction.commit()
 
 
+@dataclass(frozen=True, slots=True)
+class LongStep:
+    """A step of :func:`migrate` that may take as long as it takes: a migration's script
+    (``migration``, its version number, of ``of``: an index built over a big store's
+    log), or the wait for :data:`SCHEMA_LOCK` while another process migrates
+    (``migration`` None).
+
+    Announced to the connection :func:`migrate` gets when it has a ``long_step(step)``
+    method, an async context manager around the step (``_pg_pool``'s schema setup lifts
+    its ``command_timeout`` bound there, and logs each migration): the step is said as
+    such, not recognised by its SQL text.
+    """
+
+    migration: int | None
+    of: int
+
+    def __str__(self) -> str:
+        if self.migration is None:
+            return "the wait for the schema lock (another process may be migrating)"
+        return f"schema migration {self.migration} of {self.of}"
+
+
+@contextlib.asynccontextmanager
+async def _long(connection: Any, step: LongStep) -> AsyncIterator[None]:
+    """``step`` announced to ``connection`` (see :class:`LongStep`), if it listens."""
+    hook = getattr(type(connection), "long_step", None)
+    if hook is None:
+        yield
+        return
+    async with hook(connection, step):
+        yield
+
+
 #: whether the version table is there (in the session's search_path), read without DDL
 _HAS_VERSIONS = "SELECT to_regclass('pepperpy_schema_version') IS NOT NULL"
 _VERSION = "SELECT coalesce(max(version), 0) FROM pepperpy_schema_version"
@@ -439,7 +474,8 @@ async def migrate(connection: Any, schema: str | None) -> None:
             raise _newer(current, schema)
         if current == len(_MIGRATIONS):
             return
-    await connection.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
+    async with _long(connection, LongStep(None, len(_MIGRATIONS))):
+        await connection.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
     if schema is not None:
         await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     await connection.execute(
@@ -472,5 +508,6 @@ def _newer(version: int, schema: str | None) -> StoreError:
 
 
 async def _apply_migration(number: int, script: str, connection: Any) -> None:
-    await connection.execute(script)
+    async with _long(connection, LongStep(number, len(_MIGRATIONS))):
+        await connection.execute(script)
     await connection.execute("INSERT INTO pepperpy_schema_version (version) VALUES ($1)", number)
