@@ -380,13 +380,24 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         running: list[tuple[_Listener, asyncio.Future[Any]]] = []
         failed: list[tuple[_Listener, BaseException]] = []
         for listener in listeners:
-            if listener.once and not self._claim(listener):
-                continue
             try:
+                if listener.once:
+                    if eager or not (listener.is_async or running):  # it starts now
+                        if not self._claim(listener):
+                            continue
+                    else:
+                        # its Task starts on a later loop iteration (CPython 3.11, a
+                        # task factory): claimed now, it leaves the index as it starts,
+                        # so an emit called off before that leaves it registered
+                        if self._claim(listener, removes=False):
+                            task = loop.create_task(self._fire_once(listener, event))
+                            running.append((listener, task))
+                        continue
                 if listener.is_async:
-                    running.append((listener, start_task(loop, listener.handler(event), eager)))
+                    task = start_task(loop, listener.handler(event), eager)
+                    running.append((listener, task))
                     continue
-                if running and not eager:  # an earlier handler waits to start: keep the order
+                if running and not eager:  # an earlier handler waits to start: keep order
                     running.append((listener, loop.create_task(_call_sync(listener, event))))
                     continue
                 context = copy_context()
@@ -399,11 +410,13 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
                         pending = asyncio.ensure_future(result)
                     running.append((listener, pending))
             except Exception as exc:
+                self._consumed(listener)
                 failed.append((listener, exc))
             except asyncio.CancelledError as exc:
                 # raised by a sync call (it read a cancelled future's result): the
                 # handler's own, since the task's cancellation only lands at an await;
                 # a failure like in the one-handler path, not the emit's cancellation
+                self._consumed(listener)
                 failed.append((listener, exc))
         if running:
             tasks = [task for _, task in running if not task.done()]
@@ -412,12 +425,13 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
                     await _all_settled(loop, tasks)
                 except asyncio.CancelledError:
                     # the emit was cancelled: so are its handlers, and it ends after them
-                    await _cancel_all(loop, event, running, failed)
+                    await self._call_off(loop, event, running, failed)
                     raise
             for listener, done in running:
                 if done.cancelled():
                     # the emit was not cancelled (that raised above): the handler's own
                     # await was, so it failed like one raising; as on the bus
+                    self._consumed(listener)
                     failed.append((listener, _cancellation(done)))
                     continue
                 error = done.exception()
@@ -428,14 +442,52 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         if failed:
             await asyncio.gather(*(self._retry(lis, event, exc) for lis, exc in failed))
 
-    def _claim(self, listener: _Listener) -> bool:
-        """Let a ``once`` listener fire a single time, removing it as it does."""
+    def _claim(self, listener: _Listener, removes: bool = True) -> bool:
+        """Let a ``once`` listener fire a single time; ``removes``: remove it now (else
+        :meth:`_fire_once` does, as its Task starts)."""
         with self._lock:  # emits in other threads race for it too
             if listener.fired:
                 return False
             listener.fired = True
-        self._index.remove(listener.pattern, listener.key)
+        if removes:
+            self._index.remove(listener.pattern, listener.key)
         return True
+
+    async def _fire_once(self, listener: _Listener, event: Event) -> None:
+        """A claimed ``once`` handler whose Task was scheduled, not started: it leaves the
+        index as it starts. A Task cancelled before its first step runs none of this, so
+        the registration stays for the next event (see :meth:`_call_off`)."""
+        self._index.remove(listener.pattern, listener.key)
+        result = listener.handler(event)
+        if result is not None and inspect.isawaitable(result):
+            await result
+
+    def _consumed(self, listener: _Listener) -> None:
+        """A claimed ``once`` listener counts as fired for this event (it failed, or its
+        Task was cancelled by someone else, and is dead-lettered): out of the index."""
+        if listener.once:
+            self._index.remove(listener.pattern, listener.key)  # no-op if it already left
+
+    async def _call_off(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        event: Event,
+        running: list[tuple[_Listener, asyncio.Future[Any]]],
+        failed: list[tuple[_Listener, BaseException]],
+    ) -> None:
+        """Cancel the handlers of an emit that is called off and wait for them
+        (:func:`._fanout._cancel_all`); then a ``once`` handler whose Task never started
+        (still in the index: :meth:`_fire_once` never ran) is free again, so it runs for
+        the next matching event instead of being lost."""
+        try:
+            await _cancel_all(loop, event, running, failed)
+        finally:
+            for listener, _ in running:
+                if listener.once and any(
+                    item is listener for _, item in self._index.items_for(listener.pattern)
+                ):
+                    with self._lock:
+                        listener.fired = False
 
     async def _handler_cancelled(
         self, listener: _Listener, event: Event, exc: asyncio.CancelledError, since: int | None

@@ -1,0 +1,153 @@
+"""An emit called off before its handlers finished: cancelled, or interrupted by a handler's
+KeyboardInterrupt or SystemExit (or another BaseException that is not an Exception).
+
+A ``once`` handler either runs for the event it was claimed for or stays registered for the
+next one; the other handlers of an interrupted emit are cancelled and awaited before the
+interrupt propagates, and their failures are logged, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from pepperpy.event import Event, EventManager
+from pepperpy.event._eager import EAGER_TASKS, starts_eagerly
+
+eager_only = pytest.mark.skipif(
+    not EAGER_TASKS, reason="an inline interrupt beside started Tasks needs eager tasks (3.12+)"
+)
+
+
+@contextmanager
+def handler_tasks(made: list[asyncio.Task[Any]]) -> Iterator[None]:
+    """Every Task of the running loop comes from a plain factory (recorded in ``made``):
+    handler Tasks start on the next loop iteration, as on CPython 3.11, on any version."""
+    loop = asyncio.get_running_loop()
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        made.append(task)
+        return task
+
+    loop.set_task_factory(factory)  # type: ignore[arg-type]
+    try:
+        assert not starts_eagerly(loop)
+        yield
+    finally:
+        loop.set_task_factory(None)
+
+
+async def test_a_once_task_never_started_stays_registered_when_the_emit_is_cancelled() -> None:
+    manager = EventManager()
+    made: list[asyncio.Task[Any]] = []
+    ran: list[Any] = []
+    emitting: list[asyncio.Task[Any]] = []
+
+    async def shutdown(event: Event) -> None:
+        # a shutdown path cancelling every other task, between the scheduling of the
+        # handler Tasks and their first step (for the first event only)
+        if event.data != 1:
+            return
+        for task in made + emitting:
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    async def first(event: Event) -> None:
+        ran.append(event.data)
+
+    manager.on("app.stop", shutdown, priority=10)
+    manager.once("app.stop", first)
+    with handler_tasks(made):
+        emitting.append(asyncio.ensure_future(manager.emit("app.stop", 1)))
+        with pytest.raises(asyncio.CancelledError):
+            await emitting[0]
+        assert ran == []  # its Task was cancelled before it started
+        assert first in manager.handlers("app.stop")  # so it waits for the next event
+        await manager.emit("app.stop", 2)
+        await manager.emit("app.stop", 3)
+    assert ran == [2]  # the next event, once
+
+
+async def test_a_sync_once_handler_scheduled_behind_a_task_stays_registered_too() -> None:
+    manager = EventManager()
+    made: list[asyncio.Task[Any]] = []
+    ran: list[Any] = []
+    emitting: list[asyncio.Task[Any]] = []
+
+    async def shutdown(event: Event) -> None:
+        if event.data != 1:
+            return
+        for task in made + emitting:
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    def first(event: Event) -> None:  # gets a Task: an async handler is scheduled before it
+        ran.append(event.data)
+
+    manager.on("app.stop", shutdown, priority=10)
+    manager.once("app.stop", first)
+    with handler_tasks(made):
+        emitting.append(asyncio.ensure_future(manager.emit("app.stop", 1)))
+        with pytest.raises(asyncio.CancelledError):
+            await emitting[0]
+        await manager.emit("app.stop", 2)
+        await manager.emit("app.stop", 3)
+    assert ran == [2]
+
+
+async def test_a_once_handler_started_before_the_emit_was_cancelled_does_not_run_again() -> None:
+    manager = EventManager()
+    made: list[asyncio.Task[Any]] = []
+    runs: list[Any] = []
+    started = asyncio.Event()
+
+    async def other(event: Event) -> None:
+        await asyncio.sleep(0)
+
+    async def first(event: Event) -> None:
+        runs.append(event.data)
+        started.set()
+        await asyncio.sleep(60)
+
+    manager.on("job.run", other)
+    manager.once("job.run", first)
+    with handler_tasks(made):
+        emitting = asyncio.ensure_future(manager.emit("job.run", 1))
+        await started.wait()
+        emitting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await emitting
+        assert manager.handlers("job.run") == [other]
+        await manager.emit("job.run", 2)
+    assert runs == [1]  # it ran (and was cancelled) for the first event: fired
+
+
+async def test_a_once_task_cancelled_by_someone_else_is_dead_lettered_and_gone() -> None:
+    # not the emit's cancellation: the handler's Task itself was cancelled before it
+    # started; like any handler whose Task is cancelled, a failure of that handler
+    manager = EventManager()
+    made: list[asyncio.Task[Any]] = []
+    ran: list[Any] = []
+
+    async def canceller(event: Event) -> None:
+        for task in made:
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    async def first(event: Event) -> None:
+        ran.append(event.data)
+
+    manager.on("job.run", canceller, priority=10)
+    manager.once("job.run", first)
+    with handler_tasks(made):
+        await manager.emit("job.run", 1)
+        await manager.emit("job.run", 2)
+    assert ran == []
+    [letter] = manager.dead_letters
+    assert letter.handler is first and isinstance(letter.exception, asyncio.CancelledError)
+    assert manager.handlers("job.run") == [canceller]
