@@ -55,6 +55,13 @@ _FIELDS = (
     "visible",
 )
 _LARGEST = 2**63 - 1
+#: the timestamps an event can have, in microseconds since the epoch: datetime's years 1
+#: to 9999 (UTC). Any other value was stored, and every read of the event then failed
+#: ("year 148108 is out of range")
+_FIRST_TIME, _LAST_TIME = -62_135_596_800_000_000, 253_402_300_799_999_999
+#: the latest recorded_at read back (as a float of seconds: the last second's fraction
+#: may round up to year 10000): 9999-12-31T23:59:59Z
+_LAST_RECORDED = 253_402_300_799_000_000
 _MISSING = object()
 
 
@@ -219,10 +226,12 @@ def _parse(value: dict[str, Any], name: str, number: int) -> StoredRow:
     if extra:
         raise bad(name, number, f"unknown field {', '.join(map(repr, extra))}")
 
-    def number_of(key: str, low: int, high: int = _LARGEST) -> int:
+    def number_of(key: str, low: int, high: int = _LARGEST, unit: str = "") -> int:
         found = value[key]
         if isinstance(found, bool) or not isinstance(found, int) or not low <= found <= high:
-            raise bad(name, number, f"{key} must be an integer from {low} to {high}: {found!r}")
+            raise bad(
+                name, number, f"{key} must be an integer from {low} to {high}{unit}: {found!r}"
+            )
         return found
 
     def text_of(key: str, *, optional: bool = False, named: bool = False) -> Any:
@@ -275,9 +284,11 @@ def _parse(value: dict[str, Any], name: str, number: int) -> StoredRow:
         number_of("version", 1, 2**31 - 1),
         json_of("data"),
         json_of("metadata", optional=True),
-        number_of("timestamp", -_LARGEST),
+        number_of(
+            "timestamp", _FIRST_TIME, _LAST_TIME, " (microseconds since 1970, UTC: years 1 to 9999)"
+        ),
         text_of("source", optional=True),
         text_of("subject", optional=True),
-        number_of("recorded_at", 0),
+        number_of("recorded_at", 0, _LAST_RECORDED, " (microseconds since 1970, UTC)"),
         visible,
     )
