@@ -58,3 +58,42 @@ async def test_grouped_handlers_notify_once_across_processes(
     finally:
         for bus in buses:
             await bus.close()
+
+
+class _Shop:
+    """One handler method, registered for two objects: one name, two handlers."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def confirm(self, event: Event) -> None:
+        self.seen.append(event.id)
+
+
+@pytest.mark.parametrize("transport", ["memory", "redis"])
+async def test_handlers_sharing_a_name_each_get_every_event(bus_url: str, transport: str) -> None:
+    """Two lambdas of one module, or one method of two objects, registered for one
+    pattern are two handlers: they shared one consumer group, so each event reached one
+    of them, and each handler saw half of the events."""
+    url = bus_url if transport == "redis" else "memory://"
+    bus = EventBus(transport=url, retry_policy=RetryPolicy.NONE)
+    notifications = NotificationSystem()
+    shops = [_Shop(), _Shop()]
+    lambdas: list[list[str]] = [[], []]
+    for shop in shops:
+        notifications.on("order.created")(shop.confirm)
+    notifications.on("order.created")(lambda event: lambdas[0].append(event.id))
+    notifications.on("order.created")(lambda event: lambdas[1].append(event.id))
+    notifications.attach(bus)
+    try:
+        await bus.start()
+        ids = [await bus.publish("order.created", {"n": n}, key=f"o{n}") for n in range(6)]
+
+        handlers = [shops[0].seen, shops[1].seen, *lambdas]
+        await eventually(lambda: sum(map(len, handlers)) >= 24, timeout=20)
+        await settle(0.3)
+        expected = sorted(event.id for event in ids)
+        assert [sorted(seen) for seen in handlers] == [expected] * 4
+    finally:
+        await bus.close()
+        await notifications.close()

@@ -38,6 +38,7 @@ class Registration(NamedTuple):
     handler: Callable[..., Any]
     wrapped: Callable[[Event], Any]  # what attached managers and buses run
     own: Callable[[Event], Any]  # what emit()'s manager runs (refused once closed)
+    name: str  # what its consumer groups are named from (see handler_name)
 
 
 class _Join(NamedTuple):
@@ -47,6 +48,7 @@ class _Join(NamedTuple):
     group: str | None
     pattern: str
     handler: Callable[..., Any]
+    name: str  # the registration's name, for its consumer group
 
 
 class Subscriptions:
@@ -66,15 +68,32 @@ class Subscriptions:
         check_handler(handler)
         wrapped = in_context(handler)
         own = in_context(handler, refuse=self.failures.refuse)
-        joins = [_Join(self.manager, None, pattern, own)]
-        joins += [_Join(target, group, pattern, wrapped) for target, group in self.attached]
+        name = self._name(pattern, wrapped)
+        joins = [_Join(self.manager, None, pattern, own, name)]
+        joins += [_Join(target, group, pattern, wrapped, name) for target, group in self.attached]
         _join_all(joins)
         self.failures.add(own, handler)
-        self.registrations.append(Registration(pattern, handler, wrapped, own))
+        self.registrations.append(Registration(pattern, handler, wrapped, own, name))
+
+    def _name(self, pattern: str, wrapped: Callable[..., Any]) -> str:
+        """A name for a new registration under ``pattern`` (``wrapped``: its handler as
+        :func:`in_context` wraps it, named as the handler), unique among this system's:
+        the handler's module, qualified name and pattern, then ``#2``, ``#3``... for
+        another handler of that name (two lambdas of one module, a method of two objects
+        of one class) — in the order of registration, as every process running the same
+        code registers them. One shared name put both in one consumer group, where each
+        event reached only one of them."""
+        base = f"{wrapped.__module__}.{wrapped.__qualname__}|{pattern}"
+        taken = {each.name for each in self.registrations}
+        name, number = base, 1
+        while name in taken:
+            number += 1
+            name = f"{base}#{number}"
+        return name
 
     def attach(self, target: Target, group: str | None) -> None:
         """Subscribe every handler on ``target``; kept as attached only if all were."""
-        _join_all([_Join(target, group, r.pattern, r.wrapped) for r in self.registrations])
+        _join_all([_Join(target, group, r.pattern, r.wrapped, r.name) for r in self.registrations])
         self.attached.append((target, group))
 
     def is_attached(self, target: Target) -> bool:
@@ -93,7 +112,7 @@ class Subscriptions:
         for registration in removed:
             await self.manager.off(registration.pattern, registration.own)
             for target, group in list(self.attached):
-                await _unsubscribe(target, group, registration.pattern, registration.wrapped)
+                await _unsubscribe(target, group, registration)
         return True
 
     def handlers(self, event_type: str) -> list[Callable[..., Any]]:
@@ -104,7 +123,7 @@ class Subscriptions:
     async def detach(self, grace: float) -> None:
         """Leave every manager and bus ``attach`` joined (their handlers get nothing more)."""
         detaching = [
-            _unsubscribe(target, group, each.pattern, each.wrapped)
+            _unsubscribe(target, group, each)
             for target, group in self.attached
             for each in self.registrations
         ]
@@ -144,23 +163,22 @@ def _join_all(joins: list[_Join]) -> None:
 def _checked(join: _Join) -> Callable[[Callable[..., Any]], Any]:
     if isinstance(join.target, EventManager):
         return join.target.on(join.pattern)
-    group = bus_group(join.group, join.pattern, join.handler)
+    group = bus_group(join.group, join.name)
     return join.target.subscribe(join.pattern, group=group)
 
 
-def bus_group(group: str | None, pattern: str, handler: Callable[..., Any]) -> str | None:
-    """The consumer group of ``handler`` on a bus: one per handler and pattern."""
+def bus_group(group: str | None, name: str) -> str | None:
+    """The consumer group of a registration (named ``name``) on a bus: one per
+    registration, the same in every process running the same code."""
     if group is None:
         return None
-    name = f"{handler.__module__}.{handler.__qualname__}|{pattern}"
     return f"{group}-{hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:12]}"
 
 
-async def _unsubscribe(
-    target: Target, group: str | None, pattern: str, handler: Callable[..., Any]
-) -> None:
+async def _unsubscribe(target: Target, group: str | None, registration: Registration) -> None:
+    pattern, handler = registration.pattern, registration.wrapped
     if isinstance(target, EventManager):
         await target.off(pattern, handler)
         return
     with contextlib.suppress(ClosedError):  # a bus closed, or started on an ended loop
-        await target.unsubscribe(pattern, handler, group=bus_group(group, pattern, handler))
+        await target.unsubscribe(pattern, handler, group=bus_group(group, registration.name))
