@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from .._errors import PatternError, StoreError
+from .._frozen import MAX_DEPTH, SHALLOW_JSON, nested_too_deep
 from .._patterns import parse_name
 from .._text import shown, text_problem
 from .base import StoredRow
@@ -252,13 +253,22 @@ def _parse(value: dict[str, Any], name: str, number: int) -> StoredRow:
 
     def json_of(key: str, *, optional: bool = False) -> bytes | None:
         """A base64 field that holds JSON, as every event's data and metadata do (an
-        encrypted event's data too: its envelope is JSON)."""
+        encrypted event's data too: its envelope is JSON), no deeper than an event's may
+        be."""
         found = bytes_of(key, optional=optional)
         if found is not None:
             try:
-                orjson.loads(found)
+                parsed = orjson.loads(found)
             except orjson.JSONDecodeError as exc:
                 raise bad(name, number, f"{key} is base64 but not of JSON ({exc})") from None
+            # read back, it would fail every read over the event (SerializationError)
+            if len(found) >= SHALLOW_JSON and nested_too_deep(parsed):
+                raise bad(
+                    name,
+                    number,
+                    f"{key} is nested more than {MAX_DEPTH} levels of lists and objects "
+                    f"deep, deeper than an event's {key} may be",
+                )
         return found
 
     def bytes_of(key: str, *, optional: bool = False) -> bytes | None:

@@ -1,0 +1,95 @@
+"""An export line whose event no store could have written, and no read could return, is
+refused by the import, naming its line, before anything is written.
+
+Data or metadata nested more than MAX_DEPTH (253) lists and objects deep was imported
+(the line's JSON was only parsed, which orjson does to 1,024 levels), and every read
+over the event then failed with SerializationError: read_all, the stream, a projection
+catching up, an export of the copy.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pepperpy.event import EventStore, StoreError, import_store
+from pepperpy.event._frozen import MAX_DEPTH
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _nested(levels: int) -> bytes:
+    """A JSON object with ``levels`` lists and objects nested, itself included."""
+    return b'{"a":' + b"[" * (levels - 1) + b"1" + b"]" * (levels - 1) + b"}"
+
+
+def export_of(**second: object) -> str:
+    """An export of two events of s.1, the second with ``second``'s fields."""
+    rows = [
+        {
+            "global_position": n,
+            "stream": "s.1",
+            "position": n,
+            "id": f"e{n}",
+            "type": "t.x",
+            "version": 1,
+            "data": "e30=",
+            "metadata": None,
+            "timestamp": 0,
+            "source": None,
+            "subject": None,
+            "recorded_at": 0,
+            "visible": True,
+            **(second if n else {}),
+        }
+        for n in range(2)
+    ]
+    lines = [{"format": "pepperpy-event-export", "version": 2}, *rows, {"end": True, "events": 2}]
+    return "".join(orjson.dumps(line).decode() + "\n" for line in lines)
+
+
+async def refused(store_url: str, tmp_path: Path, text: str, said: str) -> None:
+    """Importing ``text`` from a path and from a stream is refused with ``said`` (of
+    line 3), and writes nothing."""
+    path = tmp_path / "odd.jsonl"
+    path.write_text(text, encoding="utf-8")
+    async with EventStore(store_url) as store:
+        with pytest.raises(StoreError) as raised:
+            await import_store(store, path, batch_size=1)
+        assert str(raised.value) == f"{path} line 3: {said}; nothing was written"
+        with pytest.raises(StoreError) as raised:
+            await import_store(store, io.StringIO(text), batch_size=2)
+        assert str(raised.value).startswith(f"<stream> line 3: {said}")
+        assert [event async for event in store.read_all()] == []
+
+
+@pytest.mark.parametrize("key", ["data", "metadata"])
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 1000])
+async def test_json_nested_deeper_than_an_event_may_be_is_refused(
+    any_store_url: str, tmp_path: Path, key: str, levels: int
+) -> None:
+    await refused(
+        any_store_url,
+        tmp_path,
+        export_of(**{key: _b64(_nested(levels))}),
+        f"{key} is nested more than {MAX_DEPTH} levels of lists and objects deep, deeper "
+        f"than an event's {key} may be",
+    )
+
+
+@pytest.mark.parametrize("key", ["data", "metadata"])
+async def test_json_as_deep_as_an_event_may_be_imports_and_reads_back(
+    any_store_url: str, key: str
+) -> None:
+    deepest = _nested(MAX_DEPTH)
+    async with EventStore(any_store_url) as store:
+        await import_store(store, io.StringIO(export_of(**{key: _b64(deepest)})))
+        events = [event async for event in store.read_all()]
+    assert len(events) == 2
+    assert orjson.dumps(getattr(events[1], key)) == deepest
