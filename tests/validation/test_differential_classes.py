@@ -204,8 +204,9 @@ def _extend(inner: st.SearchStrategy[Spec]) -> st.SearchStrategy[Spec]:
 
 LEAVES: st.SearchStrategy[Spec] = st.one_of(st.sampled_from(SCALARS), _constrained())
 SET_ITEMS: st.SearchStrategy[Spec] = st.sampled_from(
-    # 1 == 1.0 (see _compare); an Any item may be a list, which a Python set cannot hold
-    [s for s in SCALARS if s[0] not in (float, Decimal, Any)]
+    # 1 == 1.0 (see _compare); an Any item may be a list, which a set cannot hold: both
+    # refuse it (set_item_not_hashable)
+    [s for s in SCALARS if s[0] not in (float, Decimal)]
 )
 
 

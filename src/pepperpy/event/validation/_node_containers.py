@@ -68,6 +68,9 @@ class ListNode(Node):
         )
         self.kind = kind
         self.expected = f"{kind} of {item.expected}"
+        #: a Python set's rule: why a converted item is one a set cannot hold (None:
+        #: it can), as pydantic refuses it (see ``_hashable``)
+        self.unhashable: Callable[[Any], str | None] | None = None
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         if not isinstance(value, list | tuple):
@@ -75,7 +78,31 @@ class ListNode(Node):
         wrong = length_problem(value, self.min_length, self.max_length)
         if wrong is not None:
             return self.fail(value, path, problems, wrong)
-        return checked_items(self, value, repeat(self.item), path, problems, self.unique)
+        out = checked_items(self, value, repeat(self.item), path, problems, self.unique)
+        if self.unhashable is not None and out is not INVALID:
+            return self._hashable(out, path, problems)
+        return out
+
+    def _hashable(self, out: list[Any], path: str, problems: Problems) -> Any:
+        """``out`` (the converted items), or INVALID if a Python set cannot hold one."""
+        assert self.unhashable is not None
+        expected = f"hashable {self.item.expected}"
+        if isinstance(self.item, AnyNode):
+            expected = "hashable value (str, number, bool or null)"
+        ok = True
+        for index, item in enumerate(out):
+            why = self.unhashable(item)
+            if why is not None:
+                problems.append(
+                    ValidationProblem(
+                        join_path(path, index),
+                        expected,
+                        describe(item),
+                        f"a {self.kind} cannot hold {why}: its items must be hashable",
+                    )
+                )
+                ok = False
+        return out if ok else INVALID
 
 
 def length_problem(value: Sized, least: int | None, most: int | None) -> str | None:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Union
 
 from .._errors import ConfigurationError
 from ._fast import msgspec_module
+from ._hashable import info_rule, unhashable_rule
 from ._markers import CONSTRAINTS as _CONSTRAINTS
 from ._markers import PYDANTIC_PATTERN, field_info_default
 from ._markers import constraints as _constraints
@@ -86,11 +87,14 @@ class _PythonCompiler:
         if origin is Annotated and typing.get_origin(args[0]) not in (None, Literal):
             return _with_lengths(self.annotation(args[0]), self.markers(args[1:]), annotation)
         if origin in _SEQUENCES or (origin is tuple and len(args) == 2 and args[1] is ...):
-            unique = origin in (set, frozenset, abc.Set)
+            unique = origin in (set, frozenset, abc.Set, abc.MutableSet)
             item = self.annotation(args[0]) if args else AnyNode()
-            return ListNode(
+            node = ListNode(
                 item, unique="values" if unique else None, kind="set" if unique else "list"
             )
+            if unique:  # pydantic refuses an item a Python set cannot hold
+                node.unhashable = unhashable_rule(args[0] if args else Any)
+            return node
         if origin is tuple:
             return TupleNode([self.annotation(arg) for arg in args if arg != ()])
         if origin in _MAPPINGS:
@@ -238,13 +242,15 @@ class _PythonCompiler:
             return UnionNode([self.info(t) for t in info.types])
         if isinstance(info, inspect.SetType | inspect.FrozenSetType):
             item = self.info(info.item_type)
-            return ListNode(
+            node = ListNode(
                 item,
                 min_length=info.min_length,
                 max_length=info.max_length,
                 unique="values",
                 kind="set",
             )
+            node.unhashable = info_rule(info.item_type, inspect)
+            return node
         if isinstance(info, inspect.ListType | inspect.VarTupleType):
             return ListNode(
                 self.info(info.item_type), min_length=info.min_length, max_length=info.max_length

@@ -1,0 +1,101 @@
+"""``set`` and ``frozenset`` fields of class schemas: the items a Python set can hold,
+and how a set inside a union explains a refusal."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Union
+
+import msgspec
+import pytest
+
+from pepperpy.event import EventValidator, ValidationError
+
+pydantic = pytest.importorskip("pydantic")
+
+
+@dataclasses.dataclass
+class _Plain:
+    a: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Frozen:
+    a: int
+    b: Any = None
+
+
+def _schema(annotation: Any) -> Any:
+    return dataclasses.make_dataclass("S", [("x", annotation)])
+
+
+def _problems(cls: Any, data: Any) -> list[Any] | None:
+    validator = EventValidator()
+    validator.register("t", cls)
+    try:
+        validator.check("t", data)
+    except ValidationError as exc:
+        return list(exc.errors)
+    return None
+
+
+def _pydantic_accepts(cls: Any, data: Any) -> bool:
+    try:
+        pydantic.TypeAdapter(cls).validate_json(json.dumps(data), strict=True)
+    except pydantic.ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("annotation", "items", "where"),
+    [
+        # a JSON array or object is a list or dict to pydantic, which a set cannot hold:
+        # pydantic refuses it (set_item_not_hashable), the validator accepted it
+        (set[Any], [[1]], "x[0]"),
+        (frozenset[Any], [1, {"a": 1}], "x[1]"),
+        (list[set[Any]], [[[1]]], "x[0][0]"),
+        (set, [[1]], "x[0]"),
+        (set[list[int]], [[1]], "x[0]"),
+        (set[dict[str, int]], [{"a": 1}], "x[0]"),
+        (set[tuple[int, Any]], [[1, [2]]], "x[0]"),
+        (set[_Plain], [{"a": 1}], "x[0]"),
+        (set[_Frozen], [{"a": 1, "b": [1]}], "x[0]"),
+        (set[Union[int, list[int]]], [2, [1]], "x[1]"),  # noqa: UP007
+    ],
+)
+def test_an_unhashable_set_item_is_refused_at_its_path(
+    annotation: Any, items: list[Any], where: str
+) -> None:
+    cls = _schema(annotation)
+    assert not _pydantic_accepts(cls, {"x": items})
+    problems = _problems(cls, {"x": items})
+    assert problems is not None
+    assert [p.path for p in problems] == [where]
+    assert "must be hashable" in problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("annotation", "items"),
+    [
+        (set[Any], [1, "a", None, True]),
+        (set[list[int]], []),
+        (set[tuple[int, ...]], [[1], [2, 3]]),
+        (set[_Frozen], [{"a": 1}]),
+        (set[Union[int, list[int]]], [1, 2]),  # noqa: UP007
+    ],
+)
+def test_hashable_set_items_are_accepted(annotation: Any, items: list[Any]) -> None:
+    cls = _schema(annotation)
+    assert _pydantic_accepts(cls, {"x": items})
+    assert _problems(cls, {"x": items}) is None
+
+
+def test_a_struct_set_of_any_refuses_an_unhashable_item() -> None:
+    class S(msgspec.Struct):
+        x: set[Any]
+
+    problems = _problems(S, {"x": [2, [1]]})
+    assert problems is not None
+    assert [p.path for p in problems] == ["x[1]"]
