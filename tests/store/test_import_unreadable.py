@@ -4,7 +4,8 @@ refused by the import, naming its line, before anything is written.
 Data or metadata nested more than MAX_DEPTH (253) lists and objects deep was imported
 (the line's JSON was only parsed, which orjson does to 1,024 levels), and every read
 over the event then failed with SerializationError: read_all, the stream, a projection
-catching up, an export of the copy.
+catching up, an export of the copy. Metadata that is no JSON object (a list, a number)
+was imported too, and read back as an event's metadata, which is always a dict.
 """
 
 from __future__ import annotations
@@ -93,3 +94,29 @@ async def test_json_as_deep_as_an_event_may_be_imports_and_reads_back(
         events = [event async for event in store.read_all()]
     assert len(events) == 2
     assert orjson.dumps(getattr(events[1], key)) == deepest
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [(b"[]", "array"), (b'["a"]', "array"), (b"3", "number"), (b'"x"', "string")]
+    + [(b"null", "null"), (b"true", "boolean")],
+)
+async def test_metadata_that_is_no_json_object_is_refused(
+    any_store_url: str, tmp_path: Path, raw: bytes, kind: str
+) -> None:
+    """Every store writes an event's metadata as a JSON object (or no metadata at all);
+    a line with other JSON was imported, and read back as the event's metadata: a list
+    or a number where Event.metadata is always a dict."""
+    await refused(
+        any_store_url,
+        tmp_path,
+        export_of(metadata=_b64(raw)),
+        f"metadata must be null or base64 of a JSON object, got base64 of a JSON {kind}",
+    )
+
+
+async def test_metadata_as_a_json_object_or_null_imports(any_store_url: str) -> None:
+    async with EventStore(any_store_url) as store:
+        await import_store(store, io.StringIO(export_of(metadata=_b64(b'{"k":[1]}'))))
+        events = [event async for event in store.read_all()]
+    assert [event.metadata for event in events] == [{}, {"k": [1]}]

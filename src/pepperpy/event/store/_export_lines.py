@@ -56,6 +56,15 @@ _FIELDS = (
     "visible",
 )
 _LARGEST = 2**63 - 1
+#: what a JSON value is called, by its Python type from orjson
+_JSON_KINDS = {
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 #: the timestamps an event can have, in microseconds since the epoch: datetime's years 1
 #: to 9999 (UTC). Any other value was stored, and every read of the event then failed
 #: ("year 148108 is out of range")
@@ -254,13 +263,21 @@ def _parse(value: dict[str, Any], name: str, number: int) -> StoredRow:
     def json_of(key: str, *, optional: bool = False) -> bytes | None:
         """A base64 field that holds JSON, as every event's data and metadata do (an
         encrypted event's data too: its envelope is JSON), no deeper than an event's may
-        be."""
+        be; metadata (``optional``) is a JSON object, as every store writes it (an event's
+        metadata is a dict: a list read back as its metadata broke ``.get()``)."""
         found = bytes_of(key, optional=optional)
         if found is not None:
             try:
                 parsed = orjson.loads(found)
             except orjson.JSONDecodeError as exc:
                 raise bad(name, number, f"{key} is base64 but not of JSON ({exc})") from None
+            if optional and not isinstance(parsed, dict):  # as every store writes it
+                raise bad(
+                    name,
+                    number,
+                    f"{key} must be null or base64 of a JSON object, got base64 of a JSON "
+                    f"{_JSON_KINDS.get(type(parsed), type(parsed).__name__)}",
+                )
             # read back, it would fail every read over the event (SerializationError)
             if len(found) >= SHALLOW_JSON and nested_too_deep(parsed):
                 raise bad(
