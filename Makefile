@@ -5,7 +5,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-313 lint typecheck check bench clean
 
-$(STAMP): pyproject.toml
+# setup.py builds the C accelerator of the emit path (_cevent.c) into src/ (editable)
+BUILD_INPUTS := pyproject.toml setup.py src/pepperpy/event/_cevent.c
+# the tests of event construction again on the pure-Python make_event (the C one is the
+# default where it built; tests/core/test_cevent.py compares the two on every input)
+PURE_TESTS := tests/core/test_cevent.py tests/core/test_event.py tests/core/test_deep_events.py \
+  tests/core/test_emit_bounds.py tests/core/test_lone_surrogates_named.py tests/core/test_ids.py \
+  tests/core/test_manager.py
+
+$(STAMP): $(BUILD_INPUTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[all,dev]'
@@ -18,6 +26,7 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest
+	PEPPERPY_EVENT_PURE_PYTHON=1 $(BIN)/pytest -q -p no:cacheprovider $(PURE_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -41,7 +50,7 @@ VENV313 := .venv-3.13
 TESTS313 := tests/core tests/processing tests/validation tests/metrics tests/store tests/replay \
   tests/cli tests/security tests/notifications $(wildcard tests/test_*.py)
 
-$(VENV313)/.installed: pyproject.toml
+$(VENV313)/.installed: $(BUILD_INPUTS)
 	$(PYTHON313) -m venv $(VENV313)
 	$(VENV313)/bin/pip install --quiet --upgrade pip
 	$(VENV313)/bin/pip install --quiet -e '.[all,dev]'

@@ -6,8 +6,9 @@ is given in :mod:`._event_checks`, and :func:`json_native` in :mod:`._json_nativ
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -37,7 +38,7 @@ from ._frozen import (
     freeze_parsed,
     thaw,
 )
-from ._ids import CLOCK, format_uuid7, next_counter, now_ns
+from ._ids import CLOCK, COUNTER, format_uuid7, next_counter, now_ns
 from ._json_native import json_native
 from ._nested import flatten, nested_equal, nested_repr, unflatten
 from ._text import MAX_VERSION
@@ -458,8 +459,12 @@ def stored_identity(event: Event) -> tuple[str, int]:
 _new = object.__new__
 
 
-def make_event(type: str, data: Any, metadata: Mapping[str, Any] | None) -> Event:
-    """Build an event on the hot emit path: what ``Event(type, data, metadata)`` does."""
+def _make_event_py(type: str, data: Any, metadata: Mapping[str, Any] | None) -> Event:
+    """Build an event on the hot emit path: what ``Event(type, data, metadata)`` does.
+
+    :data:`make_event` is this function, or the same in C where the ``_cevent``
+    extension was built (see :func:`_c_make_event`).
+    """
     event: Event = _new(Event)
     if type.__class__ is not str or not type:
         raise TypeError(f"event type must be a non-empty str, got {type!r}")
@@ -501,7 +506,37 @@ def _freeze_nested(data: Any) -> Any:
         raise _too_deep() from None
 
 
-_time_ns = time.time_ns
+_time_ns = time.time_ns  # looked up per call, by _cevent too: tests replace it
+
+
+def _c_make_event() -> Callable[[str, Any, Mapping[str, Any] | None], Event] | None:
+    """``make_event`` in C, bound to this module's classes and helpers: it leaves an event
+    in the very state :func:`_make_event_py` does (tests/core/test_cevent.py), in about a
+    third of the time. None where the extension was not built (no C compiler at install)."""
+    try:
+        from . import _cevent
+    except ImportError:
+        return None
+    _cevent.bind(
+        Event,
+        FrozenDict,
+        tuple(_ATOMS),
+        _freeze_nested,
+        _metadata_dict,
+        _check_long_type,
+        LONG_TYPE,
+        CLOCK,
+        COUNTER,
+        globals(),
+    )
+    return _cevent.make_event
+
+
+#: build an event on the hot emit path: what ``Event(type, data, metadata)`` does
+#: (in C unless the extension is missing or ``PEPPERPY_EVENT_PURE_PYTHON`` is non-empty)
+make_event: Callable[[str, Any, Mapping[str, Any] | None], Event] = (
+    None if os.environ.get("PEPPERPY_EVENT_PURE_PYTHON") else _c_make_event()
+) or _make_event_py
 
 
 def _id_text(event_id: Any) -> str:

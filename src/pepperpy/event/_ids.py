@@ -16,6 +16,7 @@ import time
 
 __all__ = [
     "CLOCK",
+    "COUNTER",
     "format_uuid",
     "format_uuid7",
     "new_id",
@@ -29,8 +30,10 @@ _LOW_MASK = (1 << 30) - 1
 _VERSION_BITS = 0x7 << 76
 _VARIANT_BITS = 0b10 << 62
 
+#: the id counter, one process-wide sequence (``_cevent`` steps it too)
+COUNTER = itertools.count(random.getrandbits(40))
 #: the next counter value (an atomic ``itertools.count`` step under the GIL)
-next_counter = itertools.count(random.getrandbits(40)).__next__
+next_counter = COUNTER.__next__
 #: the latest wall-clock reading handed out, in ns: ``CLOCK[0]``
 CLOCK = [0]
 _time_ns = time.time_ns

@@ -1,0 +1,320 @@
+/* The hot emit path's event construction, in C: make_event(type, data, metadata).
+ *
+ * It does exactly what the Python make_event in _event.py does and leaves the event in
+ * exactly the state that function leaves it in (the same seven slots holding the same
+ * kinds of values), so every other method of Event works on either. Anything but the
+ * common case (a flat dict of JSON scalars, or a scalar) is handed to the same Python
+ * helpers the Python version calls, so errors and their messages are the same.
+ * tests/core/test_cevent.py checks the two against each other.
+ *
+ * Bound once by _event.py through bind(); single-phase init, one set of bindings per
+ * process (the classes it binds to are module-level singletons).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <math.h>
+
+#define N_SLOTS 7
+#define MAX_ATOMS 16
+
+enum { S_TYPE, S_DATA, S_METADATA, S_ID, S_TS, S_VERSION, S_EXTRA };
+static const char *slot_names[N_SLOTS] = {
+    "_type", "_data", "_metadata", "_id", "_ts", "_version", "_extra",
+};
+
+static PyTypeObject *event_type = NULL;      /* Event */
+static PyTypeObject *frozen_dict = NULL;     /* FrozenDict, a dict subclass */
+static PyTypeObject *atoms[MAX_ATOMS];       /* _frozen._ATOMS, kept as they are */
+static Py_ssize_t n_atoms = 0;
+static PyObject *freeze_nested = NULL;       /* _event._freeze_nested */
+static PyObject *metadata_dict = NULL;       /* _event_checks._metadata_dict */
+static PyObject *check_long_type = NULL;     /* _event_checks._check_long_type */
+static Py_ssize_t long_type = 0;             /* _event_checks.LONG_TYPE */
+static PyObject *last_clock = NULL;              /* _ids.CLOCK, a one-item list */
+static PyObject *counter = NULL;             /* the iterator behind _ids.next_counter */
+static PyObject *globals = NULL;             /* _event's module dict, for _time_ns */
+static PyObject *time_ns_name = NULL;        /* "_time_ns", interned */
+static PyObject *empty_tuple = NULL;
+static PyObject *one = NULL;
+static Py_ssize_t offsets[N_SLOTS];
+
+static int
+is_atom(PyTypeObject *kind)
+{
+    for (Py_ssize_t i = 0; i < n_atoms; i++) {
+        if (atoms[i] == kind) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A JSON scalar event data keeps as it is: what _frozen._is_flat takes per value. */
+static int
+is_flat_value(PyObject *item)
+{
+    PyTypeObject *kind = Py_TYPE(item);
+    if (is_atom(kind)) {
+        return 1;
+    }
+    if (kind == &PyLong_Type) {
+        /* -(2**63) <= item <= 2**64 - 1 */
+        int overflow = 0;
+        (void)PyLong_AsLongLongAndOverflow(item, &overflow);
+        if (overflow == 0) {
+            return 1;
+        }
+        if (overflow < 0) {
+            return 0;
+        }
+        (void)PyLong_AsUnsignedLongLong(item);
+        if (PyErr_Occurred()) {
+            PyErr_Clear(); /* an OverflowError: past 2**64 - 1 */
+            return 0;
+        }
+        return 1;
+    }
+    if (kind == &PyFloat_Type) {
+        return isfinite(PyFloat_AS_DOUBLE(item));
+    }
+    return 0;
+}
+
+/* freeze(data): a FrozenDict copy of a flat dict, an atom as it is, else the Python walk. */
+static PyObject *
+freeze_data(PyObject *data)
+{
+    if (Py_IS_TYPE(data, &PyDict_Type)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        while (PyDict_Next(data, &pos, &key, &item)) {
+            if (!Py_IS_TYPE(key, &PyUnicode_Type) || !is_flat_value(item)) {
+                return PyObject_CallOneArg(freeze_nested, data);
+            }
+        }
+        PyObject *frozen = frozen_dict->tp_new(frozen_dict, empty_tuple, NULL);
+        if (frozen == NULL) {
+            return NULL;
+        }
+        if (PyDict_Merge(frozen, data, 1) < 0) {
+            Py_DECREF(frozen);
+            return NULL;
+        }
+        return frozen;
+    }
+    if (is_atom(Py_TYPE(data))) {
+        return Py_NewRef(data);
+    }
+    return PyObject_CallOneArg(freeze_nested, data);
+}
+
+/* _time_ns(), clamped so that it never goes back (_ids.now_ns, sharing CLOCK). The clock
+ * is looked up in _event's globals on every call, as the Python make_event does, so a
+ * test that replaces _event._time_ns replaces it for both. */
+static PyObject *
+now_ns(void)
+{
+    PyObject *read = PyDict_GetItemWithError(globals, time_ns_name); /* borrowed */
+    if (read == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_RuntimeError, "_event._time_ns is gone");
+        }
+        return NULL;
+    }
+    Py_INCREF(read);
+    PyObject *now = PyObject_CallNoArgs(read);
+    Py_DECREF(read);
+    if (now == NULL) {
+        return NULL;
+    }
+    PyObject *last = PyList_GET_ITEM(last_clock, 0); /* borrowed */
+    int behind = PyObject_RichCompareBool(now, last, Py_LT);
+    if (behind < 0) {
+        Py_DECREF(now);
+        return NULL;
+    }
+    if (behind) {
+        Py_DECREF(now);
+        return Py_NewRef(last);
+    }
+    if (PyList_SetItem(last_clock, 0, Py_NewRef(now)) < 0) {
+        Py_DECREF(now);
+        return NULL;
+    }
+    return now;
+}
+
+#define SLOT(obj, i) (*(PyObject **)((char *)(obj) + offsets[i]))
+
+static PyObject *
+make_event(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "make_event() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (event_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_cevent.bind() was not called");
+        return NULL;
+    }
+    PyObject *type = args[0], *data = args[1], *metadata = args[2];
+    if (!Py_IS_TYPE(type, &PyUnicode_Type) || PyUnicode_GET_LENGTH(type) == 0) {
+        PyErr_Format(PyExc_TypeError, "event type must be a non-empty str, got %R", type);
+        return NULL;
+    }
+    if (PyUnicode_GET_LENGTH(type) > long_type) {
+        PyObject *ok = PyObject_CallOneArg(check_long_type, type);
+        if (ok == NULL) {
+            return NULL;
+        }
+        Py_DECREF(ok);
+    }
+    PyObject *event = event_type->tp_alloc(event_type, 0);
+    if (event == NULL) {
+        return NULL;
+    }
+    SLOT(event, S_TYPE) = Py_NewRef(type);
+    PyObject *value = freeze_data(data);
+    if (value == NULL) {
+        goto fail;
+    }
+    SLOT(event, S_DATA) = value;
+    if (metadata == Py_None) {
+        value = Py_NewRef(Py_None);
+    }
+    else if (Py_IS_TYPE(metadata, &PyDict_Type)) {
+        value = PyDict_Copy(metadata);
+    }
+    else {
+        value = PyObject_CallOneArg(metadata_dict, metadata);
+    }
+    if (value == NULL) {
+        goto fail;
+    }
+    SLOT(event, S_METADATA) = value;
+    value = now_ns();
+    if (value == NULL) {
+        goto fail;
+    }
+    SLOT(event, S_TS) = value;
+    value = PyIter_Next(counter);
+    if (value == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_RuntimeError, "the event id counter is exhausted");
+        }
+        goto fail;
+    }
+    SLOT(event, S_ID) = value;
+    SLOT(event, S_VERSION) = Py_NewRef(one);
+    SLOT(event, S_EXTRA) = Py_NewRef(Py_None);
+    return event;
+fail:
+    Py_DECREF(event); /* its dealloc clears the slots set so far */
+    return NULL;
+}
+
+static int
+find_offsets(PyTypeObject *kind)
+{
+    for (int i = 0; i < N_SLOTS; i++) {
+        PyObject *descr = PyDict_GetItemString(kind->tp_dict, slot_names[i]); /* borrowed */
+        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyErr_Format(PyExc_TypeError, "Event has no slot %s", slot_names[i]);
+            return -1;
+        }
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type != T_OBJECT_EX || member->flags != 0) {
+            PyErr_Format(PyExc_TypeError, "Event slot %s is not a plain object slot",
+                         slot_names[i]);
+            return -1;
+        }
+        offsets[i] = member->offset;
+    }
+    return 0;
+}
+
+static PyObject *
+bind(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *event, *frozen, *atom_set, *freeze, *meta, *long_check, *clock_list, *count,
+        *module_dict;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "O!O!OOOOnO!OO!:bind", &PyType_Type, &event, &PyType_Type,
+                          &frozen, &atom_set, &freeze, &meta, &long_check, &limit,
+                          &PyList_Type, &clock_list, &count, &PyDict_Type,
+                          &module_dict)) {
+        return NULL;
+    }
+    if (!PyType_IsSubtype((PyTypeObject *)frozen, &PyDict_Type)) {
+        PyErr_SetString(PyExc_TypeError, "FrozenDict must be a dict subclass");
+        return NULL;
+    }
+    if (PyList_GET_SIZE(clock_list) != 1 || !PyIter_Check(count)) {
+        PyErr_SetString(PyExc_TypeError, "CLOCK must be a one-item list, counter an iterator");
+        return NULL;
+    }
+    if (find_offsets((PyTypeObject *)event) < 0) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(atom_set, "atoms must be iterable");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > MAX_ATOMS) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "too many atom types");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *kind = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyType_Check(kind)) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_TypeError, "atoms must be types");
+            return NULL;
+        }
+        Py_INCREF(kind);
+        Py_XDECREF(i < n_atoms ? (PyObject *)atoms[i] : NULL);
+        atoms[i] = (PyTypeObject *)kind;
+    }
+    Py_DECREF(seq);
+    n_atoms = n;
+    Py_XSETREF(event_type, (PyTypeObject *)Py_NewRef(event));
+    Py_XSETREF(frozen_dict, (PyTypeObject *)Py_NewRef(frozen));
+    Py_XSETREF(freeze_nested, Py_NewRef(freeze));
+    Py_XSETREF(metadata_dict, Py_NewRef(meta));
+    Py_XSETREF(check_long_type, Py_NewRef(long_check));
+    Py_XSETREF(last_clock, Py_NewRef(clock_list));
+    Py_XSETREF(counter, Py_NewRef(count));
+    Py_XSETREF(globals, Py_NewRef(module_dict));
+    long_type = limit;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"make_event", (PyCFunction)(void (*)(void))make_event, METH_FASTCALL,
+     "make_event(type, data, metadata) -> Event: _event.make_event, in C."},
+    {"bind", bind, METH_VARARGS,
+     "bind(Event, FrozenDict, atoms, freeze_nested, metadata_dict, check_long_type, "
+     "LONG_TYPE, CLOCK, counter, globals): what make_event builds with."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_cevent", "make_event in C (see _event.py).", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__cevent(void)
+{
+    if (empty_tuple == NULL) {
+        empty_tuple = PyTuple_New(0);
+        one = PyLong_FromLong(1);
+        time_ns_name = PyUnicode_InternFromString("_time_ns");
+        if (empty_tuple == NULL || one == NULL || time_ns_name == NULL) {
+            return NULL;
+        }
+    }
+    return PyModule_Create(&module);
+}

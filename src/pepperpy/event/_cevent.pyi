@@ -1,0 +1,20 @@
+"""Types of the optional C extension ``_cevent`` (see _cevent.c and _event._bind_c)."""
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from ._event import Event
+
+def bind(
+    event: type[Event],
+    frozen_dict: type[dict[str, Any]],
+    atoms: tuple[type, ...],
+    freeze_nested: Callable[[Any], Any],
+    metadata_dict: Callable[[Any], dict[str, Any]],
+    check_long_type: Callable[[str], None],
+    long_type: int,
+    clock: list[int],
+    counter: Iterator[int],
+    globals: dict[str, Any],
+) -> None: ...
+def make_event(type: str, data: Any, metadata: Mapping[str, Any] | None) -> Event: ...
