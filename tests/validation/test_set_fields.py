@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import msgspec
 import pytest
@@ -99,3 +99,32 @@ def test_a_struct_set_of_any_refuses_an_unhashable_item() -> None:
     problems = _problems(S, {"x": [2, [1]]})
     assert problems is not None
     assert [p.path for p in problems] == ["x[1]"]
+
+
+@pytest.mark.parametrize(
+    ("annotation", "items", "where", "message", "expected"),
+    [
+        # the union said "wrong type (expected set of int | set of int ...)": the kind
+        # twice, and not what was wrong
+        (Union[frozenset[int], set[int]], [1, 1], "x", "items must be unique", "set of int"),  # noqa: UP007
+        (Optional[set[int]], [1, 1], "x", "items must be unique", "set of int"),  # noqa: UP045
+        (Union[set[int], str], [2, 2], "x", "items must be unique", "set of int"),  # noqa: UP007
+        (Optional[set[Any]], [[1]], "x[0]", "must be hashable", "hashable value"),  # noqa: UP045
+    ],
+)
+def test_a_set_in_a_union_says_once_what_is_wrong(
+    annotation: Any, items: list[Any], where: str, message: str, expected: str
+) -> None:
+    problems = _problems(_schema(annotation), {"x": items})
+    assert problems is not None
+    assert len(problems) == 1
+    assert problems[0].path == where
+    assert message in problems[0].message
+    assert problems[0].expected.startswith(expected)
+    assert "|" not in problems[0].expected
+
+
+def test_a_union_names_each_kind_once() -> None:
+    problems = _problems(_schema(Union[frozenset[int], set[int]]), {"x": 3})  # noqa: UP007
+    assert problems is not None
+    assert [p.expected for p in problems] == ["set of int"]

@@ -372,7 +372,8 @@ class UnionNode(Node):
 
     def __init__(self, options: Sequence[Node]) -> None:
         self.options = tuple(options)
-        self.expected = " | ".join(option.expected for option in self.options)
+        # each kind once: set[int] | frozenset[int] is no "set of int | set of int"
+        self.expected = " | ".join(dict.fromkeys(option.expected for option in self.options))
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
         attempts: list[tuple[Node, Problems]] = []
@@ -385,10 +386,14 @@ class UnionNode(Node):
                 return converted
             attempts.append((option, found))
         if isinstance(value, Mapping):  # explain against the object-shaped options
-            shaped = [a for a in attempts if isinstance(a[0], ObjectNode | DictNode)]
-            if len(shaped) == 1:
-                problems.extend(shaped[0][1])
-                return INVALID
+            shaped = [found for node, found in attempts if isinstance(node, ObjectNode | DictNode)]
+        elif isinstance(value, list | tuple):  # or the array-shaped ones
+            shaped = [found for node, found in attempts if isinstance(node, ListNode | TupleNode)]
+        else:
+            shaped = []
+        if shaped and all(found == shaped[0] for found in shaped):  # one, or all alike
+            problems.extend(shaped[0])
+            return INVALID
         if isinstance(value, str):  # no option takes text that is not Unicode: say so
             surrogate = lone_surrogate(value)
             if surrogate is not None:
