@@ -104,7 +104,7 @@ class WebhookChannel(Channel):
         # a channel that could never send is refused now, not at its first message
         require("httpx", extra="webhook", feature="the webhook channel")
         self.url = url
-        self._shown = redact_url(url)  # for messages and the repr: no password
+        self._shown = _shown_url(url)  # for messages and the repr: no password or query
         self._secret = secret.encode() if isinstance(secret, str) else secret
         self.headers = _checked_headers(headers)
         self._clients: LoopClients[Any] = LoopClients(self._new_client, _close_client, owner=self)
@@ -207,10 +207,13 @@ class WebhookChannel(Channel):
                 wait = _retry_after(response.headers.get("retry-after"))
                 if wait is not None:
                     error.retry_after = wait  # type: ignore[attr-defined]
-            try:
-                response.raise_for_status()
-            except httpx.HTTPStatusError as status_error:
-                raise error from status_error
+            # the cause is httpx's own error for the answer (what is_retryable and
+            # retry_on=httpx.HTTPStatusError look at), its message without the URL's query
+            raise error from httpx.HTTPStatusError(
+                f"{status} {response.reason_phrase} from {self._shown}",
+                request=response.request,
+                response=response,
+            )
 
     def is_retryable(self, error: Exception) -> bool:
         if not super().is_retryable(error):
@@ -234,7 +237,7 @@ def _check_url(url: object) -> None:
     """Refuse a URL no request could go to, now rather than at the first delivery."""
     if not isinstance(url, str):
         raise ConfigurationError(f"webhook URL must be a str, got {url!r}")
-    shown = redact_url(url)
+    shown = _shown_url(url)
     if not url.lower().startswith(("http://", "https://")):
         raise ConfigurationError(f"webhook URL must start with http:// or https://: {shown!r}")
     if _UNSAFE_URL.search(url):
@@ -249,6 +252,23 @@ def _check_url(url: object) -> None:
         raise ConfigurationError(f"bad port in webhook URL {shown!r}") from exc
     if not parts.hostname:
         raise ConfigurationError(f"webhook URL {shown!r} has no host")
+
+
+def _shown_url(url: str) -> str:
+    """``url`` as messages, logs and the repr show it: without its password, and with
+    every query value hidden. A webhook's query is its credentials more often than not
+    (``?code=`` of an Azure function, ``?sig=`` of a Teams workflow, ``?key=``), and
+    every failed delivery logged it."""
+    shown = redact_url(url)
+    base, question, query = shown.partition("?")
+    if not question:
+        return shown
+    query, hash_sign, fragment = query.partition("#")
+    fields = [
+        f"{name}=***" if equals else name
+        for name, equals, _ in (field.partition("=") for field in query.split("&"))
+    ]
+    return f"{base}?{'&'.join(fields)}{hash_sign}{fragment}"
 
 
 def _checked_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
