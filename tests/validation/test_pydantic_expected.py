@@ -172,6 +172,17 @@ async def test_the_audit_repro_payment() -> None:
         assert (problem.expected, problem.message) == (expected, message)
 
 
+async def test_an_unhashable_set_item_of_a_model() -> None:
+    # the expected text was pydantic's code itself: "set_item_not_hashable"
+    class Tags(pydantic.BaseModel):
+        tags: set[Any]
+
+    validator = EventValidator()
+    validator.register("tags", Tags)
+    problem = await _problem(validator, "tags", {"tags": [1, [2]]}, "tags[1]")
+    assert problem.expected == "hashable value"
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [

@@ -50,6 +50,7 @@ _KINDS = {
     "decimal": ("decimal_type", "decimal_parsing"),
     "URL": ("url_type", "url_parsing", "url_syntax_violation"),
     "a value": ("missing",),
+    "hashable value": ("set_item_not_hashable",),
     "no such field": ("extra_forbidden",),
     "finite number": ("finite_number",),
     "str of ASCII characters": ("string_not_ascii",),
