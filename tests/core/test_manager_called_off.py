@@ -9,6 +9,7 @@ interrupt propagates, and their failures are logged, never dropped.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -151,3 +152,95 @@ async def test_a_once_task_cancelled_by_someone_else_is_dead_lettered_and_gone()
     [letter] = manager.dead_letters
     assert letter.handler is first and isinstance(letter.exception, asyncio.CancelledError)
     assert manager.handlers("job.run") == [canceller]
+
+
+@eager_only
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_an_interrupt_from_one_handler_cancels_and_awaits_the_others(
+    interrupt: type[BaseException], kind: str
+) -> None:
+    manager = EventManager()
+    log: list[str] = []
+
+    async def slow(event: Event) -> None:
+        try:
+            await asyncio.sleep(60)
+            log.append("slow finished")
+        except asyncio.CancelledError:
+            log.append("slow cancelled")
+            await asyncio.sleep(0)  # its cleanup suspends: the emit waits for it
+            log.append("slow cleaned up")
+            raise
+
+    def stop_sync(event: Event) -> None:
+        raise interrupt()
+
+    async def stop_async(event: Event) -> None:
+        raise interrupt()
+
+    manager.on("app.stop", slow, priority=1)
+    manager.on("app.stop", stop_sync if kind == "sync" else stop_async)
+    with pytest.raises(interrupt):
+        await manager.emit("app.stop")
+    # the sibling was cancelled and had finished, cleanup included, before the interrupt
+    assert log == ["slow cancelled", "slow cleaned up"]
+    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    assert others == []
+
+
+@eager_only
+async def test_an_interrupt_logs_the_failures_of_the_other_handlers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    manager = EventManager()
+
+    async def failing(event: Event) -> None:
+        raise ValueError("async, done before the interrupt")
+
+    def failing_sync(event: Event) -> None:
+        raise ValueError("sync, failed before the interrupt")
+
+    def stop(event: Event) -> None:
+        raise KeyboardInterrupt
+
+    manager.on("app.stop", failing_sync, priority=2)
+    manager.on("app.stop", failing, priority=1)
+    manager.on("app.stop", stop)
+    with caplog.at_level(logging.ERROR, "pepperpy.event"), pytest.raises(KeyboardInterrupt):
+        await manager.emit("app.stop")
+    logged = {str(r.exc_info[1]): r.getMessage() for r in caplog.records if r.exc_info is not None}
+    assert set(logged) == {"async, done before the interrupt", "sync, failed before the interrupt"}
+    assert all("interrupted by KeyboardInterrupt" in message for message in logged.values())
+    assert not manager.dead_letters  # called off: logged, not retried or dead-lettered
+
+
+class Abort(BaseException):
+    """A BaseException of the application's own: set on its Task, not raised by the loop."""
+
+
+async def test_a_handler_raising_a_base_exception_does_not_drop_the_others_failures(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    manager = EventManager()
+    made: list[asyncio.Task[Any]] = []
+
+    async def abort(event: Event) -> None:
+        raise Abort
+
+    async def failing(event: Event) -> None:
+        await asyncio.sleep(0)
+        raise ValueError("not dropped")
+
+    manager.on("job.run", abort, priority=1)
+    manager.on("job.run", failing)
+    with (
+        handler_tasks(made),
+        caplog.at_level(logging.ERROR, "pepperpy.event"),
+        pytest.raises(Abort),
+    ):
+        await manager.emit("job.run")
+    [record] = [r for r in caplog.records if "failing" in r.getMessage()]
+    assert "interrupted by Abort" in record.getMessage()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
+    assert not manager.dead_letters  # called off: logged, not retried or dead-lettered

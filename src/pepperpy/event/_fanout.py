@@ -38,6 +38,7 @@ async def _cancel_all(
     event: Event,
     running: list[tuple[_Listener, asyncio.Future[Any]]],
     failed: list[tuple[_Listener, BaseException]],
+    why: str = "cancelled",
 ) -> None:
     """Cancel a cancelled emit's handlers and wait until each has finished, cleanup included.
 
@@ -45,7 +46,8 @@ async def _cancel_all(
     Cancelled again meanwhile, it keeps waiting (the handlers are cancelled already) and
     its caller re-raises the cancellation afterwards, as ``settled`` does for a save.
     Failures are logged with their traceback, neither retried nor dead-lettered: the
-    emit did not finish, it was called off.
+    emit did not finish, it was called off (``why``: cancelled, or interrupted by a
+    handler's KeyboardInterrupt or SystemExit).
     """
     tasks = [task for _, task in running]
     for task in tasks:
@@ -64,11 +66,12 @@ async def _cancel_all(
             failures.append((listener, error))
     for listener, error in failures:
         logger.error(
-            "handler %s failed for event %s (%s) while its emit was cancelled; "
+            "handler %s failed for event %s (%s) while its emit was %s; "
             "not retried or dead-lettered",
             named(listener.handler, event, error),
             event.type,
             event.id,
+            why,
             exc_info=error,
         )
 

@@ -54,6 +54,11 @@ class DeadLetter:
     attempts: int
 
 
+def _interrupted(exc: BaseException) -> str:
+    """How an emit ended whose handler raised ``exc`` (KeyboardInterrupt, SystemExit)."""
+    return f"interrupted by {type(exc).__name__} from another handler"
+
+
 def _priority_first(listener: _Listener) -> int:
     return -listener.priority
 
@@ -379,45 +384,53 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         eager = starts_eagerly(loop)
         running: list[tuple[_Listener, asyncio.Future[Any]]] = []
         failed: list[tuple[_Listener, BaseException]] = []
-        for listener in listeners:
-            try:
-                if listener.once:
-                    if eager or not (listener.is_async or running):  # it starts now
-                        if not self._claim(listener):
+        try:
+            for listener in listeners:
+                try:
+                    if listener.once:
+                        if eager or not (listener.is_async or running):  # it starts now
+                            if not self._claim(listener):
+                                continue
+                        else:
+                            # its Task starts on a later loop iteration (CPython 3.11, a
+                            # task factory): claimed now, it leaves the index as it starts,
+                            # so an emit called off before that leaves it registered
+                            if self._claim(listener, removes=False):
+                                task = loop.create_task(self._fire_once(listener, event))
+                                running.append((listener, task))
                             continue
-                    else:
-                        # its Task starts on a later loop iteration (CPython 3.11, a
-                        # task factory): claimed now, it leaves the index as it starts,
-                        # so an emit called off before that leaves it registered
-                        if self._claim(listener, removes=False):
-                            task = loop.create_task(self._fire_once(listener, event))
-                            running.append((listener, task))
+                    if listener.is_async:
+                        task = start_task(loop, listener.handler(event), eager)
+                        running.append((listener, task))
                         continue
-                if listener.is_async:
-                    task = start_task(loop, listener.handler(event), eager)
-                    running.append((listener, task))
-                    continue
-                if running and not eager:  # an earlier handler waits to start: keep order
-                    running.append((listener, loop.create_task(_call_sync(listener, event))))
-                    continue
-                context = copy_context()
-                result = context.run(listener.handler, event)
-                if result is not None and inspect.isawaitable(result):
-                    # a sync callable that returned an awaitable: finish it like a handler
-                    if inspect.iscoroutine(result):
-                        pending = start_task(loop, result, eager, context)
-                    else:
-                        pending = asyncio.ensure_future(result)
-                    running.append((listener, pending))
-            except Exception as exc:
-                self._consumed(listener)
-                failed.append((listener, exc))
-            except asyncio.CancelledError as exc:
-                # raised by a sync call (it read a cancelled future's result): the
-                # handler's own, since the task's cancellation only lands at an await;
-                # a failure like in the one-handler path, not the emit's cancellation
-                self._consumed(listener)
-                failed.append((listener, exc))
+                    if running and not eager:  # an earlier handler waits to start: keep order
+                        running.append((listener, loop.create_task(_call_sync(listener, event))))
+                        continue
+                    context = copy_context()
+                    result = context.run(listener.handler, event)
+                    if result is not None and inspect.isawaitable(result):
+                        # a sync callable that returned an awaitable: finish it like a handler
+                        if inspect.iscoroutine(result):
+                            pending = start_task(loop, result, eager, context)
+                        else:
+                            pending = asyncio.ensure_future(result)
+                        running.append((listener, pending))
+                except Exception as exc:
+                    self._consumed(listener)
+                    failed.append((listener, exc))
+                except asyncio.CancelledError as exc:
+                    # raised by a sync call (it read a cancelled future's result): the
+                    # handler's own, since the task's cancellation only lands at an await;
+                    # a failure like in the one-handler path, not the emit's cancellation
+                    self._consumed(listener)
+                    failed.append((listener, exc))
+        except BaseException as exc:
+            # KeyboardInterrupt or SystemExit from a sync handler, or from an async one's
+            # eager first step: the handlers started so far are called off (as a cancelled
+            # emit's are) before it propagates, not left running unsupervised
+            if running:
+                await self._call_off(loop, event, running, failed, _interrupted(exc))
+            raise
         if running:
             tasks = [task for _, task in running if not task.done()]
             if tasks:
@@ -437,6 +450,7 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
                 error = done.exception()
                 if error is not None:
                     if not isinstance(error, Exception):
+                        await self._stopped(loop, event, running, failed, done, error)
                         raise error
                     failed.append((listener, error))
         if failed:
@@ -474,13 +488,14 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         event: Event,
         running: list[tuple[_Listener, asyncio.Future[Any]]],
         failed: list[tuple[_Listener, BaseException]],
+        why: str = "cancelled",
     ) -> None:
         """Cancel the handlers of an emit that is called off and wait for them
         (:func:`._fanout._cancel_all`); then a ``once`` handler whose Task never started
         (still in the index: :meth:`_fire_once` never ran) is free again, so it runs for
         the next matching event instead of being lost."""
         try:
-            await _cancel_all(loop, event, running, failed)
+            await _cancel_all(loop, event, running, failed, why)
         finally:
             for listener, _ in running:
                 if listener.once and any(
@@ -488,6 +503,24 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
                 ):
                     with self._lock:
                         listener.fired = False
+
+    async def _stopped(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        event: Event,
+        running: list[tuple[_Listener, asyncio.Future[Any]]],
+        failed: list[tuple[_Listener, BaseException]],
+        stopper: asyncio.Future[Any],
+        error: BaseException,
+    ) -> None:
+        """A settled handler Task ended with a BaseException that is not an Exception (a
+        custom one, or KeyboardInterrupt once the loop runs again): before it propagates,
+        the other handlers' failures are logged (not retried or dead-lettered), as for a
+        cancelled emit; none is dropped without a word."""
+        ran = {id(listener) for listener, _ in running}
+        early = [entry for entry in failed if id(entry[0]) not in ran]  # failed to start
+        others = [entry for entry in running if entry[1] is not stopper]
+        await self._call_off(loop, event, others, early, _interrupted(error))
 
     async def _handler_cancelled(
         self, listener: _Listener, event: Event, exc: asyncio.CancelledError, since: int | None
