@@ -57,9 +57,9 @@ class EmailChannel(Channel):
     so one that is not exactly one address (``user@domain`` or ``Name <user@domain>``,
     a name with commas quoted), or that contains a line break or other control
     character, is a :class:`ConfigurationError` here rather than a broken header block
-    or envelope later. Subjects are
-    flattened to one line. :meth:`close` cuts off the messages being sent at that moment
-    (on every event loop); the channel stays usable.
+    or envelope later. Subjects are flattened to one line, without control characters.
+    :meth:`close` cuts off the messages being sent at that moment (on every event loop);
+    the channel stays usable.
     """
 
     kind = "email"
@@ -161,7 +161,7 @@ class EmailChannel(Channel):
             message["To"] = to
             if self.reply_to:
                 message["Reply-To"] = _ascii_address(self.reply_to, "reply_to")
-            message["Subject"] = one_line(notification.subject or "")
+            message["Subject"] = _CONTROL.sub("", one_line(notification.subject or ""))
         except (ValueError, TypeError) as exc:
             raise RecipientError(f"email channel: bad header value: {exc}") from exc
         message["Date"] = format_datetime(notification.created_at)
@@ -381,6 +381,9 @@ def _flag(raw: str, name: str) -> bool:
     raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
 
 
+#: control characters (C0, DEL, C1) left in a subject once its whitespace is flattened:
+#: not header text (RFC 5322), and a NUL or an escape sequence reaches mail clients
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: characters that may not appear in an unquoted display name (RFC 5322 specials,
 #: except ``.`` which real names use): group syntax, comments, a second address
 _SPECIALS = frozenset('()<>[]:;@\\,"')
