@@ -47,11 +47,14 @@ def table(results: list[Result], *, baseline: str, unit: str = "ops/s") -> str:
 
 
 def machine() -> str:
-    """One line describing the machine and interpreter."""
+    """One line describing the machine and interpreter (and which make_event ran)."""
     import os
 
+    from pepperpy.event import _event
+
+    built = "in C" if _event.make_event is not _event._make_event_py else "in Python"
     return (
         f"{platform.python_implementation()} {platform.python_version()}, "
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
-        f"measured {time.strftime('%Y-%m-%d')}"
+        f"make_event {built}, measured {time.strftime('%Y-%m-%d')}"
     )
