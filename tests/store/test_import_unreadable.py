@@ -5,7 +5,9 @@ Data or metadata nested more than MAX_DEPTH (253) lists and objects deep was imp
 (the line's JSON was only parsed, which orjson does to 1,024 levels), and every read
 over the event then failed with SerializationError: read_all, the stream, a projection
 catching up, an export of the copy. Metadata that is no JSON object (a list, a number)
-was imported too, and read back as an event's metadata, which is always a dict.
+was imported too, and read back as an event's metadata, which is always a dict; and so
+was metadata marking data as a bytes payload where the data was no base64 text, every
+read of the event then failing.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pepperpy.event import EventStore, StoreError, import_store
+from pepperpy.event import Event, EventStore, StoreError, export_store, import_store
 from pepperpy.event._frozen import MAX_DEPTH
 
 
@@ -120,3 +122,70 @@ async def test_metadata_as_a_json_object_or_null_imports(any_store_url: str) -> 
         await import_store(store, io.StringIO(export_of(metadata=_b64(b'{"k":[1]}'))))
         events = [event async for event in store.read_all()]
     assert [event.metadata for event in events] == [{}, {"k": [1]}]
+
+
+@pytest.mark.parametrize(
+    ("marker", "data", "said"),
+    [
+        (1, b'"YWJj"', "metadata's 'pepperpybytes' must be true, got '1'"),
+        (False, b'"YWJj"', "metadata's 'pepperpybytes' must be true, got 'false'"),
+        (True, b"{}", "metadata marks data as bytes ('pepperpybytes'), but it holds a JSON "),
+        (True, b"[1]", "metadata marks data as bytes ('pepperpybytes'), but it holds a JSON "),
+        (True, b"3", "metadata marks data as bytes ('pepperpybytes'), but it holds a JSON "),
+        (True, b'"a b!"', "metadata marks data as bytes ('pepperpybytes'), but it is not "),
+    ],
+)
+async def test_a_bytes_marker_on_data_no_bytes_payload_has_is_refused(
+    any_store_url: str, tmp_path: Path, marker: object, data: bytes, said: str
+) -> None:
+    """A bytes payload is stored as base64 text, its metadata marked; a line marked so
+    whose data is anything else was imported, and every read of the event then failed
+    (SerializationError: 'its metadata marks its data as bytes ...')."""
+    metadata = orjson.dumps({"pepperpybytes": marker})
+    text = export_of(data=_b64(data), metadata=_b64(metadata))
+    path = tmp_path / "odd.jsonl"
+    path.write_text(text, encoding="utf-8")
+    async with EventStore(any_store_url) as store:
+        with pytest.raises(StoreError) as raised:
+            await import_store(store, path, batch_size=1)
+        assert str(raised.value).startswith(f"{path} line 3: {said}"), raised.value
+        assert str(raised.value).endswith("; nothing was written")
+        with pytest.raises(StoreError, match="<stream> line 3: "):
+            await import_store(store, io.StringIO(text), batch_size=2)
+        assert [event async for event in store.read_all()] == []
+
+
+async def test_a_bytes_payload_exported_imports_as_bytes(any_store_url: str) -> None:
+    async with EventStore("memory://") as source:
+        await source.append("s.1", [Event("t.x", {}), Event("t.x", b"\x00abc")])
+        exported = io.StringIO()
+        await export_store(source, exported)
+    async with EventStore(any_store_url) as store:
+        await import_store(store, io.StringIO(exported.getvalue()))
+        events = [event async for event in store.read_all()]
+    assert events[1].data == b"\x00abc"
+
+
+async def test_an_encrypted_bytes_payload_exported_imports_into_the_sealed_copy(
+    tmp_path: Path,
+) -> None:
+    """Encrypted, a bytes payload's data is its envelope (the marker stays in the
+    metadata, bound to it): the line is taken."""
+    from pepperpy.event.security import KeyRing, SQLiteKeyStore, StreamEncryption
+
+    async with SQLiteKeyStore(str(tmp_path / "keys.db")) as keys:
+        crypto = StreamEncryption(KeyRing.generate(), keys)
+        async with EventStore(f"sqlite:///{tmp_path / 'a.db'}", encryption=crypto) as store:
+            await store.append("s.1", Event("t.x", b"\x00abc", {"m": 1}))
+            exported = io.StringIO()
+            await export_store(store, exported)
+        assert (
+            "pepperpybytes"
+            in base64.b64decode(
+                orjson.loads(exported.getvalue().splitlines()[1])["metadata"]
+            ).decode()
+        )
+        async with EventStore(f"sqlite:///{tmp_path / 'b.db'}", encryption=crypto) as copy:
+            await import_store(copy, io.StringIO(exported.getvalue()))
+            events = [event async for event in copy.read_all()]
+    assert [(event.data, event.metadata) for event in events] == [(b"\x00abc", {"m": 1})]

@@ -21,6 +21,7 @@ from .._errors import PatternError, StoreError
 from .._frozen import MAX_DEPTH, SHALLOW_JSON, nested_too_deep
 from .._patterns import parse_name
 from .._text import shown, text_problem
+from ._records import BYTES_MARKER
 from .base import StoredRow
 
 __all__ = [
@@ -286,6 +287,7 @@ def _parse(value: dict[str, Any], name: str, number: int) -> StoredRow:
                     f"{key} is nested more than {MAX_DEPTH} levels of lists and objects "
                     f"deep, deeper than an event's {key} may be",
                 )
+            parsed_json[key] = parsed
         return found
 
     def bytes_of(key: str, *, optional: bool = False) -> bytes | None:
@@ -302,7 +304,8 @@ def _parse(value: dict[str, Any], name: str, number: int) -> StoredRow:
     visible = value["visible"]
     if not isinstance(visible, bool):
         raise bad(name, number, f"visible must be true or false, got {visible!r}")
-    return (
+    parsed_json: dict[str, Any] = {}  # data's and metadata's JSON, parsed
+    row = (
         number_of("global_position", 0),
         text_of("stream", named=True),
         number_of("position", 0),
@@ -318,4 +321,37 @@ def _parse(value: dict[str, Any], name: str, number: int) -> StoredRow:
         text_of("subject", optional=True),
         number_of("recorded_at", 0, _LAST_RECORDED, " (microseconds since 1970, UTC)"),
         visible,
+    )
+    problem = _bytes_problem(parsed_json.get("data"), parsed_json.get("metadata"))
+    if problem is not None:
+        raise bad(name, number, problem)
+    return row
+
+
+def _bytes_problem(data: Any, metadata: Any) -> str | None:
+    """What is wrong with an event line whose metadata marks its data as bytes
+    (:data:`~._records.BYTES_MARKER`), as the store writes a bytes payload: the marker
+    ``true``, and the data base64 text (null once shredded; an envelope, encrypted).
+    Anything else was imported, and every read of the event then failed."""
+    if metadata.__class__ is not dict or BYTES_MARKER not in metadata:
+        return None
+    if metadata[BYTES_MARKER] is not True:
+        marker = orjson.dumps(metadata[BYTES_MARKER]).decode()
+        return f"metadata's {BYTES_MARKER!r} must be true, got {shown(marker)}"
+    if data is None:
+        return None
+    if data.__class__ is str:
+        try:
+            binascii.a2b_base64(data, strict_mode=True)
+        except binascii.Error as exc:
+            return f"metadata marks data as bytes ({BYTES_MARKER!r}), but it is not base64 ({exc})"
+        return None
+    from ..security._envelope import is_envelope
+
+    if is_envelope(data):
+        return None
+    kind = _JSON_KINDS.get(type(data), "object")
+    return (
+        f"metadata marks data as bytes ({BYTES_MARKER!r}), but it holds a JSON {kind}, "
+        "not base64 text"
     )
