@@ -309,6 +309,16 @@ def _decimal(constraints: dict[str, Any], annotation: Any) -> Node:
     other = set(constraints) - {"gt", "ge", "lt", "le", "multiple_of"}
     if other:
         raise ConfigurationError(f"{annotation!r}: {sorted(other)} cannot constrain a Decimal")
+    for name, bound in constraints.items():
+        # as msgspec.Meta refuses such bounds of an int or float (a NaN bound or a zero
+        # step raised decimal.InvalidOperation on every value checked)
+        number = bound.__class__ is not bool and isinstance(bound, int | float | Decimal)
+        if not number or not Decimal(bound).is_finite():
+            raise ConfigurationError(
+                f"{annotation!r}: {name} of a Decimal must be a finite number, got {bound!r}"
+            )
+        if name == "multiple_of" and not bound > 0:
+            raise ConfigurationError(f"{annotation!r}: multiple_of must be > 0, got {bound!r}")
     return DecimalNode(**constraints)
 
 
