@@ -111,7 +111,11 @@ def test_a_bad_line_is_named_and_nothing_is_written(cli: Cli, tmp_path: Path) ->
     )
     assert done.returncode == 1
     assert done.stderr.startswith("pepperpy-event: error: <stdin> line 4: data is not base64")
-    assert done.stderr.rstrip().endswith("; nothing of its batch was written")
+    assert done.stderr.rstrip().endswith(
+        "; nothing of its batch was written; 2 events of it were written before (up to "
+        "global position 1): fix the file and import it again to go on after them (an "
+        "import resumes after the destination's newest event)"
+    )
     assert len(_stored(f"sqlite:///{tmp_path}/bad.db")) == 2
     for text, why in [
         ("", "bad.jsonl is empty: an export starts with its header line"),

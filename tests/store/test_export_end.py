@@ -215,3 +215,31 @@ async def test_the_command_refuses_a_float_version_in_one_line(tmp_path: Path) -
             "nothing was written"
         ]
         assert not (tmp_path / "copy.db").exists()
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3])
+async def test_a_bad_line_of_a_stream_says_what_was_written_before_it(
+    any_store_url: str, batch_size: int
+) -> None:
+    """A stream is read once: the batches before a bad line's are written. The error
+    said only 'nothing of its batch was written', so whether anything else was, and
+    what to do, was left to guess."""
+    lines = await exported()
+    lines[4] = lines[4].replace('"t.x"', '"t..x"')  # line 5, the 4th event: a bad type
+    async with EventStore(any_store_url) as store:
+        with pytest.raises(StoreError) as raised:
+            await import_store(store, io.StringIO("".join(lines)), batch_size=batch_size)
+        written = [row[0] for row in await store.backend.read_stored(0, 100)]
+        assert len(written) == 3 // batch_size * batch_size  # whole batches before line 5
+        count = len(written)
+        message = str(raised.value)
+        assert message.startswith("<stream> line 5: type 't..x': ")
+        assert message.endswith(
+            f"; nothing of its batch was written; {count} event{'' if count == 1 else 's'} "
+            f"of it {'was' if count == 1 else 'were'} written before (up to global position "
+            f"{written[-1]}): fix the file and import it again to go on after them (an "
+            "import resumes after the destination's newest event)"
+        )
+        lines[4] = lines[4].replace('"t..x"', '"t.x"')
+        report = await import_store(store, io.StringIO("".join(lines)))  # goes on after them
+        assert report.copied == 4 - len(written)

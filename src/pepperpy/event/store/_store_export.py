@@ -267,6 +267,10 @@ async def import_store(
                     chunk = await asyncio.to_thread(_take, rows, size)
                 except CutOff as exc:  # a stream (a path's was read through first)
                     raise StoreError(f"{exc}; {_written(copied, after)}") from None
+                except StoreError as exc:  # a bad line of a stream: say what was written
+                    if not copied:
+                        raise
+                    raise StoreError(f"{exc}; {_written(copied, after, fix=True)}") from None
                 for number, row in chunk:
                     if head is not None and row[0] <= head:
                         _check_held(checks, row, number, name)
@@ -308,14 +312,16 @@ def _check_file(path: str, stop: threading.Event, sealed: bool) -> None:
             raise bad_file(exc) from None
 
 
-def _written(copied: int, after: int | None) -> str:
-    """What an import from a stream cut off had written: the batches before the cut."""
+def _written(copied: int, after: int | None, *, fix: bool = False) -> str:
+    """What an import from a stream cut off (or, ``fix``, with a bad line) had written:
+    the batches before the cut (the bad line's)."""
     if not copied:
         return "nothing was written"
     return (
         f"{copied} event{'' if copied == 1 else 's'} of it {'was' if copied == 1 else 'were'} "
-        f"written (up to global position {after}): import the whole file to go on after "
-        "them (an import resumes after the destination's newest event)"
+        f"written before (up to global position {after}): "
+        f"{'fix the file and import it again' if fix else 'import the whole file'} to go on "
+        "after them (an import resumes after the destination's newest event)"
     )
 
 
