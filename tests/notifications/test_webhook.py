@@ -199,20 +199,25 @@ async def _never_answer(request: Request, writer: asyncio.StreamWriter) -> None:
     await asyncio.sleep(30)
 
 
-async def _trickle(request: Request, writer: asyncio.StreamWriter) -> None:
-    """Answer 200 at once, then one byte of a 100-byte body every 0.2 s (20 s in all)."""
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n")
-    for _ in range(100):
-        await writer.drain()
-        await asyncio.sleep(0.2)
-        writer.write(b"x")
+def _trickle(status: int) -> Reply:
+    """Answer ``status`` at once, then one byte of a 100-byte body every 0.2 s (20 s in all)."""
+
+    async def reply(request: Request, writer: asyncio.StreamWriter) -> None:
+        head = f"HTTP/1.1 {status} X\r\nContent-Length: 100\r\nConnection: close\r\n\r\n"
+        writer.write(head.encode())
+        for _ in range(100):
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.write(b"x")
+
+    return reply
 
 
 async def test_timeout_bounds_the_whole_request_not_each_read(http_server: HttpSink) -> None:
     # httpx's timeout applies to each read: a receiver trickling its answer kept one try
     # alive for as long as it liked (20 s here); the whole request is now bounded
-    http_server.reply = _trickle
-    policy = RetryPolicy.fixed(max_attempts=2, base_delay=0.0, retry_on=TimeoutError)
+    http_server.reply = _trickle(503)
+    policy = RetryPolicy.fixed(max_attempts=2, base_delay=0.0)
     notifications = NotificationSystem(retry_policy=policy)
     notifications.add_channel("hooks", WebhookChannel(http_server.url, timeout=0.5))
     started = time.monotonic()
@@ -221,10 +226,47 @@ async def test_timeout_bounds_the_whole_request_not_each_read(http_server: HttpS
     elapsed = time.monotonic() - started
     await notifications.close()
 
-    assert result.status == "failed" and result.attempts == 2  # TimeoutError matched retry_on
-    assert isinstance(result.error, NotificationError) and "0.5s" in str(result.error)
-    assert isinstance(result.error.__cause__, TimeoutError)
+    # the status came in time, so it is the answer: a 503, retried, its body's start quoted
+    assert result.status == "failed" and result.attempts == 2
+    assert isinstance(result.error, NotificationError)
+    assert "answered 503: 'x" in str(result.error)
+    assert len(http_server.requests) == 2
     assert elapsed < 8  # two tries of 0.5 s each, with a wide margin for a loaded machine
+
+
+async def test_a_2xx_whose_body_stalls_is_a_delivery_not_retried(http_server: HttpSink) -> None:
+    # the receiver accepted the message (200); its body stalling past the timeout made
+    # the try fail, and the retry posted the message a second time
+    http_server.reply = _trickle(200)
+    notifications = NotificationSystem(retry_policy=RetryPolicy.fixed(max_attempts=3))
+    notifications.add_channel("hooks", WebhookChannel(http_server.url, timeout=0.5))
+    started = time.monotonic()
+
+    result = (await asyncio.wait_for(notifications.notify(body="x"), 15))["hooks"]
+    elapsed = time.monotonic() - started
+    await notifications.close()
+
+    assert result.status == "sent", result.error
+    assert result.attempts == 1
+    assert len(http_server.requests) == 1
+    assert elapsed < 8  # bounded by the timeout all the same (0.5 s), with a wide margin
+
+
+async def test_a_2xx_whose_connection_breaks_off_is_a_delivery(http_server: HttpSink) -> None:
+    async def cut(request: Request, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nxx")
+        await writer.drain()
+        writer.transport.abort()  # 98 bytes short
+
+    http_server.reply = cut
+    notifications = NotificationSystem(retry_policy=RetryPolicy.fixed(max_attempts=3))
+    notifications.add_channel("hooks", WebhookChannel(http_server.url))
+
+    result = (await notifications.notify(body="x"))["hooks"]
+    await notifications.close()
+
+    assert result.status == "sent", result.error
+    assert len(http_server.requests) == 1
 
 
 async def test_a_silent_receiver_times_out_with_a_builtin_timeout_error(

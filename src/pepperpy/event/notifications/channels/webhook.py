@@ -19,7 +19,9 @@ answer's ``Retry-After`` (seconds or an HTTP date) is kept on the error as
 The answer's body is read as a stream and only its first :data:`RESPONSE_LIMIT` bytes are
 kept (an error message quotes the start of them), so a receiver answering with a huge
 body cannot fill our memory. ``timeout`` bounds the whole request, however slowly the
-receiver trickles its answer. Transport failures carry a builtin cause
+receiver trickles its answer; once the status line has come, it is the answer, even if
+the body then stalls past the timeout or breaks off (a 2xx is a delivery: trying it again
+would send the message twice). Transport failures carry a builtin cause
 (``ConnectionError`` or ``TimeoutError``), so ``RetryPolicy(retry_on=ConnectionError)``
 means the same for webhooks as for email.
 """
@@ -164,6 +166,8 @@ class WebhookChannel(Channel):
             headers[SIGNATURE_HEADER] = self.sign(self._secret, body, timestamp)
         client = self._clients.here()
         loop = asyncio.get_running_loop()
+        answers: list[Any] = []  # the response, once its status line and headers came
+        start = bytearray()  # the start of its body, as far as it came
         try:
             async with asyncio.timeout(self.timeout) as deadline:
 
@@ -182,17 +186,23 @@ class WebhookChannel(Channel):
                 async with client.stream(
                     "POST", self.url, content=body, headers=headers, extensions={"trace": trace}
                 ) as response:
-                    start = await _read_start(response)
+                    answers.append(response)
+                    await _read_start(response, start)
         except TimeoutError as exc:
-            raise NotificationError(
-                f"webhook {self._shown} did not answer within {self.timeout}s"
-            ) from exc
+            if not answers:
+                raise NotificationError(
+                    f"webhook {self._shown} did not answer within {self.timeout}s"
+                ) from exc
         except httpx.HTTPError as exc:
-            raise NotificationError(f"webhook {self._shown} failed: {exc!r}") from _builtin_cause(
-                exc, httpx
-            )
+            if not answers:
+                raise NotificationError(
+                    f"webhook {self._shown} failed: {exc!r}"
+                ) from _builtin_cause(exc, httpx)
+        # the status came: it is the answer, even if the body then stalled or broke off (a
+        # 2xx is a delivery, and trying it again would send the message twice)
+        response = answers[0]
         if not response.is_success:
-            quoted = start[:_QUOTED].decode("utf-8", "replace")
+            quoted = bytes(start[:_QUOTED]).decode("utf-8", "replace")
             status = response.status_code
             if 300 <= status < 400:
                 location = response.headers.get("location", "")[:_QUOTED]
@@ -319,19 +329,18 @@ async def _close_client(client: Any) -> None:
     await client.aclose()
 
 
-async def _read_start(response: Any, limit: int = RESPONSE_LIMIT) -> bytes:
-    """The first ``limit`` bytes of the answer's body, as sent (not decompressed).
+async def _read_start(response: Any, start: bytearray, limit: int = RESPONSE_LIMIT) -> None:
+    """Add the first ``limit`` bytes of the answer's body, as sent (not decompressed), to
+    ``start`` as they come (what came is kept if the rest never does).
 
     A body that ends within the limit is read to its end, so the connection can be
     reused; a longer one is dropped with its connection when the stream closes.
     """
-    start = bytearray()
     async with contextlib.aclosing(response.aiter_raw()) as chunks:
         async for chunk in chunks:
             start += chunk[: limit - len(start)]
             if len(start) >= limit:
                 break
-    return bytes(start)
 
 
 def _builtin_cause(exc: Exception, httpx: Any) -> Exception:
