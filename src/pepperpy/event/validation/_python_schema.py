@@ -99,7 +99,7 @@ class _PythonCompiler:
             return TupleNode([self.annotation(arg) for arg in args if arg != ()])
         if origin in _MAPPINGS:
             key, value = (args[0], args[1]) if len(args) == 2 else (str, Any)
-            return DictNode(self.annotation(key), self.annotation(value))
+            return DictNode(_text_key(self.annotation(key), annotation), self.annotation(value))
         try:
             info = self.msgspec.inspect.type_info(self.rewrite(annotation))
         except (TypeError, ValueError) as exc:
@@ -259,7 +259,7 @@ class _PythonCompiler:
             return TupleNode([self.info(t) for t in info.item_types])
         if isinstance(info, inspect.DictType):
             return DictNode(
-                self.info(info.key_type),
+                _text_key(self.info(info.key_type), info),
                 self.info(info.value_type),
                 min_length=info.min_length,
                 max_length=info.max_length,
@@ -320,6 +320,35 @@ def _decimal(constraints: dict[str, Any], annotation: Any) -> Node:
         if name == "multiple_of" and not bound > 0:
             raise ConfigurationError(f"{annotation!r}: multiple_of must be > 0, got {bound!r}")
     return DecimalNode(**constraints)
+
+
+def _text_key(key: Node, annotation: Any) -> Node:
+    """The key node of a dict: one whose keys are str, as event data's (JSON) are.
+
+    An ``Any`` key is any str. A key converted into something else (an int, a UUID, a
+    date) would give data no event can hold: ``validate()`` returned an event that
+    failed only when stored or published, so such a dict is refused here.
+    """
+    if isinstance(key, AnyNode):
+        return StrNode()
+    if not _is_text(key):
+        raise ConfigurationError(
+            f"{annotation!r}: the keys of event data's objects are str (JSON), so a dict's "
+            f"keys must be str (or a Literal or Enum of strs), not {key.expected}"
+        )
+    return key
+
+
+def _is_text(node: Node) -> bool:
+    if isinstance(node, StrNode):
+        return True
+    if isinstance(node, LiteralNode):
+        return all(isinstance(value, str) for value in node.values)
+    if isinstance(node, EnumNode):
+        return all(isinstance(member.value, str) for member in node.cls)
+    if isinstance(node, UnionNode):
+        return all(_is_text(option) for option in node.options)
+    return False
 
 
 def _with_lengths(node: Node, constraints: dict[str, Any], annotation: Any) -> Node:
