@@ -87,3 +87,25 @@ async def test_two_notifications_have_different_message_ids(
     first, second = sink.messages
     assert first.message["Message-ID"] != second.message["Message-ID"]
     await notifications.close()
+
+
+async def test_a_key_used_again_once_forgotten_is_a_new_message_id(
+    smtp_server: tuple[MailSink, int],
+) -> None:
+    # a key sent again once the store forgot it (here: it keeps one key) is a new
+    # message; receivers that drop a repeated Message-ID would have hidden it
+    sink, port = smtp_server
+    notifications = NotificationSystem(idempotency_size=1)
+    notifications.add_channel(
+        "email", EmailChannel("127.0.0.1", port, sender="no-reply@example.com", starttls=False)
+    )
+
+    for key in ("reset-ana", "reset-bo", "reset-ana"):
+        result = await notifications.notify(
+            channels=["email"], subject="s", body="b", to="ana@example.com", idempotency_key=key
+        )
+        assert result["email"].status == "sent", result["email"].error
+
+    first, _, again = sink.messages
+    assert first.message["Message-ID"] != again.message["Message-ID"]
+    await notifications.close()

@@ -503,10 +503,11 @@ def _parse_one(text: str) -> tuple[str, str]:
 
 def _message_id(notification: Notification, domain: str | None) -> str:
     """The Message-ID of ``notification``: the same on every try (a retry after an answer
-    that never came is a copy receivers can recognise), from its idempotency key when it
-    has one (a delivery taken over by another process after a crash too), else its id."""
-    unique = notification.key or notification.id
-    if not _ID_LEFT.fullmatch(unique):  # a Channel subclass's own key or id: hashed
+    that never came is a copy receivers can recognise), from its id. Not from its
+    idempotency key: a key used again once the store forgot it (a "one reset mail per
+    day" key) is a new message, which receivers that drop repeated Message-IDs would hide."""
+    unique = notification.id
+    if not _ID_LEFT.fullmatch(unique):  # an id given by the application: hashed
         unique = hashlib.sha256(unique.encode()).hexdigest()[:32]
     return f"<{unique}@{domain or 'localhost'}>"
 
