@@ -23,8 +23,10 @@ from pepperpy.event.cli._console import console_app
 
 from .conftest import command_env
 
-#: a backlog far larger than the sockets' buffers: its writes wait for the client
-EVENTS, SIZE = 1_000, 20_000
+#: a backlog far larger than the sockets' buffers: its writes wait for the client. Events
+#: of 16 MB: each was one write, which a stop could not cut off (uvicorn kept the rest of
+#: it for the client, and the server never stopped); now written 64 KiB at a time
+EVENTS, SIZE = 2, 16_000_000
 
 
 @pytest.fixture

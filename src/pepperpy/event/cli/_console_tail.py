@@ -87,12 +87,14 @@ async def _sse(
     """
     try:
         for chunk in _backlog_chunks(backlog):
-            if stopping.is_set():
-                return
-            yield chunk
-            await asyncio.sleep(0)  # a turn for the loop: a client that has left is noticed
+            for piece in _pieces(chunk):
+                if stopping.is_set():
+                    return
+                yield piece
+                await asyncio.sleep(0)  # a turn for the loop: a client that left is noticed
         async for message in _live(live, stopping):
-            yield message
+            for piece in _pieces(message):
+                yield piece
     finally:
         await live.aclose()  # also when the client left mid-backlog
 
@@ -154,6 +156,22 @@ def _backlog_chunks(backlog: list[Event]) -> Iterator[bytes]:
             chunk, size = [], 0
     if chunk:
         yield b"".join(chunk)
+
+
+def _pieces(data: bytes) -> Iterator[bytes]:
+    """``data`` in writes of at most ``BACKLOG_CHUNK`` bytes.
+
+    A large event was one write: a stop could not cut off a tail whose client stopped
+    reading during it (uvicorn held the rest of it, megabytes, for a client that would
+    never take them, and the server never stopped). A write of 64 KiB waits no longer
+    than the stop's grace, as the backlog's smaller writes did.
+    """
+    if len(data) <= BACKLOG_CHUNK:
+        yield data
+        return
+    view = memoryview(data)
+    for start in range(0, len(data), BACKLOG_CHUNK):
+        yield bytes(view[start : start + BACKLOG_CHUNK])
 
 
 def _sse_error(exc: Exception) -> bytes:
