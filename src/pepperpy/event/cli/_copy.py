@@ -126,11 +126,14 @@ def import_(file: str, store: str, batch_size: int) -> None:
     The store must be empty, or hold a copy of the start of FILE (an import run again
     goes on after its newest event). A bad line is named, with what is wrong with it,
     and a FILE cut off (without its end line) is refused; a FILE is checked whole
-    before anything is written.
+    before anything is written (a FIFO or /dev/fd/N, as from <(zcat FILE.gz), is read
+    once, as stdin is).
     """
     source = None if file == "-" else Path(file)
-    if source is not None and not source.is_file():
+    if source is not None and not source.exists():
         raise CommandError(f"no export file at {str(source)!r}")
+    if source is not None and source.is_dir():
+        raise CommandError(f"FILE {file!r} is a directory: give the path of an export file")
 
     async def work() -> CopyReport:
         async with open_store(store) as events:

@@ -217,10 +217,12 @@ async def import_store(
     each one transaction. ``file`` is a path or a text stream open for reading. A bad
     line raises :class:`~pepperpy.event.StoreError` naming the line and what is wrong
     with it, and so does a file cut off (in version 2, the format written, its end line is
-    missing); a path is read through once first, so a bad file writes nothing at all (a
-    stream is read once: the batches before the bad line's are written, and an import
-    run again goes on after them). A version 1 file has no end line: a cut in it cannot
-    be seen.
+    missing); a regular file's path is read through once first, so a bad file writes
+    nothing at all (a stream is read once: the batches before the bad line's are
+    written, the error says how many, and an import run again goes on after them; so is
+    a path that is no regular file: a FIFO, a device, ``/dev/fd/N`` of a shell's process
+    substitution). A directory is refused (``IsADirectoryError``). A version 1 file has
+    no end line: a cut in it cannot be seen.
     """
     size = check_batch(batch_size)
     report = check_progress(progress)
@@ -228,12 +230,33 @@ async def import_store(
     path = _path(file)
     name = str(getattr(file, "name", "<stream>")) if path is None else path
     sealed = sealed_destination(destination)
+    # a FIFO, a device, /dev/fd/N (a shell's <(...)): read once, as a stream, opened in a
+    # thread (a FIFO's open waits for its writer). A read-through first consumed the
+    # pipe, and the import then found it empty, or waited for a writer forever
+    if path is not None and await asyncio.to_thread(_not_regular, path):
+        handle = await asyncio.to_thread(open, path, encoding="utf-8", errors="strict")
+        with handle:
+            return await _import_lines(destination, handle, path, size, report, started, sealed)
     if path is not None:
         stop = threading.Event()  # set when the import is cancelled: the thread stops too
         try:
             await asyncio.to_thread(_check_file, path, stop, sealed)
         finally:
             stop.set()
+    with _opened(file, path) as lines:
+        return await _import_lines(destination, lines, name, size, report, started, sealed)
+
+
+async def _import_lines(
+    destination: EventStore | str,
+    lines: Iterable[str],
+    name: str,
+    size: int,
+    report: Callable[[CopyProgress], object] | None,
+    started: float,
+    sealed: bool,
+) -> CopyReport:
+    """:func:`import_store`'s writing of ``lines`` (checked already if from a path)."""
     async with opened_backend(destination, "destination") as writing:
         head = await writing.head()
         checks: dict[int, str] = {}
@@ -260,33 +283,43 @@ async def import_store(
             if report is not None:
                 report(CopyProgress(copied, after, None, time.monotonic() - started))
 
-        with _opened(file, path) as lines:
-            rows = event_rows(lines, name)
-            while True:
-                try:
-                    chunk = await asyncio.to_thread(_take, rows, size)
-                except CutOff as exc:  # a stream (a path's was read through first)
-                    raise StoreError(f"{exc}; {_written(copied, after)}") from None
-                except StoreError as exc:  # a bad line of a stream: say what was written
-                    if not copied:
-                        raise
-                    raise StoreError(f"{exc}; {_written(copied, after, fix=True)}") from None
-                for number, row in chunk:
-                    if head is not None and row[0] <= head:
-                        _check_held(checks, row, number, name)
-                        for stream, position in hidden_from([row]).items():
-                            hidden[stream] = max(position, hidden.get(stream, 0))
-                        continue
-                    _check_all_held(checks, name)
-                    batch.append(row)
-                    if len(batch) == size:
-                        await flush()
-                if len(chunk) < size:
-                    break
+        rows = event_rows(lines, name)
+        while True:
+            try:
+                chunk = await asyncio.to_thread(_take, rows, size)
+            except CutOff as exc:  # a stream (a path's was read through first)
+                raise StoreError(f"{exc}; {_written(copied, after)}") from None
+            except StoreError as exc:  # a bad line of a stream: say what was written
+                if not copied:
+                    raise
+                raise StoreError(f"{exc}; {_written(copied, after, fix=True)}") from None
+            for number, row in chunk:
+                if head is not None and row[0] <= head:
+                    _check_held(checks, row, number, name)
+                    for stream, position in hidden_from([row]).items():
+                        hidden[stream] = max(position, hidden.get(stream, 0))
+                    continue
+                _check_all_held(checks, name)
+                batch.append(row)
+                if len(batch) == size:
+                    await flush()
+            if len(chunk) < size:
+                break
         _check_all_held(checks, name)
         if batch or hidden:
             await flush()
     return CopyReport(copied, head, after, 0, time.monotonic() - started)
+
+
+def _not_regular(path: str) -> bool:
+    """Whether ``path`` is there and is no regular file (nor a directory, refused)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # the open says why
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{path!r} is a directory: give the path of an export file")
+    return not stat.S_ISREG(mode)
 
 
 def _check_file(path: str, stop: threading.Event, sealed: bool) -> None:
