@@ -156,3 +156,29 @@ async def test_unknown_types_let_through_are_checked_too() -> None:
             validator.check("anything.seen", data)
     event = await validator.validate("anything.seen", {"a": ["é"], "when": {1, 2}.__len__()})
     assert event.data == {"a": ["é"], "when": 2}
+
+
+@pytest.mark.parametrize("kind", ["datetime", "date", "time", "uuid", "uuid-rfc"])
+async def test_a_lone_surrogate_where_a_date_or_uuid_is_expected_is_a_validation_error(
+    kind: str,
+) -> None:
+    # msgspec's parser raised UnicodeEncodeError out of validate() and check()
+    import datetime as dt
+    import uuid
+
+    if kind == "uuid-rfc":
+        schema: Any = {"type": "object", "properties": {"name": {"format": "uuid"}}}
+    else:
+        annotation = {"datetime": dt.datetime, "date": dt.date, "time": dt.time}.get(
+            kind, uuid.UUID
+        )
+        schema = dataclasses.make_dataclass("Timed", [("name", annotation)])
+    validator = EventValidator()
+    validator.register("t", schema)
+    for data in ({"name": BAD}, {"name": "\ud800" * 36}):
+        with pytest.raises(ValidationError) as caught:
+            await validator.validate("t", data)
+        assert [p.path for p in caught.value.errors] == ["name"]
+        assert "lone surrogate" in caught.value.errors[0].message
+        with pytest.raises(ValidationError):
+            validator.check("t", data)

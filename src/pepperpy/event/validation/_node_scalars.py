@@ -304,6 +304,9 @@ class TemporalNode(Node):
         self.expected = f"{kind}{zone} (or RFC 3339 str)"
 
     def check(self, value: Any, path: str, problems: Problems) -> Any:
+        surrogate = _surrogate_text(value)
+        if surrogate is not None:  # msgspec's parser raised UnicodeEncodeError on it
+            return self.fail(value, path, problems, surrogate)
         parsed = self._parse(value)
         if parsed is None:
             if self.rfc and isinstance(value, str):
@@ -365,6 +368,9 @@ class UUIDNode(Node):
             return value
         if not isinstance(value, str):
             return self.fail(value, path, problems)
+        surrogate = _surrogate_text(value)
+        if surrogate is not None:  # msgspec's parser raised UnicodeEncodeError on it
+            return self.fail(value, path, problems, surrogate)
         if self.rfc and len(value) != _HYPHENATED:
             return self.fail(value, path, problems, "not a UUID in its 8-4-4-4-12 form")
         try:
@@ -374,6 +380,13 @@ class UUIDNode(Node):
 
 
 _HYPHENATED = len("2eb8aa08-aa98-11ea-b4aa-73b441d16380")
+
+
+def _surrogate_text(value: Any) -> str | None:
+    """Why ``value``, if it is text, holds a lone surrogate (None: it holds none)."""
+    if isinstance(value, str) and not value.isascii():
+        return lone_surrogate(value)
+    return None
 
 
 class DecimalNode(Node):
