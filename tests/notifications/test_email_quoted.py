@@ -31,6 +31,16 @@ class CommandLog:
 
 @pytest.fixture
 def recording_server() -> Iterator[tuple[MailSink, CommandLog, int]]:
+    yield from _recording(smtputf8=True)
+
+
+def _as_sent(arg: str | None) -> str:
+    """A command's argument as the client wrote it (aiosmtpd keeps non-ASCII bytes as
+    surrogate escapes)."""
+    return (arg or "").encode("utf-8", "surrogateescape").decode("utf-8")
+
+
+def _recording(smtputf8: bool) -> Iterator[tuple[MailSink, CommandLog, int]]:
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import SMTP
 
@@ -39,11 +49,11 @@ def recording_server() -> Iterator[tuple[MailSink, CommandLog, int]]:
 
     class RecordingSMTP(SMTP):
         async def smtp_MAIL(self, arg: str | None) -> None:
-            log.mail.append(arg or "")
+            log.mail.append(_as_sent(arg))
             await super().smtp_MAIL(arg)
 
         async def smtp_RCPT(self, arg: str | None) -> None:
-            log.rcpt.append(arg or "")
+            log.rcpt.append(_as_sent(arg))
             await super().smtp_RCPT(arg)
 
     class RecordingController(Controller):
@@ -51,7 +61,9 @@ def recording_server() -> Iterator[tuple[MailSink, CommandLog, int]]:
             return RecordingSMTP(self.handler, **self.SMTP_kwargs)
 
     port = free_port()
-    controller = RecordingController(sink, hostname="127.0.0.1", port=port)
+    controller = RecordingController(
+        sink, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8
+    )
     controller.start()
     try:
         yield sink, log, port
@@ -172,3 +184,71 @@ async def test_a_malformed_quoted_local_part_is_refused_before_connecting(to: st
 def test_a_malformed_quoted_sender_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="sender"):
         EmailChannel("127.0.0.1", 25, sender='"a"b@exämple.com')
+
+
+@pytest.fixture
+def utf8_recording_server() -> Iterator[tuple[MailSink, CommandLog, int]]:
+    yield from _recording(smtputf8=True)
+
+
+@pytest.fixture
+def plain_recording_server() -> Iterator[tuple[MailSink, CommandLog, int]]:
+    yield from _recording(smtputf8=False)
+
+
+@pytest.mark.parametrize(
+    ("to", "envelope", "header"),
+    [
+        ('"zoë ålund"@example.com', '"zoë ålund"@example.com', '"zoë ålund"@example.com'),
+        (
+            'Zoë <"zoë@home"@exämple.com>',
+            '"zoë@home"@xn--exmple-cua.com',
+            'Zoë <"zoë@home"@xn--exmple-cua.com>',
+        ),
+        ('"zoë"@example.com', "zoë@example.com", "zoë@example.com"),  # needless quotes
+    ],
+)
+async def test_a_quoted_non_ascii_local_part_goes_out_with_smtputf8(
+    utf8_recording_server: tuple[MailSink, CommandLog, int], to: str, envelope: str, header: str
+) -> None:
+    sink, log, port = utf8_recording_server
+    notifications = _system(port)
+
+    result = await notifications.notify(channels=["email"], subject="s", body="b", to=to)
+
+    assert result.ok, result["email"].error
+    assert log.rcpt == [f"TO:<{envelope}>"]
+    assert "SMTPUTF8" in log.mail[0].split()
+    [mail] = sink.messages
+    assert mail.recipients == [envelope]
+    assert mail.message["To"] == header
+    await notifications.close()
+
+
+async def test_a_quoted_non_ascii_local_part_needs_smtputf8(
+    plain_recording_server: tuple[MailSink, CommandLog, int],
+) -> None:
+    sink, log, port = plain_recording_server
+    notifications = _system(port)
+
+    result = await notifications.notify(
+        channels=["email"], subject="s", body="b", to='"zoë ålund"@example.com'
+    )
+
+    error = result["email"].error
+    assert isinstance(error, RecipientError), error
+    assert "SMTPUTF8" in str(error)
+    assert result["email"].attempts == 1
+    assert log.rcpt == [] and sink.messages == []
+    await notifications.close()
+
+
+async def test_a_quoted_local_part_with_a_c1_control_is_refused() -> None:
+    notifications = _system(free_port())
+
+    result = await notifications.notify(
+        channels=["email"], subject="s", body="b", to='"zoë\x85x"@example.com'
+    )
+
+    assert isinstance(result["email"].error, RecipientError), result["email"].error
+    await notifications.close()

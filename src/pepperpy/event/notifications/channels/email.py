@@ -391,8 +391,16 @@ _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 #: a local part with quoted strings: dot-separated atoms and quoted strings
 _LOCAL_WORD = r'(?:[^\s."()<>\[\]:;@\\,]+|"(?:[^"\\]|\\.)*")'
 _QUOTED_LOCAL = re.compile(rf"{_LOCAL_WORD}(?:\.{_LOCAL_WORD})*")
+_WORD = re.compile(_LOCAL_WORD)
 #: an empty quoted word in a local part (``""@b.com``, ``a.""@b.com``)
 _EMPTY_WORD = re.compile(r'(?:^|\.)""(?:\.|$)')
+
+
+def _unquoted(word: str) -> str:
+    """A local part's word as it reads: a quoted string without its quotes and escapes."""
+    if not word.startswith('"'):
+        return word
+    return re.sub(r"\\(.)", r"\1", word[1:-1])
 
 
 def _single_address(recipient: str | None) -> Address:
@@ -417,7 +425,12 @@ def _single_address(recipient: str | None) -> Address:
             return Address(display_name=name, addr_spec=f"{local}@{domain}")
         # the standard library refuses a non-ASCII local part outright; it is valid
         # (RFC 6531) for a server offering SMTPUTF8, which send() checks
-        if not _UTF8_LOCAL.fullmatch(local):
+        if '"' in local:  # quoted strings may hold UTF-8 too (RFC 6531): unquoted here
+            words = _WORD.findall(local)  # _parse_one checked it is nothing else
+            local = ".".join(_unquoted(word) for word in words)
+            if any("\x80" <= ch <= "\x9f" for ch in local):
+                raise ValueError("its local part (before the @) has a control character")
+        elif not _UTF8_LOCAL.fullmatch(local):
             raise ValueError("its non-ASCII local part (before the @) is not dot-separated words")
         return Address(display_name=name, username=local, domain=domain)
     except (ValueError, IndexError, HeaderParseError) as exc:
