@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -244,3 +245,34 @@ async def test_a_handler_raising_a_base_exception_does_not_drop_the_others_failu
     assert "interrupted by Abort" in record.getMessage()
     assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
     assert not manager.dead_letters  # called off: logged, not retried or dead-lettered
+
+
+def test_sys_exit_from_a_handler_task_is_not_logged_as_its_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # on CPython 3.11 (or with a task factory) the sync handler runs in a Task, whose
+    # SystemExit asyncio raises out of the event loop; asyncio.run then cancels the emit,
+    # which calls its handlers off: sys.exit() is not a failure to log with a traceback
+    log: list[str] = []
+
+    async def main() -> None:
+        manager = EventManager()
+
+        async def slow(event: Event) -> None:
+            try:
+                await asyncio.sleep(60)
+            finally:
+                log.append("slow finished")
+
+        def stop(event: Event) -> None:
+            sys.exit(3)
+
+        manager.on("app.stop", slow, priority=1)
+        manager.on("app.stop", stop)
+        await manager.emit("app.stop")
+
+    with caplog.at_level(logging.ERROR, "pepperpy.event"), pytest.raises(SystemExit) as exited:
+        asyncio.run(main())
+    assert exited.value.code == 3
+    assert log == ["slow finished"]  # the other handler was called off, on every version
+    assert [r.getMessage() for r in caplog.records if r.name == "pepperpy.event"] == []

@@ -62,7 +62,7 @@ async def _cancel_all(
     failures = list(failed)
     for listener, task in running:
         error = None if task.cancelled() else task.exception()
-        if error is not None:
+        if error is not None and not _raised_by_the_loop(task, error):
             failures.append((listener, error))
     for listener, error in failures:
         logger.error(
@@ -74,6 +74,14 @@ async def _cancel_all(
             why,
             exc_info=error,
         )
+
+
+def _raised_by_the_loop(task: asyncio.Future[Any], error: BaseException) -> bool:
+    """Whether asyncio raised ``error`` out of the event loop already: a Task ending with
+    KeyboardInterrupt or SystemExit re-raises it from the loop (``asyncio.run`` then
+    cancels every task, this emit included), so its caller has it. Logged here too, a
+    handler's ``sys.exit()`` would read as that handler's failure, traceback and all."""
+    return isinstance(error, (KeyboardInterrupt, SystemExit)) and isinstance(task, asyncio.Task)
 
 
 async def _call_sync(listener: _Listener, event: Event) -> None:
