@@ -141,7 +141,6 @@ async def test_a_non_ascii_local_part_without_smtputf8_fails_for_good_saying_why
         ("zoe@ä..example", "is not a valid domain name (label empty"),
         ("zoe@" + "ä" * 70 + ".example", "is not a valid domain name (label"),
         ("zoë..x@example.com", "non-ASCII local part (before the @) is not dot-separated words"),
-        ('"zoë"@example.com', "non-ASCII local part (before the @) is not dot-separated words"),
     ],
 )
 async def test_a_non_ascii_address_that_cannot_be_sent_is_refused_before_connecting(
