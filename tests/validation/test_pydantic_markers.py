@@ -7,9 +7,11 @@ import dataclasses
 import json
 from typing import Annotated, Any
 
+import annotated_types
+import msgspec
 import pytest
 
-from pepperpy.event import EventValidator, ValidationError
+from pepperpy.event import ConfigurationError, EventValidator, ValidationError
 
 pydantic = pytest.importorskip("pydantic")
 pydantic_core = pytest.importorskip("pydantic_core")
@@ -93,10 +95,45 @@ def test_a_compiled_pattern_is_run_by_re_as_pydantic_does() -> None:
 def test_a_pattern_pydantic_refuses_is_refused_at_registration(pattern: str) -> None:
     # Rust's regex has no lookaround or backreference: pydantic refuses the schema;
     # the validator ran the pattern with Python's re instead
-    from pepperpy.event import ConfigurationError
-
     cls = _field(pydantic.Field(pattern=pattern))
     with pytest.raises(pydantic_core.SchemaError):
         pydantic.TypeAdapter(cls)
     with pytest.raises(ConfigurationError, match="pydantic refuses the pattern"):
         EventValidator().register("x", cls)
+
+
+class _MarkedStruct(msgspec.Struct, rename="camel"):
+    # msgspec reads only msgspec.Meta: these markers were dropped, the fields unchecked
+    count: Annotated[int, annotated_types.Gt(0), msgspec.Meta(lt=5)] = 1
+    code: Annotated[str, pydantic.Field(pattern="^a$")] = "a"
+    scores: dict[str, Annotated[float, annotated_types.Ge(0)]] = {}  # noqa: RUF012
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        ({"count": 0}, "count"),
+        ({"count": 5}, "count"),
+        ({"code": "a\n"}, "code"),
+        ({"scores": {"x": -1}}, "scores.x"),
+        ({"count": 2, "code": "a", "scores": {"x": 1.5}}, None),
+        ({}, None),
+    ],
+)
+def test_markers_on_a_struct_are_enforced(data: dict[str, Any], where: str | None) -> None:
+    validator = EventValidator()
+    validator.register("x", _MarkedStruct)
+    if where is None:
+        validator.check("x", data)
+        return
+    with pytest.raises(ValidationError) as caught:
+        validator.check("x", data)
+    assert [p.path for p in caught.value.errors] == [where]
+
+
+def test_an_unenforceable_marker_on_a_struct_is_refused() -> None:
+    class Checked(msgspec.Struct):
+        count: Annotated[int, pydantic.AfterValidator(lambda v: v)]
+
+    with pytest.raises(ConfigurationError, match="cannot be enforced"):
+        EventValidator().register("x", Checked)

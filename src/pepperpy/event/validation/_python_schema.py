@@ -280,9 +280,16 @@ class _PythonCompiler:
             return self.memo[key]
         lazy = self.memo[key] = LazyNode()
         nodefault = self.msgspec.NODEFAULT
+        hints = _struct_hints(info.cls)
         fields = []
         for f in info.fields:
-            node = self.info(f.type)
+            hint = hints.get(f.name)
+            if hint is not None and _has_markers(hint):
+                # msgspec reads only msgspec.Meta: an annotated-types or pydantic marker
+                # (Gt(0), Field(pattern=...)) was dropped, the field accepted unchecked
+                node = self.annotation(hint)
+            else:
+                node = self.info(f.type)
             if f.required:
                 fields.append(Field(f.encode_name, node))
             elif f.default_factory is not nodefault:
@@ -363,6 +370,25 @@ def _with_lengths(node: Node, constraints: dict[str, Any], annotation: Any) -> N
     if "max_length" in constraints:
         node.max_length = constraints["max_length"]
     return node
+
+
+def _struct_hints(cls: Any) -> dict[str, Any]:
+    """A msgspec Struct's annotations, markers kept (msgspec has resolved them)."""
+    try:
+        return typing.get_type_hints(cls, include_extras=True)
+    except Exception:  # msgspec read them: its reading stands
+        return {}
+
+
+def _has_markers(annotation: Any) -> bool:
+    """Whether ``annotation`` holds an annotated-types or pydantic constraint marker."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Annotated:
+        if any(_constraints(marker) is not None for marker in args[1:]):
+            return True
+        args = args[:1]
+    return origin is not Literal and any(_has_markers(arg) for arg in args)
 
 
 def _is_field_info(value: Any) -> bool:
