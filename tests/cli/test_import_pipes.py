@@ -5,16 +5,18 @@ is read once, as stdin is. The command refused it ('no export file at /dev/fd/63
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from pepperpy.event import Event
 
-from .conftest import Cli, command_env
+from .conftest import Cli, command_env, start_command
 from .test_cli import ok, seed
 
 pytestmark = pytest.mark.skipif(not Path("/dev/fd").is_dir(), reason="needs /dev/fd")
@@ -62,3 +64,49 @@ def test_import_refuses_a_directory(cli: Cli, tmp_path: Path) -> None:
     assert done.err.splitlines() == [
         "pepperpy-event: error: FILE 'backups' is a directory: give the path of an export file"
     ]
+
+
+def _waiting_for_a_writer(pid: int) -> bool:
+    """Whether a thread of ``pid`` waits in a FIFO's open for a writer."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/wchan", encoding="ascii") as wchan:
+                if wchan.read().strip() == "wait_for_partner":
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_a_signal_stops_an_import_waiting_for_a_fifo_writer(
+    tmp_path: Path, signum: int, code: int, said: str
+) -> None:
+    """A FIFO's open waits for a writer, which may never come: the import waited in a
+    thread asyncio.run waits for, so Ctrl-C and SIGTERM did not end it."""
+    fifo = tmp_path / "backup.fifo"
+    os.mkfifo(fifo)
+    importing = start_command("import", str(fifo), "--store", "sqlite:///copy.db", cwd=tmp_path)
+    try:
+        for _ in range(3000):  # 30 s at most
+            assert importing.poll() is None, importing.communicate()
+            if _waiting_for_a_writer(importing.pid):
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("the import never waited in the FIFO's open")
+        importing.send_signal(signum)
+        _, err = importing.communicate(timeout=60)  # a liveness bound: it used to hang
+    finally:
+        if importing.poll() is None:
+            importing.kill()
+            importing.communicate()
+    assert importing.returncode == code, err
+    assert err.strip() == said

@@ -234,7 +234,7 @@ async def import_store(
     # thread (a FIFO's open waits for its writer). A read-through first consumed the
     # pipe, and the import then found it empty, or waited for a writer forever
     if path is not None and await asyncio.to_thread(_not_regular, path):
-        handle = await asyncio.to_thread(open, path, encoding="utf-8", errors="strict")
+        handle = await _open_waiting(path)
         with handle:
             return await _import_lines(destination, handle, path, size, report, started, sealed)
     if path is not None:
@@ -309,6 +309,42 @@ async def _import_lines(
         if batch or hidden:
             await flush()
     return CopyReport(copied, head, after, 0, time.monotonic() - started)
+
+
+async def _open_waiting(path: str) -> IO[str]:
+    """``path`` (no regular file) open for reading, opened in a daemon thread of its own.
+
+    A FIFO's open waits until something opens it for writing, which may never happen
+    (a writer not started, or gone): cancelled meanwhile (Ctrl-C, SIGTERM), the import
+    must not wait for it, as ``asyncio.run`` waits for the threads of ``to_thread``.
+    """
+    loop = asyncio.get_running_loop()
+    opened: asyncio.Future[IO[str]] = loop.create_future()
+
+    def settle(handle: IO[str] | None, error: BaseException | None) -> None:
+        if opened.cancelled():
+            if handle is not None:
+                handle.close()
+        elif handle is not None:
+            opened.set_result(handle)
+        else:
+            assert error is not None
+            opened.set_exception(error)
+
+    def work() -> None:
+        handle, error = None, None
+        try:
+            handle = open(path, encoding="utf-8", errors="strict")  # noqa: SIM115
+        except Exception as exc:
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, handle, error)
+        except RuntimeError:  # the loop closed meanwhile: nobody takes it
+            if handle is not None:
+                handle.close()
+
+    threading.Thread(target=work, name="pepperpy-import-open", daemon=True).start()
+    return await opened
 
 
 def _not_regular(path: str) -> bool:
