@@ -25,7 +25,9 @@ from .conftest import command_env
 
 #: a backlog far larger than the sockets' buffers: its writes wait for the client. Events
 #: of 16 MB: each was one write, which a stop could not cut off (uvicorn kept the rest of
-#: it for the client, and the server never stopped); now written 64 KiB at a time
+#: it for the client, and the server never stopped); now written 64 KiB at a time. (A
+#: backlog holds no more than 4 MiB unless its newest event alone is larger, and 4 MiB of
+#: small events can fit in a loopback connection's buffers: then nothing would wait.)
 EVENTS, SIZE = 2, 16_000_000
 
 

@@ -27,7 +27,7 @@ JSON API (what the pages use, and what scripts can use):
 - ``GET /api/tail?from=&lines=&streams=&types=``: ``text/event-stream``; each event is
   sent with ``id: <global position>``, so a browser that reconnects resumes after the
   last one it saw (``Last-Event-ID``). Without ``from`` it starts with the last
-  ``lines`` events (default 20).
+  ``lines`` events (default 20), no more than ``MAX_RESPONSE_BYTES`` of them.
 
 Only requests whose ``Host`` header names an allowed host are answered (a 421
 otherwise; ``_hosts``), so a web page cannot rebind its own name to 127.0.0.1 and read the console
@@ -84,11 +84,10 @@ from ._console_requests import (
     _tail_parameters,
 )
 from ._console_streams import COUNTED_NAMES, StreamsPage, _page_url, _streams_page
-from ._console_tail import TailResponse, _sse
+from ._console_tail import TailResponse, _sse, tail_backlog
 from ._counts import stream_length
 from ._hosts import LOOPBACK_HOSTS, HostCheck
 from ._hosts import allowed_hosts as parse_hosts
-from ._tail import last_events
 
 __all__ = ["LOOPBACK_HOSTS", "console_app"]
 
@@ -165,9 +164,9 @@ def console_app(
         resume = request.headers.get("last-event-id")
         if resume is not None and _DECIMAL.fullmatch(resume) and int(resume) < MAX_POSITION:
             start = int(resume) + 1
-        backlog: list[Event] = []
+        backlog: list[bytes] = []
         if start is None:
-            backlog, start = await last_events(store, lines, streams, types)
+            backlog, start = await tail_backlog(store, lines, streams, types)
         subscription = store.subscribe(start, streams=streams, types=types)
         return TailResponse(_sse(backlog, subscription, stopping), stopping)
 

@@ -18,8 +18,10 @@ from starlette.types import Receive, Scope, Send
 
 from .. import _json
 from .._event import Event
-from ..store import StoreSubscription
+from ..store import EventStore, StoreSubscription
+from ._console_json import MAX_RESPONSE_BYTES, EventBatches
 from ._console_requests import _failure
+from ._tail import last_events
 
 __all__ = ["BACKLOG_CHUNK", "HEARTBEAT_SECONDS", "STOP_GRACE_SECONDS", "UNFINISHED", "TailResponse"]
 
@@ -75,8 +77,47 @@ class TailResponse(StreamingResponse):
             await _closed(self._content)  # its subscription closed now, not when collected
 
 
+async def tail_backlog(
+    store: EventStore, lines: int, streams: list[str] | None, types: list[str] | None
+) -> tuple[list[bytes], int]:
+    """The start of a tail without ``from``: the last ``lines`` matching events as SSE
+    messages, oldest first, but no more than :data:`MAX_RESPONSE_BYTES` of them (the
+    newest that fit, at least one), and the position to follow from.
+
+    Read newest first in batches sized by the largest event seen: the last 1,000 events
+    were read whole, and kept until sent, however large (1,000 events of 1 MB: a
+    gigabyte per browser opening ``/tail``).
+    """
+    _, start = await last_events(store, 0, streams, types)  # the head: where to follow
+    if lines == 0 or start == 0:
+        return [], start
+
+    async def read(cursor: int | None, count: int) -> list[Event]:
+        return await store.read_all(
+            cursor, backwards=True, streams=streams, types=types, limit=count
+        )
+
+    def before(event: Event) -> int | None:
+        position = event.global_position or 0
+        return position - 1 if position > 0 else None
+
+    batches = EventBatches(read, before, start - 1, lines)
+    newest_first: list[bytes] = []
+    while events := await batches.next():
+        for event in events:
+            message = _sse_event(event)
+            if newest_first and batches.used + len(message) > MAX_RESPONSE_BYTES:
+                newest_first.reverse()
+                return newest_first, start
+            batches.used += len(message)
+            batches.largest = max(batches.largest, len(message))
+            newest_first.append(message)
+    newest_first.reverse()
+    return newest_first, start
+
+
 async def _sse(
-    backlog: list[Event], live: StoreSubscription, stopping: asyncio.Event
+    backlog: list[bytes], live: StoreSubscription, stopping: asyncio.Event
 ) -> AsyncIterator[bytes]:
     """Server-Sent Events: the backlog, then live events, with heartbeats when idle.
 
@@ -138,17 +179,16 @@ async def _closed(content: AsyncIterator[bytes]) -> None:
         await close()
 
 
-def _backlog_chunks(backlog: list[Event]) -> Iterator[bytes]:
+def _backlog_chunks(backlog: list[bytes]) -> Iterator[bytes]:
     """The start of a tail in writes of about ``BACKLOG_CHUNK`` bytes: a comment that
-    sends the headers at once, then the backlog's events.
+    sends the headers at once, then the backlog's messages (``_sse_event``).
 
     A write per event (up to 1,000 of them), with no turn of the event loop between,
     went on after the client had left, and asyncio logged "socket.send() raised
     exception." on the server's stderr for each client that did.
     """
     chunk, size = [b": pepperpy-event tail\n\n"], 0
-    for event in backlog:
-        message = _sse_event(event)
+    for message in backlog:
         chunk.append(message)
         size += len(message)
         if size >= BACKLOG_CHUNK:
