@@ -276,3 +276,28 @@ def test_sys_exit_from_a_handler_task_is_not_logged_as_its_failure(
     assert exited.value.code == 3
     assert log == ["slow finished"]  # the other handler was called off, on every version
     assert [r.getMessage() for r in caplog.records if r.name == "pepperpy.event"] == []
+
+
+async def test_a_once_handler_claimed_but_not_started_is_no_longer_listed_or_counted() -> None:
+    # between the emit that claimed it and its Task's first step, a once handler is
+    # neither listed by handlers() nor counted against max_listeners: no event reaches it
+    manager = EventManager(max_listeners=2)
+    made: list[asyncio.Task[Any]] = []
+    seen: list[list[Any]] = []
+
+    async def first(event: Event) -> None:
+        return None
+
+    async def look(event: Event) -> None:  # higher priority: its Task starts first
+        seen.append(manager.handlers("job.run"))
+        manager.on("job.run", late)  # a slot is free: first has fired
+
+    async def late(event: Event) -> None:
+        return None
+
+    manager.on("job.run", look, priority=1)
+    manager.once("job.run", first)
+    with handler_tasks(made):
+        await manager.emit("job.run")
+    assert seen == [[look]]
+    assert manager.handlers("job.run") == [look, late]

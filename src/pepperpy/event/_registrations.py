@@ -101,7 +101,10 @@ class Registrations:
             listener = _Listener(pattern, handler, once, priority)
         with self._lock:  # registrations from other threads count too
             if self.max_listeners is not None:
-                count = len(self._index.items_for(pattern))
+                # a once registration that fired stays until its Task starts (see
+                # EventManager._fire_once): no longer a handler, it takes no slot
+                items = self._index.items_for(pattern)
+                count = sum(1 for _, item in items if not item.fired)
                 if count >= self.max_listeners:
                     raise ListenerLimitError(
                         f"{pattern!r} already has {count} handlers "
@@ -148,7 +151,8 @@ class Registrations:
                 "and gives the handlers an event of that type would reach)",
                 "event type",
             ) from None
-        found = (listener.target() for listener in listeners)
+        # not a once handler that fired (claimed by an emit, its Task not started yet)
+        found = (listener.target() for listener in listeners if not listener.fired)
         return [handler for handler in found if handler is not None]
 
     @overload
