@@ -69,3 +69,24 @@ async def test_a_dict_of_str_keys_refuses_a_key_that_is_no_str(key: Any, valid: 
     with pytest.raises(ValidationError) as caught:
         await validator.validate("x", {"x": {1: 2}})
     assert [p.path for p in caught.value.errors] == ["x['1']"]
+
+
+@pytest.mark.parametrize(
+    ("marker", "base", "bad", "good"),
+    [
+        (at.Gt(0), int, 0, 1),
+        (at.MinLen(1), list[int], [], [1]),
+        (at.MaxLen(1), str, "ab", "a"),
+    ],
+)
+def test_a_marker_on_an_optional_constrains_its_value(
+    marker: Any, base: Any, bad: Any, good: Any
+) -> None:
+    # Annotated[int | None, Gt(0)] was refused at registration ("only min_length/
+    # max_length constrain a container"); pydantic constrains the int
+    validator = EventValidator()
+    validator.register("x", _schema(Annotated[base | None, marker]))
+    validator.check("x", {"x": None})
+    validator.check("x", {"x": good})
+    with pytest.raises(ValidationError):
+        validator.check("x", {"x": bad})

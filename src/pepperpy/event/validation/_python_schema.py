@@ -82,6 +82,9 @@ class _PythonCompiler:
         args = typing.get_args(annotation)
         if origin is Union or isinstance(annotation, types.UnionType):
             return UnionNode([self.annotation(arg) for arg in args])
+        if origin is Annotated and (inner := _optional_inner(args[0])) is not None:
+            # Annotated[X | None, marker] constrains the X, as pydantic reads it
+            return UnionNode([self.annotation(Annotated[(inner, *args[1:])]), NoneNode()])
         if origin is Annotated and args[0] is Decimal:  # msgspec.Meta takes no bounds there
             return _decimal(self.markers(args[1:]), annotation)
         if origin is Annotated and typing.get_origin(args[0]) not in (None, Literal):
@@ -370,6 +373,16 @@ def _with_lengths(node: Node, constraints: dict[str, Any], annotation: Any) -> N
     if "max_length" in constraints:
         node.max_length = constraints["max_length"]
     return node
+
+
+def _optional_inner(annotation: Any) -> Any:
+    """The X of ``Optional[X]`` (``X | None``, a union of X and None only), else None."""
+    if typing.get_origin(annotation) is not Union and not isinstance(annotation, types.UnionType):
+        return None
+    options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    if len(options) != 1 or len(typing.get_args(annotation)) != 2:
+        return None
+    return options[0]
 
 
 def _struct_hints(cls: Any) -> dict[str, Any]:
