@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
-from .._errors import EncryptionError, StoreError
+from .._errors import ConfigurationError, EncryptionError, StoreError
 from ._export_lines import (
     FORMAT,
     CutOff,
@@ -44,7 +44,7 @@ from ._store_copy import (
     opened_backend,
 )
 from ._store_security import refuse_plain, sealed_destination
-from .base import Row, StoredRow
+from .base import Row, StoreBackend, StoredRow
 
 __all__ = ["FORMAT", "export_store", "import_store"]
 
@@ -78,11 +78,13 @@ async def export_store(
     size = check_batch(batch_size)
     report = check_progress(progress)
     started = time.monotonic()
-    path = _path(file)
+    path = given = _path(file)
     direct = False
     if path is not None:
         path, direct = await asyncio.to_thread(_destination, path)
     async with opened_backend(source, "source", reading=True) as reading:
+        if path is not None and given is not None:
+            await asyncio.to_thread(_refuse_store_file, reading, path, given)
         target = await reading.head()
         if path is None:
             assert not isinstance(file, (str, os.PathLike))
@@ -141,6 +143,31 @@ def _destination(path: str) -> tuple[str, bool]:
     if stat.S_ISREG(mode):
         return os.path.realpath(path), False
     return path, True
+
+
+def _refuse_store_file(backend: StoreBackend, path: str, given: str) -> None:
+    """Refuse an export to the source's own SQLite file (or its ``-wal``, ``-shm`` or
+    ``-journal``), before anything is written: renamed over it, the export replaced the
+    database (its snapshots and checkpoints lost, the store no longer one), a typo away
+    (``export events.db --store sqlite:///events.db``)."""
+    from .sqlite import SQLiteBackend
+
+    if not isinstance(backend, SQLiteBackend):
+        return
+    try:
+        target = os.stat(path)
+    except OSError:  # a new file
+        return
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            found = os.stat(backend.path + suffix)
+        except (OSError, ValueError):
+            continue
+        if (found.st_dev, found.st_ino) == (target.st_dev, target.st_ino):
+            raise ConfigurationError(
+                f"{given!r} is the source store's own SQLite {suffix or 'database'} file: an "
+                "export there would overwrite the store; give the path of another file"
+            )
 
 
 def _finish(stream: IO[str], partial: str | None, path: str) -> None:
