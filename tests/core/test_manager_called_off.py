@@ -301,3 +301,25 @@ async def test_a_once_handler_claimed_but_not_started_is_no_longer_listed_or_cou
         await manager.emit("job.run")
     assert seen == [[look]]
     assert manager.handlers("job.run") == [look, late]
+
+
+async def test_an_interrupt_after_a_sync_failure_still_logs_that_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # no handler Task at all: both run inline, on every version
+    manager = EventManager()
+
+    def failing(event: Event) -> None:
+        raise ValueError("failed first")
+
+    def stop(event: Event) -> None:
+        raise KeyboardInterrupt
+
+    manager.on("app.stop", failing, priority=1)
+    manager.on("app.stop", stop)
+    with caplog.at_level(logging.ERROR, "pepperpy.event"), pytest.raises(KeyboardInterrupt):
+        await manager.emit("app.stop")
+    [record] = [r for r in caplog.records if r.exc_info is not None]
+    assert "failing" in record.getMessage()
+    assert "interrupted by KeyboardInterrupt" in record.getMessage()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)

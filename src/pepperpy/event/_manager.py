@@ -427,8 +427,9 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         except BaseException as exc:
             # KeyboardInterrupt or SystemExit from a sync handler, or from an async one's
             # eager first step: the handlers started so far are called off (as a cancelled
-            # emit's are) before it propagates, not left running unsupervised
-            if running:
+            # emit's are) before it propagates, not left running unsupervised, and the
+            # failures of those that failed already are logged, not dropped
+            if running or failed:
                 await self._call_off(loop, event, running, failed, _interrupted(exc))
             raise
         if running:
