@@ -31,7 +31,7 @@ from ._audit import audit
 from ._bus import bus
 from ._checkpoints import checkpoints
 from ._copy import COMMANDS as COPY_COMMANDS
-from ._counts import stream_counts
+from ._counts import count_streams, stream_counts
 from ._errors import CommandError, NotPrinted, OutputClosed
 from ._output import event_json, field, global_line, stream_line
 from ._serve import serve
@@ -346,8 +346,7 @@ def stats(store: str, streams: tuple[str, ...]) -> None:
 
     async def work() -> None:
         async with open_store(store, reading=True, must_exist=True) as events:
-            wanted = streams or ("#",)
-            names = {name for pattern in wanted for name in await events.streams(pattern)}
+            counted_streams = await count_streams(events, streams or ("#",))
             per_type: Counter[str] = Counter()
             total = 0
             if not streams:  # the whole log: the store counts by type, decoding nothing
@@ -363,7 +362,7 @@ def stats(store: str, streams: tuple[str, ...]) -> None:
                             position = event.global_position
                             advance(ReplayProgress(total, total, 0, 0, position, None, 0))
         emit(f"store: {shown(store)}")
-        emit(f"streams: {len(names)}")
+        emit(f"streams: {counted_streams}")
         emit(f"events: {total}")
         if per_type:
             emit("events by type:")

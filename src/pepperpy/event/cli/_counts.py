@@ -8,12 +8,13 @@ first_visible``, one indexed row per stream, no event read or decoded.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
+from .._patterns import matches
 from ..store import EventStore
 from ..store.base import StreamState
 
-__all__ = ["COUNTED_AT_ONCE", "stream_counts", "stream_length"]
+__all__ = ["COUNTED_AT_ONCE", "count_streams", "stream_counts", "stream_length"]
 
 #: names counted with one backend read (``StoreBackend.stream_states``), as a copy does
 COUNTED_AT_ONCE = 1000
@@ -59,3 +60,20 @@ async def stream_counts(
 async def _counted(store: EventStore, names: list[str]) -> list[tuple[str, int]]:
     states = await store.backend.stream_states(names)
     return [(name, _visible(states.get(name))) for name in names]
+
+
+async def count_streams(store: EventStore, patterns: Sequence[str]) -> int:
+    """The number of streams matching any of ``patterns``, each counted once.
+
+    Names are read a page at a time (``EventStore.iter_streams``), never all at once (a
+    store with one stream per aggregate has millions), and none is kept: a name that
+    several patterns match counts for the first of them only.
+    """
+    chosen = list(dict.fromkeys(patterns))
+    total = 0
+    for index, pattern in enumerate(chosen):
+        earlier = chosen[:index]
+        async for name in store.iter_streams(pattern, page_size=COUNTED_AT_ONCE):
+            if not any(matches(before, name) for before in earlier):
+                total += 1
+    return total
