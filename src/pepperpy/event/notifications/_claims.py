@@ -67,13 +67,13 @@ def key_base(explicit: str | None, template: str | None) -> KeyBase | None:
         if not isinstance(explicit, str) or not explicit:
             message = f"idempotency_key must be a non-empty str, got {explicit!r}"
             raise TypeError(message) if not isinstance(explicit, str) else ValueError(message)
-        return KeyBase(f"key:{explicit}", by_content=False)
+        return KeyBase(f"key:{_part(explicit)}", by_content=False)
     handling = _handling.get()
     if handling is None:
         return None
     event, handler = handling
     what = f"template:{template}" if template is not None else "text"
-    return KeyBase(f"event:{event.id}|{handler}|{what}", by_content=True)
+    return KeyBase(f"event:{_part(event.id)}|{_part(handler)}|{_part(what)}", by_content=True)
 
 
 def delivery_key(
@@ -82,11 +82,24 @@ def delivery_key(
     """The key of one delivery: a digest, so no address or code path reaches Redis or headers."""
     if base is None:
         return None
-    raw = f"{base.text}|{channel}|{recipient or ''}"
+    raw = f"{base.text}|{_part(channel)}|{_part(recipient or '')}"
     if base.by_content:
         content = json.dumps([rendered.subject, rendered.body, rendered.html])
         raw += "|" + hashlib.sha256(content.encode()).hexdigest()
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def _part(text: str) -> str:
+    """One part of a key's text, its ``|`` (which joins the parts) and ``\\`` escaped.
+
+    ``|`` is valid in an email address, so unescaped, key ``A|email`` for ``x@y`` and key
+    ``A`` for ``email|x@y`` on channel ``email`` made one text, one digest: the second
+    notification was a "duplicate", never sent. A part holding neither character is as
+    it was, so the usual keys did not change (nothing already delivered is sent again).
+    """
+    if "|" not in text and "\\" not in text:
+        return text
+    return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
 def in_context(
