@@ -10,9 +10,10 @@ import run again goes on after the destination's newest event (see ``docs/store.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, BinaryIO, TextIO, cast
 
 import click
 
@@ -68,6 +69,59 @@ def _progress(label: str) -> Iterator[Callable[[CopyProgress], None]]:
         yield advance
 
 
+class _Utf8Out:
+    """stdout for ``export -``, written in UTF-8 whatever the locale's encoding: an
+    export file is UTF-8 (as a FILE is written). Through ``sys.stdout`` a stream named
+    ``café.1`` came out in the locale's encoding (Latin-1, cp1252), a file ``import``
+    then refused as not UTF-8."""
+
+    name = "<stdout>"
+
+    def __init__(self, binary: BinaryIO) -> None:
+        self._binary = binary
+
+    @classmethod
+    def of(cls, stream: TextIO) -> IO[str]:
+        binary = getattr(stream, "buffer", None)
+        if binary is None:  # replaced by a text-only stream (a test's): as it is
+            return stream
+        stream.flush()
+        return cast(IO[str], cls(binary))  # what export_store writes with, it has
+
+    def write(self, text: str) -> int:
+        self._binary.write(text.encode("utf-8"))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        self._binary.write("".join(lines).encode("utf-8"))
+
+    def flush(self) -> None:
+        self._binary.flush()
+
+
+class _Utf8In:
+    """stdin for ``import -``, read as UTF-8 whatever the locale's encoding (bytes that
+    are not UTF-8 refused, naming the line). Through ``sys.stdin`` in a Latin-1 or cp1252
+    locale, an export's ``café.1`` was read as ``cafÃ©.1`` and stored so, silently."""
+
+    name = "<stdin>"
+
+    def __init__(self, binary: BinaryIO) -> None:
+        self._binary = binary
+
+    @classmethod
+    def of(cls, stream: TextIO) -> IO[str]:
+        binary = getattr(stream, "buffer", None)
+        return stream if binary is None else cast(IO[str], cls(binary))  # as it reads
+
+    def readline(self) -> str:
+        return self._binary.readline().decode("utf-8")
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._binary:
+            yield line.decode("utf-8")
+
+
 def _summary(verb: str, report: CopyReport, where: str) -> str:
     line = f"{verb} {report.copied} event{'' if report.copied == 1 else 's'} {where}"
     if report.resumed_after is not None:
@@ -102,7 +156,7 @@ def export(file: str, store: str, batch_size: int) -> None:
             with _progress("exporting") as advance:
                 return await export_store(
                     events,
-                    sys.stdout if target is None else target,
+                    _Utf8Out.of(sys.stdout) if target is None else target,
                     batch_size=batch_size,
                     progress=advance,
                 )
@@ -140,7 +194,7 @@ def import_(file: str, store: str, batch_size: int) -> None:
             with _progress("importing") as advance:
                 return await import_store(
                     events,
-                    sys.stdin if source is None else source,
+                    _Utf8In.of(sys.stdin) if source is None else source,
                     batch_size=batch_size,
                     progress=advance,
                 )
