@@ -55,7 +55,7 @@ from ._shell import (
     verbose_everywhere,
     why_not_printed,
 )
-from ._tail import last_events
+from ._tail import KEPT_LINES, last_events, last_start
 from ._urls import shown
 
 __all__ = ["DEFAULT_STORE", "CommandError", "OutputClosed", "app"]
@@ -199,9 +199,20 @@ def tail(
 
     async def work() -> None:
         async with open_store(store, reading=True, must_exist=not follow) as events:
-            last, next_position = await last_events(events, lines, stream_filter, type_filter)
-            for event in last:
-                show(event)
+            if lines <= KEPT_LINES:
+                last, next_position = await last_events(events, lines, stream_filter, type_filter)
+                for event in last:
+                    show(event)
+            else:  # printed as read, not from a list of them all
+                first, found, next_position = await last_start(
+                    events, lines, stream_filter, type_filter
+                )
+                if found:
+                    oldest_first = events.read_all(
+                        first, streams=stream_filter, types=type_filter, limit=found
+                    )
+                    async for event in oldest_first:
+                        show(event)
             if not follow:
                 return
             seen = 0

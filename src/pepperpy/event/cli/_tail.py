@@ -12,7 +12,11 @@ from .._event import Event
 from ..store import EventStore
 from ..store._store import MAX_POSITION
 
-__all__ = ["last_events"]
+__all__ = ["KEPT_LINES", "last_events", "last_start"]
+
+#: ``tail -n`` up to this many: the last events read at once, in memory; past it, where
+#: they begin is found first, then they are printed as they are read
+KEPT_LINES = 1000
 
 
 async def last_events(
@@ -57,3 +61,28 @@ async def _last_of_mine(
     kept = newest_first[:count]
     kept.reverse()
     return kept, start
+
+
+async def last_start(
+    store: EventStore, count: int, streams: list[str] | None, types: list[str] | None
+) -> tuple[int, int, int]:
+    """Where the last ``count`` matching events begin, for printing them as they are
+    read (``read_all(first, ..., limit=found)``) rather than from a list of them all:
+    ``(first, found, follow_from)``, ``first`` the global position of the oldest of
+    them, ``found`` how many there are (at most ``count``), ``follow_from`` as
+    :func:`last_events` gives it.
+
+    The events are read newest first a page at a time and none is kept: ``tail -n
+    1000000`` held a million events in memory before it printed the first.
+    """
+    _, follow_from = await last_events(store, 0, streams, types)
+    first = found = 0
+    if follow_from == 0 or count == 0:
+        return first, found, follow_from
+    newest_first = store.read_all(
+        follow_from - 1, backwards=True, streams=streams, types=types, limit=count
+    )
+    async for event in newest_first:
+        found += 1
+        first = event.global_position or 0
+    return first, found, follow_from
