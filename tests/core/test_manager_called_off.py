@@ -323,3 +323,42 @@ async def test_an_interrupt_after_a_sync_failure_still_logs_that_failure(
     assert "failing" in record.getMessage()
     assert "interrupted by KeyboardInterrupt" in record.getMessage()
     assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
+
+
+async def test_off_of_a_once_handler_claimed_but_not_started_removes_nothing_it_could_reach() -> (
+    None
+):
+    # in that window the once handler has fired already: off() and off_all() find no
+    # handler to remove (as once it has started), and a cancelled emit cannot give it back
+    manager = EventManager()
+    made: list[asyncio.Task[Any]] = []
+    results: list[object] = []
+    emitting: list[asyncio.Task[Any]] = []
+    ran: list[Any] = []
+
+    async def first(event: Event) -> None:
+        ran.append(event.data)
+
+    async def look(event: Event) -> None:  # higher priority: its Task starts first
+        if event.data != 1:
+            return
+        results.append(bool(await manager.off("job.run", first)))
+        results.append(manager.off_all("job.*"))
+        for task in made + emitting:  # then everything is cancelled: first never starts
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    async def other(event: Event) -> None:
+        return None
+
+    manager.on("job.run", look, priority=1)
+    manager.once("job.run", first)
+    manager.once("job.*", other)
+    with handler_tasks(made):
+        emitting.append(asyncio.ensure_future(manager.emit("job.run", 1)))
+        with pytest.raises(asyncio.CancelledError):
+            await emitting[0]
+        await manager.emit("job.run", 2)
+    assert results == [False, 0]
+    assert ran == []  # removed by off(): not given back by the cancelled emit
+    assert manager.handlers("job.run") == [look]

@@ -131,9 +131,13 @@ class Registrations:
         """
         check_removal("off", event_type, handler, pattern_name="event_type")
         self._prune()
-        return Removed(
-            self._index.remove_where(event_type, lambda listener: listener.target() == handler)
-        )
+        removed = False
+        for key, listener in self._index.items_for(event_type):
+            if listener.target() == handler and self._index.remove(event_type, key):
+                # a once registration that fired (its Task not started yet) goes too, so
+                # a cancelled emit cannot give it back, but it was no handler any more
+                removed = removed or not listener.fired
+        return Removed(removed)
 
     def handlers(self, event_type: str) -> list[Callable[..., Any]]:
         """The handlers an event of type ``event_type`` would reach, in call order.
@@ -203,7 +207,7 @@ class Registrations:
             found = [(pattern, listener) for _, listener in self._index.items_for(pattern)]
         removed = 0
         for under, listener in found:
-            alive = listener.target() is not None
+            alive = listener.target() is not None and not listener.fired
             if self._index.remove(under, listener.key) and alive:
                 removed += 1
         return removed
