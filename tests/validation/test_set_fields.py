@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Optional, Union
+from typing import Annotated, Any, Optional, Union
 
+import annotated_types as at
 import msgspec
 import pytest
 
@@ -128,3 +129,25 @@ def test_a_union_names_each_kind_once() -> None:
     problems = _problems(_schema(Union[frozenset[int], set[int]]), {"x": 3})  # noqa: UP007
     assert problems is not None
     assert [p.expected for p in problems] == ["set of int"]
+
+
+@pytest.mark.parametrize(
+    ("annotation", "bad", "message"),
+    [
+        # said "wrong type (expected int > 0 | null, got int 0)": not what was wrong
+        (Optional[Annotated[int, at.Gt(0)]], 0, "must be > 0"),  # noqa: UP045
+        (Optional[Annotated[str, at.MaxLen(1)]], "ab", "must have length <= 1"),  # noqa: UP045
+    ],
+)
+def test_an_optional_value_is_explained_by_its_type(
+    annotation: Any, bad: Any, message: str
+) -> None:
+    problems = _problems(_schema(annotation), {"x": bad})
+    assert problems is not None
+    assert [(p.path, p.message) for p in problems] == [("x", message)]
+
+
+def test_an_optional_value_of_the_wrong_type_names_both_types() -> None:
+    problems = _problems(_schema(Optional[int]), {"x": "a"})  # noqa: UP045
+    assert problems is not None
+    assert [(p.expected, p.message) for p in problems] == [("int | null", "wrong type")]

@@ -28,7 +28,7 @@ from ._node_base import (
     join_path,
     key_path,
 )
-from ._node_scalars import AnyNode
+from ._node_scalars import AnyNode, NoneNode
 from ._node_values import base_scalar, equality_key, json_key, lists, lone_surrogate
 
 __all__ = [
@@ -391,6 +391,9 @@ class UnionNode(Node):
             shaped = [found for node, found in attempts if isinstance(node, ListNode | TupleNode)]
         else:
             shaped = []
+        others = [found for node, found in attempts if not isinstance(node, NoneNode)]
+        if value is not None and len(others) == 1 and not _wrong_type(others[0], path):
+            shaped = others  # X | None: X explains a bound or pattern it refused
         if shaped and all(found == shaped[0] for found in shaped):  # one, or all alike
             problems.extend(shaped[0])
             return INVALID
@@ -427,6 +430,12 @@ class UnionNode(Node):
             )
             return self.fail(value, path, problems, message)
         return converted
+
+
+def _wrong_type(problems: Problems, path: str) -> bool:
+    """Whether ``problems`` only say the value at ``path`` is of the wrong type (which
+    the union says better: it names every type it takes)."""
+    return len(problems) == 1 and problems[0].path == path and problems[0].message == "wrong type"
 
 
 class LazyNode(Node):
