@@ -362,3 +362,22 @@ async def test_off_of_a_once_handler_claimed_but_not_started_removes_nothing_it_
     assert results == [False, 0]
     assert ran == []  # removed by off(): not given back by the cancelled emit
     assert manager.handlers("job.run") == [look]
+
+
+async def test_patterns_leaves_out_a_pattern_whose_only_handler_an_emit_has_taken() -> None:
+    manager = EventManager()
+    made: list[asyncio.Task[Any]] = []
+    seen: list[list[str]] = []
+
+    async def look(event: Event) -> None:  # higher priority: its Task starts first
+        seen.append(manager.patterns())
+
+    async def first(event: Event) -> None:
+        return None
+
+    manager.on("job.run", look, priority=1)
+    manager.once("job.*", first)
+    with handler_tasks(made):
+        await manager.emit("job.run")
+    assert seen == [["job.run"]]
+    assert manager.patterns() == ["job.run"]

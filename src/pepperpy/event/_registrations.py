@@ -220,7 +220,11 @@ class Registrations:
         among them.
         """
         self._prune()
-        seen = (listener.pattern for listener in self._index if listener.target() is not None)
+        seen = (
+            listener.pattern
+            for listener in self._index
+            if listener.target() is not None and not listener.fired  # a once one taken
+        )
         return list(dict.fromkeys(seen))
 
     def _prune(self) -> None:
