@@ -51,7 +51,9 @@ class EmailChannel(Channel):
     that does not is a permanent failure (:class:`RecipientError` for the recipient,
     :class:`ConfigurationError` for the sender), found before anything is written.
     A server lacking STARTTLS (``starttls=True``) or AUTH (with a username) is a
-    permanent :class:`ConfigurationError` naming the server and what it lacks.
+    permanent :class:`ConfigurationError` naming the server and what it lacks; so is a
+    server certificate that fails verification (STARTTLS or ``tls``): every try would
+    fail the same way, so it is not retried.
 
     ``sender`` and ``reply_to`` are configuration, written into every message's headers,
     so one that is not exactly one address (``user@domain`` or ``Name <user@domain>``,
@@ -228,6 +230,12 @@ class EmailChannel(Channel):
         extension this channel needs is a permanent ConfigurationError naming both."""
         try:
             await client.connect()
+        except (ssl.SSLCertVerificationError, aiosmtplib.SMTPConnectError) as exc:
+            # STARTTLS raises the ssl error itself; implicit TLS wraps it
+            untrusted = _cert_error(exc)
+            if untrusted is None:
+                raise
+            raise self._untrusted(untrusted) from exc
         except aiosmtplib.SMTPResponseException:
             raise
         except aiosmtplib.SMTPException as exc:
@@ -244,6 +252,20 @@ class EmailChannel(Channel):
                 f"EmailChannel: the server {self.host}:{self.port or 'default'} does not "
                 f"offer {lacking} ({text})"
             ) from exc
+
+    def _untrusted(self, exc: ssl.SSLCertVerificationError) -> ConfigurationError:
+        """The permanent failure of a server whose certificate this channel does not
+        trust: every try would fail the same way, so it is not retried."""
+        how = "STARTTLS" if not self.tls else "the TLS connection (smtps)"
+        reason = exc.verify_message or exc.reason or str(exc)
+        return ConfigurationError(
+            f"EmailChannel: the certificate of the server {self.host}:{self.port or 'default'} "
+            f"failed verification during {how} ({reason}); retrying will not help. Make "
+            "it trusted: give the server a certificate from a CA this machine trusts, for "
+            "its name, or pass tls_context=ssl.create_default_context(cafile=...) with "
+            "the CA that signed it (validate_certs=False or ?verify=false turns checks "
+            "off: test servers only)"
+        )
 
     def _needs_smtputf8(self, message: EmailMessage, client: Any) -> Exception | None:
         """The permanent failure of a message whose envelope has a non-ASCII address
@@ -309,6 +331,18 @@ class _Sending:
         self.loop = loop
         self.client = client
         self.cut = False
+
+
+def _cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure ``exc`` is, or was caused by, if any."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
 
 
 async def _greet(client: Any, aiosmtplib: Any) -> None:
