@@ -59,7 +59,8 @@ class EmailChannel(Channel):
     so one that is not exactly one address (``user@domain`` or ``Name <user@domain>``,
     a name with commas quoted), or that contains a line break or other control
     character, is a :class:`ConfigurationError` here rather than a broken header block
-    or envelope later. Subjects are flattened to one line, without control characters.
+    or envelope later. Subjects are flattened to one line, without control characters;
+    a NUL in the text or HTML body (which no message may carry) is dropped.
     :meth:`close` cuts off the messages being sent at that moment (on every event loop);
     the channel stays usable.
     """
@@ -171,9 +172,11 @@ class EmailChannel(Channel):
             notification, _domain(_ascii_address(self.sender, "sender (from=)"))
         )
         message["X-Notification-Id"] = notification.id
-        message.set_content(notification.body)
+        # no message may carry a NUL (RFC 5322 3.5: a body's text is %d1-127 less CR and
+        # LF; RFC 2045 2.7/2.8: nor 7bit or 8bit data); it shows as nothing: dropped
+        message.set_content(notification.body.replace("\x00", ""))
         if notification.html is not None:
-            message.add_alternative(notification.html, subtype="html")
+            message.add_alternative(notification.html.replace("\x00", ""), subtype="html")
         return message
 
     async def send(self, notification: Notification) -> None:
