@@ -428,3 +428,26 @@ def test_walk_and_fast_path_read_uuid_text_alike(text: str) -> None:
     except ValidationError:
         walked = None
     assert walked == fast
+
+
+class _Unshowable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+@pytest.mark.parametrize("schema", ["dataclass", "json"])
+async def test_a_value_whose_repr_raises_is_refused_as_bad_data(schema: str) -> None:
+    # describe() let the object's RuntimeError out of validate() and check()
+    kind: Any = (
+        dataclasses.make_dataclass("Named", [("name", str)])
+        if schema == "dataclass"
+        else {"type": "object", "properties": {"name": {"type": "string"}}}
+    )
+    validator = EventValidator()
+    validator.register("t", kind)
+    with pytest.raises(ValidationError) as caught:
+        await validator.validate("t", {"name": _Unshowable()})
+    assert caught.value.errors[0].path == "name"
+    assert "repr raised RuntimeError" in caught.value.errors[0].actual
+    with pytest.raises(ValidationError):
+        validator.check("t", {"name": _Unshowable()})

@@ -65,6 +65,8 @@ def describe(value: Any) -> str:
         text = repr(value)
     except RecursionError:  # data nested too deeply (its problem says so)
         return f"{name} nested too deeply to show"
+    except Exception as exc:  # the caller's object: its failure is no reason to crash
+        return f"{name} (its repr raised {type(exc).__name__})"
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{name} {text}"
