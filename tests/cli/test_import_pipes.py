@@ -95,13 +95,12 @@ def test_a_signal_stops_an_import_waiting_for_a_fifo_writer(
     os.mkfifo(fifo)
     importing = start_command("import", str(fifo), "--store", "sqlite:///copy.db", cwd=tmp_path)
     try:
-        for _ in range(3000):  # 30 s at most
+        # until it waits in the open (a kernel that does not say, in 5 s: it does by then)
+        for _ in range(500):
             assert importing.poll() is None, importing.communicate()
             if _waiting_for_a_writer(importing.pid):
                 break
             time.sleep(0.01)
-        else:
-            raise AssertionError("the import never waited in the FIFO's open")
         importing.send_signal(signum)
         _, err = importing.communicate(timeout=60)  # a liveness bound: it used to hang
     finally:
