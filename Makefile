@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed
 
 # setup.py builds the C accelerator of the emit path (_cevent.c) into src/ (editable)
 BUILD_INPUTS := pyproject.toml setup.py src/pepperpy/event/_cevent.c
-# the tests of event construction again on the pure-Python make_event (the C one is the
-# default where it built; tests/core/test_cevent.py compares the two on every input)
+# the tests of event construction and store reads again on the pure-Python versions (the C
+# ones are the default where they built; tests/core/test_cevent.py compares the two)
 PURE_TESTS := tests/core/test_cevent.py tests/core/test_event.py tests/core/test_deep_events.py \
   tests/core/test_emit_bounds.py tests/core/test_lone_surrogates_named.py tests/core/test_ids.py \
-  tests/core/test_manager.py
+  tests/core/test_manager.py tests/store/test_deep_rows.py tests/store/test_bytes_payloads.py \
+  tests/store/test_upcaster_forms.py
 
 $(STAMP): $(BUILD_INPUTS)
 	$(PYTHON) -m venv $(VENV)

@@ -24,9 +24,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pepperpy.event import Event, EventManager
+from pepperpy.event import Event, EventManager, _ids
 from pepperpy.event import _event as event_module
-from pepperpy.event import _ids
 from pepperpy.event._event_checks import LONG_TYPE
 from pepperpy.event._frozen import FrozenDict, FrozenList
 
@@ -317,3 +316,153 @@ async def test_emit_builds_its_events_with_make_event() -> None:
     assert event.metadata == {"trace": "t"}
     assert event.version == 1 and event.source is None and event.stream is None
     assert [getattr(event, name) is not None for name in SLOTS].count(False) == 1  # _extra
+
+
+# -- the store's read path: restore() and freeze_parsed() -----------------------------------
+
+c_module = event_module._c_module()
+
+
+def _parsed_outcome(freeze: Callable[[Any], Any], value: Any) -> tuple[str, Any]:
+    try:
+        return "made", _shape(freeze(value))
+    except Exception as exc:  # the comparison is the point: any exception, both sides
+        return "raised", (type(exc), str(exc))
+
+
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**63), 2**63 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=4),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@needs_c
+@settings(max_examples=400, deadline=None)
+@given(document=json_values)
+def test_c_and_python_freeze_parsed_json_alike(document: Any) -> None:
+    """What orjson reads from a stored row: the same frozen copy (FrozenDict/FrozenList
+    all the way down, never the parsed object itself where it is a container)."""
+    import orjson
+
+    from pepperpy.event._frozen import freeze_parsed
+
+    assert c_module is not None
+    parsed = orjson.loads(orjson.dumps(document))
+    python = _parsed_outcome(freeze_parsed, parsed)
+    c = _parsed_outcome(c_module.freeze_parsed, parsed)
+    assert python == c
+    if isinstance(parsed, dict | list):
+        assert c_module.freeze_parsed(parsed) is not parsed
+
+
+@needs_c
+def test_c_freeze_parsed_refuses_data_too_deep_as_python_does() -> None:
+    from pepperpy.event._frozen import MAX_DEPTH, freeze_parsed
+
+    assert c_module is not None
+    for depth in (MAX_DEPTH, MAX_DEPTH + 1, 600):
+        deep: Any = {"leaf": 1}
+        for _ in range(depth - 1):
+            deep = {"x": deep}
+        assert _parsed_outcome(c_module.freeze_parsed, deep) == _parsed_outcome(freeze_parsed, deep)
+    assert _parsed_outcome(c_module.freeze_parsed, deep)[0] == "raised"
+
+
+@needs_c
+@settings(max_examples=200, deadline=None)
+@given(
+    kind=st.text(min_size=1, max_size=5),
+    payload=json_values,
+    meta=st.one_of(st.none(), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)),
+    # a stored id is text (an int is a new event's counter, formatted with random bits)
+    event_id=st.one_of(st.uuids().map(str), st.text(min_size=1, max_size=5)),
+    ts=st.one_of(st.integers(0, 2**62), st.datetimes(timezones=st.just(UTC)).map(lambda d: d)),
+    version=st.integers(1, 10),
+    extra=st.one_of(
+        st.none(),
+        st.tuples(
+            st.none() | st.text(max_size=3),
+            st.none() | st.text(max_size=3),
+            st.text(max_size=3),
+            st.integers(0, 100),
+            st.integers(1, 1000),
+            st.just(datetime(2024, 1, 1, tzinfo=UTC)),
+        ),
+    ),
+)
+def test_c_and_python_restore_the_same_event(
+    kind: str,
+    payload: Any,
+    meta: dict[str, Any] | None,
+    event_id: int | str,
+    ts: int | datetime,
+    version: int,
+    extra: tuple[Any, ...] | None,
+) -> None:
+    assert c_module is not None
+    args = (kind, payload, meta, event_id, ts, version, extra)
+    python = event_module._restore_event_py(*args)
+    c = c_module.restore(*args)
+    assert type(c) is Event
+    for name, given_value in zip(SLOTS, args, strict=True):
+        assert getattr(c, name) is given_value is getattr(python, name)
+    assert c == python and c.id == python.id and c.timestamp == python.timestamp
+    assert c.to_dict() == python.to_dict() and repr(c) == repr(python)
+
+
+@needs_c
+def test_c_restore_checks_its_arity_and_keeps_no_memory() -> None:
+    assert c_module is not None
+    with pytest.raises(TypeError, match="7 arguments"):
+        c_module.restore("t", None)  # type: ignore[call-arg]
+    args = ("t", FrozenDict({"a": 1}), None, "id-1", 10**18, 1, None)
+
+    def run(times: int) -> None:
+        for _ in range(times):
+            c_module.restore(*args)
+            c_module.freeze_parsed({"a": 1, "b": "x"})
+            c_module.freeze_parsed({"a": [1, {"b": 2}]})
+
+    run(200)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        run(200)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        run(10_000)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 64_000
+
+
+async def test_a_store_reads_events_through_the_read_path_in_use(tmp_path: Any) -> None:
+    """A SQLite store's events read back (with the C restore where built, the inlined
+    Python one under PEPPERPY_EVENT_PURE_PYTHON) equal to what was appended, positioned."""
+    from pepperpy.event import EventStore
+
+    async with EventStore(f"sqlite:///{tmp_path / 'events.db'}") as store:
+        written = [
+            Event("user.created", {"id": n, "tags": ["a", {"b": n}]}, {"trace": str(n)})
+            for n in range(3)
+        ]
+        await store.append("user-1", written)
+        read = await store.get_stream("user-1")
+    assert read == written
+    for position, (event, original) in enumerate(zip(read, written, strict=True)):
+        assert event.stream == "user-1" and event.position == position
+        assert event.global_position is not None and event.recorded_at is not None
+        assert event.metadata == original.metadata and event.timestamp == original.timestamp
+        assert type(event.data) is FrozenDict and type(event.data["tags"]) is FrozenList
+        assert type(event.data["tags"][1]) is FrozenDict

@@ -1,4 +1,5 @@
-/* The hot emit path's event construction, in C: make_event(type, data, metadata).
+/* The hot paths' event construction, in C: make_event(type, data, metadata) for emit,
+ * restore() and freeze_parsed() for a store's reads.
  *
  * It does exactly what the Python make_event in _event.py does and leaves the event in
  * exactly the state that function leaves it in (the same seven slots holding the same
@@ -28,6 +29,7 @@ static PyTypeObject *frozen_dict = NULL;     /* FrozenDict, a dict subclass */
 static PyTypeObject *atoms[MAX_ATOMS];       /* _frozen._ATOMS, kept as they are */
 static Py_ssize_t n_atoms = 0;
 static PyObject *freeze_nested = NULL;       /* _event._freeze_nested */
+static PyObject *freeze_parsed_py = NULL;    /* _frozen.freeze_parsed */
 static PyObject *metadata_dict = NULL;       /* _event_checks._metadata_dict */
 static PyObject *check_long_type = NULL;     /* _event_checks._check_long_type */
 static Py_ssize_t long_type = 0;             /* _event_checks.LONG_TYPE */
@@ -214,6 +216,63 @@ fail:
     return NULL;
 }
 
+/* restore(type, data, metadata, id, ts, version, extra): an Event holding these seven
+ * slot values as they are (a store's read path: all of them checked or built already). */
+static PyObject *
+restore(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != N_SLOTS) {
+        PyErr_Format(PyExc_TypeError, "restore() takes 7 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (event_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_cevent.bind() was not called");
+        return NULL;
+    }
+    PyObject *event = event_type->tp_alloc(event_type, 0);
+    if (event == NULL) {
+        return NULL;
+    }
+    /* the arguments come in slot order (S_TYPE .. S_EXTRA) */
+    for (int i = 0; i < N_SLOTS; i++) {
+        SLOT(event, i) = Py_NewRef(args[i]);
+    }
+    return event;
+}
+
+/* freeze_parsed(value) for orjson's output: a dict holding no dict or list becomes a
+ * FrozenDict, a scalar stays as it is, the rest goes to the Python walk (depth checks). */
+static PyObject *
+freeze_parsed(PyObject *Py_UNUSED(module), PyObject *value)
+{
+    if (frozen_dict == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_cevent.bind() was not called");
+        return NULL;
+    }
+    if (Py_IS_TYPE(value, &PyDict_Type)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        while (PyDict_Next(value, &pos, &key, &item)) {
+            if (Py_IS_TYPE(item, &PyDict_Type) || Py_IS_TYPE(item, &PyList_Type)) {
+                return PyObject_CallOneArg(freeze_parsed_py, value);
+            }
+        }
+        PyObject *frozen = frozen_dict->tp_new(frozen_dict, empty_tuple, NULL);
+        if (frozen == NULL) {
+            return NULL;
+        }
+        if (PyDict_Merge(frozen, value, 1) < 0) {
+            Py_DECREF(frozen);
+            return NULL;
+        }
+        return frozen;
+    }
+    if (Py_IS_TYPE(value, &PyList_Type)) {
+        return PyObject_CallOneArg(freeze_parsed_py, value);
+    }
+    return Py_NewRef(value);
+}
+
 static int
 find_offsets(PyTypeObject *kind)
 {
@@ -238,12 +297,12 @@ static PyObject *
 bind(PyObject *Py_UNUSED(module), PyObject *args)
 {
     PyObject *event, *frozen, *atom_set, *freeze, *meta, *long_check, *clock_list, *count,
-        *module_dict;
+        *module_dict, *parsed;
     Py_ssize_t limit;
-    if (!PyArg_ParseTuple(args, "O!O!OOOOnO!OO!:bind", &PyType_Type, &event, &PyType_Type,
+    if (!PyArg_ParseTuple(args, "O!O!OOOOnO!OO!O:bind", &PyType_Type, &event, &PyType_Type,
                           &frozen, &atom_set, &freeze, &meta, &long_check, &limit,
                           &PyList_Type, &clock_list, &count, &PyDict_Type,
-                          &module_dict)) {
+                          &module_dict, &parsed)) {
         return NULL;
     }
     if (!PyType_IsSubtype((PyTypeObject *)frozen, &PyDict_Type)) {
@@ -288,6 +347,7 @@ bind(PyObject *Py_UNUSED(module), PyObject *args)
     Py_XSETREF(last_clock, Py_NewRef(clock_list));
     Py_XSETREF(counter, Py_NewRef(count));
     Py_XSETREF(globals, Py_NewRef(module_dict));
+    Py_XSETREF(freeze_parsed_py, Py_NewRef(parsed));
     long_type = limit;
     Py_RETURN_NONE;
 }
@@ -297,7 +357,11 @@ static PyMethodDef methods[] = {
      "make_event(type, data, metadata) -> Event: _event.make_event, in C."},
     {"bind", bind, METH_VARARGS,
      "bind(Event, FrozenDict, atoms, freeze_nested, metadata_dict, check_long_type, "
-     "LONG_TYPE, CLOCK, counter, globals): what make_event builds with."},
+     "LONG_TYPE, CLOCK, counter, globals, freeze_parsed): what the functions build with."},
+    {"restore", (PyCFunction)(void (*)(void))restore, METH_FASTCALL,
+     "restore(type, data, metadata, id, ts, version, extra) -> Event, slots as given."},
+    {"freeze_parsed", freeze_parsed, METH_O,
+     "freeze_parsed(value): _frozen.freeze_parsed, in C for flat objects and scalars."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,6 +1,7 @@
 """Types of the optional C extension ``_cevent`` (see _cevent.c and _event._bind_c)."""
 
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from ._event import Event
@@ -16,5 +17,16 @@ def bind(
     clock: list[int],
     counter: Iterator[int],
     globals: dict[str, Any],
+    freeze_parsed: Callable[[Any], Any],
 ) -> None: ...
 def make_event(type: str, data: Any, metadata: Mapping[str, Any] | None) -> Event: ...
+def restore(
+    type: str,
+    data: Any,
+    metadata: dict[str, Any] | None,
+    id: int | str,
+    ts: int | datetime,
+    version: int,
+    extra: tuple[Any, ...] | None,
+) -> Event: ...
+def freeze_parsed(value: Any) -> Any: ...

@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
 from typing import Any
 from uuid import UUID
 
@@ -43,7 +44,15 @@ from ._json_native import json_native
 from ._nested import flatten, nested_equal, nested_repr, unflatten
 from ._text import MAX_VERSION
 
-__all__ = ["Event", "json_native", "make_event", "stored_identity"]  # json_native: re-exported
+__all__ = [
+    "Event",
+    "freeze_parsed_fast",
+    "json_native",
+    "make_event",
+    "restore_event",
+    "restore_event_c",
+    "stored_identity",
+]  # json_native: re-exported
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
@@ -463,7 +472,7 @@ def _make_event_py(type: str, data: Any, metadata: Mapping[str, Any] | None) -> 
     """Build an event on the hot emit path: what ``Event(type, data, metadata)`` does.
 
     :data:`make_event` is this function, or the same in C where the ``_cevent``
-    extension was built (see :func:`_c_make_event`).
+    extension was built (see :func:`_c_module`).
     """
     event: Event = _new(Event)
     if type.__class__ is not str or not type:
@@ -509,10 +518,12 @@ def _freeze_nested(data: Any) -> Any:
 _time_ns = time.time_ns  # looked up per call, by _cevent too: tests replace it
 
 
-def _c_make_event() -> Callable[[str, Any, Mapping[str, Any] | None], Event] | None:
-    """``make_event`` in C, bound to this module's classes and helpers: it leaves an event
-    in the very state :func:`_make_event_py` does (tests/core/test_cevent.py), in about a
-    third of the time. None where the extension was not built (no C compiler at install)."""
+def _c_module() -> ModuleType | None:
+    """The C versions of :func:`_make_event_py`, :func:`_restore_event_py` and
+    :func:`~._frozen.freeze_parsed`, bound to this module's classes and helpers: they
+    leave events in the very state the Python ones do (tests/core/test_cevent.py), in
+    a third of the time or less. None where the extension was not built (no C compiler
+    at install)."""
     try:
         from . import _cevent
     except ImportError:
@@ -528,15 +539,55 @@ def _c_make_event() -> Callable[[str, Any, Mapping[str, Any] | None], Event] | N
         CLOCK,
         COUNTER,
         globals(),
+        freeze_parsed,
     )
-    return _cevent.make_event
+    return _cevent
 
 
+def _c_make_event() -> Callable[[str, Any, Mapping[str, Any] | None], Event] | None:
+    """``make_event`` in C, or None where the extension was not built."""
+    module = _c_module()
+    return None if module is None else module.make_event
+
+
+def _restore_event_py(
+    type: str,
+    data: Any,
+    metadata: dict[str, Any] | None,
+    id: int | str,
+    ts: int | datetime,
+    version: int,
+    extra: tuple[Any, ...] | None,
+) -> Event:
+    """An event holding these seven values as they are: a store's read path, where each
+    is checked or built already (``ts``: nanoseconds or an aware datetime, as ``_ts``)."""
+    event: Event = _new(Event)
+    event._type = type
+    event._data = data
+    event._metadata = metadata
+    event._id = id
+    event._ts = ts
+    event._version = version
+    event._extra = extra
+    return event
+
+
+_C = None if os.environ.get("PEPPERPY_EVENT_PURE_PYTHON") else _c_module()
 #: build an event on the hot emit path: what ``Event(type, data, metadata)`` does
 #: (in C unless the extension is missing or ``PEPPERPY_EVENT_PURE_PYTHON`` is non-empty)
 make_event: Callable[[str, Any, Mapping[str, Any] | None], Event] = (
-    None if os.environ.get("PEPPERPY_EVENT_PURE_PYTHON") else _c_make_event()
-) or _make_event_py
+    _make_event_py if _C is None else _C.make_event
+)
+_Restore = Callable[
+    [str, Any, dict[str, Any] | None, int | str, int | datetime, int, tuple[Any, ...] | None],
+    Event,
+]
+#: :func:`_restore_event_py`, in C where built
+restore_event: _Restore = _restore_event_py if _C is None else _C.restore
+#: the same in C, or None (for a read path that inlines the Python version)
+restore_event_c: _Restore | None = None if _C is None else _C.restore
+#: :func:`~._frozen.freeze_parsed`, in C (for flat objects and scalars) where built
+freeze_parsed_fast: Callable[[Any], Any] = freeze_parsed if _C is None else _C.freeze_parsed
 
 
 def _id_text(event_id: Any) -> str:
