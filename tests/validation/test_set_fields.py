@@ -151,3 +151,24 @@ def test_an_optional_value_of_the_wrong_type_names_both_types() -> None:
     problems = _problems(_schema(Optional[int]), {"x": "a"})  # noqa: UP045
     assert problems is not None
     assert [(p.expected, p.message) for p in problems] == [("int | null", "wrong type")]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chain:
+    v: int
+    nxt: _Chain | None = None
+    tags: tuple[Any, ...] = ()
+
+
+@pytest.mark.parametrize(
+    ("item", "hashable"),
+    [
+        # the nested _Chain was not looked into (a recursive type): accepted
+        ({"v": 1, "nxt": {"v": 2, "tags": [[1]]}}, False),
+        ({"v": 1, "nxt": {"v": 2, "tags": [1]}}, True),
+    ],
+)
+def test_a_recursive_frozen_dataclass_is_judged_at_every_level(item: Any, hashable: bool) -> None:
+    cls = _schema(set[_Chain])
+    assert _pydantic_accepts(cls, {"x": [item]}) is hashable
+    assert (_problems(cls, {"x": [item]}) is None) is hashable

@@ -63,11 +63,15 @@ def _value_shape(value: Any) -> str:
     return "object" if isinstance(value, Mapping) else "scalar"
 
 
-def unhashable_rule(annotation: Any, seen: frozenset[int] = frozenset()) -> Rule | None:
-    """The rule for items of ``annotation``; None when pydantic's value is always hashable."""
-    if id(annotation) in seen:  # a recursive type: judged where it started
-        return None
-    seen = seen | {id(annotation)}
+def unhashable_rule(
+    annotation: Any, seen: dict[Any, list[Rule | None]] | None = None
+) -> Rule | None:
+    """The rule for items of ``annotation``; None when pydantic's value is always hashable.
+
+    ``seen`` holds the rule of each dataclass being read (a recursive one is judged by
+    the rule it gets once read).
+    """
+    seen = {} if seen is None else seen
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is Annotated:
@@ -90,13 +94,18 @@ def unhashable_rule(annotation: Any, seen: frozenset[int] = frozenset()) -> Rule
     if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
         if getattr(annotation, "__hash__", None) is None:
             return _always(f"a {annotation.__name__} (a dataclass that is not frozen)")
+        if annotation in seen:  # recursive: the rule it will have
+            slot = seen[annotation]
+            return lambda value: slot[0](value) if slot[0] is not None else None
+        slot = seen[annotation] = [None]
         hints = typing.get_type_hints(annotation, include_extras=True)
         rules = {
             f.name: unhashable_rule(hints[f.name], seen)
             for f in dataclasses.fields(annotation)
             if f.init and f.name in hints
         }
-        return _fields({k: r for k, r in rules.items() if r is not None})
+        slot[0] = _fields({k: r for k, r in rules.items() if r is not None})
+        return slot[0]
     return None
 
 
@@ -115,7 +124,7 @@ def _union(options: list[tuple[Any, Rule | None]]) -> Rule | None:
     return rule
 
 
-def _tuple(args: tuple[Any, ...], seen: frozenset[int]) -> Rule | None:
+def _tuple(args: tuple[Any, ...], seen: dict[Any, list[Rule | None]]) -> Rule | None:
     """A tuple is hashable when all its items are."""
     if len(args) == 2 and args[1] is ...:
         item = unhashable_rule(args[0], seen)
