@@ -99,3 +99,23 @@ async def test_a_copy_brought_up_to_date_after_a_delete_and_an_id_back(url: str)
         report = await copy_store(source, destination, batch_size=1)
         assert report.copied == 1 and await destination.head() == 2
         assert [(e.id, e.position) for e in await destination.get_stream("a")] == [("e0", 1)]
+
+
+@pytest.mark.parametrize(("batch_size", "kept"), [(1, 2), (2, 1)])
+async def test_a_batch_refused_says_what_the_batches_before_wrote(
+    url: str, tmp_path: Path, batch_size: int, kept: int
+) -> None:
+    """A path is checked whole first, but an id twice in a stream is found only as its
+    batch is written: the error said 'nothing of this batch was written', with nothing
+    about the batches before it, which were (the docs say a bad file writes nothing)."""
+    await export_with_a_repeated_id(tmp_path / "x.jsonl")
+    async with EventStore(url) as destination:
+        with pytest.raises(StoreError) as caught:
+            await import_store(destination, tmp_path / "x.jsonl", batch_size=batch_size)
+        assert await destination.head() == kept
+    assert type(caught.value) is StoreError  # the same error, its message added to
+    assert str(caught.value).endswith(
+        f"nothing of this batch was written; {kept + 1} events of it were written before "
+        f"(up to global position {kept}): fix what refused this batch and import the file "
+        "again to go on after them (an import resumes after the destination's newest event)"
+    )

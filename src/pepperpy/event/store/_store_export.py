@@ -299,9 +299,14 @@ async def _import_lines(
             for stream, position in hidden_from(batch).items():
                 hidden[stream] = max(position, hidden.get(stream, 0))
             rows: list[Row] = [tuple(row[:12]) for row in batch]
-            if sealed:
-                refuse_plain(rows)
-            await writing.write_stored(rows, after, hidden)
+            try:
+                if sealed:
+                    refuse_plain(rows)
+                await writing.write_stored(rows, after, hidden)
+            except StoreError as exc:  # this batch refused: say what the ones before wrote
+                if copied:  # same error, same type and ``written`` (of this batch)
+                    exc.args = (f"{exc}; {_written(copied, after, advice=_AGAIN)}",)
+                raise
             hidden = {}
             if rows:
                 copied += len(rows)
@@ -408,16 +413,23 @@ def _check_file(path: str, stop: threading.Event, sealed: bool) -> None:
             raise bad_file(exc) from None
 
 
-def _written(copied: int, after: int | None, *, fix: bool = False) -> str:
-    """What an import from a stream cut off (or, ``fix``, with a bad line) had written:
-    the batches before the cut (the bad line's)."""
+#: what to do after an import stopped by a batch refused (not for a bad line of the file)
+_AGAIN = "fix what refused this batch and import the file again"
+
+
+def _written(
+    copied: int, after: int | None, *, fix: bool = False, advice: str | None = None
+) -> str:
+    """What an import from a stream cut off (or, ``fix``, with a bad line; or stopped by
+    a batch refused, with ``advice``) had written: the batches before."""
     if not copied:
         return "nothing was written"
+    if advice is None:
+        advice = "fix the file and import it again" if fix else "import the whole file"
     return (
         f"{copied} event{'' if copied == 1 else 's'} of it {'was' if copied == 1 else 'were'} "
-        f"written before (up to global position {after}): "
-        f"{'fix the file and import it again' if fix else 'import the whole file'} to go on "
-        "after them (an import resumes after the destination's newest event)"
+        f"written before (up to global position {after}): {advice} to go on after them (an "
+        "import resumes after the destination's newest event)"
     )
 
 
