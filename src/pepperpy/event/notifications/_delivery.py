@@ -26,7 +26,7 @@ from .._retry import RetryPolicy
 from ._models import ChannelResult, Notification, NotificationDeadLetter
 from ._ratelimit import RateLimit
 from .channels import Channel
-from .channels.base import TURN
+from .channels.base import SENT, TURN
 
 __all__ = ["CLOSE_GRACE", "Call", "Deliveries", "Failure", "Route"]
 
@@ -60,7 +60,8 @@ class _Try:
 
     ``waiting`` is True while the try waits for a rate-limit slot (nothing sent yet);
     ``refused`` is set when the system was closed before the try could write; ``cut``
-    says what ``close()`` cut off (``"waiting"`` or ``"sending"``), if it did.
+    says what ``close()`` cut off (``"waiting"`` or ``"sending"``), if it did; ``sent``
+    once the channel said the receiver accepted the message (``on_sent`` is told then).
     """
 
     __slots__ = (
@@ -69,15 +70,24 @@ class _Try:
         "cut",
         "granted",
         "limit",
+        "on_sent",
         "refused",
         "scope",
+        "sent",
         "started",
         "waiting",
     )
 
-    def __init__(self, limit: RateLimit | None, closed: Callable[[], ClosedError | None]) -> None:
+    def __init__(
+        self,
+        limit: RateLimit | None,
+        closed: Callable[[], ClosedError | None],
+        on_sent: Callable[[], None] | None = None,
+    ) -> None:
         self.limit = limit
         self.closed = closed
+        self.on_sent = on_sent
+        self.sent = False
         self.scope = asyncio.timeout(None)
         self.waiting = False
         self.started = False  # got a start slot
@@ -115,6 +125,13 @@ class _Try:
             finally:
                 self.waiting = False
         self.granted = True
+
+    def mark_sent(self) -> None:
+        """The receiver accepted the message: whatever happens next, it was delivered."""
+        if not self.sent:
+            self.sent = True
+            if self.on_sent is not None:
+                self.on_sent()
 
     def cut_off(self) -> None:
         """End the try now (on its own loop): its scope expires, cancelling what it awaits."""
@@ -183,10 +200,20 @@ class Deliveries:
         _set(call.done)
 
     async def send(
-        self, call: Call, route: Route, notification: Notification, default_policy: RetryPolicy
+        self,
+        call: Call,
+        route: Route,
+        notification: Notification,
+        default_policy: RetryPolicy,
+        on_sent: Callable[[], None] | None = None,
     ) -> ChannelResult:
         """Deliver ``notification`` on ``route``: try, retry by the route's policy (else
-        ``default_policy``), dead-letter it when it fails for good."""
+        ``default_policy``), dead-letter it when it fails for good.
+
+        A try whose channel said the receiver accepted the message
+        (``Channel._mark_sent``) is a delivery even if it then fails
+        or is cut off; ``on_sent`` is called at that moment (so a caller cancelled
+        meanwhile still knows the message went out)."""
         policy = route.retry_policy or default_policy
         channel = route.channel
 
@@ -199,8 +226,11 @@ class Deliveries:
             closed = self.closed_before(route, attempt)
             if closed is not None:  # no try starts after close(), not even a first one
                 return await fail(closed, attempt - 1)
-            current = _Try(route.rate_limit, functools.partial(self.closed_before, route, attempt))
+            current = _Try(
+                route.rate_limit, functools.partial(self.closed_before, route, attempt), on_sent
+            )
             turn = TURN.set(current.take_turn)
+            sent = SENT.set(current.mark_sent)
             try:
                 async with current.scope:
                     call.tries.add(current)
@@ -218,8 +248,18 @@ class Deliveries:
                 raised = exc
                 error = _as_notification_error(route.name, exc)
             finally:
+                SENT.reset(sent)
                 TURN.reset(turn)
                 current.closed = _over  # see _over
+            if current.sent:  # accepted, then failed or cut off ending the session: delivered
+                logger.info(
+                    "channel %r: the receiver accepted the message (try %d), then: %s; "
+                    "counted as sent",
+                    route.name,
+                    attempt,
+                    error,
+                )
+                return ChannelResult(route.name, "sent", notification, None, attempt)
             if current.refused is not None:  # closed before the try could write
                 return await fail(current.refused, attempt - 1)
             if current.scope.expired():  # close() cut the try off

@@ -416,12 +416,16 @@ class NotificationSystem(AsyncClosing):
         if state == "done":
             return ChannelResult(route.name, "duplicate", notification, None, 0)
         keeper = asyncio.ensure_future(hold_claim(store, key)) if isfinite(store.lease) else None
+        went_out: list[bool] = []  # the receiver accepted it (Channel._mark_sent)
         try:
-            result = await self._deliveries.send(call, route, notification, self.retry_policy)
+            result = await self._deliveries.send(
+                call, route, notification, self.retry_policy, lambda: went_out.append(True)
+            )
         except BaseException:
             # the claim is given up even if cancelled again meanwhile (a claim left
-            # pending blocks every retry until its lease ends: for ever in memory)
-            await settled_soon(end_claim(store, key, keeper, delivered=False))
+            # pending blocks every retry until its lease ends: for ever in memory), unless
+            # the receiver had accepted the message: then a retry would send it twice
+            await settled_soon(end_claim(store, key, keeper, delivered=bool(went_out)))
             raise
         # recorded even if the caller is cancelled now: the message went out (a pending
         # claim would make the retry wait for the lease, then send it again)

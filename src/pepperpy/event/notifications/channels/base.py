@@ -23,6 +23,11 @@ TURN: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar(
     "pepperpy_event_notification_turn", default=None
 )
 
+#: set by the system around each try: records that the receiver accepted its message
+SENT: ContextVar[Callable[[], None] | None] = ContextVar(
+    "pepperpy_event_notification_sent", default=None
+)
+
 
 class Channel(ABC):
     """Delivers rendered notifications somewhere (an inbox, a URL, a phone, a list).
@@ -58,6 +63,18 @@ class Channel(ABC):
         turn = TURN.get()
         if turn is not None:
             await turn()
+
+    def _mark_sent(self) -> None:
+        """Say that the receiver has accepted this try's message (an SMTP server's 250
+        after DATA): from then on the try is a delivery, whatever happens before ``send``
+        returns (an error or a cut-off while ending the session, a cancellation), so it
+        is not retried, reported as failed, or its idempotency key given back (a
+        redelivery would send the message twice). Does nothing outside a delivery.
+        (Private for now: the built-in channels call it.)
+        """
+        sent = SENT.get()
+        if sent is not None:
+            sent()
 
     def is_retryable(self, error: Exception) -> bool:
         """Whether trying ``error``'s delivery again could succeed.

@@ -210,6 +210,9 @@ class EmailChannel(Channel):
                 if sending.cut:
                     raise aiosmtplib.SMTPServerDisconnected("the channel was closed")
                 await client.send_message(message)
+                # the server answered 250 to the message: it is delivered, whatever
+                # happens during QUIT (a cut-off, a dropped connection)
+                self._mark_sent()
             except aiosmtplib.SMTPResponseException:
                 await _quit(client, aiosmtplib)  # the server said no: end the session politely
                 raise
