@@ -222,6 +222,12 @@ async def test_a_host_with_a_port_answers_that_port_only(store: EventStore) -> N
         ("*.example.com", "'*' stands alone, for any host"),
         ("*:8080", "'*' stands alone, for any host"),
         (":8080", "the host name before the port is missing"),
+        # a name no Host header can carry was taken, and never matched any request
+        ("a b", "'a b' is not a host name (letters, digits, '-' and '.')"),
+        ("a b:8080", "'a b' is not a host name"),
+        ("user@proxy", "'user@proxy' is not a host name"),
+        ("proxy/x", "'proxy/x' is not a host name"),
+        ("[proxy]:8080", "brackets hold an IPv6 address, got 'proxy'"),
     ],
 )
 async def test_a_malformed_allowed_host_is_refused(
@@ -229,6 +235,15 @@ async def test_a_malformed_allowed_host_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match="^" + re.escape(says)):
         console_app(store, allowed_hosts=[entry])
+
+
+async def test_a_non_ascii_allowed_host_answers_its_idna_form(store: EventStore) -> None:
+    """Browsers send a non-ASCII host name in its IDNA form (xn--...) in ``Host``."""
+    app = console_app(store, allowed_hosts=["bücher.test", "Proxy.Test"])
+    async with _client(app) as http:
+        for host in ("xn--bcher-kva.test", "proxy.test", "PROXY.test:8080"):
+            assert (await http.get("/", headers={"Host": host})).status_code == 200, host
+        assert (await http.get("/", headers={"Host": "bucher.test"})).status_code == 421
 
 
 def test_serve_allow_host_with_a_port(tmp_path: Path) -> None:

@@ -81,7 +81,36 @@ def allowed_host(entry: str) -> Host:
         raise ValueError("'*' stands alone, for any host: name each host otherwise")
     if not name:
         raise ValueError("the host name before the port is missing")
-    return _host_key(name), port
+    key = _host_key(name)
+    if text.startswith("[") and ":" not in key:
+        raise ValueError(f"brackets hold an IPv6 address, got {name!r}")
+    if ":" not in key and not _is_host_name(key):
+        key = _idna(name)
+    return key, port
+
+
+_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._")
+
+
+def _is_host_name(key: str) -> bool:
+    """A host name or IPv4 address as a ``Host`` header carries it (letters, digits, '-',
+    '.', '_'; lower case here); anything else (a space, '/', '@') could never match."""
+    return key.isascii() and _NAME_CHARACTERS.issuperset(key)
+
+
+def _idna(name: str) -> str:
+    """A non-ASCII host name in the form browsers send it in ``Host`` (``xn--...``), or
+    ``ValueError`` for a name no ``Host`` header could carry."""
+    try:
+        key = name.strip().encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        key = ""
+    if not key or not _is_host_name(key):
+        raise ValueError(
+            f"{name.strip()!r} is not a host name (letters, digits, '-' and '.'), so no "
+            "request could name it"
+        )
+    return key
 
 
 def allowed_hosts(entries: Collection[str]) -> frozenset[Host] | None:
