@@ -116,3 +116,35 @@ async def test_converted_defaults_survive_a_trip_through_json() -> None:
     assert data == {"d": "2024-01-01"}
     again = _plain((await validator.validate("t.x", data)).data)
     assert _typed(again) == _typed({"d": dt.date(2024, 1, 1)})
+
+
+@pytest.mark.parametrize(
+    ("annotation", "default", "words"),
+    [
+        # check() raised msgspec's TypeError for every event lacking the field
+        (Any, object(), "Encoding objects of type object"),
+        # validate() returned events that failed only when stored or published
+        (Any, "\ud800", "lone surrogate"),
+        (int, 2**70, "64-bit range"),
+        (float, float("nan"), "not a finite number"),
+    ],
+)
+def test_a_default_that_is_no_event_data_is_refused_at_registration(
+    annotation: Any, default: Any, words: str
+) -> None:
+    import dataclasses
+
+    import msgspec
+
+    from pepperpy.event import ConfigurationError
+
+    as_dataclass = dataclasses.make_dataclass("D", [("x", annotation, default)])
+    as_struct = msgspec.defstruct("S", [("x", annotation, default)])
+    keyed = dataclasses.make_dataclass(
+        "K", [("x", Any, dataclasses.field(default_factory=lambda: {1: 1}))]
+    )
+    for schema in (as_dataclass, as_struct):
+        with pytest.raises(ConfigurationError, match=f"x: its default is not event data.*{words}"):
+            EventValidator().register("t", schema)
+    with pytest.raises(ConfigurationError, match="object keys must be str"):
+        EventValidator().register("t", keyed)

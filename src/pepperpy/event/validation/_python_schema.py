@@ -42,6 +42,7 @@ from ._nodes import (
     TupleNode,
     UnionNode,
     UUIDNode,
+    json_problem,
 )
 
 __all__ = ["from_python_type", "is_pydantic_model"]
@@ -210,6 +211,7 @@ class _PythonCompiler:
                 fields.append(Field(name, node, required=False, default=default))
             else:
                 fields.append(Field(name, node))
+        _check_defaults(cls, fields)
         node = ObjectNode(cls.__name__, fields, extra=self.extra)
         lazy.target = node
         self.memo[key] = node
@@ -304,6 +306,7 @@ class _PythonCompiler:
         extra = self.extra
         if getattr(info, "forbid_unknown_fields", False):
             extra = "forbid"
+        _check_defaults(info.cls, fields)
         node = ObjectNode(info.cls.__name__, fields, extra=extra)
         lazy.target = node
         self.memo[key] = node
@@ -373,6 +376,37 @@ def _with_lengths(node: Node, constraints: dict[str, Any], annotation: Any) -> N
     if "max_length" in constraints:
         node.max_length = constraints["max_length"]
     return node
+
+
+def _check_defaults(cls: Any, fields: Sequence[Field]) -> None:
+    """Refuse a default that is no event data (JSON): filled in for an absent field, it
+    would crash the check (an ``object()``) or give an event that fails when stored or
+    published (a lone surrogate, an int beyond 64 bits, a non-str key). A factory is
+    called once to see what it gives; one that raises here is left to the check."""
+    for field in fields:
+        if not field.has_default:
+            continue
+        why: str | None
+        try:
+            value = field.fallback()
+        except Exception as exc:
+            if field.factory is not None and _raises(field.factory):
+                continue
+            why = f"{type(exc).__name__}: {exc}"
+        else:
+            why = json_problem(value)
+        if why is not None:
+            raise ConfigurationError(
+                f"{cls.__name__}.{field.name}: its default is not event data (JSON): {why}"
+            )
+
+
+def _raises(factory: Any) -> bool:
+    try:
+        factory()
+    except Exception:
+        return True
+    return False
 
 
 def _optional_inner(annotation: Any) -> Any:
