@@ -52,6 +52,9 @@ async def test_an_id_twice_in_a_stream_is_refused_with_its_batch(
         with pytest.raises(StoreError, match=r"id 'e0'.*holds already at position 0") as caught:
             await import_store(destination, tmp_path / "x.jsonl", batch_size=batch_size)
         assert "global position 3" in str(caught.value)
+        # the batch was refused before any of it was written, and the error says so in
+        # ``written`` too (it was None: 'cannot tell', which asks the caller to read back)
+        assert caught.value.written is False
         assert await destination.head() == kept  # the batches before the bad row's
         retried = await destination.append("a", Event("t.x", {"n": 0}, id="e0"))
         assert retried.next_expected_version == 0  # the retry finds the one e0

@@ -25,7 +25,7 @@ def check_stored(
     stream's next position once ``rows`` are written. Raises :class:`StoreError`.
     """
     if head != after:
-        raise StoreError(
+        raise _refused(
             f"the destination's newest event is {_at(head)}, not {_at(after)} as the copy "
             "found it: something else wrote to it meanwhile; nothing of this batch was "
             "written (run the copy again, with nothing else writing to the destination)"
@@ -35,7 +35,7 @@ def check_stored(
     for row in rows:
         position, stream, stream_position = row[0], row[1], row[2]
         if position <= last:
-            raise StoreError(
+            raise _refused(
                 f"stored events must come in increasing global positions: {position} "
                 f"follows {last}; nothing of this batch was written"
             )
@@ -43,7 +43,7 @@ def check_stored(
         if expected is None:
             expected = next_positions(stream)
         if stream_position != expected:
-            raise StoreError(
+            raise _refused(
                 f"the event at global position {position} is at position {stream_position} "
                 f"of stream {stream!r}, whose next position is {expected}: the destination "
                 "is not a copy of the source; nothing of this batch was written"
@@ -79,7 +79,7 @@ def check_ids(
         if held is None or held < floor:
             held = seen.get(key)
         if held is not None:
-            raise StoreError(
+            raise _refused(
                 f"the event at global position {row[0]} (position {row[2]} of stream "
                 f"{stream!r}) has id {row[3]!r}, which the stream holds already at position "
                 f"{held}: a stream's ids are unique (appends skip a retried event by its id); "
@@ -87,6 +87,14 @@ def check_ids(
                 "written"
             )
         seen[key] = row[2]
+
+
+def _refused(message: str) -> StoreError:
+    """A batch refused by these checks, which run before anything is written: the
+    error says so in ``written`` (False), not only in its message."""
+    error = StoreError(message)
+    error.written = False
+    return error
 
 
 def _at(position: int | None) -> str:
