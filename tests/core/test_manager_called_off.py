@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import Event, EventManager
+from pepperpy.event import Event, EventManager, RetryPolicy
 from pepperpy.event._eager import EAGER_TASKS, starts_eagerly
 
 eager_only = pytest.mark.skipif(
@@ -381,3 +381,37 @@ async def test_patterns_leaves_out_a_pattern_whose_only_handler_an_emit_has_take
         await manager.emit("job.run")
     assert seen == [["job.run"]]
     assert manager.patterns() == ["job.run"]
+
+
+@pytest.mark.parametrize("handlers", [1, 2])
+async def test_a_failure_being_retried_when_the_emit_is_cancelled_is_logged(
+    caplog: pytest.LogCaptureFixture, handlers: int
+) -> None:
+    # a shutdown during a retry's back-off: no dead letter, no further try, but an ERROR
+    # with the failure's traceback, not only the WARNING announcing a retry never made
+    manager = EventManager(retry_policy=RetryPolicy.fixed(max_attempts=3, base_delay=60))
+    failed = asyncio.Event()
+
+    async def charge(event: Event) -> None:
+        failed.set()
+        raise ConnectionError("gateway down")
+
+    async def other(event: Event) -> None:
+        return None
+
+    manager.on("payment.requested", charge)
+    if handlers == 2:
+        manager.on("payment.requested", other)
+    with caplog.at_level(logging.WARNING, "pepperpy.event"):
+        emitting = asyncio.ensure_future(manager.emit("payment.requested"))
+        await failed.wait()
+        while "retrying in" not in caplog.text:  # the retry's back-off has begun
+            await asyncio.sleep(0)
+        emitting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await emitting
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "charge" in record.getMessage() and "after 1 attempt(s)" in record.getMessage()
+    assert "cancelled" in record.getMessage()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], ConnectionError)
+    assert not manager.dead_letters

@@ -59,6 +59,21 @@ def _interrupted(exc: BaseException) -> str:
     return f"interrupted by {type(exc).__name__} from another handler"
 
 
+def _called_off(listener: _Listener, event: Event, exc: BaseException, attempts: int) -> None:
+    """Log a handler's last failure when its emit is cancelled while it is being retried:
+    the retries stop and no dead letter is made, so without this line the failure would
+    end on the WARNING that announced a retry never made."""
+    logger.error(
+        "handler %s failed for event %s (%s) after %d attempt(s), and its emit was cancelled "
+        "before it succeeded; not retried further or dead-lettered",
+        named(listener.handler, event, exc),
+        event.type,
+        event.id,
+        attempts,
+        exc_info=exc,
+    )
+
+
 def _priority_first(listener: _Listener) -> int:
     return -listener.priority
 
@@ -570,7 +585,11 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
                 exc,
                 describe_delay(policy, attempt),
             )
-            await policy.sleep(attempt)
+            try:
+                await policy.sleep(attempt)
+            except asyncio.CancelledError:
+                _called_off(listener, event, exc, attempt)  # the emit, between two tries
+                raise
             attempt += 1
             try:
                 result = listener.handler(event)
@@ -581,6 +600,7 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
                 exc = again
             except asyncio.CancelledError as again:
                 if task is None or task.cancelling() > since:
+                    _called_off(listener, event, exc, attempt - 1)
                     raise  # the emit itself is being cancelled
                 exc = again  # the handler's own await was cancelled: this try failed
             follow(exc, tries)
