@@ -451,3 +451,24 @@ async def test_a_value_whose_repr_raises_is_refused_as_bad_data(schema: str) -> 
     assert "repr raised RuntimeError" in caught.value.errors[0].actual
     with pytest.raises(ValidationError):
         validator.check("t", {"name": _Unshowable()})
+
+
+@pytest.mark.parametrize("value", ["Infinity", "-inf", "NaN", "sNaN", float("inf")])
+@pytest.mark.parametrize("optional", [False, True])
+async def test_check_refuses_a_decimal_that_is_not_finite_as_validate_does(
+    value: Any, optional: bool
+) -> None:
+    # msgspec's fast path took "NaN" and "Infinity" for a Decimal: check() returned
+    # Decimal('NaN') where validate() refused it
+    import dataclasses
+    from decimal import Decimal
+
+    annotation: Any = Decimal | None if optional else Decimal
+    validator = EventValidator()
+    validator.register("t", dataclasses.make_dataclass("Price", [("x", annotation)]))
+    with pytest.raises(ValidationError) as caught:
+        validator.check("t", {"x": value})
+    assert [p.message for p in caught.value.errors] == ["expected a finite number"]
+    with pytest.raises(ValidationError):
+        await validator.validate("t", {"x": value})
+    assert validator.check("t", {"x": "1.5"})[0] == {"x": Decimal("1.5")}

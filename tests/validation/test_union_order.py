@@ -41,7 +41,9 @@ def test_the_first_option_taking_a_value_converts_it_on_both_paths(
     assert schema.explain({"v": value}) == {"v": expected}
 
 
-@pytest.mark.parametrize("annotation", [float | decimal.Decimal, int | decimal.Decimal, Any | int])
+# (a Decimal is checked through msgspec's decoding hook, which msgspec allows in no union
+# but with None: float | Decimal is walked, see test_schema_values)
+@pytest.mark.parametrize("annotation", [int | float, float | None, Any | int])
 def test_unions_msgspec_reads_in_the_same_order_keep_the_fast_path(annotation: Any) -> None:
     schema = compiled(annotation)
     assert schema.fast is not None

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import decimal
 import keyword
 import uuid
 from collections.abc import Sequence
@@ -205,8 +204,10 @@ class _FastBuilder:
             return self.hooked(node) if node.rfc else uuid.UUID
         if isinstance(node, TimeTextNode):
             return self.hooked(node)
-        if isinstance(node, DecimalNode):  # msgspec has no bounds for a Decimal
-            return self.hooked(node) if node.bounds else decimal.Decimal
+        if isinstance(node, DecimalNode):
+            # msgspec has no bounds for a Decimal, and takes "NaN" and "Infinity",
+            # which event data (JSON) cannot hold: the node decides
+            return self.hooked(node)
         if isinstance(node, EnumNode):
             return node.cls
         if isinstance(node, LiteralNode):
