@@ -41,7 +41,7 @@ from ._event import Event
 from ._handlers import check_handler
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._options import check_instance
-from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic
+from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic, plain_name
 from ._redact import redact_url
 from ._removal import remove_last
 from ._retry import RetryPolicy
@@ -187,6 +187,7 @@ class EventBus(AsyncClosing):
             check_caller_loop(self)  # registering it would need the bus's own loop
         if not isinstance(pattern, str):
             raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+        pattern = plain_name(pattern)  # a StrEnum member is kept as the str it holds
         if isinstance(handler, str):  # subscribe(pattern, "billing"): a group meant
             raise TypeError(
                 f"handler must be callable, got the str {handler!r}; group is keyword-only: "
@@ -330,6 +331,7 @@ class EventBus(AsyncClosing):
         Returns the published event. ``key`` orders events within a group (events with
         one key are handled in publish order); ``headers`` are added to the metadata.
         """
+        topic = plain_name(topic)  # a StrEnum member: the str it holds
         self._check_topic(topic)
         if self.access is not None:  # a refusal is audited off the loop, then raised
             await self.access.acheck("publish", topic)

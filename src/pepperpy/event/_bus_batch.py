@@ -16,6 +16,7 @@ from ._bus_checks import check_headers, published_event
 from ._bus_loop import refuse_publish
 from ._errors import SerializationError
 from ._event import Event, json_native
+from ._patterns import plain_name
 from .transports.base import check_key
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ async def publish_many(
     headers: Mapping[str, Any] | None,
 ) -> list[Event]:
     """See :meth:`EventBus.publish_many`."""
+    topic = plain_name(topic)  # a StrEnum member: the str it holds
     bus._check_topic(topic)
     if isinstance(messages, str | bytes | bytearray | Mapping) or not isinstance(
         messages, Iterable

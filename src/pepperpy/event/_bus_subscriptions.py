@@ -21,7 +21,7 @@ from ._bus_delivery import delivering
 from ._errors import ClosedError, ConfigurationError
 from ._event import Event
 from ._handlers import Handler
-from ._patterns import parse_pattern
+from ._patterns import parse_pattern, plain_name
 from ._text import shown, text_problem
 from .transports import Subscription
 from .transports.base import NotDelivered
@@ -163,6 +163,7 @@ async def delete_group(bus: EventBus, pattern: str, group: str) -> None:
     """See :meth:`EventBus.delete_group`."""
     if not isinstance(pattern, str):
         raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+    pattern = plain_name(pattern)
     parse_pattern(pattern)
     bus.transport.check_pattern(pattern)
     check_group(group)

@@ -161,22 +161,29 @@ make_event(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *type = args[0], *data = args[1], *metadata = args[2];
-    if (!Py_IS_TYPE(type, &PyUnicode_Type) || PyUnicode_GET_LENGTH(type) == 0) {
+    if (!PyUnicode_Check(type) || PyUnicode_GET_LENGTH(type) == 0) {
         PyErr_Format(PyExc_TypeError, "event type must be a non-empty str, got %R", type);
+        return NULL;
+    }
+    /* a str subclass (a StrEnum member) as the plain str it holds, as _plain_type does */
+    type = Py_IS_TYPE(type, &PyUnicode_Type) ? Py_NewRef(type) : PyUnicode_FromObject(type);
+    if (type == NULL) {
         return NULL;
     }
     if (PyUnicode_GET_LENGTH(type) > long_type) {
         PyObject *ok = PyObject_CallOneArg(check_long_type, type);
         if (ok == NULL) {
+            Py_DECREF(type);
             return NULL;
         }
         Py_DECREF(ok);
     }
     PyObject *event = event_type->tp_alloc(event_type, 0);
     if (event == NULL) {
+        Py_DECREF(type);
         return NULL;
     }
-    SLOT(event, S_TYPE) = Py_NewRef(type);
+    SLOT(event, S_TYPE) = type; /* the reference taken above */
     PyObject *value = freeze_data(data);
     if (value == NULL) {
         goto fail;

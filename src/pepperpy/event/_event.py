@@ -102,7 +102,7 @@ class Event:
         subject: str | None = None,
     ) -> None:
         if type.__class__ is not str or not type:
-            raise TypeError(f"event type must be a non-empty str, got {type!r}")
+            type = _plain_type(type)
         if "\x00" in type or not type.isascii() or len(type) > LONG_TYPE:
             _check_text(type, "event type")  # a NUL, a lone surrogate, over 1,024 bytes
         self._type = type
@@ -192,7 +192,7 @@ class Event:
         if not changes.keys().isdisjoint(_IDENTITY):
             _check_identity(changes)
         event = _new(Event)
-        event._type = changes.get("type", self._type)
+        event._type = _plain_type(changes["type"]) if "type" in changes else self._type
         if "data" in changes:
             try:
                 event._data = freeze(changes["data"])
@@ -476,7 +476,7 @@ def _make_event_py(type: str, data: Any, metadata: Mapping[str, Any] | None) -> 
     """
     event: Event = _new(Event)
     if type.__class__ is not str or not type:
-        raise TypeError(f"event type must be a non-empty str, got {type!r}")
+        type = _plain_type(type)
     if len(type) > LONG_TYPE:  # may pass the byte limit (the rest is the emit path's check)
         _check_long_type(type)
     event._type = type
@@ -506,6 +506,14 @@ def _make_event_py(type: str, data: Any, metadata: Mapping[str, Any] | None) -> 
     event._version = 1
     event._extra = None
     return event
+
+
+def _plain_type(kind: Any) -> str:
+    """An event type given as a str subclass (a ``StrEnum`` member) as its plain str;
+    ``TypeError`` for anything else but a non-empty str."""
+    if not isinstance(kind, str) or not kind:
+        raise TypeError(f"event type must be a non-empty str, got {kind!r}")
+    return str.__str__(kind)
 
 
 def _freeze_nested(data: Any) -> Any:

@@ -33,9 +33,9 @@ _IDENTITY = frozenset({"type", "id", "version", "source", "subject"})
 def _check_identity(changes: Mapping[str, Any]) -> None:
     """Apply the constructor's checks to a ``replace()`` of type, id, version, etc."""
     kind = changes.get("type", "x")
-    if kind.__class__ is not str or not kind:
+    if not isinstance(kind, str) or not kind:  # a str subclass: replace() takes its str
         raise TypeError(f"event type must be a non-empty str, got {kind!r}")
-    _check_text(kind, "event type")
+    _check_text(str.__str__(kind), "event type")
     event_id = changes.get("id", "x")
     if isinstance(event_id, UUID):
         event_id = str(event_id)

@@ -352,6 +352,8 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
 
     @staticmethod
     def _ready_event(event: Any, data: Any, metadata: Any) -> Event:
+        if isinstance(event, str):  # a str subclass (a StrEnum member): make_event takes it
+            return make_event(event, data, metadata)
         if not isinstance(event, Event):
             raise TypeError(f"emit() takes an event type (str) or an Event, got {event!r}")
         if data is not None or metadata is not None:

@@ -129,6 +129,19 @@ def parse_topic(topic: str) -> tuple[str, ...]:
     return _tokens(topic, wildcards=False)
 
 
+def plain_name(value: Any) -> Any:
+    """A str subclass (a ``StrEnum`` member naming an event type, a topic or a pattern)
+    as the plain str it holds; anything else as it is (checked where it is used).
+
+    Types, topics and patterns are kept, compared, cached and sent as plain strs: an
+    enum member would be printed as ``<T.CREATED: ...>`` by some code and as its value
+    by other code, and a ``(str, Enum)`` member formats as ``T.CREATED`` on 3.12+.
+    """
+    if value.__class__ is not str and isinstance(value, str):
+        return str.__str__(value)  # the characters it holds, whatever __str__ says
+    return value
+
+
 def parse_name(text: str, kind: str) -> tuple[str, ...]:
     """Check a name that has a topic's form but is another thing (``kind``: "stream
     name"), so that an error says what the caller passed."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from ._errors import ClosedError, ListenerLimitError, PatternError
 from ._handlers import check_handler, is_async_callable
 from ._listeners import WeakListener, _Listener
-from ._patterns import PatternIndex, parse_pattern
+from ._patterns import PatternIndex, parse_pattern, plain_name
 from ._removal import Removed, check_removal, remove_last
 
 if TYPE_CHECKING:
@@ -92,6 +92,7 @@ class Registrations:
     ) -> _Listener:
         check_handler(handler)
         self._check_open()
+        pattern = plain_name(pattern)  # a StrEnum member is kept as the str it holds
         self._prune()  # dead weak registrations do not count against max_listeners
         if weak:
             listener: _Listener = WeakListener(
