@@ -137,3 +137,30 @@ def test_an_unenforceable_marker_on_a_struct_is_refused() -> None:
 
     with pytest.raises(ConfigurationError, match="cannot be enforced"):
         EventValidator().register("x", Checked)
+
+
+@dataclasses.dataclass
+class _InnerPattern:
+    y: Annotated[str, pydantic.Field(pattern="^abc$")]
+
+
+@dataclasses.dataclass
+class _PythonRe:
+    x: Annotated[str, pydantic.Field(pattern="^abc$")]
+    inner: _InnerPattern
+    __pydantic_config__ = pydantic.ConfigDict(regex_engine="python-re")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # regex_engine="python-re": pydantic runs Python's re, where $ takes a final
+        # newline, in the class and in a nested one without a config of its own
+        {"x": "abc\n", "inner": {"y": "abc"}},
+        {"x": "abc", "inner": {"y": "abc\n"}},
+        {"x": "abd", "inner": {"y": "abc"}},
+    ],
+)
+def test_a_class_config_regex_engine_is_honoured(data: dict[str, Any]) -> None:
+    ours, theirs = _verdicts(_PythonRe, data)
+    assert ours == theirs

@@ -188,6 +188,7 @@ class StrNode(Node):
         json_text: bool = False,
         ecma: bool = False,
         pydantic_pattern: Any = None,
+        regex_engine: str | None = None,
     ) -> None:
         if pydantic_pattern is not None:
             if pattern is not None:
@@ -204,7 +205,7 @@ class StrNode(Node):
         self.matcher = None
         if pydantic_pattern is not None:
             self.source = None
-            self.matcher = pydantic_matcher(pydantic_pattern)
+            self.matcher = pydantic_matcher(pydantic_pattern, regex_engine)
         self.regex = re.compile(self.source) if self.source is not None else None
         self.json_text = json_text
         extras = []

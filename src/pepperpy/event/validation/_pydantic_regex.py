@@ -6,7 +6,8 @@ from Python's ``re``: ``$`` is the end of the text only (Python's also matches b
 final newline, so ``^abc$`` would take ``"abc\\n"``), ``\\s`` and ``\\w`` are Unicode
 properties that are not quite Python's, and it has syntax of its own (``\\pL``,
 ``[[:alpha:]]``, ``\\z``, class set operations) while refusing lookarounds and
-backreferences. A compiled ``re.Pattern`` it runs with Python's ``re``. Rather than
+backreferences. A compiled ``re.Pattern`` it runs with Python's ``re``, and so every
+pattern of a class whose ``__pydantic_config__`` says ``regex_engine="python-re"``. Rather than
 translate one engine into the other, the pattern is handed to pydantic-core itself
 (installed: pydantic made the marker): one string validator per pattern, built once at
 registration, whose ``isinstance_python`` is the verdict. A pattern pydantic refuses is
@@ -28,12 +29,14 @@ __all__ = ["pydantic_matcher", "pydantic_pattern_text"]
 
 
 @functools.lru_cache(maxsize=1024)
-def pydantic_matcher(pattern: Any) -> Callable[[Any], bool]:
-    """Whether a str matches ``pattern`` (a str or ``re.Pattern``) as pydantic decides."""
+def pydantic_matcher(pattern: Any, regex_engine: Any = None) -> Callable[[Any], bool]:
+    """Whether a str matches ``pattern`` (a str or ``re.Pattern``) as pydantic decides,
+    with the class config's ``regex_engine`` (None: pydantic's default)."""
     from pydantic_core import SchemaError, SchemaValidator, core_schema
 
     try:
-        validator = SchemaValidator(core_schema.str_schema(pattern=pattern))
+        schema = core_schema.str_schema(pattern=pattern, regex_engine=regex_engine)
+        validator = SchemaValidator(schema)
     except SchemaError as exc:
         reason = str(exc).strip().splitlines()[-1].strip()
         raise ConfigurationError(

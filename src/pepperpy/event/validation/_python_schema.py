@@ -11,7 +11,7 @@ import dataclasses
 import types
 import typing
 from collections import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
@@ -69,6 +69,8 @@ class _PythonCompiler:
         self.extra: Extra = extra
         self.msgspec = msgspec_module()
         self.memo: dict[int, Node] = {}
+        #: the pydantic ``regex_engine`` of the class being read (None: pydantic's default)
+        self.regex_engine: str | None = None
 
     def annotation(self, annotation: Any) -> Node:
         """The node of a type annotation.
@@ -159,7 +161,23 @@ class _PythonCompiler:
             return annotation
 
     def class_schema(self, cls: Any) -> Node:
-        """A plain annotated class, a dataclass or a TypedDict, read field by field."""
+        """A plain annotated class, a dataclass or a TypedDict, read field by field.
+
+        Its pydantic config's ``regex_engine`` (``__pydantic_config__``, which pydantic
+        reads there) decides how its pydantic patterns run; a class without a config
+        keeps the enclosing one's, as in pydantic.
+        """
+        config = getattr(cls, "__pydantic_config__", None)
+        if id(cls) in self.memo or not isinstance(config, Mapping):
+            return self._class_schema(cls)
+        outer = self.regex_engine
+        self.regex_engine = config.get("regex_engine")
+        try:
+            return self._class_schema(cls)
+        finally:
+            self.regex_engine = outer
+
+    def _class_schema(self, cls: Any) -> Node:
         key = id(cls)
         if key in self.memo:
             return self.memo[key]
@@ -234,6 +252,7 @@ class _PythonCompiler:
                 max_length=node.max_length,
                 pattern=node.pattern,
                 pydantic_pattern=pattern,
+                regex_engine=self.regex_engine,
             )
         simple = _SIMPLE.get(type(info).__name__)
         if simple is not None:
