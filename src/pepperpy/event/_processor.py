@@ -33,6 +33,7 @@ from ._processor_links import (
     _completed,
     _ManagerLink,
     _TaskLink,
+    need_running_loop,
     settled,
 )
 from ._removal import check_removal
@@ -396,6 +397,12 @@ class EventProcessor:
             )
             if isinstance(filters, list | tuple) and all(isinstance(t, str) for t in filters):
                 check_overlap(what, filters, self._patterns())
+            # before subscribing: a refusal leaves nothing behind
+            need_running_loop(
+                "attach() to an event store",
+                "it starts a task that follows the store; attach() to a manager or a bus "
+                "needs none",
+            )
             events = source.subscribe(from_position, streams=streams, types=types)
             outcome = "passed over without a handler (the subscription moves past it)"
             policy = Unmatched(mode, what, self._patterns, outcome)
@@ -464,6 +471,7 @@ class EventProcessor:
         :meth:`attach`.
         """
         policy = Unmatched(check_mode(unmatched), "background run", self._patterns)
+        need_running_loop("run_in_background()", "it starts a task that reads the events")
         return Attachment(self, _TaskLink(self, policy, events))
 
 

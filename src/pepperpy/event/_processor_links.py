@@ -35,7 +35,16 @@ from ._unmatched import Unmatched
 if TYPE_CHECKING:
     from ._processor import EventProcessor
 
-__all__ = ["ATTACHED", "Attachment", "Failures", "_BusLink", "_Link", "_ManagerLink", "_TaskLink"]
+__all__ = [
+    "ATTACHED",
+    "Attachment",
+    "Failures",
+    "_BusLink",
+    "_Link",
+    "_ManagerLink",
+    "_TaskLink",
+    "need_running_loop",
+]
 
 logger = logging.getLogger("pepperpy.event.processor")
 
@@ -265,6 +274,21 @@ class _BusLink(_Link):
 
     async def wait(self) -> None:
         return None
+
+
+def need_running_loop(call: str, why: str) -> None:
+    """Refuse ``call`` (which starts a task) with no event loop running in this thread.
+
+    asyncio's own ``RuntimeError: no running event loop`` named neither the call nor
+    the way out, where ``attach`` to a manager or a bus needs no loop at all.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            f"{call} needs an event loop running in this thread ({why}): call it from "
+            "async code, such as the coroutine asyncio.run() runs"
+        ) from None
 
 
 class _TaskLink(_Link):
