@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
 import annotated_types
 import msgspec
@@ -164,3 +164,28 @@ class _PythonRe:
 def test_a_class_config_regex_engine_is_honoured(data: dict[str, Any]) -> None:
     ours, theirs = _verdicts(_PythonRe, data)
     assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    ("annotation", "bad", "good"),
+    [
+        # markers that change no verdict here were refused at registration
+        (Annotated[float, pydantic.Field(allow_inf_nan=False, gt=0)], 0.0, 1.5),
+        (Annotated[list[int], pydantic.Field(fail_fast=True)], [1, "a"], [1, 2]),
+        (Annotated[Union[int, str], pydantic.Field(union_mode="left_to_right")], 1.5, "a"),  # noqa: UP007
+        (Annotated[Union[int, str], pydantic.Field(description="an id")], 1.5, 1),  # noqa: UP007
+        (Annotated[tuple[int, str], pydantic.Field(title="pair")], [1, 2], [1, "a"]),
+    ],
+)
+def test_markers_that_change_no_verdict_are_allowed(annotation: Any, bad: Any, good: Any) -> None:
+    cls = dataclasses.make_dataclass("N", [("a", annotation)])
+    assert _verdicts(cls, {"a": bad}) == (False, False)
+    assert _verdicts(cls, {"a": good}) == (True, True)
+
+
+def test_allow_inf_nan_true_is_refused() -> None:
+    cls = dataclasses.make_dataclass(
+        "N", [("a", Annotated[float, pydantic.Field(allow_inf_nan=True)])]
+    )
+    with pytest.raises(ConfigurationError, match="NaN and infinities are no event data"):
+        EventValidator().register("x", cls)

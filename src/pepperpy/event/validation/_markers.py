@@ -49,6 +49,8 @@ _GENERAL_NEUTRAL: dict[str, tuple[Any, ...]] = {
     "to_lower": (None, False),
     "to_upper": (None, False),
     "ascii_only": (None, False),
+    # unions here give a value to the first option taking it (docs/validation.md)
+    "union_mode": (None, "left_to_right", "smart"),
 }
 
 
@@ -93,6 +95,14 @@ def _pydantic(marker: Any) -> dict[str, Any]:
         for item in marker.metadata:
             found.update(constraints(item) or {})
         return found
+    if name == "AllowInfNan":  # Field(allow_inf_nan=...)
+        if not marker.allow_inf_nan:
+            return {}  # NaN and infinities are refused here anyway
+        raise ConfigurationError(
+            f"{marker!r}: NaN and infinities are no event data (JSON cannot hold them)"
+        )
+    if name == "FailFast":  # stops a sequence's check at its first error: same verdict
+        return {}
     if name == "Strict":
         if marker.strict:
             return {}

@@ -384,7 +384,10 @@ def _is_text(node: Node) -> bool:
 
 
 def _with_lengths(node: Node, constraints: dict[str, Any], annotation: Any) -> Node:
-    """Apply ``min_length``/``max_length`` to a container node."""
+    """Apply ``min_length``/``max_length`` to a container node (markers that constrain
+    nothing, a description, leave any node as it is)."""
+    if not constraints:
+        return node
     other = set(constraints) - {"min_length", "max_length"}
     if other or not isinstance(node, ListNode | DictNode):
         raise ConfigurationError(
