@@ -71,9 +71,13 @@ from pepperpy.event import EventBus, MissingDependencyError
 async def main():
     try:
         bus = EventBus(transport={url!r})
-        await bus.start()
     except MissingDependencyError as exc:
-        print("HINT", exc)
+        print("HINT at EventBus()", exc)
+        return
+    try:
+        await bus.start()
+    except MissingDependencyError as exc:  # too late: a service started half-way
+        print("HINT at start()", exc)
     else:
         await bus.close()
         print("NO ERROR")
@@ -85,3 +89,5 @@ asyncio.run(main())
     )
     assert result.returncode == 0, result.stderr
     assert f"pip install 'pepperpy-event[{extra}]'" in result.stdout, result.stdout
+    # named where the bus is made, for every transport alike (NATS said it at start())
+    assert result.stdout.startswith("HINT at EventBus()"), result.stdout

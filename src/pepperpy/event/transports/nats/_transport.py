@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..._bus_logging import log_fields
 from ..._deadletter import dead_letter_event, partition_key
+from ..._deps import require
 from ..._errors import ClosedError, TransportError
 from ..._event import Event
 from ..._redact import redact_url
@@ -117,6 +118,8 @@ class NatsTransport(Connection, Transport):
         )
         if max_deliver is not None:  # checked_keywords refused it given with max_deliveries
             given["max_deliveries"] = max_deliver
+        # a missing driver is named where the bus is made, as the other transports do
+        require("nats", extra="nats", feature="the nats:// transport")
         self.servers, self.options, self._token = parse_url(url, given)
         #: the server URL(s), comma-separated, without options or passwords (for messages)
         self.server = ",".join(redact_url(server) for server in self.servers)
