@@ -26,14 +26,21 @@ from ._urls import normalized, shown
 __all__ = ["COMMANDS", "copy", "export", "import_"]
 
 
-def _batch_option(function: Callable[..., None]) -> Callable[..., None]:
-    return click.option(
-        "--batch-size",
-        type=click.IntRange(1, MAX_BATCH),
-        default=DEFAULT_BATCH,
-        show_default=True,
-        help="Events written per transaction.",
-    )(function)
+def _batch_option(
+    text: str = "Events written per transaction.",
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``--batch-size``, described as the command uses it (``text``)."""
+
+    def option(function: Callable[..., None]) -> Callable[..., None]:
+        return click.option(
+            "--batch-size",
+            type=click.IntRange(1, MAX_BATCH),
+            default=DEFAULT_BATCH,
+            show_default=True,
+            help=text,
+        )(function)
+
+    return option
 
 
 @contextmanager
@@ -136,7 +143,7 @@ def _summary(verb: str, report: CopyReport, where: str) -> str:
 @click.command("export")
 @click.argument("file", metavar="FILE|-")
 @store_option
-@_batch_option
+@_batch_option("Events read from the store per page.")
 def export(file: str, store: str, batch_size: int) -> None:
     """Write every stored event to FILE (- for stdout) as JSON Lines, for a backup.
 
@@ -173,7 +180,7 @@ def export(file: str, store: str, batch_size: int) -> None:
 @click.command("import")
 @click.argument("file", metavar="FILE|-")
 @store_option
-@_batch_option
+@_batch_option()
 def import_(file: str, store: str, batch_size: int) -> None:
     """Write the events of an export FILE (- for stdin) to the store, as stored.
 
@@ -206,7 +213,7 @@ def import_(file: str, store: str, batch_size: int) -> None:
 @click.command("copy")
 @click.argument("source_url")
 @click.argument("destination_url")
-@_batch_option
+@_batch_option()
 def copy(source_url: str, destination_url: str, batch_size: int) -> None:
     """Copy the events of the store at SOURCE_URL to the store at DESTINATION_URL.
 
