@@ -171,7 +171,9 @@ class RedisIdempotencyStore(IdempotencyStore):
     ``ttl`` is how long a delivered key is remembered (default a week); ``prefix``
     namespaces the keys. URL form: ``redis://host:6379/0?prefix=app:notify:&ttl=86400``.
 
-    Each claim holds a random token. :meth:`renew` (the holder does it every third of
+    Each claim holds a random token. A claim whose reply was lost (the connection
+    broke after Redis took it) is recognised by its token and is the caller's, not a
+    claim left pending for the whole lease. :meth:`renew` (the holder does it every third of
     the ``lease`` while it delivers) and :meth:`release` only touch the claim if it still
     holds this holder's token, so a holder that stalled past its lease cannot extend or
     drop the claim another process took over. :meth:`complete` always records the key
@@ -224,13 +226,50 @@ class RedisIdempotencyStore(IdempotencyStore):
     async def claim(self, key: str) -> Claim:
         name = self.prefix + key
         token = _PENDING + secrets.token_hex(16).encode()
-        if await self._call("set", name, token, nx=True, px=_ms(self.lease)):
+        state = await self._take(name, token)
+        if state == token:
             self._tokens[key] = token
             return "claimed"
-        state = await self._call("get", name)
         if state == b"done":
             return "done"
         return "busy"  # pending elsewhere, or it expired just now: ask again
+
+    async def _take(self, name: str, token: bytes) -> bytes | None:
+        """``SET name token NX`` with the lease; what ``name`` holds then (``token``: the
+        claim is ours).
+
+        The token tells whose a claim is, so an answer that never came is not a claim
+        left pending for the whole lease: a ``SET`` whose reply was lost (Redis took it,
+        then the connection broke), or that redis-py sent again on a new connection (the
+        second finding the first's claim), is recognised by its token. Where the key is
+        not there, the claim did not land (or has not yet): the same ``SET NX`` again
+        takes it at most once, whichever lands first. Only one token is ever in the key,
+        so only its caller gets ``claimed``.
+        """
+        px = _ms(self.lease)
+        try:
+            if await self._call("set", name, token, nx=True, px=px):
+                return token
+        except NotificationError as lost:
+            return await self._recover(name, token, px, lost)
+        state: bytes | None = await self._call("get", name)
+        return state
+
+    async def _recover(
+        self, name: str, token: bytes, px: int, lost: NotificationError
+    ) -> bytes | None:
+        """What ``name`` holds after a ``SET NX`` of ``token`` got no answer (see _take)."""
+        try:
+            state: bytes | None = await self._call("get", name)
+            if state is None:
+                if await self._call("set", name, token, nx=True, px=px):
+                    return token
+                state = await self._call("get", name)  # another claim got there first
+        except NotificationError:
+            pass  # Redis is still out of reach: the first failure is the one reported
+        else:
+            return state
+        raise lost
 
     async def renew(self, key: str) -> bool:
         token = self._tokens.get(key)
