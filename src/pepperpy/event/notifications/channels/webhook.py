@@ -187,6 +187,8 @@ class WebhookChannel(Channel):
                     "POST", self.url, content=body, headers=headers, extensions={"trace": trace}
                 ) as response:
                     answers.append(response)
+                    if response.is_success:  # a delivery, whatever becomes of the body
+                        self._mark_sent()  # (close() cutting it off, a cancellation)
                     await _read_start(response, start)
         except TimeoutError as exc:
             if not answers:
