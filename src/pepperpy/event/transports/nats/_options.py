@@ -217,11 +217,16 @@ def _shown(url: str) -> str:
 
 
 def _convert(name: str, raw: str, kind: str) -> Any:
+    """``raw``, the URL's text for option ``name``, as the option's type: a value that
+    is none is a :class:`ConfigurationError` like any other bad text of the URL's (``""``
+    or ``"none"`` means "no limit" only for an option that may be ``None``)."""
+    if raw in ("", "none") and "None" in kind:
+        return None
     try:
         if kind.startswith("int"):
             return int(raw)
         if kind.startswith("float"):
-            return None if raw in ("", "none") else float(raw)
+            return float(raw)
     except ValueError as exc:
         raise ConfigurationError(f"option {name}={raw!r} is not a number") from exc
     return raw

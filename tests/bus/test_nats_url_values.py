@@ -1,0 +1,32 @@
+"""NATS: what the URL's query and address say is checked when the transport is made.
+
+Nothing here connects: a bad value read from the URL's text is a ConfigurationError
+naming it, as docs/transport-nats.md promises.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pepperpy.event import ConfigurationError
+from pepperpy.event.transports.nats import NatsTransport
+
+pytest.importorskip("nats")
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["ack_wait", "inactive_threshold", "publish_timeout", "connect_timeout", "ping_interval"],
+)
+@pytest.mark.parametrize("raw", ["", "none"])
+def test_an_empty_seconds_option_in_the_url_is_a_configuration_error(option: str, raw: str) -> None:
+    """``?ack_wait=`` raised TypeError ("got None"), which the docs keep for a keyword of
+    the wrong type: the URL's query is text, so a bad value there is a bad value."""
+    with pytest.raises(ConfigurationError, match=option):
+        NatsTransport(f"nats://127.0.0.1:4222?{option}={raw}")
+
+
+@pytest.mark.parametrize("option", ["max_age", "lane_ack_wait"])
+def test_none_still_means_no_limit_for_an_option_that_may_be_none(option: str) -> None:
+    transport = NatsTransport(f"nats://127.0.0.1:4222?{option}=none")
+    assert getattr(transport.options, option) is None
