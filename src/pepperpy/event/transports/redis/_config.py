@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import inspect
 import math
 import re
@@ -270,6 +271,7 @@ def client_options(client_url: str, connection: Any) -> dict[str, Any]:
         raise ConfigurationError(
             f"protocol in the Redis URL must be 2 or 3 (RESP2 or RESP3), got {protocol!r}"
         )
+    _check_reply_shape(parsed)
     # what redis-py checks when it makes a connection object (before any socket I/O)
     # raises there, every time, as a ConnectionError the transport cannot tell from Redis
     # being down: make one now, unconnected, so that such a value is refused here
@@ -278,6 +280,45 @@ def client_options(client_url: str, connection: Any) -> dict[str, Any]:
     except Exception as exc:
         raise ConfigurationError(f"bad Redis URL {redact_url(client_url)!r}: {exc}") from exc
     return parsed
+
+
+def _check_reply_shape(parsed: Mapping[str, Any]) -> None:
+    """Refuse the redis-py options that change what its replies look like.
+
+    The transport reads replies as redis-py gives them over RESP2 by default: bytes, and
+    ``XREADGROUP``'s as a list of streams. ``protocol=3`` (and ``legacy_responses=false``)
+    make it a dict, ``decode_responses`` makes it text (redis-py takes the URL's value as
+    it stands, so ``?decode_responses=false`` decodes too), and another ``encoding`` than
+    UTF-8 writes keys and events other processes and clients cannot read. Each was
+    accepted, and a group then logged a traceback at every read, or never delivered.
+    """
+    if parsed.get("protocol") == 3:
+        raise ConfigurationError(
+            "protocol=3 in the Redis URL is not supported: the transport reads Redis's "
+            "replies in their RESP2 shapes; leave protocol out, or give protocol=2"
+        )
+    if parsed.get("legacy_responses") is False:
+        raise ConfigurationError(
+            "legacy_responses=false in the Redis URL is not supported: the transport reads "
+            "redis-py's replies in their legacy (RESP2) shapes; leave legacy_responses out"
+        )
+    if "decode_responses" in parsed:
+        raise ConfigurationError(
+            f"decode_responses in the Redis URL is not supported (got "
+            f"{parsed['decode_responses']!r}): the transport reads Redis's replies as bytes "
+            "and decodes them itself; leave decode_responses out"
+        )
+    encoding = parsed.get("encoding")
+    if encoding is not None:
+        try:
+            name = codecs.lookup(str(encoding)).name
+        except LookupError:
+            name = None
+        if name != "utf-8":
+            raise ConfigurationError(
+                f"encoding in the Redis URL must be utf-8, got {encoding!r}: the transport's "
+                "keys and events are UTF-8 for every process and client; leave encoding out"
+            )
 
 
 def _client_parameters(connection_class: type) -> set[str] | None:
