@@ -30,3 +30,27 @@ def test_an_empty_seconds_option_in_the_url_is_a_configuration_error(option: str
 def test_none_still_means_no_limit_for_an_option_that_may_be_none(option: str) -> None:
     transport = NatsTransport(f"nats://127.0.0.1:4222?{option}=none")
     assert getattr(transport.options, option) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "nats://127.0.0.1:abc",
+        "nats://127.0.0.1:99999",
+        "nats://127.0.0.1:0",
+        "nats://127.0.0.1:4222,nats://127.0.0.1:42x2",
+        "nats://user:secret@[::1]:70000",
+    ],
+)
+def test_a_bad_port_is_refused_when_the_transport_is_made(url: str) -> None:
+    """It was taken, and ``start()`` failed later with a TransportError "cannot connect
+    ...: nats: invalid connect url option" (a half-started service, a retried outage)
+    where ``amqp://`` and ``redis://`` refuse it at once as a ConfigurationError."""
+    with pytest.raises(ConfigurationError, match="bad port") as refused:
+        NatsTransport(url)
+    assert "secret" not in str(refused.value)
+
+
+@pytest.mark.parametrize("url", ["nats://127.0.0.1", "nats://[::1]:4222", "nats://h:1,nats://g"])
+def test_good_ports_and_no_port_are_taken(url: str) -> None:
+    NatsTransport(url)

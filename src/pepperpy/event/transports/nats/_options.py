@@ -189,6 +189,14 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[list[str], NatsOption
             raise ConfigurationError(f"bad NATS URL {_shown(url)!r}: {exc}") from None
         if parts.scheme not in ("nats", "tls") or not parts.hostname:
             raise ConfigurationError(f"not a NATS URL: {_shown(url)!r} (expected nats://host:port)")
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or over 65535: nats-py fails only at start()
+            port = 0
+        if port == 0 and parts.netloc.rpartition("]")[2].rpartition(":")[1]:
+            raise ConfigurationError(
+                f"bad port in the NATS URL {_shown(url)!r}: a port is a number from 1 to 65535"
+            )
         servers.append(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
         queries.append(parts.query)
     for name, raw in query_options(queries, where="the NATS URL"):
