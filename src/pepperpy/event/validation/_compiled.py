@@ -47,6 +47,7 @@ from ._nodes import (
     lists,
 )
 from ._pydantic_expected import pydantic_expected
+from ._pydantic_loc import PydanticLoc
 from ._python_schema import from_python_type
 from ._python_schema import is_pydantic_model as _is_pydantic
 from ._text_check import text_look
@@ -88,6 +89,7 @@ class Compiled:
             _check_pydantic_bytes(schema)
             self.adapter = schema.__pydantic_validator__
             self.names = _pydantic_names(schema)
+            self.locs: PydanticLoc | None = None  # built at the first error
             return
         if isinstance(schema, Mapping):
             self.node = from_json_schema(schema, extra)
@@ -296,14 +298,16 @@ class Compiled:
             # also what a stored or delivered copy of the event holds (bytes as base64)
             model = self.adapter.validate_json(raw, strict=self.strict)
         except PydanticError as exc:
+            if self.locs is None:
+                self.locs = PydanticLoc(self.schema.__pydantic_core_schema__)
             for error in exc.errors(include_url=False):
-                path = _pydantic_path(error.get("loc", ()))
+                path = self.locs.path(error.get("loc", ()))
                 # a missing field's input is the object it is missing from
                 missing = error.get("type") == "missing"
                 actual = "missing" if missing else describe(error.get("input"))
-                problems.append(
-                    ValidationProblem(path, pydantic_expected(error), actual, error["msg"])
-                )
+                problem = ValidationProblem(path, pydantic_expected(error), actual, error["msg"])
+                if problem not in problems:  # two branches of a union failing alike
+                    problems.append(problem)
         if problems:
             raise ValidationError(problems, event_type=self.event_type)
         from pydantic_core import PydanticSerializationError
@@ -421,13 +425,3 @@ def _pydantic_names(model: Any) -> set[str]:
         if field.alias:
             names.add(field.alias)
     return names
-
-
-def _pydantic_path(loc: Any) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path = f"{path}.{part}" if path else str(part)
-    return path
