@@ -166,6 +166,37 @@ def test_a_class_config_regex_engine_is_honoured(data: dict[str, Any]) -> None:
     assert ours == theirs
 
 
+@dataclasses.dataclass
+class _EngineFirst:
+    a: _PythonRe
+    b: _InnerPattern
+
+
+@dataclasses.dataclass
+class _DefaultFirst:
+    b: _InnerPattern
+    a: _PythonRe
+
+
+@pytest.mark.parametrize("cls", [_EngineFirst, _DefaultFirst])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"a": {"x": "abc", "inner": {"y": "abc\n"}}, "b": {"y": "abc"}},
+        {"a": {"x": "abc", "inner": {"y": "abc"}}, "b": {"y": "abc\n"}},
+    ],
+)
+def test_a_class_reached_under_two_engines_is_judged_as_pydantic_judges_it(
+    cls: Any, data: dict[str, Any]
+) -> None:
+    # _InnerPattern is read both inside _PythonRe (python-re) and outside it (Rust):
+    # pydantic builds a class once per schema, with the engine of the place it meets it
+    # first (field order), and runs that for both; so does the validator (not a memo
+    # keyed by engine, which would judge one of the two places otherwise than pydantic)
+    ours, theirs = _verdicts(cls, data)
+    assert ours == theirs
+
+
 @pytest.mark.parametrize(
     ("annotation", "bad", "good"),
     [
