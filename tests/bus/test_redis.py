@@ -799,11 +799,11 @@ async def test_a_failing_trim_neither_ends_the_trimmer_nor_stops_close_halfway(
     t: Any = transport
     calls: list[int] = []
 
-    async def broken_trim(**kwargs: Any) -> int:
+    async def broken_trim(*args: Any, **kwargs: Any) -> int:
         calls.append(1)
         raise RuntimeError("a bug in trim")
 
-    t.trim = broken_trim
+    t._trim_once = broken_trim
     await transport.start()
     try:
         await transport.subscribe(Subscription("jobs.*", _collect([]), group="g", name="g"))

@@ -200,7 +200,7 @@ async def test_the_trimmer_ends_when_a_trim_swallows_its_cancellation(
         try:
             transport: Any = bus.transport
             trim = swallowing(0)
-            transport.trim = trim
+            transport._trim_once = trim
             await eventually(lambda: len(trim.calls) >= 2, timeout=5)
             await ends_cancelled(transport._trimmer)
         finally:

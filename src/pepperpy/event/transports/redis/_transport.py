@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..._deps import require
 from ..._errors import ClosedError, ConfigurationError, TransportError
 from ..._redact import redact_url
+from ..._seconds import check_seconds
 from .._url_options import checked_keywords, default, given_keywords
 from ..base import Subscription, Transport, shutdown_sockets
 from ._appends import Appends
@@ -423,7 +424,22 @@ class RedisTransport(RedisPublishing, Transport):
         everything older than that goes. Runs by itself every ``trim_interval`` seconds
         while the transport is started. A partition key that holds no stream (another
         client replaced it; its readers log that) is skipped, the others are trimmed.
+        While Redis is unreachable it retries for ``connect_timeout`` seconds, then
+        raises :class:`TransportError` (as for a command Redis refuses).
         """
+        keep = self.options.retention
+        if older_than is not None:
+            keep = check_seconds(older_than, "older_than", zero=True, error=ValueError)
         client = self._require_client()
-        keep = self.options.retention if older_than is None else older_than
+        removed: int = await self._retrying(
+            "trimming the streams", client, lambda: self._trim_once(keep)
+        )
+        return removed
+
+    async def _trim_once(self, keep: float | None = None) -> int:
+        """One trim pass, raising redis-py's errors as they come (the trimming task
+        reports them as an outage or a warning; :meth:`trim` retries and wraps them)."""
+        client = self._require_client()
+        if keep is None:
+            keep = self.options.retention
         return await trim_acknowledged(client, self._streams, keep)

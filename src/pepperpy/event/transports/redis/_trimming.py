@@ -33,7 +33,8 @@ async def trim_acknowledged(client: Redis, streams: Sequence[str], keep: float) 
     than ``keep`` seconds; returns how many entries went. A key that holds no stream is
     skipped."""
     removed = 0
-    horizon = int((time.time() - keep) * 1000)
+    # a retention reaching back before 1970 keeps everything (a negative MINID is no id)
+    horizon = max(0, int((time.time() - keep) * 1000))
     for stream in streams:
         if _text(await client.type(stream)) != "stream":
             continue  # none, or replaced by another client: nothing of ours to trim
@@ -62,7 +63,7 @@ async def trim_periodically(transport: RedisTransport, interval: float) -> None:
         if transport._closed:
             return
         try:
-            removed = await transport.trim()
+            removed = await transport._trim_once()
         except transport._unreachable as exc:
             client = transport._client
             if client is not None and transport._outages.pool_blamed(exc, transport._pool_full):
