@@ -58,6 +58,7 @@ class Connection:
     _lost: str | None
     _outages: Outages
     _closed: bool
+    _stream_differs: str | None
 
     async def _connect(self) -> Client:
         """A new client, connected and with the stream checked, within ``connect_timeout``.
@@ -151,8 +152,22 @@ class Connection:
         return asyncio.get_running_loop().time() + self.options.connect_timeout
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
-        """Create the stream, or check the one there fits (see :func:`ensure_stream`)."""
-        await ensure_stream(js, self.options, self.server)
+        """Create the stream, or check the one there fits (see :func:`ensure_stream`).
+
+        A stream made with another ``retention`` or ``max_age`` keeps them: a warning
+        says so (once per transport, not on every reconnect), as the program's options
+        say how long events are kept and they do not apply.
+        """
+        differ = await ensure_stream(js, self.options, self.server)
+        if differ is not None and differ != self._stream_differs:
+            self._stream_differs = differ
+            logger.warning(
+                "JetStream stream %r exists with %s; the stream's settings apply, not the "
+                "transport's: give it the stream's, or delete the stream (or use another "
+                "stream and prefix) to have it made with yours",
+                self.options.stream,
+                differ,
+            )
 
     async def _on_error(self, nc: Client, exc: Exception) -> None:
         """What nats-py reports (logged by :meth:`Outages.error`)."""

@@ -13,6 +13,7 @@ from ._subjects import check_prefix
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
+    from nats.js.api import StreamConfig
 
     from ._options import NatsOptions
 
@@ -22,13 +23,17 @@ __all__ = ["delete_stream", "ensure_stream"]
 _PARTITIONS = re.compile(r"partitions=(\d+)")
 
 
-async def ensure_stream(js: JetStreamContext, options: NatsOptions, server: str) -> None:
+async def ensure_stream(js: JetStreamContext, options: NatsOptions, server: str) -> str | None:
     """Create the bus's stream, or check that the one there fits this program.
 
     A stream another process creates at the same moment is fine; one that does not
     cover ``<prefix>.>``, or was created with another number of key lanes, raises
     :class:`ConfigurationError`. Any other error of nats-py's (JetStream not enabled
     on the server, say) raises :class:`TransportError` naming ``server``.
+
+    Returns what differs between the stream there and this program's ``retention`` and
+    ``max_age`` (None if nothing): JetStream keeps the stream's own, so the options do
+    not apply (the caller warns about it).
     """
     from nats.errors import Error as NatsError
     from nats.js.api import RetentionPolicy, StorageType, StreamConfig
@@ -50,7 +55,7 @@ async def ensure_stream(js: JetStreamContext, options: NatsOptions, server: str)
             )
             try:
                 await js.add_stream(config)
-                return
+                return None
             except NatsError as exc:
                 try:  # another process may have created it at the same moment
                     info = await js.stream_info(options.stream)
@@ -72,6 +77,21 @@ async def ensure_stream(js: JetStreamContext, options: NatsOptions, server: str)
             f"partitions={recorded.group(1)}; this program uses "
             f"partitions={options.partitions}, which would break per-key order"
         )
+    return _differences(info.config, options)
+
+
+def _differences(config: StreamConfig, options: NatsOptions) -> str | None:
+    """How the existing stream's retention and max_age differ from ``options``."""
+    kept = getattr(config.retention, "value", config.retention) or "limits"
+    age = config.max_age or None  # JetStream's 0: no limit
+    differ = []
+    if kept != options.retention:
+        differ.append(f"retention={kept!r} (this program: {options.retention!r})")
+    if (age is None) != (options.max_age is None) or (
+        age is not None and options.max_age is not None and abs(age - options.max_age) > 0.001
+    ):
+        differ.append(f"max_age={age!r} (this program: {options.max_age!r})")
+    return ", ".join(differ) or None
 
 
 async def _refusal(js: JetStreamContext, options: NatsOptions, server: str, exc: Exception) -> str:

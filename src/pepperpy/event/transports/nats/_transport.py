@@ -140,6 +140,8 @@ class NatsTransport(Connection, Transport):
         #: what the log says while the connection is lost
         self._outages = Outages(self.server, self.options)
         self._closed = False
+        #: how the stream there differs from retention and max_age (warned about once)
+        self._stream_differs: str | None = None
         #: set by close() once its consumers' handlers have finished (at once if it is
         #: cancelled): publishes are refused from then on, those of the handlers it
         #: waits for (dead letters included) go through until then
