@@ -21,6 +21,16 @@ from .._url_options import not_a_url, query_options, unknown_option
 __all__ = ["CLIENT_DEFAULTS", "RedisOptions", "client_options", "parse_url", "partition_of"]
 
 
+#: the largest count Redis takes for ``XADD MAXLEN`` and ``WAIT`` (a signed 64-bit long)
+_REDIS_LONG = 2**63 - 1
+
+#: the longest ``lease_ttl``, in seconds. Its milliseconds go through the lease script,
+#: whose Lua prints numbers of 15 digits and more in exponent form, which Redis refuses
+#: as no integer (``1e15`` s raised "value is not an integer" at start, ``1e308`` an
+#: OverflowError); a day is already longer than anyone waits for a dead member
+MAX_LEASE_TTL = 86_400
+
+
 @dataclass(frozen=True)
 class RedisOptions:
     """How the Redis transport lays out and consumes its streams.
@@ -68,8 +78,12 @@ class RedisOptions:
         _positive_int("batch_size", self.batch_size, upper=100_000)
         _positive_int("max_deliveries", self.max_deliveries, upper=1_000_000)
         if self.maxlen is not None:
-            _positive_int("maxlen", self.maxlen, upper=None)
+            _positive_int("maxlen", self.maxlen, upper=_REDIS_LONG)
         check_count(self.replicas, "replicas", least=0)
+        if self.replicas > _REDIS_LONG:
+            raise ConfigurationError(
+                f"replicas must be at most {_REDIS_LONG}, got {self.replicas!r}"
+            )
         if self.trim_interval is not None:
             check_seconds(self.trim_interval, "trim_interval")
         check_seconds(self.retention, "retention", zero=True)
@@ -77,6 +91,11 @@ class RedisOptions:
             check_seconds(getattr(self, name), name)
         if self.lease_ttl < 0.3:
             raise ConfigurationError(f"lease_ttl must be at least 0.3 s, got {self.lease_ttl!r}")
+        if self.lease_ttl > MAX_LEASE_TTL:
+            raise ConfigurationError(
+                f"lease_ttl must be at most {MAX_LEASE_TTL} s (a day: a dead member's "
+                f"partitions wait this long), got {self.lease_ttl!r}"
+            )
 
     @property
     def lease_ttl_ms(self) -> int:
