@@ -9,6 +9,7 @@ interrupt propagates, and their failures are logged, never dropped.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import sys
 from collections.abc import Iterator
@@ -414,4 +415,56 @@ async def test_a_failure_being_retried_when_the_emit_is_cancelled_is_logged(
     assert "charge" in record.getMessage() and "after 1 attempt(s)" in record.getMessage()
     assert "cancelled" in record.getMessage()
     assert record.exc_info is not None and isinstance(record.exc_info[1], ConnectionError)
+    assert not manager.dead_letters
+
+
+@pytest.mark.parametrize("policy", [RetryPolicy.NONE, RetryPolicy.fixed(max_attempts=3)])
+async def test_a_failure_whose_retry_task_is_cancelled_before_it_starts_is_logged(
+    caplog: pytest.LogCaptureFixture, policy: RetryPolicy
+) -> None:
+    # several handlers failed; each one's retries (and dead letter) run in a Task of their
+    # own, which a shutdown cancels with every other task before its first step: nothing
+    # of the retry path ran, so no line at all said the handlers had failed
+    manager = EventManager(retry_policy=policy)
+    calls = 0
+
+    async def charge(event: Event) -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("gateway down")
+
+    async def notify(event: Event) -> None:
+        nonlocal calls
+        calls += 1
+        raise LookupError("no such address")
+
+    manager.on("payment.requested", charge)
+    manager.on("payment.requested", notify)
+    with caplog.at_level(logging.WARNING, "pepperpy.event"):
+        emitting = asyncio.ensure_future(manager.emit("payment.requested"))
+        me = asyncio.current_task()
+
+        def unstarted() -> list[asyncio.Task[Any]]:
+            return [
+                task
+                for task in asyncio.all_tasks()
+                if task is not me
+                and task is not emitting
+                and inspect.getcoroutinestate(task.get_coro()) == inspect.CORO_CREATED  # type: ignore[arg-type]
+            ]
+
+        while calls < 2 or not unstarted():  # both failed, their retry tasks not started
+            await asyncio.sleep(0)
+        for task in asyncio.all_tasks():  # as asyncio.run() does at shutdown
+            if task is not me:
+                task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await emitting
+        await asyncio.sleep(0)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert sorted(type(r.exc_info[1]).__name__ for r in errors if r.exc_info) == [
+        "ConnectionError",
+        "LookupError",
+    ]
+    assert all("cancelled" in r.getMessage() for r in errors)
     assert not manager.dead_letters

@@ -472,7 +472,36 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
                         raise error
                     failed.append((listener, error))
         if failed:
-            await asyncio.gather(*(self._retry(lis, event, exc) for lis, exc in failed))
+            await asyncio.gather(*(self._retry_task(loop, lis, event, exc) for lis, exc in failed))
+
+    def _retry_task(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        listener: _Listener,
+        event: Event,
+        exc: BaseException,
+    ) -> asyncio.Task[None]:
+        """The retries (and dead letter) of one of several failed handlers, in a Task.
+
+        A Task cancelled before its first step (a shutdown cancelling every task) runs
+        none of :meth:`_retry`, which logs every outcome, so the failure would leave no
+        line at all: its done-callback logs it then, as a retry called off does. Only
+        the failure path pays for this.
+        """
+        begun = False
+
+        async def retry() -> None:
+            nonlocal begun
+            begun = True
+            await self._retry(listener, event, exc)
+
+        def settled(task: asyncio.Task[None]) -> None:
+            if not begun and task.cancelled():
+                _called_off(listener, event, exc, 1)
+
+        task = loop.create_task(retry())
+        task.add_done_callback(settled)
+        return task
 
     def _claim(self, listener: _Listener, removes: bool = True) -> bool:
         """Let a ``once`` listener fire a single time; ``removes``: remove it now (else
