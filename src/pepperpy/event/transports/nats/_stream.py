@@ -63,7 +63,7 @@ async def ensure_stream(js: JetStreamContext, options: NatsOptions, server: str)
                     refused = await _refusal(js, options, server, exc)
                     raise ConfigurationError(refused) from exc
     except NatsError as exc:
-        raise TransportError(f"JetStream is not available at {server}: {exc}") from exc
+        raise TransportError(f"JetStream is not available at {server}: {_why(exc)}") from exc
     subjects = info.config.subjects or []
     if wanted not in subjects and ">" not in subjects:
         raise ConfigurationError(
@@ -144,6 +144,22 @@ async def delete_stream(
     except NotFoundError:
         return False
     except NatsError as exc:
-        raise TransportError(f"cannot delete stream {stream!r}: {exc}") from exc
+        raise TransportError(f"cannot delete stream {stream!r} at {server}: {_why(exc)}") from exc
     finally:
         await nc.close()
+
+
+def _why(exc: Exception) -> str:
+    """What a JetStream request's failure says, in words: the "no responders" a server
+    without JetStream answers is, from nats-py, ``nats: ServiceUnavailableError:
+    code=None err_code=None description='None'``, which names nothing to change."""
+    from nats.errors import NoRespondersError
+    from nats.js.errors import ServiceUnavailableError
+
+    if isinstance(exc, ServiceUnavailableError | NoRespondersError):
+        return (
+            "the server has no JetStream (nothing answers its API): run nats-server with "
+            "JetStream enabled (-js, or a jetstream block in its configuration), or wait "
+            "for it to be ready"
+        )
+    return str(exc) or repr(exc)
