@@ -332,8 +332,10 @@ class GroupMember(PartitionWorkers):
             and time.monotonic() < self._lease_deadline
         )
 
-    async def _worker_done(self, p: int) -> None:
-        """Give a partition back once its worker stopped; restart it if it is ours again."""
+    async def _worker_done(self, p: int, restart: bool) -> None:
+        """Give a partition back once its worker stopped; restart it if it is ours again
+        (unless not ``restart``: the worker was cancelled from outside, and the next
+        heartbeat starts one if the member lives on)."""
         async with self._lock:
             if self._workers.get(p) is asyncio.current_task():
                 del self._workers[p]
@@ -353,7 +355,7 @@ class GroupMember(PartitionWorkers):
                     return  # the lease expires by itself
                 self._releasing.discard(p)
                 self._positions.forget(p)  # the next owner reads on: ours goes stale
-            elif self._ours(p) and p not in self._workers:
+            elif restart and self._ours(p) and p not in self._workers:
                 self._spawn(p)
 
     async def _claim(self, p: int, client: Redis, suspect: bool) -> bool:

@@ -67,7 +67,7 @@ class PartitionWorkers:
             entries: list[tuple[bytes, dict[bytes, bytes]]],
             deliveries: dict[bytes, int] | None,
         ) -> bool: ...
-        async def _worker_done(self, p: int) -> None: ...
+        async def _worker_done(self, p: int, restart: bool) -> None: ...
 
     async def _consume(self, p: int) -> None:
         """A partition's worker: claim what is pending, then read and deliver, in order."""
@@ -75,12 +75,17 @@ class PartitionWorkers:
         # of the shared pool's per held partition would let a few group subscriptions use
         # up its limit (docs/transport-redis.md, "Connections")
         reader = self._readers[p] = self._new_reader()
+        # cancelled from outside (asyncio.run ending with the bus open): no new worker.
+        # Started again, it outlived asyncio.run's one cancel-and-wait, and the loop
+        # closed with it pending ("Task was destroyed but it is pending!")
+        outside = False
         try:
             try:
                 if p in self._assigned:
                     await self._consume_assigned(p, reader)
             except asyncio.CancelledError:
                 if not self._stopping and p in self._assigned:
+                    outside = True
                     raise  # cancelled from outside while still ours: let it propagate
             finally:
                 self._sleeping.discard(p)
@@ -91,7 +96,7 @@ class PartitionWorkers:
         finally:
             self._outages.forget((self, p))
             # whatever the cleanup above did: close() waits until every worker got here
-            await self._worker_done(p)
+            await self._worker_done(p, restart=not outside)
 
     async def _close_reader(self, p: int, reader: Redis) -> None:
         """Disconnect a worker's reader; a failure is logged, the worker ends all the same."""
