@@ -80,3 +80,23 @@ def test_an_unclosed_ipv6_bracket_is_a_configuration_error(url: str) -> None:
     with pytest.raises(ConfigurationError, match="bad Redis URL.*Invalid IPv6 URL") as raised:
         RedisTransport(url)
     assert "secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize("name", ["a%20b", "a%0Ab", "caf%C3%A9"])
+def test_a_client_name_redis_refuses_is_refused_when_made(name: str) -> None:
+    # Redis refuses it in CLIENT SETNAME, at every connection: start() failed with
+    # "refused connecting", delete_topology() with "refused deleting namespace"
+    with pytest.raises(ConfigurationError, match="client_name in the Redis URL must be"):
+        RedisTransport(f"redis://127.0.0.1:6379/0?client_name={name}")
+
+
+@pytest.mark.redis
+async def test_a_client_name_redis_takes_names_the_connections(
+    redis_url: str, namespace: str, client: Any
+) -> None:
+    name = f"{namespace}-conn"
+    bus = EventBus(transport=f"{redis_url}?namespace={namespace}&partitions=1&client_name={name}")
+    async with asyncio.timeout(15), bus:
+        await bus.publish("urls.named", {"n": 1})
+        names = [entry.get("name") for entry in await client.client_list()]
+        assert name in names

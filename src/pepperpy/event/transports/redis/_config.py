@@ -233,6 +233,9 @@ def _check_db(url: str, scheme: str, path: str, query: list[tuple[str, str]]) ->
 #: bounds (a silent server, close() during a partition, the pool's size) depend on them
 CLIENT_DEFAULTS: dict[str, Any] = {"socket_timeout": 5.0, "max_connections": 100}
 
+#: what Redis takes as a connection's name: printable ASCII, no space ("!" to "~")
+_CLIENT_NAME = re.compile(r"[!-~]*")
+
 #: seconds a blocking read (``XREAD``/``XREADGROUP BLOCK``) waits on the server; the
 #: socket timeout must leave it room, or every idle read would count as a silent server
 BLOCK_SECONDS = 1.0
@@ -291,6 +294,14 @@ def client_options(client_url: str, connection: Any) -> dict[str, Any]:
             f"protocol in the Redis URL must be 2 or 3 (RESP2 or RESP3), got {protocol!r}"
         )
     _check_reply_shape(parsed)
+    name = parsed.get("client_name")
+    if name is not None and not _CLIENT_NAME.fullmatch(str(name)):
+        # Redis refuses it at every connection (CLIENT SETNAME): start() failed with
+        # "refused connecting", delete_topology() with "refused deleting namespace"
+        raise ConfigurationError(
+            f"client_name in the Redis URL must be printable ASCII without spaces (Redis "
+            f"refuses any other in CLIENT SETNAME), got {name!r}"
+        )
     # what redis-py checks when it makes a connection object (before any socket I/O)
     # raises there, every time, as a ConnectionError the transport cannot tell from Redis
     # being down: make one now, unconnected, so that such a value is refused here
