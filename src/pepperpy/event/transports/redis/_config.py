@@ -294,13 +294,13 @@ def client_options(client_url: str, connection: Any) -> dict[str, Any]:
             f"protocol in the Redis URL must be 2 or 3 (RESP2 or RESP3), got {protocol!r}"
         )
     _check_reply_shape(parsed)
-    name = parsed.get("client_name")
-    if name is not None and not _CLIENT_NAME.fullmatch(str(name)):
+    client_name = parsed.get("client_name")
+    if client_name is not None and not _CLIENT_NAME.fullmatch(str(client_name)):
         # Redis refuses it at every connection (CLIENT SETNAME): start() failed with
         # "refused connecting", delete_topology() with "refused deleting namespace"
         raise ConfigurationError(
             f"client_name in the Redis URL must be printable ASCII without spaces (Redis "
-            f"refuses any other in CLIENT SETNAME), got {name!r}"
+            f"refuses any other in CLIENT SETNAME), got {client_name!r}"
         )
     # what redis-py checks when it makes a connection object (before any socket I/O)
     # raises there, every time, as a ConnectionError the transport cannot tell from Redis
