@@ -4,11 +4,14 @@ its prefix, the number of key lanes)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import TYPE_CHECKING
 
 from ..._deps import require
 from ..._errors import ConfigurationError, TransportError
+from ._client import close_client
+from ._outage import describe
 from ._subjects import check_prefix
 
 if TYPE_CHECKING:
@@ -125,28 +128,56 @@ def _own_prefix(options: NatsOptions) -> str:
 
 
 async def delete_stream(
-    servers: list[str], server: str, stream: str, token: str | None = None
+    servers: list[str], server: str, stream: str, token: str | None = None, wait: float = 5.0
 ) -> bool:
     """Delete ``stream`` with every event and consumer on it, on a connection of its
     own to ``servers`` (``server``: how errors name them; ``token``: the URL's
-    ``?token=``); False if it did not exist."""
+    ``?token=``); False if it did not exist.
+
+    The whole of it (connecting, the deletion) takes at most ``wait`` seconds (the
+    transport's ``connect_timeout``), then raises :class:`TransportError` saying why;
+    the failed attempts are not logged one by one (nats-py logs each with a traceback).
+    """
     nats = require("nats", extra="nats", feature="the nats:// transport")
     from nats.errors import Error as NatsError
     from nats.js.errors import NotFoundError
 
+    failures: list[Exception] = []
+
+    async def error(exc: Exception) -> None:  # said in the TransportError below
+        failures[:] = [exc]
+
+    nc = nats.NATS()
+    loop = asyncio.get_running_loop()
     try:
-        nc = await nats.connect(servers, name="pepperpy-event", token=token, allow_reconnect=False)
-    except (NatsError, OSError) as exc:
-        raise TransportError(f"cannot connect to NATS at {server}: {exc}") from exc
+        async with asyncio.timeout(wait):
+            await nc.connect(
+                servers,
+                name="pepperpy-event",
+                token=token,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,  # nats-py's own default tries for 2 minutes
+                reconnect_time_wait=0.25,
+                connect_timeout=min(2.0, wait),
+                error_cb=error,
+            )
+    except (NatsError, OSError, TimeoutError) as exc:
+        await close_client(nc, loop.time() + wait)
+        why = describe(failures[-1] if failures else exc)
+        raise TransportError(
+            f"cannot connect to NATS at {server} (to delete stream {stream!r}) within "
+            f"{wait}s: {why}"
+        ) from exc
     try:
-        await nc.jetstream().delete_stream(stream)
+        async with asyncio.timeout(wait):
+            await nc.jetstream().delete_stream(stream)
         return True
     except NotFoundError:
         return False
-    except NatsError as exc:
+    except (NatsError, TimeoutError) as exc:
         raise TransportError(f"cannot delete stream {stream!r} at {server}: {_why(exc)}") from exc
     finally:
-        await nc.close()
+        await close_client(nc, loop.time() + wait)
 
 
 def _why(exc: Exception) -> str:
@@ -162,4 +193,4 @@ def _why(exc: Exception) -> str:
             "JetStream enabled (-js, or a jetstream block in its configuration), or wait "
             "for it to be ready"
         )
-    return str(exc) or repr(exc)
+    return describe(exc)

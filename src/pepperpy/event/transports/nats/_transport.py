@@ -516,7 +516,9 @@ class NatsTransport(Connection, Transport):
         tear-down scripts; works before ``start()`` and after ``close()`` (it connects
         briefly). Returns False when the stream did not exist.
         """
-        return await delete_stream(self.servers, self.server, self.stream, self._token)
+        return await delete_stream(
+            self.servers, self.server, self.stream, self._token, self.options.connect_timeout
+        )
 
 
 async def _store(nc: Client, subject: str, payload: bytes, msg_id: str, wait: float) -> None:
