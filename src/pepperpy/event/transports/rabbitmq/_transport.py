@@ -40,12 +40,14 @@ from ._config import (
     split_options,
     too_long,
 )
+from ._connect import connect_failure
 from ._consumer import Consumer
 from ._deliveries import UnstartedReturns
 from ._group import Group, delete_group
 from ._heartbeat import with_heartbeat
 from ._logs import Outages
 from ._publish import publish
+from ._quiet_connects import quiet_failed_connects
 from ._starting import start
 from ._subscribe import join_alone, join_group, leave_alone, leave_group
 
@@ -351,19 +353,42 @@ class RabbitMQTransport(Transport):
         after :meth:`close` (it opens a connection of its own).
         """
         aio_pika = self._aio_pika
+        errors = self._aiormq.exceptions
         try:
-            connection = await aio_pika.connect(self._driver_url, timeout=self.connect_timeout)
+            with quiet_failed_connects():  # aiormq's ERROR per try: said in the error
+                async with asyncio.timeout(self.connect_timeout):
+                    connection = await aio_pika.connect(
+                        self._driver_url, timeout=self.connect_timeout
+                    )
         except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+            if isinstance(exc, TimeoutError) and not str(exc):
+                raise TransportError(
+                    f"cannot connect to RabbitMQ at {redact_url(self.url)}: no answer within "
+                    f"connect_timeout ({self.connect_timeout}s)"
+                ) from exc
+            raise TransportError(connect_failure(self.url, exc)) from exc
+        # each step bounded: a broker that stops answering must not hang a tear-down
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                channel = await connection.channel()
+                for queue in self._declared_queues:
+                    await channel.queue_delete(queue)
+                    await channel.queue_delete(queue + RELEASED)  # if one is left (it expires)
+                for exchange in reversed(self._declared_exchanges):
+                    await channel.exchange_delete(exchange)
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+            if isinstance(exc, errors.ChannelAccessRefused):
+                said = f"RabbitMQ refuses the user access ({exc.args[0] if exc.args else exc})"
+            elif isinstance(exc, TimeoutError) and not str(exc):
+                said = f"no answer within connect_timeout ({self.connect_timeout}s)"
+            else:
+                said = str(exc) or repr(exc)
             raise TransportError(
-                f"cannot connect to RabbitMQ at {redact_url(self.url)}: {exc}"
+                f"cannot delete the topology of exchange {self.exchange_name!r} at "
+                f"{redact_url(self.url)}: {said}"
             ) from exc
-        async with connection:
-            channel = await connection.channel()
-            for queue in self._declared_queues:
-                await channel.queue_delete(queue)
-                await channel.queue_delete(queue + RELEASED)  # if one is left (it expires)
-            for exchange in reversed(self._declared_exchanges):
-                await channel.exchange_delete(exchange)
+        finally:
+            await quietly(connection.close(), "closing", logger, deadline=self._deadline())
 
     # -- publishing -------------------------------------------------------------------
 
