@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -104,3 +105,19 @@ def test_the_repr_shows_each_setting_once_and_hides_the_password() -> None:
     assert repr(transport) == "RedisTransport('redis://:***@127.0.0.1:6379/0', namespace='orders')"
     keyword = RedisTransport("redis://127.0.0.1:6379/0", namespace="orders")
     assert repr(keyword) == "RedisTransport('redis://127.0.0.1:6379/0', namespace='orders')"
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("option", ["ssl_ca_certs", "ssl_certfile"])
+async def test_a_tls_file_that_does_not_exist_fails_at_once_naming_it(
+    redis_url: str, tmp_path: Any, option: str
+) -> None:
+    # redis-py's "Error 2 connecting to 127.0.0.1:6379. No such file or directory." was
+    # retried for the whole connect_timeout and reported as Redis being unreachable
+    missing = tmp_path / "absent.pem"
+    url = f"rediss://127.0.0.1:6379/0?{option}={missing}"
+    message = await start_failure(RedisTransport(url, connect_timeout=60))
+    assert message == (
+        f"cannot connect to Redis at 127.0.0.1:6379: the file '{missing}' given as {option} "
+        "in the transport's URL does not exist"
+    )

@@ -10,6 +10,7 @@ what they are."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,13 @@ async def connect(client: Redis, options: RedisOptions, url: str, exceptions: An
             "the transport's URL)"
         ) from exc
     except exceptions.ConnectionError as exc:
+        missing = _missing_tls_file(client)
+        if missing is not None:  # every connection would load it: no retry finds it
+            option, path = missing
+            raise TransportError(
+                f"cannot connect to Redis at {where}: the file {path!r} given as {option} "
+                "in the transport's URL does not exist"
+            ) from exc
         failure = _no_such_host(exc)
         if failure is None:
             raise
@@ -74,6 +82,25 @@ async def connect(client: Redis, options: RedisOptions, url: str, exceptions: An
     except exceptions.ResponseError as exc:
         db = client.connection_pool.connection_kwargs.get("db", 0)
         raise TransportError(f"Redis at {where} (database {db}) refused connecting: {exc}") from exc
+
+
+#: the TLS files a ``rediss://`` URL may name, loaded at every connection
+_TLS_FILES = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile")
+
+
+def _missing_tls_file(client: Redis) -> tuple[str, str] | None:
+    """The first TLS file option of ``client`` naming a path that does not exist.
+
+    redis-py reports it as ``Error 2 connecting to host:port. No such file or
+    directory.``, a connection error: it was retried for ``connect_timeout`` and then
+    reported as Redis being unreachable.
+    """
+    settings = client.connection_pool.connection_kwargs
+    for option in _TLS_FILES:
+        path = settings.get(option)
+        if isinstance(path, str) and path and not os.path.exists(path):
+            return option, path
+    return None
 
 
 def _no_such_host(exc: BaseException) -> socket.gaierror | None:
