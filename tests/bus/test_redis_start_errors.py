@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import EventBus, TransportError
+from pepperpy.event import ConfigurationError, EventBus, TransportError
 from pepperpy.event.transports.redis import RedisTransport
 from tests.bus.faultproxy import finishes
 
@@ -120,4 +120,24 @@ async def test_a_tls_file_that_does_not_exist_fails_at_once_naming_it(
     assert message == (
         f"cannot connect to Redis at 127.0.0.1:6379: the file '{missing}' given as {option} "
         "in the transport's URL does not exist"
+    )
+
+
+@pytest.mark.redis
+async def test_a_partition_count_another_client_garbled_is_named(
+    redis_url: str, namespace: str, client: Any
+) -> None:
+    # int() raised its bare "invalid literal for int() with base 10: b'sixteen'"
+    await client.hset(f"{namespace}:meta", "partitions", "sixteen")
+    bus = EventBus(transport=RedisTransport(redis_url, namespace=namespace, partitions=4))
+    try:
+        with pytest.raises(ConfigurationError) as raised:
+            await finishes(bus.start(), 20)
+    finally:
+        await bus.close()
+    assert str(raised.value) == (
+        f"namespace {namespace!r} on redis://127.0.0.1:6379/0: {namespace}:meta holds "
+        f"partitions=b'sixteen', which is no partition count; another client wrote it (this "
+        f"transport was given 4: HSET {namespace}:meta partitions 4 if that is the "
+        "namespace's count)"
     )

@@ -120,10 +120,21 @@ async def check_layout(client: Redis, options: RedisOptions, url: str) -> None:
     key = f"{options.namespace}:meta"
     await client.hsetnx(key, "partitions", options.partitions)
     stored = await client.hget(key, "partitions")
-    if stored is not None and int(stored) != options.partitions:
+    if stored is None:
+        return
+    try:
+        count = int(stored)
+    except ValueError:  # another client wrote it: int() said only "invalid literal"
+        raise ConfigurationError(
+            f"namespace {options.namespace!r} on {redact_url(url)}: {key} holds "
+            f"partitions={stored!r}, which is no partition count; another client wrote it "
+            f"(this transport was given {options.partitions}: HSET {key} partitions "
+            f"{options.partitions} if that is the namespace's count)"
+        ) from None
+    if count != options.partitions:
         raise ConfigurationError(
             f"namespace {options.namespace!r} on {redact_url(url)} uses "
-            f"{int(stored)} partitions, this transport was given {options.partitions}"
+            f"{count} partitions, this transport was given {options.partitions}"
         )
 
 
