@@ -29,7 +29,14 @@ from ..._handlers import start
 from ..._loops import settled
 from ..base import NotDelivered, Subscription, cancelled_by_caller, cancelling, quietly
 from ._options import NatsOptions
-from ._subjects import ANY_LANE, UNKEYED_LANE, SubjectFilter, subject_filter, topic_of
+from ._subjects import (
+    ANY_LANE,
+    DELIVER_ROOT,
+    UNKEYED_LANE,
+    SubjectFilter,
+    subject_filter,
+    topic_of,
+)
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -44,7 +51,6 @@ logger = logging.getLogger("pepperpy.event.transports.nats")
 #: the CloudEvents partitioning extension, where the bus puts ``key``
 PARTITION_KEY = "partitionkey"
 #: deliver subjects of shared (group) consumers live under this root
-DELIVER_ROOT = "_PEPPERPY"
 
 #: ``(event, reason, deliveries, group, message identity)`` -> publishes ``event`` to its
 #: dead-letter topic

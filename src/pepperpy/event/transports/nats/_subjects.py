@@ -28,6 +28,7 @@ from ..._patterns import ANY, _match_tokens, parse_pattern, parse_topic
 
 __all__ = [
     "ANY_LANE",
+    "DELIVER_ROOT",
     "MAX_PREFIX_BYTES",
     "MAX_SUBJECT_BYTES",
     "UNKEYED_LANE",
@@ -43,6 +44,14 @@ __all__ = [
 _RESERVED_TOKEN = ">"
 #: lane token of events published without a key
 UNKEYED_LANE = "_"
+#: first token of the subjects JetStream pushes a consumer's deliveries to
+DELIVER_ROOT = "_PEPPERPY"
+#: first tokens a prefix may not have, with why: the stream covers ``<prefix>.>``, and
+#: would capture what travels there (``$``: NATS's own subjects, ``$JS.API`` included)
+_RESERVED_ROOTS = {
+    "_INBOX": "request replies (every publish's PubAck) travel on _INBOX.>",
+    DELIVER_ROOT: f"the transport's deliveries travel on {DELIVER_ROOT}.>",
+}
 #: lane token matching every lane (NATS single-token wildcard)
 ANY_LANE = "*"
 #: the longest subject (``<prefix>.<lane>.<topic>``) sent, in UTF-8 bytes. nats-server
@@ -73,6 +82,14 @@ def check_prefix(prefix: str) -> str:
         raise ConfigurationError(f"invalid NATS subject prefix {prefix!r}: {exc.reason}") from exc
     if _RESERVED_TOKEN in tokens:
         raise ConfigurationError(f"invalid NATS subject prefix {prefix!r}: '>' is a wildcard")
+    root = tokens[0]
+    why = _RESERVED_ROOTS.get(root)
+    if why is None and root.startswith("$"):
+        why = "subjects starting with '$' are NATS's own (JetStream's API: $JS.>)"
+    if why is not None:
+        raise ConfigurationError(
+            f"invalid NATS subject prefix {prefix!r}: the stream covers {prefix}.>, and {why}"
+        )
     if len(prefix.encode()) > MAX_PREFIX_BYTES:
         raise ConfigurationError(
             f"NATS subject prefix {prefix[:40]!r}... is {len(prefix.encode())} bytes long;"
