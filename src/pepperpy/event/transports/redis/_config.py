@@ -72,7 +72,9 @@ class RedisOptions:
         namespace = f"namespace must be a non-empty word, got {self.namespace!r}"
         if not isinstance(self.namespace, str):
             raise TypeError(namespace)
-        if not self.namespace or " " in self.namespace:
+        # no whitespace at all (a tab or a line break was taken, where a space was not),
+        # no control character: it starts every key name, and is shown in logs
+        if not self.namespace or not self.namespace.isprintable() or " " in self.namespace:
             raise ConfigurationError(namespace)
         _positive_int("partitions", self.partitions, upper=1024)
         _positive_int("batch_size", self.batch_size, upper=100_000)
