@@ -83,6 +83,22 @@ is_flat_value(PyObject *item)
     return 0;
 }
 
+/* FrozenDict(source) for a dict: dict's own constructor and merge, called directly (a
+ * dict subclass built through type.__call__ costs three times as much). */
+static PyObject *
+frozen_copy(PyObject *source)
+{
+    PyObject *frozen = frozen_dict->tp_new(frozen_dict, empty_tuple, NULL);
+    if (frozen == NULL) {
+        return NULL;
+    }
+    if (PyDict_Merge(frozen, source, 1) < 0) {
+        Py_DECREF(frozen);
+        return NULL;
+    }
+    return frozen;
+}
+
 /* freeze(data): a FrozenDict copy of a flat dict, an atom as it is, else the Python walk. */
 static PyObject *
 freeze_data(PyObject *data)
@@ -95,15 +111,7 @@ freeze_data(PyObject *data)
                 return PyObject_CallOneArg(freeze_nested, data);
             }
         }
-        PyObject *frozen = frozen_dict->tp_new(frozen_dict, empty_tuple, NULL);
-        if (frozen == NULL) {
-            return NULL;
-        }
-        if (PyDict_Merge(frozen, data, 1) < 0) {
-            Py_DECREF(frozen);
-            return NULL;
-        }
-        return frozen;
+        return frozen_copy(data);
     }
     if (is_atom(Py_TYPE(data))) {
         return Py_NewRef(data);
@@ -264,15 +272,7 @@ freeze_parsed(PyObject *Py_UNUSED(module), PyObject *value)
                 return PyObject_CallOneArg(freeze_parsed_py, value);
             }
         }
-        PyObject *frozen = frozen_dict->tp_new(frozen_dict, empty_tuple, NULL);
-        if (frozen == NULL) {
-            return NULL;
-        }
-        if (PyDict_Merge(frozen, value, 1) < 0) {
-            Py_DECREF(frozen);
-            return NULL;
-        }
-        return frozen;
+        return frozen_copy(value);
     }
     if (Py_IS_TYPE(value, &PyList_Type)) {
         return PyObject_CallOneArg(freeze_parsed_py, value);
