@@ -12,8 +12,10 @@ from tests.notifications.servers import MailSink
 BAD = [
     ("Acme, Inc. <alerts@example.com>", "parses as 2 addresses"),  # an unquoted comma
     ("alerts@example.com, boss@example.com", "parses as 2 addresses"),
-    ("alerts@example.com boss@example.com", "parses as 2 addresses"),
-    ("Ops <alerts@example.com> extra", "parses as 2 addresses"),
+    # email.utils.getaddresses reads these as two addresses up to CPython 3.11.9/3.12.5,
+    # and as none since its strict parsing (CVE-2023-27043; 3.13): refused either way
+    ("alerts@example.com boss@example.com", "parses as 2 addresses|no user@domain part"),
+    ("Ops <alerts@example.com> extra", "parses as 2 addresses|no user@domain part"),
     ("Team: alerts@example.com;", "not one email address"),
     ("alerts", "no user@domain part"),
     ("alerts@", "no user@domain part"),
