@@ -467,3 +467,27 @@ async def test_a_store_reads_events_through_the_read_path_in_use(tmp_path: Any) 
         assert event.metadata == original.metadata and event.timestamp == original.timestamp
         assert type(event.data) is FrozenDict and type(event.data["tags"]) is FrozenList
         assert type(event.data["tags"][1]) is FrozenDict
+
+
+@needs_c
+def test_the_c_version_reads_the_system_clock_itself_and_clamps_it() -> None:
+    """While ``_event._time_ns`` is still ``time.time_ns``, C reads the same clock
+    directly: a reading behind the latest one handed out (CLOCK) is clamped to it, as
+    the Python version does, and one ahead of it becomes the latest."""
+    assert c_make_event is not None
+    assert event_module._time_ns is time.time_ns
+    saved = _ids.CLOCK[0]
+    ahead = time.time_ns() + 3_600_000_000_000  # an hour ahead: every reading is behind
+    try:
+        _ids.CLOCK[0] = ahead
+        clamped = [c_make_event("t", None, None) for _ in range(3)]
+        python = event_module._make_event_py("t", None, None)
+        assert [event._ts for event in clamped] == [ahead] * 3 == [python._ts] * 3
+        assert _ids.CLOCK[0] == ahead
+        assert clamped[0].id < clamped[1].id < clamped[2].id < python.id  # the counter
+        _ids.CLOCK[0] = 0
+        before = time.time_ns()
+        fresh = c_make_event("t", None, None)
+        assert before <= fresh._ts <= time.time_ns() and _ids.CLOCK[0] == fresh._ts
+    finally:  # not an hour ahead for the tests after this one
+        _ids.CLOCK[0] = max(saved, time.time_ns())

@@ -15,6 +15,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <math.h>
+#include <time.h>
 
 #define N_SLOTS 7
 #define MAX_ATOMS 16
@@ -37,6 +38,7 @@ static PyObject *last_clock = NULL;              /* _ids.CLOCK, a one-item list 
 static PyObject *counter = NULL;             /* the iterator behind _ids.next_counter */
 static PyObject *globals = NULL;             /* _event's module dict, for _time_ns */
 static PyObject *time_ns_name = NULL;        /* "_time_ns", interned */
+static PyObject *system_time_ns = NULL;      /* what _event._time_ns was at bind() */
 static PyObject *empty_tuple = NULL;
 static PyObject *one = NULL;
 static Py_ssize_t offsets[N_SLOTS];
@@ -121,7 +123,9 @@ freeze_data(PyObject *data)
 
 /* _time_ns(), clamped so that it never goes back (_ids.now_ns, sharing CLOCK). The clock
  * is looked up in _event's globals on every call, as the Python make_event does, so a
- * test that replaces _event._time_ns replaces it for both. */
+ * test that replaces _event._time_ns replaces it for both. While it is still the
+ * time.time_ns it was at bind(), the same clock is read here directly (CPython's
+ * time.time_ns is clock_gettime(CLOCK_REALTIME) where that exists). */
 static PyObject *
 now_ns(void)
 {
@@ -132,13 +136,36 @@ now_ns(void)
         }
         return NULL;
     }
+    PyObject *last = PyList_GET_ITEM(last_clock, 0); /* borrowed */
+#if defined(CLOCK_REALTIME) && !defined(_WIN32)
+    struct timespec ts;
+    if (read == system_time_ns && Py_IS_TYPE(last, &PyLong_Type) &&
+        clock_gettime(CLOCK_REALTIME, &ts) == 0) {
+        int overflow = 0;
+        long long before = PyLong_AsLongLongAndOverflow(last, &overflow);
+        long long reading = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        if (overflow == 0 && !(before == -1 && PyErr_Occurred())) {
+            if (reading < before) {
+                return Py_NewRef(last);
+            }
+            PyObject *now = PyLong_FromLongLong(reading);
+            if (now == NULL) {
+                return NULL;
+            }
+            PyList_SET_ITEM(last_clock, 0, Py_NewRef(now));
+            Py_DECREF(last); /* the list's reference to the reading it replaced */
+            return now;
+        }
+        PyErr_Clear();
+    }
+#endif
     Py_INCREF(read);
     PyObject *now = PyObject_CallNoArgs(read);
     Py_DECREF(read);
     if (now == NULL) {
         return NULL;
     }
-    PyObject *last = PyList_GET_ITEM(last_clock, 0); /* borrowed */
+    last = PyList_GET_ITEM(last_clock, 0); /* the call may have changed it */
     int behind = PyObject_RichCompareBool(now, last, Py_LT);
     if (behind < 0) {
         Py_DECREF(now);
@@ -353,6 +380,14 @@ bind(PyObject *Py_UNUSED(module), PyObject *args)
     Py_XSETREF(check_long_type, Py_NewRef(long_check));
     Py_XSETREF(last_clock, Py_NewRef(clock_list));
     Py_XSETREF(counter, Py_NewRef(count));
+    PyObject *clock_read = PyDict_GetItemWithError(module_dict, time_ns_name); /* borrowed */
+    if (clock_read == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "globals has no _time_ns");
+        }
+        return NULL;
+    }
+    Py_XSETREF(system_time_ns, Py_NewRef(clock_read));
     Py_XSETREF(globals, Py_NewRef(module_dict));
     Py_XSETREF(freeze_parsed_py, Py_NewRef(parsed));
     long_type = limit;
