@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.notifications.servers import HttpSink, MailSink, free_port
+from tests.notifications.servers import HttpSink, MailSink, smtp_running
 
 pytest.importorskip("aiosmtpd")
 pytest.importorskip("jinja2")
@@ -15,16 +15,9 @@ pytest.importorskip("jinja2")
 
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[MailSink, int]]:
-    from aiosmtpd.controller import Controller
-
     sink = MailSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_running(sink) as port:
         yield sink, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

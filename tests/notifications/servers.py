@@ -8,7 +8,8 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -72,6 +73,31 @@ class SlowSink(MailSink):
         self.data_started.set()
         await asyncio.sleep(self.data)
         return await super().handle_DATA(server, session, envelope)
+
+
+@contextmanager
+def smtp_running(
+    handler: Any, *, smtp_class: type[Any] | None = None, **options: Any
+) -> Iterator[int]:
+    """Runs an aiosmtpd server for ``handler`` on a free loopback port, yielding the port,
+    and stops it on the way out. ``options`` go to aiosmtpd's ``Controller`` (TLS,
+    authentication, SMTPUTF8...); ``smtp_class`` replaces its ``SMTP`` protocol class."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP
+
+    protocol = SMTP if smtp_class is None else smtp_class
+
+    class _Controller(Controller):
+        def factory(self) -> Any:
+            return protocol(self.handler, **self.SMTP_kwargs)
+
+    port = free_port()
+    controller = _Controller(handler, hostname="127.0.0.1", port=port, **options)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
 
 
 class RejectingSink(MailSink):

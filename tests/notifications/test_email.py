@@ -29,6 +29,7 @@ from tests.notifications.servers import (
     free_port,
     self_signed_cert,
     server_tls_context,
+    smtp_running,
 )
 
 FAST_RETRY = RetryPolicy.fixed(max_attempts=3, base_delay=0.0)
@@ -182,13 +183,8 @@ async def test_one_address_with_or_without_a_name_is_sent_to_that_address(
 
 
 async def test_permanent_smtp_refusal_is_not_retried() -> None:
-    from aiosmtpd.controller import Controller
-
     sink = RejectingSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_running(sink) as port:
         notifications = _system()
         notifications.add_channel("email", f"smtp://127.0.0.1:{port}?from=noreply@example.com")
         result = await notifications.notify(
@@ -198,8 +194,6 @@ async def test_permanent_smtp_refusal_is_not_retried() -> None:
             user={"name": "G"},
             plan="p",
         )
-    finally:
-        controller.stop()
 
     failure = result["email"]
     assert failure.status == "failed"
@@ -227,23 +221,11 @@ async def test_unreachable_server_is_retried_then_dead_lettered() -> None:
 
 @pytest.fixture
 def starttls_server(tmp_path: Path) -> Iterator[tuple[MailSink, int, Path]]:
-    from aiosmtpd.controller import Controller
-
     cert, key = self_signed_cert(tmp_path)
     sink = MailSink()
-    port = free_port()
-    controller = Controller(
-        sink,
-        hostname="127.0.0.1",
-        port=port,
-        tls_context=server_tls_context(cert, key),
-        require_starttls=True,
-    )
-    controller.start()
-    try:
+    tls = server_tls_context(cert, key)
+    with smtp_running(sink, tls_context=tls, require_starttls=True) as port:
         yield sink, port, cert
-    finally:
-        controller.stop()
 
 
 async def test_starttls_with_a_trusted_self_signed_certificate(
@@ -342,7 +324,6 @@ def test_bad_smtp_urls_are_configuration_errors(url: str) -> None:
 
 
 async def test_login_over_starttls_from_the_url(tmp_path: Path) -> None:
-    from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
     logins: list[tuple[bytes, bytes]] = []
@@ -357,25 +338,18 @@ async def test_login_over_starttls_from_the_url(tmp_path: Path) -> None:
 
     cert, key = self_signed_cert(tmp_path)
     sink = MailSink()
-    port = free_port()
-    controller = Controller(
+    with smtp_running(
         sink,
-        hostname="127.0.0.1",
-        port=port,
         tls_context=server_tls_context(cert, key),
         require_starttls=True,
         authenticator=authenticator,
         auth_required=True,
-    )
-    controller.start()
-    try:
+    ) as port:
         notifications = NotificationSystem(retry_policy=FAST_RETRY)
         base = f"127.0.0.1:{port}?from=mailer@example.com&starttls=true&verify=false"
         notifications.add_channel("email", f"smtp://mailer:p%40ss%3Aword@{base}")
         notifications.add_channel("wrong", f"smtp://mailer:nope@{base}")
         result = await notifications.notify(body="authenticated", to="a@example.com")
-    finally:
-        controller.stop()
 
     assert result["email"].ok, result.failed
     assert not result["wrong"].ok and "535" in str(result["wrong"].error)
@@ -387,16 +361,9 @@ async def test_login_over_starttls_from_the_url(tmp_path: Path) -> None:
 
 @pytest.fixture
 def slow_smtp_server() -> Iterator[tuple[SlowSink, int]]:
-    from aiosmtpd.controller import Controller
-
     sink = SlowSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_running(sink) as port:
         yield sink, port
-    finally:
-        controller.stop()
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from pepperpy.event import (
     RecipientError,
     RetryPolicy,
 )
-from tests.notifications.servers import MailSink, free_port
+from tests.notifications.servers import MailSink, free_port, smtp_running
 
 THREE_TRIES = RetryPolicy.fixed(max_attempts=3, base_delay=0.0)
 
@@ -37,16 +37,9 @@ class OptionsSink(MailSink):
 
 
 def _server(smtputf8: bool) -> Iterator[tuple[OptionsSink, int]]:
-    from aiosmtpd.controller import Controller
-
     sink = OptionsSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
-    controller.start()
-    try:
+    with smtp_running(sink, enable_SMTPUTF8=smtputf8) as port:
         yield sink, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pepperpy.event import EmailChannel, NotificationSystem, RetryPolicy
-from tests.notifications.servers import MailSink
+from tests.notifications.servers import MailSink, smtp_running
 
 
 class RawSink(MailSink):
@@ -22,15 +22,8 @@ class RawSink(MailSink):
 
 
 async def test_nul_is_dropped_from_text_html_and_templates() -> None:
-    from aiosmtpd.controller import Controller
-
-    from tests.notifications.servers import free_port
-
     sink = RawSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_running(sink) as port:
         notifications = NotificationSystem(retry_policy=RetryPolicy.NONE)
         notifications.add_channel("email", EmailChannel("127.0.0.1", port, sender="a@example.com"))
         notifications.add_template(
@@ -41,8 +34,6 @@ async def test_nul_is_dropped_from_text_html_and_templates() -> None:
             template="hello", to="x@example.com", name="Ana\x00\x00Lu"
         )
         await notifications.close()
-    finally:
-        controller.stop()
 
     assert plain.ok and templated.ok
     assert len(sink.raw) == 2

@@ -5,7 +5,6 @@ lines exactly as they arrived."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -16,7 +15,7 @@ from pepperpy.event import (
     RecipientError,
     RetryPolicy,
 )
-from tests.notifications.servers import MailSink, free_port
+from tests.notifications.servers import MailSink, free_port, smtp_running
 
 THREE_TRIES = RetryPolicy.fixed(max_attempts=3, base_delay=0.0)
 
@@ -41,7 +40,6 @@ def _as_sent(arg: str | None) -> str:
 
 
 def _recording(smtputf8: bool) -> Iterator[tuple[MailSink, CommandLog, int]]:
-    from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import SMTP
 
     sink = MailSink()
@@ -56,19 +54,8 @@ def _recording(smtputf8: bool) -> Iterator[tuple[MailSink, CommandLog, int]]:
             log.rcpt.append(_as_sent(arg))
             await super().smtp_RCPT(arg)
 
-    class RecordingController(Controller):
-        def factory(self) -> Any:
-            return RecordingSMTP(self.handler, **self.SMTP_kwargs)
-
-    port = free_port()
-    controller = RecordingController(
-        sink, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8
-    )
-    controller.start()
-    try:
+    with smtp_running(sink, smtp_class=RecordingSMTP, enable_SMTPUTF8=smtputf8) as port:
         yield sink, log, port
-    finally:
-        controller.stop()
 
 
 def _system(port: int, sender: str = "no-reply@example.com") -> NotificationSystem:

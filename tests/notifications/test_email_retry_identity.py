@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pepperpy.event import EmailChannel, NotificationSystem, RetryPolicy
-from tests.notifications.servers import MailSink, free_port
+from tests.notifications.servers import MailSink, smtp_running
 
 
 class LateAnswerSink(MailSink):
@@ -31,16 +31,9 @@ class LateAnswerSink(MailSink):
 
 @pytest.fixture
 def late_server() -> Iterator[tuple[LateAnswerSink, int]]:
-    from aiosmtpd.controller import Controller
-
     sink = LateAnswerSink(delay=30.0)
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_running(sink) as port:
         yield sink, port
-    finally:
-        controller.stop()
 
 
 @pytest.mark.parametrize("key", [None, "order-42-shipped"])

@@ -13,7 +13,7 @@ import pytest
 
 from pepperpy.event import EmailChannel, NotificationSystem, RetryPolicy
 from pepperpy.event.notifications import MemoryIdempotencyStore
-from tests.notifications.servers import MailSink, free_port
+from tests.notifications.servers import MailSink, smtp_running
 
 
 class StallingQuit(MailSink):
@@ -32,16 +32,9 @@ class StallingQuit(MailSink):
 
 @pytest.fixture
 def stalling_server() -> Iterator[tuple[StallingQuit, int]]:
-    from aiosmtpd.controller import Controller
-
     sink = StallingQuit()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_running(sink) as port:
         yield sink, port
-    finally:
-        controller.stop()
 
 
 async def _until_quitting(sink: StallingQuit) -> None:

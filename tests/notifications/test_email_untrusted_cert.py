@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from pepperpy.event import ConfigurationError, EmailChannel, NotificationSystem, RetryPolicy
-from tests.notifications.servers import MailSink, free_port, self_signed_cert, server_tls_context
+from tests.notifications.servers import (
+    MailSink,
+    self_signed_cert,
+    server_tls_context,
+    smtp_running,
+)
 
 
 class CountingSink(MailSink):
@@ -29,23 +34,11 @@ class CountingSink(MailSink):
 
 @pytest.fixture
 def self_signed_server(tmp_path: Path) -> Iterator[tuple[CountingSink, int]]:
-    from aiosmtpd.controller import Controller
-
     cert, key = self_signed_cert(tmp_path)
     sink = CountingSink()
-    port = free_port()
-    controller = Controller(
-        sink,
-        hostname="127.0.0.1",
-        port=port,
-        tls_context=server_tls_context(cert, key),
-        require_starttls=True,
-    )
-    controller.start()
-    try:
+    tls = server_tls_context(cert, key)
+    with smtp_running(sink, tls_context=tls, require_starttls=True) as port:
         yield sink, port
-    finally:
-        controller.stop()
 
 
 @pytest.mark.parametrize("starttls", [True, None])
@@ -77,22 +70,13 @@ async def test_an_untrusted_starttls_certificate_fails_once_saying_what_to_do(
 
 
 async def test_an_untrusted_smtps_certificate_is_not_retried_either(tmp_path: Path) -> None:
-    from aiosmtpd.controller import Controller
-
     cert, key = self_signed_cert(tmp_path)
     sink = MailSink()
-    port = free_port()
-    controller = Controller(
-        sink, hostname="127.0.0.1", port=port, ssl_context=server_tls_context(cert, key)
-    )
-    controller.start()
-    try:
+    with smtp_running(sink, ssl_context=server_tls_context(cert, key)) as port:
         notifications = NotificationSystem(retry_policy=RetryPolicy.fixed(max_attempts=3))
         notifications.add_channel("email", f"smtps://127.0.0.1:{port}?from=a@example.com")
         result = await notifications.notify(subject="s", body="b", to="x@example.com")
         await notifications.close()
-    finally:
-        controller.stop()
 
     failed = result["email"]
     assert failed.attempts == 1 and isinstance(failed.error, ConfigurationError)
