@@ -12,7 +12,8 @@ BUILD_INPUTS := pyproject.toml setup.py src/pepperpy/event/_cevent.c
 PURE_TESTS := tests/core/test_cevent.py tests/core/test_event.py tests/core/test_deep_events.py \
   tests/core/test_emit_bounds.py tests/core/test_lone_surrogates_named.py tests/core/test_ids.py \
   tests/core/test_manager.py tests/store/test_deep_rows.py tests/store/test_bytes_payloads.py \
-  tests/store/test_upcaster_forms.py
+  tests/store/test_upcaster_forms.py tests/core/test_cevent_topics.py tests/core/test_patterns.py \
+  tests/core/test_pattern_shapes.py
 
 $(STAMP): $(BUILD_INPUTS)
 	$(PYTHON) -m venv $(VENV)

@@ -1,5 +1,5 @@
 /* The hot paths' event construction, in C: make_event(type, data, metadata) for emit,
- * restore() and freeze_parsed() for a store's reads.
+ * restore() and freeze_parsed() for a store's reads; and topic_shape() for PatternIndex.
  *
  * It does exactly what the Python make_event in _event.py does and leaves the event in
  * exactly the state that function leaves it in (the same seven slots holding the same
@@ -41,6 +41,7 @@ static PyObject *time_ns_name = NULL;        /* "_time_ns", interned */
 static PyObject *system_time_ns = NULL;      /* what _event._time_ns was at bind() */
 static PyObject *empty_tuple = NULL;
 static PyObject *one = NULL;
+static PyObject *empty_str = NULL;          /* "", a shape's unknown token */
 static Py_ssize_t offsets[N_SLOTS];
 
 static int
@@ -394,6 +395,94 @@ bind(PyObject *Py_UNUSED(module), PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* topic_shape(topic, literals, max_length): the key PatternIndex.match caches a topic
+ * under when some token of it is no pattern's literal (an id): the topic's tokens as a
+ * tuple, "" in place of each token not in ``literals``. None when every token is a
+ * literal (the by-topic cache serves those), and for anything but an exact ASCII str of at
+ * most ``max_length`` characters that is a valid topic: the Python path handles those,
+ * and names what is wrong with an invalid one. _patterns.py's own loop does the same for
+ * the rest (tests/core/test_cevent_topics.py checks the two against each other).
+ */
+static PyObject *
+topic_shape(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "topic_shape() takes 3 arguments");
+        return NULL;
+    }
+    PyObject *topic = args[0];
+    PyObject *literals = args[1];
+    if (!PyDict_Check(literals)) {
+        PyErr_SetString(PyExc_TypeError, "topic_shape(): literals must be a dict");
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!PyUnicode_CheckExact(topic) || !PyUnicode_IS_COMPACT_ASCII(topic)) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t length = PyUnicode_GET_LENGTH(topic);
+    if (length == 0 || length > limit) {
+        Py_RETURN_NONE;
+    }
+    const Py_UCS1 *text = PyUnicode_1BYTE_DATA(topic);
+    Py_ssize_t count = 1;
+    Py_ssize_t start = 0;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        Py_UCS1 c = text[i];
+        if (c == '.') {
+            if (i == start) {
+                Py_RETURN_NONE; /* an empty token */
+            }
+            count++;
+            start = i + 1;
+        }
+        /* what _tokens' ASCII check refuses: control characters, space, DEL, wildcards */
+        else if (c <= ' ' || c >= 0x7f || c == '*' || c == '#') {
+            Py_RETURN_NONE;
+        }
+    }
+    if (start == length) {
+        Py_RETURN_NONE; /* a trailing dot */
+    }
+    PyObject *shape = PyTuple_New(count);
+    if (shape == NULL) {
+        return NULL;
+    }
+    int unknown = 0;
+    Py_ssize_t k = 0;
+    start = 0;
+    for (Py_ssize_t i = 0; i <= length; i++) {
+        if (i < length && text[i] != '.') {
+            continue;
+        }
+        PyObject *token = PyUnicode_Substring(topic, start, i);
+        if (token == NULL) {
+            Py_DECREF(shape);
+            return NULL;
+        }
+        PyObject *known = PyDict_GetItemWithError(literals, token); /* borrowed */
+        if (known == NULL) {
+            Py_DECREF(token);
+            if (PyErr_Occurred()) {
+                Py_DECREF(shape);
+                return NULL;
+            }
+            unknown = 1;
+            token = Py_NewRef(empty_str);
+        }
+        PyTuple_SET_ITEM(shape, k++, token);
+        start = i + 1;
+    }
+    if (!unknown) {
+        Py_DECREF(shape);
+        Py_RETURN_NONE;
+    }
+    return shape;
+}
+
 static PyMethodDef methods[] = {
     {"make_event", (PyCFunction)(void (*)(void))make_event, METH_FASTCALL,
      "make_event(type, data, metadata) -> Event: _event.make_event, in C."},
@@ -404,6 +493,8 @@ static PyMethodDef methods[] = {
      "restore(type, data, metadata, id, ts, version, extra) -> Event, slots as given."},
     {"freeze_parsed", freeze_parsed, METH_O,
      "freeze_parsed(value): _frozen.freeze_parsed, in C for flat objects and scalars."},
+    {"topic_shape", (PyCFunction)(void (*)(void))topic_shape, METH_FASTCALL,
+     "topic_shape(topic, literals, max_length): PatternIndex's key for a topic with ids."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -418,7 +509,8 @@ PyInit__cevent(void)
         empty_tuple = PyTuple_New(0);
         one = PyLong_FromLong(1);
         time_ns_name = PyUnicode_InternFromString("_time_ns");
-        if (empty_tuple == NULL || one == NULL || time_ns_name == NULL) {
+        empty_str = PyUnicode_FromStringAndSize(NULL, 0);
+        if (empty_tuple == NULL || one == NULL || time_ns_name == NULL || empty_str == NULL) {
             return NULL;
         }
     }

@@ -19,6 +19,7 @@ a cache nobody reads any more, never in the current one.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -362,9 +363,18 @@ class PatternIndex(Generic[T]):
         # on the module imported under that name, unspecialised, 30 ns slower)
         results = self._cache
         shapes = self._shapes
+        literals = self._literals
+        if _topic_shape is not None:
+            # the shape below, built in C for an ASCII topic: half the cost of a lookup
+            shape = _topic_shape(topic, literals, _CHECK_BYTES_FROM)
+            if shape is not None:
+                found = shapes.get(shape)
+                if found is None:
+                    found = self._lookup(shape)
+                    _remember(shapes, shape, found, self._cache_size)
+                return found
         # not parse_topic(): its cache would only churn with topics the caches here miss
         tokens = _tokens(topic, wildcards=False)
-        literals = self._literals
         for token in tokens:
             if token not in literals:
                 # a token no pattern names (an id): topics differing only there match
@@ -450,6 +460,21 @@ def _remember(results: dict[Any, Any], key: Any, found: Any, size: int) -> None:
         for old in oldest:
             results.pop(old, None)
     results[key] = found
+
+
+def _c_topic_shape() -> Callable[[str, dict[str, int], int], tuple[str, ...] | None] | None:
+    """``topic_shape`` of the ``_cevent`` extension, if it was built and is not turned off
+    (``PEPPERPY_EVENT_PURE_PYTHON``, as for :func:`._event._c_module`)."""
+    if os.environ.get("PEPPERPY_EVENT_PURE_PYTHON"):
+        return None
+    try:
+        from ._cevent import topic_shape
+    except ImportError:
+        return None
+    return topic_shape
+
+
+_topic_shape = _c_topic_shape()
 
 
 def validate_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
