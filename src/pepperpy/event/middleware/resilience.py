@@ -110,13 +110,16 @@ class _Deadline:
 class _Watchdog:
     """One event loop's pending deadlines, in arrival order, and the timer serving them.
 
-    Only that loop's thread touches it: the deadlines' tasks and the timer live there.
+    Every deadline it holds has the same length (``seconds``), so arrival order is
+    deadline order. Only that loop's thread touches it: the deadlines' tasks and the
+    timer live there.
     """
 
-    __slots__ = ("keys", "loop", "pending", "timer")
+    __slots__ = ("keys", "loop", "pending", "seconds", "timer")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
         self.loop = loop
+        self.seconds = seconds  # the length of every deadline it serves
         self.pending: dict[int, _Deadline] = {}  # arrival order == deadline order
         self.keys = itertools.count()
         self.timer: asyncio.TimerHandle | None = None
@@ -161,11 +164,27 @@ class TimeoutMiddleware:
     oldest pending deadline, serves them all. One middleware may serve processors on
     several event loops (threads) at once: each loop has a watchdog of its own. A
     handler's own ``TimeoutError`` propagates unchanged.
+
+    ``seconds`` may be set later, checked as the constructor checks it: the events that
+    start afterwards get the new limit, those already running keep theirs.
     """
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = check_seconds(seconds, "seconds", error=ValueError)
-        self._watchdogs: LoopShares[_Watchdog] = LoopShares(_Watchdog)
+        self.seconds = seconds
+
+    @property
+    def seconds(self) -> float:
+        """How long the rest of the chain may take, per event."""
+        return self._seconds
+
+    @seconds.setter
+    def seconds(self, value: float) -> None:
+        seconds = check_seconds(value, "seconds", error=ValueError)
+        # new watchdogs for the new length: a watchdog's deadlines expire in arrival
+        # order only while they all have one length (a shorter one queued behind the
+        # old ones waited for them); the old watchdogs still serve what they hold
+        self._seconds = seconds
+        self._watchdogs: LoopShares[_Watchdog] = LoopShares(partial(_Watchdog, seconds=seconds))
         self._last: _Watchdog | None = None  # the last one used: most calls need no lookup
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
@@ -175,7 +194,7 @@ class TimeoutMiddleware:
         watchdog = self._last
         if watchdog is None or watchdog.loop is not loop:
             watchdog = self._last = self._watchdogs.here()
-        deadline = _Deadline(loop.time() + self.seconds, task)
+        deadline = _Deadline(loop.time() + watchdog.seconds, task)
         key = next(watchdog.keys)
         watchdog.pending[key] = deadline
         if watchdog.timer is None:
@@ -189,7 +208,7 @@ class TimeoutMiddleware:
             if task.uncancel() > deadline.cancelling:
                 raise  # also cancelled from outside: that cancellation wins
             raise TimeoutError(
-                f"processing {event.type} ({event.id}) took longer than {self.seconds}s"
+                f"processing {event.type} ({event.id}) took longer than {watchdog.seconds}s"
             ) from exc
         finally:
             watchdog.pending.pop(key, None)
