@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._event import Event
 from ._handlers import check_handler, is_async_callable
-from ._patterns import PatternIndex, parse_pattern
+from ._patterns import PatternIndex, parse_pattern, plain_name
 from ._processor_cancel import caller_cancelled, handler_cancelled
 from ._processor_chain import Middleware, MiddlewareSource, NextHandler, as_step, link
 from ._processor_links import (
@@ -129,6 +129,7 @@ class EventProcessor:
     def handle(self, pattern: str, handler: H | None = None) -> H | Callable[[H], H]:
         """Register a sync or async handler for events whose type matches ``pattern``."""
         parse_pattern(pattern)
+        pattern = plain_name(pattern)  # a StrEnum member is kept as the str it holds
 
         def register(func: H) -> H:
             check_handler(func)
@@ -368,6 +369,8 @@ class EventProcessor:
                 "checkpoints=, checkpoint_every= and checkpoint_interval= apply with "
                 "checkpoint= only"
             )
+        if pattern is not None:
+            pattern = plain_name(pattern)  # a StrEnum member: the str it holds, in messages too
         if isinstance(source, EventManager):
             topic = "#" if pattern is None else pattern
             what = f"manager subscription {topic!r}"
