@@ -1,9 +1,11 @@
-"""A processor's patterns given as ``StrEnum`` members (or any str subclass).
+"""A processor's patterns and a bus's declared topics given as ``StrEnum`` members.
 
 ``EventManager.on`` and ``EventBus.subscribe`` keep the plain str a member holds, but
 ``EventProcessor.handle`` kept the member itself: its patterns then reached messages as
 ``<OldStyle.CREATED: 'user.created'>`` (an ``attach`` whose pattern can match none of
 the handlers names them), and a ``str`` subclass with its own ``__str__`` as that text.
+``EventBus(topics)`` kept the members too: ``bus.topics`` and ``UnknownTopicError``
+listed them that way.
 """
 
 from __future__ import annotations
@@ -58,3 +60,25 @@ async def test_handle_keeps_the_plain_str_of_a_member(created: Any, orders: Any)
     assert seen == ["user.created"]
     assert processor.remove_handler("user.created", handler)
     assert processor.handlers("user.created") == []
+
+
+@pytest.mark.parametrize("created, orders", CASES, ids=["StrEnum", "str-Enum", "str-subclass"])
+async def test_declared_bus_topics_keep_the_plain_str_of_a_member(
+    created: Any, orders: Any
+) -> None:
+    from pepperpy.event import EventBus, UnknownTopicError
+
+    bus = EventBus(iter([orders]))  # any iterable, a one-shot one too
+    try:
+        assert bus.topics == ("order.*",)
+        assert all(type(topic) is str for topic in bus.topics)
+        with pytest.raises(UnknownTopicError, match=r"declared topics \['order\.\*'\]"):
+            await bus.publish("user.created", {})
+        with pytest.raises(UnknownTopicError, match=r"declared topics \['order\.\*'\]"):
+            bus.subscribe("user.*", print)
+        seen: list[str] = []
+        bus.subscribe(orders, lambda event: seen.append(event.type))
+        await bus.publish("order.placed", {})
+        assert seen == ["order.placed"]
+    finally:
+        await bus.close()

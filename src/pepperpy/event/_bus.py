@@ -102,8 +102,10 @@ class EventBus(AsyncClosing):
             raise TypeError(f"topics must be a list of patterns, not a single string{url}")
         self.topics: tuple[str, ...] | None = None
         if topics is not None:
-            self.topics = tuple(topics)
-            self._declared = [parse_pattern(topic) for topic in self.topics]
+            declared = tuple(topics)
+            self._declared = [parse_pattern(topic) for topic in declared]
+            # a StrEnum member is kept as the str it holds (as subscribe and publish do)
+            self.topics = tuple(plain_name(topic) for topic in declared)
         if not isinstance(retry_policy, RetryPolicy):
             raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
         self.retry_policy = retry_policy
