@@ -272,7 +272,10 @@ async def test_state_loads_back_exactly_as_saved(factory: Factory) -> None:
     assert again is not None and list(again.state) == ["second", "first"]
 
 
-@pytest.mark.parametrize("state", [{1: "a", "1": "b"}, {"n": {2: "x"}}, {"s": {1, 2}}])
+# a lone surrogate was "cannot encode as JSON: ...", naming no checkpoint state
+@pytest.mark.parametrize(
+    "state", [{1: "a", "1": "b"}, {"n": {2: "x"}}, {"s": {1, 2}}, {"k": "x\udcff"}]
+)
 async def test_state_that_would_not_load_back_as_saved_is_refused(
     factory: Factory, state: dict[Any, Any]
 ) -> None:
@@ -280,6 +283,70 @@ async def test_state_that_would_not_load_back_as_saved_is_refused(
     with pytest.raises(SerializationError, match="checkpoint state"):
         await factory().save("bad", 1, state, previous=None)
     assert await factory().load("bad") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "message"),
+    [
+        (None, TypeError, "must be a str, got None"),
+        (5, TypeError, "must be a str, got 5"),
+        ("a\x00b", ConfigurationError, "contains a NUL character"),
+        ("a\udcff", ConfigurationError, "contains a lone surrogate"),
+    ],
+)
+async def test_a_name_no_backend_can_hold_is_refused_the_same_everywhere(
+    factory: Factory, name: Any, error: type[Exception], message: str
+) -> None:
+    """SQLite saved None as a NULL name (after which names() failed for good with an
+    AttributeError) and took a NUL, which PostgreSQL refused with a StoreError reading like
+    an outage; a lone surrogate was a bare UnicodeEncodeError on SQLite, taken in memory."""
+    store = factory()
+    await store.save("kept", 1, previous=None)
+    with pytest.raises(error, match=message):
+        await store.save(name, 1, previous=None)
+    with pytest.raises(error, match=message):
+        await store.load(name)
+    with pytest.raises(error, match=message):
+        await store.delete(name)
+    assert await store.names() == ["kept"]
+
+
+async def test_a_name_too_long_for_postgres_index_is_refused_everywhere(factory: Factory) -> None:
+    """A name past PostgreSQL's index row limit (2,704 bytes) failed there only, with a
+    StoreError, as if the database were down; memory and SQLite took it."""
+    store = factory()
+    longest = "é" * 1024  # 2,048 bytes in UTF-8
+    await store.save(longest, 1, previous=None)
+    assert (await store.load(longest)) is not None
+    with pytest.raises(ConfigurationError, match="longer than 2048 bytes in UTF-8"):
+        await store.save("x" + longest, 1, previous=None)
+    assert await store.names() == [longest]
+
+
+@pytest.mark.parametrize(
+    ("position", "previous", "error", "message"),
+    [
+        (True, None, TypeError, "checkpoint position must be an int, got True"),
+        (1.5, None, TypeError, "checkpoint position must be an int, got 1.5"),
+        ("3", None, TypeError, "checkpoint position must be an int, got '3'"),
+        (None, None, TypeError, "checkpoint position must be an int, got None"),
+        (2**63, None, ValueError, "must fit in 64 bits"),
+        (1, "0", TypeError, "previous must be an int or None, got '0'"),
+        (1, 2**63, ValueError, "previous must fit in 64 bits"),
+    ],
+)
+async def test_a_position_no_backend_can_hold_is_refused_the_same_everywhere(
+    factory: Factory, position: Any, previous: Any, error: type[Exception], message: str
+) -> None:
+    """True was stored as 1, 1.5 kept as a float by SQLite and cut to 1 by PostgreSQL, "3"
+    taken by SQLite; None and 2**63 were a StoreError or a bare OverflowError."""
+    store = factory()
+    with pytest.raises(error, match=message):
+        await store.save("p", position, previous=previous)
+    assert await store.load("p") is None
+    with pytest.raises(TypeError, match="revision must be a str or None, got 7"):
+        await store.save("p", 1, previous=None, revision=7)  # type: ignore[arg-type]
+    assert await store.load("p") is None
 
 
 async def test_async_context_manager_closes(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -94,6 +95,10 @@ async def test_the_report_says_how_long_the_run_took() -> None:
         ({"tags": {"a"}}, "set"),  # reloads as a list
         ({"pair": (1, 2)}, "tuple"),  # reloads as a list
         ({"n": [Decimal("1.5")]}, "Decimal"),  # reloads as text
+        # these two named no projection: "cannot encode as JSON: ..." and "data contains
+        # a reference cycle or is nested too deeply ..."
+        ({"name": "x\udcff"}, "lone surrogate"),
+        ({"deep": functools.reduce(lambda inner, _: [inner], range(300), 0)}, "too deeply"),
     ],
 )
 async def test_state_that_would_reload_as_other_types_is_refused_at_the_first_commit(

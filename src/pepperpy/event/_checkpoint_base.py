@@ -13,7 +13,7 @@ from typing import Any
 
 from . import _json
 from ._closing import AsyncClosing
-from ._errors import ConcurrencyError
+from ._errors import ConcurrencyError, ConfigurationError, SerializationError
 from ._frozen import check_json
 
 __all__ = [
@@ -21,6 +21,8 @@ __all__ = [
     "Checkpoint",
     "CheckpointStore",
     "MemoryCheckpointStore",
+    "check_checkpoint_name",
+    "check_checkpoint_save",
     "new_revision",
     "save_checkpoint",
 ]
@@ -104,11 +106,76 @@ class CheckpointStore(AsyncClosing, ABC):
         return None
 
 
+#: the longest checkpoint name saved, in UTF-8: PostgreSQL's B-tree index on the name
+#: holds at most 2,704 bytes a row; the keys replays and projections save (a prefix such
+#: as ``scope:projection:`` and a name of at most 1,024 bytes) stay well below
+MAX_CHECKPOINT_NAME_BYTES = 2048
+#: what a position stored by every backend can be (SQLite's and PostgreSQL's 64-bit ints)
+_LEAST, _GREATEST = -(2**63), 2**63 - 1
+
+
+def check_checkpoint_name(name: object, *, saving: bool = False) -> None:
+    """Refuse a checkpoint name that some backend cannot hold, the same on every backend.
+
+    ``load``, ``save`` and ``delete`` of each :class:`CheckpointStore` call it: a name
+    that is not a str (None was saved by SQLite as a NULL name, which ``names()`` then
+    failed on for good), or holds a NUL or a lone surrogate (taken in memory and, for a
+    NUL, by SQLite, a bare ``UnicodeEncodeError`` on SQLite and a ``StoreError`` reading
+    like an outage on PostgreSQL), or, ``saving``, one longer than
+    :data:`MAX_CHECKPOINT_NAME_BYTES` (past PostgreSQL's index row limit).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a checkpoint name must be a str, got {name!r}")
+    problem = None
+    if "\x00" in name:
+        problem = "contains a NUL character ('\\x00')"
+    else:
+        try:
+            size = len(name.encode())
+        except UnicodeEncodeError as exc:
+            problem = f"contains a lone surrogate ({name[exc.start]!r}), which is not valid UTF-8"
+        else:
+            if saving and size > MAX_CHECKPOINT_NAME_BYTES:
+                problem = f"is longer than {MAX_CHECKPOINT_NAME_BYTES} bytes in UTF-8 ({size})"
+    if problem is not None:
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise ConfigurationError(f"checkpoint name {shown!r} {problem}")
+
+
+def _check_position(value: object, what: str, *, none: bool = False) -> None:
+    if value is None and none:
+        return
+    if value.__class__ is not int:  # a bool, a float, a str: a wrong type
+        raise TypeError(f"{what} must be an int{' or None' if none else ''}, got {value!r}")
+    if not _LEAST <= value <= _GREATEST:
+        raise ValueError(f"{what} must fit in 64 bits (-2**63 to 2**63 - 1), got {value!r}")
+
+
+def check_checkpoint_save(
+    name: object, position: object, previous: object, revision: object
+) -> None:
+    """Refuse what a save could not store, or compare, the same on every backend.
+
+    A position that is not an int (True was stored as 1, 1.5 kept as a float by SQLite
+    and cut to 1 by PostgreSQL, "3" taken by SQLite and refused by PostgreSQL) or does
+    not fit in 64 bits is refused with ``TypeError`` or ``ValueError`` before anything is
+    written; so is such a ``previous``, and a ``revision`` that is not a str or None.
+    """
+    check_checkpoint_name(name, saving=True)
+    _check_position(position, "a checkpoint position")
+    _check_position(previous, "previous", none=True)
+    if revision is not None and not isinstance(revision, str):
+        raise TypeError(f"revision must be a str or None, got {revision!r}")
+
+
 def _encode_state(state: Any) -> bytes:
     """A checkpoint's state as JSON, under the rules for event data (no non-str keys,
     sets or NaN: what is saved loads back the same)."""
     check_json(state, "checkpoint state")
-    return _json.dumps(state)
+    try:
+        return _json.dumps(state)
+    except SerializationError as exc:  # a lone surrogate: say what was being saved
+        raise SerializationError(f"checkpoint state: {exc}") from None
 
 
 def _listed(names: Iterable[str]) -> list[str]:
@@ -182,6 +249,7 @@ class MemoryCheckpointStore(CheckpointStore):
         self._rows: dict[str, Checkpoint] = {}
 
     async def load(self, name: str) -> Checkpoint | None:
+        check_checkpoint_name(name)
         return self._rows.get(name)
 
     async def save(
@@ -193,6 +261,7 @@ class MemoryCheckpointStore(CheckpointStore):
         previous: int | None,
         revision: str | None = None,
     ) -> str:
+        check_checkpoint_save(name, position, previous, revision)
         current = self._rows.get(name)
         actual = None if current is None else current.position
         if not matches(previous, revision, actual, None if current is None else current.revision):
@@ -204,6 +273,7 @@ class MemoryCheckpointStore(CheckpointStore):
         return written
 
     async def delete(self, name: str) -> bool:
+        check_checkpoint_name(name)
         return self._rows.pop(name, None) is not None
 
     async def names(self) -> list[str]:

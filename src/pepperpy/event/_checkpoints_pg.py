@@ -21,6 +21,8 @@ from ._checkpoint_base import (
     _conflict,
     _encode_state,
     _listed,
+    check_checkpoint_name,
+    check_checkpoint_save,
     logger,
     matches,
     new_revision,
@@ -175,6 +177,7 @@ class PostgresCheckpointStore(CheckpointStore):
         )
 
     async def load(self, name: str) -> Checkpoint | None:
+        check_checkpoint_name(name)
         row = await self._run(
             lambda connection, _: connection.fetchrow(
                 f"SELECT position, state, updated_at, revision FROM {self._table} WHERE name = $1",
@@ -203,6 +206,7 @@ class PostgresCheckpointStore(CheckpointStore):
     ) -> str:
         # the JSON text itself (bytea), not jsonb: jsonb would reorder the keys and drop a
         # float's sign or form, so the state would not load back as it was committed
+        check_checkpoint_save(name, position, previous, revision)
         data = None if state is None else _encode_state(state)
         written = new_revision()
 
@@ -224,6 +228,8 @@ class PostgresCheckpointStore(CheckpointStore):
         return written
 
     async def delete(self, name: str) -> bool:
+        check_checkpoint_name(name)
+
         async def delete(connection: Any, progress: Progress) -> str:
             with progress.commit():
                 status: str = await connection.execute(
@@ -273,6 +279,7 @@ class PostgresCheckpointStore(CheckpointStore):
         must not ``COMMIT`` or ``ROLLBACK``: that raises :class:`RuntimeError`, and what
         it committed stays, without the position.
         """
+        check_checkpoint_save(name, position, previous, revision)
         yours = Yours(self.options.command_timeout)
         written = new_revision()
 
@@ -311,6 +318,7 @@ class PostgresCheckpointStore(CheckpointStore):
         """:meth:`delete` with ``await work(connection)`` in the same transaction (emptying
         the tables a checkpoint was for, say), under the lock :meth:`save_within` takes;
         True if there was a checkpoint. Errors as :meth:`save_within`'s."""
+        check_checkpoint_name(name)
         yours = Yours(self.options.command_timeout)
 
         async def transact(connection: Any, progress: Progress) -> bool:

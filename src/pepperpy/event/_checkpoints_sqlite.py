@@ -19,6 +19,8 @@ from ._checkpoint_base import (
     _conflict,
     _encode_state,
     _listed,
+    check_checkpoint_name,
+    check_checkpoint_save,
     matches,
     new_revision,
 )
@@ -235,6 +237,7 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
             )
 
     async def load(self, name: str) -> Checkpoint | None:
+        check_checkpoint_name(name)
         row = await self._run(_sqlite_load_read_only if self.read_only else _sqlite_load, name)
         if row is None:
             return None
@@ -256,6 +259,7 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         previous: int | None,
         revision: str | None = None,
     ) -> str:
+        check_checkpoint_save(name, position, previous, revision)
         self._refuse_writes()
         text = None if state is None else _encode_state(state).decode()
         written = new_revision()
@@ -267,6 +271,7 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         return written
 
     async def delete(self, name: str) -> bool:
+        check_checkpoint_name(name)
         self._refuse_writes()
         return bool(await self._run(_sqlite_delete, name))
 
@@ -299,6 +304,7 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         ``with connection:`` block): that raises :class:`RuntimeError`, and what it
         committed stays, without the position.
         """
+        check_checkpoint_save(name, position, previous, revision)
         self._refuse_writes()
         written = new_revision()
         actual, saved = await self._theirs(
@@ -312,6 +318,7 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         """:meth:`delete` with ``work(connection)`` in the same transaction (emptying the
         tables a checkpoint was for, say); True if there was a checkpoint. Errors as
         :meth:`save_within`'s."""
+        check_checkpoint_name(name)
         self._refuse_writes()
         return bool(await self._theirs(_sqlite_delete_within, name, _inside(work)))
 

@@ -65,6 +65,7 @@ from ._checkpoints import (
 from ._errors import (
     ConfigurationError,
     ReplayError,
+    SerializationError,
 )
 from ._event import Event
 from ._frozen import check_plain_json
@@ -522,8 +523,14 @@ class Projection(Following):
             return
         # state is stored as JSON; keep the in-memory copy identical to what a reload gives
         # (and the working copy too: only JSON's own types, which read back as they are)
-        check_plain_json(state, f"projection {self.name!r} state")
-        stored, saved = await seal(self.store.encryption, self.name, position, state)
+        what = f"projection {self.name!r} state"
+        try:
+            check_plain_json(state, what)
+            stored, saved = await seal(self.store.encryption, self.name, position, state)
+        except SerializationError as exc:  # too deep, a lone surrogate: say whose state
+            if str(exc).startswith(what):
+                raise
+            raise SerializationError(f"{what}: {exc}") from None
         await self._record_scope()  # (a run records it first: no await here then)
         # settled: a save cancelled half-way may still commit; state and position in
         # memory must follow whatever reached the disk

@@ -357,7 +357,10 @@ class EventStore(StoreReading, StoreSecurity, StoreDecoding):
         if self.access is not None:
             await self._acheck_access("append", stream)
         check_json(state, "snapshot state")
-        encoded = _json.dumps(state)
+        try:
+            encoded = _json.dumps(state)
+        except SerializationError as exc:  # a lone surrogate: say what was being saved
+            raise SerializationError(f"snapshot state: {exc}") from None
         taken_at = time.time_ns() // 1000
         if self.encryption is not None:
             envelope = await self.encryption.encrypt_snapshot(
