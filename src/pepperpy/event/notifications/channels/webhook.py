@@ -37,16 +37,16 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from ... import __version__
 from ..._deps import require
 from ..._errors import ConfigurationError, NotificationError
 from ..._json import dumps
-from ..._redact import redact_url
 from ..._seconds import check_seconds
 from .._loopclients import LoopClients
 from .._models import Notification
+from ._webhook_urls import show_in_httpx_log, shown_url
 from .base import Channel
 
 __all__ = ["RESPONSE_LIMIT", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookChannel"]
@@ -84,6 +84,11 @@ class WebhookChannel(Channel):
     ``Transfer-Encoding``). The webhook's address is
     its URL, so it needs no recipient (a resolved one is still included in the body).
 
+    Errors, dead letters, logs and the repr show the URL without its credentials: its
+    password, every query value, and the path segments that hold a well-known service's
+    secret or look like a key (see ``docs/notifications.md``). ``label`` shows that name
+    instead, and nothing of the URL, for a URL whose secret the rules cannot tell.
+
     Each event loop sending through the channel gets its own httpx client (connections
     belong to the loop that opened them). A loop's client closes when ``asyncio.run``
     shuts that loop down, or on :meth:`close`; the channel stays usable afterwards.
@@ -100,13 +105,23 @@ class WebhookChannel(Channel):
         secret: str | bytes | None = None,
         timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
+        label: str | None = None,
     ) -> None:
         _check_url(url)
         self.timeout = check_seconds(timeout, "timeout")
         # a channel that could never send is refused now, not at its first message
-        require("httpx", extra="webhook", feature="the webhook channel")
+        httpx = require("httpx", extra="webhook", feature="the webhook channel")
+        if label is not None and (not isinstance(label, str) or not label.strip()):
+            raise ConfigurationError(f"webhook label must be a non-empty str, got {label!r}")
         self.url = url
-        self._shown = _shown_url(url)  # for messages and the repr: no password or query
+        self.label = label
+        # for messages, logs and the repr: no credentials
+        self._shown = shown_url(url) if label is None else repr(label)
+        try:
+            as_sent = httpx.URL(url)
+        except httpx.InvalidURL as exc:  # a host that is not valid IDNA, for one
+            raise ConfigurationError(f"webhook URL {shown_url(url)!r} is invalid: {exc}") from exc
+        show_in_httpx_log(self, str(as_sent), self._shown)
         self._secret = secret.encode() if isinstance(secret, str) else secret
         self.headers = _checked_headers(headers)
         self._clients: LoopClients[Any] = LoopClients(self._new_client, _close_client, owner=self)
@@ -207,9 +222,8 @@ class WebhookChannel(Channel):
             quoted = bytes(start[:_QUOTED]).decode("utf-8", "replace")
             status = response.status_code
             if 300 <= status < 400:
-                location = response.headers.get("location", "")[:_QUOTED]
                 error = NotificationError(
-                    f"webhook {self._shown} answered {status}, a redirect to {location!r}; "
+                    f"webhook {self._shown} answered {status}, {self._redirect(response)}; "
                     "webhooks do not follow redirects (a POST is not re-sent to an address "
                     "nobody configured): configure the final URL"
                 )
@@ -226,6 +240,18 @@ class WebhookChannel(Channel):
                 request=response.request,
                 response=response,
             )
+
+    def _redirect(self, response: Any) -> str:
+        """A redirect's target as a message shows it: its credentials hidden like the
+        channel's own URL (usually the same secret, on ``https://`` or with a slash)."""
+        location = response.headers.get("location", "")
+        if self.label is not None:
+            return "a redirect (its Location is not shown: the channel has a label)"
+        try:
+            absolute = shown_url(urljoin(self.url, location))
+        except ValueError:  # not a URL urljoin can read: shown as the receiver sent it
+            absolute = shown_url(location)
+        return f"a redirect to {absolute[:_QUOTED]!r}"
 
     def is_retryable(self, error: Exception) -> bool:
         if not super().is_retryable(error):
@@ -249,7 +275,7 @@ def _check_url(url: object) -> None:
     """Refuse a URL no request could go to, now rather than at the first delivery."""
     if not isinstance(url, str):
         raise ConfigurationError(f"webhook URL must be a str, got {url!r}")
-    shown = _shown_url(url)
+    shown = shown_url(url)
     if not url.lower().startswith(("http://", "https://")):
         raise ConfigurationError(f"webhook URL must start with http:// or https://: {shown!r}")
     if _UNSAFE_URL.search(url):
@@ -264,23 +290,6 @@ def _check_url(url: object) -> None:
         raise ConfigurationError(f"bad port in webhook URL {shown!r}") from exc
     if not parts.hostname:
         raise ConfigurationError(f"webhook URL {shown!r} has no host")
-
-
-def _shown_url(url: str) -> str:
-    """``url`` as messages, logs and the repr show it: without its password, and with
-    every query value hidden. A webhook's query is its credentials more often than not
-    (``?code=`` of an Azure function, ``?sig=`` of a Teams workflow, ``?key=``), and
-    every failed delivery logged it."""
-    shown = redact_url(url)
-    base, question, query = shown.partition("?")
-    if not question:
-        return shown
-    query, hash_sign, fragment = query.partition("#")
-    fields = [
-        f"{name}=***" if equals else name
-        for name, equals, _ in (field.partition("=") for field in query.split("&"))
-    ]
-    return f"{base}?{'&'.join(fields)}{hash_sign}{fragment}"
 
 
 def _checked_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
