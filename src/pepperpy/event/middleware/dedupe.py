@@ -45,14 +45,34 @@ class DeduplicateMiddleware:
     """
 
     def __init__(self, *, ttl: float = 3600.0, max_size: int = 100_000) -> None:
-        ttl = check_seconds(ttl, "ttl", error=ValueError)
-        check_count(max_size, "max_size", error=ValueError)
         self.ttl = ttl
         self.max_size = max_size
         self.skipped = 0
         self._seen: OrderedDict[str, float] = OrderedDict()  # processed: id -> expiry
         # ids being processed right now -> the duplicates waiting for their outcome
         self._running: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]]]] = {}
+
+    # ``ttl`` and ``max_size`` may be set later, checked as the constructor checks them
+    # (a ttl of "600" failed the next successful event after its handlers had run)
+
+    @property
+    def ttl(self) -> float:
+        """Seconds an id is remembered after its processing succeeded (from then on)."""
+        return self._ttl
+
+    @ttl.setter
+    def ttl(self, value: float) -> None:
+        self._ttl = check_seconds(value, "ttl", error=ValueError)
+
+    @property
+    def max_size(self) -> int:
+        """Most processed ids remembered (the oldest are forgotten first)."""
+        return self._max_size
+
+    @max_size.setter
+    def max_size(self, value: int) -> None:
+        check_count(value, "max_size", error=ValueError)
+        self._max_size = value
 
     def __len__(self) -> int:
         return len(self._seen) + len(self._running)
@@ -106,7 +126,7 @@ class DeduplicateMiddleware:
                 seen = self._seen
                 now = time.monotonic()
                 seen.pop(event_id, None)
-                seen[event_id] = now + self.ttl
+                seen[event_id] = now + self._ttl
                 self._evict(now)
             for waiting_loop, waiting in running.pop(event_id, ()):
                 _tell(waiting_loop, waiting, succeeded)
@@ -119,7 +139,7 @@ class DeduplicateMiddleware:
         seen = self._seen
         while seen:
             oldest, expires = next(iter(seen.items()))
-            if expires > now and len(seen) <= self.max_size:
+            if expires > now and len(seen) <= self._max_size:
                 return
             del seen[oldest]
 

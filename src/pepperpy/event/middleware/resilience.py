@@ -52,12 +52,22 @@ class RetryMiddleware:
     """
 
     def __init__(self, policy: RetryPolicy = RetryPolicy.EXPONENTIAL) -> None:
-        if not isinstance(policy, RetryPolicy):
-            raise TypeError(f"policy must be a RetryPolicy, got {policy!r}")
         self.policy = policy
 
+    @property
+    def policy(self) -> RetryPolicy:
+        """The schedule of the tries; one set later applies to the events that start then."""
+        return self._policy
+
+    @policy.setter
+    def policy(self, value: RetryPolicy) -> None:
+        # checked when set, not at the first failure (an AttributeError deep inside)
+        if not isinstance(value, RetryPolicy):
+            raise TypeError(f"policy must be a RetryPolicy, got {value!r}")
+        self._policy = value
+
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
-        policy = self.policy
+        policy = self._policy
         attempt = 1
         slot = _attempts.get()
         counter = slot[1] if slot is not None and slot[0] is _completed.get() else None
@@ -241,18 +251,9 @@ class RateLimitMiddleware:
     """
 
     def __init__(self, rate: float, *, burst: int | None = None) -> None:
-        message = f"rate must be a finite number of events/s > 0, got {rate!r}"
-        if not isinstance(rate, int | float) or isinstance(rate, bool):
-            raise TypeError(message)  # a wrong type (docs/errors.md)
-        if not 0 < _as_float(rate) < math.inf:  # an int too large for a float too
-            raise ValueError(message)
-        capacity = max(1, int(rate)) if burst is None else burst
-        check_count(capacity, "burst", error=ValueError)
-        if _as_float(capacity) == math.inf:  # the bucket is counted in floats
-            raise ValueError(f"burst must be an int a float can hold, got {capacity!r}")
-        self.rate = float(rate)
-        self.burst = capacity
-        self._tokens = float(capacity)
+        self.rate = rate
+        self.burst = max(1, int(rate)) if burst is None else burst
+        self._tokens = float(self._burst)
         self._stamp = time.monotonic()
         # held for the bucket's arithmetic only, never across an await: threads running
         # other event loops take tokens from the same bucket
@@ -260,17 +261,48 @@ class RateLimitMiddleware:
         self._lines: LoopShares[_Line] = LoopShares(_Line)
         self._last: _Line | None = None  # the last one used: most calls need no lookup
 
+    # ``rate`` and ``burst`` may be set later, checked as the constructor checks them
+    # (a rate of 0 divided by zero at the next event, a burst of 0 made every event
+    # wait forever): the bucket refills at the new rate from then on
+
+    @property
+    def rate(self) -> float:
+        """Events per second let through, on average."""
+        return self._rate
+
+    @rate.setter
+    def rate(self, value: float) -> None:
+        message = f"rate must be a finite number of events/s > 0, got {value!r}"
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise TypeError(message)  # a wrong type (docs/errors.md)
+        if not 0 < _as_float(value) < math.inf:  # an int too large for a float too
+            raise ValueError(message)
+        self._rate = float(value)
+
+    @property
+    def burst(self) -> int:
+        """The most events let through at once after a quiet spell (the bucket's size)."""
+        return self._burst
+
+    @burst.setter
+    def burst(self, value: int) -> None:
+        check_count(value, "burst", error=ValueError)
+        if _as_float(value) == math.inf:  # the bucket is counted in floats
+            raise ValueError(f"burst must be an int a float can hold, got {value!r}")
+        self._burst = value
+
     def _take(self) -> float:
         """Take a token if one is free (0.0), else how many seconds until one is."""
         with self._bucket_lock:
             now = time.monotonic()
-            tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            rate = self._rate
+            tokens = min(self._burst, self._tokens + (now - self._stamp) * rate)
             self._stamp = now
             if tokens >= 1:
                 self._tokens = tokens - 1
                 return 0.0
             self._tokens = tokens
-            return (1 - tokens) / self.rate
+            return (1 - tokens) / rate
 
     async def acquire(self) -> None:
         """Wait until a token is free and take it."""
