@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import string
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -26,15 +27,18 @@ except ImportError:  # no C compiler at install: the Python path serves alone
 
 needs_c = pytest.mark.skipif(topic_shape is None, reason="the _cevent extension is not built")
 LIMIT = _patterns._CHECK_BYTES_FROM
+#: what _patterns chose at import, before the fixture below lends it the C walk
+INSTALLED = (_patterns._topic_shape, _patterns._trie_lookup)
 
 
 def test_match_uses_the_c_shape_where_it_was_built() -> None:
     if os.environ.get("CI"):
         assert topic_shape is not None, "the _cevent extension did not build"
     if topic_shape is not None and not os.environ.get("PEPPERPY_EVENT_PURE_PYTHON"):
-        assert _patterns._topic_shape is topic_shape
+        assert INSTALLED[0] is topic_shape
+        assert INSTALLED[1] is not None
     else:
-        assert _patterns._topic_shape is None
+        assert INSTALLED == (None, None)
 
 
 def _python_shape(topic: object, literals: dict[str, int]) -> tuple[str, ...] | None:
@@ -143,3 +147,90 @@ def test_indexes_with_and_without_c_find_the_same(patterns: list[str], topics: l
     finally:
         _patterns._topic_shape = saved
     assert with_c == without_c
+
+
+try:
+    from pepperpy.event._cevent import bind_trie, trie_lookup
+except ImportError:
+    trie_lookup = None  # type: ignore[assignment]
+else:  # bound here too: PEPPERPY_EVENT_PURE_PYTHON leaves _patterns without it
+    bind_trie(_patterns._Node)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _c_walk() -> Iterator[None]:
+    """The index's walk in C for these tests, whatever PEPPERPY_EVENT_PURE_PYTHON says
+    (``_lookup_py`` is the Python walk it is compared with)."""
+    saved = _patterns._trie_lookup
+    _patterns._trie_lookup = trie_lookup
+    try:
+        yield
+    finally:
+        _patterns._trie_lookup = saved
+
+
+# '#' in the middle and several of them: the walk's branches and its (node, position) set
+WALK_PATTERNS = st.lists(
+    st.lists(st.sampled_from(["a", "b", "c", "*", "#"]), min_size=1, max_size=6).map(".".join),
+    max_size=25,
+)
+WALK_TOPICS = st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=8).map(tuple)
+
+
+@needs_c
+@settings(max_examples=500, deadline=None)
+@given(WALK_PATTERNS, st.lists(WALK_TOPICS, min_size=1, max_size=6), st.booleans())
+def test_c_walk_equals_the_python_walk(
+    patterns: list[str], topics: list[tuple[str, ...]], ordered: bool
+) -> None:
+    index: PatternIndex[str] = PatternIndex(order=len if ordered else None)
+    for number, pattern in enumerate(patterns):
+        index.add(pattern, f"{pattern}/{number}")
+    for tokens in topics:
+        assert index._lookup(tokens) == index._lookup_py(tokens)
+
+
+@needs_c
+def test_c_walk_after_removals_and_on_many_hashes() -> None:
+    index: PatternIndex[int] = PatternIndex()
+    keys = [
+        (pattern, index.add(pattern, n))
+        for n, pattern in enumerate(
+            ["#", "a.#", "#.b", "a.#.b.#", "*.#.*", "#.#.#", "a.*.b", "x.y"]
+        )
+    ]
+    topic = tuple("ab" * 40)  # many positions for each '#' node: the seen set grows
+    assert index._lookup(topic) == index._lookup_py(topic)
+    for pattern, key in keys[::2]:
+        assert index.remove(pattern, key)
+    assert index._lookup(topic) == index._lookup_py(topic)
+    # left: "a.#" (1), "a.#.b.#" (3), "#.#.#" (5), "x.y" (7)
+    assert index._lookup(("x", "y")) == index._lookup_py(("x", "y")) == (5, 7)
+
+
+@needs_c
+def test_c_walk_keeps_reference_counts() -> None:
+    import sys
+
+    item = object()
+    token = "".join(["tok", "en"])  # not interned: its count is this test's alone
+    index: PatternIndex[object] = PatternIndex(cache_size=0)
+    for pattern in ("token.#", "#", "*.x", "token.x", "#.x.#"):
+        index.add(pattern, item)
+    topic = (token, "x")
+    counts = sys.getrefcount(item), sys.getrefcount(token)
+    for _ in range(1_000):
+        assert len(index._lookup(topic)) == 5
+        assert index._lookup((token, "q", "r")) == (item, item)
+    assert (sys.getrefcount(item), sys.getrefcount(token)) == counts
+
+
+@needs_c
+def test_c_walk_refuses_what_is_not_a_trie() -> None:
+    index: PatternIndex[int] = PatternIndex()
+    with pytest.raises(TypeError, match="a node and a tuple"):
+        trie_lookup(object(), ("a",))
+    with pytest.raises(TypeError, match="a node and a tuple"):
+        trie_lookup(index._root, ["a"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="2 arguments"):
+        trie_lookup(index._root)  # type: ignore[call-arg]

@@ -1,5 +1,6 @@
 /* The hot paths' event construction, in C: make_event(type, data, metadata) for emit,
- * restore() and freeze_parsed() for a store's reads; and topic_shape() for PatternIndex.
+ * restore() and freeze_parsed() for a store's reads; topic_shape() and trie_lookup() for
+ * PatternIndex.
  *
  * It does exactly what the Python make_event in _event.py does and leaves the event in
  * exactly the state that function leaves it in (the same seven slots holding the same
@@ -483,6 +484,358 @@ topic_shape(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     return shape;
 }
 
+/* The trie walk of PatternIndex._lookup, over _patterns._Node objects (slots any,
+ * children, entries, one; bound by bind_trie()). Nothing in it calls Python code: the
+ * trie's dicts hold str tokens and int keys, so the walk sees the trie as it is when it
+ * starts, as the Python walk does between two of its bytecodes.
+ */
+enum { N_ANY, N_CHILDREN, N_ENTRIES, N_ONE, N_NODE_SLOTS };
+static const char *node_slot_names[N_NODE_SLOTS] = {"any", "children", "entries", "one"};
+static PyTypeObject *node_type = NULL;
+static Py_ssize_t node_offsets[N_NODE_SLOTS];
+
+#define NODE_SLOT(node, i) (*(PyObject **)((char *)(node) + node_offsets[i]))
+
+static PyObject *
+bind_trie(PyObject *Py_UNUSED(module), PyObject *kind)
+{
+    if (!PyType_Check(kind)) {
+        PyErr_SetString(PyExc_TypeError, "bind_trie() takes the node class");
+        return NULL;
+    }
+    for (int i = 0; i < N_NODE_SLOTS; i++) {
+        PyObject *descr = PyObject_GetAttrString(kind, node_slot_names[i]);
+        if (descr == NULL) {
+            return NULL;
+        }
+        if (!PyObject_TypeCheck(descr, &PyMemberDescr_Type)) {
+            Py_DECREF(descr);
+            PyErr_Format(PyExc_TypeError, "node slot %s is not a member", node_slot_names[i]);
+            return NULL;
+        }
+        node_offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        Py_DECREF(descr);
+    }
+    Py_XSETREF(node_type, (PyTypeObject *)Py_NewRef(kind));
+    Py_RETURN_NONE;
+}
+
+/* A node's slot: a node or NULL for None (and for an unset slot). */
+static int
+node_child(PyObject *node, int slot, PyObject **child)
+{
+    PyObject *value = NODE_SLOT(node, slot);
+    if (value == NULL || value == Py_None) {
+        *child = NULL;
+        return 0;
+    }
+    if (Py_TYPE(value) != node_type) {
+        PyErr_SetString(PyExc_TypeError, "trie_lookup(): a node's child is not a node");
+        return -1;
+    }
+    *child = value;
+    return 0;
+}
+
+/* A node's dict slot (children, entries), or NULL with an error set. */
+static PyObject *
+node_dict(PyObject *node, int slot)
+{
+    PyObject *value = NODE_SLOT(node, slot);
+    if (value == NULL || !PyDict_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "trie_lookup(): a node's children/entries are not a dict");
+        return NULL;
+    }
+    return value;
+}
+
+typedef struct {
+    PyObject *node;
+    Py_ssize_t at;
+} Branch;
+
+typedef struct {
+    Branch *items;
+    Py_ssize_t size;
+    Py_ssize_t capacity;
+} Branches;
+
+static int
+branches_push(Branches *stack, PyObject *node, Py_ssize_t at)
+{
+    if (stack->size == stack->capacity) {
+        Py_ssize_t capacity = stack->capacity * 2;
+        Branch *grown = PyMem_Realloc(stack->items, (size_t)capacity * sizeof(Branch));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        stack->items = grown;
+        stack->capacity = capacity;
+    }
+    stack->items[stack->size].node = node;
+    stack->items[stack->size].at = at;
+    stack->size++;
+    return 0;
+}
+
+/* The (node, position) pairs already queued for '#' nodes with children: open addressing
+ * on a power-of-two table, kept at most half full. */
+typedef struct {
+    Branch *slots;
+    Py_ssize_t used;
+    Py_ssize_t capacity;
+} Seen;
+
+static size_t
+seen_hash(PyObject *node, Py_ssize_t at)
+{
+    size_t h = (size_t)(uintptr_t)node >> 4;
+    h ^= (size_t)at * (size_t)0x9E3779B97F4A7C15ULL;
+    return h ^ (h >> 29);
+}
+
+/* 1 if (node, at) was not seen (and is now), 0 if it was, -1 on error. */
+static int
+seen_add(Seen *seen, PyObject *node, Py_ssize_t at)
+{
+    if ((seen->used + 1) * 2 > seen->capacity) {
+        Py_ssize_t capacity = seen->capacity ? seen->capacity * 2 : 64;
+        Branch *slots = PyMem_Calloc((size_t)capacity, sizeof(Branch));
+        if (slots == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < seen->capacity; i++) {
+            Branch old = seen->slots[i];
+            if (old.node == NULL) {
+                continue;
+            }
+            size_t j = seen_hash(old.node, old.at) & (size_t)(capacity - 1);
+            while (slots[j].node != NULL) {
+                j = (j + 1) & (size_t)(capacity - 1);
+            }
+            slots[j] = old;
+        }
+        PyMem_Free(seen->slots);
+        seen->slots = slots;
+        seen->capacity = capacity;
+    }
+    size_t mask = (size_t)(seen->capacity - 1);
+    size_t j = seen_hash(node, at) & mask;
+    while (seen->slots[j].node != NULL) {
+        if (seen->slots[j].node == node && seen->slots[j].at == at) {
+            return 0;
+        }
+        j = (j + 1) & mask;
+    }
+    seen->slots[j].node = node;
+    seen->slots[j].at = at;
+    seen->used++;
+    return 1;
+}
+
+/* What the walk found: (registration key, item) pairs, the items borrowed from the
+ * trie's entries dicts (nothing runs that could change them before the tuple is built). */
+typedef struct {
+    long long key;
+    PyObject *item;
+} Found;
+
+typedef struct {
+    Found *items;
+    Py_ssize_t size;
+    Py_ssize_t capacity;
+} Founds;
+
+/* Add node's entries; -1 on error. */
+static int
+take_entries(Founds *found, PyObject *node)
+{
+    PyObject *entries = node_dict(node, N_ENTRIES);
+    if (entries == NULL) {
+        return -1;
+    }
+    Py_ssize_t count = PyDict_GET_SIZE(entries);
+    if (count == 0) {
+        return 0;
+    }
+    if (found->size + count > found->capacity) {
+        Py_ssize_t capacity = (found->size + count) * 2;
+        Found *grown = PyMem_Realloc(found->items, (size_t)capacity * sizeof(Found));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        found->items = grown;
+        found->capacity = capacity;
+    }
+    Py_ssize_t position = 0;
+    PyObject *key, *item;
+    while (PyDict_Next(entries, &position, &key, &item)) {
+        long long number = PyLong_AsLongLong(key);
+        if (number == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        found->items[found->size].key = number;
+        found->items[found->size].item = item;
+        found->size++;
+    }
+    return 0;
+}
+
+static int
+by_key(const void *a, const void *b)
+{
+    long long x = ((const Found *)a)->key;
+    long long y = ((const Found *)b)->key;
+    return (x > y) - (x < y);
+}
+
+/* The items found, in registration order, each once (a '#' met at several positions
+ * adds the same entries again). */
+static PyObject *
+in_registration_order(Founds *found)
+{
+    if (found->size == 0) {
+        return Py_NewRef(empty_tuple);
+    }
+    Py_ssize_t count = found->size;
+    if (count > 1) {
+        if (count <= 64) {
+            /* insertion sort: a few dozen keys, mostly in order node by node; glibc's
+             * qsort costs twice the whole walk here */
+            for (Py_ssize_t i = 1; i < count; i++) {
+                Found moving = found->items[i];
+                Py_ssize_t j = i;
+                while (j > 0 && found->items[j - 1].key > moving.key) {
+                    found->items[j] = found->items[j - 1];
+                    j--;
+                }
+                found->items[j] = moving;
+            }
+        }
+        else {
+            qsort(found->items, (size_t)count, sizeof(Found), by_key);
+        }
+        Py_ssize_t kept = 1;
+        for (Py_ssize_t i = 1; i < found->size; i++) {
+            if (found->items[i].key != found->items[kept - 1].key) {
+                found->items[kept++] = found->items[i];
+            }
+        }
+        count = kept;
+    }
+    PyObject *result = PyTuple_New(count);
+    if (result == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyTuple_SET_ITEM(result, i, Py_NewRef(found->items[i].item));
+    }
+    return result;
+}
+
+/* trie_lookup(root, tokens): the items whose patterns match the topic ``tokens``, in
+ * registration order; _patterns.PatternIndex._lookup_py in C (tests compare the two). */
+static PyObject *
+trie_lookup(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "trie_lookup() takes 2 arguments");
+        return NULL;
+    }
+    if (node_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "trie_lookup(): bind_trie() was not called");
+        return NULL;
+    }
+    PyObject *root = args[0];
+    PyObject *tokens = args[1];
+    if (Py_TYPE(root) != node_type || !PyTuple_Check(tokens)) {
+        PyErr_SetString(PyExc_TypeError, "trie_lookup() takes a node and a tuple of tokens");
+        return NULL;
+    }
+    Py_ssize_t last = PyTuple_GET_SIZE(tokens);
+    Founds found = {NULL, 0, 0};
+    Branches stack = {PyMem_Malloc(16 * sizeof(Branch)), 0, 16};
+    Seen seen = {NULL, 0, 0};
+    if (stack.items == NULL) {
+        return PyErr_NoMemory();
+    }
+    stack.items[stack.size++] = (Branch){root, 0};
+    while (stack.size) {
+        Branch branch = stack.items[--stack.size];
+        PyObject *node = branch.node;
+        Py_ssize_t at = branch.at;
+        for (;;) {
+            PyObject *rest;
+            if (node_child(node, N_ANY, &rest) < 0) {
+                goto error;
+            }
+            if (rest != NULL) {
+                /* a trailing '#' matches whatever remains */
+                if (take_entries(&found, rest) < 0) {
+                    goto error;
+                }
+                PyObject *children = node_dict(rest, N_CHILDREN);
+                PyObject *one_child, *any_child;
+                if (children == NULL || node_child(rest, N_ONE, &one_child) < 0
+                    || node_child(rest, N_ANY, &any_child) < 0) {
+                    goto error;
+                }
+                if (PyDict_GET_SIZE(children) || one_child != NULL || any_child != NULL) {
+                    for (Py_ssize_t k = at; k <= last; k++) {
+                        int added = seen_add(&seen, rest, k);
+                        if (added < 0 || (added && branches_push(&stack, rest, k) < 0)) {
+                            goto error;
+                        }
+                    }
+                }
+            }
+            if (at == last) {
+                if (take_entries(&found, node) < 0) {
+                    goto error;
+                }
+                break;
+            }
+            PyObject *one_child;
+            if (node_child(node, N_ONE, &one_child) < 0) {
+                goto error;
+            }
+            if (one_child != NULL && branches_push(&stack, one_child, at + 1) < 0) {
+                goto error;
+            }
+            PyObject *children = node_dict(node, N_CHILDREN);
+            if (children == NULL) {
+                goto error;
+            }
+            PyObject *child = PyDict_GetItemWithError(children, PyTuple_GET_ITEM(tokens, at));
+            if (child == NULL) {
+                if (PyErr_Occurred()) {
+                    goto error;
+                }
+                break;
+            }
+            if (Py_TYPE(child) != node_type) {
+                PyErr_SetString(PyExc_TypeError, "trie_lookup(): a node's child is not a node");
+                goto error;
+            }
+            node = child;
+            at++;
+        }
+    }
+    PyMem_Free(stack.items);
+    PyMem_Free(seen.slots);
+    PyObject *result = in_registration_order(&found);
+    PyMem_Free(found.items);
+    return result;
+error:
+    PyMem_Free(stack.items);
+    PyMem_Free(seen.slots);
+    PyMem_Free(found.items);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"make_event", (PyCFunction)(void (*)(void))make_event, METH_FASTCALL,
      "make_event(type, data, metadata) -> Event: _event.make_event, in C."},
@@ -495,6 +848,9 @@ static PyMethodDef methods[] = {
      "freeze_parsed(value): _frozen.freeze_parsed, in C for flat objects and scalars."},
     {"topic_shape", (PyCFunction)(void (*)(void))topic_shape, METH_FASTCALL,
      "topic_shape(topic, literals, max_length): PatternIndex's key for a topic with ids."},
+    {"bind_trie", bind_trie, METH_O, "bind_trie(_Node): the trie node class trie_lookup walks."},
+    {"trie_lookup", (PyCFunction)(void (*)(void))trie_lookup, METH_FASTCALL,
+     "trie_lookup(root, tokens) -> tuple: PatternIndex's trie walk, in registration order."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -391,6 +391,14 @@ class PatternIndex(Generic[T]):
         return found
 
     def _lookup(self, tokens: tuple[str, ...]) -> tuple[T, ...]:
+        if _trie_lookup is None:
+            return self._lookup_py(tokens)
+        found: tuple[T, ...] = _trie_lookup(self._root, tokens)  # the walk below, in C
+        if self._order is not None and len(found) > 1:
+            return tuple(sorted(found, key=self._order))
+        return found
+
+    def _lookup_py(self, tokens: tuple[str, ...]) -> tuple[T, ...]:
         found: dict[int, T] = {}
         last = len(tokens)
         # (node, token index) still to walk: literal tokens are followed in place, '*'
@@ -462,19 +470,24 @@ def _remember(results: dict[Any, Any], key: Any, found: Any, size: int) -> None:
     results[key] = found
 
 
-def _c_topic_shape() -> Callable[[str, dict[str, int], int], tuple[str, ...] | None] | None:
-    """``topic_shape`` of the ``_cevent`` extension, if it was built and is not turned off
-    (``PEPPERPY_EVENT_PURE_PYTHON``, as for :func:`._event._c_module`)."""
+def _c_functions() -> tuple[
+    Callable[[str, dict[str, int], int], tuple[str, ...] | None] | None,
+    Callable[[_Node[Any], tuple[str, ...]], tuple[Any, ...]] | None,
+]:
+    """``topic_shape`` and ``trie_lookup`` of the ``_cevent`` extension, if it was built
+    and is not turned off (``PEPPERPY_EVENT_PURE_PYTHON``, as for
+    :func:`._event._c_module`)."""
     if os.environ.get("PEPPERPY_EVENT_PURE_PYTHON"):
-        return None
+        return None, None
     try:
-        from ._cevent import topic_shape
+        from . import _cevent
     except ImportError:
-        return None
-    return topic_shape
+        return None, None
+    _cevent.bind_trie(_Node)
+    return _cevent.topic_shape, _cevent.trie_lookup
 
 
-_topic_shape = _c_topic_shape()
+_topic_shape, _trie_lookup = _c_functions()
 
 
 def validate_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
