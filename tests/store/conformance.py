@@ -36,6 +36,7 @@ from pepperpy.event import (
     StreamDeletedError,
     ValidationError,
 )
+from pepperpy.event._frozen import MAX_DEPTH
 from pepperpy.event._patterns import matches
 from pepperpy.event._text import MAX_NAME_BYTES
 from pepperpy.event.store import MemoryBackend
@@ -852,6 +853,38 @@ class StoreConformance(HeadConformance, MultiConformance, StreamPagesConformance
                 await store.append("deep.1", events)
         assert await store.get_stream("deep.1") == []
         assert await store.stream_version("deep.1") is None
+
+    async def test_data_one_level_past_the_limit_is_refused_as_a_read_would_refuse_it(
+        self, store: EventStore
+    ) -> None:
+        """Data as a dict's ``"data"`` nested 254 levels deep (one past MAX_DEPTH, 253)
+        passed the append's fast path (orjson writes up to 254 levels) and was stored,
+        then every read of its stream, and of the log, failed ("deeper than an event's
+        data may be"); ``Event()`` refused it. It is refused, nothing written, and 253
+        levels are stored and read back."""
+
+        def nested(levels: int) -> Any:
+            value: Any = 0
+            for _ in range(levels):
+                value = [value]
+            return value
+
+        deepest = {"v": nested(MAX_DEPTH - 1)}  # the dict and its lists: 253 levels
+        too_deep = {"v": nested(MAX_DEPTH)}
+        for events in (
+            {"type": "t.x", "data": too_deep},
+            {"type": "t.x", "data": nested(MAX_DEPTH + 1)},
+            {"type": "t.x", "data": too_deep, "metadata": {"m": 1}},
+            [{"type": "t.ok", "data": {}}, {"type": "t.x", "data": too_deep}],
+        ):
+            with pytest.raises(SerializationError, match="nested too deeply"):
+                await store.append("deep.1", events)
+        assert await store.get_stream("deep.1") == []
+        await store.append("deep.1", {"type": "t.x", "data": deepest})
+        await store.append("deep.1", [{"type": "t.x", "data": nested(MAX_DEPTH)}] * 2)
+        events = await store.get_stream("deep.1")
+        assert [event.data for event in events] == [deepest, *[nested(MAX_DEPTH)] * 2]
+        assert len(await store.read_all()) == 3
 
     # -- soft delete ----------------------------------------------------------------
 

@@ -171,7 +171,7 @@ def _plain_batch(items: Sequence[dict[str, Any]], now: int) -> list[NewRecord]:
             continue
         data = item.get("data")
         try:
-            encoded = _held(encode_data(data))
+            encoded = encode_data(data)  # a right-sized copy already (see _held)
         except SerializationError as exc:
             raise SerializationError(f"event $[{index}] ({event_type!r}): {exc}") from exc
         if encoded[0] == 0x22 and isinstance(data, _BINARY):  # a JSON string: bytes?
@@ -226,10 +226,15 @@ def encode_data(data: Any) -> bytes:
 
     Plain JSON types encode in one orjson call with no check: orjson itself refuses
     non-str keys, ints beyond 64 bits and every other type. It writes NaN and
-    infinity as ``null``, so output holding a ``null`` gets the full check.
+    infinity as ``null``, so output holding a ``null`` gets the full check. The data is
+    encoded inside a list, one level more than it has, and cut out of it: orjson refuses
+    documents nested more than 254 levels, so data nested more than ``MAX_DEPTH`` (253)
+    is refused, as ``Event()`` refuses it (encoded alone, data 254 levels deep was
+    stored, and every read of it failed: deeper than an event's data may be). The slice
+    is a right-sized copy, so the result needs no :func:`_held`.
     """
     try:
-        encoded: bytes = _orjson_dumps(data)
+        encoded: bytes = _orjson_dumps([data])[1:-1]
     except TypeError:  # a type beyond JSON's own (or a bad key): the slow, exact path
         check_json(data)
         return _json.dumps(data)
