@@ -74,3 +74,7 @@ async def test_it_waits_within_the_callers_bound_and_checks_its_argument(
                 await projection.wait_until(-1)
             with pytest.raises(TypeError, match="global_position"):
                 await projection.wait_until("1")  # type: ignore[arg-type]
+            # past the greatest position a store holds: it used to wait for ever
+            with pytest.raises(ValueError, match="global_position must be an int from 0 to"):
+                async with asyncio.timeout(2):
+                    await projection.wait_until(2**63)

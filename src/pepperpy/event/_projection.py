@@ -92,6 +92,7 @@ from ._replay import (
 )
 from ._turns import Turns
 from .store._reader import RETRY_FOR
+from .store._store_checks import MAX_POSITION
 from .store._waiters import LoopWaiters
 
 if TYPE_CHECKING:
@@ -244,6 +245,10 @@ class Projection(Following):
         ``global_position`` is returned.
         """
         check_count(global_position, "global_position", least=0, error=ValueError)
+        if global_position > MAX_POSITION:  # no store reaches it: it would wait for ever
+            raise ValueError(
+                f"global_position must be an int from 0 to {MAX_POSITION}, got {global_position!r}"
+            )
         await self._check_read()  # once, whether the position is reached here or on disk
         await self._check_scope(f"waiting on {self._what}")
         through = self._read_through if self._streams or self._types else None
