@@ -211,7 +211,7 @@ class Deliveries:
         ``default_policy``), dead-letter it when it fails for good.
 
         A try whose channel said the receiver accepted the message
-        (``Channel._mark_sent``) is a delivery even if it then fails
+        (``Channel.mark_accepted``) is a delivery even if it then fails
         or is cut off; ``on_sent`` is called at that moment (so a caller cancelled
         meanwhile still knows the message went out)."""
         policy = route.retry_policy or default_policy

@@ -416,7 +416,7 @@ class NotificationSystem(AsyncClosing):
         if state == "done":
             return ChannelResult(route.name, "duplicate", notification, None, 0)
         keeper = asyncio.ensure_future(hold_claim(store, key)) if isfinite(store.lease) else None
-        went_out: list[bool] = []  # the receiver accepted it (Channel._mark_sent)
+        went_out: list[bool] = []  # the receiver accepted it (Channel.mark_accepted)
         try:
             result = await self._deliveries.send(
                 call, route, notification, self.retry_policy, lambda: went_out.append(True)

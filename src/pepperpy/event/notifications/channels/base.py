@@ -41,6 +41,8 @@ class Channel(ABC):
     ``paces_writes`` is True for channels whose ``send`` calls :meth:`ready_to_write`
     right before the message goes out (after connecting), so a rate limit spaces what
     the receiver sees; for other channels the system waits for the slot before ``send``.
+    A channel whose receiver acknowledges a message calls :meth:`mark_accepted` when it
+    does, so a failure after that is not taken for a lost message.
     """
 
     kind: str | None = None
@@ -64,13 +66,14 @@ class Channel(ABC):
         if turn is not None:
             await turn()
 
-    def _mark_sent(self) -> None:
+    def mark_accepted(self) -> None:
         """Say that the receiver has accepted this try's message (an SMTP server's 250
-        after DATA): from then on the try is a delivery, whatever happens before ``send``
-        returns (an error or a cut-off while ending the session, a cancellation), so it
-        is not retried, reported as failed, or its idempotency key given back (a
-        redelivery would send the message twice). Does nothing outside a delivery.
-        (Private for now: the built-in channels call it.)
+        after DATA, an HTTP 2xx status line): from then on the try is a delivery,
+        whatever happens before ``send`` returns (an error or a cut-off while ending the
+        session, a cancellation, ``close()`` cutting it off), so it is not retried, not
+        reported as failed or dead-lettered, and its idempotency key is kept (a retry
+        would send the message twice). Call it once the receiver has said so, never
+        before. Does nothing outside a delivery.
         """
         sent = SENT.get()
         if sent is not None:

@@ -212,7 +212,7 @@ class EmailChannel(Channel):
                 await client.send_message(message)
                 # the server answered 250 to the message: it is delivered, whatever
                 # happens during QUIT (a cut-off, a dropped connection)
-                self._mark_sent()
+                self.mark_accepted()
             except aiosmtplib.SMTPResponseException:
                 await _quit(client, aiosmtplib)  # the server said no: end the session politely
                 raise

@@ -203,7 +203,7 @@ class WebhookChannel(Channel):
                 ) as response:
                     answers.append(response)
                     if response.is_success:  # a delivery, whatever becomes of the body
-                        self._mark_sent()  # (close() cutting it off, a cancellation)
+                        self.mark_accepted()  # (close() cutting it off, a cancellation)
                     await _read_start(response, start)
         except TimeoutError as exc:
             if not answers:
