@@ -106,8 +106,6 @@ class EventBus(AsyncClosing):
             self._declared = [parse_pattern(topic) for topic in declared]
             # a StrEnum member is kept as the str it holds (as subscribe and publish do)
             self.topics = tuple(plain_name(topic) for topic in declared)
-        if not isinstance(retry_policy, RetryPolicy):
-            raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
         self.retry_policy = retry_policy
         if access is not None:
             from .security import AccessControl
@@ -155,6 +153,18 @@ class EventBus(AsyncClosing):
         self._deliveries: set[Delivery] = set()
         #: serve()'s shutdown_timeout passed: no further delivery starts
         self._cut_off = False
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How failed handlers are tried again; a new one applies from the next failure,
+        to every subscription (those made before it too), as on the manager."""
+        return self._retry_policy
+
+    @retry_policy.setter
+    def retry_policy(self, value: RetryPolicy) -> None:
+        if not isinstance(value, RetryPolicy):
+            raise TypeError(f"retry_policy must be a RetryPolicy, got {value!r}")
+        self._retry_policy = value
 
     # -- subscribing ------------------------------------------------------------------
 

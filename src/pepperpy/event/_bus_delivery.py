@@ -128,7 +128,6 @@ def deliverer(
     """
     handler = registration.handler
     is_async = is_async_callable(handler)
-    policy = bus.retry_policy
     transport = where(bus.transport)  # for the log records' fields
 
     async def deliver(event: Event) -> None:
@@ -159,6 +158,7 @@ def deliverer(
                     error: BaseException = exc  # the handler awaited something cancelled
                 except Exception as exc:
                     error = exc
+                policy = bus._retry_policy  # read at each failure: it may have been set since
                 if policy.should_retry(error, attempt):
                     name = named(handler, event, error)
                     # one WARNING per handler and error type a minute, the rest at DEBUG
