@@ -6,7 +6,7 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -54,6 +54,12 @@ RELEASE_MARK_EXPIRY = 30.0
 PRESENCE = ".presence"
 PRESENCE_EXPIRY = 60.0
 PERSISTENT = 2
+#: RabbitMQ's default ``max_message_size`` (bytes of a message's body): 16 MiB since 4.0,
+#: 128 MiB from 3.8 to 3.13. The broker closes the channel a larger message comes on.
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_SIZE_BEFORE_4 = 128 * 1024 * 1024
+#: the largest ``max_message_size`` RabbitMQ can be set to (512 MiB)
+MOST_MAX_MESSAGE_SIZE = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ class RabbitMQOptions:
     connect_timeout: float = 10.0
     reconnect_interval: float = 1.0
     handover_grace: float = 5.0
+    # None: the default of the broker's version (see broker_message_limit)
+    max_message_size: int | None = None
 
 
 _DEFAULTS: dict[str, Any] = asdict(RabbitMQOptions())
@@ -264,6 +272,12 @@ def check_options(options: dict[str, Any]) -> None:
         raise TypeError(queue_type)
     if options["queue_type"] not in ("quorum", "classic"):
         raise ConfigurationError(queue_type)
+    size = check_count(options["max_message_size"], "max_message_size", optional=True)
+    if size is not None and size > MOST_MAX_MESSAGE_SIZE:
+        raise ConfigurationError(
+            f"max_message_size must be at most {MOST_MAX_MESSAGE_SIZE:,} bytes (512 MiB, the "
+            f"most RabbitMQ takes), got {size:,}"
+        )
     for name in _SECONDS:
         options[name] = check_seconds(options[name], name, zero=name in _MAY_BE_ZERO)
     expiry = options["ungrouped_expiry"]
@@ -300,3 +314,28 @@ def too_long(text: str, what: str) -> str | None:
 def expiry_ms(seconds: float) -> int:
     """``ungrouped_expiry`` as the queue's ``x-expires``: whole milliseconds."""
     return int(seconds * 1000)
+
+
+def broker_message_limit(server_properties: Mapping[str, Any]) -> tuple[int, str]:
+    """The default ``max_message_size`` of the broker that sent ``server_properties`` (in
+    its ``connection.start``), and words saying where it comes from, for an error.
+
+    RabbitMQ before 4.0 takes 128 MiB; 4.0 and later, or a broker whose version cannot be
+    read (another product, say), 16 MiB: the smaller, since a message over the broker's
+    limit costs the channel it came on.
+    """
+    product, version = (_text_of(server_properties.get(key)) for key in ("product", "version"))
+    major = re.match(r"[0-9]+", version)
+    if product == "RabbitMQ" and major is not None:
+        if int(major.group()) < 4:
+            return DEFAULT_MAX_MESSAGE_SIZE_BEFORE_4, f"the default of RabbitMQ {version}"
+        return DEFAULT_MAX_MESSAGE_SIZE, f"the default of RabbitMQ {version}"
+    broker = f"{product} {version}".strip() or "a broker that did not say its version"
+    return DEFAULT_MAX_MESSAGE_SIZE, f"RabbitMQ 4's default, assumed for {broker}"
+
+
+def _text_of(value: object) -> str:
+    """A server property as text (AMQP long strings may come as bytes)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else ""

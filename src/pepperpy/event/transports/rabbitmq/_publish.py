@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import zlib
 from typing import TYPE_CHECKING
 
@@ -13,17 +14,25 @@ from ..._event import Event
 from ..._redact import redact_url
 from ..._text import shown
 from ..base import cancelled_by_caller, cancelling, quietly
-from ._config import CONTENT_TYPE, LANE_HEADER, LANES, PERSISTENT, too_long
+from ._config import (
+    CONTENT_TYPE,
+    LANE_HEADER,
+    LANES,
+    PERSISTENT,
+    broker_message_limit,
+    too_long,
+)
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel
+    from aiormq.abc import AbstractChannel as UnderlayChannel
 
     from ._transport import RabbitMQTransport
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "UNKNOWN", "publish", "reconnected"]
+__all__ = ["UNKNOWN", "message_limit", "publish", "reconnected"]
 
-#: RabbitMQ's default ``max_message_size``; larger messages make it close the channel
-DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+#: what RabbitMQ says closing a channel over a message's size
+_OVER_SIZE = re.compile(r"message size [0-9]+ is larger than (configured )?max size")
 #: what a publish error adds when the event may have been stored
 UNKNOWN = (
     "whether it was stored is unknown (publishing it again may deliver it twice: "
@@ -84,11 +93,21 @@ async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -
     body = event.to_json()
     errors = transport._aiormq.exceptions
     sent = False  # whether an attempt handed the event to aiormq (it may have gone out)
+    limit: tuple[int, str] | None = None  # the last attempt's, and where it came from
     for attempt in (1, 2):
+        sent_before = sent  # whether an attempt before this one may have stored it
         try:
             async with asyncio.timeout_at(deadline):
                 # aio-pika's Message adds nothing we need; publish on the raw channel
                 underlay = await channel.get_underlay_channel()
+                limit = message_limit(transport, underlay)
+                if len(body) > limit[0]:  # the broker would close the channel
+                    raise _failed(
+                        f"cannot publish {topic!r} ({event.id}): its message is "
+                        f"{len(body):,} bytes, over the broker's max_message_size of "
+                        f"{limit[0]:,} bytes ({limit[1]})",
+                        sent=sent_before,
+                    )
                 sent = True
                 await underlay.basic_publish(
                     body,
@@ -113,20 +132,39 @@ async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -
             error: BaseException = exc
         except (errors.AMQPError, errors.ChannelInvalidStateError, ConnectionError) as exc:
             error = exc
-        if len(body) > DEFAULT_MAX_MESSAGE_BYTES:  # the broker closed the channel
+        if limit is not None and _too_large(error):  # the broker closed the channel
             # reopened for the next publish
             await quietly(channel.ready(), "reopening", logger, deadline=transport._deadline())  # type: ignore[attr-defined]
             raise _failed(
-                f"RabbitMQ did not accept {topic!r} ({event.id}): the event is "
-                f"{len(body):,} bytes on the wire, over the broker's max_message_size "
-                f"({DEFAULT_MAX_MESSAGE_BYTES:,} bytes by default): {error!r}",
-                sent=False,  # the broker closes the channel instead of routing it
+                f"RabbitMQ refused {topic!r} ({event.id}), a message of {len(body):,} bytes, "
+                f"as over its max_message_size, which is less than the {limit[0]:,} bytes "
+                f"the transport took it for ({limit[1]}); give the transport the broker's "
+                f"max_message_size: {error!r}",
+                # the broker closes the channel instead of routing it
+                sent=sent_before,
             ) from error
         if attempt == 2 or transport._closed or isinstance(error, errors.DeliveryError):
             raise _failed(
                 f"RabbitMQ did not confirm {topic!r} ({event.id}): {_reason(error)}", sent=sent
             ) from error
         await reconnected(transport, channel, event, error, since, sent=sent, began=began)
+
+
+def message_limit(transport: RabbitMQTransport, channel: UnderlayChannel) -> tuple[int, str]:
+    """The largest message, in bytes, the broker behind ``channel`` takes, and where that
+    number comes from: the transport's ``max_message_size``, or the default of the
+    broker's version, which it said when the connection opened (a reconnect may reach
+    another node, of another version)."""
+    if transport.max_message_size is not None:
+        return transport.max_message_size, "the transport's max_message_size option"
+    return broker_message_limit(channel.connection.server_properties)
+
+
+def _too_large(error: BaseException) -> bool:
+    """Whether ``error`` is the broker closing the channel over a message's size
+    (``PRECONDITION_FAILED - message size 134217921 is larger than configured max size
+    134217728``; ``than max size`` when the broker's is RabbitMQ's most, 512 MiB)."""
+    return _OVER_SIZE.search(str(error)) is not None
 
 
 def _reason(error: BaseException) -> str:

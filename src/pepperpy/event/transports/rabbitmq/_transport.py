@@ -112,6 +112,11 @@ class RabbitMQTransport(Transport):
       member had not acknowledged, whose handler may still run there (default 5; ``0``:
       no wait). Other keys, and partitions handed over in good order, do not wait; see
       ``docs/transport-rabbitmq.md``, "Per-key order across a connection loss".
+    * ``max_message_size``: the broker's ``max_message_size``, in bytes (at most 512 MiB,
+      as in RabbitMQ). ``publish()`` refuses an event whose message is larger before it
+      sends anything, since the broker would close the channel. Default ``None``: the
+      default of the broker's version, read when connecting (16 MiB since RabbitMQ 4.0,
+      128 MiB before); give it when the broker's setting is another.
     """
 
     @checked_keywords(SYNONYMS)
@@ -130,6 +135,7 @@ class RabbitMQTransport(Transport):
         connect_timeout: float = default(RabbitMQOptions.connect_timeout),
         reconnect_interval: float = default(RabbitMQOptions.reconnect_interval),
         handover_grace: float = default(RabbitMQOptions.handover_grace),
+        max_message_size: int | None = default(RabbitMQOptions.max_message_size),
     ) -> None:
         given = given_keywords(
             {
@@ -143,6 +149,7 @@ class RabbitMQTransport(Transport):
                 "connect_timeout": connect_timeout,
                 "reconnect_interval": reconnect_interval,
                 "handover_grace": handover_grace,
+                "max_message_size": max_message_size,
             }
         )
         if delivery_limit is not None:  # checked_keywords refused it given with max_deliveries
@@ -174,6 +181,8 @@ class RabbitMQTransport(Transport):
         self.connect_timeout: float = options["connect_timeout"]
         self.reconnect_interval: float = options["reconnect_interval"]
         self.handover_grace: float = options["handover_grace"]
+        #: None: the default of the broker's version (see ``_config.broker_message_limit``)
+        self.max_message_size: int | None = options["max_message_size"]
         self._instance = uuid.uuid4().hex[:12]
         #: shown by ``rabbitmqctl list_connections client_properties`` and the management UI
         #: (``?name=`` in the URL names it instead, as it does for aio-pika)
