@@ -37,6 +37,7 @@ from ._subjects import (
     subject_filter,
     topic_of,
 )
+from ._waits import consumer_wait, report_changed_waits, same_wait, take_wait
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -229,7 +230,16 @@ class Consumer:
             sub = await self._nc.subscribe(lane.deliver_subject, queue=queue, cb=self._on_message)
             self._subs.append(sub)
         await self._nc.flush()
-        await asyncio.gather(*(self._create(lane) for lane in self.lanes))
+        before = await asyncio.gather(*(self._create(lane) for lane in self.lanes))
+        report_changed_waits(
+            self.group,
+            self._stream,
+            [
+                (self._wait_option(lane), was, lane.ack_wait)
+                for lane, was in zip(self.lanes, before, strict=True)
+                if was is not None and not same_wait(was, lane.ack_wait)
+            ],
+        )
 
     async def attach(self, nc: Client, js: JetStreamContext) -> None:
         """Listen through ``nc`` from now on, the client before it having been closed.
@@ -257,18 +267,25 @@ class Consumer:
         self._nc, self._js, self._subs = nc, js, subs
         self._unsettled.clear()  # their in-progress acks cannot reach the server either
 
-    async def _create(self, lane: Lane, **resume: Any) -> None:
-        from nats.js.errors import BadRequestError
+    async def _create(self, lane: Lane, **resume: Any) -> float | None:
+        """Create the consumer of ``lane``, or join it: a group's exists once a member
+        made it. Returns its ``ack_wait`` before, which this member's replaced if it was
+        another (see ``_waits``), or None if it did not exist."""
+        from nats.js.errors import BadRequestError, NotFoundError, ServerError
 
+        before = None
+        if self.group is not None and not resume:
+            before = await consumer_wait(self._js, self._stream, lane.name)
         try:
             info = await self._js.add_consumer(self._stream, self._config(lane, **resume))
-            if not resume and info.delivered is not None:
-                self._origin[lane.name] = (info.delivered.stream_seq, info.created)
-            return
-        except BadRequestError as exc:
-            # a group consumer made by another version of the program (other ack_wait,
-            # say): join it if it delivers the same events to the same place
-            info = await self._js.consumer_info(self._stream, lane.name)
+        except (BadRequestError, ServerError) as exc:
+            # a group consumer made by another version of the program, or recreated from
+            # a resume point (``deliver policy can not be updated``): join it if it
+            # delivers the same events to the same place
+            try:
+                info = await self._js.consumer_info(self._stream, lane.name)
+            except NotFoundError:
+                raise exc from None  # not there: the server refused to make it
             config = info.config
             if (
                 config.deliver_subject != lane.deliver_subject
@@ -280,6 +297,18 @@ class Consumer:
                     f"{config.deliver_subject!r}); delete it or use another stream"
                 ) from exc
             logger.info("joining existing consumer %s (%s)", lane.name, exc)
+            before = float(config.ack_wait)
+            if not same_wait(before, lane.ack_wait):
+                option = self._wait_option(lane)
+                await take_wait(self._js, self._stream, lane, option, config, self.group)
+            return before
+        if not resume and info.delivered is not None:
+            self._origin[lane.name] = (info.delivered.stream_seq, info.created)
+        return before
+
+    def _wait_option(self, lane: Lane) -> str:
+        """The transport option that sets ``lane``'s ack wait."""
+        return "ack_wait" if lane.name == self.name else "lane_ack_wait"
 
     async def restore(self) -> None:
         """After a reconnect: recreate consumers the server lost (or deleted).

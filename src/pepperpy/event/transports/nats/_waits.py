@@ -1,0 +1,104 @@
+"""The ack waits of a group's JetStream consumers, which its members share.
+
+A group's durable consumers (see ``_consumer``) are made by its first member, and each
+later member asks for them again with its own ``ack_wait`` (``lane_ack_wait`` on the key
+lanes). JetStream can change a durable consumer's ``ack_wait``, so the member that joins
+last sets the group's wait: the group's waits are those of the member that created or
+updated the consumers last, as for the stream's settings of the program that made it.
+Changing them is not silent: the member logs one WARNING naming the old and new waits.
+A consumer JetStream will not take the whole configuration of again (one recreated from
+a resume point after the server lost it, whose deliver policy cannot change) gets only
+its ``ack_wait`` changed; if the server refuses that too, the member does not join and
+raises :class:`ConfigurationError` naming both waits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
+
+__all__ = ["consumer_wait", "report_changed_waits", "same_wait", "take_wait"]
+
+logger = logging.getLogger("pepperpy.event.transports.nats")
+
+
+class _Lane(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def ack_wait(self) -> float: ...
+
+
+def same_wait(first: float | None, second: float) -> bool:
+    """Whether two waits in seconds are one to JetStream, which keeps nanoseconds."""
+    return first is not None and round(first * 1e9) == round(second * 1e9)
+
+
+async def consumer_wait(js: JetStreamContext, stream: str, name: str) -> float | None:
+    """The ``ack_wait`` of consumer ``name`` on ``stream``, or None if there is none yet."""
+    from nats.js.errors import NotFoundError
+
+    try:
+        info = await js.consumer_info(stream, name)
+    except NotFoundError:
+        return None
+    wait = info.config.ack_wait
+    return float(wait) if wait is not None else None
+
+
+async def take_wait(
+    js: JetStreamContext, stream: str, lane: _Lane, option: str, config: Any, group: str | None
+) -> None:
+    """Give the existing consumer of ``lane``, whose configuration is ``config``, the
+    lane's ``ack_wait`` and nothing else (see the module's docstring); ``option``: the
+    transport option that sets it (``ack_wait`` or ``lane_ack_wait``)."""
+    from nats.js.errors import BadRequestError, ServerError
+
+    before = config.ack_wait
+    config.ack_wait = lane.ack_wait
+    try:
+        await js.add_consumer(stream, config)
+    except (BadRequestError, ServerError) as exc:
+        raise ConfigurationError(
+            f"JetStream consumer {lane.name!r} of group {group!r} on stream {stream!r} waits "
+            f"{before:g}s ({option}) and the server refused to change it to this member's "
+            f"{lane.ack_wait:g}s ({exc}); give every member of the group the same {option}"
+        ) from exc
+
+
+def report_changed_waits(
+    group: str | None, stream: str, changed: Sequence[tuple[str, float, float]]
+) -> None:
+    """Log, once for a subscription, that it changed the waits of its group's consumers
+    from what another member had set: ``changed`` holds, for each consumer changed, the
+    option that sets its wait, its wait before and its wait now."""
+    if not changed:
+        return
+    before: dict[str, set[float]] = {}
+    after: dict[str, float] = {}
+    for option, old, new in changed:
+        before.setdefault(option, set()).add(old)
+        after[option] = new
+    was = ", ".join(
+        f"{option} {' or '.join(f'{wait:g}s' for wait in sorted(waits))}"
+        for option, waits in before.items()
+    )
+    now = ", ".join(f"{option} {wait:g}s" for option, wait in after.items())
+    logger.warning(
+        "group %r on stream %r: its JetStream consumers had %s (set by another member, or "
+        "an earlier version of this program); this member's %s now apply to the whole "
+        "group. Members still running with the other waits report their slow handlers "
+        "at a third of those, so handlers of theirs that run longer than the new wait may "
+        "be delivered again: give every member of a group the same ack_wait and "
+        "lane_ack_wait",
+        group,
+        stream,
+        was,
+        now,
+    )
