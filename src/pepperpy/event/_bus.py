@@ -211,6 +211,9 @@ class EventBus(AsyncClosing):
             self._check_subscribe(pattern)
         if group is not None:
             check_group(group, optional=True)
+            # a (str, Enum) member formats as "G.BILLING": the group's name on the broker
+            # would not be the one a plain "billing" (or a StrEnum) subscriber gets
+            group = plain_name(group)
         if self.topics is not None and not any(
             could_overlap(pattern, t) or could_overlap(pattern, DEAD_LETTER_PREFIX + t)
             for t in self.topics

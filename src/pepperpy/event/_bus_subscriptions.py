@@ -81,6 +81,7 @@ async def unsubscribe(
     """See :meth:`EventBus.unsubscribe`."""
     if not isinstance(pattern, str):
         raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+    pattern, group = plain_name(pattern), plain_name(group)
     if not bus._closed:
         bus._check_loop()  # before removing anything: refused means nothing changed
     removed = [
@@ -167,6 +168,7 @@ async def delete_group(bus: EventBus, pattern: str, group: str) -> None:
     parse_pattern(pattern)
     bus.transport.check_pattern(pattern)
     check_group(group)
+    group = plain_name(group)  # named on the broker as subscribe() names it
     if bus.access is not None:
         await bus.access.acheck("delete", pattern)
     _check_not_in(bus, pattern, group)

@@ -371,6 +371,8 @@ class EventProcessor:
             )
         if pattern is not None:
             pattern = plain_name(pattern)  # a StrEnum member: the str it holds, in messages too
+        if group is not None:
+            group = plain_name(group)
         if isinstance(source, EventManager):
             topic = "#" if pattern is None else pattern
             what = f"manager subscription {topic!r}"
