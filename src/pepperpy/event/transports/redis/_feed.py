@@ -14,6 +14,11 @@ shared reader's position and rejoins it. A feed catching up checks its own count
 the reader's numbers wherever its reads meet a position the reader had reached (what the
 reader got and the feed did not is what the feed lost), and reads one entry more than it
 hands out, so that a gap a read jumps is reported at once.
+
+A feed joining a running reader starts from the reader's position (where its numbers
+are known) but delivers only what follows the streams' last ids taken as it subscribed:
+the entries in between were published before. Until it knows those ids it is behind on
+every partition, and it reads back by itself what the reader read meanwhile.
 """
 
 from __future__ import annotations
@@ -73,6 +78,8 @@ class Feed:
         options: RedisOptions,
         unreachable: tuple[type[BaseException], ...],
         pool_full: tuple[type[BaseException], ...],
+        *,
+        joining: bool = False,
     ) -> None:
         self.sub = sub
         self._listener = listener
@@ -87,9 +94,14 @@ class Feed:
         self._taken_raw: list[bytes] = [b"%d-%d" % position for position in listener.ids]
         #: per partition, the shared reader's number for that entry (Listener.numbers)
         self._numbers: list[int] = list(listener.numbers)
+        #: per partition, where the subscription starts: entries up to it were published
+        #: before it subscribed, and are taken but not delivered (see start_after)
+        self._starts_after: list[StreamId] = list(listener.ids)
         self._lanes: list[deque[Event]] = [deque() for _ in listener.streams]
         self._workers: dict[int, asyncio.Task[None]] = {}
-        self._behind: set[int] = set()  # partitions whose lane overflowed: read them here
+        #: partitions whose lane overflowed: read them here. Every one while the feed
+        #: joins a running reader, until it knows where it starts (see start_after)
+        self._behind: set[int] = set(range(len(listener.streams))) if joining else set()
         #: per partition behind, an entry known to exist that it must read next (the one
         #: it could not take, then the one after each catch-up read): finding a later
         #: entry first means the stream was trimmed under it
@@ -136,11 +148,34 @@ class Feed:
             self._room_waiter = None
         return not self.full(p)
 
+    def start_after(self, last: list[StreamId]) -> None:
+        """Deliver what follows ``last`` (each partition's last id, taken as it subscribed).
+
+        A feed joining a running reader is made behind on every partition: the reader
+        may be short of the streams' ends, and what lies before them was published before
+        the subscription. It takes from the reader's position on but delivers only what
+        follows ``last``; a partition the reader read on meanwhile (skipping this feed) is
+        read back here from that position, so that nothing after ``last`` is skipped.
+        """
+        self._starts_after = last
+        listener = self._listener
+        for p in list(self._behind):
+            if self._taken[p] >= listener.ids[p]:
+                self._behind.discard(p)  # nothing read meanwhile: the reader feeds it
+        self._catch_up_soon()
+
     def fall_behind(self, p: int, position: StreamId) -> None:
         """Stop taking ``p`` from the shared reader at ``position``; read it here instead."""
         self._behind.add(p)
         self._expected[p] = position
-        if self._catching_up is None and not (self._listener.stopping or self.stopping):
+        self._catch_up_soon()
+
+    def _catch_up_soon(self) -> None:
+        if (
+            self._behind
+            and self._catching_up is None
+            and not (self._listener.stopping or self.stopping)
+        ):
             self._catching_up = asyncio.get_running_loop().create_task(
                 self._catch_up(), name=f"pepperpy-redis-catch-up-{self.sub.pattern}"
             )
@@ -155,7 +190,8 @@ class Feed:
         self._taken[p] = position
         self._taken_raw[p] = entry_id
         self._numbers[p] = number
-        if event is None or self.sub.removed:  # unsubscribed: drop what it did not start
+        # unsubscribed: drop what it did not start; published before it subscribed: skip
+        if event is None or self.sub.removed or position <= self._starts_after[p]:
             return
         if p in self._workers:
             self._lanes[p].append(event)

@@ -5,6 +5,12 @@ Redis (no consumer group, nothing pending), so nothing piles up after the proces
 exits. All ungrouped subscriptions of a transport share one reader; a
 :class:`~pepperpy.event.PatternIndex` picks the subscriptions each entry goes to.
 
+The first subscription starts the reader right after each stream's last id; the last
+one to leave stops it (no read is sent for nobody), and the next starts it afresh. A
+subscription joining a running reader takes the streams' last ids too: the reader may
+not have read up to them yet, and what lies before them was published before the
+subscription, so its feed skips it (``Feed.start_after``).
+
 The reader never waits for a handler. It hands each entry to the :class:`Feed` of every
 matching subscription and reads on. A feed keeps a lane per partition, at most
 ``batch_size`` events each, delivered one after another by a worker of the lane's own;
@@ -34,6 +40,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..._errors import ClosedError
 from ..._patterns import PatternIndex
 from ..base import Subscription, resume_cancellation
 from ._config import RedisOptions
@@ -107,38 +114,95 @@ class Listener:
         #: the last refusal logged (logged once, not at every retry)
         self._refused: str | None = None
         self._task: asyncio.Task[None] | None = None
-        self.stopping = False
+        self.stopping = False  # the transport closes
+        self._halting = False  # the last subscription left: the reader ends
         self._idle = False
+        #: starting and stopping the reader, one at a time
+        self._lifecycle = asyncio.Lock()
 
     async def add(self, sub: Subscription) -> None:
-        """Register ``sub``; events published after this returns reach it."""
-        if self._task is None:
-            await self._mark_positions()
-            self._task = asyncio.get_running_loop().create_task(
-                self._loop(), name="pepperpy-redis-listener"
-            )
-        feed = Feed(sub, self, self._client, self._options, self._unreachable, self._pool_full)
+        """Register ``sub``; events published after this returns reach it, and none
+        published before it was called.
+
+        The first subscription starts the reader right after each stream's last id. A
+        later one joins the running reader, which may not have read up to those ids
+        yet: it takes them too, and is handed only what follows (see Feed.start_after).
+        """
+        async with self._lifecycle:
+            if self._halting:  # a stop cut short (its caller was cancelled): finish it
+                await self._halt()
+            if self._task is None:
+                await self._mark_positions()
+                if self.stopping:  # closed meanwhile: close() saw no reader to stop
+                    raise ClosedError("the Redis transport is closed")
+                self._register(Feed(sub, self, *self._feed_args()))
+                self._task = asyncio.get_running_loop().create_task(
+                    self._loop(), name="pepperpy-redis-listener"
+                )
+                return
+            feed = self._register(Feed(sub, self, *self._feed_args(), joining=True))
+            try:
+                reply: Any = await self._counters(keys=self.streams)
+            except BaseException:
+                if feed in self._feeds:  # (unless unsubscribed meanwhile)
+                    self._unregister(feed)
+                raise
+            feed.start_after([parse_counters(fields).last for fields in reply])
+
+    def _feed_args(self) -> tuple[Any, ...]:
+        return self._client, self._options, self._unreachable, self._pool_full
+
+    def _register(self, feed: Feed) -> Feed:
         self._feeds.append(feed)
-        feed.key = self._index.add(sub.pattern, feed)
+        feed.key = self._index.add(feed.sub.pattern, feed)
+        return feed
+
+    def _unregister(self, feed: Feed) -> None:
+        self._feeds.remove(feed)
+        self._index.remove(feed.sub.pattern, feed.key)
 
     async def remove(self, sub: Subscription) -> None:
-        """Take nothing more for ``sub``; return once the events it was handed are done."""
+        """Take nothing more for ``sub``; return once the events it was handed are done.
+
+        The last subscription to leave stops the reader: no read is sent for nobody.
+        """
         for feed in self._feeds:
             if feed.sub is sub:
-                self._feeds.remove(feed)
-                self._index.remove(sub.pattern, feed.key)
+                self._unregister(feed)
                 feed.stopping = True
                 await feed.close()
-                return
+                break
+        else:
+            return
+        if not self._feeds and not self.stopping:
+            async with self._lifecycle:
+                if not self._feeds:  # none joined meanwhile
+                    await self._halt()
+
+    async def _halt(self) -> None:
+        """End the reader and wait until it has ended. It has nobody to read for, so
+        nothing it holds is lost: cancelled wherever it is (a blocking read, a check of
+        a broken stream against a silent Redis), not waited for."""
+        task = self._task
+        if task is None:
+            return
+        self._halting = True  # ends it too if a driver call swallows the cancellation
+        task.cancel()
+        await asyncio.wait([task])
+        self._task = None
+        self._halting = False
 
     async def _mark_positions(self) -> None:
-        """Remember each stream's last id and count: reading starts right after it."""
+        """Remember each stream's last id and count: reading starts right after it
+        (counting anew: a reader stopped and started again knows nothing of before)."""
         reply: Any = await self._counters(keys=self.streams)
         for p, (stream, fields) in enumerate(zip(self.streams, reply, strict=True)):
             counters = parse_counters(fields)
             self._positions[stream] = id_text(counters.last)
             self.ids[p] = self._checked_at[p] = counters.last
+            self.numbers[p] = 0
             self._offset[p] = counters.added
+            self._expected[p] = None
 
     def read_ahead(self) -> int:
         """Events read for the feeds and not yet handed to a handler (close() delivers
@@ -162,7 +226,7 @@ class Listener:
         stream key another client replaced, a bug of ours)."""
         backoff = Backoff(self._options.max_backoff)
         try:
-            while not self.stopping:
+            while not (self.stopping or self._halting):
                 resume_cancellation()  # one a backoff's driver call swallowed
                 try:
                     if await self._round():
@@ -188,6 +252,8 @@ class Listener:
             positions = {s: at for s, at in positions.items() if s not in self._broken_names}
             if not positions:
                 return False
+        if self.stopping or self._halting:  # asked to end while this round was under way
+            return True
         self._idle = True
         counters: Any = None
         try:
