@@ -1,4 +1,4 @@
-"""A group given as an enum member names the same group as its plain str.
+"""A group (or a key) given as an enum member is the plain str it holds.
 
 ``subscribe(pattern, group=Groups.BILLING)`` kept the member. A ``(str, Enum)`` member
 formats as ``Groups.BILLING``, so the name the group got on the broker (the Redis
@@ -79,3 +79,22 @@ async def test_unsubscribe_with_a_member_names_the_plain_group() -> None:
         assert await bus.unsubscribe("orders.*", seen.append, group=Groups.BILLING)
         await bus.publish("orders.placed", {})
         assert seen == []
+
+
+@pytest.mark.parametrize("member", [Groups.BILLING, Modern.BILLING], ids=["str-Enum", "StrEnum"])
+async def test_a_member_key_travels_as_its_str(member: Any) -> None:
+    """A key given as a member stayed one in the event's metadata: not a str, so
+    ``to_cloudevent()`` left it out of the ``partitionkey`` extension (a consumer in
+    another language finds the key there) and packed it into ``pepperpymetadata``."""
+    async with EventBus(retry_policy=RetryPolicy.NONE) as bus:
+        seen: list[Event] = []
+        bus.subscribe("orders.*", seen.append)
+        event = await bus.publish("orders.placed", {}, key=member)
+        (batched,) = await bus.publish_many("orders.placed", [{}], key=member)
+        (keyed,) = await bus.publish_many("orders.placed", [{}], key=lambda message: member)
+        for published in (event, batched, keyed):
+            assert type(published.metadata["partitionkey"]) is str
+            cloudevent = published.to_cloudevent()
+            assert cloudevent["partitionkey"] == "billing"
+            assert "pepperpymetadata" not in cloudevent
+        assert [each.metadata["partitionkey"] for each in seen] == ["billing"] * 3

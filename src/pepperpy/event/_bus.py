@@ -352,6 +352,7 @@ class EventBus(AsyncClosing):
             await self.access.acheck("publish", topic)
         if key is not None:
             check_key(key)
+            key = plain_name(key)  # an enum member: the str it holds, a CloudEvents extension
         if headers:
             check_headers(headers)
         event = published_event(topic, message, key, headers)

@@ -47,6 +47,7 @@ async def publish_many(
         )
     if key is not None and not callable(key):
         check_key(key)  # TypeError, or SerializationError for text no broker carries
+        key = plain_name(key)  # an enum member: the str it holds
     if headers:
         check_headers(headers)
     if bus.access is not None:  # a refusal is audited off the loop, then raised
@@ -63,6 +64,7 @@ async def publish_many(
                         f"{event_key!r}: a key function must return a str or None"
                     )
                 check_key(event_key)
+                event_key = plain_name(event_key)
             events.append(_event(topic, message, event_key, headers))
         except Exception as exc:
             named = _at(index, exc)
