@@ -38,7 +38,7 @@ from ._closing import AsyncClosing
 from ._deadletter import DEAD_LETTER_PREFIX
 from ._errors import ClosedError, ConfigurationError, UnknownTopicError
 from ._event import Event
-from ._handlers import check_handler
+from ._handlers import check_handler, check_not_bare
 from ._manager import DEAD_LETTER_LIMIT, DeadLetter
 from ._options import check_instance
 from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic, plain_name
@@ -198,6 +198,7 @@ class EventBus(AsyncClosing):
         if self._started:
             check_caller_loop(self)  # registering it would need the bus's own loop
         if not isinstance(pattern, str):
+            check_not_bare("bus.subscribe", pattern, "orders.*")
             raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
         pattern = plain_name(pattern)  # a StrEnum member is kept as the str it holds
         if isinstance(handler, str):  # subscribe(pattern, "billing"): a group meant

@@ -16,6 +16,7 @@ __all__ = [
     "binds",
     "call",
     "check_handler",
+    "check_not_bare",
     "cut_off",
     "is_async_callable",
     "outcome",
@@ -98,6 +99,21 @@ def check_handler(
             "would run none of its body, so it would never handle anything; remove the yield"
         )
     _check_arguments(handler, what, takes or _ARGUMENTS.get(what, ("event",)), name)
+
+
+def check_not_bare(call: str, pattern: object, example: str) -> None:
+    """Refuse ``pattern`` when it is a function: ``@manager.on`` written without its
+    type (``@manager.on`` above ``def handle(event)`` passes the function as the type).
+
+    Said that way, not as "a pattern must be a str, got function", which names neither
+    the mistake nor the fix. Anything else is left to the usual checks.
+    """
+    if callable(pattern) and not isinstance(pattern, str):
+        raise TypeError(
+            f"{call}() takes the event type or pattern first, got the function "
+            f"{_name(pattern)}: a decorator needs it in parentheses, "
+            f"@{call}({example!r}) above the function, or {call}({example!r}, handler)"
+        )
 
 
 def binds(handler: object, takes: tuple[str, ...]) -> bool | None:

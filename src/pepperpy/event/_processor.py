@@ -20,7 +20,7 @@ from collections.abc import AsyncIterable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._event import Event
-from ._handlers import check_handler, is_async_callable
+from ._handlers import check_handler, check_not_bare, is_async_callable
 from ._patterns import PatternIndex, parse_pattern, plain_name
 from ._processor_cancel import caller_cancelled, handler_cancelled
 from ._processor_chain import Middleware, MiddlewareSource, NextHandler, as_step, link
@@ -128,6 +128,7 @@ class EventProcessor:
 
     def handle(self, pattern: str, handler: H | None = None) -> H | Callable[[H], H]:
         """Register a sync or async handler for events whose type matches ``pattern``."""
+        check_not_bare("processor.handle", pattern, "user.*")
         parse_pattern(pattern)
         pattern = plain_name(pattern)  # a StrEnum member is kept as the str it holds
 

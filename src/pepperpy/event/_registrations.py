@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._errors import ClosedError, ListenerLimitError, PatternError
-from ._handlers import check_handler, is_async_callable
+from ._handlers import check_handler, check_not_bare, is_async_callable
 from ._listeners import WeakListener, _Listener
 from ._patterns import PatternIndex, parse_pattern, plain_name
 from ._removal import Removed, check_removal, remove_last
@@ -78,6 +78,7 @@ class Registrations:
             self._index.remove(listener.pattern, listener.key)
 
     def _check_options(self, event_type: str, once: bool, priority: int, weak: bool) -> None:
+        check_not_bare("manager.once" if once else "manager.on", event_type, "user.created")
         parse_pattern(event_type)
         if not isinstance(once, bool):
             raise TypeError(f"once must be a bool, got {once!r}")
