@@ -106,7 +106,8 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         read_only: bool = False,
         immutable: bool = False,
     ) -> None:
-        self.path = Path(path)
+        # absolute: the connection opens on first use, maybe after an os.chdir()
+        self.path = Path(path).absolute()
         self.create = create
         self.read_only = read_only or immutable
         self.immutable = immutable

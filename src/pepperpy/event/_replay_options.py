@@ -24,6 +24,7 @@ from ._options import check_count, check_instance
 from ._patterns import PatternIndex, matches, parse_pattern
 from ._text import shown, text_problem
 from .store._store import MAX_POSITION
+from .store.sqlite import SQLiteBackend
 
 __all__ = [
     "Patterns",
@@ -172,10 +173,18 @@ def check_store(store: object) -> None:
 
 
 def store_url(store: object) -> str | None:
-    """The URL an event store was opened with, if it tells."""
+    """The URL an event store was opened with, if it tells, for the checkpoint store
+    beside it: an SQLite store's with the absolute path of its file (a relative path
+    would name another file once the working directory changed)."""
     url = getattr(store, "url", None)
     # a store built on a backend object reports "<BackendName>": no URL to share
-    return url if isinstance(url, str) and "://" in url else None
+    if not isinstance(url, str) or "://" not in url:
+        return None
+    backend = getattr(store, "backend", None)
+    if isinstance(backend, SQLiteBackend):
+        query = url.partition("?")[2]
+        return f"sqlite:///{backend.path}" + (f"?{query}" if query else "")
+    return url
 
 
 def checkpoint_key(name: str) -> str:

@@ -91,7 +91,9 @@ class SQLiteConnections:
         if synchronous.upper() not in ("FULL", "EXTRA", "NORMAL", "OFF"):
             raise ValueError(f"unknown SQLite synchronous mode {synchronous!r}")
         busy_timeout = check_busy_timeout(busy_timeout, "busy_timeout", ValueError)
-        self.path = path
+        #: absolute: every connection (the writer's, each read thread's, opened later)
+        #: must open the file this store was made for, after an os.chdir() too
+        self.path = path = os.path.abspath(path)
         #: whether first use may create the store (False: the file must already be one)
         self.create = create
         #: reads only (``mode=ro``), and nothing writes the file at all (``immutable=1``)
