@@ -32,6 +32,11 @@ BAD = [
     ("postgresql://app:s3cret@h/x?sslmode", "each query field must be name=value"),
     ("postgresql://app:s3cret@h/x?a=1&&b=2", "each query field must be name=value"),
     ("postgresql://app:s3cret@h/x?schema=Bad", "schema='Bad': use lower-case letters"),
+    # PostgreSQL refused pg_* at first use, with a StoreError that subscriptions and
+    # follow() took for an outage; information_schema was written into
+    ("postgresql://app:s3cret@h/x?schema=pg_temp", "one of PostgreSQL's system schemas"),
+    ("postgresql://app:s3cret@h/x?schema=pg_catalog", "one of PostgreSQL's system schemas"),
+    ("postgresql://app:s3cret@h/x?schema=information_schema", "PostgreSQL's system schemas"),
     # the last one used to win: tenant_b was created and written to
     ("postgresql://app:s3cret@h/x?schema=tenant_a&schema=tenant_b", "schema is given twice"),
 ]

@@ -138,6 +138,11 @@ def parse_options(url: str) -> tuple[str, PostgresOptions]:
         schema = schemas[0]
         if not _SCHEMA_NAME.fullmatch(schema):
             raise refuse(f"schema={schema!r}: use lower-case letters, digits and '_' (at most 40)")
+        if schema.startswith("pg_") or schema == "information_schema":
+            # PostgreSQL refuses to create pg_* at first use (a StoreError there, which
+            # a subscription or follow() took for an outage and retried for a minute),
+            # and information_schema is the catalog's own
+            raise refuse(f"schema={schema!r} is one of PostgreSQL's system schemas: name another")
         found["schema"] = schema
     for name, value in query:
         if name in SECONDS:
