@@ -17,6 +17,7 @@ from pepperpy.event import (
     Event,
     EventReplay,
     EventStore,
+    Projection,
     ReplayError,
     ReplayProgress,
     ReplayReport,
@@ -182,6 +183,31 @@ async def test_replay_all_filters_streams_and_types() -> None:
     seen.clear()
     await replay.replay_stream("user.1", start_pos=1)
     assert seen == [("user.1", "user.renamed")]
+
+
+async def test_an_empty_list_of_streams_or_types_is_refused_as_the_store_refuses_it() -> None:
+    """``types=[]`` replayed every event in replay_all and a projection and none in
+    replay_stream (``read_all(types=[])`` is a TypeError): a filter list built at run time
+    that came out empty sent the whole log through the handlers."""
+    store = EventStore()
+    await store.append("user.1", Event("user.created", {}))
+    replay = EventReplay(store)
+    seen: list[Event] = []
+    replay.handle("#", seen.append)
+    for empty in ([], ()):
+        with pytest.raises(TypeError, match="types must be a pattern .* non-empty list"):
+            await replay.replay_all(types=empty)
+        with pytest.raises(TypeError, match="streams must be a pattern .* non-empty list"):
+            await replay.replay_all(streams=empty)
+        with pytest.raises(TypeError, match="types must be a pattern .* non-empty list"):
+            await replay.replay_stream("user.1", types=empty)
+        with pytest.raises(TypeError, match="types must be a pattern .* non-empty list"):
+            Projection("p", store, types=empty)
+        with pytest.raises(TypeError, match="streams must be a pattern .* non-empty list"):
+            Projection("p", store, streams=empty)
+        with pytest.raises(TypeError, match="types must be a pattern .* non-empty list"):
+            await store.read_all(types=empty)
+    assert seen == []
 
 
 async def test_missing_stream_replays_nothing() -> None:

@@ -134,8 +134,8 @@ class Projection(Following):
         self.name = name
         self.store = store
         self._initial = initial
-        self._streams = patterns_of(streams)
-        self._types = patterns_of(types)
+        self._streams = patterns_of(streams, "streams")
+        self._types = patterns_of(types, "types")
         #: what the saved state is derived from, recorded beside it (see _projection_scope)
         self._scope = scope_of(self._streams, self._types)
         #: the scope record on disk as last seen: "ours", "other" (a rebuild replaces

@@ -234,7 +234,7 @@ class EventReplay(AsyncClosing):
         See the module docs for ``speed``, ``progress``, ``checkpoint`` and ``on_error``.
         """
         window = TimeWindow.of(start_time, end_time)
-        selected = patterns_of(types)
+        selected = patterns_of(types, "types")
         if selected is not None and "#" in selected:
             selected = None  # every type, stored ones that are not topics too, as read_all's
         run = ReplayRun(
@@ -291,8 +291,8 @@ class EventReplay(AsyncClosing):
         ``streams`` and ``types`` take one pattern or a list; the store filters by them.
         """
         window = TimeWindow.of(start_time, end_time)
-        stream_patterns = patterns_of(streams)
-        type_patterns = patterns_of(types)
+        stream_patterns = patterns_of(streams, "streams")
+        type_patterns = patterns_of(types, "types")
         run = ReplayRun(
             self,
             scope="all",

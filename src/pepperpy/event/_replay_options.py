@@ -209,12 +209,21 @@ def check_name(name: object, what: str) -> None:
         raise ConfigurationError(f"{what} {shown(name)} {problem}")
 
 
-def patterns_of(value: Patterns) -> tuple[str, ...] | None:
+def patterns_of(value: Patterns, what: str = "patterns") -> tuple[str, ...] | None:
+    """``streams=`` or ``types=`` (named ``what``) as a tuple of patterns; None: all.
+
+    An empty list is refused, as the store's ``read_all`` and ``subscribe`` refuse it:
+    it used to select every event in ``replay_all`` and a projection, and none in
+    ``replay_stream``.
+    """
     if value is None:
         return None
+    message = f"{what} must be a pattern (str) or a non-empty list of patterns, got {value!r}"
     if isinstance(value, bytes | bytearray | memoryview) or not isinstance(value, str | Iterable):
-        raise TypeError(f"patterns must be a str or a list of str, got {value!r}")
+        raise TypeError(message)
     items = (value,) if isinstance(value, str) else tuple(value)
+    if not items:
+        raise TypeError(message)
     for item in items:
         parse_pattern(item)
     return items
