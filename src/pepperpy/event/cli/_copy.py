@@ -9,6 +9,10 @@ import run again goes on after the destination's newest event (see ``docs/store.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -19,7 +23,7 @@ import click
 
 from ..store._store_copy import DEFAULT_BATCH, MAX_BATCH, CopyProgress, CopyReport, copy_store
 from ..store._store_export import export_store, import_store
-from ._errors import CommandError
+from ._errors import CommandError, OutputClosed
 from ._shell import note, open_store, run, store_option, why_not_printed
 from ._urls import normalized, shown
 
@@ -107,19 +111,14 @@ class _Utf8Out:
 
 
 class _Utf8In:
-    """stdin for ``import -``, read as UTF-8 whatever the locale's encoding (bytes that
-    are not UTF-8 refused, naming the line). Through ``sys.stdin`` in a Latin-1 or cp1252
-    locale, an export's ``café.1`` was read as ``cafÃ©.1`` and stored so, silently."""
+    """An export read from a pipe (stdin, a FIFO, ``/dev/fd/N``), as UTF-8 whatever the
+    locale's encoding (bytes that are not UTF-8 refused, naming the line). Through
+    ``sys.stdin`` in a Latin-1 or cp1252 locale, an export's ``café.1`` was read as
+    ``cafÃ©.1`` and stored so, silently."""
 
-    name = "<stdin>"
-
-    def __init__(self, binary: BinaryIO) -> None:
+    def __init__(self, binary: BinaryIO, name: str = "<stdin>") -> None:
         self._binary = binary
-
-    @classmethod
-    def of(cls, stream: TextIO) -> IO[str]:
-        binary = getattr(stream, "buffer", None)
-        return stream if binary is None else cast(IO[str], cls(binary))  # as it reads
+        self.name = name
 
     def readline(self) -> str:
         return self._binary.readline().decode("utf-8")
@@ -127,6 +126,43 @@ class _Utf8In:
     def __iter__(self) -> Iterator[str]:
         for line in self._binary:
             yield line.decode("utf-8")
+
+
+def _stdin() -> BinaryIO | None:
+    """stdin's bytes through a descriptor of their own (None: stdin has none, as in a
+    test's replaced stream: read it as it is).
+
+    Stopped (Ctrl-C, SIGTERM) while a thread waits in a read of an idle pipe, the
+    command leaves that thread (``_threads``). Had it read ``sys.stdin.buffer``, the
+    interpreter's exit, closing ``sys.stdin``, would wait for the lock that read holds
+    and abort (``Fatal Python error: _enter_buffered_busy``); only that thread holds
+    this reader.
+    """
+    try:
+        return open(os.dup(sys.stdin.fileno()), "rb")  # noqa: SIM115 - _read_through closes it
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation included
+        return None
+
+
+@contextmanager
+def _read_through(binary: BinaryIO) -> Iterator[None]:
+    """Close ``binary`` once the import has ended, but not once stopped: a thread may
+    still wait in a read of it, holding its lock (closing would wait for that read)."""
+    try:
+        yield
+    except (asyncio.CancelledError, KeyboardInterrupt, OutputClosed):
+        raise
+    except BaseException:
+        binary.close()
+        raise
+    binary.close()
+
+
+async def _pipe(path: Path) -> BinaryIO:
+    """``path``, a FIFO or ``/dev/fd/N``, open for reading. A FIFO's open waits for a
+    writer, which may never come: the thread doing it is left if the command is stopped."""
+    descriptor = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+    return os.fdopen(descriptor, "rb")
 
 
 def _summary(verb: str, report: CopyReport, where: str) -> str:
@@ -196,15 +232,18 @@ def import_(file: str, store: str, batch_size: int) -> None:
     if source is not None and source.is_dir():
         raise CommandError(f"FILE {file!r} is a directory: give the path of an export file")
 
+    pipe = source is not None and not stat.S_ISREG(source.stat().st_mode)
+
     async def work() -> CopyReport:
         async with open_store(store) as events:
-            with _progress("importing") as advance:
-                return await import_store(
-                    events,
-                    _Utf8In.of(sys.stdin) if source is None else source,
-                    batch_size=batch_size,
-                    progress=advance,
-                )
+            binary = _stdin() if source is None else await _pipe(source) if pipe else None
+            lines: Path | IO[str] = sys.stdin if source is None else source
+            if binary is not None:
+                lines = cast(IO[str], _Utf8In(binary, "<stdin>" if source is None else file))
+            with _progress("importing") as advance, contextlib.ExitStack() as stack:
+                if binary is not None:
+                    stack.enter_context(_read_through(binary))
+                return await import_store(events, lines, batch_size=batch_size, progress=advance)
 
     report = run(work)
     note(_summary("imported", report, f"into {shown(store)}"))

@@ -37,6 +37,7 @@ from ._errors import (
 )
 from ._logs import more_verbose
 from ._output import escaped
+from ._threads import LeavingPool
 from ._urls import normalized
 
 __all__ = [
@@ -208,10 +209,15 @@ def run(
     without writing to it: once its reader has gone, the work is cancelled (its cleanup
     runs, as for Ctrl-C) and :class:`OutputClosed` raised, exit status 141, as GNU
     ``tail -f`` does. Otherwise a closed pipe is noticed only at the next line printed.
+
+    Blocking work goes to threads (``asyncio.to_thread``) that a stopped command does not
+    wait for (:class:`LeavingPool`): ``import -`` blocked reading an idle pipe stops at
+    Ctrl-C, as every other command does.
     """
 
     async def main() -> T:
         loop = asyncio.get_running_loop()
+        loop.set_default_executor(threads)
         task = asyncio.current_task()
         interrupted: int | None = None  # the signal that cancelled the work
         reader_gone = False  # the watcher cancelled the work: stdout's reader left
@@ -245,6 +251,8 @@ def run(
         try:
             return await work()
         except asyncio.CancelledError:
+            if interrupted is not None or reader_gone:
+                threads.leave()  # the cleanup has run: a thread still blocked is left
             if interrupted == signal.SIGTERM:
                 raise Terminated from None
             if interrupted is not None:
@@ -260,6 +268,7 @@ def run(
             for handled in installed:
                 loop.remove_signal_handler(handled)
 
+    threads = LeavingPool()
     return asyncio.run(main())
 
 
