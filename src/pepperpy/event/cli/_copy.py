@@ -268,8 +268,8 @@ def copy(source_url: str, destination_url: str, batch_size: int) -> None:
 
     async def work() -> CopyReport:
         async with (
-            open_store(source, reading=True, must_exist=True) as reading,
-            open_store(destination) as writing,
+            open_store(source, reading=True, must_exist=True, given="SOURCE_URL") as reading,
+            open_store(destination, given="DESTINATION_URL") as writing,
         ):
             with _progress("copying") as advance:
                 return await copy_store(reading, writing, batch_size=batch_size, progress=advance)

@@ -316,7 +316,7 @@ def checked_name(text: str, what: str, kind: Literal["stream", "type", "topic", 
 
 @contextlib.asynccontextmanager
 async def open_store(
-    url: str, *, reading: bool = False, must_exist: bool = False
+    url: str, *, reading: bool = False, must_exist: bool = False, given: str | None = None
 ) -> AsyncIterator[EventStore]:
     """The store at ``url``, open for the length of the block.
 
@@ -325,18 +325,22 @@ async def open_store(
     is refused and left as it is), checked before anything else opens it (a replay's
     checkpoint table); with ``must_exist`` a missing file is refused too. A bad URL (a
     port out of range, say) is refused by the store itself, before it connects.
+    ``given`` names where ``url`` came from in errors (``copy``'s ``SOURCE_URL``); by
+    default the subcommand's ``--store``, its environment variable or the default.
     """
     path = None
     if url.partition("://")[0].lower() == "sqlite":
         path = sqlite_path(url)
+        origin = given or _store_origin()
         if must_exist and not path.exists():
+            advice = ", or pass --store" if origin != "--store" and not given else ""
             raise CommandError(
-                f"no event store at {str(path)!r}{_relative_hint(path)} (run 'pepperpy-event "
-                "demo' or 'pepperpy-event append' first, or pass --store)"
+                f"no event store at {str(path)!r}{_relative_hint(path)} (from {origin}; run "
+                f"'pepperpy-event demo' or 'pepperpy-event append' first{advice})"
             )
         if not path.parent.exists():
             raise CommandError(
-                f"directory {str(path.parent)!r} does not exist (from --store"
+                f"directory {str(path.parent)!r} does not exist (from {origin}"
                 f"{_relative_hint(path)})"
             )
     async with EventStore(url) as store:
@@ -349,6 +353,24 @@ async def open_store(
         yield store
 
 
+def _store_origin() -> str:
+    """Where the running subcommand's store URL came from, as an error names it: an error
+    that said ``from --store`` for a URL set in the environment sent the user looking
+    for an option they never typed."""
+    context = click.get_current_context(silent=True)
+    if context is None or context.find_object(str) is not None:  # the group's --store
+        return "--store"
+    try:
+        source = context.get_parameter_source("store")
+    except KeyError:  # no --store on this command
+        return "--store"
+    if source is click.core.ParameterSource.ENVIRONMENT:
+        return "PEPPERPY_EVENT_STORE"
+    if source in (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP):
+        return "the default store"
+    return "--store"
+
+
 def _relative_hint(path: Path) -> str:
     """For a relative SQLite path: where it points, and the URL of the absolute path.
 
@@ -358,6 +380,8 @@ def _relative_hint(path: Path) -> str:
     """
     if path.is_absolute():
         return ""
+    if len(path.parts) == 1:  # events.db: no directory a slash could have made absolute
+        return f", relative to the working directory {str(Path.cwd())!r}"
     return (
         f", relative to the working directory {str(Path.cwd())!r}; for the absolute path "
         f"use sqlite:////{path.as_posix()}"
