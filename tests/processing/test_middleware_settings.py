@@ -5,13 +5,16 @@ They were plain attributes: ``RetryMiddleware.policy = 3`` failed the next faili
 with ``AttributeError: 'int' object has no attribute 'should_retry'`` from deep inside,
 ``RateLimitMiddleware.rate = 0`` every event with ``ZeroDivisionError``, ``burst = 0``
 made every event wait forever for a token that could never be, and
-``DeduplicateMiddleware.ttl = "600"`` failed the next event after its handlers had run.
+``DeduplicateMiddleware.ttl = "600"`` failed the next event after its handlers had run,
+and so did ``LogMiddleware.level = "INFO"`` or ``.logger = "name"``, although logging
+never changes an event's outcome (a retry further out ran the handlers again).
 A good value set later applies from then on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -20,6 +23,7 @@ from pepperpy.event import (
     DeduplicateMiddleware,
     Event,
     EventProcessor,
+    LogMiddleware,
     RateLimitMiddleware,
     RetryMiddleware,
     RetryPolicy,
@@ -36,6 +40,10 @@ BAD: list[tuple[Any, str, object, type[Exception], str]] = [
     (DeduplicateMiddleware(), "ttl", "600", TypeError, "ttl must be a finite number"),
     (DeduplicateMiddleware(), "ttl", -1, ValueError, "ttl must be a finite number"),
     (DeduplicateMiddleware(), "max_size", 0, ValueError, "max_size must be an int >= 1"),
+    (LogMiddleware(), "level", "INFO", TypeError, "level must be a logging level"),
+    (LogMiddleware(), "error_level", None, TypeError, "error_level must be a logging level"),
+    (LogMiddleware(), "logger", 5, TypeError, "logger must be a logging.Logger"),
+    (LogMiddleware(), "fields", 5, TypeError, "fields must be a callable"),
 ]
 
 
@@ -93,3 +101,18 @@ async def test_a_ttl_set_later_applies_to_what_succeeds_then() -> None:
     await asyncio.sleep(0.05)
     await processor.process(event)  # forgotten after the new ttl: runs again
     assert seen == [event.id, event.id]
+
+
+async def test_a_logger_set_later_by_name_gets_the_records(
+    captured: tuple[logging.Logger, Any],
+) -> None:
+    logger, capture = captured
+    log = LogMiddleware()
+    processor = EventProcessor().use(log)
+    processor.handle("job.run", lambda event: None)
+    log.logger = logger.name
+    log.level = logging.WARNING
+    await processor.process(Event("job.run"))
+    (record,) = capture.records
+    assert record.levelno == logging.WARNING
+    assert getattr(record, "outcome", None) == "ok"

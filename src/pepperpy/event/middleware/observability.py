@@ -51,6 +51,11 @@ class LogMiddleware:
     reported on this module's logger, and the event keeps its outcome.
     """
 
+    logger: logging.Logger | logging.LoggerAdapter[Any]
+    level: int
+    error_level: int
+    fields: Callable[[Event], Mapping[str, Any]] | None
+
     def __init__(
         self,
         logger: logging.Logger | str = "pepperpy.event.processor",
@@ -59,19 +64,25 @@ class LogMiddleware:
         error_level: int = logging.ERROR,
         fields: Callable[[Event], Mapping[str, Any]] | None = None,
     ) -> None:
-        if not isinstance(logger, str | logging.Logger | logging.LoggerAdapter):
-            raise TypeError(
-                f"logger must be a logging.Logger, a LoggerAdapter or a name, got {logger!r}"
-            )
-        for option, value in (("level", level), ("error_level", error_level)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{option} must be a logging level (an int), got {value!r}")
-        if fields is not None and not callable(fields):
-            raise TypeError(f"fields must be a callable (event -> mapping), got {fields!r}")
-        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
+        self.logger = logger  # type: ignore[assignment]  # a name becomes its logger
         self.level = level
         self.error_level = error_level
         self.fields = fields
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # each option may be set later, checked as the constructor checks it: unchecked,
+        # a level of "INFO" or a logger given by name failed every event after its
+        # handlers had run (so a retry further out ran them again), where logging never
+        # may. Plain attributes, read as such on every event.
+        if name == "logger":
+            _check_logger(value)
+            if isinstance(value, str):
+                value = logging.getLogger(value)
+        elif name in ("level", "error_level"):
+            _check_level(name, value)
+        elif name == "fields":
+            _check_fields(value)
+        super().__setattr__(name, value)
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
         start = time.perf_counter()
@@ -161,9 +172,10 @@ class LogMiddleware:
         if event.stream is not None:
             extra["event_stream"] = event.stream
             extra["event_position"] = event.position
-        if self.fields is not None:
+        fields = self.fields
+        if fields is not None:
             try:
-                custom = dict(self.fields(event))
+                custom = dict(fields(event))
             except Exception:  # a log field must never turn processing into a failure
                 _fallback.exception(
                     "LogMiddleware fields() failed for %s (%s)", event.type, event.id
@@ -171,6 +183,23 @@ class LogMiddleware:
                 return extra
             extra.update(_renamed(custom))
         return extra
+
+
+def _check_logger(logger: object) -> None:
+    if not isinstance(logger, str | logging.Logger | logging.LoggerAdapter):
+        raise TypeError(
+            f"logger must be a logging.Logger, a LoggerAdapter or a name, got {logger!r}"
+        )
+
+
+def _check_level(option: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{option} must be a logging level (an int), got {value!r}")
+
+
+def _check_fields(fields: object) -> None:
+    if fields is not None and not callable(fields):
+        raise TypeError(f"fields must be a callable (event -> mapping), got {fields!r}")
 
 
 def _renamed(fields: Mapping[Any, Any]) -> dict[str, Any]:
