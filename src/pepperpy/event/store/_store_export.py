@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO
+from typing import IO, Any
 
 from .._errors import ConfigurationError, EncryptionError, StoreError
 from ._export_lines import (
@@ -49,11 +50,13 @@ from .base import Row, StoreBackend, StoredRow
 __all__ = ["FORMAT", "export_store", "import_store"]
 
 File = str | os.PathLike[str] | IO[str]
+#: where an export may write: a binary stream too (lines UTF-8 encoded)
+ExportFile = File | IO[bytes]
 
 
 async def export_store(
     source: EventStore | str,
-    file: File,
+    file: ExportFile,
     *,
     batch_size: int = DEFAULT_BATCH,
     progress: Callable[[CopyProgress], object] | None = None,
@@ -63,7 +66,8 @@ async def export_store(
     starts.
 
     ``file`` is a path, written whole or not at all (to ``PATH.partial``, renamed when
-    complete), or a text stream open for writing (left open). A new file gets mode
+    complete), or a text or binary stream open for writing (left open; UTF-8 to a
+    binary one). A new file gets mode
     0600; one replaced keeps its mode (and owner and group where allowed). A symbolic
     link is followed: its target is written (through ``TARGET.partial``, beside it). A
     path that is not a regular file (a FIFO, a device, ``/dev/fd/N`` of a shell's
@@ -88,7 +92,7 @@ async def export_store(
         target = await reading.head()
         if path is None:
             assert not isinstance(file, (str, os.PathLike))
-            stream = file
+            stream = _text_stream(file)
         else:
             partial = path if direct else f"{path}.partial"
             opening = open if direct else _open_partial
@@ -118,12 +122,57 @@ async def export_store(
 
 
 def _path(file: object) -> str | None:
-    """``file`` as a path, or None for a stream; anything else is refused."""
+    """``file`` as a path, or None for a stream; anything else is refused.
+
+    An empty path is refused too: it named the working directory, so an export read the
+    whole store, wrote ``DIR.partial`` beside it and only then failed to rename it over
+    the directory, and an import said ``No such file or directory: ''``.
+    """
     if isinstance(file, (str, os.PathLike)):
-        return os.fspath(file)
+        path = os.fspath(file)
+        if not path:
+            raise ValueError("file is an empty path: give the path of a file")
+        return path
     if hasattr(file, "write") or hasattr(file, "readline"):
         return None
-    raise TypeError(f"file must be a path or a text stream, got {type(file).__name__}")
+    raise TypeError(f"file must be a path or a stream, got {type(file).__name__}")
+
+
+class _Encoded:
+    """A binary stream (``sys.stdout.buffer``, ``gzip.open(path, "wb")``, a ``BytesIO``)
+    written as an export's text stream is: each line UTF-8 encoded. An export to one
+    used to read the store and then fail with ``TypeError: a bytes-like object is
+    required, not 'str'``; an import reads such a stream already."""
+
+    __slots__ = ("_raw", "_stream")
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._raw = isinstance(stream, io.RawIOBase)  # may write part of what it is given
+
+    def write(self, text: str) -> int:
+        data = memoryview(text.encode())
+        while data:
+            written = self._stream.write(data)
+            if not self._raw:
+                break
+            data = data[written or 0 :]
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        self.write("".join(lines))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _text_stream(file: Any) -> Any:
+    """``file`` if it takes text, else (a binary stream) an :class:`_Encoded` over it."""
+    if isinstance(file, io.TextIOBase):
+        return file
+    if isinstance(file, io.BufferedIOBase | io.RawIOBase) or "b" in str(getattr(file, "mode", "")):
+        return _Encoded(file)
+    return file
 
 
 def _destination(path: str) -> tuple[str, bool]:
