@@ -19,7 +19,7 @@ from .._event import Event
 from .._handlers import check_handler, is_async_callable
 from .._manager import EventManager
 from .._options import check_count
-from .._patterns import parse_pattern
+from .._patterns import parse_pattern, plain_name
 from .._removal import check_removal, remove_last
 from .._retry import RetryPolicy
 from .._seconds import check_seconds
@@ -216,6 +216,7 @@ class NotificationSystem(AsyncClosing):
         ``on_error`` callbacks; a manager or bus it is attached to runs it under its own
         retry policy and dead letters.
         """
+        event_type = plain_name(event_type)  # an enum member: the str it holds
         parse_pattern(event_type)
         if handler is None:
 
