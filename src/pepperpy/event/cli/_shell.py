@@ -49,6 +49,7 @@ __all__ = [
     "emit",
     "filter_options",
     "json_option",
+    "not_utf8",
     "note",
     "open_store",
     "parse_expected",
@@ -419,7 +420,29 @@ def time_window(start: str | None, end: str | None) -> tuple[datetime | None, da
 
 
 def parse_json(text: str, what: str) -> Any:
+    """``text`` (an argument) as JSON; ``what`` names the argument in errors."""
+    not_utf8(text, what)
     try:
         return _json.loads(text)
     except SerializationError as exc:
         raise CommandError(f"{what}: {exc}") from exc
+
+
+def not_utf8(text: str, what: str) -> None:
+    """Refuse ``text`` holding what UTF-8 cannot carry, naming the byte and where.
+
+    A command-line argument's bytes that are not UTF-8 reach Python as lone surrogates
+    (``\\udcff`` for byte 0xff); the JSON parser then said ``str is not valid UTF-8:
+    surrogates not allowed: line 1 column 1 (char 0)``, wherever the byte was.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = text[exc.start]
+        if "\udc80" <= char <= "\udcff":  # a byte that was not UTF-8 (surrogateescape)
+            raise CommandError(
+                f"{what}: not UTF-8 text: byte 0x{ord(char) - 0xDC00:02x} at character {exc.start}"
+            ) from None
+        raise CommandError(
+            f"{what}: lone surrogate {char!r} at character {exc.start} is not valid UTF-8"
+        ) from None

@@ -70,7 +70,12 @@ def _register_file(validator: EventValidator, spec: str) -> None:
     checked_name(event_type, f"--schema {spec}: TYPE", "type")
     path = Path(file_name)
     try:
-        schema = _json.loads(path.read_bytes())
+        schema = _json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"--schema {spec}: {file_name} is not UTF-8 text: byte 0x{exc.object[exc.start]:02x} "
+            f"at offset {exc.start}"
+        ) from None
     except OSError as exc:
         raise ConfigurationError(
             f"--schema {spec}: cannot read {file_name}: {exc.strerror}"
