@@ -58,8 +58,11 @@ def describe(value: Any) -> str:
 
     Stored events' data is frozen (``FrozenDict``, ``FrozenList``):
     it is named ``dict`` and ``list``, as a payload given as it is, not by the
-    library's internal type.
+    library's internal type. ``None`` (JSON ``null``) is shown as itself: ``NoneType
+    None`` read as noise.
     """
+    if value is None:
+        return "None"
     name = _SHOWN_NAMES.get(type(value)) or type(value).__name__
     try:
         text = repr(value)
