@@ -289,7 +289,7 @@ BAD_INPUT: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("replay", "--from", "2024-02-01T00:00:00Z", "--to", "2024-01-01T00:00:00Z"), ("after",)),
     (("replay", "--speed", "0"), ("speed",)),
     (("replay", "--stream", "user.1", "--streams", "user.*"), ("cannot be combined",)),
-    (("replay", "--types", "us*r"), ("invalid pattern",)),
+    (("replay", "--types", "us*r"), ("--types 'us*r' is not a topic pattern",)),
     (("tail", "--store", "postgresql://postgres@127.0.0.1:1/nope"), ("PostgreSQL",)),
     # the user's mistakes, named as such (they were "unexpected TypeError/OverflowError")
     (("append", "s.1", "", "{}"), ("TYPE is empty",)),

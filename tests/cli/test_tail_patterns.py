@@ -1,4 +1,5 @@
-"""``tail`` checks every ``--streams``/``--types`` pattern before it reads anything.
+"""``tail`` checks every ``--streams``/``--types`` pattern before it reads anything, and
+every command names the option (or argument) holding a bad pattern.
 
 It used to exit 0 in silence with an invalid pattern when nothing was read that would
 refuse it: an empty store, or ``-n 0``. ``stats``, ``replay`` and ``streams`` refused it.
@@ -10,14 +11,20 @@ import asyncio
 
 import pytest
 
-from pepperpy.event import Event, EventStore, PatternError
+from pepperpy.event import Event, EventStore
+from pepperpy.event.cli._errors import CommandError
 from pepperpy.event.cli._shell import patterns
 
 from .conftest import Cli
 
-ERROR = (
-    "pepperpy-event: error: invalid pattern 'a..b' at position 2: empty token (two dots in a row)\n"
-)
+
+def _error(option: str) -> str:
+    """The error naming the option that holds the bad pattern (it used to name none:
+    ``invalid pattern 'a..b' at position 2``)."""
+    return (
+        f"pepperpy-event: error: {option} 'a..b' is not a topic pattern: empty token (two "
+        "dots in a row) (at character 2); topics are dot-separated tokens, such as orders.#\n"
+    )
 
 
 async def _one_event(url: str) -> None:
@@ -27,14 +34,14 @@ async def _one_event(url: str) -> None:
 
 def test_tail_refuses_a_bad_pattern_on_an_empty_store(cli: Cli) -> None:
     done = cli("tail", "--streams", "a..b", "--store", "memory://")
-    assert (done.code, done.out, done.err) == (1, "", ERROR)
+    assert (done.code, done.out, done.err) == (1, "", _error("--streams"))
 
 
 @pytest.mark.parametrize("option", ["--streams", "--types"])
 def test_tail_refuses_a_bad_pattern_with_no_lines(cli: Cli, store_url: str, option: str) -> None:
     asyncio.run(_one_event(store_url))
     done = cli("tail", "-n", "0", "--streams", "a.*", option, "a..b", "--store", store_url)
-    assert (done.code, done.out, done.err) == (1, "", ERROR)
+    assert (done.code, done.out, done.err) == (1, "", _error(option))
 
 
 def test_good_patterns_still_tail(cli: Cli, store_url: str) -> None:
@@ -44,7 +51,26 @@ def test_good_patterns_still_tail(cli: Cli, store_url: str) -> None:
 
 
 def test_patterns_checks_each_value() -> None:
-    assert patterns(()) is None
-    assert patterns(("a.*", "b.#")) == ["a.*", "b.#"]
-    with pytest.raises(PatternError, match="'b..c' at position 2"):
-        patterns(("a.*", "b..c"))
+    assert patterns((), "--types") is None
+    assert patterns(("a.*", "b.#"), "--types") == ["a.*", "b.#"]
+    with pytest.raises(CommandError, match="--types 'b..c' is not a topic pattern"):
+        patterns(("a.*", "b..c"), "--types")
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("streams", ""), "PATTERN is empty: give a topic pattern"),
+        (("streams", "a.b*"), "PATTERN 'a.b*' is not a topic pattern"),
+        (("stats", "--streams", "x."), "--streams 'x.' is not a topic pattern: trailing dot"),
+        (("replay", "--types", ""), "--types is empty: give a topic pattern"),
+    ],
+)
+def test_every_command_names_the_option_of_a_bad_pattern(
+    cli: Cli, store_url: str, args: tuple[str, ...], named: str
+) -> None:
+    asyncio.run(_one_event(store_url))
+    done = cli(*args, "--store", store_url)
+    assert (done.code, done.out) == (1, ""), done.err
+    assert done.err == f"pepperpy-event: error: {named}" + done.err.partition(named)[2]
+    assert done.err.count("\n") == 1

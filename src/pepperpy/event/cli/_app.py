@@ -192,7 +192,8 @@ def tail(
 
     With -f, keep following new events live until interrupted (or --count is reached).
     """
-    stream_filter, type_filter = patterns(streams), patterns(types)
+    stream_filter = patterns(streams, "--streams")
+    type_filter = patterns(types, "--types")
 
     def show(event: Event) -> None:
         emit(event_json(event) if as_json else global_line(event))
@@ -235,6 +236,7 @@ def tail(
 @store_option
 def list_streams(pattern: str, store: str) -> None:
     """List streams matching PATTERN (default all) with their event counts: NAME EVENTS."""
+    checked_name(pattern, "PATTERN", "pattern")
 
     async def work() -> None:
         async with open_store(store, reading=True, must_exist=True) as events:
@@ -293,7 +295,8 @@ def replay(
         raise CommandError(f"--speed must be a number > 0 (2 = twice as fast), got {speed}")
     if max_gap is not None:
         check_seconds(max_gap, "--max-gap", zero=True, error=CommandError)
-    stream_filter, type_filter = patterns(streams), patterns(types)
+    stream_filter = patterns(streams, "--streams")
+    type_filter = patterns(types, "--types")
 
     def show(event: Event) -> None:
         if quiet:
@@ -354,6 +357,7 @@ def replay(
 @click.option("--streams", multiple=True, help="Only streams matching this pattern.")
 def stats(store: str, streams: tuple[str, ...]) -> None:
     """Count streams, events, and events per type."""
+    chosen = patterns(streams, "--streams")
 
     async def work() -> None:
         async with open_store(store, reading=True, must_exist=True) as events:
@@ -366,7 +370,7 @@ def stats(store: str, streams: tuple[str, ...]) -> None:
                 total = per_type.total()
             else:
                 with progress_bar("counting", printing=False) as advance:
-                    async for event in events.read_all(0, streams=patterns(streams)):
+                    async for event in events.read_all(0, streams=chosen):
                         per_type[event.type] += 1
                         total += 1
                         if total % 500 == 0:
@@ -454,7 +458,9 @@ def validate(
 
     async def work() -> tuple[int, int, int]:
         async with open_store(store, reading=True, must_exist=True) as events:
-            return await check_store(events, validator, patterns(streams), patterns(types), emit)
+            return await check_store(
+                events, validator, patterns(streams, "--streams"), patterns(types, "--types"), emit
+            )
 
     checked, invalid, unchecked = run(work)
     note(f"checked {checked}, invalid {invalid}, without a schema {unchecked}")

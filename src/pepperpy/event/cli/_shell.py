@@ -273,14 +273,16 @@ def run(
     return asyncio.run(main())
 
 
-def patterns(values: tuple[str, ...]) -> list[str] | None:
-    """``--streams``/``--types`` values, each checked now (a PatternError names the fault).
+def patterns(values: tuple[str, ...], option: str) -> list[str] | None:
+    """``--streams``/``--types`` values (``option``), each checked now.
 
     Checked before the store is read: ``tail`` on an empty store or with ``-n 0`` reads
-    nothing that would refuse a bad pattern, and exited 0 in silence.
+    nothing that would refuse a bad pattern, and exited 0 in silence. The error names
+    the option (``--types '' is empty: ...``): the library's ``invalid pattern ''`` left
+    the user to guess which of the values typed it was.
     """
     for value in values:
-        parse_pattern(value)
+        checked_name(value, option, "pattern")
     return list(values) if values else None
 
 
