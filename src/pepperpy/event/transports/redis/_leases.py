@@ -3,10 +3,19 @@
 A group (group name + pattern) is a Redis consumer group on every partition stream.
 Its members agree through a sorted set of live members (each renewed every heartbeat)
 on who should own which partition: member ``i`` of ``n`` (sorted by id) owns the
-partitions ``p`` with ``p % n == i``. Ownership is a lease key per partition (``SET NX
-PX``). A member that gives a partition back with entries still pending marks the
-handover as clean (it finished its event in progress), which tells the next owner how to
-count their deliveries (see ``GroupMember._claim``).
+partitions whose rank ``r`` (a fixed shuffle, see ``_assignment``) has ``r % n == i``.
+Ownership is a lease key per partition (``SET NX PX``). A member that gives a partition
+back with entries still pending marks the handover as clean (it finished its event in
+progress), which tells the next owner how to count their deliveries (see
+``GroupMember._claim``).
+
+Members of earlier versions assign ``p % n == i`` and know nothing of ranks. So that
+both kinds agree during a rolling upgrade, each member of this version also keeps
+itself in a second sorted set, the *ranked* members; while any live member is missing
+from it (an earlier version is in the group), every member assigns ``p % n == i`` as
+they do. When the last one leaves, the member set changes, the epoch moves, and the
+members rebalance by rank. The rule is always one for the whole group, so every
+partition has exactly one member that should own it.
 
 The assignment is computed at each heartbeat, every ``lease_ttl / 3`` seconds. So that a
 member joining does not wait for two of them (the holder's, to give its share back, then
@@ -31,6 +40,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from ..base import Subscription
+from ._assignment import partition_ranks
 from ._config import RedisOptions
 
 if TYPE_CHECKING:
@@ -53,10 +63,11 @@ __all__ = [
 #: seconds between two looks of a member at its group's epoch (see the module's docstring)
 REBALANCE_POLL = 0.25
 
-#: join/refresh the member set, renew held leases, take free partitions that are ours;
-#: bump the epoch when a member joined or expired.
-#: KEYS[1] = member set, KEYS[2] = epoch, KEYS[3..] = lease keys (partition p at
-#: KEYS[p + 3]); ARGV = member id, lease TTL in ms.
+#: join/refresh the member set (and the ranked members), renew held leases, take free
+#: partitions that are ours; bump the epoch when a member joined or expired.
+#: KEYS[1] = member set, KEYS[2] = epoch, KEYS[3] = ranked members, KEYS[4..] = lease
+#: keys (partition p at KEYS[p + 4]); ARGV = member id, lease TTL in ms, then each
+#: partition's rank (partition p's at ARGV[p + 3]).
 #: Returns {held partitions, target partitions, epoch ('' when there is none)}.
 HEARTBEAT = """
 local me = ARGV[1]
@@ -66,19 +77,26 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local joined = redis.call('ZADD', KEYS[1], now + ttl, me)
 redis.call('PEXPIRE', KEYS[1], ttl * 2)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+redis.call('ZADD', KEYS[3], now + ttl, me)
+redis.call('PEXPIRE', KEYS[3], ttl * 2)
 if expired > 0 or joined > 0 then redis.call('INCR', KEYS[2]) end
 redis.call('PEXPIRE', KEYS[2], ttl * 2)
 local epoch = redis.call('GET', KEYS[2]) or ''
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
 table.sort(members)
 local index = 0
+local ranked = true
 for i, member in ipairs(members) do
   if member == me then index = i - 1 end
+  if not redis.call('ZSCORE', KEYS[3], member) then ranked = false end
 end
 local held, target = {}, {}
-for p = 0, #KEYS - 3 do
-  local key = KEYS[p + 3]
-  local ours = (p % #members) == index
+for p = 0, #KEYS - 4 do
+  local key = KEYS[p + 4]
+  local slot = p
+  if ranked then slot = tonumber(ARGV[p + 3]) end
+  local ours = (slot % #members) == index
   if ours then target[#target + 1] = p end
   local owner = redis.call('GET', key)
   if owner == me then
@@ -95,12 +113,13 @@ return {held, target, epoch}
 #: give back leases (only those still ours), marking each partition that has pending
 #: entries as handed over cleanly, and, with ARGV[2] == '1', leave the group; bump the
 #: epoch if either happened (deleted with the member set once no member is left).
-#: KEYS[1] = member set, then the n lease keys, the n handover keys, the n streams, and
-#: the epoch; ARGV = member id, leave flag, how long a handover mark lasts (ms), group name.
+#: KEYS[1] = member set, KEYS[2] = ranked members, then the n lease keys, the n handover
+#: keys, the n streams, and the epoch; ARGV = member id, leave flag, how long a handover
+#: mark lasts (ms), group name.
 RELEASE = """
-local n = (#KEYS - 2) / 3
+local n = (#KEYS - 3) / 3
 local released = 0
-for i = 2, n + 1 do
+for i = 3, n + 2 do
   if redis.call('GET', KEYS[i]) == ARGV[1] then
     redis.call('DEL', KEYS[i])
     local ok, summary = pcall(redis.call, 'XPENDING', KEYS[i + 2 * n], ARGV[4])
@@ -112,14 +131,17 @@ for i = 2, n + 1 do
     released = released + 1
   end
 end
-if ARGV[2] == '1' then redis.call('ZREM', KEYS[1], ARGV[1]) end
+if ARGV[2] == '1' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
 if released > 0 or ARGV[2] == '1' then
   local left = redis.call('PTTL', KEYS[1])
   if left > 0 then
     redis.call('INCR', KEYS[#KEYS])
     redis.call('PEXPIRE', KEYS[#KEYS], left)
   else
-    redis.call('DEL', KEYS[#KEYS])
+    redis.call('DEL', KEYS[#KEYS], KEYS[2])
   end
 end
 return released
@@ -178,12 +200,13 @@ def group_id(sub: Subscription) -> str:
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
-def group_keys(options: RedisOptions, gid: str) -> tuple[str, list[str], list[str], str]:
-    """A group's keys: its member set, a lease and a handover mark per partition, and
-    its epoch."""
+def group_keys(options: RedisOptions, gid: str) -> tuple[str, str, list[str], list[str], str]:
+    """A group's keys: its member set, its ranked members (see the module's docstring),
+    a lease and a handover mark per partition, and its epoch."""
     partitions = range(options.partitions)
     return (
         options.group_key(gid, "members"),
+        options.group_key(gid, "ranked"),
         [options.group_key(gid, f"lease:{p}") for p in partitions],
         [options.group_key(gid, f"handover:{p}") for p in partitions],
         options.group_key(gid, "epoch"),
@@ -193,11 +216,11 @@ def group_keys(options: RedisOptions, gid: str) -> tuple[str, list[str], list[st
 async def delete_group(client: Redis, options: RedisOptions, sub: Subscription) -> int:
     """Destroy the consumer group ``sub`` names on every partition stream (with what it
     has pending) and delete its keys, in one step; returns on how many streams it was."""
-    members, leases, handovers, epoch = group_keys(options, group_id(sub))
+    members, ranked, leases, handovers, epoch = group_keys(options, group_id(sub))
     streams = [options.stream(p) for p in range(options.partitions)]
     script = client.register_script(DELETE_GROUP)
     destroyed = await script(
-        keys=[*streams, members, *leases, *handovers, epoch],
+        keys=[*streams, members, ranked, *leases, *handovers, epoch],
         args=[group_name(sub.group or "", sub.pattern), len(streams)],
     )
     return int(destroyed)
@@ -222,9 +245,15 @@ class Leases:
         self._streams = streams
         #: the handover keys are set when a member gives a partition back gracefully
         #: (see GroupMember._claim)
-        self.members_key, self.lease_keys, self.handover_keys, self.epoch_key = group_keys(
-            options, gid
-        )
+        (
+            self.members_key,
+            self.ranked_key,
+            self.lease_keys,
+            self.handover_keys,
+            self.epoch_key,
+        ) = group_keys(options, gid)
+        #: each partition's rank, which the heartbeat assigns by (see ``_assignment``)
+        self._ranks = partition_ranks(options.partitions)
         #: the group's epoch as this member last saw it (see the module's docstring)
         self.epoch = ""
         self._heartbeat_script = client.register_script(HEARTBEAT)
@@ -234,8 +263,8 @@ class Leases:
         """Join or stay in the member set, renew our leases, take the free partitions
         assigned to us; return the partitions held and those assigned to us."""
         held_raw, target_raw, epoch = await self._heartbeat_script(
-            keys=[self.members_key, self.epoch_key, *self.lease_keys],
-            args=[self._consumer, ttl_ms],
+            keys=[self.members_key, self.epoch_key, self.ranked_key, *self.lease_keys],
+            args=[self._consumer, ttl_ms, *self._ranks],
         )
         self.epoch = _text(epoch)
         return {int(p) for p in held_raw}, {int(p) for p in target_raw}
@@ -251,6 +280,7 @@ class Leases:
         """Give partition ``p``'s lease back (if still ours), marking a clean handover."""
         keys = [
             self.members_key,
+            self.ranked_key,
             self.lease_keys[p],
             self.handover_keys[p],
             self._streams[p],
@@ -264,6 +294,7 @@ class Leases:
         delete our consumer entries where they hold nothing pending."""
         keys = [
             self.members_key,
+            self.ranked_key,
             *self.lease_keys,
             *self.handover_keys,
             *self._streams,
