@@ -294,6 +294,7 @@ async def test_a_group_tail_whose_stdout_is_gone_dead_letters_the_event(
     [
         (("publish", "a.b", '{"x": '), ("JSON data: invalid JSON",)),
         (("publish", "a.b", "@missing.json"), ("JSON @missing.json: cannot read",)),
+        (("publish", "a.b", "@"), ("JSON '@' names no file: give @FILE, or @- to read stdin",)),
         (
             ("publish", "a.b", "{}", "--header", "novalue"),
             ("--header 'novalue' is not NAME=VALUE",),

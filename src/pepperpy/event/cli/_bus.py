@@ -96,6 +96,8 @@ def _payload(text: str) -> Any:
     if not text.startswith("@"):  # JSON never starts with "@"
         return parse_json(text, "JSON data")
     source = text[1:]
+    if not source:  # read as the path '', it was "cannot read '': Is a directory"
+        raise CommandError("JSON '@' names no file: give @FILE, or @- to read stdin")
     try:
         if source == "-":
             raw = sys.stdin.read()
