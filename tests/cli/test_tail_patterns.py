@@ -74,3 +74,12 @@ def test_every_command_names_the_option_of_a_bad_pattern(
     assert (done.code, done.out) == (1, ""), done.err
     assert done.err == f"pepperpy-event: error: {named}" + done.err.partition(named)[2]
     assert done.err.count("\n") == 1
+
+
+def test_count_without_follow_is_a_usage_error(cli: Cli, store_url: str) -> None:
+    """``--count`` only stops ``tail -f``: without ``-f`` it was ignored, so ``tail
+    --count 2`` printed the last 10 events and exited 0."""
+    asyncio.run(_one_event(store_url))
+    done = cli("tail", "--count", "2", "--store", store_url)
+    assert (done.code, done.out) == (2, ""), done.err
+    assert "--count stops tail -f after N new events: give -f too" in done.err

@@ -192,6 +192,10 @@ def tail(
 
     With -f, keep following new events live until interrupted (or --count is reached).
     """
+    if count is not None and not follow:  # it was ignored: tail --count 2 printed 10
+        raise click.UsageError(
+            "--count stops tail -f after N new events: give -f too (-n N shows the last N)"
+        )
     stream_filter = patterns(streams, "--streams")
     type_filter = patterns(types, "--types")
 
