@@ -260,3 +260,21 @@ def test_verify_names_no_key_when_a_later_entry_was_altered(tmp_path: Path) -> N
     malformed = run("audit", "verify", str(plain), env={"PEPPERPY_EVENT_AUDIT_KEY": ""})
     assert "NOT intact: entry 0: malformed row" in malformed.stderr
     assert "PEPPERPY_EVENT_AUDIT_KEY" not in malformed.stderr, malformed.stderr
+
+
+def test_one_entry_is_one_entry_and_a_short_key_names_its_variable(tmp_path: Path) -> None:
+    """'1 entries verified' read wrong; a key of too few bytes said 'the audit key must
+    be at least 16 bytes', naming no PEPPERPY_EVENT_AUDIT_KEY."""
+    path = tmp_path / "audit.db"
+    log = AuditLog(str(path), key=b"k" * 32)
+    log.record("append", "s.1")
+    log.close()
+    ok = run("audit", "verify", str(path), env={"PEPPERPY_EVENT_AUDIT_KEY": (b"k" * 32).hex()})
+    assert ok.returncode == 0, ok.stderr
+    assert "is intact: 1 entry verified\n" in ok.stdout
+    short = run("audit", "verify", str(path), env={"PEPPERPY_EVENT_AUDIT_KEY": "6b6b"})
+    assert short.returncode == 1
+    assert short.stderr == (
+        "pepperpy-event: error: PEPPERPY_EVENT_AUDIT_KEY: the audit key must be at least 16 "
+        "bytes, got 2 (2 hex digits a byte)\n"
+    )

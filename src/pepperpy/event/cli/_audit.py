@@ -22,11 +22,23 @@ def audit() -> None:
 
 def _audit_key() -> bytes | None:
     """The audit log's HMAC key, from PEPPERPY_EVENT_AUDIT_KEY (hex), if it is set."""
+    from .._errors import ConfigurationError
+    from ..security._audit import _check_key
+
     key_hex = os.environ.get("PEPPERPY_EVENT_AUDIT_KEY")
     try:
-        return bytes.fromhex(key_hex) if key_hex else None
+        key = bytes.fromhex(key_hex) if key_hex else None
     except ValueError:
         raise CommandError("PEPPERPY_EVENT_AUDIT_KEY must be hex") from None
+    try:
+        _check_key(key)
+    except ConfigurationError as exc:  # named the key, not where it came from
+        raise CommandError(f"PEPPERPY_EVENT_AUDIT_KEY: {exc} (2 hex digits a byte)") from None
+    return key
+
+
+def _entries(count: int) -> str:
+    return f"{count} {'entry' if count == 1 else 'entries'}"
 
 
 def _open_audit(path: str, key: bytes | None) -> Any:
@@ -94,9 +106,9 @@ def audit_verify(path: str, expect_count: int | None, expect_head: str | None) -
         verified = "verified" if bad is None else "before it verified"
         raise CommandError(
             f"audit log {path!r} is NOT intact: {where}{result.reason} "
-            f"({result.checked} entries {verified})"
+            f"({_entries(result.checked)} {verified})"
         )
-    emit(f"audit log {path!r} is intact: {result.checked} entries verified")
+    emit(f"audit log {path!r} is intact: {_entries(result.checked)} verified")
     emit(f"head {result.checked} {result.head}")
 
 
