@@ -320,6 +320,12 @@ def replay(
             if stream is not None and await events.stream_version(stream) is None:
                 raise CommandError(f"stream {stream!r} does not exist in {shown(store)}")
             async with EventReplay(events) as replayer:
+                if checkpoint is not None and replayer.checkpoints.read_only:
+                    raise CommandError(  # the library's words were checkpoint= and checkpoints=
+                        f"--checkpoint {checkpoint!r} cannot be saved: the store "
+                        f"{shown(store)} is open read-only, so nothing was replayed; replay "
+                        "without --checkpoint, or with a --store that can be written"
+                    )
                 replayer.handle("#", show)
                 with progress_bar("replaying", printing=not quiet) as advance:
                     if stream is not None:
