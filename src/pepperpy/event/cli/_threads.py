@@ -35,9 +35,9 @@ class LeavingPool(ThreadPoolExecutor):
     which the interpreter joins at exit, is ever started.
     """
 
-    def __init__(self, max_workers: int = 16) -> None:
-        super().__init__(max_workers=max_workers)
-        self._most = max_workers
+    def __init__(self, max_workers: int | None = None) -> None:
+        super().__init__(max_workers=max_workers)  # None: ThreadPoolExecutor's default
+        self._most: int = self._max_workers
         self._queued: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._idle_workers = threading.Semaphore(0)
         self._workers: list[threading.Thread] = []
