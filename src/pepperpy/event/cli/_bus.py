@@ -100,6 +100,8 @@ def _payload(text: str) -> Any:
         raise CommandError("JSON '@' names no file: give @FILE, or @- to read stdin")
     try:
         if source == "-":
+            if sys.stdin is None:  # started with stdin closed (<&-)
+                raise CommandError("JSON @-: stdin is closed: give the JSON, or @FILE")
             raw = sys.stdin.read()
         else:
             raw = Path(source).read_text(encoding="utf-8")
@@ -303,7 +305,7 @@ def delete_group(pattern: str, group: str, transport: str | None, yes: bool) -> 
     made, printable = _transport(transport)
     what = f"group {field(group)} on {field(pattern)} at {printable}"
     if not yes:
-        if not sys.stdin.isatty():
+        if sys.stdin is None or not sys.stdin.isatty():  # None: started with stdin closed
             raise CommandError(
                 f"not deleting {what}: it drops the events the group has not handled, and "
                 "stdin is not a terminal to ask on; pass --yes to delete it"

@@ -231,6 +231,8 @@ def import_(file: str, store: str, batch_size: int) -> None:
         raise CommandError(f"no export file at {str(source)!r}")
     if source is not None and source.is_dir():
         raise CommandError(f"FILE {file!r} is a directory: give the path of an export file")
+    if source is None and sys.stdin is None:  # started with stdin closed (<&-)
+        raise CommandError("stdin is closed: give an export FILE, or pipe one into import -")
 
     pipe = source is not None and not stat.S_ISREG(source.stat().st_mode)
 
