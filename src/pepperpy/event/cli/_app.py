@@ -453,7 +453,7 @@ def validate(
     Invalid stored events are printed one per line (GLOBAL STREAM:POSITION TYPE: problems);
     the exit status is 1 if any is invalid.
     """
-    from ._validate import build_validator, check_store
+    from ._validate import Checked, build_validator, check_store
 
     if (event_type is None) != (data is None):
         raise CommandError("give both TYPE and JSON, or neither (to check the store)")
@@ -466,14 +466,17 @@ def validate(
         emit(f"valid {valid.type} (version {valid.version})")
         return
 
-    async def work() -> tuple[int, int, int]:
+    async def work() -> Checked:
         async with open_store(store, reading=True, must_exist=True) as events:
             return await check_store(
                 events, validator, patterns(streams, "--streams"), patterns(types, "--types"), emit
             )
 
-    checked, invalid, unchecked = run(work)
-    note(f"checked {checked}, invalid {invalid}, without a schema {unchecked}")
+    checked, invalid, unchecked, sealed = run(work)
+    summary = f"checked {checked}, invalid {invalid}, without a schema {unchecked}"
+    if sealed:
+        summary += f", encrypted {sealed} (not checked: the command holds no key)"
+    note(summary)
     if invalid:
         raise CommandError(f"{invalid} of {checked} checked events are invalid")
 
