@@ -43,3 +43,28 @@ def test_encrypted_events_are_counted_not_failed(cli: Cli, store_url: str, tmp_p
         store_url,
     )
     assert (only_sealed.code, only_sealed.out) == (0, ""), only_sealed.err
+
+
+async def _sealed_only(url: str) -> None:
+    sealed = StreamEncryption(KeyRing.generate(), MemoryKeyStore())
+    async with EventStore(url, encryption=sealed) as store:
+        await store.append("user.9", Event("user.visited", {"name": "ann"}))
+
+
+async def _count(url: str) -> int:
+    async with EventStore(url) as store:
+        return len([event async for event in store.read_all(0)])
+
+
+def test_append_refuses_an_encrypted_store(cli: Cli, store_url: str) -> None:
+    """The command holds no key: its event was stored as plain data, which the
+    application's encrypted store then refused to read (EncryptionError: ... is not
+    encrypted), breaking its reads of the stream."""
+    asyncio.run(_sealed_only(store_url))
+    for stream in ("user.9", "user.10"):  # the encrypted stream, and a new one
+        done = cli("append", stream, "user.visited", '{"name": "eve"}', "--store", store_url)
+        assert done.code == 1, done.out
+        assert done.err.startswith("pepperpy-event: error: "), done.err
+        assert "holds encrypted events (written with encryption=)" in done.err
+        assert "append from the application, with its encryption" in done.err
+    assert asyncio.run(_count(store_url)) == 1
