@@ -68,3 +68,12 @@ def test_append_refuses_an_encrypted_store(cli: Cli, store_url: str) -> None:
         assert "holds encrypted events (written with encryption=)" in done.err
         assert "append from the application, with its encryption" in done.err
     assert asyncio.run(_count(store_url)) == 1
+
+
+def test_demo_refuses_an_encrypted_store(cli: Cli, store_url: str) -> None:
+    asyncio.run(_sealed_only(store_url))
+    done = cli("demo", "--store", store_url)
+    assert done.code == 1, done.out
+    assert "holds encrypted events (written with encryption=)" in done.err
+    assert done.out == ""
+    assert asyncio.run(_count(store_url)) == 1

@@ -26,7 +26,7 @@ from .._errors import StreamDeletedError
 from .._event import Event
 from .._replay import EventReplay, ReplayProgress, ReplayReport
 from .._seconds import check_seconds
-from ..store import AppendResult, EventStore
+from ..store import AppendResult
 from ._audit import audit
 from ._bus import bus
 from ._checkpoints import checkpoints
@@ -49,6 +49,7 @@ from ._shell import (
     parse_expected,
     parse_json,
     patterns,
+    refuse_plain_into_encrypted,
     run,
     store_option,
     time_window,
@@ -126,7 +127,7 @@ def append(
 
     async def work() -> AppendResult:
         async with open_store(store) as events:
-            await _refuse_plain_into_encrypted(events, stream, store)
+            await refuse_plain_into_encrypted(events, stream, store)
             try:
                 return await events.append(stream, event, expected_version=expected)
             except StreamDeletedError:  # its hint names the Python API's NO_STREAM
@@ -140,30 +141,6 @@ def append(
         f"appended {field(stream)}:{result.next_expected_version} {field(event_type)} "
         f"(global position {result.global_position})"
     )
-
-
-async def _refuse_plain_into_encrypted(events: EventStore, stream: str, store: str) -> None:
-    """Refuse to append to a store whose data is encrypted (written with ``encryption=``).
-
-    The command holds no key, so its event would be stored as plain data, which the
-    application's encrypted store refuses to read (``EncryptionError: ... is not
-    encrypted``): its reads of that stream would fail from then on. The first and newest
-    events of the stream and of the log tell (an encrypted store seals every event).
-    """
-    from ..security._envelope import is_envelope
-
-    ends = [event async for event in events.get_stream(stream, limit=1)]
-    ends += [event async for event in events.get_stream(stream, backwards=True, limit=1)]
-    ends += [event async for event in events.read_all(0, limit=1)]
-    head = await events.head()
-    if head is not None:
-        ends += [event async for event in events.read_all(head, backwards=True, limit=1)]
-    if any(is_envelope(event.data) for event in ends):
-        raise CommandError(
-            f"{shown(store)} holds encrypted events (written with encryption=): the "
-            "command holds no key, so it would append plain data, which the encrypted store "
-            "refuses to read; append from the application, with its encryption"
-        )
 
 
 @app.command()

@@ -31,6 +31,7 @@ from .._projection import Projection
 from .._replay import EventReplay
 from .._retry import RetryPolicy
 from ..store import EventStore
+from ._shell import refuse_plain_into_encrypted
 from ._urls import shown
 
 __all__ = ["run_demo"]
@@ -131,6 +132,7 @@ async def run_demo(url: str, say: Say) -> None:
     """Run the scenario against the store at ``url``, narrating through ``say``."""
     began = time.perf_counter()
     async with EventStore(url) as store:
+        await refuse_plain_into_encrypted(store, "shop.demo.runs", url)
         run = await claim_run(store)
         started = datetime.now(UTC)
         say(f"pepperpy-event demo, run {run}, store {shown(url)}")

@@ -38,7 +38,7 @@ from ._errors import (
 from ._logs import more_verbose
 from ._output import escaped
 from ._threads import LeavingPool
-from ._urls import normalized
+from ._urls import normalized, shown
 
 __all__ = [
     "DEFAULT_STORE",
@@ -55,6 +55,7 @@ __all__ = [
     "parse_expected",
     "parse_json",
     "patterns",
+    "refuse_plain_into_encrypted",
     "run",
     "store_option",
     "time_window",
@@ -448,3 +449,28 @@ def not_utf8(text: str, what: str) -> None:
         raise CommandError(
             f"{what}: lone surrogate {char!r} at character {exc.start} is not valid UTF-8"
         ) from None
+
+
+async def refuse_plain_into_encrypted(events: EventStore, stream: str, store: str) -> None:
+    """Refuse to append to a store whose data is encrypted (written with ``encryption=``):
+    ``append``, and ``demo`` before it writes.
+
+    The command holds no key, so its event would be stored as plain data, which the
+    application's encrypted store refuses to read (``EncryptionError: ... is not
+    encrypted``): its reads of that stream would fail from then on. The first and newest
+    events of the stream and of the log tell (an encrypted store seals every event).
+    """
+    from ..security._envelope import is_envelope
+
+    ends = [event async for event in events.get_stream(stream, limit=1)]
+    ends += [event async for event in events.get_stream(stream, backwards=True, limit=1)]
+    ends += [event async for event in events.read_all(0, limit=1)]
+    head = await events.head()
+    if head is not None:
+        ends += [event async for event in events.read_all(head, backwards=True, limit=1)]
+    if any(is_envelope(event.data) for event in ends):
+        raise CommandError(
+            f"{shown(store)} holds encrypted events (written with encryption=): the "
+            "command holds no key, so it would append plain data, which the encrypted store "
+            "refuses to read; append from the application, with its encryption"
+        )
