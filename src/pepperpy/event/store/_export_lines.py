@@ -117,7 +117,7 @@ def event_rows(lines: Iterable[str], name: str) -> Iterator[tuple[int, StoredRow
     try:
         for number, text in enumerate(lines, start=1):  # noqa: B007 (read after the loop)
             if number == 1:
-                version = _check_header(text, name)
+                version = _check_header(_without_bom(text), name)
                 continue
             if end:
                 raise bad(
@@ -159,6 +159,15 @@ def event_rows(lines: Iterable[str], name: str) -> Iterator[tuple[int, StoredRow
         raise StoreError(f"{name} is empty: an export starts with its header line")
     if version >= 2 and not end:
         raise CutOff(name, number, events)
+
+
+def _without_bom(text: str | bytes) -> Any:
+    """The first line without the UTF-8 byte order mark that Windows tools (Notepad,
+    PowerShell's ``Out-File -Encoding utf8``) write at the start of a file: as a
+    character from a text stream or a path, as its three bytes from a binary stream."""
+    if isinstance(text, str):
+        return text.removeprefix("\ufeff")
+    return text.removeprefix(b"\xef\xbb\xbf")
 
 
 def _check_header(text: str, name: str) -> int:
