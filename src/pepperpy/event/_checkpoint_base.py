@@ -13,8 +13,8 @@ from typing import Any
 
 from . import _json
 from ._closing import AsyncClosing
-from ._errors import ConcurrencyError, ConfigurationError, SerializationError
-from ._frozen import check_json
+from ._errors import ConcurrencyError, ConfigurationError
+from .store._states import encode_state
 
 __all__ = [
     "TABLE",
@@ -170,12 +170,9 @@ def check_checkpoint_save(
 
 def _encode_state(state: Any) -> bytes:
     """A checkpoint's state as JSON, under the rules for event data (no non-str keys,
-    sets or NaN: what is saved loads back the same)."""
-    check_json(state, "checkpoint state")
-    try:
-        return _json.dumps(state)
-    except SerializationError as exc:  # a lone surrogate: say what was being saved
-        raise SerializationError(f"checkpoint state: {exc}") from None
+    sets or NaN: what is saved loads back the same), and without bytes (see
+    :mod:`.store._states`)."""
+    return encode_state(state, "checkpoint state")
 
 
 def _listed(names: Iterable[str]) -> list[str]:

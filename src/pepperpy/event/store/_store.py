@@ -28,10 +28,10 @@ from .._errors import (
     ValidationError,
 )
 from .._event import Event
-from .._frozen import check_json
 from .._patterns import parse_name
 from ._reader import StoreSubscription
 from ._records import event_records
+from ._states import encode_state
 from ._store_checks import MAX_POSITION as MAX_POSITION  # imported from here elsewhere
 from ._store_checks import STREAM_NAME, _check_expected, _refused
 from ._store_decoding import StoreDecoding, Upcaster
@@ -342,6 +342,9 @@ class EventStore(StoreReading, StoreSecurity, StoreDecoding):
     async def save_snapshot(self, stream: str, state: Any, version: int) -> None:
         """Keep ``state`` (JSON-able) as the stream's state as of position ``version``.
 
+        ``state`` follows the rules for event data, except that it may hold no bytes
+        (they would read back as base64 text): refused with ``SerializationError``.
+
         Checked as an ``append`` and audited as a ``snapshot`` entry; an audited store
         whose audit log is closed refuses it before writing, like ``append``.
         """
@@ -356,11 +359,7 @@ class EventStore(StoreReading, StoreSecurity, StoreDecoding):
             )
         if self.access is not None:
             await self._acheck_access("append", stream)
-        check_json(state, "snapshot state")
-        try:
-            encoded = _json.dumps(state)
-        except SerializationError as exc:  # a lone surrogate: say what was being saved
-            raise SerializationError(f"snapshot state: {exc}") from None
+        encoded = encode_state(state, "snapshot state")
         taken_at = time.time_ns() // 1000
         if self.encryption is not None:
             envelope = await self.encryption.encrypt_snapshot(
