@@ -17,7 +17,7 @@ from typing import Any
 
 from ._errors import ReplayError
 from ._handlers import check_handler, is_async_callable
-from ._patterns import PatternIndex, parse_pattern
+from ._patterns import PatternIndex, parse_pattern, plain_name
 from ._removal import check_removal
 from ._replay_options import handlers_for
 
@@ -53,8 +53,12 @@ class ProjectionHandlers:
         self._lock = threading.Lock()
 
     def add(self, pattern: str, function: Callable[..., Any]) -> None:
-        """Register ``function`` under ``pattern`` (what ``on`` does), unless refused."""
+        """Register ``function`` under ``pattern`` (what ``on`` does), unless refused.
+
+        An enum member as ``pattern`` is kept as the plain str it holds, as everywhere.
+        """
         parse_pattern(pattern)
+        pattern = plain_name(pattern)
         apply = Apply(function, self._takes)
         with self._lock:
             self._refuse_while_applying(
@@ -68,6 +72,7 @@ class ProjectionHandlers:
     def remove(self, pattern: str, handler: Callable[..., Any]) -> bool:
         """Remove ``handler`` under exactly ``pattern`` (what ``off`` does), unless refused."""
         check_removal("off", pattern, handler)
+        pattern = plain_name(pattern)
         with self._lock:
             self._refuse_while_applying(
                 "off",

@@ -50,7 +50,7 @@ from ._checkpoints import (
 from ._closing import AsyncClosing
 from ._errors import ReplayError
 from ._event import Event
-from ._patterns import PatternIndex, parse_name, parse_pattern
+from ._patterns import PatternIndex, parse_name, parse_pattern, plain_name
 from ._projection_scope import scope_of
 from ._removal import check_removal
 
@@ -122,9 +122,11 @@ class EventReplay(AsyncClosing):
         """Register a sync or async handler for event types matching ``pattern``.
 
         Works as a decorator (``@replay.handle("user.*")``) or a direct call; returns
-        the handler unchanged.
+        the handler unchanged. An enum member (a ``StrEnum``'s, a ``(str, Enum)``'s) is
+        kept as the plain str it holds, as everywhere in the library.
         """
         parse_pattern(pattern)
+        pattern = plain_name(pattern)  # in ReplayHandler.pattern and messages too
         if handler is not None:
             self._handlers.add(pattern, ReplayHandler(pattern, handler))
             return handler
@@ -143,6 +145,7 @@ class EventReplay(AsyncClosing):
         str, or a ``handler`` that is not callable, is a ``TypeError``.
         """
         check_removal("remove_handler", pattern, handler)
+        pattern = plain_name(pattern)
         return self._handlers.remove_where(pattern, lambda apply: apply.function == handler)
 
     def handlers(self, event_type: str) -> list[Callable[..., Any]]:

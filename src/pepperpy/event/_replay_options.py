@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from ._checkpoints import CheckpointStore, SQLiteCheckpointStore
 from ._errors import ConfigurationError, PatternError
 from ._options import check_count, check_instance
-from ._patterns import PatternIndex, matches, parse_pattern
+from ._patterns import PatternIndex, matches, parse_pattern, plain_name
 from ._text import shown, text_problem
 from .store._store import MAX_POSITION
 from .store.sqlite import SQLiteBackend
@@ -226,7 +226,8 @@ def patterns_of(value: Patterns, what: str = "patterns") -> tuple[str, ...] | No
         raise TypeError(message)
     for item in items:
         parse_pattern(item)
-    return items
+    # an enum member as the plain str it holds: recorded in checkpoints, named in errors
+    return tuple(plain_name(item) for item in items)
 
 
 def handlers_for(index: PatternIndex[T], event_type: str) -> tuple[T, ...]:
