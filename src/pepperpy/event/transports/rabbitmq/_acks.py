@@ -32,7 +32,7 @@ class Acks:
     covers a message left unacknowledged on purpose.
     """
 
-    __slots__ = ("channel", "done", "flushing", "grace", "handled", "outstanding")
+    __slots__ = ("channel", "done", "evented", "flushing", "grace", "handled", "outstanding")
 
     def __init__(self, channel: Any) -> None:
         self.channel = channel  # the aiormq channel the tags belong to
@@ -42,6 +42,8 @@ class Acks:
         #: a group consumer's hand-over from the member before, on this channel (see
         #: _handover)
         self.grace: Grace | None = None
+        #: an event (not only pings) came on this channel: the hand-over was looked at
+        self.evented = False
         #: ids of the last messages handled here: an acknowledgement has no answer, so
         #: any of them may come back if the channel dies (see Consumer._forget_channel)
         self.handled: deque[str] = deque(maxlen=RECENTLY_HANDLED)

@@ -23,6 +23,11 @@ CONTENT_TYPE = "application/cloudevents+json"
 #: header carrying the lane (0..LANES-1) that picks a group's partition
 LANE_HEADER = "pepperpy-lane"
 LANES = 64
+#: header of a group's ping: an empty message a member publishes to a partition queue
+#: to learn who is active on it (whoever receives it, see ``Group``), never handled
+PING_HEADER = "pepperpy-ping"
+#: a ping nobody consumed (the group has no member left) expires after this many seconds
+PING_EXPIRY = 60.0
 #: AMQP limits routing and binding keys to 255 bytes (a short string)
 MAX_KEY_BYTES = 255
 #: the longest topic, in UTF-8 bytes: its dead letter, ``deadletter.<topic>``, is

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
@@ -17,6 +16,7 @@ from ..._handlers import start
 from ..._patterns import matches
 from ..base import NotDelivered, Subscription, cancelled_by_caller, cancelling, quietly
 from ._acks import Acks
+from ._config import PING_HEADER
 from ._deliveries import give_up
 from ._handover import Grace, mark_released, until_heard
 
@@ -108,7 +108,8 @@ class Consumer:
         #: their handler ended here (the acknowledgement may have been lost), or they were
         #: received here and never started; their redelivery waits no grace
         self._ours: OrderedDict[str, None] = OrderedDict()
-        self.last_delivery = 0.0
+        #: basic.consumes so far (a reconnect's too): each puts it at the back of the line
+        self.consumes = 0
         self.queue_name: str | None = None  # known once open() declared it
 
     async def open(self) -> None:
@@ -143,8 +144,13 @@ class Consumer:
                     return  # from before a reconnect: the broker delivers it again
                 acks = self._acks = Acks(message.channel)  # first message, or reconnected
                 self._unstarted.clear()  # tags of a channel that is gone
-                self._took_over(acks, message)
             acks.outstanding.add(_tag(message))
+            if _is_ping(message):  # it told us we are active here: that is all it is for
+                acks.ack(_tag(message))
+                return
+            if not acks.evented:
+                acks.evented = True
+                self._took_over(acks, message)
             if self._paused:  # left unacknowledged: requeued, unstarted, when the channel closes
                 self._unstarted[_tag(message)] = message.header.properties.message_id
                 return
@@ -155,6 +161,7 @@ class Consumer:
         async def consume(*_: Any) -> None:
             underlay = await channel.get_underlay_channel()
             self._forget_channel(underlay)
+            self.consumes += 1
             await underlay.basic_consume(queue.name, on_message, no_ack=False)
 
         await consume()
@@ -204,6 +211,24 @@ class Consumer:
         delivery = cast("Basic.Deliver", message.delivery)
         acks.grace = Grace(self.transport, self.queue_name, grace, bool(delivery.redelivered))
 
+    @property
+    def known_active(self) -> bool:
+        """This consumer received a message (an event or a ping) on the channel consuming
+        now, and may start more: with single active consumer, it stays the queue's active
+        consumer until that channel closes, busy or idle."""
+        acks = self._acks
+        return (
+            acks is not None  # dropped when another channel consumes (_forget_channel)
+            and not acks.channel.is_closed
+            and self._channel is not None
+            and not self._paused
+        )
+
+    @property
+    def busy(self) -> bool:
+        """A delivery of this consumer is in progress or waits in a lane."""
+        return bool(self._running)
+
     def retire(self) -> None:
         """Stop for good: start no further deliveries and never consume again."""
         self.retired = True
@@ -235,7 +260,6 @@ class Consumer:
         self.pause()
         await self.finish_running()
         await self.close_channel()
-        self.last_delivery = 0.0
         if not self.transport._closed and not self.retired:
             await self.open()
 
@@ -292,7 +316,6 @@ class Consumer:
         Runs in aiormq's task for the message (cancelled if the connection drops, which
         only costs what the broker redelivers anyway); the handler never does.
         """
-        self.last_delivery = time.monotonic()
         delivery = cast("Basic.Deliver", message.delivery)
         tag = _tag(message)
         try:
@@ -457,6 +480,11 @@ class Consumer:
         self.pause()
         self.stalled = True
         self._unstarted[tag] = event.id
+
+
+def _is_ping(message: DeliveredMessage) -> bool:
+    headers = message.header.properties.headers
+    return headers is not None and PING_HEADER in headers
 
 
 def _tag(message: DeliveredMessage) -> int:

@@ -9,7 +9,6 @@ import logging
 import math
 import random
 import re
-import time
 import unicodedata
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,16 @@ from ..._errors import ConfigurationError
 from ..._loops import settled
 from ..base import Subscription, cancelled_by_caller, cancelling, resume_cancellation
 from . import _config
-from ._config import AMQP_NAME, LANE_HEADER, LANES, MAX_EXCHANGE_NAME, PRESENCE, RELEASED
+from ._config import (
+    AMQP_NAME,
+    LANE_HEADER,
+    LANES,
+    MAX_EXCHANGE_NAME,
+    PING_EXPIRY,
+    PING_HEADER,
+    PRESENCE,
+    RELEASED,
+)
 from ._consumer import Consumer, Declare, Members
 
 if TYPE_CHECKING:
@@ -33,6 +41,9 @@ MAX_BASE = MAX_EXCHANGE_NAME - len(".nolane")
 _UNREADABLE = re.compile(r"[^A-Za-z0-9_.-]+")
 #: hex digits of the digest that makes a shortened base unique
 _DIGEST_LENGTH = 20
+#: longest a rebalancing round waits for its own pings (seconds; a quarter of
+#: ``rebalance_interval`` when that is shorter)
+PING_WAIT = 0.5
 
 
 def group_base(exchange: str, group: str, name: str) -> str:
@@ -95,8 +106,18 @@ class Group:
     receive. As the first process to subscribe would end up active everywhere, members
     count each other (each holds a consumer on a small presence queue), and every
     ``rebalance_interval`` a member active on more than ``ceil(partitions / members)``
-    busy partitions hands the excess to whoever waits next in line: it finishes the
+    partitions hands the excess to whoever waits next in line: it finishes the
     deliveries in progress, closes that partition's channel and consumes again.
+
+    AMQP does not tell a consumer it became active; its first delivery does, and it
+    stays active until its channel closes. So a member learns the idle partitions it is
+    active on from pings: an empty message with a ``pepperpy-ping`` header, published
+    to a partition queue and acknowledged, unhandled, by whoever is active there. Each
+    member pings the partitions it does not know itself active on, once per member count
+    and consume (a new member, one gone, a hand-over, a reconnect), and waits a moment
+    for its own pings before it counts. Counting only partitions with recent deliveries
+    (before) left a first member active on every idle partition: a few busy keys never
+    made it exceed its share, and all their events went to it.
     """
 
     def __init__(self, transport: RabbitMQTransport, base: str, first: Subscription) -> None:
@@ -113,6 +134,8 @@ class Group:
         self._presence = base + PRESENCE
         self._control: AbstractChannel | None = None
         self._rebalancer: asyncio.Task[None] | None = None
+        #: consumer -> (member count, its consumes) when this member last pinged its queue
+        self._pinged: dict[Consumer, tuple[int, int]] = {}
 
     def _declarer(self, name: str) -> Declare:
         """Declare a partition queue on its consumer's channel, which declares it again
@@ -187,7 +210,11 @@ class Group:
                 arguments={"alternate-exchange": fallback.name},
             )
             transport._declared(exchanges=(fallback.name, lanes.name))
-            for index, name in enumerate(self.queue_names):
+            # the last partition first: while another member declares the layout, one
+            # with p0 and without the last is never ours half-made (_check_partitions)
+            last = len(self.queue_names) - 1
+            for index in (last, *range(last)):
+                name = self.queue_names[index]
                 queue = await channel.declare_queue(
                     name, durable=True, arguments=transport._group_queue_arguments()
                 )
@@ -284,11 +311,21 @@ class Group:
                 continue
             if members is None or members <= 1:  # None: no presence queue (restoring)
                 continue
-            recent = time.monotonic() - 2 * interval
-            active = [c for c in self.consumers if c.last_delivery >= recent]
+            try:
+                await self._ping(members, min(interval / 4, PING_WAIT))
+            except Exception as exc:  # the control channel away: rebalance on what we know
+                logger.debug("could not ping the partitions of %s: %s", self.base, exc)
+            except asyncio.CancelledError:
+                if cancelled_by_caller():
+                    raise
+                logger.debug("could not ping the partitions of %s: connection lost", self.base)
+                continue
+            active = [c for c in self.consumers if c.known_active]
             share = math.ceil(len(self.consumers) / members)
             if len(active) > share:
-                excess = random.sample(active, len(active) - share)
+                random.shuffle(active)
+                active.sort(key=lambda consumer: consumer.busy)  # idle ones move first
+                excess = active[: len(active) - share]
                 results = await asyncio.gather(
                     *(consumer.rejoin() for consumer in excess), return_exceptions=True
                 )
@@ -297,6 +334,34 @@ class Group:
                         logger.warning(
                             "could not hand a partition of %s over: %s", self.base, result
                         )
+
+    async def _ping(self, members: int, wait: float) -> None:
+        """Ping the partitions this member does not know itself active on (not pinged for
+        this member count and consume yet), then wait up to ``wait`` seconds for them."""
+        control = self._control
+        unknown = [
+            consumer
+            for consumer in self.consumers
+            if consumer.queue_name is not None
+            and not consumer.known_active
+            and self._pinged.get(consumer) != (members, consumer.consumes)
+        ]
+        if control is None or not unknown:
+            return
+        underlay = await control.get_underlay_channel()
+        properties = self.transport._aiormq.spec.Basic.Properties(
+            headers={PING_HEADER: True}, expiration=str(int(PING_EXPIRY * 1000))
+        )
+        for consumer in unknown:
+            assert consumer.queue_name is not None
+            await underlay.basic_publish(
+                b"", exchange="", routing_key=consumer.queue_name, properties=properties
+            )
+            self._pinged[consumer] = (members, consumer.consumes)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + wait
+        while loop.time() < until and not all(c.known_active for c in unknown):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)  # (nothing to wait on: a delivery sets no event)
 
     async def _count_members(self) -> int | None:
         """The group's member processes (its presence queue's consumers); None while
