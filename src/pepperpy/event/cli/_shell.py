@@ -84,6 +84,7 @@ def _store_value(context: click.Context, parameter: click.Parameter, value: str)
 def store_option(function: F) -> F:
     return click.option(
         "--store",
+        metavar="URL",
         envvar="PEPPERPY_EVENT_STORE",
         default=DEFAULT_STORE,
         show_default=True,
