@@ -56,6 +56,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._checkpoint_base import save_checkpoint
+from ._checkpoint_head import check_not_past_head
 from ._checkpoints import (
     Checkpoint,
     CheckpointStore,
@@ -339,6 +340,7 @@ class Projection(Following):
         await self._check_read()
         await self._check_scope(f"loading {self._what}")
         saved = await self.state_store.load(self._key)
+        await self._check_head(saved)
         unsealed = False
         if saved is None:
             self._state, self._position, self._revision = self._fresh_state(), None, None
@@ -349,6 +351,18 @@ class Projection(Following):
         if unsealed:  # saved before the store had encryption: sealed from now on
             await self._commit(self._state, self._position)
         return self._state
+
+    async def _check_head(self, saved: Checkpoint | None) -> None:
+        """Refuse a state saved at a position past the store's newest event (see
+        :mod:`._checkpoint_head`): the events since, up to there, would never be applied."""
+        if saved is not None:
+            await check_not_past_head(
+                self.store,
+                f"the saved state of {self._what}",
+                saved.position,
+                "Call rebuild() to fold the log as it is now from its first event; if "
+                "state_store= holds another event store's states, give it this store's.",
+            )
 
     async def _unseal(self, saved: Checkpoint) -> tuple[Any, bool]:
         """The state of ``saved``, and whether it has to be sealed (see :func:`unseal`)."""

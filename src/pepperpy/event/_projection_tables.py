@@ -113,6 +113,7 @@ class TableProjection(Projection):
         await self._check_read()
         await self._check_scope(f"loading {self._what}")
         saved = await self.state_store.load(self._key)
+        await self._check_head(saved)
         self._state, self._position = [], None if saved is None else saved.position
         self._revision = None if saved is None else saved.revision
         self._loaded = True

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._checkpoint_base import save_checkpoint
+from ._checkpoint_head import check_not_past_head
 from ._errors import ConcurrencyError, ConfigurationError, ReplayError, StoreError
 from ._event import Event
 from ._handlers import check_handler, is_async_callable
@@ -158,6 +159,15 @@ class ReplayRun:
             )
         if "streams" in state or "types" in state:  # else saved before filters were recorded
             self._check_filters({"streams": state.get("streams"), "types": state.get("types")})
+        name = self.checkpoint_name
+        await check_not_past_head(
+            self.replay.store,
+            f"replay checkpoint {name!r}",
+            saved.position,
+            f"Delete it with replay.reset({name!r}) to replay from start_pos again; if "
+            "checkpoints= holds another event store's checkpoints, give it this store's.",
+            stream=self.scope.removeprefix("stream:") if self.scope != "all" else None,
+        )
         self.saved_position, self.saved_revision = saved.position, saved.revision
         return max(start, saved.position + 1)
 
