@@ -34,6 +34,7 @@ from typing import Any, cast
 
 from ._cancel import cancelled_by_caller, resume_cancellation
 from ._checkpoint_base import _conflict, save_checkpoint
+from ._checkpoint_head import check_not_past_head
 from ._checkpoints import (
     CheckpointStore,
     MemoryCheckpointStore,
@@ -135,6 +136,7 @@ class StoreCheckpoint:
         self.every = check_count(every, "checkpoint_every")
         self.interval = check_seconds(interval, "checkpoint_interval")
         self.store, self.owned = checkpoints_for(store, checkpoints)
+        self.events = store  # the event store, whose head a loaded checkpoint is checked against
         if self.store.read_only:
             raise ConfigurationError(
                 f"checkpoint {name!r} cannot be saved: the checkpoint store "
@@ -204,6 +206,14 @@ class StoreCheckpoint:
                 f"from_position={saved.position + 1} to start where it stopped), or reset it "
                 "with processor.reset_checkpoint()"
             )
+        await check_not_past_head(
+            self.events,
+            f"processor checkpoint {self.name!r}",
+            saved.position,
+            f"Delete it with processor.reset_checkpoint(store, {self.name!r}) to process "
+            "from from_position again; if checkpoints= holds another event store's "
+            "checkpoints, give it this store's.",
+        )
         self.saved = self.done = saved.position
         self.revision = saved.revision
         return max(from_position, saved.position + 1)
