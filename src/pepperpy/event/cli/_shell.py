@@ -325,10 +325,12 @@ async def open_store(
 ) -> AsyncIterator[EventStore]:
     """The store at ``url``, open for the length of the block.
 
-    Reading commands (``reading``) never make a store of a file: an existing SQLite file
-    must already be an event store (an empty file, or another application's database,
-    is refused and left as it is), checked before anything else opens it (a replay's
-    checkpoint table); with ``must_exist`` a missing file is refused too. A bad URL (a
+    Reading commands (``reading``) never make a store of a file or a database: an
+    existing SQLite file must already be an event store (an empty file, or another
+    application's database, is refused and left as it is), and so must a PostgreSQL
+    database (or ``?schema=``), which gets no tables; checked before anything else opens
+    it (a replay's checkpoint table). With ``must_exist`` a missing SQLite file is
+    refused too (without it, ``tail -f`` and ``serve`` make it, to follow). A bad URL (a
     port out of range, say) is refused by the store itself, before it connects.
     ``given`` names where ``url`` came from in errors (``copy``'s ``SOURCE_URL``); by
     default the subcommand's ``--store``, its environment variable or the default.
@@ -349,13 +351,26 @@ async def open_store(
                 f"{_relative_hint(path)})"
             )
     async with EventStore(url) as store:
-        if reading and path is not None and path.exists():
-            from ..store.sqlite import SQLiteBackend
-
-            if isinstance(store.backend, SQLiteBackend):
-                store.backend.create = False
-                await store.read_all(0, limit=1)  # refuses a file that is not a store
+        if reading and _may_not_create(store, path):
+            await store.read_all(0, limit=1)  # refuses a file or database without a store
         yield store
+
+
+def _may_not_create(store: EventStore, path: Path | None) -> bool:
+    """Set a reading command's store not to create itself: an existing SQLite file, or
+    any PostgreSQL database (another application's, given by mistake, must not get the
+    store's tables; there is no missing file to tell a store yet to come by). True if
+    set, and the store must then be checked."""
+    from ..store.postgres import PostgresBackend
+    from ..store.sqlite import SQLiteBackend
+
+    backend = store.backend
+    if isinstance(backend, PostgresBackend) or (
+        isinstance(backend, SQLiteBackend) and path is not None and path.exists()
+    ):
+        backend.create = False
+        return True
+    return False
 
 
 def _store_origin() -> str:

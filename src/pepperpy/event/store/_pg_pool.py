@@ -80,6 +80,8 @@ class Pools:
         self.options = options
         self.schema = options.schema
         self._settings = {} if self.schema is None else {"search_path": self.schema}
+        #: whether the first use may create the store (see ``PostgresBackend.create``)
+        self.create = True
         self._status = status
         #: the bounded attempts, shared with the checkpoint store
         self._attempts = Attempts(asyncpg, options, logger)
@@ -228,7 +230,7 @@ class Pools:
         pool = await self._connect(on)
         try:
             await self._attempts.set_up(
-                functools.partial(migrate, schema=self.schema),
+                functools.partial(migrate, schema=self.schema, create=self.create),
                 _Loans(self, pool, self._cannot_connect, self._attempts.connect_errors),
                 what="PostgreSQL schema setup",
                 failure=lambda reason: StoreError(f"PostgreSQL schema setup failed: {reason}"),

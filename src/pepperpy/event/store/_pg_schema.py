@@ -451,8 +451,12 @@ _HAS_VERSIONS = "SELECT to_regclass('pepperpy_schema_version') IS NOT NULL"
 _VERSION = "SELECT coalesce(max(version), 0) FROM pepperpy_schema_version"
 
 
-async def migrate(connection: Any, schema: str | None) -> None:
+async def migrate(connection: Any, schema: str | None, create: bool = True) -> None:
     """Create or upgrade the schema; concurrent starters queue on :data:`SCHEMA_LOCK`.
+
+    With ``create`` False a database (or ``schema``) that holds no store is refused
+    (:func:`_missing`) before anything is written; a store of an older version is
+    still migrated.
 
     The version is read first, without DDL or lock: a store already up to date costs
     two reads, and a role without CREATE rights (DML only, the DDL run by the owner)
@@ -468,12 +472,15 @@ async def migrate(connection: Any, schema: str | None) -> None:
     again after a failure is safe. A schema version newer than this library's is refused
     (:class:`StoreError`, ``written`` False), and the store left as it is.
     """
+    current = 0
     if await connection.fetchval(_HAS_VERSIONS):
         current = await connection.fetchval(_VERSION)
         if current > len(_MIGRATIONS):
             raise _newer(current, schema)
         if current == len(_MIGRATIONS):
             return
+    if current == 0 and not create:  # no table, or one a first setup left empty
+        raise await _missing(connection, schema)
     async with _long(connection, LongStep(None, len(_MIGRATIONS))):
         await connection.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
     if schema is not None:
@@ -502,6 +509,23 @@ def _newer(version: int, schema: str | None) -> StoreError:
         f"PostgreSQL: the store{where} has schema version {version}, newer than this "
         f"pepperpy-event knows ({len(_MIGRATIONS)}): upgrade pepperpy-event to use it; "
         "it was left as it is"
+    )
+    error.written = False
+    return error
+
+
+async def _missing(connection: Any, schema: str | None) -> StoreError:
+    """The refusal of a database without a store, opened not to create one: the
+    database given by mistake (another application's) is left without our tables."""
+    database, searched = await connection.fetchrow(
+        "SELECT current_database(), array_to_string(current_schemas(false), ', ')"
+    )
+    where = f"schema {schema!r}" if schema is not None else f"search_path {searched or '(empty)'}"
+    error = StoreError(
+        f"PostgreSQL: no event store in database {database!r} ({where}: no "
+        "pepperpy_schema_version table); it was opened with create=False (as commands "
+        "that only read open it), so nothing was made there: check the database name (and "
+        "?schema=) in the URL, or create the store first by writing to it"
     )
     error.written = False
     return error

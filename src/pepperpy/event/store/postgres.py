@@ -153,9 +153,18 @@ _NAMES_UNDER = (
 
 
 class PostgresBackend(StoreBackend):
-    """Events in PostgreSQL tables, written in commit order, followed via NOTIFY."""
+    """Events in PostgreSQL tables, written in commit order, followed via NOTIFY.
 
-    def __init__(self, url: str) -> None:
+    The tables are created on first use if they are missing. With ``create=False`` (also
+    settable as the ``create`` attribute before first use) only an existing store is
+    opened: a database (or ``?schema=``) without one raises
+    :class:`~pepperpy.event.StoreError` naming the database on first use, and nothing is
+    created there, so a tool that only reads cannot fill another application's database,
+    given by mistake, with a store's tables. A store of an older schema version is still
+    migrated, as on any open.
+    """
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self._asyncpg = require("asyncpg", extra="postgres", feature="the PostgreSQL store")
         self.url = url
         self._dsn, self.options = parse_options(url)
@@ -172,6 +181,7 @@ class PostgresBackend(StoreBackend):
         self._pools = Pools(self._asyncpg, url, self._dsn, self.options, self._status)
         #: what asyncpg raises (see ``Pools.errors``)
         self._errors = self._pools.errors
+        self.create = create
         # dropped without close(): close the connections, with a warning; not at exit
         # (asyncio.run() has dropped them already when its loop ends)
         weakref.finalize(
@@ -185,6 +195,15 @@ class PostgresBackend(StoreBackend):
     @_closed.setter
     def _closed(self, closed: bool) -> None:
         self._status.closed = closed
+
+    @property
+    def create(self) -> bool:
+        """Whether the first use may create the store's tables (see the class)."""
+        return self._pools.create
+
+    @create.setter
+    def create(self, create: bool) -> None:
+        self._pools.create = create
 
     def __repr__(self) -> str:
         return f"PostgresBackend({redact_url(self.url)!r})"
