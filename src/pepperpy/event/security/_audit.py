@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 from collections import deque
@@ -112,7 +113,9 @@ class AuditLog(OneConnection):
             busy_timeout, "busy_timeout", ConfigurationError, zero=False
         )
         self._chain = Chain(key)
-        self._path = path
+        #: absolute, fixed now: reads open connections of their own, and a forked child
+        #: its writer's, which must not follow an ``os.chdir()``
+        self._path = path if path in (None, "", ":memory:") else os.path.abspath(path)
         self._read_only = read_only
         #: read-only, in a directory SQLite cannot make the -wal and -shm in: read as a
         #: file nothing writes (see _audit_file.open_existing)

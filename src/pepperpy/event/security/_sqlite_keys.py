@@ -44,7 +44,9 @@ class SQLiteKeyStore(OneConnection, KeyStore):
     """
 
     def __init__(self, path: str) -> None:
-        self.path = path
+        #: absolute, fixed now: a connection opened again later (in a forked child, or
+        #: after a write found the file read-only) must not follow an ``os.chdir()``
+        self.path = path = _absolute(path)
         #: held around every use of the connection, and by fork() (``.._sqlite``)
         self._lock = threading.Lock()
         self._closed = False
@@ -68,7 +70,7 @@ class SQLiteKeyStore(OneConnection, KeyStore):
         """``error`` as an :class:`EncryptionError` naming the file and its cause (lock
         held). A read-only file: see ``_reopen``."""
         self._reopen = self._reopen or read_only_file(error)
-        path = os.path.abspath(self.path)
+        path = self.path
         return named_error(
             error, path, outcome, head=f"the key store {path!r} failed", kind=EncryptionError
         )
@@ -268,6 +270,12 @@ class SQLiteKeyStore(OneConnection, KeyStore):
 
     def __exit__(self, *exc_info: object) -> None:
         self._close()
+
+
+def _absolute(path: str) -> str:
+    """``path`` made absolute against today's working directory (SQLite's in-memory
+    names as they are)."""
+    return path if path in ("", ":memory:") else os.path.abspath(path)
 
 
 def _check_own_file(path: str) -> None:
