@@ -340,12 +340,14 @@ class Projection(Following):
         await self._check_read()
         await self._check_scope(f"loading {self._what}")
         saved = await self.state_store.load(self._key)
-        await self._check_head(saved)
         unsealed = False
         if saved is None:
             self._state, self._position, self._revision = self._fresh_state(), None, None
         else:
+            # unsealed first: a sealed state binds its position, so one moved past the
+            # head by an edit is refused as tampered with, the more precise diagnosis
             state, unsealed = await self._unseal(saved)
+            await self._check_head(saved)
             self._state, self._position, self._revision = state, saved.position, saved.revision
         self._loaded = True
         if unsealed:  # saved before the store had encryption: sealed from now on
