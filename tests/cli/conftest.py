@@ -42,6 +42,23 @@ def start_command(*args: str, cwd: Path) -> subprocess.Popen[str]:
     )
 
 
+def thread_waits_in(pid: int, matches: Callable[[str], bool]) -> bool:
+    """Whether a thread of process ``pid`` waits in a kernel function (its
+    ``/proc/PID/task/TID/wchan``) that ``matches`` accepts."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/wchan", encoding="ascii") as wchan:
+                if matches(wchan.read()):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The command's environment: no inherited PEPPERPY_EVENT_* settings.
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import command_env, start_command
+from .conftest import command_env, start_command, thread_waits_in
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc")
 
@@ -35,18 +35,7 @@ _LINE = (
 
 def _reading_a_pipe(pid: int) -> bool:
     """Whether a thread of ``pid`` waits in a read of a pipe."""
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return False
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/wchan", encoding="ascii") as wchan:
-                if "pipe" in wchan.read():
-                    return True
-        except OSError:
-            continue
-    return False
+    return thread_waits_in(pid, lambda wchan: "pipe" in wchan)
 
 
 def _stop(importing: subprocess.Popen[str], signum: int) -> tuple[int, str]:

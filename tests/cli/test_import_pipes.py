@@ -16,7 +16,7 @@ import pytest
 
 from pepperpy.event import Event
 
-from .conftest import Cli, command_env, start_command
+from .conftest import Cli, command_env, start_command, thread_waits_in
 from .test_cli import ok, seed
 
 pytestmark = pytest.mark.skipif(not Path("/dev/fd").is_dir(), reason="needs /dev/fd")
@@ -68,18 +68,7 @@ def test_import_refuses_a_directory(cli: Cli, tmp_path: Path) -> None:
 
 def _waiting_for_a_writer(pid: int) -> bool:
     """Whether a thread of ``pid`` waits in a FIFO's open for a writer."""
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return False
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/wchan", encoding="ascii") as wchan:
-                if wchan.read().strip() == "wait_for_partner":
-                    return True
-        except OSError:
-            continue
-    return False
+    return thread_waits_in(pid, lambda wchan: wchan.strip() == "wait_for_partner")
 
 
 @pytest.mark.parametrize(
