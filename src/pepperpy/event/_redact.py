@@ -6,6 +6,7 @@ stores, transports (Redis, NATS, RabbitMQ), the email channel and the command li
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote_plus
 
 __all__ = ["redact_url"]
@@ -19,6 +20,17 @@ _TOKEN_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
 #: NATS transport takes ``?token=`` as well as ``nats://TOKEN@host``
 _SECRET_OPTIONS = frozenset({"password", "sslpassword", "token"})
 
+#: where a list of URLs goes on to its next one (``nats://a:4222,nats://u:p@b:4222``)
+_NEXT_URL = re.compile(r",(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+#: an authority that ends where it should: ``[user[:password]@]host[:port]``; a piece of
+#: a list whose authority is no such thing was cut inside a password (``u:pa,x://...``)
+_AUTHORITY = re.compile(r"(?:[^@]*@)?(?:\[[^\]]*\]|[^:@\[\]]*)(?::[0-9]*)?")
+#: a secret of a libpq keyword/value connection string (``host=db password=s3cret``,
+#: ``password = 'two words'``): its name, the ``=``, and its value, quoted or not
+_CONNINFO_SECRET = re.compile(
+    r"(?i)(?<![\w.-])((?:ssl)?password|token)(\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s']\S*)"
+)
+
 
 def redact_url(url: str) -> str:
     """The URL with its passwords replaced by ``***`` (for reprs and error messages).
@@ -31,10 +43,47 @@ def redact_url(url: str) -> str:
     ends at the last ``@`` before the path (``/``), the query (``?``) or a fragment,
     or, for a password holding a raw ``/``, at the last ``@`` before the query; for one
     holding a raw ``?`` or ``#``, at the last ``@`` before the path.
+
+    A list of URLs (NATS servers, ``nats://a:4222,nats://u:p@b:4222``) has each of its
+    URLs' passwords hidden. A string that is no URL (no ``://``) has the values of the
+    same options hidden where it reads as a libpq keyword/value connection string
+    (``host=db password=s3cret``), and everything from its first ``:`` to the ``@`` of
+    what may be a user part (``postgresql:app:s3cret@db``, a URL missing its ``//``,
+    shows as ``postgresql:***@db``): such strings are refused, and their errors show
+    them.
     """
+    if "://" not in url:
+        return _redact_not_a_url(url)
+    pieces = _NEXT_URL.split(url)
+    if len(pieces) > 1 and all(_whole(piece) for piece in pieces[:-1]):
+        return ",".join(_redact_one(piece) for piece in pieces)
+    return _redact_one(url)
+
+
+def _whole(piece: str) -> bool:
+    """Whether ``piece`` of a list of URLs ends as a URL does, not inside a password."""
+    rest = piece.partition("://")[2]
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return _AUTHORITY.fullmatch(authority) is not None
+
+
+def _redact_not_a_url(text: str) -> str:
+    """``text`` (no ``://``) with a conninfo's secrets and a ``user:password@`` hidden.
+
+    Without the ``//`` a scheme cannot be told from a user name, so everything from the
+    first ``:`` to the ``@`` goes (never too little).
+    """
+    text = _CONNINFO_SECRET.sub(lambda found: f"{found[1]}{found[2]}***", text)
+    head = text.split("/", 1)[0]
+    end = head.rfind("@") if "@" in head else text.rfind("@")
+    if end > 0 and ":" in text[:end]:
+        text = text[: text.index(":")] + ":***" + text[end:]
+    return text
+
+
+def _redact_one(url: str) -> str:
+    """:func:`redact_url` for one URL (holding ``://``)."""
     scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
     head = rest.split("?", 1)[0].split("#", 1)[0]  # authority and path
     authority = head.split("/", 1)[0]
     end = authority.rfind("@") if "@" in authority else head.rfind("@")
