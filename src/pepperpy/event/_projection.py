@@ -74,6 +74,7 @@ from ._loops import settled
 from ._options import check_count
 from ._patterns import parse_pattern
 from ._projection_follow import (
+    Log,
     reached,
 )
 from ._projection_handlers import Apply, ProjectionHandlers
@@ -244,6 +245,13 @@ class Projection(Following):
         done once ``global_position`` is in the log and every event it reads up to there
         is committed (none lies between its position and ``global_position``), and then
         ``global_position`` is returned.
+
+        A position it can never reach raises: the event store closed, before or during
+        the wait (``ClosedError``), or a position past the head of a store nothing
+        appends to (``immutable=1``: ``ValueError``). One past the head of an open store
+        is waited for (another writer may append it); a wait cancelled while it is not
+        in the log carries a note saying so (the ``TimeoutError`` of ``asyncio.timeout``
+        shows it as its cause): an append's own ``global_position`` always is.
         """
         check_count(global_position, "global_position", least=0, error=ValueError)
         if global_position > MAX_POSITION:  # no store reaches it: it would wait for ever
@@ -253,8 +261,15 @@ class Projection(Following):
         await self._check_read()  # once, whether the position is reached here or on disk
         await self._check_scope(f"waiting on {self._what}")
         through = self._read_through if self._streams or self._types else None
+        store = self.store
+        log = Log(
+            self._what,
+            lambda: store.closed,
+            store.backend.head,
+            frozen=getattr(store.backend, "immutable", False) is True,
+        )
         return await reached(
-            global_position, self._moved, lambda: self._at, self._saved_position, through
+            global_position, self._moved, lambda: self._at, self._saved_position, log, through
         )
 
     async def _read_through(self, target: int, at: int | None) -> bool:

@@ -9,16 +9,32 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeGuard
 
-from ._errors import ConcurrencyError, EncryptionError, StoreError, StreamDeletedError
+from ._errors import (
+    ClosedError,
+    ConcurrencyError,
+    EncryptionError,
+    StoreError,
+    StreamDeletedError,
+)
 from ._event import Event
 from .store._reader import Outage
 from .store._waiters import LoopWaiters
 
 logger = logging.getLogger("pepperpy.event.replay")
 
-__all__ = ["is_outage", "reached", "recovered", "ride_out", "standing", "taken_over", "waiting"]
+__all__ = [
+    "Log",
+    "is_outage",
+    "reached",
+    "recovered",
+    "ride_out",
+    "standing",
+    "taken_over",
+    "waiting",
+]
 
 
 def is_outage(error: BaseException) -> TypeGuard[StoreError]:
@@ -90,11 +106,24 @@ async def waiting(reader: AsyncIterable[Event], most: int) -> AsyncGenerator[lis
         await asyncio.gather(reading, return_exceptions=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Log:
+    """What ``reached`` asks of the event store: whether it is closed, its newest
+    global position, and whether nothing will ever be appended to it (an SQLite store
+    opened with ``?immutable=1``). ``what`` names the projection in messages."""
+
+    what: str
+    closed: Callable[[], bool]
+    head: Callable[[], Awaitable[int | None]]
+    frozen: bool = False
+
+
 async def reached(
     position: int,
     moved: LoopWaiters,
     at: Callable[[], int | None],
     saved: Callable[[], Awaitable[int | None]],
+    log: Log,
     through: Callable[[int, int | None], Awaitable[bool]] | None = None,
 ) -> int:
     """Wait until ``at()`` (woken through ``moved``) or ``saved()`` (polled, 10 ms
@@ -104,24 +133,62 @@ async def reached(
     lies after ``known`` (the further of the two, None if neither has a position) up to
     ``position``: a projection with filters only moves with the events it reads, so an
     event it does not read may hold ``position``. When it says so, ``position`` is
-    returned."""
+    returned.
+
+    A position that can never be reached raises: the store closed (before or during
+    the wait: ``ClosedError``), or one past the head of a store nothing appends to
+    (``ValueError``). One past the head of an open store is waited for (another writer
+    may append it), and the head is read again at each poll until the position is in
+    the log; a wait cancelled (``asyncio.timeout``) while it is not gets a note saying
+    so, which the ``TimeoutError`` shows as its cause."""
     pause = 0.01
-    while True:
-        woken = moved.register()  # before looking: no wake-up falls between the two
-        here = at()
-        if here is not None and here >= position:
-            return here
-        there = await saved()
-        if there is not None and there >= position:
-            return there
-        if through is not None:
+    head: int | None = None
+    written = False  # whether ``position`` was in the log at the last look
+    try:
+        while True:
+            woken = moved.register()  # before looking: no wake-up falls between the two
+            here = at()
+            if here is not None and here >= position:
+                return here
+            there = await saved()
+            if there is not None and there >= position:
+                return there
             known = max((p for p in (here, there) if p is not None), default=None)
-            if await through(position, known):
+            if log.closed():
+                raise ClosedError(
+                    f"{log.what} cannot reach global position {position}: the event store "
+                    f"is closed (it is {standing(True, known)})"
+                )
+            if not written:
+                head = await log.head()
+                written = head is not None and head >= position
+                if not written and log.frozen:
+                    raise ValueError(
+                        f"{log.what} cannot reach global position {position}: it is past the "
+                        f"store's newest event ({newest(head)}), and nothing is appended to "
+                        "this store (it is open with immutable=1); is it another store's "
+                        "position?"
+                    )
+            if through is not None and await through(position, known):
                 return position
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(pause):
-                await woken.wait()
-        pause = min(pause * 2, 0.5)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await woken.wait()
+            pause = min(pause * 2, 0.5)
+    except asyncio.CancelledError as cancelled:
+        if not written:
+            cancelled.add_note(
+                f"{log.what} was waiting for global position {position}, which is past "
+                f"the store's newest event ({newest(head)}): an append's global_position "
+                "is in the log once append() returns, so it was never written here; is it "
+                "another store's position, or a stream position (next_expected_version)?"
+            )
+        raise
+
+
+def newest(head: int | None) -> str:
+    """The store's head in words."""
+    return "the store is empty" if head is None else f"global position {head}"
 
 
 async def ride_out(outage: Outage, error: StoreError, name: str, where: str) -> None:
