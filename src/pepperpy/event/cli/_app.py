@@ -26,7 +26,7 @@ from .._errors import StreamDeletedError
 from .._event import Event
 from .._replay import EventReplay, ReplayProgress, ReplayReport
 from .._seconds import check_seconds
-from ..store import AppendResult
+from ..store import AppendResult, EventStore
 from ._audit import audit
 from ._bus import bus
 from ._checkpoints import checkpoints
@@ -54,6 +54,7 @@ from ._shell import (
     store_option,
     time_window,
     verbose_everywhere,
+    waited_for,
     why_not_printed,
 )
 from ._tail import KEPT_LINES, last_events, last_start
@@ -205,7 +206,10 @@ def tail(
         emit(event_json(event) if as_json else global_line(event))
 
     async def work() -> None:
-        async with open_store(store, reading=True, must_exist=not follow) as events:
+        async with open_store(store, reading=True, must_exist=not follow, wait=follow) as events:
+            if waited_for(events):  # started before the store: every event is news
+                await follow_from(events, 0)
+                return
             if lines <= KEPT_LINES:
                 last, next_position = await last_events(events, lines, stream_filter, type_filter)
                 for event in last:
@@ -220,16 +224,18 @@ def tail(
                     )
                     async for event in oldest_first:
                         show(event)
-            if not follow:
-                return
-            seen = 0
-            live = events.subscribe(next_position, streams=stream_filter, types=type_filter)
-            async with live:
-                async for event in live:
-                    show(event)
-                    seen += 1
-                    if count is not None and seen >= count:
-                        break
+            if follow:
+                await follow_from(events, next_position)
+
+    async def follow_from(events: EventStore, position: int) -> None:
+        seen = 0
+        live = events.subscribe(position, streams=stream_filter, types=type_filter)
+        async with live:
+            async for event in live:
+                show(event)
+                seen += 1
+                if count is not None and seen >= count:
+                    break
 
     try:  # following, it may print nothing for long: it watches for the reader leaving
         run(work, watch_stdout=follow)

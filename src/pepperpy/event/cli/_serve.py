@@ -82,7 +82,7 @@ def serve(store: str, host: str, port: int, allow_hosts: tuple[str, ...]) -> Non
 
     async def work() -> None:
         with listen(host, port) as listener, _quiet_cut_tails(stopping):
-            async with open_store(store, reading=True) as events:
+            async with open_store(store, reading=True, wait=True) as events:
                 config = uvicorn.Config(
                     console_app(events, allowed_hosts=hosts, stopping=stopping),
                     log_level="warning",

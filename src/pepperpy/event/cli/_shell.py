@@ -13,6 +13,7 @@ import contextlib
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ import click
 
 from .. import _json
 from .._checkpoints import sqlite_path
-from .._errors import ConfigurationError, PatternError, SerializationError
+from .._errors import ConfigurationError, PatternError, SerializationError, StoreError
 from .._patterns import parse_pattern, parse_topic
 from .._replay import parse_time
 from ..store import ANY, NO_STREAM, STREAM_EXISTS, EventStore
@@ -52,6 +53,7 @@ __all__ = [
     "not_utf8",
     "note",
     "open_store",
+    "waited_for",
     "parse_expected",
     "parse_json",
     "patterns",
@@ -321,7 +323,12 @@ def checked_name(text: str, what: str, kind: Literal["stream", "type", "topic", 
 
 @contextlib.asynccontextmanager
 async def open_store(
-    url: str, *, reading: bool = False, must_exist: bool = False, given: str | None = None
+    url: str,
+    *,
+    reading: bool = False,
+    must_exist: bool = False,
+    given: str | None = None,
+    wait: bool = False,
 ) -> AsyncIterator[EventStore]:
     """The store at ``url``, open for the length of the block.
 
@@ -334,6 +341,10 @@ async def open_store(
     port out of range, say) is refused by the store itself, before it connects.
     ``given`` names where ``url`` came from in errors (``copy``'s ``SOURCE_URL``); by
     default the subcommand's ``--store``, its environment variable or the default.
+
+    With ``wait`` (``tail -f``, ``serve``: commands that follow the store), a PostgreSQL
+    database that holds no store yet is waited on, with a note on stderr, until a writer
+    creates the store there (see :func:`_until_created`), rather than refused.
     """
     path = None
     if url.partition("://")[0].lower() == "sqlite":
@@ -352,8 +363,62 @@ async def open_store(
             )
     async with EventStore(url) as store:
         if reading and _may_not_create(store, path):
-            await store.read_all(0, limit=1)  # refuses a file or database without a store
+            # refuses a file or database without a store
+            if not wait:
+                await store.read_all(0, limit=1)
+            elif await _until_created(store):
+                _WAITED.add(store)
         yield store
+
+
+#: the stores :func:`open_store` waited on until a writer created them
+_WAITED: weakref.WeakSet[EventStore] = weakref.WeakSet()
+
+
+def waited_for(store: EventStore) -> bool:
+    """Whether :func:`open_store` found no store at first and waited for a writer to
+    create it: a follower then follows from the first event (whatever was written
+    before it looked again is news to it too), not from the last ``-n``."""
+    return store in _WAITED
+
+
+#: seconds between two looks for a PostgreSQL store that a follower waits to be created
+STORE_WAIT = 1.0
+
+#: how the store refuses a PostgreSQL database (or schema) that holds no store yet
+_NO_STORE = "PostgreSQL: no event store in database "
+
+
+async def _until_created(store: EventStore) -> bool:
+    """Return once ``store`` (opened with ``create=False``) holds a store; True if
+    there was none at first.
+
+    On PostgreSQL a follower started before the first writer (``tail -f``, ``serve``)
+    finds no store in the database: it waits for one, looking every
+    :data:`STORE_WAIT` seconds and creating nothing, and says so once on stderr (the
+    database given by mistake shows there, as it waits for ever). Ctrl-C stops it as it
+    stops the follower. Any other refusal (not a store, a newer schema, no connection)
+    is raised at once.
+    """
+    waiting = False
+    while True:
+        try:
+            await store.read_all(0, limit=1)
+        except StoreError as exc:
+            reason = str(exc)
+            if not reason.startswith(_NO_STORE):
+                raise
+            if not waiting:
+                waiting = True
+                where = reason.partition(" table)")[0].removeprefix("PostgreSQL: ")
+                note(
+                    f"pepperpy-event: waiting: {where} table) yet; nothing is made there, "
+                    "and the events are followed once a writer creates the store (Ctrl-C "
+                    "to stop)"
+                )
+            await asyncio.sleep(STORE_WAIT)
+        else:
+            return waiting
 
 
 def _may_not_create(store: EventStore, path: Path | None) -> bool:
