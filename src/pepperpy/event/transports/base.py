@@ -90,6 +90,9 @@ CREDENTIALS_REFUSED = "credentials refused"
 ACCESS_REFUSED = "access refused"
 #: anything else: the connection was lost, refused, reset, timed out or went silent
 UNREACHABLE = "unreachable"
+#: the broker answers, but a consumer of the transport's own ended unexpectedly (a bug,
+#: a cancellation by another task): its subscriptions receive nothing until it restarts
+CONSUMER_FAILED = "consumer failed"
 
 
 class NotDelivered(Exception):  # noqa: N818 - a signal, not an error

@@ -36,13 +36,12 @@ check).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import ClosedError
 from ..._patterns import PatternIndex
-from ..base import Subscription, resume_cancellation
+from ..base import CONSUMER_FAILED, Subscription, cancelled_by_caller, resume_cancellation
 from ._config import RedisOptions
 from ._feed import ROOM_WAIT, Feed, StreamId
 from ._outage import Outages
@@ -66,6 +65,10 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = ["ROOM_WAIT", "Feed", "Listener"]
+
+#: seconds a restarted reader must live for its next failure to count as a new one
+#: (logged at ERROR again, restarted after the shortest pause again)
+_LIVED = 30.0
 
 
 class Listener:
@@ -114,6 +117,15 @@ class Listener:
         #: the last refusal logged (logged once, not at every retry)
         self._refused: str | None = None
         self._task: asyncio.Task[None] | None = None
+        #: why the reader ended by itself, and when (monotonic): set from its end until a
+        #: reader started after it has read again, for health() (see _ended)
+        self._failure: tuple[float, str] | None = None
+        #: the automatic restart of a reader that failed, pending
+        self._restart: asyncio.TimerHandle | None = None
+        #: pauses before each restart of a reader that keeps failing
+        self._restarts = Backoff(options.max_backoff)
+        self._born = 0.0  # when the reader last started (monotonic)
+        self._death_logged: str | None = None  # the cause last logged at ERROR
         self.stopping = False  # the transport closes
         self._halting = False  # the last subscription left: the reader ends
         self._idle = False
@@ -136,10 +148,10 @@ class Listener:
                 if self.stopping:  # closed meanwhile: close() saw no reader to stop
                     raise ClosedError("the Redis transport is closed")
                 self._register(Feed(sub, self, *self._feed_args()))
-                self._task = asyncio.get_running_loop().create_task(
-                    self._loop(), name="pepperpy-redis-listener"
-                )
+                self._spawn()
                 return
+            if self._task.done():  # it ended by itself: on again now, where it stopped
+                self._revive()
             feed = self._register(Feed(sub, self, *self._feed_args(), joining=True))
             try:
                 reply: Any = await self._counters(keys=self.streams)
@@ -183,6 +195,8 @@ class Listener:
         """End the reader and wait until it has ended. It has nobody to read for, so
         nothing it holds is lost: cancelled wherever it is (a blocking read, a check of
         a broken stream against a silent Redis), not waited for."""
+        self._cancel_restart()
+        self._failure = None  # no reader is wanted: nobody misses anything
         task = self._task
         if task is None:
             return
@@ -191,6 +205,100 @@ class Listener:
         await asyncio.wait([task])
         self._task = None
         self._halting = False
+
+    # -- the reader's life: started, ended by itself, restarted ------------------------
+
+    def _spawn(self) -> None:
+        """Start the reader (from ``_positions``), watched by :meth:`_ended`."""
+        self._cancel_restart()
+        task = asyncio.get_running_loop().create_task(self._loop(), name="pepperpy-redis-listener")
+        task.add_done_callback(self._ended)
+        self._task = task
+        self._born = time.monotonic()
+
+    def _revive(self) -> None:
+        """Start a reader again after the last one ended by itself, reading on right
+        after the entries it had handed out: nothing published meanwhile is missed, and
+        the feeds take only what follows what they took (nothing twice)."""
+        for p, stream in enumerate(self.streams):
+            self._positions[stream] = id_text(self.ids[p])
+        self._spawn()
+        logger.debug("listener: the shared reader is started again")
+
+    def _cancel_restart(self) -> None:
+        if self._restart is not None:
+            self._restart.cancel()
+            self._restart = None
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The reader ended. Unless it was asked to (close, the last unsubscribe), log
+        why, let health() say so, and, after a failure, start it again after a pause
+        that grows while it keeps failing (up to ``max_backoff``).
+
+        Its loop retries every failure of a round by itself, so this is the death of the
+        loop itself: an error in its own recovery, or a cancellation by another task.
+        A cancelled reader is not restarted here (``asyncio.run`` ending cancels every
+        task, and a new one would outlive it) but by the next subscription.
+        """
+        if task is not self._task or self.stopping or self._halting:
+            return
+        if self._born and time.monotonic() - self._born > _LIVED:
+            self._restarts = Backoff(self._options.max_backoff)  # a new series of failures
+            self._death_logged = None
+        if task.cancelled():
+            cause = "it was cancelled by another task"
+            self._failure = (time.monotonic(), cause)
+            logger.warning(
+                "listener: the shared reader of ungrouped subscriptions ended: %s; they "
+                "receive nothing until the next ungrouped subscription starts it again",
+                cause,
+            )
+            return
+        error = task.exception()
+        if error is None:  # (its loop returns only when asked to end)
+            return
+        cause = f"{type(error).__name__}: {error}"
+        self._failure = (time.monotonic(), cause)
+        if not self._feeds:
+            return
+        delay = self._restarts.next()
+        if cause != self._death_logged:  # once per cause, not at every restart
+            self._death_logged = cause
+            logger.error(
+                "listener: the shared reader of ungrouped subscriptions failed (%s); "
+                "starting it again in %.2fs, reading on where it stopped (backing off up "
+                "to %gs while it keeps failing)",
+                cause,
+                delay,
+                self._options.max_backoff,
+                exc_info=error,
+            )
+        else:
+            logger.debug("listener: the shared reader failed again (%s)", cause)
+        self._restart = asyncio.get_running_loop().call_later(delay, self._restart_due)
+
+    def _restart_due(self) -> None:
+        self._restart = None
+        task = self._task
+        if self.stopping or self._halting or not self._feeds or task is None or not task.done():
+            return
+        self._revive()
+
+    def failed_for(self) -> float | None:
+        """Seconds since the reader ended by itself, while no reader has read since."""
+        failure = self._failure
+        return None if failure is None else time.monotonic() - failure[0]
+
+    def failure(self) -> tuple[str, str] | None:
+        """Why ungrouped subscriptions receive nothing, for health(); None if they do."""
+        failure = self._failure
+        if failure is None:
+            return None
+        return (
+            CONSUMER_FAILED,
+            f"the Redis transport's shared reader of ungrouped subscriptions ended "
+            f"({failure[1]}); it is started again",
+        )
 
     async def _mark_positions(self) -> None:
         """Remember each stream's last id and count: reading starts right after it
@@ -212,12 +320,14 @@ class Listener:
     async def close(self) -> None:
         """Stop reading; deliver every event already read, then return."""
         self.stopping = True
+        self._cancel_restart()
+        self._failure = None
         task = self._task
         if task is not None:
             if self._idle:
                 task.cancel()  # a blocked read: nothing of it has been handed out
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # (a reader that failed was logged when it ended: nothing to raise here)
+            await asyncio.wait([task])
         await asyncio.gather(*(feed.close() for feed in self._feeds))
 
     async def _loop(self) -> None:
@@ -232,6 +342,11 @@ class Listener:
                     if await self._round():
                         backoff = Backoff(self._options.max_backoff)
                         continue
+                except asyncio.CancelledError as exc:
+                    if cancelled_by_caller() or self.stopping or self._halting:
+                        raise
+                    # not ours: a driver failed a future of its with it (a lost connection)
+                    await self._failed(exc)
                 except Exception as exc:
                     await self._failed(exc)
                 self._idle = True  # a pause: close() may cancel it
@@ -269,6 +384,9 @@ class Listener:
             self._idle = False
         self.outages.reached(self)
         self._refused = None
+        if self._failure is not None:  # started again after a failure: it reads again
+            self._failure = None
+            logger.info("listener: the shared reader reads again")
         count = self._options.batch_size
         if counters is not None:
             self._check_counts(counters, reply)
@@ -295,7 +413,7 @@ class Listener:
                 self._positions[self.streams[p]] = entries[-1][0]
         return True
 
-    async def _failed(self, exc: Exception) -> None:
+    async def _failed(self, exc: BaseException) -> None:
         """Log why a round failed (the pause follows); find the streams it could not read."""
         if self.outages.pool_blamed(exc, self._pool_full):
             logger.warning(

@@ -283,14 +283,24 @@ class RedisTransport(RedisPublishing, Transport):
             )
 
     def outage(self) -> float | None:
-        """Seconds since a consumer (or a publish) found Redis unreachable; None while
-        every loop that failed since has had an answer again."""
-        return self._outages.down_for()
+        """Seconds since a consumer (or a publish) found Redis unreachable, or since the
+        shared reader of ungrouped subscriptions ended unexpectedly; None while every
+        loop that failed since has had an answer again (and a reader reads)."""
+        down = self._outages.down_for()
+        dead = None if self._listener is None else self._listener.failed_for()
+        if down is None or dead is None:
+            return dead if down is None else down
+        return max(down, dead)
 
     def outage_reason(self) -> tuple[str, str] | None:
         """Why Redis is out of reach (the latest failure): ``"credentials refused"`` or
-        ``"unreachable"``, with what Redis or the network said; None while reachable."""
-        return self._outages.reason()
+        ``"unreachable"``, with what Redis or the network said; ``"consumer failed"``
+        while the shared reader of ungrouped subscriptions is down though Redis answers
+        (see :meth:`outage`); None while all is well."""
+        reason = self._outages.reason()
+        if reason is None and self._listener is not None:
+            reason = self._listener.failure()
+        return reason
 
     def abandon(self) -> None:
         """Drop the clients of an event loop that ended; shut their sockets down."""
