@@ -49,8 +49,47 @@ __all__ = ["from_python_type", "is_pydantic_model"]
 
 
 def is_pydantic_model(schema: Any) -> bool:
-    """True for a pydantic (v2) model class."""
-    return isinstance(schema, type) and hasattr(schema, "__pydantic_validator__")
+    """True for a pydantic (v2) model class (a pydantic dataclass is read as a dataclass)."""
+    return (
+        isinstance(schema, type)
+        and hasattr(schema, "__pydantic_validator__")
+        and not dataclasses.is_dataclass(schema)
+    )
+
+
+#: the kinds of pydantic decorator that check (or change) what a class accepts
+_PYDANTIC_VALIDATORS = ("validators", "field_validators", "root_validators", "model_validators")
+
+
+def _refuse_code_not_run(cls: Any, kind: str) -> None:
+    """Refuse a dataclass or Struct whose own code checks its data: it is never run.
+
+    The validator reads the class's fields and checks data against them; it never makes
+    an instance, so neither ``__post_init__`` (which dataclasses, msgspec and pydantic
+    run when they make one, and where checks across fields usually live) nor a pydantic
+    dataclass's validators would run, and what they refuse would be accepted silently.
+    """
+    name = cls.__qualname__
+    if getattr(cls, "__post_init__", None) is not None:
+        raise ConfigurationError(
+            f"{kind} {name} defines __post_init__, which the validator never runs (it checks"
+            f" the data against the fields and makes no {name}): what it checks would be"
+            " accepted silently. Register a pydantic model doing those checks (a"
+            " model_validator), or a schema class without __post_init__"
+        )
+    decorators = getattr(cls, "__pydantic_decorators__", None)
+    found = [
+        function
+        for attribute in _PYDANTIC_VALIDATORS
+        for function in getattr(decorators, attribute, {}) or {}
+    ]
+    if found:
+        raise ConfigurationError(
+            f"pydantic dataclass {name} has validators ({', '.join(sorted(found))}), which"
+            " run only when pydantic makes one; the validator reads its fields and makes"
+            " none, so what they refuse would be accepted silently. Register a pydantic"
+            " model (pydantic.BaseModel) with those validators instead"
+        )
 
 
 def _is_class_schema(schema: Any) -> bool:
@@ -182,6 +221,8 @@ class _PythonCompiler:
         if key in self.memo:
             return self.memo[key]
         lazy = self.memo[key] = LazyNode()
+        if dataclasses.is_dataclass(cls):
+            _refuse_code_not_run(cls, "dataclass")
         try:
             hints = typing.get_type_hints(cls, include_extras=True)
         except Exception as exc:
@@ -303,6 +344,7 @@ class _PythonCompiler:
         if key in self.memo:
             return self.memo[key]
         lazy = self.memo[key] = LazyNode()
+        _refuse_code_not_run(info.cls, "msgspec Struct")
         nodefault = self.msgspec.NODEFAULT
         hints = _struct_hints(info.cls)
         fields = []
