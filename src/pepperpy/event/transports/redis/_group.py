@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING, Any
 from ..._bus_logging import log_fields
 from ..._event import Event
 from ..._handlers import cut_off, outcome, start
-from ..base import NotDelivered, Subscription, resume_cancellation
+from ..base import (
+    CONSUMER_FAILED,
+    NotDelivered,
+    Subscription,
+    cancelled_by_caller,
+    resume_cancellation,
+)
 from ._acks import Acks
 from ._config import RedisOptions
 from ._leases import REBALANCE_POLL, Leases, group_id, group_name, member_id
@@ -134,6 +140,9 @@ class GroupMember(PartitionWorkers):
         #: close() gives the partitions (and what is pending) back with a clean handover
         self._leaving = False
         self._beater: asyncio.Task[None] | None = None
+        #: the heartbeat fails by something unexpected (a bug, an unreadable reply): since
+        #: when (monotonic) and why, for health(); None once a heartbeat succeeds
+        self._failing: tuple[float, str] | None = None
         #: monotonic time until which our leases are surely valid (renewal sent + TTL)
         self._lease_deadline = 0.0
 
@@ -293,6 +302,14 @@ class GroupMember(PartitionWorkers):
                     await self._heartbeat()
                     last_ok = time.monotonic()
                     self._outages.reached(key)
+                    if self._failing is not None:
+                        self._failing = None
+                        logger.info("group %r: its leases are renewed again", self.group)
+                except asyncio.CancelledError as exc:
+                    if cancelled_by_caller() or self._stopping:
+                        raise
+                    # not ours: a driver failed a future of its with it
+                    self._unexpected(exc)
                 except (*self._unreachable, self._response_error) as exc:
                     pool = self._outages.pool_blamed(exc, self._pool_full)
                     if pool or isinstance(exc, self._response_error):
@@ -303,10 +320,41 @@ class GroupMember(PartitionWorkers):
                         )
                     else:
                         self._outages.lost(key, f"group {self.group!r} renewing its leases", exc)
-                    if time.monotonic() - last_ok > self._options.lease_ttl:
-                        self._apply(set(), set())  # our leases have expired by now
+                except Exception as exc:  # ending here would stop the member for good
+                    self._unexpected(exc)
+                if time.monotonic() - last_ok > self._options.lease_ttl:
+                    self._apply(set(), set())  # our leases have expired by now
         finally:
             self._outages.forget(key)
+
+    def _unexpected(self, exc: BaseException) -> None:
+        """A heartbeat failed by something else than Redis unreachable or refusing: log
+        it with its traceback (once per cause, not at every heartbeat), let health() say
+        so; the next heartbeat tries again."""
+        cause = f"{type(exc).__name__}: {exc}"
+        failing = self._failing
+        if failing is not None and failing[1] == cause:
+            logger.debug("group %r: lease renewal failed again (%s)", self.group, cause)
+            return
+        self._failing = (time.monotonic() if failing is None else failing[0], cause)
+        logger.error(
+            "group %r: lease renewal failed unexpectedly (%s); retrying at every heartbeat. "
+            "The member delivers nothing once its leases lapse, until a renewal succeeds",
+            self.group,
+            cause,
+            exc_info=exc,
+        )
+
+    def failure(self) -> tuple[float, tuple[str, str]] | None:
+        """Since when (monotonic) and why this member's heartbeat keeps failing
+        unexpectedly, for health(); None while it renews its leases."""
+        failing = self._failing
+        if failing is None or self._stopping:
+            return None
+        return failing[0], (
+            CONSUMER_FAILED,
+            f"the lease heartbeat of Redis group {self.group!r} keeps failing ({failing[1]})",
+        )
 
     async def _rebalance_asked(self) -> bool:
         """Whether the group's epoch moved since our last heartbeat. A failure says no:
@@ -314,6 +362,13 @@ class GroupMember(PartitionWorkers):
         try:
             return await self._leases.moved()
         except (*self._unreachable, self._response_error):
+            return False
+        except asyncio.CancelledError:
+            if cancelled_by_caller() or self._stopping:
+                raise
+            return False  # not ours: a driver failed a future of its with it
+        except Exception as exc:  # the heartbeat, when due, meets it and reports it
+            logger.debug("group %r: reading the group's epoch failed: %r", self.group, exc)
             return False
 
     # -- consuming --------------------------------------------------------------------

@@ -284,17 +284,13 @@ class Listener:
             return
         self._revive()
 
-    def failed_for(self) -> float | None:
-        """Seconds since the reader ended by itself, while no reader has read since."""
-        failure = self._failure
-        return None if failure is None else time.monotonic() - failure[0]
-
-    def failure(self) -> tuple[str, str] | None:
-        """Why ungrouped subscriptions receive nothing, for health(); None if they do."""
+    def failure(self) -> tuple[float, tuple[str, str]] | None:
+        """Since when (monotonic) and why ungrouped subscriptions receive nothing (the
+        reader ended by itself, and none has read since), for health(); None if they do."""
         failure = self._failure
         if failure is None:
             return None
-        return (
+        return failure[0], (
             CONSUMER_FAILED,
             f"the Redis transport's shared reader of ungrouped subscriptions ended "
             f"({failure[1]}); it is started again",

@@ -8,6 +8,7 @@ and subscriptions; publishing and dead letters come from the mixin in
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..._deps import require
@@ -283,24 +284,35 @@ class RedisTransport(RedisPublishing, Transport):
             )
 
     def outage(self) -> float | None:
-        """Seconds since a consumer (or a publish) found Redis unreachable, or since the
-        shared reader of ungrouped subscriptions ended unexpectedly; None while every
-        loop that failed since has had an answer again (and a reader reads)."""
+        """Seconds since a consumer (or a publish) found Redis unreachable, or since a
+        consumer of ours failed unexpectedly (see :meth:`outage_reason`); None while
+        every loop that failed since has had an answer again, and every consumer runs."""
         down = self._outages.down_for()
-        dead = None if self._listener is None else self._listener.failed_for()
-        if down is None or dead is None:
-            return dead if down is None else down
-        return max(down, dead)
+        failure = self._consumer_failure()
+        failed = None if failure is None else time.monotonic() - failure[0]
+        if down is None or failed is None:
+            return failed if down is None else down
+        return max(down, failed)
 
     def outage_reason(self) -> tuple[str, str] | None:
         """Why Redis is out of reach (the latest failure): ``"credentials refused"`` or
-        ``"unreachable"``, with what Redis or the network said; ``"consumer failed"``
-        while the shared reader of ungrouped subscriptions is down though Redis answers
-        (see :meth:`outage`); None while all is well."""
+        ``"unreachable"``, with what Redis or the network said. Else ``"consumer
+        failed"`` while a consumer of ours fails unexpectedly though Redis answers: the
+        shared reader of ungrouped subscriptions ended (it is restarted), or a group
+        member's lease heartbeat keeps failing. None while all is well."""
         reason = self._outages.reason()
-        if reason is None and self._listener is not None:
-            reason = self._listener.failure()
+        if reason is None:
+            failure = self._consumer_failure()
+            reason = None if failure is None else failure[1]
         return reason
+
+    def _consumer_failure(self) -> tuple[float, tuple[str, str]] | None:
+        """The oldest failure of a consumer that goes on: since when, and why."""
+        failures = [member.failure() for member in self._members]
+        if self._listener is not None:
+            failures.append(self._listener.failure())
+        found = [failure for failure in failures if failure is not None]
+        return min(found, key=lambda failure: failure[0]) if found else None
 
     def abandon(self) -> None:
         """Drop the clients of an event loop that ended; shut their sockets down."""
