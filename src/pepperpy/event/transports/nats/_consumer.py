@@ -14,7 +14,10 @@ per-key queue); other messages run concurrently, up to ``max_ack_pending``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -123,6 +126,7 @@ class Consumer:
         prefix: str,
         options: NatsOptions,
         dead_letter: DeadLetterHook,
+        waits_changed: Callable[[], None] = lambda: None,
     ) -> None:
         from nats.errors import Error as NatsError
 
@@ -137,8 +141,15 @@ class Consumer:
         self._prefix_length = len(prefix)
         self._options = options
         self._dead_letter = dead_letter
+        self._waits_changed = waits_changed
+        #: tells this member's notices of changed waits from the other members' (see
+        #: _tell_members)
+        self._member_id = secrets.token_hex(8)
+        #: a group's members hear of changed waits here; None for ungrouped ones
+        self._waits_subject: str | None = None
         if group is not None:
             root = f"{DELIVER_ROOT}.{stream}.{name}"
+            self._waits_subject = f"{root}.waits"
             lanes = [
                 Lane(
                     name,
@@ -169,9 +180,10 @@ class Consumer:
                 )
             ]
         self.lanes = tuple(lanes)
-        #: per JetStream consumer, how long a message may go unreported before an
-        #: in-progress ack keeps it from being redelivered: a third of its ack_wait
-        self._report_after = {lane.name: lane.ack_wait / 3 for lane in lanes}
+        #: per JetStream consumer, its ack_wait as far as this member knows: its own,
+        #: until another member of the group changes it (see _on_waits). A message
+        #: going unreported for a third of it gets an in-progress ack
+        self._waits = {lane.name: lane.ack_wait for lane in lanes}
         self._filter = lanes[0].subject_filter
         self._subs: list[NatsSubscription] = []
         self._turn = 0
@@ -183,7 +195,7 @@ class Consumer:
         #: event it received (to resume from)
         self._last_reply: dict[str, str] = {}
         #: received and not yet settled: id(msg) -> [msg, when last reported alive,
-        #: seconds after which to report it again]
+        #: seconds after which to report it again, name of its JetStream consumer]
         self._unsettled: dict[int, list[Any]] = {}
         #: partition key -> messages waiting for the one in progress with that key
         self._keyed: dict[str, deque[tuple[Msg, Event]]] = {}
@@ -200,7 +212,7 @@ class Consumer:
             deliver_subject=lane.deliver_subject,
             deliver_policy=DeliverPolicy.NEW,
             ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=lane.ack_wait,
+            ack_wait=self._waits[lane.name],
             max_deliver=-1,  # the poison-message limit is enforced here, with a dead letter
             max_ack_pending=lane.max_ack_pending,
             filter_subject=lane.subject_filter.subject,
@@ -229,17 +241,115 @@ class Consumer:
         for lane in self.lanes:
             sub = await self._nc.subscribe(lane.deliver_subject, queue=queue, cb=self._on_message)
             self._subs.append(sub)
+        if self._waits_subject is not None:
+            self._subs.append(await self._nc.subscribe(self._waits_subject, cb=self._on_waits))
         await self._nc.flush()
-        before = await asyncio.gather(*(self._create(lane) for lane in self.lanes))
+        if self.group is None:
+            await asyncio.gather(*(self._create(lane) for lane in self.lanes))
+            return
+        # a group's consumers may exist, made by another member with other waits: the
+        # members still running must report their messages at a third of the new waits
+        # before JetStream applies a shorter one, and may stop doing so once it applies
+        # a longer one
+        before = await asyncio.gather(
+            *(consumer_wait(self._js, self._stream, lane.name) for lane in self.lanes)
+        )
+        changed = [
+            (lane, was)
+            for lane, was in zip(self.lanes, before, strict=True)
+            if was is not None and not same_wait(was, lane.ack_wait)
+        ]
+        shorter = {lane.name: lane.ack_wait for lane, was in changed if lane.ack_wait < was}
+        if shorter:
+            await self._tell_members(shorter, answered=True)
+        joined = await asyncio.gather(*(self._create(lane) for lane in self.lanes))
+        longer = {lane.name: lane.ack_wait for lane, was in changed if lane.ack_wait > was}
+        if longer:
+            await self._tell_members(longer, answered=False)
         report_changed_waits(
             self.group,
             self._stream,
             [
                 (self._wait_option(lane), was, lane.ack_wait)
-                for lane, was in zip(self.lanes, before, strict=True)
-                if was is not None and not same_wait(was, lane.ack_wait)
+                for lane, first, then in zip(self.lanes, before, joined, strict=True)
+                if (was := first if first is not None else then) is not None
+                and not same_wait(was, lane.ack_wait)
             ],
         )
+
+    async def _tell_members(self, waits: dict[str, float], *, answered: bool) -> None:
+        """Tell the group's members running elsewhere the consumers' new ``waits``.
+
+        Each one reports what it holds of those consumers in progress at once, and at a
+        third of the new wait from then on (see :meth:`_on_waits`). ``answered``: wait
+        for their answers (sent once their in-progress acks are out), so that a shorter
+        wait applies only after they have taken it up: until half a second passes
+        without an answer, at most two seconds. Members of versions that do not listen
+        do not answer; they learn the waits only when they are restarted.
+        """
+        assert self._waits_subject is not None
+        payload = json.dumps({"member": self._member_id, "waits": waits}).encode()
+        if not answered:
+            await self._nc.publish(self._waits_subject, payload)
+            return
+        from nats.errors import TimeoutError as NatsTimeout
+
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox)
+        loop = asyncio.get_running_loop()
+        try:
+            await self._nc.publish(self._waits_subject, payload, reply=inbox)
+            await self._nc.flush()
+            deadline = loop.time() + 2.0
+            while (left := min(0.5, deadline - loop.time())) > 0:
+                try:
+                    await sub.next_msg(timeout=left)
+                except NatsTimeout:
+                    break
+        finally:
+            await quietly(sub.unsubscribe(), "dropping a reply inbox", logger, deadline=None)
+
+    async def _on_waits(self, msg: Msg) -> None:
+        """Another member changed (or is about to change) the waits of the group's
+        consumers: report what this member holds of them in progress now, and at a third
+        of their new wait from then on; answer once the reports are out."""
+        try:
+            notice = json.loads(msg.data)
+            waits = {
+                name: float(wait)
+                for name, wait in notice["waits"].items()
+                if name in self._waits and math.isfinite(float(wait)) and float(wait) > 0
+            }
+            member = notice["member"]
+        except (ValueError, TypeError, KeyError, AttributeError):
+            logger.warning("ignoring a message on %s that is no notice of new waits", msg.subject)
+            return
+        if member == self._member_id:
+            return  # our own
+        self._waits.update(waits)
+        from nats.errors import Error as NatsError
+
+        now = time.monotonic()
+        for entry in list(self._unsettled.values()):
+            wait = waits.get(entry[3])
+            if wait is not None:
+                entry[1], entry[2] = now, wait / 3
+                try:
+                    await entry[0].in_progress()
+                except NatsError:
+                    break  # the connection is down: JetStream redelivers them anyway
+        self._waits_changed()
+        if msg.reply:
+            try:
+                await self._nc.publish(msg.reply, b"")
+            except NatsError:
+                pass
+
+    def tick(self) -> float:
+        """How often :meth:`keep_alive` should look: a sixth of the shortest wait, so a
+        message's report, due a third of its wait after the last, goes out at the latest
+        half its wait after it."""
+        return min(self._waits.values()) / 6
 
     async def attach(self, nc: Client, js: JetStreamContext) -> None:
         """Listen through ``nc`` from now on, the client before it having been closed.
@@ -259,6 +369,8 @@ class Consumer:
                 subs.append(
                     await nc.subscribe(lane.deliver_subject, queue=queue, cb=self._on_message)
                 )
+            if self._waits_subject is not None:
+                subs.append(await nc.subscribe(self._waits_subject, cb=self._on_waits))
             await nc.flush()
         except BaseException:  # a half-made set would deliver twice once made again
             for sub in subs:
@@ -269,13 +381,11 @@ class Consumer:
 
     async def _create(self, lane: Lane, **resume: Any) -> float | None:
         """Create the consumer of ``lane``, or join it: a group's exists once a member
-        made it. Returns its ``ack_wait`` before, which this member's replaced if it was
-        another (see ``_waits``), or None if it did not exist."""
+        made it. Returns its ``ack_wait`` before when the server would not take the whole
+        configuration again, so only the wait was changed (see ``_waits``); else None."""
         from nats.js.errors import BadRequestError, NotFoundError, ServerError
 
         before = None
-        if self.group is not None and not resume:
-            before = await consumer_wait(self._js, self._stream, lane.name)
         try:
             info = await self._js.add_consumer(self._stream, self._config(lane, **resume))
         except (BadRequestError, ServerError) as exc:
@@ -326,10 +436,12 @@ class Consumer:
         stream = None
         for lane in self.lanes:
             try:
-                await self._js.consumer_info(self._stream, lane.name)
-                continue
+                info = await self._js.consumer_info(self._stream, lane.name)
             except NotFoundError:
                 pass
+            else:  # its wait, in case a member changed it while this one was away
+                self._learn_wait(lane.name, info.config.ack_wait)
+                continue
             if stream is None:
                 stream = await self._js.stream_info(self._stream)
             resume = self._resume_point(lane, stream)
@@ -351,6 +463,16 @@ class Consumer:
                     lane.name,
                 )
             await self._create(lane, **resume)
+
+    def _learn_wait(self, name: str, wait: float | None) -> None:
+        """Take the ``ack_wait`` the server has for consumer ``name`` as its wait."""
+        if wait is None or wait <= 0 or same_wait(self._waits[name], wait):
+            return
+        self._waits[name] = float(wait)
+        for entry in self._unsettled.values():
+            if entry[3] == name:
+                entry[2] = min(entry[2], wait / 3)
+        self._waits_changed()
 
     def _resume_point(self, lane: Lane, stream: Any) -> dict[str, Any]:
         """Where a recreated consumer starts: right after the last event it received.
@@ -483,8 +605,8 @@ class Consumer:
                 return
             await self._settle(msg, ack=True)
             return
-        report_after = self._report_after.get(consumer, self._options.ack_wait / 3)
-        self._unsettled[id(msg)] = [msg, time.monotonic(), report_after]
+        wait = self._waits.get(consumer, self._options.ack_wait)
+        self._unsettled[id(msg)] = [msg, time.monotonic(), wait / 3, consumer]
         key = event.metadata.get(PARTITION_KEY) if event._metadata else None
         if key is not None:
             if not isinstance(key, str):  # another publisher's: its text orders it

@@ -57,6 +57,7 @@ async def join(transport: NatsTransport, subscription: Subscription) -> None:
         prefix=transport.options.prefix,
         options=transport.options,
         dead_letter=transport._dead_letter,
+        waits_changed=transport._tick_now.set,
     )
     consumer.members.append(subscription)
     try:

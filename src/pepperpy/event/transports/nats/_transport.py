@@ -8,6 +8,7 @@ module has the transport's entry points, its publish path and its shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -131,6 +132,8 @@ class NatsTransport(Connection, Transport):
         self._publisher = secrets.token_hex(8)
         self._publish_count = itertools.count()
         self._ticker: asyncio.Task[None] | None = None
+        #: set when a consumer learns a shorter wait: the ticker looks again at once
+        self._tick_now = asyncio.Event()
         self._restoring: asyncio.Task[None] | None = None
         #: a client the server closed for good, being (or having been) replaced
         self._replaced: Client | None = None
@@ -188,11 +191,16 @@ class NatsTransport(Connection, Transport):
         self._ticker = asyncio.get_running_loop().create_task(self._keep_alive(interval))
 
     async def _keep_alive(self, interval: float) -> None:
-        """Every ``interval``: in-progress acks for events held a third of their
+        """Every ``interval`` (more often once a group's consumers wait less, see
+        ``Consumer.tick``): in-progress acks for events held a third of their
         consumer's ``ack_wait`` since they came or were last reported."""
         while True:
             resume_cancellation()  # one a publish of the last round lost
-            await asyncio.sleep(interval)
+            pause = min([interval, *(c.tick() for c in list(self._consumers.values()))])
+            self._tick_now.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await self._tick_now.wait()
             for consumer in list(self._consumers.values()):
                 try:
                     await consumer.keep_alive()

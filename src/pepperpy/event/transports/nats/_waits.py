@@ -6,6 +6,9 @@ lanes). JetStream can change a durable consumer's ``ack_wait``, so the member th
 last sets the group's wait: the group's waits are those of the member that created or
 updated the consumers last, as for the stream's settings of the program that made it.
 Changing them is not silent: the member logs one WARNING naming the old and new waits.
+The members already running learn them (``Consumer._tell_members``, and on reconnecting
+from the consumers' info), so that they report their slow handlers in progress at a third
+of the group's wait, not of their own.
 A consumer JetStream will not take the whole configuration of again (one recreated from
 a resume point after the server lost it, whose deliver policy cannot change) gets only
 its ``ack_wait`` changed; if the server refuses that too, the member does not join and
@@ -93,10 +96,9 @@ def report_changed_waits(
     logger.warning(
         "group %r on stream %r: its JetStream consumers had %s (set by another member, or "
         "an earlier version of this program); this member's %s now apply to the whole "
-        "group. Members still running with the other waits report their slow handlers "
-        "at a third of those, so handlers of theirs that run longer than the new wait may "
-        "be delivered again: give every member of a group the same ack_wait and "
-        "lane_ack_wait",
+        "group, and the members running now report their slow handlers at a third of "
+        "them: give every member of a group the same ack_wait and lane_ack_wait, as the "
+        "member that joins last sets them",
         group,
         stream,
         was,

@@ -1,0 +1,131 @@
+"""NATS: members already running learn the shorter waits a joining member gives the group.
+
+A group's members share its JetStream consumers, and the member that joins last sets
+their ``ack_wait`` (``lane_ack_wait`` on the key lanes; see test_nats_group_waits.py).
+Before, a running member went on reporting its slow handlers as in progress at a third
+of its own, longer wait: once a member with a shorter wait joined, JetStream gave up on
+the event the running member was still handling and delivered it again (to either
+member): the event was handled twice. Now the joining member tells the running ones
+before it shortens the waits, and they report at a third of the group's wait from then
+on (docs/transport-nats.md, "Groups with other waits").
+
+On the real server, in a stream of the test's own, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from pepperpy.event import Event, EventBus
+from pepperpy.event.transports.nats import NatsTransport
+from tests.bus.faultproxy import FaultProxy
+from tests.bus.test_nats import delete_stream
+from tests.conftest import unique_name
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.nats
+
+
+@pytest.fixture
+async def namespace(nats_url: str) -> AsyncIterator[dict[str, str]]:
+    """A stream and subject prefix of the test's own, deleted afterwards."""
+    name = unique_name("pep")
+    yield {"stream": name.upper(), "prefix": name}
+    await delete_stream(nats_url, name.upper())
+
+
+@pytest.mark.parametrize("key", [None, "customer-7"], ids=["unkeyed", "keyed"])
+async def test_a_running_member_keeps_its_slow_event_once_a_shorter_wait_applies(
+    nats_url: str, namespace: dict[str, str], key: str | None
+) -> None:
+    """The first member handles an event for 7 s; 9 s was the group's wait when it came,
+    and a second member then joins with 2 s. The event is handled once."""
+    handled: list[tuple[str, Any]] = []
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow(event: Event) -> None:
+        handled.append(("first", event.data))
+        started.set()
+        await release.wait()
+
+    def quick(event: Event) -> None:
+        handled.append(("second", event.data))
+
+    first = EventBus(
+        transport=NatsTransport(
+            nats_url, partitions=1, ack_wait=9.0, lane_ack_wait=9.0, **namespace
+        )
+    )
+    first.subscribe("orders.*", group="billing")(slow)
+    second = EventBus(
+        transport=NatsTransport(
+            nats_url, partitions=1, ack_wait=2.0, lane_ack_wait=2.0, **namespace
+        )
+    )
+    second.subscribe("orders.*", group="billing")(quick)
+    async with first:
+        await first.publish("orders.placed", 1, key=key)
+        await asyncio.wait_for(started.wait(), 10)
+        async with second:
+            # three times the group's new wait, and more than half the first member's
+            # own: JetStream would have delivered the event again by now
+            await asyncio.sleep(7.0)
+            release.set()
+            await first.publish("orders.placed", 2, key=key)
+            await eventually(lambda: {data for _, data in handled} == {1, 2})
+            await asyncio.sleep(3.0)  # a redelivery of either would come by now
+    assert sorted(data for _, data in handled) == [1, 2], handled
+    assert handled[0] == ("first", 1)
+
+
+async def test_a_member_away_when_the_waits_changed_learns_them_on_reconnecting(
+    proxy: FaultProxy,
+    through_proxy: Callable[..., NatsTransport],
+    names: dict[str, str],
+    nats_url: str,
+) -> None:
+    """The first member's connection is down while the second joins with 2 s (and
+    leaves again): it misses the notice, and reads the consumers' waits when it is back.
+    It then gets a slow event (7 s), handled once."""
+    handled: list[Any] = []
+    release = asyncio.Event()
+
+    async def slow(event: Event) -> None:
+        handled.append(event.data)
+        await release.wait()
+
+    transport = through_proxy(partitions=1, ack_wait=9.0, lane_ack_wait=9.0)
+    first = EventBus(transport=transport)
+    first.subscribe("orders.*", group="billing")(slow)
+    async with first:
+        proxy.refuse()
+        proxy.drop()
+        await eventually(lambda: transport.outage() is not None)
+        second = EventBus(
+            transport=NatsTransport(
+                nats_url, partitions=1, ack_wait=2.0, lane_ack_wait=2.0, **names
+            )
+        )
+        second.subscribe("orders.*", group="billing")(lambda event: None)
+        async with second:
+            pass  # its consumers stay, with its waits
+        proxy.heal()
+        await eventually(
+            lambda: (
+                transport.outage() is None
+                and transport._restoring is not None
+                and transport._restoring.done()
+            ),
+            timeout=20,
+        )
+        await first.publish("orders.placed", 1)
+        await eventually(lambda: handled == [1])
+        await asyncio.sleep(7.0)
+        release.set()
+        await asyncio.sleep(3.0)  # a redelivery would come by now
+    assert handled == [1]
