@@ -130,8 +130,8 @@ async def test_a_failed_delivery_never_shows_a_path_secret(
     channel = WebhookChannel(url)
     notifications.add_channel("hook", channel)
 
-    # every logger at INFO: ours, and httpx's own request log (httpcore's DEBUG log is
-    # the wire, answers' headers as received: not covered, see docs/notifications.md)
+    # every logger at INFO: ours, and httpx's own request log (httpcore's DEBUG log of
+    # the answers' headers: test_webhook_debug_log.py)
     with caplog.at_level(logging.INFO):
         result = await notifications.notify(channels=["hook"], body="b")
     await notifications.close()

@@ -19,21 +19,28 @@ of the user's choice instead of the URL.
 
 httpx logs each request at INFO on the ``httpx`` logger with its whole URL; a filter on
 that logger (:func:`show_in_httpx_log`) puts the channel's shown form in its place.
+httpcore, under it, logs the answers' headers as received at DEBUG: a redirect's
+``Location`` there often repeats the secret (the same hook with a slash, or on
+``https://``); while a channel sends (:func:`hidden_in_httpcore_log`) a filter on those
+loggers shows a ``Location`` or ``Content-Location`` as the channel shows a redirect.
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import logging
 import re
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Callable, Sequence
-from urllib.parse import unquote, urlsplit
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from urllib.parse import unquote, urljoin, urlsplit
 
 from ..._redact import redact_url
 
-__all__ = ["HIDDEN", "show_in_httpx_log", "shown_url"]
+__all__ = ["HIDDEN", "hidden_in_httpcore_log", "show_in_httpx_log", "shown_location", "shown_url"]
 
 HIDDEN = "***"
 
@@ -189,3 +196,79 @@ def show_in_httpx_log(owner: object, url: str, shown: str) -> None:
     ``owner`` lives."""
     _HTTPX_LOG.add(owner, url, shown)
     logging.getLogger("httpx").addFilter(_HTTPX_LOG)  # once: a filter is added only once
+
+
+# -- httpcore's DEBUG log of the answers' headers ---------------------------------------
+
+#: the URL and label of the channel sending in this context (strings, not the channel:
+#: a task started meanwhile copies the context, and must not keep the channel alive)
+_SENDING: ContextVar[tuple[str, str | None] | None] = ContextVar(
+    "pepperpy_webhook_sending", default=None
+)
+
+#: a URL-valued header in httpcore's ``receive_response_headers.complete return_value=
+#: (..., [(b'Location', b'...'), ...])``: both parts as ``repr(bytes)`` writes them
+_URL_HEADER = re.compile(
+    r"\(b(?P<q1>['\"])(?P<name>(?i:location|content-location))(?P=q1), "
+    r"b(?P<value>(?P<q2>['\"])(?:\\.|(?!(?P=q2)).)*(?P=q2))\)"
+)
+
+#: the loggers httpcore writes answers' headers to (HTTP/1.1 and HTTP/2)
+_HTTPCORE_LOGGERS = ("httpcore.http11", "httpcore.http2")
+
+
+class _HttpcoreHeaderLog(logging.Filter):
+    """In a webhook channel's send, shows the URL-valued headers of httpcore's DEBUG
+    records of an answer as the channel shows a redirect; other records, and every
+    record outside a send, are left alone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        sending = _SENDING.get()
+        if sending is None or "receive_response_headers" not in str(record.msg):
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that cannot format is logging's to report
+            return True
+        record.msg = _URL_HEADER.sub(lambda match: _shown_header(match, *sending), message)
+        record.args = ()
+        return True
+
+
+def _shown_header(match: re.Match[str], url: str, label: str | None) -> str:
+    try:
+        value = ast.literal_eval(f"b{match['value']}")
+        shown = shown_location(url, label, value.decode("latin-1"))
+    except (ValueError, SyntaxError, UnicodeError):  # not what httpcore writes: all hidden
+        shown = HIDDEN
+    quote = match["q1"]
+    return f"(b{quote}{match['name']}{quote}, {shown.encode('latin-1', 'replace')!r})"
+
+
+_HTTPCORE_LOG = _HttpcoreHeaderLog("")
+
+
+def shown_location(url: str, label: str | None, location: str) -> str:
+    """A URL the receiver of webhook ``url`` answered with (a ``Location``), as errors
+    and logs show it: resolved against ``url``, its credentials hidden; all hidden for a
+    channel with a ``label`` (it is usually the same secret)."""
+    if label is not None:
+        return HIDDEN
+    try:
+        return shown_url(urljoin(url, location))
+    except ValueError:  # not a URL urljoin can read: shown as the receiver sent it
+        return shown_url(location)
+
+
+@contextlib.contextmanager
+def hidden_in_httpcore_log(url: str, label: str | None) -> Iterator[None]:
+    """For the length of the block (a request of the channel of ``url`` and ``label``,
+    in this task), httpcore's DEBUG records of answers' headers show ``Location`` and
+    ``Content-Location`` as :func:`shown_location` does."""
+    for name in _HTTPCORE_LOGGERS:
+        logging.getLogger(name).addFilter(_HTTPCORE_LOG)  # once: a filter is added only once
+    token = _SENDING.set((url, label))
+    try:
+        yield
+    finally:
+        _SENDING.reset(token)

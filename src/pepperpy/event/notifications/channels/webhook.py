@@ -37,7 +37,7 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from ... import __version__
 from ..._deps import require
@@ -46,7 +46,7 @@ from ..._json import dumps
 from ..._seconds import check_seconds
 from .._loopclients import LoopClients
 from .._models import Notification
-from ._webhook_urls import show_in_httpx_log, shown_url
+from ._webhook_urls import hidden_in_httpcore_log, show_in_httpx_log, shown_location, shown_url
 from .base import Channel
 
 __all__ = ["RESPONSE_LIMIT", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookChannel"]
@@ -198,13 +198,18 @@ class WebhookChannel(Channel):
                     finally:
                         deadline.reschedule(loop.time() + left)
 
-                async with client.stream(
-                    "POST", self.url, content=body, headers=headers, extensions={"trace": trace}
-                ) as response:
-                    answers.append(response)
-                    if response.is_success:  # a delivery, whatever becomes of the body
-                        self.mark_accepted()  # (close() cutting it off, a cancellation)
-                    await _read_start(response, start)
+                with hidden_in_httpcore_log(self.url, self.label):
+                    async with client.stream(
+                        "POST",
+                        self.url,
+                        content=body,
+                        headers=headers,
+                        extensions={"trace": trace},
+                    ) as response:
+                        answers.append(response)
+                        if response.is_success:  # a delivery, whatever becomes of the body
+                            self.mark_accepted()  # (close() cutting it off, a cancellation)
+                        await _read_start(response, start)
         except TimeoutError as exc:
             if not answers:
                 raise NotificationError(
@@ -244,13 +249,9 @@ class WebhookChannel(Channel):
     def _redirect(self, response: Any) -> str:
         """A redirect's target as a message shows it: its credentials hidden like the
         channel's own URL (usually the same secret, on ``https://`` or with a slash)."""
-        location = response.headers.get("location", "")
         if self.label is not None:
             return "a redirect (its Location is not shown: the channel has a label)"
-        try:
-            absolute = shown_url(urljoin(self.url, location))
-        except ValueError:  # not a URL urljoin can read: shown as the receiver sent it
-            absolute = shown_url(location)
+        absolute = shown_location(self.url, None, response.headers.get("location", ""))
         return f"a redirect to {absolute[:_QUOTED]!r}"
 
     def is_retryable(self, error: Exception) -> bool:
