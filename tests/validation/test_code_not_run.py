@@ -114,3 +114,44 @@ async def test_a_pydantic_dataclass_without_validators_is_a_dataclass() -> None:
     with pytest.raises(ValidationError) as refused:
         await validator.validate("plain", {"name": 1, "count": 0})
     assert [problem.path for problem in refused.value.errors] == ["name", "count"]
+
+
+@pydantic.dataclasses.dataclass(config=pydantic.ConfigDict(str_max_length=3))
+class ShortNames:
+    name: str
+
+
+@dataclasses.dataclass
+class Lowered:
+    __pydantic_config__ = pydantic.ConfigDict(str_to_lower=True, str_strip_whitespace=True)
+    name: str
+
+
+@pydantic.dataclasses.dataclass(config=pydantic.ConfigDict(extra="ignore"))
+class Tolerant:
+    name: str
+
+
+@pytest.mark.parametrize(
+    ("schema", "named"),
+    [
+        (ShortNames, "sets str_max_length=3"),
+        (Lowered, "sets str_to_lower=True, str_strip_whitespace=True"),
+    ],
+)
+def test_a_pydantic_config_the_validator_does_not_apply_is_refused(
+    schema: object, named: str
+) -> None:
+    # str_max_length=3 accepted any length; str_to_lower kept 'ABC' as given
+    validator = EventValidator()
+    with pytest.raises(ConfigurationError, match="only pydantic applies") as refused:
+        validator.register("named", schema)
+    assert named in str(refused.value)
+    with pytest.raises(ValidationError, match="no schema is registered"):
+        validator.check("named", {"name": "ABCDEF"})
+
+
+def test_a_pydantic_config_extra_is_the_class_rule() -> None:
+    validator = EventValidator()
+    validator.register("named", Tolerant)
+    assert validator.check("named", {"name": "a", "other": 1})[0] == {"name": "a"}

@@ -61,6 +61,38 @@ def is_pydantic_model(schema: Any) -> bool:
 _PYDANTIC_VALIDATORS = ("validators", "field_validators", "root_validators", "model_validators")
 
 
+#: pydantic config keys that change what a class accepts or gives, which the validator
+#: does not apply: set (to anything but their default), they are refused
+_CONFIG_NOT_APPLIED = (
+    "str_to_lower",
+    "str_to_upper",
+    "str_strip_whitespace",
+    "str_min_length",
+    "str_max_length",
+    "coerce_numbers_to_str",
+    "alias_generator",
+    "validate_default",
+)
+
+
+def _refuse_config(cls: Any, config: Mapping[str, Any]) -> None:
+    """Refuse a class whose pydantic config (``__pydantic_config__``, a pydantic
+    dataclass's ``config=``) sets what the validator does not apply: its constraints
+    would be skipped silently (``str_max_length=3`` accepting any length)."""
+    found = [
+        f"{key}={config[key]!r}"
+        for key in _CONFIG_NOT_APPLIED
+        if config.get(key) not in (None, False, 0)
+    ]
+    if found:
+        raise ConfigurationError(
+            f"{cls.__qualname__}'s pydantic config sets {', '.join(found)}, which only"
+            " pydantic applies (the validator reads the class's fields): what it refuses"
+            " or changes would go unchecked. Put the constraint on the field"
+            " (Annotated[str, pydantic.Field(max_length=3)]), or register a pydantic model"
+        )
+
+
 def _refuse_code_not_run(cls: Any, kind: str) -> None:
     """Refuse a dataclass or Struct whose own code checks its data: it is never run.
 
@@ -209,6 +241,7 @@ class _PythonCompiler:
         config = getattr(cls, "__pydantic_config__", None)
         if id(cls) in self.memo or not isinstance(config, Mapping):
             return self._class_schema(cls)
+        _refuse_config(cls, config)
         outer = self.regex_engine
         self.regex_engine = config.get("regex_engine")
         try:
@@ -271,7 +304,11 @@ class _PythonCompiler:
             else:
                 fields.append(Field(name, node))
         _check_defaults(cls, fields)
-        node = ObjectNode(cls.__name__, fields, extra=self.extra)
+        extra = self.extra
+        config = getattr(cls, "__pydantic_config__", None)
+        if isinstance(config, Mapping) and config.get("extra") in ("forbid", "ignore", "allow"):
+            extra = config["extra"]  # the class says what it wants, as a Struct may
+        node = ObjectNode(cls.__name__, fields, extra=extra)
         lazy.target = node
         self.memo[key] = node
         return node
@@ -345,9 +382,22 @@ class _PythonCompiler:
             return self.memo[key]
         lazy = self.memo[key] = LazyNode()
         _refuse_code_not_run(info.cls, "msgspec Struct")
+        if getattr(info, "array_like", False):
+            raise ConfigurationError(
+                f"msgspec Struct {info.cls.__qualname__} is array_like (msgspec writes it as"
+                " an array of its field values); event data keeps objects as objects, and the"
+                " validator reads a Struct as one: register a Struct without array_like=True"
+            )
         nodefault = self.msgspec.NODEFAULT
         hints = _struct_hints(info.cls)
         fields = []
+        tag_field = getattr(info, "tag_field", None)
+        if tag_field is not None:
+            # a tagged Struct's JSON form carries its tag (msgspec writes it, and a union
+            # of tagged Structs needs it): taken when it is the Struct's, filled in when
+            # absent, so what validate() returns decodes back into the Struct
+            tag = info.tag
+            fields.append(Field(tag_field, LiteralNode((tag,)), required=False, default=tag))
         for f in info.fields:
             hint = hints.get(f.name)
             if hint is not None and _has_markers(hint):
