@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from ..._errors import TransportError
 
-__all__ = ["UNKNOWN", "NotConnected", "failed", "may_be_stored"]
+__all__ = ["UNKNOWN", "NotConnected", "failed", "full", "may_be_stored", "reason"]
+
+#: JetStream's error code for a message its stream could not store: above all a limit
+#: reached with discard=new ("maximum messages exceeded", "maximum bytes exceeded")
+STORE_FAILED = 10077
 
 
 #: what a publish error adds when the event may have been stored
@@ -67,3 +71,27 @@ def may_be_stored(error: Exception) -> bool:
         return False
     # a reply _store could not read (code None) says nothing about the message
     return not (isinstance(error, APIError) and error.code is not None)
+
+
+def full(error: Exception) -> str | None:
+    """JetStream's reason if ``error`` refuses a message its stream has no room for, with
+    its code ("maximum messages exceeded, err_code 10077"); None for any other error.
+
+    It comes as a 503, like JetStream being unavailable for a moment, but retrying does
+    not make room (with ``discard=new`` the stream keeps what it has until ``max_age``,
+    or until consumers acknowledge under interest retention).
+    """
+    from nats.js.errors import APIError
+
+    if not isinstance(error, APIError) or error.err_code != STORE_FAILED:
+        return None
+    description = str(error.description or "")
+    return f"{description}, err_code {STORE_FAILED}" if "exceeded" in description else None
+
+
+def reason(error: Exception) -> str:
+    """What a publish error says, for a message: a JetStream error's code and
+    description (its repr has neither), or the error's repr."""
+    from nats.js.errors import APIError
+
+    return str(error) if isinstance(error, APIError) else repr(error)

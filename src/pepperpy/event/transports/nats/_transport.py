@@ -35,7 +35,7 @@ from ._connection import Connection
 from ._consumer import Consumer
 from ._options import SYNONYMS, NatsOptions, parse_url
 from ._outage import Outages
-from ._outcome import NotConnected, failed, may_be_stored
+from ._outcome import NotConnected, failed, full, may_be_stored, reason
 from ._stream import delete_stream
 from ._subjects import ANY_LANE, key_lane, subject_filter, topic_subject
 from ._subscribe import delete_group, join, leave
@@ -324,6 +324,14 @@ class NatsTransport(Connection, Transport):
             # with asyncio.wait_for), or it came between tries; do not try again
             resume_cancellation(since)
             unknown = unknown or may_be_stored(error)
+            if (limit := full(error)) is not None:  # no retry makes room soon: say so
+                raise failed(
+                    f"JetStream refused an event on {subject}: stream {self.stream!r} is full "
+                    f"({limit}): it has reached a limit "
+                    "(max_msgs, max_bytes or max_msgs_per_subject) with discard=new, so it "
+                    "refuses new messages rather than drop old ones",
+                    unknown=unknown,
+                ) from error
             if not isinstance(error, retryable):
                 raise failed(
                     f"JetStream refused an event on {subject}: {error}", unknown=unknown
@@ -344,7 +352,7 @@ class NatsTransport(Connection, Transport):
                 lost = f"; {self._lost_connection()}" if self._lost is not None else ""
                 raise failed(
                     f"JetStream did not accept an event on {subject} within "
-                    f"{self.options.publish_timeout}s: {error!r}{lost}",
+                    f"{self.options.publish_timeout}s: {reason(error)}{lost}",
                     unknown=unknown,
                 ) from error
             await asyncio.sleep(pause)
