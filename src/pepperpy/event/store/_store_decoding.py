@@ -181,13 +181,23 @@ class StoreDecoding:
             raise _unreadable(row, exc) from exc
         if raw is not None and len(raw) >= SHALLOW_JSON and nested_too_deep(metadata):
             raise _unreadable(row, too_deep_read("metadata"))
+        shredded = False
         if self.encryption is not None:
             data, metadata, extra = self._unseal(row, data, metadata)
+            # a shredded event has no data to upcast: it stays at its stored version
+            # (an upcaster given None failed the read of the stream, and of the log)
+            shredded = (
+                data is None and metadata.__class__ is dict and "pepperpyshredded" in metadata
+            )
         else:
             extra = row[9], row[10]
         if raw is not None and metadata.__class__ is dict and BYTES_MARKER in metadata:
             data, metadata = _unmark(row, data, metadata)
-        if self._current_versions and version < self._current_versions.get(event_type, 0):
+        if (
+            self._current_versions
+            and not shredded
+            and version < self._current_versions.get(event_type, 0)
+        ):
             data, version = self._upcast(row, data)
         else:
             try:
