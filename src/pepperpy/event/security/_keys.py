@@ -49,7 +49,9 @@ class KeyRing:
         again is accepted (and made the primary, if asked).
         """
         if not isinstance(key, bytes) or len(key) != 32:
-            raise ConfigurationError(f"master key {key_id!r} must be 32 bytes (AES-256)")
+            raise ConfigurationError(
+                f"master key {key_id!r} must be 32 bytes (AES-256), got {_shown_key(key)}"
+            )
         if not isinstance(key_id, str) or not key_id or "." in key_id:
             raise ConfigurationError(f"invalid master key id {key_id!r}")
         known = self._keys.get(key_id)
@@ -60,8 +62,26 @@ class KeyRing:
                 "its own"
             )
         self._keys[key_id] = key
-        if primary or getattr(self, "primary", None) is None:
+        if primary or getattr(self, "_primary", None) is None:
             self.primary = key_id
+
+    @property
+    def primary(self) -> str | None:
+        """The id of the master key that wraps new data keys (None: the ring is empty)."""
+        return self._primary
+
+    @primary.setter
+    def primary(self, key_id: str | None) -> None:
+        # checked as the constructor checks it: an id not in the ring failed later, at
+        # the first encryption, with a bare KeyError
+        if key_id is None and not getattr(self, "_keys", None):
+            self._primary = None
+            return
+        if key_id not in self._keys:
+            raise ConfigurationError(
+                f"primary key {key_id!r} is not in the key ring (it holds {list(self._keys)!r})"
+            )
+        self._primary = key_id
 
     def key(self, key_id: str) -> bytes:
         try:
@@ -81,6 +101,18 @@ class KeyRing:
         if self.primary is None:
             raise EncryptionError("the key ring has no master key")
         return self.primary, self._keys[self.primary]
+
+
+def _shown_key(key: object) -> str:
+    """What was given as a master key, for the error: its type and size, never its value."""
+    if isinstance(key, str):
+        return (
+            f"a str of {len(key)} characters: a key kept as text (base64, hex) must be"
+            " decoded to its 32 raw bytes first (base64.b64decode(text), bytes.fromhex(text))"
+        )
+    if isinstance(key, bytes | bytearray | memoryview):
+        return f"{type(key).__name__} of {len(bytes(key))} bytes"
+    return type(key).__name__
 
 
 class KeyStore(abc.ABC):
