@@ -10,12 +10,14 @@ they wait, and follow the events once a writer has created it.
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import re
 import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -112,6 +114,9 @@ def test_serve_waits_for_the_store_then_serves_it(tmp_path: Path, postgres_url: 
         _append(postgres_url, 1)
         banner = _next(out)
         assert banner.startswith("pepperpy-event console on http://127.0.0.1:"), banner
+        url = banner.split()[3]
+        with urllib.request.urlopen(f"{url}api/streams", timeout=_WAIT) as answer:
+            assert json.loads(answer.read()) == [{"name": "order.1", "events": 1}]
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=_WAIT) == 0
     finally:
