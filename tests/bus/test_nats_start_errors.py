@@ -127,3 +127,20 @@ async def test_a_closed_port_is_still_a_refused_connection() -> None:
     await bus.close()
     assert "Connect call failed" in str(failed.value)
     assert "handshake" not in str(failed.value)
+
+
+@pytest.mark.nats
+async def test_a_stream_the_server_refuses_for_another_reason_is_not_blamed_on_an_overlap(
+    nats_url: str, two_streams: tuple[str, str, str]
+) -> None:
+    """``replicas=3`` on a single server: JetStream's reason alone, not "(does another
+    stream cover them already?)", which sent the reader looking for a stream that is
+    not there."""
+    first, _, prefix = two_streams
+    bus = EventBus(transport=NatsTransport(nats_url, stream=first, prefix=prefix, replicas=3))
+    with pytest.raises(ConfigurationError) as refused:
+        await finishes(bus.start(), 15)
+    await bus.close()
+    message = str(refused.value)
+    assert "replicas > 1 not supported in non-clustered mode" in message
+    assert "another stream" not in message

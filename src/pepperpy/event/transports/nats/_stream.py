@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["delete_stream", "ensure_stream"]
 
+#: JetStream's error code for a stream whose subjects overlap another stream's
+_SUBJECTS_OVERLAP = 10065
 #: how the stream's description records the number of key lanes
 _PARTITIONS = re.compile(r"partitions=(\d+)")
 
@@ -106,6 +108,8 @@ async def _refusal(js: JetStreamContext, options: NatsOptions, server: str, exc:
         other = await js.find_stream_name_by_subject(wanted)
         covers = (await js.stream_info(other)).config.subjects or []
     except Exception:  # none overlaps (another refusal), or no answer: say what is known
+        if getattr(exc, "err_code", None) not in (None, _SUBJECTS_OVERLAP):
+            return f"{refused}: {exc}"  # JetStream said why: replicas, max_age, ...
         return f"{refused}: {exc} (does another stream cover them already?)"
     said = getattr(exc, "description", None) or exc  # JetStream's words, without the codes
     example = f"{server.split(',')[0]}?stream={options.stream}&prefix={_own_prefix(options)}"
