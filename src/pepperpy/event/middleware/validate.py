@@ -22,6 +22,9 @@ class ValidateMiddleware:
     ``event.metadata`` is seen by the middleware further out. Invalid data raises
     :class:`~pepperpy.event.ValidationError` outwards (a dead-letter middleware further
     out records it). Types without a schema follow the validator's ``unknown_types``.
+    An event of a shredded stream read from an encrypted store (data None,
+    ``metadata["pepperpyshredded"]``) has no data left to validate: it is passed on as
+    it is.
     """
 
     def __init__(self, validator: EventValidator) -> None:
@@ -30,6 +33,12 @@ class ValidateMiddleware:
         self.validator = validator
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
+        if event.data is None and event.stream is not None and _shredded(event):
+            # read from an encrypted store after its stream was shredded: there is no
+            # data left to validate, and refusing it would stop every consumer of the
+            # log at it; handlers get it as the store gives it (data None, marked)
+            await next_handler(event)
+            return
         checked = await self.validator.validate(event.type, event.data, version=event.version)
         upgraded = event.replace(data=checked.data, version=checked.version)
         if event.stream is not None:  # keep where a stored event came from
@@ -43,3 +52,8 @@ class ValidateMiddleware:
         # and _with_position() give the upgraded event a copy, so it is shared last
         upgraded._metadata = event.metadata
         await next_handler(upgraded)
+
+
+def _shredded(event: Event) -> bool:
+    """Whether ``event`` is a shredded event of an encrypted store (marked so)."""
+    return event.metadata.get("pepperpyshredded") is True
