@@ -48,9 +48,19 @@ def _load_validator(spec: str) -> EventValidator:
             f"--validator {spec}: importing {module_name!r} raised {type(exc).__name__} "
             f"at {_where(exc)}: {exc}"
         ) from exc
+    except SystemExit as exc:  # a script's top-level code: it ended the command silently
+        raise ConfigurationError(
+            f"--validator {spec}: importing {module_name!r} called sys.exit({exc.code!r}) at "
+            f"{_where(exc)}: the module runs a program when imported; put that code under "
+            "if __name__ == '__main__':"
+        ) from exc
     value = getattr(module, attribute, None)
     if not isinstance(value, EventValidator):
-        found = "nothing" if value is None else type(value).__name__
+        if not hasattr(module, attribute):
+            raise ConfigurationError(
+                f"--validator {spec}: module {module_name!r} has no attribute {attribute!r}"
+            )
+        found = type(value).__name__
         raise ConfigurationError(f"--validator {spec}: expected an EventValidator, found {found}")
     return value
 
