@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ..._bus_logging import log_fields
 from ..._event import Event
 from ..._handlers import cut_off, outcome, start
-from ..base import NotDelivered, Subscription, resume_cancellation
+from ..base import NotDelivered, Subscription, cancelled_by_caller, resume_cancellation
 from ._config import RedisOptions
 from ._trimmed import id_text
 from ._wire import (
@@ -116,6 +116,7 @@ class Feed:
         self._room_waiter: tuple[int, asyncio.Future[bool]] | None = None
         self._catching_up: asyncio.Task[None] | None = None
         self._refusal: str | None = None  # the last refusal of a catch-up read logged
+        self._reading: list[str] = []  # the streams of the last catch-up read
         self._waiting = False  # the catch-up task waits for room (safe to cancel)
         self.key = 0  # its key in the listener's pattern index
         #: how many times it found entries it had to read trimmed away (each logged)
@@ -246,34 +247,28 @@ class Feed:
             del self._workers[p]
 
     async def _catch_up(self) -> None:
-        """Read the partitions behind from where this feed stopped until they rejoin."""
+        """Read the partitions behind from where this feed stopped until they rejoin.
+
+        No failure ends it (ending would leave those partitions read by nobody, for
+        good): each round that fails, whatever the error, is logged and tried again
+        after a pause, from the last entry the feed took."""
         backoff = Backoff(self._options.max_backoff)
         listener = self._listener
         try:
             while self._behind and not (listener.stopping or self.stopping):
                 resume_cancellation()  # one a read of the last round swallowed
-                for p in list(self._behind):
-                    if self._taken[p] >= listener.ids[p]:
-                        self._behind.discard(p)  # caught up: the shared reader feeds it again
-                room = {p: self._capacity - len(self._lanes[p]) for p in self._behind}
-                ready = {p: n for p, n in room.items() if n >= (self._capacity + 1) // 2}
-                if not ready:
-                    if self._behind:
-                        self._room.clear()
-                        await self._pause(self._room.wait())
-                    continue
-                # a partition whose key is no stream fails the whole read: read the
-                # others, and that one once the shared reader finds it a stream again
-                ready = {p: n for p, n in ready.items() if not listener.broken(p)}
-                if not ready:
-                    await self._pause(asyncio.sleep(backoff.next()))
-                    continue
-                streams: dict[Any, Any] = {listener.streams[p]: self._taken_raw[p] for p in ready}
-                marks = {p: (listener.ids[p], listener.numbers[p]) for p in ready}
                 try:
-                    count = min(ready.values())
-                    # one entry more than it takes: that one is the next it must find
-                    reply: Any = await self._client.xread(streams, count=count + 1)
+                    if await self._catch_up_round():
+                        backoff = Backoff(self._options.max_backoff)
+                        continue
+                except asyncio.CancelledError:
+                    if cancelled_by_caller() or listener.stopping or self.stopping:
+                        raise
+                    # not ours: a driver failed a future of its with it (a lost connection)
+                    logger.warning(
+                        "ungrouped subscription %r: a catch-up read was cut off; retrying",
+                        self.sub.pattern,
+                    )
                 except self._unreachable as exc:  # a full pool too: the outage's doing if one
                     if listener.outages.pool_blamed(exc, self._pool_full):
                         logger.warning(
@@ -284,43 +279,65 @@ class Feed:
                         listener.outages.lost(
                             self, f"ungrouped subscription {self.sub.pattern!r} catching up", exc
                         )
-                    await self._pause(asyncio.sleep(backoff.next()))
-                    continue
                 except self._listener.response_error as exc:
                     listener.outages.reached(self)  # refused, but answered
-                    await self._refused(list(streams), exc)
-                    await self._pause(asyncio.sleep(backoff.next()))
-                    continue
+                    await self._refused(exc)
                 except Exception:  # ending here would leave these partitions unread for good
                     logger.exception(
                         "ungrouped subscription %r: catching up on streams %s failed; retrying",
                         self.sub.pattern,
-                        stream_names(list(streams)),
+                        stream_names([listener.streams[p] for p in sorted(self._behind)]),
                     )
-                    await self._pause(asyncio.sleep(backoff.next()))
-                    continue
-                listener.outages.reached(self)
-                backoff = Backoff(self._options.max_backoff)
-                self._refusal = None
-                for name, entries in reply or ():
-                    if entries:
-                        p = listener.partitions[name]
-                        ids = [parse_id(entry_id) for entry_id, _ in entries]
-                        number = self._check_read(p, ids, marks.pop(p))
-                        self._expected[p] = ids[count] if len(ids) > count else None
-                        self._read_back(p, entries[:count], ids, number)
-                for p, mark in marks.items():
-                    # nothing after what we took: the entries the shared reader had passed
-                    # when we asked are gone (deleted or trimmed); later ones come next time
-                    if self._taken[p] < mark[0]:
-                        self._all_gone(p, mark)
+                await self._pause(asyncio.sleep(backoff.next()))
         finally:
             self._catching_up = None
             listener.outages.forget(self)
 
-    async def _refused(self, streams: list[str], exc: Exception) -> None:
+    async def _catch_up_round(self) -> bool:
+        """Read the partitions behind that have room, once; False when there was nothing
+        to read from (every one of them unreadable): the caller pauses then."""
+        listener = self._listener
+        for p in list(self._behind):
+            if self._taken[p] >= listener.ids[p]:
+                self._behind.discard(p)  # caught up: the shared reader feeds it again
+        room = {p: self._capacity - len(self._lanes[p]) for p in self._behind}
+        ready = {p: n for p, n in room.items() if n >= (self._capacity + 1) // 2}
+        if not ready:
+            if self._behind:
+                self._room.clear()
+                await self._pause(self._room.wait())
+            return True
+        # a partition whose key is no stream fails the whole read: read the
+        # others, and that one once the shared reader finds it a stream again
+        ready = {p: n for p, n in ready.items() if not listener.broken(p)}
+        if not ready:
+            return False
+        streams: dict[Any, Any] = {listener.streams[p]: self._taken_raw[p] for p in ready}
+        marks = {p: (listener.ids[p], listener.numbers[p]) for p in ready}
+        self._reading = list(streams)
+        count = min(ready.values())
+        # one entry more than it takes: that one is the next it must find
+        reply: Any = await self._client.xread(streams, count=count + 1)
+        listener.outages.reached(self)
+        self._refusal = None
+        for name, entries in reply or ():
+            if entries:
+                p = listener.partitions[name]
+                ids = [parse_id(entry_id) for entry_id, _ in entries]
+                number = self._check_read(p, ids, marks.pop(p))
+                self._expected[p] = ids[count] if len(ids) > count else None
+                self._read_back(p, entries[:count], ids, number)
+        for p, mark in marks.items():
+            # nothing after what we took: the entries the shared reader had passed
+            # when we asked are gone (deleted or trimmed); later ones come next time
+            if self._taken[p] < mark[0]:
+                self._all_gone(p, mark)
+        return True
+
+    async def _refused(self, exc: Exception) -> None:
         """A catch-up read was refused: set aside the streams that are no streams any
         more (logged by the listener), else log the refusal (once, not at every retry)."""
+        streams = self._reading
         try:
             if await self._listener.find_broken(streams):
                 return
