@@ -121,6 +121,23 @@ class Probe:
             await channel.queue_delete(queue)
             return True
 
+    async def declare(
+        self, connection: AbstractRobustConnection, queue: str, arguments: dict[str, Any]
+    ) -> str | None:
+        """Declare durable ``queue`` with ``arguments``; None when it was made or exists
+        with them, else the broker's reason (it exists with others: PRECONDITION_FAILED,
+        which closes only this channel)."""
+        from aiormq.exceptions import ChannelPreconditionFailed
+
+        async with self._lock:
+            channel = await self._open(connection)
+            try:
+                await channel.queue_declare(queue, durable=True, arguments=arguments)
+            except ChannelPreconditionFailed as exc:
+                self._channel = None  # the broker closed it
+                return str(exc.args[0]) if exc.args else repr(exc)
+            return None
+
     async def _open(self, connection: AbstractRobustConnection) -> RawChannel:
         transport = connection.transport
         if transport is None:  # away, reconnecting: never wait for it here

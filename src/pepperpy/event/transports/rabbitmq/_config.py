@@ -58,6 +58,18 @@ RELEASE_MARK_EXPIRY = 30.0
 #: use; a queue that has a consumer never expires.
 PRESENCE = ".presence"
 PRESENCE_EXPIRY = 60.0
+#: a group's ping-aware presence queue, ``<base>.pings``: like ``.presence`` (and with
+#: the same lifetime), but only members that answer pings consume it. Fewer consumers on
+#: it than on ``.presence`` means members of an older version, which would log each
+#: ping as a malformed message: nobody pings while they run (see ``Group._ping``)
+PINGS = ".pings"
+#: the presence queue of versions before ``.presence`` (their members understand no ping)
+OLD_PRESENCE = ".members"
+#: a group's layout mark, ``<base>.layout``: an empty durable queue declared with
+#: ``x-max-length`` set to the group's partition count. The broker refuses to declare it
+#: again with another value (PRECONDITION_FAILED), whatever the timing, so of two members
+#: with different counts that start at the same moment the second is refused
+LAYOUT = ".layout"
 PERSISTENT = 2
 #: RabbitMQ's default ``max_message_size`` (bytes of a message's body): 16 MiB since 4.0,
 #: 128 MiB from 3.8 to 3.13. The broker closes the channel a larger message comes on.

@@ -20,9 +20,12 @@ from ._config import (
     AMQP_NAME,
     LANE_HEADER,
     LANES,
+    LAYOUT,
     MAX_EXCHANGE_NAME,
+    OLD_PRESENCE,
     PING_EXPIRY,
     PING_HEADER,
+    PINGS,
     PRESENCE,
     RELEASED,
 )
@@ -92,6 +95,8 @@ async def delete_group(transport: RabbitMQTransport, subscription: Subscription)
             await channel.queue_delete(queue)
             await channel.queue_delete(queue + RELEASED)
         await channel.queue_delete(base + PRESENCE)
+        await channel.queue_delete(base + PINGS)
+        await channel.queue_delete(base + LAYOUT)
         await channel.exchange_delete(f"{base}.lanes")
         await channel.exchange_delete(f"{base}.nolane")
     finally:
@@ -132,6 +137,10 @@ class Group:
             for name in self.queue_names
         ]
         self._presence = base + PRESENCE
+        self._pings = base + PINGS
+        #: members of an older version (which log each ping they get) were seen last round
+        self._older: int = 0
+        self._older_logged = False
         self._control: AbstractChannel | None = None
         self._rebalancer: asyncio.Task[None] | None = None
         #: consumer -> (member count, its consumes) when this member last pinged its queue
@@ -178,12 +187,26 @@ class Group:
                 )
             )
         if mismatch:
-            raise ConfigurationError(
-                f"group {self.group!r} on {self.pattern!r} already exists with another"
-                f" partition count than {count}: every process of a group must use the"
-                " same 'partitions' (or, if the group's backlog may go, delete it first:"
-                f" bus.delete_group({self.pattern!r}, {self.group!r}))"
-            )
+            self._refuse(count)
+        # the names cannot tell a layout another member is making at this moment: the
+        # layout mark can (the broker refuses to declare it with another count)
+        transport = self.transport
+        assert transport._connection is not None
+        refused = await transport._probe.declare(
+            transport._connection, self.base + LAYOUT, {"x-max-length": count}
+        )
+        transport._declared(queue=self.base + LAYOUT)
+        if refused is not None:
+            made = re.search(r"current is (?:the value )?'(\d+)'", refused)
+            self._refuse(count, f" ({made.group(1)})" if made else "")
+
+    def _refuse(self, count: int, made: str = "") -> None:
+        raise ConfigurationError(
+            f"group {self.group!r} on {self.pattern!r} already exists with another"
+            f" partition count{made} than {count}: every process of a group must use the"
+            " same 'partitions' (or, if the group's backlog may go, delete it first:"
+            f" bus.delete_group({self.pattern!r}, {self.group!r}))"
+        )
 
     async def open(self) -> None:
         transport = self.transport
@@ -224,13 +247,16 @@ class Group:
                 if index == 0:
                     await queue.bind(fallback)
             await lanes.bind(transport.exchange_name, routing_key=self.pattern)
-            presence = await channel.declare_queue(
-                self._presence,
-                auto_delete=True,
-                arguments={"x-expires": int(_config.PRESENCE_EXPIRY * 1000)},
-            )
-            transport._declared(queue=self._presence)
-            await presence.consume(_ignore, no_ack=True)
+            # ping-aware first: a member counted on .presence is always counted here too,
+            # so fewer here means members of an older version (see _older_members)
+            for name in (self._pings, self._presence):
+                presence = await channel.declare_queue(
+                    name,
+                    auto_delete=True,
+                    arguments={"x-expires": int(_config.PRESENCE_EXPIRY * 1000)},
+                )
+                transport._declared(queue=name)
+                await presence.consume(_ignore, no_ack=True)
         transport._consumers.extend(self.consumers)
         order = list(self.consumers)
         random.shuffle(order)  # spreads first picks when members start at the same time
@@ -348,6 +374,8 @@ class Group:
         ]
         if control is None or not unknown:
             return
+        if await self._older_members(members):  # they would log each ping: none for now
+            return
         underlay = await control.get_underlay_channel()
         properties = self.transport._aiormq.spec.Basic.Properties(
             headers={PING_HEADER: True}, expiration=str(int(PING_EXPIRY * 1000))
@@ -362,6 +390,37 @@ class Group:
         until = loop.time() + wait
         while loop.time() < until and not all(c.known_active for c in unknown):  # noqa: ASYNC110
             await asyncio.sleep(0.02)  # (nothing to wait on: a delivery sets no event)
+
+    async def _older_members(self, members: int) -> bool:
+        """True while members of an older version run (a rolling upgrade): they answer no
+        ping, and log each one they get as a malformed message.
+
+        Members of this version consume the ``.pings`` queue before ``.presence``, so it
+        has fewer consumers only when some member does not (or one left between the two
+        counts: it takes two rounds in a row to log it); members of versions before
+        ``.presence`` hold the ``.members`` queue. Logs one INFO when they are seen and
+        one when they are gone.
+        """
+        transport = self.transport
+        older = max(0, members - (await transport._queue_consumers(self._pings) or 0))
+        if not older:
+            older = await transport._queue_consumers(self.base + OLD_PRESENCE) or 0
+        before, self._older = self._older, older
+        if older and before and not self._older_logged:
+            self._older_logged = True
+            logger.info(
+                "group %r on %r: %d member(s) of an earlier version of pepperpy-event run,"
+                " which may take a ping for a malformed message; this member pings no"
+                " partition until they are gone (a rolling upgrade), so an idle partition"
+                " may stay with the member active on it",
+                self.group,
+                self.pattern,
+                older,
+            )
+        elif not older and self._older_logged:
+            self._older_logged = False
+            logger.info("group %r on %r: every member now answers pings", self.group, self.pattern)
+        return bool(older)
 
     async def _count_members(self) -> int | None:
         """The group's member processes (its presence queue's consumers); None while
