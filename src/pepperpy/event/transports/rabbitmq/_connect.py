@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..._redact import redact_url
 from ._heartbeat import grace_of
@@ -32,6 +32,14 @@ def virtual_host(url: str) -> str:
     return "/" if path in ("", "/") else unquote(path[1:])
 
 
+#: what reading a TLS file the URL names (``cafile``, ``certfile``...) fails with: a
+#: mistake of this host's, which no retry mends (before, retried for connect_timeout
+#: and reported as a bare "[Errno 2] No such file or directory")
+_LOCAL_FILE = FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError
+#: the URL parameters naming files aio-pika reads to make the TLS context
+_TLS_FILES = ("cafile", "capath", "certfile", "keyfile")
+
+
 def may_come_up(exc: BaseException, aiormq: Any) -> bool:
     """Whether a first connection that failed with ``exc`` is worth trying again.
 
@@ -43,7 +51,7 @@ def may_come_up(exc: BaseException, aiormq: Any) -> bool:
     for a timeout (the time is up). ``aiormq`` is the module.
     """
     errors = aiormq.exceptions
-    if isinstance(exc, TimeoutError) or not isinstance(exc, OSError):
+    if isinstance(exc, TimeoutError | _LOCAL_FILE) or not isinstance(exc, OSError):
         return False
     return not isinstance(
         exc,
@@ -140,7 +148,25 @@ def connect_failure(url: str, exc: BaseException) -> str:
     refused = vhost_refusal(url, exc)
     if refused is not None:
         return f"{where}: {refused}"
+    if isinstance(exc, _LOCAL_FILE):
+        query = parse_qs(urlsplit(url).query)
+        files = ", ".join(f"{name}={query[name][0]!r}" for name in _TLS_FILES if name in query)
+        return (
+            f"{where}: cannot read a file the URL names for TLS ({files or 'none given'}):"
+            f" {exc.strerror or exc}"
+        )
     errors = sys.modules.get("aiormq.exceptions")
+    if errors is not None and isinstance(exc, errors.AuthenticationError) and len(exc.args) == 2:
+        # the broker does not offer the mechanism ?auth= asks for (aiormq's message is
+        # an OSError's "[Errno PLAIN AMQPLAIN] [...]")
+        offered = ", ".join(str(exc.args[0]).split())
+        asked = (parse_qs(urlsplit(url).query).get("auth") or ["plain"])[0].upper()
+        return (
+            f"{where}: the broker does not offer the authentication mechanism {asked}"
+            f" (?auth={asked.lower()}); it offers {offered}. EXTERNAL needs an amqps:// URL"
+            " with a client certificate (certfile, keyfile) and the broker's"
+            " rabbitmq_auth_mechanism_ssl plugin"
+        )
     if errors is not None and isinstance(
         exc, errors.AuthenticationError | errors.ProbableAuthenticationError
     ):
