@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -17,7 +18,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import click
 
@@ -227,14 +228,29 @@ def run(
         interrupted: int | None = None  # the signal that cancelled the work
         reader_gone = False  # the watcher cancelled the work: stdout's reader left
 
+        slow = False  # the cleanup after a signal is taking long: the user was told
+
         def interrupt(signum: int) -> None:
             nonlocal interrupted
             if on_signal is not None and on_signal(signum):
                 return
             if interrupted is None:
                 interrupted = signum
+                loop.call_later(SLOW_STOP, stopping_slowly)
+            elif slow and signum == signal.SIGINT:
+                quit_now()
             if task is not None:
                 task.cancel()
+
+        def stopping_slowly() -> None:
+            nonlocal slow
+            if task is not None and not task.done():
+                slow = True
+                note(
+                    "pepperpy-event: still stopping: waiting for the cleanup (a connection "
+                    "being opened or closed, a checkpoint being saved); press Ctrl-C again "
+                    "to quit at once without it"
+                )
 
         signals = [signal.SIGINT, signal.SIGTERM]
         installed: list[int] = []
@@ -275,6 +291,26 @@ def run(
 
     threads = LeavingPool()
     return asyncio.run(main())
+
+
+#: seconds after Ctrl-C (or SIGTERM) before a command still stopping says so, and a
+#: second Ctrl-C quits at once
+SLOW_STOP = 1.0
+
+
+def quit_now() -> NoReturn:
+    """End the process now, at a second Ctrl-C while the cleanup of the first is slow.
+
+    A cleanup can wait for long: closing a PostgreSQL store waits for a connection being
+    opened to a server that does not answer (up to its ``connect_timeout``, 10 s by
+    default), and the Ctrl-C pressed meanwhile did nothing. Nothing written is lost: a
+    write not committed is rolled back, as after a crash; what the cleanup would have
+    saved (``replay --checkpoint``'s position, ``bench``'s deletions) is not.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    note("interrupted again: quitting without the cleanup")
+    os._exit(128 + signal.SIGINT)
 
 
 def patterns(values: tuple[str, ...], option: str) -> list[str] | None:
