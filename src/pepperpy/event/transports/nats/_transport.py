@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import secrets
 import time
 from typing import TYPE_CHECKING
@@ -149,6 +150,8 @@ class NatsTransport(Connection, Transport):
         #: cancelled): publishes are refused from then on, those of the handlers it
         #: waits for (dead letters included) go through until then
         self._publishes_refused = False
+        #: when a publish that nothing answered last set the stream's restoration off
+        self._stream_gone_at = -math.inf
         #: publishes under way: close() waits for them before it closes the client
         self._publishing = 0
         #: set by the last publish to end once close() waits for them
@@ -346,6 +349,11 @@ class NatsTransport(Connection, Transport):
                         f"could not publish to {subject}: {self._lost_connection()}",
                         unknown=unknown,
                     ) from error
+            if isinstance(error, NoRespondersError | NoStreamResponseError):
+                # connected, and no stream takes the subject: the stream was deleted (or
+                # the server lost it). Consumers first: under interest retention an event
+                # stored while none exists is dropped at once
+                await self._stream_gone(subject, deadline)
             # reconnecting: look again soon, rather than backing off
             pause = min(delay, 0.1) if isinstance(error, NotConnected) else delay
             if time.monotonic() + pause > deadline:
@@ -368,6 +376,35 @@ class NatsTransport(Connection, Transport):
                 return
             except Exception as exc:  # classified at the top of the loop
                 error = exc
+
+    async def _stream_gone(self, subject: str, deadline: float) -> None:
+        """Make the stream and the consumers again, once nothing answered a publish on
+        ``subject`` while connected; wait for that (at most until ``deadline``).
+
+        After a reconnect that is done anyway (see ``_recovery``); a stream deleted under
+        a connection that stayed up (``nats stream rm``, another program's
+        ``delete_topology()``) was otherwise gone until the process restarted.
+        """
+        restoring = self._restoring
+        if restoring is None or restoring.done():
+            nc, now = self._nc, time.monotonic()
+            if nc is None or not nc.is_connected or self._closed:
+                return
+            if now - self._stream_gone_at < 5.0:  # tried just now: not again and again
+                return
+            self._stream_gone_at = now
+            logger.warning(
+                "nothing answers publishes on %s: JetStream stream %r is gone (deleted, or "
+                "lost by the server) or not ready; recreating it and its consumers",
+                subject,
+                self.stream,
+            )
+            restoring = self._restoring = asyncio.get_running_loop().create_task(
+                self._restore_consumers()
+            )
+        left = deadline - time.monotonic()
+        if left > 0:
+            await asyncio.wait([restoring], timeout=left)
 
     async def _dead_letter(
         self, event: Event, reason: str, deliveries: int, group: str | None, message: str

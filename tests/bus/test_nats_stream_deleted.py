@@ -1,0 +1,91 @@
+"""NATS: a stream deleted under a running bus is made again, with its consumers.
+
+An operator's ``nats stream rm``, another program's ``delete_topology()``: the running
+bus's connection stays up, so nothing restored the stream (that happened only after a
+reconnect). Every later publish retried until ``publish_timeout`` and raised
+``TransportError`` saying ``NoRespondersError()``, until the process was restarted, while
+``health()`` said all was well. Now a publish that nothing answers recreates the stream
+and the consumers, waits for them, and goes through: the group gets the event
+(docs/transport-nats.md, "Restoring streams and consumers").
+
+On the real server, in a stream of the test's own, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from pepperpy.event import Event, EventBus
+from pepperpy.event.transports.nats import NatsTransport
+from tests.bus.test_nats import delete_stream
+from tests.conftest import unique_name
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.nats
+
+LOGGER = "pepperpy.event.transports.nats"
+
+
+@pytest.fixture
+async def namespace(nats_url: str) -> AsyncIterator[dict[str, str]]:
+    """A stream and subject prefix of the test's own, deleted afterwards."""
+    name = unique_name("pep")
+    yield {"stream": name.upper(), "prefix": name}
+    await delete_stream(nats_url, name.upper())
+
+
+@pytest.fixture
+async def jetstream(nats_url: str) -> AsyncIterator[Any]:
+    """A plain nats-py JetStream context, to delete the stream under the bus."""
+    import nats
+
+    nc = await nats.connect(nats_url)
+    yield nc.jetstream()
+    await nc.close()
+
+
+@pytest.mark.parametrize("retention", ["interest", "limits"])
+async def test_a_publish_after_the_stream_was_deleted_makes_it_again_and_is_delivered(
+    nats_url: str,
+    namespace: dict[str, str],
+    jetstream: Any,
+    caplog: pytest.LogCaptureFixture,
+    retention: str,
+) -> None:
+    """With interest retention the consumers must be back before the event is stored:
+    an event stored while no consumer exists is dropped at once."""
+    caplog.set_level(logging.WARNING, LOGGER)
+    grouped: list[Any] = []
+    everyone: list[Any] = []
+    bus = EventBus(
+        transport=NatsTransport(
+            nats_url, partitions=2, retention=retention, publish_timeout=10, **namespace
+        )
+    )
+    bus.subscribe("orders.*", group="billing")(lambda event: grouped.append(event.data))
+
+    @bus.subscribe("orders.*")
+    def audit(event: Event) -> None:
+        everyone.append(event.data)
+
+    async with bus:
+        await bus.publish("orders.placed", 1)
+        await bus.publish("orders.placed", 2, key="customer-7")
+        await eventually(lambda: sorted(grouped) == [1, 2] and sorted(everyone) == [1, 2])
+        await jetstream.delete_stream(namespace["stream"])
+        await bus.publish("orders.placed", 3)
+        await bus.publish("orders.placed", 4, key="customer-7")
+        await eventually(lambda: sorted(grouped) == [1, 2, 3, 4])
+        await eventually(lambda: sorted(everyone) == [1, 2, 3, 4])
+        info = await jetstream.stream_info(namespace["stream"])
+        assert info.config.subjects == [f"{namespace['prefix']}.>"]
+    (warning,) = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == LOGGER and "nothing answers" in r.getMessage()
+    ]
+    assert f"JetStream stream {namespace['stream']!r}" in warning
