@@ -14,7 +14,7 @@ import inspect
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import copy_context
 from dataclasses import dataclass
 from functools import partial
@@ -115,6 +115,9 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         self._direct = buffer_size is None  # emit may skip buffer and closed checks
         #: weak registrations whose handler was collected, to remove (see ._listeners)
         self._dead: deque[WeakListener] = deque()
+        #: whether a once registration was ever made: only then does a dispatch to
+        #: several handlers take its once handlers before running any (_take_once)
+        self._uses_once = False
 
     # -- settings ---------------------------------------------------------------------
 
@@ -401,20 +404,23 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         eager = starts_eagerly(loop)
         running: list[tuple[_Listener, asyncio.Future[Any]]] = []
         failed: list[tuple[_Listener, BaseException]] = []
+        taken: Sequence[_Listener] = ()  # the once listeners this emit took
+        if self._uses_once:
+            claimed: list[_Listener] = []
+            listeners = self._take_once(listeners, claimed)
+            taken = claimed
         try:
             for listener in listeners:
                 try:
-                    if listener.once:
+                    if listener.once:  # taken by this emit (_take_once)
                         if eager or not (listener.is_async or running):  # it starts now
-                            if not self._claim(listener):
-                                continue
+                            self._index.remove(listener.pattern, listener.key)
                         else:
                             # its Task starts on a later loop iteration (CPython 3.11, a
-                            # task factory): claimed now, it leaves the index as it starts,
-                            # so an emit called off before that leaves it registered
-                            if self._claim(listener, removes=False):
-                                task = loop.create_task(self._fire_once(listener, event))
-                                running.append((listener, task))
+                            # task factory): it leaves the index as it starts, so an
+                            # emit called off before that leaves it registered
+                            task = loop.create_task(self._fire_once(listener, event))
+                            running.append((listener, task))
                             continue
                     if listener.is_async:
                         task = start_task(loop, listener.handler(event), eager)
@@ -446,8 +452,11 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
             # eager first step: the handlers started so far are called off (as a cancelled
             # emit's are) before it propagates, not left running unsupervised, and the
             # failures of those that failed already are logged, not dropped
-            if running or failed:
-                await self._call_off(loop, event, running, failed, _interrupted(exc))
+            try:
+                if running or failed:
+                    await self._call_off(loop, event, running, failed, _interrupted(exc))
+            finally:
+                self._give_back(taken)  # the once handlers it never started
             raise
         if running:
             tasks = [task for _, task in running if not task.done()]
@@ -456,7 +465,10 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
                     await _all_settled(loop, tasks)
                 except asyncio.CancelledError:
                     # the emit was cancelled: so are its handlers, and it ends after them
-                    await self._call_off(loop, event, running, failed)
+                    try:
+                        await self._call_off(loop, event, running, failed)
+                    finally:
+                        self._give_back(taken)
                     raise
             for listener, done in running:
                 if done.cancelled():
@@ -468,7 +480,10 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
                 error = done.exception()
                 if error is not None:
                     if not isinstance(error, Exception):
-                        await self._stopped(loop, event, running, failed, done, error)
+                        try:
+                            await self._stopped(loop, event, running, failed, done, error)
+                        finally:
+                            self._give_back(taken)
                         raise error
                     failed.append((listener, error))
         if failed:
@@ -504,8 +519,8 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         return task
 
     def _claim(self, listener: _Listener, removes: bool = True) -> bool:
-        """Let a ``once`` listener fire a single time; ``removes``: remove it now (else
-        :meth:`_fire_once` does, as its Task starts)."""
+        """Let a ``once`` listener fire a single time: True for the emit that takes it;
+        ``removes``: remove it from the index now (else it leaves as it starts)."""
         with self._lock:  # emits in other threads race for it too
             if listener.fired:
                 return False
@@ -513,6 +528,37 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         if removes:
             self._index.remove(listener.pattern, listener.key)
         return True
+
+    def _take_once(
+        self, listeners: tuple[_Listener, ...], taken: list[_Listener]
+    ) -> tuple[_Listener, ...]:
+        """Take the ``once`` listeners of an emit to several handlers before any runs.
+
+        Taken (``fired``), a once listener is no handler any more: ``handlers()`` leaves
+        it out, ``off`` does not count it, and an emit made meanwhile (nested in a
+        handler of higher priority, or racing in another thread) does not run it. It
+        stays in the index until it starts, so an emit interrupted before then gives it
+        back (:meth:`_give_back`). Claimed only as the dispatch reached it, it was still
+        a handler to whatever ran before it in the same emit (a sync handler run
+        inline, an async one's eager first step). Returns ``listeners`` without those
+        another emit took; ``taken`` gets this emit's.
+        """
+        kept: list[_Listener] = []
+        for listener in listeners:
+            if listener.once:
+                if not self._claim(listener, removes=False):
+                    continue  # another emit has it
+                taken.append(listener)
+            kept.append(listener)
+        return listeners if len(kept) == len(listeners) else tuple(kept)
+
+    def _give_back(self, taken: Sequence[_Listener]) -> None:
+        """An emit was called off: the once listeners it took but never started (still
+        in the index) are free again, so they run for the next matching event."""
+        for listener in taken:
+            if any(item is listener for _, item in self._index.items_for(listener.pattern)):
+                with self._lock:
+                    listener.fired = False
 
     async def _fire_once(self, listener: _Listener, event: Event) -> None:
         """A claimed ``once`` handler whose Task was scheduled, not started: it leaves the
@@ -538,18 +584,9 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         why: str = "cancelled",
     ) -> None:
         """Cancel the handlers of an emit that is called off and wait for them
-        (:func:`._fanout._cancel_all`); then a ``once`` handler whose Task never started
-        (still in the index: :meth:`_fire_once` never ran) is free again, so it runs for
-        the next matching event instead of being lost."""
-        try:
-            await _cancel_all(loop, event, running, failed, why)
-        finally:
-            for listener, _ in running:
-                if listener.once and any(
-                    item is listener for _, item in self._index.items_for(listener.pattern)
-                ):
-                    with self._lock:
-                        listener.fired = False
+        (:func:`._fanout._cancel_all`); its caller then gives back the ``once`` handlers
+        whose Task never started (:meth:`_give_back`)."""
+        await _cancel_all(loop, event, running, failed, why)
 
     async def _stopped(
         self,

@@ -44,6 +44,7 @@ class Registrations:
     _dead: deque[WeakListener]
     _lock: threading.Lock
     _closed: bool
+    _uses_once: bool
     _error_callbacks: list[tuple[ErrorCallback, bool]]
 
     def listening(
@@ -101,6 +102,8 @@ class Registrations:
             )
         else:
             listener = _Listener(pattern, handler, once, priority)
+        if once:
+            self._uses_once = True  # emits to several handlers take once ones first
         with self._lock:  # registrations from other threads count too
             if self.max_listeners is not None:
                 # a once registration that fired stays until its Task starts (see
