@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from ..base import cancelled_by_caller
 from ._outage import Outages
 from ._wire import logger
 
@@ -72,6 +73,18 @@ class Acks:
                     else:
                         who = f"group {self._group!r} acknowledging (will redeliver)"
                         self._outages.lost(None, who, exc)
+                    self.reclaim.update(batch)
+                except asyncio.CancelledError:
+                    if cancelled_by_caller():  # cancel(): the next owner redelivers them
+                        raise
+                    # not ours: a driver failed a future of its with it (a lost connection)
+                    logger.warning("group %r: acknowledgement cut off; will redeliver", self._group)
+                    self.reclaim.update(batch)
+                except Exception:  # left unmarked, they stay pending with us, unclaimed
+                    logger.exception(
+                        "group %r: acknowledgement failed unexpectedly; will redeliver",
+                        self._group,
+                    )
                     self.reclaim.update(batch)
         finally:
             self._task = None
