@@ -54,3 +54,27 @@ def test_a_bad_port_is_refused_when_the_transport_is_made(url: str) -> None:
 @pytest.mark.parametrize("url", ["nats://127.0.0.1", "nats://[::1]:4222", "nats://h:1,nats://g"])
 def test_good_ports_and_no_port_are_taken(url: str) -> None:
     NatsTransport(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("nats://127.0.0.1:4222/ORDERS", "/ORDERS"),
+        ("nats://user:secret@127.0.0.1:4222/orders?prefix=orders", "/orders"),
+        ("nats://a:4222,nats://b:4222/0", "/0"),
+    ],
+)
+def test_a_path_in_the_url_is_refused_pointing_at_stream(url: str, path: str) -> None:
+    """NATS URLs have no path: ``nats://host:4222/ORDERS`` (a stream, as a vhost or a
+    Redis database is given) was taken without a word, and the bus used the default
+    stream PEPPERPY_EVENTS, shared with every other program that did the same."""
+    with pytest.raises(ConfigurationError, match="stream=") as refused:
+        NatsTransport(url)
+    message = str(refused.value)
+    assert f"path {path!r}" in message
+    assert "secret" not in message
+
+
+@pytest.mark.parametrize("url", ["nats://127.0.0.1:4222/", "nats://127.0.0.1:4222/?stream=S"])
+def test_an_empty_path_is_taken(url: str) -> None:
+    NatsTransport(url)

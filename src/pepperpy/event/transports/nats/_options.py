@@ -197,7 +197,13 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[list[str], NatsOption
             raise ConfigurationError(
                 f"bad port in the NATS URL {_shown(url)!r}: a port is a number from 1 to 65535"
             )
-        servers.append(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
+        if parts.path not in ("", "/"):  # nats-py ignores it: a stream meant there is not
+            raise ConfigurationError(
+                f"the NATS URL {_shown(url)!r} has a path {parts.path!r}, which NATS does not "
+                "use: give the JetStream stream as ?stream=NAME (and a subject prefix of its "
+                "own as &prefix=name)"
+            )
+        servers.append(urlunsplit((parts.scheme, parts.netloc, "", "", "")))
         queries.append(parts.query)
     for name, raw in query_options(queries, where="the NATS URL"):
         if name == "token":
