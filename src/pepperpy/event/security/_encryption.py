@@ -42,6 +42,7 @@ import base64
 import math
 import os
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeGuard
 
@@ -69,6 +70,9 @@ from ._sqlite_keys import SQLiteKeyStore
 __all__ = ["KeyRing", "KeyStore", "MemoryKeyStore", "SQLiteKeyStore", "StreamEncryption"]
 
 _ATTEMPTS = 10
+#: streams whose unwrapped keys stay cached while unused (about 2.5 KB each): a process
+#: touching millions of streams (one per user, as shredding suggests) kept them all
+_CACHE_SIZE = 10_000
 
 
 class StreamEncryption:
@@ -119,14 +123,33 @@ class StreamEncryption:
         self.key_store = key_store or MemoryKeyStore()
         self.on_shredded = on_shredded
         self.key_cache_ttl = key_cache_ttl
+        #: the streams used last, least recently used first, at most _CACHE_SIZE
         self._cache: dict[str, StreamKeys] = {}
+        #: every entry still held: the cache's, and those a page being decoded holds
+        #: (what preload_page returned), evicted from the cache meanwhile or not
+        self._held: weakref.WeakValueDictionary[str, StreamKeys] = weakref.WeakValueDictionary()
+
+    def _entry(self, stream: str) -> StreamKeys | None:
+        """The stream's cached keys, if any are still held."""
+        entry = self._cache.get(stream)
+        return entry if entry is not None else self._held.get(stream)
+
+    def _touch(self, stream: str, entry: StreamKeys) -> None:
+        """Make ``entry`` the stream's, used last; evict the least recently used beyond
+        the cache's size (a page holding one keeps it until it is decoded)."""
+        cache = self._cache
+        cache.pop(stream, None)
+        cache[stream] = entry
+        self._held[stream] = entry
+        while len(cache) > _CACHE_SIZE:
+            del cache[next(iter(cache))]
 
     async def _load(self, stream: str) -> StreamKeys:
         """Read the stream's rows from the key store and refresh the cache with them."""
         return self._apply(stream, await self.key_store.load(stream))
 
     def _apply(self, stream: str, rows: Mapping[int, tuple[str, bytes]]) -> StreamKeys:
-        previous = self._cache.get(stream)
+        previous = self._entry(stream)
         ciphers: dict[int, Any] = {}
         wrapped: dict[int, bytes] = {}
         shredded: set[int] = set()
@@ -143,8 +166,15 @@ class StreamEncryption:
         # stream is refused as forged, not taken for a page that was not preloaded) but
         # stale, so the next preload asks again (another instance may make a key)
         loaded_at = time.monotonic() if rows else -math.inf
-        entry = StreamKeys(ciphers, wrapped, max(rows, default=0), loaded_at, frozenset(shredded))
-        self._cache[stream] = entry
+        highest = max(rows, default=0)
+        if previous is None:
+            entry = StreamKeys(ciphers, wrapped, highest, loaded_at, frozenset(shredded))
+        else:  # in place: a page holding it (evicted from the cache) sees this load too
+            entry = previous
+            entry.ciphers, entry.wrapped, entry.highest = ciphers, wrapped, highest
+            entry.loaded_at, entry.shredded = loaded_at, frozenset(shredded)
+            entry.checked = highest  # what this load looked for, as a new entry says
+        self._touch(stream, entry)
         return entry
 
     def _unwrap(self, stream: str, version: int, master_id: str, wrapped: bytes) -> bytes:
@@ -203,10 +233,10 @@ class StreamEncryption:
         # go on writing it unseen after the cancellation
         if not await settled(self.key_store.save(stream, version, master_id, wrapped)):
             return None
-        entry = self._cache.get(stream)
+        entry = self._entry(stream)
         if entry is None:
-            self._cache[stream] = StreamKeys({}, {}, 0, time.monotonic())
-            entry = self._cache[stream]
+            entry = StreamKeys({}, {}, 0, time.monotonic())
+            self._touch(stream, entry)
         elif not entry.highest:  # the absence was cached: now there is a key
             entry.loaded_at = time.monotonic()
         if version > entry.highest:
@@ -272,18 +302,35 @@ class StreamEncryption:
         read again, so a shred made elsewhere is seen. ``versions`` maps a stream to the
         highest data key version about to be decrypted: a stream whose cached keys stop
         below it is read again however fresh (another instance made that key since).
+
+        The cache keeps the keys of the 10,000 streams used last: decrypt what was
+        preloaded before other work loads more (the event store holds a page's keys
+        until the page is decoded).
         """
+        await self._preload(streams, versions)
+
+    async def _preload(
+        self, streams: Iterable[str], versions: Mapping[str, int] | None
+    ) -> tuple[StreamKeys, ...]:
+        """:meth:`preload`, returning what holds the keys: while it is held, they stay
+        loaded, evicted from the cache meanwhile or not."""
         now = time.monotonic()
         needed = versions or {}
+        held = []
         for stream in {*streams, *needed}:
-            entry = self._cache.get(stream)
+            entry = self._entry(stream)
             version = needed.get(stream, 0)
             if (
                 entry is None
                 or now - entry.loaded_at >= self.key_cache_ttl
                 or version > entry.checked
             ):
-                (await self._load(stream)).settle(version)
+                entry = await self._load(stream)
+                entry.settle(version)
+            else:
+                self._touch(stream, entry)
+            held.append(entry)
+        return tuple(held)
 
     async def preload_page(self, page: Iterable[tuple[str, str | bytes]]) -> None:
         """:meth:`preload` for a page of stored ``(stream, data)`` about to be decoded.
@@ -292,12 +339,19 @@ class StreamEncryption:
         another instance after this one loaded the stream is read from the key store
         here, with ``await``, and not in the middle of decoding.
         """
+        await self._preload_page(page)
+
+    async def _preload_page(
+        self, page: Iterable[tuple[str, str | bytes]]
+    ) -> tuple[StreamKeys, ...]:
+        """:meth:`preload_page`, returning what holds the page's keys (:meth:`_preload`):
+        the event store holds it until the page is decoded."""
         versions: dict[str, int] = {}
         for stream, stored in page:
             version = self.key_version(stored)
             if version >= versions.get(stream, 0):
                 versions[stream] = version
-        await self.preload(versions, versions=versions)
+        return await self._preload(versions, versions)
 
     async def decrypt(
         self, stream: str, event_id: str, envelope: object, *, context: Context = ()
@@ -392,6 +446,8 @@ class StreamEncryption:
             )
         entry = self._cache.get(stream)
         if entry is None:
+            entry = self._held.get(stream)  # evicted from the cache, held by its page
+        if entry is None:
             raise EncryptionError(
                 f"the data keys of stream {stream!r} were not loaded here: preload the page"
                 f" with StreamEncryption.preload_page before decrypting {describe(kind, name)}"
@@ -468,8 +524,8 @@ class StreamEncryption:
                 new_master, new_wrapped = self._wrap(stream, version, key)
                 await settled(self.key_store.replace(stream, version, new_master, new_wrapped))
                 count += 1
-        for entry in self._cache.values():  # the keys themselves did not change: pages
-            entry.loaded_at = -math.inf  # already preloaded still decode; the next reloads
+        for entry in list(self._held.values()):  # the keys themselves did not change:
+            entry.loaded_at = -math.inf  # pages preloaded still decode; the next reloads
         return count
 
     async def rotate_stream(self, stream: str) -> int:

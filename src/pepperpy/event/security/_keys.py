@@ -198,9 +198,10 @@ class MemoryKeyStore(KeyStore):
         return sorted(self._keys)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class StreamKeys:
-    """What one load of a stream's key store rows gave."""
+    """What the last load of a stream's key store rows gave (updated in place by the next
+    load, so a page holding it sees that load too)."""
 
     ciphers: dict[int, Any]  # live versions: an AES-GCM cipher with each unwrapped key
     wrapped: dict[int, bytes]  # the wrapped form of each, to skip unwrapping it again

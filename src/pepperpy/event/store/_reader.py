@@ -358,10 +358,13 @@ class StoreSubscription:
         accept: RowFilter,
         is_closed: Callable[[], bool],
         *,
-        prepare: Callable[[list[Row]], Awaitable[None]] | None = None,
+        prepare: Callable[[list[Row]], Awaitable[object]] | None = None,
         retry_for: float | None = RETRY_FOR,
     ) -> None:
         self._prepare = prepare
+        #: what ``prepare`` returned for the page in ``_buffer`` (its data keys), held
+        #: while its events are decoded one by one
+        self._held: object = None
         self._backend = backend
         self._decode = decode
         self._accept = None if accept.passes_everything else accept
@@ -423,7 +426,7 @@ class StoreSubscription:
             if self._accept is not None:
                 rows = [row for row in rows if self._accept(row)]
             if self._prepare is not None:
-                await self._prepare(rows)
+                self._held = await self._prepare(rows)
             self._buffer, self._index = rows, 0
             self._page_end = page.next_position
             self._caught_up = not page.more

@@ -93,6 +93,7 @@ class StoreReading(StoreSecurity, StoreDecoding):
         backend = self._backend
         prepare = self._prepare if self.encryption is not None else None
         guard = self._read_guard(stream)
+        held: list[object] = [None]  # the page's data keys, held until the next page
 
         async def fetch(cursor: int | None, size: int) -> tuple[list[Row], int | None]:
             self._check_open()
@@ -100,7 +101,7 @@ class StoreReading(StoreSecurity, StoreDecoding):
                 await guard()
             rows = await backend.read_stream(stream, cursor, backwards, size)
             if prepare is not None:
-                await prepare(rows)
+                held[0] = await prepare(rows)
             if len(rows) < size or not rows:
                 return rows, None
             position: int = rows[-1][2]
@@ -137,6 +138,7 @@ class StoreReading(StoreSecurity, StoreDecoding):
         prepare = self._prepare if self.encryption is not None else None
         guard = self._read_guard(streams)
         accept = RowFilter(streams, types)
+        held: list[object] = [None]  # the page's data keys, held until the next page
         keys = accept.index_keys  # the rows of some types or categories: by an index
 
         async def fetch(cursor: int | None, size: int) -> tuple[list[Row], int | None]:
@@ -154,7 +156,7 @@ class StoreReading(StoreSecurity, StoreDecoding):
             else:
                 page = await backend.read_all(cursor or 0, size)
             if prepare is not None:
-                await prepare(page.rows)
+                held[0] = await prepare(page.rows)
             return page.rows, (page.next_position if page.more else None)
 
         return EventReader(
@@ -201,10 +203,9 @@ class StoreReading(StoreSecurity, StoreDecoding):
         prepare = decrypt
         if guard is not None:
 
-            async def prepare(rows: list[Row]) -> None:  # each page, before it is delivered
+            async def prepare(rows: list[Row]) -> object:  # each page, before it is delivered
                 await guard()
-                if decrypt is not None:
-                    await decrypt(rows)
+                return None if decrypt is None else await decrypt(rows)
 
         subscription = StoreSubscription(
             self._backend,

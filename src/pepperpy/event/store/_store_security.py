@@ -261,11 +261,13 @@ class StoreSecurity:
 
         return guard
 
-    async def _prepare(self, rows: list[Row]) -> None:
+    async def _prepare(self, rows: list[Row]) -> object:
         """Load the data keys a page of rows needs (every key version its envelopes
-        name), so decoding stays synchronous and never reads the key store."""
+        name), so decoding stays synchronous and never reads the key store. Returns
+        what holds them: keep it until the page is decoded (the key cache is bounded)."""
         if self.encryption is not None and rows:
-            await self.encryption.preload_page((row[1], row[6]) for row in rows)
+            return await self.encryption._preload_page((row[1], row[6]) for row in rows)
+        return None
 
     def _check_audit_open(self) -> None:
         """Refuse, before writing anything, a change the closed audit log could not record.
