@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..._errors import ClosedError
-from ..base import resume_cancellation
+from ..base import cancelled_by_caller, resume_cancellation
 from ._wire import logger, parse_id, pool_exhausted
 
 if TYPE_CHECKING:
@@ -75,6 +75,11 @@ async def trim_periodically(transport: RedisTransport, interval: float) -> None:
             logger.warning("trimming the streams failed (%s); will try again", exc)
         except ClosedError:
             return
+        except asyncio.CancelledError:
+            if cancelled_by_caller() or transport._closed:
+                raise
+            # not ours: a driver failed a future of its with it (a lost connection)
+            logger.warning("trimming the streams was cut off; will try again")
         except Exception:  # a bug must not end trimming for the transport's life
             logger.exception("trimming the streams failed; will try again")
         else:
