@@ -7,6 +7,7 @@ import dataclasses
 import math
 import pickle
 import re
+import sys
 import threading
 import time
 import uuid
@@ -480,6 +481,20 @@ def test_replace_copies_with_changes_and_keeps_the_id() -> None:
         3,
         None,
     )
+
+
+def test_copy_replace_is_replace() -> None:
+    # copy.replace (Python 3.13) on an Event failed with "replace() does not support
+    # Event objects", as it does for a type with no __replace__
+    event = Event("user.created", {"n": 1}, {"m": 1}, version=2, source="svc")
+    if sys.version_info >= (3, 13):
+        changed = copy.replace(event, data={"n": 2})  # type: ignore[attr-defined,unused-ignore]
+    else:
+        changed = event.__replace__(data={"n": 2})
+    assert changed == event.replace(data={"n": 2})
+    assert (changed.id, changed.data, changed.source) == (event.id, {"n": 2}, "svc")
+    with pytest.raises(TypeError, match="unknown"):
+        event.__replace__(colour="red")
 
 
 def test_replace_validates_like_the_constructor() -> None:

@@ -217,6 +217,10 @@ class Event:
         )
         return event
 
+    def __replace__(self, **changes: Any) -> Event:
+        """``copy.replace(event, **changes)`` (Python 3.13): :meth:`replace`."""
+        return self.replace(**changes)
+
     def caused(
         self,
         type: str,
