@@ -288,6 +288,9 @@ class _PythonCompiler:
                 fields.append(_field(name, node, defaults[name]))
             elif required_keys is not None:
                 marker = typing.get_origin(hint)
+                while _is_read_only(marker):  # ReadOnly[NotRequired[X]]: the inner says
+                    hint = typing.get_args(hint)[0]
+                    marker = typing.get_origin(hint)
                 required = (
                     marker is not typing.NotRequired
                     if marker in (typing.Required, typing.NotRequired)
@@ -577,14 +580,20 @@ def _field(name: str, node: Node, default: tuple[Any, Any]) -> Field:
 
 
 def _strip_required(annotation: Any) -> Any:
-    """Drop TypedDict's ``Required``/``NotRequired`` wrappers (``__required_keys__`` has them)."""
+    """Drop TypedDict's ``Required``/``NotRequired`` wrappers (``__required_keys__`` has
+    them) and ``ReadOnly`` (PEP 705: about the TypedDict's users, not its data)."""
     origin = typing.get_origin(annotation)
-    if origin is typing.Required or origin is typing.NotRequired:
-        return typing.get_args(annotation)[0]
+    if origin is typing.Required or origin is typing.NotRequired or _is_read_only(origin):
+        return _strip_required(typing.get_args(annotation)[0])
     if origin is Annotated:
         base, *markers = typing.get_args(annotation)
         return Annotated[(_strip_required(base), *markers)]
     return annotation
+
+
+def _is_read_only(origin: Any) -> bool:
+    """Whether ``origin`` is ``ReadOnly`` (typing's, 3.13, or typing_extensions')."""
+    return origin is not None and getattr(origin, "_name", None) == "ReadOnly"
 
 
 def _refuse(kind: str, hint: str) -> Node:
