@@ -20,9 +20,10 @@ only the ones that failed, until the event succeeds or the source's policy gives
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from ._blame import Delegating, handler_name
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ATTACHED",
+    "STOPPING",
     "Attachment",
     "Failures",
     "_BusLink",
@@ -44,6 +46,7 @@ __all__ = [
     "_ManagerLink",
     "_TaskLink",
     "need_running_loop",
+    "retry_pause",
 ]
 
 logger = logging.getLogger("pepperpy.event.processor")
@@ -291,6 +294,57 @@ def need_running_loop(call: str, why: str) -> None:
         ) from None
 
 
+class Stopping:
+    """What ``stop()`` of a store attachment (or ``run_in_background``) tells the
+    middleware of the events its task processes: a ``RetryMiddleware`` waiting between
+    tries is cancelled rather than waited for (:func:`retry_pause`).
+
+    A graceful stop lets the event in hand finish, and a retry schedule can last
+    minutes: ``stop()`` (a deployment's shutdown) waited it out, where the event,
+    unfinished, is processed again from the checkpoint (or ``last_global_position``)
+    by the next attachment anyway.
+    """
+
+    __slots__ = ("pausing", "requested", "task")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self.requested = False  # stop() was called
+        self.pausing = False  # the task waits between two tries of a RetryMiddleware
+
+    def request(self) -> bool:
+        """Note that ``stop()`` was called; True when the task should be cancelled now
+        (it waits between tries)."""
+        self.requested = True
+        return self.pausing
+
+
+#: the :class:`Stopping` of the attachment whose task runs here
+STOPPING: contextvars.ContextVar[Stopping | None] = contextvars.ContextVar(
+    "pepperpy_event_attachment_stopping", default=None
+)
+
+
+@contextlib.contextmanager
+def retry_pause() -> Iterator[None]:
+    """Around a ``RetryMiddleware``'s wait between two tries: a stop of the attachment
+    whose task waits cancels the wait (then, or at once if the stop came first), so the
+    event ends unfinished, as any cancellation by ``stop()`` leaves it (neither retried
+    nor dead-lettered, its checkpoint before it). A wait in another task (a handler's
+    own, which inherits the variable) is not the attachment's to cut short."""
+    stopping = STOPPING.get()
+    if stopping is None or stopping.task is not asyncio.current_task():
+        yield
+        return
+    if stopping.requested:
+        stopping.task.cancel()  # the wait below ends at once, cancelled as stop() does
+    stopping.pausing = True
+    try:
+        yield
+    finally:
+        stopping.pausing = False
+
+
 class _TaskLink(_Link):
     def __init__(
         self, processor: EventProcessor, unmatched: Unmatched, events: AsyncIterable[Event]
@@ -298,7 +352,13 @@ class _TaskLink(_Link):
         super().__init__(processor, unmatched)
         self.events = events
         self.last_global_position: int | None = None
-        self.task = asyncio.get_running_loop().create_task(self._consume())
+        self.stopping_now = Stopping()
+        token = STOPPING.set(self.stopping_now)  # the task's context is a copy of this one
+        try:
+            self.task = asyncio.get_running_loop().create_task(self._consume())
+        finally:
+            STOPPING.reset(token)
+        self.stopping_now.task = self.task
 
     async def _consume(self) -> None:
         try:
@@ -329,7 +389,8 @@ class _TaskLink(_Link):
         me = asyncio.current_task()
         before = 0 if me is None else me.cancelling()  # cleanup code may start at 1
         closer = getattr(self.events, "aclose", None)
-        if closer is not None and not self.task.done():
+        pausing = self.stopping_now.request()  # a retry's wait is not waited out
+        if closer is not None and not self.task.done() and not pausing:
             await closer()  # graceful: the event in progress finishes first
         else:
             self.task.cancel()

@@ -22,7 +22,7 @@ from .._loops import LoopShares
 from .._manager import DEAD_LETTER_LIMIT, DeadLetter
 from .._options import check_count
 from .._processor import NextHandler, failed_handlers
-from .._processor_links import _completed
+from .._processor_links import _completed, retry_pause
 from .._removal import remove_last
 from .._retry import RetryPolicy
 from .._seconds import check_seconds
@@ -87,7 +87,8 @@ class RetryMiddleware:
                     event.id,
                     exc,
                 )
-                await policy.sleep(attempt)
+                with retry_pause():  # a stop of the store attachment does not wait it out
+                    await policy.sleep(attempt)
                 attempt += 1
 
 

@@ -1,0 +1,143 @@
+"""``stop()`` of a store attachment (and of ``run_in_background``) while a
+``RetryMiddleware`` waits between two tries of a failing event.
+
+A graceful stop lets the event in hand finish, and that included the whole retry
+schedule: with five tries ten seconds apart, ``stop()`` (a deployment's shutdown) took
+forty seconds, past most orchestrators' grace period. The wait is now cut short: the
+event ends unfinished, neither retried further nor dead-lettered, and the checkpoint
+stays before it, so the next attachment processes it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from pepperpy.event import (
+    DeadLetterMiddleware,
+    Event,
+    EventProcessor,
+    EventStore,
+    RetryMiddleware,
+    RetryPolicy,
+)
+
+#: far longer than any test may run: a stop that waited for it would time out
+_PAUSE = 3600.0
+_WAIT = 60.0
+
+
+def _processor(
+    failing: set[int], tried: list[int], first_try: asyncio.Event
+) -> tuple[EventProcessor, DeadLetterMiddleware]:
+    letters = DeadLetterMiddleware()
+    retry = RetryMiddleware(RetryPolicy.fixed(max_attempts=5, base_delay=_PAUSE))
+    processor = EventProcessor().use(letters, retry)
+
+    @processor.handle("order.*")
+    async def charge(event: Event) -> None:
+        number = event.data["n"]
+        tried.append(number)
+        if number in failing:
+            first_try.set()
+            raise ConnectionError("payment gateway down")
+
+    return processor, letters
+
+
+async def test_stop_does_not_wait_out_a_retry_and_resumes_the_event(tmp_path: Path) -> None:
+    failing = {1}
+    tried: list[int] = []
+    first_try = asyncio.Event()
+    processor, letters = _processor(failing, tried, first_try)
+    async with EventStore(f"sqlite:///{tmp_path / 'events.db'}") as store:
+        await store.append("order.1", [Event("order.placed", {"n": n}) for n in range(3)])
+        attachment = processor.attach(store, checkpoint="charges")
+        await asyncio.wait_for(first_try.wait(), _WAIT)
+
+        await asyncio.wait_for(attachment.stop(), _WAIT)  # waited the hour out before
+
+        assert tried == [0, 1]
+        assert attachment.checkpoint_position == 0  # before the unfinished event
+        assert list(letters.dead_letters) == []  # not a failure: stopped
+        failing.clear()  # the gateway is back
+        again = processor.attach(store, checkpoint="charges")
+        while again.processed < 2:  # noqa: ASYNC110 - polling the counter is the test
+            await asyncio.sleep(0.01)
+        await again.stop()
+        assert tried == [0, 1, 1, 2]
+        assert again.checkpoint_position == 2
+
+
+async def test_a_stop_during_the_try_skips_the_wait_that_would_follow() -> None:
+    gate = asyncio.Event()
+    started = asyncio.Event()
+    tried: list[int] = []
+    processor = EventProcessor().use(
+        RetryMiddleware(RetryPolicy.fixed(max_attempts=3, base_delay=_PAUSE))
+    )
+
+    @processor.handle("order.*")
+    async def charge(event: Event) -> None:
+        tried.append(event.data["n"])
+        started.set()
+        await gate.wait()
+        raise ConnectionError("payment gateway down")
+
+    async with EventStore() as store:
+        await store.append("order.1", Event("order.placed", {"n": 0}))
+        attachment = processor.attach(store)
+        await asyncio.wait_for(started.wait(), _WAIT)
+        stopping = asyncio.ensure_future(attachment.stop())
+        await asyncio.sleep(0)  # stop() has begun: the try in hand still finishes
+        assert not stopping.done()
+        gate.set()
+        await asyncio.wait_for(stopping, _WAIT)
+        assert tried == [0]  # finished its try, and no other came
+        assert attachment.last_global_position is None  # the event was not finished
+
+
+async def test_run_in_background_stops_during_a_retry_wait() -> None:
+    tried: list[int] = []
+    first_try = asyncio.Event()
+    processor, _ = _processor({0}, tried, first_try)
+
+    async def events() -> AsyncIterator[Event]:
+        yield Event("order.placed", {"n": 0})
+        await asyncio.Event().wait()  # then nothing more, for ever
+
+    attachment = processor.run_in_background(events())
+    await asyncio.wait_for(first_try.wait(), _WAIT)
+    await asyncio.wait_for(attachment.stop(), _WAIT)
+    assert tried == [0]
+
+
+async def test_a_handlers_own_retry_in_another_task_is_not_cut_short() -> None:
+    """A processor a handler runs in a task of its own inherits the attachment's
+    context: its retries are its own business, and the graceful stop waits for the
+    handler, as it waits for any handler in hand."""
+    inner_tries: list[int] = []
+    first = asyncio.Event()
+    inner = EventProcessor().use(RetryMiddleware(RetryPolicy.fixed(max_attempts=3, base_delay=0.2)))
+
+    @inner.handle("audit.*")
+    def audit(event: Event) -> None:
+        inner_tries.append(1)
+        first.set()
+        if len(inner_tries) < 3:
+            raise ConnectionError("audit log busy")
+
+    outer = EventProcessor()
+
+    @outer.handle("order.*")
+    async def place(event: Event) -> None:
+        await asyncio.ensure_future(inner.process(Event("audit.written", {})))
+
+    async with EventStore() as store:
+        await store.append("order.1", Event("order.placed", {"n": 0}))
+        attachment = outer.attach(store)
+        await asyncio.wait_for(first.wait(), _WAIT)
+        await asyncio.wait_for(attachment.stop(), _WAIT)  # during the inner retry's wait
+        assert inner_tries == [1, 1, 1]
+        assert attachment.last_global_position == 0  # the event was finished
