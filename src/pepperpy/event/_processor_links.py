@@ -333,11 +333,12 @@ def retry_pause() -> Iterator[None]:
     nor dead-lettered, its checkpoint before it). A wait in another task (a handler's
     own, which inherits the variable) is not the attachment's to cut short."""
     stopping = STOPPING.get()
-    if stopping is None or stopping.task is not asyncio.current_task():
+    task = asyncio.current_task()
+    if stopping is None or task is None or stopping.task is not task:
         yield
         return
     if stopping.requested:
-        stopping.task.cancel()  # the wait below ends at once, cancelled as stop() does
+        task.cancel()  # the wait below ends at once, cancelled as stop() does
     stopping.pausing = True
     try:
         yield
