@@ -14,6 +14,7 @@ import pytest
 
 from pepperpy.event import ClosedError, Event, EventStore, Projection
 from tests.replay.test_table_projection import append
+from tests.store.pgfaultproxy import PgFaultProxy, proxied
 
 
 def tally(store: EventStore, **options: str) -> Projection:
@@ -109,3 +110,32 @@ async def test_past_the_head_of_a_store_nothing_appends_to_is_refused(
                     await projection.wait_until(7)
             await projection.run()
             assert await projection.wait_until(1) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("filtered", [False, True])
+async def test_an_outage_of_the_event_store_alone_does_not_end_the_wait(
+    postgres_url: str, tmp_path: object, filtered: bool
+) -> None:
+    """The state store elsewhere (an SQLite file) still says where the projection is:
+    the head that cannot be read meanwhile is no reason to give up."""
+    views = f"sqlite:///{tmp_path}/views.db"
+    async with PgFaultProxy() as proxy, EventStore(postgres_url) as direct:
+        await append(direct, 3)
+        through = proxied(postgres_url, proxy.port, command_timeout=3, connect_timeout=2)
+        async with EventStore(through) as store:
+            scope = {"types": "account.*"} if filtered else {}
+            reader = tally(store, state_store=views, **scope)
+            runner = tally(direct, state_store=views, **scope)
+            assert await store.head() == 2  # its connections are open
+            proxy.refuse()
+            proxy.drop()
+            waiting = asyncio.ensure_future(reader.wait_until(2))
+            await asyncio.sleep(1.5)
+            assert not waiting.done() or waiting.exception() is None
+            await runner.run()
+            async with asyncio.timeout(15):
+                assert await waiting == 2
+            proxy.heal()
+            await runner.close()
+            await reader.close()

@@ -140,10 +140,13 @@ async def reached(
     (``ValueError``). One past the head of an open store is waited for (another writer
     may append it), and the head is read again at each poll until the position is in
     the log; a wait cancelled (``asyncio.timeout``) while it is not gets a note saying
-    so, which the ``TimeoutError`` shows as its cause."""
+    so, which the ``TimeoutError`` shows as its cause. A head that cannot be read (an
+    outage of the event store alone: the state store may be elsewhere), nor a
+    ``through`` that cannot tell, is a reason to stop waiting."""
     pause = 0.01
     head: int | None = None
-    written = False  # whether ``position`` was in the log at the last look
+    written = False  # whether ``position`` was in the log at a look
+    past = False  # whether the last look at the head found ``position`` past it
     try:
         while True:
             woken = moved.register()  # before looking: no wake-up falls between the two
@@ -160,23 +163,28 @@ async def reached(
                     f"is closed (it is {standing(True, known)})"
                 )
             if not written:
-                head = await log.head()
-                written = head is not None and head >= position
-                if not written and log.frozen:
-                    raise ValueError(
-                        f"{log.what} cannot reach global position {position}: it is past the "
-                        f"store's newest event ({newest(head)}), and nothing is appended to "
-                        "this store (it is open with immutable=1); is it another store's "
-                        "position?"
-                    )
-            if through is not None and await through(position, known):
+                try:
+                    head = await log.head()
+                except StoreError:  # an outage: the position may be reached all the same
+                    past = False
+                else:
+                    written = head is not None and head >= position
+                    past = not written
+                    if past and log.frozen:
+                        raise ValueError(
+                            f"{log.what} cannot reach global position {position}: it is "
+                            f"past the store's newest event ({newest(head)}), and nothing is "
+                            "appended to this store (it is open with immutable=1); is it "
+                            "another store's position?"
+                        )
+            if through is not None and await _through(through, position, known):
                 return position
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(pause):
                     await woken.wait()
             pause = min(pause * 2, 0.5)
     except asyncio.CancelledError as cancelled:
-        if not written:
+        if past:
             cancelled.add_note(
                 f"{log.what} was waiting for global position {position}, which is past "
                 f"the store's newest event ({newest(head)}): an append's global_position "
@@ -184,6 +192,16 @@ async def reached(
                 "another store's position, or a stream position (next_expected_version)?"
             )
         raise
+
+
+async def _through(
+    through: Callable[[int, int | None], Awaitable[bool]], position: int, known: int | None
+) -> bool:
+    """``through(position, known)``, False while the event store cannot be reached."""
+    try:
+        return await through(position, known)
+    except StoreError:  # an outage: the saved position may still get there
+        return False
 
 
 def newest(head: int | None) -> str:
