@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..._errors import ConfigurationError
 from ..._loops import settled
-from ..base import Subscription, cancelled_by_caller, cancelling, resume_cancellation
+from ..base import Subscription, cancelled_by_caller, cancelling, quietly, resume_cancellation
 from . import _config
 from ._config import (
     AMQP_NAME,
@@ -141,6 +141,8 @@ class Group:
         #: members of an older version (which log each ping they get) were seen last round
         self._older: int = 0
         self._older_logged = False
+        #: why the broker refused the last pings (None: they went through), see _send_pings
+        self._ping_refused: str | None = None
         self._control: AbstractChannel | None = None
         self._rebalancer: asyncio.Task[None] | None = None
         #: consumer -> (member count, its consumes) when this member last pinged its queue
@@ -376,20 +378,65 @@ class Group:
             return
         if await self._older_members(members):  # they would log each ping: none for now
             return
-        underlay = await control.get_underlay_channel()
-        properties = self.transport._aiormq.spec.Basic.Properties(
-            headers={PING_HEADER: True}, expiration=str(int(PING_EXPIRY * 1000))
-        )
-        for consumer in unknown:
-            assert consumer.queue_name is not None
-            await underlay.basic_publish(
-                b"", exchange="", routing_key=consumer.queue_name, properties=properties
-            )
-            self._pinged[consumer] = (members, consumer.consumes)
+        if not await self._send_pings(members, unknown):
+            return
         loop = asyncio.get_running_loop()
         until = loop.time() + wait
         while loop.time() < until and not all(c.known_active for c in unknown):  # noqa: ASYNC110
             await asyncio.sleep(0.02)  # (nothing to wait on: a delivery sets no event)
+
+    async def _send_pings(self, members: int, unknown: list[Consumer]) -> bool:
+        """Send a ping to each of ``unknown``'s partitions; False if the broker refused.
+
+        Through the group's lanes exchange (the ping's lane is its partition's), which
+        every member may write to (binding the partitions to it needs that), where the
+        default exchange needs write permission on ``amq.default``, which a user limited
+        to the application's names lacks. They go on a channel of their own in confirm
+        mode, one confirm at a time: a refusal (403, or 404 for a group deleted meanwhile)
+        closes only that channel, and nothing is sent on it after. Sent on the control
+        channel without confirms, a refused ping closed the channel that holds the
+        presence consumers, and the pings after it hit the closed channel, which the
+        broker answers by closing the whole connection (``CHANNEL_ERROR``): every member
+        reconnected about once a second, returning its prefetched messages each time.
+        """
+        transport = self.transport
+        errors = transport._aiormq.exceptions
+        underlay = getattr(transport._connection, "transport", None)
+        if underlay is None:  # away, reconnecting: the next round pings
+            return False
+        channel = await underlay.connection.channel(publisher_confirms=True)
+        try:
+            for consumer in unknown:
+                properties = transport._aiormq.spec.Basic.Properties(
+                    headers={PING_HEADER: True, LANE_HEADER: self.consumers.index(consumer)},
+                    expiration=str(int(PING_EXPIRY * 1000)),
+                )
+                await channel.basic_publish(
+                    b"", exchange=f"{self.base}.lanes", routing_key="", properties=properties
+                )
+                self._pinged[consumer] = (members, consumer.consumes)
+        except errors.AMQPChannelError as exc:
+            if self._ping_refused is None:
+                logger.warning(
+                    "cannot ping the partitions of group %r on %r: the broker refused it"
+                    " (%s); until it accepts, this member learns the partitions it is"
+                    " active on from their events only, so an idle partition may stay with"
+                    " it (check the permissions of the transport's user on %s.lanes)",
+                    self.group,
+                    self.pattern,
+                    exc.args[0] if exc.args else repr(exc),
+                    self.base,
+                )
+            self._ping_refused = str(exc)
+            return False
+        finally:
+            await quietly(
+                channel.close(), "closing the ping channel", logger, deadline=transport._deadline()
+            )
+        if self._ping_refused is not None:
+            self._ping_refused = None
+            logger.info("group %r on %r: pings go through again", self.group, self.pattern)
+        return True
 
     async def _older_members(self, members: int) -> bool:
         """True while members of an older version run (a rolling upgrade): they answer no
