@@ -496,7 +496,10 @@ class StreamEncryption:
         default) forgets its keys when its process ends, so events written by an earlier
         process name keys it never held, or versions it has since given to new keys.
         Empty for any other key store."""
-        if self.key_store.__class__ is not MemoryKeyStore:
+        store = self.key_store
+        if store.__class__ is not MemoryKeyStore and not (
+            isinstance(store, SQLiteKeyStore) and store.path in ("", ":memory:")
+        ):
             return ""
         return (
             "; or the events were written by another process: this"

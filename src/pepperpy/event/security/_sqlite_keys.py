@@ -107,6 +107,8 @@ class SQLiteKeyStore(OneConnection, KeyStore):
                     db, self._db = self._db, None
                     db.close()
                 if self._db is None:  # a forked child: its own connection
+                    if self.path in _IN_MEMORY:
+                        raise EncryptionError(_IN_MEMORY_CHILD.format(path=self.path))
                     self._db = self._open()
                 cursor = self._db.execute(sql, args)
                 result = [cursor.rowcount, *cursor.fetchall()]
@@ -270,6 +272,17 @@ class SQLiteKeyStore(OneConnection, KeyStore):
 
     def __exit__(self, *exc_info: object) -> None:
         self._close()
+
+
+#: SQLite's names for a database in memory, private to its connection
+_IN_MEMORY = ("", ":memory:")
+_IN_MEMORY_CHILD = (
+    "the key store SQLiteKeyStore({path!r}) is in memory, in the connection of the"
+    " process that made it: a forked child cannot reach its keys (a new connection would"
+    " find none, read every event as forged and write new keys under the versions"
+    " taken, which no other process could read); nothing was read or written: give the"
+    " key store a file, SQLiteKeyStore('keys.db'), to share it between processes"
+)
 
 
 def _absolute(path: str) -> str:
