@@ -1,5 +1,6 @@
 """``stop()`` of a store attachment (and of ``run_in_background``) while a
-``RetryMiddleware`` waits between two tries of a failing event.
+``RetryMiddleware`` waits between two tries of a failing event (or a
+``RateLimitMiddleware`` for a token).
 
 A graceful stop lets the event in hand finish, and that included the whole retry
 schedule: with five tries ten seconds apart, ``stop()`` (a deployment's shutdown) took
@@ -19,6 +20,7 @@ from pepperpy.event import (
     Event,
     EventProcessor,
     EventStore,
+    RateLimitMiddleware,
     RetryMiddleware,
     RetryPolicy,
 )
@@ -141,3 +143,20 @@ async def test_a_handlers_own_retry_in_another_task_is_not_cut_short() -> None:
         await asyncio.wait_for(attachment.stop(), _WAIT)  # during the inner retry's wait
         assert inner_tries == [1, 1, 1]
         assert attachment.last_global_position == 0  # the event was finished
+
+
+async def test_stop_does_not_wait_for_a_rate_limit_token() -> None:
+    """The same for a ``RateLimitMiddleware``'s wait: at one event a minute, stop()
+    waited up to a minute for the token of an event not yet begun."""
+    seen: list[int] = []
+    processor = EventProcessor().use(RateLimitMiddleware(1 / _PAUSE))
+    processor.handle("order.*", lambda event: seen.append(event.data["n"]))
+    async with EventStore() as store:
+        await store.append("order.1", [Event("order.placed", {"n": n}) for n in range(3)])
+        attachment = processor.attach(store)
+        while not seen:  # noqa: ASYNC110 - the first event takes the one token there is
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # the second now waits for its token
+        await asyncio.wait_for(attachment.stop(), _WAIT)
+        assert seen == [0]
+        assert attachment.last_global_position == 0

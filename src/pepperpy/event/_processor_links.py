@@ -46,7 +46,7 @@ __all__ = [
     "_ManagerLink",
     "_TaskLink",
     "need_running_loop",
-    "retry_pause",
+    "stoppable_pause",
 ]
 
 logger = logging.getLogger("pepperpy.event.processor")
@@ -297,7 +297,8 @@ def need_running_loop(call: str, why: str) -> None:
 class Stopping:
     """What ``stop()`` of a store attachment (or ``run_in_background``) tells the
     middleware of the events its task processes: a ``RetryMiddleware`` waiting between
-    tries is cancelled rather than waited for (:func:`retry_pause`).
+    tries, or a ``RateLimitMiddleware`` waiting for a token, is cancelled rather than
+    waited for (:func:`stoppable_pause`).
 
     A graceful stop lets the event in hand finish, and a retry schedule can last
     minutes: ``stop()`` (a deployment's shutdown) waited it out, where the event,
@@ -310,7 +311,7 @@ class Stopping:
     def __init__(self) -> None:
         self.task: asyncio.Task[None] | None = None
         self.requested = False  # stop() was called
-        self.pausing = False  # the task waits between two tries of a RetryMiddleware
+        self.pausing = False  # the task waits in a middleware (:func:`stoppable_pause`)
 
     def request(self) -> bool:
         """Note that ``stop()`` was called; True when the task should be cancelled now
@@ -326,12 +327,14 @@ STOPPING: contextvars.ContextVar[Stopping | None] = contextvars.ContextVar(
 
 
 @contextlib.contextmanager
-def retry_pause() -> Iterator[None]:
-    """Around a ``RetryMiddleware``'s wait between two tries: a stop of the attachment
-    whose task waits cancels the wait (then, or at once if the stop came first), so the
-    event ends unfinished, as any cancellation by ``stop()`` leaves it (neither retried
-    nor dead-lettered, its checkpoint before it). A wait in another task (a handler's
-    own, which inherits the variable) is not the attachment's to cut short."""
+def stoppable_pause() -> Iterator[None]:
+    """Around a middleware's wait before the event's work goes on (a ``RetryMiddleware``
+    between two tries, a ``RateLimitMiddleware`` for its token): a stop of the
+    attachment whose task waits cancels the wait (then, or at once if the stop came
+    first), so the event ends unfinished, as any cancellation by ``stop()`` leaves it
+    (neither retried nor dead-lettered, its checkpoint before it). A wait in another
+    task (a handler's own, which inherits the variable) is not the attachment's to cut
+    short."""
     stopping = STOPPING.get()
     task = asyncio.current_task()
     if stopping is None or task is None or stopping.task is not task:

@@ -22,7 +22,7 @@ from .._loops import LoopShares
 from .._manager import DEAD_LETTER_LIMIT, DeadLetter
 from .._options import check_count
 from .._processor import NextHandler, failed_handlers
-from .._processor_links import _completed, retry_pause
+from .._processor_links import _completed, stoppable_pause
 from .._removal import remove_last
 from .._retry import RetryPolicy
 from .._seconds import check_seconds
@@ -87,7 +87,7 @@ class RetryMiddleware:
                     event.id,
                     exc,
                 )
-                with retry_pause():  # a stop of the store attachment does not wait it out
+                with stoppable_pause():  # a stop of the store attachment does not wait it out
                     await policy.sleep(attempt)
                 attempt += 1
 
@@ -315,12 +315,14 @@ class RateLimitMiddleware:
             return
         line.waiting += 1
         try:
-            async with line.lock:  # waiters are served first come, first served
-                while True:
-                    wait = self._take()
-                    if not wait:
-                        return
-                    await asyncio.sleep(wait)
+            # a stop of the store attachment waiting here does not wait for the token
+            with stoppable_pause():
+                async with line.lock:  # waiters are served first come, first served
+                    while True:
+                        wait = self._take()
+                        if not wait:
+                            return
+                        await asyncio.sleep(wait)
         finally:
             line.waiting -= 1
 
