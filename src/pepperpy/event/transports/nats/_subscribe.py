@@ -17,6 +17,9 @@ from ..._errors import ClosedError, TransportError
 from ._consumer import Consumer
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.js import JetStreamContext
+
     from ..base import Subscription
     from ._transport import NatsTransport
 
@@ -37,6 +40,8 @@ async def join(transport: NatsTransport, subscription: Subscription) -> None:
         raise TransportError(
             f"cannot subscribe {subscription.pattern!r} now: {transport._lost_connection()}"
         )
+    if not nc.is_connected:
+        nc, js = await _connected(transport, subscription)
     from nats.errors import Error as NatsError
 
     if subscription.group is not None:
@@ -72,6 +77,34 @@ async def join(transport: NatsTransport, subscription: Subscription) -> None:
             ) from exc
         raise
     transport._consumers[name] = consumer
+
+
+async def _connected(
+    transport: NatsTransport, subscription: Subscription
+) -> tuple[Client, JetStreamContext]:
+    """The client and JetStream context once the connection is back, waiting for it at
+    most ``connect_timeout`` seconds (as ``amqp://`` does); then :class:`TransportError`
+    saying that it is down. nats-py would take the subscription while reconnecting, and
+    each of its requests would time out in turn ("nats: timeout", after about 30 s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + transport.options.connect_timeout
+    while True:
+        nc, js = transport._nc, transport._js
+        if transport._closed or nc is None or js is None:
+            raise ClosedError("the NATS transport is closed")
+        if nc.is_connected:
+            return nc, js
+        if loop.time() >= deadline:
+            break
+        await asyncio.sleep(min(0.1, max(0.0, deadline - loop.time())))
+    down = transport.outage()
+    since = f", down for {down:.0f}s" if down is not None else ""
+    raise TransportError(
+        f"cannot subscribe {subscription.pattern!r} on stream {transport.stream!r}: not "
+        f"connected to NATS at {transport.server} (reconnecting{since}); waited "
+        f"connect_timeout={transport.options.connect_timeout:g}s for it. Subscribe again "
+        "once the connection is back"
+    )
 
 
 async def leave(transport: NatsTransport, subscription: Subscription) -> None:
