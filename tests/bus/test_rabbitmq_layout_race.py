@@ -64,7 +64,8 @@ async def test_different_counts_at_the_same_moment(amqp_url: str, counts: tuple[
     finally:
         for bus in buses:
             await bus.close()
-        await transports[0].delete_topology()
+        for transport in transports:  # each deletes the layout it declared
+            await transport.delete_topology()
 
 
 async def exists(url: str, queue: str) -> bool:

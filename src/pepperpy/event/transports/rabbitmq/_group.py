@@ -197,10 +197,10 @@ class Group:
         refused = await transport._probe.declare(
             transport._connection, self.base + LAYOUT, {"x-max-length": count}
         )
-        transport._declared(queue=self.base + LAYOUT)
         if refused is not None:
             made = re.search(r"current is (?:the value )?'(\d+)'", refused)
             self._refuse(count, f" ({made.group(1)})" if made else "")
+        transport._declared(queue=self.base + LAYOUT)
 
     def _refuse(self, count: int, made: str = "") -> None:
         raise ConfigurationError(
