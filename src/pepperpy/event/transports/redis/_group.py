@@ -47,6 +47,8 @@ from ._pending import PendingEntries
 from ._positions import GroupPositions
 from ._unblock import Unblocks
 from ._wire import (
+    POOL_POLL,
+    Backoff,
     TopicFilter,
     as_text,
     connection_errors,
@@ -133,6 +135,7 @@ class GroupMember(PartitionWorkers):
             self._pool_full,
             self._response_error,
             outages,
+            options.connect_timeout,
         )
         self._lock = asyncio.Lock()
         self._stopping = False
@@ -184,7 +187,7 @@ class GroupMember(PartitionWorkers):
         try:
             async with asyncio.timeout(self._options.connect_timeout):
                 await self._acks.flush()
-                await self._leases.leave()
+                await self._leave()
         except (*self._unreachable, self._response_error) as exc:
             logger.warning(
                 "group %r: could not leave cleanly (%s); its leases expire within %gs, and "
@@ -195,6 +198,21 @@ class GroupMember(PartitionWorkers):
             )
         finally:
             await self._acks.cancel()
+
+    async def _leave(self) -> None:
+        """Leave the group, waiting for a free connection while the pool has none (every
+        member of a bus closes at once, and wakes its workers on the same pool): giving
+        up then left the leases to expire, and the other members waited ``lease_ttl``
+        for the partitions. Bounded by close()'s timeout."""
+        pool_wait = Backoff(POOL_POLL, first=0.001)
+        while True:
+            try:
+                await self._leases.leave()
+                return
+            except self._pool_full:
+                if self._outages.down:  # the outage holds the connections: no use waiting
+                    raise
+                await asyncio.sleep(pool_wait.next())
 
     def _leave_failure(self, exc: BaseException) -> str:
         if isinstance(exc, (*self._pool_full, self._response_error)):

@@ -19,13 +19,10 @@ from ..._redact import redact_url
 from ._config import RedisOptions
 from ._outage import Outages
 from ._outcome import with_outcome
-from ._wire import Backoff
+from ._wire import POOL_POLL, Backoff
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-
-#: longest pause (seconds) between two looks for a free connection of an exhausted pool
-_POOL_POLL = 0.02
 
 
 class RedisRetrying:
@@ -77,7 +74,7 @@ class RedisRetrying:
         if deadline is None:
             deadline = loop.time() + self.options.connect_timeout
         backoff = Backoff(self.options.max_backoff)
-        pool_wait = Backoff(_POOL_POLL, first=0.001)
+        pool_wait = Backoff(POOL_POLL, first=0.001)
         while True:
             stopped = self._closed if unknown is None else self._publishes_refused
             if stopped and not after_close:

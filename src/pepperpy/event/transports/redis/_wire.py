@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EVENT_FIELD",
+    "POOL_POLL",
     "TOPIC_FIELD",
     "Entries",
     "Backoff",
@@ -38,6 +39,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("pepperpy.event.transports.redis")
+
+#: longest pause (seconds) between two looks for a free connection of an exhausted pool:
+#: one comes back as soon as a command in flight returns
+POOL_POLL = 0.02
 
 TOPIC_FIELD = "topic"
 EVENT_FIELD = "event"
