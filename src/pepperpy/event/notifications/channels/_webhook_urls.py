@@ -40,7 +40,14 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from ..._redact import redact_url
 
-__all__ = ["HIDDEN", "hidden_in_httpcore_log", "show_in_httpx_log", "shown_location", "shown_url"]
+__all__ = [
+    "HIDDEN",
+    "looks_secret",
+    "hidden_in_httpcore_log",
+    "show_in_httpx_log",
+    "shown_location",
+    "shown_url",
+]
 
 HIDDEN = "***"
 
@@ -82,14 +89,14 @@ def _host(url: str) -> str:
 
 def _hidden_segments(segments: list[str], host: str) -> list[str]:
     decoded = [unquote(segment) for segment in segments]
-    hidden = {index for index, text in enumerate(decoded) if _looks_secret(text)}
+    hidden = {index for index, text in enumerate(decoded) if looks_secret(text)}
     for suffixes, rule in _SERVICES:
         if host in suffixes or host.endswith(tuple(f".{suffix}" for suffix in suffixes)):
             hidden |= rule(decoded)
     return [HIDDEN if index in hidden else seg for index, seg in enumerate(segments)]
 
 
-def _looks_secret(text: str) -> bool:
+def looks_secret(text: str) -> bool:
     """Whether a path segment looks like a key rather than a name a person chose."""
     if _UUID.search(text):
         return True

@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import warnings
+import weakref
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ..._deps import require
 from ..._errors import ConfigurationError, NotificationError, RecipientError
 from .._models import Notification
+from ._webhook_urls import HIDDEN, looks_secret
 from .base import Channel
 
 __all__ = ["AppriseChannel"]
@@ -49,6 +53,8 @@ class AppriseChannel(Channel):
         self.needs_recipient = any(PLACEHOLDER in url for url in self.urls)
         self._fixed: Any = None
         apprise = require("apprise", extra="apprise", feature="an apprise channel")
+        self._secrets = _secrets_of(self.urls)
+        _APPRISE_LOG.add(self, self._secrets)  # before apprise reads (and logs) the URLs
         for url in self.urls:
             if PLACEHOLDER in url:
                 continue
@@ -108,6 +114,7 @@ class AppriseChannel(Channel):
                 if _level(getattr(entry, "level", logging.ERROR)) >= logging.WARNING
             ]
             reason = "; ".join(problems) or f"status {getattr(result, 'status', result)!r}"
+            reason = hidden(reason, self._secrets)  # a plugin's warning may quote its URL
             schemes = ", ".join(sorted({_scheme(url) for url in self.urls}))
             raise NotificationError(f"apprise delivery via {schemes} failed: {reason}")
 
@@ -137,3 +144,104 @@ def _level(level: object) -> int:
 
 def _scheme(url: str) -> str:
     return urlsplit(url).scheme or url.partition(":")[0]
+
+
+# -- secrets in apprise's logs --------------------------------------------------------
+
+#: query parameters whose value is a credential whatever it looks like
+_SECRET_NAME = re.compile(r"(?i)token|key|secret|pass|pw|auth|sig|code|sid")
+#: what separates the parts of an apprise URL (user, password, host, path, query)
+_PARTS = re.compile(r"[/?&=@:,;#\s]+")
+#: parts shorter than this are never hidden: they would blank out common words
+_SHORTEST = 4
+
+
+def _secrets_of(urls: Sequence[str]) -> frozenset[str]:
+    """The parts of apprise ``urls`` that are credentials, as written and decoded.
+
+    apprise URLs keep their keys anywhere: in the user part (``pover://USER_KEY@TOKEN``),
+    in the host (``tgram://BOT_TOKEN/chat``), in the path (``json://host/hook/KEY``) or
+    the query (``?apikey=``). Hidden are a password (or a user part without one, which
+    is a key) and every query value under a credential's name, whatever they look like,
+    and any other part that looks like a key (as webhook URLs are shown: a UUID, or a
+    long run mixing letters and digits); user names, host names, words and plain
+    numbers stay readable.
+    """
+    found: set[str] = set()
+    for url in urls:
+        rest = url.partition("://")[2].replace(PLACEHOLDER, "")
+        authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        user, at, _ = authority.rpartition("@")
+        if at:  # user:password@, or a key alone (pover://USER_KEY@TOKEN)
+            name, colon, password = user.partition(":")
+            found.add(password if colon else name)
+        query = rest.partition("?")[2]
+        for field in query.split("&"):
+            name, _, value = field.partition("=")
+            if _SECRET_NAME.search(name):
+                found.add(value)
+        found.update(part for part in _PARTS.split(rest) if looks_secret(unquote(part)))
+    found |= {unquote(part) for part in found}
+    return frozenset(part for part in found if len(part) >= _SHORTEST)
+
+
+def hidden(text: str, secrets: frozenset[str]) -> str:
+    """``text`` with every one of ``secrets`` in it replaced by ``***``."""
+    for secret in sorted(secrets, key=len, reverse=True):  # a longer one first
+        if secret in text:
+            text = text.replace(secret, HIDDEN)
+    return text
+
+
+#: the loggers that write an apprise delivery's URLs as they are: apprise's own (every
+#: plugin logs its request URL at DEBUG) and the HTTP clients under it
+_LOGGERS = ("apprise", "urllib3.connectionpool", "httpx")
+
+
+class _AppriseLog(logging.Filter):
+    """Hides the credentials of every live :class:`AppriseChannel`'s URLs in the
+    records of :data:`_LOGGERS`, at every level (apprise's DEBUG records carry a
+    plugin's full request URL, ``.../bot<TOKEN>/sendMessage``; urllib3's its path).
+
+    apprise runs a plugin in a worker thread, which does not know which channel sent
+    it: every live channel's secrets are hidden in every such record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._secrets: frozenset[str] = frozenset()
+
+    def add(self, owner: object, secrets: frozenset[str]) -> None:
+        if not secrets:
+            return
+        with self._lock:
+            self._counts.update(secrets)
+            self._secrets = frozenset(self._counts)
+        weakref.finalize(owner, self._drop, secrets)
+        for name in _LOGGERS:
+            logging.getLogger(name).addFilter(self)  # once: a filter is added only once
+
+    def _drop(self, secrets: frozenset[str]) -> None:
+        with self._lock:
+            self._counts.subtract(secrets)
+            self._counts = +self._counts  # the ones no channel holds any more go
+            self._secrets = frozenset(self._counts)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = self._secrets
+        if not secrets:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that cannot format is logging's to report
+            return True
+        shown = hidden(message, secrets)
+        if shown is not message:
+            record.msg = shown
+            record.args = ()
+        return True
+
+
+_APPRISE_LOG = _AppriseLog()
