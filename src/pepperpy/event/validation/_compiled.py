@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import typing
 import uuid
 from collections.abc import Callable, Mapping
 from enum import Enum
@@ -87,8 +88,11 @@ class Compiled:
         self.unbounded = True
         if self.pydantic:
             _check_pydantic_bytes(schema)
+            _check_pydantic_names(schema)
             self.adapter = schema.__pydantic_validator__
             self.names = _pydantic_names(schema)
+            #: keys of computed fields: written by the model, recomputed when read
+            self.computed = _computed_names(schema)
             self.locs: PydanticLoc | None = None  # built at the first error
             return
         if isinstance(schema, Mapping):
@@ -263,6 +267,9 @@ class Compiled:
                 )
             )
             raise ValidationError(problems, event_type=self.event_type)
+        if self.computed and any(key in self.computed for key in data):
+            # what the model wrote for them before: recomputed, never read
+            data = {key: value for key, value in data.items() if key not in self.computed}
         if self.extra == "forbid" and self.schema.model_config.get("extra") is None:
             for key in data:
                 if key not in self.names:
@@ -419,9 +426,93 @@ def _mentions_binary(schema: Any) -> bool:
 
 
 def _pydantic_names(model: Any) -> set[str]:
-    names = set()
+    """The top-level keys ``model`` reads: each field's alias (its validation alias, the
+    first key of an ``AliasPath``, every choice of ``AliasChoices``), or its name where
+    the model reads names (no alias, or ``validate_by_name``/``populate_by_name``).
+
+    A field's name is not one of them when it has an alias and the model reads aliases
+    only: pydantic ignores such a key, and its value would be lost for the default.
+    """
+    names: set[str] = set()
     for name, field in model.model_fields.items():
-        names.add(name)
-        if field.alias:
-            names.add(field.alias)
+        by_name, alias_keys = _read_keys(model, field)
+        if by_name:
+            names.add(name)
+        names.update(alias_keys)
     return names
+
+
+def _read_keys(model: Any, field: Any) -> tuple[bool, set[str]]:
+    """Whether ``model`` reads ``field`` under its name, and the alias keys it reads."""
+    config = model.model_config
+    alias = field.validation_alias if field.validation_alias is not None else field.alias
+    by_alias = config.get("validate_by_alias", True) is not False
+    by_name = (
+        alias is None
+        or not by_alias
+        or bool(config.get("validate_by_name") or config.get("populate_by_name"))
+    )
+    return by_name, (_alias_keys(alias) if by_alias and alias is not None else set())
+
+
+def _alias_keys(alias: Any) -> set[str]:
+    """The top-level keys an alias reads (a str, an ``AliasPath``, ``AliasChoices``)."""
+    if isinstance(alias, str):
+        return {alias}
+    choices = getattr(alias, "choices", None)
+    if choices is not None:
+        return {key for choice in choices for key in _alias_keys(choice)}
+    path = getattr(alias, "path", None)
+    if path and isinstance(path[0], str):
+        return {path[0]}
+    return set()
+
+
+def _computed_names(model: Any) -> frozenset[str]:
+    """The keys under which ``model`` writes its computed fields."""
+    computed = getattr(model, "model_computed_fields", {}) or {}
+    return frozenset(info.alias or name for name, info in computed.items())
+
+
+def _check_pydantic_names(model: Any, seen: set[int] | None = None) -> None:
+    """Refuse a model (or a model nested in it) whose data would not validate again.
+
+    Validated data is the model's dump (by alias): a field written under a key the
+    model does not read (a ``serialization_alias`` other than what it reads, an alias
+    only ``AliasPath`` reads, a required field with ``exclude=True``) comes back
+    refused, or silently replaced by its default, when the event is validated again
+    (upcasting, ``ValidateMiddleware``, a consumer's check).
+    """
+    seen = set() if seen is None else seen
+    if id(model) in seen:
+        return
+    seen.add(id(model))
+    for name, field in model.model_fields.items():
+        where = f"pydantic model {model.__name__}, field {name!r}"
+        if field.exclude is True:
+            if field.is_required():
+                raise ConfigurationError(
+                    f"{where}: it is required but excluded from the model's data"
+                    " (exclude=True): the event would hold no such field, and would not"
+                    " validate again; give it a default, or do not exclude it"
+                )
+        else:
+            written = field.serialization_alias or name
+            by_name, alias_keys = _read_keys(model, field)
+            if not (written in alias_keys or (by_name and written == name)):
+                raise ConfigurationError(
+                    f"{where}: the model writes it as {written!r} but reads it as"
+                    f" {sorted(alias_keys) or [name]!r}: validated data would not validate"
+                    " again (refused, or its value lost for the default); give the field"
+                    " one alias (alias=...) for both, or set validate_by_name=True when"
+                    " it is written under its name"
+                )
+        for nested in _nested_models(field.annotation):
+            _check_pydantic_names(nested, seen)
+
+
+def _nested_models(annotation: Any) -> list[Any]:
+    """The pydantic models an annotation holds (in unions, containers, Annotated)."""
+    if _is_pydantic(annotation):
+        return [annotation]
+    return [model for arg in typing.get_args(annotation) for model in _nested_models(arg)]
