@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import RetryPolicy
+from pepperpy.event import EventBus, EventManager, RetryPolicy
 
 
 def test_presets() -> None:
@@ -204,3 +204,31 @@ def test_retry_on_given_as_a_list_is_kept_as_a_hashable_tuple() -> None:
     policy = RetryPolicy(kind="fixed", max_attempts=2, retry_on=[KeyError, IndexError])  # type: ignore[arg-type]
     assert policy.retry_on == (KeyError, IndexError)
     assert hash(policy) == hash(policy)
+
+
+@pytest.mark.parametrize("owner", ["manager", "bus"])
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        (RetryPolicy.exponential, "call it, RetryPolicy.exponential(...), or use the preset "),
+        (RetryPolicy.fixed, "RetryPolicy.fixed(...), or use the preset RetryPolicy.FIXED"),
+        ("linear", "use RetryPolicy.LINEAR, or RetryPolicy.linear(...)"),
+        (None, "RetryPolicy.NONE makes one try, no retries"),
+    ],
+)
+async def test_a_retry_policy_slip_is_named_with_what_to_pass(
+    owner: str, value: Any, hint: str
+) -> None:
+    # the factory not called, a preset's name or None: "must be a RetryPolicy, got <bound
+    # method RetryPolicy.exponential of ...>" left the reader to find the missing ()
+    with pytest.raises(TypeError, match=r"retry_policy must be a RetryPolicy, got .*: ") as info:
+        if owner == "manager":
+            EventManager(retry_policy=value)
+        else:
+            EventBus(retry_policy=value)
+    assert hint in str(info.value)
+    manager = EventManager()
+    with pytest.raises(TypeError, match="RetryPolicy.NONE"):
+        manager.retry_policy = None  # type: ignore[assignment]
+    with pytest.raises(TypeError, match=r"got 3$"):  # nothing to add to other values
+        manager.retry_policy = 3  # type: ignore[assignment]

@@ -44,7 +44,7 @@ from ._options import check_instance
 from ._patterns import _match_tokens, could_overlap, parse_pattern, parse_topic, plain_name
 from ._redact import redact_url
 from ._removal import remove_last
-from ._retry import RetryPolicy
+from ._retry import RetryPolicy, check_policy
 from .security._principal import current_principal
 from .transports import Subscription, Transport, transport_from_url
 from .transports.base import check_key
@@ -162,9 +162,7 @@ class EventBus(AsyncClosing):
 
     @retry_policy.setter
     def retry_policy(self, value: RetryPolicy) -> None:
-        if not isinstance(value, RetryPolicy):
-            raise TypeError(f"retry_policy must be a RetryPolicy, got {value!r}")
-        self._retry_policy = value
+        self._retry_policy = check_policy(value)
 
     # -- subscribing ------------------------------------------------------------------
 

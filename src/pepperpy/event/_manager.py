@@ -33,7 +33,7 @@ from ._listeners import WeakListener, _Listener
 from ._options import check_count
 from ._patterns import PatternIndex, parse_topic
 from ._registrations import ErrorCallback, Registrations
-from ._retry import RetryPolicy, describe_delay, follow
+from ._retry import RetryPolicy, check_policy, describe_delay, follow
 
 __all__ = ["DeadLetter", "EventManager"]
 
@@ -152,9 +152,7 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
 
     @retry_policy.setter
     def retry_policy(self, value: RetryPolicy) -> None:
-        if not isinstance(value, RetryPolicy):
-            raise TypeError(f"retry_policy must be a RetryPolicy, got {value!r}")
-        self._retry_policy = value
+        self._retry_policy = check_policy(value)
 
     # -- registration -----------------------------------------------------------------
 

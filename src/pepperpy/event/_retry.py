@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 from ._options import check_count
 from ._seconds import check_seconds
 
-__all__ = ["RetryPolicy", "follow"]
+__all__ = ["RetryPolicy", "check_policy", "follow"]
 
 Kind = Literal["none", "fixed", "linear", "exponential"]
 _KINDS: tuple[Kind, ...] = ("none", "fixed", "linear", "exponential")
@@ -140,6 +140,24 @@ class RetryPolicy:
         """Wait the delay due after failed try ``attempt``."""
         seconds = self.delay(attempt)
         await asyncio.sleep(seconds)
+
+
+def check_policy(value: object, name: str = "retry_policy") -> RetryPolicy:
+    """``value`` if it is a RetryPolicy; otherwise a ``TypeError`` saying what to pass
+    for the usual slips: ``None`` for no retries, the factory not called
+    (``RetryPolicy.exponential``), a preset's name as a string (``"exponential"``)."""
+    if isinstance(value, RetryPolicy):
+        return value
+    hint = ""
+    factory = getattr(value, "__func__", None)
+    kind = getattr(factory, "__name__", None)
+    if getattr(value, "__self__", None) is RetryPolicy and kind in _KINDS:
+        hint = f": call it, RetryPolicy.{kind}(...), or use the preset RetryPolicy.{kind.upper()}"
+    elif value is None:
+        hint = ": RetryPolicy.NONE makes one try, no retries"
+    elif isinstance(value, str) and value.lower() in _KINDS:
+        hint = f": use RetryPolicy.{value.upper()}, or RetryPolicy.{value.lower()}(...)"
+    raise TypeError(f"{name} must be a RetryPolicy, got {value!r}{hint}")
 
 
 def describe_delay(policy: RetryPolicy, attempt: int) -> str:
