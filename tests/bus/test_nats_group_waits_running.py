@@ -42,8 +42,8 @@ async def namespace(nats_url: str) -> AsyncIterator[dict[str, str]]:
 async def test_a_running_member_keeps_its_slow_event_once_a_shorter_wait_applies(
     nats_url: str, namespace: dict[str, str], key: str | None
 ) -> None:
-    """The first member handles an event for 7 s; 9 s was the group's wait when it came,
-    and a second member then joins with 2 s. The event is handled once."""
+    """The first member handles an event for 9 s; 30 s was the group's wait when it came,
+    and a second member then joins with 4 s. The event is handled once."""
     handled: list[tuple[str, Any]] = []
     release = asyncio.Event()
     started = asyncio.Event()
@@ -58,13 +58,13 @@ async def test_a_running_member_keeps_its_slow_event_once_a_shorter_wait_applies
 
     first = EventBus(
         transport=NatsTransport(
-            nats_url, partitions=1, ack_wait=9.0, lane_ack_wait=9.0, **namespace
+            nats_url, partitions=1, ack_wait=30.0, lane_ack_wait=30.0, **namespace
         )
     )
     first.subscribe("orders.*", group="billing")(slow)
     second = EventBus(
         transport=NatsTransport(
-            nats_url, partitions=1, ack_wait=2.0, lane_ack_wait=2.0, **namespace
+            nats_url, partitions=1, ack_wait=4.0, lane_ack_wait=4.0, **namespace
         )
     )
     second.subscribe("orders.*", group="billing")(quick)
@@ -72,13 +72,13 @@ async def test_a_running_member_keeps_its_slow_event_once_a_shorter_wait_applies
         await first.publish("orders.placed", 1, key=key)
         await asyncio.wait_for(started.wait(), 10)
         async with second:
-            # three times the group's new wait, and more than half the first member's
-            # own: JetStream would have delivered the event again by now
-            await asyncio.sleep(7.0)
+            # twice the group's new wait, short of a third of the first member's own:
+            # JetStream would have delivered the event again by now
+            await asyncio.sleep(9.0)
             release.set()
             await first.publish("orders.placed", 2, key=key)
             await eventually(lambda: {data for _, data in handled} == {1, 2})
-            await asyncio.sleep(3.0)  # a redelivery of either would come by now
+            await asyncio.sleep(5.0)  # a redelivery of either would come by now
     assert sorted(data for _, data in handled) == [1, 2], handled
     assert handled[0] == ("first", 1)
 
@@ -89,9 +89,9 @@ async def test_a_member_away_when_the_waits_changed_learns_them_on_reconnecting(
     names: dict[str, str],
     nats_url: str,
 ) -> None:
-    """The first member's connection is down while the second joins with 2 s (and
+    """The first member's connection is down while the second joins with 4 s (and
     leaves again): it misses the notice, and reads the consumers' waits when it is back.
-    It then gets a slow event (7 s), handled once."""
+    It then gets a slow event (9 s; its own wait is 30 s), handled once."""
     handled: list[Any] = []
     release = asyncio.Event()
 
@@ -99,7 +99,7 @@ async def test_a_member_away_when_the_waits_changed_learns_them_on_reconnecting(
         handled.append(event.data)
         await release.wait()
 
-    transport = through_proxy(partitions=1, ack_wait=9.0, lane_ack_wait=9.0)
+    transport = through_proxy(partitions=1, ack_wait=30.0, lane_ack_wait=30.0)
     first = EventBus(transport=transport)
     first.subscribe("orders.*", group="billing")(slow)
     async with first:
@@ -108,7 +108,7 @@ async def test_a_member_away_when_the_waits_changed_learns_them_on_reconnecting(
         await eventually(lambda: transport.outage() is not None)
         second = EventBus(
             transport=NatsTransport(
-                nats_url, partitions=1, ack_wait=2.0, lane_ack_wait=2.0, **names
+                nats_url, partitions=1, ack_wait=4.0, lane_ack_wait=4.0, **names
             )
         )
         second.subscribe("orders.*", group="billing")(lambda event: None)
@@ -125,7 +125,7 @@ async def test_a_member_away_when_the_waits_changed_learns_them_on_reconnecting(
         )
         await first.publish("orders.placed", 1)
         await eventually(lambda: handled == [1])
-        await asyncio.sleep(7.0)
+        await asyncio.sleep(9.0)
         release.set()
-        await asyncio.sleep(3.0)  # a redelivery would come by now
+        await asyncio.sleep(5.0)  # a redelivery would come by now
     assert handled == [1]
