@@ -484,7 +484,7 @@ class CheckpointedLink(_TaskLink):
                         self.last_global_position = position
                         if saves.handled(position):
                             await saves.save()
-                    if saves.failure is not None:
+                    if saves.failure is not None or self.stop_after_event:
                         break
                     resume_cancellation()  # as in _TaskLink._consume
                 if saves.failure is not None:

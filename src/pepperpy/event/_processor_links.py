@@ -357,6 +357,7 @@ class _TaskLink(_Link):
         self.events = events
         self.last_global_position: int | None = None
         self.stopping_now = Stopping()
+        self.stop_after_event = False  # stop() came from a handler: end after the event
         token = STOPPING.set(self.stopping_now)  # the task's context is a copy of this one
         try:
             self.task = asyncio.get_running_loop().create_task(self._consume())
@@ -371,6 +372,8 @@ class _TaskLink(_Link):
                     await self.deliver(event)
                     if event.global_position is not None:
                         self.last_global_position = event.global_position
+                    if self.stop_after_event:
+                        break
                     # a handler runs inline here: one that caught this task's
                     # cancellation (stop() cancels it when the source cannot be closed)
                     # must not keep the loop reading, or stop() would wait for ever
@@ -391,6 +394,13 @@ class _TaskLink(_Link):
 
     async def stop(self) -> None:
         me = asyncio.current_task()
+        if me is self.task:
+            # from one of its own handlers (a "shut down" event, a poison message): it
+            # cannot wait for itself, so the loop ends once the event in hand is done;
+            # awaiting the task here raised RuntimeError, which failed that event
+            self.stopping_now.request()
+            self.stop_after_event = True
+            return
         before = 0 if me is None else me.cancelling()  # cleanup code may start at 1
         closer = getattr(self.events, "aclose", None)
         pausing = self.stopping_now.request()  # a retry's wait is not waited out
