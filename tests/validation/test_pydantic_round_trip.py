@@ -95,3 +95,55 @@ async def test_a_computed_field_is_written_and_recomputed() -> None:
     # a total given is not taken as it is: it is recomputed
     stale = {"price": 2, "quantity": 4, "total": 6}
     assert (await validator.validate("order.placed", stale)).data["total"] == 8
+
+
+class Line(pydantic.BaseModel):
+    sku: str
+    parts: list[Line] = []
+
+
+class Loose(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="allow")
+    note: str
+    line: Line | None = None
+
+
+class Cart(pydantic.BaseModel):
+    first: Line
+    lines: list[Line] = []
+    by_sku: dict[str, Line] = {}
+    loose: Loose | None = None
+
+
+async def test_a_nested_model_refuses_keys_it_does_not_declare() -> None:
+    """pydantic ignores them there (its default), so the value given was dropped, while
+    the same key at the top, or in a nested dataclass, is refused."""
+    validator = EventValidator()
+    validator.register("cart", Cart)
+    with pytest.raises(ValidationError) as refused:
+        await validator.validate(
+            "cart",
+            {
+                "first": {"sku": "a", "qty": 2, "parts": [{"sku": "b", "qty": 1}]},
+                "lines": [{"sku": "c", "qty": 3}],
+                "by_sku": {"d": {"sku": "d", "qty": 4}},
+                "loose": {"note": "kept", "extra": 1, "line": {"sku": "e", "qty": 5}},
+            },
+        )
+    assert [(p.path, p.message) for p in refused.value.errors] == [
+        ("first.qty", "unexpected field"),
+        ("first.parts[0].qty", "unexpected field"),
+        ("lines[0].qty", "unexpected field"),
+        ("by_sku['d'].qty", "unexpected field"),
+        ("loose.line.qty", "unexpected field"),  # a model setting extra keeps its rule
+    ]
+    data = {"first": {"sku": "a"}, "loose": {"note": "n", "extra": 1}}
+    event = await validator.validate("cart", data)
+    assert event.data["loose"] == {"note": "n", "line": None, "extra": 1}
+    # a tolerant reader drops them, as pydantic does
+    tolerant = EventValidator(extra_fields="ignore")
+    tolerant.register("cart", Cart)
+    assert (await tolerant.validate("cart", {"first": {"sku": "a", "qty": 2}})).data["first"] == {
+        "sku": "a",
+        "parts": [],
+    }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import types
 import typing
 import uuid
 from collections.abc import Callable, Mapping
@@ -90,6 +91,8 @@ class Compiled:
             _check_pydantic_bytes(schema)
             _check_pydantic_names(schema)
             self.adapter = schema.__pydantic_validator__
+            #: nested models that refuse undeclared keys here (pydantic ignores them)
+            self.nested = _NestedKeys(schema) if extra == "forbid" else None
             self.names = _pydantic_names(schema)
             #: keys of computed fields: written by the model, recomputed when read
             self.computed = _computed_names(schema)
@@ -287,6 +290,8 @@ class Compiled:
             raise ValidationError(problems, event_type=self.event_type)
         if nested_deeper(data, _PYDANTIC_DEPTH):  # not the parser's message, nor orjson's
             raise ValidationError([_too_deep_problem(pydantic=True)], event_type=self.event_type)
+        if self.nested is not None and self.nested.plan:  # whatever the top's extra is
+            self.nested.check(self.schema, data, "", problems)
         try:
             raw = dumps(data)  # JSON mode: ISO datetimes accepted, "1" is not an int
         except SerializationError:  # a float subclass, which orjson refuses: as a float
@@ -423,6 +428,97 @@ def _mentions_binary(schema: Any) -> bool:
     if isinstance(schema, list):
         return any(_mentions_binary(item) for item in schema)
     return False
+
+
+class _NestedKeys:
+    """The undeclared-key check inside a pydantic model's nested models.
+
+    pydantic ignores keys a nested model does not declare (its default ``extra``), so a
+    key mistyped there was dropped with its value, while at the top it is refused and a
+    nested dataclass refuses it. Each nested model that does not set ``extra`` itself
+    refuses them here, reached through fields holding a model, an optional one, or a
+    list, tuple, set or dict of one (a union of several models is left to pydantic).
+    """
+
+    def __init__(self, model: Any) -> None:
+        #: model -> [(the keys its field is read under, the model the field holds, how:
+        #: "one" or "items" or "values")]
+        self.plan: dict[Any, list[tuple[frozenset[str], Any, str]]] = {}
+        self.names: dict[Any, frozenset[str]] = {}
+        self._read(model, top=True)
+        if not any(self.plan.values()):
+            self.plan = {}
+
+    def _read(self, model: Any, top: bool = False) -> None:
+        if model in self.plan:
+            return
+        self.plan[model] = steps = []
+        self.names[model] = frozenset(_pydantic_names(model) | _computed_names(model))
+        for name, field in model.model_fields.items():
+            held = _held_model(field.annotation)
+            if held is None:
+                continue
+            inner, how = held
+            by_name, alias_keys = _read_keys(model, field)
+            keys = frozenset(alias_keys | ({name} if by_name else set()))
+            self._read(inner)
+            if inner.model_config.get("extra") is None:
+                steps.append((keys, inner, how))
+            elif self.plan[inner]:  # deeper ones may still refuse
+                steps.append((keys, inner, how))
+
+    def check(self, model: Any, data: Mapping[str, Any], path: str, problems: list[Any]) -> None:
+        for keys, inner, how in self.plan.get(model, ()):
+            for key in keys:
+                if key not in data:
+                    continue
+                value = data[key]
+                where = f"{path}.{key}" if path else key
+                if how == "one":
+                    self._object(inner, value, where, problems)
+                elif how == "values" and isinstance(value, Mapping):
+                    for item_key, item in value.items():
+                        self._object(inner, item, f"{where}[{item_key!r}]", problems)
+                elif how == "items" and isinstance(value, list | tuple):
+                    for index, item in enumerate(value):
+                        self._object(inner, item, f"{where}[{index}]", problems)
+
+    def _object(self, model: Any, value: Any, path: str, problems: list[Any]) -> None:
+        if not isinstance(value, Mapping):
+            return  # pydantic names what is wrong with it
+        if model.model_config.get("extra") is None:
+            names = self.names[model]
+            for key in value:
+                if key not in names:
+                    problems.append(
+                        ValidationProblem(
+                            f"{path}.{key}",
+                            "no such field",
+                            describe(value[key]),
+                            "unexpected field",
+                        )
+                    )
+        self.check(model, value, path, problems)
+
+
+def _held_model(annotation: Any) -> tuple[Any, str] | None:
+    """The one pydantic model a field holds and how: ``M``/``M | None`` ("one"), a
+    list, tuple or set of it ("items"), a dict of it ("values"); None otherwise."""
+    origin = typing.get_origin(annotation)
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    if _is_pydantic(annotation):
+        return annotation, "one"
+    if origin is typing.Annotated:
+        return _held_model(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _held_model(args[0])
+    if origin in (list, tuple, set, frozenset) and args and _is_pydantic(args[0]):
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return None
+        return args[0], "items"
+    if origin is dict and len(args) == 2 and _is_pydantic(args[1]):
+        return args[1], "values"
+    return None
 
 
 def _pydantic_names(model: Any) -> set[str]:
