@@ -143,6 +143,7 @@ class GroupMember(PartitionWorkers):
         #: close() gives the partitions (and what is pending) back with a clean handover
         self._leaving = False
         self._beater: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None  # close(), once started
         #: the heartbeat fails by something unexpected (a bug, an unreadable reply): since
         #: when (monotonic) and why, for health(); None once a heartbeat succeeds
         self._failing: tuple[float, str] | None = None
@@ -171,7 +172,17 @@ class GroupMember(PartitionWorkers):
         timeout (the workers' blocking reads end by then) plus ``connect_timeout`` (the
         acknowledgements and the leave are cut off after that, and the leases expire by
         themselves); it leaves no task behind.
+
+        One close runs, whoever asks (an unsubscribe, then the transport's close()): a
+        caller cancelled meanwhile leaves it running, and the next caller waits for it.
         """
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(
+                self._close(), name=f"pepperpy-redis-leave-{self.group}"
+            )
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         self._stopping = True
         if self._beater is not None:
             self._beater.cancel()

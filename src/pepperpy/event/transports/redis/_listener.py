@@ -85,6 +85,8 @@ class Listener:
         self.response_error: type[Exception] = exceptions.ResponseError
         self._index: PatternIndex[Feed] = PatternIndex()
         self._feeds: list[Feed] = []
+        #: feeds being removed whose handlers in progress have not all finished
+        self._leaving: set[Feed] = set()
         self.streams = [options.stream(p) for p in range(options.partitions)]
         self.partitions = {name.encode(): p for p, name in enumerate(self.streams)}
         n = len(self.streams)
@@ -182,7 +184,10 @@ class Listener:
             if feed.sub is sub:
                 self._unregister(feed)
                 feed.stopping = True
+                # kept until closed: cancelled meanwhile, close() waits for its handlers
+                self._leaving.add(feed)
                 await feed.close()
+                self._leaving.discard(feed)
                 break
         else:
             return
@@ -324,7 +329,7 @@ class Listener:
                 task.cancel()  # a blocked read: nothing of it has been handed out
             # (a reader that failed was logged when it ended: nothing to raise here)
             await asyncio.wait([task])
-        await asyncio.gather(*(feed.close() for feed in self._feeds))
+        await asyncio.gather(*(feed.close() for feed in [*self._feeds, *self._leaving]))
 
     async def _loop(self) -> None:
         """Read until closed. No failure ends it: each is logged, then retried after a

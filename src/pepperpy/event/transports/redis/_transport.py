@@ -390,8 +390,11 @@ class RedisTransport(RedisPublishing, Transport):
             return
         for member in self._members:
             if member.sub is subscription:
-                self._members.remove(member)
+                # kept until closed: cancelled meanwhile, close() closes it (waits for its
+                # handlers in progress, gives its leases back) rather than forget it
                 await member.close()
+                if member in self._members:
+                    self._members.remove(member)
                 return
 
     async def delete_group(self, subscription: Subscription) -> None:
