@@ -155,3 +155,21 @@ def test_a_pydantic_config_extra_is_the_class_rule() -> None:
     validator = EventValidator()
     validator.register("named", Tolerant)
     assert validator.check("named", {"name": "a", "other": 1})[0] == {"name": "a"}
+
+
+class Model(pydantic.BaseModel):
+    amount: int
+
+
+@dataclasses.dataclass
+class HoldsAModel:
+    line: Model
+
+
+def test_a_pydantic_model_inside_a_dataclass_is_named_with_the_way_out() -> None:
+    # it said "unsupported schema type in CustomType(cls=<class '...Model'>)"
+    with pytest.raises(ConfigurationError) as refused:
+        EventValidator().register("held", HoldsAModel)
+    message = str(refused.value)
+    assert "pydantic model Model inside a dataclass" in message
+    assert "register a pydantic model at the top" in message

@@ -377,6 +377,14 @@ class _PythonCompiler:
             return TupleNode([self.info(f.type) for f in info.fields])
         if isinstance(info, inspect.CustomType) and _is_class_schema(info.cls):
             return self.class_schema(info.cls)
+        if isinstance(info, inspect.CustomType) and is_pydantic_model(info.cls):
+            raise ConfigurationError(
+                f"pydantic model {info.cls.__qualname__} inside a dataclass, TypedDict, plain"
+                " class or Struct: only pydantic runs a model (its validators, aliases,"
+                " config), so it cannot be checked field by field here; register a pydantic"
+                " model at the top (a dataclass may be nested in it), or make this one a"
+                " dataclass"
+            )
         raise ConfigurationError(f"unsupported schema type in {info!r}")
 
     def object(self, info: Any) -> Node:
