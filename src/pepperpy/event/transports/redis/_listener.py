@@ -36,6 +36,7 @@ check).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -253,7 +254,11 @@ class Listener:
         if task.cancelled():
             cause = "it was cancelled by another task"
             self._failure = (time.monotonic(), cause)
-            logger.warning(
+            # every task cancelled at once: the event loop ends (asyncio.run() with the
+            # bus open), nothing to warn about
+            ending = all(other.cancelling() for other in asyncio.all_tasks() if not other.done())
+            logger.log(
+                logging.DEBUG if ending else logging.WARNING,
                 "listener: the shared reader of ungrouped subscriptions ended: %s; they "
                 "receive nothing until the next ungrouped subscription starts it again",
                 cause,
