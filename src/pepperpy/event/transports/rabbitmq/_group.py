@@ -33,6 +33,7 @@ from ._consumer import Consumer, Declare, Members
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+    from aiormq.abc import AbstractChannel as RawChannel
 
     from ._transport import RabbitMQTransport
 
@@ -406,15 +407,10 @@ class Group:
             return False
         channel = await underlay.connection.channel(publisher_confirms=True)
         try:
-            for consumer in unknown:
-                properties = transport._aiormq.spec.Basic.Properties(
-                    headers={PING_HEADER: True, LANE_HEADER: self.consumers.index(consumer)},
-                    expiration=str(int(PING_EXPIRY * 1000)),
-                )
-                await channel.basic_publish(
-                    b"", exchange=f"{self.base}.lanes", routing_key="", properties=properties
-                )
-                self._pinged[consumer] = (members, consumer.consumes)
+            # bounded: a broker holding publishers back (a memory or disk alarm) confirms
+            # nothing, and the next round tries again
+            async with asyncio.timeout(transport.connect_timeout):
+                await self._publish_pings(channel, members, unknown)
         except errors.AMQPChannelError as exc:
             if self._ping_refused is None:
                 logger.warning(
@@ -437,6 +433,20 @@ class Group:
             self._ping_refused = None
             logger.info("group %r on %r: pings go through again", self.group, self.pattern)
         return True
+
+    async def _publish_pings(
+        self, channel: RawChannel, members: int, unknown: list[Consumer]
+    ) -> None:
+        """Publish the pings of :meth:`_send_pings` on ``channel``, one confirm at a time."""
+        for consumer in unknown:
+            properties = self.transport._aiormq.spec.Basic.Properties(
+                headers={PING_HEADER: True, LANE_HEADER: self.consumers.index(consumer)},
+                expiration=str(int(PING_EXPIRY * 1000)),
+            )
+            await channel.basic_publish(
+                b"", exchange=f"{self.base}.lanes", routing_key="", properties=properties
+            )
+            self._pinged[consumer] = (members, consumer.consumes)
 
     async def _older_members(self, members: int) -> bool:
         """True while members of an older version run (a rolling upgrade): they answer no
