@@ -43,6 +43,7 @@ from ._shell import (
     confirm,
     emit,
     filter_options,
+    json_argument,
     json_option,
     note,
     open_store,
@@ -113,10 +114,13 @@ def append(
     expected_version: str | None,
     metadata: str | None,
 ) -> None:
-    """Append one event of TYPE with JSON data to STREAM."""
+    """Append one event of TYPE with JSON data to STREAM.
+
+    JSON may be @FILE to read it from a file, or @- to read it from stdin.
+    """
     checked_name(stream, "STREAM", "stream")
     checked_name(event_type, "TYPE", "type")
-    payload = parse_json(data, "JSON data")
+    payload = json_argument(data)
     meta = None if metadata is None else parse_json(metadata, "--metadata")
     if meta is not None and not isinstance(meta, dict):
         raise CommandError("--metadata must be a JSON object")
@@ -458,6 +462,8 @@ def validate(
 ) -> None:
     """Validate TYPE JSON, or (without them) every stored event that has a schema.
 
+    JSON may be @FILE to read it from a file, or @- to read it from stdin.
+
     Invalid stored events are printed one per line (GLOBAL STREAM:POSITION TYPE: problems);
     the exit status is 1 if any is invalid.
     """
@@ -469,7 +475,7 @@ def validate(
         checked_name(event_type, "TYPE", "type")
     validator = build_validator(schemas, validator_spec)
     if event_type is not None and data is not None:
-        payload = parse_json(data, "JSON data")
+        payload = json_argument(data)
         valid = run(lambda: validator.validate(event_type, payload))
         emit(f"valid {valid.type} (version {valid.version})")
         return

@@ -14,7 +14,6 @@ import asyncio
 import sys
 from collections.abc import Callable
 from datetime import UTC
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -33,7 +32,7 @@ from .._frozen import thaw
 from ._bus_logs import recoveries_shown
 from ._errors import CommandError, NotPrinted, OutputClosed
 from ._output import field
-from ._shell import LARGEST, checked_name, confirm, emit, note, parse_json, run, why_not_printed
+from ._shell import LARGEST, checked_name, confirm, emit, json_argument, note, run, why_not_printed
 from ._urls import normalized, shown
 
 if TYPE_CHECKING:
@@ -91,26 +90,6 @@ def _transport(url: str | None) -> tuple[Transport, str]:
     return transport_from_url(url), printable
 
 
-def _payload(text: str) -> Any:
-    """The JSON argument: the text itself, ``@FILE`` (a file's content) or ``@-`` (stdin)."""
-    if not text.startswith("@"):  # JSON never starts with "@"
-        return parse_json(text, "JSON data")
-    source = text[1:]
-    if not source:  # read as the path '', it was "cannot read '': Is a directory"
-        raise CommandError("JSON '@' names no file: give @FILE, or @- to read stdin")
-    try:
-        if source == "-":
-            if sys.stdin is None:  # started with stdin closed (<&-)
-                raise CommandError("JSON @-: stdin is closed: give the JSON, or @FILE")
-            raw = sys.stdin.read()
-        else:
-            raw = Path(source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = why_not_printed(exc) if isinstance(exc, OSError) else str(exc)
-        raise CommandError(f"JSON {text}: cannot read {source!r}: {reason}") from None
-    return parse_json(raw, f"JSON {text}")
-
-
 def _headers(values: tuple[str, ...]) -> dict[str, str]:
     headers: dict[str, str] = {}
     for value in values:
@@ -144,7 +123,7 @@ def publish(
     """
     checked_name(topic, "TOPIC", "topic")
     headers = _headers(header_values)
-    payload = _payload(data)
+    payload = json_argument(data)
     made, _ = _transport(transport)
 
     from .._bus import EventBus
