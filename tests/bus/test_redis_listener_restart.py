@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 from typing import Any
 
 import pytest
@@ -143,3 +145,46 @@ async def test_a_reader_cancelled_from_outside_is_restarted_by_the_next_subscrip
         await eventually(lambda: first == [1, 2, 3] and second == [3])
         await eventually(lambda: bus.health().ready)
     assert not records(caplog, logging.ERROR, "closing a Redis consumer failed")
+
+
+_UNCLOSED = """
+import asyncio, logging, sys
+from pepperpy.event import EventBus
+
+logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(message)s")
+logging.getLogger("asyncio").setLevel(logging.WARNING)
+
+async def main():
+    bus = EventBus(transport=sys.argv[1])
+    bus.subscribe("o.*", lambda event: None)
+    await bus.start()
+    await bus.publish("o.made", 1)
+    # no bus.close(): the script's loop ends first, and asyncio.run cancels what is left
+
+asyncio.run(main())
+"""
+
+
+async def test_a_bus_left_open_at_the_loop_end_logs_no_warning_about_its_reader(
+    redis_url: str, namespace: str
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _UNCLOSED,
+        f"{redis_url}?namespace={namespace}&trim_interval=off",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        async with asyncio.timeout(60):
+            _, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    ended = [line for line in err.decode().splitlines() if "shared reader" in line]
+    assert ended  # its end is logged, at DEBUG: asyncio.run() cancelled every task
+    assert all(line.startswith("DEBUG ") for line in ended), ended
