@@ -26,6 +26,10 @@ LANES = 64
 #: header of a group's ping: an empty message a member publishes to a partition queue
 #: to learn who is active on it (whoever receives it, see ``Group``), never handled
 PING_HEADER = "pepperpy-ping"
+#: what the headers of the transport's own messages start with: an empty message with
+#: one this version does not know is a control message of a later version (see
+#: ``_consumer._is_control``), acknowledged unhandled
+CONTROL_PREFIX = "pepperpy-"
 #: a ping nobody consumed (the group has no member left) expires after this many seconds
 PING_EXPIRY = 60.0
 #: AMQP limits routing and binding keys to 255 bytes (a short string)

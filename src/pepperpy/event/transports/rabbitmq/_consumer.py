@@ -16,7 +16,7 @@ from ..._handlers import start
 from ..._patterns import matches
 from ..base import NotDelivered, Subscription, cancelled_by_caller, cancelling, quietly
 from ._acks import Acks
-from ._config import PING_HEADER
+from ._config import CONTROL_PREFIX, LANE_HEADER, PING_HEADER
 from ._deliveries import give_up
 from ._handover import Grace, mark_released, until_heard
 
@@ -145,7 +145,7 @@ class Consumer:
                 acks = self._acks = Acks(message.channel)  # first message, or reconnected
                 self._unstarted.clear()  # tags of a channel that is gone
             acks.outstanding.add(_tag(message))
-            if _is_ping(message):  # it told us we are active here: that is all it is for
+            if _is_control(message, self.queue_name):  # a ping told us we are active here
                 acks.ack(_tag(message))
                 return
             if not acks.evented:
@@ -482,9 +482,36 @@ class Consumer:
         self._unstarted[tag] = event.id
 
 
-def _is_ping(message: DeliveredMessage) -> bool:
+#: queues on which a control message of a later version was logged (once each)
+_UNKNOWN_CONTROL_LOGGED: set[str | None] = set()
+
+
+def _is_control(message: DeliveredMessage, queue: str | None) -> bool:
+    """A message of the transport's own protocol, never an event: a ping, or an empty
+    message with a ``pepperpy-`` header this version does not know (a control message
+    of a later version, met during a rolling upgrade). Such a message is acknowledged
+    unhandled; the unknown kind is logged once per queue at INFO, where it was an ERROR
+    per message ("not a CloudEvents JSON document"), as pings were for the versions
+    before them."""
     headers = message.header.properties.headers
-    return headers is not None and PING_HEADER in headers
+    if not headers:
+        return False
+    if PING_HEADER in headers:
+        return True
+    if message.body or not any(
+        isinstance(name, str) and name.startswith(CONTROL_PREFIX) and name != LANE_HEADER
+        for name in headers
+    ):
+        return False
+    if queue not in _UNKNOWN_CONTROL_LOGGED:
+        _UNKNOWN_CONTROL_LOGGED.add(queue)
+        logger.info(
+            "%s: acknowledged a control message of a later version of pepperpy-event"
+            " (headers %s) without handling it; further ones on this queue are not logged",
+            queue,
+            sorted(headers),
+        )
+    return True
 
 
 def _tag(message: DeliveredMessage) -> int:
