@@ -93,6 +93,7 @@ async def test_a_deleted_group_leaves_no_queue_or_exchange_of_any_layout(
     assert any([await _messages(broker, mark) is not None for mark in marks])
     exchanges = [base + ".lanes", base + ".nolane"]
     assert all([await _exchange_exists(broker, name) for name in exchanges])
+    assert await _messages(broker, base + ".layout") == 0  # the layout mark (12)
 
     joining = EventBus(transport=rabbitmq_transports(partitions=2))
     joined: list[int] = []
@@ -102,7 +103,7 @@ async def test_a_deleted_group_leaves_no_queue_or_exchange_of_any_layout(
 
     deleting = EventBus(transport=rabbitmq_transports(partitions=2))
     await deleting.delete_group("orders.*", "billing")
-    for queue in [*queues, *marks, base + ".presence"]:
+    for queue in [*queues, *marks, base + ".presence", base + ".pings", base + ".layout"]:
         assert await _messages(broker, queue) is None, f"{queue} is left"
     for name in exchanges:
         assert not await _exchange_exists(broker, name), f"exchange {name} is left"
