@@ -15,6 +15,7 @@ On the real server, in a stream of the test's own, deleted afterwards.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -28,6 +29,8 @@ from tests.conftest import unique_name
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.nats
+
+LOGGER = "pepperpy.event.transports.nats"
 
 
 @pytest.fixture
@@ -129,3 +132,54 @@ async def test_a_member_away_when_the_waits_changed_learns_them_on_reconnecting(
         release.set()
         await asyncio.sleep(5.0)  # a redelivery would come by now
     assert handled == [1]
+
+
+async def test_a_wait_changed_without_a_notice_is_read_again_at_the_first_redelivery(
+    nats_url: str, namespace: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Someone shortens the group consumer's wait without telling the members (a member
+    of an earlier version, ``nats consumer edit``): the event the running member holds
+    comes again once, and that redelivery makes the member read the wait and report at a
+    third of it, so it comes no more while the handler runs (12 s against 3 s). Before,
+    it came every 3 s until the member's report at 10 s, and again after."""
+    import nats
+
+    caplog.set_level(logging.INFO, LOGGER)
+    handled: list[Any] = []
+    release = asyncio.Event()
+
+    async def slow(event: Event) -> None:
+        handled.append(event.data)
+        await release.wait()
+
+    member = EventBus(
+        transport=NatsTransport(
+            nats_url, partitions=1, ack_wait=30.0, lane_ack_wait=30.0, **namespace
+        )
+    )
+    member.subscribe("orders.*", group="billing")(slow)
+    nc = await nats.connect(nats_url)
+    try:
+        async with member:
+            await member.publish("orders.placed", 1)
+            await eventually(lambda: handled == [1])
+            js = nc.jetstream()
+            (info,) = [
+                i
+                for i in await js.consumers_info(namespace["stream"])
+                if i.config.max_ack_pending > 1
+            ]
+            config = info.config
+            config.ack_wait = 3.0
+            await js.add_consumer(namespace["stream"], config)
+            await asyncio.sleep(12.0)
+            release.set()
+            await asyncio.sleep(4.0)  # one more redelivery would come by now
+    finally:
+        await nc.close()
+    assert handled == [1, 1]  # the first redelivery is not avoidable: nobody said
+    assert any(
+        "waits 3s for acknowledgements (this member had 30s)" in record.getMessage()
+        for record in caplog.records
+        if record.name == LOGGER
+    )

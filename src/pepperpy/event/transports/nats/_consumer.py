@@ -184,6 +184,8 @@ class Consumer:
         #: until another member of the group changes it (see _on_waits). A message
         #: going unreported for a third of it gets an in-progress ack
         self._waits = {lane.name: lane.ack_wait for lane in lanes}
+        #: per JetStream consumer, when a redelivery last made this member read its wait
+        self._wait_checked: dict[str, float] = {}
         self._filter = lanes[0].subject_filter
         self._subs: list[NatsSubscription] = []
         self._turn = 0
@@ -464,10 +466,36 @@ class Consumer:
                 )
             await self._create(lane, **resume)
 
+    async def _check_wait(self, name: str) -> None:
+        """A redelivery on a group's consumer: read its ``ack_wait`` again (at most once
+        per wait), in case someone changed it without telling this member (a member of an
+        earlier version, ``nats consumer edit``): the event may have come again because
+        it waited for less than this member reports at."""
+        wait = self._waits.get(name)
+        now = time.monotonic()
+        if wait is None or now - self._wait_checked.get(name, -math.inf) < wait:
+            return
+        self._wait_checked[name] = now
+        try:
+            async with asyncio.timeout(self._options.connect_timeout):
+                info = await self._js.consumer_info(self._stream, name)
+        except (self._nats_error, TimeoutError) as exc:  # the next redelivery asks again
+            logger.debug("could not read the ack_wait of consumer %s: %s", name, exc)
+            return
+        self._learn_wait(name, info.config.ack_wait)
+
     def _learn_wait(self, name: str, wait: float | None) -> None:
         """Take the ``ack_wait`` the server has for consumer ``name`` as its wait."""
         if wait is None or wait <= 0 or same_wait(self._waits[name], wait):
             return
+        logger.info(
+            "JetStream consumer %s waits %gs for acknowledgements (this member had %gs): "
+            "another member or an operator changed it; reporting events held at a third "
+            "of the new wait",
+            name,
+            wait,
+            self._waits[name],
+        )
         self._waits[name] = float(wait)
         for entry in self._unsettled.values():
             if entry[3] == name:
@@ -564,6 +592,8 @@ class Consumer:
             return
         if deliveries == 1:  # first deliveries come in stream order; redeliveries do not
             self._last_reply[consumer] = reply
+        elif self.group is not None:
+            await self._check_wait(consumer)
         subject_filter = self._filter
         if not subject_filter.exact and not subject_filter.accepts(
             topic_of(msg.subject, self._prefix_length)
