@@ -147,6 +147,8 @@ class GroupMember(PartitionWorkers):
         #: the heartbeat fails by something unexpected (a bug, an unreadable reply): since
         #: when (monotonic) and why, for health(); None once a heartbeat succeeds
         self._failing: tuple[float, str] | None = None
+        #: partitions whose worker keeps failing unexpectedly: since when, and why
+        self._failing_workers: dict[int, tuple[float, str]] = {}
         #: monotonic time until which our leases are surely valid (renewal sent + TTL)
         self._lease_deadline = 0.0
 
@@ -375,14 +377,24 @@ class GroupMember(PartitionWorkers):
         )
 
     def failure(self) -> tuple[float, tuple[str, str]] | None:
-        """Since when (monotonic) and why this member's heartbeat keeps failing
-        unexpectedly, for health(); None while it renews its leases."""
-        failing = self._failing
-        if failing is None or self._stopping:
+        """Since when (monotonic) and why this member's heartbeat, or a partition
+        worker's rounds, keep failing unexpectedly, for health(); None while all run."""
+        if self._stopping:
             return None
-        return failing[0], (
+        failing = self._failing
+        if failing is not None:
+            return failing[0], (
+                CONSUMER_FAILED,
+                f"the lease heartbeat of Redis group {self.group!r} keeps failing ({failing[1]})",
+            )
+        workers = dict(self._failing_workers)
+        if not workers:
+            return None
+        p = min(workers, key=lambda p: workers[p][0])
+        return workers[p][0], (
             CONSUMER_FAILED,
-            f"the lease heartbeat of Redis group {self.group!r} keeps failing ({failing[1]})",
+            f"Redis group {self.group!r} consumes nothing from partition {p}: its worker "
+            f"keeps failing ({workers[p][1]})",
         )
 
     async def _rebalance_asked(self) -> bool:

@@ -57,6 +57,7 @@ class PartitionWorkers:
         _readers: dict[int, Redis]
         _blocked: dict[int, int]
         _sleeping: set[int]
+        _failing_workers: dict[int, tuple[float, str]]
 
         def _ours(self, p: int) -> bool: ...
         async def _claim(self, p: int, client: Redis, suspect: bool) -> bool: ...
@@ -95,6 +96,7 @@ class PartitionWorkers:
                 await self._close_reader(p, reader)
         finally:
             self._outages.forget((self, p))
+            self._failing_workers.pop(p, None)
             # whatever the cleanup above did: close() waits until every worker got here
             await self._worker_done(p, restart=not outside)
 
@@ -164,6 +166,8 @@ class PartitionWorkers:
                     done = not reply or await self._run(p, reply[0][1], None)
                 self._outages.reached(key)
                 backoff = Backoff(self._options.max_backoff)
+                if self._failing_workers.pop(p, None) is not None:
+                    logger.info("group %r: partition %d is consumed again", self.group, p)
                 if refused is not None:
                     refused = None
                     logger.warning(
@@ -212,13 +216,22 @@ class PartitionWorkers:
                     )
                 refused = text or refused
                 claim, delay = True, backoff.next()
-            except Exception:
-                logger.exception(
-                    "group %r: unexpected error while consuming stream %s (partition %d)",
-                    self.group,
-                    stream,
-                    p,
-                )
+            except Exception as exc:
+                cause = f"{type(exc).__name__}: {exc}"
+                failing = self._failing_workers.get(p)
+                if failing is None or failing[1] != cause:  # once per cause, not per retry
+                    logger.exception(
+                        "group %r: unexpected error while consuming stream %s (partition "
+                        "%d); retrying, backing off up to %gs",
+                        self.group,
+                        stream,
+                        p,
+                        self._options.max_backoff,
+                    )
+                    since = time.monotonic() if failing is None else failing[0]
+                    self._failing_workers[p] = (since, cause)
+                else:
+                    logger.debug("group %r (partition %d): failed again: %s", self.group, p, cause)
                 claim, delay = True, backoff.next()
             if not self._ours(p):
                 return
