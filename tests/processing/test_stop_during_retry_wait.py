@@ -160,3 +160,36 @@ async def test_stop_does_not_wait_for_a_rate_limit_token() -> None:
         await asyncio.wait_for(attachment.stop(), _WAIT)
         assert seen == [0]
         assert attachment.last_global_position == 0
+
+
+async def test_closing_the_store_during_a_retry_wait_ends_the_attachment_quietly(
+    tmp_path: Path,
+) -> None:
+    """Closing the store ends its attachments quietly, but one waiting to retry went on
+    retrying the event after the close, and then failed (logged at ERROR, raised from
+    ``wait()``) or, with a ``DeadLetterMiddleware``, dead-lettered it and saved its
+    checkpoint past it: an event that would have succeeded on the next run was given up
+    on the way out. The wait is now cut short when the store closes."""
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    failing = {1}
+    tried: list[int] = []
+    first_try = asyncio.Event()
+    processor, letters = _processor(failing, tried, first_try)
+    store = EventStore(url)
+    await store.append("order.1", [Event("order.placed", {"n": n}) for n in range(3)])
+    attachment = processor.attach(store, checkpoint="charges")
+    await asyncio.wait_for(first_try.wait(), _WAIT)
+
+    await store.close()
+    await asyncio.wait_for(attachment.wait(), _WAIT)  # ends without an error
+
+    assert tried == [0, 1]
+    assert list(letters.dead_letters) == []
+    assert attachment.checkpoint_position == 0
+    failing.clear()
+    async with EventStore(url) as reopened:
+        again = processor.attach(reopened, checkpoint="charges")
+        while again.processed < 2:  # noqa: ASYNC110 - polling the counter is the test
+            await asyncio.sleep(0.01)
+        await again.stop()
+    assert tried == [0, 1, 1, 2]

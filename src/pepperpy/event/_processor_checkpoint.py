@@ -491,6 +491,14 @@ class CheckpointedLink(_TaskLink):
                     raise saves.failure
             except BaseException as exc:
                 failure = exc
+                if isinstance(exc, asyncio.CancelledError) and self.stopping_now.cut_by_close():
+                    # the store closed while a retry waited: the attachment ends quietly,
+                    # the checkpoint before the unfinished event (or a failed save, which
+                    # closed the subscription, is raised as it would have been)
+                    await saves.finish(saves.failure)
+                    if saves.failure is not None:
+                        raise saves.failure from None
+                    return
                 if isinstance(exc, asyncio.CancelledError) and not cancelled_by_caller():
                     # not stop(): something the source or a middleware awaited was
                     # cancelled, a failure (as in _TaskLink._consume)

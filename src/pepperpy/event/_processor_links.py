@@ -306,18 +306,34 @@ class Stopping:
     by the next attachment anyway.
     """
 
-    __slots__ = ("pausing", "requested", "task")
+    __slots__ = ("closed", "cut", "pausing", "requested", "task")
 
-    def __init__(self) -> None:
+    def __init__(self, closed: Callable[[], bool] | None = None) -> None:
         self.task: asyncio.Task[None] | None = None
         self.requested = False  # stop() was called
         self.pausing = False  # the task waits in a middleware (:func:`stoppable_pause`)
+        #: whether the source was closed (the store closed: the attachment ends quietly)
+        self.closed = closed
+        self.cut = False  # a pause was cancelled because the source closed
 
     def request(self) -> bool:
         """Note that ``stop()`` was called; True when the task should be cancelled now
         (it waits between tries)."""
         self.requested = True
         return self.pausing
+
+    def source_closed(self) -> bool:
+        return self.closed is not None and self.closed()
+
+    def cut_by_close(self) -> bool:
+        """After a ``CancelledError`` in the task: True when it was only the pause cut
+        short because the source closed (the cancellation is then taken back, and the
+        attachment ends quietly, as when its source ends between events)."""
+        task = self.task
+        if not self.cut or task is None:
+            return False
+        self.cut = False
+        return task.uncancel() == 0
 
 
 #: the :class:`Stopping` of the attachment whose task runs here
@@ -332,9 +348,11 @@ def stoppable_pause() -> Iterator[None]:
     between two tries, a ``RateLimitMiddleware`` for its token): a stop of the
     attachment whose task waits cancels the wait (then, or at once if the stop came
     first), so the event ends unfinished, as any cancellation by ``stop()`` leaves it
-    (neither retried nor dead-lettered, its checkpoint before it). A wait in another
-    task (a handler's own, which inherits the variable) is not the attachment's to cut
-    short."""
+    (neither retried nor dead-lettered, its checkpoint before it). So does the store
+    closing, looked at every :data:`CLOSED_CHECK` seconds during the wait: closing the
+    store ends its attachments quietly, and a retry still to come would fail, or be
+    dead-lettered, on the way out. A wait in another task (a handler's own, which
+    inherits the variable) is not the attachment's to cut short."""
     stopping = STOPPING.get()
     task = asyncio.current_task()
     if stopping is None or task is None or stopping.task is not task:
@@ -342,11 +360,31 @@ def stoppable_pause() -> Iterator[None]:
         return
     if stopping.requested:
         task.cancel()  # the wait below ends at once, cancelled as stop() does
+    watch: asyncio.TimerHandle | None = None
     stopping.pausing = True
+    if stopping.closed is not None:  # the store closing ends the attachment: no more tries
+        loop = task.get_loop()
+
+        def look() -> None:
+            nonlocal watch
+            watch = None
+            if stopping.pausing and not stopping.cut and stopping.source_closed():
+                stopping.cut = True
+                task.cancel()
+            elif stopping.pausing:
+                watch = loop.call_later(CLOSED_CHECK, look)
+
+        look()
     try:
         yield
     finally:
         stopping.pausing = False
+        if watch is not None:
+            watch.cancel()
+
+
+#: seconds between two looks, during a middleware's pause, at whether the store closed
+CLOSED_CHECK = 0.25
 
 
 class _TaskLink(_Link):
@@ -356,7 +394,13 @@ class _TaskLink(_Link):
         super().__init__(processor, unmatched)
         self.events = events
         self.last_global_position: int | None = None
-        self.stopping_now = Stopping()
+        # the store closing ends the subscription: a pause (a retry's wait) in the
+        # event in hand is cut short then, as stop() cuts it
+        self.stopping_now = Stopping(
+            (lambda: getattr(self.events, "closed", False) is True)
+            if isinstance(getattr(type(events), "closed", None), property)
+            else None
+        )
         self.stop_after_event = False  # stop() came from a handler: end after the event
         token = STOPPING.set(self.stopping_now)  # the task's context is a copy of this one
         try:
@@ -379,6 +423,8 @@ class _TaskLink(_Link):
                     # must not keep the loop reading, or stop() would wait for ever
                     resume_cancellation()
             except asyncio.CancelledError as exc:
+                if self.stopping_now.cut_by_close():  # the store closed during a pause
+                    return
                 if cancelled_by_caller():  # stop(), or the event loop shutting down
                     raise
                 # something the source or a middleware awaited was cancelled: a failure,
