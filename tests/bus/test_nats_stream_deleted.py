@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import Event, EventBus
+from pepperpy.event import Event, EventBus, TransportError
 from pepperpy.event.transports.nats import NatsTransport
+from tests.bus.faultproxy import finishes
 from tests.bus.test_nats import delete_stream
 from tests.conftest import unique_name
 from tests.helpers import eventually
@@ -89,3 +90,28 @@ async def test_a_publish_after_the_stream_was_deleted_makes_it_again_and_is_deli
         if r.name == LOGGER and "nothing answers" in r.getMessage()
     ]
     assert f"JetStream stream {namespace['stream']!r}" in warning
+
+
+async def test_a_stream_that_cannot_be_made_again_is_named_in_the_publish_error(
+    nats_url: str, namespace: dict[str, str], jetstream: Any
+) -> None:
+    """The stream was replaced by one of the same name over other subjects: nothing
+    takes the bus's subjects, and the stream cannot be made again. The publish says so
+    (at once, and on the next publish too), where it said ``NoRespondersError()`` after
+    ``publish_timeout``."""
+    from nats.js.api import StreamConfig
+
+    bus = EventBus(transport=NatsTransport(nats_url, partitions=1, **namespace))
+    async with bus:
+        await bus.publish("orders.placed", 1)
+        await jetstream.delete_stream(namespace["stream"])
+        other = f"{namespace['prefix']}_other.>"
+        await jetstream.add_stream(StreamConfig(name=namespace["stream"], subjects=[other]))
+        for _ in range(2):
+            with pytest.raises(TransportError) as refused:
+                await finishes(bus.publish("orders.placed", 2), 15)
+            message = str(refused.value)
+            assert "no JetStream stream takes it" in message
+            assert f"could not make stream {namespace['stream']!r} again" in message
+            assert f"exists but covers [{other!r}]" in message
+            assert refused.value.stored is False

@@ -92,6 +92,9 @@ def full(error: Exception) -> str | None:
 def reason(error: Exception) -> str:
     """What a publish error says, for a message: a JetStream error's code and
     description (its repr has neither), or the error's repr."""
+    from nats.errors import NoRespondersError
     from nats.js.errors import APIError
 
+    if isinstance(error, NoRespondersError):
+        return "nothing answers on the subject: no JetStream stream takes it (NoRespondersError)"
     return str(error) if isinstance(error, APIError) else repr(error)

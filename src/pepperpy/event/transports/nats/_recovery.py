@@ -78,6 +78,7 @@ async def restore_consumers(transport: NatsTransport) -> None:
             return
         try:
             await transport._ensure_stream(js)
+            transport._unrestorable = None
             for consumer in list(transport._consumers.values()):
                 resume_cancellation()
                 await consumer.attach(nc, js)
@@ -87,7 +88,8 @@ async def restore_consumers(transport: NatsTransport) -> None:
             logger.info("JetStream not ready after reconnect (%s); retrying", exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
-        except ConfigurationError:
+        except ConfigurationError as exc:
             logger.exception("cannot restore the JetStream stream %s", transport.stream)
+            transport._unrestorable = str(exc)  # what a publish nothing answers says
             return
     logger.error("gave up restoring JetStream consumers on %s", transport.stream)

@@ -152,6 +152,9 @@ class NatsTransport(Connection, Transport):
         self._publishes_refused = False
         #: when a publish that nothing answered last set the stream's restoration off
         self._stream_gone_at = -math.inf
+        #: why the stream could not be made again (a stream of that name with other
+        #: subjects, say), until a restoration gets past it
+        self._unrestorable: str | None = None
         #: publishes under way: close() waits for them before it closes the client
         self._publishing = 0
         #: set by the last publish to end once close() waits for them
@@ -354,6 +357,13 @@ class NatsTransport(Connection, Transport):
                 # the server lost it). Consumers first: under interest retention an event
                 # stored while none exists is dropped at once
                 await self._stream_gone(subject, deadline)
+                if self._unrestorable is not None:  # waiting does not fix that
+                    raise failed(
+                        f"could not publish to {subject}: no JetStream stream takes it, and "
+                        f"the transport could not make stream {self.stream!r} again: "
+                        f"{self._unrestorable}",
+                        unknown=unknown,
+                    ) from error
             # reconnecting: look again soon, rather than backing off
             pause = min(delay, 0.1) if isinstance(error, NotConnected) else delay
             if time.monotonic() + pause > deadline:
