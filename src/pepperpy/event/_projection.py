@@ -92,6 +92,7 @@ from ._replay import (
     patterns_of,
     store_url,
 )
+from ._replay_run import UpTo
 from ._turns import Turns
 from .store._reader import RETRY_FOR
 from .store._store_checks import MAX_POSITION
@@ -424,7 +425,13 @@ class Projection(Following):
         # commits save the state alone
         await self._record_scope()
         start = 0 if self._position is None else self._position + 1
-        return await self._catch_up(self.store.read_all(start, **self._filters()))
+        reader = self.store.read_all(start, **self._filters())  # checks the store is open
+        # the log's end as the run begins: a run returns once it is there, however fast
+        # others append meanwhile (else a writer faster than the handlers kept it going
+        # for ever, and a follow() never went live); what is appended since is the next
+        # run's, or follow()'s live events
+        end = await self.store.backend.head()
+        return await self._catch_up(UpTo(reader, end, global_position))
 
     async def rebuild(self) -> ReplayReport:
         """Start over from the first event: forget the saved state, then :meth:`run`.

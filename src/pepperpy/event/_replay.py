@@ -36,7 +36,7 @@ checkpoints, progress) in ``_replay_run.py``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -65,7 +65,7 @@ from ._replay_options import handlers_for as handlers_for
 from ._replay_options import patterns_of as patterns_of
 from ._replay_options import store_url as store_url
 from ._replay_report import ReplayFailure, ReplayProgress, ReplayReport, ReplayStopped
-from ._replay_run import OnError, ProgressCallback, ReplayHandler, ReplayRun
+from ._replay_run import OnError, ProgressCallback, ReplayHandler, ReplayRun, UpTo
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -260,9 +260,12 @@ class EventReplay(AsyncClosing):
         parse_name(stream, "stream name")
         await self.store._acheck_read(stream)
         start = await run.resume_from(check_start_pos(start_pos))
-        if run.types is not None:  # how many of its events match is not known in advance
-            return await run.execute(self.store.get_stream(stream, start))
+        # the stream's end as the replay begins: what is appended meanwhile is the next
+        # replay's (else a writer faster than the handlers would keep it going for ever)
         version = await self.store.stream_version(stream)
+        reader = UpTo(self.store.get_stream(stream, start), version, _stream_position)
+        if run.types is not None:  # how many of its events match is not known in advance
+            return await run.execute(reader)
         run.total = 0
         if version is not None:
             # Positions continue past a soft-deleted incarnation's hidden events, so the
@@ -270,7 +273,7 @@ class EventReplay(AsyncClosing):
             first = await self.store.get_stream(stream, start, limit=1)
             if first:
                 run.total = version + 1 - _stream_position(first[0])
-        return await run.execute(self.store.get_stream(stream, start))
+        return await run.execute(reader)
 
     async def replay_all(
         self,
@@ -320,10 +323,15 @@ class EventReplay(AsyncClosing):
         if window.start is not None or window.end is not None:
             # seek: only the blocks of positions whose timestamps can be in the window
             ranges = await self.store._time_ranges(window.start, window.end, start)
+        reader: AsyncIterable[Event]
         if ranges is None:  # a backend without a time summary: the window is a filter
             reader = self.store.read_all(start, streams=selected_streams, types=selected_types)
-            return await run.execute(reader)
-        return await run.execute(_InRanges(self.store, ranges, selected_streams, selected_types))
+        else:
+            reader = _InRanges(self.store, ranges, selected_streams, selected_types)
+        # the log's end as the replay begins: what is appended meanwhile is the next
+        # replay's (else a writer faster than the handlers would keep it going for ever)
+        end = await self.store.backend.head()
+        return await run.execute(UpTo(reader, end, _global_position))
 
 
 class _InRanges:

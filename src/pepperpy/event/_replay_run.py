@@ -44,7 +44,7 @@ from .security._principal import current_principal
 if TYPE_CHECKING:
     from ._replay import EventReplay
 
-__all__ = ["FAILURES_KEPT", "OnError", "ProgressCallback", "ReplayHandler", "ReplayRun"]
+__all__ = ["FAILURES_KEPT", "OnError", "ProgressCallback", "ReplayHandler", "ReplayRun", "UpTo"]
 
 logger = logging.getLogger("pepperpy.event.replay")
 
@@ -435,3 +435,33 @@ class ReplayRun:
         result = self.progress(snapshot)
         if isinstance(result, Awaitable):
             await result
+
+
+class UpTo:
+    """The events of ``reader`` up to position ``end`` (as ``position_of`` gives it;
+    None: none at all), read when a run begins: it catches up to the end of the log as
+    it was then and returns, however fast others append meanwhile (their events are the
+    next run's). Positions are handed out in commit order, so every event up to ``end``
+    is readable already and none can appear below it later."""
+
+    __slots__ = ("_end", "_events", "_position_of")
+
+    def __init__(
+        self, reader: AsyncIterable[Event], end: int | None, position_of: Callable[[Event], int]
+    ) -> None:
+        self._events = aiter(reader)
+        self._end = end
+        self._position_of = position_of
+
+    def __aiter__(self) -> UpTo:
+        return self
+
+    async def __anext__(self) -> Event:
+        end = self._end
+        if end is None:
+            raise StopAsyncIteration
+        event = await anext(self._events)
+        if self._position_of(event) > end:
+            self._end = None
+            raise StopAsyncIteration
+        return event
