@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 import click
 
-from .._errors import StreamDeletedError
+from .._errors import ConcurrencyError, StreamDeletedError
 from .._event import Event
 from .._replay import EventReplay, ReplayProgress, ReplayReport
 from .._seconds import check_seconds
@@ -364,7 +364,19 @@ def replay(
                         checkpoint=checkpoint,
                     )
 
-    report = run(work, watch_stdout=speed is not None)  # its pauses print nothing
+    try:
+        report = run(work, watch_stdout=speed is not None)  # its pauses print nothing
+    except ConcurrencyError as exc:
+        if checkpoint is None:
+            raise
+        # the library's words were "stream 'checkpoint replay:NAME': expected version
+        # None, actual version 320", which said nothing of a second replay
+        raise CommandError(
+            f"checkpoint {checkpoint!r} was moved meanwhile by another replay with "
+            f"--checkpoint {checkpoint} (two at once on one store?): this one stopped "
+            "without saving its position, and the checkpoint keeps the other's; run one "
+            "replay per checkpoint name at a time"
+        ) from exc
     where = "" if report.last_position is None else f", last position {report.last_position}"
     note(
         f"replayed {report.replayed}, skipped {report.skipped}, failed {report.failed} "
