@@ -188,3 +188,47 @@ async def test_a_bus_left_open_at_the_loop_end_logs_no_warning_about_its_reader(
     ended = [line for line in err.decode().splitlines() if "shared reader" in line]
     assert ended  # its end is logged, at DEBUG: asyncio.run() cancelled every task
     assert all(line.startswith("DEBUG ") for line in ended), ended
+
+
+async def test_a_round_failing_unexpectedly_again_and_again_is_logged_once_and_reported(
+    redis_url: str,
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    transport = RedisTransport(
+        f"{redis_url}?namespace={namespace}&partitions=1&trim_interval=off&max_backoff=0.1"
+    )
+    bus = EventBus(transport=transport, retry_policy=RetryPolicy.NONE)
+    seen: list[int] = []
+    bus.subscribe("o.*", lambda event: seen.append(event.data))
+
+    def logged() -> list[logging.LogRecord]:
+        return [
+            r
+            for r in caplog.records
+            if r.exc_info and "a bug handing entries out" in str(r.exc_info[1])
+        ]
+
+    async with asyncio.timeout(60), bus:
+        listener: Any = transport._listener
+        # the narrowest seam: handing what a read brought out fails as a bug would
+        real = listener._dispatch
+        failing = [True]
+
+        async def dispatch(*args: Any) -> None:
+            if failing[0]:
+                raise RuntimeError("a bug handing entries out")
+            await real(*args)
+
+        monkeypatch.setattr(listener, "_dispatch", dispatch)
+        await bus.publish("o.made", 1)
+        await eventually(lambda: bool(logged()))
+        await eventually(lambda: bus.health().outage_reason == "consumer failed")
+        assert "a bug handing entries out" in (bus.health().outage_message or "")
+        await asyncio.sleep(1.0)  # ten retries or so
+        assert len(logged()) == 1
+        failing[0] = False
+        await eventually(lambda: seen == [1], timeout=20)
+        await eventually(lambda: bus.health().ready)

@@ -390,9 +390,6 @@ class Listener:
             self._idle = False
         self.outages.reached(self)
         self._refused = None
-        if self._failure is not None:  # started again after a failure: it reads again
-            self._failure = None
-            logger.info("listener: the shared reader reads again")
         count = self._options.batch_size
         if counters is not None:
             self._check_counts(counters, reply)
@@ -417,6 +414,9 @@ class Listener:
                 entries = entries[:count]
                 await self._dispatch(p, entries)
                 self._positions[self.streams[p]] = entries[-1][0]
+        if self._failure is not None:  # a round went through after a failure
+            self._failure = None
+            logger.info("listener: the shared reader reads again")
         return True
 
     async def _failed(self, exc: BaseException) -> None:
@@ -444,10 +444,19 @@ class Listener:
                     self._options.max_backoff,
                 )
             self._refused = text
-        else:
-            logger.exception(
-                "listener: reading streams %s failed; retrying", stream_names(self.streams)
-            )
+        else:  # a bug, an unreadable reply: ungrouped subscriptions get nothing meanwhile
+            cause = f"{type(exc).__name__}: {exc}"
+            failure = self._failure
+            if failure is None or failure[1] != cause:  # once per cause, not per retry
+                logger.error(
+                    "listener: reading streams %s failed; retrying, backing off up to %gs",
+                    stream_names(self.streams),
+                    self._options.max_backoff,
+                    exc_info=exc,
+                )
+                self._failure = (time.monotonic() if failure is None else failure[0], cause)
+            else:
+                logger.debug("listener: reading failed again: %s", cause)
         # a round cut short may have handed out part of what it read: go on from there
         for p, stream in enumerate(self.streams):
             self._positions[stream] = id_text(self.ids[p])
