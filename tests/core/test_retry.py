@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from typing import Any
@@ -232,3 +233,48 @@ async def test_a_retry_policy_slip_is_named_with_what_to_pass(
         manager.retry_policy = None  # type: ignore[assignment]
     with pytest.raises(TypeError, match=r"got 3$"):  # nothing to add to other values
         manager.retry_policy = 3  # type: ignore[assignment]
+
+
+class _Stop(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit, GeneratorExit, _Stop])
+def test_retry_on_refuses_what_is_never_retried(kind: type[BaseException]) -> None:
+    """Interrupts and exits always propagate from a handler: a policy naming them would
+    claim retries that never happen, so it is refused, saying what to pass instead."""
+    for make in (
+        lambda: RetryPolicy.fixed(retry_on=kind),
+        lambda: RetryPolicy.exponential(retry_on=(ValueError, kind)),
+        lambda: RetryPolicy(kind="fixed", max_attempts=2, retry_on=(kind,)),
+    ):
+        with pytest.raises(TypeError, match=rf"retry_on: {kind.__name__} is never retried"):
+            make()
+
+
+@pytest.mark.parametrize("kind", [ExceptionGroup, asyncio.CancelledError, BaseException])
+def test_retry_on_takes_what_can_be_retried(kind: type[BaseException]) -> None:
+    assert RetryPolicy.fixed(retry_on=kind).retry_on == (kind,)
+
+
+async def test_a_handlers_own_cancellation_is_retried_when_named() -> None:
+    """A handler whose own await was cancelled failed; retry_on=CancelledError retries it."""
+    manager = EventManager(
+        retry_policy=RetryPolicy.fixed(
+            max_attempts=3, base_delay=0, retry_on=asyncio.CancelledError
+        )
+    )
+    calls = 0
+
+    async def handler(event: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            future = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(future.cancel)
+            await future
+
+    manager.on("x", handler)
+    await manager.emit("x")
+    assert calls == 2
+    assert not manager.dead_letters

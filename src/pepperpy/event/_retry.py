@@ -180,6 +180,16 @@ def _types(retry_on: ExceptionTypes | type[BaseException]) -> ExceptionTypes:
         raise TypeError(
             f"retry_on must be an exception class or a non-empty tuple of them, got {retry_on!r}"
         )
+    for kind in types:
+        # KeyboardInterrupt, SystemExit and the like always propagate (a handler's own
+        # CancelledError is a failure, retried when named): a policy naming them would
+        # claim retries that never happen
+        if not issubclass(kind, Exception | asyncio.CancelledError) and kind is not BaseException:
+            raise TypeError(
+                f"retry_on: {kind.__name__} is never retried (KeyboardInterrupt, SystemExit"
+                " and other BaseExceptions but CancelledError always propagate);"
+                " retry_on=Exception retries every error"
+            )
     return tuple(types)
 
 
