@@ -79,3 +79,44 @@ async def test_a_subscription_during_a_short_outage_waits_for_the_connection(
     finally:
         await publisher.close()
         await transport.close()
+
+
+async def test_a_subscription_while_a_closed_client_is_replaced_waits_for_the_new_one(
+    names: dict[str, str], nats_url: str
+) -> None:
+    """The server closed the client for good (-ERR); the transport connects a new one.
+    A subscription made meanwhile failed at once ("cannot subscribe 'orders.*' now: the
+    NATS server closed the connection ...; reconnecting"); it now waits for the new
+    client, as for a reconnect, and gets the events."""
+    seen: list[Any] = []
+
+    async def handle(event: Event) -> None:
+        seen.append(event.data)
+
+    async with FaultProxy(4222) as proxy:
+        transport = NatsTransport(
+            f"nats://127.0.0.1:{proxy.port}",
+            partitions=1,
+            reconnect_wait=0.2,
+            connect_timeout=20.0,
+            **names,
+        )
+        publisher = NatsTransport(nats_url, partitions=1, **names)
+        await transport.start()
+        await publisher.start()
+        try:
+            closed = transport._nc
+            assert closed is not None
+            proxy.refuse()  # the new client gets through only once healed
+            await closed.publish("x." + "a" * 5000, b"")  # over max_control_line: -ERR
+            await eventually(lambda: closed.is_closed)
+            asyncio.get_running_loop().call_later(1.0, proxy.heal)
+            await finishes(
+                transport.subscribe(Subscription("orders.*", handle, "billing", "s1")), 30
+            )
+            assert transport._nc is not closed
+            await publisher.publish(Event(type="orders.placed", source="test", data=1))
+            await eventually(lambda: seen == [1])
+        finally:
+            await publisher.close()
+            await transport.close()

@@ -36,11 +36,7 @@ async def join(transport: NatsTransport, subscription: Subscription) -> None:
     nc, js = transport._nc, transport._js
     if nc is None or js is None:
         raise TransportError("start() the NATS transport before subscribing")
-    if nc.is_closed:
-        raise TransportError(
-            f"cannot subscribe {subscription.pattern!r} now: {transport._lost_connection()}"
-        )
-    if not nc.is_connected:
+    if not nc.is_connected:  # reconnecting, or a client the server closed being replaced
         nc, js = await _connected(transport, subscription)
     from nats.errors import Error as NatsError
 
@@ -82,10 +78,11 @@ async def join(transport: NatsTransport, subscription: Subscription) -> None:
 async def _connected(
     transport: NatsTransport, subscription: Subscription
 ) -> tuple[Client, JetStreamContext]:
-    """The client and JetStream context once the connection is back, waiting for it at
-    most ``connect_timeout`` seconds (as ``amqp://`` does); then :class:`TransportError`
-    saying that it is down. nats-py would take the subscription while reconnecting, and
-    each of its requests would time out in turn ("nats: timeout", after about 30 s)."""
+    """The client and JetStream context once the connection is back (or a client the
+    server closed is replaced), waiting for it at most ``connect_timeout`` seconds (as
+    ``amqp://`` does); then :class:`TransportError` saying that it is down. nats-py
+    would take the subscription while reconnecting, and each of its requests would time
+    out in turn ("nats: timeout", after about 30 s)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + transport.options.connect_timeout
     while True:
@@ -94,6 +91,13 @@ async def _connected(
             raise ClosedError("the NATS transport is closed")
         if nc.is_connected:
             return nc, js
+        if nc.is_closed:  # by the server, for good: a new client may be on its way
+            transport._replace(nc)  # in case nats-py has not reported the close yet
+            replacing = transport._replacing
+            if replacing is None or replacing.done() or loop.time() >= deadline:
+                raise TransportError(
+                    f"cannot subscribe {subscription.pattern!r} now: {transport._lost_connection()}"
+                )
         if loop.time() >= deadline:
             break
         await asyncio.sleep(min(0.1, max(0.0, deadline - loop.time())))
