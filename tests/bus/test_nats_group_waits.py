@@ -151,3 +151,35 @@ async def test_a_consumer_recreated_from_a_resume_point_takes_the_new_wait_too(
             # the group still gets its events, once
             await first.publish("orders.placed", 2)
             await eventually(lambda: seen == [1, 2])
+
+
+async def test_a_member_with_another_max_ack_pending_sets_it_for_the_group_and_says_so(
+    nats_url: str,
+    namespace: dict[str, str],
+    jetstream: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``max_ack_pending`` bounds the group's unkeyed events in flight, all members
+    together; a member that asks for another changes it for every member (JetStream
+    takes a durable consumer's new limit). It did so without a word: one member
+    configured with 10 to go easy on its own host throttled the whole group."""
+    caplog.set_level(logging.INFO, LOGGER)
+
+    async def unkeyed_limit() -> int:
+        infos = await jetstream.consumers_info(namespace["stream"])
+        (info,) = [i for i in infos if not i.name.rpartition("_")[2].startswith("k")]
+        return int(info.config.max_ack_pending)
+
+    first = _member(nats_url, namespace)
+    async with first:
+        assert await unkeyed_limit() == 1000
+        second = EventBus(
+            transport=NatsTransport(nats_url, partitions=2, max_ack_pending=10, **namespace)
+        )
+        second.subscribe("orders.*", group="billing")(lambda event: None)
+        async with second:
+            assert await unkeyed_limit() == 10
+    (warning,) = _warnings(caplog)
+    assert "group 'billing'" in warning
+    assert "let 1000 unkeyed events be in flight at once" in warning
+    assert "this member's max_ack_pending=10 now applies to the whole group" in warning

@@ -40,7 +40,13 @@ from ._subjects import (
     subject_filter,
     topic_of,
 )
-from ._waits import consumer_wait, report_changed_waits, same_wait, take_wait
+from ._waits import (
+    consumer_settings,
+    report_changed_pending,
+    report_changed_waits,
+    same_wait,
+    take_wait,
+)
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -253,9 +259,10 @@ class Consumer:
         # members still running must report their messages at a third of the new waits
         # before JetStream applies a shorter one, and may stop doing so once it applies
         # a longer one
-        before = await asyncio.gather(
-            *(consumer_wait(self._js, self._stream, lane.name) for lane in self.lanes)
+        settings = await asyncio.gather(
+            *(consumer_settings(self._js, self._stream, lane.name) for lane in self.lanes)
         )
+        before = [wait for wait, _ in settings]
         changed = [
             (lane, was)
             for lane, was in zip(self.lanes, before, strict=True)
@@ -278,6 +285,9 @@ class Consumer:
                 and not same_wait(was, lane.ack_wait)
             ],
         )
+        pending = settings[0][1]  # the unkeyed events' consumer (the lanes' is always 1)
+        if pending is not None and pending != self.lanes[0].max_ack_pending:
+            report_changed_pending(self.group, self._stream, pending, self.lanes[0].max_ack_pending)
 
     async def _tell_members(self, waits: dict[str, float], *, answered: bool) -> None:
         """Tell the group's members running elsewhere the consumers' new ``waits``.

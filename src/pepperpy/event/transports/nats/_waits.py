@@ -26,7 +26,13 @@ from ..._errors import ConfigurationError
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
-__all__ = ["consumer_wait", "report_changed_waits", "same_wait", "take_wait"]
+__all__ = [
+    "consumer_settings",
+    "report_changed_pending",
+    "report_changed_waits",
+    "same_wait",
+    "take_wait",
+]
 
 logger = logging.getLogger("pepperpy.event.transports.nats")
 
@@ -43,16 +49,37 @@ def same_wait(first: float | None, second: float) -> bool:
     return first is not None and round(first * 1e9) == round(second * 1e9)
 
 
-async def consumer_wait(js: JetStreamContext, stream: str, name: str) -> float | None:
-    """The ``ack_wait`` of consumer ``name`` on ``stream``, or None if there is none yet."""
+async def consumer_settings(
+    js: JetStreamContext, stream: str, name: str
+) -> tuple[float | None, int | None]:
+    """The ``ack_wait`` and ``max_ack_pending`` of consumer ``name`` on ``stream``; both
+    None if there is none yet."""
     from nats.js.errors import NotFoundError
 
     try:
         info = await js.consumer_info(stream, name)
     except NotFoundError:
-        return None
-    wait = info.config.ack_wait
-    return float(wait) if wait is not None else None
+        return None, None
+    wait, pending = info.config.ack_wait, info.config.max_ack_pending
+    return (
+        float(wait) if wait is not None else None,
+        int(pending) if pending is not None else None,
+    )
+
+
+def report_changed_pending(group: str | None, stream: str, before: int, now: int) -> None:
+    """Log that a member changed the group's ``max_ack_pending`` (its unkeyed events in
+    flight at once, all members together) from what another member had set."""
+    logger.warning(
+        "group %r on stream %r: its JetStream consumer let %d unkeyed events be in flight "
+        "at once (set by another member, or an earlier version of this program); this "
+        "member's max_ack_pending=%d now applies to the whole group, all members "
+        "together: give every member of a group the same max_ack_pending",
+        group,
+        stream,
+        before,
+        now,
+    )
 
 
 async def take_wait(
