@@ -70,3 +70,47 @@ async def test_a_catch_up_that_fails_unexpectedly_goes_on(
                 r.levelno == logging.ERROR and r.exc_info and "catching up" in r.getMessage()
                 for r in caplog.records
             )
+
+
+async def test_a_catch_up_failing_again_and_again_is_logged_once_and_reported(
+    redis_url: str,
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    transport = RedisTransport(
+        f"{redis_url}?namespace={namespace}&partitions=1&batch_size=2&trim_interval=off",
+        max_backoff=0.1,
+    )
+    bus = EventBus(transport=transport, retry_policy=RetryPolicy.NONE)
+    seen: list[int] = []
+    failing = [True]
+    real = Feed._check_read
+
+    def check_read(self: Feed, *args: Any) -> int:
+        if failing[0]:
+            raise RuntimeError("a bug after the read, for a while")
+        return real(self, *args)
+
+    monkeypatch.setattr(Feed, "_check_read", check_read)
+
+    def logged() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.exc_info and "for a while" in str(r.exc_info[1])]
+
+    @bus.subscribe("o.*")
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(0.02)
+        seen.append(event.data)
+
+    async with asyncio.timeout(60), bus:
+        await bus.publish_many("o.made", list(range(40)), key="one")
+        await eventually(lambda: bool(logged()), timeout=20)
+        await eventually(lambda: bus.health().outage_reason == "consumer failed")
+        assert "for a while" in (bus.health().outage_message or "")
+        await asyncio.sleep(1.0)  # ten retries or so
+        assert len(logged()) == 1
+        failing[0] = False
+        await eventually(lambda: len(seen) == 40, timeout=30)
+        assert seen == list(range(40))
+        await eventually(lambda: bus.health().ready)

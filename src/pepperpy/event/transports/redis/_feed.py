@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable
@@ -124,6 +125,8 @@ class Feed:
         #: how many entries it lost that way, where counted (a lower bound elsewhere)
         self.lost_entries = 0
         self.stopping = False  # unsubscribed: read nothing more
+        #: catching up keeps failing unexpectedly: since when (monotonic), and why
+        self.failing: tuple[float, str] | None = None
 
     def wants(self, p: int, position: StreamId) -> bool:
         """True if the shared reader's entry at ``position`` of ``p`` is for this feed."""
@@ -260,6 +263,7 @@ class Feed:
                 try:
                     if await self._catch_up_round():
                         backoff = Backoff(self._options.max_backoff)
+                        self.failing = None
                         continue
                 except asyncio.CancelledError:
                     if cancelled_by_caller() or listener.stopping or self.stopping:
@@ -282,15 +286,26 @@ class Feed:
                 except self._listener.response_error as exc:
                     listener.outages.reached(self)  # refused, but answered
                     await self._refused(exc)
-                except Exception:  # ending here would leave these partitions unread for good
-                    logger.exception(
-                        "ungrouped subscription %r: catching up on streams %s failed; retrying",
-                        self.sub.pattern,
-                        stream_names([listener.streams[p] for p in sorted(self._behind)]),
-                    )
+                except Exception as exc:  # ending here would leave them unread for good
+                    cause = f"{type(exc).__name__}: {exc}"
+                    failing = self.failing
+                    if failing is None or failing[1] != cause:  # once per cause
+                        logger.error(
+                            "ungrouped subscription %r: catching up on streams %s failed; retrying",
+                            self.sub.pattern,
+                            stream_names([listener.streams[p] for p in sorted(self._behind)]),
+                            exc_info=exc,
+                        )
+                        since = time.monotonic() if failing is None else failing[0]
+                        self.failing = (since, cause)
+                    else:
+                        logger.debug(
+                            "ungrouped subscription %r: failed again: %s", self.sub.pattern, cause
+                        )
                 await self._pause(asyncio.sleep(backoff.next()))
         finally:
             self._catching_up = None
+            self.failing = None
             listener.outages.forget(self)
 
     async def _catch_up_round(self) -> bool:

@@ -296,15 +296,24 @@ class Listener:
 
     def failure(self) -> tuple[float, tuple[str, str]] | None:
         """Since when (monotonic) and why ungrouped subscriptions receive nothing (the
-        reader ended by itself, and none has read since), for health(); None if they do."""
+        reader ended by itself or keeps failing, or a subscription catching up keeps
+        failing), for health(); None if they do."""
         failure = self._failure
-        if failure is None:
-            return None
-        return failure[0], (
-            CONSUMER_FAILED,
-            f"the Redis transport's shared reader of ungrouped subscriptions ended "
-            f"({failure[1]}); it is started again",
-        )
+        if failure is not None:
+            return failure[0], (
+                CONSUMER_FAILED,
+                f"the Redis transport's shared reader of ungrouped subscriptions fails "
+                f"({failure[1]}); it is retried",
+            )
+        for feed in self._feeds:
+            failing = feed.failing
+            if failing is not None:
+                return failing[0], (
+                    CONSUMER_FAILED,
+                    f"ungrouped subscription {feed.sub.pattern!r} fails catching up "
+                    f"({failing[1]}); it is retried",
+                )
+        return None
 
     async def _mark_positions(self) -> None:
         """Remember each stream's last id and count: reading starts right after it
