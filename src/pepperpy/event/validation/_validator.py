@@ -12,9 +12,11 @@ from typing import Any, Literal, TypeVar, overload
 
 from .._errors import ConfigurationError, SerializationError, ValidationError, ValidationProblem
 from .._event import Event
+from .._event_checks import _bad_version
 from .._frozen import MAX_DEPTH, freeze
 from .._options import check_count
 from .._patterns import parse_topic
+from .._text import MAX_VERSION
 from ._compiled import Compiled
 from ._freeze import nested_deeper
 from ._nodes import Extra, describe, json_issue, surrogate_issue
@@ -232,7 +234,7 @@ class EventValidator:
         if compiled is None:  # unknown type, let through: its data must still be JSON
             _refuse_surrogates(data, event_type)
             try:
-                return Event(event_type, data, metadata, version=version or 1)
+                return Event(event_type, data, metadata, version=1 if version is None else version)
             except SerializationError as exc:
                 actual = describe(data)
                 problem = ValidationProblem("", "JSON-representable data", actual, str(exc))
@@ -269,6 +271,8 @@ class EventValidator:
         versions = self._schemas.get(event_type)
         if versions is None:
             if self.unknown_types == "pass":
+                if version is not None and not 1 <= version <= MAX_VERSION:
+                    raise _bad_version(version)  # as Event() says (0 was taken as 1)
                 return None
             problem = ValidationProblem(
                 "", "a registered event type", repr(event_type), "no schema is registered for it"
@@ -299,7 +303,7 @@ class EventValidator:
             except SerializationError as exc:
                 problem = ValidationProblem("", "JSON-representable data", describe(data), str(exc))
                 raise ValidationError([problem], event_type=event_type) from None
-            return data, version or 1
+            return data, 1 if version is None else version
         try:
             return compiled.check(data), compiled.version
         except RecursionError:
