@@ -125,3 +125,31 @@ async def test_close_waits_for_a_free_connection_to_leave_the_group(
     assert not [r.getMessage() for r in caplog.records if "could not leave" in r.getMessage()]
     left = [key async for key in client.scan_iter(match=f"{namespace}:group:*")]
     assert [k for k in left if b":lease:" in k or k.endswith(b":members")] == []
+
+
+async def test_a_heartbeat_on_a_busy_pool_keeps_the_leases(
+    redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    transport = RedisTransport(
+        f"{redis_url}?max_connections=3",
+        namespace=namespace,
+        partitions=1,
+        trim_interval=None,
+        lease_ttl=1.5,  # a renewal every 0.5 s
+    )
+    bus = EventBus(transport=transport, retry_policy=RetryPolicy.NONE)
+    seen: list[int] = []
+    bus.subscribe("o.*", lambda event: seen.append(event.data), group="g")
+    async with asyncio.timeout(60), bus:
+        await bus.publish("o.made", 1)
+        await eventually(lambda: seen == [1])
+        # every connection busy, but for a moment every second: a pool too small for its
+        # load, whose commands in flight come back now and then
+        for _ in range(4):
+            await asyncio.gather(*await hog(transport, 3, 1))
+            await asyncio.sleep(0.1)
+        await bus.publish("o.made", 2)
+        await eventually(lambda: seen == [1, 2])
+    lost = [r.getMessage() for r in caplog.records if "lost its lease" in r.getMessage()]
+    assert not lost, lost

@@ -322,6 +322,7 @@ class GroupMember(PartitionWorkers):
         last_ok = time.monotonic()
         key = (self, "leases")
         due = time.monotonic() + self._options.heartbeat
+        pool_wait: Backoff | None = None  # the pool had no free connection: poll it
         try:
             while not self._stopping:
                 resume_cancellation()  # one the last renewal's driver call swallowed
@@ -332,6 +333,7 @@ class GroupMember(PartitionWorkers):
                 try:
                     await self._heartbeat()
                     last_ok = time.monotonic()
+                    pool_wait = None
                     self._outages.reached(key)
                     if self._failing is not None:
                         self._failing = None
@@ -343,9 +345,21 @@ class GroupMember(PartitionWorkers):
                     self._unexpected(exc)
                 except (*self._unreachable, self._response_error) as exc:
                     pool = self._outages.pool_blamed(exc, self._pool_full)
-                    if pool or isinstance(exc, self._response_error):
-                        if isinstance(exc, self._response_error):
-                            self._outages.reached(key)  # refused, but answered
+                    if pool:
+                        # a connection comes back within a round trip: try again soon
+                        # rather than at the next heartbeat, when the leases may have
+                        # lapsed (warned once while the pool stays full)
+                        if pool_wait is None:
+                            pool_wait = Backoff(POOL_POLL, first=0.001)
+                            logger.warning(
+                                "group %r: lease renewal failed: %s; trying again as soon "
+                                "as a connection is free",
+                                self.group,
+                                self._explain(exc),
+                            )
+                        due = time.monotonic() + pool_wait.next()
+                    elif isinstance(exc, self._response_error):
+                        self._outages.reached(key)  # refused, but answered
                         logger.warning(
                             "group %r: lease renewal failed: %s", self.group, self._explain(exc)
                         )
