@@ -193,3 +193,46 @@ async def test_closing_the_store_during_a_retry_wait_ends_the_attachment_quietly
             await asyncio.sleep(0.01)
         await again.stop()
     assert tried == [0, 1, 1, 2]
+
+
+async def test_an_event_cut_off_by_the_store_closing_is_not_counted_done(
+    tmp_path: Path,
+) -> None:
+    """A handler writing to the store as the store closes fails with ``ClosedError``; a
+    ``DeadLetterMiddleware`` records it and the event counted as done: the checkpoint
+    moved past it, and the event was never processed again (its effect lost at every
+    shutdown that closed the store first). It now stays before it, as after a crash."""
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    gate = asyncio.Event()
+    arrived = asyncio.Event()
+    effects: list[int] = []
+    letters = DeadLetterMiddleware()
+    processor = EventProcessor().use(letters)
+
+    @processor.handle("order.*")
+    async def project(event: Event) -> None:
+        if event.data["n"] == 1 and not gate.is_set():
+            arrived.set()
+            await gate.wait()  # the store closes meanwhile
+        await current["store"].append("totals.1", Event("total.updated", {"n": event.data["n"]}))
+        effects.append(event.data["n"])
+
+    current: dict[str, EventStore] = {"store": EventStore(url)}
+    store = current["store"]
+    await store.append("order.1", [Event("order.placed", {"n": n}) for n in range(3)])
+    attachment = processor.attach(store, "order.*", checkpoint="totals")
+    await asyncio.wait_for(arrived.wait(), _WAIT)
+    await store.close()
+    gate.set()
+    await asyncio.wait_for(attachment.wait(), _WAIT)
+    assert effects == [0]
+    assert len(letters.dead_letters) == 1  # the ClosedError, recorded
+    assert attachment.checkpoint_position == 0  # not past the event cut off
+
+    async with EventStore(url) as reopened:
+        current["store"] = reopened
+        again = processor.attach(reopened, "order.*", checkpoint="totals")
+        while len(effects) < 3:  # noqa: ASYNC110 - polling the list is the test
+            await asyncio.sleep(0.01)
+        await again.stop()
+    assert effects == [0, 1, 2]

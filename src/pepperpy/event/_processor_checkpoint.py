@@ -482,6 +482,12 @@ class CheckpointedLink(_TaskLink):
                     position = event.global_position
                     if position is not None:
                         self.last_global_position = position
+                        if self.events.closed and not self.stopping:
+                            # the store closed while the event was processed: its
+                            # handlers may have failed for that (a DeadLetterMiddleware
+                            # then recorded it), so it is not counted done and the next
+                            # attachment processes it again, as after a crash
+                            break
                         if saves.handled(position):
                             await saves.save()
                     if saves.failure is not None or self.stop_after_event:
