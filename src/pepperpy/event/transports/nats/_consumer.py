@@ -489,8 +489,8 @@ class Consumer:
         try:
             async with asyncio.timeout(self._options.connect_timeout):
                 info = await self._js.consumer_info(self._stream, name)
-        except (self._nats_error, TimeoutError) as exc:  # the next redelivery asks again
-            logger.debug("could not read the ack_wait of consumer %s: %s", name, exc)
+        except Exception as exc:  # never in the way of the delivery: the next one asks again
+            logger.debug("could not read the ack_wait of consumer %s: %r", name, exc)
             return
         self._learn_wait(name, info.config.ack_wait)
 
