@@ -48,6 +48,7 @@ loops each took a lock of their own.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import signal
 import time
@@ -100,6 +101,7 @@ from .store._waiters import LoopWaiters
 
 if TYPE_CHECKING:
     from .store import EventStore
+    from .store._reader import StoreSubscription
 
 __all__ = ["Projection"]
 
@@ -161,6 +163,9 @@ class Projection(Following):
         self._loaded = False
         self._turns = Turns(on_abandoned=self._forget_loaded)
         self._serving = False
+        self._closings = 0
+        self._live: set[StoreSubscription] = set()
+        self._followers: set[asyncio.Task[Any]] = set()
 
     # -- registration ---------------------------------------------------------------
 
@@ -591,7 +596,23 @@ class Projection(Following):
         self._state, self._position, self._revision = stored, position, revision
 
     async def close(self) -> None:
-        """Close the state store if this projection opened it."""
+        """End this projection's ``follow()`` calls under way, then close the state store
+        if this projection opened it.
+
+        Each ``follow()`` returns, as when the store is closed: a live batch being
+        applied is committed first, a catch-up under way ends at the head it began with;
+        ``close()`` waits for those on its event loop (not for one it is called from).
+        """
+        self._closings += 1
+        for events in list(self._live):
+            await events.aclose()
+        loop = asyncio.get_running_loop()
+        current = asyncio.current_task()
+        followers = [
+            task for task in self._followers if task is not current and task.get_loop() is loop
+        ]
+        if followers:
+            await asyncio.wait(followers)
         if self._state_store is not None and self._state_store is not self._state_store_given:
             await self._state_store.close()
             self._state_store = None

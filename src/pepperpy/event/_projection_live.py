@@ -5,6 +5,7 @@ committing)."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from collections.abc import AsyncIterable
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from ._projection_handlers import Apply, ProjectionHandlers
     from ._replay import ReplayReport
     from .store import EventStore
+    from .store._reader import StoreSubscription
 
 __all__ = ["Following", "global_position"]
 
@@ -46,6 +48,11 @@ class Following:
     _handlers: ProjectionHandlers
     _state: Any
     _loaded: bool
+    #: how many times close() was called: a follow() begun before the last call ends
+    _closings: int
+    #: the live subscriptions and tasks of the follow() calls under way (close() ends them)
+    _live: set[StoreSubscription]
+    _followers: set[asyncio.Task[Any]]
 
     if TYPE_CHECKING:  # the projection's own, which following uses
 
@@ -86,15 +93,26 @@ class Following:
         """
         if retry_for is not None:
             retry_for = check_seconds(retry_for, "retry_for", zero=True, error=ValueError)
-        with self._handlers.applying():  # on/off refused meanwhile
-            try:
-                await self._follow(Outage(retry_for))
-            except ConcurrencyError as exc:
-                raise ReplayError(taken_over(self.name, exc)) from exc
+        task = asyncio.current_task()
+        if task is not None:
+            self._followers.add(task)
+        try:
+            with self._handlers.applying():  # on/off refused meanwhile
+                try:
+                    await self._follow(Outage(retry_for), self._closings)
+                except ConcurrencyError as exc:
+                    raise ReplayError(taken_over(self.name, exc)) from exc
+        finally:
+            if task is not None:
+                self._followers.discard(task)
 
-    async def _follow(self, outage: Outage) -> None:
+    async def _follow(self, outage: Outage, closings: int) -> None:
+        """Follow until cancelled, or until the store or (``closings`` having changed
+        since it began) the projection is closed."""
         started = live = False
         while True:
+            if self._closings != closings:
+                return  # the projection was closed: as when its store is
             try:
                 if not started:  # the position it follows from, once known
                     async with self._turn():
@@ -126,9 +144,10 @@ class Following:
             start = 0 if self._position is None else self._position + 1
             # retry_for=0: an outage of the live read ends it at once, to be ridden out
             # here, where the log lines name the projection
-            if self.store.closed:
+            if self.store.closed or self._closings != closings:
                 return  # closed as the catch-up ended: subscribing would raise ClosedError
             events = self.store.subscribe(start, retry_for=0, **self._filters())
+            self._live.add(events)
             try:
                 failure = await self._follow_live(events, outage)
             except StoreError as exc:
@@ -137,6 +156,7 @@ class Following:
                 cause = exc.__cause__  # the subscription's words wrap the backend's
                 failure = cause if isinstance(cause, StoreError) else exc
             finally:
+                self._live.discard(events)
                 await events.aclose()
             if failure is None or not await self._ride_out(outage, failure):
                 return  # the subscription ended: it, or the store, was closed
