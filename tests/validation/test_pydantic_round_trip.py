@@ -9,6 +9,8 @@ refused as an unexpected field) made data that ``validate()`` refused the next t
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import pydantic
 import pytest
 
@@ -147,3 +149,18 @@ async def test_a_nested_model_refuses_keys_it_does_not_declare() -> None:
         "sku": "a",
         "parts": [],
     }
+
+
+class Holder(pydantic.BaseModel):
+    seq: Sequence[Line] = ()
+    by_name: Mapping[str, Line] = {}
+
+
+async def test_abstract_containers_of_nested_models_refuse_undeclared_keys_too() -> None:
+    validator = EventValidator()
+    validator.register("held", Holder)
+    with pytest.raises(ValidationError) as refused:
+        validator.check(
+            "held", {"seq": [{"sku": "a", "x": 1}], "by_name": {"k": {"sku": "b", "y": 2}}}
+        )
+    assert [p.path for p in refused.value.errors] == ["seq[0].x", "by_name['k'].y"]

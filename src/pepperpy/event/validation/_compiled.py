@@ -16,6 +16,7 @@ import json
 import types
 import typing
 import uuid
+from collections import abc
 from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any
@@ -512,13 +513,18 @@ def _held_model(annotation: Any) -> tuple[Any, str] | None:
         return _held_model(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType) and len(args) == 1:
         return _held_model(args[0])
-    if origin in (list, tuple, set, frozenset) and args and _is_pydantic(args[0]):
+    if origin in _ITEMS and args and _is_pydantic(args[0]):
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             return None
         return args[0], "items"
-    if origin is dict and len(args) == 2 and _is_pydantic(args[1]):
+    if origin in _VALUES and len(args) == 2 and _is_pydantic(args[1]):
         return args[1], "values"
     return None
+
+
+#: the origins of fields holding items, and values under keys
+_ITEMS = (list, tuple, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Set, abc.MutableSet)
+_VALUES = (dict, abc.Mapping, abc.MutableMapping)
 
 
 def _pydantic_names(model: Any) -> set[str]:
