@@ -95,6 +95,22 @@ async def test_no_pings_while_older_members_run(
                 assert notice.levelno == logging.INFO
                 assert "'workers'" in notice.getMessage()
             assert not active(transports[0]) and not active(transports[1])
+            # members joining and leaving while the others count (a third one, twenty
+            # times, against rounds every 20 ms): a member counted on .pings before it
+            # was on .presence made the older member look like one of ours
+            quick = rabbitmq_transports(rebalance_interval=0.02)
+            counting = EventBus(transport=quick)
+            counting.subscribe("orders.*", handle, group="workers")
+            await counting.start()
+            joining = EventBus(transport=rabbitmq_transports(rebalance_interval=60))
+            for _ in range(20):
+                joining.subscribe("orders.*", handle, group="workers")
+                await joining.start()
+                await asyncio.sleep(0.05)
+                await joining.unsubscribe("orders.*", handle, group="workers")
+            await counting.close()
+            await joining.close()
+            assert received == []
         finally:
             await old.close()  # the older member is gone: the partitions go to ours
 

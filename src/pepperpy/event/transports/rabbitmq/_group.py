@@ -250,9 +250,9 @@ class Group:
                 if index == 0:
                     await queue.bind(fallback)
             await lanes.bind(transport.exchange_name, routing_key=self.pattern)
-            # ping-aware first: a member counted on .presence is always counted here too,
+            # .pings last: a member counted there is always counted on .presence too,
             # so fewer here means members of an older version (see _older_members)
-            for name in (self._pings, self._presence):
+            for name in (self._presence, self._pings):
                 presence = await channel.declare_queue(
                     name,
                     auto_delete=True,
@@ -452,14 +452,20 @@ class Group:
         """True while members of an older version run (a rolling upgrade): they answer no
         ping, and log each one they get as a malformed message.
 
-        Members of this version consume the ``.pings`` queue before ``.presence``, so it
-        has fewer consumers only when some member does not (or one left between the two
-        counts: it takes two rounds in a row to log it); members of versions before
-        ``.presence`` hold the ``.members`` queue. Logs one INFO when they are seen and
-        one when they are gone.
+        Members of this version consume ``.presence``, then ``.pings``, so ``.pings`` has
+        fewer consumers when some member does not, or one is half-way through joining (it
+        takes two rounds in a row to log it). ``.pings`` is counted between two counts of
+        ``.presence`` (``members``, then one after it): a member that joined or left
+        meanwhile (counted on ``.pings`` and not yet on ``.presence``, which made an older
+        member look like one of ours and pinged it) makes them differ, and the round
+        pings nothing. Members of versions before ``.presence`` hold the ``.members``
+        queue. Logs one INFO when they are seen and one when they are gone.
         """
         transport = self.transport
-        older = max(0, members - (await transport._queue_consumers(self._pings) or 0))
+        aware = await transport._queue_consumers(self._pings) or 0
+        if await self._count_members() != members:  # changing: count again next round
+            return True
+        older = max(0, members - aware)
         if not older:
             older = await transport._queue_consumers(self.base + OLD_PRESENCE) or 0
         before, self._older = self._older, older
