@@ -236,3 +236,29 @@ async def test_an_event_cut_off_by_the_store_closing_is_not_counted_done(
             await asyncio.sleep(0.01)
         await again.stop()
     assert effects == [0, 1, 2]
+
+
+async def test_without_a_checkpoint_the_last_position_stays_before_a_cut_off_event() -> None:
+    """The same without ``checkpoint=``: ``last_global_position`` (where to resume from)
+    moved past the event the close cut off."""
+    gate = asyncio.Event()
+    arrived = asyncio.Event()
+    letters = DeadLetterMiddleware()
+    processor = EventProcessor().use(letters)
+    store = EventStore()
+
+    @processor.handle("order.*")
+    async def project(event: Event) -> None:
+        if event.data["n"] == 1:
+            arrived.set()
+            await gate.wait()
+        await store.append("totals.1", Event("total.updated", {"n": event.data["n"]}))
+
+    await store.append("order.1", [Event("order.placed", {"n": n}) for n in range(3)])
+    attachment = processor.attach(store, "order.*")
+    await asyncio.wait_for(arrived.wait(), _WAIT)
+    await store.close()
+    gate.set()
+    await asyncio.wait_for(attachment.wait(), _WAIT)
+    assert len(letters.dead_letters) == 1
+    assert attachment.last_global_position == 0

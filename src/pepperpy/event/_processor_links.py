@@ -414,6 +414,12 @@ class _TaskLink(_Link):
             try:
                 async for event in self.events:
                     await self.deliver(event)
+                    stopping = self.stopping_now
+                    if stopping.source_closed() and not stopping.requested:
+                        # the store closed while the event was processed (its handlers
+                        # may have failed for that): not counted, so resuming from
+                        # last_global_position + 1 processes it again, as after a crash
+                        break
                     if event.global_position is not None:
                         self.last_global_position = event.global_position
                     if self.stop_after_event:
