@@ -113,9 +113,14 @@ class AuditLog(OneConnection):
             busy_timeout, "busy_timeout", ConfigurationError, zero=False
         )
         self._chain = Chain(key)
+        if path in ("", ":memory:"):
+            # SQLite's names for a database private to one connection: the log's reads
+            # (and a forked child's writer) open connections of their own, which found
+            # no such file, so such a log recorded but could never be read or verified
+            path = None
         #: absolute, fixed now: reads open connections of their own, and a forked child
         #: its writer's, which must not follow an ``os.chdir()``
-        self._path = path if path in (None, "", ":memory:") else os.path.abspath(path)
+        self._path = path if path is None else os.path.abspath(path)
         self._read_only = read_only
         #: read-only, in a directory SQLite cannot make the -wal and -shm in: read as a
         #: file nothing writes (see _audit_file.open_existing)
