@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
-from pepperpy.event import Event, EventStore, Projection
+import pytest
+
+from pepperpy.event import ClosedError, Event, EventStore, Projection
 
 
 def counter(store: EventStore) -> Projection:
@@ -53,3 +55,18 @@ async def test_close_as_a_context_manager_ends_the_follower_started_inside(
             state = await saved.load()
             # what was committed is consistent: one tick per event up to the position
             assert state["n"] == (0 if saved.position is None else saved.position + 1)
+
+
+async def test_close_ends_a_wait_until_under_way(any_store_url: str) -> None:
+    """It used to poll on, opening the state store that close() had just closed."""
+    async with EventStore(any_store_url) as store:
+        await store.append("clock.1", Event("tick.tock"))
+        projection = counter(store)
+        waiting = asyncio.ensure_future(projection.wait_until(0))  # nobody runs it
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        await projection.close()
+        async with asyncio.timeout(30):
+            with pytest.raises(ClosedError, match="global position 0: the projection was closed"):
+                await waiting
+        await projection.close()

@@ -252,12 +252,13 @@ class Projection(Following):
         is committed (none lies between its position and ``global_position``), and then
         ``global_position`` is returned.
 
-        A position it can never reach raises: the event store closed, before or during
-        the wait (``ClosedError``), or a position past the head of a store nothing
-        appends to (``immutable=1``: ``ValueError``). One past the head of an open store
-        is waited for (another writer may append it); a wait cancelled while it is not
-        in the log carries a note saying so (the ``TimeoutError`` of ``asyncio.timeout``
-        shows it as its cause): an append's own ``global_position`` always is.
+        A position it can never reach raises: the event store or this projection
+        closed, before or during the wait (``ClosedError``), or a position past the head
+        of a store nothing appends to (``immutable=1``: ``ValueError``). One past the
+        head of an open store is waited for (another writer may append it); a wait
+        cancelled while it is not in the log carries a note saying so (the
+        ``TimeoutError`` of ``asyncio.timeout`` shows it as its cause): an append's own
+        ``global_position`` always is.
         """
         check_count(global_position, "global_position", least=0, error=ValueError)
         if global_position > MAX_POSITION:  # no store reaches it: it would wait for ever
@@ -267,10 +268,18 @@ class Projection(Following):
         await self._check_read()  # once, whether the position is reached here or on disk
         await self._check_scope(f"waiting on {self._what}")
         through = self._read_through if self._streams or self._types else None
-        store = self.store
+        store, closings = self.store, self._closings
+
+        def closed() -> str | None:
+            if store.closed:
+                return "the event store is closed"
+            if self._closings != closings:
+                return "the projection was closed"
+            return None
+
         log = Log(
             self._what,
-            lambda: store.closed,
+            closed,
             store.backend.head,
             frozen=getattr(store.backend, "immutable", False) is True,
         )
@@ -604,6 +613,7 @@ class Projection(Following):
         ``close()`` waits for those on its event loop (not for one it is called from).
         """
         self._closings += 1
+        self._moved.wake()  # wait_until() calls under way end (ClosedError)
         for events in list(self._live):
             await events.aclose()
         loop = asyncio.get_running_loop()

@@ -108,12 +108,13 @@ async def waiting(reader: AsyncIterable[Event], most: int) -> AsyncGenerator[lis
 
 @dataclass(frozen=True, slots=True)
 class Log:
-    """What ``reached`` asks of the event store: whether it is closed, its newest
+    """What ``reached`` asks of the event store: whether it (or the projection: the
+    words why, None while neither is) is closed, its newest
     global position, and whether nothing will ever be appended to it (an SQLite store
     opened with ``?immutable=1``). ``what`` names the projection in messages."""
 
     what: str
-    closed: Callable[[], bool]
+    closed: Callable[[], str | None]
     head: Callable[[], Awaitable[int | None]]
     frozen: bool = False
 
@@ -135,8 +136,8 @@ async def reached(
     event it does not read may hold ``position``. When it says so, ``position`` is
     returned.
 
-    A position that can never be reached raises: the store closed (before or during
-    the wait: ``ClosedError``), or one past the head of a store nothing appends to
+    A position that can never be reached raises: the store or the projection closed
+    (before or during the wait: ``ClosedError``), or one past the head of a store nothing appends to
     (``ValueError``). One past the head of an open store is waited for (another writer
     may append it), and the head is read again at each poll until the position is in
     the log; a wait cancelled (``asyncio.timeout``) while it is not gets a note saying
@@ -157,10 +158,11 @@ async def reached(
             if there is not None and there >= position:
                 return there
             known = max((p for p in (here, there) if p is not None), default=None)
-            if log.closed():
+            closed = log.closed()
+            if closed is not None:
                 raise ClosedError(
-                    f"{log.what} cannot reach global position {position}: the event store "
-                    f"is closed (it is {standing(True, known)})"
+                    f"{log.what} cannot reach global position {position}: {closed} (it is "
+                    f"{standing(True, known)})"
                 )
             if not written:
                 try:
