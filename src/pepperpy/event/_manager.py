@@ -702,6 +702,9 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
 
     # -- lifecycle --------------------------------------------------------------------
 
+    def _closed_for_good(self) -> bool:
+        return self._closed
+
     async def close(self) -> None:
         """Drain scheduled events, then refuse new ones.
 

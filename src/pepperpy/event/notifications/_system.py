@@ -447,6 +447,9 @@ class NotificationSystem(AsyncClosing):
         :class:`~pepperpy.event.DeadLetter`."""
         return self._deliveries.dead_letters
 
+    def _closed_for_good(self) -> bool:
+        return self.closed
+
     async def close(self, *, grace: float = CLOSE_GRACE) -> None:
         """Stop retries, let tries under way finish (or cut them off), then release every
         channel.
