@@ -35,6 +35,7 @@ checkpoints, progress) in ``_replay_run.py``.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from datetime import datetime
@@ -109,6 +110,10 @@ class EventReplay(AsyncClosing):
         #: the checkpoint store is the one shared beside a memory event store (not ours)
         self._shared = False
         self._handlers: PatternIndex[ReplayHandler] = PatternIndex()
+        #: how many times close() was called: a replay begun before the last call stops
+        self._closings = 0
+        #: the tasks of the replays under way (close() waits for them to stop)
+        self._running: set[asyncio.Task[Any]] = set()
 
     # -- registration ---------------------------------------------------------------
 
@@ -206,7 +211,21 @@ class EventReplay(AsyncClosing):
         )
 
     async def close(self) -> None:
-        """Close the checkpoint store if this replay opened it."""
+        """Stop the replays under way, then close the checkpoint store if this replay
+        opened it.
+
+        Each replay under way stops before its next event, saves its checkpoint there
+        and raises :class:`ClosedError`; ``close()`` waits for those on its event loop
+        (not for one it is called from, a handler's).
+        """
+        self._closings += 1
+        loop = asyncio.get_running_loop()
+        current = asyncio.current_task()
+        running = [
+            task for task in self._running if task is not current and task.get_loop() is loop
+        ]
+        if running:
+            await asyncio.wait(running)
         if self._shared:
             self._checkpoints = None
         elif self._checkpoints is not None and self._checkpoints is not self._checkpoints_given:

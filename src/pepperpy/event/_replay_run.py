@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._checkpoint_base import save_checkpoint
 from ._checkpoint_head import check_not_past_head
-from ._errors import ConcurrencyError, ConfigurationError, ReplayError, StoreError
+from ._errors import (
+    ClosedError,
+    ConcurrencyError,
+    ConfigurationError,
+    ReplayError,
+    StoreError,
+)
 from ._event import Event
 from ._handlers import check_handler, is_async_callable
 from ._loops import settled
@@ -96,6 +102,8 @@ class ReplayRun:
         if not isinstance(retry_policy, RetryPolicy):
             raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
         self.replay = replay
+        #: the replay's close() calls so far: one more stops this run
+        self.closings = replay._closings
         self.scope = scope
         self.filters = filters
         self.window = window
@@ -213,8 +221,18 @@ class ReplayRun:
         # 0 disables a periodic duty: no modulo on the hot path when it is off
         save_every = self.checkpoint_every if self.checkpoint is not None else 0
         report_every = self.progress_every if self.progress is not None else 0
+        replay, closings = self.replay, self.closings
+        task = asyncio.current_task()
+        if task is not None:
+            replay._running.add(task)
         try:
             async for event in reader:
+                if replay._closings != closings:
+                    raise ClosedError(
+                        f"the EventReplay was closed during this replay, before the event at "
+                        f"{self.where(event)}: it stopped there"
+                        + ("" if self.checkpoint is None else ", its checkpoint saved")
+                    )
                 if types is not None and not type_matches(types, event.type):
                     # not selected: neither read nor skipped, as when the store filters
                     # by type (replay_all), so both count the same events the same way
@@ -252,10 +270,18 @@ class ReplayRun:
         except BaseException as exc:
             await self._save_checkpoint_after(exc)
             raise
+        finally:
+            if task is not None:
+                replay._running.discard(task)
         await self._save_checkpoint()
         if report_every and self.reported != self.read:
             await self._report_progress()  # the end, unless the last periodic call was it
         return self.report()
+
+    def where(self, event: Event) -> str:
+        """``event``'s position in words: in its stream, or in the global log."""
+        what = "global position" if self.scope == "all" else "stream position"
+        return f"{what} {self.position_of(event)}"
 
     @property
     def read(self) -> int:
