@@ -40,8 +40,12 @@ class BusHealth:
     ``outage_reason``: why the broker is out of reach while ``outage`` is not None,
     from the transport's latest failure: ``"credentials refused"`` (the broker answered
     and refused the user and password or token), ``"access refused"`` (RabbitMQ: the
-    virtual host) or ``"unreachable"`` (the connection lost, refused, timed out or
-    silent); None while reachable, or from a transport that does not say.
+    virtual host), ``"unreachable"`` (the connection lost, refused, timed out or
+    silent) or ``"consumer failed"`` (Redis: the broker answers, but a consumer of the
+    transport's own keeps failing or ended unexpectedly: the shared reader of the
+    ungrouped subscriptions, a group's lease heartbeat or partition worker, a catch-up;
+    ``outage`` counts from then, so ``ready`` is False until it runs again); None while
+    reachable, or from a transport that does not say.
     ``outage_message``: the same for a person (the server, without its password, and
     what the broker or the network said).
     """

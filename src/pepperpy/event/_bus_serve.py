@@ -40,7 +40,7 @@ from ._handlers import CUT_OFF
 from ._redact import redact_url
 from ._seconds import check_seconds
 from .transports import MemoryTransport, Transport
-from .transports.base import UNREACHABLE
+from .transports.base import CONSUMER_FAILED, UNREACHABLE
 
 if TYPE_CHECKING:
     from ._bus import EventBus
@@ -300,6 +300,11 @@ def _waiting_for(bus: EventBus, now: float) -> str:
     if outage is not None:
         if why is None or why[0] == UNREACHABLE:
             waiting += f"; the broker has been unreachable for {outage:.0f} s"
+        elif why[0] == CONSUMER_FAILED:  # it answers: one of the transport's loops fails
+            waiting += (
+                "; the broker answers, but a consumer of the transport has been failing "
+                f"for {outage:.0f} s ({why[0]}: {why[1]})"
+            )
         else:  # it answers, and refuses: not a network outage
             waiting += f"; the broker has refused the connection for {outage:.0f} s ({why[0]})"
     return waiting
