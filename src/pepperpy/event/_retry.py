@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from ._errors import ValidationError
 from ._options import check_count
 from ._seconds import check_seconds
 
@@ -32,7 +33,10 @@ class RetryPolicy:
       within ``[base_delay, max_delay]``).
 
     Only exceptions that are instances of ``retry_on`` are retried; others fail at once.
-    A delay of ``0`` means no wait.
+    A :class:`~pepperpy.event.ValidationError` (data its schema refuses: the same data
+    fails the same way every time) is retried only when ``retry_on`` names it (or a
+    subclass of it); a broader class there (``Exception``, the default, ``ValueError``)
+    does not retry it. A delay of ``0`` means no wait.
     """
 
     kind: Kind = "none"
@@ -133,8 +137,16 @@ class RetryPolicy:
             yield self.delay(attempt)
 
     def should_retry(self, exc: BaseException, attempt: int) -> bool:
-        """True when try ``attempt`` failed with ``exc`` and another try is due."""
-        return attempt < self.max_attempts and isinstance(exc, self.retry_on)
+        """True when try ``attempt`` failed with ``exc`` and another try is due.
+
+        A ``ValidationError`` that ``retry_on`` does not name is never due (nor an
+        ``ExceptionGroup`` holding one): refused data is refused again.
+        """
+        return (
+            attempt < self.max_attempts
+            and isinstance(exc, self.retry_on)
+            and not _refused_again(exc, self.retry_on)
+        )
 
     async def sleep(self, attempt: int) -> None:
         """Wait the delay due after failed try ``attempt``."""
@@ -167,6 +179,18 @@ def describe_delay(policy: RetryPolicy, attempt: int) -> str:
         if ceiling > policy.base_delay:
             return f"{policy.base_delay:.3g} to {ceiling:.3g} s"
     return f"{policy.delay(attempt):.3g} s"
+
+
+def _refused_again(exc: BaseException, retry_on: ExceptionTypes) -> bool:
+    """Whether ``exc`` is (or an exception group holds) a ``ValidationError`` that no
+    class of ``retry_on`` derived from ``ValidationError`` covers: a validator refuses
+    the same data again, so retrying it only delays its dead letter."""
+    if isinstance(exc, ValidationError):
+        named = tuple(kind for kind in retry_on if issubclass(kind, ValidationError))
+        return not isinstance(exc, named)
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_refused_again(member, retry_on) for member in exc.exceptions)
+    return False
 
 
 def _types(retry_on: ExceptionTypes | type[BaseException]) -> ExceptionTypes:

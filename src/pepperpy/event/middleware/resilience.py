@@ -100,7 +100,7 @@ def _should_retry(policy: RetryPolicy, exc: Exception, attempt: int) -> bool:
     if policy.should_retry(exc, attempt):
         return True
     if isinstance(exc, BaseExceptionGroup) and attempt < policy.max_attempts:
-        _, rest = exc.split(policy.retry_on)
+        _, rest = exc.split(lambda member: policy.should_retry(member, attempt))
         return rest is None
     return False
 
