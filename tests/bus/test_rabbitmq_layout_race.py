@@ -10,6 +10,7 @@ second, whatever the timing.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import aiormq
@@ -80,3 +81,29 @@ async def exists(url: str, queue: str) -> bool:
         return True
     finally:
         await connection.close()
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+async def test_another_queue_type_is_named(
+    rabbitmq_transports: Callable[..., RabbitMQTransport], partitions: int
+) -> None:
+    """A member with another queue_type got a TransportError quoting the broker's
+    PRECONDITION_FAILED, as if the broker had failed; it is a ConfigurationError naming
+    the option, like another partition count."""
+    first = EventBus(transport=rabbitmq_transports(partitions=partitions))
+    second = EventBus(transport=rabbitmq_transports(partitions=partitions, queue_type="classic"))
+    first.subscribe("orders.*", handle, group="workers")
+    second.subscribe("orders.*", handle, group="workers")
+    try:
+        await first.start()
+        with pytest.raises(ConfigurationError) as caught:
+            await second.start()
+        message = str(caught.value)
+        assert "group 'workers' on 'orders.*' already exists with another queue_type" in message
+        assert "than 'classic': every process of a group must use the same 'queue_type'" in message
+        assert "x-queue-type" in message  # the broker's words, for the record
+        await second.unsubscribe("orders.*", handle, group="workers")
+        assert not second.transport._consumers  # type: ignore[attr-defined]  # nothing left
+    finally:
+        await first.close()
+        await second.close()

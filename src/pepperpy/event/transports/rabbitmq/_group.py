@@ -142,6 +142,8 @@ class Group:
         #: members of an older version (which log each ping they get) were seen last round
         self._older: int = 0
         self._older_logged = False
+        #: the last count found no member of an earlier version (see _older_members)
+        self._none_before = False
         #: why the broker refused the last pings (None: they went through), see _send_pings
         self._ping_refused: str | None = None
         self._control: AbstractChannel | None = None
@@ -213,12 +215,37 @@ class Group:
 
     async def open(self) -> None:
         transport = self.transport
-        aio_pika = transport._aio_pika
         assert transport._connection is not None
         await self._check_partitions()
         channel = self._control = await transport._channel(consuming=False)
         # declare the topology before consuming, so nothing published after this returns
         # can miss the group
+        try:
+            await self._declare_topology(channel)
+        except transport._aiormq.exceptions.ChannelPreconditionFailed as exc:
+            if "x-queue-type" not in str(exc):
+                raise
+            # (the layout mark agreed: the partition count is the same)
+            raise ConfigurationError(
+                f"group {self.group!r} on {self.pattern!r} already exists with another"
+                f" queue_type than {transport.queue_type!r}: every process of a group must"
+                f" use the same 'queue_type' (the broker said: {exc.args[0] if exc.args else exc})"
+            ) from exc
+        transport._consumers.extend(self.consumers)
+        order = list(self.consumers)
+        random.shuffle(order)  # spreads first picks when members start at the same time
+        for consumer in order:
+            await consumer.open()
+        if len(self.consumers) > 1:
+            self._rebalancer = asyncio.get_running_loop().create_task(self._rebalance())
+        else:  # one queue: nobody to count, the channel's work is done
+            self._control = None
+            await transport._close_channel(channel, transport._deadline())
+
+    async def _declare_topology(self, channel: AbstractChannel) -> None:
+        """Declare the group's queues, exchanges and bindings, and join its presence."""
+        transport = self.transport
+        aio_pika = transport._aio_pika
         if len(self.queue_names) == 1:
             queue = await channel.declare_queue(
                 self.queue_names[0], durable=True, arguments=transport._group_queue_arguments()
@@ -250,9 +277,9 @@ class Group:
                 if index == 0:
                     await queue.bind(fallback)
             await lanes.bind(transport.exchange_name, routing_key=self.pattern)
-            # .pings last: a member counted there is always counted on .presence too,
-            # so fewer here means members of an older version (see _older_members)
-            for name in (self._presence, self._pings):
+            # .pings first (and .presence last, which tells a restore is over): a member
+            # that is half-way through joining is counted on .pings only (_older_members)
+            for name in (self._pings, self._presence):
                 presence = await channel.declare_queue(
                     name,
                     auto_delete=True,
@@ -260,16 +287,6 @@ class Group:
                 )
                 transport._declared(queue=name)
                 await presence.consume(_ignore, no_ack=True)
-        transport._consumers.extend(self.consumers)
-        order = list(self.consumers)
-        random.shuffle(order)  # spreads first picks when members start at the same time
-        for consumer in order:
-            await consumer.open()
-        if len(self.consumers) > 1:
-            self._rebalancer = asyncio.get_running_loop().create_task(self._rebalance())
-        else:  # one queue: nobody to count, the channel's work is done
-            self._control = None
-            await transport._close_channel(channel, transport._deadline())
 
     async def close(self) -> None:
         """Leave the group: finish deliveries in progress, then close this member's channels.
@@ -452,18 +469,21 @@ class Group:
         """True while members of an older version run (a rolling upgrade): they answer no
         ping, and log each one they get as a malformed message.
 
-        Members of this version consume ``.presence``, then ``.pings``, so ``.pings`` has
-        fewer consumers when some member does not, or one is half-way through joining (it
-        takes two rounds in a row to log it). ``.pings`` is counted between two counts of
-        ``.presence`` (``members``, then one after it): a member that joined or left
-        meanwhile (counted on ``.pings`` and not yet on ``.presence``, which made an older
-        member look like one of ours and pinged it) makes them differ, and the round
-        pings nothing. Members of versions before ``.presence`` hold the ``.members``
-        queue. Logs one INFO when they are seen and one when they are gone.
+        Members of this version consume ``.pings``, then ``.presence``, so ``.pings`` has
+        fewer consumers when some member does not (it takes two rounds in a row to log
+        it). ``.pings`` is counted between two counts of ``.presence`` (``members``, then
+        one after it): a member that joined or left meanwhile makes them differ, and the
+        round pings nothing. A member half-way through joining (on ``.pings``, not yet on
+        ``.presence``) can still make an older member look like one of ours within one
+        round, never in two: so the answer is "none" only when this round and the one
+        before it found none (it pinged an older member now and then under load).
+        Members of versions before ``.presence`` hold the ``.members`` queue. Logs one
+        INFO when they are seen and one when they are gone.
         """
         transport = self.transport
         aware = await transport._queue_consumers(self._pings) or 0
         if await self._count_members() != members:  # changing: count again next round
+            self._none_before = False
             return True
         older = max(0, members - aware)
         if not older:
@@ -483,7 +503,8 @@ class Group:
         elif not older and self._older_logged:
             self._older_logged = False
             logger.info("group %r on %r: every member now answers pings", self.group, self.pattern)
-        return bool(older)
+        none_before, self._none_before = self._none_before, not older
+        return bool(older) or not none_before
 
     async def _count_members(self) -> int | None:
         """The group's member processes (its presence queue's consumers); None while
