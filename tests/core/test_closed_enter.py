@@ -1,6 +1,6 @@
 """``async with`` on a closed object raises ClosedError at once, as on a closed EventBus.
 
-Before, a closed EventManager or NotificationSystem was entered silently and the block
+Before, a closed EventManager, EventStore or NotificationSystem was entered silently and the block
 failed only at its first use (or, doing nothing but registering, ran without a word).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from pepperpy.event import ClosedError, EventBus, EventManager, NotificationSystem
+from pepperpy.event import ClosedError, EventBus, EventManager, EventStore, NotificationSystem
 
 
 async def test_a_closed_manager_refuses_async_with() -> None:
@@ -26,6 +26,15 @@ async def test_a_closed_notification_system_refuses_async_with() -> None:
     with pytest.raises(ClosedError, match="the NotificationSystem is closed"):
         async with system:
             pytest.fail("entered a closed system")
+
+
+async def test_a_closed_event_store_refuses_async_with() -> None:
+    store = EventStore("memory://")
+    async with store:
+        await store.append("order-1", {"type": "order.placed", "data": {}})
+    with pytest.raises(ClosedError, match="the event store is closed"):
+        async with store:
+            pytest.fail("entered a closed store")
 
 
 async def test_a_closed_bus_refuses_async_with_alike() -> None:

@@ -423,6 +423,7 @@ class EventStore(StoreReading, StoreSecurity, StoreDecoding):
                 self._released = True
 
     async def __aenter__(self) -> EventStore:
+        self._check_open()  # as a closed EventBus: refused here, not at the first use
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
