@@ -6,11 +6,12 @@ import codecs
 import inspect
 import math
 import re
+import ssl
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ..._errors import ConfigurationError
 from ..._options import check_count
@@ -173,6 +174,7 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[str, RedisOptions]:
         raise ConfigurationError(
             f"not a Redis URL: {redact_url(url)!r} (use redis://, rediss:// or unix://)"
         )
+    _check_port(url, parts)
     path = unquote(parts.path)
     if parts.scheme != "unix" and not _DB_PATH.fullmatch(path):
         raise ConfigurationError(
@@ -196,12 +198,38 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[str, RedisOptions]:
             raise ConfigurationError(
                 f"bad {name}={value!r} in the Redis URL {redact_url(url)!r}"
             ) from exc
+    if parts.scheme != "unix" and path.strip("/") and int(path.strip("/")) > _MAX_DB:
+        raise ConfigurationError(
+            f"bad database {path.strip('/')} in the Redis URL {redact_url(url)}: a database "
+            f"number is from 0 to {_MAX_DB} (the server has its `databases` setting's count, "
+            "16 by default)"
+        )
     _check_db(url, parts.scheme, path, theirs)
     merged = replace(RedisOptions(), **{**ours, **given})
     client_url = urlunsplit(parts._replace(query=urlencode(theirs)))
     if not parts.netloc:  # unix:///path: urlunsplit drops the "//" redis-py requires
         client_url = f"{parts.scheme}://{client_url[len(parts.scheme) + 1 :]}"
     return client_url, merged
+
+
+def _check_port(url: str, parts: SplitResult) -> None:
+    """Refuse a port no server listens on: 0 (which redis-py took, and start() then
+    retried as an unreachable Redis for ``connect_timeout``), past 65535, or no number."""
+    if parts.scheme == "unix":
+        return
+    host = parts.netloc.rpartition("@")[2]
+    text = "" if host.endswith("]") else host.rpartition(":")[2] if ":" in host else ""
+    if not text:
+        return  # none: redis-py's 6379
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None or not 1 <= port <= 65535 or not text.isdigit():
+        raise ConfigurationError(
+            f"bad port {text!r} in the Redis URL {redact_url(url)}: a port is a whole "
+            "number from 1 to 65535 (or none, for 6379)"
+        )
 
 
 def _check_db(url: str, scheme: str, path: str, query: list[tuple[str, str]]) -> None:
@@ -255,16 +283,16 @@ def client_options(client_url: str, connection: Any) -> dict[str, Any]:
     (``protocol=5``): at start() that came as a ``ConnectionError`` before any socket
     I/O, retried as if Redis were down. Returns redis-py's keyword arguments for the URL.
     """
-    try:
-        parsed: dict[str, Any] = dict(connection.parse_url(client_url))
-    except ValueError as exc:
-        raise ConfigurationError(f"bad Redis URL: {exc}") from exc
-    accepted = _client_parameters(parsed.get("connection_class", connection.Connection))
+    parts = urlsplit(client_url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    classes = {"rediss": "SSLConnection", "unix": "UnixDomainSocketConnection"}
+    accepted = _client_parameters(getattr(connection, classes.get(parts.scheme, "Connection")))
     if accepted is not None:
         accepted |= _parameters(connection.ConnectionPool) - {"connection_class"}
-        for name, _ in parse_qsl(urlsplit(client_url).query, keep_blank_values=True):
+        plain = _client_parameters(connection.Connection) or set()
+        for name, _ in query:
             if name not in accepted:
-                raise unknown_option(
+                error = unknown_option(
                     name,
                     where="the Redis URL",
                     ours=(f.name for f in fields(RedisOptions)),
@@ -272,6 +300,21 @@ def client_options(client_url: str, connection: Any) -> dict[str, Any]:
                     theirs=accepted,
                     list_theirs=False,  # some 40, mostly redis-py's internals
                 )
+                if name.startswith("ssl_"):
+                    error = ConfigurationError(
+                        f"{error}; it is a TLS option: use a rediss:// URL for TLS"
+                    )
+                elif parts.scheme == "unix" and name in plain:
+                    error = ConfigurationError(
+                        f"{error}; it is an option of TCP connections (redis:// or rediss://), "
+                        "not of a Unix socket"
+                    )
+                raise error
+    _check_client_query(client_url, parts, query)
+    try:
+        parsed: dict[str, Any] = dict(connection.parse_url(client_url))
+    except ValueError as exc:
+        raise ConfigurationError(f"bad Redis URL {_shown(client_url)!r}: {exc}") from exc
     for name in ("socket_timeout", "socket_connect_timeout"):
         if name in parsed and (not _finite(parsed[name]) or parsed[name] <= 0):
             raise ConfigurationError(
@@ -310,8 +353,206 @@ def client_options(client_url: str, connection: Any) -> dict[str, Any]:
     try:
         connection.ConnectionPool.from_url(client_url).make_connection()
     except Exception as exc:
-        raise ConfigurationError(f"bad Redis URL {redact_url(client_url)!r}: {exc}") from exc
+        raise ConfigurationError(f"bad Redis URL {_shown(client_url)!r}: {exc}") from exc
     return parsed
+
+
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+_BOOLEAN = "true or false (or yes/no, 1/0)"
+#: the largest database number Redis takes in SELECT (a C int); how many a server has is
+#: its ``databases`` setting (16 by default), checked at start() ("DB index is out of range")
+_MAX_DB = 2**31 - 1
+#: the longest ``health_check_interval``: redis-py adds it to the loop's clock, which a
+#: value past a float's range (``10**400``) broke with an OverflowError at each connection
+_MAX_HEALTH_CHECK = 86_400
+
+#: redis-py parameters that take a Python object (a class, a callable, a mapping): a URL's
+#: text can only name them, and redis-py then failed deep inside, or much later
+_OBJECT_OPTIONS = frozenset(
+    {
+        "connection_class",
+        "credential_provider",
+        "driver_info",
+        "encoder_class",
+        "event_dispatcher",
+        "parser_class",
+        "redis_connect_func",
+        "retry",
+        "socket_keepalive_options",
+        "socket_type",
+        "maint_notifications_config",
+        "maint_notifications_pool_handler",
+        "maintenance_state",
+        "maintenance_notification_hash",
+        "orig_host_address",
+        "orig_socket_timeout",
+        "orig_socket_connect_timeout",
+        "oss_cluster_maint_notifications_handler",
+        "himport_registry",
+    }
+)
+
+#: what the URL's address gives: redis-py takes the address's over the query's silently
+_ADDRESS_OPTIONS = {
+    "host": "redis://HOST:6379/0",
+    "port": "redis://host:PORT/0",
+    "path": "unix:///PATH",
+}
+
+
+def _whole(value: str, least: int, most: int | None) -> bool:
+    try:
+        number = int(value)
+    except ValueError:
+        return False
+    return number >= least and (most is None or number <= most)
+
+
+def _seconds(value: str, least: float) -> bool:
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return math.isfinite(number) and number >= least and number > 0
+
+
+def _tls_version(value: str) -> bool:
+    try:
+        ssl.TLSVersion(int(value))
+    except ValueError:
+        return False
+    return True
+
+
+def _ciphers(value: str) -> bool:
+    try:
+        ssl.create_default_context().set_ciphers(value)
+    except ssl.SSLError:
+        return False
+    return True
+
+
+def _error_handler(value: str) -> bool:
+    try:
+        codecs.lookup_error(value)
+    except LookupError:
+        return False
+    return True
+
+
+def _exception_names(value: str) -> bool:
+    import redis.exceptions
+
+    names = [name.strip() for name in value.strip("[]").split(",")]
+    return all(
+        isinstance(getattr(redis.exceptions, name, None), type)
+        and issubclass(getattr(redis.exceptions, name), Exception)
+        for name in names
+    )
+
+
+#: the redis-py options of the URL whose text is checked here, each with its test and
+#: what it accepts. redis-py reads any text but a few words (which differ between its
+#: releases: "off" only since 6.x) as true, takes a negative health_check_interval (a PING
+#: before every command), and leaves many values to fail at connect time, retried there
+#: as if Redis were down
+_CLIENT_VALUES: dict[str, tuple[Callable[[str], bool], str]] = {
+    "db": (
+        lambda v: _whole(v, 0, _MAX_DB),
+        f"a database number from 0 to {_MAX_DB} (the server has its `databases` setting's "
+        "count, 16 by default)",
+    ),
+    "socket_timeout": (
+        lambda v: _seconds(v, 2 * BLOCK_SECONDS),
+        f"a finite number of seconds, at least {2 * BLOCK_SECONDS:g} (the transport's "
+        f"blocking reads wait up to {BLOCK_SECONDS:g} s on the server)",
+    ),
+    "socket_connect_timeout": (lambda v: _seconds(v, 0), "a finite number of seconds > 0"),
+    "health_check_interval": (
+        lambda v: _whole(v, 0, _MAX_HEALTH_CHECK),
+        f"a whole number of seconds from 0 (no health checks) to {_MAX_HEALTH_CHECK}",
+    ),
+    "max_connections": (lambda v: _whole(v, 1, None), "a whole number, at least 1"),
+    "socket_read_size": (lambda v: _whole(v, 1, None), "a whole number of bytes, at least 1"),
+    "socket_keepalive": (lambda v: v.lower() in _BOOLEANS, _BOOLEAN),
+    "retry_on_timeout": (lambda v: v.lower() in _BOOLEANS, _BOOLEAN),
+    "ssl_check_hostname": (lambda v: v.lower() in _BOOLEANS, _BOOLEAN),
+    "legacy_responses": (lambda v: v.lower() in _BOOLEANS, _BOOLEAN),
+    "protocol": (lambda v: _whole(v, -(2**63), None), "2 (RESP2; 3 is not supported)"),
+    "ssl_cert_reqs": (
+        lambda v: v in ("none", "optional", "required"),
+        "none, optional or required",
+    ),
+    "ssl_min_version": (
+        _tls_version,
+        "a TLS version's number in Python's ssl.TLSVersion: 771 (TLS 1.2) or 772 (TLS 1.3)",
+    ),
+    "ssl_ciphers": (_ciphers, "an OpenSSL cipher list this Python's ssl module takes"),
+    "encoding_errors": (_error_handler, "a codec error handler: strict, replace or ignore"),
+    "retry_on_error": (
+        _exception_names,
+        "names of redis.exceptions classes, comma-separated (ConnectionError,TimeoutError)",
+    ),
+}
+
+#: a query option whose value is a secret that redact_url does not know (the client
+#: key's passphrase): hidden in the messages too
+_SSL_PASSWORD = re.compile(r"(?i)((?:^|[?&])ssl(?:_|%5f)password=)[^&#]*")
+
+
+def _shown(url: str) -> str:
+    """``url`` for a message: its passwords hidden, ``?ssl_password=`` included."""
+    return _SSL_PASSWORD.sub(r"\1***", redact_url(url))
+
+
+def _address_differs(name: str, value: str, parts: SplitResult) -> bool:
+    """Whether ``?host=`` or ``?path=`` is not what redis-py uses: the address's, when it
+    has one."""
+    if name == "path":
+        return parts.scheme != "unix" or bool(parts.path) and unquote(parts.path) != value
+    return bool(parts.hostname) and unquote(parts.hostname or "") != value.lower()
+
+
+def _check_client_query(client_url: str, parts: SplitResult, query: list[tuple[str, str]]) -> None:
+    """Refuse a redis-py option of the URL whose text redis-py would misread, ignore, or
+    fail on only when connecting, naming the option, its value and what it accepts."""
+    shown = _shown(client_url)
+    for name, value in query:
+        if name in _OBJECT_OPTIONS:
+            raise ConfigurationError(
+                f"{name} cannot be given in the Redis URL {shown}: redis-py takes a Python "
+                "object for it, which a URL cannot hold"
+            )
+        if name == "port":
+            raise ConfigurationError(
+                f"port cannot be given in the query of the Redis URL {shown} (redis-py "
+                "takes the address's, or refuses the query's text): give it in the "
+                "address (redis://host:PORT/0)"
+            )
+        if name in _ADDRESS_OPTIONS and _address_differs(name, value, parts):
+            raise ConfigurationError(
+                f"{name} in the query of the Redis URL {shown} differs from the URL's "
+                f"address, which redis-py takes over the query's silently: give the {name} "
+                f"once, in the address ({_ADDRESS_OPTIONS[name]})"
+            )
+        if value == "":
+            raise ConfigurationError(
+                f"{name} has no value in the Redis URL {shown}: give one, or leave {name} "
+                "out (redis-py ignored it, keeping its default)"
+            )
+        check = _CLIENT_VALUES.get(name)
+        if check is not None and not check[0](value):
+            raise ConfigurationError(
+                f"bad value {value!r} for {name} in the Redis URL {shown}: {name} must be "
+                f"{check[1]}"
+            )
+    for name, address in (("username", parts.username), ("password", parts.password)):
+        given = dict(query).get(name)
+        if address and given is not None and unquote(address) != given:
+            raise ConfigurationError(
+                f"the Redis URL {shown} gives two {name}s, in its address and as ?{name}= "
+                f"(redis-py took the address's silently): give the {name} once"
+            )
 
 
 def _check_reply_shape(parsed: Mapping[str, Any]) -> None:
