@@ -55,6 +55,13 @@ BAD = [
     ("unix:///run/a.sock?path=/run/b.sock", "path in the query", "differs"),
     ("redis://u:secret@h/0?password=other", "gives two passwords", "give the password once"),
     ("redis://u:secret@h/0?username=v", "gives two usernames", "once"),
+    # no socket: start() tried to connect to '' and retried it as an unreachable Redis
+    ("unix://?db=0", "names no socket", "unix:///run/redis/redis.sock"),
+    ("unix:///?namespace=n", "names no socket", "give its path"),
+    # the transport's own options: the message now says what they take
+    ("redis://h/0?partitions=1.0", "bad partitions='1.0'", "must be a whole number"),
+    ("redis://h/0?maxlen=lots", "bad maxlen='lots'", "a whole number, or none"),
+    ("redis://h/0?lease_ttl=soon", "bad lease_ttl='soon'", "must be a number of seconds"),
     # options of another kind of connection
     ("redis://h/0?ssl_cert_reqs=none", "unknown parameter 'ssl_cert_reqs'", "use a rediss://"),
     ("unix:///run/r.sock?socket_keepalive=true", "unknown parameter", "not of a Unix socket"),

@@ -147,6 +147,16 @@ _CONVERTERS: dict[str, type] = {
 }
 
 
+#: what each of our options takes in a URL, for the message refusing other text
+_TAKES = {
+    name: (
+        ("a whole number" if convert is int else "a number of seconds")
+        + (", or none" if name in ("maxlen", "trim_interval") else "")
+    )
+    for name, convert in _CONVERTERS.items()
+    if convert is not str
+}
+
 #: options that take ``none`` (or ``off``) in a URL to mean None
 _OPTIONAL = frozenset({"maxlen", "trim_interval"})
 
@@ -175,6 +185,12 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[str, RedisOptions]:
             f"not a Redis URL: {redact_url(url)!r} (use redis://, rediss:// or unix://)"
         )
     _check_port(url, parts)
+    if parts.scheme == "unix" and not unquote(parts.path).strip("/"):
+        if not any(name == "path" and value for name, value in parse_qsl(parts.query)):
+            raise ConfigurationError(
+                f"the Redis URL {redact_url(url)} names no socket: give its path "
+                "(unix:///run/redis/redis.sock)"
+            )
     path = unquote(parts.path)
     if parts.scheme != "unix" and not _DB_PATH.fullmatch(path):
         raise ConfigurationError(
@@ -196,7 +212,8 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[str, RedisOptions]:
             ours[name] = convert(value)
         except ValueError as exc:
             raise ConfigurationError(
-                f"bad {name}={value!r} in the Redis URL {redact_url(url)!r}"
+                f"bad {name}={value!r} in the Redis URL {redact_url(url)!r}: {name} must be "
+                f"{_TAKES[name]}"
             ) from exc
     if parts.scheme != "unix" and path.strip("/") and int(path.strip("/")) > _MAX_DB:
         raise ConfigurationError(
