@@ -11,6 +11,9 @@ what it takes, without connecting and without showing a password.
 from __future__ import annotations
 
 import asyncio
+import ssl
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -40,6 +43,8 @@ BAD = [
     ("rediss://h/0?ssl_cert_reqs=bogus", "'bogus' for ssl_cert_reqs", "none, optional or"),
     ("rediss://h/0?ssl_min_version=5", "'5' for ssl_min_version", "772 (TLS 1.3)"),
     ("rediss://h/0?ssl_ciphers=NO-SUCH-CIPHER", "for ssl_ciphers", "OpenSSL cipher list"),
+    ("rediss://h/0?ssl_ca_data=garbage", "'garbage' for ssl_ca_data", "PEM text"),
+    ("rediss://h/0?ssl_include_verify_flags=NOPE", "'NOPE' for", "ssl.VerifyFlags"),
     ("redis://h/0?encoding_errors=bogus", "for encoding_errors", "strict, replace"),
     ("redis://h/0?retry_on_error=Nope", "'Nope' for retry_on_error", "redis.exceptions"),
     # no value: redis-py dropped it, keeping its default
@@ -111,10 +116,22 @@ def test_no_password_is_shown(url: str) -> None:
         "redis://h/0?retry_on_error=ConnectionError,TimeoutError&socket_read_size=1",
         "rediss://h/0?ssl_cert_reqs=none&ssl_min_version=771&ssl_ciphers=HIGH&ssl_check_hostname=0",
         "redis://h/0?encoding_errors=replace&socket_connect_timeout=0.5",
+        "rediss://h/0?ssl_include_verify_flags=VERIFY_X509_STRICT,VERIFY_X509_PARTIAL_CHAIN",
     ],
 )
 def test_good_values_are_taken(url: str) -> None:
     RedisTransport(url)
+
+
+def test_a_ca_certificate_in_ssl_ca_data_is_taken() -> None:
+    bundle = Path(ssl.get_default_verify_paths().openssl_cafile)
+    if not bundle.is_file():
+        pytest.skip(f"no CA bundle at {bundle}")
+    text = bundle.read_text()
+    end = "-----END CERTIFICATE-----"
+    pem = text[text.index("-----BEGIN CERTIFICATE-----") : text.index(end) + len(end)]
+    transport = RedisTransport(f"rediss://h/0?ssl_ca_data={quote(pem)}")
+    assert transport._url_options["ssl_ca_data"] == pem
 
 
 @pytest.mark.redis

@@ -449,6 +449,19 @@ def _ciphers(value: str) -> bool:
     return True
 
 
+def _verify_flags(value: str) -> bool:
+    names = [name.strip() for name in value.strip("[]").split(",")]
+    return all(name in ssl.VerifyFlags.__members__ for name in names)
+
+
+def _ca_data(value: str) -> bool:
+    try:
+        ssl.create_default_context().load_verify_locations(cadata=value)
+    except (ssl.SSLError, ValueError):
+        return False
+    return True
+
+
 def _error_handler(value: str) -> bool:
     try:
         codecs.lookup_error(value)
@@ -505,6 +518,15 @@ _CLIENT_VALUES: dict[str, tuple[Callable[[str], bool], str]] = {
         "a TLS version's number in Python's ssl.TLSVersion: 771 (TLS 1.2) or 772 (TLS 1.3)",
     ),
     "ssl_ciphers": (_ciphers, "an OpenSSL cipher list this Python's ssl module takes"),
+    "ssl_include_verify_flags": (
+        _verify_flags,
+        "names of Python's ssl.VerifyFlags, comma-separated (VERIFY_X509_STRICT)",
+    ),
+    "ssl_exclude_verify_flags": (
+        _verify_flags,
+        "names of Python's ssl.VerifyFlags, comma-separated (VERIFY_X509_STRICT)",
+    ),
+    "ssl_ca_data": (_ca_data, "PEM text of one or more CA certificates"),
     "encoding_errors": (_error_handler, "a codec error handler: strict, replace or ignore"),
     "retry_on_error": (
         _exception_names,
