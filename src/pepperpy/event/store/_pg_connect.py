@@ -21,7 +21,11 @@ import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
+from .._cancel import cancelling
+from .._errors import ClosedError
+
 __all__ = [
+    "Openings",
     "Progress",
     "Watchdog",
     "connection_lost",
@@ -245,6 +249,70 @@ def _released(release: asyncio.Future[Any]) -> None:
         logger.debug("PostgreSQL: a connection failed on release and is discarded: %r", failure)
 
 
+class Openings(set["asyncio.Future[Any]"]):
+    """The connections being opened on one loop (each a task of
+    :func:`shielded_connect`), and whether the store has abandoned them.
+
+    Closing a store does not wait for a connection still being opened: against a
+    server that accepts TCP connections and never answers, each would hold ``close()``
+    for its ``connect_timeout``. :meth:`abandon` cancels them and refuses new ones;
+    their callers get :class:`~pepperpy.event.ClosedError` (nothing was sent on them).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: why the openings were abandoned (the store is closing), once they were
+        self.abandoned: str | None = None
+
+    def abandon(self, reason: str) -> None:
+        """Cancel every opening under way, and refuse those asked for from now on."""
+        if self.abandoned is None:
+            self.abandoned = reason
+        for opening in list(self):
+            _cancel_opening(opening)
+
+
+def _cancel_opening(opening: asyncio.Future[Any]) -> None:
+    """Cancel ``opening``, but not while asyncio hands its new socket to its protocol.
+
+    Cancelled in that step (the end of ``loop.create_connection``), asyncio closes the
+    transport under a protocol nobody listens to any more: asyncpg's TLS probe then
+    fails a future nobody reads ('Future exception was never retrieved'). That step
+    takes a loop iteration or two, so the cancellation is simply tried again next
+    iteration; anywhere else asyncpg closes its socket and reads its futures itself.
+    """
+    if opening.done():
+        return
+    if _handing_over(opening):
+        opening.get_loop().call_soon(_cancel_opening, opening)
+    else:
+        opening.cancel()
+
+
+def _handing_over(opening: asyncio.Future[Any]) -> bool:
+    """Whether the task ``opening`` waits in asyncio's handover of a plain TCP socket to
+    its protocol (its chain of awaited coroutines is inspected; any other form: no)."""
+    coro: Any = opening.get_coro() if isinstance(opening, asyncio.Task) else None
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None)
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "_create_connection_transport":
+            return not frame.f_locals.get("ssl")  # a TLS handshake may last: cancel it
+        coro = getattr(coro, "cr_await", None)
+    return False
+
+
+def _abandoned(openings: set[asyncio.Future[Any]]) -> ClosedError | None:
+    reason = openings.abandoned if isinstance(openings, Openings) else None
+    if reason is None:
+        return None
+    return ClosedError(
+        f"the event store was closed ({reason}) before its connection to PostgreSQL "
+        "was open: nothing was written"
+    )
+
+
 async def shielded_connect(
     openings: set[asyncio.Future[Any]],
     connect: Callable[..., Awaitable[Any]],
@@ -253,19 +321,30 @@ async def shielded_connect(
 ) -> Any:
     """``await connect(*args, **kwargs)`` (asyncpg's), never abandoned half-way.
 
-    asyncpg cannot be cancelled safely while it opens a connection: cancelled as the
-    socket opens, it leaves the future of its TLS negotiation to fail unread ('Future
-    exception was never retrieved'). The connect therefore runs in a task of its own,
-    kept in ``openings`` until it ends. A caller cancelled meanwhile stops waiting at
-    once; the connect goes on, bounded by its own ``timeout``, and the connection it
-    makes is then cut off, or its error read. Closing waits for ``openings``.
+    asyncpg cannot be cancelled safely at one point while it opens a connection:
+    cancelled as the socket opens, it leaves the future of its TLS negotiation to fail
+    unread ('Future exception was never retrieved'). The connect therefore runs in a
+    task of its own, kept in ``openings`` until it ends. A caller cancelled meanwhile
+    stops waiting at once; the connect goes on, bounded by its own ``timeout``, and the
+    connection it makes is then cut off, or its error read.
+
+    Once the store closing abandons ``openings`` (an :class:`Openings`), the connect is
+    cancelled away from that point and the caller gets :class:`ClosedError`, as does a
+    caller asking for a connection afterwards: nothing connects after that.
     """
+    refused = _abandoned(openings)
+    if refused is not None:
+        raise refused
     opening = asyncio.ensure_future(connect(*args, **kwargs))
     openings.add(opening)
     opening.add_done_callback(openings.discard)
+    since = cancelling()  # what a task cleaning up after a cancellation counts
     try:
         return await asyncio.shield(opening)
     except asyncio.CancelledError:
+        refused = _abandoned(openings)
+        if opening.cancelled() and refused is not None and cancelling() <= since:
+            raise refused from None  # the store abandoned it, not this caller
         opening.add_done_callback(_drop_opened)
         raise
 

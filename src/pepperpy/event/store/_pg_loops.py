@@ -18,6 +18,7 @@ from typing import Any
 
 from .._errors import ClosedError
 from .._loops import LoopShares, warn_dropped
+from ._pg_connect import Openings
 from .base import MultiAppend, PendingAppend, settle
 
 __all__ = ["CommitJobs", "Job", "OnLoop", "Status", "commit_loop", "dropped", "listener_ended"]
@@ -26,6 +27,9 @@ logger = logging.getLogger("pepperpy.event.store")
 
 #: most appends committed in one transaction
 _MAX_GROUP = 512
+#: seconds ``close`` waits for connections being opened for appends queued before it (a
+#: server that answers opens one in milliseconds; one that does not is not waited for)
+OPENING_GRACE = 1.0
 
 #: one caller's append (or appends to several streams, all or none) waiting for its group
 #: commit, and the future it waits on
@@ -48,6 +52,7 @@ class OnLoop:
         "committer",
         "connected",
         "deadline",
+        "grace",
         "listener",
         "listening",
         "loop",
@@ -78,8 +83,10 @@ class OnLoop:
         self.aborted: str | None = None
         #: the timer that aborts a close taking too long
         self.deadline: asyncio.TimerHandle | None = None
+        #: the timer that abandons connections still being opened on close
+        self.grace: asyncio.TimerHandle | None = None
         #: connections being opened (see :func:`~._pg_connect.shielded_connect`)
-        self.openings: set[asyncio.Future[Any]] = set()
+        self.openings = Openings()
 
     def wake(self) -> None:
         """Let every ``wait`` on this loop return (callers read again)."""
@@ -99,15 +106,21 @@ class OnLoop:
     def stop(self, bound: float) -> None:
         """On close: wake the waiters, and the committer, which closes the connections.
 
-        If that takes more than ``bound`` seconds (queued appends, calls holding a
-        connection, connections being opened wait on a server that does not answer),
-        :meth:`abort` cuts everything off.
+        If that takes more than ``bound`` seconds (queued appends or calls holding a
+        connection wait on a server that does not answer), :meth:`abort` cuts everything
+        off. Connections still being opened are waited for ``OPENING_GRACE`` seconds at
+        most (an append queued before ``close`` may need one), then abandoned
+        (:meth:`Openings.abandon`): their callers fail with :class:`ClosedError`.
         """
         self.wake()
         self.work.set()
         if self.deadline is None:
             reason = f"close() gave up waiting for PostgreSQL after {bound:g} s"
             self.deadline = self.loop.call_later(bound, self.abort, reason)
+        if self.grace is None:
+            grace = min(OPENING_GRACE, bound)
+            reason = f"close() gave up on the connections still being opened after {grace:g} s"
+            self.grace = self.loop.call_later(grace, self.openings.abandon, reason)
 
     def stop_from_elsewhere(self, bound: float) -> bool:
         """:meth:`stop` asked of this share's loop from any thread (its committer closes
@@ -139,6 +152,7 @@ class OnLoop:
             )
         if self.ready is not None and not self.ready.done():
             self.ready.cancel()
+        self.openings.abandon(reason)
         for resource in (self.listener, self.pool):
             if resource is not None:
                 with contextlib.suppress(Exception):
@@ -281,17 +295,21 @@ async def _close_connections(
                 listener_ended(on.listening, closing=True)
     if on.listener is not None:  # it holds nothing: a goodbye, no wait for the answer
         on.listener.terminate()
+    # the queued appends are in: no connection being opened is needed any more (a
+    # read's, the listener's, one a cancelled caller left); each ends at once
+    on.openings.abandon("close() does not wait for connections being opened")
     if on.ready is not None and not on.ready.done():
         await asyncio.wait((on.ready,))  # an open in progress finishes, then closes
-    if on.openings:  # connections callers gave up on, ended within connect_timeout
+    if on.openings:  # cancelled above: each ends within a loop iteration or two
         await asyncio.wait(set(on.openings))
     if on.pool is not None:
         try:
             await on.pool.close()
         except errors:  # a failure closing one: cut off the rest
             on.pool.terminate()
-    if on.deadline is not None:
-        on.deadline.cancel()
+    for timer in (on.deadline, on.grace):
+        if timer is not None:
+            timer.cancel()
     with loops.lock:
         loops.forget(on)
 

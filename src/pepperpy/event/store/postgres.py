@@ -638,6 +638,8 @@ class PostgresBackend(StoreBackend):
         the connections are cut off (``OnLoop.abort``); appends still queued then fail
         with :class:`ClosedError`, the one being committed with :class:`StoreError` if
         its ``COMMIT`` may have been sent. Cancelling ``close`` does the same at once.
+        Connections still being opened are not waited for past ``OPENING_GRACE`` (1 s):
+        they are abandoned, and the calls waiting for them fail with :class:`ClosedError`.
         """
         if self._closed:
             # a close already under way on this loop: wait for it as it waits (bounded), so
@@ -665,8 +667,9 @@ class PostgresBackend(StoreBackend):
             return
         try:
             # appends already queued are still committed, within the bound; past it the
-            # abort fails what is left at once, but a connection being opened may take
-            # connect_timeout to give up: its append is answered then, in the background
+            # abort fails what is left at once. A connection still being opened is given
+            # up on after OPENING_GRACE at most (``OnLoop.stop``), its callers failing
+            # with ClosedError
             await asyncio.wait((committer,), timeout=bound + _ABORT_GRACE)
         except asyncio.CancelledError:
             if cancelling() > since:
