@@ -63,3 +63,15 @@ async def test_events_travel_over_a_unix_socket(redis_socket: Path) -> None:
         await eventually(lambda: grouped == live == [0, 1, 2])
         client = transport._require_client()
         assert await client.xlen(transport.stream_for("s.x", "k")) == 3
+
+
+async def test_a_bus_takes_a_unix_url_as_redis(redis_socket: Path) -> None:
+    """``EventBus(transport="unix:///path")``, as docs/transport-redis.md says: it was
+    refused as an unknown transport URL (only RedisTransport itself took it)."""
+    bus = EventBus(transport=f"unix://{redis_socket}?db=3&namespace=bus")
+    assert isinstance(bus.transport, RedisTransport)
+    seen: list[Any] = []
+    bus.subscribe("u.*")(lambda event: seen.append(event.data))
+    async with asyncio.timeout(15), bus:
+        await bus.publish("u.x", 1)
+        await eventually(lambda: seen == [1])

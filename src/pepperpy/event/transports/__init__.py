@@ -24,6 +24,7 @@ __all__ = [
 _SCHEMES: dict[str, tuple[str, str]] = {
     "redis": ("pepperpy.event.transports.redis", "RedisTransport"),
     "rediss": ("pepperpy.event.transports.redis", "RedisTransport"),
+    "unix": ("pepperpy.event.transports.redis", "RedisTransport"),  # Redis's Unix socket
     "nats": ("pepperpy.event.transports.nats", "NatsTransport"),
     "tls": ("pepperpy.event.transports.nats", "NatsTransport"),
     "amqp": ("pepperpy.event.transports.rabbitmq", "RabbitMQTransport"),
@@ -35,7 +36,8 @@ _KNOWN = "use memory://, redis://host:6379, nats://host:4222 or amqp://user:pass
 
 
 def transport_from_url(url: str) -> Transport:
-    """Build the transport a URL names: ``memory://``, ``redis://``, ``nats://``, ``amqp://``.
+    """Build the transport a URL names: ``memory://``, ``redis://``, ``nats://``, ``amqp://``
+    (and their TLS forms), or ``unix:///path`` (Redis over its Unix socket).
 
     The scheme is matched without regard to case (RFC 3986): ``MEMORY://`` and
     ``REDIS://host`` work as their lower-case forms do.
