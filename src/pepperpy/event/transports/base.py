@@ -212,8 +212,9 @@ class Transport(abc.ABC):
 
     def outage_reason(self) -> tuple[str, str] | None:
         """Why the broker is out of reach while :meth:`outage` is not None: a short,
-        stable reason (``"credentials refused"``, ``"access refused"`` or
-        ``"unreachable"``) and a message for a person, without passwords (what the broker
+        stable reason (``"credentials refused"``, ``"access refused"``, ``"unreachable"``
+        or ``"consumer failed"``: the broker answers, but a consumer of the transport's
+        own keeps failing) and a message for a person, without passwords (what the broker
         or the network said, from the latest failure). None while reachable, and by
         default, for a transport that does not tell.
         """
