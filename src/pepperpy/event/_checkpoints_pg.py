@@ -369,10 +369,13 @@ class PostgresCheckpointStore(CheckpointStore):
         then says its outcome is unknown). The idle connection is then closed as libpq
         closes one: the Terminate message sent, the socket closed, no wait for the
         server's answer, which a partition holds back (this waited the whole bound for
-        it). A connection still being opened for a cancelled caller is waited for too,
-        within the same bound (it is cut off once open). Never raises for a connection
-        that cannot close; cancelled, it cuts it off at once. The store stays usable:
-        its next statement opens a connection again.
+        it). A connection still being opened is not waited for: one a call under way
+        waits for gets 1 s (``OPENING_GRACE``, or the bound if smaller), one a cancelled
+        caller left none; then it is abandoned (cancelled, its socket closed), and the
+        calls that were to use it, or waited for their turn on it, fail with
+        :class:`ClosedError` (nothing written), as on the event store. Never raises for
+        a connection that cannot close; cancelled, it cuts it off at once. The store
+        stays usable: its next statement opens a connection again.
         """
         here = asyncio.get_running_loop()
         with self._loops.lock:
@@ -391,16 +394,24 @@ class PostgresCheckpointStore(CheckpointStore):
         keeper, mine.keeper = mine.keeper, None
         if keeper is not None:
             keeper.cancel()
+        # a call under way may be opening the connection: it gets OPENING_GRACE (a healthy
+        # server answers in milliseconds), then its opening is abandoned (ClosedError)
+        grace = mine.openings.abandon_later(here, self.options.close_timeout)
         try:
             async with asyncio.timeout(self.options.close_timeout):
                 async with mine.lock:  # a statement under way finishes first
                     if mine.connection is not None:
                         mine.connection.terminate()  # it sends Terminate, then lets go
-                if mine.openings:  # callers gave up on them: each is cut off once open
+                    # no call waits for a connection now: those still being opened were
+                    # left by cancelled callers, and are abandoned at once
+                    mine.openings.abandon("close() does not wait for connections being opened")
+                if mine.openings:  # cancelled: each ends within a loop iteration or two
                     await asyncio.wait(set(mine.openings))
         except Exception:  # it did not close in time, or failed to: cut off below
             pass
         finally:
+            grace.cancel()
+            mine.openings.abandon("close() gave up waiting for PostgreSQL")
             connection, mine.connection = mine.connection, None
             if connection is not None and not connection.is_closed():
                 connection.terminate()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import StoreError
 from ._loops import LoopShares, warn_dropped
-from .store._pg_connect import cut
+from .store._pg_connect import Openings, cut
 from .store.postgres import Watchdog, shielded_connect, tune_socket
 
 if TYPE_CHECKING:
@@ -38,8 +38,9 @@ class _OnLoop:
         self.lock = asyncio.Lock()
         self.connection: Any = None
         self.keeper: asyncio.Task[None] | None = None
-        #: connections being opened (see :func:`~pepperpy.event.store.postgres.shielded_connect`)
-        self.openings: set[asyncio.Future[Any]] = set()
+        #: connections being opened (see :func:`~pepperpy.event.store.postgres.shielded_connect`),
+        #: abandoned once this share is closed or dropped
+        self.openings = Openings("the PostgreSQL checkpoint store")
 
     def forget(self, connection: Any) -> None:
         """Forget ``connection`` if it is still this loop's, and cut it off."""
@@ -56,10 +57,11 @@ class _OnLoop:
         keeper, self.keeper = self.keeper, None
         if keeper is not None and self.loop.is_closed():  # it will never run again
             _KEEPERS.discard(keeper)
-        for task in (keeper, *self.openings):
-            if task is not None and not task.done():
-                with contextlib.suppress(RuntimeError):
-                    task.cancel()
+        if keeper is not None and not keeper.done():
+            with contextlib.suppress(RuntimeError):
+                keeper.cancel()
+        with contextlib.suppress(RuntimeError):  # their callers get ClosedError
+            self.openings.abandon("the store was closed from another event loop, or dropped")
         if connection is not None:
             cut(connection)
 

@@ -25,6 +25,7 @@ from .._cancel import cancelling
 from .._errors import ClosedError
 
 __all__ = [
+    "OPENING_GRACE",
     "Openings",
     "Progress",
     "Watchdog",
@@ -45,6 +46,9 @@ T = TypeVar("T")
 
 #: SQLSTATEs saying the server ended the session (connection exceptions are class 08)
 _SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
+#: seconds ``close`` waits for connections being opened for work queued before it (a
+#: server that answers opens one in milliseconds; one that does not is not waited for)
+OPENING_GRACE = 1.0
 #: TCP keepalive on every connection: first probe after 10 s of silence, then every 5 s
 _KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
 
@@ -256,11 +260,15 @@ class Openings(set["asyncio.Future[Any]"]):
     Closing a store does not wait for a connection still being opened: against a
     server that accepts TCP connections and never answers, each would hold ``close()``
     for its ``connect_timeout``. :meth:`abandon` cancels them and refuses new ones;
-    their callers get :class:`~pepperpy.event.ClosedError` (nothing was sent on them).
+    their callers get :class:`~pepperpy.event.ClosedError` (nothing was sent on them),
+    which names the store as ``store`` does ("the event store", "the PostgreSQL
+    checkpoint store"). Both PostgreSQL stores keep theirs in one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, store: str = "the event store") -> None:
         super().__init__()
+        #: the store, in words, for the callers' :class:`ClosedError`
+        self.store = store
         #: why the openings were abandoned (the store is closing), once they were
         self.abandoned: str | None = None
 
@@ -270,6 +278,15 @@ class Openings(set["asyncio.Future[Any]"]):
             self.abandoned = reason
         for opening in list(self):
             _cancel_opening(opening)
+
+    def abandon_later(self, loop: asyncio.AbstractEventLoop, bound: float) -> asyncio.TimerHandle:
+        """:meth:`abandon` them ``OPENING_GRACE`` seconds from now (``bound``, a store's
+        close bound, if smaller), on ``loop`` (theirs): what ``close()`` gives work that
+        queued before it and waits for a connection (a healthy server opens one in
+        milliseconds). Cancel the timer returned once closed."""
+        grace = min(OPENING_GRACE, bound)
+        reason = f"close() gave up on the connections still being opened after {grace:g} s"
+        return loop.call_later(grace, self.abandon, reason)
 
 
 def _cancel_opening(opening: asyncio.Future[Any]) -> None:
@@ -304,11 +321,11 @@ def _handing_over(opening: asyncio.Future[Any]) -> bool:
 
 
 def _abandoned(openings: set[asyncio.Future[Any]]) -> ClosedError | None:
-    reason = openings.abandoned if isinstance(openings, Openings) else None
-    if reason is None:
+    if not isinstance(openings, Openings) or openings.abandoned is None:
         return None
+    reason = openings.abandoned
     return ClosedError(
-        f"the event store was closed ({reason}) before its connection to PostgreSQL "
+        f"{openings.store} was closed ({reason}) before its connection to PostgreSQL "
         "was open: nothing was written"
     )
 

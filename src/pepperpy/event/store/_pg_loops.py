@@ -27,9 +27,6 @@ logger = logging.getLogger("pepperpy.event.store")
 
 #: most appends committed in one transaction
 _MAX_GROUP = 512
-#: seconds ``close`` waits for connections being opened for appends queued before it (a
-#: server that answers opens one in milliseconds; one that does not is not waited for)
-OPENING_GRACE = 1.0
 
 #: one caller's append (or appends to several streams, all or none) waiting for its group
 #: commit, and the future it waits on
@@ -118,9 +115,7 @@ class OnLoop:
             reason = f"close() gave up waiting for PostgreSQL after {bound:g} s"
             self.deadline = self.loop.call_later(bound, self.abort, reason)
         if self.grace is None:
-            grace = min(OPENING_GRACE, bound)
-            reason = f"close() gave up on the connections still being opened after {grace:g} s"
-            self.grace = self.loop.call_later(grace, self.openings.abandon, reason)
+            self.grace = self.openings.abandon_later(self.loop, bound)
 
     def stop_from_elsewhere(self, bound: float) -> bool:
         """:meth:`stop` asked of this share's loop from any thread (its committer closes
