@@ -7,6 +7,10 @@ bare ``OverflowError``; ``maxlen`` past Redis's 64-bit range at every publish; a
 ``replicas`` past it at every publish *after* storing the event ("could not learn
 whether replicas have ..."). Each is now a ``ConfigurationError`` naming the option, and
 the largest accepted values work against Redis.
+
+``max_backoff`` had no bound either way: ``1e12`` left every consumer asleep after an
+outage, long after Redis was back (none is woken by its return), and ``1e-9`` made them
+retry a lost connection thousands of times a second. It now takes 0.05 to 300 s.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ LONG = 2**63 - 1
         ("maxlen", LONG + 1, f"maxlen must be at most {LONG}"),
         ("maxlen", 10**30, f"maxlen must be at most {LONG}"),
         ("replicas", LONG + 1, f"replicas must be at most {LONG}"),
+        ("max_backoff", 1e12, r"max_backoff must be from 0.05 to 300 s \(the longest pause"),
+        ("max_backoff", 300.5, "max_backoff must be from 0.05 to 300 s"),
+        ("max_backoff", 1e-9, "max_backoff must be from 0.05 to 300 s"),
+        ("max_backoff", 0.04, "max_backoff must be from 0.05 to 300 s"),
     ],
 )
 def test_values_past_what_redis_takes_are_refused_when_made(
@@ -43,10 +51,24 @@ def test_values_past_what_redis_takes_are_refused_when_made(
         EventBus(transport=f"redis://127.0.0.1:6379/0?{name}={quote(str(value))}")
 
 
+@pytest.mark.parametrize("value", [0.05, 300])
+def test_max_backoff_takes_its_whole_range(value: float) -> None:
+    assert (
+        RedisTransport("redis://127.0.0.1:6379/0", max_backoff=value).options.max_backoff == value
+    )
+    url = f"redis://127.0.0.1:6379/0?max_backoff={value}"
+    assert RedisTransport(url).options.max_backoff == value
+
+
 @pytest.mark.redis
 async def test_the_largest_accepted_values_work(redis_url: str, namespace: str) -> None:
     transport = RedisTransport(
-        redis_url, namespace=namespace, partitions=1, lease_ttl=86_400, maxlen=LONG
+        redis_url,
+        namespace=namespace,
+        partitions=1,
+        lease_ttl=86_400,
+        maxlen=LONG,
+        max_backoff=300,
     )
     bus = EventBus(transport=transport)
     got: list[int] = []

@@ -31,6 +31,14 @@ _REDIS_LONG = 2**63 - 1
 #: OverflowError); a day is already longer than anyone waits for a dead member
 MAX_LEASE_TTL = 86_400
 
+#: the range of ``max_backoff``, in seconds. The pauses start at 0.05 s and double up
+#: to it: a smaller cap made every loop retry a lost connection at once, over and over
+#: (``1e-9``: some thousand attempts a second each); a larger one left the consumers
+#: asleep long after Redis was back, none of them woken by its return (``1e12``: they
+#: never read again). Five minutes is Kubernetes' longest crash-loop pause
+MIN_BACKOFF = 0.05
+MAX_BACKOFF = 300.0
+
 
 @dataclass(frozen=True)
 class RedisOptions:
@@ -98,6 +106,13 @@ class RedisOptions:
             raise ConfigurationError(
                 f"lease_ttl must be at most {MAX_LEASE_TTL} s (a day: a dead member's "
                 f"partitions wait this long), got {self.lease_ttl!r}"
+            )
+        if not MIN_BACKOFF <= self.max_backoff <= MAX_BACKOFF:
+            raise ConfigurationError(
+                f"max_backoff must be from {MIN_BACKOFF:g} to {MAX_BACKOFF:g} s (the longest "
+                "pause between reconnection attempts: the pauses start at 0.05 s, and the "
+                "consumers sleep through it even once Redis is back), got "
+                f"{self.max_backoff!r}"
             )
 
     @property
