@@ -94,6 +94,7 @@ from ._replay import (
     store_url,
 )
 from ._replay_run import UpTo
+from ._replay_waits import wait_for_runs_here
 from ._turns import Turns
 from .store._reader import RETRY_FOR
 from .store._store_checks import MAX_POSITION
@@ -616,13 +617,7 @@ class Projection(Following):
         self._moved.wake()  # wait_until() calls under way end (ClosedError)
         for events in list(self._live):
             await events.aclose()
-        loop = asyncio.get_running_loop()
-        current = asyncio.current_task()
-        followers = [
-            task for task in self._followers if task is not current and task.get_loop() is loop
-        ]
-        if followers:
-            await asyncio.wait(followers)
+        await wait_for_runs_here(self._followers)
         if self._state_store is not None and self._state_store is not self._state_store_given:
             await self._state_store.close()
             self._state_store = None

@@ -67,6 +67,7 @@ from ._replay_options import patterns_of as patterns_of
 from ._replay_options import store_url as store_url
 from ._replay_report import ReplayFailure, ReplayProgress, ReplayReport, ReplayStopped
 from ._replay_run import OnError, ProgressCallback, ReplayHandler, ReplayRun, UpTo
+from ._replay_waits import wait_for_runs_here
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -219,13 +220,7 @@ class EventReplay(AsyncClosing):
         (not for one it is called from, a handler's).
         """
         self._closings += 1
-        loop = asyncio.get_running_loop()
-        current = asyncio.current_task()
-        running = [
-            task for task in self._running if task is not current and task.get_loop() is loop
-        ]
-        if running:
-            await asyncio.wait(running)
+        await wait_for_runs_here(self._running)
         if self._shared:
             self._checkpoints = None
         elif self._checkpoints is not None and self._checkpoints is not self._checkpoints_given:
