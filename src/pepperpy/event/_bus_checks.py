@@ -17,6 +17,7 @@ from ._event import Event, make_event
 from ._frozen import check_json
 from ._json import dumps
 from ._patterns import parse_pattern
+from ._shredded import SHREDDED_MARKER, refuse_shredded_marker, shredded_read
 
 __all__ = ["check_headers", "check_metadata", "dead_letter_sources", "published_event"]
 
@@ -87,9 +88,13 @@ def published_event(
     sent as it is; otherwise a copy (same id), so the caller's event keeps its own
     metadata. ``key`` is recorded in the metadata, where consumers find it.
     """
+    if headers and SHREDDED_MARKER in headers:
+        raise refuse_shredded_marker("headers")
     if isinstance(message, Event):
         if message.metadata:
             check_metadata(message.metadata)
+            if SHREDDED_MARKER in message.metadata and not _marked_by_a_shred(message, topic):
+                raise refuse_shredded_marker("event metadata")
         if message.type == topic and not headers and key is None:
             event = message
         else:
@@ -101,3 +106,12 @@ def published_event(
     if key is not None:
         event.metadata[PARTITION_KEY] = key
     return event
+
+
+def _marked_by_a_shred(event: Event, topic: str) -> bool:
+    """Whether ``event`` may carry the shredded marker (reserved, see ``._shredded``): a
+    shredded event as a store read gave it, or the dead letter a
+    ``DeadLetterMiddleware`` made of one (data None, to a dead-letter topic)."""
+    if shredded_read(event):
+        return True
+    return event.data is None and topic.startswith(DEAD_LETTER_PREFIX)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from .._event import Event
 from .._processor import NextHandler
+from .._shredded import shredded_read
 
 if TYPE_CHECKING:
     from ..validation import EventValidator
@@ -23,8 +24,10 @@ class ValidateMiddleware:
     :class:`~pepperpy.event.ValidationError` outwards (a dead-letter middleware further
     out records it). Types without a schema follow the validator's ``unknown_types``.
     An event of a shredded stream read from an encrypted store (data None,
-    ``metadata["pepperpyshredded"]``) has no data left to validate: it is passed on as
-    it is.
+    ``metadata["pepperpyshredded"]`` True, read from a stream) has no data left to
+    validate: it is passed on as it is. Any other event is validated, marker or not;
+    appending or publishing an event carrying the marker is refused (the key is
+    reserved), unless it is such a shredded event.
     """
 
     def __init__(self, validator: EventValidator) -> None:
@@ -33,7 +36,7 @@ class ValidateMiddleware:
         self.validator = validator
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
-        if event.data is None and event.stream is not None and _shredded(event):
+        if shredded_read(event):
             # read from an encrypted store after its stream was shredded: there is no
             # data left to validate, and refusing it would stop every consumer of the
             # log at it; handlers get it as the store gives it (data None, marked)
@@ -52,8 +55,3 @@ class ValidateMiddleware:
         # and _with_position() give the upgraded event a copy, so it is shared last
         upgraded._metadata = event.metadata
         await next_handler(upgraded)
-
-
-def _shredded(event: Event) -> bool:
-    """Whether ``event`` is a shredded event of an encrypted store (marked so)."""
-    return event.metadata.get("pepperpyshredded") is True

@@ -19,6 +19,7 @@ from .._event import Event, stored_identity
 from .._frozen import check_json
 from .._ids import format_uuid7, new_uuid7_texts, next_counter, now_ns
 from .._patterns import parse_topic
+from .._shredded import SHREDDED_MARKER, refuse_shredded_marker, shredded_read
 from .base import FreshRecord, NewRecord
 
 __all__ = ["BYTES_MARKER", "encode_data", "event_records"]
@@ -92,7 +93,9 @@ def _event_record(event: Event, where: str) -> NewRecord:
     event_id, micros = stored_identity(event)
     try:
         data = _held(_json.dumps(event.data))
-        metadata = _encode_metadata(event.metadata) if event.metadata else None
+        metadata = (
+            _encode_metadata(event.metadata, shredded_read(event)) if event.metadata else None
+        )
         if event.data.__class__ is bytes:  # frozen: bytes, whatever the payload was given as
             metadata = _marked(metadata)
     except SerializationError as exc:
@@ -188,14 +191,20 @@ def _plain_batch(items: Sequence[dict[str, Any]], now: int) -> list[NewRecord]:
     return records
 
 
-def _encode_metadata(metadata: dict[Any, Any]) -> bytes:
-    """Metadata as JSON, under the rules for data: what is stored reads back the same."""
+def _encode_metadata(metadata: dict[Any, Any], shredded: bool = False) -> bytes:
+    """Metadata as JSON, under the rules for data: what is stored reads back the same.
+
+    ``shredded``: the event is a shredded one as a store read gave it, which may keep
+    its :data:`~.._shredded.SHREDDED_MARKER` (anyone else's is refused).
+    """
     check_json(metadata, "metadata")
     if BYTES_MARKER in metadata:
         raise SerializationError(
             f"metadata: the key {BYTES_MARKER!r} is reserved (the store marks a bytes "
             "payload with it in the metadata it stores)"
         )
+    if not shredded and SHREDDED_MARKER in metadata:
+        raise refuse_shredded_marker("metadata")
     try:
         return _json.dumps(metadata)
     except SerializationError as exc:  # say it is the metadata, not the data
