@@ -12,6 +12,7 @@ from pepperpy.event.transports.nats import NatsTransport
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
 from pepperpy.event.transports.redis import RedisTransport
 from tests.bus.faultproxy import FaultProxy, finishes
+from tests.bus.nats_fixtures import nats_jetstream, nats_namespace  # noqa: F401 - fixtures
 from tests.conftest import unique_name
 from tests.helpers import delete_redis_keys
 
@@ -35,7 +36,8 @@ def decoder_that_breaks(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 async def namespace(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """A Redis key namespace of this test's own (named after its module), deleted after it.
-    The NATS and conformance modules define their own ``namespace``."""
+    The NATS modules use ``nats_namespace`` (tests/bus/nats_fixtures.py); the conformance
+    modules define their own ``namespace``."""
     module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_redis_")
     name = unique_name(f"pep{module.replace('_', '')}")
     yield name

@@ -43,49 +43,27 @@ from pepperpy.event.transports.nats._subjects import (
     topic_subject,
 )
 from tests.bus.conformance import BusConformance
+from tests.bus.nats_fixtures import delete_stream
 from tests.conftest import IN_CI, unique_name
 from tests.helpers import eventually
-
-
-async def delete_stream(url: str, stream: str) -> None:
-    """Remove a test's stream (and with it every consumer on it)."""
-    import nats
-    from nats.js.errors import NotFoundError
-
-    nc = await nats.connect(url)
-    try:
-        try:
-            await nc.jetstream().delete_stream(stream)
-        except NotFoundError:
-            pass
-    finally:
-        await nc.close()
-
-
-@pytest.fixture
-async def namespace(nats_url: str) -> AsyncIterator[dict[str, str]]:
-    """A stream and subject prefix of its own for one test, deleted afterwards."""
-    name = unique_name("pep")
-    yield {"stream": name.upper(), "prefix": name}
-    await delete_stream(nats_url, name.upper())
 
 
 @pytest.mark.nats
 class TestNatsBus(BusConformance):
     @pytest.fixture
     def transport_factory(
-        self, nats_url: str, namespace: dict[str, str]
+        self, nats_url: str, nats_namespace: dict[str, str]
     ) -> Callable[[], Transport | str]:
-        return lambda: NatsTransport(nats_url, ack_wait=5.0, **namespace)
+        return lambda: NatsTransport(nats_url, ack_wait=5.0, **nats_namespace)
 
 
 @pytest.mark.nats
 class TestNatsBusFromUrl(BusConformance):
     @pytest.fixture
     def transport_factory(
-        self, nats_url: str, namespace: dict[str, str]
+        self, nats_url: str, nats_namespace: dict[str, str]
     ) -> Callable[[], Transport | str]:
-        query = "&".join(f"{k}={v}" for k, v in namespace.items())
+        query = "&".join(f"{k}={v}" for k, v in nats_namespace.items())
         return lambda: f"{nats_url}?{query}"
 
 
@@ -235,8 +213,8 @@ def test_the_bus_picks_the_nats_transport_from_the_url() -> None:
 # -- against the broker ------------------------------------------------------------
 
 
-def make_transport(url: str, namespace: dict[str, str], **options: object) -> NatsTransport:
-    return NatsTransport(url, **namespace, **options)  # type: ignore[arg-type]
+def make_transport(url: str, nats_namespace: dict[str, str], **options: object) -> NatsTransport:
+    return NatsTransport(url, **nats_namespace, **options)  # type: ignore[arg-type]
 
 
 @pytest.mark.nats
@@ -268,12 +246,12 @@ async def registered_subscription(nc: Any, subject: str) -> Any:
 
 @pytest.mark.nats
 async def test_a_plain_nats_client_reads_and_writes_cloudevents(
-    nats_url: str, namespace: dict[str, str]
+    nats_url: str, nats_namespace: dict[str, str]
 ) -> None:
     import nats
 
-    prefix = namespace["prefix"]
-    bus = EventBus(transport=make_transport(nats_url, namespace))
+    prefix = nats_namespace["prefix"]
+    bus = EventBus(transport=make_transport(nats_url, nats_namespace))
     got: list[Event] = []
     bus.subscribe("orders.*")(got.append)
     await bus.start()
@@ -317,24 +295,24 @@ async def test_a_plain_nats_client_reads_and_writes_cloudevents(
 
 @pytest.mark.nats
 async def test_messages_that_are_not_cloudevents_are_dropped_not_redelivered(
-    nats_url: str, namespace: dict[str, str], caplog: pytest.LogCaptureFixture
+    nats_url: str, nats_namespace: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     import nats
 
-    bus = EventBus(transport=make_transport(nats_url, namespace))
+    bus = EventBus(transport=make_transport(nats_url, nats_namespace))
     got: list[object] = []
     bus.subscribe("jobs.*", group="workers")(lambda e: got.append(e.data))
     await bus.start()
     nc = await nats.connect(nats_url)
     try:
-        await nc.jetstream().publish(f"{namespace['prefix']}._.jobs.bad", b"not json")
+        await nc.jetstream().publish(f"{nats_namespace['prefix']}._.jobs.bad", b"not json")
     finally:
         await nc.close()
     await bus.publish("jobs.good", 1)
     await eventually(lambda: got == [1])
     await bus.close()
     assert "not a CloudEvents JSON event" in caplog.text
-    info = await stream_info(nats_url, namespace["stream"])
+    info = await stream_info(nats_url, nats_namespace["stream"])
     assert info.state.messages == 0, "the bad message was terminated, the good one acked"
 
 
@@ -360,26 +338,26 @@ async def consumer_names(url: str, stream: str) -> list[str]:
 
 @pytest.mark.nats
 async def test_groups_are_durable_and_plain_subscribers_leave_nothing_behind(
-    nats_url: str, namespace: dict[str, str]
+    nats_url: str, nats_namespace: dict[str, str]
 ) -> None:
-    first = EventBus(transport=make_transport(nats_url, namespace, partitions=2))
+    first = EventBus(transport=make_transport(nats_url, nats_namespace, partitions=2))
     handled: list[int] = []
     first.subscribe("jobs.*", group="workers")(lambda e: handled.append(e.data))
     first.subscribe("jobs.*")(lambda e: None)
     await first.start()
-    names = await consumer_names(nats_url, namespace["stream"])
+    names = await consumer_names(nats_url, nats_namespace["stream"])
     assert sum(n.startswith("g_") for n in names) == 3  # unkeyed + 2 key lanes
     assert sum(n.startswith("u_") for n in names) == 1
     await first.close()
-    names = await consumer_names(nats_url, namespace["stream"])
+    names = await consumer_names(nats_url, nats_namespace["stream"])
     assert len(names) == 3 and all(n.startswith("g_") for n in names)
 
     # while no member runs, the group's consumers keep what is published for it
-    publisher = EventBus(transport=make_transport(nats_url, namespace, partitions=2))
+    publisher = EventBus(transport=make_transport(nats_url, nats_namespace, partitions=2))
     for n in range(5):
         await publisher.publish("jobs.run", n, key=None if n % 2 else f"k{n}")
     await publisher.close()
-    second = EventBus(transport=make_transport(nats_url, namespace, partitions=2))
+    second = EventBus(transport=make_transport(nats_url, nats_namespace, partitions=2))
     second.subscribe("jobs.*", group="workers")(lambda e: handled.append(e.data))
     await second.start()
     await eventually(lambda: len(handled) == 5)
@@ -389,9 +367,9 @@ async def test_groups_are_durable_and_plain_subscribers_leave_nothing_behind(
 
 @pytest.mark.nats
 async def test_delete_stream_removes_events_and_consumers(
-    nats_url: str, namespace: dict[str, str]
+    nats_url: str, nats_namespace: dict[str, str]
 ) -> None:
-    transport = make_transport(nats_url, namespace)
+    transport = make_transport(nats_url, nats_namespace)
     bus = EventBus(transport=transport)
     bus.subscribe("jobs.*", group="workers")(lambda e: None)
     await bus.start()
@@ -400,20 +378,20 @@ async def test_delete_stream_removes_events_and_consumers(
 
     assert await transport.delete_stream() is True
     with pytest.raises(NotFoundError):
-        await stream_info(nats_url, namespace["stream"])
+        await stream_info(nats_url, nats_namespace["stream"])
     assert await transport.delete_stream() is False
 
 
 @pytest.mark.nats
 async def test_a_literal_nats_wildcard_token_is_refused_when_subscribing(
-    nats_url: str, namespace: dict[str, str]
+    nats_url: str, nats_namespace: dict[str, str]
 ) -> None:
-    bus = EventBus(transport=make_transport(nats_url, namespace))
+    bus = EventBus(transport=make_transport(nats_url, nats_namespace))
     with pytest.raises(PatternError, match="NATS wildcard"):  # refused where it is written
         bus.subscribe("alerts.>")(lambda e: None)  # a literal '>' token in our language
     await bus.start()  # nothing was registered: the bus starts and works
     await bus.close()
-    publisher = EventBus(transport=make_transport(nats_url, namespace))
+    publisher = EventBus(transport=make_transport(nats_url, nats_namespace))
     with pytest.raises(PatternError, match="NATS wildcard"):
         await publisher.publish("alerts.>", 1)
     await publisher.close()
@@ -421,18 +399,20 @@ async def test_a_literal_nats_wildcard_token_is_refused_when_subscribing(
 
 @pytest.mark.nats
 async def test_an_event_jetstream_refuses_is_a_transport_error(
-    nats_url: str, namespace: dict[str, str]
+    nats_url: str, nats_namespace: dict[str, str]
 ) -> None:
     import nats
 
     nc = await nats.connect(nats_url)
     try:  # an operator's stream for our subjects, with a small message size limit
         await nc.jetstream().add_stream(
-            name=namespace["stream"], subjects=[f"{namespace['prefix']}.>"], max_msg_size=512
+            name=nats_namespace["stream"],
+            subjects=[f"{nats_namespace['prefix']}.>"],
+            max_msg_size=512,
         )
     finally:
         await nc.close()
-    bus = EventBus(transport=make_transport(nats_url, namespace))
+    bus = EventBus(transport=make_transport(nats_url, nats_namespace))
     await bus.publish("jobs.small", "x")
     with pytest.raises(TransportError, match="refused") as caught:
         await bus.publish("jobs.big", "x" * 1000)
@@ -442,41 +422,41 @@ async def test_an_event_jetstream_refuses_is_a_transport_error(
 
 @pytest.mark.nats
 async def test_a_stream_made_with_other_partitions_is_refused(
-    nats_url: str, namespace: dict[str, str]
+    nats_url: str, nats_namespace: dict[str, str]
 ) -> None:
-    bus = EventBus(transport=make_transport(nats_url, namespace, partitions=4))
+    bus = EventBus(transport=make_transport(nats_url, nats_namespace, partitions=4))
     await bus.start()
     await bus.close()
-    other = EventBus(transport=make_transport(nats_url, namespace, partitions=8))
+    other = EventBus(transport=make_transport(nats_url, nats_namespace, partitions=8))
     with pytest.raises(ConfigurationError, match="partitions=4"):
         await other.start()
 
 
 @pytest.mark.nats
 async def test_a_stream_name_taken_for_other_subjects_is_refused(
-    nats_url: str, namespace: dict[str, str]
+    nats_url: str, nats_namespace: dict[str, str]
 ) -> None:
     import nats
 
     nc = await nats.connect(nats_url)
     try:
-        elsewhere = f"{namespace['prefix']}_elsewhere.>"
-        await nc.jetstream().add_stream(name=namespace["stream"], subjects=[elsewhere])
+        elsewhere = f"{nats_namespace['prefix']}_elsewhere.>"
+        await nc.jetstream().add_stream(name=nats_namespace["stream"], subjects=[elsewhere])
     finally:
         await nc.close()
-    bus = EventBus(transport=make_transport(nats_url, namespace))
+    bus = EventBus(transport=make_transport(nats_url, nats_namespace))
     with pytest.raises(ConfigurationError, match="elsewhere"):
         await bus.start()
 
 
 @pytest.mark.nats
 async def test_per_key_order_holds_across_group_members_on_separate_connections(
-    nats_url: str, namespace: dict[str, str]
+    nats_url: str, nats_namespace: dict[str, str]
 ) -> None:
     """Two buses (two connections, like two processes) share a group; order per key holds."""
     log: list[tuple[str, int]] = []
     by_member: dict[str, int] = {"a": 0, "b": 0}
-    buses = [EventBus(transport=make_transport(nats_url, namespace)) for _ in range(2)]
+    buses = [EventBus(transport=make_transport(nats_url, nats_namespace)) for _ in range(2)]
     for member, bus in zip(("a", "b"), buses, strict=True):
 
         async def work(event: Event, member: str = member) -> None:
@@ -502,11 +482,13 @@ async def test_per_key_order_holds_across_group_members_on_separate_connections(
 @pytest.mark.nats
 @pytest.mark.slow
 async def test_a_handler_slower_than_ack_wait_is_not_redelivered(
-    nats_url: str, namespace: dict[str, str]
+    nats_url: str, nats_namespace: dict[str, str]
 ) -> None:
     """In-progress acks keep a slow event with its member instead of a second one."""
     calls: list[str] = []
-    buses = [EventBus(transport=make_transport(nats_url, namespace, ack_wait=1.0)) for _ in "ab"]
+    buses = [
+        EventBus(transport=make_transport(nats_url, nats_namespace, ack_wait=1.0)) for _ in "ab"
+    ]
     for member, bus in zip("ab", buses, strict=True):
 
         async def slow(event: Event, member: str = member) -> None:
@@ -539,7 +521,7 @@ class Worker:
     async def start(
         cls,
         url: str,
-        namespace: dict[str, str],
+        nats_namespace: dict[str, str],
         pattern: str,
         group: str,
         out: Path,
@@ -550,8 +532,8 @@ class Worker:
             "-m",
             "tests.bus.nats_worker",
             url,
-            namespace["stream"],
-            namespace["prefix"],
+            nats_namespace["stream"],
+            nats_namespace["prefix"],
             pattern,
             group,
             str(out),
@@ -592,13 +574,13 @@ async def workers() -> AsyncIterator[list[Worker]]:
 @pytest.mark.nats
 @pytest.mark.slow
 async def test_an_event_whose_consumer_died_mid_handler_reaches_another_member(
-    nats_url: str, namespace: dict[str, str], tmp_path: Path, workers: list[Worker]
+    nats_url: str, nats_namespace: dict[str, str], tmp_path: Path, workers: list[Worker]
 ) -> None:
     worker = await Worker.start(
-        nats_url, namespace, "jobs.*", "crunch", tmp_path / "out", "--hang", "--ack-wait", "1"
+        nats_url, nats_namespace, "jobs.*", "crunch", tmp_path / "out", "--hang", "--ack-wait", "1"
     )
     workers.append(worker)
-    bus = EventBus(transport=make_transport(nats_url, namespace, ack_wait=1.0))
+    bus = EventBus(transport=make_transport(nats_url, nats_namespace, ack_wait=1.0))
     sent = await bus.publish("jobs.run", {"n": 7})
     await eventually(lambda: worker.handled() == [7])
     await worker.kill()  # SIGKILL in the middle of the handler: never acknowledged
@@ -613,17 +595,17 @@ async def test_an_event_whose_consumer_died_mid_handler_reaches_another_member(
 @pytest.mark.nats
 @pytest.mark.slow
 async def test_an_event_that_keeps_killing_its_consumers_is_dead_lettered(
-    nats_url: str, namespace: dict[str, str], tmp_path: Path, workers: list[Worker]
+    nats_url: str, nats_namespace: dict[str, str], tmp_path: Path, workers: list[Worker]
 ) -> None:
     options = ("--hang", "--ack-wait", "1", "--max-deliver", "2")
-    bus = EventBus(transport=make_transport(nats_url, namespace, ack_wait=1.0, max_deliver=2))
+    bus = EventBus(transport=make_transport(nats_url, nats_namespace, ack_wait=1.0, max_deliver=2))
     dead: list[Event] = []
     bus.subscribe("deadletter.#")(dead.append)
     await bus.start()
     sent: Event | None = None
     for attempt in range(2):  # each delivery kills the process handling it
         worker = await Worker.start(
-            nats_url, namespace, "jobs.*", "crunch", tmp_path / f"out{attempt}", *options
+            nats_url, nats_namespace, "jobs.*", "crunch", tmp_path / f"out{attempt}", *options
         )
         workers.append(worker)
         if sent is None:  # once the group exists
@@ -631,7 +613,7 @@ async def test_an_event_that_keeps_killing_its_consumers_is_dead_lettered(
         await eventually(lambda worker=worker: worker.handled() == [1], timeout=15)
         await worker.kill()
     survivor = await Worker.start(
-        nats_url, namespace, "jobs.*", "crunch", tmp_path / "survivor", *options
+        nats_url, nats_namespace, "jobs.*", "crunch", tmp_path / "survivor", *options
     )
     workers.append(survivor)
     await eventually(lambda: len(dead) == 1, timeout=15)
@@ -650,21 +632,21 @@ async def test_an_event_that_keeps_killing_its_consumers_is_dead_lettered(
 @pytest.mark.nats
 @pytest.mark.slow
 async def test_a_killed_plain_subscriber_leaves_no_consumer_behind(
-    nats_url: str, namespace: dict[str, str], tmp_path: Path, workers: list[Worker]
+    nats_url: str, nats_namespace: dict[str, str], tmp_path: Path, workers: list[Worker]
 ) -> None:
-    bus = EventBus(transport=make_transport(nats_url, namespace))
+    bus = EventBus(transport=make_transport(nats_url, nats_namespace))
     await bus.start()  # creates the stream
     worker = await Worker.start(
-        nats_url, namespace, "jobs.*", "-", tmp_path / "out", "--inactive-threshold", "1"
+        nats_url, nats_namespace, "jobs.*", "-", tmp_path / "out", "--inactive-threshold", "1"
     )
     workers.append(worker)
     await bus.publish("jobs.run", {"n": 1})
     await eventually(lambda: worker.handled() == [1])
-    assert len(await consumer_names(nats_url, namespace["stream"])) == 1
+    assert len(await consumer_names(nats_url, nats_namespace["stream"])) == 1
     await worker.kill()  # no chance to delete its consumer: JetStream expires it
 
     async def consumers_left() -> int:
-        return len(await consumer_names(nats_url, namespace["stream"]))
+        return len(await consumer_names(nats_url, nats_namespace["stream"]))
 
     for _ in range(100):
         if await consumers_left() == 0:
@@ -673,20 +655,20 @@ async def test_a_killed_plain_subscriber_leaves_no_consumer_behind(
     assert await consumers_left() == 0
     await bus.publish("jobs.run", {"n": 2})  # interest retention: nobody wants it
     await bus.close()
-    assert (await stream_info(nats_url, namespace["stream"])).state.messages == 0
+    assert (await stream_info(nats_url, nats_namespace["stream"])).state.messages == 0
 
 
 @pytest.mark.nats
 @pytest.mark.slow
 async def test_three_workers_one_killed_midway_process_every_event(
-    nats_url: str, namespace: dict[str, str], tmp_path: Path, workers: list[Worker]
+    nats_url: str, nats_namespace: dict[str, str], tmp_path: Path, workers: list[Worker]
 ) -> None:
     total = 10_000
     for i in range(3):
         workers.append(
-            await Worker.start(nats_url, namespace, "jobs.*", "crunch", tmp_path / f"w{i}")
+            await Worker.start(nats_url, nats_namespace, "jobs.*", "crunch", tmp_path / f"w{i}")
         )
-    publisher = EventBus(transport=make_transport(nats_url, namespace))
+    publisher = EventBus(transport=make_transport(nats_url, nats_namespace))
     victim = workers[0]
 
     async def kill_midway() -> None:
@@ -758,7 +740,7 @@ def private_nats(tmp_path: Path) -> Iterator[PrivateNats]:
         if IN_CI:
             pytest.fail("nats-server is not installed")
         pytest.skip("nats-server is not installed")
-    server = PrivateNats(tmp_path / "jetstream")
+    server = PrivateNats(tmp_path / "nats_jetstream")
     server.start()
     yield server
     server.kill()
@@ -768,14 +750,14 @@ def private_nats(tmp_path: Path) -> Iterator[PrivateNats]:
 @pytest.mark.slow
 async def test_a_broker_restart_loses_nothing_acknowledged(private_nats: PrivateNats) -> None:
     url = private_nats.url
-    namespace = {"stream": "RESTART", "prefix": "restart"}
-    consumer = EventBus(transport=make_transport(url, namespace, ack_wait=2.0))
+    nats_namespace = {"stream": "RESTART", "prefix": "restart"}
+    consumer = EventBus(transport=make_transport(url, nats_namespace, ack_wait=2.0))
     grouped: list[int] = []
     plain: list[int] = []
     consumer.subscribe("jobs.*", group="crunch")(lambda e: grouped.append(e.data))
     consumer.subscribe("jobs.*")(lambda e: plain.append(e.data))
     await consumer.start()
-    publisher = EventBus(transport=make_transport(url, namespace))
+    publisher = EventBus(transport=make_transport(url, nats_namespace))
     acknowledged: list[int] = []
 
     async def publish_all() -> None:
@@ -807,14 +789,14 @@ async def test_a_broker_that_lost_its_store_gets_stream_and_consumers_back(
     private_nats: PrivateNats,
 ) -> None:
     url = private_nats.url
-    namespace = {"stream": "WIPED", "prefix": "wiped"}
-    consumer = EventBus(transport=make_transport(url, namespace))
+    nats_namespace = {"stream": "WIPED", "prefix": "wiped"}
+    consumer = EventBus(transport=make_transport(url, nats_namespace))
     grouped: list[int] = []
     plain: list[int] = []
     consumer.subscribe("jobs.*", group="crunch")(lambda e: grouped.append(e.data))
     consumer.subscribe("jobs.#")(lambda e: plain.append(e.data))
     await consumer.start()
-    publisher = EventBus(transport=make_transport(url, namespace))
+    publisher = EventBus(transport=make_transport(url, nats_namespace))
     await publisher.publish("jobs.run", 0)
     await eventually(lambda: grouped == [0] and plain == [0])
     private_nats.kill()
@@ -830,14 +812,14 @@ async def test_a_broker_that_lost_its_store_gets_stream_and_consumers_back(
 
 @pytest.mark.nats
 async def test_a_group_joins_its_consumer_made_with_other_settings(
-    nats_url: str, namespace: dict[str, str]
+    nats_url: str, nats_namespace: dict[str, str]
 ) -> None:
-    old = EventBus(transport=make_transport(nats_url, namespace, ack_wait=5.0, partitions=1))
+    old = EventBus(transport=make_transport(nats_url, nats_namespace, ack_wait=5.0, partitions=1))
     old.subscribe("jobs.*", group="crunch")(lambda e: None)
     await old.start()
     await old.close()
     handled: list[int] = []
-    new = EventBus(transport=make_transport(nats_url, namespace, ack_wait=9.0, partitions=1))
+    new = EventBus(transport=make_transport(nats_url, nats_namespace, ack_wait=9.0, partitions=1))
     new.subscribe("jobs.*", group="crunch")(lambda e: handled.append(e.data))
     await new.start()
     await new.publish("jobs.run", 1)

@@ -5,36 +5,16 @@ a group")."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pepperpy.event import Event, EventBus
 from pepperpy.event.transports.nats import NatsTransport
-from tests.bus.test_nats import delete_stream
-from tests.conftest import unique_name
 from tests.helpers import eventually, settle
 
 pytestmark = pytest.mark.nats
-
-
-@pytest.fixture
-async def namespace(nats_url: str) -> AsyncIterator[dict[str, str]]:
-    """A stream and subject prefix of the test's own, deleted afterwards."""
-    name = unique_name("pep")
-    yield {"stream": name.upper(), "prefix": name}
-    await delete_stream(nats_url, name.upper())
-
-
-@pytest.fixture
-async def jetstream(nats_url: str) -> AsyncIterator[Any]:
-    """A plain nats-py JetStream context, to look at what the server keeps."""
-    import nats
-
-    nc = await nats.connect(nats_url)
-    yield nc.jetstream()
-    await nc.close()
 
 
 async def _consumers(js: Any, stream: str) -> list[str]:
@@ -51,11 +31,11 @@ async def _until(condition: Callable[[], Any], what: str, timeout: float = 10.0)
 
 
 async def test_a_deleted_group_has_no_consumer_left_and_the_stream_drops_its_backlog(
-    nats_url: str, namespace: dict[str, str], jetstream: Any
+    nats_url: str, nats_namespace: dict[str, str], nats_jetstream: Any
 ) -> None:
     """With interest retention the stream kept every event for the group, member or not."""
-    stream = namespace["stream"]
-    left = EventBus(transport=NatsTransport(nats_url, partitions=2, **namespace))
+    stream = nats_namespace["stream"]
+    left = EventBus(transport=NatsTransport(nats_url, partitions=2, **nats_namespace))
 
     async def billing(event: Event) -> None:
         pass
@@ -66,20 +46,20 @@ async def test_a_deleted_group_has_no_consumer_left_and_the_stream_drops_its_bac
     for n in range(10):  # keyed and unkeyed: every consumer of the group holds some
         await left.publish("orders.placed", n, key=f"k{n}" if n % 2 else None)
     await left.close()
-    names = await _consumers(jetstream, stream)
+    names = await _consumers(nats_jetstream, stream)
     assert len(names) == 3, names  # unkeyed events, and one per key lane
-    assert (await jetstream.stream_info(stream)).state.messages == 10
+    assert (await nats_jetstream.stream_info(stream)).state.messages == 10
 
-    bus = EventBus(transport=NatsTransport(nats_url, partitions=2, **namespace))
+    bus = EventBus(transport=NatsTransport(nats_url, partitions=2, **nats_namespace))
     await bus.delete_group("orders.*", "billing")
     from nats.js.errors import NotFoundError
 
     for name in names:
         with pytest.raises(NotFoundError):
-            await jetstream.consumer_info(stream, name)
+            await nats_jetstream.consumer_info(stream, name)
 
     async def emptied() -> bool:
-        return bool((await jetstream.stream_info(stream)).state.messages == 0)
+        return bool((await nats_jetstream.stream_info(stream)).state.messages == 0)
 
     await _until(emptied, "the stream kept the deleted group's events")
     await bus.close()

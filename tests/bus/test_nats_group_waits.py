@@ -14,38 +14,17 @@ On the real server, in a stream of the test's own, deleted afterwards.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from pepperpy.event import Event, EventBus
 from pepperpy.event.transports.nats import NatsTransport
-from tests.bus.test_nats import delete_stream
-from tests.conftest import unique_name
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.nats
 
 LOGGER = "pepperpy.event.transports.nats"
-
-
-@pytest.fixture
-async def namespace(nats_url: str) -> AsyncIterator[dict[str, str]]:
-    """A stream and subject prefix of the test's own, deleted afterwards."""
-    name = unique_name("pep")
-    yield {"stream": name.upper(), "prefix": name}
-    await delete_stream(nats_url, name.upper())
-
-
-@pytest.fixture
-async def jetstream(nats_url: str) -> AsyncIterator[Any]:
-    """A plain nats-py JetStream context, to look at what the server keeps."""
-    import nats
-
-    nc = await nats.connect(nats_url)
-    yield nc.jetstream()
-    await nc.close()
 
 
 async def _waits(js: Any, stream: str) -> dict[str, float]:
@@ -57,8 +36,8 @@ async def _waits(js: Any, stream: str) -> dict[str, float]:
     return waits
 
 
-def _member(url: str, namespace: dict[str, str], **waits: float) -> EventBus:
-    bus = EventBus(transport=NatsTransport(url, partitions=2, **namespace, **waits))
+def _member(url: str, nats_namespace: dict[str, str], **waits: float) -> EventBus:
+    bus = EventBus(transport=NatsTransport(url, partitions=2, **nats_namespace, **waits))
 
     async def billing(event: Event) -> None:
         pass
@@ -77,22 +56,22 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 async def test_a_member_with_other_waits_sets_them_for_the_group_and_says_so(
     nats_url: str,
-    namespace: dict[str, str],
-    jetstream: Any,
+    nats_namespace: dict[str, str],
+    nats_jetstream: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, LOGGER)
-    first = _member(nats_url, namespace, ack_wait=30.0)  # lanes: min(30, 10)
+    first = _member(nats_url, nats_namespace, ack_wait=30.0)  # lanes: min(30, 10)
     async with first:
-        assert await _waits(jetstream, namespace["stream"]) == {
+        assert await _waits(nats_jetstream, nats_namespace["stream"]) == {
             "unkeyed": 30.0,
             "k0": 10.0,
             "k1": 10.0,
         }
         assert _warnings(caplog) == []
-        second = _member(nats_url, namespace, ack_wait=5.0, lane_ack_wait=3.0)
+        second = _member(nats_url, nats_namespace, ack_wait=5.0, lane_ack_wait=3.0)
         async with second:
-            assert await _waits(jetstream, namespace["stream"]) == {
+            assert await _waits(nats_jetstream, nats_namespace["stream"]) == {
                 "unkeyed": 5.0,
                 "k0": 3.0,
                 "k1": 3.0,
@@ -104,15 +83,15 @@ async def test_a_member_with_other_waits_sets_them_for_the_group_and_says_so(
                 warning
             )
             # a third member with the group's waits changes nothing, and says nothing
-            third = _member(nats_url, namespace, ack_wait=5.0, lane_ack_wait=3.0)
+            third = _member(nats_url, nats_namespace, ack_wait=5.0, lane_ack_wait=3.0)
             async with third:
                 assert len(_warnings(caplog)) == 1
 
 
 async def test_a_consumer_recreated_from_a_resume_point_takes_the_new_wait_too(
     nats_url: str,
-    namespace: dict[str, str],
-    jetstream: Any,
+    nats_namespace: dict[str, str],
+    nats_jetstream: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A consumer the server lost comes back starting at a sequence (see
@@ -121,29 +100,31 @@ async def test_a_consumer_recreated_from_a_resume_point_takes_the_new_wait_too(
     from nats.js.api import DeliverPolicy
 
     caplog.set_level(logging.INFO, LOGGER)
-    stream = namespace["stream"]
+    stream = nats_namespace["stream"]
     seen: list[Any] = []
-    first = EventBus(transport=NatsTransport(nats_url, partitions=1, ack_wait=30.0, **namespace))
+    first = EventBus(
+        transport=NatsTransport(nats_url, partitions=1, ack_wait=30.0, **nats_namespace)
+    )
     first.subscribe("orders.*", group="billing")(lambda event: seen.append(event.data))
     async with first:
         await first.publish("orders.placed", 1)
         await eventually(lambda: seen == [1])
         # what restore() makes of the group's unkeyed consumer after the server lost it
         (info,) = [
-            i for i in await jetstream.consumers_info(stream) if i.config.max_ack_pending > 1
+            i for i in await nats_jetstream.consumers_info(stream) if i.config.max_ack_pending > 1
         ]
         config = info.config
-        await jetstream.delete_consumer(stream, info.name)
+        await nats_jetstream.delete_consumer(stream, info.name)
         config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
         config.opt_start_seq = 2
-        await jetstream.add_consumer(stream, config)
+        await nats_jetstream.add_consumer(stream, config)
 
         second = EventBus(
-            transport=NatsTransport(nats_url, partitions=1, ack_wait=5.0, **namespace)
+            transport=NatsTransport(nats_url, partitions=1, ack_wait=5.0, **nats_namespace)
         )
         second.subscribe("orders.*", group="billing")(lambda event: seen.append(event.data))
         async with second:
-            kept = await jetstream.consumer_info(stream, info.name)
+            kept = await nats_jetstream.consumer_info(stream, info.name)
             assert kept.config.ack_wait == 5.0
             assert kept.config.deliver_policy == DeliverPolicy.BY_START_SEQUENCE
             (warning,) = _warnings(caplog)
@@ -155,8 +136,8 @@ async def test_a_consumer_recreated_from_a_resume_point_takes_the_new_wait_too(
 
 async def test_a_member_with_another_max_ack_pending_sets_it_for_the_group_and_says_so(
     nats_url: str,
-    namespace: dict[str, str],
-    jetstream: Any,
+    nats_namespace: dict[str, str],
+    nats_jetstream: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """``max_ack_pending`` bounds the group's unkeyed events in flight, all members
@@ -166,15 +147,15 @@ async def test_a_member_with_another_max_ack_pending_sets_it_for_the_group_and_s
     caplog.set_level(logging.INFO, LOGGER)
 
     async def unkeyed_limit() -> int:
-        infos = await jetstream.consumers_info(namespace["stream"])
+        infos = await nats_jetstream.consumers_info(nats_namespace["stream"])
         (info,) = [i for i in infos if not i.name.rpartition("_")[2].startswith("k")]
         return int(info.config.max_ack_pending)
 
-    first = _member(nats_url, namespace)
+    first = _member(nats_url, nats_namespace)
     async with first:
         assert await unkeyed_limit() == 1000
         second = EventBus(
-            transport=NatsTransport(nats_url, partitions=2, max_ack_pending=10, **namespace)
+            transport=NatsTransport(nats_url, partitions=2, max_ack_pending=10, **nats_namespace)
         )
         second.subscribe("orders.*", group="billing")(lambda event: None)
         async with second:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,8 +24,6 @@ import pytest
 from pepperpy.event import Event, EventBus
 from pepperpy.event.transports.nats import NatsTransport
 from tests.bus.faultproxy import FaultProxy
-from tests.bus.test_nats import delete_stream
-from tests.conftest import unique_name
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.nats
@@ -33,17 +31,9 @@ pytestmark = pytest.mark.nats
 LOGGER = "pepperpy.event.transports.nats"
 
 
-@pytest.fixture
-async def namespace(nats_url: str) -> AsyncIterator[dict[str, str]]:
-    """A stream and subject prefix of the test's own, deleted afterwards."""
-    name = unique_name("pep")
-    yield {"stream": name.upper(), "prefix": name}
-    await delete_stream(nats_url, name.upper())
-
-
 @pytest.mark.parametrize("key", [None, "customer-7"], ids=["unkeyed", "keyed"])
 async def test_a_running_member_keeps_its_slow_event_once_a_shorter_wait_applies(
-    nats_url: str, namespace: dict[str, str], key: str | None
+    nats_url: str, nats_namespace: dict[str, str], key: str | None
 ) -> None:
     """The first member handles an event for 9 s; 30 s was the group's wait when it came,
     and a second member then joins with 4 s. The event is handled once."""
@@ -61,13 +51,13 @@ async def test_a_running_member_keeps_its_slow_event_once_a_shorter_wait_applies
 
     first = EventBus(
         transport=NatsTransport(
-            nats_url, partitions=1, ack_wait=30.0, lane_ack_wait=30.0, **namespace
+            nats_url, partitions=1, ack_wait=30.0, lane_ack_wait=30.0, **nats_namespace
         )
     )
     first.subscribe("orders.*", group="billing")(slow)
     second = EventBus(
         transport=NatsTransport(
-            nats_url, partitions=1, ack_wait=4.0, lane_ack_wait=4.0, **namespace
+            nats_url, partitions=1, ack_wait=4.0, lane_ack_wait=4.0, **nats_namespace
         )
     )
     second.subscribe("orders.*", group="billing")(quick)
@@ -135,7 +125,7 @@ async def test_a_member_away_when_the_waits_changed_learns_them_on_reconnecting(
 
 
 async def test_a_wait_changed_without_a_notice_is_read_again_at_the_first_redelivery(
-    nats_url: str, namespace: dict[str, str], caplog: pytest.LogCaptureFixture
+    nats_url: str, nats_namespace: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Someone shortens the group consumer's wait without telling the members (a member
     of an earlier version, ``nats consumer edit``): the event the running member holds
@@ -154,7 +144,7 @@ async def test_a_wait_changed_without_a_notice_is_read_again_at_the_first_redeli
 
     member = EventBus(
         transport=NatsTransport(
-            nats_url, partitions=1, ack_wait=30.0, lane_ack_wait=30.0, **namespace
+            nats_url, partitions=1, ack_wait=30.0, lane_ack_wait=30.0, **nats_namespace
         )
     )
     member.subscribe("orders.*", group="billing")(slow)
@@ -166,12 +156,12 @@ async def test_a_wait_changed_without_a_notice_is_read_again_at_the_first_redeli
             js = nc.jetstream()
             (info,) = [
                 i
-                for i in await js.consumers_info(namespace["stream"])
+                for i in await js.consumers_info(nats_namespace["stream"])
                 if i.config.max_ack_pending > 1
             ]
             config = info.config
             config.ack_wait = 3.0
-            await js.add_consumer(namespace["stream"], config)
+            await js.add_consumer(nats_namespace["stream"], config)
             await asyncio.sleep(12.0)
             release.set()
             await asyncio.sleep(4.0)  # one more redelivery would come by now

@@ -14,7 +14,6 @@ On the real server, in a stream of the test's own, deleted afterwards.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,8 +21,6 @@ import pytest
 from pepperpy.event import Event, EventBus, TransportError
 from pepperpy.event.transports.nats import NatsTransport
 from tests.bus.faultproxy import finishes
-from tests.bus.test_nats import delete_stream
-from tests.conftest import unique_name
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.nats
@@ -31,29 +28,11 @@ pytestmark = pytest.mark.nats
 LOGGER = "pepperpy.event.transports.nats"
 
 
-@pytest.fixture
-async def namespace(nats_url: str) -> AsyncIterator[dict[str, str]]:
-    """A stream and subject prefix of the test's own, deleted afterwards."""
-    name = unique_name("pep")
-    yield {"stream": name.upper(), "prefix": name}
-    await delete_stream(nats_url, name.upper())
-
-
-@pytest.fixture
-async def jetstream(nats_url: str) -> AsyncIterator[Any]:
-    """A plain nats-py JetStream context, to delete the stream under the bus."""
-    import nats
-
-    nc = await nats.connect(nats_url)
-    yield nc.jetstream()
-    await nc.close()
-
-
 @pytest.mark.parametrize("retention", ["interest", "limits"])
 async def test_a_publish_after_the_stream_was_deleted_makes_it_again_and_is_delivered(
     nats_url: str,
-    namespace: dict[str, str],
-    jetstream: Any,
+    nats_namespace: dict[str, str],
+    nats_jetstream: Any,
     caplog: pytest.LogCaptureFixture,
     retention: str,
 ) -> None:
@@ -64,7 +43,7 @@ async def test_a_publish_after_the_stream_was_deleted_makes_it_again_and_is_deli
     everyone: list[Any] = []
     bus = EventBus(
         transport=NatsTransport(
-            nats_url, partitions=2, retention=retention, publish_timeout=10, **namespace
+            nats_url, partitions=2, retention=retention, publish_timeout=10, **nats_namespace
         )
     )
     bus.subscribe("orders.*", group="billing")(lambda event: grouped.append(event.data))
@@ -77,23 +56,23 @@ async def test_a_publish_after_the_stream_was_deleted_makes_it_again_and_is_deli
         await bus.publish("orders.placed", 1)
         await bus.publish("orders.placed", 2, key="customer-7")
         await eventually(lambda: sorted(grouped) == [1, 2] and sorted(everyone) == [1, 2])
-        await jetstream.delete_stream(namespace["stream"])
+        await nats_jetstream.delete_stream(nats_namespace["stream"])
         await bus.publish("orders.placed", 3)
         await bus.publish("orders.placed", 4, key="customer-7")
         await eventually(lambda: sorted(grouped) == [1, 2, 3, 4])
         await eventually(lambda: sorted(everyone) == [1, 2, 3, 4])
-        info = await jetstream.stream_info(namespace["stream"])
-        assert info.config.subjects == [f"{namespace['prefix']}.>"]
+        info = await nats_jetstream.stream_info(nats_namespace["stream"])
+        assert info.config.subjects == [f"{nats_namespace['prefix']}.>"]
     (warning,) = [
         r.getMessage()
         for r in caplog.records
         if r.name == LOGGER and "nothing answers" in r.getMessage()
     ]
-    assert f"JetStream stream {namespace['stream']!r}" in warning
+    assert f"JetStream stream {nats_namespace['stream']!r}" in warning
 
 
 async def test_a_stream_that_cannot_be_made_again_is_named_in_the_publish_error(
-    nats_url: str, namespace: dict[str, str], jetstream: Any
+    nats_url: str, nats_namespace: dict[str, str], nats_jetstream: Any
 ) -> None:
     """The stream was replaced by one of the same name over other subjects: nothing
     takes the bus's subjects, and the stream cannot be made again. The publish says so
@@ -101,17 +80,19 @@ async def test_a_stream_that_cannot_be_made_again_is_named_in_the_publish_error(
     ``publish_timeout``."""
     from nats.js.api import StreamConfig
 
-    bus = EventBus(transport=NatsTransport(nats_url, partitions=1, **namespace))
+    bus = EventBus(transport=NatsTransport(nats_url, partitions=1, **nats_namespace))
     async with bus:
         await bus.publish("orders.placed", 1)
-        await jetstream.delete_stream(namespace["stream"])
-        other = f"{namespace['prefix']}_other.>"
-        await jetstream.add_stream(StreamConfig(name=namespace["stream"], subjects=[other]))
+        await nats_jetstream.delete_stream(nats_namespace["stream"])
+        other = f"{nats_namespace['prefix']}_other.>"
+        await nats_jetstream.add_stream(
+            StreamConfig(name=nats_namespace["stream"], subjects=[other])
+        )
         for _ in range(2):
             with pytest.raises(TransportError) as refused:
                 await finishes(bus.publish("orders.placed", 2), 15)
             message = str(refused.value)
             assert "no JetStream stream takes it" in message
-            assert f"could not make stream {namespace['stream']!r} again" in message
+            assert f"could not make stream {nats_namespace['stream']!r} again" in message
             assert f"exists but covers [{other!r}]" in message
             assert refused.value.stored is False
