@@ -5,7 +5,8 @@
 client's pool has no free connection, reports a publish's failed attempts to the
 transport's outages, makes no new attempt once the transport is closing, and turns what
 it gave up on into a :class:`~pepperpy.event.TransportError` (saying, for a publish,
-whether its event may be stored) or a :class:`~pepperpy.event.ClosedError`.
+whether its event may be stored) or a :class:`~pepperpy.event.ClosedError`. A TLS
+handshake that fails for good (:func:`._tls.tls_refusal`) is not retried.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from ..._errors import ClosedError, TransportError
 from ..._redact import redact_url
 from ._config import RedisOptions
-from ._outage import Outages
+from ._outage import Outages, server_of
 from ._outcome import with_outcome
+from ._tls import tls_refusal
 from ._wire import POOL_POLL, Backoff
 
 if TYPE_CHECKING:
@@ -99,6 +101,15 @@ class RedisRetrying:
                     failure = with_outcome(failure, unknown=unknown())
                 raise failure from exc
             except self._unreachable as exc:  # the pool's limit included; TimeoutError too
+                refusal = tls_refusal(exc)
+                if refusal is not None:  # no retry mends it: say what, at once
+                    failure = TransportError(
+                        f"the TLS handshake with Redis at {server_of(self._client_url)} "
+                        f"failed while {what}: {refusal}"
+                    )
+                    if unknown is not None:
+                        failure = with_outcome(failure, unknown=unknown())
+                    raise failure from exc
                 # an attempt cut off at the deadline says less than the error before it
                 if error is None or type(exc) is not TimeoutError:
                     error = exc

@@ -1,0 +1,76 @@
+"""TLS handshakes with Redis that fail for good, told from Redis being unreachable.
+
+redis-py raises a failed handshake as a ``ConnectionError`` (``Error 1 connecting to
+host:port. [SSL: CERTIFICATE_VERIFY_FAILED] ...``), the error of a server that is down,
+so it was retried for the whole ``connect_timeout`` and reported as Redis unreachable.
+A certificate the client does not trust, one for another host, a client certificate the
+server requires or refuses, no TLS version or cipher both sides take: no retry mends
+any of them. :func:`tls_refusal` finds such a failure behind redis-py's error, and says
+what is wrong and what to change; a handshake cut off (an EOF, a reset) is not one.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+__all__ = ["tls_refusal"]
+
+#: OpenSSL's reasons for a handshake that fails the same way every time, with the fix
+_HINTS = {
+    # the server refused our certificate, or wanted one
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the server requires a client certificate: give "
+    "ssl_certfile and ssl_keyfile in the transport's URL",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the server refused the client certificate: check "
+    "ssl_certfile and ssl_keyfile in the transport's URL",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "the server refused the client certificate: check "
+    "ssl_certfile and ssl_keyfile in the transport's URL",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "the server refused the client certificate as "
+    "expired: renew the one given as ssl_certfile",
+    "TLSV1_ALERT_UNKNOWN_CA": "the server does not trust the client certificate's issuer: "
+    "check ssl_certfile in the transport's URL",
+    # no version or cipher in common
+    "TLSV1_ALERT_PROTOCOL_VERSION": "no TLS version both sides take: check ssl_min_version "
+    "in the transport's URL and the server's tls-protocols",
+    "UNSUPPORTED_PROTOCOL": "no TLS version both sides take: check ssl_min_version in the "
+    "transport's URL and the server's tls-protocols",
+    "NO_PROTOCOLS_AVAILABLE": "no TLS version both sides take: check ssl_min_version in "
+    "the transport's URL and the server's tls-protocols",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "no cipher both sides take: check ssl_ciphers in the "
+    "transport's URL and the server's tls-ciphers",
+    "NO_SHARED_CIPHER": "no cipher both sides take: check ssl_ciphers in the transport's URL "
+    "and the server's tls-ciphers",
+    # not TLS at all on the other side
+    "WRONG_VERSION_NUMBER": "the server does not answer in TLS at this port: use redis:// "
+    "for a server without TLS, or the server's tls-port",
+}
+
+#: OpenSSL's verification errors of a certificate for another host than the URL's
+_MISMATCH = {62, 64}  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
+def tls_refusal(exc: BaseException) -> str | None:
+    """What is wrong, and what to change, when ``exc`` (or an error behind it) is a TLS
+    handshake that fails for good; None for anything else."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain; never loop on a cycle
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return _unverified(seen)
+        if isinstance(seen, ssl.SSLError) and seen.reason in _HINTS:
+            return f"{seen.reason.lower().replace('_', ' ')}; {_HINTS[seen.reason]}"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _unverified(error: ssl.SSLCertVerificationError) -> str:
+    message = str(error.verify_message or "certificate verify failed").rstrip(".")
+    if error.verify_code in _MISMATCH:
+        return (
+            f"the server's certificate is not for this host ({message}): connect by a "
+            "name the certificate holds, or check the host in the transport's URL"
+        )
+    return (
+        f"the server's certificate is not trusted ({message}): give the CA that signed it "
+        "as ssl_ca_certs (a file) or ssl_ca_data (PEM text) in the transport's URL"
+    )
