@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import re
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NoReturn
 
 from . import _sandbox
 from ._filters import bounded_filters, bounded_lipsum
 from ._hooks import code_generator, formatters
-from ._measure import _children, _leaf, grows, measure, percent_bound
+from ._measure import _children, _leaf, bytes_size, grows, measure, percent_bound
 from ._sandbox import INT_BITS, OUTPUT_LIMIT, WORK_LIMIT, late, past_deadline, spend
 
 __all__ = ["TRANSIENT_LIMIT", "Bounds", "bounded_environment"]
@@ -280,8 +280,8 @@ def bounded_environment(sandbox: Any) -> type[Any]:
                         bounds.refuse(f"{left} ** {right} would have over {INT_BITS} bits")
             elif operator == "*":
                 for sequence, count in ((left, right), (right, left)):
-                    if isinstance(count, int) and isinstance(sequence, str | list | tuple):
-                        known = measure(sequence, OUTPUT_LIMIT) * max(count, 0)
+                    if isinstance(count, int) and isinstance(sequence, _REPEATED):
+                        known = _repeated(sequence, count)
                         if known > OUTPUT_LIMIT:
                             kind = type(sequence).__name__
                             bounds.refuse(
@@ -301,6 +301,12 @@ def bounded_environment(sandbox: Any) -> type[Any]:
                             )
             elif operator == "%" and isinstance(left, str):
                 bounds.percent(left, right)
+            elif operator == "%" and isinstance(left, bytes | bytearray):
+                # as text of one character a byte, and a mapping's bytes keys as its names
+                values = right
+                if isinstance(right, Mapping):
+                    values = {_latin1(key): value for key, value in right.items()}
+                bounds.percent(left.decode("latin-1"), values)
             result = super().call_binop(context, operator, left, right)
             return bounds.computed(result, f"the result of {operator}", known)
 
@@ -352,12 +358,22 @@ def bounded_environment(sandbox: Any) -> type[Any]:
             bounds.on_time()
             owner = getattr(__obj, "__self__", None)
             name = getattr(__obj, "__name__", "")
-            if isinstance(owner, str):
+            if isinstance(owner, str | bytes | bytearray):
+                kind = "str" if isinstance(owner, str) else type(owner).__name__
                 if name == "join" and args:
-                    args = (bounds.items(args[0], "str.join()"), *args[1:])
-                if grows(name, owner, args, OUTPUT_LIMIT) > OUTPUT_LIMIT:
-                    bounds.refuse(f"str.{name}() would be longer than {OUTPUT_LIMIT} characters")
-            elif isinstance(owner, list | dict | set) and name in _ADDING:
+                    args = (bounds.items(args[0], f"{kind}.join()"), *args[1:])
+                size = grows(name, owner, args, OUTPUT_LIMIT, kwargs)
+                if kind != "str" and size:
+                    size = bytes_size(size)
+                if size > OUTPUT_LIMIT:
+                    bounds.refuse(f"{kind}.{name}() would be longer than {OUTPUT_LIMIT} characters")
+            elif name == "to_bytes" and isinstance(owner, int) and not isinstance(owner, bool):
+                length = args[0] if args else kwargs.get("length", 1)
+                if isinstance(length, int) and bytes_size(length) > OUTPUT_LIMIT:
+                    bounds.refuse(
+                        f"int.to_bytes() would be longer than {OUTPUT_LIMIT} characters written out"
+                    )
+            elif isinstance(owner, list | dict | set | bytearray) and name in _ADDING:
                 args = _adding(bounds, owner, name, args, kwargs)
             result = super().call(__context, __obj, *args, **kwargs)
             return bounds.computed(result, f"the result of {name or 'a call'}()")
@@ -365,6 +381,22 @@ def bounded_environment(sandbox: Any) -> type[Any]:
     BoundedSandboxedEnvironment.__module__ = __name__
     sandbox._pepperpy_bounded = BoundedSandboxedEnvironment
     return BoundedSandboxedEnvironment
+
+
+#: what ``*`` repeats: bounded before it runs
+_REPEATED = (str, list, tuple, bytes, bytearray)
+
+
+def _repeated(sequence: Any, count: int) -> int:
+    """The written-out size of ``sequence * count``."""
+    if isinstance(sequence, bytes | bytearray):
+        return bytes_size(len(sequence) * max(count, 0))
+    return measure(sequence, OUTPUT_LIMIT) * max(count, 0)
+
+
+def _latin1(key: Any) -> Any:
+    """A bytes key as the name a ``%(name)s`` of the bytes template decoded as Latin-1 has."""
+    return key.decode("latin-1") if isinstance(key, bytes | bytearray) else key
 
 
 def _adding(

@@ -19,10 +19,12 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["OBJECT", "grows", "measure", "percent_bound"]
+__all__ = ["OBJECT", "bytes_size", "grows", "measure", "percent_bound"]
 
 #: characters an object of the application's counts for inside a container
 OBJECT = 16
+#: the written-out frame of bytes (``bytearray(b'...')``); each byte takes at most 4
+_BYTES_FRAME = 14
 
 _VIEWS: tuple[type[Any], ...] = (type({}.keys()), type({}.values()), type({}.items()))
 _CONTAINERS: tuple[type[Any], ...] = (list, tuple, set, frozenset, dict, *_VIEWS)
@@ -41,7 +43,7 @@ def _leaf(value: Any) -> int | None:
     if isinstance(value, float):
         return 25
     if isinstance(value, bytes | bytearray):
-        return len(value) * 4 + 14
+        return bytes_size(len(value))
     if isinstance(value, _CONTAINERS):
         return None
     if type(value).__name__ == "Namespace" and hasattr(value, "_Namespace__attrs"):
@@ -186,28 +188,47 @@ def percent_bound(template: str, values: Any, limit: int) -> int:
     return total
 
 
-def grows(name: str, text: str, args: tuple[Any, ...], limit: int) -> int:
-    """A bound on the length of ``text.<name>(*args)`` for the str methods that can make a
-    string much longer than it was (0 for the others)."""
+def grows(
+    name: str,
+    text: str | bytes | bytearray,
+    args: tuple[Any, ...],
+    limit: int,
+    kwargs: Mapping[str, Any] | None = None,
+) -> int:
+    """A bound on the length of ``text.<name>(*args, **kwargs)`` for the str (or bytes)
+    methods that can make a string much longer than it was (0 for the others); for bytes,
+    in bytes (:func:`bytes_size` gives their written-out size)."""
+    kwargs = kwargs or {}
+    binary = not isinstance(text, str)
+    kind: tuple[type[Any], ...] = (bytes, bytearray) if binary else (str,)
     if name == "replace" and len(args) >= 2:
         old, new = args[0], args[1]
-        if isinstance(old, str) and isinstance(new, str):
-            count = len(text) + 1 if old == "" else text.count(old)
-            if len(args) >= 3 and isinstance(args[2], int) and args[2] >= 0:
-                count = min(count, args[2])
+        if isinstance(old, kind) and isinstance(new, kind):
+            count = len(text) + 1 if not old else text.count(old)
+            limited = args[2] if len(args) >= 3 else kwargs.get("count")
+            if isinstance(limited, int) and limited >= 0:
+                count = min(count, limited)
             return len(text) + count * len(new)
     if name == "expandtabs":
-        size = args[0] if args and isinstance(args[0], int) else 8
-        return len(text) + text.count("\t") * max(size, 0)
+        size = args[0] if args else kwargs.get("tabsize", 8)
+        size = size if isinstance(size, int) else 8
+        tabs = text.count(b"\t") if binary else text.count("\t")  # type: ignore[arg-type]
+        return len(text) + tabs * max(size, 0)
     if name == "translate" and args and isinstance(args[0], Mapping):
         widest = max((measure(v, limit) for v in args[0].values()), default=1)
         return len(text) * max(widest, 1)
     if name == "join" and args:
         items = args[0]
         if isinstance(items, list | tuple):
-            return sum(measure(v, limit) for v in items) + len(text) * max(len(items) - 1, 0)
+            sizes = (len(v) if isinstance(v, kind) else measure(v, limit) for v in items)
+            return sum(sizes) + len(text) * max(len(items) - 1, 0)
         return 0
     if name in ("center", "ljust", "rjust", "zfill"):
-        widths = [arg for arg in args if isinstance(arg, int)]
+        widths = [arg for arg in (*args, *kwargs.values()) if isinstance(arg, int)]
         return max([len(text), *widths])
     return 0
+
+
+def bytes_size(length: int) -> int:
+    """The written-out size of ``length`` bytes, as :func:`measure` counts it."""
+    return length * 4 + _BYTES_FRAME
