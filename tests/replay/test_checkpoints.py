@@ -272,6 +272,46 @@ async def test_state_loads_back_exactly_as_saved(factory: Factory) -> None:
     assert again is not None and list(again.state) == ["second", "first"]
 
 
+async def test_a_loaded_state_is_the_callers_own(factory: Factory) -> None:
+    """The memory store handed every load the state object it kept: a caller changing
+    the state it loaded (a projection's ``load()``, never committed) changed the saved
+    checkpoint, which every later load then gave. Each load is now a copy, as a database
+    row decoded anew is."""
+    store = factory()
+    await store.save("mine", 1, {"n": 1, "items": [1]}, previous=None)
+    first = await store.load("mine")
+    assert first is not None
+    first.state["n"] = 999
+    first.state["items"].append(2)
+    second = await factory().load("mine")
+    assert second is not None and second.state == {"n": 1, "items": [1]}
+    assert second.state is not first.state
+
+
+async def test_a_state_of_a_projection_changed_by_hand_is_not_what_the_next_loads(
+    factory: Factory,
+) -> None:
+    """Two Projection objects of one name share their state store: a state one loaded
+    and its caller changed by hand was what the other loaded, on memory only."""
+    async with EventStore() as events:
+        await events.append("n.1", {"type": "n.x"})
+        state_store = factory()
+
+        def counted() -> Projection:
+            projection = Projection("counts", events, initial={"n": 0}, state_store=state_store)
+
+            @projection.on("n.x")
+            def count(state: dict[str, int], event: Event) -> None:
+                state["n"] += 1
+
+            return projection
+
+        await counted().run()
+        loaded = await counted().load()
+        loaded["n"] = 999  # a caller's own edit, never committed
+        assert await counted().load() == {"n": 1}
+
+
 # a lone surrogate was "cannot encode as JSON: ...", naming no checkpoint state
 @pytest.mark.parametrize(
     "state", [{1: "a", "1": "b"}, {"n": {2: "x"}}, {"s": {1, 2}}, {"k": "x\udcff"}]

@@ -7,7 +7,7 @@ import logging
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -240,14 +240,23 @@ async def save_checkpoint(
 
 
 class MemoryCheckpointStore(CheckpointStore):
-    """Checkpoints in a dict: lost with the process, so consumers are at-least-once."""
+    """Checkpoints in a dict: lost with the process, so consumers are at-least-once.
+
+    A state is kept as the JSON the other backends store, and each ``load`` decodes it
+    anew: what a caller does to the state it loaded changes nothing saved, as on disk.
+    """
 
     def __init__(self) -> None:
-        self._rows: dict[str, Checkpoint] = {}
+        #: each checkpoint without its state, and its state's JSON (None: no state)
+        self._rows: dict[str, tuple[Checkpoint, bytes | None]] = {}
 
     async def load(self, name: str) -> Checkpoint | None:
         check_checkpoint_name(name)
-        return self._rows.get(name)
+        row = self._rows.get(name)
+        if row is None:
+            return None
+        saved, state = row
+        return saved if state is None else replace(saved, state=_json.loads(state))
 
     async def save(
         self,
@@ -260,13 +269,15 @@ class MemoryCheckpointStore(CheckpointStore):
     ) -> str:
         check_checkpoint_save(name, position, previous, revision)
         current = self._rows.get(name)
-        actual = None if current is None else current.position
-        if not matches(previous, revision, actual, None if current is None else current.revision):
+        actual = None if current is None else current[0].position
+        actual_revision = None if current is None else current[0].revision
+        if not matches(previous, revision, actual, actual_revision):
             raise _conflict(name, previous, actual)
-        # round-trip through JSON so the memory backend accepts exactly what the others do
-        stored = None if state is None else _json.loads(_encode_state(state))
+        # JSON, so the memory backend accepts exactly what the others do and loads it back
+        # as they do: a new object each time
+        encoded = None if state is None else _encode_state(state)
         written = new_revision()
-        self._rows[name] = Checkpoint(name, position, stored, datetime.now(UTC), written)
+        self._rows[name] = (Checkpoint(name, position, None, datetime.now(UTC), written), encoded)
         return written
 
     async def delete(self, name: str) -> bool:
