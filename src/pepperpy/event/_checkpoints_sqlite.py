@@ -7,6 +7,7 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -339,11 +340,42 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
             raise carried.error from None
 
     async def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._let_go_if_moved()
-                self._db.close()
-                self._db = None
+        """Close the connection, once the call under way on it (if any) is done.
+
+        That call runs in a worker thread and may wait for another writer's lock (up to
+        the busy timeout): ``close()`` then waits for it in a thread of its own, never
+        on the event loop's (it held the whole loop). Cancelling ``close()`` stops only
+        the wait: the connection is closed all the same. The store stays usable: its
+        next call opens the file again.
+        """
+        if self._lock.acquire(blocking=False):  # nothing under way: at once
+            try:
+                self._close_now()
+            finally:
+                self._lock.release()
+            return
+        done: Future[None] = Future()
+        done.set_running_or_notify_cancel()  # a cancelled wait leaves it be
+        threading.Thread(
+            target=self._close_when_free, args=(done,), name="pepperpy-checkpoints-close"
+        ).start()
+        await asyncio.wrap_future(done)
+
+    def _close_when_free(self, done: Future[None]) -> None:
+        try:
+            with self._lock:
+                self._close_now()
+        except BaseException as exc:  # closing failed: the caller hears of it
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+
+    def _close_now(self) -> None:
+        """Under the lock: let go of the file, and close the connection."""
+        if self._db is not None:
+            self._let_go_if_moved()
+            self._db.close()
+            self._db = None
 
 
 def _is_closed(connection: sqlite3.Connection) -> bool:
