@@ -19,19 +19,10 @@ from pepperpy.event import EncryptionError, EventStore
 from pepperpy.event.security import (
     KeyRing,
     KeyStore,
-    MemoryKeyStore,
-    SQLiteKeyStore,
     StreamEncryption,
 )
 
 FORGED = {"$pepperpy.encrypted": 2, "key": 7, "blob": "AAAA"}
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def key_store(request: pytest.FixtureRequest, tmp_path: Path) -> KeyStore:
-    if request.param == "memory":
-        return MemoryKeyStore()
-    return SQLiteKeyStore(str(tmp_path / "keys.db"))
 
 
 async def read_every_way(store: EventStore, stream: str) -> None:

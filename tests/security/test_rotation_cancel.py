@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,9 @@ class Gated(SQLiteKeyStore):
             "replace", lambda: super(Gated, self).replace(stream, version, master_key_id, wrapped)
         )
 
+    async def rewrap(self, keys: Sequence[tuple[str, int, str, bytes]]) -> None:
+        await self._gated("rewrap", lambda: super(Gated, self).rewrap(keys))
+
     async def streams(self) -> list[str]:
         return await self._gated("streams", lambda: super(Gated, self).streams())  # type: ignore[no-any-return]
 
@@ -95,7 +98,7 @@ async def _all_read(
         assert await fresh.decrypt(stream, event_id, envelope) is not None, (stream, event_id)
 
 
-POINTS = [("streams", "before"), ("load", "before"), ("replace", "before"), ("replace", "after")]
+POINTS = [("streams", "before"), ("load", "before"), ("rewrap", "before"), ("rewrap", "after")]
 
 
 @pytest.mark.parametrize(("method", "when"), POINTS)
@@ -179,22 +182,19 @@ async def test_a_cancelled_rotation_writes_nothing_after_it_returned(tmp_path: P
     await _written(enc)
     keyring.add("k2", K2, primary=True)
     entered, gate = threading.Event(), threading.Event()
-    run = store._run
+    run = store._run_many
     finished: list[bool] = []  # per write: was the rotate() task over when it landed
 
     task: asyncio.Future[int] | None = None
 
-    def gated(sql: str, args: tuple[Any, ...]) -> list[Any]:
-        if sql.startswith("UPDATE") and not entered.is_set():
-            entered.set()
-            gate.wait()
-            result = run(sql, args)
-            assert task is not None
-            finished.append(task.done())
-            return result
-        return run(sql, args)
+    def gated(sql: str, rows: list[tuple[Any, ...]]) -> None:
+        entered.set()
+        gate.wait()
+        run(sql, rows)
+        assert task is not None
+        finished.append(task.done())
 
-    store._run = gated  # type: ignore[method-assign]
+    store._run_many = gated  # type: ignore[method-assign]
     task = asyncio.ensure_future(enc.rotate())
     assert await asyncio.to_thread(entered.wait, 10), "the rotation never reached its write"
     task.cancel()

@@ -15,17 +15,9 @@ from pepperpy.event import ConfigurationError, EncryptionError, EventStore
 from pepperpy.event.security import (
     KeyRing,
     KeyStore,
-    MemoryKeyStore,
     SQLiteKeyStore,
     StreamEncryption,
 )
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def key_store(request: pytest.FixtureRequest, tmp_path: Path) -> KeyStore:
-    if request.param == "memory":
-        return MemoryKeyStore()
-    return SQLiteKeyStore(str(tmp_path / "keys.db"))
 
 
 async def test_writing_after_a_shred_gets_a_new_key_version(key_store: KeyStore) -> None:

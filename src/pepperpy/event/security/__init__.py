@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from ._access import ACTIONS, AccessControl, AccessRule
 from ._audit import AuditEntry, AuditFailure, AuditLog, AuditVerification
-from ._encryption import KeyRing, KeyStore, MemoryKeyStore, SQLiteKeyStore, StreamEncryption
+from ._encryption import (
+    KeyRing,
+    KeyStore,
+    MemoryKeyStore,
+    PostgresKeyStore,
+    SQLiteKeyStore,
+    StreamEncryption,
+)
 from ._principal import acting_as, current_principal
 
 __all__ = [
@@ -18,6 +25,7 @@ __all__ = [
     "KeyRing",
     "KeyStore",
     "MemoryKeyStore",
+    "PostgresKeyStore",
     "SQLiteKeyStore",
     "StreamEncryption",
     "acting_as",

@@ -22,9 +22,10 @@ stream, or one whose clear labels were changed, fails authentication.
   a shred when they next encrypt (the key store is checked before every encryption) and
   stop decrypting within ``key_cache_ttl`` seconds.
 
-Data keys live in a :class:`KeyStore` kept apart from the events: memory, or an SQLite
-file (``SQLiteKeyStore``). A memory key store (the default) forgets them when its process
-ends: events written to a store that outlives the process are unreadable after it.
+Data keys live in a :class:`KeyStore` kept apart from the events: memory, an SQLite
+file (``SQLiteKeyStore``), or a PostgreSQL table (``PostgresKeyStore``). A memory key
+store (the default) forgets them when its process ends: events written to a store that
+outlives the process are unreadable after it.
 Metadata, types and stream names stay in clear text, so stores can still filter and
 route.
 
@@ -65,9 +66,17 @@ from ._envelope import (
     stored_key_version,
 )
 from ._keys import SHREDDED, KeyRing, KeyStore, MemoryKeyStore, StreamKeys
+from ._postgres_keys import PostgresKeyStore
 from ._sqlite_keys import SQLiteKeyStore
 
-__all__ = ["KeyRing", "KeyStore", "MemoryKeyStore", "SQLiteKeyStore", "StreamEncryption"]
+__all__ = [
+    "KeyRing",
+    "KeyStore",
+    "MemoryKeyStore",
+    "PostgresKeyStore",
+    "SQLiteKeyStore",
+    "StreamEncryption",
+]
 
 _ATTEMPTS = 10
 #: streams whose unwrapped keys stay cached while unused (about 2.5 KB each): a process
@@ -80,7 +89,8 @@ class StreamEncryption:
 
     ``key_store`` holds the data keys: without one, a :class:`MemoryKeyStore`, which
     forgets them when the process ends (for tests, and stores that do not outlive the
-    process); give an ``SQLiteKeyStore(path)`` for a store on disk.
+    process); give an ``SQLiteKeyStore(path)`` for a store on disk, or a
+    ``PostgresKeyStore(url)`` to keep them in PostgreSQL.
 
     ``on_shredded="redact"`` (the default) reads events of a shredded stream with
     ``data=None`` and ``metadata["pepperpyshredded"] = True``, so projections over the
@@ -111,8 +121,9 @@ class StreamEncryption:
             )
         if key_store is not None and not isinstance(key_store, KeyStore):
             raise TypeError(
-                "key_store must be a KeyStore (MemoryKeyStore(), SQLiteKeyStore(path), or "
-                f"your own subclass) or None, got {type(key_store).__name__}"
+                "key_store must be a KeyStore (MemoryKeyStore(), SQLiteKeyStore(path), "
+                "PostgresKeyStore(url), or your own subclass) or None, got "
+                f"{type(key_store).__name__}"
             )
         if on_shredded not in ("redact", "error"):
             raise ConfigurationError(
@@ -512,24 +523,29 @@ class StreamEncryption:
     async def rotate(self) -> int:
         """Re-wrap every live data key under the primary master key; return how many.
 
-        Each key is re-wrapped in one write, so a rotation cut off half-way (an error, a
-        crash, a cancellation) leaves some keys under the old master key and some under
-        the new one, all readable while both are in the key ring; run it again to finish
-        before retiring the old master key. Cancelled, it raises only once the write under
-        way is over, so the key table is then what it stays.
+        Every key is read and re-wrapped first, then all are written with one
+        :meth:`KeyStore.rewrap`: the SQLite and PostgreSQL key stores write them in one
+        transaction, so a rotation cut off (an error, a crash, a cancellation before the
+        write) leaves every key under its old master key, and one that returned left
+        every key it counted under the new one. A key store of your own without a
+        ``rewrap`` of its own writes them one at a time: cut off half-way, some keys
+        are left under each master key, all readable while both are in the key ring;
+        run it again to finish. Either way, retire the old master key only once a
+        rotation returned. A key shredded while this runs stays shredded (a re-wrap
+        never overwrites a tombstone). Cancelled during the write, it raises only once
+        the write is over, so the key table is then what it stays.
         """
-        count = 0
+        keys: list[tuple[str, int, str, bytes]] = []
         for stream in await self.key_store.streams():
             for version, (master_id, wrapped) in (await self.key_store.load(stream)).items():
                 if master_id == SHREDDED:
                     continue
                 key = self._unwrap(stream, version, master_id, wrapped)
-                new_master, new_wrapped = self._wrap(stream, version, key)
-                await settled(self.key_store.replace(stream, version, new_master, new_wrapped))
-                count += 1
+                keys.append((stream, version, *self._wrap(stream, version, key)))
+        await settled(self.key_store.rewrap(keys))
         for entry in list(self._held.values()):  # the keys themselves did not change:
             entry.loaded_at = -math.inf  # pages preloaded still decode; the next reloads
-        return count
+        return len(keys)
 
     async def rotate_stream(self, stream: str) -> int:
         """Start a new data key version for ``stream``; return the version number."""

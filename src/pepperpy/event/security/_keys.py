@@ -1,8 +1,8 @@
 """Where keys live: master keys in a :class:`KeyRing`, wrapped data keys in a :class:`KeyStore`.
 
 :class:`MemoryKeyStore` keeps them in memory; ``SQLiteKeyStore`` (``_sqlite_keys``) in a
-file. :class:`StreamKeys` is what one load of a stream's rows gave, as
-``StreamEncryption`` caches it.
+file; ``PostgresKeyStore`` (``_postgres_keys``) in a PostgreSQL table. :class:`StreamKeys`
+is what one load of a stream's rows gave, as ``StreamEncryption`` caches it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -137,6 +137,18 @@ class KeyStore(abc.ABC):
         Re-wrapping (under a new master key) must never bring back a version that was
         shredded meanwhile, nor one that was deleted.
         """
+
+    async def rewrap(self, keys: Sequence[tuple[str, int, str, bytes]]) -> None:
+        """Write re-wrapped live keys, ``(stream, version, master_key_id, wrapped)`` each,
+        as :meth:`replace` writes a live key (over a live key only): what
+        :meth:`StreamEncryption.rotate` writes.
+
+        The SQLite and PostgreSQL key stores write them all in one transaction, all or
+        none. This default calls :meth:`replace` for each, one write at a time (a key
+        store of your own: override it to make a rotation atomic).
+        """
+        for stream, version, master_key_id, wrapped in keys:
+            await self.replace(stream, version, master_key_id, wrapped)
 
     @abc.abstractmethod
     async def delete(self, stream: str) -> int:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Sequence
 from typing import Any, Self
 
 from .._errors import ClosedError, ConfigurationError, EncryptionError
@@ -100,25 +102,52 @@ class SQLiteKeyStore(OneConnection, KeyStore):
         """
         writes = not sql.startswith("SELECT")
         with self._lock:
-            if self._closed:
-                raise ClosedError(f"the key store {self.path!r} is closed")
             try:
-                if writes and self._reopen and self._db is not None:
-                    db, self._db = self._db, None
-                    db.close()
-                if self._db is None:  # a forked child: its own connection
-                    if self.path in _IN_MEMORY:
-                        raise EncryptionError(_IN_MEMORY_CHILD.format(path=self.path))
-                    self._db = self._open()
-                cursor = self._db.execute(sql, args)
+                db = self._connection(writes)
+                cursor = db.execute(sql, args)
                 result = [cursor.rowcount, *cursor.fetchall()]
             except sqlite3.Error as exc:
                 raise self._failure(exc, NOTHING_WRITTEN if writes else "") from exc
             if writes:
                 self._reopen = False
             if self._purge_pending and cursor.rowcount > 0:
-                self._retry_purge(self._db)
+                self._retry_purge(db)
             return result
+
+    def _connection(self, writes: bool) -> sqlite3.Connection:
+        """The connection to use now (lock held): opened again before a write after one
+        found the file read-only, and in a forked child."""
+        if self._closed:
+            raise ClosedError(f"the key store {self.path!r} is closed")
+        if writes and self._reopen and self._db is not None:
+            db, self._db = self._db, None
+            db.close()
+        if self._db is None:  # a forked child: its own connection
+            if self.path in _IN_MEMORY:
+                raise EncryptionError(_IN_MEMORY_CHILD.format(path=self.path))
+            self._db = self._open()
+        return self._db
+
+    def _run_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run one statement for each of ``rows`` in one transaction (on a worker
+        thread): all of them written, or none."""
+        with self._lock:
+            try:
+                db = self._connection(True)
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.executemany(sql, rows)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise self._failure(exc, NOTHING_WRITTEN) from exc
+            self._reopen = False
+            if self._purge_pending:
+                self._retry_purge(db)
 
     def _truncate(self, db: sqlite3.Connection) -> bool:
         """``PRAGMA wal_checkpoint(TRUNCATE)`` without waiting: True if the WAL was reset.
@@ -213,14 +242,20 @@ class SQLiteKeyStore(OneConnection, KeyStore):
             sql = "INSERT OR REPLACE INTO data_keys VALUES (?, ?, ?, ?)"
             args: tuple[Any, ...] = (stream, version, SHREDDED, b"")
         else:  # one statement: a shred between a load and this re-wrap wins
-            sql = (
-                "UPDATE data_keys SET master_key = ?, wrapped = ?"
-                " WHERE stream = ? AND version = ? AND master_key != ?"
-            )
+            sql = _REWRAP
             args = (master_key_id, wrapped, stream, version, SHREDDED)
         await asyncio.to_thread(self._run, sql, args)
         if shred:  # purged by purge(), once for all of a shred's tombstones
             self._unpurged = True
+
+    async def rewrap(self, keys: Sequence[tuple[str, int, str, bytes]]) -> None:
+        """Every re-wrapped key in one transaction: all of them written, or none."""
+        rows = [
+            (master, wrapped, stream, version, SHREDDED)
+            for stream, version, master, wrapped in keys
+        ]
+        if rows:
+            await asyncio.to_thread(self._run_many, _REWRAP, rows)
 
     async def delete(self, stream: str) -> int:
         count, *_ = await asyncio.to_thread(
@@ -274,6 +309,11 @@ class SQLiteKeyStore(OneConnection, KeyStore):
         self._close()
 
 
+#: a live key re-wrapped, never over a tombstone (nor a missing row)
+_REWRAP = (
+    "UPDATE data_keys SET master_key = ?, wrapped = ? WHERE stream = ? AND version = ?"
+    " AND master_key != ?"
+)
 #: SQLite's names for a database in memory, private to its connection
 _IN_MEMORY = ("", ":memory:")
 _IN_MEMORY_CHILD = (

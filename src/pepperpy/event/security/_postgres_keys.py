@@ -1,0 +1,335 @@
+"""Data keys in a PostgreSQL table (:class:`PostgresKeyStore`), through asyncpg."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from .._deps import require
+from .._errors import ClosedError, EncryptionError
+from .._redact import redact_url
+from ..store._pg_connect import cut, shielded_connect, tune_socket
+from ..store._pg_options import parse_options
+from ..store._pg_schema import schema_change
+from ._keys import SHREDDED, KeyStore
+
+__all__ = ["PostgresKeyStore"]
+
+logger = logging.getLogger("pepperpy.event.security")
+
+T = TypeVar("T")
+
+#: the table, in the URL's ``?schema=`` (or the connection's current schema)
+TABLE = "pepperpy_data_keys"
+_CREATE = (
+    "CREATE TABLE IF NOT EXISTS {table} (stream TEXT NOT NULL, version INTEGER NOT NULL,"
+    " master_key TEXT NOT NULL, wrapped BYTEA NOT NULL, PRIMARY KEY (stream, version))"
+)
+#: the connection's current schema, and whether the table is there
+_FOUND = "SELECT current_schema(), to_regclass($1) IS NOT NULL"
+_NOTHING_WRITTEN = "; nothing was written"
+_UNKNOWN = (
+    "; whether it was written is unknown (the connection was lost, or the server did not"
+    " answer, once the statement was sent): load the stream's keys to see"
+)
+
+
+class _Share:
+    """The key store's connection on one event loop (asyncpg's work on their own loop
+    only); calls on that loop take turns on it."""
+
+    __slots__ = ("connection", "lock", "openings")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.connection: Any = None
+        #: connections being opened (see ``shielded_connect``)
+        self.openings: set[asyncio.Future[Any]] = set()
+
+    def drop(self) -> None:
+        """Cut the connection off (lost, timed out, or its caller cancelled)."""
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            cut(connection)
+
+
+class PostgresKeyStore(KeyStore):
+    """Data keys in a table (``pepperpy_data_keys``) of a PostgreSQL database, via asyncpg.
+
+    The same contract as ``SQLiteKeyStore``: a version is stored once (``save``), a
+    tombstone overwrites anything and a re-wrap only a live key (``replace``, one
+    statement, so a shred between a load and a re-wrap wins), :meth:`rewrap` writes a
+    rotation's keys in one transaction (all or none), ``delete`` forgets a stream.
+    The URL is the event store's form, with its options: ``?schema=name`` puts the
+    table in that schema (created if missing), ``command_timeout`` bounds each call's
+    wait for the server, ``connect_timeout`` a new connection. The table is created on
+    first use, idempotently, under the event store's schema lock, so key stores opened
+    at once in several processes do not collide in the catalog.
+
+    One connection per event loop, opened on first use there; calls on one loop take
+    turns on it. A failure raises :class:`~pepperpy.event.EncryptionError` naming the
+    store (its URL's password hidden) and the cause, and says whether a write was
+    made: "nothing was written" when the server refused it or it was never sent,
+    "unknown" when the connection was lost or silent after sending it. A lost or silent
+    connection is cut off, and the next call opens a new one. A closed key store raises
+    :class:`~pepperpy.event.ClosedError`.
+
+    Keep it in a database (or at least a schema) whose backups are not the events':
+    every copy holding both the events and their keys defeats the encryption. A
+    removed key stays readable in PostgreSQL's own copies until they are gone: the old
+    row version until ``VACUUM`` reclaims it (:meth:`purge` runs one on the table),
+    and the WAL segments and base backups taken meanwhile for as long as they are kept.
+    """
+
+    def __init__(self, url: str) -> None:
+        if not isinstance(url, str):
+            raise TypeError(f"a PostgreSQL key store URL must be a str, got {type(url).__name__}")
+        self.url = url
+        # a bad URL (port, host list, option) is refused here, before connecting
+        self._dsn, self.options = parse_options(url)
+        self.schema = self.options.schema
+        self._settings = {} if self.schema is None else {"search_path": self.schema}
+        self._shares: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Share] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: the table, qualified with the schema it was found in on the first connection
+        self._table = TABLE
+        self._closed = False
+        self._asyncpg: Any = None
+
+    def __repr__(self) -> str:
+        return f"PostgresKeyStore({redact_url(self.url)!r})"
+
+    # -- connections ------------------------------------------------------------------
+
+    def _driver(self) -> Any:
+        if self._asyncpg is None:
+            self._asyncpg = require("asyncpg", extra="postgres", feature="a PostgreSQL key store")
+        return self._asyncpg
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        asyncpg = self._driver()
+        return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ValueError)
+
+    def _share(self) -> _Share:
+        loop = asyncio.get_running_loop()
+        share = self._shares.get(loop)
+        if share is None:
+            share = self._shares[loop] = _Share()
+        return share
+
+    async def _open(self, share: _Share) -> Any:
+        """A new connection, with the table set up on it (idempotent)."""
+        asyncpg = self._driver()
+        connection = await shielded_connect(
+            share.openings,
+            asyncpg.connect,
+            self._dsn,
+            server_settings=self._settings,
+            timeout=self.options.connect_timeout,
+        )
+        try:
+            tune_socket(connection, self.options.command_timeout)
+            async with asyncio.timeout(self.options.command_timeout):
+                current, found = await connection.fetchrow(_FOUND, TABLE)
+                if current is not None:
+                    self._table = f'"{current.replace(chr(34), chr(34) * 2)}".{TABLE}'
+                if not found:  # other key stores may create it now: take turns
+                    async with schema_change(connection, self.schema):
+                        await connection.execute(_CREATE.format(table=self._table))
+        except BaseException:
+            cut(connection)
+            raise
+        return connection
+
+    async def _call(self, doing: str, work: Callable[[Any], Awaitable[T]], *, write: bool) -> T:
+        """Run ``work(connection)`` on this loop's connection, bounded by
+        ``command_timeout``; asyncpg's failures as :class:`EncryptionError`."""
+        if self._closed:
+            raise ClosedError(f"the key store {self!r} is closed")
+        share = self._share()
+        async with share.lock:
+            if self._closed:
+                raise ClosedError(f"the key store {self!r} is closed")
+            sent = False
+            try:
+                if share.connection is None or share.connection.is_closed():
+                    share.drop()
+                    share.connection = await self._open(share)
+                connection = share.connection
+                sent = True
+                async with asyncio.timeout(self.options.command_timeout):
+                    return await work(connection)
+            except asyncio.CancelledError:
+                share.drop()  # mid-statement: cut off, so the cancellation is at once
+                raise
+            except TimeoutError as exc:
+                share.drop()
+                if sent:
+                    bound = f"{self.options.command_timeout:g} s (command_timeout)"
+                else:
+                    bound = f"{self.options.connect_timeout:g} s (connect_timeout) to connect"
+                raise self._failure(
+                    doing,
+                    f"PostgreSQL did not answer within {bound}",
+                    (_UNKNOWN if sent else _NOTHING_WRITTEN) if write else "",
+                ) from exc
+            except self._errors() as exc:
+                asyncpg = self._driver()
+                refused = isinstance(exc, asyncpg.PostgresError) and not isinstance(
+                    exc, asyncpg.PostgresConnectionError
+                )
+                if not refused or share.connection is None or share.connection.is_closed():
+                    share.drop()
+                outcome = _NOTHING_WRITTEN if refused or not sent else _UNKNOWN
+                raise self._failure(doing, _reason(exc), outcome if write else "") from exc
+
+    def _failure(self, doing: str, reason: str, outcome: str) -> EncryptionError:
+        return EncryptionError(f"the key store {self!r} failed {doing}: {reason}{outcome}")
+
+    # -- the contract -----------------------------------------------------------------
+
+    async def load(self, stream: str) -> dict[int, tuple[str, bytes]]:
+        rows = await self._call(
+            f"loading the keys of {stream!r}",
+            lambda connection: connection.fetch(
+                f"SELECT version, master_key, wrapped FROM {self._table} WHERE stream = $1",
+                stream,
+            ),
+            write=False,
+        )
+        return {row[0]: (row[1], bytes(row[2])) for row in rows}
+
+    async def save(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> bool:
+        status: str = await self._call(
+            f"saving key {version} of {stream!r}",
+            lambda connection: connection.execute(
+                f"INSERT INTO {self._table} VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                stream,
+                version,
+                master_key_id,
+                wrapped,
+            ),
+            write=True,
+        )
+        return status.endswith(" 1")
+
+    async def replace(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> None:
+        if master_key_id == SHREDDED:
+            sql = (
+                "INSERT INTO {table} VALUES ($1, $2, $3, $4) ON CONFLICT (stream, version)"
+                " DO UPDATE SET master_key = EXCLUDED.master_key, wrapped = EXCLUDED.wrapped"
+            )
+            args: tuple[Any, ...] = (stream, version, SHREDDED, b"")
+            doing = f"shredding key {version} of {stream!r}"
+        else:  # one statement: a shred between a load and this re-wrap wins
+            sql = _REWRAP
+            args = (master_key_id, wrapped, stream, version, SHREDDED)
+            doing = f"re-wrapping key {version} of {stream!r}"
+        await self._call(
+            doing,
+            lambda connection: connection.execute(sql.format(table=self._table), *args),
+            write=True,
+        )
+
+    async def rewrap(self, keys: Sequence[tuple[str, int, str, bytes]]) -> None:
+        """Every re-wrapped key in one transaction: all of them written, or none."""
+        if not keys:
+            return
+        rows = [
+            (master, wrapped, stream, version, SHREDDED)
+            for stream, version, master, wrapped in keys
+        ]
+
+        async def transact(connection: Any) -> None:
+            async with connection.transaction():
+                await connection.executemany(_REWRAP.format(table=self._table), rows)
+
+        await self._call(f"re-wrapping {len(rows)} keys", transact, write=True)
+
+    async def delete(self, stream: str) -> int:
+        status: str = await self._call(
+            f"deleting the keys of {stream!r}",
+            lambda connection: connection.execute(
+                f"DELETE FROM {self._table} WHERE stream = $1", stream
+            ),
+            write=True,
+        )
+        count = int(status.rsplit(" ", 1)[-1])
+        if count:
+            await self.purge()
+        return count
+
+    async def streams(self) -> list[str]:
+        # byte order (as SQLite and Python sort), whatever the database's collation
+        rows = await self._call(
+            "listing its streams",
+            lambda connection: connection.fetch(
+                f'SELECT DISTINCT stream COLLATE "C" FROM {self._table} ORDER BY 1'
+            ),
+            write=False,
+        )
+        return [row[0] for row in rows]
+
+    async def purge(self) -> None:
+        """``VACUUM`` the table, so the removed keys' old row versions are reclaimed now.
+
+        PostgreSQL keeps them until then (and cannot reclaim one a transaction still
+        open elsewhere may see); a failure is logged, not raised: the keys are removed
+        all the same.
+        """
+        try:
+            await self._call(
+                "vacuuming its table",
+                lambda connection: connection.execute(f"VACUUM {self._table}"),
+                write=False,
+            )
+        except EncryptionError:
+            logger.warning(
+                "key store %r: VACUUM after a key was removed failed; PostgreSQL reclaims"
+                " the removed rows at its next (auto)vacuum",
+                self,
+                exc_info=True,
+            )
+
+    async def close(self) -> None:
+        """Close this loop's connection (after a call under way); drop other loops'.
+
+        Idempotent; bounded by ``command_timeout`` (10 s at most), past which the
+        connection is cut off.
+        """
+        self._closed = True
+        here = asyncio.get_running_loop()
+        shares = list(self._shares.items())
+        self._shares.clear()
+        for loop, share in shares:
+            if loop is not here:
+                try:
+                    loop.call_soon_threadsafe(share.drop)
+                except RuntimeError:  # that loop is closed
+                    share.drop()
+                continue
+            try:
+                async with asyncio.timeout(self.options.close_timeout):
+                    async with share.lock:  # a call under way finishes first
+                        pass
+            except TimeoutError:
+                pass
+            finally:
+                share.drop()
+
+
+#: a live key re-wrapped, never over a tombstone (nor a missing row)
+_REWRAP = (
+    "UPDATE {table} SET master_key = $1, wrapped = $2"
+    " WHERE stream = $3 AND version = $4 AND master_key <> $5"
+)
+
+
+def _reason(exc: BaseException) -> str:
+    """asyncpg's failure in words: its class and message."""
+    text = str(exc) or "no message"
+    return f"{type(exc).__name__}: {text}"

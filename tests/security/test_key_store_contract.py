@@ -1,0 +1,236 @@
+"""The KeyStore contract, on every key store: memory, SQLite and PostgreSQL.
+
+One suite (``key_store``, see conftest): what StreamEncryption relies on, and the
+rotation's single write (``rewrap``): all of a rotation's keys or none, where the key
+store has transactions (SQLite and PostgreSQL). A rotation wrote one key per
+transaction, so a failure half-way left keys under both master keys."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from contextlib import closing
+
+import pytest
+
+from pepperpy.event import ClosedError, EncryptionError, EventStore
+from pepperpy.event.security import (
+    KeyRing,
+    KeyStore,
+    MemoryKeyStore,
+    PostgresKeyStore,
+    SQLiteKeyStore,
+    StreamEncryption,
+)
+from tests.conftest import unique_name
+
+TOMBSTONE = ("", b"")
+
+
+async def test_a_version_is_stored_once(key_store: KeyStore) -> None:
+    assert await key_store.load("s.1") == {}
+    assert await key_store.save("s.1", 1, "k1", b"first") is True
+    assert await key_store.save("s.1", 1, "k1", b"second") is False  # another writer's
+    assert await key_store.save("s.1", 2, "k1", b"\x00two") is True
+    assert await key_store.load("s.1") == {1: ("k1", b"first"), 2: ("k1", b"\x00two")}
+    assert await key_store.load("s.2") == {}
+
+
+async def test_a_tombstone_overwrites_anything_a_rewrap_only_a_live_key(
+    key_store: KeyStore,
+) -> None:
+    await key_store.save("s.1", 1, "k1", b"one")
+    await key_store.save("s.1", 2, "k1", b"two")
+    await key_store.replace("s.1", 1, "", b"")
+    await key_store.replace("s.1", 5, "", b"")  # a version with no row yet: tombstoned too
+    await key_store.replace("s.1", 2, "k2", b"two again")
+    await key_store.replace("s.1", 1, "k2", b"back")  # never over a tombstone
+    await key_store.replace("s.1", 3, "k2", b"new")  # nor makes a version
+    assert await key_store.load("s.1") == {1: TOMBSTONE, 2: ("k2", b"two again"), 5: TOMBSTONE}
+
+
+async def test_rewrap_writes_live_keys_only(key_store: KeyStore) -> None:
+    await key_store.save("a", 1, "k1", b"a1")
+    await key_store.save("a", 2, "k1", b"a2")
+    await key_store.save("b", 1, "k1", b"b1")
+    await key_store.replace("a", 2, "", b"")
+    await key_store.rewrap([])
+    await key_store.rewrap(
+        [("a", 1, "k2", b"A1"), ("a", 2, "k2", b"A2"), ("b", 1, "k2", b"B1"), ("c", 1, "k2", b"C")]
+    )
+    assert await key_store.load("a") == {1: ("k2", b"A1"), 2: TOMBSTONE}
+    assert await key_store.load("b") == {1: ("k2", b"B1")}
+    assert await key_store.load("c") == {}
+
+
+async def test_delete_forgets_a_stream_and_its_versions(key_store: KeyStore) -> None:
+    await key_store.save("s.1", 1, "k1", b"one")
+    await key_store.replace("s.1", 2, "", b"")
+    await key_store.save("s.2", 1, "k1", b"other")
+    assert await key_store.delete("s.1") == 2  # tombstones too
+    assert await key_store.delete("s.1") == 0
+    assert await key_store.load("s.1") == {}
+    assert await key_store.streams() == ["s.2"]
+    assert await key_store.save("s.1", 1, "k1", b"again") is True  # the number is free
+
+
+async def test_streams_are_listed_once_in_code_point_order(key_store: KeyStore) -> None:
+    names = ["user.9", "user.10", "Zed", "a", "é", "z", "日本"]
+    for name in names:
+        await key_store.save(name, 1, "k1", b"x")
+        await key_store.save(name, 2, "k1", b"y")
+    await key_store.replace("tomb", 1, "", b"")
+    assert await key_store.streams() == sorted([*names, "tomb"])
+
+
+async def test_concurrent_first_writes_agree_on_one_key(
+    key_store: KeyStore, key_store_place: str | None
+) -> None:
+    other = _another(key_store, key_store_place)
+    try:
+        ring = KeyRing.generate()
+        writers = [StreamEncryption(ring, store) for store in (key_store, other) * 3]
+        envelopes = await asyncio.gather(
+            *(writer.encrypt("s.x", f"e{n}", b"v") for n, writer in enumerate(writers))
+        )
+        assert {envelope["key"] for envelope in envelopes} == {1}
+        reader = StreamEncryption(ring, other)
+        for n, envelope in enumerate(envelopes):
+            assert await reader.decrypt("s.x", f"e{n}", envelope) == b"v"
+        assert list(await key_store.load("s.x")) == [1]
+    finally:
+        if other is not key_store:
+            await other.close()
+
+
+async def test_rotate_rewraps_every_live_key_and_counts_them(key_store: KeyStore) -> None:
+    ring = KeyRing({"old": os.urandom(32)})
+    crypto = StreamEncryption(ring, key_store)
+    written = {}
+    for stream in ("a", "b", "c"):
+        written[stream] = await crypto.encrypt(stream, "e1", stream.encode())
+    await crypto.rotate_stream("a")
+    written["a2"] = await crypto.encrypt("a", "e2", b"a2")
+    await crypto.shred("c")
+    ring.add("new", os.urandom(32), primary=True)
+    assert await crypto.rotate() == 3  # a (two versions) and b; c is shredded
+    assert await crypto.rotate() == 3  # again: the same keys, under "new" already
+    for stream in ("a", "b", "c"):
+        masters = {master for master, _ in (await key_store.load(stream)).values()}
+        assert masters == ({""} if stream == "c" else {"new"})
+    fresh = StreamEncryption(KeyRing({"new": ring.key("new")}), key_store)
+    assert await fresh.decrypt("a", "e1", written["a"]) == b"a"
+    assert await fresh.decrypt("a", "e2", written["a2"]) == b"a2"
+    assert await fresh.decrypt("b", "e1", written["b"]) == b"b"
+    assert await fresh.decrypt("c", "e1", written["c"]) is None
+
+
+async def test_a_rotation_failing_half_way_rewraps_nothing(
+    key_store: KeyStore, key_store_place: str | None
+) -> None:
+    if isinstance(key_store, MemoryKeyStore):
+        pytest.skip("a memory key store cannot fail half-way")
+    ring = KeyRing({"old": os.urandom(32)})
+    crypto = StreamEncryption(ring, key_store)
+    for stream in ("s.1", "s.2", "s.3", "s.4"):
+        await crypto.encrypt(stream, "e1", b"x")
+    assert key_store_place is not None
+    await _refuse_updates_of(key_store, key_store_place, "s.3")
+    ring.add("new", os.urandom(32), primary=True)
+    with pytest.raises(EncryptionError, match="refused by the test"):
+        await crypto.rotate()
+    for stream in ("s.1", "s.2", "s.3", "s.4"):  # all under the old key: nothing written
+        assert [master for master, _ in (await key_store.load(stream)).values()] == ["old"]
+
+
+async def test_a_closed_key_store_refuses_calls(key_store: KeyStore) -> None:
+    if isinstance(key_store, MemoryKeyStore):
+        pytest.skip("a memory key store holds nothing to close")
+    await key_store.save("s.1", 1, "k1", b"x")
+    await key_store.close()
+    await key_store.close()  # idempotent
+    for call in (key_store.load("s.1"), key_store.save("s.1", 2, "k1", b"y"), key_store.streams()):
+        with pytest.raises(ClosedError, match="closed"):
+            await call
+
+
+async def test_an_encrypted_store_reads_shreds_and_rotates(url: str, key_store: KeyStore) -> None:
+    ring = KeyRing({"old": os.urandom(32)})
+    crypto = StreamEncryption(ring, key_store)
+    async with EventStore(url, encryption=crypto) as store:
+        await store.append("user.1", {"type": "user.created", "data": {"ssn": "1"}})
+        await store.append("user.2", {"type": "user.created", "data": {"ssn": "2"}})
+        await store.shred_stream("user.1")
+        ring.add("new", os.urandom(32), primary=True)
+        assert await crypto.rotate() == 1
+        assert await key_store.load("user.1") == {1: TOMBSTONE}
+        assert [master for master, _ in (await key_store.load("user.2")).values()] == ["new"]
+        events = await store.read_all()
+        assert [event.data for event in events] == [None, {"ssn": "2"}]
+        assert events[0].metadata == {"pepperpyshredded": True}
+
+
+# -- PostgreSQL's own ---------------------------------------------------------------------
+
+
+async def test_postgres_key_stores_set_up_at_once_in_a_schema(postgres_url: str) -> None:
+    url = f"{postgres_url}?schema={unique_name('keys')}"
+    stores = [PostgresKeyStore(url) for _ in range(4)]
+    try:
+        saved = await asyncio.gather(
+            *(store.save("s.1", 1, f"k{n}", b"x") for n, store in enumerate(stores))
+        )
+        assert sorted(saved) == [False, False, False, True]
+        async with PostgresKeyStore(postgres_url) as default:
+            assert await default.streams() == []  # the table is in the schema only
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_postgres_failure_names_the_store_not_the_password(postgres_url: str) -> None:
+    url = postgres_url.replace("postgres@", "postgres:s3cret@").rsplit("/", 1)[0]
+    keys = PostgresKeyStore(f"{url}/{unique_name('missing')}")
+    try:
+        with pytest.raises(EncryptionError, match="PostgresKeyStore.*failed saving") as caught:
+            await keys.save("s.1", 1, "k1", b"x")
+        assert "s3cret" not in str(caught.value)
+        assert "nothing was written" in str(caught.value)
+    finally:
+        await keys.close()
+
+
+def _another(key_store: KeyStore, place: str | None) -> KeyStore:
+    """A second key store on the same keys (another process's, say)."""
+    if place is None:
+        return key_store
+    if isinstance(key_store, PostgresKeyStore):
+        return PostgresKeyStore(place)
+    return SQLiteKeyStore(place)
+
+
+async def _refuse_updates_of(key_store: KeyStore, place: str, stream: str) -> None:
+    """A trigger making every update of ``stream``'s keys fail."""
+    if isinstance(key_store, SQLiteKeyStore):
+        with closing(sqlite3.connect(place)) as db, db:
+            db.execute(
+                "CREATE TRIGGER refuse BEFORE UPDATE ON data_keys WHEN OLD.stream = ?"
+                " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END".replace("?", f"'{stream}'")
+            )
+        return
+    import asyncpg
+
+    connection = await asyncpg.connect(place)
+    try:
+        await connection.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" IF OLD.stream = '{stream}' THEN RAISE EXCEPTION 'refused by the test'; END IF;"
+            " RETURN NEW; END $$"
+        )
+        await connection.execute(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON pepperpy_data_keys"
+            " FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+    finally:
+        await connection.close()
