@@ -19,6 +19,7 @@ from ..._bus_logging import log_fields
 from ..._deadletter import dead_letter_event, partition_key
 from ..._event import Event
 from ..._redact import redact_url
+from ._publish import message_limit
 
 if TYPE_CHECKING:
     from ._transport import RabbitMQTransport
@@ -94,5 +95,58 @@ async def give_up(
         attempts=deliveries,
         group=group,
     )
-    if dead is not None:
-        await transport.publish(dead, key=partition_key(dead))
+    if dead is None:
+        return
+    limit = await _limit(transport)
+    size = len(dead.to_json())
+    if limit is not None and size > limit[0]:
+        _dropped(transport, event, dead, deliveries, group, size, limit)
+        return
+    await transport.publish(dead, key=partition_key(dead))
+
+
+async def _limit(transport: RabbitMQTransport) -> tuple[int, str] | None:
+    """The broker's message size limit (see ``message_limit``); None while the publisher
+    channel is away (the publish then waits for it, and checks the limit itself)."""
+    if transport.max_message_size is not None:
+        return transport.max_message_size, "the transport's max_message_size option"
+    channel = transport._publisher
+    if channel is None:
+        return None
+    try:
+        underlay = await channel.get_underlay_channel()
+    except transport._aiormq.exceptions.ChannelInvalidStateError:
+        return None
+    return message_limit(transport, underlay)
+
+
+def _dropped(
+    transport: RabbitMQTransport,
+    event: Event,
+    dead: Event,
+    deliveries: int,
+    group: str | None,
+    size: int,
+    limit: tuple[int, str],
+) -> None:
+    """Log a dead letter that no broker would store (see :func:`give_up`)."""
+    logger.error(
+        "cannot dead-letter %s (%s): its dead letter %s is %s bytes, over the broker's "
+        "max_message_size of %s bytes (%s); the event is dropped",
+        event.type,
+        event.id,
+        dead.type,
+        f"{size:,}",
+        f"{limit[0]:,}",
+        limit[1],
+        extra=log_fields(
+            "dead_letter_dropped",
+            event_id=event.id,
+            event_type=event.type,
+            group=group,
+            deliveries=deliveries,
+            size=size,
+            limit=limit[0],
+            transport=redact_url(transport.url),
+        ),
+    )
