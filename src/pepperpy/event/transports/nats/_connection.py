@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
 from ..._deps import require
@@ -59,6 +60,7 @@ class Connection:
     _outages: Outages
     _closed: bool
     _stream_differs: str | None
+    _stream_created: datetime | None
 
     async def _connect(self) -> Client:
         """A new client, connected and with the stream checked, within ``connect_timeout``.
@@ -158,7 +160,7 @@ class Connection:
         says so (once per transport, not on every reconnect), as the program's options
         say how long events are kept and they do not apply.
         """
-        differ = await ensure_stream(js, self.options, self.server)
+        differ, self._stream_created = await ensure_stream(js, self.options, self.server)
         if differ is not None and differ != self._stream_differs:
             self._stream_differs = differ
             logger.warning(

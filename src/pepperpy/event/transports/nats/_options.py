@@ -72,7 +72,8 @@ class NatsOptions:
       raising :class:`~pepperpy.event.TransportError` (later disconnects retry forever);
       also the longest ``close()`` waits for an unresponsive server at each step.
     * ``reconnect_wait``: seconds between connection attempts.
-    * ``ping_interval``: seconds between the client's pings to the server.
+    * ``ping_interval``: seconds between the client's pings to the server; also how
+      often a transport with subscriptions checks that their stream is still there.
 
     ``ack_wait``, ``lane_ack_wait``, ``inactive_threshold`` and ``max_age`` take at most
     :data:`MAX_DURATION` seconds (JetStream's int64 nanoseconds).

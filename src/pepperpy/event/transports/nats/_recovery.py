@@ -83,6 +83,13 @@ async def restore_consumers(transport: NatsTransport) -> None:
                 resume_cancellation()
                 await consumer.attach(nc, js)
                 await consumer.restore()
+            if transport._stream_missing is not None:
+                logger.warning(
+                    "JetStream stream %s and its consumers are back; the subscriptions "
+                    "receive again",
+                    transport.stream,
+                )
+                transport._stream_missing = None
             return
         except (TimeoutError, NatsError, TransportError) as exc:
             logger.info("JetStream not ready after reconnect (%s); retrying", exc)

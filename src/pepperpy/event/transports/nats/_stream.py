@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..._deps import require
@@ -28,7 +29,9 @@ _SUBJECTS_OVERLAP = 10065
 _PARTITIONS = re.compile(r"partitions=(\d+)")
 
 
-async def ensure_stream(js: JetStreamContext, options: NatsOptions, server: str) -> str | None:
+async def ensure_stream(
+    js: JetStreamContext, options: NatsOptions, server: str
+) -> tuple[str | None, datetime | None]:
     """Create the bus's stream, or check that the one there fits this program.
 
     A stream another process creates at the same moment is fine; one that does not
@@ -38,7 +41,9 @@ async def ensure_stream(js: JetStreamContext, options: NatsOptions, server: str)
 
     Returns what differs between the stream there and this program's ``retention`` and
     ``max_age`` (None if nothing): JetStream keeps the stream's own, so the options do
-    not apply (the caller warns about it).
+    not apply (the caller warns about it); and when the server created the stream (None
+    from a server that does not say), which tells it from one made again under the
+    same name (see ``_watch``).
     """
     from nats.errors import Error as NatsError
     from nats.js.api import RetentionPolicy, StorageType, StreamConfig
@@ -59,8 +64,8 @@ async def ensure_stream(js: JetStreamContext, options: NatsOptions, server: str)
                 description=f"pepperpy-event bus (partitions={options.partitions})",
             )
             try:
-                await js.add_stream(config)
-                return None
+                made = await js.add_stream(config)
+                return None, made.created
             except NatsError as exc:
                 try:  # another process may have created it at the same moment
                     info = await js.stream_info(options.stream)
@@ -82,7 +87,7 @@ async def ensure_stream(js: JetStreamContext, options: NatsOptions, server: str)
             f"partitions={recorded.group(1)}; this program uses "
             f"partitions={options.partitions}, which would break per-key order"
         )
-    return _differences(info.config, options)
+    return _differences(info.config, options), info.created
 
 
 def _differences(config: StreamConfig, options: NatsOptions) -> str | None:

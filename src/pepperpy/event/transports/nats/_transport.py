@@ -15,6 +15,7 @@ import logging
 import math
 import secrets
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..._bus_logging import log_fields
@@ -40,6 +41,7 @@ from ._outcome import NotConnected, failed, full, may_be_stored, reason
 from ._stream import delete_stream
 from ._subjects import ANY_LANE, key_lane, subject_filter, topic_subject
 from ._subscribe import delete_group, join, leave
+from ._watch import missing_reason, stream_missing, watch_stream
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -133,6 +135,8 @@ class NatsTransport(Connection, Transport):
         self._publisher = secrets.token_hex(8)
         self._publish_count = itertools.count()
         self._ticker: asyncio.Task[None] | None = None
+        #: looks every ping_interval whether the subscriptions' stream is still there
+        self._watching: asyncio.Task[None] | None = None
         #: set when a consumer learns a shorter wait: the ticker looks again at once
         self._tick_now = asyncio.Event()
         self._restoring: asyncio.Task[None] | None = None
@@ -146,6 +150,14 @@ class NatsTransport(Connection, Transport):
         self._closed = False
         #: how the stream there differs from retention and max_age (warned about once)
         self._stream_differs: str | None = None
+        #: when the server created the stream, as last checked (tells a stream made
+        #: again under the same name from the one the consumers are on)
+        self._stream_created: datetime | None = None
+        #: since when (monotonic) and why the stream is missing, until it is made again
+        #: (for health(); see _watch)
+        self._stream_missing: tuple[float, str] | None = None
+        #: when a restoration that failed is tried again by the watch
+        self._stream_retry_at = -math.inf
         #: set by close() once its consumers' handlers have finished (at once if it is
         #: cancelled): publishes are refused from then on, those of the handlers it
         #: waits for (dead letters included) go through until then
@@ -194,7 +206,9 @@ class NatsTransport(Connection, Transport):
         # a held message is due a report a third of its ack_wait after the last one;
         # checked this often, it goes out at the latest half its ack_wait after
         interval = min(self.options.ack_wait, self.options.lane_wait) / 6
-        self._ticker = asyncio.get_running_loop().create_task(self._keep_alive(interval))
+        loop = asyncio.get_running_loop()
+        self._ticker = loop.create_task(self._keep_alive(interval))
+        self._watching = loop.create_task(watch_stream(self))
 
     async def _keep_alive(self, interval: float) -> None:
         """Every ``interval`` (more often once a group's consumers wait less, see
@@ -403,6 +417,7 @@ class NatsTransport(Connection, Transport):
             if now - self._stream_gone_at < 5.0:  # tried just now: not again and again
                 return
             self._stream_gone_at = now
+            stream_missing(self, f"JetStream stream {self.stream!r} is gone")
             logger.warning(
                 "nothing answers publishes on %s: JetStream stream %r is gone (deleted, or "
                 "lost by the server) or not ready; recreating it and its consumers",
@@ -505,7 +520,8 @@ class NatsTransport(Connection, Transport):
         if self._closed:
             return
         self._closed = True
-        tasks = [t for t in (self._replacing, self._restoring, self._ticker) if t is not None]
+        running = (self._replacing, self._restoring, self._ticker, self._watching)
+        tasks = [t for t in running if t is not None]
         consumers = list(self._consumers.values())
         self._consumers.clear()
         self._publishes_refused = not consumers  # no handler to wait for
@@ -544,20 +560,31 @@ class NatsTransport(Connection, Transport):
             )
 
     def outage(self) -> float | None:
-        """Seconds since the connection to NATS was lost; None while it is up."""
-        return self._outages.down_for()
+        """Seconds since the connection to NATS was lost, or since the subscriptions'
+        stream was found missing (until it is made again); None while all is well."""
+        down = self._outages.down_for()
+        if down is not None:
+            return down
+        missing = missing_reason(self)
+        return None if missing is None else time.monotonic() - missing[0]
 
     def outage_reason(self) -> tuple[str, str] | None:
         """Why the connection to NATS is not back (the latest failure): ``"credentials
-        refused"`` or ``"unreachable"``, with what the server or the network said."""
-        return self._outages.reason()
+        refused"`` or ``"unreachable"``, with what the server or the network said; or
+        ``"consumer failed"`` while the stream is missing (deleted under a running bus)
+        and not made again yet."""
+        reason = self._outages.reason()
+        if reason is not None:
+            return reason
+        missing = missing_reason(self)
+        return None if missing is None else missing[1]
 
     def abandon(self) -> None:
         """Drop the connection of an event loop that ended; shut its socket down."""
         self._closed = self._publishes_refused = True
         self._consumers.clear()
         nc, self._nc, self._js = self._nc, None, None
-        self._ticker = self._restoring = self._replacing = None
+        self._ticker = self._watching = self._restoring = self._replacing = None
         if nc is not None:
             transport = getattr(nc, "_transport", None)
             shutdown_sockets([getattr(transport, "_io_writer", None)])
