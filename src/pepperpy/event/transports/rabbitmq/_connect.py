@@ -4,6 +4,7 @@ where it gave one, the heartbeat timeout where the connection went silent."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -21,6 +22,7 @@ __all__ = [
     "lost_reason",
     "may_come_up",
     "not_amqp",
+    "tls_failure",
     "vhost_refusal",
     "virtual_host",
 ]
@@ -47,11 +49,14 @@ def may_come_up(exc: BaseException, aiormq: Any) -> bool:
     answered: refused (not running yet, as in a docker-compose start-up race), reset,
     unreachable, a name that does not resolve yet. False when the broker answered and
     said no (bad credentials: ``ACCESS_REFUSED``; a virtual host it refuses:
-    ``NOT_ALLOWED``, which aiormq raises as a frame error), which no retry changes, and
-    for a timeout (the time is up). ``aiormq`` is the module.
+    ``NOT_ALLOWED``, which aiormq raises as a frame error), or when the TLS handshake
+    failed for good (see :func:`tls_failure`), which no retry changes, and for a timeout
+    (the time is up). ``aiormq`` is the module.
     """
     errors = aiormq.exceptions
     if isinstance(exc, TimeoutError | _LOCAL_FILE) or not isinstance(exc, OSError):
+        return False
+    if tls_failure(exc) is not None:
         return False
     return not isinstance(
         exc,
@@ -155,6 +160,9 @@ def connect_failure(url: str, exc: BaseException) -> str:
             f"{where}: cannot read a file the URL names for TLS ({files or 'none given'}):"
             f" {exc.strerror or exc}"
         )
+    tls = tls_failure(exc)
+    if tls is not None:
+        return f"{where}: the TLS handshake failed: {_tls_advice(url, tls)}; ssl said: {tls}"
     errors = sys.modules.get("aiormq.exceptions")
     if errors is not None and isinstance(exc, errors.AuthenticationError) and len(exc.args) == 2:
         # the broker does not offer the mechanism ?auth= asks for (aiormq's message is
@@ -172,6 +180,48 @@ def connect_failure(url: str, exc: BaseException) -> str:
     ):
         return f"{where}: {exc}; check the user and password in the URL"
     return f"{where}: {str(exc) or repr(exc)}"
+
+
+def tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error a connection failed with for good, which aiormq raised as ``exc``
+    (its ``AMQPConnectionError`` over the ``ssl`` module's error); None for any other
+    failure. For good: the broker's certificate is not trusted or not for the host the
+    URL names (``SSLCertVerificationError``), the server refused the client's
+    certificate, or the two sides share no protocol or cipher, or the port does not
+    speak TLS. Not the handshake a connection cut short (``SSLEOFError``,
+    ``SSLZeroReturnError``, ``SSLSyscallError``: a broker restarting, a proxy with nothing
+    behind it), which may come up."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ssl.SSLError):
+            transient = ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError
+            return None if isinstance(error, transient) else error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _tls_advice(url: str, error: ssl.SSLError) -> str:
+    """What to change for the TLS handshake that failed with ``error``."""
+    host = urlsplit(url).hostname or "the host"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        said = error.verify_message or error.reason or str(error)
+        if "mismatch" in said or "not valid for" in said:
+            return (
+                f"the broker's certificate is not for {host!r} ({said}): connect by a name "
+                "it is for, or give the broker a certificate for this one"
+            )
+        return (
+            f"the broker's certificate is not trusted ({said}): give the CA that signed "
+            "it in the URL (?cafile=/path/ca.pem, capath= or cadata=)"
+        )
+    said = error.reason or str(error)
+    return (
+        f"{said}: the broker refused this client's certificate, or the two share no TLS "
+        "version or cipher, or the port does not take TLS (amqps:// needs the broker's "
+        "TLS listener, 5671 by default)"
+    )
 
 
 def vhost_refusal(url: str, exc: BaseException) -> str | None:
