@@ -2,17 +2,18 @@
 
 A stream is trimmed (``XTRIM MINID``) up to the oldest entry some group still needs:
 the oldest one pending with it, or else the first one after those it read; entries
-younger than the retention are kept whatever the groups say, for the ungrouped readers
-(see :meth:`RedisTransport.trim`). :func:`trim_periodically` is the transport's
-background task that does this every ``trim_interval`` seconds and reports its
-failures. Entries trimmed before a group or a reader got to them are ``_trimmed``'s.
+younger than the retention (by Redis's clock, which made their ids) are kept whatever
+the groups say, for the ungrouped readers (see :meth:`RedisTransport.trim`).
+:func:`trim_periodically` is the transport's background task that does this every
+``trim_interval`` seconds and reports its failures. Entries trimmed before a group or
+a reader got to them are ``_trimmed``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -33,8 +34,13 @@ async def trim_acknowledged(client: Redis, streams: Sequence[str], keep: float) 
     than ``keep`` seconds; returns how many entries went. A key that holds no stream is
     skipped."""
     removed = 0
-    # a retention reaching back before 1970 keeps everything (a negative MINID is no id)
-    horizon = max(0, int((time.time() - keep) * 1000))
+    # entry ids are Redis's clock, in ms: this host's may be off by more than ``keep``
+    # (which then trimmed entries younger than it, or kept them past it)
+    seconds, micros = await client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    # a retention reaching back before 1970 keeps everything (a negative MINID is no
+    # id); compared before it is made ms, which for 1e306 s and more is no int (inf)
+    horizon = 0 if keep * 1000 >= now_ms else now_ms - math.ceil(keep * 1000)
     for stream in streams:
         if _text(await client.type(stream)) != "stream":
             continue  # none, or replaced by another client: nothing of ours to trim
