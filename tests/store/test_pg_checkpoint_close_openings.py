@@ -95,3 +95,40 @@ async def test_close_still_lets_a_save_queued_on_a_healthy_server_commit(
     finally:
         await store.close()
     assert await unread_errors(loop_errors) == []
+
+
+async def test_close_from_another_loop_ends_an_opening_there_with_closed_error(
+    proxy: PgFaultProxy, direct: str
+) -> None:
+    """A call on another event loop (a thread's) waits for a connection being opened to
+    a server that never answers; close() on this loop abandons that opening too. The
+    call failed with CancelledError, though nothing had cancelled it; it now gets
+    ClosedError, as on the closing loop."""
+    store = PostgresCheckpointStore(proxied(direct, proxy.port, connect_timeout=30))
+    proxy.blackhole()
+    outcome: list[BaseException | None] = []
+
+    def on_a_thread() -> None:
+        async def load() -> None:
+            await store.load("c")
+
+        try:
+            asyncio.run(load())
+        except BaseException as exc:  # CancelledError too: what the call ended with
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = asyncio.ensure_future(asyncio.to_thread(on_a_thread))
+    try:
+        await eventually(lambda: proxy.accepted >= 1 and bool(openings(store)))
+        await before_deadline(store.close())
+        await before_deadline(thread)
+        (ended,) = outcome
+        assert isinstance(ended, ClosedError), repr(ended)
+        assert "checkpoint store was closed" in str(ended)
+    finally:
+        proxy.heal()
+        await store.close()
+        await asyncio.wait_for(thread, 40)
+    await eventually(lambda: proxy.open_connections == 0)
