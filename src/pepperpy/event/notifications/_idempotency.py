@@ -18,13 +18,14 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from math import inf
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from .._deps import require
 from .._errors import ConfigurationError, NotificationError
 from .._loops import resolve, wake
 from .._redact import redact_url
 from .._seconds import check_seconds
+from ..transports.redis._config import parse_url as redis_url
 from ._loopclients import LoopClients
 from ._urls import query_options
 
@@ -190,7 +191,12 @@ class RedisIdempotencyStore(IdempotencyStore):
         ttl: float = 7 * 24 * 3600,
         lease: float = 300.0,
     ) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # an unclosed IPv6 bracket: "redis://[::1/0"
+            raise ConfigurationError(
+                f"bad idempotency store URL {redact_url(url)!r}: {exc}"
+            ) from exc
         query = query_options(parts.query)
         prefix = query.pop("prefix", prefix)
         # checked after the URL's values are read: a ttl of 0 (or NaN) from the URL became
@@ -201,7 +207,10 @@ class RedisIdempotencyStore(IdempotencyStore):
         )
         if query:
             raise ConfigurationError(f"unknown idempotency store option(s): {sorted(query)}")
-        self.url = urlunsplit(parts._replace(query=""))
+        # the address checked as the Redis transport checks its own (a bad port or
+        # database is refused now: each keyed delivery failed on it, as if Redis were
+        # down), and rebuilt as redis-py takes it: ``unix:///path`` keeps its "//"
+        self.url, _ = redis_url(url.partition("?")[0], {})
         self.prefix = prefix
         self.ttl = ttl
         self.lease = lease
@@ -331,7 +340,12 @@ def store_from(spec: IdempotencyStore | str | None, size: int) -> IdempotencySto
     if isinstance(spec, IdempotencyStore):
         return spec
     if isinstance(spec, str):
-        scheme = urlsplit(spec).scheme
+        try:
+            scheme = urlsplit(spec).scheme
+        except ValueError as exc:  # an unclosed IPv6 bracket: "redis://[::1/0"
+            raise ConfigurationError(
+                f"bad idempotency store URL {redact_url(spec)!r}: {exc}"
+            ) from exc
         if scheme == "memory":
             return MemoryIdempotencyStore(size)
         if scheme in ("redis", "rediss", "unix"):

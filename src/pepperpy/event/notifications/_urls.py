@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote
+from urllib.parse import SplitResult, unquote, urlsplit
 
-__all__ = ["query_options"]
+from .._errors import ConfigurationError
+
+__all__ = ["query_options", "split_url"]
+
+
+def split_url(url: str, what: str, shown: str) -> SplitResult:
+    """``url`` split, its port checked: a :class:`ConfigurationError` naming the URL (as
+    ``what`` and ``shown``, its secrets hidden) for one no connection could use.
+
+    ``urlsplit`` raises a bare ``ValueError("Invalid IPv6 URL")`` for an unclosed bracket,
+    and takes port 0, which no server listens on (an email channel took it for "the
+    default port"): both are refused here, with a port that is no number or past 65535.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed IPv6 bracket: "https://[::1/hook"
+        raise ConfigurationError(f"bad {what} {shown!r}: {exc}") from exc
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"bad port in {what} {shown!r}: {exc}") from exc
+    if port == 0:
+        raise ConfigurationError(f"bad port in {what} {shown!r}: 0 (a port is from 1 to 65535)")
+    return parts
 
 
 def query_options(query: str) -> dict[str, str]:

@@ -28,7 +28,12 @@ def channel_from_url(url: str, *, kind: str | None = None) -> Channel:
     ``memory://``, or any apprise URL (push, SMS, chat services)."""
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(f"a channel URL looks like scheme://..., got {url!r}")
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:  # an unclosed IPv6 bracket: "https://[::1/hook"
+        # the scheme only: the rest of an apprise URL may be a token
+        shown = url.partition("://")[0]
+        raise ConfigurationError(f"bad {shown}:// channel URL: {exc}") from exc
     if scheme in ("smtp", "smtps"):
         return EmailChannel.from_url(url)
     if scheme in ("http", "https"):

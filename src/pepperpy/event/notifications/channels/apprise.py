@@ -143,7 +143,10 @@ def _level(level: object) -> int:
 
 
 def _scheme(url: str) -> str:
-    return urlsplit(url).scheme or url.partition(":")[0]
+    try:
+        return urlsplit(url).scheme or url.partition(":")[0]
+    except ValueError:  # an unclosed IPv6 bracket
+        return url.partition(":")[0]
 
 
 # -- secrets in apprise's logs --------------------------------------------------------

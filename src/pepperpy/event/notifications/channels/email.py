@@ -20,14 +20,14 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, parseaddr
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from ..._deps import require
 from ..._errors import ConfigurationError, NotificationError, RecipientError
 from ..._redact import redact_url
 from ..._seconds import check_seconds
 from .._models import Notification, one_line
-from .._urls import query_options
+from .._urls import query_options, split_url
 from .base import Channel
 
 __all__ = ["EmailChannel"]
@@ -116,13 +116,10 @@ class EmailChannel(Channel):
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> EmailChannel:
         """Build a channel from an ``smtp://`` or ``smtps://`` URL (keywords override it)."""
-        parts = urlsplit(url)
+        parts = split_url(url, "SMTP URL", redact_url(url))
         if parts.scheme not in ("smtp", "smtps"):
             raise ConfigurationError(f"not an smtp:// or smtps:// URL: {redact_url(url)!r}")
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise ConfigurationError(f"bad port in {redact_url(url)!r}") from exc
+        port = parts.port
         query = query_options(parts.query)
         options: dict[str, Any] = {
             "host": parts.hostname or "localhost",

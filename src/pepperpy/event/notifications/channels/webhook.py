@@ -37,7 +37,6 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from ... import __version__
 from ..._deps import require
@@ -46,6 +45,7 @@ from ..._json import dumps
 from ..._seconds import check_seconds
 from .._loopclients import LoopClients
 from .._models import Notification
+from .._urls import split_url
 from ._webhook_urls import hidden_in_httpcore_log, show_in_httpx_log, shown_location, shown_url
 from .base import Channel
 
@@ -284,11 +284,7 @@ def _check_url(url: object) -> None:
             f"webhook URL {shown!r} contains whitespace or a control character "
             "(percent-encode it: %20 for a space)"
         )
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 - parsed for its ValueError
-    except ValueError as exc:
-        raise ConfigurationError(f"bad port in webhook URL {shown!r}") from exc
+    parts = split_url(url, "webhook URL", shown)
     if not parts.hostname:
         raise ConfigurationError(f"webhook URL {shown!r} has no host")
 
