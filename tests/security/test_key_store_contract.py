@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 from contextlib import closing
 
 import pytest
@@ -234,3 +235,44 @@ async def _refuse_updates_of(key_store: KeyStore, place: str, stream: str) -> No
         )
     finally:
         await connection.close()
+
+
+async def test_a_postgres_key_store_opens_a_new_connection_once_its_own_was_ended(
+    postgres_url: str,
+) -> None:
+    """A restart, a failover or an admin's pg_terminate_backend ends the connection
+    while it is idle: the call meeting it is done once more on a new one. It raised
+    asyncpg's own InternalClientError (the server's FATAL message read as the call
+    began), or EncryptionError (connection closed in the middle of the call)."""
+    async with PostgresKeyStore(postgres_url) as keys:
+        await keys.save("s.1", 1, "k1", b"x")
+        # this loop is blocked meanwhile, so the key store has not seen its connection
+        # end when the next call begins (as after a restart while nothing was called)
+        ender = threading.Thread(target=_end_other_sessions, args=(postgres_url,))
+        ender.start()
+        ender.join(timeout=30)
+        assert not ender.is_alive()
+        assert await keys.load("s.1") == {1: ("k1", b"x")}  # once more, on a new one
+        assert await keys.save("s.1", 2, "k1", b"y") is True
+
+
+def _end_other_sessions(url: str) -> None:
+    """pg_terminate_backend every other session of the database, and wait (bounded)
+    until the server reports them gone; on a loop of its own."""
+    import asyncpg
+
+    others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+
+    async def end() -> None:
+        admin = await asyncpg.connect(url)
+        try:
+            assert await admin.fetchval(f"SELECT count(pg_terminate_backend(pid)) {others}") == 1
+            for _ in range(200):  # the server ends them at once; bounded at 10 s
+                if not await admin.fetchval(f"SELECT count(*) {others}"):
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError("the session was not ended")
+        finally:
+            await admin.close()
+
+    asyncio.run(end())

@@ -37,6 +37,14 @@ _UNKNOWN = (
 )
 
 
+class _Lost(Exception):
+    """An attempt found its connection lost: ``error`` says so, if it is not tried again."""
+
+    def __init__(self, error: EncryptionError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _Share:
     """The key store's connection on one event loop (asyncpg's work on their own loop
     only); calls on that loop take turns on it."""
@@ -74,8 +82,10 @@ class PostgresKeyStore(KeyStore):
     store (its URL's password hidden) and the cause, and says whether a write was
     made: "nothing was written" when the server refused it or it was never sent,
     "unknown" when the connection was lost or silent after sending it. A lost or silent
-    connection is cut off, and the next call opens a new one. A closed key store raises
-    :class:`~pepperpy.event.ClosedError`.
+    connection is cut off, and the next call opens a new one; a call that finds the
+    connection it kept from before lost (the server restarted, failed over, or ended it
+    while idle) is done once more on a new one (logged as a warning), except
+    ``delete``. A closed key store raises :class:`~pepperpy.event.ClosedError`.
 
     Keep it in a database (or at least a schema) whose backups are not the events':
     every copy holding both the events and their keys defeats the encryption. A
@@ -112,7 +122,15 @@ class PostgresKeyStore(KeyStore):
 
     def _errors(self) -> tuple[type[BaseException], ...]:
         asyncpg = self._driver()
-        return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ValueError)
+        # InternalClientError: what asyncpg raises for a connection the server ended
+        # while it was idle (its FATAL message read as the next call begins)
+        return (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+            ValueError,
+        )
 
     def _share(self) -> _Share:
         loop = asyncio.get_running_loop()
@@ -145,47 +163,80 @@ class PostgresKeyStore(KeyStore):
             raise
         return connection
 
-    async def _call(self, doing: str, work: Callable[[Any], Awaitable[T]], *, write: bool) -> T:
+    async def _call(
+        self,
+        doing: str,
+        work: Callable[[Any], Awaitable[T]],
+        *,
+        write: bool,
+        again: bool = True,
+    ) -> T:
         """Run ``work(connection)`` on this loop's connection, bounded by
-        ``command_timeout``; asyncpg's failures as :class:`EncryptionError`."""
+        ``command_timeout``; asyncpg's failures as :class:`EncryptionError`.
+
+        A connection kept from before that turns out lost (the server restarted, failed
+        over, or ended it while idle) is replaced and the work done once more on the new
+        one, logged as a warning, if ``again``: every call but ``delete`` (whose count a
+        second run would not repeat) gives the same result done twice.
+        """
         if self._closed:
             raise ClosedError(f"the key store {self!r} is closed")
         share = self._share()
         async with share.lock:
-            if self._closed:
-                raise ClosedError(f"the key store {self!r} is closed")
-            sent = False
-            try:
-                if share.connection is None or share.connection.is_closed():
-                    share.drop()
-                    share.connection = await self._open(share)
-                connection = share.connection
-                sent = True
-                async with asyncio.timeout(self.options.command_timeout):
-                    return await work(connection)
-            except asyncio.CancelledError:
-                share.drop()  # mid-statement: cut off, so the cancellation is at once
-                raise
-            except TimeoutError as exc:
+            for last in (False, True):
+                if self._closed:
+                    raise ClosedError(f"the key store {self!r} is closed")
+                kept = share.connection is not None and not share.connection.is_closed()
+                try:
+                    return await self._attempt(share, doing, work, write)
+                except _Lost as lost:
+                    if last or not kept or not again:
+                        raise lost.error from lost.error.__cause__
+                    logger.warning("%s: %s; trying once more on a new connection", self, lost.error)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(
+        self, share: _Share, doing: str, work: Callable[[Any], Awaitable[T]], write: bool
+    ) -> T:
+        """One attempt of :meth:`_call` (its lock held); a lost connection as
+        :class:`_Lost`."""
+        sent = False
+        try:
+            if share.connection is None or share.connection.is_closed():
                 share.drop()
-                if sent:
-                    bound = f"{self.options.command_timeout:g} s (command_timeout)"
-                else:
-                    bound = f"{self.options.connect_timeout:g} s (connect_timeout) to connect"
-                raise self._failure(
-                    doing,
-                    f"PostgreSQL did not answer within {bound}",
-                    (_UNKNOWN if sent else _NOTHING_WRITTEN) if write else "",
-                ) from exc
-            except self._errors() as exc:
-                asyncpg = self._driver()
-                refused = isinstance(exc, asyncpg.PostgresError) and not isinstance(
-                    exc, asyncpg.PostgresConnectionError
-                )
-                if not refused or share.connection is None or share.connection.is_closed():
-                    share.drop()
-                outcome = _NOTHING_WRITTEN if refused or not sent else _UNKNOWN
-                raise self._failure(doing, _reason(exc), outcome if write else "") from exc
+                share.connection = await self._open(share)
+            connection = share.connection
+            sent = True
+            async with asyncio.timeout(self.options.command_timeout):
+                return await work(connection)
+        except asyncio.CancelledError:
+            share.drop()  # mid-statement: cut off, so the cancellation is at once
+            raise
+        except TimeoutError as exc:
+            share.drop()
+            if sent:
+                bound = f"{self.options.command_timeout:g} s (command_timeout)"
+            else:
+                bound = f"{self.options.connect_timeout:g} s (connect_timeout) to connect"
+            raise self._failure(
+                doing,
+                f"PostgreSQL did not answer within {bound}",
+                (_UNKNOWN if sent else _NOTHING_WRITTEN) if write else "",
+            ) from exc
+        except self._errors() as exc:
+            asyncpg = self._driver()
+            refused = isinstance(exc, asyncpg.PostgresError) and not isinstance(
+                exc, asyncpg.PostgresConnectionError
+            )
+            gone = share.connection is None or share.connection.is_closed()
+            if not refused or gone:
+                share.drop()
+            outcome = _NOTHING_WRITTEN if refused or not sent else _UNKNOWN
+            error = self._failure(doing, _reason(exc), outcome if write else "")
+            error.__cause__ = exc
+            if sent and (gone or not refused):
+                raise _Lost(error) from exc
+            raise error from exc
 
     def _failure(self, doing: str, reason: str, outcome: str) -> EncryptionError:
         return EncryptionError(f"the key store {self!r} failed {doing}: {reason}{outcome}")
@@ -257,6 +308,7 @@ class PostgresKeyStore(KeyStore):
                 f"DELETE FROM {self._table} WHERE stream = $1", stream
             ),
             write=True,
+            again=False,
         )
         count = int(status.rsplit(" ", 1)[-1])
         if count:
