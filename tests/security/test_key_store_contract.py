@@ -276,3 +276,34 @@ def _end_other_sessions(url: str) -> None:
             await admin.close()
 
     asyncio.run(end())
+
+
+async def test_a_postgres_rotation_may_outlast_one_command_timeout(postgres_url: str) -> None:
+    """A rotation's write was bounded by command_timeout as a whole, so a key store
+    with many keys (a million take about half a minute) could never be rotated: it
+    timed out, rolled back, every time. Each batch of 10,000 is bounded instead; here
+    each of three batches waits 2 s (a trigger) under a 5 s bound, 6 s in all."""
+    import asyncpg
+
+    count = 25_000
+    async with PostgresKeyStore(f"{postgres_url}?command_timeout=5") as keys:
+        await keys.streams()  # the table
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            await admin.copy_records_to_table(
+                "pepperpy_data_keys", records=[(f"s.{n}", 1, "k1", b"w") for n in range(count)]
+            )
+            await admin.execute(
+                "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " IF OLD.stream IN ('s.0', 's.10000', 's.20000') THEN PERFORM pg_sleep(2);"
+                " END IF; RETURN NEW; END $$"
+            )
+            await admin.execute(
+                "CREATE TRIGGER slow BEFORE UPDATE ON pepperpy_data_keys"
+                " FOR EACH ROW EXECUTE FUNCTION slow()"
+            )
+        finally:
+            await admin.close()
+        await keys.rewrap([(f"s.{n}", 1, "k2", b"W") for n in range(count)])
+        assert await keys.load("s.24999") == {1: ("k2", b"W")}
+        assert await keys.load("s.0") == {1: ("k2", b"W")}

@@ -170,6 +170,7 @@ class PostgresKeyStore(KeyStore):
         *,
         write: bool,
         again: bool = True,
+        bounded: bool = True,
     ) -> T:
         """Run ``work(connection)`` on this loop's connection, bounded by
         ``command_timeout``; asyncpg's failures as :class:`EncryptionError`.
@@ -188,7 +189,7 @@ class PostgresKeyStore(KeyStore):
                     raise ClosedError(f"the key store {self!r} is closed")
                 kept = share.connection is not None and not share.connection.is_closed()
                 try:
-                    return await self._attempt(share, doing, work, write)
+                    return await self._attempt(share, doing, work, write, bounded)
                 except _Lost as lost:
                     if last or not kept or not again:
                         raise lost.error from lost.error.__cause__
@@ -196,10 +197,15 @@ class PostgresKeyStore(KeyStore):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(
-        self, share: _Share, doing: str, work: Callable[[Any], Awaitable[T]], write: bool
+        self,
+        share: _Share,
+        doing: str,
+        work: Callable[[Any], Awaitable[T]],
+        write: bool,
+        bounded: bool,
     ) -> T:
         """One attempt of :meth:`_call` (its lock held); a lost connection as
-        :class:`_Lost`."""
+        :class:`_Lost`. Not ``bounded``: ``work`` bounds each of its statements."""
         sent = False
         try:
             if share.connection is None or share.connection.is_closed():
@@ -207,7 +213,7 @@ class PostgresKeyStore(KeyStore):
                 share.connection = await self._open(share)
             connection = share.connection
             sent = True
-            async with asyncio.timeout(self.options.command_timeout):
+            async with asyncio.timeout(self.options.command_timeout if bounded else None):
                 return await work(connection)
         except asyncio.CancelledError:
             share.drop()  # mid-statement: cut off, so the cancellation is at once
@@ -287,19 +293,40 @@ class PostgresKeyStore(KeyStore):
         )
 
     async def rewrap(self, keys: Sequence[tuple[str, int, str, bytes]]) -> None:
-        """Every re-wrapped key in one transaction: all of them written, or none."""
+        """Every re-wrapped key in one transaction: all of them written, or none.
+
+        Sent in batches of 10,000, each bounded by ``command_timeout`` (a rotation of a
+        million keys takes longer than one bound), the ``COMMIT`` too.
+        """
         if not keys:
             return
         rows = [
             (master, wrapped, stream, version, SHREDDED)
             for stream, version, master, wrapped in keys
         ]
+        bound = self.options.command_timeout
 
         async def transact(connection: Any) -> None:
-            async with connection.transaction():
-                await connection.executemany(_REWRAP.format(table=self._table), rows)
+            sql = _REWRAP.format(table=self._table)
+            async with asyncio.timeout(bound):
+                await connection.execute("BEGIN")
+            try:
+                for start in range(0, len(rows), _BATCH):
+                    async with asyncio.timeout(bound):
+                        await connection.executemany(sql, rows[start : start + _BATCH])
+                async with asyncio.timeout(bound):
+                    await connection.execute("COMMIT")
+            except self._driver().PostgresError:
+                # refused (a constraint, a trigger): roll back, or the connection stays
+                # in a failed transaction; a connection lost or cut rolls back by itself
+                try:
+                    async with asyncio.timeout(bound):
+                        await connection.execute("ROLLBACK")
+                except Exception:
+                    cut(connection)
+                raise
 
-        await self._call(f"re-wrapping {len(rows)} keys", transact, write=True)
+        await self._call(f"re-wrapping {len(rows)} keys", transact, write=True, bounded=False)
 
     async def delete(self, stream: str) -> int:
         status: str = await self._call(
@@ -374,6 +401,8 @@ class PostgresKeyStore(KeyStore):
                 share.drop()
 
 
+#: re-wrapped keys sent in one round of :meth:`PostgresKeyStore.rewrap`
+_BATCH = 10_000
 #: a live key re-wrapped, never over a tombstone (nor a missing row)
 _REWRAP = (
     "UPDATE {table} SET master_key = $1, wrapped = $2"
