@@ -10,11 +10,12 @@ unclosed IPv6 bracket raised urllib's bare ``ValueError``.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
 
-from pepperpy.event import ConfigurationError, EventBus
+from pepperpy.event import ConfigurationError, Event, EventBus
 from pepperpy.event.transports.redis import RedisTransport
 
 
@@ -100,3 +101,29 @@ async def test_a_client_name_redis_takes_names_the_connections(
         await bus.publish("urls.named", {"n": 1})
         names = [entry.get("name") for entry in await client.client_list()]
         assert name in names
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://:6379/0", "redis:///0", "redis://", "rediss://app:s3cret@:6380/0"]
+)
+def test_a_url_without_a_host_is_refused_when_made(url: str) -> None:
+    """redis-py connects to localhost then: ``redis://${REDIS_HOST}:6379/0`` with the
+    variable unset reached whatever Redis this machine runs, silently (NATS and
+    RabbitMQ URLs without a host are refused)."""
+    message = "names no host: give it (redis://HOST:6379/0, redis://localhost:6379/0"
+    with pytest.raises(ConfigurationError, match=re.escape(message)) as raised:
+        RedisTransport(url)
+    assert "s3cret" not in str(raised.value)
+    with pytest.raises(ConfigurationError, match="names no host"):
+        EventBus(transport=url)
+
+
+@pytest.mark.redis
+async def test_a_host_given_as_redis_py_s_host_option_is_taken(
+    redis_url: str, namespace: str, client: Any
+) -> None:
+    assert RedisTransport("redis://localhost:6379/0")._url_options["host"] == "localhost"
+    transport = RedisTransport(f"redis:///0?host=127.0.0.1&namespace={namespace}&partitions=1")
+    async with asyncio.timeout(15), transport:
+        await transport.publish(Event("url.host", {"n": 1}))
+    assert await client.xlen(f"{namespace}:stream:0") == 1

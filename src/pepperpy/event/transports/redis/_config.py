@@ -200,6 +200,7 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[str, RedisOptions]:
             f"not a Redis URL: {redact_url(url)!r} (use redis://, rediss:// or unix://)"
         )
     _check_port(url, parts)
+    _check_host(url, parts)
     if parts.scheme == "unix" and not unquote(parts.path).strip("/"):
         if not any(name == "path" and value for name, value in parse_qsl(parts.query)):
             raise ConfigurationError(
@@ -262,6 +263,24 @@ def _check_port(url: str, parts: SplitResult) -> None:
             f"bad port {text!r} in the Redis URL {redact_url(url)}: a port is a whole "
             "number from 1 to 65535 (or none, for 6379)"
         )
+
+
+def _check_host(url: str, parts: SplitResult) -> None:
+    """Refuse a ``redis://`` (``rediss://``) URL without a host, ``redis://:6379/0``.
+
+    redis-py connects to localhost then: a URL made from an unset variable
+    (``redis://${REDIS_HOST}:6379/0``) reached whatever Redis this machine runs, silently,
+    or was retried as an unreachable Redis for ``connect_timeout``. redis-py's own
+    ``?host=`` still names it (``redis:///0?host=cache``); ``localhost`` is written out.
+    """
+    if parts.scheme == "unix" or parts.hostname:
+        return
+    if any(name == "host" and value for name, value in parse_qsl(parts.query)):
+        return
+    raise ConfigurationError(
+        f"the Redis URL {redact_url(url)!r} names no host: give it (redis://HOST:6379/0, "
+        "redis://localhost:6379/0 for this machine)"
+    )
 
 
 def _check_db(url: str, scheme: str, path: str, query: list[tuple[str, str]]) -> None:
