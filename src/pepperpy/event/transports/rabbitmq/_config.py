@@ -355,6 +355,14 @@ def broker_message_limit(server_properties: Mapping[str, Any]) -> tuple[int, str
     return DEFAULT_MAX_MESSAGE_SIZE, f"RabbitMQ 4's default, assumed for {broker}"
 
 
+def rabbitmq_major(server_properties: Mapping[str, Any]) -> int | None:
+    """The major version of the RabbitMQ that sent ``server_properties``; None for
+    another product, or a version that cannot be read."""
+    product, version = (_text_of(server_properties.get(key)) for key in ("product", "version"))
+    major = re.match(r"[0-9]+", version)
+    return int(major.group()) if product == "RabbitMQ" and major is not None else None
+
+
 def _text_of(value: object) -> str:
     """A server property as text (AMQP long strings may come as bytes)."""
     if isinstance(value, bytes):

@@ -453,14 +453,14 @@ class Consumer:
                     "delivery_failed", event_id=event.id, event_type=event.type, group=self.group
                 ),
             )
-            await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
+            await self._failed(tag, acks)
             return
         except asyncio.CancelledError:
             if cancelled_by_caller(since):
                 raise  # shutdown: the closing channel returns the message to its queue
             # the handler awaited something cancelled: a failed delivery
             logger.error("delivery of %s (%s) was cancelled; requeueing it", event.type, event.id)
-            await acks.settled(tag, acks.channel.basic_nack(tag, requeue=True))
+            await self._failed(tag, acks)
             return
         acks.ack(tag)
         if self.group is not None and self.queue_name is not None:
@@ -469,6 +469,15 @@ class Consumer:
                 self._remember_ours((event.id,))
             else:
                 acks.handled.append(event.id)
+
+    @staticmethod
+    async def _failed(tag: int, acks: Acks) -> None:
+        """Requeue a message whose delivery failed, as a failed delivery: with
+        ``basic.reject``, which every quorum queue counts (``x-delivery-count``). Since
+        RabbitMQ 4.3 a ``basic.nack`` no longer counts (only ``x-acquired-count`` grows):
+        a delivery that kept failing was requeued for ever, never reaching
+        ``max_deliveries``. Returns of unstarted messages keep ``basic.nack``."""
+        await acks.settled(tag, acks.channel.basic_reject(tag, requeue=True))
 
     def _not_started(self, tag: int, event: Event) -> None:
         """Leave a message our removed subscription did not start unacknowledged.

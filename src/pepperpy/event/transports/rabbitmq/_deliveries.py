@@ -12,22 +12,32 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..._bus_logging import log_fields
 from ..._deadletter import dead_letter_event, partition_key
 from ..._event import Event
 from ..._redact import redact_url
+from ._config import rabbitmq_major
 from ._publish import message_limit
 
 if TYPE_CHECKING:
     from ._transport import RabbitMQTransport
 
-__all__ = ["UnstartedReturns", "give_up"]
+__all__ = [
+    "BROKER_DELIVERY_LIMIT",
+    "UnstartedReturns",
+    "broker_limit_warning",
+    "give_up",
+    "warn_broker_limit",
+]
 
 #: most (queue, message) unstarted-return counts a transport remembers
 UNSTARTED_RETURNS_KEPT = 65536
+#: the delivery limit RabbitMQ 4.0 and later give a quorum queue that no queue argument
+#: or policy gives one (``delivery-limit``): past it the broker drops the message
+BROKER_DELIVERY_LIMIT = 20
 
 logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
 
@@ -150,3 +160,42 @@ def _dropped(
             transport=redact_url(transport.url),
         ),
     )
+
+
+def broker_limit_warning(
+    server_properties: Mapping[str, Any], max_deliveries: int, url: str
+) -> str | None:
+    """What to warn of when the broker's own delivery limit may drop a group's message
+    before ``max_deliveries`` dead-letters it: RabbitMQ 4.0 and later drop a message of a
+    quorum queue returned more than :data:`BROKER_DELIVERY_LIMIT` times, unless a policy
+    sets another ``delivery-limit`` (or a ``dead-letter-exchange``), and no
+    ``deadletter.<topic>`` or log record of ours says so. None when the transport's
+    limit comes first (``max_deliveries`` 1 to 19), or the broker has no such default
+    (RabbitMQ before 4.0)."""
+    major = rabbitmq_major(server_properties)
+    if major is None or major < 4 or 0 < max_deliveries < BROKER_DELIVERY_LIMIT:
+        return None
+    ours = (
+        "max_deliveries=0 turns the transport's own limit off"
+        if max_deliveries == 0
+        else f"max_deliveries={max_deliveries} is not below it"
+    )
+    return (
+        f"RabbitMQ {major}.x at {redact_url(url)} drops a message of a quorum queue "
+        f"returned more than {BROKER_DELIVERY_LIMIT} times (its default delivery-limit), "
+        f"without a dead letter or a log record of the transport's, unless a policy sets "
+        f"another delivery-limit or a dead-letter-exchange for the group queues; {ours}. "
+        f"Give max_deliveries below {BROKER_DELIVERY_LIMIT}, or a policy (see "
+        'docs/transport-rabbitmq.md, "The broker\'s own delivery limit")'
+    )
+
+
+def warn_broker_limit(transport: RabbitMQTransport, server_properties: Mapping[str, Any]) -> None:
+    """Log :func:`broker_limit_warning`'s warning, once per transport (a group's queues
+    are joined: see ``Group.open``)."""
+    if transport._broker_limit_checked or transport.queue_type != "quorum":
+        return
+    transport._broker_limit_checked = True
+    warning = broker_limit_warning(server_properties, transport.max_deliveries, transport.url)
+    if warning is not None:
+        logger.warning(warning)

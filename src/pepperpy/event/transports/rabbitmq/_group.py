@@ -30,6 +30,7 @@ from ._config import (
     RELEASED,
 )
 from ._consumer import Consumer, Declare, Members
+from ._deliveries import warn_broker_limit
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -218,6 +219,8 @@ class Group:
         assert transport._connection is not None
         await self._check_partitions()
         channel = self._control = await transport._channel(consuming=False)
+        underlay = await channel.get_underlay_channel()
+        warn_broker_limit(transport, underlay.connection.server_properties)
         # declare the topology before consuming, so nothing published after this returns
         # can miss the group
         try:

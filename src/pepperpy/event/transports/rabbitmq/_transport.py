@@ -195,6 +195,8 @@ class RabbitMQTransport(Transport):
         self._groups: dict[str, Group] = {}
         #: messages this process returned to their group queue unstarted (see _deliveries)
         self._returns = UnstartedReturns()
+        #: whether a group's join looked at the broker's own delivery limit (once)
+        self._broker_limit_checked = False
         self._declared_queues: list[str] = []
         self._private_queues: list[str] = []
         self._declared_exchanges: list[str] = [self.exchange_name]
