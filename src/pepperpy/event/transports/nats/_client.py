@@ -1,5 +1,5 @@
-"""Working around nats-py's client: closing one whose connection broke, and the socket
-of a reconnect attempt that failed.
+"""Working around nats-py's client: closing one whose connection broke, the socket of a
+reconnect attempt that failed, and a ``tls://`` server that offers no TLS.
 
 nats-py leaves both half done (a ``close()`` that stops at the first error, a socket
 replaced without being closed); these finish the job through its internals, as it has
@@ -10,17 +10,66 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..base import quietly
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
 
-__all__ = ["close_client", "drop_attempt"]
+__all__ = ["TlsNotOffered", "close_client", "drop_attempt", "drop_failed_tls", "new_client"]
+
+
+class TlsNotOffered(Exception):
+    """A ``tls://`` server answered without requiring TLS (see :func:`new_client`)."""
+
 
 logger = logging.getLogger("pepperpy.event.transports.nats")
+
+
+def new_client() -> Client:
+    """A nats-py client that goes on with a ``tls://`` server only over TLS.
+
+    nats-py upgrades to TLS only when the server's greeting requires it: a ``tls://``
+    URL of a server without TLS (a wrong port, a server configured without it, or
+    someone in between rewriting the greeting) connected in plain text, sending the
+    URL's credentials and every event unencrypted. This client raises instead, before
+    anything is sent (nats-py reports it to the error callback, as an attempt that
+    failed; see ``refused_tls``).
+    """
+    return _client_class()()
+
+
+@functools.cache
+def _client_class() -> type[Client]:
+    from nats.aio.client import Client
+    from nats.errors import Error as NatsError
+
+    class NotOffered(TlsNotOffered, NatsError):  # nats-py's connect loop catches these
+        pass
+
+    class TlsClient(Client):
+        async def _process_info(
+            self, info: dict[str, Any], initial_connection: bool = False
+        ) -> None:
+            server = self._current_server
+            if (
+                initial_connection
+                and server is not None
+                and server.uri.scheme == "tls"
+                and not info.get("tls_required")
+            ):
+                raise NotOffered(
+                    f"the server at {server.uri.hostname}:{server.uri.port} does not require "
+                    "TLS (its greeting says so), so the connection would not be encrypted; "
+                    "the URL says tls://: is it the right port, and is TLS configured on "
+                    "that server?"
+                )
+            await super()._process_info(info, initial_connection)
+
+    return TlsClient
 
 
 def drop_attempt(nc: Client) -> None:
@@ -34,6 +83,21 @@ def drop_attempt(nc: Client) -> None:
     if transport is not None and not nc.is_connected:
         with contextlib.suppress(Exception):
             transport.close()
+
+
+def drop_failed_tls(nc: Client) -> None:
+    """Close and forget the socket of an attempt whose TLS handshake failed.
+
+    The upgrade moved the socket to a TLS protocol, which closed it on the failure; the
+    stream writer nats-py keeps is never told, so ``Client.close()`` waited for it (in
+    ``wait_closed()``) until :func:`close_client`'s deadline: ``connect_timeout`` more
+    for a ``start()`` that had already failed.
+    """
+    transport = getattr(nc, "_transport", None)
+    if transport is not None and not nc.is_connected:
+        with contextlib.suppress(Exception):
+            transport.close()
+        nc._transport = None
 
 
 async def close_client(nc: Client, deadline: float) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ..._deps import require
 from ..._errors import TransportError
 from ..base import cancelled_by_caller, cancelling
-from ._client import close_client
-from ._outage import attempted, describe, not_connected, refused_credentials
+from ._client import close_client, drop_failed_tls, new_client
+from ._outage import attempted, describe, not_connected, refused_credentials, refused_tls
 from ._recovery import replace_client, restore_consumers
 from ._stream import ensure_stream
 
@@ -39,6 +39,13 @@ class CredentialsRefused(Exception):
     """Raised by a connecting client's error callback, out of ``nc.connect()``, when the
     server refuses the credentials: ``start()`` fails at once instead of trying again
     until ``connect_timeout``."""
+
+
+class TlsRefused(Exception):
+    """Raised by a connecting client's error callback, out of ``nc.connect()``, once the
+    TLS handshake failed for good with every server of the URL (see
+    :func:`refused_tls`): ``start()`` fails at once, naming the cause, instead of
+    trying again until ``connect_timeout`` as if the server were unreachable."""
 
 
 class Connection:
@@ -68,23 +75,29 @@ class Connection:
         Raises :class:`TransportError` when the server cannot be reached (or
         :class:`ConfigurationError` for a stream that does not fit this program).
         """
-        nats = require("nats", extra="nats", feature="the nats:// transport")
+        require("nats", extra="nats", feature="the nats:// transport")
         from nats.errors import Error as NatsError
         from nats.errors import NoServersError
 
         attempts = max(1, round(self.options.connect_timeout / self.options.reconnect_wait))
         since = cancelling()  # start() may run in the cleanup of a cancelled task
-        nc = nats.NATS()  # Any: nats-py annotates float seconds as int
+        nc: Any = new_client()  # Any: nats-py annotates float seconds as int
 
         #: the last failed attempt's error and server (for the error start() raises)
         failures: list[tuple[Exception, str | None]] = []
         connecting = True  # until nc.connect() returns
+        #: the servers (host:port) whose TLS handshake failed for good, while connecting
+        tls_refused: dict[str | None, str] = {}
 
         # nats-py's callbacks do not say which client calls: one set per client
         async def error(exc: Exception) -> None:
             failures[:] = [(exc, attempted(nc))]
             if connecting and refused_credentials(exc):  # no use trying again: raised
                 raise CredentialsRefused(describe(exc))  # out of nc.connect()
+            if connecting and (why := refused_tls(exc)) is not None:
+                tls_refused[attempted(nc)] = why
+                if len(tls_refused) >= len(self.servers):  # a cluster: each one refused
+                    raise TlsRefused(why)  # out of nc.connect()
             await self._on_error(nc, exc)
 
         async def disconnected() -> None:
@@ -125,7 +138,11 @@ class Connection:
                 nc.options["max_reconnect_attempts"] = -1
                 await self._ensure_stream(nc.jetstream())
         except BaseException as exc:
+            if isinstance(exc, TlsRefused):
+                drop_failed_tls(nc)
             await close_client(nc, self._deadline())
+            if isinstance(exc, TlsRefused):
+                raise TransportError(f"cannot connect to NATS at {self.server}: {exc}") from None
             if isinstance(exc, CredentialsRefused):
                 raise TransportError(
                     f"cannot connect to NATS at {self.server}: the server refuses the "

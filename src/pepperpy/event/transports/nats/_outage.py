@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..._bus_logging import log_fields
 from ..base import CREDENTIALS_REFUSED, UNREACHABLE
-from ._client import drop_attempt
+from ._client import TlsNotOffered, drop_attempt
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -38,6 +38,7 @@ __all__ = [
     "handshake_failure",
     "not_connected",
     "refused_credentials",
+    "refused_tls",
 ]
 
 logger = logging.getLogger("pepperpy.event.transports.nats")
@@ -74,6 +75,34 @@ def refused_credentials(exc: BaseException) -> bool:
     if isinstance(exc, AuthorizationError):
         return True
     return isinstance(exc, NatsError) and any(words in str(exc).lower() for words in _REFUSALS)
+
+
+def refused_tls(exc: BaseException) -> str | None:
+    """What a TLS handshake that fails for good says, as a sentence; None for any other
+    error (a reset or a timeout mid-handshake may not happen again).
+
+    For good: the client refuses the server's certificate (not signed by a CA it
+    trusts, expired, or for another host name than the URL's), the server ends the
+    handshake with an alert (it wants a client certificate, say), or a ``tls://``
+    server does not use TLS at all (see :func:`~._client.new_client`).
+    """
+    import ssl
+
+    if isinstance(exc, TlsNotOffered):
+        return str(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the TLS handshake failed: the client refuses the server's certificate ({exc}); "
+            "it must be signed by a CA this system trusts (the default TLS context: "
+            "SSL_CERT_FILE or SSL_CERT_DIR name others) and name the host of the URL"
+        )
+    if isinstance(exc, ssl.SSLError) and "ALERT" in str(exc.reason or "").upper():
+        return (
+            f"the TLS handshake failed: the server refused it ({exc}); it may require a "
+            "client certificate, which this transport does not present, or a TLS version "
+            "this client does not offer"
+        )
+    return None
 
 
 def describe(exc: BaseException) -> str:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..._deps import require
 from ..._errors import ConfigurationError, TransportError
-from ._client import close_client
-from ._outage import describe
+from ._client import close_client, drop_failed_tls, new_client
+from ._outage import describe, refused_tls
 from ._subjects import check_prefix
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ async def delete_stream(
     transport's ``connect_timeout``), then raises :class:`TransportError` saying why;
     the failed attempts are not logged one by one (nats-py logs each with a traceback).
     """
-    nats = require("nats", extra="nats", feature="the nats:// transport")
+    require("nats", extra="nats", feature="the nats:// transport")
     from nats.errors import Error as NatsError
     from nats.js.errors import NotFoundError
 
@@ -156,7 +156,7 @@ async def delete_stream(
     async def error(exc: Exception) -> None:  # said in the TransportError below
         failures[:] = [exc]
 
-    nc = nats.NATS()
+    nc: Any = new_client()  # Any: nats-py annotates float seconds as int
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(wait):
@@ -171,8 +171,12 @@ async def delete_stream(
                 error_cb=error,
             )
     except (NatsError, OSError, TimeoutError) as exc:
+        last = failures[-1] if failures else exc
+        tls = refused_tls(last)
+        if tls is not None:
+            drop_failed_tls(nc)  # else closing waits for it until the deadline
         await close_client(nc, loop.time() + wait)
-        why = describe(failures[-1] if failures else exc)
+        why = tls or describe(last)
         raise TransportError(
             f"cannot connect to NATS at {server} (to delete stream {stream!r}) within "
             f"{wait}s: {why}"
