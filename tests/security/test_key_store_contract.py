@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from contextlib import closing
 
@@ -307,3 +309,37 @@ async def test_a_postgres_rotation_may_outlast_one_command_timeout(postgres_url:
         await keys.rewrap([(f"s.{n}", 1, "k2", b"W") for n in range(count)])
         assert await keys.load("s.24999") == {1: ("k2", b"W")}
         assert await keys.load("s.0") == {1: ("k2", b"W")}
+
+
+async def test_a_postgres_key_store_outlives_asyncio_run(postgres_url: str) -> None:
+    """Used under one asyncio.run and then another, a key store left the first loop's
+    connection to the garbage collector: an unclosed transport and socket
+    (ResourceWarning). The connection is now dropped as its loop shuts down, and the
+    key store works on the next loop."""
+    script = f"""
+import asyncio, gc
+from pepperpy.event.security import PostgresKeyStore
+
+keys = PostgresKeyStore({postgres_url!r})
+asyncio.run(keys.save("s.1", 1, "k1", b"x"))
+gc.collect()
+
+async def then():
+    try:
+        return await keys.load("s.1")
+    finally:
+        await keys.close()
+
+print(asyncio.run(then()))
+gc.collect()
+"""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-X", "dev", "-W", "error", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "{1: ('k1', b'x')}"
+    assert "ResourceWarning" not in done.stderr, done.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,13 +49,19 @@ class _Lost(Exception):
 
 class _Share:
     """The key store's connection on one event loop (asyncpg's work on their own loop
-    only); calls on that loop take turns on it."""
+    only); calls on that loop take turns on it.
 
-    __slots__ = ("connection", "lock", "openings")
+    ``keeper`` is a task that only waits: ``asyncio.run`` cancels it as its loop shuts
+    down, and it then drops the connection while the loop can still close the socket
+    (left to the garbage collector, it was an unclosed transport and socket).
+    """
+
+    __slots__ = ("__weakref__", "connection", "keeper", "lock", "openings")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.connection: Any = None
+        self.keeper: asyncio.Task[None] | None = None
         #: connections being opened (see ``shielded_connect``)
         self.openings: set[asyncio.Future[Any]] = set()
 
@@ -62,6 +70,39 @@ class _Share:
         connection, self.connection = self.connection, None
         if connection is not None:
             cut(connection)
+
+    def keep(self) -> None:
+        """Start the keeper on the running loop, if it has none."""
+        if self.keeper is None or self.keeper.done():
+            loop = asyncio.get_running_loop()
+            keeper = loop.create_task(_keep(weakref.ref(self)), context=contextvars.Context())
+            _KEEPERS.add(keeper)
+            keeper.add_done_callback(_KEEPERS.discard)
+            self.keeper = keeper
+
+    def stop(self) -> None:
+        """Drop the connection and stop the keeper (the key store is closing)."""
+        keeper, self.keeper = self.keeper, None
+        if keeper is not None and not keeper.done():
+            with contextlib.suppress(RuntimeError):  # its loop is closed
+                keeper.cancel()
+        self.drop()
+
+
+#: keepers under way: a task is otherwise referenced weakly by its loop alone
+_KEEPERS: set[asyncio.Task[None]] = set()
+
+
+async def _keep(share: weakref.ref[_Share]) -> None:
+    """Wait until cancelled (the loop shutting down, or ``close()``); then drop the
+    share's connection. Holds the share weakly: a key store dropped without
+    ``close()`` takes its shares along."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        held = share()
+        if held is not None:
+            held.drop()
 
 
 class PostgresKeyStore(KeyStore):
@@ -211,6 +252,7 @@ class PostgresKeyStore(KeyStore):
             if share.connection is None or share.connection.is_closed():
                 share.drop()
                 share.connection = await self._open(share)
+                share.keep()
             connection = share.connection
             sent = True
             async with asyncio.timeout(self.options.command_timeout if bounded else None):
@@ -387,9 +429,9 @@ class PostgresKeyStore(KeyStore):
         for loop, share in shares:
             if loop is not here:
                 try:
-                    loop.call_soon_threadsafe(share.drop)
+                    loop.call_soon_threadsafe(share.stop)
                 except RuntimeError:  # that loop is closed
-                    share.drop()
+                    share.stop()
                 continue
             try:
                 async with asyncio.timeout(self.options.close_timeout):
@@ -398,7 +440,7 @@ class PostgresKeyStore(KeyStore):
             except TimeoutError:
                 pass
             finally:
-                share.drop()
+                share.stop()
 
 
 #: re-wrapped keys sent in one round of :meth:`PostgresKeyStore.rewrap`
