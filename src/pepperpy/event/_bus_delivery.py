@@ -34,9 +34,19 @@ from .transports import NotDelivered
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["DELIVERY", "Delivery", "Registration", "deliverer", "delivering"]
+__all__ = ["DELIVERY", "Delivery", "Registration", "Unhandled", "deliverer", "delivering"]
 
 logger = logging.getLogger("pepperpy.event.bus")
+
+
+class Unhandled(NotDelivered):
+    """Raised by a subscribed handler of the library's own (a processor's attachment
+    stopped while the event waited for a retry) to say the event was not handled: the
+    bus neither retries nor dead-letters it, and the transport treats it as a delivery
+    that did not start. A group's broker gives it to another member (or to the group's
+    next subscriber: it is left unacknowledged, never acknowledged as done); an
+    ungrouped subscription, being removed, drops it as it drops its unstarted events.
+    """
 
 
 class Delivery:
@@ -152,6 +162,8 @@ def deliverer(
                         if result is not None and hasattr(result, "__await__"):
                             await result
                     return
+                except Unhandled:
+                    raise  # not handled, and not a failure: the transport's to give again
                 except asyncio.CancelledError as exc:
                     if cancelled_by_caller(since):
                         raise  # our own shutdown (or the caller's): not a failure

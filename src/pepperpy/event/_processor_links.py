@@ -27,6 +27,7 @@ from collections.abc import AsyncIterable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from ._blame import Delegating, handler_name
+from ._bus_delivery import Unhandled
 from ._cancel import cancelled_by_caller, resume_cancellation
 from ._event import Event
 from ._processor_cancel import stray_cancellation
@@ -268,11 +269,57 @@ class _BusLink(_Link):
         self.bus = self.source = bus
         self.pattern = pattern
         self.group = group
+        #: the deliveries in hand, each with what stop() tells its middleware's pauses
+        self._in_hand: set[Stopping] = set()
+
+    async def deliver(self, event: Event) -> None:
+        """Run ``event`` through the processor, in a delivery whose middleware's pauses
+        (a ``RetryMiddleware`` between tries, a ``RateLimitMiddleware`` for a token)
+        ``stop()`` cuts short: the event is then not handled, and the bus hands it back
+        to its transport as not delivered (:class:`Unhandled`), so a group's broker
+        gives it again, to another member or to the next one to join."""
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - a bus delivers in a task
+            await super().deliver(event)
+            return
+        stopping = Stopping()
+        stopping.task = task
+        stopping.requested = not self.open  # stop() was called already
+        since = task.cancelling()
+        self._in_hand.add(stopping)
+        token = STOPPING.set(stopping)
+        try:
+            await super().deliver(event)
+        except asyncio.CancelledError:
+            if not stopping.stopped:
+                raise
+            stopping.stopped = False
+            if task.uncancel() > since:
+                raise  # cancelled for another reason too (the bus closing): that goes on
+            self._retrying.pop(event.id, None)  # nothing to resume: not ours any more
+            self._failed.pop(event.id, None)
+            raise Unhandled(
+                f"{event.type} ({event.id}) not handled: the processor's attachment "
+                f"({self.unmatched.source}) was stopped while the event waited to be "
+                "tried again"
+            ) from None
+        finally:
+            STOPPING.reset(token)
+            self._in_hand.discard(stopping)
 
     async def stop(self) -> None:
-        """Unsubscribe: a group member leaves its group, whose other members get the rest."""
+        """Unsubscribe: a group member leaves its group, whose other members get the rest.
+
+        A delivery in hand finishes, except for a middleware's pause (a retry's wait):
+        that is cancelled, and the event is left to the transport (see :meth:`deliver`).
+        """
         if self.open:
             self.open = False
+            for stopping in list(self._in_hand):
+                if stopping.request():  # pausing now: cut the wait
+                    stopping.cut_pause()
+            # marks the subscription removed before the cancellations above are thrown:
+            # the transport then gives those events to another member
             await self.bus.unsubscribe(self.pattern, self.deliver, group=self.group)
 
     async def wait(self) -> None:
@@ -295,8 +342,9 @@ def need_running_loop(call: str, why: str) -> None:
 
 
 class Stopping:
-    """What ``stop()`` of a store attachment (or ``run_in_background``) tells the
-    middleware of the events its task processes: a ``RetryMiddleware`` waiting between
+    """What ``stop()`` of a store attachment (or ``run_in_background``), or of a bus
+    attachment for each delivery in hand, tells the middleware of the events its task
+    processes: a ``RetryMiddleware`` waiting between
     tries, or a ``RateLimitMiddleware`` waiting for a token, is cancelled rather than
     waited for (:func:`stoppable_pause`).
 
@@ -306,10 +354,11 @@ class Stopping:
     by the next attachment anyway.
     """
 
-    __slots__ = ("closed", "cut", "pausing", "requested", "task")
+    __slots__ = ("closed", "cut", "pausing", "requested", "stopped", "task")
 
     def __init__(self, closed: Callable[[], bool] | None = None) -> None:
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.stopped = False  # a pause was cancelled because stop() was called
         self.requested = False  # stop() was called
         self.pausing = False  # the task waits in a middleware (:func:`stoppable_pause`)
         #: whether the source was closed (the store closed: the attachment ends quietly)
@@ -321,6 +370,12 @@ class Stopping:
         (it waits between tries)."""
         self.requested = True
         return self.pausing
+
+    def cut_pause(self) -> None:
+        """Cancel the task's pause, noting that ``stop()`` did (see ``_BusLink``)."""
+        if self.task is not None:
+            self.stopped = True
+            self.task.cancel()
 
     def source_closed(self) -> bool:
         return self.closed is not None and self.closed()
@@ -359,7 +414,7 @@ def stoppable_pause() -> Iterator[None]:
         yield
         return
     if stopping.requested:
-        task.cancel()  # the wait below ends at once, cancelled as stop() does
+        stopping.cut_pause()  # the wait below ends at once, cancelled as stop() does
     watch: asyncio.TimerHandle | None = None
     stopping.pausing = True
     if stopping.closed is not None:  # the store closing ends the attachment: no more tries
