@@ -8,11 +8,15 @@ takes them back.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._deps import require
+from ._errors import ConfigurationError
 from ._series import MetricsSnapshot
 
 __all__ = [
@@ -113,19 +117,20 @@ def opentelemetry_instruments(collector: Source, meter_provider: Any) -> OpenTel
     meter = metrics.get_meter("pepperpy.event", meter_provider=meter_provider)
     prefix = collector.namespace.replace("_", ".")
     observation = metrics.Observation
-    # the callbacks, which the meter keeps for good, hold the handle, not the collector
     handle = OpenTelemetryInstruments(collector)
+    # the callbacks, which the meter keeps for good, hold this, not the collector
+    reporting = _Reporting(handle, collector)
 
     def calls(options: Any) -> Iterator[Any]:
-        for row in handle._exported():
+        for row in reporting.handle._exported():
             yield observation(row.calls, {"name": row.name})
 
     def errors(options: Any) -> Iterator[Any]:
-        for row in handle._exported():
+        for row in reporting.handle._exported():
             yield observation(row.errors, {"name": row.name})
 
     def latency(options: Any) -> Iterator[Any]:
-        for row in handle._exported():
+        for row in reporting.handle._exported():
             name, snap = row.name, row.snapshot
             if not snap.count:  # nothing recorded since a reset: no latency to report
                 continue
@@ -138,14 +143,14 @@ def opentelemetry_instruments(collector: Source, meter_provider: Any) -> OpenTel
                 yield observation(value, {"name": name, "quantile": label})
 
     def throughput(options: Any) -> Iterator[Any]:
-        for row in handle._exported():
+        for row in reporting.handle._exported():
             yield observation(row.snapshot.throughput, {"name": row.name})
 
     calls_name, errors_name, latency_name, throughput_name = (
         f"{prefix}{suffix}" for suffix in INSTRUMENTS
     )
-    handle.extend(
-        [
+    with _MAKING:
+        instruments = [
             meter.create_observable_counter(
                 calls_name,
                 callbacks=[calls],
@@ -168,7 +173,63 @@ def opentelemetry_instruments(collector: Source, meter_provider: Any) -> OpenTel
                 description="Calls per second over the sliding window",
             ),
         ]
-    )
+        return _taken_over(instruments, reporting, collector)
+
+
+#: the attribute of an instrument holding what its callbacks report (a :class:`_Reporting`)
+_REPORTING = "_pepperpy_event_reporting"
+#: held while instruments are made and claimed: two threads instrumenting one namespace
+_MAKING = threading.Lock()
+
+
+class _Reporting:
+    """Whose metrics the callbacks of one namespace's instruments on one meter report.
+
+    The OpenTelemetry SDK makes an instrument once per name on a meter and hands it back
+    to later calls, dropping the callbacks they pass: the first callbacks are those for
+    good. They report the handle here, which a later handle of the same collector takes
+    over once it was closed. ``made_for`` is that collector, weakly (a closed handle
+    does not keep it alive).
+    """
+
+    __slots__ = ("handle", "made_for")
+
+    def __init__(self, handle: OpenTelemetryInstruments, collector: Source) -> None:
+        self.handle = handle
+        self.made_for = weakref.ref(collector)
+
+
+def _taken_over(
+    instruments: list[Any], reporting: _Reporting, collector: Source
+) -> OpenTelemetryInstruments:
+    """The handle for ``instruments``: the one just made, unless the meter handed back
+    instruments made before for this collector, whose callbacks then report it
+    (or its handle still open, returned as it is).
+
+    Instruments made for another collector are refused with ``ConfigurationError``:
+    this one's metrics would never be reported, and once the other's handle was closed,
+    reporting this one's totals on them would take the counters back.
+    """
+    handle = reporting.handle
+    earlier = getattr(instruments[0], _REPORTING, None)
+    if isinstance(earlier, _Reporting):
+        if earlier.made_for() is not collector:
+            raise ConfigurationError(
+                f"the namespace {collector.namespace!r} is reported already on this meter "
+                "provider, for another collector: OpenTelemetry keeps the first instruments "
+                "made under a name (for good, even once closed), so this collector's "
+                "metrics would never be reported (and, reported on those instruments, "
+                "their counters would go back). Give it another namespace, or another "
+                "meter provider"
+            )
+        if not earlier.handle.closed:
+            return earlier.handle
+        earlier.handle = handle  # the meter kept the callbacks of the closed handle
+    else:
+        for instrument in instruments:
+            with contextlib.suppress(AttributeError, TypeError):  # an instrument with slots
+                setattr(instrument, _REPORTING, reporting)
+    handle.extend(instruments)
     return handle
 
 
