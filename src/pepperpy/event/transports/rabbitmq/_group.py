@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -219,8 +220,9 @@ class Group:
         assert transport._connection is not None
         await self._check_partitions()
         channel = self._control = await transport._channel(consuming=False)
-        underlay = await channel.get_underlay_channel()
-        warn_broker_limit(transport, underlay.connection.server_properties)
+        with contextlib.suppress(transport._aiormq.exceptions.ChannelInvalidStateError):
+            underlay = await channel.get_underlay_channel()  # lost: the next join looks
+            warn_broker_limit(transport, underlay.connection.server_properties)
         # declare the topology before consuming, so nothing published after this returns
         # can miss the group
         try:
