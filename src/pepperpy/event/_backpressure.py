@@ -5,17 +5,28 @@ counted per event loop, and emits that find none wait for one in order, each wok
 own loop (:class:`_Waiter`). What ``emit_nowait`` scheduled is tracked until it is done,
 so that ``drain()`` can wait for it. Deliveries abandoned on an event loop that was
 closed while they ran give back what they held (``_reap``).
+
+A handler that ``await``s ``emit`` on its own manager holds its event's slot while it
+waits for another. When every slot is held by an emit waiting that way for its handlers,
+none can ever be given back: ``_enter`` sees this as the last of them starts to wait, and
+raises :class:`~pepperpy.event.BufferFullError` in it instead (``_block``). Nothing is
+kept per emit for this: which emits a waiting one runs within is read, only then, from
+the frames of its task (and of the tasks whose emit awaits it, ``_owners``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 from collections import deque
+from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from types import CodeType, FrameType
+from typing import TYPE_CHECKING, Any
 
+from ._errors import BufferFullError
 from ._loops import resolve, wake
 
 if TYPE_CHECKING:
@@ -50,6 +61,13 @@ class Backpressure:
     _drainers: list[_Waiter]  # drain() calls waiting for _scheduled to empty
     #: id() of each scheduled event with a handler waiting in drain() -> how many wait
     _stuck: dict[int, int]
+    #: the code of the calls that hold a buffer slot while their handlers run (emit, a
+    #: scheduled delivery): their frames are the slots a waiting emit runs within
+    _slot_codes: frozenset[CodeType]
+    #: emits waiting for a slot within emits of this manager -> the frames of those emits
+    _blocked: dict[_Waiter, list[FrameType]]
+    #: handler Tasks of a buffered emit with several handlers -> the task awaiting them
+    _owners: dict[asyncio.Future[Any], asyncio.Task[Any] | None]
 
     # A slot given back goes straight to the first emit in line (no barging), which is
     # woken on its own loop, thread-safely. Slots are counted per event loop (``_held``):
@@ -64,6 +82,7 @@ class Backpressure:
                 self._take_slot(loop)
                 return
             waiter = _Waiter(loop)
+            self._block(waiter, asyncio.current_task(loop))
             self._space_waiters.append(waiter)
         try:
             while True:
@@ -82,6 +101,52 @@ class Backpressure:
                 elif waiter in self._space_waiters:
                     self._space_waiters.remove(waiter)
             raise
+        finally:
+            if self._blocked:
+                with self._lock:
+                    self._blocked.pop(waiter, None)
+
+    def _block(self, waiter: _Waiter, task: asyncio.Task[Any] | None) -> None:
+        """An emit is about to wait for a slot: if it runs within emits of this manager
+        that await it (a handler's ``await emit``), note them as blocked, and refuse with
+        BufferFullError if every slot is now held by a blocked emit: none would ever be
+        given back (call with the lock). Only a full buffer gets here."""
+        within = list(self._within(sys._getframe(3), task))
+        if not within:
+            return
+        self._blocked[waiter] = within
+        stuck = {frame for frames in self._blocked.values() for frame in frames}
+        assert self.buffer_size is not None
+        if len(stuck) < self._in_flight or self._in_flight < self.buffer_size:
+            return  # a slot is free, or held by an emit that can still finish
+        del self._blocked[waiter]
+        raise BufferFullError(
+            f"await emit() from a handler would wait forever: all {self._in_flight} "
+            f"buffer slots (buffer_size={self.buffer_size}) are held by emits whose "
+            "handlers are themselves waiting in emit() on this EventManager, and an emit "
+            "gives its slot back only once its handlers have finished. Emit from "
+            "handlers with emit_nowait() (it fails fast when the buffer is full), use a "
+            "larger buffer_size, or a second EventManager for the events handlers emit"
+        )
+
+    def _within(
+        self, frame: FrameType | None, task: asyncio.Task[Any] | None
+    ) -> Iterator[FrameType]:
+        """The frames of this manager's slot-holding calls (emits, scheduled deliveries)
+        that await the code running in ``frame``: those below it on the stack (the task's
+        own, and on 3.12+ those of the emit running a handler's eager first step), then,
+        for a handler Task, those its emit's task is suspended in, and so on."""
+        frames: Iterator[FrameType] = _below(frame)
+        seen: set[asyncio.Task[Any]] = set()
+        while True:
+            for each in frames:
+                if each.f_code in self._slot_codes and each.f_locals.get("self") is self:
+                    yield each
+            if task is None or task in seen or task not in self._owners:
+                return
+            seen.add(task)
+            task = self._owners[task]
+            frames = iter(()) if task is None else _suspended_in(task)
 
     def _has_space(self) -> bool:
         """True when a slot is free (call with the lock)."""
@@ -223,6 +288,24 @@ class Backpressure:
             self._stuck[id(own)] = left
         else:
             del self._stuck[id(own)]
+
+
+def _below(frame: FrameType | None) -> Iterator[FrameType]:
+    """``frame`` and those that called it."""
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+def _suspended_in(task: asyncio.Task[Any]) -> Iterator[FrameType]:
+    """The frames a suspended task waits in, outermost first (its coroutines' chain)."""
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            return
+        yield frame
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
 
 
 class _Waiter:

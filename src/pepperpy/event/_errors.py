@@ -183,7 +183,8 @@ class ListenerLimitError(EventError):
 
 
 class BufferFullError(EventError):
-    """The manager's buffer is full; ``emit_nowait`` cannot schedule another event."""
+    """The manager's buffer is full; ``emit_nowait`` cannot schedule another event, or a
+    handler's ``emit`` would wait forever for a slot only its own emit could give back."""
 
 
 class HandlerCancelledError(EventError):

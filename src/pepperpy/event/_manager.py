@@ -14,10 +14,11 @@ import inspect
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import copy_context
 from dataclasses import dataclass
 from functools import partial
+from types import FrameType
 from typing import Any, TypeVar, overload
 
 from ._backpressure import DELIVERING, Backpressure, _Waiter
@@ -111,6 +112,8 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         self._scheduled: dict[asyncio.Future[Event], Event] = {}
         self._drainers: list[_Waiter] = []  # drain() calls waiting for _scheduled to empty
         self._stuck: dict[int, int] = {}  # scheduled events with a handler in drain()
+        self._blocked: dict[_Waiter, list[FrameType]] = {}  # see Backpressure._block
+        self._owners: dict[asyncio.Future[Any], asyncio.Task[Any] | None] = {}
         self._closed = False
         self._direct = buffer_size is None  # emit may skip buffer and closed checks
         #: weak registrations whose handler was collected, to remove (see ._listeners)
@@ -244,6 +247,9 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         """Dispatch an event and return it once every matching handler has finished.
 
         Pass a type with its data (and optional metadata), or a ready :class:`Event`.
+        With a ``buffer_size``, waits for a slot when all are held; called from a handler
+        when every slot is held by an emit waiting on such a call, so that none could
+        ever be given back, raises :class:`BufferFullError` instead.
         """
         if event_type.__class__ is str:
             event = make_event(event_type, data, metadata)  # type: ignore[arg-type,unused-ignore]
@@ -385,9 +391,31 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
             except asyncio.CancelledError as exc:
                 await self._handler_cancelled(listener, event, exc, since)
             return
-        await self._dispatch_many(event, listeners)
+        if self._buffer_size is None:
+            await self._dispatch_many(event, listeners)
+            return
+        owned: list[asyncio.Future[Any]] = []
+        try:
+            await self._dispatch_many(event, listeners, owned)
+        finally:
+            for task in owned:
+                self._owners.pop(task, None)
 
-    async def _dispatch_many(self, event: Event, listeners: tuple[_Listener, ...]) -> None:
+    def _own(self, owned: list[asyncio.Future[Any]], tasks: Iterable[asyncio.Future[Any]]) -> None:
+        """Note ``tasks`` as awaited by the current task (see :meth:`_dispatch_many`); one
+        dict operation each, atomic, as ``_block`` reads them (with the lock) from
+        whichever thread's emit waits."""
+        owner = asyncio.current_task()
+        for task in tasks:
+            self._owners[task] = owner
+            owned.append(task)
+
+    async def _dispatch_many(
+        self,
+        event: Event,
+        listeners: tuple[_Listener, ...],
+        owned: list[asyncio.Future[Any]] | None = None,
+    ) -> None:
         """Run several handlers concurrently, each as if in a Task of its own.
 
         An ``async`` handler gets a Task (so ``asyncio.timeout``, ``TaskGroup`` and
@@ -397,6 +425,8 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         emit returns without a trip through the loop. A sync handler runs inline in a
         copy of the context, unless a Task was already scheduled but not yet started
         before it: then it gets a Task too, so handlers still start in priority order.
+        ``owned`` (a buffered manager's): gets the handler Tasks, noted as awaited by this
+        task (``_owners``) so that an emit one of them waits in is known to block this one.
         """
         loop = asyncio.get_running_loop()
         eager = starts_eagerly(loop)
@@ -456,6 +486,8 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
             finally:
                 self._give_back(taken)  # the once handlers it never started
             raise
+        if owned is not None:
+            self._own(owned, (task for _, task in running if not task.done()))
         if running:
             tasks = [task for _, task in running if not task.done()]
             if tasks:
@@ -485,7 +517,10 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
                         raise error
                     failed.append((listener, error))
         if failed:
-            await asyncio.gather(*(self._retry_task(loop, lis, event, exc) for lis, exc in failed))
+            retries = [self._retry_task(loop, lis, event, exc) for lis, exc in failed]
+            if owned is not None:
+                self._own(owned, retries)
+            await asyncio.gather(*retries)
 
     def _retry_task(
         self,
@@ -717,3 +752,9 @@ class EventManager(Backpressure, Registrations, AsyncClosing):
         finally:
             self._closed = True
             self._direct = False
+
+
+#: the calls that hold a buffer slot while the handlers of their event run
+EventManager._slot_codes = frozenset(
+    {EventManager.emit.__code__, EventManager._deliver_scheduled.__code__}
+)
