@@ -67,6 +67,9 @@ async def test_a_dead_letter_over_the_limit_drops_the_message_instead_of_looping
         assert vars(record)["limit"] == LIMIT
         assert vars(record)["size"] > LIMIT
         assert f"{LIMIT:,}" in record.getMessage()
+        assert vars(record)["deliveries"] == 1
+        # one record for the event: not also one saying it was dead-lettered
+        assert not [r for r in caplog.records if vars(r).get("kind") == "broker_dead_letter"]
         queues = [c.queue_name for c in transport._consumers if c.group == "workers"]
         await settle()
         # delivered once (max_deliveries=1), then given up on once, never again

@@ -82,7 +82,27 @@ async def give_up(
     ``x-delivery-count`` less this process's unstarted returns; not the one that
     dead-letters it, which no handler sees. That is what Redis and NATS count, so a
     message dead-lettered after ``max_deliveries`` says ``max_deliveries`` on all three.
+
+    A dead letter over the broker's ``max_message_size`` (its metadata made an event
+    that fit too large) is not sent: nothing could store it, and the message requeued
+    would come back at once to fail again, for ever. It is dropped with an ERROR record
+    (kind ``dead_letter_dropped``, in place of ``broker_dead_letter``), and the caller
+    acknowledges it, as NATS drops such a dead letter.
     """
+    dead = dead_letter_event(
+        event,
+        reason=(
+            f"delivered {deliveries} times without an acknowledgement (consumer crashed or failed)"
+        ),
+        attempts=deliveries,
+        group=group,
+    )
+    if dead is not None:
+        limit = await _limit(transport)
+        size = len(dead.to_json())
+        if limit is not None and size > limit[0]:
+            _dropped(transport, event, dead, deliveries, group, size, limit)
+            return
     logger.error(
         "%s (%s) was delivered %d times without an acknowledgement; dead-lettering it",
         event.type,
@@ -97,20 +117,7 @@ async def give_up(
             transport=redact_url(transport.url),
         ),
     )
-    dead = dead_letter_event(
-        event,
-        reason=(
-            f"delivered {deliveries} times without an acknowledgement (consumer crashed or failed)"
-        ),
-        attempts=deliveries,
-        group=group,
-    )
     if dead is None:
-        return
-    limit = await _limit(transport)
-    size = len(dead.to_json())
-    if limit is not None and size > limit[0]:
-        _dropped(transport, event, dead, deliveries, group, size, limit)
         return
     await transport.publish(dead, key=partition_key(dead))
 
