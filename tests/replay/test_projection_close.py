@@ -1,8 +1,9 @@
-"""Projection.close() ends the projection's follow() under way.
+"""Projection.close() ends the projection's follow() under way, and waits for its run()
+and rebuild() calls under way.
 
-It used to close the state store and leave the follower running: its next commit opened
-the state store again, whose connections nothing closed, and it went on applying events
-after ``async with Projection(...)`` had ended.
+It used to close the state store and leave the follower (or the run) going: its next
+commit opened the state store again, whose connections nothing closed, and it went on
+applying events after ``async with Projection(...)`` had ended.
 """
 
 from __future__ import annotations
@@ -69,4 +70,70 @@ async def test_close_ends_a_wait_until_under_way(any_store_url: str) -> None:
         async with asyncio.timeout(30):
             with pytest.raises(ClosedError, match="global position 0: the projection was closed"):
                 await waiting
+        await projection.close()
+
+
+def held_at(store: EventStore, at: int) -> tuple[Projection, asyncio.Event, asyncio.Event]:
+    """A counter committing each event, whose handler waits at its ``at``-th event until
+    ``release`` is set (``holding`` is set then)."""
+    projection = Projection("counter", store, initial=lambda: {"n": 0}, batch_size=1)
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def count(state: dict[str, int], event: Event) -> dict[str, int]:
+        if state["n"] == at:
+            holding.set()
+            await release.wait()
+        return {"n": state["n"] + 1}
+
+    projection.on("tick.*", count)
+    return projection, holding, release
+
+
+@pytest.mark.parametrize("call", ["run", "rebuild"])
+async def test_close_waits_for_a_run_under_way_which_ends_at_its_head(
+    any_store_url: str, call: str
+) -> None:
+    """close() left a run() going: it committed on, opening the state store close() had
+    closed (on PostgreSQL a connection nothing closed) after the block had ended. It now
+    waits for the run, which ends at the head it began with, as a follow()'s catch-up
+    does, then closes the state store."""
+    async with EventStore(any_store_url) as store:
+        await store.append("clock.1", [Event("tick.tock") for _ in range(6)])
+        projection, holding, release = held_at(store, 2)
+        running = asyncio.ensure_future(getattr(projection, call)())
+        async with asyncio.timeout(30):
+            await holding.wait()
+            await store.append("clock.1", Event("tick.tock"))  # past its head: not applied
+            closing = asyncio.ensure_future(projection.close())
+            # bounded: close() must still be waiting for the held run (the old one was done)
+            await asyncio.wait({closing}, timeout=0.5)
+            assert not closing.done()
+            release.set()
+            await closing
+            assert running.done()  # close() returned after the run
+            report = running.result()
+        assert (report.replayed, projection.state, projection.position) == (6, {"n": 6}, 5)
+        assert projection._state_store is None  # closed, and not opened again since
+        async with counter(store) as saved:
+            assert await saved.load() == {"n": 6}
+            assert saved.position == 5
+
+
+async def test_close_from_a_runs_handler_does_not_wait_for_that_run(any_store_url: str) -> None:
+    async with EventStore(any_store_url) as store:
+        await store.append("clock.1", [Event("tick.tock") for _ in range(3)])
+        projection = Projection("counter", store, initial=lambda: {"n": 0})
+        closed: list[bool] = []
+
+        async def count(state: dict[str, int], event: Event) -> dict[str, int]:
+            if not closed:
+                async with asyncio.timeout(30):
+                    await projection.close()  # would wait for itself for ever
+                closed.append(True)
+            return {"n": state["n"] + 1}
+
+        projection.on("tick.*", count)
+        async with asyncio.timeout(30):
+            report = await projection.run()
+        assert (report.replayed, projection.state) == (3, {"n": 3})
         await projection.close()

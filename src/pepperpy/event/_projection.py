@@ -94,7 +94,7 @@ from ._replay import (
     store_url,
 )
 from ._replay_run import UpTo
-from ._replay_waits import wait_for_runs_here
+from ._replay_waits import run_in, wait_for_runs_here
 from ._turns import Turns
 from .store._reader import RETRY_FOR
 from .store._store_checks import MAX_POSITION
@@ -167,6 +167,8 @@ class Projection(Following):
         self._closings = 0
         self._live: set[StoreSubscription] = set()
         self._followers: set[asyncio.Task[Any]] = set()
+        #: the tasks of the run() and rebuild() calls under way (close() waits for them)
+        self._runs: set[asyncio.Task[Any]] = set()
 
     # -- registration ---------------------------------------------------------------
 
@@ -418,7 +420,8 @@ class Projection(Following):
         A call made while another ``run`` (or ``rebuild``, or a live event of
         ``follow``) is under way on this object waits for it, then applies what is left.
         """
-        with self._handlers.applying():  # on/off refused meanwhile
+        # on/off refused meanwhile; close() waits for it
+        with self._handlers.applying(), run_in(self._runs):
             async with self._turn():
                 return await self._run()
 
@@ -455,7 +458,8 @@ class Projection(Following):
         after shredding a stream this projection reads: its state still holds what it
         derived from the stream's events.
         """
-        with self._handlers.applying():  # on/off refused meanwhile
+        # on/off refused meanwhile; close() waits for it
+        with self._handlers.applying(), run_in(self._runs):
             async with self._turn():
                 self._check_writable()
                 # settled: a delete cancelled half-way may still reach the disk (SQLite's
@@ -606,18 +610,24 @@ class Projection(Following):
         self._state, self._position, self._revision = stored, position, revision
 
     async def close(self) -> None:
-        """End this projection's ``follow()`` calls under way, then close the state store
-        if this projection opened it.
+        """End this projection's ``follow()`` calls under way, wait for its ``run()`` and
+        ``rebuild()`` calls under way, then close the state store if this projection
+        opened it.
 
         Each ``follow()`` returns, as when the store is closed: a live batch being
         applied is committed first, a catch-up under way ends at the head it began with;
-        ``close()`` waits for those on its event loop (not for one it is called from).
+        each ``run()`` and ``rebuild()`` ends at the head it began with too (it used to
+        go on after ``close()``, opening the state store again). ``close()`` waits for
+        those on its event loop (not for one it is called from, by a handler, nor then
+        for the runs, which wait for that one's turn).
         """
         self._closings += 1
         self._moved.wake()  # wait_until() calls under way end (ClosedError)
         for events in list(self._live):
             await events.aclose()
-        await wait_for_runs_here(self._followers)
+        current = asyncio.current_task()
+        inside = current is not None and (current in self._runs or current in self._followers)
+        await wait_for_runs_here(self._followers if inside else self._followers | self._runs)
         if self._state_store is not None and self._state_store is not self._state_store_given:
             await self._state_store.close()
             self._state_store = None

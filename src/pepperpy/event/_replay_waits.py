@@ -1,13 +1,30 @@
 """What ``close()`` of :class:`~._replay.EventReplay` and :class:`~._projection.Projection`
-waits for: the runs (replays, ``follow()`` calls) under way on its own event loop."""
+waits for: the runs (replays, ``run()``, ``rebuild()`` and ``follow()`` calls) under way
+on its own event loop."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["wait_for_runs_here"]
+__all__ = ["run_in", "wait_for_runs_here"]
+
+
+@contextlib.contextmanager
+def run_in(runs: set[asyncio.Task[Any]]) -> Iterator[None]:
+    """Count the current task in ``runs`` while the block runs (what ``close()`` waits
+    for with :func:`wait_for_runs_here`)."""
+    task = asyncio.current_task()
+    if task is None or task in runs:  # counted already, by a block around this one
+        yield
+        return
+    runs.add(task)
+    try:
+        yield
+    finally:
+        runs.discard(task)
 
 
 async def wait_for_runs_here(runs: Iterable[asyncio.Task[Any]]) -> None:
