@@ -8,10 +8,12 @@ still wait, and get it.
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
 from pepperpy.event import BufferFullError, Event, EventManager
+from tests.helpers import LoopThread
 
 #: bounds every wait: on the old code these emits never returned
 BOUND = 10.0
@@ -186,4 +188,50 @@ async def test_a_background_task_a_handler_started_waits_for_the_handlers_slot()
         await manager.emit("order.paid")
         await background[0]
     assert len(shipped) == 1
+    assert not manager.dead_letters
+
+
+def test_a_wait_left_on_a_loop_closed_since_blocks_nothing() -> None:
+    # a handler's emit waiting on a loop that was then closed (its thread died) leaves
+    # its wait behind; the slots were given back, and it must not count as a blocked
+    # emit when a later one on another loop waits
+    manager = EventManager(buffer_size=2)
+    dead = LoopThread()
+    reached = threading.Event()
+    inner: list[str] = []
+
+    async def relay_there(event: Event) -> None:
+        reached.set()
+        await manager.emit("there.inner")  # both slots held: it waits, and is left so
+
+    async def relay_here(event: Event) -> None:
+        asyncio.get_running_loop().call_soon(release.set)  # the holder will finish
+        await manager.emit("here.inner")
+        inner.append("here")
+
+    async def hold(event: Event) -> None:
+        holding.set()
+        await release.wait()
+
+    manager.on("there.outer", relay_there)
+    manager.on("here.outer", relay_here)
+    manager.on("here.hold", hold)
+
+    async def main() -> None:
+        async with asyncio.timeout(BOUND):
+            holder = asyncio.create_task(manager.emit("here.hold"))
+            await holding.wait()
+            dead.submit(manager.emit("there.outer"))
+            assert await asyncio.to_thread(reached.wait, BOUND)
+            await asyncio.to_thread(dead.kill)
+            await manager.emit("here.outer")  # takes the slot the dead loop held
+            await holder
+
+    holding = asyncio.Event()
+    release = asyncio.Event()
+    try:
+        asyncio.run(main())
+    finally:
+        dead.bury()
+    assert inner == ["here"]
     assert not manager.dead_letters

@@ -114,6 +114,8 @@ class Backpressure:
         within = list(self._within(sys._getframe(3), task))
         if not within:
             return
+        for gone in [other for other in self._blocked if other.loop.is_closed()]:
+            del self._blocked[gone]  # its loop was closed as it waited: its slots reaped
         self._blocked[waiter] = within
         stuck = {frame for frames in self._blocked.values() for frame in frames}
         assert self.buffer_size is not None
