@@ -67,6 +67,26 @@ async def test_rewrap_writes_live_keys_only(key_store: KeyStore) -> None:
     assert await key_store.load("c") == {}
 
 
+async def test_load_many_reads_each_stream_named(key_store: KeyStore) -> None:
+    """What rotate() reads, a thousand streams at a time: it loaded each stream with a
+    query of its own (20,000 keys took 13 s to rotate on SQLite, 26 s on PostgreSQL;
+    now 2 s and 3 s, the re-wrapping itself)."""
+    names = [f"s.{n}" for n in range(1200)]  # more than one query's worth
+    for n, name in enumerate(names):
+        await key_store.save(name, 1, "k1", b"%d" % n)
+    await key_store.save("s.7", 2, "k1", b"7b")
+    await key_store.replace("s.8", 1, "", b"")
+    assert await key_store.load_many([]) == {}
+    loaded = await key_store.load_many([*names, "none", "s.7"])
+    assert list(loaded) == [*names, "none"]
+    assert loaded["s.7"] == {1: ("k1", b"7"), 2: ("k1", b"7b")}
+    assert loaded["s.8"] == {1: TOMBSTONE}
+    assert loaded["s.1199"] == {1: ("k1", b"1199")}
+    assert loaded["none"] == {}
+    for name in names[::97]:
+        assert loaded[name] == await key_store.load(name)
+
+
 async def test_delete_forgets_a_stream_and_its_versions(key_store: KeyStore) -> None:
     await key_store.save("s.1", 1, "k1", b"one")
     await key_store.replace("s.1", 2, "", b"")

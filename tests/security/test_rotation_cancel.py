@@ -61,6 +61,9 @@ class Gated(SQLiteKeyStore):
             "replace", lambda: super(Gated, self).replace(stream, version, master_key_id, wrapped)
         )
 
+    async def load_many(self, streams: Sequence[str]) -> dict[str, dict[int, tuple[str, bytes]]]:
+        return await self._gated("load_many", lambda: super(Gated, self).load_many(streams))  # type: ignore[no-any-return]
+
     async def rewrap(self, keys: Sequence[tuple[str, int, str, bytes]]) -> None:
         await self._gated("rewrap", lambda: super(Gated, self).rewrap(keys))
 
@@ -98,7 +101,7 @@ async def _all_read(
         assert await fresh.decrypt(stream, event_id, envelope) is not None, (stream, event_id)
 
 
-POINTS = [("streams", "before"), ("load", "before"), ("rewrap", "before"), ("rewrap", "after")]
+POINTS = [("streams", "before"), ("load_many", "before"), ("rewrap", "before"), ("rewrap", "after")]
 
 
 @pytest.mark.parametrize(("method", "when"), POINTS)

@@ -82,6 +82,8 @@ _ATTEMPTS = 10
 #: streams whose unwrapped keys stay cached while unused (about 2.5 KB each): a process
 #: touching millions of streams (one per user, as shredding suggests) kept them all
 _CACHE_SIZE = 10_000
+#: streams whose keys rotate() reads with one KeyStore.load_many
+_ROTATE_READS = 1000
 
 
 class StreamEncryption:
@@ -523,25 +525,29 @@ class StreamEncryption:
     async def rotate(self) -> int:
         """Re-wrap every live data key under the primary master key; return how many.
 
-        Every key is read and re-wrapped first, then all are written with one
-        :meth:`KeyStore.rewrap`: the SQLite and PostgreSQL key stores write them in one
-        transaction, so a rotation cut off (an error, a crash, a cancellation before the
-        write) leaves every key under its old master key, and one that returned left
-        every key it counted under the new one. A key store of your own without a
-        ``rewrap`` of its own writes them one at a time: cut off half-way, some keys
-        are left under each master key, all readable while both are in the key ring;
-        run it again to finish. Either way, retire the old master key only once a
-        rotation returned. A key shredded while this runs stays shredded (a re-wrap
-        never overwrites a tombstone). Cancelled during the write, it raises only once
-        the write is over, so the key table is then what it stays.
+        Every key is read (:meth:`KeyStore.load_many`, a thousand streams at a time) and
+        re-wrapped first, then all are written with one :meth:`KeyStore.rewrap`: the
+        SQLite and PostgreSQL key stores write them in one transaction, so a rotation
+        cut off (an error, a crash, a cancellation before the write) leaves every key
+        under its old master key, and one that returned left every key it counted under
+        the new one. A key store of your own without a ``rewrap`` of its own writes them
+        one at a time: cut off half-way, some keys are left under each master key, all
+        readable while both are in the key ring; run it again to finish. Either way,
+        retire the old master key only once a rotation returned. A key shredded while
+        this runs stays shredded (a re-wrap never overwrites a tombstone). Cancelled
+        during the write, it raises only once the write is over, so the key table is
+        then what it stays.
         """
         keys: list[tuple[str, int, str, bytes]] = []
-        for stream in await self.key_store.streams():
-            for version, (master_id, wrapped) in (await self.key_store.load(stream)).items():
-                if master_id == SHREDDED:
-                    continue
-                key = self._unwrap(stream, version, master_id, wrapped)
-                keys.append((stream, version, *self._wrap(stream, version, key)))
+        streams = await self.key_store.streams()
+        for start in range(0, len(streams), _ROTATE_READS):
+            loaded = await self.key_store.load_many(streams[start : start + _ROTATE_READS])
+            for stream, rows in loaded.items():
+                for version, (master_id, wrapped) in rows.items():
+                    if master_id == SHREDDED:
+                        continue
+                    key = self._unwrap(stream, version, master_id, wrapped)
+                    keys.append((stream, version, *self._wrap(stream, version, key)))
         await settled(self.key_store.rewrap(keys))
         for entry in list(self._held.values()):  # the keys themselves did not change:
             entry.loaded_at = -math.inf  # pages preloaded still decode; the next reloads

@@ -138,6 +138,13 @@ class KeyStore(abc.ABC):
         shredded meanwhile, nor one that was deleted.
         """
 
+    async def load_many(self, streams: Sequence[str]) -> dict[str, dict[int, tuple[str, bytes]]]:
+        """:meth:`load` for several streams: each one named maps to its versions (empty
+        when none). The SQLite and PostgreSQL key stores read them in one query (what
+        :meth:`StreamEncryption.rotate` reads, a few hundred streams at a time); this
+        default calls :meth:`load` for each."""
+        return {stream: await self.load(stream) for stream in streams}
+
     async def rewrap(self, keys: Sequence[tuple[str, int, str, bytes]]) -> None:
         """Write re-wrapped live keys, ``(stream, version, master_key_id, wrapped)`` each,
         as :meth:`replace` writes a live key (over a live key only): what

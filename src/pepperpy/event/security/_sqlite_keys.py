@@ -228,6 +228,22 @@ class SQLiteKeyStore(OneConnection, KeyStore):
         )
         return {version: (master, bytes(wrapped)) for version, master, wrapped in rows}
 
+    async def load_many(self, streams: Sequence[str]) -> dict[str, dict[int, tuple[str, bytes]]]:
+        """Every version of each of ``streams``, in one query (a few hundred at a time)."""
+        found: dict[str, dict[int, tuple[str, bytes]]] = {stream: {} for stream in streams}
+        names = list(found)
+        for start in range(0, len(names), _MANY):
+            chunk = names[start : start + _MANY]
+            _, *rows = await asyncio.to_thread(
+                self._run,
+                "SELECT stream, version, master_key, wrapped FROM data_keys WHERE stream IN"
+                f" ({', '.join('?' * len(chunk))})",
+                tuple(chunk),
+            )
+            for stream, version, master, wrapped in rows:
+                found[stream][version] = (master, bytes(wrapped))
+        return found
+
     async def save(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> bool:
         count, *_ = await asyncio.to_thread(
             self._run,
@@ -309,6 +325,8 @@ class SQLiteKeyStore(OneConnection, KeyStore):
         self._close()
 
 
+#: streams ``load_many`` reads in one query (SQLite takes 32,766 parameters at most)
+_MANY = 500
 #: a live key re-wrapped, never over a tombstone (nor a missing row)
 _REWRAP = (
     "UPDATE data_keys SET master_key = ?, wrapped = ? WHERE stream = ? AND version = ?"
