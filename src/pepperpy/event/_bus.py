@@ -28,7 +28,7 @@ from ._bus_delivery import Delivery, Registration, deliverer
 from ._bus_health import BusHealth
 from ._bus_health import health as _health
 from ._bus_logging import Repeats
-from ._bus_loop import check_caller_loop, check_loop, connect, refuse_publish
+from ._bus_loop import check_caller_loop, check_loop, connect, refuse_publish, start_to_publish
 from ._bus_loop import close as _close
 from ._bus_serve import serve as _serve
 from ._bus_subscriptions import check_group, register_late, subscription_name
@@ -358,7 +358,7 @@ class EventBus(AsyncClosing):
         if self._closed:
             refuse_publish(self)  # a handler finishing during close() may still publish
         elif not self._started or self._unregistered:
-            await self.start()
+            await start_to_publish(self)
         elif self._loop is not asyncio.get_running_loop():
             self._check_loop()
         await self.transport.publish(event, key=key)

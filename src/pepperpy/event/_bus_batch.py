@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._bus_checks import check_headers, published_event
-from ._bus_loop import refuse_publish
+from ._bus_loop import refuse_publish, start_to_publish
 from ._errors import SerializationError
 from ._event import Event, json_native
 from ._patterns import plain_name
@@ -75,7 +75,7 @@ async def publish_many(
     if bus._closed:
         refuse_publish(bus)  # a handler finishing during close() may still publish
     elif not bus._started or bus._unregistered:
-        await bus.start()
+        await start_to_publish(bus)
     elif bus._loop is not asyncio.get_running_loop():
         bus._check_loop()
     if events:

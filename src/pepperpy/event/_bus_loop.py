@@ -20,12 +20,19 @@ from typing import TYPE_CHECKING
 from ._bus_delivery import delivering
 from ._bus_logging import log_fields
 from ._bus_serve import where
-from ._errors import ClosedError
+from ._errors import ClosedError, TransportError
 
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["check_caller_loop", "check_loop", "close", "connect", "refuse_publish"]
+__all__ = [
+    "check_caller_loop",
+    "check_loop",
+    "close",
+    "connect",
+    "refuse_publish",
+    "start_to_publish",
+]
 
 logger = logging.getLogger("pepperpy.event.bus")
 
@@ -48,6 +55,25 @@ async def connect(bus: EventBus) -> None:
         await bus.transport.start()
     finally:
         note.cancel()
+
+
+async def start_to_publish(bus: EventBus) -> None:
+    """``bus.start()`` for a ``publish`` (or ``publish_many``) that starts the bus.
+
+    A failure there (the broker unreachable, a subscription's registration failed) comes
+    before anything was sent: the ``TransportError`` says ``stored=False``, as a
+    transport's own publish does for an event it never sent. It said ``None`` (unknown:
+    publishing again may deliver it twice), though nothing could have been stored.
+    """
+    try:
+        await bus.start()
+    except TransportError as exc:
+        if exc.stored is not None or type(exc) is not TransportError:
+            raise
+        # in the words the transports' own publish errors use (docs/bus.md)
+        error = TransportError(f"{exc}; the bus could not start, so it was not stored")
+        error.stored = False
+        raise error from exc
 
 
 def _still_connecting(bus: EventBus, loop: asyncio.AbstractEventLoop, began: float) -> None:
