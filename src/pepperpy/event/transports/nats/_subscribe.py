@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..._errors import ClosedError, TransportError
 from ._consumer import Consumer
+from ._watch import start_restoring, stream_missing
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -38,7 +39,6 @@ async def join(transport: NatsTransport, subscription: Subscription) -> None:
         raise TransportError("start() the NATS transport before subscribing")
     if not nc.is_connected:  # reconnecting, or a client the server closed being replaced
         nc, js = await _connected(transport, subscription)
-    from nats.errors import Error as NatsError
 
     if subscription.group is not None:
         name = f"g_{subscription.name}"
@@ -48,6 +48,61 @@ async def join(transport: NatsTransport, subscription: Subscription) -> None:
             return
     else:
         name = f"u_{subscription.name}_{transport._instance}"
+    try:
+        consumer = await _started(transport, nc, js, name, subscription)
+    except StreamNotFound:  # deleted under the running bus, and not made again since
+        logger.warning(
+            "JetStream stream %r is gone (deleted, or lost by the server); making it "
+            "again to subscribe %r",
+            transport.stream,
+            subscription.pattern,
+        )
+        try:
+            await transport._ensure_stream(js)
+        except TransportError as exc:
+            raise TransportError(
+                f"cannot subscribe {subscription.pattern!r}: stream {transport.stream!r} "
+                f"is gone and could not be made again: {exc}"
+            ) from exc
+        restoring = transport._restoring
+        if transport._consumers and (restoring is None or restoring.done()):
+            # the others' consumers went with it: back first (under interest retention
+            # an event stored while they are missing is dropped for them)
+            stream_missing(transport, f"JetStream stream {transport.stream!r} is gone")
+            start_restoring(transport)
+            restoring = transport._restoring
+        if restoring is not None:
+            await asyncio.wait([restoring], timeout=transport.options.connect_timeout)
+        try:
+            consumer = await _started(transport, nc, js, name, subscription)
+        except StreamNotFound as exc:  # deleted again meanwhile
+            raise TransportError(
+                f"cannot subscribe {subscription.pattern!r} on stream {transport.stream!r}: "
+                f"{exc.__cause__}"
+            ) from exc.__cause__
+    transport._consumers[name] = consumer
+
+
+class StreamNotFound(Exception):
+    """The stream a consumer was to be made on is not there (JetStream's 10059)."""
+
+
+#: JetStream's error code for a stream that does not exist
+_STREAM_NOT_FOUND = 10059
+
+
+async def _started(
+    transport: NatsTransport,
+    nc: Client,
+    js: JetStreamContext,
+    name: str,
+    subscription: Subscription,
+) -> Consumer:
+    """A new consumer for ``subscription``, started; :class:`StreamNotFound` when the
+    stream is not there, :class:`TransportError` for the server's other failures."""
+    from nats.errors import Error as NatsError
+    from nats.js.errors import NotFoundError
+
     consumer = Consumer(
         nc=nc,
         js=js,
@@ -67,12 +122,14 @@ async def join(transport: NatsTransport, subscription: Subscription) -> None:
         # go on receiving for a subscription nobody knows of (never unsubscribed)
         with contextlib.suppress(NatsError, TimeoutError):
             await consumer.close()
+        if isinstance(exc, NotFoundError) and exc.err_code == _STREAM_NOT_FOUND:
+            raise StreamNotFound from exc
         if isinstance(exc, TimeoutError | NatsError):
             raise TransportError(
                 f"cannot subscribe {subscription.pattern!r} on stream {transport.stream!r}: {exc}"
             ) from exc
         raise
-    transport._consumers[name] = consumer
+    return consumer
 
 
 async def _connected(
