@@ -11,7 +11,7 @@ import dataclasses
 import types
 import typing
 from collections import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
@@ -279,9 +279,9 @@ class _PythonCompiler:
                 if defaults is not None:
                     defaults[name] = pair
                 else:
-                    fields.append(_field(name, self.annotation(annotation), pair))
+                    fields.append(_field(name, self.field_node(cls, name, annotation), pair))
                     continue
-            node = self.annotation(annotation)
+            node = self.field_node(cls, name, annotation)
             if defaults is not None:
                 if name not in defaults:
                     continue  # init=False fields are not part of the data
@@ -315,6 +315,20 @@ class _PythonCompiler:
         lazy.target = node
         self.memo[key] = node
         return node
+
+    def field_node(
+        self, cls: Any, name: str, annotation: Any, read: Callable[[Any], Node] | None = None
+    ) -> Node:
+        """The node of field ``name`` of ``cls`` (its annotation, or what ``read`` makes of
+        its msgspec type info); a type it cannot take is refused naming the field
+        (``Order.callback: ...``; nested: ``Order.lines: Line.sku: ...``)."""
+        try:
+            return (read or self.annotation)(annotation)
+        except ConfigurationError as exc:
+            where = f"{getattr(cls, '__qualname__', cls)}.{name}"
+            if str(exc).startswith(f"{where}:"):
+                raise
+            raise ConfigurationError(f"{where}: {exc}") from exc
 
     def info(self, info: Any) -> Node:
         inspect = self.msgspec.inspect
@@ -385,7 +399,12 @@ class _PythonCompiler:
                 " model at the top (a dataclass may be nested in it), or make this one a"
                 " dataclass"
             )
-        raise ConfigurationError(f"unsupported schema type in {info!r}")
+        shown = getattr(getattr(info, "cls", None), "__qualname__", None) or repr(info)
+        raise ConfigurationError(
+            f"unsupported type {shown}: event data is JSON, so a field holds JSON values or "
+            "what is read from them (an enum, a datetime, UUID, Decimal, bytes, or a class "
+            "read as an object: a dataclass, TypedDict, plain annotated class or Struct)"
+        )
 
     def object(self, info: Any) -> Node:
         key = id(info.cls)
@@ -414,9 +433,9 @@ class _PythonCompiler:
             if hint is not None and _has_markers(hint):
                 # msgspec reads only msgspec.Meta: an annotated-types or pydantic marker
                 # (Gt(0), Field(pattern=...)) was dropped, the field accepted unchecked
-                node = self.annotation(hint)
+                node = self.field_node(info.cls, f.name, hint)
             else:
-                node = self.info(f.type)
+                node = self.field_node(info.cls, f.name, f.type, read=self.info)
             if f.required:
                 fields.append(Field(f.encode_name, node))
             elif f.default_factory is not nodefault:
