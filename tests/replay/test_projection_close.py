@@ -9,10 +9,14 @@ applying events after ``async with Projection(...)`` had ended.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 
 from pepperpy.event import ClosedError, Event, EventStore, Projection
+from tests.helpers import eventually
 
 
 def counter(store: EventStore) -> Projection:
@@ -137,3 +141,30 @@ async def test_close_from_a_runs_handler_does_not_wait_for_that_run(any_store_ur
             report = await projection.run()
         assert (report.replayed, projection.state) == (3, {"n": 3})
         await projection.close()
+
+
+async def test_close_waits_for_a_load_under_way(tmp_path: Path) -> None:
+    """A load() under way went on after close(), opening the state store close() had
+    just closed (a connection nothing closed). close() now waits for it too. The load
+    is held where it sets the state store's table up, behind another writer's lock."""
+    path = tmp_path / "events.db"
+    async with EventStore(f"sqlite:///{path}?busy_timeout=20") as store:
+        await store.append("clock.1", Event("tick.tock"))
+        projection = counter(store)
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # the state store's CREATE TABLE waits
+            loading = asyncio.ensure_future(projection.load())
+            await eventually(
+                lambda: (
+                    projection._state_store is not None and projection._state_store._lock.locked()
+                )
+            )
+            shutting = asyncio.ensure_future(projection.close())
+            # bounded: close() must still be waiting for the held load
+            await asyncio.wait({shutting}, timeout=0.5)
+            assert not shutting.done()
+            other.execute("ROLLBACK")
+            async with asyncio.timeout(30):
+                await shutting
+        assert loading.done() and loading.result() == {"n": 0}
+        assert projection._state_store is None  # closed, and not opened again since

@@ -167,7 +167,8 @@ class Projection(Following):
         self._closings = 0
         self._live: set[StoreSubscription] = set()
         self._followers: set[asyncio.Task[Any]] = set()
-        #: the tasks of the run() and rebuild() calls under way (close() waits for them)
+        #: the tasks of the run(), rebuild() and load() calls under way (close() waits
+        #: for them)
         self._runs: set[asyncio.Task[Any]] = set()
 
     # -- registration ---------------------------------------------------------------
@@ -350,8 +351,9 @@ class Projection(Following):
 
     async def load(self) -> Any:
         """Load the committed state and position (a new projection starts fresh)."""
-        async with self._turn():
-            return await self._load()
+        with run_in(self._runs):  # close() waits for it
+            async with self._turn():
+                return await self._load()
 
     async def _check_read(self) -> None:
         """Refuse (``AccessDenied``, audited) a principal the store's ``access`` does not
@@ -610,9 +612,9 @@ class Projection(Following):
         self._state, self._position, self._revision = stored, position, revision
 
     async def close(self) -> None:
-        """End this projection's ``follow()`` calls under way, wait for its ``run()`` and
-        ``rebuild()`` calls under way, then close the state store if this projection
-        opened it.
+        """End this projection's ``follow()`` calls under way, wait for its ``run()``,
+        ``rebuild()`` and ``load()`` calls under way, then close the state store if this
+        projection opened it.
 
         Each ``follow()`` returns, as when the store is closed: a live batch being
         applied is committed first, a catch-up under way ends at the head it began with;
