@@ -167,6 +167,30 @@ async def test_a_rotation_failing_half_way_rewraps_nothing(
         assert [master for master, _ in (await key_store.load(stream)).values()] == ["old"]
 
 
+async def test_a_shred_failing_half_way_shreds_nothing(
+    key_store: KeyStore, key_store_place: str | None
+) -> None:
+    """Its tombstones were written one at a time, so a shred failing at the second
+    version (a lock another process held, a full disk) left the first shredded and the
+    others readable: half a stream erased, which the caller could not tell."""
+    if isinstance(key_store, MemoryKeyStore):
+        pytest.skip("a memory key store cannot fail half-way")
+    crypto = StreamEncryption(KeyRing.generate(), key_store)
+    envelopes = [await crypto.encrypt("s.1", "e1", b"one")]
+    for n in (2, 3):
+        await crypto.rotate_stream("s.1")
+        envelopes.append(await crypto.encrypt("s.1", f"e{n}", b"%d" % n))
+    assert key_store_place is not None
+    await _refuse_tombstone(key_store, key_store_place, version=2)
+    with pytest.raises(EncryptionError, match="refused by the test"):
+        await crypto.shred("s.1")
+    rows = await key_store.load("s.1")
+    assert sorted(rows) == [1, 2, 3] and "" not in {master for master, _ in rows.values()}
+    fresh = StreamEncryption(crypto.keyring, key_store)
+    for n, envelope in enumerate(envelopes, 1):  # the stream reads as it did
+        assert await fresh.decrypt("s.1", f"e{n}", envelope) is not None
+
+
 async def test_a_closed_key_store_refuses_calls(key_store: KeyStore) -> None:
     if isinstance(key_store, MemoryKeyStore):
         pytest.skip("a memory key store holds nothing to close")
@@ -231,6 +255,34 @@ def _another(key_store: KeyStore, place: str | None) -> KeyStore:
     if isinstance(key_store, PostgresKeyStore):
         return PostgresKeyStore(place)
     return SQLiteKeyStore(place)
+
+
+async def _refuse_tombstone(key_store: KeyStore, place: str, version: int) -> None:
+    """A trigger making a tombstone of ``version`` fail (SQLite's REPLACE inserts it,
+    PostgreSQL's upsert tries an insert first)."""
+    if isinstance(key_store, SQLiteKeyStore):
+        with closing(sqlite3.connect(place)) as db, db:
+            db.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON data_keys"
+                f" WHEN NEW.version = {version} AND NEW.master_key = ''"
+                " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+        return
+    import asyncpg
+
+    connection = await asyncpg.connect(place)
+    try:
+        await connection.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" IF NEW.version = {version} AND NEW.master_key = '' THEN"
+            " RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$"
+        )
+        await connection.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON pepperpy_data_keys"
+            " FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+    finally:
+        await connection.close()
 
 
 async def _refuse_updates_of(key_store: KeyStore, place: str, stream: str) -> None:

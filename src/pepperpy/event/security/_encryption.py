@@ -567,15 +567,18 @@ class StreamEncryption:
         events written to the stream later get a new key and read normally, while the
         old ones keep reading as shredded. Once started it runs to its end even if the
         caller is cancelled (the cancellation is raised after), so no stream is left
-        half-shredded.
+        half-shredded; the tombstones are written with one :meth:`KeyStore.tombstone`
+        (one transaction on SQLite and PostgreSQL), so a shred that fails, or a crash,
+        leaves the stream as it was (shred it again), not some of its versions readable.
         """
         return await settled(self._shred(stream))
 
     async def _shred(self, stream: str) -> bool:
         rows = await self.key_store.load(stream)
         live = [version for version, (master_id, _) in rows.items() if master_id != SHREDDED]
-        for version in live:
-            await self.key_store.replace(stream, version, SHREDDED, b"")
+        # one write (one transaction on SQLite and PostgreSQL): a shred that fails
+        # leaves the stream as it was, never half-shredded
+        await self.key_store.tombstone(stream, live)
         # what the key store now holds: a page preloaded before reads as shredded
         self._apply(stream, dict.fromkeys(rows, (SHREDDED, b"")))
         if live:  # once for all the versions (an SQLite WAL truncated: never waits)

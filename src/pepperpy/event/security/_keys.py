@@ -157,6 +157,17 @@ class KeyStore(abc.ABC):
         for stream, version, master_key_id, wrapped in keys:
             await self.replace(stream, version, master_key_id, wrapped)
 
+    async def tombstone(self, stream: str, versions: Sequence[int]) -> None:
+        """Replace each of ``versions`` of ``stream`` with a tombstone, as :meth:`replace`
+        does one: what :meth:`StreamEncryption.shred` writes.
+
+        The SQLite and PostgreSQL key stores write them in one transaction, so a shred
+        that fails (or a crash) leaves none of them shredded rather than some. This
+        default calls :meth:`replace` for each.
+        """
+        for version in versions:
+            await self.replace(stream, version, SHREDDED, b"")
+
     @abc.abstractmethod
     async def delete(self, stream: str) -> int:
         """Forget ``stream`` entirely, tombstones too; return how many rows went.

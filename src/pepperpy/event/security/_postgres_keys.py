@@ -337,10 +337,7 @@ class PostgresKeyStore(KeyStore):
 
     async def replace(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> None:
         if master_key_id == SHREDDED:
-            sql = (
-                "INSERT INTO {table} VALUES ($1, $2, $3, $4) ON CONFLICT (stream, version)"
-                " DO UPDATE SET master_key = EXCLUDED.master_key, wrapped = EXCLUDED.wrapped"
-            )
+            sql = _TOMBSTONE
             args: tuple[Any, ...] = (stream, version, SHREDDED, b"")
             doing = f"shredding key {version} of {stream!r}"
         else:  # one statement: a shred between a load and this re-wrap wins
@@ -388,6 +385,18 @@ class PostgresKeyStore(KeyStore):
                 raise
 
         await self._call(f"re-wrapping {len(rows)} keys", transact, write=True, bounded=False)
+
+    async def tombstone(self, stream: str, versions: Sequence[int]) -> None:
+        """Every tombstone in one transaction: all of them written, or none."""
+        if not versions:
+            return
+        rows = [(stream, version, SHREDDED, b"") for version in versions]
+
+        async def transact(connection: Any) -> None:
+            async with connection.transaction():
+                await connection.executemany(_TOMBSTONE.format(table=self._table), rows)
+
+        await self._call(f"shredding {len(rows)} keys of {stream!r}", transact, write=True)
 
     async def delete(self, stream: str) -> int:
         status: str = await self._call(
@@ -466,6 +475,11 @@ class PostgresKeyStore(KeyStore):
 _MANY = 1000
 #: re-wrapped keys sent in one round of :meth:`PostgresKeyStore.rewrap`
 _BATCH = 10_000
+#: a version made a tombstone, whatever it held (or if it held nothing)
+_TOMBSTONE = (
+    "INSERT INTO {table} VALUES ($1, $2, $3, $4) ON CONFLICT (stream, version)"
+    " DO UPDATE SET master_key = EXCLUDED.master_key, wrapped = EXCLUDED.wrapped"
+)
 #: a live key re-wrapped, never over a tombstone (nor a missing row)
 _REWRAP = (
     "UPDATE {table} SET master_key = $1, wrapped = $2"

@@ -273,6 +273,16 @@ class SQLiteKeyStore(OneConnection, KeyStore):
         if rows:
             await asyncio.to_thread(self._run_many, _REWRAP, rows)
 
+    async def tombstone(self, stream: str, versions: Sequence[int]) -> None:
+        """Every tombstone in one transaction: all of them written, or none."""
+        if not versions:
+            return
+        rows = [(stream, version, SHREDDED, b"") for version in versions]
+        await asyncio.to_thread(
+            self._run_many, "INSERT OR REPLACE INTO data_keys VALUES (?, ?, ?, ?)", rows
+        )
+        self._unpurged = True  # purged by purge(), once for all of a shred's tombstones
+
     async def delete(self, stream: str) -> int:
         count, *_ = await asyncio.to_thread(
             self._run, "DELETE FROM data_keys WHERE stream = ?", (stream,)
