@@ -203,3 +203,32 @@ async def test_a_tls_url_of_a_server_without_tls_is_refused(tmp_path: Path) -> N
         assert "does not require TLS" in str(deleting.value)
     finally:
         server.kill()
+
+
+@pytest.mark.usefixtures("trust_the_ca")
+async def test_a_cluster_with_one_refused_certificate_connects_to_the_other(
+    certificates: Path,
+) -> None:
+    """nats-py closes a failed attempt's connection before it tries the next server,
+    and waited for the socket of a failed TLS upgrade, which never reports its close:
+    ``start()`` failed at ``connect_timeout`` whenever it tried the refused server
+    first (nats-py picks the order at random), though the other one was fine. Each of
+    a few starts now connects, and at once."""
+    if not Path(NATS_SERVER).exists():
+        pytest.skip("nats-server is not installed")
+    refused, trusted = TlsNats(certificates, "selfsigned"), TlsNats(certificates, "loopback")
+    refused.start()
+    try:
+        trusted.start()
+        url = f"{refused.url},{trusted.url}"
+        for _ in range(5):  # each start picks its order anew
+            transport = NatsTransport(url, connect_timeout=CONNECT_TIMEOUT)
+            began = time.monotonic()
+            try:
+                await finishes(transport.start(), CONNECT_TIMEOUT + 10)
+            finally:
+                await transport.close()
+            assert time.monotonic() - began < CONNECT_TIMEOUT / 2
+    finally:
+        refused.kill()
+        trusted.kill()

@@ -91,7 +91,8 @@ def drop_failed_tls(nc: Client) -> None:
     The upgrade moved the socket to a TLS protocol, which closed it on the failure; the
     stream writer nats-py keeps is never told, so ``Client.close()`` waited for it (in
     ``wait_closed()``) until :func:`close_client`'s deadline: ``connect_timeout`` more
-    for a ``start()`` that had already failed.
+    for a ``start()`` that had already failed, and nats-py itself waited for it before
+    trying the next server of a cluster (until the deadline failed the ``start()``).
     """
     transport = getattr(nc, "_transport", None)
     if transport is not None and not nc.is_connected:

@@ -98,6 +98,9 @@ class Connection:
                 tls_refused[attempted(nc)] = why
                 if len(tls_refused) >= len(self.servers):  # a cluster: each one refused
                     raise TlsRefused(why)  # out of nc.connect()
+                # nats-py closes the attempt before trying the next server, and would
+                # wait for this socket's close until the deadline: gone already
+                drop_failed_tls(nc)
             await self._on_error(nc, exc)
 
         async def disconnected() -> None:
