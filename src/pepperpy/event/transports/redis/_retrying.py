@@ -40,6 +40,8 @@ class RedisRetrying:
     _outages: Outages
     _closed: bool
     _publishes_refused: bool
+    #: the pauses between attempts under way, each with what ends it early (see _pause)
+    _pauses: dict[asyncio.Future[None], Callable[[], bool]]
 
     async def _retrying(
         self,
@@ -91,7 +93,10 @@ class RedisRetrying:
                     if unknown is not None:
                         failure = with_outcome(failure, unknown=unknown())
                     raise failure from error
-                await asyncio.sleep(min(pause, deadline - loop.time()))
+                await self._pause(min(pause, deadline - loop.time()), unknown, after_close)
+                stopped = self._closed if unknown is None else self._publishes_refused
+                if stopped and not after_close:  # during the pause: no attempt after it
+                    raise self._closing(what, error, unknown) from error
             try:
                 async with asyncio.timeout_at(deadline):
                     return await operation()
@@ -118,6 +123,40 @@ class RedisRetrying:
                 if unknown is not None:
                     failure = with_outcome(failure, unknown=unknown())
                 raise failure from exc
+
+    async def _pause(
+        self, seconds: float, unknown: Callable[[], bool] | None, after_close: bool
+    ) -> None:
+        """Wait ``seconds`` before the next attempt, or until close() stops the attempts
+        (:meth:`_wake_pauses`): a pause of a publish ends once publishes are refused, any
+        other once close() has begun (none of an operation with a client of its own).
+
+        Slept through, a pause held close() for as long as it had left: up to
+        ``max_backoff`` (up to 300 s), or ``connect_timeout`` for a publish, since close()
+        waits for those, while no attempt was going to be made.
+        """
+        if after_close:
+            await asyncio.sleep(seconds)
+            return
+        publish = unknown is not None
+
+        def stopped() -> bool:
+            return self._publishes_refused if publish else self._closed
+
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pauses[waiter] = stopped
+        try:
+            await asyncio.wait([waiter], timeout=seconds)
+        finally:
+            del self._pauses[waiter]
+            waiter.cancel()
+
+    def _wake_pauses(self) -> None:
+        """End the pauses of :meth:`_retrying` that close() has stopped (see :meth:`_pause`);
+        their attempts then raise what a stopped one raises."""
+        for waiter, stopped in list(self._pauses.items()):
+            if stopped() and not waiter.done():
+                waiter.set_result(None)
 
     def _closing(
         self, what: str, error: BaseException | None, unknown: Callable[[], bool] | None

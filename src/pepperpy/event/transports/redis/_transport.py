@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..._deps import require
@@ -125,6 +126,7 @@ class RedisTransport(RedisPublishing, Transport):
         self._disconnected = False
         #: what a cancelled close() left to do: wait for the consumers, then disconnect
         self._finishing: asyncio.Task[None] | None = None
+        self._pauses: dict[asyncio.Future[None], Callable[[], bool]] = {}
 
     def __repr__(self) -> str:
         shown = redact_url(self._client_url)
@@ -213,14 +215,17 @@ class RedisTransport(RedisPublishing, Transport):
         self._closed = True
         # no handler to wait for: refused from now
         self._publishes_refused = not self._members and self._listener is None
+        self._wake_pauses()  # of the attempts stopped now: none is made after them
         stopped = False
         try:
             await self._stop_consuming()
             stopped = True
             self._publishes_refused = True
+            self._wake_pauses()
             await self._publishes_settled()
         finally:  # cancelled too: no publish starts on the client closed below
             self._publishes_refused = True
+            self._wake_pauses()
             self._disconnected = True
             if stopped:
                 if self._client is not None:
