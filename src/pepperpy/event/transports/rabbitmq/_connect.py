@@ -23,6 +23,7 @@ __all__ = [
     "may_come_up",
     "not_amqp",
     "tls_failure",
+    "tls_reason",
     "vhost_refusal",
     "virtual_host",
 ]
@@ -160,9 +161,9 @@ def connect_failure(url: str, exc: BaseException) -> str:
             f"{where}: cannot read a file the URL names for TLS ({files or 'none given'}):"
             f" {exc.strerror or exc}"
         )
-    tls = tls_failure(exc)
+    tls = tls_reason(url, exc)
     if tls is not None:
-        return f"{where}: the TLS handshake failed: {_tls_advice(url, tls)}; ssl said: {tls}"
+        return f"{where}: the TLS handshake failed: {tls}"
     errors = sys.modules.get("aiormq.exceptions")
     if errors is not None and isinstance(exc, errors.AuthenticationError) and len(exc.args) == 2:
         # the broker does not offer the mechanism ?auth= asks for (aiormq's message is
@@ -200,6 +201,15 @@ def tls_failure(exc: BaseException) -> ssl.SSLError | None:
             return None if isinstance(error, transient) else error
         error = error.__cause__ or error.__context__
     return None
+
+
+def tls_reason(url: str, exc: BaseException) -> str | None:
+    """Why a connection to ``url`` failed for good in its TLS handshake (see
+    :func:`tls_failure`), and what to change; None if ``exc`` is no such failure."""
+    tls = tls_failure(exc)
+    if tls is None:
+        return None
+    return f"{_tls_advice(url, tls)}; ssl said: {tls}"
 
 
 def _tls_advice(url: str, error: ssl.SSLError) -> str:

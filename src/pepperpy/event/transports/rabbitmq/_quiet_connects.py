@@ -27,6 +27,8 @@ import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from ._connect import tls_failure
+
 if TYPE_CHECKING:
     from ._logs import Outages
 
@@ -91,6 +93,14 @@ class QuietFailedConnects(logging.Filter):
             and attempt.in_outage()
         ):
             note = "the transport logged this outage, and logs when the connection is back"
+        elif (
+            isinstance(record.args, tuple)
+            and record.args
+            and isinstance(record.args[0], BaseException)
+            and tls_failure(record.args[0]) is not None
+            and attempt.in_outage()
+        ):  # for good: the transport logs it as an ERROR, once an outage (see _refusals)
+            note = "the transport logs the failed TLS handshake once an outage, as an ERROR"
         else:
             return True
         return demote(record, note)

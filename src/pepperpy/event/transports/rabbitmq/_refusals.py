@@ -31,8 +31,8 @@ from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from ..._bus_logging import log_fields
-from ..base import ACCESS_REFUSED, CREDENTIALS_REFUSED
-from ._connect import vhost_refusal
+from ..base import ACCESS_REFUSED, CREDENTIALS_REFUSED, UNREACHABLE
+from ._connect import tls_reason, vhost_refusal
 
 __all__ = ["REFUSED_BACKOFF_MAX", "Refusal", "Refusals", "entity_refusal", "refusal"]
 
@@ -42,12 +42,19 @@ logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
 REFUSED_BACKOFF_MAX = 15.0
 
 
+#: what the transport's records say of a broker that refuses its connection
+REFUSES = "refuses the transport's connection"
+
+
 class Refusal(NamedTuple):
     """The broker said no: ``kind`` is ``Transport.outage_reason``'s (credentials or
-    access refused), ``reason`` what it said, with what to check."""
+    access refused), ``reason`` what it said, with what to check; ``lead`` what the
+    records say the broker does (a TLS handshake that failed for good is no answer of the
+    broker's, but as final: ``kind`` unreachable, and retried as sparingly)."""
 
     kind: str
     reason: str
+    lead: str = REFUSES
 
 
 def refusal(url: str, error: object) -> Refusal | None:
@@ -64,7 +71,10 @@ def refusal(url: str, error: object) -> Refusal | None:
     if entity is not None:
         return Refusal(ACCESS_REFUSED, f"restoring the channels: {entity}")
     vhost = vhost_refusal(url, error)
-    return None if vhost is None else Refusal(ACCESS_REFUSED, vhost)
+    if vhost is not None:
+        return Refusal(ACCESS_REFUSED, vhost)
+    tls = tls_reason(url, error)
+    return None if tls is None else Refusal(UNREACHABLE, tls, "cannot be reconnected to over TLS")
 
 
 def entity_refusal(url: str, error: BaseException) -> str | None:
@@ -96,26 +106,29 @@ class Refusals:
         self.attempts = 0
         #: the latest refusal's reason (``Transport.outage_reason``) and message
         self.latest: tuple[str, str] | None = None
+        #: what the first refusal of the open outage said the broker does
+        self.lead = REFUSES
 
     def refused(self, refused: Refusal, connection: Any, shown: str) -> None:
         """An attempt of the robust ``connection`` was ``refused``; ``shown``: the URL
         without its password."""
-        kind, reason = refused
+        kind, reason, lead = refused
         self.attempts += 1
         interval = getattr(connection, "reconnect_interval", None)
         if isinstance(interval, int | float):  # aio-pika reads it before each pause
             connection.reconnect_interval = min(
                 max(interval * 2, self.reconnect_interval), REFUSED_BACKOFF_MAX
             )
-        self.latest = (kind, f"RabbitMQ at {shown} refuses the transport's connection: {reason}")
+        self.latest = (kind, f"RabbitMQ at {shown} {lead}: {reason}")
         if self.reason is not None:
             logger.debug("RabbitMQ at %s refused a reconnection again: %s", shown, reason)
             return
-        self.reason = reason
+        self.reason, self.lead = reason, lead
         logger.error(
-            "RabbitMQ at %s refuses the transport's connection: %s. The transport keeps "
+            "RabbitMQ at %s %s: %s. The transport keeps "
             "trying, backing off up to %gs; further refusals are logged at DEBUG",
             shown,
+            lead,
             reason,
             REFUSED_BACKOFF_MAX,
             extra=log_fields("outage", transport=shown, reason=reason),
@@ -126,7 +139,7 @@ class Refusals:
         it (empty otherwise)."""
         if self.reason is None:
             return ""
-        return f"; the broker refuses the transport's connection: {self.reason}"
+        return f"; the broker {self.lead}: {self.reason}"
 
     def over(self, connection: Any) -> int:
         """The robust ``connection`` is back: reconnect every ``reconnect_interval``
