@@ -67,6 +67,8 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE = re.compile(r"(?:[\x21-\x7e](?:[ \t]*[\x21-\x7e])*)?")
 #: headers that frame the body, which the channel writes itself
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
+#: headers a channel with a secret writes itself
+_SIGNING = frozenset({SIGNATURE_HEADER.lower(), TIMESTAMP_HEADER.lower()})
 #: how much of an error answer's body an error message quotes
 _QUOTED = 200
 
@@ -81,7 +83,9 @@ class WebhookChannel(Channel):
     request as a whole (connecting, sending, and reading the answer; not the wait for a
     rate limit's slot); ``headers`` are added to every request (each checked here: an
     HTTP token as its name, printable ASCII as its value, not ``Content-Length`` or
-    ``Transfer-Encoding``). The webhook's address is
+    ``Transfer-Encoding``, no name twice in two cases, nor the signature headers when
+    signed), a ``Content-Type``, ``User-Agent`` or ``Idempotency-Key`` among them, in
+    any case, replacing the channel's own. The webhook's address is
     its URL, so it needs no recipient (a resolved one is still included in the body).
 
     Errors, dead letters, logs and the repr show the URL without its credentials: its
@@ -123,7 +127,10 @@ class WebhookChannel(Channel):
             raise ConfigurationError(f"webhook URL {shown_url(url)!r} is invalid: {exc}") from exc
         show_in_httpx_log(self, str(as_sent), self._shown)
         self._secret = secret.encode() if isinstance(secret, str) else secret
-        self.headers = _checked_headers(headers)
+        self.headers = _checked_headers(headers, signed=secret is not None)
+        # names are case-insensitive: a configured one replaces the channel's default
+        # (sent both, a receiver saw two Content-Types or Idempotency-Keys)
+        self._configured = frozenset(name.lower() for name in self.headers)
         self._clients: LoopClients[Any] = LoopClients(self._new_client, _close_client, owner=self)
 
     @staticmethod
@@ -169,12 +176,13 @@ class WebhookChannel(Channel):
     async def send(self, notification: Notification) -> None:
         httpx = require("httpx", extra="webhook", feature="the webhook channel")
         body = dumps(notification.to_dict())
-        headers = {
+        defaults = {
             "Content-Type": "application/json",
             "User-Agent": f"pepperpy-event/{__version__}",
             "Idempotency-Key": notification.key or notification.id,
-            **self.headers,
         }
+        headers = {k: v for k, v in defaults.items() if k.lower() not in self._configured}
+        headers.update(self.headers)
         if self._secret is not None:
             timestamp = str(int(time.time()))
             headers[TIMESTAMP_HEADER] = timestamp
@@ -289,15 +297,17 @@ def _check_url(url: object) -> None:
         raise ConfigurationError(f"webhook URL {shown!r} has no host")
 
 
-def _checked_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+def _checked_headers(headers: Mapping[str, str] | None, *, signed: bool) -> dict[str, str]:
     """``headers`` as a dict, each one refused now (ConfigurationError) if no request
     could carry it: httpx and h11 refuse it at every send, which the system took for a
-    transient failure and retried."""
+    transient failure and retried. So is a name given twice (in another case: sent
+    twice), and, on a ``signed`` channel, the signature headers it writes itself."""
     if headers is None:
         return {}
     if not isinstance(headers, Mapping):
         raise ConfigurationError(f"webhook headers must be a mapping, got {headers!r}")
     checked: dict[str, str] = {}
+    seen: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
             raise ConfigurationError(
@@ -308,6 +318,17 @@ def _checked_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
             raise ConfigurationError(
                 f"webhook header {name!r} is set by the channel (it frames the body)"
             )
+        if signed and name.lower() in _SIGNING:
+            raise ConfigurationError(
+                f"webhook header {name!r} is set by the channel (it signs each request "
+                "with the secret)"
+            )
+        if name.lower() in seen:
+            raise ConfigurationError(
+                f"webhook header {name!r} is given twice ({seen[name.lower()]!r} too): "
+                "header names are case-insensitive"
+            )
+        seen[name.lower()] = name
         if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
             raise ConfigurationError(
                 f"webhook header {name!r} value {value!r} must be a str of printable ASCII "
