@@ -415,3 +415,34 @@ gc.collect()
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "{1: ('k1', b'x')}"
     assert "ResourceWarning" not in done.stderr, done.stderr
+
+
+async def test_a_postgres_key_store_dropped_unclosed_closes_with_its_loop(
+    postgres_url: str,
+) -> None:
+    """A key store dropped without close() left its connection to the garbage
+    collector (ResourceWarning: unclosed transport); it is closed as its loop ends."""
+    script = f"""
+import asyncio, gc
+from pepperpy.event.security import PostgresKeyStore
+
+async def main():
+    keys = PostgresKeyStore({postgres_url!r})
+    await keys.save("s.1", 1, "k1", b"x")
+    del keys
+    gc.collect()
+    print("dropped")
+
+asyncio.run(main())
+gc.collect()
+"""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-X", "dev", "-W", "error", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "dropped"
+    assert "ResourceWarning" not in done.stderr, done.stderr

@@ -56,7 +56,7 @@ class _Share:
     (left to the garbage collector, it was an unclosed transport and socket).
     """
 
-    __slots__ = ("__weakref__", "connection", "keeper", "lock", "openings")
+    __slots__ = ("connection", "keeper", "lock", "openings")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
@@ -75,7 +75,7 @@ class _Share:
         """Start the keeper on the running loop, if it has none."""
         if self.keeper is None or self.keeper.done():
             loop = asyncio.get_running_loop()
-            keeper = loop.create_task(_keep(weakref.ref(self)), context=contextvars.Context())
+            keeper = loop.create_task(_keep(self), context=contextvars.Context())
             _KEEPERS.add(keeper)
             keeper.add_done_callback(_KEEPERS.discard)
             self.keeper = keeper
@@ -93,16 +93,15 @@ class _Share:
 _KEEPERS: set[asyncio.Task[None]] = set()
 
 
-async def _keep(share: weakref.ref[_Share]) -> None:
+async def _keep(share: _Share) -> None:
     """Wait until cancelled (the loop shutting down, or ``close()``); then drop the
-    share's connection. Holds the share weakly: a key store dropped without
-    ``close()`` takes its shares along."""
+    share's connection. Holds the share, not the key store: one dropped without
+    ``close()`` has its connection closed with the loop, not left to the garbage
+    collector."""
     try:
         await asyncio.Event().wait()
     finally:
-        held = share()
-        if held is not None:
-            held.drop()
+        share.drop()
 
 
 class PostgresKeyStore(KeyStore):
