@@ -84,7 +84,7 @@ async def restore_consumers(transport: NatsTransport) -> None:
                 await consumer.attach(nc, js)
                 await consumer.restore()
             if transport._stream_missing is not None:
-                logger.warning(
+                logger.info(
                     "JetStream stream %s and its consumers are back; the subscriptions "
                     "receive again",
                     transport.stream,
