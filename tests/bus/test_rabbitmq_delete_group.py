@@ -107,6 +107,8 @@ async def test_a_deleted_group_leaves_no_queue_or_exchange_of_any_layout(
         assert await _messages(broker, queue) is None, f"{queue} is left"
     for name in exchanges:
         assert not await _exchange_exists(broker, name), f"exchange {name} is left"
+    # the refused subscription was removed (test_bus_refused_subscription.py): again
+    joining.subscribe("orders.*", group="billing")(lambda e: joined.append(e.data))
     await joining.start()  # nothing to refuse any more: the group is made anew
     await deleting.publish("orders.placed", 99)
     await eventually(lambda: joined == [99])

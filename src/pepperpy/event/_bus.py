@@ -31,7 +31,7 @@ from ._bus_logging import Repeats
 from ._bus_loop import check_caller_loop, check_loop, connect, refuse_publish, start_to_publish
 from ._bus_loop import close as _close
 from ._bus_serve import serve as _serve
-from ._bus_subscriptions import check_group, register_late, subscription_name
+from ._bus_subscriptions import check_group, refused, register_late, subscription_name
 from ._bus_subscriptions import delete_group as _delete_group
 from ._bus_subscriptions import unsubscribe as _unsubscribe
 from ._closing import AsyncClosing
@@ -439,7 +439,11 @@ class EventBus(AsyncClosing):
                 self._started = True
             while self._unregistered:
                 sub = self._unregistered[0]
-                await self.transport.subscribe(sub)
+                try:
+                    await self.transport.subscribe(sub)
+                except ConfigurationError as exc:
+                    refused(self, sub, exc)  # removed: it would be refused every time
+                    raise
                 self._unregistered.pop(0)
 
     async def close(self) -> None:

@@ -29,7 +29,14 @@ from .transports.base import NotDelivered
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["check_group", "delete_group", "register_late", "subscription_name", "unsubscribe"]
+__all__ = [
+    "check_group",
+    "delete_group",
+    "refused",
+    "register_late",
+    "subscription_name",
+    "unsubscribe",
+]
 
 logger = logging.getLogger("pepperpy.event.bus")
 
@@ -63,11 +70,42 @@ def register_late(bus: EventBus) -> None:
     bus._registering = loop.create_task(_register_pending(bus))
 
 
+def refused(bus: EventBus, sub: Subscription, error: Exception) -> None:
+    """Remove ``sub``, whose registration the transport refused with ``error`` (a
+    ``ConfigurationError``: the group's settings differ from the broker's, say).
+
+    Unlike a broker out of reach, a refusal would come again at every ``start()``; kept,
+    the subscription also made ``delete_group()`` of its group refuse ("this bus has a
+    subscription in it"), and a corrected ``subscribe()`` of the group was never reached.
+    It goes as ``unsubscribe()`` would have it go; the error says so.
+    """
+    if sub in bus._unregistered:
+        bus._unregistered.remove(sub)
+    if sub in bus._subscriptions:
+        bus._subscriptions.remove(sub)
+    registration = bus._registrations.pop(sub, None)
+    if registration is not None:
+        registration.removed = True
+    sub.mark_removed()
+    group = "" if sub.group is None else f" in group {sub.group!r}"
+    handler = "?" if registration is None else _shown_handler(registration.handler)
+    error.add_note(
+        f"the subscription of {handler} to {sub.pattern!r}{group} was removed from the "
+        "bus: subscribe it again once this is resolved"
+    )
+
+
+def _shown_handler(handler: Handler) -> str:
+    return getattr(handler, "__qualname__", None) or repr(handler)
+
+
 async def _register_pending(bus: EventBus) -> None:
     try:
         await bus.start()
     except ClosedError:
         pass
+    except ConfigurationError:  # refused: the subscription was removed (see refused())
+        logger.exception("a subscription added after start() was refused and removed")
     except Exception:
         logger.exception(
             "could not register a subscription added after start(); "
@@ -186,8 +224,7 @@ def _check_not_in(bus: EventBus, pattern: str, group: str) -> None:
     """Refuse to delete a group one of this bus's subscriptions is in (or leaving)."""
     for sub, registration in bus._registrations.items():
         if sub.group == group and sub.pattern == pattern:
-            handler = registration.handler
-            shown_handler = getattr(handler, "__qualname__", None) or repr(handler)
+            shown_handler = _shown_handler(registration.handler)
             leaving = " (being unsubscribed)" if sub.removed else ""
             raise ConfigurationError(
                 f"cannot delete group {group!r} on {pattern!r}: this bus has a "
