@@ -65,8 +65,33 @@ BAD = [
     ("unix:///?namespace=n", "names no socket", "give its path"),
     # the transport's own options: the message now says what they take
     ("redis://h/0?partitions=1.0", "bad partitions='1.0'", "must be a whole number"),
-    ("redis://h/0?maxlen=lots", "bad maxlen='lots'", "a whole number, or none"),
+    ("redis://h/0?maxlen=lots", "bad maxlen='lots'", "a whole number in digits 0-9, or none"),
     ("redis://h/0?lease_ttl=soon", "bad lease_ttl='soon'", "must be a number of seconds"),
+    # numbers are plain ASCII digits: int() read "1_6" as 16, and took spaces around the
+    # digits and other scripts' digits; float() took "1_0", "inf" and "nan" too
+    ("redis://h/0?partitions=1_6", "bad partitions='1_6'", "a whole number in digits 0-9"),
+    ("redis://h/0?partitions=%D9%A1%D9%A6", "bad partitions='١٦'", "digits 0-9"),
+    ("redis://h/0?batch_size=+10", "bad batch_size=' 10'", "digits 0-9"),
+    ("redis://h/0?max_deliveries=%205%20", "bad max_deliveries=' 5 '", "digits 0-9"),
+    ("redis://h/0?maxlen=1_000", "bad maxlen='1_000'", "digits 0-9, or none"),
+    ("redis://h/0?replicas=%EF%BC%91", "bad replicas='１'", "digits 0-9"),
+    ("redis://h/0?lease_ttl=1_0", "bad lease_ttl='1_0'", "in decimal digits"),
+    ("redis://h/0?connect_timeout=0x10", "bad connect_timeout='0x10'", "in decimal digits"),
+    ("redis://h/0?max_backoff=%202", "bad max_backoff=' 2'", "in decimal digits"),
+    ("redis://h/0?retention=inf", "bad retention='inf'", "in decimal digits"),
+    (
+        "redis://h/0?trim_interval=%D9%A3",
+        "bad trim_interval='٣'",
+        "decimal digits (30, 0.5), or none",
+    ),
+    ("redis://h/0?connect_timeout=1.2.3", "bad connect_timeout='1.2.3'", "decimal digits"),
+    # redis-py's numbers alike: it read "1_6" as database 16
+    ("redis://h?db=1_6", "'1_6' for db", "from 0 to 2147483647"),
+    ("redis://h/0?max_connections=%D9%A1", "for max_connections", "at least 1"),
+    ("redis://h/0?health_check_interval=%201", "for health_check_interval", "whole number"),
+    ("redis://h/0?socket_timeout=1_0", "'1_0' for socket_timeout", "number of seconds"),
+    ("redis://h/0?socket_connect_timeout=1%D9%A0", "for socket_connect_timeout", "> 0"),
+    ("redis://h/0?protocol=%D9%A2", "for protocol", "2 (RESP2"),
     # options of another kind of connection
     ("redis://h/0?ssl_cert_reqs=none", "unknown parameter 'ssl_cert_reqs'", "use a rediss://"),
     ("unix:///run/r.sock?socket_keepalive=true", "unknown parameter", "not of a Unix socket"),
@@ -116,6 +141,9 @@ def test_no_password_is_shown(url: str) -> None:
         "redis://h/0?retry_on_error=ConnectionError,TimeoutError&socket_read_size=1",
         "rediss://h/0?ssl_cert_reqs=none&ssl_min_version=771&ssl_ciphers=HIGH&ssl_check_hostname=0",
         "redis://h/0?encoding_errors=replace&socket_connect_timeout=0.5",
+        # decimal notation in all its forms
+        "redis://h/0?partitions=007&lease_ttl=.5&connect_timeout=3.&max_backoff=2.5E-1",
+        "redis://h/0?maxlen=none&trim_interval=off&retention=0&socket_timeout=2.5",
         "rediss://h/0?ssl_include_verify_flags=VERIFY_X509_STRICT,VERIFY_X509_PARTIAL_CHAIN",
     ],
 )

@@ -162,12 +162,45 @@ _CONVERTERS: dict[str, type] = {
 }
 
 
+#: a whole number in a URL: ASCII digits only. int() also takes "1_6" (16), spaces around
+#: the digits and other scripts' digits ("١٦"), none of which a URL's author means as one
+_WHOLE = re.compile(r"[0-9]+")
+#: a number of seconds in a URL: ASCII decimal notation (30, 0.5, .5, 1e-3: what the NATS
+#: and RabbitMQ URLs take, less float()'s extras); float() also took "1_0", " 5 ", other
+#: scripts' digits, "inf" and "nan"
+_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def _strict_int(value: str) -> int:
+    """``value``, a URL's text for a whole number; ValueError unless plain ASCII digits."""
+    if not _WHOLE.fullmatch(value):
+        raise ValueError(value)
+    return int(value)
+
+
+def _strict_float(value: str) -> float:
+    """``value``, a URL's text for seconds; ValueError unless ASCII decimal notation."""
+    if not _DECIMAL.fullmatch(value):
+        raise ValueError(value)
+    return float(value)
+
+
 #: what each of our options takes in a URL, for the message refusing other text
 _TAKES = {
     name: (
-        ("a whole number" if convert is int else "a number of seconds")
+        (
+            "a whole number in digits 0-9"
+            if convert is int
+            else "a number of seconds in decimal digits (30, 0.5)"
+        )
         + (", or none" if name in ("maxlen", "trim_interval") else "")
     )
+    for name, convert in _CONVERTERS.items()
+    if convert is not str
+}
+#: how each of our options' text becomes its value
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    name: _strict_int if convert is int else _strict_float
     for name, convert in _CONVERTERS.items()
     if convert is not str
 }
@@ -225,7 +258,7 @@ def parse_url(url: str, given: Mapping[str, Any]) -> tuple[str, RedisOptions]:
             ours[name] = None
             continue
         try:
-            ours[name] = convert(value)
+            ours[name] = _PARSERS.get(name, convert)(value)
         except ValueError as exc:
             raise ConfigurationError(
                 f"bad {name}={value!r} in the Redis URL {redact_url(url)!r}: {name} must be "
@@ -452,18 +485,19 @@ _ADDRESS_OPTIONS = {
 
 
 def _whole(value: str, least: int, most: int | None) -> bool:
-    try:
-        number = int(value)
-    except ValueError:
+    # ASCII digits only (a sign where negatives are taken): redis-py's int() read "1_6" as
+    # 16, and took spaces and other scripts' digits
+    if not _WHOLE.fullmatch(value.removeprefix("-") if least < 0 else value):
         return False
+    number = int(value)
     return number >= least and (most is None or number <= most)
 
 
 def _seconds(value: str, least: float) -> bool:
-    try:
-        number = float(value)
-    except ValueError:
+    # ASCII decimal notation, as the transport's own options (float() took "1_0", " 1")
+    if not _DECIMAL.fullmatch(value):
         return False
+    number = float(value)
     return math.isfinite(number) and number >= least and number > 0
 
 
