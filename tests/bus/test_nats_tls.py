@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,8 @@ import pytest
 
 from pepperpy.event import EventBus, TransportError
 from pepperpy.event.transports.nats import NatsTransport
-from tests.bus.faultproxy import finishes
+from tests.bus.credentials import backing_off
+from tests.bus.faultproxy import FaultProxy, finishes
 from tests.bus.test_nats import NATS_SERVER, PrivateNats
 from tests.helpers import eventually
 
@@ -232,3 +234,58 @@ async def test_a_cluster_with_one_refused_certificate_connects_to_the_other(
     finally:
         refused.kill()
         trusted.kill()
+
+
+@pytest.mark.usefixtures("trust_the_ca")
+async def test_a_server_back_with_a_refused_certificate_is_one_error_and_backs_off(
+    certificates: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server came back with a certificate the client refuses (a rotation gone
+    wrong): each reconnection failed the same way, every ``reconnect_wait``, under a
+    warning that said "cannot reconnect yet" once a minute. Now one ERROR names the
+    cause and the attempts back off (as for refused credentials); health() says why;
+    once the certificate is right again, the transport reconnects."""
+    caplog.set_level(logging.INFO)
+    if not Path(NATS_SERVER).exists():
+        pytest.skip("nats-server is not installed")
+    servers = [TlsNats(certificates, "loopback")]
+    servers[0].start()
+    try:
+        async with FaultProxy(servers[0].port) as proxy:  # counts the attempts
+            transport = NatsTransport(
+                f"tls://127.0.0.1:{proxy.port}", reconnect_wait=0.2, connect_timeout=5
+            )
+            bus = EventBus(transport=transport)
+            async with bus:
+                for certificate in ("selfsigned", "loopback"):
+                    servers[-1].kill()
+                    server = TlsNats(certificates, certificate)
+                    server.port = servers[0].port  # where the proxy forwards to
+                    servers.append(server)
+                    server.start()
+                    if certificate == "loopback":
+                        break
+                    await eventually(lambda: bool(_errors(caplog)), timeout=20)
+                    refused_at, attempts = time.monotonic(), proxy.accepted
+                    await backing_off(proxy, refused_at, attempts)
+                    health = bus.health()
+                    assert not health.ready
+                    assert health.outage_message is not None
+                    assert "the client refuses the server's certificate" in health.outage_message
+                await eventually(lambda: bus.health().ready, timeout=30)
+    finally:
+        for server in servers:
+            server.kill()
+    [error] = _errors(caplog)
+    message = error.getMessage()
+    assert f"cannot reconnect to NATS at tls://127.0.0.1:{proxy.port}: the TLS handshake" in message
+    assert "self-signed certificate" in message
+    assert "backing off up to 15s" in message
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.name == "pepperpy.event.transports.nats" and r.levelno >= logging.ERROR
+    ]

@@ -61,6 +61,8 @@ class Outage:
     warned: float | None = None
     #: whether the server refused the credentials of an attempt (logged once, an ERROR)
     refused: bool = False
+    #: whether an attempt's TLS handshake failed for good (logged once, an ERROR)
+    tls_refused: bool = False
     #: why it goes on, from the latest failure (``Transport.outage_reason``)
     reason: tuple[str, str] = (UNREACHABLE, "the connection to NATS was lost")
 
@@ -223,6 +225,11 @@ class Outages:
             )
             self._refused(nc, outage, reason)
             return
+        tls = refused_tls(exc)
+        if tls is not None:
+            outage.reason = (UNREACHABLE, f"cannot reconnect to NATS at {self.server}: {tls}")
+            self._tls_refused(nc, outage, tls)
+            return
         outage.reason = (UNREACHABLE, f"cannot reconnect to NATS at {self.server} ({reason})")
         now = time.monotonic()
         if outage.warned is not None and now - outage.warned < STILL_DOWN_EVERY:
@@ -250,11 +257,7 @@ class Outages:
         """The server refused an attempt's credentials (a password changed under a running
         service): an ERROR the first time in an outage, and the attempts back off,
         doubling up to :data:`REFUSED_BACKOFF_MAX` (nats-py reads the pause before each)."""
-        wait = nc.options.get("reconnect_time_wait")
-        if isinstance(wait, int | float):
-            nc.options["reconnect_time_wait"] = min(
-                max(wait * 2, self.options.reconnect_wait), REFUSED_BACKOFF_MAX
-            )
+        self._back_off(nc)
         if outage.refused:
             logger.debug("NATS at %s refused the credentials again: %s", self.server, reason)
             return
@@ -268,6 +271,34 @@ class Outages:
             REFUSED_BACKOFF_MAX,
             extra=log_fields("outage", transport=self.server, reason=reason),
         )
+
+    def _tls_refused(self, nc: Client, outage: Outage, why: str) -> None:
+        """A reconnection's TLS handshake failed for good (the server came back with a
+        certificate the client refuses, say): an ERROR the first time in an outage, and
+        the attempts back off as for refused credentials; each one trying again every
+        ``reconnect_wait`` would not fix it."""
+        self._back_off(nc)
+        if outage.tls_refused:
+            logger.debug("NATS at %s: %s", self.server, why)
+            return
+        outage.tls_refused = True
+        logger.error(
+            "cannot reconnect to NATS at %s: %s; the transport keeps trying, backing off "
+            "up to %gs. Further failures are logged at DEBUG",
+            self.server,
+            why,
+            REFUSED_BACKOFF_MAX,
+            extra=log_fields("outage", transport=self.server, reason=why),
+        )
+
+    def _back_off(self, nc: Client) -> None:
+        """Double the pause before nats-py's next attempt, from ``reconnect_wait`` up to
+        :data:`REFUSED_BACKOFF_MAX` (nats-py reads it before each attempt)."""
+        wait = nc.options.get("reconnect_time_wait")
+        if isinstance(wait, int | float):
+            nc.options["reconnect_time_wait"] = min(
+                max(wait * 2, self.options.reconnect_wait), REFUSED_BACKOFF_MAX
+            )
 
     def disconnected(self, nc: Client) -> None:
         """``nc`` lost its connection and reconnects: a warning saying why."""
@@ -296,7 +327,8 @@ class Outages:
         """The client is connected again: an info saying after how long."""
         outage = self.outage
         self.forget()
-        if nc is not None and outage is not None and outage.refused:  # no backing off now
+        if nc is not None and outage is not None and (outage.refused or outage.tls_refused):
+            # no backing off now
             nc.options["reconnect_time_wait"] = self.options.reconnect_wait
         if outage is None:
             logger.info(
