@@ -185,3 +185,33 @@ async def test_redis_group_gets_the_event_again_after_the_stop(bus_url: str) -> 
         await asyncio.wait_for(arrived.wait(), _WAIT)
         assert got == [7]
         assert tried == [7]
+
+
+async def test_stop_does_not_wait_out_the_bus_retry_policy_either() -> None:
+    """Without a ``RetryMiddleware`` the bus's own ``retry_policy`` retries the
+    attachment: its wait between two tries ends at ``stop()`` the same way."""
+    tried: list[int] = []
+    got: list[int] = []
+    first_try, arrived = asyncio.Event(), asyncio.Event()
+    failing = EventProcessor()
+
+    @failing.handle("order.*")
+    async def charge(event: Event) -> None:
+        tried.append(event.data["n"])
+        first_try.set()
+        raise ConnectionError("payment gateway down")
+
+    async with EventBus(retry_policy=RetryPolicy.fixed(max_attempts=5, base_delay=_PAUSE)) as bus:
+        leaving = failing.attach(bus, "order.*", group="billing")
+        await bus.start()
+        publishing = asyncio.ensure_future(bus.publish("order.placed", {"n": 2}))
+        await asyncio.wait_for(first_try.wait(), _WAIT)
+        _recording(got, arrived).attach(bus, "order.*", group="billing")
+        await bus.start()
+
+        await asyncio.wait_for(leaving.stop(), _STOP)  # waited the hour out before
+
+        await asyncio.wait_for(publishing, _WAIT)
+        assert tried == [2]
+        assert got == [2]  # the group's other member handled it
+        assert list(bus.dead_letters) == []

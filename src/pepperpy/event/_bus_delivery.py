@@ -99,7 +99,7 @@ class Registration:
     ``principal`` is who subscribed it: the handler runs as that principal.
     """
 
-    __slots__ = ("handler", "idle", "principal", "removed", "running")
+    __slots__ = ("cuts_waits", "handler", "idle", "principal", "removed", "running", "waking")
 
     def __init__(self, handler: Handler, principal: str | None) -> None:
         self.handler = handler
@@ -107,6 +107,38 @@ class Registration:
         self.removed = False  # unsubscribe() began: start no further delivery
         self.running = 0
         self.idle: asyncio.Future[None] | None = None  # set when running drops to 0
+        #: a processor's attachment (``_BusLink``): its removal (``stop()``) also ends
+        #: the bus's waits between two tries, the event left unhandled (:meth:`pause`)
+        link = getattr(handler, "__self__", None)
+        self.cuts_waits = getattr(link, "stop_cuts_waits", False) is True
+        self.waking: set[asyncio.Future[None]] = set()  # the pauses under way
+
+    def remove(self) -> None:
+        """``unsubscribe()`` began: no delivery starts, and the pauses end (:meth:`pause`)."""
+        self.removed = True
+        for wake in self.waking:
+            if not wake.done():
+                wake.set_result(None)
+
+    async def pause(self, seconds: float, event: Event) -> None:
+        """Wait ``seconds`` before the next try of ``event``, unless the subscription is
+        removed first: then raise :class:`Unhandled` (a processor attachment's ``stop()``
+        does not wait out the bus's retry backoff either)."""
+        if not self.removed:
+            loop = asyncio.get_running_loop()
+            wake = loop.create_future()
+            self.waking.add(wake)
+            timer = loop.call_later(seconds, _wake, wake)
+            try:
+                await wake
+            finally:
+                timer.cancel()
+                self.waking.discard(wake)
+        if self.removed:
+            raise Unhandled(
+                f"{event.type} ({event.id}) not handled: its subscription was removed "
+                "while the event waited to be tried again"
+            )
 
     def finished_one(self) -> None:
         self.running -= 1
@@ -120,6 +152,11 @@ class Registration:
             self.idle = asyncio.get_running_loop().create_future()
             await self.idle
         self.idle = None
+
+
+def _wake(wake: asyncio.Future[None]) -> None:
+    if not wake.done():
+        wake.set_result(None)
 
 
 DELIVERY: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar(
@@ -200,7 +237,10 @@ def deliverer(
                             transport=transport,
                         ),
                     )
-                    await policy.sleep(attempt)
+                    if registration.cuts_waits:
+                        await registration.pause(policy.delay(attempt), event)
+                    else:
+                        await policy.sleep(attempt)
                     attempt += 1
                     continue
                 await bus._dead_letter(DeadLetter(event, handler, error, attempt), group)

@@ -85,7 +85,7 @@ def refused(bus: EventBus, sub: Subscription, error: Exception) -> None:
         bus._subscriptions.remove(sub)
     registration = bus._registrations.pop(sub, None)
     if registration is not None:
-        registration.removed = True
+        registration.remove()
     sub.mark_removed()
     group = "" if sub.group is None else f" in group {sub.group!r}"
     handler = "?" if registration is None else _shown_handler(registration.handler)
@@ -133,7 +133,7 @@ async def unsubscribe(
         return False
     for sub in removed:  # at once: no delivery starts from here on, even before the
         bus._subscriptions.remove(sub)  # transport hears of it (see deliver)
-        bus._registrations[sub].removed = True
+        bus._registrations[sub].remove()
         sub.mark_removed()
     if bus._closed:  # the broker side went (or goes) with close()
         for sub in removed:

@@ -257,6 +257,9 @@ class _BusLink(_Link):
     one leaves the other in place.
     """
 
+    #: the bus's wait between two tries of a failed delivery ends at stop() too
+    stop_cuts_waits = True
+
     def __init__(
         self,
         processor: EventProcessor,
