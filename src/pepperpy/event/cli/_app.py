@@ -48,7 +48,6 @@ from ._shell import (
     note,
     open_store,
     parse_expected,
-    parse_json,
     patterns,
     refuse_plain_into_encrypted,
     run,
@@ -105,7 +104,9 @@ def demo(store: str) -> None:
     "--expected-version",
     help="Fail unless the stream is at this position (or any / no-stream / exists).",
 )
-@click.option("--metadata", help="Event metadata as a JSON object.")
+@click.option(
+    "--metadata", metavar="JSON", help="Event metadata as a JSON object (or @FILE, or @-)."
+)
 def append(
     stream: str,
     event_type: str,
@@ -116,12 +117,14 @@ def append(
 ) -> None:
     """Append one event of TYPE with JSON data to STREAM.
 
-    JSON may be @FILE to read it from a file, or @- to read it from stdin.
+    JSON (and --metadata) may be @FILE to read it from a file, or @- to read it from stdin.
     """
     checked_name(stream, "STREAM", "stream")
     checked_name(event_type, "TYPE", "type")
+    if data == "@-" and metadata == "@-":
+        raise CommandError("JSON and --metadata cannot both be @-: there is one stdin")
     payload = json_argument(data)
-    meta = None if metadata is None else parse_json(metadata, "--metadata")
+    meta = None if metadata is None else json_argument(metadata, "--metadata")
     if meta is not None and not isinstance(meta, dict):
         raise CommandError("--metadata must be a JSON object")
     expected = parse_expected(expected_version)

@@ -540,27 +540,28 @@ def time_window(start: str | None, end: str | None) -> tuple[datetime | None, da
     return window
 
 
-def json_argument(text: str) -> Any:
-    """A JSON argument (``append``'s, ``validate``'s, ``bus publish``'s): the text itself,
-    ``@FILE`` (a file's content) or ``@-`` (stdin), so that data too long for a command
-    line, or made by another program (``jq ... | pepperpy-event append S T @-``), need
-    not go through the shell's quoting."""
+def json_argument(text: str, what: str = "JSON") -> Any:
+    """A JSON argument (``append``'s data and ``--metadata``, ``validate``'s, ``bus
+    publish``'s): the text itself, ``@FILE`` (a file's content) or ``@-`` (stdin), so that
+    data too long for a command line, or made by another program (``jq ... |
+    pepperpy-event append S T @-``), need not go through the shell's quoting. ``what``
+    names the argument in errors."""
     if not text.startswith("@"):  # JSON never starts with "@"
-        return parse_json(text, "JSON data")
+        return parse_json(text, "JSON data" if what == "JSON" else what)
     source = text[1:]
     if not source:  # read as the path '', it was "cannot read '': Is a directory"
-        raise CommandError("JSON '@' names no file: give @FILE, or @- to read stdin")
+        raise CommandError(f"{what} '@' names no file: give @FILE, or @- to read stdin")
     try:
         if source == "-":
             if sys.stdin is None:  # started with stdin closed (<&-)
-                raise CommandError("JSON @-: stdin is closed: give the JSON, or @FILE")
+                raise CommandError(f"{what} @-: stdin is closed: give the JSON, or @FILE")
             raw = sys.stdin.read()
         else:
             raw = Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = why_not_printed(exc) if isinstance(exc, OSError) else str(exc)
-        raise CommandError(f"JSON {text}: cannot read {source!r}: {reason}") from None
-    return parse_json(raw, f"JSON {text}")
+        raise CommandError(f"{what} {text}: cannot read {source!r}: {reason}") from None
+    return parse_json(raw, f"{what} {text}")
 
 
 def parse_json(text: str, what: str) -> Any:
