@@ -135,7 +135,7 @@ class MetricsCollector:
         also above ``@staticmethod`` or ``@classmethod``): every call is counted, failed
         ones (any exception, ``BaseException`` such as cancellation and
         ``KeyboardInterrupt`` included) also as errors, and its duration recorded.
-        Generator functions, sync or async, are refused with ``TypeError``.
+        Generator functions, sync or async, and classes are refused with ``TypeError``.
         ``processor.middleware(collector.measure("x"))`` measures the rest of the
         processing chain.
         """
@@ -339,6 +339,14 @@ class Measure:
             return cast(F, type(func)(self(func.__func__)))
         if not callable(func):
             raise TypeError(f"measure() decorates callables, got {func!r}")
+        if isinstance(func, type):
+            # the wrapper, a plain function, would replace the class: isinstance,
+            # subclassing and class attributes under that name would all break
+            raise TypeError(
+                f"measure() cannot decorate class {func.__qualname__}: it would replace the "
+                "class with a function; decorate its methods (or __init__ to time "
+                "construction) instead"
+            )
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
             raise TypeError(
                 f"measure() cannot time generator {func!r}: calling it only creates the "
