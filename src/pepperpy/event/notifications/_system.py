@@ -150,6 +150,7 @@ class NotificationSystem(AsyncClosing):
             raise TypeError(message) if not isinstance(name, str) else ValueError(message)
         if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
             raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
+        _check_kind(kind, name)
         try:  # before a channel is made from a URL, which would be left unused
             limiter = RateLimit.parse(rate_limit) if rate_limit is not None else None
         except (ConfigurationError, TypeError) as exc:  # a bad rate, or one of a wrong type
@@ -518,3 +519,22 @@ def _check_notify_arguments(to: object, subject: object, body: object) -> None:
 
 def _first(entry: tuple[Callable[..., Any], bool]) -> Callable[..., Any]:
     return entry[0]
+
+
+def _check_kind(kind: object, name: str) -> None:
+    """Refuse a ``kind`` no recipient field or template variant could match: ``""`` fell
+    back to the channel's name without a word, ``"sms "`` sent SMS without a phone."""
+    if kind is None:
+        return
+    if not isinstance(kind, str):
+        raise TypeError(f"kind of channel {name!r} must be a str (or None), got {kind!r}")
+    if not kind.strip():
+        raise ConfigurationError(
+            f"kind of channel {name!r} is empty: give one (email, sms, push, ...) or leave "
+            "it out for the channel's own kind"
+        )
+    if kind != kind.strip():
+        raise ConfigurationError(
+            f"kind of channel {name!r} has spaces around it: {kind!r}; did you mean "
+            f"{kind.strip()!r}?"
+        )
