@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from ..._bus_logging import log_fields
 from ..base import CREDENTIALS_REFUSED, UNREACHABLE
+from ._tls import TLS_REFUSED, tls_refusal
 from ._wire import logger, pool_exhausted
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class Outages:
         "_reason",
         "_refused",
         "_since",
+        "_tls",
         "backoff",
         "refusals",
         "where",
@@ -85,6 +87,8 @@ class Outages:
         self._reason: tuple[str, str] | None = None
         #: whether Redis refused the credentials in the open outage (its ERROR logged)
         self._refused = False
+        #: the TLS handshake failures (their causes) logged in the open outage
+        self._tls: set[str] = set()
 
     @property
     def down(self) -> bool:
@@ -98,8 +102,8 @@ class Outages:
 
     def reason(self) -> tuple[str, str] | None:
         """Why the open outage goes on, from its latest failure: ``("credentials
-        refused", ...)`` or ``("unreachable", ...)`` and what Redis or the network said;
-        None while none is open."""
+        refused", ...)``, ``("tls refused", ...)`` or ``("unreachable", ...)`` and what
+        Redis or the network said; None while none is open."""
         return self._reason if self._since is not None else None
 
     def lost(self, key: Hashable | None, who: str, error: BaseException) -> None:
@@ -108,21 +112,47 @@ class Outages:
             self._failing.add(key)
         reason = str(error) or type(error).__name__
         refused = isinstance(error, self.refusals)
+        # a handshake that fails for good (a certificate no longer trusted): no network
+        # outage, though redis-py raises it as one; retried all the same, since it can be
+        # fixed on the server, but reported as what it is
+        tls = None if refused else tls_refusal(error)
         if refused:
             self._reason = (
                 CREDENTIALS_REFUSED,
                 f"Redis at {self.where} refuses the transport's credentials ({reason})",
             )
+        elif tls is not None:
+            self._reason = (
+                TLS_REFUSED,
+                f"the TLS handshake with Redis at {self.where} fails: {tls}",
+            )
         else:
             self._reason = (UNREACHABLE, f"Redis at {self.where} is unreachable ({reason})")
         if self._since is not None:
             self._failures += 1
-            if not refused or self._refused:
+            if tls is not None and tls in self._tls:
+                logger.debug("%s: the TLS handshake with Redis fails (%s); retrying", who, tls)
+                return
+            if tls is None and (not refused or self._refused):
                 logger.debug("%s: Redis unreachable (%s); reconnecting", who, reason)
                 return
         else:
             self._since = time.monotonic()
             self._failures = 1
+        if tls is not None:  # the ERROR once per cause and outage
+            self._tls.add(tls)
+            logger.error(
+                "the TLS handshake with Redis at %s fails (met by %s): %s. The transport's "
+                "consumers keep trying (it can be fixed on the server without restarting "
+                "this process), backing off up to %gs. Further failures for this cause are "
+                "logged at DEBUG",
+                self.where,
+                who,
+                tls,
+                self.backoff,
+                extra=log_fields("outage", transport=self.where, met_by=who, reason=tls),
+            )
+            return
         if refused:  # a password rotated under a running service
             # the ERROR once per outage, also when the outage began as a cut connection
             # (the usual way: the reconnections after it are the ones refused)
@@ -172,6 +202,7 @@ class Outages:
         )
         self._since = self._reason = None
         self._refused = False
+        self._tls.clear()
 
     def pool_blamed(self, exc: BaseException, pool_full: tuple[type[BaseException], ...]) -> bool:
         """True if ``exc`` is a full pool (one of ``pool_full``) and no outage is open.

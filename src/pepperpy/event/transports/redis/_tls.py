@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import ssl
 
-__all__ = ["tls_refusal"]
+__all__ = ["TLS_REFUSED", "tls_refusal"]
+
+#: ``outage_reason`` of a running transport whose reconnections fail their TLS handshake
+#: for good (the server's certificate is no longer trusted, ...): not a network outage
+TLS_REFUSED = "tls refused"
 
 #: OpenSSL's reasons for a handshake that fails the same way every time, with the fix
 _HINTS = {

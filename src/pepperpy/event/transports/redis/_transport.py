@@ -300,8 +300,10 @@ class RedisTransport(RedisPublishing, Transport):
         return max(down, failed)
 
     def outage_reason(self) -> tuple[str, str] | None:
-        """Why Redis is out of reach (the latest failure): ``"credentials refused"`` or
-        ``"unreachable"``, with what Redis or the network said. Else ``"consumer
+        """Why Redis is out of reach (the latest failure): ``"credentials refused"``,
+        ``"tls refused"`` (a TLS handshake that fails for good: the server's certificate
+        is no longer trusted, ...) or ``"unreachable"``, with what Redis or the network
+        said. Else ``"consumer
         failed"`` while a consumer of ours fails unexpectedly though Redis answers: the
         shared reader of ungrouped subscriptions ended (it is restarted), or a group
         member's lease heartbeat keeps failing. None while all is well."""
