@@ -11,7 +11,8 @@ import asyncio
 
 import pytest
 
-from pepperpy.event import ClosedError, Event, EventReplay, EventStore
+from pepperpy.event import ClosedError, Event, EventReplay, EventStore, SQLiteCheckpointStore
+from pepperpy.event.security import AccessControl
 
 
 async def test_close_stops_a_replay_which_resumes_from_its_checkpoint(any_store_url: str) -> None:
@@ -67,3 +68,28 @@ async def test_close_from_a_handler_stops_the_replay_at_the_next_event(sqlite_ur
             report = await replay.replay_stream("clock.1", checkpoint="ticks")
         assert (report.replayed, seen) == (3, [0, 1, 2, 3, 4])
         await replay.close()
+
+
+async def test_close_waits_for_a_reset_under_way(sqlite_url: str) -> None:
+    """With access= on the store, reset() loads the checkpoint (its scope decides what
+    resetting needs) before deleting it: a close() between the two let the delete open
+    the checkpoint store close() had just closed (a connection nothing closed). close()
+    now waits for the reset, which deletes before the store is closed."""
+    acl = AccessControl(default="allow")
+    async with EventStore(sqlite_url, access=acl) as store:
+        await store.append("clock.1", Event("tick.tock"))
+        replay = EventReplay(store)
+        replay.handle("tick.*", lambda event: None)
+        await replay.replay_stream("clock.1", checkpoint="ticks")
+        checkpoints = replay.checkpoints
+        assert isinstance(checkpoints, SQLiteCheckpointStore)
+        resetting = asyncio.ensure_future(replay.reset("ticks"))
+        await asyncio.sleep(0)  # one step: the reset's load is under way, in a thread
+        async with asyncio.timeout(30):
+            await replay.close()
+            done_at_close = resetting.done()
+            assert await resetting is True
+        # close() returned after the reset; the checkpoint store stays closed
+        assert (done_at_close, checkpoints._db) == (True, None)
+        async with EventReplay(store) as again:
+            assert await again.checkpoints.load("replay:ticks") is None

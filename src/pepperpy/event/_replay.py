@@ -67,7 +67,7 @@ from ._replay_options import patterns_of as patterns_of
 from ._replay_options import store_url as store_url
 from ._replay_report import ReplayFailure, ReplayProgress, ReplayReport, ReplayStopped
 from ._replay_run import OnError, ProgressCallback, ReplayHandler, ReplayRun, UpTo
-from ._replay_waits import wait_for_runs_here
+from ._replay_waits import run_in, wait_for_runs_here
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -189,9 +189,13 @@ class EventReplay(AsyncClosing):
         patterns a ``replay_all`` one recorded (``#`` when it had none, or recorded none),
         or on ``#`` for a name with no checkpoint saved (a denial is audited, and nothing
         is deleted). With the store's ``audit=``, the deletion is recorded
-        (``checkpoint.delete``).
+        (``checkpoint.delete``). ``close()`` waits for a reset under way, as for a replay.
         """
         key = checkpoint_key(checkpoint)
+        with run_in(self._running):  # close() waits for it
+            return await self._reset(checkpoint, key)
+
+    async def _reset(self, checkpoint: str, key: str) -> bool:
         checkpoints = self.checkpoints
         streams: list[str] | None = None  # the whole log, unless it is one stream's
         if self.store.access is not None:
@@ -221,11 +225,14 @@ class EventReplay(AsyncClosing):
         """
         self._closings += 1
         await wait_for_runs_here(self._running)
-        if self._shared:
-            self._checkpoints = None
-        elif self._checkpoints is not None and self._checkpoints is not self._checkpoints_given:
-            await self._checkpoints.close()
-            self._checkpoints = None
+        checkpoints, self._checkpoints = self._checkpoints, None
+        if self._shared or checkpoints is None:
+            return
+        if checkpoints is self._checkpoints_given:
+            self._checkpoints = checkpoints  # not ours: kept, open
+            return
+        # let go first: a call made while it closes opens a store of its own
+        await checkpoints.close()
 
     # -- replays --------------------------------------------------------------------
 
