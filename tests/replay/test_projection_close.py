@@ -168,3 +168,39 @@ async def test_close_waits_for_a_load_under_way(tmp_path: Path) -> None:
                 await shutting
         assert loading.done() and loading.result() == {"n": 0}
         assert projection._state_store is None  # closed, and not opened again since
+
+
+async def test_close_from_a_followers_handler_with_two_followers_does_not_hang(
+    sqlite_url: str,
+) -> None:
+    """close() called by a handler of one follow() waited for the other follow() of the
+    projection, which waited for that handler's turn: neither ever went on. It now
+    waits for neither; both followers return, and the one whose turn came after the
+    close applies nothing."""
+    async with EventStore(sqlite_url) as store:
+        await store.append("clock.1", Event("tick.tock"))
+        projection = Projection("counter", store, initial=lambda: {"n": 0})
+        outcome: list[str] = []
+
+        async def count(state: dict[str, int], event: Event) -> dict[str, int]:
+            if state["n"] == 1 and not outcome:  # the live event
+                try:
+                    async with asyncio.timeout(5):  # bounded: the old close() never returned
+                        await projection.close()
+                    outcome.append("closed")
+                except TimeoutError:
+                    outcome.append("hung")
+            return {"n": state["n"] + 1}
+
+        projection.on("tick.*", count)
+        followers = [asyncio.ensure_future(projection.follow()) for _ in range(2)]
+        async with asyncio.timeout(30):
+            await eventually(lambda: len(projection._live) == 2)  # both live
+            await store.append("clock.1", Event("tick.tock"))
+            results = await asyncio.gather(*followers, return_exceptions=True)
+        assert outcome == ["closed"]
+        assert results == [None, None]
+        async with Projection("counter", store, initial=lambda: {"n": 0}) as saved:
+            assert await saved.load() == {"n": 2}  # the live event applied once
+            assert saved.position == 1
+        await projection.close()

@@ -620,8 +620,10 @@ class Projection(Following):
         applied is committed first, a catch-up under way ends at the head it began with;
         each ``run()`` and ``rebuild()`` ends at the head it began with too (it used to
         go on after ``close()``, opening the state store again). ``close()`` waits for
-        those on its event loop (not for one it is called from, by a handler, nor then
-        for the runs, which wait for that one's turn).
+        those on its event loop; called from a handler, for none: not the call it is
+        called from, nor the others, which may wait for that one's turn (another
+        ``follow()`` of this projection would, and it used to wait for it for ever). A
+        ``follow()`` whose turn comes after the close then returns without applying.
         """
         self._closings += 1
         self._moved.wake()  # wait_until() calls under way end (ClosedError)
@@ -629,7 +631,8 @@ class Projection(Following):
             await events.aclose()
         current = asyncio.current_task()
         inside = current is not None and (current in self._runs or current in self._followers)
-        await wait_for_runs_here(self._followers if inside else self._followers | self._runs)
+        if not inside:  # a handler holds the turn the others may wait for
+            await wait_for_runs_here(self._followers | self._runs)
         if self._state_store is not None and self._state_store is not self._state_store_given:
             await self._state_store.close()
             self._state_store = None

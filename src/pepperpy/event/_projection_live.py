@@ -62,7 +62,7 @@ class Following:
         def _check_writable(self) -> None: ...
         def _filters(self) -> dict[str, Any]: ...
         async def _load(self) -> Any: ...
-        async def run(self) -> ReplayReport: ...
+        async def _run(self) -> ReplayReport: ...
         async def _apply(self, chosen: tuple[Apply, ...], state: Any, event: Event) -> Any: ...
         async def _commit(self, state: Any, position: int | None) -> None: ...
         async def _reload_after(self, failure: BaseException) -> None: ...
@@ -116,13 +116,18 @@ class Following:
             try:
                 if not started:  # the position it follows from, once known
                     async with self._turn():
+                        if self._closings != closings:
+                            return  # closed while it waited for its turn
                         self._check_writable()
                         if not self._loaded:
                             await self._load()
                     start = 0 if self._position is None else self._position + 1
                     logger.info("projection %r following from global position %d", self.name, start)
                     started = True
-                await self.run()
+                async with self._turn():  # as run() does, checking for a close first
+                    if self._closings != closings:
+                        return  # closed while it waited for its turn
+                    await self._run()
             except ClosedError:
                 if self.store.closed:
                     return  # closed while it loaded or caught up: as when closed while live
@@ -149,7 +154,7 @@ class Following:
             events = self.store.subscribe(start, retry_for=0, **self._filters())
             self._live.add(events)
             try:
-                failure = await self._follow_live(events, outage)
+                failure = await self._follow_live(events, outage, closings)
             except StoreError as exc:
                 if not is_outage(exc):
                     raise
@@ -176,10 +181,14 @@ class Following:
         """A step of :meth:`follow` worked: an outage under way is over."""
         recovered(outage, self.name, self._position)
 
-    async def _follow_live(self, reader: AsyncIterable[Event], outage: Outage) -> StoreError | None:
+    async def _follow_live(
+        self, reader: AsyncIterable[Event], outage: Outage, closings: int
+    ) -> StoreError | None:
         """Apply and commit what ``reader`` yields, taking the lock for each commit, until
         it ends (None) or a commit fails in an outage: then its error is returned, with
         state and position reloaded from disk (if that worked: else the next run loads).
+        A batch whose turn comes after a close() (``closings`` changed) is left to the
+        next run: nothing is applied, and the state store close() closed is not used.
 
         Each commit takes the live events already read and waiting (up to
         ``batch_size``), not one event: after a burst of appends the follower catches up
@@ -191,6 +200,8 @@ class Following:
         async with aclosing(waiting(reader, self.batch_size)) as batches:
             async for batch in batches:
                 async with self._turn():
+                    if self._closings != closings:
+                        return None  # closed while it waited for its turn
                     if self._state is not basis:  # first batch, or a run committed meanwhile
                         state = copy.deepcopy(self._state)
                     last = self._position
