@@ -32,7 +32,8 @@ class BusHealth:
     from its own connections, so a publish-only bus on Redis notices an outage at its
     next publish); always None on ``memory://``. ``subscriptions``: handlers registered
     with the broker; ``unregistered``: subscriptions not registered yet (added to a
-    running bus a moment ago, or whose registration failed: ``start()`` raises why).
+    running bus a moment ago, or whose registration failed: ``start()`` raises why;
+    one the transport refused with ``ConfigurationError`` is removed, not counted).
     ``in_progress``: handler calls running now; ``longest_in_progress``: seconds the
     oldest of them has run (None if none), to spot a handler that hangs.
     ``dead_letters``: events this bus dead-lettered since it was made (its handlers
