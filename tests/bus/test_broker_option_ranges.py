@@ -7,6 +7,14 @@ They were taken, and failed later, at connect or subscribe, with a driver's erro
 naming the option (audit 14, finding 3). Each bound is also shown to be what the real
 broker takes: the largest value allowed works there. On an exchange, or a stream and
 subject prefix, of the test's own, deleted afterwards.
+
+RabbitMQ's ``reconnect_interval``, ``rebalance_interval`` and ``handover_grace`` took
+any finite number of seconds, and ``1e12`` silently turned something off: a lost
+connection was never retried in practice, a group never balanced (a member that joined
+stayed idle), the keys of a member that lost its connection were never handled; ``1e-9``
+retried a lost connection, or counted and pinged a group, back to back. They now take
+0.05 to 300 s, 0.01 to 3,600 s and 0 to 86,400 s, as Redis's ``max_backoff`` takes 0.05
+to 300 s.
 """
 
 from __future__ import annotations
@@ -35,6 +43,21 @@ NATS_MOST = 9_223_372_036
         ({"ungrouped_expiry": 0.0001}, "", "ungrouped_expiry must be from 0.001 to 315,360,000"),
         ({"ungrouped_expiry": 1e10}, "", "ungrouped_expiry must be from 0.001 to 315,360,000"),
         ({}, "ungrouped_expiry=315360001", "ungrouped_expiry must be from 0.001"),
+        *(
+            (options, query, rf"{name} must be from {span} s \(")
+            for name, span, too_long, too_short in [
+                ("reconnect_interval", "0.05 to 300", 300.5, 0.04),
+                ("rebalance_interval", "0.01 to 3,600", 3601, 0.009),
+                ("handover_grace", "0 to 86,400", 86_401, None),
+            ]
+            for options, query in [
+                ({name: 1e12}, ""),
+                ({name: too_long}, ""),
+                ({}, f"{name}=1e12"),
+                ({}, f"{name}={too_long}"),
+                *([({name: 1e-9}, ""), ({}, f"{name}={too_short}")] if too_short else []),
+            ]
+        ),
     ],
 )
 def test_rabbitmq_refuses_what_amqp_cannot_carry(
@@ -42,6 +65,20 @@ def test_rabbitmq_refuses_what_amqp_cannot_carry(
 ) -> None:
     with pytest.raises(ConfigurationError, match=message):
         RabbitMQTransport(f"amqp://guest:guest@127.0.0.1/?{query}", **options)
+
+
+@pytest.mark.parametrize(
+    ("name", "least", "most"),
+    [
+        ("reconnect_interval", 0.05, 300),
+        ("rebalance_interval", 0.01, 3600),
+        ("handover_grace", 0, 86_400),
+    ],
+)
+def test_rabbitmq_durations_take_their_whole_range(name: str, least: float, most: float) -> None:
+    for value in (least, most):
+        assert getattr(RabbitMQTransport("amqp://h/", **{name: value}), name) == value
+        assert getattr(RabbitMQTransport(f"amqp://h/?{name}={value}"), name) == value
 
 
 @pytest.mark.parametrize("name", ["ack_wait", "lane_ack_wait", "inactive_threshold", "max_age"])
@@ -58,7 +95,15 @@ def test_nats_refuses_durations_jetstream_cannot_hold(name: str, value: float) -
 async def test_rabbitmq_takes_the_largest_values_allowed(
     rabbitmq_transports: Callable[..., RabbitMQTransport],
 ) -> None:
-    bus = EventBus(transport=rabbitmq_transports(prefetch=65535, ungrouped_expiry=315_360_000))
+    bus = EventBus(
+        transport=rabbitmq_transports(
+            prefetch=65535,
+            ungrouped_expiry=315_360_000,
+            reconnect_interval=300,
+            rebalance_interval=3600,
+            handover_grace=86_400,
+        )
+    )
     got: list[Event] = []
     bus.subscribe("range.*")(got.append)
     bus.subscribe("range.*", group="g")(got.append)

@@ -118,6 +118,32 @@ _SECONDS = (
 )
 #: seconds options that may be 0 (to turn something off)
 _MAY_BE_ZERO = ("handover_grace",)
+#: the range of the seconds options that had none, and why each end (all were taken up
+#: to any finite number, and ``1e12`` silently turned something off for good)
+SECONDS_RANGES: dict[str, tuple[float, float, str]] = {
+    # the pause between connection attempts: ``1e-9`` retried a lost connection
+    # thousands of times a second, ``1e12`` never in practice once it was lost. Five
+    # minutes is Redis's max_backoff's bound, and Kubernetes' longest crash-loop pause
+    "reconnect_interval": (
+        0.05,
+        300.0,
+        "the pause between connection attempts: a lost connection waits that long",
+    ),
+    # ``1e12`` never balanced a group: a member that joined stayed idle; ``1e-9`` counted
+    # the members and pinged every partition back to back, flooding them with pings
+    "rebalance_interval": (
+        0.01,
+        3600.0,
+        "the pause between checks that balance a group: a member that joins waits that long",
+    ),
+    # ``1e12`` left the keys of a member that lost its connection unhandled for good.
+    # A day is longer than any handler a member may still be running
+    "handover_grace": (
+        0.0,
+        86_400.0,
+        "the wait of keys taken over from a member that lost its connection",
+    ),
+}
 
 
 def _whole(least: int, most: int | None = None) -> Callable[[str], str | None]:
@@ -223,6 +249,7 @@ def split_options(
             f"RabbitMQ needs an amqp:// or amqps:// URL, got {redact_url(url)!r}"
         )
     _check_port(parts.netloc, url)
+    _check_host(parts.hostname, url)
     ours: dict[str, Any] = {}
     rest: list[tuple[str, str]] = []
     for name, value in query_options([parts.query], where="the RabbitMQ URL"):
@@ -260,6 +287,18 @@ def _check_port(netloc: str, url: str) -> None:
         raise ConfigurationError(
             f"bad port {port!r} in the RabbitMQ URL {redact_url(url)}: a port is a number "
             "from 1 to 65535"
+        )
+
+
+def _check_host(host: str | None, url: str) -> None:
+    """Refuse a URL without a host, ``amqp://:5672/`` or ``amqp:///``: aiormq connects
+    to localhost then, so ``amqp://guest:guest@${RABBITMQ_HOST}:5672/`` with the variable
+    unset reached whatever broker this machine runs, silently, or was retried as an
+    unreachable broker for ``connect_timeout``. ``localhost`` is written out."""
+    if not host:
+        raise ConfigurationError(
+            f"the RabbitMQ URL {redact_url(url)!r} names no host: give it "
+            "(amqp://HOST:5672/, amqp://localhost:5672/ for this machine)"
         )
 
 
@@ -301,6 +340,12 @@ def check_options(options: dict[str, Any]) -> None:
         )
     for name in _SECONDS:
         options[name] = check_seconds(options[name], name, zero=name in _MAY_BE_ZERO)
+    for option, (shortest, longest, what) in SECONDS_RANGES.items():
+        if not shortest <= options[option] <= longest:
+            raise ConfigurationError(
+                f"{option} must be from {shortest:g} to {longest:,g} s ({what}), "
+                f"got {options[option]!r}"
+            )
     expiry = options["ungrouped_expiry"]
     if not 1 <= expiry_ms(expiry) <= MAX_EXPIRES_MS:  # RabbitMQ's range of x-expires
         raise ConfigurationError(

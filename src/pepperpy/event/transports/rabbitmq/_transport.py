@@ -95,14 +95,14 @@ class RabbitMQTransport(Transport):
       of handling it again (default 10; ``0`` disables it). Counted by quorum queues
       only.
     * ``rebalance_interval``: seconds between checks that balance a group's active
-      partitions over its member processes (default 1).
+      partitions over its member processes (default 1; 0.01 to 3,600).
     * ``ungrouped_expiry``: seconds an ungrouped subscription's queue outlives its
       consumer (default 60): a reconnect within it loses nothing; after it the broker
       deletes the queue, so an exited process leaves no backlog behind. 0.001 to
       315,360,000 (ten years): what the queue's ``x-expires`` takes, in milliseconds.
     * ``connect_timeout``, ``reconnect_interval``: seconds to wait for the broker
       (default 10), and between connection attempts, at start and after it went away
-      (default 1).
+      (default 1; 0.05 to 300).
       ``start()`` and ``subscribe()`` wait at most ``connect_timeout`` for an
       unreachable broker before raising :class:`TransportError`, and ``publish()``
       takes at most that long in all, the broker's confirm included; ``close()``
@@ -110,8 +110,9 @@ class RabbitMQTransport(Transport):
     * ``handover_grace``: seconds a group member that takes a partition over from a
       member that lost its connection (or crashed) waits before it handles the keys that
       member had not acknowledged, whose handler may still run there (default 5; ``0``:
-      no wait). Other keys, and partitions handed over in good order, do not wait; see
-      ``docs/transport-rabbitmq.md``, "Per-key order across a connection loss".
+      no wait; at most 86,400, a day). Other keys, and partitions handed over in good
+      order, do not wait; see ``docs/transport-rabbitmq.md``, "Per-key order across a
+      connection loss".
     * ``max_message_size``: the broker's ``max_message_size``, in bytes (at most 512 MiB,
       as in RabbitMQ). ``publish()`` refuses an event whose message is larger before it
       sends anything, since the broker would close the channel. Default ``None``: the
