@@ -17,6 +17,7 @@ import datetime as dt
 import ipaddress
 import shutil
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -188,6 +189,52 @@ async def test_a_port_without_tls_fails_at_once(plain_text_server: int) -> None:
         "version number; the server does not answer in TLS at this port: use redis:// for a "
         "server without TLS, or the server's tls-port"
     )
+
+
+async def test_a_redis_url_at_a_tls_port_fails_at_once_saying_to_use_rediss(
+    tls_redis: TlsRedis,
+) -> None:
+    """A TLS port resets a plain-text connection without a reply (as a server going away
+    does): it was retried for connect_timeout, then reported as Redis unreachable."""
+    url = f"redis://127.0.0.1:{tls_redis.port}/0"
+    message = await start_failure(RedisTransport(url, connect_timeout=60))
+    assert message == (
+        f"the server at 127.0.0.1:{tls_redis.port} answers in TLS at this port, and a "
+        "redis:// URL speaks plain text: use a rediss:// URL for it "
+        f"(rediss://127.0.0.1:{tls_redis.port}, with ssl_ca_certs naming the CA of its "
+        "certificate if it is not a public one)"
+    )
+
+
+@pytest.fixture
+async def resetting_server() -> AsyncIterator[int]:
+    """A loopback server that resets every connection once it has read from it, as a
+    TLS port does with plain text, but speaks no TLS either; yields its port."""
+
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    server = await asyncio.start_server(reset, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_reset_by_a_server_without_tls_is_still_retried(resetting_server: int) -> None:
+    """The probe finds no TLS there: an outage as before, retried until connect_timeout."""
+    port = resetting_server
+    message = await start_failure(
+        RedisTransport(f"redis://127.0.0.1:{port}/0", connect_timeout=1.5)
+    )
+    assert message.startswith(
+        f"Redis at redis://127.0.0.1:{port}/0 unreachable while connecting (gave up after 1.5s)"
+    )
+    assert "TLS" not in message
 
 
 async def test_the_right_certificates_carry_events(tls_redis: TlsRedis) -> None:

@@ -11,9 +11,11 @@ what is wrong and what to change; a handshake cut off (an EOF, a reset) is not o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 
-__all__ = ["TLS_REFUSED", "tls_refusal"]
+__all__ = ["TLS_REFUSED", "answers_tls", "plain_text_cut", "tls_refusal"]
 
 #: ``outage_reason`` of a running transport whose reconnections fail their TLS handshake
 #: for good (the server's certificate is no longer trusted, ...): not a network outage
@@ -78,3 +80,52 @@ def _unverified(error: ssl.SSLCertVerificationError) -> str:
         f"the server's certificate is not trusted ({message}): give the CA that signed it "
         "as ssl_ca_certs (a file) or ssl_ca_data (PEM text) in the transport's URL"
     )
+
+
+def plain_text_cut(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error behind it) is a connection the server cut without a
+    word: what a TLS port does with a plain-text command (``redis://`` at a ``rediss://``
+    server's port), and also what a server or a proxy going away does."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionResetError) or "Connection closed by server" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def answers_tls(host: str, port: int, within: float) -> bool:
+    """Whether the server at ``host:port`` answers a TLS ClientHello in TLS (asked for
+    ``within`` seconds at most).
+
+        A Redis TLS port resets a plain-text connection without a reply, which says no more
+        than a server going away: redis-py raises it as ``Connection reset by peer``, retried
+        for ``connect_timeout`` as an outage. So, after such a reset, this one probe: a
+        TLS handshake record or alert (``0x16``/``0x15``, then version ``0x03``) in answer
+        to a ClientHello is a TLS server. A plain-text Redis answers ``-ERR``, a server gone
+        nothing: False for both, and for any failure to ask.
+    """
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    handshake = context.wrap_bio(incoming, outgoing)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        handshake.do_handshake()
+    hello = outgoing.read()
+    try:
+        async with asyncio.timeout(within):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(hello)
+                await writer.drain()
+                head = await reader.readexactly(3)
+            finally:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+    except (OSError, EOFError, TimeoutError):  # IncompleteReadError is an EOFError
+        return False
+    return head[0] in (0x15, 0x16) and head[1] == 0x03

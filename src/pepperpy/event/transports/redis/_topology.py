@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..._errors import ConfigurationError, TransportError
 from ..._redact import redact_url
 from ._outage import server_of
+from ._tls import answers_tls, plain_text_cut
 from ._wire import refusals
 
 if TYPE_CHECKING:
@@ -66,6 +67,12 @@ async def connect(client: Redis, options: RedisOptions, url: str, exceptions: An
                 f"cannot connect to Redis at {where}: the file {path!r} given as {option} "
                 "in the transport's URL does not exist"
             ) from exc
+        if await _tls_port(client, url, exc):
+            raise TransportError(
+                f"the server at {where} answers in TLS at this port, and a redis:// URL "
+                f"speaks plain text: use a rediss:// URL for it (rediss://{where}, with "
+                "ssl_ca_certs naming the CA of its certificate if it is not a public one)"
+            ) from exc
         failure = _no_such_host(exc)
         if failure is None:
             raise
@@ -101,6 +108,23 @@ def _missing_tls_file(client: Redis) -> tuple[str, str] | None:
         if isinstance(path, str) and path and not os.path.exists(path):
             return option, path
     return None
+
+
+async def _tls_port(client: Redis, url: str, exc: BaseException) -> bool:
+    """Whether ``exc``, met by a ``redis://`` URL, is a TLS port cutting its plain text.
+
+    Redis resets such a connection without a reply, as a server going away does: it was
+    retried for ``connect_timeout`` and reported as unreachable. One TLS probe of the
+    port (only after such a cut) tells them apart.
+    """
+    if not url.startswith("redis://") or not plain_text_cut(exc):
+        return False
+    settings = client.connection_pool.connection_kwargs
+    host, port = settings.get("host"), settings.get("port")
+    if not isinstance(host, str) or not isinstance(port, int):
+        return False
+    timeout = settings.get("socket_connect_timeout") or 5.0
+    return await answers_tls(host, port, min(float(timeout), 5.0))
 
 
 def _no_such_host(exc: BaseException) -> socket.gaierror | None:
