@@ -10,9 +10,10 @@ ACCESS_REFUSED ...``), once a second for as long as it lasted, beside the transp
 one ERROR of the transport's saying so (the URL's password hidden), the outage stays
 open (``health()`` is not ready; ``outage()`` counts from the loss), the drivers'
 records of the refused attempts are DEBUG, and the attempts back off, doubling from
-``reconnect_interval`` up to :data:`REFUSED_BACKOFF_MAX` seconds between two, until
-one is let in: the usual INFO then says the connection is back, and the interval is
-``reconnect_interval`` again.
+``reconnect_interval`` up to :data:`REFUSED_BACKOFF_MAX` seconds between two (or
+``reconnect_interval``, when that is longer: a refused attempt never comes sooner than
+any other), until one is let in: the usual INFO then says the connection is back, and
+the interval is ``reconnect_interval`` again.
 
 A refusal is told by the driver's exception class and the reply code the broker closed
 with, never by the wording of its reply (which changes between releases): aiormq's
@@ -100,6 +101,10 @@ class Refusals:
     def __init__(self, url: str, reconnect_interval: float) -> None:
         self.url = url
         self.reconnect_interval = reconnect_interval
+        #: the longest pause between two refused attempts: never below the usual one
+        #: (``reconnect_interval`` takes up to 300 s; 15 s made a refused attempt come
+        #: sooner than an unreachable broker's)
+        self.longest = max(REFUSED_BACKOFF_MAX, reconnect_interval)
         #: what the broker said at the first refusal of the open outage; None: none
         self.reason: str | None = None
         #: refused attempts in the open outage
@@ -117,7 +122,7 @@ class Refusals:
         interval = getattr(connection, "reconnect_interval", None)
         if isinstance(interval, int | float):  # aio-pika reads it before each pause
             connection.reconnect_interval = min(
-                max(interval * 2, self.reconnect_interval), REFUSED_BACKOFF_MAX
+                max(interval * 2, self.reconnect_interval), self.longest
             )
         self.latest = (kind, f"RabbitMQ at {shown} {lead}: {reason}")
         if self.reason is not None:
@@ -130,7 +135,7 @@ class Refusals:
             shown,
             lead,
             reason,
-            REFUSED_BACKOFF_MAX,
+            self.longest,
             extra=log_fields("outage", transport=shown, reason=reason),
         )
 
