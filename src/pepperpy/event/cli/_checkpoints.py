@@ -14,7 +14,11 @@ from typing import Any
 
 import click
 
+from .._checkpoint_base import TABLE
 from .._checkpoints import open_checkpoint_store
+from ..store._store import EventStore
+from ..store.postgres import PostgresBackend
+from ..store.sqlite import SQLiteBackend
 from ._output import field
 from ._shell import emit, json_option, open_store, run, store_option
 
@@ -38,6 +42,8 @@ def checkpoints(store: str, as_json: bool) -> None:
         async with open_store(store, reading=True, must_exist=True) as events:
             head = await events.head()
             versions: dict[str, int | None] = {}  # each replayed stream's last position
+            if not await _has_checkpoint_table(events):
+                return  # none saved; opening the checkpoint store would create its table
             saved = open_checkpoint_store(events.url)
             try:
                 for name in await saved.names():
@@ -71,6 +77,31 @@ def checkpoints(store: str, as_json: bool) -> None:
                 await saved.close()
 
     run(work)
+
+
+async def _has_checkpoint_table(events: EventStore) -> bool:
+    """Whether the store's database holds a checkpoint table, found without making one.
+
+    A checkpoint store makes its table on first use: listing the checkpoints of a store
+    that had none created ``pepperpy_checkpoints`` there (DDL from a reading command),
+    and with a role that may only read, it failed ('permission denied for schema
+    public') instead of listing none.
+    """
+    backend = events.backend
+    if isinstance(backend, PostgresBackend):  # the table in the pool's search_path
+        found = await backend._run(
+            "checkpoints",
+            lambda connection, _: connection.fetchval("SELECT to_regclass($1) IS NOT NULL", TABLE),
+        )
+        return bool(found)
+    if isinstance(backend, SQLiteBackend):
+        row = await backend._read(
+            lambda connection: connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+            ).fetchone()
+        )
+        return row is not None
+    return True  # memory:// and others: their checkpoint store makes nothing
 
 
 def _replayed_stream(state: Any) -> str | None:
