@@ -258,8 +258,9 @@ def import_(file: str, store: str, batch_size: int) -> None:
 def copy(source_url: str, destination_url: str, batch_size: int) -> None:
     """Copy the events of the store at SOURCE_URL to the store at DESTINATION_URL.
 
-    As stored: global positions (checkpoints hold), ids, times and data (encrypted data
-    stays encrypted) are kept, and deleted streams stay deleted. The destination must be
+    As stored: global positions (a checkpoint taken on the source holds on the copy),
+    ids, times and data (encrypted data stays encrypted) are kept, and deleted streams
+    stay deleted; checkpoints and snapshots are not copied. The destination must be
     empty or an earlier copy of the source: a copy run again goes on after its newest
     event. Nothing else may write to the destination meanwhile.
     """
