@@ -29,8 +29,9 @@ class TlsNotOffered(Exception):
 logger = logging.getLogger("pepperpy.event.transports.nats")
 
 
-def new_client() -> Client:
-    """A nats-py client that goes on with a ``tls://`` server only over TLS.
+def new_client(*, require_tls: bool = False) -> Client:
+    """A nats-py client that goes on with a ``tls://`` server only over TLS (with
+    ``require_tls``, the transport was given TLS settings: with every server).
 
     nats-py upgrades to TLS only when the server's greeting requires it: a ``tls://``
     URL of a server without TLS (a wrong port, a server configured without it, or
@@ -39,11 +40,11 @@ def new_client() -> Client:
     anything is sent (nats-py reports it to the error callback, as an attempt that
     failed; see ``refused_tls``).
     """
-    return _client_class()()
+    return _client_class(require_tls)()
 
 
 @functools.cache
-def _client_class() -> type[Client]:
+def _client_class(require_tls: bool) -> type[Client]:
     from nats.aio.client import Client
     from nats.errors import Error as NatsError
 
@@ -58,14 +59,16 @@ def _client_class() -> type[Client]:
             if (
                 initial_connection
                 and server is not None
-                and server.uri.scheme == "tls"
+                and (server.uri.scheme == "tls" or require_tls)
                 and not info.get("tls_required")
             ):
+                asked = "the URL says tls://" if server.uri.scheme == "tls" else "TLS settings"
+                if server.uri.scheme != "tls":
+                    asked += " (tls, tls_ca, tls_cert, tls_key or tls_hostname) were given"
                 raise NotOffered(
                     f"the server at {server.uri.hostname}:{server.uri.port} does not require "
                     "TLS (its greeting says so), so the connection would not be encrypted; "
-                    "the URL says tls://: is it the right port, and is TLS configured on "
-                    "that server?"
+                    f"{asked}: is it the right port, and is TLS configured on that server?"
                 )
             await super()._process_info(info, initial_connection)
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from ._options import NatsOptions
     from ._outage import Outages
+    from ._tls import TlsSettings
     from ._transport import NatsTransport
 
 __all__ = ["Connection"]
@@ -59,6 +60,7 @@ class Connection:
     server: str
     options: NatsOptions
     _token: str | None
+    _tls: TlsSettings
     _nc: Client | None
     _restoring: asyncio.Task[None] | None
     _replaced: Client | None
@@ -81,7 +83,8 @@ class Connection:
 
         attempts = max(1, round(self.options.connect_timeout / self.options.reconnect_wait))
         since = cancelling()  # start() may run in the cleanup of a cancelled task
-        nc: Any = new_client()  # Any: nats-py annotates float seconds as int
+        # Any: nats-py annotates float seconds as int
+        nc: Any = new_client(require_tls=self._tls.required)
 
         #: the last failed attempt's error and server (for the error start() raises)
         failures: list[tuple[Exception, str | None]] = []
@@ -136,6 +139,7 @@ class Connection:
                     disconnected_cb=disconnected,
                     reconnected_cb=reconnected,
                     closed_cb=closed,
+                    **self._tls.connect_options(),
                 )
                 connecting = False
                 nc.options["max_reconnect_attempts"] = -1

@@ -36,6 +36,14 @@ SYNONYMS = {"max_deliver": "max_deliveries"}
 MAX_DURATION = (2**63 - 1) // 10**9
 #: the options that JetStream holds as such a duration
 _NANOSECOND_OPTIONS = ("ack_wait", "lane_ack_wait", "inactive_threshold", "max_age")
+#: the TLS options (see ``_tls``), and what each names
+_TLS_WHAT = {
+    "tls_ca": "file's path",
+    "tls_cert": "file's path",
+    "tls_key": "file's path",
+    "tls_hostname": "host name",
+}
+TLS_OPTIONS = tuple(_TLS_WHAT)
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,16 @@ class NatsOptions:
       dead and is replaced: a silent link (half-open, a partition without a reset) is
       given up ``ping_interval * max_outstanding_pings`` to
       ``ping_interval * (max_outstanding_pings + 1)`` seconds after it went silent.
+    * ``tls_ca``: file of the CA certificate(s) (PEM) the server's certificate must be
+      signed by, in place of the system's (the nats CLI's ``--tlsca``).
+    * ``tls_cert`` and ``tls_key``: files of the client certificate (PEM) and its
+      private key (unencrypted), for a server that requires one (mutual TLS; the nats
+      CLI's ``--tlscert`` and ``--tlskey``).
+    * ``tls_hostname``: the name the server's certificate must be for, when it is not
+      the URL's host (nats-py's ``tls_hostname``).
+
+    Any TLS setting (these, or the transport's ``tls=`` context) makes TLS required
+    of every server, as a ``tls://`` URL does.
     """
 
     stream: str = "PEPPERPY_EVENTS"
@@ -99,6 +117,10 @@ class NatsOptions:
     reconnect_wait: float = 0.5
     ping_interval: float = 5.0
     max_outstanding_pings: int = 2
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_hostname: str | None = None
 
     def __post_init__(self) -> None:
         # a value of the wrong type is a TypeError, a str that is no name a ConfigurationError
@@ -108,6 +130,12 @@ class NatsOptions:
         if not _STREAM_NAME.fullmatch(self.stream):
             raise ConfigurationError(stream)
         check_prefix(self.prefix)
+        for name in TLS_OPTIONS:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+            if value is not None and not value.strip():
+                raise ConfigurationError(f"{name} is empty: give a {_TLS_WHAT[name]}")
         retention = f"retention must be one of {_RETENTIONS}, got {self.retention!r}"
         if not isinstance(self.retention, str):
             raise TypeError(retention)

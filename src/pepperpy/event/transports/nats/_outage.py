@@ -95,14 +95,15 @@ def refused_tls(exc: BaseException) -> str | None:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (
             f"the TLS handshake failed: the client refuses the server's certificate ({exc}); "
-            "it must be signed by a CA this system trusts (the default TLS context: "
-            "SSL_CERT_FILE or SSL_CERT_DIR name others) and name the host of the URL"
+            "it must be signed by a CA the client trusts (give that CA's file as tls_ca; "
+            "without it, the system's CAs: SSL_CERT_FILE or SSL_CERT_DIR name others) and "
+            "name the host of the URL (or tls_hostname)"
         )
     if isinstance(exc, ssl.SSLError) and "ALERT" in str(exc.reason or "").upper():
         return (
             f"the TLS handshake failed: the server refused it ({exc}); it may require a "
-            "client certificate, which this transport does not present, or a TLS version "
-            "this client does not offer"
+            "client certificate (give its files as tls_cert and tls_key) it did not get or "
+            "does not accept, or a TLS version this client does not offer"
         )
     return None
 

@@ -14,6 +14,7 @@ from ..._errors import ConfigurationError, TransportError
 from ._client import close_client, drop_failed_tls, new_client
 from ._outage import describe, refused_tls
 from ._subjects import check_prefix
+from ._tls import TlsSettings
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -137,11 +138,16 @@ def _own_prefix(options: NatsOptions) -> str:
 
 
 async def delete_stream(
-    servers: list[str], server: str, stream: str, token: str | None = None, wait: float = 5.0
+    servers: list[str],
+    server: str,
+    stream: str,
+    token: str | None = None,
+    wait: float = 5.0,
+    tls: TlsSettings | None = None,
 ) -> bool:
     """Delete ``stream`` with every event and consumer on it, on a connection of its
     own to ``servers`` (``server``: how errors name them; ``token``: the URL's
-    ``?token=``); False if it did not exist.
+    ``?token=``; ``tls``: the transport's TLS settings); False if it did not exist.
 
     The whole of it (connecting, the deletion) takes at most ``wait`` seconds (the
     transport's ``connect_timeout``), then raises :class:`TransportError` saying why;
@@ -156,7 +162,8 @@ async def delete_stream(
     async def error(exc: Exception) -> None:  # said in the TransportError below
         failures[:] = [exc]
 
-    nc: Any = new_client()  # Any: nats-py annotates float seconds as int
+    tls = tls or TlsSettings()
+    nc: Any = new_client(require_tls=tls.required)  # Any: nats-py annotates seconds as int
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(wait):
@@ -169,14 +176,15 @@ async def delete_stream(
                 reconnect_time_wait=0.25,
                 connect_timeout=min(2.0, wait),
                 error_cb=error,
+                **tls.connect_options(),
             )
     except (NatsError, OSError, TimeoutError) as exc:
         last = failures[-1] if failures else exc
-        tls = refused_tls(last)
-        if tls is not None:
+        refused = refused_tls(last)
+        if refused is not None:
             drop_failed_tls(nc)  # else closing waits for it until the deadline
         await close_client(nc, loop.time() + wait)
-        why = tls or describe(last)
+        why = refused or describe(last)
         raise TransportError(
             f"cannot connect to NATS at {server} (to delete stream {stream!r}) within "
             f"{wait}s: {why}"

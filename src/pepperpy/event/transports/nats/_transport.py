@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import secrets
+import ssl
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -41,6 +42,7 @@ from ._outcome import NotConnected, failed, full, may_be_stored, reason
 from ._stream import delete_stream
 from ._subjects import ANY_LANE, key_lane, subject_filter, topic_subject
 from ._subscribe import delete_group, join, leave
+from ._tls import tls_settings
 from ._watch import missing_reason, stream_missing, watch_stream
 
 if TYPE_CHECKING:
@@ -69,6 +71,11 @@ class NatsTransport(Connection, Transport):
     ``docs/transport-nats.md`` for how the bus's semantics map onto JetStream.
     ``max_deliver``, JetStream's name for ``max_deliveries``, is accepted too; giving both
     raises :class:`ConfigurationError`.
+
+    TLS: a ``tls://`` URL (or a server that requires TLS) uses Python's default context,
+    unless the options ``tls_ca``, ``tls_cert`` and ``tls_key`` (files, checked here)
+    make one, or ``tls`` gives an :class:`ssl.SSLContext` of the caller's (not both).
+    Any TLS setting makes TLS required of every server of the URL.
 
     ``publish`` returns once JetStream acknowledged the event (stored durably). Each
     ``publish`` call sends a ``Nats-Msg-Id`` of its own, which its retries reuse: a
@@ -99,6 +106,11 @@ class NatsTransport(Connection, Transport):
         reconnect_wait: float = default(NatsOptions.reconnect_wait),
         ping_interval: float = default(NatsOptions.ping_interval),
         max_outstanding_pings: int = default(NatsOptions.max_outstanding_pings),
+        tls_ca: str | None = default(NatsOptions.tls_ca),
+        tls_cert: str | None = default(NatsOptions.tls_cert),
+        tls_key: str | None = default(NatsOptions.tls_key),
+        tls_hostname: str | None = default(NatsOptions.tls_hostname),
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         given = given_keywords(
             {
@@ -118,6 +130,10 @@ class NatsTransport(Connection, Transport):
                 "reconnect_wait": reconnect_wait,
                 "ping_interval": ping_interval,
                 "max_outstanding_pings": max_outstanding_pings,
+                "tls_ca": tls_ca,
+                "tls_cert": tls_cert,
+                "tls_key": tls_key,
+                "tls_hostname": tls_hostname,
             }
         )
         if max_deliver is not None:  # checked_keywords refused it given with max_deliveries
@@ -127,6 +143,8 @@ class NatsTransport(Connection, Transport):
         self.servers, self.options, self._token = parse_url(url, given)
         #: the server URL(s), comma-separated, without options or passwords (for messages)
         self.server = ",".join(redact_url(server) for server in self.servers)
+        #: the TLS context (``tls=``, or made of tls_ca, tls_cert and tls_key) and host name
+        self._tls = tls_settings(self.options, tls)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._consumers: dict[str, Consumer] = {}
@@ -607,7 +625,12 @@ class NatsTransport(Connection, Transport):
         briefly). Returns False when the stream did not exist.
         """
         return await delete_stream(
-            self.servers, self.server, self.stream, self._token, self.options.connect_timeout
+            self.servers,
+            self.server,
+            self.stream,
+            self._token,
+            self.options.connect_timeout,
+            self._tls,
         )
 
 
