@@ -15,6 +15,12 @@ stayed idle), the keys of a member that lost its connection were never handled; 
 retried a lost connection, or counted and pinged a group, back to back. They now take
 0.05 to 300 s, 0.01 to 3,600 s and 0 to 86,400 s, as Redis's ``max_backoff`` takes 0.05
 to 300 s.
+
+NATS's ``reconnect_wait`` and ``ping_interval`` took any finite number of seconds too:
+``reconnect_wait=1e12`` never retried a lost connection in practice, ``1e-9`` retried it
+back to back; ``ping_interval=1e12`` never noticed a connection gone silent (nor a
+deleted stream), ``1e-9`` pinged the server (and asked for the stream's info) back to
+back. They now take 0.05 to 300 s and 0.1 to 600 s.
 """
 
 from __future__ import annotations
@@ -91,6 +97,33 @@ def test_nats_refuses_durations_jetstream_cannot_hold(name: str, value: float) -
         NatsTransport(f"nats://127.0.0.1:4222?{name}={quote(str(value))}")
 
 
+@pytest.mark.parametrize(
+    ("name", "span", "too_short", "too_long"),
+    [("reconnect_wait", "0.05 to 300", 0.04, 300.5), ("ping_interval", "0.1 to 600", 0.09, 601)],
+)
+@pytest.mark.parametrize("end", ["short", "long", "1e12", "1e-9"])
+def test_nats_refuses_pauses_out_of_range(
+    name: str, span: str, too_short: float, too_long: float, end: str
+) -> None:
+    value = {"short": too_short, "long": too_long, "1e12": 1e12, "1e-9": 1e-9}[end]
+    message = rf"{name} must be from {span} s \(.+\), got {value!r}"
+    with pytest.raises(ConfigurationError, match=message):
+        NatsTransport("nats://127.0.0.1:4222", **{name: value})
+    with pytest.raises(ConfigurationError, match=message):
+        NatsTransport(f"nats://127.0.0.1:4222?{name}={value!r}")
+    with pytest.raises(ConfigurationError, match=message):
+        EventBus(transport=f"nats://127.0.0.1:4222?{name}={value!r}")
+
+
+@pytest.mark.parametrize(
+    ("name", "least", "most"), [("reconnect_wait", 0.05, 300), ("ping_interval", 0.1, 600)]
+)
+def test_nats_pauses_take_their_whole_range(name: str, least: float, most: float) -> None:
+    for value in (least, most):
+        assert getattr(NatsTransport("nats://h:1", **{name: value}).options, name) == value
+        assert getattr(NatsTransport(f"nats://h:1?{name}={value}").options, name) == value
+
+
 @pytest.mark.rabbitmq
 async def test_rabbitmq_takes_the_largest_values_allowed(
     rabbitmq_transports: Callable[..., RabbitMQTransport],
@@ -124,6 +157,8 @@ async def test_nats_takes_the_longest_durations_allowed(
         ack_wait=NATS_MOST,
         lane_ack_wait=NATS_MOST,
         inactive_threshold=NATS_MOST,
+        reconnect_wait=300,
+        ping_interval=600,
     )
     bus = EventBus(transport=transport)
     got: list[Event] = []

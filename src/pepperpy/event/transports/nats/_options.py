@@ -44,6 +44,26 @@ _TLS_WHAT = {
     "tls_hostname": "host name",
 }
 TLS_OPTIONS = tuple(_TLS_WHAT)
+#: the range of the seconds options that had none but ``> 0``, and what each is: any
+#: finite number was taken, and ``1e12`` silently turned something off for good
+SECONDS_RANGES: dict[str, tuple[float, float, str]] = {
+    # ``1e12``: a lost connection never retried in practice; ``1e-9``: retried back to
+    # back. As RabbitMQ's reconnect_interval and Redis's max_backoff
+    "reconnect_wait": (
+        0.05,
+        300.0,
+        "the pause between connection attempts: a lost connection waits that long",
+    ),
+    # ``1e12``: a silent connection never noticed, a deleted stream never made again;
+    # ``1e-9``: pings and stream checks back to back, flooding the server. Ten minutes
+    # is five times nats-py's and nats-server's own default (two minutes)
+    "ping_interval": (
+        0.1,
+        600.0,
+        "the pause between pings to the server: a silent connection is noticed after "
+        "max_outstanding_pings of them",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -79,9 +99,10 @@ class NatsOptions:
     * ``connect_timeout``: seconds ``start()`` may take in all to reach the server before
       raising :class:`~pepperpy.event.TransportError` (later disconnects retry forever);
       also the longest ``close()`` waits for an unresponsive server at each step.
-    * ``reconnect_wait``: seconds between connection attempts.
+    * ``reconnect_wait``: seconds between connection attempts, 0.05 to 300.
     * ``ping_interval``: seconds between the client's pings to the server; also how
       often a transport with subscriptions checks that their stream is still there.
+      0.1 to 600.
 
     ``ack_wait``, ``lane_ack_wait``, ``inactive_threshold`` and ``max_age`` take at most
     :data:`MAX_DURATION` seconds (JetStream's int64 nanoseconds).
@@ -150,6 +171,12 @@ class NatsOptions:
             "ping_interval",
         ):
             check_seconds(getattr(self, name), name)
+        for name, (shortest, longest, what) in SECONDS_RANGES.items():
+            if not shortest <= getattr(self, name) <= longest:
+                raise ConfigurationError(
+                    f"{name} must be from {shortest:g} to {longest:g} s ({what}), "
+                    f"got {getattr(self, name)!r}"
+                )
         for name in ("max_age", "lane_ack_wait"):
             if getattr(self, name) is not None:
                 check_seconds(getattr(self, name), name)
