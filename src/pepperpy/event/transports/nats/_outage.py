@@ -186,6 +186,10 @@ class Outages:
         self.outage: Outage | None = None
         #: the error that came with a connection being lost, for its warning
         self.cause: str | None = None
+        #: the longest pause between two refused attempts: never below the usual one
+        #: (``reconnect_wait`` takes up to 300 s; 15 s made a refused attempt come
+        #: sooner than an unreachable server's)
+        self.longest = max(REFUSED_BACKOFF_MAX, options.reconnect_wait)
 
     def down_for(self) -> float | None:
         """Seconds since the connection was lost; None while it is up."""
@@ -257,7 +261,7 @@ class Outages:
     def _refused(self, nc: Client, outage: Outage, reason: str) -> None:
         """The server refused an attempt's credentials (a password changed under a running
         service): an ERROR the first time in an outage, and the attempts back off,
-        doubling up to :data:`REFUSED_BACKOFF_MAX` (nats-py reads the pause before each)."""
+        doubling up to :attr:`longest` (nats-py reads the pause before each)."""
         self._back_off(nc)
         if outage.refused:
             logger.debug("NATS at %s refused the credentials again: %s", self.server, reason)
@@ -269,7 +273,7 @@ class Outages:
             "to %gs. Further refusals are logged at DEBUG",
             self.server,
             reason,
-            REFUSED_BACKOFF_MAX,
+            self.longest,
             extra=log_fields("outage", transport=self.server, reason=reason),
         )
 
@@ -288,17 +292,19 @@ class Outages:
             "up to %gs. Further failures are logged at DEBUG",
             self.server,
             why,
-            REFUSED_BACKOFF_MAX,
+            self.longest,
             extra=log_fields("outage", transport=self.server, reason=why),
         )
 
     def _back_off(self, nc: Client) -> None:
         """Double the pause before nats-py's next attempt, from ``reconnect_wait`` up to
-        :data:`REFUSED_BACKOFF_MAX` (nats-py reads it before each attempt)."""
+        :attr:`longest`: :data:`REFUSED_BACKOFF_MAX`, or ``reconnect_wait`` when that is
+        longer, so a refused attempt never comes sooner than any other (nats-py reads
+        the pause before each attempt)."""
         wait = nc.options.get("reconnect_time_wait")
         if isinstance(wait, int | float):
             nc.options["reconnect_time_wait"] = min(
-                max(wait * 2, self.options.reconnect_wait), REFUSED_BACKOFF_MAX
+                max(wait * 2, self.options.reconnect_wait), self.longest
             )
 
     def disconnected(self, nc: Client) -> None:
