@@ -20,9 +20,21 @@ from ._client import close_client
 if TYPE_CHECKING:
     from ._transport import NatsTransport
 
-__all__ = ["replace_client", "restore_consumers"]
+__all__ = ["RETRY_BACKOFF_MAX", "replace_client", "restore_consumers"]
 
 logger = logging.getLogger("pepperpy.event.transports.nats")
+
+#: the longest pause (seconds) between two rounds of either, unless ``reconnect_wait``
+#: is longer: the pause doubles from ``reconnect_wait`` up to the longer of the two
+RETRY_BACKOFF_MAX = 5.0
+
+
+def _longer(delay: float, transport: NatsTransport) -> float:
+    """The pause after one of ``delay``: doubled, up to :data:`RETRY_BACKOFF_MAX` or
+    ``reconnect_wait`` when that is longer (5 s made the rounds after the first come
+    sooner than the ``reconnect_wait`` asked for, which takes up to 300 s)."""
+    wait = transport.options.reconnect_wait
+    return min(delay * 2, max(RETRY_BACKOFF_MAX, wait))
 
 
 async def replace_client(transport: NatsTransport) -> None:
@@ -39,7 +51,7 @@ async def replace_client(transport: NatsTransport) -> None:
             level = logging.WARNING if failures == 1 else logging.DEBUG
             logger.log(level, "cannot connect a new NATS client yet (%s); retrying", exc)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = _longer(delay, transport)
         except ConfigurationError as exc:
             transport._lost = (
                 f"{transport._lost}; then a new client could not use the stream: {exc}"
@@ -94,7 +106,7 @@ async def restore_consumers(transport: NatsTransport) -> None:
         except (TimeoutError, NatsError, TransportError) as exc:
             logger.info("JetStream not ready after reconnect (%s); retrying", exc)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = _longer(delay, transport)
         except ConfigurationError as exc:
             logger.exception("cannot restore the JetStream stream %s", transport.stream)
             transport._unrestorable = str(exc)  # what a publish nothing answers says
