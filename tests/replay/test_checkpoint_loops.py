@@ -122,12 +122,34 @@ async def test_checkpoints_on_loops_in_two_threads_and_close_from_one(
     assert await _connections_left(postgres_server, name) == 0
 
 
-async def test_a_failing_create_table_closes_its_connection(
+async def test_a_failing_table_setup_closes_its_connection(
     postgres_server: str, database: tuple[str, str]
 ) -> None:
     url, name = database
+    # a table from before revisions were kept: the first connection must bring it up to
+    # date, which a read-only session cannot (reads no longer create a missing table)
+    old = await asyncpg.connect(url)
+    try:
+        await old.execute(
+            "CREATE TABLE pepperpy_checkpoints (name TEXT PRIMARY KEY, position BIGINT "
+            "NOT NULL, state BYTEA, updated_at TIMESTAMPTZ NOT NULL)"
+        )
+    finally:
+        await old.close()
     checkpoints = PostgresCheckpointStore(f"{url}?default_transaction_read_only=on")
     with pytest.raises(StoreError, match="cannot open PostgreSQL checkpoint store"):
         await checkpoints.load("projection")
     assert await _connections_left(postgres_server, name) == 0
     await checkpoints.close()
+
+
+async def test_a_failing_create_table_on_a_write_leaves_no_connection_after_close(
+    postgres_server: str, database: tuple[str, str]
+) -> None:
+    url, name = database
+    checkpoints = PostgresCheckpointStore(f"{url}?default_transaction_read_only=on")
+    assert await checkpoints.load("projection") is None  # a read creates nothing
+    with pytest.raises(StoreError, match="read-only transaction"):
+        await checkpoints.save("projection", 1, previous=None)
+    await checkpoints.close()
+    assert await _connections_left(postgres_server, name) == 0

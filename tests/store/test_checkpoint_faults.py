@@ -206,21 +206,26 @@ async def test_a_connection_lost_while_the_table_is_set_up_is_set_up_again(
     connection is lost later is tried once more and the same call right after worked:
     a replay reconnecting after a restart died of it. The setup is now done again on a
     new connection, whether the table existed or is being created."""
-    if table == "exists":
-        await position(direct, "c")  # sets the table up
+    if table == "exists":  # set the table up (a load would not)
+        made = PostgresCheckpointStore(direct)
+        try:
+            await made.save("other", 1, previous=None)
+        finally:
+            await made.close()
     fired = drop_when_sent(proxy, SETUP_STATEMENTS[table])
     checkpoints = PostgresCheckpointStore(proxied(direct, proxy.port))
     try:
         async with asyncio.timeout(30):
             with caplog.at_level(logging.WARNING, logger=LOGGER):
                 if first_call == "load":
+                    # a load creates nothing: without a table, the save below creates it
                     assert await checkpoints.load("c") is None
                 else:
                     await checkpoints.save("c", 1, None, previous=None)
+                await checkpoints.save("c", 5, None, previous=1 if first_call == "save" else None)
             assert len(fired) == 1, "the fault was not injected"
             assert "PostgreSQL checkpoint store setup: the connection was lost" in caplog.text
             assert "trying once more on a new connection" in caplog.text
-            await checkpoints.save("c", 5, None, previous=1 if first_call == "save" else None)
         assert await position(direct, "c") == 5  # each save once, in turn
     finally:
         await checkpoints.close()
@@ -259,13 +264,14 @@ async def test_a_setup_whose_connection_is_lost_twice_fails_saying_so(
     try:
         async with asyncio.timeout(30):
             with pytest.raises(StoreError) as caught:
-                await checkpoints.load("c")
+                await checkpoints.save("c", 1, previous=None)  # a load creates no table
             assert len(fired) == 2  # tried once more, on a new connection
             message = str(caught.value)
             assert message.startswith("cannot open PostgreSQL checkpoint store at ")
             assert ": the connection was lost (" in message
             assert "underlying connection is closed" not in message
             assert isinstance(caught.value.__cause__, asyncpg.ConnectionDoesNotExistError)
-            assert await checkpoints.load("c") is None  # the network healed: set up now
+            await checkpoints.save("c", 1, previous=None)  # the network healed: set up now
+            assert await position(direct, "c") == 1
     finally:
         await checkpoints.close()

@@ -86,7 +86,7 @@ async def test_a_checkpoint_call_past_the_busy_connection_fails_within_connect_t
 ) -> None:
     checkpoints = PostgresCheckpointStore(postgres_url + OPTIONS)
     try:
-        assert await checkpoints.load("a") is None  # the table is set up
+        await checkpoints.save("z", 1, previous=None)  # the table is made (a load makes none)
         async with locked(postgres_url, "pepperpy_checkpoints") as blocker:
             holder = asyncio.create_task(checkpoints.load("a"))
             await waiting_on_locks(blocker, 1)

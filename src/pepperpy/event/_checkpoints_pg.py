@@ -70,9 +70,14 @@ class PostgresCheckpointStore(CheckpointStore):
     it back), says ``written`` False.
 
     The URL's ``?schema=name`` puts the table in that schema, as it does the event
-    store's. The table is created on first use under the event store's schema lock
+    store's. The table is created by the first write (``save``, ``save_within``,
+    ``delete_within``, ``prepare``) under the event store's schema lock
     (:func:`~pepperpy.event.store.postgres.schema_change`), so stores opened at once in
-    several processes on a fresh database do not collide in PostgreSQL's catalog.
+    several processes on a fresh database do not collide in PostgreSQL's catalog. Reads
+    create nothing: on a database without the table (or its schema) ``names()`` is
+    empty, ``load()`` None and ``delete()`` False, so a role that may only read (no
+    ``CREATE`` on the schema) reads none instead of failing; a table another process
+    creates meanwhile is read as soon as it is committed.
 
     A state is kept as the JSON text the library wrote (``bytea``, as event data is) and
     decoded as on SQLite, so it loads back exactly as saved: key order, ``-0.0``, floats
@@ -120,6 +125,7 @@ class PostgresCheckpointStore(CheckpointStore):
         work: Callable[[Any, Progress], Awaitable[T]],
         *,
         write: str = "",
+        create: bool = False,
         may_retry: Callable[[], bool] | None = None,
     ) -> T:
         """Run ``work(connection, progress)`` on this loop's connection, bounded, and
@@ -133,8 +139,11 @@ class PostgresCheckpointStore(CheckpointStore):
         connection right away. ``write`` names what a write was doing: if its statement
         may have been sent, whether that happened is unknown, and the error says so. A
         caller cancelled mid-statement has the connection cut off, so that takes effect
-        at once (asyncpg would otherwise wait for a cancel request first).
+        at once (asyncpg would otherwise wait for a cancel request first). With
+        ``create`` the table is created first if it is missing (reads create nothing).
         """
+        if create:
+            await self._create_table()
 
         def failure(failed: Failed) -> StoreError:
             if failed.unknown and write:
@@ -167,7 +176,8 @@ class PostgresCheckpointStore(CheckpointStore):
         where = redact_url(self.url)
 
         async def set_up(connection: Any) -> None:
-            self._table = await _set_up(connection, self.schema)
+            # a missing table is not created here: reads find none, the first write makes it
+            self._table, on.ready = await _set_up(connection, self.schema, create=False)
 
         return await self._attempts().set_up(
             set_up,
@@ -176,14 +186,50 @@ class PostgresCheckpointStore(CheckpointStore):
             failure=lambda reason: StoreError(f"{self._cannot_open} at {where}: {reason}"),
         )
 
+    async def _create_table(self) -> None:
+        """Create the table before a write, if this loop's connection found it missing
+        when it was opened: on the loop's connection, as its setup is done (bounded, once
+        more on a new connection if the connection is lost; a failure says the store
+        cannot be opened). Safe to repeat, and under the schema lock: another process
+        may be creating it at the same time."""
+        on = self._loops.here()
+        if on.ready:
+            return
+        where = redact_url(self.url)
+
+        async def create(connection: Any) -> None:
+            if not on.ready:  # a call before this one may have made it meanwhile
+                self._table, on.ready = await _set_up(connection, self.schema)
+
+        await self._attempts().set_up(
+            create,
+            _Turns(self),
+            what="PostgreSQL checkpoint store setup",
+            failure=lambda reason: StoreError(f"{self._cannot_open} at {where}: {reason}"),
+        )
+
+    def _missing(self, error: Exception) -> bool:
+        """Whether ``error`` is PostgreSQL saying the table (or its schema) is not there:
+        a read on a database where nothing was saved yet."""
+        asyncpg = self._attempts().asyncpg
+        return isinstance(error, (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError))
+
     async def load(self, name: str) -> Checkpoint | None:
         check_checkpoint_name(name)
-        row = await self._run(
-            lambda connection, _: connection.fetchrow(
-                f"SELECT position, state, updated_at, revision FROM {self._table} WHERE name = $1",
-                name,
-            )
-        )
+
+        async def fetch(connection: Any, _: Progress) -> Any:
+            try:
+                return await connection.fetchrow(
+                    f"SELECT position, state, updated_at, revision FROM {self._table} "
+                    "WHERE name = $1",
+                    name,
+                )
+            except Exception as exc:
+                if self._missing(exc):
+                    return None
+                raise
+
+        row = await self._run(fetch)
         if row is None:
             return None
         state = row["state"]  # the JSON text saved, byte for byte, decoded as on SQLite
@@ -221,7 +267,9 @@ class PostgresCheckpointStore(CheckpointStore):
             return False, (await row_of(connection, self._table, name))[0]
 
         saved, actual = await self._run(
-            compare_and_set, write=f"saving checkpoint {name!r} at position {position}"
+            compare_and_set,
+            write=f"saving checkpoint {name!r} at position {position}",
+            create=True,
         )
         if not saved:
             raise _conflict(name, previous, actual)
@@ -231,19 +279,32 @@ class PostgresCheckpointStore(CheckpointStore):
         check_checkpoint_name(name)
 
         async def delete(connection: Any, progress: Progress) -> str:
-            with progress.commit():
-                status: str = await connection.execute(
-                    f"DELETE FROM {self._table} WHERE name = $1", name
-                )
+            try:
+                with progress.commit():
+                    status: str = await connection.execute(
+                        f"DELETE FROM {self._table} WHERE name = $1", name
+                    )
+            except Exception as exc:
+                if not self._missing(exc):
+                    raise
+                progress.committing = False  # refused before anything was written
+                return "DELETE 0"  # no table: nothing was saved, and nothing is made
             return status
 
         status = await self._run(delete, write=f"deleting checkpoint {name!r}")
         return bool(status.endswith(" 1"))
 
     async def names(self) -> list[str]:
-        rows = await self._run(
-            lambda connection, _: connection.fetch(f"SELECT name FROM {self._table}")
-        )
+        async def fetch(connection: Any, _: Progress) -> list[Any]:
+            try:
+                rows: list[Any] = await connection.fetch(f"SELECT name FROM {self._table}")
+            except Exception as exc:
+                if self._missing(exc):
+                    return []
+                raise
+            return rows
+
+        rows = await self._run(fetch)
         return _listed(row["name"] for row in rows)
 
     # -- tables of your own, committed with a checkpoint (TableProjection's) ------------
@@ -284,6 +345,7 @@ class PostgresCheckpointStore(CheckpointStore):
         written = new_revision()
 
         async def transact(connection: Any, progress: Progress) -> tuple[bool, int | None]:
+
             async def both() -> tuple[bool, tuple[bool, int | None]]:
                 await connection.execute(_LOCK, f"{self._table}:{name}")
                 actual, actual_revision = await row_of(connection, self._table, name)
@@ -307,6 +369,7 @@ class PostgresCheckpointStore(CheckpointStore):
             self._run(
                 transact,
                 write=f"saving checkpoint {name!r} at position {position}",
+                create=True,
                 may_retry=yours.may_retry,
             )
         )
@@ -322,6 +385,7 @@ class PostgresCheckpointStore(CheckpointStore):
         yours = Yours(self.options.command_timeout)
 
         async def transact(connection: Any, progress: Progress) -> bool:
+
             async def both() -> tuple[bool, bool]:
                 await connection.execute(_LOCK, f"{self._table}:{name}")
                 await yours.run(work, connection)
@@ -336,7 +400,12 @@ class PostgresCheckpointStore(CheckpointStore):
             return await in_transaction(connection, progress, both, yours)
 
         return await yours.outcome(
-            self._run(transact, write=f"deleting checkpoint {name!r}", may_retry=yours.may_retry)
+            self._run(
+                transact,
+                write=f"deleting checkpoint {name!r}",
+                create=True,
+                may_retry=yours.may_retry,
+            )
         )
 
     async def prepare(self, work: Callable[[Any], Awaitable[None]]) -> None:
@@ -350,6 +419,7 @@ class PostgresCheckpointStore(CheckpointStore):
         yours = Yours(self.options.command_timeout)
 
         async def transact(connection: Any, progress: Progress) -> None:
+
             async def alone() -> tuple[bool, None]:
                 await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
                 await yours.run(work, connection)
@@ -358,7 +428,9 @@ class PostgresCheckpointStore(CheckpointStore):
             await in_transaction(connection, progress, alone, yours)
             await connection.execute("RESET ALL")
 
-        await yours.outcome(self._run(transact, write="setting up", may_retry=yours.may_retry))
+        await yours.outcome(
+            self._run(transact, write="setting up", create=True, may_retry=yours.may_retry)
+        )
 
     async def close(self) -> None:
         """Close this loop's connection; drop those of other loops (threadsafe).

@@ -31,12 +31,15 @@ class _OnLoop:
     drops the connection while the loop can still close the socket.
     """
 
-    __slots__ = ("connection", "keeper", "lock", "loop", "openings")
+    __slots__ = ("connection", "keeper", "lock", "loop", "openings", "ready")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.lock = asyncio.Lock()
         self.connection: Any = None
+        #: whether the checkpoint table was there (or made) when ``connection`` was set
+        #: up: until it is, the first write on it creates the table
+        self.ready = False
         self.keeper: asyncio.Task[None] | None = None
         #: connections being opened (see :func:`~pepperpy.event.store.postgres.shielded_connect`),
         #: abandoned once this share is closed or dropped

@@ -10,10 +10,15 @@ from ._checkpoint_base import TABLE
 from .store.postgres import schema_change
 
 
-async def _set_up(connection: Any, schema: str | None) -> str:
+async def _set_up(connection: Any, schema: str | None, *, create: bool = True) -> tuple[str, bool]:
     """Create the checkpoint table if it is missing, or bring an older one up to date;
     return its name qualified with the schema it is in (the connection's current schema,
-    as the URL's ``?schema=`` or the server's search_path make it).
+    as the URL's ``?schema=`` or the server's search_path make it), and whether it is
+    there now.
+
+    With ``create`` False a missing table is left missing (False returned, nothing
+    written): a connection's first use does not create it, so a role that may only read
+    reads none; the first write creates it (``create`` True).
 
     The state is ``bytea`` holding the JSON text the library wrote, as event data is.
     Tables made before held it as ``jsonb``, which reorders an object's keys (by length,
@@ -30,7 +35,9 @@ async def _set_up(connection: Any, schema: str | None) -> str:
     # no current schema (a search_path naming none that exists): as the statements find it
     table = TABLE if current is None else f'"{current.replace(chr(34), chr(34) * 2)}".{TABLE}'
     if state_type == "bytea" and revisions:
-        return table
+        return table, True
+    if state_type is None and not create:
+        return table, False
     # other stores may be creating or converting it right now: take turns (schema_change)
     async with schema_change(connection, schema):
         await connection.execute(
@@ -50,7 +57,7 @@ async def _set_up(connection: Any, schema: str | None) -> str:
                 f"UPDATE {table} SET revision = md5(random()::text || clock_timestamp()::text "
                 "|| name) WHERE revision IS NULL"
             )
-    return table
+    return table, True
 
 
 #: the connection's current schema, the type of the checkpoint table's ``state`` column
