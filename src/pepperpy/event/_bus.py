@@ -153,6 +153,8 @@ class EventBus(AsyncClosing):
         self._deliveries: set[Delivery] = set()
         #: serve()'s shutdown_timeout passed: no further delivery starts
         self._cut_off = False
+        #: the waits between two tries of a delivery (``_bus_delivery``): close() ends them
+        self._pauses: set[asyncio.Future[bool]] = set()
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -327,8 +329,10 @@ class EventBus(AsyncClosing):
         """
         return remove_last("off_error", self._error_callbacks, callback, itemgetter(0))
 
-    async def _dead_letter(self, letter: DeadLetter, group: str | None) -> None:
-        await dead_letter(self, letter, group)
+    async def _dead_letter(
+        self, letter: DeadLetter, group: str | None, cut: str | None = None
+    ) -> None:
+        await dead_letter(self, letter, group, cut)
 
     # -- publishing -------------------------------------------------------------------
 

@@ -30,15 +30,19 @@ __all__ = ["dead_letter"]
 logger = logging.getLogger("pepperpy.event.bus")
 
 
-async def dead_letter(bus: EventBus, letter: DeadLetter, group: str | None) -> None:
-    """Handle ``letter``, of a delivery to ``group`` (None: no group)."""
+async def dead_letter(
+    bus: EventBus, letter: DeadLetter, group: str | None, cut: str | None = None
+) -> None:
+    """Handle ``letter``, of a delivery to ``group`` (None: no group); ``cut`` says why
+    its retries ended before ``max_attempts`` (the bus closed during a wait)."""
     letter, name = blamed(letter)  # an attached processor names its own handler
     bus.dead_letters.append(letter)
     bus._dead_letter_count += 1
     event = letter.event
+    reason = f"{type(letter.exception).__name__}: {letter.exception}"
     dead = dead_letter_event(
         event,
-        reason=f"{type(letter.exception).__name__}: {letter.exception}",
+        reason=reason if cut is None else f"{reason} ({cut})",
         attempts=letter.attempts,
         group=group,
     )
@@ -48,6 +52,8 @@ async def dead_letter(bus: EventBus, letter: DeadLetter, group: str | None) -> N
         fate = f"dead-lettering it to {dead.type} as {dead.id}"
         if group is not None:
             fate += f" (group {group})"
+    if cut is not None:
+        fate = f"{cut}; {fate}"
     error = letter.exception
     seen = bus._tracebacks.check(name, error)
     fields = log_fields(

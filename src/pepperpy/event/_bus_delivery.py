@@ -34,7 +34,15 @@ from .transports import NotDelivered
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["DELIVERY", "Delivery", "Registration", "Unhandled", "deliverer", "delivering"]
+__all__ = [
+    "DELIVERY",
+    "Delivery",
+    "Registration",
+    "Unhandled",
+    "deliverer",
+    "delivering",
+    "end_pauses",
+]
 
 logger = logging.getLogger("pepperpy.event.bus")
 
@@ -111,34 +119,38 @@ class Registration:
         #: the bus's waits between two tries, the event left unhandled (:meth:`pause`)
         link = getattr(handler, "__self__", None)
         self.cuts_waits = getattr(link, "stop_cuts_waits", False) is True
-        self.waking: set[asyncio.Future[None]] = set()  # the pauses under way
+        self.waking: set[asyncio.Future[bool]] = set()  # the pauses under way
 
     def remove(self) -> None:
-        """``unsubscribe()`` began: no delivery starts, and the pauses end (:meth:`pause`)."""
+        """``unsubscribe()`` began: no delivery starts, and a processor attachment's
+        pauses end (:meth:`pause`)."""
         self.removed = True
-        for wake in self.waking:
-            if not wake.done():
-                wake.set_result(None)
+        if self.cuts_waits:
+            for wake in self.waking:
+                _wake(wake, True)
 
-    async def pause(self, seconds: float, event: Event) -> None:
-        """Wait ``seconds`` before the next try of ``event``, unless the subscription is
-        removed first: then raise :class:`Unhandled` (a processor attachment's ``stop()``
-        does not wait out the bus's retry backoff either)."""
-        if not self.removed:
-            loop = asyncio.get_running_loop()
-            wake = loop.create_future()
-            self.waking.add(wake)
-            timer = loop.call_later(seconds, _wake, wake)
-            try:
-                await wake
-            finally:
-                timer.cancel()
-                self.waking.discard(wake)
-        if self.removed:
-            raise Unhandled(
-                f"{event.type} ({event.id}) not handled: its subscription was removed "
-                "while the event waited to be tried again"
-            )
+    async def pause(self, seconds: float, bus: EventBus) -> bool:
+        """Wait ``seconds`` before the next try; True when the wait was cut short: the
+        bus closes (``close()`` does not wait out a retry backoff), or the subscription
+        of a processor attachment is removed (its ``stop()`` does not either)."""
+        if self.cuts_waits and self.removed:
+            return True
+        if seconds <= 0:  # no wait to hold a shutdown: the next try runs, after a yield
+            await asyncio.sleep(0)
+            return self.cuts_waits and self.removed
+        if bus._closed:
+            return True
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[bool] = loop.create_future()
+        self.waking.add(wake)
+        bus._pauses.add(wake)
+        timer = loop.call_later(seconds, _wake, wake, False)
+        try:
+            return await wake
+        finally:
+            timer.cancel()
+            self.waking.discard(wake)
+            bus._pauses.discard(wake)
 
     def finished_one(self) -> None:
         self.running -= 1
@@ -154,9 +166,16 @@ class Registration:
         self.idle = None
 
 
-def _wake(wake: asyncio.Future[None]) -> None:
+def _wake(wake: asyncio.Future[bool], cut: bool) -> None:
     if not wake.done():
-        wake.set_result(None)
+        wake.set_result(cut)
+
+
+def end_pauses(bus: EventBus) -> None:
+    """``close()`` began: every wait between two tries of this bus ends now (see
+    :func:`deliverer`); the handler calls in progress are left to finish."""
+    for wake in list(bus._pauses):
+        _wake(wake, True)
 
 
 DELIVERY: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar(
@@ -237,10 +256,11 @@ def deliverer(
                             transport=transport,
                         ),
                     )
-                    if registration.cuts_waits:
-                        await registration.pause(policy.delay(attempt), event)
-                    else:
-                        await policy.sleep(attempt)
+                    delay = policy.delay(attempt)
+                    if await registration.pause(delay, bus):
+                        await _not_tried_again(bus, registration, event, error, attempt, group)
+                        release_locals(error)
+                        return
                     attempt += 1
                     continue
                 await bus._dead_letter(DeadLetter(event, handler, error, attempt), group)
@@ -260,3 +280,64 @@ def deliverer(
                 pass
 
     return deliver
+
+
+async def _not_tried_again(
+    bus: EventBus,
+    registration: Registration,
+    event: Event,
+    error: BaseException,
+    attempt: int,
+    group: str | None,
+) -> None:
+    """The wait before try ``attempt + 1`` of ``event`` was cut short.
+
+    A processor attachment stopped: :class:`Unhandled` (its transport gives the event
+    to another member). The bus closing: where a broker can give the event again (a
+    group's), :class:`Unhandled` too, left unacknowledged; where nothing can
+    (``memory://``, an ungrouped subscription, whose queue goes with the close), it is
+    dead-lettered with the last failure, saying the close ended its retries.
+    """
+    if registration.removed and not bus._closed:
+        raise Unhandled(
+            f"{event.type} ({event.id}) not handled: its subscription was removed "
+            "while the event waited to be tried again"
+        )
+    policy = bus._retry_policy
+    cut = (
+        f"not tried again: the EventBus closed during the wait before attempt "
+        f"{attempt + 1} of {policy.max_attempts}"
+    )
+    name = named(registration.handler, event, error)
+    if group is not None and bus.transport.distributed:
+        logger.warning(
+            "bus handler %s failed for %s (%s) on attempt %d of %d (%s: %s); the EventBus "
+            "closed during the wait before the next try: left unacknowledged, the broker "
+            "delivers it again (group %s)",
+            name,
+            event.type,
+            event.id,
+            attempt,
+            policy.max_attempts,
+            type(error).__name__,
+            error,
+            group,
+            extra=log_fields(
+                "retry_cut",
+                event_id=event.id,
+                event_type=event.type,
+                handler=name,
+                group=group,
+                attempt=attempt,
+                max_attempts=policy.max_attempts,
+                error_type=type(error).__name__,
+                transport=where(bus.transport),
+            ),
+        )
+        raise Unhandled(
+            f"{event.type} ({event.id}) not handled: the EventBus closed while the event "
+            "waited to be tried again"
+        )
+    if cut not in getattr(error, "__notes__", ()):
+        error.add_note(cut)  # what an on_error callback can read, and the traceback says
+    await bus._dead_letter(DeadLetter(event, registration.handler, error, attempt), group, cut)

@@ -17,7 +17,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from ._bus_delivery import delivering
+from ._bus_delivery import delivering, end_pauses
 from ._bus_logging import log_fields
 from ._bus_serve import where
 from ._errors import ClosedError, TransportError
@@ -183,6 +183,7 @@ async def close(bus: EventBus) -> None:
         bus._closed = True
         closing = bus._closing = asyncio.get_running_loop().create_task(_shutdown(bus))
         closing.add_done_callback(_retrieve)
+        end_pauses(bus)  # a retry's backoff does not hold the shutdown
         for notify in bus._on_close:
             notify()
     if delivering(bus):  # the shutdown waits for the caller: it cannot wait for it
