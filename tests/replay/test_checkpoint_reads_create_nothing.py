@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import StoreError
+from pepperpy.event import Event, EventProcessor, EventStore, StoreError
 from pepperpy.event._checkpoints_pg import PostgresCheckpointStore
 from tests.conftest import unique_name
 
@@ -146,3 +146,14 @@ async def test_save_within_creates_the_table(postgres_url: str) -> None:
         assert loaded is not None and loaded.position == 5
     finally:
         await store.close()
+
+
+async def test_reset_checkpoint_by_a_role_that_only_reads_finds_none(
+    postgres_url: str, reader_url: str
+) -> None:
+    async with EventStore(postgres_url) as owned:  # the event store's tables, the owner's
+        await owned.append("order.1", Event("order.placed", {"n": 1}))
+    before = await _relations(postgres_url)
+    async with EventStore(reader_url) as store:
+        assert await EventProcessor().reset_checkpoint(store, "nightly") is False
+    assert await _relations(postgres_url) == before
