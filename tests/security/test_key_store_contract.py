@@ -192,8 +192,6 @@ async def test_a_shred_failing_half_way_shreds_nothing(
 
 
 async def test_a_closed_key_store_refuses_calls(key_store: KeyStore) -> None:
-    if isinstance(key_store, MemoryKeyStore):
-        pytest.skip("a memory key store holds nothing to close")
     await key_store.save("s.1", 1, "k1", b"x")
     await key_store.close()
     await key_store.close()  # idempotent

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
-from .._errors import ConfigurationError, EncryptionError
+from .._errors import ClosedError, ConfigurationError, EncryptionError
 
 __all__ = ["SHREDDED", "KeyRing", "KeyStore", "MemoryKeyStore", "StreamKeys"]
 
@@ -199,15 +199,27 @@ class KeyStore(abc.ABC):
 
 
 class MemoryKeyStore(KeyStore):
-    """Data keys in memory (for tests and single-process use)."""
+    """Data keys in memory (for tests and single-process use).
+
+    Once closed it refuses every call with :class:`~pepperpy.event.ClosedError`, as the
+    SQLite and PostgreSQL key stores do (it used to go on working, so code that used a
+    key store after closing it passed its tests and failed in production).
+    """
 
     def __init__(self) -> None:
         self._keys: dict[str, dict[int, tuple[str, bytes]]] = {}
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the memory key store is closed")
 
     async def load(self, stream: str) -> dict[int, tuple[str, bytes]]:
+        self._check_open()
         return dict(self._keys.get(stream, {}))
 
     async def save(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> bool:
+        self._check_open()
         versions = self._keys.setdefault(stream, {})
         if version in versions:
             return False
@@ -215,6 +227,7 @@ class MemoryKeyStore(KeyStore):
         return True
 
     async def replace(self, stream: str, version: int, master_key_id: str, wrapped: bytes) -> None:
+        self._check_open()
         versions = self._keys.get(stream, {})
         if master_key_id == SHREDDED:
             self._keys.setdefault(stream, versions)[version] = (SHREDDED, b"")
@@ -222,10 +235,20 @@ class MemoryKeyStore(KeyStore):
             versions[version] = (master_key_id, wrapped)
 
     async def delete(self, stream: str) -> int:
+        self._check_open()
         return len(self._keys.pop(stream, {}))
 
     async def streams(self) -> list[str]:
+        self._check_open()
         return sorted(self._keys)
+
+    async def purge(self) -> None:
+        self._check_open()
+
+    async def close(self) -> None:
+        """Refuse every later call (the keys it held are dropped). Idempotent."""
+        self._closed = True
+        self._keys = {}
 
 
 @dataclass(slots=True, weakref_slot=True)
