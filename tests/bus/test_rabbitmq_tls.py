@@ -12,8 +12,6 @@ only), which counts the connections it accepts and is closed afterwards.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,45 +21,9 @@ import pytest
 
 from pepperpy.event import TransportError
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
+from tests.tls_certs import self_signed_certificate
 
 pytest.importorskip("aio_pika")
-
-
-def _certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate (and its key) for the address 127.0.0.1 only."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pepperpy test rabbitmq")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 class TlsServer:
@@ -75,7 +37,7 @@ class TlsServer:
 
 @pytest.fixture
 async def tls_server(tmp_path: Path) -> AsyncIterator[TlsServer]:
-    cert, key = _certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path, "pepperpy test rabbitmq")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     handlers: set[asyncio.Task[None]] = set()

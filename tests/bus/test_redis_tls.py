@@ -13,8 +13,6 @@ stopped afterwards; the right settings carry events over it.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 import shutil
 import socket
 import struct
@@ -30,50 +28,14 @@ from pepperpy.event import Event, EventBus, TransportError
 from pepperpy.event.transports.redis import RedisTransport
 from tests.bus.faultproxy import finishes
 from tests.helpers import eventually
-
-
-def _certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate (and its key) for the address 127.0.0.1 only."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pepperpy test redis")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+from tests.tls_certs import self_signed_certificate
 
 
 class TlsRedis:
     """A redis-server of the test's own, on a TLS port only, requiring client certificates."""
 
     def __init__(self, directory: Path) -> None:
-        self.cert, self.key = _certificate(directory)
+        self.cert, self.key = self_signed_certificate(directory, "pepperpy test redis")
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
