@@ -43,6 +43,16 @@ async def settle(seconds: float = 0.2) -> None:
     await asyncio.sleep(seconds)
 
 
+async def before_deadline(awaitable: Awaitable[T], seconds: float) -> T:
+    """Await ``awaitable``, failing the test (rather than hanging) if it is still waiting
+    after ``seconds``: a bound, not a measurement."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    except TimeoutError:
+        raise AssertionError(f"still waiting after {seconds:g} s") from None
+
+
 class LoopThread:
     """An event loop running in a thread of its own (another thread's loop, or one that
     dies: :meth:`kill`)."""

@@ -15,14 +15,13 @@ The deadline below is a bound, not a measurement: the old code took 10 s.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from typing import Any
 
 import pytest
 
 from pepperpy.event import ClosedError
 from pepperpy.event._checkpoints import PostgresCheckpointStore
-from tests.helpers import eventually
+from tests.helpers import before_deadline, eventually
 from tests.store.conftest import unread_errors
 from tests.store.pgfaultproxy import PgFaultProxy, proxied
 
@@ -30,14 +29,6 @@ pytestmark = pytest.mark.postgres
 
 #: well below the old 10 s, well above the ~1 s close now takes, on a loaded machine
 DEADLINE = 6.0
-
-
-async def before_deadline(awaitable: Awaitable[Any]) -> Any:
-    try:
-        async with asyncio.timeout(DEADLINE):
-            return await awaitable
-    except TimeoutError:
-        raise AssertionError(f"still waiting after {DEADLINE:g} s") from None
 
 
 def openings(store: PostgresCheckpointStore) -> set[asyncio.Future[Any]]:
@@ -56,10 +47,10 @@ async def test_close_abandons_a_connection_still_being_opened(
     try:
         await eventually(lambda: proxy.accepted >= 1 and bool(openings(store)))
         (on,) = store._loops.values()
-        await before_deadline(store.close())
+        await before_deadline(store.close(), DEADLINE)
         for call in (load, save):
             with pytest.raises(ClosedError, match="checkpoint store was closed"):
-                await before_deadline(call)
+                await before_deadline(call, DEADLINE)
         assert on.openings == set() and on.connection is None
         assert proxy.accepted == 1  # the save, refused, connected nowhere
     finally:
@@ -70,7 +61,7 @@ async def test_close_abandons_a_connection_still_being_opened(
     await eventually(lambda: proxy.open_connections == 0)  # the attempt was cut off
     assert await unread_errors(loop_errors) == []
     try:  # still usable, and nothing was written
-        assert await before_deadline(store.load("c")) is None
+        assert await before_deadline(store.load("c"), DEADLINE) is None
         await store.save("c", 4, None, previous=None)
         saved = await store.load("c")
         assert saved is not None and saved.position == 4
@@ -88,8 +79,8 @@ async def test_close_still_lets_a_save_queued_on_a_healthy_server_commit(
     save = asyncio.ensure_future(store.save("c", 7, None, previous=None))
     await asyncio.sleep(0)  # under way, its connection not opened yet
     try:
-        await before_deadline(store.close())
-        await before_deadline(save)
+        await before_deadline(store.close(), DEADLINE)
+        await before_deadline(save, DEADLINE)
         saved = await store.load("c")
         assert saved is not None and saved.position == 7
     finally:
@@ -122,8 +113,8 @@ async def test_close_from_another_loop_ends_an_opening_there_with_closed_error(
     thread = asyncio.ensure_future(asyncio.to_thread(on_a_thread))
     try:
         await eventually(lambda: proxy.accepted >= 1 and bool(openings(store)))
-        await before_deadline(store.close())
-        await before_deadline(thread)
+        await before_deadline(store.close(), DEADLINE)
+        await before_deadline(thread, DEADLINE)
         (ended,) = outcome
         assert isinstance(ended, ClosedError), repr(ended)
         assert "checkpoint store was closed" in str(ended)

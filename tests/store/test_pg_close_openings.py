@@ -14,7 +14,6 @@ The deadline below is a bound, not a measurement: the old code took 11 s.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from typing import Any
 
 import asyncpg.connect_utils
@@ -22,7 +21,7 @@ import pytest
 
 from pepperpy.event import ClosedError, Event, EventStore
 from pepperpy.event.store.postgres import PostgresBackend
-from tests.helpers import eventually
+from tests.helpers import before_deadline, eventually
 from tests.store.conftest import unread_errors
 from tests.store.pgfaultproxy import PgFaultProxy, mark_listening, proxied
 
@@ -30,14 +29,6 @@ pytestmark = pytest.mark.postgres
 
 #: well below the old 11 s, well above the ~1 s close now takes, on a loaded machine
 DEADLINE = 6.0
-
-
-async def before_deadline(awaitable: Awaitable[Any]) -> Any:
-    try:
-        async with asyncio.timeout(DEADLINE):
-            return await awaitable
-    except TimeoutError:
-        raise AssertionError(f"still waiting after {DEADLINE:g} s") from None
 
 
 def openings(store: EventStore) -> set[asyncio.Future[Any]]:
@@ -57,10 +48,10 @@ async def test_close_abandons_connections_still_being_opened(
     read = asyncio.ensure_future(store.get_stream("s.1"))
     try:
         await eventually(lambda: proxy.accepted >= 1 and bool(openings(store)))
-        await before_deadline(store.close())
+        await before_deadline(store.close(), DEADLINE)
         for call in (append, read):
             with pytest.raises(ClosedError, match="closed"):
-                await before_deadline(call)
+                await before_deadline(call, DEADLINE)
         assert openings(store) == set()
     finally:
         proxy.heal()
@@ -96,8 +87,8 @@ async def test_close_abandons_the_listener_reconnecting_to_a_silent_server(
         listener.drop()  # it reconnects, into the black hole
         await eventually(lambda: bool(openings(store)))
         accepted = proxy.accepted
-        await before_deadline(store.close())
-        await before_deadline(follower)  # closing the store ended the subscription
+        await before_deadline(store.close(), DEADLINE)
+        await before_deadline(follower, DEADLINE)  # closing the store ended the subscription
         with pytest.raises(ClosedError):
             await store.get_stream("s.3")
         assert openings(store) == set()
@@ -118,7 +109,7 @@ async def test_close_still_commits_an_append_queued_on_a_healthy_server(
     store = EventStore(direct)
     append = asyncio.ensure_future(store.append("s.2", {"type": "t.x"}))
     await asyncio.sleep(0)  # queued, its connection not opened yet
-    await before_deadline(store.close())
+    await before_deadline(store.close(), DEADLINE)
     result = await append
     assert result.next_expected_version == 0
     async with EventStore(direct) as again:
@@ -153,7 +144,7 @@ async def test_abandoning_an_opening_as_its_socket_opens_leaves_no_error_behind(
 
         monkeypatch.setattr(upgrade, "__init__", made)
         with pytest.raises(ClosedError, match="abandoned by the test"):
-            await before_deadline(store.get_stream("s.4"))
+            await before_deadline(store.get_stream("s.4"), DEADLINE)
         monkeypatch.undo()
         assert fired, "the abandonment did not land while connecting"
         assert openings(store) == set()

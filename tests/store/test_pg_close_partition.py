@@ -16,14 +16,12 @@ partition healed).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Any
 
 import pytest
 
 from pepperpy.event import Event, EventStore
 from pepperpy.event._checkpoints import PostgresCheckpointStore
-from tests.helpers import eventually
+from tests.helpers import before_deadline, eventually
 from tests.store.conftest import unread_errors
 from tests.store.pgfaultproxy import LISTENER, Link, PgFaultProxy, mark_listening, proxied
 
@@ -33,14 +31,6 @@ pytestmark = pytest.mark.postgres
 TERMINATE = b"X\x00\x00\x00\x04"
 #: how long a close may take here: the old code took close_timeout (10 s)
 DEADLINE = 5.0
-
-
-async def before_deadline(awaitable: Awaitable[Any]) -> Any:
-    try:
-        async with asyncio.timeout(DEADLINE):
-            return await awaitable
-    except TimeoutError:
-        raise AssertionError(f"close() still waited after {DEADLINE:g} s") from None
 
 
 def goodbyes(proxy: PgFaultProxy) -> set[int]:
@@ -80,8 +70,8 @@ async def test_closing_the_store_during_a_partition_does_not_wait_on_idle_connec
         assert len(pooled) > 1
         said = goodbyes(proxy)
         proxy.pause()
-        await before_deadline(store.close())
-        await before_deadline(follower)  # closing the store ended the subscription
+        await before_deadline(store.close(), DEADLINE)
+        await before_deadline(follower, DEADLINE)  # closing the store ended the subscription
     finally:
         proxy.resume()
         await store.close()
@@ -101,7 +91,7 @@ async def test_closing_the_checkpoint_store_during_a_partition_does_not_wait_whe
     said = goodbyes(proxy)
     proxy.pause()
     try:
-        await before_deadline(checkpoints.close())
+        await before_deadline(checkpoints.close(), DEADLINE)
     finally:
         proxy.resume()
     await eventually(lambda: proxy.open_connections == 0)
