@@ -9,9 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -136,6 +140,27 @@ async def postgres_url(postgres_server: str) -> AsyncIterator[str]:
 def redis_url() -> str:
     require_service("redis")
     return "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_socket(tmp_path: Path) -> Iterator[Path]:
+    """A redis-server of the test's own, listening on a Unix socket only (its path);
+    stopped afterwards."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    path = tmp_path / "redis.sock"
+    command = ["redis-server", "--port", "0", "--unixsocket", str(path), "--save", ""]
+    command += ["--appendonly", "no", "--dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not path.exists():
+            assert time.monotonic() < deadline, "private redis-server did not start"
+            time.sleep(0.05)
+        yield path
+    finally:
+        process.kill()
+        process.wait(timeout=10)
 
 
 @pytest.fixture

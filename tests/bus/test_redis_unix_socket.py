@@ -8,10 +8,6 @@ refuses, so every Unix-socket URL was refused with ConfigurationError.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +18,6 @@ from pepperpy.event.transports.redis import RedisTransport
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def redis_socket(tmp_path: Path) -> Iterator[Path]:
-    """A redis-server of our own, listening on a Unix socket only."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    path = tmp_path / "redis.sock"
-    command = ["redis-server", "--port", "0", "--unixsocket", str(path), "--save", ""]
-    command += ["--appendonly", "no", "--dir", str(tmp_path)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not path.exists():
-            assert time.monotonic() < deadline, "private redis-server did not start"
-            time.sleep(0.05)
-        yield path
-    finally:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def test_a_unix_url_keeps_its_form_for_redis_py() -> None:

@@ -7,10 +7,6 @@ delivery failed (a ``NotificationError``, a dead letter) and nothing was sent.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,26 +14,6 @@ import pytest
 from pepperpy.event import MemoryChannel, NotificationSystem, RetryPolicy
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def redis_socket(tmp_path: Path) -> Iterator[Path]:
-    """A redis-server of our own, listening on a Unix socket only."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    path = tmp_path / "redis.sock"
-    command = ["redis-server", "--port", "0", "--unixsocket", str(path), "--save", ""]
-    command += ["--appendonly", "no", "--dir", str(tmp_path)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not path.exists():
-            assert time.monotonic() < deadline, "private redis-server did not start"
-            time.sleep(0.05)
-        yield path
-    finally:
-        process.kill()
-        process.wait(timeout=10)
 
 
 async def test_a_key_is_sent_once_through_a_unix_socket_store(redis_socket: Path) -> None:
