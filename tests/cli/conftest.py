@@ -77,13 +77,20 @@ def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
-    """``cli("read", "user.1")`` runs ``python -m pepperpy.event`` in ``tmp_path``."""
+    """``cli("read", "user.1")`` runs ``python -m pepperpy.event`` in ``tmp_path``;
+    ``stdin="..."`` pipes that text to it."""
 
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
+    def run(
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+        stdin: str | None = None,
+    ) -> Result:
         done = subprocess.run(
             [sys.executable, "-m", "pepperpy.event", *args],
             cwd=tmp_path,
             env=command_env(env),
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -5,23 +5,9 @@ and ``@-`` were read as JSON and refused ('invalid JSON: unexpected end of data'
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.cli.conftest import Cli, command_env
-
-
-def _piped(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pepperpy.event", *args],
-        cwd=tmp_path,
-        env=command_env(),
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.cli.conftest import Cli
 
 
 def test_append_reads_json_from_a_file_and_from_stdin(
@@ -30,17 +16,10 @@ def test_append_reads_json_from_a_file_and_from_stdin(
     (tmp_path / "order.json").write_text('{"order_id": "o-1", "lines": [1, 2]}\n', "utf-8")
     from_file = cli("append", "orders.1", "order.placed", "@order.json", "--store", store_url)
     assert from_file.code == 0, from_file
-    piped = _piped(
-        tmp_path,
-        '{"order_id": "o-1"}',
-        "append",
-        "orders.1",
-        "order.paid",
-        "@-",
-        "--store",
-        store_url,
+    piped = cli(
+        "append", "orders.1", "order.paid", "@-", "--store", store_url, stdin='{"order_id": "o-1"}'
     )
-    assert piped.returncode == 0, piped
+    assert piped.code == 0, piped
     read = cli("read", "orders.1", "--store", store_url)
     assert read.lines == [
         '0 order.placed {"order_id":"o-1","lines":[1,2]}',
@@ -61,14 +40,14 @@ def test_a_file_that_cannot_be_read_appends_nothing(cli: Cli, store_url: str) ->
     assert cli("stats", "--store", store_url).code == 1  # no store was made
 
 
-def test_validate_reads_json_from_stdin(tmp_path: Path) -> None:
+def test_validate_reads_json_from_stdin(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "order.schema.json").write_text(
         '{"type": "object", "required": ["order_id"]}', "utf-8"
     )
     schema = "--schema=order.placed=order.schema.json"
-    good = _piped(tmp_path, '{"order_id": "o-1"}', "validate", "order.placed", "@-", schema)
-    assert good.returncode == 0, good
-    assert good.stdout == "valid order.placed (version 1)\n"
-    bad = _piped(tmp_path, "{}", "validate", "order.placed", "@-", schema)
-    assert bad.returncode == 1
-    assert "order_id" in bad.stderr
+    good = cli("validate", "order.placed", "@-", schema, stdin='{"order_id": "o-1"}')
+    assert good.code == 0, good
+    assert good.out == "valid order.placed (version 1)\n"
+    bad = cli("validate", "order.placed", "@-", schema, stdin="{}")
+    assert bad.code == 1
+    assert "order_id" in bad.err

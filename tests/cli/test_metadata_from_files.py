@@ -6,23 +6,9 @@ JSON ... char 0", though the data argument beside it read ``@FILE``."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.cli.conftest import Cli, command_env
-
-
-def _piped(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pepperpy.event", *args],
-        cwd=tmp_path,
-        env=command_env(),
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.cli.conftest import Cli
 
 
 def _metadata(cli: Cli, store_url: str) -> list[dict[str, object]]:
@@ -37,9 +23,7 @@ def test_metadata_from_a_file_and_from_stdin(cli: Cli, tmp_path: Path, store_url
         "append", "orders.1", "order.placed", "{}", "--metadata", "@meta.json", "--store", store_url
     )
     assert from_file.code == 0, from_file
-    piped = _piped(
-        tmp_path,
-        '{"by": "jq"}',
+    piped = cli(
         "append",
         "orders.1",
         "order.paid",
@@ -48,8 +32,9 @@ def test_metadata_from_a_file_and_from_stdin(cli: Cli, tmp_path: Path, store_url
         "@-",
         "--store",
         store_url,
+        stdin='{"by": "jq"}',
     )
-    assert piped.returncode == 0, piped
+    assert piped.code == 0, piped
     metadata = _metadata(cli, store_url)
     assert [m.get("by") for m in metadata] == ["support", "jq"]
     assert metadata[0].get("ticket") == 7
@@ -80,9 +65,9 @@ def test_metadata_file_errors_name_the_option(cli: Cli, tmp_path: Path, store_ur
     assert cli("stats", "--store", store_url).code == 1  # no store was made
 
 
-def test_data_and_metadata_cannot_both_read_stdin(tmp_path: Path, store_url: str) -> None:
-    both = _piped(
-        tmp_path, "{}", "append", "orders.1", "t", "@-", "--metadata", "@-", "--store", store_url
+def test_data_and_metadata_cannot_both_read_stdin(cli: Cli, store_url: str) -> None:
+    both = cli(
+        "append", "orders.1", "t", "@-", "--metadata", "@-", "--store", store_url, stdin="{}"
     )
-    assert both.returncode == 1
-    assert "JSON and --metadata cannot both be @-" in both.stderr
+    assert both.code == 1
+    assert "JSON and --metadata cannot both be @-" in both.err
