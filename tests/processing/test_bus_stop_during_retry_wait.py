@@ -15,38 +15,18 @@ from collections.abc import AsyncIterator
 import pytest
 
 from pepperpy.event import (
-    DeadLetterMiddleware,
     Event,
     EventBus,
     EventProcessor,
-    RetryMiddleware,
     RetryPolicy,
 )
 from tests.conftest import unique_name
 from tests.helpers import delete_redis_keys
+from tests.processing.retry_waits import PAUSE, failing_processor, gated_processor
 
-#: far longer than any test may run: a stop that waited for it would time out
-_PAUSE = 3600.0
 #: a stop that does not wait for the pause returns well within this
 _STOP = 10.0
 _WAIT = 30.0
-
-
-def _failing(
-    tried: list[int], first_try: asyncio.Event
-) -> tuple[EventProcessor, DeadLetterMiddleware]:
-    letters = DeadLetterMiddleware()
-    processor = EventProcessor().use(
-        letters, RetryMiddleware(RetryPolicy.fixed(max_attempts=5, base_delay=_PAUSE))
-    )
-
-    @processor.handle("order.*")
-    async def charge(event: Event) -> None:
-        tried.append(event.data["n"])
-        first_try.set()
-        raise ConnectionError("payment gateway down")
-
-    return processor, letters
 
 
 def _recording(got: list[int], arrived: asyncio.Event) -> EventProcessor:
@@ -64,7 +44,7 @@ async def test_a_group_member_stopping_during_a_retry_wait_hands_the_event_on() 
     tried: list[int] = []
     got: list[int] = []
     first_try, arrived = asyncio.Event(), asyncio.Event()
-    failing, letters = _failing(tried, first_try)
+    failing, letters = failing_processor(tried, first_try)
     async with EventBus() as bus:
         leaving = failing.attach(bus, "order.*", group="billing")
         await bus.start()
@@ -87,7 +67,7 @@ async def test_a_group_member_stopping_during_a_retry_wait_hands_the_event_on() 
 async def test_an_ungrouped_attachment_stopping_during_a_retry_wait() -> None:
     tried: list[int] = []
     first_try = asyncio.Event()
-    processor, letters = _failing(tried, first_try)
+    processor, letters = failing_processor(tried, first_try)
     async with EventBus() as bus:
         attachment = processor.attach(bus, "order.*")
         await bus.start()
@@ -107,16 +87,7 @@ async def test_an_ungrouped_attachment_stopping_during_a_retry_wait() -> None:
 async def test_a_stop_during_the_try_skips_the_wait_that_would_follow() -> None:
     gate, started = asyncio.Event(), asyncio.Event()
     tried: list[int] = []
-    processor = EventProcessor().use(
-        RetryMiddleware(RetryPolicy.fixed(max_attempts=3, base_delay=_PAUSE))
-    )
-
-    @processor.handle("order.*")
-    async def charge(event: Event) -> None:
-        tried.append(event.data["n"])
-        started.set()
-        await gate.wait()
-        raise ConnectionError("payment gateway down")
+    processor = gated_processor(tried, started, gate)
 
     async with EventBus() as bus:
         attachment = processor.attach(bus, "order.*")
@@ -138,7 +109,7 @@ async def test_a_stop_while_the_bus_closes_is_still_a_cancellation() -> None:
     taken back with the stop's."""
     tried: list[int] = []
     first_try = asyncio.Event()
-    processor, _ = _failing(tried, first_try)
+    processor, _ = failing_processor(tried, first_try)
     bus = EventBus()
     attachment = processor.attach(bus, "order.*")
     await bus.start()
@@ -164,7 +135,7 @@ async def test_redis_group_gets_the_event_again_after_the_stop(bus_url: str) -> 
     tried: list[int] = []
     got: list[int] = []
     first_try, arrived = asyncio.Event(), asyncio.Event()
-    failing, letters = _failing(tried, first_try)
+    failing, letters = failing_processor(tried, first_try)
     async with (
         EventBus(transport=bus_url) as first,
         EventBus(transport=bus_url) as second,
@@ -201,7 +172,7 @@ async def test_stop_does_not_wait_out_the_bus_retry_policy_either() -> None:
         first_try.set()
         raise ConnectionError("payment gateway down")
 
-    async with EventBus(retry_policy=RetryPolicy.fixed(max_attempts=5, base_delay=_PAUSE)) as bus:
+    async with EventBus(retry_policy=RetryPolicy.fixed(max_attempts=5, base_delay=PAUSE)) as bus:
         leaving = failing.attach(bus, "order.*", group="billing")
         await bus.start()
         publishing = asyncio.ensure_future(bus.publish("order.placed", {"n": 2}))

@@ -24,35 +24,16 @@ from pepperpy.event import (
     RetryMiddleware,
     RetryPolicy,
 )
+from tests.processing.retry_waits import PAUSE, failing_processor, gated_processor
 
-#: far longer than any test may run: a stop that waited for it would time out
-_PAUSE = 3600.0
 _WAIT = 60.0
-
-
-def _processor(
-    failing: set[int], tried: list[int], first_try: asyncio.Event
-) -> tuple[EventProcessor, DeadLetterMiddleware]:
-    letters = DeadLetterMiddleware()
-    retry = RetryMiddleware(RetryPolicy.fixed(max_attempts=5, base_delay=_PAUSE))
-    processor = EventProcessor().use(letters, retry)
-
-    @processor.handle("order.*")
-    async def charge(event: Event) -> None:
-        number = event.data["n"]
-        tried.append(number)
-        if number in failing:
-            first_try.set()
-            raise ConnectionError("payment gateway down")
-
-    return processor, letters
 
 
 async def test_stop_does_not_wait_out_a_retry_and_resumes_the_event(tmp_path: Path) -> None:
     failing = {1}
     tried: list[int] = []
     first_try = asyncio.Event()
-    processor, letters = _processor(failing, tried, first_try)
+    processor, letters = failing_processor(tried, first_try, failing)
     async with EventStore(f"sqlite:///{tmp_path / 'events.db'}") as store:
         await store.append("order.1", [Event("order.placed", {"n": n}) for n in range(3)])
         attachment = processor.attach(store, checkpoint="charges")
@@ -76,16 +57,7 @@ async def test_a_stop_during_the_try_skips_the_wait_that_would_follow() -> None:
     gate = asyncio.Event()
     started = asyncio.Event()
     tried: list[int] = []
-    processor = EventProcessor().use(
-        RetryMiddleware(RetryPolicy.fixed(max_attempts=3, base_delay=_PAUSE))
-    )
-
-    @processor.handle("order.*")
-    async def charge(event: Event) -> None:
-        tried.append(event.data["n"])
-        started.set()
-        await gate.wait()
-        raise ConnectionError("payment gateway down")
+    processor = gated_processor(tried, started, gate)
 
     async with EventStore() as store:
         await store.append("order.1", Event("order.placed", {"n": 0}))
@@ -103,7 +75,7 @@ async def test_a_stop_during_the_try_skips_the_wait_that_would_follow() -> None:
 async def test_run_in_background_stops_during_a_retry_wait() -> None:
     tried: list[int] = []
     first_try = asyncio.Event()
-    processor, _ = _processor({0}, tried, first_try)
+    processor, _ = failing_processor(tried, first_try, {0})
 
     async def events() -> AsyncIterator[Event]:
         yield Event("order.placed", {"n": 0})
@@ -149,7 +121,7 @@ async def test_stop_does_not_wait_for_a_rate_limit_token() -> None:
     """The same for a ``RateLimitMiddleware``'s wait: at one event a minute, stop()
     waited up to a minute for the token of an event not yet begun."""
     seen: list[int] = []
-    processor = EventProcessor().use(RateLimitMiddleware(1 / _PAUSE))
+    processor = EventProcessor().use(RateLimitMiddleware(1 / PAUSE))
     processor.handle("order.*", lambda event: seen.append(event.data["n"]))
     async with EventStore() as store:
         await store.append("order.1", [Event("order.placed", {"n": n}) for n in range(3)])
@@ -174,7 +146,7 @@ async def test_closing_the_store_during_a_retry_wait_ends_the_attachment_quietly
     failing = {1}
     tried: list[int] = []
     first_try = asyncio.Event()
-    processor, letters = _processor(failing, tried, first_try)
+    processor, letters = failing_processor(tried, first_try, failing)
     store = EventStore(url)
     await store.append("order.1", [Event("order.placed", {"n": n}) for n in range(3)])
     attachment = processor.attach(store, checkpoint="charges")
