@@ -49,6 +49,7 @@ from ._recipients import resolve_recipient
 from ._subscriptions import Subscriptions
 from ._templates import Rendered, TemplateLibrary
 from .channels import Channel
+from .channels.base import check_kind
 
 __all__ = ["DEFAULT_RETRY", "NotificationSystem"]
 
@@ -522,19 +523,6 @@ def _first(entry: tuple[Callable[..., Any], bool]) -> Callable[..., Any]:
 
 
 def _check_kind(kind: object, name: str) -> None:
-    """Refuse a ``kind`` no recipient field or template variant could match: ``""`` fell
-    back to the channel's name without a word, ``"sms "`` sent SMS without a phone."""
-    if kind is None:
-        return
-    if not isinstance(kind, str):
-        raise TypeError(f"kind of channel {name!r} must be a str (or None), got {kind!r}")
-    if not kind.strip():
-        raise ConfigurationError(
-            f"kind of channel {name!r} is empty: give one (email, sms, push, ...) or leave "
-            "it out for the channel's own kind"
-        )
-    if kind != kind.strip():
-        raise ConfigurationError(
-            f"kind of channel {name!r} has spaces around it: {kind!r}; did you mean "
-            f"{kind.strip()!r}?"
-        )
+    """Refuse a ``kind`` no recipient field or template variant could match (the check
+    the channels' constructors make too)."""
+    check_kind(kind, f"channel {name!r}", "the channel's own kind")

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from ..._errors import ConfigurationError
 from .apprise import AppriseChannel
-from .base import Channel
+from .base import Channel, check_kind
 from .console import ConsoleChannel
 from .email import EmailChannel
 from .memory import MemoryChannel
@@ -25,7 +25,10 @@ __all__ = [
 
 def channel_from_url(url: str, *, kind: str | None = None) -> Channel:
     """Make the channel a URL names: ``smtp(s)://``, ``http(s)://``, ``console://``,
-    ``memory://``, or any apprise URL (push, SMS, chat services)."""
+    ``memory://``, or any apprise URL (push, SMS, chat services).
+
+    ``kind`` is checked as the channels' constructors check it, whatever the scheme."""
+    check_kind(kind, "channel_from_url()", "the channel's own kind")
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(f"a channel URL looks like scheme://..., got {url!r}")
     try:

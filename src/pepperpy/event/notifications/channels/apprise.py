@@ -31,7 +31,7 @@ from ..._deps import require
 from ..._errors import ConfigurationError, NotificationError, RecipientError
 from .._models import Notification
 from ._webhook_urls import HIDDEN, looks_secret
-from .base import Channel
+from .base import Channel, check_kind
 
 __all__ = ["AppriseChannel"]
 
@@ -46,6 +46,7 @@ class AppriseChannel(Channel):
     """Delivers through one or more apprise URLs (all of them, for every message)."""
 
     def __init__(self, urls: str | Sequence[str], *, kind: str | None = None) -> None:
+        check_kind(kind, "AppriseChannel", "the name the channel is added under")
         self.urls = (urls,) if isinstance(urls, str) else tuple(urls)
         if not self.urls or not all(isinstance(u, str) and u for u in self.urls):
             raise ConfigurationError("AppriseChannel needs at least one URL")

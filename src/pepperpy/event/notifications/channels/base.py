@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from ..._errors import ConfigurationError, MissingDependencyError, RecipientError, TemplateError
 from .._models import Notification
 
-__all__ = ["Channel"]
+__all__ = ["Channel", "check_kind"]
 
 _PERMANENT = (RecipientError, TemplateError, ConfigurationError, MissingDependencyError)
 
@@ -90,3 +90,23 @@ class Channel(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most channels hold nothing
         """Release connections; the system calls it on ``close()``."""
+
+
+def check_kind(kind: object, owner: str, unset: str) -> None:
+    """Refuse a ``kind`` no recipient field or template variant could match: ``""`` fell
+    back to the channel's name without a word, ``"sms "`` sent SMS without a phone, a
+    non-str was kept as is. ``owner`` names what it is the kind of ("channel 'texts'",
+    "MemoryChannel"), ``unset`` what leaving it out (None) means."""
+    if kind is None:
+        return
+    if not isinstance(kind, str):
+        raise TypeError(f"kind of {owner} must be a str (or None), got {kind!r}")
+    if not kind.strip():
+        raise ConfigurationError(
+            f"kind of {owner} is empty: give one (email, sms, push, ...) or leave it out "
+            f"for {unset}"
+        )
+    if kind != kind.strip():
+        raise ConfigurationError(
+            f"kind of {owner} has spaces around it: {kind!r}; did you mean {kind.strip()!r}?"
+        )

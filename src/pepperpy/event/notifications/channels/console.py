@@ -6,7 +6,7 @@ import sys
 from typing import TextIO
 
 from .._models import Notification
-from .base import Channel
+from .base import Channel, check_kind
 
 __all__ = ["ConsoleChannel"]
 
@@ -19,6 +19,7 @@ class ConsoleChannel(Channel):
     """
 
     def __init__(self, stream: TextIO | None = None, *, kind: str | None = None) -> None:
+        check_kind(kind, "ConsoleChannel", "the name the channel is added under")
         self.stream = stream
         self.kind = kind
         self._stderr = False

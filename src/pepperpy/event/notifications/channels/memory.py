@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..._options import check_count
 from .._models import Notification
-from .base import Channel
+from .base import Channel, check_kind
 
 __all__ = ["MemoryChannel"]
 
@@ -17,6 +17,7 @@ class MemoryChannel(Channel):
     """
 
     def __init__(self, *, kind: str | None = None, limit: int | None = 10_000) -> None:
+        check_kind(kind, "MemoryChannel", "the name the channel is added under")
         check_count(limit, "limit", optional=True, error=ValueError)
         self.kind = kind
         self.limit = limit
