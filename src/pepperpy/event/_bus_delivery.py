@@ -33,6 +33,12 @@ from .transports import NotDelivered
 
 if TYPE_CHECKING:
     from ._bus import EventBus
+    from ._retry import RetryPolicy
+
+    #: a failed try, for :func:`_log_failed_try`: the record's kind, the handler's
+    #: name, the event, the error, the attempt, the retry policy, the group, the
+    #: transport (as :func:`where` gives it)
+    FailedTry = tuple[str, str, Event, BaseException, int, RetryPolicy, str | None, str]
 
 __all__ = [
     "DELIVERY",
@@ -231,30 +237,12 @@ def deliverer(
                     name = named(handler, event, error)
                     # one WARNING per handler and error type a minute, the rest at DEBUG
                     seen = bus._retry_warnings.check(name, error)
-                    logger.log(
+                    _log_failed_try(
                         logging.WARNING if seen.full else logging.DEBUG,
-                        "bus handler %s failed for %s (%s) on attempt %d of %d (%s: %s); "
+                        ("retry", name, event, error, attempt, policy, group, transport),
                         "retrying in %s%s",
-                        name,
-                        event.type,
-                        event.id,
-                        attempt,
-                        policy.max_attempts,
-                        type(error).__name__,
-                        error,
                         describe_delay(policy, attempt),
                         logged_shorter(seen, "at DEBUG") if seen.full else "",
-                        extra=log_fields(
-                            "retry",
-                            event_id=event.id,
-                            event_type=event.type,
-                            handler=name,
-                            group=group,
-                            attempt=attempt,
-                            max_attempts=policy.max_attempts,
-                            error_type=type(error).__name__,
-                            transport=transport,
-                        ),
                     )
                     delay = policy.delay(attempt)
                     if await registration.pause(delay, bus):
@@ -280,6 +268,37 @@ def deliverer(
                 pass
 
     return deliver
+
+
+def _log_failed_try(level: int, failed: FailedTry, then: str, *then_args: Any) -> None:
+    """Log at ``level`` that a try failed, then ``then`` (a format, with ``then_args``),
+    with the fields (``extra``) of a record of its kind. Attributed to the caller (its
+    function and line), as when it logged the record itself."""
+    kind, name, event, error, attempt, policy, group, transport = failed
+    logger.log(
+        level,
+        "bus handler %s failed for %s (%s) on attempt %d of %d (%s: %s); " + then,
+        name,
+        event.type,
+        event.id,
+        attempt,
+        policy.max_attempts,
+        type(error).__name__,
+        error,
+        *then_args,
+        stacklevel=2,
+        extra=log_fields(
+            kind,
+            event_id=event.id,
+            event_type=event.type,
+            handler=name,
+            group=group,
+            attempt=attempt,
+            max_attempts=policy.max_attempts,
+            error_type=type(error).__name__,
+            transport=transport,
+        ),
+    )
 
 
 async def _not_tried_again(
@@ -310,29 +329,12 @@ async def _not_tried_again(
     )
     name = named(registration.handler, event, error)
     if group is not None and bus.transport.distributed:
-        logger.warning(
-            "bus handler %s failed for %s (%s) on attempt %d of %d (%s: %s); the EventBus "
-            "closed during the wait before the next try: left unacknowledged, the broker "
-            "delivers it again (group %s)",
-            name,
-            event.type,
-            event.id,
-            attempt,
-            policy.max_attempts,
-            type(error).__name__,
-            error,
+        _log_failed_try(
+            logging.WARNING,
+            ("retry_cut", name, event, error, attempt, policy, group, where(bus.transport)),
+            "the EventBus closed during the wait before the next try: left unacknowledged, "
+            "the broker delivers it again (group %s)",
             group,
-            extra=log_fields(
-                "retry_cut",
-                event_id=event.id,
-                event_type=event.type,
-                handler=name,
-                group=group,
-                attempt=attempt,
-                max_attempts=policy.max_attempts,
-                error_type=type(error).__name__,
-                transport=where(bus.transport),
-            ),
         )
         raise Unhandled(
             f"{event.type} ({event.id}) not handled: the EventBus closed while the event "
