@@ -10,26 +10,15 @@ Redis (the start fails before the first command).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from pepperpy.event import ConfigurationError, EventBus, TransportError
+from pepperpy.event import ConfigurationError, EventBus
 from pepperpy.event.transports.redis import RedisTransport
 from tests.bus.faultproxy import finishes
-
-
-async def start_failure(transport: RedisTransport) -> str:
-    """What ``start()`` raised (a ``TransportError``), well before ``connect_timeout``."""
-    bus = EventBus(transport=transport)
-    try:
-        with pytest.raises(TransportError) as raised:
-            await finishes(bus.start(), 20)
-    finally:
-        await bus.close()
-    return str(raised.value)
+from tests.bus.starting import greeting_server, start_failure
 
 
 @pytest.mark.redis
@@ -46,19 +35,8 @@ async def test_a_database_the_server_lacks_is_refused_naming_server_and_database
 async def nats_like_server() -> AsyncIterator[int]:
     """A loopback server that greets every connection as NATS does (``INFO {...}``), then
     waits; yields its port."""
-
-    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b'INFO {"server_id":"not-redis"}\r\n')
-        await writer.drain()
-        await reader.read()
-        writer.close()
-
-    server = await asyncio.start_server(greet, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with greeting_server(b'INFO {"server_id":"not-redis"}\r\n') as port:
+        yield port
 
 
 async def test_a_server_that_is_not_redis_is_called_that(nats_like_server: int) -> None:

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import Event, EventBus, TransportError
+from pepperpy.event import Event, EventBus
 from pepperpy.event.transports.redis import RedisTransport
-from tests.bus.faultproxy import finishes
+from tests.bus.starting import greeting_server, start_failure
 from tests.helpers import eventually
 from tests.tls_certs import self_signed_certificate
 
@@ -79,17 +79,6 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedis]:
         server.stop()
 
 
-async def start_failure(transport: RedisTransport) -> str:
-    """What ``start()`` raised (a ``TransportError``), well before ``connect_timeout``."""
-    bus = EventBus(transport=transport)
-    try:
-        with pytest.raises(TransportError) as raised:
-            await finishes(bus.start(), 20)
-    finally:
-        await bus.close()
-    return str(raised.value)
-
-
 async def test_a_certificate_the_client_does_not_trust_fails_at_once(tls_redis: TlsRedis) -> None:
     message = await start_failure(RedisTransport(tls_redis.url(), connect_timeout=60))
     assert message == (
@@ -126,19 +115,8 @@ async def test_a_client_certificate_the_server_requires_fails_at_once(
 @pytest.fixture
 async def plain_text_server() -> AsyncIterator[int]:
     """A loopback server that greets every connection in plain text; yields its port."""
-
-    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"-ERR this port has no TLS\r\n")
-        await writer.drain()
-        await reader.read()
-        writer.close()
-
-    server = await asyncio.start_server(greet, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with greeting_server(b"-ERR this port has no TLS\r\n") as port:
+        yield port
 
 
 async def test_a_port_without_tls_fails_at_once(plain_text_server: int) -> None:
