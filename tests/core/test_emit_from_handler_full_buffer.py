@@ -19,8 +19,9 @@ from tests.helpers import LoopThread
 BOUND = 10.0
 
 
-async def test_a_lone_handler_emitting_into_its_full_buffer_is_refused() -> None:
-    manager = EventManager(buffer_size=1)
+def _relaying_refusals(manager: EventManager) -> list[BufferFullError]:
+    """Subscribes a handler of ``order.paid`` that emits ``order.shipped`` on ``manager``;
+    returns the list of the BufferFullError its emits raised (it catches them)."""
     refused: list[BufferFullError] = []
 
     async def relay(event: Event) -> None:
@@ -30,6 +31,12 @@ async def test_a_lone_handler_emitting_into_its_full_buffer_is_refused() -> None
             refused.append(exc)
 
     manager.on("order.paid", relay)
+    return refused
+
+
+async def test_a_lone_handler_emitting_into_its_full_buffer_is_refused() -> None:
+    manager = EventManager(buffer_size=1)
+    refused = _relaying_refusals(manager)
     async with asyncio.timeout(BOUND):
         await manager.emit("order.paid")
     [error] = refused
@@ -121,15 +128,7 @@ async def test_a_chain_of_nested_emits_holding_every_slot_is_refused() -> None:
 
 async def test_a_scheduled_delivery_emitting_into_its_full_buffer_is_refused() -> None:
     manager = EventManager(buffer_size=1)
-    refused: list[BufferFullError] = []
-
-    async def relay(event: Event) -> None:
-        try:
-            await manager.emit("order.shipped")
-        except BufferFullError as exc:
-            refused.append(exc)
-
-    manager.on("order.paid", relay)
+    refused = _relaying_refusals(manager)
     async with asyncio.timeout(BOUND):
         await manager.emit_nowait("order.paid")
     assert len(refused) == 1
