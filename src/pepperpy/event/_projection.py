@@ -633,9 +633,12 @@ class Projection(Following):
         inside = current is not None and (current in self._runs or current in self._followers)
         if not inside:  # a handler holds the turn the others may wait for
             await wait_for_runs_here(self._followers | self._runs)
-        if self._state_store is not None and self._state_store is not self._state_store_given:
-            await self._state_store.close()
+        state_store = self._state_store
+        if state_store is not None and state_store is not self._state_store_given:
+            # let go of it first: a call made while it closes opens its own (as in
+            # EventReplay.close()), never the one being closed
             self._state_store = None
+            await state_store.close()
 
     async def __aenter__(self) -> Projection:
         return self
