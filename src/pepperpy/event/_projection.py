@@ -76,6 +76,7 @@ from ._options import check_count
 from ._patterns import parse_pattern
 from ._projection_follow import (
     Log,
+    Stops,
     reached,
 )
 from ._projection_handlers import Apply, ProjectionHandlers
@@ -167,6 +168,7 @@ class Projection(Following):
         self._closings = 0
         self._live: set[StoreSubscription] = set()
         self._followers: set[asyncio.Task[Any]] = set()
+        self._stops = Stops(store)
         #: the tasks of the run(), rebuild() and load() calls under way (close() waits
         #: for them)
         self._runs: set[asyncio.Task[Any]] = set()
@@ -627,6 +629,7 @@ class Projection(Following):
         """
         self._closings += 1
         self._moved.wake()  # wait_until() calls under way end (ClosedError)
+        self._stops.wake()  # follow() calls riding out an outage end their backoff
         for events in list(self._live):
             await events.aclose()
         current = asyncio.current_task()

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeGuard
+from typing import TYPE_CHECKING, TypeGuard, cast
 
 from ._errors import (
     ClosedError,
@@ -23,10 +23,15 @@ from ._event import Event
 from .store._reader import Outage
 from .store._waiters import LoopWaiters
 
+if TYPE_CHECKING:
+    from .store import EventStore
+    from .store._reader import StoreSubscription
+
 logger = logging.getLogger("pepperpy.event.replay")
 
 __all__ = [
     "Log",
+    "Stops",
     "is_outage",
     "reached",
     "recovered",
@@ -211,12 +216,48 @@ def newest(head: int | None) -> str:
     return "the store is empty" if head is None else f"global position {head}"
 
 
-async def ride_out(outage: Outage, error: StoreError, name: str, where: str) -> None:
+class Stops:
+    """Ends the backoff of a projection's followers at once: woken by the projection's
+    ``close()`` (:meth:`wake`) and, as the store's subscriptions are, by the store's
+    ``close()``, from any thread (it was a plain sleep of up to 1 s, which ``close()``
+    waited out)."""
+
+    __slots__ = ("__weakref__", "_waiters")
+
+    def __init__(self, store: EventStore) -> None:
+        self._waiters = LoopWaiters()
+        # the store wakes what it holds here (weakly) as it closes: _wake() is all it calls
+        store._subscriptions.add(cast("StoreSubscription", self))
+
+    def wake(self) -> None:
+        """End every pause under way (the projection was closed)."""
+        self._waiters.wake()
+
+    _wake = wake  # the store's close() calls it, as it calls a subscription's
+
+    async def pause(self, seconds: float, stopped: Callable[[], bool]) -> None:
+        """Wait ``seconds``, or less: until :meth:`wake`, or the store's close, or at
+        once if ``stopped()`` (checked after registering, so no wake-up is missed)."""
+        woken = self._waiters.register()
+        if stopped():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await woken.wait()
+
+
+async def ride_out(
+    outage: Outage,
+    error: StoreError,
+    name: str,
+    where: str,
+    pause: Callable[[float], Awaitable[None]],
+) -> None:
     """A step of projection ``name``'s ``follow()`` failed with ``error`` in an outage:
-    wait the backoff (logging a warning as the outage begins), or raise once
+    ``pause`` the backoff (logging a warning as the outage begins), or raise once
     ``retry_for`` has passed since it began, saying ``where`` the projection stands."""
-    pause = outage.failed(time.monotonic())
-    if pause is None:
+    seconds = outage.failed(time.monotonic())
+    if seconds is None:
         elapsed, tries = outage.end() or (0.0, "")
         raise StoreError(
             f"projection {name!r} {where}: the store could not be reached for "
@@ -226,7 +267,7 @@ async def ride_out(outage: Outage, error: StoreError, name: str, where: str) -> 
         ) from error
     if outage.failures == 1:
         logger.warning("projection %r %s: %s; trying again %s", name, where, error, outage.plan)
-    await asyncio.sleep(pause)
+    await pause(seconds)
 
 
 def recovered(outage: Outage, name: str, position: int | None) -> None:

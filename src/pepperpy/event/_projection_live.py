@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import ClosedError, ConcurrencyError, ReplayError, StoreError
 from ._event import Event
-from ._projection_follow import is_outage, recovered, ride_out, standing, taken_over, waiting
+from ._projection_follow import (
+    Stops,
+    is_outage,
+    recovered,
+    ride_out,
+    standing,
+    taken_over,
+    waiting,
+)
 from ._seconds import check_seconds
 from .store._reader import RETRY_FOR, Outage
 
@@ -53,6 +61,8 @@ class Following:
     #: the live subscriptions and tasks of the follow() calls under way (close() ends them)
     _live: set[StoreSubscription]
     _followers: set[asyncio.Task[Any]]
+    #: ends the backoff of the follow() calls riding out an outage (close() wakes it)
+    _stops: Stops
 
     if TYPE_CHECKING:  # the projection's own, which following uses
 
@@ -135,7 +145,7 @@ class Following:
             except StoreError as exc:
                 if not is_outage(exc):
                     raise
-                if await self._ride_out(outage, exc):
+                if await self._ride_out(outage, exc, closings):
                     continue
                 return
             self._recovered(outage)
@@ -163,15 +173,26 @@ class Following:
             finally:
                 self._live.discard(events)
                 await events.aclose()
-            if failure is None or not await self._ride_out(outage, failure):
+            if failure is None or not await self._ride_out(outage, failure, closings):
                 return  # the subscription ended: it, or the store, was closed
 
-    async def _ride_out(self, outage: Outage, error: StoreError) -> bool:
+    async def _ride_out(self, outage: Outage, error: StoreError, closings: int) -> bool:
         """A step of :meth:`follow` failed with ``error`` in an outage: wait the backoff
-        and say whether to go on (False: the store was closed meanwhile), or raise once
-        ``retry_for`` has passed since the outage began."""
-        await ride_out(outage, error, self.name, self._where())
-        return not self.store.closed
+        and say whether to go on (False: the store, or the projection, ``closings``
+        having changed, was closed meanwhile: that ends the backoff at once), or raise
+        once ``retry_for`` has passed since the outage began."""
+
+        def stopped() -> bool:
+            return self.store.closed or self._closings != closings
+
+        await ride_out(
+            outage,
+            error,
+            self.name,
+            self._where(),
+            lambda seconds: self._stops.pause(seconds, stopped),
+        )
+        return not stopped()
 
     def _where(self) -> str:
         """Where the projection stands, for an error or log line."""
