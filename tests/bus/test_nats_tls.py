@@ -270,6 +270,8 @@ async def test_a_server_back_with_a_refused_certificate_is_one_error_and_backs_o
                     await backing_off(proxy, refused_at, attempts)
                     health = bus.health()
                     assert not health.ready
+                    # a handshake no retry mends, not a network outage (as on Redis)
+                    assert health.outage_reason == "tls refused"
                     assert health.outage_message is not None
                     assert "the client refuses the server's certificate" in health.outage_message
                 await eventually(lambda: bus.health().ready, timeout=30)

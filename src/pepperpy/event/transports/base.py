@@ -88,6 +88,10 @@ CREDENTIALS_REFUSED = "credentials refused"
 #: the broker took the credentials but refused access (RabbitMQ: the virtual host, or an
 #: exchange or queue the user may not declare)
 ACCESS_REFUSED = "access refused"
+#: a running transport's reconnections fail their TLS handshake for good (the server's
+#: certificate is no longer trusted, one for another host, a client certificate refused):
+#: no network outage, and no retry mends it
+TLS_REFUSED = "tls refused"
 #: anything else: the connection was lost, refused, reset, timed out or went silent
 UNREACHABLE = "unreachable"
 #: the broker answers, but a consumer of the transport's own ended unexpectedly (a bug,
@@ -212,11 +216,11 @@ class Transport(abc.ABC):
 
     def outage_reason(self) -> tuple[str, str] | None:
         """Why the broker is out of reach while :meth:`outage` is not None: a short,
-        stable reason (``"credentials refused"``, ``"access refused"``, ``"unreachable"``
-        or ``"consumer failed"``: the broker answers, but a consumer of the transport's
-        own keeps failing) and a message for a person, without passwords (what the broker
-        or the network said, from the latest failure). None while reachable, and by
-        default, for a transport that does not tell.
+        stable reason (``"credentials refused"``, ``"access refused"``, ``"tls refused"``,
+        ``"unreachable"`` or ``"consumer failed"``: the broker answers, but a consumer of
+        the transport's own keeps failing) and a message for a person, without passwords
+        (what the broker or the network said, from the latest failure). None while
+        reachable, and by default, for a transport that does not tell.
         """
         return None
 

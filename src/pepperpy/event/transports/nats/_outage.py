@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..._bus_logging import log_fields
-from ..base import CREDENTIALS_REFUSED, UNREACHABLE
+from ..base import CREDENTIALS_REFUSED, TLS_REFUSED, UNREACHABLE
 from ._client import TlsNotOffered, drop_attempt
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ class Outages:
             return
         tls = refused_tls(exc)
         if tls is not None:
-            outage.reason = (UNREACHABLE, f"cannot reconnect to NATS at {self.server}: {tls}")
+            outage.reason = (TLS_REFUSED, f"cannot reconnect to NATS at {self.server}: {tls}")
             self._tls_refused(nc, outage, tls)
             return
         outage.reason = (UNREACHABLE, f"cannot reconnect to NATS at {self.server} ({reason})")

@@ -588,7 +588,8 @@ class NatsTransport(Connection, Transport):
 
     def outage_reason(self) -> tuple[str, str] | None:
         """Why the connection to NATS is not back (the latest failure): ``"credentials
-        refused"`` or ``"unreachable"``, with what the server or the network said; or
+        refused"``, ``"tls refused"`` (reconnections fail their TLS handshake for good) or
+        ``"unreachable"``, with what the server or the network said; or
         ``"consumer failed"`` while the stream is missing (deleted under a running bus)
         and not made again yet."""
         reason = self._outages.reason()

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from ..._bus_logging import log_fields
-from ..base import ACCESS_REFUSED, CREDENTIALS_REFUSED, UNREACHABLE
+from ..base import ACCESS_REFUSED, CREDENTIALS_REFUSED, TLS_REFUSED
 from ._connect import tls_reason, vhost_refusal
 
 __all__ = ["REFUSED_BACKOFF_MAX", "Refusal", "Refusals", "entity_refusal", "refusal"]
@@ -51,7 +51,7 @@ class Refusal(NamedTuple):
     """The broker said no: ``kind`` is ``Transport.outage_reason``'s (credentials or
     access refused), ``reason`` what it said, with what to check; ``lead`` what the
     records say the broker does (a TLS handshake that failed for good is no answer of the
-    broker's, but as final: ``kind`` unreachable, and retried as sparingly)."""
+    broker's, but as final: ``kind`` tls refused, and retried as sparingly)."""
 
     kind: str
     reason: str
@@ -75,7 +75,7 @@ def refusal(url: str, error: object) -> Refusal | None:
     if vhost is not None:
         return Refusal(ACCESS_REFUSED, vhost)
     tls = tls_reason(url, error)
-    return None if tls is None else Refusal(UNREACHABLE, tls, "cannot be reconnected to over TLS")
+    return None if tls is None else Refusal(TLS_REFUSED, tls, "cannot be reconnected to over TLS")
 
 
 def entity_refusal(url: str, error: BaseException) -> str | None:

@@ -343,7 +343,8 @@ class RabbitMQTransport(Transport):
     def outage_reason(self) -> tuple[str, str] | None:
         """Why the connection to RabbitMQ is not back (the latest failure): ``"credentials
         refused"``, ``"access refused"`` (the virtual host, or an exchange or queue the user
-        may not declare) or ``"unreachable"``."""
+        may not declare), ``"tls refused"`` (reconnections fail their TLS handshake for
+        good) or ``"unreachable"``."""
         return self._outages.reason()
 
     def abandon(self) -> None:

@@ -15,11 +15,10 @@ import asyncio
 import contextlib
 import ssl
 
+from ..base import TLS_REFUSED  # the outage_reason, shared with NATS and RabbitMQ
+
 __all__ = ["TLS_REFUSED", "answers_tls", "plain_text_cut", "tls_refusal"]
 
-#: ``outage_reason`` of a running transport whose reconnections fail their TLS handshake
-#: for good (the server's certificate is no longer trusted, ...): not a network outage
-TLS_REFUSED = "tls refused"
 
 #: OpenSSL's reasons for a handshake that fails the same way every time, with the fix
 _HINTS = {
