@@ -168,3 +168,22 @@ async def test_nats_takes_the_longest_durations_allowed(
         await bus.publish("range.x", 1)
         await bus.publish("range.x", 2, key="k")
         await eventually(lambda: len(got) == 4)
+
+
+@pytest.mark.parametrize("value", [101, 10**9])
+def test_nats_refuses_max_outstanding_pings_out_of_range(value: int) -> None:
+    """``max_outstanding_pings`` took any whole number from 1: ``10**9`` never gave a
+    silent connection up (dead-connection detection off). It now takes 1 to 100."""
+    message = rf"max_outstanding_pings must be from 1 to 100 \(.+\), got {value!r}"
+    with pytest.raises(ConfigurationError, match=message):
+        NatsTransport("nats://127.0.0.1:4222", max_outstanding_pings=value)
+    with pytest.raises(ConfigurationError, match=message):
+        NatsTransport(f"nats://127.0.0.1:4222?max_outstanding_pings={value}")
+
+
+def test_nats_max_outstanding_pings_takes_its_whole_range() -> None:
+    for value in (1, 100):
+        by_keyword = NatsTransport("nats://h", max_outstanding_pings=value)
+        assert by_keyword.options.max_outstanding_pings == value
+        in_url = NatsTransport(f"nats://h?max_outstanding_pings={value}")
+        assert in_url.options.max_outstanding_pings == value

@@ -14,6 +14,11 @@ keyword and in the URL, and giving both is refused.
 A keyword argument given explicitly wins over the URL, whatever its value: its default in
 the signature is :func:`default` of the options class's field, which reads (and compares)
 as that value but tells :func:`given_keywords` that the keyword was not passed.
+
+A number in a URL is plain ASCII: a whole number is digits 0-9 (:func:`whole_number`), a
+number of seconds decimal notation (:func:`decimal_seconds`). ``int()`` and ``float()``
+also take ``1_6`` (16), spaces around the digits, other scripts' digits (``١٦``) and, for
+seconds, ``inf`` and ``nan``, none of which a URL's author means as that number.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast
 from urllib.parse import parse_qsl
@@ -30,17 +36,46 @@ from .._redact import redact_url
 
 __all__ = [
     "checked_keywords",
+    "DECIMAL",
+    "SECONDS_TAKES",
+    "WHOLE",
+    "WHOLE_TAKES",
     "common_names",
+    "decimal_seconds",
     "default",
     "given_keywords",
     "not_a_url",
     "query_options",
     "unknown_option",
+    "whole_number",
 ]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _T = TypeVar("_T")
+
+#: a whole number in a URL: ASCII digits only
+WHOLE = re.compile(r"[0-9]+")
+#: a number of seconds in a URL: ASCII decimal notation (30, 0.5, .5, 3., 1e-3)
+DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+#: what :func:`whole_number` and :func:`decimal_seconds` take, for the messages refusing
+#: other text
+WHOLE_TAKES = "a whole number in digits 0-9"
+SECONDS_TAKES = "a number of seconds in decimal digits (30, 0.5)"
+
+
+def whole_number(value: str) -> int:
+    """``value``, a URL's text for a whole number; ValueError unless plain ASCII digits."""
+    if not WHOLE.fullmatch(value):
+        raise ValueError(value)
+    return int(value)
+
+
+def decimal_seconds(value: str) -> float:
+    """``value``, a URL's text for seconds; ValueError unless ASCII decimal notation."""
+    if not DECIMAL.fullmatch(value):
+        raise ValueError(value)
+    return float(value)
 
 
 class _Default:

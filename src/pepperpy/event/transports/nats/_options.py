@@ -16,7 +16,16 @@ from ..._errors import ConfigurationError
 from ..._options import check_count
 from ..._redact import redact_url
 from ..._seconds import check_seconds
-from .._url_options import common_names, not_a_url, query_options, unknown_option
+from .._url_options import (
+    SECONDS_TAKES,
+    WHOLE_TAKES,
+    common_names,
+    decimal_seconds,
+    not_a_url,
+    query_options,
+    unknown_option,
+    whole_number,
+)
 from ._subjects import check_prefix
 
 __all__ = ["SYNONYMS", "NatsOptions", "parse_url"]
@@ -25,6 +34,9 @@ _STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _RETENTIONS = ("interest", "limits")
 #: key lanes per stream at most: a group holds one JetStream consumer per lane
 MAX_PARTITIONS = 64
+#: the range of ``max_outstanding_pings``: ``10**9`` never gave a silent connection up
+#: (dead-connection detection off); 100 is 100 pings of ``ping_interval`` each
+PINGS_RANGE = (1, 100)
 #: default ack_wait of the key lanes (see ``NatsOptions.lane_ack_wait``)
 LANE_ACK_WAIT = 10.0
 #: JetStream's names of options that have a common name on every transport: accepted
@@ -110,6 +122,7 @@ class NatsOptions:
       dead and is replaced: a silent link (half-open, a partition without a reset) is
       given up ``ping_interval * max_outstanding_pings`` to
       ``ping_interval * (max_outstanding_pings + 1)`` seconds after it went silent.
+      1 to 100.
     * ``tls_ca``: file of the CA certificate(s) (PEM) the server's certificate must be
       signed by, in place of the system's (the nats CLI's ``--tlsca``).
     * ``tls_cert`` and ``tls_key``: files of the client certificate (PEM) and its
@@ -196,6 +209,14 @@ class NatsOptions:
         ):
             shown = " (or max_deliver)" if name == "max_deliveries" else ""
             check_count(getattr(self, name), f"{name}{shown}")
+        fewest, most = PINGS_RANGE
+        if not fewest <= self.max_outstanding_pings <= most:
+            raise ConfigurationError(
+                f"max_outstanding_pings must be from {fewest} to {most} (the pings left "
+                "unanswered before a silent connection is given up: a silent connection "
+                "is replaced after that many ping_intervals), got "
+                f"{self.max_outstanding_pings!r}"
+            )
         if self.partitions > MAX_PARTITIONS:
             raise ConfigurationError(
                 f"partitions must be at most {MAX_PARTITIONS} (each is a consumer per group), "
@@ -292,11 +313,16 @@ def _convert(name: str, raw: str, kind: str) -> Any:
     or ``"none"`` means "no limit" only for an option that may be ``None``)."""
     if raw in ("", "none") and "None" in kind:
         return None
+    # ASCII only (see _url_options): int() and float() read "1_6" as 16, and took spaces,
+    # other scripts' digits and, for seconds, inf and nan
     try:
         if kind.startswith("int"):
-            return int(raw)
+            return whole_number(raw)
         if kind.startswith("float"):
-            return float(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"option {name}={raw!r} is not a number") from exc
+            return decimal_seconds(raw)
+    except ValueError:
+        takes = WHOLE_TAKES if kind.startswith("int") else SECONDS_TAKES
+        raise ConfigurationError(
+            f"bad {name}={raw!r} in the NATS URL: {name} must be {takes}"
+        ) from None
     return raw

@@ -16,7 +16,17 @@ from ..._options import check_count
 from ..._redact import redact_url
 from ..._seconds import check_seconds
 from ..._text import DEAD_LETTER_PREFIX
-from .._url_options import common_names, not_a_url, query_options, unknown_option
+from .._url_options import (
+    DECIMAL,
+    SECONDS_TAKES,
+    WHOLE_TAKES,
+    common_names,
+    decimal_seconds,
+    not_a_url,
+    query_options,
+    unknown_option,
+    whole_number,
+)
 
 #: content type of a structured-mode CloudEvent (CloudEvents AMQP binding)
 CONTENT_TYPE = "application/cloudevents+json"
@@ -161,13 +171,10 @@ def _whole(least: int, most: int | None = None) -> Callable[[str], str | None]:
 
 
 def _seconds(value: str) -> str | None:
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if math.isfinite(number) and number >= 0:
+    # decimal notation only: float() took "1_0", " 1", other scripts' digits
+    if DECIMAL.fullmatch(value) and math.isfinite(float(value)):
         return None
-    return "must be a finite number of seconds >= 0"
+    return "must be a finite number of seconds >= 0, in decimal digits (0.25)"
 
 
 def _one_of(*choices: str) -> Callable[[str], str | None]:
@@ -270,10 +277,16 @@ def split_options(
         elif name in ("exchange", "queue_type"):
             ours[name] = value
         else:
+            # ASCII only (see _url_options): int() and float() read "1_6" as 16, and took
+            # spaces, other scripts' digits and, for seconds, inf and nan
+            seconds = name in _SECONDS
             try:
-                ours[name] = float(value) if name in _SECONDS else int(value)
-            except ValueError as exc:
-                raise ConfigurationError(f"URL option {name}={value!r} is not a number") from exc
+                ours[name] = decimal_seconds(value) if seconds else whole_number(value)
+            except ValueError:
+                takes = SECONDS_TAKES if seconds else WHOLE_TAKES
+                raise ConfigurationError(
+                    f"bad {name}={value!r} in the RabbitMQ URL: {name} must be {takes}"
+                ) from None
     ours = common_names(ours, SYNONYMS, where="the RabbitMQ URL")
     options = {**_DEFAULTS, **ours, **given}
     check_options(options)

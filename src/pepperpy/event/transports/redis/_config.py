@@ -17,7 +17,11 @@ from ..._errors import ConfigurationError
 from ..._options import check_count
 from ..._redact import redact_url
 from ..._seconds import check_seconds
+from .._url_options import DECIMAL as _DECIMAL
+from .._url_options import WHOLE as _WHOLE
+from .._url_options import decimal_seconds as _strict_float
 from .._url_options import not_a_url, query_options, unknown_option
+from .._url_options import whole_number as _strict_int
 
 __all__ = ["CLIENT_DEFAULTS", "RedisOptions", "client_options", "parse_url", "partition_of"]
 
@@ -160,29 +164,6 @@ _CONVERTERS: dict[str, type] = {
     "trim_interval": float,
     "retention": float,
 }
-
-
-#: a whole number in a URL: ASCII digits only. int() also takes "1_6" (16), spaces around
-#: the digits and other scripts' digits ("١٦"), none of which a URL's author means as one
-_WHOLE = re.compile(r"[0-9]+")
-#: a number of seconds in a URL: ASCII decimal notation (30, 0.5, .5, 1e-3: what the NATS
-#: and RabbitMQ URLs take, less float()'s extras); float() also took "1_0", " 5 ", other
-#: scripts' digits, "inf" and "nan"
-_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
-
-
-def _strict_int(value: str) -> int:
-    """``value``, a URL's text for a whole number; ValueError unless plain ASCII digits."""
-    if not _WHOLE.fullmatch(value):
-        raise ValueError(value)
-    return int(value)
-
-
-def _strict_float(value: str) -> float:
-    """``value``, a URL's text for seconds; ValueError unless ASCII decimal notation."""
-    if not _DECIMAL.fullmatch(value):
-        raise ValueError(value)
-    return float(value)
 
 
 #: what each of our options takes in a URL, for the message refusing other text
