@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from pepperpy.event.transports.rabbitmq import RabbitMQTransport
-from tests.bus.test_rabbitmq_tls import _certificate
 from tests.helpers import eventually
+from tests.tls_certs import self_signed_certificate
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -80,7 +80,7 @@ async def tls_proxy(tmp_path: Path, amqp_url: str) -> AsyncIterator[tuple[TlsPro
     for name in ("trusted", "other"):
         directory = tmp_path / name
         directory.mkdir()
-        cert, key = _certificate(directory)
+        cert, key = self_signed_certificate(directory, "pepperpy test rabbitmq")
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
         contexts[name] = context

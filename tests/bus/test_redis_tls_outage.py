@@ -27,8 +27,9 @@ import pytest
 
 from pepperpy.event import Event, EventBus
 from pepperpy.event.transports.redis import RedisTransport
-from tests.bus.test_redis_tls import TlsRedis, _certificate
+from tests.bus.test_redis_tls import TlsRedis
 from tests.helpers import eventually
+from tests.tls_certs import self_signed_certificate
 
 LOGGER = "pepperpy.event.transports.redis"
 
@@ -77,7 +78,7 @@ async def test_a_certificate_no_longer_trusted_is_reported_as_tls_until_fixed(
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     untrusted = tmp_path / "untrusted"
     untrusted.mkdir()
-    other_cert, other_key = _certificate(untrusted)
+    other_cert, other_key = self_signed_certificate(untrusted, "pepperpy test redis")
     url = tls_redis.url(
         ssl_ca_certs=tls_redis.cert, ssl_certfile=tls_redis.cert, ssl_keyfile=tls_redis.key
     )
