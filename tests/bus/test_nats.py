@@ -171,7 +171,7 @@ def test_options_come_from_the_url_and_keywords() -> None:
     ("url", "kwargs", "message"),
     [
         ("nats://h:1?colour=red", {}, "unknown parameter 'colour' in the NATS URL"),
-        ("nats://h:1?ack_wait=soon", {}, "not a number"),
+        ("nats://h:1?ack_wait=soon", {}, "ack_wait must be a number of seconds in decimal digits"),
         ("nats://h:1", {"stream": "a.b"}, "stream name"),
         ("nats://h:1", {"prefix": "a..b"}, "prefix"),
         ("nats://h:1", {"prefix": "a.>"}, "prefix"),

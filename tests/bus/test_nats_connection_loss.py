@@ -60,14 +60,30 @@ def test_ping_and_lane_options_come_from_the_url_and_keywords() -> None:
     ("url", "kwargs", "message"),
     [
         ("nats://h:1?ping_interval=0", {}, "ping_interval must be a finite number of seconds"),
-        ("nats://h:1?ping_interval=nan", {}, "ping_interval must be a finite number"),
+        (
+            "nats://h:1?ping_interval=nan",
+            {},
+            "ping_interval must be a number of seconds in decimal digits",
+        ),
         ("nats://h:1?lane_ack_wait=-1", {}, "lane_ack_wait must be a finite number"),
-        ("nats://h:1?lane_ack_wait=inf", {}, "lane_ack_wait must be a finite number"),
+        (
+            "nats://h:1?lane_ack_wait=inf",
+            {},
+            "lane_ack_wait must be a number of seconds in decimal digits",
+        ),
         ("nats://h:1?max_outstanding_pings=0", {}, "max_outstanding_pings must be an int >= 1"),
-        ("nats://h:1?max_outstanding_pings=two", {}, "not a number"),
+        (
+            "nats://h:1?max_outstanding_pings=two",
+            {},
+            "max_outstanding_pings must be a whole number in digits 0-9",
+        ),
         # the seconds options there were take the same rule: infinity is no duration
-        ("nats://h:1?ack_wait=inf", {}, "ack_wait must be a finite number"),
-        ("nats://h:1?reconnect_wait=nan", {}, "reconnect_wait must be a finite number"),
+        ("nats://h:1?ack_wait=inf", {}, "ack_wait must be a number of seconds in decimal digits"),
+        (
+            "nats://h:1?reconnect_wait=nan",
+            {},
+            "reconnect_wait must be a number of seconds in decimal digits",
+        ),
     ],
 )
 def test_bad_ping_and_lane_options_are_refused(

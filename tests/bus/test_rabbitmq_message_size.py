@@ -69,7 +69,13 @@ def test_the_option_is_taken_by_keyword_and_in_the_url() -> None:
         ("", {"max_message_size": "16M"}, TypeError, "max_message_size must be an int"),
         ("", {"max_message_size": True}, TypeError, "max_message_size must be an int"),
         ("", {"max_message_size": 1.5}, TypeError, "max_message_size must be an int"),
-        ("?max_message_size=16M", {}, ConfigurationError, "max_message_size='16M' is not a number"),
+        (
+            "?max_message_size=16M",
+            {},
+            ConfigurationError,
+            "bad max_message_size='16M' in the RabbitMQ URL: max_message_size must be a whole"
+            " number in digits 0-9",
+        ),
         ("?max_message_size=-1", {}, ConfigurationError, "max_message_size must be an int >= 1"),
     ],
 )

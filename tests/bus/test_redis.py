@@ -444,13 +444,41 @@ def test_options_come_from_keywords_and_the_url() -> None:
         ("redis://h/0?timeout=2", {}, "unknown parameter 'timeout'"),
         ("redis://h/0?ssl_ca_certs=ca.pem", {}, "unknown parameter 'ssl_ca_certs'"),
         # nan <= 0 is False: NaN passed the checks and failed later, raw
-        ("redis://h/0?lease_ttl=nan", {}, "lease_ttl must be a finite number"),
-        ("redis://h/0?connect_timeout=nan", {}, "connect_timeout must be a finite number"),
-        ("redis://h/0?max_backoff=nan", {}, "max_backoff must be a finite number"),
-        ("redis://h/0?trim_interval=nan", {}, "trim_interval must be a finite number"),
-        ("redis://h/0?retention=nan", {}, "retention must be a finite number"),
-        ("redis://h/0?connect_timeout=inf", {}, "connect_timeout must be a finite number"),
-        ("redis://h/0?retention=inf", {}, "retention must be a finite number"),
+        (
+            "redis://h/0?lease_ttl=nan",
+            {},
+            "lease_ttl must be a number of seconds in decimal digits",
+        ),
+        (
+            "redis://h/0?connect_timeout=nan",
+            {},
+            "connect_timeout must be a number of seconds in decimal digits",
+        ),
+        (
+            "redis://h/0?max_backoff=nan",
+            {},
+            "max_backoff must be a number of seconds in decimal digits",
+        ),
+        (
+            "redis://h/0?trim_interval=nan",
+            {},
+            "trim_interval must be a number of seconds in decimal digits",
+        ),
+        (
+            "redis://h/0?retention=nan",
+            {},
+            "retention must be a number of seconds in decimal digits",
+        ),
+        (
+            "redis://h/0?connect_timeout=inf",
+            {},
+            "connect_timeout must be a number of seconds in decimal digits",
+        ),
+        (
+            "redis://h/0?retention=inf",
+            {},
+            "retention must be a number of seconds in decimal digits",
+        ),
         ("redis://h/0", {"lease_ttl": float("nan")}, "lease_ttl must be a finite number"),
         ("redis://h/0", {"retention": float("nan")}, "retention must be a finite number"),
         ("redis://h/0?socket_timeout=nan", {}, "socket_timeout must be a finite number"),

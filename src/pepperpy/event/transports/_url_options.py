@@ -55,9 +55,9 @@ _R = TypeVar("_R")
 _T = TypeVar("_T")
 
 #: a whole number in a URL: ASCII digits only
-WHOLE = re.compile(r"[0-9]+")
+WHOLE = re.compile(r"-?[0-9]+")
 #: a number of seconds in a URL: ASCII decimal notation (30, 0.5, .5, 3., 1e-3)
-DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 #: what :func:`whole_number` and :func:`decimal_seconds` take, for the messages refusing
 #: other text
 WHOLE_TAKES = "a whole number in digits 0-9"
