@@ -141,12 +141,18 @@ async def test_redis_close_dead_letters_an_ungrouped_event(redis_bus_url: str) -
 @pytest.mark.rabbitmq
 async def test_rabbitmq_close_leaves_a_group_event_for_the_next_member(amqp_url: str) -> None:
     exchange = unique_name("closeretry")
+    # delete_topology() deletes what its own transport declared: keep every one
+    transports: list[RabbitMQTransport] = []
+
+    def make() -> EventBus:
+        transports.append(RabbitMQTransport(amqp_url, exchange=exchange))
+        return EventBus(transport=transports[-1])
+
     try:
-        await _group_event_goes_to_the_next_member(
-            lambda: EventBus(transport=RabbitMQTransport(amqp_url, exchange=exchange))
-        )
+        await _group_event_goes_to_the_next_member(make)
     finally:
-        await RabbitMQTransport(amqp_url, exchange=exchange).delete_topology()
+        for transport in transports:
+            await transport.delete_topology()
 
 
 @pytest.mark.nats
