@@ -78,6 +78,23 @@ def decimal_seconds(value: str) -> float:
     return float(value)
 
 
+#: an option's range of seconds and what the option is, for :func:`check_seconds_ranges`
+SecondsRange = tuple[float, float, str]
+
+
+def check_seconds_ranges(
+    ranges: Mapping[str, SecondsRange], value_of: Callable[[str], float]
+) -> None:
+    """ConfigurationError naming the first option in ``ranges`` whose value (from
+    ``value_of``) is outside its range, with the range and what the option is."""
+    for name, (shortest, longest, what) in ranges.items():
+        value = value_of(name)
+        if not shortest <= value <= longest:
+            raise ConfigurationError(
+                f"{name} must be from {shortest:g} to {longest:,g} s ({what}), got {value!r}"
+            )
+
+
 class _Default:
     """A keyword's default that was not overridden: shown, and equal, as its value."""
 

@@ -19,6 +19,8 @@ from ..._seconds import check_seconds
 from .._url_options import (
     SECONDS_TAKES,
     WHOLE_TAKES,
+    SecondsRange,
+    check_seconds_ranges,
     common_names,
     decimal_seconds,
     not_a_url,
@@ -58,7 +60,7 @@ _TLS_WHAT = {
 TLS_OPTIONS = tuple(_TLS_WHAT)
 #: the range of the seconds options that had none but ``> 0``, and what each is: any
 #: finite number was taken, and ``1e12`` silently turned something off for good
-SECONDS_RANGES: dict[str, tuple[float, float, str]] = {
+SECONDS_RANGES: dict[str, SecondsRange] = {
     # ``1e12``: a lost connection never retried in practice; ``1e-9``: retried back to
     # back. As RabbitMQ's reconnect_interval and Redis's max_backoff
     "reconnect_wait": (
@@ -184,12 +186,7 @@ class NatsOptions:
             "ping_interval",
         ):
             check_seconds(getattr(self, name), name)
-        for name, (shortest, longest, what) in SECONDS_RANGES.items():
-            if not shortest <= getattr(self, name) <= longest:
-                raise ConfigurationError(
-                    f"{name} must be from {shortest:g} to {longest:g} s ({what}), "
-                    f"got {getattr(self, name)!r}"
-                )
+        check_seconds_ranges(SECONDS_RANGES, lambda name: float(getattr(self, name)))
         for name in ("max_age", "lane_ack_wait"):
             if getattr(self, name) is not None:
                 check_seconds(getattr(self, name), name)

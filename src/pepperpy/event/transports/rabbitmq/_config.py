@@ -20,6 +20,8 @@ from .._url_options import (
     DECIMAL,
     SECONDS_TAKES,
     WHOLE_TAKES,
+    SecondsRange,
+    check_seconds_ranges,
     common_names,
     decimal_seconds,
     not_a_url,
@@ -130,7 +132,7 @@ _SECONDS = (
 _MAY_BE_ZERO = ("handover_grace",)
 #: the range of the seconds options that had none, and why each end (all were taken up
 #: to any finite number, and ``1e12`` silently turned something off for good)
-SECONDS_RANGES: dict[str, tuple[float, float, str]] = {
+SECONDS_RANGES: dict[str, SecondsRange] = {
     # the pause between connection attempts: ``1e-9`` retried a lost connection
     # thousands of times a second, ``1e12`` never in practice once it was lost. Five
     # minutes is Redis's max_backoff's bound, and Kubernetes' longest crash-loop pause
@@ -353,12 +355,7 @@ def check_options(options: dict[str, Any]) -> None:
         )
     for name in _SECONDS:
         options[name] = check_seconds(options[name], name, zero=name in _MAY_BE_ZERO)
-    for option, (shortest, longest, what) in SECONDS_RANGES.items():
-        if not shortest <= options[option] <= longest:
-            raise ConfigurationError(
-                f"{option} must be from {shortest:g} to {longest:,g} s ({what}), "
-                f"got {options[option]!r}"
-            )
+    check_seconds_ranges(SECONDS_RANGES, options.__getitem__)
     expiry = options["ungrouped_expiry"]
     if not 1 <= expiry_ms(expiry) <= MAX_EXPIRES_MS:  # RabbitMQ's range of x-expires
         raise ConfigurationError(
