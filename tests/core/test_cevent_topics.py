@@ -1,10 +1,12 @@
-"""``topic_shape`` in C (``_cevent``) against the Python path of ``PatternIndex.match``.
+"""``shape_key`` in C (``_cevent``) against the Python path of ``PatternIndex.match``.
 
 ``match`` caches a topic with a token no pattern names (an id) under its *shape*: its
-tokens with "" in place of each such token. The C function builds that key for plain
-ASCII topics and answers None for everything else (the Python path then validates the
-topic and names what is wrong). Here the two are compared on generated topics, and whole
-indexes with and without the C function must find the same items.
+tokens with "" in place of each such token, kept under those joined by dots ("a..b").
+The C function builds that key for plain ASCII topics, probing a table of the index's
+literal tokens (``literal_table``) rather than making a str per token, and answers None
+for everything else (the Python path then validates the topic and names what is wrong).
+Here the two are compared on generated topics, and whole indexes with and without the C
+function must find the same items.
 """
 
 from __future__ import annotations
@@ -21,24 +23,30 @@ from pepperpy.event import PatternError, _patterns
 from pepperpy.event._patterns import PatternIndex
 
 try:
-    from pepperpy.event._cevent import topic_shape
+    from pepperpy.event._cevent import literal_table, shape_key
 except ImportError:  # no C compiler at install: the Python path serves alone
-    topic_shape = None  # type: ignore[assignment]
+    literal_table = shape_key = None  # type: ignore[assignment]
 
-needs_c = pytest.mark.skipif(topic_shape is None, reason="the _cevent extension is not built")
+needs_c = pytest.mark.skipif(shape_key is None, reason="the _cevent extension is not built")
 LIMIT = _patterns._CHECK_BYTES_FROM
 #: what _patterns chose at import, before the fixture below lends it the C walk
-INSTALLED = (_patterns._topic_shape, _patterns._trie_lookup)
+INSTALLED = (_patterns._shape_key, _patterns._literal_table, _patterns._trie_lookup)
 
 
 def test_match_uses_the_c_shape_where_it_was_built() -> None:
     if os.environ.get("CI"):
-        assert topic_shape is not None, "the _cevent extension did not build"
-    if topic_shape is not None and not os.environ.get("PEPPERPY_EVENT_PURE_PYTHON"):
-        assert INSTALLED[0] is topic_shape
-        assert INSTALLED[1] is not None
+        assert shape_key is not None, "the _cevent extension did not build"
+    if shape_key is not None and not os.environ.get("PEPPERPY_EVENT_PURE_PYTHON"):
+        assert INSTALLED[:2] == (shape_key, literal_table)
+        assert INSTALLED[2] is not None
     else:
-        assert INSTALLED == (None, None)
+        assert INSTALLED == (None, None, None)
+
+
+def topic_shape(topic: str, literals: dict[str, int], limit: int) -> tuple[str, ...] | None:
+    """The shape the C key names (its tokens: "" for each unknown one), or None."""
+    key = shape_key(topic, literal_table(literals), limit)
+    return None if key is None else tuple(key.split("."))
 
 
 def _python_shape(topic: object, literals: dict[str, int]) -> tuple[str, ...] | None:
@@ -75,7 +83,9 @@ LITERALS = st.sets(st.sampled_from(WORDS)).map(lambda words: dict.fromkeys(words
 @settings(max_examples=600, deadline=None)
 @given(TOPICS, LITERALS)
 def test_c_shape_equals_the_python_rules(topic: str, literals: dict[str, int]) -> None:
-    assert topic_shape(topic, literals, LIMIT) == _python_shape(topic, literals)
+    shape = _python_shape(topic, literals)
+    expected = None if shape is None else ".".join(shape)
+    assert shape_key(topic, literal_table(literals), LIMIT) == expected
 
 
 class _Topic(str):
@@ -108,13 +118,56 @@ def test_c_shape_cases(topic: str, expected: tuple[str, ...] | None) -> None:
 
 
 @needs_c
+def test_c_shape_of_many_tokens() -> None:
+    """Up to 64 tokens in C; more (rare) take the Python path, which gives the shape."""
+    literals = {"a": 1}
+    assert topic_shape(".".join(["a"] * 63 + ["q"]), literals, LIMIT) == ("a",) * 63 + ("",)
+    assert topic_shape(".".join(["a"] * 64 + ["q"]), literals, LIMIT) is None
+    index: PatternIndex[int] = PatternIndex()
+    index.add("a.#", 1)
+    index.add("#.q", 2)
+    assert index.match(".".join(["a"] * 64 + ["q"])) == (1, 2)
+    assert index.match(".".join(["a"] * 64 + ["b"])) == (1,)
+
+
+@needs_c
+def test_c_table_of_many_literals_and_colliding_prefixes() -> None:
+    """A table larger than its first size, tokens that share prefixes and lengths."""
+    words = [f"t{n}" for n in range(3000)] + ["t", "tt", "é", "a b"]
+    table = literal_table(dict.fromkeys(words, 1))
+    for word in words[:3000]:
+        assert shape_key(f"{word}.id", table, LIMIT) == f"{word}."
+    assert shape_key("t3000.t2999", table, LIMIT) == ".t2999"
+    assert shape_key("t.tt", table, LIMIT) is None  # both literals
+    assert shape_key("t1.T1", table, LIMIT) == "t1."  # case counts
+
+
+@needs_c
 def test_c_shape_refuses_wrong_arguments() -> None:
     with pytest.raises(TypeError, match="literals must be a dict"):
-        topic_shape("a.b", ["a"], LIMIT)  # type: ignore[arg-type]
+        literal_table(["a"])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="3 arguments"):
-        topic_shape("a.b", {})  # type: ignore[call-arg]
+        shape_key("a.b", literal_table({}))  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="must come from literal_table"):
+        shape_key("a.b", {}, LIMIT)
     with pytest.raises(TypeError):
-        topic_shape("a.b", {}, "many")  # type: ignore[arg-type]
+        shape_key("a.b", literal_table({}), "many")  # type: ignore[arg-type]
+
+
+def test_a_new_literal_changes_the_shape_of_topics_seen_before() -> None:
+    """The literal table is made again after each change: a token that became a
+    pattern's literal is no longer an id, and one no pattern names any more is one."""
+    index: PatternIndex[int] = PatternIndex()
+    index.add("orders.*", 1)
+    assert index.match("orders.x1") == (1,)
+    key = index.add("orders.x1", 2)
+    assert index.match("orders.x1") == (1, 2)
+    assert index.match("orders.x2") == (1,)
+    index.remove("orders.x1", key)
+    assert index.match("orders.x1") == (1,)
+    index.add("*.x2", 3)
+    assert index.match("orders.x2") == (1, 3)
+    assert index.match("other.x2") == (3,)
 
 
 PATTERNS = st.lists(
@@ -137,15 +190,15 @@ def test_indexes_with_and_without_c_find_the_same(patterns: list[str], topics: l
         except (PatternError, TypeError) as exc:
             return type(exc), str(exc)
 
-    saved = _patterns._topic_shape
+    saved = _patterns._shape_key, _patterns._literal_table
     try:
-        _patterns._topic_shape = topic_shape
+        _patterns._shape_key, _patterns._literal_table = shape_key, literal_table
         with_c = [outcome(topic) for topic in topics]
-        _patterns._topic_shape = None
+        _patterns._shape_key = _patterns._literal_table = None
         index._forget_results()  # what the C path cached must not serve the Python path
         without_c = [outcome(topic) for topic in topics]
     finally:
-        _patterns._topic_shape = saved
+        _patterns._shape_key, _patterns._literal_table = saved
     assert with_c == without_c
 
 

@@ -1,5 +1,5 @@
 /* The hot paths' event construction, in C: make_event(type, data, metadata) for emit,
- * restore() and freeze_parsed() for a store's reads; topic_shape() and trie_lookup() for
+ * restore() and freeze_parsed() for a store's reads; shape_key() and trie_lookup() for
  * PatternIndex.
  *
  * It does exactly what the Python make_event in _event.py does and leaves the event in
@@ -16,6 +16,8 @@
 #include <Python.h>
 #include <structmember.h>
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 #define N_SLOTS 7
@@ -396,31 +398,138 @@ bind(PyObject *Py_UNUSED(module), PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* topic_shape(topic, literals, max_length): the key PatternIndex.match caches a topic
- * under when some token of it is no pattern's literal (an id): the topic's tokens as a
- * tuple, "" in place of each token not in ``literals``. None when every token is a
- * literal (the by-topic cache serves those), and for anything but an exact ASCII str of at
- * most ``max_length`` characters that is a valid topic: the Python path handles those,
- * and names what is wrong with an invalid one. _patterns.py's own loop does the same for
- * the rest (tests/core/test_cevent_topics.py checks the two against each other).
+/* The literal tokens of a PatternIndex as a table C can probe without making a str per
+ * token (making, hashing and freeing one was most of a lookup's cost): open addressing
+ * over copies of the ASCII tokens (a token that is not ASCII never equals one of an ASCII
+ * topic's). The hash is FNV-1a, not Python's: the table's contents are the registered
+ * patterns' tokens, so a topic's tokens can only probe the clusters those leave (at most
+ * half the slots are used).
  */
-static PyObject *
-topic_shape(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+typedef struct {
+    uint64_t hash;
+    Py_ssize_t length; /* -1: an empty slot */
+    const char *data;
+} literal_slot;
+
+typedef struct {
+    size_t mask;
+    literal_slot *slots;
+    char *arena;
+} literal_table;
+
+static const char *literal_table_name = "pepperpy.event._cevent.literal_table";
+
+static uint64_t
+fnv1a(const char *data, Py_ssize_t length)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "topic_shape() takes 3 arguments");
-        return NULL;
+    uint64_t hash = 14695981039346656037ULL;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        hash ^= (unsigned char)data[i];
+        hash *= 1099511628211ULL;
     }
-    PyObject *topic = args[0];
-    PyObject *literals = args[1];
+    return hash;
+}
+
+static void
+literal_table_free(PyObject *capsule)
+{
+    literal_table *table = PyCapsule_GetPointer(capsule, literal_table_name);
+    if (table != NULL) {
+        PyMem_Free(table->slots);
+        PyMem_Free(table->arena);
+        PyMem_Free(table);
+    }
+}
+
+static int
+literal_known(const literal_table *table, const char *data, Py_ssize_t length)
+{
+    uint64_t hash = fnv1a(data, length);
+    for (size_t i = (size_t)hash & table->mask;; i = (i + 1) & table->mask) {
+        const literal_slot *slot = &table->slots[i];
+        if (slot->length < 0) {
+            return 0;
+        }
+        if (slot->hash == hash && slot->length == length &&
+            memcmp(slot->data, data, (size_t)length) == 0) {
+            return 1;
+        }
+    }
+}
+
+/* literal_table(literals) -> capsule: the table of the dict's str keys (see above) */
+static PyObject *
+make_literal_table(PyObject *Py_UNUSED(module), PyObject *literals)
+{
     if (!PyDict_Check(literals)) {
-        PyErr_SetString(PyExc_TypeError, "topic_shape(): literals must be a dict");
+        PyErr_SetString(PyExc_TypeError, "literal_table(): literals must be a dict");
         return NULL;
     }
-    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
-    if (limit == -1 && PyErr_Occurred()) {
-        return NULL;
+    Py_ssize_t bytes = 0, pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(literals, &pos, &key, &value)) {
+        if (PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key)) {
+            bytes += PyUnicode_GET_LENGTH(key);
+        }
     }
+    size_t size = 8;
+    while (size < 2 * (size_t)PyDict_GET_SIZE(literals) + 2) {
+        size *= 2;
+    }
+    literal_table *table = PyMem_Calloc(1, sizeof(literal_table));
+    if (table == NULL) {
+        return PyErr_NoMemory();
+    }
+    table->mask = size - 1;
+    table->slots = PyMem_Calloc(size, sizeof(literal_slot));
+    table->arena = PyMem_Malloc((size_t)bytes + 1);
+    if (table->slots == NULL || table->arena == NULL) {
+        PyMem_Free(table->slots);
+        PyMem_Free(table->arena);
+        PyMem_Free(table);
+        return PyErr_NoMemory();
+    }
+    for (size_t i = 0; i < size; i++) {
+        table->slots[i].length = -1;
+    }
+    char *next = table->arena;
+    pos = 0;
+    while (PyDict_Next(literals, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key) || !PyUnicode_IS_COMPACT_ASCII(key)) {
+            continue;
+        }
+        Py_ssize_t length = PyUnicode_GET_LENGTH(key);
+        memcpy(next, PyUnicode_1BYTE_DATA(key), (size_t)length);
+        uint64_t hash = fnv1a(next, length);
+        size_t i = (size_t)hash & table->mask;
+        while (table->slots[i].length >= 0) {
+            i = (i + 1) & table->mask;
+        }
+        table->slots[i].hash = hash;
+        table->slots[i].length = length;
+        table->slots[i].data = next;
+        next += length;
+    }
+    PyObject *capsule = PyCapsule_New(table, literal_table_name, literal_table_free);
+    if (capsule == NULL) {
+        PyMem_Free(table->slots);
+        PyMem_Free(table->arena);
+        PyMem_Free(table);
+    }
+    return capsule;
+}
+
+/* The key PatternIndex keeps a topic's result under when a token of it is in no pattern
+ * (an id): the topic with each such token left out, "w3..w7" for "w3.d0001f2.w7" (tokens
+ * are never empty, so the key names the shape exactly: its split(".") is the shape).
+ * None when every token is a literal (the by-topic cache serves those), and for anything
+ * but an exact ASCII str of at most ``max_length`` characters and 64 tokens that is a
+ * valid topic: the Python path handles those, and names what is wrong with an invalid
+ * one. _patterns.py's own loop does the same for the rest
+ * (tests/core/test_cevent_topics.py checks the two against each other). */
+static PyObject *
+shape_key_of(PyObject *topic, const literal_table *table, Py_ssize_t limit)
+{
     if (!PyUnicode_CheckExact(topic) || !PyUnicode_IS_COMPACT_ASCII(topic)) {
         Py_RETURN_NONE;
     }
@@ -428,60 +537,101 @@ topic_shape(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     if (length == 0 || length > limit) {
         Py_RETURN_NONE;
     }
-    const Py_UCS1 *text = PyUnicode_1BYTE_DATA(topic);
-    Py_ssize_t count = 1;
+    const char *text = (const char *)PyUnicode_1BYTE_DATA(topic);
     Py_ssize_t start = 0;
     for (Py_ssize_t i = 0; i < length; i++) {
-        Py_UCS1 c = text[i];
+        unsigned char c = (unsigned char)text[i];
         if (c == '.') {
             if (i == start) {
                 Py_RETURN_NONE; /* an empty token */
             }
-            count++;
             start = i + 1;
         }
-        /* what _tokens' ASCII check refuses: control characters, space, DEL, wildcards */
         else if (c <= ' ' || c >= 0x7f || c == '*' || c == '#') {
+            /* what _tokens refuses: control characters, space, DEL, wildcards */
             Py_RETURN_NONE;
         }
     }
     if (start == length) {
         Py_RETURN_NONE; /* a trailing dot */
     }
-    PyObject *shape = PyTuple_New(count);
-    if (shape == NULL) {
-        return NULL;
-    }
+    /* which tokens are literals: one bit each, for topics of up to 64 tokens (longer
+     * ones, rare, take the Python path) */
+    uint64_t known = 0;
+    Py_ssize_t count = 0, kept = 0;
     int unknown = 0;
-    Py_ssize_t k = 0;
     start = 0;
     for (Py_ssize_t i = 0; i <= length; i++) {
         if (i < length && text[i] != '.') {
             continue;
         }
-        PyObject *token = PyUnicode_Substring(topic, start, i);
-        if (token == NULL) {
-            Py_DECREF(shape);
-            return NULL;
+        if (count == 64) {
+            Py_RETURN_NONE;
         }
-        PyObject *known = PyDict_GetItemWithError(literals, token); /* borrowed */
-        if (known == NULL) {
-            Py_DECREF(token);
-            if (PyErr_Occurred()) {
-                Py_DECREF(shape);
-                return NULL;
-            }
+        if (literal_known(table, text + start, i - start)) {
+            known |= (uint64_t)1 << count;
+            kept += i - start;
+        }
+        else {
             unknown = 1;
-            token = Py_NewRef(empty_str);
         }
-        PyTuple_SET_ITEM(shape, k++, token);
+        count++;
         start = i + 1;
     }
     if (!unknown) {
-        Py_DECREF(shape);
         Py_RETURN_NONE;
     }
-    return shape;
+    PyObject *key = PyUnicode_New(kept + count - 1, 127);
+    if (key == NULL) {
+        return NULL;
+    }
+    char *out = (char *)PyUnicode_1BYTE_DATA(key);
+    Py_ssize_t token = 0;
+    start = 0;
+    for (Py_ssize_t i = 0; i <= length; i++) {
+        if (i < length && text[i] != '.') {
+            continue;
+        }
+        if (known & ((uint64_t)1 << token)) {
+            memcpy(out, text + start, (size_t)(i - start));
+            out += i - start;
+        }
+        if (i < length) {
+            *out++ = '.';
+        }
+        token++;
+        start = i + 1;
+    }
+    return key;
+}
+
+static literal_table *
+literal_table_of(PyObject *capsule)
+{
+    if (!PyCapsule_IsValid(capsule, literal_table_name)) {
+        PyErr_SetString(PyExc_TypeError, "shape_key(): table must come from literal_table()");
+        return NULL;
+    }
+    return PyCapsule_GetPointer(capsule, literal_table_name);
+}
+
+/* shape_key(topic, table, max_length): see shape_key_of */
+static PyObject *
+shape_key(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "shape_key() takes 3 arguments");
+        return NULL;
+    }
+    literal_table *table = literal_table_of(args[1]);
+    if (table == NULL) {
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return shape_key_of(args[0], table, limit);
 }
 
 /* The trie walk of PatternIndex._lookup, over _patterns._Node objects (slots any,
@@ -846,8 +996,10 @@ static PyMethodDef methods[] = {
      "restore(type, data, metadata, id, ts, version, extra) -> Event, slots as given."},
     {"freeze_parsed", freeze_parsed, METH_O,
      "freeze_parsed(value): _frozen.freeze_parsed, in C for flat objects and scalars."},
-    {"topic_shape", (PyCFunction)(void (*)(void))topic_shape, METH_FASTCALL,
-     "topic_shape(topic, literals, max_length): PatternIndex's key for a topic with ids."},
+    {"literal_table", make_literal_table, METH_O,
+     "literal_table(literals) -> capsule: the literal tokens, for shape_key."},
+    {"shape_key", (PyCFunction)(void (*)(void))shape_key, METH_FASTCALL,
+     "shape_key(topic, table, max_length): PatternIndex's key for a topic with ids."},
     {"bind_trie", bind_trie, METH_O, "bind_trie(_Node): the trie node class trie_lookup walks."},
     {"trie_lookup", (PyCFunction)(void (*)(void))trie_lookup, METH_FASTCALL,
      "trie_lookup(root, tokens) -> tuple: PatternIndex's trie walk, in registration order."},

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from functools import cache, lru_cache
 from itertools import islice
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from ._errors import PatternError
 from ._options import check_count
@@ -237,10 +237,13 @@ class PatternIndex(Generic[T]):
         self._root: _Node[T] = _Node()
         self._cache: dict[str, tuple[T, ...]] = {}
         #: results by shape: a topic with tokens no pattern names literally (ids, say)
-        #: matches as the topic with each of those tokens replaced by "" (no pattern's)
-        self._shapes: dict[tuple[str, ...], tuple[T, ...]] = {}
+        #: matches as the topic with each of those tokens replaced by "" (no pattern's),
+        #: kept under those tokens joined by dots ("w3..w7" for "w3.d0001f2.w7")
+        self._shapes: dict[str, tuple[T, ...]] = {}
         #: how many registrations name each literal token
         self._literals: dict[str, int] = {}
+        #: the literal tokens as a C table (``_cevent.literal_table``), made on first use
+        self._table: object | None = None
         self._cache_size = cache_size
         self._sequence = 0
         self._count = 0
@@ -278,6 +281,7 @@ class PatternIndex(Generic[T]):
 
     def _forget_results(self) -> None:
         """Start both caches afresh, after the trie changed (see :meth:`match`)."""
+        self._table = None  # first: a match that reads the new caches makes a new table
         self._cache = {}
         self._shapes = {}
 
@@ -354,25 +358,26 @@ class PatternIndex(Generic[T]):
 
     def match(self, topic: str) -> tuple[T, ...]:
         """Items whose pattern matches ``topic``, in registration order."""
-        cached = self._cache.get(topic)
-        if cached is not None:
-            return cached
         # the caches as they are before the walk: a change meanwhile replaces them, so a
         # result found in an index that changed under the walk is stored where nobody
-        # reads it (not named ``cache``: CPython 3.11 compiles ``cache.get()`` as a call
-        # on the module imported under that name, unspecialised, 30 ns slower)
+        # reads it. Read before the literal table, which a change drops first (see
+        # _forget_results): a key made with a stale table never enters current caches.
+        # (not named ``cache``: CPython 3.11 compiles ``cache.get()`` as a call on the
+        # module imported under that name, unspecialised, 30 ns slower)
         results = self._cache
+        cached = results.get(topic)
+        if cached is not None:
+            return cached
         shapes = self._shapes
+        if _shape_key is not None:
+            # the topic's shape key, made in C for an ASCII topic without a str per token
+            key = _shape_key(topic, self._table or self._make_table(), _CHECK_BYTES_FROM)
+            if key is not None:
+                found = shapes.get(key)
+                if found is not None:
+                    return found
+                return self._by_shape(shapes, key, tuple(key.split(".")))
         literals = self._literals
-        if _topic_shape is not None:
-            # the shape below, built in C for an ASCII topic: half the cost of a lookup
-            shape = _topic_shape(topic, literals, _CHECK_BYTES_FROM)
-            if shape is not None:
-                found = shapes.get(shape)
-                if found is None:
-                    found = self._lookup(shape)
-                    _remember(shapes, shape, found, self._cache_size)
-                return found
         # not parse_topic(): its cache would only churn with topics the caches here miss
         tokens = _tokens(topic, wildcards=False)
         for token in tokens:
@@ -381,14 +386,30 @@ class PatternIndex(Generic[T]):
                 # alike, so they share one result, kept apart from the by-topic cache
                 # that such topics, often each seen once, would otherwise flush
                 shape = tuple([token if token in literals else "" for token in tokens])
-                found = shapes.get(shape)
-                if found is None:
-                    found = self._lookup(shape)
-                    _remember(shapes, shape, found, self._cache_size)
-                return found
+                return self._by_shape(shapes, ".".join(shape), shape)
         found = self._lookup(tokens)
         _remember(results, topic, found, self._cache_size)
         return found
+
+    def _by_shape(
+        self, shapes: dict[str, tuple[T, ...]], key: str, shape: tuple[str, ...]
+    ) -> tuple[T, ...]:
+        """The result for a topic of ``shape`` (its tokens, "" for each no pattern names)
+        and its ``key`` in ``shapes`` (the tokens joined by dots: "w3..w7")."""
+        found = shapes.get(key)
+        if found is None:
+            found = self._lookup(shape)
+            _remember(shapes, key, found, self._cache_size)
+        return found
+
+    def _make_table(self) -> object:
+        """The literal tokens as the C side probes them, made once after each change."""
+        assert _literal_table is not None
+        with self._lock:  # not from literals a change is still making
+            table = self._table
+            if table is None:
+                table = self._table = _literal_table(self._literals)
+            return table
 
     def _lookup(self, tokens: tuple[str, ...]) -> tuple[T, ...]:
         if _trie_lookup is None:
@@ -470,24 +491,31 @@ def _remember(results: dict[Any, Any], key: Any, found: Any, size: int) -> None:
     results[key] = found
 
 
-def _c_functions() -> tuple[
-    Callable[[str, dict[str, int], int], tuple[str, ...] | None] | None,
-    Callable[[_Node[Any], tuple[str, ...]], tuple[Any, ...]] | None,
-]:
-    """``topic_shape`` and ``trie_lookup`` of the ``_cevent`` extension, if it was built
-    and is not turned off (``PEPPERPY_EVENT_PURE_PYTHON``, as for
-    :func:`._event._c_module`)."""
+class _CFunctions(NamedTuple):
+    """What ``PatternIndex`` takes from the ``_cevent`` extension (see :meth:`match`)."""
+
+    literal_table: Callable[[dict[str, int]], object]
+    shape_key: Callable[[str, object, int], str | None]
+    trie_lookup: Callable[[_Node[Any], tuple[str, ...]], tuple[Any, ...]]
+
+
+def _c_functions() -> _CFunctions | None:
+    """The ``_cevent`` functions, if it was built and is not turned off
+    (``PEPPERPY_EVENT_PURE_PYTHON``, as for :func:`._event._c_module`)."""
     if os.environ.get("PEPPERPY_EVENT_PURE_PYTHON"):
-        return None, None
+        return None
     try:
         from . import _cevent
     except ImportError:
-        return None, None
+        return None
     _cevent.bind_trie(_Node)
-    return _cevent.topic_shape, _cevent.trie_lookup
+    return _CFunctions(_cevent.literal_table, _cevent.shape_key, _cevent.trie_lookup)
 
 
-_topic_shape, _trie_lookup = _c_functions()
+_C = _c_functions()
+_literal_table = None if _C is None else _C.literal_table
+_shape_key = None if _C is None else _C.shape_key
+_trie_lookup = None if _C is None else _C.trie_lookup
 
 
 def validate_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
