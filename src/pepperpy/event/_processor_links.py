@@ -26,10 +26,14 @@ import logging
 from collections.abc import AsyncIterable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from ._blame import Delegating, handler_name
-from ._bus_delivery import Unhandled
+from ._blame import Delegating, handler_name, named
+from ._bus_delivery import Unhandled, _log_failed_try
+from ._bus_serve import where
 from ._cancel import cancelled_by_caller, resume_cancellation
+from ._errors import ClosedError
 from ._event import Event
+from ._frames import release_locals
+from ._manager import DeadLetter
 from ._processor_cancel import stray_cancellation
 from ._retry import RetryPolicy
 from ._unmatched import Unmatched
@@ -41,6 +45,7 @@ __all__ = [
     "ATTACHED",
     "STOPPING",
     "Attachment",
+    "RetryWait",
     "Failures",
     "_BusLink",
     "_Link",
@@ -274,13 +279,24 @@ class _BusLink(_Link):
         self.group = group
         #: the deliveries in hand, each with what stop() tells its middleware's pauses
         self._in_hand: set[Stopping] = set()
+        bus._on_close.append(self._bus_closing)  # close() cuts those pauses too
+
+    def _bus_closing(self) -> None:
+        """``close()`` of the bus began: a middleware's pause in a delivery in hand ends
+        now, or as it starts (see :meth:`deliver`); a handler call under way finishes."""
+        for stopping in list(self._in_hand):
+            stopping.closing = True
+            if stopping.pausing:
+                stopping.cut_pause()
 
     async def deliver(self, event: Event) -> None:
         """Run ``event`` through the processor, in a delivery whose middleware's pauses
         (a ``RetryMiddleware`` between tries, a ``RateLimitMiddleware`` for a token)
         ``stop()`` cuts short: the event is then not handled, and the bus hands it back
         to its transport as not delivered (:class:`Unhandled`), so a group's broker
-        gives it again, to another member or to the next one to join."""
+        gives it again, to another member or to the next one to join. The bus's
+        ``close()`` cuts them too, as it cuts its own ``retry_policy`` waits
+        (:meth:`_closed_in_pause`)."""
         task = asyncio.current_task()
         if task is None:  # pragma: no cover - a bus delivers in a task
             await super().deliver(event)
@@ -288,11 +304,13 @@ class _BusLink(_Link):
         stopping = Stopping()
         stopping.task = task
         stopping.requested = not self.open  # stop() was called already
+        stopping.closing = self.bus._closed is True  # so was close()
         since = task.cancelling()
         self._in_hand.add(stopping)
         token = STOPPING.set(stopping)
         try:
             await super().deliver(event)
+            return
         except asyncio.CancelledError:
             if not stopping.stopped:
                 raise
@@ -301,14 +319,75 @@ class _BusLink(_Link):
                 raise  # cancelled for another reason too (the bus closing): that goes on
             self._retrying.pop(event.id, None)  # nothing to resume: not ours any more
             self._failed.pop(event.id, None)
-            raise Unhandled(
-                f"{event.type} ({event.id}) not handled: the processor's attachment "
-                f"({self.unmatched.source}) was stopped while the event waited to be "
-                "tried again"
-            ) from None
+            if self.bus._closed is not True:
+                raise Unhandled(
+                    f"{event.type} ({event.id}) not handled: the processor's attachment "
+                    f"({self.unmatched.source}) was stopped while the event waited to be "
+                    "tried again"
+                ) from None
         finally:
             STOPPING.reset(token)
             self._in_hand.discard(stopping)
+        # close() cut the pause (a stop() too, maybe)
+        await self._closed_in_pause(event, stopping.paused_for)
+
+    async def _closed_in_pause(self, event: Event, paused: RetryWait | None) -> None:
+        """The bus closed while a middleware of the processor paused ``event`` (a
+        ``RetryMiddleware`` after the failure ``paused`` says, or a
+        ``RateLimitMiddleware`` waiting for a token when it is None): as for a wait of
+        the bus's own ``retry_policy``, a group's event on a broker is left
+        unacknowledged (:class:`Unhandled`; a failure is logged as a ``retry_cut``
+        WARNING), and where nothing can deliver it again (``memory://``, an ungrouped
+        subscription, whose queue goes with the close) it is dead-lettered: with its last
+        failure and a note saying the close ended its retries, or, its handlers never
+        having run, with a :class:`ClosedError` saying so."""
+        bus = self.bus
+        group = self.group
+        redelivered = group is not None and bus.transport.distributed is True
+        if paused is None:
+            if redelivered:
+                raise Unhandled(
+                    f"{event.type} ({event.id}) not handled: the EventBus closed while "
+                    "the event waited for a RateLimitMiddleware token"
+                )
+            error: BaseException = ClosedError(
+                f"{event.type} ({event.id}) not handled: the EventBus closed while the "
+                f"event waited for a RateLimitMiddleware token (processor attached as "
+                f"{self.unmatched.source})"
+            )
+            await bus._dead_letter(DeadLetter(event, self.deliver, error, 0), group)
+            return
+        error, attempt, policy = paused.error, paused.attempt, paused.policy
+        self._remember(event, error, paused.handlers)  # the dead letter names the handler
+        if redelivered:
+            _log_failed_try(
+                logging.WARNING,
+                (
+                    "retry_cut",
+                    named(self.deliver, event, error),
+                    event,
+                    error,
+                    attempt,
+                    policy,
+                    group,
+                    where(bus.transport),
+                ),
+                "the EventBus closed during the RetryMiddleware's wait before the next "
+                "try: left unacknowledged, the broker delivers it again (group %s)",
+                group,
+            )
+            raise Unhandled(
+                f"{event.type} ({event.id}) not handled: the EventBus closed while the "
+                "event waited to be tried again"
+            )
+        cut = (
+            "not tried again: the EventBus closed during the wait before attempt "
+            f"{attempt + 1} of {policy.max_attempts}"
+        )
+        if cut not in getattr(error, "__notes__", ()):
+            error.add_note(cut)  # what an on_error callback can read, and the traceback says
+        await bus._dead_letter(DeadLetter(event, self.deliver, error, attempt), group, cut)
+        release_locals(error)
 
     async def stop(self) -> None:
         """Unsubscribe: a group member leaves its group, whose other members get the rest.
@@ -321,9 +400,13 @@ class _BusLink(_Link):
             for stopping in list(self._in_hand):
                 if stopping.request():  # pausing now: cut the wait
                     stopping.cut_pause()
-            # marks the subscription removed before the cancellations above are thrown:
-            # the transport then gives those events to another member
-            await self.bus.unsubscribe(self.pattern, self.deliver, group=self.group)
+            try:
+                # marks the subscription removed before the cancellations above are
+                # thrown: the transport then gives those events to another member
+                await self.bus.unsubscribe(self.pattern, self.deliver, group=self.group)
+            finally:
+                with contextlib.suppress(ValueError):
+                    self.bus._on_close.remove(self._bus_closing)
 
     async def wait(self) -> None:
         return None
@@ -357,12 +440,24 @@ class Stopping:
     by the next attachment anyway.
     """
 
-    __slots__ = ("closed", "cut", "pausing", "requested", "stopped", "task")
+    __slots__ = (
+        "closed",
+        "closing",
+        "cut",
+        "paused_for",
+        "pausing",
+        "requested",
+        "stopped",
+        "task",
+    )
 
     def __init__(self, closed: Callable[[], bool] | None = None) -> None:
         self.task: asyncio.Task[Any] | None = None
-        self.stopped = False  # a pause was cancelled because stop() was called
+        self.stopped = False  # a pause was cancelled because stop() (or close()) was called
         self.requested = False  # stop() was called
+        self.closing = False  # a bus attachment's bus is closing: its pauses end too
+        #: the failure the last pause waited to retry (None: a wait for a token)
+        self.paused_for: RetryWait | None = None
         self.pausing = False  # the task waits in a middleware (:func:`stoppable_pause`)
         #: whether the source was closed (the store closed: the attachment ends quietly)
         self.closed = closed
@@ -375,8 +470,9 @@ class Stopping:
         return self.pausing
 
     def cut_pause(self) -> None:
-        """Cancel the task's pause, noting that ``stop()`` did (see ``_BusLink``)."""
-        if self.task is not None:
+        """Cancel the task's pause, noting that ``stop()`` (or the bus's ``close()``)
+        did (see ``_BusLink``); once only, when both come."""
+        if self.task is not None and not self.stopped:
             self.stopped = True
             self.task.cancel()
 
@@ -400,8 +496,29 @@ STOPPING: contextvars.ContextVar[Stopping | None] = contextvars.ContextVar(
 )
 
 
+class RetryWait:
+    """What a ``RetryMiddleware`` pauses for: the failure of try ``attempt`` of its
+    ``policy``, and the processor's handlers that raised it (empty: none did)."""
+
+    __slots__ = ("attempt", "error", "handlers", "policy")
+
+    def __init__(
+        self,
+        error: BaseException,
+        attempt: int,
+        policy: RetryPolicy,
+        handlers: list[Callable[..., Any]],
+    ) -> None:
+        self.error = error
+        self.attempt = attempt
+        self.policy = policy
+        self.handlers = handlers
+
+
 @contextlib.contextmanager
-def stoppable_pause() -> Iterator[None]:
+def stoppable_pause(
+    retrying: tuple[BaseException, int, RetryPolicy] | None = None,
+) -> Iterator[None]:
     """Around a middleware's wait before the event's work goes on (a ``RetryMiddleware``
     between two tries, a ``RateLimitMiddleware`` for its token): a stop of the
     attachment whose task waits cancels the wait (then, or at once if the stop came
@@ -410,13 +527,23 @@ def stoppable_pause() -> Iterator[None]:
     closing, looked at every :data:`CLOSED_CHECK` seconds during the wait: closing the
     store ends its attachments quietly, and a retry still to come would fail, or be
     dead-lettered, on the way out. A wait in another task (a handler's own, which
-    inherits the variable) is not the attachment's to cut short."""
+    inherits the variable) is not the attachment's to cut short.
+
+    A bus attachment's pauses end at the bus's ``close()`` too; ``retrying`` (the
+    failure, the try it ended and the ``RetryPolicy``) is what a ``RetryMiddleware``
+    waits to retry, for the dead letter such a cut may make (``_BusLink``)."""
     stopping = STOPPING.get()
     task = asyncio.current_task()
     if stopping is None or task is None or stopping.task is not task:
         yield
         return
-    if stopping.requested:
+    stopping.paused_for = None
+    if retrying is not None:
+        attached = ATTACHED.get()
+        error = retrying[0]
+        handlers = [] if attached is None else stopped_by(error, attached[1])
+        stopping.paused_for = RetryWait(error, retrying[1], retrying[2], handlers)
+    if stopping.requested or stopping.closing:
         stopping.cut_pause()  # the wait below ends at once, cancelled as stop() does
     watch: asyncio.TimerHandle | None = None
     stopping.pausing = True

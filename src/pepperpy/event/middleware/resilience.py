@@ -87,7 +87,8 @@ class RetryMiddleware:
                     event.id,
                     exc,
                 )
-                with stoppable_pause():  # a stop of the store attachment does not wait it out
+                # a stop of the attachment (or its bus's close) does not wait it out
+                with stoppable_pause((exc, attempt, policy)):
                     await policy.sleep(attempt)
                 attempt += 1
 
