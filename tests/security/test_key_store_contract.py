@@ -195,7 +195,12 @@ async def test_a_closed_key_store_refuses_calls(key_store: KeyStore) -> None:
     await key_store.save("s.1", 1, "k1", b"x")
     await key_store.close()
     await key_store.close()  # idempotent
-    for call in (key_store.load("s.1"), key_store.save("s.1", 2, "k1", b"y"), key_store.streams()):
+    for call in (
+        key_store.load("s.1"),
+        key_store.save("s.1", 2, "k1", b"y"),
+        key_store.streams(),
+        key_store.rewrap_all(lambda page: page),
+    ):
         with pytest.raises(ClosedError, match="closed"):
             await call
 

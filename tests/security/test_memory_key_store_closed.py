@@ -18,6 +18,7 @@ CALLS: dict[str, Callable[[MemoryKeyStore], Awaitable[object]]] = {
     "save": lambda keys: keys.save("s.1", 2, "k1", b"y"),
     "replace": lambda keys: keys.replace("s.1", 1, "k1", b"z"),
     "rewrap": lambda keys: keys.rewrap([("s.1", 1, "k1", b"z")]),
+    "rewrap_all": lambda keys: keys.rewrap_all(lambda page: page),
     "tombstone": lambda keys: keys.tombstone("s.1", [1]),
     "delete": lambda keys: keys.delete("s.1"),
     "streams": lambda keys: keys.streams(),

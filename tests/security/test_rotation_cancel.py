@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pepperpy.event.security import KeyRing, SQLiteKeyStore, StreamEncryption
+from pepperpy.event.security._keys import Rewrap
 
 K1, K2 = os.urandom(32), os.urandom(32)
 
@@ -70,6 +71,11 @@ class Gated(SQLiteKeyStore):
     async def rewrap(self, keys: Sequence[tuple[str, int, str, bytes]]) -> None:
         await self._gated("rewrap", lambda: super(Gated, self).rewrap(keys))
 
+    async def rewrap_all(self, rewrap: Rewrap, *, page: int | None = None) -> int:
+        return await self._gated(  # type: ignore[no-any-return]
+            "rewrap_all", lambda: super(Gated, self).rewrap_all(rewrap, page=page)
+        )
+
     async def streams(self) -> list[str]:
         return await self._gated("streams", lambda: super(Gated, self).streams())  # type: ignore[no-any-return]
 
@@ -104,7 +110,9 @@ async def _all_read(
         assert await fresh.decrypt(stream, event_id, envelope) is not None, (stream, event_id)
 
 
-POINTS = [("streams", "before"), ("load_many", "before"), ("rewrap", "before"), ("rewrap", "after")]
+#: rotate() is one KeyStore.rewrap_all (its pages read, re-wrapped and written in one
+#: transaction): cancelled before it starts, or once it is over
+POINTS = [("rewrap_all", "before"), ("rewrap_all", "after")]
 
 
 @pytest.mark.parametrize(("method", "when"), POINTS)
@@ -180,34 +188,40 @@ async def test_a_cancelled_shred_still_shreds_the_whole_stream(
 
 async def test_a_cancelled_rotation_writes_nothing_after_it_returned(tmp_path: Path) -> None:
     """SQLite's writes run on a worker thread, which a cancellation does not stop: the
-    re-wrap under way must be over by the time rotate() raises CancelledError, so that
-    what the caller sees then (and retries from) is the key table as it stays."""
+    rotation under way there must be over by the time rotate() raises CancelledError, so
+    that what the caller sees then (and retries from) is the key table as it stays.
+    Cancelled before its first page, it writes none: every key stays as it was."""
     keyring = KeyRing({"k1": K1})
     store = SQLiteKeyStore(str(tmp_path / "keys.db"))
     enc = StreamEncryption(keyring, store)
-    await _written(enc)
+    written = await _written(enc)
     keyring.add("k2", K2, primary=True)
     entered, gate = threading.Event(), threading.Event()
-    run = store._run_many
-    finished: list[bool] = []  # per write: was the rotate() task over when it landed
+    run = store._rewrap_all
+    finished: list[bool] = []  # per rotation: was the rotate() task over when it ended
 
     task: asyncio.Future[int] | None = None
 
-    def gated(sql: str, rows: list[tuple[Any, ...]]) -> None:
+    def gated(rewrap: Rewrap, size: int) -> int:
         entered.set()
         gate.wait()
-        run(sql, rows)
-        assert task is not None
-        finished.append(task.done())
+        try:
+            return run(rewrap, size)
+        finally:
+            assert task is not None
+            finished.append(task.done())
 
-    store._run_many = gated  # type: ignore[method-assign]
+    store._rewrap_all = gated  # type: ignore[method-assign]
     task = asyncio.ensure_future(enc.rotate())
     assert await asyncio.to_thread(entered.wait, 10), "the rotation never reached its write"
     task.cancel()
-    # the write is held back until the task had every chance to end without it
+    # the rotation is held back until the task had every chance to end without it
     await asyncio.wait((task,), timeout=0.5)
     gate.set()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert finished == [False], "rotate() raised while its write was still to land"
+    assert finished == [False], "rotate() raised while its rotation was still under way"
+    for stream in await store.streams():
+        assert {master for master, _ in (await store.load(stream)).values()} == {"k1"}
+    await _all_read(keyring, store, written)
     await store.close()

@@ -39,13 +39,15 @@ ring and the data key stores (``_keys``, ``_sqlite_keys``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 import os
+import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
-from typing import Any, TypeGuard
+from collections.abc import Coroutine, Iterable, Mapping
+from typing import Any, TypeGuard, TypeVar
 
 from .._errors import ConfigurationError, EncryptionError
 from .._loops import settled
@@ -65,7 +67,7 @@ from ._envelope import (
     state_keys,
     stored_key_version,
 )
-from ._keys import SHREDDED, KeyRing, KeyStore, MemoryKeyStore, StreamKeys
+from ._keys import SHREDDED, KeyRing, KeyStore, MemoryKeyStore, StreamKeys, WrappedKey
 from ._postgres_keys import PostgresKeyStore
 from ._sqlite_keys import SQLiteKeyStore
 
@@ -82,8 +84,6 @@ _ATTEMPTS = 10
 #: streams whose unwrapped keys stay cached while unused (about 2.5 KB each): a process
 #: touching millions of streams (one per user, as shredding suggests) kept them all
 _CACHE_SIZE = 10_000
-#: streams whose keys rotate() reads with one KeyStore.load_many
-_ROTATE_READS = 1000
 
 
 class StreamEncryption:
@@ -525,33 +525,39 @@ class StreamEncryption:
     async def rotate(self) -> int:
         """Re-wrap every live data key under the primary master key; return how many.
 
-        Every key is read (:meth:`KeyStore.load_many`, a thousand streams at a time) and
-        re-wrapped first, then all are written with one :meth:`KeyStore.rewrap`: the
-        SQLite and PostgreSQL key stores write them in one transaction, so a rotation
-        cut off (an error, a crash, a cancellation before the write) leaves every key
-        under its old master key, and one that returned left every key it counted under
-        the new one. A key store of your own without a ``rewrap`` of its own writes them
-        one at a time: cut off half-way, some keys are left under each master key, all
-        readable while both are in the key ring; run it again to finish. Either way,
-        retire the old master key only once a rotation returned. A key shredded while
-        this runs stays shredded (a re-wrap never overwrites a tombstone). Cancelled
-        during the write, it raises only once the write is over, so the key table is
-        then what it stays.
+        The key store does it a page of keys at a time (:meth:`KeyStore.rewrap_all`,
+        2,000 keys), so a rotation holds one page in memory however many keys there
+        are. The SQLite and PostgreSQL key stores read and write every page in one
+        transaction (the memory key store lets no other call in between): a rotation
+        cut off (an error, a crash, a cancellation) leaves every key under its old
+        master key, and one that returned left every key it counted under the new one.
+        A key store of your own without a ``rewrap_all`` of its own writes a page at a
+        time: cut off half-way, some keys are left under each master key, all readable
+        while both are in the key ring; run it again to finish. Either way, retire the
+        old master key only once a rotation returned. A key shredded while this runs
+        stays shredded (a re-wrap never overwrites a tombstone). Cancelled, it stops
+        before its next page and rolls back, and raises only once the key store is done
+        (a rotation already committing finishes first), so the key table is then what
+        it stays.
         """
-        keys: list[tuple[str, int, str, bytes]] = []
-        streams = await self.key_store.streams()
-        for start in range(0, len(streams), _ROTATE_READS):
-            loaded = await self.key_store.load_many(streams[start : start + _ROTATE_READS])
-            for stream, rows in loaded.items():
-                for version, (master_id, wrapped) in rows.items():
-                    if master_id == SHREDDED:
-                        continue
-                    key = self._unwrap(stream, version, master_id, wrapped)
-                    keys.append((stream, version, *self._wrap(stream, version, key)))
-        await settled(self.key_store.rewrap(keys))
+        stop = threading.Event()  # set by a cancellation; read on SQLite's worker thread
+
+        def rewrap(keys: list[WrappedKey]) -> list[WrappedKey]:
+            if stop.is_set():
+                raise _Stopped("the rotation was cancelled")
+            return [
+                (
+                    stream,
+                    version,
+                    *self._wrap(stream, version, self._unwrap(stream, version, master_id, wrapped)),
+                )
+                for stream, version, master_id, wrapped in keys
+            ]
+
+        count = await _stopping(self.key_store.rewrap_all(rewrap), stop)
         for entry in list(self._held.values()):  # the keys themselves did not change:
             entry.loaded_at = -math.inf  # pages preloaded still decode; the next reloads
-        return len(keys)
+        return count
 
     async def rotate_stream(self, stream: str) -> int:
         """Start a new data key version for ``stream``; return the version number."""
@@ -575,7 +581,8 @@ class StreamEncryption:
 
     async def _shred(self, stream: str) -> bool:
         rows = await self.key_store.load(stream)
-        live = [version for version, (master_id, _) in rows.items() if master_id != SHREDDED]
+        # in version order, as a rotation locks them (PostgreSQL: no deadlock with one)
+        live = sorted(version for version, (master_id, _) in rows.items() if master_id != SHREDDED)
         # one write (one transaction on SQLite and PostgreSQL): a shred that fails
         # leaves the stream as it was, never half-shredded
         await self.key_store.tombstone(stream, live)
@@ -614,3 +621,30 @@ class StreamEncryption:
                 written += 1
         self._apply(stream, await self.key_store.load(stream))
         return written
+
+
+class _Stopped(Exception):
+    """Raised into a rotation's key store by its ``rewrap`` once the rotation was
+    cancelled: the key store rolls back."""
+
+
+T = TypeVar("T")
+
+
+async def _stopping(operation: Coroutine[Any, Any, T], stop: threading.Event) -> T:
+    """:func:`~pepperpy.event._loops.settled` for a rotation: run ``operation`` to its
+    end even if the caller is cancelled meanwhile, but set ``stop`` then, so that it
+    stops at its next page and rolls back instead of going on for minutes. The
+    cancellation is raised once it is over (its commit, if it was committing)."""
+    task = asyncio.ensure_future(operation)
+    interrupted: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+            stop.set()
+    if interrupted is None:
+        return task.result()
+    failure = None if task.cancelled() else task.exception()
+    raise interrupted from (None if isinstance(failure, _Stopped) else failure)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import abc
 import hmac
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, TypeAlias
 
 from .._errors import ClosedError, ConfigurationError, EncryptionError
 
@@ -20,6 +20,25 @@ __all__ = ["SHREDDED", "KeyRing", "KeyStore", "MemoryKeyStore", "StreamKeys"]
 
 #: the master key id of a shredded version's tombstone (no KeyRing id can be empty)
 SHREDDED = ""
+#: live keys :meth:`KeyStore.rewrap_all` reads, re-wraps and writes at a time: all a
+#: rotation holds in memory (about 250 bytes a key), however many keys there are
+ROTATION_PAGE = 2000
+
+#: a live key as a rotation reads and writes it: ``(stream, version, master_key_id,
+#: wrapped)``
+WrappedKey: TypeAlias = tuple[str, int, str, bytes]
+#: what :meth:`KeyStore.rewrap_all` calls with each page of live keys: the same keys
+#: re-wrapped (under the primary master key)
+Rewrap: TypeAlias = Callable[[list[WrappedKey]], list[WrappedKey]]
+
+
+def page_size(page: int | None) -> int:
+    """The page of :meth:`KeyStore.rewrap_all`: ``page``, or :data:`ROTATION_PAGE`
+    (read now, so a test can lower it)."""
+    size = ROTATION_PAGE if page is None else page
+    if size.__class__ is not int or size < 1:
+        raise ValueError(f"a rotation's page is an int >= 1 (keys at a time), got {size!r}")
+    return size
 
 
 class KeyRing:
@@ -140,22 +159,65 @@ class KeyStore(abc.ABC):
 
     async def load_many(self, streams: Sequence[str]) -> dict[str, dict[int, tuple[str, bytes]]]:
         """:meth:`load` for several streams: each one named maps to its versions (empty
-        when none). The SQLite and PostgreSQL key stores read them in one query (what
-        :meth:`StreamEncryption.rotate` reads, a few hundred streams at a time); this
-        default calls :meth:`load` for each."""
+        when none). The SQLite and PostgreSQL key stores read them in one query; this
+        default calls :meth:`load` for each (the default :meth:`rewrap_all` reads a
+        page of streams at a time with it)."""
         return {stream: await self.load(stream) for stream in streams}
 
     async def rewrap(self, keys: Sequence[tuple[str, int, str, bytes]]) -> None:
         """Write re-wrapped live keys, ``(stream, version, master_key_id, wrapped)`` each,
-        as :meth:`replace` writes a live key (over a live key only): what
-        :meth:`StreamEncryption.rotate` writes.
+        as :meth:`replace` writes a live key (over a live key only): what the default
+        :meth:`rewrap_all` writes each page with.
 
         The SQLite and PostgreSQL key stores write them all in one transaction, all or
-        none. This default calls :meth:`replace` for each, one write at a time (a key
-        store of your own: override it to make a rotation atomic).
+        none. This default calls :meth:`replace` for each, one write at a time.
         """
         for stream, version, master_key_id, wrapped in keys:
             await self.replace(stream, version, master_key_id, wrapped)
+
+    async def rewrap_all(self, rewrap: Rewrap, *, page: int | None = None) -> int:
+        """Re-wrap every live key, ``page`` keys at a time (:data:`ROTATION_PAGE`, 2,000,
+        when None); return how many: what :meth:`StreamEncryption.rotate` runs.
+
+        Each page of live keys read, ``[(stream, version, master_key_id, wrapped)]``, is
+        given to ``rewrap``, and the keys it returns (the same ones re-wrapped) are
+        written as :meth:`rewrap` writes them (over a live key only: a key shredded
+        meanwhile stays shredded) before the next page is read, so a rotation holds
+        one page in memory, never every key. ``rewrap`` is plain code (no ``await``);
+        the SQLite key store calls it on its worker thread.
+
+        The SQLite and PostgreSQL key stores read and write every page in one
+        transaction (all or none: an exception from ``rewrap``, or any failure, rolls
+        every page back), and the memory key store never lets another call in between
+        and puts every key back if one fails. This default reads
+        :meth:`streams` and :meth:`load_many` a page of streams at a time and writes
+        each page with one :meth:`rewrap`: cut off half-way, some pages are left under
+        each master key (a key store of your own: override it to make a rotation
+        atomic).
+        """
+        size = page_size(page)
+        streams = await self.streams()
+        count = 0
+        keys: list[WrappedKey] = []
+        for start in range(0, len(streams), size):
+            loaded = await self.load_many(streams[start : start + size])
+            for stream, rows in loaded.items():
+                for version, (master_id, wrapped) in sorted(rows.items()):
+                    if master_id == SHREDDED:
+                        continue
+                    keys.append((stream, version, master_id, wrapped))
+                    if len(keys) == size:
+                        count += await self._rewrap_page(rewrap, keys)
+                        keys = []
+        if keys:
+            count += await self._rewrap_page(rewrap, keys)
+        return count
+
+    async def _rewrap_page(self, rewrap: Rewrap, keys: list[WrappedKey]) -> int:
+        """One page of the default :meth:`rewrap_all`: re-wrapped, then written."""
+        rewrapped = rewrap(keys)
+        await self.rewrap(rewrapped)
+        return len(rewrapped)
 
     async def tombstone(self, stream: str, versions: Sequence[int]) -> None:
         """Replace each of ``versions`` of ``stream`` with a tombstone, as :meth:`replace`
@@ -233,6 +295,50 @@ class MemoryKeyStore(KeyStore):
             self._keys.setdefault(stream, versions)[version] = (SHREDDED, b"")
         elif version in versions and versions[version][0] != SHREDDED:
             versions[version] = (master_key_id, wrapped)
+
+    async def rewrap_all(self, rewrap: Rewrap, *, page: int | None = None) -> int:
+        """Every live key re-wrapped a page at a time, with no other call in between
+        (nothing here waits); if ``rewrap`` raises, every key re-wrapped so far is put
+        back as it was, so a rotation is all or nothing here too.
+
+        The keys replaced stay referenced until the rotation is over (to put them back):
+        a memory key store holds every key in memory anyway."""
+        self._check_open()
+        size = page_size(page)
+        replaced: list[tuple[dict[int, tuple[str, bytes]], int, tuple[str, bytes]]] = []
+        count = 0
+        keys: list[WrappedKey] = []
+        try:
+            for stream, versions in list(self._keys.items()):
+                for version, (master_id, wrapped) in sorted(versions.items()):
+                    if master_id != SHREDDED:
+                        keys.append((stream, version, master_id, wrapped))
+                    if len(keys) == size:
+                        count += self._rewrap_in_place(rewrap, keys, replaced)
+                        keys = []
+            if keys:
+                count += self._rewrap_in_place(rewrap, keys, replaced)
+        except BaseException:
+            for versions, version, row in reversed(replaced):
+                versions[version] = row
+            raise
+        return count
+
+    def _rewrap_in_place(
+        self,
+        rewrap: Rewrap,
+        keys: list[WrappedKey],
+        replaced: list[tuple[dict[int, tuple[str, bytes]], int, tuple[str, bytes]]],
+    ) -> int:
+        """One page of :meth:`rewrap_all`, each key replaced noted in ``replaced``."""
+        rewrapped = rewrap(keys)
+        for stream, version, master_id, wrapped in rewrapped:
+            versions = self._keys.get(stream, {})
+            row = versions.get(version)
+            if row is not None and row[0] != SHREDDED and master_id != SHREDDED:
+                replaced.append((versions, version, row))
+                versions[version] = (master_id, wrapped)
+        return len(rewrapped)
 
     async def delete(self, stream: str) -> int:
         self._check_open()

@@ -16,7 +16,7 @@ from .._redact import redact_url
 from ..store._pg_connect import cut, shielded_connect, tune_socket
 from ..store._pg_options import parse_options
 from ..store._pg_schema import schema_change
-from ._keys import SHREDDED, KeyStore
+from ._keys import SHREDDED, KeyStore, Rewrap, WrappedKey, page_size
 
 __all__ = ["PostgresKeyStore"]
 
@@ -37,6 +37,15 @@ _UNKNOWN = (
     "; whether it was written is unknown (the connection was lost, or the server did not"
     " answer, once the statement was sent): load the stream's keys to see"
 )
+
+
+class _Raised(Exception):
+    """What ``rewrap`` raised in :meth:`PostgresKeyStore.rewrap_all`, carried past the
+    key store's own failure handling (it is the caller's, not the store's)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _Lost(Exception):
@@ -109,8 +118,9 @@ class PostgresKeyStore(KeyStore):
 
     The same contract as ``SQLiteKeyStore``: a version is stored once (``save``), a
     tombstone overwrites anything and a re-wrap only a live key (``replace``, one
-    statement, so a shred between a load and a re-wrap wins), :meth:`rewrap` writes a
-    rotation's keys in one transaction (all or none), ``delete`` forgets a stream.
+    statement, so a shred between a load and a re-wrap wins), :meth:`rewrap_all` runs
+    a rotation a page at a time in one transaction (all or none), ``delete`` forgets a
+    stream.
     The URL is the event store's form, with its options: ``?schema=name`` puts the
     table in that schema (created if missing), ``command_timeout`` bounds each call's
     wait for the server, ``connect_timeout`` a new connection. The table is created on
@@ -385,6 +395,73 @@ class PostgresKeyStore(KeyStore):
 
         await self._call(f"re-wrapping {len(rows)} keys", transact, write=True, bounded=False)
 
+    async def rewrap_all(self, rewrap: Rewrap, *, page: int | None = None) -> int:
+        """Every live key re-wrapped, ``page`` keys at a time, in one transaction (all
+        or none).
+
+        Each page is read in key order after the last one (``FOR UPDATE``: a shred of
+        a key read waits for the commit, then wins), re-wrapped, and written before the
+        next is read; each statement, the ``COMMIT`` too, is bounded by
+        ``command_timeout``, not the rotation as a whole. Anything raised (by
+        ``rewrap`` too) rolls every page back; a connection lost or cut off (a
+        cancellation) leaves the transaction uncommitted, so PostgreSQL rolls it back.
+        """
+        size = page_size(page)
+        bound = self.options.command_timeout
+
+        async def transact(connection: Any) -> int:
+            first = _LIVE_FIRST.format(table=self._table)
+            after = _LIVE_AFTER.format(table=self._table)
+            write = _REWRAP.format(table=self._table)
+            async with asyncio.timeout(bound):
+                await connection.execute("BEGIN")
+            try:
+                count = 0
+                async with asyncio.timeout(bound):
+                    rows = await connection.fetch(first, SHREDDED, size)
+                while rows:
+                    last = (rows[-1][0], rows[-1][1])
+                    keys: list[WrappedKey] = [
+                        (row[0], row[1], row[2], bytes(row[3])) for row in rows
+                    ]
+                    rows = []  # one page held at a time
+                    try:
+                        rewrapped = rewrap(keys)
+                    except Exception as exc:
+                        raise _Raised(exc) from exc
+                    async with asyncio.timeout(bound):
+                        await connection.executemany(
+                            write,
+                            [
+                                (master, wrapped, stream, version, SHREDDED)
+                                for stream, version, master, wrapped in rewrapped
+                            ],
+                        )
+                    count += len(rewrapped)
+                    del keys, rewrapped
+                    async with asyncio.timeout(bound):
+                        rows = await connection.fetch(after, SHREDDED, size, *last)
+                async with asyncio.timeout(bound):
+                    await connection.execute("COMMIT")
+            except (asyncio.CancelledError, TimeoutError):
+                raise  # the connection is cut off: PostgreSQL rolls back
+            except BaseException:
+                # refused (a constraint, a trigger) or raised by rewrap: roll back, or the
+                # connection stays in a failed or open transaction; a connection lost
+                # rolls back by itself
+                try:
+                    async with asyncio.timeout(bound):
+                        await connection.execute("ROLLBACK")
+                except Exception:
+                    cut(connection)
+                raise
+            return count
+
+        try:
+            return await self._call("re-wrapping its keys", transact, write=True, bounded=False)
+        except _Raised as raised:
+            raise raised.error from raised.error.__cause__
+
     async def tombstone(self, stream: str, versions: Sequence[int]) -> None:
         """Every tombstone in one transaction: all of them written, or none."""
         if not versions:
@@ -478,6 +555,16 @@ _BATCH = 10_000
 _TOMBSTONE = (
     "INSERT INTO {table} VALUES ($1, $2, $3, $4) ON CONFLICT (stream, version)"
     " DO UPDATE SET master_key = EXCLUDED.master_key, wrapped = EXCLUDED.wrapped"
+)
+#: a rotation's first page of live keys, in key order (the primary key's), locked
+_LIVE_FIRST = (
+    "SELECT stream, version, master_key, wrapped FROM {table} WHERE master_key <> $1"
+    " ORDER BY stream, version LIMIT $2 FOR UPDATE"
+)
+#: its next page: the live keys after the last one read
+_LIVE_AFTER = (
+    "SELECT stream, version, master_key, wrapped FROM {table} WHERE (stream, version) >"
+    " ($3, $4) AND master_key <> $1 ORDER BY stream, version LIMIT $2 FOR UPDATE"
 )
 #: a live key re-wrapped, never over a tombstone (nor a missing row)
 _REWRAP = (

@@ -14,7 +14,7 @@ from typing import Any, Self
 from .._errors import ClosedError, ConfigurationError, EncryptionError
 from .._sqlite import OneConnection, open_wal, track_forks
 from ..store._sqlite_schema import NOTHING_WRITTEN, named_error, read_only_file
-from ._keys import SHREDDED, KeyStore
+from ._keys import SHREDDED, KeyStore, Rewrap, WrappedKey, page_size
 from ._own_file import other_tables, shown_tables
 
 __all__ = ["SQLiteKeyStore"]
@@ -273,6 +273,56 @@ class SQLiteKeyStore(OneConnection, KeyStore):
         if rows:
             await asyncio.to_thread(self._run_many, _REWRAP, rows)
 
+    async def rewrap_all(self, rewrap: Rewrap, *, page: int | None = None) -> int:
+        """Every live key re-wrapped, ``page`` keys at a time, in one transaction (all
+        or none), read and written on one worker thread (``rewrap`` runs there too)."""
+        return await asyncio.to_thread(self._rewrap_all, rewrap, page_size(page))
+
+    def _rewrap_all(self, rewrap: Rewrap, size: int) -> int:
+        """:meth:`rewrap_all` on the worker thread: ``BEGIN IMMEDIATE`` (no other writer
+        until the end), then a page of live keys read in key order after the last one,
+        re-wrapped and written, until none is left; ``COMMIT``. Anything raised (by
+        ``rewrap`` too) rolls every page back."""
+        with self._lock:
+            try:
+                db = self._connection(True)
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    count = 0
+                    rows = db.execute(_LIVE_FIRST, (SHREDDED, size)).fetchall()
+                    while rows:
+                        last = rows[-1]
+                        keys: list[WrappedKey] = [
+                            (stream, version, master, bytes(wrapped))
+                            for stream, version, master, wrapped in rows
+                        ]
+                        rows = []  # one page held at a time
+                        rewrapped = rewrap(keys)
+                        db.executemany(
+                            _REWRAP,
+                            [
+                                (master, wrapped, stream, version, SHREDDED)
+                                for stream, version, master, wrapped in rewrapped
+                            ],
+                        )
+                        count += len(rewrapped)
+                        del keys, rewrapped
+                        rows = db.execute(
+                            _LIVE_AFTER, (last[0], last[1], SHREDDED, size)
+                        ).fetchall()
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise self._failure(exc, NOTHING_WRITTEN) from exc
+            self._reopen = False
+            if self._purge_pending:
+                self._retry_purge(db)
+            return count
+
     async def tombstone(self, stream: str, versions: Sequence[int]) -> None:
         """Every tombstone in one transaction: all of them written, or none."""
         if not versions:
@@ -341,6 +391,16 @@ _MANY = 500
 _REWRAP = (
     "UPDATE data_keys SET master_key = ?, wrapped = ? WHERE stream = ? AND version = ?"
     " AND master_key != ?"
+)
+#: a rotation's first page of live keys, in key order (the primary key's)
+_LIVE_FIRST = (
+    "SELECT stream, version, master_key, wrapped FROM data_keys WHERE master_key != ?"
+    " ORDER BY stream, version LIMIT ?"
+)
+#: its next page: the live keys after the last one read
+_LIVE_AFTER = (
+    "SELECT stream, version, master_key, wrapped FROM data_keys WHERE (stream, version) >"
+    " (?, ?) AND master_key != ? ORDER BY stream, version LIMIT ?"
 )
 #: SQLite's names for a database in memory, private to its connection
 _IN_MEMORY = ("", ":memory:")
