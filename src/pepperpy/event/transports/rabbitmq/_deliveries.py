@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..._bus_logging import log_fields
 from ..._deadletter import dead_letter_event, partition_key
 from ..._event import Event
+from ..._oversize import OversizeError
 from ..._redact import redact_url
 from ._config import rabbitmq_major
 from ._publish import message_limit
@@ -87,7 +88,10 @@ async def give_up(
     that fit too large) is not sent: nothing could store it, and the message requeued
     would come back at once to fail again, for ever. It is dropped with an ERROR record
     (kind ``dead_letter_dropped``, in place of ``broker_dead_letter``), and the caller
-    acknowledges it, as NATS drops such a dead letter.
+    acknowledges it, as NATS drops such a dead letter. So is one the broker itself
+    refuses as over its ``max_message_size`` (:class:`OversizeError`), which is lower
+    than the transport knew (an operator lowered it, the transport's option is higher).
+    Any other failure to publish it raises: the caller requeues the message.
     """
     dead = dead_letter_event(
         event,
@@ -97,12 +101,27 @@ async def give_up(
         attempts=deliveries,
         group=group,
     )
-    if dead is not None:
-        limit = await _limit(transport)
-        size = len(dead.to_json())
-        if limit is not None and size > limit[0]:
-            _dropped(transport, event, dead, deliveries, group, size, limit)
-            return
+    if dead is None:  # already a dead letter: not dead-lettered again
+        _dead_lettered(transport, event, deliveries, group)
+        return
+    limit = await _limit(transport)
+    size = len(dead.to_json())
+    if limit is not None and size > limit[0]:
+        _dropped(transport, event, dead, deliveries, group, size, *limit)
+        return
+    try:
+        await transport.publish(dead, key=partition_key(dead))
+    except OversizeError as refused:  # the broker's limit is lower than we knew
+        _dropped(transport, event, dead, deliveries, group, size, refused.limit, refused.source)
+        return
+    _dead_lettered(transport, event, deliveries, group)
+
+
+def _dead_lettered(
+    transport: RabbitMQTransport, event: Event, deliveries: int, group: str | None
+) -> None:
+    """Log a message given up on (see :func:`give_up`): after its dead letter was stored,
+    so that a dead letter dropped after all is not also counted as sent."""
     logger.error(
         "%s (%s) was delivered %d times without an acknowledgement; dead-lettering it",
         event.type,
@@ -117,9 +136,6 @@ async def give_up(
             transport=redact_url(transport.url),
         ),
     )
-    if dead is None:
-        return
-    await transport.publish(dead, key=partition_key(dead))
 
 
 async def _limit(transport: RabbitMQTransport) -> tuple[int, str] | None:
@@ -144,18 +160,21 @@ def _dropped(
     deliveries: int,
     group: str | None,
     size: int,
-    limit: tuple[int, str],
+    limit: int | None,
+    source: str,
 ) -> None:
-    """Log a dead letter that no broker would store (see :func:`give_up`)."""
+    """Log a dead letter that no broker would store (see :func:`give_up`); ``limit``:
+    the broker's ``max_message_size``, None if unknown (the broker refused the dead
+    letter without naming it), and ``source``, where it comes from."""
     logger.error(
         "cannot dead-letter %s (%s): its dead letter %s is %s bytes, over the broker's "
-        "max_message_size of %s bytes (%s); the event is dropped",
+        "max_message_size%s (%s); the event is dropped",
         event.type,
         event.id,
         dead.type,
         f"{size:,}",
-        f"{limit[0]:,}",
-        limit[1],
+        "" if limit is None else f" of {limit:,} bytes",
+        source,
         extra=log_fields(
             "dead_letter_dropped",
             event_id=event.id,
@@ -163,7 +182,7 @@ def _dropped(
             group=group,
             deliveries=deliveries,
             size=size,
-            limit=limit[0],
+            limit=limit,
             transport=redact_url(transport.url),
         ),
     )

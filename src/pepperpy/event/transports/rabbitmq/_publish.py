@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..._errors import ClosedError, TransportError
 from ..._event import Event
+from ..._oversize import OversizeError
 from ..._redact import redact_url
 from ..._text import shown
 from ..base import cancelled_by_caller, cancelling, quietly
@@ -31,8 +32,10 @@ if TYPE_CHECKING:
 
 __all__ = ["UNKNOWN", "message_limit", "publish", "reconnected"]
 
-#: what RabbitMQ says closing a channel over a message's size
-_OVER_SIZE = re.compile(r"message size [0-9]+ is larger than (configured )?max size")
+#: what RabbitMQ says closing a channel over a message's size (``PRECONDITION_FAILED -
+#: message size 134217921 is larger than configured max size 134217728``; ``than max
+#: size`` and no number when the broker's is RabbitMQ's most, 512 MiB)
+_OVER_SIZE = re.compile(r"message size ([0-9]+) is larger than (?:configured )?max size ([0-9]+)?")
 #: what a publish error adds when the event may have been stored
 UNKNOWN = (
     "whether it was stored is unknown (publishing it again may deliver it twice: "
@@ -48,6 +51,20 @@ def _failed(message: str, *, sent: bool) -> TransportError:
     error = TransportError(f"{message}; {UNKNOWN if sent else 'it was not stored'}")
     error.stored = None if sent else False
     return error
+
+
+def _oversize(
+    message: str, *, sent: bool, size: int, limit: int | None, source: str
+) -> OversizeError:
+    """:func:`_failed` for a message over the broker's size limit, which a dead letter's
+    publisher tells from the other failures (see ``_deliveries.give_up``)."""
+    return OversizeError(
+        f"{message}; {UNKNOWN if sent else 'it was not stored'}",
+        size=size,
+        limit=limit,
+        source=source,
+        stored=None if sent else False,
+    )
 
 
 logger = logging.getLogger("pepperpy.event.transports.rabbitmq")
@@ -102,11 +119,14 @@ async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -
                 underlay = await channel.get_underlay_channel()
                 limit = message_limit(transport, underlay)
                 if len(body) > limit[0]:  # the broker would close the channel
-                    raise _failed(
+                    raise _oversize(
                         f"cannot publish {topic!r} ({event.id}): its message is "
                         f"{len(body):,} bytes, over the broker's max_message_size of "
                         f"{limit[0]:,} bytes ({limit[1]})",
                         sent=sent_before,
+                        size=len(body),
+                        limit=limit[0],
+                        source=limit[1],
                     )
                 sent = True
                 await underlay.basic_publish(
@@ -132,16 +152,23 @@ async def publish(transport: RabbitMQTransport, event: Event, key: str | None) -
             error: BaseException = exc
         except (errors.AMQPError, errors.ChannelInvalidStateError, ConnectionError) as exc:
             error = exc
-        if limit is not None and _too_large(error):  # the broker closed the channel
+        refused = _OVER_SIZE.search(str(error)) if limit is not None else None
+        if refused is not None and limit is not None:  # the broker closed the channel
             # reopened for the next publish
             await quietly(channel.ready(), "reopening", logger, deadline=transport._deadline())  # type: ignore[attr-defined]
-            raise _failed(
+            own = refused.group(2)  # the broker's limit, which it names (3.10 and later)
+            raise _oversize(
                 f"RabbitMQ refused {topic!r} ({event.id}), a message of {len(body):,} bytes, "
                 f"as over its max_message_size, which is less than the {limit[0]:,} bytes "
                 f"the transport took it for ({limit[1]}); give the transport the broker's "
-                f"max_message_size: {error!r}",
+                f"max_message_size"
+                + (f", {int(own):,} bytes" if own is not None else "")
+                + f": {error!r}",
                 # the broker closes the channel instead of routing it
                 sent=sent_before,
+                size=len(body),
+                limit=int(own) if own is not None else None,
+                source="the broker's, which it named refusing the message",
             ) from error
         if attempt == 2 or transport._closed or isinstance(error, errors.DeliveryError):
             raise _failed(
@@ -158,13 +185,6 @@ def message_limit(transport: RabbitMQTransport, channel: UnderlayChannel) -> tup
     if transport.max_message_size is not None:
         return transport.max_message_size, "the transport's max_message_size option"
     return broker_message_limit(channel.connection.server_properties)
-
-
-def _too_large(error: BaseException) -> bool:
-    """Whether ``error`` is the broker closing the channel over a message's size
-    (``PRECONDITION_FAILED - message size 134217921 is larger than configured max size
-    134217728``; ``than max size`` when the broker's is RabbitMQ's most, 512 MiB)."""
-    return _OVER_SIZE.search(str(error)) is not None
 
 
 def _reason(error: BaseException) -> str:
