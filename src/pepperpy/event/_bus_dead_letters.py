@@ -18,7 +18,9 @@ from ._bus_logging import log_fields, logged_shorter
 from ._bus_serve import where
 from ._cancel import cancelling
 from ._deadletter import dead_letter_event, partition_key
+from ._event import Event
 from ._guarded import guarded
+from ._oversize import OversizeError
 from .security._principal import PRINCIPAL
 
 if TYPE_CHECKING:
@@ -113,7 +115,7 @@ async def dead_letter(
     if dead is None:
         return
     await guarded(
-        partial(bus.transport.publish, dead, key=partition_key(dead)),
+        partial(_republish, bus, dead, event, group),
         since,
         logger,
         "could not publish dead letter %s for %s (%s) to %s",
@@ -123,3 +125,38 @@ async def dead_letter(
         dead.type,
         awaits=True,
     )
+
+
+async def _republish(bus: EventBus, dead: Event, event: Event, group: str | None) -> None:
+    """Publish ``dead``, the dead letter of ``event``. One over the broker's message size
+    limit (its metadata made an event that fit too large) is dropped with an ERROR record
+    of its own, kind ``dead_letter_dropped``: no broker of that limit could store it, and
+    it stays only in ``bus.dead_letters``. Any other failure raises, for :func:`guarded`
+    to log."""
+    try:
+        await bus.transport.publish(dead, key=partition_key(dead))
+    except OversizeError as error:
+        limit = "" if error.limit is None else f" of {error.limit:,} bytes"
+        logger.error(
+            "cannot publish dead letter %s for %s (%s) to %s: it is %s bytes, over the "
+            "broker's message size limit%s (%s); the dead letter is dropped (it is kept "
+            "only in bus.dead_letters)",
+            dead.id,
+            event.type,
+            event.id,
+            dead.type,
+            f"{error.size:,}",
+            limit,
+            error.source,
+            extra=log_fields(
+                "dead_letter_dropped",
+                event_id=event.id,
+                event_type=event.type,
+                group=group,
+                dead_letter_id=dead.id,
+                dead_letter_topic=dead.type,
+                size=error.size,
+                limit=error.limit,
+                transport=where(bus.transport),
+            ),
+        )

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 from ..._bus_logging import log_fields
 from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
-from ..._errors import ClosedError, TransportError
+from ..._errors import ClosedError
 from ..._event import Event
+from ..._oversize import OversizeError
 from ..._redact import redact_url
 from .._url_options import checked_keywords, default, given_keywords
 from ..base import (
@@ -266,13 +267,15 @@ class NatsTransport(Connection, Transport):
         msg_id = f"{self._publisher}.{next(self._publish_count)}"
         subject, payload = self.subject(event.type, key), event.to_json()
         if self._too_large(payload, msg_id):
-            error = TransportError(
+            assert self._nc is not None
+            raise OversizeError(
                 f"cannot publish {event.type!r} ({event.id}): {self._size(payload, msg_id)}; "
                 "keep large data out of events (store it elsewhere and send a reference) "
-                "or raise max_payload in the server's configuration"
+                "or raise max_payload in the server's configuration",
+                size=len(payload) + len(msg_id) + HEADER_BYTES,
+                limit=self._nc.max_payload,
+                source="the NATS server's max_payload",
             )
-            error.stored = False
-            raise error
         await self._publish(subject, payload, msg_id)
 
     def _too_large(self, payload: bytes, msg_id: str) -> bool:

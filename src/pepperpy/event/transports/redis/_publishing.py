@@ -17,6 +17,7 @@ from ..._bus_logging import log_fields
 from ..._deadletter import DEAD_LETTER_PREFIX, dead_letter_event, partition_key
 from ..._errors import ClosedError, TransportError
 from ..._event import Event
+from ..._oversize import OversizeError
 from ..base import check_key
 from ._appends import Appends
 from ._config import partition_of
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
 #: how publishes name themselves to the outages: a success ends an outage no consumer
 #: loop is still failing (on a bus that only publishes, the only way one ends)
 _PUBLISHING = "publish"
+
+#: what Redis answers (and then closes the connection) to a command with an argument
+#: over its ``proto-max-bulk-len`` (512 MB by default, at least 1 MB)
+_OVER_SIZE = "Protocol error: invalid bulk length"
 
 
 class RedisPublishing(RedisRetrying):
@@ -161,6 +166,21 @@ class RedisPublishing(RedisRetrying):
             )
         except self._exceptions.RedisError as exc:
             refused = TransportError(f"Redis refused to publish {event.type!r}: {exc}")
+            if _OVER_SIZE in str(exc):  # a value over the server's proto-max-bulk-len
+                marked = with_outcome(
+                    TransportError(
+                        f"{refused} (its message is {len(payload):,} bytes, over the "
+                        "server's proto-max-bulk-len)"
+                    ),
+                    unknown=publication.unknown,
+                )
+                raise OversizeError(
+                    str(marked),
+                    size=len(payload),
+                    limit=None,
+                    source="Redis's proto-max-bulk-len",
+                    stored=marked.stored,
+                ) from exc
             raise with_outcome(refused, unknown=publication.unknown) from exc
         # a bus that only publishes has no consumer loop to notice Redis coming back
         self._outages.reached(_PUBLISHING)
