@@ -26,6 +26,8 @@ from pepperpy.event import (
     EventProcessor,
     RateLimitMiddleware,
 )
+from pepperpy.event.transports.nats import NatsTransport
+from pepperpy.event.transports.rabbitmq import RabbitMQTransport
 from tests.conftest import unique_name
 from tests.helpers import delete_redis_keys
 from tests.processing.retry_waits import PAUSE, failing_processor, gated_processor
@@ -160,15 +162,54 @@ async def bus_url(redis_url: str) -> AsyncIterator[str]:
 async def test_redis_close_leaves_a_group_event_for_the_next_member(
     bus_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    await _group_event_goes_to_the_next_member(lambda: EventBus(transport=bus_url), caplog)
+
+
+@pytest.mark.rabbitmq
+async def test_rabbitmq_close_leaves_a_group_event_for_the_next_member(
+    amqp_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    exchange = unique_name("closepause")
+    # delete_topology() deletes what its own transport declared: keep every one
+    transports: list[RabbitMQTransport] = []
+
+    def make() -> EventBus:
+        transports.append(RabbitMQTransport(amqp_url, exchange=exchange))
+        return EventBus(transport=transports[-1])
+
+    try:
+        await _group_event_goes_to_the_next_member(make, caplog)
+    finally:
+        for transport in transports:
+            await transport.delete_topology()
+
+
+@pytest.mark.nats
+async def test_nats_close_leaves_a_group_event_for_the_next_member(
+    nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = unique_name("closepause")
+    try:
+        await _group_event_goes_to_the_next_member(
+            lambda: EventBus(transport=NatsTransport(nats_url, stream=name.upper(), prefix=name)),
+            caplog,
+        )
+    finally:
+        await NatsTransport(nats_url, stream=name.upper()).delete_stream()
+
+
+async def _group_event_goes_to_the_next_member(
+    make: Callable[[], EventBus], caplog: pytest.LogCaptureFixture
+) -> None:
     tried: list[int] = []
     got: list[int] = []
     first_try, arrived = asyncio.Event(), asyncio.Event()
     failing, letters = failing_processor(tried, first_try)
-    first = EventBus(transport=bus_url)
+    first = make()
     failing.attach(first, "order.*", group="billing")
     caplog.set_level(logging.WARNING, "pepperpy.event.bus")
     try:
-        async with EventBus(transport=bus_url) as publisher:
+        async with make() as publisher:
             await first.start()
             await publisher.publish("order.placed", {"n": 7})
             await asyncio.wait_for(first_try.wait(), _WAIT)
@@ -179,7 +220,7 @@ async def test_redis_close_leaves_a_group_event_for_the_next_member(
             assert list(letters.dead_letters) == []
             cut = [r for r in caplog.records if getattr(r, "kind", None) == "retry_cut"]
             assert [(r.attempt, r.max_attempts, r.group) for r in cut] == [(1, 5, "billing")]
-            async with EventBus(transport=bus_url) as second:
+            async with make() as second:
                 # left unacknowledged: the group's next member gets it
                 _recording(got, arrived).attach(second, "order.*", group="billing")
                 await second.start()
