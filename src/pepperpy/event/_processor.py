@@ -390,7 +390,7 @@ class EventProcessor:
             )
             policy = Unmatched(mode, what, self._patterns, outcome)
             bus_link = _BusLink(self, policy, source, topic, group)
-            source.subscribe(topic, group=group)(bus_link.deliver)
+            bus_link.subscribe()
             return Attachment(self, bus_link)
         if callable(getattr(source, "subscribe", None)) and callable(
             getattr(source, "append", None)

@@ -279,7 +279,12 @@ class _BusLink(_Link):
         self.group = group
         #: the deliveries in hand, each with what stop() tells its middleware's pauses
         self._in_hand: set[Stopping] = set()
-        bus._on_close.append(self._bus_closing)  # close() cuts those pauses too
+
+    def subscribe(self) -> None:
+        """Subscribe :meth:`deliver` to the bus; from then on the bus's ``close()`` cuts
+        its middleware's pauses too (not registered when the subscription is refused)."""
+        self.bus.subscribe(self.pattern, group=self.group)(self.deliver)
+        self.bus._on_close.append(self._bus_closing)
 
     def _bus_closing(self) -> None:
         """``close()`` of the bus began: a middleware's pause in a delivery in hand ends
