@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -29,24 +29,51 @@ from pepperpy.event import (
 from pepperpy.event._checkpoints import open_checkpoint_store, sqlite_path
 from tests.conftest import unique_name
 
-Factory = Callable[[], CheckpointStore]
+
+class Factory:
+    """Makes stores that share one backing database (one dict for memory), and tells
+    what that database holds."""
+
+    def __init__(
+        self,
+        backend: str,
+        make: Callable[[], CheckpointStore],
+        made: Callable[[], Awaitable[list[str] | None]],
+    ) -> None:
+        self.backend = backend
+        self._make = make
+        self.made = made
+        """The tables of the backing database (None: SQLite's file does not exist)."""
+
+    def __call__(self) -> CheckpointStore:
+        return self._make()
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
-    """Makes stores that share one backing database (one dict for memory)."""
     opened: list[CheckpointStore] = []
     if request.param == "memory":
         shared = MemoryCheckpointStore()
 
         def make() -> CheckpointStore:
             return shared
+
+        async def made() -> list[str] | None:
+            return []  # it has no database
     elif request.param == "sqlite":
+        path = tmp_path / "events.db"
 
         def make() -> CheckpointStore:
-            store = SQLiteCheckpointStore(tmp_path / "events.db")
+            store = SQLiteCheckpointStore(path)
             opened.append(store)
             return store
+
+        async def made() -> list[str] | None:
+            if not path.exists():
+                return None
+            with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+                rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                return sorted(name for (name,) in rows)
     else:
         # postgres_url is an async fixture, which an async fixture cannot request lazily
         server = request.getfixturevalue("postgres_server")
@@ -61,13 +88,51 @@ async def factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             opened.append(store)
             return store
 
-    yield make
+        async def made() -> list[str] | None:
+            connection = await asyncpg.connect(f"{server}/{database}")
+            try:
+                rows = await connection.fetch(
+                    "SELECT schemaname || '.' || tablename FROM pg_tables "
+                    "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+                )
+            finally:
+                await connection.close()
+            return sorted(row[0] for row in rows)
+
+    yield Factory(request.param, make, made)
     for store in opened:
         await store.close()
     if request.param == "postgres":
         admin = await asyncpg.connect(f"{server}/postgres")
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_reads_create_nothing_and_the_first_write_creates_the_table(
+    factory: Factory,
+) -> None:
+    """A read where nothing was saved answers none and makes nothing (SQLite made its
+    file and table on the first call, reads included); the first save makes them."""
+    before = await factory.made()
+    assert before == ([] if factory.backend != "sqlite" else None)  # no SQLite file yet
+    store, other = factory(), factory()
+    assert await store.names() == []
+    assert await store.load("nightly") is None
+    assert await store.delete("nightly") is False
+    assert await other.names() == []
+    await store.close()  # a connection opened and closed makes nothing either
+    assert await store.names() == []
+    assert await factory.made() == before
+
+    await store.save("nightly", 3, {"n": 1}, previous=None)
+    if factory.backend == "sqlite":
+        assert await factory.made() == ["pepperpy_checkpoints"]
+    elif factory.backend == "postgres":
+        assert await factory.made() == ["public.pepperpy_checkpoints"]
+    loaded = await other.load("nightly")  # the other store's connection finds it
+    assert loaded is not None and (loaded.position, loaded.state) == (3, {"n": 1})
+    assert await other.names() == ["nightly"]
+    assert await other.delete("nightly") is True
 
 
 async def test_missing_checkpoint_loads_as_none(factory: Factory) -> None:
@@ -431,8 +496,10 @@ async def test_unreachable_postgres_is_a_store_error() -> None:
 
 async def test_unwritable_sqlite_is_a_store_error(tmp_path: Path) -> None:
     store = SQLiteCheckpointStore(tmp_path / "missing-dir" / "e.db")
+    assert await store.load("x") is None  # a read makes nothing, so it finds none
     with pytest.raises(StoreError):
-        await store.load("x")
+        await store.save("x", 1, previous=None)
+    await store.close()
 
 
 async def _terminate_all(admin: Any, database: str) -> None:

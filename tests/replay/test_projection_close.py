@@ -9,13 +9,11 @@ applying events after ``async with Projection(...)`` had ended.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from pepperpy.event import ClosedError, Event, EventStore, Projection
+from pepperpy.event import ClosedError, Event, EventStore, Projection, SQLiteCheckpointStore
 from tests.helpers import eventually
 
 
@@ -146,28 +144,30 @@ async def test_close_from_a_runs_handler_does_not_wait_for_that_run(any_store_ur
 async def test_close_waits_for_a_load_under_way(tmp_path: Path) -> None:
     """A load() under way went on after close(), opening the state store close() had
     just closed (a connection nothing closed). close() now waits for it too. The load
-    is held where it sets the state store's table up, behind another writer's lock."""
+    is held where it reads the SQLite state store, behind the lock around its
+    connection's use (held here: a read takes no lock of SQLite's another writer could
+    hold, and makes no table to wait on)."""
     path = tmp_path / "events.db"
-    async with EventStore(f"sqlite:///{path}?busy_timeout=20") as store:
+    async with EventStore(f"sqlite:///{path}") as store:
         await store.append("clock.1", Event("tick.tock"))
         projection = counter(store)
-        with closing(sqlite3.connect(path, isolation_level=None)) as other:
-            other.execute("BEGIN IMMEDIATE")  # the state store's CREATE TABLE waits
+        state_store = projection.state_store
+        assert isinstance(state_store, SQLiteCheckpointStore)
+        state_store._lock.acquire()  # the load's read waits for it, in its worker thread
+        try:
             loading = asyncio.ensure_future(projection.load())
-            await eventually(
-                lambda: (
-                    projection._state_store is not None and projection._state_store._lock.locked()
-                )
-            )
+            await eventually(lambda: len(projection._runs) == 1)
             shutting = asyncio.ensure_future(projection.close())
             # bounded: close() must still be waiting for the held load
             await asyncio.wait({shutting}, timeout=0.5)
-            assert not shutting.done()
-            other.execute("ROLLBACK")
-            async with asyncio.timeout(30):
-                await shutting
+            assert not shutting.done() and not loading.done()
+        finally:
+            state_store._lock.release()
+        async with asyncio.timeout(30):
+            await shutting
         assert loading.done() and loading.result() == {"n": 0}
         assert projection._state_store is None  # closed, and not opened again since
+        assert state_store._db is None
 
 
 async def test_close_from_a_followers_handler_with_two_followers_does_not_hang(

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +26,13 @@ from ._checkpoint_base import (
     new_revision,
 )
 from ._errors import StoreError
-from ._sqlite import OneConnection, open_read_only, open_wal, track_forks, write_transaction
+from ._sqlite import (
+    OneConnection,
+    _enter_wal,
+    open_read_only,
+    track_forks,
+    write_transaction,
+)
 from .store._sqlite_schema import (
     BUSY_TIMEOUT,
     NOTHING_WRITTEN,
@@ -81,6 +87,15 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
     is only read, as the event store is then: ``load`` works (None if the table is not
     there), ``save`` and ``delete`` raise :class:`StoreError` saying it is read-only.
 
+    Reads create nothing, as on PostgreSQL: on a file without the checkpoint table
+    ``names()`` is empty, ``load()`` None and ``delete()`` False, and the file is left
+    as it was (no table, no switch to WAL mode); on a path with no file at all they
+    answer the same and make no file (with ``create=False`` the file must be an event
+    store, as above). The first write (``save``, ``save_within``, ``delete_within``,
+    ``prepare``) creates the file if need be, switches it to WAL mode and creates the
+    table. A table made before revisions were kept is brought up to date when the
+    connection is opened, reads included, as PostgreSQL's is.
+
     A failure of SQLite's raises :class:`StoreError` naming the file, SQLite's error and
     code, and the likely cause (a ``save`` or ``delete`` also says nothing was written).
     A file found read-only by a write has its connection opened again before every write
@@ -123,11 +138,17 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         #: the file first opened, as (device, inode): every call checks the path still
         #: names it (None: not opened yet)
         self._identity: tuple[int, int] | None = None
+        #: the connection set up for writes (WAL mode, the table: see ``_set_up``), if
+        #: the current one is
+        self._ready: sqlite3.Connection | None = None
         #: held around every use of the connection, and by fork() (``._sqlite``)
         self._lock = threading.Lock()
         track_forks(self)
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, create: bool = True) -> sqlite3.Connection:
+        """The connection, opened if need be, and made ready for a write that needs the
+        table (see :meth:`_set_up`); ``create=False`` for reads and ``delete``, which
+        make neither the file nor the table."""
         if self._db is None and self.read_only:
             if self.immutable and wal_size(str(self.path)) > 0:
                 raise StoreError(
@@ -143,27 +164,46 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         if self._db is None:
             if not self.create:
                 check_event_store(str(self.path), busy_timeout=self._busy_timeout)
-            self._db = open_wal(
-                self.path,
-                synchronous=self._synchronous,
+            # only a write that needs the table may make the file (mode=rwc); anything
+            # else opens what is there (mode=rw), and a file removed meanwhile is an error
+            mode = "rwc" if create else "rw"
+            db = sqlite3.connect(
+                f"{self.path.as_uri()}?mode={mode}",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
                 timeout=self._busy_timeout,
-                schema=f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
-                "position INTEGER NOT NULL, state TEXT, updated_at TEXT NOT NULL, "
-                "revision TEXT)",
             )
             try:
-                _add_revisions(self._db)
+                db.execute(f"PRAGMA synchronous={self._synchronous}")
+                # a state replaced or deleted is zeroed where it was, not left in free
+                # space (a projection's state is derived from event data: a rebuild after
+                # a shred must not leave the old one in the file)
+                db.execute("PRAGMA secure_delete=ON")
+                if _has_table(db):  # brought up to date now, as PostgreSQL's is
+                    self._set_up(db)
             except BaseException:
-                self._db.close()
-                self._db = None
+                db.close()
                 raise
-            # a state replaced or deleted is zeroed where it was, not left in free space
-            # (a projection's state is derived from event data: a rebuild after a shred
-            # must not leave the old one in the file)
-            self._db.execute("PRAGMA secure_delete=ON")
+            self._db = db
+        if create and self._ready is not self._db:
+            self._set_up(self._db)
         if self._identity is None:
             self._identity = file_identity(str(self.path.absolute()))
         return self._db
+
+    def _set_up(self, connection: sqlite3.Connection) -> None:
+        """Switch the file to WAL mode, create the table if it is missing and add the
+        revisions to one made before they were kept: what a write needs, done once per
+        connection (reads do none of it on a file without the table)."""
+        _enter_wal(connection, self._busy_timeout)
+        connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, "
+            "position INTEGER NOT NULL, state TEXT, updated_at TEXT NOT NULL, "
+            "revision TEXT)"
+        )
+        _add_revisions(connection)
+        self._ready = connection
 
     async def _run(self, work: Any, *args: Any) -> Any:
         """Run ``work(connection, *args)`` on a worker thread, under the lock.
@@ -173,6 +213,7 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         read-only, every write opens the connection again, until one succeeds.
         """
         writes = work not in _READS
+        creates = work in _CREATES
 
         def locked() -> Any:
             with self._lock:
@@ -181,7 +222,9 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
                         self._let_go_if_moved()
                         db, self._db = self._db, None
                         db.close()
-                    connection = self._connect()
+                    if not creates and self._nothing_there():
+                        return _NOTHING[work]  # no file: nothing saved, and none made
+                    connection = self._connect() if creates else self._connect(create=False)
                     self._check_file(writes)
                     _checking.file = self._check_file
                     try:
@@ -216,6 +259,17 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
 
         return await asyncio.to_thread(locked)
 
+    def _nothing_there(self) -> bool:
+        """Under the lock: whether there is no file at the path, none having been opened,
+        for a read (or ``delete``) to answer as on a file without the table, making none.
+        A file opened before and removed since is refused (:meth:`_check_file`)."""
+        if self._db is not None or self.read_only or not self.create:
+            return False  # read_only and create=False: the file must be an event store
+        if self.path.exists():
+            return False
+        self._check_file(False)  # opened before: "removed or replaced"
+        return True
+
     def _check_file(self, write: bool = True) -> None:
         """Refuse to go on with a file removed or replaced since it was opened (a
         ``write`` refused that way wrote nothing: ``written=False``)."""
@@ -240,7 +294,7 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
 
     async def load(self, name: str) -> Checkpoint | None:
         check_checkpoint_name(name)
-        row = await self._run(_sqlite_load_read_only if self.read_only else _sqlite_load, name)
+        row = await self._run(_sqlite_load, name)
         if row is None:
             return None
         position, state, updated_at, revision = row
@@ -278,7 +332,7 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         return bool(await self._run(_sqlite_delete, name))
 
     async def names(self) -> list[str]:
-        found: list[str] = await self._run(_sqlite_names)
+        found: Iterable[str] = await self._run(_sqlite_names)
         return _listed(found)
 
     # -- tables of your own, committed with a checkpoint (TableProjection's) ------------
@@ -437,39 +491,55 @@ def _add_revisions(connection: sqlite3.Connection) -> None:
         )
 
 
+def _has_table(connection: sqlite3.Connection) -> bool:
+    """Whether the file has the checkpoint table."""
+    return bool(
+        connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+        ).fetchone()
+    )
+
+
+def _missing_table(connection: sqlite3.Connection) -> bool:
+    """After a statement on the table failed: whether that was for want of the table
+    (a read on a file where nothing was saved yet, which makes none)."""
+    try:
+        return not _has_table(connection)
+    except sqlite3.Error:
+        return False  # the failure is the one to raise
+
+
 def _sqlite_load(connection: sqlite3.Connection, name: str) -> tuple[Any, ...] | None:
-    row = connection.execute(
-        f"SELECT position, state, updated_at, revision FROM {TABLE} WHERE name = ?", (name,)
-    ).fetchone()
-    return None if row is None else tuple(row)
-
-
-def _sqlite_load_read_only(connection: sqlite3.Connection, name: str) -> tuple[Any, ...] | None:
-    """``_sqlite_load`` on a file that may not have the table (read-only: not made), or
-    have it without revisions (read-only: not added)."""
-    if not connection.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
-    ).fetchone():
-        return None
-    if _has_revisions(connection):
-        return _sqlite_load(connection, name)
-    row = connection.execute(
-        f"SELECT position, state, updated_at, NULL FROM {TABLE} WHERE name = ?", (name,)
-    ).fetchone()
+    """The row of ``name``; None on a file without the table, and no revision from a
+    table made before revisions were kept (a read-only store does not add them, and a
+    table another version made may appear after the connection was opened)."""
+    try:
+        row = connection.execute(
+            f"SELECT position, state, updated_at, revision FROM {TABLE} WHERE name = ?", (name,)
+        ).fetchone()
+    except sqlite3.OperationalError:
+        if _missing_table(connection):
+            return None
+        if _has_revisions(connection):
+            raise
+        row = connection.execute(
+            f"SELECT position, state, updated_at, NULL FROM {TABLE} WHERE name = ?", (name,)
+        ).fetchone()
     return None if row is None else tuple(row)
 
 
 def _sqlite_names(connection: sqlite3.Connection) -> list[str]:
-    """Every checkpoint's name (none on a file without the table: a read-only store's)."""
-    if not connection.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
-    ).fetchone():
-        return []
-    return [name for (name,) in connection.execute(f"SELECT name FROM {TABLE}")]
+    """Every checkpoint's name (none on a file without the table)."""
+    try:
+        return [name for (name,) in connection.execute(f"SELECT name FROM {TABLE}")]
+    except sqlite3.OperationalError:
+        if _missing_table(connection):
+            return []
+        raise
 
 
 #: the work that only reads (a failure of any other says nothing of it was written)
-_READS = frozenset({_sqlite_load, _sqlite_load_read_only, _sqlite_names})
+_READS = frozenset({_sqlite_load, _sqlite_names})
 
 
 def _sqlite_save(
@@ -507,7 +577,13 @@ def _sqlite_save(
 
 
 def _sqlite_delete(connection: sqlite3.Connection, name: str) -> int:
-    return connection.execute(f"DELETE FROM {TABLE} WHERE name = ?", (name,)).rowcount
+    """Delete ``name``'s row; 0 on a file without the table (none is made)."""
+    try:
+        return connection.execute(f"DELETE FROM {TABLE} WHERE name = ?", (name,)).rowcount
+    except sqlite3.OperationalError:
+        if _missing_table(connection):
+            return 0
+        raise
 
 
 def _sqlite_delete_within(
@@ -524,6 +600,13 @@ def _sqlite_prepare(
     connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], None]
 ) -> None:
     work(connection)
+
+
+#: the work that needs the table, made by the first of them (reads and ``delete`` make
+#: nothing)
+_CREATES = frozenset({_sqlite_save, _sqlite_delete_within, _sqlite_prepare})
+#: what reads (and ``delete``) answer where there is no file
+_NOTHING: dict[Any, Any] = {_sqlite_load: None, _sqlite_names: (), _sqlite_delete: 0}
 
 
 class _Theirs(Exception):
