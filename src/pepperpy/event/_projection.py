@@ -52,8 +52,8 @@ import asyncio
 import copy
 import signal
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._checkpoint_base import save_checkpoint
@@ -65,6 +65,7 @@ from ._checkpoints import (
     shared_in_memory,
 )
 from ._errors import (
+    ClosedError,
     ConfigurationError,
     ReplayError,
     SerializationError,
@@ -166,6 +167,12 @@ class Projection(Following):
         self._turns = Turns(on_abandoned=self._forget_loaded)
         self._serving = False
         self._closings = 0
+        #: how many times close() was called from a handler: a run(), rebuild() or load()
+        #: called before, still waiting for its turn then, does not start (ClosedError)
+        self._cuts = 0
+        #: the state store a close() from a handler left to the call it was made from,
+        #: closed as that call lets go of its turn (see close())
+        self._closing_after: CheckpointStore | None = None
         self._live: set[StoreSubscription] = set()
         self._followers: set[asyncio.Task[Any]] = set()
         self._stops = Stops(store)
@@ -343,9 +350,38 @@ class Projection(Following):
             return initial()
         return copy.deepcopy(initial)
 
-    def _turn(self) -> AbstractAsyncContextManager[None]:
-        """Hold the lock that runs, loads and live events take turns on (``async with``)."""
-        return self._turns.hold()
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """Hold the lock that runs, loads and live events take turns on (``async with``).
+
+        A state store that ``close()`` from a handler left to the call holding the turn
+        is closed as the turn is let go, before the next call takes it."""
+        async with self._turns.hold():
+            try:
+                yield
+            finally:
+                if self._closing_after is not None:
+                    await self._close_after()
+
+    async def _close_after(self) -> None:
+        """Close the state store a close() from a handler left to the call holding the
+        turn (letting go of it first: the next call opens a store of its own)."""
+        state_store, self._closing_after = self._closing_after, None
+        if state_store is None:
+            return
+        if self._state_store is state_store:
+            self._state_store = None
+        await state_store.close()
+
+    def _check_not_cut(self, cuts: int, call: str) -> None:
+        """Refuse to start ``call``, called when ``close()`` had been called from a handler
+        ``cuts`` times, if it has been since: it waited for the turn of the call that
+        handler was in, which that close() could not wait for."""
+        if self._cuts != cuts:
+            raise ClosedError(
+                f"{self._what} was closed (by a handler) while this {call} waited for its "
+                "turn: it did not start, and nothing was applied or loaded"
+            )
 
     def _forget_loaded(self) -> None:
         """A call's loop closed while it held the turn: trust only the disk from now on."""
@@ -353,8 +389,10 @@ class Projection(Following):
 
     async def load(self) -> Any:
         """Load the committed state and position (a new projection starts fresh)."""
+        cuts = self._cuts
         with run_in(self._runs):  # close() waits for it
             async with self._turn():
+                self._check_not_cut(cuts, "load()")
                 return await self._load()
 
     async def _check_read(self) -> None:
@@ -424,9 +462,11 @@ class Projection(Following):
         A call made while another ``run`` (or ``rebuild``, or a live event of
         ``follow``) is under way on this object waits for it, then applies what is left.
         """
+        cuts = self._cuts
         # on/off refused meanwhile; close() waits for it
         with self._handlers.applying(), run_in(self._runs):
             async with self._turn():
+                self._check_not_cut(cuts, "run()")
                 return await self._run()
 
     def _check_writable(self) -> None:
@@ -462,9 +502,11 @@ class Projection(Following):
         after shredding a stream this projection reads: its state still holds what it
         derived from the stream's events.
         """
+        cuts = self._cuts
         # on/off refused meanwhile; close() waits for it
         with self._handlers.applying(), run_in(self._runs):
             async with self._turn():
+                self._check_not_cut(cuts, "rebuild()")
                 self._check_writable()
                 # settled: a delete cancelled half-way may still reach the disk (SQLite's
                 # runs in a thread, PostgreSQL may commit a statement it received), and
@@ -622,10 +664,18 @@ class Projection(Following):
         applied is committed first, a catch-up under way ends at the head it began with;
         each ``run()`` and ``rebuild()`` ends at the head it began with too (it used to
         go on after ``close()``, opening the state store again). ``close()`` waits for
-        those on its event loop; called from a handler, for none: not the call it is
-        called from, nor the others, which may wait for that one's turn (another
-        ``follow()`` of this projection would, and it used to wait for it for ever). A
-        ``follow()`` whose turn comes after the close then returns without applying.
+        those on its event loop.
+
+        Called from a handler, it waits for none of them: not the call it is called
+        from, nor the others, which may wait for that one's turn (another ``follow()``
+        of this projection would, and it used to wait for it for ever). The call the
+        handler is in ends as above, its commits going to the state store still open,
+        which is closed as that call lets go of its turn; the ``run()``, ``rebuild()``
+        and ``load()`` calls then waiting for their turn do not start (they raise
+        :class:`ClosedError`), and a ``follow()`` whose turn comes returns without
+        applying. Nothing opens the state store again: they used to, once the handler's
+        ``close()`` had closed it, leaving connections nothing closed. A call made
+        after ``close()`` returned uses the projection again, as after any ``close()``.
         """
         self._closings += 1
         self._moved.wake()  # wait_until() calls under way end (ClosedError)
@@ -634,8 +684,17 @@ class Projection(Following):
             await events.aclose()
         current = asyncio.current_task()
         inside = current is not None and (current in self._runs or current in self._followers)
-        if not inside:  # a handler holds the turn the others may wait for
-            await wait_for_runs_here(self._followers | self._runs)
+        state_store = self._state_store
+        owned = state_store is not None and state_store is not self._state_store_given
+        if inside:
+            # a handler: its call holds the turn, and goes on committing to the state
+            # store; the calls waiting for that turn must not start (ClosedError), and
+            # the store is closed as the turn is let go (see _turn)
+            self._cuts += 1
+            if owned:
+                self._closing_after = state_store
+            return
+        await wait_for_runs_here(self._followers | self._runs)
         state_store = self._state_store
         if state_store is not None and state_store is not self._state_store_given:
             # let go of it first: a call made while it closes opens its own (as in
