@@ -89,6 +89,8 @@ class LatencyHistogram:
 
     def merge(self, other: LatencyHistogram) -> LatencyHistogram:
         """Add ``other``'s counts into this histogram; returns ``self``."""
+        if not isinstance(other, LatencyHistogram):
+            raise TypeError(f"merge() takes a LatencyHistogram, got {other!r}")
         if other.count == 0:
             return self
         counts = self.counts
@@ -111,7 +113,11 @@ class LatencyHistogram:
         The nearest-rank percentile: the ``ceil(fraction * count)``-th smallest duration
         (at least the first), as the midpoint of its bucket clamped to the min and max.
         """
-        if not 0.0 <= fraction <= 1.0:
+        try:
+            within = 0.0 <= fraction <= 1.0
+        except TypeError:  # "0.95", None: the comparison's own error named neither
+            raise TypeError(f"fraction must be a number within [0, 1], got {fraction!r}") from None
+        if not within:
             raise ValueError(f"fraction must be within [0, 1], got {fraction!r}")
         if self.count == 0:
             return 0.0

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import re
 import threading
 import time
@@ -146,7 +145,8 @@ class MetricsCollector:
         if (
             not isinstance(seconds, int | float)
             or isinstance(seconds, bool)
-            or not math.isfinite(seconds)
+            # a comparison, which NaN and infinities fail: math.isfinite raised
+            # OverflowError on an int past the float range (10**400)
             or not 0 <= seconds <= _MAX_SECONDS
         ):
             message = f"seconds must be a finite number from 0 to {_MAX_SECONDS:g}, got {seconds!r}"

@@ -104,6 +104,12 @@ def prometheus_collector(collector: Source, registry: Any) -> Any:
     client = require("prometheus_client", extra="metrics", feature="register_prometheus")
     parser = require("prometheus_client.parser", extra="metrics", feature="register_prometheus")
     target = client.REGISTRY if registry is None else registry
+    if not callable(getattr(target, "register", None)):
+        # a wrong argument failed with "'str' object has no attribute 'register'"
+        raise TypeError(
+            "registry must be a prometheus_client CollectorRegistry (or None for the "
+            f"global REGISTRY), got {registry!r}"
+        )
     exporter = PrometheusExporter(collector, parser.text_string_to_metric_families)
     target.register(exporter)
     return exporter
@@ -114,6 +120,13 @@ def opentelemetry_instruments(collector: Source, meter_provider: Any) -> OpenTel
     metrics = require(
         "opentelemetry.metrics", extra="otel", feature="exporting OpenTelemetry metrics"
     )
+    if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
+        # a wrong argument failed inside OpenTelemetry with "'str' object has no
+        # attribute 'get_meter'"
+        raise TypeError(
+            "meter_provider must be an OpenTelemetry MeterProvider (or None for the "
+            f"global one), got {meter_provider!r}"
+        )
     meter = metrics.get_meter("pepperpy.event", meter_provider=meter_provider)
     prefix = collector.namespace.replace("_", ".")
     observation = metrics.Observation
