@@ -462,6 +462,7 @@ class EventProcessor:
         Stops at the first error ``process`` raises (put a dead-letter middleware in the
         chain to keep going past failures).
         """
+        check_events("run()", events)
         count = 0
         async for event in events:
             await self.process(event)
@@ -476,9 +477,31 @@ class EventProcessor:
         ``unmatched`` is what to do with an event no handler matches, as for
         :meth:`attach`.
         """
+        check_events("run_in_background()", events)
         policy = Unmatched(check_mode(unmatched), "background run", self._patterns)
         need_running_loop("run_in_background()", "it starts a task that reads the events")
         return Attachment(self, _TaskLink(self, policy, events))
+
+
+def check_events(call: str, events: object) -> None:
+    """Refuse, naming ``call``, what is not an async iterable of events.
+
+    ``run_in_background`` took anything and failed in its task: its error came only out
+    of ``wait()``, logged as a store event's failure, and the usual slips (a list, an
+    async generator function not called) said nothing of what to pass instead.
+    """
+    if callable(getattr(events, "__aiter__", None)):
+        return
+    if inspect.isasyncgenfunction(events):
+        hint = f": call it, {call[:-1]}{getattr(events, '__name__', 'events')}())"
+    elif callable(getattr(events, "__iter__", None)):
+        hint = ": wrap a list (or other sync iterable) in an async generator"
+    else:
+        hint = ""
+    raise TypeError(
+        f"{call} takes an async iterable of events (an async generator, a store "
+        f"subscription), got {type(events).__name__}{hint}"
+    )
 
 
 async def _call_marking(route: _Route, event: Event, done: Done) -> None:

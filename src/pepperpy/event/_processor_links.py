@@ -627,7 +627,10 @@ class _TaskLink(_Link):
                 # or the attachment would end as cancelled without a word
                 raise stray_cancellation("processing a store event", exc) from exc
         except Exception:
-            logger.exception("processor stopped: processing a store event failed")
+            # the source says which: a run_in_background has no store
+            logger.exception(
+                "processor stopped (%s): processing an event failed", self.unmatched.source
+            )
             raise
         finally:
             closer = getattr(self.events, "aclose", None)
@@ -646,7 +649,11 @@ class _TaskLink(_Link):
         before = 0 if me is None else me.cancelling()  # cleanup code may start at 1
         closer = getattr(self.events, "aclose", None)
         pausing = self.stopping_now.request()  # a retry's wait is not waited out
-        if closer is not None and not self.task.done() and not pausing:
+        # an async generator awaiting inside, for its next event (no event in hand),
+        # cannot be closed from here: aclose() raised RuntimeError ("asynchronous
+        # generator is already running") out of stop() and left the task reading
+        reading = getattr(self.events, "ag_running", False) is True
+        if closer is not None and not self.task.done() and not pausing and not reading:
             await closer()  # graceful: the event in progress finishes first
         else:
             self.task.cancel()
@@ -659,7 +666,24 @@ class _TaskLink(_Link):
                 raise
 
     async def wait(self) -> None:
-        await self.task
+        me = asyncio.current_task()
+        before = 0 if me is None else me.cancelling()
+        try:
+            # not shielded: as for a Task awaited, cancelling the waiter (a TaskGroup
+            # shutting down) cancels the attachment, which saves its checkpoint
+            await self.task
+        except asyncio.CancelledError:
+            # stop() cancels the consumer when it cannot close its source gracefully (a
+            # retry's wait, a source without aclose(), a generator awaiting its next
+            # event): that ends the attachment as stop() says, and a task that awaited
+            # wait() (a supervisor) got a CancelledError nobody had sent it, ending it
+            # as cancelled; its own cancellation still propagates
+            if not (
+                self.task.cancelled()
+                and self.stopping_now.requested
+                and (me is None or me.cancelling() <= before)
+            ):
+                raise
 
 
 class Attachment:
