@@ -18,7 +18,7 @@ from .._cancel import cancelling
 from .._event import Event
 from .._frames import release_locals
 from .._guarded import guarded
-from .._loops import LoopShares
+from .._loops import LoopShares, resolve, wake
 from .._manager import DEAD_LETTER_LIMIT, DeadLetter
 from .._options import check_count
 from .._processor import NextHandler, failed_handlers
@@ -231,12 +231,15 @@ class TimeoutMiddleware:
 class _Line:
     """One event loop's waiting line for tokens: only that loop's tasks touch it."""
 
-    __slots__ = ("lock", "loop", "waiting")
+    __slots__ = ("lock", "loop", "waiting", "woken")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.lock = asyncio.Lock()  # FIFO: waiters are served first come, first served
         self.waiting = 0  # tasks in the line, served or waiting to be
+        #: what the line's first waiter sleeps on until its token is due; a new rate
+        #: resolves it early (from any thread), and the waiter counts again
+        self.woken: asyncio.Future[None] | None = None
 
     def abandon(self) -> None:
         """Nothing to drop: the line's waiters went with their loop."""
@@ -279,7 +282,21 @@ class RateLimitMiddleware:
             raise TypeError(message)  # a wrong type (docs/errors.md)
         if not 0 < _as_float(value) < math.inf:  # an int too large for a float too
             raise ValueError(message)
-        self._rate = float(value)
+        lines = getattr(self, "_lines", None)
+        if lines is None:  # the constructor's
+            self._rate = float(value)
+            return
+        with self._bucket_lock:  # the tokens earned so far at the old rate, then the new
+            now = time.monotonic()
+            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+            self._rate = float(value)
+        # a waiter slept for as long as the old rate said: raised from one event in 100 s
+        # to 1,000/s, the event waiting went on waiting the 100 s
+        for line in lines.values():
+            woken = line.woken
+            if woken is not None:
+                wake(line.loop, woken)
 
     @property
     def burst(self) -> int:
@@ -323,7 +340,13 @@ class RateLimitMiddleware:
                         wait = self._take()
                         if not wait:
                             return
-                        await asyncio.sleep(wait)
+                        woken = line.woken = loop.create_future()
+                        timer = loop.call_later(wait, resolve, woken)
+                        try:
+                            await woken
+                        finally:
+                            timer.cancel()
+                            line.woken = None
         finally:
             line.waiting -= 1
 
