@@ -62,3 +62,11 @@ def test_instrument_opentelemetry_with_something_that_is_no_meter_provider() -> 
     collector = MetricsCollector()
     with pytest.raises(TypeError, match=r"meter_provider must be an OpenTelemetry MeterProvider"):
         collector.instrument_opentelemetry("provider")
+
+
+@pytest.mark.parametrize("collector", ["orders", None])
+def test_measure_middleware_without_a_collector_names_what_it_takes(collector: Any) -> None:
+    from pepperpy.event import MeasureMiddleware
+
+    with pytest.raises(TypeError, match=r"MeasureMiddleware takes a MetricsCollector first, got"):
+        MeasureMiddleware(collector)

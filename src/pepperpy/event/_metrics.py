@@ -402,6 +402,9 @@ class MeasureMiddleware:
     """Processor middleware measuring the rest of the chain under ``name``."""
 
     def __init__(self, collector: MetricsCollector, name: str = "event_processing") -> None:
+        if not isinstance(collector, MetricsCollector):
+            # MeasureMiddleware("orders") failed with "'str' object has no attribute '_get'"
+            raise TypeError(f"MeasureMiddleware takes a MetricsCollector first, got {collector!r}")
         series = collector._get(name)
         series.held = True
         self._record = series.observe
