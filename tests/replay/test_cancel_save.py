@@ -103,7 +103,8 @@ async def test_replay_cancelled_while_sqlite_holds_its_save(
     store: EventStore, sqlite_url: str
 ) -> None:
     checkpoints = ObservedCheckpoints(sqlite_url, _sqlite_save)
-    await checkpoints.load("replay:x")  # the table exists before the lock is taken
+    # the table exists before the lock is taken (a read makes none: the first write does)
+    await checkpoints.prepare(lambda connection: None)
     replay = EventReplay(store, checkpoints=checkpoints)
     seen = ticks(replay)
     other = sqlite3.connect(sqlite_path(sqlite_url), isolation_level=None)
@@ -180,7 +181,7 @@ async def test_projection_cancelled_while_sqlite_holds_its_save(
     store: EventStore, sqlite_url: str
 ) -> None:
     checkpoints = ObservedCheckpoints(sqlite_url, _sqlite_save)
-    await checkpoints.load("projection:tally")
+    await checkpoints.prepare(lambda connection: None)  # the table, before the lock is taken
     projection = tally(store, checkpoints)
     await projection._record_scope()  # the save held below is the state's, not the scope's
     checkpoints.entered.clear()

@@ -213,7 +213,7 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         read-only, every write opens the connection again, until one succeeds.
         """
         writes = work not in _READS
-        creates = work in _CREATES
+        creates = work not in _NOTHING  # every write but delete needs the table
 
         def locked() -> Any:
             with self._lock:
@@ -602,10 +602,9 @@ def _sqlite_prepare(
     work(connection)
 
 
-#: the work that needs the table, made by the first of them (reads and ``delete`` make
-#: nothing)
-_CREATES = frozenset({_sqlite_save, _sqlite_delete_within, _sqlite_prepare})
-#: what reads (and ``delete``) answer where there is no file
+#: the work that makes nothing (reads, and ``delete``), and what each answers where
+#: there is no file; any other work is a write that needs the table, which the first
+#: one makes (``save``, ``save_within``, ``delete_within``, ``prepare``)
 _NOTHING: dict[Any, Any] = {_sqlite_load: None, _sqlite_names: (), _sqlite_delete: 0}
 
 
