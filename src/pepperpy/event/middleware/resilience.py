@@ -24,7 +24,7 @@ from .._options import check_count
 from .._processor import NextHandler, failed_handlers
 from .._processor_links import _completed, stoppable_pause
 from .._removal import remove_last
-from .._retry import RetryPolicy
+from .._retry import RetryPolicy, check_policy
 from .._seconds import check_seconds
 
 __all__ = ["DeadLetterMiddleware", "RateLimitMiddleware", "RetryMiddleware", "TimeoutMiddleware"]
@@ -61,10 +61,9 @@ class RetryMiddleware:
 
     @policy.setter
     def policy(self, value: RetryPolicy) -> None:
-        # checked when set, not at the first failure (an AttributeError deep inside)
-        if not isinstance(value, RetryPolicy):
-            raise TypeError(f"policy must be a RetryPolicy, got {value!r}")
-        self._policy = value
+        # checked when set, not at the first failure (an AttributeError deep inside),
+        # with what to pass for the usual slips (None, RetryPolicy.exponential uncalled)
+        self._policy = check_policy(value, "policy")
 
     async def __call__(self, event: Event, next_handler: NextHandler) -> None:
         policy = self._policy

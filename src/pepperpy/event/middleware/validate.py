@@ -31,6 +31,13 @@ class ValidateMiddleware:
     """
 
     def __init__(self, validator: EventValidator) -> None:
+        if isinstance(validator, type):
+            # the class has a validate function too: taken, every event then failed
+            # with "validate() missing 1 required positional argument: 'data'"
+            raise TypeError(
+                f"validator must be an EventValidator instance, not the class "
+                f"{validator.__qualname__}: pass one with its schemas registered"
+            )
         if not callable(getattr(validator, "validate", None)):
             raise TypeError(f"validator must be an EventValidator, got {validator!r}")
         self.validator = validator
