@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -265,7 +266,13 @@ class SQLiteCheckpointStore(OneConnection, CheckpointStore):
         A file opened before and removed since is refused (:meth:`_check_file`)."""
         if self._db is not None or self.read_only or not self.create:
             return False  # read_only and create=False: the file must be an event store
-        if self.path.exists():
+        try:
+            os.stat(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False  # there or not, it cannot be told: opening it says why
+        else:
             return False
         self._check_file(False)  # opened before: "removed or replaced"
         return True
