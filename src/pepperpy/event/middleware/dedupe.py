@@ -94,8 +94,12 @@ class DeduplicateMiddleware:
             if self._done(event_id):
                 self._skip(event)
                 return
-            waiters = running.get(event_id)
-            if waiters is None:
+            # looked up and claimed in one step: a get() then a store let an event loop
+            # in another thread claim the id in between, and both copies ran (a waiter
+            # that joined the overwritten claim was never told, and waited for ever)
+            mine: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]]] = []
+            waiters = running.setdefault(event_id, mine)
+            if waiters is mine:
                 break
             key = (id(self), event_id)
             if key in _inside.get():  # processing it again from inside its own handling
@@ -114,7 +118,6 @@ class DeduplicateMiddleware:
             finally:
                 if (loop, future) in waiters:  # cancelled: withdraw; else harmless
                     waiters.remove((loop, future))
-        running[event_id] = []
         inside = _inside.set(_inside.get() | {(id(self), event_id)})
         succeeded = False
         try:
