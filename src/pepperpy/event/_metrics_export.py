@@ -162,6 +162,10 @@ def opentelemetry_instruments(collector: Source, meter_provider: Any) -> OpenTel
     calls_name, errors_name, latency_name, throughput_name = (
         f"{prefix}{suffix}" for suffix in INSTRUMENTS
     )
+    # None, or the provider that is the global one now: the global provider is
+    # OpenTelemetry's proxy until the application sets one, and the proxy makes new
+    # instruments at every call, whose callbacks the real provider drops once set
+    on_global = meter_provider is None or meter_provider is metrics.get_meter_provider()
     with _MAKING:
         instruments = [
             meter.create_observable_counter(
@@ -186,13 +190,19 @@ def opentelemetry_instruments(collector: Source, meter_provider: Any) -> OpenTel
                 description="Calls per second over the sliding window",
             ),
         ]
-        return _taken_over(instruments, reporting, collector)
+        return _taken_over(instruments, reporting, collector, on_global=on_global)
 
 
 #: the attribute of an instrument holding what its callbacks report (a :class:`_Reporting`)
 _REPORTING = "_pepperpy_event_reporting"
 #: held while instruments are made and claimed: two threads instrumenting one namespace
 _MAKING = threading.Lock()
+#: per namespace, what the instruments made on the global meter provider report. Those
+#: made on OpenTelemetry's proxy (before the application sets a provider) are new objects
+#: at every call, and the real instruments the set provider makes for them carry no
+#: attribute of ours: only the first callbacks made under a name are ever called, so the
+#: first ``_Reporting`` is kept here, for the process's life as the provider keeps it
+_ON_GLOBAL: dict[str, _Reporting] = {}
 
 
 class _Reporting:
@@ -213,7 +223,7 @@ class _Reporting:
 
 
 def _taken_over(
-    instruments: list[Any], reporting: _Reporting, collector: Source
+    instruments: list[Any], reporting: _Reporting, collector: Source, *, on_global: bool
 ) -> OpenTelemetryInstruments:
     """The handle for ``instruments``: the one just made, unless the meter handed back
     instruments made before for this collector, whose callbacks then report it
@@ -221,12 +231,23 @@ def _taken_over(
 
     Instruments made for another collector are refused with ``ConfigurationError``:
     this one's metrics would never be reported, and once the other's handle was closed,
-    reporting this one's totals on them would take the counters back.
+    reporting this one's totals on them would take the counters back. On the global
+    meter provider (``on_global``), the instruments made earlier are known by namespace
+    (:data:`_ON_GLOBAL`), whether they were made on OpenTelemetry's proxy or not.
     """
     handle = reporting.handle
     earlier = getattr(instruments[0], _REPORTING, None)
+    if on_global:
+        if not isinstance(earlier, _Reporting):
+            earlier = _ON_GLOBAL.get(collector.namespace)
+        _ON_GLOBAL.setdefault(
+            collector.namespace, earlier if isinstance(earlier, _Reporting) else reporting
+        )
     if isinstance(earlier, _Reporting):
+        # the handle just made reports nothing, nor holds the collector: OpenTelemetry's
+        # proxy keeps its callbacks for good, though they are never called
         if earlier.made_for() is not collector:
+            handle.close()
             raise ConfigurationError(
                 f"the namespace {collector.namespace!r} is reported already on this meter "
                 "provider, for another collector: OpenTelemetry keeps the first instruments "
@@ -236,6 +257,7 @@ def _taken_over(
                 "meter provider"
             )
         if not earlier.handle.closed:
+            handle.close()
             return earlier.handle
         earlier.handle = handle  # the meter kept the callbacks of the closed handle
     else:

@@ -1,0 +1,118 @@
+"""Instruments on OpenTelemetry's global meter provider, made before the application set
+one (its proxy), as a module instrumenting at import time does.
+
+The proxy makes new instruments at every call; once a provider is set, the first
+callbacks made under a name are the only ones it calls. So a second collector with the
+namespace was accepted and never reported, and a collector instrumented again after
+``close()`` reported nothing at all. Each scenario runs in a process of its own: the
+global provider can be set once per process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk.metrics")
+
+PRELUDE = """
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from pepperpy.event import ConfigurationError, MetricsCollector
+
+
+def collector(name):
+    made = MetricsCollector()
+    made.record(name, 0.001)
+    return made
+
+
+def set_provider():
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    return reader
+
+
+def reported(reader):
+    data = reader.get_metrics_data()
+    names = set()
+    for rm in data.resource_metrics if data else []:
+        for scope in rm.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == "pepperpy.event.calls":
+                    names |= {point.attributes["name"] for point in metric.data.data_points}
+    print("reported", sorted(names))
+"""
+
+
+def run(script: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_one_collector_instrumented_before_the_provider_is_set_reports() -> None:
+    out = run("""
+        first = collector("orders")
+        first.instrument_opentelemetry()
+        reported(set_provider())
+    """)
+    assert out == "reported ['orders']\n"
+
+
+def test_a_second_collector_with_the_namespace_is_refused_before_the_provider_is_set() -> None:
+    out = run("""
+        first = collector("orders")
+        first.instrument_opentelemetry()
+        try:
+            collector("payments").instrument_opentelemetry()
+        except ConfigurationError as exc:
+            print("refused", "reported already" in str(exc))
+        reported(set_provider())
+    """)
+    assert out == "refused True\nreported ['orders']\n"
+
+
+def test_a_second_collector_with_the_namespace_is_refused_once_the_provider_is_set() -> None:
+    out = run("""
+        first = collector("orders")
+        first.instrument_opentelemetry()
+        reader = set_provider()
+        try:
+            collector("payments").instrument_opentelemetry()
+        except ConfigurationError:
+            print("refused")
+        try:
+            collector("refunds").instrument_opentelemetry(metrics.get_meter_provider())
+        except ConfigurationError:
+            print("refused")
+        reported(reader)
+    """)
+    assert out == "refused\nrefused\nreported ['orders']\n"
+
+
+def test_a_collector_instrumented_again_after_close_reports_again() -> None:
+    out = run("""
+        first = collector("orders")
+        first.instrument_opentelemetry().close()
+        again = first.instrument_opentelemetry()
+        print("same", first.instrument_opentelemetry() is again)
+        reader = set_provider()
+        reported(reader)
+        again.close()
+        reported(reader)
+        first.record("later", 0.001)
+        first.instrument_opentelemetry()
+        reported(reader)
+    """)
+    assert out == ("same True\nreported ['orders']\nreported []\nreported ['later', 'orders']\n")
