@@ -116,3 +116,22 @@ def test_a_collector_instrumented_again_after_close_reports_again() -> None:
         reported(reader)
     """)
     assert out == ("same True\nreported ['orders']\nreported []\nreported ['later', 'orders']\n")
+
+
+def test_a_closed_collector_is_freed_though_it_was_instrumented_twice() -> None:
+    # the proxy keeps every call's callbacks: the second call's, which lost to the first
+    # handle, held the collector for the life of the process
+    out = run("""
+        import gc
+        import weakref
+
+        first = collector("orders")
+        handle = first.instrument_opentelemetry()
+        assert first.instrument_opentelemetry() is handle
+        handle.close()
+        gone = weakref.ref(first)
+        del first
+        gc.collect()
+        print("freed", gone() is None)
+    """)
+    assert out == "freed True\n"
