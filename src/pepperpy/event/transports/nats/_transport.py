@@ -24,7 +24,7 @@ from ..._deadletter import dead_letter_event, partition_key
 from ..._deps import require
 from ..._errors import ClosedError
 from ..._event import Event
-from ..._oversize import OversizeError
+from ..._oversize import OversizeError, log_dead_letter_dropped
 from ..._redact import redact_url
 from .._url_options import checked_keywords, default, given_keywords
 from ..base import (
@@ -461,7 +461,39 @@ class NatsTransport(Connection, Transport):
         :func:`~._consumer.message_identity`): one dead letter per stored message and
         consumer, even if this runs twice for it, but one for each publication of an
         event published more than once.
+
+        A dead letter over the server's ``max_payload`` (its metadata made an event that
+        fit too large) is not sent: nothing could store it, and the message left
+        unacknowledged would come back to fail again. It is dropped with the ERROR record
+        RabbitMQ's delivery limit logs for one (kind ``dead_letter_dropped``, in place of
+        ``broker_dead_letter``), and the caller acknowledges the message.
         """
+        dead = dead_letter_event(event, reason=reason, attempts=deliveries, group=group)
+        if dead is None:  # never dead-letter a dead letter
+            self._dead_lettered(event, reason, deliveries, group)
+            return
+        msg_id = f"dl.{message}"
+        subject, payload = self.subject(dead.type, partition_key(dead)), dead.to_json()
+        if self._too_large(payload, msg_id):  # nothing can store it: it would come forever
+            assert self._nc is not None
+            log_dead_letter_dropped(
+                logger,
+                event,
+                dead,
+                deliveries=deliveries,
+                group=group,
+                size=len(payload) + len(msg_id) + HEADER_BYTES,
+                limit=self._nc.max_payload,
+                limit_name="max_payload",
+                source=f"the NATS server's, counting the {MSG_ID} header",
+                transport=self.server,
+            )
+            return
+        self._dead_lettered(event, reason, deliveries, group)
+        await self._publish(subject, payload, msg_id)
+
+    def _dead_lettered(self, event: Event, reason: str, deliveries: int, group: str | None) -> None:
+        """Log an event given up on (see :meth:`_dead_letter`)."""
         logger.error(
             "%s (%s) on %s: %s",
             event.type,
@@ -477,21 +509,6 @@ class NatsTransport(Connection, Transport):
                 transport=self.server,
             ),
         )
-        dead = dead_letter_event(event, reason=reason, attempts=deliveries, group=group)
-        if dead is None:
-            return  # never dead-letter a dead letter
-        msg_id = f"dl.{message}"
-        subject, payload = self.subject(dead.type, partition_key(dead)), dead.to_json()
-        if self._too_large(payload, msg_id):  # nothing can store it: it would come forever
-            logger.error(
-                "cannot dead-letter %s (%s): %s with the dead-letter metadata; the event is "
-                "dropped",
-                event.type,
-                event.id,
-                self._size(payload, msg_id),
-            )
-            return
-        await self._publish(subject, payload, msg_id)
 
     # -- consuming --------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..._bus_logging import log_fields
 from ..._deadletter import dead_letter_event, partition_key
 from ..._event import Event
-from ..._oversize import OversizeError
+from ..._oversize import OversizeError, log_dead_letter_dropped
 from ..._redact import redact_url
 from ._config import rabbitmq_major
 from ._publish import message_limit
@@ -166,25 +166,17 @@ def _dropped(
     """Log a dead letter that no broker would store (see :func:`give_up`); ``limit``:
     the broker's ``max_message_size``, None if unknown (the broker refused the dead
     letter without naming it), and ``source``, where it comes from."""
-    logger.error(
-        "cannot dead-letter %s (%s): its dead letter %s is %s bytes, over the broker's "
-        "max_message_size%s (%s); the event is dropped",
-        event.type,
-        event.id,
-        dead.type,
-        f"{size:,}",
-        "" if limit is None else f" of {limit:,} bytes",
-        source,
-        extra=log_fields(
-            "dead_letter_dropped",
-            event_id=event.id,
-            event_type=event.type,
-            group=group,
-            deliveries=deliveries,
-            size=size,
-            limit=limit,
-            transport=redact_url(transport.url),
-        ),
+    log_dead_letter_dropped(
+        logger,
+        event,
+        dead,
+        deliveries=deliveries,
+        group=group,
+        size=size,
+        limit=limit,
+        limit_name="max_message_size",
+        source=source,
+        transport=redact_url(transport.url),
     )
 
 

@@ -10,8 +10,14 @@ sure no copy can still arrive): the :class:`~._dedupe.Publication` knows which.
 from __future__ import annotations
 
 from ..._errors import TransportError
+from ..._event import Event
+from ..._oversize import OversizeError
 
-__all__ = ["ON_PRIMARY", "UNKNOWN", "with_outcome"]
+__all__ = ["ON_PRIMARY", "OVER_SIZE", "UNKNOWN", "refused", "with_outcome"]
+
+#: what Redis answers (and then closes the connection) to a command with an argument
+#: over its ``proto-max-bulk-len`` (512 MB by default, at least 1 MB)
+OVER_SIZE = "Protocol error: invalid bulk length"
 
 #: what a publish error adds when the event may have been stored
 UNKNOWN = (
@@ -28,3 +34,26 @@ def with_outcome(error: TransportError, *, unknown: bool) -> TransportError:
     marked = TransportError(f"{error}; {said}")
     marked.stored = None if unknown else False
     return marked
+
+
+def refused(event: Event, payload: bytes, error: BaseException, *, unknown: bool) -> TransportError:
+    """The error of a publish of ``event`` (its JSON ``payload``) that Redis answered
+    with ``error``: an :class:`OversizeError` for a message over the server's
+    ``proto-max-bulk-len`` (Redis does not say the limit), which will be refused again,
+    else a :class:`TransportError`; both with ``stored`` set (see :func:`with_outcome`)."""
+    said = f"Redis refused to publish {event.type!r}: {error}"
+    if OVER_SIZE not in str(error):
+        return with_outcome(TransportError(said), unknown=unknown)
+    marked = with_outcome(
+        TransportError(
+            f"{said} (its message is {len(payload):,} bytes, over the server's proto-max-bulk-len)"
+        ),
+        unknown=unknown,
+    )
+    return OversizeError(
+        str(marked),
+        size=len(payload),
+        limit=None,
+        source="Redis's proto-max-bulk-len",
+        stored=marked.stored,
+    )

@@ -17,12 +17,12 @@ from ..._bus_logging import log_fields
 from ..._deadletter import DEAD_LETTER_PREFIX, dead_letter_event, partition_key
 from ..._errors import ClosedError, TransportError
 from ..._event import Event
-from ..._oversize import OversizeError
+from ..._oversize import OversizeError, log_dead_letter_dropped
 from ..base import check_key
 from ._appends import Appends
 from ._config import partition_of
 from ._dedupe import Lookout, Publication
-from ._outcome import with_outcome
+from ._outcome import OVER_SIZE, refused
 from ._replicas import Replicas
 from ._retrying import RedisRetrying
 from ._wire import EVENT_FIELD, TOPIC_FIELD, logger
@@ -33,10 +33,6 @@ if TYPE_CHECKING:
 #: how publishes name themselves to the outages: a success ends an outage no consumer
 #: loop is still failing (on a bus that only publishes, the only way one ends)
 _PUBLISHING = "publish"
-
-#: what Redis answers (and then closes the connection) to a command with an argument
-#: over its ``proto-max-bulk-len`` (512 MB by default, at least 1 MB)
-_OVER_SIZE = "Protocol error: invalid bulk length"
 
 
 class RedisPublishing(RedisRetrying):
@@ -148,13 +144,20 @@ class RedisPublishing(RedisRetrying):
                 return
             if publication.unknown and await self._lookout.already_stored(client, publication):
                 return
-            await self._appends.send(client, publication, deadline)
+            try:
+                await self._appends.send(client, publication, deadline)
+            except self._exceptions.ResponseError as exc:
+                # over proto-max-bulk-len, found on a retry: a first try that broke off
+                # (Redis closes the connection on the refusal, which a publish pipelined
+                # after it, or the rest of the message still being written, meets)
+                if OVER_SIZE in str(exc):
+                    raise refused(event, payload, exc, unknown=publication.unknown) from exc
+                raise
 
         try:
             await self._appends.send(client, publication, deadline)
         except self._refused as exc:  # credentials refused on a new connection
-            refused = TransportError(f"Redis refused to publish {event.type!r}: {exc}")
-            raise with_outcome(refused, unknown=publication.unknown) from exc
+            raise refused(event, payload, exc, unknown=publication.unknown) from exc
         except self._unreachable as exc:
             await self._retrying(
                 f"publishing {event.type!r}",
@@ -165,23 +168,7 @@ class RedisPublishing(RedisRetrying):
                 unknown=lambda: publication.unknown,
             )
         except self._exceptions.RedisError as exc:
-            refused = TransportError(f"Redis refused to publish {event.type!r}: {exc}")
-            if _OVER_SIZE in str(exc):  # a value over the server's proto-max-bulk-len
-                marked = with_outcome(
-                    TransportError(
-                        f"{refused} (its message is {len(payload):,} bytes, over the "
-                        "server's proto-max-bulk-len)"
-                    ),
-                    unknown=publication.unknown,
-                )
-                raise OversizeError(
-                    str(marked),
-                    size=len(payload),
-                    limit=None,
-                    source="Redis's proto-max-bulk-len",
-                    stored=marked.stored,
-                ) from exc
-            raise with_outcome(refused, unknown=publication.unknown) from exc
+            raise refused(event, payload, exc, unknown=publication.unknown) from exc
         # a bus that only publishes has no consumer loop to notice Redis coming back
         self._outages.reached(_PUBLISHING)
 
@@ -197,7 +184,17 @@ class RedisPublishing(RedisRetrying):
         )
 
     async def _publish_dead_letter(self, event: Event, group: str, deliveries: int) -> None:
-        """Move an event that kept failing delivery to ``deadletter.<topic>``."""
+        """Move an event that kept failing delivery to ``deadletter.<topic>``; once this
+        returns, the caller acknowledges the entry.
+
+        A dead letter Redis refuses as over its ``proto-max-bulk-len``
+        (:class:`OversizeError`: its metadata made an event that fit too large) is
+        dropped, with the ERROR record RabbitMQ's and NATS's delivery limits log for one
+        (kind ``dead_letter_dropped``, in place of ``broker_dead_letter``): nothing could
+        store it, and the entry left pending would be claimed, dead-lettered and refused
+        again, for ever. Any other failure to publish it raises: the entry stays pending,
+        and is dead-lettered again when it is next claimed.
+        """
         if event.type.startswith(DEAD_LETTER_PREFIX):
             logger.error(
                 "dropping dead letter %s (%s): its delivery kept failing",
@@ -206,21 +203,38 @@ class RedisPublishing(RedisRetrying):
                 extra=self._dead_letter_fields(event, group, deliveries),
             )
             return
-        logger.error(
-            "event %s (%s) was delivered %d times to group %r without being acknowledged; "
-            "moving it to %s",
-            event.type,
-            event.id,
-            deliveries,
-            group,
-            DEAD_LETTER_PREFIX + event.type,
-            extra=self._dead_letter_fields(event, group, deliveries),
-        )
         dead = dead_letter_event(
             event,
             reason=f"delivered {deliveries} times without acknowledgement",
             attempts=deliveries,
             group=group,
         )
-        if dead is not None:
+        if dead is None:
+            return
+        try:
             await self.publish(dead, key=partition_key(dead))
+        except OversizeError as too_large:
+            log_dead_letter_dropped(
+                logger,
+                event,
+                dead,
+                deliveries=deliveries,
+                group=group,
+                size=too_large.size,
+                limit=too_large.limit,
+                limit_name="proto-max-bulk-len",
+                source=f"Redis answered {OVER_SIZE!r}",
+                transport=self._outages.where,
+            )
+            return
+        # logged once the dead letter is stored: a dropped one is not also counted
+        logger.error(
+            "event %s (%s) was delivered %d times to group %r without being acknowledged; "
+            "moved it to %s",
+            event.type,
+            event.id,
+            deliveries,
+            group,
+            dead.type,
+            extra=self._dead_letter_fields(event, group, deliveries),
+        )

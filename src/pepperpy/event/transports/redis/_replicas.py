@@ -11,7 +11,7 @@ from ..._errors import TransportError
 from ..._event import Event
 from ._config import RedisOptions
 from ._dedupe import Lookout, Publication
-from ._outcome import ON_PRIMARY, with_outcome
+from ._outcome import ON_PRIMARY, OVER_SIZE, refused
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -95,8 +95,12 @@ class Replicas:
                 await connection.send_packed_command(packed, check_health=False)
                 try:
                     await connection.read_response()  # XADD's; WAIT's follows
-                except self.exceptions.ResponseError:
+                except self.exceptions.ResponseError as exc:
                     publication.answered(appended=False)
+                    if OVER_SIZE in str(exc):  # never retried: an OversizeError at once
+                        raise refused(
+                            event, publication.payload, exc, unknown=publication.unknown
+                        ) from exc
                     raise
                 publication.answered(appended=True)
             except BaseException:
@@ -118,8 +122,7 @@ class Replicas:
                 unknown=lambda: publication.unknown,
             )
         except self.exceptions.RedisError as exc:
-            refused = TransportError(f"Redis refused to publish {event.type!r}: {exc}")
-            raise with_outcome(refused, unknown=publication.unknown) from exc
+            raise refused(event, publication.payload, exc, unknown=publication.unknown) from exc
         replicated = held[0]
         broken = True
         try:
