@@ -116,15 +116,36 @@ async def test_a_failing_background_run_is_logged_as_one(
     def fails(event: Event) -> None:
         raise ValueError("boom")
 
+    event = Event("job.first", {})
+
     async def events() -> AsyncIterator[Event]:
-        yield Event("job.first", {})
+        yield event
 
     caplog.set_level(logging.ERROR, logger="pepperpy.event.processor")
     attachment = processor.run_in_background(events())
     with pytest.raises(ValueError, match="boom"):
         await asyncio.wait_for(attachment.wait(), _WAIT)
     messages = [record.getMessage() for record in caplog.records]
-    assert "processor stopped (background run): processing an event failed" in messages
+    assert messages == [
+        f"processor stopped (background run): processing job.first ({event.id}) failed"
+    ]
+
+
+async def test_a_failing_source_is_logged_as_the_source(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def events() -> AsyncIterator[Event]:
+        yield Event("job.first", {})
+        raise ConnectionError("the queue went away")
+
+    caplog.set_level(logging.ERROR, logger="pepperpy.event.processor")
+    attachment = _processor([]).run_in_background(events())
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(attachment.wait(), _WAIT)
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [
+        "processor stopped (background run): reading the next event from the source failed"
+    ]
 
 
 class _Endless:

@@ -600,10 +600,13 @@ class _TaskLink(_Link):
         self.stopping_now.task = self.task
 
     async def _consume(self) -> None:
+        handling: Event | None = None  # the event in hand; None while reading the next
         try:
             try:
                 async for event in self.events:
+                    handling = event
                     await self.deliver(event)
+                    handling = None
                     stopping = self.stopping_now
                     if stopping.source_closed() and not stopping.requested:
                         # the store closed while the event was processed (its handlers
@@ -625,11 +628,12 @@ class _TaskLink(_Link):
                     raise
                 # something the source or a middleware awaited was cancelled: a failure,
                 # or the attachment would end as cancelled without a word
-                raise stray_cancellation("processing a store event", exc) from exc
+                raise stray_cancellation(_doing(handling), exc) from exc
         except Exception:
-            # the source says which: a run_in_background has no store
+            # which source (a run_in_background has no store), and whether an event's
+            # processing or the source itself failed: both said "processing a store event"
             logger.exception(
-                "processor stopped (%s): processing an event failed", self.unmatched.source
+                "processor stopped (%s): %s failed", self.unmatched.source, _doing(handling)
             )
             raise
         finally:
@@ -684,6 +688,13 @@ class _TaskLink(_Link):
                 and (me is None or me.cancelling() <= before)
             ):
                 raise
+
+
+def _doing(event: Event | None) -> str:
+    """What an attachment's task was doing: processing ``event``, or reading the next."""
+    if event is None:
+        return "reading the next event from the source"
+    return f"processing {event.type} ({event.id})"
 
 
 class Attachment:
