@@ -135,3 +135,35 @@ def test_a_closed_collector_is_freed_though_it_was_instrumented_twice() -> None:
         print("freed", gone() is None)
     """)
     assert out == "freed True\n"
+
+
+def test_another_collector_takes_a_closed_one_over_while_no_provider_is_set() -> None:
+    # an application made twice in one process (its tests) before any provider is set:
+    # nothing was reported yet, so no counter can go back
+    out = run("""
+        first = collector("orders")
+        first.instrument_opentelemetry().close()
+        second = collector("payments")
+        second.instrument_opentelemetry()
+        try:
+            collector("refunds").instrument_opentelemetry()  # second's handle is open
+        except ConfigurationError:
+            print("refused")
+        reported(set_provider())
+    """)
+    assert out == "refused\nreported ['payments']\n"
+
+
+def test_once_a_provider_is_set_a_closed_collector_is_not_taken_over() -> None:
+    out = run("""
+        first = collector("orders")
+        handle = first.instrument_opentelemetry()
+        reader = set_provider()
+        reported(reader)
+        handle.close()
+        try:
+            collector("payments").instrument_opentelemetry()
+        except ConfigurationError:
+            print("refused")
+    """)
+    assert out == "reported ['orders']\nrefused\n"

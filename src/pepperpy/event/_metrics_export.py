@@ -166,6 +166,7 @@ def opentelemetry_instruments(collector: Source, meter_provider: Any) -> OpenTel
     # OpenTelemetry's proxy until the application sets one, and the proxy makes new
     # instruments at every call, whose callbacks the real provider drops once set
     on_global = meter_provider is None or meter_provider is metrics.get_meter_provider()
+    unset = on_global and _global_unset(metrics)
     with _MAKING:
         instruments = [
             meter.create_observable_counter(
@@ -190,7 +191,7 @@ def opentelemetry_instruments(collector: Source, meter_provider: Any) -> OpenTel
                 description="Calls per second over the sliding window",
             ),
         ]
-        return _taken_over(instruments, reporting, collector, on_global=on_global)
+        return _taken_over(instruments, reporting, collector, on_global=on_global, unset=unset)
 
 
 #: the attribute of an instrument holding what its callbacks report (a :class:`_Reporting`)
@@ -222,8 +223,23 @@ class _Reporting:
         self.made_for = weakref.ref(collector)
 
 
+def _global_unset(metrics: Any) -> bool:
+    """Whether the global meter provider is still OpenTelemetry's proxy: no provider set,
+    so nothing its instruments observe was reported yet."""
+    try:
+        from opentelemetry.metrics._internal import _PROXY_METER_PROVIDER
+    except ImportError:  # another layout: taken as set, the stricter answer
+        return False
+    return bool(metrics.get_meter_provider() is _PROXY_METER_PROVIDER)
+
+
 def _taken_over(
-    instruments: list[Any], reporting: _Reporting, collector: Source, *, on_global: bool
+    instruments: list[Any],
+    reporting: _Reporting,
+    collector: Source,
+    *,
+    on_global: bool,
+    unset: bool = False,
 ) -> OpenTelemetryInstruments:
     """The handle for ``instruments``: the one just made, unless the meter handed back
     instruments made before for this collector, whose callbacks then report it
@@ -233,7 +249,10 @@ def _taken_over(
     this one's metrics would never be reported, and once the other's handle was closed,
     reporting this one's totals on them would take the counters back. On the global
     meter provider (``on_global``), the instruments made earlier are known by namespace
-    (:data:`_ON_GLOBAL`), whether they were made on OpenTelemetry's proxy or not.
+    (:data:`_ON_GLOBAL`), whether they were made on OpenTelemetry's proxy or not; while
+    no provider is set (``unset``), nothing was reported, so another collector may take
+    them over once the earlier handle was closed (an application made twice in one
+    process, its tests say).
     """
     handle = reporting.handle
     earlier = getattr(instruments[0], _REPORTING, None)
@@ -246,6 +265,8 @@ def _taken_over(
     if isinstance(earlier, _Reporting):
         # the handle just made reports nothing, nor holds the collector: OpenTelemetry's
         # proxy keeps its callbacks for good, though they are never called
+        if earlier.made_for() is not collector and unset and earlier.handle.closed:
+            earlier.made_for = weakref.ref(collector)  # no counter reported to go back
         if earlier.made_for() is not collector:
             handle.close()
             raise ConfigurationError(
