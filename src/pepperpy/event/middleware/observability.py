@@ -37,7 +37,9 @@ class LogMiddleware:
     ``"cancelled"``),
     ``duration_ms`` and, for events read from a store, ``event_stream`` and
     ``event_position`` as attributes (``extra``), so JSON log formatters can emit them as
-    fields; ``fields(event)`` may add more (a tenant, a correlation id from metadata).
+    fields; ``fields(event)`` may add more (a tenant, a correlation id from metadata),
+    one named like a field of these (``outcome``, ``duration_ms``, ...) as
+    ``field_<name>``.
     Logging never changes the outcome: a ``fields`` that raises is logged and skipped,
     and a field named like a ``LogRecord`` attribute (``name``, ``module``, ...) is
     emitted as ``field_<name>``. Failures are logged at ``error_level`` with the
@@ -181,7 +183,11 @@ class LogMiddleware:
                     "LogMiddleware fields() failed for %s (%s)", event.type, event.id
                 )
                 return extra
-            extra.update(_renamed(custom))
+            for key, value in _renamed(custom).items():
+                # one of ours (``outcome``, ``duration_ms``, ``event_id``...) stays ours:
+                # a business field {"outcome": "paid"} made a failed event's record read
+                # outcome "paid"; it is kept as ``field_outcome``
+                extra["field_" + key if key in extra else key] = value
         return extra
 
 
