@@ -54,6 +54,7 @@ import signal
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._checkpoint_base import save_checkpoint
@@ -109,6 +110,13 @@ if TYPE_CHECKING:
 __all__ = ["Projection"]
 
 H = TypeVar("H", bound=Callable[..., Any])
+
+
+#: the marks of the projection turns the running code holds (see Projection._turn),
+#: copied into the tasks it starts, as a context variable is
+_HOLDING: ContextVar[frozenset[object]] = ContextVar(
+    "pepperpy_projection_turns", default=frozenset()
+)
 
 
 class Projection(Following):
@@ -173,6 +181,8 @@ class Projection(Following):
         #: the state store a close() from a handler left to the call it was made from,
         #: closed as that call lets go of its turn (see close())
         self._closing_after: CheckpointStore | None = None
+        #: the mark of the turn being held (see _turn), None while none is
+        self._holder: object | None = None
         self._live: set[StoreSubscription] = set()
         self._followers: set[asyncio.Task[Any]] = set()
         self._stops = Stops(store)
@@ -357,9 +367,13 @@ class Projection(Following):
         A state store that ``close()`` from a handler left to the call holding the turn
         is closed as the turn is let go, before the next call takes it."""
         async with self._turns.hold():
+            self._holder = turn = object()
+            holding = _HOLDING.set(_HOLDING.get() | {turn})
             try:
                 yield
             finally:
+                _HOLDING.reset(holding)
+                self._holder = None
                 if self._closing_after is not None:
                     await self._close_after()
 
@@ -683,7 +697,11 @@ class Projection(Following):
         for events in list(self._live):
             await events.aclose()
         current = asyncio.current_task()
-        inside = current is not None and (current in self._runs or current in self._followers)
+        # a handler: in the task of a call, or in one that call started while holding
+        # the turn (a table projection's handlers run in its commit's own task)
+        calls = self._runs | self._followers
+        holder = self._holder
+        inside = current in calls or (holder is not None and holder in _HOLDING.get())
         state_store = self._state_store
         owned = state_store is not None and state_store is not self._state_store_given
         if inside:

@@ -33,6 +33,7 @@ from ._loops import settled
 from ._projection import Projection
 from ._projection_handlers import Apply, ProjectionHandlers
 from ._replay import Patterns, ReplayReport, describe_checkpoints, handler_name
+from ._replay_waits import run_in
 
 if TYPE_CHECKING:
     from ._checkpoints import CheckpointStore
@@ -105,9 +106,13 @@ class TableProjection(Projection):
 
     async def load(self) -> int | None:
         """Load the committed position (None: nothing applied yet) and return it."""
-        async with self._turn():
-            await self._load()
-            return self._position
+        cuts = self._cuts
+        with run_in(self._runs):  # close() waits for it
+            async with self._turn():
+                # a close() from a handler while this waited for the turn: do not start
+                self._check_not_cut(cuts, "load()")
+                await self._load()
+                return self._position
 
     async def _load(self) -> Any:
         await self._check_read()
