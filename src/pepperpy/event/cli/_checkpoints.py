@@ -43,7 +43,7 @@ def checkpoints(store: str, as_json: bool) -> None:
             head = await events.head()
             versions: dict[str, int | None] = {}  # each replayed stream's last position
             if not await _has_checkpoint_table(events):
-                return  # none saved; opening the checkpoint store would create its table
+                return  # none saved: no checkpoint store to open
             saved = open_checkpoint_store(events.url)
             try:
                 for name in await saved.names():
