@@ -11,12 +11,16 @@ import math
 import operator
 from fractions import Fraction
 
-__all__ = ["BUCKETS", "LINEAR", "SUB_BITS", "LatencyHistogram"]
+__all__ = ["BUCKETS", "LINEAR", "MAX_NANOSECONDS", "SUB_BITS", "LatencyHistogram"]
 
 SUB_BITS = 5  # 2**5 = 32 exact values, then 16 sub-buckets per power of two
 LINEAR = 1 << SUB_BITS
 _HALF = LINEAR >> 1
 BUCKETS = LINEAR + (64 - SUB_BITS) * _HALF  # enough for any 64-bit nanosecond count
+#: the longest duration ``record`` takes (about 584 years): the last bucket's top, past
+#: which a value has no bucket of its own (and past the float range, ``mean`` and
+#: ``percentile`` raised OverflowError)
+MAX_NANOSECONDS = (1 << 64) - 1
 
 
 def _bucket(value: int) -> int:
@@ -70,12 +74,25 @@ class LatencyHistogram:
         """Add one duration in nanoseconds (negative values count as 0).
 
         An ``int``, or a finite ``float`` such as ``(perf_counter() - start) * 1e9``,
-        truncated to whole nanoseconds. Anything else is a ``TypeError`` (a bool too),
-        a NaN or an infinity a ``ValueError``.
+        truncated to whole nanoseconds, at most ``2**64 - 1`` (about 584 years).
+        Anything else is a ``TypeError`` (a bool too); a NaN, an infinity or a value
+        past ``2**64 - 1`` a ``ValueError``, and nothing is recorded.
         """
         value = nanoseconds if type(nanoseconds) is int else _whole_nanoseconds(nanoseconds)
         if value < 0:
             value = 0
+        elif value > MAX_NANOSECONDS:
+            # recorded, ``10**400`` made ``mean`` and ``percentile`` raise OverflowError
+            # ever after; anything past the last bucket is a unit mistake
+            # (an int's repr past 4300 digits raises ValueError of its own)
+            shown = (
+                repr(nanoseconds)
+                if value.bit_length() <= 256
+                else f"an int of {value.bit_length()} bits"
+            )
+            raise ValueError(
+                f"nanoseconds must be at most 2**64 - 1 (about 584 years), got {shown}"
+            )
         index = _bucket(value)
         if index >= BUCKETS:
             index = BUCKETS - 1
