@@ -592,12 +592,23 @@ class _TaskLink(_Link):
             else None
         )
         self.stop_after_event = False  # stop() came from a handler: end after the event
+        # the exception the task ends with once ``_consume`` has logged it, else None
+        self.reported: BaseException | None = None
         token = STOPPING.set(self.stopping_now)  # the task's context is a copy of this one
         try:
             self.task = asyncio.get_running_loop().create_task(self._consume())
         finally:
             STOPPING.reset(token)
+        self.task.add_done_callback(self._reported_once)
         self.stopping_now.task = self.task
+
+    def _reported_once(self, task: asyncio.Task[None]) -> None:
+        """Mark the failure the task logged as retrieved: with nobody awaiting ``wait()``,
+        asyncio reported it again at garbage collection ("Task exception was never
+        retrieved"); ``wait()`` and ``stop()`` still raise it. A failure not logged (the
+        source's ``aclose()`` raising) is left for asyncio to report."""
+        if self.reported is not None and not task.cancelled():
+            task.exception()
 
     async def _consume(self) -> None:
         handling: Event | None = None  # the event in hand; None while reading the next
@@ -629,17 +640,22 @@ class _TaskLink(_Link):
                 # something the source or a middleware awaited was cancelled: a failure,
                 # or the attachment would end as cancelled without a word
                 raise stray_cancellation(_doing(handling), exc) from exc
-        except Exception:
+        except Exception as exc:
             # which source (a run_in_background has no store), and whether an event's
             # processing or the source itself failed: both said "processing a store event"
             logger.exception(
                 "processor stopped (%s): %s failed", self.unmatched.source, _doing(handling)
             )
+            self.reported = exc
             raise
         finally:
             closer = getattr(self.events, "aclose", None)
             if closer is not None:
-                await closer()
+                try:
+                    await closer()
+                except BaseException:
+                    self.reported = None  # the task ends with this one, not logged
+                    raise
 
     async def stop(self) -> None:
         me = asyncio.current_task()
