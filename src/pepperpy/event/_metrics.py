@@ -11,7 +11,7 @@ Export paths: :meth:`MetricsCollector.to_prometheus` (text exposition, no depend
 :meth:`MetricsCollector.instrument_opentelemetry` (observable OpenTelemetry instruments).
 Exporters run on other threads (a scrape server's, a periodic reader's) while the loop's
 thread adds and resets names, so the table of names is changed and copied under a lock;
-recording into an existing name, the hot path, takes no lock.
+a measured call's recording, the hot path, takes no lock (``record`` by hand does).
 
 Beside this module: the histogram (``_histogram``), what is kept per name and read
 from it (``_series``), and the exporters (``_metrics_export``).
@@ -154,7 +154,17 @@ class MetricsCollector:
                 raise TypeError(message)  # a wrong type (docs/errors.md)
             raise ValueError(message)
         # rounded, not truncated: 1.5e-08 * 1e9 is 14.999999999999998, and 15 ns were meant
-        self._get(name).observe(round(seconds * 1e9), time.perf_counter_ns(), error)
+        elapsed, now = round(seconds * 1e9), time.perf_counter_ns()
+        self._get(name)  # checks the name (and makes its series, outside the lock)
+        # under the lock a reset holds: a reset from the loop's thread between _get and
+        # observe, here on a worker thread, took the series away (carrying its totals
+        # over) and the call went into that discarded series, lost to exported totals
+        with self._lock:
+            current = self._series.get(name)
+            if current is None:  # reset away since _get: made again, as _get does
+                current = self._series[name] = Series(self._slot_ns)
+            current.observe(elapsed, now, error)
+            self._forgotten.discard(name)
 
     def reset(self, name: str | None = None) -> None:
         """Forget what was recorded under ``name``, or everything.
@@ -179,18 +189,20 @@ class MetricsCollector:
             series = self._series.get(each)
             if series is None:
                 continue
-            if series.count:
-                calls, errors, total = self._carried.get(each, (0, 0, 0))
-                self._carried[each] = (
-                    calls + series.count,
-                    errors + series.errors,
-                    total + series.total,
-                )
             if series.held:
-                series.clear()  # in place: measured functions record into this object
+                # in place: measured functions record into this object, maybe on a
+                # worker thread without the lock; clear() reads what it forgets and
+                # zeroes it at once (reading first, then clearing, lost a call
+                # recorded in between)
+                taken = series.clear()
                 self._forgotten.add(each)
             else:
+                # recorded into only by record(), under the lock
                 del self._series[each]
+                taken = (series.count, series.errors, series.total)
+            if taken[0]:
+                calls, errors, total = self._carried.get(each, (0, 0, 0))
+                self._carried[each] = (calls + taken[0], errors + taken[1], total + taken[2])
 
     def names(self) -> list[str]:
         """The names measured so far (and not reset since without new calls), sorted."""

@@ -65,11 +65,24 @@ class Series(LatencyHistogram):
         super().__init__()
         self.slot_ns = slot_ns
         self.held = False  # a measured function or middleware records into it directly
+        self.errors = 0
         self.clear()
 
-    def clear(self) -> None:
-        """Forget everything recorded, in place: holders of ``observe`` keep recording."""
-        self.counts = [0] * BUCKETS
+    def clear(self) -> tuple[int, int, int]:
+        """Forget everything recorded, in place: holders of ``observe`` keep recording.
+
+        Returns the (calls, errors, total ns) it forgot, read and zeroed together: a
+        worker thread's ``observe`` is counted in them or kept, never lost between.
+        """
+        fresh = [0] * BUCKETS  # allocated first: an allocation may run the GC, and code
+        # the GC runs may switch threads; between the first read and the last write
+        # below there is no call, allocation or loop, so the GIL does not switch threads
+        # there, as in observe's writes (a reset read the totals, then cleared, and a
+        # call observed in between was lost)
+        count = self.count
+        errors = self.errors
+        total = self.total
+        self.counts = fresh
         self.count = 0
         self.total = 0
         self.min = 0
@@ -81,6 +94,7 @@ class Series(LatencyHistogram):
         self.slot_end = 0
         self.slot_count = 0
         self.started = time.perf_counter_ns()  # when measuring started
+        return count, errors, total
 
     def observe(self, elapsed_ns: int, end_ns: int, error: bool) -> None:
         """Record one call; the hot path of every measured call, kept flat."""
