@@ -467,6 +467,10 @@ class NatsTransport(Connection, Transport):
         unacknowledged would come back to fail again. It is dropped with the ERROR record
         RabbitMQ's delivery limit logs for one (kind ``dead_letter_dropped``, in place of
         ``broker_dead_letter``), and the caller acknowledges the message.
+
+        ``broker_dead_letter`` is logged once the dead letter is stored. A publish that
+        fails raises, unlogged here: the caller leaves the message unacknowledged, and
+        JetStream delivers it again after ``ack_wait``.
         """
         dead = dead_letter_event(event, reason=reason, attempts=deliveries, group=group)
         if dead is None:  # never dead-letter a dead letter
@@ -489,8 +493,10 @@ class NatsTransport(Connection, Transport):
                 transport=self.server,
             )
             return
-        self._dead_lettered(event, reason, deliveries, group)
         await self._publish(subject, payload, msg_id)
+        # logged once the dead letter is stored: one that failed (the message comes
+        # again after ack_wait) is not counted as dead-lettered
+        self._dead_lettered(event, reason, deliveries, group)
 
     def _dead_lettered(self, event: Event, reason: str, deliveries: int, group: str | None) -> None:
         """Log an event given up on (see :meth:`_dead_letter`)."""

@@ -37,6 +37,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._outcome import OVER_SIZE, cut_by_refusal
 from ._wire import EVENT_FIELD, as_text, logger, parse_id
 
 if TYPE_CHECKING:
@@ -158,7 +159,13 @@ async def send_xadds(
     in Redis (unless the error came before anything was sent: no
     connection to be had, a refused connect). A connection that failed is disconnected
     before it goes back to the pool: a reply may still be on its way.
+
+    Redis closes the connection once it has refused an ``XADD`` over its
+    ``proto-max-bulk-len``: the publications after that one get the connection error
+    (marked by :func:`~._outcome.cut_by_refusal`, so their retry is no outage), not
+    raised, and the refused one its ``ResponseError``.
     """
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import ResponseError
 
     pool = client.connection_pool
@@ -173,12 +180,22 @@ async def send_xadds(
             publication.sending(connection, now)
         await connection.send_packed_command(packed, check_health=False)
         results: list[Exception | None] = []
+        over_size = False  # Redis refused one as too large: it closes the connection
         for publication in batch:
             try:
                 await connection.read_response()
             except ResponseError as exc:
                 results.append(exc)
                 publication.answered(appended=False)
+                over_size = over_size or OVER_SIZE in str(exc)
+            except (RedisConnectionError, OSError) as exc:
+                if not over_size:
+                    raise
+                # the close that follows the refusal: the rest get the error marked as
+                # such (retried, not an outage); the connection is disconnected below
+                cut_by_refusal(exc)
+                results.extend(exc for _ in batch[len(results) :])
+                return results
             else:
                 results.append(None)
                 publication.answered(appended=True)

@@ -13,11 +13,22 @@ from ..._errors import TransportError
 from ..._event import Event
 from ..._oversize import OversizeError
 
-__all__ = ["ON_PRIMARY", "OVER_SIZE", "UNKNOWN", "refused", "with_outcome"]
+__all__ = [
+    "ON_PRIMARY",
+    "OVER_SIZE",
+    "UNKNOWN",
+    "closed_on_refusal",
+    "cut_by_refusal",
+    "refused",
+    "with_outcome",
+]
 
 #: what Redis answers (and then closes the connection) to a command with an argument
 #: over its ``proto-max-bulk-len`` (512 MB by default, at least 1 MB)
 OVER_SIZE = "Protocol error: invalid bulk length"
+
+#: the attribute :func:`cut_by_refusal` sets on a connection error
+_CUT_BY_REFUSAL = "pepperpy_cut_by_size_refusal"
 
 #: what a publish error adds when the event may have been stored
 UNKNOWN = (
@@ -57,3 +68,16 @@ def refused(event: Event, payload: bytes, error: BaseException, *, unknown: bool
         source="Redis's proto-max-bulk-len",
         stored=marked.stored,
     )
+
+
+def cut_by_refusal(error: BaseException) -> None:
+    """Mark ``error``, the connection error of an ``XADD`` pipelined after one Redis
+    refused as over its ``proto-max-bulk-len``: Redis closes the connection once it has
+    answered that refusal, so the commands after it meet the close. Redis is reachable
+    (it has just answered): retried, that is no outage (see :func:`closed_on_refusal`)."""
+    setattr(error, _CUT_BY_REFUSAL, True)
+
+
+def closed_on_refusal(error: BaseException | None) -> bool:
+    """Whether ``error`` is a connection error :func:`cut_by_refusal` marked."""
+    return getattr(error, _CUT_BY_REFUSAL, False) is True

@@ -19,7 +19,7 @@ from ..._errors import ClosedError, TransportError
 from ..._redact import redact_url
 from ._config import RedisOptions
 from ._outage import Outages, server_of
-from ._outcome import with_outcome
+from ._outcome import closed_on_refusal, with_outcome
 from ._tls import tls_refusal
 from ._wire import POOL_POLL, Backoff
 
@@ -85,9 +85,12 @@ class RedisRetrying:
                 raise self._closing(what, error, unknown) from error
             if error is not None:
                 pool_full = isinstance(error, self._pool_full)
-                if unknown is not None and not pool_full:
+                # a connection Redis closed after refusing a message over its size limit
+                # pipelined before this one: Redis is fine; no outage, no pause
+                cut = closed_on_refusal(error)
+                if unknown is not None and not pool_full and not cut:
                     self._outages.lost(None, what, error)  # one-off: never holds it open
-                pause = pool_wait.next() if pool_full else backoff.next()
+                pause = 0.0 if cut else pool_wait.next() if pool_full else backoff.next()
                 if loop.time() + min(pause, 0.001 if pool_full else 0.05) >= deadline:
                     failure = self._gave_up(what, client, error)
                     if unknown is not None:
