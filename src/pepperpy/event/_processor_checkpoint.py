@@ -514,11 +514,16 @@ class CheckpointedLink(_TaskLink):
                     raise
                 raise failure from exc
             await saves.finish(None)
-        except Exception:
+        except Exception as exc:
             logger.exception("processor stopped: checkpoint %r, store attachment", saves.name)
+            self.reported = exc  # logged: not reported again at garbage collection
             raise
         finally:
-            await self.events.aclose()
+            try:
+                await self.events.aclose()
+            except BaseException:
+                self.reported = None  # the task ends with this one, not logged
+                raise
 
     async def stop(self) -> None:
         self.stopping = True
