@@ -11,11 +11,22 @@ from __future__ import annotations
 
 from ..._errors import TransportError
 
-__all__ = ["UNKNOWN", "NotConnected", "failed", "full", "may_be_stored", "reason"]
+__all__ = [
+    "UNKNOWN",
+    "NotConnected",
+    "failed",
+    "full",
+    "may_be_stored",
+    "over_max_msg_size",
+    "reason",
+]
 
 #: JetStream's error code for a message its stream could not store: above all a limit
 #: reached with discard=new ("maximum messages exceeded", "maximum bytes exceeded")
 STORE_FAILED = 10077
+
+#: JetStream's error code for a message over its stream's ``max_msg_size``
+MESSAGE_SIZE = 10054
 
 
 #: what a publish error adds when the event may have been stored
@@ -87,6 +98,15 @@ def full(error: Exception) -> str | None:
         return None
     description = str(error.description or "")
     return f"{description}, err_code {STORE_FAILED}" if "exceeded" in description else None
+
+
+def over_max_msg_size(error: Exception) -> bool:
+    """Whether ``error`` is JetStream refusing a message over its stream's
+    ``max_msg_size`` ("message size exceeds maximum allowed", err_code 10054): the same
+    message is refused every time."""
+    from nats.js.errors import APIError
+
+    return isinstance(error, APIError) and error.err_code == MESSAGE_SIZE
 
 
 def reason(error: Exception) -> str:

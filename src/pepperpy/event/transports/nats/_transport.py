@@ -39,7 +39,7 @@ from ._connection import Connection
 from ._consumer import Consumer
 from ._options import SYNONYMS, NatsOptions, parse_url
 from ._outage import Outages
-from ._outcome import NotConnected, failed, full, may_be_stored, reason
+from ._outcome import NotConnected, failed, full, may_be_stored, over_max_msg_size, reason
 from ._stream import delete_stream
 from ._subjects import ANY_LANE, key_lane, subject_filter, topic_subject
 from ._subscribe import delete_group, join, leave
@@ -373,6 +373,20 @@ class NatsTransport(Connection, Transport):
                     "refuses new messages rather than drop old ones",
                     unknown=unknown,
                 ) from error
+            if over_max_msg_size(error):  # an operator's limit on the stream
+                refusal = failed(
+                    f"JetStream refused an event on {subject}: {reason(error)} (it is "
+                    f"{len(payload) + len(msg_id) + HEADER_BYTES:,} bytes with its {MSG_ID} "
+                    f"header, over stream {self.stream!r}'s max_msg_size)",
+                    unknown=unknown,
+                )
+                raise OversizeError(
+                    str(refusal),
+                    size=len(payload) + len(msg_id) + HEADER_BYTES,
+                    limit=None,
+                    source=f"JetStream stream {self.stream!r}'s max_msg_size",
+                    stored=refusal.stored,
+                ) from error
             if not isinstance(error, retryable):
                 raise failed(
                     f"JetStream refused an event on {subject}: {error}", unknown=unknown
@@ -466,7 +480,8 @@ class NatsTransport(Connection, Transport):
         fit too large) is not sent: nothing could store it, and the message left
         unacknowledged would come back to fail again. It is dropped with the ERROR record
         RabbitMQ's delivery limit logs for one (kind ``dead_letter_dropped``, in place of
-        ``broker_dead_letter``), and the caller acknowledges the message.
+        ``broker_dead_letter``), and the caller acknowledges the message; so is one
+        JetStream refuses as over the stream's ``max_msg_size`` (an operator's limit).
 
         ``broker_dead_letter`` is logged once the dead letter is stored. A publish that
         fails raises, unlogged here: the caller leaves the message unacknowledged, and
@@ -493,7 +508,22 @@ class NatsTransport(Connection, Transport):
                 transport=self.server,
             )
             return
-        await self._publish(subject, payload, msg_id)
+        try:
+            await self._publish(subject, payload, msg_id)
+        except OversizeError as too_large:  # over the stream's max_msg_size
+            log_dead_letter_dropped(
+                logger,
+                event,
+                dead,
+                deliveries=deliveries,
+                group=group,
+                size=too_large.size,
+                limit=None,
+                limit_name="max_msg_size",
+                source=f"JetStream stream {self.stream!r} refused it",
+                transport=self.server,
+            )
+            return
         # logged once the dead letter is stored: one that failed (the message comes
         # again after ack_wait) is not counted as dead-lettered
         self._dead_lettered(event, reason, deliveries, group)
