@@ -8,7 +8,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Self
 
 from .._errors import ClosedError, ConfigurationError, EncryptionError
@@ -131,12 +131,20 @@ class SQLiteKeyStore(OneConnection, KeyStore):
     def _run_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """Run one statement for each of ``rows`` in one transaction (on a worker
         thread): all of them written, or none."""
+        with self._writing() as db:
+            db.executemany(sql, rows)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the worker thread, under the store's lock: ``BEGIN
+        IMMEDIATE``, the body, ``COMMIT``; anything raised rolls it back, and an SQLite
+        error is raised as the store's failure (nothing written)."""
         with self._lock:
             try:
                 db = self._connection(True)
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    db.executemany(sql, rows)
+                    yield db
                     db.execute("COMMIT")
                 except BaseException:
                     if db.in_transaction:
@@ -283,45 +291,28 @@ class SQLiteKeyStore(OneConnection, KeyStore):
         until the end), then a page of live keys read in key order after the last one,
         re-wrapped and written, until none is left; ``COMMIT``. Anything raised (by
         ``rewrap`` too) rolls every page back."""
-        with self._lock:
-            try:
-                db = self._connection(True)
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    count = 0
-                    rows = db.execute(_LIVE_FIRST, (SHREDDED, size)).fetchall()
-                    while rows:
-                        last = rows[-1]
-                        keys: list[WrappedKey] = [
-                            (stream, version, master, bytes(wrapped))
-                            for stream, version, master, wrapped in rows
-                        ]
-                        rows = []  # one page held at a time
-                        rewrapped = rewrap(keys)
-                        db.executemany(
-                            _REWRAP,
-                            [
-                                (master, wrapped, stream, version, SHREDDED)
-                                for stream, version, master, wrapped in rewrapped
-                            ],
-                        )
-                        count += len(rewrapped)
-                        del keys, rewrapped
-                        rows = db.execute(
-                            _LIVE_AFTER, (last[0], last[1], SHREDDED, size)
-                        ).fetchall()
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise self._failure(exc, NOTHING_WRITTEN) from exc
-            self._reopen = False
-            if self._purge_pending:
-                self._retry_purge(db)
-            return count
+        with self._writing() as db:
+            count = 0
+            rows = db.execute(_LIVE_FIRST, (SHREDDED, size)).fetchall()
+            while rows:
+                last = rows[-1]
+                keys: list[WrappedKey] = [
+                    (stream, version, master, bytes(wrapped))
+                    for stream, version, master, wrapped in rows
+                ]
+                rows = []  # one page held at a time
+                rewrapped = rewrap(keys)
+                db.executemany(
+                    _REWRAP,
+                    [
+                        (master, wrapped, stream, version, SHREDDED)
+                        for stream, version, master, wrapped in rewrapped
+                    ],
+                )
+                count += len(rewrapped)
+                del keys, rewrapped
+                rows = db.execute(_LIVE_AFTER, (last[0], last[1], SHREDDED, size)).fetchall()
+        return count
 
     async def tombstone(self, stream: str, versions: Sequence[int]) -> None:
         """Every tombstone in one transaction: all of them written, or none."""
