@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import encodings.idna
 import hashlib
+import ipaddress
 import re
 import ssl
 import threading
@@ -83,6 +84,24 @@ class EmailChannel(Channel):
         tls_context: ssl.SSLContext | None = None,
         validate_certs: bool = True,
     ) -> None:
+        # checked here as the URL form checks them: a str "true" for starttls (read
+        # from a config file) was neither True nor None to aiosmtplib, so it turned
+        # STARTTLS off, even the upgrade a server offers; a bad port or a host with a
+        # port in it failed every try, retried
+        _check_server(host, port)
+        for flag, value in (
+            ("starttls", starttls),
+            ("tls", tls),
+            ("validate_certs", validate_certs),
+        ):
+            if not isinstance(value, bool) and not (flag == "starttls" and value is None):
+                allowed = "True, False or None" if flag == "starttls" else "True or False"
+                raise TypeError(f"EmailChannel {flag} must be {allowed}, got {value!r}")
+        for name, text in (("username", username), ("password", password)):
+            if text is not None and not isinstance(text, str):
+                raise TypeError(
+                    f"EmailChannel {name} must be a str or None, got {type(text).__name__}"
+                )
         if not sender or not isinstance(sender, str):
             raise ConfigurationError("EmailChannel needs a sender address (from=)")
         _check_header_address(sender, "sender (from=)")
@@ -407,6 +426,34 @@ def _one_configured(value: str, what: str) -> None:
     except RecipientError as exc:
         problem = str(exc).removeprefix("email channel: ")
         raise ConfigurationError(f"EmailChannel {what} {problem}") from exc
+
+
+def _check_server(host: object, port: object) -> None:
+    """Refuse a host or port no connection could use (``TypeError`` for a wrong type,
+    ``ConfigurationError`` for a bad value), as :func:`split_url` refuses them in a URL."""
+    if not isinstance(host, str):
+        raise TypeError(f"EmailChannel host must be a str, got {host!r}")
+    if not host or _CONTROL.search(host) or any(c.isspace() for c in host):
+        raise ConfigurationError(
+            f"EmailChannel host must be a host name or an IP address, got {host!r}"
+        )
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigurationError(
+                f"EmailChannel host {host!r} is no host name or IP address (an IPv6 address "
+                "goes without brackets); give the port as port=, not in the host"
+            ) from None
+    if port is None:
+        return
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(f"EmailChannel port must be an int or None, got {port!r}")
+    if not 1 <= port <= 65535:
+        raise ConfigurationError(
+            f"EmailChannel port must be a number from 1 to 65535 (or None for the "
+            f"default), got {port}"
+        )
 
 
 def _flag(raw: str, name: str) -> bool:

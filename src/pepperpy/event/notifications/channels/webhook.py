@@ -126,6 +126,18 @@ class WebhookChannel(Channel):
         except httpx.InvalidURL as exc:  # a host that is not valid IDNA, for one
             raise ConfigurationError(f"webhook URL {shown_url(url)!r} is invalid: {exc}") from exc
         show_in_httpx_log(self, str(as_sent), self._shown)
+        # an int failed every try (hmac's TypeError, retried); an empty secret, as
+        # ``os.environ.get("HOOK_SECRET", "")`` gives when the variable is not set,
+        # signed every request with a key anyone can sign with
+        if secret is not None and not isinstance(secret, str | bytes):
+            raise TypeError(
+                f"webhook secret must be a str, bytes or None, got {type(secret).__name__}"
+            )
+        if secret is not None and not secret:
+            raise ConfigurationError(
+                f"webhook secret of {self._shown} is empty: its signatures could be forged "
+                "by anyone; pass the shared secret, or secret=None to send unsigned requests"
+            )
         self._secret = secret.encode() if isinstance(secret, str) else secret
         self.headers = _checked_headers(headers, signed=secret is not None)
         # names are case-insensitive: a configured one replaces the channel's default
