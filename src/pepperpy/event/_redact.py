@@ -25,6 +25,8 @@ _NEXT_URL = re.compile(r",(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 #: an authority that ends where it should: ``[user[:password]@]host[:port]``; a piece of
 #: a list whose authority is no such thing was cut inside a password (``u:pa,x://...``)
 _AUTHORITY = re.compile(r"(?:[^@]*@)?(?:\[[^\]]*\]|[^:@\[\]]*)(?::[0-9]*)?")
+#: an authority without a user part that ends where it should: ``host[:port]``
+_HOST_PORT = re.compile(r"(?:\[[^\]]*\]|[^:@\[\]]*)(?::[0-9]*)?")
 #: a secret of a libpq keyword/value connection string (``host=db password=s3cret``,
 #: ``password = 'two words'``): its name, the ``=``, and its value, quoted or not
 _CONNINFO_SECRET = re.compile(
@@ -86,12 +88,21 @@ def _redact_one(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     head = rest.split("?", 1)[0].split("#", 1)[0]  # authority and path
     authority = head.split("/", 1)[0]
-    end = authority.rfind("@") if "@" in authority else head.rfind("@")
-    if end < 0 and (":" in authority or scheme.lower() in _TOKEN_SCHEMES):
-        # a password holding a raw "?" or "#" (which no parser reads as the password):
-        # the user part may run to the last "@" before the path, query signs included
-        # (a query holding an "@" without a path is hidden too: never too little)
-        end = rest.split("/", 1)[0].rfind("@")
+    # the last "@" before the query: a password holding a raw "@" and then a "/"
+    # (``app:ab@cd/ef@db``) had its first "@" taken for the end, and the rest shown
+    end = head.rfind("@")
+    token = scheme.lower() in _TOKEN_SCHEMES
+    if end < 0 and (token or (":" in authority and _HOST_PORT.fullmatch(authority) is None)):
+        # a password holding a raw "?" or "#" (which no parser reads as the password),
+        # perhaps a "/" after it (``app:a?b/c@db``, shown in full when the user part
+        # was looked for before the first "/" only): the authority was cut short where
+        # no host:port ends, so the user part may run to the last "@" of all (a query
+        # holding an "@" is hidden too then: never too little)
+        end = rest.rfind("@")
+    elif end >= 0 and ":" in rest[:end] and "@" in rest[end + 1 :]:
+        # a password holding a raw "@" and then a "?" or "#" (``app:a@b?c@db``): the
+        # user part may run to the last "@" of all (never too little)
+        end = rest.rfind("@")
     if end >= 0 and ":" in rest[:end]:
         rest = rest[: rest.index(":")] + ":***" + rest[end:]
         end = rest.index("@")
