@@ -17,7 +17,7 @@ import ssl
 
 from ..base import TLS_REFUSED  # the outage_reason, shared with NATS and RabbitMQ
 
-__all__ = ["TLS_REFUSED", "answers_tls", "plain_text_cut", "tls_refusal"]
+__all__ = ["TLS_REFUSED", "answers_plain_text", "answers_tls", "plain_text_cut", "tls_refusal"]
 
 
 #: OpenSSL's reasons for a handshake that fails the same way every time, with the fix
@@ -103,8 +103,9 @@ async def answers_tls(host: str, port: int, within: float) -> bool:
         than a server going away: redis-py raises it as ``Connection reset by peer``, retried
         for ``connect_timeout`` as an outage. So, after such a reset, this one probe: a
         TLS handshake record or alert (``0x16``/``0x15``, then version ``0x03``) in answer
-        to a ClientHello is a TLS server. A plain-text Redis answers ``-ERR``, a server gone
-        nothing: False for both, and for any failure to ask.
+        to a ClientHello is a TLS server. A plain-text Redis answers nothing (it waits for
+        the rest of what it reads as an inline command), nor does a server gone: False for
+        both, and for any failure to ask.
     """
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -128,3 +129,31 @@ async def answers_tls(host: str, port: int, within: float) -> bool:
     except (OSError, EOFError, TimeoutError):  # IncompleteReadError is an EOFError
         return False
     return head[0] in (0x15, 0x16) and head[1] == 0x03
+
+
+async def answers_plain_text(host: str, port: int, within: float) -> bool:
+    """Whether the server at ``host:port`` answers a plain-text ``PING`` as Redis does,
+    with a RESP simple string or error (``+PONG``, ``-NOAUTH ...``), within ``within``
+    seconds.
+
+    A ``rediss://`` URL at a Redis port without TLS: Redis reads the ClientHello as the
+    start of an inline command and waits for the rest, so the handshake gets no answer
+    at all, which said no more than a silent server: it was retried for
+    ``connect_timeout`` and reported as Redis unreachable with "no answer". A TLS port
+    answers this probe with an alert or a reset, a server gone with nothing: False for
+    both, and for any failure to ask.
+    """
+    try:
+        async with asyncio.timeout(within):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(b"PING\r\n")
+                await writer.drain()
+                line = await reader.readline()
+            finally:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+    except (OSError, EOFError, TimeoutError, ValueError):  # ValueError: a line past 64 KiB
+        return False
+    return line[:1] in (b"+", b"-") and line.endswith(b"\r\n")

@@ -10,6 +10,7 @@ what they are."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..._errors import ConfigurationError, TransportError
 from ..._redact import redact_url
 from ._outage import server_of
-from ._tls import answers_tls, plain_text_cut
+from ._tls import answers_plain_text, answers_tls, plain_text_cut
 from ._wire import refusals
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ __all__ = ["check_layout", "connect", "delete_namespace"]
 
 #: keys deleted per UNLINK
 _BATCH = 500
+#: seconds a ``rediss://`` handshake may go unanswered before the port is asked whether
+#: it speaks plain text (a Redis without TLS there answers nothing to the handshake)
+PLAIN_TEXT_PROBE_AFTER = 1.0
 #: what SCAN's MATCH reads as a pattern, escaped in a namespace to match it literally
 _GLOB = re.compile(r"([\\*?\[\]^])")
 
@@ -53,7 +57,10 @@ async def connect(client: Redis, options: RedisOptions, url: str, exceptions: An
     """
     where = server_of(url)
     try:
-        await check_layout(client, options, url)
+        if url[:9].lower() == "rediss://":
+            await _unless_plain_text(client, check_layout(client, options, url), where)
+        else:
+            await check_layout(client, options, url)
     except refusals(exceptions) as exc:  # answered, and no: retrying changes nothing
         raise TransportError(
             f"Redis at {where} refused connecting: {exc} (check the user and password in "
@@ -125,6 +132,41 @@ async def _tls_port(client: Redis, url: str, exc: BaseException) -> bool:
         return False
     timeout = settings.get("socket_connect_timeout") or 5.0
     return await answers_tls(host, port, min(float(timeout), 5.0))
+
+
+async def _unless_plain_text(client: Redis, layout: Any, where: str) -> None:
+    """Await ``layout`` (the first command of a ``rediss://`` client), unless the port
+    turns out to speak plain text meanwhile: then :class:`TransportError` saying so.
+
+    Redis without TLS answers a TLS handshake with nothing at all (it reads the
+    ClientHello as the start of an inline command), so a ``rediss://`` URL at its port
+    waited out ``connect_timeout`` (10 s by default) and was reported as "unreachable
+    ...: no answer", while NATS (``tls://``) and RabbitMQ (``amqps://``) name the same
+    mistake at once. After :data:`PLAIN_TEXT_PROBE_AFTER` without an answer, one
+    plain-text ``PING`` asks the port; a TLS server merely slow to answer refuses it and
+    the handshake goes on.
+    """
+    first = asyncio.ensure_future(layout)
+    try:
+        done, _ = await asyncio.wait([first], timeout=PLAIN_TEXT_PROBE_AFTER)
+        if not done:
+            settings = client.connection_pool.connection_kwargs
+            host, port = settings.get("host"), settings.get("port")
+            if (
+                isinstance(host, str)
+                and isinstance(port, int)
+                and await answers_plain_text(host, port, PLAIN_TEXT_PROBE_AFTER)
+            ):
+                raise TransportError(
+                    f"the server at {where} answers in plain text at this port, without "
+                    f"TLS, and a rediss:// URL speaks TLS: use a redis:// URL for it "
+                    f"(redis://{where}), or the server's tls-port"
+                )
+        await first
+    finally:
+        if not first.done():
+            first.cancel()
+            await asyncio.wait([first])  # its connection closed; raises nothing
 
 
 def _no_such_host(exc: BaseException) -> socket.gaierror | None:
