@@ -39,7 +39,7 @@ from ._frozen import (
     freeze_parsed,
     thaw,
 )
-from ._ids import CLOCK, COUNTER, format_uuid7, next_counter, now_ns
+from ._ids import CLOCK, COUNTER, format_event_id, format_uuid7, next_counter, now_ns
 from ._json_native import json_native
 from ._nested import flatten, nested_equal, nested_repr, unflatten
 from ._text import MAX_VERSION
@@ -271,7 +271,7 @@ class Event:
         if isinstance(value, int):
             ts = self._ts
             ms = ts // 1_000_000 if isinstance(ts, int) else (ts - _EPOCH) // _ONE_MS
-            value = self._id = format_uuid7(ms, value)
+            value = self._id = format_event_id(ms, value)
         return value
 
     @property

@@ -11,12 +11,14 @@ strictly increasing in creation order within a thread, also inside one milliseco
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import time
 
 __all__ = [
     "CLOCK",
     "COUNTER",
+    "format_event_id",
     "format_uuid",
     "format_uuid7",
     "new_id",
@@ -75,6 +77,57 @@ def _head(unix_ms: int, counter: int) -> str:
 _HEAD: list[tuple[int, int, str]] = [(-1, -1, "")]
 _MS_MASK = (1 << 48) - 1
 _getrandbits = random.getrandbits
+
+
+def format_event_id(unix_ms: int, counter: int) -> str:
+    """The text of an event's id kept as (millisecond, counter) until first read.
+
+    As :func:`format_uuid7`, but its 32 low bits are not drawn when the text is made:
+    they are a hash of ``counter`` and a random key of the process the counter was
+    taken in (:func:`_key_for`). So the text is the same whoever makes it first: a
+    second thread reading the id at the same moment, or a child made by ``os.fork()``
+    (``multiprocessing``'s fork start method) that was handed the event before its id
+    was ever read (drawn at the read, the parent and the child each gave it another id).
+    """
+    counter_bits = counter & _COUNTER_MASK
+    cached_ms, cached_high, head = _HEAD[0]
+    if unix_ms != cached_ms or counter_bits >> 16 != cached_high:
+        head = _head(unix_ms, counter_bits)
+    keys = _KEYS
+    key = keys[0][1] if len(keys) == 1 else _key_for(counter)
+    return f"{head}{((counter_bits & 0xFFFF) << 32) | (hash((key, counter)) & 0xFFFFFFFF):012x}"
+
+
+def _new_key() -> int:
+    return int.from_bytes(os.urandom(8), "big")
+
+
+#: (first counter value, key) for the process ids are made in and each process it was
+#: forked from: a counter value below the last start was taken before the last fork,
+#: by the parent, whose key then makes its bits (see format_event_id)
+_KEYS: list[tuple[int, int]] = [(0, _new_key())]
+
+
+def _key_for(counter: int) -> int:
+    """The key of the process that took ``counter`` (see :data:`_KEYS`): the same in
+    every thread and in every child forked since; a child has a key of its own for
+    what it takes after the fork, so its ids do not share their last bits with the
+    parent's."""
+    key = _KEYS[0][1]
+    for start, forked_key in _KEYS:
+        if counter >= start:
+            key = forked_key
+    return key
+
+
+def _forked() -> None:
+    """In a child made by ``os.fork()``: its counter values from now on get a key of
+    its own, so that the parent's and the child's ids do not share their last bits."""
+    _KEYS.append((next_counter(), _new_key()))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def new_uuid7_texts(unix_ms: int, count: int) -> list[str]:
