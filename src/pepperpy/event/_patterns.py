@@ -233,6 +233,12 @@ class PatternIndex(Generic[T]):
 
     def __init__(self, *, cache_size: int = 4096, order: Callable[[T], Any] | None = None) -> None:
         check_count(cache_size, "cache_size", least=0, error=ValueError)
+        if order is not None and not callable(order):
+            # refused here, not at the first topic that matches two items, far from it
+            raise TypeError(
+                "order must be a function of an item returning its sort key (as sorted()'s "
+                f"key=), or None, got {order!r}"
+            )
         self._order = order
         self._root: _Node[T] = _Node()
         self._cache: dict[str, tuple[T, ...]] = {}
