@@ -66,7 +66,14 @@ from ._replay_options import handlers_for as handlers_for
 from ._replay_options import patterns_of as patterns_of
 from ._replay_options import store_url as store_url
 from ._replay_report import ReplayFailure, ReplayProgress, ReplayReport, ReplayStopped
-from ._replay_run import OnError, ProgressCallback, ReplayHandler, ReplayRun, UpTo
+from ._replay_run import (
+    OnError,
+    ProgressCallback,
+    ReplayHandler,
+    ReplayRun,
+    UpTo,
+    first_outside,
+)
 from ._replay_waits import run_in, wait_for_runs_here
 from ._retry import RetryPolicy
 
@@ -285,7 +292,7 @@ class EventReplay(AsyncClosing):
         # replay's (else a writer faster than the handlers would keep it going for ever)
         version = await self.store.stream_version(stream)
         reader = UpTo(self.store.get_stream(stream, start), version, _stream_position)
-        if run.types is not None:  # how many of its events match is not known in advance
+        if run.types is not None or run.settled is not None:  # not known in advance
             return await run.execute(reader)
         run.total = 0
         if version is not None:
@@ -344,6 +351,12 @@ class EventReplay(AsyncClosing):
         if window.start is not None or window.end is not None:
             # seek: only the blocks of positions whose timestamps can be in the window
             ranges = await self.store._time_ranges(window.start, window.end, start)
+        if ranges is not None and run.checkpoint is not None and window.end is not None:
+            # the ranges not read that may hold events past the end: the checkpoint
+            # must not pass them, a run with a later end reads them
+            later = await self.store._time_ranges(window.end, None, start)
+            if later is not None:
+                run.gap = first_outside(later, ranges)
         reader: AsyncIterable[Event]
         if ranges is None:  # a backend without a time summary: the window is a filter
             reader = self.store.read_all(start, streams=selected_streams, types=selected_types)

@@ -46,6 +46,7 @@ from ._replay_report import ReplayFailure, ReplayProgress, ReplayReport, ReplayS
 from ._retry import RetryPolicy
 from ._seconds import check_seconds
 from .security._principal import current_principal
+from .store.base import from_micros, to_micros
 
 if TYPE_CHECKING:
     from ._replay import EventReplay
@@ -128,6 +129,19 @@ class ReplayRun:
         #: a save failed and reading the checkpoint back did not show it: it may still
         #: land, so no further save of this run may compare against ``saved_position``
         self.in_doubt = False
+        #: the state the saved checkpoint holds (as saved or loaded)
+        self.saved_state: Any = None
+        #: with ``checkpoint`` and an ``end_time``: the first position read whose event
+        #: the window leaves to a later run (its timestamp at or past the end), and the
+        #: first one of an unread range of the log that may hold such events (``gap``).
+        #: The checkpoint records them (``held``), so a run with a later end reads them
+        self.held: int | None = None
+        self.gap: int | None = None
+        #: the loaded checkpoint's ``held`` (first position, end in microseconds): kept
+        #: by a run whose end is not later (``carried``); re-read by one whose end is
+        #: later or open (``settled``: with the saved position and the end as a datetime)
+        self.carried: tuple[int, int] | None = None
+        self.settled: tuple[int, int, int, datetime] | None = None
         self.reported: int | None = None  # events read at the last progress call
         self.started = time.perf_counter()
         self.pace_anchor: tuple[float, datetime] | None = None
@@ -177,6 +191,15 @@ class ReplayRun:
             stream=self.scope.removeprefix("stream:") if self.scope != "all" else None,
         )
         self.saved_position, self.saved_revision = saved.position, saved.revision
+        self.saved_state = saved.state
+        held = _held_of(state)
+        if held is not None:
+            first, end = held
+            if self.window.end is not None and to_micros(self.window.end) <= end:
+                self.carried = held
+            else:  # this run's window takes events the saved one left: read from there
+                self.settled = (saved.position, first, end, from_micros(end))
+                return max(start, first)
         return max(start, saved.position + 1)
 
     def _check_filters(self, theirs: Scope) -> None:
@@ -218,6 +241,9 @@ class ReplayRun:
         types, window, position_of = self.types, self.window, self.position_of
         isawaitable = inspect.isawaitable
         windowed = window.start is not None or window.end is not None
+        # with a checkpoint, events at or past the end are noted: a later end takes them
+        hold_end = window.end if self.checkpoint is not None else None
+        reread = self.settled
         # 0 disables a periodic duty: no modulo on the hot path when it is off
         save_every = self.checkpoint_every if self.checkpoint is not None else 0
         report_every = self.progress_every if self.progress is not None else 0
@@ -237,6 +263,13 @@ class ReplayRun:
                     # not selected: neither read nor skipped, as when the store filters
                     # by type (replay_all), so both count the same events the same way
                     continue
+                if reread is not None:
+                    if position_of(event) > reread[0]:
+                        reread = None  # past what the saved checkpoint had read
+                    elif event.timestamp < reread[3]:
+                        continue  # in the saved run's window: handled, or skipped, then
+                if hold_end is not None and event.timestamp >= hold_end and self.held is None:
+                    self.held = position_of(event)
                 chosen: tuple[ReplayHandler, ...] = ()
                 if not windowed or event.timestamp in window:
                     chosen = handlers_for(index, event.type)
@@ -357,14 +390,50 @@ class ReplayRun:
         if delay > 0:
             await asyncio.sleep(delay)
 
+    def _target(self) -> tuple[int, dict[str, Any]] | None:
+        """The position and state to save (None: nothing read, nothing to save).
+
+        ``held`` in the state, ``[first, end]``: the events at positions from ``first``
+        up to the saved one whose timestamp is at or past ``end`` (microseconds) were
+        left to a later run by the window's end; a run with a later end (or none)
+        resumes at ``first`` and passes over the others there, handled already.
+        """
+        last = self.last_position
+        if last is None:
+            return None
+        state: dict[str, Any] = {"scope": self.scope, **self.filters}
+        held = self.held
+        if self.gap is not None and self.gap <= last:
+            held = self.gap if held is None else min(held, self.gap)
+        end = None if self.window.end is None else to_micros(self.window.end)
+        if self.settled is not None and last < self.settled[0]:
+            # still among the events the saved run read: it keeps its position and end,
+            # and what lies from here on is still to read again
+            done, _, saved_end, _ = self.settled
+            first = last + 1 if held is None else min(held, last + 1)
+            state["held"] = [first, saved_end]
+            return done, state
+        if self.carried is not None:
+            first, saved_end = self.carried
+            if held is not None and end is not None:
+                first, saved_end = min(first, held), min(saved_end, end)
+            state["held"] = [first, saved_end]
+        elif held is not None and end is not None:
+            state["held"] = [held, end]
+        return last, state
+
     async def _save_checkpoint(self) -> None:
-        if self.checkpoint is None or self.last_position is None or self.in_doubt:
+        if self.checkpoint is None or self.in_doubt:
             return
-        if self.last_position == self.saved_position:
+        target = self._target()
+        if target is None:
+            return
+        position, state = target
+        if position == self.saved_position and state == self.saved_state:
             return
         # settled: a save cancelled half-way may still commit, and the next save's
         # compare-and-set must know whether it did
-        await settled(self._save(self.checkpoint, self.last_position))
+        await settled(self._save(self.checkpoint, position, state))
 
     async def _save_checkpoint_after(self, failure: BaseException) -> None:
         """Save the checkpoint of a run that ``failure`` ends (a cancellation included).
@@ -390,8 +459,7 @@ class ReplayRun:
                 f"failed too: {error!r}"
             )
 
-    async def _save(self, key: str, position: int) -> None:
-        state = {"scope": self.scope, **self.filters}
+    async def _save(self, key: str, position: int, state: dict[str, Any]) -> None:
         try:
             revision = await save_checkpoint(
                 self.replay.checkpoints,
@@ -414,6 +482,7 @@ class ReplayRun:
                 raise
             revision = held
         self.saved_position, self.saved_revision = position, revision
+        self.saved_state = state
 
     async def _holds(
         self, key: str, position: int, state: Any, failure: StoreError
@@ -461,6 +530,38 @@ class ReplayRun:
         result = self.progress(snapshot)
         if isinstance(result, Awaitable):
             await result
+
+
+def _held_of(state: dict[str, Any]) -> tuple[int, int] | None:
+    """A checkpoint state's ``held`` (see :meth:`ReplayRun._target`), if well formed."""
+    held = state.get("held")
+    if (
+        isinstance(held, list)
+        and len(held) == 2
+        and all(isinstance(item, int) and not isinstance(item, bool) for item in held)
+    ):
+        return held[0], held[1]
+    return None
+
+
+def first_outside(
+    ranges: list[tuple[int, int | None]], covered: list[tuple[int, int | None]]
+) -> int | None:
+    """The first position in ``ranges`` that no range of ``covered`` holds (None: none);
+    both are sorted, disjoint ``(low, high)`` ranges, ``high`` exclusive or None (open)."""
+    for low, high in ranges:
+        position = low
+        for covered_low, covered_high in covered:
+            if covered_high is not None and covered_high <= position:
+                continue
+            if covered_low > position:
+                break
+            if covered_high is None:
+                return None
+            position = covered_high
+        if high is None or position < high:
+            return position
+    return None
 
 
 class UpTo:
