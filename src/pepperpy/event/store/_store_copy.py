@@ -223,16 +223,17 @@ async def _deletions(
     """
     found = hidden_from(page)
     names = sorted({row[1] for row in page})
-    raised: list[str] = []
     for start in range(0, len(names), _LOOKUPS):
         states = await source.stream_states(names[start : start + _LOOKUPS])
         for name, state in states.items():
             if state.first_visible > found.get(name, 0):
                 found[name] = state.first_visible
-                raised.append(name)
-    carried = 0
-    for start in range(0, len(raised), _LOOKUPS):
-        ours = await destination.stream_states(raised[start : start + _LOOKUPS])
+    # counted over every stream the page hides events of: one whose hidden rows are in
+    # the page, deleted after the rows the destination shows, is deleted there too (only
+    # those the source's states moved on were counted, so such a copy reported none)
+    carried, hiding = 0, sorted(found)
+    for start in range(0, len(hiding), _LOOKUPS):
+        ours = await destination.stream_states(hiding[start : start + _LOOKUPS])
         carried += sum(
             1
             for name, state in ours.items()

@@ -36,6 +36,7 @@ from ._export_lines import (
 )
 from ._store import EventStore
 from ._store_copy import (
+    _LOOKUPS,
     DEFAULT_BATCH,
     CopyProgress,
     CopyReport,
@@ -341,22 +342,24 @@ async def _import_lines(
                 checks[row[0]] = row[3]
         hidden: dict[str, int] = {}  # deletions among the events the destination holds
         batch: list[StoredRow] = []
-        after, copied = head, 0
+        after, copied, deletions = head, 0, 0
 
         async def flush() -> None:
-            nonlocal after, copied, hidden
+            nonlocal after, copied, deletions, hidden
             for stream, position in hidden_from(batch).items():
                 hidden[stream] = max(position, hidden.get(stream, 0))
             rows: list[Row] = [tuple(row[:12]) for row in batch]
             try:
                 if sealed:
                     refuse_plain(rows)
+                deleting = await _deleting(writing, hidden) if head is not None else 0
                 await writing.write_stored(rows, after, hidden)
             except StoreError as exc:  # this batch refused: say what the ones before wrote
                 if copied:  # same error, same type and ``written`` (of this batch)
                     exc.args = (f"{exc}; {_written(copied, after, advice=_AGAIN)}",)
                 raise
             hidden = {}
+            deletions += deleting
             if rows:
                 copied += len(rows)
                 after = rows[-1][0]
@@ -389,7 +392,24 @@ async def _import_lines(
         _check_all_held(checks, name)
         if batch or hidden:
             await flush()
-    return CopyReport(copied, head, after, 0, time.monotonic() - started)
+    return CopyReport(copied, head, after, deletions, time.monotonic() - started)
+
+
+async def _deleting(destination: StoreBackend, hidden: dict[str, int]) -> int:
+    """How many streams ``write_stored(..., hidden)`` deletes on ``destination``: those
+    showing events there below the position their events become visible from (a
+    deletion the file carries over to events the destination held already), as
+    ``copy_store`` counts them in ``CopyReport.deletions``."""
+    names = sorted(hidden)
+    count = 0
+    for start in range(0, len(names), _LOOKUPS):
+        states = await destination.stream_states(names[start : start + _LOOKUPS])
+        count += sum(
+            1
+            for name, state in states.items()
+            if state.next_position > state.first_visible < hidden[name]
+        )
+    return count
 
 
 async def _open_waiting(path: str) -> IO[str]:
