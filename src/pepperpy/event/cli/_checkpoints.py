@@ -20,14 +20,19 @@ from ..store._store import EventStore
 from ..store.postgres import PostgresBackend
 from ..store.sqlite import SQLiteBackend
 from ._output import field
-from ._shell import emit, json_option, open_store, run, store_option
+from ._shell import emit, open_store, run, store_option
 
 __all__ = ["checkpoints"]
 
 
 @click.command("checkpoints")
 @store_option
-@json_option
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print each checkpoint as a JSON object (name, position, behind, updated_at).",
+)
 def checkpoints(store: str, as_json: bool) -> None:
     """List the saved checkpoints: NAME POSITION BEHIND UPDATED.
 
