@@ -171,19 +171,27 @@ def read_cloudevent(
     else:
         data = obj.get("data")  # a JSON string stays a string (CloudEvents JSON format)
     version = _read_version(obj.get(_VERSION_EXTENSION, 1))
-    source = obj["source"]
+    source = _plain(obj["source"])
     subject = obj.get("subject")
     return cls._restore(
-        obj["type"],
+        _plain(obj["type"]),
         data,
         metadata,
-        obj["id"],
+        _plain(obj["id"]),
         timestamp,
         version,
         None if source == _DEFAULT_SOURCE else source,
-        subject if isinstance(subject, str) and subject else None,
+        _plain(subject) if isinstance(subject, str) and subject else None,
         parsed=parsed,
     )
+
+
+def _plain(text: str) -> str:
+    """``text`` as a plain str: a mapping built by code may hold a ``StrEnum`` or
+    ``(str, Enum)`` member (an event type kept in an enum), which the event would keep
+    as it is, so that ``str(event.type)`` printed ``Types.CREATED`` (CPython 3.12+) in
+    logs, stores and ``to_dict()``, where ``Event()`` and ``emit`` keep the str it holds."""
+    return text if text.__class__ is str else str.__str__(text)
 
 
 def _read_packed_metadata(packed: Any) -> dict[str, Any]:
