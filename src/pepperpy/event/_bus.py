@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._bus_batch import Key
 from ._bus_batch import publish_many as _publish_many
-from ._bus_checks import check_headers, published_event
+from ._bus_checks import carried_key, check_headers, published_event
 from ._bus_checks import dead_letter_sources as _dead_letter_sources  # tests import it here
 from ._bus_dead_letters import dead_letter
 from ._bus_delivery import Delivery, Registration, deliverer
@@ -348,6 +348,8 @@ class EventBus(AsyncClosing):
 
         Returns the published event. ``key`` orders events within a group (events with
         one key are handled in publish order); ``headers`` are added to the metadata.
+        Without ``key``, an event whose metadata carries a ``partitionkey`` (an
+        :class:`Event` forwarded or re-driven, or ``headers``) is published with that key.
         """
         topic = plain_name(topic)  # a StrEnum member: the str it holds
         self._check_topic(topic)
@@ -359,6 +361,8 @@ class EventBus(AsyncClosing):
         if headers:
             check_headers(headers)
         event = published_event(topic, message, key, headers)
+        if key is None:
+            key = carried_key(event)  # an Event (or headers) carrying its partitionkey
         if self._closed:
             refuse_publish(self)  # a handler finishing during close() may still publish
         elif not self._started or self._unregistered:

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._bus_checks import check_headers, published_event
+from ._bus_checks import carried_key, check_headers, published_event
 from ._bus_loop import refuse_publish, start_to_publish
 from ._errors import SerializationError
 from ._event import Event, json_native
@@ -65,7 +65,10 @@ async def publish_many(
                     )
                 check_key(event_key)
                 event_key = plain_name(event_key)
-            events.append(_event(topic, message, event_key, headers))
+            event = _event(topic, message, event_key, headers)
+            if event_key is None:
+                event_key = carried_key(event)  # an Event (or headers) carrying its key
+            events.append(event)
         except Exception as exc:
             named = _at(index, exc)
             if named is exc:

@@ -18,6 +18,7 @@ from ._frozen import check_json
 from ._json import dumps
 from ._patterns import parse_pattern
 from ._shredded import SHREDDED_MARKER, refuse_shredded_marker, shredded_read
+from .transports.base import check_key
 
 __all__ = ["check_headers", "check_metadata", "dead_letter_sources", "published_event"]
 
@@ -106,6 +107,24 @@ def published_event(
     if key is not None:
         event.metadata[PARTITION_KEY] = key
     return event
+
+
+def carried_key(event: Event) -> str | None:
+    """The key an event published without ``key=`` goes with: the ``partitionkey`` its
+    metadata carries (an :class:`Event` forwarded from another bus, a dead letter's
+    original re-driven, or ``headers`` naming one), if it is a str; checked as ``key=``
+    is.
+
+    Consumers read the key from the metadata (the transports' key lanes on NATS and
+    RabbitMQ, the bus's own dead letters), so an event carrying one but routed without
+    it reached a group's partitions at random: on RabbitMQ a group ran such events of
+    one key at once, out of order, while NATS kept them in order.
+    """
+    key = event._metadata.get(PARTITION_KEY) if event._metadata else None
+    if not isinstance(key, str):
+        return None
+    check_key(key)
+    return key
 
 
 def _marked_by_a_shred(event: Event, topic: str) -> bool:
