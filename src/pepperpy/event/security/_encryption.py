@@ -60,6 +60,7 @@ from ._envelope import (
     Context,
     aesgcm,
     associated_data,
+    check_plaintext,
     describe,
     is_envelope,
     not_an_envelope,
@@ -267,6 +268,7 @@ class StreamEncryption:
         The ciphertext is bound to ``stream``, ``event_id`` and the ``context`` values
         (str, int, bytes or None, in order): decrypting needs the same ones.
         """
+        check_plaintext(plaintext, "plaintext")
         version, cipher = await self._current(stream)
         return seal(associated_data(EVENT, stream, event_id, context), plaintext, version, cipher)
 
@@ -274,6 +276,9 @@ class StreamEncryption:
         self, stream: str, items: Iterable[tuple[str, bytes, Context]]
     ) -> list[dict[str, Any]]:
         """:meth:`encrypt` for ``(event_id, plaintext, context)`` triples: one key store check."""
+        items = list(items)
+        for index, (_, plaintext, _) in enumerate(items):
+            check_plaintext(plaintext, f"the plaintext of item {index}")
         version, cipher = await self._current(stream)
         return [
             seal(associated_data(EVENT, stream, event_id, context), plaintext, version, cipher)
@@ -288,6 +293,7 @@ class StreamEncryption:
         Its associated data is of another kind than any event's, so an event ciphertext
         never decrypts as a snapshot (nor the reverse), whatever the event's id.
         """
+        check_plaintext(plaintext, "plaintext")
         key_version, cipher = await self._current(stream)
         associated = associated_data(SNAPSHOT, stream, version, context)
         return seal(associated, plaintext, key_version, cipher)
@@ -396,6 +402,7 @@ class StreamEncryption:
         to the projection's name and the position, so a state moved to another
         projection or claimed for another position fails authentication.
         """
+        check_plaintext(plaintext, "plaintext")
         keys = state_keys(projection)
         version, cipher = await self._current(keys)
         return seal(associated_data(STATE, keys, position, ()), plaintext, version, cipher)

@@ -28,6 +28,7 @@ __all__ = [
     "Context",
     "aesgcm",
     "associated_data",
+    "check_plaintext",
     "describe",
     "is_envelope",
     "not_an_envelope",
@@ -95,6 +96,22 @@ _dumps = orjson.dumps
 _AS_IS = frozenset({str, int, type(None)})
 
 
+def check_plaintext(plaintext: object, what: str) -> None:
+    """Refuse ``plaintext`` that is not bytes, naming what was given, before anything
+    (a new data key included) is written: the cipher's own error named no argument."""
+    if not isinstance(plaintext, bytes | bytearray | memoryview):
+        hint = (
+            ": encode it first (text.encode())"
+            if isinstance(plaintext, str)
+            else ": serialize it first (json.dumps(data).encode())"
+            if isinstance(plaintext, dict | list)
+            else ""
+        )
+        raise TypeError(
+            f"{what} must be bytes (serialized data), got {type(plaintext).__name__}{hint}"
+        )
+
+
 def seal(associated: bytes, plaintext: bytes, version: int, cipher: Any) -> dict[str, Any]:
     nonce = os.urandom(NONCE)
     sealed = cipher.encrypt(nonce, plaintext, associated)
@@ -123,6 +140,14 @@ def state_keys(projection: str) -> str:
 def not_an_envelope(kind: str, stream: str, name: str | int, value: object) -> str:
     """Why ``value`` is refused where an envelope belongs."""
     what = f"{describe(kind, name)} of {stream!r}"
+    if isinstance(value, str | bytes | bytearray) and stored_key_version(value):
+        # the envelope serialized (kept as a JSON column, say) and handed over as text:
+        # it is not plain data, and a message saying so sent the caller the wrong way
+        return (
+            f"{what} was given as {type(value).__name__}: JSON text of an encryption"
+            " envelope, not the envelope itself; pass the dict encrypt() returned"
+            " (decode kept JSON text first: json.loads(text))"
+        )
     marker = value.get(MARKER) if isinstance(value, Mapping) else None
     if marker is None:
         return (
@@ -144,7 +169,7 @@ def is_envelope(value: Any) -> TypeGuard[Mapping[str, Any]]:
     return marker.__class__ is int and marker == FORMAT
 
 
-def stored_key_version(stored: str | bytes) -> int:
+def stored_key_version(stored: str | bytes | bytearray) -> int:
     """The data key version named by stored event data (JSON text); 0 if not encrypted.
 
     Plain data is only searched for the marker; malformed JSON or a malformed
