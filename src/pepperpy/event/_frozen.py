@@ -125,9 +125,7 @@ def _freeze(value: Any) -> Any:
         while True:
             for key, item in items:
                 if keyed and key.__class__ is not str:
-                    raise SerializationError(
-                        f"object keys must be strings, got {type(key).__name__} key {key!r}"
-                    )
+                    raise SerializationError(_key_refused(key))
                 cls = item.__class__
                 if cls in _ATOMS:
                     pass
@@ -181,6 +179,18 @@ def _freeze(value: Any) -> Any:
         if not keyed or key.__class__ is str:  # about the item at ``key``, not the key
             path.append(key)
         raise _at(exc, path) from None
+
+
+def _key_refused(key: Any) -> str:
+    """Why ``key`` cannot be an object key in event data: not a plain ``str``."""
+    message = f"object keys must be strings, got {type(key).__name__} key {key!r}"
+    if isinstance(key, str):
+        # a StrEnum member is a str, so "must be strings" alone reads as a contradiction
+        message += (
+            " (a subclass of str: JSON encoders take plain str keys only; use its plain "
+            "str, an enum member's .value)"
+        )
+    return message
 
 
 def _settle(value: Any) -> Any:
