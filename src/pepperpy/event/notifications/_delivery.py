@@ -14,7 +14,7 @@ import functools
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from .._retry import RetryPolicy
 from ._models import ChannelResult, Notification, NotificationDeadLetter
 from ._ratelimit import RateLimit
 from .channels import Channel
-from .channels.base import SENT, TURN
+from .channels.base import PAUSE, SENT, TURN
 
 __all__ = ["CLOSE_GRACE", "Call", "Deliveries", "Failure", "Route"]
 
@@ -104,6 +104,20 @@ class _Try:
                 self.started = True
             finally:
                 self.waiting = False
+
+    @contextlib.contextmanager
+    def pause(self) -> Iterator[None]:
+        """A wait of the channel's before it writes (for a free connection): refused once
+        the system closed, and ended at once by ``close()``, as a rate-limit wait."""
+        closed = self.closed()
+        if closed is not None:
+            self.refused = closed
+            raise closed
+        self.waiting = True
+        try:
+            yield
+        finally:
+            self.waiting = False
 
     def end(self) -> None:
         """The try is over: a start that led to no write (no connection) is given back."""
@@ -230,6 +244,7 @@ class Deliveries:
                 route.rate_limit, functools.partial(self.closed_before, route, attempt), on_sent
             )
             turn = TURN.set(current.take_turn)
+            pause = PAUSE.set(current.pause)
             sent = SENT.set(current.mark_sent)
             try:
                 async with current.scope:
@@ -249,6 +264,7 @@ class Deliveries:
                 error = _as_notification_error(route.name, exc)
             finally:
                 SENT.reset(sent)
+                PAUSE.reset(pause)
                 TURN.reset(turn)
                 current.closed = _over  # see _over
             if current.sent:  # accepted, then failed or cut off ending the session: delivered

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 
 from ..._errors import ConfigurationError, MissingDependencyError, RecipientError, TemplateError
@@ -21,6 +22,13 @@ _PERMANENT = (RecipientError, TemplateError, ConfigurationError, MissingDependen
 #: set by the system around each try: waits for that try's rate-limit slot (once)
 TURN: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar(
     "pepperpy_event_notification_turn", default=None
+)
+
+#: set by the system around each try: a context manager around a wait of the channel's
+#: before it writes (a free connection), which ``close()`` ends at once, as a rate-limit
+#: wait, the try failing unsent; it raises ``ClosedError`` when the system was closed
+PAUSE: ContextVar[Callable[[], AbstractContextManager[None]] | None] = ContextVar(
+    "pepperpy_event_notification_pause", default=None
 )
 
 #: set by the system around each try: records that the receiver accepted its message

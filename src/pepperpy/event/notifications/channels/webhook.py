@@ -42,12 +42,13 @@ from ... import __version__
 from ..._deps import require
 from ..._errors import ConfigurationError, NotificationError
 from ..._json import dumps
+from ..._loops import LoopShares
 from ..._seconds import check_seconds
 from .._loopclients import LoopClients
 from .._models import Notification
 from .._urls import split_url
 from ._webhook_urls import hidden_in_httpcore_log, show_in_httpx_log, shown_location, shown_url
-from .base import Channel
+from .base import PAUSE, Channel
 
 __all__ = ["RESPONSE_LIMIT", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookChannel"]
 
@@ -71,6 +72,25 @@ _FRAMING = frozenset({"content-length", "transfer-encoding"})
 _SIGNING = frozenset({SIGNATURE_HEADER.lower(), TIMESTAMP_HEADER.lower()})
 #: how much of an error answer's body an error message quotes
 _QUOTED = 200
+#: requests one channel has under way on one event loop: its httpx pool's connections.
+#: A try past them waits for a free one before its ``timeout`` starts. Left to httpx, it
+#: waited inside the timeout (a burst of 150 alerts to a receiver answering in 1 s failed
+#: its last 50 tries, which the receiver then got twice), and a few hundred waiting in
+#: httpcore's pool kept any request from being written before its deadline
+IN_FLIGHT = 100
+
+
+class _Slots:
+    """One event loop's slots for the requests a channel has under way there."""
+
+    __slots__ = ("loop", "slots")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.slots = asyncio.Semaphore(IN_FLIGHT)
+
+    def abandon(self) -> None:
+        """Nothing to drop: its waiters went with their loop."""
 
 
 class WebhookChannel(Channel):
@@ -144,6 +164,7 @@ class WebhookChannel(Channel):
         # (sent both, a receiver saw two Content-Types or Idempotency-Keys)
         self._configured = frozenset(name.lower() for name in self.headers)
         self._clients: LoopClients[Any] = LoopClients(self._new_client, _close_client, owner=self)
+        self._slots: LoopShares[_Slots] = LoopShares(_Slots)
 
     @staticmethod
     def sign(secret: str | bytes, body: bytes, timestamp: str) -> str:
@@ -183,7 +204,8 @@ class WebhookChannel(Channel):
 
     def _new_client(self) -> Any:
         httpx = require("httpx", extra="webhook", feature="the webhook channel")
-        return httpx.AsyncClient(timeout=self.timeout)
+        limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=20)
+        return httpx.AsyncClient(timeout=self.timeout, limits=limits)
 
     async def send(self, notification: Notification) -> None:
         httpx = require("httpx", extra="webhook", feature="the webhook channel")
@@ -203,6 +225,11 @@ class WebhookChannel(Channel):
         loop = asyncio.get_running_loop()
         answers: list[Any] = []  # the response, once its status line and headers came
         start = bytearray()  # the start of its body, as far as it came
+        # a free connection first, outside the timeout (see IN_FLIGHT)
+        slots = self._slots.here().slots
+        pause = PAUSE.get()
+        with contextlib.nullcontext() if pause is None else pause():
+            await slots.acquire()  # close() ends this wait at once: nothing was sent
         try:
             async with asyncio.timeout(self.timeout) as deadline:
 
@@ -240,6 +267,8 @@ class WebhookChannel(Channel):
                 raise NotificationError(
                     f"webhook {self._shown} failed: {exc!r}"
                 ) from _builtin_cause(exc, httpx)
+        finally:
+            slots.release()
         # the status came: it is the answer, even if the body then stalled or broke off (a
         # 2xx is a delivery, and trying it again would send the message twice)
         response = answers[0]
