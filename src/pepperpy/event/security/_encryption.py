@@ -515,12 +515,20 @@ class StreamEncryption:
         under its version, without anyone tampering: a :class:`MemoryKeyStore` (the
         default) forgets its keys when its process ends, so events written by an earlier
         process name keys it never held, or versions it has since given to new keys.
-        Empty for any other key store."""
+        For a key store that keeps them (a file, a database), the same happens when it
+        is not the one the events were written with: another path (a typo, a relative
+        path from another working directory, a volume not mounted) opens an empty key
+        store, whose first key for a stream then takes the version its old events name.
+        """
         store = self.key_store
         if store.__class__ is not MemoryKeyStore and not (
             isinstance(store, SQLiteKeyStore) and store.path in ("", ":memory:")
         ):
-            return ""
+            return (
+                f"; or {store!r} is not the key store the events were written with"
+                " (another file or database: check its path or URL; a key written to it"
+                " for this stream takes the version number its older events name)"
+            )
         return (
             "; or the events were written by another process: this"
             " StreamEncryption keeps its data keys in a MemoryKeyStore (the default"
