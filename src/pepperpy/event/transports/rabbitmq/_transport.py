@@ -216,6 +216,9 @@ class RabbitMQTransport(Transport):
         self._published: asyncio.Event | None = None
         self._publishes_refused = False
 
+    def __repr__(self) -> str:  # as RedisTransport's and NatsTransport's: no password
+        return f"RabbitMQTransport({redact_url(self.url)!r}, exchange={self.exchange_name!r})"
+
     @property
     def delivery_limit(self) -> int:
         """``max_deliveries`` under RabbitMQ's name (for code written before it had one)."""
