@@ -100,7 +100,14 @@ def audit_verify(path: str, expect_count: int | None, expect_head: str | None) -
     result = _verify_audit(path, key, expect_count=expect_count, expect_head=expect_head)
     if not result.ok:
         if result.kind in _KEY_PROBLEMS:  # the log records its key setting (AuditLog)
-            raise CommandError(f"audit log {path!r} {_KEY_PROBLEMS[result.kind]}")
+            problem = _KEY_PROBLEMS[result.kind]
+            if result.kind == "missing_key" and "PEPPERPY_EVENT_AUDIT_KEY" in os.environ:
+                # set, but empty: a CI secret or a deployment variable that expanded
+                # to nothing, where "not set" sent the reader to look for the wrong fault
+                problem = problem.replace(
+                    "which is not set", "which is not set (it holds an empty string)"
+                )
+            raise CommandError(f"audit log {path!r} {problem}")
         bad = result.first_bad_sequence
         where = "" if bad is None else f"entry {bad}: "
         verified = "verified" if bad is None else "before it verified"
