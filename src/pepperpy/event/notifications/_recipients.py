@@ -52,6 +52,15 @@ def resolve_recipient(
         if not required:
             return None
         where = "no user in the context" if user is None else f"user has no {field!r}"
+        if isinstance(to, Mapping):
+            # a to= mapping was given: its keys are what to check first (a misspelt
+            # channel name read "pass to=", as if none had been)
+            keys = ", ".join(repr(key) for key in list(to)[:10]) or "none"
+            kinds = "" if kind == channel else f" nor its kind {kind!r}"
+            raise RecipientError(
+                f"channel {channel!r} ({kind}) has no recipient: to= names neither "
+                f"{channel!r}{kinds} (its keys: {keys}), and {where}"
+            )
         raise RecipientError(
             f"channel {channel!r} ({kind}) has no recipient: {where}; pass to= or user.{field}"
         )
