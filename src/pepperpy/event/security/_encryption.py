@@ -595,12 +595,23 @@ class StreamEncryption:
         return await settled(self._shred(stream))
 
     async def _shred(self, stream: str) -> bool:
-        rows = await self.key_store.load(stream)
-        # in version order, as a rotation locks them (PostgreSQL: no deadlock with one)
-        live = sorted(version for version, (master_id, _) in rows.items() if master_id != SHREDDED)
-        # one write (one transaction on SQLite and PostgreSQL): a shred that fails
-        # leaves the stream as it was, never half-shredded
-        await self.key_store.tombstone(stream, live)
+        try:
+            rows = await self.key_store.load(stream)
+            # in version order, as a rotation locks them (PostgreSQL: no deadlock with one)
+            live = sorted(
+                version for version, (master_id, _) in rows.items() if master_id != SHREDDED
+            )
+            # one write (one transaction on SQLite and PostgreSQL): a shred that fails
+            # leaves the stream as it was, never half-shredded
+            await self.key_store.tombstone(stream, live)
+        except EncryptionError as exc:
+            # the key store's words ("nothing of this call was written; reads go on")
+            # did not say that the erasure asked for was not made
+            raise EncryptionError(
+                f"could not shred {stream!r}: {exc}; the stream may not be shredded (its"
+                " events may still be readable): shred it again once the cause is gone"
+                " (shredding a stream already shredded changes nothing)"
+            ) from exc
         # what the key store now holds: a page preloaded before reads as shredded
         self._apply(stream, dict.fromkeys(rows, (SHREDDED, b"")))
         if live:  # once for all the versions (an SQLite WAL truncated: never waits)
