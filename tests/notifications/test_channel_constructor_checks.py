@@ -17,7 +17,13 @@ from typing import Any
 
 import pytest
 
-from pepperpy.event import ConfigurationError, EmailChannel, NotificationSystem, WebhookChannel
+from pepperpy.event import (
+    AppriseChannel,
+    ConfigurationError,
+    EmailChannel,
+    NotificationSystem,
+    WebhookChannel,
+)
 from tests.notifications.servers import MailSink, self_signed_cert, server_tls_context, smtp_running
 
 SENDER = "alerts@example.com"
@@ -31,8 +37,9 @@ def test_starttls_that_is_not_a_bool_is_a_type_error(value: object) -> None:
 
 @pytest.mark.parametrize("flag", ["tls", "validate_certs"])
 def test_tls_and_validate_certs_must_be_bools(flag: str) -> None:
+    options: dict[str, Any] = {flag: "false"}
     with pytest.raises(TypeError, match=rf"EmailChannel {flag} must be True or False, got 'false'"):
-        EmailChannel("127.0.0.1", 2525, sender=SENDER, **{flag: "false"})
+        EmailChannel("127.0.0.1", 2525, sender=SENDER, **options)
 
 
 async def test_a_server_offering_starttls_is_never_written_to_in_clear(tmp_path: Path) -> None:
@@ -123,3 +130,25 @@ def test_an_empty_webhook_secret_is_refused(secret: str | bytes) -> None:
 def test_webhook_secrets_that_sign_are_kept() -> None:
     assert "signed" in repr(WebhookChannel("https://hooks.example.com/in", secret="s3cret"))
     assert "signed" in repr(WebhookChannel("https://hooks.example.com/in", secret=b"\x00k"))
+
+
+def test_a_tls_context_that_is_not_one_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="EmailChannel tls_context must be an ssl.SSLContext"):
+        EmailChannel("127.0.0.1", 25, sender=SENDER, tls_context="/etc/ssl/ca.pem")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("urls", [5, b"pover://user@token", None])
+def test_apprise_urls_of_the_wrong_type_are_a_type_error(urls: Any) -> None:
+    with pytest.raises(TypeError, match="AppriseChannel urls must be a str or a list of str"):
+        AppriseChannel(urls)
+
+
+def test_an_apprise_url_that_is_no_str_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="AppriseChannel URLs must be str, got 5"):
+        AppriseChannel(["json://localhost/hook", 5])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("value", ["no", "false", 0])
+def test_builtin_templates_must_be_a_bool(value: object) -> None:
+    with pytest.raises(TypeError, match="builtin_templates must be True or False"):
+        NotificationSystem(builtin_templates=value)  # type: ignore[arg-type]

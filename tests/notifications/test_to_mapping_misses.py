@@ -9,7 +9,8 @@ from pepperpy.event import MemoryChannel, NotificationSystem, RecipientError
 
 async def test_a_misspelt_to_key_is_named_in_the_error() -> None:
     notifications = NotificationSystem()
-    inbox = notifications.add_channel("email", MemoryChannel())
+    inbox = MemoryChannel()
+    notifications.add_channel("email", inbox)
     result = await notifications.notify(body="disk full", to={"emial": "ops@example.com"})
     await notifications.close()
 

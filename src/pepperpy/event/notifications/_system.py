@@ -107,6 +107,8 @@ class NotificationSystem(AsyncClosing):
                 f"handler_retry_policy must be a RetryPolicy, got {handler_retry_policy!r}"
             )
         check_count(idempotency_size, "idempotency_size")
+        if not isinstance(builtin_templates, bool):  # "no" or "false" left them on
+            raise TypeError(f"builtin_templates must be True or False, got {builtin_templates!r}")
         self.templates = TemplateLibrary(template_dir, builtins=builtin_templates)
         self.retry_policy = retry_policy
         self.handler_retry_policy = handler_retry_policy

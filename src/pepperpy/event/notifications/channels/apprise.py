@@ -22,7 +22,7 @@ import threading
 import warnings
 import weakref
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -47,8 +47,14 @@ class AppriseChannel(Channel):
 
     def __init__(self, urls: str | Sequence[str], *, kind: str | None = None) -> None:
         check_kind(kind, "AppriseChannel", "the name the channel is added under")
+        if isinstance(urls, bytes | bytearray) or not isinstance(urls, str | Iterable):
+            # an int was "'int' object is not iterable", bytes a tuple of ints
+            raise TypeError(f"AppriseChannel urls must be a str or a list of str, got {urls!r}")
         self.urls = (urls,) if isinstance(urls, str) else tuple(urls)
-        if not self.urls or not all(isinstance(u, str) and u for u in self.urls):
+        for url in self.urls:
+            if not isinstance(url, str):
+                raise TypeError(f"AppriseChannel URLs must be str, got {url!r}")
+        if not self.urls or not all(self.urls):
             raise ConfigurationError("AppriseChannel needs at least one URL")
         self.kind = kind
         self.needs_recipient = any(PLACEHOLDER in url for url in self.urls)

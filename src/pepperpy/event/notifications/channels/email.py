@@ -97,6 +97,10 @@ class EmailChannel(Channel):
             if not isinstance(value, bool) and not (flag == "starttls" and value is None):
                 allowed = "True, False or None" if flag == "starttls" else "True or False"
                 raise TypeError(f"EmailChannel {flag} must be {allowed}, got {value!r}")
+        if tls_context is not None and not isinstance(tls_context, ssl.SSLContext):
+            raise TypeError(
+                f"EmailChannel tls_context must be an ssl.SSLContext, got {tls_context!r}"
+            )
         for name, text in (("username", username), ("password", password)):
             if text is not None and not isinstance(text, str):
                 raise TypeError(
