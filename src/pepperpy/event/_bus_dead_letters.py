@@ -17,7 +17,7 @@ from ._blame import blamed
 from ._bus_logging import log_fields, logged_shorter
 from ._bus_serve import where
 from ._cancel import cancelling
-from ._deadletter import dead_letter_event, partition_key
+from ._deadletter import dead_letter_event, partition_key, shortened_reason
 from ._event import Event
 from ._guarded import guarded
 from ._oversize import OversizeError
@@ -41,7 +41,7 @@ async def dead_letter(
     bus.dead_letters.append(letter)
     bus._dead_letter_count += 1
     event = letter.event
-    reason = f"{type(letter.exception).__name__}: {letter.exception}"
+    reason = shortened_reason(f"{type(letter.exception).__name__}: {letter.exception}")
     dead = dead_letter_event(
         event,
         reason=reason if cut is None else f"{reason} ({cut})",

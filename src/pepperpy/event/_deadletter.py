@@ -19,13 +19,36 @@ __all__ = [
     "DL_ORIGINAL_ID",
     "DL_REASON",
     "PARTITION_KEY",
+    "REASON_LIMIT",
     "dead_letter_event",
+    "shortened_reason",
 ]
 
 #: metadata keys describing a dead letter
 DL_REASON, DL_ATTEMPTS, DL_GROUP, DL_ORIGINAL_ID = "dlreason", "dlattempts", "dlgroup", "dlid"
 #: the CloudEvents partitioning extension: the key that orders events within a group
 PARTITION_KEY = "partitionkey"
+#: characters of a failure's text a dead letter's ``dlreason`` keeps, at most
+REASON_LIMIT = 4096
+
+
+def shortened_reason(reason: str) -> str:
+    """``reason`` (``ExceptionType: message``) cut to :data:`REASON_LIMIT` characters,
+    saying how many more there were.
+
+    An error's text has no bound (a response body, a rendered query, a validation error
+    quoting its input), and the dead letter carries it: a small event whose handler
+    raised a 2 MB message made a 2 MB dead letter, over NATS's ``max_payload``, so it was
+    dropped instead of stored. The whole error stays in ``bus.dead_letters`` and the
+    ERROR record.
+    """
+    if len(reason) <= REASON_LIMIT:
+        return reason
+    more = len(reason) - REASON_LIMIT
+    return (
+        f"{reason[:REASON_LIMIT]}... ({more:,} more characters, cut from the dead letter: "
+        "the whole error is in the ERROR record and bus.dead_letters)"
+    )
 
 
 def dead_letter_event(
