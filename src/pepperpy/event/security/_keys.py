@@ -42,7 +42,11 @@ def page_size(page: int | None) -> int:
 
 
 class KeyRing:
-    """Named 256-bit master keys; the ``primary`` one wraps new data keys."""
+    """Named 256-bit master keys; the ``primary`` one wraps new data keys.
+
+    A ring of several keys needs ``primary=`` (``ConfigurationError`` without it): which
+    key wraps new data keys is never taken from the mapping's order.
+    """
 
     def __init__(
         self, keys: Mapping[str, bytes] | None = None, *, primary: str | None = None
@@ -52,7 +56,16 @@ class KeyRing:
             self.add(key_id, key)
         if primary is not None and primary not in self._keys:
             raise ConfigurationError(f"primary key {primary!r} is not in the key ring")
-        self.primary = primary or (next(reversed(self._keys)) if self._keys else None)
+        if primary is None and len(self._keys) > 1:
+            # it was the mapping's last key: a ring built in another order (keys read
+            # from a directory listing, a secret manager) wrapped new data keys under the
+            # old master key after a rotation, which retiring that key then lost
+            raise ConfigurationError(
+                f"a key ring of several master keys ({list(self._keys)!r}) needs primary=,"
+                " the id of the key that wraps new data keys (the newest): it is not"
+                " taken from the mapping's order; KeyRing({...}, primary=key_id)"
+            )
+        self.primary = primary or (next(iter(self._keys)) if self._keys else None)
 
     @classmethod
     def generate(cls, key_id: str = "k1") -> KeyRing:
