@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 import click
 
-from .._errors import ConcurrencyError, StreamDeletedError
+from .._errors import ConcurrencyError, ReplayError, StreamDeletedError
 from .._event import Event
 from .._replay import EventReplay, ReplayProgress, ReplayReport
 from .._seconds import check_seconds
@@ -280,6 +280,11 @@ def list_streams(pattern: str, store: str) -> None:
     "--max-gap", type=float, help="With --speed (required): never pause longer than this (seconds)."
 )
 @click.option("--checkpoint", help="Resume after the last run with this name.")
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Forget --checkpoint's saved position first: start over from --start-pos.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
 @json_option
 def replay(
@@ -293,6 +298,7 @@ def replay(
     speed: float | None,
     max_gap: float | None,
     checkpoint: str | None,
+    reset: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -309,6 +315,8 @@ def replay(
         checked_name(stream, "--stream", "stream")
     if checkpoint is not None and not checkpoint:
         raise CommandError("--checkpoint is empty: give the checkpoint's name, such as nightly")
+    if reset and checkpoint is None:
+        raise click.UsageError("--reset forgets a --checkpoint: give --checkpoint NAME too")
     window = time_window(start_time, end_time)
     if speed is not None and not speed > 0:  # NaN too
         raise CommandError(f"--speed must be a number > 0 (2 = twice as fast), got {speed}")
@@ -341,6 +349,9 @@ def replay(
                         f"{shown(store)} is open read-only, so nothing was replayed; replay "
                         "without --checkpoint, or with a --store that can be written"
                     )
+                if reset:
+                    assert checkpoint is not None
+                    await replayer.reset(checkpoint)
                 replayer.handle("#", show)
                 with progress_bar("replaying", printing=not quiet) as advance:
                     if stream is not None:
@@ -369,6 +380,13 @@ def replay(
 
     try:
         report = run(work, watch_stdout=speed is not None)  # its pauses print nothing
+    except ReplayError as exc:
+        if checkpoint is None or not str(exc).endswith("reset it"):
+            raise
+        # the library's "reset it" is replay.reset(), which a shell has as --reset
+        raise CommandError(
+            f"{exc} (--reset starts it over: replay --checkpoint {checkpoint} --reset)"
+        ) from exc
     except ConcurrencyError as exc:
         if checkpoint is None:
             raise
