@@ -58,6 +58,24 @@ is_atom(PyTypeObject *kind)
     return 0;
 }
 
+/* Whether a metadata dict holds only plain str, int, float, bool and None values (the
+ * Python side's _SCALARS): then a shallow copy is a whole copy; anything else goes to
+ * _event_checks._metadata_dict, which copies nested dicts and lists too. */
+static int
+flat_metadata(PyObject *metadata)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *item;
+    while (PyDict_Next(metadata, &pos, &key, &item)) {
+        PyTypeObject *kind = Py_TYPE(item);
+        if (kind != &PyUnicode_Type && kind != &PyLong_Type && kind != &PyFloat_Type &&
+            kind != &PyBool_Type && item != Py_None) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* A JSON scalar event data keeps as it is: what _frozen._is_flat takes per value. */
 static int
 is_flat_value(PyObject *item)
@@ -231,7 +249,7 @@ make_event(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (metadata == Py_None) {
         value = Py_NewRef(Py_None);
     }
-    else if (Py_IS_TYPE(metadata, &PyDict_Type)) {
+    else if (Py_IS_TYPE(metadata, &PyDict_Type) && flat_metadata(metadata)) {
         value = PyDict_Copy(metadata);
     }
     else {

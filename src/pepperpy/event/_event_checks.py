@@ -50,9 +50,24 @@ def _check_identity(changes: Mapping[str, Any]) -> None:
 
 
 def _metadata_dict(metadata: Any) -> dict[str, Any]:
-    """A copy of ``metadata`` as a dict; anything but a mapping is refused clearly."""
+    """A copy of ``metadata`` as a dict; anything but a mapping is refused clearly.
+
+    Its nested dicts and lists are copies too (:func:`_copy_metadata`): metadata is the
+    part of an event handlers and middleware change, and a shallow copy shared them with
+    the caller's dict, so that a change inside one (``event.metadata["tags"].append(...)``)
+    changed the caller's, and every other event built from it (one dict of defaults passed
+    to every ``emit``). Metadata holding a reference cycle, which no copy can hold, stays a
+    shallow copy: it is refused when copied again or written, as before.
+    """
     if metadata.__class__ is dict or isinstance(metadata, Mapping):
-        return dict(metadata)
+        copied = dict(metadata)
+        for value in copied.values():
+            if value.__class__ not in _SCALARS:
+                try:
+                    return _copy_metadata(copied)
+                except SerializationError:  # a cycle: refused where it is copied or written
+                    return copied
+        return copied
     raise TypeError(
         f"metadata must be a mapping (dict) or None, got {type(metadata).__name__} "
         f"{metadata!r:.100} (in emit() and Event() it is the argument after data: an event "
