@@ -27,6 +27,7 @@ from .._deadletter import (
     DL_REASON,
     partition_key,
 )
+from .._errors import PatternError
 from .._event import Event
 from .._frozen import thaw
 from ._bus_logs import recoveries_shown
@@ -282,6 +283,10 @@ def delete_group(pattern: str, group: str, transport: str | None, yes: bool) -> 
     except ValueError as exc:
         raise CommandError(f"GROUP: {exc}") from None
     made, printable = _transport(transport)
+    try:  # one the broker cannot express (NATS '>'): before asking, and before connecting
+        made.check_pattern(pattern)  # (which makes a NATS stream, an AMQP exchange)
+    except PatternError as exc:
+        raise CommandError(f"PATTERN: {exc}") from None
     what = f"group {field(group)} on {field(pattern)} at {printable}"
     if not yes:
         if sys.stdin is None or not sys.stdin.isatty():  # None: started with stdin closed
