@@ -185,6 +185,9 @@ class Projection(Following):
         self._holder: object | None = None
         self._live: set[StoreSubscription] = set()
         self._followers: set[asyncio.Task[Any]] = set()
+        #: how this object's last follow() ended with an error (None: it did not), for
+        #: the note on a wait_until() that times out
+        self._follow_failed: str | None = None
         self._stops = Stops(store)
         #: the tasks of the run(), rebuild() and load() calls under way (close() waits
         #: for them)
@@ -305,6 +308,7 @@ class Projection(Following):
             closed,
             store.backend.head,
             frozen=getattr(store.backend, "immutable", False) is True,
+            failed=lambda: self._follow_failed,
         )
         return await reached(
             global_position, self._moved, lambda: self._at, self._saved_position, log, through

@@ -122,6 +122,8 @@ class Log:
     closed: Callable[[], str | None]
     head: Callable[[], Awaitable[int | None]]
     frozen: bool = False
+    #: how the projection's follow() in this process ended with an error (None: it did not)
+    failed: Callable[[], str | None] = lambda: None
 
 
 async def reached(
@@ -191,6 +193,13 @@ async def reached(
                     await woken.wait()
             pause = min(pause * 2, 0.5)
     except asyncio.CancelledError as cancelled:
+        failure = log.failed()
+        if failure is not None:
+            cancelled.add_note(
+                f"{log.what} did not reach global position {position}: its follow() in "
+                f"this process ended with {failure}; nothing here moves it on (a process "
+                "serving it elsewhere may)"
+            )
         if past:
             cancelled.add_note(
                 f"{log.what} was waiting for global position {position}, which is past "

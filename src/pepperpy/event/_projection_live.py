@@ -61,6 +61,8 @@ class Following:
     #: the live subscriptions and tasks of the follow() calls under way (close() ends them)
     _live: set[StoreSubscription]
     _followers: set[asyncio.Task[Any]]
+    #: how the last follow() ended with an error (None: it did not), for wait_until()
+    _follow_failed: str | None
     #: ends the backoff of the follow() calls riding out an outage (close() wakes it)
     _stops: Stops
 
@@ -106,12 +108,16 @@ class Following:
         task = asyncio.current_task()
         if task is not None:
             self._followers.add(task)
+        self._follow_failed = None
         try:
             with self._handlers.applying():  # on/off refused meanwhile
                 try:
                     await self._follow(Outage(retry_for), self._closings)
                 except ConcurrencyError as exc:
                     raise ReplayError(taken_over(self.name, exc)) from exc
+        except Exception as exc:  # for wait_until(): a follower task's error is seen late
+            self._follow_failed = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             if task is not None:
                 self._followers.discard(task)
